@@ -1,0 +1,88 @@
+"""Engine settings: one pydantic-settings object fed by init arguments, ``TWIN_*`` env vars and ``twin.toml``.
+
+Precedence, highest first: explicit arguments, environment, ``<data_dir>/twin.toml``, defaults. The data dir
+is resolved first (argument or ``TWIN_DATA_DIR``) because it is where ``twin.toml`` lives.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "default_data_dir"]
+
+MiB = 1024 * 1024
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/twinengine`` (``~/.local/share/twinengine``): where an engine keeps its state."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "twinengine"
+
+
+class Settings(BaseSettings):
+    """Everything an engine process needs to know; the CLI, the API and the demo all build one of these."""
+
+    model_config = SettingsConfigDict(env_prefix="TWIN_", extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Folder for the embedded store.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite (WAL) at <data_dir>/twin.db."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `twin serve` binds to (loopback by default).")
+    port: int = Field(default=8000, ge=0, le=65535)
+    token_issuer: str = Field(default="twinengine", description="`iss` claim of tokens this engine signs.")
+    token_ttl: timedelta = Field(default=timedelta(days=30), description="Default lifetime of new tokens.")
+    admin_token_ttl: timedelta = Field(default=timedelta(days=365), description="Lifetime of the first token.")
+    max_request_bytes: int = Field(default=2 * MiB, gt=0, description="Largest JSON request body.")
+    max_app_archive_bytes: int = Field(default=50 * MiB, gt=0, description="Largest app archive upload.")
+    max_app_unpacked_bytes: int = Field(default=200 * MiB, gt=0, description="Largest unpacked app.")
+    db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")
+    log_level: str = Field(default="info")
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        """The effective database URL."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'twin.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        init_values: dict[str, Any] = init_settings()
+        data_dir = init_values.get("data_dir") or env_settings().get("data_dir") or default_data_dir()
+        toml_file = Path(data_dir).expanduser() / "twin.toml"
+        return (init_settings, env_settings, _DataDirToml(settings_cls, toml_file))
+
+
+class _DataDirToml(TomlConfigSettingsSource):
+    """``twin.toml`` may set anything but the data dir it lives in."""
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        values.pop("data_dir", None)
+        return values

@@ -1,0 +1,241 @@
+"""The engine's errors: one tree, raised by services, rendered once by the API, re-raised by the SDK.
+
+    TwinEngineError                 500  Internal
+    ├── InvalidInput                400  InvalidInput
+    │   └── ValidationFailed        422  ValidationFailed   (carries problems: [{loc, msg}])
+    ├── AuthenticationRequired      401  AuthenticationRequired
+    │   └── TokenInvalid            401  TokenInvalid
+    ├── PermissionDenied            403  PermissionDenied
+    ├── NotFound                    404  NotFound
+    │   ├── AppNotFound             404  AppNotFound
+    │   ├── TwinNotFound            404  TwinNotFound
+    │   ├── RevisionNotFound        404  RevisionNotFound
+    │   └── IdentityNotFound        404  IdentityNotFound
+    ├── Conflict                    409  Conflict
+    │   ├── AppVersionConflict      409  AppVersionConflict
+    │   └── TwinNameTaken           409  TwinNameTaken
+    ├── PayloadTooLarge             413  PayloadTooLarge
+    ├── DataCorrupted               500  DataCorrupted      (stored bytes no longer match their checksum)
+    └── EngineUnavailable           503  EngineUnavailable  (SDK side: the server cannot be reached)
+
+Every error has a machine ``code``, an HTTP ``status`` and a human ``message``; the wire form is
+``{"code": ..., "message": ..., "details": [...]}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+__all__ = [
+    "AppNotFound",
+    "AppVersionConflict",
+    "AuthenticationRequired",
+    "Conflict",
+    "DataCorrupted",
+    "EngineUnavailable",
+    "IdentityNotFound",
+    "InvalidInput",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "Problem",
+    "RevisionNotFound",
+    "TokenInvalid",
+    "TwinEngineError",
+    "TwinNameTaken",
+    "TwinNotFound",
+    "ValidationFailed",
+    "error_from_payload",
+]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, located by a dotted path (``streams.gauges.fields.level.unit``)."""
+
+    loc: str
+    msg: str
+
+    def __str__(self) -> str:
+        return f"{self.loc}: {self.msg}" if self.loc else self.msg
+
+    def to_dict(self) -> dict[str, str]:
+        return {"loc": self.loc, "msg": self.msg}
+
+
+def join_loc(parts: Iterable[object]) -> str:
+    """Render a location tuple as a dotted path, list indices in brackets: ``fields[2].unit``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+class TwinEngineError(Exception):
+    """Base of every error the engine raises on purpose; anything else reaching the API is a bug."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "Internal"
+
+    def __init__(self, message: str, *, details: Sequence[Mapping[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: list[dict[str, Any]] = [dict(d) for d in details or ()]
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class InvalidInput(TwinEngineError):
+    """Raised when a request is malformed: unparsable body, bad archive, bad query parameter."""
+
+    status = 400
+    code = "InvalidInput"
+
+
+class ValidationFailed(InvalidInput):
+    """Raised when well-formed input breaks the rules: every problem is listed with its location."""
+
+    status = 422
+    code = "ValidationFailed"
+
+    def __init__(self, problems: Sequence[Problem], *, message: str | None = None) -> None:
+        self.problems = list(problems)
+        text = message or "; ".join(str(p) for p in self.problems[:5])
+        if len(self.problems) > 5:
+            text += f" (and {len(self.problems) - 5} more)"
+        super().__init__(text, details=[p.to_dict() for p in self.problems])
+
+    @classmethod
+    def one(cls, loc: str, msg: str) -> ValidationFailed:
+        return cls([Problem(loc, msg)])
+
+
+class AuthenticationRequired(TwinEngineError):
+    """Raised when a request carries no bearer token."""
+
+    status = 401
+    code = "AuthenticationRequired"
+
+
+class TokenInvalid(AuthenticationRequired):
+    """Raised when a token is malformed, badly signed, expired, revoked or from an unknown issuer."""
+
+    code = "TokenInvalid"
+
+
+class PermissionDenied(TwinEngineError):
+    """Raised when the principal's role or grants do not allow the action."""
+
+    status = 403
+    code = "PermissionDenied"
+
+
+class NotFound(TwinEngineError):
+    """Raised when a named thing does not exist."""
+
+    status = 404
+    code = "NotFound"
+
+
+class AppNotFound(NotFound):
+    """Raised when no published DT application has that name (and version)."""
+
+    code = "AppNotFound"
+
+
+class TwinNotFound(NotFound):
+    """Raised when no twin has that id or name."""
+
+    code = "TwinNotFound"
+
+
+class RevisionNotFound(NotFound):
+    """Raised when a twin has no such state revision (or none at that time)."""
+
+    code = "RevisionNotFound"
+
+
+class IdentityNotFound(NotFound):
+    """Raised when no identity has that name."""
+
+    code = "IdentityNotFound"
+
+
+class Conflict(TwinEngineError):
+    """Raised when the request contradicts what is already stored."""
+
+    status = 409
+    code = "Conflict"
+
+
+class AppVersionConflict(Conflict):
+    """Raised when name@version is already published with different content (versions are immutable)."""
+
+    code = "AppVersionConflict"
+
+
+class TwinNameTaken(Conflict):
+    """Raised when a twin with that name already exists."""
+
+    code = "TwinNameTaken"
+
+
+class PayloadTooLarge(TwinEngineError):
+    """Raised when a request body or archive is larger than the configured limit."""
+
+    status = 413
+    code = "PayloadTooLarge"
+
+
+class DataCorrupted(TwinEngineError):
+    """Raised when stored bytes no longer match the checksum they were registered with."""
+
+    status = 500
+    code = "DataCorrupted"
+
+
+class EngineUnavailable(TwinEngineError):
+    """Raised by the SDK when the engine cannot be reached or answers with something that is not ours."""
+
+    status = 503
+    code = "EngineUnavailable"
+
+
+def _all_classes() -> dict[str, type[TwinEngineError]]:
+    found: dict[str, type[TwinEngineError]] = {}
+    stack: list[type[TwinEngineError]] = [TwinEngineError]
+    while stack:
+        cls = stack.pop()
+        found.setdefault(cls.code, cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def error_from_payload(status: int, payload: Any) -> TwinEngineError:
+    """Rebuild the typed error from a response body, so SDK users catch the same classes the server raised."""
+    if not isinstance(payload, dict) or "code" not in payload:
+        err = TwinEngineError(f"HTTP {status}: {str(payload)[:200]}")
+        err.status = status  # type: ignore[misc]
+        return err
+    cls = _all_classes().get(str(payload["code"]))
+    message = str(payload.get("message", ""))
+    details = payload.get("details") or []
+    if cls is ValidationFailed:
+        problems = [Problem(str(d.get("loc", "")), str(d.get("msg", ""))) for d in details]
+        return ValidationFailed(problems, message=message)
+    if cls is None or cls.status != status:
+        # A code we do not know (newer server or a sibling API): keep status and code as data.
+        err = TwinEngineError(message, details=details)
+        err.status = status  # type: ignore[misc]
+        err.code = str(payload["code"])  # type: ignore[misc]
+        return err
+    return cls(message, details=details)

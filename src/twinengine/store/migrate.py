@@ -1,0 +1,42 @@
+"""Apply the engine's one Alembic migration history to a database (on start and by `twin db upgrade`)."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from twinengine.store.engine import Database
+
+__all__ = ["alembic_config", "current_revision", "head_revision", "upgrade"]
+
+# Any constant works: it serialises engines that start at once against the same PostgreSQL database.
+_PG_MIGRATION_LOCK = 0x7477696E
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "twinengine.store:migrations")
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(db: Database, revision: str = "head") -> str | None:
+    """Bring the schema to ``revision``; safe when several engines start together. Returns the new revision."""
+    cfg = alembic_config(db.url)
+    with db.engine.begin() as connection:
+        if db.backend == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+    return current_revision(db)
+
+
+def current_revision(db: Database) -> str | None:
+    with db.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision(db: Database) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
