@@ -1,0 +1,35 @@
+"""Who is calling, and in which role: the result of verifying a token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["SYSTEM", "Principal", "Role"]
+
+
+class Role(StrEnum):
+    """What a token lets its holder do (see ``auth.policy`` for the table)."""
+
+    DEVELOPER = "developer"  # publishes DT applications
+    USER = "user"  # creates, runs and reads twins
+    PROVIDER = "provider"  # manages storage and compute endpoints
+    ADMIN = "admin"  # everything
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: identity name, role of the token used, and where the token came from."""
+
+    name: str
+    role: Role
+    issuer: str = "twinengine"
+    token_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+# Daemons and engine-internal work act as this principal; it never comes from a token.
+SYSTEM = Principal(name="system", role=Role.ADMIN, issuer="internal")

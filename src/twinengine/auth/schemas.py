@@ -1,0 +1,70 @@
+"""Request and response models of the auth API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from twinengine.auth.principal import Role
+
+__all__ = ["AuditEventRead", "AuditPage", "IdentityName", "Me", "TokenCreate", "TokenIssued", "TokenRead"]
+
+IdentityName = Field(pattern=r"^[a-z][a-z0-9._-]{0,63}$", min_length=1, max_length=64,
+                     description="Lower-case letters, digits, '.', '_' and '-'; starts with a letter.")
+
+
+class Me(BaseModel):
+    name: str
+    role: Role
+    issuer: str
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = IdentityName
+    role: Role
+    expires_in: str | None = Field(default=None, description="e.g. '30d', '12h', 'never'; default from settings.",
+                                   max_length=32)
+    note: str | None = Field(default=None, max_length=200)
+
+
+class TokenIssued(BaseModel):
+    token: str
+    jti: str
+    name: str
+    role: Role
+    expires_at: datetime | None
+
+
+class TokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    jti: str
+    identity: str
+    role: Role
+    issued_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    note: str | None
+
+
+class AuditEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    role: str | None
+    action: str
+    target: str
+    outcome: str
+    status: int | None
+    detail: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventRead]
+    total: int

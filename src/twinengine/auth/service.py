@@ -1,0 +1,105 @@
+"""Identities and tokens: bootstrap the first admin, issue, list and revoke tokens."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from twinengine.auth import audit
+from twinengine.auth.issuer import BuiltinIssuer, SignedToken
+from twinengine.auth.models import ApiToken, Identity
+from twinengine.auth.policy import require
+from twinengine.auth.principal import SYSTEM, Principal, Role
+from twinengine.errors import IdentityNotFound, NotFound
+from twinengine.store.base import utcnow
+
+__all__ = [
+    "ADMIN_TOKEN_FILE",
+    "bootstrap_admin",
+    "ensure_identity",
+    "get_identity",
+    "issue_token",
+    "list_tokens",
+    "revoke_token",
+]
+
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+def get_identity(session: Session, name: str) -> Identity:
+    identity = session.get(Identity, name)
+    if identity is None:
+        raise IdentityNotFound(f"no identity named {name!r}")
+    return identity
+
+
+def ensure_identity(session: Session, name: str, *, created_by: str) -> Identity:
+    identity = session.get(Identity, name)
+    if identity is None:
+        identity = Identity(name=name, created_by=created_by)
+        session.add(identity)
+        session.flush()
+    return identity
+
+
+def issue_token(
+    session: Session,
+    issuer: BuiltinIssuer,
+    *,
+    principal: Principal,
+    name: str,
+    role: Role,
+    ttl: timedelta | None,
+    note: str | None = None,
+) -> SignedToken:
+    """Sign a token for ``name`` in ``role`` (creating the identity on first use) and record it."""
+    require(principal, "token.create", target=f"identity {name}")
+    ensure_identity(session, name, created_by=principal.name)
+    signed = issuer.sign(name, role, ttl)
+    session.add(ApiToken(jti=signed.jti, identity=name, role=role.value, issued_at=signed.issued_at,
+                         expires_at=signed.expires_at, note=note))
+    session.flush()
+    return signed
+
+
+def list_tokens(session: Session, *, principal: Principal, identity: str | None = None) -> list[ApiToken]:
+    require(principal, "token.read")
+    query = select(ApiToken).order_by(ApiToken.issued_at)
+    if identity:
+        query = query.where(ApiToken.identity == identity)
+    return list(session.scalars(query))
+
+
+def revoke_token(session: Session, *, principal: Principal, jti: str) -> ApiToken:
+    require(principal, "token.revoke", target=f"token {jti}")
+    record = session.get(ApiToken, jti)
+    if record is None:
+        raise NotFound(f"no token with id {jti!r}")
+    if record.revoked_at is None:
+        record.revoked_at = utcnow()
+    return record
+
+
+def bootstrap_admin(session: Session, issuer: BuiltinIssuer, *, data_dir: Path,
+                    ttl: timedelta | None) -> str | None:
+    """On an engine's first start, create the ``admin`` identity and return its token (else None).
+
+    The token is also written to ``<data_dir>/admin.token`` with mode 0600 so an operator can read it once.
+    """
+    if session.scalar(select(ApiToken.jti).where(ApiToken.role == Role.ADMIN.value).limit(1)) is not None:
+        return None
+    signed = issue_token(session, issuer, principal=SYSTEM, name="admin", role=Role.ADMIN, ttl=ttl,
+                         note="created on first start")
+    audit.record(session, actor=SYSTEM.name, role=SYSTEM.role.value, action="token-create",
+                 target="identity admin", outcome="success", detail={"jti": signed.jti, "bootstrap": True})
+    path = data_dir / ADMIN_TOKEN_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(signed.token + "\n")
+    os.chmod(path, 0o600)
+    return signed.token
