@@ -1,0 +1,117 @@
+"""App archives: a canonical gzip'd tar of the app folder, and a safe way to unpack untrusted ones.
+
+Packing is deterministic (sorted entries, zeroed times and owners, fixed modes), so the same files give
+the same bytes and the same sha256: that is what makes re-publishing identical content a no-op.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import stat
+import tarfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from twinengine.errors import InvalidInput, PayloadTooLarge
+
+__all__ = ["MAX_MEMBERS", "pack", "unpack"]
+
+MAX_MEMBERS = 10_000
+_SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache",
+              ".ipynb_checkpoints", "node_modules"}
+_SKIP_FILES = {".DS_Store"}
+_SKIP_SUFFIXES = (".pyc", ".pyo")
+
+
+def _files(root: Path) -> list[Path]:
+    found: list[Path] = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part in _SKIP_DIRS for part in rel.parts):
+            continue
+        if path.is_symlink():
+            raise InvalidInput(f"{rel.as_posix()}: symbolic links are not allowed in an app folder")
+        if path.is_file() and path.name not in _SKIP_FILES and not path.name.endswith(_SKIP_SUFFIXES):
+            found.append(path)
+    return found
+
+
+def pack(root: Path) -> bytes:
+    """Pack the app folder at ``root`` into canonical ``.tar.gz`` bytes."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in _files(root):
+            rel = path.relative_to(root).as_posix()
+            data = path.read_bytes()
+            info = tarfile.TarInfo(rel)
+            info.size = len(data)
+            info.mtime = 0
+            info.mode = 0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _check_name(name: str) -> str | None:
+    if not name or "\x00" in name or "\\" in name:
+        return "has an empty name or forbidden characters"
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or name.startswith("/"):
+        return "is an absolute path"
+    if any(part == ".." for part in pure.parts):
+        return "escapes the archive root with '..'"
+    if len(pure.parts) > 32 or len(name) > 1024:
+        return "is nested too deeply or named too long"
+    return None
+
+
+def _gunzip(data: bytes, *, limit: int) -> bytes:
+    """Decompress with a ceiling, so a small gzip bomb cannot expand into gigabytes."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        raw = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"archive: not a gzip-compressed tar file ({exc})") from None
+    if len(raw) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"archive: unpacks to more than {limit} bytes")
+    if not inflater.eof:
+        raise InvalidInput("archive: the gzip stream is truncated")
+    return raw
+
+
+def unpack(data: bytes, dest: Path, *, max_unpacked_bytes: int) -> list[str]:
+    """Unpack untrusted archive bytes into ``dest``; refuse anything but plain files and folders inside it.
+
+    Checks run on all headers before a single byte is written, so a bad archive leaves nothing behind.
+    """
+    raw = _gunzip(data, limit=max_unpacked_bytes + 64 * 1024)  # headers and padding on top of the files
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")  # noqa: SIM115 (closed below)
+        members = tar.getmembers()
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        raise InvalidInput(f"archive: not a tar file inside the gzip stream ({exc})") from None
+    with tar:
+        if len(members) > MAX_MEMBERS:
+            raise InvalidInput(f"archive: {len(members)} entries, more than the {MAX_MEMBERS} allowed")
+        total = 0
+        names: list[str] = []
+        for member in members:
+            reason = _check_name(member.name)
+            if reason:
+                raise InvalidInput(f"archive: entry {member.name!r} {reason}")
+            if not (member.isfile() or member.isdir()):
+                raise InvalidInput(f"archive: entry {member.name!r} is not a plain file or folder "
+                                   "(links and devices are refused)")
+            total += member.size
+            if total > max_unpacked_bytes:
+                raise PayloadTooLarge(f"archive: unpacks to more than {max_unpacked_bytes} bytes")
+            if member.isfile():
+                names.append(PurePosixPath(member.name).as_posix())
+        try:
+            tar.extractall(dest, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InvalidInput(f"archive: cannot be unpacked ({exc})") from None
+    return names

@@ -1,0 +1,229 @@
+"""The ``twinapp.yaml`` manifest of a DT application, as a pydantic model with a published JSON Schema.
+
+Sections later capabilities use (models, workflows, triggers, outputs) accept extra keys, which are
+stored unchanged; the top level and the stream/state declarations are strict so typos are caught.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import semver
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from twinengine.units import UnitError, check_unit
+
+__all__ = [
+    "APP_NAME_PATTERN",
+    "Author",
+    "FieldType",
+    "Manifest",
+    "ModelSpec",
+    "OutputSpec",
+    "StateProperty",
+    "StateType",
+    "Stream",
+    "StreamField",
+    "TriggerSpec",
+    "WorkflowSpec",
+    "parse_app_ref",
+]
+
+APP_NAME_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _unit(value: str) -> str:
+    try:
+        return check_unit(value)
+    except UnitError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _semver(value: str) -> str:
+    try:
+        semver.Version.parse(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{value!r} is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)") from None
+    return value
+
+
+Unit = Annotated[str, AfterValidator(_unit)]
+Ident = Annotated[str, Field(pattern=IDENT_PATTERN, max_length=64)]
+SemVer = Annotated[str, Field(max_length=64), AfterValidator(_semver)]
+RelPath = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00][^\\\x00]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Author(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    affiliation: str | None = None
+    orcid: str | None = Field(default=None, pattern=r"^\d{4}-\d{4}-\d{4}-\d{3}[\dX]$")
+
+
+class FieldType(StrEnum):
+    TIMESTAMP = "timestamp"
+    FLOAT = "float"
+    INTEGER = "integer"
+    STRING = "string"
+    BOOLEAN = "boolean"
+
+
+class StreamField(_Strict):
+    type: FieldType
+    unit: Unit | None = None
+    description: str | None = None
+    nullable: bool = False
+
+    @model_validator(mode="after")
+    def _unit_only_on_numbers(self) -> StreamField:
+        if self.unit is not None and self.type not in (FieldType.FLOAT, FieldType.INTEGER):
+            raise ValueError(f"a {self.type.value} field cannot have a unit")
+        return self
+
+
+class Stream(_Strict):
+    """Records the physical twin sends: typed fields, one of them the event time."""
+
+    description: str | None = None
+    time_field: Ident = "time"
+    key: Ident | None = Field(default=None, description="Field telling sources apart, e.g. a station id.")
+    fields: dict[Ident, StreamField] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _fields_exist(self) -> Stream:
+        time = self.fields.get(self.time_field)
+        if time is None:
+            raise ValueError(f"time_field {self.time_field!r} is not one of the fields")
+        if time.type is not FieldType.TIMESTAMP:
+            raise ValueError(f"time_field {self.time_field!r} must have type timestamp")
+        if self.key is not None and self.key not in self.fields:
+            raise ValueError(f"key {self.key!r} is not one of the fields")
+        return self
+
+
+class StateType(StrEnum):
+    NUMBER = "number"
+    INTEGER = "integer"
+    STRING = "string"
+    BOOLEAN = "boolean"
+    OBJECT = "object"
+    ARRAY = "array"
+
+
+class StateProperty(_Strict):
+    """One property of a twin's state: reported by the physical twin and/or desired by users."""
+
+    type: StateType
+    unit: Unit | None = None
+    description: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    enum: list[Any] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StateProperty:
+        numeric = self.type in (StateType.NUMBER, StateType.INTEGER)
+        if self.unit is not None and not numeric:
+            raise ValueError(f"a {self.type.value} property cannot have a unit")
+        if (self.minimum is not None or self.maximum is not None) and not numeric:
+            raise ValueError("minimum/maximum apply to number and integer properties only")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"minimum {self.minimum} is greater than maximum {self.maximum}")
+        return self
+
+
+class ModelSpec(_Open):
+    """A model the app trains and serves; the AI lifecycle reads the extra keys."""
+
+    description: str | None = None
+    framework: str = Field(default="pytorch", max_length=32)
+    entrypoint: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+                            description="'module:function' inside the app package that builds the model.")
+
+
+class WorkflowSpec(_Open):
+    """A named openEO process graph shipped in the app folder."""
+
+    description: str | None = None
+    process_graph: RelPath = Field(description="Path of the process-graph JSON file, relative to the app.")
+
+
+class TriggerSpec(_Open):
+    """What starts a workflow: a schedule, a webhook, data arriving, a stream window, drift."""
+
+    name: Ident
+    kind: Literal["cron", "webhook", "dataset", "stream_window", "drift", "manual"]
+    workflow: Ident
+
+
+class OutputSpec(_Open):
+    description: str | None = None
+    kind: Literal["dataset", "timeseries", "state", "report", "model"] = "dataset"
+    unit: Unit | None = None
+
+
+class Manifest(_Strict):
+    """A DT application: what it needs, what it keeps, what it runs and what it produces."""
+
+    manifest_version: Literal[1] = 1
+    name: str = Field(pattern=APP_NAME_PATTERN, max_length=64, description="kebab-case, unique in the catalogue")
+    version: SemVer
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=20_000)
+    domain: str = Field(min_length=1, max_length=64, description="e.g. hydrology, climate, physics")
+    keywords: list[str] = Field(default_factory=list, max_length=32)
+    authors: list[Author] = Field(min_length=1)
+    license: str = Field(pattern=r"^[A-Za-z0-9.+()-]+( (AND|OR|WITH) [A-Za-z0-9.+()-]+)*$", max_length=100,
+                         description="SPDX licence expression")
+    homepage: str | None = Field(default=None, pattern=r"^https?://")
+    package: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                description="Python package folder; default: the name with '-' as '_'.")
+    requires: list[str] = Field(default_factory=list, description="pip requirement strings the package needs")
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema (2020-12) of the parameters a twin of this app is created with.",
+    )
+    streams: dict[Ident, Stream] = Field(default_factory=dict)
+    state: dict[Ident, StateProperty] = Field(default_factory=dict)
+    models: dict[Ident, ModelSpec] = Field(default_factory=dict)
+    workflows: dict[Ident, WorkflowSpec] = Field(default_factory=dict)
+    triggers: list[TriggerSpec] = Field(default_factory=list)
+    outputs: dict[Ident, OutputSpec] = Field(default_factory=dict)
+
+    @property
+    def package_name(self) -> str:
+        return self.package or self.name.replace("-", "_")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @field_validator("parameters")
+    @classmethod
+    def _json_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path)
+            raise ValueError(f"not a valid JSON Schema{' at ' + where if where else ''}: {exc.message}") from None
+        if value.get("type", "object") != "object":
+            raise ValueError("the parameters schema must describe an object (type: object)")
+        return value
+
+
+def parse_app_ref(ref: str) -> tuple[str, str | None]:
+    """``river-reach@0.1.0`` → (name, version); ``river-reach`` → (name, None) meaning latest."""
+    name, _, version = ref.partition("@")
+    return name, version or None

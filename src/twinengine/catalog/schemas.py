@@ -1,0 +1,53 @@
+"""Response models of the catalogue API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["AppPage", "AppRead", "AppSummary", "AppVersionRead", "PublishResult"]
+
+
+class AppVersionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    version: str
+    title: str
+    domain: str
+    archive_sha256: str
+    archive_size: int
+    files: list[str]
+    published_by: str
+    published_at: datetime
+    manifest: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class PublishResult(BaseModel):
+    created: bool
+    app: AppVersionRead
+
+
+class AppSummary(BaseModel):
+    name: str
+    latest_version: str
+    title: str
+    domain: str
+    description: str
+    versions: list[str]
+
+
+class AppPage(BaseModel):
+    items: list[AppSummary]
+    total: int
+
+
+class AppRead(BaseModel):
+    name: str
+    versions: list[AppVersionRead]

@@ -1,0 +1,176 @@
+"""The catalogue: publish immutable, checksummed app versions; list, search, show and pull them."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import semver
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from twinengine.auth.policy import require
+from twinengine.auth.principal import Principal
+from twinengine.catalog.archive import pack, unpack
+from twinengine.catalog.manifest import Manifest
+from twinengine.catalog.models import AppVersion
+from twinengine.catalog.validate import MANIFEST_FILE, check_app_dir
+from twinengine.errors import AppNotFound, AppVersionConflict, InvalidInput, PayloadTooLarge, ValidationFailed
+from twinengine.store.blobs import BlobStore
+
+__all__ = [
+    "get_app_version",
+    "get_archive",
+    "list_apps",
+    "list_versions",
+    "manifest_by_id",
+    "manifest_of",
+    "publish",
+]
+
+
+def _order_key(row: AppVersion) -> semver.Version:
+    return semver.Version.parse(row.version)
+
+
+def publish(
+    session: Session,
+    blobs: BlobStore,
+    *,
+    principal: Principal,
+    archive: bytes,
+    max_archive_bytes: int,
+    max_unpacked_bytes: int,
+) -> tuple[AppVersion, bool]:
+    """Publish an app archive. Returns (version, created); identical content already published is a no-op.
+
+    The archive is unpacked safely, validated like ``twin app validate``, and re-packed canonically, so the
+    stored checksum depends on the files alone, not on the tool that built the upload.
+    """
+    require(principal, "app.publish")
+    if len(archive) > max_archive_bytes:
+        raise PayloadTooLarge(f"archive is {len(archive)} bytes; the limit is {max_archive_bytes}")
+    with tempfile.TemporaryDirectory(prefix="twinapp-") as tmp:
+        root = Path(tmp)
+        unpack(archive, root, max_unpacked_bytes=max_unpacked_bytes)
+        if not (root / MANIFEST_FILE).is_file():
+            raise InvalidInput(f"archive: no {MANIFEST_FILE} at the top level")
+        manifest, problems = check_app_dir(root)
+        if problems or manifest is None:
+            raise ValidationFailed(problems)
+        canonical = pack(root)
+        files = [p.relative_to(root).as_posix() for p in sorted(root.rglob("*")) if p.is_file()]
+    digest = hashlib.sha256(canonical).hexdigest()
+    existing = _find(session, manifest.name, manifest.version)
+    if existing is not None:
+        return _same_or_conflict(existing, digest), False
+    blobs.put(canonical)
+    parsed = semver.Version.parse(manifest.version)
+    row = AppVersion(
+        name=manifest.name, version=manifest.version, major=parsed.major, minor=parsed.minor,
+        patch=parsed.patch, prerelease=parsed.prerelease, title=manifest.title, domain=manifest.domain,
+        search_text=" ".join([manifest.name, manifest.title, manifest.description, manifest.domain,
+                              *manifest.keywords]).lower(),
+        manifest=manifest.model_dump(mode="json"), archive_sha256=digest,
+        archive_size=len(canonical), files=files, published_by=principal.name,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        # Someone published the same name@version a moment ago: same rule as above.
+        raced = _find(session, manifest.name, manifest.version)
+        if raced is None:
+            raise
+        return _same_or_conflict(raced, digest), False
+    return row, True
+
+
+def _same_or_conflict(existing: AppVersion, digest: str) -> AppVersion:
+    if existing.archive_sha256 != digest:
+        raise AppVersionConflict(
+            f"{existing.name}@{existing.version} is already published with different content "
+            f"(sha256 {existing.archive_sha256[:12]}…, yours {digest[:12]}…); versions are immutable, "
+            "publish a new version instead"
+        )
+    return existing
+
+
+def _find(session: Session, name: str, version: str) -> AppVersion | None:
+    return session.scalar(select(AppVersion).where(AppVersion.name == name, AppVersion.version == version))
+
+
+def list_apps(
+    session: Session, *, principal: Principal, text: str | None = None, domain: str | None = None,
+    limit: int = 50, offset: int = 0,
+) -> tuple[list[tuple[AppVersion, list[str]]], int]:
+    """Apps (latest version + all version strings), optionally matching ``text`` in name, title,
+    description, domain or keywords."""
+    require(principal, "app.read")
+    query = select(AppVersion)
+    if text:
+        words = [w for w in text.lower().split() if w]
+        query = query.where(*[AppVersion.search_text.contains(w, autoescape=True) for w in words])
+    if domain:
+        query = query.where(AppVersion.domain == domain)
+    grouped: dict[str, list[AppVersion]] = defaultdict(list)
+    for row in session.scalars(query):
+        grouped[row.name].append(row)
+    names = sorted(grouped)
+    page = []
+    for name in names[offset: offset + limit]:
+        versions = sorted(grouped[name], key=_order_key, reverse=True)
+        page.append((versions[0], [v.version for v in versions]))
+    return page, len(names)
+
+
+def list_versions(session: Session, *, principal: Principal, name: str) -> list[AppVersion]:
+    require(principal, "app.read")
+    rows = list(session.scalars(select(AppVersion).where(AppVersion.name == name)))
+    if not rows:
+        raise AppNotFound(f"no app named {name!r} in the catalogue")
+    return sorted(rows, key=_order_key, reverse=True)
+
+
+def get_app_version(session: Session, *, principal: Principal, name: str, version: str | None) -> AppVersion:
+    """One version; ``None`` or ``latest`` means the highest released (non-prerelease if any) version."""
+    if version is None or version == "latest":
+        versions = list_versions(session, principal=principal, name=name)
+        released = [v for v in versions if v.prerelease is None]
+        return (released or versions)[0]
+    require(principal, "app.read")
+    row = _find(session, name, version)
+    if row is None:
+        raise AppNotFound(f"no app {name}@{version} in the catalogue")
+    return row
+
+
+def get_archive(blobs: BlobStore, row: AppVersion) -> bytes:
+    return blobs.get(row.archive_sha256)
+
+
+_MANIFESTS: dict[str, Manifest] = {}
+
+
+def manifest_by_id(session: Session, app_id: int) -> Manifest:
+    """The manifest of a version by row id, reading the stored JSON only when it is not cached yet."""
+    digest = session.scalar(select(AppVersion.archive_sha256).where(AppVersion.id == app_id))
+    if digest is not None and digest in _MANIFESTS:
+        return _MANIFESTS[digest]
+    row = session.get(AppVersion, app_id)
+    if row is None:  # foreign keys forbid it; a broken database is a bug, not user error
+        raise RuntimeError(f"no app version with id {app_id}")
+    return manifest_of(row)
+
+
+def manifest_of(row: AppVersion) -> Manifest:
+    """The parsed manifest of a stored version, cached by archive checksum (the content decides it)."""
+    cached = _MANIFESTS.get(row.archive_sha256)
+    if cached is None:
+        if len(_MANIFESTS) >= 512:
+            _MANIFESTS.clear()
+        cached = _MANIFESTS[row.archive_sha256] = Manifest.model_validate(row.manifest)
+    return cached

@@ -1,0 +1,130 @@
+"""Checking a DT application folder: the manifest, its cross-references and the files it names.
+
+Every problem is reported with its path (``streams.gauges.fields.level.unit: ...``), not just the first,
+so a developer fixes them all in one go. The same check runs in ``twin app validate`` and on publish.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from twinengine.catalog.manifest import Manifest
+from twinengine.errors import Problem, join_loc
+
+__all__ = ["MANIFEST_FILE", "check_app_dir", "check_manifest_data", "load_manifest"]
+
+MANIFEST_FILE = "twinapp.yaml"
+
+
+def _pydantic_problems(exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; `twin app schema` lists the fields)"
+        problems.append(Problem(join_loc(err["loc"]), msg))
+    return problems
+
+
+def check_manifest_data(data: Any) -> tuple[Manifest | None, list[Problem]]:
+    """Validate parsed YAML as a manifest, then check references between its sections."""
+    if not isinstance(data, dict):
+        return None, [Problem("", f"{MANIFEST_FILE} must be a mapping of fields, not {type(data).__name__}")]
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        return None, _pydantic_problems(exc)
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for i, trigger in enumerate(manifest.triggers):
+        if trigger.name in seen:
+            problems.append(Problem(f"triggers[{i}].name", f"duplicate trigger name {trigger.name!r}"))
+        seen.add(trigger.name)
+        if trigger.workflow not in manifest.workflows:
+            problems.append(Problem(f"triggers[{i}].workflow",
+                                    f"workflow {trigger.workflow!r} is not declared under workflows"))
+    return manifest, problems
+
+
+def load_manifest(text: str) -> tuple[Manifest | None, list[Problem]]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [Problem(MANIFEST_FILE, f"{where}invalid YAML: {problem}")]
+    return check_manifest_data(data)
+
+
+def _inside(root: Path, relative: str) -> Path | None:
+    target = (root / relative).resolve()
+    return target if target.is_relative_to(root.resolve()) else None
+
+
+def _check_files(root: Path, manifest: Manifest) -> list[Problem]:
+    problems: list[Problem] = []
+    package = root / manifest.package_name
+    if not (package / "__init__.py").is_file():
+        loc = "package" if manifest.package else "name"
+        problems.append(Problem(loc, f"the app's Python package folder '{manifest.package_name}/' "
+                                     "with an __init__.py is missing"))
+    else:
+        for source in sorted(package.rglob("*.py")):
+            try:
+                compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
+            except SyntaxError as exc:
+                rel = source.relative_to(root).as_posix()
+                problems.append(Problem(rel, f"line {exc.lineno}: {exc.msg}"))
+        for name, model in manifest.models.items():
+            module = model.entrypoint.split(":", 1)[0]
+            parts = module.split(".")
+            if parts[0] != manifest.package_name:
+                problems.append(Problem(f"models.{name}.entrypoint",
+                                        f"module {module!r} is not inside the app package "
+                                        f"{manifest.package_name!r}"))
+                continue
+            base = root.joinpath(*parts)
+            if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):
+                problems.append(Problem(f"models.{name}.entrypoint", f"module {module!r} not found in the app"))
+    for name, workflow in manifest.workflows.items():
+        loc = f"workflows.{name}.process_graph"
+        path = _inside(root, workflow.process_graph)
+        if path is None:
+            problems.append(Problem(loc, "path leaves the app folder"))
+        elif not path.is_file():
+            problems.append(Problem(loc, f"file {workflow.process_graph!r} not found in the app"))
+        else:
+            try:
+                graph = json.loads(path.read_text())
+            except (ValueError, UnicodeDecodeError) as exc:
+                problems.append(Problem(loc, f"not valid JSON: {exc}"))
+                continue
+            nodes = graph.get("process_graph", graph) if isinstance(graph, dict) else None
+            if not isinstance(nodes, dict) or not nodes or not all(
+                isinstance(n, dict) and "process_id" in n for n in nodes.values()
+            ):
+                problems.append(Problem(loc, "not an openEO process graph (a map of nodes with process_id)"))
+    return problems
+
+
+def check_app_dir(path: Path) -> tuple[Manifest | None, list[Problem]]:
+    """Validate an app folder; returns the manifest (if it parsed) and every problem found."""
+    manifest_path = path / MANIFEST_FILE
+    if not path.is_dir():
+        return None, [Problem("", f"{path} is not a folder")]
+    if not manifest_path.is_file():
+        return None, [Problem(MANIFEST_FILE, f"no {MANIFEST_FILE} in {path}")]
+    try:
+        text = manifest_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return None, [Problem(MANIFEST_FILE, "not UTF-8 text")]
+    manifest, problems = load_manifest(text)
+    if manifest is not None:
+        problems += _check_files(path, manifest)
+    return manifest, problems
