@@ -1,0 +1,189 @@
+"""HTTP routes of twins: lifecycle, access grants, and state (write, read, history, revisions, diff)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import Body, Path, Query, Response, status
+
+from twinengine.api.deps import PrincipalDep, SessionDep
+from twinengine.api.routing import api_router
+from twinengine.auth.policy import Permission
+from twinengine.auth.principal import Principal
+from twinengine.twins import service
+from twinengine.twins.models import StateRevision, Twin
+from twinengine.twins.schemas import (
+    GrantRead,
+    HistoryRead,
+    OriginRead,
+    RevisionPage,
+    RevisionRead,
+    StateDiff,
+    StateKind,
+    StateWrite,
+    TwinCreate,
+    TwinFork,
+    TwinPage,
+    TwinRead,
+    TwinState,
+    ValueChange,
+)
+from twinengine.types import INT32_MAX
+
+__all__ = ["router"]
+
+router = api_router("/twins", tag="twins")
+
+TwinRef = Annotated[str, Path(max_length=64, description="The twin's id (tw-...) or name.")]
+
+
+def twin_read(principal: Principal, twin: Twin) -> TwinRead:
+    origin = (OriginRead(twin_id=twin.origin_id, twin_name=twin.origin_name, revision=twin.origin_revision)
+              if twin.origin_name else None)
+    return TwinRead(id=twin.id, name=twin.name, app=f"{twin.app_name}@{twin.app_version}", app_name=twin.app_name,
+                    app_version=twin.app_version, owner=twin.owner, description=twin.description,
+                    parameters=twin.parameters, origin=origin, head_revision=twin.head_revision,
+                    created_at=twin.created_at, updated_at=twin.updated_at,
+                    access=service.access_of(principal, twin))
+
+
+def revision_read(row: StateRevision) -> RevisionRead:
+    changes = [ValueChange(property=v.property, kind=StateKind(v.kind), value=v.value, unit=v.unit,
+                           timestamp=v.timestamp) for v in row.values]
+    return RevisionRead(twin_id=row.twin_id, revision=row.revision, recorded_at=row.recorded_at,
+                        author=row.author, message=row.message, changes=changes)
+
+
+@router.post("", name="create", status_code=status.HTTP_201_CREATED, summary="Create a twin of an app")
+def create(body: TwinCreate, session: SessionDep, principal: PrincipalDep) -> TwinRead:
+    twin = service.create_twin(session, principal=principal, app=body.app, name=body.name,
+                               parameters=body.parameters, description=body.description)
+    return twin_read(principal, twin)
+
+
+@router.get("", name="list", summary="Twins the caller owns or was granted (all, for admins)")
+def list_twins(
+    session: SessionDep,
+    principal: PrincipalDep,
+    app: Annotated[str | None, Query(max_length=130, description="name or name@version")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+) -> TwinPage:
+    rows, total = service.list_twins(session, principal=principal, app=app, limit=limit, offset=offset)
+    return TwinPage(items=[twin_read(principal, t) for t in rows], total=total)
+
+
+@router.get("/{twin}", name="get", summary="One twin")
+def get(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> TwinRead:
+    return twin_read(principal, service.get_twin(session, principal=principal, ref=twin))
+
+
+@router.delete("/{twin}", name="delete", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Delete a twin and its state log (owner or admin)")
+def delete(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> Response:
+    service.delete_twin(session, principal=principal, ref=twin)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{twin}/fork", name="fork", status_code=status.HTTP_201_CREATED,
+             summary="Fork a what-if scenario twin from a revision")
+def fork(twin: TwinRef, body: TwinFork, session: SessionDep, principal: PrincipalDep) -> TwinRead:
+    created = service.fork_twin(session, principal=principal, ref=twin, name=body.name,
+                                at_revision=body.at_revision, parameters=body.parameters,
+                                description=body.description)
+    return twin_read(principal, created)
+
+
+@router.get("/{twin}/grants", name="grants_list", summary="Who else may read or operate the twin")
+def grants_list(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> list[GrantRead]:
+    return [GrantRead.model_validate(g) for g in service.list_grants(session, principal=principal, ref=twin)]
+
+
+@router.put("/{twin}/grants/{identity}", name="grants_put", summary="Grant read or operate (owner or admin)")
+def grants_put(
+    twin: TwinRef,
+    identity: Annotated[str, Path(pattern=r"^[a-z][a-z0-9._-]{0,63}$", max_length=64)],
+    permission: Annotated[Permission, Body(embed=True)],
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> GrantRead:
+    row = service.grant(session, principal=principal, ref=twin, identity=identity, permission=permission)
+    return GrantRead.model_validate(row)
+
+
+@router.delete("/{twin}/grants/{identity}", name="grants_delete", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Take a grant back (owner or admin)")
+def grants_delete(twin: TwinRef, identity: Annotated[str, Path(max_length=64)], session: SessionDep,
+                  principal: PrincipalDep) -> Response:
+    service.revoke(session, principal=principal, ref=twin, identity=identity)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.patch("/{twin}/state", name="state_write", summary="Report and/or desire properties: one new revision")
+def state_write(twin: TwinRef, body: StateWrite, session: SessionDep, principal: PrincipalDep) -> RevisionRead:
+    _, revision = service.write_state(session, principal=principal, ref=twin, reported=body.reported,
+                                      desired=body.desired, message=body.message)
+    return revision
+
+
+@router.get("/{twin}/state", name="state_read",
+            summary="The state now, as of a revision, or as of a time (by the values' timestamps)")
+def state_read(
+    twin: TwinRef,
+    session: SessionDep,
+    principal: PrincipalDep,
+    revision: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
+    at: Annotated[datetime | None, Query(description="ISO 8601; without a zone it is UTC")] = None,
+) -> TwinState:
+    return service.read_state(session, principal=principal, ref=twin, revision=revision, at=at)
+
+
+@router.get("/{twin}/revisions", name="revisions_list", summary="The state log, newest first by default")
+def revisions_list(
+    twin: TwinRef,
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+    order: Literal["desc", "asc"] = "desc",
+) -> RevisionPage:
+    row, items = service.list_revisions(session, principal=principal, ref=twin, limit=limit, offset=offset,
+                                        newest_first=order == "desc")
+    return RevisionPage(items=[revision_read(r) for r in items], total=row.head_revision)
+
+
+@router.get("/{twin}/revisions/{revision}", name="revisions_get", summary="One revision and what it changed")
+def revisions_get(twin: TwinRef, revision: Annotated[int, Path(ge=1, le=INT32_MAX)], session: SessionDep,
+                  principal: PrincipalDep) -> RevisionRead:
+    return revision_read(service.read_revision(session, principal=principal, ref=twin, number=revision))
+
+
+@router.get("/{twin}/properties/{prop}/history", name="history", summary="A property's values over time")
+def history(
+    twin: TwinRef,
+    prop: Annotated[str, Path(max_length=64)],
+    session: SessionDep,
+    principal: PrincipalDep,
+    kind: StateKind = StateKind.REPORTED,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    order: Literal["asc", "desc"] = "asc",
+) -> HistoryRead:
+    row, items = service.property_history(session, principal=principal, ref=twin, prop=prop, kind=kind,
+                                          since=since, until=until, limit=limit, newest_first=order == "desc")
+    unit = service.manifest_for(session, row).state[prop].unit
+    return HistoryRead(twin_id=row.id, property=prop, kind=kind, unit=unit, items=items)
+
+
+@router.get("/{twin}/diff", name="diff", summary="What changed in the state between two revisions")
+def diff(
+    twin: TwinRef,
+    session: SessionDep,
+    principal: PrincipalDep,
+    from_revision: Annotated[int, Query(alias="from", ge=0, le=INT32_MAX)],
+    to_revision: Annotated[int | None, Query(alias="to", ge=0, le=INT32_MAX, description="Default: head")] = None,
+) -> StateDiff:
+    return service.diff_state(session, principal=principal, ref=twin, from_revision=from_revision,
+                              to_revision=to_revision)

@@ -1,0 +1,103 @@
+"""Tables of the twins package: twins, grants, and the append-only state log (revisions and values)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from twinengine.auth.policy import Permission
+from twinengine.store.base import Base, JSONValue, LogId, UTCDateTime, utcnow
+
+__all__ = ["StateRevision", "StateValue", "Twin", "TwinGrant"]
+
+
+class Twin(Base):
+    """An instance of an app bound to one physical twin. ``head_revision`` numbers its state changes."""
+
+    __tablename__ = "twins"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("app_versions.id", ondelete="RESTRICT"), index=True)
+    app_name: Mapped[str] = mapped_column(String(64))
+    app_version: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(ForeignKey("identities.name", ondelete="RESTRICT"), index=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    origin_id: Mapped[str | None] = mapped_column(ForeignKey("twins.id", ondelete="SET NULL"), index=True)
+    origin_name: Mapped[str | None] = mapped_column(String(64))
+    origin_revision: Mapped[int | None] = mapped_column(Integer)
+    head_revision: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    # Loaded on first use: an owner's own requests never need them.
+    grants: Mapped[list[TwinGrant]] = relationship(
+        back_populates="twin", cascade="all, delete-orphan", lazy="select", passive_deletes=True
+    )
+
+    def permission_of(self, identity: str) -> Permission | None:
+        for grant in self.grants:
+            if grant.identity == identity:
+                return Permission(grant.permission)
+        return None
+
+
+class TwinGrant(Base):
+    """Access the owner gave another identity: ``read`` or ``operate``."""
+
+    __tablename__ = "twin_grants"
+
+    twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True)
+    identity: Mapped[str] = mapped_column(ForeignKey("identities.name", ondelete="CASCADE"), primary_key=True,
+                                          index=True)
+    permission: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    twin: Mapped[Twin] = relationship(back_populates="grants")
+
+
+class StateRevision(Base):
+    """One change of a twin's state, numbered 1, 2, 3... without gaps. Never updated or deleted alone."""
+
+    __tablename__ = "state_revisions"
+
+    twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    author: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(String(500))
+
+    values: Mapped[list[StateValue]] = relationship(
+        lazy="selectin", order_by="StateValue.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class StateValue(Base):
+    """A property value written in a revision: reported (by the physical twin) or desired (by users).
+
+    ``timestamp`` is when the value was true (valid time); the revision's ``recorded_at`` is when the
+    engine learned it. Queries "as of a time" use the former, "as of a revision" the latter.
+    """
+
+    __tablename__ = "state_values"
+    __table_args__ = (
+        ForeignKeyConstraint(["twin_id", "revision"], ["state_revisions.twin_id", "state_revisions.revision"],
+                             ondelete="CASCADE"),
+        UniqueConstraint("twin_id", "revision", "property", "kind"),
+        Index("ix_state_values_by_revision", "twin_id", "property", "kind", "revision"),
+        Index("ix_state_values_by_time", "twin_id", "property", "kind", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(LogId, primary_key=True, autoincrement=True)
+    twin_id: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[int] = mapped_column(Integer)
+    property: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[Any] = mapped_column(JSONValue)
+    unit: Mapped[str | None] = mapped_column(String(64))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,184 @@
+"""Request and response models of the twins API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from twinengine.auth.policy import Permission
+from twinengine.types import INT32_MAX
+
+__all__ = [
+    "Access",
+    "DiffEntry",
+    "GrantCreate",
+    "GrantRead",
+    "HistoryRead",
+    "OriginRead",
+    "PropertyValue",
+    "PropertyWrite",
+    "RevisionPage",
+    "RevisionRead",
+    "StateDiff",
+    "StateKind",
+    "StateWrite",
+    "TwinCreate",
+    "TwinFork",
+    "TwinPage",
+    "TwinRead",
+    "TwinState",
+    "ValueChange",
+]
+
+TWIN_NAME = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+APP_REF = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*(@[0-9A-Za-z.+-]+)?$"
+
+
+class StateKind(StrEnum):
+    REPORTED = "reported"  # what the physical twin says
+    DESIRED = "desired"  # what users want it to be
+
+
+class Access(StrEnum):
+    """The caller's access to a twin, as shown on reads."""
+
+    OWNER = "owner"
+    OPERATE = "operate"
+    READ = "read"
+    ADMIN = "admin"
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TwinCreate(_Input):
+    app: str = Field(pattern=APP_REF, max_length=130, description="name@version; without @version, the latest.")
+    name: str = Field(pattern=TWIN_NAME, max_length=64)
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class TwinFork(_Input):
+    name: str = Field(pattern=TWIN_NAME, max_length=64)
+    at_revision: int | None = Field(default=None, ge=0, le=INT32_MAX,
+                                    description="Default: the origin's head revision.")
+    parameters: dict[str, JsonValue] | None = Field(default=None, description="Overrides of the origin's.")
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class OriginRead(BaseModel):
+    twin_id: str | None
+    twin_name: str | None
+    revision: int | None
+
+
+class TwinRead(BaseModel):
+    id: str
+    name: str
+    app: str
+    app_name: str
+    app_version: str
+    owner: str
+    description: str | None
+    parameters: dict[str, Any]
+    origin: OriginRead | None
+    head_revision: int
+    created_at: datetime
+    updated_at: datetime
+    access: Access
+
+
+class TwinPage(BaseModel):
+    items: list[TwinRead]
+    total: int
+
+
+class PropertyWrite(_Input):
+    value: JsonValue
+    unit: str | None = Field(default=None, max_length=64, description="Default: the declared unit.")
+    timestamp: datetime | None = Field(default=None, description="When the value was true; default: now.")
+
+
+class StateWrite(_Input):
+    reported: dict[str, PropertyWrite] = Field(default_factory=dict, max_length=1000)
+    desired: dict[str, PropertyWrite] = Field(default_factory=dict, max_length=1000)
+    message: str | None = Field(default=None, max_length=500)
+
+
+class PropertyValue(BaseModel):
+    value: Any
+    unit: str | None
+    timestamp: datetime
+    revision: int
+
+
+class TwinState(BaseModel):
+    twin_id: str
+    revision: int | None = Field(description="Revision the state is read at (absent for time queries).")
+    at: datetime | None = Field(description="Valid time the state is read at (absent for revision queries).")
+    reported: dict[str, PropertyValue]
+    desired: dict[str, PropertyValue]
+    delta: dict[str, Any] = Field(description="Desired values that differ from the reported ones.")
+
+
+class ValueChange(BaseModel):
+    property: str
+    kind: StateKind
+    value: Any
+    unit: str | None
+    timestamp: datetime
+
+
+class RevisionRead(BaseModel):
+    twin_id: str
+    revision: int
+    recorded_at: datetime
+    author: str
+    message: str | None
+    changes: list[ValueChange]
+
+
+class RevisionPage(BaseModel):
+    items: list[RevisionRead]
+    total: int
+
+
+class HistoryRead(BaseModel):
+    twin_id: str
+    property: str
+    kind: StateKind
+    unit: str | None
+    items: list[PropertyValue]
+
+
+class DiffEntry(BaseModel):
+    property: str
+    kind: StateKind
+    change: Literal["added", "removed", "changed"]
+    before: PropertyValue | None
+    after: PropertyValue | None
+
+
+class StateDiff(BaseModel):
+    twin_id: str
+    from_revision: int
+    to_revision: int
+    changes: list[DiffEntry]
+
+
+class GrantCreate(_Input):
+    identity: str = Field(pattern=r"^[a-z][a-z0-9._-]{0,63}$", max_length=64)
+    permission: Permission
+
+
+class GrantRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    identity: str
+    permission: Permission
+    granted_by: str
+    granted_at: datetime

@@ -1,0 +1,248 @@
+"""Twins: create from an app, find, list what the caller may see, fork, delete, grant access, and the
+authorized entry points to their state. Every public function checks the policy first."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from twinengine.auth.policy import Permission, require
+from twinengine.auth.principal import Principal
+from twinengine.auth.service import ensure_identity, get_identity
+from twinengine.catalog import service as catalog
+from twinengine.catalog.manifest import Manifest, parse_app_ref
+from twinengine.errors import NotFound, TwinNameTaken, TwinNotFound, ValidationFailed
+from twinengine.twins import state
+from twinengine.twins.models import StateRevision, Twin, TwinGrant
+from twinengine.twins.schemas import (
+    Access,
+    PropertyValue,
+    PropertyWrite,
+    RevisionRead,
+    StateDiff,
+    StateKind,
+    TwinState,
+)
+from twinengine.twins.validation import check_parameters
+
+__all__ = [
+    "access_of",
+    "create_twin",
+    "delete_twin",
+    "diff_state",
+    "fork_twin",
+    "get_twin",
+    "grant",
+    "list_grants",
+    "list_revisions",
+    "list_twins",
+    "manifest_for",
+    "property_history",
+    "read_revision",
+    "read_state",
+    "revoke",
+    "write_state",
+]
+
+_ID = re.compile(r"^tw-[0-9a-f]{12}$")
+
+
+def _new_id() -> str:
+    return f"tw-{secrets.token_hex(6)}"
+
+
+def manifest_for(session: Session, twin: Twin) -> Manifest:
+    return catalog.manifest_by_id(session, twin.app_id)
+
+
+def access_of(principal: Principal, twin: Twin) -> Access:
+    if twin.owner == principal.name:
+        return Access.OWNER
+    granted = twin.permission_of(principal.name)
+    if granted is not None:
+        return Access(granted.value)
+    return Access.ADMIN
+
+
+def _check_name(session: Session, name: str) -> None:
+    if _ID.match(name):
+        raise ValidationFailed.one("name", "names of the form tw-<12 hex digits> are reserved for twin ids")
+    if session.scalar(select(Twin.id).where(Twin.name == name)) is not None:
+        raise TwinNameTaken(f"a twin named {name!r} already exists")
+
+
+def _insert(session: Session, twin: Twin) -> Twin:
+    try:
+        with session.begin_nested():
+            session.add(twin)
+    except IntegrityError:
+        raise TwinNameTaken(f"a twin named {twin.name!r} already exists") from None
+    return twin
+
+
+def create_twin(session: Session, *, principal: Principal, app: str, name: str,
+                parameters: dict[str, Any], description: str | None = None) -> Twin:
+    """Create a twin of ``app`` (name@version, or name for the latest); parameters must fit the app schema."""
+    require(principal, "twin.create")
+    app_name, version = parse_app_ref(app)
+    row = catalog.get_app_version(session, principal=principal, name=app_name, version=version)
+    filled, problems = check_parameters(catalog.manifest_of(row), parameters)
+    if problems:
+        raise ValidationFailed(problems)
+    _check_name(session, name)
+    ensure_identity(session, principal.name, created_by=principal.issuer)
+    twin = Twin(id=_new_id(), name=name, app_id=row.id, app_name=row.name, app_version=row.version,
+                owner=principal.name, description=description, parameters=filled, head_revision=0)
+    return _insert(session, twin)
+
+
+def get_twin(session: Session, *, principal: Principal, ref: str, action: str = "twin.read") -> Twin:
+    """Find a twin by id or name and check ``action`` on it."""
+    twin = session.get(Twin, ref) if _ID.match(ref) else None
+    if twin is None:
+        twin = session.scalar(select(Twin).where(Twin.name == ref))
+    if twin is None:
+        raise TwinNotFound(f"no twin with id or name {ref!r}")
+    require(principal, action, twin, target=f"twin {twin.name}")
+    return twin
+
+
+def list_twins(session: Session, *, principal: Principal, app: str | None = None, limit: int = 50,
+               offset: int = 0) -> tuple[list[Twin], int]:
+    """Twins the caller owns or was granted (all of them for admins), newest first."""
+    require(principal, "twin.list")
+    query = select(Twin)
+    if not principal.is_admin:
+        granted = exists().where(TwinGrant.twin_id == Twin.id, TwinGrant.identity == principal.name)
+        query = query.where(or_(Twin.owner == principal.name, granted))
+    if app:
+        app_name, version = parse_app_ref(app)
+        query = query.where(Twin.app_name == app_name)
+        if version:
+            query = query.where(Twin.app_version == version)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    query = query.options(selectinload(Twin.grants))  # access_of() reads them for every row
+    rows = session.scalars(query.order_by(Twin.created_at.desc(), Twin.id).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def delete_twin(session: Session, *, principal: Principal, ref: str) -> Twin:
+    """Delete a twin and its whole state log; forks keep their copy and lose only the link."""
+    twin = get_twin(session, principal=principal, ref=ref, action="twin.manage")
+    session.delete(twin)
+    session.flush()
+    return twin
+
+
+def fork_twin(session: Session, *, principal: Principal, ref: str, name: str, at_revision: int | None,
+              parameters: dict[str, Any] | None, description: str | None = None) -> Twin:
+    """A scenario twin: same app, the origin's state as of ``at_revision`` as its revision 1, and a link
+    back. What-if writes and runs on the fork never touch the origin."""
+    origin = get_twin(session, principal=principal, ref=ref, action="twin.read")
+    require(principal, "twin.create")
+    at = origin.head_revision if at_revision is None else at_revision
+    snapshot = state.snapshot_at_revision(session, origin, at)
+    manifest = manifest_for(session, origin)
+    merged = {**origin.parameters, **(parameters or {})}
+    filled, problems = check_parameters(manifest, merged)
+    if problems:
+        raise ValidationFailed(problems)
+    _check_name(session, name)
+    ensure_identity(session, principal.name, created_by=principal.issuer)
+    fork = _insert(session, Twin(
+        id=_new_id(), name=name, app_id=origin.app_id, app_name=origin.app_name, app_version=origin.app_version,
+        owner=principal.name, description=description or origin.description, parameters=filled,
+        origin_id=origin.id, origin_name=origin.name, origin_revision=at, head_revision=0,
+    ))
+    if snapshot:
+        values = [state.NewValue(p, k, v.value, v.unit, v.timestamp) for (p, k), v in sorted(snapshot.items())]
+        state.append_revision(session, fork, values, author=principal.name,
+                              message=f"fork of {origin.name} at revision {at}")
+    return fork
+
+
+def grant(session: Session, *, principal: Principal, ref: str, identity: str,
+          permission: Permission) -> TwinGrant:
+    twin = get_twin(session, principal=principal, ref=ref, action="twin.manage")
+    get_identity(session, identity)
+    if identity == twin.owner:
+        raise ValidationFailed.one("identity", f"{identity} owns this twin already")
+    for existing in twin.grants:
+        if existing.identity == identity:
+            existing.permission = permission.value
+            existing.granted_by = principal.name
+            session.flush()
+            return existing
+    row = TwinGrant(twin_id=twin.id, identity=identity, permission=permission.value, granted_by=principal.name)
+    twin.grants.append(row)
+    session.flush()
+    return row
+
+
+def revoke(session: Session, *, principal: Principal, ref: str, identity: str) -> None:
+    twin = get_twin(session, principal=principal, ref=ref, action="twin.manage")
+    for existing in list(twin.grants):
+        if existing.identity == identity:
+            twin.grants.remove(existing)
+            session.flush()
+            return
+    raise NotFound(f"{identity} has no grant on twin {twin.name}")
+
+
+def list_grants(session: Session, *, principal: Principal, ref: str) -> list[TwinGrant]:
+    twin = get_twin(session, principal=principal, ref=ref, action="twin.read")
+    return sorted(twin.grants, key=lambda g: g.identity)
+
+
+def write_state(session: Session, *, principal: Principal, ref: str, reported: dict[str, PropertyWrite],
+                desired: dict[str, PropertyWrite], message: str | None = None) -> tuple[Twin, RevisionRead]:
+    """Validate and append one revision of reported and/or desired values."""
+    twin = get_twin(session, principal=principal, ref=ref, action="twin.operate")
+    values = state.validate_write(manifest_for(session, twin),
+                                  {StateKind.REPORTED: reported, StateKind.DESIRED: desired})
+    return twin, state.append_revision(session, twin, values, author=principal.name, message=message)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def read_state(session: Session, *, principal: Principal, ref: str, revision: int | None = None,
+               at: datetime | None = None) -> TwinState:
+    twin = get_twin(session, principal=principal, ref=ref)
+    return state.read_state(session, twin, revision=revision, at=_utc(at))
+
+
+def property_history(session: Session, *, principal: Principal, ref: str, prop: str,
+                     kind: StateKind = StateKind.REPORTED, since: datetime | None = None,
+                     until: datetime | None = None, limit: int = 1000,
+                     newest_first: bool = False) -> tuple[Twin, list[PropertyValue]]:
+    twin = get_twin(session, principal=principal, ref=ref)
+    items = state.history(session, twin, manifest_for(session, twin), prop, kind=kind, since=_utc(since),
+                          until=_utc(until), limit=limit, newest_first=newest_first)
+    return twin, items
+
+
+def list_revisions(session: Session, *, principal: Principal, ref: str, limit: int = 50, offset: int = 0,
+                   newest_first: bool = True) -> tuple[Twin, list[StateRevision]]:
+    twin = get_twin(session, principal=principal, ref=ref)
+    return twin, state.revisions(session, twin, limit=limit, offset=offset, newest_first=newest_first)
+
+
+def read_revision(session: Session, *, principal: Principal, ref: str, number: int) -> StateRevision:
+    twin = get_twin(session, principal=principal, ref=ref)
+    return state.get_revision(session, twin, number)
+
+
+def diff_state(session: Session, *, principal: Principal, ref: str, from_revision: int,
+               to_revision: int | None = None) -> StateDiff:
+    twin = get_twin(session, principal=principal, ref=ref)
+    return state.diff(session, twin, from_revision, twin.head_revision if to_revision is None else to_revision)

@@ -1,0 +1,86 @@
+"""Checking what users send a twin against its app: parameters against the JSON Schema, state writes
+against the declared properties (type, unit, range)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from twinengine.catalog.manifest import Manifest, StateProperty, StateType
+from twinengine.errors import Problem, join_loc
+from twinengine.units import UnitError, convert
+
+__all__ = ["apply_defaults", "check_parameters", "check_value"]
+
+
+def apply_defaults(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Fill top-level ``default``s from the schema, so a twin records the parameters it really runs with."""
+    filled = copy.deepcopy(values)
+    for key, spec in (schema.get("properties") or {}).items():
+        if key not in filled and isinstance(spec, dict) and "default" in spec:
+            filled[key] = copy.deepcopy(spec["default"])
+    return filled
+
+
+def check_parameters(manifest: Manifest, values: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """Validate twin parameters; every problem is located as ``parameters.<path>``."""
+    filled = apply_defaults(manifest.parameters, values)
+    validator = Draft202012Validator(manifest.parameters)
+    problems = []
+    for error in sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path))):
+        path: list[Any] = ["parameters", *error.absolute_path]
+        if error.validator == "required" and isinstance(error.instance, dict):
+            missing = [k for k in error.validator_value if k not in error.instance]
+            path += missing[:1]
+        problems.append(Problem(join_loc(path), error.message))
+    return filled, problems
+
+
+def _type_ok(kind: StateType, value: Any) -> bool:
+    if kind is StateType.NUMBER:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is StateType.INTEGER:
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
+    if kind is StateType.STRING:
+        return isinstance(value, str)
+    if kind is StateType.BOOLEAN:
+        return isinstance(value, bool)
+    if kind is StateType.OBJECT:
+        return isinstance(value, dict)
+    return isinstance(value, list)
+
+
+def check_value(
+    loc: str, declared: StateProperty, value: Any, unit: str | None
+) -> tuple[Any, str | None, list[Problem]]:
+    """Validate one written value; numbers in a compatible unit are converted to the declared unit.
+
+    Returns (value to store, unit to store, problems).
+    """
+    if not _type_ok(declared.type, value):
+        shown = "null" if value is None else type(value).__name__
+        return value, unit, [Problem(f"{loc}.value", f"expected {declared.type.value}, got {shown}")]
+    if declared.type is StateType.INTEGER:
+        value = int(value)
+    stored_unit = declared.unit
+    if unit is not None and unit != declared.unit:
+        if declared.unit is None:
+            return value, unit, [Problem(f"{loc}.unit", "this property has no unit; leave unit out")]
+        try:
+            value = convert(float(value), unit, declared.unit)
+        except UnitError as exc:
+            return value, unit, [Problem(f"{loc}.unit", f"{exc} (the property is in {declared.unit!r})")]
+        if declared.type is StateType.INTEGER:
+            value = round(value)
+    problems = []
+    if declared.minimum is not None and value < declared.minimum:
+        problems.append(Problem(f"{loc}.value", f"{value} is below the minimum {declared.minimum}"))
+    if declared.maximum is not None and value > declared.maximum:
+        problems.append(Problem(f"{loc}.value", f"{value} is above the maximum {declared.maximum}"))
+    if declared.enum is not None and value not in declared.enum:
+        problems.append(Problem(f"{loc}.value", f"{value!r} is not one of {declared.enum!r}"))
+    return value, stored_unit, problems
