@@ -1,0 +1,82 @@
+"""Build the engine's FastAPI application from settings (or a ready runtime)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from twinengine._version import __version__
+from twinengine.api import health
+from twinengine.api.errors import install_error_handlers
+from twinengine.api.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from twinengine.api.routing import API_PREFIX, operation_id
+from twinengine.auth import api as auth_api
+from twinengine.catalog import api as catalog_api
+from twinengine.config import Settings
+from twinengine.runtime import Runtime
+from twinengine.twins import api as twins_api
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """
+The REST API of **twinengine**, a digital twin engine for science.
+
+DT developers publish applications to the catalogue; DT users create twins from them, report and
+desire state, travel through its history and fork what-if scenarios. Every call except `/health`,
+`/openapi.json` and `/docs` needs `Authorization: Bearer <token>`.
+"""
+
+
+def _announce_admin_token(token: str, runtime: Runtime) -> None:
+    path = runtime.data_dir / "admin.token"
+    print(
+        "\ntwinengine: first start, created the identity 'admin'.\n"
+        f"  Its token is shown once here and saved (mode 0600) to {path}:\n\n  {token}\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """The whole HTTP surface. The store is migrated and the first admin created when the app starts."""
+    owns_runtime = runtime is None
+    runtime = runtime or Runtime.from_settings(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        token = runtime.start()
+        if token:
+            _announce_admin_token(token, runtime)
+        yield
+        if owns_runtime:
+            runtime.close()
+
+    app = FastAPI(
+        title="twinengine",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        generate_unique_id_function=operation_id,
+    )
+    app.state.runtime = runtime
+    app.state.metrics = registry = CollectorRegistry()
+    registry.register(health.StoreCollector(runtime))
+
+    install_error_handlers(app)
+    for router in (health.router, auth_api.router, catalog_api.router, twins_api.router):
+        app.include_router(router)
+
+    settings = runtime.settings
+    # Outermost last: metrics see everything, the audit sees writes refused for their size too.
+    app.add_middleware(BodyLimitMiddleware, default=settings.max_request_bytes,
+                       overrides={("POST", f"{API_PREFIX}/apps"): settings.max_app_archive_bytes})
+    app.add_middleware(AuditMiddleware, runtime=runtime)
+    app.add_middleware(MetricsMiddleware, registry=registry)
+    return app

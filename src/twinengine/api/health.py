@@ -1,0 +1,63 @@
+"""Liveness and Prometheus metrics. ``/health`` is public; ``/metrics`` needs a provider or admin token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select, text
+
+from twinengine._version import __version__
+from twinengine.api.deps import PrincipalDep, RuntimeDep
+from twinengine.api.routing import api_router
+from twinengine.auth.policy import require
+from twinengine.catalog.models import AppVersion
+from twinengine.runtime import Runtime
+from twinengine.twins.models import StateRevision, Twin
+
+__all__ = ["StoreCollector", "router"]
+
+router = api_router(tag="health", versioned=False)
+
+
+@router.get("/health", name="health", summary="Is the engine up and its store reachable?")
+def health(runtime: RuntimeDep) -> JSONResponse:
+    try:
+        with runtime.db.session(readonly=True) as session:
+            session.execute(text("SELECT 1"))
+        database = "ok"
+    except Exception as exc:
+        database = f"unreachable: {type(exc).__name__}"
+    body: dict[str, Any] = {"status": "ok" if database == "ok" else "degraded", "version": __version__,
+                            "database": database, "backend": runtime.db.backend}
+    return JSONResponse(body, status_code=200 if database == "ok" else 503)
+
+
+@router.get("/metrics", name="metrics", summary="Prometheus metrics (text format)",
+            response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(request: Request, principal: PrincipalDep) -> Response:
+    require(principal, "metrics.read")
+    registry: CollectorRegistry = request.app.state.metrics
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class StoreCollector(Collector):
+    """Counts read from the store at scrape time: apps, twins, revisions."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("twin_store_rows", "Rows in the engine's store", labels=["kind"])
+        try:
+            with self.runtime.db.session(readonly=True) as session:
+                for kind, model in (("app_versions", AppVersion), ("twins", Twin), ("revisions", StateRevision)):
+                    family.add_metric([kind], float(session.scalar(select(func.count()).select_from(model)) or 0))
+        except Exception:
+            return
+        yield family

@@ -1,0 +1,164 @@
+"""ASGI middlewares: request body limits, the audit trail of writes, and HTTP metrics.
+
+They are plain ASGI (not BaseHTTPMiddleware) so streaming bodies pass through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio.to_thread
+from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from twinengine.api.deps import PRINCIPAL_SCOPE_KEY
+from twinengine.auth import audit
+from twinengine.auth.principal import Principal
+from twinengine.runtime import Runtime
+
+__all__ = ["AuditMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]
+
+log = logging.getLogger("twinengine.audit")
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"code": code, "message": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over the limit with 413, by Content-Length up front or while streaming."""
+
+    def __init__(self, app: ASGIApp, *, default: int, overrides: Mapping[tuple[str, str], int]) -> None:
+        self.app = app
+        self.default = default
+        self.overrides = dict(overrides)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.overrides.get((scope["method"], scope["path"].rstrip("/")), self.default)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _send_error(send, 413, "PayloadTooLarge",
+                              f"request body is {int(declared)} bytes; the limit here is {limit}")
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _send_error(send, 413, "PayloadTooLarge", f"request body exceeds the limit of {limit} bytes")
+
+
+def _operation(scope: Scope) -> str:
+    route = scope.get("route")
+    if isinstance(route, APIRoute):
+        return route.operation_id or route.unique_id
+    return f"{scope['method']} {scope['path']}"
+
+
+class AuditMiddleware:
+    """Record every write attempt (who, what, when, outcome) before the client sees the answer."""
+
+    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _WRITE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        recorded = False
+
+        async def auditing_send(message: Message) -> None:
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True
+                # Blocking store I/O: off the event loop, or a queued SQLite writer would stall every request.
+                await anyio.to_thread.run_sync(self._record, scope, int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, auditing_send)
+
+    def _record(self, scope: Scope, status: int) -> None:
+        principal: Principal | None = scope.get(PRINCIPAL_SCOPE_KEY)
+        try:
+            with self.runtime.db.session() as session:
+                audit.record(
+                    session,
+                    actor=principal.name if principal else "anonymous",
+                    role=principal.role.value if principal else None,
+                    action=_operation(scope),
+                    target=f"{scope['method']} {scope['path']}",
+                    outcome=audit.outcome_of(status),
+                    status=status,
+                    detail={"client": (scope.get("client") or ("", 0))[0]},
+                )
+        except Exception:  # the answer was decided already; losing an audit row must be loud, not fatal
+            log.exception("could not write the audit record for %s %s", scope["method"], scope["path"])
+
+
+class MetricsMiddleware:
+    """Count requests and time them per route template (not per URL, to keep label sets small)."""
+
+    def __init__(self, app: ASGIApp, *, registry: CollectorRegistry,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.app = app
+        self.clock = clock
+        self.requests = Counter("twin_http_requests", "HTTP requests served", ["method", "route", "status"],
+                                registry=registry)
+        self.latency = Histogram("twin_http_request_duration_seconds", "Time to answer HTTP requests",
+                                 ["method", "route"], registry=registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = self.clock()
+        status: list[int] = [500]
+
+        async def timing_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timing_send)
+        finally:
+            route: Any = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.requests.labels(scope["method"], template, str(status[0])).inc()
+            self.latency.labels(scope["method"], template).observe(self.clock() - start)

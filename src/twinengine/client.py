@@ -1,0 +1,242 @@
+"""The Python SDK: ``Client(url, token)`` with typed methods for the engine's REST API.
+
+It raises the same error classes the server raises (``twinengine.errors``), so a notebook can
+``except TwinNotFound``. The CLI is built on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx2 as httpx
+from pydantic import BaseModel, TypeAdapter
+
+from twinengine.auth.schemas import AuditPage, Me, TokenIssued, TokenRead
+from twinengine.catalog.archive import pack, unpack
+from twinengine.catalog.schemas import AppPage, AppRead, AppVersionRead, PublishResult
+from twinengine.errors import EngineUnavailable, TwinEngineError, error_from_payload
+from twinengine.twins.schemas import (
+    GrantRead,
+    HistoryRead,
+    PropertyWrite,
+    RevisionPage,
+    RevisionRead,
+    StateDiff,
+    TwinPage,
+    TwinRead,
+    TwinState,
+)
+
+__all__ = ["Client"]
+
+M = TypeVar("M", bound=BaseModel)
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _writes(values: Mapping[str, Any] | None, timestamp: datetime | None) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in (values or {}).items():
+        write = value if isinstance(value, PropertyWrite) else PropertyWrite(value=value, timestamp=timestamp)
+        out[name] = write.model_dump(mode="json", exclude_none=True)
+    return out
+
+
+class Client:
+    """A connection to a running engine. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, *, timeout: float = 30.0,
+                 http: httpx.Client | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self._owns_http = http is None
+        # An existing client (e.g. a test client bound to an in-process app) may be shared by several SDK
+        # clients with different tokens, so the token travels per request, not on the shared client.
+        self._http = http if http is not None else httpx.Client(base_url=self.url, timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType] | Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                 **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, headers={**self._auth, **(headers or {})}, **kwargs)
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"cannot reach the engine at {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                payload: Any = response.json()
+            except ValueError:
+                payload = response.text
+            raise error_from_payload(response.status_code, payload)
+        return response
+
+    def _get(self, model: type[M], path: str, **params: Any) -> M:
+        query = {k: v for k, v in params.items() if v is not None}
+        return model.model_validate(self._request("GET", path, params=query).json())
+
+    def _send(self, model: type[M], method: str, path: str, body: Any) -> M:
+        return model.model_validate(self._request(method, path, json=body).json())
+
+    # -- engine and identity ----------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/health").json()
+        return result
+
+    def me(self) -> Me:
+        return self._get(Me, "/api/v1/me")
+
+    def create_token(self, name: str, role: str, *, expires_in: str | None = None,
+                     note: str | None = None) -> TokenIssued:
+        body = {"name": name, "role": role, "expires_in": expires_in, "note": note}
+        return self._send(TokenIssued, "POST", "/api/v1/tokens", {k: v for k, v in body.items() if v is not None})
+
+    def list_tokens(self, identity: str | None = None) -> list[TokenRead]:
+        data = self._request("GET", "/api/v1/tokens", params={"identity": identity} if identity else None).json()
+        return TypeAdapter(list[TokenRead]).validate_python(data)
+
+    def revoke_token(self, jti: str) -> TokenRead:
+        return TokenRead.model_validate(self._request("DELETE", f"/api/v1/tokens/{_seg(jti)}").json())
+
+    def audit(self, *, actor: str | None = None, action: str | None = None, outcome: str | None = None,
+              since: datetime | None = None, until: datetime | None = None, limit: int = 100,
+              offset: int = 0) -> AuditPage:
+        return self._get(AuditPage, "/api/v1/audit", actor=actor, action=action, outcome=outcome,
+                         since=since.isoformat() if since else None, until=until.isoformat() if until else None,
+                         limit=limit, offset=offset)
+
+    # -- catalogue --------------------------------------------------------------------------------
+
+    def publish_app(self, source: Path | str | bytes) -> PublishResult:
+        """Publish an app folder (packed canonically here) or ready ``.tar.gz`` bytes."""
+        archive = source if isinstance(source, bytes) else pack(Path(source))
+        response = self._request("POST", "/api/v1/apps", content=archive,
+                                 headers={"Content-Type": "application/gzip"})
+        return PublishResult.model_validate(response.json())
+
+    def list_apps(self, q: str | None = None, *, domain: str | None = None, limit: int = 50,
+                  offset: int = 0) -> AppPage:
+        return self._get(AppPage, "/api/v1/apps", q=q, domain=domain, limit=limit, offset=offset)
+
+    def search_apps(self, text: str, *, limit: int = 50) -> AppPage:
+        return self.list_apps(text, limit=limit)
+
+    def get_app(self, name: str) -> AppRead:
+        return self._get(AppRead, f"/api/v1/apps/{_seg(name)}")
+
+    def get_app_version(self, name: str, version: str = "latest") -> AppVersionRead:
+        return self._get(AppVersionRead, f"/api/v1/apps/{_seg(name)}/versions/{_seg(version)}")
+
+    def manifest_schema(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/api/v1/apps/manifest-schema").json()
+        return result
+
+    def pull_app(self, ref: str, dest: Path | str | None = None) -> bytes:
+        """Download ``name@version`` (checking its sha-256); unpack it into ``dest`` if given."""
+        name, _, version = ref.partition("@")
+        response = self._request("GET", f"/api/v1/apps/{_seg(name)}/versions/{_seg(version or 'latest')}/archive")
+        data = response.content
+        expected = response.headers.get("Repr-Digest", "")
+        actual = "sha-256=:" + base64.b64encode(hashlib.sha256(data).digest()).decode() + ":"
+        if expected != actual:
+            raise TwinEngineError(f"archive of {ref} arrived corrupted (digest {actual}, expected {expected})")
+        if dest is not None:
+            target = Path(dest)
+            target.mkdir(parents=True, exist_ok=True)
+            unpack(data, target, max_unpacked_bytes=1 << 31)
+        return data
+
+    # -- twins ------------------------------------------------------------------------------------
+
+    def create_twin(self, app: str, name: str, parameters: Mapping[str, Any] | None = None, *,
+                    description: str | None = None) -> TwinRead:
+        body = {"app": app, "name": name, "parameters": dict(parameters or {}), "description": description}
+        return self._send(TwinRead, "POST", "/api/v1/twins", body)
+
+    def list_twins(self, *, app: str | None = None, limit: int = 50, offset: int = 0) -> TwinPage:
+        return self._get(TwinPage, "/api/v1/twins", app=app, limit=limit, offset=offset)
+
+    def get_twin(self, twin: str) -> TwinRead:
+        return self._get(TwinRead, f"/api/v1/twins/{_seg(twin)}")
+
+    def delete_twin(self, twin: str) -> None:
+        self._request("DELETE", f"/api/v1/twins/{_seg(twin)}")
+
+    def fork_twin(self, twin: str, name: str, *, at_revision: int | None = None,
+                  parameters: Mapping[str, Any] | None = None, description: str | None = None) -> TwinRead:
+        body: dict[str, Any] = {"name": name, "at_revision": at_revision, "description": description,
+                                "parameters": dict(parameters) if parameters is not None else None}
+        return self._send(TwinRead, "POST", f"/api/v1/twins/{_seg(twin)}/fork",
+                          {k: v for k, v in body.items() if v is not None})
+
+    def grants(self, twin: str) -> list[GrantRead]:
+        data = self._request("GET", f"/api/v1/twins/{_seg(twin)}/grants").json()
+        return TypeAdapter(list[GrantRead]).validate_python(data)
+
+    def grant(self, twin: str, identity: str, permission: Literal["read", "operate"]) -> GrantRead:
+        return self._send(GrantRead, "PUT", f"/api/v1/twins/{_seg(twin)}/grants/{_seg(identity)}",
+                          {"permission": permission})
+
+    def revoke_grant(self, twin: str, identity: str) -> None:
+        self._request("DELETE", f"/api/v1/twins/{_seg(twin)}/grants/{_seg(identity)}")
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def write_state(self, twin: str, *, reported: Mapping[str, Any] | None = None,
+                    desired: Mapping[str, Any] | None = None, timestamp: datetime | None = None,
+                    message: str | None = None) -> RevisionRead:
+        """Write one revision. Values are plain JSON values or ``PropertyWrite`` (value, unit, timestamp)."""
+        body: dict[str, Any] = {"reported": _writes(reported, timestamp), "desired": _writes(desired, timestamp)}
+        if message:
+            body["message"] = message
+        return self._send(RevisionRead, "PATCH", f"/api/v1/twins/{_seg(twin)}/state", body)
+
+    def report(self, twin: str, *, timestamp: datetime | None = None, message: str | None = None,
+               **values: Any) -> RevisionRead:
+        return self.write_state(twin, reported=values, timestamp=timestamp, message=message)
+
+    def desire(self, twin: str, *, message: str | None = None, **values: Any) -> RevisionRead:
+        return self.write_state(twin, desired=values, message=message)
+
+    def get_state(self, twin: str, *, revision: int | None = None, at: datetime | None = None) -> TwinState:
+        return self._get(TwinState, f"/api/v1/twins/{_seg(twin)}/state", revision=revision,
+                         at=at.isoformat() if at else None)
+
+    def revisions(self, twin: str, *, limit: int = 50, offset: int = 0,
+                  order: Literal["desc", "asc"] = "desc") -> RevisionPage:
+        return self._get(RevisionPage, f"/api/v1/twins/{_seg(twin)}/revisions", limit=limit, offset=offset,
+                         order=order)
+
+    def get_revision(self, twin: str, revision: int) -> RevisionRead:
+        return self._get(RevisionRead, f"/api/v1/twins/{_seg(twin)}/revisions/{revision}")
+
+    def history(self, twin: str, prop: str, *, kind: Literal["reported", "desired"] = "reported",
+                since: datetime | None = None, until: datetime | None = None, limit: int = 1000,
+                order: Literal["asc", "desc"] = "asc") -> HistoryRead:
+        return self._get(HistoryRead, f"/api/v1/twins/{_seg(twin)}/properties/{_seg(prop)}/history", kind=kind,
+                         since=since.isoformat() if since else None, until=until.isoformat() if until else None,
+                         limit=limit, order=order)
+
+    def diff(self, twin: str, from_revision: int, to_revision: int | None = None) -> StateDiff:
+        params = {"from": from_revision, "to": to_revision}
+        return self._get(StateDiff, f"/api/v1/twins/{_seg(twin)}/diff", **params)

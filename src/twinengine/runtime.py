@@ -1,0 +1,59 @@
+"""The running engine's parts, built once from settings and shared by the API, the CLI and the demo.
+
+The API is built *from* a runtime; tests build one per data dir, and nothing lives in module globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import text
+
+from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
+from twinengine.auth.keys import load_or_create_signing_key
+from twinengine.auth.service import bootstrap_admin
+from twinengine.config import Settings
+from twinengine.store import migrate
+from twinengine.store.blobs import BlobStore
+from twinengine.store.engine import Database
+
+__all__ = ["Runtime"]
+
+_PG_BOOTSTRAP_LOCK = 0x74776164
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    issuer: BuiltinIssuer
+    verifiers: list[TokenVerifier] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.db_url, pool_size=settings.db_pool_size)
+        issuer = BuiltinIssuer(load_or_create_signing_key(settings.data_dir / "keys" / "issuer-es256.pem"),
+                               settings.token_issuer)
+        return cls(settings=settings, db=db, blobs=BlobStore(settings.data_dir / "blobs"), issuer=issuer,
+                   verifiers=[issuer])
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    def start(self) -> str | None:
+        """Migrate the store, then create the first admin if there is none. Returns that admin's token
+        (only on the very first start)."""
+        migrate.upgrade(self.db)
+        with self.db.session() as session:
+            if self.db.backend == "postgresql":
+                session.execute(text(f"SELECT pg_advisory_xact_lock({_PG_BOOTSTRAP_LOCK})"))
+            return bootstrap_admin(session, self.issuer, data_dir=self.data_dir,
+                                   ttl=self.settings.admin_token_ttl)
+
+    def close(self) -> None:
+        self.db.dispose()
+
