@@ -1,0 +1,123 @@
+"""What every command shares: the connection options, output in tables or JSON, and argument parsing."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from twinengine.client import DEFAULT_URL, Client
+from twinengine.config import Settings
+from twinengine.errors import Problem, ValidationFailed
+
+__all__ = [
+    "DataDirOption",
+    "Output",
+    "console",
+    "err_console",
+    "local_settings",
+    "parse_assignments",
+    "state_of",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+DataDirOption = typer.Option(None, "--data-dir", help="Engine data dir (default: $TWIN_DATA_DIR or "
+                                                      "~/.local/share/twinengine).", show_default=False)
+
+
+@dataclass
+class Output:
+    """Per-invocation options from the top-level callback."""
+
+    url: str = DEFAULT_URL
+    token: str | None = None
+    as_json: bool = False
+
+    def client(self) -> Client:
+        return Client(self.url, self.token)
+
+    def emit(self, value: BaseModel | Sequence[BaseModel] | dict[str, Any], render: Any = None) -> None:
+        """Print ``value`` as JSON with --json, else call ``render`` (or pretty-print it)."""
+        if self.as_json or render is None:
+            if isinstance(value, BaseModel):
+                text = value.model_dump_json(indent=2)
+            elif isinstance(value, dict):
+                text = json.dumps(value, indent=2, default=str)
+            else:
+                text = json.dumps([v.model_dump(mode="json") for v in value], indent=2)
+            print(text)
+        else:
+            render()
+
+
+def state_of(ctx: typer.Context) -> Output:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Output) else Output()
+
+
+def local_settings(data_dir: Path | None) -> Settings:
+    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_assignments(items: Iterable[str], *, option: str) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as JSON when they are JSON, else kept as text); dotted keys
+    build nested objects: ``rating.a=18`` → ``{"rating": {"a": 18}}``."""
+    result: dict[str, Any] = {}
+    problems = []
+    for i, item in enumerate(items):
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            problems.append(Problem(f"{option}[{i}]", f"{item!r} is not key=value"))
+            continue
+        target = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = _value(raw)
+    if problems:
+        raise ValidationFailed(problems)
+    return result
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for i, column in enumerate(columns):
+        # Names and ids stay whole; other cells fold onto more lines instead of being cut with an ellipsis.
+        t.add_column(column, no_wrap=i == 0, overflow="fold")
+    for row in rows:
+        t.add_row(*[_cell(c) for c in row])
+    return t
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):  # the API speaks UTC; tables say so in their headers
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in {"1", "true", "yes"}

@@ -1,0 +1,125 @@
+"""Entry point of ``twin``: global options, error rendering, and the engine commands (serve, db, version)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from twinengine._version import __version__
+from twinengine.cli import apps, audit, demo, state, tokens, twins
+from twinengine.cli._common import DataDirOption, Output, console, err_console, local_settings
+from twinengine.client import DEFAULT_URL
+from twinengine.errors import TwinEngineError
+
+__all__ = ["app", "main"]
+
+
+class _ErrorsAsMessages(TyperGroup):
+    """Turn engine errors into a red message and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except TwinEngineError as exc:
+            err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False, soft_wrap=True)
+            for detail in exc.details:
+                if "loc" in detail:
+                    err_console.print(f"  {detail['loc']}: {detail.get('msg', '')}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_ErrorsAsMessages,
+    help="twinengine: a digital twin engine for science.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    url: str = typer.Option(DEFAULT_URL, "--url", envvar="TWIN_URL", help="Engine to talk to."),
+    token: str | None = typer.Option(None, "--token", envvar="TWIN_TOKEN", help="Bearer token.",
+                                     show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    ctx.obj = Output(url=url, token=token, as_json=as_json)
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1, loopback only)."),
+    port: int | None = typer.Option(None, help="Port (default 8000)."),
+    data_dir: Any = DataDirOption,
+) -> None:
+    """Run the engine: REST API, OpenAPI docs at /docs, /health and /metrics."""
+    import uvicorn
+
+    from twinengine.api import create_app
+
+    settings = local_settings(data_dir)
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = settings.model_copy(update=overrides)
+    err_console.print(f"twinengine {__version__}: data in {settings.data_dir}, store "
+                      f"{settings.db_url.split('://')[0]}, listening on http://{settings.host}:{settings.port}")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+db_app = typer.Typer(help="The metadata store.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: Any = DataDirOption) -> None:
+    """Apply pending migrations (the engine also does this when it starts)."""
+    from twinengine.store import migrate
+    from twinengine.store.engine import Database
+
+    settings = local_settings(data_dir)
+    db = Database(settings.db_url)
+    try:
+        before = migrate.current_revision(db)
+        after = migrate.upgrade(db)
+    finally:
+        db.dispose()
+    console.print(f"store at revision {after}" + ("" if before == after else f" (was {before})"))
+
+
+@db_app.command("current")
+def db_current(data_dir: Any = DataDirOption) -> None:
+    """Show the store's migration revision and the newest this engine knows."""
+    from twinengine.store import migrate
+    from twinengine.store.engine import Database
+
+    db = Database(local_settings(data_dir).db_url)
+    try:
+        console.print(f"current {migrate.current_revision(db)}, head {migrate.head_revision(db)}")
+    finally:
+        db.dispose()
+
+
+@app.command()
+def version() -> None:
+    """Print the engine version."""
+    console.print(__version__)
+
+
+app.add_typer(tokens.app, name="token")
+app.add_typer(apps.app, name="app")
+app.add_typer(state.app, name="state")
+app.command("audit")(audit.audit)
+app.command("demo")(demo.demo)
+for name, command in twins.COMMANDS.items():
+    app.command(name)(command)
+
+
+def main() -> None:
+    app(prog_name="twin")
+
+
+if __name__ == "__main__":
+    main()

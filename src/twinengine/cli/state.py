@@ -1,0 +1,142 @@
+"""``twin state``: report and desire properties, read the state now or in the past, history, diff."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from twinengine.cli._common import console, parse_assignments, state_of, table
+from twinengine.errors import ValidationFailed
+from twinengine.timeutil import parse_instant
+from twinengine.twins.schemas import PropertyWrite, RevisionRead, TwinState
+
+app = typer.Typer(help="A twin's state: write, read (now or as of a revision/time), history, diff.",
+                  no_args_is_help=True)
+
+
+def _instant(text: str | None, option: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise ValidationFailed.one(option, f"{text!r} is not an ISO 8601 time ({exc})") from None
+
+
+def _writes(assignments: list[str], units: list[str], at: str | None) -> dict[str, PropertyWrite]:
+    values = parse_assignments(assignments, option="PROPERTY=VALUE")
+    unit_of = parse_assignments(units, option="--unit")
+    unknown = sorted(set(unit_of) - set(values))
+    if unknown:
+        raise ValidationFailed.one("--unit", f"units given for properties not written: {', '.join(unknown)}")
+    stamp = _instant(at, "--at")
+    return {k: PropertyWrite(value=v, unit=str(unit_of[k]) if k in unit_of else None, timestamp=stamp)
+            for k, v in values.items()}
+
+
+def _show_revision(row: RevisionRead) -> None:
+    console.print(f"revision [bold]{row.revision}[/bold] of {row.twin_id} by {row.author} at "
+                  f"{row.recorded_at.isoformat(timespec='seconds')}" + (f": {escape(row.message)}" if row.message
+                                                                        else ""), highlight=False)
+    console.print(table(None, ["kind", "property", "value", "unit", "timestamp (UTC)"],
+                        [(c.kind.value, c.property, c.value, c.unit, c.timestamp) for c in row.changes]))
+
+
+_VALUES_HELP = "PROPERTY=VALUE pairs (JSON values)."
+_UNIT_HELP = "PROPERTY=UNIT when a value is not in the declared unit (it is converted)."
+
+
+@app.command("report")
+def report(ctx: typer.Context, twin: str = typer.Argument(...),
+           values: list[str] = typer.Argument(..., help=_VALUES_HELP),
+           unit: list[str] = typer.Option([], "--unit", help=_UNIT_HELP),
+           at: str | None = typer.Option(None, "--at", help="When the values were true (ISO 8601; default now)."),
+           message: str | None = typer.Option(None, "--message", "-m")) -> None:
+    """Write reported values (what the physical twin says): one new revision."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.write_state(twin, reported=_writes(values, unit, at), message=message)
+    out.emit(row, lambda: _show_revision(row))
+
+
+@app.command("desire")
+def desire(ctx: typer.Context, twin: str = typer.Argument(...),
+           values: list[str] = typer.Argument(..., help=_VALUES_HELP),
+           unit: list[str] = typer.Option([], "--unit", help=_UNIT_HELP),
+           message: str | None = typer.Option(None, "--message", "-m")) -> None:
+    """Write desired values (what users want the physical twin to be): one new revision."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.write_state(twin, desired=_writes(values, unit, None), message=message)
+    out.emit(row, lambda: _show_revision(row))
+
+
+def _show_state(twin: str, state: TwinState) -> None:
+    when = f"revision {state.revision}" if state.revision is not None else f"time {state.at}"
+    rows = [("reported", p, v.value, v.unit, v.timestamp, v.revision) for p, v in state.reported.items()]
+    rows += [("desired", p, v.value, v.unit, v.timestamp, v.revision) for p, v in state.desired.items()]
+    console.print(table(f"state of {twin} as of {when}", ["kind", "property", "value", "unit", "timestamp (UTC)",
+                                                           "revision"], rows))
+    if state.delta:
+        console.print(f"pending (desired ≠ reported): {state.delta}", highlight=False)
+
+
+@app.command("show")
+def show(ctx: typer.Context, twin: str = typer.Argument(...),
+         revision: int | None = typer.Option(None, "--revision", "-r", min=0, help="As of this revision."),
+         at: str | None = typer.Option(None, "--at", help="As of this time (values' timestamps; ISO 8601).")) -> None:
+    """The state now, as of a revision, or as of a time."""
+    out = state_of(ctx)
+    with out.client() as client:
+        result = client.get_state(twin, revision=revision, at=_instant(at, "--at"))
+    out.emit(result, lambda: _show_state(twin, result))
+
+
+@app.command("history")
+def history(ctx: typer.Context, twin: str = typer.Argument(...), prop: str = typer.Argument(..., metavar="PROPERTY"),
+            kind: str = typer.Option("reported", "--kind", help="reported or desired."),
+            since: str | None = typer.Option(None, "--since"), until: str | None = typer.Option(None, "--until"),
+            limit: int = typer.Option(100, "--limit", min=1, max=100_000)) -> None:
+    """A property's values over a time range."""
+    out = state_of(ctx)
+    with out.client() as client:
+        result = client.history(twin, prop, kind=kind,  # type: ignore[arg-type]
+                                since=_instant(since, "--since"), until=_instant(until, "--until"), limit=limit)
+    out.emit(result, lambda: console.print(table(
+        f"{kind} {prop} of {twin} ({len(result.items)} values, unit {result.unit or '-'})",
+        ["timestamp (UTC)", "value", "revision"], [(v.timestamp, v.value, v.revision) for v in result.items])))
+
+
+@app.command("revisions")
+def revisions(ctx: typer.Context, twin: str = typer.Argument(...),
+              limit: int = typer.Option(20, "--limit", min=1, max=1000),
+              offset: int = typer.Option(0, "--offset", min=0)) -> None:
+    """The state log, newest first."""
+    out = state_of(ctx)
+    with out.client() as client:
+        page = client.revisions(twin, limit=limit, offset=offset)
+    out.emit(page, lambda: console.print(table(
+        f"revisions of {twin} ({len(page.items)} of {page.total})", ["revision", "recorded (UTC)", "author", "changes",
+                                                                      "message"],
+        [(r.revision, r.recorded_at, r.author, _changes(r), r.message) for r in page.items])))
+
+
+def _changes(row: RevisionRead) -> str:
+    return ", ".join(f"{c.kind.value[0]}:{c.property}={c.value}" for c in row.changes)
+
+
+@app.command("diff")
+def diff(ctx: typer.Context, twin: str = typer.Argument(...),
+         from_revision: int = typer.Argument(..., metavar="FROM", min=0),
+         to_revision: int | None = typer.Argument(None, metavar="[TO]", min=0, help="Default: head.")) -> None:
+    """What changed between two revisions."""
+    out = state_of(ctx)
+    with out.client() as client:
+        result = client.diff(twin, from_revision, to_revision)
+    out.emit(result, lambda: console.print(table(
+        f"{twin}: revision {result.from_revision} → {result.to_revision}", ["kind", "property", "change", "before",
+                                                                            "after"],
+        [(c.kind.value, c.property, c.change, c.before.value if c.before else None,
+          c.after.value if c.after else None) for c in result.changes])))

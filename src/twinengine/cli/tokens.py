@@ -1,0 +1,90 @@
+"""``twin token``: issue, list and revoke tokens (admins)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from twinengine.auth.principal import Role
+from twinengine.cli._common import DataDirOption, console, err_console, local_settings, state_of, table
+from twinengine.errors import ValidationFailed
+from twinengine.timeutil import parse_duration
+
+app = typer.Typer(help="Tokens: create (admins), list, revoke.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: str = typer.Option(..., "--name", help="Identity the token is for (created on first use)."),
+    role: Role = typer.Option(..., "--role", help="developer, user, provider or admin."),
+    expires: str | None = typer.Option(None, "--expires", help="e.g. 30d, 12h, never (default: 30d)."),
+    note: str | None = typer.Option(None, "--note"),
+    data_dir: Path | None = DataDirOption,
+) -> None:
+    """Issue a signed token. With --data-dir, sign locally with that engine's key (no server needed);
+    otherwise ask the engine at --url with an admin token."""
+    out = state_of(ctx)
+    if data_dir is not None:
+        issued = _create_locally(local_settings(data_dir), name, role, expires, note)
+    else:
+        with out.client() as client:
+            issued = client.create_token(name, role.value, expires_in=expires, note=note)
+    out.emit(issued, lambda: _show(issued))
+
+
+def _create_locally(settings: Any, name: str, role: Role, expires: str | None, note: str | None) -> Any:
+    from twinengine.auth import audit
+    from twinengine.auth.principal import SYSTEM
+    from twinengine.auth.schemas import TokenCreate, TokenIssued
+    from twinengine.auth.service import issue_token
+    from twinengine.runtime import Runtime
+
+    request = TokenCreate(name=name, role=role, expires_in=expires, note=note)
+    try:
+        ttl = settings.token_ttl if expires is None else parse_duration(expires)
+    except ValueError as exc:
+        raise ValidationFailed.one("--expires", str(exc)) from None
+    runtime = Runtime.from_settings(settings)
+    try:
+        runtime.start()
+        with runtime.db.session() as session:
+            signed = issue_token(session, runtime.issuer, principal=SYSTEM, name=request.name, role=role, ttl=ttl,
+                                 note=note)
+            audit.record(session, actor="local-admin", role="admin", action="tokens-create",
+                         target=f"identity {request.name}", outcome="success",
+                         detail={"jti": signed.jti, "via": "cli --data-dir"})
+    finally:
+        runtime.close()
+    return TokenIssued(token=signed.token, jti=signed.jti, name=signed.name, role=signed.role,
+                       expires_at=signed.expires_at)
+
+
+def _show(issued: Any) -> None:
+    """The description goes to stderr, the token alone to stdout, so ``TOKEN=$(twin token create ...)`` works."""
+    expiry = issued.expires_at.isoformat(timespec="seconds") if issued.expires_at else "never"
+    err_console.print(f"token for [bold]{issued.name}[/bold] (role {issued.role.value}, expires {expiry}, "
+                      f"id {issued.jti}):", highlight=False)
+    print(issued.token)
+
+
+@app.command("list")
+def list_(ctx: typer.Context, identity: str | None = typer.Option(None, "--identity")) -> None:
+    """Tokens this engine issued (admins)."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.list_tokens(identity)
+    out.emit(rows, lambda: console.print(table(
+        "tokens", ["id", "identity", "role", "issued (UTC)", "expires (UTC)", "revoked (UTC)", "note"],
+        [(t.jti, t.identity, t.role.value, t.issued_at, t.expires_at, t.revoked_at, t.note) for t in rows])))
+
+
+@app.command("revoke")
+def revoke(ctx: typer.Context, jti: str = typer.Argument(..., help="Token id (see `twin token list`).")) -> None:
+    """Revoke a token: it stops working at once."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.revoke_token(jti)
+    out.emit(row, lambda: console.print(f"revoked token {row.jti} of {row.identity}"))

@@ -1,0 +1,128 @@
+"""Twin commands at the top level: ``twin create|list|show|delete|fork|grant|revoke|grants``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from twinengine.cli._common import console, parse_assignments, state_of, table
+from twinengine.twins.schemas import TwinRead
+
+_PARAM_HELP = "Parameter as key=value (JSON values, dotted keys nest); repeat for more."
+
+
+def _show(twin: TwinRead) -> None:
+    console.print(f"[bold]{twin.name}[/bold] ({twin.id}) of {twin.app}, owner {twin.owner}, your access "
+                  f"{twin.access.value}", highlight=False)
+    if twin.description:
+        console.print(escape(twin.description))
+    if twin.origin:
+        console.print(f"forked from {twin.origin.twin_name} at revision {twin.origin.revision}", highlight=False)
+    console.print(f"head revision {twin.head_revision}; created {twin.created_at.isoformat(timespec='seconds')}",
+                  highlight=False)
+    console.print(table("parameters", ["name", "value"], sorted(twin.parameters.items())))
+
+
+def create(
+    ctx: typer.Context,
+    app: str = typer.Argument(..., help="APP@VERSION (or APP for the latest)."),
+    name: str = typer.Option(..., "--name", help="Twin name (lower-case, digits, '-')."),
+    param: list[str] = typer.Option([], "--param", "-p", help=_PARAM_HELP),
+    description: str | None = typer.Option(None, "--description"),
+) -> None:
+    """Create a twin of a published app; parameters are checked against the app's schema."""
+    out = state_of(ctx)
+    parameters = parse_assignments(param, option="--param")
+    with out.client() as client:
+        twin = client.create_twin(app, name, parameters, description=description)
+    out.emit(twin, lambda: _show(twin))
+
+
+def list_(
+    ctx: typer.Context,
+    app: str | None = typer.Option(None, "--app", help="Only twins of APP or APP@VERSION."),
+    limit: int = typer.Option(50, "--limit", min=1, max=500),
+) -> None:
+    """Twins you own or were granted."""
+    out = state_of(ctx)
+    with out.client() as client:
+        page = client.list_twins(app=app, limit=limit)
+    out.emit(page, lambda: console.print(table(
+        f"twins ({len(page.items)} of {page.total})", ["name", "id", "app", "owner", "access", "revision", "origin"],
+        [(t.name, t.id, t.app, t.owner, t.access.value, t.head_revision,
+          f"{t.origin.twin_name}@{t.origin.revision}" if t.origin else None) for t in page.items])))
+
+
+def show(ctx: typer.Context, twin: str = typer.Argument(..., help="Twin name or id.")) -> None:
+    """One twin: app, owner, parameters, origin."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.get_twin(twin)
+    out.emit(row, lambda: _show(row))
+
+
+def delete(ctx: typer.Context, twin: str = typer.Argument(..., help="Twin name or id."),
+           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
+    """Delete a twin and its whole state history (owner or admin)."""
+    out = state_of(ctx)
+    if not yes and not typer.confirm(f"delete twin {twin} and its whole state history?"):
+        raise typer.Exit(1)
+    with out.client() as client:
+        client.delete_twin(twin)
+    out.emit({"deleted": twin}, lambda: console.print(f"deleted {twin}"))
+
+
+def fork(
+    ctx: typer.Context,
+    twin: str = typer.Argument(..., help="Twin to fork (name or id)."),
+    name: str = typer.Option(..., "--name", help="Name of the scenario twin."),
+    at: int | None = typer.Option(None, "--at", help="Revision to fork from (default: head).", min=0),
+    param: list[str] = typer.Option([], "--param", "-p", help="Parameter overrides, key=value."),
+    description: str | None = typer.Option(None, "--description"),
+) -> None:
+    """Fork a what-if scenario: a new twin starting from the state at a revision; the origin is untouched."""
+    out = state_of(ctx)
+    overrides = parse_assignments(param, option="--param") or None
+    with out.client() as client:
+        row = client.fork_twin(twin, name, at_revision=at, parameters=overrides, description=description)
+    out.emit(row, lambda: _show(row))
+
+
+def grant(
+    ctx: typer.Context,
+    twin: str = typer.Argument(..., help="Twin name or id."),
+    identity: str = typer.Argument(..., help="Who gets access."),
+    permission: str = typer.Option("read", "--permission", help="read or operate."),
+) -> None:
+    """Let another identity read or operate your twin."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.grant(twin, identity, permission)  # type: ignore[arg-type]
+    out.emit(row, lambda: console.print(f"{row.identity} may now {row.permission.value} {twin}"))
+
+
+def revoke(ctx: typer.Context, twin: str = typer.Argument(...), identity: str = typer.Argument(...)) -> None:
+    """Take back a grant."""
+    out = state_of(ctx)
+    with out.client() as client:
+        client.revoke_grant(twin, identity)
+    out.emit({"twin": twin, "revoked": identity}, lambda: console.print(f"{identity} no longer has access to {twin}"))
+
+
+def grants(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
+    """Who else may read or operate a twin."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.grants(twin)
+    out.emit(rows, lambda: console.print(table(f"grants on {twin}", ["identity", "permission", "by", "at (UTC)"],
+                                               [(g.identity, g.permission.value, g.granted_by, g.granted_at)
+                                                for g in rows])))
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "create": create, "list": list_, "show": show, "delete": delete, "fork": fork,
+    "grant": grant, "revoke": revoke, "grants": grants,
+}

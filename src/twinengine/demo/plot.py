@@ -1,0 +1,42 @@
+"""The demo's picture: river level (observed and what-if), the alert threshold, and rain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+__all__ = ["plot_levels"]
+
+
+def plot_levels(path: Path, *, times: Sequence[datetime], levels: Sequence[float], rain: Sequence[float],
+                threshold: float | None, fork_times: Sequence[datetime] = (), fork_levels: Sequence[float] = (),
+                fork_label: str = "what-if", title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_rain, ax_level) = plt.subplots(2, 1, figsize=(10, 6), sharex=True,
+                                            gridspec_kw={"height_ratios": [1, 2.4]}, layout="constrained")
+    if len(times) > 1:
+        width = (times[1] - times[0]) * 0.9
+        ax_rain.bar(times, rain, width=width, color="#4a90d9")
+    ax_rain.invert_yaxis()
+    ax_rain.set_ylabel("rain (mm/h)")
+    ax_rain.set_title(title, loc="left")
+    ax_level.plot(times, levels, color="#1b3a5c", lw=1.4, label="reported level")
+    if fork_times:
+        ax_level.plot(fork_times, fork_levels, color="#d9534f", lw=1.4, ls="--", label=fork_label)
+        ax_level.axvline(fork_times[0], color="#d9534f", lw=0.8, alpha=0.5)
+    if threshold is not None:
+        ax_level.axhline(threshold, color="#f0ad4e", lw=1.2, ls=":", label=f"alert threshold {threshold:g} m")
+    ax_level.set_ylabel("level (m)")
+    ax_level.set_xlabel("time (UTC)")
+    ax_level.legend(loc="upper right")
+    ax_level.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
