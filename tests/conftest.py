@@ -1,0 +1,104 @@
+"""Shared fixtures: the store backends (SQLite always; PostgreSQL when a server answers, required in CI)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from helpers import Engine
+from twinengine.api import create_app
+from twinengine.config import Settings
+from twinengine.runtime import Runtime
+from twinengine.store.base import Base
+
+BACKENDS = [b for b in os.environ.get("TWIN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
+REQUIRED = {s for s in os.environ.get("TWIN_TEST_REQUIRE", "").split(",") if s}
+POSTGRES_ADMIN_URL = os.environ.get("TWIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def unavailable(service: str, reason: str) -> None:
+    """Skip locally when a real server is missing; fail when CI said it must be there."""
+    if service in REQUIRED:
+        pytest.fail(f"{service} is required (TWIN_TEST_REQUIRE) but {reason}", pytrace=False)
+    pytest.skip(f"{service} not available: {reason}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the real PostgreSQL server for this test session, dropped afterwards."""
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        unavailable("postgresql", f"cannot connect to {POSTGRES_ADMIN_URL}: {exc}".strip())
+        raise  # unreachable: unavailable() skips or fails
+    name = f"twin_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
+    try:
+        yield base.replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """SQLite: a new file per test (None = the default in the data dir). PostgreSQL: the session database,
+    emptied before each test."""
+    if backend == "sqlite":
+        yield None
+        return
+    url = request.getfixturevalue("postgres_database")
+    _empty_postgres(url)
+    yield url
+
+
+def _empty_postgres(url: str) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            existing = set(inspect(conn).get_table_names())
+            tables = [t.name for t in Base.metadata.sorted_tables if t.name in existing]
+            if tables:
+                conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=database_url)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    """A started engine (migrated store, bootstrapped admin) served in-process."""
+    runtime = Runtime.from_settings(settings)
+    app = create_app(runtime=runtime)
+    try:
+        with TestClient(app) as http:
+            admin_token = (settings.data_dir / "admin.token").read_text().strip()
+            yield Engine(runtime=runtime, app=app, http=http, admin_token=admin_token)
+    finally:
+        runtime.close()

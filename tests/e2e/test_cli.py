@@ -1,0 +1,108 @@
+"""The ``twin`` CLI against a live engine: the README's tour, JSON output, and clean errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from helpers import RIVER_REACH, LiveEngine, make_app
+from twinengine.cli.main import app as cli_app
+
+
+def test_the_tour(live: LiveEngine, tmp_path: Path) -> None:
+    dev = live.twin_json("token", "create", "--name", "ada", "--role", "developer", "--expires", "1d")["token"]
+    user = live.twin_json("token", "create", "--name", "uma", "--role", "user")["token"]
+
+    out = live.twin("app", "publish", str(RIVER_REACH), token=dev)
+    assert "published river-reach@0.1.0" in out
+    assert "already published with identical content" in live.twin("app", "publish", str(RIVER_REACH), token=dev)
+    assert "river-reach" in live.twin("app", "list", token=user)
+    assert live.twin_json("app", "search", "flood", token=user)["total"] == 1
+    assert "alert_threshold" in live.twin("app", "show", "river-reach@0.1.0", token=user)
+    pulled = live.twin_json("app", "pull", "river-reach@0.1.0", "--to", str(tmp_path / "pulled"), token=user)
+    assert (tmp_path / "pulled" / "twinapp.yaml").is_file() and len(pulled["sha256"]) == 64
+
+    twin = live.twin_json("create", "river-reach@0.1.0", "--name", "reach", "--param", "station=RR-01",
+                          "--param", "area_km2=95.5", token=user)
+    assert twin["parameters"]["area_km2"] == 95.5 and twin["parameters"]["station"] == "RR-01"
+    live.twin("state", "desire", "reach", "alert_threshold=1.8", "-m", "set alert", token=user)
+    live.twin("state", "report", "reach", "level=120", "rain=0.4", "--unit", "level=cm",
+              "--at", "2026-03-01T06:00:00Z", token=user)
+    live.twin("state", "report", "reach", "level=2.1", "alert=true", "--at", "2026-03-01T07:00:00Z", token=user)
+    state = live.twin_json("state", "show", "reach", token=user)
+    assert state["revision"] == 3 and state["reported"]["level"]["value"] == 2.1
+    assert live.twin_json("state", "show", "reach", "--revision", "2", token=user)["reported"]["level"]["value"] == 1.2
+    at = live.twin_json("state", "show", "reach", "--at", "2026-03-01T06:30:00Z", token=user)
+    assert at["reported"]["level"]["value"] == 1.2
+    history = live.twin_json("state", "history", "reach", "level", token=user)
+    assert [v["value"] for v in history["items"]] == [1.2, 2.1]
+    assert {c["property"] for c in live.twin_json("state", "diff", "reach", "2", token=user)["changes"]} == {
+        "level", "alert"}
+    assert "set alert" in live.twin("state", "revisions", "reach", token=user)
+    assert "pending" in live.twin("state", "show", "reach", token=user)  # desired 1.8 ≠ no reported threshold
+
+    fork = live.twin_json("fork", "reach", "--name", "reach-what-if", "--at", "2", "--param",
+                          "runoff_coefficient=0.7", token=user)
+    assert fork["origin"]["revision"] == 2 and fork["parameters"]["runoff_coefficient"] == 0.7
+    assert "reach-what-if" in live.twin("list", token=user)
+    assert "forked from reach at revision 2" in live.twin("show", "reach-what-if", token=user)
+
+    live.twin("token", "create", "--name", "rita", "--role", "user")
+    live.twin("grant", "reach", "rita", "--permission", "read", token=user)
+    assert "rita" in live.twin("grants", "reach", token=user)
+    live.twin("revoke", "reach", "rita", token=user)
+    live.twin("delete", "reach-what-if", "--yes", token=user)
+
+    audit = live.twin_json("audit", "--action", "twins-")
+    assert {e["action"] for e in audit["items"]} >= {"twins-create", "twins-state_write", "twins-fork",
+                                                      "twins-grants_put", "twins-grants_delete", "twins-delete"}
+    assert {e["action"] for e in live.twin_json("audit", "--actor", "admin")["items"]} == {"tokens-create"}
+    assert "tokens-create" in live.twin("audit", "--actor", "admin")
+
+
+def test_errors_are_messages_not_tracebacks(live: LiveEngine, tmp_path: Path) -> None:
+    user = live.twin_json("token", "create", "--name", "uma", "--role", "user")["token"]
+    out = live.twin("create", "river-reach@0.1.0", "--name", "x", "--param", "station=RR-01", token=user, expect=1)
+    assert "AppNotFound" in out and "Traceback" not in out
+    out = live.twin("state", "show", "nowhere", token=user, expect=1)
+    assert "TwinNotFound" in out
+    out = live.twin("app", "publish", str(RIVER_REACH), token=user, expect=1)
+    assert "PermissionDenied" in out
+    assert "TokenInvalid" in live.twin("list", token="garbage", expect=1)
+    out = live.twin("create", "x", "--name", "y", "--param", "novalue", token=user, expect=1)
+    assert "--param[0]" in out
+    out = CliRunner().invoke(cli_app, ["--url", "http://127.0.0.1:9", "--token", "t", "list"]).output
+    assert "EngineUnavailable" in out and "cannot reach the engine" in out
+
+
+def test_validate_reports_every_problem(live: LiveEngine, tmp_path: Path) -> None:
+    bad = make_app(tmp_path, manifest={"version": "x.y", "state": {"v": {"type": "number", "unit": "furlongs-ish"}}})
+    out = live.twin("app", "validate", str(bad), expect=1)
+    assert "version:" in out and "state.v.unit:" in out
+    assert "valid" in live.twin("app", "validate", str(RIVER_REACH))
+    report = live.twin_json("app", "validate", str(RIVER_REACH))
+    assert report == {"valid": True, "app": "river-reach@0.1.0", "problems": []}
+    out = live.twin("app", "publish", str(bad), expect=1)
+    assert "not published" in out
+
+
+def test_local_token_creation_and_schema(live: LiveEngine) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli_app, ["--json", "token", "create", "--name", "ops", "--role", "provider",
+                                     "--data-dir", str(live.settings.data_dir), "--expires", "never"])
+    assert result.exit_code == 0, result.output
+    token = __import__("json").loads(result.output)["token"]
+    assert live.client(token).me().role.value == "provider"
+    result = runner.invoke(cli_app, ["token", "create", "--name", "ops", "--role", "user", "--expires", "soon",
+                                     "--data-dir", str(live.settings.data_dir)])
+    assert result.exit_code == 1 and "--expires" in result.output
+    schema = runner.invoke(cli_app, ["app", "schema"])
+    assert schema.exit_code == 0 and '"streams"' in schema.output
+
+
+@pytest.mark.parametrize("args", [[], ["app"], ["state"], ["token"], ["db"]])
+def test_help_everywhere(args: list[str]) -> None:
+    result = CliRunner().invoke(cli_app, [*args, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output

@@ -1,0 +1,99 @@
+"""``twin serve`` as a real process: loopback by default, first-start admin token, and acknowledged writes
+that survive a kill -9 (on SQLite and on PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from helpers import RIVER_REACH
+from twinengine.client import Client
+from twinengine.config import Settings
+from twinengine.errors import EngineUnavailable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "TWIN_DATA_DIR": str(settings.data_dir)}
+    if settings.database_url:
+        env["TWIN_DATABASE_URL"] = settings.database_url
+    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        with Client(f"http://127.0.0.1:{port}") as probe:
+            while True:
+                try:
+                    probe.health()
+                    break
+                except EngineUnavailable:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        out = process.stdout.read().decode() if process.stdout else ""
+                        raise AssertionError(f"twin serve did not start:\n{out}") from None
+                    time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_acknowledged_writes_survive_kill_9(settings: Settings) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serve(settings, port) as process:
+        token = (settings.data_dir / "admin.token").read_text().strip()
+        with Client(url, token) as admin:
+            dev = admin.create_token("ada", "developer").token
+            user = admin.create_token("uma", "user").token
+        Client(url, dev).publish_app(RIVER_REACH)
+        acknowledged = []
+        with Client(url, user) as uma:
+            uma.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})
+            for i in range(25):
+                acknowledged.append(uma.report("reach", level=float(i)).revision)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=20)
+        assert process.stdout is not None
+        banner = process.stdout.read().decode()
+    assert "first start" in banner and token in banner  # the one-time admin token was printed
+    with serve(settings, port) as process, Client(url, user) as uma:
+        state = uma.get_state("reach")
+        assert state.revision == 25 and state.reported["level"].value == 24.0
+        assert [r.revision for r in uma.revisions("reach", order="asc", limit=100).items] == acknowledged
+        assert uma.history("reach", "level", limit=100).items[-1].value == 24.0
+    assert process.stdout is not None
+    assert "first start" not in process.stdout.read().decode()  # printed once, not on every start
+
+
+def listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses listening on ``port``, read from the kernel's socket table (LISTEN = state 0A)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
+def test_serve_binds_to_loopback_by_default(tmp_path: Path) -> None:
+    port = free_port()
+    with serve(Settings(data_dir=tmp_path / "data"), port):
+        assert listening_addresses(port) == {"127.0.0.1"}

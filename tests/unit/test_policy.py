@@ -1,0 +1,54 @@
+"""The policy table: roles, ownership and grants decide; admins pass everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from twinengine.auth.policy import RULES, Permission, allowed, require
+from twinengine.auth.principal import Principal, Role
+from twinengine.errors import PermissionDenied
+
+
+@dataclass
+class Thing:
+    owner: str
+    grants: dict[str, Permission] = field(default_factory=dict)
+
+    def permission_of(self, identity: str) -> Permission | None:
+        return self.grants.get(identity)
+
+
+def who(name: str, role: Role) -> Principal:
+    return Principal(name=name, role=role)
+
+
+@pytest.mark.parametrize(("action", "roles"), [
+    ("app.publish", {Role.DEVELOPER, Role.ADMIN}),
+    ("twin.create", {Role.USER, Role.ADMIN}),
+    ("audit.read", {Role.ADMIN}),
+    ("token.create", {Role.ADMIN}),
+    ("metrics.read", {Role.PROVIDER, Role.ADMIN}),
+    ("app.read", set(Role)),
+])
+def test_role_rules(action: str, roles: set[Role]) -> None:
+    assert {r for r in Role if allowed(who("x", r), action)} == roles
+
+
+def test_twin_access_follows_owner_and_grants() -> None:
+    twin = Thing(owner="uma", grants={"rita": Permission.READ, "otto": Permission.OPERATE})
+    uma, rita, otto, eve = (who(n, Role.USER) for n in ("uma", "rita", "otto", "eve"))
+    assert allowed(uma, "twin.manage", twin) and allowed(uma, "twin.operate", twin)
+    assert allowed(rita, "twin.read", twin) and not allowed(rita, "twin.operate", twin)
+    assert allowed(otto, "twin.operate", twin) and not allowed(otto, "twin.manage", twin)
+    assert not allowed(eve, "twin.read", twin)
+    assert allowed(who("root", Role.ADMIN), "twin.manage", twin)
+    with pytest.raises(PermissionDenied, match=r"eve \(role user\) may not twin\.read on twin t"):
+        require(eve, "twin.read", twin, target="twin t")
+
+
+def test_unknown_actions_are_bugs_not_denials() -> None:
+    with pytest.raises(KeyError):
+        allowed(who("x", Role.ADMIN), "twin.teleport")
+    assert all(callable(rule) for rule in RULES.values())
