@@ -37,8 +37,8 @@ def test_demo_json_summary_matches_the_store(tmp_path: Path) -> None:
             assert twin.head_revision == summary["twin"]["head_revision"] == 24 + 1  # + the desired threshold
             levels = admin.history(twin.name, "level", limit=1000).items
             assert len(levels) == 24
-            assert max(v.value for v in levels) == summary["peak_level"]["level_m"]
-            fork = admin.get_twin(summary["fork"]["name"])
+            assert max(v.value for v in levels) == summary["peak_level"]
+            fork = admin.get_twin(summary["what_if"]["fork"])
             assert fork.origin is not None and fork.origin.twin_name == twin.name
             assert admin.audit(limit=1).total >= summary["audit_events"]
     finally:

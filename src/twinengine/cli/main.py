@@ -102,6 +102,15 @@ def db_current(data_dir: Any = DataDirOption) -> None:
         db.dispose()
 
 
+@db_app.command("revision")
+def db_revision(message: str = typer.Option(..., "--message", "-m", help="What the migration does."),
+                rev_id: str | None = typer.Option(None, "--rev-id", help="Revision id, e.g. 0002.")) -> None:
+    """(Developers) Autogenerate a migration from the models; review the file before committing."""
+    from twinengine.store import migrate
+
+    console.print(f"wrote {migrate.autogenerate(message, rev_id)}")
+
+
 @app.command()
 def version() -> None:
     """Print the engine version."""

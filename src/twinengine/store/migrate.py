@@ -9,7 +9,7 @@ from alembic.script import ScriptDirectory
 
 from twinengine.store.engine import Database
 
-__all__ = ["alembic_config", "current_revision", "head_revision", "upgrade"]
+__all__ = ["alembic_config", "autogenerate", "current_revision", "head_revision", "upgrade"]
 
 # Any constant works: it serialises engines that start at once against the same PostgreSQL database.
 _PG_MIGRATION_LOCK = 0x7477696E
@@ -40,3 +40,24 @@ def current_revision(db: Database) -> str | None:
 
 def head_revision(db: Database) -> str | None:
     return ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
+
+
+def autogenerate(message: str, rev_id: str | None = None) -> str:
+    """Write a new migration for the difference between the models and the current history (developers).
+
+    It compares against a scratch SQLite database upgraded to head, so it needs no running server.
+    Returns the new file's path; review it before committing.
+    """
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(f"sqlite:///{Path(tmp) / 'scratch.db'}")
+        try:
+            upgrade(db)
+            cfg = alembic_config(db.url)
+            script = command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
+        finally:
+            db.dispose()
+    scripts = script if isinstance(script, list) else [script]
+    return str(scripts[0].path) if scripts and scripts[0] is not None else ""

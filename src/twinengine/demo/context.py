@@ -1,0 +1,68 @@
+"""What every chapter of the demo shares: options, the running engine, clients per person, and results.
+
+A chapter is a function ``(ctx) -> None`` that narrates with ``ctx.say``, shows long work with
+``ctx.track``, records machine-readable ``ctx.facts`` and adds rows to ``ctx.summary``. Capabilities
+extend ``twin demo`` by adding a chapter to ``runner.CHAPTERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from twinengine.client import Client
+from twinengine.runtime import Runtime
+
+__all__ = ["Advance", "DemoContext", "DemoOptions"]
+
+# advance(n) moves a progress bar by n steps
+Advance = Callable[[int], None]
+
+
+@dataclass
+class DemoOptions:
+    data_dir: Path | None = None
+    hours: float = 72.0
+    step_minutes: int = 15
+    seed: int = 7
+    plot: Path | None = None
+    start: datetime = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _quiet(_text: str) -> None:
+    return None
+
+
+def _no_bar(_description: str, _total: int) -> Advance:
+    return lambda _n: None
+
+
+@dataclass
+class DemoContext:
+    options: DemoOptions
+    runtime: Runtime
+    url: str
+    admin_token: str
+    tokens: dict[str, str]
+    app_folder: Path
+    app_package: Any
+    say: Callable[[str], None] = _quiet
+    track: Callable[[str, int], Advance] = _no_bar
+    facts: dict[str, Any] = field(default_factory=dict)
+    summary: list[tuple[str, str]] = field(default_factory=list)
+    _clients: dict[str, Client] = field(default_factory=dict)
+
+    def client(self, who: str) -> Client:
+        """An SDK client acting as ``who`` (admin, ada, uma, gauge-rr01), opened once and reused."""
+        if who not in self._clients:
+            token = self.admin_token if who == "admin" else self.tokens[who]
+            self._clients[who] = Client(self.url, token)
+        return self._clients[who]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
