@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default SQLite (WAL) at <data_dir>/twin.db."
     )
+    collections_dir: Path | None = Field(
+        default=None, description="Folder of NAME.zarr / NAME.nc collections; default <data_dir>/collections."
+    )
     host: str = Field(default="127.0.0.1", description="Address `twin serve` binds to (loopback by default).")
     port: int = Field(default=8000, ge=0, le=65535)
     token_issuer: str = Field(default="twinengine", description="`iss` claim of tokens this engine signs.")

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
 from twinengine.auth.keys import load_or_create_signing_key
 from twinengine.auth.service import bootstrap_admin
+from twinengine.collections import CollectionSource, LocalCollections
 from twinengine.config import Settings
 from twinengine.store import migrate
 from twinengine.store.blobs import BlobStore
@@ -29,6 +30,7 @@ class Runtime:
     db: Database
     blobs: BlobStore
     issuer: BuiltinIssuer
+    collections: CollectionSource
     verifiers: list[TokenVerifier] = field(default_factory=list)
 
     @classmethod
@@ -38,6 +40,7 @@ class Runtime:
         issuer = BuiltinIssuer(load_or_create_signing_key(settings.data_dir / "keys" / "issuer-es256.pem"),
                                settings.token_issuer)
         return cls(settings=settings, db=db, blobs=BlobStore(settings.data_dir / "blobs"), issuer=issuer,
+                   collections=LocalCollections(settings.collections_dir or settings.data_dir / "collections"),
                    verifiers=[issuer])
 
     @property
@@ -55,5 +58,7 @@ class Runtime:
                                    ttl=self.settings.admin_token_ttl)
 
     def close(self) -> None:
+        if isinstance(self.collections, LocalCollections):
+            self.collections.close()
         self.db.dispose()
 

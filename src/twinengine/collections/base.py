@@ -1,0 +1,101 @@
+"""The collection interface: describe and open named gridded datasets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+import numpy as np
+import xarray as xr
+from pydantic import BaseModel, Field
+
+from twinengine.errors import NotFound
+
+__all__ = ["CollectionInfo", "CollectionNotFound", "CollectionSource", "VariableInfo", "describe"]
+
+
+class CollectionNotFound(NotFound):
+    """Raised when no collection has that id."""
+
+    code = "CollectionNotFound"
+
+
+class VariableInfo(BaseModel):
+    """One data variable, with CF attributes where the dataset has them."""
+
+    name: str
+    dims: list[str]
+    dtype: str
+    units: str | None = None
+    standard_name: str | None = None
+    long_name: str | None = None
+
+
+class CollectionInfo(BaseModel):
+    """What a client needs to know before reading: extent, dimensions, variables."""
+
+    id: str
+    title: str
+    description: str = ""
+    format: str = Field(description="zarr or netcdf")
+    dims: dict[str, int]
+    bbox: tuple[float, float, float, float] | None = Field(default=None, description="west, south, east, north")
+    time: tuple[datetime, datetime] | None = None
+    crs: str = "EPSG:4326"
+    variables: dict[str, VariableInfo]
+    attrs: dict[str, Any] = Field(default_factory=dict)
+
+
+class CollectionSource:
+    """Where collections come from. Subclasses implement ``ids`` and ``open``; ``info`` has a default."""
+
+    name: ClassVar[str] = "abstract"
+
+    def ids(self) -> list[str]:
+        raise NotImplementedError
+
+    def open(self, collection_id: str) -> xr.Dataset:
+        """A lazily loaded (dask-backed) dataset; implementations cache handles, so call it freely."""
+        raise NotImplementedError
+
+    def info(self, collection_id: str) -> CollectionInfo:
+        return describe(collection_id, self.open(collection_id), fmt=self.name)
+
+    def list(self) -> list[CollectionInfo]:
+        return [self.info(i) for i in self.ids()]
+
+
+_LON = ("lon", "longitude", "x")
+_LAT = ("lat", "latitude", "y")
+_TIME = ("time", "t")
+
+
+def _coord(ds: xr.Dataset, names: tuple[str, ...]) -> xr.DataArray | None:
+    for name in names:
+        if name in ds.coords:
+            return ds.coords[name]
+    return None
+
+
+def describe(collection_id: str, ds: xr.Dataset, *, fmt: str) -> CollectionInfo:
+    """Extent and variables from coordinates and CF attributes; reads coordinates only, never data."""
+    lon, lat, time = _coord(ds, _LON), _coord(ds, _LAT), _coord(ds, _TIME)
+    bbox = None
+    if lon is not None and lat is not None and lon.size and lat.size:
+        bbox = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+    interval = None
+    if time is not None and time.size and np.issubdtype(time.dtype, np.datetime64):
+        start, end = (np.datetime_as_string(time.values.min(), unit="s"),
+                      np.datetime_as_string(time.values.max(), unit="s"))
+        interval = (datetime.fromisoformat(f"{start}+00:00"), datetime.fromisoformat(f"{end}+00:00"))
+    variables = {
+        str(name): VariableInfo(name=str(name), dims=[str(d) for d in var.dims], dtype=str(var.dtype),
+                                units=var.attrs.get("units"), standard_name=var.attrs.get("standard_name"),
+                                long_name=var.attrs.get("long_name"))
+        for name, var in ds.data_vars.items()
+    }
+    attrs = {k: v for k, v in ds.attrs.items() if isinstance(v, str | int | float | bool)}
+    return CollectionInfo(id=collection_id, title=str(ds.attrs.get("title", collection_id)),
+                          description=str(ds.attrs.get("summary", ds.attrs.get("description", ""))), format=fmt,
+                          dims={str(k): int(v) for k, v in ds.sizes.items()}, bbox=bbox, time=interval,
+                          variables=variables, attrs=attrs)
