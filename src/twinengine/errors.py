@@ -10,7 +10,8 @@
     │   ├── AppNotFound             404  AppNotFound
     │   ├── TwinNotFound            404  TwinNotFound
     │   ├── RevisionNotFound        404  RevisionNotFound
-    │   └── IdentityNotFound        404  IdentityNotFound
+    │   ├── IdentityNotFound        404  IdentityNotFound
+    │   └── CollectionNotFound      404  CollectionNotFound
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   └── TwinNameTaken           409  TwinNameTaken
@@ -32,6 +33,7 @@ __all__ = [
     "AppNotFound",
     "AppVersionConflict",
     "AuthenticationRequired",
+    "CollectionNotFound",
     "Conflict",
     "DataCorrupted",
     "EngineUnavailable",
@@ -168,6 +170,12 @@ class IdentityNotFound(NotFound):
     """Raised when no identity has that name."""
 
     code = "IdentityNotFound"
+
+
+class CollectionNotFound(NotFound):
+    """Raised when no gridded collection has that id."""
+
+    code = "CollectionNotFound"
 
 
 class Conflict(TwinEngineError):

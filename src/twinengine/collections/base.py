@@ -9,15 +9,9 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, Field
 
-from twinengine.errors import NotFound
+from twinengine.errors import CollectionNotFound
 
 __all__ = ["CollectionInfo", "CollectionNotFound", "CollectionSource", "VariableInfo", "describe"]
-
-
-class CollectionNotFound(NotFound):
-    """Raised when no collection has that id."""
-
-    code = "CollectionNotFound"
 
 
 class VariableInfo(BaseModel):
