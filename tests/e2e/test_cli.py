@@ -106,3 +106,11 @@ def test_local_token_creation_and_schema(live: LiveEngine) -> None:
 def test_help_everywhere(args: list[str]) -> None:
     result = CliRunner().invoke(cli_app, [*args, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_bad_settings_are_a_clean_error(tmp_path: Path) -> None:
+    (tmp_path / "twin.toml").write_text('colour = "red"\nport = "eighty"\n')
+    result = CliRunner().invoke(cli_app, ["db", "current", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "settings.port" in result.output and "settings.colour" in result.output
+    assert "Traceback" not in result.output

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from twinengine.client import DEFAULT_URL, Client
 from twinengine.config import Settings
-from twinengine.errors import Problem, ValidationFailed
+from twinengine.errors import Problem, ValidationFailed, join_loc
 
 __all__ = [
     "DataDirOption",
@@ -67,7 +67,13 @@ def state_of(ctx: typer.Context) -> Output:
 
 
 def local_settings(data_dir: Path | None) -> Settings:
-    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    """Settings for commands that work on a local data dir; bad values become a clean CLI error."""
+    try:
+        return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    except ValidationError as exc:
+        raise ValidationFailed([Problem(f"settings.{join_loc(e['loc'])}", e["msg"]) for e in exc.errors()],
+                               message="invalid settings (TWIN_* environment variables or twin.toml): " +
+                                       ", ".join(join_loc(e["loc"]) for e in exc.errors())) from None
 
 
 def _value(text: str) -> Any:
