@@ -25,7 +25,7 @@ def _times(values: np.ndarray) -> list[str]:
 
 
 def _numbers(values: np.ndarray) -> np.ndarray:
-    arr = np.ascontiguousarray(values)
+    arr = np.ascontiguousarray(values)  # also lays out transposed views for the flat reshape
     return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
 
 
@@ -75,11 +75,16 @@ def _domain(coverage: Coverage) -> tuple[str, dict[str, Any]]:
 
 def _ranges(coverage: Coverage) -> dict[str, Any]:
     out = {}
+    names = list(coverage.axis_names)
+    # Grids go out x before y: any reader honours axisNames, and Polytope's covjsonkit assumes this order.
+    swap = names[-2:] == ["y", "x"]
+    if swap:
+        names[-2:] = ["x", "y"]
     for name, values in coverage.ranges.items():
-        arr = _numbers(values)
+        arr = _numbers(np.swapaxes(values, -1, -2) if swap else values)
         body: dict[str, Any] = {"type": "NdArray", "dataType": "float", "values": arr.reshape(-1)}
-        if coverage.axis_names:
-            body["axisNames"] = list(coverage.axis_names)
+        if names:
+            body["axisNames"] = names
             body["shape"] = list(arr.shape)
         out[name] = body
     return out
