@@ -40,7 +40,8 @@ def covjson(edr: Any, url: str) -> dict[str, Any]:
 def values(doc: dict[str, Any], name: str) -> np.ndarray:
     rng = doc["ranges"][name]
     # float32 data is written with enough digits to round-trip as float32, not as float64
-    data = np.array([np.nan if v is None else v for v in rng["values"]], dtype="float32").reshape(rng.get("shape", [-1]))
+    flat = np.array([np.nan if v is None else v for v in rng["values"]], dtype="float32")
+    data = flat.reshape(rng.get("shape", [-1]))
     names = rng.get("axisNames", [])
     return np.swapaxes(data, -1, -2) if names[-2:] == ["x", "y"] else data  # compare as (..., y, x)
 

@@ -79,7 +79,7 @@ def test_resample_align_units_and_merge(rain: xr.Dataset) -> None:
     assert kelvin.temp.attrs["units"] == "K"
     back = fusion.harmonise_units(kelvin, like=rain)
     np.testing.assert_allclose(back.temp.values, rain.temp.values, atol=1e-4)
-    with pytest.raises(ValidationFailed, match="temp.units"):
+    with pytest.raises(ValidationFailed, match=r"temp\.units"):
         fusion.harmonise_units(rain, {"temp": "m"})
     merged = fusion.merge(rain[["rain"]], fusion.collocate(stations(), rain)[["gauge"]].isel(station=0),
                           title="rain and gauge")

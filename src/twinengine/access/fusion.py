@@ -55,9 +55,9 @@ def regrid(field: X, target: xr.Dataset | xr.DataArray, *, method: RegridMethod 
         raise InvalidInput(f"method: {method!r} is not one of nearest, bilinear, conservative")
     out.attrs = dict(field.attrs)
     if isinstance(out, xr.Dataset) and isinstance(field, xr.Dataset):
-        for name in field.data_vars:
-            if name in out:
-                out[name].attrs = dict(field[name].attrs)
+        for var in field.data_vars:
+            if var in out:
+                out[var].attrs = dict(field[var].attrs)
     elif isinstance(out, xr.DataArray):
         out.attrs = dict(field.attrs)
     return out  # type: ignore[no-any-return]
@@ -80,7 +80,7 @@ def resample(data: X, freq: str, *, how: Aggregation = "mean", time: str | None 
     else:
         raise InvalidInput(f"how: {how!r} is not one of mean, sum, min, max, nearest, linear")
     out.attrs = dict(data.attrs)
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 def align(*datasets: xr.Dataset, freq: str | None = None, how: Aggregation = "mean",
