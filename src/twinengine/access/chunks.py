@@ -111,8 +111,8 @@ class BlockReader:
         """Decoded bytes of the chunks a selection touches (the work a cold read does)."""
         return len(self.blocks_touched(selection)) * int(np.prod(self.chunks)) * self.dtype.itemsize
 
-    def _load(self, block: tuple[int, ...], stats: ReadStats) -> np.ndarray:
-        data = self.fetch(block)
+    def _keep(self, block: tuple[int, ...], data: np.ndarray, stats: ReadStats) -> np.ndarray:
+        """Account for a decoded chunk and cache it (on the calling thread: stats are not shared)."""
         stats.misses += 1
         stats.bytes_read += self.encoded_size(block)
         stats.bytes_decoded += data.nbytes
@@ -134,10 +134,9 @@ class BlockReader:
         batch = max(2, 2 * (self.pool._max_workers or 1))
         for start in range(0, len(missing), batch):
             part = missing[start:start + batch]
-            if len(part) == 1:
-                yield part[0], self._load(part[0], stats)
-                continue
-            yield from zip(part, self.pool.map(lambda b: self._load(b, stats), part), strict=True)
+            decoded = [self.fetch(part[0])] if len(part) == 1 else list(self.pool.map(self.fetch, part))
+            for block, data in zip(part, decoded, strict=True):
+                yield block, self._keep(block, data, stats)
 
     def read(self, selection: Selection, *, keep: Callable[[tuple[int, ...]], bool] | None = None,
              fill: float = np.nan) -> np.ndarray:
