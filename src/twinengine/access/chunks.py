@@ -100,6 +100,7 @@ class BlockReader:
     cache: ChunkCache
     pool: ThreadPoolExecutor
     stats: ReadStats = field(default_factory=ReadStats)
+    fetch_run: Callable[[tuple[slice, ...]], np.ndarray] | None = None  # decode a box of whole chunks at once
 
     def blocks_touched(self, selection: Selection) -> list[tuple[int, ...]]:
         """The chunk indices a selection needs, and nothing else."""
@@ -134,9 +135,25 @@ class BlockReader:
         batch = max(2, 2 * (self.pool._max_workers or 1))
         for start in range(0, len(missing), batch):
             part = missing[start:start + batch]
-            decoded = [self.fetch(part[0])] if len(part) == 1 else list(self.pool.map(self.fetch, part))
+            decoded = self._fetch_batch(part)
             for block, data in zip(part, decoded, strict=True):
                 yield block, self._keep(block, data, stats)
+
+    def _fetch_batch(self, part: list[tuple[int, ...]]) -> list[np.ndarray]:
+        """Decode a batch of chunks: one call for a full box of chunks when the store can (zarr decodes
+        them concurrently), else one call per chunk on the thread pool."""
+        if len(part) == 1:
+            return [self.fetch(part[0])]
+        lo = [min(b[d] for b in part) for d in range(len(self.chunks))]
+        hi = [max(b[d] for b in part) for d in range(len(self.chunks))]
+        if self.fetch_run is None or len(part) != int(np.prod([h - lo_ + 1 for lo_, h in zip(lo, hi, strict=True)])):
+            return list(self.pool.map(self.fetch, part))
+        box = self.fetch_run(tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True)))
+        out = []
+        for block in part:
+            where = tuple(slice((b - a) * c, (b - a + 1) * c) for b, a, c in zip(block, lo, self.chunks, strict=True))
+            out.append(np.ascontiguousarray(box[where]))  # own copy: the cache accounts chunk by chunk
+        return out
 
     def read(self, selection: Selection, *, keep: Callable[[tuple[int, ...]], bool] | None = None,
              fill: float = np.nan) -> np.ndarray:
@@ -263,8 +280,12 @@ def reader_for(ds: xr.Dataset, name: str, *, key: tuple[Any, ...], cache: ChunkC
         def fetch_zarr(block: tuple[int, ...]) -> np.ndarray:
             return np.asarray(array.blocks[block])
 
+        def fetch_box(box: tuple[slice, ...]) -> np.ndarray:
+            return np.asarray(array.get_block_selection(box))
+
         return BlockReader(key=key, shape=tuple(var.shape), chunks=chunk_shape, dtype=np.dtype(array.dtype),
-                           fetch=fetch_zarr, encoded_size=_zarr_encoded_size(array), cache=cache, pool=pool)
+                           fetch=fetch_zarr, encoded_size=_zarr_encoded_size(array), cache=cache, pool=pool,
+                           fetch_run=fetch_box)
     data = var.data
     if hasattr(data, "blocks") and data.chunks is not None:
         dask_chunks: Sequence[tuple[int, ...]] = data.chunks
