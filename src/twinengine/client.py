@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx2 as httpx
 from pydantic import BaseModel, TypeAdapter
 
+from twinengine.access.sdk import EDRClient
 from twinengine.auth.schemas import AuditPage, Me, TokenIssued, TokenRead
 from twinengine.catalog.archive import pack, unpack
 from twinengine.catalog.schemas import AppPage, AppRead, AppVersionRead, PublishResult
@@ -73,6 +74,11 @@ class Client:
     def close(self) -> None:
         if self._owns_http:
             self._http.close()
+
+    @property
+    def edr(self) -> EDRClient:
+        """OGC API EDR queries on the engine's gridded collections (``client.edr.position(...)``)."""
+        return EDRClient(self)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

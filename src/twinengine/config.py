@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     max_app_archive_bytes: int = Field(default=50 * MiB, gt=0, description="Largest app archive upload.")
     max_app_unpacked_bytes: int = Field(default=200 * MiB, gt=0, description="Largest unpacked app.")
     db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")
+    edr_max_values: int = Field(default=20_000_000, gt=0,
+                                description="Most values one EDR answer may hold (413 above, checked before reading).")
+    edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,
+                                       description="Memory for decoded chunks kept between EDR queries.")
     log_level: str = Field(default="info")
 
     @field_validator("data_dir", mode="after")

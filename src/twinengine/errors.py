@@ -2,7 +2,8 @@
 
     TwinEngineError                 500  Internal
     ├── InvalidInput                400  InvalidInput
-    │   └── ValidationFailed        422  ValidationFailed   (carries problems: [{loc, msg}])
+    │   ├── ValidationFailed        422  ValidationFailed   (carries problems: [{loc, msg}])
+    │   └── InvalidParameterValue   400  InvalidParameterValue  (an EDR query parameter, named in details)
     ├── AuthenticationRequired      401  AuthenticationRequired
     │   └── TokenInvalid            401  TokenInvalid
     ├── PermissionDenied            403  PermissionDenied
@@ -16,6 +17,7 @@
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   └── TwinNameTaken           409  TwinNameTaken
     ├── PayloadTooLarge             413  PayloadTooLarge
+    │   └── ResponseTooLarge        413  ResponseTooLarge   (an EDR answer would exceed the size limit)
     ├── DataCorrupted               500  DataCorrupted      (stored bytes no longer match their checksum)
     └── EngineUnavailable           503  EngineUnavailable  (SDK side: the server cannot be reached)
 
@@ -39,10 +41,12 @@ __all__ = [
     "EngineUnavailable",
     "IdentityNotFound",
     "InvalidInput",
+    "InvalidParameterValue",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
     "Problem",
+    "ResponseTooLarge",
     "RevisionNotFound",
     "TokenInvalid",
     "TwinEngineError",
@@ -119,6 +123,21 @@ class ValidationFailed(InvalidInput):
     @classmethod
     def one(cls, loc: str, msg: str) -> ValidationFailed:
         return cls([Problem(loc, msg)])
+
+
+class InvalidParameterValue(InvalidInput):
+    """Raised when a data-access (EDR) query parameter is malformed or outside the collection's extent."""
+
+    code = "InvalidParameterValue"
+
+    def __init__(self, field: str, message: str | None = None, *,
+                 details: Sequence[Mapping[str, Any]] | None = None) -> None:
+        if message is None:  # rebuilt from a response body (SDK side): ``field`` holds the whole message
+            self.field = str(details[0].get("loc", "")) if details else ""
+            super().__init__(field, details=details)
+            return
+        self.field = field
+        super().__init__(f"{field}: {message}", details=details or [{"loc": field, "msg": message}])
 
 
 class AuthenticationRequired(TwinEngineError):
@@ -202,6 +221,12 @@ class PayloadTooLarge(TwinEngineError):
 
     status = 413
     code = "PayloadTooLarge"
+
+
+class ResponseTooLarge(PayloadTooLarge):
+    """Raised before any data is read when a data-access answer would exceed the configured size limit."""
+
+    code = "ResponseTooLarge"
 
 
 class DataCorrupted(TwinEngineError):

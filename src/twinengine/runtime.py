@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from twinengine.access.service import DataAccess
 from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
 from twinengine.auth.keys import load_or_create_signing_key
 from twinengine.auth.service import bootstrap_admin
@@ -31,6 +32,7 @@ class Runtime:
     blobs: BlobStore
     issuer: BuiltinIssuer
     collections: CollectionSource
+    access: DataAccess
     verifiers: list[TokenVerifier] = field(default_factory=list)
 
     @classmethod
@@ -39,9 +41,11 @@ class Runtime:
         db = Database(settings.db_url, pool_size=settings.db_pool_size)
         issuer = BuiltinIssuer(load_or_create_signing_key(settings.data_dir / "keys" / "issuer-es256.pem"),
                                settings.token_issuer)
+        collections = LocalCollections(settings.collections_dir or settings.data_dir / "collections")
+        access = DataAccess(collections, max_values=settings.edr_max_values,
+                            cache_bytes=settings.edr_chunk_cache_bytes)
         return cls(settings=settings, db=db, blobs=BlobStore(settings.data_dir / "blobs"), issuer=issuer,
-                   collections=LocalCollections(settings.collections_dir or settings.data_dir / "collections"),
-                   verifiers=[issuer])
+                   collections=collections, access=access, verifiers=[issuer])
 
     @property
     def data_dir(self) -> Path:
@@ -58,6 +62,7 @@ class Runtime:
                                    ttl=self.settings.admin_token_ttl)
 
     def close(self) -> None:
+        self.access.close()
         if isinstance(self.collections, LocalCollections):
             self.collections.close()
         self.db.dispose()

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from twinengine._version import __version__
+from twinengine.access import api as access_api
 from twinengine.api import health
 from twinengine.api.errors import install_error_handlers
 from twinengine.api.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     registry.register(health.StoreCollector(runtime))
 
     install_error_handlers(app)
-    for router in (health.router, auth_api.router, catalog_api.router, twins_api.router):
+    for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router):
         app.include_router(router)
 
     settings = runtime.settings

@@ -83,6 +83,7 @@ RULES: dict[str, Rule] = {
     "token.revoke": admin_only,
     "audit.read": admin_only,
     "metrics.read": role_in(Role.PROVIDER),
+    "collection.read": any_role,  # gridded collections through EDR
 }
 
 

@@ -1,6 +1,8 @@
 """River reach DT application: catchment physics and a simulator of the physical twin."""
 
 from river_reach.catchment import Catchment, RatingCurve
+from river_reach.rainfield import CATCHMENT_POLYGON, GAUGE, catchment_wkt, rain_field
 from river_reach.simulator import GaugeReading, ReachSimulator
 
-__all__ = ["Catchment", "GaugeReading", "RatingCurve", "ReachSimulator"]
+__all__ = ["CATCHMENT_POLYGON", "GAUGE", "Catchment", "GaugeReading", "RatingCurve", "ReachSimulator", "catchment_wkt",
+           "rain_field"]

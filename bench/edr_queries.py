@@ -1,0 +1,235 @@
+"""EDR query latency against the floor of reading exactly the chunks each query touches, side by side.
+
+Builds (once, then reuses) a chunked zarr cube of hourly 2 m temperature for one year on a 1° global grid
+(8760 x 180 x 360 float32 = 2.27 GB uncompressed, chunks time=168, lat=45, lon=90, zstd), then for each
+query prints, measured in this process and run:
+
+- floor: the chunks the query touches read and decoded directly with zarr (``get_block_selection``);
+- ours, cold: the whole HTTP round trip to a served engine (auth, planning, chunk reads, CoverageJSON),
+  with the decoded-chunk cache emptied first; ours, hot: the same again with the cache warm;
+- bytes read by the engine vs the encoded size of exactly the chunks the query needs;
+- pygeoapi's xarray-edr provider (in-process, its CoverageJSON serialised with json.dumps) on the queries
+  it supports, when pygeoapi is installed (``pip install pygeoapi``).
+
+Usage: python bench/edr_queries.py [--repeat 3] [--dir ~/.cache/twinengine-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+import xarray as xr
+import zarr
+
+from twinengine.access.query import parse_datetime, parse_wkt
+from twinengine.access.service import Query, run_query
+from twinengine.api import create_app
+from twinengine.auth.principal import SYSTEM
+from twinengine.client import Client
+from twinengine.config import Settings
+from twinengine.demo.server import InProcessServer
+from twinengine.runtime import Runtime
+
+CHUNKS = (168, 45, 90)
+MONTH = "2025-06-01T00:00:00Z/2025-06-30T23:00:00Z"
+POLYGON = "POLYGON((5 43, 12 42.5, 17 45, 16 48.5, 10 49, 6 47.5, 5 43))"
+QUERIES: list[dict[str, Any]] = [
+    {"name": "position, full year", "type": "position", "coords": "POINT(10.3 45.7)"},
+    {"name": "position, one week", "type": "position", "coords": "POINT(10.3 45.7)",
+     "datetime": "2025-06-02T00:00:00Z/2025-06-08T23:00:00Z"},
+    {"name": "small bbox cube, one month", "type": "cube", "bbox": "5,44,10,48", "datetime": MONTH},
+    {"name": "polygon area, one month", "type": "area", "coords": POLYGON, "datetime": MONTH},
+    {"name": "continental cube, one month", "type": "cube", "bbox": "-15,28,45,71", "datetime": MONTH},
+]
+
+
+def build_cube(path: Path) -> None:
+    time_axis = pd.date_range("2025-01-01", periods=8760, freq="h")
+    lat = np.arange(-89.5, 90, 1.0)
+    lon = np.arange(-179.5, 180, 1.0)
+    template = xr.Dataset(
+        {"t2m": (("time", "lat", "lon"), np.zeros((0, lat.size, lon.size), dtype="float32"),
+                 {"units": "degC", "standard_name": "air_temperature", "long_name": "2 m temperature"})},
+        coords={"time": time_axis[:0], "lat": ("lat", lat, {"units": "degrees_north"}),
+                "lon": ("lon", lon, {"units": "degrees_east"})}, attrs={"title": "Benchmark cube"})
+    rng = np.random.default_rng(0)
+    base = (28 - 40 * np.sin(np.radians(lat)) ** 2)[:, None] + 3 * np.cos(np.radians(lon))[None, :]
+    for start in range(0, time_axis.size, CHUNKS[0]):
+        t = time_axis[start:start + CHUNKS[0]]
+        hours = np.arange(start, start + t.size)
+        season = 8 * np.sin(2 * np.pi * (hours / 8760 - 0.3))[:, None, None] * np.sign(lat)[None, :, None]
+        diurnal = 4 * np.sin(2 * np.pi * (hours % 24)[:, None, None] / 24 + np.radians(lon)[None, None, :])
+        data = base[None] + season + diurnal + rng.normal(0, 0.8, (t.size, lat.size, lon.size))
+        slab = xr.Dataset({"t2m": (("time", "lat", "lon"), np.round(data, 2).astype("float32"),
+                                   template.t2m.attrs)},
+                          coords={"time": t, "lat": template.lat, "lon": template.lon}, attrs=template.attrs)
+        if start == 0:
+            slab.to_zarr(path, mode="w", consolidated=False, encoding={"t2m": {"chunks": CHUNKS}})
+        else:
+            slab.to_zarr(path, append_dim="time", consolidated=False)
+        print(f"\rbuilding {path.name}: {start + t.size}/{time_axis.size} hours", end="", flush=True)
+    print()
+
+
+def touched_blocks(ds: xr.Dataset, q: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """The chunks a query needs, computed here from coordinates alone (independently of the engine)."""
+    times = ds.time.values
+    if "datetime" in q:
+        f = parse_datetime(q["datetime"])
+        assert f is not None and f.start is not None and f.end is not None
+        ti = np.flatnonzero((times >= f.start) & (times <= f.end))
+    else:
+        ti = np.arange(times.size)
+    lat, lon = ds.lat.values, ds.lon.values
+    if q["type"] == "position":
+        point = parse_wkt(q["coords"], allowed=("POINT",))
+        cells = {(int(np.abs(lat - point.y).argmin()), int(np.abs(lon - point.x).argmin()))}
+    elif q["type"] == "cube":
+        x0, y0, x1, y1 = (float(v) for v in q["bbox"].split(","))
+        yi = np.flatnonzero((lat >= y0) & (lat <= y1))
+        xi = np.flatnonzero((lon >= x0) & (lon <= x1))
+        cells = {(int(j), int(i)) for j in yi for i in xi}
+    else:
+        polygon = parse_wkt(q["coords"], allowed=("POLYGON",))
+        glon, glat = np.meshgrid(lon, lat)
+        rows, cols = np.nonzero(shapely.intersects_xy(polygon, glon, glat))
+        cells = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    spatial = {(j // CHUNKS[1], i // CHUNKS[2]) for j, i in cells}
+    return sorted({(int(t), by, bx) for t in np.unique(ti // CHUNKS[0]) for by, bx in spatial})
+
+
+def floor(array: zarr.Array, blocks: list[tuple[int, int, int]]) -> Callable[[], None]:
+    """Decode exactly ``blocks``: one get_block_selection per rectangular run (all the queries here are)."""
+    ts, ys, xs = (sorted({b[k] for b in blocks}) for k in range(3))
+    rectangular = len(blocks) == len(ts) * len(ys) * len(xs)
+    if rectangular:
+        sel = (slice(ts[0], ts[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+        return lambda: array.get_block_selection(sel)  # type: ignore[return-value]
+    return lambda: [array.blocks[b] for b in blocks]  # type: ignore[func-returns-value]
+
+
+def encoded_bytes(root: Path, blocks: list[tuple[int, int, int]]) -> int:
+    return sum((root / "t2m" / "c" / str(t) / str(y) / str(x)).stat().st_size for t, y, x in blocks)
+
+
+def timed(fn: Callable[[], Any], repeat: int, before: Callable[[], None] | None = None) -> float:
+    samples = []
+    for _ in range(repeat):
+        if before:
+            before()
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def pygeoapi_runner(path: Path) -> Callable[[dict[str, Any]], Callable[[], None] | None] | None:
+    try:
+        from pygeoapi.provider.xarray_edr import XarrayEDRProvider
+    except ImportError:
+        return None
+    provider = XarrayEDRProvider({"name": "xarray-edr", "type": "edr", "data": str(path),
+                                  "format": {"name": "zarr", "mimetype": "application/zip"},
+                                  "x_field": "lon", "y_field": "lat", "time_field": "time"})
+
+    def make(q: dict[str, Any]) -> Callable[[], None] | None:
+        when = q.get("datetime")
+        if q["type"] == "position":
+            point = shapely.from_wkt(q["coords"])
+            return lambda: json.dumps(provider.position(wkt=point, datetime_=when, select_properties=["t2m"])).encode()  # type: ignore[func-returns-value]
+        if q["type"] == "cube":
+            bbox = [float(v) for v in q["bbox"].split(",")]
+            return lambda: json.dumps(provider.cube(bbox=bbox, datetime_=when, select_properties=["t2m"])).encode()  # type: ignore[func-returns-value]
+        return None  # area (polygon), radius, trajectory, corridor: not offered by the xarray-edr provider
+
+    return make
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=Path(os.environ.get("TWIN_BENCH_DIR",
+                                                                        Path.home() / ".cache" / "twinengine-bench")))
+    args = parser.parse_args()
+    folder = args.dir / "collections"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "cube.zarr"
+    if not (path / "zarr.json").exists():
+        build_cube(path)
+    array = zarr.open_group(str(path), mode="r")["t2m"]
+    assert isinstance(array, zarr.Array)
+    ds = xr.open_zarr(path, consolidated=False)
+    gb = ds.t2m.size * 4 / 1e9
+    print(f"cube: {dict(ds.sizes)} float32 = {gb:.2f} GB uncompressed, chunks {CHUNKS}, "
+          f"{sum(f.stat().st_size for f in (path / 't2m').rglob('*') if f.is_file()) / 1e9:.2f} GB on disk")
+    pygeoapi = pygeoapi_runner(path)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp) / "engine", collections_dir=folder, edr_max_values=50_000_000)
+        runtime = Runtime.from_settings(settings)
+        token = runtime.start()
+        assert token is not None
+        access = runtime.access
+        try:
+            with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, token) as client:
+                http = client._http
+                headers = {"Authorization": f"Bearer {token}"}
+                for q in QUERIES:
+                    blocks = touched_blocks(ds, q)
+                    run_floor = floor(array, blocks)
+                    run_floor()  # page cache warm for both sides
+                    params = {k: v for k, v in q.items() if k not in ("name", "type")}
+
+                    def ours(q: dict[str, Any] = q, params: dict[str, Any] = params) -> int:
+                        response = http.get(f"/edr/collections/cube/{q['type']}", params=params, headers=headers)
+                        assert response.status_code == 200, response.text[:300]
+                        return len(response.content)
+
+                    size = ours()
+                    cold = timed(ours, args.repeat, before=access.cache.clear)
+                    hot = timed(ours, args.repeat)
+                    floor_s = timed(run_floor, args.repeat)
+                    access.cache.clear()
+                    geometry = shapely.from_wkt(q["coords"]) if "coords" in q else None
+                    query = Query(kind=q["type"], geometry=geometry, datetime=parse_datetime(q.get("datetime")),
+                                  bbox=tuple(float(v) for v in q["bbox"].split(",")) if "bbox" in q else None)
+                    extraction = run_query(access, principal=SYSTEM, collection_id="cube", query=query)
+                    read, minimal = extraction.stats.bytes_read, encoded_bytes(path / "", blocks)
+                    theirs = None
+                    if pygeoapi is not None and (call := pygeoapi(q)) is not None:
+                        call()
+                        theirs = timed(call, args.repeat)
+                    rows.append((q["name"], extraction.values, len(blocks), floor_s, cold, hot, read, minimal, size,
+                                 theirs))
+                    print(f"  measured {q['name']}", flush=True)
+        finally:
+            runtime.close()
+    print(f"\nEDR queries on a {gb:.2f} GB cube; median of {args.repeat}; ours = HTTP round trip incl. CoverageJSON\n")
+    head = (f"{'query':<29}{'values':>10}{'chunks':>7}{'floor ms':>10}{'cold ms':>9}{'cold/floor':>11}"
+            f"{'hot ms':>8}{'read/minimal':>13}{'pygeoapi ms':>12}{'pygeoapi/cold':>14}")
+    print(head)
+    print("-" * len(head))
+    for name, values, chunks, floor_s, cold, hot, read, minimal, _size, theirs in rows:
+        py = f"{theirs * 1000:>12.1f}{theirs / cold:>14.1f}" if theirs else f"{'n/a':>12}{'-':>14}"
+        print(f"{name:<29}{values:>10,}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}{cold / floor_s:>11.2f}"
+              f"{hot * 1000:>8.1f}{read / minimal:>13.2f}{py}")
+    if pygeoapi is None:
+        print("\npygeoapi is not installed here (pip install pygeoapi): its column is empty")
+    else:
+        print("\npygeoapi n/a: its xarray-edr provider offers position and cube only (no area, radius, trajectory, "
+              "corridor)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The SDK's EDR namespace, ``client.edr``: collections and queries, answers as parsed JSON documents."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from twinengine.client import Client
+
+__all__ = ["EDRClient"]
+
+
+class EDRClient:
+    """``client.edr.position("rain", "POINT(8 45)", datetime="2026-03-01T00:00:00Z/..")`` and friends.
+
+    Data queries return CoverageJSON (or GeoJSON with ``f="GeoJSON"``) as a dict; ``netcdf`` returns bytes."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def _get(self, path: str, **params: Any) -> Any:
+        query = {k.replace("_", "-"): v for k, v in params.items() if v is not None}
+        return self._client._request("GET", f"/edr{path}", params=query)
+
+    def collections(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._get("/collections").json()["collections"]
+        return result
+
+    def collection(self, collection_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._get(f"/collections/{quote(collection_id, safe='')}").json()
+        return result
+
+    def query(self, collection_id: str, query_type: str, **params: Any) -> dict[str, Any]:
+        """Any query type by name; ``parameter_name``, ``within_units`` etc. become their hyphenated forms."""
+        result: dict[str, Any] = self._get(f"/collections/{quote(collection_id, safe='')}/{query_type}",
+                                           **params).json()
+        return result
+
+    def position(self, collection_id: str, coords: str, **params: Any) -> dict[str, Any]:
+        return self.query(collection_id, "position", coords=coords, **params)
+
+    def area(self, collection_id: str, coords: str, **params: Any) -> dict[str, Any]:
+        return self.query(collection_id, "area", coords=coords, **params)
+
+    def cube(self, collection_id: str, bbox: str, **params: Any) -> dict[str, Any]:
+        return self.query(collection_id, "cube", bbox=bbox, **params)
+
+    def radius(self, collection_id: str, coords: str, within: float, within_units: str = "km",
+               **params: Any) -> dict[str, Any]:
+        return self.query(collection_id, "radius", coords=coords, within=within, within_units=within_units, **params)
+
+    def trajectory(self, collection_id: str, coords: str, **params: Any) -> dict[str, Any]:
+        return self.query(collection_id, "trajectory", coords=coords, **params)
+
+    def corridor(self, collection_id: str, coords: str, corridor_width: float, width_units: str = "km",
+                 **params: Any) -> dict[str, Any]:
+        return self.query(collection_id, "corridor", coords=coords, corridor_width=corridor_width,
+                          width_units=width_units, **params)
+
+    def location(self, collection_id: str, location_id: str, **params: Any) -> dict[str, Any]:
+        return self.query(collection_id, f"locations/{quote(location_id, safe='')}", **params)
+
+    def netcdf(self, collection_id: str, query_type: str, **params: Any) -> bytes:
+        response = self._get(f"/collections/{quote(collection_id, safe='')}/{query_type}", f="NetCDF", **params)
+        return bytes(response.content)
+
+    def features(self, collection_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        """A Polytope-style feature request (``{"feature": {"type": "timeseries", ...}}``)."""
+        response = self._client._request("POST", f"/edr/collections/{quote(collection_id, safe='')}/features",
+                                         json=request)
+        result: dict[str, Any] = response.json()
+        return result
