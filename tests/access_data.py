@@ -64,7 +64,8 @@ def write_collections(folder: Path) -> dict[str, xr.Dataset]:
     """Write the three collections (zarr, zarr, netCDF) and return them loaded in memory."""
     folder.mkdir(parents=True, exist_ok=True)
     rain, atmos, fc = rain_cube(), atmos_cube(), forecast_cube()
-    rain.to_zarr(folder / "rain.zarr", mode="w", encoding={v: {"chunks": (48, 10, 12)} for v in ("rain", "temp")})
-    atmos.to_zarr(folder / "atmos.zarr", mode="w", encoding={"ta": {"chunks": (2, 2, 8, 8)}})
+    rain.to_zarr(folder / "rain.zarr", mode="w", consolidated=False,
+                 encoding={v: {"chunks": (48, 10, 12)} for v in ("rain", "temp")})
+    atmos.to_zarr(folder / "atmos.zarr", mode="w", consolidated=False, encoding={"ta": {"chunks": (2, 2, 8, 8)}})
     fc.to_netcdf(folder / "forecast.nc", engine="h5netcdf")
     return {"rain": rain, "atmos": atmos, "forecast": fc}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,6 +20,21 @@ __all__ = ["LocalCollections"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SUFFIXES = {".zarr": "zarr", ".nc": "netcdf", ".nc4": "netcdf"}
+
+
+def _open_zarr(path: Path) -> xr.Dataset:
+    """Consolidated metadata is one read instead of one per array; use it when the store has it.
+
+    Zarr 3 warns that consolidated metadata is outside its format specification on every read; that is
+    a notice about portability, not about this store, so it is filtered here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part",
+                                category=UserWarning)
+        try:
+            return xr.open_zarr(path, chunks={}, consolidated=True)
+        except (KeyError, ValueError, FileNotFoundError):
+            return xr.open_zarr(path, chunks={}, consolidated=False)
 
 
 class LocalCollections(CollectionSource):
@@ -57,10 +73,7 @@ class LocalCollections(CollectionSource):
                 return cached[1]
             ds: xr.Dataset
             if _SUFFIXES[path.suffix] == "zarr":
-                try:  # consolidated metadata is one read instead of one per array; not every store has it
-                    ds = xr.open_zarr(path, chunks={}, consolidated=True)
-                except (KeyError, ValueError, FileNotFoundError):
-                    ds = xr.open_zarr(path, chunks={}, consolidated=False)
+                ds = _open_zarr(path)
             else:
                 ds = xr.open_dataset(path, chunks={}, engine="h5netcdf")
             self._open[collection_id] = (stamp, ds)
