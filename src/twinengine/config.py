@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     max_app_unpacked_bytes: int = Field(default=200 * MiB, gt=0, description="Largest unpacked app.")
     db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")
     log_level: str = Field(default="info")
+    executor: str = Field(default="local", description="Workflow executor: local (Dask threads), distributed, "
+                                                        "slurm, or an installed plugin.")
+    dask_address: str | None = Field(default=None, description="Dask scheduler (tcp://host:8786); set, runs "
+                                                               "compute on that cluster.")
+    dask_workers: int | None = Field(default=None, ge=1, description="Threads of the local Dask scheduler.")
+    slurm_options: dict[str, Any] = Field(default_factory=dict, description="dask-jobqueue SLURMCluster options.")
+    workflow_workers: int = Field(default=2, ge=1, le=64, description="Runs executed at once by one engine.")
+    udf_timeout: timedelta = Field(default=timedelta(seconds=60), description="Time limit of one run_udf call.")
+    udf_memory_bytes: int = Field(default=2 * 1024 * MiB, ge=0, description="Address-space limit of a UDF "
+                                                                              "process (0: none).")
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -83,6 +83,9 @@ RULES: dict[str, Rule] = {
     "token.revoke": admin_only,
     "audit.read": admin_only,
     "metrics.read": role_in(Role.PROVIDER),
+    "workflow.run": role_in(Role.USER, Role.DEVELOPER),  # a twin's workflow also needs twin.operate
+    "workflow.cancel": owner(),  # cancel, change, delete a run
+    "workflow.process.manage": any_role,  # one's own user-defined processes
 }
 
 
