@@ -190,7 +190,7 @@ class AppProcesses:
                         folder = _unpacked(self.blobs, row, self.root)
                         self._loaded[key] = _load_package(folder, Manifest.model_validate(row.manifest).package_name)
         module_name, _, attr = function.partition(":")
-        func = getattr(self._loaded[key][module_name], attr)
+        func = _materializing(getattr(self._loaded[key][module_name], attr))
         return ProcessEntry(id=process_id, spec=spec, implementation=func, namespace=row.name,
                             cacheable=bool(spec.get("x-cacheable", True)), version=row.version)
 
@@ -207,6 +207,23 @@ class AppProcesses:
         return [ProcessEntry(id=r.process_id, spec=dict(r.spec) | {"x-version": r.app_version},
                              implementation=_unloaded, namespace=r.app_name, version=r.app_version)
                 for r in latest.values()]
+
+
+def _materializing(func: Callable[..., Any]) -> Callable[..., Any]:
+    """App code gets concrete data: lazy cubes in its arguments are computed through the run's executor."""
+    import xarray as xr
+
+    from twinengine.workflows.context import current
+
+    def call(**kwargs: Any) -> Any:
+        lazy = [k for k, v in kwargs.items() if isinstance(v, xr.DataArray | xr.Dataset)]
+        if lazy:
+            values = current().compute(*[kwargs[k] for k in lazy])
+            kwargs.update(zip(lazy, values, strict=True))
+        return func(**kwargs)
+
+    call.__name__ = getattr(func, "__name__", "app_process")
+    return call
 
 
 def _unloaded(**_kwargs: Any) -> Any:

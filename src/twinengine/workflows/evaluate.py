@@ -156,9 +156,11 @@ class Evaluator:
         return self.results[graph.result]
 
     def _plan(self, graph: Graph) -> set[str]:
-        """Nodes that must run: walk back from the result, stopping at nodes whose key is cached."""
+        """Nodes that must run: walk back from the result and from every node nobody consumes (outputs
+        such as ``save_result`` or ``update_twin_state``), stopping at nodes whose key is cached."""
         needed: set[str] = set()
-        stack = [graph.result]
+        consumed = {dep for deps in graph.depends.values() for dep in deps}
+        stack = [graph.result, *[n for n in graph.nodes if n not in consumed and n != graph.result]]
         while stack:
             node_id = stack.pop()
             if node_id in needed:

@@ -150,7 +150,8 @@ def parse_graph(process: dict[str, Any], *, where: str = "") -> Graph:
         order = list(TopologicalSorter(depends).static_order())
     except CycleError as exc:
         cycle = " -> ".join(str(n) for n in exc.args[1])
-        raise ProcessGraphInvalid(f"process graph has a cycle: {cycle}", node=f"{where}{exc.args[1][0]}") from None
+        first = f"{where}{exc.args[1][0]}"
+        raise ProcessGraphInvalid(f"node {first!r} is part of a cycle: {cycle}", node=first) from None
     params = process.get("parameters") or []
     if not isinstance(params, list) or not all(isinstance(p, dict) and isinstance(p.get("name"), str)
                                                for p in params):

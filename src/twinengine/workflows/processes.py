@@ -146,10 +146,22 @@ def _plain(value: Any) -> Any:
         return _plain(value.values.item())
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, np.ndarray):
+        return value.item() if value.ndim == 0 else value.tolist()
+    if hasattr(value, "compute") and hasattr(value, "dask"):  # a dask array
+        (value,) = current().compute(value)
+        return _plain(value)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    return value
+
+
+def _typed(value: Any, prop: Any) -> Any:
+    """Logic processes on cubes answer 1.0/0.0 (NaN-able masks); a boolean property takes them as booleans."""
+    if prop is not None and prop.type.value == "boolean" and isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
     return value
 
 
@@ -165,9 +177,10 @@ def update_twin_state(reported: dict[str, Any] | None = None, desired: dict[str,
         raise ProcessParameterInvalid("update_twin_state: this run has no twin; pass twin")
     if ctx.db is None:
         raise ProcessParameterInvalid("update_twin_state: no store in this context")
-    rep = {k: PropertyWrite(value=_plain(v)) for k, v in (reported or {}).items()}
-    des = {k: PropertyWrite(value=_plain(v)) for k, v in (desired or {}).items()}
     with ctx.db.session() as session:
+        declared = twins.manifest_for(session, twins.get_twin(session, principal=ctx.principal, ref=ref)).state
+        rep = {k: PropertyWrite(value=_typed(_plain(v), declared.get(k))) for k, v in (reported or {}).items()}
+        des = {k: PropertyWrite(value=_typed(_plain(v), declared.get(k))) for k, v in (desired or {}).items()}
         row, revision = twins.write_state(session, principal=ctx.principal, ref=ref, reported=rep, desired=des,
                                           message=message or f"workflow run {ctx.run_id}")
     ctx.state_writes.append({"twin": row.id, "revision": revision.revision})
