@@ -20,7 +20,8 @@ INTERVAL = ["2026-03-01", "2026-03-02T12:00:00Z"]
 
 def expected_mean(ds: xr.Dataset) -> xr.DataArray:
     cut = ds["rain"].sel(lon=slice(BBOX["west"], BBOX["east"]), lat=slice(BBOX["south"], BBOX["north"]))
-    cut = cut.sel(time=slice(np.datetime64("2026-03-01"), np.datetime64("2026-03-02T12:00:00") - np.timedelta64(1, "ns")))
+    end = np.datetime64("2026-03-02T12:00:00") - np.timedelta64(1, "ns")  # the interval's end is excluded
+    cut = cut.sel(time=slice(np.datetime64("2026-03-01"), end))
     return cut.mean("time")
 
 

@@ -17,14 +17,18 @@ from twinengine.errors import TwinEngineError
 from workflow_data import write_collection
 
 
+def reducer(process_id: str) -> dict[str, Any]:
+    return {"process_graph": {"r": {"process_id": process_id, "arguments": {"data": {"from_parameter": "data"}},
+                                    "result": True}}}
+
+
 def mean_graph(fmt: str = "netCDF") -> dict[str, Any]:
     return {"process_graph": {
         "load": {"process_id": "load_collection", "arguments": {
             "id": "rain", "spatial_extent": {"west": 7.0, "south": 46.0, "east": 8.0, "north": 46.5},
             "temporal_extent": ["2026-03-01", "2026-03-02"], "bands": ["rain"]}},
         "mean": {"process_id": "reduce_dimension", "arguments": {"data": {"from_node": "load"}, "dimension": "t",
-                 "reducer": {"process_graph": {"m": {"process_id": "mean", "arguments": {"data": {"from_parameter":
-                                                                                               "data"}}, "result": True}}}}},
+                                                                 "reducer": reducer("mean")}},
         "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "mean"}, "format": fmt},
                  "result": True}}}
 
@@ -175,15 +179,13 @@ UDF_CRASH = "import os, signal\ndef udf(data, context):\n    os.kill(os.getpid()
 
 def udf_graph(code: str) -> dict[str, Any]:
     return {"process_graph": {
-        "load": {"process_id": "load_collection", "arguments": {"id": "rain", "spatial_extent": None,
-                                                                "temporal_extent": ["2026-03-01", "2026-03-01T03:00:00Z"],
-                                                                "bands": ["rain"]}},
+        "load": {"process_id": "load_collection", "arguments": {
+            "id": "rain", "spatial_extent": None, "temporal_extent": ["2026-03-01", "2026-03-01T03:00:00Z"],
+            "bands": ["rain"]}},
         "udf": {"process_id": "run_udf", "arguments": {"data": {"from_node": "load"}, "udf": code,
                                                        "runtime": "Python", "context": {"factor": 2}}},
         "sum": {"process_id": "reduce_dimension", "arguments": {"data": {"from_node": "udf"}, "dimension": "t",
-                "reducer": {"process_graph": {"s": {"process_id": "sum", "arguments": {"data": {"from_parameter":
-                                                                                             "data"}}, "result": True}}}},
-                "result": True}}}
+                                                                "reducer": reducer("sum")}, "result": True}}}
 
 
 @pytest.mark.slow
