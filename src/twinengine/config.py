@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     dask_workers: int | None = Field(default=None, ge=1, description="Threads of the local Dask scheduler.")
     slurm_options: dict[str, Any] = Field(default_factory=dict, description="dask-jobqueue SLURMCluster options.")
     workflow_workers: int = Field(default=2, ge=1, le=64, description="Runs executed at once by one engine.")
+    workflow_stale_after: timedelta = Field(default=timedelta(seconds=15), description="A running run without a "
+                                            "heartbeat this long ends as error (its engine stopped).")
     udf_timeout: timedelta = Field(default=timedelta(seconds=60), description="Time limit of one run_udf call.")
     udf_memory_bytes: int = Field(default=2 * 1024 * MiB, ge=0, description="Address-space limit of a UDF "
                                                                               "process (0: none).")

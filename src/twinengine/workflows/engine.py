@@ -81,7 +81,8 @@ class WorkflowEngine:
         root = settings.collections_dir or settings.data_dir / "collections"
         return cls(db=db, blobs=blobs, collections=collections, data_dir=settings.data_dir, executor=executor,
                    workers=settings.workflow_workers, udf_timeout=settings.udf_timeout.total_seconds(),
-                   udf_memory_bytes=settings.udf_memory_bytes, arrivals=LocalArrivals(root))
+                   udf_memory_bytes=settings.udf_memory_bytes, arrivals=LocalArrivals(root),
+                   stale_after_seconds=settings.workflow_stale_after.total_seconds())
 
     def start(self, *, background: bool = True) -> None:
         """Reap runs a previous engine left running, then start the worker, heartbeat and trigger loops."""

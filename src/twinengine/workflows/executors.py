@@ -8,6 +8,7 @@ entry-point group.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -105,23 +106,28 @@ class DistributedExecutor(Executor):
             return self._client
 
     def compute(self, *values: Any, progress: Progress | None = None) -> tuple[Any, ...]:
+        """Persist on the cluster (futures), report progress while they finish, then gather."""
         import distributed
 
         wait: Any = distributed.wait
-
-        futures = self.client.compute(list(values))
-        if progress is not None:
-            total = len(futures)
+        futures_of: Any = distributed.futures_of
+        client = self.client
+        with client.as_current():
+            persisted = client.persist(list(values))
+            futures = futures_of(persisted)
             pending = list(futures)
-            while pending:
-                _done, not_done = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
-                pending = list(not_done)
-                try:
-                    progress(total - len(pending), total)
-                except BaseException:
-                    self.client.cancel(futures)
-                    raise
-        return tuple(self.client.gather(futures))
+            total = max(1, len(pending))
+            try:
+                while pending:
+                    with contextlib.suppress(TimeoutError):
+                        wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+                    pending = [f for f in pending if not f.done()]
+                    if progress is not None:
+                        progress(total - len(pending), total)
+            except BaseException:
+                client.cancel(futures)
+                raise
+            return tuple(_compute(*persisted, scheduler=client.get))
 
     def close(self) -> None:
         with self._lock:

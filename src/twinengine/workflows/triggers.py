@@ -225,12 +225,13 @@ def due_arrivals(session: Session, engine: WorkflowEngine, trigger: Trigger) -> 
     if engine.arrivals is None:
         return 0
     arrivals, cursor = engine.arrivals.since(trigger.cursor)
+    if trigger.cursor is None:  # a new trigger starts from what exists now, not from history
+        trigger.cursor = cursor
+        return 0
     fired = 0
     for arrival in arrivals:
         if fnmatch.fnmatchcase(arrival.collection, trigger.config.get("collection", "")):
             key = f"arrival:{arrival.collection}:{arrival.item}:{arrival.at.isoformat()}"
             fired += fire(session, engine, trigger, event_key=key, data=arrival.data()) is not None
-    if trigger.cursor is None:
-        fired = 0  # a new trigger starts from what exists now, not from history
     trigger.cursor = cursor
     return fired
