@@ -74,5 +74,5 @@ def test_same_result_embedded_and_on_a_dask_cluster(cluster: str, tmp_path: Path
 def test_executor_choice(engine: Engine) -> None:
     assert isinstance(engine.runtime.workflows.executor, LocalExecutor)
     assert isinstance(make_executor("local", address="tcp://127.0.0.1:1"), DistributedExecutor)
-    with pytest.raises(ValueError, match="installed: .*local"):
+    with pytest.raises(ValueError, match=r"installed: .*local"):
         make_executor("kubernetes")
