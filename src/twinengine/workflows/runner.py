@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 
 from twinengine.auth.principal import Principal, Role
 from twinengine.catalog.models import AppVersion
@@ -52,6 +52,7 @@ class _Cache:
 
     def __init__(self, engine: WorkflowEngine, ctx: RunContext, *, read: bool) -> None:
         self.engine, self.ctx, self.read = engine, ctx, read
+        self.pending: dict[str, dict[str, Any]] = {}
 
     def get(self, key: str) -> Any:
         if not self.read:
@@ -76,10 +77,18 @@ class _Cache:
         return value
 
     def put(self, key: str, value: Any) -> None:
+        """Kept in memory and written with the next batch of node updates (``write``)."""
         if isinstance(value, xr.DataArray | xr.Dataset) or not _json_sized(value):
             return
-        with self.engine.db.session() as session:
-            session.merge(CacheEntry(key=key, process_id=self.ctx.node or "", value=value, run_id=self.ctx.run_id))
+        self.pending[key] = {"key": key, "process_id": self.ctx.node or "", "value": value,
+                             "run_id": self.ctx.run_id, "created_at": utcnow()}
+
+    def write(self, session: Any) -> None:
+        if not self.pending:
+            return
+        rows, self.pending = list(self.pending.values()), {}
+        session.execute(delete(CacheEntry).where(CacheEntry.key.in_([r["key"] for r in rows])))
+        session.execute(insert(CacheEntry), rows)
 
 
 def _json_sized(value: Any) -> bool:
@@ -96,6 +105,7 @@ class _Hooks:
 
     def __init__(self, engine: WorkflowEngine, run_id: str, graph: Graph, ctx: RunContext) -> None:
         self.engine, self.run_id, self.ctx = engine, run_id, ctx
+        self.cache: _Cache | None = None
         self.total = max(1, len(graph.nodes))
         self.done = 0
         self.compute_share = 0.0
@@ -150,10 +160,15 @@ class _Hooks:
             pending, self.pending = self.pending, {}
             logs, self.logs = self.logs, []
             self.last_flush = now
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for node_id, values in pending.items():  # one executemany per set of changed columns
+            groups.setdefault(tuple(sorted(values)), []).append({"run_id": self.run_id, "node_id": node_id,
+                                                                 **values})
         with self.engine.db.session() as session:
-            for node_id, values in pending.items():
-                session.execute(update(RunNode).where(RunNode.run_id == self.run_id, RunNode.node_id == node_id)
-                                .values(**values))
+            for rows in groups.values():
+                session.execute(update(RunNode), rows)
+            if self.cache is not None:
+                self.cache.write(session)
             session.add_all(logs)
             session.execute(update(WorkflowRun).where(WorkflowRun.id == self.run_id).values(
                 progress=self.progress(), heartbeat_at=utcnow(), updated_at=utcnow()))
@@ -196,8 +211,8 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     hooks = _Hooks(engine, run_id, graph, ctx)
     ctx.log, ctx.compute_progress = hooks.log, hooks.compute_progress
     app_version = app.partition("@")[2] if app else None
-    evaluator = Evaluator(engine.registry, parameters, hooks=hooks, retry=_retry_policy(options),
-                          cache=_Cache(engine, ctx, read=not options.get("no_cache", False)),
+    hooks.cache = _Cache(engine, ctx, read=not options.get("no_cache", False))
+    evaluator = Evaluator(engine.registry, parameters, hooks=hooks, retry=_retry_policy(options), cache=hooks.cache,
                           app_version=app_version, fingerprint=fingerprint)
     engine.executing.add(run_id)
     status, error, value = RunStatus.FINISHED, None, None

@@ -11,7 +11,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft7Validator
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from twinengine.auth.policy import require
@@ -129,9 +129,9 @@ def submit(session: Session, engine: WorkflowEngine, *, principal: Principal, pr
                       executor=engine.executor.name)
     session.add(run)
     session.flush()
-    session.add_all(RunNode(run_id=run_id, node_id=node.id, process_id=node.process_id, namespace=node.namespace,
-                            status="pending", attempts=0) for node in graph.nodes.values())
-    session.flush()
+    session.execute(insert(RunNode), [{"run_id": run_id, "node_id": node.id, "process_id": node.process_id,
+                                       "namespace": node.namespace, "status": "pending", "attempts": 0}
+                                      for node in graph.nodes.values()])
     return run
 
 
