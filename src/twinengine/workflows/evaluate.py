@@ -25,9 +25,6 @@ __all__ = ["Canceled", "Evaluator", "NodeHooks", "NullHooks", "ResultCache", "Re
 
 log = logging.getLogger("twinengine.workflows")
 
-_UNSET = object()
-
-
 class Canceled(Exception):
     """Raised inside an evaluation when the run was canceled; the run ends as ``canceled``."""
 
@@ -73,9 +70,10 @@ class NullHooks:
 
 
 class ResultCache(Protocol):
-    """Node results by content key. Only JSON values are kept (lazy cubes are cheap to rebuild)."""
+    """Node results by content key (lazy cubes are not kept: they are cheap to rebuild)."""
 
-    def get(self, key: str) -> Any: ...  # returns _MISS-like None sentinel via KeyError
+    def get(self, key: str) -> Any:
+        """The cached value; raises KeyError on a miss."""
 
     def put(self, key: str, value: Any) -> None: ...
 
@@ -189,7 +187,7 @@ class Evaluator:
             self.hooks.started(node, attempt)
             started = time.perf_counter()
             try:
-                kwargs = self._arguments(graph, node, self.parameters, node.arguments, top=True)
+                kwargs = self._arguments(graph, node, self.parameters, node.arguments)
                 value = entry.implementation(**kwargs)
             except (Canceled, KeyboardInterrupt):
                 raise
@@ -208,8 +206,8 @@ class Evaluator:
             self.cache.put(key, value)
         self.hooks.finished(node, time.perf_counter() - started, cached=False)
 
-    def _arguments(self, graph: Graph, node: Node, scope: Mapping[str, Any], arguments: Mapping[str, Any],
-                   *, top: bool) -> dict[str, Any]:
+    def _arguments(self, graph: Graph, node: Node, scope: Mapping[str, Any],
+                   arguments: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, value in arguments.items():
             out[name] = self._resolve(graph, node, scope, value, name)
@@ -257,7 +255,7 @@ class Evaluator:
             for node_id in graph.order:
                 node = graph.nodes[node_id]
                 entry = entries[node_id]
-                kwargs = inner._arguments(graph, node, scope, node.arguments, top=False)
+                kwargs = inner._arguments(graph, node, scope, node.arguments)
                 for name in entry.accepts:
                     if name in extra and name not in kwargs:
                         kwargs[name] = extra[name]

@@ -18,7 +18,6 @@ from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog import service as catalog
 from twinengine.errors import (
-    ProcessGraphInvalid,
     ProcessParameterInvalid,
     ProcessParameterMissing,
     RunLocked,
@@ -31,14 +30,27 @@ from twinengine.twins.models import Twin
 from twinengine.workflows.apps import read_app_file
 from twinengine.workflows.graph import graph_hash, parse_graph, parse_process, validate
 from twinengine.workflows.models import RunLog, RunNode, WorkflowRun
-from twinengine.workflows.schemas import FINAL, RunOptions, RunStatus
+from twinengine.workflows.schemas import RunOptions, RunStatus
 
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["ENGINE_PARAMETERS", "bind_parameters", "cancel_run", "delete_run", "get_run", "list_logs",
-           "list_runs", "nodes_of", "start_run", "submit", "submit_twin_workflow", "twin_workflow_process",
-           "update_run"]
+__all__ = [
+    "ENGINE_PARAMETERS",
+    "bind_parameters",
+    "cancel_run",
+    "check_graph",
+    "delete_run",
+    "get_run",
+    "list_logs",
+    "list_runs",
+    "nodes_of",
+    "start_run",
+    "submit",
+    "submit_twin_workflow",
+    "twin_workflow_process",
+    "update_run",
+]
 
 # Parameters every graph may use without declaring them; filled from the run's twin.
 ENGINE_PARAMETERS = ("twin_id", "twin_name", "twin_parameters", "run_id")
@@ -263,10 +275,3 @@ def check_graph(engine: WorkflowEngine, process: Any) -> None:
     parsed = parse_process(process)
     validate(parse_graph(parsed), engine.registry, available={"run_id"})
 
-
-def is_final(run: WorkflowRun) -> bool:
-    return RunStatus(run.status) in FINAL
-
-
-def graph_error(message: str) -> ProcessGraphInvalid:
-    return ProcessGraphInvalid(message)

@@ -8,7 +8,6 @@ import time
 from datetime import timedelta
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from twinengine.demo.context import DemoContext
@@ -21,8 +20,8 @@ FORECAST_HOURS = 48
 
 def rain_forecast(ctx: DemoContext) -> xr.Dataset:
     """A seeded storm crossing the catchment, hourly on a small grid around it."""
-    start = pd.Timestamp(ctx.options.start + timedelta(hours=ctx.options.hours)).tz_localize(None)
-    time_axis = pd.date_range(start, periods=FORECAST_HOURS, freq="h")
+    start = np.datetime64((ctx.options.start + timedelta(hours=ctx.options.hours)).replace(tzinfo=None), "h")
+    time_axis = start + np.arange(FORECAST_HOURS) * np.timedelta64(1, "h")
     lat, lon = np.linspace(46.0, 47.0, 21), np.linspace(7.0, 8.2, 25)
     rng = np.random.default_rng(ctx.options.seed)
     hours = np.arange(FORECAST_HOURS)[:, None, None]
