@@ -43,6 +43,7 @@ def forecast(ctx: DemoContext) -> None:
     rain_forecast(ctx).chunk({"time": 12}).to_zarr(folder / f"{COLLECTION}.zarr", mode="w", consolidated=False)
     ctx.say(f"a {FORECAST_HOURS} h rain forecast arrived as collection {COLLECTION}")
     storage = float(uma.get_state(name).reported["storage"].value)
+    head_before = uma.get_twin(name).head_revision
     params = {"storage_mm": storage, "alert_level": 1.8}
     run = uma.workflows.run(name, "forecast", params)
     advance = ctx.track(f"forecast workflow ({run.id})", 100)
@@ -67,7 +68,8 @@ def forecast(ctx: DemoContext) -> None:
     ctx.facts["workflow"] = {"run": final.id, "status": final.status.value, "seconds": seconds,
                              "nodes": {n.node_id: n.status for n in final.nodes}, "peak_level_m": peak,
                              "alert": state["forecast_alert"].value, "steps": len(levels),
-                             "rerun": again.id, "rerun_cached": cached, "assets": final.assets}
+                             "rerun": again.id, "rerun_cached": cached, "assets": final.assets,
+                             "revisions": uma.get_twin(name).head_revision - head_before}
     ctx.say(f"forecast run {final.id} finished in {seconds:.2f} s: {len(final.nodes)} nodes, peak {peak:.2f} m "
             f"(alert {'on' if state['forecast_alert'].value else 'off'}), written to the twin's state")
     ctx.summary.append(("forecast workflow", f"run {final.id}: peak {peak:.2f} m in the next {FORECAST_HOURS} h, "
