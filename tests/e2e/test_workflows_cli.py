@@ -22,10 +22,10 @@ def test_twin_run_wait_shows_progress_and_the_result(live: LiveEngine) -> None:
         dev = admin.create_token("ada", "developer").token
         uma = admin.create_token("uma", "user").token
     live.twin("app", "publish", str(RIVER_REACH), token=dev)
-    live.twin("create", "river-reach@0.1.0", "--name", "reach", "--param", "station=RR-01", token=uma)
     ds = rain_cube(days=1)
     ds["rain"].values[:] = 4.0
-    write_collection(live.settings.data_dir / "collections", "rain-forecast", ds)
+    write_collection(live.settings.data_dir / "collections", "rain-forecast", ds)  # before the twin: no arrival
+    live.twin("create", "river-reach@0.1.0", "--name", "reach", "--param", "station=RR-01", token=uma)
     out = live.twin("run", "reach", "forecast", "--param", "alert_level=0.3", "--wait", token=uma)
     assert "forecast: finished" in out and "100%" in out and "forecast_level" in out
     run = live.twin_json("run", "reach", "forecast", "--param", "alert_level=0.3", "--wait", token=uma)
@@ -36,6 +36,12 @@ def test_twin_run_wait_shows_progress_and_the_result(live: LiveEngine) -> None:
     assert any(k.startswith("twin:process/river-reach/forecast_level") for k in prov["entity"])
     bad = live.twin("run", "reach", "forecast", "--param", "bbox=3", token=uma, expect=1)
     assert "ProcessParameterInvalid" in bad and "parameters.bbox" in bad
+    added = live.twin("triggers", "add", "reach", "nightly", "--kind", "cron", "--workflow", "forecast",
+                      "--schedule", "0 2 * * *", "--param", "alert_level=0.3", token=uma)
+    assert "added cron trigger nightly" in added
+    listed_triggers = live.twin_json("triggers", "list", "reach", token=uma)
+    assert {t["name"] for t in listed_triggers} == {"nightly", "on_new_forecast"}
+    live.twin("triggers", "remove", "reach", "nightly", token=uma)
 
 
 SLOW = '''

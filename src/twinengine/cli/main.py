@@ -124,6 +124,7 @@ app.command("audit")(audit.audit)
 app.command("demo")(demo.demo)
 app.command("run")(workflows.run)
 app.add_typer(workflows.app, name="runs")
+app.add_typer(workflows.triggers_app, name="triggers")
 for name, command in twins.COMMANDS.items():
     app.command(name)(command)
 

@@ -115,3 +115,55 @@ def download(ctx: typer.Context, run_id: str = typer.Argument(...), name: str = 
     with out.client() as client:
         path = client.workflows.download(run_id, name, to / name)
     out.emit({"path": str(path)}, lambda: console.print(f"wrote {path}"))
+
+
+triggers_app = typer.Typer(help="Triggers that start a twin's workflows (cron, webhook, dataset).",
+                           no_args_is_help=True)
+
+
+@triggers_app.command("list")
+def triggers_list(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
+    """A twin's triggers: from its app's manifest and its own."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.workflows.triggers(twin)
+    out.emit(rows, lambda: console.print(table(f"triggers of {twin}", ["name", "kind", "workflow", "source",
+                                                                       "next (UTC)", "id"],
+                                               [(t.name, t.kind, t.workflow, t.source, t.next_fire_at, t.id)
+                                                for t in rows])))
+
+
+@triggers_app.command("add")
+def triggers_add(
+    ctx: typer.Context,
+    twin: str = typer.Argument(...),
+    name: str = typer.Argument(...),
+    kind: str = typer.Option(..., "--kind", help="cron, webhook or dataset"),
+    workflow: str = typer.Option(..., "--workflow"),
+    schedule: str | None = typer.Option(None, "--schedule", help="cron expression"),
+    misfire: str = typer.Option("run_once", "--misfire", help="run_once or skip"),
+    collection: str | None = typer.Option(None, "--collection", help="collection id or pattern"),
+    param: list[str] = typer.Option([], "--param", "-p", help="fixed run parameter key=value"),
+    bind: list[str] = typer.Option([], "--bind", help="run parameter=event field"),
+) -> None:
+    """Add a trigger; a webhook's secret is printed once."""
+    out = state_of(ctx)
+    config: dict[str, Any] = {"misfire": misfire, "parameters": parse_assignments(param, option="--param"),
+                              "bind": {k: str(v) for k, v in parse_assignments(bind, option="--bind").items()}}
+    if schedule:
+        config["schedule"] = schedule
+    if collection:
+        config["collection"] = collection
+    with out.client() as client:
+        row = client.workflows.add_trigger(twin, name, kind, workflow, **config)
+    out.emit(row, lambda: console.print(f"added {row.kind} trigger {row.name} ({row.id})"
+                                        + (f"; POST {row.webhook_url} with X-Twin-Trigger-Secret: {row.secret}"
+                                           if row.secret else ""), highlight=False))
+
+
+@triggers_app.command("remove")
+def triggers_remove(ctx: typer.Context, twin: str = typer.Argument(...), name: str = typer.Argument(...)) -> None:
+    out = state_of(ctx)
+    with out.client() as client:
+        client.workflows.remove_trigger(twin, name)
+    out.emit({"twin": twin, "removed": name}, lambda: console.print(f"removed trigger {name} of {twin}"))

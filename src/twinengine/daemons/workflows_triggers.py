@@ -26,7 +26,7 @@ def run_once(engine: WorkflowEngine) -> int:
     started = 0
     with engine.db.session() as session:
         for twin in session.scalars(select(Twin)):
-            triggers.materialize_manifest_triggers(session, twin)
+            triggers.materialize_manifest_triggers(session, twin, arrivals=engine.arrivals)
         now = utcnow()
         for trigger in list(session.scalars(select(Trigger).where(Trigger.enabled.is_(True)).order_by(Trigger.id))):
             try:

@@ -123,14 +123,18 @@ def _b64(hexdigest: str) -> str:
 
 
 @router.get("/twins/{twin}/triggers", name="triggers_list", summary="Triggers of a twin (manifest and own)")
-def list_triggers(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> list[TriggerRead]:
-    return [trigger_read(t) for t in triggers.list_triggers(session, principal=principal, twin_ref=twin)]
+def list_triggers(twin: TwinRef, session: SessionDep, runtime: RuntimeDep,
+                  principal: PrincipalDep) -> list[TriggerRead]:
+    rows = triggers.list_triggers(session, principal=principal, twin_ref=twin, arrivals=runtime.workflows.arrivals)
+    return [trigger_read(t) for t in rows]
 
 
 @router.post("/twins/{twin}/triggers", name="triggers_create", status_code=status.HTTP_201_CREATED,
              summary="Add a trigger (cron, webhook, dataset, ...) to a twin")
-def create_trigger(twin: TwinRef, body: TriggerCreate, session: SessionDep, principal: PrincipalDep) -> TriggerCreated:
-    row, secret = triggers.create_trigger(session, principal=principal, twin_ref=twin, body=body)
+def create_trigger(twin: TwinRef, body: TriggerCreate, session: SessionDep, runtime: RuntimeDep,
+                   principal: PrincipalDep) -> TriggerCreated:
+    row, secret = triggers.create_trigger(session, principal=principal, twin_ref=twin, body=body,
+                                          arrivals=runtime.workflows.arrivals)
     return TriggerCreated(**trigger_read(row).model_dump(), secret=secret)
 
 

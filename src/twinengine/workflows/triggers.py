@@ -64,7 +64,7 @@ class LocalArrivals(ArrivalFeed):
         from datetime import UTC
 
         if not self.root.is_dir():
-            return [], cursor
+            return [], cursor or "0"  # nothing yet: everything that appears later is an arrival
         last = int(cursor or 0)
         found = []
         for path in sorted(self.root.iterdir()):
@@ -96,7 +96,8 @@ def _check_config(body: TriggerCreate) -> dict[str, Any]:
     return config
 
 
-def _add(session: Session, twin: Twin, body: TriggerCreate, *, owner: str, source: str) -> tuple[Trigger, str | None]:
+def _add(session: Session, twin: Twin, body: TriggerCreate, *, owner: str, source: str,
+         arrivals: ArrivalFeed | None = None) -> tuple[Trigger, str | None]:
     manifest = twins.manifest_for(session, twin)
     if body.workflow not in manifest.workflows:
         raise WorkflowNotFound(f"app {twin.app_name}@{twin.app_version} declares no workflow {body.workflow!r}")
@@ -108,6 +109,8 @@ def _add(session: Session, twin: Twin, body: TriggerCreate, *, owner: str, sourc
                       secret_sha256=hashlib.sha256(secret.encode()).hexdigest() if secret else None,
                       enabled=True, created_at=now,
                       next_fire_at=next_tick(config["schedule"], now) if body.kind == "cron" else None)
+    if body.kind == "dataset" and arrivals is not None:  # what exists now is history, not an arrival
+        trigger.cursor = arrivals.since(None)[1]
     try:
         with session.begin_nested():
             session.add(trigger)
@@ -116,15 +119,16 @@ def _add(session: Session, twin: Twin, body: TriggerCreate, *, owner: str, sourc
     return trigger, secret
 
 
-def create_trigger(session: Session, *, principal: Principal, twin_ref: str,
-                   body: TriggerCreate) -> tuple[Trigger, str | None]:
+def create_trigger(session: Session, *, principal: Principal, twin_ref: str, body: TriggerCreate,
+                   arrivals: ArrivalFeed | None = None) -> tuple[Trigger, str | None]:
     twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
-    return _add(session, twin, body, owner=principal.name, source="twin")
+    return _add(session, twin, body, owner=principal.name, source="twin", arrivals=arrivals)
 
 
-def list_triggers(session: Session, *, principal: Principal, twin_ref: str) -> list[Trigger]:
+def list_triggers(session: Session, *, principal: Principal, twin_ref: str,
+                  arrivals: ArrivalFeed | None = None) -> list[Trigger]:
     twin = twins.get_twin(session, principal=principal, ref=twin_ref)
-    materialize_manifest_triggers(session, twin)
+    materialize_manifest_triggers(session, twin, arrivals=arrivals)
     return list(session.scalars(select(Trigger).where(Trigger.twin_id == twin.id).order_by(Trigger.name)))
 
 
@@ -137,7 +141,7 @@ def delete_trigger(session: Session, *, principal: Principal, twin_ref: str, nam
     session.flush()
 
 
-def materialize_manifest_triggers(session: Session, twin: Twin) -> int:
+def materialize_manifest_triggers(session: Session, twin: Twin, *, arrivals: ArrivalFeed | None = None) -> int:
     """The app's manifest triggers become rows of this twin (once), owned by the twin's owner."""
     manifest = twins.manifest_for(session, twin)
     have = set(session.scalars(select(Trigger.name).where(Trigger.twin_id == twin.id)))
@@ -149,7 +153,10 @@ def materialize_manifest_triggers(session: Session, twin: Twin) -> int:
         body = TriggerCreate(name=spec.name, kind=spec.kind, workflow=spec.workflow, schedule=extra.get("schedule"),
                              misfire=extra.get("misfire", "run_once"), collection=extra.get("collection"),
                              parameters=extra.get("parameters") or {}, bind=extra.get("bind") or {})
-        _add(session, twin, body, owner=twin.owner, source="manifest")
+        try:
+            _add(session, twin, body, owner=twin.owner, source="manifest", arrivals=arrivals)
+        except ValidationFailed:  # another engine (or the scheduler) materialized it a moment ago
+            continue
         added += 1
     return added
 

@@ -40,12 +40,18 @@ def forecast(ctx: DemoContext) -> None:
     uma, name = ctx.client("uma"), ctx.facts["twin_name"]
     folder = ctx.runtime.settings.collections_dir or ctx.runtime.data_dir / "collections"
     folder.mkdir(parents=True, exist_ok=True)
-    rain_forecast(ctx).chunk({"time": 12}).to_zarr(folder / f"{COLLECTION}.zarr", mode="w", consolidated=False)
-    ctx.say(f"a {FORECAST_HOURS} h rain forecast arrived as collection {COLLECTION}")
-    storage = float(uma.get_state(name).reported["storage"].value)
     head_before = uma.get_twin(name).head_revision
-    params = {"storage_mm": storage, "alert_level": 1.8}
-    run = uma.workflows.run(name, "forecast", params)
+    trigger = next(t for t in uma.workflows.triggers(name) if t.kind == "dataset")  # the app's manifest trigger
+    rain_forecast(ctx).chunk({"time": 12}).to_zarr(folder / f"{COLLECTION}.zarr", mode="w", consolidated=False)
+    ctx.say(f"a {FORECAST_HOURS} h rain forecast arrived as collection {COLLECTION}; the twin's trigger "
+            f"{trigger.name} ({trigger.kind}) reacts")
+    run = None
+    deadline = time.monotonic() + 30
+    while run is None and time.monotonic() < deadline:
+        run = next((r for r in uma.workflows.runs(twin=name).items if r.trigger_id == trigger.id), None)
+        time.sleep(0.1)
+    if run is None:
+        raise RuntimeError(f"the trigger {trigger.name} started no run within 30 s")
     advance = ctx.track(f"forecast workflow ({run.id})", 100)
     shown = [0.0]
 
@@ -62,10 +68,10 @@ def forecast(ctx: DemoContext) -> None:
         raise RuntimeError(f"the forecast run ended as {final.status}: {final.error}")
     levels = final.value or []
     state = uma.get_state(name).reported
-    again = uma.workflows.run(name, "forecast", params, sync=True)
+    again = uma.workflows.run(name, "forecast", {"collection": COLLECTION}, sync=True)  # what the trigger ran
     cached = [n.node_id for n in again.nodes if n.status == "cached"]
     peak = float(state["forecast_peak_level"].value)
-    ctx.facts["workflow"] = {"run": final.id, "status": final.status.value, "seconds": seconds,
+    ctx.facts["workflow"] = {"run": final.id, "trigger": trigger.name, "status": final.status.value, "seconds": seconds,
                              "nodes": {n.node_id: n.status for n in final.nodes}, "peak_level_m": peak,
                              "alert": state["forecast_alert"].value, "steps": len(levels),
                              "rerun": again.id, "rerun_cached": cached, "assets": final.assets,
