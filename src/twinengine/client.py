@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx2 as httpx
@@ -34,6 +34,9 @@ from twinengine.twins.schemas import (
     TwinRead,
     TwinState,
 )
+
+if TYPE_CHECKING:
+    from twinengine.workflows.client import WorkflowsClient
 
 __all__ = ["Client"]
 
@@ -70,6 +73,13 @@ class Client:
 
     def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType] | Any) -> None:
         self.close()
+
+    @property
+    def workflows(self) -> WorkflowsClient:
+        """Runs of workflows, their logs, provenance and results, and triggers."""
+        from twinengine.workflows.client import WorkflowsClient
+
+        return WorkflowsClient(self)
 
     def close(self) -> None:
         if self._owns_http:

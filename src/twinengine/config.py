@@ -56,6 +56,18 @@ class Settings(BaseSettings):
     edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,
                                        description="Memory for decoded chunks kept between EDR queries.")
     log_level: str = Field(default="info")
+    executor: str = Field(default="local", description="Workflow executor: local (Dask threads), distributed, "
+                                                        "slurm, or an installed plugin.")
+    dask_address: str | None = Field(default=None, description="Dask scheduler (tcp://host:8786); set, runs "
+                                                               "compute on that cluster.")
+    dask_workers: int | None = Field(default=None, ge=1, description="Threads of the local Dask scheduler.")
+    slurm_options: dict[str, Any] = Field(default_factory=dict, description="dask-jobqueue SLURMCluster options.")
+    workflow_workers: int = Field(default=2, ge=1, le=64, description="Runs executed at once by one engine.")
+    workflow_stale_after: timedelta = Field(default=timedelta(seconds=15), description="A running run without a "
+                                            "heartbeat this long ends as error (its engine stopped).")
+    udf_timeout: timedelta = Field(default=timedelta(seconds=60), description="Time limit of one run_udf call.")
+    udf_memory_bytes: int = Field(default=2 * 1024 * MiB, ge=0, description="Address-space limit of a UDF "
+                                                                              "process (0: none).")
 
     @field_validator("data_dir", mode="after")
     @classmethod

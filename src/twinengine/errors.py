@@ -3,7 +3,16 @@
     TwinEngineError                 500  Internal
     ├── InvalidInput                400  InvalidInput
     │   ├── ValidationFailed        422  ValidationFailed   (carries problems: [{loc, msg}])
-    │   └── InvalidParameterValue   400  InvalidParameterValue  (an EDR query parameter, named in details)
+    │   ├── InvalidParameterValue   400  InvalidParameterValue  (an EDR query parameter, named in details)
+    │   ├── ProcessGraphInvalid     400  ProcessGraphInvalid (openEO codes below name the node)
+    │   │   ├── ProcessGraphMissing         400  ProcessGraphMissing
+    │   │   ├── ProcessUnsupported          400  ProcessUnsupported
+    │   │   ├── ProcessParameterMissing     400  ProcessParameterMissing
+    │   │   ├── ProcessParameterUnsupported 400  ProcessParameterUnsupported
+    │   │   └── ProcessParameterInvalid     400  ProcessParameterInvalid
+    │   ├── ProcessFailed           400  ProcessFailed      (a process raised while a run executed)
+    │   ├── RunNotFinished          400  RunNotFinished
+    │   └── RunLocked               400  RunLocked
     ├── AuthenticationRequired      401  AuthenticationRequired
     │   └── TokenInvalid            401  TokenInvalid
     ├── PermissionDenied            403  PermissionDenied
@@ -12,7 +21,11 @@
     │   ├── TwinNotFound            404  TwinNotFound
     │   ├── RevisionNotFound        404  RevisionNotFound
     │   ├── IdentityNotFound        404  IdentityNotFound
-    │   └── CollectionNotFound      404  CollectionNotFound
+    │   ├── CollectionNotFound      404  CollectionNotFound
+    │   ├── RunNotFound             404  RunNotFound
+    │   ├── WorkflowNotFound        404  WorkflowNotFound
+    │   ├── ProcessGraphNotFound    404  ProcessGraphNotFound
+    │   └── TriggerNotFound         404  TriggerNotFound
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   └── TwinNameTaken           409  TwinNameTaken
@@ -46,13 +59,26 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "Problem",
+    "ProcessFailed",
+    "ProcessGraphInvalid",
+    "ProcessGraphMissing",
+    "ProcessGraphNotFound",
+    "ProcessParameterInvalid",
+    "ProcessParameterMissing",
+    "ProcessParameterUnsupported",
+    "ProcessUnsupported",
     "ResponseTooLarge",
     "RevisionNotFound",
+    "RunLocked",
+    "RunNotFinished",
+    "RunNotFound",
     "TokenInvalid",
+    "TriggerNotFound",
     "TwinEngineError",
     "TwinNameTaken",
     "TwinNotFound",
     "ValidationFailed",
+    "WorkflowNotFound",
     "error_from_payload",
 ]
 
@@ -138,6 +164,64 @@ class InvalidParameterValue(InvalidInput):
             return
         self.field = field
         super().__init__(f"{field}: {message}", details=details or [{"loc": field, "msg": message}])
+class ProcessGraphInvalid(InvalidInput):
+    """Raised when a process graph is malformed (no result node, a cycle, a dangling reference)."""
+
+    code = "ProcessGraphInvalid"
+
+    def __init__(self, message: str, *, node: str | None = None,
+                 details: Sequence[Mapping[str, Any]] | None = None) -> None:
+        self.node = node
+        extra = [{"loc": f"process_graph.{node}", "msg": message}] if node and not details else []
+        super().__init__(message, details=[*extra, *(details or ())])
+
+
+class ProcessGraphMissing(ProcessGraphInvalid):
+    """Raised when a request that needs a process graph carries none."""
+
+    code = "ProcessGraphMissing"
+
+
+class ProcessUnsupported(ProcessGraphInvalid):
+    """Raised when a node names a process (or namespace) the engine does not know."""
+
+    code = "ProcessUnsupported"
+
+
+class ProcessParameterMissing(ProcessGraphInvalid):
+    """Raised when a node lacks a required argument, or a graph parameter has no value."""
+
+    code = "ProcessParameterMissing"
+
+
+class ProcessParameterUnsupported(ProcessGraphInvalid):
+    """Raised when a node passes an argument its process does not declare."""
+
+    code = "ProcessParameterUnsupported"
+
+
+class ProcessParameterInvalid(ProcessGraphInvalid):
+    """Raised when an argument's value does not match the type its process declares."""
+
+    code = "ProcessParameterInvalid"
+
+
+class ProcessFailed(InvalidInput):
+    """Raised when a process raised while a graph was executed (the message names node and process)."""
+
+    code = "ProcessFailed"
+
+
+class RunNotFinished(InvalidInput):
+    """Raised when a run's results are asked for before it finished."""
+
+    code = "RunNotFinished"
+
+
+class RunLocked(InvalidInput):
+    """Raised when a queued or running run is modified or deleted."""
+
+    code = "RunLocked"
 
 
 class AuthenticationRequired(TwinEngineError):
@@ -195,6 +279,30 @@ class CollectionNotFound(NotFound):
     """Raised when no gridded collection has that id."""
 
     code = "CollectionNotFound"
+
+
+class RunNotFound(NotFound):
+    """Raised when no workflow run (openEO job) has that id, or the caller may not see it."""
+
+    code = "RunNotFound"
+
+
+class WorkflowNotFound(NotFound):
+    """Raised when a twin's app declares no workflow of that name."""
+
+    code = "WorkflowNotFound"
+
+
+class ProcessGraphNotFound(NotFound):
+    """Raised when no user-defined process has that id."""
+
+    code = "ProcessGraphNotFound"
+
+
+class TriggerNotFound(NotFound):
+    """Raised when no trigger has that id or name."""
+
+    code = "TriggerNotFound"
 
 
 class Conflict(TwinEngineError):

@@ -14,11 +14,14 @@ from twinengine.access.service import DataAccess
 from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
 from twinengine.auth.keys import load_or_create_signing_key
 from twinengine.auth.service import bootstrap_admin
+from twinengine.catalog import service as catalog_service
 from twinengine.collections import CollectionSource, LocalCollections
 from twinengine.config import Settings
 from twinengine.store import migrate
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
+from twinengine.workflows.apps import index_app_processes
+from twinengine.workflows.engine import WorkflowEngine
 
 __all__ = ["Runtime"]
 
@@ -33,6 +36,7 @@ class Runtime:
     issuer: BuiltinIssuer
     collections: CollectionSource
     access: DataAccess
+    workflows: WorkflowEngine
     verifiers: list[TokenVerifier] = field(default_factory=list)
 
     @classmethod
@@ -41,11 +45,14 @@ class Runtime:
         db = Database(settings.db_url, pool_size=settings.db_pool_size)
         issuer = BuiltinIssuer(load_or_create_signing_key(settings.data_dir / "keys" / "issuer-es256.pem"),
                                settings.token_issuer)
+        blobs = BlobStore(settings.data_dir / "blobs")
         collections = LocalCollections(settings.collections_dir or settings.data_dir / "collections")
         access = DataAccess(collections, max_values=settings.edr_max_values,
                             cache_bytes=settings.edr_chunk_cache_bytes)
-        return cls(settings=settings, db=db, blobs=BlobStore(settings.data_dir / "blobs"), issuer=issuer,
-                   collections=collections, access=access, verifiers=[issuer])
+        catalog_service.register_hook(index_app_processes)
+        workflows = WorkflowEngine.from_settings(settings, db=db, blobs=blobs, collections=collections)
+        return cls(settings=settings, db=db, blobs=blobs, issuer=issuer, collections=collections, access=access,
+                   workflows=workflows, verifiers=[issuer])
 
     @property
     def data_dir(self) -> Path:
@@ -58,10 +65,13 @@ class Runtime:
         with self.db.session() as session:
             if self.db.backend == "postgresql":
                 session.execute(text(f"SELECT pg_advisory_xact_lock({_PG_BOOTSTRAP_LOCK})"))
-            return bootstrap_admin(session, self.issuer, data_dir=self.data_dir,
-                                   ttl=self.settings.admin_token_ttl)
+            token = bootstrap_admin(session, self.issuer, data_dir=self.data_dir,
+                                    ttl=self.settings.admin_token_ttl)
+        self.workflows.start()
+        return token
 
     def close(self) -> None:
+        self.workflows.stop()
         self.access.close()
         if isinstance(self.collections, LocalCollections):
             self.collections.close()

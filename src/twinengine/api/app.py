@@ -20,6 +20,8 @@ from twinengine.catalog import api as catalog_api
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
 from twinengine.twins import api as twins_api
+from twinengine.workflows import api as workflows_api
+from twinengine.workflows.openeo import api as openeo_api
 
 __all__ = ["create_app"]
 
@@ -71,7 +73,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     registry.register(health.StoreCollector(runtime))
 
     install_error_handlers(app)
-    for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router):
+    for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router,
+                   workflows_api.router, *openeo_api.routers):
         app.include_router(router)
 
     settings = runtime.settings

@@ -88,9 +88,18 @@ class BuiltinIssuer(TokenVerifier):
 
 
 def verify_bearer(token: str | None, *, session: Session, verifiers: Sequence[TokenVerifier]) -> Principal:
-    """The one function every request's token goes through."""
+    """The one function every request's token goes through.
+
+    openEO clients prefix the token with how they got it: ``basic//<token>`` (from ``/credentials/basic``,
+    where an engine token is the password) or ``oidc/<provider>/<token>``; the prefix is dropped and the
+    token verified as any other.
+    """
     if not token:
         raise AuthenticationRequired("a bearer token is required (Authorization: Bearer <token>)")
+    if token.startswith("basic//"):
+        token = token.removeprefix("basic//")
+    elif token.startswith("oidc/"):
+        token = token.split("/", 2)[2] if token.count("/") >= 2 else ""
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError as exc:

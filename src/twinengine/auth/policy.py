@@ -84,6 +84,9 @@ RULES: dict[str, Rule] = {
     "audit.read": admin_only,
     "metrics.read": role_in(Role.PROVIDER),
     "collection.read": any_role,  # gridded collections through EDR
+    "workflow.run": role_in(Role.USER, Role.DEVELOPER),  # a twin's workflow also needs twin.operate
+    "workflow.cancel": owner(),  # cancel, change, delete a run
+    "workflow.process.manage": any_role,  # one's own user-defined processes
 }
 
 

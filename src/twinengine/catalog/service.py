@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import semver
@@ -22,6 +23,7 @@ from twinengine.errors import AppNotFound, AppVersionConflict, InvalidInput, Pay
 from twinengine.store.blobs import BlobStore
 
 __all__ = [
+    "PUBLISH_HOOKS",
     "get_app_version",
     "get_archive",
     "list_apps",
@@ -29,7 +31,19 @@ __all__ = [
     "manifest_by_id",
     "manifest_of",
     "publish",
+    "register_hook",
 ]
+
+
+# Called as hook(session, row, canonical_archive) after a new version is stored, in the same transaction;
+# a hook that raises refuses the publish. Capabilities register here (workflows indexes app processes).
+PUBLISH_HOOKS: list[Callable[[Session, AppVersion, bytes], None]] = []
+
+
+def register_hook(hook: Callable[[Session, AppVersion, bytes], None]) -> None:
+    """Add a publish hook once (runtimes built repeatedly in one process register the same function)."""
+    if hook not in PUBLISH_HOOKS:
+        PUBLISH_HOOKS.append(hook)
 
 
 def _order_key(row: AppVersion) -> semver.Version:
@@ -86,6 +100,8 @@ def publish(
         if raced is None:
             raise
         return _same_or_conflict(raced, digest), False
+    for hook in PUBLISH_HOOKS:
+        hook(session, row, canonical)
     return row, True
 
 

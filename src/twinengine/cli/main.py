@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from twinengine._version import __version__
-from twinengine.cli import apps, audit, demo, state, tokens, twins
+from twinengine.cli import apps, audit, demo, state, tokens, twins, workflows
 from twinengine.cli._common import DataDirOption, Output, console, err_console, local_settings
 from twinengine.client import DEFAULT_URL
 from twinengine.errors import TwinEngineError
@@ -122,6 +122,9 @@ app.add_typer(apps.app, name="app")
 app.add_typer(state.app, name="state")
 app.command("audit")(audit.audit)
 app.command("demo")(demo.demo)
+app.command("run")(workflows.run)
+app.add_typer(workflows.app, name="runs")
+app.add_typer(workflows.triggers_app, name="triggers")
 for name, command in twins.COMMANDS.items():
     app.command(name)(command)
 

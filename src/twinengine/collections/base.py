@@ -55,6 +55,10 @@ class CollectionSource:
     def info(self, collection_id: str) -> CollectionInfo:
         return describe(collection_id, self.open(collection_id), fmt=self.name)
 
+    def version(self, collection_id: str) -> str | None:
+        """A token that changes when the collection's content changes (None: unknown); caches key on it."""
+        return None
+
     def list(self) -> list[CollectionInfo]:
         return [self.info(i) for i in self.ids()]
 

@@ -6,6 +6,7 @@ re-open files; a file replaced on disk is reopened on next use.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import warnings
@@ -19,6 +20,7 @@ from twinengine.collections.base import CollectionInfo, CollectionNotFound, Coll
 __all__ = ["LocalCollections"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_ZARR_META = {"zarr.json", ".zmetadata", ".zarray", ".zattrs", ".zgroup"}
 _SUFFIXES = {".zarr": "zarr", ".nc": "netcdf", ".nc4": "netcdf"}
 
 
@@ -31,10 +33,12 @@ def _open_zarr(path: Path) -> xr.Dataset:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part",
                                 category=UserWarning)
+        ds: xr.Dataset
         try:
-            return xr.open_zarr(path, chunks={}, consolidated=True)
+            ds = xr.open_zarr(path, chunks={}, consolidated=True)
         except (KeyError, ValueError, FileNotFoundError):
-            return xr.open_zarr(path, chunks={}, consolidated=False)
+            ds = xr.open_zarr(path, chunks={}, consolidated=False)
+        return ds
 
 
 class LocalCollections(CollectionSource):
@@ -81,6 +85,13 @@ class LocalCollections(CollectionSource):
 
     def info(self, collection_id: str) -> CollectionInfo:
         return describe(collection_id, self.open(collection_id), fmt=_SUFFIXES[self.path(collection_id).suffix])
+
+    def version(self, collection_id: str) -> str | None:
+        """Modification times and sizes of the file, or of a zarr store's metadata documents."""
+        path = self.path(collection_id)
+        parts = [path] if path.is_file() else [path, *sorted(p for p in path.rglob("*") if p.name in _ZARR_META)]
+        stamps = [f"{p.relative_to(path.parent)}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in parts]
+        return hashlib.sha256("|".join(stamps).encode()).hexdigest()[:16]
 
     def close(self) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from typing import Any
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.demo.chapters import edr, twins
+from twinengine.demo.chapters import edr, twins, workflows
 from twinengine.demo.context import Advance, DemoContext, DemoOptions
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
@@ -38,6 +38,7 @@ CHAPTERS: list[Chapter] = [
     twins.plot_history,
     twins.audit,
     edr.rainfall_field,
+    workflows.forecast,
 ]
 
 

@@ -1,0 +1,182 @@
+"""Workflow engine overhead, measured side by side in one run.
+
+(a) Datacube: a chunked zarr cube of at least 1 GB (float32 t, y, x), daily temporal mean, spatial mean,
+    saved as netCDF. The engine runs the openEO graph (load_collection → aggregate_temporal_period(day,
+    mean) → reduce_dimension(x, mean) → reduce_dimension(y, mean) → save_result) as a sync run, persisted,
+    with the cache off; the baseline is the same computation written directly in xarray/Dask (threads).
+    Each is timed ``--repeat`` times, alternating; the best of each is compared. Goal: ratio ≤ 1.10.
+(b) Per-node overhead: a 1,000-node graph of trivial processes (a chain of ``add``), through the engine
+    (validation, per-node status, persistence) and through the bare evaluator, against the same additions
+    in plain Python. Goal: ≤ 1 ms per node embedded.
+
+Usage: python bench/workflows_engine.py [--gib 1.0] [--repeat 2] [--nodes 1000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from twinengine.auth.principal import Principal, Role
+from twinengine.config import Settings
+from twinengine.runtime import Runtime
+from twinengine.workflows import service
+from twinengine.workflows.evaluate import Evaluator
+from twinengine.workflows.graph import parse_graph, validate
+from twinengine.workflows.schemas import RunOptions
+from twinengine.workflows.sync import run_now
+
+Y, X, CHUNK_T = 256, 256, 96
+
+
+def make_cube(folder: Path, gib: float) -> tuple[Path, int]:
+    steps = int(np.ceil(gib * 2**30 / (Y * X * 4) / 24)) * 24  # whole days of hourly fields
+    path = folder / "bench.zarr"
+    time_axis = pd.date_range("2026-01-01", periods=steps, freq="h")
+    template = xr.Dataset({"rain": (("time", "lat", "lon"), np.empty((0, Y, X), "float32"))},
+                          coords={"time": time_axis[:0], "lat": np.linspace(40, 50, Y), "lon": np.linspace(0, 10, X)})
+    rng = np.random.default_rng(1)
+    for start in range(0, steps, CHUNK_T):
+        block = rng.gamma(0.6, 2.0, (min(CHUNK_T, steps - start), Y, X)).astype("float32")
+        ds = template.copy()
+        ds = xr.Dataset({"rain": (("time", "lat", "lon"), block)},
+                        coords={"time": time_axis[start:start + block.shape[0]], "lat": template.lat,
+                                "lon": template.lon})
+        ds = ds.chunk({"time": CHUNK_T, "lat": Y, "lon": X})
+        if start == 0:
+            ds.to_zarr(path, mode="w", consolidated=False, encoding={"rain": {"compressors": None}})
+        else:
+            ds.to_zarr(path, append_dim="time", consolidated=False)
+    return path, steps
+
+
+GRAPH: dict[str, Any] = {"process_graph": {
+    "load": {"process_id": "load_collection", "arguments": {"id": "bench", "spatial_extent": None,
+                                                            "temporal_extent": None}},
+    "daily": {"process_id": "aggregate_temporal_period", "arguments": {
+        "data": {"from_node": "load"}, "period": "day",
+        "reducer": {"process_graph": {"m": {"process_id": "mean", "arguments": {"data": {"from_parameter": "data"}},
+                                            "result": True}}}}},
+    "mx": {"process_id": "reduce_dimension", "arguments": {"data": {"from_node": "daily"}, "dimension": "x",
+           "reducer": {"process_graph": {"m": {"process_id": "mean", "arguments": {"data": {"from_parameter":
+                                                                                         "data"}}, "result": True}}}}},
+    "my": {"process_id": "reduce_dimension", "arguments": {"data": {"from_node": "mx"}, "dimension": "y",
+           "reducer": {"process_graph": {"m": {"process_id": "mean", "arguments": {"data": {"from_parameter":
+                                                                                         "data"}}, "result": True}}}}},
+    "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "my"}, "format": "netCDF"},
+             "result": True}}}
+
+
+def baseline(path: Path, out: Path) -> xr.Dataset:
+    ds = xr.open_zarr(path, chunks={}, consolidated=False)
+    result = ds["rain"].resample(time="D").mean().mean(["lon", "lat"])
+    computed = result.compute(scheduler="threads")
+    computed.to_dataset(name="rain").to_netcdf(out, engine="h5netcdf")
+    return computed.to_dataset(name="rain")
+
+
+def engine_run(runtime: Runtime, principal: Principal) -> str:
+    with runtime.db.session() as session:
+        run = service.submit(session, runtime.workflows, principal=principal, process=GRAPH,
+                             options=RunOptions(no_cache=True))
+        run_id = run.id
+    with runtime.db.session() as session:
+        final = run_now(runtime.workflows, session, run_id)
+        if final.status != "finished":
+            raise RuntimeError(f"engine run failed: {final.error}")
+    return run_id
+
+
+def chain(n: int) -> dict[str, Any]:
+    nodes: dict[str, Any] = {"n0": {"process_id": "add", "arguments": {"x": 0, "y": 1}}}
+    for i in range(1, n):
+        nodes[f"n{i}"] = {"process_id": "add", "arguments": {"x": {"from_node": f"n{i - 1}"}, "y": 1}}
+    nodes[f"n{n - 1}"]["result"] = True
+    return {"process_graph": nodes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gib", type=float, default=1.0, help="size of the cube (default 1.0 GiB)")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--keep", type=Path, default=None, help="reuse/keep the data dir here")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="twin-bench-"))
+    collections = root / "data" / "collections"
+    collections.mkdir(parents=True, exist_ok=True)
+    cube = collections / "bench.zarr"
+    started = time.perf_counter()
+    if not cube.exists():
+        cube, _steps = make_cube(collections, args.gib)
+        print(f"wrote {cube} in {time.perf_counter() - started:.1f} s")
+    size = sum(f.stat().st_size for f in cube.rglob("*") if f.is_file())
+    ds = xr.open_zarr(cube, consolidated=False)
+    print(f"cube: {dict(ds.sizes)} float32, {size / 2**30:.2f} GiB on disk, chunks {ds['rain'].data.chunksize}")
+    runtime = Runtime.from_settings(Settings(data_dir=root / "data", workflow_workers=1))
+    runtime.start()
+    principal = Principal(name="admin", role=Role.ADMIN)
+    try:
+        base_times, engine_times = [], []
+        for i in range(args.repeat):
+            t0 = time.perf_counter()
+            expected = baseline(cube, root / f"baseline-{i}.nc")
+            base_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            run_id = engine_run(runtime, principal)
+            engine_times.append(time.perf_counter() - t0)
+        got = xr.open_dataset(runtime.workflows.results.path(run_id, "result.nc"), engine="h5netcdf")
+        np.testing.assert_allclose(got["rain"].values.ravel(), expected["rain"].values.ravel(), rtol=1e-5)
+        b, e = min(base_times), min(engine_times)
+        print("\n(a) datacube graph: daily mean + spatial mean + save, best of", args.repeat)
+        print(f"{'':<34}{'seconds':>10}{'ratio':>8}")
+        print(f"{'xarray/Dask directly (baseline)':<34}{b:>10.2f}{1.0:>8.2f}")
+        print(f"{'engine (openEO graph, sync run)':<34}{e:>10.2f}{e / b:>8.2f}   goal <= 1.10")
+        print(f"results equal: yes ({got['rain'].size} daily values)")
+
+        n = args.nodes
+        graph_json = chain(n)
+        t0 = time.perf_counter()
+        value = 0
+        for _ in range(n):
+            value = value + 1
+        plain = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        graph = parse_graph(graph_json)
+        validate(graph, runtime.workflows.registry)
+        bare = Evaluator(runtime.workflows.registry, {}).run(graph)
+        evaluator = time.perf_counter() - t0
+        fulls = []
+        for _ in range(3):  # the first run also warms caches (SQL compilation, schema validators)
+            t0 = time.perf_counter()
+            with runtime.db.session() as session:
+                run = service.submit(session, runtime.workflows, principal=principal, process=graph_json,
+                                     options=RunOptions(no_cache=True))
+                run_id = run.id
+            with runtime.db.session() as session:
+                final = run_now(runtime.workflows, session, run_id)
+                assert final.status == "finished" and final.value == n == bare == value, final.error
+            fulls.append(time.perf_counter() - t0)
+        full = min(fulls)
+        print(f"\n(b) per-node overhead, {n}-node chain of add (engine: best of 3; first {fulls[0]:.3f} s)")
+        print(f"{'':<44}{'seconds':>10}{'ms/node':>10}")
+        print(f"{'plain Python additions (baseline)':<44}{plain:>10.4f}{plain / n * 1e3:>10.4f}")
+        print(f"{'evaluator: parse + validate + run':<44}{evaluator:>10.4f}{(evaluator - plain) / n * 1e3:>10.4f}")
+        print(f"{'engine: submit + run, persisted per node':<44}{full:>10.4f}{(full - plain) / n * 1e3:>10.4f}"
+              "   goal <= 1 ms")
+    finally:
+        runtime.close()
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

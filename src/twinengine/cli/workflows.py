@@ -1,0 +1,169 @@
+"""Workflow commands: ``twin run TWIN WORKFLOW`` and ``twin runs list|show|logs|cancel|provenance|download``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from twinengine.cli._common import console, parse_assignments, state_of, table
+from twinengine.workflows.schemas import RunRead
+
+app = typer.Typer(help="Workflow runs: status, logs, provenance, results.", no_args_is_help=True)
+
+
+def _show(run: RunRead) -> None:
+    where = f" of {run.twin_name}" if run.twin_name else ""
+    console.print(f"[bold]{run.id}[/bold] {run.workflow or 'ad-hoc graph'}{where}: [bold]{run.status.value}"
+                  f"[/bold] ({run.progress:.0f}%)", highlight=False)
+    if run.error:
+        console.print(f"[red]{run.error.get('code')}[/red]: {run.error.get('message')}", highlight=False)
+    if run.nodes:
+        console.print(table("nodes", ["node", "process", "status", "attempts", "seconds"],
+                            [(n.node_id, n.process_id, n.status, n.attempts, n.seconds) for n in run.nodes]))
+    for asset in run.assets:
+        console.print(f"output {asset['name']} ({asset['size']} bytes, sha256 {asset['sha256'][:16]}…)",
+                      highlight=False)
+    if run.value is not None:
+        console.print(f"value: {json.dumps(run.value)[:400]}", highlight=False)
+
+
+def run(
+    ctx: typer.Context,
+    twin: str = typer.Argument(..., help="Twin name or id."),
+    workflow: str = typer.Argument(..., help="Workflow declared by the twin's app."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Run parameter key=value (JSON values)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the end, showing progress."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything (refreshes the cache)."),
+) -> None:
+    """Run a workflow of a twin's app (async; --wait follows it with a progress bar)."""
+    out = state_of(ctx)
+    parameters = parse_assignments(param, option="--param")
+    with out.client() as client:
+        started = client.workflows.run(twin, workflow, parameters, no_cache=no_cache)
+        final = started
+        if wait:
+            columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=console, disable=out.as_json, transient=False) as bars:
+                task = bars.add_task(f"{workflow} ({started.id})", total=100)
+
+                def show(read: RunRead) -> None:
+                    bars.update(task, completed=read.progress, description=f"{workflow}: {read.status.value}")
+
+                final = client.workflows.wait(started.id, on_progress=show)
+    out.emit(final, lambda: _show(final))
+    if wait and final.status.value != "finished":
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_runs(ctx: typer.Context, twin: str | None = typer.Option(None, "--twin"),
+              limit: int = typer.Option(20, "--limit", min=1, max=500)) -> None:
+    """Your runs (or a twin's), newest first."""
+    out = state_of(ctx)
+    with out.client() as client:
+        page = client.workflows.runs(twin=twin, limit=limit)
+    out.emit(page, lambda: console.print(table(f"runs ({len(page.items)} of {page.total})",
+                                               ["id", "workflow", "twin", "status", "progress", "created (UTC)"],
+                                               [(r.id, r.workflow, r.twin_name, r.status.value, r.progress,
+                                                 r.created_at) for r in page.items])))
+
+
+@app.command("show")
+def show(ctx: typer.Context, run_id: str = typer.Argument(...)) -> None:
+    """A run: status, nodes with attempts and timings, outputs."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.workflows.get(run_id)
+    out.emit(row, lambda: _show(row))
+
+
+@app.command("logs")
+def logs(ctx: typer.Context, run_id: str = typer.Argument(...)) -> None:
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.workflows.logs(run_id)
+    out.emit(rows, lambda: console.print(table(f"logs of {run_id}", ["at (UTC)", "level", "node", "message"],
+                                               [(r.at, r.level, r.node_id, r.message) for r in rows])))
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, run_id: str = typer.Argument(...)) -> None:
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.workflows.cancel(run_id)
+    out.emit(row, lambda: _show(row))
+
+
+@app.command("provenance")
+def provenance(ctx: typer.Context, run_id: str = typer.Argument(...)) -> None:
+    """The run's W3C PROV-JSON document."""
+    out = state_of(ctx)
+    with out.client() as client:
+        doc: dict[str, Any] = client.workflows.provenance(run_id)
+    print(json.dumps(doc, indent=2))
+
+
+@app.command("download")
+def download(ctx: typer.Context, run_id: str = typer.Argument(...), name: str = typer.Argument(...),
+             to: Path = typer.Option(Path("."), "--to", help="Folder to write into.")) -> None:
+    out = state_of(ctx)
+    to.mkdir(parents=True, exist_ok=True)
+    with out.client() as client:
+        path = client.workflows.download(run_id, name, to / name)
+    out.emit({"path": str(path)}, lambda: console.print(f"wrote {path}"))
+
+
+triggers_app = typer.Typer(help="Triggers that start a twin's workflows (cron, webhook, dataset).",
+                           no_args_is_help=True)
+
+
+@triggers_app.command("list")
+def triggers_list(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
+    """A twin's triggers: from its app's manifest and its own."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.workflows.triggers(twin)
+    out.emit(rows, lambda: console.print(table(f"triggers of {twin}", ["name", "kind", "workflow", "source",
+                                                                       "next (UTC)", "id"],
+                                               [(t.name, t.kind, t.workflow, t.source, t.next_fire_at, t.id)
+                                                for t in rows])))
+
+
+@triggers_app.command("add")
+def triggers_add(
+    ctx: typer.Context,
+    twin: str = typer.Argument(...),
+    name: str = typer.Argument(...),
+    kind: str = typer.Option(..., "--kind", help="cron, webhook or dataset"),
+    workflow: str = typer.Option(..., "--workflow"),
+    schedule: str | None = typer.Option(None, "--schedule", help="cron expression"),
+    misfire: str = typer.Option("run_once", "--misfire", help="run_once or skip"),
+    collection: str | None = typer.Option(None, "--collection", help="collection id or pattern"),
+    param: list[str] = typer.Option([], "--param", "-p", help="fixed run parameter key=value"),
+    bind: list[str] = typer.Option([], "--bind", help="run parameter=event field"),
+) -> None:
+    """Add a trigger; a webhook's secret is printed once."""
+    out = state_of(ctx)
+    config: dict[str, Any] = {"misfire": misfire, "parameters": parse_assignments(param, option="--param"),
+                              "bind": {k: str(v) for k, v in parse_assignments(bind, option="--bind").items()}}
+    if schedule:
+        config["schedule"] = schedule
+    if collection:
+        config["collection"] = collection
+    with out.client() as client:
+        row = client.workflows.add_trigger(twin, name, kind, workflow, **config)
+    out.emit(row, lambda: console.print(f"added {row.kind} trigger {row.name} ({row.id})"
+                                        + (f"; POST {row.webhook_url} with X-Twin-Trigger-Secret: {row.secret}"
+                                           if row.secret else ""), highlight=False))
+
+
+@triggers_app.command("remove")
+def triggers_remove(ctx: typer.Context, twin: str = typer.Argument(...), name: str = typer.Argument(...)) -> None:
+    out = state_of(ctx)
+    with out.client() as client:
+        client.workflows.remove_trigger(twin, name)
+    out.emit({"twin": twin, "removed": name}, lambda: console.print(f"removed trigger {name} of {twin}"))

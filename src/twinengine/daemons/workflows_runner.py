@@ -1,0 +1,81 @@
+"""Workers that execute queued runs, the heartbeat of runs in progress, and the reaper of runs whose
+engine died (they end as ``error`` with the reason, never stuck in ``running``)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+
+from twinengine.store.base import utcnow
+from twinengine.workflows.models import RunLog, WorkflowRun
+from twinengine.workflows.runner import claim, execute
+from twinengine.workflows.schemas import RunStatus
+
+if TYPE_CHECKING:
+    from twinengine.workflows.engine import WorkflowEngine
+
+__all__ = ["heartbeat", "reap", "run", "run_once"]
+
+log = logging.getLogger("twinengine.workflows")
+
+
+def run_once(engine: WorkflowEngine) -> int:
+    """Claim and execute the oldest queued run, if any. Returns how many runs were executed (0 or 1)."""
+    with engine.db.session(readonly=True) as session:
+        candidates = list(session.scalars(select(WorkflowRun.id).where(WorkflowRun.status == RunStatus.QUEUED)
+                                          .order_by(WorkflowRun.queued_at, WorkflowRun.id).limit(5)))
+    for run_id in candidates:
+        if claim(engine, run_id):
+            execute(engine, run_id)
+            return 1
+    return 0
+
+
+def run(engine: WorkflowEngine) -> None:
+    while not engine.stopping.is_set():
+        try:
+            if run_once(engine):
+                continue
+        except Exception:  # the loop must outlive a broken store connection
+            log.exception("workflow worker step failed")
+        engine.wake.wait(engine.poll_seconds)
+        engine.wake.clear()
+
+
+def reap(engine: WorkflowEngine, *, stale_after: float) -> int:
+    """End runs left ``running`` by an engine that stopped (no heartbeat for ``stale_after`` seconds)."""
+    now = utcnow()
+    limit = now - timedelta(seconds=stale_after)
+    with engine.db.session() as session:
+        rows = list(session.scalars(select(WorkflowRun).where(WorkflowRun.status == RunStatus.RUNNING,
+                                                              WorkflowRun.heartbeat_at < limit)))
+        for row in rows:
+            if row.id in engine.executing:
+                continue
+            row.status, row.finished_at, row.updated_at = RunStatus.ERROR, now, now
+            row.error = {"code": "EngineRestarted",
+                         "message": f"the engine running it ({row.worker}) stopped without finishing it; last "
+                                    f"heartbeat {row.heartbeat_at.isoformat() if row.heartbeat_at else 'never'}; "
+                                    "start the run again"}
+            session.add(RunLog(run_id=row.id, level="error", message=row.error["message"]))
+        return len(rows)
+
+
+def heartbeat(engine: WorkflowEngine) -> None:
+    """Every few seconds: mark this engine's runs alive, pick up cancel requests, reap dead engines' runs."""
+    while not engine.stopping.wait(engine.heartbeat_seconds):
+        try:
+            running = list(engine.executing)
+            with engine.db.session() as session:
+                if running:
+                    session.execute(update(WorkflowRun).where(WorkflowRun.id.in_(running))
+                                    .values(heartbeat_at=utcnow()))
+                    canceled = session.scalars(select(WorkflowRun.id).where(
+                        WorkflowRun.id.in_(running), WorkflowRun.cancel_requested.is_(True)))
+                    engine.cancel_requests.update(canceled)
+            reap(engine, stale_after=engine.stale_after_seconds)
+        except Exception:
+            log.exception("workflow heartbeat failed")

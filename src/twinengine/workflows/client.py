@@ -1,0 +1,90 @@
+"""The SDK's workflows namespace: ``client.workflows.run(...)``, runs, logs, provenance, results, triggers."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from pydantic import TypeAdapter
+
+from twinengine.workflows.schemas import FINAL, LogRead, RunPage, RunRead, TriggerCreated, TriggerRead
+
+if TYPE_CHECKING:
+    from twinengine.client import Client
+
+__all__ = ["WorkflowsClient"]
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+class WorkflowsClient:
+    def __init__(self, client: Client) -> None:
+        self._c = client
+
+    def run(self, twin: str, workflow: str, parameters: dict[str, Any] | None = None, *, no_cache: bool = False,
+            sync: bool = False) -> RunRead:
+        """Start a workflow of a twin's app; ``sync`` answers when the run ended."""
+        body = {"workflow": workflow, "parameters": parameters or {}, "options": {"no_cache": no_cache},
+                "mode": "sync" if sync else "async"}
+        return self._c._send(RunRead, "POST", f"/api/v1/twins/{_seg(twin)}/runs", body)
+
+    def submit(self, process: dict[str, Any], parameters: dict[str, Any] | None = None, *, twin: str | None = None,
+               no_cache: bool = False, sync: bool = False, options: dict[str, Any] | None = None) -> RunRead:
+        """Run an ad-hoc openEO process graph."""
+        body: dict[str, Any] = {"process": process, "parameters": parameters or {}, "mode": "sync" if sync else "async",
+                                "options": {"no_cache": no_cache, **(options or {})}}
+        if twin:
+            body["twin"] = twin
+        return self._c._send(RunRead, "POST", "/api/v1/runs", body)
+
+    def get(self, run_id: str) -> RunRead:
+        return self._c._get(RunRead, f"/api/v1/runs/{_seg(run_id)}")
+
+    def runs(self, *, twin: str | None = None, status: str | None = None, limit: int = 50) -> RunPage:
+        return self._c._get(RunPage, "/api/v1/runs", twin=twin, status=status, limit=limit)
+
+    def cancel(self, run_id: str) -> RunRead:
+        return self._c._send(RunRead, "POST", f"/api/v1/runs/{_seg(run_id)}/cancel", {})
+
+    def logs(self, run_id: str) -> builtins.list[LogRead]:
+        data = self._c._request("GET", f"/api/v1/runs/{_seg(run_id)}/logs").json()
+        return TypeAdapter(builtins.list[LogRead]).validate_python(data)
+
+    def provenance(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._c._request("GET", f"/api/v1/runs/{_seg(run_id)}/provenance").json()
+        return result
+
+    def download(self, run_id: str, name: str, dest: Path | str) -> Path:
+        response = self._c._request("GET", f"/api/v1/runs/{_seg(run_id)}/results/{_seg(name)}")
+        path = Path(dest)
+        path.write_bytes(response.content)
+        return path
+
+    def wait(self, run_id: str, *, poll: float = 0.25, timeout: float = 3600.0,
+             on_progress: Callable[[RunRead], None] | None = None) -> RunRead:
+        """Poll until the run ended; ``on_progress`` sees every state read."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get(run_id)
+            if on_progress is not None:
+                on_progress(run)
+            if run.status in FINAL or time.monotonic() > deadline:
+                return run
+            time.sleep(poll)
+
+    def triggers(self, twin: str) -> builtins.list[TriggerRead]:
+        data = self._c._request("GET", f"/api/v1/twins/{_seg(twin)}/triggers").json()
+        return TypeAdapter(builtins.list[TriggerRead]).validate_python(data)
+
+    def add_trigger(self, twin: str, name: str, kind: str, workflow: str, **config: Any) -> TriggerCreated:
+        body = {"name": name, "kind": kind, "workflow": workflow, **config}
+        return self._c._send(TriggerCreated, "POST", f"/api/v1/twins/{_seg(twin)}/triggers", body)
+
+    def remove_trigger(self, twin: str, name: str) -> None:
+        self._c._request("DELETE", f"/api/v1/twins/{_seg(twin)}/triggers/{_seg(name)}")

@@ -1,0 +1,76 @@
+"""What an engine process needs to know about the run it executes in, passed through a context variable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from twinengine.auth.principal import Principal
+from twinengine.collections import CollectionSource
+from twinengine.workflows.executors import Executor
+from twinengine.workflows.results import Asset, ResultStore
+
+if TYPE_CHECKING:
+    from twinengine.store.engine import Database
+
+__all__ = ["RunContext", "current", "running"]
+
+
+def _no_log(_level: str, _message: str) -> None:
+    return None
+
+
+def _no_progress(_done: int, _total: int) -> None:
+    return None
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    principal: Principal
+    collections: CollectionSource
+    results: ResultStore
+    executor: Executor
+    db: Database | None = None
+    twin: str | None = None
+    udf_timeout: float = 60.0
+    udf_memory_bytes: int = 2 << 30
+    log: Callable[[str, str], None] = _no_log
+    compute_progress: Callable[[int, int], None] = _no_progress
+    node: str | None = None
+    assets: list[Asset] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    state_writes: list[dict[str, Any]] = field(default_factory=list)
+
+    def compute(self, *values: Any) -> tuple[Any, ...]:
+        return self.executor.compute(*values, progress=self.compute_progress)
+
+    def asset_name(self, extension: str) -> str:
+        taken = {a.name for a in self.assets}
+        name, n = f"result.{extension}", 1
+        while name in taken:
+            n += 1
+            name = f"result-{n}.{extension}"
+        return name
+
+
+_CURRENT: ContextVar[RunContext | None] = ContextVar("twinengine_run", default=None)
+
+
+def current() -> RunContext:
+    ctx = _CURRENT.get()
+    if ctx is None:
+        raise RuntimeError("engine processes run only inside a workflow run")
+    return ctx
+
+
+@contextmanager
+def running(ctx: RunContext) -> Iterator[RunContext]:
+    token = _CURRENT.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _CURRENT.reset(token)

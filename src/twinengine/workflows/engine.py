@@ -1,0 +1,115 @@
+"""The workflow engine of a runtime: registry, executor, result store, and its background loops.
+
+Started with the runtime (``twin serve``, the demo, tests) and stopped with it. Work passes through
+database rows, so several engines may share one PostgreSQL store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from twinengine.auth.principal import SYSTEM
+from twinengine.collections import CollectionSource
+from twinengine.store.blobs import BlobStore
+from twinengine.store.engine import Database
+from twinengine.workflows.apps import AppProcesses
+from twinengine.workflows.executors import Executor, make_executor
+from twinengine.workflows.processes import build_registry
+from twinengine.workflows.registry import ProcessRegistry
+from twinengine.workflows.results import LocalResultStore, ResultStore
+
+if TYPE_CHECKING:
+    from twinengine.config import Settings
+    from twinengine.workflows.triggers import ArrivalFeed
+
+__all__ = ["WorkflowEngine"]
+
+log = logging.getLogger("twinengine.workflows")
+
+_REGISTRY: ProcessRegistry | None = None
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _standard_registry() -> ProcessRegistry:
+    """The standard and engine processes are the same for every engine in a process: build them once."""
+    global _REGISTRY
+    with _REGISTRY_LOCK:
+        if _REGISTRY is None:
+            _REGISTRY = build_registry()
+        return _REGISTRY
+
+
+class WorkflowEngine:
+    def __init__(self, *, db: Database, blobs: BlobStore, collections: CollectionSource, data_dir: Path,
+                 executor: Executor | None = None, results: ResultStore | None = None, workers: int = 2,
+                 udf_timeout: float = 60.0, udf_memory_bytes: int = 2 << 30, heartbeat_seconds: float = 2.0,
+                 stale_after_seconds: float = 15.0, poll_seconds: float = 0.5,
+                 arrivals: ArrivalFeed | None = None) -> None:
+        self.db, self.blobs, self.collections = db, blobs, collections
+        self.executor = executor or make_executor("local")
+        self.results = results or LocalResultStore(data_dir / "results")
+        base = _standard_registry()
+        self.apps = AppProcesses(db, blobs, data_dir / "apps")
+        self.registry = ProcessRegistry(base.list(include_apps=False), apps=self.apps)
+        self.system = SYSTEM
+        self.workers = workers
+        self.udf_timeout, self.udf_memory_bytes = udf_timeout, udf_memory_bytes
+        self.heartbeat_seconds, self.stale_after_seconds = heartbeat_seconds, stale_after_seconds
+        self.poll_seconds = poll_seconds
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.executing: set[str] = set()
+        self.cancel_requests: set[str] = set()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.arrivals = arrivals
+        self.started = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, db: Database, blobs: BlobStore,
+                      collections: CollectionSource) -> WorkflowEngine:
+        from twinengine.workflows.triggers import LocalArrivals
+
+        executor = make_executor(settings.executor, address=settings.dask_address, workers=settings.dask_workers,
+                                 options=settings.slurm_options)
+        root = settings.collections_dir or settings.data_dir / "collections"
+        return cls(db=db, blobs=blobs, collections=collections, data_dir=settings.data_dir, executor=executor,
+                   workers=settings.workflow_workers, udf_timeout=settings.udf_timeout.total_seconds(),
+                   udf_memory_bytes=settings.udf_memory_bytes, arrivals=LocalArrivals(root),
+                   stale_after_seconds=settings.workflow_stale_after.total_seconds())
+
+    def start(self, *, background: bool = True) -> None:
+        """Reap runs a previous engine left running, then start the worker, heartbeat and trigger loops."""
+        if self.started:
+            return
+        self.started = True
+        from twinengine.daemons import workflows_runner, workflows_triggers
+
+        workflows_runner.reap(self, stale_after=self.stale_after_seconds)
+        if not background:
+            return
+        loops: list[tuple[str, Any]] = [(f"workflow-worker-{i}", workflows_runner.run) for i in range(self.workers)]
+        loops += [("workflow-heartbeat", workflows_runner.heartbeat), ("workflow-triggers", workflows_triggers.run)]
+        for name, target in loops:
+            thread = threading.Thread(target=target, args=(self,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        self.cancel_requests.update(self.executing)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads.clear()
+        self.executor.close()
+
+    def notify(self) -> None:
+        """A run was queued: wake a worker now instead of at the next poll."""
+        self.wake.set()

@@ -1,0 +1,189 @@
+"""Executors: where the Dask work of a run is computed. One interface, plugged in by name.
+
+``local`` (embedded default) is Dask's threaded scheduler in the engine process; ``distributed`` is a Dask
+cluster at ``TWIN_DASK_ADDRESS``; ``slurm`` starts a cluster through dask-jobqueue (the seam a later
+issue tests on real Slurm). Third-party executors come in through the ``twinengine.executors``
+entry-point group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import dask.base
+
+__all__ = ["DistributedExecutor", "Executor", "LocalExecutor", "SlurmExecutor", "available_executors",
+           "make_executor"]
+
+log = logging.getLogger("twinengine.workflows")
+
+# progress(done, total) while a computation runs; may raise to abort it
+Progress = Callable[[int, int], None]
+
+_compute: Any = dask.base.compute  # untyped in dask
+
+
+class Executor:
+    """Computes Dask collections. Subclasses implement ``compute``; ``close`` releases resources."""
+
+    name: ClassVar[str] = "abstract"
+    description: ClassVar[str] = ""
+
+    def compute(self, *values: Any, progress: Progress | None = None) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class LocalExecutor(Executor):
+    """Dask's threaded scheduler in this process; progress and cancellation through scheduler callbacks."""
+
+    name = "local"
+    description = "Dask local (threaded) scheduler, embedded"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers
+
+    def compute(self, *values: Any, progress: Progress | None = None) -> tuple[Any, ...]:
+        kwargs: dict[str, Any] = {"scheduler": "threads"}
+        if self.workers:
+            kwargs["num_workers"] = self.workers
+        if progress is None:
+            return tuple(_compute(*values, **kwargs))
+        from dask import callbacks
+
+        Callback: Any = callbacks.Callback
+
+        lock = threading.Lock()
+        state = {"done": 0, "total": 0}
+
+        def start_state(_dsk: Any, st: dict[str, Any]) -> None:
+            state["total"] = sum(len(st[k]) for k in ("ready", "waiting", "running", "finished"))
+            progress(0, state["total"])
+
+        def pretask(_key: Any, _dsk: Any, _state: Any) -> None:
+            progress(state["done"], state["total"])  # raising here aborts the computation
+
+        def posttask(_key: Any, _result: Any, _dsk: Any, _state: Any, _worker: Any) -> None:
+            with lock:
+                state["done"] += 1
+
+        with Callback(start_state=start_state, pretask=pretask, posttask=posttask):
+            return tuple(_compute(*values, **kwargs))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "workers": self.workers}
+
+
+class DistributedExecutor(Executor):
+    """A Dask distributed cluster (``dask scheduler`` + workers); the client connects on first use."""
+
+    name = "distributed"
+    description = "Dask distributed cluster"
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import distributed
+
+                client_class: Any = distributed.Client
+                self._client = client_class(self.address, set_as_default=False, timeout="20s")
+            return self._client
+
+    def compute(self, *values: Any, progress: Progress | None = None) -> tuple[Any, ...]:
+        """Persist on the cluster (futures), report progress while they finish, then gather."""
+        import distributed
+
+        wait: Any = distributed.wait
+        futures_of: Any = distributed.futures_of
+        client = self.client
+        with client.as_current():
+            persisted = client.persist(list(values))
+            futures = futures_of(persisted)
+            pending = list(futures)
+            total = max(1, len(pending))
+            try:
+                while pending:
+                    with contextlib.suppress(TimeoutError):
+                        wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+                    pending = [f for f in pending if not f.done()]
+                    if progress is not None:
+                        progress(total - len(pending), total)
+            except BaseException:
+                client.cancel(futures)
+                raise
+            return tuple(_compute(*persisted, scheduler=client.get))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "address": self.address}
+
+
+class SlurmExecutor(DistributedExecutor):
+    """A cluster of Slurm jobs through dask-jobqueue (not exercised here; a later issue tests it on Slurm)."""
+
+    name = "slurm"
+    description = "Dask workers as Slurm jobs (dask-jobqueue)"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        from dask_jobqueue import SLURMCluster  # optional dependency: pip install dask-jobqueue
+
+        self.cluster = SLURMCluster(**options)
+        self.cluster.scale(jobs=int(options.get("jobs", 1)))
+        super().__init__(self.cluster.scheduler_address)
+
+    def close(self) -> None:
+        super().close()
+        self.cluster.close()
+
+
+_BUILTIN: dict[str, type[Executor]] = {"local": LocalExecutor, "distributed": DistributedExecutor,
+                                      "slurm": SlurmExecutor}
+
+
+def available_executors() -> dict[str, type[Executor]]:
+    """Built-ins merged with the ``twinengine.executors`` entry points (a broken plugin only warns)."""
+    found = dict(_BUILTIN)
+    for ep in entry_points(group="twinengine.executors"):
+        try:
+            found.setdefault(ep.name, ep.load())
+        except Exception as exc:  # a broken plugin must not break the engine
+            log.warning("executor plugin %s could not be loaded: %s", ep.name, exc)
+    return found
+
+
+def make_executor(name: str | None, *, address: str | None = None, workers: int | None = None,
+                  options: dict[str, Any] | None = None) -> Executor:
+    """``TWIN_DASK_ADDRESS`` set → distributed; else the named executor (default local)."""
+    if address:
+        return DistributedExecutor(address)
+    chosen = name or "local"
+    registry = available_executors()
+    if chosen not in registry:
+        raise ValueError(f"unknown executor {chosen!r}; installed: {', '.join(sorted(registry))}")
+    cls = registry[chosen]
+    if cls is LocalExecutor:
+        return LocalExecutor(workers)
+    if cls is SlurmExecutor:
+        return SlurmExecutor(options or {})
+    return cls()

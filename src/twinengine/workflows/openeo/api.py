@@ -1,0 +1,190 @@
+"""The openEO API 1.2: capabilities, credentials, collections, processes, file formats, synchronous
+results, batch jobs, user-defined processes and validation, over the engine's workflow service.
+
+Identities have no passwords: ``GET /credentials/basic`` takes an engine token as the basic-auth password
+of its identity and hands it back as the access token (clients then send ``Bearer basic//<token>``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from twinengine._version import __version__
+from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.auth.issuer import verify_bearer
+from twinengine.collections.stac import stac_collection
+from twinengine.errors import AuthenticationRequired, NotFound, RunNotFinished, TokenInvalid
+from twinengine.workflows import service
+from twinengine.workflows.formats import FORMATS
+from twinengine.workflows.openeo import jobs
+from twinengine.workflows.openeo.errors import OpenEORoute
+from twinengine.workflows.sync import run_now
+
+__all__ = ["API_VERSION", "BASE", "routers"]
+
+API_VERSION = "1.2.0"
+BASE = "/openeo/1.2"
+
+well_known = APIRouter(tags=["openeo"], route_class=OpenEORoute)
+router = APIRouter(prefix=BASE, tags=["openeo"], route_class=OpenEORoute)
+routers = (well_known, router)
+
+ENDPOINTS = [
+    ("/", ["GET"]), ("/conformance", ["GET"]), ("/credentials/basic", ["GET"]), ("/credentials/oidc", ["GET"]),
+    ("/me", ["GET"]), ("/collections", ["GET"]), ("/collections/{collection_id}", ["GET"]),
+    ("/processes", ["GET"]), ("/processes/{namespace}", ["GET"]), ("/file_formats", ["GET"]),
+    ("/result", ["POST"]), ("/jobs", ["GET", "POST"]), ("/jobs/{job_id}", ["GET", "PATCH", "DELETE"]),
+    ("/jobs/{job_id}/results", ["GET", "POST", "DELETE"]), ("/jobs/{job_id}/logs", ["GET"]),
+    ("/process_graphs", ["GET"]), ("/process_graphs/{process_graph_id}", ["GET", "PUT", "DELETE"]),
+    ("/validation", ["POST"]),
+]
+CONFORMANCE = ["https://api.openeo.org/1.2.0", "https://api.stacspec.org/v1.0.0/core",
+               "https://api.stacspec.org/v1.0.0/collections"]
+
+
+def _root(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + BASE
+
+
+@well_known.get("/.well-known/openeo", name="well_known", summary="openEO API versions this engine serves")
+def versions(request: Request) -> dict[str, Any]:
+    return {"versions": [{"url": _root(request) + "/", "api_version": API_VERSION, "production": True}]}
+
+
+@router.get("/", name="capabilities", summary="openEO capabilities")
+def capabilities(request: Request) -> dict[str, Any]:
+    root = _root(request)
+    return {"api_version": API_VERSION, "backend_version": __version__, "stac_version": "1.0.0",
+            "type": "Catalog", "id": "twinengine", "title": "twinengine",
+            "description": "openEO API of twinengine: process graphs run on Dask over the engine's collections.",
+            "production": True,
+            "endpoints": [{"path": p, "methods": m} for p, m in ENDPOINTS],
+            "links": [{"rel": "self", "href": root + "/", "type": "application/json"},
+                      {"rel": "data", "href": root + "/collections", "type": "application/json"},
+                      {"rel": "conformance", "href": root + "/conformance", "type": "application/json"},
+                      {"rel": "version-history", "href": str(request.base_url) + ".well-known/openeo",
+                       "type": "application/json"}]}
+
+
+@router.get("/conformance", name="conformance")
+def conformance() -> dict[str, Any]:
+    return {"conformsTo": CONFORMANCE}
+
+
+@router.get("/credentials/basic", name="credentials_basic",
+            summary="Exchange an engine token (as the basic-auth password) for an openEO access token")
+def credentials_basic(request: Request, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("basic "):
+        raise AuthenticationRequired("send HTTP basic auth: your identity as user name, an engine token as password")
+    try:
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise AuthenticationRequired("malformed basic credentials") from None
+    principal = verify_bearer(password, session=session, verifiers=runtime.verifiers)
+    if principal.name != user:
+        raise TokenInvalid(f"the token belongs to {principal.name!r}, not {user!r}")
+    return {"access_token": password}
+
+
+@router.get("/credentials/oidc", name="credentials_oidc", summary="OpenID Connect providers (none configured)")
+def credentials_oidc() -> dict[str, Any]:
+    return {"providers": []}
+
+
+@router.get("/me", name="me")
+def me(principal: PrincipalDep) -> dict[str, Any]:
+    return {"user_id": principal.name, "name": principal.name, "info": {"role": principal.role.value},
+            "links": []}
+
+
+@router.get("/collections", name="collections")
+def collections(request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, Any]:
+    root = _root(request)
+    return {"collections": [stac_collection(info, base_url=root) for info in runtime.collections.list()],
+            "links": [{"rel": "self", "href": root + "/collections"}]}
+
+
+@router.get("/collections/{collection_id}", name="collection")
+def collection(collection_id: Annotated[str, Path(max_length=128)], request: Request, runtime: RuntimeDep,
+               principal: PrincipalDep) -> dict[str, Any]:
+    return stac_collection(runtime.collections.info(collection_id), base_url=_root(request))
+
+
+@router.get("/processes", name="processes", summary="Every process: openEO standard, engine and app processes")
+def processes(runtime: RuntimeDep) -> dict[str, Any]:
+    return {"processes": [e.public_spec() for e in runtime.workflows.registry.list()], "links": []}
+
+
+@router.get("/processes/{namespace}", name="processes_namespace", summary="Processes of one namespace")
+def processes_namespace(namespace: Annotated[str, Path(max_length=130)], runtime: RuntimeDep) -> dict[str, Any]:
+    wanted = None if namespace in ("backend", "predefined") else namespace
+    entries = [e for e in runtime.workflows.registry.list() if e.namespace == wanted]
+    if not entries:
+        raise NotFound(f"no processes in namespace {namespace!r}")
+    return {"processes": [e.public_spec() for e in entries], "links": []}
+
+
+@router.get("/file_formats", name="file_formats")
+def file_formats() -> dict[str, Any]:
+    return {"input": {"netCDF": {"title": "Network Common Data Form", "gis_data_types": ["raster"],
+                                 "parameters": {}}},
+            "output": {name: fmt.describe() for name, fmt in FORMATS.items()}}
+
+
+@router.post("/result", name="result", response_class=Response,
+             summary="Process synchronously and download the result")
+def result(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
+           body: Annotated[dict[str, Any], Body()]) -> Response:
+    engine = runtime.workflows
+    run = service.submit(session, engine, principal=principal, process=body.get("process"), kind="sync",
+                         title=body.get("title"))
+    session.commit()
+    run = run_now(engine, session, run.id)
+    if run.status != "finished":
+        error = run.error or {"code": "Internal", "message": f"run ended as {run.status}"}
+        from twinengine.workflows.openeo.errors import openeo_error
+
+        return openeo_error(500 if error["code"] in ("Internal", "EngineRestarted") else 400, error["code"],
+                            error["message"])
+    asset = run.assets[0]
+    return FileResponse(engine.results.path(run.id, asset["name"]), media_type=asset["type"],
+                        headers={"OpenEO-Identifier": run.id,
+                                 "Link": f'</api/v1/runs/{run.id}/provenance>; rel="provenance"'})
+
+
+@router.post("/validation", name="validation", summary="Validate a process graph without running it")
+def validation(runtime: RuntimeDep, principal: PrincipalDep,
+               body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    from twinengine.errors import TwinEngineError
+    from twinengine.workflows.openeo.errors import OPENEO_CODES
+
+    try:
+        service.check_graph(runtime.workflows, body)
+    except TwinEngineError as exc:
+        return {"errors": [{"code": OPENEO_CODES.get(exc.code, exc.code), "message": exc.message}]}
+    return {"errors": []}
+
+
+router.include_router(jobs.router)
+
+
+@router.get("/jobs/{job_id}/results/assets/{name}", name="job_asset", response_class=FileResponse,
+            summary="One asset of a finished job (supports HTTP Range)")
+def job_asset(job_id: Annotated[str, Path(max_length=40)], name: Annotated[str, Path(max_length=200)],
+              session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
+              download: Annotated[bool, Query()] = False) -> FileResponse:
+    run = service.get_run(session, principal=principal, run_id=job_id)
+    if run.status != "finished":
+        raise RunNotFinished(f"job {run.id} is {run.status}")
+    asset = next((a for a in run.assets if a["name"] == name), None)
+    if asset is None:
+        raise NotFound(f"job {run.id} has no asset {name!r}")
+    return FileResponse(runtime.workflows.results.path(run.id, name), media_type=asset["type"],
+                        filename=name if download else None)
+

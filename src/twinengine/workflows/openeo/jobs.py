@@ -1,0 +1,163 @@
+"""openEO batch jobs (runs of kind ``job``) and user-defined processes (``/process_graphs``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Request, Response, status
+from sqlalchemy import select
+
+from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.errors import ProcessGraphNotFound, RunNotFinished
+from twinengine.store.base import utcnow
+from twinengine.workflows import service
+from twinengine.workflows.graph import parse_graph, parse_process, validate
+from twinengine.workflows.models import UserProcess, WorkflowRun
+from twinengine.workflows.openeo.errors import OpenEORoute
+
+__all__ = ["router"]
+
+router = APIRouter(route_class=OpenEORoute, tags=["openeo"])
+JobId = Annotated[str, Path(max_length=40)]
+_STATUS = {"created": "created", "queued": "queued", "running": "running", "finished": "finished",
+           "error": "error", "canceled": "canceled"}
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def job_json(run: WorkflowRun, *, full: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": run.id, "title": run.title, "description": run.description,
+                            "status": _STATUS[run.status], "progress": run.progress, "created": _iso(run.created_at),
+                            "updated": _iso(run.updated_at)}
+    if full:
+        body["process"] = run.process
+    return body
+
+
+@router.post("/jobs", name="jobs_create", status_code=status.HTTP_201_CREATED, response_class=Response)
+def create_job(request: Request, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
+               body: Annotated[dict[str, Any], Body()]) -> Response:
+    run = service.submit(session, runtime.workflows, principal=principal, process=body.get("process"), kind="job",
+                         title=body.get("title"), description=body.get("description"), queue=False)
+    location = f"{str(request.base_url).rstrip('/')}/openeo/1.2/jobs/{run.id}"
+    return Response(status_code=201, headers={"Location": location, "OpenEO-Identifier": run.id})
+
+
+@router.get("/jobs", name="jobs_list")
+def list_jobs(session: SessionDep, principal: PrincipalDep,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    rows, _ = service.list_runs(session, principal=principal, kind="job,sync,run", limit=limit)
+    return {"jobs": [job_json(r, full=False) for r in rows], "links": []}
+
+
+@router.get("/jobs/{job_id}", name="jobs_get")
+def get_job(job_id: JobId, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    return job_json(service.get_run(session, principal=principal, run_id=job_id), full=True)
+
+
+@router.patch("/jobs/{job_id}", name="jobs_update", status_code=status.HTTP_204_NO_CONTENT,
+              response_class=Response)
+def update_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
+               body: Annotated[dict[str, Any], Body()]) -> Response:
+    service.update_run(session, runtime.workflows, principal=principal, run_id=job_id, title=body.get("title"),
+                       description=body.get("description"), process=body.get("process"))
+    return Response(status_code=204)
+
+
+@router.delete("/jobs/{job_id}", name="jobs_delete", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+def delete_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
+    service.delete_run(session, runtime.workflows, principal=principal, run_id=job_id)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/results", name="jobs_start", status_code=status.HTTP_202_ACCEPTED,
+             response_class=Response)
+def start_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
+    service.start_run(session, principal=principal, run_id=job_id)
+    runtime.workflows.notify()
+    return Response(status_code=202)
+
+
+@router.delete("/jobs/{job_id}/results", name="jobs_cancel", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+def cancel_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
+    run = service.cancel_run(session, principal=principal, run_id=job_id)
+    if run.id in runtime.workflows.executing:
+        runtime.workflows.cancel_requests.add(run.id)
+    return Response(status_code=204)
+
+
+@router.get("/jobs/{job_id}/logs", name="jobs_logs")
+def job_logs(job_id: JobId, session: SessionDep, principal: PrincipalDep,
+             offset: Annotated[str | None, Query(max_length=20)] = None,
+             level: Annotated[str | None, Query(pattern="^(error|warning|info|debug)$")] = None) -> dict[str, Any]:
+    start = int(offset) if offset and offset.isdigit() else None
+    rows = service.list_logs(session, principal=principal, run_id=job_id, offset=start,
+                             level=None if level == "debug" else level)
+    return {"logs": [{"id": str(r.id), "code": r.node_id or "", "level": r.level, "message": r.message,
+                      "time": _iso(r.at)} for r in rows], "links": []}
+
+
+@router.get("/jobs/{job_id}/results", name="jobs_results")
+def job_results(job_id: JobId, request: Request, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    run = service.get_run(session, principal=principal, run_id=job_id)
+    if run.status != "finished":
+        raise RunNotFinished(f"job {run.id} is {run.status}; results exist once it finished")
+    root = f"{str(request.base_url).rstrip('/')}/openeo/1.2/jobs/{run.id}/results"
+    assets = {a["name"]: {"href": f"{root}/assets/{a['name']}", "type": a["type"], "roles": a.get("roles", ["data"]),
+                          "file:size": a["size"], "file:checksum": "1220" + a["sha256"], "title": a["name"]}
+              for a in run.assets}
+    return {"type": "Feature", "stac_version": "1.0.0", "id": run.id, "geometry": None,
+            "properties": {"datetime": _iso(run.finished_at), "created": _iso(run.created_at)},
+            "assets": assets, "stac_extensions": ["https://stac-extensions.github.io/file/v2.1.0/schema.json"],
+            "links": [{"rel": "self", "href": root, "type": "application/json"},
+                      {"rel": "provenance", "href": f"{str(request.base_url).rstrip('/')}/api/v1/runs/{run.id}/"
+                                                    "provenance", "type": "application/json"}]}
+
+
+@router.get("/process_graphs", name="udp_list")
+def list_udps(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    rows = session.scalars(select(UserProcess).where(UserProcess.owner == principal.name).order_by(UserProcess.id))
+    return {"processes": [{"id": r.id, **{k: v for k, v in r.process.items() if k != "process_graph"}}
+                          for r in rows], "links": []}
+
+
+def _udp(session: Any, owner: str, udp_id: str) -> UserProcess:
+    row: UserProcess | None = session.get(UserProcess, (owner, udp_id))
+    if row is None:
+        raise ProcessGraphNotFound(f"no user-defined process {udp_id!r}")
+    return row
+
+
+@router.get("/process_graphs/{process_graph_id}", name="udp_get")
+def get_udp(process_graph_id: Annotated[str, Path(max_length=120)], session: SessionDep,
+            principal: PrincipalDep) -> dict[str, Any]:
+    row = _udp(session, principal.name, process_graph_id)
+    return {**row.process, "id": row.id}
+
+
+@router.put("/process_graphs/{process_graph_id}", name="udp_put", status_code=status.HTTP_200_OK,
+            response_class=Response)
+def put_udp(process_graph_id: Annotated[str, Path(max_length=120, pattern=r"^\w+$")], session: SessionDep,
+            runtime: RuntimeDep, principal: PrincipalDep, body: Annotated[dict[str, Any], Body()]) -> Response:
+    process = parse_process(body)
+    params = {p.get("name") for p in process.get("parameters") or [] if isinstance(p, dict)}
+    validate(parse_graph(process), runtime.workflows.registry, available={str(p) for p in params} | {"run_id"})
+    row = session.get(UserProcess, (principal.name, process_graph_id))
+    stored = {**process, "id": process_graph_id}
+    if row is None:
+        session.add(UserProcess(owner=principal.name, id=process_graph_id, process=stored, updated_at=utcnow()))
+    else:
+        row.process, row.updated_at = stored, utcnow()
+    return Response(status_code=200)
+
+
+@router.delete("/process_graphs/{process_graph_id}", name="udp_delete", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+def delete_udp(process_graph_id: Annotated[str, Path(max_length=120)], session: SessionDep,
+               principal: PrincipalDep) -> Response:
+    session.delete(_udp(session, principal.name, process_graph_id))
+    return Response(status_code=204)

@@ -1,0 +1,245 @@
+"""The engine's own processes: read datasets the engine knows, keep results, run UDFs, write twin state.
+
+Each is registered with an openEO-style spec; they find their run through ``context.current()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from twinengine.errors import ProcessParameterInvalid
+from twinengine.workflows import formats
+from twinengine.workflows.context import current
+from twinengine.workflows.registry import ProcessEntry, ProcessRegistry, standard_processes
+from twinengine.workflows.udf import run_udf_process
+
+__all__ = ["build_registry", "collection_fingerprint", "to_cube"]
+
+_RENAME = {"time": "t", "lat": "y", "latitude": "y", "lon": "x", "longitude": "x", "band": "bands"}
+_CUBE = {"type": "object", "subtype": "datacube"}
+_BBOX = {"type": "object", "subtype": "bounding-box"}
+_INTERVAL = {"type": "array", "subtype": "temporal-interval", "minItems": 2, "maxItems": 2}
+
+
+def to_cube(ds: xr.Dataset, bands: list[str] | None = None) -> xr.DataArray:
+    """A collection as an openEO raster cube: dimensions t, bands, y, x (CF names renamed), CRS attached."""
+    names = list(ds.data_vars)
+    if bands:
+        missing = [b for b in bands if b not in names]
+        if missing:
+            raise ProcessParameterInvalid(f"bands {missing} are not in the collection (it has {names})")
+        names = list(bands)
+    ds = ds[names]
+    ds = ds.rename({k: v for k, v in _RENAME.items() if k in ds.dims or k in ds.coords})
+    cube = ds.to_dataarray(dim="bands")
+    order = [d for d in ("t", "bands", "y", "x") if d in cube.dims]
+    cube = cube.transpose(*order, *[d for d in cube.dims if d not in order])
+    if "x" in cube.dims and "y" in cube.dims:
+        import rioxarray  # noqa: F401
+
+        cube = cube.rio.write_crs(ds.attrs.get("crs", "EPSG:4326"))
+    return cube
+
+
+def _between(coord: xr.DataArray, low: Any, high: Any, *, inclusive_high: bool) -> slice:
+    values = coord.values
+    descending = values.size > 1 and values[0] > values[-1]
+    if not inclusive_high and high is not None and np.issubdtype(values.dtype, np.datetime64):
+        high = np.datetime64(high) - np.timedelta64(1, "ns")
+    return slice(high, low) if descending else slice(low, high)
+
+
+def _as_time(value: Any) -> np.datetime64 | None:
+    if value is None:
+        return None
+    raw = getattr(value, "root", value)
+    if isinstance(raw, datetime):
+        raw = raw.replace(tzinfo=None) if raw.tzinfo is None else raw.astimezone().replace(tzinfo=None)
+    return np.datetime64(raw if not isinstance(raw, str) else raw.replace("Z", ""), "ns")
+
+
+def _filter(cube: xr.DataArray, spatial_extent: Any, temporal_extent: Any) -> xr.DataArray:
+    if spatial_extent is not None:
+        west, east = getattr(spatial_extent, "west", None), getattr(spatial_extent, "east", None)
+        south, north = getattr(spatial_extent, "south", None), getattr(spatial_extent, "north", None)
+        if isinstance(spatial_extent, dict):
+            west, east = spatial_extent.get("west"), spatial_extent.get("east")
+            south, north = spatial_extent.get("south"), spatial_extent.get("north")
+        if None in (west, east, south, north):
+            raise ProcessParameterInvalid("spatial_extent needs west, south, east and north")
+        cube = cube.sel(x=_between(cube["x"], west, east, inclusive_high=True),
+                        y=_between(cube["y"], south, north, inclusive_high=True))
+    if temporal_extent is not None and "t" in cube.dims:
+        items = getattr(temporal_extent, "root", temporal_extent)
+        start, end = _as_time(items[0]), _as_time(items[1])
+        cube = cube.sel(t=_between(cube["t"], start, end, inclusive_high=False))
+    return cube
+
+
+def collection_fingerprint(collection_id: str) -> str | None:
+    ctx = current()
+    version = getattr(ctx.collections, "version", None)
+    return str(version(collection_id)) if callable(version) else None
+
+
+def load_collection(id: str, spatial_extent: Any = None, temporal_extent: Any = None,
+                    bands: list[str] | None = None, properties: Any = None) -> xr.DataArray:
+    ctx = current()
+    ds = ctx.collections.open(id)
+    cube = _filter(to_cube(ds, bands), spatial_extent, temporal_extent)
+    ctx.inputs.append({"collection": id, "version": collection_fingerprint(id), "node": ctx.node,
+                       "shape": {str(k): int(v) for k, v in cube.sizes.items()}})
+    ctx.log("info", f"load_collection {id}: {dict(cube.sizes)}")
+    return cube
+
+
+_STAC_COLLECTION = re.compile(r"/collections/([^/?#]+)")
+
+
+def load_stac(url: str, spatial_extent: Any = None, temporal_extent: Any = None, bands: list[str] | None = None,
+              properties: Any = None) -> xr.DataArray:
+    """A STAC collection the engine serves (``.../collections/{id}``) or a collection id the engine knows."""
+    match = _STAC_COLLECTION.search(url)
+    collection_id = match.group(1) if match else url
+    if collection_id not in current().collections.ids():
+        raise ProcessParameterInvalid(f"url {url!r} is not a STAC collection this engine knows")
+    return load_collection(collection_id, spatial_extent, temporal_extent, bands, properties)
+
+
+def save_result(data: Any, format: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Compute ``data`` through the run's executor and keep it in the result store; returns what was kept."""
+    ctx = current()
+    fmt = formats.find_format(str(format))
+    if isinstance(data, xr.DataArray | xr.Dataset):
+        (data,) = ctx.compute(data)
+    folder = ctx.results.scratch(ctx.run_id)
+    stem = hashlib.sha256(f"{ctx.node}-{len(ctx.assets)}".encode()).hexdigest()[:12]
+    path = formats.write(data, fmt, folder, stem)
+    asset = ctx.results.keep(ctx.run_id, path, name=ctx.asset_name(fmt.extension), media_type=fmt.media_type,
+                             fmt=fmt.name)
+    ctx.assets.append(asset)
+    ctx.log("info", f"save_result: kept {asset.name} ({asset.size} bytes, sha256 {asset.sha256[:12]}…)")
+    return {"saved": True, "run": ctx.run_id, "assets": [asset.to_dict()]}
+
+
+def run_udf(data: Any, udf: str, runtime: str, version: str | None = None, context: Any = None) -> Any:
+    ctx = current()
+    if runtime.lower() != "python":
+        raise ProcessParameterInvalid(f"run_udf: runtime {runtime!r} is not supported (use Python)")
+    if isinstance(data, xr.DataArray | xr.Dataset):
+        (data,) = ctx.compute(data)
+    return run_udf_process(data, udf, context, timeout=ctx.udf_timeout, memory_bytes=ctx.udf_memory_bytes)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, xr.DataArray):
+        if value.size != 1:
+            raise ProcessParameterInvalid(f"update_twin_state: a value is a cube of shape {value.shape}; reduce "
+                                          "it to one number first")
+        (value,) = current().compute(value)
+        return _plain(value.values.item())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.item() if value.ndim == 0 else value.tolist()
+    if hasattr(value, "compute") and hasattr(value, "dask"):  # a dask array
+        (value,) = current().compute(value)
+        return _plain(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _typed(value: Any, prop: Any) -> Any:
+    """Logic processes on cubes answer 1.0/0.0 (NaN-able masks); a boolean property takes them as booleans."""
+    if prop is not None and prop.type.value == "boolean" and isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    return value
+
+
+def update_twin_state(reported: dict[str, Any] | None = None, desired: dict[str, Any] | None = None,
+                      twin: str | None = None, message: str | None = None) -> int:
+    """Write one revision of the run's twin (or ``twin``), as the run's owner; returns the revision."""
+    from twinengine.twins import service as twins
+    from twinengine.twins.schemas import PropertyWrite
+
+    ctx = current()
+    ref = twin or ctx.twin
+    if ref is None:
+        raise ProcessParameterInvalid("update_twin_state: this run has no twin; pass twin")
+    if ctx.db is None:
+        raise ProcessParameterInvalid("update_twin_state: no store in this context")
+    with ctx.db.session() as session:
+        declared = twins.manifest_for(session, twins.get_twin(session, principal=ctx.principal, ref=ref)).state
+        rep = {k: PropertyWrite(value=_typed(_plain(v), declared.get(k))) for k, v in (reported or {}).items()}
+        des = {k: PropertyWrite(value=_typed(_plain(v), declared.get(k))) for k, v in (desired or {}).items()}
+        row, revision = twins.write_state(session, principal=ctx.principal, ref=ref, reported=rep, desired=des,
+                                          message=message or f"workflow run {ctx.run_id}")
+    ctx.state_writes.append({"twin": row.id, "revision": revision.revision})
+    ctx.log("info", f"update_twin_state: twin {row.name} revision {revision.revision}")
+    return revision.revision
+
+
+def _spec(pid: str, summary: str, params: list[tuple[str, Any, bool, str]], returns: Any) -> dict[str, Any]:
+    return {"id": pid, "summary": summary, "description": summary, "categories": ["engine"],
+            "parameters": [{"name": n, "schema": s, "optional": opt, "description": d} | ({"default": None}
+                           if opt else {}) for n, s, opt, d in params],
+            "returns": {"description": summary, "schema": returns}}
+
+
+_ANY: dict[str, Any] = {}
+ENGINE_SPECS: list[tuple[dict[str, Any], Any, bool]] = [
+    (_spec("load_collection", "Load a collection the engine knows as a raster cube (t, bands, y, x)",
+           [("id", {"type": "string"}, False, "Collection id"),
+            ("spatial_extent", [_BBOX, {"type": "null"}], False, "west, south, east, north (inclusive)"),
+            ("temporal_extent", [_INTERVAL, {"type": "null"}], False, "[start, end) in time"),
+            ("bands", [{"type": "array", "items": {"type": "string"}}, {"type": "null"}], True, "Variables"),
+            ("properties", [{"type": "object"}, {"type": "null"}], True, "Ignored metadata filters")],
+           _CUBE), load_collection, True),
+    (_spec("load_stac", "Load a STAC collection the engine serves",
+           [("url", {"type": "string"}, False, "URL of .../collections/{id}"),
+            ("spatial_extent", [_BBOX, {"type": "null"}], True, "bounding box"),
+            ("temporal_extent", [_INTERVAL, {"type": "null"}], True, "[start, end)"),
+            ("bands", [{"type": "array", "items": {"type": "string"}}, {"type": "null"}], True, "Variables"),
+            ("properties", [{"type": "object"}, {"type": "null"}], True, "Ignored")], _CUBE), load_stac, True),
+    (_spec("save_result", "Keep the data as a result of the run (netCDF, GTiff, ZARR, JSON)",
+           [("data", _ANY, False, "What to keep"), ("format", {"type": "string"}, False, "Output format"),
+            ("options", {"type": "object"}, True, "Format options")], {"type": "boolean"}), save_result, True),
+    (_spec("run_udf", "Run Python code in a separate process with a time limit",
+           [("data", _ANY, False, "Input"), ("udf", {"type": "string"}, False, "Python source"),
+            ("runtime", {"type": "string"}, False, "Python"),
+            ("version", [{"type": "string"}, {"type": "null"}], True, "Runtime version"),
+            ("context", _ANY, True, "Passed to the function")], _ANY), run_udf, True),
+    (_spec("update_twin_state", "Write reported and/or desired values of a twin's state (one revision)",
+           [("reported", [{"type": "object"}, {"type": "null"}], True, "Property → value"),
+            ("desired", [{"type": "object"}, {"type": "null"}], True, "Property → value"),
+            ("twin", [{"type": "string"}, {"type": "null"}], True, "Default: the run's twin"),
+            ("message", [{"type": "string"}, {"type": "null"}], True, "Revision message")],
+           {"type": "integer"}), update_twin_state, False),
+]
+
+
+def build_registry(apps: Any = None) -> ProcessRegistry:
+    """Standard processes (openeo-processes-dask) plus the engine's, which take precedence."""
+    registry = ProcessRegistry(standard_processes(), apps=apps)
+    for spec, func, cacheable in ENGINE_SPECS:
+        registry.register(spec, func, cacheable=cacheable)
+    return registry
+
+
+def fingerprint(entry: ProcessEntry, arguments: dict[str, Any]) -> str | None:
+    """What else a node's result depends on: the version of the collection it loads."""
+    if entry.namespace is None and entry.id in ("load_collection", "load_stac"):
+        ref = arguments.get("id", arguments.get("url"))
+        if isinstance(ref, str):
+            match = _STAC_COLLECTION.search(ref)
+            return collection_fingerprint(match.group(1) if match else ref)
+    return None

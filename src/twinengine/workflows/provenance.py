@@ -1,0 +1,69 @@
+"""W3C PROV-JSON of a run: what it used (graph, parameters, app, datasets with versions, processes), what
+it generated (assets with checksums, twin revisions), who it acted for, built with the ``prov`` library."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prov.model import ProvDocument
+
+from twinengine._version import __version__
+from twinengine.workflows.models import WorkflowRun
+
+__all__ = ["run_provenance"]
+
+NAMESPACE = "urn:twinengine:"
+
+
+def run_provenance(run: WorkflowRun, *, processes: list[dict[str, Any]], inputs: list[dict[str, Any]],
+                   state_writes: list[dict[str, Any]], app_sha256: str | None) -> dict[str, Any]:
+    doc = ProvDocument()
+    doc.add_namespace("twin", NAMESPACE)
+    activity = doc.activity(f"twin:run/{run.id}", run.started_at, run.finished_at,
+                            {"prov:type": "twin:WorkflowRun", "twin:status": str(run.status),
+                             "twin:kind": run.kind, "twin:executor": run.executor or ""})
+    owner = doc.agent(f"twin:identity/{run.owner}", {"prov:type": "prov:Person"})
+    engine = doc.agent(f"twin:engine/{__version__}", {"prov:type": "prov:SoftwareAgent",
+                                                      "twin:version": __version__})
+    doc.wasAssociatedWith(activity, owner)
+    doc.wasAssociatedWith(activity, engine)
+    doc.actedOnBehalfOf(engine, owner)
+    graph = doc.entity(f"twin:graph/{run.graph_sha256}", {"prov:type": "twin:ProcessGraph",
+                                                          "twin:sha256": run.graph_sha256})
+    doc.used(activity, graph)
+    params = {k: v for k, v in run.parameters.items() if k != "run_id"}
+    doc.used(activity, doc.entity(f"twin:parameters/{run.id}", {
+        "prov:type": "twin:Parameters", "prov:value": json.dumps(params, sort_keys=True, default=str)}))
+    if run.app:
+        app = doc.entity(f"twin:app/{run.app}", {"prov:type": "twin:AppVersion", "twin:sha256": app_sha256 or ""})
+        doc.used(activity, app)
+        doc.wasDerivedFrom(graph, app)
+    if run.twin_id:
+        doc.used(activity, doc.entity(f"twin:twin/{run.twin_id}", {"prov:type": "twin:Twin",
+                                                                   "twin:name": run.twin_name or ""}))
+    used_inputs = []
+    for item in inputs:
+        entity = doc.entity(f"twin:collection/{item['collection']}/{item.get('version') or 'unversioned'}",
+                            {"prov:type": "twin:Dataset", "twin:collection": item["collection"],
+                             "twin:version": item.get("version") or ""})
+        doc.used(activity, entity)
+        used_inputs.append(entity)
+    for proc in processes:
+        ns = proc.get("namespace") or "predefined"
+        doc.used(activity, doc.entity(f"twin:process/{ns}/{proc['id']}", {
+            "prov:type": "twin:Process", "twin:namespace": ns, "twin:version": proc.get("version") or ""}))
+    for asset in run.assets:
+        entity = doc.entity(f"twin:result/{run.id}/{asset['name']}", {
+            "prov:type": "twin:Asset", "twin:sha256": asset["sha256"], "twin:size": asset["size"],
+            "twin:mediaType": asset["type"]})
+        doc.wasGeneratedBy(entity, activity, run.finished_at)
+        doc.wasAttributedTo(entity, owner)
+        for source in used_inputs:
+            doc.wasDerivedFrom(entity, source)
+    for write in state_writes:
+        entity = doc.entity(f"twin:twin/{write['twin']}/revision/{write['revision']}",
+                            {"prov:type": "twin:StateRevision"})
+        doc.wasGeneratedBy(entity, activity)
+    result: dict[str, Any] = json.loads(doc.serialize(format="json") or "{}")
+    return result

@@ -1,0 +1,136 @@
+"""The process registry: openEO processes by namespace, each an implementation with its openEO spec.
+
+Three sources fill it: the openEO standard processes implemented on xarray/Dask by openeo-processes-dask
+(namespace ``None``: predefined), the engine's own processes (``load_collection``, ``save_result``,
+``run_udf``, ``update_twin_state``, ...), and app processes published with a DT application (namespace =
+the app's name, resolved per app version through ``AppProcessSource``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from twinengine.errors import ProcessUnsupported
+
+__all__ = ["AppProcessSource", "ProcessEntry", "ProcessRegistry", "standard_processes"]
+
+log = logging.getLogger("twinengine.workflows")
+
+SPECIAL_KWARGS = ("axis", "keepdims", "source_transposed_axis", "context", "dim_labels")
+
+
+@dataclass(frozen=True)
+class ProcessEntry:
+    """One process: its openEO spec (id, summary, parameters, returns) and the callable behind it.
+
+    ``implementation`` takes the node's arguments as keywords. ``cacheable`` is False for processes with
+    side effects (writing twin state), which run on every execution; ``accepts`` lists extra keywords
+    (``axis``, ``context``...) a callback caller may pass and the implementation wants.
+    """
+
+    id: str
+    spec: dict[str, Any]
+    implementation: Callable[..., Any]
+    namespace: str | None = None
+    cacheable: bool = True
+    accepts: frozenset[str] = field(default_factory=frozenset)
+    version: str | None = None
+
+    @property
+    def parameters(self) -> list[dict[str, Any]]:
+        params: list[dict[str, Any]] = self.spec.get("parameters") or []
+        return params
+
+    def public_spec(self) -> dict[str, Any]:
+        spec = dict(self.spec)
+        if self.namespace:
+            spec["namespace"] = self.namespace
+        return spec
+
+
+class AppProcessSource(Protocol):
+    """Where app processes come from (the catalogue's published versions)."""
+
+    def find(self, namespace: str, process_id: str, version: str | None) -> ProcessEntry | None: ...
+
+    def all(self) -> list[ProcessEntry]: ...
+
+
+def _accepts(func: Callable[..., Any]) -> frozenset[str]:
+    try:
+        names = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(n for n in SPECIAL_KWARGS if n in names)
+
+
+class ProcessRegistry:
+    """Processes by (namespace, id). Predefined processes have namespace ``None``."""
+
+    def __init__(self, entries: Iterable[ProcessEntry] = (), *, apps: AppProcessSource | None = None) -> None:
+        self._entries: dict[tuple[str | None, str], ProcessEntry] = {}
+        self._lock = threading.Lock()
+        self.apps = apps
+        for entry in entries:
+            self.add(entry)
+
+    def add(self, entry: ProcessEntry) -> None:
+        with self._lock:
+            self._entries[(entry.namespace, entry.id)] = entry
+
+    def register(self, spec: dict[str, Any], implementation: Callable[..., Any], *, cacheable: bool = True,
+                 namespace: str | None = None) -> ProcessEntry:
+        entry = ProcessEntry(id=str(spec["id"]), spec=spec, implementation=implementation, namespace=namespace,
+                             cacheable=cacheable, accepts=_accepts(implementation))
+        self.add(entry)
+        return entry
+
+    def get(self, process_id: str, namespace: str | None = None, *, app_version: str | None = None,
+            node: str | None = None) -> ProcessEntry:
+        """The process for a node; raises ProcessUnsupported naming the node when there is none."""
+        if namespace in (None, "backend", "predefined"):
+            entry = self._entries.get((None, process_id))
+        else:
+            entry = self._entries.get((namespace, process_id))
+            if entry is None and self.apps is not None:
+                entry = self.apps.find(namespace, process_id, app_version)
+        if entry is None:
+            where = f" in namespace {namespace!r}" if namespace not in (None, "backend", "predefined") else ""
+            at = f"node {node!r}: " if node else ""
+            raise ProcessUnsupported(f"{at}process {process_id!r}{where} is not supported by this engine",
+                                     node=node)
+        return entry
+
+    def list(self, namespace: str | None = None, *, include_apps: bool = True) -> list[ProcessEntry]:
+        entries = [e for (ns, _), e in self._entries.items() if namespace is None or ns == namespace]
+        if include_apps and self.apps is not None:
+            entries += [e for e in self.apps.all() if namespace is None or e.namespace == namespace]
+        return sorted(entries, key=lambda e: (e.namespace or "", e.id))
+
+
+def standard_processes() -> list[ProcessEntry]:
+    """The openEO standard processes openeo-processes-dask implements, each with its official spec."""
+    quiet = logging.getLogger("openeo_processes_dask.process_implementations")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # it warns that its optional ML processes are missing; we do not offer them
+    try:
+        import openeo_processes_dask.process_implementations as impls
+        import openeo_processes_dask.specs as specs
+    finally:
+        quiet.setLevel(level)
+
+    entries = []
+    for name in specs.__all__:
+        spec = getattr(specs, name)
+        pid = str(spec["id"])
+        func = getattr(impls, pid, None) or getattr(impls, "_" + pid, None)
+        if func is None or not callable(func):
+            continue
+        entries.append(ProcessEntry(id=pid, spec=spec, implementation=func,
+                                    accepts=_accepts(func)))
+    return entries

@@ -1,0 +1,295 @@
+"""Executing one run: claim it, evaluate its graph with persisted node statuses, keep the outputs and the
+provenance, end as finished, error or canceled. Node updates are buffered and flushed together."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import xarray as xr
+from sqlalchemy import delete, insert, select, update
+
+from twinengine.auth.principal import Principal, Role
+from twinengine.catalog.models import AppVersion
+from twinengine.errors import TwinEngineError
+from twinengine.store.base import utcnow
+from twinengine.workflows import formats
+from twinengine.workflows.context import RunContext, running
+from twinengine.workflows.evaluate import Canceled, Evaluator, RetryPolicy
+from twinengine.workflows.graph import Graph, Node, parse_graph
+from twinengine.workflows.models import CacheEntry, RunLog, RunNode, WorkflowRun
+from twinengine.workflows.processes import fingerprint
+from twinengine.workflows.provenance import run_provenance
+from twinengine.workflows.results import Asset
+from twinengine.workflows.schemas import RunStatus
+
+if TYPE_CHECKING:
+    from twinengine.workflows.engine import WorkflowEngine
+
+__all__ = ["claim", "execute"]
+
+log = logging.getLogger("twinengine.workflows")
+
+FLUSH_SECONDS = 0.5
+MAX_CACHED_JSON = 1 << 20
+
+
+def claim(engine: WorkflowEngine, run_id: str) -> bool:
+    """Move a queued run to running for this worker; False if someone else took it (or it was canceled)."""
+    now = utcnow()
+    with engine.db.session() as session:
+        result = session.execute(update(WorkflowRun).where(WorkflowRun.id == run_id,
+                                                           WorkflowRun.status == RunStatus.QUEUED)
+                                 .values(status=RunStatus.RUNNING, worker=engine.worker_id, started_at=now,
+                                         heartbeat_at=now, updated_at=now))
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+
+class _Cache:
+    """Node results in ``workflow_cache``; a hit on ``save_result`` links the kept assets into this run."""
+
+    def __init__(self, engine: WorkflowEngine, ctx: RunContext, *, read: bool) -> None:
+        self.engine, self.ctx, self.read = engine, ctx, read
+        self.pending: dict[str, dict[str, Any]] = {}
+
+    def get(self, key: str) -> Any:
+        if not self.read:
+            raise KeyError(key)
+        with self.engine.db.session(readonly=True) as session:
+            entry = session.get(CacheEntry, key)
+            if entry is None:
+                raise KeyError(key)
+            value, source = entry.value, entry.run_id
+        if isinstance(value, dict) and value.get("saved") is True:
+            assets = []
+            for data in value.get("assets", []):
+                asset = Asset.from_dict(data)
+                try:
+                    self.engine.results.link(source, self.ctx.run_id, asset)
+                except FileNotFoundError:
+                    raise KeyError(key) from None
+                assets.append(asset)
+            self.ctx.assets.extend(assets)
+            self.ctx.log("info", f"cache hit: reused {', '.join(a.name for a in assets)} of run {source}")
+            return {**value, "run": self.ctx.run_id}
+        return value
+
+    def put(self, key: str, value: Any) -> None:
+        """Kept in memory and written with the next batch of node updates (``write``)."""
+        if isinstance(value, xr.DataArray | xr.Dataset) or not _json_sized(value):
+            return
+        self.pending[key] = {"key": key, "process_id": self.ctx.node or "", "value": value,
+                             "run_id": self.ctx.run_id, "created_at": utcnow()}
+
+    def write(self, session: Any) -> None:
+        if not self.pending:
+            return
+        rows, self.pending = list(self.pending.values()), {}
+        session.execute(delete(CacheEntry).where(CacheEntry.key.in_([r["key"] for r in rows])))
+        session.execute(insert(CacheEntry), rows)
+
+
+def _json_sized(value: Any) -> bool:
+    import json
+
+    try:
+        return len(json.dumps(value, allow_nan=False)) <= MAX_CACHED_JSON
+    except (TypeError, ValueError):
+        return False
+
+
+class _Hooks:
+    """Node statuses, attempts, timings and logs, written in batches; cancellation and progress."""
+
+    def __init__(self, engine: WorkflowEngine, run_id: str, graph: Graph, ctx: RunContext) -> None:
+        self.engine, self.run_id, self.ctx = engine, run_id, ctx
+        self.cache: _Cache | None = None
+        self.total = max(1, len(graph.nodes))
+        self.done = 0
+        self.compute_share = 0.0
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.logs: list[RunLog] = []
+        self.last_flush = 0.0
+        self.lock = threading.Lock()
+
+    def log(self, level: str, message: str, node: str | None = None) -> None:
+        with self.lock:
+            self.logs.append(RunLog(run_id=self.run_id, level=level, node_id=node or self.ctx.node, message=message,
+                                    at=utcnow()))
+
+    def _set(self, node: Node, **values: Any) -> None:
+        with self.lock:
+            self.pending.setdefault(node.id, {}).update(values)
+        self.flush()
+
+    def started(self, node: Node, attempt: int) -> None:
+        self.ctx.node = node.id
+        self.compute_share = 0.0
+        self._set(node, status="running", attempts=attempt, started_at=utcnow(), error=None)
+
+    def finished(self, node: Node, seconds: float, *, cached: bool) -> None:
+        self.done += 1
+        self._set(node, status="cached" if cached else "finished", seconds=round(seconds, 6),
+                  finished_at=utcnow())
+
+    def failed(self, node: Node, error: BaseException, attempt: int, *, final: bool) -> None:
+        text = getattr(error, "message", None) or str(error) or type(error).__name__
+        self.log("error" if final else "warning",
+                 f"{node.process_id} failed (attempt {attempt}): {type(error).__name__}: {text}", node.id)
+        self._set(node, status="error" if final else "retrying", error=str(text)[:2000], finished_at=utcnow())
+
+    def check_canceled(self) -> None:
+        if self.run_id in self.engine.cancel_requests:
+            raise Canceled()
+
+    def compute_progress(self, done: int, total: int) -> None:
+        self.check_canceled()
+        self.compute_share = done / total if total else 0.0
+        self.flush()
+
+    def progress(self) -> float:
+        return round(min(99.0, 100.0 * (self.done + self.compute_share) / self.total), 2)
+
+    def flush(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_flush < FLUSH_SECONDS:
+            return
+        with self.lock:
+            pending, self.pending = self.pending, {}
+            logs, self.logs = self.logs, []
+            self.last_flush = now
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for node_id, values in pending.items():  # one executemany per set of changed columns
+            groups.setdefault(tuple(sorted(values)), []).append({"run_id": self.run_id, "node_id": node_id,
+                                                                 **values})
+        with self.engine.db.session() as session:
+            for rows in groups.values():
+                session.execute(update(RunNode), rows)
+            if self.cache is not None:
+                self.cache.write(session)
+            session.add_all(logs)
+            session.execute(update(WorkflowRun).where(WorkflowRun.id == self.run_id).values(
+                progress=self.progress(), heartbeat_at=utcnow(), updated_at=utcnow()))
+
+
+def _retry_policy(options: dict[str, Any]) -> Any:
+    manifest = options.get("manifest_retry") or {}
+    default = RetryPolicy.from_dict(options.get("retry") or manifest.get("default"))
+    per_node = {**(manifest.get("nodes") or {}), **(options.get("node_retry") or {})}
+    policies = {k: RetryPolicy.from_dict(v) for k, v in per_node.items()}
+    return lambda node_id: policies.get(node_id, default)
+
+
+def _processes_used(engine: WorkflowEngine, graph: Graph, app_version: str | None) -> list[dict[str, Any]]:
+    seen: dict[tuple[str | None, str], dict[str, Any]] = {}
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        for node in g.nodes.values():
+            entry = engine.registry.get(node.process_id, node.namespace, app_version=app_version)
+            seen[(entry.namespace, entry.id)] = {"id": entry.id, "namespace": entry.namespace,
+                                                 "version": entry.version}
+        stack.extend(g.callbacks.values())
+    return sorted(seen.values(), key=lambda p: (p["namespace"] or "", p["id"]))
+
+
+def execute(engine: WorkflowEngine, run_id: str) -> str:
+    """Run a claimed run to its end; returns the final status. Never raises for a failing graph."""
+    with engine.db.session(readonly=True) as session:
+        run = session.get(WorkflowRun, run_id)
+        if run is None:
+            return "missing"
+        process, parameters, options = run.process, dict(run.parameters), dict(run.options)
+        owner, twin_id, app = run.owner, run.twin_id, run.app
+    principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal")
+    ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
+                     executor=engine.executor, db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,
+                     udf_memory_bytes=engine.udf_memory_bytes)
+    graph = parse_graph(process)
+    hooks = _Hooks(engine, run_id, graph, ctx)
+    ctx.log, ctx.compute_progress = hooks.log, hooks.compute_progress
+    app_version = app.partition("@")[2] if app else None
+    hooks.cache = _Cache(engine, ctx, read=not options.get("no_cache", False))
+    evaluator = Evaluator(engine.registry, parameters, hooks=hooks, retry=_retry_policy(options), cache=hooks.cache,
+                          app_version=app_version, fingerprint=fingerprint)
+    engine.executing.add(run_id)
+    status, error, value = RunStatus.FINISHED, None, None
+    hooks.log("info", f"started on {engine.worker_id} with executor {engine.executor.name}")
+    try:
+        with running(ctx):
+            evaluator.compute_keys(graph)
+            result = evaluator.run(graph)
+            value = _finish_value(ctx, result)
+    except Canceled:
+        status = RunStatus.CANCELED
+        hooks.log("info", "canceled")
+    except TwinEngineError as exc:
+        status, error = RunStatus.ERROR, {"code": exc.code, "message": exc.message, "details": exc.details}
+        hooks.log("error", f"{exc.code}: {exc.message}")
+    except Exception as exc:  # a bug in a process or the engine: record it, keep the worker alive
+        log.exception("run %s failed", run_id)
+        status, error = RunStatus.ERROR, {"code": "Internal", "message": f"{type(exc).__name__}: {exc}"}
+        hooks.log("error", f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        engine.executing.discard(run_id)
+        engine.cancel_requests.discard(run_id)
+    if status == RunStatus.FINISHED:
+        skipped = set(graph.nodes) - {n for n in graph.nodes if n in evaluator.results}
+        for node_id in skipped:
+            hooks.pending.setdefault(node_id, {}).update(status="skipped")
+    hooks.flush(force=True)
+    _store_end(engine, run_id, status, error, value, ctx, graph, app_version)
+    return str(status)
+
+
+def _finish_value(ctx: RunContext, result: Any) -> Any:
+    """The run's value: JSON results are kept as they are; a cube nobody saved is saved as netCDF."""
+    if isinstance(result, dict) and result.get("saved") is True:
+        import json
+
+        small = [a for a in ctx.assets if a.format == "JSON" and a.size <= MAX_CACHED_JSON]
+        return json.loads(ctx.results.path(ctx.run_id, small[0].name).read_text()) if small else None
+    if isinstance(result, xr.DataArray | xr.Dataset):
+        if result.size <= 10_000:
+            (computed,) = ctx.compute(result)
+            return formats.to_json_value(computed)
+        from twinengine.workflows.processes import save_result
+
+        save_result(result, "netCDF")
+        return None
+    value = formats.to_json_value(result)
+    if not ctx.assets:
+        import json
+
+        folder = ctx.results.scratch(ctx.run_id)
+        path = folder / "value.json"
+        path.write_text(json.dumps(value))
+        ctx.assets.append(ctx.results.keep(ctx.run_id, path, name="result.json", media_type="application/json",
+                                           fmt="JSON"))
+    return value
+
+
+def _store_end(engine: WorkflowEngine, run_id: str, status: str, error: dict[str, Any] | None, value: Any,
+               ctx: RunContext, graph: Graph, app_version: str | None) -> None:
+    now = utcnow()
+    with engine.db.session() as session:
+        run = session.get(WorkflowRun, run_id)
+        if run is None:
+            return
+        run.status, run.error, run.finished_at, run.updated_at = status, error, now, now
+        run.progress = 100.0 if status == RunStatus.FINISHED else run.progress
+        run.assets = [a.to_dict() for a in ctx.assets]
+        run.value = value
+        app_sha = None
+        if run.app:
+            name, _, version = run.app.partition("@")
+            app_sha = session.scalar(select(AppVersion.archive_sha256).where(AppVersion.name == name,
+                                                                             AppVersion.version == version))
+        try:
+            processes = _processes_used(engine, graph, app_version)
+        except TwinEngineError:
+            processes = []
+        run.provenance = run_provenance(run, processes=processes, inputs=ctx.inputs, state_writes=ctx.state_writes,
+                                        app_sha256=app_sha)

@@ -1,0 +1,141 @@
+"""Request and response models of the workflows API (runs, nodes, logs, triggers)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+__all__ = ["LogRead", "NodeRead", "RunCreate", "RunPage", "RunRead", "RunStatus", "TriggerCreate",
+           "TriggerCreated", "TriggerRead", "TwinRunCreate"]
+
+
+class RunStatus(StrEnum):
+    CREATED = "created"
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    ERROR = "error"
+    CANCELED = "canceled"
+
+
+FINAL = frozenset({RunStatus.FINISHED, RunStatus.ERROR, RunStatus.CANCELED})
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryOptions(_Input):
+    max_attempts: int = Field(default=1, ge=1, le=10)
+    backoff_seconds: float = Field(default=0.0, ge=0, le=600)
+
+
+class RunOptions(_Input):
+    no_cache: bool = Field(default=False, description="Do not reuse cached node results (still refresh them).")
+    retry: RetryOptions | None = Field(default=None, description="Default retry policy of every node.")
+    node_retry: dict[str, RetryOptions] = Field(default_factory=dict, max_length=1000,
+                                                description="Retry policy per node id.")
+
+
+class TwinRunCreate(_Input):
+    workflow: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)
+    parameters: dict[str, JsonValue] = Field(default_factory=dict, max_length=200)
+    options: RunOptions = Field(default_factory=RunOptions)
+    mode: Literal["async", "sync"] = "async"
+
+
+class RunCreate(_Input):
+    process: dict[str, JsonValue] = Field(description="{process_graph, parameters?} (openEO)")
+    parameters: dict[str, JsonValue] = Field(default_factory=dict, max_length=200)
+    twin: str | None = Field(default=None, max_length=64, description="Twin the run acts on (optional).")
+    title: str | None = Field(default=None, max_length=200)
+    options: RunOptions = Field(default_factory=RunOptions)
+    mode: Literal["async", "sync"] = "async"
+
+
+class NodeRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    node_id: str
+    process_id: str
+    namespace: str | None
+    status: str
+    attempts: int
+    seconds: float | None
+    error: str | None
+
+
+class RunRead(BaseModel):
+    id: str
+    kind: str
+    status: RunStatus
+    progress: float
+    owner: str
+    title: str | None
+    twin_id: str | None
+    twin_name: str | None
+    app: str | None
+    workflow: str | None
+    graph_sha256: str
+    parameters: dict[str, Any]
+    trigger_id: str | None
+    executor: str | None
+    error: dict[str, Any] | None
+    assets: list[dict[str, Any]]
+    value: Any
+    nodes: list[NodeRead] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    links: list[dict[str, str]] = Field(default_factory=list)
+
+
+class RunPage(BaseModel):
+    items: list[RunRead]
+    total: int
+
+
+class LogRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    level: str
+    node_id: str | None
+    message: str
+
+
+class TriggerCreate(_Input):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)
+    kind: Literal["cron", "webhook", "dataset", "stream_window", "drift"]
+    workflow: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)
+    schedule: str | None = Field(default=None, max_length=120, description="cron expression (kind cron)")
+    misfire: Literal["run_once", "skip"] = Field(default="run_once",
+                                                 description="What a cron trigger does with ticks missed while "
+                                                             "the engine was down")
+    collection: str | None = Field(default=None, max_length=200,
+                                   description="collection id or glob pattern (kind dataset)")
+    parameters: dict[str, JsonValue] = Field(default_factory=dict, description="Fixed run parameters")
+    bind: dict[str, str] = Field(default_factory=dict,
+                                 description="run parameter → field of the event's data (dotted path)")
+
+
+class TriggerRead(BaseModel):
+    id: str
+    twin_id: str
+    name: str
+    kind: str
+    workflow: str
+    source: str
+    enabled: bool
+    config: dict[str, Any]
+    next_fire_at: datetime | None
+    webhook_url: str | None = None
+
+
+class TriggerCreated(TriggerRead):
+    secret: str | None = Field(default=None, description="Webhook secret, shown once (X-Twin-Trigger-Secret).")

@@ -1,0 +1,277 @@
+"""Runs of workflows: submit (ad hoc or a twin's workflow), read, list, cancel, delete, logs, results.
+
+Submitting validates the graph against the registry and binds the parameters before anything is stored;
+the run then waits in the ``queued`` state for a worker (``daemons/workflows_runner``).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from jsonschema import Draft7Validator
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from twinengine.auth.policy import require
+from twinengine.auth.principal import Principal
+from twinengine.catalog import service as catalog
+from twinengine.errors import (
+    ProcessParameterInvalid,
+    ProcessParameterMissing,
+    RunLocked,
+    RunNotFound,
+    WorkflowNotFound,
+)
+from twinengine.store.base import utcnow
+from twinengine.twins import service as twins
+from twinengine.twins.models import Twin
+from twinengine.workflows.apps import read_app_file
+from twinengine.workflows.graph import graph_hash, parse_graph, parse_process, validate
+from twinengine.workflows.models import RunLog, RunNode, WorkflowRun
+from twinengine.workflows.schemas import RunOptions, RunStatus
+
+if TYPE_CHECKING:
+    from twinengine.workflows.engine import WorkflowEngine
+
+__all__ = [
+    "ENGINE_PARAMETERS",
+    "bind_parameters",
+    "cancel_run",
+    "check_graph",
+    "delete_run",
+    "get_run",
+    "list_logs",
+    "list_runs",
+    "nodes_of",
+    "start_run",
+    "submit",
+    "submit_twin_workflow",
+    "twin_workflow_process",
+    "update_run",
+]
+
+# Parameters every graph may use without declaring them; filled from the run's twin.
+ENGINE_PARAMETERS = ("twin_id", "twin_name", "twin_parameters", "run_id")
+
+
+def _new_id() -> str:
+    return f"run-{secrets.token_hex(8)}"
+
+
+def bind_parameters(process: dict[str, Any], given: dict[str, Any], engine_values: dict[str, Any]) -> dict[str, Any]:
+    """Declared parameters: given value, else default, else ProcessParameterMissing; types checked."""
+    declared = {p["name"]: p for p in process.get("parameters") or []}
+    unknown = [k for k in given if k not in declared and k not in ENGINE_PARAMETERS]
+    if unknown:
+        raise ProcessParameterInvalid(f"parameters.{unknown[0]}: the process declares no such parameter "
+                                      f"(it declares {', '.join(declared) or 'none'})",
+                                      details=[{"loc": f"parameters.{unknown[0]}", "msg": "unknown parameter"}])
+    bound = dict(engine_values)
+    for name, spec in declared.items():
+        if name in given:
+            value = given[name]
+            schema = spec.get("schema")
+            if schema:
+                validator = Draft7Validator({"anyOf": schema} if isinstance(schema, list) else schema)
+                error = next(iter(validator.iter_errors(value)), None)
+                if error is not None:
+                    raise ProcessParameterInvalid(
+                        f"parameters.{name}: {error.message}",
+                        details=[{"loc": f"parameters.{name}", "msg": error.message}])
+            bound[name] = value
+        elif "default" in spec:
+            bound[name] = spec["default"]
+        elif not spec.get("optional", False) and name not in engine_values:
+            raise ProcessParameterMissing(f"parameters.{name}: the process requires a value",
+                                          details=[{"loc": f"parameters.{name}", "msg": "required"}])
+    return bound
+
+
+def _engine_values(twin: Twin | None, run_id: str) -> dict[str, Any]:
+    values: dict[str, Any] = {"run_id": run_id}
+    if twin is not None:
+        values.update(twin_id=twin.id, twin_name=twin.name, twin_parameters=dict(twin.parameters))
+    return values
+
+
+def twin_workflow_process(session: Session, engine: WorkflowEngine, twin: Twin, workflow: str) -> dict[str, Any]:
+    """The process graph of a workflow the twin's app declares, read from the published archive."""
+    manifest = twins.manifest_for(session, twin)
+    spec = manifest.workflows.get(workflow)
+    if spec is None:
+        raise WorkflowNotFound(f"app {twin.app_name}@{twin.app_version} declares no workflow {workflow!r} "
+                               f"(it declares {', '.join(manifest.workflows) or 'none'})")
+    row = catalog.get_app_version(session, principal=engine.system, name=twin.app_name, version=twin.app_version)
+    raw = json.loads(read_app_file(engine.blobs, row, spec.process_graph))
+    process = parse_process(raw)
+    extra = spec.model_extra or {}
+    if "retry" in extra and isinstance(extra["retry"], dict):
+        process = {**process, "x-retry": extra["retry"]}
+    return process
+
+
+def submit(session: Session, engine: WorkflowEngine, *, principal: Principal, process: Any,
+           parameters: dict[str, Any] | None = None, twin_ref: str | None = None, workflow: str | None = None,
+           kind: str = "run", title: str | None = None, description: str | None = None,
+           options: RunOptions | None = None, queue: bool = True, trigger_id: str | None = None) -> WorkflowRun:
+    """Validate and store a run; ``queue`` puts it in line for a worker (else it waits as ``created``)."""
+    require(principal, "workflow.run")
+    twin = None
+    if twin_ref is not None:
+        twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
+    process = parse_process(process)
+    run_id = _new_id()
+    graph = parse_graph(process)
+    validate(graph, engine.registry, app_version=twin.app_version if twin else None,
+             available=set(ENGINE_PARAMETERS) if twin else {"run_id"})
+    bound = bind_parameters(process, parameters or {}, _engine_values(twin, run_id))
+    opts = (options or RunOptions()).model_dump(mode="json")
+    opts["role"] = principal.role.value
+    if "x-retry" in process:
+        opts.setdefault("manifest_retry", process["x-retry"])
+    now = utcnow()
+    run = WorkflowRun(id=run_id, kind=kind, owner=principal.name, title=title, description=description,
+                      twin_id=twin.id if twin else None, twin_name=twin.name if twin else None,
+                      app=f"{twin.app_name}@{twin.app_version}" if twin else None, workflow=workflow,
+                      process=process, graph_sha256=graph_hash(process), parameters=bound, options=opts,
+                      trigger_id=trigger_id, status=RunStatus.QUEUED if queue else RunStatus.CREATED,
+                      progress=0.0, assets=[], created_at=now, updated_at=now, queued_at=now if queue else None,
+                      executor=engine.executor.name)
+    session.add(run)
+    session.flush()
+    session.execute(insert(RunNode), [{"run_id": run_id, "node_id": node.id, "process_id": node.process_id,
+                                       "namespace": node.namespace, "status": "pending", "attempts": 0}
+                                      for node in graph.nodes.values()])
+    return run
+
+
+def submit_twin_workflow(session: Session, engine: WorkflowEngine, *, principal: Principal, twin_ref: str,
+                         workflow: str, parameters: dict[str, Any] | None = None,
+                         options: RunOptions | None = None, trigger_id: str | None = None) -> WorkflowRun:
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
+    process = twin_workflow_process(session, engine, twin, workflow)
+    return submit(session, engine, principal=principal, process=process, parameters=parameters,
+                  twin_ref=twin.id, workflow=workflow, title=f"{workflow} of {twin.name}", options=options,
+                  trigger_id=trigger_id)
+
+
+def _visible(principal: Principal, run: WorkflowRun) -> bool:
+    return principal.is_admin or run.owner == principal.name
+
+
+def get_run(session: Session, *, principal: Principal, run_id: str, for_update: bool = False) -> WorkflowRun:
+    run = session.get(WorkflowRun, run_id, with_for_update=for_update) if for_update else session.get(
+        WorkflowRun, run_id)
+    if run is None or not _visible(principal, run):
+        if run is not None and run.twin_id is not None:
+            twin = session.get(Twin, run.twin_id)
+            if twin is not None and twins.access_of(principal, twin).value in ("owner", "operate", "read"):
+                return run
+        raise RunNotFound(f"no run {run_id!r}")
+    return run
+
+
+def list_runs(session: Session, *, principal: Principal, twin_ref: str | None = None, kind: str | None = None,
+              status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[WorkflowRun], int]:
+    query = select(WorkflowRun)
+    if twin_ref is not None:
+        twin = twins.get_twin(session, principal=principal, ref=twin_ref)
+        query = query.where(WorkflowRun.twin_id == twin.id)
+    elif not principal.is_admin:
+        query = query.where(WorkflowRun.owner == principal.name)
+    if kind:
+        query = query.where(or_(*[WorkflowRun.kind == k for k in kind.split(",")]))
+    if status:
+        query = query.where(WorkflowRun.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def nodes_of(session: Session, run: WorkflowRun) -> list[RunNode]:
+    return list(session.scalars(select(RunNode).where(RunNode.run_id == run.id).order_by(RunNode.started_at,
+                                                                                         RunNode.node_id)))
+
+
+def start_run(session: Session, *, principal: Principal, run_id: str) -> WorkflowRun:
+    """Queue a created (or finished, canceled, failed) run again; a queued or running one stays as it is."""
+    run = get_run(session, principal=principal, run_id=run_id)
+    if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        return run
+    now = utcnow()
+    session.execute(update(RunNode).where(RunNode.run_id == run.id).values(
+        status="pending", attempts=0, seconds=None, error=None, started_at=None, finished_at=None))
+    run.status, run.progress, run.error, run.cancel_requested = RunStatus.QUEUED, 0.0, None, False
+    run.assets, run.value, run.provenance = [], None, None
+    run.queued_at, run.started_at, run.finished_at, run.updated_at = now, None, None, now
+    session.flush()
+    return run
+
+
+def cancel_run(session: Session, *, principal: Principal, run_id: str) -> WorkflowRun:
+    run = get_run(session, principal=principal, run_id=run_id)
+    require(principal, "workflow.cancel", run)
+    now = utcnow()
+    if run.status in (RunStatus.QUEUED, RunStatus.CREATED):
+        run.status, run.finished_at = RunStatus.CANCELED, now
+        session.add(RunLog(run_id=run.id, level="info", message=f"canceled by {principal.name} before it ran"))
+    elif run.status == RunStatus.RUNNING:
+        run.cancel_requested = True
+        session.add(RunLog(run_id=run.id, level="info", message=f"cancel requested by {principal.name}"))
+    run.updated_at = now
+    session.flush()
+    return run
+
+
+def update_run(session: Session, engine: WorkflowEngine, *, principal: Principal, run_id: str,
+               title: str | None = None, description: str | None = None, process: Any = None) -> WorkflowRun:
+    run = get_run(session, principal=principal, run_id=run_id)
+    require(principal, "workflow.cancel", run)
+    if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        raise RunLocked(f"run {run.id} is {run.status}; cancel it before changing it")
+    if title is not None:
+        run.title = title
+    if description is not None:
+        run.description = description
+    if process is not None:
+        parsed = parse_process(process)
+        validate(parse_graph(parsed), engine.registry, available={"run_id"})
+        run.process, run.graph_sha256 = parsed, graph_hash(parsed)
+        session.execute(delete(RunNode).where(RunNode.run_id == run.id))
+        graph = parse_graph(parsed)
+        session.add_all(RunNode(run_id=run.id, node_id=n.id, process_id=n.process_id, namespace=n.namespace,
+                                status="pending", attempts=0) for n in graph.nodes.values())
+    run.updated_at = utcnow()
+    session.flush()
+    return run
+
+
+def delete_run(session: Session, engine: WorkflowEngine, *, principal: Principal, run_id: str) -> None:
+    run = get_run(session, principal=principal, run_id=run_id)
+    require(principal, "workflow.cancel", run)
+    if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        raise RunLocked(f"run {run.id} is {run.status}; cancel it before deleting it")
+    session.delete(run)
+    session.flush()
+    engine.results.delete(run.id)
+
+
+def list_logs(session: Session, *, principal: Principal, run_id: str, offset: int | None = None,
+              level: str | None = None, limit: int = 1000) -> list[RunLog]:
+    run = get_run(session, principal=principal, run_id=run_id)
+    query = select(RunLog).where(RunLog.run_id == run.id)
+    if offset is not None:
+        query = query.where(RunLog.id > offset)
+    if level in ("error", "warning", "info"):
+        wanted = {"error": ["error"], "warning": ["error", "warning"], "info": ["error", "warning", "info"]}[level]
+        query = query.where(or_(*[RunLog.level == w for w in wanted]))
+    return list(session.scalars(query.order_by(RunLog.id).limit(limit)))
+
+
+def check_graph(engine: WorkflowEngine, process: Any) -> None:
+    """Validation without running (openEO ``/validation``): raises the first problem found."""
+    parsed = parse_process(process)
+    validate(parse_graph(parsed), engine.registry, available={"run_id"})
+

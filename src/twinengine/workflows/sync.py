@@ -1,0 +1,34 @@
+"""Synchronous execution: a stored run executed in the caller's thread (API ``mode: sync``, openEO ``/result``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from twinengine.workflows.models import WorkflowRun
+from twinengine.workflows.runner import claim, execute
+
+if TYPE_CHECKING:
+    from twinengine.workflows.engine import WorkflowEngine
+
+__all__ = ["run_now"]
+
+
+def run_now(engine: WorkflowEngine, session: Session, run_id: str) -> WorkflowRun:
+    """Execute a committed, queued run here (unless a worker got it first), then reload it in ``session``."""
+    if claim(engine, run_id):
+        execute(engine, run_id)
+    else:
+        import time
+
+        while True:  # a background worker claimed it a moment earlier: wait for its end
+            with engine.db.session(readonly=True) as probe:
+                row = probe.get(WorkflowRun, run_id)
+                if row is None or row.status not in ("queued", "running"):
+                    break
+            time.sleep(0.1)
+    session.expire_all()
+    run = session.get(WorkflowRun, run_id)
+    assert run is not None
+    return run

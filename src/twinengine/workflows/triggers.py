@@ -1,0 +1,244 @@
+"""Triggers: cron schedules, webhooks with a per-trigger secret, dataset arrival, and the seam for stream
+windows and drift. Each event is recorded once per (trigger, event key) in the transaction that creates
+its run, so one event starts exactly one run; the event's data binds to the run's parameters.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from croniter import croniter
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from twinengine.auth.principal import Principal, Role
+from twinengine.errors import AuthenticationRequired, TriggerNotFound, ValidationFailed, WorkflowNotFound
+from twinengine.store.base import utcnow
+from twinengine.twins import service as twins
+from twinengine.twins.models import Twin
+from twinengine.workflows import service as runs
+from twinengine.workflows.models import Trigger, TriggerEvent, WorkflowRun
+from twinengine.workflows.schemas import TriggerCreate
+
+if TYPE_CHECKING:
+    from twinengine.workflows.engine import WorkflowEngine
+
+__all__ = ["Arrival", "ArrivalFeed", "LocalArrivals", "create_trigger", "delete_trigger", "fire",
+           "fire_webhook", "list_triggers", "materialize_manifest_triggers", "next_tick"]
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A new dataset (or item of one) the engine can read."""
+
+    collection: str
+    item: str
+    at: datetime
+
+    def data(self) -> dict[str, Any]:
+        return {"collection": self.collection, "item": self.item, "datetime": self.at.isoformat()}
+
+
+class ArrivalFeed:
+    """Where dataset arrivals come from: ``since(cursor) -> (arrivals, new cursor)``. The lake feeds STAC items."""
+
+    def since(self, cursor: str | None) -> tuple[list[Arrival], str | None]:
+        raise NotImplementedError
+
+
+class LocalArrivals(ArrivalFeed):
+    """Collections appearing in the local collections folder (each new NAME.zarr / NAME.nc is an arrival)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def since(self, cursor: str | None) -> tuple[list[Arrival], str | None]:
+        from datetime import UTC
+
+        if not self.root.is_dir():
+            return [], cursor or "0"  # nothing yet: everything that appears later is an arrival
+        last = int(cursor or 0)
+        found = []
+        for path in sorted(self.root.iterdir()):
+            if path.suffix not in (".zarr", ".nc", ".nc4"):
+                continue
+            stamp = path.stat().st_mtime_ns
+            if stamp > last:
+                found.append((stamp, Arrival(path.stem, path.stem, datetime.fromtimestamp(stamp / 1e9, UTC))))
+        found.sort(key=lambda item: item[0])
+        newest = max([s for s, _ in found], default=last)
+        return [a for _, a in found], str(newest)
+
+
+def next_tick(schedule: str, after: datetime) -> datetime:
+    value: datetime = croniter(schedule, after).get_next(datetime)
+    return value
+
+
+def _check_config(body: TriggerCreate) -> dict[str, Any]:
+    config: dict[str, Any] = {"parameters": body.parameters, "bind": body.bind}
+    if body.kind == "cron":
+        if not body.schedule or not croniter.is_valid(body.schedule):
+            raise ValidationFailed.one("schedule", f"{body.schedule!r} is not a cron expression (e.g. '0 * * * *')")
+        config.update(schedule=body.schedule, misfire=body.misfire)
+    if body.kind == "dataset":
+        if not body.collection:
+            raise ValidationFailed.one("collection", "a dataset trigger needs a collection id or pattern")
+        config["collection"] = body.collection
+    return config
+
+
+def _add(session: Session, twin: Twin, body: TriggerCreate, *, owner: str, source: str,
+         arrivals: ArrivalFeed | None = None) -> tuple[Trigger, str | None]:
+    manifest = twins.manifest_for(session, twin)
+    if body.workflow not in manifest.workflows:
+        raise WorkflowNotFound(f"app {twin.app_name}@{twin.app_version} declares no workflow {body.workflow!r}")
+    config = _check_config(body)
+    secret = secrets.token_urlsafe(24) if body.kind == "webhook" else None
+    now = utcnow()
+    trigger = Trigger(id=f"trg-{secrets.token_hex(6)}", twin_id=twin.id, name=body.name, kind=body.kind,
+                      workflow=body.workflow, config=config, source=source, owner=owner,
+                      secret_sha256=hashlib.sha256(secret.encode()).hexdigest() if secret else None,
+                      enabled=True, created_at=now,
+                      next_fire_at=next_tick(config["schedule"], now) if body.kind == "cron" else None)
+    if body.kind == "dataset" and arrivals is not None:  # what exists now is history, not an arrival
+        trigger.cursor = arrivals.since(None)[1]
+    try:
+        with session.begin_nested():
+            session.add(trigger)
+    except IntegrityError:
+        raise ValidationFailed.one("name", f"twin {twin.name} has a trigger named {body.name!r} already") from None
+    return trigger, secret
+
+
+def create_trigger(session: Session, *, principal: Principal, twin_ref: str, body: TriggerCreate,
+                   arrivals: ArrivalFeed | None = None) -> tuple[Trigger, str | None]:
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
+    return _add(session, twin, body, owner=principal.name, source="twin", arrivals=arrivals)
+
+
+def list_triggers(session: Session, *, principal: Principal, twin_ref: str,
+                  arrivals: ArrivalFeed | None = None) -> list[Trigger]:
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref)
+    materialize_manifest_triggers(session, twin, arrivals=arrivals)
+    return list(session.scalars(select(Trigger).where(Trigger.twin_id == twin.id).order_by(Trigger.name)))
+
+
+def delete_trigger(session: Session, *, principal: Principal, twin_ref: str, name: str) -> None:
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
+    row = session.scalar(select(Trigger).where(Trigger.twin_id == twin.id, Trigger.name == name))
+    if row is None:
+        raise TriggerNotFound(f"twin {twin.name} has no trigger {name!r}")
+    session.delete(row)
+    session.flush()
+
+
+def materialize_manifest_triggers(session: Session, twin: Twin, *, arrivals: ArrivalFeed | None = None) -> int:
+    """The app's manifest triggers become rows of this twin (once), owned by the twin's owner."""
+    manifest = twins.manifest_for(session, twin)
+    have = set(session.scalars(select(Trigger.name).where(Trigger.twin_id == twin.id)))
+    added = 0
+    for spec in manifest.triggers:
+        if spec.name in have or spec.kind == "manual":
+            continue
+        extra = spec.model_extra or {}
+        body = TriggerCreate(name=spec.name, kind=spec.kind, workflow=spec.workflow, schedule=extra.get("schedule"),
+                             misfire=extra.get("misfire", "run_once"), collection=extra.get("collection"),
+                             parameters=extra.get("parameters") or {}, bind=extra.get("bind") or {})
+        try:
+            _add(session, twin, body, owner=twin.owner, source="manifest", arrivals=arrivals)
+        except ValidationFailed:  # another engine (or the scheduler) materialized it a moment ago
+            continue
+        added += 1
+    return added
+
+
+def _lookup(data: dict[str, Any], path: str) -> Any:
+    value: Any = data
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ValidationFailed.one(f"event.{path}", "the event carries no such field")
+        value = value[part]
+    return value
+
+
+def fire(session: Session, engine: WorkflowEngine, trigger: Trigger, *, event_key: str,
+         data: dict[str, Any]) -> WorkflowRun | None:
+    """Record the event and start its run, once: a repeated (trigger, key) returns None and starts nothing.
+
+    Stream-window and drift triggers (later capabilities) call this with their own keys and data.
+    """
+    config = trigger.config
+    parameters = dict(config.get("parameters") or {})
+    for param, path in (config.get("bind") or {}).items():
+        parameters[param] = _lookup(data, path)
+    try:
+        with session.begin_nested():
+            event = TriggerEvent(trigger_id=trigger.id, event_key=event_key[:200], data=data)
+            session.add(event)
+            session.flush()
+    except IntegrityError:
+        return None
+    owner = Principal(name=trigger.owner, role=Role.USER, issuer="internal")
+    run = runs.submit_twin_workflow(session, engine, principal=owner, twin_ref=trigger.twin_id,
+                                    workflow=trigger.workflow, parameters=parameters, trigger_id=trigger.id)
+    event.run_id = run.id
+    session.flush()
+    engine.notify()
+    return run
+
+
+def fire_webhook(session: Session, engine: WorkflowEngine, *, trigger_id: str, secret: str | None,
+                 data: dict[str, Any], delivery: str | None) -> WorkflowRun | None:
+    row = session.get(Trigger, trigger_id)
+    if row is None or row.kind != "webhook" or not row.enabled:
+        raise TriggerNotFound(f"no webhook trigger {trigger_id!r}")
+    if not secret or not row.secret_sha256 or not hmac.compare_digest(
+            hashlib.sha256(secret.encode()).hexdigest(), row.secret_sha256):
+        raise AuthenticationRequired("this webhook needs its secret in X-Twin-Trigger-Secret")
+    return fire(session, engine, row, event_key=delivery or secrets.token_hex(12), data=data)
+
+
+def due_cron(session: Session, engine: WorkflowEngine, trigger: Trigger, now: datetime) -> int:
+    """Fire a cron trigger whose tick has come; missed ticks run once (misfire run_once) or are skipped."""
+    if trigger.next_fire_at is None or trigger.next_fire_at > now:
+        return 0
+    schedule, misfire = trigger.config["schedule"], trigger.config.get("misfire", "run_once")
+    tick, fired = trigger.next_fire_at, 0
+    latest = tick
+    while True:
+        following = next_tick(schedule, latest)
+        if following > now:
+            break
+        latest = following
+    missed = latest != tick
+    if not missed or misfire == "run_once":
+        data = {"scheduled_for": latest.isoformat(), "missed_ticks_since": tick.isoformat() if missed else None}
+        if fire(session, engine, trigger, event_key=f"cron:{latest.isoformat()}", data=data) is not None:
+            fired = 1
+    trigger.next_fire_at = next_tick(schedule, latest)
+    return fired
+
+
+def due_arrivals(session: Session, engine: WorkflowEngine, trigger: Trigger) -> int:
+    if engine.arrivals is None:
+        return 0
+    arrivals, cursor = engine.arrivals.since(trigger.cursor)
+    if trigger.cursor is None:  # a new trigger starts from what exists now, not from history
+        trigger.cursor = cursor
+        return 0
+    fired = 0
+    for arrival in arrivals:
+        if fnmatch.fnmatchcase(arrival.collection, trigger.config.get("collection", "")):
+            key = f"arrival:{arrival.collection}:{arrival.item}:{arrival.at.isoformat()}"
+            fired += fire(session, engine, trigger, event_key=key, data=arrival.data()) is not None
+    trigger.cursor = cursor
+    return fired

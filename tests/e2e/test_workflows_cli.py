@@ -1,0 +1,89 @@
+"""``twin run`` through the CLI against a live engine, and a run killed with its engine: after the restart it
+ends as ``error`` with the reason instead of staying ``running``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from test_serve import free_port, serve
+
+from helpers import RIVER_REACH, LiveEngine, make_app
+from twinengine.client import Client
+from twinengine.config import Settings
+from workflow_data import rain_cube, write_collection
+
+
+def test_twin_run_wait_shows_progress_and_the_result(live: LiveEngine) -> None:
+    with live.client() as admin:
+        dev = admin.create_token("ada", "developer").token
+        uma = admin.create_token("uma", "user").token
+    live.twin("app", "publish", str(RIVER_REACH), token=dev)
+    ds = rain_cube(days=1)
+    ds["rain"].values[:] = 4.0
+    write_collection(live.settings.data_dir / "collections", "rain-forecast", ds)  # before the twin: no arrival
+    live.twin("create", "river-reach@0.1.0", "--name", "reach", "--param", "station=RR-01", token=uma)
+    out = live.twin("run", "reach", "forecast", "--param", "alert_level=0.3", "--wait", token=uma)
+    assert "forecast: finished" in out and "100%" in out and "forecast_level" in out
+    run = live.twin_json("run", "reach", "forecast", "--param", "alert_level=0.3", "--wait", token=uma)
+    assert run["status"] == "finished" and {n["node_id"]: n["status"] for n in run["nodes"]}["save"] == "cached"
+    listed = live.twin_json("runs", "list", "--twin", "reach", token=uma)
+    assert listed["total"] == 2
+    prov = json.loads(live.twin("runs", "provenance", run["id"], token=uma))
+    assert any(k.startswith("twin:process/river-reach/forecast_level") for k in prov["entity"])
+    bad = live.twin("run", "reach", "forecast", "--param", "bbox=3", token=uma, expect=1)
+    assert "ProcessParameterInvalid" in bad and "parameters.bbox" in bad
+    added = live.twin("triggers", "add", "reach", "nightly", "--kind", "cron", "--workflow", "forecast",
+                      "--schedule", "0 2 * * *", "--param", "alert_level=0.3", token=uma)
+    assert "added cron trigger nightly" in added
+    listed_triggers = live.twin_json("triggers", "list", "reach", token=uma)
+    assert {t["name"] for t in listed_triggers} == {"nightly", "on_new_forecast"}
+    live.twin("triggers", "remove", "reach", "nightly", token=uma)
+
+
+SLOW = '''
+import time
+from twinengine.workflows.apps import app_process
+
+
+@app_process(summary="Sleeps", cacheable=False)
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+'''
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_its_engine_ends_as_error(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env_stale = {"TWIN_WORKFLOW_STALE_AFTER": "PT3S"}
+    import os
+
+    os.environ.update(env_stale)
+    try:
+        with serve(settings, port) as process:
+            token = (settings.data_dir / "admin.token").read_text().strip()
+            with Client(url, token) as admin:
+                admin.publish_app(make_app(tmp_path, name="slow-app", files={"slow_app/procs.py": SLOW}))
+                graph = {"process_graph": {"n": {"process_id": "nap", "namespace": "slow-app",
+                                                 "arguments": {"seconds": 60}, "result": True}}}
+                run = admin.workflows.submit(graph)
+                deadline = time.monotonic() + 30
+                while admin.workflows.get(run.id).status != "running" and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert admin.workflows.get(run.id).status == "running"
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=20)
+        time.sleep(3.5)  # longer than the heartbeat limit
+        with serve(settings, port), Client(url, token) as admin:
+            final = admin.workflows.wait(run.id, timeout=30)
+            assert final.status == "error" and final.error is not None
+            assert final.error["code"] == "EngineRestarted" and "stopped without finishing" in final.error["message"]
+    finally:
+        for key in env_stale:
+            os.environ.pop(key, None)

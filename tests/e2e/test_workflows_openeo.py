@@ -1,0 +1,75 @@
+"""The official ``openeo`` Python client, unmodified, against a live engine: connect, authenticate with an
+engine token, list collections and processes, compute synchronously and as a batch job; the numbers equal
+xarray's on the same data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openeo
+import pytest
+import xarray as xr
+
+from helpers import LiveEngine
+from workflow_data import write_collection
+
+BBOX = {"west": 7.2, "south": 46.2, "east": 8.2, "north": 46.8}
+INTERVAL = ["2026-03-01", "2026-03-02T12:00:00Z"]
+
+
+def expected_mean(ds: xr.Dataset) -> xr.DataArray:
+    cut = ds["rain"].sel(lon=slice(BBOX["west"], BBOX["east"]), lat=slice(BBOX["south"], BBOX["north"]))
+    end = np.datetime64("2026-03-02T12:00:00") - np.timedelta64(1, "ns")  # the interval's end is excluded
+    cut = cut.sel(time=slice(np.datetime64("2026-03-01"), end))
+    return cut.mean("time")
+
+
+@pytest.fixture
+def connection(live: LiveEngine) -> openeo.Connection:
+    with live.client() as admin:
+        token = admin.create_token("uma", "user").token
+    con = openeo.connect(live.url)
+    con.authenticate_basic("uma", token)
+    return con
+
+
+@pytest.mark.slow
+def test_official_client_sync_and_batch(live: LiveEngine, connection: openeo.Connection, tmp_path: Path) -> None:
+    ds = write_collection(live.settings.data_dir / "collections")
+    assert connection.describe_account()["user_id"] == "uma"
+    assert "rain" in [c["id"] for c in connection.list_collections()]
+    process_ids = {p["id"] for p in connection.list_processes()}
+    assert {"load_collection", "filter_bbox", "reduce_dimension", "save_result", "run_udf"} <= process_ids
+    cube = (connection.load_collection("rain", bands=["rain"])
+            .filter_bbox(**BBOX).filter_temporal(INTERVAL).reduce_dimension(dimension="t", reducer="mean"))
+
+    cube.download(tmp_path / "out.nc")
+    got = xr.open_dataset(tmp_path / "out.nc", engine="h5netcdf")
+    want = expected_mean(ds)
+    np.testing.assert_allclose(got["rain"].values, want.values, rtol=1e-6)
+    assert got["rain"].shape == (5, 6)
+
+    job = cube.save_result(format="netCDF").create_job(title="mean rain")
+    job.start_and_wait(max_poll_interval=0.5, soft_error_max=0)
+    assert job.status() == "finished"
+    files = job.get_results().download_files(tmp_path / "job")
+    data = [f for f in files if f.suffix == ".nc"]
+    assert [f.name for f in data] == ["result.nc"]
+    np.testing.assert_allclose(xr.open_dataset(data[0], engine="h5netcdf")["rain"].values, want.values, rtol=1e-6)
+    assert any("result.nc" in log["message"] for log in job.logs())  # kept, or reused from the cache
+    assert job.job_id in [j["id"] for j in connection.list_jobs()]
+
+
+def test_invalid_graph_and_auth_errors(live: LiveEngine, connection: openeo.Connection) -> None:
+    write_collection(live.settings.data_dir / "collections")
+    bad = {"process_graph": {"x": {"process_id": "no_such_process", "arguments": {}, "result": True}}}
+    with pytest.raises(openeo.rest.OpenEoApiError) as info:
+        connection.execute(bad)
+    assert info.value.code == "ProcessUnsupported" and "'x'" in info.value.message
+    assert connection.validate_process_graph(bad)[0]["code"] == "ProcessUnsupported"
+    missing = {"process_graph": {"l": {"process_id": "load_collection", "arguments": {"id": "rain"}, "result": True}}}
+    assert connection.validate_process_graph(missing)[0]["code"] == "ProcessParameterMissing"
+    with pytest.raises(openeo.rest.OpenEoApiError) as info:
+        openeo.connect(live.url).authenticate_basic("uma", "not-a-token")
+    assert info.value.http_status_code == 401

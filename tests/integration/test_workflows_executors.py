@@ -1,0 +1,78 @@
+"""The same graph gives the same result embedded (Dask threads) and on a real Dask cluster on loopback
+(a scheduler and two worker processes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from starlette.testclient import TestClient
+
+from helpers import Engine
+from twinengine.api import create_app
+from twinengine.client import Client
+from twinengine.config import Settings
+from twinengine.runtime import Runtime
+from twinengine.workflows.executors import DistributedExecutor, LocalExecutor, make_executor
+from workflow_data import write_collection
+
+GRAPH = {"process_graph": {
+    "load": {"process_id": "load_collection", "arguments": {"id": "rain", "spatial_extent": None,
+                                                            "temporal_extent": None}},
+    "daily": {"process_id": "aggregate_temporal_period", "arguments": {
+        "data": {"from_node": "load"}, "period": "day",
+        "reducer": {"process_graph": {"m": {"process_id": "mean", "arguments": {"data": {"from_parameter": "data"}},
+                                            "result": True}}}}},
+    "scaled": {"process_id": "apply", "arguments": {"data": {"from_node": "daily"}, "process": {"process_graph": {
+        "x2": {"process_id": "multiply", "arguments": {"x": {"from_parameter": "x"}, "y": 2}, "result": True}}}}},
+    "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "scaled"}, "format": "netCDF"},
+             "result": True}}}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    try:
+        from distributed import LocalCluster
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        pytest.fail(f"distributed is not installed: {exc}")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as local:
+        yield str(local.scheduler_address)
+
+
+def run_on(settings: Settings, tmp: Path) -> xr.Dataset:
+    runtime = Runtime.from_settings(settings)
+    try:
+        with TestClient(create_app(runtime=runtime)) as http:
+            token = (settings.data_dir / "admin.token").read_text().strip()
+            client = Client("http://testserver", token, http=http)
+            run = client.workflows.submit(GRAPH, sync=True)
+            assert run.status == "finished", run.error
+            assert run.executor == runtime.workflows.executor.name
+            path = client.workflows.download(run.id, "result.nc", tmp / f"{runtime.workflows.executor.name}.nc")
+            return xr.open_dataset(path, engine="h5netcdf").load()
+    finally:
+        runtime.close()
+
+
+@pytest.mark.slow
+def test_same_result_embedded_and_on_a_dask_cluster(cluster: str, tmp_path: Path) -> None:
+    local_dir, dist_dir = tmp_path / "local", tmp_path / "dist"
+    ds = write_collection(local_dir / "collections")
+    write_collection(dist_dir / "collections")
+    embedded = run_on(Settings(data_dir=local_dir), tmp_path)
+    distributed = run_on(Settings(data_dir=dist_dir, dask_address=cluster), tmp_path)
+    expected = ds.resample(time="D").mean() * 2
+    np.testing.assert_allclose(embedded["rain"].values, expected["rain"].values, rtol=1e-6)
+    np.testing.assert_allclose(distributed["rain"].values, embedded["rain"].values, rtol=0, atol=0)
+    np.testing.assert_allclose(distributed["temperature"].values, embedded["temperature"].values, rtol=0, atol=0)
+
+
+def test_executor_choice(engine: Engine) -> None:
+    assert isinstance(engine.runtime.workflows.executor, LocalExecutor)
+    assert isinstance(make_executor("local", address="tcp://127.0.0.1:1"), DistributedExecutor)
+    with pytest.raises(ValueError, match=r"installed: .*local"):
+        make_executor("kubernetes")

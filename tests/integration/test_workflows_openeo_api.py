@@ -1,0 +1,93 @@
+"""openEO endpoints beyond what the official client's happy path touches, on SQLite and PostgreSQL: the
+capabilities, STAC collections with the datacube extension, job update/delete/cancel, results served with
+HTTP Range, user-defined processes, and errors in the openEO format."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from helpers import Engine
+from workflow_data import write_collection
+
+GRAPH = {"process_graph": {
+    "load": {"process_id": "load_collection", "arguments": {"id": "rain", "spatial_extent": None,
+                                                            "temporal_extent": None, "bands": ["rain"]}},
+    "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "load"}, "format": "netCDF"},
+             "result": True}}}
+
+
+def test_openeo_capabilities_collections_and_auth(engine: Engine) -> None:
+    write_collection(engine.runtime.data_dir / "collections")
+    http = engine.http
+    versions = http.get("/.well-known/openeo").json()["versions"]
+    assert versions[0]["api_version"] == "1.2.0" and versions[0]["url"].endswith("/openeo/1.2/")
+    caps = http.get("/openeo/1.2/").json()
+    paths = {e["path"] for e in caps["endpoints"]}
+    assert {"/result", "/jobs", "/jobs/{job_id}/results", "/process_graphs", "/validation"} <= paths
+    token = engine.token("uma", "user")
+    basic = base64.b64encode(f"uma:{token}".encode()).decode()
+    issued = http.get("/openeo/1.2/credentials/basic", headers={"Authorization": f"Basic {basic}"}).json()
+    headers = {"Authorization": f"Bearer basic//{issued['access_token']}"}
+    assert http.get("/openeo/1.2/me", headers=headers).json()["user_id"] == "uma"
+    wrong = base64.b64encode(f"otto:{token}".encode()).decode()
+    denied = http.get("/openeo/1.2/credentials/basic", headers={"Authorization": f"Basic {wrong}"})
+    assert denied.status_code == 401 and denied.json()["code"] == "TokenInvalid" and "id" in denied.json()
+    assert http.get("/openeo/1.2/me").json()["code"] == "AuthenticationRequired"
+    collection = http.get("/openeo/1.2/collections/rain", headers=headers).json()
+    dims = collection["cube:dimensions"]
+    assert dims["t"]["type"] == "temporal" and dims["x"]["extent"] == [7.0, 8.6] and dims["y"]["step"] == 0.125
+    assert sorted(dims["bands"]["values"]) == ["rain", "temperature"]
+    assert collection["cube:variables"]["rain"]["unit"] == "mm h-1"
+    assert http.get("/openeo/1.2/collections/nope", headers=headers).json()["code"] == "CollectionNotFound"
+    formats = http.get("/openeo/1.2/file_formats").json()["output"]
+    assert {"netCDF", "GTiff", "JSON", "ZARR"} <= set(formats)
+
+
+def test_jobs_lifecycle_and_range_requests(engine: Engine) -> None:
+    write_collection(engine.runtime.data_dir / "collections")
+    headers = engine.headers(engine.token("uma", "user"))
+    http = engine.http
+    created = http.post("/openeo/1.2/jobs", json={"process": GRAPH, "title": "all rain"}, headers=headers)
+    assert created.status_code == 201
+    job_id = created.headers["OpenEO-Identifier"]
+    assert created.headers["Location"].endswith(f"/openeo/1.2/jobs/{job_id}")
+    assert http.get(f"/openeo/1.2/jobs/{job_id}", headers=headers).json()["status"] == "created"
+    early = http.get(f"/openeo/1.2/jobs/{job_id}/results", headers=headers)
+    assert early.status_code == 400 and early.json()["code"] == "JobNotFinished"
+    assert http.patch(f"/openeo/1.2/jobs/{job_id}", json={"title": "renamed"}, headers=headers).status_code == 204
+    assert http.get(f"/openeo/1.2/jobs/{job_id}", headers=headers).json()["title"] == "renamed"
+    assert http.post(f"/openeo/1.2/jobs/{job_id}/results", headers=headers).status_code == 202
+    deadline = time.monotonic() + 60
+    while http.get(f"/openeo/1.2/jobs/{job_id}", headers=headers).json()["status"] != "finished":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    results = http.get(f"/openeo/1.2/jobs/{job_id}/results", headers=headers).json()
+    asset = results["assets"]["result.nc"]
+    assert asset["type"] == "application/x-netcdf" and any(link["rel"] == "provenance" for link in results["links"])
+    href = asset["href"].replace("http://testserver", "")
+    whole = http.get(href, headers=headers).content
+    assert len(whole) == asset["file:size"] and whole[:4] == b"\x89HDF"
+    part = http.get(href, headers={**headers, "Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.content == whole[:100]
+    assert part.headers["Content-Range"] == f"bytes 0-99/{len(whole)}"
+    other = engine.headers(engine.token("otto", "user"))
+    assert http.get(f"/openeo/1.2/jobs/{job_id}", headers=other).json()["code"] == "JobNotFound"
+    assert http.delete(f"/openeo/1.2/jobs/{job_id}", headers=headers).status_code == 204
+    assert http.get(f"/openeo/1.2/jobs/{job_id}", headers=headers).status_code == 404
+
+
+def test_user_defined_processes(engine: Engine) -> None:
+    headers = engine.headers(engine.token("uma", "user"))
+    http = engine.http
+    udp = {"summary": "x + 1", "parameters": [{"name": "x", "schema": {"type": "number"}}],
+           "process_graph": {"a": {"process_id": "add", "arguments": {"x": {"from_parameter": "x"}, "y": 1},
+                                   "result": True}}}
+    assert http.put("/openeo/1.2/process_graphs/inc", json=udp, headers=headers).status_code == 200
+    assert [p["id"] for p in http.get("/openeo/1.2/process_graphs", headers=headers).json()["processes"]] == ["inc"]
+    assert http.get("/openeo/1.2/process_graphs/inc", headers=headers).json()["summary"] == "x + 1"
+    bad = {"process_graph": {"a": {"process_id": "add", "arguments": {"x": 1}, "result": True}}}
+    refused = http.put("/openeo/1.2/process_graphs/bad", json=bad, headers=headers)
+    assert refused.status_code == 400 and refused.json()["code"] == "ProcessParameterMissing"
+    assert http.delete("/openeo/1.2/process_graphs/inc", headers=headers).status_code == 204
+    assert http.get("/openeo/1.2/process_graphs/inc", headers=headers).json()["code"] == "ProcessGraphNotFound"

@@ -1,0 +1,28 @@
+"""Test data of the workflows tests: a small rain cube written as a zarr collection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+
+def rain_cube(days: int = 3, seed: int = 0) -> xr.Dataset:
+    time = pd.date_range("2026-03-01", periods=days * 24, freq="h")
+    lat = np.linspace(46.0, 47.0, 9)
+    lon = np.linspace(7.0, 8.6, 9)
+    rng = np.random.default_rng(seed)
+    rain = rng.gamma(0.5, 2.0, (time.size, lat.size, lon.size)).astype("float32")
+    temp = (10 + rng.normal(0, 2, (time.size, lat.size, lon.size))).astype("float32")
+    return xr.Dataset({"rain": (("time", "lat", "lon"), rain, {"units": "mm h-1", "long_name": "rain rate"}),
+                       "temperature": (("time", "lat", "lon"), temp, {"units": "degC"})},
+                      coords={"time": time, "lat": lat, "lon": lon}, attrs={"title": "Synthetic rain"})
+
+
+def write_collection(folder: Path, name: str = "rain", ds: xr.Dataset | None = None) -> xr.Dataset:
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = rain_cube() if ds is None else ds
+    ds.chunk({"time": 24}).to_zarr(folder / f"{name}.zarr", mode="w", consolidated=False)
+    return ds
