@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx2 as httpx
@@ -33,6 +33,9 @@ from twinengine.twins.schemas import (
     TwinRead,
     TwinState,
 )
+
+if TYPE_CHECKING:
+    from twinengine.lake.client import LakeClient
 
 __all__ = ["Client"]
 
@@ -89,6 +92,20 @@ class Client:
                 payload = response.text
             raise error_from_payload(response.status_code, payload)
         return response
+
+    def _raise_for(self, response: httpx.Response) -> None:
+        try:
+            payload: Any = response.json()
+        except ValueError:
+            payload = response.text
+        raise error_from_payload(response.status_code, payload)
+
+    @property
+    def lake(self) -> LakeClient:
+        """The data lake: endpoints, uploads and downloads, rules, verify, STAC import."""
+        from twinengine.lake.client import LakeClient
+
+        return LakeClient(self)
 
     def _get(self, model: type[M], path: str, **params: Any) -> M:
         query = {k: v for k, v in params.items() if v is not None}

@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     max_app_unpacked_bytes: int = Field(default=200 * MiB, gt=0, description="Largest unpacked app.")
     db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")
     log_level: str = Field(default="info")
+    lake_daemons: bool = Field(default=False, description="Run the lake's judge, conveyor and reaper loops "
+                                                          "inside the server (`twin serve` turns them on).")
+    lake_max_upload_bytes: int = Field(default=1024**4, gt=0, description="Largest single lake upload.")
+    lake_transfer_attempts: int = Field(default=5, ge=1, description="Tries before a transfer fails for good.")
+    lake_transfer_backoff: timedelta = Field(default=timedelta(seconds=10),
+                                             description="Wait before the first retry; doubles per attempt.")
+    lake_tombstone_grace: timedelta = Field(default=timedelta(minutes=10),
+                                            description="How long an unneeded replica is kept before deletion.")
+    lake_stale_after: timedelta = Field(default=timedelta(minutes=2),
+                                        description="A writer silent this long is dead: its work is redone.")
+    lake_stuck_retry: timedelta = Field(default=timedelta(minutes=5),
+                                        description="How often the judge retries a STUCK rule.")
 
     @field_validator("data_dir", mode="after")
     @classmethod

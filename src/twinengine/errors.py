@@ -2,7 +2,9 @@
 
     TwinEngineError                 500  Internal
     ├── InvalidInput                400  InvalidInput
-    │   └── ValidationFailed        422  ValidationFailed   (carries problems: [{loc, msg}])
+    │   ├── ValidationFailed        422  ValidationFailed   (carries problems: [{loc, msg}])
+    │   ├── InvalidExpression       400  InvalidExpression  (an endpoint expression, with the position)
+    │   └── ChecksumMismatch        400  ChecksumMismatch   (bytes differ from the checksum the client gave)
     ├── AuthenticationRequired      401  AuthenticationRequired
     │   └── TokenInvalid            401  TokenInvalid
     ├── PermissionDenied            403  PermissionDenied
@@ -11,12 +13,19 @@
     │   ├── TwinNotFound            404  TwinNotFound
     │   ├── RevisionNotFound        404  RevisionNotFound
     │   ├── IdentityNotFound        404  IdentityNotFound
-    │   └── CollectionNotFound      404  CollectionNotFound
+    │   ├── CollectionNotFound      404  CollectionNotFound
+    │   ├── EndpointNotFound        404  EndpointNotFound
+    │   ├── DidNotFound             404  DidNotFound
+    │   ├── ReplicaNotFound         404  ReplicaNotFound
+    │   └── RuleNotFound            404  RuleNotFound
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
-    │   └── TwinNameTaken           409  TwinNameTaken
+    │   ├── TwinNameTaken           409  TwinNameTaken
+    │   └── DidConflict             409  DidConflict        (scope:name exists with other content or type)
     ├── PayloadTooLarge             413  PayloadTooLarge
+    ├── StorageFull                 507  StorageFull        (endpoint quota or disk space exhausted)
     ├── DataCorrupted               500  DataCorrupted      (stored bytes no longer match their checksum)
+    ├── StorageUnavailable          503  StorageUnavailable (an endpoint cannot be reached or has vanished)
     └── EngineUnavailable           503  EngineUnavailable  (SDK side: the server cannot be reached)
 
 Every error has a machine ``code``, an HTTP ``status`` and a human ``message``; the wire form is
@@ -33,17 +42,26 @@ __all__ = [
     "AppNotFound",
     "AppVersionConflict",
     "AuthenticationRequired",
+    "ChecksumMismatch",
     "CollectionNotFound",
     "Conflict",
     "DataCorrupted",
+    "DidConflict",
+    "DidNotFound",
+    "EndpointNotFound",
     "EngineUnavailable",
     "IdentityNotFound",
+    "InvalidExpression",
     "InvalidInput",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
     "Problem",
+    "ReplicaNotFound",
     "RevisionNotFound",
+    "RuleNotFound",
+    "StorageFull",
+    "StorageUnavailable",
     "TokenInvalid",
     "TwinEngineError",
     "TwinNameTaken",
@@ -216,6 +234,62 @@ class EngineUnavailable(TwinEngineError):
 
     status = 503
     code = "EngineUnavailable"
+
+
+class InvalidExpression(InvalidInput):
+    """Raised when an endpoint expression does not parse or selects no endpoint; details carry the position."""
+
+    code = "InvalidExpression"
+
+
+class ChecksumMismatch(InvalidInput):
+    """Raised when uploaded or fetched bytes do not match the checksum the client or source declared."""
+
+    code = "ChecksumMismatch"
+
+
+class EndpointNotFound(NotFound):
+    """Raised when no storage endpoint has that name."""
+
+    code = "EndpointNotFound"
+
+
+class DidNotFound(NotFound):
+    """Raised when no file, dataset or container has that scope:name."""
+
+    code = "DidNotFound"
+
+
+class ReplicaNotFound(NotFound):
+    """Raised when a file has no (available, readable) replica where one was asked for."""
+
+    code = "ReplicaNotFound"
+
+
+class RuleNotFound(NotFound):
+    """Raised when no replication rule has that id."""
+
+    code = "RuleNotFound"
+
+
+class DidConflict(Conflict):
+    """Raised when scope:name is registered already with other bytes or of another type."""
+
+    code = "DidConflict"
+
+
+class StorageFull(TwinEngineError):
+    """Raised when writing would exceed an endpoint's quota or the space left on its storage."""
+
+    status = 507
+    code = "StorageFull"
+
+
+class StorageUnavailable(TwinEngineError):
+    """Raised when a storage endpoint cannot be reached, refuses the credential or has vanished."""
+
+    status = 503
+    code = "StorageUnavailable"
 
 
 def _all_classes() -> dict[str, type[TwinEngineError]]:

@@ -13,8 +13,10 @@ from sqlalchemy import text
 from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
 from twinengine.auth.keys import load_or_create_signing_key
 from twinengine.auth.service import bootstrap_admin
-from twinengine.collections import CollectionSource, LocalCollections
+from twinengine.collections import ChainedCollections, CollectionSource, LocalCollections
 from twinengine.config import Settings
+from twinengine.lake.collections import LakeCollections
+from twinengine.lake.context import Lake, LakeTuning
 from twinengine.store import migrate
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
@@ -31,6 +33,7 @@ class Runtime:
     blobs: BlobStore
     issuer: BuiltinIssuer
     collections: CollectionSource
+    lake: Lake
     verifiers: list[TokenVerifier] = field(default_factory=list)
 
     @classmethod
@@ -39,9 +42,16 @@ class Runtime:
         db = Database(settings.db_url, pool_size=settings.db_pool_size)
         issuer = BuiltinIssuer(load_or_create_signing_key(settings.data_dir / "keys" / "issuer-es256.pem"),
                                settings.token_issuer)
+        lake = Lake.from_data_dir(settings.data_dir, LakeTuning(
+            transfer_attempts=settings.lake_transfer_attempts, transfer_backoff=settings.lake_transfer_backoff,
+            tombstone_grace=settings.lake_tombstone_grace, stale_after=settings.lake_stale_after,
+            stuck_retry=settings.lake_stuck_retry))
+        # The local folder first, then the lake's gridded datasets (ids scope.name).
+        collections = ChainedCollections([
+            LocalCollections(settings.collections_dir or settings.data_dir / "collections"),
+            LakeCollections(db, lake)])
         return cls(settings=settings, db=db, blobs=BlobStore(settings.data_dir / "blobs"), issuer=issuer,
-                   collections=LocalCollections(settings.collections_dir or settings.data_dir / "collections"),
-                   verifiers=[issuer])
+                   collections=collections, lake=lake, verifiers=[issuer])
 
     @property
     def data_dir(self) -> Path:
@@ -58,7 +68,7 @@ class Runtime:
                                    ttl=self.settings.admin_token_ttl)
 
     def close(self) -> None:
-        if isinstance(self.collections, LocalCollections):
+        if isinstance(self.collections, LocalCollections | ChainedCollections):
             self.collections.close()
         self.db.dispose()
 
