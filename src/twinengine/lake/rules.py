@@ -210,7 +210,7 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
     for held_lock in session.scalars(select(RuleLock).where(RuleLock.rule_id == rule.id,
                                                             RuleLock.did_id.in_(files))):
         locks[held_lock.did_id][held_lock.endpoint_id] = held_lock
-    pending = set(session.execute(select(Transfer.did_id, Transfer.dest_endpoint_id).where(
+    pending: set[tuple[int, int]] = set(session.execute(select(Transfer.did_id, Transfer.dest_endpoint_id).where(
         Transfer.did_id.in_(files), Transfer.state.in_(("QUEUED", "ACTIVE")))))
     names = {r[0]: (r[1], r[2]) for r in session.execute(select(Did.id, Did.scope, Did.name).where(Did.id.in_(files)))}
     new_locks: list[dict[str, object]] = []
