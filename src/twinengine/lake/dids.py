@@ -140,7 +140,7 @@ def attach(session: Session, *, principal: Principal, parent: str, children: Ite
         if DidType(child.type) not in allowed:
             raise ValidationFailed.one(f"children[{i}]", f"a {row.type} holds {', '.join(sorted(allowed))}s, "
                                                          f"not {child.type}s")
-        if child.id == row.id or row.id in _ancestors_and_self(session, child.id):
+        if child.id in _ancestors_and_self(session, row.id):
             raise ValidationFailed.one(f"children[{i}]", "would make a cycle")
         if child.id not in present:
             session.add(Attachment(parent_id=row.id, child_id=child.id))

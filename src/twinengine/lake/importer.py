@@ -108,8 +108,7 @@ def import_stac(db: Database, lake: Lake, *, principal: Principal, spec: ImportS
                 attach(session, principal=principal, parent=container, children=[dataset])
             for key, asset in sorted((item.get("assets") or {}).items()):
                 href = urljoin(spec.url, asset["href"])
-                base = PurePosixPath(urlsplit(href).path).name or key
-                did = f"{scope}:{_clean(item['id'])}/{_clean(base)}"
+                did = f"{scope}:{_clean(item['id'])}/{_clean(_file_name(key, href))}"
                 if _present(db, did, endpoint_id):
                     present += 1
                 else:
@@ -126,6 +125,13 @@ def import_stac(db: Database, lake: Lake, *, principal: Principal, spec: ImportS
                     attach(session, principal=principal, parent=dataset, children=[did])
     return ImportResult(collection=container, items=len(items), files_registered=registered, files_present=present,
                         bytes=total_bytes)
+
+
+def _file_name(key: str, href: str) -> str:
+    """The asset key, with the href's file suffix when the key has none (``data`` → ``data.nc``)."""
+    if PurePosixPath(key).suffix:
+        return key
+    return key + PurePosixPath(urlsplit(href).path).suffix
 
 
 def _fetch(http: httpx.Client, href: str, headers: dict[str, str]) -> Iterator[bytes]:
