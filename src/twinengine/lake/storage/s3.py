@@ -44,6 +44,7 @@ class _S3Writer(Writer):
         try:
             if not self.fh.closed:
                 self.fh.discard()  # aborts the multipart upload; nothing becomes visible
+                self.fh.closed = True  # and no later close() may complete it
         except Exception:  # best effort: cleanup() aborts what is left
             pass
 
@@ -74,7 +75,11 @@ class S3Storage(StorageBackend):
             self._fs = s3fs.S3FileSystem(
                 key=cred.get("access_key"), secret=cred.get("secret_key"), anon=not cred,
                 client_kwargs=client_kwargs, use_listings_cache=False, skip_instance_cache=True,
-                config_kwargs={"retries": {"max_attempts": 2}, "connect_timeout": 5, "read_timeout": 60},
+                # Checksums only where S3 requires them: newer botocore defaults (CRC on every part) are not
+                # understood by every S3-compatible server; the lake checksums every byte itself anyway.
+                config_kwargs={"retries": {"max_attempts": 2}, "connect_timeout": 5, "read_timeout": 60,
+                               "request_checksum_calculation": "when_required",
+                               "response_checksum_validation": "when_required"},
             )
         return self._fs
 
