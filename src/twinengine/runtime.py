@@ -6,6 +6,7 @@ The API is built *from* a runtime; tests build one per data dir, and nothing liv
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import text
@@ -45,7 +46,8 @@ class Runtime:
         lake = Lake.from_data_dir(settings.data_dir, LakeTuning(
             transfer_attempts=settings.lake_transfer_attempts, transfer_backoff=settings.lake_transfer_backoff,
             tombstone_grace=settings.lake_tombstone_grace, stale_after=settings.lake_stale_after,
-            stuck_retry=settings.lake_stuck_retry))
+            stuck_retry=settings.lake_stuck_retry,
+            heartbeat=min(timedelta(seconds=10), settings.lake_stale_after / 4)))
         # The local folder first, then the lake's gridded datasets (ids scope.name).
         collections = ChainedCollections([
             LocalCollections(settings.collections_dir or settings.data_dir / "collections"),
