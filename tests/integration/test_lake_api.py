@@ -158,6 +158,13 @@ def test_rule_converges_and_repairs_after_verify(engine: Engine, lake: dict[str,
     assert provider.lake.verify(endpoint="beta").ok == 3  # type: ignore[attr-defined]
     assert (beta / target.path).read_bytes() == sample(tmp_path, seed=1).read_bytes()
 
+    user.lake.upload(sample(tmp_path, seed=9), "demo:late.bin", endpoint="gamma", dataset="demo:set")
+    converge(engine)  # a file added under the rule is placed too
+    late = user.lake.rule(rule.id)
+    assert (late.state, late.locks_ok) == ("OK", 8)
+    assert {r.endpoint for r in user.lake.get("demo:late.bin").replicas} >= {"gamma"}
+    assert len([r for r in user.lake.get("demo:late.bin").replicas if r.endpoint in ("alpha", "beta")]) == 2
+
 
 def test_rule_expiry_and_deletion_reap_unneeded_replicas(engine: Engine, lake: dict[str, object],
                                                           tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from twinengine.auth.policy import require
@@ -146,6 +146,10 @@ def attach(session: Session, *, principal: Principal, parent: str, children: Ite
             session.add(Attachment(parent_id=row.id, child_id=child.id))
             present.add(child.id)
     row.updated_at = utcnow()
+    # Rules on this DID or anything above it now cover more files: the judge places them on its next pass.
+    from twinengine.lake.models import Rule
+
+    session.execute(update(Rule).where(Rule.did_id.in_(_ancestors_and_self(session, row.id))).values(dirty=True))
     session.flush()
     return row
 

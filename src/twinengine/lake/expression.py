@@ -4,8 +4,9 @@
     term       := "(" expression ")" | "*" | condition | NAME          all three of equal precedence
     condition  := KEY ("=" | "!=") VALUE | KEY ("<" | ">" | "<=" | ">=") NUMBER
 
-``site=A|tier=1&type=disk`` reads ``(site=A | tier=1) & type=disk``; use parentheses to say otherwise. A bare
-NAME is an endpoint name; ``*`` is every endpoint. Errors carry the 0-based position of the offending character.
+``site=A|tier=1&type=disk`` reads ``(site=A | tier=1) & type=disk`` (as in Rucio); use parentheses to say
+otherwise. A bare NAME is an endpoint's name or an attribute set to true (``eu=true`` makes ``eu`` a term);
+``*`` is every endpoint. Errors carry the 0-based position of the offending character.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 __all__ = ["ExpressionError", "Node", "evaluate", "parse", "select_endpoints"]
 
 _WORD = re.compile(r"[A-Za-z0-9_.:\-]+")
+_TRUE = {"true", "1", "yes"}
 _OPS = ("<=", ">=", "!=", "=", "<", ">")
 
 
@@ -155,10 +157,12 @@ def evaluate(node: Node, endpoints: Mapping[str, Mapping[str, str]]) -> frozense
     """The names of ``endpoints`` (name → attributes) the expression selects."""
     if isinstance(node, All):
         return frozenset(endpoints)
-    if isinstance(node, Name):
-        if node.name not in endpoints:
-            raise ExpressionError(node.position, f"no endpoint named {node.name!r}")
-        return frozenset({node.name})
+    if isinstance(node, Name):  # an endpoint's name, or an attribute set to true (Rucio's SPAINSITES style)
+        flagged = {n for n, attrs in endpoints.items() if str(attrs.get(node.name, "")).lower() in _TRUE}
+        if node.name not in endpoints and not flagged:
+            raise ExpressionError(node.position, f"no endpoint named {node.name!r} and no endpoint with the "
+                                                 f"attribute {node.name}=true")
+        return frozenset(flagged | ({node.name} if node.name in endpoints else set()))
     if isinstance(node, Condition):
         return frozenset(n for n, attrs in endpoints.items() if _matches(node, attrs))
     left, right = evaluate(node.left, endpoints), evaluate(node.right, endpoints)
