@@ -215,6 +215,7 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
     names = {r[0]: (r[1], r[2]) for r in session.execute(select(Did.id, Did.scope, Did.name).where(Did.id.in_(files)))}
     new_locks: list[dict[str, object]] = []
     new_transfers: list[dict[str, object]] = []
+    new_replicas: list[dict[str, object]] = []
     error = None
     now = utcnow()
     for file_id in files:
@@ -242,8 +243,8 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
                 state = LockState.REPLICATING
                 if replica is None:
                     scope, name = names[file_id]
-                    session.add(Replica(did_id=file_id, endpoint_id=ep_id, state=ReplicaState.COPYING,
-                                        path=replica_path(scope, name), bytes=None))
+                    new_replicas.append({"did_id": file_id, "endpoint_id": ep_id, "state": ReplicaState.COPYING.value,
+                                         "path": replica_path(scope, name), "created_at": now, "updated_at": now})
                 else:
                     replica.state, replica.updated_at, replica.tombstone = ReplicaState.COPYING, now, None
                 new_transfers.append({"did_id": file_id, "dest_endpoint_id": ep_id, "rule_id": rule.id,
@@ -257,6 +258,8 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
         if len(places) < rule.copies:
             error = f"only {len(places)} of {rule.copies} endpoints are writable for some files"
     session.flush()
+    if new_replicas:
+        session.execute(insert(Replica), new_replicas)
     if new_locks:
         session.execute(insert(RuleLock), new_locks)
     if new_transfers:

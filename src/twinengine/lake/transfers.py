@@ -9,6 +9,7 @@ becomes visible, and the replica turns AVAILABLE only after the bytes re-read at
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from twinengine.lake.context import Lake
 from twinengine.lake.models import Did, Endpoint, Replica, Rule, RuleLock, Transfer
 from twinengine.lake.rules import LockState, recount
 from twinengine.lake.schemas import ReplicaState, RuleState
+from twinengine.lake.storage.background import BackgroundWriter
 from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 
@@ -47,10 +49,11 @@ def claim(session: Session, *, worker: str, limit: int, stale_after: timedelta) 
 
 def copy_file(lake: Lake, source: Endpoint, dest: Endpoint, path: str, expected: Checksums, *,
               progress: Progress | None = None) -> Checksums:
-    """Stream ``path`` from ``source`` to ``dest`` (checksummed on the way), commit, re-read at ``dest``."""
+    """Stream ``path`` from ``source`` to ``dest`` (both checksums on the way, so a bad source is caught), commit,
+    then re-read at ``dest`` and compare size and adler32 (Rucio's destination check)."""
     src, dst = lake.backend(source), lake.backend(dest)
     hasher = Hasher()
-    with dst.writer(path, size_hint=expected.bytes) as writer:
+    with BackgroundWriter(dst.writer(path, size_hint=expected.bytes)) as writer:
         for chunk in src.read(path):
             hasher.update(chunk)
             writer.write(chunk)
@@ -61,10 +64,11 @@ def copy_file(lake: Lake, source: Endpoint, dest: Endpoint, path: str, expected:
             raise DataCorrupted(f"the source replica on {source.name} does not match the registered checksums "
                                 f"(sha256 {got.sha256[:12]}…, registered {expected.sha256[:12]}…)")
         writer.commit()
-    check = Hasher()
+    adler, size = 1, 0
     for chunk in dst.read(path):
-        check.update(chunk)
-    if check.result() != expected:
+        adler = zlib.adler32(chunk, adler)
+        size += len(chunk)
+    if size != expected.bytes or f"{adler & 0xFFFFFFFF:08x}" != expected.adler32:
         dst.delete(path)
         raise DataCorrupted(f"the copy on {dest.name} does not match after writing; removed it")
     return got

@@ -36,6 +36,7 @@ from twinengine.lake.endpoints import get_endpoint, usage
 from twinengine.lake.models import Did, Endpoint, Replica
 from twinengine.lake.schemas import DidType, ReplicaState
 from twinengine.lake.storage import CHUNK
+from twinengine.lake.storage.background import BackgroundWriter
 from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 
@@ -161,7 +162,7 @@ def upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoint
     try:
         hasher = Hasher()
         beat = time.monotonic()
-        with backend.writer(path, size_hint=size_hint) as writer:
+        with BackgroundWriter(backend.writer(path, size_hint=size_hint)) as writer:
             for chunk in chunks:
                 hasher.update(chunk)
                 if quota is not None and used + hasher.bytes > quota:
