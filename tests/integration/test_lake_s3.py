@@ -119,6 +119,6 @@ def test_interrupted_multipart_uploads_are_cleaned_up(engine: Engine, s3_url: st
 
 def test_a_missing_bucket_is_a_clear_error(engine: Engine, s3_url: str) -> None:
     provider = engine.as_role("pat", "provider")
-    with pytest.raises(ValidationFailed, match="location.*does not answer"):
+    with pytest.raises(ValidationFailed, match=r"location.*does not answer"):
         provider.lake.add_endpoint("ghost", "s3", "no-such-bucket", options={"endpoint_url": s3_url},
                                    credential=_keys("g"))

@@ -153,9 +153,13 @@ def test_local_storage_is_atomic_and_contained(tmp_path: Path) -> None:
         assert store.size("s/aa/bb/f.bin") is None  # not visible before commit
         writer.commit()
     assert store.size("s/aa/bb/f.bin") == 4 and b"".join(store.read("s/aa/bb/f.bin", offset=1, length=2)) == b"al"
-    with pytest.raises(RuntimeError), store.writer("s/aa/bb/g.bin") as writer:
-        writer.write(b"data")
-        raise RuntimeError("the writer dies")
+    def dies() -> None:
+        with store.writer("s/aa/bb/g.bin") as writer:
+            writer.write(b"data")
+            raise RuntimeError("the writer dies")
+
+    with pytest.raises(RuntimeError):
+        dies()
     assert store.size("s/aa/bb/g.bin") is None and not list((tmp_path / ".incoming").iterdir())
     with pytest.raises(InvalidInput, match="leaves"):
         store.size("../outside")
