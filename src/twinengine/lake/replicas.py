@@ -61,11 +61,16 @@ def check_replica(backend: StorageBackend, path: str, expected: Checksums) -> st
 
 
 def _mark_bad(session: Session, replica: Replica, problem: str) -> None:
+    """BAD at once, and so are the rules holding it: their locks go back to REPLICATING until repaired."""
+    from twinengine.lake.rules import LockState, recount
+
     replica.state, replica.error, replica.updated_at = ReplicaState.BAD, problem, utcnow()
-    rule_ids = select(RuleLock.rule_id).where(RuleLock.did_id == replica.did_id,
-                                              RuleLock.endpoint_id == replica.endpoint_id)
-    session.execute(update(Rule).where(Rule.id.in_(rule_ids)).values(dirty=True))
-    # Unlocked BAD replicas with a good copy elsewhere are repaired too: a rule-less hint for the judge.
+    where = (RuleLock.did_id == replica.did_id, RuleLock.endpoint_id == replica.endpoint_id)
+    rule_ids = list(session.scalars(select(RuleLock.rule_id).where(*where)))
+    session.execute(update(RuleLock).where(*where).values(state=LockState.REPLICATING))
+    for rule in session.scalars(select(Rule).where(Rule.id.in_(rule_ids))):
+        rule.dirty = True
+        recount(session, rule)
     session.flush()
 
 
