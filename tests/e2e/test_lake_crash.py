@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -89,21 +90,19 @@ def test_kill_during_upload_and_transfers(tmp_path: Path) -> None:
 
         # An upload that never finishes: half of it is sent, then the server dies.
         sent = []
+        release = threading.Event()
 
         def body() -> Iterator[bytes]:
             for _ in range(8):
                 sent.append(1)
                 yield secrets.token_bytes(1024 * 1024)
-            time.sleep(30)
-            yield b""
+            release.wait(60)  # the server is killed while we hold the rest back
 
         def slow_upload() -> None:
-            with suppress(httpx.TransportError):
+            with suppress(Exception):  # it fails one way or another: the server died under it
                 httpx.post(f"{url}/api/v1/lake/uploads", params={"did": "crash:half.bin", "endpoint": "a"},
                            content=body(), headers={"Authorization": f"Bearer {token}",
                                                     "Content-Length": str(64 * 1024 * 1024)}, timeout=60)
-
-        import threading
 
         uploader = threading.Thread(target=slow_upload, daemon=True)
         uploader.start()
@@ -111,6 +110,8 @@ def test_kill_during_upload_and_transfers(tmp_path: Path) -> None:
         rule = admin.lake.add_rule("crash:set", copies=2, endpoints="tier=1")
         _until(lambda: any(t.state == "DONE" for t in admin.lake.transfers(rule_id=rule.id)), timeout=60)
         _kill(process)  # mid-upload, and (most likely) mid-transfer
+        release.set()
+        uploader.join(timeout=30)
         admin.close()
     assert _leftovers(tmp_path / "a")  # the interrupted upload left its temp file behind
 

@@ -162,7 +162,7 @@ def did_download(did: DidPath, session: SessionDep, principal: PrincipalDep, run
                  endpoint: Annotated[str | None, Query(pattern=ENDPOINT_NAME)] = None, verify: bool = False,
                  range_header: Annotated[str | None, Header(alias="Range")] = None) -> Response:
     readable = replicas.open_replica(session, runtime.lake, principal=principal, did=did, endpoint=endpoint,
-                                     verify=verify)
+                                     verify=verify, db=runtime.db)
     size = readable.checksums.bytes
     digest = base64.b64encode(bytes.fromhex(readable.checksums.sha256)).decode()
     headers = {"Accept-Ranges": "bytes", "ETag": f'"{readable.checksums.sha256}"',

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
-from twinengine.errors import ReplicaNotFound, TwinEngineError, ValidationFailed
+from twinengine.errors import ReplicaNotFound, StorageUnavailable, TwinEngineError, ValidationFailed
 from twinengine.lake.checksums import Checksums, Hasher
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import file_ids_under, get_did, replica_read
@@ -41,43 +41,56 @@ class Readable:
         return self.backend.read(self.path, offset=offset, length=length)
 
 
-def check_replica(backend: StorageBackend, path: str, expected: Checksums) -> str | None:
-    """None when the bytes at ``path`` match, else what is wrong."""
+def check_replica(backend: StorageBackend, path: str, expected: Checksums) -> tuple[ReplicaState, str] | None:
+    """None when the bytes at ``path`` match; else the state the replica deserves and why: BAD when the bytes
+    are wrong or missing, UNAVAILABLE when the storage itself cannot be reached."""
     try:
         size = backend.size(path)
         if size is None:
-            return "missing"
+            return ReplicaState.BAD, "missing"
         if size != expected.bytes:
-            return f"size {size}, registered {expected.bytes}"
+            return ReplicaState.BAD, f"size {size}, registered {expected.bytes}"
         hasher = Hasher()
         for chunk in backend.read(path):
             hasher.update(chunk)
+    except StorageUnavailable as exc:
+        return ReplicaState.UNAVAILABLE, exc.message
     except TwinEngineError as exc:
-        return exc.message
+        return ReplicaState.BAD, exc.message
     got = hasher.result()
     if got != expected:
-        return f"checksum mismatch (adler32 {got.adler32}, registered {expected.adler32})"
+        return ReplicaState.BAD, f"checksum mismatch (adler32 {got.adler32}, registered {expected.adler32})"
     return None
 
 
-def _mark_bad(session: Session, replica: Replica, problem: str) -> None:
-    """BAD at once, and so are the rules holding it: their locks go back to REPLICATING until repaired."""
+def _mark(session: Session, replica: Replica, state: ReplicaState, problem: str) -> None:
+    """BAD (or UNAVAILABLE) at once; the rules holding it go back to REPLICATING until it is repaired."""
     from twinengine.lake.rules import LockState, recount
 
-    replica.state, replica.error, replica.updated_at = ReplicaState.BAD, problem, utcnow()
+    replica.state, replica.error, replica.updated_at = state, problem, utcnow()
     where = (RuleLock.did_id == replica.did_id, RuleLock.endpoint_id == replica.endpoint_id)
     rule_ids = list(session.scalars(select(RuleLock.rule_id).where(*where)))
-    session.execute(update(RuleLock).where(*where).values(state=LockState.REPLICATING))
+    if state == ReplicaState.BAD:
+        session.execute(update(RuleLock).where(*where).values(state=LockState.REPLICATING))
     for rule in session.scalars(select(Rule).where(Rule.id.in_(rule_ids))):
         rule.dirty = True
         recount(session, rule)
     session.flush()
 
 
+def _apply(db: Database, marks: list[tuple[int, ReplicaState, str]]) -> None:
+    with db.session() as session:
+        for replica_id, state, problem in marks:
+            replica = session.get(Replica, replica_id)
+            if replica is not None and replica.state == ReplicaState.AVAILABLE:
+                _mark(session, replica, state, problem)
+
+
 def open_replica(session: Session, lake: Lake, *, principal: Principal, did: str, endpoint: str | None = None,
-                 verify: bool = False) -> Readable:
-    """An AVAILABLE replica on a readable endpoint (the named one, else local folders first). With ``verify``
-    the replica is re-read first; a bad one is marked BAD and the next is tried."""
+                 verify: bool = False, db: Database | None = None) -> Readable:
+    """An AVAILABLE replica on a readable endpoint (the named one, else local folders first) that is really
+    there; with ``verify`` its bytes are re-read first. Replicas found missing, corrupted or unreachable are
+    marked (through ``db``, in a unit of work of their own) and the next one is tried."""
     require(principal, "lake.read")
     row = get_did(session, did)
     if row.type != DidType.FILE or not row.sha256:
@@ -86,17 +99,34 @@ def open_replica(session: Session, lake: Lake, *, principal: Principal, did: str
              .where(Replica.did_id == row.id, Replica.state == ReplicaState.AVAILABLE, Endpoint.read.is_(True)))
     if endpoint:
         query = query.where(Endpoint.id == get_endpoint(session, endpoint).id)
-    candidates = sorted(session.execute(query), key=lambda p: (p[1].protocol != "file", p[1].name))
+    candidates = sorted(session.execute(query).all(), key=lambda p: (p[1].protocol != "file", p[1].name))
     expected = Checksums(row.bytes or 0, row.adler32 or "", row.sha256)
+    marks: list[tuple[int, ReplicaState, str]] = []
+    unreachable: list[str] = []
+    chosen: Readable | None = None
     for replica, ep in candidates:
         backend = lake.backend(ep)
-        if verify:
+        try:
+            size = backend.size(replica.path)
+        except StorageUnavailable as exc:
+            unreachable.append(f"{ep.name}: {exc.message}")
+            marks.append((replica.id, ReplicaState.UNAVAILABLE, exc.message))
+            continue
+        problem = ((ReplicaState.BAD, "missing" if size is None else f"size {size}, registered {expected.bytes}")
+                   if size != expected.bytes else None)
+        if problem is None and verify:
             problem = check_replica(backend, replica.path, expected)
-            if problem:
-                _mark_bad(session, replica, problem)
-                continue
-            replica.verified_at = utcnow()
-        return Readable(did, ep.name, backend, replica.path, expected, row.media_type, replica.id)
+        if problem is not None:
+            marks.append((replica.id, *problem))
+            continue
+        chosen = Readable(did, ep.name, backend, replica.path, expected, row.media_type, replica.id)
+        break
+    if marks and db is not None:
+        _apply(db, marks)
+    if chosen is not None:
+        return chosen
+    if unreachable:
+        raise StorageUnavailable(f"{did} cannot be read right now: {'; '.join(unreachable)}")
     where = f" on {endpoint}" if endpoint else ""
     raise ReplicaNotFound(f"{did} has no available replica{where} that can be read")
 
@@ -136,8 +166,11 @@ def verify_one(db: Database, lake: Lake, replica_id: int) -> tuple[bool, Replica
             replica.verified_at = utcnow()
             if replica.state in (ReplicaState.BAD, ReplicaState.UNAVAILABLE):
                 replica.state, replica.error = ReplicaState.AVAILABLE, None
+                for rule in session.scalars(select(Rule).join(RuleLock, RuleLock.rule_id == Rule.id).where(
+                        RuleLock.did_id == replica.did_id, RuleLock.endpoint_id == replica.endpoint_id)):
+                    rule.dirty = True
             return True, None
-        _mark_bad(session, replica, problem)
+        _mark(session, replica, *problem)
         return False, replica_read(replica, session.get_one(Did, replica.did_id), session.get_one(Endpoint,
                                                                                                    replica.endpoint_id))
 
