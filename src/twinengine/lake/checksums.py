@@ -39,12 +39,18 @@ class Hasher:
 
     _PARALLEL_FROM = 256 * 1024
 
-    def __init__(self) -> None:
+    def __init__(self, *, adler_fed_separately: bool = False) -> None:
+        """With ``adler_fed_separately`` the caller feeds adler32 through ``update_adler`` (from the thread
+        that writes the same chunks, which is the cheapest place on two cores) and ``update`` does sha256."""
         self._adler = 1
         self._sha = hashlib.sha256()
         self.bytes = 0
+        self._separate = adler_fed_separately
         self._queue: queue.Queue[bytes | memoryview | None] | None = None
         self._thread: threading.Thread | None = None
+
+    def update_adler(self, chunk: bytes | memoryview) -> None:
+        self._adler = zlib.adler32(chunk, self._adler)
 
     def _adler_loop(self) -> None:
         assert self._queue is not None
@@ -52,7 +58,9 @@ class Hasher:
             self._adler = zlib.adler32(chunk, self._adler)
 
     def update(self, chunk: bytes | memoryview) -> None:
-        if len(chunk) >= self._PARALLEL_FROM:
+        if self._separate:
+            pass
+        elif len(chunk) >= self._PARALLEL_FROM:
             if self._thread is None:
                 self._queue = queue.Queue(maxsize=8)
                 self._thread = threading.Thread(target=self._adler_loop, name="lake-adler32", daemon=True)

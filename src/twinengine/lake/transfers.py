@@ -52,13 +52,14 @@ def copy_file(lake: Lake, source: Endpoint, dest: Endpoint, path: str, expected:
     """Stream ``path`` from ``source`` to ``dest`` (both checksums on the way, so a bad source is caught), commit,
     then re-read at ``dest`` and compare size and adler32 (Rucio's destination check)."""
     src, dst = lake.backend(source), lake.backend(dest)
-    hasher = Hasher()
-    with BackgroundWriter(dst.writer(path, size_hint=expected.bytes)) as writer:
+    hasher = Hasher(adler_fed_separately=True)  # sha256 here, adler32 in the writer thread
+    with BackgroundWriter(dst.writer(path, size_hint=expected.bytes), on_written=hasher.update_adler) as writer:
         for chunk in src.read(path):
             hasher.update(chunk)
             writer.write(chunk)
             if progress:
                 progress(len(chunk))
+        writer.finish()
         got = hasher.result()
         if got != expected:
             raise DataCorrupted(f"the source replica on {source.name} does not match the registered checksums "

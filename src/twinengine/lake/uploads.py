@@ -160,9 +160,9 @@ def upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoint
         return UploadOutcome(did, endpoint, reserved, created=False)
     did_id, replica_id, path, new_did, new_replica = reserved
     try:
-        hasher = Hasher()
+        hasher = Hasher(adler_fed_separately=True)  # sha256 here, adler32 in the writer thread
         beat = time.monotonic()
-        with BackgroundWriter(backend.writer(path, size_hint=size_hint)) as writer:
+        with BackgroundWriter(backend.writer(path, size_hint=size_hint), on_written=hasher.update_adler) as writer:
             for chunk in chunks:
                 hasher.update(chunk)
                 if quota is not None and used + hasher.bytes > quota:
@@ -172,6 +172,7 @@ def upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoint
                     beat = time.monotonic()
                     with db.session() as session:  # tells the reaper this reservation is alive
                         session.get_one(Replica, replica_id).updated_at = utcnow()
+            writer.finish()
             got = hasher.result()
             (expected or Expected()).check(got, what=did)
             if known_sums is not None and known_sums.sha256 != got.sha256:
