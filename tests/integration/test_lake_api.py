@@ -205,6 +205,11 @@ def test_bad_input_is_a_clear_4xx(engine: Engine, lake: dict[str, object], tmp_p
             "demo:x.bin", tmp_path / "y", endpoint="beta")
     with pytest.raises(Conflict):
         lake["provider"].lake.remove_endpoint("alpha")  # type: ignore[attr-defined]
+    from twinengine.errors import DidNotFound
+
+    with pytest.raises(DidNotFound):  # checked before a byte is stored
+        user.lake.upload(sample(tmp_path), "demo:y.bin", endpoint="alpha", dataset="demo:nope")  # type: ignore[attr-defined]
+    assert not [p for p in (Path(str(lake["root"])) / "alpha").rglob("*") if p.is_file() and ".incoming" in p.parts]
     response = engine.http.post("/api/v1/lake/uploads", params={"did": "no-colon", "endpoint": "alpha"},
                                 content=b"x", headers=engine.headers(engine.admin_token))
     assert response.status_code == 422 and "did" in response.text

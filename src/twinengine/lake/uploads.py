@@ -28,6 +28,7 @@ from twinengine.errors import (
     DidConflict,
     PermissionDenied,
     StorageFull,
+    ValidationFailed,
 )
 from twinengine.lake.checksums import Checksums, Hasher, normalize_adler32, normalize_sha256
 from twinengine.lake.context import Lake
@@ -83,10 +84,13 @@ class UploadOutcome:
 
 
 def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str, size_hint: int | None,
-             media_type: str | None, meta: dict[str, Any] | None) -> tuple[int, int, str, bool, bool] | Checksums:
+             media_type: str | None, meta: dict[str, Any] | None,
+             dataset: str | None) -> tuple[int, int, str, bool, bool] | Checksums:
     """Unit (1): the file row (new ones have no checksums yet) and a COPYING replica on the endpoint."""
     require(principal, "lake.write")
     scope, name = parse_did(did)
+    if dataset is not None and get_did(session, dataset, loc="dataset").type != DidType.DATASET:
+        raise ValidationFailed.one("dataset", f"{dataset} is not a dataset; files go into datasets")
     ep = get_endpoint(session, endpoint)
     if not ep.write:
         raise PermissionDenied(f"endpoint {ep.name} does not take writes (its write switch is off)")
@@ -139,7 +143,7 @@ def upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoint
     to the same endpoint is a no-op (``created`` False); other bytes under a registered name are a conflict."""
     with db.session() as session:
         reserved = _reserve(session, principal=principal, did=did, endpoint=endpoint, size_hint=size_hint,
-                            media_type=media_type, meta=meta)
+                            media_type=media_type, meta=meta, dataset=dataset)
         ep = get_endpoint(session, endpoint)
         quota, used = ep.quota_bytes, usage(session, ep.id)[0]
         backend = lake.backend(ep)
