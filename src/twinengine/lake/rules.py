@@ -12,8 +12,9 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from twinengine.auth.policy import require
@@ -172,11 +173,9 @@ def _spread(did_id: int, name: str) -> int:
     return zlib.crc32(f"{did_id}/{name}".encode())
 
 
-def _preference(replica: Replica | None) -> int:
+def _preference(state: str | None) -> int:
     """Endpoints that hold the file already come first, then those receiving it, then the rest."""
-    if replica is None:
-        return 2
-    return {ReplicaState.AVAILABLE.value: 0, ReplicaState.COPYING.value: 1}.get(replica.state, 2)
+    return {ReplicaState.AVAILABLE.value: 0, ReplicaState.COPYING.value: 1}.get(state or "", 2)
 
 
 def evaluate(session: Session, rule: Rule) -> None:
@@ -203,39 +202,45 @@ def evaluate(session: Session, rule: Rule) -> None:
 
 def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: dict[int, Endpoint],
                     readable: set[int]) -> str | None:
-    replicas: dict[int, dict[int, Replica]] = defaultdict(dict)
-    for row in session.scalars(select(Replica).where(Replica.did_id.in_(files))):
-        replicas[row.did_id][row.endpoint_id] = row
-    locks: dict[int, dict[int, RuleLock]] = defaultdict(dict)
-    for held_lock in session.scalars(select(RuleLock).where(RuleLock.rule_id == rule.id,
-                                                            RuleLock.did_id.in_(files))):
-        locks[held_lock.did_id][held_lock.endpoint_id] = held_lock
-    pending: set[tuple[int, int]] = set(session.execute(select(Transfer.did_id, Transfer.dest_endpoint_id).where(
-        Transfer.did_id.in_(files), Transfer.state.in_(("QUEUED", "ACTIVE")))))
+    """One chunk of files: plain rows in, bulk inserts and updates out (no ORM objects per file)."""
+    replicas: dict[int, dict[int, tuple[int, str, Any]]] = defaultdict(dict)
+    for rid, did_id, ep_id, state, tombstone in session.execute(
+            select(Replica.id, Replica.did_id, Replica.endpoint_id, Replica.state, Replica.tombstone)
+            .where(Replica.did_id.in_(files))):
+        replicas[did_id][ep_id] = (rid, state, tombstone)
+    locks: dict[int, dict[int, str]] = defaultdict(dict)
+    for did_id, ep_id, state in session.execute(select(RuleLock.did_id, RuleLock.endpoint_id, RuleLock.state)
+                                                .where(RuleLock.rule_id == rule.id, RuleLock.did_id.in_(files))):
+        locks[did_id][ep_id] = state
+    pending: set[tuple[int, int]] = {(d, e) for d, e in session.execute(
+        select(Transfer.did_id, Transfer.dest_endpoint_id).where(
+            Transfer.did_id.in_(files), Transfer.state.in_(("QUEUED", "ACTIVE"))))}
     names = {r[0]: (r[1], r[2]) for r in session.execute(select(Did.id, Did.scope, Did.name).where(Did.id.in_(files)))}
     new_locks: list[dict[str, object]] = []
     new_transfers: list[dict[str, object]] = []
     new_replicas: list[dict[str, object]] = []
+    untombstone: list[int] = []
+    to_copying: list[int] = []
+    lock_changes: dict[str, list[tuple[int, int]]] = defaultdict(list)
     error = None
     now = utcnow()
     for file_id in files:
         have = replicas.get(file_id, {})
         held = locks.get(file_id, {})
-        sources = [ep for ep, r in have.items() if r.state == ReplicaState.AVAILABLE and ep in readable]
+        sources = [ep for ep, (_, state, _) in have.items() if state == ReplicaState.AVAILABLE and ep in readable]
         places = list(held)
         if len(places) < rule.copies:
             spare = sorted((ep for ep in candidates if ep not in held),
-                           key=lambda ep, have=have, f=file_id: (_preference(have.get(ep)),  # type: ignore[misc]
-                                                                 _spread(f, candidates[ep].name)))
+                           key=lambda ep, have=have, f=file_id: (  # type: ignore[misc]
+                               _preference(have[ep][1] if ep in have else None), _spread(f, candidates[ep].name)))
             places += spare[:rule.copies - len(places)]
         for ep_id in places:
-            replica: Replica | None = have.get(ep_id)
-            lock: RuleLock | None = held.get(ep_id)
-            if replica is not None and replica.state == ReplicaState.AVAILABLE:
+            replica = have.get(ep_id)
+            if replica is not None and replica[1] == ReplicaState.AVAILABLE:
                 state = LockState.OK
-                if replica.tombstone is not None:
-                    replica.tombstone = None
-            elif (file_id, ep_id) in pending or (replica is not None and replica.state == ReplicaState.COPYING):
+                if replica[2] is not None:
+                    untombstone.append(replica[0])
+            elif (file_id, ep_id) in pending or (replica is not None and replica[1] == ReplicaState.COPYING):
                 state = LockState.REPLICATING
             elif not sources:
                 state, error = LockState.STUCK, "no available replica to copy from"
@@ -246,22 +251,27 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
                     new_replicas.append({"did_id": file_id, "endpoint_id": ep_id, "state": ReplicaState.COPYING.value,
                                          "path": replica_path(scope, name), "created_at": now, "updated_at": now})
                 else:
-                    replica.state, replica.updated_at, replica.tombstone = ReplicaState.COPYING, now, None
+                    to_copying.append(replica[0])
                 new_transfers.append({"did_id": file_id, "dest_endpoint_id": ep_id, "rule_id": rule.id,
                                       "state": "QUEUED", "attempts": 0, "next_attempt_at": now, "bytes_done": 0,
                                       "created_at": now, "updated_at": now})
                 pending.add((file_id, ep_id))
-            if lock is None:
+            if ep_id not in held:
                 new_locks.append({"rule_id": rule.id, "did_id": file_id, "endpoint_id": ep_id, "state": state})
-            elif lock.state != state:
-                lock.state = state
+            elif held[ep_id] != state:
+                lock_changes[state].append((file_id, ep_id))
         if len(places) < rule.copies:
             error = f"only {len(places)} of {rule.copies} endpoints are writable for some files"
-    session.flush()
-    if new_replicas:
-        session.execute(insert(Replica), new_replicas)
-    if new_locks:
-        session.execute(insert(RuleLock), new_locks)
-    if new_transfers:
-        session.execute(insert(Transfer), new_transfers)
+    if untombstone:
+        session.execute(update(Replica).where(Replica.id.in_(untombstone)).values(tombstone=None))
+    if to_copying:
+        session.execute(update(Replica).where(Replica.id.in_(to_copying))
+                        .values(state=ReplicaState.COPYING.value, updated_at=now, tombstone=None))
+    for state, pairs in lock_changes.items():
+        for did_id, ep_id in pairs:
+            session.execute(update(RuleLock).where(RuleLock.rule_id == rule.id, RuleLock.did_id == did_id,
+                                                   RuleLock.endpoint_id == ep_id).values(state=state))
+    for model, rows in ((Replica, new_replicas), (RuleLock, new_locks), (Transfer, new_transfers)):
+        if rows:  # Core inserts of the tables: no ORM bookkeeping per row
+            session.execute(insert(cast(Table, model.__table__)), rows)
     return error
