@@ -185,6 +185,32 @@ def test_rule_expiry_and_deletion_reap_unneeded_replicas(engine: Engine, lake: d
     files = sorted(p.relative_to(root).parts[0] for p in root.rglob("*.bin") if INCOMING not in p.parts
                    and p.parent.name != "tmp" and "sample" not in p.name)
     assert len(files) == 1
+    emptied = [e for e in ("alpha", "beta", "gamma") if e != left[0].endpoint]
+    for name in emptied:  # their transfer records go with them
+        lake["provider"].lake.remove_endpoint(name)  # type: ignore[attr-defined]
+    assert [e.name for e in lake["provider"].lake.endpoints().items] == [left[0].endpoint]  # type: ignore[attr-defined]
+
+
+def test_an_abandoned_upload_is_taken_over(engine: Engine, lake: dict[str, object], tmp_path: Path) -> None:
+    """A reservation whose writer died (no heartbeat for lake_stale_after) does not block a new upload."""
+    import dataclasses
+    from datetime import timedelta
+
+    from twinengine.lake.models import Did
+    from twinengine.store.base import utcnow
+
+    with engine.runtime.db.session() as session:
+        did = Did(scope="demo", name="late.bin", type="file", created_by="uma")
+        session.add(did)
+        session.flush()
+        session.add(Replica(did_id=did.id, endpoint_id=1, state="COPYING", path="x",
+                            updated_at=utcnow() - timedelta(minutes=1)))
+    user = lake["user"]
+    with pytest.raises(Conflict, match="being written"):
+        user.lake.upload(sample(tmp_path), "demo:late.bin", endpoint="alpha")  # type: ignore[attr-defined]
+    engine.runtime.lake.tuning = dataclasses.replace(engine.runtime.lake.tuning, stale_after=timedelta(seconds=30))
+    done = user.lake.upload(sample(tmp_path), "demo:late.bin", endpoint="alpha")  # type: ignore[attr-defined]
+    assert done.created and done.file.replicas[0].state == "AVAILABLE"
 
 
 def test_bad_input_is_a_clear_4xx(engine: Engine, lake: dict[str, object], tmp_path: Path) -> None:

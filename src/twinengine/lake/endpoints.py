@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.errors import Conflict, EndpointNotFound, TwinEngineError, ValidationFailed
 from twinengine.lake.context import Lake
-from twinengine.lake.models import Endpoint, Replica
+from twinengine.lake.models import Endpoint, Replica, RuleLock, Transfer
 from twinengine.lake.schemas import EndpointCreate, EndpointRead, EndpointUpdate, ReplicaState
 from twinengine.lake.storage import backend_class
 from twinengine.store.base import utcnow
@@ -124,10 +124,17 @@ def update_endpoint(session: Session, lake: Lake, *, principal: Principal, name:
 
 
 def remove_endpoint(session: Session, *, principal: Principal, name: str) -> None:
+    """Remove an endpoint nothing lives on or moves to any more (its finished transfer records go with it)."""
     require(principal, "lake.endpoint.manage")
     row = get_endpoint(session, name)
-    count = usage(session, row.id)[1]
+    count = session.scalar(select(func.count()).select_from(Replica).where(Replica.endpoint_id == row.id)) or 0
     if count:
         raise Conflict(f"endpoint {name} still holds {count} replica(s); move or delete them first")
+    locks = session.scalar(select(func.count()).select_from(RuleLock).where(RuleLock.endpoint_id == row.id)) or 0
+    moving = session.scalar(select(func.count()).select_from(Transfer).where(
+        Transfer.dest_endpoint_id == row.id, Transfer.state.in_(("QUEUED", "ACTIVE")))) or 0
+    if locks or moving:
+        raise Conflict(f"endpoint {name} is still a target of rules ({locks} locks, {moving} transfers)")
+    session.execute(delete(Transfer).where(Transfer.dest_endpoint_id == row.id))
     session.delete(row)
     session.flush()

@@ -13,6 +13,7 @@ import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from twinengine.lake.checksums import Checksums, Hasher, normalize_adler32, norm
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import attach, get_did, parse_did
 from twinengine.lake.endpoints import get_endpoint, usage
-from twinengine.lake.models import Did, Endpoint, Replica
+from twinengine.lake.models import Did, Endpoint, Replica, Transfer
 from twinengine.lake.schemas import DidType, ReplicaState
 from twinengine.lake.storage import CHUNK
 from twinengine.lake.storage.background import BackgroundWriter
@@ -84,8 +85,8 @@ class UploadOutcome:
 
 
 def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str, size_hint: int | None,
-             media_type: str | None, meta: dict[str, Any] | None,
-             dataset: str | None) -> tuple[int, int, str, bool, bool] | Checksums:
+             media_type: str | None, meta: dict[str, Any] | None, dataset: str | None,
+             stale_before: datetime | None = None) -> tuple[int, int, str, bool, bool] | Checksums:
     """Unit (1): the file row (new ones have no checksums yet) and a COPYING replica on the endpoint."""
     require(principal, "lake.write")
     scope, name = parse_did(did)
@@ -109,9 +110,12 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
     if replica is not None:
         if replica.state == ReplicaState.AVAILABLE and row.sha256:
             return Checksums(row.bytes or 0, row.adler32 or "", row.sha256)
-        if replica.state in (ReplicaState.COPYING, ReplicaState.BEING_DELETED):
+        abandoned = (replica.state == ReplicaState.COPYING and stale_before is not None
+                     and replica.updated_at <= stale_before and not _moving(session, row.id, ep.id))
+        if replica.state in (ReplicaState.COPYING, ReplicaState.BEING_DELETED) and not abandoned:
             raise Conflict(f"{did} is being written to or deleted from {ep.name} right now; try again later")
         replica.state, replica.updated_at, replica.error = ReplicaState.COPYING, utcnow(), None
+        replica.path = replica_path(scope, name)
         new_replica = False
     else:
         replica = Replica(did_id=row.id, endpoint_id=ep.id, state=ReplicaState.COPYING,
@@ -120,6 +124,12 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
         new_replica = True
     session.flush()
     return row.id, replica.id, replica.path, new_did, new_replica
+
+
+def _moving(session: Session, did_id: int, endpoint_id: int) -> bool:
+    return session.scalar(select(Transfer.id).where(
+        Transfer.did_id == did_id, Transfer.dest_endpoint_id == endpoint_id,
+        Transfer.state.in_(("QUEUED", "ACTIVE"))).limit(1)) is not None
 
 
 def _release(db: Database, did_id: int, replica_id: int, *, new_did: bool, new_replica: bool) -> None:
@@ -143,7 +153,8 @@ def upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoint
     to the same endpoint is a no-op (``created`` False); other bytes under a registered name are a conflict."""
     with db.session() as session:
         reserved = _reserve(session, principal=principal, did=did, endpoint=endpoint, size_hint=size_hint,
-                            media_type=media_type, meta=meta, dataset=dataset)
+                            media_type=media_type, meta=meta, dataset=dataset,
+                            stale_before=utcnow() - lake.tuning.stale_after)
         ep = get_endpoint(session, endpoint)
         quota, used = ep.quota_bytes, usage(session, ep.id)[0]
         backend = lake.backend(ep)
