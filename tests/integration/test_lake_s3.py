@@ -23,6 +23,7 @@ import pytest
 from helpers import Engine
 from lake_fixtures import converge
 from twinengine.errors import ValidationFailed
+from twinengine.lake.endpoints import get_endpoint
 from twinengine.lake.storage import S3Storage
 
 
@@ -85,6 +86,10 @@ def test_upload_replicate_verify_and_repair_on_s3(engine: Engine, s3_url: str, t
                                attributes={"site": "west", "type": "object"}, credential=_keys("west"))
     shown = provider.lake.endpoint("s3-east")
     assert shown.credential == "s3" and "secret" not in shown.model_dump_json()
+    with engine.runtime.db.session(readonly=True) as session:  # each endpoint signs with its own keys
+        keys = {name: engine.runtime.lake.backend(get_endpoint(session, name)).fs.key
+                for name in ("s3-east", "s3-west")}
+    assert keys == {"s3-east": "AKEAST", "s3-west": "AKWEST"}
 
     data = secrets.token_bytes(7 * 1024 * 1024 + 123)  # more than one multipart part
     source = tmp_path / "big.bin"
