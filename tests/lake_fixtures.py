@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +18,7 @@ import xarray as xr
 
 from twinengine.client import Client
 from twinengine.daemons import lake_conveyor, lake_judge, lake_reaper
+from twinengine.errors import EngineUnavailable
 from twinengine.runtime import Runtime
 
 COLLECTION = "river-reach-obs"
@@ -38,9 +46,46 @@ def rain_field(hours: int = 24) -> xr.Dataset:
                       coords={"time": time, "lat": lat, "lon": lon}, attrs={"title": "Synthetic rain"})
 
 
-def populate(client: Client, runtime: Runtime, folder: Path, *, days: int = 5) -> None:
+def wait_for_rule(client: Client, rule_id: str, timeout: float = 90.0) -> None:
+    """Poll until the engine's own loops (``twin serve``) have settled the rule."""
+    deadline = time.monotonic() + timeout
+    while client.lake.rule(rule_id).state.value == "REPLICATING":
+        assert time.monotonic() < deadline, "the rule did not converge"
+        time.sleep(0.3)
+
+
+@contextmanager
+def serve(data_dir: Path, port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``twin serve`` as a real process (lake loops on), waiting until it answers."""
+    environ = {**os.environ, "TWIN_DATA_DIR": str(data_dir), **env}
+    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port)],
+                               env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        with Client(f"http://127.0.0.1:{port}") as probe:
+            while True:
+                try:
+                    probe.health()
+                    break
+                except EngineUnavailable:
+                    assert process.poll() is None and time.monotonic() < deadline, "twin serve did not start"
+                    time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def populate(client: Client, folder: Path, settle: Callable[[str], None], *, days: int = 5) -> None:
     """Endpoints alpha (site A) and beta (site B), a container with one dataset per day (a CSV of readings)
-    plus a gridded rain field, and a rule keeping two copies, converged."""
+    plus a gridded rain field, and a rule keeping two copies, settled by ``settle(rule_id)``."""
     lake = client.lake
     for name, site in (("alpha", "A"), ("beta", "B")):
         lake.add_endpoint(name, "file", str(folder / name), attributes={"site": site, "tier": "1"})
@@ -65,5 +110,5 @@ def populate(client: Client, runtime: Runtime, folder: Path, *, days: int = 5) -
     lake.upload(nc, f"{SCOPE}:rain/rain.nc", endpoint="alpha", dataset=f"{SCOPE}:rain",
                 media_type="application/x-netcdf")
     lake.attach(f"{SCOPE}:{COLLECTION}", [f"{SCOPE}:rain"])
-    lake.add_rule(f"{SCOPE}:{COLLECTION}", copies=2, endpoints="tier=1")
-    converge(runtime)
+    rule = lake.add_rule(f"{SCOPE}:{COLLECTION}", copies=2, endpoints="tier=1")
+    settle(rule.id)

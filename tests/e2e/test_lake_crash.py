@@ -4,53 +4,24 @@ converges. The server runs its own judge, conveyor and reaper (as ``twin serve``
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 
+from lake_fixtures import free_port, serve
 from twinengine.client import Client
-from twinengine.errors import DidNotFound, EngineUnavailable
+from twinengine.errors import DidNotFound
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve(data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "TWIN_DATA_DIR": str(data_dir), "TWIN_LAKE_STALE_AFTER": "PT2S",
-           "TWIN_LAKE_TRANSFER_BACKOFF": "PT1S", "TWIN_LAKE_TOMBSTONE_GRACE": "PT0S"}
-    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        with Client(f"http://127.0.0.1:{port}") as probe:
-            while True:
-                try:
-                    probe.health()
-                    break
-                except EngineUnavailable:
-                    assert process.poll() is None and time.monotonic() < deadline, "twin serve did not start"
-                    time.sleep(0.1)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
+ENV = {"TWIN_LAKE_STALE_AFTER": "PT2S", "TWIN_LAKE_TRANSFER_BACKOFF": "PT1S", "TWIN_LAKE_TOMBSTONE_GRACE": "PT0S"}
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
@@ -74,10 +45,10 @@ def _leftovers(root: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_kill_during_upload_and_transfers(tmp_path: Path) -> None:
-    data_dir, port = tmp_path / "data", _free_port()
+    data_dir, port = tmp_path / "data", free_port()
     url = f"http://127.0.0.1:{port}"
     files = {f"crash:part-{i}.bin": secrets.token_bytes(12 * 1024 * 1024) for i in range(8)}
-    with serve(data_dir, port) as process:
+    with serve(data_dir, port, **ENV) as process:
         token = (data_dir / "admin.token").read_text().strip()
         admin = Client(url, token)
         for name in ("a", "b"):
@@ -115,7 +86,7 @@ def test_kill_during_upload_and_transfers(tmp_path: Path) -> None:
         admin.close()
     assert _leftovers(tmp_path / "a")  # the interrupted upload left its temp file behind
 
-    with serve(data_dir, port):
+    with serve(data_dir, port, **ENV):
         admin = Client(url, token)
         final = _until(lambda: (r := admin.lake.rule(rule.id)).state == "OK" and r)
         assert final.locks_ok == 2 * len(files)

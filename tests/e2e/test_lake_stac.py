@@ -1,6 +1,6 @@
-"""The lake's STAC API against the standards' own clients: stac-api-validator (core, collections, features,
-item-search, filter, item-search#sort) and pystac-client, over real HTTP; and ``import-stac`` from a second
-engine's STAC API."""
+"""The lake's STAC API of a real ``twin serve`` process against the standards' own clients: stac-api-validator
+(core, collections, features, item-search, filter, item-search#sort) and pystac-client; and ``import-stac``
+into a second engine from the first one's STAC API."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from helpers import LiveEngine
-from lake_fixtures import COLLECTION, REACH, SCOPE, populate
+from lake_fixtures import COLLECTION, REACH, SCOPE, free_port, populate, serve, wait_for_rule
 from twinengine.api import create_app
 from twinengine.config import Settings
 from twinengine.demo.server import InProcessServer
@@ -23,20 +23,17 @@ from twinengine.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
-def stac(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveEngine, Runtime]]:
+def stac(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEngine]:
+    """``twin serve`` as a real process, its lake loops settling the rule, holding the river-reach data."""
     folder = tmp_path_factory.mktemp("stac")
     settings = Settings(data_dir=folder / "data")
-    runtime = Runtime.from_settings(settings)
-    token = runtime.start()
-    assert token is not None
-    try:
-        with InProcessServer(create_app(runtime=runtime)) as server:
-            live = LiveEngine(url=server.url, admin_token=token, settings=settings)
-            with live.client() as admin:
-                populate(admin, runtime, folder)
-            yield live, runtime
-    finally:
-        runtime.close()
+    port = free_port()
+    with serve(settings.data_dir, port):
+        live = LiveEngine(url=f"http://127.0.0.1:{port}", admin_token=(settings.data_dir / "admin.token")
+                          .read_text().strip(), settings=settings)
+        with live.client() as admin:
+            populate(admin, folder, lambda rule_id: wait_for_rule(admin, rule_id))
+        yield live
 
 
 @pytest.fixture
@@ -72,10 +69,10 @@ def offline_schemas(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("offline_schemas")
-def test_stac_api_validator_passes(stac: tuple[LiveEngine, Runtime]) -> None:
+def test_stac_api_validator_passes(stac: LiveEngine) -> None:
     from stac_api_validator.validations import QueryConfig, validate_api
 
-    live, _ = stac
+    live = stac
     warnings, errors = validate_api(
         root_url=f"{live.url}/stac/",
         ccs_to_validate=["core", "collections", "features", "item-search", "filter", "item-search#sort"],
@@ -87,10 +84,10 @@ def test_stac_api_validator_passes(stac: tuple[LiveEngine, Runtime]) -> None:
     assert not errors, str(errors)
 
 
-def test_pystac_client_finds_what_the_lake_holds(stac: tuple[LiveEngine, Runtime]) -> None:
+def test_pystac_client_finds_what_the_lake_holds(stac: LiveEngine) -> None:
     from pystac_client import Client as StacClient
 
-    live, _ = stac
+    live = stac
     client = StacClient.open(f"{live.url}/stac/", headers={"Authorization": f"Bearer {live.admin_token}"})
     assert [c.id for c in client.get_collections()] == [COLLECTION]
     everything = list(client.search(collections=[COLLECTION], max_items=100).items())
@@ -129,8 +126,8 @@ def test_pystac_client_finds_what_the_lake_holds(stac: tuple[LiveEngine, Runtime
     assert any("datacube" in ext for ext in rain.stac_extensions)
 
 
-def test_bad_search_parameters_are_400(stac: tuple[LiveEngine, Runtime]) -> None:
-    live, _ = stac
+def test_bad_search_parameters_are_400(stac: LiveEngine) -> None:
+    live = stac
     headers = {"Authorization": f"Bearer {live.admin_token}"}
     for params, field in (({"bbox": "1,2,3"}, "bbox"), ({"datetime": "yesterday"}, "datetime"),
                           ({"limit": "-1"}, "limit"), ({"filter": "quality >>> 3"}, "filter"),
@@ -147,8 +144,8 @@ def test_bad_search_parameters_are_400(stac: tuple[LiveEngine, Runtime]) -> None
 
 
 @pytest.mark.slow
-def test_import_from_another_stac_api_is_idempotent(stac: tuple[LiveEngine, Runtime], tmp_path: Path) -> None:
-    source, _ = stac
+def test_import_from_another_stac_api_is_idempotent(stac: LiveEngine, tmp_path: Path) -> None:
+    source = stac
     settings = Settings(data_dir=tmp_path / "second")
     runtime = Runtime.from_settings(settings)
     token = runtime.start()
