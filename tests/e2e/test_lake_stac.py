@@ -69,6 +69,7 @@ def offline_schemas(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("offline_schemas")
+@pytest.mark.filterwarnings("ignore:get_all_items is deprecated:DeprecationWarning")  # inside the validator
 def test_stac_api_validator_passes(stac: LiveEngine) -> None:
     from stac_api_validator.validations import QueryConfig, validate_api
 
