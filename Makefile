@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-COVJSONKIT := 0.2.26
 
 .PHONY: demo test lint typecheck unit serve lock clean
 
@@ -15,8 +14,6 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	# covjsonkit (decodes our CoverageJSON in tests) pins pandas<3 but runs on pandas 3: install it alone.
-	$(BIN)/python -m pip install --quiet --no-deps covjsonkit==$(COVJSONKIT)
 	@touch $@
 
 demo: $(STAMP)

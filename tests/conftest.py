@@ -12,22 +12,14 @@ import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from helpers import Engine
+from helpers import Engine, unavailable
 from twinengine.api import create_app
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
 from twinengine.store.base import Base
 
 BACKENDS = [b for b in os.environ.get("TWIN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
-REQUIRED = {s for s in os.environ.get("TWIN_TEST_REQUIRE", "").split(",") if s}
 POSTGRES_ADMIN_URL = os.environ.get("TWIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def unavailable(service: str, reason: str) -> None:
-    """Skip locally when a real server is missing; fail when CI said it must be there."""
-    if service in REQUIRED:
-        pytest.fail(f"{service} is required (TWIN_TEST_REQUIRE) but {reason}", pytrace=False)
-    pytest.skip(f"{service} not available: {reason}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from fastapi import FastAPI
 from starlette.testclient import TestClient
@@ -21,6 +23,16 @@ from twinengine.config import Settings
 from twinengine.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
+REQUIRED = {s for s in os.environ.get("TWIN_TEST_REQUIRE", "").split(",") if s}
+
+
+def unavailable(service: str, reason: str) -> None:
+    """Skip locally when a real server is missing; fail when CI said it must be there."""
+    if service in REQUIRED:
+        pytest.fail(f"{service} is required (TWIN_TEST_REQUIRE) but {reason}", pytrace=False)
+    pytest.skip(f"{service} not available: {reason}")
+
+
 RIVER_REACH = REPO / "examples" / "apps" / "river-reach"
 
 

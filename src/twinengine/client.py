@@ -36,6 +36,7 @@ from twinengine.twins.schemas import (
 )
 
 if TYPE_CHECKING:
+    from twinengine.lake.client import LakeClient
     from twinengine.workflows.client import WorkflowsClient
 
 __all__ = ["Client"]
@@ -105,6 +106,20 @@ class Client:
                 payload = response.text
             raise error_from_payload(response.status_code, payload)
         return response
+
+    def _raise_for(self, response: httpx.Response) -> None:
+        try:
+            payload: Any = response.json()
+        except ValueError:
+            payload = response.text
+        raise error_from_payload(response.status_code, payload)
+
+    @property
+    def lake(self) -> LakeClient:
+        """The data lake: endpoints, uploads and downloads, rules, verify, STAC import."""
+        from twinengine.lake.client import LakeClient
+
+        return LakeClient(self)
 
     def _get(self, model: type[M], path: str, **params: Any) -> M:
         query = {k: v for k, v in params.items() if v is not None}

@@ -68,6 +68,18 @@ class Settings(BaseSettings):
     udf_timeout: timedelta = Field(default=timedelta(seconds=60), description="Time limit of one run_udf call.")
     udf_memory_bytes: int = Field(default=2 * 1024 * MiB, ge=0, description="Address-space limit of a UDF "
                                                                               "process (0: none).")
+    lake_daemons: bool = Field(default=False, description="Run the lake's judge, conveyor and reaper loops "
+                                                          "inside the server (`twin serve` turns them on).")
+    lake_max_upload_bytes: int = Field(default=1024**4, gt=0, description="Largest single lake upload.")
+    lake_transfer_attempts: int = Field(default=5, ge=1, description="Tries before a transfer fails for good.")
+    lake_transfer_backoff: timedelta = Field(default=timedelta(seconds=10),
+                                             description="Wait before the first retry; doubles per attempt.")
+    lake_tombstone_grace: timedelta = Field(default=timedelta(minutes=10),
+                                            description="How long an unneeded replica is kept before deletion.")
+    lake_stale_after: timedelta = Field(default=timedelta(minutes=2),
+                                        description="A writer silent this long is dead: its work is redone.")
+    lake_stuck_retry: timedelta = Field(default=timedelta(minutes=5),
+                                        description="How often the judge retries a STUCK rule.")
 
     @field_validator("data_dir", mode="after")
     @classmethod

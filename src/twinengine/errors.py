@@ -12,7 +12,9 @@
     │   │   └── ProcessParameterInvalid     400  ProcessParameterInvalid
     │   ├── ProcessFailed           400  ProcessFailed      (a process raised while a run executed)
     │   ├── RunNotFinished          400  RunNotFinished
-    │   └── RunLocked               400  RunLocked
+    │   ├── RunLocked               400  RunLocked
+    │   ├── InvalidExpression       400  InvalidExpression  (an endpoint expression, with the position)
+    │   └── ChecksumMismatch        400  ChecksumMismatch   (bytes differ from the checksum the client gave)
     ├── AuthenticationRequired      401  AuthenticationRequired
     │   └── TokenInvalid            401  TokenInvalid
     ├── PermissionDenied            403  PermissionDenied
@@ -25,13 +27,20 @@
     │   ├── RunNotFound             404  RunNotFound
     │   ├── WorkflowNotFound        404  WorkflowNotFound
     │   ├── ProcessGraphNotFound    404  ProcessGraphNotFound
-    │   └── TriggerNotFound         404  TriggerNotFound
+    │   ├── TriggerNotFound         404  TriggerNotFound
+    │   ├── EndpointNotFound        404  EndpointNotFound
+    │   ├── DidNotFound             404  DidNotFound
+    │   ├── ReplicaNotFound         404  ReplicaNotFound
+    │   └── RuleNotFound            404  RuleNotFound
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
-    │   └── TwinNameTaken           409  TwinNameTaken
+    │   ├── TwinNameTaken           409  TwinNameTaken
+    │   └── DidConflict             409  DidConflict        (scope:name exists with other content or type)
     ├── PayloadTooLarge             413  PayloadTooLarge
     │   └── ResponseTooLarge        413  ResponseTooLarge   (an EDR answer would exceed the size limit)
+    ├── StorageFull                 507  StorageFull        (endpoint quota or disk space exhausted)
     ├── DataCorrupted               500  DataCorrupted      (stored bytes no longer match their checksum)
+    ├── StorageUnavailable          503  StorageUnavailable (an endpoint cannot be reached or has vanished)
     └── EngineUnavailable           503  EngineUnavailable  (SDK side: the server cannot be reached)
 
 Every error has a machine ``code``, an HTTP ``status`` and a human ``message``; the wire form is
@@ -48,11 +57,16 @@ __all__ = [
     "AppNotFound",
     "AppVersionConflict",
     "AuthenticationRequired",
+    "ChecksumMismatch",
     "CollectionNotFound",
     "Conflict",
     "DataCorrupted",
+    "DidConflict",
+    "DidNotFound",
+    "EndpointNotFound",
     "EngineUnavailable",
     "IdentityNotFound",
+    "InvalidExpression",
     "InvalidInput",
     "InvalidParameterValue",
     "NotFound",
@@ -67,11 +81,15 @@ __all__ = [
     "ProcessParameterMissing",
     "ProcessParameterUnsupported",
     "ProcessUnsupported",
+    "ReplicaNotFound",
     "ResponseTooLarge",
     "RevisionNotFound",
+    "RuleNotFound",
     "RunLocked",
     "RunNotFinished",
     "RunNotFound",
+    "StorageFull",
+    "StorageUnavailable",
     "TokenInvalid",
     "TriggerNotFound",
     "TwinEngineError",
@@ -349,6 +367,62 @@ class EngineUnavailable(TwinEngineError):
 
     status = 503
     code = "EngineUnavailable"
+
+
+class InvalidExpression(InvalidInput):
+    """Raised when an endpoint expression does not parse or selects no endpoint; details carry the position."""
+
+    code = "InvalidExpression"
+
+
+class ChecksumMismatch(InvalidInput):
+    """Raised when uploaded or fetched bytes do not match the checksum the client or source declared."""
+
+    code = "ChecksumMismatch"
+
+
+class EndpointNotFound(NotFound):
+    """Raised when no storage endpoint has that name."""
+
+    code = "EndpointNotFound"
+
+
+class DidNotFound(NotFound):
+    """Raised when no file, dataset or container has that scope:name."""
+
+    code = "DidNotFound"
+
+
+class ReplicaNotFound(NotFound):
+    """Raised when a file has no (available, readable) replica where one was asked for."""
+
+    code = "ReplicaNotFound"
+
+
+class RuleNotFound(NotFound):
+    """Raised when no replication rule has that id."""
+
+    code = "RuleNotFound"
+
+
+class DidConflict(Conflict):
+    """Raised when scope:name is registered already with other bytes or of another type."""
+
+    code = "DidConflict"
+
+
+class StorageFull(TwinEngineError):
+    """Raised when writing would exceed an endpoint's quota or the space left on its storage."""
+
+    status = 507
+    code = "StorageFull"
+
+
+class StorageUnavailable(TwinEngineError):
+    """Raised when a storage endpoint cannot be reached, refuses the credential or has vanished."""
+
+    status = 503
+    code = "StorageUnavailable"
 
 
 def _all_classes() -> dict[str, type[TwinEngineError]]:

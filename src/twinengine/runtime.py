@@ -6,6 +6,7 @@ The API is built *from* a runtime; tests build one per data dir, and nothing liv
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import text
@@ -15,13 +16,17 @@ from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
 from twinengine.auth.keys import load_or_create_signing_key
 from twinengine.auth.service import bootstrap_admin
 from twinengine.catalog import service as catalog_service
-from twinengine.collections import CollectionSource, LocalCollections
+from twinengine.collections import ChainedCollections, CollectionSource, LocalCollections
 from twinengine.config import Settings
+from twinengine.lake.collections import LakeCollections
+from twinengine.lake.context import Lake, LakeTuning
 from twinengine.store import migrate
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
+from twinengine.twins import service as twins_service
 from twinengine.workflows.apps import index_app_processes
 from twinengine.workflows.engine import WorkflowEngine
+from twinengine.workflows.triggers import materialize_manifest_triggers
 
 __all__ = ["Runtime"]
 
@@ -37,6 +42,7 @@ class Runtime:
     collections: CollectionSource
     access: DataAccess
     workflows: WorkflowEngine
+    lake: Lake
     verifiers: list[TokenVerifier] = field(default_factory=list)
 
     @classmethod
@@ -46,13 +52,22 @@ class Runtime:
         issuer = BuiltinIssuer(load_or_create_signing_key(settings.data_dir / "keys" / "issuer-es256.pem"),
                                settings.token_issuer)
         blobs = BlobStore(settings.data_dir / "blobs")
-        collections = LocalCollections(settings.collections_dir or settings.data_dir / "collections")
+        lake = Lake.from_data_dir(settings.data_dir, LakeTuning(
+            transfer_attempts=settings.lake_transfer_attempts, transfer_backoff=settings.lake_transfer_backoff,
+            tombstone_grace=settings.lake_tombstone_grace, stale_after=settings.lake_stale_after,
+            stuck_retry=settings.lake_stuck_retry,
+            heartbeat=min(timedelta(seconds=10), settings.lake_stale_after / 4)))
+        # The local folder first, then the lake's gridded datasets (ids scope.name).
+        collections = ChainedCollections([
+            LocalCollections(settings.collections_dir or settings.data_dir / "collections"),
+            LakeCollections(db, lake)])
         access = DataAccess(collections, max_values=settings.edr_max_values,
                             cache_bytes=settings.edr_chunk_cache_bytes)
         catalog_service.register_hook(index_app_processes)
+        twins_service.on_twin_created("workflows.manifest_triggers", materialize_manifest_triggers)
         workflows = WorkflowEngine.from_settings(settings, db=db, blobs=blobs, collections=collections)
         return cls(settings=settings, db=db, blobs=blobs, issuer=issuer, collections=collections, access=access,
-                   workflows=workflows, verifiers=[issuer])
+                   workflows=workflows, lake=lake, verifiers=[issuer])
 
     @property
     def data_dir(self) -> Path:
@@ -73,7 +88,7 @@ class Runtime:
     def close(self) -> None:
         self.workflows.stop()
         self.access.close()
-        if isinstance(self.collections, LocalCollections):
+        if isinstance(self.collections, LocalCollections | ChainedCollections):
             self.collections.close()
         self.db.dispose()
 

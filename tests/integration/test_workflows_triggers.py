@@ -20,9 +20,10 @@ from workflow_data import rain_cube, write_collection
 def reach(engine: Engine) -> Client:
     engine.runtime.workflows.stop()  # drive the scheduler by hand: run_once is the unit under test
     engine.as_role("ada", "developer").publish_app(RIVER_REACH)
+    # History: a collection that exists before the twin (and so its manifest triggers) is not an arrival.
+    write_collection(engine.runtime.data_dir / "collections", "rain-forecast", rain_cube(days=1))
     uma = engine.as_role("uma", "user")
     uma.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})
-    write_collection(engine.runtime.data_dir / "collections", "rain-forecast", rain_cube(days=1))
     return uma
 
 

@@ -18,6 +18,9 @@ from twinengine.api.routing import API_PREFIX, operation_id
 from twinengine.auth import api as auth_api
 from twinengine.catalog import api as catalog_api
 from twinengine.config import Settings
+from twinengine.daemons.lake import start_lake_daemons
+from twinengine.lake import api as lake_api
+from twinengine.lake.stac import api as stac_api
 from twinengine.runtime import Runtime
 from twinengine.twins import api as twins_api
 from twinengine.workflows import api as workflows_api
@@ -54,7 +57,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         token = runtime.start()
         if token:
             _announce_admin_token(token, runtime)
+        daemons = start_lake_daemons(runtime) if runtime.settings.lake_daemons else None
         yield
+        if daemons is not None:
+            daemons.stop()
         if owns_runtime:
             runtime.close()
 
@@ -74,13 +80,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     install_error_handlers(app)
     for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router,
-                   workflows_api.router, *openeo_api.routers):
+                   workflows_api.router, *openeo_api.routers, lake_api.router, stac_api.router):
         app.include_router(router)
 
     settings = runtime.settings
     # Outermost last: metrics see everything, the audit sees writes refused for their size too.
     app.add_middleware(BodyLimitMiddleware, default=settings.max_request_bytes,
-                       overrides={("POST", f"{API_PREFIX}/apps"): settings.max_app_archive_bytes})
+                       overrides={("POST", f"{API_PREFIX}/apps"): settings.max_app_archive_bytes,
+                                  ("POST", lake_api.UPLOAD_PATH): settings.lake_max_upload_bytes})
     app.add_middleware(AuditMiddleware, runtime=runtime)
     app.add_middleware(MetricsMiddleware, registry=registry)
     return app

@@ -41,11 +41,13 @@ _bearer = HTTPBearer(auto_error=False, description="A token from `twin token cre
 def get_principal(
     request: Request,
     runtime: RuntimeDep,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """Verify the token in a short read-only transaction of its own: the request's unit of work then
+    starts at the service's first query, so a long body upload never holds SQLite's write lock."""
     token = credentials.credentials if credentials is not None else None
-    principal = verify_bearer(token, session=session, verifiers=runtime.verifiers)
+    with runtime.db.session(readonly=True) as session:
+        principal = verify_bearer(token, session=session, verifiers=runtime.verifiers)
     request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit middleware reads it
     return principal
 

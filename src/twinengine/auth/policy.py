@@ -87,6 +87,15 @@ RULES: dict[str, Rule] = {
     "workflow.run": role_in(Role.USER, Role.DEVELOPER),  # a twin's workflow also needs twin.operate
     "workflow.cancel": owner(),  # cancel, change, delete a run
     "workflow.process.manage": any_role,  # one's own user-defined processes
+    # the data lake: providers run storage; users, developers and providers put data in and read it back
+    "lake.endpoint.manage": role_in(Role.PROVIDER),
+    "lake.endpoint.read": any_role,
+    "lake.read": any_role,
+    "lake.write": role_in(Role.USER, Role.DEVELOPER, Role.PROVIDER),
+    "lake.rule.create": role_in(Role.USER, Role.PROVIDER),
+    "lake.rule.read": any_role,
+    "lake.verify": role_in(Role.PROVIDER),
+    "lake.import": role_in(Role.USER, Role.PROVIDER),
 }
 
 

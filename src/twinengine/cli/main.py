@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from twinengine._version import __version__
-from twinengine.cli import apps, audit, demo, state, tokens, twins, workflows
+from twinengine.cli import apps, audit, demo, lake, state, tokens, twins, workflows
 from twinengine.cli._common import DataDirOption, Output, console, err_console, local_settings
 from twinengine.client import DEFAULT_URL
 from twinengine.errors import TwinEngineError
@@ -55,6 +55,8 @@ def serve(
     host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1, loopback only)."),
     port: int | None = typer.Option(None, help="Port (default 8000)."),
     data_dir: Any = DataDirOption,
+    lake_daemons: bool = typer.Option(True, "--lake-daemons/--no-lake-daemons",
+                                      help="Run the lake's judge, conveyor and reaper in this process."),
 ) -> None:
     """Run the engine: REST API, OpenAPI docs at /docs, /health and /metrics."""
     import uvicorn
@@ -62,7 +64,8 @@ def serve(
     from twinengine.api import create_app
 
     settings = local_settings(data_dir)
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides["lake_daemons"] = lake_daemons
     settings = settings.model_copy(update=overrides)
     err_console.print(f"twinengine {__version__}: data in {settings.data_dir}, store "
                       f"{settings.db_url.split('://')[0]}, listening on http://{settings.host}:{settings.port}")
@@ -120,6 +123,7 @@ def version() -> None:
 app.add_typer(tokens.app, name="token")
 app.add_typer(apps.app, name="app")
 app.add_typer(state.app, name="state")
+app.add_typer(lake.app, name="lake")
 app.command("audit")(audit.audit)
 app.command("demo")(demo.demo)
 app.command("run")(workflows.run)

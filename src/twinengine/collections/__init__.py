@@ -6,6 +6,8 @@ files; the data lake provides a source over its replicas.
 """
 
 from twinengine.collections.base import CollectionInfo, CollectionNotFound, CollectionSource, VariableInfo
+from twinengine.collections.chain import ChainedCollections
 from twinengine.collections.local import LocalCollections
 
-__all__ = ["CollectionInfo", "CollectionNotFound", "CollectionSource", "LocalCollections", "VariableInfo"]
+__all__ = ["ChainedCollections", "CollectionInfo", "CollectionNotFound", "CollectionSource", "LocalCollections",
+           "VariableInfo"]

@@ -1,1 +1,2 @@
-"""Background loops over the engine's core: each has ``run_once(...) -> int`` (tests call it) and a ``run()`` loop."""
+"""Background loops over the engine's core (lake judge, conveyor, reaper; workflow runner and triggers): each
+has a ``run_once`` step that tests call, and a ``run`` loop with a graceful stop."""

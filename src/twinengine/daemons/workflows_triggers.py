@@ -15,18 +15,23 @@ from twinengine.workflows.models import Trigger
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["run", "run_once"]
+__all__ = ["run", "run_once", "sweep"]
 
 log = logging.getLogger("twinengine.workflows")
 INTERVAL_SECONDS = 1.0
 
 
+def sweep(engine: WorkflowEngine) -> int:
+    """Give every twin its app's manifest triggers (twins created before the twins hook ran); at start."""
+    with engine.db.session() as session:
+        return sum(triggers.materialize_manifest_triggers(session, twin, arrivals=engine.arrivals)
+                   for twin in session.scalars(select(Twin)))
+
+
 def run_once(engine: WorkflowEngine) -> int:
-    """One pass over every trigger; returns the number of runs started."""
+    """One pass over every enabled trigger; returns the number of runs started."""
     started = 0
     with engine.db.session() as session:
-        for twin in session.scalars(select(Twin)):
-            triggers.materialize_manifest_triggers(session, twin, arrivals=engine.arrivals)
         now = utcnow()
         for trigger in list(session.scalars(select(Trigger).where(Trigger.enabled.is_(True)).order_by(Trigger.id))):
             try:
@@ -41,6 +46,10 @@ def run_once(engine: WorkflowEngine) -> int:
 
 
 def run(engine: WorkflowEngine) -> None:
+    try:
+        sweep(engine)
+    except Exception:
+        log.exception("trigger sweep failed")
     while not engine.stopping.wait(INTERVAL_SECONDS):
         try:
             run_once(engine)

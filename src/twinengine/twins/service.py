@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "list_revisions",
     "list_twins",
     "manifest_for",
+    "on_twin_created",
     "property_history",
     "read_revision",
     "read_state",
@@ -51,6 +53,21 @@ __all__ = [
 ]
 
 _ID = re.compile(r"^tw-[0-9a-f]{12}$")
+
+# Called in the creating transaction for every new twin (created or forked), so capabilities above can
+# attach their rows to it (e.g. the app's manifest triggers). Keyed by name: registering again replaces.
+CreateHook = Callable[[Session, Twin], object]
+_CREATE_HOOKS: dict[str, CreateHook] = {}
+
+
+def on_twin_created(name: str, hook: CreateHook) -> None:
+    _CREATE_HOOKS[name] = hook
+
+
+def _created(session: Session, twin: Twin) -> Twin:
+    for hook in _CREATE_HOOKS.values():
+        hook(session, twin)
+    return twin
 
 
 def _new_id() -> str:
@@ -99,7 +116,7 @@ def create_twin(session: Session, *, principal: Principal, app: str, name: str,
     ensure_identity(session, principal.name, created_by=principal.issuer)
     twin = Twin(id=_new_id(), name=name, app_id=row.id, app_name=row.name, app_version=row.version,
                 owner=principal.name, description=description, parameters=filled, head_revision=0)
-    return _insert(session, twin)
+    return _created(session, _insert(session, twin))
 
 
 def get_twin(session: Session, *, principal: Principal, ref: str, action: str = "twin.read") -> Twin:
@@ -164,7 +181,7 @@ def fork_twin(session: Session, *, principal: Principal, ref: str, name: str, at
         values = [state.NewValue(p, k, v.value, v.unit, v.timestamp) for (p, k), v in sorted(snapshot.items())]
         state.append_revision(session, fork, values, author=principal.name,
                               message=f"fork of {origin.name} at revision {at}")
-    return fork
+    return _created(session, fork)
 
 
 def grant(session: Session, *, principal: Principal, ref: str, identity: str,

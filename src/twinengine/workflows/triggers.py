@@ -53,6 +53,10 @@ class ArrivalFeed:
     def since(self, cursor: str | None) -> tuple[list[Arrival], str | None]:
         raise NotImplementedError
 
+    def cursor_at(self, moment: datetime) -> str | None:
+        """The cursor after which everything that arrives later than ``moment`` is an arrival."""
+        raise NotImplementedError
+
 
 class LocalArrivals(ArrivalFeed):
     """Collections appearing in the local collections folder (each new NAME.zarr / NAME.nc is an arrival)."""
@@ -76,6 +80,9 @@ class LocalArrivals(ArrivalFeed):
         found.sort(key=lambda item: item[0])
         newest = max([s for s, _ in found], default=last)
         return [a for _, a in found], str(newest)
+
+    def cursor_at(self, moment: datetime) -> str | None:
+        return str(int(moment.timestamp() * 1_000_000_000))
 
 
 def next_tick(schedule: str, after: datetime) -> datetime:
@@ -110,7 +117,7 @@ def _add(session: Session, twin: Twin, body: TriggerCreate, *, owner: str, sourc
                       enabled=True, created_at=now,
                       next_fire_at=next_tick(config["schedule"], now) if body.kind == "cron" else None)
     if body.kind == "dataset" and arrivals is not None:  # what exists now is history, not an arrival
-        trigger.cursor = arrivals.since(None)[1]
+        trigger.cursor = arrivals.cursor_at(now)
     try:
         with session.begin_nested():
             session.add(trigger)
@@ -128,7 +135,6 @@ def create_trigger(session: Session, *, principal: Principal, twin_ref: str, bod
 def list_triggers(session: Session, *, principal: Principal, twin_ref: str,
                   arrivals: ArrivalFeed | None = None) -> list[Trigger]:
     twin = twins.get_twin(session, principal=principal, ref=twin_ref)
-    materialize_manifest_triggers(session, twin, arrivals=arrivals)
     return list(session.scalars(select(Trigger).where(Trigger.twin_id == twin.id).order_by(Trigger.name)))
 
 
@@ -142,7 +148,11 @@ def delete_trigger(session: Session, *, principal: Principal, twin_ref: str, nam
 
 
 def materialize_manifest_triggers(session: Session, twin: Twin, *, arrivals: ArrivalFeed | None = None) -> int:
-    """The app's manifest triggers become rows of this twin (once), owned by the twin's owner."""
+    """The app's manifest triggers become rows of this twin (once), owned by the twin's owner.
+
+    Runs when a twin is created (a twins hook, in the same transaction) and once when the scheduler starts,
+    for twins that existed before. Without ``arrivals``, a dataset trigger counts arrivals from its creation
+    time (the scheduler sets its cursor from ``created_at``)."""
     manifest = twins.manifest_for(session, twin)
     have = set(session.scalars(select(Trigger.name).where(Trigger.twin_id == twin.id)))
     added = 0
@@ -231,10 +241,9 @@ def due_cron(session: Session, engine: WorkflowEngine, trigger: Trigger, now: da
 def due_arrivals(session: Session, engine: WorkflowEngine, trigger: Trigger) -> int:
     if engine.arrivals is None:
         return 0
+    if trigger.cursor is None:  # a new trigger counts arrivals from its creation, not from history
+        trigger.cursor = engine.arrivals.cursor_at(trigger.created_at)
     arrivals, cursor = engine.arrivals.since(trigger.cursor)
-    if trigger.cursor is None:  # a new trigger starts from what exists now, not from history
-        trigger.cursor = cursor
-        return 0
     fired = 0
     for arrival in arrivals:
         if fnmatch.fnmatchcase(arrival.collection, trigger.config.get("collection", "")):

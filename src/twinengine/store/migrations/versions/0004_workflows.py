@@ -1,7 +1,7 @@
 """workflows: runs, nodes, logs, cache, user and app processes, triggers
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-21 20:29:47.750112
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import twinengine.store.base
 
 revision = '0004'
-down_revision = '0001'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,45 @@
+"""Several collection sources as one: ids from all of them (the first source wins a clash)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import xarray as xr
+
+from twinengine.collections.base import CollectionInfo, CollectionNotFound, CollectionSource
+
+__all__ = ["ChainedCollections"]
+
+
+class ChainedCollections(CollectionSource):
+    name: ClassVar[str] = "chain"
+
+    def __init__(self, sources: Sequence[CollectionSource]) -> None:
+        self.sources = list(sources)
+
+    def _owner(self, collection_id: str) -> CollectionSource:
+        for source in self.sources:
+            if collection_id in source.ids():
+                return source
+        known = ", ".join(self.ids()) or "none"
+        raise CollectionNotFound(f"no collection {collection_id!r} (known: {known})")
+
+    def ids(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for source in self.sources:
+            for cid in source.ids():
+                seen.setdefault(cid, None)
+        return list(seen)
+
+    def open(self, collection_id: str) -> xr.Dataset:
+        return self._owner(collection_id).open(collection_id)
+
+    def info(self, collection_id: str) -> CollectionInfo:
+        return self._owner(collection_id).info(collection_id)
+
+    def close(self) -> None:
+        for source in self.sources:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()

@@ -1,0 +1,322 @@
+"""HTTP routes of the lake: endpoints, identifiers, uploads and downloads, rules, transfers, verify, import."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from fastapi import Header, Path, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+
+from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.routing import api_router
+from twinengine.errors import InvalidInput
+from twinengine.lake import dids, endpoints, importer, replicas, rules, uploads
+from twinengine.lake.models import Did, Endpoint, Transfer
+from twinengine.lake.schemas import (
+    DID_PATTERN,
+    ENDPOINT_NAME,
+    AttachBody,
+    DidCreate,
+    DidPage,
+    DidRead,
+    DidType,
+    EndpointCreate,
+    EndpointPage,
+    EndpointRead,
+    EndpointUpdate,
+    ImportResult,
+    ImportStac,
+    ReplicaRead,
+    RuleCreate,
+    RulePage,
+    RuleRead,
+    RuleState,
+    TransferRead,
+    UploadResult,
+    VerifyRequest,
+    VerifyResult,
+)
+from twinengine.lake.storage import CHUNK
+from twinengine.types import INT32_MAX
+
+__all__ = ["UPLOAD_PATH", "router"]
+
+router = api_router("/lake", tag="lake")
+UPLOAD_PATH = "/api/v1/lake/uploads"
+
+DidPath = Annotated[str, Path(pattern=DID_PATTERN, description="scope:name")]
+EndpointPath = Annotated[str, Path(pattern=ENDPOINT_NAME)]
+RuleId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=INT32_MAX)]
+
+
+
+
+# -- endpoints ----------------------------------------------------------------------------------------------
+
+@router.post("/endpoints", name="endpoint_add", status_code=status.HTTP_201_CREATED,
+             summary="Add a storage endpoint (providers)")
+def endpoint_add(body: EndpointCreate, session: SessionDep, principal: PrincipalDep,
+                 runtime: RuntimeDep) -> EndpointRead:
+    row = endpoints.add_endpoint(session, runtime.lake, principal=principal, spec=body)
+    return endpoints.endpoint_read(session, row)
+
+
+@router.get("/endpoints", name="endpoint_list", summary="Storage endpoints with usage")
+def endpoint_list(session: SessionDep, principal: PrincipalDep) -> EndpointPage:
+    rows = endpoints.list_endpoints(session, principal=principal)
+    return EndpointPage(items=[endpoints.endpoint_read(session, r) for r in rows], total=len(rows))
+
+
+@router.get("/endpoints/{name}", name="endpoint_get", summary="One storage endpoint")
+def endpoint_get(name: EndpointPath, session: SessionDep, principal: PrincipalDep) -> EndpointRead:
+    endpoints.list_endpoints(session, principal=principal)
+    return endpoints.endpoint_read(session, endpoints.get_endpoint(session, name))
+
+
+@router.patch("/endpoints/{name}", name="endpoint_set", summary="Change attributes, quota, switches, credential")
+def endpoint_set(name: EndpointPath, body: EndpointUpdate, session: SessionDep, principal: PrincipalDep,
+                 runtime: RuntimeDep) -> EndpointRead:
+    row = endpoints.update_endpoint(session, runtime.lake, principal=principal, name=name, change=body)
+    return endpoints.endpoint_read(session, row)
+
+
+@router.delete("/endpoints/{name}", name="endpoint_remove", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Remove an empty endpoint")
+def endpoint_remove(name: EndpointPath, session: SessionDep, principal: PrincipalDep) -> None:
+    endpoints.remove_endpoint(session, principal=principal, name=name)
+
+
+# -- identifiers ----------------------------------------------------------------------------------------------
+
+@router.post("/dids", name="did_add", status_code=status.HTTP_201_CREATED,
+             summary="Register a dataset or container")
+def did_add(body: DidCreate, session: SessionDep, principal: PrincipalDep) -> DidRead:
+    row = dids.add_did(session, principal=principal, did=body.did, type=DidType(body.type), meta=body.meta,
+                       geometry=body.geometry, bbox=body.bbox, start=body.start_time, end=body.end_time)
+    return dids.did_read(session, row)
+
+
+@router.get("/dids", name="did_list", summary="Files, datasets and containers")
+def did_list(session: SessionDep, principal: PrincipalDep,
+             scope: Annotated[str | None, Query(max_length=64)] = None, type: DidType | None = None,
+             prefix: Annotated[str | None, Query(max_length=255)] = None, limit: Limit = 100,
+             offset: Offset = 0) -> DidPage:
+    rows, total = dids.list_dids(session, principal=principal, scope=scope, type=type, name_prefix=prefix,
+                                 limit=limit, offset=offset)
+    return DidPage(items=[dids.did_read(session, r, details=False) for r in rows], total=total)
+
+
+@router.post("/dids/{did:path}/members", name="did_attach", summary="Add files to a dataset, or datasets and "
+                                                                    "containers to a container")
+def did_attach(did: DidPath, body: AttachBody, session: SessionDep, principal: PrincipalDep) -> DidRead:
+    return dids.did_read(session, dids.attach(session, principal=principal, parent=did, children=body.children))
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end inclusive) of a single-range ``Range`` header; None means the whole file."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        raise InvalidInput(f"Range: {header!r} is not a single byte range (bytes=a-b, bytes=a-, bytes=-n)")
+    first, last = match.groups()
+    if first == "":
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    if start >= size or start > end:
+        return (-1, -1)
+    return start, end
+
+
+@router.get("/dids/{did:path}/content", name="did_download", response_class=StreamingResponse,
+            summary="A file's bytes from an available replica; Range requests; ?verify=true re-reads it first",
+            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial"}})
+def did_download(did: DidPath, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
+                 endpoint: Annotated[str | None, Query(pattern=ENDPOINT_NAME)] = None, verify: bool = False,
+                 range_header: Annotated[str | None, Header(alias="Range")] = None) -> Response:
+    readable = replicas.open_replica(session, runtime.lake, principal=principal, did=did, endpoint=endpoint,
+                                     verify=verify, db=runtime.db)
+    size = readable.checksums.bytes
+    digest = base64.b64encode(bytes.fromhex(readable.checksums.sha256)).decode()
+    headers = {"Accept-Ranges": "bytes", "ETag": f'"{readable.checksums.sha256}"',
+               "Repr-Digest": f"sha-256=:{digest}:", "X-Lake-Adler32": readable.checksums.adler32,
+               "X-Lake-Endpoint": readable.endpoint}
+    span = _byte_range(range_header, size)
+    media = readable.media_type or "application/octet-stream"
+    if span == (-1, -1):
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    if span is None:
+        return StreamingResponse(readable.read(), media_type=media,
+                                 headers={**headers, "Content-Length": str(size)})
+    start, end = span
+    headers.update({"Content-Range": f"bytes {start}-{end}/{size}", "Content-Length": str(end - start + 1)})
+    return StreamingResponse(readable.read(start, end - start + 1), status_code=206, media_type=media,
+                             headers=headers)
+
+
+@router.get("/dids/{did:path}", name="did_get", summary="One identifier with its replicas or members")
+def did_get(did: DidPath, session: SessionDep, principal: PrincipalDep) -> DidRead:
+    dids.list_dids(session, principal=principal, limit=1)
+    return dids.did_read(session, dids.get_did(session, did))
+
+
+# -- uploads ----------------------------------------------------------------------------------------------------
+
+def _rebuffer(chunks: Iterator[bytes], size: int = CHUNK) -> Iterator[bytes]:
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        if len(buffer) >= size:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+_UPLOAD_BODY: dict[str, Any] = {"requestBody": {"required": True, "description": "The file's bytes, streamed.",
+                                                "content": {"application/octet-stream": {
+                                                    "schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.post("/uploads", name="upload", openapi_extra=_UPLOAD_BODY,
+             responses={200: {"model": UploadResult, "description": "The same bytes were there already"},
+                        201: {"model": UploadResult, "description": "Stored and checksummed"}})
+async def upload(request: Request, response: Response, principal: PrincipalDep, runtime: RuntimeDep,
+                 did: Annotated[str, Query(pattern=DID_PATTERN)],
+                 endpoint: Annotated[str, Query(pattern=ENDPOINT_NAME)],
+                 dataset: Annotated[str | None, Query(pattern=DID_PATTERN)] = None,
+                 sha256: Annotated[str | None, Query(max_length=68)] = None,
+                 adler32: Annotated[str | None, Query(max_length=8)] = None,
+                 media_type: Annotated[str | None, Query(max_length=128)] = None) -> UploadResult:
+    """Stream a file into the lake. Checksums are computed while the bytes flow; a declared sha256/adler32 that
+    does not match rejects the upload and leaves nothing behind."""
+    expected = uploads.Expected.parse(sha256, adler32)
+    declared = request.headers.get("content-length")
+    size = int(declared) if declared and declared.isdigit() else None
+    stream = request.stream().__aiter__()
+
+    async def next_chunk() -> bytes:
+        return await stream.__anext__()
+
+    def chunks() -> Iterator[bytes]:
+        while True:
+            try:
+                chunk = anyio.from_thread.run(next_chunk)
+            except StopAsyncIteration:
+                return
+            if chunk:
+                yield chunk
+
+    def work() -> UploadResult:
+        outcome = uploads.upload(runtime.db, runtime.lake, principal=principal, did=did, endpoint=endpoint,
+                                 chunks=_rebuffer(chunks()), size_hint=size, expected=expected, dataset=dataset,
+                                 media_type=media_type)
+        with runtime.db.session(readonly=True) as session:
+            return UploadResult(created=outcome.created, file=dids.did_read(session, dids.get_did(session, did)))
+
+    result = await anyio.to_thread.run_sync(work)
+    response.status_code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+    return result
+
+
+# -- rules and transfers ----------------------------------------------------------------------------------------
+
+@router.post("/rules", name="rule_add", status_code=status.HTTP_201_CREATED, summary="Add a replication rule")
+def rule_add(body: RuleCreate, session: SessionDep, principal: PrincipalDep) -> RuleRead:
+    rule = rules.add_rule(session, principal=principal, did=body.did, copies=body.copies,
+                          expression=body.endpoints, lifetime=body.lifetime, comment=body.comment)
+    return rules.rule_read(session, rule)
+
+
+@router.get("/rules", name="rule_list", summary="Replication rules, with progress")
+def rule_list(session: SessionDep, principal: PrincipalDep,
+              did: Annotated[str | None, Query(pattern=DID_PATTERN)] = None, state: RuleState | None = None,
+              limit: Limit = 100, offset: Offset = 0) -> RulePage:
+    rows, total = rules.list_rules(session, principal=principal, did=did, state=state, limit=limit, offset=offset)
+    return RulePage(items=[rules.rule_read(session, r) for r in rows], total=total)
+
+
+@router.get("/rules/{rule_id}", name="rule_get", summary="One rule: state, lock counts, percent, last error")
+def rule_get(rule_id: RuleId, session: SessionDep, principal: PrincipalDep) -> RuleRead:
+    rules.list_rules(session, principal=principal, limit=1)
+    return rules.rule_read(session, rules.get_rule(session, rule_id))
+
+
+@router.delete("/rules/{rule_id}", name="rule_remove", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Remove a rule; replicas nothing else needs are deleted after the grace period")
+def rule_remove(rule_id: RuleId, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> None:
+    rules.delete_rule(session, principal=principal, rule_id=rule_id, grace=runtime.lake.tuning.tombstone_grace)
+
+
+@router.post("/rules/{rule_id}/suspend", name="rule_suspend", summary="Stop working on a rule")
+def rule_suspend(rule_id: RuleId, session: SessionDep, principal: PrincipalDep) -> RuleRead:
+    return rules.rule_read(session, rules.set_suspended(session, principal=principal, rule_id=rule_id,
+                                                        suspended=True))
+
+
+@router.post("/rules/{rule_id}/resume", name="rule_resume", summary="Work on a suspended rule again")
+def rule_resume(rule_id: RuleId, session: SessionDep, principal: PrincipalDep) -> RuleRead:
+    return rules.rule_read(session, rules.set_suspended(session, principal=principal, rule_id=rule_id,
+                                                        suspended=False))
+
+
+@router.get("/transfers", name="transfer_list", summary="Transfers, newest first")
+def transfer_list(session: SessionDep, principal: PrincipalDep,
+                  rule_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
+                  state: Annotated[str | None, Query(pattern=r"^(QUEUED|ACTIVE|DONE|FAILED|CANCELLED)$")] = None,
+                  limit: Limit = 100) -> list[TransferRead]:
+    rules.list_rules(session, principal=principal, limit=1)
+    query = select(Transfer).order_by(Transfer.id.desc()).limit(limit)
+    if rule_id:
+        query = query.where(Transfer.rule_id == rule_id)
+    if state:
+        query = query.where(Transfer.state == state)
+    names = {e.id: e.name for e in session.scalars(select(Endpoint))}
+    out = []
+    for t in session.scalars(query):
+        did = session.get_one(Did, t.did_id)
+        out.append(TransferRead(id=t.id, did=did.did, source=names.get(t.source_endpoint_id or -1),
+                                destination=names[t.dest_endpoint_id], rule_id=t.rule_id, state=t.state,
+                                attempts=t.attempts, bytes_done=t.bytes_done, last_error=t.last_error,
+                                next_attempt_at=t.next_attempt_at, updated_at=t.updated_at))
+    return out
+
+
+# -- verify and import ----------------------------------------------------------------------------------------
+
+@router.get("/replicas", name="replica_list", summary="Replicas under a DID and/or on an endpoint")
+def replica_list(session: SessionDep, principal: PrincipalDep,
+                 did: Annotated[str | None, Query(pattern=DID_PATTERN)] = None,
+                 endpoint: Annotated[str | None, Query(pattern=ENDPOINT_NAME)] = None) -> list[ReplicaRead]:
+    ids = replicas.replicas_to_verify(session, principal=principal, did=did, endpoint=endpoint, action="lake.read")
+    return dids.replicas_by_id(session, ids)
+
+
+@router.post("/replicas/{replica_id}/verify", name="replica_verify",
+             summary="Re-read one replica; a corrupted or missing one becomes BAD and is repaired from a good copy")
+def replica_verify(replica_id: Annotated[int, Path(ge=1, le=2**62)], principal: PrincipalDep,
+                   runtime: RuntimeDep) -> VerifyResult:
+    return replicas.verify_ids(runtime.db, runtime.lake, principal=principal, ids=[replica_id])
+
+
+@router.post("/verify", name="verify", summary="Re-read every replica of a DID and/or on an endpoint")
+def verify(body: VerifyRequest, principal: PrincipalDep, runtime: RuntimeDep) -> VerifyResult:
+    return replicas.verify(runtime.db, runtime.lake, principal=principal, did=body.did, endpoint=body.endpoint)
+
+
+@router.post("/imports/stac", name="import_stac", summary="Import a collection's items and assets from a STAC API")
+def import_stac(body: ImportStac, principal: PrincipalDep, runtime: RuntimeDep) -> ImportResult:
+    return importer.import_stac(runtime.db, runtime.lake, principal=principal, spec=body)

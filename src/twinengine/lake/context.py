@@ -1,0 +1,52 @@
+"""What the lake's services share at run time: the credential keyring, the tunables, and one storage backend
+object per endpoint (rebuilt when the endpoint changes)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from twinengine.lake.keyring import Keyring
+from twinengine.lake.models import Endpoint
+from twinengine.lake.storage import StorageBackend, backend_class
+
+__all__ = ["Lake", "LakeTuning"]
+
+
+@dataclass(frozen=True)
+class LakeTuning:
+    """Retry, grace and timeout knobs of the daemons (from settings; tests shorten them)."""
+
+    transfer_attempts: int = 5
+    transfer_backoff: timedelta = timedelta(seconds=10)
+    tombstone_grace: timedelta = timedelta(minutes=10)
+    stale_after: timedelta = timedelta(minutes=2)
+    stuck_retry: timedelta = timedelta(minutes=5)
+    heartbeat: timedelta = timedelta(seconds=10)
+
+
+@dataclass
+class Lake:
+    keyring: Keyring
+    tuning: LakeTuning = field(default_factory=LakeTuning)
+    _backends: dict[int, tuple[object, StorageBackend]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Path, tuning: LakeTuning | None = None) -> Lake:
+        return cls(Keyring.load_or_create(data_dir / "keys"), tuning or LakeTuning())
+
+    def backend(self, endpoint: Endpoint) -> StorageBackend:
+        """The endpoint's storage with its own credential (decrypted here, kept only in memory)."""
+        stamp = (endpoint.updated_at, endpoint.protocol, endpoint.location, endpoint.credential_cipher)
+        with self._lock:
+            cached = self._backends.get(endpoint.id)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        credential = self.keyring.open(endpoint.credential_cipher) if endpoint.credential_cipher else None
+        backend = backend_class(endpoint.protocol)(endpoint.location, endpoint.options or {}, credential)
+        with self._lock:
+            self._backends[endpoint.id] = (stamp, backend)
+        return backend

@@ -1,0 +1,140 @@
+"""Storage endpoints (providers manage them): add, list, show, change, remove; usage from the replicas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from twinengine.auth.policy import require
+from twinengine.auth.principal import Principal
+from twinengine.errors import Conflict, EndpointNotFound, TwinEngineError, ValidationFailed
+from twinengine.lake.context import Lake
+from twinengine.lake.models import Endpoint, Replica, RuleLock, Transfer
+from twinengine.lake.schemas import EndpointCreate, EndpointRead, EndpointUpdate, ReplicaState
+from twinengine.lake.storage import backend_class
+from twinengine.store.base import utcnow
+
+__all__ = ["add_endpoint", "endpoint_read", "get_endpoint", "list_endpoints", "remove_endpoint",
+           "update_endpoint", "usage"]
+
+_ATTR_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _check_attributes(attributes: dict[str, str | None]) -> None:
+    problems = [f"attributes.{k}" for k in attributes if not k or not set(k) <= _ATTR_KEY_CHARS or len(k) > 64]
+    if problems:
+        raise ValidationFailed.one(problems[0], "keys are letters, digits, '_', '.' or '-' (at most 64)")
+    for key, value in attributes.items():
+        if value is not None and (not value or not set(value) <= _ATTR_KEY_CHARS | {":"}):
+            raise ValidationFailed.one(f"attributes.{key}", f"{value!r}: values are letters, digits, '_.:-'")
+
+
+def get_endpoint(session: Session, name: str) -> Endpoint:
+    row = session.scalar(select(Endpoint).where(Endpoint.name == name))
+    if row is None:
+        raise EndpointNotFound(f"no storage endpoint named {name!r}")
+    return row
+
+
+def usage(session: Session, endpoint_id: int) -> tuple[int, int]:
+    """Bytes and replicas an endpoint holds or is receiving (what counts against its quota)."""
+    row = session.execute(select(func.coalesce(func.sum(Replica.bytes), 0), func.count()).where(
+        Replica.endpoint_id == endpoint_id, Replica.state != ReplicaState.BEING_DELETED)).one()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def endpoint_read(session: Session, row: Endpoint) -> EndpointRead:
+    used, count = usage(session, row.id)
+    return EndpointRead(name=row.name, protocol=row.protocol, location=row.location, options=row.options or {},
+                        attributes=row.attributes or {}, quota_bytes=row.quota_bytes, used_bytes=used,
+                        replicas=count, read=row.read, write=row.write, delete=row.delete,
+                        credential=row.credential_kind, created_at=row.created_at)
+
+
+def _probe(lake: Lake, row: Endpoint) -> None:
+    """Build the backend and reach the storage; a bad location is the caller's mistake (422, not 503)."""
+    if row.protocol == "file":
+        Path(row.location).mkdir(parents=True, exist_ok=True) if Path(row.location).is_absolute() else None
+    try:
+        lake.backend(row).check()
+    except TwinEngineError as exc:
+        raise ValidationFailed.one("location", f"the storage does not answer: {exc.message}") from None
+
+
+def add_endpoint(session: Session, lake: Lake, *, principal: Principal, spec: EndpointCreate) -> Endpoint:
+    require(principal, "lake.endpoint.manage")
+    backend_class(spec.protocol)
+    _check_attributes(dict(spec.attributes))
+    if session.scalar(select(Endpoint.id).where(Endpoint.name == spec.name)) is not None:
+        raise Conflict(f"an endpoint named {spec.name!r} exists already")
+    row = Endpoint(name=spec.name, protocol=spec.protocol, location=spec.location, options=dict(spec.options),
+                   attributes=dict(spec.attributes), quota_bytes=spec.quota_bytes, read=spec.read, write=spec.write,
+                   delete=spec.delete, created_by=principal.name, updated_at=utcnow())
+    if spec.credential is not None:
+        row.credential_kind = spec.credential.kind
+        row.credential_cipher = lake.keyring.seal(spec.credential.secret())
+    session.add(row)
+    session.flush()
+    _probe(lake, row)
+    return row
+
+
+def list_endpoints(session: Session, *, principal: Principal) -> list[Endpoint]:
+    require(principal, "lake.endpoint.read")
+    return list(session.scalars(select(Endpoint).order_by(Endpoint.name)))
+
+
+def update_endpoint(session: Session, lake: Lake, *, principal: Principal, name: str,
+                    change: EndpointUpdate) -> Endpoint:
+    require(principal, "lake.endpoint.manage")
+    row = get_endpoint(session, name)
+    if change.attributes:
+        _check_attributes(change.attributes)
+        attributes = dict(row.attributes or {})
+        for key, value in change.attributes.items():
+            if value is None:
+                attributes.pop(key, None)
+            else:
+                attributes[key] = value
+        row.attributes = attributes
+    if change.location is not None:
+        if usage(session, row.id)[1]:
+            raise Conflict(f"endpoint {name} holds replicas; its location cannot move under them")
+        row.location = change.location
+    if change.options is not None:
+        row.options = dict(change.options)
+    if change.quota_bytes is not None or change.clear_quota:
+        row.quota_bytes = None if change.clear_quota else change.quota_bytes
+    for switch in ("read", "write", "delete"):
+        value = getattr(change, switch)
+        if value is not None:
+            setattr(row, switch, value)
+    if change.clear_credential:
+        row.credential_kind = row.credential_cipher = None
+    if change.credential is not None:
+        row.credential_kind = change.credential.kind
+        row.credential_cipher = lake.keyring.seal(change.credential.secret())
+    row.updated_at = utcnow()
+    session.flush()
+    if change.location is not None or change.credential is not None or change.options is not None:
+        _probe(lake, row)
+    return row
+
+
+def remove_endpoint(session: Session, *, principal: Principal, name: str) -> None:
+    """Remove an endpoint nothing lives on or moves to any more (its finished transfer records go with it)."""
+    require(principal, "lake.endpoint.manage")
+    row = get_endpoint(session, name)
+    count = session.scalar(select(func.count()).select_from(Replica).where(Replica.endpoint_id == row.id)) or 0
+    if count:
+        raise Conflict(f"endpoint {name} still holds {count} replica(s); move or delete them first")
+    locks = session.scalar(select(func.count()).select_from(RuleLock).where(RuleLock.endpoint_id == row.id)) or 0
+    moving = session.scalar(select(func.count()).select_from(Transfer).where(
+        Transfer.dest_endpoint_id == row.id, Transfer.state.in_(("QUEUED", "ACTIVE")))) or 0
+    if locks or moving:
+        raise Conflict(f"endpoint {name} is still a target of rules ({locks} locks, {moving} transfers)")
+    session.execute(delete(Transfer).where(Transfer.dest_endpoint_id == row.id))
+    session.delete(row)
+    session.flush()
