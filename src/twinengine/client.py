@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx2 as httpx
@@ -33,6 +33,9 @@ from twinengine.twins.schemas import (
     TwinRead,
     TwinState,
 )
+
+if TYPE_CHECKING:
+    from twinengine.streams.sdk import StreamsClient
 
 __all__ = ["Client"]
 
@@ -73,6 +76,13 @@ class Client:
     def close(self) -> None:
         if self._owns_http:
             self._http.close()
+
+    @property
+    def streams(self) -> StreamsClient:
+        """Streams of twins: append, read, follow, MQTT bindings, functions, retraining buffers."""
+        from twinengine.streams.sdk import StreamsClient
+
+        return StreamsClient(self)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -11,11 +11,15 @@
     │   ├── TwinNotFound            404  TwinNotFound
     │   ├── RevisionNotFound        404  RevisionNotFound
     │   ├── IdentityNotFound        404  IdentityNotFound
-    │   └── CollectionNotFound      404  CollectionNotFound
+    │   ├── CollectionNotFound      404  CollectionNotFound
+    │   ├── StreamNotFound          404  StreamNotFound
+    │   └── BufferNotFound          404  BufferNotFound
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   └── TwinNameTaken           409  TwinNameTaken
     ├── PayloadTooLarge             413  PayloadTooLarge
+    ├── StreamBackpressure          429  StreamBackpressure (consumers are behind; carries retry_after)
+    │   └── StreamUnavailable       503  StreamUnavailable  (the stream log cannot take writes now)
     ├── DataCorrupted               500  DataCorrupted      (stored bytes no longer match their checksum)
     └── EngineUnavailable           503  EngineUnavailable  (SDK side: the server cannot be reached)
 
@@ -33,6 +37,7 @@ __all__ = [
     "AppNotFound",
     "AppVersionConflict",
     "AuthenticationRequired",
+    "BufferNotFound",
     "CollectionNotFound",
     "Conflict",
     "DataCorrupted",
@@ -44,6 +49,9 @@ __all__ = [
     "PermissionDenied",
     "Problem",
     "RevisionNotFound",
+    "StreamBackpressure",
+    "StreamNotFound",
+    "StreamUnavailable",
     "TokenInvalid",
     "TwinEngineError",
     "TwinNameTaken",
@@ -178,6 +186,18 @@ class CollectionNotFound(NotFound):
     code = "CollectionNotFound"
 
 
+class StreamNotFound(NotFound):
+    """Raised when a twin's app declares no stream of that name."""
+
+    code = "StreamNotFound"
+
+
+class BufferNotFound(NotFound):
+    """Raised when a twin has no retraining buffer of that name (or id)."""
+
+    code = "BufferNotFound"
+
+
 class Conflict(TwinEngineError):
     """Raised when the request contradicts what is already stored."""
 
@@ -202,6 +222,28 @@ class PayloadTooLarge(TwinEngineError):
 
     status = 413
     code = "PayloadTooLarge"
+
+
+class StreamBackpressure(TwinEngineError):
+    """Raised when a stream's consumers are further behind than the allowed lag: retry after a while.
+
+    Nothing of the refused batch was written; producers slow down, no data is dropped.
+    """
+
+    status = 429
+    code = "StreamBackpressure"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0,
+                 details: Sequence[Mapping[str, Any]] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class StreamUnavailable(StreamBackpressure):
+    """Raised when the stream log cannot take writes now (backend down, write queue full): retry later."""
+
+    status = 503
+    code = "StreamUnavailable"
 
 
 class DataCorrupted(TwinEngineError):

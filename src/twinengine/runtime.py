@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
 
 from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
 from twinengine.auth.keys import load_or_create_signing_key
@@ -18,10 +19,13 @@ from twinengine.config import Settings
 from twinengine.store import migrate
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
+from twinengine.streams.hub import StreamHub
+from twinengine.streams.notify import Notifier
 
 __all__ = ["Runtime"]
 
 _PG_BOOTSTRAP_LOCK = 0x74776164
+REVISIONS_KEY = "twinengine.revisions"  # (twin id, revision) pairs written in a session, announced on commit
 
 
 @dataclass
@@ -32,6 +36,27 @@ class Runtime:
     issuer: BuiltinIssuer
     collections: CollectionSource
     verifiers: list[TokenVerifier] = field(default_factory=list)
+    notifier: Notifier = field(default_factory=Notifier)  # wakes live readers of streams and state
+    _streams: StreamHub | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # State revisions are announced after their commit (twins.state records them in session.info).
+        event.listen(self.db.sessions, "after_commit", self._announce_revisions)
+        event.listen(self.db.sessions, "after_rollback", lambda s: s.info.pop(REVISIONS_KEY, None))
+
+    def _announce_revisions(self, session: Session) -> None:
+        for twin_id, _revision in session.info.pop(REVISIONS_KEY, ()):
+            self.notifier.notify(f"state:{twin_id}")
+
+    @property
+    def streams(self) -> StreamHub:
+        """The stream hub on the configured log backend, opened on first use."""
+        if self._streams is None:
+            from twinengine.streams.backends import get_backend
+
+            log = get_backend(self.settings.stream_backend).from_settings(self.settings)
+            self._streams = StreamHub(log, max_lag=self.settings.stream_max_lag, notifier=self.notifier)
+        return self._streams
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -58,6 +83,9 @@ class Runtime:
                                    ttl=self.settings.admin_token_ttl)
 
     def close(self) -> None:
+        if self._streams is not None:
+            self._streams.close()
+            self._streams = None
         if isinstance(self.collections, LocalCollections):
             self.collections.close()
         self.db.dispose()

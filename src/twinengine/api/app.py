@@ -17,7 +17,9 @@ from twinengine.api.routing import API_PREFIX, operation_id
 from twinengine.auth import api as auth_api
 from twinengine.catalog import api as catalog_api
 from twinengine.config import Settings
+from twinengine.daemons.streams_engine import StreamDaemons
 from twinengine.runtime import Runtime
+from twinengine.streams import api as streams_api
 from twinengine.twins import api as twins_api
 
 __all__ = ["create_app"]
@@ -51,7 +53,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         token = runtime.start()
         if token:
             _announce_admin_token(token, runtime)
+        daemons = StreamDaemons(runtime)
+        daemons.start()
         yield
+        daemons.stop()
         if owns_runtime:
             runtime.close()
 
@@ -70,13 +75,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     registry.register(health.StoreCollector(runtime))
 
     install_error_handlers(app)
-    for router in (health.router, auth_api.router, catalog_api.router, twins_api.router):
+    for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, streams_api.router):
         app.include_router(router)
 
     settings = runtime.settings
     # Outermost last: metrics see everything, the audit sees writes refused for their size too.
     app.add_middleware(BodyLimitMiddleware, default=settings.max_request_bytes,
-                       overrides={("POST", f"{API_PREFIX}/apps"): settings.max_app_archive_bytes})
+                       overrides={("POST", f"{API_PREFIX}/apps"): settings.max_app_archive_bytes},
+                       patterns=[("POST", rf"^{API_PREFIX}/twins/[^/]+/streams/[^/]+/records$",
+                                  settings.stream_max_request_bytes)])
     app.add_middleware(AuditMiddleware, runtime=runtime)
     app.add_middleware(MetricsMiddleware, registry=registry)
     return app

@@ -1,0 +1,1 @@
+"""Background loops over the services (stream consumers, MQTT bridge, compaction): ``run_once`` + ``run``."""

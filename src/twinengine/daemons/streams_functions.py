@@ -1,0 +1,267 @@
+"""The function worker: runs apps' functions on arrival of stream records, warm and bounded.
+
+Each (twin, function) is a consumer with a checkpointed offset. The worker wakes on every durable append,
+reads what is new, decides the calls from the trigger, and runs them on a bounded pool (one task per
+consumer at a time, so a function sees its records in order). Effects (state revisions, events) and the new
+offset commit in one transaction: at-least-once delivery, effects once. A failing call is retried with
+exponential backoff, then its records go to the dead-letter list with the reason and the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from twinengine.catalog import service as catalog
+from twinengine.catalog.manifest import FunctionSpec, Manifest
+from twinengine.catalog.models import AppVersion
+from twinengine.runtime import Runtime
+from twinengine.store.base import utcnow
+from twinengine.streams.functions import AppCode, FunctionContext, select_calls
+from twinengine.streams.hub import stream_key
+from twinengine.streams.models import DeadLetter, StreamConsumer
+from twinengine.twins import state
+from twinengine.twins.models import Twin
+from twinengine.twins.schemas import PropertyWrite, StateKind
+
+__all__ = ["EVENTS_STREAM", "FunctionWorker"]
+
+log = logging.getLogger("twinengine.functions")
+
+EVENTS_STREAM = "_events"
+EVENT_SCHEMA = pa.schema([("time", pa.timestamp("us", tz="UTC")), ("function", pa.string()), ("kind", pa.string()),
+                          ("data", pa.string())])
+_MAX_BATCH = 10_000
+_REFRESH_SECONDS = 1.0
+
+
+@dataclass
+class _Consumer:
+    twin_id: str
+    twin_name: str
+    app_sha: str
+    name: str
+    spec: FunctionSpec
+    time_field: str
+    retries: int
+    offset: int = 0
+    attempts: int = 0
+    not_before: float = 0.0
+    window_opened: float = field(default_factory=time.monotonic)
+    busy: bool = False
+    limit: int | None = None  # after a failure: take only this many records next time
+
+    @property
+    def key(self) -> str:
+        return stream_key(self.twin_id, self.spec.stream)
+
+    @property
+    def ident(self) -> str:
+        return f"function:{self.name}"
+
+
+class _CallFailed(Exception):
+    """A call raised: ``before`` records were consumed by the calls before it, ``size`` by the failing one."""
+
+    def __init__(self, cause: BaseException, before: int, size: int) -> None:
+        super().__init__(str(cause))
+        self.cause, self.before, self.size = cause, before, size
+
+
+class FunctionWorker:
+    """``run_once()`` starts due calls and returns how many batches it started; ``run(stop)`` loops on it."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.code = AppCode(runtime.blobs, runtime.data_dir / "apps")
+        self.pool = ThreadPoolExecutor(self.settings.function_workers, thread_name_prefix="twin-fn")
+        self.consumers: dict[tuple[str, str], _Consumer] = {}
+        self._refreshed = 0.0
+        self._models: dict[tuple[str, str], Any] = {}
+        self._pending: set[Future[None]] = set()
+
+    # -- discovery -------------------------------------------------------------------------------
+
+    def refresh(self, session: Session) -> None:
+        """Find every (twin, function) and its checkpoint; forget consumers of deleted twins."""
+        rows = session.execute(select(Twin.id, Twin.name, Twin.app_id, AppVersion.archive_sha256)
+                               .join(AppVersion, AppVersion.id == Twin.app_id)).all()
+        offsets = {(c.twin_id, c.function): c.offset for c in session.scalars(select(StreamConsumer))}
+        seen = set()
+        for twin_id, twin_name, app_id, sha in rows:
+            manifest = catalog.manifest_by_id(session, app_id)
+            for name, spec in manifest.functions.items():
+                ident = (twin_id, name)
+                seen.add(ident)
+                if ident not in self.consumers:
+                    retries = spec.retries if spec.retries is not None else self.settings.function_retries
+                    consumer = _Consumer(twin_id, twin_name, sha, name, spec,
+                                         manifest.streams[spec.stream].time_field, retries,
+                                         offset=offsets.get(ident, 0))
+                    self.consumers[ident] = consumer
+                    self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
+        for ident in set(self.consumers) - seen:
+            gone = self.consumers.pop(ident)
+            self.runtime.streams.release(gone.key, gone.ident)
+        self._refreshed = time.monotonic()
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def run_once(self, session: Session | None = None) -> int:
+        if session is not None:
+            self.refresh(session)
+        elif time.monotonic() - self._refreshed > _REFRESH_SECONDS:
+            with self.runtime.db.session(readonly=True) as fresh:
+                self.refresh(fresh)
+        started = 0
+        now = time.monotonic()
+        for consumer in list(self.consumers.values()):
+            if consumer.busy or now < consumer.not_before:
+                continue
+            end = self.runtime.streams.end(consumer.key)
+            if end <= consumer.offset:
+                consumer.window_opened = now if consumer.spec.trigger.kind == "time" else consumer.window_opened
+                continue
+            trigger = consumer.spec.trigger
+            if trigger.kind == "time" and now - consumer.window_opened < (trigger.seconds or 0):
+                continue
+            if trigger.kind == "count" and end - consumer.offset < (trigger.count or 1):
+                continue
+            consumer.busy = True
+            future = self.pool.submit(self._run, consumer, end)
+            self._pending.add(future)
+            future.add_done_callback(self._pending.discard)
+            started += 1
+        return started
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait for the calls in flight (tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def run(self, stop: threading.Event) -> None:
+        version = -1
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("function worker step failed")
+                stop.wait(1.0)
+            version = self.runtime.notifier.wait_any(version, 0.05)
+        self.pool.shutdown(wait=True, cancel_futures=False)
+
+    # -- one batch -------------------------------------------------------------------------------
+
+    def _run(self, consumer: _Consumer, end: int) -> None:
+        try:
+            self._attempt(consumer, end)
+        except Exception as exc:
+            self._failed(consumer, end, exc)
+        finally:
+            consumer.busy = False
+            self.runtime.notifier.notify("functions")  # wake the loop: this consumer may have more to do
+
+    def _attempt(self, consumer: _Consumer, end: int) -> None:
+        stop = min(end, consumer.offset + (consumer.limit or _MAX_BATCH))
+        table = self.runtime.streams.read(consumer.key, start=consumer.offset, stop=stop, limit=stop - consumer.offset,
+                                          time_field=consumer.time_field)
+        records = table.to_pylist() if table is not None else []
+        calls, used = select_calls(consumer.spec.trigger, records)
+        if consumer.spec.trigger.kind == "time":
+            consumer.window_opened = time.monotonic()
+        with self.runtime.db.session() as session:
+            twin = session.get(Twin, consumer.twin_id)
+            if twin is None:
+                return
+            manifest = catalog.manifest_by_id(session, twin.app_id)
+            function = self.code.resolve(consumer.app_sha, manifest, consumer.spec.entrypoint)
+            ctx = FunctionContext(twin_id=twin.id, twin_name=twin.name, function=consumer.name,
+                                  parameters=dict(twin.parameters), model=self._model(consumer, manifest),
+                                  read_state=lambda: state.read_state(session, twin))
+            before = 0
+            for call, through in calls:
+                try:
+                    function(ctx, call)
+                except Exception as exc:
+                    raise _CallFailed(exc, before, through - before) from exc
+                before = through
+            self._apply(session, twin, manifest, consumer, ctx)
+            new_offset = consumer.offset + used
+            self._checkpoint(session, consumer, new_offset, len(calls))
+        consumer.offset, consumer.limit = new_offset, None
+        if used:
+            consumer.attempts = 0
+        self.runtime.streams.commit(consumer.key, consumer.ident, new_offset)
+
+    def _model(self, consumer: _Consumer, manifest: Manifest) -> Any:
+        """The function's model, built once per worker and app version (the ML lifecycle swaps versions)."""
+        name = consumer.spec.model
+        if name is None:
+            return None
+        key = (consumer.app_sha, name)
+        if key not in self._models:
+            self._models[key] = self.code.resolve(consumer.app_sha, manifest, manifest.models[name].entrypoint)()
+        return self._models[key]
+
+    def _apply(self, session: Session, twin: Twin, manifest: Manifest, consumer: _Consumer,
+               ctx: FunctionContext) -> None:
+        for update in ctx.updates:
+            writes = {k: PropertyWrite(value=v, timestamp=update.timestamp) for k, v in update.values.items()}
+            values = state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}})
+            state.append_revision(session, twin, values, author=consumer.ident,
+                                  message=update.message or f"{consumer.name} on {consumer.spec.stream}")
+        events = ctx.events + [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
+        if events:
+            now = utcnow()
+            table = pa.Table.from_pydict({"time": [now] * len(events), "function": [consumer.name] * len(events),
+                                          "kind": [str(e.pop("kind")) for e in events],
+                                          "data": [json.dumps(e, default=str) for e in events]}, schema=EVENT_SCHEMA)
+            self.runtime.streams.append(stream_key(twin.id, EVENTS_STREAM), table, time_field="time")
+
+    def _checkpoint(self, session: Session, consumer: _Consumer, offset: int, calls: int) -> None:
+        row = session.get(StreamConsumer, (consumer.twin_id, consumer.name))
+        if row is None:
+            row = StreamConsumer(twin_id=consumer.twin_id, function=consumer.name, stream=consumer.spec.stream,
+                                 offset=offset, calls=calls, updated_at=utcnow())
+            session.add(row)
+        else:
+            row.offset, row.calls, row.updated_at = offset, row.calls + calls, utcnow()
+        session.flush()
+
+    def _failed(self, consumer: _Consumer, end: int, exc: Exception) -> None:
+        cause: BaseException = exc.cause if isinstance(exc, _CallFailed) else exc
+        if isinstance(exc, _CallFailed) and exc.before:
+            consumer.limit = exc.before  # first commit the calls that worked, then retry the failing one alone
+            return
+        size = exc.size if isinstance(exc, _CallFailed) else min(end, consumer.offset + _MAX_BATCH) - consumer.offset
+        consumer.limit = size
+        consumer.attempts += 1
+        reason = "".join(traceback.format_exception_only(type(cause), cause)).strip()[:2000]
+        if consumer.attempts <= consumer.retries:
+            delay = self.settings.function_backoff * 2 ** (consumer.attempts - 1)
+            consumer.not_before = time.monotonic() + delay
+            log.warning("function %s of %s failed (attempt %d, retry in %.1fs): %s", consumer.name,
+                        consumer.twin_name, consumer.attempts, delay, reason)
+            return
+        stop = consumer.offset + size
+        log.error("function %s of %s gave up on offsets %d..%d: %s", consumer.name, consumer.twin_name,
+                  consumer.offset, stop - 1, reason)
+        with self.runtime.db.session() as session:
+            session.add(DeadLetter(twin_id=consumer.twin_id, function=consumer.name, stream=consumer.spec.stream,
+                                   first_offset=consumer.offset, last_offset=stop - 1, attempts=consumer.attempts,
+                                   error=reason))
+            self._checkpoint(session, consumer, stop, 0)
+        consumer.offset, consumer.attempts, consumer.limit = stop, 0, None
+        self.runtime.streams.commit(consumer.key, consumer.ident, stop)
