@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from starlette.testclient import TestClient
 
 from helpers import RIVER_REACH, Engine
 from streams_fixtures import T0, drop_streams, gauge, stream_backend, stream_settings  # noqa: F401
@@ -17,7 +18,6 @@ from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.errors import PermissionDenied, StreamNotFound, ValidationFailed
 from twinengine.runtime import Runtime
-from starlette.testclient import TestClient
 
 PATH = "/api/v1/twins/reach/streams/gauges/records"
 

@@ -20,6 +20,7 @@ from twinengine.config import Settings
 from twinengine.daemons.streams_engine import StreamDaemons
 from twinengine.runtime import Runtime
 from twinengine.streams import api as streams_api
+from twinengine.streams import buffers_api
 from twinengine.twins import api as twins_api
 
 __all__ = ["create_app"]
@@ -75,7 +76,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     registry.register(health.StoreCollector(runtime))
 
     install_error_handlers(app)
-    for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, streams_api.router):
+    for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, streams_api.router,
+                   buffers_api.router):
         app.include_router(router)
 
     settings = runtime.settings

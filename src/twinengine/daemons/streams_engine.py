@@ -1,5 +1,5 @@
 """Start and stop the stream daemons that run inside an engine process: the function worker, the MQTT
-bridge (when ``mqtt_url`` is set) and the compactor."""
+bridge (when ``mqtt_url`` is set), the buffer sealer and the compactor."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ log = logging.getLogger("twinengine.daemons")
 
 class StreamDaemons:
     def __init__(self, runtime: Runtime, *, functions: bool = True, mqtt: bool = True, compaction: bool = True) -> None:
+        from twinengine.daemons.streams_buffers import BufferSealer
         from twinengine.daemons.streams_compactor import Compactor
         from twinengine.daemons.streams_functions import FunctionWorker
 
@@ -29,6 +30,7 @@ class StreamDaemons:
 
             self.mqtt = MqttBridge(runtime, runtime.settings.mqtt_url)
         self.compactor = Compactor(runtime) if compaction else None
+        self.buffers = BufferSealer(runtime)
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         def guarded() -> None:
@@ -48,6 +50,7 @@ class StreamDaemons:
             self._spawn("mqtt", self.mqtt.run)
         if self.compactor is not None:
             self._spawn("compactor", self.compactor.run)
+        self._spawn("buffers", self.buffers.run)
 
     def stop(self) -> None:
         self.stop_event.set()

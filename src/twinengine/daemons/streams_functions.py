@@ -196,8 +196,8 @@ class FunctionWorker:
                     function(ctx, call)
                 except Exception as exc:
                     raise _CallFailed(exc, before, through - before) from exc
+                self._apply(session, twin, manifest, consumer, ctx)  # the next call sees this one's state
                 before = through
-            self._apply(session, twin, manifest, consumer, ctx)
             new_offset = consumer.offset + used
             self._checkpoint(session, consumer, new_offset, len(calls))
         consumer.offset, consumer.limit = new_offset, None
@@ -223,6 +223,7 @@ class FunctionWorker:
             state.append_revision(session, twin, values, author=consumer.ident,
                                   message=update.message or f"{consumer.name} on {consumer.spec.stream}")
         events = ctx.events + [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
+        ctx.updates, ctx.events, ctx.workflow_requests = [], [], []
         if events:
             now = utcnow()
             table = pa.Table.from_pydict({"time": [now] * len(events), "function": [consumer.name] * len(events),

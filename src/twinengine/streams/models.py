@@ -71,6 +71,7 @@ class RetrainBuffer(Base):
     seconds: Mapped[float | None] = mapped_column(Float)
     discard_after: Mapped[bool] = mapped_column(Boolean, default=True)
     start_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    sealed_end: Mapped[int] = mapped_column(BigInteger, default=0)  # end of the newest fill
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(64))
 

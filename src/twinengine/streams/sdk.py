@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["StreamsClient", "parse_sse"]
 
+List = list  # the method named list shadows the builtin inside the class
+
 ARROW = "application/vnd.apache.arrow.stream"
 
 
@@ -47,7 +49,7 @@ def _ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def parse_sse(lines: Iterator[str]) -> Iterator[dict[str, str]]:
@@ -80,9 +82,9 @@ class StreamsClient:
         base = f"/api/v1/twins/{_seg(twin)}"
         return base + (f"/streams/{_seg(stream)}" if stream else "") + tail
 
-    def list(self, twin: str) -> list[StreamRead]:
+    def list(self, twin: str) -> List[StreamRead]:
         data = self._client._request("GET", self._path(twin, tail="/streams")).json()
-        return TypeAdapter(list[StreamRead]).validate_python(data)
+        return TypeAdapter(List[StreamRead]).validate_python(data)
 
     def append(self, twin: str, stream: str, records: Sequence[Mapping[str, Any]] | pa.Table, *,
                producer: str | None = None, seq: int | None = None) -> AppendAck:
@@ -147,14 +149,14 @@ class StreamsClient:
     def unbind_mqtt(self, twin: str, stream: str) -> None:
         self._client._request("DELETE", self._path(twin, stream, "/binding"))
 
-    def functions(self, twin: str) -> list[FunctionRead]:
+    def functions(self, twin: str) -> List[FunctionRead]:
         data = self._client._request("GET", self._path(twin, tail="/functions")).json()
-        return TypeAdapter(list[FunctionRead]).validate_python(data)
+        return TypeAdapter(List[FunctionRead]).validate_python(data)
 
-    def dead_letters(self, twin: str, *, function: str | None = None, limit: int = 100) -> list[DeadLetterRead]:
+    def dead_letters(self, twin: str, *, function: str | None = None, limit: int = 100) -> List[DeadLetterRead]:
         params = {k: v for k, v in {"function": function, "limit": limit}.items() if v is not None}
         data = self._client._request("GET", self._path(twin, tail="/functions/dead-letters"), params=params).json()
-        return TypeAdapter(list[DeadLetterRead]).validate_python(data)
+        return TypeAdapter(List[DeadLetterRead]).validate_python(data)
 
     # -- retraining buffers ------------------------------------------------------------------------
 
@@ -165,9 +167,9 @@ class StreamsClient:
         return self._client._send(BufferRead, "POST", self._path(twin, tail="/buffers"),
                                   {k: v for k, v in body.items() if v is not None})
 
-    def buffers(self, twin: str) -> list[BufferRead]:
+    def buffers(self, twin: str) -> List[BufferRead]:
         data = self._client._request("GET", self._path(twin, tail="/buffers")).json()
-        return TypeAdapter(list[BufferRead]).validate_python(data)
+        return TypeAdapter(List[BufferRead]).validate_python(data)
 
     def buffer(self, twin: str, name: str) -> BufferRead:
         return self._client._get(BufferRead, self._path(twin, tail=f"/buffers/{_seg(name)}"))

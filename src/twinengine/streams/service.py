@@ -197,8 +197,8 @@ def list_functions(session: Session, hub: StreamHub, *, principal: Principal, tw
     twin = get_twin(session, principal=principal, ref=twin_ref, action="stream.read")
     manifest = manifest_for(session, twin)
     offsets = {c.function: c for c in session.scalars(select(StreamConsumer).where(StreamConsumer.twin_id == twin.id))}
-    dead = dict(session.execute(select(DeadLetter.function, func.count()).where(DeadLetter.twin_id == twin.id)
-                                .group_by(DeadLetter.function)).tuples().all())
+    dead = {name: int(n) for name, n in session.execute(
+        select(DeadLetter.function, func.count()).where(DeadLetter.twin_id == twin.id).group_by(DeadLetter.function))}
     out = []
     for name, spec in manifest.functions.items():
         consumer = offsets.get(name)

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0001
-Create Date: 2026-11-21 20:27:07.500350
+Create Date: 2026-11-21 20:31:48.603438
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def upgrade() -> None:
     sa.Column('seconds', sa.Float(), nullable=True),
     sa.Column('discard_after', sa.Boolean(), nullable=False),
     sa.Column('start_offset', sa.BigInteger(), nullable=False),
+    sa.Column('sealed_end', sa.BigInteger(), nullable=False),
     sa.Column('opened_at', twinengine.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('created_by', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['twin_id'], ['twins.id'], name=op.f('fk_retrain_buffers_twin_id_twins'), ondelete='CASCADE'),
