@@ -153,13 +153,18 @@ class MqttBridge:
                 log.warning("MQTT message on %s refused: %s", message.topic, getattr(exc, "message", exc))
                 self._ack(message)
                 continue
-            if producer is not None:
+            if producer is not None:  # keep arrival order within a topic: what waits goes first
+                self._flush(target, plain.pop(message.topic, []))
                 self._append(target, table, [message], producer=producer, seq=seq)
             else:
                 plain.setdefault(message.topic, []).append((table, message))
         for topic, items in plain.items():
+            self._flush(targets[topic], items)
+
+    def _flush(self, target: _Target, items: list[tuple[pa.Table, mqtt.MQTTMessage]]) -> None:
+        if items:
             table = pa.concat_tables([t for t, _ in items]) if len(items) > 1 else items[0][0]
-            self._append(targets[topic], table, [m for _, m in items])
+            self._append(target, table, [m for _, m in items])
 
     def _append(self, target: _Target, table: pa.Table, messages: list[mqtt.MQTTMessage], *,
                 producer: str | None = None, seq: int | None = None) -> None:

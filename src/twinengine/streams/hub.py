@@ -42,11 +42,52 @@ class AppendResult:
     next_offset: int
 
 
+_MAX_OUT_OF_ORDER = 100_000
+
+
+@dataclass
+class _Seen:
+    """Sequence numbers of one producer already appended: all up to ``upto``, plus some beyond it (arrivals
+    out of order, e.g. MQTT redeliveries after a reconnect). A gap never filled is given up on once more
+    than ``_MAX_OUT_OF_ORDER`` numbers wait beyond it."""
+
+    upto: int = -1
+    above: set[int] = field(default_factory=set)
+
+    def has(self, seq: int) -> bool:
+        return seq <= self.upto or seq in self.above
+
+    def add(self, start: int, count: int) -> None:
+        if start <= self.upto + 1:
+            self.upto = max(self.upto, start + count - 1)
+        else:
+            self.above.update(range(start, start + count))
+        while self.above and (self.upto + 1 in self.above or len(self.above) > _MAX_OUT_OF_ORDER):
+            if self.upto + 1 not in self.above:
+                self.upto = min(self.above) - 1
+            self.above.discard(self.upto + 1)
+            self.upto += 1
+
+    def runs(self, start: int, count: int) -> list[tuple[int, int]]:
+        """(row, length) runs of a batch numbered ``start..`` that were not seen yet."""
+        if start > self.upto and not self.above:
+            return [(0, count)]
+        out: list[tuple[int, int]] = []
+        for row in range(count):
+            if self.has(start + row):
+                continue
+            if out and out[-1][0] + out[-1][1] == row:
+                out[-1] = (out[-1][0], out[-1][1] + 1)
+            else:
+                out.append((row, 1))
+        return out
+
+
 @dataclass
 class _State:
     next: int = 0
     durable: int = 0  # records below this offset are durable and readable
-    producers: dict[str, int] = field(default_factory=dict)  # producer -> last sequence appended
+    producers: dict[str, _Seen] = field(default_factory=dict)
     bases: list[int] = field(default_factory=list)  # per entry (entry n is bases[n - 1])
     counts: list[int] = field(default_factory=list)
     tmins: list[int] = field(default_factory=list)
@@ -60,8 +101,7 @@ class _State:
         self.tmaxs.append(header.tmax_us)
         self.next = header.end
         if header.producer is not None and header.seq is not None:
-            self.producers[header.producer] = max(self.producers.get(header.producer, -1),
-                                                  header.seq + header.count - 1)
+            self.producers.setdefault(header.producer, _Seen()).add(header.seq, header.count)
 
 
 class StreamHub:
@@ -124,24 +164,25 @@ class StreamHub:
         futures: list[tuple[Future[int], int]] = []
         duplicates = 0
         with state.lock:
+            runs: list[tuple[pa.Table, int | None]] = [(table, seq)]
             if producer is not None and seq is not None:
-                seen = state.producers.get(producer, -1)
-                duplicates = min(max(seen - seq + 1, 0), table.num_rows)
-                if duplicates:
-                    table, seq = table.slice(duplicates), seq + duplicates
+                seen = state.producers.get(producer) or _Seen()
+                runs = [(table.slice(row, n), seq + row) for row, n in seen.runs(seq, table.num_rows)]
+                duplicates = table.num_rows - sum(t.num_rows for t, _ in runs)
             first = state.next
             arrival = time.time_ns() // 1000
-            for chunk, chunk_seq in self._chunks(table, seq):
-                tmin, tmax = time_range(chunk, time_field)
-                header = batch.BatchHeader(base=state.next, count=chunk.num_rows, arrival_us=arrival, tmin_us=tmin,
-                                           tmax_us=tmax, producer=producer if seq is not None else None,
-                                           seq=chunk_seq)
-                try:
-                    futures.append((self.log.append(key, batch.encode(header, chunk)), header.end))
-                except Exception as exc:
-                    self.forget(key)
-                    raise StreamUnavailable(f"the stream log refused the write: {exc}") from exc
-                state.add(header)
+            for part, part_seq in runs:
+                for chunk, chunk_seq in self._chunks(part, part_seq):
+                    tmin, tmax = time_range(chunk, time_field)
+                    header = batch.BatchHeader(base=state.next, count=chunk.num_rows, arrival_us=arrival,
+                                               tmin_us=tmin, tmax_us=tmax, producer=producer if seq is not None
+                                               else None, seq=chunk_seq)
+                    try:
+                        futures.append((self.log.append(key, batch.encode(header, chunk)), header.end))
+                    except Exception as exc:
+                        self.forget(key)
+                        raise StreamUnavailable(f"the stream log refused the write: {exc}") from exc
+                    state.add(header)
         for future, end in futures:
             try:
                 future.result(timeout=60)
@@ -152,7 +193,7 @@ class StreamHub:
                 state.durable = max(state.durable, end)
         if futures:
             self.notifier.notify(key)
-        return AppendResult(first_offset=first, count=table.num_rows, duplicates=duplicates,
+        return AppendResult(first_offset=first, count=table.num_rows - duplicates, duplicates=duplicates,
                             next_offset=state.next)
 
     def _chunks(self, table: pa.Table, seq: int | None) -> list[tuple[pa.Table, int | None]]:
