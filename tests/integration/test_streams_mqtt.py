@@ -22,9 +22,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from starlette.testclient import TestClient
 
-from conftest import unavailable
 from helpers import RIVER_REACH, Engine
-from streams_fixtures import drop_streams, eventually, gauge, require_mqtt, stream_settings  # noqa: F401
+from streams_fixtures import drop_streams, eventually, gauge, require_mqtt, stream_settings, unavailable  # noqa: F401
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings

@@ -16,6 +16,7 @@ import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -42,6 +43,8 @@ EVENTS_STREAM = "_events"
 EVENT_SCHEMA = pa.schema([("time", pa.timestamp("us", tz="UTC")), ("function", pa.string()), ("kind", pa.string()),
                           ("data", pa.string())])
 _MAX_BATCH = 10_000
+_SLICE_CALLS = 256
+_SLICE_SECONDS = 0.05
 _REFRESH_SECONDS = 1.0
 
 
@@ -90,6 +93,7 @@ class FunctionWorker:
         self._refreshed = 0.0
         self._models: dict[tuple[str, str], Any] = {}
         self._pending: set[Future[None]] = set()
+        self.stopping = threading.Event()
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -160,7 +164,8 @@ class FunctionWorker:
                 log.exception("function worker step failed")
                 stop.wait(1.0)
             version = self.runtime.notifier.wait_any(version, 0.05)
-        self.pool.shutdown(wait=True, cancel_futures=False)
+        self.stopping.set()  # calls in flight finish their slice and stop
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     # -- one batch -------------------------------------------------------------------------------
 
@@ -174,36 +179,46 @@ class FunctionWorker:
             self.runtime.notifier.notify("functions")  # wake the loop: this consumer may have more to do
 
     def _attempt(self, consumer: _Consumer, end: int) -> None:
-        stop = min(end, consumer.offset + (consumer.limit or _MAX_BATCH))
-        table = self.runtime.streams.read(consumer.key, start=consumer.offset, stop=stop, limit=stop - consumer.offset,
+        """Run the due calls in short transactions (a few dozen ms each), so the store's writer lock is never
+        held for long; each transaction carries its effects and the checkpoint after them."""
+        base = consumer.offset
+        stop = min(end, base + (consumer.limit or _MAX_BATCH))
+        table = self.runtime.streams.read(consumer.key, start=base, stop=stop, limit=stop - base,
                                           time_field=consumer.time_field)
         records = table.to_pylist() if table is not None else []
         calls, used = select_calls(consumer.spec.trigger, records)
         if consumer.spec.trigger.kind == "time":
             consumer.window_opened = time.monotonic()
-        with self.runtime.db.session() as session:
-            twin = session.get(Twin, consumer.twin_id)
-            if twin is None:
-                return
-            manifest = catalog.manifest_by_id(session, twin.app_id)
-            function = self.code.resolve(consumer.app_sha, manifest, consumer.spec.entrypoint)
-            ctx = FunctionContext(twin_id=twin.id, twin_name=twin.name, function=consumer.name,
-                                  parameters=dict(twin.parameters), model=self._model(consumer, manifest),
-                                  read_state=lambda: state.read_state(session, twin))
-            before = 0
-            for call, through in calls:
-                try:
-                    function(ctx, call)
-                except Exception as exc:
-                    raise _CallFailed(exc, before, through - before) from exc
-                self._apply(session, twin, manifest, consumer, ctx)  # the next call sees this one's state
-                before = through
-            new_offset = consumer.offset + used
-            self._checkpoint(session, consumer, new_offset, len(calls))
-        consumer.offset, consumer.limit = new_offset, None
+        pos = 0
+        while True:
+            with self.runtime.db.session() as session:
+                twin = session.get(Twin, consumer.twin_id)
+                if twin is None:
+                    return
+                manifest = catalog.manifest_by_id(session, twin.app_id)
+                function = self.code.resolve(consumer.app_sha, manifest, consumer.spec.entrypoint)
+                ctx = FunctionContext(twin_id=twin.id, twin_name=twin.name, function=consumer.name,
+                                      parameters=dict(twin.parameters), model=self._model(consumer, manifest),
+                                      read_state=partial(state.read_state, session, twin))
+                committed = prev = consumer.offset - base
+                started, made = time.monotonic(), 0
+                while pos < len(calls) and made < _SLICE_CALLS and time.monotonic() - started < _SLICE_SECONDS:
+                    call, through = calls[pos]
+                    try:
+                        function(ctx, call)
+                    except Exception as exc:
+                        raise _CallFailed(exc, prev - committed, through - prev) from exc
+                    self._apply(session, twin, manifest, consumer, ctx)  # the next call sees this one's state
+                    prev, pos, made = through, pos + 1, made + 1
+                consumed = used if pos == len(calls) else prev
+                self._checkpoint(session, consumer, base + consumed, made)
+            consumer.offset = base + consumed
+            self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
+            if pos == len(calls) or self.stopping.is_set():
+                break
+        consumer.limit = None
         if used:
             consumer.attempts = 0
-        self.runtime.streams.commit(consumer.key, consumer.ident, new_offset)
 
     def _model(self, consumer: _Consumer, manifest: Manifest) -> Any:
         """The function's model, built once per worker and app version (the ML lifecycle swaps versions)."""
