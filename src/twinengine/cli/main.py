@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from twinengine._version import __version__
-from twinengine.cli import apps, audit, demo, state, tokens, twins
+from twinengine.cli import apps, audit, demo, state, streams, tokens, twins
 from twinengine.cli._common import DataDirOption, Output, console, err_console, local_settings
 from twinengine.client import DEFAULT_URL
 from twinengine.errors import TwinEngineError
@@ -120,6 +120,8 @@ def version() -> None:
 app.add_typer(tokens.app, name="token")
 app.add_typer(apps.app, name="app")
 app.add_typer(state.app, name="state")
+app.add_typer(streams.app, name="stream")
+app.add_typer(streams.buffers, name="buffer")
 app.command("audit")(audit.audit)
 app.command("demo")(demo.demo)
 for name, command in twins.COMMANDS.items():

@@ -94,6 +94,7 @@ class FunctionWorker:
         self._models: dict[tuple[str, str], Any] = {}
         self._pending: set[Future[None]] = set()
         self.stopping = threading.Event()
+        self._seen_keys: set[str] = set()
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -119,13 +120,15 @@ class FunctionWorker:
             gone = self.consumers.pop(ident)
             self.runtime.streams.release(gone.key, gone.ident)
         self._refreshed = time.monotonic()
+        self._seen_keys |= self.runtime.streams.keys()
 
     # -- scheduling ------------------------------------------------------------------------------
 
     def run_once(self, session: Session | None = None) -> int:
+        unknown = self.runtime.streams.keys() - self._seen_keys  # a stream appended to for the first time
         if session is not None:
             self.refresh(session)
-        elif time.monotonic() - self._refreshed > _REFRESH_SECONDS:
+        elif unknown or time.monotonic() - self._refreshed > _REFRESH_SECONDS:
             with self.runtime.db.session(readonly=True) as fresh:
                 self.refresh(fresh)
         started = 0

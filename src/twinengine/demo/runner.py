@@ -18,7 +18,7 @@ from typing import Any
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.demo.chapters import twins
+from twinengine.demo.chapters import streams, twins
 from twinengine.demo.context import Advance, DemoContext, DemoOptions
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
@@ -37,6 +37,7 @@ CHAPTERS: list[Chapter] = [
     twins.what_if,
     twins.plot_history,
     twins.audit,
+    streams.live_gauges,
 ]
 
 

@@ -24,6 +24,7 @@ from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, S
 from twinengine.api.routing import api_router
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.principal import Principal
+from twinengine.catalog.manifest import Stream
 from twinengine.errors import TwinEngineError
 from twinengine.runtime import Runtime
 from twinengine.streams import service
@@ -32,6 +33,7 @@ from twinengine.streams.schemas import AppendAck, BindingRead, BindingWrite, Dea
 from twinengine.streams.schemas import StreamRead as StreamInfo
 from twinengine.twins import service as twins
 from twinengine.twins.api import revision_read
+from twinengine.twins.models import Twin
 from twinengine.types import INT32_MAX
 
 __all__ = ["jsonable", "router"]
@@ -129,21 +131,31 @@ async def read(
     return RecordPage(twin_id=row.id, stream=stream, count=len(items), next_offset=after, end_offset=end, items=items)
 
 
+async def stream_target(twin: TwinRef, stream: StreamName, runtime: RuntimeDep,
+                        principal: StreamPrincipalDep) -> tuple[Twin, Stream]:
+    """Resolved before an event stream starts, so a wrong twin or stream is a 4xx, not a broken stream."""
+    row, _manifest, declared = await _in_session(runtime, lambda s: service.resolve(
+        s, principal=principal, twin_ref=twin, stream=stream))
+    return row, declared
+
+
+async def twin_target(twin: TwinRef, runtime: RuntimeDep, principal: StreamPrincipalDep) -> Twin:
+    return await _in_session(runtime, lambda s: twins.get_twin(s, principal=principal, ref=twin))
+
+
 @router.get("/{twin}/streams/{stream}/events", name="events", response_class=EventSourceResponse,
             summary="Live records as Server-Sent Events (id = offset; resumes from Last-Event-ID)")
 async def events(
-    twin: TwinRef,
     stream: StreamName,
     request: Request,
     runtime: RuntimeDep,
-    principal: StreamPrincipalDep,
+    target: Annotated[tuple[Twin, Stream], Depends(stream_target)],
     start: Annotated[int | None, Query(ge=0, le=2**62, description="First offset; default: new records only.")] = None,
     count: Annotated[int | None, Query(ge=1, le=10**9, description="Close after this many records.")] = None,
     idle: Annotated[float | None, Query(gt=0, le=86_400, description="Close after this many idle seconds.")] = None,
     last_event_id: Annotated[str | None, Header(max_length=24)] = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    row, _manifest, declared = await _in_session(runtime, lambda s: service.resolve(
-        s, principal=principal, twin_ref=twin, stream=stream))
+    row, declared = target
     hub, key = runtime.streams, stream_key(row.id, stream)
     position = start if start is not None else (int(last_event_id) + 1 if last_event_id and last_event_id.isdigit()
                                                 else await anyio.to_thread.run_sync(hub.end, key))
@@ -168,16 +180,15 @@ async def events(
 @router.get("/{twin}/state/events", name="state_events", response_class=EventSourceResponse,
             summary="Live state revisions as Server-Sent Events (id = revision)")
 async def state_events(
-    twin: TwinRef,
     request: Request,
     runtime: RuntimeDep,
     principal: StreamPrincipalDep,
+    row: Annotated[Twin, Depends(twin_target)],
     after: Annotated[int | None, Query(ge=0, le=INT32_MAX, description="Default: the head revision now.")] = None,
     count: Annotated[int | None, Query(ge=1, le=10**9)] = None,
     idle: Annotated[float | None, Query(gt=0, le=86_400)] = None,
     last_event_id: Annotated[str | None, Header(max_length=24)] = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    row = await _in_session(runtime, lambda s: twins.get_twin(s, principal=principal, ref=twin))
     position = after if after is not None else (int(last_event_id) if last_event_id and last_event_id.isdigit()
                                                 else row.head_revision)
     sent, quiet = 0, 0.0

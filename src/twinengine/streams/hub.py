@@ -139,6 +139,11 @@ class StreamHub:
         state.durable = state.next
         return state
 
+    def keys(self) -> set[str]:
+        """Streams this hub has touched since it started."""
+        with self._lock:
+            return set(self._states)
+
     def forget(self, key: str) -> None:
         """Drop in-memory state (after a failed append, or when the stream is deleted)."""
         with self._lock:
