@@ -31,11 +31,10 @@ BATCH = 250
 
 @contextmanager
 def serve(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TWIN_DATA_DIR": str(settings.data_dir), "TWIN_STREAM_BACKEND": settings.stream_backend,
            "TWIN_NATS_URL": settings.nats_url}
     process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port)], env=env,
-                               stdout=open(settings.data_dir.parent / "serve.log", "ab"), stderr=subprocess.STDOUT)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         with Client(f"http://127.0.0.1:{port}") as probe:

@@ -124,47 +124,71 @@ class MqttBridge:
 
     # -- appending -------------------------------------------------------------------------------
 
-    def _decode(self, target: _Target, payload: bytes) -> tuple[pa.Table, str | None, int | None]:
-        text = payload.decode("utf-8")
+    def _decode(self, target: _Target, payload: bytes) -> tuple[list[Any] | pa.Table, str | None, int | None]:
+        """Records of one message (dicts, or a table for JSON lines), and its producer and sequence number."""
         try:
-            data: Any = json.loads(text)
+            data: Any = json.loads(payload)
         except ValueError:
             return records.parse_json_lines(target.declared, payload), None, None
         if isinstance(data, dict) and "records" in data:
             items = data["records"] if isinstance(data["records"], list) else [data["records"]]
             seq = data.get("seq")
-            return records.check_records(target.declared, items), data.get("producer"), seq
-        return records.check_records(target.declared, data if isinstance(data, list) else [data]), None, None
+            return items, data.get("producer"), seq if isinstance(seq, int) else None
+        return (data if isinstance(data, list) else [data]), None, None
 
     def _process(self, group: list[mqtt.MQTTMessage]) -> None:
-        """Append a group of messages (one batch per stream where they carry no producer), then ack them."""
+        """Append a group of messages (one batch per topic for those without a producer), then ack them."""
         with self._lock:
             targets = dict(self.targets)
-        plain: dict[str, list[tuple[pa.Table, mqtt.MQTTMessage]]] = {}
+        plain: dict[str, list[tuple[list[Any] | pa.Table, mqtt.MQTTMessage]]] = {}
         for message in group:
             target = targets.get(message.topic)
             if target is None:
                 self._ack(message)  # unbound meanwhile: nothing to feed
                 continue
             try:
-                table, producer, seq = self._decode(target, bytes(message.payload))
-            except (TwinEngineError, UnicodeDecodeError) as exc:
-                self.rejected += 1
-                log.warning("MQTT message on %s refused: %s", message.topic, getattr(exc, "message", exc))
-                self._ack(message)
+                items, producer, seq = self._decode(target, bytes(message.payload))
+            except TwinEngineError as exc:
+                self._refuse(message, exc)
                 continue
             if producer is not None:  # keep arrival order within a topic: what waits goes first
                 self._flush(target, plain.pop(message.topic, []))
+                try:
+                    table = items if isinstance(items, pa.Table) else records.check_records(target.declared, items)
+                except TwinEngineError as exc:
+                    self._refuse(message, exc)
+                    continue
                 self._append(target, table, [message], producer=producer, seq=seq)
             else:
-                plain.setdefault(message.topic, []).append((table, message))
-        for topic, items in plain.items():
-            self._flush(targets[topic], items)
+                plain.setdefault(message.topic, []).append((items, message))
+        for topic, waiting in plain.items():
+            self._flush(targets[topic], waiting)
 
-    def _flush(self, target: _Target, items: list[tuple[pa.Table, mqtt.MQTTMessage]]) -> None:
-        if items:
-            table = pa.concat_tables([t for t, _ in items]) if len(items) > 1 else items[0][0]
-            self._append(target, table, [m for _, m in items])
+    def _refuse(self, message: mqtt.MQTTMessage, exc: TwinEngineError) -> None:
+        self.rejected += 1
+        log.warning("MQTT message on %s refused: %s", message.topic, exc.message)
+        self._ack(message)  # a message that can never be valid is not redelivered forever
+
+    def _flush(self, target: _Target, waiting: list[tuple[list[Any] | pa.Table, mqtt.MQTTMessage]]) -> None:
+        """Validate the waiting messages of a topic as one batch; if that fails, one by one."""
+        if not waiting:
+            return
+        if all(isinstance(items, list) for items, _ in waiting):
+            flat = [r for items, _ in waiting for r in items]
+            try:
+                self._append(target, records.check_records(target.declared, flat), [m for _, m in waiting])
+                return
+            except TwinEngineError:
+                pass
+        good: list[tuple[pa.Table, mqtt.MQTTMessage]] = []
+        for items, message in waiting:
+            try:
+                good.append((items if isinstance(items, pa.Table) else
+                             records.check_records(target.declared, items), message))
+            except TwinEngineError as exc:
+                self._refuse(message, exc)
+        if good:
+            self._append(target, pa.concat_tables([t for t, _ in good]), [m for _, m in good])
 
     def _append(self, target: _Target, table: pa.Table, messages: list[mqtt.MQTTMessage], *,
                 producer: str | None = None, seq: int | None = None) -> None:
