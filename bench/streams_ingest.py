@@ -5,8 +5,9 @@
    appended to a file with one fsync per batch.
 2. MQTT (QoS 1, one record per message, publisher in another process) into 1 and 10 streams, each
    acknowledged only once durable, against mosquitto's own pub→sub rate on the same broker (a QoS 1
-   subscriber in another process), measured right before.
-3. Latency from publish to function start at 10,000 records/s (HTTP batches of 100 every 10 ms), p50/p99.
+   subscriber in another process), measured right before; both from the publisher's first message to the
+   last message received (baseline) or durable in the streams (engine).
+3. Latency from publish to function start at 10,000 records/s (HTTP batches every 10 ms), p50/p99.
 
 Usage: python bench/streams_ingest.py [--records 400000] [--messages 20000] [--seconds 10]
 """
@@ -157,6 +158,7 @@ def _mqtt_publisher(port: int, topics: list[str], n: int, out: Any) -> None:
     client.loop_start()
     now = time.time_ns()
     payloads = [json.dumps({"time": "2026-03-01T00:00:00Z", "value": i * 0.5, "sent_ns": now}) for i in range(n)]
+    out.put(time.time())  # both measurements start here: connected, about to publish the first message
     started = time.perf_counter()
     infos = [client.publish(topics[i % len(topics)], payloads[i], qos=1) for i in range(n)]
     for info in infos:
@@ -168,14 +170,13 @@ def _mqtt_publisher(port: int, topics: list[str], n: int, out: Any) -> None:
 def _mqtt_subscriber(port: int, topics: list[str], n: int, out: Any) -> None:
     client = _mqtt_client(port, f"bench-sub-{os.getpid()}")
     got = [0]
-    first: list[float] = []
     done = threading.Event()
+    finished: list[float] = []
 
     def on_message(_c: Any, _u: Any, _m: Any) -> None:
-        if not first:
-            first.append(time.perf_counter())
         got[0] += 1
         if got[0] >= n:
+            finished.append(time.time())
             done.set()
 
     client.on_message = on_message
@@ -183,7 +184,7 @@ def _mqtt_subscriber(port: int, topics: list[str], n: int, out: Any) -> None:
     client.loop_start()
     out.put("ready")
     done.wait(300)
-    out.put(n / (time.perf_counter() - first[0]))
+    out.put(finished[0])
     client.loop_stop()
 
 
@@ -197,10 +198,11 @@ def mosquitto_rate(port: int, topics: list[str], n: int) -> float:
     pub_out = ctx.Queue()
     pub = ctx.Process(target=_mqtt_publisher, args=(port, topics, n, pub_out))
     pub.start()
-    rate = float(out.get(timeout=600))
+    started = float(pub_out.get(timeout=60))
+    finished = float(out.get(timeout=600))
     pub.join(timeout=60)
     sub.join(timeout=60)
-    return rate
+    return n / (finished - started)
 
 
 def engine_mqtt_rate(runtime: Runtime, client: Client, port: int, topics: list[str], streams: list[str],
@@ -209,12 +211,12 @@ def engine_mqtt_rate(runtime: Runtime, client: Client, port: int, topics: list[s
     ctx = mp.get_context("spawn")
     pub_out = ctx.Queue()
     pub = ctx.Process(target=_mqtt_publisher, args=(port, topics, n, pub_out))
-    started = time.perf_counter()
     pub.start()
     twin_id = client.get_twin("bench").id
+    started = float(pub_out.get(timeout=60))
     while sum(runtime.streams.end(f"{twin_id}/{s}") - before[s] for s in streams) < n:
         time.sleep(0.002)
-    rate = n / (time.perf_counter() - started)
+    rate = n / (time.time() - started)
     pub.join(timeout=60)
     return rate
 
@@ -222,20 +224,19 @@ def engine_mqtt_rate(runtime: Runtime, client: Client, port: int, topics: list[s
 # -- 3. latency ---------------------------------------------------------------------------------------
 
 def _paced_producer(url: str, token: str, seconds: float, rate: int, out: Any) -> None:
+    """Offer ``rate`` records/s: every 10 ms, whatever the schedule says is due (100 records on time)."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
-    per_tick, tick = rate // 100, 0.01
     sent = 0
     with httpx.Client(base_url=url, timeout=60) as http:
         started = time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            target = started + (sent // per_tick) * tick
-            pause = target - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            r = http.post("/api/v1/twins/bench/streams/latency/records", content=body(per_tick, sent),
-                          headers=headers)
+        while (elapsed := time.perf_counter() - started) < seconds:
+            due = int(elapsed * rate) - sent
+            if due <= 0:
+                time.sleep(0.01 - elapsed % 0.01)
+                continue
+            r = http.post("/api/v1/twins/bench/streams/latency/records", content=body(due, sent), headers=headers)
             assert r.status_code == 201, r.text
-            sent += per_tick
+            sent += due
         out.put(sent / (time.perf_counter() - started))
 
 

@@ -45,6 +45,7 @@ EVENT_SCHEMA = pa.schema([("time", pa.timestamp("us", tz="UTC")), ("function", p
 _MAX_BATCH = 10_000
 _SLICE_CALLS = 256
 _SLICE_SECONDS = 0.05
+_CHECKPOINT_SECONDS = 1.0
 _REFRESH_SECONDS = 1.0
 
 
@@ -63,6 +64,9 @@ class _Consumer:
     window_opened: float = field(default_factory=time.monotonic)
     busy: bool = False
     limit: int | None = None  # after a failure: take only this many records next time
+    pending_calls: int = 0  # calls made since the last written checkpoint
+    persisted: int = 0  # offset of the last written checkpoint
+    checkpointed: float = 0.0
 
     @property
     def key(self) -> str:
@@ -113,7 +117,7 @@ class FunctionWorker:
                     retries = spec.retries if spec.retries is not None else self.settings.function_retries
                     consumer = _Consumer(twin_id, twin_name, sha, name, spec,
                                          manifest.streams[spec.stream].time_field, retries,
-                                         offset=offsets.get(ident, 0))
+                                         offset=offsets.get(ident, 0), persisted=offsets.get(ident, 0))
                     self.consumers[ident] = consumer
                     self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
         for ident in set(self.consumers) - seen:
@@ -169,6 +173,16 @@ class FunctionWorker:
             version = self.runtime.notifier.wait_any(version, 0.05)
         self.stopping.set()  # calls in flight finish their slice and stop
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.flush_checkpoints()
+
+    def flush_checkpoints(self) -> None:
+        """Write the checkpoints held in memory (slices without effects), e.g. on shutdown."""
+        waiting = [c for c in self.consumers.values() if c.pending_calls or c.offset != c.persisted]
+        if waiting:
+            with self.runtime.db.session() as session:
+                for consumer in waiting:
+                    self._checkpoint(session, consumer, consumer.offset, consumer.pending_calls)
+                    consumer.pending_calls = 0
 
     # -- one batch -------------------------------------------------------------------------------
 
@@ -182,8 +196,10 @@ class FunctionWorker:
             self.runtime.notifier.notify("functions")  # wake the loop: this consumer may have more to do
 
     def _attempt(self, consumer: _Consumer, end: int) -> None:
-        """Run the due calls in short transactions (a few dozen ms each), so the store's writer lock is never
-        held for long; each transaction carries its effects and the checkpoint after them."""
+        """Run the due calls in slices of a few dozen ms. Calls read through a read-only session; a slice's
+        effects are checked as each call returns and written, with the checkpoint after them, in one short
+        transaction. A slice without effects only moves the offset in memory; that checkpoint is written
+        within ``_CHECKPOINT_SECONDS`` (at-least-once: a crash may call those records again)."""
         base = consumer.offset
         stop = min(end, base + (consumer.limit or _MAX_BATCH))
         table = self.runtime.streams.read(consumer.key, start=base, stop=stop, limit=stop - base,
@@ -194,7 +210,7 @@ class FunctionWorker:
             consumer.window_opened = time.monotonic()
         pos = 0
         while True:
-            with self.runtime.db.session() as session:
+            with self.runtime.db.session(readonly=True) as session:
                 twin = session.get(Twin, consumer.twin_id)
                 if twin is None:
                     return
@@ -205,16 +221,29 @@ class FunctionWorker:
                                       read_state=partial(state.read_state, session, twin))
                 committed = prev = consumer.offset - base
                 started, made = time.monotonic(), 0
+                effects: list[tuple[list[state.NewValue], str | None]] = []
                 while pos < len(calls) and made < _SLICE_CALLS and time.monotonic() - started < _SLICE_SECONDS:
                     call, through = calls[pos]
                     try:
                         function(ctx, call)
+                        effects += self._check(manifest, consumer, ctx)
                     except Exception as exc:
                         raise _CallFailed(exc, prev - committed, through - prev) from exc
-                    self._apply(session, twin, manifest, consumer, ctx)  # the next call sees this one's state
                     prev, pos, made = through, pos + 1, made + 1
-                consumed = used if pos == len(calls) else prev
-                self._checkpoint(session, consumer, base + consumed, made)
+            consumed = used if pos == len(calls) else prev
+            events = ctx.events + [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
+            consumer.pending_calls += made
+            if effects or events or time.monotonic() - consumer.checkpointed > _CHECKPOINT_SECONDS:
+                with self.runtime.db.session() as session:
+                    twin = session.get(Twin, consumer.twin_id)
+                    if twin is None:
+                        return
+                    for values, message in effects:
+                        state.append_revision(session, twin, values, author=consumer.ident,
+                                              message=message or f"{consumer.name} on {consumer.spec.stream}")
+                    self._checkpoint(session, consumer, base + consumed, consumer.pending_calls)
+                consumer.pending_calls, consumer.checkpointed = 0, time.monotonic()
+                self._emit(twin.id, consumer, events)
             consumer.offset = base + consumed
             self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
             if pos == len(calls) or self.stopping.is_set():
@@ -233,23 +262,28 @@ class FunctionWorker:
             self._models[key] = self.code.resolve(consumer.app_sha, manifest, manifest.models[name].entrypoint)()
         return self._models[key]
 
-    def _apply(self, session: Session, twin: Twin, manifest: Manifest, consumer: _Consumer,
-               ctx: FunctionContext) -> None:
+    def _check(self, manifest: Manifest, consumer: _Consumer, ctx: FunctionContext
+               ) -> list[tuple[list[state.NewValue], str | None]]:
+        """Validate the state updates of the call that just returned (a bad one fails that call)."""
+        checked = []
         for update in ctx.updates:
             writes = {k: PropertyWrite(value=v, timestamp=update.timestamp) for k, v in update.values.items()}
-            values = state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}})
-            state.append_revision(session, twin, values, author=consumer.ident,
-                                  message=update.message or f"{consumer.name} on {consumer.spec.stream}")
-        events = ctx.events + [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
-        ctx.updates, ctx.events, ctx.workflow_requests = [], [], []
+            checked.append((state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}}),
+                            update.message))
+        ctx.applied += ctx.updates
+        ctx.updates = []
+        return checked
+
+    def _emit(self, twin_id: str, consumer: _Consumer, events: list[dict[str, Any]]) -> None:
         if events:
             now = utcnow()
             table = pa.Table.from_pydict({"time": [now] * len(events), "function": [consumer.name] * len(events),
                                           "kind": [str(e.pop("kind")) for e in events],
                                           "data": [json.dumps(e, default=str) for e in events]}, schema=EVENT_SCHEMA)
-            self.runtime.streams.append(stream_key(twin.id, EVENTS_STREAM), table, time_field="time")
+            self.runtime.streams.append(stream_key(twin_id, EVENTS_STREAM), table, time_field="time")
 
     def _checkpoint(self, session: Session, consumer: _Consumer, offset: int, calls: int) -> None:
+        consumer.persisted = offset
         row = session.get(StreamConsumer, (consumer.twin_id, consumer.name))
         if row is None:
             row = StreamConsumer(twin_id=consumer.twin_id, function=consumer.name, stream=consumer.spec.stream,
@@ -281,6 +315,7 @@ class FunctionWorker:
             session.add(DeadLetter(twin_id=consumer.twin_id, function=consumer.name, stream=consumer.spec.stream,
                                    first_offset=consumer.offset, last_offset=stop - 1, attempts=consumer.attempts,
                                    error=reason))
-            self._checkpoint(session, consumer, stop, 0)
+            self._checkpoint(session, consumer, stop, consumer.pending_calls)
+        consumer.pending_calls, consumer.checkpointed = 0, time.monotonic()
         consumer.offset, consumer.attempts, consumer.limit = stop, 0, None
         self.runtime.streams.commit(consumer.key, consumer.ident, stop)

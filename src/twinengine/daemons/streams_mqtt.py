@@ -128,7 +128,7 @@ class MqttBridge:
         """Records of one message (dicts, or a table for JSON lines), and its producer and sequence number."""
         try:
             data: Any = json.loads(payload)
-        except ValueError:
+        except (ValueError, UnicodeDecodeError):
             return records.parse_json_lines(target.declared, payload), None, None
         if isinstance(data, dict) and "records" in data:
             items = data["records"] if isinstance(data["records"], list) else [data["records"]]
@@ -140,27 +140,24 @@ class MqttBridge:
         """Append a group of messages (one batch per topic for those without a producer), then ack them."""
         with self._lock:
             targets = dict(self.targets)
-        plain: dict[str, list[tuple[list[Any] | pa.Table, mqtt.MQTTMessage]]] = {}
+        plain: dict[str, list[tuple[bytes, mqtt.MQTTMessage]]] = {}
         for message in group:
             target = targets.get(message.topic)
             if target is None:
                 self._ack(message)  # unbound meanwhile: nothing to feed
                 continue
+            payload = bytes(message.payload)
+            if b'"records"' not in payload:  # no envelope, hence no producer: batch it with its neighbours
+                plain.setdefault(message.topic, []).append((payload, message))
+                continue
             try:
-                items, producer, seq = self._decode(target, bytes(message.payload))
+                items, producer, seq = self._decode(target, payload)
+                table = items if isinstance(items, pa.Table) else records.check_records(target.declared, items)
             except TwinEngineError as exc:
                 self._refuse(message, exc)
                 continue
-            if producer is not None:  # keep arrival order within a topic: what waits goes first
-                self._flush(target, plain.pop(message.topic, []))
-                try:
-                    table = items if isinstance(items, pa.Table) else records.check_records(target.declared, items)
-                except TwinEngineError as exc:
-                    self._refuse(message, exc)
-                    continue
-                self._append(target, table, [message], producer=producer, seq=seq)
-            else:
-                plain.setdefault(message.topic, []).append((items, message))
+            self._flush(target, plain.pop(message.topic, []))  # keep arrival order within a topic
+            self._append(target, table, [message], producer=producer, seq=seq)
         for topic, waiting in plain.items():
             self._flush(targets[topic], waiting)
 
@@ -169,20 +166,22 @@ class MqttBridge:
         log.warning("MQTT message on %s refused: %s", message.topic, exc.message)
         self._ack(message)  # a message that can never be valid is not redelivered forever
 
-    def _flush(self, target: _Target, waiting: list[tuple[list[Any] | pa.Table, mqtt.MQTTMessage]]) -> None:
-        """Validate the waiting messages of a topic as one batch; if that fails, one by one."""
+    def _flush(self, target: _Target, waiting: list[tuple[bytes, mqtt.MQTTMessage]]) -> None:
+        """Validate the waiting messages of a topic as one batch (JSON lines through pyarrow's parser); if
+        that fails, message by message, refusing the bad ones."""
         if not waiting:
             return
-        if all(isinstance(items, list) for items, _ in waiting):
-            flat = [r for items, _ in waiting for r in items]
+        if all(p.lstrip()[:1] == b"{" and b"\n" not in p.strip() for p, _ in waiting):
             try:
-                self._append(target, records.check_records(target.declared, flat), [m for _, m in waiting])
+                table = records.parse_json_lines(target.declared, b"\n".join(p for p, _ in waiting))
+                self._append(target, table, [m for _, m in waiting])
                 return
             except TwinEngineError:
                 pass
         good: list[tuple[pa.Table, mqtt.MQTTMessage]] = []
-        for items, message in waiting:
+        for payload, message in waiting:
             try:
+                items, _producer, _seq = self._decode(target, payload)
                 good.append((items if isinstance(items, pa.Table) else
                              records.check_records(target.declared, items), message))
             except TwinEngineError as exc:

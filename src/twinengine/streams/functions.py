@@ -16,7 +16,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,13 +125,27 @@ class FunctionContext:
     model: Any = None
     read_state: Callable[[], Any] = lambda: None
     updates: list[StateUpdate] = field(default_factory=list)
+    applied: list[StateUpdate] = field(default_factory=list)  # accepted in this transaction, not committed yet
     events: list[dict[str, Any]] = field(default_factory=list)
     workflow_requests: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def state(self) -> Any:
-        """The twin's state now (``TwinState``), read when first asked for."""
-        return self.read_state()
+        """The twin's state now (``TwinState``), including what earlier calls of this batch reported."""
+        current = self.read_state()
+        pending = self.applied + self.updates
+        if not pending or current is None:
+            return current
+        from twinengine.twins.schemas import PropertyValue
+
+        reported = dict(current.reported)
+        for update in pending:
+            for name, value in update.values.items():
+                known = reported.get(name)
+                reported[name] = PropertyValue(value=value, unit=known.unit if known else None,
+                                               timestamp=update.timestamp or datetime.now(UTC),
+                                               revision=current.revision or 0)
+        return current.model_copy(update={"reported": reported})
 
     def update_state(self, *, timestamp: datetime | None = None, message: str | None = None, **values: Any) -> None:
         """Report state properties (one revision per call), validated against the app like any write."""
