@@ -4,6 +4,7 @@ whole history (Parquet plus the log's open tail) by event time."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_closed_segments_are_compacted_and_loaded_back(tmp_path: Path) -> None:
             rows = list(session.scalars(select(CompactedSegment).order_by(CompactedSegment.first_offset)))
         assert written == len(rows) == len(sink.segments) >= 2
         assert rows[0].first_offset == 0 and rows[0].dataset_id == "stream-0"
-        assert all(b.first_offset == a.last_offset + 1 for a, b in zip(rows, rows[1:], strict=False))
+        assert all(b.first_offset == a.last_offset + 1 for a, b in itertools.pairwise(rows))
         for row in rows:
             assert hashlib.sha256(Path(row.path).read_bytes()).hexdigest() == row.sha256
             assert pq.read_table(row.path).num_rows == row.records
