@@ -5,6 +5,7 @@ The API is built *from* a runtime; tests build one per data dir, and nothing liv
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Runtime:
     verifiers: list[TokenVerifier] = field(default_factory=list)
     notifier: Notifier = field(default_factory=Notifier)  # wakes live readers of streams and state
     _streams: StreamHub | None = field(default=None, repr=False)
+    _streams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         # State revisions are announced after their commit (twins.state records them in session.info).
@@ -51,12 +53,13 @@ class Runtime:
     @property
     def streams(self) -> StreamHub:
         """The stream hub on the configured log backend, opened on first use."""
-        if self._streams is None:
-            from twinengine.streams.backends import get_backend
+        with self._streams_lock:  # daemons and requests may ask at once on start: open one log only
+            if self._streams is None:
+                from twinengine.streams.backends import get_backend
 
-            log = get_backend(self.settings.stream_backend).from_settings(self.settings)
-            self._streams = StreamHub(log, max_lag=self.settings.stream_max_lag, notifier=self.notifier)
-        return self._streams
+                log = get_backend(self.settings.stream_backend).from_settings(self.settings)
+                self._streams = StreamHub(log, max_lag=self.settings.stream_max_lag, notifier=self.notifier)
+            return self._streams
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -83,9 +86,10 @@ class Runtime:
                                    ttl=self.settings.admin_token_ttl)
 
     def close(self) -> None:
-        if self._streams is not None:
-            self._streams.close()
-            self._streams = None
+        with self._streams_lock:
+            if self._streams is not None:
+                self._streams.close()
+                self._streams = None
         if isinstance(self.collections, LocalCollections):
             self.collections.close()
         self.db.dispose()

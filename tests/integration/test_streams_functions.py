@@ -129,6 +129,18 @@ def test_every_trigger_kind_runs_with_effects_once(uma: Client) -> None:
     assert fns["fragile"].calls == 6 and fns["fragile"].dead_letters == 1
 
 
+def test_a_new_model_version_is_built_once_then_kept_warm(engine: Engine, uma: Client) -> None:
+    worker = engine.app.state.stream_daemons.functions
+    version = ["v1"]
+    worker.model_versions = lambda _twin, _app, _name: version[0]
+    uma.streams.append("pump", "readings", [rec(0, 60.0), rec(1, 61.0)])
+    eventually(lambda: uma.get_state("pump").reported.get("config"))
+    version[0] = "v2"  # the AI lifecycle promoted a new version
+    uma.streams.append("pump", "readings", [rec(2, 62.0), rec(3, 63.0)])
+    state = eventually(lambda: (s := uma.get_state("pump").reported)["config"].value["doubled"] == 126.0 and s)
+    assert state["config"].value["builds"] == 2  # one build per version, not per call
+
+
 def test_events_and_workflow_requests_are_recorded(engine: Engine, uma: Client) -> None:
     uma.streams.append("pump", "readings", [rec(0, 1.0), rec(1, 99.0), rec(2, 3.0)])
     from twinengine.daemons.streams_functions import EVENTS_STREAM

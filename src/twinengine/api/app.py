@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         token = runtime.start()
         if token:
             _announce_admin_token(token, runtime)
-        daemons = StreamDaemons(runtime)
+        daemons = _app.state.stream_daemons = StreamDaemons(runtime)
         daemons.start()
         yield
         daemons.stop()

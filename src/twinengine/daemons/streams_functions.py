@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -95,7 +96,10 @@ class FunctionWorker:
         self.pool = ThreadPoolExecutor(self.settings.function_workers, thread_name_prefix="twin-fn")
         self.consumers: dict[tuple[str, str], _Consumer] = {}
         self._refreshed = 0.0
-        self._models: dict[tuple[str, str], Any] = {}
+        self._models: dict[tuple[str, str, str], Any] = {}
+        # Which version of a model a twin uses: (twin id, app archive sha256, model name) -> version. The app
+        # version until the AI lifecycle's registry plugs in here; a new version builds the model afresh.
+        self.model_versions: Callable[[str, str, str], str] = lambda _twin, app_sha, _name: app_sha
         self._pending: set[Future[None]] = set()
         self.stopping = threading.Event()
         self._seen_keys: set[str] = set()
@@ -257,8 +261,10 @@ class FunctionWorker:
         name = consumer.spec.model
         if name is None:
             return None
-        key = (consumer.app_sha, name)
+        key = (consumer.app_sha, name, self.model_versions(consumer.twin_id, consumer.app_sha, name))
         if key not in self._models:
+            for stale in [k for k in self._models if k[:2] == key[:2]]:
+                del self._models[stale]  # one version of a model per worker
             self._models[key] = self.code.resolve(consumer.app_sha, manifest, manifest.models[name].entrypoint)()
         return self._models[key]
 
