@@ -88,6 +88,8 @@ def drop_streams() -> Iterator[list[Any]]:
     from twinengine.twins.models import Twin
 
     for runtime in runtimes:
+        if runtime.settings.stream_backend != "nats":
+            continue
         try:
             with runtime.db.session(readonly=True) as session:
                 ids = {t for (t,) in session.query(Twin.id).all()}
@@ -96,3 +98,5 @@ def drop_streams() -> Iterator[list[Any]]:
                     runtime.streams.log.drop(key)
         except Exception:
             pass
+        finally:
+            runtime.close()

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from twinengine.catalog.manifest import FunctionTrigger, Stream
-from twinengine.errors import DataCorrupted, InvalidInput, StreamBackpressure, ValidationFailed
+from twinengine.errors import DataCorrupted, InvalidInput, StreamBackpressure, StreamUnavailable, ValidationFailed
 from twinengine.streams import batch, records
 from twinengine.streams.backends import get_backend, list_backends
 from twinengine.streams.backends.local import LocalLog
@@ -144,3 +144,11 @@ def test_backend_registry_lists_and_refuses_unknown_names() -> None:
     assert get_backend("local") is LocalLog
     with pytest.raises(InvalidInput, match=r"installed: .*local"):
         get_backend("kafka")
+
+
+def test_one_engine_process_per_stream_folder(tmp_path: Path) -> None:
+    first = LocalLog(tmp_path)
+    with pytest.raises(StreamUnavailable, match="another engine process"):
+        LocalLog(tmp_path)
+    first.close()
+    LocalLog(tmp_path).close()  # free again once closed

@@ -9,6 +9,7 @@ frame at the end of the newest segment (a crash mid-write, never acknowledged) i
 from __future__ import annotations
 
 import bisect
+import fcntl
 import contextlib
 import os
 import queue
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from twinengine.errors import DataCorrupted
+from twinengine.errors import DataCorrupted, StreamUnavailable
 from twinengine.streams.backends.base import Sealed, StreamLog
 
 if TYPE_CHECKING:
@@ -95,6 +96,12 @@ class LocalLog(StreamLog):
         self.root = root
         self.segment_bytes = segment_bytes
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lockfile = (self.root / ".lock").open("a+b")
+        try:  # one writer per folder: a second engine process on the same data would interleave frames
+            fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lockfile.close()
+            raise StreamUnavailable(f"another engine process has the stream log {self.root} open") from None
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[tuple[str, bytes, Future[int]] | None] = queue.SimpleQueue()
@@ -264,7 +271,8 @@ class LocalLog(StreamLog):
         return self._stream(key).durable
 
     def list_keys(self) -> list[str]:
-        found = {f"{p.parent.parent.name}/{p.parent.name}" for p in self.root.glob(f"*/*/*{_SUFFIX}")}
+        found = {f"{p.parent.parent.name}/{p.parent.name}" for p in self.root.glob(f"*/*/*{_SUFFIX}")
+                 if p.parent.parent.name != "parquet"}
         with self._lock:
             found |= {k for k, s in self._streams.items() if s.durable}
         return sorted(found)
@@ -295,3 +303,4 @@ class LocalLog(StreamLog):
                 if stream.handle is not None:
                     stream.handle.close()  # type: ignore[attr-defined]
                     stream.handle = None
+        self._lockfile.close()
