@@ -9,8 +9,8 @@ frame at the end of the newest segment (a crash mid-write, never acknowledged) i
 from __future__ import annotations
 
 import bisect
-import fcntl
 import contextlib
+import fcntl
 import os
 import queue
 import shutil
