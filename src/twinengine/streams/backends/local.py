@@ -91,6 +91,7 @@ class LocalLog(StreamLog):
 
     name = "local"
     description = "append-only segment files with fsync group commit (embedded default)"
+    max_entry_bytes = 1 << 30  # a whole upload (TWIN_STREAM_MAX_REQUEST_BYTES) stays one entry: all or nothing
 
     def __init__(self, root: Path, *, segment_bytes: int = 64 << 20) -> None:
         self.root = root
