@@ -4,6 +4,7 @@ requests, bounded lag answered with 429, and buffers sealed by count, time and r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ def fragile(ctx, records):
     if records[0]["level"] < 0:
         raise ValueError(f"negative level {records[0]['level']}")
     ctx.update_state(on=True)
+
+def every(ctx, records):
+    ctx.update_state(count=len(records), label="high" if len(records) > 3 else "low")
 
 def stuck(ctx, records):
     raise RuntimeError("the downstream service is down")
@@ -220,3 +224,18 @@ def test_buffers_seal_by_count_on_request_and_discard_after_retraining(engine: E
     assert (first.start_offset, first.end_offset) == (0, 7) and (second.start_offset, second.end_offset) == (0, 8)
     with pytest.raises(Conflict, match="no new records"):
         uma.streams.seal_buffer("pump", "growing")
+
+
+def test_a_time_window_collects_what_arrived_meanwhile(engine: Engine, tmp_path: Path) -> None:
+    timed = {"every": {"entrypoint": "timer_app.fns:every", "stream": "readings",
+                       "trigger": {"kind": "time", "seconds": 1.0}}}
+    engine.as_role("ada", "developer").publish_app(functions_app(tmp_path, "timer-app", timed))
+    uma = engine.as_role("uma", "user")
+    uma.create_twin("timer-app@1.0.0", "clock", {"station": "P1"})
+    eventually(lambda: uma.streams.functions("clock"))
+    time.sleep(1.2)  # the worker has seen the (empty) stream and opened its window
+    for i in range(5):
+        uma.streams.append("clock", "readings", [rec(i, float(i))])
+    fn = eventually(lambda: (f := uma.streams.functions("clock")[0]).offset == 5 and f)
+    assert fn.calls == 1  # one call for the window, not one per record
+    assert uma.get_state("clock").reported["count"].value == 5

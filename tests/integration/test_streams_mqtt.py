@@ -195,3 +195,32 @@ def test_broker_restart_mid_stream_loses_nothing_it_accepted(tmp_path: Path, bro
         expected = {gauge(seq)["level"] for seq in acked}
         assert set(levels) == expected
         assert len(levels) == len(set(levels)) == total  # each accepted message exactly once
+
+
+def test_a_lagging_consumer_holds_mqtt_acks_until_it_catches_up(tmp_path: Path, broker: Mosquitto,
+                                                                drop_streams: list[Any]) -> None:  # noqa: F811
+    topic = "reach/rr01/gauges"
+    runtime, http = run_engine(stream_settings(tmp_path / "data", "local", mqtt_url=broker.url, stream_max_lag=5),
+                               drop_streams)
+    with http:
+        engine = Engine(runtime=runtime, app=http.app, http=http, admin_token="")  # type: ignore[arg-type]
+        engine.as_role("ada", "developer").publish_app(RIVER_REACH)
+        uma = engine.as_role("uma", "user")
+        twin_id = uma.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"}).id
+        uma.streams.bind_mqtt("reach", "gauges", topic)
+        eventually(lambda: topic in _bridge_topics())
+        key = f"{twin_id}/gauges"
+        uma.streams.append("reach", "gauges", [gauge(0)])
+        runtime.streams.commit(key, "slow-consumer", 0)  # a consumer that does not move: lag grows with each record
+        client, accepted, _lock = publisher(broker.url)
+        for seq in range(1, 21):
+            client.publish(topic, json.dumps({"producer": "rr01", "seq": seq, "records": [gauge(seq)]}), qos=1)
+        eventually(lambda: len(accepted) == 20)  # the broker took them all...
+        time.sleep(1.0)
+        held = runtime.streams.end(key)
+        assert held <= 7  # ...but the engine stopped appending at the lag limit, and holds the rest unacknowledged
+        runtime.streams.commit(key, "slow-consumer", 10_000)  # the consumer catches up
+        eventually(lambda: runtime.streams.end(key) == 21)
+        client.loop_stop()
+        levels = uma.streams.read_arrow("reach", "gauges").column("level").to_pylist()
+        assert levels == [gauge(i)["level"] for i in range(21)]  # nothing dropped, in order
