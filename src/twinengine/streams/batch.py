@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-__all__ = ["BatchHeader", "decode", "decode_header", "encode"]
+__all__ = ["BatchHeader", "decode", "decode_header", "encode", "header_complete"]
 
 MAGIC = b"TWB1"
 _LEN = struct.Struct("<I")
@@ -46,6 +46,11 @@ def encode(header: BatchHeader, table: pa.Table) -> bytes:
         writer.write_table(table)
     head = header.to_json()
     return b"".join((MAGIC, _LEN.pack(len(head)), head, sink.getvalue().to_pybytes()))
+
+
+def header_complete(payload: bytes) -> bool:
+    """Does this (possibly truncated) payload hold the whole header?"""
+    return len(payload) >= 8 and len(payload) >= 8 + _LEN.unpack_from(payload, 4)[0]
 
 
 def decode_header(payload: bytes) -> BatchHeader:

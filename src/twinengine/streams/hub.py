@@ -27,6 +27,7 @@ __all__ = ["AppendResult", "StreamHub", "stream_key"]
 OFFSET = "_offset"
 ARRIVAL = "_arrival"
 _READ_CHUNK = 256
+_HEADER_PEEK = 512
 _MAX_PENDING_BYTES = 512 << 20
 
 
@@ -128,12 +129,14 @@ class StreamHub:
         state = _State()
         last, number = self.log.last(key), 1
         while number <= last:
-            entries = self.log.read(key, number, _READ_CHUNK)
+            entries = self.log.read_prefix(key, number, _READ_CHUNK, _HEADER_PEEK)
             if not entries:
                 break
             for seq, payload in entries:
                 if seq != len(state.bases) + 1:
                     raise StreamUnavailable(f"stream {key}: entry {seq} follows {len(state.bases)} in the log")
+                if not batch.header_complete(payload):  # a header longer than the peek: read the entry
+                    payload = self.log.read(key, seq, 1)[0][1]
                 state.add(batch.decode_header(payload))
             number = entries[-1][0] + 1
         state.durable = state.next

@@ -38,6 +38,11 @@ class StreamLog:
         """Entries ``first, first + 1, ...`` (at most ``max_entries``) that exist now."""
         raise NotImplementedError
 
+    def read_prefix(self, key: str, first: int, max_entries: int, size: int) -> list[tuple[int, bytes]]:
+        """Like ``read`` but at least the first ``size`` bytes of each entry (the hub reads batch headers
+        this way on start). Default: whole entries."""
+        return self.read(key, first, max_entries)
+
     def last(self, key: str) -> int:
         """Number of the newest durable entry of ``key`` (0 when empty)."""
         raise NotImplementedError

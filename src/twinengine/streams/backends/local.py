@@ -243,6 +243,13 @@ class LocalLog(StreamLog):
     # -- reading ---------------------------------------------------------------------------------
 
     def read(self, key: str, first: int, max_entries: int) -> list[tuple[int, bytes]]:
+        return self._read(key, first, max_entries, None)
+
+    def read_prefix(self, key: str, first: int, max_entries: int, size: int) -> list[tuple[int, bytes]]:
+        return self._read(key, first, max_entries, size)
+
+    def _read(self, key: str, first: int, max_entries: int, prefix: int | None) -> list[tuple[int, bytes]]:
+        """Entries from ``first``; with ``prefix``, only their first bytes (no checksum: a header peek)."""
         stream = self._stream(key)
         with self._lock:
             last = min(stream.durable, first + max_entries - 1)
@@ -258,11 +265,11 @@ class LocalLog(StreamLog):
                 continue
             number = max(first, seg_first)
             with path.open("rb") as fh:
-                fh.seek(positions[0])
-                for _ in positions:
+                for position in positions:
+                    fh.seek(position)
                     length, crc = _FRAME.unpack(fh.read(_FRAME.size))
-                    payload = fh.read(length)
-                    if len(payload) != length or zlib.crc32(payload) != crc:
+                    payload = fh.read(length if prefix is None else min(length, prefix))
+                    if prefix is None and (len(payload) != length or zlib.crc32(payload) != crc):
                         raise DataCorrupted(f"entry {number} of stream {key} does not match its checksum")
                     out.append((number, payload))
                     number += 1
