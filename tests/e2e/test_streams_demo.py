@@ -42,6 +42,7 @@ def test_demo_streams_gauges_over_http(tmp_path: Path) -> None:
     facts = run_demo(tmp_path / "d", env={"TWIN_MQTT_URL": ""})
     assert facts["transport"] == "HTTP" and facts["function_offset"] == facts["function_calls"] == 24
     assert facts["ingest_rate"] > 0
+    assert Path(facts["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     check_store(tmp_path / "d", facts)
 
 

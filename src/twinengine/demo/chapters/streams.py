@@ -10,6 +10,7 @@ from typing import Any
 
 from twinengine.demo.chapters.twins import ALERT_THRESHOLD_M, STATION, _free_name
 from twinengine.demo.context import DemoContext
+from twinengine.demo.plot import plot_levels
 
 __all__ = ["live_gauges"]
 
@@ -86,7 +87,16 @@ def live_gauges(ctx: DemoContext) -> None:
     ctx.say(f"the gauges of {twin.name} streamed {len(records)} readings over {transport} ({rate:.0f} records/s); "
             f"gauge_to_state turned them into {function.calls} revisions, caught up {caught_up * 1000:.0f} ms "
             f"after the last acknowledgement")
+    stream = uma.streams.read_arrow(twin.name, "gauges")
+    alerts = uma.history(twin.name, "alert", limit=100_000).items
+    path = ctx.runtime.data_dir / "river-reach-live.png"
+    plot_levels(path, times=stream.column("time").to_pylist(), levels=stream.column("level").to_pylist(),
+                rain=stream.column("rain").to_pylist(), threshold=ALERT_THRESHOLD_M,
+                title=f"{twin.name}: gauge records read back from the stream log ({transport}); the function "
+                      f"set alert on {sum(bool(a.value) for a in alerts)} readings")
+    ctx.facts["streams"]["plot"] = str(path)
     ctx.summary += [
+        ("live plot", str(path)),
         ("live stream", f"{len(records)} gauge readings over {transport} into {twin.name}: {rate:.0f} records/s "
                         f"acknowledged durable"),
         ("function on arrival", f"gauge_to_state: {function.calls} calls, lag at most {max_lag} records, caught up "
