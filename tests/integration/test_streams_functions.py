@@ -147,19 +147,11 @@ def test_a_new_model_version_is_built_once_then_kept_warm(engine: Engine, uma: C
 
 def test_events_and_workflow_requests_are_recorded(engine: Engine, uma: Client) -> None:
     uma.streams.append("pump", "readings", [rec(0, 1.0), rec(1, 99.0), rec(2, 3.0)])
-    from twinengine.daemons.streams_functions import EVENTS_STREAM
-    from twinengine.streams.hub import stream_key
-
-    twin_id = uma.get_twin("pump").id
-    hub = engine.runtime.streams
-
-    def events() -> Any:
-        table = hub.read(stream_key(twin_id, EVENTS_STREAM), limit=100)
-        return table.to_pylist() if table is not None and table.num_rows >= 2 else None
-
-    found = {e["kind"]: e for e in eventually(events)}
-    assert found["window"]["function"] == "windows" and '"size": 3' in found["window"]["data"]
-    assert found["workflow.requested"]["function"] == "high" and '"nowcast"' in found["workflow.requested"]["data"]
+    events = eventually(lambda: (ev := uma.streams.events("pump")) and len(ev) >= 2 and ev)
+    found = {e.kind: e for e in events}
+    assert found["window"].function == "windows" and found["window"].data == {"size": 3, "first": 1.0}
+    requested = found["workflow.requested"]
+    assert requested.function == "high" and requested.data == {"workflow": "nowcast", "parameters": {"level": 99.0}}
 
 
 def test_checkpoints_survive_a_restart(settings: Settings, tmp_path: Path, drop_streams: list[Any]) -> None:  # noqa: F811

@@ -32,6 +32,7 @@ from twinengine.store.base import utcnow
 from twinengine.streams.functions import AppCode, FunctionContext, select_calls
 from twinengine.streams.hub import stream_key
 from twinengine.streams.models import DeadLetter, StreamConsumer
+from twinengine.streams.service import EVENTS_STREAM
 from twinengine.twins import state
 from twinengine.twins.models import Twin
 from twinengine.twins.schemas import PropertyWrite, StateKind
@@ -40,7 +41,6 @@ __all__ = ["EVENTS_STREAM", "FunctionWorker"]
 
 log = logging.getLogger("twinengine.functions")
 
-EVENTS_STREAM = "_events"
 EVENT_SCHEMA = pa.schema([("time", pa.timestamp("us", tz="UTC")), ("function", pa.string()), ("kind", pa.string()),
                           ("data", pa.string())])
 _MAX_BATCH = 10_000

@@ -29,7 +29,15 @@ from twinengine.errors import TwinEngineError
 from twinengine.runtime import Runtime
 from twinengine.streams import service
 from twinengine.streams.hub import OFFSET, stream_key
-from twinengine.streams.schemas import AppendAck, BindingRead, BindingWrite, DeadLetterRead, FunctionRead, RecordPage
+from twinengine.streams.schemas import (
+    AppendAck,
+    BindingRead,
+    BindingWrite,
+    DeadLetterRead,
+    FunctionEvent,
+    FunctionRead,
+    RecordPage,
+)
 from twinengine.streams.schemas import StreamRead as StreamInfo
 from twinengine.twins import service as twins
 from twinengine.twins.api import revision_read
@@ -286,3 +294,11 @@ def dead_letters(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
                  function: Annotated[str | None, Query(max_length=64)] = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DeadLetterRead]:
     return service.dead_letters(session, principal=principal, twin_ref=twin, function=function, limit=limit)
+
+
+@router.get("/{twin}/functions/events", name="function_events",
+            summary="Events the twin's functions emitted, and the workflow runs they asked for")
+def function_events(twin: TwinRef, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
+                    last: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[FunctionEvent]:
+    rows = service.function_events(session, runtime.streams, principal=principal, twin_ref=twin, last=last)
+    return [FunctionEvent.model_validate(r) for r in rows]

@@ -152,7 +152,7 @@ class FunctionContext:
         self.updates.append(StateUpdate(values=values, timestamp=timestamp, message=message))
 
     def emit(self, kind: str, **data: Any) -> None:
-        """Record an event for the twin (readable at ``/twins/{twin}/functions/events``)."""
+        """Record an event for the twin (``GET /twins/{twin}/functions/events``, ``client.streams.events``)."""
         self.events.append({"kind": kind, **data})
 
     def start_workflow(self, name: str, **parameters: Any) -> None:

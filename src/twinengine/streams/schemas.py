@@ -17,6 +17,7 @@ __all__ = [
     "BufferFillRead",
     "BufferRead",
     "DeadLetterRead",
+    "FunctionEvent",
     "FunctionRead",
     "RecordPage",
     "StreamRead",
@@ -83,6 +84,14 @@ class FunctionRead(BaseModel):
     lag: int
     calls: int
     dead_letters: int
+
+
+class FunctionEvent(BaseModel):
+    offset: int
+    time: datetime
+    function: str
+    kind: str = Field(description="What the function emitted, or workflow.requested for start_workflow.")
+    data: dict[str, Any]
 
 
 class DeadLetterRead(BaseModel):

@@ -17,6 +17,7 @@ from twinengine.streams.schemas import (
     BufferFillRead,
     BufferRead,
     DeadLetterRead,
+    FunctionEvent,
     FunctionRead,
     RecordPage,
     StreamRead,
@@ -152,6 +153,11 @@ class StreamsClient:
     def functions(self, twin: str) -> List[FunctionRead]:
         data = self._client._request("GET", self._path(twin, tail="/functions")).json()
         return TypeAdapter(List[FunctionRead]).validate_python(data)
+
+    def events(self, twin: str, *, last: int = 100) -> List[FunctionEvent]:
+        """Events the twin's functions emitted (``ctx.emit``) and workflow runs they asked for."""
+        data = self._client._request("GET", self._path(twin, tail="/functions/events"), params={"last": last}).json()
+        return TypeAdapter(List[FunctionEvent]).validate_python(data)
 
     def dead_letters(self, twin: str, *, function: str | None = None, limit: int = 100) -> List[DeadLetterRead]:
         params = {k: v for k, v in {"function": function, "limit": limit}.items() if v is not None}

@@ -33,6 +33,7 @@ __all__ = [
     "bind_mqtt",
     "dead_letters",
     "describe",
+    "function_events",
     "ingest",
     "ingest_records",
     "list_bindings",
@@ -217,6 +218,23 @@ def dead_letters(session: Session, *, principal: Principal, twin_ref: str, funct
         query = query.where(DeadLetter.function == function)
     rows = session.scalars(query.order_by(DeadLetter.id.desc()).limit(limit))
     return [DeadLetterRead.model_validate(r) for r in rows]
+
+
+EVENTS_STREAM = "_events"  # what functions emit, per twin, in the stream log
+
+
+def function_events(session: Session, hub: StreamHub, *, principal: Principal, twin_ref: str,
+                    last: int = 100) -> list[dict[str, Any]]:
+    """The newest events functions emitted (and workflow runs they asked for), oldest first."""
+    twin = get_twin(session, principal=principal, ref=twin_ref, action="stream.read")
+    key = stream_key(twin.id, EVENTS_STREAM)
+    table = hub.read(key, start=max(hub.end(key) - last, 0), limit=last, time_field="time")
+    out = []
+    for row in table.to_pylist() if table is not None else []:
+        data = json.loads(row["data"]) if row.get("data") else {}
+        out.append({"offset": row["_offset"], "time": row["time"], "function": row["function"], "kind": row["kind"],
+                    "data": data})
+    return out
 
 
 def require_manage(principal: Principal, twin: Twin) -> None:
