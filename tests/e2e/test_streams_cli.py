@@ -57,6 +57,8 @@ def test_send_read_tail_and_functions(live: LiveEngine, tmp_path: Path) -> None:
     assert functions[0]["name"] == "gauge_to_state" and functions[0]["calls"] == 14
     listed = live.twin("stream", "list", "reach", token=user)
     assert "gauges" in listed and "station" in listed
+    assert live.twin_json("stream", "events", "reach", token=user) == []  # gauge_to_state emits none
+    assert live.twin_json("stream", "dead-letters", "reach", token=user) == []
 
 
 def test_bad_files_and_buffers(live: LiveEngine, tmp_path: Path) -> None:

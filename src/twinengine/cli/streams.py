@@ -156,6 +156,18 @@ def functions(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
                                                  f.dead_letters) for f in rows])))
 
 
+@app.command("events")
+def events(ctx: typer.Context, twin: str = typer.Argument(...),
+           last: int = typer.Option(20, "--last", min=1, max=10_000)) -> None:
+    """Events the twin's functions emitted, and the workflow runs they asked for."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.streams.events(twin, last=last)
+    out.emit(rows, lambda: console.print(table(f"function events of {twin}", ["offset", "time (UTC)", "function",
+                                                                              "kind", "data"],
+                                               [(e.offset, e.time, e.function, e.kind, e.data) for e in rows])))
+
+
 @app.command("dead-letters")
 def dead_letters(ctx: typer.Context, twin: str = typer.Argument(...),
                  function: str | None = typer.Option(None, "--function"),
