@@ -191,6 +191,9 @@ def test_consumers_behind_slow_producers_down_without_dropping(engine: Engine, t
                          headers=engine.headers(engine.token("uma", "user")))
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
     assert uma.streams.read("slow", "readings").count == 6  # refused batches left nothing behind
+    metrics = engine.http.get("/metrics", headers=engine.headers(engine.admin_token)).text
+    assert "twin_stream_records_appended_total 6.0" in metrics
+    assert f'twin_stream_lag_records{{stream="{uma.get_twin("slow").id}/readings"}} 6.0' in metrics
 
 
 def test_buffers_seal_by_count_on_request_and_discard_after_retraining(engine: Engine, uma: Client) -> None:

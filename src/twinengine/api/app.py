@@ -21,6 +21,7 @@ from twinengine.daemons.streams_engine import StreamDaemons
 from twinengine.runtime import Runtime
 from twinengine.streams import api as streams_api
 from twinengine.streams import buffers_api
+from twinengine.streams.metrics import StreamsCollector
 from twinengine.twins import api as twins_api
 
 __all__ = ["create_app"]
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = runtime
     app.state.metrics = registry = CollectorRegistry()
     registry.register(health.StoreCollector(runtime))
+    registry.register(StreamsCollector(runtime))
 
     install_error_handlers(app)
     for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, streams_api.router,

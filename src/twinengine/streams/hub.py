@@ -115,6 +115,7 @@ class StreamHub:
         self._states: dict[str, _State] = {}
         self._lock = threading.Lock()
         self._consumers: dict[str, dict[str, int]] = {}  # key -> consumer -> committed offset
+        self.stats = {"records": 0, "duplicates": 0}
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -199,6 +200,9 @@ class StreamHub:
                 raise StreamUnavailable(f"the stream log could not make the batch durable: {exc}") from exc
             with state.lock:
                 state.durable = max(state.durable, end)
+        with self._lock:
+            self.stats["records"] += table.num_rows - duplicates
+            self.stats["duplicates"] += duplicates
         if futures:
             self.notifier.notify(key)
         return AppendResult(first_offset=first, count=table.num_rows - duplicates, duplicates=duplicates,
@@ -265,6 +269,10 @@ class StreamHub:
     def release(self, key: str, consumer: str) -> None:
         with self._lock:
             self._consumers.get(key, {}).pop(consumer, None)
+
+    def consumed_keys(self) -> list[str]:
+        with self._lock:
+            return [k for k, v in self._consumers.items() if v]
 
     def lag(self, key: str) -> int:
         with self._lock:
