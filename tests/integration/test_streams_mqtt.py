@@ -121,7 +121,7 @@ def test_mqtt_messages_become_records_and_state(tmp_path: Path, drop_streams: li
         uma.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})
         binding = uma.streams.bind_mqtt("reach", "gauges", topic)
         assert binding.mqtt_topic == topic and uma.streams.list("reach")[0].mqtt_topic == topic
-        eventually(lambda: runtime_subscribed(http, topic))
+        eventually(lambda: subscribed(http, topic))
         host, port = url.removeprefix("mqtt://").split(":")
         pub = mqtt.Client(CallbackAPIVersion.VERSION2)
         pub.connect(host, int(port))
@@ -143,21 +143,10 @@ def test_mqtt_messages_become_records_and_state(tmp_path: Path, drop_streams: li
         assert uma.streams.list("reach")[0].mqtt_topic is None
 
 
-def runtime_subscribed(http: TestClient, topic: str) -> bool:
-    daemons = [t for t in threading.enumerate() if t.name == "twin-mqtt"]
-    return bool(daemons) and topic in _bridge_topics()
-
-
-def _bridge_topics() -> set[str]:
-    import gc
-
-    from twinengine.daemons.streams_mqtt import MqttBridge
-
-    found: set[str] = set()
-    for obj in gc.get_objects():
-        if isinstance(obj, MqttBridge) and obj.connected.is_set():
-            found |= obj.subscribed
-    return found
+def subscribed(http: TestClient, topic: str) -> bool:
+    """Has this engine's MQTT bridge got the broker's SUBACK for ``topic``?"""
+    bridge = http.app.state.stream_daemons.mqtt  # type: ignore[attr-defined]
+    return bridge is not None and topic in bridge.ready
 
 
 @pytest.mark.slow
@@ -171,7 +160,7 @@ def test_broker_restart_mid_stream_loses_nothing_it_accepted(tmp_path: Path, bro
         uma: Client = engine.as_role("uma", "user")
         uma.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})
         uma.streams.bind_mqtt("reach", "gauges", topic)
-        eventually(lambda: topic in _bridge_topics())
+        eventually(lambda: subscribed(http, topic))
         client, accepted, lock = publisher(broker.url)
         sent: dict[int, int] = {}
         total = 1500
@@ -208,7 +197,7 @@ def test_a_lagging_consumer_holds_mqtt_acks_until_it_catches_up(tmp_path: Path, 
         uma = engine.as_role("uma", "user")
         twin_id = uma.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"}).id
         uma.streams.bind_mqtt("reach", "gauges", topic)
-        eventually(lambda: topic in _bridge_topics())
+        eventually(lambda: subscribed(http, topic))
         key = f"{twin_id}/gauges"
         uma.streams.append("reach", "gauges", [gauge(0)])
         runtime.streams.commit(key, "slow-consumer", 0)  # a consumer that does not move: lag grows with each record

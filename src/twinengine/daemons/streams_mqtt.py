@@ -72,8 +72,11 @@ class MqttBridge:
         self.client.max_inflight_messages_set(1000)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.targets: dict[str, _Target] = {}
-        self.subscribed: set[str] = set()
+        self.subscribed: set[str] = set()  # asked for
+        self.ready: set[str] = set()  # confirmed by the broker (SUBACK)
+        self._asked: dict[int, set[str]] = {}
         self.inbox: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
         self.accepted = 0
         self.rejected = 0
@@ -105,16 +108,25 @@ class MqttBridge:
             add, remove = wanted - self.subscribed, self.subscribed - wanted
             self.subscribed = wanted
         if add:
-            self.client.subscribe([(topic, 1) for topic in sorted(add)])
+            _result, mid = self.client.subscribe([(topic, 1) for topic in sorted(add)])
+            if mid is not None:
+                with self._lock:
+                    self._asked[mid] = add
         if remove:
             self.client.unsubscribe(sorted(remove))
+            with self._lock:
+                self.ready -= remove
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, mid: int, _codes: Any, _props: Any) -> None:
+        with self._lock:
+            self.ready |= self._asked.pop(mid, set())
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if getattr(reason, "is_failure", False):
             log.warning("MQTT broker %s:%s refused the connection: %s", self.host, self.port, reason)
             return
         with self._lock:
-            self.subscribed = set()
+            self.subscribed, self.ready = set(), set()
         self.connected.set()
         self._sync_subscriptions()
         log.info("subscribed to %d topics on %s:%s", len(self.subscribed), self.host, self.port)

@@ -57,11 +57,14 @@ def live_gauges(ctx: DemoContext) -> None:
         time.sleep(1.5)  # the bridge picks up new bindings within a second
     started = time.perf_counter()
     if mqtt_url:
-        _publish_mqtt(mqtt_url, topic, [{"producer": "rr01", "seq": i * BATCH, "records": b}
-                                        for i, b in enumerate(batches)])
-        deadline = time.monotonic() + 60
-        while uma.streams.list(twin.name)[0].end_offset < len(records) and time.monotonic() < deadline:
-            time.sleep(0.01)  # acknowledged by the broker; now wait until the engine has them durable
+        messages = [{"producer": "rr01", "seq": i * BATCH, "records": b} for i, b in enumerate(batches)]
+        for _attempt in range(3):  # published before the bridge subscribed? Send again: repeats are dropped
+            _publish_mqtt(mqtt_url, topic, messages)
+            deadline = time.monotonic() + 10
+            while uma.streams.list(twin.name)[0].end_offset < len(records) and time.monotonic() < deadline:
+                time.sleep(0.01)  # acknowledged by the broker; now wait until the engine has them durable
+            if uma.streams.list(twin.name)[0].end_offset >= len(records):
+                break
         advance(len(records))
     else:
         for i, part in enumerate(batches):
