@@ -15,7 +15,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Manifest, Stream
 from twinengine.errors import Conflict, InvalidInput, NotFound, StreamNotFound, ValidationFailed
@@ -235,7 +234,3 @@ def function_events(session: Session, hub: StreamHub, *, principal: Principal, t
         out.append({"offset": row["_offset"], "time": row["time"], "function": row["function"], "kind": row["kind"],
                     "data": data})
     return out
-
-
-def require_manage(principal: Principal, twin: Twin) -> None:
-    require(principal, "stream.manage", twin, target=f"twin {twin.name}")
