@@ -43,6 +43,9 @@ def fragile(ctx, records):
 def every(ctx, records):
     ctx.update_state(count=len(records), label="high" if len(records) > 3 else "low")
 
+def unknown_workflow(ctx, records):
+    ctx.start_workflow("forecast")
+
 def stuck(ctx, records):
     raise RuntimeError("the downstream service is down")
 '''
@@ -58,12 +61,15 @@ STREAMS = {"readings": {"fields": {"time": {"type": "timestamp"}, "level": {"typ
                                    "station": {"type": "string", "nullable": True}}}}
 
 
+GRAPH = '{"process_graph": {"one": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": true}}}'
+
+
 def functions_app(root: Path, name: str, functions: dict[str, Any]) -> Path:
     return make_app(root, name=name, manifest={
-        "streams": STREAMS, "state": MINIMAL_STATE,
+        "streams": STREAMS, "state": MINIMAL_STATE, "workflows": {"nowcast": {"process_graph": "nowcast.json"}},
         "models": {"doubler": {"entrypoint": f"{name.replace('-', '_')}.model:build"}}, "functions": functions},
         files={f"{name.replace('-', '_')}/fns.py": FUNCTIONS.replace("test_app", name.replace("-", "_")),
-               f"{name.replace('-', '_')}/model.py": MODEL})
+               f"{name.replace('-', '_')}/model.py": MODEL, "nowcast.json": GRAPH})
 
 
 ALL = {
@@ -146,12 +152,21 @@ def test_a_new_model_version_is_built_once_then_kept_warm(engine: Engine, uma: C
 
 
 def test_events_and_workflow_requests_are_recorded(engine: Engine, uma: Client) -> None:
+    started: list[tuple[str, str, dict[str, Any]]] = []
+
+    def starter(_session: Any, twin_id: str, workflow: str, parameters: dict[str, Any]) -> str:
+        started.append((twin_id, workflow, parameters))
+        return f"run-{len(started)}"
+
+    engine.app.state.stream_daemons.functions.workflow_starter = starter  # as the workflow engine will
     uma.streams.append("pump", "readings", [rec(0, 1.0), rec(1, 99.0), rec(2, 3.0)])
     events = eventually(lambda: (ev := uma.streams.events("pump")) and len(ev) >= 2 and ev)
     found = {e.kind: e for e in events}
     assert found["window"].function == "windows" and found["window"].data == {"size": 3, "first": 1.0}
     requested = found["workflow.requested"]
-    assert requested.function == "high" and requested.data == {"workflow": "nowcast", "parameters": {"level": 99.0}}
+    assert requested.function == "high"
+    assert requested.data == {"workflow": "nowcast", "parameters": {"level": 99.0}, "run_id": "run-1"}
+    assert started == [(uma.get_twin("pump").id, "nowcast", {"level": 99.0})]
 
 
 def test_checkpoints_survive_a_restart(settings: Settings, tmp_path: Path, drop_streams: list[Any]) -> None:  # noqa: F811
@@ -234,3 +249,13 @@ def test_a_time_window_collects_what_arrived_meanwhile(engine: Engine, tmp_path:
     fn = eventually(lambda: (f := uma.streams.functions("clock")[0]).offset == 5 and f)
     assert fn.calls == 1  # one call for the window, not one per record
     assert uma.get_state("clock").reported["count"].value == 5
+
+
+def test_asking_for_an_undeclared_workflow_fails_the_call(engine: Engine, tmp_path: Path) -> None:
+    bad = {"bad": {"entrypoint": "wf_app.fns:unknown_workflow", "stream": "readings", "retries": 0}}
+    engine.as_role("ada", "developer").publish_app(functions_app(tmp_path, "wf-app", bad))
+    uma = engine.as_role("uma", "user")
+    uma.create_twin("wf-app@1.0.0", "wf", {"station": "P1"})
+    uma.streams.append("wf", "readings", [rec(0, 1.0)])
+    dead = eventually(lambda: uma.streams.dead_letters("wf"))
+    assert "'forecast' is not a workflow of wf-app@1.0.0 (workflows: nowcast)" in dead[0].error

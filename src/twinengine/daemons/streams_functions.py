@@ -100,6 +100,9 @@ class FunctionWorker:
         # Which version of a model a twin uses: (twin id, app archive sha256, model name) -> version. The app
         # version until the AI lifecycle's registry plugs in here; a new version builds the model afresh.
         self.model_versions: Callable[[str, str, str], str] = lambda _twin, app_sha, _name: app_sha
+        # Starts a workflow run for start_workflow: (session, twin id, workflow, parameters) -> run id. Unset
+        # until the workflow engine plugs in here; the request is then only recorded as an event.
+        self.workflow_starter: Callable[[Session, str, str, dict[str, Any]], str | None] | None = None
         self._pending: set[Future[None]] = set()
         self.stopping = threading.Event()
         self._seen_keys: set[str] = set()
@@ -235,7 +238,8 @@ class FunctionWorker:
                         raise _CallFailed(exc, prev - committed, through - prev) from exc
                     prev, pos, made = through, pos + 1, made + 1
             consumed = used if pos == len(calls) else prev
-            events = ctx.events + [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
+            requests = [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
+            events = ctx.events + requests
             consumer.pending_calls += made
             if effects or events or time.monotonic() - consumer.checkpointed > _CHECKPOINT_SECONDS:
                 with self.runtime.db.session() as session:
@@ -245,6 +249,10 @@ class FunctionWorker:
                     for values, message in effects:
                         state.append_revision(session, twin, values, author=consumer.ident,
                                               message=message or f"{consumer.name} on {consumer.spec.stream}")
+                    if self.workflow_starter is not None:
+                        for request in requests:  # started in the same transaction as the checkpoint
+                            request["run_id"] = self.workflow_starter(session, twin.id, request["workflow"],
+                                                                      request["parameters"])
                     self._checkpoint(session, consumer, base + consumed, consumer.pending_calls)
                 consumer.pending_calls, consumer.checkpointed = 0, time.monotonic()
                 self._emit(twin.id, consumer, events)
@@ -270,7 +278,14 @@ class FunctionWorker:
 
     def _check(self, manifest: Manifest, consumer: _Consumer, ctx: FunctionContext
                ) -> list[tuple[list[state.NewValue], str | None]]:
-        """Validate the state updates of the call that just returned (a bad one fails that call)."""
+        """Validate the state updates and workflow requests of the call that just returned (a bad one fails
+        that call)."""
+        for request in ctx.workflow_requests[ctx.checked_requests:]:
+            if request["workflow"] not in manifest.workflows:
+                known = ", ".join(sorted(manifest.workflows)) or "none"
+                raise ValueError(f"start_workflow: {request['workflow']!r} is not a workflow of {manifest.ref} "
+                                 f"(workflows: {known})")
+        ctx.checked_requests = len(ctx.workflow_requests)
         checked = []
         for update in ctx.updates:
             writes = {k: PropertyWrite(value=v, timestamp=update.timestamp) for k, v in update.values.items()}

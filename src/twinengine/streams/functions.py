@@ -128,6 +128,7 @@ class FunctionContext:
     applied: list[StateUpdate] = field(default_factory=list)  # accepted in this transaction, not committed yet
     events: list[dict[str, Any]] = field(default_factory=list)
     workflow_requests: list[dict[str, Any]] = field(default_factory=list)
+    checked_requests: int = 0
 
     @property
     def state(self) -> Any:
@@ -156,5 +157,5 @@ class FunctionContext:
         self.events.append({"kind": kind, **data})
 
     def start_workflow(self, name: str, **parameters: Any) -> None:
-        """Ask for a run of one of the app's workflows (handed to the workflow engine's starter)."""
+        """Ask for a run of one of the app's workflows, started when the call's effects commit."""
         self.workflow_requests.append({"workflow": name, "parameters": parameters})
