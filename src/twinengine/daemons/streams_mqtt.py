@@ -108,9 +108,9 @@ class MqttBridge:
             add, remove = wanted - self.subscribed, self.subscribed - wanted
             self.subscribed = wanted
         if add:
-            _result, mid = self.client.subscribe([(topic, 1) for topic in sorted(add)])
-            if mid is not None:
-                with self._lock:
+            with self._lock:  # held until the mid is noted: the SUBACK may come back before subscribe() returns
+                _result, mid = self.client.subscribe([(topic, 1) for topic in sorted(add)])
+                if mid is not None:
                     self._asked[mid] = add
         if remove:
             self.client.unsubscribe(sorted(remove))
