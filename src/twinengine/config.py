@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     stream_max_request_bytes: int = Field(default=64 * MiB, gt=0, description="Largest record batch upload.")
     stream_max_lag: int = Field(default=1_000_000, ge=1, description="Records consumers may fall behind "
                                                                      "before ingestion answers 429.")
+    run_functions: bool = Field(default=True, description="Run functions on arrival in this process (one "
+                                                          "process per shared stream log should).")
     function_workers: int = Field(default=4, ge=1, le=256, description="Functions running at once.")
     function_retries: int = Field(default=3, ge=0, le=100, description="Retries before a dead letter.")
     function_backoff: float = Field(default=0.5, gt=0, description="First retry delay (s), doubled each time.")

@@ -259,3 +259,18 @@ def test_asking_for_an_undeclared_workflow_fails_the_call(engine: Engine, tmp_pa
     uma.streams.append("wf", "readings", [rec(0, 1.0)])
     dead = eventually(lambda: uma.streams.dead_letters("wf"))
     assert "'forecast' is not a workflow of wf-app@1.0.0 (workflows: nowcast)" in dead[0].error
+
+
+def test_a_process_can_leave_functions_to_another(tmp_path: Path, drop_streams: list[Any]) -> None:  # noqa: F811
+    settings = stream_settings(tmp_path / "data", "local", run_functions=False)
+    runtime, http = start(settings, drop_streams)
+    with http:
+        assert http.app.state.stream_daemons.functions is None  # type: ignore[attr-defined]
+        engine = Engine(runtime=runtime, app=http.app, http=http, admin_token="")  # type: ignore[arg-type]
+        engine.as_role("ada", "developer").publish_app(functions_app(tmp_path, "fn-app", {"latest": ALL["latest"]}))
+        uma = engine.as_role("uma", "user")
+        uma.create_twin("fn-app@1.0.0", "pump", {"station": "P1"})
+        uma.streams.append("pump", "readings", [rec(0, 1.0)])
+        time.sleep(1.0)
+        assert uma.streams.functions("pump")[0].offset == 0 and uma.get_twin("pump").head_revision == 0
+    runtime.close()

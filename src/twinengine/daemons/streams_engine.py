@@ -23,7 +23,7 @@ class StreamDaemons:
         self.runtime = runtime
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
-        self.functions = FunctionWorker(runtime) if functions else None
+        self.functions = FunctionWorker(runtime) if functions and runtime.settings.run_functions else None
         self.mqtt = None
         if mqtt and runtime.settings.mqtt_url:
             from twinengine.daemons.streams_mqtt import MqttBridge
