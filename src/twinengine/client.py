@@ -37,6 +37,7 @@ from twinengine.twins.schemas import (
 
 if TYPE_CHECKING:
     from twinengine.lake.client import LakeClient
+    from twinengine.streams.sdk import StreamsClient
     from twinengine.workflows.client import WorkflowsClient
 
 __all__ = ["Client"]
@@ -90,6 +91,13 @@ class Client:
     def edr(self) -> EDRClient:
         """OGC API EDR queries on the engine's gridded collections (``client.edr.position(...)``)."""
         return EDRClient(self)
+
+    @property
+    def streams(self) -> StreamsClient:
+        """Streams of twins: append, read, follow, MQTT bindings, functions, retraining buffers."""
+        from twinengine.streams.sdk import StreamsClient
+
+        return StreamsClient(self)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -80,6 +80,22 @@ class Settings(BaseSettings):
                                         description="A writer silent this long is dead: its work is redone.")
     lake_stuck_retry: timedelta = Field(default=timedelta(minutes=5),
                                         description="How often the judge retries a STUCK rule.")
+    # -- streams: real-time data from the physical twin
+    stream_backend: str = Field(default="local", description="Stream log backend: local (segments) or nats.")
+    streams_dir: Path | None = Field(default=None, description="Folder of the local stream log; "
+                                                               "default <data_dir>/streams.")
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server of the nats stream backend.")
+    mqtt_url: str | None = Field(default=None, description="MQTT broker the engine subscribes to "
+                                                           "(mqtt://host:1883); unset: no MQTT ingestion.")
+    stream_segment_bytes: int = Field(default=64 * MiB, ge=4096, description="Size at which a segment closes.")
+    stream_max_request_bytes: int = Field(default=64 * MiB, gt=0, description="Largest record batch upload.")
+    stream_max_lag: int = Field(default=1_000_000, ge=1, description="Records consumers may fall behind "
+                                                                     "before ingestion answers 429.")
+    run_functions: bool = Field(default=True, description="Run functions on arrival in this process (one "
+                                                          "process per shared stream log should).")
+    function_workers: int = Field(default=4, ge=1, le=256, description="Functions running at once.")
+    function_retries: int = Field(default=3, ge=0, le=100, description="Retries before a dead letter.")
+    function_backoff: float = Field(default=0.5, gt=0, description="First retry delay (s), doubled each time.")
 
     @field_validator("data_dir", mode="after")
     @classmethod

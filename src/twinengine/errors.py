@@ -31,7 +31,9 @@
     │   ├── EndpointNotFound        404  EndpointNotFound
     │   ├── DidNotFound             404  DidNotFound
     │   ├── ReplicaNotFound         404  ReplicaNotFound
-    │   └── RuleNotFound            404  RuleNotFound
+    │   ├── RuleNotFound            404  RuleNotFound
+    │   ├── StreamNotFound          404  StreamNotFound
+    │   └── BufferNotFound          404  BufferNotFound
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   ├── TwinNameTaken           409  TwinNameTaken
@@ -39,6 +41,8 @@
     ├── PayloadTooLarge             413  PayloadTooLarge
     │   └── ResponseTooLarge        413  ResponseTooLarge   (an EDR answer would exceed the size limit)
     ├── StorageFull                 507  StorageFull        (endpoint quota or disk space exhausted)
+    ├── StreamBackpressure          429  StreamBackpressure (consumers are behind; carries retry_after)
+    │   └── StreamUnavailable       503  StreamUnavailable  (the stream log cannot take writes now)
     ├── DataCorrupted               500  DataCorrupted      (stored bytes no longer match their checksum)
     ├── StorageUnavailable          503  StorageUnavailable (an endpoint cannot be reached or has vanished)
     └── EngineUnavailable           503  EngineUnavailable  (SDK side: the server cannot be reached)
@@ -57,6 +61,7 @@ __all__ = [
     "AppNotFound",
     "AppVersionConflict",
     "AuthenticationRequired",
+    "BufferNotFound",
     "ChecksumMismatch",
     "CollectionNotFound",
     "Conflict",
@@ -90,6 +95,9 @@ __all__ = [
     "RunNotFound",
     "StorageFull",
     "StorageUnavailable",
+    "StreamBackpressure",
+    "StreamNotFound",
+    "StreamUnavailable",
     "TokenInvalid",
     "TriggerNotFound",
     "TwinEngineError",
@@ -321,6 +329,16 @@ class TriggerNotFound(NotFound):
     """Raised when no trigger has that id or name."""
 
     code = "TriggerNotFound"
+class StreamNotFound(NotFound):
+    """Raised when a twin's app declares no stream of that name."""
+
+    code = "StreamNotFound"
+
+
+class BufferNotFound(NotFound):
+    """Raised when a twin has no retraining buffer of that name (or id)."""
+
+    code = "BufferNotFound"
 
 
 class Conflict(TwinEngineError):
@@ -353,6 +371,26 @@ class ResponseTooLarge(PayloadTooLarge):
     """Raised before any data is read when a data-access answer would exceed the configured size limit."""
 
     code = "ResponseTooLarge"
+class StreamBackpressure(TwinEngineError):
+    """Raised when a stream's consumers are further behind than the allowed lag: retry after a while.
+
+    Nothing of the refused batch was written; producers slow down, no data is dropped.
+    """
+
+    status = 429
+    code = "StreamBackpressure"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0,
+                 details: Sequence[Mapping[str, Any]] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class StreamUnavailable(StreamBackpressure):
+    """Raised when the stream log cannot take writes now (backend down, write queue full): retry later."""
+
+    status = 503
+    code = "StreamUnavailable"
 
 
 class DataCorrupted(TwinEngineError):

@@ -5,11 +5,13 @@ The API is built *from* a runtime; tests build one per data dir, and nothing liv
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
 
 from twinengine.access.service import DataAccess
 from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
@@ -23,6 +25,8 @@ from twinengine.lake.context import Lake, LakeTuning
 from twinengine.store import migrate
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
+from twinengine.streams.hub import StreamHub
+from twinengine.streams.notify import Notifier
 from twinengine.twins import service as twins_service
 from twinengine.workflows.apps import index_app_processes
 from twinengine.workflows.engine import WorkflowEngine
@@ -31,6 +35,7 @@ from twinengine.workflows.triggers import materialize_manifest_triggers
 __all__ = ["Runtime"]
 
 _PG_BOOTSTRAP_LOCK = 0x74776164
+REVISIONS_KEY = "twinengine.revisions"  # (twin id, revision) pairs written in a session, announced on commit
 
 
 @dataclass
@@ -44,6 +49,29 @@ class Runtime:
     workflows: WorkflowEngine
     lake: Lake
     verifiers: list[TokenVerifier] = field(default_factory=list)
+    notifier: Notifier = field(default_factory=Notifier)  # wakes live readers of streams and state
+    _streams: StreamHub | None = field(default=None, repr=False)
+    _streams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        # State revisions are announced after their commit (twins.state records them in session.info).
+        event.listen(self.db.sessions, "after_commit", self._announce_revisions)
+        event.listen(self.db.sessions, "after_rollback", lambda s: s.info.pop(REVISIONS_KEY, None))
+
+    def _announce_revisions(self, session: Session) -> None:
+        for twin_id, _revision in session.info.pop(REVISIONS_KEY, ()):
+            self.notifier.notify(f"state:{twin_id}")
+
+    @property
+    def streams(self) -> StreamHub:
+        """The stream hub on the configured log backend, opened on first use."""
+        with self._streams_lock:  # daemons and requests may ask at once on start: open one log only
+            if self._streams is None:
+                from twinengine.streams.backends import get_backend
+
+                log = get_backend(self.settings.stream_backend).from_settings(self.settings)
+                self._streams = StreamHub(log, max_lag=self.settings.stream_max_lag, notifier=self.notifier)
+            return self._streams
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -88,6 +116,10 @@ class Runtime:
     def close(self) -> None:
         self.workflows.stop()
         self.access.close()
+        with self._streams_lock:
+            if self._streams is not None:
+                self._streams.close()
+                self._streams = None
         if isinstance(self.collections, LocalCollections | ChainedCollections):
             self.collections.close()
         self.db.dispose()

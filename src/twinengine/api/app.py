@@ -19,9 +19,13 @@ from twinengine.auth import api as auth_api
 from twinengine.catalog import api as catalog_api
 from twinengine.config import Settings
 from twinengine.daemons.lake import start_lake_daemons
+from twinengine.daemons.streams_engine import StreamDaemons
 from twinengine.lake import api as lake_api
 from twinengine.lake.stac import api as stac_api
 from twinengine.runtime import Runtime
+from twinengine.streams import api as streams_api
+from twinengine.streams import buffers_api
+from twinengine.streams.metrics import StreamsCollector
 from twinengine.twins import api as twins_api
 from twinengine.workflows import api as workflows_api
 from twinengine.workflows.openeo import api as openeo_api
@@ -57,10 +61,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         token = runtime.start()
         if token:
             _announce_admin_token(token, runtime)
-        daemons = start_lake_daemons(runtime) if runtime.settings.lake_daemons else None
+        lake_daemons = start_lake_daemons(runtime) if runtime.settings.lake_daemons else None
+        stream_daemons = _app.state.stream_daemons = StreamDaemons(runtime)
+        stream_daemons.start()
         yield
-        if daemons is not None:
-            daemons.stop()
+        stream_daemons.stop()
+        if lake_daemons is not None:
+            lake_daemons.stop()
         if owns_runtime:
             runtime.close()
 
@@ -77,17 +84,21 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = runtime
     app.state.metrics = registry = CollectorRegistry()
     registry.register(health.StoreCollector(runtime))
+    registry.register(StreamsCollector(runtime))
 
     install_error_handlers(app)
     for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router,
-                   workflows_api.router, *openeo_api.routers, lake_api.router, stac_api.router):
+                   workflows_api.router, *openeo_api.routers, lake_api.router, stac_api.router, streams_api.router,
+                   buffers_api.router):
         app.include_router(router)
 
     settings = runtime.settings
     # Outermost last: metrics see everything, the audit sees writes refused for their size too.
     app.add_middleware(BodyLimitMiddleware, default=settings.max_request_bytes,
                        overrides={("POST", f"{API_PREFIX}/apps"): settings.max_app_archive_bytes,
-                                  ("POST", lake_api.UPLOAD_PATH): settings.lake_max_upload_bytes})
+                                  ("POST", lake_api.UPLOAD_PATH): settings.lake_max_upload_bytes},
+                       patterns=[("POST", rf"^{API_PREFIX}/twins/[^/]+/streams/[^/]+/records$",
+                                  settings.stream_max_request_bytes)])
     app.add_middleware(AuditMiddleware, runtime=runtime)
     app.add_middleware(MetricsMiddleware, registry=registry)
     return app

@@ -14,6 +14,7 @@ from twinengine.errors import (
     AuthenticationRequired,
     InvalidInput,
     Problem,
+    StreamBackpressure,
     TwinEngineError,
     ValidationFailed,
     join_loc,
@@ -29,6 +30,8 @@ _HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 406: "NotAcceptable", 4
 
 def render(error: TwinEngineError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, AuthenticationRequired) else None
+    if isinstance(error, StreamBackpressure):
+        headers = {"Retry-After": str(max(1, round(error.retry_after)))}
     return JSONResponse(error.to_dict(), status_code=error.status, headers=headers)
 
 

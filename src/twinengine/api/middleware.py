@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio.to_thread
@@ -42,16 +43,24 @@ class _BodyTooLarge(Exception):
 class BodyLimitMiddleware:
     """Refuse bodies over the limit with 413, by Content-Length up front or while streaming."""
 
-    def __init__(self, app: ASGIApp, *, default: int, overrides: Mapping[tuple[str, str], int]) -> None:
+    def __init__(self, app: ASGIApp, *, default: int, overrides: Mapping[tuple[str, str], int],
+                 patterns: Sequence[tuple[str, str, int]] = ()) -> None:
         self.app = app
         self.default = default
         self.overrides = dict(overrides)
+        self.patterns = [(method, re.compile(path), limit) for method, path, limit in patterns]
+
+    def _limit(self, method: str, path: str) -> int:
+        limit = self.overrides.get((method, path.rstrip("/")))
+        if limit is not None:
+            return limit
+        return next((n for m, p, n in self.patterns if m == method and p.match(path)), self.default)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.overrides.get((scope["method"], scope["path"].rstrip("/")), self.default)
+        limit = self._limit(scope["method"], scope["path"])
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:

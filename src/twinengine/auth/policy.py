@@ -77,6 +77,9 @@ RULES: dict[str, Rule] = {
     "twin.read": owner_or_granted(Permission.READ),
     "twin.operate": owner_or_granted(Permission.OPERATE),
     "twin.manage": owner(),  # grants, delete
+    "stream.append": owner_or_granted(Permission.OPERATE),  # ingest records (HTTP, WebSocket)
+    "stream.read": owner_or_granted(Permission.READ),  # history, live events, functions, buffers
+    "stream.manage": owner_or_granted(Permission.OPERATE),  # MQTT bindings, retraining buffers
     "identity.read": any_role,
     "token.create": admin_only,
     "token.read": admin_only,

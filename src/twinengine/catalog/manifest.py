@@ -20,6 +20,8 @@ __all__ = [
     "APP_NAME_PATTERN",
     "Author",
     "FieldType",
+    "FunctionSpec",
+    "FunctionTrigger",
     "Manifest",
     "ModelSpec",
     "OutputSpec",
@@ -168,6 +170,42 @@ class TriggerSpec(_Open):
     workflow: Ident
 
 
+class FunctionTrigger(_Strict):
+    """When a function on arrival runs: every record, every ``count`` records, every ``seconds`` of
+    arrivals, or for records whose ``field`` compares (``op``) true with ``value``."""
+
+    kind: Literal["record", "count", "time", "condition"] = "record"
+    count: int | None = Field(default=None, ge=1, le=1_000_000)
+    seconds: float | None = Field(default=None, gt=0, le=86_400)
+    field: Ident | None = None
+    op: Literal["gt", "ge", "lt", "le", "eq", "ne"] | None = None
+    value: float | int | str | bool | None = None
+
+    @model_validator(mode="after")
+    def _parameters_of_kind(self) -> FunctionTrigger:
+        needs = {"record": set(), "count": {"count"}, "time": {"seconds"}, "condition": {"field", "op", "value"}}
+        wanted = needs[self.kind]
+        for name in ("count", "seconds", "field", "op", "value"):
+            given = getattr(self, name) is not None
+            if name in wanted and not given:
+                raise ValueError(f"a {self.kind} trigger needs {name!r}")
+            if given and name not in wanted:
+                raise ValueError(f"{name!r} does not apply to a {self.kind} trigger")
+        return self
+
+
+class FunctionSpec(_Open):
+    """A Python function run on arrival of a stream's records (kept warm by the engine's workers)."""
+
+    description: str | None = None
+    entrypoint: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+                            description="'module:function' inside the app package, called as fn(ctx, records).")
+    stream: Ident
+    trigger: FunctionTrigger = Field(default_factory=FunctionTrigger)
+    model: Ident | None = Field(default=None, description="A model under models, loaded once per worker.")
+    retries: int | None = Field(default=None, ge=0, le=100, description="Default: the engine's setting.")
+
+
 class OutputSpec(_Open):
     description: str | None = None
     kind: Literal["dataset", "timeseries", "state", "report", "model"] = "dataset"
@@ -200,6 +238,7 @@ class Manifest(_Strict):
     models: dict[Ident, ModelSpec] = Field(default_factory=dict)
     workflows: dict[Ident, WorkflowSpec] = Field(default_factory=dict)
     triggers: list[TriggerSpec] = Field(default_factory=list)
+    functions: dict[Ident, FunctionSpec] = Field(default_factory=dict)
     outputs: dict[Ident, OutputSpec] = Field(default_factory=dict)
 
     @property

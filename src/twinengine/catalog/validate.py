@@ -48,7 +48,40 @@ def check_manifest_data(data: Any) -> tuple[Manifest | None, list[Problem]]:
         if trigger.workflow not in manifest.workflows:
             problems.append(Problem(f"triggers[{i}].workflow",
                                     f"workflow {trigger.workflow!r} is not declared under workflows"))
+    problems += _check_functions(manifest)
     return manifest, problems
+
+
+_COMPARABLE = {"float": (int, float), "integer": (int,), "string": (str,), "boolean": (bool,)}
+
+
+def _check_functions(manifest: Manifest) -> list[Problem]:
+    """Functions name a declared stream and model; a condition names a field of that stream and a value of
+    its type (booleans and strings compare with eq/ne only)."""
+    problems: list[Problem] = []
+    for name, fn in manifest.functions.items():
+        loc = f"functions.{name}"
+        stream = manifest.streams.get(fn.stream)
+        if stream is None:
+            problems.append(Problem(f"{loc}.stream", f"stream {fn.stream!r} is not declared under streams"))
+        if fn.model is not None and fn.model not in manifest.models:
+            problems.append(Problem(f"{loc}.model", f"model {fn.model!r} is not declared under models"))
+        trigger = fn.trigger
+        if stream is None or trigger.kind != "condition" or trigger.field is None:
+            continue
+        declared = stream.fields.get(trigger.field)
+        if declared is None:
+            problems.append(Problem(f"{loc}.trigger.field", f"{trigger.field!r} is not a field of {fn.stream!r}"))
+            continue
+        kinds = _COMPARABLE.get(declared.type.value)
+        value = trigger.value
+        if kinds is None or not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            problems.append(Problem(f"{loc}.trigger.value",
+                                    f"{value!r} cannot be compared with the {declared.type.value} field "
+                                    f"{trigger.field!r}"))
+        elif declared.type.value in ("string", "boolean") and trigger.op not in ("eq", "ne"):
+            problems.append(Problem(f"{loc}.trigger.op", f"{declared.type.value} fields compare with eq or ne"))
+    return problems
 
 
 def load_manifest(text: str) -> tuple[Manifest | None, list[Problem]]:
@@ -81,17 +114,18 @@ def _check_files(root: Path, manifest: Manifest) -> list[Problem]:
             except SyntaxError as exc:
                 rel = source.relative_to(root).as_posix()
                 problems.append(Problem(rel, f"line {exc.lineno}: {exc.msg}"))
-        for name, model in manifest.models.items():
-            module = model.entrypoint.split(":", 1)[0]
+        entrypoints = [(f"models.{n}.entrypoint", m.entrypoint) for n, m in manifest.models.items()]
+        entrypoints += [(f"functions.{n}.entrypoint", f.entrypoint) for n, f in manifest.functions.items()]
+        for loc, entrypoint in entrypoints:
+            module = entrypoint.split(":", 1)[0]
             parts = module.split(".")
             if parts[0] != manifest.package_name:
-                problems.append(Problem(f"models.{name}.entrypoint",
-                                        f"module {module!r} is not inside the app package "
-                                        f"{manifest.package_name!r}"))
+                problems.append(Problem(loc, f"module {module!r} is not inside the app package "
+                                             f"{manifest.package_name!r}"))
                 continue
             base = root.joinpath(*parts)
             if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):
-                problems.append(Problem(f"models.{name}.entrypoint", f"module {module!r} not found in the app"))
+                problems.append(Problem(loc, f"module {module!r} not found in the app"))
     for name, workflow in manifest.workflows.items():
         loc = f"workflows.{name}.process_graph"
         path = _inside(root, workflow.process_graph)

@@ -99,6 +99,7 @@ def append_revision(
     session.execute(insert(StateValue), [
         {"twin_id": twin.id, "revision": number, "property": v.property, "kind": v.kind.value, "value": v.value,
          "unit": v.unit, "timestamp": v.timestamp} for v in values])
+    session.info.setdefault("twinengine.revisions", []).append((twin.id, number))  # announced after commit
     changes = [ValueChange(property=v.property, kind=v.kind, value=v.value, unit=v.unit, timestamp=v.timestamp)
                for v in values]
     return RevisionRead(twin_id=twin.id, revision=number, recorded_at=now, author=author, message=message,

@@ -1,0 +1,223 @@
+"""``twin stream``: send records, read history, tail live records, MQTT bindings, functions, and
+``twin buffer`` for retraining buffers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from twinengine.cli._common import console, state_of, table
+from twinengine.cli.state import _instant
+from twinengine.errors import ValidationFailed
+from twinengine.streams.schemas import BufferRead
+
+app = typer.Typer(help="A twin's streams: send, read, tail, bind to MQTT, functions on arrival.", no_args_is_help=True)
+buffers = typer.Typer(help="Retraining buffers: policies that collect stream records for the AI lifecycle.",
+                      no_args_is_help=True)
+
+_META = ("_offset", "_arrival")
+
+
+def _load(path: str) -> list[dict[str, Any]] | pa.Table:
+    """Records from a JSON lines file (or '-' for stdin), or an Arrow IPC file/stream (.arrow, .feather)."""
+    if path != "-" and Path(path).suffix in (".arrow", ".feather", ".ipc"):
+        data = Path(path).read_bytes()
+        try:
+            return pa.ipc.open_file(pa.BufferReader(data)).read_all()
+        except pa.ArrowInvalid:
+            return pa.ipc.open_stream(data).read_all()
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    records = []
+    for i, line in enumerate(text.splitlines()):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except ValueError as exc:
+                raise ValidationFailed.one(f"line {i + 1}", f"not valid JSON ({exc})") from None
+    return records
+
+
+@app.command("list")
+def list_streams(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
+    """The twin's streams: fields, end offset, function lag, MQTT topic."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.streams.list(twin)
+    out.emit(rows, lambda: console.print(table(f"streams of {twin}", ["stream", "fields", "time", "key", "records",
+                                                                       "lag", "MQTT topic"],
+                                               [(s.name, ", ".join(s.fields), s.time_field, s.key, s.end_offset, s.lag,
+                                                 s.mqtt_topic) for s in rows])))
+
+
+@app.command("send")
+def send(ctx: typer.Context, twin: str = typer.Argument(...), stream: str = typer.Argument(...),
+         path: str = typer.Argument(..., metavar="FILE", help="JSON lines, Arrow IPC (.arrow), or - for stdin."),
+         batch: int = typer.Option(5000, "--batch", min=1, max=1_000_000, help="Records per request."),
+         producer: str | None = typer.Option(None, "--producer", help="Producer id (repeats are dropped)."),
+         seq: int = typer.Option(0, "--seq", min=0, help="Sequence number of the first record (with --producer).")
+         ) -> None:
+    """Append records in batches; each batch is acknowledged once durable."""
+    out = state_of(ctx)
+    records = _load(path)
+    total = records.num_rows if isinstance(records, pa.Table) else len(records)
+    sent = appended = duplicates = 0
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with out.client() as client, Progress(*columns, console=console, disable=out.as_json) as bars:
+        task = bars.add_task(f"sending to {twin}/{stream}", total=total)
+        while sent < total:
+            part = records.slice(sent, batch) if isinstance(records, pa.Table) else records[sent: sent + batch]
+            ack = client.streams.append(twin, stream, part, producer=producer,
+                                        seq=seq + sent if producer else None)
+            size = part.num_rows if isinstance(part, pa.Table) else len(part)
+            sent, appended, duplicates = sent + size, appended + ack.count, duplicates + ack.duplicates
+            bars.advance(task, size)
+    result = {"twin": twin, "stream": stream, "sent": sent, "appended": appended, "duplicates": duplicates}
+    out.emit(result, lambda: console.print(f"appended {appended} of {sent} records to {twin}/{stream}"
+                                           + (f" ({duplicates} duplicates dropped)" if duplicates else "")))
+
+
+def _show(title: str, items: list[dict[str, Any]]) -> None:
+    if not items:
+        console.print(f"{title}: no records")
+        return
+    fields = [k for k in items[0] if k not in _META]
+    console.print(table(title, ["offset", *fields, "arrival (UTC)"],
+                        [(r["_offset"], *(r.get(f) for f in fields), r["_arrival"]) for r in items]))
+
+
+@app.command("read")
+def read(ctx: typer.Context, twin: str = typer.Argument(...), stream: str = typer.Argument(...),
+         start: int | None = typer.Option(None, "--start", min=0, help="First offset."),
+         since: str | None = typer.Option(None, "--since", help="Event time from (ISO 8601)."),
+         until: str | None = typer.Option(None, "--until", help="Event time before (ISO 8601)."),
+         limit: int = typer.Option(100, "--limit", min=1, max=100_000)) -> None:
+    """History by offset and/or event-time range, in arrival order."""
+    out = state_of(ctx)
+    with out.client() as client:
+        page = client.streams.read(twin, stream, start=start, since=_instant(since, "--since"),
+                                   until=_instant(until, "--until"), limit=limit)
+    out.emit(page, lambda: _show(f"{twin}/{stream}: {page.count} records (next offset {page.next_offset}, end "
+                                 f"{page.end_offset})", page.items))
+
+
+@app.command("tail")
+def tail(ctx: typer.Context, twin: str = typer.Argument(...), stream: str = typer.Argument(...),
+         lines: int = typer.Option(10, "--lines", "-n", min=0, max=100_000, help="Newest records to show first."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Then print new records as they arrive."),
+         count: int | None = typer.Option(None, "--count", min=1, help="With -f: stop after this many new ones."),
+         idle: float | None = typer.Option(None, "--idle", min=0.1, help="With -f: stop after this many quiet s.")
+         ) -> None:
+    """The newest records, then (with -f) live ones, one JSON object per line."""
+    out = state_of(ctx)
+    with out.client() as client:
+        page = client.streams.read(twin, stream, last=lines) if lines else None
+        for record in page.items if page else []:
+            print(json.dumps(record), flush=True)
+        if follow:
+            start = page.end_offset if page else None
+            for record in client.streams.follow(twin, stream, start=start, count=count, idle=idle):
+                print(json.dumps(record), flush=True)
+
+
+@app.command("bind")
+def bind(ctx: typer.Context, twin: str = typer.Argument(...), stream: str = typer.Argument(...),
+         topic: str = typer.Argument(..., help="MQTT topic whose messages feed the stream.")) -> None:
+    """Feed a stream from an MQTT topic (the engine subscribes with QoS 1 when TWIN_MQTT_URL is set)."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.streams.bind_mqtt(twin, stream, topic)
+    out.emit(row, lambda: console.print(f"{twin}/{stream} ← mqtt {row.mqtt_topic}"))
+
+
+@app.command("unbind")
+def unbind(ctx: typer.Context, twin: str = typer.Argument(...), stream: str = typer.Argument(...)) -> None:
+    """Stop feeding a stream from MQTT."""
+    out = state_of(ctx)
+    with out.client() as client:
+        client.streams.unbind_mqtt(twin, stream)
+    out.emit({"twin": twin, "stream": stream, "unbound": True}, lambda: console.print(f"{twin}/{stream} unbound"))
+
+
+@app.command("functions")
+def functions(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
+    """Functions on arrival: trigger, checkpoint, lag, calls and dead letters."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.streams.functions(twin)
+    out.emit(rows, lambda: console.print(table(f"functions of {twin}", ["function", "stream", "trigger", "offset",
+                                                                         "lag", "calls", "dead letters"],
+                                               [(f.name, f.stream, f.trigger.kind, f.offset, f.lag, f.calls,
+                                                 f.dead_letters) for f in rows])))
+
+
+@app.command("events")
+def events(ctx: typer.Context, twin: str = typer.Argument(...),
+           last: int = typer.Option(20, "--last", min=1, max=10_000)) -> None:
+    """Events the twin's functions emitted, and the workflow runs they asked for."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.streams.events(twin, last=last)
+    out.emit(rows, lambda: console.print(table(f"function events of {twin}", ["offset", "time (UTC)", "function",
+                                                                              "kind", "data"],
+                                               [(e.offset, e.time, e.function, e.kind, e.data) for e in rows])))
+
+
+@app.command("dead-letters")
+def dead_letters(ctx: typer.Context, twin: str = typer.Argument(...),
+                 function: str | None = typer.Option(None, "--function"),
+                 limit: int = typer.Option(20, "--limit", min=1, max=1000)) -> None:
+    """Records functions gave up on, with the reason."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.streams.dead_letters(twin, function=function, limit=limit)
+    out.emit(rows, lambda: console.print(table(f"dead letters of {twin}", ["id", "function", "offsets", "attempts",
+                                                                            "error", "at (UTC)"],
+                                               [(d.id, d.function, f"{d.first_offset}..{d.last_offset}", d.attempts,
+                                                 d.error, d.created_at) for d in rows])))
+
+
+def _buffer_table(rows: list[BufferRead]) -> None:
+    console.print(table("retraining buffers", ["buffer", "stream", "policy", "filling", "fills ready", "discard"],
+                        [(b.name, b.stream, b.policy + (f" {b.records}" if b.records else "")
+                          + (f" {b.seconds:g}s" if b.seconds else ""), b.filled,
+                          sum(f.status == "ready" for f in b.fills), b.discard_after) for b in rows]))
+
+
+@buffers.command("create")
+def buffer_create(ctx: typer.Context, twin: str = typer.Argument(...), name: str = typer.Argument(...),
+                  stream: str = typer.Option(..., "--stream"),
+                  policy: str = typer.Option(..., "--policy", help="count, time or external."),
+                  records: int | None = typer.Option(None, "--records", min=1, help="count: seal every N records."),
+                  seconds: float | None = typer.Option(None, "--seconds", min=0.001, help="time: seal every S s."),
+                  keep: bool = typer.Option(False, "--keep", help="Keep fills after retraining (fills grow).")) -> None:
+    """Create a buffer policy on a stream."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.streams.create_buffer(twin, name, stream, policy=policy, records=records, seconds=seconds,
+                                           discard_after=not keep)
+    out.emit(row, lambda: _buffer_table([row]))
+
+
+@buffers.command("list")
+def buffer_list(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
+    """The twin's buffers and their fills."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.streams.buffers(twin)
+    out.emit(rows, lambda: _buffer_table(rows))
+
+
+@buffers.command("seal")
+def buffer_seal(ctx: typer.Context, twin: str = typer.Argument(...), name: str = typer.Argument(...)) -> None:
+    """External trigger: seal what the buffer holds now into a fill."""
+    out = state_of(ctx)
+    with out.client() as client:
+        fill = client.streams.seal_buffer(twin, name)
+    out.emit(fill, lambda: console.print(f"fill {fill.id}: offsets {fill.start_offset}..{fill.end_offset - 1} "
+                                         f"({fill.end_offset - fill.start_offset} records) ready for retraining"))

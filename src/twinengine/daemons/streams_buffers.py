@@ -1,0 +1,32 @@
+"""The buffer daemon: seals retraining buffers whose count or time policy is due."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.orm import Session
+
+from twinengine.runtime import Runtime
+from twinengine.streams import buffers
+
+__all__ = ["BufferSealer"]
+
+log = logging.getLogger("twinengine.buffers")
+
+
+class BufferSealer:
+    def __init__(self, runtime: Runtime, *, interval: float = 1.0) -> None:
+        self.runtime = runtime
+        self.interval = interval
+
+    def run_once(self, session: Session) -> int:
+        return buffers.evaluate(session, self.runtime.streams)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            try:
+                with self.runtime.db.session() as session:
+                    self.run_once(session)
+            except Exception:
+                log.exception("buffer step failed")

@@ -1,0 +1,342 @@
+"""The function worker: runs apps' functions on arrival of stream records, warm and bounded.
+
+Each (twin, function) is a consumer with a checkpointed offset. The worker wakes on every durable append,
+reads what is new, decides the calls from the trigger, and runs them on a bounded pool (one task per
+consumer at a time, so a function sees its records in order). Effects (state revisions, events) and the new
+offset commit in one transaction: at-least-once delivery, effects once. A failing call is retried with
+exponential backoff, then its records go to the dead-letter list with the reason and the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from twinengine.catalog import service as catalog
+from twinengine.catalog.manifest import FunctionSpec, Manifest
+from twinengine.catalog.models import AppVersion
+from twinengine.runtime import Runtime
+from twinengine.store.base import utcnow
+from twinengine.streams.functions import AppCode, FunctionContext, select_calls
+from twinengine.streams.hub import stream_key
+from twinengine.streams.models import DeadLetter, StreamConsumer
+from twinengine.streams.service import EVENTS_STREAM
+from twinengine.twins import state
+from twinengine.twins.models import Twin
+from twinengine.twins.schemas import PropertyWrite, StateKind
+
+__all__ = ["EVENTS_STREAM", "FunctionWorker"]
+
+log = logging.getLogger("twinengine.functions")
+
+EVENT_SCHEMA = pa.schema([("time", pa.timestamp("us", tz="UTC")), ("function", pa.string()), ("kind", pa.string()),
+                          ("data", pa.string())])
+_MAX_BATCH = 10_000
+_SLICE_CALLS = 256
+_SLICE_SECONDS = 0.05
+_CHECKPOINT_SECONDS = 1.0
+_REFRESH_SECONDS = 1.0
+
+
+@dataclass
+class _Consumer:
+    twin_id: str
+    twin_name: str
+    app_sha: str
+    name: str
+    spec: FunctionSpec
+    time_field: str
+    retries: int
+    offset: int = 0
+    attempts: int = 0
+    not_before: float = 0.0
+    window_opened: float = field(default_factory=time.monotonic)
+    busy: bool = False
+    limit: int | None = None  # after a failure: take only this many records next time
+    pending_calls: int = 0  # calls made since the last written checkpoint
+    persisted: int = 0  # offset of the last written checkpoint
+    checkpointed: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return stream_key(self.twin_id, self.spec.stream)
+
+    @property
+    def ident(self) -> str:
+        return f"function:{self.name}"
+
+
+class _CallFailed(Exception):
+    """A call raised: ``before`` records were consumed by the calls before it, ``size`` by the failing one."""
+
+    def __init__(self, cause: BaseException, before: int, size: int) -> None:
+        super().__init__(str(cause))
+        self.cause, self.before, self.size = cause, before, size
+
+
+class FunctionWorker:
+    """``run_once()`` starts due calls and returns how many batches it started; ``run(stop)`` loops on it."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.code = AppCode(runtime.blobs, runtime.data_dir / "apps")
+        self.pool = ThreadPoolExecutor(self.settings.function_workers, thread_name_prefix="twin-fn")
+        self.consumers: dict[tuple[str, str], _Consumer] = {}
+        self._refreshed = 0.0
+        self._models: dict[tuple[str, str, str], Any] = {}
+        # Which version of a model a twin uses: (twin id, app archive sha256, model name) -> version. The app
+        # version until the AI lifecycle's registry plugs in here; a new version builds the model afresh.
+        self.model_versions: Callable[[str, str, str], str] = lambda _twin, app_sha, _name: app_sha
+        # Starts a workflow run for start_workflow: (session, twin id, workflow, parameters) -> run id. Unset
+        # until the workflow engine plugs in here; the request is then only recorded as an event.
+        self.workflow_starter: Callable[[Session, str, str, dict[str, Any]], str | None] | None = None
+        self._pending: set[Future[None]] = set()
+        self.stopping = threading.Event()
+        self._seen_keys: set[str] = set()
+
+    # -- discovery -------------------------------------------------------------------------------
+
+    def refresh(self, session: Session) -> None:
+        """Find every (twin, function) and its checkpoint; forget consumers of deleted twins."""
+        rows = session.execute(select(Twin.id, Twin.name, Twin.app_id, AppVersion.archive_sha256)
+                               .join(AppVersion, AppVersion.id == Twin.app_id)).all()
+        offsets = {(c.twin_id, c.function): c.offset for c in session.scalars(select(StreamConsumer))}
+        seen = set()
+        for twin_id, twin_name, app_id, sha in rows:
+            manifest = catalog.manifest_by_id(session, app_id)
+            for name, spec in manifest.functions.items():
+                ident = (twin_id, name)
+                seen.add(ident)
+                if ident not in self.consumers:
+                    retries = spec.retries if spec.retries is not None else self.settings.function_retries
+                    consumer = _Consumer(twin_id, twin_name, sha, name, spec,
+                                         manifest.streams[spec.stream].time_field, retries,
+                                         offset=offsets.get(ident, 0), persisted=offsets.get(ident, 0))
+                    self.consumers[ident] = consumer
+                    self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
+        for ident in set(self.consumers) - seen:
+            gone = self.consumers.pop(ident)
+            self.runtime.streams.release(gone.key, gone.ident)
+        self._refreshed = time.monotonic()
+        self._seen_keys |= self.runtime.streams.keys()
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def run_once(self, session: Session | None = None) -> int:
+        unknown = self.runtime.streams.keys() - self._seen_keys  # a stream appended to for the first time
+        if session is not None:
+            self.refresh(session)
+        elif unknown or time.monotonic() - self._refreshed > _REFRESH_SECONDS:
+            with self.runtime.db.session(readonly=True) as fresh:
+                self.refresh(fresh)
+        started = 0
+        now = time.monotonic()
+        for consumer in list(self.consumers.values()):
+            if consumer.busy or now < consumer.not_before:
+                continue
+            end = self.runtime.streams.end(consumer.key)
+            if end <= consumer.offset:
+                consumer.window_opened = now if consumer.spec.trigger.kind == "time" else consumer.window_opened
+                continue
+            trigger = consumer.spec.trigger
+            if trigger.kind == "time" and now - consumer.window_opened < (trigger.seconds or 0):
+                continue
+            if trigger.kind == "count" and end - consumer.offset < (trigger.count or 1):
+                continue
+            consumer.busy = True
+            future = self.pool.submit(self._run, consumer, end)
+            self._pending.add(future)
+            future.add_done_callback(self._pending.discard)
+            started += 1
+        return started
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait for the calls in flight (tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def run(self, stop: threading.Event) -> None:
+        version = -1
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("function worker step failed")
+                stop.wait(1.0)
+            version = self.runtime.notifier.wait_any(version, 0.05)
+        self.stopping.set()  # calls in flight finish their slice and stop
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.flush_checkpoints()
+
+    def flush_checkpoints(self) -> None:
+        """Write the checkpoints held in memory (slices without effects), e.g. on shutdown."""
+        waiting = [c for c in self.consumers.values() if c.pending_calls or c.offset != c.persisted]
+        if waiting:
+            with self.runtime.db.session() as session:
+                for consumer in waiting:
+                    self._checkpoint(session, consumer, consumer.offset, consumer.pending_calls)
+                    consumer.pending_calls = 0
+
+    # -- one batch -------------------------------------------------------------------------------
+
+    def _run(self, consumer: _Consumer, end: int) -> None:
+        try:
+            self._attempt(consumer, end)
+        except Exception as exc:
+            self._failed(consumer, end, exc)
+        finally:
+            consumer.busy = False
+            self.runtime.notifier.notify("functions")  # wake the loop: this consumer may have more to do
+
+    def _attempt(self, consumer: _Consumer, end: int) -> None:
+        """Run the due calls in slices of a few dozen ms. Calls read through a read-only session; a slice's
+        effects are checked as each call returns and written, with the checkpoint after them, in one short
+        transaction. A slice without effects only moves the offset in memory; that checkpoint is written
+        within ``_CHECKPOINT_SECONDS`` (at-least-once: a crash may call those records again)."""
+        base = consumer.offset
+        stop = min(end, base + (consumer.limit or _MAX_BATCH))
+        table = self.runtime.streams.read(consumer.key, start=base, stop=stop, limit=stop - base,
+                                          time_field=consumer.time_field)
+        records = table.to_pylist() if table is not None else []
+        calls, used = select_calls(consumer.spec.trigger, records)
+        if consumer.spec.trigger.kind == "time":
+            consumer.window_opened = time.monotonic()
+        pos = 0
+        while True:
+            with self.runtime.db.session(readonly=True) as session:
+                twin = session.get(Twin, consumer.twin_id)
+                if twin is None:
+                    return
+                manifest = catalog.manifest_by_id(session, twin.app_id)
+                function = self.code.resolve(consumer.app_sha, manifest, consumer.spec.entrypoint)
+                ctx = FunctionContext(twin_id=twin.id, twin_name=twin.name, function=consumer.name,
+                                      parameters=dict(twin.parameters), model=self._model(consumer, manifest),
+                                      read_state=partial(state.read_state, session, twin))
+                committed = prev = consumer.offset - base
+                started, made = time.monotonic(), 0
+                effects: list[tuple[list[state.NewValue], str | None]] = []
+                while pos < len(calls) and made < _SLICE_CALLS and time.monotonic() - started < _SLICE_SECONDS:
+                    call, through = calls[pos]
+                    try:
+                        function(ctx, call)
+                        effects += self._check(manifest, consumer, ctx)
+                    except Exception as exc:
+                        raise _CallFailed(exc, prev - committed, through - prev) from exc
+                    prev, pos, made = through, pos + 1, made + 1
+            consumed = used if pos == len(calls) else prev
+            requests = [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
+            events = ctx.events + requests
+            consumer.pending_calls += made
+            if effects or events or time.monotonic() - consumer.checkpointed > _CHECKPOINT_SECONDS:
+                with self.runtime.db.session() as session:
+                    twin = session.get(Twin, consumer.twin_id)
+                    if twin is None:
+                        return
+                    for values, message in effects:
+                        state.append_revision(session, twin, values, author=consumer.ident,
+                                              message=message or f"{consumer.name} on {consumer.spec.stream}")
+                    if self.workflow_starter is not None:
+                        for request in requests:  # started in the same transaction as the checkpoint
+                            request["run_id"] = self.workflow_starter(session, twin.id, request["workflow"],
+                                                                      request["parameters"])
+                    self._checkpoint(session, consumer, base + consumed, consumer.pending_calls)
+                consumer.pending_calls, consumer.checkpointed = 0, time.monotonic()
+                self._emit(twin.id, consumer, events)
+            consumer.offset = base + consumed
+            self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
+            if pos == len(calls) or self.stopping.is_set():
+                break
+        consumer.limit = None
+        if used:
+            consumer.attempts = 0
+
+    def _model(self, consumer: _Consumer, manifest: Manifest) -> Any:
+        """The function's model, built once per worker and app version (the ML lifecycle swaps versions)."""
+        name = consumer.spec.model
+        if name is None:
+            return None
+        key = (consumer.app_sha, name, self.model_versions(consumer.twin_id, consumer.app_sha, name))
+        if key not in self._models:
+            for stale in [k for k in self._models if k[:2] == key[:2]]:
+                del self._models[stale]  # one version of a model per worker
+            self._models[key] = self.code.resolve(consumer.app_sha, manifest, manifest.models[name].entrypoint)()
+        return self._models[key]
+
+    def _check(self, manifest: Manifest, consumer: _Consumer, ctx: FunctionContext
+               ) -> list[tuple[list[state.NewValue], str | None]]:
+        """Validate the state updates and workflow requests of the call that just returned (a bad one fails
+        that call)."""
+        for request in ctx.workflow_requests[ctx.checked_requests:]:
+            if request["workflow"] not in manifest.workflows:
+                known = ", ".join(sorted(manifest.workflows)) or "none"
+                raise ValueError(f"start_workflow: {request['workflow']!r} is not a workflow of {manifest.ref} "
+                                 f"(workflows: {known})")
+        ctx.checked_requests = len(ctx.workflow_requests)
+        checked = []
+        for update in ctx.updates:
+            writes = {k: PropertyWrite(value=v, timestamp=update.timestamp) for k, v in update.values.items()}
+            checked.append((state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}}),
+                            update.message))
+        ctx.applied += ctx.updates
+        ctx.updates = []
+        return checked
+
+    def _emit(self, twin_id: str, consumer: _Consumer, events: list[dict[str, Any]]) -> None:
+        if events:
+            now = utcnow()
+            table = pa.Table.from_pydict({"time": [now] * len(events), "function": [consumer.name] * len(events),
+                                          "kind": [str(e.pop("kind")) for e in events],
+                                          "data": [json.dumps(e, default=str) for e in events]}, schema=EVENT_SCHEMA)
+            self.runtime.streams.append(stream_key(twin_id, EVENTS_STREAM), table, time_field="time")
+
+    def _checkpoint(self, session: Session, consumer: _Consumer, offset: int, calls: int) -> None:
+        consumer.persisted = offset
+        row = session.get(StreamConsumer, (consumer.twin_id, consumer.name))
+        if row is None:
+            row = StreamConsumer(twin_id=consumer.twin_id, function=consumer.name, stream=consumer.spec.stream,
+                                 offset=offset, calls=calls, updated_at=utcnow())
+            session.add(row)
+        else:
+            row.offset, row.calls, row.updated_at = offset, row.calls + calls, utcnow()
+        session.flush()
+
+    def _failed(self, consumer: _Consumer, end: int, exc: Exception) -> None:
+        cause: BaseException = exc.cause if isinstance(exc, _CallFailed) else exc
+        if isinstance(exc, _CallFailed) and exc.before:
+            consumer.limit = exc.before  # first commit the calls that worked, then retry the failing one alone
+            return
+        size = exc.size if isinstance(exc, _CallFailed) else min(end, consumer.offset + _MAX_BATCH) - consumer.offset
+        consumer.limit = size
+        consumer.attempts += 1
+        reason = "".join(traceback.format_exception_only(type(cause), cause)).strip()[:2000]
+        if consumer.attempts <= consumer.retries:
+            delay = self.settings.function_backoff * 2 ** (consumer.attempts - 1)
+            consumer.not_before = time.monotonic() + delay
+            log.warning("function %s of %s failed (attempt %d, retry in %.1fs): %s", consumer.name,
+                        consumer.twin_name, consumer.attempts, delay, reason)
+            return
+        stop = consumer.offset + size
+        log.error("function %s of %s gave up on offsets %d..%d: %s", consumer.name, consumer.twin_name,
+                  consumer.offset, stop - 1, reason)
+        with self.runtime.db.session() as session:
+            session.add(DeadLetter(twin_id=consumer.twin_id, function=consumer.name, stream=consumer.spec.stream,
+                                   first_offset=consumer.offset, last_offset=stop - 1, attempts=consumer.attempts,
+                                   error=reason))
+            self._checkpoint(session, consumer, stop, consumer.pending_calls)
+        consumer.pending_calls, consumer.checkpointed = 0, time.monotonic()
+        consumer.offset, consumer.attempts, consumer.limit = stop, 0, None
+        self.runtime.streams.commit(consumer.key, consumer.ident, stop)

@@ -1,0 +1,314 @@
+"""The stream hub: validated batches in, durable offsets out; reads by offset and event time; lag.
+
+One hub per runtime sits on one log backend. Per stream it keeps, in memory, the next record offset, the
+last sequence number seen per producer (to drop duplicates) and a small index of batches (first offset,
+event-time range), rebuilt from the log's headers when a stream is first touched after a start.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from twinengine.errors import StreamBackpressure, StreamUnavailable
+from twinengine.streams import batch
+from twinengine.streams.backends.base import StreamLog
+from twinengine.streams.notify import Notifier
+from twinengine.streams.records import time_range
+
+__all__ = ["AppendResult", "StreamHub", "stream_key"]
+
+OFFSET = "_offset"
+ARRIVAL = "_arrival"
+_READ_CHUNK = 256
+_HEADER_PEEK = 512
+_MAX_PENDING_BYTES = 512 << 20
+
+
+def stream_key(twin_id: str, stream: str) -> str:
+    return f"{twin_id}/{stream}"
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    first_offset: int  # offset of the first record appended (or the next offset when all were duplicates)
+    count: int  # records appended
+    duplicates: int  # records dropped as already seen from this producer
+    next_offset: int
+
+
+_MAX_OUT_OF_ORDER = 100_000
+
+
+@dataclass
+class _Seen:
+    """Sequence numbers of one producer already appended: all up to ``upto``, plus some beyond it (arrivals
+    out of order, e.g. MQTT redeliveries after a reconnect). A gap never filled is given up on once more
+    than ``_MAX_OUT_OF_ORDER`` numbers wait beyond it."""
+
+    upto: int = -1
+    above: set[int] = field(default_factory=set)
+
+    def has(self, seq: int) -> bool:
+        return seq <= self.upto or seq in self.above
+
+    def add(self, start: int, count: int) -> None:
+        if start <= self.upto + 1:
+            self.upto = max(self.upto, start + count - 1)
+        else:
+            self.above.update(range(start, start + count))
+        while self.above and (self.upto + 1 in self.above or len(self.above) > _MAX_OUT_OF_ORDER):
+            if self.upto + 1 not in self.above:
+                self.upto = min(self.above) - 1
+            self.above.discard(self.upto + 1)
+            self.upto += 1
+
+    def runs(self, start: int, count: int) -> list[tuple[int, int]]:
+        """(row, length) runs of a batch numbered ``start..`` that were not seen yet."""
+        if start > self.upto and not self.above:
+            return [(0, count)]
+        out: list[tuple[int, int]] = []
+        for row in range(count):
+            if self.has(start + row):
+                continue
+            if out and out[-1][0] + out[-1][1] == row:
+                out[-1] = (out[-1][0], out[-1][1] + 1)
+            else:
+                out.append((row, 1))
+        return out
+
+
+@dataclass
+class _State:
+    next: int = 0
+    durable: int = 0  # records below this offset are durable and readable
+    producers: dict[str, _Seen] = field(default_factory=dict)
+    bases: list[int] = field(default_factory=list)  # per entry (entry n is bases[n - 1])
+    counts: list[int] = field(default_factory=list)
+    tmins: list[int] = field(default_factory=list)
+    tmaxs: list[int] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, header: batch.BatchHeader) -> None:
+        self.bases.append(header.base)
+        self.counts.append(header.count)
+        self.tmins.append(header.tmin_us)
+        self.tmaxs.append(header.tmax_us)
+        self.next = header.end
+        if header.producer is not None and header.seq is not None:
+            self.producers.setdefault(header.producer, _Seen()).add(header.seq, header.count)
+
+
+class StreamHub:
+    """Appends and reads over a ``StreamLog``; wakes live readers through ``notifier``."""
+
+    def __init__(self, log: StreamLog, *, max_lag: int = 1_000_000, notifier: Notifier | None = None) -> None:
+        self.log = log
+        self.max_lag = max_lag
+        self.notifier = notifier or Notifier()
+        self._states: dict[str, _State] = {}
+        self._lock = threading.Lock()
+        self._consumers: dict[str, dict[str, int]] = {}  # key -> consumer -> committed offset
+        self.stats = {"records": 0, "duplicates": 0}
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def _state(self, key: str) -> _State:
+        with self._lock:
+            state = self._states.get(key)
+            if state is None:
+                state = self._states[key] = self._recover(key)
+            return state
+
+    def _recover(self, key: str) -> _State:
+        state = _State()
+        last, number = self.log.last(key), 1
+        while number <= last:
+            entries = self.log.read_prefix(key, number, _READ_CHUNK, _HEADER_PEEK)
+            if not entries:
+                break
+            for seq, payload in entries:
+                if seq != len(state.bases) + 1:
+                    raise StreamUnavailable(f"stream {key}: entry {seq} follows {len(state.bases)} in the log")
+                if not batch.header_complete(payload):  # a header longer than the peek: read the entry
+                    payload = self.log.read(key, seq, 1)[0][1]
+                state.add(batch.decode_header(payload))
+            number = entries[-1][0] + 1
+        state.durable = state.next
+        return state
+
+    def keys(self) -> set[str]:
+        """Streams this hub has touched since it started."""
+        with self._lock:
+            return set(self._states)
+
+    def forget(self, key: str) -> None:
+        """Drop in-memory state (after a failed append, or when the stream is deleted)."""
+        with self._lock:
+            self._states.pop(key, None)
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def check_lag(self, key: str) -> None:
+        lag = self.lag(key)
+        if lag > self.max_lag:
+            raise StreamBackpressure(f"consumers of {key} are {lag} records behind (limit {self.max_lag}); "
+                                     "nothing was written, retry later", retry_after=1.0)
+        pending = getattr(self.log, "pending_bytes", 0)
+        if pending > _MAX_PENDING_BYTES:
+            raise StreamUnavailable(f"the stream log has {pending >> 20} MiB waiting for disk; retry later",
+                                    retry_after=1.0)
+
+    def append(self, key: str, table: pa.Table, *, time_field: str, producer: str | None = None,
+               seq: int | None = None) -> AppendResult:
+        """Append a validated table; returns once every record is durable. Producer sequences drop repeats."""
+        self.check_lag(key)
+        state = self._state(key)
+        futures: list[tuple[Future[int], int]] = []
+        duplicates = 0
+        with state.lock:
+            runs: list[tuple[pa.Table, int | None]] = [(table, seq)]
+            if producer is not None and seq is not None:
+                seen = state.producers.get(producer) or _Seen()
+                runs = [(table.slice(row, n), seq + row) for row, n in seen.runs(seq, table.num_rows)]
+                duplicates = table.num_rows - sum(t.num_rows for t, _ in runs)
+            first = state.next
+            arrival = time.time_ns() // 1000
+            for part, part_seq in runs:
+                for chunk, chunk_seq in self._chunks(part, part_seq):
+                    tmin, tmax = time_range(chunk, time_field)
+                    header = batch.BatchHeader(base=state.next, count=chunk.num_rows, arrival_us=arrival,
+                                               tmin_us=tmin, tmax_us=tmax, producer=producer if seq is not None
+                                               else None, seq=chunk_seq)
+                    try:
+                        futures.append((self.log.append(key, batch.encode(header, chunk)), header.end))
+                    except Exception as exc:
+                        self.forget(key)
+                        raise StreamUnavailable(f"the stream log refused the write: {exc}") from exc
+                    state.add(header)
+        for future, end in futures:
+            try:
+                future.result(timeout=60)
+            except Exception as exc:
+                self.forget(key)  # re-read from the log: what it has is the truth
+                raise StreamUnavailable(f"the stream log could not make the batch durable: {exc}") from exc
+            with state.lock:
+                state.durable = max(state.durable, end)
+        with self._lock:
+            self.stats["records"] += table.num_rows - duplicates
+            self.stats["duplicates"] += duplicates
+        if futures:
+            self.notifier.notify(key)
+        return AppendResult(first_offset=first, count=table.num_rows - duplicates, duplicates=duplicates,
+                            next_offset=state.next)
+
+    def _chunks(self, table: pa.Table, seq: int | None) -> list[tuple[pa.Table, int | None]]:
+        if table.num_rows == 0:
+            return []
+        per_row = max(table.nbytes // table.num_rows, 1)
+        rows = max(int(self.log.max_entry_bytes * 0.8) // per_row, 1)
+        out = []
+        for start in range(0, table.num_rows, rows):
+            out.append((table.slice(start, rows), None if seq is None else seq + start))
+        return out
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def end(self, key: str) -> int:
+        """Offset the next record will get; every record below it is durable."""
+        state = self._state(key)
+        with state.lock:
+            return state.durable
+
+    def read(self, key: str, *, start: int = 0, since_us: int | None = None, until_us: int | None = None,
+             limit: int = 1000, stop: int | None = None, time_field: str | None = None) -> pa.Table | None:
+        """Records with offset ≥ ``start`` (and < ``stop``) whose event time is in [since, until), in offset
+        order, with ``_offset`` and ``_arrival`` columns; None when there are none."""
+        state = self._state(key)
+        with state.lock:
+            end = state.durable if stop is None else min(stop, state.durable)
+            index = max(bisect.bisect_right(state.bases, start) - 1, 0)
+            wanted = [i for i in range(index, len(state.bases)) if state.bases[i] < end
+                      and (since_us is None or state.tmaxs[i] >= since_us)
+                      and (until_us is None or state.tmins[i] < until_us)]
+        tables: list[pa.Table] = []
+        rows = 0
+        pos = 0
+        while pos < len(wanted) and rows < limit:
+            run = 1  # read contiguous entries in one call
+            while pos + run < len(wanted) and wanted[pos + run] == wanted[pos] + run and run < _READ_CHUNK:
+                run += 1
+            for _seq, payload in self.log.read(key, wanted[pos] + 1, run):
+                header, table = batch.decode(payload)
+                table = _annotate(header, table)
+                mask = _mask(table, start, end, since_us, until_us, time_field)
+                if mask is not None:
+                    table = table.filter(mask)
+                if table.num_rows:
+                    tables.append(table.slice(0, limit - rows))
+                    rows += min(table.num_rows, limit - rows)
+                if rows >= limit:
+                    break
+            pos += run
+        if not tables:
+            return None
+        return pa.concat_tables(tables)
+
+    # -- consumers and lag -----------------------------------------------------------------------
+
+    def commit(self, key: str, consumer: str, offset: int) -> None:
+        with self._lock:
+            self._consumers.setdefault(key, {})[consumer] = offset
+
+    def release(self, key: str, consumer: str) -> None:
+        with self._lock:
+            self._consumers.get(key, {}).pop(consumer, None)
+
+    def consumed_keys(self) -> list[str]:
+        with self._lock:
+            return [k for k, v in self._consumers.items() if v]
+
+    def lag(self, key: str) -> int:
+        with self._lock:
+            offsets = list(self._consumers.get(key, {}).values())
+            state = self._states.get(key)
+        if not offsets or state is None:
+            return 0
+        return max(state.next - min(offsets), 0)
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def _annotate(header: batch.BatchHeader, table: pa.Table) -> pa.Table:
+    offsets = pa.array(range(header.base, header.end), type=pa.int64())
+    arrival = pa.array([header.arrival_us] * header.count, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    return table.append_column(OFFSET, offsets).append_column(ARRIVAL, arrival)
+
+
+def _mask(table: pa.Table, start: int, end: int, since_us: int | None, until_us: int | None,
+          time_field: str | None) -> pa.Array | None:
+    conditions = []
+    offsets = table.column(OFFSET)
+    if start > offsets[0].as_py():
+        conditions.append(pc.greater_equal(offsets, start))
+    if end <= offsets[-1].as_py():
+        conditions.append(pc.less(offsets, end))
+    if time_field is not None and (since_us is not None or until_us is not None):
+        stamps = table.column(time_field).cast(pa.int64())
+        if since_us is not None:
+            conditions.append(pc.greater_equal(stamps, since_us))
+        if until_us is not None:
+            conditions.append(pc.less(stamps, until_us))
+    if not conditions:
+        return None
+    mask = conditions[0]
+    for more in conditions[1:]:
+        mask = pc.and_(mask, more)
+    return mask

@@ -1,0 +1,195 @@
+"""The streams part of the Python SDK, reached as ``client.streams``: append, read, follow, bind, buffers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from pydantic import TypeAdapter
+
+from twinengine.errors import EngineUnavailable, error_from_payload
+from twinengine.streams.schemas import (
+    AppendAck,
+    BindingRead,
+    BufferFillRead,
+    BufferRead,
+    DeadLetterRead,
+    FunctionEvent,
+    FunctionRead,
+    RecordPage,
+    StreamRead,
+)
+from twinengine.twins.schemas import RevisionRead
+
+if TYPE_CHECKING:
+    from twinengine.client import Client
+
+__all__ = ["StreamsClient", "parse_sse"]
+
+List = list  # the method named list shadows the builtin inside the class
+
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+def _seg(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    """Server-Sent Events from text lines: each event as {"event", "id", "data"} (comments skipped)."""
+    event: dict[str, str] = {}
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield {**event, "data": "\n".join(data)}
+            event, data = {}, []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        elif name in ("event", "id"):
+            event[name] = value
+    if data:
+        yield {**event, "data": "\n".join(data)}
+
+
+class StreamsClient:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def _path(self, twin: str, stream: str | None = None, tail: str = "") -> str:
+        base = f"/api/v1/twins/{_seg(twin)}"
+        return base + (f"/streams/{_seg(stream)}" if stream else "") + tail
+
+    def list(self, twin: str) -> List[StreamRead]:
+        data = self._client._request("GET", self._path(twin, tail="/streams")).json()
+        return TypeAdapter(List[StreamRead]).validate_python(data)
+
+    def append(self, twin: str, stream: str, records: Sequence[Mapping[str, Any]] | pa.Table, *,
+               producer: str | None = None, seq: int | None = None) -> AppendAck:
+        """Append a batch (dicts go as JSON lines, a pyarrow Table as Arrow IPC); returns once durable."""
+        if isinstance(records, pa.Table):
+            body, kind = _ipc(records), ARROW
+        else:
+            body = "".join(json.dumps(r, default=_default) + "\n" for r in records).encode()
+            kind = "application/x-ndjson"
+        params = {k: v for k, v in {"producer": producer, "seq": seq}.items() if v is not None}
+        response = self._client._request("POST", self._path(twin, stream, "/records"), content=body,
+                                         params=params, headers={"Content-Type": kind})
+        return AppendAck.model_validate(response.json())
+
+    def read(self, twin: str, stream: str, *, start: int | None = None, last: int | None = None,
+             since: datetime | None = None, until: datetime | None = None, limit: int = 1000) -> RecordPage:
+        return self._client._get(RecordPage, self._path(twin, stream, "/records"), start=start, last=last,
+                                 since=since.isoformat() if since else None,
+                                 until=until.isoformat() if until else None, limit=limit)
+
+    def read_arrow(self, twin: str, stream: str, *, start: int | None = None, last: int | None = None,
+                   since: datetime | None = None, until: datetime | None = None, limit: int = 100_000) -> pa.Table:
+        params = {k: v for k, v in {"start": start, "last": last, "since": since.isoformat() if since else None,
+                                    "until": until.isoformat() if until else None, "limit": limit}.items()
+                  if v is not None}
+        response = self._client._request("GET", self._path(twin, stream, "/records"), params=params,
+                                         headers={"Accept": ARROW})
+        if not response.content:
+            return pa.table({})
+        return pa.ipc.open_stream(response.content).read_all()
+
+    def _events(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, str]]:
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self._client._http.stream("GET", path, params=query, headers=self._client._auth,
+                                           timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_payload(response.status_code, response.json())
+                yield from parse_sse(response.iter_lines())
+        except Exception as exc:
+            if type(exc).__name__ in ("ConnectError", "ReadError", "RemoteProtocolError"):
+                raise EngineUnavailable(f"lost the event stream: {exc}") from exc
+            raise
+
+    def follow(self, twin: str, stream: str, *, start: int | None = None, count: int | None = None,
+               idle: float | None = None) -> Iterator[dict[str, Any]]:
+        """New records as they become durable (from ``start`` if given), until ``count`` or ``idle`` seconds."""
+        for event in self._events(self._path(twin, stream, "/events"), {"start": start, "count": count,
+                                                                         "idle": idle}):
+            yield json.loads(event["data"])
+
+    def state_events(self, twin: str, *, after: int | None = None, count: int | None = None,
+                     idle: float | None = None) -> Iterator[RevisionRead]:
+        for event in self._events(self._path(twin, tail="/state/events"), {"after": after, "count": count,
+                                                                            "idle": idle}):
+            yield RevisionRead.model_validate_json(event["data"])
+
+    def bind_mqtt(self, twin: str, stream: str, topic: str) -> BindingRead:
+        return self._client._send(BindingRead, "PUT", self._path(twin, stream, "/binding"), {"mqtt_topic": topic})
+
+    def unbind_mqtt(self, twin: str, stream: str) -> None:
+        self._client._request("DELETE", self._path(twin, stream, "/binding"))
+
+    def functions(self, twin: str) -> List[FunctionRead]:
+        data = self._client._request("GET", self._path(twin, tail="/functions")).json()
+        return TypeAdapter(List[FunctionRead]).validate_python(data)
+
+    def events(self, twin: str, *, last: int = 100) -> List[FunctionEvent]:
+        """Events the twin's functions emitted (``ctx.emit``) and workflow runs they asked for."""
+        data = self._client._request("GET", self._path(twin, tail="/functions/events"), params={"last": last}).json()
+        return TypeAdapter(List[FunctionEvent]).validate_python(data)
+
+    def dead_letters(self, twin: str, *, function: str | None = None, limit: int = 100) -> List[DeadLetterRead]:
+        params = {k: v for k, v in {"function": function, "limit": limit}.items() if v is not None}
+        data = self._client._request("GET", self._path(twin, tail="/functions/dead-letters"), params=params).json()
+        return TypeAdapter(List[DeadLetterRead]).validate_python(data)
+
+    # -- retraining buffers ------------------------------------------------------------------------
+
+    def create_buffer(self, twin: str, name: str, stream: str, *, policy: str, records: int | None = None,
+                      seconds: float | None = None, discard_after: bool = True) -> BufferRead:
+        body = {"name": name, "stream": stream, "policy": policy, "records": records, "seconds": seconds,
+                "discard_after": discard_after}
+        return self._client._send(BufferRead, "POST", self._path(twin, tail="/buffers"),
+                                  {k: v for k, v in body.items() if v is not None})
+
+    def buffers(self, twin: str) -> List[BufferRead]:
+        data = self._client._request("GET", self._path(twin, tail="/buffers")).json()
+        return TypeAdapter(List[BufferRead]).validate_python(data)
+
+    def buffer(self, twin: str, name: str) -> BufferRead:
+        return self._client._get(BufferRead, self._path(twin, tail=f"/buffers/{_seg(name)}"))
+
+    def seal_buffer(self, twin: str, name: str) -> BufferFillRead:
+        return self._client._send(BufferFillRead, "POST", self._path(twin, tail=f"/buffers/{_seg(name)}/seal"), {})
+
+    def fill_records(self, twin: str, name: str, fill: int) -> pa.Table:
+        response = self._client._request("GET", self._path(twin, tail=f"/buffers/{_seg(name)}/fills/{fill}/records"),
+                                         headers={"Accept": ARROW})
+        return pa.ipc.open_stream(response.content).read_all() if response.content else pa.table({})
+
+    def consume_fill(self, twin: str, name: str, fill: int, *, success: bool = True,
+                     note: str | None = None) -> BufferFillRead:
+        return self._client._send(BufferFillRead, "POST",
+                                  self._path(twin, tail=f"/buffers/{_seg(name)}/fills/{fill}/consumed"),
+                                  {"success": success, "note": note})

@@ -1,0 +1,236 @@
+"""Streams of a twin: ingest (JSON lines, JSON, Arrow IPC), read history, describe, bind MQTT topics.
+
+Public functions check the policy first; ``append_table`` is the unchecked path the MQTT bridge (a daemon)
+uses after it resolved the binding itself.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from twinengine.auth.principal import Principal
+from twinengine.catalog.manifest import Manifest, Stream
+from twinengine.errors import Conflict, InvalidInput, NotFound, StreamNotFound, ValidationFailed
+from twinengine.streams import records
+from twinengine.streams.hub import AppendResult, StreamHub, stream_key
+from twinengine.streams.models import DeadLetter, StreamBinding, StreamConsumer
+from twinengine.streams.schemas import AppendAck, DeadLetterRead, FunctionRead, StreamRead
+from twinengine.twins.models import Twin
+from twinengine.twins.service import get_twin, manifest_for
+
+__all__ = [
+    "ARROW_TYPES",
+    "JSON_TYPES",
+    "append_table",
+    "bind_mqtt",
+    "dead_letters",
+    "describe",
+    "function_events",
+    "ingest",
+    "ingest_records",
+    "list_bindings",
+    "list_functions",
+    "parse_body",
+    "read_records",
+    "resolve",
+    "unbind_mqtt",
+]
+
+JSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines", "application/json")
+ARROW_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache.arrow.file")
+MAX_PRODUCER = 128
+
+
+def resolve(session: Session, *, principal: Principal, twin_ref: str, stream: str,
+            action: str = "stream.read") -> tuple[Twin, Manifest, Stream]:
+    """The twin (authorized for ``action``), its manifest, and the declaration of ``stream``."""
+    twin = get_twin(session, principal=principal, ref=twin_ref, action=action)
+    manifest = manifest_for(session, twin)
+    declared = manifest.streams.get(stream)
+    if declared is None:
+        known = ", ".join(sorted(manifest.streams)) or "none"
+        raise StreamNotFound(f"{manifest.ref} declares no stream {stream!r} (streams: {known})")
+    return twin, manifest, declared
+
+
+def parse_body(declared: Stream, body: bytes, content_type: str) -> pa.Table:
+    """A request body as the stream's canonical table: JSON lines, a JSON array/object, or Arrow IPC."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind in ARROW_TYPES:
+        return records.parse_arrow(declared, body)
+    if kind == "application/json":
+        stripped = body.lstrip()
+        if stripped[:1] in (b"[", b"{") and not _looks_like_lines(stripped):
+            try:
+                data = json.loads(body)
+            except ValueError as exc:
+                raise InvalidInput(f"body: not valid JSON ({exc})") from None
+            return records.check_records(declared, data if isinstance(data, list) else [data])
+        return records.parse_json_lines(declared, body)
+    if kind in JSON_TYPES or not kind:
+        return records.parse_json_lines(declared, body)
+    raise InvalidInput(f"Content-Type: {content_type!r} is not one of {', '.join(JSON_TYPES + ARROW_TYPES)}")
+
+
+def _looks_like_lines(body: bytes) -> bool:
+    first = body.split(b"\n", 1)
+    return len(first) == 2 and first[0].rstrip().endswith(b"}") and first[1].lstrip()[:1] == b"{"
+
+
+def _check_producer(producer: str | None, seq: int | None) -> None:
+    if (producer is None) != (seq is None):
+        raise ValidationFailed.one("producer" if producer is None else "seq", "give producer and seq together")
+    if producer is not None and not 0 < len(producer) <= MAX_PRODUCER:
+        raise ValidationFailed.one("producer", f"1 to {MAX_PRODUCER} characters")
+    if seq is not None and not 0 <= seq < 2**62:
+        raise ValidationFailed.one("seq", "a sequence number is an integer from 0")
+
+
+def append_table(hub: StreamHub, twin: Twin, stream: str, declared: Stream, table: pa.Table, *,
+                 producer: str | None = None, seq: int | None = None) -> AppendAck:
+    """Append validated records (no policy check: callers resolved the twin already)."""
+    _check_producer(producer, seq)
+    result: AppendResult = hub.append(stream_key(twin.id, stream), table, time_field=declared.time_field,
+                                      producer=producer, seq=seq)
+    return AppendAck(twin_id=twin.id, stream=stream, first_offset=result.first_offset, count=result.count,
+                     duplicates=result.duplicates, next_offset=result.next_offset)
+
+
+def ingest(session: Session, hub: StreamHub, *, principal: Principal, twin_ref: str, stream: str, body: bytes,
+           content_type: str, producer: str | None = None, seq: int | None = None) -> AppendAck:
+    """Validate a whole batch, then append it durably; a refused batch leaves nothing behind."""
+    twin, _manifest, declared = resolve(session, principal=principal, twin_ref=twin_ref, stream=stream,
+                                        action="stream.append")
+    _check_producer(producer, seq)
+    hub.check_lag(stream_key(twin.id, stream))  # refuse early, before parsing a batch we would not take
+    return append_table(hub, twin, stream, declared, parse_body(declared, body, content_type), producer=producer,
+                        seq=seq)
+
+
+def ingest_records(session: Session, hub: StreamHub, *, principal: Principal, twin_ref: str, stream: str,
+                   items: list[Any], producer: str | None = None, seq: int | None = None) -> AppendAck:
+    twin, _manifest, declared = resolve(session, principal=principal, twin_ref=twin_ref, stream=stream,
+                                        action="stream.append")
+    return append_table(hub, twin, stream, declared, records.check_records(declared, items), producer=producer,
+                        seq=seq)
+
+
+def _us(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return int(value.timestamp() * 1_000_000)
+
+
+def read_records(session: Session, hub: StreamHub, *, principal: Principal, twin_ref: str, stream: str,
+                 start: int | None = None, since: datetime | None = None, until: datetime | None = None,
+                 limit: int = 1000, last: int | None = None) -> tuple[Twin, pa.Table | None, int]:
+    """History in offset (arrival) order: from offset ``start``, or the ``last`` N, filtered by event time
+    ``[since, until)``. Returns the twin, the records (None when none) and the stream's end offset."""
+    twin, _manifest, declared = resolve(session, principal=principal, twin_ref=twin_ref, stream=stream)
+    key = stream_key(twin.id, stream)
+    end = hub.end(key)
+    first = max(end - last, 0) if last is not None else (start or 0)
+    table = hub.read(key, start=first, since_us=_us(since), until_us=_us(until), limit=limit,
+                     time_field=declared.time_field)
+    return twin, table, end
+
+
+def describe(session: Session, hub: StreamHub, *, principal: Principal, twin_ref: str) -> list[StreamRead]:
+    twin = get_twin(session, principal=principal, ref=twin_ref, action="stream.read")
+    manifest = manifest_for(session, twin)
+    topics = {b.stream: b.mqtt_topic for b in session.scalars(select(StreamBinding)
+                                                               .where(StreamBinding.twin_id == twin.id))}
+    out = []
+    for name, declared in manifest.streams.items():
+        key = stream_key(twin.id, name)
+        out.append(StreamRead(name=name, description=declared.description, time_field=declared.time_field,
+                              key=declared.key, fields=declared.fields, end_offset=hub.end(key), lag=hub.lag(key),
+                              mqtt_topic=topics.get(name)))
+    return out
+
+
+def bind_mqtt(session: Session, *, principal: Principal, twin_ref: str, stream: str, topic: str) -> StreamBinding:
+    """Map an MQTT topic to a twin's stream; a topic feeds one stream only."""
+    twin, _manifest, _declared = resolve(session, principal=principal, twin_ref=twin_ref, stream=stream,
+                                         action="stream.manage")
+    row = session.get(StreamBinding, (twin.id, stream))
+    taken = session.scalar(select(StreamBinding).where(StreamBinding.mqtt_topic == topic))
+    if taken is not None and taken is not row:
+        raise Conflict(f"MQTT topic {topic!r} already feeds another stream")
+    if row is None:
+        row = StreamBinding(twin_id=twin.id, stream=stream, mqtt_topic=topic, created_by=principal.name)
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            raise Conflict(f"MQTT topic {topic!r} already feeds another stream") from None
+    else:
+        row.mqtt_topic = topic
+        session.flush()
+    return row
+
+
+def unbind_mqtt(session: Session, *, principal: Principal, twin_ref: str, stream: str) -> None:
+    twin, _manifest, _declared = resolve(session, principal=principal, twin_ref=twin_ref, stream=stream,
+                                         action="stream.manage")
+    row = session.get(StreamBinding, (twin.id, stream))
+    if row is None:
+        raise NotFound(f"stream {stream} of twin {twin.name} has no MQTT binding")
+    session.delete(row)
+    session.flush()
+
+
+def list_bindings(session: Session) -> list[StreamBinding]:
+    """Every binding (for the MQTT bridge, which acts for the engine)."""
+    return list(session.scalars(select(StreamBinding).order_by(StreamBinding.mqtt_topic)))
+
+
+def list_functions(session: Session, hub: StreamHub, *, principal: Principal, twin_ref: str) -> list[FunctionRead]:
+    twin = get_twin(session, principal=principal, ref=twin_ref, action="stream.read")
+    manifest = manifest_for(session, twin)
+    offsets = {c.function: c for c in session.scalars(select(StreamConsumer).where(StreamConsumer.twin_id == twin.id))}
+    dead = {name: int(n) for name, n in session.execute(
+        select(DeadLetter.function, func.count()).where(DeadLetter.twin_id == twin.id).group_by(DeadLetter.function))}
+    out = []
+    for name, spec in manifest.functions.items():
+        consumer = offsets.get(name)
+        offset = consumer.offset if consumer else 0
+        out.append(FunctionRead(name=name, stream=spec.stream, entrypoint=spec.entrypoint, trigger=spec.trigger,
+                                offset=offset, lag=max(hub.end(stream_key(twin.id, spec.stream)) - offset, 0),
+                                calls=consumer.calls if consumer else 0, dead_letters=int(dead.get(name, 0))))
+    return out
+
+
+def dead_letters(session: Session, *, principal: Principal, twin_ref: str, function: str | None = None,
+                 limit: int = 100) -> list[DeadLetterRead]:
+    twin = get_twin(session, principal=principal, ref=twin_ref, action="stream.read")
+    query = select(DeadLetter).where(DeadLetter.twin_id == twin.id)
+    if function:
+        query = query.where(DeadLetter.function == function)
+    rows = session.scalars(query.order_by(DeadLetter.id.desc()).limit(limit))
+    return [DeadLetterRead.model_validate(r) for r in rows]
+
+
+EVENTS_STREAM = "_events"  # what functions emit, per twin, in the stream log
+
+
+def function_events(session: Session, hub: StreamHub, *, principal: Principal, twin_ref: str,
+                    last: int = 100) -> list[dict[str, Any]]:
+    """The newest events functions emitted (and workflow runs they asked for), oldest first."""
+    twin = get_twin(session, principal=principal, ref=twin_ref, action="stream.read")
+    key = stream_key(twin.id, EVENTS_STREAM)
+    table = hub.read(key, start=max(hub.end(key) - last, 0), limit=last, time_field="time")
+    out = []
+    for row in table.to_pylist() if table is not None else []:
+        data = json.loads(row["data"]) if row.get("data") else {}
+        out.append({"offset": row["_offset"], "time": row["time"], "function": row["function"], "kind": row["kind"],
+                    "data": data})
+    return out

@@ -1,0 +1,102 @@
+"""Fixtures shared by the stream tests: the stream backends (local segments always; NATS JetStream when a
+server answers, required in CI), and small helpers for gauge records."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+from twinengine.config import Settings
+
+NATS_URL = os.environ.get("TWIN_TEST_NATS_URL", "nats://127.0.0.1:4222")
+MQTT_URL = os.environ.get("TWIN_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+STREAM_BACKENDS = [b for b in os.environ.get("TWIN_TEST_STREAM_BACKENDS", "local,nats").split(",") if b]
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+REQUIRED = {s for s in os.environ.get("TWIN_TEST_REQUIRE", "").split(",") if s}
+
+
+def unavailable(service: str, reason: str) -> None:
+    """As ``conftest.unavailable`` (importable from e2e tests too, whose conftest shadows the top one)."""
+    if service in REQUIRED:
+        pytest.fail(f"{service} is required (TWIN_TEST_REQUIRE) but {reason}", pytrace=False)
+    pytest.skip(f"{service} not available: {reason}")
+
+
+def answers(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require_nats() -> str:
+    if not answers(NATS_URL, 4222):
+        unavailable("nats", f"no NATS server answers at {NATS_URL}")
+    return NATS_URL
+
+
+def require_mqtt() -> str:
+    if not answers(MQTT_URL, 1883):
+        unavailable("mosquitto", f"no MQTT broker answers at {MQTT_URL}")
+    return MQTT_URL
+
+
+@pytest.fixture(params=STREAM_BACKENDS)
+def stream_backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "nats":
+        require_nats()
+    return str(request.param)
+
+
+def stream_settings(data_dir: Path, backend: str, database_url: str | None = None, **extra: Any) -> Settings:
+    return Settings(data_dir=data_dir, database_url=database_url, stream_backend=backend, nats_url=NATS_URL,
+                    **extra)
+
+
+def gauge(i: int, *, level: float | None = None, station: str = "RR-01", minutes: int = 15) -> dict[str, Any]:
+    return {"time": (T0 + timedelta(minutes=minutes * i)).isoformat().replace("+00:00", "Z"), "station": station,
+            "rain": round(0.1 * (i % 7), 3), "level": level if level is not None else round(1.0 + 0.01 * i, 4)}
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll until ``check`` returns something truthy; fail with its last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+@pytest.fixture
+def drop_streams() -> Iterator[list[Any]]:
+    """Runtimes registered here have the streams of their twins dropped after the test (NATS is shared)."""
+    runtimes: list[Any] = []
+    yield runtimes
+    from twinengine.twins.models import Twin
+
+    for runtime in runtimes:
+        if runtime.settings.stream_backend != "nats":
+            continue
+        try:
+            with runtime.db.session(readonly=True) as session:
+                ids = {t for (t,) in session.query(Twin.id).all()}
+            for key in runtime.streams.log.list_keys():
+                if key.partition("/")[0] in ids:
+                    runtime.streams.log.drop(key)
+        except Exception:
+            pass
+        finally:
+            runtime.close()
