@@ -148,6 +148,12 @@ class Context:
         order = [kept.index(r) for r in ROLES if r in kept]
         return np.transpose(data, order)
 
+    def _layout(self) -> list[int]:
+        """Memory order for grids: t, z, then x before y, the order CoverageJSON writes them in, so the
+        encoder needs no transposed copy."""
+        rank = {"t": 1, "z": 2, "x": 3, "y": 4}
+        return sorted(range(len(self.dims)), key=lambda i: rank.get(self.roles[self.dims[i]], 0))
+
     def read_grid(self, yi: Any, xi: Any, *, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Arrays (t?, z?, y, x) for the outer product of the selections; masked-out cells are NaN and
         chunks without any selected cell are not read."""
@@ -158,9 +164,9 @@ class Context:
             keep = None
             if mask is not None:
                 keep = _keep_blocks(reader, self.dims, self.roles, sel, mask)
-            data = self._canonical(reader.read(sel, keep=keep))
+            data = self._canonical(reader.read(sel, keep=keep, layout=self._layout()))
             if mask is not None:
-                data = np.where(mask, data, np.nan)
+                np.copyto(data, np.nan, where=~mask)
             out[name] = data
             self.stats.add(reader.stats)
             reader.stats = ReadStats()
