@@ -11,7 +11,7 @@ query prints, measured in this process and run:
 - pygeoapi's xarray-edr provider (in-process, its CoverageJSON serialised with json.dumps) on the queries
   it supports, when pygeoapi is installed (``pip install pygeoapi``).
 
-Usage: python bench/edr_queries.py [--repeat 3] [--dir ~/.cache/twinengine-bench]
+Usage: python bench/edr_queries.py [--repeat 5] [--dir ~/.cache/twinengine-bench]
 """
 
 from __future__ import annotations
@@ -109,14 +109,14 @@ def touched_blocks(ds: xr.Dataset, q: dict[str, Any]) -> list[tuple[int, int, in
     return sorted({(int(t), by, bx) for t in np.unique(ti // CHUNKS[0]) for by, bx in spatial})
 
 
-def floor(array: zarr.Array, blocks: list[tuple[int, int, int]]) -> Callable[[], None]:
+def floor(array: zarr.Array[Any], blocks: list[tuple[int, int, int]]) -> Callable[[], Any]:
     """Decode exactly ``blocks``: one get_block_selection per rectangular run (all the queries here are)."""
     ts, ys, xs = (sorted({b[k] for b in blocks}) for k in range(3))
     rectangular = len(blocks) == len(ts) * len(ys) * len(xs)
     if rectangular:
         sel = (slice(ts[0], ts[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
-        return lambda: array.get_block_selection(sel)  # type: ignore[return-value]
-    return lambda: [array.blocks[b] for b in blocks]  # type: ignore[func-returns-value]
+        return lambda: array.get_block_selection(sel)
+    return lambda: [array.blocks[b] for b in blocks]
 
 
 def encoded_bytes(root: Path, blocks: list[tuple[int, int, int]]) -> int:
@@ -134,23 +134,38 @@ def timed(fn: Callable[[], Any], repeat: int, before: Callable[[], None] | None 
     return statistics.median(samples)
 
 
-def pygeoapi_runner(path: Path) -> Callable[[dict[str, Any]], Callable[[], None] | None] | None:
+def interleaved(runs: dict[str, tuple[Callable[[], Any], Callable[[], None] | None]], repeat: int
+                ) -> dict[str, float]:
+    """Median seconds of each run, taking turns within every round, so that load from other processes on
+    the machine falls on all of them alike rather than on whichever happened to run at a bad moment."""
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, (fn, before) in runs.items():
+            if before:
+                before()
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def pygeoapi_runner(path: Path) -> Callable[[dict[str, Any]], Callable[[], Any] | None] | None:
     try:
-        from pygeoapi.provider.xarray_edr import XarrayEDRProvider
+        from pygeoapi.provider.xarray_edr import XarrayEDRProvider  # type: ignore[import-not-found]
     except ImportError:
         return None
     provider = XarrayEDRProvider({"name": "xarray-edr", "type": "edr", "data": str(path),
                                   "format": {"name": "zarr", "mimetype": "application/zip"},
                                   "x_field": "lon", "y_field": "lat", "time_field": "time"})
 
-    def make(q: dict[str, Any]) -> Callable[[], None] | None:
+    def make(q: dict[str, Any]) -> Callable[[], Any] | None:
         when = q.get("datetime")
         if q["type"] == "position":
             point = shapely.from_wkt(q["coords"])
-            return lambda: json.dumps(provider.position(wkt=point, datetime_=when, select_properties=["t2m"])).encode()  # type: ignore[func-returns-value]
+            return lambda: json.dumps(provider.position(wkt=point, datetime_=when, select_properties=["t2m"])).encode()
         if q["type"] == "cube":
             bbox = [float(v) for v in q["bbox"].split(",")]
-            return lambda: json.dumps(provider.cube(bbox=bbox, datetime_=when, select_properties=["t2m"])).encode()  # type: ignore[func-returns-value]
+            return lambda: json.dumps(provider.cube(bbox=bbox, datetime_=when, select_properties=["t2m"])).encode()
         return None  # area (polygon), radius, trajectory, corridor: not offered by the xarray-edr provider
 
     return make
@@ -158,7 +173,7 @@ def pygeoapi_runner(path: Path) -> Callable[[dict[str, Any]], Callable[[], None]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("TWIN_BENCH_DIR",
                                                                         Path.home() / ".cache" / "twinengine-bench")))
     args = parser.parse_args()
@@ -185,6 +200,8 @@ def main() -> None:
             with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, token) as client:
                 http = client._http
                 headers = {"Authorization": f"Bearer {token}"}
+                trivial = timed(lambda: http.get("/edr/conformance", headers=headers), 300)
+                refused = timed(lambda: http.get("/edr/conformance"), 300)
                 for q in QUERIES:
                     blocks = touched_blocks(ds, q)
                     run_floor = floor(array, blocks)
@@ -197,9 +214,9 @@ def main() -> None:
                         return len(response.content)
 
                     size = ours()
-                    cold = timed(ours, args.repeat, before=access.cache.clear)
-                    hot = timed(ours, args.repeat)
-                    floor_s = timed(run_floor, args.repeat)
+                    medians = interleaved({"floor": (run_floor, None), "cold": (ours, access.cache.clear),
+                                           "hot": (ours, None)}, args.repeat)
+                    floor_s, cold, hot = medians["floor"], medians["cold"], medians["hot"]
                     access.cache.clear()
                     geometry = shapely.from_wkt(q["coords"]) if "coords" in q else None
                     query = Query(kind=q["type"], geometry=geometry, datetime=parse_datetime(q.get("datetime")),
@@ -224,10 +241,12 @@ def main() -> None:
         py = f"{theirs * 1000:>12.1f}{theirs / cold:>14.1f}" if theirs else f"{'n/a':>12}{'-':>14}"
         print(f"{name:<29}{values:>10,}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}{cold / floor_s:>11.2f}"
               f"{hot * 1000:>8.1f}{read / minimal:>13.2f}{py}")
+    print(f"\nper-request overhead: a trivial EDR request (GET /edr/conformance) takes {trivial * 1000:.2f} ms "
+          f"with a valid token, {refused * 1000:.2f} ms refused without one (HTTP and routing alone)")
     if pygeoapi is None:
-        print("\npygeoapi is not installed here (pip install pygeoapi): its column is empty")
+        print("pygeoapi is not installed here (pip install pygeoapi): its column is empty")
     else:
-        print("\npygeoapi n/a: its xarray-edr provider offers position and cube only (no area, radius, trajectory, "
+        print("pygeoapi n/a: its xarray-edr provider offers position and cube only (no area, radius, trajectory, "
               "corridor)")
 
 
