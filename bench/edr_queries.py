@@ -6,12 +6,14 @@ query prints, measured in this process and run:
 
 - floor: the chunks the query touches read and decoded directly with zarr (``get_block_selection``);
 - ours, cold: the whole HTTP round trip to a served engine (auth, planning, chunk reads, CoverageJSON),
-  with the decoded-chunk cache emptied first; ours, hot: the same again with the cache warm;
+  with the decoded-chunk cache emptied first; ours, hot: the same again with the cache warm (floor, cold
+  and hot take turns in every round, so that load from elsewhere on the machine falls on all three);
 - bytes read by the engine vs the encoded size of exactly the chunks the query needs;
 - pygeoapi's xarray-edr provider (in-process, its CoverageJSON serialised with json.dumps) on the queries
-  it supports, when pygeoapi is installed (``pip install pygeoapi``).
+  it supports, when pygeoapi is importable (``pip install pygeoapi``, or on PYTHONPATH);
+- the per-request overhead: a trivial authenticated EDR request, and one refused for want of a token.
 
-Usage: python bench/edr_queries.py [--repeat 5] [--dir ~/.cache/twinengine-bench]
+Usage: python bench/edr_queries.py [--repeat 7] [--dir ~/.cache/twinengine-bench]
 """
 
 from __future__ import annotations
@@ -135,9 +137,9 @@ def timed(fn: Callable[[], Any], repeat: int, before: Callable[[], None] | None 
 
 
 def interleaved(runs: dict[str, tuple[Callable[[], Any], Callable[[], None] | None]], repeat: int
-                ) -> dict[str, float]:
-    """Median seconds of each run, taking turns within every round, so that load from other processes on
-    the machine falls on all of them alike rather than on whichever happened to run at a bad moment."""
+                ) -> dict[str, list[float]]:
+    """Seconds per round of each run, taking turns within every round, so that load from other processes
+    on the machine falls on all of them alike rather than on whichever happened to run at a bad moment."""
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
         for name, (fn, before) in runs.items():
@@ -146,7 +148,7 @@ def interleaved(runs: dict[str, tuple[Callable[[], Any], Callable[[], None] | No
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 def pygeoapi_runner(path: Path) -> Callable[[dict[str, Any]], Callable[[], Any] | None] | None:
@@ -173,7 +175,7 @@ def pygeoapi_runner(path: Path) -> Callable[[dict[str, Any]], Callable[[], Any] 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("TWIN_BENCH_DIR",
                                                                         Path.home() / ".cache" / "twinengine-bench")))
     args = parser.parse_args()
@@ -214,9 +216,11 @@ def main() -> None:
                         return len(response.content)
 
                     size = ours()
-                    medians = interleaved({"floor": (run_floor, None), "cold": (ours, access.cache.clear),
-                                           "hot": (ours, None)}, args.repeat)
-                    floor_s, cold, hot = medians["floor"], medians["cold"], medians["hot"]
+                    rounds = interleaved({"floor": (run_floor, None), "cold": (ours, access.cache.clear),
+                                          "hot": (ours, None)}, args.repeat)
+                    floor_s, cold, hot = (statistics.median(rounds[k]) for k in ("floor", "cold", "hot"))
+                    # the ratio of each round (floor and ours measured back to back), then their median
+                    ratio = statistics.median(c / f for c, f in zip(rounds["cold"], rounds["floor"], strict=True))
                     access.cache.clear()
                     geometry = shapely.from_wkt(q["coords"]) if "coords" in q else None
                     query = Query(kind=q["type"], geometry=geometry, datetime=parse_datetime(q.get("datetime")),
@@ -227,19 +231,20 @@ def main() -> None:
                     if pygeoapi is not None and (call := pygeoapi(q)) is not None:
                         call()
                         theirs = timed(call, args.repeat)
-                    rows.append((q["name"], extraction.values, len(blocks), floor_s, cold, hot, read, minimal, size,
+                    rows.append((q["name"], extraction.values, len(blocks), floor_s, cold, ratio, hot, read, minimal,
                                  theirs))
                     print(f"  measured {q['name']}", flush=True)
         finally:
             runtime.close()
-    print(f"\nEDR queries on a {gb:.2f} GB cube; median of {args.repeat}; ours = HTTP round trip incl. CoverageJSON\n")
+    print(f"\nEDR queries on a {gb:.2f} GB cube, {os.cpu_count()} CPUs; medians of {args.repeat} interleaved rounds "
+          "(cold/floor: median of the per-round ratios); ours = HTTP round trip incl. CoverageJSON\n")
     head = (f"{'query':<29}{'values':>10}{'chunks':>7}{'floor ms':>10}{'cold ms':>9}{'cold/floor':>11}"
             f"{'hot ms':>8}{'read/minimal':>13}{'pygeoapi ms':>12}{'pygeoapi/cold':>14}")
     print(head)
     print("-" * len(head))
-    for name, values, chunks, floor_s, cold, hot, read, minimal, _size, theirs in rows:
+    for name, values, chunks, floor_s, cold, ratio, hot, read, minimal, theirs in rows:
         py = f"{theirs * 1000:>12.1f}{theirs / cold:>14.1f}" if theirs else f"{'n/a':>12}{'-':>14}"
-        print(f"{name:<29}{values:>10,}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}{cold / floor_s:>11.2f}"
+        print(f"{name:<29}{values:>10,}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}{ratio:>11.2f}"
               f"{hot * 1000:>8.1f}{read / minimal:>13.2f}{py}")
     print(f"\nper-request overhead: a trivial EDR request (GET /edr/conformance) takes {trivial * 1000:.2f} ms "
           f"with a valid token, {refused * 1000:.2f} ms refused without one (HTTP and routing alone)")
