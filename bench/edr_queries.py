@@ -231,20 +231,20 @@ def main() -> None:
                     if pygeoapi is not None and (call := pygeoapi(q)) is not None:
                         call()
                         theirs = timed(call, args.repeat)
-                    rows.append((q["name"], extraction.values, len(blocks), floor_s, cold, ratio, hot, read, minimal,
-                                 theirs))
+                    rows.append((q["name"], extraction.values, size, len(blocks), floor_s, cold, ratio, hot, read,
+                                 minimal, theirs))
                     print(f"  measured {q['name']}", flush=True)
         finally:
             runtime.close()
     print(f"\nEDR queries on a {gb:.2f} GB cube, {os.cpu_count()} CPUs; medians of {args.repeat} interleaved rounds "
           "(cold/floor: median of the per-round ratios); ours = HTTP round trip incl. CoverageJSON\n")
-    head = (f"{'query':<29}{'values':>10}{'chunks':>7}{'floor ms':>10}{'cold ms':>9}{'cold/floor':>11}"
+    head = (f"{'query':<29}{'values':>10}{'MB out':>7}{'chunks':>7}{'floor ms':>10}{'cold ms':>9}{'cold/floor':>11}"
             f"{'hot ms':>8}{'read/minimal':>13}{'pygeoapi ms':>12}{'pygeoapi/cold':>14}")
     print(head)
     print("-" * len(head))
-    for name, values, chunks, floor_s, cold, ratio, hot, read, minimal, theirs in rows:
+    for name, values, size, chunks, floor_s, cold, ratio, hot, read, minimal, theirs in rows:
         py = f"{theirs * 1000:>12.1f}{theirs / cold:>14.1f}" if theirs else f"{'n/a':>12}{'-':>14}"
-        print(f"{name:<29}{values:>10,}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}{ratio:>11.2f}"
+        print(f"{name:<29}{values:>10,}{size / 1e6:>7.2f}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}{ratio:>11.2f}"
               f"{hot * 1000:>8.1f}{read / minimal:>13.2f}{py}")
     print(f"\nper-request overhead: a trivial EDR request (GET /edr/conformance) takes {trivial * 1000:.2f} ms "
           f"with a valid token, {refused * 1000:.2f} ms refused without one (HTTP and routing alone)")
