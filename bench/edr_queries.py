@@ -244,8 +244,8 @@ def main() -> None:
     print("-" * len(head))
     for name, values, size, chunks, floor_s, cold, ratio, hot, read, minimal, theirs in rows:
         py = f"{theirs * 1000:>12.1f}{theirs / cold:>14.1f}" if theirs else f"{'n/a':>12}{'-':>14}"
-        print(f"{name:<29}{values:>10,}{size / 1e6:>7.2f}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}{ratio:>11.2f}"
-              f"{hot * 1000:>8.1f}{read / minimal:>13.2f}{py}")
+        print(f"{name:<29}{values:>10,}{size / 1e6:>7.2f}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}"
+              f"{ratio:>11.2f}{hot * 1000:>8.1f}{read / minimal:>13.2f}{py}")
     print(f"\nper-request overhead: a trivial EDR request (GET /edr/conformance) takes {trivial * 1000:.2f} ms "
           f"with a valid token, {refused * 1000:.2f} ms refused without one (HTTP and routing alone)")
     if pygeoapi is None:
