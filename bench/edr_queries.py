@@ -9,6 +9,7 @@ query prints, measured in this process and run:
   with the decoded-chunk cache emptied first; ours, hot: the same again with the cache warm (floor, cold
   and hot take turns in every round, so that load from elsewhere on the machine falls on all three);
 - bytes read by the engine vs the encoded size of exactly the chunks the query needs;
+- ours in process: the same extraction and CoverageJSON without HTTP, cold, to set beside
 - pygeoapi's xarray-edr provider (in-process, its CoverageJSON serialised with json.dumps) on the queries
   it supports, when pygeoapi is importable (``pip install pygeoapi``, or on PYTHONPATH);
 - the per-request overhead: a trivial authenticated EDR request, and one refused for want of a token.
@@ -34,6 +35,7 @@ import shapely
 import xarray as xr
 import zarr
 
+from twinengine.access.covjson import dumps, to_covjson
 from twinengine.access.query import parse_datetime, parse_wkt
 from twinengine.access.service import Query, run_query
 from twinengine.api import create_app
@@ -216,37 +218,45 @@ def main() -> None:
                         return len(response.content)
 
                     size = ours()
+                    geometry = shapely.from_wkt(q["coords"]) if "coords" in q else None
+                    query = Query(kind=q["type"], geometry=geometry, datetime=parse_datetime(q.get("datetime")),
+                                  bbox=tuple(float(v) for v in q["bbox"].split(",")) if "bbox" in q else None)
+
+                    def in_process(query: Query = query) -> int:
+                        extraction = run_query(access, principal=SYSTEM, collection_id="cube", query=query)
+                        return len(dumps(to_covjson(extraction)))
+
                     runs: dict[str, tuple[Callable[[], Any], Callable[[], None] | None]] = {
-                        "floor": (run_floor, None), "cold": (ours, access.cache.clear), "hot": (ours, None)}
+                        "floor": (run_floor, None), "cold": (ours, access.cache.clear), "hot": (ours, None),
+                        "in-process": (in_process, access.cache.clear)}
                     if pygeoapi is not None and (call := pygeoapi(q)) is not None:
                         call()
                         runs["pygeoapi"] = (call, None)
                     rounds = interleaved(runs, args.repeat)
-                    floor_s, cold, hot = (statistics.median(rounds[k]) for k in ("floor", "cold", "hot"))
+                    floor_s, cold, hot, inproc = (statistics.median(rounds[k])
+                                                  for k in ("floor", "cold", "hot", "in-process"))
                     theirs = statistics.median(rounds["pygeoapi"]) if "pygeoapi" in rounds else None
                     # the ratio of each round (floor and ours measured back to back), then their median
                     ratio = statistics.median(c / f for c, f in zip(rounds["cold"], rounds["floor"], strict=True))
                     access.cache.clear()
-                    geometry = shapely.from_wkt(q["coords"]) if "coords" in q else None
-                    query = Query(kind=q["type"], geometry=geometry, datetime=parse_datetime(q.get("datetime")),
-                                  bbox=tuple(float(v) for v in q["bbox"].split(",")) if "bbox" in q else None)
                     extraction = run_query(access, principal=SYSTEM, collection_id="cube", query=query)
                     read, minimal = extraction.stats.bytes_read, encoded_bytes(path / "", blocks)
-                    rows.append((q["name"], extraction.values, size, len(blocks), floor_s, cold, ratio, hot, read,
-                                 minimal, theirs))
+                    rows.append((q["name"], extraction.values, size, len(blocks), floor_s, cold, ratio, hot, inproc,
+                                 read, minimal, theirs))
                     print(f"  measured {q['name']}", flush=True)
         finally:
             runtime.close()
     print(f"\nEDR queries on a {gb:.2f} GB cube, {os.cpu_count()} CPUs; medians of {args.repeat} interleaved rounds "
-          "(cold/floor: median of the per-round ratios); ours = HTTP round trip incl. CoverageJSON\n")
+          "(cold/floor: median of the per-round ratios); cold, hot = HTTP round trip incl. auth and CoverageJSON;\n"
+          "inproc = the same extraction and CoverageJSON in process, cold, as pygeoapi is measured\n")
     head = (f"{'query':<29}{'values':>10}{'MB out':>7}{'chunks':>7}{'floor ms':>10}{'cold ms':>9}{'cold/floor':>11}"
-            f"{'hot ms':>8}{'read/minimal':>13}{'pygeoapi ms':>12}{'pygeoapi/cold':>14}")
+            f"{'hot ms':>8}{'inproc':>9}{'read/minimal':>13}{'pygeoapi ms':>12}{'pygeo/inproc':>14}")
     print(head)
     print("-" * len(head))
-    for name, values, size, chunks, floor_s, cold, ratio, hot, read, minimal, theirs in rows:
-        py = f"{theirs * 1000:>12.1f}{theirs / cold:>14.1f}" if theirs else f"{'n/a':>12}{'-':>14}"
+    for name, values, size, chunks, floor_s, cold, ratio, hot, inproc, read, minimal, theirs in rows:
+        py = f"{theirs * 1000:>12.1f}{theirs / inproc:>14.1f}" if theirs else f"{'n/a':>12}{'-':>14}"
         print(f"{name:<29}{values:>10,}{size / 1e6:>7.2f}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}"
-              f"{ratio:>11.2f}{hot * 1000:>8.1f}{read / minimal:>13.2f}{py}")
+              f"{ratio:>11.2f}{hot * 1000:>8.1f}{inproc * 1000:>9.1f}{read / minimal:>13.2f}{py}")
     print(f"\nper-request overhead: a trivial EDR request (GET /edr/conformance) takes {trivial * 1000:.2f} ms "
           f"with a valid token, {refused * 1000:.2f} ms refused without one (HTTP and routing alone)")
     if pygeoapi is None:
