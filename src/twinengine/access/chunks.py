@@ -28,7 +28,8 @@ Selection = tuple[Index, ...]
 Block = tuple[int, ...]
 Box = tuple[Block, Block]  # first block, one past the last block, per dimension
 
-BATCH_BYTES = 256 * 1024 * 1024
+BOX_BYTES = 4 * 1024 * 1024  # decoded size of one box: big ones are slow to allocate, small ones run in parallel
+BATCH_BYTES = 256 * 1024 * 1024  # decoded size of the boxes one query holds at a time
 
 
 @dataclass
@@ -131,6 +132,7 @@ class BlockReader:
     pool: ThreadPoolExecutor
     stats: ReadStats = field(default_factory=ReadStats)
     fetch_run: Callable[[tuple[slice, ...]], np.ndarray] | None = None
+    box_bytes: int = BOX_BYTES
     batch_bytes: int = BATCH_BYTES
 
     def blocks_touched(self, selection: Selection) -> list[Block]:
@@ -148,8 +150,9 @@ class BlockReader:
         return int(np.prod(self.chunks)) * self.dtype.itemsize
 
     def _boxes(self, missing: list[Block]) -> list[Box]:
-        """Group missing chunks into rectangular boxes of at most ``batch_bytes`` decoded: the whole set
-        when it is a box, else runs along the first dimension per position in the others."""
+        """Group missing chunks into rectangular boxes of at most ``box_bytes`` decoded (or one chunk): the
+        whole set when it is a box, else runs along the first dimension per position in the others, then
+        cut into pieces that a batch decodes concurrently."""
         if self.fetch_run is None or len(missing) <= 1:
             return [(b, tuple(v + 1 for v in b)) for b in missing]
         ids = np.array(missing)
@@ -176,11 +179,12 @@ class BlockReader:
     def _split(self, box: Box) -> list[Box]:
         lo, hi = box
         extent = [h - lo_ for lo_, h in zip(lo, hi, strict=True)]
-        if int(np.prod(extent)) * self._block_bytes <= self.batch_bytes or all(e == 1 for e in extent):
+        limit = min(self.box_bytes, self.batch_bytes)
+        if int(np.prod(extent)) * self._block_bytes <= limit or all(e == 1 for e in extent):
             return [box]
         d = next(k for k, e in enumerate(extent) if e > 1)
         layer = int(np.prod(extent)) // extent[d] * self._block_bytes
-        step = max(1, self.batch_bytes // layer)
+        step = max(1, limit // layer)
         out = []
         for start in range(lo[d], hi[d], step):
             part_lo = (*lo[:d], start, *lo[d + 1:])
