@@ -29,6 +29,7 @@ Block = tuple[int, ...]
 Box = tuple[Block, Block]  # first block, one past the last block, per dimension
 
 BOX_BYTES = 4 * 1024 * 1024  # decoded size of one box: big ones are slow to allocate, small ones run in parallel
+SMALL_READ_BYTES = 16 * 1024 * 1024  # a box this small is decoded in one call, not cut up
 BATCH_BYTES = 256 * 1024 * 1024  # decoded size of the boxes one query holds at a time
 
 
@@ -174,6 +175,8 @@ class BlockReader:
                     groups.append(((start, *rest), (prev + 1, *(r + 1 for r in rest))))
                     if first is not None:
                         start = prev = first
+        if len(groups) == 1 and len(missing) * self._block_bytes <= min(SMALL_READ_BYTES, self.batch_bytes):
+            return groups  # a small read: one call on the calling thread beats handing pieces to the pool
         return [part for group in groups for part in self._split(group)]
 
     def _split(self, box: Box) -> list[Box]:
