@@ -159,13 +159,13 @@ def result(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
 
 
 @router.post("/validation", name="validation", summary="Validate a process graph without running it")
-def validation(runtime: RuntimeDep, principal: PrincipalDep,
+def validation(runtime: RuntimeDep, principal: PrincipalDep, session: SessionDep,
                body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     from twinengine.errors import TwinEngineError
     from twinengine.workflows.openeo.errors import OPENEO_CODES
 
     try:
-        service.check_graph(runtime.workflows, body)
+        service.check_graph(runtime.workflows, body, session=session, owner=principal.name)
     except TwinEngineError as exc:
         return {"errors": [{"code": OPENEO_CODES.get(exc.code, exc.code), "message": exc.message}]}
     return {"errors": []}
