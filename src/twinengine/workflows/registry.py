@@ -159,6 +159,22 @@ def standard_processes() -> list[ProcessEntry]:
         func = getattr(impls, pid, None) or getattr(impls, "_" + pid, None)
         if func is None or not callable(func):
             continue
-        entries.append(ProcessEntry(id=pid, spec=spec, implementation=func,
+        entries.append(ProcessEntry(id=pid, spec=_amend(spec), implementation=func,
                                     accepts=_accepts(func)))
     return entries
+
+
+# parameters of openEO 1.2 the bundled specs lack though the implementations take them (clients send them)
+_MISSING_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "resample_spatial": [{"name": "align", "optional": True, "default": "upper-left",
+                          "description": "Where the new grid is anchored; only the implementation's upper-left.",
+                          "schema": {"type": "string", "enum": ["upper-left"]}}],
+}
+
+
+def _amend(spec: dict[str, Any]) -> dict[str, Any]:
+    extra = _MISSING_PARAMETERS.get(str(spec["id"]))
+    if not extra:
+        return spec
+    names = {p["name"] for p in spec.get("parameters") or []}
+    return {**spec, "parameters": [*(spec.get("parameters") or []), *(p for p in extra if p["name"] not in names)]}
