@@ -81,6 +81,16 @@ def test_user_defined_processes_are_callable_from_graphs(live: LiveEngine, conne
     got = _download(cube.process("shifted", data=cube, factor=0.5, offset=10), tmp_path / "nested.nc")
     np.testing.assert_allclose(got.values, (rain * 0.5 + 10).values, rtol=1e-5)
 
+    # a user process as the reducer of a standard process: the reducer's axis reaches the nodes inside
+    spread = {"max": {"process_id": "max", "arguments": {"data": {"from_parameter": "data"}}},
+              "min": {"process_id": "min", "arguments": {"data": {"from_parameter": "data"}}},
+              "diff": {"process_id": "subtract", "arguments": {"x": {"from_node": "max"}, "y": {"from_node": "min"}},
+                       "result": True}}
+    connection.save_user_defined_process("spread", spread, parameters=[Parameter.array("data", "values")])
+    reduced = cube.reduce_dimension(dimension="t", reducer=lambda data: openeo.processes.process("spread", data=data))
+    got = _download(reduced, tmp_path / "spread.nc")
+    np.testing.assert_allclose(got.values, (ds["rain"].max("time") - ds["rain"].min("time")).values, rtol=1e-6)
+
     # the run records the user process it used, with its version
     job = cube.process("scaled_mean", data=cube, factor=4).save_result("netCDF").create_job()
     job.start_and_wait(max_poll_interval=0.5, soft_error_max=0)

@@ -8,6 +8,7 @@ or through others, are refused: graphs are not recursive in openEO.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -18,7 +19,7 @@ from twinengine.errors import ProcessParameterMissing, ProcessUnsupported
 from twinengine.workflows.evaluate import Evaluator
 from twinengine.workflows.graph import graph_hash, parse_graph
 from twinengine.workflows.models import UserProcess
-from twinengine.workflows.registry import USER_NAMESPACE, ProcessEntry, ProcessRegistry
+from twinengine.workflows.registry import SPECIAL_KWARGS, USER_NAMESPACE, ProcessEntry, ProcessRegistry
 
 __all__ = ["calls", "stored_processes", "user_registry", "with_processes"]
 
@@ -92,9 +93,7 @@ def with_processes(registry: ProcessRegistry, processes: Mapping[str, Mapping[st
     uncacheable = {pid for pid, e in entries.items() if _uses_uncacheable(view, e)}
     for pid in uncacheable:
         entry = entries[pid]
-        view.user[pid] = ProcessEntry(id=entry.id, spec=entry.spec, implementation=entry.implementation,
-                                      namespace=entry.namespace, cacheable=False, version=entry.version,
-                                      process=entry.process)
+        view.user[pid] = dataclasses.replace(entry, cacheable=False)
     return view
 
 
@@ -131,18 +130,19 @@ def _entry(registry: ProcessRegistry, pid: str, process: dict[str, Any]) -> Proc
     state: dict[str, Any] = {}
 
     def call(**arguments: Any) -> Any:
-        if "graph" not in state:
-            state["graph"] = parse_graph(process, where=f"{pid}/")
-        graph = state["graph"]
+        if "function" not in state:
+            state["function"] = Evaluator(registry, {}).function(parse_graph(process, where=f"{pid}/"))
+        extra = {k: arguments.pop(k) for k in SPECIAL_KWARGS if k in arguments and k not in names}
         for name in required:
             if name not in arguments:
                 raise ProcessParameterMissing(f"user-defined process {pid!r} requires argument {name!r}")
-        extra = set(arguments) - set(names)
-        if extra:
-            raise ProcessUnsupported(f"user-defined process {pid!r} has no parameter {sorted(extra)[0]!r}")
-        values = {**defaults, **arguments}
-        inner = Evaluator(registry, values, keys=dict.fromkeys(graph.nodes))
-        return inner.run(graph)
+        unknown = set(arguments) - set(names)
+        if unknown:
+            raise ProcessUnsupported(f"user-defined process {pid!r} has no parameter {sorted(unknown)[0]!r}")
+        return state["function"](named_parameters={**defaults, **arguments}, **extra)
 
+    # as a reducer, the caller's axis/keepdims/context pass through to the nodes inside
     return ProcessEntry(id=pid, spec=spec, implementation=call, namespace=USER_NAMESPACE,
-                        version=graph_hash(process)[:16], process=process)
+                        version=graph_hash({k: process.get(k) for k in ("process_graph", "parameters")})[:16],
+                        process=process,
+                        accepts=frozenset(n for n in SPECIAL_KWARGS if n not in names))
