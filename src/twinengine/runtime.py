@@ -97,7 +97,7 @@ class Runtime:
         workflows = WorkflowEngine.from_settings(settings, db=db, blobs=blobs, collections=collections)
         return cls(settings=settings, db=db, blobs=blobs, issuer=issuer, collections=collections, access=access,
                    workflows=workflows, lake=lake,
-                   verifiers=[issuer, *(OidcVerifier(p) for p in settings.oidc_providers)])
+                   verifiers=[issuer, *(OidcVerifier(p, db=db) for p in settings.oidc_providers)])
 
     @property
     def data_dir(self) -> Path:

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -19,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from twinengine.api import create_app
+from twinengine.auth.models import Identity
 from twinengine.config import Settings
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
@@ -61,7 +61,7 @@ def issuer() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def engine_url(issuer: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served(issuer: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Runtime]]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("oidc") / "data", oidc_providers=[
         {"id": "egi", "issuer": issuer, "title": "EGI Check-in", "jwks_uri": f"{issuer}/jwks.json",
          "audience": AUDIENCE, "scopes": ["openid", "email"]},
@@ -70,9 +70,14 @@ def engine_url(issuer: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     runtime.start()
     try:
         with InProcessServer(create_app(runtime=runtime)) as server:
-            yield server.url
+            yield server.url, runtime
     finally:
         runtime.close()
+
+
+@pytest.fixture(scope="module")
+def engine_url(served: tuple[str, Runtime]) -> str:
+    return served[0]
 
 
 def sign(issuer: str, *, key: rsa.RSAPrivateKey = KEY, **claims: Any) -> str:
@@ -92,11 +97,21 @@ def test_providers_are_listed(engine_url: str, issuer: str) -> None:
                             "scopes": ["openid", "email"]}
 
 
-def test_the_official_client_authenticates_with_a_provider_token(engine_url: str, issuer: str,
-                                                                 tmp_path: Path) -> None:
+def test_the_official_client_authenticates_with_a_provider_token(served: tuple[str, Runtime], issuer: str) -> None:
+    engine_url, runtime = served
     con = openeo.connect(engine_url).authenticate_oidc_access_token(sign(issuer), provider_id="egi")
     assert con.describe_account()["user_id"] == "oona"
     assert con.describe_account()["info"] == {"role": "user"}
+    with runtime.db.session(readonly=True) as session:  # known from now on: may own twins, get grants
+        identity = session.get(Identity, "oona")
+        assert identity is not None and identity.created_by == "oidc:egi" and not identity.disabled
+    assert me(engine_url, "oidc/egi/" + sign(issuer, sub="olga")).status_code == 200
+    with runtime.db.session() as session:
+        olga = session.get(Identity, "olga")
+        assert olga is not None
+        olga.disabled = True
+    refused = me(engine_url, "oidc/egi/" + sign(issuer, sub="olga"))
+    assert refused.status_code == 401 and "disabled" in refused.json()["message"]
     # the same principal on the engine's own API
     response = httpx.get(f"{engine_url}/api/v1/runs", headers={"Authorization": f"Bearer oidc/egi/{sign(issuer)}"})
     assert response.status_code == 200, response.text

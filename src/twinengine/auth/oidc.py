@@ -2,7 +2,7 @@
 
 One ``OidcVerifier`` per provider in the settings; ``verify_bearer`` routes ``oidc/<provider>/<token>`` to it.
 The principal is named by a claim (``sub`` by default) and gets the provider's configured role; an
-identity of that name disabled in the engine is refused.
+identity of that name disabled in the engine is refused, and one not yet known is recorded on first use.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import jwt
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from twinengine.auth.issuer import TokenVerifier
@@ -17,6 +18,8 @@ from twinengine.auth.models import Identity
 from twinengine.auth.principal import Principal, Role
 from twinengine.config import OidcProvider
 from twinengine.errors import TokenInvalid
+from twinengine.store.base import utcnow
+from twinengine.store.engine import Database
 
 __all__ = ["OidcVerifier"]
 
@@ -29,9 +32,11 @@ class OidcVerifier(TokenVerifier):
 
     name: ClassVar[str] = "oidc"
 
-    def __init__(self, provider: OidcProvider, *, timeout: float = 10.0) -> None:
+    def __init__(self, provider: OidcProvider, *, db: Database | None = None, timeout: float = 10.0) -> None:
         self.provider = provider
         self.provider_id = provider.id
+        self._db = db
+        self._known: set[str] = set()
         uri = provider.jwks_uri or provider.issuer.rstrip("/") + "/.well-known/jwks.json"
         self._jwks = jwt.PyJWKClient(uri, cache_keys=True, lifespan=300, timeout=int(timeout))
 
@@ -43,6 +48,16 @@ class OidcVerifier(TokenVerifier):
         p = self.provider
         return {"id": p.id, "issuer": p.issuer, "title": p.title or p.id, "description": p.description,
                 "scopes": p.scopes}
+
+    def _provision(self, name: str) -> None:
+        """Record a first-seen identity (it may own twins and receive grants), in a transaction of its own."""
+        if self._db is None or name in self._known:
+            return
+        insert = postgresql.insert if self._db.backend == "postgresql" else sqlite.insert
+        with self._db.session() as session:
+            session.execute(insert(Identity).values(name=name, created_at=utcnow(), disabled=False,
+                                                    created_by=f"oidc:{self.provider.id}").on_conflict_do_nothing())
+        self._known.add(name)
 
     def verify(self, token: str, *, session: Session) -> Principal:
         try:
@@ -68,5 +83,7 @@ class OidcVerifier(TokenVerifier):
         identity = session.get(Identity, name)
         if identity is not None and identity.disabled:
             raise TokenInvalid(f"identity {name!r} is disabled")
+        if identity is None:
+            self._provision(name)
         return Principal(name=name, role=Role(self.provider.role), issuer=self.provider.issuer,
                          token_id=str(claims["jti"]) if "jti" in claims else None)
