@@ -100,6 +100,7 @@ def test_user_defined_processes_are_callable_from_graphs(live: LiveEngine, conne
     with live.client() as admin:
         prov = admin.workflows.provenance(job.job_id)
     assert "scaled_mean" in str(prov)
+    assert any("user-defined process (namespace user)" in log["message"] for log in job.logs())
 
 
 def test_unknown_and_recursive_user_processes_are_refused(live: LiveEngine, connection: openeo.Connection) -> None:

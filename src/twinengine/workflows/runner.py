@@ -220,6 +220,9 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     engine.executing.add(run_id)
     status, error, value = RunStatus.FINISHED, None, None
     hooks.log("info", f"started on {engine.worker_id} with executor {engine.executor.name}")
+    for node in graph.nodes.values():  # openEO recommends logging which namespace a bare process id chose
+        if node.namespace is None and node.process_id in registry.user:
+            hooks.log("info", f"{node.process_id}: the user-defined process (namespace user)", node.id)
     try:
         with running(ctx):
             evaluator.compute_keys(graph)
