@@ -29,6 +29,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[openeo.Co
     token = runtime.start()
     assert token is not None
     ds = write_collection(settings.data_dir / "collections")
+    write_collection(settings.data_dir / "collections", "grid", _aligned())
     try:
         with InProcessServer(create_app(runtime=runtime)) as server:
             live = LiveEngine(url=server.url, admin_token=token, settings=settings)
@@ -37,6 +38,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[openeo.Co
             yield openeo.connect(live.url).authenticate_basic("uma", user), ds
     finally:
         runtime.close()
+
+
+def _aligned() -> xr.Dataset:
+    """8 x 8 cells of 0.1 degree whose edges fall on multiples of 0.2: a 0.2 grid averages 2 x 2 blocks."""
+    rng = np.random.default_rng(1)
+    lat, lon = np.round(46.05 + 0.1 * np.arange(8), 6), np.round(7.05 + 0.1 * np.arange(8), 6)
+    time = np.array(["2026-03-01"], dtype="datetime64[ns]")
+    rain = rng.gamma(0.5, 2.0, (1, 8, 8)).astype("float64")
+    return xr.Dataset({"rain": (("time", "lat", "lon"), rain)}, coords={"time": time, "lat": lat, "lon": lon})
 
 
 def fetch(cube: openeo.DataCube, path: Path) -> xr.Dataset:
@@ -86,6 +96,17 @@ def test_merge_cubes_with_an_overlap_resolver(served: tuple[openeo.Connection, x
     assert sorted(got.data_vars) == ["rain", "temperature"]
     np.testing.assert_allclose(got["temperature"].transpose("t", "y", "x").values, ds["temperature"].values,
                                rtol=1e-6)
+
+
+def test_resample_spatial_averages_blocks(served: tuple[openeo.Connection, xr.Dataset], tmp_path: Path) -> None:
+    con, _ = served
+    cube = con.load_collection("grid", bands=["rain"]).resample_spatial(resolution=0.2, method="average")
+    got = fetch(cube, tmp_path / "blocks.nc")["rain"].squeeze(drop=True)
+    want = _aligned()["rain"].isel(time=0).coarsen(lat=2, lon=2).mean()
+    # odc-geo's grid is one cell wider on each side (border cells: GDAL's edge handling); the 4 x 4 blocks
+    # over the data are exact
+    inner = got.sel(y=want["lat"].values, x=want["lon"].values, method="nearest", tolerance=1e-6)
+    np.testing.assert_allclose(inner.values, want.values, rtol=1e-6)
 
 
 def test_resample_spatial(served: tuple[openeo.Connection, xr.Dataset], tmp_path: Path) -> None:
