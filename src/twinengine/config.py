@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Settings", "default_data_dir"]
+__all__ = ["OidcProvider", "Settings", "default_data_dir"]
 
 MiB = 1024 * 1024
 
@@ -28,6 +28,24 @@ def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/twinengine`` (``~/.local/share/twinengine``): where an engine keeps its state."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "twinengine"
+
+
+class OidcProvider(BaseModel):
+    """An OpenID Connect issuer the engine trusts: tokens it signs (checked with its JWKS) name a principal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[\w-]+$", max_length=64, description="The provider id clients send in "
+                                                                    "`oidc/<id>/<token>`.")
+    issuer: str = Field(description="The `iss` of its tokens, also where its discovery document lives.")
+    title: str = ""
+    description: str = ""
+    jwks_uri: str | None = Field(default=None, description="Its signing keys; default <issuer>/.well-known/jwks.json.")
+    audience: str | None = Field(default=None, description="Required `aud` claim, if any.")
+    scopes: list[str] = Field(default_factory=lambda: ["openid"])
+    name_claim: str = Field(default="sub", description="Claim that names the identity.")
+    role: Literal["user", "developer", "provider", "admin"] = Field(default="user", description="Role of principals "
+                                                                                   "from this provider.")
 
 
 class Settings(BaseSettings):
@@ -56,8 +74,9 @@ class Settings(BaseSettings):
     edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,
                                        description="Memory for decoded chunks kept between EDR queries.")
     log_level: str = Field(default="info")
-    executor: str = Field(default="local", description="Workflow executor: local (Dask threads), distributed, "
-                                                        "slurm, or an installed plugin.")
+    executor: str = Field(default="local", validation_alias=AliasChoices("executor", "TWIN_EXECUTOR", "TWIN_COMPUTE"),
+                          description="Workflow executor (TWIN_EXECUTOR or TWIN_COMPUTE): local (Dask threads), "
+                                      "distributed, slurm, or an installed plugin.")
     dask_address: str | None = Field(default=None, description="Dask scheduler (tcp://host:8786); set, runs "
                                                                "compute on that cluster.")
     dask_workers: int | None = Field(default=None, ge=1, description="Threads of the local Dask scheduler.")
@@ -96,6 +115,16 @@ class Settings(BaseSettings):
     function_workers: int = Field(default=4, ge=1, le=256, description="Functions running at once.")
     function_retries: int = Field(default=3, ge=0, le=100, description="Retries before a dead letter.")
     function_backoff: float = Field(default=0.5, gt=0, description="First retry delay (s), doubled each time.")
+    # -- workflows on Slurm (executor slurm: Dask workers as batch jobs through dask-jobqueue)
+    slurm_queue: str | None = Field(default=None, description="Slurm partition of the worker jobs.")
+    slurm_account: str | None = Field(default=None, description="Slurm account charged for the worker jobs.")
+    slurm_cores: int = Field(default=1, ge=1, description="Cores per worker job.")
+    slurm_memory: str = Field(default="4GiB", description="Memory per worker job (e.g. 16GiB).")
+    slurm_walltime: str = Field(default="01:00:00", description="Time limit of a worker job (HH:MM:SS).")
+    slurm_jobs: int = Field(default=1, ge=0, description="Worker jobs submitted when the engine starts.")
+    # -- openEO OpenID Connect: external issuers whose tokens the engine accepts
+    oidc_providers: list[OidcProvider] = Field(default_factory=list, description="OIDC providers whose tokens "
+                                               "the engine accepts (listed at /credentials/oidc); empty: none.")
 
     @field_validator("data_dir", mode="after")
     @classmethod

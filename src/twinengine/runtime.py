@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from twinengine.access.service import DataAccess
 from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
 from twinengine.auth.keys import load_or_create_signing_key
+from twinengine.auth.oidc import OidcVerifier
 from twinengine.auth.service import bootstrap_admin
 from twinengine.catalog import service as catalog_service
 from twinengine.collections import ChainedCollections, CollectionSource, LocalCollections
@@ -95,7 +96,8 @@ class Runtime:
         twins_service.on_twin_created("workflows.manifest_triggers", materialize_manifest_triggers)
         workflows = WorkflowEngine.from_settings(settings, db=db, blobs=blobs, collections=collections)
         return cls(settings=settings, db=db, blobs=blobs, issuer=issuer, collections=collections, access=access,
-                   workflows=workflows, lake=lake, verifiers=[issuer])
+                   workflows=workflows, lake=lake,
+                   verifiers=[issuer, *(OidcVerifier(p, db=db) for p in settings.oidc_providers)])
 
     @property
     def data_dir(self) -> Path:
