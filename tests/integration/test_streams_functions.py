@@ -61,7 +61,8 @@ STREAMS = {"readings": {"fields": {"time": {"type": "timestamp"}, "level": {"typ
                                    "station": {"type": "string", "nullable": True}}}}
 
 
-GRAPH = '{"process_graph": {"one": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": true}}}'
+GRAPH = ('{"process_graph": {"one": {"process_id": "add", "arguments": {"x": {"from_parameter": "level"}, '
+         '"y": 2}, "result": true}}, "parameters": [{"name": "level", "schema": {"type": "number"}}]}')
 
 
 def functions_app(root: Path, name: str, functions: dict[str, Any]) -> Path:
@@ -154,7 +155,7 @@ def test_a_new_model_version_is_built_once_then_kept_warm(engine: Engine, uma: C
 def test_events_and_workflow_requests_are_recorded(engine: Engine, uma: Client) -> None:
     started: list[tuple[str, str, dict[str, Any]]] = []
 
-    def starter(_session: Any, twin_id: str, workflow: str, parameters: dict[str, Any]) -> str:
+    def starter(_session: Any, twin_id: str, workflow: str, parameters: dict[str, Any], _key: str) -> str:
         started.append((twin_id, workflow, parameters))
         return f"run-{len(started)}"
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -15,6 +18,7 @@ from twinengine.streams import batch
 from twinengine.streams.compaction import ClosedSegment, SegmentSink, write_parquet
 from twinengine.streams.hub import _annotate
 from twinengine.streams.models import CompactedSegment
+from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
 
 __all__ = ["Compactor"]
@@ -26,17 +30,25 @@ _INTERVAL = 5.0
 class Compactor:
     def __init__(self, runtime: Runtime, sink: SegmentSink | None = None) -> None:
         self.runtime = runtime
-        self.sink = sink or SegmentSink()
+        self.sink = sink or runtime.segment_sink
         self.root = (runtime.settings.streams_dir or runtime.data_dir / "streams") / "parquet"
 
     def run_once(self, session: Session) -> int:
-        """Compact every closed segment not compacted yet; returns how many were written."""
+        """Compact every closed segment not compacted yet; returns how many were written.
+
+        Each segment is committed on its own, and handed to the sink between commits (the lake writes in
+        units of work of its own, which must not wait on this session's)."""
         hub = self.runtime.streams
         written = 0
+        session.commit()
+        self._register_missing(session)
         for key in hub.log.list_keys():
             twin_id, _, stream = key.partition("/")
-            if stream.startswith("_") or session.get(Twin, twin_id) is None:
+            twin = session.get(Twin, twin_id)
+            if stream.startswith("_") or twin is None:
                 continue
+            declared = twins.manifest_for(session, twin).streams.get(stream)
+            time_field = declared.time_field if declared is not None else None
             done = session.scalar(select(func.max(CompactedSegment.last_entry))
                                   .where(CompactedSegment.twin_id == twin_id, CompactedSegment.stream == stream)) or 0
             for first, last in hub.log.sealed(key):
@@ -51,15 +63,38 @@ class Compactor:
                 last_offset = int(table.column("_offset")[-1].as_py())
                 path = self.root / twin_id / stream / f"{first_offset:020d}.parquet"
                 sha256, size = write_parquet(table, path)
-                segment = ClosedSegment(twin_id, stream, first_offset, last_offset, table.num_rows, path, sha256, size)
+                start, end = _extent(table, time_field)
+                segment = ClosedSegment(twin_id, stream, first_offset, last_offset, table.num_rows, path, sha256, size,
+                                        start, end)
+                session.commit()
                 row = CompactedSegment(twin_id=twin_id, stream=stream, first_offset=first_offset,
                                        last_offset=last_offset, last_entry=last, records=table.num_rows,
-                                       path=str(path), sha256=sha256, size=size)
+                                       path=str(path), sha256=sha256, size=size, dataset_id=self._register(segment))
                 session.add(row)
-                session.flush()
-                row.dataset_id = self.sink.register(segment)
+                session.commit()
                 written += 1
         return written
+
+    def _register(self, segment: ClosedSegment) -> str | None:
+        try:
+            return self.sink.register(segment)
+        except Exception as exc:  # the lake is down or refuses: the segment stays local, retried next pass
+            log.warning("segment %s/%s@%d not registered: %s", segment.twin_id, segment.stream,
+                        segment.first_offset, exc)
+            return None
+
+    def _register_missing(self, session: Session) -> None:
+        """Segments compacted while the sink could not take them are registered now."""
+        if type(self.sink) is SegmentSink:
+            return
+        rows = list(session.scalars(select(CompactedSegment).where(CompactedSegment.dataset_id.is_(None))))
+        for row in rows:
+            segment = ClosedSegment(row.twin_id, row.stream, row.first_offset, row.last_offset, row.records,
+                                    Path(row.path), row.sha256, row.size)
+            dataset_id = self._register(segment)
+            if dataset_id is not None:
+                row.dataset_id = dataset_id
+                session.commit()
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(_INTERVAL):
@@ -68,3 +103,11 @@ class Compactor:
                     self.run_once(session)
             except Exception:
                 log.exception("compaction step failed")
+
+
+def _extent(table: pa.Table, time_field: str | None) -> tuple[datetime | None, datetime | None]:
+    """Earliest and latest event time of a segment (late records make them differ from the first and last)."""
+    if time_field is None or time_field not in table.column_names:
+        return None, None
+    bounds = pc.min_max(table.column(time_field))
+    return bounds["min"].as_py(), bounds["max"].as_py()

@@ -100,9 +100,11 @@ class FunctionWorker:
         # Which version of a model a twin uses: (twin id, app archive sha256, model name) -> version. The app
         # version until the AI lifecycle's registry plugs in here; a new version builds the model afresh.
         self.model_versions: Callable[[str, str, str], str] = lambda _twin, app_sha, _name: app_sha
-        # Starts a workflow run for start_workflow: (session, twin id, workflow, parameters) -> run id. Unset
-        # until the workflow engine plugs in here; the request is then only recorded as an event.
-        self.workflow_starter: Callable[[Session, str, str, dict[str, Any]], str | None] | None = None
+        # Starts a workflow run for start_workflow: (session, twin id, workflow, parameters, event key) -> run
+        # id, in the transaction of the call's checkpoint; the runtime fires the twin's stream-window trigger.
+        # None: the request is only recorded as an event.
+        self.workflow_starter: Callable[[Session, str, str, dict[str, Any], str], str | None] | None = (
+            runtime.start_stream_workflow)
         self._pending: set[Future[None]] = set()
         self.stopping = threading.Event()
         self._seen_keys: set[str] = set()
@@ -250,9 +252,10 @@ class FunctionWorker:
                         state.append_revision(session, twin, values, author=consumer.ident,
                                               message=message or f"{consumer.name} on {consumer.spec.stream}")
                     if self.workflow_starter is not None:
-                        for request in requests:  # started in the same transaction as the checkpoint
+                        for i, request in enumerate(requests):  # started in the checkpoint's transaction
+                            key = f"{consumer.name}:{consumer.spec.stream}:{base + consumed}:{i}"
                             request["run_id"] = self.workflow_starter(session, twin.id, request["workflow"],
-                                                                      request["parameters"])
+                                                                      request["parameters"], key)
                     self._checkpoint(session, consumer, base + consumed, consumer.pending_calls)
                 consumer.pending_calls, consumer.checkpointed = 0, time.monotonic()
                 self._emit(twin.id, consumer, events)

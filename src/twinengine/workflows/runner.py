@@ -206,7 +206,7 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal")
     ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
                      executor=engine.executor, db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,
-                     udf_memory_bytes=engine.udf_memory_bytes)
+                     udf_memory_bytes=engine.udf_memory_bytes, services=engine.services)
     graph = parse_graph(process)
     hooks = _Hooks(engine, run_id, graph, ctx)
     ctx.log, ctx.compute_progress = hooks.log, hooks.compute_progress

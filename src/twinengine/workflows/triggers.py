@@ -31,8 +31,8 @@ from twinengine.workflows.schemas import TriggerCreate
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["Arrival", "ArrivalFeed", "LocalArrivals", "create_trigger", "delete_trigger", "fire",
-           "fire_webhook", "list_triggers", "materialize_manifest_triggers", "next_tick"]
+__all__ = ["Arrival", "ArrivalFeed", "ChainedArrivals", "LocalArrivals", "create_trigger", "delete_trigger", "fire",
+           "fire_stream_window", "fire_webhook", "list_triggers", "materialize_manifest_triggers", "next_tick"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,40 @@ class LocalArrivals(ArrivalFeed):
 
     def cursor_at(self, moment: datetime) -> str | None:
         return str(int(moment.timestamp() * 1_000_000_000))
+
+
+class ChainedArrivals(ArrivalFeed):
+    """Several feeds as one (the local collections folder and the lake); the cursor is a JSON list of theirs."""
+
+    def __init__(self, feeds: list[ArrivalFeed]) -> None:
+        self.feeds = feeds
+
+    def _split(self, cursor: str | None) -> list[str | None]:
+        import json
+
+        try:
+            parts = json.loads(cursor) if cursor else None
+        except ValueError:
+            parts = None
+        if not isinstance(parts, list) or len(parts) != len(self.feeds):
+            parts = [cursor if i == 0 else None for i in range(len(self.feeds))]  # a single feed's old cursor
+        return parts
+
+    def since(self, cursor: str | None) -> tuple[list[Arrival], str | None]:
+        import json
+
+        found: list[Arrival] = []
+        cursors: list[str | None] = []
+        for feed, part in zip(self.feeds, self._split(cursor), strict=True):
+            arrivals, after = feed.since(part)
+            found += arrivals
+            cursors.append(after)
+        return found, json.dumps(cursors)
+
+    def cursor_at(self, moment: datetime) -> str | None:
+        import json
+
+        return json.dumps([feed.cursor_at(moment) for feed in self.feeds])
 
 
 def next_tick(schedule: str, after: datetime) -> datetime:
@@ -181,15 +215,18 @@ def _lookup(data: dict[str, Any], path: str) -> Any:
 
 
 def fire(session: Session, engine: WorkflowEngine, trigger: Trigger, *, event_key: str,
-         data: dict[str, Any]) -> WorkflowRun | None:
+         data: dict[str, Any], parameters: dict[str, Any] | None = None) -> WorkflowRun | None:
     """Record the event and start its run, once: a repeated (trigger, key) returns None and starts nothing.
 
-    Stream-window and drift triggers (later capabilities) call this with their own keys and data.
+    ``parameters`` (what a stream function passed) override the trigger's fixed and bound ones. Drift
+    triggers (the AI lifecycle) call this with their own keys and data.
     """
     config = trigger.config
+    given = parameters or {}
     parameters = dict(config.get("parameters") or {})
     for param, path in (config.get("bind") or {}).items():
         parameters[param] = _lookup(data, path)
+    parameters.update(given)
     try:
         with session.begin_nested():
             event = TriggerEvent(trigger_id=trigger.id, event_key=event_key[:200], data=data)
@@ -204,6 +241,25 @@ def fire(session: Session, engine: WorkflowEngine, trigger: Trigger, *, event_ke
     session.flush()
     engine.notify()
     return run
+
+
+def fire_stream_window(session: Session, engine: WorkflowEngine, *, twin_id: str, workflow: str,
+                       parameters: dict[str, Any], event_key: str) -> WorkflowRun | None:
+    """A function on arrival called ``start_workflow`` on a stream window: fire the twin's stream-window
+    trigger of that workflow (created as ``stream_<workflow>`` on first use, so it is listed, can be
+    disabled, and keeps the events). One event key starts at most one run; a disabled trigger starts none."""
+    trigger = session.scalar(select(Trigger).where(Trigger.twin_id == twin_id, Trigger.kind == "stream_window",
+                                                   Trigger.workflow == workflow).order_by(Trigger.created_at))
+    if trigger is None:
+        twin = session.get(Twin, twin_id)
+        if twin is None:
+            return None
+        body = TriggerCreate(name=f"stream_{workflow}"[:64], kind="stream_window", workflow=workflow)
+        trigger, _ = _add(session, twin, body, owner=twin.owner, source="function")
+    if not trigger.enabled:
+        return None
+    data = {"workflow": workflow, "parameters": parameters, "event": event_key}
+    return fire(session, engine, trigger, event_key=f"stream:{event_key}", data=data, parameters=parameters)
 
 
 def fire_webhook(session: Session, engine: WorkflowEngine, *, trigger_id: str, secret: str | None,
