@@ -252,7 +252,8 @@ def _finish_value(ctx: RunContext, result: Any) -> Any:
         small = [a for a in ctx.assets if a.format == "JSON" and a.size <= MAX_CACHED_JSON]
         return json.loads(ctx.results.path(ctx.run_id, small[0].name).read_text()) if small else None
     if isinstance(result, xr.DataArray | xr.Dataset):
-        if result.size <= 10_000:
+        size = result.size if isinstance(result, xr.DataArray) else sum(v.size for v in result.data_vars.values())
+        if size <= 10_000:
             (computed,) = ctx.compute(result)
             return formats.to_json_value(computed)
         from twinengine.workflows.processes import save_result
