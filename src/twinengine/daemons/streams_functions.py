@@ -231,6 +231,7 @@ class FunctionWorker:
                 committed = prev = consumer.offset - base
                 started, made = time.monotonic(), 0
                 effects: list[tuple[list[state.NewValue], str | None]] = []
+                keys: list[str] = []  # one per workflow request: the window (last offset) and its place in it
                 while pos < len(calls) and made < _SLICE_CALLS and time.monotonic() - started < _SLICE_SECONDS:
                     call, through = calls[pos]
                     try:
@@ -238,6 +239,8 @@ class FunctionWorker:
                         effects += self._check(manifest, consumer, ctx)
                     except Exception as exc:
                         raise _CallFailed(exc, prev - committed, through - prev) from exc
+                    keys += [f"{consumer.name}:{consumer.spec.stream}:{base + through}:{j}"
+                             for j in range(len(ctx.workflow_requests) - len(keys))]
                     prev, pos, made = through, pos + 1, made + 1
             consumed = used if pos == len(calls) else prev
             requests = [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
@@ -252,8 +255,7 @@ class FunctionWorker:
                         state.append_revision(session, twin, values, author=consumer.ident,
                                               message=message or f"{consumer.name} on {consumer.spec.stream}")
                     if self.workflow_starter is not None:
-                        for i, request in enumerate(requests):  # started in the checkpoint's transaction
-                            key = f"{consumer.name}:{consumer.spec.stream}:{base + consumed}:{i}"
+                        for request, key in zip(requests, keys, strict=True):  # in the checkpoint's transaction
                             request["run_id"] = self.workflow_starter(session, twin.id, request["workflow"],
                                                                       request["parameters"], key)
                     self._checkpoint(session, consumer, base + consumed, consumer.pending_calls)
