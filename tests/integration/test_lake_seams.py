@@ -207,3 +207,39 @@ def test_results_are_kept_in_the_lake_with_their_provenance(runtime: Runtime, tm
         item = http.get(f"/stac/collections/workflow-results/items/{run.id}",
                         headers={"Authorization": f"Bearer {admin}"})
     assert item.status_code == 200 and item.json()["properties"]["provenance"].endswith("/provenance")
+
+
+def test_a_new_lake_item_fires_the_dataset_trigger_once(runtime: Runtime, tmp_path: Path) -> None:
+    from twinengine.daemons import workflows_triggers
+    from twinengine.lake.dids import add_did, attach
+    from twinengine.lake.schemas import DidType
+    from twinengine.lake.uploads import upload_file
+    from twinengine.workflows.models import Trigger, TriggerEvent
+
+    def item(name: str) -> None:
+        path = tmp_path / f"{name}.nc"
+        _field(0.5).to_netcdf(path)
+        with runtime.db.session() as session:
+            add_did(session, principal=SYSTEM, did="forecasts:rain-forecast-lake", type=DidType.CONTAINER,
+                    exist_ok=True)
+            add_did(session, principal=SYSTEM, did=f"forecasts:{name}", type=DidType.DATASET)
+        upload_file(runtime.db, runtime.lake, principal=SYSTEM, path=path, did=f"forecasts:{name}/rain.nc",
+                    endpoint="disk", dataset=f"forecasts:{name}")
+        with runtime.db.session() as session:
+            attach(session, principal=SYSTEM, parent="forecasts:rain-forecast-lake", children=[f"forecasts:{name}"])
+
+    item("before")  # history: in the collection before the twin's trigger existed
+    time.sleep(0.01)
+    twin_id = _twin(runtime, RIVER_REACH, "river-reach@0.1.0", "reach", {"station": "RR-01"})
+    time.sleep(0.01)
+    item("rf-0301")
+    for _ in range(3):  # the engine's own trigger loop runs too: however many passes, one event, one run
+        workflows_triggers.run_once(runtime.workflows)
+    with runtime.db.session(readonly=True) as session:
+        trigger = session.scalars(select(Trigger).where(Trigger.twin_id == twin_id, Trigger.kind == "dataset")).one()
+        events = list(session.scalars(select(TriggerEvent).where(TriggerEvent.trigger_id == trigger.id)))
+        started = list(session.scalars(select(WorkflowRun).where(WorkflowRun.trigger_id == trigger.id)))
+    assert len(events) == 1 and len(started) == 1 and events[0].run_id == started[0].id
+    assert events[0].data["collection"] == "rain-forecast-lake" and events[0].data["item"] == "rf-0301"
+    assert events[0].data["dataset"] == "forecasts.rf-0301"  # what load_collection opens
+    assert started[0].parameters["collection"] == "rain-forecast-lake"

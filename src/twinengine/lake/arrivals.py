@@ -8,19 +8,34 @@ late); the trigger's per-event record drops the repeats.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from twinengine.lake.collections import collection_id
 from twinengine.lake.models import Attachment, Did
 from twinengine.lake.schemas import DidType
 from twinengine.store.engine import Database
 from twinengine.workflows.triggers import Arrival, ArrivalFeed
 
-__all__ = ["LakeArrivals"]
+__all__ = ["LakeArrival", "LakeArrivals"]
 
 OVERLAP = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class LakeArrival(Arrival):
+    """A lake item; its data also names the dataset (``scope:name``) and its collection id for
+    ``load_collection`` (``scope.name``)."""
+
+    did: str = ""
+
+    def data(self) -> dict[str, Any]:
+        scope, _, name = self.did.partition(":")
+        return super().data() | {"did": self.did, "dataset": collection_id(scope, name)}
 
 
 class LakeArrivals(ArrivalFeed):
@@ -33,12 +48,12 @@ class LakeArrivals(ArrivalFeed):
         parent, child = aliased(Did), aliased(Did)
         with self.db.session(readonly=True) as session:
             rows = session.execute(
-                select(parent.name, child.name, Attachment.created_at)
+                select(parent.name, child.scope, child.name, Attachment.created_at)
                 .join(parent, parent.id == Attachment.parent_id).join(child, child.id == Attachment.child_id)
                 .where(parent.type == DidType.CONTAINER, child.type == DidType.DATASET,
                        Attachment.created_at > start)
                 .order_by(Attachment.created_at)).all()
-        arrivals = [Arrival(collection, item, at) for collection, item, at in rows]
+        arrivals = [LakeArrival(collection, item, at, did=f"{scope}:{item}") for collection, scope, item, at in rows]
         newest = max([last, *(a.at for a in arrivals)])
         return arrivals, f"{floor.isoformat()}/{newest.isoformat()}"
 
