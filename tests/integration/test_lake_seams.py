@@ -176,8 +176,7 @@ def test_a_graph_regrids_and_collocates_as_the_python_api_does(runtime: Runtime,
 
     expected_grid = fusion.regrid(to_cube(xr.open_dataset(folder / "fine.nc")),
                                   to_cube(xr.open_dataset(folder / "coarse.nc")), method="conservative")
-    with runtime.db.session(readonly=True) as session:
-        table, time_field, _ = runtime.read_stream(UMA, twin_id, "obs", None, None)
+    table, time_field, _ = runtime.read_stream(UMA, twin_id, "obs", None, None)
     expected = fusion.collocate(to_records_dataset(table, time_field), as_dataset(expected_grid, "field"),
                                 prefix="grid_")
     assert run.value["grid_rain"]["data"] == pytest.approx(expected["grid_rain"].values.tolist())

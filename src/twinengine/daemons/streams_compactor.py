@@ -25,6 +25,7 @@ __all__ = ["Compactor"]
 
 log = logging.getLogger("twinengine.compactor")
 _INTERVAL = 5.0
+_PASS = threading.Lock()  # one pass at a time in a process (the daemon's, or one asked for, as the demo does)
 
 
 class Compactor:
@@ -38,6 +39,10 @@ class Compactor:
 
         Each segment is committed on its own, and handed to the sink between commits (the lake writes in
         units of work of its own, which must not wait on this session's)."""
+        with _PASS:
+            return self._pass(session)
+
+    def _pass(self, session: Session) -> int:
         hub = self.runtime.streams
         written = 0
         session.commit()

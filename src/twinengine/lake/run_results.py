@@ -2,14 +2,18 @@
 as a file of the run's dataset ``results:<run id>``, inside the container ``results:workflow-results`` (its
 STAC collection). The dataset links the run's W3C PROV document, and each asset records its lake DID.
 
-The local result store stays the working copy the openEO API serves with range requests.
+The local result store stays the working copy the openEO API serves with range requests. When the lake refuses
+(the endpoint is missing, full or down) the run still keeps its result locally, with a warning in the log, and
+its asset carries no ``did``.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from twinengine.auth.principal import SYSTEM
+from twinengine.errors import TwinEngineError
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import add_did, attach
 from twinengine.lake.schemas import DidType
@@ -18,6 +22,8 @@ from twinengine.store.engine import Database
 from twinengine.workflows.results import Asset, ResultStore
 
 __all__ = ["CONTAINER", "SCOPE", "LakeResultStore", "run_dataset"]
+
+log = logging.getLogger("twinengine.workflows")
 
 SCOPE = "results"
 CONTAINER = f"{SCOPE}:workflow-results"
@@ -63,9 +69,17 @@ class LakeResultStore(ResultStore):
         return Asset(name=asset.name, media_type=asset.media_type, size=asset.size, sha256=asset.sha256,
                      format=asset.format, roles=asset.roles, did=did)
 
+    def _registered(self, run_id: str, asset: Asset) -> Asset:
+        try:
+            return self._register(run_id, asset)
+        except TwinEngineError as exc:  # the result is kept (locally, checksummed); the lake copy is missing
+            log.warning("run %s: %s not registered in the lake on %s: %s", run_id, asset.name, self.endpoint,
+                        exc.message)
+            return asset
+
     def keep(self, run_id: str, path: Path, *, name: str, media_type: str, fmt: str) -> Asset:
-        return self._register(run_id, self.local.keep(run_id, path, name=name, media_type=media_type, fmt=fmt))
+        return self._registered(run_id, self.local.keep(run_id, path, name=name, media_type=media_type, fmt=fmt))
 
     def link(self, source_run: str, run_id: str, asset: Asset) -> Asset:
         """A cache hit: the same bytes become a file of this run's dataset too (a no-op upload if registered)."""
-        return self._register(run_id, self.local.link(source_run, run_id, asset))
+        return self._registered(run_id, self.local.link(source_run, run_id, asset))
