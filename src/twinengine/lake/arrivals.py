@@ -53,7 +53,8 @@ class LakeArrivals(ArrivalFeed):
                 .where(parent.type == DidType.CONTAINER, child.type == DidType.DATASET,
                        Attachment.created_at > start)
                 .order_by(Attachment.created_at)).all()
-        arrivals = [LakeArrival(collection, item, at, did=f"{scope}:{item}") for collection, scope, item, at in rows]
+        arrivals: list[Arrival] = [LakeArrival(collection, item, at, did=f"{scope}:{item}")
+                                   for collection, scope, item, at in rows]
         newest = max([last, *(a.at for a in arrivals)])
         return arrivals, f"{floor.isoformat()}/{newest.isoformat()}"
 
