@@ -45,9 +45,9 @@ UMA = Principal("uma", Role.USER)
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    settings = Settings(data_dir=tmp_path / "data", stream_backend="local", stream_segment_bytes=4096,
-                        lake_endpoint="disk")
+def runtime(tmp_path: Path, database_url: str | None) -> Iterator[Runtime]:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, stream_backend="local",
+                        stream_segment_bytes=4096, lake_endpoint="disk")
     rt = Runtime.from_settings(settings)
     rt.start()
     with rt.db.session() as session:

@@ -99,7 +99,9 @@ class ChainedArrivals(ArrivalFeed):
         except ValueError:
             parts = None
         if not isinstance(parts, list) or len(parts) != len(self.feeds):
-            parts = [cursor if i == 0 else None for i in range(len(self.feeds))]  # a single feed's old cursor
+            # A single feed's cursor from before the chain: the other feeds start now (older is history).
+            now = utcnow()
+            parts = [cursor if i == 0 else feed.cursor_at(now) for i, feed in enumerate(self.feeds)]
         return parts
 
     def since(self, cursor: str | None) -> tuple[list[Arrival], str | None]:
