@@ -242,3 +242,13 @@ def test_a_new_lake_item_fires_the_dataset_trigger_once(runtime: Runtime, tmp_pa
     assert events[0].data["collection"] == "rain-forecast-lake" and events[0].data["item"] == "rf-0301"
     assert events[0].data["dataset"] == "forecasts.rf-0301"  # what load_collection opens
     assert started[0].parameters["collection"] == "rain-forecast-lake"
+
+
+def test_a_refusing_lake_leaves_results_kept_locally(runtime: Runtime) -> None:
+    runtime.workflows.results.endpoint = "nowhere"  # type: ignore[attr-defined]  # as a mistyped TWIN_LAKE_ENDPOINT
+    twin_id = _twin(runtime, RIVER_REACH, "river-reach@0.1.0", "reach", {"station": "RR-01"})
+    run = _run(runtime, twin_id, {"sum": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": True}})
+    (asset,) = run.assets
+    assert "did" not in asset and run.value == 3
+    local = runtime.workflows.results.path(run.id, asset["name"])
+    assert hashlib.sha256(local.read_bytes()).hexdigest() == asset["sha256"]

@@ -94,8 +94,10 @@ class ChainedArrivals(ArrivalFeed):
     def _split(self, cursor: str | None) -> list[str | None]:
         import json
 
+        if cursor is None:
+            return [None] * len(self.feeds)
         try:
-            parts = json.loads(cursor) if cursor else None
+            parts = json.loads(cursor)
         except ValueError:
             parts = None
         if not isinstance(parts, list) or len(parts) != len(self.feeds):
