@@ -31,7 +31,7 @@ from twinengine.store import migrate
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
 from twinengine.streams.compaction import SegmentSink
-from twinengine.streams.hub import StreamHub
+from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.streams.notify import Notifier
 from twinengine.twins import service as twins_service
 from twinengine.workflows.apps import index_app_processes
@@ -142,6 +142,7 @@ class Runtime:
         runtime = cls(settings=settings, db=db, blobs=blobs, issuer=issuer, collections=collections, access=access,
                       workflows=workflows, lake=lake, verifiers=[issuer])
         workflows.services["read_stream"] = runtime.read_stream
+        workflows.services["stream_end"] = lambda twin_id, stream: runtime.streams.end(stream_key(twin_id, stream))
         return runtime
 
     @property

@@ -128,7 +128,7 @@ def next_tick(schedule: str, after: datetime) -> datetime:
     return value
 
 
-def _check_config(body: TriggerCreate) -> dict[str, Any]:
+def _check_config(body: TriggerCreate, streams: Any = ()) -> dict[str, Any]:
     config: dict[str, Any] = {"parameters": body.parameters, "bind": body.bind}
     if body.kind == "cron":
         if not body.schedule or not croniter.is_valid(body.schedule):
@@ -138,6 +138,13 @@ def _check_config(body: TriggerCreate) -> dict[str, Any]:
         if not body.collection:
             raise ValidationFailed.one("collection", "a dataset trigger needs a collection id or pattern")
         config["collection"] = body.collection
+    if body.kind == "stream_window" and (body.stream is not None or body.count is not None):
+        if body.stream is None or body.stream not in streams:
+            known = ", ".join(sorted(streams)) or "none"
+            raise ValidationFailed.one("stream", f"{body.stream!r} is not a stream of this twin's app ({known})")
+        if body.count is None:
+            raise ValidationFailed.one("count", "a stream window trigger on a stream needs count (records)")
+        config.update(stream=body.stream, count=body.count)
     return config
 
 
@@ -146,7 +153,7 @@ def _add(session: Session, twin: Twin, body: TriggerCreate, *, owner: str, sourc
     manifest = twins.manifest_for(session, twin)
     if body.workflow not in manifest.workflows:
         raise WorkflowNotFound(f"app {twin.app_name}@{twin.app_version} declares no workflow {body.workflow!r}")
-    config = _check_config(body)
+    config = _check_config(body, manifest.streams)
     secret = secrets.token_urlsafe(24) if body.kind == "webhook" else None
     now = utcnow()
     trigger = Trigger(id=f"trg-{secrets.token_hex(6)}", twin_id=twin.id, name=body.name, kind=body.kind,
@@ -200,6 +207,7 @@ def materialize_manifest_triggers(session: Session, twin: Twin, *, arrivals: Arr
         extra = spec.model_extra or {}
         body = TriggerCreate(name=spec.name, kind=spec.kind, workflow=spec.workflow, schedule=extra.get("schedule"),
                              misfire=extra.get("misfire", "run_once"), collection=extra.get("collection"),
+                             stream=extra.get("stream"), count=extra.get("count"),
                              parameters=extra.get("parameters") or {}, bind=extra.get("bind") or {})
         try:
             _add(session, twin, body, owner=twin.owner, source="manifest", arrivals=arrivals)
@@ -310,4 +318,26 @@ def due_arrivals(session: Session, engine: WorkflowEngine, trigger: Trigger) -> 
             key = f"arrival:{arrival.collection}:{arrival.item}:{arrival.at.isoformat()}"
             fired += fire(session, engine, trigger, event_key=key, data=arrival.data()) is not None
     trigger.cursor = cursor
+    return fired
+
+
+def due_windows(session: Session, engine: WorkflowEngine, trigger: Trigger) -> int:
+    """A stream window trigger on a stream: one run per full window of ``count`` records, in offset order.
+    The cursor (the next window's first offset) moves in the transaction that records the events; records
+    already in the stream on the trigger's first pass are history."""
+    end_of = engine.services.get("stream_end")
+    stream, count = trigger.config.get("stream"), trigger.config.get("count")
+    if end_of is None or not stream or not count:
+        return 0
+    end = int(end_of(trigger.twin_id, stream))
+    if trigger.cursor is None:
+        trigger.cursor = str(end)
+        return 0
+    start, fired = int(trigger.cursor), 0
+    while start + count <= end:
+        data = {"stream": stream, "first_offset": start, "last_offset": start + count - 1, "count": count}
+        key = f"window:{stream}:{start}-{start + count - 1}"
+        fired += fire(session, engine, trigger, event_key=key, data=data) is not None
+        start += count
+    trigger.cursor = str(start)
     return fired
