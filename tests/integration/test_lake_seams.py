@@ -252,3 +252,26 @@ def test_a_refusing_lake_leaves_results_kept_locally(runtime: Runtime) -> None:
     assert "did" not in asset and run.value == 3
     local = runtime.workflows.results.path(run.id, asset["name"])
     assert hashlib.sha256(local.read_bytes()).hexdigest() == asset["sha256"]
+
+
+def test_segments_the_lake_refused_are_registered_on_a_later_pass(runtime: Runtime, tmp_path: Path) -> None:
+    twin_id = _twin(runtime, RIVER_REACH, "river-reach@0.1.0", "reach", {"station": "RR-01"})
+    _append(runtime, twin_id, "gauges", [gauge(i) for i in range(200)])
+    compactor = Compactor(runtime)
+    compactor.sink.endpoint = "later"  # type: ignore[attr-defined]  # an endpoint that does not exist yet
+    with runtime.db.session() as session:
+        written = compactor.run_once(session)
+    with runtime.db.session(readonly=True) as session:
+        assert written >= 1 and all(s.dataset_id is None for s in session.scalars(select(CompactedSegment)))
+    with runtime.db.session() as session:
+        add_endpoint(session, runtime.lake, principal=SYSTEM,
+                     spec=EndpointCreate(name="later", protocol="file", location=str(tmp_path / "later")))
+    with runtime.db.session() as session:
+        assert compactor.run_once(session) == 0  # nothing new to compact; the old ones are registered now
+    with runtime.db.session(readonly=True) as session:
+        segments = list(session.scalars(select(CompactedSegment).order_by(CompactedSegment.first_offset)))
+        name = (segments[0].dataset_id or "").partition(":")[2]
+        first = session.scalar(select(Did).where(Did.scope == "streams", Did.name == name))
+    assert len(segments) == written and all(s.dataset_id for s in segments)
+    assert first is not None and first.start_time is not None
+    assert first.start_time.isoformat().startswith("2026-03-01T00:00")  # the time extent, read back from Parquet

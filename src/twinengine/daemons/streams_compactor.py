@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -93,12 +94,21 @@ class Compactor:
         if type(self.sink) is SegmentSink:
             return
         rows = list(session.scalars(select(CompactedSegment).where(CompactedSegment.dataset_id.is_(None))))
+        pending: list[tuple[int, ClosedSegment]] = []
         for row in rows:
+            twin = session.get(Twin, row.twin_id)
+            declared = twins.manifest_for(session, twin).streams.get(row.stream) if twin is not None else None
+            start = end = None
+            if declared is not None and Path(row.path).exists():
+                start, end = _extent(pq.read_table(row.path, columns=[declared.time_field]), declared.time_field)
             segment = ClosedSegment(row.twin_id, row.stream, row.first_offset, row.last_offset, row.records,
-                                    Path(row.path), row.sha256, row.size)
+                                    Path(row.path), row.sha256, row.size, start, end)
+            pending.append((row.id, segment))
+        session.commit()  # no transaction of ours open while the lake writes (SQLite writers take the lock)
+        for row_id, segment in pending:
             dataset_id = self._register(segment)
             if dataset_id is not None:
-                row.dataset_id = dataset_id
+                session.get_one(CompactedSegment, row_id).dataset_id = dataset_id
                 session.commit()
 
     def run(self, stop: threading.Event) -> None:
