@@ -49,6 +49,10 @@ def unknown_workflow(ctx, records):
 def window_run(ctx, records):
     ctx.start_workflow("nowcast", level=records[-1]["level"])
 
+def bad_request(ctx, records):
+    ctx.update_state(level=records[0]["level"])
+    ctx.start_workflow("nowcast", level="very high")
+
 def stuck(ctx, records):
     raise RuntimeError("the downstream service is down")
 '''
@@ -197,6 +201,18 @@ def test_start_workflow_on_a_count_window_starts_one_run_per_window(engine: Engi
         again = engine.runtime.start_stream_workflow(session, twin.id, "nowcast", {"level": 1.0},
                                                      "window_run:readings:3:0")  # the first window, once more
     assert again is None and len(uma.workflows.runs(twin="basin").items) == 2
+
+
+def test_a_refused_workflow_request_is_an_error_event_not_a_dead_letter(engine: Engine, tmp_path: Path) -> None:
+    functions = {"bad_request": {"entrypoint": "bad_app.fns:bad_request", "stream": "readings"}}
+    engine.as_role("ada", "developer").publish_app(functions_app(tmp_path, "bad-app", functions))
+    uma = engine.as_role("uma", "user")
+    uma.create_twin("bad-app@1.0.0", "weir", {"station": "W1"})
+    uma.streams.append("weir", "readings", [rec(0, 3.0)])
+    (event,) = eventually(lambda: [e for e in uma.streams.events("weir") if e.kind == "workflow.requested"])
+    assert event.data["run_id"] is None and "level" in event.data["error"]
+    assert uma.get_state("weir").reported["level"].value == 3.0  # the call's other effects committed
+    assert uma.streams.dead_letters("weir") == [] and uma.workflows.runs(twin="weir").items == []
 
 
 def test_checkpoints_survive_a_restart(settings: Settings, tmp_path: Path, drop_streams: list[Any]) -> None:  # noqa: F811

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
+from twinengine.errors import TwinEngineError
 from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
 from twinengine.streams.functions import AppCode, FunctionContext, select_calls
@@ -256,8 +257,7 @@ class FunctionWorker:
                                               message=message or f"{consumer.name} on {consumer.spec.stream}")
                     if self.workflow_starter is not None:
                         for request, key in zip(requests, keys, strict=True):  # in the checkpoint's transaction
-                            request["run_id"] = self.workflow_starter(session, twin.id, request["workflow"],
-                                                                      request["parameters"], key)
+                            self._start(session, twin.id, request, key)
                     self._checkpoint(session, consumer, base + consumed, consumer.pending_calls)
                 consumer.pending_calls, consumer.checkpointed = 0, time.monotonic()
                 self._emit(twin.id, consumer, events)
@@ -268,6 +268,19 @@ class FunctionWorker:
         consumer.limit = None
         if used:
             consumer.attempts = 0
+
+    def _start(self, session: Session, twin_id: str, request: dict[str, Any], key: str) -> None:
+        """Start a requested run; one the workflow refuses (bad parameters, trigger gone) is an error kept in
+        the request's event, and the batch's other effects still commit."""
+        if self.workflow_starter is None:
+            return
+        try:
+            with session.begin_nested():
+                request["run_id"] = self.workflow_starter(session, twin_id, request["workflow"],
+                                                          request["parameters"], key)
+        except TwinEngineError as exc:
+            request["run_id"], request["error"] = None, f"{exc.code}: {exc.message}"
+            log.warning("start_workflow %s for twin %s refused: %s", request["workflow"], twin_id, exc.message)
 
     def _model(self, consumer: _Consumer, manifest: Manifest) -> Any:
         """The function's model, built once per worker and app version (the ML lifecycle swaps versions)."""
