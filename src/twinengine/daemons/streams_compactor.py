@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -35,28 +37,41 @@ class Compactor:
         self.sink = sink or runtime.segment_sink
         self.root = (runtime.settings.streams_dir or runtime.data_dir / "streams") / "parquet"
 
-    def run_once(self, session: Session) -> int:
+    def run_once(self, session: Session | None = None) -> int:
         """Compact every closed segment not compacted yet; returns how many were written.
 
-        Each segment is committed on its own, and handed to the sink between commits (the lake writes in
-        units of work of its own, which must not wait on this session's)."""
+        The store is touched in short units of work (``session``'s transactions when given, else sessions of
+        its own); Parquet writing and the sink's upload happen between them, so no writer waits on those."""
         with _PASS:
             return self._pass(session)
 
-    def _pass(self, session: Session) -> int:
+    @contextmanager
+    def _unit(self, session: Session | None) -> Iterator[Session]:
+        if session is not None:
+            yield session
+            session.commit()
+        else:
+            with self.runtime.db.session() as own:
+                yield own
+
+    def _pass(self, session: Session | None) -> int:
         hub = self.runtime.streams
-        written = 0
-        session.commit()
+        if session is not None:
+            session.commit()
         self._register_missing(session)
-        for key in hub.log.list_keys():
-            twin_id, _, stream = key.partition("/")
-            twin = session.get(Twin, twin_id)
-            if stream.startswith("_") or twin is None:
-                continue
-            declared = twins.manifest_for(session, twin).streams.get(stream)
-            time_field = declared.time_field if declared is not None else None
-            done = session.scalar(select(func.max(CompactedSegment.last_entry))
-                                  .where(CompactedSegment.twin_id == twin_id, CompactedSegment.stream == stream)) or 0
+        work: list[tuple[str, str, str, str | None, int]] = []
+        with self._unit(session) as unit:
+            for key in hub.log.list_keys():
+                twin_id, _, stream = key.partition("/")
+                twin = unit.get(Twin, twin_id)
+                if stream.startswith("_") or twin is None:
+                    continue
+                declared = twins.manifest_for(unit, twin).streams.get(stream)
+                done = unit.scalar(select(func.max(CompactedSegment.last_entry))
+                                   .where(CompactedSegment.twin_id == twin_id, CompactedSegment.stream == stream))
+                work.append((key, twin_id, stream, declared.time_field if declared is not None else None, done or 0))
+        written = 0
+        for key, twin_id, stream, time_field, done in work:
             for first, last in hub.log.sealed(key):
                 if last <= done:
                     continue
@@ -72,12 +87,11 @@ class Compactor:
                 start, end = _extent(table, time_field)
                 segment = ClosedSegment(twin_id, stream, first_offset, last_offset, table.num_rows, path, sha256, size,
                                         start, end)
-                session.commit()
-                row = CompactedSegment(twin_id=twin_id, stream=stream, first_offset=first_offset,
-                                       last_offset=last_offset, last_entry=last, records=table.num_rows,
-                                       path=str(path), sha256=sha256, size=size, dataset_id=self._register(segment))
-                session.add(row)
-                session.commit()
+                dataset_id = self._register(segment)
+                with self._unit(session) as unit:
+                    unit.add(CompactedSegment(twin_id=twin_id, stream=stream, first_offset=first_offset,
+                                              last_offset=last_offset, last_entry=last, records=table.num_rows,
+                                              path=str(path), sha256=sha256, size=size, dataset_id=dataset_id))
                 written += 1
         return written
 
@@ -89,33 +103,32 @@ class Compactor:
                         segment.first_offset, exc)
             return None
 
-    def _register_missing(self, session: Session) -> None:
+    def _register_missing(self, session: Session | None) -> None:
         """Segments compacted while the sink could not take them are registered now."""
         if type(self.sink) is SegmentSink:
             return
-        rows = list(session.scalars(select(CompactedSegment).where(CompactedSegment.dataset_id.is_(None))))
         pending: list[tuple[int, ClosedSegment]] = []
-        for row in rows:
-            twin = session.get(Twin, row.twin_id)
-            declared = twins.manifest_for(session, twin).streams.get(row.stream) if twin is not None else None
-            start = end = None
-            if declared is not None and Path(row.path).exists():
-                start, end = _extent(pq.read_table(row.path, columns=[declared.time_field]), declared.time_field)
-            segment = ClosedSegment(row.twin_id, row.stream, row.first_offset, row.last_offset, row.records,
-                                    Path(row.path), row.sha256, row.size, start, end)
-            pending.append((row.id, segment))
-        session.commit()  # no transaction of ours open while the lake writes (SQLite writers take the lock)
-        for row_id, segment in pending:
+        with self._unit(session) as unit:
+            for row in unit.scalars(select(CompactedSegment).where(CompactedSegment.dataset_id.is_(None))):
+                twin = unit.get(Twin, row.twin_id)
+                declared = twins.manifest_for(unit, twin).streams.get(row.stream) if twin is not None else None
+                start = end = None
+                if declared is not None and Path(row.path).exists():
+                    start, end = _extent(pq.read_table(row.path, columns=[declared.time_field]),
+                                         declared.time_field)
+                pending.append((row.id, ClosedSegment(row.twin_id, row.stream, row.first_offset, row.last_offset,
+                                                      row.records, Path(row.path), row.sha256, row.size, start,
+                                                      end)))
+        for row_id, segment in pending:  # no transaction of ours open while the lake writes
             dataset_id = self._register(segment)
             if dataset_id is not None:
-                session.get_one(CompactedSegment, row_id).dataset_id = dataset_id
-                session.commit()
+                with self._unit(session) as unit:
+                    unit.get_one(CompactedSegment, row_id).dataset_id = dataset_id
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(_INTERVAL):
             try:
-                with self.runtime.db.session() as session:
-                    self.run_once(session)
+                self.run_once()
             except Exception:
                 log.exception("compaction step failed")
 

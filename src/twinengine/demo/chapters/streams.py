@@ -42,8 +42,7 @@ def _history_in_lake(ctx: DemoContext, twin_id: str) -> dict[str, Any]:
     from twinengine.daemons.streams_compactor import Compactor
     from twinengine.streams.models import CompactedSegment
 
-    with ctx.runtime.db.session() as session:
-        Compactor(ctx.runtime).run_once(session)
+    Compactor(ctx.runtime).run_once()
     with ctx.runtime.db.session(readonly=True) as session:
         rows = list(session.scalars(select(CompactedSegment).where(CompactedSegment.twin_id == twin_id,
                                                                    CompactedSegment.dataset_id.is_not(None))))
