@@ -7,11 +7,12 @@ is resolved first (argument or ``TWIN_DATA_DIR``) because it is where ``twin.tom
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,9 +20,33 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["OidcProvider", "Settings", "default_data_dir"]
+__all__ = ["OidcProvider", "Settings", "default_data_dir", "parse_setting_duration"]
 
 MiB = 1024 * 1024
+
+
+_SECONDS = re.compile(r"^\s*\d+(\.\d+)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_ISO = re.compile(r"^\s*-?P", re.IGNORECASE)
+
+
+def parse_setting_duration(value: Any, field: str) -> Any:
+    """A duration setting as seconds, ``30d``/``12h``/``15m``/``45s``/``2w``, or ISO 8601; a bad string is a
+    ValueError that names the setting and the accepted forms."""
+    if isinstance(value, timedelta | int | float) or value is None:
+        return value
+    if not isinstance(value, str):
+        return value
+    if _SECONDS.match(value):
+        return timedelta(seconds=float(value))
+    short = _SHORT.match(value)
+    if short:
+        return timedelta(seconds=float(short.group(1)) * _UNITS[short.group(2).lower()])
+    if _ISO.match(value):
+        return value  # ISO 8601: pydantic parses it (and names the field if it cannot)
+    raise ValueError(f"{field}: {value!r} is not a duration; use seconds (90), 30d, 12h, 15m, 45s, 2w "
+                     "or ISO 8601 (PT30S)")
 
 
 def default_data_dir() -> Path:
@@ -125,6 +150,17 @@ class Settings(BaseSettings):
     # -- openEO OpenID Connect: external issuers whose tokens the engine accepts
     oidc_providers: list[OidcProvider] = Field(default_factory=list, description="OIDC providers whose tokens "
                                                "the engine accepts (listed at /credentials/oidc); empty: none.")
+    # -- where stream history and workflow results land in the lake
+    lake_endpoint: str | None = Field(default=None, description="Lake endpoint that keeps compacted stream "
+                                                                "history and workflow results; unset: kept locally.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _durations(cls, value: Any, info: ValidationInfo) -> Any:
+        """Duration settings take seconds (``90``), ``30d``/``12h``/``15m``/``45s`` or ISO 8601 (``PT30S``)."""
+        if info.field_name is None or cls.model_fields[info.field_name].annotation is not timedelta:
+            return value
+        return parse_setting_duration(value, info.field_name)
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -69,6 +69,7 @@ class WorkflowEngine:
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.arrivals = arrivals
+        self.services: dict[str, Any] = {}  # lent to processes through the run context (read_stream)
         self.started = False
 
     @classmethod

@@ -209,7 +209,7 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal")
     ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
                      executor=engine.executor, db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,
-                     udf_memory_bytes=engine.udf_memory_bytes)
+                     udf_memory_bytes=engine.udf_memory_bytes, services=engine.services)
     graph = parse_graph(process)
     hooks = _Hooks(engine, run_id, graph, ctx)
     ctx.log, ctx.compute_progress = hooks.log, hooks.compute_progress
@@ -258,7 +258,8 @@ def _finish_value(ctx: RunContext, result: Any) -> Any:
         small = [a for a in ctx.assets if a.format == "JSON" and a.size <= MAX_CACHED_JSON]
         return json.loads(ctx.results.path(ctx.run_id, small[0].name).read_text()) if small else None
     if isinstance(result, xr.DataArray | xr.Dataset):
-        if result.size <= 10_000:
+        size = result.size if isinstance(result, xr.DataArray) else sum(v.size for v in result.data_vars.values())
+        if size <= 10_000:
             (computed,) = ctx.compute(result)
             return formats.to_json_value(computed)
         from twinengine.workflows.processes import save_result
