@@ -7,11 +7,12 @@ is resolved first (argument or ``TWIN_DATA_DIR``) because it is where ``twin.tom
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,15 +20,57 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Settings", "default_data_dir"]
+__all__ = ["OidcProvider", "Settings", "default_data_dir", "parse_setting_duration"]
 
 MiB = 1024 * 1024
+
+
+_SECONDS = re.compile(r"^\s*\d+(\.\d+)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_ISO = re.compile(r"^\s*-?P", re.IGNORECASE)
+
+
+def parse_setting_duration(value: Any, field: str) -> Any:
+    """A duration setting as seconds, ``30d``/``12h``/``15m``/``45s``/``2w``, or ISO 8601; a bad string is a
+    ValueError that names the setting and the accepted forms."""
+    if isinstance(value, timedelta | int | float) or value is None:
+        return value
+    if not isinstance(value, str):
+        return value
+    if _SECONDS.match(value):
+        return timedelta(seconds=float(value))
+    short = _SHORT.match(value)
+    if short:
+        return timedelta(seconds=float(short.group(1)) * _UNITS[short.group(2).lower()])
+    if _ISO.match(value):
+        return value  # ISO 8601: pydantic parses it (and names the field if it cannot)
+    raise ValueError(f"{field}: {value!r} is not a duration; use seconds (90), 30d, 12h, 15m, 45s, 2w "
+                     "or ISO 8601 (PT30S)")
 
 
 def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/twinengine`` (``~/.local/share/twinengine``): where an engine keeps its state."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "twinengine"
+
+
+class OidcProvider(BaseModel):
+    """An OpenID Connect issuer the engine trusts: tokens it signs (checked with its JWKS) name a principal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[\w-]+$", max_length=64, description="The provider id clients send in "
+                                                                    "`oidc/<id>/<token>`.")
+    issuer: str = Field(description="The `iss` of its tokens, also where its discovery document lives.")
+    title: str = ""
+    description: str = ""
+    jwks_uri: str | None = Field(default=None, description="Its signing keys; default <issuer>/.well-known/jwks.json.")
+    audience: str | None = Field(default=None, description="Required `aud` claim, if any.")
+    scopes: list[str] = Field(default_factory=lambda: ["openid"])
+    name_claim: str = Field(default="sub", description="Claim that names the identity.")
+    role: Literal["user", "developer", "provider", "admin"] = Field(default="user", description="Role of principals "
+                                                                                   "from this provider.")
 
 
 class Settings(BaseSettings):
@@ -56,8 +99,9 @@ class Settings(BaseSettings):
     edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,
                                        description="Memory for decoded chunks kept between EDR queries.")
     log_level: str = Field(default="info")
-    executor: str = Field(default="local", description="Workflow executor: local (Dask threads), distributed, "
-                                                        "slurm, or an installed plugin.")
+    executor: str = Field(default="local", validation_alias=AliasChoices("executor", "TWIN_EXECUTOR", "TWIN_COMPUTE"),
+                          description="Workflow executor (TWIN_EXECUTOR or TWIN_COMPUTE): local (Dask threads), "
+                                      "distributed, slurm, or an installed plugin.")
     dask_address: str | None = Field(default=None, description="Dask scheduler (tcp://host:8786); set, runs "
                                                                "compute on that cluster.")
     dask_workers: int | None = Field(default=None, ge=1, description="Threads of the local Dask scheduler.")
@@ -96,6 +140,27 @@ class Settings(BaseSettings):
     function_workers: int = Field(default=4, ge=1, le=256, description="Functions running at once.")
     function_retries: int = Field(default=3, ge=0, le=100, description="Retries before a dead letter.")
     function_backoff: float = Field(default=0.5, gt=0, description="First retry delay (s), doubled each time.")
+    # -- workflows on Slurm (executor slurm: Dask workers as batch jobs through dask-jobqueue)
+    slurm_queue: str | None = Field(default=None, description="Slurm partition of the worker jobs.")
+    slurm_account: str | None = Field(default=None, description="Slurm account charged for the worker jobs.")
+    slurm_cores: int = Field(default=1, ge=1, description="Cores per worker job.")
+    slurm_memory: str = Field(default="4GiB", description="Memory per worker job (e.g. 16GiB).")
+    slurm_walltime: str = Field(default="01:00:00", description="Time limit of a worker job (HH:MM:SS).")
+    slurm_jobs: int = Field(default=1, ge=0, description="Worker jobs submitted when the engine starts.")
+    # -- openEO OpenID Connect: external issuers whose tokens the engine accepts
+    oidc_providers: list[OidcProvider] = Field(default_factory=list, description="OIDC providers whose tokens "
+                                               "the engine accepts (listed at /credentials/oidc); empty: none.")
+    # -- where stream history and workflow results land in the lake
+    lake_endpoint: str | None = Field(default=None, description="Lake endpoint that keeps compacted stream "
+                                                                "history and workflow results; unset: kept locally.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _durations(cls, value: Any, info: ValidationInfo) -> Any:
+        """Duration settings take seconds (``90``), ``30d``/``12h``/``15m``/``45s`` or ISO 8601 (``PT30S``)."""
+        if info.field_name is None or cls.model_fields[info.field_name].annotation is not timedelta:
+            return value
+        return parse_setting_duration(value, info.field_name)
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -7,30 +7,37 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from twinengine.access.service import DataAccess
 from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
 from twinengine.auth.keys import load_or_create_signing_key
+from twinengine.auth.oidc import OidcVerifier
+from twinengine.auth.principal import Principal
 from twinengine.auth.service import bootstrap_admin
 from twinengine.catalog import service as catalog_service
 from twinengine.collections import ChainedCollections, CollectionSource, LocalCollections
 from twinengine.config import Settings
+from twinengine.lake.arrivals import LakeArrivals
 from twinengine.lake.collections import LakeCollections
 from twinengine.lake.context import Lake, LakeTuning
+from twinengine.lake.run_results import LakeResultStore
 from twinengine.store import migrate
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
-from twinengine.streams.hub import StreamHub
+from twinengine.streams.compaction import SegmentSink
+from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.streams.notify import Notifier
 from twinengine.twins import service as twins_service
 from twinengine.workflows.apps import index_app_processes
 from twinengine.workflows.engine import WorkflowEngine
-from twinengine.workflows.triggers import materialize_manifest_triggers
+from twinengine.workflows.triggers import ChainedArrivals, materialize_manifest_triggers
 
 __all__ = ["Runtime"]
 
@@ -73,6 +80,40 @@ class Runtime:
                 self._streams = StreamHub(log, max_lag=self.settings.stream_max_lag, notifier=self.notifier)
             return self._streams
 
+    @property
+    def segment_sink(self) -> SegmentSink:
+        """Where the compactor hands closed stream segments: the lake endpoint when one is configured."""
+        if self.settings.lake_endpoint is None:
+            return SegmentSink()
+        from twinengine.lake.stream_history import LakeSegmentSink
+
+        return LakeSegmentSink(self.db, self.lake, self.settings.lake_endpoint)
+
+    def start_stream_workflow(self, session: Session, twin_id: str, workflow: str, parameters: dict[str, Any],
+                              event_key: str) -> str | None:
+        """A function on arrival asked for a workflow run: fire the twin's stream-window trigger (once per
+        event key); returns the run id, or None when the event started a run already or the trigger is off."""
+        from twinengine.workflows.triggers import fire_stream_window
+
+        run = fire_stream_window(session, self.workflows, twin_id=twin_id, workflow=workflow,
+                                 parameters=parameters, event_key=event_key)
+        return run.id if run is not None else None
+
+    def read_stream(self, principal: Principal, ref: str, stream: str, since: datetime | None,
+                    until: datetime | None) -> tuple[pa.Table | None, str, str]:
+        """A stream's history for ``load_stream``: (records, time field, twin id), read as ``principal``."""
+        from twinengine.errors import ProcessParameterInvalid
+        from twinengine.streams.compaction import load_stream
+
+        with self.db.session(readonly=True) as session:
+            twin = twins_service.get_twin(session, principal=principal, ref=ref)
+            declared = twins_service.manifest_for(session, twin).streams.get(stream)
+            if declared is None:
+                raise ProcessParameterInvalid(f"load_stream: twin {twin.name} has no stream {stream!r}")
+            table = load_stream(session, self.streams, twin_id=twin.id, stream=stream,
+                                time_field=declared.time_field, since=since, until=until, sink=self.segment_sink)
+        return table, declared.time_field, twin.id
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -94,8 +135,17 @@ class Runtime:
         catalog_service.register_hook(index_app_processes)
         twins_service.on_twin_created("workflows.manifest_triggers", materialize_manifest_triggers)
         workflows = WorkflowEngine.from_settings(settings, db=db, blobs=blobs, collections=collections)
-        return cls(settings=settings, db=db, blobs=blobs, issuer=issuer, collections=collections, access=access,
-                   workflows=workflows, lake=lake, verifiers=[issuer])
+        # Dataset triggers see new lake datasets too; results go to the lake when an endpoint is configured.
+        workflows.arrivals = ChainedArrivals([*([workflows.arrivals] if workflows.arrivals else []),
+                                              LakeArrivals(db)])
+        if settings.lake_endpoint is not None:
+            workflows.results = LakeResultStore(workflows.results, db, lake, settings.lake_endpoint)
+        runtime = cls(settings=settings, db=db, blobs=blobs, issuer=issuer, collections=collections, access=access,
+                      workflows=workflows, lake=lake,
+                      verifiers=[issuer, *(OidcVerifier(p, db=db) for p in settings.oidc_providers)])
+        workflows.services["read_stream"] = runtime.read_stream
+        workflows.services["stream_end"] = lambda twin_id, stream: runtime.streams.end(stream_key(twin_id, stream))
+        return runtime
 
     @property
     def data_dir(self) -> Path:

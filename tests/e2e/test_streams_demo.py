@@ -43,6 +43,8 @@ def test_demo_streams_gauges_over_http(tmp_path: Path) -> None:
     assert facts["transport"] == "HTTP" and facts["function_offset"] == facts["function_calls"] == 24
     assert facts["ingest_rate"] > 0
     assert Path(facts["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    history = facts["lake"]  # closed segments were compacted, registered in the lake and found through STAC
+    assert history["segments"] == len(history["datasets"]) >= 1 and 0 < history["records"] < 24
     check_store(tmp_path / "d", facts)
 
 

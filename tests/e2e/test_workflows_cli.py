@@ -42,6 +42,12 @@ def test_twin_run_wait_shows_progress_and_the_result(live: LiveEngine) -> None:
     listed_triggers = live.twin_json("triggers", "list", "reach", token=uma)
     assert {t["name"] for t in listed_triggers} == {"nightly", "on_new_forecast"}
     live.twin("triggers", "remove", "reach", "nightly", token=uma)
+    windows = live.twin("triggers", "add", "reach", "daily", "--kind", "stream_window", "--workflow", "forecast",
+                        "--stream", "gauges", "--count", "96", token=uma)
+    assert "added stream_window trigger daily" in windows
+    bad_stream = live.twin("triggers", "add", "reach", "oops", "--kind", "stream_window", "--workflow",
+                           "forecast", "--stream", "nope", "--count", "96", token=uma, expect=1)
+    assert "stream" in bad_stream and "nope" in bad_stream
 
 
 SLOW = '''

@@ -20,4 +20,5 @@ def test_demo_runs_the_forecast_workflow(tmp_path: Path) -> None:
     assert facts["status"] == "finished" and facts["steps"] == 48
     assert set(facts["nodes"].values()) == {"finished"}
     assert "save" in facts["rerun_cached"]
+    assert facts["lake_assets"] == [f"results:{facts['run']}/result.json"]  # the forecast kept in the lake
     assert facts["peak_level_m"] > 0.2 and facts["assets"][0]["name"] == "result.json"

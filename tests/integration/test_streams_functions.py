@@ -46,6 +46,13 @@ def every(ctx, records):
 def unknown_workflow(ctx, records):
     ctx.start_workflow("forecast")
 
+def window_run(ctx, records):
+    ctx.start_workflow("nowcast", level=records[-1]["level"])
+
+def bad_request(ctx, records):
+    ctx.update_state(level=records[0]["level"])
+    ctx.start_workflow("nowcast", level="very high")
+
 def stuck(ctx, records):
     raise RuntimeError("the downstream service is down")
 '''
@@ -61,7 +68,8 @@ STREAMS = {"readings": {"fields": {"time": {"type": "timestamp"}, "level": {"typ
                                    "station": {"type": "string", "nullable": True}}}}
 
 
-GRAPH = '{"process_graph": {"one": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": true}}}'
+GRAPH = ('{"process_graph": {"one": {"process_id": "add", "arguments": {"x": {"from_parameter": "level"}, '
+         '"y": 2}, "result": true}}, "parameters": [{"name": "level", "schema": {"type": "number"}}]}')
 
 
 def functions_app(root: Path, name: str, functions: dict[str, Any]) -> Path:
@@ -154,7 +162,7 @@ def test_a_new_model_version_is_built_once_then_kept_warm(engine: Engine, uma: C
 def test_events_and_workflow_requests_are_recorded(engine: Engine, uma: Client) -> None:
     started: list[tuple[str, str, dict[str, Any]]] = []
 
-    def starter(_session: Any, twin_id: str, workflow: str, parameters: dict[str, Any]) -> str:
+    def starter(_session: Any, twin_id: str, workflow: str, parameters: dict[str, Any], _key: str) -> str:
         started.append((twin_id, workflow, parameters))
         return f"run-{len(started)}"
 
@@ -167,6 +175,44 @@ def test_events_and_workflow_requests_are_recorded(engine: Engine, uma: Client) 
     assert requested.function == "high"
     assert requested.data == {"workflow": "nowcast", "parameters": {"level": 99.0}, "run_id": "run-1"}
     assert started == [(uma.get_twin("pump").id, "nowcast", {"level": 99.0})]
+
+
+def test_start_workflow_on_a_count_window_starts_one_run_per_window(engine: Engine, tmp_path: Path) -> None:
+    functions = {"window_run": {"entrypoint": "win_app.fns:window_run", "stream": "readings",
+                                "trigger": {"kind": "count", "count": 3}}}
+    engine.as_role("ada", "developer").publish_app(functions_app(tmp_path, "win-app", functions))
+    uma = engine.as_role("uma", "user")
+    twin = uma.create_twin("win-app@1.0.0", "basin", {"station": "B1"})
+    uma.streams.append("basin", "readings", [rec(i, float(i)) for i in range(7)])  # two windows, one waiting
+
+    def two_runs_done() -> Any:
+        found = [r for r in uma.workflows.runs(twin="basin").items if r.status == "finished"]
+        return found if len(found) >= 2 else None
+
+    finished = eventually(two_runs_done, timeout=60)
+    (trigger,) = [t for t in uma.workflows.triggers("basin") if t.kind == "stream_window"]
+    assert trigger.workflow == "nowcast" and trigger.name == "stream_nowcast"
+    every = uma.workflows.runs(twin="basin").items
+    assert len(every) == 2 and {r.trigger_id for r in every} == {trigger.id}
+    assert sorted(uma.workflows.get(r.id).value for r in finished) == [4.0, 7.0]  # level + 2 per window
+    events = [e for e in uma.streams.events("basin") if e.kind == "workflow.requested"]
+    assert sorted(e.data["run_id"] for e in events) == sorted(r.id for r in every)
+    with engine.runtime.db.session() as session:  # the same event again starts nothing
+        again = engine.runtime.start_stream_workflow(session, twin.id, "nowcast", {"level": 1.0},
+                                                     "window_run:readings:3:0")  # the first window, once more
+    assert again is None and len(uma.workflows.runs(twin="basin").items) == 2
+
+
+def test_a_refused_workflow_request_is_an_error_event_not_a_dead_letter(engine: Engine, tmp_path: Path) -> None:
+    functions = {"bad_request": {"entrypoint": "bad_app.fns:bad_request", "stream": "readings"}}
+    engine.as_role("ada", "developer").publish_app(functions_app(tmp_path, "bad-app", functions))
+    uma = engine.as_role("uma", "user")
+    uma.create_twin("bad-app@1.0.0", "weir", {"station": "W1"})
+    uma.streams.append("weir", "readings", [rec(0, 3.0)])
+    (event,) = eventually(lambda: [e for e in uma.streams.events("weir") if e.kind == "workflow.requested"])
+    assert event.data["run_id"] is None and "level" in event.data["error"]
+    assert uma.get_state("weir").reported["level"].value == 3.0  # the call's other effects committed
+    assert uma.streams.dead_letters("weir") == [] and uma.workflows.runs(twin="weir").items == []
 
 
 def test_checkpoints_survive_a_restart(settings: Settings, tmp_path: Path, drop_streams: list[Any]) -> None:  # noqa: F811

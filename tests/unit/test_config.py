@@ -37,3 +37,29 @@ def test_bad_values_name_the_field(tmp_path: Path) -> None:
         Settings(data_dir=tmp_path, port=70000)
     with pytest.raises(ValidationError, match="colour"):
         Settings(data_dir=tmp_path, colour="red")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("15m", timedelta(minutes=15)),
+    ("45s", timedelta(seconds=45)), ("2w", timedelta(weeks=2)), ("90", timedelta(seconds=90)),
+    (90, timedelta(seconds=90)), ("1.5h", timedelta(minutes=90)), ("PT30S", timedelta(seconds=30)),
+])
+def test_duration_settings_take_seconds_short_forms_and_iso(tmp_path: Path, given: object,
+                                                            expected: timedelta) -> None:
+    assert Settings(data_dir=tmp_path, udf_timeout=given).udf_timeout == expected
+
+
+def test_duration_settings_from_env_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "twin.toml").write_text('lake_tombstone_grace = "12h"\n')
+    monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TWIN_TOKEN_TTL", "30d")
+    settings = Settings()
+    assert settings.token_ttl == timedelta(days=30) and settings.lake_tombstone_grace == timedelta(hours=12)
+
+
+@pytest.mark.parametrize("bad", ["soon", "30 days", "-5m", "12x"])
+def test_a_bad_duration_names_the_setting(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(data_dir=tmp_path, workflow_stale_after=bad)
+    message = str(caught.value)
+    assert "workflow_stale_after" in message and "30d" in message

@@ -121,14 +121,19 @@ def verify_bearer(token: str | None, *, session: Session, verifiers: Sequence[To
 
     openEO clients prefix the token with how they got it: ``basic//<token>`` (from ``/credentials/basic``,
     where an engine token is the password) or ``oidc/<provider>/<token>``; the prefix is dropped and the
-    token verified as any other.
+    token verified as any other, an OIDC one only by the verifier of the provider it names.
     """
     if not token:
         raise AuthenticationRequired("a bearer token is required (Authorization: Bearer <token>)")
+    provider: str | None = None
     if token.startswith("basic//"):
         token = token.removeprefix("basic//")
     elif token.startswith("oidc/"):
-        token = token.split("/", 2)[2] if token.count("/") >= 2 else ""
+        _, provider, token = token.split("/", 2) if token.count("/") >= 2 else ("", "", "")
+        chosen = [v for v in verifiers if getattr(v, "provider_id", None) == provider]
+        if not chosen:
+            raise TokenInvalid(f"no OIDC provider {provider!r} is configured")
+        verifiers = chosen
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError as exc:
@@ -136,4 +141,6 @@ def verify_bearer(token: str | None, *, session: Session, verifiers: Sequence[To
     for verifier in verifiers:
         if verifier.accepts(claims):
             return verifier.verify(token, session=session)
+    if provider is not None:
+        raise TokenInvalid(f"the token was not issued by OIDC provider {provider!r}")
     raise TokenInvalid(f"no trusted issuer for tokens from {claims.get('iss')!r}")

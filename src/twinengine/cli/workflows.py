@@ -138,11 +138,13 @@ def triggers_add(
     ctx: typer.Context,
     twin: str = typer.Argument(...),
     name: str = typer.Argument(...),
-    kind: str = typer.Option(..., "--kind", help="cron, webhook or dataset"),
+    kind: str = typer.Option(..., "--kind", help="cron, webhook, dataset or stream_window"),
     workflow: str = typer.Option(..., "--workflow"),
     schedule: str | None = typer.Option(None, "--schedule", help="cron expression"),
     misfire: str = typer.Option("run_once", "--misfire", help="run_once or skip"),
     collection: str | None = typer.Option(None, "--collection", help="collection id or pattern"),
+    stream: str | None = typer.Option(None, "--stream", help="stream of the twin (stream_window)"),
+    count: int | None = typer.Option(None, "--count", help="records per window (stream_window)"),
     param: list[str] = typer.Option([], "--param", "-p", help="fixed run parameter key=value"),
     bind: list[str] = typer.Option([], "--bind", help="run parameter=event field"),
 ) -> None:
@@ -154,6 +156,10 @@ def triggers_add(
         config["schedule"] = schedule
     if collection:
         config["collection"] = collection
+    if stream is not None:
+        config["stream"] = stream
+    if count is not None:
+        config["count"] = count
     with out.client() as client:
         row = client.workflows.add_trigger(twin, name, kind, workflow, **config)
     out.emit(row, lambda: console.print(f"added {row.kind} trigger {row.name} ({row.id})"

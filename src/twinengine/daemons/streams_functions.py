@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
+from twinengine.errors import TwinEngineError
 from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
 from twinengine.streams.functions import AppCode, FunctionContext, select_calls
@@ -100,9 +101,11 @@ class FunctionWorker:
         # Which version of a model a twin uses: (twin id, app archive sha256, model name) -> version. The app
         # version until the AI lifecycle's registry plugs in here; a new version builds the model afresh.
         self.model_versions: Callable[[str, str, str], str] = lambda _twin, app_sha, _name: app_sha
-        # Starts a workflow run for start_workflow: (session, twin id, workflow, parameters) -> run id. Unset
-        # until the workflow engine plugs in here; the request is then only recorded as an event.
-        self.workflow_starter: Callable[[Session, str, str, dict[str, Any]], str | None] | None = None
+        # Starts a workflow run for start_workflow: (session, twin id, workflow, parameters, event key) -> run
+        # id, in the transaction of the call's checkpoint; the runtime fires the twin's stream-window trigger.
+        # None: the request is only recorded as an event.
+        self.workflow_starter: Callable[[Session, str, str, dict[str, Any], str], str | None] | None = (
+            runtime.start_stream_workflow)
         self._pending: set[Future[None]] = set()
         self.stopping = threading.Event()
         self._seen_keys: set[str] = set()
@@ -229,6 +232,7 @@ class FunctionWorker:
                 committed = prev = consumer.offset - base
                 started, made = time.monotonic(), 0
                 effects: list[tuple[list[state.NewValue], str | None]] = []
+                keys: list[str] = []  # one per workflow request: the window (last offset) and its place in it
                 while pos < len(calls) and made < _SLICE_CALLS and time.monotonic() - started < _SLICE_SECONDS:
                     call, through = calls[pos]
                     try:
@@ -236,6 +240,8 @@ class FunctionWorker:
                         effects += self._check(manifest, consumer, ctx)
                     except Exception as exc:
                         raise _CallFailed(exc, prev - committed, through - prev) from exc
+                    keys += [f"{consumer.name}:{consumer.spec.stream}:{base + through}:{j}"
+                             for j in range(len(ctx.workflow_requests) - len(keys))]
                     prev, pos, made = through, pos + 1, made + 1
             consumed = used if pos == len(calls) else prev
             requests = [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
@@ -250,9 +256,8 @@ class FunctionWorker:
                         state.append_revision(session, twin, values, author=consumer.ident,
                                               message=message or f"{consumer.name} on {consumer.spec.stream}")
                     if self.workflow_starter is not None:
-                        for request in requests:  # started in the same transaction as the checkpoint
-                            request["run_id"] = self.workflow_starter(session, twin.id, request["workflow"],
-                                                                      request["parameters"])
+                        for request, key in zip(requests, keys, strict=True):  # in the checkpoint's transaction
+                            self._start(session, twin.id, request, key)
                     self._checkpoint(session, consumer, base + consumed, consumer.pending_calls)
                 consumer.pending_calls, consumer.checkpointed = 0, time.monotonic()
                 self._emit(twin.id, consumer, events)
@@ -263,6 +268,19 @@ class FunctionWorker:
         consumer.limit = None
         if used:
             consumer.attempts = 0
+
+    def _start(self, session: Session, twin_id: str, request: dict[str, Any], key: str) -> None:
+        """Start a requested run; one the workflow refuses (bad parameters, trigger gone) is an error kept in
+        the request's event, and the batch's other effects still commit."""
+        if self.workflow_starter is None:
+            return
+        try:
+            with session.begin_nested():
+                request["run_id"] = self.workflow_starter(session, twin_id, request["workflow"],
+                                                          request["parameters"], key)
+        except TwinEngineError as exc:
+            request["run_id"], request["error"] = None, f"{exc.code}: {exc.message}"
+            log.warning("start_workflow %s for twin %s refused: %s", request["workflow"], twin_id, exc.message)
 
     def _model(self, consumer: _Consumer, manifest: Manifest) -> Any:
         """The function's model, built once per worker and app version (the ML lifecycle swaps versions)."""

@@ -40,6 +40,8 @@ def run_once(engine: WorkflowEngine) -> int:
                         started += triggers.due_cron(session, engine, trigger, now)
                     elif trigger.kind == "dataset":
                         started += triggers.due_arrivals(session, engine, trigger)
+                    elif trigger.kind == "stream_window":
+                        started += triggers.due_windows(session, engine, trigger)
             except Exception as exc:  # one broken trigger must not stop the others
                 log.warning("trigger %s (%s) failed: %s", trigger.id, trigger.name, exc)
     return started

@@ -67,7 +67,9 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
     """Run every chapter; returns the context with ``facts`` (machine-readable) and ``summary`` rows."""
     started = time.perf_counter()
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="twin-demo-"))
-    runtime = Runtime.from_settings(Settings(data_dir=data_dir))
+    # Stream history and workflow results land in the lake on site-a (the lake chapter creates it); small
+    # segments so the live stream closes some for the compactor.
+    runtime = Runtime.from_settings(Settings(data_dir=data_dir, lake_endpoint="site-a", stream_segment_bytes=4096))
     try:
         admin_token = runtime.start() or (runtime.data_dir / "admin.token").read_text().strip()
         folder = find_app_folder()

@@ -2,7 +2,8 @@
 
 ``SegmentSink`` is the seam to the data lake: the compactor hands it every Parquet file it wrote (path,
 checksum, offsets); the lake registers it as a dataset and returns its id. Until a lake is connected the
-default sink keeps the files where they are and registers nothing.
+default sink keeps the files where they are and registers nothing; with ``TWIN_LAKE_ENDPOINT`` set the runtime
+uses ``twinengine.lake.stream_history.LakeSegmentSink``.
 """
 
 from __future__ import annotations
@@ -35,13 +36,19 @@ class ClosedSegment:
     path: Path
     sha256: str
     size: int
+    start: datetime | None = None  # event time of the first and last record (the dataset's time extent)
+    end: datetime | None = None
 
 
 class SegmentSink:
-    """Where compacted segments go. ``register`` returns a dataset id, or None when nothing took it."""
+    """Where compacted segments go. ``register`` returns a dataset id, or None when nothing took it;
+    ``read`` gives a compacted segment back (from where the sink keeps it)."""
 
     def register(self, segment: ClosedSegment) -> str | None:
         return None
+
+    def read(self, row: CompactedSegment) -> pa.Table:
+        return pq.read_table(row.path)
 
 
 def write_parquet(table: pa.Table, path: Path) -> tuple[str, int]:
@@ -64,14 +71,17 @@ def write_parquet(table: pa.Table, path: Path) -> tuple[str, int]:
 
 
 def load_stream(session: Session, hub: StreamHub, *, twin_id: str, stream: str, time_field: str,
-                since: datetime | None = None, until: datetime | None = None) -> pa.Table | None:
-    """A stream's whole history in a time range: compacted Parquet segments, then the log after them."""
+                since: datetime | None = None, until: datetime | None = None,
+                sink: SegmentSink | None = None) -> pa.Table | None:
+    """A stream's whole history in a time range: compacted Parquet segments (read through ``sink``: from the
+    lake once it registered them), then the log after them."""
+    sink = sink or SegmentSink()
     rows = list(session.scalars(select(CompactedSegment).where(CompactedSegment.twin_id == twin_id,
                                                                CompactedSegment.stream == stream)
                                 .order_by(CompactedSegment.first_offset)))
     parts: list[pa.Table] = []
     for row in rows:
-        table = pq.read_table(row.path)
+        table = sink.read(row)
         mask = None
         kind = table.schema.field(time_field).type
         if since is not None:

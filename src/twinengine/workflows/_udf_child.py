@@ -9,6 +9,13 @@ import traceback
 from pathlib import Path
 
 
+def limit_memory(memory_bytes: int) -> None:
+    if memory_bytes > 0:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+
 def main(folder: Path) -> int:
     with (folder / "input.pkl").open("rb") as fh:
         payload = pickle.load(fh)
@@ -33,4 +40,5 @@ def main(folder: Path) -> int:
 
 
 if __name__ == "__main__":
+    limit_memory(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     sys.exit(main(Path(sys.argv[1])))

@@ -44,6 +44,7 @@ class RunContext:
     assets: list[Asset] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)
     state_writes: list[dict[str, Any]] = field(default_factory=list)
+    services: dict[str, Any] = field(default_factory=dict)  # what the runtime lends processes (read_stream)
 
     def compute(self, *values: Any) -> tuple[Any, ...]:
         return self.executor.compute(*values, progress=self.compute_progress)

@@ -19,7 +19,7 @@ from twinengine.collections import CollectionSource
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
 from twinengine.workflows.apps import AppProcesses
-from twinengine.workflows.executors import Executor, make_executor
+from twinengine.workflows.executors import Executor, make_executor, slurm_options
 from twinengine.workflows.processes import build_registry
 from twinengine.workflows.registry import ProcessRegistry
 from twinengine.workflows.results import LocalResultStore, ResultStore
@@ -69,6 +69,7 @@ class WorkflowEngine:
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.arrivals = arrivals
+        self.services: dict[str, Any] = {}  # lent to processes through the run context (read_stream)
         self.started = False
 
     @classmethod
@@ -76,8 +77,11 @@ class WorkflowEngine:
                       collections: CollectionSource) -> WorkflowEngine:
         from twinengine.workflows.triggers import LocalArrivals
 
+        options = slurm_options(queue=settings.slurm_queue, account=settings.slurm_account, cores=settings.slurm_cores,
+                                memory=settings.slurm_memory, walltime=settings.slurm_walltime,
+                                jobs=settings.slurm_jobs, extra=settings.slurm_options)
         executor = make_executor(settings.executor, address=settings.dask_address, workers=settings.dask_workers,
-                                 options=settings.slurm_options)
+                                 options=options)
         root = settings.collections_dir or settings.data_dir / "collections"
         return cls(db=db, blobs=blobs, collections=collections, data_dir=settings.data_dir, executor=executor,
                    workers=settings.workflow_workers, udf_timeout=settings.udf_timeout.total_seconds(),

@@ -237,6 +237,11 @@ class Evaluator:
             return coerce(value)
         return value
 
+    def function(self, graph: Graph) -> Callable[..., Any]:
+        """The graph as a callable (what a user-defined process runs): parameters by name, and the extra
+        keywords a callback caller passes (``axis``, ``context``...) reach the nodes that take them."""
+        return self._callback(graph, {})
+
     def _callback(self, graph: Graph, outer: Mapping[str, Any]) -> Callable[..., Any]:
         """A callable in the calling convention of openeo-processes-dask: parameters by name or position."""
         registry, app_version = self.registry, self.app_version

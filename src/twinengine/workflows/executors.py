@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import dask.base
 
 __all__ = ["DistributedExecutor", "Executor", "LocalExecutor", "SlurmExecutor", "available_executors",
-           "make_executor"]
+           "make_executor", "slurm_cluster", "slurm_options"]
 
 log = logging.getLogger("twinengine.workflows")
 
@@ -139,18 +139,43 @@ class DistributedExecutor(Executor):
         return {"name": self.name, "address": self.address}
 
 
+def slurm_options(*, queue: str | None = None, account: str | None = None, cores: int = 1, memory: str = "4GiB",
+                  walltime: str = "01:00:00", jobs: int = 1, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """SLURMCluster keywords from the engine's settings; ``extra`` (``TWIN_SLURM_OPTIONS``) wins."""
+    options: dict[str, Any] = {"cores": cores, "memory": memory, "walltime": walltime, "jobs": jobs,
+                               "job_name": "twinengine-worker"}
+    if queue:
+        options["queue"] = queue
+    if account:
+        options["account"] = account
+    return {**options, **(extra or {})}
+
+
+def slurm_cluster(options: dict[str, Any]) -> Any:
+    """A dask-jobqueue ``SLURMCluster`` (its scheduler runs here; workers are submitted with sbatch)."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as exc:
+        raise ValueError("the slurm executor needs dask-jobqueue: pip install 'twinengine[slurm]'") from exc
+    kwargs = {k: v for k, v in options.items() if k != "jobs"}
+    return SLURMCluster(**kwargs)
+
+
 class SlurmExecutor(DistributedExecutor):
-    """A cluster of Slurm jobs through dask-jobqueue (not exercised here; a later issue tests it on Slurm)."""
+    """A cluster of Slurm jobs through dask-jobqueue. Only the job script is tested here (no Slurm)."""
 
     name = "slurm"
     description = "Dask workers as Slurm jobs (dask-jobqueue)"
 
     def __init__(self, options: dict[str, Any]) -> None:
-        from dask_jobqueue import SLURMCluster  # optional dependency: pip install dask-jobqueue
-
-        self.cluster = SLURMCluster(**options)
-        self.cluster.scale(jobs=int(options.get("jobs", 1)))
+        self.cluster = slurm_cluster(options)
+        jobs = int(options.get("jobs", 1))
+        if jobs:
+            self.cluster.scale(jobs=jobs)
         super().__init__(self.cluster.scheduler_address)
+
+    def job_script(self) -> str:
+        return str(self.cluster.job_script())
 
     def close(self) -> None:
         super().close()

@@ -193,12 +193,21 @@ def _type_problem(schema: Any, value: Any) -> str | None:
 
 
 def validate(graph: Graph, registry: ProcessRegistry, *, app_version: str | None = None,
-             available: set[str] | None = None, where: str = "") -> None:
-    """Check every node against its process spec. ``available`` are the parameter names in scope."""
+             available: set[str] | None = None, where: str = "", _checked: set[str] | None = None) -> None:
+    """Check every node against its process spec. ``available`` are the parameter names in scope.
+
+    The graph of a user-defined process a node calls is checked too (once per process), naming the node.
+    """
     scope = set(available or ()) | {p["name"] for p in graph.parameters}
+    checked = _checked if _checked is not None else set()
     for node in graph.nodes.values():
         label = f"{where}{node.id}"
         entry = registry.get(node.process_id, node.namespace, app_version=app_version, node=label)
+        if entry.process is not None and entry.id not in checked:
+            checked.add(entry.id)
+            defined = parse_graph(entry.process, where=f"{label}/")
+            validate(defined, registry, available={p["name"] for p in entry.parameters}, where=f"{label}/",
+                     _checked=checked)
         declared = {p["name"]: p for p in entry.parameters}
         for name in node.arguments:
             if name not in declared:
@@ -228,7 +237,7 @@ def validate(graph: Graph, registry: ProcessRegistry, *, app_version: str | None
         inner = next((p for p in entry.parameters if p["name"] == arg), {})
         names = _callback_parameter_names(inner.get("schema"))
         validate(callback, registry, app_version=app_version, available=scope | names,
-                 where=f"{where}{node_id}.{path}/")
+                 where=f"{where}{node_id}.{path}/", _checked=checked)
 
 
 def _callback_parameter_names(schema: Any) -> set[str]:

@@ -56,7 +56,7 @@ def run_provenance(run: WorkflowRun, *, processes: list[dict[str, Any]], inputs:
     for asset in run.assets:
         entity = doc.entity(f"twin:result/{run.id}/{asset['name']}", {
             "prov:type": "twin:Asset", "twin:sha256": asset["sha256"], "twin:size": asset["size"],
-            "twin:mediaType": asset["type"]})
+            "twin:mediaType": asset["type"]} | ({"twin:lakeDid": asset["did"]} if asset.get("did") else {}))
         doc.wasGeneratedBy(entity, activity, run.finished_at)
         doc.wasAttributedTo(entity, owner)
         for source in used_inputs:

@@ -8,6 +8,7 @@ the app's name, resolved per app version through ``AppProcessSource``).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import threading
@@ -15,9 +16,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from twinengine.errors import ProcessUnsupported
+from twinengine.errors import ProcessGraphInvalid, ProcessUnsupported
 
-__all__ = ["AppProcessSource", "ProcessEntry", "ProcessRegistry", "standard_processes"]
+__all__ = ["USER_NAMESPACE", "AppProcessSource", "ProcessEntry", "ProcessRegistry", "standard_processes"]
+
+USER_NAMESPACE = "user"
 
 log = logging.getLogger("twinengine.workflows")
 
@@ -40,6 +43,7 @@ class ProcessEntry:
     cacheable: bool = True
     accepts: frozenset[str] = field(default_factory=frozenset)
     version: str | None = None
+    process: dict[str, Any] | None = None  # the stored graph of a user-defined process
 
     @property
     def parameters(self) -> list[dict[str, Any]]:
@@ -76,6 +80,8 @@ class ProcessRegistry:
         self._entries: dict[tuple[str | None, str], ProcessEntry] = {}
         self._lock = threading.Lock()
         self.apps = apps
+        self.user: dict[str, ProcessEntry] = {}
+        self.user_refused: dict[str, str] = {}
         for entry in entries:
             self.add(entry)
 
@@ -90,9 +96,32 @@ class ProcessRegistry:
         self.add(entry)
         return entry
 
+    def with_user_processes(self, entries: Iterable[ProcessEntry], refused: dict[str, str] | None = None,
+                            ) -> ProcessRegistry:
+        """A view for one user: these registered processes plus that user's user-defined processes.
+
+        ``refused`` maps the ids of user-defined processes that may not run (recursion) to the reason.
+        """
+        view = copy.copy(self)
+        view.user = {e.id: e for e in entries}
+        view.user_refused = dict(refused or {})
+        return view
+
     def get(self, process_id: str, namespace: str | None = None, *, app_version: str | None = None,
             node: str | None = None) -> ProcessEntry:
-        """The process for a node; raises ProcessUnsupported naming the node when there is none."""
+        """The process for a node; raises ProcessUnsupported naming the node when there is none.
+
+        Without a namespace a user-defined process of that id comes first (openEO), then the predefined one.
+        """
+        at = f"node {node!r}: " if node else ""
+        if namespace == USER_NAMESPACE or (namespace is None and (process_id in self.user
+                                                                  or process_id in self.user_refused)):
+            if process_id in self.user_refused:
+                raise ProcessGraphInvalid(f"{at}{self.user_refused[process_id]}", node=node)
+            user = self.user.get(process_id)
+            if user is None:
+                raise ProcessUnsupported(f"{at}there is no user-defined process {process_id!r}", node=node)
+            return user
         if namespace in (None, "backend", "predefined"):
             entry = self._entries.get((None, process_id))
         else:
@@ -101,7 +130,6 @@ class ProcessRegistry:
                 entry = self.apps.find(namespace, process_id, app_version)
         if entry is None:
             where = f" in namespace {namespace!r}" if namespace not in (None, "backend", "predefined") else ""
-            at = f"node {node!r}: " if node else ""
             raise ProcessUnsupported(f"{at}process {process_id!r}{where} is not supported by this engine",
                                      node=node)
         return entry
@@ -131,6 +159,22 @@ def standard_processes() -> list[ProcessEntry]:
         func = getattr(impls, pid, None) or getattr(impls, "_" + pid, None)
         if func is None or not callable(func):
             continue
-        entries.append(ProcessEntry(id=pid, spec=spec, implementation=func,
+        entries.append(ProcessEntry(id=pid, spec=_amend(spec), implementation=func,
                                     accepts=_accepts(func)))
     return entries
+
+
+# parameters of openEO 1.2 the bundled specs lack though the implementations take them (clients send them)
+_MISSING_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "resample_spatial": [{"name": "align", "optional": True, "default": "upper-left",
+                          "description": "Where the new grid is anchored; only the implementation's upper-left.",
+                          "schema": {"type": "string", "enum": ["upper-left"]}}],
+}
+
+
+def _amend(spec: dict[str, Any]) -> dict[str, Any]:
+    extra = _MISSING_PARAMETERS.get(str(spec["id"]))
+    if not extra:
+        return spec
+    names = {p["name"] for p in spec.get("parameters") or []}
+    return {**spec, "parameters": [*(spec.get("parameters") or []), *(p for p in extra if p["name"] not in names)]}

@@ -1,7 +1,7 @@
 """Where run results are kept: a small interface with a local implementation under ``<data_dir>/results``.
 
 Every asset is registered with its sha256 and size (registered means checksummed); the data lake replaces
-the local store with one that writes to its storage endpoints.
+the local store with one that also writes to its storage endpoints (``twinengine.lake.run_results``).
 """
 
 from __future__ import annotations
@@ -26,15 +26,17 @@ class Asset:
     sha256: str
     format: str
     roles: tuple[str, ...] = ("data",)
+    did: str | None = None  # the lake file (scope:name) holding it, when results are kept in the lake
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.media_type, "size": self.size, "sha256": self.sha256,
+        data = {"name": self.name, "type": self.media_type, "size": self.size, "sha256": self.sha256,
                 "format": self.format, "roles": list(self.roles)}
+        return data | ({"did": self.did} if self.did else {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Asset:
         return cls(name=data["name"], media_type=data["type"], size=int(data["size"]), sha256=data["sha256"],
-                   format=data.get("format", ""), roles=tuple(data.get("roles", ("data",))))
+                   format=data.get("format", ""), roles=tuple(data.get("roles", ("data",))), did=data.get("did"))
 
 
 class ResultStore:

@@ -22,8 +22,10 @@ from twinengine.workflows.graph import Graph, Node, parse_graph
 from twinengine.workflows.models import CacheEntry, RunLog, RunNode, WorkflowRun
 from twinengine.workflows.processes import fingerprint
 from twinengine.workflows.provenance import run_provenance
+from twinengine.workflows.registry import ProcessRegistry
 from twinengine.workflows.results import Asset
 from twinengine.workflows.schemas import RunStatus
+from twinengine.workflows.udp import user_registry
 
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
@@ -182,13 +184,13 @@ def _retry_policy(options: dict[str, Any]) -> Any:
     return lambda node_id: policies.get(node_id, default)
 
 
-def _processes_used(engine: WorkflowEngine, graph: Graph, app_version: str | None) -> list[dict[str, Any]]:
+def _processes_used(registry: ProcessRegistry, graph: Graph, app_version: str | None) -> list[dict[str, Any]]:
     seen: dict[tuple[str | None, str], dict[str, Any]] = {}
     stack = [graph]
     while stack:
         g = stack.pop()
         for node in g.nodes.values():
-            entry = engine.registry.get(node.process_id, node.namespace, app_version=app_version)
+            entry = registry.get(node.process_id, node.namespace, app_version=app_version)
             seen[(entry.namespace, entry.id)] = {"id": entry.id, "namespace": entry.namespace,
                                                  "version": entry.version}
         stack.extend(g.callbacks.values())
@@ -203,20 +205,24 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
             return "missing"
         process, parameters, options = run.process, dict(run.parameters), dict(run.options)
         owner, twin_id, app = run.owner, run.twin_id, run.app
+        registry = user_registry(session, engine.registry, owner)
     principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal")
     ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
                      executor=engine.executor, db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,
-                     udf_memory_bytes=engine.udf_memory_bytes)
+                     udf_memory_bytes=engine.udf_memory_bytes, services=engine.services)
     graph = parse_graph(process)
     hooks = _Hooks(engine, run_id, graph, ctx)
     ctx.log, ctx.compute_progress = hooks.log, hooks.compute_progress
     app_version = app.partition("@")[2] if app else None
     hooks.cache = _Cache(engine, ctx, read=not options.get("no_cache", False))
-    evaluator = Evaluator(engine.registry, parameters, hooks=hooks, retry=_retry_policy(options), cache=hooks.cache,
+    evaluator = Evaluator(registry, parameters, hooks=hooks, retry=_retry_policy(options), cache=hooks.cache,
                           app_version=app_version, fingerprint=fingerprint)
     engine.executing.add(run_id)
     status, error, value = RunStatus.FINISHED, None, None
     hooks.log("info", f"started on {engine.worker_id} with executor {engine.executor.name}")
+    for node in graph.nodes.values():  # openEO recommends logging which namespace a bare process id chose
+        if node.namespace is None and node.process_id in registry.user:
+            hooks.log("info", f"{node.process_id}: the user-defined process (namespace user)", node.id)
     try:
         with running(ctx):
             evaluator.compute_keys(graph)
@@ -240,7 +246,7 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         for node_id in skipped:
             hooks.pending.setdefault(node_id, {}).update(status="skipped")
     hooks.flush(force=True)
-    _store_end(engine, run_id, status, error, value, ctx, graph, app_version)
+    _store_end(engine, run_id, status, error, value, ctx, graph, app_version, registry)
     return str(status)
 
 
@@ -252,7 +258,8 @@ def _finish_value(ctx: RunContext, result: Any) -> Any:
         small = [a for a in ctx.assets if a.format == "JSON" and a.size <= MAX_CACHED_JSON]
         return json.loads(ctx.results.path(ctx.run_id, small[0].name).read_text()) if small else None
     if isinstance(result, xr.DataArray | xr.Dataset):
-        if result.size <= 10_000:
+        size = result.size if isinstance(result, xr.DataArray) else sum(v.size for v in result.data_vars.values())
+        if size <= 10_000:
             (computed,) = ctx.compute(result)
             return formats.to_json_value(computed)
         from twinengine.workflows.processes import save_result
@@ -272,7 +279,7 @@ def _finish_value(ctx: RunContext, result: Any) -> Any:
 
 
 def _store_end(engine: WorkflowEngine, run_id: str, status: str, error: dict[str, Any] | None, value: Any,
-               ctx: RunContext, graph: Graph, app_version: str | None) -> None:
+               ctx: RunContext, graph: Graph, app_version: str | None, registry: ProcessRegistry) -> None:
     now = utcnow()
     with engine.db.session() as session:
         run = session.get(WorkflowRun, run_id)
@@ -288,7 +295,7 @@ def _store_end(engine: WorkflowEngine, run_id: str, status: str, error: dict[str
             app_sha = session.scalar(select(AppVersion.archive_sha256).where(AppVersion.name == name,
                                                                              AppVersion.version == version))
         try:
-            processes = _processes_used(engine, graph, app_version)
+            processes = _processes_used(registry, graph, app_version)
         except TwinEngineError:
             processes = []
         run.provenance = run_provenance(run, processes=processes, inputs=ctx.inputs, state_writes=ctx.state_writes,

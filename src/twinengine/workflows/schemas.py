@@ -119,6 +119,10 @@ class TriggerCreate(_Input):
                                                              "the engine was down")
     collection: str | None = Field(default=None, max_length=200,
                                    description="collection id or glob pattern (kind dataset)")
+    stream: str | None = Field(default=None, max_length=64,
+                               description="stream of the twin (kind stream_window): a run every `count` records")
+    count: int | None = Field(default=None, ge=1, le=100_000_000, description="records per window (kind "
+                                                                             "stream_window with a stream)")
     parameters: dict[str, JsonValue] = Field(default_factory=dict, description="Fixed run parameters")
     bind: dict[str, str] = Field(default_factory=dict,
                                  description="run parameter → field of the event's data (dotted path)")

@@ -31,6 +31,7 @@ from twinengine.workflows.apps import read_app_file
 from twinengine.workflows.graph import graph_hash, parse_graph, parse_process, validate
 from twinengine.workflows.models import RunLog, RunNode, WorkflowRun
 from twinengine.workflows.schemas import RunOptions, RunStatus
+from twinengine.workflows.udp import user_registry
 
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
@@ -124,7 +125,8 @@ def submit(session: Session, engine: WorkflowEngine, *, principal: Principal, pr
     process = parse_process(process)
     run_id = _new_id()
     graph = parse_graph(process)
-    validate(graph, engine.registry, app_version=twin.app_version if twin else None,
+    validate(graph, user_registry(session, engine.registry, principal.name),
+             app_version=twin.app_version if twin else None,
              available=set(ENGINE_PARAMETERS) if twin else {"run_id"})
     bound = bind_parameters(process, parameters or {}, _engine_values(twin, run_id))
     opts = (options or RunOptions()).model_dump(mode="json")
@@ -237,7 +239,7 @@ def update_run(session: Session, engine: WorkflowEngine, *, principal: Principal
         run.description = description
     if process is not None:
         parsed = parse_process(process)
-        validate(parse_graph(parsed), engine.registry, available={"run_id"})
+        validate(parse_graph(parsed), user_registry(session, engine.registry, run.owner), available={"run_id"})
         run.process, run.graph_sha256 = parsed, graph_hash(parsed)
         session.execute(delete(RunNode).where(RunNode.run_id == run.id))
         graph = parse_graph(parsed)
@@ -270,8 +272,12 @@ def list_logs(session: Session, *, principal: Principal, run_id: str, offset: in
     return list(session.scalars(query.order_by(RunLog.id).limit(limit)))
 
 
-def check_graph(engine: WorkflowEngine, process: Any) -> None:
-    """Validation without running (openEO ``/validation``): raises the first problem found."""
+def check_graph(engine: WorkflowEngine, process: Any, *, session: Session | None = None,
+                owner: str | None = None) -> None:
+    """Validation without running (openEO ``/validation``): raises the first problem found.
+
+    With a session and an owner, the owner's user-defined processes can be called."""
     parsed = parse_process(process)
-    validate(parse_graph(parsed), engine.registry, available={"run_id"})
+    registry = user_registry(session, engine.registry, owner) if session is not None and owner else engine.registry
+    validate(parse_graph(parsed), registry, available={"run_id"})
 

@@ -31,8 +31,8 @@ from twinengine.workflows.schemas import TriggerCreate
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["Arrival", "ArrivalFeed", "LocalArrivals", "create_trigger", "delete_trigger", "fire",
-           "fire_webhook", "list_triggers", "materialize_manifest_triggers", "next_tick"]
+__all__ = ["Arrival", "ArrivalFeed", "ChainedArrivals", "LocalArrivals", "create_trigger", "delete_trigger", "fire",
+           "fire_stream_window", "fire_webhook", "list_triggers", "materialize_manifest_triggers", "next_tick"]
 
 
 @dataclass(frozen=True)
@@ -85,12 +85,50 @@ class LocalArrivals(ArrivalFeed):
         return str(int(moment.timestamp() * 1_000_000_000))
 
 
+class ChainedArrivals(ArrivalFeed):
+    """Several feeds as one (the local collections folder and the lake); the cursor is a JSON list of theirs."""
+
+    def __init__(self, feeds: list[ArrivalFeed]) -> None:
+        self.feeds = feeds
+
+    def _split(self, cursor: str | None) -> list[str | None]:
+        import json
+
+        if cursor is None:
+            return [None] * len(self.feeds)
+        try:
+            parts = json.loads(cursor)
+        except ValueError:
+            parts = None
+        if not isinstance(parts, list) or len(parts) != len(self.feeds):
+            # A single feed's cursor from before the chain: the other feeds start now (older is history).
+            now = utcnow()
+            parts = [cursor if i == 0 else feed.cursor_at(now) for i, feed in enumerate(self.feeds)]
+        return parts
+
+    def since(self, cursor: str | None) -> tuple[list[Arrival], str | None]:
+        import json
+
+        found: list[Arrival] = []
+        cursors: list[str | None] = []
+        for feed, part in zip(self.feeds, self._split(cursor), strict=True):
+            arrivals, after = feed.since(part)
+            found += arrivals
+            cursors.append(after)
+        return found, json.dumps(cursors)
+
+    def cursor_at(self, moment: datetime) -> str | None:
+        import json
+
+        return json.dumps([feed.cursor_at(moment) for feed in self.feeds])
+
+
 def next_tick(schedule: str, after: datetime) -> datetime:
     value: datetime = croniter(schedule, after).get_next(datetime)
     return value
 
 
-def _check_config(body: TriggerCreate) -> dict[str, Any]:
+def _check_config(body: TriggerCreate, streams: Any = ()) -> dict[str, Any]:
     config: dict[str, Any] = {"parameters": body.parameters, "bind": body.bind}
     if body.kind == "cron":
         if not body.schedule or not croniter.is_valid(body.schedule):
@@ -100,6 +138,13 @@ def _check_config(body: TriggerCreate) -> dict[str, Any]:
         if not body.collection:
             raise ValidationFailed.one("collection", "a dataset trigger needs a collection id or pattern")
         config["collection"] = body.collection
+    if body.kind == "stream_window" and (body.stream is not None or body.count is not None):
+        if body.stream is None or body.stream not in streams:
+            known = ", ".join(sorted(streams)) or "none"
+            raise ValidationFailed.one("stream", f"{body.stream!r} is not a stream of this twin's app ({known})")
+        if body.count is None:
+            raise ValidationFailed.one("count", "a stream window trigger on a stream needs count (records)")
+        config.update(stream=body.stream, count=body.count)
     return config
 
 
@@ -108,7 +153,7 @@ def _add(session: Session, twin: Twin, body: TriggerCreate, *, owner: str, sourc
     manifest = twins.manifest_for(session, twin)
     if body.workflow not in manifest.workflows:
         raise WorkflowNotFound(f"app {twin.app_name}@{twin.app_version} declares no workflow {body.workflow!r}")
-    config = _check_config(body)
+    config = _check_config(body, manifest.streams)
     secret = secrets.token_urlsafe(24) if body.kind == "webhook" else None
     now = utcnow()
     trigger = Trigger(id=f"trg-{secrets.token_hex(6)}", twin_id=twin.id, name=body.name, kind=body.kind,
@@ -162,6 +207,7 @@ def materialize_manifest_triggers(session: Session, twin: Twin, *, arrivals: Arr
         extra = spec.model_extra or {}
         body = TriggerCreate(name=spec.name, kind=spec.kind, workflow=spec.workflow, schedule=extra.get("schedule"),
                              misfire=extra.get("misfire", "run_once"), collection=extra.get("collection"),
+                             stream=extra.get("stream"), count=extra.get("count"),
                              parameters=extra.get("parameters") or {}, bind=extra.get("bind") or {})
         try:
             _add(session, twin, body, owner=twin.owner, source="manifest", arrivals=arrivals)
@@ -181,15 +227,18 @@ def _lookup(data: dict[str, Any], path: str) -> Any:
 
 
 def fire(session: Session, engine: WorkflowEngine, trigger: Trigger, *, event_key: str,
-         data: dict[str, Any]) -> WorkflowRun | None:
+         data: dict[str, Any], parameters: dict[str, Any] | None = None) -> WorkflowRun | None:
     """Record the event and start its run, once: a repeated (trigger, key) returns None and starts nothing.
 
-    Stream-window and drift triggers (later capabilities) call this with their own keys and data.
+    ``parameters`` (what a stream function passed) override the trigger's fixed and bound ones. Drift
+    triggers (the AI lifecycle) call this with their own keys and data.
     """
     config = trigger.config
+    given = parameters or {}
     parameters = dict(config.get("parameters") or {})
     for param, path in (config.get("bind") or {}).items():
         parameters[param] = _lookup(data, path)
+    parameters.update(given)
     try:
         with session.begin_nested():
             event = TriggerEvent(trigger_id=trigger.id, event_key=event_key[:200], data=data)
@@ -204,6 +253,25 @@ def fire(session: Session, engine: WorkflowEngine, trigger: Trigger, *, event_ke
     session.flush()
     engine.notify()
     return run
+
+
+def fire_stream_window(session: Session, engine: WorkflowEngine, *, twin_id: str, workflow: str,
+                       parameters: dict[str, Any], event_key: str) -> WorkflowRun | None:
+    """A function on arrival called ``start_workflow`` on a stream window: fire the twin's stream-window
+    trigger of that workflow (created as ``stream_<workflow>`` on first use, so it is listed, can be
+    disabled, and keeps the events). One event key starts at most one run; a disabled trigger starts none."""
+    trigger = session.scalar(select(Trigger).where(Trigger.twin_id == twin_id, Trigger.kind == "stream_window",
+                                                   Trigger.workflow == workflow).order_by(Trigger.created_at))
+    if trigger is None:
+        twin = session.get(Twin, twin_id)
+        if twin is None:
+            return None
+        body = TriggerCreate(name=f"stream_{workflow}"[:64], kind="stream_window", workflow=workflow)
+        trigger, _ = _add(session, twin, body, owner=twin.owner, source="function")
+    if not trigger.enabled:
+        return None
+    data = {"workflow": workflow, "parameters": parameters, "event": event_key}
+    return fire(session, engine, trigger, event_key=f"stream:{event_key}", data=data, parameters=parameters)
 
 
 def fire_webhook(session: Session, engine: WorkflowEngine, *, trigger_id: str, secret: str | None,
@@ -250,4 +318,26 @@ def due_arrivals(session: Session, engine: WorkflowEngine, trigger: Trigger) -> 
             key = f"arrival:{arrival.collection}:{arrival.item}:{arrival.at.isoformat()}"
             fired += fire(session, engine, trigger, event_key=key, data=arrival.data()) is not None
     trigger.cursor = cursor
+    return fired
+
+
+def due_windows(session: Session, engine: WorkflowEngine, trigger: Trigger) -> int:
+    """A stream window trigger on a stream: one run per full window of ``count`` records, in offset order.
+    The cursor (the next window's first offset) moves in the transaction that records the events; records
+    already in the stream on the trigger's first pass are history."""
+    end_of = engine.services.get("stream_end")
+    stream, count = trigger.config.get("stream"), trigger.config.get("count")
+    if end_of is None or not stream or not count:
+        return 0
+    end = int(end_of(trigger.twin_id, stream))
+    if trigger.cursor is None:
+        trigger.cursor = str(end)
+        return 0
+    start, fired = int(trigger.cursor), 0
+    while start + count <= end:
+        data = {"stream": stream, "first_offset": start, "last_offset": start + count - 1, "count": count}
+        key = f"window:{stream}:{start}-{start + count - 1}"
+        fired += fire(session, engine, trigger, event_key=key, data=data) is not None
+        start += count
+    trigger.cursor = str(start)
     return fired

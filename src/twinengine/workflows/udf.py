@@ -7,6 +7,7 @@ the same way. A UDF that loops, leaks memory or kills itself fails its node, nev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -23,33 +24,32 @@ __all__ = ["run_udf_process"]
 _CHILD = "twinengine.workflows._udf_child"
 
 
-def _limits(memory_bytes: int) -> Any:
-    def apply() -> None:  # runs in the child before exec
-        import resource
-
-        if memory_bytes > 0:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-
-    return apply
-
-
 def run_udf_process(data: Any, code: str, context: Any, *, timeout: float, memory_bytes: int) -> Any:
+    """Run the UDF in a child process (its own session, so a kill reaches whatever it started).
+
+    The child sets its own memory limit (no ``preexec_fn``: unsafe in a threaded server) and writes its
+    output to a file, of which the last part is kept for the error message.
+    """
     with tempfile.TemporaryDirectory(prefix="twin-udf-") as tmp:
         folder = Path(tmp)
         (folder / "udf_code.py").write_text(code)
         with (folder / "input.pkl").open("wb") as fh:
             pickle.dump({"data": data, "context": context}, fh, protocol=pickle.HIGHEST_PROTOCOL)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
-        process = subprocess.Popen([sys.executable, "-m", _CHILD, str(folder)], cwd=folder, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   start_new_session=True, preexec_fn=_limits(memory_bytes))
-        try:
-            output, _ = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise ProcessFailed(f"run_udf: the UDF did not finish within {timeout:g} s and was stopped") from None
-        text = output.decode(errors="replace")[-2000:]
+        with (folder / "output.log").open("wb") as out:
+            process = subprocess.Popen([sys.executable, "-m", _CHILD, str(folder), str(max(0, memory_bytes))],
+                                       cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                raise ProcessFailed(f"run_udf: the UDF did not finish within {timeout:g} s and was stopped") from None
+            finally:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)  # whatever it left running
+        text = _tail(folder / "output.log", 2000)
         if process.returncode != 0:
             how = (f"was killed by signal {-process.returncode}" if process.returncode < 0
                    else f"exited with status {process.returncode}")
@@ -59,3 +59,10 @@ def run_udf_process(data: Any, code: str, context: Any, *, timeout: float, memor
             raise ProcessFailed("run_udf: the UDF produced no result")
         with result_file.open("rb") as fh:
             return pickle.load(fh)["result"]
+
+
+def _tail(path: Path, size: int) -> str:
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - size))
+        return fh.read().decode(errors="replace")

@@ -34,6 +34,25 @@ def _publish_mqtt(url: str, topic: str, messages: list[dict[str, Any]]) -> None:
         client.disconnect()
 
 
+def _history_in_lake(ctx: DemoContext, twin_id: str) -> dict[str, Any]:
+    """Run the compactor's pass now (rather than at its next tick) and find its datasets through STAC."""
+    from pystac_client import Client as StacClient
+    from sqlalchemy import select
+
+    from twinengine.daemons.streams_compactor import Compactor
+    from twinengine.streams.models import CompactedSegment
+
+    Compactor(ctx.runtime).run_once()
+    with ctx.runtime.db.session(readonly=True) as session:
+        rows = list(session.scalars(select(CompactedSegment).where(CompactedSegment.twin_id == twin_id,
+                                                                   CompactedSegment.dataset_id.is_not(None))))
+    collection = f"{twin_id}-gauges"
+    stac = StacClient.open(f"{ctx.url}/stac/", headers={"Authorization": f"Bearer {ctx.tokens['uma']}"})
+    items = list(stac.search(collections=[collection], max_items=1000).items()) if rows else []
+    return {"collection": collection, "segments": len(items), "records": sum(r.records for r in rows),
+            "datasets": sorted(r.dataset_id for r in rows if r.dataset_id)}
+
+
 def live_gauges(ctx: DemoContext) -> None:
     o, reach = ctx.options, ctx.app_package
     uma, gauge = ctx.client("uma"), ctx.client("gauge-rr01")
@@ -98,7 +117,13 @@ def live_gauges(ctx: DemoContext) -> None:
                 title=f"{twin.name}: gauge records read back from the stream log ({transport}); the function "
                       f"set alert on {sum(bool(a.value) for a in alerts)} readings")
     ctx.facts["streams"]["plot"] = str(path)
+    history = _history_in_lake(ctx, uma.get_twin(twin.name).id)
+    ctx.facts["streams"]["lake"] = history
+    ctx.say(f"the compactor wrote {history['segments']} closed segments ({history['records']} records) as Parquet "
+            f"and registered them in the lake: STAC collection {history['collection']} on site-a")
     ctx.summary += [
+        ("stream history in the lake", f"{history['segments']} segments, {history['records']} records, checksummed "
+                                       f"on site-a: {ctx.url}/stac/collections/{history['collection']}/items"),
         ("live plot", str(path)),
         ("live stream", f"{len(records)} gauge readings over {transport} into {twin.name}: {rate:.0f} records/s "
                         f"acknowledged durable"),

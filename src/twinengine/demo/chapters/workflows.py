@@ -81,3 +81,9 @@ def forecast(ctx: DemoContext) -> None:
     ctx.summary.append(("forecast workflow", f"run {final.id}: peak {peak:.2f} m in the next {FORECAST_HOURS} h, "
                                              f"{seconds:.2f} s; rerun served from the cache ({', '.join(cached)})"))
     ctx.summary.append(("provenance", f"/api/v1/runs/{final.id}/provenance (W3C PROV-JSON)"))
+    kept = [a for a in final.assets if a.get("did")]
+    ctx.facts["workflow"]["lake_assets"] = [a["did"] for a in kept]
+    if kept:
+        ctx.summary.append(("forecast in the lake", f"{', '.join(a['did'] for a in kept)} (sha256 "
+                                                    f"{kept[0]['sha256'][:12]}…) on site-a: {ctx.url}/stac/"
+                                                    f"collections/workflow-results/items/{final.id}"))

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse
 from twinengine._version import __version__
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.auth.issuer import verify_bearer
+from twinengine.auth.oidc import OidcVerifier
 from twinengine.collections.stac import stac_collection
 from twinengine.errors import AuthenticationRequired, NotFound, RunNotFinished, TokenInvalid
 from twinengine.workflows import service
@@ -92,9 +93,10 @@ def credentials_basic(request: Request, session: SessionDep, runtime: RuntimeDep
     return {"access_token": password}
 
 
-@router.get("/credentials/oidc", name="credentials_oidc", summary="OpenID Connect providers (none configured)")
-def credentials_oidc() -> dict[str, Any]:
-    return {"providers": []}
+@router.get("/credentials/oidc", name="credentials_oidc", summary="OpenID Connect providers this engine trusts")
+def credentials_oidc(runtime: RuntimeDep) -> dict[str, Any]:
+    """The configured providers (``TWIN_OIDC_PROVIDERS``); clients then send ``Bearer oidc/<id>/<token>``."""
+    return {"providers": [v.describe() for v in runtime.verifiers if isinstance(v, OidcVerifier)]}
 
 
 @router.get("/me", name="me")
@@ -159,13 +161,13 @@ def result(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
 
 
 @router.post("/validation", name="validation", summary="Validate a process graph without running it")
-def validation(runtime: RuntimeDep, principal: PrincipalDep,
+def validation(runtime: RuntimeDep, principal: PrincipalDep, session: SessionDep,
                body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     from twinengine.errors import TwinEngineError
     from twinengine.workflows.openeo.errors import OPENEO_CODES
 
     try:
-        service.check_graph(runtime.workflows, body)
+        service.check_graph(runtime.workflows, body, session=session, owner=principal.name)
     except TwinEngineError as exc:
         return {"errors": [{"code": OPENEO_CODES.get(exc.code, exc.code), "message": exc.message}]}
     return {"errors": []}

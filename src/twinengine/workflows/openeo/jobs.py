@@ -8,9 +8,9 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from sqlalchemy import select
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
-from twinengine.errors import ProcessGraphNotFound, RunNotFinished
+from twinengine.errors import ProcessGraphInvalid, ProcessGraphNotFound, RunNotFinished
 from twinengine.store.base import utcnow
-from twinengine.workflows import service
+from twinengine.workflows import service, udp
 from twinengine.workflows.graph import parse_graph, parse_process, validate
 from twinengine.workflows.models import UserProcess, WorkflowRun
 from twinengine.workflows.openeo.errors import OpenEORoute
@@ -145,7 +145,11 @@ def put_udp(process_graph_id: Annotated[str, Path(max_length=120, pattern=r"^\w+
             runtime: RuntimeDep, principal: PrincipalDep, body: Annotated[dict[str, Any], Body()]) -> Response:
     process = parse_process(body)
     params = {p.get("name") for p in process.get("parameters") or [] if isinstance(p, dict)}
-    validate(parse_graph(process), runtime.workflows.registry, available={str(p) for p in params} | {"run_id"})
+    others = {k: v for k, v in udp.stored_processes(session, principal.name).items() if k != process_graph_id}
+    registry = udp.with_processes(runtime.workflows.registry, {**others, process_graph_id: process})
+    if process_graph_id in registry.user_refused:  # it would call itself
+        raise ProcessGraphInvalid(registry.user_refused[process_graph_id])
+    validate(parse_graph(process), registry, available={str(p) for p in params} | {"run_id"})
     row = session.get(UserProcess, (principal.name, process_graph_id))
     stored = {**process, "id": process_graph_id}
     if row is None:

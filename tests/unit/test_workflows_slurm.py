@@ -1,0 +1,44 @@
+"""The Slurm executor seam: settings become dask-jobqueue ``SLURMCluster`` options and a worker job script.
+
+There is no Slurm here, so nothing is submitted (``slurm_jobs=0``): the tests check the sbatch script
+dask-jobqueue generates, which is what Slurm would run. A later issue runs it on a real Slurm cluster.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from twinengine.config import Settings
+from twinengine.workflows.executors import SlurmExecutor, make_executor, slurm_options
+
+
+def test_settings_become_cluster_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWIN_COMPUTE", "slurm")
+    monkeypatch.setenv("TWIN_SLURM_QUEUE", "batch")
+    monkeypatch.setenv("TWIN_SLURM_CORES", "8")
+    settings = Settings(slurm_memory="32GiB", slurm_walltime="02:00:00", slurm_options={"processes": 2})
+    assert settings.executor == "slurm"
+    options = slurm_options(queue=settings.slurm_queue, cores=settings.slurm_cores, memory=settings.slurm_memory,
+                            walltime=settings.slurm_walltime, jobs=settings.slurm_jobs, extra=settings.slurm_options)
+    assert options == {"cores": 8, "memory": "32GiB", "walltime": "02:00:00", "jobs": 1, "queue": "batch",
+                       "job_name": "twinengine-worker", "processes": 2}
+    assert slurm_options(extra={"cores": 4})["cores"] == 4  # TWIN_SLURM_OPTIONS wins
+
+
+def test_the_worker_job_script() -> None:
+    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is the optional 'slurm' extra; not installed")
+    options = slurm_options(queue="batch", account="dte", cores=8, memory="32GiB", walltime="02:00:00", jobs=0)
+    executor = make_executor("slurm", options=options)
+    try:
+        assert isinstance(executor, SlurmExecutor)
+        script = executor.job_script()
+        assert script.startswith("#!/")
+        for line in ("#SBATCH -J twinengine-worker", "#SBATCH -p batch", "#SBATCH -A dte", "#SBATCH -n 1",
+                     "#SBATCH --cpus-per-task=8", "#SBATCH -t 02:00:00"):
+            assert line in script, script
+        assert "#SBATCH --mem=" in script
+        assert "distributed.cli.dask_worker" in script or "dask worker" in script
+        assert executor.address in script  # workers call back to the engine's scheduler
+        assert executor.describe() == {"name": "slurm", "address": executor.address}
+    finally:
+        executor.close()
