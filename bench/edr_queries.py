@@ -4,14 +4,18 @@ Builds (once, then reuses) a chunked zarr cube of hourly 2 m temperature for one
 (8760 x 180 x 360 float32 = 2.27 GB uncompressed, chunks time=168, lat=45, lon=90, zstd), then for each
 query prints, measured in this process and run:
 
-- floor: the chunks the query touches read and decoded directly with zarr (``get_block_selection``);
+- floor: the chunks the query touches read and decoded directly with zarr, in each round the faster of
+  one ``get_block_selection`` over their box and chunk by chunk on a thread pool of 4;
 - ours, cold: the whole HTTP round trip to a served engine (auth, planning, chunk reads, CoverageJSON),
-  with the decoded-chunk cache emptied first; ours, hot: the same again with the cache warm;
+  with the decoded-chunk cache emptied first; ours, hot: the same again with the cache warm (floor, cold
+  and hot take turns in every round, so that load from elsewhere on the machine falls on all three);
 - bytes read by the engine vs the encoded size of exactly the chunks the query needs;
+- ours in process: the same extraction and CoverageJSON without HTTP, cold, to set beside
 - pygeoapi's xarray-edr provider (in-process, its CoverageJSON serialised with json.dumps) on the queries
-  it supports, when pygeoapi is installed (``pip install pygeoapi``).
+  it supports, when pygeoapi is importable (``pip install pygeoapi``, or on PYTHONPATH);
+- the per-request overhead: a trivial authenticated EDR request, and one refused for want of a token.
 
-Usage: python bench/edr_queries.py [--repeat 3] [--dir ~/.cache/twinengine-bench]
+Usage: python bench/edr_queries.py [--repeat 7] [--dir ~/.cache/twinengine-bench]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ import shapely
 import xarray as xr
 import zarr
 
+from twinengine.access.covjson import dumps, to_covjson
 from twinengine.access.query import parse_datetime, parse_wkt
 from twinengine.access.service import Query, run_query
 from twinengine.api import create_app
@@ -109,14 +115,20 @@ def touched_blocks(ds: xr.Dataset, q: dict[str, Any]) -> list[tuple[int, int, in
     return sorted({(int(t), by, bx) for t in np.unique(ti // CHUNKS[0]) for by, bx in spatial})
 
 
-def floor(array: zarr.Array, blocks: list[tuple[int, int, int]]) -> Callable[[], None]:
-    """Decode exactly ``blocks``: one get_block_selection per rectangular run (all the queries here are)."""
+def floors(array: zarr.Array[Any], blocks: list[tuple[int, int, int]], pool: ThreadPoolExecutor
+           ) -> dict[str, Callable[[], Any]]:
+    """Two ways of decoding exactly ``blocks`` with zarr; the floor is whichever is faster in each round:
+    one ``get_block_selection`` over their box (all the queries here touch a box of chunks), and each chunk
+    on its own on a thread pool (results dropped as they come, so no memory is held)."""
     ts, ys, xs = (sorted({b[k] for b in blocks}) for k in range(3))
-    rectangular = len(blocks) == len(ts) * len(ys) * len(xs)
-    if rectangular:
-        sel = (slice(ts[0], ts[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
-        return lambda: array.get_block_selection(sel)  # type: ignore[return-value]
-    return lambda: [array.blocks[b] for b in blocks]  # type: ignore[func-returns-value]
+    assert len(blocks) == len(ts) * len(ys) * len(xs), "the queries here touch a box of chunks"
+    sel = (slice(ts[0], ts[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+
+    def chunk_by_chunk() -> None:
+        for _ in pool.map(lambda b: array.blocks[b], blocks):
+            pass
+
+    return {"floor, one box": lambda: array.get_block_selection(sel), "floor, chunk by chunk": chunk_by_chunk}
 
 
 def encoded_bytes(root: Path, blocks: list[tuple[int, int, int]]) -> int:
@@ -134,23 +146,38 @@ def timed(fn: Callable[[], Any], repeat: int, before: Callable[[], None] | None 
     return statistics.median(samples)
 
 
-def pygeoapi_runner(path: Path) -> Callable[[dict[str, Any]], Callable[[], None] | None] | None:
+def interleaved(runs: dict[str, tuple[Callable[[], Any], Callable[[], None] | None]], repeat: int
+                ) -> dict[str, list[float]]:
+    """Seconds per round of each run, taking turns within every round, so that load from other processes
+    on the machine falls on all of them alike rather than on whichever happened to run at a bad moment."""
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, (fn, before) in runs.items():
+            if before:
+                before()
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def pygeoapi_runner(path: Path) -> Callable[[dict[str, Any]], Callable[[], Any] | None] | None:
     try:
-        from pygeoapi.provider.xarray_edr import XarrayEDRProvider
+        from pygeoapi.provider.xarray_edr import XarrayEDRProvider  # type: ignore[import-not-found]
     except ImportError:
         return None
     provider = XarrayEDRProvider({"name": "xarray-edr", "type": "edr", "data": str(path),
                                   "format": {"name": "zarr", "mimetype": "application/zip"},
                                   "x_field": "lon", "y_field": "lat", "time_field": "time"})
 
-    def make(q: dict[str, Any]) -> Callable[[], None] | None:
+    def make(q: dict[str, Any]) -> Callable[[], Any] | None:
         when = q.get("datetime")
         if q["type"] == "position":
             point = shapely.from_wkt(q["coords"])
-            return lambda: json.dumps(provider.position(wkt=point, datetime_=when, select_properties=["t2m"])).encode()  # type: ignore[func-returns-value]
+            return lambda: json.dumps(provider.position(wkt=point, datetime_=when, select_properties=["t2m"])).encode()
         if q["type"] == "cube":
             bbox = [float(v) for v in q["bbox"].split(",")]
-            return lambda: json.dumps(provider.cube(bbox=bbox, datetime_=when, select_properties=["t2m"])).encode()  # type: ignore[func-returns-value]
+            return lambda: json.dumps(provider.cube(bbox=bbox, datetime_=when, select_properties=["t2m"])).encode()
         return None  # area (polygon), radius, trajectory, corridor: not offered by the xarray-edr provider
 
     return make
@@ -158,7 +185,7 @@ def pygeoapi_runner(path: Path) -> Callable[[dict[str, Any]], Callable[[], None]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("TWIN_BENCH_DIR",
                                                                         Path.home() / ".cache" / "twinengine-bench")))
     args = parser.parse_args()
@@ -182,13 +209,17 @@ def main() -> None:
         assert token is not None
         access = runtime.access
         try:
-            with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, token) as client:
+            with (InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, token) as client,
+                  ThreadPoolExecutor(4) as pool):
                 http = client._http
                 headers = {"Authorization": f"Bearer {token}"}
+                trivial = timed(lambda: http.get("/edr/conformance", headers=headers), 300)
+                refused = timed(lambda: http.get("/edr/conformance"), 300)
                 for q in QUERIES:
                     blocks = touched_blocks(ds, q)
-                    run_floor = floor(array, blocks)
-                    run_floor()  # page cache warm for both sides
+                    ways = floors(array, blocks, pool)
+                    for way in ways.values():
+                        way()  # page cache warm for every side
                     params = {k: v for k, v in q.items() if k not in ("name", "type")}
 
                     def ours(q: dict[str, Any] = q, params: dict[str, Any] = params) -> int:
@@ -197,37 +228,52 @@ def main() -> None:
                         return len(response.content)
 
                     size = ours()
-                    cold = timed(ours, args.repeat, before=access.cache.clear)
-                    hot = timed(ours, args.repeat)
-                    floor_s = timed(run_floor, args.repeat)
-                    access.cache.clear()
                     geometry = shapely.from_wkt(q["coords"]) if "coords" in q else None
                     query = Query(kind=q["type"], geometry=geometry, datetime=parse_datetime(q.get("datetime")),
                                   bbox=tuple(float(v) for v in q["bbox"].split(",")) if "bbox" in q else None)
-                    extraction = run_query(access, principal=SYSTEM, collection_id="cube", query=query)
-                    read, minimal = extraction.stats.bytes_read, encoded_bytes(path / "", blocks)
-                    theirs = None
+
+                    def in_process(query: Query = query) -> int:
+                        extraction = run_query(access, principal=SYSTEM, collection_id="cube", query=query)
+                        return len(dumps(to_covjson(extraction)))
+
+                    runs: dict[str, tuple[Callable[[], Any], Callable[[], None] | None]] = {
+                        **{name: (way, None) for name, way in ways.items()}, "cold": (ours, access.cache.clear),
+                        "hot": (ours, None), "in-process": (in_process, access.cache.clear)}
                     if pygeoapi is not None and (call := pygeoapi(q)) is not None:
                         call()
-                        theirs = timed(call, args.repeat)
-                    rows.append((q["name"], extraction.values, len(blocks), floor_s, cold, hot, read, minimal, size,
-                                 theirs))
+                        runs["pygeoapi"] = (call, None)
+                    rounds = interleaved(runs, args.repeat)
+                    rounds["floor"] = [min(pair) for pair in zip(*(rounds[name] for name in ways), strict=True)]
+                    floor_s, cold, hot, inproc = (statistics.median(rounds[k])
+                                                  for k in ("floor", "cold", "hot", "in-process"))
+                    theirs = statistics.median(rounds["pygeoapi"]) if "pygeoapi" in rounds else None
+                    # the ratio of each round (floor and ours measured back to back), then their median
+                    ratio = statistics.median(c / f for c, f in zip(rounds["cold"], rounds["floor"], strict=True))
+                    access.cache.clear()
+                    extraction = run_query(access, principal=SYSTEM, collection_id="cube", query=query)
+                    read, minimal = extraction.stats.bytes_read, encoded_bytes(path / "", blocks)
+                    rows.append((q["name"], extraction.values, size, len(blocks), floor_s, cold, ratio, hot, inproc,
+                                 read, minimal, theirs))
                     print(f"  measured {q['name']}", flush=True)
         finally:
             runtime.close()
-    print(f"\nEDR queries on a {gb:.2f} GB cube; median of {args.repeat}; ours = HTTP round trip incl. CoverageJSON\n")
-    head = (f"{'query':<29}{'values':>10}{'chunks':>7}{'floor ms':>10}{'cold ms':>9}{'cold/floor':>11}"
-            f"{'hot ms':>8}{'read/minimal':>13}{'pygeoapi ms':>12}{'pygeoapi/cold':>14}")
+    print(f"\nEDR queries on a {gb:.2f} GB cube, {os.cpu_count()} CPUs; medians of {args.repeat} interleaved rounds "
+          "(cold/floor: median of the per-round ratios); cold, hot = HTTP round trip incl. auth and CoverageJSON;\n"
+          "inproc = the same extraction and CoverageJSON in process, cold, as pygeoapi is measured\n")
+    head = (f"{'query':<29}{'values':>10}{'MB out':>7}{'chunks':>7}{'floor ms':>10}{'cold ms':>9}{'cold/floor':>11}"
+            f"{'hot ms':>8}{'inproc':>9}{'read/minimal':>13}{'pygeoapi ms':>12}{'pygeo/inproc':>14}")
     print(head)
     print("-" * len(head))
-    for name, values, chunks, floor_s, cold, hot, read, minimal, _size, theirs in rows:
-        py = f"{theirs * 1000:>12.1f}{theirs / cold:>14.1f}" if theirs else f"{'n/a':>12}{'-':>14}"
-        print(f"{name:<29}{values:>10,}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}{cold / floor_s:>11.2f}"
-              f"{hot * 1000:>8.1f}{read / minimal:>13.2f}{py}")
+    for name, values, size, chunks, floor_s, cold, ratio, hot, inproc, read, minimal, theirs in rows:
+        py = f"{theirs * 1000:>12.1f}{theirs / inproc:>14.1f}" if theirs else f"{'n/a':>12}{'-':>14}"
+        print(f"{name:<29}{values:>10,}{size / 1e6:>7.2f}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}"
+              f"{ratio:>11.2f}{hot * 1000:>8.1f}{inproc * 1000:>9.1f}{read / minimal:>13.2f}{py}")
+    print(f"\nper-request overhead: a trivial EDR request (GET /edr/conformance) takes {trivial * 1000:.2f} ms "
+          f"with a valid token, {refused * 1000:.2f} ms refused without one (HTTP and routing alone)")
     if pygeoapi is None:
-        print("\npygeoapi is not installed here (pip install pygeoapi): its column is empty")
+        print("pygeoapi is not installed here (pip install pygeoapi): its column is empty")
     else:
-        print("\npygeoapi n/a: its xarray-edr provider offers position and cube only (no area, radius, trajectory, "
+        print("pygeoapi n/a: its xarray-edr provider offers position and cube only (no area, radius, trajectory, "
               "corridor)")
 
 

@@ -265,6 +265,38 @@ def test_size_limit_refuses_before_reading_and_cache_serves_repeats(edr: Any) ->
     assert reader.stats.hits == 0  # per-query stats are moved to the extraction; the cache did the work
 
 
+@pytest.mark.parametrize("url", [
+    "/edr/collections/rain/area?coords=POLYGON((6 41, 14 41, 14 48, 6 48, 6 41))",
+    "/edr/collections/rain/position?coords=MULTIPOINT((6 41),(7 42),(8 43))",
+    "/edr/collections/rain/corridor?coords=LINESTRING(6 41, 14 48)&corridor-width=200&width-units=km",
+])
+def test_every_query_type_is_refused_with_its_size_before_reading(edr: Any, url: str) -> None:
+    access = edr[0].runtime.access
+    access.max_values = 100
+    access.cache.clear()
+    body = get(edr, url, 413).json()
+    details = body["details"][0]
+    assert body["status"] == 413 and details["loc"] == "size" and details["values"] > 100
+    assert details["estimated_bytes"] > details["values"] and f"{details['values']:,}" in body["description"]
+    assert len(access.cache) == 0 and access.cache.size == 0  # nothing was read
+
+
+def test_chunk_cache_takes_its_limit_from_the_settings(edr: Any) -> None:
+    runtime = edr[0].runtime
+    assert runtime.access.cache.capacity == runtime.settings.edr_chunk_cache_bytes > 0
+
+
+def test_a_revoked_token_is_refused_at_once(edr: Any) -> None:
+    engine = edr[0]
+    admin = engine.sdk(engine.admin_token)
+    issued = admin.create_token("rita", "user")
+    url = "/edr/collections/rain/position?coords=POINT(8 45)"
+    assert engine.http.get(url, headers=engine.headers(issued.token)).status_code == 200
+    admin.revoke_token(issued.jti)
+    response = engine.http.get(url, headers=engine.headers(issued.token))
+    assert response.status_code == 401 and "revoked" in response.json()["description"]
+
+
 def test_tokens_are_required(edr: Any) -> None:
     engine = edr[0]
     response = engine.http.get("/edr/collections")

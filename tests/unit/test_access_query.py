@@ -109,3 +109,59 @@ def test_cache_is_bounded_and_least_recently_used_goes_first() -> None:
     assert cache.get(("k", 2)) is not None and cache.get(("k", 3)) is None
     cache.put(("big",), np.zeros(1000))  # larger than the whole cache: not kept
     assert cache.get(("big",)) is None and cache.size <= 3000
+
+
+def test_cache_counts_a_shared_buffer_until_its_last_chunk_goes() -> None:
+    cache = ChunkCache(capacity=2000)
+    box = np.zeros(200)  # 1600 bytes, decoded as one box of four chunks
+    cache.put_many([(("b", i), box[i * 50:(i + 1) * 50]) for i in range(4)], box.nbytes)
+    assert cache.size == 1600 and len(cache) == 4
+    cache.put(("x",), np.zeros(50))  # 400 bytes: exactly at the limit
+    assert cache.size == 2000 and len(cache) == 5
+    cache.put(("y",), np.zeros(50))  # evicting one view frees nothing: the whole box has to go
+    assert cache.size == 800 and len(cache) == 2
+    assert all(cache.get(("b", i)) is None for i in range(4)) and cache.get(("x",)) is not None
+    cache.put_many([(("z",), np.zeros(1000))], 8000)  # a box larger than the whole cache: not kept
+    assert cache.get(("z",)) is None and cache.size == 800
+
+
+def test_reader_keeps_the_cache_within_its_limit_and_evicts(cube: xr.Dataset) -> None:
+    full = cube.v.values
+    chunk = 25 * 10 * 10 * 4
+    with ThreadPoolExecutor(2) as pool:
+        cache = ChunkCache(3 * chunk)
+        reader = reader_for(cube, "v", key=("c",), cache=cache, pool=pool)
+        first = (slice(0, 25), slice(0, 10), slice(0, 30))  # three chunks, decoded as one box
+        np.testing.assert_array_equal(reader.read(first), full[0:25, 0:10, 0:30])
+        assert reader.stats.misses == 3 and len(cache) == 3 and cache.size == 3 * chunk
+        second = (slice(25, 50), slice(0, 10), slice(0, 10))
+        np.testing.assert_array_equal(reader.read(second), full[25:50, 0:10, 0:10])
+        assert cache.size <= cache.capacity and len(cache) == 1  # the first box went, least recently used
+        everything = (slice(None), slice(None), slice(None))  # 48 chunks: more than the cache holds
+        np.testing.assert_array_equal(reader.read(everything), full)
+        assert reader.stats.hits == 1  # the chunk of the second read came from the cache
+        assert cache.size <= cache.capacity and 1 <= len(cache) <= 3
+
+
+def test_reader_decodes_a_batch_of_bounded_size_at_a_time(cube: xr.Dataset) -> None:
+    full = cube.v.values
+    with ThreadPoolExecutor(2) as pool:
+        reader = reader_for(cube, "v", key=("c",), cache=ChunkCache(0), pool=pool)
+        reader.batch_bytes = 2 * 25 * 10 * 10 * 4
+        everything = (slice(None), slice(None), slice(None))
+        boxes = reader._boxes(reader.blocks_touched(everything))
+        assert all(int(np.prod(np.subtract(hi, lo))) <= 2 for lo, hi in boxes)
+        assert sum(int(np.prod(np.subtract(hi, lo))) for lo, hi in boxes) == 48
+        sel = (np.array([3, 30, 31, 99]), slice(2, 28), np.array([0, 17, 39]))
+        np.testing.assert_array_equal(reader.read(sel), full[np.ix_([3, 30, 31, 99], range(2, 28), [0, 17, 39])])
+        np.testing.assert_array_equal(reader.read(everything), full)
+        assert reader.stats.misses == 3 * 3 * 3 + 48 and len(reader.cache) == 0
+
+
+def test_grids_can_be_laid_out_x_before_y_without_changing_values(cube: xr.Dataset) -> None:
+    full = cube.v.values
+    with ThreadPoolExecutor(2) as pool:
+        reader = reader_for(cube, "v", key=("c",), cache=ChunkCache(10**9), pool=pool)
+        got = reader.read((slice(5, 60), slice(3, 21), slice(7, 33)), layout=(0, 2, 1))
+        np.testing.assert_array_equal(got, full[5:60, 3:21, 7:33])
+        assert np.swapaxes(got, 1, 2).flags.c_contiguous

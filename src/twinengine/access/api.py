@@ -70,7 +70,7 @@ Format = Annotated[str | None, Query(alias="f", max_length=32, description="Cove
                                                                            "NetCDF; json means CoverageJSON")]
 
 
-def get_access(runtime: RuntimeDep) -> DataAccess:
+async def get_access(runtime: RuntimeDep) -> DataAccess:
     return runtime.access
 
 
@@ -98,47 +98,40 @@ def _encode(extraction: Extraction, f: str | None, z_units: str | None) -> Respo
     raise InvalidParameterValue("f", f"{f!r} is not an output format; use CoverageJSON, GeoJSON or NetCDF")
 
 
-def _z_units(access: DataAccess, collection_id: str) -> str | None:
-    from twinengine.access.grid import axes_of
-
-    ds = access.source.open(collection_id)
-    try:
-        axes = axes_of(ds)
-    except TwinEngineError:
-        return None
-    return ds[axes.z].attrs.get("units") if axes.z and axes.z in ds.coords else None
-
-
 class Common:
     """The parameters every data query takes."""
 
-    def __init__(
-        self,
-        datetime: Annotated[str | None, Query(max_length=200, description="instant, start/end, ../end, start/..")]
-        = None,
-        parameter_name: Annotated[str | None, Query(alias="parameter-name", max_length=2000)] = None,
-        z: Annotated[str | None, Query(max_length=2000, description="level, a,b,c, lo/hi or Rn/start/step")] = None,
-        crs: Annotated[str | None, Query(max_length=200)] = None,
-        f: Format = None,
-        method: Annotated[str | None, Query(max_length=16, description="position: nearest (default) or linear")]
-        = None,
-    ) -> None:
-        check_crs(crs)
-        if method is not None and method not in ("nearest", "linear", "bilinear"):
-            raise InvalidParameterValue("method", f"{method!r}: use nearest or linear")
-        self.query = EDRQuery(kind="", datetime=parse_datetime(datetime), z=parse_z(z),
-                              parameters=parse_names(parameter_name),
-                              method="nearest" if method in (None, "nearest") else "linear")
+    def __init__(self, query: EDRQuery, f: str | None) -> None:
+        self.query = query
         self.f = f
 
 
-CommonDep = Annotated[Common, Depends()]
+async def common_parameters(
+    datetime: Annotated[str | None, Query(max_length=200, description="instant, start/end, ../end, start/..")]
+    = None,
+    parameter_name: Annotated[str | None, Query(alias="parameter-name", max_length=2000)] = None,
+    z: Annotated[str | None, Query(max_length=2000, description="level, a,b,c, lo/hi or Rn/start/step")] = None,
+    crs: Annotated[str | None, Query(max_length=200)] = None,
+    f: Format = None,
+    method: Annotated[str | None, Query(max_length=16, description="position: nearest (default) or linear")]
+    = None,
+) -> Common:
+    """Parsed on the event loop (quick, no I/O): a sync dependency would cost a thread hop per request."""
+    check_crs(crs)
+    if method is not None and method not in ("nearest", "linear", "bilinear"):
+        raise InvalidParameterValue("method", f"{method!r}: use nearest or linear")
+    query = EDRQuery(kind="", datetime=parse_datetime(datetime), z=parse_z(z), parameters=parse_names(parameter_name),
+                     method="nearest" if method in (None, "nearest") else "linear")
+    return Common(query, f)
+
+
+CommonDep = Annotated[Common, Depends(common_parameters)]
 Coords = Annotated[str | None, Query(max_length=200_000, description="WKT geometry (x = longitude)")]
 
 
 def _answer(access: DataAccess, principal: Any, collection_id: str, query: EDRQuery, f: str | None) -> Response:
     extraction = run_query(access, principal=principal, collection_id=collection_id, query=query)
-    return _encode(extraction, f, _z_units(access, collection_id))
+    return _encode(extraction, f, access.z_units(collection_id))
 
 
 @router.get("", name="landing", summary="EDR landing page")

@@ -1,9 +1,10 @@
 """Reading exactly the chunks a selection touches, through a bounded cache of decoded chunks.
 
-A ``BlockReader`` serves one variable: it knows the chunk grid, fetches missing chunks concurrently
-(zarr directly when the dataset is a zarr store, else the variable's dask blocks), keeps decoded chunks
-in a shared ``ChunkCache`` (least recently used out first, bounded in bytes) and assembles the requested
-orthogonal selection chunk by chunk, so memory holds the answer plus the chunks of one batch.
+A ``BlockReader`` serves one variable: it knows the chunk grid, decodes the missing chunks of a selection
+as few rectangular boxes of whole chunks (zarr decodes a box's chunks concurrently; other sources go
+chunk by chunk on a thread pool), keeps decoded chunks in a shared ``ChunkCache`` (least recently used
+out first, bounded in bytes) and copies the requested orthogonal selection out of each box, so memory
+holds the answer plus one batch of boxes (``batch_bytes``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ import xarray as xr
 
 __all__ = ["BlockReader", "ChunkCache", "ReadStats", "Selection", "reader_for"]
 
-# One orthogonal index per dimension: a slice (step 1) or a sorted array of distinct integer indices.
+# One orthogonal index per dimension: a slice (step 1) or an array of distinct integer indices.
 Index = slice | np.ndarray
 Selection = tuple[Index, ...]
+Block = tuple[int, ...]
+Box = tuple[Block, Block]  # first block, one past the last block, per dimension
+
+BOX_BYTES = 4 * 1024 * 1024  # decoded size of one box: big ones are slow to allocate, small ones run in parallel
+SMALL_READ_BYTES = 16 * 1024 * 1024  # a box this small is decoded in one call, not cut up
+BATCH_BYTES = 256 * 1024 * 1024  # decoded size of the boxes one query holds at a time
 
 
 @dataclass
@@ -43,37 +50,61 @@ class ReadStats:
 
 
 class ChunkCache:
-    """Decoded chunks, least recently used evicted first, never more than ``capacity`` bytes in total."""
+    """Decoded chunks, least recently used evicted first, never more than ``capacity`` bytes in total.
+
+    Chunks decoded together as one box are views of one buffer: that buffer counts in full for as long
+    as any of its chunks is cached, so ``size`` is the memory the cache really keeps alive.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.size = 0
-        self._items: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._items: OrderedDict[tuple[Any, ...], tuple[np.ndarray, int]] = OrderedDict()
+        self._buffers: dict[int, list[int]] = {}  # buffer id -> [bytes, chunks still cached]
+        self._next = 0
         self._lock = threading.Lock()
 
     def get(self, key: tuple[Any, ...]) -> np.ndarray | None:
         with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
+            found = self._items.get(key)
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+            return found[0]
 
     def put(self, key: tuple[Any, ...], value: np.ndarray) -> None:
-        if value.nbytes > self.capacity:
+        self.put_many([(key, value)], value.nbytes)
+
+    def put_many(self, items: Sequence[tuple[tuple[Any, ...], np.ndarray]], nbytes: int) -> None:
+        """Cache chunks that share one buffer of ``nbytes`` (not kept if that alone exceeds the capacity)."""
+        if not items or nbytes > self.capacity:
             return
         with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self.size -= old.nbytes
-            self._items[key] = value
-            self.size += value.nbytes
+            buffer = self._next
+            self._next += 1
+            self._buffers[buffer] = [nbytes, 0]
+            self.size += nbytes
+            for key, value in items:
+                old = self._items.pop(key, None)
+                if old is not None:
+                    self._release(old[1])
+                self._items[key] = (value, buffer)
+                self._buffers[buffer][1] += 1
             while self.size > self.capacity:
-                _, evicted = self._items.popitem(last=False)
-                self.size -= evicted.nbytes
+                _, (_, evicted) = self._items.popitem(last=False)
+                self._release(evicted)
+
+    def _release(self, buffer: int) -> None:
+        record = self._buffers[buffer]
+        record[1] -= 1
+        if record[1] == 0:
+            self.size -= record[0]
+            del self._buffers[buffer]
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._buffers.clear()
             self.size = 0
 
     def __len__(self) -> int:
@@ -89,20 +120,23 @@ def _index_array(index: Index, length: int) -> np.ndarray:
 
 @dataclass
 class BlockReader:
-    """Reads orthogonal selections of one variable chunk by chunk. ``fetch(block)`` decodes one chunk."""
+    """Reads orthogonal selections of one variable chunk by chunk. ``fetch(block)`` decodes one chunk;
+    ``fetch_run(box)``, when the store offers it, decodes a box of whole chunks in one call."""
 
     key: tuple[Any, ...]
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
     dtype: np.dtype[Any]
-    fetch: Callable[[tuple[int, ...]], np.ndarray]
-    encoded_size: Callable[[tuple[int, ...]], int]
+    fetch: Callable[[Block], np.ndarray]
+    encoded_size: Callable[[Block], int]
     cache: ChunkCache
     pool: ThreadPoolExecutor
     stats: ReadStats = field(default_factory=ReadStats)
-    fetch_run: Callable[[tuple[slice, ...]], np.ndarray] | None = None  # decode a box of whole chunks at once
+    fetch_run: Callable[[tuple[slice, ...]], np.ndarray] | None = None
+    box_bytes: int = BOX_BYTES
+    batch_bytes: int = BATCH_BYTES
 
-    def blocks_touched(self, selection: Selection) -> list[tuple[int, ...]]:
+    def blocks_touched(self, selection: Selection) -> list[Block]:
         """The chunk indices a selection needs, and nothing else."""
         per_dim = [np.unique(_index_array(ix, n) // c) for ix, n, c in zip(selection, self.shape, self.chunks,
                                                                               strict=True)]
@@ -110,21 +144,79 @@ class BlockReader:
 
     def decoded_bytes(self, selection: Selection) -> int:
         """Decoded bytes of the chunks a selection touches (the work a cold read does)."""
-        return len(self.blocks_touched(selection)) * int(np.prod(self.chunks)) * self.dtype.itemsize
+        return len(self.blocks_touched(selection)) * self._block_bytes
 
-    def _keep(self, block: tuple[int, ...], data: np.ndarray, stats: ReadStats) -> np.ndarray:
-        """Account for a decoded chunk and cache it (on the calling thread: stats are not shared)."""
-        stats.misses += 1
-        stats.bytes_read += self.encoded_size(block)
+    @property
+    def _block_bytes(self) -> int:
+        return int(np.prod(self.chunks)) * self.dtype.itemsize
+
+    def _boxes(self, missing: list[Block]) -> list[Box]:
+        """Group missing chunks into rectangular boxes of at most ``box_bytes`` decoded (or one chunk): the
+        whole set when it is a box, else runs along the first dimension per position in the others, then
+        cut into pieces that a batch decodes concurrently."""
+        if self.fetch_run is None or len(missing) <= 1:
+            return [(b, tuple(v + 1 for v in b)) for b in missing]
+        ids = np.array(missing)
+        lo, hi = ids.min(axis=0), ids.max(axis=0) + 1
+        if len(missing) == int(np.prod(hi - lo)):
+            groups: list[Box] = [(tuple(int(v) for v in lo), tuple(int(v) for v in hi))]
+        else:
+            runs: dict[Block, list[int]] = {}
+            for block in missing:
+                runs.setdefault(block[1:], []).append(block[0])
+            groups = []
+            for rest, firsts in runs.items():
+                firsts.sort()
+                start = prev = firsts[0]
+                for first in [*firsts[1:], None]:
+                    if first is not None and first == prev + 1:
+                        prev = first
+                        continue
+                    groups.append(((start, *rest), (prev + 1, *(r + 1 for r in rest))))
+                    if first is not None:
+                        start = prev = first
+        if len(groups) == 1 and len(missing) * self._block_bytes <= min(SMALL_READ_BYTES, self.batch_bytes):
+            return groups  # a small read: one call on the calling thread beats handing pieces to the pool
+        return [part for group in groups for part in self._split(group)]
+
+    def _split(self, box: Box) -> list[Box]:
+        lo, hi = box
+        extent = [h - lo_ for lo_, h in zip(lo, hi, strict=True)]
+        limit = min(self.box_bytes, self.batch_bytes)
+        if int(np.prod(extent)) * self._block_bytes <= limit or all(e == 1 for e in extent):
+            return [box]
+        d = next(k for k, e in enumerate(extent) if e > 1)
+        layer = int(np.prod(extent)) // extent[d] * self._block_bytes
+        step = max(1, limit // layer)
+        out = []
+        for start in range(lo[d], hi[d], step):
+            part_lo = (*lo[:d], start, *lo[d + 1:])
+            part_hi = (*hi[:d], min(start + step, hi[d]), *hi[d + 1:])
+            out.extend(self._split((part_lo, part_hi)) if step == 1 else [(part_lo, part_hi)])
+        return out
+
+    def _decode(self, box: Box) -> np.ndarray:
+        lo, hi = box
+        if all(h - lo_ == 1 for lo_, h in zip(lo, hi, strict=True)) or self.fetch_run is None:
+            return self.fetch(lo)
+        return self.fetch_run(tuple(slice(a, b) for a, b in zip(lo, hi, strict=True)))
+
+    def _keep(self, box: Box, data: np.ndarray, stats: ReadStats) -> None:
+        """Account for a decoded box and cache its chunks (on the calling thread: stats are not shared)."""
+        lo, hi = box
+        items = []
+        for block in itertools.product(*(range(a, b) for a, b in zip(lo, hi, strict=True))):
+            where = tuple(slice((b - a) * c, (b - a + 1) * c) for b, a, c in zip(block, lo, self.chunks, strict=True))
+            items.append(((*self.key, block), data[where]))
+            stats.misses += 1
+            stats.bytes_read += self.encoded_size(block)
         stats.bytes_decoded += data.nbytes
-        self.cache.put((*self.key, block), data)
-        return data
+        self.cache.put_many(items, data.nbytes)
 
-    def _each_block(self, blocks: list[tuple[int, ...]], stats: ReadStats
-                    ) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
-        """Yield (block, decoded chunk): cached ones first, then the missing ones fetched a batch at a time,
-        so memory holds one batch of chunks, not every chunk the selection touches."""
-        missing: list[tuple[int, ...]] = []
+    def _each_box(self, blocks: list[Block], stats: ReadStats) -> Iterator[tuple[Block, np.ndarray]]:
+        """Yield (first block, decoded data) for cached chunks, then for the missing ones decoded as boxes,
+        a batch of at most ``batch_bytes`` at a time (concurrently when a batch holds several boxes)."""
+        missing: list[Block] = []
         for block in blocks:
             cached = self.cache.get((*self.key, block))
             if cached is None:
@@ -132,43 +224,47 @@ class BlockReader:
             else:
                 stats.hits += 1
                 yield block, cached
-        batch = max(2, 2 * (self.pool._max_workers or 1))
-        for start in range(0, len(missing), batch):
-            part = missing[start:start + batch]
-            decoded = self._fetch_batch(part)
-            for block, data in zip(part, decoded, strict=True):
-                yield block, self._keep(block, data, stats)
+        batch: list[Box] = []
+        batch_bytes = 0
+        boxes = self._boxes(missing)
+        for k, box in enumerate(boxes):
+            batch.append(box)
+            batch_bytes += int(np.prod([b - a for a, b in zip(*box, strict=True)])) * self._block_bytes
+            following = boxes[k + 1] if k + 1 < len(boxes) else None
+            size_next = 0 if following is None else int(np.prod([b - a for a, b in zip(*following, strict=True)]))
+            if following is not None and batch_bytes + size_next * self._block_bytes <= self.batch_bytes:
+                continue
+            decoded = [self._decode(batch[0])] if len(batch) == 1 else list(self.pool.map(self._decode, batch))
+            for done, data in zip(batch, decoded, strict=True):
+                self._keep(done, data, stats)
+                yield done[0], data
+            batch, batch_bytes = [], 0
 
-    def _fetch_batch(self, part: list[tuple[int, ...]]) -> list[np.ndarray]:
-        """Decode a batch of chunks: one call for a full box of chunks when the store can (zarr decodes
-        them concurrently), else one call per chunk on the thread pool."""
-        if len(part) == 1:
-            return [self.fetch(part[0])]
-        lo = [min(b[d] for b in part) for d in range(len(self.chunks))]
-        hi = [max(b[d] for b in part) for d in range(len(self.chunks))]
-        if self.fetch_run is None or len(part) != int(np.prod([h - lo_ + 1 for lo_, h in zip(lo, hi, strict=True)])):
-            return list(self.pool.map(self.fetch, part))
-        box = self.fetch_run(tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True)))
-        out = []
-        for block in part:
-            where = tuple(slice((b - a) * c, (b - a + 1) * c) for b, a, c in zip(block, lo, self.chunks, strict=True))
-            out.append(np.ascontiguousarray(box[where]))  # own copy: the cache accounts chunk by chunk
-        return out
+    def _output(self, shape: tuple[int, ...], layout: Sequence[int] | None, fill: float | None) -> np.ndarray:
+        """A new answer array of ``shape``, laid out in memory with dimensions in ``layout`` order."""
+        order = list(layout) if layout is not None else list(range(len(shape)))
+        stored = tuple(shape[d] for d in order)
+        buffer = np.empty(stored, dtype=self.out_dtype) if fill is None else np.full(stored, fill, self.out_dtype)
+        return buffer.transpose(np.argsort(order))
 
-    def read(self, selection: Selection, *, keep: Callable[[tuple[int, ...]], bool] | None = None,
-             fill: float = np.nan) -> np.ndarray:
-        """The values at the outer product of ``selection``'s indices, as a new array. Chunks for which
-        ``keep(block)`` is false are not read (their positions stay ``fill``): masks use it."""
+    def read(self, selection: Selection, *, keep: Callable[[Block], bool] | None = None,
+             fill: float = np.nan, layout: Sequence[int] | None = None) -> np.ndarray:
+        """The values at the outer product of ``selection``'s indices, as a new array (its dimensions laid
+        out in memory in ``layout`` order, outermost first, when given). Chunks for which ``keep(block)``
+        is false are not read (their positions stay ``fill``): masks use it."""
         indices = [_index_array(ix, n) for ix, n in zip(selection, self.shape, strict=True)]
-        out = np.full(tuple(len(i) for i in indices), fill, dtype=self.out_dtype)
+        out = self._output(tuple(len(i) for i in indices), layout, None if keep is None else fill)
         if out.size == 0:
             return out
-        block_of = [i // c for i, c in zip(indices, self.chunks, strict=True)]
         blocks = [b for b in self.blocks_touched(selection) if keep is None or keep(b)]
         stats = ReadStats()
-        for block, data in self._each_block(blocks, stats):
-            positions = [_compact(np.flatnonzero(b == n)) for b, n in zip(block_of, block, strict=True)]
-            local = [_compact(_take(indices[d], positions[d]) - block[d] * self.chunks[d]) for d in range(len(block))]
+        for first, data in self._each_box(blocks, stats):
+            positions, local = [], []
+            for d, index in enumerate(indices):
+                start = first[d] * self.chunks[d]
+                inside = np.flatnonzero((index >= start) & (index < start + data.shape[d]))
+                positions.append(_compact(inside))
+                local.append(_compact(index[inside] - start))
             out[_grid(positions)] = data[_grid(local)]
         self.stats.add(stats)
         return out
@@ -182,16 +278,14 @@ class BlockReader:
             return out
         flat = [a.ravel() for a in arrays]
         block_ids = np.stack([f // c for f, c in zip(flat, self.chunks, strict=True)], axis=1)
-        unique, inverse = np.unique(block_ids, axis=0, return_inverse=True)
-        inverse = inverse.ravel()
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
-        where = {tuple(int(v) for v in row): order[bounds[k]:bounds[k + 1]] for k, row in enumerate(unique)}
+        unique = np.unique(block_ids, axis=0)
         stats = ReadStats()
         result = out.reshape(-1)
-        for block, data in self._each_block(list(where), stats):
-            members = where[block]
-            local = tuple(f[members] - b * c for f, b, c in zip(flat, block, self.chunks, strict=True))
+        for first, data in self._each_box([tuple(int(v) for v in row) for row in unique], stats):
+            extent = [-(-s // c) for s, c in zip(data.shape, self.chunks, strict=True)]
+            lo = np.array(first)
+            members = np.flatnonzero(np.all((block_ids >= lo) & (block_ids < lo + extent), axis=1))
+            local = tuple(f[members] - b * c for f, b, c in zip(flat, first, self.chunks, strict=True))
             result[members] = data[local]
         self.stats.add(stats)
         return out
@@ -200,10 +294,6 @@ class BlockReader:
     def out_dtype(self) -> np.dtype[Any]:
         """Integers come back as floats so that missing values can be NaN."""
         return np.dtype(np.float64) if self.dtype.kind in "iub" else self.dtype
-
-
-def _take(values: np.ndarray, where: np.ndarray | slice) -> np.ndarray:
-    return values[where]
 
 
 def _compact(index: np.ndarray) -> np.ndarray | slice:

@@ -148,6 +148,12 @@ class Context:
         order = [kept.index(r) for r in ROLES if r in kept]
         return np.transpose(data, order)
 
+    def _layout(self) -> list[int]:
+        """Memory order for grids: t, z, then x before y, the order CoverageJSON writes them in, so the
+        encoder needs no transposed copy."""
+        rank = {"t": 1, "z": 2, "x": 3, "y": 4}
+        return sorted(range(len(self.dims)), key=lambda i: rank.get(self.roles[self.dims[i]], 0))
+
     def read_grid(self, yi: Any, xi: Any, *, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Arrays (t?, z?, y, x) for the outer product of the selections; masked-out cells are NaN and
         chunks without any selected cell are not read."""
@@ -158,9 +164,9 @@ class Context:
             keep = None
             if mask is not None:
                 keep = _keep_blocks(reader, self.dims, self.roles, sel, mask)
-            data = self._canonical(reader.read(sel, keep=keep))
+            data = self._canonical(reader.read(sel, keep=keep, layout=self._layout()))
             if mask is not None:
-                data = np.where(mask, data, np.nan)
+                np.copyto(data, np.nan, where=~mask)
             out[name] = data
             self.stats.add(reader.stats)
             reader.stats = ReadStats()
@@ -201,21 +207,27 @@ def _keep_blocks(reader: BlockReader, dims: tuple[str, ...], roles: dict[str, st
 class Planner:
     """Resolves the parameters every query shares (parameter names, datetime, z, instance) into a Context."""
 
-    def __init__(self, ds: xr.Dataset, *, reader: Callable[[str], BlockReader], max_values: int) -> None:
+    def __init__(self, ds: xr.Dataset, *, reader: Callable[[str], BlockReader], max_values: int,
+                 memo: dict[str, GridAxes | None] | None = None) -> None:
         self.ds = ds
         self.reader = reader
         self.max_values = max_values
+        # Axes per variable (None: not gridded); shared between the requests on one dataset handle, since
+        # finding them reads every coordinate and its attributes.
+        self.memo: dict[str, GridAxes | None] = {} if memo is None else memo
+
+    def axes(self, name: str) -> GridAxes | None:
+        if name not in self.memo:
+            try:
+                found: GridAxes | None = axes_of(self.ds, name)
+            except Exception:
+                found = None
+            var = self.ds[name]
+            self.memo[name] = found if found is not None and found.x in var.dims and found.y in var.dims else None
+        return self.memo[name]
 
     def gridded(self) -> list[str]:
-        names = []
-        for name, var in self.ds.data_vars.items():
-            try:
-                axes = axes_of(self.ds, str(name))
-            except Exception:
-                continue
-            if axes.x in var.dims and axes.y in var.dims:
-                names.append(str(name))
-        return names
+        return [str(name) for name in self.ds.data_vars if self.axes(str(name)) is not None]
 
     def context(self, *, parameters: list[str] | None, datetime: TimeFilter | None, z: ZFilter | None,
                 instance: str | None = None) -> Context:
@@ -232,7 +244,8 @@ class Planner:
             if tuple(str(d) for d in self.ds[name].dims) != dims:
                 raise InvalidParameterValue("parameter-name", f"{names[0]!r} and {name!r} lie on different grids "
                                                               "(dimensions); ask for them separately")
-        axes = axes_of(self.ds, names[0])
+        axes = self.axes(names[0])
+        assert axes is not None
         roles: dict[str, str] = {axes.x: "x", axes.y: "y"}
         t_dim, t_values = axes.t, axes.ts
         if axes.instance is not None and axes.instances is not None:

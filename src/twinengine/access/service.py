@@ -21,6 +21,7 @@ from shapely.geometry.base import BaseGeometry
 from twinengine.access import queries
 from twinengine.access.chunks import BlockReader, ChunkCache, reader_for
 from twinengine.access.extract import Extraction, Planner, instance_id
+from twinengine.access.grid import GridAxes
 from twinengine.access.query import TimeFilter, ZFilter
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
@@ -61,6 +62,7 @@ class DataAccess:
         self.cache = ChunkCache(cache_bytes)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="twin-chunks")
         self._readers: OrderedDict[tuple[str, int, str], tuple[xr.Dataset, BlockReader]] = OrderedDict()
+        self._axes: OrderedDict[tuple[str, int], tuple[xr.Dataset, dict[str, GridAxes | None]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def reader(self, collection_id: str, ds: xr.Dataset, name: str) -> BlockReader:
@@ -80,12 +82,39 @@ class DataAccess:
 
     def planner(self, collection_id: str) -> Planner:
         ds = self.source.open(collection_id)
-        return Planner(ds, reader=lambda name: self.reader(collection_id, ds, name), max_values=self.max_values)
+        return Planner(ds, reader=lambda name: self.reader(collection_id, ds, name), max_values=self.max_values,
+                       memo=self.axes_memo(collection_id, ds))
+
+    def axes_memo(self, collection_id: str, ds: xr.Dataset) -> dict[str, GridAxes | None]:
+        """The axes found per variable of one dataset handle, kept while the handle is (a reopened dataset
+        starts afresh)."""
+        key = (collection_id, id(ds))
+        with self._lock:
+            found = self._axes.get(key)
+            if found is not None and found[0] is ds:
+                self._axes.move_to_end(key)
+                return found[1]
+            memo: dict[str, GridAxes | None] = {}
+            self._axes[key] = (ds, memo)
+            while len(self._axes) > 256:
+                self._axes.popitem(last=False)
+            return memo
+
+    def z_units(self, collection_id: str) -> str | None:
+        """Units of the vertical axis of the collection's gridded parameters, if they have one."""
+        planner = self.planner(collection_id)
+        names = planner.gridded()
+        axes = planner.axes(names[0]) if names else None
+        if axes is None or axes.z is None or axes.z not in planner.ds.coords:
+            return None
+        units = planner.ds[axes.z].attrs.get("units")
+        return None if units is None else str(units)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.cache.clear()
         self._readers.clear()
+        self._axes.clear()
 
 
 def check_crs(crs: str | None) -> None:

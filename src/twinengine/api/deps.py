@@ -19,7 +19,8 @@ PRINCIPAL_SCOPE_KEY = "twinengine.principal"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """Async because it never blocks: a sync dependency would cost every request a thread hop."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 

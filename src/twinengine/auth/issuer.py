@@ -3,7 +3,10 @@ external OIDC issuers (verified through their JWKS) plug in as further ``TokenVe
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,6 +14,7 @@ from typing import Any, ClassVar
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.auth.models import ApiToken, Identity
@@ -19,6 +23,8 @@ from twinengine.errors import AuthenticationRequired, TokenInvalid
 from twinengine.store.base import utcnow
 
 __all__ = ["BuiltinIssuer", "SignedToken", "TokenVerifier", "verify_bearer"]
+
+_VERIFIED_TOKENS = 4096  # tokens whose verified signature is remembered
 
 
 class TokenVerifier:
@@ -53,6 +59,8 @@ class BuiltinIssuer(TokenVerifier):
         self._key = key
         self._public = key.public_key()
         self.issuer = issuer
+        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def sign(self, name: str, role: Role, ttl: timedelta | None) -> SignedToken:
         now = utcnow()
@@ -68,7 +76,17 @@ class BuiltinIssuer(TokenVerifier):
     def accepts(self, claims: dict[str, Any]) -> bool:
         return claims.get("iss") == self.issuer
 
-    def verify(self, token: str, *, session: Session) -> Principal:
+    def _claims(self, token: str) -> dict[str, Any]:
+        """The token's verified claims. A signature, once verified, cannot change, so verified claims are
+        remembered (a bounded number of tokens); only the expiry is checked again on every use."""
+        with self._lock:
+            claims = self._verified.get(token)
+            if claims is not None:
+                self._verified.move_to_end(token)
+        if claims is not None:
+            if "exp" in claims and int(claims["exp"]) <= int(time.time()):
+                raise TokenInvalid("token has expired")
+            return claims
         try:
             claims = jwt.decode(token, self._public, algorithms=[self.algorithm], issuer=self.issuer,
                                 options={"require": ["iss", "sub", "jti", "iat"]})
@@ -76,15 +94,26 @@ class BuiltinIssuer(TokenVerifier):
             raise TokenInvalid("token has expired") from exc
         except jwt.InvalidTokenError as exc:
             raise TokenInvalid(f"token rejected: {exc}") from exc
-        record = session.get(ApiToken, str(claims["jti"]))
-        if record is None or record.identity != claims["sub"]:
+        with self._lock:
+            self._verified[token] = claims
+            while len(self._verified) > _VERIFIED_TOKENS:
+                self._verified.popitem(last=False)
+        return claims
+
+    def verify(self, token: str, *, session: Session) -> Principal:
+        claims = self._claims(token)
+        # Revocation and disabled identities are looked up on every request (one query), never cached.
+        jti = str(claims["jti"])
+        found = session.execute(
+            select(ApiToken.identity, ApiToken.role, ApiToken.revoked_at, Identity.disabled)
+            .join(Identity, Identity.name == ApiToken.identity, isouter=True).where(ApiToken.jti == jti)).first()
+        if found is None or found.identity != claims["sub"]:
             raise TokenInvalid("token is not known to this engine")
-        if record.revoked_at is not None:
+        if found.revoked_at is not None:
             raise TokenInvalid("token has been revoked")
-        identity = session.get(Identity, record.identity)
-        if identity is None or identity.disabled:
-            raise TokenInvalid(f"identity {record.identity!r} is disabled")
-        return Principal(name=record.identity, role=Role(record.role), issuer=self.issuer, token_id=record.jti)
+        if found.disabled is None or found.disabled:
+            raise TokenInvalid(f"identity {found.identity!r} is disabled")
+        return Principal(name=found.identity, role=Role(found.role), issuer=self.issuer, token_id=jti)
 
 
 def verify_bearer(token: str | None, *, session: Session, verifiers: Sequence[TokenVerifier]) -> Principal:
