@@ -199,7 +199,8 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
             .correlate(Did).scalar_subquery())
     preference = case((rep.state == ReplicaState.AVAILABLE.value, 0), (rep.state == ReplicaState.COPYING.value, 1),
                       else_=2)
-    spread = ((Did.id % 10007) * (ep.id * 2 + 1) + ep.id * 7919) % 10007
+    # A multiplicative hash per endpoint (portable SQL, no overflow): files spread evenly over equal endpoints.
+    spread = ((Did.id % 1000003) * (ep.id * 16807 + 48271)) % 1000003
     ranked = (select(Did.id.label("did_id"), ep.id.label("endpoint_id"), held.label("held"),
                      func.row_number().over(partition_by=Did.id, order_by=(preference, spread)).label("rank"))
               .select_from(Did).join(ep, ep.id.in_(candidates))
