@@ -253,7 +253,7 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
     session.execute(update(RuleLock).where(mine, RuleLock.state != state).values(state=state)
                     .execution_options(synchronize_session=False))
     session.execute(update(Replica).where(
-        Replica.did_id.in_(files), Replica.tombstone.is_not(None), Replica.state == ReplicaState.AVAILABLE.value,
+        Replica.did_id.in_(files), Replica.tombstone.is_not(None),
         exists().where(RuleLock.rule_id == rule.id, RuleLock.did_id == Replica.did_id,
                        RuleLock.endpoint_id == Replica.endpoint_id))
         .values(tombstone=None).execution_options(synchronize_session=False))
