@@ -81,6 +81,7 @@ def _kernel_copy(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
     return len(chunk)
 
 
+_COPY_AHEAD = 4
 _NOT_SUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 _COPY_FILE_RANGE = hasattr(os, "copy_file_range")
 _SENDFILE = hasattr(os, "sendfile") and sys.platform == "linux"
@@ -216,18 +217,26 @@ class LocalStorage(StorageBackend):
             raise StorageUnavailable(f"{path} is missing from {source.root}") from None
         writer = self.writer(path, size_hint=size_hint)
         assert isinstance(writer, LocalWriter)
-        copied: queue.Queue[int | BaseException | None] = queue.Queue()
+        copied: queue.Queue[int | BaseException | None] = queue.Queue(maxsize=_COPY_AHEAD)
         stop = threading.Event()
+
+        def tell(item: int | BaseException | None) -> None:
+            while not stop.is_set():  # the copy runs at most _COPY_AHEAD chunks ahead of the read-back
+                try:
+                    copied.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
 
         def copy() -> None:
             offset = 0
             try:
                 while not stop.is_set() and (n := writer.copy_from(src_fd, offset, pool.size)):
                     offset += n
-                    copied.put(n)
-                copied.put(None)
+                    tell(n)
+                tell(None)
             except BaseException as exc:
-                copied.put(exc)
+                tell(exc)
 
         thread = threading.Thread(target=copy, name="lake-copy", daemon=True)
         thread.start()
