@@ -47,7 +47,8 @@ __all__ = ["Expected", "UploadOutcome", "file_chunks", "register_replica", "repl
 
 
 # Chunks of a file upload and how many may wait for the writer: small enough that hashing and writing overlap
-# from the first megabyte on, enough of them that neither side waits for the other.
+# from the first megabyte on, enough of them that neither side waits for the other (other streams, whose
+# chunk size the caller picks, keep a queue of 4).
 UPLOAD_CHUNK = 1024 * 1024
 WRITE_AHEAD = 16
 
@@ -200,7 +201,7 @@ def _upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoin
 
         beat = time.monotonic()
         with BackgroundWriter(backend.writer(path, size_hint=size_hint), on_written=written,
-                              depth=WRITE_AHEAD) as writer:
+                              depth=WRITE_AHEAD if pool is not None else 4) as writer:
             for chunk in chunks:
                 hasher.update(chunk)
                 if quota is not None and used + hasher.bytes > quota:
