@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import and_, case, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from twinengine.auth.policy import require
@@ -174,6 +174,10 @@ def evaluate(session: Session, rule: Rule) -> None:
     chosen = _select(session, rule.expression)
     candidates = [e.id for e in chosen if e.write]
     files = file_ids_under(session, did)
+    if len(files) > _CHUNK and session.get_bind().dialect.name == "postgresql":
+        # Big passes right after bulk registrations: fresh statistics keep the planner on the indexes (with
+        # stale ones it may scan whole tables once per chunk). ANALYZE samples, so its cost is bounded.
+        session.execute(text("ANALYZE lake_replicas, lake_locks, lake_transfers"))
     error: str | None = None
     for start in range(0, len(files), _CHUNK):
         error = _evaluate_files(session, rule, files[start:start + _CHUNK], candidates) or error
@@ -231,12 +235,13 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
         select(RuleLock.did_id, RuleLock.endpoint_id, literal(ReplicaState.COPYING.value, lock_state), source_path,
                stamp, stamp)
         .where(mine, ~exists().where(at_lock), ~pending, has_source)))
-    session.execute(update(Replica).where(
-        Replica.did_id.in_(files),
-        Replica.state.not_in((ReplicaState.AVAILABLE.value, ReplicaState.COPYING.value)),
-        exists().where(RuleLock.rule_id == rule.id, at_lock, ~pending, has_source))
-        .values(state=ReplicaState.COPYING.value, updated_at=now, tombstone=None)
-        .execution_options(synchronize_session=False))
+    reset = list(session.scalars(select(Replica.id).join(RuleLock, at_lock).where(
+        mine, Replica.state.not_in((ReplicaState.AVAILABLE.value, ReplicaState.COPYING.value)), ~pending,
+        has_source)))  # usually none: driven from the chunk's locks, so planners cannot pick a table scan
+    if reset:
+        session.execute(update(Replica).where(Replica.id.in_(reset))
+                        .values(state=ReplicaState.COPYING.value, updated_at=stamp, tombstone=None)
+                        .execution_options(synchronize_session=False))
     stamped = select(Replica.id).where(at_lock, Replica.state == ReplicaState.COPYING.value,
                                        Replica.updated_at == stamp)
     session.execute(insert(Transfer).from_select(
