@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from helpers import Engine
 from twinengine.auth.principal import SYSTEM
@@ -15,7 +15,7 @@ from twinengine.daemons import lake_conveyor, lake_judge, lake_reaper
 from twinengine.errors import DataCorrupted
 from twinengine.lake import dids, endpoints, rules, transfers, uploads
 from twinengine.lake.checksums import Checksums
-from twinengine.lake.models import Replica, Rule, RuleLock, Transfer
+from twinengine.lake.models import Attachment, Did, Replica, Rule, RuleLock, Transfer
 from twinengine.lake.schemas import DidType, EndpointCreate, EndpointUpdate
 from twinengine.lake.storage.local import INCOMING, LocalWriter
 
@@ -173,3 +173,31 @@ def test_a_corrupt_source_is_named_and_a_wrong_copy_is_never_committed(engine: E
     with pytest.raises(DataCorrupted, match="copy on b does not match"):
         transfers.copy_file(runtime.lake, a, b, path, expected)
     assert not (tmp_path / "b" / path).exists() and not list((tmp_path / "b" / INCOMING).iterdir())
+
+
+def test_a_rule_over_several_chunks_is_placed_once(engine: Engine, files: list[str]) -> None:
+    """More files than one chunk of the set-based pass (and, on PostgreSQL, the statistics refresh)."""
+    runtime = engine.runtime
+    count = rules._CHUNK + 150
+    with runtime.db.session() as session:
+        a = endpoints.get_endpoint(session, "a").id
+        dataset = dids.add_did(session, principal=SYSTEM, did="p:many", type=DidType.DATASET)
+        first = (session.scalar(select(func.max(Did.id))) or 0) + 1
+        rows = [{"id": first + i, "scope": "p", "name": f"many/{i}", "type": "file", "bytes": 1,
+                 "adler32": "00620062", "sha256": f"{i:064x}", "meta": {}, "created_by": "test"}
+                for i in range(count)]
+        session.execute(insert(Did), rows)
+        session.execute(insert(Attachment), [{"parent_id": dataset.id, "child_id": r["id"]} for r in rows])
+        session.execute(insert(Replica), [{"did_id": r["id"], "endpoint_id": a, "state": "AVAILABLE",
+                                           "path": uploads.replica_path("p", str(r["name"])), "bytes": 1}
+                                          for r in rows])
+        rule_id = rules.add_rule(session, principal=SYSTEM, did="p:many", copies=2, expression="site=A|site=B").id
+    for _ in range(2):  # the second pass finds everything in place
+        rule = evaluate(engine, rule_id)
+        assert (rule.state, rule.locks_ok, rule.locks_replicating, rule.locks_stuck) == ("REPLICATING", count,
+                                                                                         count, 0)
+        with runtime.db.session(readonly=True) as session:
+            assert session.scalar(select(func.count()).select_from(Transfer)
+                                  .where(Transfer.rule_id == rule_id)) == count
+            assert session.scalar(select(func.count()).select_from(Replica)
+                                  .where(Replica.state == "COPYING")) == count
