@@ -174,12 +174,15 @@ def evaluate(session: Session, rule: Rule) -> None:
     chosen = _select(session, rule.expression)
     candidates = [e.id for e in chosen if e.write]
     files = file_ids_under(session, did)
-    if len(files) > _CHUNK and session.get_bind().dialect.name == "postgresql":
-        # Big passes right after bulk registrations: fresh statistics keep the planner on the indexes (with
-        # stale ones it may scan whole tables once per chunk). ANALYZE samples, so its cost is bounded.
-        session.execute(text("ANALYZE lake_replicas, lake_locks, lake_transfers"))
+    # PostgreSQL plans each chunk from table statistics; a big pass (or one right after bulk registrations)
+    # makes them stale, and a planner that believes a table is tiny loops over all of it for every row. So a
+    # pass over several chunks refreshes them before its first chunk and whenever it has doubled what it wrote
+    # (ANALYZE samples: its cost is bounded, and it runs about log2(chunks) times).
+    refresh = len(files) > _CHUNK and session.get_bind().dialect.name == "postgresql"
     error: str | None = None
-    for start in range(0, len(files), _CHUNK):
+    for number, start in enumerate(range(0, len(files), _CHUNK)):
+        if refresh and number & (number - 1) == 0:  # 0, 1, 2, 4, 8, ...
+            session.execute(text("ANALYZE lake_replicas, lake_locks, lake_transfers"))
         error = _evaluate_files(session, rule, files[start:start + _CHUNK], candidates) or error
     recount(session, rule)
     if error:
