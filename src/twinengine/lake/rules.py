@@ -226,8 +226,12 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
     src, src_ep = aliased(Replica), aliased(Endpoint)
     has_source = exists().where(src.did_id == RuleLock.did_id, src.state == ReplicaState.AVAILABLE.value,
                                 src_ep.id == src.endpoint_id, src_ep.read.is_(True))
-    pending = exists().where(Transfer.did_id == RuleLock.did_id, Transfer.dest_endpoint_id == RuleLock.endpoint_id,
-                             Transfer.state.in_(("QUEUED", "ACTIVE")))
+    # A counted subquery, not EXISTS: planners turn EXISTS into a join over every queued transfer, while this
+    # stays one index lookup per lock however long the queue is.
+    queued = (select(func.count()).select_from(Transfer).where(
+        Transfer.did_id == RuleLock.did_id, Transfer.dest_endpoint_id == RuleLock.endpoint_id,
+        Transfer.state.in_(("QUEUED", "ACTIVE"))).scalar_subquery())
+    pending = queued > 0
     at_lock = and_(Replica.did_id == RuleLock.did_id, Replica.endpoint_id == RuleLock.endpoint_id)
     here = select(Replica.state).where(at_lock).scalar_subquery()
     mine = and_(RuleLock.rule_id == rule.id, RuleLock.did_id.in_(files))
@@ -237,9 +241,9 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
         ["did_id", "endpoint_id", "state", "path", "created_at", "updated_at"],
         select(RuleLock.did_id, RuleLock.endpoint_id, literal(ReplicaState.COPYING.value, lock_state), source_path,
                stamp, stamp)
-        .where(mine, ~exists().where(at_lock), ~pending, has_source)))
+        .where(mine, ~exists().where(at_lock), queued == 0, has_source)))
     reset = list(session.scalars(select(Replica.id).join(RuleLock, at_lock).where(
-        mine, Replica.state.not_in((ReplicaState.AVAILABLE.value, ReplicaState.COPYING.value)), ~pending,
+        mine, Replica.state.not_in((ReplicaState.AVAILABLE.value, ReplicaState.COPYING.value)), queued == 0,
         has_source)))  # usually none: driven from the chunk's locks, so planners cannot pick a table scan
     if reset:
         session.execute(update(Replica).where(Replica.id.in_(reset))
@@ -252,7 +256,7 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
          "updated_at"],
         select(RuleLock.did_id, RuleLock.endpoint_id, literal(rule.id), literal("QUEUED"), literal(0), stamp,
                literal(0), stamp, stamp)
-        .where(mine, exists(stamped), ~pending)))
+        .where(mine, exists(stamped), queued == 0)))
 
     # 4. Lock states from what is there now; a locked replica is needed again (no tombstone).
     state = case((here == ReplicaState.AVAILABLE.value, LockState.OK),
