@@ -209,7 +209,9 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
     # A multiplicative hash per endpoint (portable SQL, no overflow): files spread evenly over equal endpoints.
     spread = ((Did.id % 1000003) * (ep.id * 16807 + 48271)) % 1000003
     ranked = (select(Did.id.label("did_id"), ep.id.label("endpoint_id"), held.label("held"),
-                     func.row_number().over(partition_by=Did.id, order_by=(preference, spread)).label("rank"))
+                     func.row_number().over(partition_by=Did.id, order_by=(preference, spread)).label("rank"),
+                     case((rep.state == ReplicaState.AVAILABLE.value, LockState.OK),
+                          else_=LockState.REPLICATING).label("initial"))
               .select_from(Did).join(ep, ep.id.in_(candidates))
               .outerjoin(rep, and_(rep.did_id == Did.id, rep.endpoint_id == ep.id))
               .where(Did.id.in_(files), ~exists().where(RuleLock.rule_id == rule.id, RuleLock.did_id == Did.id,
@@ -217,7 +219,7 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
               .subquery())
     session.execute(insert(RuleLock).from_select(
         ["rule_id", "did_id", "endpoint_id", "state"],
-        select(literal(rule.id), ranked.c.did_id, ranked.c.endpoint_id, literal(LockState.REPLICATING, lock_state))
+        select(literal(rule.id), ranked.c.did_id, ranked.c.endpoint_id, ranked.c.initial)
         .where(ranked.c.rank <= rule.copies - ranked.c.held)))
 
     # 2. Every lock whose replica is neither there nor on its way gets a COPYING replica (a new row at the place
@@ -262,7 +264,9 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
     state = case((here == ReplicaState.AVAILABLE.value, LockState.OK),
                  (or_(pending, here == ReplicaState.COPYING.value), LockState.REPLICATING),
                  (~has_source, LockState.STUCK), else_=LockState.REPLICATING)
-    session.execute(update(RuleLock).where(mine, RuleLock.state != state).values(state=state)
+    settled = and_(RuleLock.state == LockState.OK,  # most locks: one lookup
+                   func.coalesce(here, "") == ReplicaState.AVAILABLE.value)
+    session.execute(update(RuleLock).where(mine, ~settled, RuleLock.state != state).values(state=state)
                     .execution_options(synchronize_session=False))
     session.execute(update(Replica).where(
         Replica.did_id.in_(files), Replica.tombstone.is_not(None),
