@@ -112,10 +112,10 @@ def test_interrupted_multipart_uploads_are_cleaned_up(engine: Engine, s3_url: st
     bucket = _bucket(s3_url, _keys("c"))
     backend = S3Storage(bucket, {"endpoint_url": s3_url}, _keys("c"))
     writer = backend.writer("scope/aa/bb/half.bin")
-    writer.write(secrets.token_bytes(6 * 1024 * 1024))  # one part sent, upload open
+    writer.write(secrets.token_bytes(9 * 1024 * 1024))  # one part sent, upload open
     uploads = backend.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
     assert len(uploads) == 1
-    writer.fh.closed = True  # type: ignore[attr-defined]  # the writer "dies" here: it never completes the upload
+    del writer  # the writer "dies" here: it never completes the upload
     assert backend.size("scope/aa/bb/half.bin") is None  # nothing visible
     assert backend.cleanup(older_than=timedelta(0)) == 1
     assert backend.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []) == []
@@ -126,3 +126,26 @@ def test_a_missing_bucket_is_a_clear_error(engine: Engine, s3_url: str) -> None:
     with pytest.raises(ValidationFailed, match=r"location.*does not answer"):
         provider.lake.add_endpoint("ghost", "s3", "no-such-bucket", options={"endpoint_url": s3_url},
                                    credential=_keys("g"))
+
+
+def test_parts_go_up_in_parallel_and_an_abort_leaves_nothing(engine: Engine, s3_url: str) -> None:
+    bucket = _bucket(s3_url, _keys("p"))
+    backend = S3Storage(bucket, {"endpoint_url": s3_url}, _keys("p"))
+    data = secrets.token_bytes(5 * 8 * 1024 * 1024 + 3)  # five parts (four in flight at once) and a tail
+    with backend.writer("scope/aa/bb/many.bin") as writer:
+        for start in range(0, len(data), 1024 * 1024):
+            writer.write(data[start:start + 1024 * 1024])
+        assert backend.size("scope/aa/bb/many.bin") is None  # parts are up, the object is not there yet
+        writer.commit()
+    assert hashlib.sha256(backend.fs.cat_file(f"{bucket}/scope/aa/bb/many.bin")).digest() == \
+        hashlib.sha256(data).digest()
+
+    writer = backend.writer("scope/aa/bb/gone.bin")
+    writer.write(data[:17 * 1024 * 1024])
+    writer.abort()
+    assert backend.size("scope/aa/bb/gone.bin") is None
+    assert backend.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []) == []
+    with backend.writer("scope/aa/bb/small.bin") as writer:  # below one part: a single PUT
+        writer.write(b"tiny")
+        writer.commit()
+    assert b"".join(backend.read("scope/aa/bb/small.bin")) == b"tiny"

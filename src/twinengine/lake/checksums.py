@@ -9,6 +9,7 @@ import hashlib
 import queue
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Checksums", "Hasher", "multihash_sha256", "normalize_adler32", "normalize_sha256"]
@@ -39,9 +40,12 @@ class Hasher:
 
     _PARALLEL_FROM = 256 * 1024
 
-    def __init__(self, *, adler_fed_separately: bool = False) -> None:
+    def __init__(self, *, adler_fed_separately: bool = False,
+                 release: Callable[[bytes | memoryview], None] | None = None) -> None:
         """With ``adler_fed_separately`` the caller feeds adler32 through ``update_adler`` (from the thread
-        that writes the same chunks, which is the cheapest place on two cores) and ``update`` does sha256."""
+        that writes the same chunks, which is the cheapest place on two cores) and ``update`` does sha256.
+        ``release`` gets each chunk back once both digests are done with it (to recycle its buffer)."""
+        self._release = release
         self._adler = 1
         self._sha = hashlib.sha256()
         self.bytes = 0
@@ -56,22 +60,26 @@ class Hasher:
         assert self._queue is not None
         while (chunk := self._queue.get()) is not None:
             self._adler = zlib.adler32(chunk, self._adler)
+            if self._release is not None:
+                self._release(chunk)
 
     def update(self, chunk: bytes | memoryview) -> None:
-        if self._separate:
-            pass
-        elif len(chunk) >= self._PARALLEL_FROM:
+        self._sha.update(chunk)
+        self.bytes += len(chunk)
+        if self._separate:  # the caller sums adler32 and recycles the chunk
+            return
+        if len(chunk) >= self._PARALLEL_FROM:
             if self._thread is None:
                 self._queue = queue.Queue(maxsize=8)
                 self._thread = threading.Thread(target=self._adler_loop, name="lake-adler32", daemon=True)
                 self._thread.start()
             assert self._queue is not None
-            self._queue.put(chunk)
-        else:
-            self._join()
-            self._adler = zlib.adler32(chunk, self._adler)
-        self._sha.update(chunk)
-        self.bytes += len(chunk)
+            self._queue.put(chunk)  # sha256 is done with it; the adler32 thread releases it
+            return
+        self._join()
+        self._adler = zlib.adler32(chunk, self._adler)
+        if self._release is not None:
+            self._release(chunk)
 
     def _join(self) -> None:
         if self._thread is not None and self._queue is not None:

@@ -8,14 +8,11 @@ rule over 100,000 files is evaluated in one pass.
 from __future__ import annotations
 
 import secrets
-import zlib
-from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, delete, exists, func, insert, literal, or_, select, text, update
+from sqlalchemy.orm import Session, aliased
 
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
@@ -24,7 +21,6 @@ from twinengine.lake.dids import file_ids_under, get_did
 from twinengine.lake.expression import ExpressionError, select_endpoints
 from twinengine.lake.models import Did, Endpoint, Replica, Rule, RuleLock, Transfer
 from twinengine.lake.schemas import ReplicaState, RuleRead, RuleState
-from twinengine.lake.uploads import replica_path
 from twinengine.store.base import utcnow
 from twinengine.timeutil import parse_duration
 
@@ -169,15 +165,6 @@ def recount(session: Session, rule: Rule) -> None:
     rule.updated_at = utcnow()
 
 
-def _spread(did_id: int, name: str) -> int:
-    return zlib.crc32(f"{did_id}/{name}".encode())
-
-
-def _preference(state: str | None) -> int:
-    """Endpoints that hold the file already come first, then those receiving it, then the rest."""
-    return {ReplicaState.AVAILABLE.value: 0, ReplicaState.COPYING.value: 1}.get(state or "", 2)
-
-
 def evaluate(session: Session, rule: Rule) -> None:
     """Place and repair the rule's locks, queue the transfers they need, and recount."""
     if rule.state == RuleState.SUSPENDED:
@@ -185,13 +172,18 @@ def evaluate(session: Session, rule: Rule) -> None:
         return
     did = session.get_one(Did, rule.did_id)
     chosen = _select(session, rule.expression)
-    candidates = {e.id: e for e in chosen if e.write}
-    readable = {e.id for e in session.scalars(select(Endpoint).where(Endpoint.read.is_(True)))}
+    candidates = [e.id for e in chosen if e.write]
     files = file_ids_under(session, did)
+    # PostgreSQL plans each chunk from table statistics; a big pass (or one right after bulk registrations)
+    # makes them stale, and a planner that believes a table is tiny loops over all of it for every row. So a
+    # pass over several chunks refreshes them before its first chunk and whenever it has doubled what it wrote
+    # (ANALYZE samples: its cost is bounded, and it runs about log2(chunks) times).
+    refresh = len(files) > _CHUNK and session.get_bind().dialect.name == "postgresql"
     error: str | None = None
-    for start in range(0, len(files), _CHUNK):
-        chunk = files[start:start + _CHUNK]
-        error = _evaluate_files(session, rule, chunk, candidates, readable) or error
+    for number, start in enumerate(range(0, len(files), _CHUNK)):
+        if refresh and number & (number - 1) == 0:  # 0, 1, 2, 4, 8, ...
+            session.execute(text("ANALYZE lake_replicas, lake_locks, lake_transfers"))
+        error = _evaluate_files(session, rule, files[start:start + _CHUNK], candidates) or error
     recount(session, rule)
     if error:
         rule.last_error = error
@@ -200,78 +192,95 @@ def evaluate(session: Session, rule: Rule) -> None:
     rule.dirty, rule.evaluated_at = False, utcnow()
 
 
-def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: dict[int, Endpoint],
-                    readable: set[int]) -> str | None:
-    """One chunk of files: plain rows in, bulk inserts and updates out (no ORM objects per file)."""
-    replicas: dict[int, dict[int, tuple[int, str, Any]]] = defaultdict(dict)
-    for rid, did_id, ep_id, state, tombstone in session.execute(
-            select(Replica.id, Replica.did_id, Replica.endpoint_id, Replica.state, Replica.tombstone)
-            .where(Replica.did_id.in_(files))):
-        replicas[did_id][ep_id] = (rid, state, tombstone)
-    locks: dict[int, dict[int, str]] = defaultdict(dict)
-    for did_id, ep_id, state in session.execute(select(RuleLock.did_id, RuleLock.endpoint_id, RuleLock.state)
-                                                .where(RuleLock.rule_id == rule.id, RuleLock.did_id.in_(files))):
-        locks[did_id][ep_id] = state
-    pending: set[tuple[int, int]] = {(d, e) for d, e in session.execute(
-        select(Transfer.did_id, Transfer.dest_endpoint_id).where(
-            Transfer.did_id.in_(files), Transfer.state.in_(("QUEUED", "ACTIVE"))))}
-    names = {r[0]: (r[1], r[2]) for r in session.execute(select(Did.id, Did.scope, Did.name).where(Did.id.in_(files)))}
-    new_locks: list[dict[str, object]] = []
-    new_transfers: list[dict[str, object]] = []
-    new_replicas: list[dict[str, object]] = []
-    untombstone: list[int] = []
-    to_copying: list[int] = []
-    lock_changes: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    error = None
+def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: list[int]) -> str | None:
+    """One chunk of files, set-based: a handful of INSERT … SELECT / UPDATE statements, whatever the number of
+    files (the database joins files, endpoints, replicas, locks and transfers; Python sees no per-file row)."""
     now = utcnow()
-    for file_id in files:
-        have = replicas.get(file_id, {})
-        held = locks.get(file_id, {})
-        sources = [ep for ep, (_, state, _) in have.items() if state == ReplicaState.AVAILABLE and ep in readable]
-        places = list(held)
-        if len(places) < rule.copies:
-            spare = sorted((ep for ep in candidates if ep not in held),
-                           key=lambda ep, have=have, f=file_id: (  # type: ignore[misc]
-                               _preference(have[ep][1] if ep in have else None), _spread(f, candidates[ep].name)))
-            places += spare[:rule.copies - len(places)]
-        for ep_id in places:
-            replica = have.get(ep_id)
-            if replica is not None and replica[1] == ReplicaState.AVAILABLE:
-                state = LockState.OK
-                if replica[2] is not None:
-                    untombstone.append(replica[0])
-            elif (file_id, ep_id) in pending or (replica is not None and replica[1] == ReplicaState.COPYING):
-                state = LockState.REPLICATING
-            elif not sources:
-                state, error = LockState.STUCK, "no available replica to copy from"
-            else:
-                state = LockState.REPLICATING
-                if replica is None:
-                    scope, name = names[file_id]
-                    new_replicas.append({"did_id": file_id, "endpoint_id": ep_id, "state": ReplicaState.COPYING.value,
-                                         "path": replica_path(scope, name), "created_at": now, "updated_at": now})
-                else:
-                    to_copying.append(replica[0])
-                new_transfers.append({"did_id": file_id, "dest_endpoint_id": ep_id, "rule_id": rule.id,
-                                      "state": "QUEUED", "attempts": 0, "next_attempt_at": now, "bytes_done": 0,
-                                      "created_at": now, "updated_at": now})
-                pending.add((file_id, ep_id))
-            if ep_id not in held:
-                new_locks.append({"rule_id": rule.id, "did_id": file_id, "endpoint_id": ep_id, "state": state})
-            elif held[ep_id] != state:
-                lock_changes[state].append((file_id, ep_id))
-        if len(places) < rule.copies:
-            error = f"only {len(places)} of {rule.copies} endpoints are writable for some files"
-    if untombstone:
-        session.execute(update(Replica).where(Replica.id.in_(untombstone)).values(tombstone=None))
-    if to_copying:
-        session.execute(update(Replica).where(Replica.id.in_(to_copying))
-                        .values(state=ReplicaState.COPYING.value, updated_at=now, tombstone=None))
-    for state, pairs in lock_changes.items():
-        for did_id, ep_id in pairs:
-            session.execute(update(RuleLock).where(RuleLock.rule_id == rule.id, RuleLock.did_id == did_id,
-                                                   RuleLock.endpoint_id == ep_id).values(state=state))
-    for model, rows in ((Replica, new_replicas), (RuleLock, new_locks), (Transfer, new_transfers)):
-        if rows:  # Core inserts of the tables: no ORM bookkeeping per row
-            session.execute(insert(cast(Table, model.__table__)), rows)
-    return error
+    stamp = literal(now, Transfer.__table__.c.created_at.type)
+    lock_state = Replica.__table__.c.state.type
+
+    # 1. Missing locks: rank the candidate endpoints per file (holders of the file first, then those receiving
+    #    it, then a stable spread) and take as many as the file still lacks.
+    ep, rep = aliased(Endpoint), aliased(Replica)
+    held = (select(func.count()).select_from(RuleLock).where(RuleLock.rule_id == rule.id, RuleLock.did_id == Did.id)
+            .correlate(Did).scalar_subquery())
+    preference = case((rep.state == ReplicaState.AVAILABLE.value, 0), (rep.state == ReplicaState.COPYING.value, 1),
+                      else_=2)
+    # A multiplicative hash per endpoint (portable SQL, no overflow): files spread evenly over equal endpoints.
+    spread = ((Did.id % 1000003) * (ep.id * 16807 + 48271)) % 1000003
+    ranked = (select(Did.id.label("did_id"), ep.id.label("endpoint_id"), held.label("held"),
+                     func.row_number().over(partition_by=Did.id, order_by=(preference, spread)).label("rank"),
+                     case((rep.state == ReplicaState.AVAILABLE.value, LockState.OK),
+                          else_=LockState.REPLICATING).label("initial"))
+              .select_from(Did).join(ep, ep.id.in_(candidates))
+              .outerjoin(rep, and_(rep.did_id == Did.id, rep.endpoint_id == ep.id))
+              .where(Did.id.in_(files), ~exists().where(RuleLock.rule_id == rule.id, RuleLock.did_id == Did.id,
+                                                         RuleLock.endpoint_id == ep.id))
+              .subquery())
+    session.execute(insert(RuleLock).from_select(
+        ["rule_id", "did_id", "endpoint_id", "state"],
+        select(literal(rule.id), ranked.c.did_id, ranked.c.endpoint_id, ranked.c.initial)
+        .where(ranked.c.rank <= rule.copies - ranked.c.held)))
+
+    # 2. Every lock whose replica is neither there nor on its way gets a COPYING replica (a new row at the place
+    #    the file has everywhere, i.e. the source's path, or its BAD/UNAVAILABLE row reset), stamped with this
+    #    pass's time, when a source exists; 3. each stamped replica gets its transfer.
+    src, src_ep = aliased(Replica), aliased(Endpoint)
+    has_source = exists().where(src.did_id == RuleLock.did_id, src.state == ReplicaState.AVAILABLE.value,
+                                src_ep.id == src.endpoint_id, src_ep.read.is_(True))
+    # A counted subquery, not EXISTS: planners turn EXISTS into a join over every queued transfer, while this
+    # stays one index lookup per lock however long the queue is.
+    queued = (select(func.count()).select_from(Transfer).where(
+        Transfer.did_id == RuleLock.did_id, Transfer.dest_endpoint_id == RuleLock.endpoint_id,
+        Transfer.state.in_(("QUEUED", "ACTIVE"))).scalar_subquery())
+    pending = queued > 0
+    at_lock = and_(Replica.did_id == RuleLock.did_id, Replica.endpoint_id == RuleLock.endpoint_id)
+    here = select(Replica.state).where(at_lock).scalar_subquery()
+    mine = and_(RuleLock.rule_id == rule.id, RuleLock.did_id.in_(files))
+    source_path = (select(func.min(src.path)).where(src.did_id == RuleLock.did_id,
+                                                    src.state == ReplicaState.AVAILABLE.value).scalar_subquery())
+    session.execute(insert(Replica).from_select(
+        ["did_id", "endpoint_id", "state", "path", "created_at", "updated_at"],
+        select(RuleLock.did_id, RuleLock.endpoint_id, literal(ReplicaState.COPYING.value, lock_state), source_path,
+               stamp, stamp)
+        .where(mine, ~exists().where(at_lock), queued == 0, has_source)))
+    reset = list(session.scalars(select(Replica.id).join(RuleLock, at_lock).where(
+        mine, Replica.state.not_in((ReplicaState.AVAILABLE.value, ReplicaState.COPYING.value)), queued == 0,
+        has_source)))  # usually none: driven from the chunk's locks, so planners cannot pick a table scan
+    if reset:
+        session.execute(update(Replica).where(Replica.id.in_(reset))
+                        .values(state=ReplicaState.COPYING.value, updated_at=stamp, tombstone=None)
+                        .execution_options(synchronize_session=False))
+    stamped = select(Replica.id).where(at_lock, Replica.state == ReplicaState.COPYING.value,
+                                       Replica.updated_at == stamp)
+    session.execute(insert(Transfer).from_select(
+        ["did_id", "dest_endpoint_id", "rule_id", "state", "attempts", "next_attempt_at", "bytes_done", "created_at",
+         "updated_at"],
+        select(RuleLock.did_id, RuleLock.endpoint_id, literal(rule.id), literal("QUEUED"), literal(0), stamp,
+               literal(0), stamp, stamp)
+        .where(mine, exists(stamped), queued == 0)))
+
+    # 4. Lock states from what is there now; a locked replica is needed again (no tombstone).
+    state = case((here == ReplicaState.AVAILABLE.value, LockState.OK),
+                 (or_(pending, here == ReplicaState.COPYING.value), LockState.REPLICATING),
+                 (~has_source, LockState.STUCK), else_=LockState.REPLICATING)
+    settled = and_(RuleLock.state == LockState.OK,  # most locks: one lookup
+                   func.coalesce(here, "") == ReplicaState.AVAILABLE.value)
+    session.execute(update(RuleLock).where(mine, ~settled, RuleLock.state != state).values(state=state)
+                    .execution_options(synchronize_session=False))
+    session.execute(update(Replica).where(
+        Replica.did_id.in_(files), Replica.tombstone.is_not(None),
+        exists().where(RuleLock.rule_id == rule.id, RuleLock.did_id == Replica.did_id,
+                       RuleLock.endpoint_id == Replica.endpoint_id))
+        .values(tombstone=None).execution_options(synchronize_session=False))
+
+    # 5. What the conveyor cannot fix: too few endpoints, or nothing to copy from.
+    placed = dict(session.execute(select(RuleLock.did_id, func.count()).where(mine).group_by(RuleLock.did_id)
+                                  .having(func.count() < rule.copies)).tuples().all())
+    with_locks = session.scalar(select(func.count(func.distinct(RuleLock.did_id))).where(mine)) or 0
+    if placed or with_locks < len(files):
+        fewest = 0 if with_locks < len(files) else min(placed.values())
+        return f"only {fewest} of {rule.copies} endpoints are writable for some files"
+    if session.scalar(select(RuleLock.did_id).where(mine, RuleLock.state == LockState.STUCK).limit(1)) is not None:
+        return "no available replica to copy from"
+    return None

@@ -39,10 +39,18 @@ from twinengine.lake.models import Did, Endpoint, Replica, Transfer
 from twinengine.lake.schemas import DidType, ReplicaState
 from twinengine.lake.storage import CHUNK
 from twinengine.lake.storage.background import BackgroundWriter
+from twinengine.lake.storage.buffers import BufferPool, pooled_chunks
 from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 
 __all__ = ["Expected", "UploadOutcome", "file_chunks", "register_replica", "replica_path", "upload", "upload_file"]
+
+
+# Chunks of a file upload and how many may wait for the writer: small enough that hashing and writing overlap
+# from the first megabyte on, enough of them that neither side waits for the other (other streams, whose
+# chunk size the caller picks, keep a queue of 4).
+UPLOAD_CHUNK = 1024 * 1024
+WRITE_AHEAD = 16
 
 
 def replica_path(scope: str, name: str) -> str:
@@ -151,6 +159,15 @@ def upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoint
            media_type: str | None = None, meta: dict[str, Any] | None = None) -> UploadOutcome:
     """Store a byte stream as file ``did`` on ``endpoint``; returns its checksums. Re-uploading the same bytes
     to the same endpoint is a no-op (``created`` False); other bytes under a registered name are a conflict."""
+    return _upload(db, lake, principal=principal, did=did, endpoint=endpoint, chunks=chunks, size_hint=size_hint,
+                   expected=expected, dataset=dataset, media_type=media_type, meta=meta)
+
+
+def _upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoint: str,
+            chunks: Iterable[bytes | memoryview], size_hint: int | None, expected: Expected | None,
+            dataset: str | None, media_type: str | None, meta: dict[str, Any] | None,
+            pool: BufferPool | None = None) -> UploadOutcome:
+    """``upload``; chunks from ``pool`` go back to it once hashed and written."""
     with db.session() as session:
         reserved = _reserve(session, principal=principal, did=did, endpoint=endpoint, size_hint=size_hint,
                             media_type=media_type, meta=meta, dataset=dataset,
@@ -176,8 +193,15 @@ def upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoint
     did_id, replica_id, path, new_did, new_replica = reserved
     try:
         hasher = Hasher(adler_fed_separately=True)  # sha256 here, adler32 in the writer thread
+
+        def written(chunk: bytes | memoryview) -> None:
+            hasher.update_adler(chunk)
+            if pool is not None:
+                pool.release(chunk)
+
         beat = time.monotonic()
-        with BackgroundWriter(backend.writer(path, size_hint=size_hint), on_written=hasher.update_adler) as writer:
+        with BackgroundWriter(backend.writer(path, size_hint=size_hint), on_written=written,
+                              depth=WRITE_AHEAD if pool is not None else 4) as writer:
             for chunk in chunks:
                 hasher.update(chunk)
                 if quota is not None and used + hasher.bytes > quota:
@@ -217,10 +241,12 @@ def file_chunks(path: Path, chunk_size: int = CHUNK) -> Iterable[bytes]:
 def upload_file(db: Database, lake: Lake, *, principal: Principal, path: Path, did: str, endpoint: str,
                 expected: Expected | None = None, dataset: str | None = None, media_type: str | None = None,
                 meta: dict[str, Any] | None = None) -> UploadOutcome:
-    """Upload a local file (what workflows call to save a result into the lake)."""
-    return upload(db, lake, principal=principal, did=did, endpoint=endpoint, chunks=file_chunks(path),
-                  size_hint=path.stat().st_size, expected=expected, dataset=dataset, media_type=media_type,
-                  meta=meta)
+    """Upload a local file (what workflows call to save a result into the lake): read into recycled buffers,
+    sha256 here while a writer thread writes the same buffers and sums adler32 over them."""
+    size = path.stat().st_size
+    pool = BufferPool(UPLOAD_CHUNK)
+    return _upload(db, lake, principal=principal, did=did, endpoint=endpoint, chunks=pooled_chunks(path, pool),
+                   size_hint=size, expected=expected, dataset=dataset, media_type=media_type, meta=meta, pool=pool)
 
 
 def register_replica(session: Session, lake: Lake, *, principal: Principal, did: str, endpoint: str,

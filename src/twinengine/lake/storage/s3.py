@@ -1,13 +1,15 @@
 """Endpoints on an S3 bucket (any S3-compatible server) through s3fs. ``location`` is ``bucket`` or
 ``bucket/prefix``; options ``endpoint_url`` and ``region``; credential ``access_key`` + ``secret_key``.
 
-Writes are multipart uploads completed on commit (a small object is one PUT): an interrupted write never
-shows up as an object. ``cleanup`` aborts multipart uploads left behind by killed writers.
+Writes are multipart uploads with parts sent in parallel, completed on commit (a small object is one PUT): an
+interrupted write never shows up as an object. ``cleanup`` aborts multipart uploads left behind by killed writers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, ClassVar
 
@@ -22,31 +24,78 @@ def _unavailable(exc: Exception, what: str) -> StorageUnavailable:
 
 
 class _S3Writer(Writer):
-    def __init__(self, fs: Any, key: str) -> None:
-        self.key = key
-        self.fh: Any = fs.open(key, "wb", block_size=max(CHUNK, 5 * 1024 * 1024))
+    """A multipart upload whose parts go up in parallel (``PARALLEL`` in flight, each on its own connection)
+    while the next part is being filled; completed on ``commit``. An object smaller than one part is a single
+    PUT on commit, so an abandoned small write leaves nothing at all."""
+
+    PART = 8 * 1024 * 1024  # S3 wants at least 5 MiB per part but the last
+    PARALLEL = 4
+
+    def __init__(self, fs: Any, path: str) -> None:
+        self.fs = fs
+        self.key = path
+        self.bucket, self.object_key, _ = fs.split_path(path)
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[Future[dict[str, Any]]] = []
+        self.pool: ThreadPoolExecutor | None = None
+        self.closed = False
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        return self.fs.call_s3(method, Bucket=self.bucket, Key=self.object_key, **kwargs)
+
+    def _put_part(self, number: int, body: bytes) -> dict[str, Any]:
+        reply = self._call("upload_part", UploadId=self.upload_id, PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": reply["ETag"]}
+
+    def _send(self, body: bytes) -> None:
+        if self.upload_id is None:
+            self.upload_id = str(self._call("create_multipart_upload")["UploadId"])
+            self.pool = ThreadPoolExecutor(self.PARALLEL, thread_name_prefix="lake-s3-part")
+        assert self.pool is not None
+        if len(self.parts) >= self.PARALLEL:
+            self.parts[-self.PARALLEL].result()  # at most PARALLEL parts (and their memory) in flight
+        self.parts.append(self.pool.submit(self._put_part, len(self.parts) + 1, body))
 
     def write(self, chunk: bytes | memoryview) -> None:
         try:
-            self.fh.write(chunk)
+            self.buffer += chunk
+            while len(self.buffer) >= self.PART:
+                body = bytes(self.buffer[:self.PART])
+                del self.buffer[:self.PART]
+                self._send(body)
         except Exception as exc:
             self.abort()
             raise _unavailable(exc, f"uploading {self.key}") from exc
 
     def commit(self) -> None:
         try:
-            self.fh.close()
+            if self.upload_id is None:
+                self._call("put_object", Body=bytes(self.buffer))
+            else:
+                if self.buffer:
+                    self._send(bytes(self.buffer))
+                done = [part.result() for part in self.parts]
+                self._call("complete_multipart_upload", UploadId=self.upload_id, MultipartUpload={"Parts": done})
+            self.closed = True
         except Exception as exc:
             self.abort()
             raise _unavailable(exc, f"completing {self.key}") from exc
+        finally:
+            self.buffer = bytearray()
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
 
     def abort(self) -> None:
-        try:
-            if not self.fh.closed:
-                self.fh.discard()  # aborts the multipart upload; nothing becomes visible
-                self.fh.closed = True  # and no later close() may complete it
-        except Exception:  # best effort: cleanup() aborts what is left
-            pass
+        if self.closed:
+            return
+        self.closed = True
+        self.buffer = bytearray()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.upload_id is not None:
+            with suppress(Exception):  # nothing becomes visible; cleanup() aborts what a failed call here leaves
+                self._call("abort_multipart_upload", UploadId=self.upload_id)
 
 
 class S3Storage(StorageBackend):
