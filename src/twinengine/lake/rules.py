@@ -275,8 +275,9 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
         .values(tombstone=None).execution_options(synchronize_session=False))
 
     # 5. What the conveyor cannot fix: too few endpoints, or nothing to copy from.
-    placed = dict(session.execute(select(RuleLock.did_id, func.count()).where(mine).group_by(RuleLock.did_id)
-                                  .having(func.count() < rule.copies)).tuples().all())
+    placed: dict[int, int] = {did: count for did, count in session.execute(
+        select(RuleLock.did_id, func.count()).where(mine).group_by(RuleLock.did_id)
+        .having(func.count() < rule.copies))}
     with_locks = session.scalar(select(func.count(func.distinct(RuleLock.did_id))).where(mine)) or 0
     if placed or with_locks < len(files):
         fewest = 0 if with_locks < len(files) else min(placed.values())
