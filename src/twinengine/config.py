@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     function_workers: int = Field(default=4, ge=1, le=256, description="Functions running at once.")
     function_retries: int = Field(default=3, ge=0, le=100, description="Retries before a dead letter.")
     function_backoff: float = Field(default=0.5, gt=0, description="First retry delay (s), doubled each time.")
+    # -- ml: training, registry, retraining
+    mlflow_uri: str | None = Field(default=None, description="MLflow tracking server (http://host:5000); default "
+                                                            "embedded: sqlite:///<data_dir>/mlflow.db.")
+    ml_workers: int = Field(default=1, ge=1, le=64, description="Training runs at once in this process.")
 
     @field_validator("data_dir", mode="after")
     @classmethod
@@ -106,6 +110,10 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         """The effective database URL."""
         return self.database_url or f"sqlite:///{self.data_dir / 'twin.db'}"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -6,9 +6,11 @@ The API is built *from* a runtime; tests build one per data dir, and nothing liv
 from __future__ import annotations
 
 import threading
+from importlib.util import find_spec
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
@@ -32,6 +34,9 @@ from twinengine.workflows.apps import index_app_processes
 from twinengine.workflows.engine import WorkflowEngine
 from twinengine.workflows.triggers import materialize_manifest_triggers
 
+if TYPE_CHECKING:
+    from twinengine.ml.engine import MLEngine
+
 __all__ = ["Runtime"]
 
 _PG_BOOTSTRAP_LOCK = 0x74776164
@@ -52,6 +57,7 @@ class Runtime:
     notifier: Notifier = field(default_factory=Notifier)  # wakes live readers of streams and state
     _streams: StreamHub | None = field(default=None, repr=False)
     _streams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _ml: MLEngine | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # State revisions are announced after their commit (twins.state records them in session.info).
@@ -72,6 +78,19 @@ class Runtime:
                 log = get_backend(self.settings.stream_backend).from_settings(self.settings)
                 self._streams = StreamHub(log, max_lag=self.settings.stream_max_lag, notifier=self.notifier)
             return self._streams
+
+    @property
+    def ml(self) -> MLEngine:
+        """The AI lifecycle (needs the ``ml`` extra: torch, mlflow), started on first use."""
+        with self._streams_lock:
+            if self._ml is None:
+                from twinengine.ml.engine import MLEngine
+
+                self._ml = MLEngine(data_dir=self.data_dir, db=self.db, blobs=self.blobs,
+                                    streams=lambda: self.streams, mlflow_uri=self.settings.mlflow_uri,
+                                    workers=self.settings.ml_workers)
+                self._ml.start()
+            return self._ml
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -111,9 +130,17 @@ class Runtime:
             token = bootstrap_admin(session, self.issuer, data_dir=self.data_dir,
                                     ttl=self.settings.admin_token_ttl)
         self.workflows.start()
+        from twinengine.ml.models import pending_work
+
+        with self.db.session(readonly=True) as session:
+            if pending_work(session) and find_spec("torch") is not None:  # runs to resume, policies to watch
+                _ = self.ml
         return token
 
     def close(self) -> None:
+        if self._ml is not None:
+            self._ml.stop()
+            self._ml = None
         self.workflows.stop()
         self.access.close()
         with self._streams_lock:
