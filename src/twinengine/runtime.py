@@ -6,9 +6,9 @@ The API is built *from* a runtime; tests build one per data dir, and nothing liv
 from __future__ import annotations
 
 import threading
-from importlib.util import find_spec
 from dataclasses import dataclass, field
 from datetime import timedelta
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 

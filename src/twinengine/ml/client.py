@@ -34,6 +34,12 @@ class MLClient:
             body["trigger"] = trigger
         return self._c._send(TrainingRunRead, "POST", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/train", body)
 
+    def tune(self, twin: str, model: str, tune: dict[str, Any], *, config: dict[str, Any] | None = None,
+             data: dict[str, Any] | None = None) -> TrainingRunRead:
+        """Optuna search (``tune``: trials, parallel, space, metric, direction), then train the best."""
+        body: dict[str, Any] = {"config": config or {}, "data": data or {}, "tune": tune}
+        return self._c._send(TrainingRunRead, "POST", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/train", body)
+
     def run(self, twin: str, run_id: str) -> TrainingRunRead:
         return self._c._get(TrainingRunRead, f"/api/v1/twins/{_seg(twin)}/training-runs/{_seg(run_id)}")
 

@@ -79,7 +79,8 @@ def launch(nproc: int, job: DistributedJob) -> FitResult:
     port = _free_port()
     job.env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), **job.env}
     pickle.dumps(job)  # fail here, not in a child, when something cannot travel
-    mp.start_processes(_spawned, args=(nproc, job), nprocs=nproc, join=True, start_method="spawn")
+    mp.start_processes(_spawned, args=(nproc, job), nprocs=nproc, join=True,  # type: ignore[attr-defined,no-untyped-call]
+                       start_method="spawn")
     saved: dict[str, Any] = torch.load(job.out, map_location="cpu", weights_only=False)
     task = load_task(Path(job.folder), job.package, job.entrypoint)
     model = task.build_model(dict(job.config.params))

@@ -52,7 +52,7 @@ def psi(reference: np.ndarray[Any, Any], recent: np.ndarray[Any, Any], bins: int
 
 
 def detect(spec: DriftSpec, reference: np.ndarray[Any, Any], recent: np.ndarray[Any, Any]) -> DriftReport:
-    """Compare two samples (n × features, or n) feature by feature; drifted when any feature is."""
+    """Compare two samples (n rows of features, or n values) feature by feature; drifted when any feature is."""
     ref = np.asarray(reference, dtype=float).reshape(len(reference), -1)
     new = np.asarray(recent, dtype=float).reshape(len(recent), -1)
     if ref.shape[1] != new.shape[1]:

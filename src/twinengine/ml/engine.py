@@ -193,6 +193,8 @@ class MLEngine:
                 "code.sha256": loaded.archive_sha256, "training_run": run_id, "inputs": json.dumps(inputs),
                 "trigger": json.dumps(trigger), "nproc": str(nproc),
                 "params": json.dumps(config.params, sort_keys=True)}
+        if trigger.get("kind") == "tune":
+            config = self._tune(run_id, twin, model, task, config, data, trigger)
         if mlrun is None:
             mlrun = self.registry.start_run(name, name=run_id, params=_flat(config.model_dump()), tags=tags)
         self._update(run_id, mlflow_run_id=mlrun, epochs=config.epochs,
@@ -208,6 +210,34 @@ class MLEngine:
             finally:
                 sink.close()
         self._finish(run_id, twin, model, task, result, mlrun, name, tags)
+
+    def optuna_storage(self) -> str:
+        """The engine's database when it is PostgreSQL, else an embedded SQLite file in the data dir."""
+        url = str(self.db.engine.url.render_as_string(hide_password=False))
+        if url.startswith("postgresql"):
+            return url
+        self.root.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.root / 'optuna.db'}"
+
+    def _tune(self, run_id: str, twin: Twin, model: str, task: TrainingTask, config: Any, data: TrainingData,
+              trigger: dict[str, Any]) -> Any:
+        from twinengine.ml.tune import parse_space, run_study
+
+        space = parse_space(trigger.get("space") or task.search_space or {})
+        trials = int(trigger.get("trials", 20))
+
+        def progress(done: int) -> None:
+            self._update(run_id, progress=50.0 * done / trials)
+
+        result = run_study(task, config, data, space=space, trials=trials, storage=self.optuna_storage(),
+                           study_name=f"{twin.name}.{model}.{run_id}", metric=trigger.get("metric", "val_loss"),
+                           direction="maximize" if trigger.get("direction") == "maximize" else "minimize",
+                           n_jobs=int(trigger.get("parallel", 1)),
+                           on_trial=progress)
+        self._update(run_id, trigger=trigger | {"best": result.best_overrides, "best_value": result.best_value,
+                                                "complete": result.complete, "pruned": result.pruned,
+                                                "failed": result.failed})
+        return config.merged(result.best_overrides)
 
     def _fit_distributed(self, loaded: LoadedApp, config: Any, data: TrainingData, checkpoint: Path, nproc: int,
                          mlrun: str) -> FitResult:

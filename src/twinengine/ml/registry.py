@@ -148,6 +148,8 @@ class ModelRegistry:
     def load_state(self, name: str, version: str) -> dict[str, Any]:
         """The weights of a version (downloaded from the artifact store)."""
         run_id = self.client.get_model_version(name, version).run_id
+        if run_id is None:
+            raise LookupError(f"{name} version {version} has no training run")
         with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
             local = self.client.download_artifacts(run_id, f"model/{MODEL_FILE}", tmp)
             state: dict[str, Any] = torch.load(local, map_location="cpu", weights_only=True)

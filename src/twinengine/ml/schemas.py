@@ -9,8 +9,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twinengine.ml.drift import DriftSpec
 
-__all__ = ["DataSelection", "DecisionRead", "ModelVersionRead", "PolicyWrite", "PolicyRead", "TrailEntry",
-           "TrainingRequest", "TrainingRunPage", "TrainingRunRead", "TwinModelRead"]
+__all__ = [
+    "DataSelection",
+    "DecisionRead",
+    "ModelVersionRead",
+    "PolicyRead",
+    "PolicyWrite",
+    "TrailEntry",
+    "TrainingRequest",
+    "TrainingRunPage",
+    "TrainingRunRead",
+    "TuneRequest",
+    "TwinModelRead",
+]
 
 
 class _Strict(BaseModel):
@@ -27,11 +38,22 @@ class DataSelection(_Strict):
     fill: int | None = Field(default=None, ge=1)
 
 
+class TuneRequest(_Strict):
+    """Search hyper-parameters first (Optuna), then train and register the best trial's configuration."""
+
+    trials: int = Field(default=20, ge=1, le=10_000)
+    parallel: int = Field(default=1, ge=1, le=64, description="Trials at once.")
+    space: dict[str, Any] | None = Field(default=None, description="Search space; default: the app's.")
+    metric: str = Field(default="val_loss", max_length=64)
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+
 class TrainingRequest(_Strict):
     config: dict[str, Any] = Field(default_factory=dict, description="Overrides of the app's TrainingConfig.")
     nproc: int = Field(default=1, ge=1, le=64, description="Local processes (torch.distributed DDP).")
     data: DataSelection = Field(default_factory=DataSelection)
     trigger: dict[str, Any] = Field(default_factory=lambda: {"kind": "manual"})
+    tune: TuneRequest | None = None
 
 
 class TrainingRunRead(BaseModel):

@@ -46,6 +46,16 @@ def _check_config(overrides: dict[str, Any]) -> None:
         raise ValidationFailed([Problem(join_loc(("config", *e["loc"])), e["msg"]) for e in exc.errors()]) from None
 
 
+def _check_space(space: dict[str, Any]) -> None:
+    from twinengine.ml.tune import parse_space
+
+    try:
+        parse_space(space)
+    except ValidationError as exc:
+        raise ValidationFailed([Problem(join_loc(("tune", "space", *e["loc"])), e["msg"])
+                                for e in exc.errors()]) from None
+
+
 def enqueue(session: Session, twin: Twin, model: str, *, body: TrainingRequest, created_by: str) -> TrainingRun:
     """Queue a run of ``model`` for ``twin`` (the engine loop picks it up after the commit)."""
     _model_of(session, twin, model)
@@ -53,9 +63,14 @@ def enqueue(session: Session, twin: Twin, model: str, *, body: TrainingRequest, 
     stream = body.data.stream
     if stream is not None and stream not in twins.manifest_for(session, twin).streams:
         raise ValidationFailed.one("data.stream", f"the app declares no stream {stream!r}")
+    trigger = dict(body.trigger)
+    if body.tune is not None:
+        if body.tune.space is not None:
+            _check_space(body.tune.space)
+        trigger = {"kind": "tune", **body.tune.model_dump(), "requested": trigger}
     row = TrainingRun(id=f"tr-{secrets.token_hex(6)}", twin_id=twin.id, model=model, status="queued", progress=0.0,
                       nproc=body.nproc, config=body.config, inputs={"selection": body.data.model_dump()},
-                      trigger=body.trigger, history=[], metrics={}, created_by=created_by)
+                      trigger=trigger, history=[], metrics={}, created_by=created_by)
     session.add(row)
     session.flush()
     return row

@@ -59,6 +59,7 @@ class TrainingTask:
     config: TrainingConfig = field(default_factory=TrainingConfig)
     gate: dict[str, Any] = field(default_factory=dict)
     features: Callable[[TrainingData], np.ndarray[Any, Any]] | None = None  # inputs a drift detector watches
+    search_space: dict[str, Any] | None = None  # default Optuna space (see twinengine.ml.tune)
 
 
 class MetricSink(Protocol):
@@ -188,8 +189,10 @@ def fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, check
         trained = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     per_rank = config.batch_size // world
     generator = torch.Generator().manual_seed(config.seed)
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=config.shuffle,
-                                 seed=config.seed, drop_last=False) if world > 1 else None
+    sampler: DistributedSampler[Any] | None = None
+    if world > 1:
+        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=config.shuffle,
+                                     seed=config.seed, drop_last=False)
     loader = DataLoader(train_set, batch_size=per_rank, shuffle=config.shuffle and sampler is None,
                         sampler=sampler, generator=generator, pin_memory=device.type == "cuda")
     val_loader = DataLoader(val_set, batch_size=max(per_rank, 256))
@@ -211,7 +214,7 @@ def fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, check
             batch = _to(batch, device)
             optimizer.zero_grad(set_to_none=True)
             loss = task.loss(trained, batch)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             step += 1
             detached = loss.detach()

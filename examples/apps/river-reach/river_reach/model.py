@@ -108,4 +108,6 @@ def runoff_correction() -> Any:
         config=TrainingConfig(epochs=30, batch_size=64, seed=7, optimizer=OptimizerConfig(name="adam", lr=0.01),
                               early_stopping=EarlyStopping(metric="val_loss", patience=8), params={"hidden": 32}),
         gate={"thresholds": {"rmse_level": {"max": 0.5}}, "compare": "rmse_level", "mode": "min", "margin": 0.05},
-        features=features)
+        features=features,
+        search_space={"optimizer.lr": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True},
+                      "params.hidden": {"type": "int", "low": 8, "high": 48}})
