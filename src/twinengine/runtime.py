@@ -63,6 +63,9 @@ class Runtime:
         # State revisions are announced after their commit (twins.state records them in session.info).
         event.listen(self.db.sessions, "after_commit", self._announce_revisions)
         event.listen(self.db.sessions, "after_rollback", lambda s: s.info.pop(REVISIONS_KEY, None))
+        from twinengine.ml.processes import register_processes
+
+        register_processes(self.workflows.registry, lambda: self.ml)  # train_model, predict
 
     def _announce_revisions(self, session: Session) -> None:
         for twin_id, _revision in session.info.pop(REVISIONS_KEY, ()):

@@ -93,6 +93,7 @@ class MLEngine:
             session.execute(update(TrainingRun).where(TrainingRun.status == "running").values(status="queued"))
         while not self._stop.is_set():
             try:
+                self.check_policies()
                 self.run_once()
             except Exception:
                 log.exception("ml loop step failed")
@@ -117,6 +118,17 @@ class MLEngine:
         for run_id in [r for r, f in self._running.items() if not f.running() and not f.done()]:
             self._running[run_id] = self._pool.submit(self._execute_safely, run_id)
         return claimed
+
+    def check_policies(self) -> int:
+        """One pass of the retraining policies (schedule, buffer fills, drift); returns runs queued."""
+        from twinengine.ml import retrain
+        from twinengine.ml.models import RetrainPolicy
+
+        with self.db.session(readonly=True) as session:
+            if session.scalar(select(RetrainPolicy.model).where(RetrainPolicy.enabled.is_(True)).limit(1)) is None:
+                return 0
+        with self.db.session() as session:
+            return retrain.run_once(self, session)
 
     def wait(self, run_id: str, timeout: float | None = None) -> None:
         future = self._running.get(run_id)
@@ -209,7 +221,7 @@ class MLEngine:
                              on_epoch=lambda r: self._progress(run_id, r))
             finally:
                 sink.close()
-        self._finish(run_id, twin, model, task, result, mlrun, name, tags)
+        self._finish(run_id, twin, model, task, result, mlrun, name, tags, data, config)
 
     def optuna_storage(self) -> str:
         """The engine's database when it is PostgreSQL, else an embedded SQLite file in the data dir."""
@@ -262,18 +274,37 @@ class MLEngine:
         with self.db.session() as session:
             session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(**values))
 
+    def _champion_on(self, name: str, champion: str, task: TrainingTask, data: TrainingData,
+                     config: Any) -> dict[str, float]:
+        """The champion's metrics on the candidate's held-out set, so both are judged on the same data; the
+        metrics it was registered with when it cannot be rebuilt (other hyper-parameters)."""
+        import json as _json
+
+        from torch.utils.data import DataLoader
+
+        from twinengine.ml.trainer import _evaluate, pick_device
+
+        info = self.registry.version(name, champion)
+        try:
+            net = task.build_model(_json.loads(info.tags.get("params", "{}")) or dict(config.params))
+            net.load_state_dict(self.registry.load_state(name, champion))
+            device = pick_device(config.device)
+            _train, val = task.datasets(data)
+            wanted = config.metrics or sorted(task.metrics)
+            return _evaluate(task, net.to(device), DataLoader(val, batch_size=256), wanted, device)
+        except Exception as exc:
+            log.warning("champion %s v%s could not be re-evaluated (%s); using its registered metrics", name,
+                        champion, exc)
+            return {k.removeprefix("metric."): float(v) for k, v in info.tags.items() if k.startswith("metric.")}
+
     def _finish(self, run_id: str, twin: Twin, model: str, task: TrainingTask, result: FitResult, mlrun: str,
-                name: str, tags: dict[str, str]) -> None:
+                name: str, tags: dict[str, str], data: TrainingData, config: Any) -> None:
         final = {k: v for k, v in result.final.items() if k != "epoch"}
         version = self.registry.register(name, mlrun, result.model,
                                          tags=tags | {f"metric.{k}": f"{v:.9g}" for k, v in final.items()})
         self.registry.set_alias(name, CHALLENGER, version)
         champion = self.registry.alias(name, CHAMPION)
-        champion_metrics = None
-        if champion is not None:
-            champion_metrics = {k.removeprefix("metric."): float(v)
-                                for k, v in self.registry.version(name, champion).tags.items()
-                                if k.startswith("metric.")}
+        champion_metrics = self._champion_on(name, champion, task, data, config) if champion is not None else None
         decision = gates.evaluate(gates.GateSpec.model_validate(task.gate), final, champion_metrics)
         self.registry.tag_version(name, version, {"gate.decision": "accepted" if decision.accepted else "rejected",
                                                   "gate.reason": decision.reason})
@@ -289,7 +320,8 @@ class MLEngine:
             row.history = result.history
             row.epoch = int(result.history[-1]["epoch"]) if result.history else row.epoch
             session.add(GateDecision(twin_id=twin.id, model=model, version=version, run_id=run_id,
-                                     accepted=decision.accepted, reason=decision.reason, metrics=final,
+                                     accepted=decision.accepted, reason=decision.reason,
+                                     metrics=final | {f"champion.{k}": v for k, v in (champion_metrics or {}).items()},
                                      champion_before=champion))
 
     # -- serving

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from mlflow.tracking import MlflowClient
 __all__ = ["AsyncMetricLogger", "ModelRegistry", "VersionInfo", "registered_name"]
 
 log = logging.getLogger("twinengine.ml")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars inside the engine's output
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_FILE = "model.pt"
