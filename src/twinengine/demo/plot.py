@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 __all__ = ["plot_corrections", "plot_levels"]
 
@@ -51,9 +52,10 @@ def plot_corrections(path: Path, *, times: Sequence[datetime], observed: Sequenc
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
-    ax.plot(times, observed, color="#1b3a5c", lw=1.6, label="observed level")
+    x: list[Any] = list(times)
+    ax.plot(x, observed, color="#1b3a5c", lw=1.6, label="observed level")
     for (label, values), style in zip(series.items(), ("--", "-.", "-", ":"), strict=False):
-        ax.plot(times[-len(values):], values, lw=1.2, ls=style, label=label)
+        ax.plot(x[-len(values):], values, lw=1.2, ls=style, label=label)
     ax.set_ylabel("level (m)")
     ax.set_xlabel("time (UTC)")
     ax.set_title(title, loc="left")
