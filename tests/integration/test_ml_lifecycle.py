@@ -108,3 +108,55 @@ def test_bad_requests_name_the_field(engine: Engine, uma: Client) -> None:
                          headers=engine.headers(engine.token("uma", "user")))
     assert r.status_code == 422 and "nproc" in r.text
     assert uma.ml.runs("reach").total == 0
+
+
+def test_progress_events_and_percent(engine: Engine, uma: Client) -> None:
+    run = uma.ml.wait("reach", uma.ml.train("reach", MODEL, config={"epochs": 3}).id, timeout=300)
+    headers = engine.headers(engine.token("uma", "user"))
+    with engine.http.stream("GET", f"/api/v1/twins/reach/training-runs/{run.id}/events", headers=headers) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        text = "".join(r.iter_text())
+    assert text.count("event: metrics") == 3 and "event: end" in text and '"status": "succeeded"' in text
+    assert "id: 3" in text and '"progress": 100.0' in text
+    page = uma.ml.runs("reach", model=MODEL)
+    assert page.total == 1 and page.items[0].progress == 100
+
+
+def _wait_trail(uma: Client, kind: str, count: int = 1) -> list:
+    import time
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        trail = [t for t in uma.ml.trail("reach", MODEL) if t.trigger.get("kind") == kind]
+        if len(trail) >= count and all(t.status in ("succeeded", "failed") for t in trail):
+            return trail
+        time.sleep(0.3)
+    raise AssertionError(f"no {kind} run: {uma.ml.trail('reach', MODEL)}")
+
+
+def test_policies_retrain_on_schedule_and_on_buffer_fills(engine: Engine, uma: Client) -> None:
+    uma.ml.set_policy("reach", MODEL, every_seconds=3600)
+    scheduled = _wait_trail(uma, "schedule")
+    assert scheduled[0].status == "succeeded" and scheduled[0].version == "1"
+    assert uma.ml.policy("reach", MODEL).last_triggered_at is not None
+
+    uma.streams.create_buffer("reach", "retrain", "gauges", policy="external")
+    uma.streams.append("reach", "gauges", gauge_records(48, start=_later()))
+    fill = uma.streams.seal_buffer("reach", "retrain")
+    uma.ml.set_policy("reach", MODEL, buffer="retrain")
+    by_buffer = _wait_trail(uma, "buffer")
+    entry = by_buffer[0]
+    assert entry.trigger == {"kind": "buffer", "buffer": "retrain", "fill": fill.id}
+    assert entry.inputs["start"] == fill.start_offset and entry.inputs["end"] == fill.end_offset
+    assert entry.decision is not None  # gated against the schedule run's champion on the same held-out set
+    assert uma.streams.buffer("reach", "retrain").fills[0].status in ("consumed", "discarded")
+    with pytest.raises(ValidationFailed):
+        uma.ml.set_policy("reach", MODEL, stream="nope", drift={"method": "ks"})
+
+
+def _later():  # after the fixture's 96 hours
+    from datetime import timedelta
+
+    from ml_fixtures import T0
+
+    return T0 + timedelta(hours=96)

@@ -60,8 +60,10 @@ def trail(twin: TwinRef, model: ModelName, session: SessionDep, principal: Princ
 @router.put("/{twin}/models/{model}/policy", name="policy_set",
             summary="The retraining policy: schedule, buffer volume, drift (replaces the previous one)")
 def policy_set(twin: TwinRef, model: ModelName, body: PolicyWrite, session: SessionDep,
-               principal: PrincipalDep) -> PolicyRead:
-    return service.set_policy(session, principal=principal, twin_ref=twin, model=model, body=body)
+               principal: PrincipalDep, runtime: RuntimeDep) -> PolicyRead:
+    policy = service.set_policy(session, principal=principal, twin_ref=twin, model=model, body=body)
+    runtime.ml.wake()  # starts the loop that watches the policies, if it was not running
+    return policy
 
 
 @router.get("/{twin}/models/{model}/policy", name="policy_get", summary="The retraining policy and its last check")
