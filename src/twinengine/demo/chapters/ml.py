@@ -5,6 +5,7 @@ recent records, the gate promotes the new version, and the summary shows the err
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import time
 from datetime import timedelta
 from typing import Any
@@ -48,6 +49,10 @@ def _wait(ctx: DemoContext, twin: str, run_id: str, label: str) -> Any:
 
 
 def retrain_on_drift(ctx: DemoContext) -> None:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("mlflow") is None:
+        ctx.say("model chapter skipped: the ml extra is not installed (pip install -e '.[ml]')")
+        ctx.summary.append(("model", "skipped: install the ml extra (torch, mlflow, optuna)"))
+        return
     o = ctx.options
     uma, gauge = ctx.client("uma"), ctx.client("gauge-rr01")
     twin = uma.create_twin(ctx.facts["app"], _free_name(uma, "demo-reach-ml"), {"station": STATION},
