@@ -102,7 +102,9 @@ class MLEngine:
 
     def run_once(self) -> int:
         """Claim queued runs and hand them to the pool; returns how many were claimed."""
-        claimed = 0
+        claimed: list[str] = []
+        for run_id in [r for r, f in self._running.items() if f.done()]:
+            del self._running[run_id]
         with self.db.session() as session:
             ids = list(session.scalars(select(TrainingRun.id).where(TrainingRun.status == "queued")
                                        .order_by(TrainingRun.created_at)))
@@ -113,11 +115,10 @@ class MLEngine:
                                                                  TrainingRun.status == "queued")
                                        .values(status="running", started_at=utcnow()))
                 if getattr(done, "rowcount", 0) == 1:
-                    claimed += 1
-                    self._running[run_id] = Future()
-        for run_id in [r for r, f in self._running.items() if not f.running() and not f.done()]:
+                    claimed.append(run_id)
+        for run_id in claimed:  # after the claim's commit
             self._running[run_id] = self._pool.submit(self._execute_safely, run_id)
-        return claimed
+        return len(claimed)
 
     def check_policies(self) -> int:
         """One pass of the retraining policies (schedule, buffer fills, drift); returns runs queued."""
