@@ -160,3 +160,19 @@ def _later():  # after the fixture's 96 hours
     from ml_fixtures import T0
 
     return T0 + timedelta(hours=96)
+
+
+def test_train_model_and_predict_are_engine_processes(engine: Engine, uma: Client) -> None:
+    graph = {"process_graph": {"train": {"process_id": "train_model", "result": True,
+                                         "arguments": {"model": MODEL, "config": {"epochs": 2}}}}}
+    run = uma.workflows.submit(graph, twin="reach", sync=True)
+    assert run.status.value == "finished", run.error
+    assert run.value["version"] == "1" and run.value["accepted"] is True
+    assert uma.ml.trail("reach", MODEL)[0].trigger == {"kind": "workflow", "run": run.id}
+
+    records = gauge_records(4)
+    graph = {"process_graph": {"p": {"process_id": "predict", "result": True,
+                                     "arguments": {"model": MODEL, "data": {"records": records}}}}}
+    predicted = uma.workflows.submit(graph, twin="reach", sync=True)
+    assert predicted.status.value == "finished", predicted.error
+    assert len(predicted.value) == len(records) - 8

@@ -67,7 +67,7 @@ def run_worker(rank: int | None, world: int | None, job: DistributedJob) -> None
             state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
             torch.save({"model": state, "history": result.history, "epochs_run": result.epochs_run,
                         "resumed_from": result.resumed_from, "stopped_early": result.stopped_early,
-                        "device": result.device}, job.out)
+                        "device": result.device, "seconds": result.seconds}, job.out)
     finally:
         if sink is not None:
             sink.close()
@@ -87,7 +87,7 @@ def launch(nproc: int, job: DistributedJob) -> FitResult:
     model.load_state_dict(saved["model"])
     return FitResult(model=model, history=saved["history"], epochs_run=saved["epochs_run"],
                      resumed_from=saved["resumed_from"], stopped_early=saved["stopped_early"],
-                     device=saved["device"])
+                     device=saved["device"], seconds=saved["seconds"])
 
 
 def _spawned(rank: int, world: int, job: DistributedJob) -> None:

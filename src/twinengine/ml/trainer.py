@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,7 @@ class FitResult:
     resumed_from: int  # epochs already done when this process started (0: fresh)
     stopped_early: bool
     device: str
+    seconds: float = 0.0  # wall time of the epochs run here (no start-up, no data loading)
 
     @property
     def final(self) -> dict[str, float]:
@@ -202,6 +204,7 @@ def fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, check
         raise ValueError(f"metrics {unknown} are not defined by the model (it has {sorted(task.metrics)})")
     stopped_early = False
     epoch = start_epoch
+    started = time.perf_counter()
     for epoch in range(start_epoch + 1, config.epochs + 1):
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -253,7 +256,7 @@ def fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, check
         if should_stop is not None and should_stop():
             break
     return FitResult(model=model, history=history, epochs_run=epoch - start_epoch, resumed_from=start_epoch,
-                     stopped_early=stopped_early, device=str(device))
+                     stopped_early=stopped_early, device=str(device), seconds=time.perf_counter() - started)
 
 
 def _evaluate(task: TrainingTask, model: nn.Module, loader: DataLoader[Any], wanted: list[str],
