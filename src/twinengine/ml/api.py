@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Body, Path, Query, Request, status
+from fastapi import Body, Depends, Path, Query, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import api_router
 from twinengine.auth.principal import Principal
-from twinengine.errors import ModelNotFound
+from twinengine.errors import ModelNotFound, ValidationFailed
 from twinengine.ml import service
 from twinengine.ml.schemas import (
     PolicyRead,
@@ -77,12 +77,16 @@ def predict(twin: TwinRef, model: ModelName, session: SessionDep, principal: Pri
             inputs: Annotated[Any, Body(embed=True)],
             version: Annotated[str | None, Query(max_length=16)] = None) -> dict[str, Any]:
     row = twins.get_twin(session, principal=principal, ref=twin)
-    from twinengine.ml.serving import predict_with
+    from twinengine.ml.serving import PredictInputInvalid, predict_with
 
+    if model not in twins.manifest_for(session, row).models:
+        raise ModelNotFound(f"the app of twin {row.name} declares no model {model!r}")
     try:
         used, outputs = predict_with(runtime.ml, row, model, inputs, version=version)
     except LookupError as exc:
         raise ModelNotFound(str(exc)) from None
+    except PredictInputInvalid as exc:
+        raise ValidationFailed.one("inputs", str(exc)) from None
     return {"version": used, "outputs": outputs}
 
 
@@ -106,11 +110,16 @@ def _read(runtime: Runtime, principal: Principal, twin: str, run_id: str) -> Tra
         return service.get_run(session, principal=principal, twin_ref=twin, run_id=run_id)
 
 
+def run_target(twin: TwinRef, run: RunId, principal: PrincipalDep, runtime: RuntimeDep) -> TrainingRunRead:
+    """Resolved before the stream starts, so an unknown run is a 404, not a broken stream."""
+    return _read(runtime, principal, twin, run)
+
+
 @router.get("/{twin}/training-runs/{run}/events", name="run_events", response_class=EventSourceResponse,
             summary="Live epoch metrics as Server-Sent Events (id = epoch), then the final status")
-async def run_events(twin: TwinRef, run: RunId, request: Request, principal: PrincipalDep,
-                     runtime: RuntimeDep) -> AsyncIterator[ServerSentEvent]:
-    current = await anyio.to_thread.run_sync(_read, runtime, principal, twin, run)
+async def run_events(twin: TwinRef, run: RunId, request: Request, principal: PrincipalDep, runtime: RuntimeDep,
+                     first: Annotated[TrainingRunRead, Depends(run_target)]) -> AsyncIterator[ServerSentEvent]:
+    current = first
     sent = 0
     while True:
         for point in current.history[sent:]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -268,8 +269,8 @@ class MLEngine:
             if row is not None:
                 row.epoch, row.epochs = report.epoch, report.epochs
                 row.progress = 100.0 * report.epoch / report.epochs
-                row.metrics = dict(report.metrics)
-                row.history = [*row.history, {"epoch": float(report.epoch), **report.metrics}]
+                row.metrics = _finite(report.metrics)
+                row.history = [*row.history, {"epoch": float(report.epoch), **_finite(report.metrics)}]
 
     def _update(self, run_id: str, **values: Any) -> None:
         with self.db.session() as session:
@@ -300,7 +301,7 @@ class MLEngine:
 
     def _finish(self, run_id: str, twin: Twin, model: str, task: TrainingTask, result: FitResult, mlrun: str,
                 name: str, tags: dict[str, str], data: TrainingData, config: Any) -> None:
-        final = {k: v for k, v in result.final.items() if k != "epoch"}
+        final = _finite({k: v for k, v in result.final.items() if k != "epoch"})
         version = self.registry.register(name, mlrun, result.model,
                                          tags=tags | {f"metric.{k}": f"{v:.9g}" for k, v in final.items()})
         self.registry.set_alias(name, CHALLENGER, version)
@@ -318,11 +319,12 @@ class MLEngine:
             assert row is not None
             row.status, row.model_version, row.finished_at, row.progress = "succeeded", version, utcnow(), 100.0
             row.metrics = final
-            row.history = result.history
+            row.history = [_finite(h) for h in result.history]
             row.epoch = int(result.history[-1]["epoch"]) if result.history else row.epoch
             session.add(GateDecision(twin_id=twin.id, model=model, version=version, run_id=run_id,
                                      accepted=decision.accepted, reason=decision.reason,
-                                     metrics=final | {f"champion.{k}": v for k, v in (champion_metrics or {}).items()},
+                                     metrics=final | _finite({f"champion.{k}": v
+                                                              for k, v in (champion_metrics or {}).items()}),
                                      champion_before=champion))
 
     # -- serving
@@ -345,6 +347,11 @@ class MLEngine:
             self._warm[key] = (net, task)
         net, task = self._warm[key]
         return chosen, net, task
+
+
+def _finite(values: dict[str, float]) -> dict[str, float]:
+    """JSON columns (JSONB) take no NaN/inf: an unmeasurable metric is left out."""
+    return {k: float(v) for k, v in values.items() if math.isfinite(v)}
 
 
 def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

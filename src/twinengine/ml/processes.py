@@ -78,7 +78,7 @@ def train_model(ml: Callable[[], MLEngine], model: str, twin: str | None = None,
 def predict(ml: Callable[[], MLEngine], model: str, data: Any, twin: str | None = None,
             version: str | None = None) -> Any:
     """Outputs of the champion (or ``version``) for ``data`` (as the app's predict takes it)."""
-    from twinengine.ml.serving import predict_with
+    from twinengine.ml.serving import PredictInputInvalid, predict_with
 
     ctx = current()
     if ctx.db is None:
@@ -88,7 +88,7 @@ def predict(ml: Callable[[], MLEngine], model: str, data: Any, twin: str | None 
         session.expunge(row)
     try:
         _used, outputs = predict_with(ml(), row, model, data, version=version)
-    except LookupError as exc:
+    except (LookupError, PredictInputInvalid) as exc:
         raise ProcessParameterInvalid(f"predict: {exc}") from None
     return outputs
 

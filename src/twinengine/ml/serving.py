@@ -10,7 +10,11 @@ import torch
 from twinengine.ml.engine import MLEngine
 from twinengine.twins.models import Twin
 
-__all__ = ["jsonable", "predict_with"]
+__all__ = ["PredictInputInvalid", "jsonable", "predict_with"]
+
+
+class PredictInputInvalid(ValueError):
+    """Raised when the app's predict cannot take the inputs it was given."""
 
 
 def jsonable(value: Any) -> Any:
@@ -33,4 +37,8 @@ def predict_with(ml: MLEngine, twin: Twin, model: str, inputs: Any, *, version: 
     if task.predict is None:
         raise LookupError(f"model {model!r} of {twin.name} defines no predict function")
     with torch.no_grad():
-        return used, jsonable(task.predict(net, inputs))
+        try:
+            return used, jsonable(task.predict(net, inputs))
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise PredictInputInvalid(f"the model's predict cannot take these inputs: {type(exc).__name__}: "
+                                      f"{exc}") from None
