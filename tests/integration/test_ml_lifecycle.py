@@ -165,7 +165,7 @@ def _later():  # after the fixture's 96 hours
 def test_train_model_and_predict_are_engine_processes(engine: Engine, uma: Client) -> None:
     graph = {"process_graph": {"train": {"process_id": "train_model", "result": True,
                                          "arguments": {"model": MODEL, "config": {"epochs": 2}}}}}
-    run = uma.workflows.submit(graph, twin="reach", sync=True)
+    run = uma.workflows.wait(uma.workflows.submit(graph, twin="reach").id, timeout=300)
     assert run.status.value == "finished", run.error
     assert run.value["version"] == "1" and run.value["accepted"] is True
     assert uma.ml.trail("reach", MODEL)[0].trigger == {"kind": "workflow", "run": run.id}
@@ -173,6 +173,6 @@ def test_train_model_and_predict_are_engine_processes(engine: Engine, uma: Clien
     records = gauge_records(4)
     graph = {"process_graph": {"p": {"process_id": "predict", "result": True,
                                      "arguments": {"model": MODEL, "data": {"records": records}}}}}
-    predicted = uma.workflows.submit(graph, twin="reach", sync=True)
+    predicted = uma.workflows.wait(uma.workflows.submit(graph, twin="reach").id, timeout=300)
     assert predicted.status.value == "finished", predicted.error
     assert len(predicted.value) == len(records) - 8
