@@ -92,6 +92,7 @@ def main() -> None:
                                                                  "on a shared machine)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--log-every", type=int, default=10, help="steps per training-loss point (engine default 10)")
     parser.add_argument("--trials", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -104,7 +105,7 @@ def main() -> None:
         from twinengine.ml.tasks import load_task
 
         task = load_task(root, "benchtask", "benchtask.model:task")
-        config = TrainingConfig(epochs=args.epochs, batch_size=args.batch, device="cpu", log_every=1)
+        config = TrainingConfig(epochs=args.epochs, batch_size=args.batch, device="cpu", log_every=args.log_every)
         steps = args.epochs * -(-args.samples // args.batch)
         print(f"model: MLP 32-256-256-1, {args.samples} samples, batch {args.batch}, {args.epochs} epochs "
               f"({steps} steps), {torch.get_num_threads()} torch threads, best of {args.repeat}")
@@ -142,7 +143,8 @@ def main() -> None:
               f"{100 * direct / (silent / steps):.2f} % of a {silent / steps * 1e3:.2f} ms step (goal <= 2 %)")
         points = sum(s.sent for s in logged) // len(logged)
         per_step = (loud - silent) / steps
-        print(f"metric logging, end to end: {points} points per run to MLflow (every step), {per_step * 1e6:.1f} us "
+        print(f"metric logging, end to end: {points} points per run to MLflow (a loss point every {args.log_every} "
+              f"steps + epoch metrics), {per_step * 1e6:.1f} us "
               f"per step = {100 * (loud - silent) / silent:.2f} % of step time (run-to-run noise included)")
 
         ddp_config = config.merged({"shuffle": False, "log_every": 10})
