@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars inside the engine's output
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # nor its INFO lines (they would break `--json` output)
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -26,7 +29,7 @@ from mlflow.tracking import MlflowClient
 __all__ = ["AsyncMetricLogger", "ModelRegistry", "VersionInfo", "registered_name"]
 
 log = logging.getLogger("twinengine.ml")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars inside the engine's output
+logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_FILE = "model.pt"
