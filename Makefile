@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ml,slurm]'
 	@touch $@
 
 demo: $(STAMP)
@@ -38,7 +38,7 @@ serve: $(STAMP)
 
 lock: | $(BIN)/python
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
-	$(VENV)-lock/bin/pip install --quiet -e '.[dev]'
+	$(VENV)-lock/bin/pip install --quiet -e '.[dev,ml,slurm]'
 	{ sed -n '1,4p' constraints.txt; $(VENV)-lock/bin/pip freeze --exclude-editable | grep -v '^twinengine'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf $(VENV)-lock
 

@@ -37,6 +37,7 @@ from twinengine.twins.schemas import (
 
 if TYPE_CHECKING:
     from twinengine.lake.client import LakeClient
+    from twinengine.ml.client import MLClient
     from twinengine.streams.sdk import StreamsClient
     from twinengine.workflows.client import WorkflowsClient
 
@@ -98,6 +99,13 @@ class Client:
         from twinengine.streams.sdk import StreamsClient
 
         return StreamsClient(self)
+
+    @property
+    def ml(self) -> MLClient:
+        """Models of twins: training runs, versions and gate decisions, trail, retraining policy, predict."""
+        from twinengine.ml.client import MLClient
+
+        return MLClient(self)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     lake_endpoint: str | None = Field(default=None, description="Lake endpoint that keeps compacted stream "
                                                                 "history and workflow results; unset: kept locally.")
 
+    # -- ml: training, registry, retraining
+    mlflow_uri: str | None = Field(default=None, description="MLflow tracking server (http://host:5000); default "
+                                                            "embedded: sqlite:///<data_dir>/mlflow.db.")
+    ml_workers: int = Field(default=1, ge=1, le=64, description="Training runs at once in this process.")
+
     @field_validator("*", mode="before")
     @classmethod
     def _durations(cls, value: Any, info: ValidationInfo) -> Any:
@@ -171,6 +176,10 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         """The effective database URL."""
         return self.database_url or f"sqlite:///{self.data_dir / 'twin.db'}"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
 
     @property
     def is_sqlite(self) -> bool:

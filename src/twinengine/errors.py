@@ -33,7 +33,9 @@
     │   ├── ReplicaNotFound         404  ReplicaNotFound
     │   ├── RuleNotFound            404  RuleNotFound
     │   ├── StreamNotFound          404  StreamNotFound
-    │   └── BufferNotFound          404  BufferNotFound
+    │   ├── BufferNotFound          404  BufferNotFound
+    │   ├── ModelNotFound           404  ModelNotFound
+    │   └── TrainingRunNotFound     404  TrainingRunNotFound
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   ├── TwinNameTaken           409  TwinNameTaken
@@ -74,6 +76,7 @@ __all__ = [
     "InvalidExpression",
     "InvalidInput",
     "InvalidParameterValue",
+    "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
@@ -99,6 +102,7 @@ __all__ = [
     "StreamNotFound",
     "StreamUnavailable",
     "TokenInvalid",
+    "TrainingRunNotFound",
     "TriggerNotFound",
     "TwinEngineError",
     "TwinNameTaken",
@@ -339,6 +343,18 @@ class BufferNotFound(NotFound):
     """Raised when a twin has no retraining buffer of that name (or id)."""
 
     code = "BufferNotFound"
+
+
+class ModelNotFound(NotFound):
+    """Raised when a twin's app declares no model of that name, or the registry has no such version."""
+
+    code = "ModelNotFound"
+
+
+class TrainingRunNotFound(NotFound):
+    """Raised when no training run has that id (for that twin)."""
+
+    code = "TrainingRunNotFound"
 
 
 class Conflict(TwinEngineError):

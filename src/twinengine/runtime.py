@@ -8,8 +8,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from sqlalchemy import event, text
@@ -39,6 +40,9 @@ from twinengine.workflows.apps import index_app_processes
 from twinengine.workflows.engine import WorkflowEngine
 from twinengine.workflows.triggers import ChainedArrivals, materialize_manifest_triggers
 
+if TYPE_CHECKING:
+    from twinengine.ml.engine import MLEngine
+
 __all__ = ["Runtime"]
 
 _PG_BOOTSTRAP_LOCK = 0x74776164
@@ -59,11 +63,15 @@ class Runtime:
     notifier: Notifier = field(default_factory=Notifier)  # wakes live readers of streams and state
     _streams: StreamHub | None = field(default=None, repr=False)
     _streams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _ml: MLEngine | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # State revisions are announced after their commit (twins.state records them in session.info).
         event.listen(self.db.sessions, "after_commit", self._announce_revisions)
         event.listen(self.db.sessions, "after_rollback", lambda s: s.info.pop(REVISIONS_KEY, None))
+        from twinengine.ml.processes import register_processes
+
+        register_processes(self.workflows.registry, lambda: self.ml)  # train_model, predict
 
     def _announce_revisions(self, session: Session) -> None:
         for twin_id, _revision in session.info.pop(REVISIONS_KEY, ()):
@@ -114,6 +122,19 @@ class Runtime:
                                 time_field=declared.time_field, since=since, until=until, sink=self.segment_sink)
         return table, declared.time_field, twin.id
 
+    @property
+    def ml(self) -> MLEngine:
+        """The AI lifecycle (needs the ``ml`` extra: torch, mlflow), started on first use."""
+        with self._streams_lock:
+            if self._ml is None:
+                from twinengine.ml.engine import MLEngine
+
+                self._ml = MLEngine(data_dir=self.data_dir, db=self.db, blobs=self.blobs,
+                                    streams=lambda: self.streams, mlflow_uri=self.settings.mlflow_uri,
+                                    workers=self.settings.ml_workers)
+                self._ml.start()
+            return self._ml
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -161,9 +182,17 @@ class Runtime:
             token = bootstrap_admin(session, self.issuer, data_dir=self.data_dir,
                                     ttl=self.settings.admin_token_ttl)
         self.workflows.start()
+        from twinengine.ml.models import pending_work
+
+        with self.db.session(readonly=True) as session:
+            if pending_work(session) and find_spec("torch") is not None:  # runs to resume, policies to watch
+                _ = self.ml
         return token
 
     def close(self) -> None:
+        if self._ml is not None:
+            self._ml.stop()
+            self._ml = None
         self.workflows.stop()
         self.access.close()
         with self._streams_lock:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-__all__ = ["plot_levels"]
+__all__ = ["plot_corrections", "plot_levels"]
 
 
 def plot_levels(path: Path, *, times: Sequence[datetime], levels: Sequence[float], rain: Sequence[float],
@@ -35,6 +36,31 @@ def plot_levels(path: Path, *, times: Sequence[datetime], levels: Sequence[float
     ax_level.set_xlabel("time (UTC)")
     ax_level.legend(loc="upper right")
     ax_level.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_corrections(path: Path, *, times: Sequence[datetime], observed: Sequence[float],
+                     series: dict[str, Sequence[float]], title: str = "") -> Path:
+    """Observed level against the simulation and the model-corrected simulations (one line per label)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
+    x: list[Any] = list(times)
+    ax.plot(x, observed, color="#1b3a5c", lw=1.6, label="observed level")
+    for (label, values), style in zip(series.items(), ("--", "-.", "-", ":"), strict=False):
+        ax.plot(x[-len(values):], values, lw=1.2, ls=style, label=label)
+    ax.set_ylabel("level (m)")
+    ax.set_xlabel("time (UTC)")
+    ax.set_title(title, loc="left")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -8,6 +8,7 @@ from sqlalchemy import create_engine
 import twinengine.auth.models
 import twinengine.catalog.models
 import twinengine.lake.models
+import twinengine.ml.models
 import twinengine.streams.models
 import twinengine.twins.models
 import twinengine.workflows.models  # noqa: F401  (registers tables on Base.metadata)

@@ -1,0 +1,120 @@
+"""The AI lifecycle chapter: a small PyTorch model corrects the reach's rainfall-runoff simulation; the
+catchment then changes (more runoff), the engine's drift policy notices the residuals moved, retrains on the
+recent records, the gate promotes the new version, and the summary shows the error before and after."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+from datetime import timedelta
+from typing import Any
+
+from twinengine.demo.chapters.twins import STATION, _free_name
+from twinengine.demo.context import DemoContext
+from twinengine.demo.plot import plot_corrections
+
+__all__ = ["retrain_on_drift"]
+
+MODEL = "runoff_correction"
+BASE_HOURS, DRIFT_HOURS = 96.0, 48.0
+CHANGED_RUNOFF = 0.7  # land-use change: the twin still believes 0.45
+
+
+def _readings(ctx: DemoContext, params: dict[str, Any], *, runoff: float, hours: float, start: Any,
+              seed: int) -> list[dict[str, Any]]:
+    reach = ctx.app_package
+    catchment = reach.Catchment.from_parameters(params | {"runoff_coefficient": runoff})
+    sim = reach.ReachSimulator(STATION, catchment, reach.RatingCurve(params["rating_a"], params["rating_b"],
+                                                                     params["datum_m"]),
+                               start=start, step=timedelta(minutes=ctx.options.step_minutes), seed=seed,
+                               storms_per_day=2.0)
+    return [{"time": r.time.isoformat(), "station": r.station, "rain": r.rain, "level": r.level}
+            for r in sim.readings(hours)]
+
+
+def _wait(ctx: DemoContext, twin: str, run_id: str, label: str) -> Any:
+    uma = ctx.client("uma")
+    advance = ctx.track(label, 100)
+    shown = [0]
+
+    def show(run: Any) -> None:
+        advance(int(run.progress) - shown[0])
+        shown[0] = int(run.progress)
+
+    run = uma.ml.wait(twin, run_id, timeout=300, on_progress=show)
+    if run.status != "succeeded":
+        raise RuntimeError(f"training run {run_id} failed: {run.error}")
+    return run
+
+
+def retrain_on_drift(ctx: DemoContext) -> None:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("mlflow") is None:
+        ctx.say("model chapter skipped: the ml extra is not installed (pip install -e '.[ml]')")
+        ctx.summary.append(("model", "skipped: install the ml extra (torch, mlflow, optuna)"))
+        return
+    o = ctx.options
+    uma, gauge = ctx.client("uma"), ctx.client("gauge-rr01")
+    twin = uma.create_twin(ctx.facts["app"], _free_name(uma, "demo-reach-ml"), {"station": STATION},
+                           description="River reach with a model-corrected simulation")
+    uma.grant(twin.name, "gauge-rr01", "operate")
+    params = twin.parameters
+    base = _readings(ctx, params, runoff=params["runoff_coefficient"], hours=BASE_HOURS, start=o.start,
+                     seed=o.seed + 2)
+    gauge.streams.append(twin.name, "gauges", base, producer="rr01-ml", seq=0)
+    first = _wait(ctx, twin.name, uma.ml.train(twin.name, MODEL).id, "training runoff_correction v1")
+    ctx.say(f"trained {MODEL} v{first.model_version} on {len(base)} readings: held-out level RMSE "
+            f"{first.metrics['rmse_level']:.3f} m (simulation alone {first.metrics['rmse_simulation']:.3f} m)")
+
+    # The catchment changes; the twin's parameters do not. The policy watches the model's residuals.
+    drifted = _readings(ctx, params, runoff=CHANGED_RUNOFF, hours=DRIFT_HOURS,
+                        start=o.start + timedelta(hours=BASE_HOURS), seed=o.seed + 3)
+    gauge.streams.append(twin.name, "gauges", drifted, producer="rr01-ml", seq=len(base))
+    uma.ml.set_policy(twin.name, MODEL, drift={"method": "ks", "threshold": 0.01}, window=len(drifted))
+    ctx.say(f"the catchment changed (runoff coefficient {params['runoff_coefficient']} → {CHANGED_RUNOFF}); "
+            f"{len(drifted)} new readings arrived; a drift policy (KS test on the residuals) watches them")
+    deadline = time.monotonic() + 60
+    trail = uma.ml.trail(twin.name, MODEL)
+    while trail[0].trigger.get("kind") != "drift" and time.monotonic() < deadline:
+        time.sleep(0.3)
+        trail = uma.ml.trail(twin.name, MODEL)
+    if trail[0].trigger.get("kind") != "drift":
+        raise RuntimeError("the drift policy did not trigger a retraining")
+    second = _wait(ctx, twin.name, trail[0].run, "retraining on drift")
+    trail = uma.ml.trail(twin.name, MODEL)
+    decision = trail[0].decision
+    assert decision is not None
+    pvalue = trail[0].trigger["scores"][0]
+    ctx.say(f"drift detected (KS p-value {pvalue:.2g} < 0.01) → run {second.id} → v{second.model_version}: "
+            f"gate {'promoted it to champion' if decision.accepted else 'rejected it: ' + decision.reason}")
+
+    before = decision.metrics.get("champion.rmse_level", float("nan"))
+    after = second.metrics["rmse_level"]
+    simulation = second.metrics["rmse_simulation"]
+    v1 = uma.ml.predict(twin.name, MODEL, {"parameters": params, "records": drifted}, version=first.model_version)
+    v2 = uma.ml.predict(twin.name, MODEL, {"parameters": params, "records": drifted})
+    app_model = importlib.import_module(f"{ctx.app_package.__name__}.model")
+    sim = app_model.simulate(params, [dict(r, time=_time(r["time"])) for r in drifted])
+    times = [_time(r["time"]) for r in drifted]
+    path = ctx.runtime.data_dir / "river-reach-model.png"
+    plot_corrections(path, times=times, observed=[r["level"] for r in drifted],
+                     series={"simulation (outdated parameters)": sim, f"corrected by v{first.model_version}":
+                             v1["outputs"], f"corrected by v{v2['version']} (retrained)": v2["outputs"]},
+                     title=f"{twin.name}: after the catchment changed; held-out RMSE {before:.3f} m → {after:.3f} m")
+    ctx.facts["ml"] = {"twin": twin.name, "first": first.model_dump(mode="json"),
+                       "second": second.model_dump(mode="json"), "accepted": decision.accepted,
+                       "rmse_before": before, "rmse_after": after, "rmse_simulation": simulation,
+                       "champion": v2["version"], "plot": str(path), "trail": len(trail)}
+    ctx.summary += [
+        ("model", f"{MODEL} of {twin.name}: v{first.model_version} trained, drift (KS p {pvalue:.2g}) → "
+                  f"v{second.model_version} {'promoted' if decision.accepted else 'rejected'} by the gate"),
+        ("model error", f"held-out level RMSE after the change: simulation {simulation:.3f} m, champion before "
+                        f"{before:.3f} m, retrained {after:.3f} m"),
+        ("model plot", str(path)),
+    ]
+
+
+def _time(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)

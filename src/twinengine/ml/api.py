@@ -1,0 +1,136 @@
+"""HTTP routes of the AI lifecycle: a twin's models and their history, training runs (percent progress, live
+metrics as Server-Sent Events), the trail, retraining policies, and predictions from the champion."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Body, Depends, Path, Query, Request, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.routing import api_router
+from twinengine.auth.principal import Principal
+from twinengine.errors import ModelNotFound, ValidationFailed
+from twinengine.ml import service
+from twinengine.ml.schemas import (
+    PolicyRead,
+    PolicyWrite,
+    TrailEntry,
+    TrainingRequest,
+    TrainingRunPage,
+    TrainingRunRead,
+    TwinModelRead,
+)
+from twinengine.runtime import Runtime
+from twinengine.twins import service as twins
+
+__all__ = ["router"]
+
+router = api_router("/twins", tag="ml")
+
+TwinRef = Annotated[str, Path(max_length=64, description="The twin's id (tw-...) or name.")]
+ModelName = Annotated[str, Path(max_length=64, description="A model the twin's app declares.")]
+RunId = Annotated[str, Path(max_length=32)]
+
+
+@router.get("/{twin}/models", name="models", summary="The twin's models: versions, aliases, gate decisions")
+def models(twin: TwinRef, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> list[TwinModelRead]:
+    return service.list_models(session, runtime.ml, principal=principal, twin_ref=twin)
+
+
+@router.post("/{twin}/models/{model}/train", name="train", status_code=status.HTTP_202_ACCEPTED,
+             summary="Queue a training run of the model (external trigger); poll it or follow its events")
+def train(twin: TwinRef, model: ModelName, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
+          body: TrainingRequest | None = None) -> TrainingRunRead:
+    run = service.request_training(session, principal=principal, twin_ref=twin, model=model,
+                                   body=body or TrainingRequest())
+    runtime.ml.wake()  # the loop also polls, so a wake before the commit only costs a second
+    return run
+
+
+@router.get("/{twin}/models/{model}/trail", name="trail",
+            summary="trigger → data → run → version → decision, newest first")
+def trail(twin: TwinRef, model: ModelName, session: SessionDep, principal: PrincipalDep) -> list[TrailEntry]:
+    return service.trail(session, principal=principal, twin_ref=twin, model=model)
+
+
+@router.put("/{twin}/models/{model}/policy", name="policy_set",
+            summary="The retraining policy: schedule, buffer volume, drift (replaces the previous one)")
+def policy_set(twin: TwinRef, model: ModelName, body: PolicyWrite, session: SessionDep,
+               principal: PrincipalDep, runtime: RuntimeDep) -> PolicyRead:
+    policy = service.set_policy(session, principal=principal, twin_ref=twin, model=model, body=body)
+    runtime.ml.wake()  # starts the loop that watches the policies, if it was not running
+    return policy
+
+
+@router.get("/{twin}/models/{model}/policy", name="policy_get", summary="The retraining policy and its last check")
+def policy_get(twin: TwinRef, model: ModelName, session: SessionDep, principal: PrincipalDep) -> PolicyRead:
+    return service.get_policy(session, principal=principal, twin_ref=twin, model=model)
+
+
+@router.post("/{twin}/models/{model}/predict", name="predict",
+             summary="Predict with the champion (or ?version=) kept warm; inputs as the app's predict takes them")
+def predict(twin: TwinRef, model: ModelName, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
+            inputs: Annotated[Any, Body(embed=True)],
+            version: Annotated[str | None, Query(max_length=16)] = None) -> dict[str, Any]:
+    row = twins.get_twin(session, principal=principal, ref=twin)
+    from twinengine.ml.serving import PredictInputInvalid, predict_with
+
+    if model not in twins.manifest_for(session, row).models:
+        raise ModelNotFound(f"the app of twin {row.name} declares no model {model!r}")
+    try:
+        used, outputs = predict_with(runtime.ml, row, model, inputs, version=version)
+    except LookupError as exc:
+        raise ModelNotFound(str(exc)) from None
+    except PredictInputInvalid as exc:
+        raise ValidationFailed.one("inputs", str(exc)) from None
+    return {"version": used, "outputs": outputs}
+
+
+@router.get("/{twin}/training-runs", name="runs", summary="Training runs of the twin, newest first")
+def runs(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
+         model: Annotated[str | None, Query(max_length=64)] = None,
+         limit: Annotated[int, Query(ge=1, le=500)] = 50,
+         offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> TrainingRunPage:
+    items, total = service.list_runs(session, principal=principal, twin_ref=twin, model=model, limit=limit,
+                                     offset=offset)
+    return TrainingRunPage(items=items, total=total)
+
+
+@router.get("/{twin}/training-runs/{run}", name="run", summary="One training run: status, percent, metrics")
+def run(twin: TwinRef, run: RunId, session: SessionDep, principal: PrincipalDep) -> TrainingRunRead:
+    return service.get_run(session, principal=principal, twin_ref=twin, run_id=run)
+
+
+def _read(runtime: Runtime, principal: Principal, twin: str, run_id: str) -> TrainingRunRead:
+    with runtime.db.session(readonly=True) as session:
+        return service.get_run(session, principal=principal, twin_ref=twin, run_id=run_id)
+
+
+def run_target(twin: TwinRef, run: RunId, principal: PrincipalDep, runtime: RuntimeDep) -> TrainingRunRead:
+    """Resolved before the stream starts, so an unknown run is a 404, not a broken stream."""
+    return _read(runtime, principal, twin, run)
+
+
+@router.get("/{twin}/training-runs/{run}/events", name="run_events", response_class=EventSourceResponse,
+            summary="Live epoch metrics as Server-Sent Events (id = epoch), then the final status")
+async def run_events(twin: TwinRef, run: RunId, request: Request, principal: PrincipalDep, runtime: RuntimeDep,
+                     first: Annotated[TrainingRunRead, Depends(run_target)]) -> AsyncIterator[ServerSentEvent]:
+    current = first
+    sent = 0
+    while True:
+        for point in current.history[sent:]:
+            yield ServerSentEvent(data={"progress": current.progress, **point}, id=str(int(point["epoch"])),
+                                  event="metrics")
+        sent = len(current.history)
+        if current.status in ("succeeded", "failed"):
+            yield ServerSentEvent(data=current.model_dump(mode="json", include={"status", "model_version", "error",
+                                                                                "metrics"}), event="end")
+            return
+        if await request.is_disconnected():
+            return
+        await anyio.sleep(0.5)
+        current = await anyio.to_thread.run_sync(_read, runtime, principal, twin, run)

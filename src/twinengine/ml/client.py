@@ -1,0 +1,82 @@
+"""The SDK's ml namespace: ``client.ml.train(...)``, runs, models with their history, trail, policy, predict."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from pydantic import TypeAdapter
+
+from twinengine.ml.schemas import PolicyRead, TrailEntry, TrainingRunPage, TrainingRunRead, TwinModelRead
+
+if TYPE_CHECKING:
+    from twinengine.client import Client
+
+__all__ = ["MLClient"]
+
+FINAL = ("succeeded", "failed")
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+class MLClient:
+    def __init__(self, client: Client) -> None:
+        self._c = client
+
+    def train(self, twin: str, model: str, *, config: dict[str, Any] | None = None, nproc: int = 1,
+              data: dict[str, Any] | None = None, trigger: dict[str, Any] | None = None) -> TrainingRunRead:
+        body: dict[str, Any] = {"config": config or {}, "nproc": nproc, "data": data or {}}
+        if trigger is not None:
+            body["trigger"] = trigger
+        return self._c._send(TrainingRunRead, "POST", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/train", body)
+
+    def tune(self, twin: str, model: str, tune: dict[str, Any], *, config: dict[str, Any] | None = None,
+             data: dict[str, Any] | None = None) -> TrainingRunRead:
+        """Optuna search (``tune``: trials, parallel, space, metric, direction), then train the best."""
+        body: dict[str, Any] = {"config": config or {}, "data": data or {}, "tune": tune}
+        return self._c._send(TrainingRunRead, "POST", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/train", body)
+
+    def run(self, twin: str, run_id: str) -> TrainingRunRead:
+        return self._c._get(TrainingRunRead, f"/api/v1/twins/{_seg(twin)}/training-runs/{_seg(run_id)}")
+
+    def runs(self, twin: str, *, model: str | None = None, limit: int = 50, offset: int = 0) -> TrainingRunPage:
+        query = {k: v for k, v in {"model": model, "limit": limit, "offset": offset}.items() if v is not None}
+        data = self._c._request("GET", f"/api/v1/twins/{_seg(twin)}/training-runs", params=query).json()
+        return TrainingRunPage.model_validate(data)
+
+    def wait(self, twin: str, run_id: str, *, timeout: float = 600.0, poll: float = 0.3,
+             on_progress: Callable[[TrainingRunRead], None] | None = None) -> TrainingRunRead:
+        """Poll until the run ends; ``on_progress`` sees every state read."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run(twin, run_id)
+            if on_progress is not None:
+                on_progress(run)
+            if run.status in FINAL or time.monotonic() > deadline:
+                return run
+            time.sleep(poll)
+
+    def models(self, twin: str) -> list[TwinModelRead]:
+        data = self._c._request("GET", f"/api/v1/twins/{_seg(twin)}/models").json()
+        return TypeAdapter(list[TwinModelRead]).validate_python(data)
+
+    def trail(self, twin: str, model: str) -> list[TrailEntry]:
+        data = self._c._request("GET", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/trail").json()
+        return TypeAdapter(list[TrailEntry]).validate_python(data)
+
+    def set_policy(self, twin: str, model: str, **policy: Any) -> PolicyRead:
+        return self._c._send(PolicyRead, "PUT", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/policy", policy)
+
+    def policy(self, twin: str, model: str) -> PolicyRead:
+        return self._c._get(PolicyRead, f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/policy")
+
+    def predict(self, twin: str, model: str, inputs: Any, *, version: str | None = None) -> dict[str, Any]:
+        params = {"version": version} if version else {}
+        response = self._c._request("POST", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/predict",
+                                    json={"inputs": inputs}, params=params)
+        result: dict[str, Any] = response.json()
+        return result

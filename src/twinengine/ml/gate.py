@@ -1,0 +1,73 @@
+"""The validation gate: a new model version becomes champion only if its held-out metrics pass the app's rules.
+
+Rules: absolute thresholds per metric, better than (or within a margin of) the current champion on one
+metric, and for sampler models (normalising flows...) an acceptance-rate band. The decision keeps its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Decision", "GateSpec", "Threshold", "evaluate"]
+
+
+class Threshold(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max: float | None = None
+    min: float | None = None
+
+
+class GateSpec(BaseModel):
+    """What an app declares (``gate:`` of its model task); all parts optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thresholds: dict[str, Threshold] = Field(default_factory=dict, description="metric -> {min, max}")
+    compare: str | None = Field(default="val_loss", description="Metric compared with the champion's.")
+    mode: Literal["min", "max"] = "min"
+    margin: float = Field(default=0.0, ge=0, description="Relative slack: within margin of the champion passes.")
+    acceptance_rate: Threshold | None = Field(default=None, description="Band for metric 'acceptance_rate'.")
+
+
+@dataclass
+class Decision:
+    accepted: bool
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons) if self.reasons else "passed every rule"
+
+
+def _bound(name: str, value: float | None, rule: Threshold, reasons: list[str]) -> None:
+    if value is None:
+        reasons.append(f"{name} was not measured")
+        return
+    if rule.max is not None and value > rule.max:
+        reasons.append(f"{name} {value:.6g} > max {rule.max:g}")
+    if rule.min is not None and value < rule.min:
+        reasons.append(f"{name} {value:.6g} < min {rule.min:g}")
+
+
+def evaluate(spec: GateSpec, candidate: dict[str, float], champion: dict[str, float] | None) -> Decision:
+    """Check ``candidate`` (held-out metrics) against ``spec`` and the champion's metrics (None: no champion)."""
+    reasons: list[str] = []
+    for name, rule in sorted(spec.thresholds.items()):
+        _bound(name, candidate.get(name), rule, reasons)
+    if spec.acceptance_rate is not None:
+        _bound("acceptance_rate", candidate.get("acceptance_rate"), spec.acceptance_rate, reasons)
+    if spec.compare and champion is not None and spec.compare in champion:
+        new, old = candidate.get(spec.compare), champion[spec.compare]
+        if new is None:
+            reasons.append(f"{spec.compare} was not measured")
+        else:
+            slack = abs(old) * spec.margin
+            worse = new > old + slack if spec.mode == "min" else new < old - slack
+            if worse:
+                reasons.append(f"{spec.compare} {new:.6g} is worse than the champion's {old:.6g}"
+                               + (f" beyond the {spec.margin:.0%} margin" if spec.margin else ""))
+    return Decision(accepted=not reasons, reasons=reasons)

@@ -1,0 +1,208 @@
+"""The model registry behind our interface: MLflow tracking + model registry.
+
+Embedded by default (SQLite ``<data_dir>/mlflow.db``, artifacts under ``<data_dir>/mlartifacts``, no server);
+``TWIN_MLFLOW_URI`` points at an MLflow tracking server. Everything the engine records is plain MLflow runs,
+params, metrics, tags, model versions and aliases, so the official ``MlflowClient`` reads it unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars inside the engine's output
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # nor its INFO lines (they would break `--json` output)
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+__all__ = ["AsyncMetricLogger", "ModelRegistry", "VersionInfo", "registered_name"]
+
+log = logging.getLogger("twinengine.ml")
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+MODEL_FILE = "model.pt"
+
+
+def registered_name(twin_name: str, model: str) -> str:
+    """One registered model per twin and model: ``<twin>.<model>``."""
+    return f"{twin_name}.{model}"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: str
+    run_id: str | None
+    tags: dict[str, str]
+    aliases: list[str]
+    created_ms: int
+
+
+class ModelRegistry:
+    """Runs, metrics, model files, versions and aliases; one instance per runtime (thread-safe client)."""
+
+    def __init__(self, tracking_uri: str, artifact_root: Path | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def embedded(cls, data_dir: Path, uri: str | None = None) -> ModelRegistry:
+        if uri and not uri.startswith("sqlite:"):
+            return cls(uri)
+        return cls(uri or f"sqlite:///{data_dir / 'mlflow.db'}", data_dir / "mlartifacts")
+
+    # -- runs
+    def experiment(self, name: str) -> str:
+        with self._lock:
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return str(found.experiment_id)
+            location = None
+            if self.artifact_root is not None:
+                self.artifact_root.mkdir(parents=True, exist_ok=True)
+                location = (self.artifact_root / name).as_uri()
+            try:
+                return str(self.client.create_experiment(name, artifact_location=location))
+            except MlflowException:  # created by another process meanwhile
+                again = self.client.get_experiment_by_name(name)
+                if again is None:
+                    raise
+                return str(again.experiment_id)
+
+    def start_run(self, experiment: str, *, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment(experiment), run_name=name, tags=tags)
+        run_id = str(run.info.run_id)
+        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100])
+        return run_id
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def log_metrics(self, run_id: str, points: list[tuple[str, float, int, int]]) -> None:
+        """(key, value, step, timestamp ms) points, sent 1000 at a time (MLflow's batch limit)."""
+        metrics = [Metric(k, float(v), ts, step) for k, v, step, ts in points]
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
+
+    def end_run(self, run_id: str, *, ok: bool) -> None:
+        self.client.set_terminated(run_id, status="FINISHED" if ok else "FAILED")
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+
+    # -- model versions
+    def register(self, name: str, run_id: str, model: torch.nn.Module, *, tags: dict[str, str],
+                 description: str = "") -> str:
+        """Keep the model's weights as the run's artifact ``model/model.pt`` and register a version of it."""
+        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
+            path = Path(tmp) / MODEL_FILE
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+            self.client.log_artifact(run_id, str(path), artifact_path="model")
+        with self._lock, contextlib.suppress(MlflowException):
+            self.client.create_registered_model(name)
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
+        version = self.client.create_model_version(name, source, run_id=run_id, tags=tags, description=description)
+        return str(version.version)
+
+    def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, key, value)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+
+    def alias(self, name: str, alias: str) -> str | None:
+        try:
+            return str(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            return None
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        try:
+            found = self.client.search_model_versions(f"name='{name}'")
+            aliases = dict(self.client.get_registered_model(name).aliases or {})
+        except MlflowException:
+            return []
+        out = [VersionInfo(name=name, version=str(v.version), run_id=v.run_id, tags=dict(v.tags or {}),
+                           aliases=sorted(a for a, n in aliases.items() if str(n) == str(v.version)),
+                           created_ms=int(v.creation_timestamp or 0))
+               for v in found]
+        return sorted(out, key=lambda v: int(v.version))
+
+    def version(self, name: str, version: str) -> VersionInfo:
+        v = self.client.get_model_version(name, version)
+        return VersionInfo(name=name, version=str(v.version), run_id=v.run_id, tags=dict(v.tags or {}),
+                           aliases=list(getattr(v, "aliases", []) or []), created_ms=int(v.creation_timestamp or 0))
+
+    def load_state(self, name: str, version: str) -> dict[str, Any]:
+        """The weights of a version (downloaded from the artifact store)."""
+        run_id = self.client.get_model_version(name, version).run_id
+        if run_id is None:
+            raise LookupError(f"{name} version {version} has no training run")
+        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
+            local = self.client.download_artifacts(run_id, f"model/{MODEL_FILE}", tmp)
+            state: dict[str, Any] = torch.load(local, map_location="cpu", weights_only=True)
+        return state
+
+
+class AsyncMetricLogger:
+    """A metric sink whose ``log`` only queues: a thread sends the points to MLflow in batches, so logging
+    costs the training step a dictionary and a queue put. ``close`` flushes what is left."""
+
+    def __init__(self, registry: ModelRegistry, run_id: str, *, flush_seconds: float = 1.0) -> None:
+        self.registry, self.run_id, self.flush_seconds = registry, run_id, flush_seconds
+        self._queue: queue.SimpleQueue[tuple[str, float, int, int] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._drain, name=f"mlflow-metrics-{run_id[:8]}", daemon=True)
+        self.sent = 0
+        self.errors = 0
+        self._thread.start()
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        for key, value in metrics.items():
+            self._queue.put((key, value, step, now))
+
+    def _drain(self) -> None:
+        done = False
+        while not done:
+            points: list[tuple[str, float, int, int]] = []
+            deadline = time.monotonic() + self.flush_seconds
+            while True:
+                try:
+                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.001))
+                except queue.Empty:
+                    break
+                if item is None:
+                    done = True
+                    break
+                points.append(item)
+                if len(points) >= 1000:
+                    break
+            if points:
+                try:
+                    self.registry.log_metrics(self.run_id, points)
+                    self.sent += len(points)
+                except Exception:  # the registry being away must not kill training
+                    self.errors += 1
+                    log.warning("could not send %d metric points of run %s", len(points), self.run_id,
+                                exc_info=True)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()

@@ -1,0 +1,116 @@
+"""Retraining policies: one pass over the enabled policies queues a training run when one of its triggers fires.
+
+Triggers: a schedule (``every_seconds``), a sealed fill of a stream buffer (its offsets are the run's data),
+drift (the app's ``features`` of the champion's training records vs the latest ``window`` records), and the
+external trigger, which is simply ``POST .../train``. Every run records its trigger, so the trail shows why.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from twinengine.ml.drift import DriftSpec, detect
+from twinengine.ml.models import RetrainPolicy, TrainingRun
+from twinengine.ml.schemas import DataSelection, TrainingRequest
+from twinengine.ml.service import enqueue
+from twinengine.ml.trainer import TrainingData
+from twinengine.streams import buffers
+from twinengine.streams.hub import stream_key
+from twinengine.streams.models import RetrainBuffer
+from twinengine.twins.models import Twin
+
+if TYPE_CHECKING:
+    from twinengine.ml.engine import MLEngine
+
+__all__ = ["check_drift", "run_once"]
+
+log = logging.getLogger("twinengine.ml")
+
+
+def _busy(session: Session, twin_id: str, model: str) -> bool:
+    return session.scalar(select(TrainingRun.id).where(
+        TrainingRun.twin_id == twin_id, TrainingRun.model == model,
+        TrainingRun.status.in_(("queued", "running"))).limit(1)) is not None
+
+
+def _queue(session: Session, policy: RetrainPolicy, twin: Twin, trigger: dict[str, Any],
+           data: DataSelection | None = None) -> TrainingRun:
+    policy.last_triggered_at = datetime.now(UTC)
+    return enqueue(session, twin, policy.model, body=TrainingRequest(trigger=trigger, data=data or DataSelection()),
+                   created_by="engine")
+
+
+def check_drift(ml: MLEngine, session: Session, policy: RetrainPolicy, twin: Twin) -> dict[str, Any] | None:
+    """Compare the champion's training inputs with the latest window; returns the report (None: no verdict)."""
+    last = session.scalar(select(TrainingRun).where(
+        TrainingRun.twin_id == twin.id, TrainingRun.model == policy.model, TrainingRun.status == "succeeded",
+        TrainingRun.model_version.is_not(None)).order_by(TrainingRun.finished_at.desc()).limit(1))
+    if last is None or policy.drift is None:
+        return None
+    loaded, manifest = ml.app_of(twin, policy.model)
+    task = ml.task(loaded)
+    if task.features is None:
+        return None
+    stream = policy.stream or last.inputs.get("stream") or next(iter(manifest.streams), None)
+    if stream is None:
+        return None
+    end = ml._streams().end(stream_key(twin.id, stream))
+    checked_end = (policy.last_check or {}).get("end")
+    if checked_end is not None and end - int(checked_end) < policy.window // 2:
+        return None  # not enough new records since the last verdict
+    reference, _ = ml.read_records(twin, manifest, {"stream": stream, "start": last.inputs.get("start", 0),
+                                                    "end": last.inputs.get("end")})
+    recent, _ = ml.read_records(twin, manifest, {"stream": stream, "start": max(end - policy.window, 0), "end": end})
+    params = dict(twin.parameters)
+    ref = np.asarray(task.features(TrainingData(parameters=params, records=reference)))
+    new = np.asarray(task.features(TrainingData(parameters=params, records=recent)))
+    report = detect(DriftSpec.model_validate(policy.drift), ref, new).to_dict() | {
+        "stream": stream, "start": max(end - policy.window, 0), "end": end, "reference_run": last.id}
+    policy.last_check = report
+    return report
+
+
+def run_once(ml: MLEngine, session: Session) -> int:
+    """One pass over the enabled policies; returns the number of runs queued."""
+    queued = 0
+    now = datetime.now(UTC)
+    for policy in session.scalars(select(RetrainPolicy).where(RetrainPolicy.enabled.is_(True))):
+        twin = session.get(Twin, policy.twin_id)
+        if twin is None or _busy(session, twin.id, policy.model):
+            continue
+        if policy.buffer:
+            buffer = session.scalar(select(RetrainBuffer).where(RetrainBuffer.twin_id == twin.id,
+                                                                RetrainBuffer.name == policy.buffer))
+            fills = [f for f in buffers.ready_fills(session, twin_id=twin.id)
+                     if buffer is not None and f.buffer_id == buffer.id]
+            if fills:
+                fill = fills[0]
+                _queue(session, policy, twin, {"kind": "buffer", "buffer": policy.buffer, "fill": fill.id},
+                       DataSelection(stream=fill.stream, start=fill.start_offset, end=fill.end_offset,
+                                     buffer=policy.buffer, fill=fill.id))
+                buffers.mark_consumed(session, fill, success=True, note="queued for retraining")
+                queued += 1
+                continue
+        if policy.every_seconds and (policy.last_triggered_at is None
+                                     or (now - policy.last_triggered_at).total_seconds() >= policy.every_seconds):
+            _queue(session, policy, twin, {"kind": "schedule", "every_seconds": policy.every_seconds})
+            queued += 1
+            continue
+        if policy.drift is not None:
+            try:
+                report = check_drift(ml, session, policy, twin)
+            except Exception as exc:  # a broken app must not stop the other policies
+                log.warning("drift check of %s/%s failed: %s", twin.name, policy.model, exc)
+                policy.last_check = {"error": str(exc)}
+                continue
+            if report is not None and report["drifted"]:
+                _queue(session, policy, twin, {"kind": "drift", **report},
+                       DataSelection(stream=report["stream"], start=report["start"], end=report["end"]))
+                queued += 1
+    return queued

@@ -1,0 +1,172 @@
+"""The AI lifecycle's domain functions: request and read training runs, list model histories with the gate's
+decisions, follow the trail, and keep retraining policies. Keyword-only ``session``; no HTTP."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from twinengine.auth.principal import Principal
+from twinengine.errors import ModelNotFound, Problem, TrainingRunNotFound, ValidationFailed, join_loc
+from twinengine.ml.config import TrainingConfig
+from twinengine.ml.engine import MLEngine
+from twinengine.ml.models import GateDecision, RetrainPolicy, TrainingRun
+from twinengine.ml.registry import CHAMPION, registered_name
+from twinengine.ml.schemas import (
+    DecisionRead,
+    ModelVersionRead,
+    PolicyRead,
+    PolicyWrite,
+    TrailEntry,
+    TrainingRequest,
+    TrainingRunRead,
+    TwinModelRead,
+)
+from twinengine.twins import service as twins
+from twinengine.twins.models import Twin
+
+__all__ = ["enqueue", "get_policy", "get_run", "list_models", "list_runs", "request_training", "run_read",
+           "set_policy", "trail"]
+
+
+def _model_of(session: Session, twin: Twin, model: str) -> None:
+    declared = twins.manifest_for(session, twin).models
+    if model not in declared:
+        raise ModelNotFound(f"the app of twin {twin.name} declares no model {model!r} (it has {sorted(declared)})")
+
+
+def _check_config(overrides: dict[str, Any]) -> None:
+    try:
+        TrainingConfig().merged(overrides)
+    except ValidationError as exc:
+        raise ValidationFailed([Problem(join_loc(("config", *e["loc"])), e["msg"]) for e in exc.errors()]) from None
+
+
+def _check_space(space: dict[str, Any]) -> None:
+    from twinengine.ml.tune import parse_space
+
+    try:
+        parse_space(space)
+    except ValidationError as exc:
+        raise ValidationFailed([Problem(join_loc(("tune", "space", *e["loc"])), e["msg"])
+                                for e in exc.errors()]) from None
+
+
+def enqueue(session: Session, twin: Twin, model: str, *, body: TrainingRequest, created_by: str) -> TrainingRun:
+    """Queue a run of ``model`` for ``twin`` (the engine loop picks it up after the commit)."""
+    _model_of(session, twin, model)
+    _check_config(body.config)
+    stream = body.data.stream
+    if stream is not None and stream not in twins.manifest_for(session, twin).streams:
+        raise ValidationFailed.one("data.stream", f"the app declares no stream {stream!r}")
+    trigger = dict(body.trigger)
+    if body.tune is not None:
+        if body.tune.space is not None:
+            _check_space(body.tune.space)
+        trigger = {"kind": "tune", **body.tune.model_dump(), "requested": trigger}
+    row = TrainingRun(id=f"tr-{secrets.token_hex(6)}", twin_id=twin.id, model=model, status="queued", progress=0.0,
+                      nproc=body.nproc, config=body.config, inputs={"selection": body.data.model_dump()},
+                      trigger=trigger, history=[], metrics={}, created_by=created_by)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def request_training(session: Session, *, principal: Principal, twin_ref: str, model: str,
+                     body: TrainingRequest) -> TrainingRunRead:
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
+    return run_read(enqueue(session, twin, model, body=body, created_by=principal.name))
+
+
+def run_read(row: TrainingRun) -> TrainingRunRead:
+    return TrainingRunRead.model_validate(row, from_attributes=True)
+
+
+def get_run(session: Session, *, principal: Principal, twin_ref: str, run_id: str) -> TrainingRunRead:
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref)
+    row = session.get(TrainingRun, run_id)
+    if row is None or row.twin_id != twin.id:
+        raise TrainingRunNotFound(f"twin {twin.name} has no training run {run_id!r}")
+    return run_read(row)
+
+
+def list_runs(session: Session, *, principal: Principal, twin_ref: str, model: str | None = None, limit: int = 50,
+              offset: int = 0) -> tuple[list[TrainingRunRead], int]:
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref)
+    query = select(TrainingRun).where(TrainingRun.twin_id == twin.id)
+    if model is not None:
+        query = query.where(TrainingRun.model == model)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(TrainingRun.created_at.desc()).limit(limit).offset(offset))
+    return [run_read(r) for r in rows], total
+
+
+def _decision(row: GateDecision) -> DecisionRead:
+    return DecisionRead(version=row.version, run_id=row.run_id, accepted=row.accepted, reason=row.reason,
+                        metrics=row.metrics, champion_before=row.champion_before, created_at=row.created_at)
+
+
+def list_models(session: Session, ml: MLEngine, *, principal: Principal, twin_ref: str) -> list[TwinModelRead]:
+    """Each declared model with its versions (oldest first), aliases and the gate's decision on each."""
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref)
+    decisions = {(d.model, d.version): d for d in session.scalars(
+        select(GateDecision).where(GateDecision.twin_id == twin.id))}
+    out = []
+    for model, spec in twins.manifest_for(session, twin).models.items():
+        name = registered_name(twin.name, model)
+        versions = ml.registry.versions(name)
+        reads = [ModelVersionRead(version=v.version, aliases=v.aliases, run_id=v.run_id, tags=v.tags,
+                                  decision=_decision(decisions[(model, v.version)])
+                                  if (model, v.version) in decisions else None) for v in versions]
+        champion = next((v.version for v in versions if CHAMPION in v.aliases), None)
+        out.append(TwinModelRead(name=model, registered_name=name, description=spec.description,
+                                 champion=champion, versions=reads))
+    return out
+
+
+def trail(session: Session, *, principal: Principal, twin_ref: str, model: str) -> list[TrailEntry]:
+    """trigger → data → run → version → decision, newest first, in one query."""
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref)
+    _model_of(session, twin, model)
+    rows = session.execute(
+        select(TrainingRun, GateDecision).outerjoin(GateDecision, GateDecision.run_id == TrainingRun.id)
+        .where(TrainingRun.twin_id == twin.id, TrainingRun.model == model)
+        .order_by(TrainingRun.created_at.desc()))
+    return [TrailEntry(trigger=run.trigger, inputs=run.inputs, run=run.id, status=run.status,
+                       version=run.model_version, decision=_decision(dec) if dec is not None else None,
+                       created_at=run.created_at) for run, dec in rows]
+
+
+def _policy_read(row: RetrainPolicy) -> PolicyRead:
+    return PolicyRead.model_validate(row, from_attributes=True)
+
+
+def set_policy(session: Session, *, principal: Principal, twin_ref: str, model: str, body: PolicyWrite) -> PolicyRead:
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
+    _model_of(session, twin, model)
+    manifest = twins.manifest_for(session, twin)
+    if body.stream is not None and body.stream not in manifest.streams:
+        raise ValidationFailed.one("stream", f"the app declares no stream {body.stream!r}")
+    if body.drift is not None and body.stream is None and not manifest.streams:
+        raise ValidationFailed.one("stream", "a drift policy needs a stream to watch")
+    row = session.get(RetrainPolicy, (twin.id, model))
+    if row is None:
+        row = RetrainPolicy(twin_id=twin.id, model=model, created_by=principal.name)
+        session.add(row)
+    row.every_seconds, row.buffer, row.stream, row.window, row.enabled = (body.every_seconds, body.buffer,
+                                                                          body.stream, body.window, body.enabled)
+    row.drift = body.drift.model_dump() if body.drift is not None else None
+    session.flush()
+    return _policy_read(row)
+
+
+def get_policy(session: Session, *, principal: Principal, twin_ref: str, model: str) -> PolicyRead:
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref)
+    row = session.get(RetrainPolicy, (twin.id, model))
+    if row is None:
+        raise ModelNotFound(f"twin {twin.name} has no retraining policy for model {model!r}")
+    return _policy_read(row)

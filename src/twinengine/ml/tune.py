@@ -1,0 +1,124 @@
+"""Hyper-parameter search with Optuna: a search space in YAML, pruning on the validation curve, parallel trials,
+storage in the engine's PostgreSQL or an embedded SQLite file; a crashed trial is recorded and the search goes on.
+
+Space (YAML or dict), keys are dotted paths into TrainingConfig::
+
+    optimizer.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+    params.hidden: {type: int, low: 8, high: 64}
+    optimizer.name: {type: categorical, choices: [adam, sgd]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import optuna
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
+
+from twinengine.ml.config import TrainingConfig
+from twinengine.ml.trainer import EpochReport, TrainingData, TrainingTask, fit
+
+__all__ = ["Dimension", "SearchSpace", "StudyResult", "parse_space", "run_study"]
+
+
+class Dimension(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Dimension:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical dimension needs choices")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError(f"a {self.type} dimension needs low <= high")
+        return self
+
+
+class SearchSpace(RootModel[dict[str, Dimension]]):
+    root: dict[str, Dimension] = Field(min_length=1)
+
+
+def parse_space(source: str | dict[str, Any]) -> SearchSpace:
+    """A space from YAML text or a dict (raises pydantic's ValidationError naming the dimension)."""
+    data = yaml.safe_load(source) if isinstance(source, str) else source
+    return SearchSpace.model_validate(data)
+
+
+def _set(target: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for key in parents:
+        target = target.setdefault(key, {})
+    target[leaf] = value
+
+
+def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for path, dim in space.root.items():
+        if dim.type == "float":
+            value: Any = trial.suggest_float(path, float(dim.low or 0), float(dim.high or 0), log=dim.log)
+        elif dim.type == "int":
+            value = trial.suggest_int(path, int(dim.low or 0), int(dim.high or 0), log=dim.log)
+        else:
+            value = trial.suggest_categorical(path, dim.choices or [])
+        _set(overrides, path, value)
+    return overrides
+
+
+@dataclass
+class StudyResult:
+    best_overrides: dict[str, Any]
+    best_value: float
+    trials: int
+    complete: int
+    pruned: int
+    failed: int
+
+
+def run_study(task: TrainingTask, base: TrainingConfig, data: TrainingData, *, space: SearchSpace, trials: int,
+              storage: str | None, study_name: str, metric: str = "val_loss",
+              direction: Literal["minimize", "maximize"] = "minimize",
+              n_jobs: int = 1, on_trial: Callable[[int], None] | None = None) -> StudyResult:
+    """Search ``space`` for ``trials`` trials; each trial trains without registering anything."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=study_name, storage=storage, direction=direction, load_if_exists=True,
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    finished = [0]
+
+    def objective(trial: optuna.Trial) -> float:
+        config = base.merged(suggest(trial, space))
+
+        def report(epoch: EpochReport) -> None:
+            value = epoch.metrics.get(metric)
+            if value is not None:
+                trial.report(value, epoch.epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+        result = fit(task, config, data, on_epoch=report)
+        return float(result.final[metric])
+
+    def counted(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+        finished[0] += 1
+        if on_trial is not None:
+            on_trial(finished[0])
+
+    study.optimize(objective, n_trials=trials, n_jobs=n_jobs, catch=(Exception,), callbacks=[counted])
+    states = [t.state for t in study.trials]
+    complete = states.count(optuna.trial.TrialState.COMPLETE)
+    if complete == 0:
+        raise RuntimeError(f"every one of the {len(states)} trials failed or was pruned")
+    best: dict[str, Any] = {}
+    for path, value in study.best_trial.params.items():
+        _set(best, path, value)
+    return StudyResult(best_overrides=best, best_value=float(study.best_value), trials=len(states), complete=complete,
+                       pruned=states.count(optuna.trial.TrialState.PRUNED),
+                       failed=states.count(optuna.trial.TrialState.FAIL))
