@@ -38,8 +38,9 @@ serve: $(STAMP)
 
 lock: | $(BIN)/python
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
-	$(VENV)-lock/bin/pip install --quiet -e '.[dev,ml,slurm]'
-	{ sed -n '1,4p' constraints.txt; $(VENV)-lock/bin/pip freeze --exclude-editable | grep -v '^twinengine'; } > constraints.txt.new
+	grep '^torch==' constraints.txt > $(VENV)-lock/torch.txt
+	$(VENV)-lock/bin/pip install --quiet -c $(VENV)-lock/torch.txt -e '.[dev,ml,slurm]'
+	{ sed -n '1,4p' constraints.txt; $(VENV)-lock/bin/pip freeze --exclude-editable | grep -v -e '^twinengine' -e '^torch=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf $(VENV)-lock
 
 clean:
