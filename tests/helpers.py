@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import textwrap
@@ -31,6 +32,13 @@ def unavailable(service: str, reason: str) -> None:
     if service in REQUIRED:
         pytest.fail(f"{service} is required (TWIN_TEST_REQUIRE) but {reason}", pytrace=False)
     pytest.skip(f"{service} not available: {reason}")
+
+
+def need_modules(service: str, *modules: str, hint: str) -> None:
+    """Optional extras (ml, slurm) skip with the reason where they are not installed; CI installs and requires them."""
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            unavailable(service, f"{module} is not installed ({hint})")
 
 
 RIVER_REACH = REPO / "examples" / "apps" / "river-reach"

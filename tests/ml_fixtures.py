@@ -7,20 +7,14 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
-from helpers import RIVER_REACH
+from helpers import RIVER_REACH, need_modules
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def need_torch() -> None:
     """Torch tests skip (with this reason printed) only where the ml extra is not installed; CI installs it."""
-    for module in ("torch", "mlflow"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pytest.skip(f"{module} is not installed (pip install -e '.[ml]')")
+    need_modules("ml", "torch", "mlflow", hint="pip install -e '.[ml]'")
 
 
 def river_reach() -> Any:

@@ -14,20 +14,13 @@ from urllib.parse import urlparse
 
 import pytest
 
+from helpers import unavailable
 from twinengine.config import Settings
 
 NATS_URL = os.environ.get("TWIN_TEST_NATS_URL", "nats://127.0.0.1:4222")
 MQTT_URL = os.environ.get("TWIN_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 STREAM_BACKENDS = [b for b in os.environ.get("TWIN_TEST_STREAM_BACKENDS", "local,nats").split(",") if b]
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-REQUIRED = {s for s in os.environ.get("TWIN_TEST_REQUIRE", "").split(",") if s}
-
-
-def unavailable(service: str, reason: str) -> None:
-    """As ``conftest.unavailable`` (importable from e2e tests too, whose conftest shadows the top one)."""
-    if service in REQUIRED:
-        pytest.fail(f"{service} is required (TWIN_TEST_REQUIRE) but {reason}", pytrace=False)
-    pytest.skip(f"{service} not available: {reason}")
 
 
 def answers(url: str, default_port: int) -> bool:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from helpers import need_modules
 from twinengine.ml.config import TrainingConfig
 from twinengine.ml.drift import DriftSpec, detect, psi
 from twinengine.ml.gate import GateSpec, evaluate
@@ -91,7 +92,7 @@ def test_drift_needs_enough_samples_and_matching_features() -> None:
 
 
 def test_search_space_validation() -> None:
-    pytest.importorskip("optuna", reason="optuna is not installed (pip install -e '.[ml]')")
+    need_modules("ml", "optuna", hint="pip install -e '.[ml]'")
     from twinengine.ml.tune import parse_space
 
     space = parse_space("optimizer.lr: {type: float, low: 0.001, high: 0.1, log: true}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import need_modules
 from twinengine.config import Settings
 from twinengine.workflows.executors import SlurmExecutor, make_executor, slurm_options
 
@@ -26,7 +27,7 @@ def test_settings_become_cluster_options(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_the_worker_job_script() -> None:
-    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is the optional 'slurm' extra; not installed")
+    need_modules("slurm", "dask_jobqueue", hint="the optional 'slurm' extra: pip install -e '.[slurm]'")
     options = slurm_options(queue="batch", account="dte", cores=8, memory="32GiB", walltime="02:00:00", jobs=0)
     executor = make_executor("slurm", options=options)
     try:

@@ -154,7 +154,7 @@ def slurm_options(*, queue: str | None = None, account: str | None = None, cores
 def slurm_cluster(options: dict[str, Any]) -> Any:
     """A dask-jobqueue ``SLURMCluster`` (its scheduler runs here; workers are submitted with sbatch)."""
     try:
-        from dask_jobqueue import SLURMCluster
+        from dask_jobqueue.slurm import SLURMCluster
     except ImportError as exc:
         raise ValueError("the slurm executor needs dask-jobqueue: pip install 'twinengine[slurm]'") from exc
     kwargs = {k: v for k, v in options.items() if k != "jobs"}
