@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,14 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from helpers import RIVER_REACH
-from streams_fixtures import drop_streams, gauge, stream_backend, stream_settings  # noqa: F401
+from streams_fixtures import drop_streams, gauge, require_nats, stream_backend, stream_settings  # noqa: F401
 from twinengine.auth.principal import SYSTEM, Principal, Role
 from twinengine.catalog.archive import pack
 from twinengine.catalog.service import publish
 from twinengine.daemons.streams_compactor import Compactor
 from twinengine.runtime import Runtime
 from twinengine.streams import records
+from twinengine.streams.backends.nats import NatsLog, _name
 from twinengine.streams.compaction import ClosedSegment, SegmentSink, load_stream
 from twinengine.streams.hub import stream_key
 from twinengine.streams.models import CompactedSegment
@@ -92,3 +94,18 @@ def test_closed_segments_are_compacted_and_loaded_back(tmp_path: Path, stream_ba
     finally:
         if stream_backend != "nats":  # drop_streams closes a nats runtime once it dropped the twin's streams
             runtime.close()
+
+
+def test_nats_closes_fixed_ranges_of_sequence_numbers() -> None:
+    log = NatsLog(require_nats(), segment_entries=3)
+    key = f"tw-{uuid.uuid4().hex[:12]}/gauges"
+    try:
+        assert log.sealed(key) == []  # no such stream yet
+        for i in range(7):
+            log.append(key, f"entry {i}".encode()).result(10)
+        assert log.sealed(key) == [(1, 3), (4, 6)]  # 7 is in the open range 7-9
+        log._call(log._js.purge_stream(_name(key), seq=4))  # an operator purged messages 1-3
+        assert log.sealed(key) == [(4, 6)]  # a range whose messages are gone is not offered
+    finally:
+        log.drop(key)
+        log.close()
