@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     mqtt_url: str | None = Field(default=None, description="MQTT broker the engine subscribes to "
                                                            "(mqtt://host:1883); unset: no MQTT ingestion.")
     stream_segment_bytes: int = Field(default=64 * MiB, ge=4096, description="Size at which a segment closes.")
+    stream_segment_entries: int = Field(default=1000, ge=1, description="Entries (JetStream messages) per "
+                                                                      "closed segment of the nats backend.")
     stream_max_request_bytes: int = Field(default=64 * MiB, gt=0, description="Largest record batch upload.")
     stream_max_lag: int = Field(default=1_000_000, ge=1, description="Records consumers may fall behind "
                                                                      "before ingestion answers 429.")

@@ -1,6 +1,6 @@
-"""The seams between streams, the lake and workflows, with real parts: compacted stream segments become
-checksummed lake datasets (STAC-visible) that ``load_stream`` reads back in a graph; fusion processes in a
-graph give what the Python API gives; run results are kept in the lake with their provenance linked."""
+"""The seams between streams, the lake and workflows, with real parts: compacted stream segments (of both
+stream logs) become checksummed lake datasets (STAC-visible) that ``load_stream`` reads back in a graph; fusion
+processes in a graph give what the Python API gives; run results are kept in the lake with their provenance linked."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from helpers import MINIMAL_STATE, RIVER_REACH, make_app
-from streams_fixtures import gauge
+from streams_fixtures import NATS_URL, drop_streams, gauge, stream_backend  # noqa: F401
 from twinengine.access import fusion
 from twinengine.api import create_app
 from twinengine.auth.principal import SYSTEM, Principal, Role
@@ -44,19 +44,37 @@ from twinengine.workflows.stream_processes import to_records_dataset
 UMA = Principal("uma", Role.USER)
 
 
-@pytest.fixture
-def runtime(tmp_path: Path, database_url: str | None) -> Iterator[Runtime]:
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, stream_backend="local",
-                        stream_segment_bytes=4096, lake_endpoint="disk")
+def _runtime(tmp_path: Path, database_url: str | None, log: str) -> Runtime:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, stream_backend=log,
+                        nats_url=NATS_URL, stream_segment_bytes=4096, stream_segment_entries=6, lake_endpoint="disk")
     rt = Runtime.from_settings(settings)
     rt.start()
     with rt.db.session() as session:
         add_endpoint(session, rt.lake, principal=SYSTEM,
                      spec=EndpointCreate(name="disk", protocol="file", location=str(tmp_path / "disk")))
+    return rt
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, database_url: str | None) -> Iterator[Runtime]:
+    rt = _runtime(tmp_path, database_url, "local")
     try:
         yield rt
     finally:
         rt.close()
+
+
+@pytest.fixture
+def any_log_runtime(tmp_path: Path, database_url: str | None, stream_backend: str,  # noqa: F811
+                    drop_streams: list[Any]) -> Iterator[Runtime]:  # noqa: F811
+    """A runtime on each stream log; drop_streams closes a nats one after dropping its twins' streams."""
+    rt = _runtime(tmp_path, database_url, stream_backend)
+    drop_streams.append(rt)
+    try:
+        yield rt
+    finally:
+        if stream_backend != "nats":
+            rt.close()
 
 
 def _twin(rt: Runtime, app: Path, ref: str, name: str, parameters: dict[str, Any]) -> str:
@@ -90,7 +108,9 @@ def _run(rt: Runtime, twin_id: str, graph: dict[str, Any], timeout: float = 60.0
     raise AssertionError(f"run {run_id} did not finish within {timeout}s")
 
 
-def test_stream_history_lands_in_the_lake_and_load_stream_reads_it_back(runtime: Runtime, tmp_path: Path) -> None:
+def test_stream_history_lands_in_the_lake_and_load_stream_reads_it_back(any_log_runtime: Runtime,
+                                                                        tmp_path: Path) -> None:
+    runtime = any_log_runtime
     twin_id = _twin(runtime, RIVER_REACH, "river-reach@0.1.0", "reach", {"station": "RR-01"})
     sent = [gauge(i) for i in range(400)]
     _append(runtime, twin_id, "gauges", sent)

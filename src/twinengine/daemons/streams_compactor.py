@@ -1,5 +1,7 @@
 """The compactor: writes each closed segment of a stream as one Parquet file (zstd, checksummed), records it,
-and hands it to the lake's ``SegmentSink``. The segment stays in the log; retention is the lake's call."""
+and hands it to the lake's ``SegmentSink``. Closed segments come from the backend (``StreamLog.sealed``): segment
+files of the local log, fixed ranges of sequence numbers on NATS JetStream. The segment stays in the log (no
+backend deletes what was compacted); retention is the lake's call."""
 
 from __future__ import annotations
 
@@ -75,6 +77,7 @@ class Compactor:
             for first, last in hub.log.sealed(key):
                 if last <= done:
                     continue
+                first = max(first, done + 1)  # a range that moved (nats segment size changed) is not written twice
                 tables = []
                 for _seq, payload in hub.log.read(key, first, last - first + 1):
                     header, table = batch.decode(payload)

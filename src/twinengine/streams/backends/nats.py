@@ -2,6 +2,9 @@
 
 A publish is acknowledged by JetStream once the message is stored; only then does our future complete.
 Entry numbers are JetStream sequence numbers, gap-free because nothing is deleted from these streams.
+JetStream has no segments of its own to close, so this log defines them: entries ``k*N + 1 .. (k+1)*N``
+(``N`` = ``TWIN_STREAM_SEGMENT_ENTRIES``) are one closed segment as soon as entry ``(k+1)*N`` is stored. They
+are fixed ranges of sequence numbers, the same on every engine process and after every restart.
 The asyncio client runs on its own event loop thread so the engine's threads can call it synchronously.
 """
 
@@ -20,7 +23,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from twinengine.errors import StreamUnavailable
-from twinengine.streams.backends.base import StreamLog
+from twinengine.streams.backends.base import Sealed, StreamLog
 
 if TYPE_CHECKING:
     from twinengine.config import Settings
@@ -41,8 +44,11 @@ class NatsLog(StreamLog):
     name = "nats"
     description = "NATS JetStream (scale-out): replicated, file-backed streams"
 
-    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, connect_timeout: float = 5.0, segment_entries: int = 1000) -> None:
+        if segment_entries < 1:
+            raise ValueError("segment_entries must be at least 1")
         self.url = url
+        self.segment_entries = segment_entries
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="twin-stream-nats", daemon=True)
         self._thread.start()
@@ -59,7 +65,7 @@ class NatsLog(StreamLog):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NatsLog:
-        return cls(settings.nats_url)
+        return cls(settings.nats_url, segment_entries=settings.stream_segment_entries)
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 2 * _TIMEOUT) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
@@ -119,6 +125,20 @@ class NatsLog(StreamLog):
 
     def list_keys(self) -> list[str]:
         return self._call(self._list_keys())
+
+    async def _bounds(self, key: str) -> tuple[int, int]:
+        try:
+            state = (await self._js.stream_info(_name(key))).state
+        except NotFoundError:
+            return 0, 0
+        return int(state.first_seq), int(state.last_seq)
+
+    def sealed(self, key: str) -> list[Sealed]:
+        """Every full range of ``segment_entries`` sequence numbers still held by the stream (a range whose
+        first messages JetStream no longer has, say after an operator's purge, is left out)."""
+        first_seq, last_seq = self._call(self._bounds(key))
+        n = self.segment_entries
+        return [(start, start + n - 1) for start in range(1, last_seq - n + 2, n) if start >= first_seq]
 
     async def _drop(self, key: str) -> None:
         with contextlib.suppress(NotFoundError):
