@@ -176,3 +176,20 @@ def test_train_model_and_predict_are_engine_processes(engine: Engine, uma: Clien
     predicted = uma.workflows.wait(uma.workflows.submit(graph, twin="reach").id, timeout=300)
     assert predicted.status.value == "finished", predicted.error
     assert len(predicted.value) == len(records) - 8
+
+
+def test_a_synchronous_run_with_train_model_finishes(engine: Engine, uma: Client) -> None:
+    """The request waits on the training loop, which writes its progress from its own thread (on SQLite the
+    request must let it in while it waits); both the API's sync mode and openEO's /result end."""
+    graph = {"process_graph": {"train": {"process_id": "train_model", "result": True,
+                                         "arguments": {"model": MODEL, "config": {"epochs": 1}, "timeout": 240}}}}
+    run = uma.workflows.submit(graph, twin="reach", sync=True)
+    assert run.status.value == "finished", run.error
+    assert run.value["version"] == "1"
+
+    graph["process_graph"]["train"]["arguments"]["twin"] = "reach"
+    answer = engine.http.post("/openeo/1.2/result", json={"process": graph},
+                              headers=uma._auth)
+    assert answer.status_code == 200, answer.text
+    assert uma.ml.trail("reach", MODEL)[0].status == "succeeded"
+    assert len(uma.ml.trail("reach", MODEL)) == 2

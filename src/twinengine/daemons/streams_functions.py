@@ -28,6 +28,7 @@ from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.errors import TwinEngineError
+from twinengine.ml.functions import ChampionModels
 from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
 from twinengine.streams.functions import AppCode, FunctionContext, select_calls
@@ -49,6 +50,7 @@ _SLICE_CALLS = 256
 _SLICE_SECONDS = 0.05
 _CHECKPOINT_SECONDS = 1.0
 _REFRESH_SECONDS = 1.0
+_UNSET = object()
 
 
 @dataclass
@@ -97,10 +99,14 @@ class FunctionWorker:
         self.pool = ThreadPoolExecutor(self.settings.function_workers, thread_name_prefix="twin-fn")
         self.consumers: dict[tuple[str, str], _Consumer] = {}
         self._refreshed = 0.0
-        self._models: dict[tuple[str, str, str], Any] = {}
-        # Which version of a model a twin uses: (twin id, app archive sha256, model name) -> version. The app
-        # version until the AI lifecycle's registry plugs in here; a new version builds the model afresh.
-        self.model_versions: Callable[[str, str, str], str] = lambda _twin, app_sha, _name: app_sha
+        self._models: dict[tuple[str, str, str], tuple[str, Any]] = {}  # (twin, app, model) -> (version, model)
+        # Which version of a model a twin uses: (twin id, app archive sha256, model name) -> version, asked once
+        # per batch; a new version is built afresh by model_builder(twin id, app sha256, model, version, build
+        # the app's). The AI lifecycle plugs in here: its champion for models it trained for the twin, else
+        # the app version and the app-built model.
+        champions = ChampionModels(runtime)
+        self.model_versions: Callable[[str, str, str], str] = champions.version
+        self.model_builder: Callable[[str, str, str, str, Callable[[], Any]], Any] = champions.build
         # Starts a workflow run for start_workflow: (session, twin id, workflow, parameters, event key) -> run
         # id, in the transaction of the call's checkpoint; the runtime fires the twin's stream-window trigger.
         # None: the request is only recorded as an event.
@@ -219,6 +225,7 @@ class FunctionWorker:
         if consumer.spec.trigger.kind == "time":
             consumer.window_opened = time.monotonic()
         pos = 0
+        model: Any = _UNSET  # one model version for the whole batch: a new one takes over at the next batch
         while True:
             with self.runtime.db.session(readonly=True) as session:
                 twin = session.get(Twin, consumer.twin_id)
@@ -226,8 +233,9 @@ class FunctionWorker:
                     return
                 manifest = catalog.manifest_by_id(session, twin.app_id)
                 function = self.code.resolve(consumer.app_sha, manifest, consumer.spec.entrypoint)
+                model = self._model(consumer, manifest) if model is _UNSET else model
                 ctx = FunctionContext(twin_id=twin.id, twin_name=twin.name, function=consumer.name,
-                                      parameters=dict(twin.parameters), model=self._model(consumer, manifest),
+                                      parameters=dict(twin.parameters), model=model,
                                       read_state=partial(state.read_state, session, twin))
                 committed = prev = consumer.offset - base
                 started, made = time.monotonic(), 0
@@ -283,16 +291,20 @@ class FunctionWorker:
             log.warning("start_workflow %s for twin %s refused: %s", request["workflow"], twin_id, exc.message)
 
     def _model(self, consumer: _Consumer, manifest: Manifest) -> Any:
-        """The function's model, built once per worker and app version (the ML lifecycle swaps versions)."""
+        """The function's model, built once per worker, twin and version (one version of a model per twin
+        kept); a batch already holding the previous one finishes with it."""
         name = consumer.spec.model
         if name is None:
             return None
-        key = (consumer.app_sha, name, self.model_versions(consumer.twin_id, consumer.app_sha, name))
-        if key not in self._models:
-            for stale in [k for k in self._models if k[:2] == key[:2]]:
-                del self._models[stale]  # one version of a model per worker
-            self._models[key] = self.code.resolve(consumer.app_sha, manifest, manifest.models[name].entrypoint)()
-        return self._models[key]
+        slot = (consumer.twin_id, consumer.app_sha, name)
+        version = self.model_versions(*slot)
+        held = self._models.get(slot)
+        if held is None or held[0] != version:
+            entrypoint = manifest.models[name].entrypoint
+            built = self.model_builder(*slot, version,
+                                       lambda: self.code.resolve(consumer.app_sha, manifest, entrypoint)())
+            held = self._models[slot] = (version, built)
+        return held[1]
 
     def _check(self, manifest: Manifest, consumer: _Consumer, ctx: FunctionContext
                ) -> list[tuple[list[state.NewValue], str | None]]:

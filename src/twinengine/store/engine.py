@@ -91,10 +91,29 @@ class FairLock:
             self._depth -= 1
             if self._depth:
                 return
-            self._owner = None
-            if self._queue:
-                self._owner = -1  # reserved for the next in line, so nobody overtakes it
-                self._queue.popleft().set()
+            self._release()
+
+    def _release(self) -> None:
+        self._owner = None
+        if self._queue:
+            self._owner = -1  # reserved for the next in line, so nobody overtakes it
+            self._queue.popleft().set()
+
+    @contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Let the other writers in while this thread waits on work that writes from other threads (its own
+        held depth comes back, in arrival order, afterwards). A no-op for a thread that does not hold it."""
+        with self._mutex:
+            if self._owner != threading.get_ident():
+                depth = 0
+            else:
+                depth, self._depth = self._depth, 0
+                self._release()
+        try:
+            yield
+        finally:
+            for _ in range(depth):
+                self.__enter__()
 
 
 class Database:
@@ -129,6 +148,14 @@ class Database:
                 raise
             finally:
                 session.close()
+
+    @contextmanager
+    def writers_let_in(self) -> Iterator[None]:
+        """For a caller inside a write ``session()`` that has committed and now waits on work writing from
+        other threads (a synchronous workflow run): on SQLite it stops holding the engine's writer queue
+        meanwhile. Its session must not use the store until the block ends."""
+        with self._writers.suspended() if self._writers is not None else nullcontext():
+            yield
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -16,18 +16,22 @@ __all__ = ["run_now"]
 
 
 def run_now(engine: WorkflowEngine, session: Session, run_id: str) -> WorkflowRun:
-    """Execute a committed, queued run here (unless a worker got it first), then reload it in ``session``."""
-    if claim(engine, run_id):
-        execute(engine, run_id)
-    else:
-        import time
+    """Execute a committed, queued run here (unless a worker got it first), then reload it in ``session``.
 
-        while True:  # a background worker claimed it a moment earlier: wait for its end
-            with engine.db.session(readonly=True) as probe:
-                row = probe.get(WorkflowRun, run_id)
-                if row is None or row.status not in ("queued", "running"):
-                    break
-            time.sleep(0.1)
+    The caller's request session has committed; meanwhile other threads may write (a ``train_model`` node
+    waits on the training loop's progress), so on SQLite this thread lets them in while the run goes."""
+    with engine.db.writers_let_in():
+        if claim(engine, run_id):
+            execute(engine, run_id)
+        else:
+            import time
+
+            while True:  # a background worker claimed it a moment earlier: wait for its end
+                with engine.db.session(readonly=True) as probe:
+                    row = probe.get(WorkflowRun, run_id)
+                    if row is None or row.status not in ("queued", "running"):
+                        break
+                time.sleep(0.1)
     session.expire_all()
     run = session.get(WorkflowRun, run_id)
     assert run is not None
