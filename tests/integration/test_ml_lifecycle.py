@@ -3,19 +3,15 @@ MLflow with its trail (read back with the official MlflowClient), pass the gate,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
 from helpers import RIVER_REACH, Engine
 from ml_fixtures import gauge_records, need_torch
-from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.errors import ModelNotFound, ValidationFailed
-from twinengine.runtime import Runtime
 
 MODEL = "runoff_correction"
 
@@ -25,17 +21,9 @@ def settings(tmp_path: Path, database_url: str | None) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=database_url, run_functions=False)
 
 
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    need_torch()
-    runtime = Runtime.from_settings(settings)
-    app = create_app(runtime=runtime)
-    try:
-        with TestClient(app) as http:
-            yield Engine(runtime=runtime, app=app, http=http,
-                         admin_token=(settings.data_dir / "admin.token").read_text().strip())
-    finally:
-        runtime.close()
+@pytest.fixture(autouse=True)
+def _torch() -> None:
+    need_torch()  # before the engine (the conftest fixture, with the settings above) starts
 
 
 @pytest.fixture

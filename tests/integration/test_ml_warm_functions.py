@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from starlette.testclient import TestClient
 
 from helpers import RIVER_REACH, Engine
 from ml_fixtures import T0, gauge_records, need_torch
-from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.daemons.streams_functions import FunctionWorker
@@ -43,17 +40,9 @@ def settings(tmp_path: Path, database_url: str | None) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=database_url, run_functions=False)
 
 
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    need_torch()
-    runtime = Runtime.from_settings(settings)
-    app = create_app(runtime=runtime)
-    try:
-        with TestClient(app) as http:
-            yield Engine(runtime=runtime, app=app, http=http,
-                         admin_token=(settings.data_dir / "admin.token").read_text().strip())
-    finally:
-        runtime.close()
+@pytest.fixture(autouse=True)
+def _torch() -> None:
+    need_torch()  # before the engine (the conftest fixture, with the settings above) starts
 
 
 def warm_app(root: Path) -> Path:

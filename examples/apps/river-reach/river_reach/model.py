@@ -1,7 +1,7 @@
 """A small PyTorch model that corrects the rainfall-runoff simulation (a hybrid model).
 
 The linear reservoir with the twin's parameters simulates the level from the rain gauge; a small network
-learns the residual (observed − simulated level) from the recent rain and the simulated level. When the
+learns the residual (observed - simulated level) from the recent rain and the simulated level. When the
 catchment changes (e.g. more runoff after land-use change), the residuals drift and the model is retrained.
 torch is imported inside the functions, so publishing the app does not need it.
 """
@@ -46,7 +46,7 @@ def _table(parameters: dict[str, Any], records: list[dict[str, Any]]) -> tuple[l
 
 
 def residuals(parameters: dict[str, Any], records: list[dict[str, Any]]) -> list[float]:
-    """Observed − simulated level: what the drift detector watches."""
+    """Observed - simulated level: what the drift detector watches."""
     return _table(parameters, records)[1]
 
 

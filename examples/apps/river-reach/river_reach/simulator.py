@@ -64,7 +64,7 @@ class ReachSimulator:
 
     def readings(self, hours: float) -> Iterator[GaugeReading]:
         step_h = self.step.total_seconds() / 3600.0
-        steps = int(round(hours / step_h))
+        steps = round(hours / step_h)
         for i in range(1, steps + 1):
             t_h = i * step_h
             rain = self._rain(t_h - step_h / 2)
