@@ -5,7 +5,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
+import subprocess
+import sys
 import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,7 @@ from twinengine.auth.service import issue_token
 from twinengine.cli.main import app as cli_app
 from twinengine.client import Client
 from twinengine.config import Settings
+from twinengine.errors import EngineUnavailable
 from twinengine.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +46,40 @@ def need_modules(service: str, *modules: str, hint: str) -> None:
     for module in modules:
         if importlib.util.find_spec(module) is None:
             unavailable(service, f"{module} is not installed ({hint})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_engine(data_dir: Path, port: int, *, capture: bool = False, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``twin serve`` as a real process (``TWIN_*`` overrides in ``env``), waiting until it answers. With
+    ``capture`` its output is piped: read it only once the process has ended."""
+    environ = {**os.environ, "TWIN_DATA_DIR": str(data_dir), **env}
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port)],
+                               env=environ, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        with Client(f"http://127.0.0.1:{port}") as probe:
+            while True:
+                try:
+                    probe.health()
+                    break
+                except EngineUnavailable:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        printed = process.stdout.read().decode() if capture and process.poll() is not None \
+                            and process.stdout else ""
+                        raise AssertionError(f"twin serve did not start\n{printed}") from None
+                    time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 RIVER_REACH = REPO / "examples" / "apps" / "river-reach"

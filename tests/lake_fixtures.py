@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +13,6 @@ import xarray as xr
 
 from twinengine.client import Client
 from twinengine.daemons import lake_conveyor, lake_judge, lake_reaper
-from twinengine.errors import EngineUnavailable
 from twinengine.runtime import Runtime
 
 COLLECTION = "river-reach-obs"
@@ -54,33 +48,6 @@ def wait_for_rule(client: Client, rule_id: str, timeout: float = 90.0) -> None:
         time.sleep(0.3)
 
 
-@contextmanager
-def serve(data_dir: Path, port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``twin serve`` as a real process (lake loops on), waiting until it answers."""
-    environ = {**os.environ, "TWIN_DATA_DIR": str(data_dir), **env}
-    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port)],
-                               env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        with Client(f"http://127.0.0.1:{port}") as probe:
-            while True:
-                try:
-                    probe.health()
-                    break
-                except EngineUnavailable:
-                    assert process.poll() is None and time.monotonic() < deadline, "twin serve did not start"
-                    time.sleep(0.1)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def populate(client: Client, folder: Path, settle: Callable[[str], None], *, days: int = 5) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from lake_fixtures import free_port, serve
+from helpers import free_port
+from helpers import serve_engine as serve
 from twinengine.client import Client
 from twinengine.errors import DidNotFound
 

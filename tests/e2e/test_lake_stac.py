@@ -14,8 +14,9 @@ import httpx2 as httpx
 import pytest
 import requests
 
-from helpers import LiveEngine
-from lake_fixtures import COLLECTION, REACH, SCOPE, free_port, populate, serve, wait_for_rule
+from helpers import LiveEngine, free_port
+from helpers import serve_engine as serve
+from lake_fixtures import COLLECTION, REACH, SCOPE, populate, wait_for_rule
 from twinengine.api import create_app
 from twinengine.config import Settings
 from twinengine.demo.server import InProcessServer

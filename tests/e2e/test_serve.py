@@ -3,54 +3,26 @@ that survive a kill -9 (on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from helpers import RIVER_REACH
+from helpers import RIVER_REACH, free_port, serve_engine
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.errors import EngineUnavailable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
 def serve(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "TWIN_DATA_DIR": str(settings.data_dir)}
-    if settings.database_url:
-        env["TWIN_DATABASE_URL"] = settings.database_url
-    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        with Client(f"http://127.0.0.1:{port}") as probe:
-            while True:
-                try:
-                    probe.health()
-                    break
-                except EngineUnavailable:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        out = process.stdout.read().decode() if process.stdout else ""
-                        raise AssertionError(f"twin serve did not start:\n{out}") from None
-                    time.sleep(0.1)
+    """``twin serve`` on the settings' data dir and database, its output captured (the admin banner)."""
+    env = {"TWIN_DATABASE_URL": settings.database_url} if settings.database_url else {}
+    with serve_engine(settings.data_dir, port, capture=True, **env) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=20)
 
 
 @pytest.mark.slow

@@ -4,10 +4,8 @@ numbers drop what had been appended already)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -17,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_serve import free_port
 
-from helpers import RIVER_REACH
+from helpers import RIVER_REACH, free_port, serve_engine
 from streams_fixtures import drop_streams, gauge, stream_backend, stream_settings  # noqa: F401
 from twinengine.client import Client
 from twinengine.config import Settings
@@ -31,25 +28,9 @@ BATCH = 250
 
 @contextmanager
 def serve(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "TWIN_DATA_DIR": str(settings.data_dir), "TWIN_STREAM_BACKEND": settings.stream_backend,
-           "TWIN_NATS_URL": settings.nats_url}
-    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        with Client(f"http://127.0.0.1:{port}") as probe:
-            while True:
-                try:
-                    probe.health()
-                    break
-                except EngineUnavailable:
-                    assert process.poll() is None and time.monotonic() < deadline, "twin serve did not start"
-                    time.sleep(0.1)
+    with serve_engine(settings.data_dir, port, TWIN_STREAM_BACKEND=settings.stream_backend,
+                      TWIN_NATS_URL=settings.nats_url) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=20)
 
 
 class Producer(threading.Thread):

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_serve import free_port, serve
+from test_serve import serve
 
-from helpers import RIVER_REACH, LiveEngine, make_app
+from helpers import RIVER_REACH, LiveEngine, free_port, make_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from workflow_data import rain_cube, write_collection

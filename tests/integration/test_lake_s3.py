@@ -19,17 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Engine, unavailable
+from helpers import Engine, free_port, unavailable
 from lake_fixtures import converge
 from twinengine.errors import ValidationFailed
 from twinengine.lake.endpoints import get_endpoint
 from twinengine.lake.storage import S3Storage
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def s3_url() -> Iterator[str]:
     exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
     if not Path(exe).exists():
         unavailable("s3", "moto_server (pip install 'moto[server]') is not installed")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

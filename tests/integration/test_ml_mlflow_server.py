@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
-from helpers import RIVER_REACH, Engine, unavailable
+from helpers import RIVER_REACH, Engine, free_port, unavailable
 from ml_fixtures import gauge_records, need_torch
 from twinengine.api import create_app
 from twinengine.config import Settings
@@ -24,11 +23,6 @@ from twinengine.runtime import Runtime
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
@@ -36,7 +30,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
     if exe is None:
         unavailable("mlflow-server", "the mlflow command is not installed")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "mlflow.log").open("w")
     server = subprocess.Popen([str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",

@@ -22,18 +22,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from starlette.testclient import TestClient
 
-from helpers import RIVER_REACH, Engine
+from helpers import RIVER_REACH, Engine, free_port
 from streams_fixtures import drop_streams, eventually, gauge, require_mqtt, stream_settings, unavailable  # noqa: F401
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Mosquitto:
