@@ -1,8 +1,9 @@
 """Reading exactly the chunks a selection touches, through a bounded cache of decoded chunks.
 
 A ``BlockReader`` serves one variable: it knows the chunk grid, decodes the missing chunks of a selection
-as few rectangular boxes of whole chunks (zarr decodes a box's chunks concurrently; other sources go
-chunk by chunk on a thread pool), keeps decoded chunks in a shared ``ChunkCache`` (least recently used
+chunk by chunk on a thread pool (local zarr stores with a plain codec chain, see ``zarr_chunks``, and
+dask-backed variables) or as few rectangular boxes of whole chunks (other zarr stores, where zarr decodes
+a box's chunks concurrently), keeps decoded chunks in a shared ``ChunkCache`` (least recently used
 out first, bounded in bytes) and copies the requested orthogonal selection out of each box, so memory
 holds the answer plus one batch of boxes (``batch_bytes``).
 """
@@ -19,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from twinengine.access.zarr_chunks import direct_decoder, encoded_size, zarr_array
 
 __all__ = ["BlockReader", "ChunkCache", "ReadStats", "Selection", "reader_for"]
 
@@ -325,47 +328,17 @@ def _grid(parts: Sequence[np.ndarray | slice]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _zarr_array(ds: xr.Dataset, name: str) -> Any | None:
-    """The zarr array behind a variable, when the dataset was opened from a local or fsspec zarr store."""
-    source = ds.encoding.get("source")
-    encoding = ds[name].encoding
-    if not source or "preferred_chunks" not in encoding or not ({"serializer", "compressors"} & set(encoding)):
-        return None
-    import zarr
-
-    try:
-        group = zarr.open_group(str(source), mode="r")
-        array: Any = group[name]
-    except Exception:  # not a zarr store after all (or unreadable): fall back to dask blocks
-        return None
-    return array if tuple(array.shape) == tuple(ds[name].shape) else None
-
-
-def _zarr_encoded_size(array: Any) -> Callable[[tuple[int, ...]], int]:
-    store_path = getattr(array.store, "root", None)
-    if store_path is None:
-        return lambda block: 0
-    from pathlib import Path
-
-    separator = array.metadata.chunk_key_encoding
-    base = Path(str(store_path)) / array.path
-
-    def size(block: tuple[int, ...]) -> int:
-        try:
-            return int((base / separator.encode_chunk_key(block)).stat().st_size)
-        except OSError:
-            return 0  # an absent chunk (fill value) costs no read
-
-    return size
-
-
 def reader_for(ds: xr.Dataset, name: str, *, key: tuple[Any, ...], cache: ChunkCache,
                pool: ThreadPoolExecutor) -> BlockReader:
     """A reader for ``ds[name]``: zarr chunk reads when the store is zarr, else the dask blocks."""
     var = ds[name]
-    array = _zarr_array(ds, name)
+    array = zarr_array(ds, name)
     if array is not None:
         chunk_shape = tuple(int(c) for c in array.chunks)
+        direct = direct_decoder(array)
+        if direct is not None:  # chunk by chunk, decoded in parallel by the pool: no box reads needed
+            return BlockReader(key=key, shape=tuple(var.shape), chunks=chunk_shape, dtype=np.dtype(array.dtype),
+                               fetch=direct, encoded_size=encoded_size(array), cache=cache, pool=pool)
 
         def fetch_zarr(block: tuple[int, ...]) -> np.ndarray:
             return np.asarray(array.blocks[block])
@@ -374,7 +347,7 @@ def reader_for(ds: xr.Dataset, name: str, *, key: tuple[Any, ...], cache: ChunkC
             return np.asarray(array.get_block_selection(box))
 
         return BlockReader(key=key, shape=tuple(var.shape), chunks=chunk_shape, dtype=np.dtype(array.dtype),
-                           fetch=fetch_zarr, encoded_size=_zarr_encoded_size(array), cache=cache, pool=pool,
+                           fetch=fetch_zarr, encoded_size=encoded_size(array), cache=cache, pool=pool,
                            fetch_run=fetch_box)
     data = var.data
     if hasattr(data, "blocks") and data.chunks is not None:

@@ -1,0 +1,71 @@
+"""Chunks decoded straight from a local zarr store equal what zarr itself decodes, edge and absent chunks
+included; chains that do more than decompress are left to zarr."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numcodecs
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+
+from twinengine.access.zarr_chunks import direct_decoder, encoded_size
+
+SHAPE, CHUNKS = (23, 17, 9), (10, 8, 4)  # edge chunks in every dimension
+
+
+def _array(path: Path, **kwargs: Any) -> zarr.Array[Any]:
+    kwargs.setdefault("dtype", "float32")
+    kwargs.setdefault("fill_value", np.nan)
+    array = zarr.create_array(str(path), shape=SHAPE, chunks=CHUNKS, **kwargs)
+    data = np.random.default_rng(1).normal(size=SHAPE).astype(kwargs["dtype"])
+    data[:10, :8, :4] = kwargs["fill_value"]  # a chunk of fill values only: zarr does not write it
+    array[...] = data
+    return array
+
+
+def _blocks() -> list[tuple[int, ...]]:
+    return list(itertools.product(*(range(-(-s // c)) for s, c in zip(SHAPE, CHUNKS, strict=True))))
+
+
+@pytest.mark.parametrize("compressors", [[ZstdCodec(level=3)], [ZstdCodec(checksum=True)], [BloscCodec()],
+                                         [GzipCodec()], None], ids=["zstd", "zstd+checksum", "blosc", "gzip", "none"])
+def test_direct_chunks_equal_zarr_chunks(tmp_path: Path, compressors: Any) -> None:
+    array = _array(tmp_path / "a.zarr", compressors=compressors)
+    decode = direct_decoder(array)
+    assert decode is not None
+    assert encoded_size(array)((0, 0, 0)) == 0  # never written: the fill value, no bytes read
+    for block in _blocks():
+        np.testing.assert_array_equal(decode(block), array.blocks[block])
+    assert encoded_size(array)((2, 2, 2)) == (tmp_path / "a.zarr" / "c" / "2" / "2" / "2").stat().st_size
+
+
+def test_zarr_v2_arrays_and_integer_fill_values(tmp_path: Path) -> None:
+    array = _array(tmp_path / "v2.zarr", zarr_format=2, compressors=numcodecs.Zstd(), dtype="int16", fill_value=-9)
+    decode = direct_decoder(array)
+    assert decode is not None
+    for block in _blocks():
+        np.testing.assert_array_equal(decode(block), array.blocks[block])
+
+
+def test_other_chains_and_stores_are_left_to_zarr(tmp_path: Path) -> None:
+    assert direct_decoder(_array(tmp_path / "crc.zarr", compressors=[ZstdCodec(), Crc32cCodec()])) is None
+    assert direct_decoder(_array(tmp_path / "be.zarr", dtype=">f4")) is None
+    assert direct_decoder(_array(tmp_path / "f.zarr", zarr_format=2, filters=[numcodecs.Delta("f4")])) is None
+    in_memory = zarr.create_array(zarr.storage.MemoryStore(), shape=SHAPE, chunks=CHUNKS, dtype="float32")
+    assert direct_decoder(in_memory) is None
+    assert encoded_size(in_memory)((0, 0, 0)) == 0
+
+
+def test_a_truncated_chunk_is_an_error_not_wrong_values(tmp_path: Path) -> None:
+    array = _array(tmp_path / "t.zarr", compressors=None)
+    chunk = tmp_path / "t.zarr" / "c" / "1" / "1" / "1"
+    chunk.write_bytes(chunk.read_bytes()[:-4])
+    decode = direct_decoder(array)
+    assert decode is not None
+    with pytest.raises(ValueError, match="decodes to"):
+        decode((1, 1, 1))
