@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     token_issuer: str = Field(default="twinengine", description="`iss` claim of tokens this engine signs.")
     token_ttl: timedelta = Field(default=timedelta(days=30), description="Default lifetime of new tokens.")
     admin_token_ttl: timedelta = Field(default=timedelta(days=365), description="Lifetime of the first token.")
+    token_recheck: timedelta = Field(default=timedelta(seconds=2), description="How long a token found valid is "
+                                     "trusted before its revocation is looked up again (0: every request). "
+                                     "Revocations through this process apply at once; through another process "
+                                     "sharing the store, within this time.")
     max_request_bytes: int = Field(default=2 * MiB, gt=0, description="Largest JSON request body.")
     max_app_archive_bytes: int = Field(default=50 * MiB, gt=0, description="Largest app archive upload.")
     max_app_unpacked_bytes: int = Field(default=200 * MiB, gt=0, description="Largest unpacked app.")

@@ -22,6 +22,7 @@ from twinengine.auth.keys import load_or_create_signing_key
 from twinengine.auth.oidc import OidcVerifier
 from twinengine.auth.principal import Principal
 from twinengine.auth.service import bootstrap_admin
+from twinengine.auth.verdicts import VerdictCache
 from twinengine.catalog import service as catalog_service
 from twinengine.collections import ChainedCollections, CollectionSource, LocalCollections
 from twinengine.config import Settings
@@ -60,6 +61,7 @@ class Runtime:
     workflows: WorkflowEngine
     lake: Lake
     verifiers: list[TokenVerifier] = field(default_factory=list)
+    verdicts: VerdictCache = field(default_factory=lambda: VerdictCache(0))  # recently verified tokens
     notifier: Notifier = field(default_factory=Notifier)  # wakes live readers of streams and state
     _streams: StreamHub | None = field(default=None, repr=False)
     _streams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -163,7 +165,8 @@ class Runtime:
             workflows.results = LakeResultStore(workflows.results, db, lake, settings.lake_endpoint)
         runtime = cls(settings=settings, db=db, blobs=blobs, issuer=issuer, collections=collections, access=access,
                       workflows=workflows, lake=lake,
-                      verifiers=[issuer, *(OidcVerifier(p, db=db) for p in settings.oidc_providers)])
+                      verifiers=[issuer, *(OidcVerifier(p, db=db) for p in settings.oidc_providers)],
+                      verdicts=VerdictCache(settings.token_recheck.total_seconds()))
         workflows.services["read_stream"] = runtime.read_stream
         workflows.services["stream_end"] = lambda twin_id, stream: runtime.streams.end(stream_key(twin_id, stream))
         return runtime

@@ -5,6 +5,7 @@ covjson-pydantic, and as GeoJSON and netCDF; errors are OGC exceptions naming th
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ import xarray as xr
 from access_checks import check_covjson
 from access_data import write_collections
 from helpers import Engine
+from twinengine.auth.models import ApiToken
+from twinengine.store.base import utcnow
 
 
 @pytest.fixture
@@ -295,6 +298,24 @@ def test_a_revoked_token_is_refused_at_once(edr: Any) -> None:
     admin.revoke_token(issued.jti)
     response = engine.http.get(url, headers=engine.headers(issued.token))
     assert response.status_code == 401 and "revoked" in response.json()["description"]
+
+
+def test_a_token_revoked_by_another_process_is_refused_within_the_recheck_interval(edr: Any) -> None:
+    engine = edr[0]
+    runtime = engine.runtime
+    issued = engine.sdk(engine.admin_token).create_token("rosa", "user")
+    url = "/edr/collections/rain/position?coords=POINT(8 45)"
+    assert engine.http.get(url, headers=engine.headers(issued.token)).status_code == 200
+    with runtime.db.session() as session:  # what a second engine process on the same store would do
+        record = session.get(ApiToken, issued.jti)
+        assert record is not None
+        record.revoked_at = utcnow()
+    interval = runtime.settings.token_recheck.total_seconds()
+    assert 0 < interval <= 5
+    deadline = time.monotonic() + interval + 1
+    while engine.http.get(url, headers=engine.headers(issued.token)).status_code == 200:
+        assert time.monotonic() < deadline, "a revoked token was still accepted after settings.token_recheck"
+        time.sleep(0.05)
 
 
 def test_tokens_are_required(edr: Any) -> None:

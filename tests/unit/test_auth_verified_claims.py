@@ -1,5 +1,6 @@
 """The built-in issuer remembers verified signatures (they cannot change) but re-checks expiry every time;
-revocation is looked up on every request (tested over HTTP in tests/integration)."""
+a verdict (signature, expiry and store lookup together) is trusted for ``settings.token_recheck`` at most,
+never past the token's expiry (revocation over HTTP is tested in tests/integration)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import twinengine.auth.issuer as issuer_module
+import twinengine.auth.verdicts as verdicts_module
 from twinengine.auth.issuer import BuiltinIssuer
-from twinengine.auth.principal import Role
+from twinengine.auth.principal import Principal, Role
+from twinengine.auth.verdicts import VerdictCache
 from twinengine.errors import TokenInvalid
 
 
@@ -33,3 +36,42 @@ def test_a_forged_token_is_never_remembered() -> None:
         with pytest.raises(TokenInvalid, match="rejected"):
             issuer._claims(forged)
     assert len(issuer._verified) == 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_verdicts_last_the_recheck_interval_and_never_past_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(verdicts_module.time, "monotonic", clock.monotonic)
+    issuer = BuiltinIssuer(ec.generate_private_key(ec.SECP256R1()), "twinengine")
+    lasting = issuer.sign("ann", Role.USER, timedelta(days=1))
+    ann = Principal("ann", Role.USER, token_id=lasting.jti)
+    cache = VerdictCache(2.0)
+    cache.put("basic//" + lasting.token, ann)  # as openEO clients send it
+    clock.now += 1.9
+    assert cache.get("basic//" + lasting.token) is ann
+    clock.now += 0.2
+    assert cache.get("basic//" + lasting.token) is None  # looked up again
+    short = issuer.sign("bob", Role.USER, timedelta(seconds=1))
+    cache.put(short.token, Principal("bob", Role.USER, token_id=short.jti))
+    clock.now += 1.5
+    assert cache.get(short.token) is None  # expired before the interval ended
+
+
+def test_forgetting_a_token_id_and_a_zero_interval() -> None:
+    issuer = BuiltinIssuer(ec.generate_private_key(ec.SECP256R1()), "twinengine")
+    tokens = [issuer.sign(name, Role.USER, None) for name in ("ann", "bob")]
+    cache = VerdictCache(60.0, capacity=2)
+    for t in tokens:
+        cache.put(t.token, Principal(t.name, Role.USER, token_id=t.jti))
+    cache.forget(tokens[0].jti)
+    assert cache.get(tokens[0].token) is None and cache.get(tokens[1].token) is not None
+    never = VerdictCache(0.0)
+    never.put(tokens[1].token, Principal("bob", Role.USER))
+    assert never.get(tokens[1].token) is None

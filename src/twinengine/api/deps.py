@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.principal import Principal
@@ -39,17 +40,28 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="A token from `twin token create` or an OIDC issuer.")
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Verify the token in a short read-only transaction of its own: the request's unit of work then
-    starts at the service's first query, so a long body upload never holds SQLite's write lock."""
+    """The caller. A token verified moments ago (``settings.token_recheck``) is taken on the event loop;
+    otherwise it is verified on a worker thread in a short read-only transaction of its own, so the
+    request's unit of work starts at the service's first query and a long upload never holds SQLite's
+    write lock."""
     token = credentials.credentials if credentials is not None else None
+    principal = runtime.verdicts.get(token) if token else None
+    if principal is None:
+        principal = await run_in_threadpool(_verify, runtime, token)
+    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit middleware reads it
+    return principal
+
+
+def _verify(runtime: Runtime, token: str | None) -> Principal:
     with runtime.db.session(readonly=True) as session:
         principal = verify_bearer(token, session=session, verifiers=runtime.verifiers)
-    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit middleware reads it
+    if token:
+        runtime.verdicts.put(token, principal)
     return principal
 
 

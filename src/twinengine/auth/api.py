@@ -49,9 +49,12 @@ def list_tokens(session: SessionDep, principal: PrincipalDep,
 
 
 @router.delete("/tokens/{jti}", tags=["tokens"], name="revoke", summary="Revoke a token (admins)")
-def revoke_token(jti: Annotated[str, Path(max_length=64)], session: SessionDep,
-                 principal: PrincipalDep) -> TokenRead:
-    return TokenRead.model_validate(service.revoke_token(session, principal=principal, jti=jti))
+def revoke_token(jti: Annotated[str, Path(max_length=64)], session: SessionDep, principal: PrincipalDep,
+                 runtime: RuntimeDep) -> TokenRead:
+    revoked = TokenRead.model_validate(service.revoke_token(session, principal=principal, jti=jti))
+    session.commit()  # then no request in this process can find the token valid again
+    runtime.verdicts.forget(jti)
+    return revoked
 
 
 @router.get("/audit", tags=["audit"], name="list", summary="The audit log, newest first (admins)")

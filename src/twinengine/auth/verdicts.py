@@ -1,0 +1,66 @@
+"""Remembering, for a short while, that a token was found valid, so that most requests verify without a
+database query or a thread hop.
+
+A verdict is kept for ``interval`` seconds (and never past the token's own expiry). Within that time a
+revocation made in another engine process sharing the store is not yet seen; revocations made through
+this process are applied at once (``forget``). An interval of 0 looks every token up on every request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+import jwt
+
+from twinengine.auth.principal import Principal
+
+__all__ = ["VerdictCache"]
+
+
+class VerdictCache:
+    """Principals of recently verified tokens, least recently used out first (``capacity`` tokens)."""
+
+    def __init__(self, interval: float, *, capacity: int = 4096) -> None:
+        self.interval = interval
+        self.capacity = capacity
+        self._items: OrderedDict[str, tuple[Principal, float]] = OrderedDict()  # token -> (principal, until)
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Principal | None:
+        if self.interval <= 0:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            found = self._items.get(token)
+            if found is None:
+                return None
+            if found[1] <= now:
+                del self._items[token]
+                return None
+            self._items.move_to_end(token)
+            return found[0]
+
+    def put(self, token: str, principal: Principal) -> None:
+        """Remember a verdict just reached by a full verification (signature, expiry, database)."""
+        if self.interval <= 0:
+            return
+        until = time.monotonic() + self.interval
+        raw = token.rsplit("/", 1)[-1]  # openEO clients prefix basic// or oidc/<provider>/
+        expiry = jwt.decode(raw, options={"verify_signature": False}).get("exp")  # verified by the caller
+        if expiry is not None:
+            until = min(until, time.monotonic() + float(expiry) - time.time())
+        with self._lock:
+            self._items[token] = (principal, until)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def forget(self, token_id: str | None = None) -> None:
+        """Drop the verdicts for one token id (all of them when None): its next use is looked up again."""
+        with self._lock:
+            if token_id is None:
+                self._items.clear()
+                return
+            for token in [t for t, (p, _) in self._items.items() if p.token_id == token_id]:
+                del self._items[token]
