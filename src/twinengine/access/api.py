@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from twinengine.access import metadata
-from twinengine.access.covjson import MEDIA_TYPE, dumps, to_covjson
+from twinengine.access.covjson import MEDIA_TYPE, dumps, encode
 from twinengine.access.errors import exception_body
 from twinengine.access.extract import Extraction
 from twinengine.access.features import FeatureRequest, to_query
@@ -86,16 +86,27 @@ def _metadata_format(f: str | None) -> None:
         raise InvalidParameterValue("f", f"{f!r}: metadata is offered as json only")
 
 
-def _encode(extraction: Extraction, f: str | None, z_units: str | None) -> Response:
+def _output_format(f: str | None) -> str:
+    """covjson, geojson or netcdf, from the ``f`` parameter (a 400 naming it for anything else)."""
     fmt = (f or "coveragejson").lower()
     if fmt in ("coveragejson", "covjson", "json", MEDIA_TYPE):
-        return Response(dumps(to_covjson(extraction, z_units=z_units)), media_type=MEDIA_TYPE)
+        return "covjson"
     if fmt in ("geojson", GEOJSON):
-        return Response(dumps(to_geojson(extraction)), media_type=GEOJSON)
+        return "geojson"
     if fmt in ("netcdf", "nc", "netcdf4", NETCDF):
-        return Response(to_netcdf(extraction), media_type=NETCDF,
-                        headers={"Content-Disposition": 'attachment; filename="edr.nc"'})
+        return "netcdf"
     raise InvalidParameterValue("f", f"{f!r} is not an output format; use CoverageJSON, GeoJSON or NetCDF")
+
+
+def _encode(extraction: Extraction, fmt: str, access: DataAccess, collection_id: str) -> Response:
+    """The answer in its format; a CoverageJSON answer is written while its chunks are read."""
+    if fmt == "covjson":
+        return Response(encode(extraction, z_units=access.z_units(collection_id), reads=access.reads),
+                        media_type=MEDIA_TYPE)
+    if fmt == "geojson":
+        return Response(dumps(to_geojson(extraction.complete())), media_type=GEOJSON)
+    return Response(to_netcdf(extraction.complete()), media_type=NETCDF,
+                    headers={"Content-Disposition": 'attachment; filename="edr.nc"'})
 
 
 class Common:
@@ -130,8 +141,9 @@ Coords = Annotated[str | None, Query(max_length=200_000, description="WKT geomet
 
 
 def _answer(access: DataAccess, principal: Any, collection_id: str, query: EDRQuery, f: str | None) -> Response:
-    extraction = run_query(access, principal=principal, collection_id=collection_id, query=query)
-    return _encode(extraction, f, access.z_units(collection_id))
+    fmt = _output_format(f)  # refused before anything is read
+    extraction = run_query(access, principal=principal, collection_id=collection_id, query=query, deferred=True)
+    return _encode(extraction, fmt, access, collection_id)
 
 
 @router.get("", name="landing", summary="EDR landing page")

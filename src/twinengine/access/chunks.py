@@ -237,29 +237,49 @@ class BlockReader:
             size_next = 0 if following is None else int(np.prod([b - a for a, b in zip(*following, strict=True)]))
             if following is not None and batch_bytes + size_next * self._block_bytes <= self.batch_bytes:
                 continue
-            decoded = [self._decode(batch[0])] if len(batch) == 1 else list(self.pool.map(self._decode, batch))
-            for done, data in zip(batch, decoded, strict=True):
+            for done, data in zip(batch, self._decoded(batch), strict=True):
                 self._keep(done, data, stats)
                 yield done[0], data
             batch, batch_bytes = [], 0
 
-    def _output(self, shape: tuple[int, ...], layout: Sequence[int] | None, fill: float | None) -> np.ndarray:
-        """A new answer array of ``shape``, laid out in memory with dimensions in ``layout`` order."""
+    def _decoded(self, batch: list[Box]) -> Iterator[np.ndarray]:
+        """The boxes of a batch decoded, in order, each as soon as it is done: the first on this thread
+        while the pool decodes the others (a lone box never waits for a pool thread to wake)."""
+        futures = [self.pool.submit(self._decode, box) for box in batch[1:]]
+        try:
+            yield self._decode(batch[0])
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()  # when a decode failed or the reader stopped early
+
+    def allocate(self, selection: Selection, *, layout: Sequence[int] | None = None,
+                 fill: float | None = None) -> np.ndarray:
+        """A new answer array for ``selection`` (filled with ``fill`` when given), its dimensions laid out in
+        memory in ``layout`` order, outermost first."""
+        shape = tuple(len(_index_array(ix, n)) for ix, n in zip(selection, self.shape, strict=True))
         order = list(layout) if layout is not None else list(range(len(shape)))
         stored = tuple(shape[d] for d in order)
         buffer = np.empty(stored, dtype=self.out_dtype) if fill is None else np.full(stored, fill, self.out_dtype)
         return buffer.transpose(np.argsort(order))
 
     def read(self, selection: Selection, *, keep: Callable[[Block], bool] | None = None,
-             fill: float = np.nan, layout: Sequence[int] | None = None) -> np.ndarray:
-        """The values at the outer product of ``selection``'s indices, as a new array (its dimensions laid
-        out in memory in ``layout`` order, outermost first, when given). Chunks for which ``keep(block)``
-        is false are not read (their positions stay ``fill``): masks use it."""
+             fill: float = np.nan, layout: Sequence[int] | None = None, out: np.ndarray | None = None,
+             progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """The values at the outer product of ``selection``'s indices, as a new array (or written into
+        ``out``, from ``allocate``). Chunks for which ``keep(block)`` is false are not read (their positions
+        stay ``fill``): masks use it. ``progress(n)`` is told each time the first ``n`` entries along the
+        first dimension are final, so that an encoder can write them out while the rest is read."""
         indices = [_index_array(ix, n) for ix, n in zip(selection, self.shape, strict=True)]
-        out = self._output(tuple(len(i) for i in indices), layout, None if keep is None else fill)
+        if out is None:
+            out = self.allocate(selection, layout=layout, fill=None if keep is None else fill)
         if out.size == 0:
+            if progress is not None:
+                progress(out.shape[0])
             return out
         blocks = [b for b in self.blocks_touched(selection) if keep is None or keep(b)]
+        rows = _RowsDone(indices[0], self.chunks, blocks, progress)
         stats = ReadStats()
         for first, data in self._each_box(blocks, stats):
             positions, local = [], []
@@ -269,6 +289,8 @@ class BlockReader:
                 positions.append(_compact(inside))
                 local.append(_compact(index[inside] - start))
             out[_grid(positions)] = data[_grid(local)]
+            rows.done(first, data.shape)
+        rows.finish()
         self.stats.add(stats)
         return out
 
@@ -297,6 +319,44 @@ class BlockReader:
     def out_dtype(self) -> np.dtype[Any]:
         """Integers come back as floats so that missing values can be NaN."""
         return np.dtype(np.float64) if self.dtype.kind in "iub" else self.dtype
+
+
+class _RowsDone:
+    """Tracks which chunks along the first dimension are all read, and tells ``progress`` how many leading
+    entries of the answer are final (only when the first dimension's indices ascend, as time indices do)."""
+
+    def __init__(self, index: np.ndarray, chunks: tuple[int, ...], blocks: list[Block],
+                 progress: Callable[[int], None] | None) -> None:
+        self.progress = progress
+        self.ascending = index.size < 2 or bool(np.all(np.diff(index) >= 0))  # else: only the end is told
+        self.index = index
+        self.chunks = chunks
+        self.left: dict[int, int] = {}  # chunks still to read per chunk index along the first dimension
+        for block in blocks:
+            self.left[block[0]] = self.left.get(block[0], 0) + 1
+        self.pending = sorted(self.left)
+        self.reported = 0
+
+    def done(self, first: Block, shape: tuple[int, ...]) -> None:
+        """A box of chunks starting at ``first``, decoded to ``shape``, has been copied out."""
+        if self.progress is None or not self.ascending:
+            return
+        spans = [-(-n // c) for n, c in zip(shape, self.chunks, strict=True)]
+        per_row = int(np.prod(spans[1:]))
+        for b0 in range(first[0], first[0] + spans[0]):
+            self.left[b0] -= per_row
+        while self.pending and self.left[self.pending[0]] <= 0:
+            self.pending.pop(0)
+        limit = self.pending[0] * self.chunks[0] if self.pending else None
+        rows = int(self.index.size if limit is None else np.searchsorted(self.index, limit, side="left"))
+        if rows > self.reported:
+            self.reported = rows
+            self.progress(rows)
+
+    def finish(self) -> None:
+        if self.progress is not None and self.reported < self.index.size:
+            self.reported = int(self.index.size)
+            self.progress(self.reported)
 
 
 def _compact(index: np.ndarray) -> np.ndarray | slice:

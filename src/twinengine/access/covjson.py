@@ -1,19 +1,28 @@
 """CoverageJSON (OGC Community Standard 21-069r2) from an ``Extraction``, serialised without per-value loops.
 
 Range values stay numpy arrays until orjson writes them (NaN becomes ``null``), so a two-million-value
-grid costs one pass in C. Referencing: CRS84 for x/y, the Gregorian calendar for t, a vertical CRS for z.
+grid costs one pass in C. A large grid whose reads are still pending is written time step run by time
+step run while the rest is read (``encode``): orjson holds the GIL but chunk decoding does not, so the
+two overlap instead of adding up. Referencing: CRS84 for x/y, the Gregorian calendar for t, a vertical
+CRS for z.
 """
 
 from __future__ import annotations
 
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 import orjson
 
-from twinengine.access.extract import Coverage, Extraction, ParameterInfo
+from twinengine.access.extract import Coverage, Extraction, ParameterInfo, Progress
 
-__all__ = ["MEDIA_TYPE", "dumps", "to_covjson"]
+__all__ = ["MEDIA_TYPE", "dumps", "encode", "to_covjson"]
+
+OVERLAP_VALUES = 200_000  # answers at least this large are written while their chunks are being read
 
 MEDIA_TYPE = "application/vnd.cov+json"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -114,3 +123,96 @@ def to_covjson(extraction: Extraction, *, z_units: str | None = None) -> dict[st
 def dumps(document: dict[str, Any]) -> bytes:
     """JSON bytes; numpy arrays are written by orjson in C (NaN and inf as null)."""
     return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def encode(extraction: Extraction, *, z_units: str | None = None, reads: Executor | None = None) -> bytes:
+    """CoverageJSON bytes of ``extraction``. When its reads are pending, it is one large grid coverage and
+    ``reads`` is given, the reads run there while this thread writes every run of time steps they finish."""
+    ranges = _overlappable(extraction) if reads is not None and extraction.pending is not None else None
+    if ranges is None or reads is None:
+        return dumps(to_covjson(extraction.complete(), z_units=z_units))
+    pending, extraction.pending = extraction.pending, None
+    assert pending is not None
+    filled = _Filled(list(ranges))
+    reads.submit(_run, pending, filled)
+    document = to_covjson(extraction, z_units=z_units)
+    markers = {}
+    for name, body in document["ranges"].items():
+        markers[name] = f"values-{uuid.uuid4().hex}"
+        body["values"] = markers[name]  # replaced below by the values, written as they are read
+    rest = dumps(document)
+    parts: list[bytes] = []
+    for name, values in ranges.items():
+        head, rest = rest.split(b'"' + markers[name].encode() + b'"', 1)
+        parts += [head, b"["]
+        rows, per_row, done, written = values.shape[0], values[0].size if values.shape[0] else 0, 0, False
+        while done < rows:
+            now = filled.wait(name, done)
+            piece = orjson.dumps(values[done:now].reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)
+            if per_row and now > done:
+                parts += [b","] if written else []
+                parts.append(piece[1:-1])
+                written = True
+            done = now
+        parts.append(b"]")
+    parts.append(rest)
+    return b"".join(parts)
+
+
+def _overlappable(extraction: Extraction) -> dict[str, np.ndarray] | None:
+    """The range arrays to write while they fill (as laid out for writing, sharing the buffers being
+    filled), or None when this answer is better written once complete: small, several coverages, or any
+    range that writing would copy (then the copy would be taken before the values are there)."""
+    if extraction.values < OVERLAP_VALUES or len(extraction.coverages) != 1 or extraction.collection:
+        return None
+    coverage = extraction.coverages[0]
+    swap = list(coverage.axis_names[-2:]) == ["y", "x"]
+    if not coverage.axis_names or coverage.axis_names[0] != "t":
+        return None
+    out = {}
+    for name, values in coverage.ranges.items():
+        laid_out = np.swapaxes(values, -1, -2) if swap else values
+        if not laid_out.flags.c_contiguous or laid_out.dtype not in (np.float32, np.float64):
+            return None
+        out[name] = laid_out
+    return out
+
+
+class _Filled:
+    """How many leading time steps of each range are read, shared by the reading and the writing thread."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.rows = dict.fromkeys(names, 0)
+        self.over = False
+        self.error: BaseException | None = None
+        self._changed = threading.Condition()
+
+    def advance(self, name: str, rows: int) -> None:
+        with self._changed:
+            self.rows[name] = rows
+            self._changed.notify_all()
+
+    def end(self, error: BaseException | None) -> None:
+        with self._changed:
+            self.over, self.error = True, error
+            self._changed.notify_all()
+
+    def wait(self, name: str, done: int) -> int:
+        """Block until more than ``done`` time steps of ``name`` are read; how many are."""
+        with self._changed:
+            while self.rows[name] <= done:
+                if self.error is not None:
+                    raise self.error
+                if self.over:
+                    raise RuntimeError(f"the reads of {name!r} ended before all its values were read")
+                self._changed.wait()
+            return self.rows[name]
+
+
+def _run(pending: Callable[[Progress | None], None], filled: _Filled) -> None:
+    try:
+        pending(filled.advance)
+    except BaseException as exc:
+        filled.end(exc)
+        raise
+    filled.end(None)

@@ -47,17 +47,31 @@ class Coverage:
     composite: dict[str, np.ndarray] | None = None
 
 
+Progress = Callable[[str, int], None]  # (parameter, leading entries along t now final)
+
+
 @dataclass
 class Extraction:
+    """A query's answer. A grid query planned with ``deferred`` reads only when ``complete`` (or its
+    ``pending`` callable, given a ``Progress``) is called: its range arrays exist but are being filled."""
+
     coverages: list[Coverage]
     parameters: dict[str, ParameterInfo]
     domain_type: str
     collection: bool = False
     stats: ReadStats = field(default_factory=ReadStats)
+    pending: Callable[[Progress | None], None] | None = None
 
     @property
     def values(self) -> int:
         return sum(int(a.size) for c in self.coverages for a in c.ranges.values())
+
+    def complete(self) -> Extraction:
+        """Do the reads still pending (if any); the ranges then hold every value."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending(None)
+        return self
 
 
 def nearest_indices(coord: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -157,20 +171,45 @@ class Context:
     def read_grid(self, yi: Any, xi: Any, *, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Arrays (t?, z?, y, x) for the outer product of the selections; masked-out cells are NaN and
         chunks without any selected cell are not read."""
-        out = {}
+        ranges, pending = self.grid_reads(yi, xi, mask=mask)
+        pending(None)
+        return ranges
+
+    def grid_reads(self, yi: Any, xi: Any, *, mask: np.ndarray | None = None
+                   ) -> tuple[dict[str, np.ndarray], Callable[[Progress | None], None]]:
+        """``read_grid`` in two steps: the answer's arrays, allocated now, and the reads that fill them,
+        parameter after parameter, telling ``progress`` as leading time steps become final (when t is the
+        variable's first dimension; otherwise once, at the end of each parameter)."""
+        sel = self._selection({"y": yi, "x": xi})
+        plans = []
         for name in self.names:
             reader = self.reader(name)
-            sel = self._selection({"y": yi, "x": xi})
-            keep = None
-            if mask is not None:
-                keep = _keep_blocks(reader, self.dims, self.roles, sel, mask)
-            data = self._canonical(reader.read(sel, keep=keep, layout=self._layout()))
-            if mask is not None:
-                np.copyto(data, np.nan, where=~mask)
-            out[name] = data
-            self.stats.add(reader.stats)
-            reader.stats = ReadStats()
-        return out
+            keep = None if mask is None else _keep_blocks(reader, self.dims, self.roles, sel, mask)
+            out = reader.allocate(sel, layout=self._layout(), fill=None if keep is None else np.nan)
+            plans.append((name, reader, keep, out, self._canonical(out)))
+        streams = self.roles[self.dims[0]] == "t"
+
+        def fill(progress: Progress | None) -> None:
+            for name, reader, keep, out, data in plans:
+                masked = 0
+
+                def advance(rows: int, name: str = name, data: np.ndarray = data) -> None:
+                    nonlocal masked
+                    if mask is not None:
+                        np.copyto(data[masked:rows], np.nan, where=~mask)
+                        masked = rows
+                    if progress is not None:
+                        progress(name, rows)
+
+                if streams:
+                    reader.read(sel, keep=keep, out=out, progress=advance)
+                else:
+                    reader.read(sel, keep=keep, out=out)
+                    advance(len(data) if data.ndim else 1)
+                self.stats.add(reader.stats)
+                reader.stats = ReadStats()
+
+        return {name: data for name, _, _, _, data in plans}, fill
 
     def read_points(self, index: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Pointwise reads: ``index`` maps roles to broadcastable integer arrays."""

@@ -51,11 +51,12 @@ def _grid(ctx: Context, minx: float, miny: float, maxx: float, maxy: float, *, f
         raise InvalidParameterValue(field, f"the {what} contains no grid cell centre (grid spacing "
                                            f"{ctx.axes.dx:g}° x {ctx.axes.dy:g}°)")
     ctx.check_size(len(xi) * len(ys), what=f"this {what}")
-    ranges = ctx.read_grid(yi, _as_index(xi), mask=mask)
+    ranges, pending = ctx.grid_reads(yi, _as_index(xi), mask=mask)
     axes = ctx.axis_values(yi, xi)
     axes["x"] = xq
     names = tuple(r for r in ("t", "z", "y", "x") if r in axes)
-    return Extraction([Coverage("Grid", axes, names, ranges)], ctx.parameters(), "Grid", stats=ctx.stats)
+    return Extraction([Coverage("Grid", axes, names, ranges)], ctx.parameters(), "Grid", stats=ctx.stats,
+                      pending=pending)
 
 
 def _as_index(index: np.ndarray) -> np.ndarray | slice:

@@ -1,7 +1,8 @@
 """Data access for DT users: EDR metadata and queries over the runtime's collections.
 
 ``DataAccess`` holds what outlives a request: a chunk reader per (dataset handle, variable), the bounded
-cache of decoded chunks they share, and a small thread pool for concurrent chunk reads.
+cache of decoded chunks they share, a small thread pool for concurrent chunk reads, and one for the reads
+of answers that are written while they are read.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class DataAccess:
         self.max_values = max_values
         self.cache = ChunkCache(cache_bytes)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="twin-chunks")
+        # the reads of answers written while they are read (never the chunk pool: they wait on it)
+        self.reads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="twin-reads")
         self._readers: OrderedDict[tuple[str, int, str], tuple[xr.Dataset, BlockReader]] = OrderedDict()
         self._axes: OrderedDict[tuple[str, int], tuple[xr.Dataset, dict[str, GridAxes | None]]] = OrderedDict()
         self._lock = threading.Lock()
@@ -112,6 +115,7 @@ class DataAccess:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.reads.shutdown(wait=False, cancel_futures=True)
         self.cache.clear()
         self._readers.clear()
         self._axes.clear()
@@ -123,8 +127,16 @@ def check_crs(crs: str | None) -> None:
                                            "(longitude, latitude on WGS 84)")
 
 
-def run_query(access: DataAccess, *, principal: Principal, collection_id: str, query: Query) -> Extraction:
-    """Plan, check the size, then read: the one path every EDR query type and feature request takes."""
+def run_query(access: DataAccess, *, principal: Principal, collection_id: str, query: Query,
+              deferred: bool = False) -> Extraction:
+    """Plan, check the size, then read: the one path every EDR query type and feature request takes.
+    ``deferred``: grid answers (area, cube, radius) come back planned, size-checked and allocated, their
+    reads left to ``Extraction.complete`` or ``pending`` (an encoder can then write while they run)."""
+    extraction = _plan(access, principal=principal, collection_id=collection_id, query=query)
+    return extraction if deferred else extraction.complete()
+
+
+def _plan(access: DataAccess, *, principal: Principal, collection_id: str, query: Query) -> Extraction:
     require(principal, "collection.read", target=collection_id)
     planner = access.planner(collection_id)
     ctx = planner.context(parameters=query.parameters, datetime=query.datetime, z=query.z, instance=query.instance)
