@@ -18,7 +18,7 @@ query prints, measured in this process and run:
   it supports, when pygeoapi is importable (``pip install pygeoapi``, or on PYTHONPATH);
 - the per-request overhead: a trivial authenticated EDR request, and one refused for want of a token.
 
-Usage: python bench/edr_queries.py [--repeat 7] [--dir ~/.cache/twinengine-bench] [--only 'one week']
+Usage: python bench/edr_queries.py [--repeat 15] [--dir ~/.cache/twinengine-bench] [--only 'one week']
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def pygeoapi_runner(path: Path) -> Callable[[dict[str, Any]], Callable[[], Any] 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--only", default="", help="run only the queries whose name contains this text")
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("TWIN_BENCH_DIR",
                                                                         Path.home() / ".cache" / "twinengine-bench")))
