@@ -4,16 +4,19 @@ included; chains that do more than decompress are left to zarr."""
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numcodecs
 import numpy as np
 import pytest
+import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 
-from twinengine.access.zarr_chunks import direct_decoder, encoded_size
+from twinengine.access.chunks import ChunkCache, reader_for
+from twinengine.access.zarr_chunks import direct_decoder, encoded_size, zarr_array
 
 SHAPE, CHUNKS = (23, 17, 9), (10, 8, 4)  # edge chunks in every dimension
 
@@ -69,3 +72,18 @@ def test_a_truncated_chunk_is_an_error_not_wrong_values(tmp_path: Path) -> None:
     assert decode is not None
     with pytest.raises(ValueError, match="decodes to"):
         decode((1, 1, 1))
+
+
+def test_a_sharded_store_is_read_through_zarr_by_inner_chunks(tmp_path: Path) -> None:
+    data = np.random.default_rng(0).random((40, 30, 20)).astype("float32")
+    xr.Dataset({"v": (("t", "y", "x"), data)}).to_zarr(
+        tmp_path / "s.zarr", consolidated=False, encoding={"v": {"chunks": (5, 10, 10), "shards": (20, 30, 20)}})
+    ds = xr.open_zarr(tmp_path / "s.zarr", consolidated=False)
+    array = zarr_array(ds, "v")
+    assert array is not None and direct_decoder(array) is None
+    with ThreadPoolExecutor(2) as pool:
+        reader = reader_for(ds, "v", key=("s",), cache=ChunkCache(10**8), pool=pool)
+        assert reader.chunks == (5, 10, 10) and reader.fetch_run is not None
+        np.testing.assert_array_equal(reader.read((slice(3, 37), np.array([1, 15, 29]), slice(None))),
+                                      data[3:37][:, [1, 15, 29]])
+        assert reader.stats.misses == 8 * 3 * 2
