@@ -102,7 +102,7 @@ class BuiltinIssuer(TokenVerifier):
 
     def verify(self, token: str, *, session: Session) -> Principal:
         claims = self._claims(token)
-        # Revocation and disabled identities are looked up on every request (one query), never cached.
+        # Revocation and disabled identities: one query whenever the caller verifies (see auth/verdicts.py).
         jti = str(claims["jti"])
         found = session.execute(
             select(ApiToken.identity, ApiToken.role, ApiToken.revoked_at, Identity.disabled)
