@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     mlflow_uri: str | None = Field(default=None, description="MLflow tracking server (http://host:5000); default "
                                                             "embedded: sqlite:///<data_dir>/mlflow.db.")
     ml_workers: int = Field(default=1, ge=1, le=64, description="Training runs at once in this process.")
+    ml_warm_models: int = Field(default=8, ge=1, le=1024, description="Loaded model versions kept warm for "
+                                "serving and functions (least recently used out first).")
 
     @field_validator("*", mode="before")
     @classmethod

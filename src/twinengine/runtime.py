@@ -133,7 +133,7 @@ class Runtime:
 
                 self._ml = MLEngine(data_dir=self.data_dir, db=self.db, blobs=self.blobs,
                                     streams=lambda: self.streams, mlflow_uri=self.settings.mlflow_uri,
-                                    workers=self.settings.ml_workers)
+                                    workers=self.settings.ml_workers, warm_models=self.settings.ml_warm_models)
                 self._ml.start()
             return self._ml
 

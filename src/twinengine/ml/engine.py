@@ -26,6 +26,7 @@ from twinengine.ml.models import GateDecision, TrainingRun
 from twinengine.ml.registry import CHALLENGER, CHAMPION, AsyncMetricLogger, ModelRegistry, registered_name
 from twinengine.ml.tasks import load_task
 from twinengine.ml.trainer import EpochReport, FitResult, TrainingData, TrainingTask, fit
+from twinengine.ml.warm import WarmModels
 from twinengine.store.base import utcnow
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
@@ -51,7 +52,7 @@ class MLEngine:
     """Training runs, the registry and warm models of one runtime."""
 
     def __init__(self, *, data_dir: Path, db: Database, blobs: BlobStore, streams: Callable[[], StreamHub],
-                 mlflow_uri: str | None = None, workers: int = 1) -> None:
+                 mlflow_uri: str | None = None, workers: int = 1, warm_models: int = 8) -> None:
         self.data_dir, self.db, self.blobs, self._streams = data_dir, db, blobs, streams
         self.mlflow_uri = mlflow_uri
         self.root = data_dir / "ml"
@@ -62,7 +63,7 @@ class MLEngine:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._warm: dict[tuple[str, str], Any] = {}
+        self._warm: WarmModels[tuple[Any, TrainingTask]] = WarmModels(warm_models)
 
     @property
     def registry(self) -> ModelRegistry:
@@ -335,8 +336,8 @@ class MLEngine:
         chosen = version or self.registry.alias(name, CHAMPION)
         if chosen is None:
             raise LookupError(f"{name} has no champion yet")
-        key = (name, chosen)
-        if key not in self._warm:
+
+        def load() -> tuple[Any, TrainingTask]:
             loaded, _manifest = self.app_of(twin, model)
             task = self.task(loaded)
             tags = self.registry.version(name, chosen).tags
@@ -344,8 +345,9 @@ class MLEngine:
             net = task.build_model(params)
             net.load_state_dict(self.registry.load_state(name, chosen))
             net.eval()
-            self._warm[key] = (net, task)
-        net, task = self._warm[key]
+            return net, task
+
+        net, task = self._warm.get(name, chosen, load)
         return chosen, net, task
 
 
