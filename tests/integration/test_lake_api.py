@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Engine
-from twinengine.daemons import lake_conveyor, lake_judge, lake_reaper
+from lake_fixtures import converge
 from twinengine.errors import (
     ChecksumMismatch,
     Conflict,
@@ -24,19 +24,6 @@ from twinengine.errors import (
 )
 from twinengine.lake.models import Replica
 from twinengine.lake.storage.local import INCOMING
-
-
-def converge(engine: Engine, rounds: int = 20) -> None:
-    """Run the judge, conveyor and reaper until none of them has anything left to do."""
-    runtime = engine.runtime
-    for _ in range(rounds):
-        with runtime.db.session() as session:
-            work = lake_judge.run_once(session, tuning=runtime.lake.tuning)
-        work += lake_conveyor.run_once(runtime.db, runtime.lake, limit=50)
-        work += lake_reaper.run_once(runtime.db, runtime.lake)
-        if not work:
-            return
-    raise AssertionError("the lake did not settle")
 
 
 @pytest.fixture
@@ -135,7 +122,7 @@ def test_rule_converges_and_repairs_after_verify(engine: Engine, lake: dict[str,
                          dataset="demo:set")
     rule = user.lake.add_rule("demo:set", copies=2, endpoints="tier=1")  # type: ignore[attr-defined]
     assert rule.state == "REPLICATING"
-    converge(engine)
+    converge(engine.runtime)
     rule = user.lake.rule(rule.id)  # type: ignore[attr-defined]
     assert (rule.state, rule.locks_ok, rule.percent) == ("OK", 6, 100.0)
     replicas = user.lake.replicas(did="demo:set")  # type: ignore[attr-defined]
@@ -153,13 +140,13 @@ def test_rule_converges_and_repairs_after_verify(engine: Engine, lake: dict[str,
     assert result.checked == 6 and result.ok == 4
     assert {(b.did, b.state) for b in result.bad} == {("demo:f1.bin", "BAD"), ("demo:f2.bin", "BAD")}
     assert result.repairs_queued == 2
-    converge(engine)
+    converge(engine.runtime)
     assert user.lake.rule(rule.id).state == "OK"  # type: ignore[attr-defined]
     assert provider.lake.verify(endpoint="beta").ok == 3  # type: ignore[attr-defined]
     assert (beta / target.path).read_bytes() == sample(tmp_path, seed=1).read_bytes()
 
     user.lake.upload(sample(tmp_path, seed=9), "demo:late.bin", endpoint="gamma", dataset="demo:set")
-    converge(engine)  # a file added under the rule is placed too
+    converge(engine.runtime)  # a file added under the rule is placed too
     late = user.lake.rule(rule.id)
     assert (late.state, late.locks_ok) == ("OK", 8)
     assert {r.endpoint for r in user.lake.get("demo:late.bin").replicas} >= {"gamma"}
@@ -175,10 +162,10 @@ def test_rule_expiry_and_deletion_reap_unneeded_replicas(engine: Engine, lake: d
     user = lake["user"]
     user.lake.upload(sample(tmp_path), "demo:one.bin", endpoint="alpha")  # type: ignore[attr-defined]
     rule = user.lake.add_rule("demo:one.bin", copies=3, endpoints="*")  # type: ignore[attr-defined]
-    converge(engine)
+    converge(engine.runtime)
     assert len(user.lake.get("demo:one.bin").replicas) == 3  # type: ignore[attr-defined]
     user.lake.remove_rule(rule.id)  # type: ignore[attr-defined]
-    converge(engine)
+    converge(engine.runtime)
     left = user.lake.get("demo:one.bin").replicas  # type: ignore[attr-defined]
     assert len(left) == 1 and left[0].state == "AVAILABLE"  # never the last good copy
     root = Path(str(lake["root"]))

@@ -10,26 +10,14 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from helpers import Engine
+from lake_fixtures import converge
 from twinengine.auth.principal import SYSTEM
-from twinengine.daemons import lake_conveyor, lake_judge, lake_reaper
 from twinengine.errors import DataCorrupted
 from twinengine.lake import dids, endpoints, rules, transfers, uploads
 from twinengine.lake.checksums import Checksums
 from twinengine.lake.models import Attachment, Did, Replica, Rule, RuleLock, Transfer
 from twinengine.lake.schemas import DidType, EndpointCreate, EndpointUpdate
 from twinengine.lake.storage.local import INCOMING, LocalWriter
-
-
-def converge(engine: Engine, rounds: int = 20) -> None:
-    runtime = engine.runtime
-    for _ in range(rounds):
-        with runtime.db.session() as session:
-            work = lake_judge.run_once(session, tuning=runtime.lake.tuning)
-        work += lake_conveyor.run_once(runtime.db, runtime.lake, limit=100)
-        work += lake_reaper.run_once(runtime.db, runtime.lake)
-        if not work:
-            return
-    raise AssertionError("the lake did not settle")
 
 
 @pytest.fixture
@@ -103,7 +91,7 @@ def test_locks_prefer_holders_then_spread_and_a_second_pass_changes_nothing(engi
     assert placements(engine, two) == placed
     with engine.runtime.db.session(readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(Transfer)) == 20
-    converge(engine)
+    converge(engine.runtime)
     with engine.runtime.db.session(readonly=True) as session:
         final = session.get_one(Rule, two)
         assert (final.state, final.locks_ok) == ("OK", 40)
@@ -130,7 +118,7 @@ def test_too_few_endpoints_or_no_source_make_a_rule_stuck(engine: Engine, files:
     with runtime.db.session() as session:
         endpoints.update_endpoint(session, runtime.lake, principal=SYSTEM, name="a", change=EndpointUpdate(read=True))
     assert evaluate(engine, rule_id).state == "REPLICATING"
-    converge(engine)
+    converge(engine.runtime)
     with runtime.db.session(readonly=True) as session:
         assert session.get_one(Rule, rule_id).state == "OK"
 
