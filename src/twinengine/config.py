@@ -7,7 +7,6 @@ is resolved first (argument or ``TWIN_DATA_DIR``) because it is where ``twin.tom
 from __future__ import annotations
 
 import os
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -20,33 +19,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["OidcProvider", "Settings", "default_data_dir", "parse_setting_duration"]
+from twinengine.timeutil import parse_setting_duration
+
+__all__ = ["OidcProvider", "Settings", "default_data_dir"]
 
 MiB = 1024 * 1024
-
-
-_SECONDS = re.compile(r"^\s*\d+(\.\d+)?\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_ISO = re.compile(r"^\s*-?P", re.IGNORECASE)
-
-
-def parse_setting_duration(value: Any, field: str) -> Any:
-    """A duration setting as seconds, ``30d``/``12h``/``15m``/``45s``/``2w``, or ISO 8601; a bad string is a
-    ValueError that names the setting and the accepted forms."""
-    if isinstance(value, timedelta | int | float) or value is None:
-        return value
-    if not isinstance(value, str):
-        return value
-    if _SECONDS.match(value):
-        return timedelta(seconds=float(value))
-    short = _SHORT.match(value)
-    if short:
-        return timedelta(seconds=float(short.group(1)) * _UNITS[short.group(2).lower()])
-    if _ISO.match(value):
-        return value  # ISO 8601: pydantic parses it (and names the field if it cannot)
-    raise ValueError(f"{field}: {value!r} is not a duration; use seconds (90), 30d, 12h, 15m, 45s, 2w "
-                     "or ISO 8601 (PT30S)")
 
 
 def default_data_dir() -> Path:

@@ -4,21 +4,46 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-__all__ = ["format_duration", "parse_duration", "parse_instant"]
+__all__ = ["format_duration", "parse_duration", "parse_instant", "parse_setting_duration"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy])\s*$")
+_SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy])\s*$", re.IGNORECASE)
+_SECONDS = re.compile(r"^\s*\d+(\.\d+)?\s*$")
+_ISO = re.compile(r"^\s*-?P", re.IGNORECASE)
+
+
+def _short(text: str) -> timedelta | None:
+    """``30d``, ``12h``, ``1.5h`` as a timedelta; None for anything else."""
+    match = _SHORT.match(text)
+    return None if match is None else timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def parse_duration(text: str) -> timedelta | None:
     """``30d`` → 30 days; ``never`` → None (no expiry). Raises ValueError naming the accepted forms."""
     if text.strip().lower() in {"never", "none", "0"}:
         return None
-    match = _DURATION.match(text.lower())
-    if not match or int(match.group(1)) <= 0:
+    value = _short(text)
+    if value is None or value <= timedelta(0):
         raise ValueError(f"{text!r} is not a duration; use a positive number with s, m, h, d, w or y, or 'never'")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    return value
+
+
+def parse_setting_duration(value: Any, field: str) -> Any:
+    """A duration setting as seconds, ``30d``/``12h``/``15m``/``45s``/``2w``, or ISO 8601 (left to pydantic,
+    which names the field if it cannot parse it); a bad string is a ValueError naming ``field``."""
+    if not isinstance(value, str):
+        return value
+    if _SECONDS.match(value):
+        return timedelta(seconds=float(value))
+    short = _short(value)
+    if short is not None:
+        return short
+    if _ISO.match(value):
+        return value
+    raise ValueError(f"{field}: {value!r} is not a duration; use seconds (90), 30d, 12h, 15m, 45s, 2w "
+                     "or ISO 8601 (PT30S)")
 
 
 def format_duration(value: timedelta) -> str:

@@ -14,6 +14,7 @@ import xarray as xr
 
 from twinengine.access import fusion
 from twinengine.errors import ProcessParameterInvalid
+from twinengine.timeutil import parse_setting_duration
 
 __all__ = ["FUSION_SPECS", "as_dataset"]
 
@@ -53,8 +54,6 @@ def collocate(data: Any, field: Any, space: str = "bilinear", time: str = "linea
 
 
 def _seconds(text: str) -> float:
-    from twinengine.config import parse_setting_duration
-
     try:
         value = parse_setting_duration(text, "tolerance")
     except ValueError as exc:
