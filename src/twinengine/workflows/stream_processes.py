@@ -15,6 +15,7 @@ import pyarrow as pa
 import xarray as xr
 
 from twinengine.errors import ProcessParameterInvalid
+from twinengine.timeutil import parse_instant
 from twinengine.workflows.context import current
 
 __all__ = ["STREAM_SPECS", "load_stream", "to_records_dataset"]
@@ -23,8 +24,6 @@ _OFFSET, _ARRIVAL = "_offset", "_arrival"
 
 
 def _instant(value: Any) -> datetime | None:
-    from twinengine.timeutil import parse_instant
-
     raw = getattr(value, "root", value)
     if raw is None or isinstance(raw, datetime):
         return raw

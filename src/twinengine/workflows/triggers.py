@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -92,8 +93,6 @@ class ChainedArrivals(ArrivalFeed):
         self.feeds = feeds
 
     def _split(self, cursor: str | None) -> list[str | None]:
-        import json
-
         if cursor is None:
             return [None] * len(self.feeds)
         try:
@@ -107,8 +106,6 @@ class ChainedArrivals(ArrivalFeed):
         return parts
 
     def since(self, cursor: str | None) -> tuple[list[Arrival], str | None]:
-        import json
-
         found: list[Arrival] = []
         cursors: list[str | None] = []
         for feed, part in zip(self.feeds, self._split(cursor), strict=True):
@@ -118,8 +115,6 @@ class ChainedArrivals(ArrivalFeed):
         return found, json.dumps(cursors)
 
     def cursor_at(self, moment: datetime) -> str | None:
-        import json
-
         return json.dumps([feed.cursor_at(moment) for feed in self.feeds])
 
 
