@@ -15,6 +15,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 
+from twinengine.access.buffers import SpareBuffers, owner_of
 from twinengine.access.chunks import ChunkCache, reader_for
 from twinengine.access.zarr_chunks import direct_decoder, encoded_size, zarr_array
 
@@ -37,13 +38,21 @@ def _blocks() -> list[tuple[int, ...]]:
 
 @pytest.mark.parametrize("compressors", [[ZstdCodec(level=3)], [ZstdCodec(checksum=True)], [BloscCodec()],
                                          [GzipCodec()], None], ids=["zstd", "zstd+checksum", "blosc", "gzip", "none"])
-def test_direct_chunks_equal_zarr_chunks(tmp_path: Path, compressors: Any) -> None:
+@pytest.mark.parametrize("spare", [False, True], ids=["new memory", "spare buffers"])
+def test_direct_chunks_equal_zarr_chunks(tmp_path: Path, compressors: Any, spare: bool) -> None:
     array = _array(tmp_path / "a.zarr", compressors=compressors)
-    decode = direct_decoder(array)
+    buffers = SpareBuffers(10**6) if spare else None
+    decode = direct_decoder(array, buffers)
     assert decode is not None
     assert encoded_size(array)((0, 0, 0)) == 0  # never written: the fill value, no bytes read
     for block in _blocks():
-        np.testing.assert_array_equal(decode(block), array.blocks[block])
+        chunk = decode(block)
+        np.testing.assert_array_equal(chunk, array.blocks[block])
+        holder = [owner_of(chunk)]
+        if buffers is not None and holder[0] is not None:
+            holder[0][:] = 255  # handed back dirty: the next chunk decoded into it must not show it
+            del chunk
+            assert buffers.give(holder)  # type: ignore[arg-type]
     assert encoded_size(array)((2, 2, 2)) == (tmp_path / "a.zarr" / "c" / "2" / "2" / "2").stat().st_size
 
 
@@ -70,7 +79,24 @@ def test_a_truncated_chunk_is_an_error_not_wrong_values(tmp_path: Path) -> None:
     chunk.write_bytes(chunk.read_bytes()[:-4])
     decode = direct_decoder(array)
     assert decode is not None
-    with pytest.raises(ValueError, match="decodes to"):
+    with pytest.raises(ValueError, match="holds 1276 bytes, not 1280"):
+        decode((1, 1, 1))
+
+
+@pytest.mark.parametrize("spare", [None, SpareBuffers(10**6)], ids=["new memory", "spare buffers"])
+def test_a_truncated_or_misshapen_zstd_chunk_is_an_error_not_wrong_values(tmp_path: Path,
+                                                                         spare: SpareBuffers | None) -> None:
+    array = _array(tmp_path / "z.zarr", compressors=[ZstdCodec()])
+    chunk = tmp_path / "z.zarr" / "c" / "1" / "1" / "1"
+    whole = chunk.read_bytes()
+    decode = direct_decoder(array, spare)
+    assert decode is not None
+    chunk.write_bytes(whole[:-4])
+    with pytest.raises(RuntimeError):  # zstd notices the frame ends early
+        decode((1, 1, 1))
+    # a complete frame of fewer values (written for another chunk shape) fills only part of a chunk
+    chunk.write_bytes(numcodecs.Zstd().encode(np.zeros(np.prod(CHUNKS) - 1, dtype="float32")))
+    with pytest.raises(ValueError, match="decodes to 1276 bytes, not 1280"):
         decode((1, 1, 1))
 
 

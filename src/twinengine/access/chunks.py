@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from twinengine.access.buffers import SpareBuffers, owner_of
 from twinengine.access.zarr_chunks import direct_decoder, encoded_size, zarr_array
 
 __all__ = ["BlockReader", "ChunkCache", "ReadStats", "Selection", "reader_for"]
@@ -56,14 +57,17 @@ class ChunkCache:
     """Decoded chunks, least recently used evicted first, never more than ``capacity`` bytes in total.
 
     Chunks decoded together as one box are views of one buffer: that buffer counts in full for as long
-    as any of its chunks is cached, so ``size`` is the memory the cache really keeps alive.
+    as any of its chunks is cached, so ``size`` is the memory the cache really keeps alive. Buffers the
+    cache lets go of are offered to ``spare`` (a quarter of the capacity), which decoders take from.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.size = 0
+        self.spare = SpareBuffers(capacity // 4)
         self._items: OrderedDict[tuple[Any, ...], tuple[np.ndarray, int]] = OrderedDict()
-        self._buffers: dict[int, list[int]] = {}  # buffer id -> [bytes, chunks still cached]
+        # buffer id -> [bytes, chunks still cached, the array owning the memory or None]
+        self._buffers: dict[int, list[Any]] = {}
         self._next = 0
         self._lock = threading.Lock()
 
@@ -78,24 +82,24 @@ class ChunkCache:
     def put(self, key: tuple[Any, ...], value: np.ndarray) -> None:
         self.put_many([(key, value)], value.nbytes)
 
-    def put_many(self, items: Sequence[tuple[tuple[Any, ...], np.ndarray]], nbytes: int) -> None:
-        """Cache chunks that share one buffer of ``nbytes`` (not kept if that alone exceeds the capacity)."""
+    def put_many(self, items: Sequence[tuple[tuple[Any, ...], np.ndarray]], nbytes: int,
+                 owner: np.ndarray | None = None) -> None:
+        """Cache chunks that share one buffer of ``nbytes`` (not kept if that alone exceeds the capacity);
+        ``owner``, the array owning that memory, goes to ``spare`` once none of them is cached."""
         if not items or nbytes > self.capacity:
             return
         with self._lock:
             buffer = self._next
             self._next += 1
-            self._buffers[buffer] = [nbytes, 0]
+            self._buffers[buffer] = [nbytes, 0, owner]
             self.size += nbytes
             for key, value in items:
-                old = self._items.pop(key, None)
-                if old is not None:
-                    self._release(old[1])
+                if key in self._items:
+                    self._release(self._items.pop(key)[1])
                 self._items[key] = (value, buffer)
                 self._buffers[buffer][1] += 1
             while self.size > self.capacity:
-                _, (_, evicted) = self._items.popitem(last=False)
-                self._release(evicted)
+                self._release(self._items.popitem(last=False)[1][1])
 
     def _release(self, buffer: int) -> None:
         record = self._buffers[buffer]
@@ -103,12 +107,20 @@ class ChunkCache:
         if record[1] == 0:
             self.size -= record[0]
             del self._buffers[buffer]
+            if record[2] is not None:
+                self.spare.give(record)  # takes the owner, the record's last item, out of the record
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            records = list(self._buffers.values())
             self._buffers.clear()
             self.size = 0
+        while records:
+            record = records.pop()
+            if record[2] is not None:
+                self.spare.give(record)
+            del record
 
     def __len__(self) -> int:
         return len(self._items)
@@ -214,7 +226,7 @@ class BlockReader:
             stats.misses += 1
             stats.bytes_read += self.encoded_size(block)
         stats.bytes_decoded += data.nbytes
-        self.cache.put_many(items, data.nbytes)
+        self.cache.put_many(items, data.nbytes, owner_of(data))
 
     def _each_box(self, blocks: list[Block], stats: ReadStats) -> Iterator[tuple[Block, np.ndarray]]:
         """Yield (first block, decoded data) for cached chunks, then for the missing ones decoded as boxes,
@@ -395,7 +407,7 @@ def reader_for(ds: xr.Dataset, name: str, *, key: tuple[Any, ...], cache: ChunkC
     array = zarr_array(ds, name)
     if array is not None:
         chunk_shape = tuple(int(c) for c in array.chunks)
-        direct = direct_decoder(array)
+        direct = direct_decoder(array, cache.spare)
         if direct is not None:  # chunk by chunk, decoded in parallel by the pool: no box reads needed
             return BlockReader(key=key, shape=tuple(var.shape), chunks=chunk_shape, dtype=np.dtype(array.dtype),
                                fetch=direct, encoded_size=encoded_size(array), cache=cache, pool=pool)

@@ -4,19 +4,24 @@ zarr-python decodes through an asyncio pipeline whose fixed cost per call (about
 decoding a small chunk. For the chain most scientific zarr stores use (native-endian bytes, then at most
 one compressor: zstd, blosc, gzip), a chunk is its file's bytes run through that compressor, so
 ``direct_decoder`` does exactly that with the array's own numcodecs codec, on the calling thread.
-numcodecs releases the GIL while decompressing, so a thread pool decodes chunks in parallel. Any other
-chain (sharding, filters, transposes, checksums codecs, big-endian data) or store (S3, HTTP, zip) keeps
-going through zarr.
+numcodecs releases the GIL while decompressing, so a thread pool decodes chunks in parallel. Files are
+read into a per-thread scratch buffer and uncompressed or zstd chunks decoded into spare buffers (see
+``buffers``): fresh memory would cost as much in page faults as the decompression. Any other chain
+(sharding, filters, transposes, checksums codecs, big-endian data) or store (S3, HTTP, zip) keeps going
+through zarr.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from twinengine.access.buffers import ScratchBuffers, SpareBuffers
 
 __all__ = ["direct_decoder", "encoded_size", "zarr_array"]
 
@@ -100,9 +105,37 @@ def _compressor(array: Any) -> Any:
     return UNSUPPORTED
 
 
-def direct_decoder(array: Any) -> Callable[[Block], np.ndarray] | None:
+def _zstd_content_size(frame: memoryview) -> int | None:
+    """The decompressed size a zstd frame header declares (RFC 8878, 3.1.1.1), or None when it declares
+    none (or this is no zstd frame): numcodecs checks a buffer is large enough, not that it is filled."""
+    if len(frame) < 6 or bytes(frame[:4]) != b"\x28\xb5\x2f\xfd":
+        return None
+    descriptor = frame[4]
+    single_segment = (descriptor >> 5) & 1
+    start = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
+    width = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    if width == 0 or len(frame) < start + width:
+        return None
+    return int.from_bytes(frame[start:start + width], "little") + (256 if width == 2 else 0)
+
+
+def _read_into(fd: int, view: memoryview) -> int:
+    """Fill ``view`` from ``fd``; the number of bytes read (fewer only at the end of the file)."""
+    done = 0
+    while done < len(view):
+        count = os.readv(fd, [view[done:]])
+        if count == 0:
+            break
+        done += count
+    return done
+
+
+def direct_decoder(array: Any, spare: SpareBuffers | None = None) -> Callable[[Block], np.ndarray] | None:
     """``decode(block)``: the chunk at ``block``, decoded from its file and cut to the array's bounds (edge
-    chunks are stored whole), or None when this array must be read through zarr."""
+    chunks are stored whole), or None when this array must be read through zarr. Uncompressed and zstd
+    chunks are decoded into ``spare`` buffers when given (see ``buffers``)."""
+    import numcodecs
+
     base = _chunk_root(array)
     dtype = np.dtype(array.dtype)
     if base is None or not dtype.isnative or dtype.hasobject:
@@ -114,21 +147,47 @@ def direct_decoder(array: Any) -> Callable[[Block], np.ndarray] | None:
     chunks = tuple(int(c) for c in array.chunks)
     key = array.metadata.encode_chunk_key
     fill = array.metadata.fill_value
-    itemsize = dtype.itemsize
-    full = int(np.prod(chunks))
+    nbytes = int(np.prod(chunks)) * dtype.itemsize
+    into_spare = spare is not None and (compressor is None or isinstance(compressor, numcodecs.Zstd))
+    scratch = ScratchBuffers()
+
+    def new(size: int) -> np.ndarray:
+        return spare.take(size) if spare is not None and into_spare else np.empty(size, dtype=np.uint8)
+
+    def wrong_size(name: str, decoded: int) -> ValueError:
+        return ValueError(f"chunk {name} of {array.path!r} decodes to {decoded} bytes, not {nbytes}")
+
+    def decoded(fd: int, name: str) -> np.ndarray:
+        size = os.fstat(fd).st_size
+        if compressor is None:
+            out = new(nbytes)
+            if size != nbytes or _read_into(fd, out.data) != nbytes:
+                raise ValueError(f"chunk {name} of {array.path!r} holds {size} bytes, not {nbytes}")
+            return out
+        raw = scratch.get(size)
+        if _read_into(fd, raw) != size:
+            raise ValueError(f"chunk {name} of {array.path!r} changed while it was read")
+        declared = _zstd_content_size(raw) if into_spare else None
+        if declared is None:
+            data = np.frombuffer(compressor.decode(raw), dtype=np.uint8)
+            if data.nbytes != nbytes:
+                raise wrong_size(name, data.nbytes)
+            return data
+        if declared != nbytes:
+            raise wrong_size(name, declared)
+        return np.asarray(compressor.decode(raw, out=new(nbytes)))
 
     def decode(block: Block) -> np.ndarray:
         valid = tuple(slice(0, min(c, s - b * c)) for b, c, s in zip(block, chunks, shape, strict=True))
+        name = key(block)
         try:
-            raw = (base / key(block)).read_bytes()
+            fd = os.open(base / name, os.O_RDONLY)
         except FileNotFoundError:
             return np.full(tuple(v.stop for v in valid), fill, dtype=dtype)
-        data = raw if compressor is None else compressor.decode(raw)
-        flat = np.frombuffer(data, dtype=dtype)
-        if flat.size != full:
-            raise ValueError(f"chunk {key(block)} of {array.path!r} decodes to {flat.size * itemsize} bytes, "
-                             f"not {full * itemsize}")
-        out = flat.reshape(chunks)
+        try:
+            out: np.ndarray = decoded(fd, name).view(dtype).reshape(chunks)
+        finally:
+            os.close(fd)
         return out if all(v.stop == c for v, c in zip(valid, chunks, strict=True)) else out[valid]
 
     return decode
