@@ -135,6 +135,26 @@ def test_area_is_masked_by_the_polygon(edr: Any) -> None:
     assert np.isfinite(grid).sum() == 18 and np.isnan(grid).sum() > 0
 
 
+def test_a_grid_written_while_read_arrives_whole(edr: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import twinengine.access.covjson as encoder
+
+    monkeypatch.setattr(encoder, "OVERLAP_VALUES", 10)  # this small cube takes the path of large answers
+    monkeypatch.setattr(encoder, "PIECE_VALUES", 7)  # and is sent in many pieces
+    overlapped = []
+    overlappable = encoder._overlappable
+    monkeypatch.setattr(encoder, "_overlappable", lambda e: overlapped.append(overlappable(e)) or overlapped[-1])
+    cube = edr[1]["rain"]
+    url = "/edr/collections/rain/cube?bbox=6,44,10,47&datetime=2026-03-02T00:00:00Z/2026-03-02T09:00:00Z"
+    response = get(edr, url)
+    assert overlapped and overlapped[0] is not None
+    assert int(response.headers["content-length"]) == len(response.content)
+    doc = response.json()
+    check_covjson(doc)
+    expected = cube.rain.sel(time=slice("2026-03-02T00", "2026-03-02T09"), lon=slice(6, 10), lat=slice(47, 44))
+    assert expected.size > 50
+    np.testing.assert_array_equal(values(doc, "rain"), expected.values)
+
+
 def test_cube_radius_trajectory_corridor(edr: Any) -> None:
     cube = edr[1]["rain"]
     doc = covjson(edr, "/edr/collections/rain/cube?bbox=8,45,9,45.5&datetime=2026-03-02T00:00:00Z/2026-03-02T03:00:00Z")

@@ -40,6 +40,7 @@ def access(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DataAcce
     _cube(tmp_path, "tfirst", ("time", "lat", "lon"))
     _cube(tmp_path, "tlast", ("lat", "lon", "time"))
     monkeypatch.setattr(covjson, "OVERLAP_VALUES", 1000)
+    monkeypatch.setattr(covjson, "PIECE_VALUES", 500)  # several orjson calls per run of finished time steps
     access = DataAccess(LocalCollections(tmp_path), max_values=10**8, cache_bytes=0)
     yield access
     access.close()

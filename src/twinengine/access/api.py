@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from twinengine.access import metadata
-from twinengine.access.covjson import MEDIA_TYPE, dumps, encode
+from twinengine.access.covjson import MEDIA_TYPE, dumps, encode_parts
 from twinengine.access.errors import exception_body
 from twinengine.access.extract import Extraction
 from twinengine.access.features import FeatureRequest, to_query
@@ -33,6 +33,7 @@ from twinengine.access.service import (
     Query as EDRQuery,
 )
 from twinengine.api.deps import PrincipalDep, RuntimeDep
+from twinengine.api.responses import PiecesResponse
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import require
 from twinengine.errors import AuthenticationRequired, InvalidParameterValue, NotFound, TwinEngineError, join_loc
@@ -101,8 +102,8 @@ def _output_format(f: str | None) -> str:
 def _encode(extraction: Extraction, fmt: str, access: DataAccess, collection_id: str) -> Response:
     """The answer in its format; a CoverageJSON answer is written while its chunks are read."""
     if fmt == "covjson":
-        return Response(encode(extraction, z_units=access.z_units(collection_id), reads=access.reads),
-                        media_type=MEDIA_TYPE)
+        return PiecesResponse(encode_parts(extraction, z_units=access.z_units(collection_id), reads=access.reads),
+                              media_type=MEDIA_TYPE)
     if fmt == "geojson":
         return Response(dumps(to_geojson(extraction.complete())), media_type=GEOJSON)
     return Response(to_netcdf(extraction.complete()), media_type=NETCDF,

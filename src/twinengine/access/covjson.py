@@ -20,8 +20,9 @@ import orjson
 
 from twinengine.access.extract import Coverage, Extraction, ParameterInfo, Progress
 
-__all__ = ["MEDIA_TYPE", "dumps", "encode", "to_covjson"]
+__all__ = ["MEDIA_TYPE", "dumps", "encode", "encode_parts", "to_covjson"]
 
+PIECE_VALUES = 65_536  # values per orjson call while chunks are read (about 1 ms holding the GIL)
 OVERLAP_VALUES = 200_000  # answers at least this large are written while their chunks are being read
 
 MEDIA_TYPE = "application/vnd.cov+json"
@@ -126,11 +127,19 @@ def dumps(document: dict[str, Any]) -> bytes:
 
 
 def encode(extraction: Extraction, *, z_units: str | None = None, reads: Executor | None = None) -> bytes:
-    """CoverageJSON bytes of ``extraction``. When its reads are pending, it is one large grid coverage and
-    ``reads`` is given, the reads run there while this thread writes every run of time steps they finish."""
+    """CoverageJSON bytes of ``extraction`` (``encode_parts`` joined)."""
+    return b"".join(encode_parts(extraction, z_units=z_units, reads=reads))
+
+
+def encode_parts(extraction: Extraction, *, z_units: str | None = None, reads: Executor | None = None
+                 ) -> list[bytes | memoryview]:
+    """CoverageJSON of ``extraction`` as consecutive pieces, to be written in turn (joining ten megabytes
+    costs a copy into fresh memory). When its reads are pending, it is one large grid coverage and
+    ``reads`` is given, the reads run there while this thread writes every run of time steps they finish,
+    at most ``PIECE_VALUES`` values per call into orjson so that decoding threads get the GIL in between."""
     ranges = _overlappable(extraction) if reads is not None and extraction.pending is not None else None
     if ranges is None or reads is None:
-        return dumps(to_covjson(extraction.complete(), z_units=z_units))
+        return [dumps(to_covjson(extraction.complete(), z_units=z_units))]
     pending, extraction.pending = extraction.pending, None
     assert pending is not None
     filled = _Filled(list(ranges))
@@ -141,22 +150,22 @@ def encode(extraction: Extraction, *, z_units: str | None = None, reads: Executo
         markers[name] = f"values-{uuid.uuid4().hex}"
         body["values"] = markers[name]  # replaced below by the values, written as they are read
     rest = dumps(document)
-    parts: list[bytes] = []
+    parts: list[bytes | memoryview] = []
     for name, values in ranges.items():
         head, rest = rest.split(b'"' + markers[name].encode() + b'"', 1)
         parts += [head, b"["]
-        rows, per_row, done, written = values.shape[0], values[0].size if values.shape[0] else 0, 0, False
+        rows, per_row, done = values.shape[0], values[0].size if values.shape[0] else 0, 0
+        step = max(1, PIECE_VALUES // max(per_row, 1))
         while done < rows:
-            now = filled.wait(name, done)
-            piece = orjson.dumps(values[done:now].reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)
-            if per_row and now > done:
-                parts += [b","] if written else []
-                parts.append(piece[1:-1])
-                written = True
+            now = min(filled.wait(name, done), done + step)
+            if per_row:
+                piece = orjson.dumps(values[done:now].reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)
+                parts += [b","] if done else []
+                parts.append(memoryview(piece)[1:-1])  # without its brackets, not copied
             done = now
         parts.append(b"]")
     parts.append(rest)
-    return b"".join(parts)
+    return parts
 
 
 def _overlappable(extraction: Extraction) -> dict[str, np.ndarray] | None:
