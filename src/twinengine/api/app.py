@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from starlette.types import Message
 
 from twinengine._version import __version__
 from twinengine.access import api as access_api
@@ -52,6 +53,24 @@ def _announce_admin_token(token: str, runtime: Runtime) -> None:
     )
 
 
+async def _build_routes(app: FastAPI) -> None:
+    """FastAPI builds the routes of each included router when the first request reaches it (about 200 ms
+    for all of ours, 30-80 ms on a group's first request). A request for a path no route takes walks them
+    all, so it is sent once at start, straight to the router (no middleware sees it), not left to users."""
+    path = "/.well-known/twinengine/routes-built-at-start"
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": [],
+             "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 0)}
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        return None
+
+    await app.router(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """The whole HTTP surface. The store is migrated and the first admin created when the app starts."""
     owns_runtime = runtime is None
@@ -65,6 +84,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lake_daemons = start_lake_daemons(runtime) if runtime.settings.lake_daemons else None
         stream_daemons = _app.state.stream_daemons = StreamDaemons(runtime)
         stream_daemons.start()
+        await _build_routes(_app)
         yield
         stream_daemons.stop()
         if lake_daemons is not None:
