@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     edr_max_values: int = Field(default=20_000_000, gt=0,
                                 description="Most values one EDR answer may hold (413 above, checked before reading).")
     edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,
-                                       description="Memory for decoded chunks kept between EDR queries.")
+                                       description="Memory for decoded chunks kept between EDR queries (and up "
+                                                   "to a quarter more of freed chunk memory, kept to decode into).")
     log_level: str = Field(default="info")
     executor: str = Field(default="local", validation_alias=AliasChoices("executor", "TWIN_EXECUTOR", "TWIN_COMPUTE"),
                           description="Workflow executor (TWIN_EXECUTOR or TWIN_COMPUTE): local (Dask threads), "
