@@ -15,7 +15,7 @@ import xarray as xr
 
 import twinengine.access.covjson as covjson
 from twinengine.access.chunks import ChunkCache, reader_for
-from twinengine.access.covjson import dumps, encode, to_covjson
+from twinengine.access.covjson import dumps, encode_parts, to_covjson
 from twinengine.access.extract import Progress
 from twinengine.access.query import parse_datetime
 from twinengine.access.service import DataAccess, Query, run_query
@@ -61,7 +61,7 @@ def test_written_while_read_equals_written_once_complete(access: DataAccess, col
     deferred = run_query(access, principal=SYSTEM, collection_id=collection, query=query, deferred=True)
     assert deferred.pending is not None
     assert covjson._overlappable(deferred) is not None or collection == "tlast"
-    assert encode(deferred, reads=access.reads) == whole
+    assert b"".join(encode_parts(deferred, reads=access.reads)) == whole
 
 
 def test_time_steps_are_announced_in_order_as_they_become_final(access: DataAccess) -> None:
@@ -92,7 +92,7 @@ def test_a_failed_read_fails_the_answer(access: DataAccess) -> None:
 
     extraction.pending = failing
     with pytest.raises(OSError, match="went away"):
-        encode(extraction, reads=access.reads)
+        encode_parts(extraction, reads=access.reads)
 
 
 def test_rows_are_told_only_at_the_end_when_indices_do_not_ascend(tmp_path: Path) -> None:

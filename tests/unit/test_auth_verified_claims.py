@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 import twinengine.auth.issuer as issuer_module
 import twinengine.auth.verdicts as verdicts_module
-from twinengine.auth.issuer import BuiltinIssuer
+from twinengine.auth.issuer import BuiltinIssuer, split_bearer
 from twinengine.auth.principal import Principal, Role
 from twinengine.auth.verdicts import VerdictCache
 from twinengine.errors import TokenInvalid
@@ -75,3 +75,10 @@ def test_forgetting_a_token_id_and_a_zero_interval() -> None:
     never = VerdictCache(0.0)
     never.put(tokens[1].token, Principal("bob", Role.USER))
     assert never.get(tokens[1].token) is None
+
+
+def test_openeo_prefixes_are_split_off_in_one_place() -> None:
+    assert split_bearer("basic//a.b.c") == (None, "a.b.c")
+    assert split_bearer("oidc/egi/a.b.c") == ("egi", "a.b.c")
+    assert split_bearer("oidc/broken") == ("", "")
+    assert split_bearer("a.b.c") == (None, "a.b.c")

@@ -32,13 +32,17 @@ def _refs_of_sole_item(holder: list[Any]) -> int:
 _ALONE = _refs_of_sole_item([np.empty(1)])
 
 
+def _is_buffer(array: Any) -> bool:
+    """Whether ``array`` is what ``SpareBuffers.take`` hands out: a one-dimensional uint8 array owning its
+    memory."""
+    return (isinstance(array, np.ndarray) and array.base is None and array.flags.owndata
+            and array.dtype == np.uint8 and array.ndim == 1)
+
+
 def owner_of(array: np.ndarray) -> np.ndarray | None:
-    """The one-dimensional uint8 array owning ``array``'s memory (as ``SpareBuffers.take`` hands out), or
-    None when its memory belongs to anything else."""
+    """The buffer owning ``array``'s memory, or None when its memory belongs to anything else."""
     owner = array if array.base is None else array.base
-    if isinstance(owner, np.ndarray) and owner.base is None and owner.dtype == np.uint8 and owner.ndim == 1:
-        return owner
-    return None
+    return owner if _is_buffer(owner) else None
 
 
 class SpareBuffers:
@@ -65,8 +69,7 @@ class SpareBuffers:
         """Keep the array ``holder`` holds (taking it out of ``holder``) if it is of a size decoders want,
         owns its memory, fits within the capacity and nobody else references it. True when kept."""
         buffer = holder.pop()
-        if (sys.getrefcount(buffer) > _ALONE or buffer.base is not None or not buffer.flags.owndata
-                or buffer.dtype != np.uint8 or buffer.ndim != 1):
+        if sys.getrefcount(buffer) > _ALONE or not _is_buffer(buffer):
             return False
         nbytes = buffer.nbytes
         with self._lock:

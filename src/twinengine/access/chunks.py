@@ -116,11 +116,9 @@ class ChunkCache:
             records = list(self._buffers.values())
             self._buffers.clear()
             self.size = 0
-        while records:
-            record = records.pop()
+        for record in records:
             if record[2] is not None:
-                self.spare.give(record)
-            del record
+                self.spare.give(record)  # takes the owner out of the record
 
     def __len__(self) -> int:
         return len(self._items)

@@ -2,7 +2,7 @@
 
 Range values stay numpy arrays until orjson writes them (NaN becomes ``null``), so a two-million-value
 grid costs one pass in C. A large grid whose reads are still pending is written time step run by time
-step run while the rest is read (``encode``): orjson holds the GIL but chunk decoding does not, so the
+step run while the rest is read (``encode_parts``): orjson holds the GIL but chunk decoding does not, so the
 two overlap instead of adding up. Referencing: CRS84 for x/y, the Gregorian calendar for t, a vertical
 CRS for z.
 """
@@ -20,7 +20,7 @@ import orjson
 
 from twinengine.access.extract import Coverage, Extraction, ParameterInfo, Progress
 
-__all__ = ["MEDIA_TYPE", "dumps", "encode", "encode_parts", "to_covjson"]
+__all__ = ["MEDIA_TYPE", "dumps", "encode_parts", "to_covjson"]
 
 PIECE_VALUES = 65_536  # values per orjson call while chunks are read (about 1 ms holding the GIL)
 OVERLAP_VALUES = 200_000  # answers at least this large are written while their chunks are being read
@@ -124,11 +124,6 @@ def to_covjson(extraction: Extraction, *, z_units: str | None = None) -> dict[st
 def dumps(document: dict[str, Any]) -> bytes:
     """JSON bytes; numpy arrays are written by orjson in C (NaN and inf as null)."""
     return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def encode(extraction: Extraction, *, z_units: str | None = None, reads: Executor | None = None) -> bytes:
-    """CoverageJSON bytes of ``extraction`` (``encode_parts`` joined)."""
-    return b"".join(encode_parts(extraction, z_units=z_units, reads=reads))
 
 
 def encode_parts(extraction: Extraction, *, z_units: str | None = None, reads: Executor | None = None

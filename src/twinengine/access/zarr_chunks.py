@@ -148,11 +148,12 @@ def direct_decoder(array: Any, spare: SpareBuffers | None = None) -> Callable[[B
     key = array.metadata.encode_chunk_key
     fill = array.metadata.fill_value
     nbytes = int(np.prod(chunks)) * dtype.itemsize
-    into_spare = spare is not None and (compressor is None or isinstance(compressor, numcodecs.Zstd))
+    # gzip decodes into a buffer of its own; blosc's size check is private to numcodecs
+    into = spare if compressor is None or isinstance(compressor, numcodecs.Zstd) else None
     scratch = ScratchBuffers()
 
     def new(size: int) -> np.ndarray:
-        return spare.take(size) if spare is not None and into_spare else np.empty(size, dtype=np.uint8)
+        return into.take(size) if into is not None else np.empty(size, dtype=np.uint8)
 
     def wrong_size(name: str, decoded: int) -> ValueError:
         return ValueError(f"chunk {name} of {array.path!r} decodes to {decoded} bytes, not {nbytes}")
@@ -167,7 +168,7 @@ def direct_decoder(array: Any, spare: SpareBuffers | None = None) -> Callable[[B
         raw = scratch.get(size)
         if _read_into(fd, raw) != size:
             raise ValueError(f"chunk {name} of {array.path!r} changed while it was read")
-        declared = _zstd_content_size(raw) if into_spare else None
+        declared = _zstd_content_size(raw) if into is not None else None
         if declared is None:
             data = np.frombuffer(compressor.decode(raw), dtype=np.uint8)
             if data.nbytes != nbytes:

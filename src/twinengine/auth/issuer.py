@@ -22,7 +22,7 @@ from twinengine.auth.principal import Principal, Role
 from twinengine.errors import AuthenticationRequired, TokenInvalid
 from twinengine.store.base import utcnow
 
-__all__ = ["BuiltinIssuer", "SignedToken", "TokenVerifier", "verify_bearer"]
+__all__ = ["BuiltinIssuer", "SignedToken", "TokenVerifier", "split_bearer", "verify_bearer"]
 
 _VERIFIED_TOKENS = 4096  # tokens whose verified signature is remembered
 
@@ -116,20 +116,25 @@ class BuiltinIssuer(TokenVerifier):
         return Principal(name=found.identity, role=Role(found.role), issuer=self.issuer, token_id=jti)
 
 
-def verify_bearer(token: str | None, *, session: Session, verifiers: Sequence[TokenVerifier]) -> Principal:
-    """The one function every request's token goes through.
+def split_bearer(token: str) -> tuple[str | None, str]:
+    """(OIDC provider named by the prefix or None, the token itself). openEO clients prefix the token with
+    how they got it: ``basic//<token>`` (from ``/credentials/basic``, where an engine token is the
+    password) or ``oidc/<provider>/<token>``; others send the token alone."""
+    if token.startswith("basic//"):
+        return None, token.removeprefix("basic//")
+    if token.startswith("oidc/"):
+        _, provider, raw = token.split("/", 2) if token.count("/") >= 2 else ("", "", "")
+        return provider, raw
+    return None, token
 
-    openEO clients prefix the token with how they got it: ``basic//<token>`` (from ``/credentials/basic``,
-    where an engine token is the password) or ``oidc/<provider>/<token>``; the prefix is dropped and the
-    token verified as any other, an OIDC one only by the verifier of the provider it names.
-    """
+
+def verify_bearer(token: str | None, *, session: Session, verifiers: Sequence[TokenVerifier]) -> Principal:
+    """The one function every request's token goes through. An openEO prefix (``split_bearer``) is dropped
+    and the token verified as any other, an OIDC one only by the verifier of the provider it names."""
     if not token:
         raise AuthenticationRequired("a bearer token is required (Authorization: Bearer <token>)")
-    provider: str | None = None
-    if token.startswith("basic//"):
-        token = token.removeprefix("basic//")
-    elif token.startswith("oidc/"):
-        _, provider, token = token.split("/", 2) if token.count("/") >= 2 else ("", "", "")
+    provider, token = split_bearer(token)
+    if provider is not None:
         chosen = [v for v in verifiers if getattr(v, "provider_id", None) == provider]
         if not chosen:
             raise TokenInvalid(f"no OIDC provider {provider!r} is configured")

@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 import jwt
 
+from twinengine.auth.issuer import split_bearer
 from twinengine.auth.principal import Principal
 
 __all__ = ["VerdictCache"]
@@ -47,8 +48,8 @@ class VerdictCache:
         if self.interval <= 0:
             return
         until = time.monotonic() + self.interval
-        raw = token.rsplit("/", 1)[-1]  # openEO clients prefix basic// or oidc/<provider>/
-        expiry = jwt.decode(raw, options={"verify_signature": False}).get("exp")  # verified by the caller
+        claims = jwt.decode(split_bearer(token)[1], options={"verify_signature": False})  # the caller verified it
+        expiry = claims.get("exp")
         if expiry is not None:
             until = min(until, time.monotonic() + float(expiry) - time.time())
         with self._lock:
