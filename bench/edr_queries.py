@@ -18,7 +18,9 @@ query prints, measured in this process and run:
 - ours in process: the same extraction and CoverageJSON without HTTP, cold, to set beside
 - pygeoapi's xarray-edr provider (in-process, its CoverageJSON serialised with json.dumps) on the queries
   it supports, when pygeoapi is importable (``pip install pygeoapi``, or on PYTHONPATH);
-- the per-request overhead: a trivial authenticated EDR request, and one refused for want of a token.
+- the per-request overhead: a trivial authenticated EDR request, and one refused for want of a token;
+- the one-week position, cold, while continental answers are written on another connection, beside the
+  same alone and beside the writer not handing the GIL over between pieces (how the engine wrote before).
 
 Usage: python bench/edr_queries.py [--repeat 15] [--dir ~/.cache/twinengine-bench] [--only 'one week']
 """
@@ -31,6 +33,7 @@ import json
 import os
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +47,7 @@ import shapely
 import xarray as xr
 import zarr
 
+from twinengine.access import covjson
 from twinengine.access.covjson import dumps, to_covjson
 from twinengine.access.query import parse_datetime, parse_wkt
 from twinengine.access.service import Query, run_query
@@ -190,6 +194,53 @@ def pygeoapi_runner(path: Path) -> Callable[[dict[str, Any]], Callable[[], Any] 
     return make
 
 
+def beside_large_answers(port: int, headers: dict[str, str], clear: Callable[[], None], repeat: int
+                         ) -> dict[str, float]:
+    """Median ms of the one-week position, cold, alone and while another connection keeps asking for the
+    continental cube (its answers written piece by piece), with and without the writer offering the GIL
+    between pieces; the three take turns in every round."""
+    week, continental = QUERIES[1], QUERIES[4]
+
+    def url(q: dict[str, Any]) -> str:
+        return f"/edr/collections/cube/{q['type']}?" + urlencode({k: v for k, v in q.items()
+                                                                  if k not in ("name", "type")})
+
+    def fetch(conn: http.client.HTTPConnection, path: str) -> None:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+
+    small = http.client.HTTPConnection("127.0.0.1", port)
+    offer = covjson._offer_gil
+    samples: dict[str, list[float]] = {"alone": [], "offered": [], "not offered": []}
+    for _ in range(repeat):
+        for arm in samples:
+            covjson._offer_gil = (lambda: None) if arm == "not offered" else offer
+            stop = threading.Event()
+            big = http.client.HTTPConnection("127.0.0.1", port)
+
+            def loop(big: http.client.HTTPConnection = big, stop: threading.Event = stop) -> None:
+                while not stop.is_set():
+                    fetch(big, url(continental))
+
+            writer = threading.Thread(target=loop) if arm != "alone" else None
+            if writer is not None:
+                writer.start()
+                time.sleep(0.03)  # a continental answer under way
+            for _ in range(3):
+                clear()
+                start = time.perf_counter()
+                fetch(small, url(week))
+                samples[arm].append(time.perf_counter() - start)
+            stop.set()
+            if writer is not None:
+                writer.join()
+            big.close()
+    covjson._offer_gil = offer
+    return {arm: statistics.median(values) * 1000 for arm, values in samples.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15)
@@ -273,6 +324,8 @@ def main() -> None:
                     rows.append((q["name"], extraction.values, size, len(blocks), floor_s, cold, ratio, fresh, hot,
                                  inproc, read, minimal, theirs))
                     print(f"  measured {q['name']}", flush=True)
+                mixed = beside_large_answers(server.port, headers, access.cache.clear, args.repeat) \
+                    if not args.only else None
         finally:
             runtime.close()
     print(f"\nEDR queries on a {gb:.2f} GB cube, {os.cpu_count()} CPUs; medians of {args.repeat} interleaved rounds "
@@ -290,6 +343,11 @@ def main() -> None:
     print(f"\nper-request overhead: a trivial EDR request (GET /edr/conformance) takes {trivial * 1000:.2f} ms "
           f"with a valid token, {refused * 1000:.2f} ms refused without one (HTTP and routing alone); "
           f"{with_httpx * 1000:.2f} ms with a valid token from httpx")
+    if mixed is not None:
+        print(f"one-week position, cold, while continental answers are written on another connection: "
+              f"{mixed['offered']:.1f} ms ({mixed['offered'] / mixed['alone']:.2f} x alone, {mixed['alone']:.1f} ms); "
+              f"{mixed['not offered']:.1f} ms ({mixed['not offered'] / mixed['alone']:.2f} x) when the writer "
+              "does not offer the GIL between pieces")
     if pygeoapi is None:
         print("pygeoapi is not installed here (pip install pygeoapi): its column is empty")
     else:

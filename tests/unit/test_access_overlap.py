@@ -110,3 +110,13 @@ def test_rows_are_told_only_at_the_end_when_indices_do_not_ascend(tmp_path: Path
         got = reader.read((np.arange(5, 33), slice(None)), progress=told.append)
         np.testing.assert_array_equal(got, data[5:33])
         assert told == [5, 15, 25, 28]  # time steps 5..9, 10..19, 20..29, 30..32 done chunk by chunk
+
+
+def test_the_writer_offers_the_gil_after_every_piece(access: DataAccess, monkeypatch: pytest.MonkeyPatch) -> None:
+    offered: list[int] = []
+    monkeypatch.setattr(covjson, "_offer_gil", lambda: offered.append(1))
+    extraction = run_query(access, principal=SYSTEM, collection_id="tfirst", query=QUERIES[0], deferred=True)
+    parts = encode_parts(extraction, reads=access.reads)
+    pieces = sum(isinstance(part, memoryview) for part in parts)  # each orjson call's values, brackets cut off
+    assert pieces > 3
+    assert len(offered) == pieces
