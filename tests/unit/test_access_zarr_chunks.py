@@ -56,6 +56,18 @@ def test_direct_chunks_equal_zarr_chunks(tmp_path: Path, compressors: Any, spare
     assert encoded_size(array)((2, 2, 2)) == (tmp_path / "a.zarr" / "c" / "2" / "2" / "2").stat().st_size
 
 
+
+def test_arrays_read_in_turn_on_one_thread_do_not_see_each_others_files(tmp_path: Path) -> None:
+    """Every decoder reads chunk files into the same buffer per thread; a larger file read for one array
+    must not leave bytes that another array's smaller chunk then decodes."""
+    small = _array(tmp_path / "small.zarr", compressors=[ZstdCodec(level=1)])
+    large = _array(tmp_path / "large.zarr", compressors=[ZstdCodec(level=1)], dtype="float64")
+    decoders = [(array, direct_decoder(array)) for array in (large, small)]
+    for block in _blocks():
+        for array, decode in decoders:
+            assert decode is not None
+            np.testing.assert_array_equal(decode(block), array.blocks[block])
+
 def test_zarr_v2_arrays_and_integer_fill_values(tmp_path: Path) -> None:
     array = _array(tmp_path / "v2.zarr", zarr_format=2, compressors=numcodecs.Zstd(), dtype="int16", fill_value=-9)
     decode = direct_decoder(array)

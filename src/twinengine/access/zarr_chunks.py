@@ -27,6 +27,10 @@ __all__ = ["direct_decoder", "encoded_size", "zarr_array"]
 
 Block = tuple[int, ...]
 
+# Chunk files are read here before decoding: one buffer per thread for every array, not one per array
+# (a reader is kept per dataset variable, so per-array buffers would grow with the collections served).
+_SCRATCH = ScratchBuffers()
+
 
 def zarr_array(ds: xr.Dataset, name: str) -> Any | None:
     """The zarr array behind a variable, when the dataset was opened from a local or fsspec zarr store."""
@@ -150,7 +154,6 @@ def direct_decoder(array: Any, spare: SpareBuffers | None = None) -> Callable[[B
     nbytes = int(np.prod(chunks)) * dtype.itemsize
     # gzip decodes into a buffer of its own; blosc's size check is private to numcodecs
     into = spare if compressor is None or isinstance(compressor, numcodecs.Zstd) else None
-    scratch = ScratchBuffers()
 
     def new(size: int) -> np.ndarray:
         return into.take(size) if into is not None else np.empty(size, dtype=np.uint8)
@@ -165,7 +168,7 @@ def direct_decoder(array: Any, spare: SpareBuffers | None = None) -> Callable[[B
             if size != nbytes or _read_into(fd, out.data) != nbytes:
                 raise ValueError(f"chunk {name} of {array.path!r} holds {size} bytes, not {nbytes}")
             return out
-        raw = scratch.get(size)
+        raw = _SCRATCH.get(size)
         if _read_into(fd, raw) != size:
             raise ValueError(f"chunk {name} of {array.path!r} changed while it was read")
         declared = _zstd_content_size(raw) if into is not None else None
