@@ -1,7 +1,8 @@
 """The Slurm executor seam: settings become dask-jobqueue ``SLURMCluster`` options and a worker job script.
 
-There is no Slurm here, so nothing is submitted (``slurm_jobs=0``): the tests check the sbatch script
-dask-jobqueue generates, which is what Slurm would run. A later issue runs it on a real Slurm cluster.
+Nothing is submitted here (``slurm_jobs=0``), so these run without Slurm: they check every option in the
+sbatch script dask-jobqueue generates (partition, account, cores, memory, time). Workers really submitted
+to a Slurm cluster are tested in ``tests/integration/test_workflows_slurm_cluster.py``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Executors: where the Dask work of a run is computed. One interface, plugged in by name.
 
 ``local`` (embedded default) is Dask's threaded scheduler in the engine process; ``distributed`` is a Dask
-cluster at ``TWIN_DASK_ADDRESS``; ``slurm`` starts a cluster through dask-jobqueue (the seam a later
-issue tests on real Slurm). Third-party executors come in through the ``twinengine.executors``
-entry-point group.
+cluster at ``TWIN_DASK_ADDRESS``; ``slurm`` starts a cluster through dask-jobqueue whose workers are
+Slurm batch jobs (tested on a real single-node Slurm cluster). Third-party executors come in through the
+``twinengine.executors`` entry-point group.
 """
 
 from __future__ import annotations
@@ -162,7 +162,8 @@ def slurm_cluster(options: dict[str, Any]) -> Any:
 
 
 class SlurmExecutor(DistributedExecutor):
-    """A cluster of Slurm jobs through dask-jobqueue. Only the job script is tested here (no Slurm)."""
+    """A cluster of Slurm jobs through dask-jobqueue: the scheduler runs in the engine, each worker is an
+    sbatch job that calls back to it; ``close`` cancels the jobs (scancel)."""
 
     name = "slurm"
     description = "Dask workers as Slurm jobs (dask-jobqueue)"

@@ -1,0 +1,86 @@
+"""The slurm executor on a real Slurm cluster: the engine's own SLURMCluster submits a Dask worker with sbatch
+to a private single-node cluster on loopback (``slurm_fixtures``), the worker starts as a Slurm job, calls
+back to the scheduler in the engine, computes a workflow run, and is cancelled when the engine closes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from starlette.testclient import TestClient
+
+from helpers import need_modules
+from slurm_fixtures import LocalSlurm, local_slurm  # noqa: F401
+from twinengine.api import create_app
+from twinengine.client import Client
+from twinengine.config import Settings
+from twinengine.runtime import Runtime
+from twinengine.workflows.executors import SlurmExecutor
+from workflow_data import write_collection
+
+GRAPH = {"process_graph": {
+    "load": {"process_id": "load_collection", "arguments": {"id": "rain", "spatial_extent": None,
+                                                            "temporal_extent": None}},
+    "daily": {"process_id": "aggregate_temporal_period", "arguments": {
+        "data": {"from_node": "load"}, "period": "day",
+        "reducer": {"process_graph": {"m": {"process_id": "max", "arguments": {"data": {"from_parameter": "data"}},
+                                            "result": True}}}}},
+    "shifted": {"process_id": "apply", "arguments": {"data": {"from_node": "daily"}, "process": {"process_graph": {
+        "plus": {"process_id": "add", "arguments": {"x": {"from_parameter": "x"}, "y": 1}, "result": True}}}}},
+    "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "shifted"}, "format": "netCDF"},
+             "result": True}}}
+
+
+def slurm_settings(data_dir: Path, cluster: LocalSlurm) -> Settings:
+    """One small worker job on the test partition; scheduler and worker talk over loopback, and the job's
+    logs and scratch space stay in the cluster's folder."""
+    jobs = str(cluster.root / "jobs")
+    return Settings(data_dir=data_dir, executor="slurm", slurm_queue=cluster.partition, slurm_cores=1,
+                    slurm_memory="2GiB", slurm_walltime="00:10:00", slurm_jobs=1,
+                    slurm_options={"interface": "lo", "scheduler_options": {"dashboard_address": "127.0.0.1:0"},
+                                   "log_directory": jobs, "local_directory": jobs,
+                                   "job_extra_directives": [f"--chdir={jobs}"]})
+
+
+@pytest.mark.slow
+def test_a_run_is_computed_by_dask_workers_that_are_slurm_jobs(local_slurm: LocalSlurm,  # noqa: F811
+                                                               tmp_path: Path) -> None:
+    need_modules("slurm", "dask_jobqueue", hint="the optional 'slurm' extra: pip install -e '.[slurm]'")
+    ds = write_collection(tmp_path / "collections")
+    runtime = Runtime.from_settings(slurm_settings(tmp_path, local_slurm))
+    try:
+        executor = runtime.workflows.executor
+        assert isinstance(executor, SlurmExecutor)
+        assert sys.executable in executor.job_script()  # the worker job runs this virtualenv's python
+        try:  # a job that never starts would otherwise leave the run waiting for workers until the test timeout
+            executor.client.wait_for_workers(1, timeout=60)
+        except TimeoutError:
+            pytest.fail(f"no worker joined; squeue lists {local_slurm.jobs()}\n{local_slurm.logs()}")
+        with TestClient(create_app(runtime=runtime)) as http:
+            token = (tmp_path / "admin.token").read_text().strip()
+            client = Client("http://testserver", token, http=http)
+            run = client.workflows.submit(GRAPH, sync=True)
+            assert run.status == "finished", run.error
+            assert run.executor == "slurm"
+            path = client.workflows.download(run.id, "result.nc", tmp_path / "result.nc")
+        result = xr.open_dataset(path, engine="h5netcdf").load()
+        expected = ds.resample(time="D").max() + 1
+        np.testing.assert_allclose(result["rain"].values, expected["rain"].values, rtol=1e-6)
+
+        # the only Dask worker is the Slurm job that sbatch started on the node
+        workers = executor.client.run(os.getenv, "SLURM_JOB_ID")
+        queued = local_slurm.jobs()
+        assert len(queued) == 1, queued
+        assert list(workers.values()) == queued
+        assert all(address.startswith("tcp://127.0.0.1:") for address in workers), workers
+        job = local_slurm.job(queued[0])
+        assert (job["JobName"], job["JobState"], job["NodeList"], job["Partition"]) == \
+            ("twinengine-worker", "RUNNING", "localhost", local_slurm.partition)
+    finally:
+        runtime.close()  # closes the executor: dask-jobqueue cancels its jobs
+    assert local_slurm.wait_until_no_jobs() == []
+    assert local_slurm.job(queued[0])["JobState"] == "CANCELLED"
