@@ -1,9 +1,11 @@
 """Large grid answers are written while their chunks are read: the bytes are exactly those of the answer
-written once complete, time steps are announced in order as they become final, and a failed read fails
-the answer instead of leaving it half written or waiting forever."""
+written once complete, time steps are announced in order as they become final, the writing thread takes
+read jobs itself, and a failed read fails the answer instead of leaving it half written or waiting
+forever."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +20,7 @@ from twinengine.access.chunks import ChunkCache, reader_for
 from twinengine.access.covjson import dumps, encode_parts, to_covjson
 from twinengine.access.extract import Progress
 from twinengine.access.query import parse_datetime
+from twinengine.access.reads import Reads
 from twinengine.access.service import DataAccess, Query, run_query
 from twinengine.auth.principal import SYSTEM
 from twinengine.collections.local import LocalCollections
@@ -61,7 +64,7 @@ def test_written_while_read_equals_written_once_complete(access: DataAccess, col
     deferred = run_query(access, principal=SYSTEM, collection_id=collection, query=query, deferred=True)
     assert deferred.pending is not None
     assert covjson._overlappable(deferred) is not None or collection == "tlast"
-    assert b"".join(encode_parts(deferred, reads=access.reads)) == whole
+    assert b"".join(encode_parts(deferred)) == whole
 
 
 def test_time_steps_are_announced_in_order_as_they_become_final(access: DataAccess) -> None:
@@ -76,8 +79,11 @@ def test_time_steps_are_announced_in_order_as_they_become_final(access: DataAcce
         copies.append(values[:rows].copy())  # what a writer would see at that moment
 
     assert extraction.pending is not None
-    extraction.pending(progress)
-    assert told == sorted(told) and len(told) == 3 and told[-1] == values.shape[0]  # three time chunks
+    reads = Reads()
+    extraction.pending(progress, reads)
+    reads.finish()
+    # three time chunks of 67 steps: told at their ends, in order (two at once when they finished together)
+    assert told == sorted(set(told)) and set(told) <= {67, 134, 200} and told[-1] == values.shape[0] == 200
     for rows, seen in zip(told, copies, strict=True):
         np.testing.assert_array_equal(seen, values[:rows])
 
@@ -85,14 +91,22 @@ def test_time_steps_are_announced_in_order_as_they_become_final(access: DataAcce
 def test_a_failed_read_fails_the_answer(access: DataAccess) -> None:
     extraction = run_query(access, principal=SYSTEM, collection_id="tfirst", query=QUERIES[0], deferred=True)
 
-    def failing(progress: Progress | None) -> None:  # a chunk store that fails after the first time step
-        assert progress is not None
-        progress("v", 1)
-        raise OSError("chunk store went away")
+    queue = extraction.pending
+    assert queue is not None
+    jobs: list[int] = []
+
+    def failing(progress: Progress | None, reads: Reads) -> None:  # a store that fails after some chunks
+        def fail() -> None:
+            raise OSError("chunk store went away")
+
+        queue(progress, reads)
+        jobs.append(1)
+        reads.add([fail])
 
     extraction.pending = failing
     with pytest.raises(OSError, match="went away"):
-        encode_parts(extraction, reads=access.reads)
+        encode_parts(extraction)
+    assert jobs == [1]
 
 
 def test_rows_are_told_only_at_the_end_when_indices_do_not_ascend(tmp_path: Path) -> None:
@@ -109,14 +123,47 @@ def test_rows_are_told_only_at_the_end_when_indices_do_not_ascend(tmp_path: Path
         told.clear()
         got = reader.read((np.arange(5, 33), slice(None)), progress=told.append)
         np.testing.assert_array_equal(got, data[5:33])
-        assert told == [5, 15, 25, 28]  # time steps 5..9, 10..19, 20..29, 30..32 done chunk by chunk
+        # time steps 5..9, 10..19, 20..29, 30..32 done chunk by chunk (two told at once when two threads
+        # finished them together)
+        assert told == sorted(set(told)) and set(told) <= {5, 15, 25, 28} and told[-1] == 28
 
 
 def test_the_writer_offers_the_gil_after_every_piece(access: DataAccess, monkeypatch: pytest.MonkeyPatch) -> None:
     offered: list[int] = []
     monkeypatch.setattr(covjson, "_offer_gil", lambda: offered.append(1))
     extraction = run_query(access, principal=SYSTEM, collection_id="tfirst", query=QUERIES[0], deferred=True)
-    parts = encode_parts(extraction, reads=access.reads)
+    parts = encode_parts(extraction)
     pieces = sum(isinstance(part, memoryview) for part in parts)  # each orjson call's values, brackets cut off
     assert pieces > 3
     assert len(offered) == pieces
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_the_writing_thread_reads_too_and_threads_match_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   cores: int) -> None:
+    """Chunks decoded straight from their files keep as many threads busy as there are cores: the writing
+    thread itself and one helper fewer from the pool (none on one core, where the writer reads alone)."""
+    import twinengine.access.chunks as chunks
+
+    _cube(tmp_path, "c", ("time", "lat", "lon"))
+    monkeypatch.setattr(covjson, "OVERLAP_VALUES", 1000)
+    monkeypatch.setattr(chunks, "usable_cores", lambda: cores)
+    access = DataAccess(LocalCollections(tmp_path), max_values=10**8, cache_bytes=0, workers=4)
+    try:
+        whole = dumps(to_covjson(run_query(access, principal=SYSTEM, collection_id="c", query=QUERIES[0])))
+        reader = access.reader("c", access.source.open("c"), "v")
+        assert reader.helpers == cores - 1
+        fetch, readers = reader.fetch, []
+
+        def watched(block: tuple[int, ...]) -> np.ndarray:
+            readers.append(threading.current_thread())
+            return fetch(block)
+
+        monkeypatch.setattr(reader, "fetch", watched)
+        deferred = run_query(access, principal=SYSTEM, collection_id="c", query=QUERIES[0], deferred=True)
+        assert b"".join(encode_parts(deferred)) == whole
+        assert len(readers) == 27 and len(set(readers)) <= cores
+        if cores == 1:  # no helper: the writing thread did every read itself
+            assert set(readers) == {threading.current_thread()}
+    finally:
+        access.close()

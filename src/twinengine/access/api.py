@@ -102,8 +102,7 @@ def _output_format(f: str | None) -> str:
 def _encode(extraction: Extraction, fmt: str, access: DataAccess, collection_id: str) -> Response:
     """The answer in its format; a CoverageJSON answer is written while its chunks are read."""
     if fmt == "covjson":
-        return PiecesResponse(encode_parts(extraction, z_units=access.z_units(collection_id), reads=access.reads),
-                              media_type=MEDIA_TYPE)
+        return PiecesResponse(encode_parts(extraction, z_units=access.z_units(collection_id)), media_type=MEDIA_TYPE)
     if fmt == "geojson":
         return Response(dumps(to_geojson(extraction.complete())), media_type=GEOJSON)
     return Response(to_netcdf(extraction.complete()), media_type=NETCDF,

@@ -1,19 +1,21 @@
 """Reading exactly the chunks a selection touches, through a bounded cache of decoded chunks.
 
 A ``BlockReader`` serves one variable: it knows the chunk grid, decodes the missing chunks of a selection
-chunk by chunk on a thread pool (local zarr stores with a plain codec chain, see ``zarr_chunks``, and
-dask-backed variables) or as few rectangular boxes of whole chunks (other zarr stores, where zarr decodes
-a box's chunks concurrently), keeps decoded chunks in a shared ``ChunkCache`` (least recently used
-out first, bounded in bytes) and copies the requested orthogonal selection out of each box, so memory
-holds the answer plus one batch of boxes (``batch_bytes``).
+chunk by chunk (local zarr stores with a plain codec chain, see ``zarr_chunks``, and dask-backed
+variables) or as few rectangular boxes of whole chunks (other zarr stores, where zarr decodes a box's
+chunks concurrently), keeps decoded chunks in a shared ``ChunkCache`` (least recently used out first,
+bounded in bytes) and copies the requested orthogonal selection out of each box straight into the answer.
+Each box is a job (see ``reads``) that the waiting thread and a few pool threads take in order, so memory
+holds the answer plus the boxes being decoded at that moment.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from twinengine.access.buffers import SpareBuffers, owner_of
+from twinengine.access.reads import Reads, usable_cores
 from twinengine.access.zarr_chunks import direct_decoder, encoded_size, zarr_array
 
 __all__ = ["BlockReader", "ChunkCache", "ReadStats", "Selection", "reader_for"]
@@ -34,23 +37,29 @@ Box = tuple[Block, Block]  # first block, one past the last block, per dimension
 
 BOX_BYTES = 4 * 1024 * 1024  # decoded size of one box: big ones are slow to allocate, small ones run in parallel
 SMALL_READ_BYTES = 16 * 1024 * 1024  # a box this small is decoded in one call, not cut up
-BATCH_BYTES = 256 * 1024 * 1024  # decoded size of the boxes one query holds at a time
 
 
 @dataclass
 class ReadStats:
-    """What reads cost: chunks served from the cache, chunks decoded, their encoded bytes."""
+    """What reads cost: chunks served from the cache, chunks decoded, their encoded bytes. Counted by the
+    threads that run an answer's read jobs, hence the lock."""
 
     hits: int = 0
     misses: int = 0
     bytes_read: int = 0
     bytes_decoded: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, *, hits: int = 0, misses: int = 0, bytes_read: int = 0, bytes_decoded: int = 0) -> None:
+        with self._lock:
+            self.hits += hits
+            self.misses += misses
+            self.bytes_read += bytes_read
+            self.bytes_decoded += bytes_decoded
 
     def add(self, other: ReadStats) -> None:
-        self.hits += other.hits
-        self.misses += other.misses
-        self.bytes_read += other.bytes_read
-        self.bytes_decoded += other.bytes_decoded
+        self.count(hits=other.hits, misses=other.misses, bytes_read=other.bytes_read,
+                   bytes_decoded=other.bytes_decoded)
 
 
 class ChunkCache:
@@ -134,7 +143,8 @@ def _index_array(index: Index, length: int) -> np.ndarray:
 @dataclass
 class BlockReader:
     """Reads orthogonal selections of one variable chunk by chunk. ``fetch(block)`` decodes one chunk;
-    ``fetch_run(box)``, when the store offers it, decodes a box of whole chunks in one call."""
+    ``fetch_run(box)``, when the store offers it, decodes a box of whole chunks in one call. ``helpers``:
+    how many pool threads one read asks to join the thread that waits for it."""
 
     key: tuple[Any, ...]
     shape: tuple[int, ...]
@@ -146,8 +156,9 @@ class BlockReader:
     pool: ThreadPoolExecutor
     stats: ReadStats = field(default_factory=ReadStats)
     fetch_run: Callable[[tuple[slice, ...]], np.ndarray] | None = None
+    helpers: int = 1
     box_bytes: int = BOX_BYTES
-    batch_bytes: int = BATCH_BYTES
+    small_read_bytes: int = SMALL_READ_BYTES
 
     def blocks_touched(self, selection: Selection) -> list[Block]:
         """The chunk indices a selection needs, and nothing else."""
@@ -166,7 +177,7 @@ class BlockReader:
     def _boxes(self, missing: list[Block]) -> list[Box]:
         """Group missing chunks into rectangular boxes of at most ``box_bytes`` decoded (or one chunk): the
         whole set when it is a box, else runs along the first dimension per position in the others, then
-        cut into pieces that a batch decodes concurrently."""
+        cut into pieces that several threads decode at once."""
         if self.fetch_run is None or len(missing) <= 1:
             return [(b, tuple(v + 1 for v in b)) for b in missing]
         ids = np.array(missing)
@@ -188,19 +199,18 @@ class BlockReader:
                     groups.append(((start, *rest), (prev + 1, *(r + 1 for r in rest))))
                     if first is not None:
                         start = prev = first
-        if len(groups) == 1 and len(missing) * self._block_bytes <= min(SMALL_READ_BYTES, self.batch_bytes):
+        if len(groups) == 1 and len(missing) * self._block_bytes <= self.small_read_bytes:
             return groups  # a small read: one call on the calling thread beats handing pieces to the pool
         return [part for group in groups for part in self._split(group)]
 
     def _split(self, box: Box) -> list[Box]:
         lo, hi = box
         extent = [h - lo_ for lo_, h in zip(lo, hi, strict=True)]
-        limit = min(self.box_bytes, self.batch_bytes)
-        if int(np.prod(extent)) * self._block_bytes <= limit or all(e == 1 for e in extent):
+        if int(np.prod(extent)) * self._block_bytes <= self.box_bytes or all(e == 1 for e in extent):
             return [box]
         d = next(k for k, e in enumerate(extent) if e > 1)
         layer = int(np.prod(extent)) // extent[d] * self._block_bytes
-        step = max(1, limit // layer)
+        step = max(1, self.box_bytes // layer)
         out = []
         for start in range(lo[d], hi[d], step):
             part_lo = (*lo[:d], start, *lo[d + 1:])
@@ -214,55 +224,42 @@ class BlockReader:
             return self.fetch(lo)
         return self.fetch_run(tuple(slice(a, b) for a, b in zip(lo, hi, strict=True)))
 
-    def _keep(self, box: Box, data: np.ndarray, stats: ReadStats) -> None:
-        """Account for a decoded box and cache its chunks (on the calling thread: stats are not shared)."""
+    def _box_data(self, box: Box, stats: ReadStats) -> np.ndarray:
+        """A box's decoded values: a lone chunk from the cache when it is there, else decoded and cached
+        (the chunks of a box decoded together as views of its buffer)."""
         lo, hi = box
-        items = []
+        single = all(h - a == 1 for a, h in zip(lo, hi, strict=True))
+        if single:
+            cached = self.cache.get((*self.key, lo))
+            if cached is not None:
+                stats.count(hits=1)
+                return cached
+        data = self._decode(box)
+        items, encoded = [], 0
         for block in itertools.product(*(range(a, b) for a, b in zip(lo, hi, strict=True))):
             where = tuple(slice((b - a) * c, (b - a + 1) * c) for b, a, c in zip(block, lo, self.chunks, strict=True))
             items.append(((*self.key, block), data[where]))
-            stats.misses += 1
-            stats.bytes_read += self.encoded_size(block)
-        stats.bytes_decoded += data.nbytes
+            encoded += self.encoded_size(block)
         self.cache.put_many(items, data.nbytes, owner_of(data))
+        stats.count(misses=len(items), bytes_read=encoded, bytes_decoded=data.nbytes)
+        return data
 
-    def _each_box(self, blocks: list[Block], stats: ReadStats) -> Iterator[tuple[Block, np.ndarray]]:
-        """Yield (first block, decoded data) for cached chunks, then for the missing ones decoded as boxes,
-        a batch of at most ``batch_bytes`` at a time (concurrently when a batch holds several boxes)."""
-        missing: list[Block] = []
-        for block in blocks:
-            cached = self.cache.get((*self.key, block))
-            if cached is None:
-                missing.append(block)
-            else:
-                stats.hits += 1
-                yield block, cached
-        batch: list[Box] = []
-        batch_bytes = 0
-        boxes = self._boxes(missing)
-        for k, box in enumerate(boxes):
-            batch.append(box)
-            batch_bytes += int(np.prod([b - a for a, b in zip(*box, strict=True)])) * self._block_bytes
-            following = boxes[k + 1] if k + 1 < len(boxes) else None
-            size_next = 0 if following is None else int(np.prod([b - a for a, b in zip(*following, strict=True)]))
-            if following is not None and batch_bytes + size_next * self._block_bytes <= self.batch_bytes:
-                continue
-            for done, data in zip(batch, self._decoded(batch), strict=True):
-                self._keep(done, data, stats)
-                yield done[0], data
-            batch, batch_bytes = [], 0
+    def _plan(self, blocks: list[Block]) -> list[Box]:
+        """Boxes to read: first the chunks the cache holds now, one by one (copied before this read's own
+        decoding can evict them; a job looks in the cache again when it runs), then the missing ones in the
+        order of ``blocks``, grouped into boxes where the store reads boxes."""
+        held = {b for b in blocks if self.cache.get((*self.key, b)) is not None}
+        cached = [(b, tuple(v + 1 for v in b)) for b in blocks if b in held]
+        return cached + self._boxes([b for b in blocks if b not in held])
 
-    def _decoded(self, batch: list[Box]) -> Iterator[np.ndarray]:
-        """The boxes of a batch decoded, in order, each as soon as it is done: the first on this thread
-        while the pool decodes the others (a lone box never waits for a pool thread to wake)."""
-        futures = [self.pool.submit(self._decode, box) for box in batch[1:]]
-        try:
-            yield self._decode(batch[0])
-            for future in futures:
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()  # when a decode failed or the reader stopped early
+    def _run_jobs(self, jobs: list[Callable[[], None]], reads: Reads | None) -> None:
+        """Queue ``jobs`` on ``reads`` (the caller runs them), or run them now with this thread helping."""
+        if reads is not None:
+            reads.add(jobs, pool=self.pool, helpers=self.helpers)
+            return
+        here = Reads()
+        here.add(jobs, pool=self.pool, helpers=self.helpers)
+        here.finish()
 
     def allocate(self, selection: Selection, *, layout: Sequence[int] | None = None,
                  fill: float | None = None) -> np.ndarray:
@@ -276,11 +273,14 @@ class BlockReader:
 
     def read(self, selection: Selection, *, keep: Callable[[Block], bool] | None = None,
              fill: float = np.nan, layout: Sequence[int] | None = None, out: np.ndarray | None = None,
-             progress: Callable[[int], None] | None = None) -> np.ndarray:
+             progress: Callable[[int], None] | None = None, stats: ReadStats | None = None,
+             reads: Reads | None = None) -> np.ndarray:
         """The values at the outer product of ``selection``'s indices, as a new array (or written into
         ``out``, from ``allocate``). Chunks for which ``keep(block)`` is false are not read (their positions
         stay ``fill``): masks use it. ``progress(n)`` is told each time the first ``n`` entries along the
-        first dimension are final, so that an encoder can write them out while the rest is read."""
+        first dimension are final, so that an encoder can write them out while the rest is read. What the
+        reads cost is added to ``stats`` (else to the reader's own). With ``reads``, the reads are only
+        queued there and ``out`` fills as its jobs run; without, they are done when this returns."""
         indices = [_index_array(ix, n) for ix, n in zip(selection, self.shape, strict=True)]
         if out is None:
             out = self.allocate(selection, layout=layout, fill=None if keep is None else fill)
@@ -290,21 +290,34 @@ class BlockReader:
             return out
         blocks = [b for b in self.blocks_touched(selection) if keep is None or keep(b)]
         rows = _RowsDone(indices[0], self.chunks, blocks, progress)
-        stats = ReadStats()
-        for first, data in self._each_box(blocks, stats):
+        target = self.stats if stats is None else stats
+        lock = threading.Lock()
+        left = [len(blocks)]
+        answer: np.ndarray = out
+
+        def copy_out(box: Box) -> None:
+            data = self._box_data(box, target)
+            first = box[0]
             positions, local = [], []
             for d, index in enumerate(indices):
                 start = first[d] * self.chunks[d]
                 inside = np.flatnonzero((index >= start) & (index < start + data.shape[d]))
                 positions.append(_compact(inside))
                 local.append(_compact(index[inside] - start))
-            out[_grid(positions)] = data[_grid(local)]
-            rows.done(first, data.shape)
-        rows.finish()
-        self.stats.add(stats)
+            answer[_grid(positions)] = data[_grid(local)]
+            with lock:
+                rows.done(first, data.shape)
+                left[0] -= int(np.prod([h - a for a, h in zip(*box, strict=True)]))
+                if left[0] == 0:
+                    rows.finish()
+
+        if not blocks:
+            rows.finish()
+            return out
+        self._run_jobs([functools.partial(copy_out, box) for box in self._plan(blocks)], reads)
         return out
 
-    def read_points(self, index: Sequence[np.ndarray]) -> np.ndarray:
+    def read_points(self, index: Sequence[np.ndarray], *, stats: ReadStats | None = None) -> np.ndarray:
         """Pointwise (vectorised) selection: ``index`` holds one integer array per dimension, broadcast
         together; the answer has their broadcast shape. Reads only the chunks holding those points."""
         arrays = np.broadcast_arrays(*[np.asarray(i, dtype=np.int64) for i in index])
@@ -314,15 +327,19 @@ class BlockReader:
         flat = [a.ravel() for a in arrays]
         block_ids = np.stack([f // c for f, c in zip(flat, self.chunks, strict=True)], axis=1)
         unique = np.unique(block_ids, axis=0)
-        stats = ReadStats()
+        target = self.stats if stats is None else stats
         result = out.reshape(-1)
-        for first, data in self._each_box([tuple(int(v) for v in row) for row in unique], stats):
+
+        def copy_out(box: Box) -> None:
+            data = self._box_data(box, target)
             extent = [-(-s // c) for s, c in zip(data.shape, self.chunks, strict=True)]
-            lo = np.array(first)
+            lo = np.array(box[0])
             members = np.flatnonzero(np.all((block_ids >= lo) & (block_ids < lo + extent), axis=1))
-            local = tuple(f[members] - b * c for f, b, c in zip(flat, first, self.chunks, strict=True))
+            local = tuple(f[members] - b * c for f, b, c in zip(flat, box[0], self.chunks, strict=True))
             result[members] = data[local]
-        self.stats.add(stats)
+
+        boxes = self._plan([tuple(int(v) for v in row) for row in unique])
+        self._run_jobs([functools.partial(copy_out, box) for box in boxes], None)
         return out
 
     @property
@@ -399,16 +416,20 @@ def _grid(parts: Sequence[np.ndarray | slice]) -> tuple[Any, ...]:
 
 
 def reader_for(ds: xr.Dataset, name: str, *, key: tuple[Any, ...], cache: ChunkCache,
-               pool: ThreadPoolExecutor) -> BlockReader:
-    """A reader for ``ds[name]``: zarr chunk reads when the store is zarr, else the dask blocks."""
+               pool: ThreadPoolExecutor, workers: int = 4) -> BlockReader:
+    """A reader for ``ds[name]``: zarr chunk reads when the store is zarr, else the dask blocks. Chunks decoded
+    straight from local files are CPU work that releases the GIL, so a read takes one helper fewer than there
+    are cores (at most ``workers``, the pool's size); reads through zarr or dask may wait on storage, so they
+    take up to ``workers``."""
     var = ds[name]
     array = zarr_array(ds, name)
     if array is not None:
         chunk_shape = tuple(int(c) for c in array.chunks)
         direct = direct_decoder(array, cache.spare)
-        if direct is not None:  # chunk by chunk, decoded in parallel by the pool: no box reads needed
+        if direct is not None:  # chunk by chunk, on as many threads as there are cores: no box reads needed
             return BlockReader(key=key, shape=tuple(var.shape), chunks=chunk_shape, dtype=np.dtype(array.dtype),
-                               fetch=direct, encoded_size=encoded_size(array), cache=cache, pool=pool)
+                               fetch=direct, encoded_size=encoded_size(array), cache=cache, pool=pool,
+                               helpers=max(0, min(workers, usable_cores() - 1)))
 
         def fetch_zarr(block: tuple[int, ...]) -> np.ndarray:
             return np.asarray(array.blocks[block])
@@ -418,7 +439,7 @@ def reader_for(ds: xr.Dataset, name: str, *, key: tuple[Any, ...], cache: ChunkC
 
         return BlockReader(key=key, shape=tuple(var.shape), chunks=chunk_shape, dtype=np.dtype(array.dtype),
                            fetch=fetch_zarr, encoded_size=encoded_size(array), cache=cache, pool=pool,
-                           fetch_run=fetch_box)
+                           fetch_run=fetch_box, helpers=workers)
     data = var.data
     if hasattr(data, "blocks") and data.chunks is not None:
         dask_chunks: Sequence[tuple[int, ...]] = data.chunks
@@ -430,9 +451,9 @@ def reader_for(ds: xr.Dataset, name: str, *, key: tuple[Any, ...], cache: ChunkC
                 return np.asarray(data.blocks[block].compute(scheduler="synchronous"))
 
             return BlockReader(key=key, shape=tuple(var.shape), chunks=chunk_shape, dtype=np.dtype(var.dtype),
-                               fetch=fetch_dask, encoded_size=lambda b: 0, cache=cache, pool=pool)
+                               fetch=fetch_dask, encoded_size=lambda b: 0, cache=cache, pool=pool, helpers=workers)
     values = np.asarray(var.values)  # small in-memory variable: one chunk
 
     return BlockReader(key=key, shape=tuple(var.shape), chunks=tuple(max(s, 1) for s in var.shape),
                        dtype=values.dtype, fetch=lambda block: values, encoded_size=lambda b: 0, cache=cache,
-                       pool=pool)
+                       pool=pool, helpers=0)

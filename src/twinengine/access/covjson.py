@@ -2,8 +2,9 @@
 
 Range values stay numpy arrays until orjson writes them (NaN becomes ``null``), so a two-million-value
 grid costs one pass in C. A large grid whose reads are still pending is written time step run by time
-step run while the rest is read (``encode_parts``): orjson holds the GIL but chunk decoding does not, so the
-two overlap instead of adding up, as long as the writer hands the GIL over between pieces (``_offer_gil``).
+step run while the rest is read (``encode_parts``): the writing thread takes read jobs itself whenever no
+finished run is waiting, and orjson holds the GIL but chunk decoding does not, so the two overlap instead
+of adding up, as long as the writer hands the GIL over between pieces (``_offer_gil``).
 Referencing: CRS84 for x/y, the Gregorian calendar for t, a vertical CRS for z.
 """
 
@@ -12,14 +13,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 import orjson
 
-from twinengine.access.extract import Coverage, Extraction, ParameterInfo, Progress
+from twinengine.access.extract import Coverage, Extraction, ParameterInfo
+from twinengine.access.reads import Reads
 
 __all__ = ["MEDIA_TYPE", "dumps", "encode_parts", "to_covjson"]
 
@@ -127,19 +127,32 @@ def dumps(document: dict[str, Any]) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def encode_parts(extraction: Extraction, *, z_units: str | None = None, reads: Executor | None = None
+def encode_parts(extraction: Extraction, *, z_units: str | None = None, overlap: bool = True
                  ) -> list[bytes | memoryview]:
     """CoverageJSON of ``extraction`` as consecutive pieces, to be written in turn (joining ten megabytes
     costs a copy into fresh memory). When its reads are pending, it is one large grid coverage and
-    ``reads`` is given, the reads run there while this thread writes every run of time steps they finish,
-    at most ``PIECE_VALUES`` values per call into orjson, offering the GIL to other threads after each."""
-    ranges = _overlappable(extraction) if reads is not None and extraction.pending is not None else None
-    if ranges is None or reads is None:
+    ``overlap`` is on, this thread writes every run of time steps as soon as its chunks are read, at most
+    ``PIECE_VALUES`` values per call into orjson, offering the GIL to other threads after each, and takes
+    read jobs itself while nothing is ready to be written."""
+    ranges = _overlappable(extraction) if overlap and extraction.pending is not None else None
+    if ranges is None:
         return [dumps(to_covjson(extraction.complete(), z_units=z_units))]
     pending, extraction.pending = extraction.pending, None
     assert pending is not None
     filled = _Filled(list(ranges))
-    reads.submit(_run, pending, filled)
+    reads = Reads(on_change=filled.changed)
+    try:
+        pending(filled.advance, reads)
+        parts = _write(extraction, ranges, filled, reads, z_units)
+        reads.finish()
+    except BaseException:
+        reads.cancel()
+        raise
+    return parts
+
+
+def _write(extraction: Extraction, ranges: dict[str, np.ndarray], filled: _Filled, reads: Reads,
+           z_units: str | None) -> list[bytes | memoryview]:
     document = to_covjson(extraction, z_units=z_units)
     markers = {}
     for name, body in document["ranges"].items():
@@ -153,7 +166,7 @@ def encode_parts(extraction: Extraction, *, z_units: str | None = None, reads: E
         rows, per_row, done = values.shape[0], values[0].size if values.shape[0] else 0, 0
         step = max(1, PIECE_VALUES // max(per_row, 1))
         while done < rows:
-            now = min(filled.wait(name, done), done + step)
+            now = min(filled.wait(name, done, reads), done + step)
             if per_row:
                 piece = orjson.dumps(values[done:now].reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)
                 parts += [b","] if done else []
@@ -193,12 +206,11 @@ def _overlappable(extraction: Extraction) -> dict[str, np.ndarray] | None:
 
 
 class _Filled:
-    """How many leading time steps of each range are read, shared by the reading and the writing thread."""
+    """How many leading time steps of each range are read, shared by the threads running read jobs and the
+    writing thread."""
 
     def __init__(self, names: list[str]) -> None:
         self.rows = dict.fromkeys(names, 0)
-        self.over = False
-        self.error: BaseException | None = None
         self._changed = threading.Condition()
 
     def advance(self, name: str, rows: int) -> None:
@@ -206,27 +218,24 @@ class _Filled:
             self.rows[name] = rows
             self._changed.notify_all()
 
-    def end(self, error: BaseException | None) -> None:
+    def changed(self) -> None:
+        """A read job ended: a waiting writer looks at the reads again."""
         with self._changed:
-            self.over, self.error = True, error
             self._changed.notify_all()
 
-    def wait(self, name: str, done: int) -> int:
-        """Block until more than ``done`` time steps of ``name`` are read; how many are."""
-        with self._changed:
-            while self.rows[name] <= done:
-                if self.error is not None:
-                    raise self.error
-                if self.over:
-                    raise RuntimeError(f"the reads of {name!r} ended before all its values were read")
-                self._changed.wait()
-            return self.rows[name]
-
-
-def _run(pending: Callable[[Progress | None], None], filled: _Filled) -> None:
-    try:
-        pending(filled.advance)
-    except BaseException as exc:
-        filled.end(exc)
-        raise
-    filled.end(None)
+    def wait(self, name: str, done: int, reads: Reads) -> int:
+        """How many time steps of ``name`` are read, once more than ``done`` are; read jobs are run here in
+        the meantime, and when none is left to take, this waits for the threads running the last ones."""
+        while True:
+            with self._changed:
+                while self.rows[name] <= done:
+                    if reads.error is not None:
+                        raise reads.error
+                    if reads.waiting():
+                        break
+                    if reads.settled():
+                        raise RuntimeError(f"the reads of {name!r} ended before all its values were read")
+                    self._changed.wait()
+                else:
+                    return self.rows[name]
+            reads.run_one()

@@ -17,6 +17,7 @@ import xarray as xr
 from twinengine.access.chunks import BlockReader, ReadStats
 from twinengine.access.grid import GridAxes, axes_of, index_range, nearest_index
 from twinengine.access.query import TimeFilter, ZFilter
+from twinengine.access.reads import Reads
 from twinengine.errors import InvalidParameterValue, ResponseTooLarge
 
 __all__ = ["Context", "Coverage", "Extraction", "ParameterInfo", "Planner", "nearest_indices"]
@@ -48,19 +49,21 @@ class Coverage:
 
 
 Progress = Callable[[str, int], None]  # (parameter, leading entries along t now final)
+PendingReads = Callable[[Progress | None, Reads], None]  # queues an answer's reads as jobs on ``Reads``
 
 
 @dataclass
 class Extraction:
-    """A query's answer. A grid query planned with ``deferred`` reads only when ``complete`` (or its
-    ``pending`` callable, given a ``Progress``) is called: its range arrays exist but are being filled."""
+    """A query's answer. A grid query planned with ``deferred`` reads only when ``complete`` is called, or
+    when the jobs its ``pending`` callable queues (given a ``Progress`` and a ``Reads``) run: its range arrays
+    exist but are being filled."""
 
     coverages: list[Coverage]
     parameters: dict[str, ParameterInfo]
     domain_type: str
     collection: bool = False
     stats: ReadStats = field(default_factory=ReadStats)
-    pending: Callable[[Progress | None], None] | None = None
+    pending: PendingReads | None = None
 
     @property
     def values(self) -> int:
@@ -70,8 +73,15 @@ class Extraction:
         """Do the reads still pending (if any); the ranges then hold every value."""
         pending, self.pending = self.pending, None
         if pending is not None:
-            pending(None)
+            _finish(pending)
         return self
+
+
+def _finish(pending: PendingReads) -> None:
+    """Queue the reads and do them, this thread taking jobs beside the pool's helpers."""
+    reads = Reads()
+    pending(None, reads)
+    reads.finish()
 
 
 def nearest_indices(coord: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -172,14 +182,14 @@ class Context:
         """Arrays (t?, z?, y, x) for the outer product of the selections; masked-out cells are NaN and
         chunks without any selected cell are not read."""
         ranges, pending = self.grid_reads(yi, xi, mask=mask)
-        pending(None)
+        _finish(pending)
         return ranges
 
     def grid_reads(self, yi: Any, xi: Any, *, mask: np.ndarray | None = None
-                   ) -> tuple[dict[str, np.ndarray], Callable[[Progress | None], None]]:
-        """``read_grid`` in two steps: the answer's arrays, allocated now, and the reads that fill them,
-        parameter after parameter, telling ``progress`` as leading time steps become final (when t is the
-        variable's first dimension; otherwise once, at the end of each parameter)."""
+                   ) -> tuple[dict[str, np.ndarray], PendingReads]:
+        """``read_grid`` in two steps: the answer's arrays, allocated now, and what queues the reads that fill
+        them, parameter after parameter, telling ``progress`` as leading time steps become final (when t is
+        the variable's first dimension; otherwise once, at the end of each parameter)."""
         sel = self._selection({"y": yi, "x": xi})
         plans = []
         for name in self.names:
@@ -189,25 +199,24 @@ class Context:
             plans.append((name, reader, keep, out, self._canonical(out)))
         streams = self.roles[self.dims[0]] == "t"
 
-        def fill(progress: Progress | None) -> None:
+        def fill(progress: Progress | None, reads: Reads) -> None:
             for name, reader, keep, out, data in plans:
-                masked = 0
+                masked = [0]
 
-                def advance(rows: int, name: str = name, data: np.ndarray = data) -> None:
-                    nonlocal masked
+                def advance(rows: int, name: str = name, data: np.ndarray = data, masked: list[int] = masked) -> None:
                     if mask is not None:
-                        np.copyto(data[masked:rows], np.nan, where=~mask)
-                        masked = rows
+                        np.copyto(data[masked[0]:rows], np.nan, where=~mask)
+                        masked[0] = rows
                     if progress is not None:
                         progress(name, rows)
 
-                if streams:
-                    reader.read(sel, keep=keep, out=out, progress=advance)
-                else:
-                    reader.read(sel, keep=keep, out=out)
-                    advance(len(data) if data.ndim else 1)
-                self.stats.add(reader.stats)
-                reader.stats = ReadStats()
+                def at_end(rows: int, out: np.ndarray = out, data: np.ndarray = data,
+                           advance: Callable[[int], None] = advance) -> None:
+                    if rows == out.shape[0]:  # t is not the variable's first dimension: only the end is final
+                        advance(len(data) if data.ndim else 1)
+
+                reader.read(sel, keep=keep, out=out, progress=advance if streams else at_end, stats=self.stats,
+                            reads=reads)
 
         return {name: data for name, _, _, _, data in plans}, fill
 
@@ -220,9 +229,7 @@ class Context:
             for dim in self.dims:
                 role = self.roles[dim]
                 parts.append(np.array(int(role[6:])) if role.startswith("fixed:") else index[role])
-            out[name] = reader.read_points(parts)
-            self.stats.add(reader.stats)
-            reader.stats = ReadStats()
+            out[name] = reader.read_points(parts, stats=self.stats)
         return out
 
 

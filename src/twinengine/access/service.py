@@ -1,8 +1,8 @@
 """Data access for DT users: EDR metadata and queries over the runtime's collections.
 
 ``DataAccess`` holds what outlives a request: a chunk reader per (dataset handle, variable), the bounded
-cache of decoded chunks they share, a small thread pool for concurrent chunk reads, and one for the reads
-of answers that are written while they are read.
+cache of decoded chunks they share, and a small thread pool whose threads help requests with their chunk
+reads (each request's own thread reads too, see ``reads``).
 """
 
 from __future__ import annotations
@@ -61,9 +61,8 @@ class DataAccess:
         self.source = source
         self.max_values = max_values
         self.cache = ChunkCache(cache_bytes)
+        self.workers = workers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="twin-chunks")
-        # the reads of answers written while they are read (never the chunk pool: they wait on it)
-        self.reads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="twin-reads")
         self._readers: OrderedDict[tuple[str, int, str], tuple[xr.Dataset, BlockReader]] = OrderedDict()
         self._axes: OrderedDict[tuple[str, int], tuple[xr.Dataset, dict[str, GridAxes | None]]] = OrderedDict()
         self._lock = threading.Lock()
@@ -77,7 +76,8 @@ class DataAccess:
             if found is not None and found[0] is ds:
                 self._readers.move_to_end(key)
                 return found[1]
-            reader = reader_for(ds, name, key=(collection_id, id(ds), name), cache=self.cache, pool=self.pool)
+            reader = reader_for(ds, name, key=(collection_id, id(ds), name), cache=self.cache, pool=self.pool,
+                                workers=self.workers)
             self._readers[key] = (ds, reader)  # holding ds keeps id(ds) from being reused while cached
             while len(self._readers) > 256:
                 self._readers.popitem(last=False)
@@ -115,7 +115,6 @@ class DataAccess:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.reads.shutdown(wait=False, cancel_futures=True)
         self.cache.clear()
         self._readers.clear()
         self._axes.clear()
@@ -131,7 +130,8 @@ def run_query(access: DataAccess, *, principal: Principal, collection_id: str, q
               deferred: bool = False) -> Extraction:
     """Plan, check the size, then read: the one path every EDR query type and feature request takes.
     ``deferred``: grid answers (area, cube, radius) come back planned, size-checked and allocated, their
-    reads left to ``Extraction.complete`` or ``pending`` (an encoder can then write while they run)."""
+    reads left to ``Extraction.complete`` or to the jobs ``pending`` queues (an encoder can then write
+    while they run)."""
     extraction = _plan(access, principal=principal, collection_id=collection_id, query=query)
     return extraction if deferred else extraction.complete()
 
