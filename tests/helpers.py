@@ -54,6 +54,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Ask a server process to stop (SIGTERM), and kill it if it has not within ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def serve_engine(data_dir: Path, port: int, *, capture: bool = False, **env: str) -> Iterator[subprocess.Popen[bytes]]:
     """``twin serve`` as a real process (``TWIN_*`` overrides in ``env``), waiting until it answers. With
@@ -77,9 +89,7 @@ def serve_engine(data_dir: Path, port: int, *, capture: bool = False, **env: str
                     time.sleep(0.1)
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
+        stop_process(process)
 
 
 RIVER_REACH = REPO / "examples" / "apps" / "river-reach"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port, unavailable
+from helpers import free_port, stop_process, unavailable
 
 SERVICE = "slurm-cluster"  # the TWIN_TEST_REQUIRE name .ci/run sets once it has installed slurm-wlm
 BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol", "scancel", "munged")
@@ -160,13 +160,7 @@ def _stop(cluster: LocalSlurm) -> None:
         except (AssertionError, subprocess.TimeoutExpired):
             pass  # the daemons are stopped below all the same
     for process in reversed(cluster.processes):
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=15)
 
 
 @pytest.fixture(scope="session")

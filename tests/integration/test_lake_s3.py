@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Engine, free_port, unavailable
+from helpers import Engine, free_port, stop_process, unavailable
 from lake_fixtures import converge
 from twinengine.errors import ValidationFailed
 from twinengine.lake.endpoints import get_endpoint
@@ -47,8 +47,7 @@ def s3_url() -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process, timeout=10)
 
 
 def _bucket(url: str, keys: dict[str, str]) -> str:

@@ -14,7 +14,7 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
-from helpers import RIVER_REACH, Engine, free_port, unavailable
+from helpers import RIVER_REACH, Engine, free_port, stop_process, unavailable
 from ml_fixtures import gauge_records, need_torch
 from twinengine.api import create_app
 from twinengine.config import Settings
@@ -50,11 +50,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, timeout=20)
         log.close()
 
 
