@@ -292,7 +292,6 @@ class BlockReader:
         rows = _RowsDone(indices[0], self.chunks, blocks, progress)
         target = self.stats if stats is None else stats
         lock = threading.Lock()
-        left = [len(blocks)]
         answer: np.ndarray = out
 
         def copy_out(box: Box) -> None:
@@ -307,9 +306,6 @@ class BlockReader:
             answer[_grid(positions)] = data[_grid(local)]
             with lock:
                 rows.done(first, data.shape)
-                left[0] -= int(np.prod([h - a for a, h in zip(*box, strict=True)]))
-                if left[0] == 0:
-                    rows.finish()
 
         if not blocks:
             rows.finish()
@@ -350,7 +346,8 @@ class BlockReader:
 
 class _RowsDone:
     """Tracks which chunks along the first dimension are all read, and tells ``progress`` how many leading
-    entries of the answer are final (only when the first dimension's indices ascend, as time indices do)."""
+    entries of the answer are final (only when the first dimension's indices ascend, as time indices do;
+    otherwise once, when the last chunk is in). Boxes may be done in any order (several threads read)."""
 
     def __init__(self, index: np.ndarray, chunks: tuple[int, ...], blocks: list[Block],
                  progress: Callable[[int], None] | None) -> None:
@@ -366,7 +363,7 @@ class _RowsDone:
 
     def done(self, first: Block, shape: tuple[int, ...]) -> None:
         """A box of chunks starting at ``first``, decoded to ``shape``, has been copied out."""
-        if self.progress is None or not self.ascending:
+        if self.progress is None:
             return
         spans = [-(-n // c) for n, c in zip(shape, self.chunks, strict=True)]
         per_row = int(np.prod(spans[1:]))
@@ -374,6 +371,11 @@ class _RowsDone:
             self.left[b0] -= per_row
         while self.pending and self.left[self.pending[0]] <= 0:
             self.pending.pop(0)
+        if not self.pending:
+            self.finish()
+            return
+        if not self.ascending:
+            return
         limit = self.pending[0] * self.chunks[0] if self.pending else None
         rows = int(self.index.size if limit is None else np.searchsorted(self.index, limit, side="left"))
         if rows > self.reported:

@@ -127,14 +127,13 @@ def dumps(document: dict[str, Any]) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def encode_parts(extraction: Extraction, *, z_units: str | None = None, overlap: bool = True
-                 ) -> list[bytes | memoryview]:
+def encode_parts(extraction: Extraction, *, z_units: str | None = None) -> list[bytes | memoryview]:
     """CoverageJSON of ``extraction`` as consecutive pieces, to be written in turn (joining ten megabytes
-    costs a copy into fresh memory). When its reads are pending, it is one large grid coverage and
-    ``overlap`` is on, this thread writes every run of time steps as soon as its chunks are read, at most
-    ``PIECE_VALUES`` values per call into orjson, offering the GIL to other threads after each, and takes
-    read jobs itself while nothing is ready to be written."""
-    ranges = _overlappable(extraction) if overlap and extraction.pending is not None else None
+    costs a copy into fresh memory). When its reads are pending and it is one large grid coverage, this
+    thread writes every run of time steps as soon as its chunks are read, at most ``PIECE_VALUES`` values
+    per call into orjson, offering the GIL to other threads after each, and takes read jobs itself while
+    nothing is ready to be written."""
+    ranges = _overlappable(extraction) if extraction.pending is not None else None
     if ranges is None:
         return [dumps(to_covjson(extraction.complete(), z_units=z_units))]
     pending, extraction.pending = extraction.pending, None
