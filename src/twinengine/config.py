@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,
                                        description="Memory for decoded chunks kept between EDR queries (and up "
                                                    "to a quarter more of freed chunk memory, kept to decode into).")
+    edr_read_workers: int = Field(default=4, ge=1, le=256,
+                                  description="Threads that read chunks for EDR answers beside the request's own. "
+                                              "Decoding local zarr chunks uses at most one fewer than the cores; "
+                                              "reads through zarr stores or dask, which may wait on storage, use "
+                                              "them all.")
     log_level: str = Field(default="info")
     executor: str = Field(default="local", validation_alias=AliasChoices("executor", "TWIN_EXECUTOR", "TWIN_COMPUTE"),
                           description="Workflow executor (TWIN_EXECUTOR or TWIN_COMPUTE): local (Dask threads), "

@@ -154,7 +154,7 @@ class Runtime:
             LocalCollections(settings.collections_dir or settings.data_dir / "collections"),
             LakeCollections(db, lake)])
         access = DataAccess(collections, max_values=settings.edr_max_values,
-                            cache_bytes=settings.edr_chunk_cache_bytes)
+                            cache_bytes=settings.edr_chunk_cache_bytes, workers=settings.edr_read_workers)
         catalog_service.register_hook(index_app_processes)
         twins_service.on_twin_created("workflows.manifest_triggers", materialize_manifest_triggers)
         workflows = WorkflowEngine.from_settings(settings, db=db, blobs=blobs, collections=collections)

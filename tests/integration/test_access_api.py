@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,8 @@ from access_checks import check_covjson
 from access_data import write_collections
 from helpers import Engine
 from twinengine.auth.models import ApiToken
+from twinengine.config import Settings
+from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
 
 
@@ -307,6 +310,14 @@ def test_every_query_type_is_refused_with_its_size_before_reading(edr: Any, url:
 def test_chunk_cache_takes_its_limit_from_the_settings(edr: Any) -> None:
     runtime = edr[0].runtime
     assert runtime.access.cache.capacity == runtime.settings.edr_chunk_cache_bytes > 0
+
+
+def test_read_threads_take_their_number_from_the_settings(tmp_path: Path) -> None:
+    runtime = Runtime.from_settings(Settings(data_dir=tmp_path, edr_read_workers=7))
+    try:
+        assert runtime.access.workers == 7 and runtime.access.pool._max_workers == 7
+    finally:
+        runtime.close()
 
 
 def test_a_revoked_token_is_refused_at_once(edr: Any) -> None:

@@ -125,3 +125,25 @@ def test_a_sharded_store_is_read_through_zarr_by_inner_chunks(tmp_path: Path) ->
         np.testing.assert_array_equal(reader.read((slice(3, 37), np.array([1, 15, 29]), slice(None))),
                                       data[3:37][:, [1, 15, 29]])
         assert reader.stats.misses == 8 * 3 * 2
+
+
+
+@pytest.mark.parametrize("workers", [1, 3, 8])
+def test_read_threads_follow_the_setting_and_the_cores(tmp_path: Path, workers: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local chunks are decoded by at most one helper fewer than the cores (the request's thread decodes
+    too); reads through zarr's own codec chain may wait on storage and take every worker of the pool."""
+    monkeypatch.setattr("twinengine.access.chunks.usable_cores", lambda: 4)
+    data = xr.Dataset({"v": (("t", "y", "x"), np.random.default_rng(2).normal(size=SHAPE).astype("float32"))})
+    data.to_zarr(tmp_path / "direct.zarr", consolidated=False,
+                 encoding={"v": {"chunks": CHUNKS, "compressors": [ZstdCodec()]}})
+    data.to_zarr(tmp_path / "chain.zarr", consolidated=False,  # a checksum after zstd: left to zarr
+                 encoding={"v": {"chunks": CHUNKS, "compressors": [ZstdCodec(), Crc32cCodec()]}})
+    helpers = {}
+    with ThreadPoolExecutor(workers) as pool:
+        for name in ("direct", "chain"):
+            ds = xr.open_zarr(tmp_path / f"{name}.zarr", consolidated=False)
+            reader = reader_for(ds, "v", key=(name,), cache=ChunkCache(10**6), pool=pool, workers=workers)
+            np.testing.assert_array_equal(reader.read((slice(None),) * 3), data.v.values)
+            helpers[name] = reader.helpers
+    assert helpers == {"direct": min(workers, 3), "chain": workers}

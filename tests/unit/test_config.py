@@ -28,7 +28,8 @@ def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.token_ttl == timedelta(days=7)
     assert settings.data_dir == tmp_path  # twin.toml cannot move the folder it lives in
     monkeypatch.setenv("TWIN_PORT", "9002")
-    assert Settings().port == 9002
+    monkeypatch.setenv("TWIN_EDR_READ_WORKERS", "12")
+    assert Settings().port == 9002 and Settings().edr_read_workers == 12
     assert Settings(port=9003).port == 9003
 
 
@@ -37,6 +38,8 @@ def test_bad_values_name_the_field(tmp_path: Path) -> None:
         Settings(data_dir=tmp_path, port=70000)
     with pytest.raises(ValidationError, match="colour"):
         Settings(data_dir=tmp_path, colour="red")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="edr_read_workers"):
+        Settings(data_dir=tmp_path, edr_read_workers=0)
 
 
 @pytest.mark.parametrize(("given", "expected"), [
