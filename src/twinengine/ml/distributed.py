@@ -68,6 +68,10 @@ def run_worker(rank: int | None, world: int | None, job: DistributedJob) -> None
             torch.save({"model": state, "history": result.history, "epochs_run": result.epochs_run,
                         "resumed_from": result.resumed_from, "stopped_early": result.stopped_early,
                         "device": result.device, "seconds": result.seconds}, job.out)
+        # Leave together: a rank that tears its gloo connections down while a peer is still writing its
+        # result can abort that peer's process (seen as "terminate called without an active exception").
+        # Only on success: after a failure the peer may be gone, and a barrier would wait for it.
+        dist.barrier()
     finally:
         if sink is not None:
             sink.close()
