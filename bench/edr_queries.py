@@ -18,11 +18,24 @@ query prints, measured in this process and run:
 - ours in process: the same extraction and CoverageJSON without HTTP, cold, to set beside
 - pygeoapi's xarray-edr provider (in-process, its CoverageJSON serialised with json.dumps) on the queries
   it supports, when pygeoapi is importable (``pip install pygeoapi``, or on PYTHONPATH);
+- work/decode: the query's chunks decoded one by one on one thread plus its answer written (CoverageJSON
+  of the values already read, with orjson), over the decoding alone: the ratio to the floor of an engine
+  that decodes these chunks and writes this JSON, spends nothing on anything else, and spreads its work
+  over the cores exactly as well as the floor spreads its decoding (decoding does not scale perfectly:
+  on two vCPUs, two threads decode 20 chunks only 1.3-1.5 times as fast as one);
 - the per-request overhead: a trivial authenticated EDR request, and one refused for want of a token;
 - the one-week position, cold, while continental answers are written on another connection, beside the
   same alone and beside the writer not handing the GIL over between pieces (how the engine wrote before).
 
+The floor is decoded into memory from the C allocator, and what that costs depends on the process's
+history: glibc hands blocks over 128 KiB out as fresh pages until frees raise its threshold, and each
+fresh page is a page fault (on a 2-vCPU microVM the same 20 chunks took 43 ms fault-free and 75 ms with
+8,700 faults). ``--keep-freed-memory`` runs the bench with glibc keeping freed memory for reuse
+(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``), so that neither side pays page faults: the
+stricter floor. Without it the allocator is as ``twin serve`` runs it.
+
 Usage: python bench/edr_queries.py [--repeat 15] [--dir ~/.cache/twinengine-bench] [--only 'one week']
+                                   [--keep-freed-memory]
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ import http.client
 import json
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -50,6 +64,7 @@ import zarr
 from twinengine.access import covjson
 from twinengine.access.covjson import dumps, to_covjson
 from twinengine.access.query import parse_datetime, parse_wkt
+from twinengine.access.reads import usable_cores
 from twinengine.access.service import Query, run_query
 from twinengine.api import create_app
 from twinengine.auth.principal import SYSTEM
@@ -140,6 +155,17 @@ def floors(array: zarr.Array[Any], blocks: list[tuple[int, int, int]], pool: Thr
             pass
 
     return {"floor, one box": lambda: array.get_block_selection(sel), "floor, chunk by chunk": chunk_by_chunk}
+
+
+def decode_one_by_one(array: zarr.Array[Any], blocks: list[tuple[int, int, int]]) -> Callable[[], None]:
+    """The query's chunks decoded on this thread alone, one after another: the decoding's CPU time."""
+    def run() -> None:
+        for block in blocks:
+            array.blocks[block]
+    return run
+
+
+KEEP_FREED = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 
 def encoded_bytes(root: Path, blocks: list[tuple[int, int, int]]) -> int:
@@ -247,7 +273,11 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run only the queries whose name contains this text")
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("TWIN_BENCH_DIR",
                                                                         Path.home() / ".cache" / "twinengine-bench")))
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="run with glibc keeping freed memory for reuse (no page faults on either side)")
     args = parser.parse_args()
+    if args.keep_freed_memory and any(os.environ.get(k) != v for k, v in KEEP_FREED.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **KEEP_FREED})
     folder = args.dir / "collections"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "cube.zarr"
@@ -261,6 +291,7 @@ def main() -> None:
           f"{sum(f.stat().st_size for f in (path / 't2m').rglob('*') if f.is_file()) / 1e9:.2f} GB on disk")
     pygeoapi = pygeoapi_runner(path)
     rows = []
+    cores = usable_cores()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp) / "engine", collections_dir=folder, edr_max_values=50_000_000)
         runtime = Runtime.from_settings(settings)
@@ -303,6 +334,11 @@ def main() -> None:
                         extraction = run_query(access, principal=SYSTEM, collection_id="cube", query=query)
                         return len(dumps(to_covjson(extraction)))
 
+                    done = run_query(access, principal=SYSTEM, collection_id="cube", query=query).complete()
+
+                    def write(done: Any = done) -> int:
+                        return len(dumps(to_covjson(done)))
+
                     def drop_spare_buffers_too() -> None:
                         access.cache.clear()
                         access.cache.spare.clear()
@@ -310,7 +346,8 @@ def main() -> None:
                     runs: dict[str, tuple[Callable[[], Any], Callable[[], None] | None]] = {
                         **{name: (way, None) for name, way in ways.items()}, "cold": (ours, access.cache.clear),
                         "fresh": (ours, drop_spare_buffers_too),
-                        "hot": (ours, None), "in-process": (in_process, access.cache.clear)}
+                        "hot": (ours, None), "in-process": (in_process, access.cache.clear),
+                        "decode one by one": (decode_one_by_one(array, blocks), None), "write": (write, None)}
                     if pygeoapi is not None and (call := pygeoapi(q)) is not None:
                         call()
                         runs["pygeoapi"] = (call, None)
@@ -322,28 +359,35 @@ def main() -> None:
                     # the ratio of each round (floor and ours measured back to back), then their median
                     ratio = statistics.median(c / f for c, f in zip(rounds["cold"], rounds["floor"], strict=True))
                     fresh = statistics.median(c / f for c, f in zip(rounds["fresh"], rounds["floor"], strict=True))
+                    cpu = statistics.median((d + w) / d for d, w in zip(
+                        rounds["decode one by one"], rounds["write"], strict=True))
                     access.cache.clear()
                     extraction = run_query(access, principal=SYSTEM, collection_id="cube", query=query)
                     read, minimal = extraction.stats.bytes_read, encoded_bytes(path / "", blocks)
-                    rows.append((q["name"], extraction.values, size, len(blocks), floor_s, cold, ratio, fresh, hot,
-                                 inproc, read, minimal, theirs))
+                    rows.append((q["name"], extraction.values, size, len(blocks), floor_s, cold, ratio, fresh, cpu,
+                                 hot, inproc, read, minimal, theirs))
                     print(f"  measured {q['name']}", flush=True)
                 mixed = beside_large_answers(server.port, headers, access.cache.clear, args.repeat) \
                     if not args.only else None
         finally:
             runtime.close()
-    print(f"\nEDR queries on a {gb:.2f} GB cube, {os.cpu_count()} CPUs; medians of {args.repeat} interleaved rounds "
+    allocator = "glibc keeping freed memory" if args.keep_freed_memory else "the default allocator"
+    print(f"\nEDR queries on a {gb:.2f} GB cube, {cores} cores, {allocator}; medians of {args.repeat} "
+          "interleaved rounds "
           "(cold/floor: median of the per-round ratios); cold, hot = HTTP round trip incl. auth and CoverageJSON;\n"
           "fresh = cold with no spare buffers either (every chunk decoded into new memory);\n"
+          "work/decode = (the chunks decoded one by one on one thread + the answer written) / the decoding alone;\n"
           "inproc = the same extraction and CoverageJSON in process, cold, as pygeoapi is measured\n")
     head = (f"{'query':<29}{'values':>10}{'MB out':>7}{'chunks':>7}{'floor ms':>10}{'cold ms':>9}{'cold/floor':>11}"
-            f"{'fresh/floor':>12}{'hot ms':>8}{'inproc':>9}{'read/minimal':>13}{'pygeoapi ms':>12}{'pygeo/inproc':>14}")
+            f"{'fresh/floor':>12}{'work/decode':>12}{'hot ms':>8}{'inproc':>9}{'read/minimal':>13}{'pygeoapi ms':>12}"
+            f"{'pygeo/inproc':>14}")
     print(head)
     print("-" * len(head))
-    for name, values, size, chunks, floor_s, cold, ratio, fresh, hot, inproc, read, minimal, theirs in rows:
+    for name, values, size, chunks, floor_s, cold, ratio, fresh, cpu, hot, inproc, read, minimal, theirs in rows:
         py = f"{theirs * 1000:>12.1f}{theirs / inproc:>14.1f}" if theirs else f"{'n/a':>12}{'-':>14}"
         print(f"{name:<29}{values:>10,}{size / 1e6:>7.2f}{chunks:>7}{floor_s * 1000:>10.1f}{cold * 1000:>9.1f}"
-              f"{ratio:>11.2f}{fresh:>12.2f}{hot * 1000:>8.1f}{inproc * 1000:>9.1f}{read / minimal:>13.2f}{py}")
+              f"{ratio:>11.2f}{fresh:>12.2f}{cpu:>12.2f}{hot * 1000:>8.1f}{inproc * 1000:>9.1f}"
+              f"{read / minimal:>13.2f}{py}")
     print(f"\nper-request overhead: a trivial EDR request (GET /edr/conformance) takes {trivial * 1000:.2f} ms "
           f"with a valid token, {refused * 1000:.2f} ms refused without one (HTTP and routing alone); "
           f"{with_httpx * 1000:.2f} ms with a valid token from httpx")
