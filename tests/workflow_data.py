@@ -1,8 +1,9 @@
-"""Test data of the workflows tests: a small rain cube written as a zarr collection."""
+"""Test data of the workflows tests: a small rain cube written as a zarr collection, and a small graph over it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,3 +27,20 @@ def write_collection(folder: Path, name: str = "rain", ds: xr.Dataset | None = N
     ds = rain_cube() if ds is None else ds
     ds.chunk({"time": 24}).to_zarr(folder / f"{name}.zarr", mode="w", consolidated=False)
     return ds
+
+
+def daily_graph(reducer: str, process_id: str, y: float) -> dict[str, Any]:
+    """load rain -> a daily ``reducer`` -> ``process_id(x, y)`` on every value -> netCDF: a small run that
+    exercises aggregation, a callback and saving on whichever executor computes it."""
+    return {"process_graph": {
+        "load": {"process_id": "load_collection", "arguments": {"id": "rain", "spatial_extent": None,
+                                                                "temporal_extent": None}},
+        "daily": {"process_id": "aggregate_temporal_period", "arguments": {
+            "data": {"from_node": "load"}, "period": "day",
+            "reducer": {"process_graph": {"r": {"process_id": reducer,
+                                                "arguments": {"data": {"from_parameter": "data"}}, "result": True}}}}},
+        "each": {"process_id": "apply", "arguments": {"data": {"from_node": "daily"}, "process": {"process_graph": {
+            "op": {"process_id": process_id, "arguments": {"x": {"from_parameter": "x"}, "y": y},
+                   "result": True}}}}},
+        "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "each"}, "format": "netCDF"},
+                 "result": True}}}

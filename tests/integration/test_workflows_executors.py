@@ -17,19 +17,9 @@ from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
 from twinengine.workflows.executors import DistributedExecutor, LocalExecutor, make_executor
-from workflow_data import write_collection
+from workflow_data import daily_graph, write_collection
 
-GRAPH = {"process_graph": {
-    "load": {"process_id": "load_collection", "arguments": {"id": "rain", "spatial_extent": None,
-                                                            "temporal_extent": None}},
-    "daily": {"process_id": "aggregate_temporal_period", "arguments": {
-        "data": {"from_node": "load"}, "period": "day",
-        "reducer": {"process_graph": {"m": {"process_id": "mean", "arguments": {"data": {"from_parameter": "data"}},
-                                            "result": True}}}}},
-    "scaled": {"process_id": "apply", "arguments": {"data": {"from_node": "daily"}, "process": {"process_graph": {
-        "x2": {"process_id": "multiply", "arguments": {"x": {"from_parameter": "x"}, "y": 2}, "result": True}}}}},
-    "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "scaled"}, "format": "netCDF"},
-             "result": True}}}
+GRAPH = daily_graph("mean", "multiply", 2)
 
 
 @pytest.fixture(scope="module")

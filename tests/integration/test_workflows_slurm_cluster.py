@@ -20,19 +20,9 @@ from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
 from twinengine.workflows.executors import SlurmExecutor
-from workflow_data import write_collection
+from workflow_data import daily_graph, write_collection
 
-GRAPH = {"process_graph": {
-    "load": {"process_id": "load_collection", "arguments": {"id": "rain", "spatial_extent": None,
-                                                            "temporal_extent": None}},
-    "daily": {"process_id": "aggregate_temporal_period", "arguments": {
-        "data": {"from_node": "load"}, "period": "day",
-        "reducer": {"process_graph": {"m": {"process_id": "max", "arguments": {"data": {"from_parameter": "data"}},
-                                            "result": True}}}}},
-    "shifted": {"process_id": "apply", "arguments": {"data": {"from_node": "daily"}, "process": {"process_graph": {
-        "plus": {"process_id": "add", "arguments": {"x": {"from_parameter": "x"}, "y": 1}, "result": True}}}}},
-    "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "shifted"}, "format": "netCDF"},
-             "result": True}}}
+GRAPH = daily_graph("max", "add", 1)
 
 
 def slurm_settings(data_dir: Path, cluster: LocalSlurm) -> Settings:

@@ -57,10 +57,6 @@ class ReadStats:
             self.bytes_read += bytes_read
             self.bytes_decoded += bytes_decoded
 
-    def add(self, other: ReadStats) -> None:
-        self.count(hits=other.hits, misses=other.misses, bytes_read=other.bytes_read,
-                   bytes_decoded=other.bytes_decoded)
-
 
 class ChunkCache:
     """Decoded chunks, least recently used evicted first, never more than ``capacity`` bytes in total.
