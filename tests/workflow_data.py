@@ -44,3 +44,29 @@ def daily_graph(reducer: str, process_id: str, y: float) -> dict[str, Any]:
                    "result": True}}}}},
         "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "each"}, "format": "netCDF"},
                  "result": True}}}
+
+
+# Cell centres of rain_cube: lon 7.0, 7.2, ... 8.6 and lat 46.0, 46.125, ... 47.0; the polygon's edges lie
+# between centres, so which cells it covers is unambiguous: lon 7.4-8.0 and lat 46.25-46.625.
+ZONE = {"type": "Polygon", "coordinates": [[[7.3, 46.2], [8.1, 46.2], [8.1, 46.7], [7.3, 46.7], [7.3, 46.2]]]}
+
+
+def zonal_graph(reducer: str = "mean") -> dict[str, Any]:
+    """load rain -> aggregate_spatial over ZONE with ``reducer`` -> JSON."""
+    return {"process_graph": {
+        "load": {"process_id": "load_collection", "arguments": {"id": "rain", "spatial_extent": None,
+                                                                "temporal_extent": None, "bands": ["rain"]}},
+        "zone": {"process_id": "aggregate_spatial", "arguments": {
+            "data": {"from_node": "load"}, "geometries": ZONE,
+            "reducer": {"process_graph": {"r": {"process_id": reducer, "arguments": {"data": {"from_parameter":
+                                                                                               "data"}},
+                                                "result": True}}}}},
+        "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "zone"}, "format": "JSON"},
+                 "result": True}}}
+
+
+def zonal_expected(ds: xr.Dataset, reducer: str = "mean") -> np.ndarray:
+    """The same aggregation in xarray: the rain of the covered cells, reduced per hour."""
+    inside = ds["rain"].sel(lon=slice(7.3, 8.1), lat=slice(46.2, 46.7))
+    assert inside.sizes["lon"] == 4 and inside.sizes["lat"] == 4
+    return np.asarray(getattr(inside, reducer)(("lat", "lon")).values)

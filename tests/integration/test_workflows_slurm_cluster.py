@@ -4,6 +4,7 @@ back to the scheduler in the engine, computes a workflow run, and is cancelled w
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -13,14 +14,14 @@ import pytest
 import xarray as xr
 from starlette.testclient import TestClient
 
-from helpers import need_modules
+from helpers import admin_token, need_modules
 from slurm_fixtures import LocalSlurm, local_slurm  # noqa: F401
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
 from twinengine.workflows.executors import SlurmExecutor
-from workflow_data import daily_graph, write_collection
+from workflow_data import daily_graph, write_collection, zonal_expected, zonal_graph
 
 GRAPH = daily_graph("max", "add", 1)
 
@@ -51,15 +52,20 @@ def test_a_run_is_computed_by_dask_workers_that_are_slurm_jobs(local_slurm: Loca
         except TimeoutError:
             pytest.fail(f"no worker joined; squeue lists {local_slurm.jobs()}\n{local_slurm.logs()}")
         with TestClient(create_app(runtime=runtime)) as http:
-            token = (tmp_path / "admin.token").read_text().strip()
+            token = admin_token(runtime.settings)
             client = Client("http://testserver", token, http=http)
             run = client.workflows.submit(GRAPH, sync=True)
             assert run.status == "finished", run.error
             assert run.executor == "slurm"
             path = client.workflows.download(run.id, "result.nc", tmp_path / "result.nc")
+            zonal = client.workflows.submit(zonal_graph("mean"), sync=True)  # aggregate_spatial on Slurm workers
+            assert zonal.status == "finished", zonal.error
+            zonal_path = client.workflows.download(zonal.id, "result.json", tmp_path / "zonal.json")
         result = xr.open_dataset(path, engine="h5netcdf").load()
         expected = ds.resample(time="D").max() + 1
         np.testing.assert_allclose(result["rain"].values, expected["rain"].values, rtol=1e-6)
+        zonal_values = np.asarray(json.loads(zonal_path.read_text())["data"], dtype=float)
+        np.testing.assert_allclose(zonal_values[0, :, 0], zonal_expected(ds, "mean"), rtol=1e-6)
 
         # the only Dask worker is the Slurm job that sbatch started on the node
         workers = executor.client.run(os.getenv, "SLURM_JOB_ID")

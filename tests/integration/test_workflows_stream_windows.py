@@ -47,7 +47,7 @@ def test_one_run_per_window_of_records(runtime: Runtime, tmp_path: Path) -> None
                    files={"g.json": GRAPH})
     with runtime.db.session() as session:
         publish(session, runtime.blobs, principal=SYSTEM, archive=pack(app), max_archive_bytes=10**8,
-                max_unpacked_bytes=10**8)
+                max_unpacked_bytes=10**8, steps=runtime.publish_steps)
         twin = twins.create_twin(session, principal=UMA, app="win-app@1.0.0", name="w", parameters={"station": "S1"})
         twin_id = twin.id
         with pytest.raises(ValidationFailed) as bad:

@@ -1,84 +1,41 @@
 """App processes: DT developers declare Python functions as openEO processes with ``@app_process``.
 
-Publishing an app indexes them (a catalogue publish hook); a run that names the app's namespace loads the
-version's package from its archive once and keeps its modules apart from other versions'.
+Publishing an app indexes them: its package is imported in a sandboxed worker of the new version, which
+answers the specs it found (a catalogue publish step). A run that names the app's namespace calls the
+function in a warm worker of that version, with its arguments computed first, and takes back safe values.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import inspect
+import hashlib
 import io
-import sys
 import tarfile
-import tempfile
-import threading
-import typing
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from twinengine.app._process import SPEC_ATTR, app_process
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.models import AppVersion
-from twinengine.errors import Problem, ValidationFailed
+from twinengine.errors import Problem, ProcessFailed, ValidationFailed
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
+from twinengine.workers.process import WorkerCrashed, WorkerError, WorkerTimeout
+from twinengine.workers.protocol import ProtocolError
 from twinengine.workflows.models import AppProcess
 from twinengine.workflows.registry import ProcessEntry
 
-__all__ = ["AppProcesses", "app_process", "index_app_processes", "read_app_file"]
+if TYPE_CHECKING:
+    from twinengine.workers.apps import AppCode
+    from twinengine.workers.service import AppWorkers
 
-SPEC_ATTR = "__openeo_process__"
-
-_TYPES: dict[Any, dict[str, Any]] = {float: {"type": "number"}, int: {"type": "integer"}, str: {"type": "string"},
-                                     bool: {"type": "boolean"}, list: {"type": "array"}, dict: {"type": "object"}}
-
-
-def _schema(annotation: Any) -> dict[str, Any]:
-    origin = typing.get_origin(annotation) or annotation
-    if origin in _TYPES:
-        return dict(_TYPES[origin])
-    name = getattr(annotation, "__name__", str(annotation))
-    if "DataArray" in name or "Dataset" in name:
-        return {"type": "object", "subtype": "datacube"}
-    return {}
+__all__ = ["SPEC_ATTR", "AppCodeError", "AppProcessIndex", "AppProcesses", "app_process", "read_app_file"]
 
 
-def app_process(func: Callable[..., Any] | None = None, *, id: str | None = None, summary: str | None = None,
-                description: str | None = None, parameters: dict[str, dict[str, Any]] | None = None,
-                returns: dict[str, Any] | None = None, cacheable: bool = True) -> Any:
-    """Declare a function of an app package as an openEO process (spec from its signature and docstring).
-
-    ``parameters`` maps parameter names to extra spec fields (``schema``, ``description``) that override
-    what the type hints say.
-    """
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        hints = typing.get_type_hints(fn)
-        doc = inspect.getdoc(fn) or ""
-        params = []
-        for name, param in inspect.signature(fn).parameters.items():
-            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                raise TypeError(f"app process {fn.__name__}: *args/**kwargs cannot be described as openEO "
-                                "parameters")
-            entry: dict[str, Any] = {"name": name, "description": name, "schema": _schema(hints.get(name))}
-            if param.default is not inspect.Parameter.empty:
-                entry["optional"] = True
-                entry["default"] = param.default
-            entry.update((parameters or {}).get(name, {}))
-            params.append(entry)
-        spec = {"id": id or fn.__name__, "summary": summary or (doc.splitlines()[0] if doc else fn.__name__),
-                "description": description or doc or fn.__name__, "categories": ["app"], "parameters": params,
-                "returns": returns or {"description": "result", "schema": _schema(hints.get("return"))},
-                "x-cacheable": cacheable}
-        setattr(fn, SPEC_ATTR, spec)
-        return fn
-
-    return wrap(func) if func is not None else wrap
+class AppCodeError(Exception):
+    """Raised in the engine when an app process raised in its worker (the message is its ``Type: message``)."""
 
 
 def read_app_file(blobs: BlobStore, row: AppVersion, relpath: str) -> bytes:
@@ -89,78 +46,45 @@ def read_app_file(blobs: BlobStore, row: AppVersion, relpath: str) -> bytes:
         return member.read()
 
 
-_IMPORT_LOCK = threading.Lock()
+class AppProcessIndex:
+    """Catalogue publish step: import the new version's package in a sandboxed worker (outside the store's
+    write transaction) and record its ``@app_process`` functions under the app's namespace."""
 
+    def __init__(self, code: AppCode) -> None:
+        self.code = code
 
-def _load_package(folder: Path, package: str) -> dict[str, Any]:
-    """Import ``package`` from ``folder``; return its modules and take them out of ``sys.modules``, so that
-    another version of the same package can be loaded beside it."""
-    with _IMPORT_LOCK:
-        saved = {k: v for k, v in sys.modules.items() if k == package or k.startswith(package + ".")}
-        for name in saved:
-            del sys.modules[name]
-        sys.path.insert(0, str(folder))
+    def __call__(self, manifest: Manifest, archive: bytes) -> Callable[[Session, AppVersion], None]:
+        from twinengine.workers.envs import EnvironmentFailed
+
         try:
-            importlib.invalidate_caches()
-            root = importlib.import_module(package)
-            for info in __import__("pkgutil").walk_packages(root.__path__, package + "."):
-                importlib.import_module(info.name)
-            loaded = {k: v for k, v in sys.modules.items() if k == package or k.startswith(package + ".")}
-        finally:
-            sys.path.remove(str(folder))
-            for name in [k for k in sys.modules if k == package or k.startswith(package + ".")]:
-                del sys.modules[name]
-            sys.modules.update(saved)
-    return loaded
-
-
-def _declared(modules: dict[str, Any]) -> dict[str, tuple[str, Callable[..., Any]]]:
-    found: dict[str, tuple[str, Callable[..., Any]]] = {}
-    for module_name, module in sorted(modules.items()):
-        for attr, value in vars(module).items():
-            spec = getattr(value, SPEC_ATTR, None)
-            if callable(value) and isinstance(spec, dict) and getattr(value, "__module__", "") == module_name:
-                found[str(spec["id"])] = (f"{module_name}:{attr}", value)
-    return found
-
-
-def _unpacked(blobs: BlobStore, row: AppVersion, root: Path) -> Path:
-    folder = root / f"{row.name}-{row.version}-{row.archive_sha256[:12]}"
-    if not folder.exists():
-        tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root))
-        with tarfile.open(fileobj=io.BytesIO(blobs.get(row.archive_sha256)), mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")
-        with contextlib.suppress(OSError):  # another thread unpacked it first
-            tmp.rename(folder)
-    return folder
-
-
-def index_app_processes(session: Session, row: AppVersion, archive: bytes) -> None:
-    """Catalogue publish hook: record the app's ``@app_process`` functions under its namespace."""
-    manifest = Manifest.model_validate(row.manifest)
-    with tempfile.TemporaryDirectory(prefix="twinapp-index-") as tmp:
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")
+            app = self.code.get(hashlib.sha256(archive).hexdigest(), manifest, archive)
+        except EnvironmentFailed as exc:
+            raise ValidationFailed([Problem("requires", str(exc))]) from None
         try:
-            modules = _load_package(Path(tmp), manifest.package_name)
-        except Exception as exc:
-            raise ValidationFailed([Problem(manifest.package_name,
-                                            f"importing the package failed: {exc}")]) from None
-    for pid, (function, func) in _declared(modules).items():
-        spec = dict(getattr(func, SPEC_ATTR))
-        spec["namespace"] = row.name
-        session.add(AppProcess(app_id=row.id, app_name=row.name, app_version=row.version, process_id=pid,
-                               function=function, spec=spec))
-    session.flush()
+            found = app.index(manifest.package_name)
+        except WorkerError as exc:
+            raise ValidationFailed([Problem(manifest.package_name, f"importing the package failed: {exc.remote}")],
+                                   ) from None
+        except (WorkerCrashed, ProtocolError, ValueError) as exc:
+            raise ValidationFailed([Problem(manifest.package_name, f"importing the package failed: {exc}")]) from None
+
+        def record(session: Session, row: AppVersion) -> None:
+            for entry in found:
+                spec = dict(entry["spec"])
+                spec["namespace"] = row.name
+                session.add(AppProcess(app_id=row.id, app_name=row.name, app_version=row.version,
+                                       process_id=str(entry["id"]), function=str(entry["function"]), spec=spec))
+            session.flush()
+
+        return record
 
 
 class AppProcesses:
-    """The registry's source of app processes: specs from the index, functions loaded per app version."""
+    """The registry's source of app processes: specs from the index, calls into the version's workers."""
 
-    def __init__(self, db: Database, blobs: BlobStore, root: Path) -> None:
-        self.db, self.blobs, self.root = db, blobs, root
-        self._loaded: dict[tuple[str, str], dict[str, Any]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db, self.blobs = db, blobs
+        self.code: AppCode | None = None  # set by the runtime (the workers that run app code)
 
     def _row(self, session: Session, namespace: str, version: str | None) -> AppVersion | None:
         from twinengine.auth.principal import SYSTEM
@@ -182,17 +106,12 @@ class AppProcesses:
                                                              AppProcess.process_id == process_id))
             if record is None:
                 return None
-            spec, function, key = dict(record.spec), record.function, (row.name, row.version)
-            if key not in self._loaded:
-                with self._lock:
-                    if key not in self._loaded:
-                        self.root.mkdir(parents=True, exist_ok=True)
-                        folder = _unpacked(self.blobs, row, self.root)
-                        self._loaded[key] = _load_package(folder, Manifest.model_validate(row.manifest).package_name)
-        module_name, _, attr = function.partition(":")
-        func = _materializing(getattr(self._loaded[key][module_name], attr))
-        return ProcessEntry(id=process_id, spec=spec, implementation=func, namespace=row.name,
-                            cacheable=bool(spec.get("x-cacheable", True)), version=row.version)
+            spec, function = dict(record.spec), record.function
+            if self.code is None:
+                raise RuntimeError("app processes need the runtime's workers")
+            app = self.code.get(row.archive_sha256, Manifest.model_validate(row.manifest))
+        return ProcessEntry(id=process_id, spec=spec, implementation=_in_worker(app, function, process_id),
+                            namespace=row.name, cacheable=bool(spec.get("x-cacheable", True)), version=row.version)
 
     def all(self) -> list[ProcessEntry]:
         with self.db.session(readonly=True) as session:
@@ -209,8 +128,9 @@ class AppProcesses:
                 for r in latest.values()]
 
 
-def _materializing(func: Callable[..., Any]) -> Callable[..., Any]:
-    """App code gets concrete data: lazy cubes in its arguments are computed through the run's executor."""
+def _in_worker(app: AppWorkers, function: str, process_id: str) -> Callable[..., Any]:
+    """App code gets concrete data: lazy cubes in its arguments are computed through the run's executor,
+    then sent to a warm worker of the app version; its result comes back as safe values."""
     import xarray as xr
 
     from twinengine.workflows.context import current
@@ -220,9 +140,16 @@ def _materializing(func: Callable[..., Any]) -> Callable[..., Any]:
         if lazy:
             values = current().compute(*[kwargs[k] for k in lazy])
             kwargs.update(zip(lazy, values, strict=True))
-        return func(**kwargs)
+        try:
+            return app.process(function, kwargs)
+        except WorkerError as exc:
+            raise AppCodeError(exc.remote) from None
+        except WorkerTimeout as exc:
+            raise ProcessFailed(f"{process_id}: {exc}") from None
+        except (WorkerCrashed, ProtocolError) as exc:
+            raise ProcessFailed(f"{process_id}: {exc}") from None
 
-    call.__name__ = getattr(func, "__name__", "app_process")
+    call.__name__ = process_id
     return call
 
 

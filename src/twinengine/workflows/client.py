@@ -11,7 +11,9 @@ from urllib.parse import quote
 
 from pydantic import TypeAdapter
 
-from twinengine.workflows.schemas import FINAL, LogRead, RunPage, RunRead, TriggerCreated, TriggerRead
+from twinengine.client_types import Run, RunList, RunResult
+from twinengine.errors import InvalidInput
+from twinengine.workflows.schemas import FINAL, LogRead, RunRead, TriggerCreated, TriggerRead
 
 if TYPE_CHECKING:
     from twinengine.client import Client
@@ -28,29 +30,29 @@ class WorkflowsClient:
         self._c = client
 
     def run(self, twin: str, workflow: str, parameters: dict[str, Any] | None = None, *, no_cache: bool = False,
-            sync: bool = False) -> RunRead:
+            sync: bool = False) -> Run:
         """Start a workflow of a twin's app; ``sync`` answers when the run ended."""
         body = {"workflow": workflow, "parameters": parameters or {}, "options": {"no_cache": no_cache},
                 "mode": "sync" if sync else "async"}
-        return self._c._send(RunRead, "POST", f"/api/v1/twins/{_seg(twin)}/runs", body)
+        return self._c._send(Run, "POST", f"/api/v1/twins/{_seg(twin)}/runs", body)
 
     def submit(self, process: dict[str, Any], parameters: dict[str, Any] | None = None, *, twin: str | None = None,
-               no_cache: bool = False, sync: bool = False, options: dict[str, Any] | None = None) -> RunRead:
+               no_cache: bool = False, sync: bool = False, options: dict[str, Any] | None = None) -> Run:
         """Run an ad-hoc openEO process graph."""
         body: dict[str, Any] = {"process": process, "parameters": parameters or {}, "mode": "sync" if sync else "async",
                                 "options": {"no_cache": no_cache, **(options or {})}}
         if twin:
             body["twin"] = twin
-        return self._c._send(RunRead, "POST", "/api/v1/runs", body)
+        return self._c._send(Run, "POST", "/api/v1/runs", body)
 
-    def get(self, run_id: str) -> RunRead:
-        return self._c._get(RunRead, f"/api/v1/runs/{_seg(run_id)}")
+    def get(self, run_id: str) -> Run:
+        return self._c._get(Run, f"/api/v1/runs/{_seg(run_id)}")
 
-    def runs(self, *, twin: str | None = None, status: str | None = None, limit: int = 50) -> RunPage:
-        return self._c._get(RunPage, "/api/v1/runs", twin=twin, status=status, limit=limit)
+    def runs(self, *, twin: str | None = None, status: str | None = None, limit: int = 50) -> RunList:
+        return self._c._get(RunList, "/api/v1/runs", twin=twin, status=status, limit=limit)
 
-    def cancel(self, run_id: str) -> RunRead:
-        return self._c._send(RunRead, "POST", f"/api/v1/runs/{_seg(run_id)}/cancel", {})
+    def cancel(self, run_id: str) -> Run:
+        return self._c._send(Run, "POST", f"/api/v1/runs/{_seg(run_id)}/cancel", {})
 
     def logs(self, run_id: str) -> builtins.list[LogRead]:
         data = self._c._request("GET", f"/api/v1/runs/{_seg(run_id)}/logs").json()
@@ -66,8 +68,21 @@ class WorkflowsClient:
         path.write_bytes(response.content)
         return path
 
+    def result(self, run_id: str, name: str | None = None) -> RunResult:
+        """One result asset (default: the run's first), in memory; ``.to_xarray()`` opens a netCDF one."""
+        run = self.get(run_id)
+        assets = {a["name"]: a for a in run.assets}
+        if not assets:
+            raise InvalidInput(f"run {run_id} has no result assets (status {run.status})")
+        chosen = assets.get(name) if name is not None else next(iter(assets.values()))
+        if chosen is None:
+            raise InvalidInput(f"run {run_id} has no asset {name!r} (assets: {', '.join(assets)})")
+        response = self._c._request("GET", f"/api/v1/runs/{_seg(run_id)}/results/{_seg(chosen['name'])}")
+        return RunResult(run_id=run_id, name=chosen["name"], media_type=str(chosen.get("type", "")),
+                         content=response.content)
+
     def wait(self, run_id: str, *, poll: float = 0.25, timeout: float = 3600.0,
-             on_progress: Callable[[RunRead], None] | None = None) -> RunRead:
+             on_progress: Callable[[RunRead], None] | None = None) -> Run:
         """Poll until the run ended; ``on_progress`` sees every state read."""
         deadline = time.monotonic() + timeout
         while True:

@@ -55,7 +55,7 @@ class WorkflowEngine:
         self.executor = executor or make_executor("local")
         self.results = results or LocalResultStore(data_dir / "results")
         base = _standard_registry()
-        self.apps = AppProcesses(db, blobs, data_dir / "apps")
+        self.apps = AppProcesses(db, blobs)
         self.registry = ProcessRegistry(base.list(include_apps=False), apps=self.apps)
         self.system = SYSTEM
         self.workers = workers

@@ -21,7 +21,7 @@ from twinengine.errors import ProcessFailed, ProcessParameterMissing, TwinEngine
 from twinengine.workflows.graph import Graph, Node, references
 from twinengine.workflows.registry import ProcessEntry, ProcessRegistry
 
-__all__ = ["Canceled", "Evaluator", "NodeHooks", "NullHooks", "ResultCache", "RetryPolicy", "coerce"]
+__all__ = ["Canceled", "Evaluator", "NodeHooks", "NullHooks", "ResultCache", "RetryPolicy", "coerce", "wants_typed"]
 
 log = logging.getLogger("twinengine.workflows")
 
@@ -88,10 +88,14 @@ def _argument_type() -> Any:
 _ARGS: TypeAdapter[Any] | None = None
 
 
-def coerce(value: Any) -> Any:
-    """Literal JSON → the typed values openeo-processes-dask expects (BoundingBox, TemporalInterval, dates)."""
+def coerce(value: Any, *, typed: bool = True) -> Any:
+    """Literal JSON → the typed values openeo-processes-dask expects (BoundingBox, TemporalInterval, dates).
+
+    Only where the parameter's schema asks for such a subtype (``typed``): a plain string stays a string
+    and an empty array stays an array (never an empty list of temporal intervals).
+    """
     global _ARGS
-    if value is None or isinstance(value, bool | int | float):
+    if not typed or value is None or isinstance(value, bool | int | float) or value == []:
         return value
     if _ARGS is None:
         _ARGS = _argument_type()
@@ -99,6 +103,16 @@ def coerce(value: Any) -> Any:
         return _ARGS.validate_python({"v": value}, strict=True)["v"]
     except ValidationError:
         return value
+
+
+_TYPED_SUBTYPES = ("bounding-box", "temporal-interval", "temporal-intervals", "date", "date-time", "time", "year",
+                   "duration", "geojson")
+
+
+def wants_typed(schema: Any) -> bool:
+    """Whether a parameter's schema names a subtype the implementations take as a typed value."""
+    text = json.dumps(schema, default=str)
+    return any(f'"subtype": "{subtype}"' in text for subtype in _TYPED_SUBTYPES)
 
 
 def _canonical(value: Any) -> str:
@@ -187,7 +201,7 @@ class Evaluator:
             self.hooks.started(node, attempt)
             started = time.perf_counter()
             try:
-                kwargs = self._arguments(graph, node, self.parameters, node.arguments)
+                kwargs = self._arguments(graph, node, self.parameters, node.arguments, entry)
                 value = entry.implementation(**kwargs)
             except (Canceled, KeyboardInterrupt):
                 raise
@@ -207,13 +221,15 @@ class Evaluator:
         self.hooks.finished(node, time.perf_counter() - started, cached=False)
 
     def _arguments(self, graph: Graph, node: Node, scope: Mapping[str, Any],
-                   arguments: Mapping[str, Any]) -> dict[str, Any]:
+                   arguments: Mapping[str, Any], entry: ProcessEntry | None = None) -> dict[str, Any]:
+        typed = _typed_parameters(entry) if entry is not None else None
         out: dict[str, Any] = {}
         for name, value in arguments.items():
-            out[name] = self._resolve(graph, node, scope, value, name)
+            out[name] = self._resolve(graph, node, scope, value, name, typed is None or name in typed)
         return out
 
-    def _resolve(self, graph: Graph, node: Node, scope: Mapping[str, Any], value: Any, path: str) -> Any:
+    def _resolve(self, graph: Graph, node: Node, scope: Mapping[str, Any], value: Any, path: str,
+                 typed: bool = True) -> Any:
         if isinstance(value, dict):
             if len(value) == 1 and "from_node" in value:
                 return self.results[str(value["from_node"])]
@@ -227,14 +243,14 @@ class Evaluator:
             if callback is not None and "process_graph" in value:
                 return self._callback(callback, scope)
             if not _has_references(value):
-                return coerce(value)
-            return {k: self._resolve(graph, node, scope, v, f"{path}.{k}") for k, v in value.items()}
+                return coerce(value, typed=typed)
+            return {k: self._resolve(graph, node, scope, v, f"{path}.{k}", typed) for k, v in value.items()}
         if isinstance(value, list):
             if not _has_references(value):
-                return coerce(value)
-            return [self._resolve(graph, node, scope, v, f"{path}[{i}]") for i, v in enumerate(value)]
+                return coerce(value, typed=typed)
+            return [self._resolve(graph, node, scope, v, f"{path}[{i}]", typed) for i, v in enumerate(value)]
         if isinstance(value, str):
-            return coerce(value)
+            return coerce(value, typed=typed)
         return value
 
     def function(self, graph: Graph) -> Callable[..., Any]:
@@ -260,7 +276,7 @@ class Evaluator:
             for node_id in graph.order:
                 node = graph.nodes[node_id]
                 entry = entries[node_id]
-                kwargs = inner._arguments(graph, node, scope, node.arguments)
+                kwargs = inner._arguments(graph, node, scope, node.arguments, entry)
                 for name in entry.accepts:
                     if name in extra and name not in kwargs:
                         kwargs[name] = extra[name]
@@ -268,6 +284,21 @@ class Evaluator:
             return inner.results[graph.result]
 
         return callback
+
+
+_TYPED_CACHE: dict[tuple[str | None, str, int], frozenset[str]] = {}
+
+
+def _typed_parameters(entry: ProcessEntry) -> frozenset[str]:
+    """Names of the parameters whose schema asks for typed values (dates, intervals, bounding boxes)."""
+    key = (entry.namespace, entry.id, id(entry.spec))
+    found = _TYPED_CACHE.get(key)
+    if found is None:
+        found = frozenset(p["name"] for p in entry.parameters if wants_typed(p.get("schema")))
+        if len(_TYPED_CACHE) > 4096:
+            _TYPED_CACHE.clear()
+        _TYPED_CACHE[key] = found
+    return found
 
 
 def _has_references(value: Any) -> bool:

@@ -1,8 +1,9 @@
 """The process registry: openEO processes by namespace, each an implementation with its openEO spec.
 
 Three sources fill it: the openEO standard processes implemented on xarray/Dask by openeo-processes-dask
-(namespace ``None``: predefined), the engine's own processes (``load_collection``, ``save_result``,
-``run_udf``, ``update_twin_state``, ...), and app processes published with a DT application (namespace =
+with the specification's own specs (namespace ``None``: predefined, see ``workflows.standard``), the
+engine's own processes (``load_collection``, ``save_result``, ``run_udf``, ``update_twin_state``, ...), and
+app processes published with a DT application (namespace =
 the app's name, resolved per app version through ``AppProcessSource``).
 """
 
@@ -142,39 +143,8 @@ class ProcessRegistry:
 
 
 def standard_processes() -> list[ProcessEntry]:
-    """The openEO standard processes openeo-processes-dask implements, each with its official spec."""
-    quiet = logging.getLogger("openeo_processes_dask.process_implementations")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # it warns that its optional ML processes are missing; we do not offer them
-    try:
-        import openeo_processes_dask.process_implementations as impls
-        import openeo_processes_dask.specs as specs
-    finally:
-        quiet.setLevel(level)
+    """The openEO standard processes the engine offers, each with its official spec (``workflows.standard``)."""
+    from twinengine.workflows.standard import implementations
 
-    entries = []
-    for name in specs.__all__:
-        spec = getattr(specs, name)
-        pid = str(spec["id"])
-        func = getattr(impls, pid, None) or getattr(impls, "_" + pid, None)
-        if func is None or not callable(func):
-            continue
-        entries.append(ProcessEntry(id=pid, spec=_amend(spec), implementation=func,
-                                    accepts=_accepts(func)))
-    return entries
-
-
-# parameters of openEO 1.2 the bundled specs lack though the implementations take them (clients send them)
-_MISSING_PARAMETERS: dict[str, list[dict[str, Any]]] = {
-    "resample_spatial": [{"name": "align", "optional": True, "default": "upper-left",
-                          "description": "Where the new grid is anchored; only the implementation's upper-left.",
-                          "schema": {"type": "string", "enum": ["upper-left"]}}],
-}
-
-
-def _amend(spec: dict[str, Any]) -> dict[str, Any]:
-    extra = _MISSING_PARAMETERS.get(str(spec["id"]))
-    if not extra:
-        return spec
-    names = {p["name"] for p in spec.get("parameters") or []}
-    return {**spec, "parameters": [*(spec.get("parameters") or []), *(p for p in extra if p["name"] not in names)]}
+    return [ProcessEntry(id=pid, spec=spec, implementation=func, accepts=_accepts(func))
+            for pid, (spec, func) in implementations().items()]

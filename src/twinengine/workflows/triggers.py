@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal, Role
+from twinengine.collections.local import collection_files
 from twinengine.errors import AuthenticationRequired, TriggerNotFound, ValidationFailed, WorkflowNotFound
 from twinengine.store.base import utcnow
 from twinengine.twins import service as twins
@@ -60,7 +61,8 @@ class ArrivalFeed:
 
 
 class LocalArrivals(ArrivalFeed):
-    """Collections appearing in the local collections folder (each new NAME.zarr / NAME.nc is an arrival)."""
+    """Collections appearing in the local collections folder (each new NAME.zarr, NAME.nc, NAME.grib2... is an
+    arrival)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -72,12 +74,10 @@ class LocalArrivals(ArrivalFeed):
             return [], cursor or "0"  # nothing yet: everything that appears later is an arrival
         last = int(cursor or 0)
         found = []
-        for path in sorted(self.root.iterdir()):
-            if path.suffix not in (".zarr", ".nc", ".nc4"):
-                continue
+        for cid, (path, _) in collection_files(self.root).items():
             stamp = path.stat().st_mtime_ns
             if stamp > last:
-                found.append((stamp, Arrival(path.stem, path.stem, datetime.fromtimestamp(stamp / 1e9, UTC))))
+                found.append((stamp, Arrival(cid, cid, datetime.fromtimestamp(stamp / 1e9, UTC))))
         found.sort(key=lambda item: item[0])
         newest = max([s for s, _ in found], default=last)
         return [a for _, a in found], str(newest)

@@ -1,68 +1,38 @@
-"""``run_udf``: user Python code in a separate process, with a time and memory limit.
+"""``run_udf``: a user's Python code, run in a sandboxed worker of its own with a time and memory limit.
 
-The data goes to the child as a pickle in a temp folder, the child imports the code as a module and calls
-``apply_datacube(cube, context)`` (openEO UDF convention) or ``udf(data, context)``; the result comes back
-the same way. A UDF that loops, leaks memory or kills itself fails its node, never the engine.
+The data goes to the worker through its pipe, the worker runs the code as a module and calls
+``apply_datacube(cube, context)`` (openEO UDF convention) or ``udf(data, context)``, and the result comes back
+as safe values (JSON, npy arrays, xarray objects built from them): never a pickle. A UDF that loops, leaks
+memory, kills itself or returns something else fails its node, never the engine.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pickle
-import signal
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from twinengine.errors import ProcessFailed
+from twinengine.workers.process import WorkerCrashed, WorkerError, WorkerTimeout
+from twinengine.workers.protocol import ProtocolError
 
 __all__ = ["run_udf_process"]
 
-_CHILD = "twinengine.workflows._udf_child"
-
 
 def run_udf_process(data: Any, code: str, context: Any, *, timeout: float, memory_bytes: int) -> Any:
-    """Run the UDF in a child process (its own session, so a kill reaches whatever it started).
+    """Run the UDF in a fresh sandboxed worker (the run's ``workers`` service, else one from the settings)."""
+    from twinengine.workers.service import Workers, default_workers
+    from twinengine.workflows.context import _CURRENT
 
-    The child sets its own memory limit (no ``preexec_fn``: unsafe in a threaded server) and writes its
-    output to a file, of which the last part is kept for the error message.
-    """
-    with tempfile.TemporaryDirectory(prefix="twin-udf-") as tmp:
-        folder = Path(tmp)
-        (folder / "udf_code.py").write_text(code)
-        with (folder / "input.pkl").open("wb") as fh:
-            pickle.dump({"data": data, "context": context}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
-        with (folder / "output.log").open("wb") as out:
-            process = subprocess.Popen([sys.executable, "-m", _CHILD, str(folder), str(max(0, memory_bytes))],
-                                       cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                raise ProcessFailed(f"run_udf: the UDF did not finish within {timeout:g} s and was stopped") from None
-            finally:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)  # whatever it left running
-        text = _tail(folder / "output.log", 2000)
-        if process.returncode != 0:
-            how = (f"was killed by signal {-process.returncode}" if process.returncode < 0
-                   else f"exited with status {process.returncode}")
-            raise ProcessFailed(f"run_udf: the UDF process {how}: {text.strip()[-800:] or 'no output'}")
-        result_file = folder / "output.pkl"
-        if not result_file.exists():
-            raise ProcessFailed("run_udf: the UDF produced no result")
-        with result_file.open("rb") as fh:
-            return pickle.load(fh)["result"]
-
-
-def _tail(path: Path, size: int) -> str:
-    with path.open("rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, fh.tell() - size))
-        return fh.read().decode(errors="replace")
+    ctx = _CURRENT.get()
+    workers = ctx.services.get("workers") if ctx is not None else None
+    if not isinstance(workers, Workers):
+        workers = default_workers()
+    try:
+        return workers.run_udf(data, code, context, timeout=timeout, memory_bytes=memory_bytes)
+    except WorkerTimeout:
+        raise ProcessFailed(f"run_udf: the UDF did not finish within {timeout:g} s and was stopped") from None
+    except WorkerError as exc:
+        raise ProcessFailed(f"run_udf: the UDF raised {exc.remote[:300]}\n{exc.trace[-400:]}") from None
+    except WorkerCrashed as exc:
+        raise ProcessFailed(f"run_udf: {exc}") from None
+    except ProtocolError as exc:
+        raise ProcessFailed(f"run_udf: the UDF's result cannot be taken back: {exc}") from None

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
+from importlib import metadata
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from twinengine._version import __version__
-from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, get_principal
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.oidc import OidcVerifier
 from twinengine.collections.stac import stac_collection
@@ -42,7 +45,7 @@ ENDPOINTS = [
     ("/result", ["POST"]), ("/jobs", ["GET", "POST"]), ("/jobs/{job_id}", ["GET", "PATCH", "DELETE"]),
     ("/jobs/{job_id}/results", ["GET", "POST", "DELETE"]), ("/jobs/{job_id}/logs", ["GET"]),
     ("/process_graphs", ["GET"]), ("/process_graphs/{process_graph_id}", ["GET", "PUT", "DELETE"]),
-    ("/validation", ["POST"]),
+    ("/validation", ["POST"]), ("/udf_runtimes", ["GET"]),
 ]
 CONFORMANCE = ["https://api.openeo.org/1.2.0", "https://api.stacspec.org/v1.0.0/core",
                "https://api.stacspec.org/v1.0.0/collections"]
@@ -58,13 +61,15 @@ def versions(request: Request) -> dict[str, Any]:
 
 
 @router.get("/", name="capabilities", summary="openEO capabilities")
-def capabilities(request: Request) -> dict[str, Any]:
+def capabilities(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     root = _root(request)
+    oidc = any(isinstance(v, OidcVerifier) for v in runtime.verifiers)
+    endpoints = [(p, m) for p, m in ENDPOINTS if oidc or p != "/credentials/oidc"]  # the spec wants >= 1 provider
     return {"api_version": API_VERSION, "backend_version": __version__, "stac_version": "1.0.0",
             "type": "Catalog", "id": "twinengine", "title": "twinengine",
             "description": "openEO API of twinengine: process graphs run on Dask over the engine's collections.",
             "production": True,
-            "endpoints": [{"path": p, "methods": m} for p, m in ENDPOINTS],
+            "endpoints": [{"path": p, "methods": m} for p, m in endpoints],
             "links": [{"rel": "self", "href": root + "/", "type": "application/json"},
                       {"rel": "data", "href": root + "/collections", "type": "application/json"},
                       {"rel": "conformance", "href": root + "/conformance", "type": "application/json"},
@@ -95,8 +100,12 @@ def credentials_basic(request: Request, session: SessionDep, runtime: RuntimeDep
 
 @router.get("/credentials/oidc", name="credentials_oidc", summary="OpenID Connect providers this engine trusts")
 def credentials_oidc(runtime: RuntimeDep) -> dict[str, Any]:
-    """The configured providers (``TWIN_OIDC_PROVIDERS``); clients then send ``Bearer oidc/<id>/<token>``."""
-    return {"providers": [v.describe() for v in runtime.verifiers if isinstance(v, OidcVerifier)]}
+    """The configured providers (``TWIN_OIDC_PROVIDERS``); clients then send ``Bearer oidc/<id>/<token>``.
+    Without any, the endpoint is not offered (openEO requires at least one provider in the list)."""
+    providers = [v.describe() for v in runtime.verifiers if isinstance(v, OidcVerifier)]
+    if not providers:
+        raise NotFound("no OpenID Connect provider is configured (TWIN_OIDC_PROVIDERS)")
+    return {"providers": providers}
 
 
 @router.get("/me", name="me")
@@ -105,8 +114,23 @@ def me(principal: PrincipalDep) -> dict[str, Any]:
             "links": []}
 
 
+_bearer = HTTPBearer(auto_error=False, description="A token (optional unless TWIN_OPENEO_PUBLIC_COLLECTIONS=false).")
+
+
+async def collection_access(request: Request, runtime: RuntimeDep,
+                            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    """Collections are public by default (openEO allows anonymous discovery); a token that comes along is
+    still checked, and ``openeo_public_collections=false`` requires one."""
+    if credentials is None and runtime.settings.openeo_public_collections:
+        return
+    await get_principal(request, runtime, credentials)
+
+
+CollectionAccess = Annotated[None, Depends(collection_access)]
+
+
 @router.get("/collections", name="collections")
-def collections(request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, Any]:
+def collections(request: Request, runtime: RuntimeDep, access: CollectionAccess) -> dict[str, Any]:
     root = _root(request)
     return {"collections": [stac_collection(info, base_url=root) for info in runtime.collections.list()],
             "links": [{"rel": "self", "href": root + "/collections"}]}
@@ -114,7 +138,7 @@ def collections(request: Request, runtime: RuntimeDep, principal: PrincipalDep) 
 
 @router.get("/collections/{collection_id}", name="collection")
 def collection(collection_id: Annotated[str, Path(max_length=128)], request: Request, runtime: RuntimeDep,
-               principal: PrincipalDep) -> dict[str, Any]:
+               access: CollectionAccess) -> dict[str, Any]:
     return stac_collection(runtime.collections.info(collection_id), base_url=_root(request))
 
 
@@ -154,6 +178,9 @@ def result(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
 
         return openeo_error(500 if error["code"] in ("Internal", "EngineRestarted") else 400, error["code"],
                             error["message"])
+    if not run.assets:  # a small cube or value nobody saved: the run's JSON value is the result
+        return JSONResponse(run.value, headers={"OpenEO-Identifier": run.id,
+                                                "Link": f'</api/v1/runs/{run.id}/provenance>; rel="provenance"'})
     asset = run.assets[0]
     return FileResponse(engine.results.path(run.id, asset["name"]), media_type=asset["type"],
                         headers={"OpenEO-Identifier": run.id,
@@ -190,3 +217,23 @@ def job_asset(job_id: Annotated[str, Path(max_length=40)], name: Annotated[str, 
     return FileResponse(runtime.workflows.results.path(run.id, name), media_type=asset["type"],
                         filename=name if download else None)
 
+
+
+_UDF_LIBRARIES = ("numpy", "xarray", "pandas", "dask", "scipy", "openeo")
+
+
+@router.get("/udf_runtimes", name="udf_runtimes", summary="The UDF runtime run_udf offers: Python and its libraries")
+def udf_runtimes() -> dict[str, Any]:
+    """UDFs run in this engine's Python (``run_udf``, runtime ``Python``) with the libraries installed here."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    libraries = {}
+    for name in _UDF_LIBRARIES:
+        try:
+            libraries[name] = {"version": metadata.version(name)}
+        except metadata.PackageNotFoundError:
+            continue
+    return {"Python": {"title": "Python", "type": "language", "default": version,
+                       "description": "Python code defining `apply_datacube(cube, context)` or `udf(data, context)`, "
+                                      "run in a separate process with a time and a memory limit.",
+                       "versions": {version: {"libraries": libraries}},
+                       "links": [{"rel": "about", "href": "https://docs.python.org/3/"}]}}

@@ -28,9 +28,12 @@ def _iso(value: Any) -> str | None:
 
 
 def job_json(run: WorkflowRun, *, full: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": run.id, "title": run.title, "description": run.description,
-                            "status": _STATUS[run.status], "progress": run.progress, "created": _iso(run.created_at),
-                            "updated": _iso(run.updated_at)}
+    body: dict[str, Any] = {"id": run.id, "status": _STATUS[run.status], "progress": run.progress,
+                            "created": _iso(run.created_at), "updated": _iso(run.updated_at)}
+    if run.title is not None:  # the schema allows a string or nothing, not null
+        body["title"] = run.title
+    if run.description is not None:
+        body["description"] = run.description
     if full:
         body["process"] = run.process
     return body
