@@ -5,6 +5,7 @@ Errors on these routes use the OGC API exception body (``code``/``description`` 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from twinengine.access.extract import Extraction
 from twinengine.access.features import FeatureRequest, to_query
 from twinengine.access.formats import GEOJSON, NETCDF, to_geojson, to_netcdf
 from twinengine.access.query import parse_bbox, parse_datetime, parse_distance, parse_names, parse_wkt, parse_z
+from twinengine.access.render import PNG, parse_scale, render_png
 from twinengine.access.service import (
     DataAccess,
     check_crs,
@@ -36,9 +38,19 @@ from twinengine.api.deps import PrincipalDep, RuntimeDep
 from twinengine.api.responses import PiecesResponse
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import require
-from twinengine.errors import AuthenticationRequired, InvalidParameterValue, NotFound, TwinEngineError, join_loc
+from twinengine.errors import (
+    AuthenticationRequired,
+    FormatUnavailable,
+    InvalidParameterValue,
+    NotFound,
+    TwinEngineError,
+    UnreadableFile,
+    join_loc,
+)
 
 __all__ = ["router"]
+
+log = logging.getLogger(__name__)
 
 
 class EDRRoute(APIRoute):
@@ -68,7 +80,8 @@ router.route_class = EDRRoute
 
 CollectionId = Annotated[str, Path(max_length=128, description="A collection id, as listed at /edr/collections.")]
 Format = Annotated[str | None, Query(alias="f", max_length=32, description="CoverageJSON (default), GeoJSON, "
-                                                                           "NetCDF; json means CoverageJSON")]
+                                                                           "NetCDF (PNG for cube queries); json "
+                                                                           "means CoverageJSON")]
 
 
 async def get_access(runtime: RuntimeDep) -> DataAccess:
@@ -177,7 +190,12 @@ def collections(request: Request, access: AccessDep, principal: PrincipalDep, f:
     _metadata_format(f)
     require(principal, "collection.read")
     base = _base(request)
-    items = [_describe(access, cid, base) for cid in access.source.ids()]
+    items = []
+    for cid in access.source.ids():
+        try:
+            items.append(_describe(access, cid, base))
+        except (UnreadableFile, FormatUnavailable) as exc:  # one bad file must not hide the others
+            log.warning("EDR lists no collection %s: %s", cid, exc.message)
     return {"links": [{"href": f"{base}/collections", "rel": "self", "type": "application/json"}],
             "collections": items}
 
@@ -216,13 +234,25 @@ def area(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep
                    common.f)
 
 
-@router.get("/collections/{collection_id}/cube", name="cube", summary="Values inside a bounding box")
+@router.get("/collections/{collection_id}/cube", name="cube", summary="Values inside a bounding box",
+            responses={200: {"content": {PNG: {}}, "description": "f=png: one parameter at one time step and "
+                                                                 "level, drawn (headers X-Bounds, X-Scale)"}})
 def cube(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep, common: CommonDep,
-         bbox: Annotated[str | None, Query(max_length=400)] = None) -> Response:
+         bbox: Annotated[str | None, Query(max_length=400)] = None,
+         scale: Annotated[str | None, Query(max_length=80, description="f=png: lo,hi of the colour scale")]
+         = None) -> Response:
     box = parse_bbox(bbox)
     if len(box) == 6 and common.query.z is not None:
         raise InvalidParameterValue("z", "give levels either in a 6-number bbox or in z, not both")
-    return _answer(access, principal, collection_id, replace(common.query, kind="cube", bbox=box), common.f)
+    query = replace(common.query, kind="cube", bbox=box)
+    if (common.f or "").lower() in ("png", PNG):
+        colours = parse_scale(scale)
+        if query.parameters is None or len(query.parameters) != 1:
+            raise InvalidParameterValue("parameter-name", "png draws one parameter: name it in parameter-name")
+        drawn = render_png(run_query(access, principal=principal, collection_id=collection_id, query=query,
+                                     deferred=True), scale=colours)
+        return Response(drawn.png, media_type=PNG, headers=drawn.headers())
+    return _answer(access, principal, collection_id, query, common.f)
 
 
 @router.get("/collections/{collection_id}/trajectory", name="trajectory", summary="Values along a path")
@@ -260,8 +290,8 @@ def locations(collection_id: CollectionId, access: AccessDep, principal: Princip
 def location(collection_id: CollectionId, location_id: Annotated[str, Path(max_length=128)], access: AccessDep,
              principal: PrincipalDep, common: CommonDep) -> Response:
     point = location_geometry(access, principal=principal, collection_id=collection_id, location_id=location_id)
-    return _answer(access, principal, collection_id, replace(common.query, kind="position", geometry=point),
-                   common.f)
+    return _answer(access, principal, collection_id, replace(common.query, kind="position", geometry=point,
+                                                             location=location_id), common.f)
 
 
 @router.get("/collections/{collection_id}/instances", name="instances", summary="Instances (forecast runs)")

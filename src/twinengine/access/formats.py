@@ -90,7 +90,7 @@ def to_xarray(extraction: Extraction) -> xr.Dataset:
             dims = tuple(names[a] for a in coverage.axis_names)
             for key, values in coverage.axes.items():
                 coords[names[key]] = (names[key], values) if key in coverage.axis_names else ((), values[0])
-            data = {k: (dims, v) for k, v in coverage.ranges.items()}
+            data = {k: (dims, v if dims else v.reshape(())) for k, v in coverage.ranges.items()}  # Point: scalars
         ds = xr.Dataset(data, coords=coords)
         parts.append(ds)
     ds = parts[0] if len(parts) == 1 else xr.concat(parts, dim="coverage", join="outer")

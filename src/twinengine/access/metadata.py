@@ -10,6 +10,7 @@ import xarray as xr
 from twinengine.access.covjson import MEDIA_TYPE, _parameter
 from twinengine.access.extract import ParameterInfo, Planner
 from twinengine.access.grid import axes_of
+from twinengine.access.points import POINT_QUERIES, Stations, stations_of
 from twinengine.access.service import instance_ids, locations_of
 
 __all__ = ["CONFORMANCE", "collection_document", "landing_page"]
@@ -29,6 +30,12 @@ CRS84_WKT = ('GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257
              'AXIS["Latitude",NORTH]]')
 TRS = 'TIMECRS["DateTime",TDATUM["Gregorian Calendar"],CS[TemporalDateTime,1],AXIS["Time (T)",future]]'
 FORMATS = ["CoverageJSON", "GeoJSON", "NetCDF"]
+
+
+def _formats(query_type: str) -> list[str]:
+    return [*FORMATS, "PNG"] if query_type == "cube" else FORMATS  # a cube draws one time step (f=png)
+
+
 _QUERIES = {
     "position": "Values at a point (WKT POINT or MULTIPOINT) over time and levels",
     "radius": "Values within a distance of a point",
@@ -71,7 +78,8 @@ def collection_document(collection_id: str, ds: xr.Dataset, base: str, *, title:
     doc: dict[str, Any] = {"id": collection_id, "title": title, "description": description,
                            "links": [_link(here, "self"), _link(f"{base}/collections", "collection")]}
     if not names:
-        return doc
+        stations = stations_of(ds)
+        return _point_document(doc, ds, stations, here) if stations is not None else doc
     axes = axes_of(ds, names[0])
     extent: dict[str, Any] = {"spatial": {"bbox": [list(axes.bbox())], "crs": CRS84_WKT}}
     ts = axes.ts
@@ -98,17 +106,23 @@ def collection_document(collection_id: str, ds: xr.Dataset, base: str, *, title:
     if instances:
         query_types.append("instances")
         doc["links"].append(_link(f"{here}/instances", "data", title="instances (forecast runs)"))
-    doc["data_queries"] = {
-        q: {"link": {"href": f"{here}/{q}", "rel": "data", "templated": False,
-                     "variables": {"title": _QUERIES.get(q, q), "query_type": q, "output_formats": FORMATS,
+    doc["data_queries"] = {q: _query_link(here, q) for q in query_types}
+    for q in _QUERIES:
+        doc["links"].append(_link(f"{here}/{q}", "data", MEDIA_TYPE, _QUERIES[q]))
+    _describe_parameters(doc, ds, names)
+    return doc
+
+
+def _query_link(here: str, q: str) -> dict[str, Any]:
+    return {"link": {"href": f"{here}/{q}", "rel": "data", "templated": False,
+                     "variables": {"title": _QUERIES.get(q, q), "query_type": q, "output_formats": _formats(q),
                                    "default_output_format": "CoverageJSON",
                                    "crs_details": [{"crs": "CRS84", "wkt": CRS84_WKT}],
                                    **({"within_units": ["km", "m", "mi", "nmi"]} if q == "radius" else {}),
                                    **({"width_units": ["km", "m", "mi", "nmi"]} if q == "corridor" else {})}}}
-        for q in query_types
-    }
-    for q in _QUERIES:
-        doc["links"].append(_link(f"{here}/{q}", "data", MEDIA_TYPE, _QUERIES[q]))
+
+
+def _describe_parameters(doc: dict[str, Any], ds: xr.Dataset, names: list[str]) -> None:
     doc["crs"] = ["CRS84"]
     doc["output_formats"] = FORMATS
     doc["parameter_names"] = {}
@@ -120,4 +134,21 @@ def collection_document(collection_id: str, ds: xr.Dataset, base: str, *, title:
         entry["id"] = name
         entry["data-type"] = "float" if ds[name].dtype.kind == "f" else "integer"
         doc["parameter_names"][name] = entry
+
+
+def _point_document(doc: dict[str, Any], ds: xr.Dataset, stations: Stations, here: str) -> dict[str, Any]:
+    """A point collection (stations): its stations' extent and the queries that apply to points."""
+    extent: dict[str, Any] = {"spatial": {"bbox": [list(stations.bbox())], "crs": CRS84_WKT}}
+    if stations.ts is not None and stations.ts.size:
+        ts = stations.ts
+        temporal: dict[str, Any] = {"interval": [[_iso(ts.min()), _iso(ts.max())]], "trs": TRS}
+        if ts.size <= 1000:
+            temporal["values"] = [_iso(t) for t in ts]
+        extent["temporal"] = temporal
+    doc["extent"] = extent
+    doc["data_queries"] = {q: _query_link(here, q) for q in (*POINT_QUERIES, "locations")}
+    for q in POINT_QUERIES:
+        doc["links"].append(_link(f"{here}/{q}", "data", MEDIA_TYPE, _QUERIES[q]))
+    doc["links"].append(_link(f"{here}/locations", "data", "application/geo+json", "stations"))
+    _describe_parameters(doc, ds, stations.parameters)
     return doc

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from twinengine.client_types import Coverage
+
 if TYPE_CHECKING:
     from twinengine.client import Client
 
@@ -14,7 +16,8 @@ __all__ = ["EDRClient"]
 class EDRClient:
     """``client.edr.position("rain", "POINT(8 45)", datetime="2026-03-01T00:00:00Z/..")`` and friends.
 
-    Data queries return CoverageJSON (or GeoJSON with ``f="GeoJSON"``) as a dict; ``netcdf`` returns bytes."""
+    Data queries return CoverageJSON (or GeoJSON with ``f="GeoJSON"``) as a dict, a ``Coverage`` whose
+    ``to_xarray()`` decodes it; ``netcdf`` returns bytes."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -31,43 +34,54 @@ class EDRClient:
         result: dict[str, Any] = self._get(f"/collections/{quote(collection_id, safe='')}").json()
         return result
 
-    def query(self, collection_id: str, query_type: str, **params: Any) -> dict[str, Any]:
+    def query(self, collection_id: str, query_type: str, **params: Any) -> Coverage:
         """Any query type by name; ``parameter_name``, ``within_units`` etc. become their hyphenated forms."""
-        result: dict[str, Any] = self._get(f"/collections/{quote(collection_id, safe='')}/{query_type}",
-                                           **params).json()
+        return Coverage(self._get(f"/collections/{quote(collection_id, safe='')}/{query_type}", **params).json())
+
+    def locations(self, collection_id: str) -> dict[str, Any]:
+        """The named locations (stations) of a collection, as a GeoJSON FeatureCollection."""
+        result: dict[str, Any] = self._get(f"/collections/{quote(collection_id, safe='')}/locations").json()
         return result
 
-    def position(self, collection_id: str, coords: str, **params: Any) -> dict[str, Any]:
+    def position(self, collection_id: str, coords: str, **params: Any) -> Coverage:
         return self.query(collection_id, "position", coords=coords, **params)
 
-    def area(self, collection_id: str, coords: str, **params: Any) -> dict[str, Any]:
+    def area(self, collection_id: str, coords: str, **params: Any) -> Coverage:
         return self.query(collection_id, "area", coords=coords, **params)
 
-    def cube(self, collection_id: str, bbox: str, **params: Any) -> dict[str, Any]:
+    def cube(self, collection_id: str, bbox: str, **params: Any) -> Coverage:
         return self.query(collection_id, "cube", bbox=bbox, **params)
 
     def radius(self, collection_id: str, coords: str, within: float, within_units: str = "km",
-               **params: Any) -> dict[str, Any]:
+               **params: Any) -> Coverage:
         return self.query(collection_id, "radius", coords=coords, within=within, within_units=within_units, **params)
 
-    def trajectory(self, collection_id: str, coords: str, **params: Any) -> dict[str, Any]:
+    def trajectory(self, collection_id: str, coords: str, **params: Any) -> Coverage:
         return self.query(collection_id, "trajectory", coords=coords, **params)
 
     def corridor(self, collection_id: str, coords: str, corridor_width: float, width_units: str = "km",
-                 **params: Any) -> dict[str, Any]:
+                 **params: Any) -> Coverage:
         return self.query(collection_id, "corridor", coords=coords, corridor_width=corridor_width,
                           width_units=width_units, **params)
 
-    def location(self, collection_id: str, location_id: str, **params: Any) -> dict[str, Any]:
+    def location(self, collection_id: str, location_id: str, **params: Any) -> Coverage:
         return self.query(collection_id, f"locations/{quote(location_id, safe='')}", **params)
 
     def netcdf(self, collection_id: str, query_type: str, **params: Any) -> bytes:
         response = self._get(f"/collections/{quote(collection_id, safe='')}/{query_type}", f="NetCDF", **params)
         return bytes(response.content)
 
-    def features(self, collection_id: str, request: dict[str, Any]) -> dict[str, Any]:
+    def png(self, collection_id: str, bbox: str, *, parameter_name: str, datetime: str | None = None,
+            scale: tuple[float, float] | None = None, **params: Any) -> tuple[bytes, dict[str, str]]:
+        """One parameter at one time step of a cube, drawn by the engine (what the portal's map lays on);
+        with the headers that place it (``X-Bounds``) and give its colour scale (``X-Scale``)."""
+        response = self._get(f"/collections/{quote(collection_id, safe='')}/cube", f="png", bbox=bbox,
+                             parameter_name=parameter_name, datetime=datetime,
+                             scale=",".join(str(v) for v in scale) if scale else None, **params)
+        return bytes(response.content), {k: v for k, v in response.headers.items() if k.lower().startswith("x-")}
+
+    def features(self, collection_id: str, request: dict[str, Any]) -> Coverage:
         """A Polytope-style feature request (``{"feature": {"type": "timeseries", ...}}``)."""
         response = self._client._request("POST", f"/edr/collections/{quote(collection_id, safe='')}/features",
                                          json=request)
-        result: dict[str, Any] = response.json()
-        return result
+        return Coverage(response.json())

@@ -19,7 +19,7 @@ import shapely
 import xarray as xr
 from shapely.geometry.base import BaseGeometry
 
-from twinengine.access import queries
+from twinengine.access import points, queries
 from twinengine.access.chunks import BlockReader, ChunkCache, reader_for
 from twinengine.access.extract import Extraction, Planner, instance_id
 from twinengine.access.grid import GridAxes
@@ -52,6 +52,7 @@ class Query:
     height: float | None = None
     method: str = "nearest"
     instance: str | None = None
+    location: str | None = None  # locations/{id}: the named station of a point collection
 
 
 class DataAccess:
@@ -139,6 +140,9 @@ def run_query(access: DataAccess, *, principal: Principal, collection_id: str, q
 def _plan(access: DataAccess, *, principal: Principal, collection_id: str, query: Query) -> Extraction:
     require(principal, "collection.read", target=collection_id)
     planner = access.planner(collection_id)
+    stations = points.stations_of(planner.ds) if not planner.gridded() else None
+    if stations is not None:
+        return points.plan(planner.ds, stations, query, max_values=access.max_values)
     ctx = planner.context(parameters=query.parameters, datetime=query.datetime, z=query.z, instance=query.instance)
     if query.kind == "position":
         assert query.geometry is not None

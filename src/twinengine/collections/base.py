@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -9,9 +10,11 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, Field
 
-from twinengine.errors import CollectionNotFound
+from twinengine.errors import CollectionNotFound, FormatUnavailable, UnreadableFile
 
 __all__ = ["CollectionInfo", "CollectionNotFound", "CollectionSource", "VariableInfo", "describe"]
+
+log = logging.getLogger(__name__)
 
 
 class VariableInfo(BaseModel):
@@ -31,7 +34,7 @@ class CollectionInfo(BaseModel):
     id: str
     title: str
     description: str = ""
-    format: str = Field(description="zarr or netcdf")
+    format: str = Field(description="the file format (zarr, netcdf, hdf5, grib, geotiff, csv, parquet, ...)")
     dims: dict[str, int]
     bbox: tuple[float, float, float, float] | None = Field(default=None, description="west, south, east, north")
     time: tuple[datetime, datetime] | None = None
@@ -60,7 +63,15 @@ class CollectionSource:
         return None
 
     def list(self) -> list[CollectionInfo]:
-        return [self.info(i) for i in self.ids()]
+        """Every collection that can be read now; one whose file cannot be is left out (and logged), so a
+        corrupt file does not hide the others. Asking for it by id gives the error naming it."""
+        out = []
+        for cid in self.ids():
+            try:
+                out.append(self.info(cid))
+            except (UnreadableFile, FormatUnavailable) as exc:
+                log.warning("collection %s is not listed: %s", cid, exc.message)
+        return out
 
 
 _LON = ("lon", "longitude", "x")

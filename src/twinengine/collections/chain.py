@@ -22,6 +22,16 @@ class ChainedCollections(CollectionSource):
         for source in self.sources:
             if collection_id in source.ids():
                 return source
+        explained: CollectionNotFound | None = None
+        for source in self.sources:  # not listed: a source may know a file by that name it cannot read, and why
+            try:
+                source.open(collection_id)
+            except CollectionNotFound as exc:
+                explained = explained or (exc if exc.details else None)  # one that names a file says why
+                continue
+            return source
+        if explained is not None:
+            raise explained
         known = ", ".join(self.ids()) or "none"
         raise CollectionNotFound(f"no collection {collection_id!r} (known: {known})")
 

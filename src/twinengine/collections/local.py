@@ -1,7 +1,11 @@
-"""Collections from a local folder: every ``NAME.zarr`` store and ``NAME.nc`` file is the collection NAME.
+"""Collections from a local folder: every file (or zarr store folder) in a format the engine serves as a
+collection is the collection named by its stem: ``rain.zarr``, ``rain.nc``, ``rain.grib2``, ``rain.tif``,
+``gauges.csv``... (see ``twinengine.formats``).
 
 Handles are opened once and cached (keyed by path and modification time), so repeated reads do not
-re-open files; a file replaced on disk is reopened on next use.
+re-open files; a file replaced on disk is reopened on next use. A file that cannot be read answers with
+an error naming it and the reason (``UnreadableFile``, 422); a file in no collection format is named in the
+404's message.
 """
 
 from __future__ import annotations
@@ -9,36 +13,36 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-import warnings
 from pathlib import Path
 from typing import ClassVar
 
 import xarray as xr
 
+from twinengine import formats
 from twinengine.collections.base import CollectionInfo, CollectionNotFound, CollectionSource, describe
+from twinengine.errors import FormatUnavailable
 
-__all__ = ["LocalCollections"]
+__all__ = ["LocalCollections", "collection_files"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ZARR_META = {"zarr.json", ".zmetadata", ".zarray", ".zattrs", ".zgroup"}
-_SUFFIXES = {".zarr": "zarr", ".nc": "netcdf", ".nc4": "netcdf"}
 
 
-def _open_zarr(path: Path) -> xr.Dataset:
-    """Consolidated metadata is one read instead of one per array; use it when the store has it.
-
-    Zarr 3 warns that consolidated metadata is outside its format specification on every read; that is
-    a notice about portability, not about this store, so it is filtered here.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part",
-                                category=UserWarning)
-        ds: xr.Dataset
-        try:
-            ds = xr.open_zarr(path, chunks={}, consolidated=True)
-        except (KeyError, ValueError, FileNotFoundError):
-            ds = xr.open_zarr(path, chunks={}, consolidated=False)
-        return ds
+def collection_files(root: Path) -> dict[str, tuple[Path, formats.FormatMatch]]:
+    """Collection id → (path, format) for the entries of ``root`` in a collection format (readable here or
+    not: one whose library is missing is refused with the reason when opened); the first entry in name order
+    wins a clash of stems."""
+    if not root.is_dir():
+        return {}
+    found: dict[str, tuple[Path, formats.FormatMatch]] = {}
+    for path in sorted(root.iterdir()):
+        if path.name.startswith("."):
+            continue
+        fmt = formats.match(path.name, is_dir=path.is_dir())
+        if fmt is None or not _ID.match(fmt.stem) or not fmt.collection:
+            continue
+        found.setdefault(fmt.stem, (path, fmt))
+    return dict(sorted(found.items()))
 
 
 class LocalCollections(CollectionSource):
@@ -49,42 +53,46 @@ class LocalCollections(CollectionSource):
         self._lock = threading.Lock()
         self._open: dict[str, tuple[float, xr.Dataset]] = {}
 
-    def _paths(self) -> dict[str, Path]:
-        if not self.root.is_dir():
-            return {}
-        found: dict[str, Path] = {}
-        for path in sorted(self.root.iterdir()):
-            if path.suffix in _SUFFIXES and _ID.match(path.stem):
-                found.setdefault(path.stem, path)
-        return dict(sorted(found.items()))
+    def _entries(self) -> dict[str, tuple[Path, formats.FormatMatch]]:
+        return collection_files(self.root)
 
     def ids(self) -> list[str]:
-        return list(self._paths())
+        return [cid for cid, (_, fmt) in self._entries().items() if fmt.unavailable is None]
+
+    def _entry(self, collection_id: str) -> tuple[Path, formats.FormatMatch]:
+        found = self._entries().get(collection_id) if _ID.match(collection_id) else None
+        if found is None:
+            known = ", ".join(self.ids()) or "none"
+            odd = sorted(p.name for p in self.root.glob(f"{collection_id}.*")) if _ID.match(collection_id) and \
+                self.root.is_dir() else []
+            if odd:
+                raise CollectionNotFound(f"no collection {collection_id!r}: {odd[0]} is in no format the engine serves "
+                                         f"as a collection (it serves {', '.join(formats.known_suffixes())})",
+                                         details=[{"loc": "file", "msg": odd[0]}])
+            raise CollectionNotFound(f"no collection {collection_id!r} (known: {known})")
+        path, fmt = found
+        if fmt.unavailable is not None:
+            raise FormatUnavailable(f"{path.name}: {fmt.unavailable}", details=[{"loc": "file", "msg": path.name}])
+        return found
 
     def path(self, collection_id: str) -> Path:
-        path = self._paths().get(collection_id) if _ID.match(collection_id) else None
-        if path is None:
-            known = ", ".join(self.ids()) or "none"
-            raise CollectionNotFound(f"no collection {collection_id!r} (known: {known})")
-        return path
+        return self._entry(collection_id)[0]
 
     def open(self, collection_id: str) -> xr.Dataset:
-        path = self.path(collection_id)
+        path, _ = self._entry(collection_id)
         stamp = path.stat().st_mtime
         with self._lock:
             cached = self._open.get(collection_id)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-            ds: xr.Dataset
-            if _SUFFIXES[path.suffix] == "zarr":
-                ds = _open_zarr(path)
-            else:
-                ds = xr.open_dataset(path, chunks={}, engine="h5netcdf")
+        ds = formats.open_dataset(path)  # outside the lock: a slow file must not hold up the others
+        with self._lock:
             self._open[collection_id] = (stamp, ds)
-            return ds
+        return ds
 
     def info(self, collection_id: str) -> CollectionInfo:
-        return describe(collection_id, self.open(collection_id), fmt=_SUFFIXES[self.path(collection_id).suffix])
+        _, fmt = self._entry(collection_id)
+        return describe(collection_id, self.open(collection_id), fmt=fmt.format)
 
     def version(self, collection_id: str) -> str | None:
         """Modification times and sizes of the file, or of a zarr store's metadata documents."""

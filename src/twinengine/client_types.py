@@ -1,0 +1,155 @@
+"""What the SDK returns where a notebook wants more than JSON: the API's own read models, extended with
+rich display (``_repr_html_``, escaped) and one way to the field's data structures: ``to_pandas()`` for
+tables and series (state, history; stream records: ``streams.sdk.Records``), ``to_xarray()`` for fields
+(EDR answers, netCDF run results). pandas and xarray are imported inside those methods, so
+``import twinengine`` stays light.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from twinengine._html import table
+from twinengine.errors import InvalidInput
+from twinengine.twins.schemas import HistoryRead, TwinPage, TwinRead, TwinState
+from twinengine.workflows.schemas import RunPage, RunRead
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
+__all__ = ["Coverage", "History", "Run", "RunList", "RunResult", "State", "Twin", "TwinList"]
+
+NETCDF_TYPES = ("application/x-netcdf", "application/netcdf", "application/x-netcdf4")
+
+
+class Twin(TwinRead):
+    """A twin, shown as a table of its app, owner, revision and parameters."""
+
+    def _repr_html_(self) -> str:
+        rows = [("app", self.app), ("owner", self.owner), ("revision", self.head_revision),
+                ("description", self.description), ("created", self.created_at), ("updated", self.updated_at),
+                *((f"parameter {k}", v) for k, v in sorted(self.parameters.items()))]
+        if self.origin is not None:
+            rows.append(("forked from", self.origin.model_dump(mode="json")))
+        return table(f"twin {self.name}", ("", "value"), rows, caption=self.id)
+
+
+class TwinList(TwinPage):
+    items: list[Twin]  # type: ignore[assignment]
+
+    def _repr_html_(self) -> str:
+        return table(f"{self.total} twins", ("name", "app", "owner", "revision", "updated"),
+                     ((t.name, t.app, t.owner, t.head_revision, t.updated_at) for t in self.items))
+
+
+class State(TwinState):
+    """A twin's state at a revision or a time: ``to_pandas()`` gives one row per property."""
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Columns reported, unit, timestamp, revision, desired; indexed by property name."""
+        import pandas as pd
+
+        names = sorted(set(self.reported) | set(self.desired))
+        rows = []
+        for name in names:
+            rep, des = self.reported.get(name), self.desired.get(name)
+            either = rep or des
+            rows.append({"property": name, "reported": rep.value if rep else None,
+                         "unit": either.unit if either else None,
+                         "timestamp": pd.Timestamp(rep.timestamp) if rep else pd.NaT,
+                         "revision": rep.revision if rep else None, "desired": des.value if des else None})
+        frame = pd.DataFrame(rows, columns=["property", "reported", "unit", "timestamp", "revision", "desired"])
+        return frame.set_index("property")
+
+    def _repr_html_(self) -> str:
+        where = f"revision {self.revision}" if self.revision is not None else f"at {self.at}"
+        names = sorted(set(self.reported) | set(self.desired))
+        rows = []
+        for name in names:
+            rep, des = self.reported.get(name), self.desired.get(name)
+            either = rep or des
+            rows.append((name, rep.value if rep else None, either.unit if either else None,
+                         rep.timestamp if rep else None, des.value if des else None,
+                         "≠" if name in self.delta else ""))
+        return table(f"state {where}", ("property", "reported", "unit", "timestamp", "desired", "delta"), rows,
+                     caption=self.twin_id)
+
+
+class History(HistoryRead):
+    """One property's values over time: ``to_pandas()`` gives a Series indexed by their timestamps."""
+
+    def to_pandas(self) -> pd.Series:
+        """Values indexed by timestamp (UTC), named after the property; ``attrs`` holds its unit and kind."""
+        import pandas as pd
+
+        index = pd.DatetimeIndex([v.timestamp for v in self.items], name="timestamp")
+        if index.tz is None and len(index):
+            index = index.tz_localize("UTC")
+        values = [v.value for v in self.items]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        series = pd.Series(values, index=index, name=self.property, dtype="float64" if numeric else None)
+        series.attrs.update(units=self.unit, kind=str(self.kind), twin=self.twin_id)
+        return series
+
+    def _repr_html_(self) -> str:
+        rows = ((v.timestamp, v.value, v.unit, v.revision) for v in self.items)
+        return table(f"{self.property} ({self.kind}), {len(self.items)} values", ("timestamp", "value", "unit",
+                                                                                   "revision"), rows)
+
+
+class Run(RunRead):
+    """A workflow run, shown with its status, progress, error and result assets."""
+
+    def _repr_html_(self) -> str:
+        rows: list[tuple[str, Any]] = [
+            ("workflow", self.workflow or self.title or self.kind), ("twin", self.twin_name), ("status", self.status),
+            ("progress", f"{self.progress * 100:.0f}%"), ("created", self.created_at), ("finished", self.finished_at)]
+        if self.error:
+            rows.append(("error", f"{self.error.get('code')}: {self.error.get('message')}"))
+        rows += [(f"asset {a.get('name')}", f"{a.get('type')}, {a.get('size')} bytes") for a in self.assets]
+        return table(f"run {self.id}", ("", "value"), rows)
+
+
+class RunList(RunPage):
+    items: list[Run]  # type: ignore[assignment]
+
+    def _repr_html_(self) -> str:
+        return table(f"{self.total} runs", ("id", "workflow", "twin", "status", "progress", "created"),
+                     ((r.id, r.workflow or r.title, r.twin_name, r.status, f"{r.progress * 100:.0f}%", r.created_at)
+                      for r in self.items))
+
+
+class RunResult(BaseModel):
+    """One result asset of a run, as downloaded: ``to_xarray()`` for netCDF, ``value()`` for JSON."""
+
+    run_id: str
+    name: str
+    media_type: str
+    content: bytes
+
+    def to_xarray(self) -> xr.Dataset:
+        """The netCDF asset as an xarray dataset, loaded into memory."""
+        import xarray as xr
+
+        if self.media_type.split(";")[0].strip() not in NETCDF_TYPES:
+            raise InvalidInput(f"{self.name} is {self.media_type}, not netCDF; read its bytes from .content")
+        with xr.open_dataset(io.BytesIO(self.content), engine="h5netcdf") as ds:
+            return ds.load()
+
+    def value(self) -> Any:
+        """A JSON asset, parsed."""
+        return json.loads(self.content)
+
+
+class Coverage(dict[str, Any]):
+    """An EDR answer as the CoverageJSON document it is (a dict); ``to_xarray()`` decodes it."""
+
+    def to_xarray(self) -> xr.Dataset:
+        from twinengine.access.covjson_decode import to_xarray
+
+        return to_xarray(self)
