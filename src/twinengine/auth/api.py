@@ -5,12 +5,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Path, Query, status
+from fastapi import Path, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
-from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.cookies import CREDENTIAL_SCOPE_KEY, SESSION_COOKIE
+from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import api_router
-from twinengine.auth import audit, service
-from twinengine.auth.schemas import AuditEventRead, AuditPage, Me, TokenCreate, TokenIssued, TokenRead
+from twinengine.auth import audit, service, sessions
+from twinengine.auth.issuer import verify_bearer
+from twinengine.auth.schemas import (
+    AuditEventRead,
+    AuditPage,
+    IdentityRead,
+    Me,
+    SessionCreate,
+    SessionRead,
+    TokenCreate,
+    TokenIssued,
+    TokenRead,
+)
 from twinengine.errors import ValidationFailed
 from twinengine.timeutil import parse_duration
 from twinengine.types import INT32_MAX
@@ -72,3 +85,52 @@ def list_audit(
     rows, total = audit.list_events(session, principal=principal, actor=actor, action=action, outcome=outcome,
                                     since=since, until=until, limit=limit, offset=offset)
     return AuditPage(items=[AuditEventRead.model_validate(r) for r in rows], total=total)
+
+
+@router.get("/identities", tags=["identities"], name="list", summary="Identities and their valid tokens (admins)")
+def list_identities(session: SessionDep, principal: PrincipalDep) -> list[IdentityRead]:
+    return [IdentityRead(name=row.name, created_at=row.created_at, created_by=row.created_by, disabled=row.disabled,
+                         valid_tokens=n, roles=roles)
+            for row, n, roles in service.list_identities(session, principal=principal)]
+
+
+@router.post("/session", tags=["session"], name="sign_in", status_code=status.HTTP_201_CREATED,
+             summary="Sign in to the portal: exchanges a token for an httpOnly session cookie")
+async def sign_in(body: SessionCreate, request: Request, response: Response, runtime: RuntimeDep) -> SessionRead:
+    """The token is verified and dropped; the cookie holds a new short-lived session token (SameSite=Strict).
+    Writes with the cookie must send ``csrf_token`` as ``X-CSRF-Token``."""
+
+    def open_() -> tuple[SessionRead, str]:
+        with runtime.db.session() as session:
+            principal = verify_bearer(body.token, session=session, verifiers=runtime.verifiers)
+            request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit records who signed in
+            signed = sessions.open_session(session, runtime.issuer, principal=principal,
+                                           ttl=runtime.settings.session_ttl)
+        read = SessionRead(name=signed.name, role=signed.role, issuer=runtime.issuer.issuer,
+                           csrf_token=sessions.csrf_token(runtime.issuer, signed.jti), expires_at=signed.expires_at)
+        return read, signed.token
+
+    read, token = await run_in_threadpool(open_)
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(runtime.settings.session_ttl.total_seconds()), path="/",
+                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    return read
+
+
+@router.get("/session", tags=["session"], name="get", summary="The signed-in caller and the session's CSRF token")
+def get_session(request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> SessionRead:
+    from_cookie = request.scope.get(CREDENTIAL_SCOPE_KEY) == "cookie" and principal.token_id is not None
+    csrf = sessions.csrf_token(runtime.issuer, principal.token_id) if from_cookie and principal.token_id else None
+    return SessionRead(name=principal.name, role=principal.role, issuer=principal.issuer, csrf_token=csrf)
+
+
+@router.delete("/session", tags=["session"], name="sign_out", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Sign out: revokes the session token and clears the cookie")
+def sign_out(request: Request, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
+    closed = sessions.close_session(session, principal=principal)
+    session.commit()
+    if closed and principal.token_id:
+        runtime.verdicts.forget(principal.token_id)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
+    return response

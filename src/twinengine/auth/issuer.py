@@ -3,6 +3,8 @@ external OIDC issuers (verified through their JWKS) plug in as further ``TokenVe
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 import uuid
@@ -61,6 +63,14 @@ class BuiltinIssuer(TokenVerifier):
         self.issuer = issuer
         self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        secret = key.private_numbers().private_value.to_bytes(32, "big")
+        self._mac_key = hashlib.sha256(b"twinengine mac\x00" + secret).digest()
+
+    def mac(self, purpose: str, value: str) -> str:
+        """A keyed digest of ``value`` that only this engine can make (the CSRF token bound to a portal
+        session is ``mac("csrf", jti)``); derived from the signing key, so nothing else needs storing."""
+        message = purpose.encode() + b"\x00" + value.encode()
+        return hmac.new(self._mac_key, message, hashlib.sha256).hexdigest()
 
     def sign(self, name: str, role: Role, ttl: timedelta | None) -> SignedToken:
         now = utcnow()

@@ -81,6 +81,7 @@ RULES: dict[str, Rule] = {
     "stream.read": owner_or_granted(Permission.READ),  # history, live events, functions, buffers
     "stream.manage": owner_or_granted(Permission.OPERATE),  # MQTT bindings, retraining buffers
     "identity.read": any_role,
+    "identity.list": admin_only,
     "token.create": admin_only,
     "token.read": admin_only,
     "token.revoke": admin_only,

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twinengine.auth.principal import Role
 
-__all__ = ["AuditEventRead", "AuditPage", "IdentityName", "Me", "TokenCreate", "TokenIssued", "TokenRead"]
+__all__ = ["AuditEventRead", "AuditPage", "IdentityName", "IdentityRead", "Me", "SessionCreate", "SessionRead",
+           "TokenCreate", "TokenIssued", "TokenRead"]
 
 IdentityName = Field(pattern=r"^[a-z][a-z0-9._-]{0,63}$", min_length=1, max_length=64,
                      description="Lower-case letters, digits, '.', '_' and '-'; starts with a letter.")
@@ -68,3 +69,27 @@ class AuditEventRead(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditEventRead]
     total: int
+
+
+class IdentityRead(BaseModel):
+    name: str
+    created_at: datetime
+    created_by: str | None
+    disabled: bool
+    valid_tokens: int
+    roles: list[Role]
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=8192, description="An engine or OIDC token; not kept.")
+
+
+class SessionRead(BaseModel):
+    name: str
+    role: Role
+    issuer: str
+    csrf_token: str | None = Field(description="Send as X-CSRF-Token with writes that use the session cookie; "
+                                               "null when the caller used a bearer token.")
+    expires_at: datetime | None = None

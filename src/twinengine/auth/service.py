@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from twinengine.auth import audit
@@ -23,11 +22,12 @@ __all__ = [
     "ensure_identity",
     "get_identity",
     "issue_token",
+    "list_identities",
     "list_tokens",
     "revoke_token",
 ]
 
-ADMIN_TOKEN_FILE = "admin.token"
+ADMIN_TOKEN_FILE = "admin.token"  # where engines before 0.x kept the first token; removed on start
 
 
 def get_identity(session: Session, name: str) -> Identity:
@@ -66,6 +66,20 @@ def issue_token(
     return signed
 
 
+def list_identities(session: Session, *, principal: Principal) -> list[tuple[Identity, int, list[str]]]:
+    """Every identity with the number of its tokens still valid and their roles (admins)."""
+    require(principal, "identity.list")
+    now = utcnow()
+    valid = (select(ApiToken.identity, ApiToken.role, func.count().label("n"))
+             .where(ApiToken.revoked_at.is_(None), (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now))
+             .group_by(ApiToken.identity, ApiToken.role))
+    counts: dict[str, tuple[int, list[str]]] = {}
+    for name, role, n in session.execute(valid):
+        total, roles = counts.get(name, (0, []))
+        counts[name] = (total + int(n), sorted({*roles, role}))
+    return [(row, *counts.get(row.name, (0, []))) for row in session.scalars(select(Identity).order_by(Identity.name))]
+
+
 def list_tokens(session: Session, *, principal: Principal, identity: str | None = None) -> list[ApiToken]:
     require(principal, "token.read")
     query = select(ApiToken).order_by(ApiToken.issued_at)
@@ -88,18 +102,17 @@ def bootstrap_admin(session: Session, issuer: BuiltinIssuer, *, data_dir: Path,
                     ttl: timedelta | None) -> str | None:
     """On an engine's first start, create the ``admin`` identity and return its token (else None).
 
-    The token is also written to ``<data_dir>/admin.token`` with mode 0600 so an operator can read it once.
+    The token is printed once by whoever started the engine and kept nowhere: the store holds its id only,
+    and ``twin token create --data-dir`` (on the engine's machine) issues another. A token file that an
+    older engine left in the data dir is removed, so no code that can read files finds one there.
     """
+    leftover = data_dir / ADMIN_TOKEN_FILE
+    if leftover.exists():
+        leftover.unlink()
     if session.scalar(select(ApiToken.jti).where(ApiToken.role == Role.ADMIN.value).limit(1)) is not None:
         return None
     signed = issue_token(session, issuer, principal=SYSTEM, name="admin", role=Role.ADMIN, ttl=ttl,
                          note="created on first start")
     audit.record(session, actor=SYSTEM.name, role=SYSTEM.role.value, action="token-create",
                  target="identity admin", outcome="success", detail={"jti": signed.jti, "bootstrap": True})
-    path = data_dir / ADMIN_TOKEN_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(signed.token + "\n")
-    os.chmod(path, 0o600)
     return signed.token

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -31,13 +32,16 @@ from twinengine.errors import TwinEngineError
 from twinengine.ml.functions import ChampionModels
 from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
-from twinengine.streams.functions import AppCode, FunctionContext, select_calls
+from twinengine.streams.functions import FunctionContext, StateUpdate, select_calls
 from twinengine.streams.hub import stream_key
 from twinengine.streams.models import DeadLetter, StreamConsumer
 from twinengine.streams.service import EVENTS_STREAM
 from twinengine.twins import state
 from twinengine.twins.models import Twin
 from twinengine.twins.schemas import PropertyWrite, StateKind
+from twinengine.workers.apps import AppCode
+from twinengine.workers.process import WorkerCrashed, WorkerError
+from twinengine.workers.protocol import ProtocolError
 
 __all__ = ["EVENTS_STREAM", "FunctionWorker"]
 
@@ -95,18 +99,17 @@ class FunctionWorker:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.code = AppCode(runtime.blobs, runtime.data_dir / "apps")
+        self.code: AppCode = runtime.app_code  # each call runs in a warm sandboxed worker of the app version
         self.pool = ThreadPoolExecutor(self.settings.function_workers, thread_name_prefix="twin-fn")
         self.consumers: dict[tuple[str, str], _Consumer] = {}
         self._refreshed = 0.0
-        self._models: dict[tuple[str, str, str], tuple[str, Any]] = {}  # (twin, app, model) -> (version, model)
         # Which version of a model a twin uses: (twin id, app archive sha256, model name) -> version, asked once
-        # per batch; a new version is built afresh by model_builder(twin id, app sha256, model, version, build
-        # the app's). The AI lifecycle plugs in here: its champion for models it trained for the twin, else
-        # the app version and the app-built model.
+        # per batch; the function's worker builds a version it does not hold from model_recipe(twin id, app
+        # sha256, model, version): {} for the app-built model, else the champion's weights and parameters. The
+        # AI lifecycle plugs in here: its champion for models it trained for the twin, else the app's model.
         champions = ChampionModels(runtime)
         self.model_versions: Callable[[str, str, str], str] = champions.version
-        self.model_builder: Callable[[str, str, str, str, Callable[[], Any]], Any] = champions.build
+        self.model_recipe: Callable[[str, str, str, str], dict[str, Any]] = champions.recipe
         # Starts a workflow run for start_workflow: (session, twin id, workflow, parameters, event key) -> run
         # id, in the transaction of the call's checkpoint; the runtime fires the twin's stream-window trigger.
         # None: the request is only recorded as an event.
@@ -232,25 +235,43 @@ class FunctionWorker:
                 if twin is None:
                     return
                 manifest = catalog.manifest_by_id(session, twin.app_id)
-                function = self.code.resolve(consumer.app_sha, manifest, consumer.spec.entrypoint)
-                model = self._model(consumer, manifest) if model is _UNSET else model
+                code = self.code.get(consumer.app_sha, manifest)
+                model = self._model(consumer) if model is _UNSET else model
                 ctx = FunctionContext(twin_id=twin.id, twin_name=twin.name, function=consumer.name,
-                                      parameters=dict(twin.parameters), model=model,
-                                      read_state=partial(state.read_state, session, twin))
+                                      parameters=dict(twin.parameters), read_state=partial(state.read_state, session,
+                                                                                           twin))
                 committed = prev = consumer.offset - base
-                started, made = time.monotonic(), 0
+                made = 0
                 effects: list[tuple[list[state.NewValue], str | None]] = []
                 keys: list[str] = []  # one per workflow request: the window (last offset) and its place in it
-                while pos < len(calls) and made < _SLICE_CALLS and time.monotonic() - started < _SLICE_SECONDS:
-                    call, through = calls[pos]
+                chunk = calls[pos: pos + _SLICE_CALLS]
+                header = {"entrypoint": consumer.spec.entrypoint, "model": model, "seconds": _SLICE_SECONDS,
+                          "twin": {"id": twin.id, "name": twin.name, "function": consumer.name,
+                                   "parameters": dict(twin.parameters)}}
+                results: list[Any] = []
+                failed: dict[str, Any] | None = None
+                try:
+                    if chunk:
+                        results, failed = code.functions(header, [records for records, _ in chunk],
+                                                         prefer=f"{consumer.ident}@{twin.id}",
+                                                         ask=partial(self._answer, consumer, manifest, ctx))
+                except (WorkerCrashed, ProtocolError) as exc:  # the worker died (or lied) in the call it began:
+                    done = min(getattr(exc, "completed", 0), len(chunk) - 1)  # those before it are run again
+                    start = chunk[done - 1][1] if done else prev
+                    raise _CallFailed(exc, start - prev, chunk[done][1] - start) from exc
+                for (_records, through), result in zip(chunk, results, strict=False):
                     try:
-                        function(ctx, call)
+                        _take(ctx, result)
                         effects += self._check(manifest, consumer, ctx)
                     except Exception as exc:
                         raise _CallFailed(exc, prev - committed, through - prev) from exc
                     keys += [f"{consumer.name}:{consumer.spec.stream}:{base + through}:{j}"
                              for j in range(len(ctx.workflow_requests) - len(keys))]
                     prev, pos, made = through, pos + 1, made + 1
+                if chunk and (failed is not None or not results):
+                    cause = WorkerError(str((failed or {}).get("error", "the worker ran no call")),
+                                        str((failed or {}).get("trace", "")))
+                    raise _CallFailed(cause, prev - committed, chunk[len(results)][1] - prev)
             consumed = used if pos == len(calls) else prev
             requests = [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
             events = ctx.events + requests
@@ -290,21 +311,25 @@ class FunctionWorker:
             request["run_id"], request["error"] = None, f"{exc.code}: {exc.message}"
             log.warning("start_workflow %s for twin %s refused: %s", request["workflow"], twin_id, exc.message)
 
-    def _model(self, consumer: _Consumer, manifest: Manifest) -> Any:
-        """The function's model, built once per worker, twin and version (one version of a model per twin
-        kept); a batch already holding the previous one finishes with it."""
+    def _model(self, consumer: _Consumer) -> dict[str, str] | None:
+        """Which model (slot) and version the batch's calls use; the worker asks for a recipe of a version it
+        does not hold yet, builds it once and keeps it (a batch already holding the previous one finishes
+        with it)."""
         name = consumer.spec.model
         if name is None:
             return None
         slot = (consumer.twin_id, consumer.app_sha, name)
-        version = self.model_versions(*slot)
-        held = self._models.get(slot)
-        if held is None or held[0] != version:
-            entrypoint = manifest.models[name].entrypoint
-            built = self.model_builder(*slot, version,
-                                       lambda: self.code.resolve(consumer.app_sha, manifest, entrypoint)())
-            held = self._models[slot] = (version, built)
-        return held[1]
+        return {"slot": "|".join(slot), "version": self.model_versions(*slot)}
+
+    def _answer(self, consumer: _Consumer, manifest: Manifest, ctx: FunctionContext, question: dict[str, Any]) -> Any:
+        """What a function's worker asks mid-batch: the twin's state (a snapshot), or how to build a model."""
+        if question.get("ask") == "state":
+            return ctx.read_state()
+        if question.get("ask") == "model" and consumer.spec.model is not None:
+            name = consumer.spec.model
+            recipe = self.model_recipe(consumer.twin_id, consumer.app_sha, name, str(question.get("version")))
+            return {"entrypoint": manifest.models[name].entrypoint, **recipe}
+        raise ProtocolError(f"a function's worker asked for {question.get('ask')!r}")
 
     def _check(self, manifest: Manifest, consumer: _Consumer, ctx: FunctionContext
                ) -> list[tuple[list[state.NewValue], str | None]]:
@@ -346,13 +371,16 @@ class FunctionWorker:
 
     def _failed(self, consumer: _Consumer, end: int, exc: Exception) -> None:
         cause: BaseException = exc.cause if isinstance(exc, _CallFailed) else exc
+        if isinstance(cause, WorkerError):  # the app's own exception, as the worker reported it
+            cause = _Remote(cause.remote)
         if isinstance(exc, _CallFailed) and exc.before:
             consumer.limit = exc.before  # first commit the calls that worked, then retry the failing one alone
             return
         size = exc.size if isinstance(exc, _CallFailed) else min(end, consumer.offset + _MAX_BATCH) - consumer.offset
         consumer.limit = size
         consumer.attempts += 1
-        reason = "".join(traceback.format_exception_only(type(cause), cause)).strip()[:2000]
+        reason = (str(cause) if isinstance(cause, _Remote) else
+                  "".join(traceback.format_exception_only(type(cause), cause)).strip())[:2000]
         if consumer.attempts <= consumer.retries:
             delay = self.settings.function_backoff * 2 ** (consumer.attempts - 1)
             consumer.not_before = time.monotonic() + delay
@@ -370,3 +398,33 @@ class FunctionWorker:
         consumer.pending_calls, consumer.checkpointed = 0, time.monotonic()
         consumer.offset, consumer.attempts, consumer.limit = stop, 0, None
         self.runtime.streams.commit(consumer.key, consumer.ident, stop)
+
+
+class _Remote(Exception):
+    """An exception raised in a worker, as its ``Type: message`` line."""
+
+
+def _take(ctx: FunctionContext, result: Any) -> None:
+    """Lay one call's effects, as its worker sent them, into ``ctx`` (malformed ones fail that call)."""
+    if not isinstance(result, dict):
+        raise ValueError("the worker's answer for a call is not an object")
+    updates, events, requests = result.get("updates"), result.get("events"), result.get("workflows")
+    if not (isinstance(updates, list) and isinstance(events, list) and isinstance(requests, list)):
+        raise ValueError("the worker's answer for a call lacks its updates, events or workflow requests")
+    for update in updates:
+        if not (isinstance(update, dict) and isinstance(update.get("values"), dict)
+                and all(isinstance(k, str) for k in update["values"])
+                and (update.get("timestamp") is None or isinstance(update["timestamp"], datetime))
+                and (update.get("message") is None or isinstance(update["message"], str))):
+            raise ValueError("update_state: malformed update")
+        ctx.updates.append(StateUpdate(values=update["values"], timestamp=update.get("timestamp"),
+                                       message=update.get("message")))
+    for event in events:
+        if not (isinstance(event, dict) and isinstance(event.get("kind"), str)):
+            raise ValueError("emit: an event needs a kind")
+        ctx.events.append(event)
+    for request in requests:
+        if not (isinstance(request, dict) and isinstance(request.get("workflow"), str)
+                and isinstance(request.get("parameters"), dict)):
+            raise ValueError("start_workflow: malformed request")
+        ctx.workflow_requests.append({"workflow": request["workflow"], "parameters": request["parameters"]})

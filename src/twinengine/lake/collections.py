@@ -1,33 +1,42 @@
-"""Gridded lake datasets as collections: a dataset holding a netCDF file (or a zipped zarr store) is the
-collection ``scope.name``, opened lazily from an available replica (what openEO ``load_collection`` and the
-EDR API read through the runtime's collection source)."""
+"""Lake datasets as collections: a dataset holding a file in a collection format (netCDF, HDF5, GRIB, GeoTIFF,
+a zipped zarr store, a CSV or Parquet station table; see ``twinengine.formats``) is the collection
+``scope.name``, opened lazily from an available replica (what openEO ``load_collection`` and the EDR API read
+through the runtime's collection source).
+
+Formats that read file objects open a replica on object storage directly; the others (GRIB, GeoTIFF, zipped
+zarr) read a local copy, made once per checksum in the cache folder and checked against the file's sha-256.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
+from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 import xarray as xr
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from twinengine import formats
 from twinengine.collections.base import CollectionInfo, CollectionNotFound, CollectionSource, describe
+from twinengine.errors import DataCorrupted, FormatUnavailable
 from twinengine.lake.context import Lake
 from twinengine.lake.models import Attachment, Did, Endpoint, Replica
 from twinengine.lake.schemas import DidType, ReplicaState
-from twinengine.lake.storage import LocalStorage
+from twinengine.lake.storage import LocalStorage, StorageBackend
 from twinengine.store.engine import Database
 
-__all__ = ["GRIDDED_SUFFIXES", "LakeCollections", "collection_id", "gridded_format"]
+__all__ = ["LakeCollections", "collection_id", "gridded_format"]
 
-GRIDDED_SUFFIXES = {".nc": "netcdf", ".nc4": "netcdf", ".zarr.zip": "zarr"}
+_COPY_CHUNK = 4 * 1024 * 1024
 
 
 def gridded_format(name: str) -> str | None:
-    for suffix, fmt in GRIDDED_SUFFIXES.items():
-        if name.endswith(suffix):
-            return fmt
-    return None
+    """The collection format of a lake file by its name (readable here or not), or None."""
+    found = formats.match(PurePosixPath(name).name, is_dir=False)
+    return found.format if found is not None and found.collection else None
 
 
 def collection_id(scope: str, name: str) -> str:
@@ -38,14 +47,15 @@ def collection_id(scope: str, name: str) -> str:
 class LakeCollections(CollectionSource):
     name: ClassVar[str] = "lake"
 
-    def __init__(self, db: Database, lake: Lake) -> None:
+    def __init__(self, db: Database, lake: Lake, *, cache_dir: Path | None = None) -> None:
         self.db = db
         self.lake = lake
+        self.cache_dir = cache_dir
         self._lock = threading.Lock()
         self._open: dict[str, tuple[str, xr.Dataset]] = {}
 
     def _gridded(self) -> dict[str, tuple[int, str]]:
-        """collection id → (file id, format) for every dataset with a gridded file that has a good replica."""
+        """collection id → (file id, file name) for every dataset with a collection file that has a good replica."""
         dataset, file = aliased(Did), aliased(Did)
         rows: list[tuple[str, str, int, str]] = []
         try:
@@ -61,22 +71,46 @@ class LakeCollections(CollectionSource):
             return {}
         found: dict[str, tuple[int, str]] = {}
         for scope, name, file_id, file_name in rows:
-            fmt = gridded_format(file_name)
-            if fmt:
-                found.setdefault(collection_id(scope, name), (file_id, fmt))
+            if gridded_format(file_name):
+                found.setdefault(collection_id(scope, name), (file_id, file_name))
         return found
 
     def ids(self) -> list[str]:
-        return list(self._gridded())
+        return [cid for cid, (_, name) in self._gridded().items()
+                if (found := formats.match(PurePosixPath(name).name)) is not None and found.unavailable is None]
 
     def _locate(self, collection_id: str) -> tuple[int, str]:
         found = self._gridded().get(collection_id)
         if found is None:
+            files = self._files_of(collection_id)
+            if files:
+                raise CollectionNotFound(f"no collection {collection_id!r}: its files ({', '.join(files)}) are in no "
+                                         "format the engine serves as a collection (it serves "
+                                         f"{', '.join(formats.known_suffixes())})",
+                                         details=[{"loc": "file", "msg": files[0]}])
             raise CollectionNotFound(f"no gridded lake dataset {collection_id!r}")
         return found
 
+    def _files_of(self, collection_id: str) -> list[str]:
+        """The file DIDs of the dataset a collection id names (none when it names no dataset)."""
+        scope, _, name = collection_id.partition(".")
+        if not name:
+            return []
+        dataset, file = aliased(Did), aliased(Did)
+        try:
+            with self.db.session(readonly=True) as session:
+                rows = session.execute(
+                    select(file.scope, file.name).join(Attachment, Attachment.child_id == file.id)
+                    .join(dataset, dataset.id == Attachment.parent_id)
+                    .where(dataset.scope == scope, dataset.name == name.replace("~", "/"),
+                           dataset.type == DidType.DATASET, file.type == DidType.FILE)
+                    .order_by(file.name).limit(5)).all()
+        except Exception:  # the store is not migrated yet
+            return []
+        return [f"{s}:{n}" for s, n in rows]
+
     def open(self, collection_id: str) -> xr.Dataset:
-        file_id, fmt = self._locate(collection_id)
+        file_id, _ = self._locate(collection_id)
         with self.db.session(readonly=True) as session:
             file = session.get_one(Did, file_id)
             pairs = session.execute(select(Replica, Endpoint).join(Endpoint, Endpoint.id == Replica.endpoint_id)
@@ -87,27 +121,52 @@ class LakeCollections(CollectionSource):
                 raise CollectionNotFound(f"{collection_id}: no readable replica right now")
             replica, endpoint = choices[0]
             backend, path, stamp = self.lake.backend(endpoint), replica.path, file.sha256 or ""
+            label, name = f"{file.scope}:{file.name}", PurePosixPath(file.name).name
         with self._lock:
             cached = self._open.get(collection_id)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-        ds: xr.Dataset
-        if fmt == "zarr":
-            import zarr
-
-            if not isinstance(backend, LocalStorage):
-                raise CollectionNotFound(f"{collection_id}: zipped zarr is read from file endpoints only")
-            ds = xr.open_zarr(zarr.storage.ZipStore(backend.root / path, mode="r"), chunks={}, consolidated=False)
-        elif isinstance(backend, LocalStorage):
-            ds = xr.open_dataset(backend.root / path, chunks={}, engine="h5netcdf")
-        else:
-            ds = xr.open_dataset(backend.open_file(path), chunks={}, engine="h5netcdf")
+        ds = self._read(backend, path, name=name, label=label, sha256=stamp)
         with self._lock:
             self._open[collection_id] = (stamp, ds)
         return ds
 
+    def _read(self, backend: StorageBackend, path: str, *, name: str, label: str, sha256: str) -> xr.Dataset:
+        found = formats.resolve(name, label=label, is_dir=False)
+        if found.unavailable is not None:
+            raise FormatUnavailable(f"{label}: {found.unavailable}")
+        if isinstance(backend, LocalStorage):
+            return formats.open_dataset(backend.root / path, label=label)
+        handle = backend.open_file(path)
+        ds = formats.open_fileobj(handle, name, label=label)
+        if ds is not None:
+            return ds
+        handle.close()
+        return formats.open_dataset(self._local_copy(backend, path, suffix=found.suffix, sha256=sha256), label=label)
+
+    def _local_copy(self, backend: StorageBackend, path: str, *, suffix: str, sha256: str) -> Path:
+        """A local copy of a replica for formats that read paths only: made once per checksum, verified."""
+        import tempfile
+
+        folder = self.cache_dir or Path(tempfile.gettempdir()) / "twinengine-lake-cache"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{sha256}{suffix}"
+        if target.is_file():
+            return target
+        part = folder / f".{sha256}.{os.getpid()}.{threading.get_ident()}.part"
+        digest = hashlib.sha256()
+        with backend.open_file(path) as source, open(part, "wb") as out:
+            while chunk := source.read(_COPY_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != sha256:
+            part.unlink(missing_ok=True)
+            raise DataCorrupted(f"{path}: the replica's bytes no longer match its sha-256")
+        part.replace(target)
+        return target
+
     def info(self, collection_id: str) -> CollectionInfo:
-        fmt = self._locate(collection_id)[1]
+        fmt = gridded_format(self._locate(collection_id)[1]) or "unknown"
         return describe(collection_id, self.open(collection_id), fmt=fmt)
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ from twinengine.errors import (
     StorageFull,
     ValidationFailed,
 )
+from twinengine.formats import media_type_for
 from twinengine.lake.checksums import Checksums, Hasher, normalize_adler32, normalize_sha256
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import attach, get_did, parse_did
@@ -108,7 +109,8 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
     row = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
     new_did = row is None
     if row is None:
-        row = Did(scope=scope, name=name, type=DidType.FILE.value, media_type=media_type, meta=dict(meta or {}),
+        row = Did(scope=scope, name=name, type=DidType.FILE.value, media_type=media_type or media_type_for(name),
+                  meta=dict(meta or {}),
                   created_by=principal.name)
         session.add(row)
         session.flush()
@@ -271,7 +273,8 @@ def register_replica(session: Session, lake: Lake, *, principal: Principal, did:
     row = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
     if row is None:
         row = Did(scope=scope, name=name, type=DidType.FILE.value, bytes=checksums.bytes, adler32=checksums.adler32,
-                  sha256=checksums.sha256, media_type=media_type, meta=dict(meta or {}), created_by=principal.name)
+                  sha256=checksums.sha256, media_type=media_type or media_type_for(name), meta=dict(meta or {}),
+                  created_by=principal.name)
         session.add(row)
         session.flush()
     elif row.type != DidType.FILE or (row.sha256 and row.sha256 != checksums.sha256):

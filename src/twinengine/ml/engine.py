@@ -24,7 +24,7 @@ from twinengine.catalog.models import AppVersion
 from twinengine.ml import gate as gates
 from twinengine.ml.models import GateDecision, TrainingRun
 from twinengine.ml.registry import CHALLENGER, CHAMPION, AsyncMetricLogger, ModelRegistry, registered_name
-from twinengine.ml.tasks import load_task
+from twinengine.ml.tasks import load_task, unpacked_version
 from twinengine.ml.trainer import EpochReport, FitResult, TrainingData, TrainingTask, fit
 from twinengine.ml.warm import WarmModels
 from twinengine.store.base import utcnow
@@ -32,7 +32,6 @@ from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.twins.models import Twin
-from twinengine.workflows.apps import _unpacked
 
 __all__ = ["LoadedApp", "MLEngine"]
 
@@ -147,7 +146,7 @@ class MLEngine:
             self.root.mkdir(parents=True, exist_ok=True)
             apps = self.root / "apps"
             apps.mkdir(exist_ok=True)
-            folder = _unpacked(self.blobs, row, apps)
+            folder = unpacked_version(self.blobs, row, apps)
             return LoadedApp(folder=folder, package=manifest.package_name, entrypoint=manifest.models[model].entrypoint,
                              archive_sha256=row.archive_sha256, app=f"{row.name}@{row.version}"), manifest
 

@@ -7,7 +7,7 @@ this module imports neither torch nor MLflow: the worker of an engine without th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
 from dataclasses import dataclass
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from twinengine.ml.trainer import TrainingTask
     from twinengine.runtime import Runtime
 
-__all__ = ["ChampionModels", "ServedModel"]
+__all__ = ["ChampionModels", "ServedModel", "served_model"]
 
 _CHAMPION = ":champion:"
 
@@ -44,8 +44,21 @@ class ServedModel:
             return self.task.predict(self.net, inputs)
 
 
+def served_model(task: TrainingTask, version: str, params: dict[str, Any], state: bytes) -> ServedModel:
+    """Inside a function's worker: the champion built from the app's task and the weights the engine handed
+    in (``torch.load`` with ``weights_only``: tensors, no code)."""
+    import io
+
+    import torch
+
+    net = task.build_model(params)
+    net.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
+    net.eval()
+    return ServedModel(version=version, net=net, task=task)
+
+
 class ChampionModels:
-    """``version`` and ``build`` plug into ``FunctionWorker.model_versions`` / ``model_builder``."""
+    """``version`` and ``recipe`` plug into ``FunctionWorker.model_versions`` / ``model_recipe``."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -69,15 +82,27 @@ class ChampionModels:
         champion = self.runtime.ml.registry.alias(registered_name(name, model), CHAMPION)
         return app_sha if champion is None else f"{app_sha}{_CHAMPION}{champion}"
 
-    def build(self, twin_id: str, app_sha: str, model: str, version: str, app_built: Callable[[], Any]) -> Any:
-        """Load the champion named by ``version`` through the ML engine (kept warm there), or build the app's."""
+    def recipe(self, twin_id: str, app_sha: str, model: str, version: str) -> dict[str, Any]:
+        """How a function's worker builds ``version``: ``{}`` for the app-built model, else the champion's
+        registry version, parameters and weights (``torch.save`` of its state dict), loaded once here and
+        kept warm through the ML engine."""
         if _CHAMPION not in version:
-            return app_built()
+            return {}
         champion = version.rpartition(_CHAMPION)[2]
         with self.runtime.db.session(readonly=True) as session:
             twin = session.get(Twin, twin_id)
             if twin is None:
-                return app_built()
+                return {}
             session.expunge(twin)
+        import io
+
+        import torch
+
+        from twinengine.ml.registry import registered_name
+
         used, net, task = self.runtime.ml.champion_model(twin, model, champion)
-        return ServedModel(version=used, net=net, task=task)
+        tags = self.runtime.ml.registry.version(registered_name(twin.name, model), used).tags
+        params = json.loads(tags["params"]) if "params" in tags else dict(task.config.params)
+        buffer = io.BytesIO()
+        torch.save(net.state_dict(), buffer)
+        return {"version": used, "params": params, "state": buffer.getvalue()}

@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy.orm import Session
 
+from twinengine.api.cookies import check_csrf, request_token
 from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import api_router
 from twinengine.auth.issuer import verify_bearer
@@ -62,8 +63,9 @@ def _verify(runtime: Runtime, token: str | None) -> Principal:
 
 async def stream_principal(request: Request, runtime: RuntimeDep,
                            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    principal = await anyio.to_thread.run_sync(_verify, runtime, credentials.credentials if credentials else None)
+    principal = await anyio.to_thread.run_sync(_verify, runtime, request_token(request, credentials))
     request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit middleware reads it
+    check_csrf(request, runtime, principal)
     return principal
 
 

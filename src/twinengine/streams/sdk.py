@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from pydantic import TypeAdapter
 
+from twinengine._html import table
 from twinengine.errors import EngineUnavailable, error_from_payload
 from twinengine.streams.schemas import (
     AppendAck,
@@ -25,9 +26,11 @@ from twinengine.streams.schemas import (
 from twinengine.twins.schemas import RevisionRead
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from twinengine.client import Client
 
-__all__ = ["StreamsClient", "parse_sse"]
+__all__ = ["Records", "StreamsClient", "parse_sse"]
 
 List = list  # the method named list shadows the builtin inside the class
 
@@ -51,6 +54,26 @@ def _ipc(table: pa.Table) -> bytes:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return bytes(sink.getvalue().to_pybytes())
+
+
+class Records(RecordPage):
+    """A page of stream records: ``to_pandas()`` gives one row per record."""
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Records as rows; ``time`` and ``_arrival`` columns as UTC datetimes."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.items)
+        for column in ("time", "_arrival"):
+            if column in frame.columns:
+                frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce", format="mixed")
+        return frame
+
+    def _repr_html_(self) -> str:
+        columns = list(dict.fromkeys(k for item in self.items[:50] for k in item))
+        rows = ([item.get(c) for c in columns] for item in self.items[:50])
+        more = f"; first 50 of {self.count}" if self.count > 50 else ""
+        return table(f"{self.stream}: {self.count} records{more}", columns, rows, caption=self.twin_id)
 
 
 def parse_sse(lines: Iterator[str]) -> Iterator[dict[str, str]]:
@@ -101,8 +124,9 @@ class StreamsClient:
         return AppendAck.model_validate(response.json())
 
     def read(self, twin: str, stream: str, *, start: int | None = None, last: int | None = None,
-             since: datetime | None = None, until: datetime | None = None, limit: int = 1000) -> RecordPage:
-        return self._client._get(RecordPage, self._path(twin, stream, "/records"), start=start, last=last,
+             since: datetime | None = None, until: datetime | None = None, limit: int = 1000) -> Records:
+        """A page of records; ``.to_pandas()`` for a DataFrame (``read_arrow`` for an Arrow table)."""
+        return self._client._get(Records, self._path(twin, stream, "/records"), start=start, last=last,
                                  since=since.isoformat() if since else None,
                                  until=until.isoformat() if until else None, limit=limit)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from river_reach.catchment import RatingCurve
+from twinengine.app import FunctionContext
 
 
-def gauge_to_state(ctx: Any, records: list[dict[str, Any]]) -> None:
+def gauge_to_state(ctx: FunctionContext, records: list[dict[str, Any]]) -> None:
     """One gauge reading → rain, level, discharge (through the twin's rating curve) and the alert flag.
 
     The alert compares the level with the threshold users desired; without one there is no alert.

@@ -57,8 +57,7 @@ def runoff_correction() -> Any:
     from torch import nn
     from torch.utils.data import TensorDataset
 
-    from twinengine.ml.config import EarlyStopping, OptimizerConfig, TrainingConfig
-    from twinengine.ml.trainer import TrainingData, TrainingTask
+    from twinengine.app import EarlyStopping, OptimizerConfig, TrainingConfig, TrainingData, TrainingTask
 
     def build(params: dict[str, Any]) -> nn.Module:
         hidden = int(params.get("hidden", 32))

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from river_reach.catchment import Catchment, RatingCurve
-from twinengine.workflows.apps import app_process
+from twinengine.app import app_process
 
 
 @app_process(summary="Forecast the level at the outlet from a rain series over the catchment",

@@ -9,6 +9,7 @@ from fastapi import Body, Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
+from twinengine.api.cookies import request_token
 from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, _bearer
 from twinengine.api.routing import api_router
 from twinengine.auth.issuer import verify_bearer
@@ -50,9 +51,10 @@ def _cube_of(runtime: Runtime) -> Any:
 def _maybe_principal(request: Request, runtime: RuntimeDep, session: SessionDep,
                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal | None:
     """The caller when a token came along; the landing page is public (clients resolve it without headers)."""
-    if credentials is None:
+    token = request_token(request, credentials)
+    if token is None:
         return None
-    principal = verify_bearer(credentials.credentials, session=session, verifiers=runtime.verifiers)
+    principal = verify_bearer(token, session=session, verifiers=runtime.verifiers)
     request.scope[PRINCIPAL_SCOPE_KEY] = principal
     return principal
 

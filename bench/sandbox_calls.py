@@ -1,0 +1,183 @@
+"""The cost of running app and user code in sandboxed workers, measured beside the same work in-process.
+
+1. A function on arrival (river-reach's ``gauge_to_state``, one call per record) on batches of 1, 10, 100
+   and 256 records (256 is the most one slice sends): in-process (the function called with a context, as
+   the engine did before workers) vs a warm worker in bubblewrap vs a warm worker without a sandbox. Per
+   batch: milliseconds, the milliseconds a worker adds, and the ratio.
+2. ``run_udf`` on a small array: a fresh sandbox per call vs calling the same function in-process.
+3. App environments: creating one (resolve the lock, install a local wheel) cold vs finding it warm
+   (another app version with the same lock).
+
+Usage: python bench/sandbox_calls.py [--rounds 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twinengine.app import FunctionContext
+from twinengine.catalog.manifest import Manifest
+from twinengine.config import Settings
+from twinengine.twins.schemas import PropertyValue, TwinState
+from twinengine.workers.envs import Environments
+from twinengine.workers.sandbox import Sandbox, bwrap_works
+from twinengine.workers.service import Workers
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "examples" / "apps" / "river-reach"
+PARAMETERS = {"station": "RR-01", "area_km2": 95.0}
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def records(n: int) -> list[dict[str, Any]]:
+    return [{"time": T0 + timedelta(minutes=15 * i), "station": "RR-01", "rain": 1.0 + i % 5, "level": 1.2 + i / 1e4}
+            for i in range(n)]
+
+
+def state() -> TwinState:
+    now = T0
+    return TwinState(twin_id="t", revision=1, at=None, reported={}, delta={},
+                     desired={"alert_threshold": PropertyValue(value=1.8, unit="m", timestamp=now, revision=1)})
+
+
+def median_ms(work: Callable[[], Any], rounds: int) -> float:
+    work()  # warm
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def in_process(batch: list[dict[str, Any]]) -> Callable[[], Any]:
+    sys.path.insert(0, str(APP))
+    function = importlib.import_module("river_reach.functions").gauge_to_state
+    snapshot = state()
+
+    def run() -> Any:
+        ctx = FunctionContext(twin_id="t", twin_name="reach", function="gauge_to_state", parameters=PARAMETERS,
+                              read_state=lambda: snapshot)
+        for record in batch:
+            function(ctx, [record])
+            ctx.applied += ctx.updates
+            ctx.updates = []
+        return ctx.applied
+
+    return run
+
+
+def in_worker(workers: Workers, batch: list[dict[str, Any]], key: str) -> Callable[[], Any]:
+    app = workers.for_app(key, label="river-reach", code=APP, env=None)
+    snapshot = state()
+    header = {"entrypoint": "river_reach.functions:gauge_to_state", "model": None, "seconds": 10.0,
+              "twin": {"id": "t", "name": "reach", "function": "gauge_to_state", "parameters": PARAMETERS}}
+
+    def run() -> Any:
+        results, failed = app.functions(header, [[r] for r in batch], ask=lambda _q: snapshot, prefer="bench")
+        assert failed is None and len(results) == len(batch), failed
+        return results
+
+    return run
+
+
+def functions_table(rounds: int, root: Path) -> list[tuple[str, ...]]:
+    modes = [("bwrap", "warm worker, bubblewrap")] if bwrap_works() is None else []
+    modes.append(("none", "warm worker, no sandbox"))
+    rows = []
+    for size in (1, 10, 100, 256):
+        batch = records(size)
+        base = median_ms(in_process(batch), rounds)
+        for mode, label in modes:
+            workers = Workers(sandbox=Sandbox(mode, hidden=[]), scratch_root=root, timeout=60, memory_bytes=8 << 30)
+            try:
+                cost = median_ms(in_worker(workers, batch, f"{mode}-{size}"), rounds)
+            finally:
+                workers.close()
+            rows.append((f"{size:>4} records", label, f"{base:.3f}", f"{cost:.3f}", f"{cost - base:+.3f}",
+                         f"{cost / base:.1f}x"))
+    return rows
+
+
+def udf_table(rounds: int, root: Path) -> list[tuple[str, ...]]:
+    code = "def udf(data, context):\n    return data * context['k']\n"
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    data = np.arange(1000.0)
+    base = median_ms(lambda: namespace["udf"](data, {"k": 2}), rounds)
+    workers = Workers.from_settings(Settings(data_dir=root / "udf-data"))
+    try:
+        cost = median_ms(lambda: workers.run_udf(data, code, {"k": 2}, timeout=60, memory_bytes=2 << 30),
+                         max(3, rounds // 20))
+    finally:
+        workers.close()
+    where = "bubblewrap" if bwrap_works() is None else "no sandbox"
+    return [("run_udf, 1000 values", f"fresh worker ({where})", f"{base:.3f}", f"{cost:.1f}",
+             f"{cost - base:+.1f}", f"{cost / base:.0f}x")]
+
+
+def env_table(root: Path) -> list[tuple[str, ...]]:
+    sys.path.insert(0, str(REPO / "tests"))
+    from integration.test_workers_envs import wheel  # the test's hand-built wheel: no network needed
+
+    wheels = root / "wheels"
+    wheel(wheels, "benchlib", "1.0")
+    envs = Environments(root / "envs", index_url="none", find_links=str(wheels))
+    manifest = Manifest.model_validate({"manifest_version": 1, "name": "bench-env", "version": "1.0.0",
+                                        "title": "Environment bench", "domain": "testing",
+                                        "authors": [{"name": "bench"}], "license": "MIT", "package": "bench_env",
+                                        "requires": ["benchlib==1.0"]})
+    start = time.perf_counter()
+    envs.for_app(manifest, "a" * 64)
+    cold = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    envs.for_app(manifest, "a" * 64)  # the same app version again
+    warm_same = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    envs.for_app(manifest, "b" * 64)  # another version with the same requirements: its lock and environment
+    warm_other = (time.perf_counter() - start) * 1000
+    assert envs.builds == 1
+    return [("environment, 1 wheel", f"cold: resolve + install ({envs.installer})", f"{cold:.0f}", "", "", ""),
+            ("", "warm: same app version", f"{warm_same:.2f}", "", "", f"{cold / warm_same:.0f}x faster"),
+            ("", "warm: new version, same requires", f"{warm_other:.2f}", "", "", f"{cold / warm_other:.0f}x faster")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=200, help="timed rounds per row (median reported)")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="twin-bench-sandbox-"))
+    try:
+        rows = functions_table(args.rounds, root)
+        udf = udf_table(args.rounds, root)
+        envs = env_table(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print("\nfunction on arrival (river-reach gauge_to_state), median ms per batch, in-process baseline "
+          "measured in the same run\n")
+    print(f"{'batch':<14}{'path':<28}{'in-process':>12}{'worker':>10}{'added':>10}{'ratio':>8}")
+    for row in rows:
+        print(f"{row[0]:<14}{row[1]:<28}{row[2]:>12}{row[3]:>10}{row[4]:>10}{row[5]:>8}")
+    print("\nrun_udf, median ms per call\n")
+    print(f"{'call':<24}{'path':<30}{'in-process':>12}{'sandboxed':>12}{'added':>12}{'ratio':>10}")
+    for row in udf:
+        print(f"{row[0]:<24}{row[1]:<30}{row[2]:>12}{row[3]:>12}{row[4]:>12}{row[5]:>10}")
+    print("\napp environments, ms\n")
+    for row in envs:
+        print(f"{row[0]:<24}{row[1]:<40}{row[2]:>10}  {row[5]}")
+
+
+if __name__ == "__main__":
+    main()

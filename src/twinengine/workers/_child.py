@@ -1,0 +1,188 @@
+"""Inside a worker process (in its sandbox): read requests from stdin, run app or user code, answer on the
+protocol's stdout. What the code prints goes to stderr (the engine keeps its tail for error messages).
+
+Run as ``python -I -B -m twinengine.workers._child --memory=N [--path=P ...]``; the memory limit is set
+before any untrusted code runs and cannot be raised again from inside.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pkgutil
+import sys
+import time
+import traceback
+import types
+from collections.abc import Callable
+from typing import IO, Any
+
+from twinengine.workers.protocol import dumps_json, encode, read_message, unpickled, write_message
+
+Reply = tuple[dict[str, Any], list[bytes]]
+PROGRESS = ".progress"  # in the scratch folder (the working folder): the index of the function call running
+
+
+def _limit(memory_bytes: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+
+class Child:
+    def __init__(self, inp: IO[bytes], out: IO[bytes]) -> None:
+        self.inp, self.out = inp, out
+        self.models: dict[str, tuple[str, Any]] = {}  # slot -> (version, model)
+        self.handlers: dict[str, Callable[[dict[str, Any], list[bytes]], Reply]] = {
+            "hello": self.hello, "udf": self.udf, "index": self.index, "process": self.process,
+            "functions": self.functions}
+
+    def ask(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+        """Ask the engine for something mid-call (the twin's state, a model) and wait for its answer."""
+        write_message(self.out, header)
+        return read_message(self.inp)
+
+    def serve(self) -> int:
+        while True:
+            try:
+                header, blobs = read_message(self.inp)
+            except EOFError:
+                return 0
+            handler = self.handlers.get(str(header.get("op")))
+            try:
+                if handler is None:
+                    raise ValueError(f"unknown request {header.get('op')!r}")
+                reply, data = handler(header, blobs)
+            except BaseException as exc:  # the code's failure is an answer; the worker stays
+                reply, data = _failure(exc), []
+            try:
+                write_message(self.out, reply, data)
+            except (TypeError, ValueError) as exc:  # an answer JSON cannot carry (a spec's odd default)
+                write_message(self.out, _failure(exc), [])
+
+    def hello(self, _header: dict[str, Any], _blobs: list[bytes]) -> Reply:
+        """Who the worker is: its pid, uid and effective capabilities (hex, from ``/proc/self/status``)."""
+        with open("/proc/self/status") as fh:
+            caps = next((line.split()[1] for line in fh if line.startswith("CapEff:")), "")
+        return {"pid": os.getpid(), "uid": os.getuid(), "capabilities": caps}, []
+
+    def udf(self, header: dict[str, Any], blobs: list[bytes]) -> Reply:
+        payload = unpickled(blobs[0])
+        module = types.ModuleType("udf_code")
+        module.__file__ = "udf_code.py"
+        exec(compile(payload["code"], "udf_code.py", "exec"), module.__dict__)
+        func = getattr(module, "apply_datacube", None) or getattr(module, "udf", None)
+        if func is None:
+            raise LookupError("the UDF defines neither apply_datacube(cube, context) nor udf(data, context)")
+        return _value(func(payload["data"], payload["context"] or {}))
+
+    def index(self, header: dict[str, Any], _blobs: list[bytes]) -> Reply:
+        from twinengine.app._process import declared_processes
+
+        package = str(header["package"])
+        root = importlib.import_module(package)
+        modules = {package: root}
+        for info in pkgutil.walk_packages(getattr(root, "__path__", []), package + "."):
+            modules[info.name] = importlib.import_module(info.name)
+        found = declared_processes(modules)
+        return {"processes": [{"id": pid, "function": fn, "spec": spec} for pid, (fn, spec) in found.items()]}, []
+
+    def process(self, header: dict[str, Any], blobs: list[bytes]) -> Reply:
+        func = _resolve(str(header["function"]))
+        return _value(func(**unpickled(blobs[0])))
+
+    def functions(self, header: dict[str, Any], blobs: list[bytes]) -> Reply:
+        """Run up to ``max_calls`` calls for ``seconds``; answer each call's effects, or the first failure."""
+        from twinengine.app._context import FunctionContext
+
+        function = _resolve(str(header["entrypoint"]))
+        calls: list[list[dict[str, Any]]] = unpickled(blobs[0])
+        twin = header["twin"]
+        held: list[Any] = []
+
+        def read_state() -> Any:
+            if not held:
+                _reply, data = self.ask({"ask": "state"})
+                held.append(unpickled(data[0]) if data else None)
+            return held[0]
+
+        ctx = FunctionContext(twin_id=twin["id"], twin_name=twin["name"], function=twin["function"],
+                              parameters=dict(twin["parameters"]), model=self._model(header.get("model")),
+                              read_state=read_state)
+        results: list[bytes] = []
+        failed: dict[str, Any] | None = None
+        started = time.monotonic()
+        progress = os.open(PROGRESS, os.O_RDWR | os.O_CREAT, 0o600)  # calls begun: read by the engine on a crash
+        for index, records in enumerate(calls[: int(header.get("max_calls", len(calls)))]):
+            os.pwrite(progress, index.to_bytes(4, "little"), 0)
+            events, requests = len(ctx.events), len(ctx.workflow_requests)
+            try:
+                function(ctx, records)
+                results.append(dumps_json({"updates": [{"values": u.values, "timestamp": u.timestamp,
+                                                        "message": u.message} for u in ctx.updates],
+                                           "events": ctx.events[events:],
+                                           "workflows": ctx.workflow_requests[requests:]}))
+            except Exception as exc:
+                failed = _failure(exc)
+                break
+            ctx.applied += ctx.updates
+            ctx.updates = []
+            if time.monotonic() - started > float(header.get("seconds", 1e9)):
+                break
+        os.close(progress)
+        return {"calls": len(results), "failed": failed}, [b"[" + b",".join(results) + b"]"]
+
+    def _model(self, wanted: dict[str, Any] | None) -> Any:
+        """The function's model for this batch, kept per slot and version; the engine says what to build."""
+        if not wanted:
+            return None
+        slot, version = str(wanted["slot"]), str(wanted["version"])
+        held = self.models.get(slot)
+        if held is None or held[0] != version:
+            _reply, data = self.ask({"ask": "model", "slot": slot, "version": version})
+            recipe = unpickled(data[0])
+            built = _resolve(recipe["entrypoint"])()
+            if recipe.get("state") is not None:  # a champion the engine's registry holds: its weights
+                from twinengine.ml.functions import served_model
+
+                built = served_model(built, recipe["version"], recipe["params"], recipe["state"])
+            held = self.models[slot] = (version, built)
+        return held[1]
+
+
+def _resolve(entrypoint: str) -> Any:
+    module_name, _, attr = entrypoint.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _value(result: Any) -> Reply:
+    blobs: list[bytes] = []
+    return {"value": encode(result, blobs)}, blobs
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, MemoryError):
+        line = "MemoryError: the code ran out of the memory its worker may use"
+    else:
+        line = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6))
+    return {"error": line[:2000], "trace": trace[-4000:]}
+
+
+def main(argv: list[str]) -> int:
+    memory = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--memory=")), 0)
+    paths = [a.split("=", 1)[1] for a in argv if a.startswith("--path=")]
+    _limit(memory)
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # what the code prints goes to the log, never into the protocol
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    for path in reversed(paths):  # the app's code first, then its environment, then the engine's
+        sys.path.insert(0, path)
+    return Child(os.fdopen(0, "rb"), out).serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,58 @@
+"""App versions as the engine runs them: their archive unpacked once, their environment, their workers.
+
+``AppCode.get(sha256, manifest)`` answers the warm workers of one app version (archive checksum) in its
+environment; the function worker, the workflow engine and publishing all go through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from twinengine.catalog.archive import unpack
+from twinengine.catalog.manifest import Manifest
+from twinengine.store.blobs import BlobStore
+from twinengine.workers.service import AppWorkers, Workers
+
+if TYPE_CHECKING:
+    from twinengine.workers.envs import Environments
+
+__all__ = ["AppCode", "unpacked"]
+
+
+def unpacked(archive: bytes, sha256: str, root: Path) -> Path:
+    """The archive's files under ``root/<sha256>``, unpacked once (atomically: a rename of a full folder)."""
+    folder = root / sha256
+    if not folder.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".unpack-"))
+        unpack(archive, tmp, max_unpacked_bytes=1 << 31)
+        os.chmod(tmp, 0o755)
+        with contextlib.suppress(OSError):  # another thread or process got there first
+            os.replace(tmp, folder)
+    return folder
+
+
+class AppCode:
+    def __init__(self, workers: Workers, blobs: BlobStore, root: Path, envs: Environments | None = None) -> None:
+        self.workers, self.blobs, self.root, self.envs = workers, blobs, root, envs
+        self._apps: dict[str, AppWorkers] = {}
+        self._lock = threading.Lock()
+
+    def get(self, sha256: str, manifest: Manifest, archive: bytes | None = None) -> AppWorkers:
+        """The workers of the app version whose archive is ``sha256`` (its bytes given, or read from blobs)."""
+        with self._lock:
+            known = self._apps.get(sha256)
+        if known is not None:
+            return known
+        folder = self.root / sha256
+        if not folder.is_dir():
+            folder = unpacked(archive if archive is not None else self.blobs.get(sha256), sha256, self.root)
+        env = self.envs.for_app(manifest, sha256) if self.envs is not None and manifest.requires else None
+        app = self.workers.for_app((sha256, str(env)), label=f"{manifest.ref}", code=folder, env=env)
+        with self._lock:
+            return self._apps.setdefault(sha256, app)

@@ -1,0 +1,228 @@
+"""One worker process seen from the engine: start it in its sandbox, exchange messages with a deadline,
+stop it. A worker that misses its deadline, dies or breaks the protocol is killed, never reused."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from twinengine.workers.protocol import _BLOB, _HEAD, MAX_MESSAGE_BYTES, Message, ProtocolError
+from twinengine.workers.sandbox import Layout, Sandbox
+
+__all__ = ["CHILD", "Ask", "Worker", "WorkerCrashed", "WorkerError", "WorkerTimeout"]
+
+CHILD = "twinengine.workers._child"
+# bwrap's --die-with-parent follows the *thread* that started it: workers are started from this one thread,
+# which lives as long as the engine, so a worker started during a request outlives that request's thread.
+_SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="twin-worker-spawner")
+Ask = Callable[[dict[str, Any], list[bytes]], tuple[dict[str, Any], list[bytes]]]
+
+
+class WorkerCrashed(Exception):
+    """Raised when a worker process died, broke the protocol or could not start (its log tail included).
+    ``completed``: the function calls of the request that had returned before (set where known)."""
+
+    completed: int = 0
+
+
+class WorkerTimeout(WorkerCrashed):
+    """Raised when a worker did not answer within its time limit (it has been killed)."""
+
+
+class WorkerError(Exception):
+    """Raised when the code a worker ran raised: ``remote`` is its ``Type: message`` line, ``trace`` the
+    last lines of its traceback. The worker itself is fine and stays warm."""
+
+    def __init__(self, remote: str, trace: str = "") -> None:
+        super().__init__(remote)
+        self.remote, self.trace = remote, trace
+
+
+class Worker:
+    """A started worker: ``request`` sends one message and returns the answer, serving the worker's own
+    questions (``ask``) on the way."""
+
+    def __init__(self, sandbox: Sandbox, layout: Layout, *, memory_bytes: int, label: str) -> None:
+        self.label, self.layout = label, layout
+        argv, env, cwd = sandbox.command(CHILD, [f"--memory={max(0, memory_bytes)}"], layout)
+        fd, log_path = tempfile.mkstemp(prefix="twin-worker-", suffix=".log")  # outside the scratch folder
+        self.log_path = Path(log_path)
+        pass_fds: tuple[int, ...] = ()
+        if "--" in argv and argv[0].endswith("bwrap"):  # bwrap's options through a pipe (fd 3), not argv
+            split = argv.index("--")
+            options = b"".join(a.encode() + b"\0" for a in argv[1:split])
+            reader, writer = os.pipe()
+            if len(options) > 60_000:
+                raise WorkerCrashed(f"{label}: too many sandbox options")
+            os.write(writer, options)
+            os.close(writer)
+            pass_fds = (reader,)
+            argv = [argv[0], "--args", str(reader), *argv[split + 1:]]
+        try:
+            self.process = _SPAWNER.submit(
+                subprocess.Popen, argv, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=fd,
+                start_new_session=True, close_fds=True, pass_fds=pass_fds).result()
+        except OSError as exc:
+            for held in pass_fds:
+                os.close(held)
+            os.close(fd)
+            self.log_path.unlink(missing_ok=True)
+            raise WorkerCrashed(f"{label}: the worker could not start: {exc}") from None
+        os.close(fd)
+        for held in pass_fds:
+            os.close(held)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._in, self._out = self.process.stdin.fileno(), self.process.stdout.fileno()
+        os.set_blocking(self._in, False)
+        os.set_blocking(self._out, False)
+        self._buffer = bytearray()
+        self.calls = 0
+        self.started = time.monotonic()
+        self.affinity: Hashable = None  # who used it last (the pool prefers to give it to them again)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def request(self, header: dict[str, Any], blobs: list[bytes] | None = None, *, timeout: float,
+                ask: Ask | None = None) -> Message:
+        """Send ``header`` (+ ``blobs``) and wait at most ``timeout`` seconds for the answer. An answer with
+        ``error`` raises ``WorkerError``; a missed deadline kills the worker and raises ``WorkerTimeout``."""
+        deadline = time.monotonic() + timeout
+        self.calls += 1
+        try:
+            self._send(header, blobs or [], deadline)
+            while True:
+                reply, data = self._receive(deadline)
+                if "ask" not in reply:
+                    break
+                if ask is None:
+                    raise ProtocolError(f"the worker asked for {reply['ask']!r}, which this call does not answer")
+                self._send(*ask(reply, data), deadline)
+        except TimeoutError:
+            self.kill()
+            raise WorkerTimeout(f"{self.label}: no answer within {timeout:g} s; the worker was stopped") from None
+        except (EOFError, BrokenPipeError, ProtocolError, OSError) as exc:
+            self.kill()
+            raise WorkerCrashed(f"{self.label}: {self._ended(exc)}") from None
+        if "error" in reply:
+            raise WorkerError(str(reply["error"]), str(reply.get("trace", "")))
+        return reply, data
+
+    def _ended(self, exc: BaseException) -> str:
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        if isinstance(exc, ProtocolError) or code is None:
+            how = f"broke the protocol ({exc})"
+        elif code < 0 or code > 128:  # bwrap reports a child killed by signal n as 128 + n
+            how = f"was killed by signal {-code if code < 0 else code - 128}"
+        else:
+            how = f"exited with status {code}"
+        tail = self.log_tail().strip()
+        return f"the worker process {how}" + (f": {tail[-800:]}" if tail else "")
+
+    def _send(self, header: dict[str, Any], blobs: list[bytes], deadline: float) -> None:
+        import json
+
+        head = json.dumps(header, separators=(",", ":")).encode()
+        parts: list[bytes | memoryview] = [_HEAD.pack(len(head), len(blobs)), head]
+        for blob in blobs:
+            parts += [_BLOB.pack(len(blob)), blob]
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._in, selectors.EVENT_WRITE)
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    if not selector.select(_left(deadline)):
+                        raise TimeoutError
+                    try:
+                        written = os.write(self._in, view[: 1 << 20])
+                    except BlockingIOError:
+                        continue
+                    view = view[written:]
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        if size > MAX_MESSAGE_BYTES:
+            raise ProtocolError(f"a frame of {size} bytes is larger than the protocol allows")
+        if len(self._buffer) < size:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._out, selectors.EVENT_READ)
+                while len(self._buffer) < size:
+                    if not selector.select(_left(deadline)):
+                        raise TimeoutError
+                    try:
+                        chunk = os.read(self._out, max(1 << 16, min(size - len(self._buffer), 1 << 24)))
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        raise EOFError("the worker closed its pipe")
+                    self._buffer += chunk
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def _receive(self, deadline: float) -> Message:
+        import json
+
+        head_len, count = _HEAD.unpack(self._read(_HEAD.size, deadline))
+        if count > 1 << 20:
+            raise ProtocolError(f"{count} blobs in one message")
+        try:
+            header = json.loads(self._read(head_len, deadline))
+        except ValueError as exc:
+            raise ProtocolError(f"a header that is not JSON: {exc}") from None
+        if not isinstance(header, dict):
+            raise ProtocolError("a header that is not a JSON object")
+        blobs = [self._read(_BLOB.unpack(self._read(_BLOB.size, deadline))[0], deadline) for _ in range(count)]
+        return header, blobs
+
+    def log_tail(self, size: int = 4000) -> str:
+        """The end of what the worker printed (kept outside its sandbox, so it cannot point elsewhere)."""
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - size))
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+
+    def close(self) -> None:
+        """Stop the worker (closing its stdin ends its loop; a worker that lingers is killed) and clean up."""
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                if self.process.stdin is not None:
+                    self.process.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=2)
+        self.kill()
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                if stream is not None:
+                    stream.close()
+        self.log_path.unlink(missing_ok=True)
+        shutil.rmtree(self.layout.scratch, ignore_errors=True)
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left

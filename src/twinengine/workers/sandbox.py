@@ -1,0 +1,158 @@
+"""The sandbox a worker process runs in: Debian's bubblewrap (``bwrap``), or nothing where told so.
+
+Inside bwrap a worker has its own user (uid 65534, no capabilities, even when the engine runs as root),
+pid, network (loopback only, nothing listening), IPC and UTS namespaces. It sees the system's ``/usr``, the
+Python and engine package folders read-only, the app's code at ``/twin/app`` and its environment at
+``/twin/env`` read-only, and its scratch folder at ``/twin/scratch`` (also its ``/tmp``): the only place it
+can write. Nothing of the data dir is there; should a mounted folder contain it, it is covered by an empty
+tmpfs. The environment holds no ``TWIN_*`` variable and no credential.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from twinengine.errors import SandboxUnavailable
+
+__all__ = ["APP_DIR", "ENV_DIR", "SCRATCH_DIR", "Layout", "Sandbox", "SandboxMode", "SandboxUnavailable",
+           "bwrap_works"]
+
+log = logging.getLogger("twinengine.workers")
+
+SandboxMode = Literal["auto", "bwrap", "none"]
+APP_DIR, ENV_DIR, SCRATCH_DIR = "/twin/app", "/twin/env", "/twin/scratch"
+_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "host.conf")
+_WARNED: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What one worker sees besides the system: its scratch folder, the app's code and environment."""
+
+    scratch: Path
+    code: Path | None = None
+    env: Path | None = None
+
+
+@functools.cache
+def bwrap_works(binary: str = "bwrap") -> str | None:
+    """None when ``bwrap`` can start a sandbox here, else why not (missing, or user namespaces refused)."""
+    path = shutil.which(binary)
+    if path is None:
+        return "bwrap is not installed (Debian: apt-get install bubblewrap)"
+    probe = subprocess.run([path, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
+                            "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "true"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    if probe.returncode != 0:
+        return f"bwrap cannot start a sandbox here: {probe.stderr.strip()[-300:] or probe.returncode}"
+    return None
+
+
+@functools.cache
+def _python_folders(executable: str) -> tuple[str, ...]:
+    """The folders a fresh ``python -I`` of the engine's environment imports from (stdlib, site-packages,
+    editable installs), outermost only."""
+    out = subprocess.run([executable, "-I", "-c", "import json, sys; print(json.dumps([sys.prefix, sys.base_prefix, "
+                          "sys.exec_prefix, *sys.path]))"], capture_output=True, text=True, check=True, timeout=60)
+    found = {os.path.realpath(p) for p in json.loads(out.stdout) if p and os.path.isdir(p)}
+    found |= {os.path.dirname(os.path.realpath(executable)), os.path.dirname(os.path.abspath(executable))}
+    import twinengine
+
+    found.add(os.path.dirname(os.path.dirname(os.path.realpath(twinengine.__file__))))
+    found.add(str(Path(os.path.abspath(executable)).parent.parent))  # a venv's root (pyvenv.cfg)
+    ordered = sorted(found, key=len)
+    return tuple(p for i, p in enumerate(ordered) if not any(_under(p, q) for q in ordered[:i]))
+
+
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+class Sandbox:
+    """Builds the command line of a worker process for one ``Layout``.
+
+    ``mode`` is the setting (``auto``, ``bwrap``, ``none``). ``auto`` uses bwrap when it works; where it does
+    not, an embedded engine (demo, tests) runs the code unsandboxed with a loud warning, while ``twin serve``
+    turns ``auto`` into ``bwrap`` and so refuses it. ``hidden`` are the engine's folders never seen inside.
+    """
+
+    def __init__(self, mode: SandboxMode, *, hidden: list[Path], python: str = sys.executable) -> None:
+        self.mode, self.hidden, self.python = mode, [Path(p) for p in hidden], python
+
+    def effective(self) -> Literal["bwrap", "none"]:
+        """The sandbox used now; raises ``SandboxUnavailable`` where untrusted code may not run."""
+        if self.mode == "none":
+            _warn_once("none", "TWIN_SANDBOX=none: app and user code run WITHOUT a sandbox and can read this "
+                               "engine's secrets (data dir, keys, tokens). Use it only on a machine you alone use.")
+            return "none"
+        problem = bwrap_works()
+        if problem is None:
+            return "bwrap"
+        if self.mode == "bwrap":
+            raise SandboxUnavailable(f"app and user code run only in a sandbox, and {problem}; install bubblewrap "
+                                     "or set TWIN_SANDBOX=none to run it unsandboxed on a single-user machine")
+        _warn_once("auto", f"{problem}: app and user code run WITHOUT a sandbox in this embedded engine and can "
+                           "read its secrets. Install bubblewrap (TWIN_SANDBOX=auto uses it when it works).")
+        return "none"
+
+    def command(self, module: str, args: list[str], layout: Layout) -> tuple[list[str], dict[str, str], str]:
+        """(argv, environment, working folder) of ``python -I -B -m module`` in the sandbox. Under bwrap the
+        argv names ``--args 3``: the mounts go to bwrap through fd 3 (``Worker`` writes them there), so no
+        path of the engine's shows in the sandbox's ``/proc/1/cmdline``."""
+        mode = self.effective()
+        inside = {"scratch": SCRATCH_DIR, "code": APP_DIR, "env": ENV_DIR} if mode == "bwrap" else \
+            {"scratch": str(layout.scratch), "code": str(layout.code), "env": str(layout.env)}
+        paths = [inside[k] for k, v in (("code", layout.code), ("env", layout.env)) if v is not None]
+        (layout.scratch / "tmp").mkdir(parents=True, exist_ok=True)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+               "HOME": inside["scratch"], "TMPDIR": f"{inside['scratch']}/tmp", "USER": "nobody",
+               "LOGNAME": "nobody", "MPLCONFIGDIR": f"{inside['scratch']}/tmp", "OMP_NUM_THREADS": "1"}
+        python = [self.python, "-I", "-B", "-m", module, *args, *[f"--path={p}" for p in paths]]
+        if mode == "none":
+            return python, env, str(layout.scratch)
+        return [*self._bwrap(layout), "--", *python], env, str(layout.scratch)
+
+    def _bwrap(self, layout: Layout) -> list[str]:
+        binary = shutil.which("bwrap") or "bwrap"
+        argv = [binary, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
+                "--die-with-parent", "--new-session", "--hostname", "twin-worker"]
+        for top in ("usr", "bin", "sbin", "lib", "lib64", "lib32", "libx32"):
+            path = Path("/") / top
+            if path.is_symlink():
+                argv += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                argv += ["--ro-bind", str(path), str(path)]
+        for name in _ETC:
+            argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        argv += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
+                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm"]
+        mounted = [p for p in _python_folders(self.python) if not _under(p, "/usr")]
+        for folder in mounted:
+            argv += ["--ro-bind", folder, folder]
+        for secret in self.hidden:  # a mounted folder holding the data dir shows an empty one there
+            real = os.path.realpath(secret)
+            if any(_under(real, m) for m in mounted) and os.path.isdir(real):
+                argv += ["--tmpfs", real]
+        if layout.code is not None:
+            argv += ["--ro-bind", str(layout.code), APP_DIR]
+        if layout.env is not None:
+            argv += ["--ro-bind", str(layout.env), ENV_DIR]
+        argv += ["--bind", str(layout.scratch), SCRATCH_DIR, "--bind", str(layout.scratch / "tmp"), "/tmp",
+                 "--chdir", SCRATCH_DIR]
+        return argv
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(message)
+        print(f"\n!!! twinengine: {message}\n", file=sys.stderr, flush=True)

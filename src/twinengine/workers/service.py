@@ -1,0 +1,159 @@
+"""The engine's workers: UDFs in a fresh sandbox per call, app code in warm workers per app version.
+
+``Workers`` is built once per runtime from the settings. It is the only way the engine runs code it did
+not write: ``run_udf`` for a user's UDF, ``for_app(...)`` for an app's functions, processes and the
+indexing of its package at publish time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from twinengine.workers.pool import WorkerPool
+from twinengine.workers.process import Ask, Worker, WorkerCrashed
+from twinengine.workers.protocol import Message, ProtocolError, decode, loads_json, pickled
+from twinengine.workers.sandbox import Layout, Sandbox, SandboxMode
+
+if TYPE_CHECKING:
+    from twinengine.config import Settings
+
+__all__ = ["AppWorkers", "Workers"]
+
+log = logging.getLogger("twinengine.workers")
+
+_START_SECONDS = 60.0
+
+
+class Workers:
+    def __init__(self, *, sandbox: Sandbox, scratch_root: Path, timeout: float, memory_bytes: int,
+                 idle: int = 4) -> None:
+        self.sandbox, self.scratch_root = sandbox, scratch_root
+        self.timeout, self.memory_bytes = timeout, memory_bytes
+        self.pool = WorkerPool(idle)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Workers:
+        hidden = [settings.data_dir, settings.streams_dir, settings.collections_dir, settings.envs_root]
+        if settings.is_sqlite:
+            hidden.append(Path(settings.db_url.removeprefix("sqlite:///")).parent)
+        return cls(sandbox=Sandbox(settings.sandbox, hidden=[p for p in hidden if p is not None]),
+                   scratch_root=Path(tempfile.gettempdir()), timeout=settings.worker_timeout.total_seconds(),
+                   memory_bytes=settings.worker_memory_bytes, idle=settings.warm_workers)
+
+    @property
+    def mode(self) -> SandboxMode:
+        return self.sandbox.mode
+
+    def start(self, *, label: str, code: Path | None = None, env: Path | None = None,
+              memory_bytes: int | None = None) -> Worker:
+        """A new worker in its sandbox, with a fresh scratch folder, answering (or ``WorkerCrashed``)."""
+        scratch = Path(tempfile.mkdtemp(prefix="twin-scratch-", dir=self.scratch_root))
+        try:
+            worker = Worker(self.sandbox, Layout(scratch=scratch, code=code, env=env),
+                            memory_bytes=self.memory_bytes if memory_bytes is None else memory_bytes, label=label)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        try:
+            worker.request({"op": "hello"}, timeout=_START_SECONDS)
+        except BaseException:
+            worker.close()
+            raise
+        return worker
+
+    def run_udf(self, data: Any, code: str, context: Any, *, timeout: float, memory_bytes: int) -> Any:
+        """A user's UDF in a sandbox of its own (never shared with another call or user)."""
+        worker = self.start(label="run_udf", memory_bytes=memory_bytes)
+        try:
+            reply, blobs = worker.request({"op": "udf"}, [pickled({"data": data, "code": code, "context": context})],
+                                          timeout=timeout)
+        finally:
+            worker.close()
+        return decode(reply.get("value"), blobs)
+
+    def for_app(self, key: Hashable, *, label: str, code: Path, env: Path | None) -> AppWorkers:
+        """The warm workers of one app version (``key``: its archive checksum and environment)."""
+        return AppWorkers(self, key, label=label, code=code, env=env)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class AppWorkers:
+    """Calls into one app version's code, each in a warm worker of that version."""
+
+    def __init__(self, workers: Workers, key: Hashable, *, label: str, code: Path, env: Path | None) -> None:
+        self.workers, self.key, self.label, self.code, self.env = workers, key, label, code, env
+
+    def lease(self, prefer: Hashable = None) -> AbstractContextManager[Worker]:
+        return self.workers.pool.lease(self.key, lambda: self.workers.start(label=self.label, code=self.code,
+                                                                            env=self.env), prefer)
+
+    def call(self, header: dict[str, Any], blobs: list[bytes] | None = None, *, timeout: float | None = None,
+             ask: Ask | None = None, prefer: Hashable = None) -> Message:
+        with self.lease(prefer) as worker:
+            return worker.request(header, blobs, timeout=timeout or self.workers.timeout, ask=ask)
+
+    def index(self, package: str) -> list[dict[str, Any]]:
+        """The ``@app_process`` functions of ``package``: [{id, function, spec}] (imported in a worker)."""
+        reply, _ = self.call({"op": "index", "package": package})
+        found = reply.get("processes")
+        if not isinstance(found, list) or not all(isinstance(p, dict) for p in found):
+            raise ValueError("the worker's index of app processes is malformed")
+        return found
+
+    def process(self, function: str, arguments: dict[str, Any], *, timeout: float | None = None) -> Any:
+        reply, blobs = self.call({"op": "process", "function": function}, [pickled(arguments)], timeout=timeout)
+        return decode(reply.get("value"), blobs)
+
+    def functions(self, header: dict[str, Any], calls: list[list[dict[str, Any]]], *,
+                  ask: Callable[[dict[str, Any]], Any], prefer: Hashable = None
+                  ) -> tuple[list[Any], dict[str, Any] | None]:
+        """Run function calls in order: (each call's effects, the first failure or None). ``ask`` answers
+        the worker's questions (``state``, ``model``) with a value the engine pickles."""
+
+        def answer(question: dict[str, Any], _blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+            return {"answer": question.get("ask")}, [pickled(ask(question))]
+
+        with self.lease(prefer) as worker:
+            try:
+                reply, blobs = worker.request({"op": "functions", **header}, [pickled(calls)],
+                                              timeout=self.workers.timeout, ask=answer)
+            except WorkerCrashed as exc:
+                exc.completed = _progress(worker.layout.scratch)  # calls that returned before it died
+                raise
+        results = loads_json(blobs[0]) if blobs else []
+        if not isinstance(results, list) or len(results) != reply.get("calls"):
+            raise ProtocolError("the worker's answer to function calls is malformed")
+        failed = reply.get("failed")
+        return results, (failed if isinstance(failed, dict) else None)
+
+
+def _progress(scratch: Path) -> int:
+    """How many function calls a dead worker finished (it wrote the index of the one it began; the file is
+    the worker's, so it is opened without following links and read as a number, nothing more)."""
+    try:
+        fd = os.open(scratch / ".progress", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return 0
+    try:
+        return int.from_bytes(os.read(fd, 4).ljust(4, b"\0"), "little")
+    finally:
+        os.close(fd)
+
+
+def default_workers() -> Workers:
+    """Workers from the environment's settings, for code paths that run outside a runtime (a bare run)."""
+    from twinengine.config import Settings
+
+    return Workers.from_settings(Settings())
+
+

@@ -1,0 +1,131 @@
+"""Workers without an engine: what a worker sends back is decoded without pickle, and anything else is
+refused; the sandbox's command line keeps the engine's settings and folders out."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import xarray as xr
+
+from twinengine.workers.protocol import ProtocolError, decode, encode, read_message, write_message
+from twinengine.workers.sandbox import Layout, Sandbox
+
+
+def round_trip(value: object) -> object:
+    blobs: list[bytes] = []
+    tree = encode(value, blobs)
+    stream = io.BytesIO()
+    write_message(stream, {"value": tree}, blobs)
+    stream.seek(0)
+    header, data = read_message(stream)
+    return decode(header["value"], data)
+
+
+def test_values_come_back_as_they_were() -> None:
+    when = datetime(2026, 3, 1, 6, tzinfo=UTC)
+    value = {"n": 1, "x": float("nan"), "when": when, "dt": timedelta(hours=1), "list": [1, "a", None],
+             "$twin": "a user key", 3: "an int key"}
+    back = round_trip(value)
+    assert isinstance(back, dict) and back["when"] == when and back["dt"] == timedelta(hours=1)
+    assert back["$twin"] == "a user key" and back[3] == "an int key" and back["x"] != back["x"]
+    cube = xr.DataArray(np.arange(6.0).reshape(2, 3), dims=("t", "x"), name="rain", attrs={"units": "mm"},
+                        coords={"t": [0, 1], "x": np.array(["a", "b", "c"], dtype=object)})
+    again = round_trip(cube)
+    assert isinstance(again, xr.DataArray)
+    xr.testing.assert_identical(again, cube.assign_coords(x=cube.x.astype(str)))
+    table = pa.table({"a": [1, 2]})
+    assert round_trip(table) == table
+
+
+def test_objects_that_would_need_pickle_are_refused_on_both_sides() -> None:
+    class Evil:
+        def __reduce__(self) -> tuple[object, ...]:
+            return (print, ("ran",))
+
+    with pytest.raises(ProtocolError, match="cannot be sent back"):
+        encode(Evil(), [])
+    with pytest.raises(ProtocolError, match="no objects"):
+        encode(np.array([Evil()], dtype=object), [])
+    pickled_array = io.BytesIO()
+    np.save(pickled_array, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ProtocolError, match="not plain npy"):
+        decode({"$twin": "ndarray", "blob": 0}, [pickled_array.getvalue()])
+    with pytest.raises(ProtocolError, match="unknown value tag"):
+        decode({"$twin": "pickle", "blob": 0}, [pickle.dumps(Evil())])
+    with pytest.raises(ProtocolError, match="not in the message"):
+        decode({"$twin": "ndarray", "blob": 3}, [])
+
+
+def test_a_frame_larger_than_allowed_is_refused() -> None:
+    stream = io.BytesIO((0xFFFFFFFF).to_bytes(4, "big") + (1).to_bytes(4, "big"))
+    with pytest.raises((ProtocolError, EOFError)):
+        read_message(stream)
+
+
+def test_the_sandbox_hides_the_data_dir_and_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWIN_DATABASE_URL", "postgresql://secret@db/twin")
+    layout = Layout(scratch=tmp_path / "scratch", code=tmp_path / "code")
+    layout.scratch.mkdir()
+    data_dir = Path(__import__("twinengine").__file__).parent / "data-dir-inside-a-mounted-folder"
+    sandbox = Sandbox("bwrap", hidden=[data_dir])
+    from twinengine.workers.sandbox import bwrap_works
+
+    if bwrap_works() is None:
+        data_dir.mkdir(exist_ok=True)
+        try:
+            argv, env, _cwd = sandbox.command("twinengine.workers._child", [], layout)
+        finally:
+            data_dir.rmdir()
+        assert ["--tmpfs", str(data_dir)] == argv[argv.index(str(data_dir)) - 1: argv.index(str(data_dir)) + 1]
+        assert "--unshare-all" in argv and "--cap-drop" in argv and "--unshare-user" in argv
+    argv, env, _cwd = Sandbox("none", hidden=[]).command("twinengine.workers._child", [], layout)
+    assert not any(k.startswith("TWIN_") for k in env) and "postgresql" not in " ".join(env.values())
+    assert argv[1:3] == ["-I", "-B"]
+
+
+def test_without_bwrap_serve_refuses_untrusted_code_and_an_embedded_engine_warns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bwrap cannot be uninstalled for a test: its probe is replaced by one that reports it missing."""
+    from twinengine.cli.main import _sandbox_for_serving
+    from twinengine.config import Settings
+    from twinengine.workers import sandbox as module
+
+    monkeypatch.setattr(module, "bwrap_works", lambda binary="bwrap": "bwrap is not installed")
+    assert module.Sandbox("auto", hidden=[]).effective() == "none"  # make demo / make test on a laptop
+    with pytest.raises(module.SandboxUnavailable, match="TWIN_SANDBOX=none"):
+        module.Sandbox("bwrap", hidden=[]).effective()
+    served = _sandbox_for_serving(Settings(data_dir=tmp_path))
+    assert served.sandbox == "bwrap"  # twin serve: auto without bwrap refuses
+    assert _sandbox_for_serving(Settings(data_dir=tmp_path, sandbox="none")).sandbox == "none"  # told so
+
+
+def test_a_worker_outlives_the_thread_that_started_it(tmp_path: Path) -> None:
+    """bwrap's --die-with-parent follows the starting thread; a request's thread ends, its warm worker stays."""
+    import threading
+    import time
+
+    from helpers import need_sandbox
+    from twinengine.config import Settings
+    from twinengine.workers.process import Worker
+    from twinengine.workers.service import Workers
+
+    need_sandbox()
+    workers = Workers.from_settings(Settings(data_dir=tmp_path / "data"))
+    started: list[Worker] = []
+    thread = threading.Thread(target=lambda: started.append(workers.start(label="test")))
+    thread.start()
+    thread.join()
+    time.sleep(0.5)
+    worker = started[0]
+    try:
+        assert worker.alive
+        who = worker.request({"op": "hello"}, timeout=30)[0]
+        assert who["uid"] == 65534 and int(who["capabilities"], 16) == 0  # nobody, even for a root engine
+    finally:
+        worker.close()
