@@ -6,7 +6,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 from starlette.types import Message
 
@@ -16,6 +16,7 @@ from twinengine.api import health
 from twinengine.api.errors import install_error_handlers
 from twinengine.api.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from twinengine.api.routing import API_PREFIX, operation_id
+from twinengine.api.text import refuse_unstorable_text
 from twinengine.auth import api as auth_api
 from twinengine.catalog import api as catalog_api
 from twinengine.config import Settings
@@ -29,8 +30,10 @@ from twinengine.streams import api as streams_api
 from twinengine.streams import buffers_api
 from twinengine.streams.metrics import StreamsCollector
 from twinengine.twins import api as twins_api
+from twinengine.ui import install_ui
 from twinengine.workflows import api as workflows_api
 from twinengine.workflows.openeo import api as openeo_api
+from twinengine.workflows.openeo.paths import CollapseSlashes
 
 __all__ = ["create_app"]
 
@@ -44,10 +47,11 @@ desire state, travel through its history and fork what-if scenarios. Every call 
 
 
 def _announce_admin_token(token: str, runtime: Runtime) -> None:
-    path = runtime.data_dir / "admin.token"
     print(
         "\ntwinengine: first start, created the identity 'admin'.\n"
-        f"  Its token is shown once here and saved (mode 0600) to {path}:\n\n  {token}\n",
+        "  Its token is shown once, here, and kept nowhere; on this machine\n"
+        f"  `twin token create --data-dir {runtime.data_dir} --name admin --role admin` issues another:\n\n"
+        f"  {token}\n",
         file=sys.stderr,
         flush=True,
     )
@@ -101,6 +105,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         redoc_url=None,
         openapi_url="/openapi.json",
         generate_unique_id_function=operation_id,
+        dependencies=[Depends(refuse_unstorable_text)],
     )
     app.state.runtime = runtime
     app.state.metrics = registry = CollectorRegistry()
@@ -112,6 +117,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                    workflows_api.router, *openeo_api.routers, lake_api.router, stac_api.router, streams_api.router,
                    buffers_api.router, ml_api.router):
         app.include_router(router)
+    install_ui(app)
 
     settings = runtime.settings
     # Outermost last: metrics see everything, the audit sees writes refused for their size too.
@@ -122,4 +128,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                                   settings.stream_max_request_bytes)])
     app.add_middleware(AuditMiddleware, runtime=runtime)
     app.add_middleware(MetricsMiddleware, registry=registry)
+    app.add_middleware(CollapseSlashes)  # openEO clients produce /openeo/1.2//jobs/{id}
     return app

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from twinengine.api.cookies import check_csrf, request_token
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.principal import Principal
 from twinengine.runtime import Runtime
@@ -45,15 +46,17 @@ async def get_principal(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller. A token verified moments ago (``settings.token_recheck``) is taken on the event loop;
-    otherwise it is verified on a worker thread in a short read-only transaction of its own, so the
-    request's unit of work starts at the service's first query and a long upload never holds SQLite's
-    write lock."""
-    token = credentials.credentials if credentials is not None else None
+    """The caller, from the bearer token or else the portal's session cookie (writes with the cookie need
+    its CSRF token: ``api.cookies``). A token verified moments ago (``settings.token_recheck``) is taken on
+    the event loop; otherwise it is verified on a worker thread in a short read-only transaction of its
+    own, so the request's unit of work starts at the service's first query and a long upload never holds
+    SQLite's write lock."""
+    token = request_token(request, credentials)
     principal = runtime.verdicts.get(token) if token else None
     if principal is None:
         principal = await run_in_threadpool(_verify, runtime, token)
-    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit middleware reads it
+    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit middleware reads it (a refused write too)
+    check_csrf(request, runtime, principal)
     return principal
 
 

@@ -10,8 +10,9 @@ from fastapi import Depends, Path, Query, Request, Response, status
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import api_router
 from twinengine.catalog import service
+from twinengine.catalog.definitions import workflow_definitions
 from twinengine.catalog.manifest import APP_NAME_PATTERN, Manifest
-from twinengine.catalog.schemas import AppPage, AppRead, AppSummary, AppVersionRead, PublishResult
+from twinengine.catalog.schemas import AppPage, AppRead, AppSummary, AppVersionRead, PublishResult, WorkflowDefinition
 from twinengine.types import INT32_MAX
 
 __all__ = ["router"]
@@ -43,7 +44,7 @@ def publish(principal: PrincipalDep, archive: Annotated[bytes, Depends(_raw_body
     settings = runtime.settings
     row, created = service.publish(session, runtime.blobs, principal=principal, archive=archive,
                                    max_archive_bytes=settings.max_app_archive_bytes,
-                                   max_unpacked_bytes=settings.max_app_unpacked_bytes)
+                                   max_unpacked_bytes=settings.max_app_unpacked_bytes, steps=runtime.publish_steps)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["Location"] = f"/api/v1/apps/{row.name}/versions/{row.version}"
     return PublishResult(created=created, app=AppVersionRead.model_validate(row))
@@ -97,3 +98,11 @@ def pull(name: AppName, version: Version, session: SessionDep, runtime: RuntimeD
         "Repr-Digest": f"sha-256=:{digest}:",
         "Content-Disposition": f'attachment; filename="{row.name}-{row.version}.tar.gz"',
     })
+
+
+@router.get("/{name}/versions/{version}/workflows", name="workflows",
+            summary="The version's workflows and the parameters each takes (openEO parameter objects)")
+def workflows(name: AppName, version: Version, session: SessionDep, runtime: RuntimeDep,
+              principal: PrincipalDep) -> list[WorkflowDefinition]:
+    row = service.get_app_version(session, principal=principal, name=name, version=version)
+    return workflow_definitions(runtime.blobs, row)

@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from twinengine.catalog.views import View
 from twinengine.units import UnitError, check_unit
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Stream",
     "StreamField",
     "TriggerSpec",
+    "View",
     "WorkflowSpec",
     "parse_app_ref",
 ]
@@ -240,6 +242,8 @@ class Manifest(_Strict):
     triggers: list[TriggerSpec] = Field(default_factory=list)
     functions: dict[Ident, FunctionSpec] = Field(default_factory=dict)
     outputs: dict[Ident, OutputSpec] = Field(default_factory=dict)
+    views: dict[Ident, View] = Field(default_factory=dict, max_length=16,
+                                     description="Dashboards of panels the portal shows as the twin's own pages.")
 
     @property
     def package_name(self) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["AppPage", "AppRead", "AppSummary", "AppVersionRead", "PublishResult"]
+__all__ = ["AppPage", "AppRead", "AppSummary", "AppVersionRead", "PublishResult", "WorkflowDefinition"]
 
 
 class AppVersionRead(BaseModel):
@@ -51,3 +51,13 @@ class AppPage(BaseModel):
 class AppRead(BaseModel):
     name: str
     versions: list[AppVersionRead]
+
+
+class WorkflowDefinition(BaseModel):
+    """A workflow of an app version: its process graph and the parameters it takes (openEO objects)."""
+
+    name: str
+    description: str | None
+    summary: str | None
+    parameters: list[dict[str, Any]]
+    process_graph: dict[str, Any]

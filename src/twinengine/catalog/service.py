@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import semver
@@ -24,6 +24,7 @@ from twinengine.store.blobs import BlobStore
 
 __all__ = [
     "PUBLISH_HOOKS",
+    "PublishStep",
     "get_app_version",
     "get_archive",
     "list_apps",
@@ -38,6 +39,12 @@ __all__ = [
 # Called as hook(session, row, canonical_archive) after a new version is stored, in the same transaction;
 # a hook that raises refuses the publish. Capabilities register here (workflows indexes app processes).
 PUBLISH_HOOKS: list[Callable[[Session, AppVersion, bytes], None]] = []
+
+
+# Called as step(manifest, canonical_archive) before a new version is stored, outside the store's write
+# transaction (slow work: app environments, indexing app code in a sandbox); returns what to record in the
+# version's transaction, called as record(session, row). A step that raises refuses the publish.
+PublishStep = Callable[[Manifest, bytes], Callable[[Session, AppVersion], None] | None]
 
 
 def register_hook(hook: Callable[[Session, AppVersion, bytes], None]) -> None:
@@ -58,6 +65,7 @@ def publish(
     archive: bytes,
     max_archive_bytes: int,
     max_unpacked_bytes: int,
+    steps: Sequence[PublishStep] = (),
 ) -> tuple[AppVersion, bool]:
     """Publish an app archive. Returns (version, created); identical content already published is a no-op.
 
@@ -81,6 +89,7 @@ def publish(
     existing = _find(session, manifest.name, manifest.version)
     if existing is not None:
         return _same_or_conflict(existing, digest), False
+    records = [step(manifest, canonical) for step in steps]
     blobs.put(canonical)
     parsed = semver.Version.parse(manifest.version)
     row = AppVersion(
@@ -102,6 +111,9 @@ def publish(
         return _same_or_conflict(raced, digest), False
     for hook in PUBLISH_HOOKS:
         hook(session, row, canonical)
+    for record in records:
+        if record is not None:
+            record(session, row)
     return row, True
 
 

@@ -49,7 +49,48 @@ def check_manifest_data(data: Any) -> tuple[Manifest | None, list[Problem]]:
             problems.append(Problem(f"triggers[{i}].workflow",
                                     f"workflow {trigger.workflow!r} is not declared under workflows"))
     problems += _check_functions(manifest)
+    problems += _check_views(manifest)
     return manifest, problems
+
+
+def _check_views(manifest: Manifest) -> list[Problem]:
+    """Panels name declared state properties (numbers where they are plotted), workflows and models."""
+    problems: list[Problem] = []
+
+    def prop(loc: str, name: str, *, numeric: bool) -> None:
+        declared = manifest.state.get(name)
+        if declared is None:
+            problems.append(Problem(loc, f"state property {name!r} is not declared under state"))
+        elif numeric and declared.type.value not in ("number", "integer"):
+            problems.append(Problem(loc, f"state property {name!r} is a {declared.type.value}; a time series "
+                                         "plots numbers"))
+
+    def workflow(loc: str, name: str) -> None:
+        if name not in manifest.workflows:
+            problems.append(Problem(loc, f"workflow {name!r} is not declared under workflows"))
+
+    for view_name, view in manifest.views.items():
+        for panel_name, panel in view.panels.items():
+            loc = f"views.{view_name}.panels.{panel_name}"
+            if panel.kind == "timeseries":
+                for i, name in enumerate(panel.properties):
+                    prop(f"{loc}.properties[{i}]", name, numeric=True)
+                for i, threshold in enumerate(panel.thresholds):
+                    if threshold.property is not None:
+                        prop(f"{loc}.thresholds[{i}].property", threshold.property, numeric=True)
+                if panel.band is not None:
+                    prop(f"{loc}.band.lower", panel.band.lower, numeric=True)
+                    prop(f"{loc}.band.upper", panel.band.upper, numeric=True)
+                if panel.forecast is not None:
+                    workflow(f"{loc}.forecast.workflow", panel.forecast.workflow)
+            elif panel.kind == "table":
+                for i, name in enumerate(panel.properties):
+                    prop(f"{loc}.properties[{i}]", name, numeric=False)
+            elif panel.kind == "form":
+                workflow(f"{loc}.workflow", panel.workflow)
+            elif panel.kind == "model" and panel.model not in manifest.models:
+                problems.append(Problem(f"{loc}.model", f"model {panel.model!r} is not declared under models"))
+    return problems
 
 
 _COMPARABLE = {"float": (int, float), "integer": (int,), "string": (str,), "boolean": (bool,)}
@@ -144,6 +185,23 @@ def _check_files(root: Path, manifest: Manifest) -> list[Problem]:
                 isinstance(n, dict) and "process_id" in n for n in nodes.values()
             ):
                 problems.append(Problem(loc, "not an openEO process graph (a map of nodes with process_id)"))
+            else:
+                problems += _check_form_parameters(manifest, name, graph)
+    return problems
+
+
+def _check_form_parameters(manifest: Manifest, workflow: str, graph: dict[str, Any]) -> list[Problem]:
+    """A form panel's parameters are parameters of its workflow's process graph."""
+    declared = {p.get("name") for p in graph.get("parameters") or [] if isinstance(p, dict)}
+    problems = []
+    for view_name, view in manifest.views.items():
+        for panel_name, panel in view.panels.items():
+            if panel.kind != "form" or panel.workflow != workflow:
+                continue
+            for i, name in enumerate(panel.parameters or []):
+                if name not in declared:
+                    problems.append(Problem(f"views.{view_name}.panels.{panel_name}.parameters[{i}]",
+                                            f"{name!r} is not a parameter of workflow {workflow!r}"))
     return problems
 
 

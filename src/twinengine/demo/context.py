@@ -29,6 +29,7 @@ class DemoOptions:
     step_minutes: int = 15
     seed: int = 7
     plot: Path | None = None
+    serve: bool = False
     start: datetime = datetime(2026, 3, 1, tzinfo=UTC)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.demo.chapters import edr, lake, ml, streams, twins, workflows
+from twinengine.demo.chapters import edr, lake, ml, portal, streams, twins, workflows
 from twinengine.demo.context import Advance, DemoContext, DemoOptions
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
@@ -42,6 +42,7 @@ CHAPTERS: list[Chapter] = [
     workflows.forecast,
     streams.live_gauges,
     ml.retrain_on_drift,
+    portal.portal,
     twins.audit,
 ]
 
@@ -63,16 +64,42 @@ def _import_app_package(folder: Path) -> Any:
     return importlib.import_module("river_reach")
 
 
+def _serve_until_interrupted(ctx: DemoContext, say: Callable[[str], None]) -> None:
+    """``--serve``: the engine stays up for a person to look around in the portal until Ctrl-C."""
+    say(f"serving the portal at {ctx.url}/ui/ until Ctrl-C; sign in as uma (user) with the token below")
+    print(ctx.tokens["uma"], file=sys.stderr, flush=True)  # alone on its line, never wrapped
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        say("stopped serving")
+
+
+def _admin_token(runtime: Runtime) -> str:
+    """A demo on a data dir an engine used before: a new admin token signed with its key (the first one was
+    printed once and kept nowhere)."""
+    from datetime import timedelta
+
+    from twinengine.auth.principal import SYSTEM, Role
+    from twinengine.auth.service import issue_token
+
+    with runtime.db.session() as session:
+        return issue_token(session, runtime.issuer, principal=SYSTEM, name="admin", role=Role.ADMIN,
+                           ttl=timedelta(days=1), note="twin demo").token
+
+
 def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
-             track: Callable[[str, int], Advance] | None = None) -> DemoContext:
-    """Run every chapter; returns the context with ``facts`` (machine-readable) and ``summary`` rows."""
+             track: Callable[[str, int], Advance] | None = None,
+             finished: Callable[[DemoContext], None] | None = None) -> DemoContext:
+    """Run every chapter; returns the context with ``facts`` (machine-readable) and ``summary`` rows. With
+    ``options.serve`` the engine keeps serving after ``finished(ctx)`` (which prints the summary) until Ctrl-C."""
     started = time.perf_counter()
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="twin-demo-"))
     # Stream history and workflow results land in the lake on site-a (the lake chapter creates it); small
     # segments so the live stream closes some for the compactor.
     runtime = Runtime.from_settings(Settings(data_dir=data_dir, lake_endpoint="site-a", stream_segment_bytes=4096))
     try:
-        admin_token = runtime.start() or (runtime.data_dir / "admin.token").read_text().strip()
+        admin_token = runtime.start() or _admin_token(runtime)  # kept in memory only
         folder = find_app_folder()
         with InProcessServer(create_app(runtime=runtime)) as server:
             say(f"engine up at {server.url} (store: {runtime.db.backend}, data: {runtime.data_dir})")
@@ -92,11 +119,19 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
                 ctx.facts["twin"] = twin.model_dump(mode="json")
                 ctx.summary.insert(2, ("twin", f"{twin.name} ({twin.id}), owner {twin.owner}, head revision "
                                                f"{twin.head_revision}"))
+                ctx.facts["seconds"] = time.perf_counter() - started
+                ctx.summary.append(("time taken", f"{ctx.facts['seconds']:.1f} s"))
+                if options.serve:
+                    if finished is not None:
+                        finished(ctx)
+                    _serve_until_interrupted(ctx, say)
             finally:
                 ctx.close()
     finally:
         runtime.close()
-    seconds = time.perf_counter() - started
-    ctx.facts["seconds"] = seconds
-    ctx.summary.append(("time taken", f"{seconds:.1f} s"))
+    if not options.serve:
+        say(f"the portal was at {ctx.url}/ui/ while the demo ran; `twin demo --serve` keeps it up, or "
+            f"`twin serve --data-dir {runtime.data_dir}` serves this data again")
+        if finished is not None:
+            finished(ctx)
     return ctx

@@ -1,5 +1,6 @@
 """The data-access chapter: the reach's gridded rainfall lands in the collections, and a DT user asks the
-EDR API for the catchment's area-mean rain and the rain over the outlet gauge, as CoverageJSON."""
+EDR API for the catchment's area-mean rain and the rain over the outlet gauge, as CoverageJSON; the gauge's
+readings, kept as a station table (CSV), are served by EDR as a point collection."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from twinengine.demo.context import DemoContext
 __all__ = ["rainfall_field"]
 
 COLLECTION = "river-reach-rain"
+GAUGES = "river-reach-gauges"
 
 
 def _series(doc: dict[str, Any], name: str) -> np.ndarray:
@@ -91,7 +93,30 @@ def rainfall_field(ctx: DemoContext) -> None:
     ctx.facts["edr"] = {"collection": COLLECTION, "cells_inside": kept, "times": times,
                         "area_mean": [round(float(v), 4) for v in mean], "gauge": [float(v) for v in point],
                         "gauge_cell": [gx, gy], "seconds": seconds, "plot": str(plot)}
+    _station_table(ctx, folder, when)
     total, gauge_total = float(np.nansum(mean)), float(np.nansum(point))
     ctx.summary.append(("EDR rainfall", f"{COLLECTION}: catchment mean peak {mean[peak]:.2f} mm/h at {times[peak]}, "
                                         f"{total:.1f} mm; gauge total {gauge_total:.1f} mm ({seconds * 1000:.0f} ms "
                                         f"for both queries); plot {plot}"))
+
+
+def _station_table(ctx: DemoContext, folder: Path, when: str) -> None:
+    """The twin's reported levels and rain as a CSV of gauge readings; EDR lists the station and answers its
+    series, which must equal what the twin reported."""
+    uma, name, reach = ctx.client("uma"), ctx.facts["twin_name"], ctx.app_package
+    level = uma.history(name, "level", limit=100_000).items
+    rain = {v.timestamp: v.value for v in uma.history(name, "rain", limit=100_000).items}
+    rows = ["station,lon,lat,time,level [m],rain [mm/h]"]
+    rows += [f"RR-01,{reach.GAUGE[0]},{reach.GAUGE[1]},{v.timestamp.isoformat()},{v.value},{rain.get(v.timestamp, '')}"
+             for v in level]
+    (folder / f"{GAUGES}.csv").write_text("\n".join(rows) + "\n")
+    edr = ctx.client("uma").edr
+    stations = [f["id"] for f in edr.locations(GAUGES)["features"]]
+    series = edr.location(GAUGES, "RR-01", datetime=when, parameter_name="level")
+    got = [v for v in series["ranges"]["level"]["values"] if v is not None]
+    if len(got) != len(level):
+        raise RuntimeError(f"EDR answered {len(got)} levels of {GAUGES}, the twin reported {len(level)}")
+    ctx.say(f"the gauge's readings as a station table ({GAUGES}.csv, {len(level)} rows): EDR lists stations "
+            f"{', '.join(stations)} and answers RR-01's level series, max {max(got):.2f} m")
+    ctx.facts["edr"]["stations"] = {"collection": GAUGES, "stations": stations, "levels": len(got),
+                                    "max_level": max(got)}

@@ -39,11 +39,12 @@ def _free_name(client: Client, base: str) -> str:
 def create_twin(ctx: DemoContext) -> None:
     uma = ctx.client("uma")
     name = _free_name(uma, "demo-reach")
+    lon, lat = ctx.app_package.GAUGE  # where the gauge is: the portal's map shows the twin there
+    params = {"station": STATION, "longitude": lon, "latitude": lat}
     try:
-        twin = uma.create_twin(ctx.facts["app"], name, {"station": STATION},
-                               description="River reach at gauge RR-01 (simulated)")
+        twin = uma.create_twin(ctx.facts["app"], name, params, description="River reach at gauge RR-01 (simulated)")
     except TwinNameTaken:  # someone took the name between our look and our create
-        twin = uma.create_twin(ctx.facts["app"], f"{name}-{int(time.time())}", {"station": STATION})
+        twin = uma.create_twin(ctx.facts["app"], f"{name}-{int(time.time())}", params)
     uma.grant(twin.name, "gauge-rr01", "operate")
     uma.desire(twin.name, alert_threshold=ALERT_THRESHOLD_M, message="alert above 1.8 m")
     ctx.facts["twin_name"] = twin.name

@@ -1,0 +1,221 @@
+"""The portal in a real browser (Debian's chromium through Playwright), each figure beside a baseline
+measured in the same run, in the same tab, taking turns round by round:
+
+- first page interactive: from navigation start to the page built from the API (``twin:ready``), for the
+  twins list and for a twin's page (state, a history plot, forks, grants), beside a blank page: the
+  navigation of ``/health`` to its load event;
+- a history plot of 100,000 points: read through the API (``/properties/level/history?limit=100000``)
+  and drawn with the portal's own plot module (uPlot on a canvas) until the next frame is painted,
+  beside drawing an empty plot;
+- a map layer of a 1,000 x 1,000 grid: the EDR cube drawn by the engine (``f=png``), fetched (the browser's
+  cache off, so every round asks the engine; the engine's decoded-chunk cache is warm after the first
+  round, as it is in service), decoded and laid on the Leaflet map until the image has loaded, beside the
+  same for a 10 x 10 grid.
+
+The data (a twin with 100,000 reported levels, written through the twins service in one process because
+100,000 HTTP writes would take minutes, and the two gridded collections) is built once under ``--dir``
+and reused; the engine runs as ``twin serve`` on loopback.
+
+Usage: python bench/portal.py [--repeat 7] [--dir ~/.cache/twinengine-bench/portal]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from helpers import RIVER_REACH, free_port, serve_engine  # noqa: E402
+from twinengine.auth.principal import SYSTEM, Principal, Role  # noqa: E402
+from twinengine.auth.service import issue_token  # noqa: E402
+from twinengine.client import Client  # noqa: E402
+from twinengine.config import Settings  # noqa: E402
+from twinengine.errors import TwinNotFound  # noqa: E402
+from twinengine.runtime import Runtime  # noqa: E402
+from twinengine.twins import service as twins  # noqa: E402
+from twinengine.twins.schemas import PropertyWrite  # noqa: E402
+
+POINTS = 100_000
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def grid(path: Path, n: int, times: int = 3) -> None:
+    lat = np.linspace(35.0, 60.0, n)
+    lon = np.linspace(-10.0, 25.0, n)
+    rng = np.random.default_rng(n)
+    values = rng.gamma(0.8, 2.0, (times, n, n)).astype("float32")
+    ds = xr.Dataset({"rain": (("time", "lat", "lon"), values, {"units": "mm h-1"})},
+                    coords={"time": np.datetime64("2026-03-01T00", "ns") + np.arange(times) * np.timedelta64(1, "h"),
+                            "lat": ("lat", lat, {"units": "degrees_north"}),
+                            "lon": ("lon", lon, {"units": "degrees_east"})})
+    chunk = min(n, 500)
+    ds.to_zarr(path, mode="w", consolidated=False, encoding={"rain": {"chunks": (1, chunk, chunk)}})
+
+
+def build(data_dir: Path) -> None:
+    """A twin with ``POINTS`` reported levels and two collections (1,000² and 10²), once (resumed if cut off)."""
+    if (data_dir / "built").is_file():
+        return
+    from fastapi.testclient import TestClient
+
+    from twinengine.api import create_app
+
+    runtime = Runtime.from_settings(Settings(data_dir=data_dir))
+    runtime.start()
+    principal = Principal(name="uma", role=Role.USER)
+    try:
+        with runtime.db.session() as session:
+            try:
+                head = twins.get_twin(session, principal=SYSTEM, ref="bench-reach").head_revision
+            except TwinNotFound:
+                head = None
+        if head is None:
+            with runtime.db.session() as session:
+                dev = issue_token(session, runtime.issuer, principal=SYSTEM, name="ada", role=Role.DEVELOPER,
+                                  ttl=timedelta(days=1)).token
+                user = issue_token(session, runtime.issuer, principal=SYSTEM, name="uma", role=Role.USER,
+                                   ttl=timedelta(days=1)).token
+            with TestClient(create_app(runtime=runtime)) as http:
+                Client("http://testserver", dev, http=http).publish_app(RIVER_REACH)
+                Client("http://testserver", user, http=http).create_twin("river-reach@0.1.0", "bench-reach",
+                                                                       {"station": "RR-01"})
+            head = 0
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        print(f"writing {POINTS - head:,} revisions through the twins service (once)...", flush=True)
+        for first in range(head, POINTS, 2000):
+            with runtime.db.session() as session:
+                for i in range(first, min(first + 2000, POINTS)):
+                    level = 1.2 + 0.8 * np.sin(i / 500) + 0.05 * np.sin(i / 7)
+                    twins.write_state(session, principal=principal, ref="bench-reach", desired={}, reported={
+                        "level": PropertyWrite(value=round(float(level), 4), timestamp=start + timedelta(minutes=i))})
+        collections = data_dir / "collections"
+        collections.mkdir(exist_ok=True)
+        grid(collections / "grid-1000.zarr", 1000)
+        grid(collections / "grid-10.zarr", 10)
+    finally:
+        runtime.close()
+    (data_dir / "built").write_text("ok\n")
+
+
+def token(data_dir: Path) -> str:
+    out = subprocess.run([sys.executable, "-m", "twinengine.cli.main", "token", "create", "--data-dir", str(data_dir),
+                          "--name", "uma", "--role", "user", "--expires", "1d"], capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def ready_ms(page: Any, url: str) -> float:
+    page.goto(url)
+    page.wait_for_selector(".page:not([aria-busy])")
+    return float(page.evaluate("() => performance.getEntriesByName('twin:ready').at(-1).startTime"))
+
+
+def blank_ms(page: Any, url: str) -> float:
+    page.goto(url)
+    return float(page.evaluate("() => { const n = performance.getEntriesByType('navigation')[0];"
+                               " return n.loadEventEnd || n.responseEnd; }"))
+
+
+PLOT = """async (points) => {
+  const { timeSeries } = await import('/ui/static/js/plot.js');
+  const { api } = await import('/ui/static/js/api.js');
+  const slot = document.createElement('div'); slot.style.width = '1200px'; document.body.append(slot);
+  const t0 = performance.now();
+  let x = new Float64Array(0), y = [];
+  if (points) {
+    const h = await api('/api/v1/twins/bench-reach/properties/level/history', { params: { limit: points } });
+    x = Float64Array.from(h.items, (v) => Date.parse(v.timestamp) / 1000); y = h.items.map((v) => v.value);
+  }
+  const t1 = performance.now();
+  const plot = await timeSeries(slot, { series: [{ label: 'level', x, y }], title: 'bench' });
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const t2 = performance.now();
+  plot.destroy(); slot.remove();
+  return [t1 - t0, t2 - t1, x.length];
+}"""
+
+LAYER = """async (id) => {
+  const select = document.querySelector('.map-tools select');
+  const status = document.querySelector('.field-status');
+  status.textContent = '';
+  const t0 = performance.now();
+  select.value = id; select.dispatchEvent(new Event('change'));
+  while (!/cells drawn/.test(status.textContent)) await new Promise((r) => setTimeout(r, 2));
+  const t1 = performance.now();
+  const img = document.querySelector('img.field-layer');
+  return [t1 - t0, img.naturalWidth * img.naturalHeight];
+}"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--dir", type=Path, default=Path.home() / ".cache" / "twinengine-bench" / "portal")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    build(args.dir)
+    user = token(args.dir)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    rows: dict[str, list[float]] = {k: [] for k in ("blank", "twins", "twin", "read100k", "plot100k", "plot0",
+                                                    "layer1000", "layer10")}
+    with serve_engine(args.dir, port, TWIN_LOG_LEVEL="warning"), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        page.goto(f"{url}/ui/signin")
+        page.fill("#token", user)
+        page.click("form button[type=submit]")
+        page.wait_for_selector("[data-page=home]")
+        for round_ in range(args.repeat + 1):  # the first round warms caches and is not counted
+            sample = {"blank": blank_ms(page, f"{url}/health"), "twins": ready_ms(page, f"{url}/ui/"),
+                      "twin": ready_ms(page, f"{url}/ui/twins/bench-reach")}
+            ready_ms(page, f"{url}/ui/")
+            read, draw, n = page.evaluate(PLOT, POINTS)
+            assert n == POINTS, n
+            _, empty, _ = page.evaluate(PLOT, 0)
+            sample.update(read100k=read, plot100k=draw, plot0=empty)
+            ready_ms(page, f"{url}/ui/map")
+            cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})  # every image fetched, not reused
+            big, cells = page.evaluate(LAYER, "grid-1000")
+            assert cells == 1_000_000, cells
+            small, _ = page.evaluate(LAYER, "grid-10")
+            cdp.send("Network.setCacheDisabled", {"cacheDisabled": False})
+            sample.update(layer1000=big, layer10=small)
+            if round_:
+                for key, value in sample.items():
+                    rows[key].append(value)
+        browser.close()
+
+    def med(key: str) -> float:
+        return statistics.median(rows[key])
+
+    print(f"\nportal in chromium, {args.repeat} rounds, medians (machine: {os.cpu_count()} cores)")
+    print(f"{'measure':<44}{'ours ms':>10}{'baseline ms':>13}{'ratio':>8}  target")
+    for label, ours, base, target in (
+            ("first page interactive (twins list)", "twins", "blank", "< 1000 ms"),
+            ("a twin's page interactive (state, plot...)", "twin", "blank", ""),
+            ("100,000-point history plot drawn", "plot100k", "plot0", "< 500 ms"),
+            ("  + reading those points through the API", "read100k", "plot0", ""),
+            ("1,000 x 1,000 grid map layer", "layer1000", "layer10", "< 1000 ms")):
+        print(f"{label:<44}{med(ours):>10.1f}{med(base):>13.1f}{med(ours) / max(med(base), 0.1):>8.1f}  {target}")
+    print("baselines: a blank page (/health to its load event); an empty plot; a 10 x 10 grid's layer")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Refuse JSON text that no store can keep, naming where it is.
+
+JSON may carry ``\\u0000`` and lone UTF-16 surrogates (``\\ud800``); Python decodes both, SQLite keeps them
+escaped, but PostgreSQL's ``text`` and ``jsonb`` refuse them mid-transaction. Rejecting them at the edge keeps the
+two stores alike and turns what would be a 500 into a 422 that names the field. Bodies are scanned only when
+their bytes could hold such a character, so ordinary requests pay one byte search.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import Request
+
+from twinengine.errors import Problem, ValidationFailed, join_loc
+
+__all__ = ["refuse_unstorable_text", "unstorable_text"]
+
+# A NUL byte, or a \u escape of NUL or of a surrogate, in the raw body: a cheap necessary condition.
+_SUSPECT = re.compile(rb"\x00|\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
+_MAX_PROBLEMS = 5
+
+
+def _is_json(request: Request) -> bool:
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def unstorable_text(value: Any, loc: tuple[object, ...] = ()) -> list[Problem]:
+    """Every string (key or value) in a decoded JSON document that holds NUL or a lone surrogate."""
+    problems: list[Problem] = []
+    stack: list[tuple[tuple[object, ...], Any]] = [(loc, value)]
+    while stack and len(problems) < _MAX_PROBLEMS:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if _BAD_CHAR.search(item):
+                problems.append(Problem(join_loc(where) or "body",
+                                        "text may not contain NUL (U+0000) or unpaired surrogates"))
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and _BAD_CHAR.search(key):
+                    problems.append(Problem(join_loc((*where, "<key>")) or "body",
+                                            "a key may not contain NUL (U+0000) or unpaired surrogates"))
+                stack.append(((*where, key), child))
+        elif isinstance(item, list):
+            stack.extend(((*where, i), child) for i, child in enumerate(item))
+    return problems
+
+
+async def refuse_unstorable_text(request: Request) -> None:
+    """An app-wide dependency: FastAPI has already read and decoded a JSON body, so both calls are cached."""
+    if request.method in ("GET", "HEAD", "OPTIONS", "DELETE") or not _is_json(request):
+        return
+    body = await request.body()
+    if not body or not _SUSPECT.search(body):
+        return
+    try:
+        document = await request.json()
+    except ValueError:
+        return  # invalid JSON is FastAPI's to report
+    problems = unstorable_text(document)
+    if problems:
+        raise ValidationFailed(problems)

@@ -1,0 +1,127 @@
+"""The ``views`` section of a manifest: dashboards an app declares for its users, made of panels that the
+portal renders as the twin's own pages. Panels are keyed by name, so every problem names its panel
+(``views.flood.panels.level.properties[1]``); ``catalog.validate`` checks what they refer to."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Band",
+    "Forecast",
+    "FormPanel",
+    "MapPanel",
+    "ModelPanel",
+    "Panel",
+    "TablePanel",
+    "Threshold",
+    "TimeSeriesPanel",
+    "View",
+]
+
+_Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+_Text = Annotated[str, Field(min_length=1, max_length=200)]
+_CollectionId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:*-]{0,127}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Threshold(_Strict):
+    """A horizontal line: a fixed ``value`` or the current value of a state ``property`` (e.g. a desired
+    alert threshold)."""
+
+    label: _Text | None = None
+    value: float | None = None
+    property: _Ident | None = None
+    state: Literal["reported", "desired"] = "desired"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Threshold:
+        if (self.value is None) == (self.property is None):
+            raise ValueError("a threshold has either a value or a property")
+        return self
+
+
+class Band(_Strict):
+    """An uncertainty band between two state properties (values that carry their own uncertainty are drawn
+    with it wherever they are plotted)."""
+
+    lower: _Ident
+    upper: _Ident
+    label: _Text | None = None
+
+
+class Forecast(_Strict):
+    """The latest finished run of ``workflow``: its JSON output (a list of numbers) continues the series from
+    its last value, one value per ``step``."""
+
+    workflow: _Ident
+    output: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    step: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
+    label: _Text | None = None
+
+
+class _Panel(_Strict):
+    title: _Text
+    description: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class TimeSeriesPanel(_Panel):
+    """State properties over time, with thresholds, an uncertainty band and a forecast."""
+
+    kind: Literal["timeseries"]
+    properties: list[_Ident] = Field(min_length=1, max_length=8)
+    state: Literal["reported", "desired"] = "reported"
+    window: timedelta = Field(default=timedelta(days=3), gt=timedelta(0),
+                              description="How much history is shown, back from the latest value.")
+    thresholds: list[Threshold] = Field(default_factory=list, max_length=8)
+    band: Band | None = None
+    forecast: Forecast | None = None
+
+
+class MapPanel(_Panel):
+    """Gridded collections (one ``parameter`` drawn by the engine, with a time slider) and twins on a map."""
+
+    kind: Literal["map"]
+    collections: list[_CollectionId] = Field(default_factory=list, max_length=8)
+    parameter: _Ident | None = None
+    twins: bool = True
+
+
+class TablePanel(_Panel):
+    """The current value (reported and desired, with units) of a few state properties."""
+
+    kind: Literal["table"]
+    properties: list[_Ident] = Field(min_length=1, max_length=32)
+
+
+class FormPanel(_Panel):
+    """A scenario or parameter form that starts a workflow of the twin (all its parameters, or those named)."""
+
+    kind: Literal["form"]
+    workflow: _Ident
+    parameters: list[_Ident] | None = Field(default=None, max_length=64)
+
+
+class ModelPanel(_Panel):
+    """A model's versions, aliases and gate decisions, and the metrics of its latest training runs."""
+
+    kind: Literal["model"]
+    model: _Ident
+    metrics: list[_Ident] = Field(default_factory=list, max_length=8)
+
+
+Panel = Annotated[TimeSeriesPanel | MapPanel | TablePanel | FormPanel | ModelPanel, Field(discriminator="kind")]
+
+
+class View(_Strict):
+    """A dashboard: panels in the order the manifest lists them."""
+
+    title: _Text
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    panels: dict[_Ident, Panel] = Field(min_length=1, max_length=24)

@@ -1,0 +1,56 @@
+// A twin's streams: a live tail of each (Server-Sent Events), functions on arrival with lag, calls and dead
+// letters, and retraining buffers.
+import { api, enc, events } from "../api.js";
+import { h, replace, section, show, table, when } from "../dom.js";
+import { loadTwin, twinHeader } from "../twinnav.js";
+
+const TAIL = 50;
+
+function tail(twin, stream, closers) {
+  const fields = ["_offset", ...Object.keys(stream.fields)];
+  const body = h("tbody", {});
+  const count = h("span", { class: "tail-count", "aria-live": "polite" });
+  let shown = 0;
+  const add = (record, fresh) => {
+    const tr = h("tr", { class: fresh ? "flash" : "", "data-offset": String(record._offset) }, fields.map((f) => h("td", {}, f === stream.time_field ? when(record[f]) : show(record[f]))));
+    body.prepend(tr);
+    while (body.children.length > TAIL) body.lastChild.remove();
+    shown += fresh ? 1 : 0;
+    count.textContent = `${stream.end_offset + shown} records; newest first${shown ? `, ${shown} arrived while watching` : ""}`;
+  };
+  api(`/api/v1/twins/${enc(twin.id)}/streams/${enc(stream.name)}/records`, { params: { last: 20 } }).then((page) => {
+    for (const r of page.items) add(r, false);
+    count.textContent = `${page.end_offset} records; newest first`;
+    closers.push(events(`/api/v1/twins/${enc(twin.id)}/streams/${enc(stream.name)}/events?start=${page.end_offset}`, { record: (r) => add(r, true) }));
+  });
+  return section(`Live tail of ${stream.name}`, h("p", { class: "muted" }, stream.description || "", stream.mqtt_topic ? ` · MQTT topic ${stream.mqtt_topic}` : ""), count,
+    h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": `Records of ${stream.name}` },
+      h("table", { class: "tail", "data-stream": stream.name }, h("thead", {}, h("tr", {}, fields.map((f) => h("th", { scope: "col" }, f === "_offset" ? "offset" : f)))), body)));
+}
+
+export async function render(root, ctx) {
+  const { twin, manifest } = await loadTwin(ctx.params[0]);
+  const base = `/api/v1/twins/${enc(twin.id)}`;
+  const streams = await api(`${base}/streams`);
+  const closers = [];
+  const fnSlot = h("div");
+  const deadSlot = h("div");
+  const bufSlot = h("div");
+  async function refresh() {
+    const [fns, dead, buffers, fresh] = await Promise.all([api(`${base}/functions`), api(`${base}/functions/dead-letters`, { params: { limit: 50 } }),
+      api(`${base}/buffers`), api(`${base}/streams`)]);
+    replace(fnSlot, table("Functions on arrival", ["function", "stream", "trigger", "handled up to", "lag", "calls", "dead letters"], fns.map((f) => [
+      f.name, f.stream, f.trigger.kind, String(f.offset), h("span", { class: "fn-lag" }, String(f.lag)), h("span", { class: "fn-calls" }, String(f.calls)), String(f.dead_letters)]), { empty: "No functions." }),
+      table("Streams", ["stream", "records", "lag", "MQTT topic"], fresh.map((s) => [s.name, String(s.end_offset), String(s.lag), s.mqtt_topic || "–"])));
+    replace(deadSlot, table("Dead letters", ["function", "offsets", "attempts", "error", "at (UTC)"], dead.map((d) => [d.function, `${d.first_offset}–${d.last_offset}`, String(d.attempts), d.error, when(d.created_at)]), { empty: "No dead letters." }));
+    replace(bufSlot, table("Retraining buffers", ["buffer", "stream", "policy", "filling", "sealed fills"], buffers.map((b) => [b.name, b.stream,
+      b.policy === "count" ? `every ${b.records} records` : b.policy === "time" ? `every ${b.seconds} s` : b.policy, `${b.filled} records`,
+      b.fills.map((f) => `#${f.id} ${f.start_offset}–${f.end_offset} ${f.status}`).join("; ") || "none"]), { empty: "No buffers." }));
+  }
+  root.append(...twinHeader(twin, manifest, "streams"), h("div", { class: "grid" },
+    h("section", { class: "card wide", "aria-label": "Functions" }, h("h2", { class: "panel-title" }, "Functions and streams"), fnSlot, deadSlot),
+    streams.map((s) => tail(twin, s, closers)), section("Buffers", bufSlot)));
+  await refresh();
+  const timer = setInterval(() => refresh().catch(() => {}), 2000);
+  return () => { clearInterval(timer); closers.forEach((c) => c()); };
+}

@@ -1,0 +1,209 @@
+// A twin's page: state (live), time travel by revision or time, history plots, diffs, forks and grants.
+import { api, enc, events } from "../api.js";
+import { field, h, replace, section, show, table, when } from "../dom.js";
+import { clearErrors, collect, formErrors, schemaFields, showErrors } from "../form.js";
+import { figure, seconds, summary, timeSeries } from "../plot.js";
+import { loadTwin, twinHeader, valueCell } from "../twinnav.js";
+
+function stateTable(state, manifest, previous) {
+  const names = [...new Set([...Object.keys(manifest.state || {}), ...Object.keys(state.reported), ...Object.keys(state.desired)])];
+  const rows = names.map((name) => {
+    const r = state.reported[name];
+    const d = state.desired[name];
+    const unit = (manifest.state || {})[name]?.unit;
+    const tr = h("tr", { "data-property": name }, h("th", { scope: "row" }, name), h("td", { class: "reported" }, valueCell(r, unit)),
+      h("td", { class: "desired" }, valueCell(d, unit)), h("td", {}, r ? when(r.timestamp) : d ? when(d.timestamp) : "–"),
+      h("td", { class: "num" }, String(r?.revision ?? d?.revision ?? "–")), h("td", {}, name in state.delta ? "differs" : ""));
+    if (previous && JSON.stringify(previous.reported[name]) !== JSON.stringify(r)) tr.classList.add("flash");
+    return tr;
+  });
+  return h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "State values" }, h("table", { class: "state" },
+    h("caption", {}, state.revision !== null && state.revision !== undefined ? `State at revision ${state.revision}` : `State as of ${when(state.at)}`),
+    h("thead", {}, h("tr", {}, ["property", "reported", "desired", "time (UTC)", "revision", "delta"].map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, rows)));
+}
+
+function numericProps(manifest) {
+  return Object.entries(manifest.state || {}).filter(([, p]) => p.type === "number" || p.type === "integer").map(([n]) => n);
+}
+
+export async function render(root, ctx) {
+  const { twin, manifest } = await loadTwin(ctx.params[0]);
+  const base = `/api/v1/twins/${enc(twin.id)}`;
+  let head = twin.head_revision;
+  let viewing = ctx.query.get("revision") !== null ? { revision: Number(ctx.query.get("revision")) }
+    : ctx.query.get("at") ? { at: ctx.query.get("at") } : null;
+  let current = null;
+  let cursor = null;
+  let plotted = null;
+
+  const stateSlot = h("div");
+  const live = h("span", { class: "live", "aria-live": "polite" });
+  const banner = h("div", { class: "banner", hidden: true, role: "status" });
+  const slider = h("input", { type: "range", min: "0", max: String(head), step: "1", value: String(viewing?.revision ?? head) });
+  const sliderLabel = h("output", { for: "travel-revision" }, "");
+  const atInput = h("input", { type: "datetime-local", step: "1" });
+
+  async function loadState() {
+    const params = viewing ? (viewing.revision !== undefined ? { revision: viewing.revision } : { at: viewing.at }) : {};
+    const state = await api(`${base}/state`, { params });
+    replace(stateSlot, stateTable(state, manifest, viewing ? null : current));
+    current = state;
+    const stamps = Object.values(state.reported).map((v) => Date.parse(v.timestamp) / 1000);
+    cursor = viewing ? (viewing.at ? Date.parse(viewing.at) / 1000 : (stamps.length ? Math.max(...stamps) : null)) : null;
+    banner.hidden = !viewing;
+    replace(banner, viewing ? [h("span", {}, viewing.revision !== undefined ? `Viewing the past: revision ${viewing.revision} of ${head}.`
+      : `Viewing the past: the state as of ${when(viewing.at)}.`), h("button", { type: "button", class: "secondary", on: { click: backToNow } }, "Back to now")] : []);
+    slider.value = String(viewing?.revision ?? head);
+    sliderLabel.textContent = viewing?.revision !== undefined ? `revision ${viewing.revision}` : viewing ? "by time" : `revision ${head} (now)`;
+    const q = viewing ? `?${new URLSearchParams(viewing.revision !== undefined ? { revision: String(viewing.revision) } : { at: viewing.at })}` : "";
+    history.replaceState(null, "", location.pathname + q);
+    if (plotted) await drawHistory();
+  }
+
+  function backToNow() { viewing = null; loadState(); }
+
+  slider.addEventListener("input", () => { sliderLabel.textContent = `revision ${slider.value}`; });
+  slider.addEventListener("change", () => {
+    const r = Number(slider.value);
+    viewing = r >= head ? null : { revision: r };
+    loadState();
+  });
+  const atButton = h("button", { type: "button", class: "secondary", on: { click: () => {
+    if (!atInput.value) return;
+    viewing = { at: `${atInput.value.length === 16 ? `${atInput.value}:00` : atInput.value}Z` };
+    loadState();
+  } } }, "Show the state as of this time");
+
+  // history
+  const props = numericProps(manifest);
+  const propSelect = h("select", {}, props.map((p) => h("option", { value: p }, p)));
+  const kindSelect = h("select", {}, h("option", { value: "reported" }, "reported"), h("option", { value: "desired" }, "desired"));
+  const since = h("input", { type: "datetime-local", step: "1" });
+  const until = h("input", { type: "datetime-local", step: "1" });
+  const fig = figure("History plot");
+  async function drawHistory() {
+    const prop = propSelect.value;
+    const iso = (el) => (el.value ? `${el.value.length === 16 ? `${el.value}:00` : el.value}Z` : null);
+    const started = performance.now();
+    const history = await api(`${base}/properties/${enc(prop)}/history`, { params: { kind: kindSelect.value, since: iso(since), until: iso(until), limit: 100000 } });
+    const fetched = performance.now() - started;
+    if (plotted) plotted.destroy();
+    replace(fig.slot);
+    const ys = history.items.map((v) => (typeof v.value === "number" ? v.value : null));
+    plotted = await timeSeries(fig.slot, { series: [{ label: `${prop}${history.unit ? ` (${history.unit})` : ""}`, x: seconds(history.items), y: ys }],
+      yLabel: history.unit || "", cursorAt: cursor, title: `${prop} (${history.kind})` });
+    const s = summary(ys);
+    fig.info.textContent = `${history.items.length.toLocaleString("en")} points of ${prop}` + (history.items.length
+      ? `, ${when(history.items[0].timestamp)} – ${when(history.items[history.items.length - 1].timestamp)}`
+        + (s ? `; min ${show(s.lo)} ${history.unit || ""}, max ${show(s.hi)} ${history.unit || ""}` : "") : "")
+      + ` (read in ${fetched.toFixed(0)} ms, drawn in ${plotted.ms.toFixed(0)} ms)`;
+  }
+  const historyForm = h("form", { class: "row", "aria-label": "History" }, field("hist-prop", "Property", propSelect), field("hist-kind", "Kind", kindSelect),
+    field("hist-since", "Since (UTC)", since), field("hist-until", "Until (UTC)", until), h("div", {}, h("button", { type: "submit" }, "Plot")));
+  historyForm.addEventListener("submit", (e) => { e.preventDefault(); drawHistory().catch((err) => { fig.info.textContent = err.message; }); });
+
+  // diff
+  const from = h("input", { type: "text", inputmode: "numeric", value: String(Math.max(0, head - 1)) });
+  const to = h("input", { type: "text", inputmode: "numeric", value: String(head) });
+  const diffSlot = h("div");
+  const diffForm = h("form", { class: "row", "aria-label": "Diff" }, field("diff-from", "From revision", from), field("diff-to", "To revision", to),
+    h("div", {}, h("button", { type: "submit" }, "Compare revisions")));
+  diffForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const diff = await api(`${base}/diff`, { params: { from: from.value, to: to.value } });
+      replace(diffSlot, table(`Changes from revision ${diff.from_revision} to ${diff.to_revision}`, ["property", "kind", "change", "before", "after"],
+        diff.changes.map((c) => [c.property, c.kind, c.change, c.before ? show(c.before.value) : "–", c.after ? show(c.after.value) : "–"]), { empty: "No changes." }));
+    } catch (err) { replace(diffSlot, h("p", { class: "alert", role: "alert" }, err.message)); }
+  });
+
+  const parts = [...twinHeader(twin, manifest, "state"), banner,
+    h("div", { class: "grid" },
+      h("section", { class: "card wide", "aria-label": "State" }, h("h2", { class: "panel-title" }, "State"), live, stateSlot),
+      section("Time travel", field("travel-revision", "Revision", slider), sliderLabel,
+        h("div", { class: "row" }, field("travel-at", "Or as of a time (UTC)", atInput), atButton)),
+      h("section", { class: "card wide", "aria-label": "History" }, h("h2", { class: "panel-title" }, "History"), historyForm, fig.el),
+      section("Diff", diffForm, diffSlot),
+      await forkSection(twin, manifest, ctx, () => viewing?.revision ?? head),
+      await grantsSection(twin, ctx))];
+  root.append(...parts);
+  await loadState();
+  if (props.length) await drawHistory().catch((err) => { fig.info.textContent = err.message; });
+
+  const close = events(`${base}/state/events`, {
+    revision: (rev) => {
+      head = Math.max(head, rev.revision);
+      slider.max = String(head);
+      for (const el of root.querySelectorAll(".head-revision")) el.textContent = String(head);
+      live.textContent = `live: revision ${rev.revision} by ${rev.author} at ${when(rev.recorded_at)}`;
+      if (!viewing) { clearTimeout(render.timer); render.timer = setTimeout(loadState, 150); }
+    },
+  });
+  live.textContent = "live";
+  return () => { close(); if (plotted) plotted.destroy(); };
+}
+
+async function forkSection(twin, manifest, ctx, revisionNow) {
+  const page = await api("/api/v1/twins", { params: { limit: 500 } });
+  const forks = page.items.filter((t) => t.origin && t.origin.twin_id === twin.id);
+  const name = h("input", { type: "text", autocomplete: "off" });
+  name.dataset.loc = "name";
+  const at = h("input", { type: "text", inputmode: "numeric", placeholder: "the revision shown" });
+  at.dataset.loc = "at_revision";
+  const params = h("fieldset", { class: "stack" }, h("legend", {}, "Parameter overrides (leave empty to keep)"),
+    schemaFields(manifest.parameters || {}, { prefix: "parameters", idPrefix: "fork", values: {} }));
+  for (const input of params.querySelectorAll("[data-type]")) input.value = "";
+  const form = h("form", { class: "stack", novalidate: true, "aria-label": "Fork" }, field("fork-name", "Name of the what-if twin", name),
+    field("fork-at", "At revision", at), h("details", {}, h("summary", {}, "Parameters"), params), formErrors(),
+    h("div", {}, h("button", { type: "submit" }, "Fork")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    const overrides = collect(params);
+    const body = { name: name.value.trim(), at_revision: at.value.trim() ? Number(at.value) : revisionNow() };
+    if (Object.keys(overrides).length) body.parameters = overrides;
+    try {
+      const fork = await api(`/api/v1/twins/${enc(twin.id)}/fork`, { method: "POST", body });
+      ctx.toast(`Forked ${fork.name}`);
+      ctx.navigate(`/ui/twins/${enc(twin.name)}/compare/${enc(fork.name)}`);
+    } catch (err) { showErrors(form, err); }
+  });
+  return section("Fork and compare",
+    table("What-if twins forked from this one", ["fork", "at revision", "compare"], forks.map((f) => [
+      h("a", { href: `/ui/twins/${enc(f.name)}` }, f.name), String(f.origin.revision),
+      h("a", { href: `/ui/twins/${enc(twin.name)}/compare/${enc(f.name)}` }, "compare side by side")]), { empty: "No forks yet." }),
+    ["owner", "operate", "admin"].includes(twin.access) || ctx.user.role === "user" ? form : null);
+}
+
+async function grantsSection(twin, ctx) {
+  const slot = h("div");
+  const canManage = twin.access === "owner" || twin.access === "admin";
+  async function refresh() {
+    const grants = await api(`/api/v1/twins/${enc(twin.id)}/grants`);
+    replace(slot, table("Who else has access", ["identity", "permission", "granted by", "granted (UTC)", "action"], grants.map((g) => [g.identity, g.permission, g.granted_by, when(g.granted_at),
+      canManage ? h("button", { type: "button", class: "danger", "aria-label": `Revoke ${g.identity}`, on: { click: async () => {
+        await api(`/api/v1/twins/${enc(twin.id)}/grants/${enc(g.identity)}`, { method: "DELETE" });
+        ctx.toast(`Revoked ${g.identity}`); refresh();
+      } } }, "Revoke") : ""]), { empty: "Nobody else." }));
+  }
+  await refresh();
+  if (!canManage) return section("Grants", slot);
+  const who = h("input", { type: "text", autocomplete: "off" });
+  who.dataset.loc = "identity";
+  const perm = h("select", {}, h("option", { value: "read" }, "read"), h("option", { value: "operate" }, "operate"));
+  perm.dataset.loc = "permission";
+  const form = h("form", { class: "row", novalidate: true, "aria-label": "Grant" }, field("grant-identity", "Identity", who), field("grant-permission", "Permission", perm),
+    h("div", {}, h("button", { type: "submit" }, "Grant")), formErrors());
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    try {
+      await api(`/api/v1/twins/${enc(twin.id)}/grants/${enc(who.value.trim())}`, { method: "PUT", body: { permission: perm.value } });
+      ctx.toast(`Granted ${perm.value} to ${who.value.trim()}`);
+      who.value = "";
+      await refresh();
+    } catch (err) { showErrors(form, err); }
+  });
+  return section("Grants", slot, form);
+}

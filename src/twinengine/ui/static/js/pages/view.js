@@ -1,0 +1,156 @@
+// A view the twin's app declares (manifest ``views``): its panels in order, each drawn from the public API.
+import { api, enc } from "../api.js";
+import { append, h, replace, show, statusBadge, table, when } from "../dom.js";
+import { figure, seconds, timeSeries } from "../plot.js";
+import { loadTwin, twinHeader, valueCell } from "../twinnav.js";
+import { listCollections } from "../geo.js";
+import { mapWithTools } from "./map.js";
+import { curves, decision } from "./models.js";
+import { startForm } from "./workflows.js";
+
+/** ISO 8601 duration (P3D, PT1H, PT3600S, P1DT6H) → seconds. */
+export function durationSeconds(text) {
+  const m = String(text).match(/^P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$/);
+  if (!m) return 3600;
+  const [w, d, hh, mm, ss] = m.slice(1).map((v) => Number(v || 0));
+  return (((w * 7 + d) * 24 + hh) * 60 + mm) * 60 + ss;
+}
+
+function latestTime(values) {
+  const stamps = values.filter(Boolean).map((v) => Date.parse(v.timestamp));
+  return stamps.length ? Math.max(...stamps) : Date.now();
+}
+
+async function forecastSeries(twin, spec, lastX) {
+  const runs = await api("/api/v1/runs", { params: { twin: twin.id, status: "finished", limit: 50 } });
+  const run = runs.items.find((r) => r.workflow === spec.workflow && r.assets.length);
+  if (!run) return null;
+  const asset = run.assets.find((a) => a.name === spec.output) || run.assets.find((a) => (a.type || "").includes("json")) || run.assets[0];
+  const response = await api(`/api/v1/runs/${enc(run.id)}/results/${enc(asset.name)}`, { raw: true });
+  const values = await response.json();
+  if (!Array.isArray(values) || !values.every((v) => typeof v === "number" || v === null)) return null;
+  const step = durationSeconds(spec.step);
+  return { run, x: Float64Array.from(values, (_, i) => lastX + (i + 1) * step), y: values };
+}
+
+async function timeseriesPanel(panel, twin, state, manifest) {
+  const fig = figure(panel.title);
+  const until = latestTime(panel.properties.map((p) => state[panel.state][p]));
+  const since = new Date(until - durationSeconds(panel.window) * 1000).toISOString();
+  const base = `/api/v1/twins/${enc(twin.id)}/properties`;
+  const history = (prop, kind) => api(`${base}/${enc(prop)}/history`, { params: { kind, since, limit: 100000 } });
+  const histories = await Promise.all(panel.properties.map((p) => history(p, panel.state)));
+  const series = histories.map((hist) => ({ label: `${hist.property}${hist.unit ? ` (${hist.unit})` : ""}`, x: seconds(hist.items), y: hist.items.map((v) => v.value) }));
+  const thresholds = panel.thresholds.map((t) => {
+    const v = t.value ?? state[t.state]?.[t.property]?.value;
+    return typeof v === "number" ? { label: t.label || t.property, value: v } : null;
+  }).filter(Boolean);
+  let band = null;
+  if (panel.band) {
+    const [lo, hi] = await Promise.all([history(panel.band.lower, panel.state), history(panel.band.upper, panel.state)]);
+    band = { label: panel.band.label, lower: { x: seconds(lo.items), y: lo.items.map((v) => v.value) }, upper: { x: seconds(hi.items), y: hi.items.map((v) => v.value) } };
+  }
+  let note = "";
+  if (panel.forecast && series[0] && series[0].x.length) {
+    const f = await forecastSeries(twin, panel.forecast, series[0].x[series[0].x.length - 1]).catch(() => null);
+    if (f) {
+      series.push({ label: panel.forecast.label || `forecast (${f.run.id})`, x: f.x, y: f.y, dash: [6, 3] });
+      note = `; forecast of run ${f.run.id}: ${f.y.length} steps, peak ${show(Math.max(...f.y.filter(Number.isFinite)))}`;
+    } else {
+      note = "; no finished forecast run yet";
+    }
+  }
+  const unit = histories[0]?.unit || "";
+  const cell = h("div");
+  cell.append(fig.el);
+  const drawn = { destroy: () => {} };
+  const after = async () => {
+    const plot = await timeSeries(fig.slot, { series, thresholds, band, yLabel: unit, title: panel.title });
+    drawn.destroy = plot.destroy;
+    const last = histories[0]?.items.at(-1);
+    fig.info.textContent = `${series.slice(0, histories.length).map((s) => `${s.x.length} points of ${s.label}`).join(", ")}`
+      + (last ? `; latest ${show(last.value)} ${unit} at ${when(last.timestamp)}` : "")
+      + thresholds.map((t) => `; ${t.label} ${show(t.value)} ${unit}`).join("") + note;
+  };
+  return { el: cell, after, destroy: () => drawn.destroy() };
+}
+
+function tablePanel(panel, state, manifest) {
+  return { el: table(null, ["property", "reported", "desired", "time (UTC)"], panel.properties.map((p) => {
+    const r = state.reported[p]; const d = state.desired[p];
+    const unit = (manifest.state || {})[p]?.unit;
+    const alert = r && r.value === true;
+    return [h("span", { class: alert ? "bad" : "" }, p), h("span", { class: alert ? "bad big" : "" }, valueCell(r, unit)), valueCell(d, unit), when((r || d)?.timestamp)];
+  })) };
+}
+
+async function formPanel(panel, twin, ctx) {
+  const defs = await api(`/api/v1/apps/${enc(twin.app_name)}/versions/${enc(twin.app_version)}/workflows`);
+  const def = defs.find((d) => d.name === panel.workflow);
+  const status = h("div", { role: "status" });
+  let timer = null;
+  const watch = (run) => {
+    const tick = async () => {
+      const now = await api(`/api/v1/runs/${enc(run.id)}`);
+      replace(status, h("p", {}, h("a", { href: `/ui/runs/${enc(now.id)}` }, `Run ${now.id}`), " ", statusBadge(now.status), ` ${Math.round(now.progress)} %`,
+        now.value !== null && now.value !== undefined ? ` · value ${JSON.stringify(now.value).slice(0, 120)}` : ""));
+      if (["finished", "error", "canceled"].includes(now.status)) clearInterval(timer);
+    };
+    clearInterval(timer);
+    timer = setInterval(() => tick().catch(() => clearInterval(timer)), 1000);
+    tick();
+  };
+  const canRun = ["owner", "operate", "admin"].includes(twin.access);
+  return { el: h("div", {}, def ? (canRun ? startForm(twin, def, ctx, { only: panel.parameters, onStarted: watch }) : h("p", { class: "muted" }, "Your access does not let you start runs."))
+    : h("p", { class: "alert" }, `workflow ${panel.workflow} not found`), status), destroy: () => clearInterval(timer) };
+}
+
+async function modelPanel(panel, twin) {
+  const models = await api(`/api/v1/twins/${enc(twin.id)}/models`);
+  const model = models.find((m) => m.name === panel.model);
+  if (!model) return { el: h("p", { class: "muted" }, `No versions of ${panel.model} yet.`) };
+  const runs = await api(`/api/v1/twins/${enc(twin.id)}/training-runs`, { params: { model: panel.model, limit: 5 } });
+  const fig = figure(`Metrics of ${panel.model}`);
+  const el = h("div", {}, h("p", {}, "Champion: ", h("strong", {}, model.champion ? `version ${model.champion}` : "none")),
+    table(null, ["version", "aliases", "decision"], model.versions.map((v) => [v.version, v.aliases.join(", ") || "–", decision(v.decision)])), fig.el);
+  const after = async () => { if (runs.items[0]) await curves(fig.slot, runs.items[0], panel.metrics); };
+  return { el, after, destroy: () => fig.slot.plotted && fig.slot.plotted.destroy() };
+}
+
+export async function render(root, ctx) {
+  const [ref, name] = ctx.params;
+  const { twin, manifest } = await loadTwin(ref);
+  const view = (manifest.views || {})[name];
+  if (!view) throw Object.assign(new Error(`the app of ${twin.name} declares no view ${name}`), { status: 404 });
+  const state = await api(`/api/v1/twins/${enc(twin.id)}/state`);
+  append(root, [...twinHeader(twin, manifest, `view:${name}`), view.description ? h("p", {}, view.description) : null]);
+  const grid = h("div", { class: "grid" });
+  root.append(grid);
+  const destroyers = [];
+  for (const [key, panel] of Object.entries(view.panels)) {
+    const card = h("section", { class: `card panel panel-${panel.kind}${panel.kind === "timeseries" || panel.kind === "map" ? " wide" : ""}`, "data-panel": key, "aria-label": panel.title },
+      h("h2", { class: "panel-title" }, panel.title), panel.description ? h("p", { class: "muted" }, panel.description) : null);
+    grid.append(card);
+    try {
+      let built;
+      if (panel.kind === "timeseries") built = await timeseriesPanel(panel, twin, state, manifest);
+      else if (panel.kind === "table") built = tablePanel(panel, state, manifest);
+      else if (panel.kind === "form") built = await formPanel(panel, twin, ctx);
+      else if (panel.kind === "model") built = await modelPanel(panel, twin);
+      else if (panel.kind === "map") {
+        const all = await listCollections();
+        const wanted = all.filter((c) => panel.collections.includes(c.id));
+        const slot = h("div");
+        card.append(slot);
+        const tools = await mapWithTools(slot, { collections: wanted, twins: panel.twins ? [twin] : [], initial: wanted[0]?.id || null, parameter: panel.parameter, highlight: twin.name, small: true });
+        built = { el: null, destroy: tools.destroy };
+      }
+      if (built.el) card.append(built.el);
+      if (built.after) await built.after();
+      if (built.destroy) destroyers.push(built.destroy);
+    } catch (err) {
+      card.append(h("p", { class: "alert", role: "alert" }, err.message));
+    }
+  }
+  return () => destroyers.forEach((d) => d());
+}

@@ -1,0 +1,49 @@
+// What every page of one twin shares: the twin, its app's manifest (cached: versions are immutable), the
+// heading and the tabs (state, workflows, streams, models, and the views the app declares).
+import { api, enc } from "./api.js";
+import { h } from "./dom.js";
+
+const manifests = new Map();
+
+export async function loadTwin(ref) {
+  const twin = await api(`/api/v1/twins/${enc(ref)}`);
+  const key = `${twin.app_name}@${twin.app_version}`;
+  if (!manifests.has(key)) {
+    manifests.set(key, api(`/api/v1/apps/${enc(twin.app_name)}/versions/${enc(twin.app_version)}`).then((v) => v.manifest));
+  }
+  return { twin, manifest: await manifests.get(key) };
+}
+
+export function twinHeader(twin, manifest, active) {
+  const base = `/ui/twins/${enc(twin.name)}`;
+  const tabs = [["state", base, "State"], ["workflows", `${base}/workflows`, "Workflows"], ["streams", `${base}/streams`, "Streams"],
+    ["models", `${base}/models`, "Models"]];
+  for (const [name, view] of Object.entries(manifest.views || {})) tabs.push([`view:${name}`, `${base}/views/${enc(name)}`, view.title]);
+  return [
+    h("h1", {}, twin.name, active.startsWith("view:") ? ` · ${(manifest.views || {})[active.slice(5)]?.title || ""}` : ""),
+    h("p", { class: "muted" }, h("a", { href: `/ui/apps/${enc(twin.app_name)}?version=${enc(twin.app_version)}` }, twin.app),
+      ` · owner ${twin.owner} · your access: ${twin.access} · head revision `, h("span", { class: "head-revision" }, String(twin.head_revision)),
+      twin.origin ? [" · fork of ", h("a", { href: `/ui/twins/${enc(twin.origin.twin_name)}` }, twin.origin.twin_name), ` at revision ${twin.origin.revision}`] : "",
+      twin.description ? ` · ${twin.description}` : ""),
+    h("nav", { "aria-label": "Twin" }, h("ul", { class: "tabs" }, tabs.map(([key, href, text]) =>
+      h("li", {}, h("a", { href, "aria-current": key === active ? "page" : null }, text))))),
+  ];
+}
+
+/** A state value and whatever else it carries (uncertainty, quality flags: later fields shown as they come). */
+export function valueCell(v, declaredUnit) {
+  if (!v) return "–";
+  const extra = Object.entries(v).filter(([k]) => !["value", "unit", "timestamp", "revision"].includes(k));
+  const unit = v.unit || declaredUnit || "";
+  const text = typeof v.value === "number" ? `${Number(v.value.toPrecision(6))}` : typeof v.value === "object" ? JSON.stringify(v.value) : String(v.value);
+  return [h("span", { class: "value" }, text), unit ? ` ${unit}` : "",
+    extra.map(([k, x]) => h("span", { class: "extra" }, `${k}: ${typeof x === "object" ? JSON.stringify(x) : String(x)}`))];
+}
+
+export function twinLocation(twin) {
+  const p = twin.parameters || {};
+  const pairs = [[p.longitude, p.latitude], [p.lon, p.lat], [p.location?.longitude, p.location?.latitude],
+    [p.location?.lon, p.location?.lat], p.location?.coordinates || []];
+  for (const [x, y] of pairs) if (typeof x === "number" && typeof y === "number" && Math.abs(x) <= 180 && Math.abs(y) <= 90) return [x, y];
+  return null;
+}
