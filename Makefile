@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ml,slurm]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ml,slurm,formats]'
 	@touch $@
 
 demo: $(STAMP)
@@ -39,7 +39,7 @@ serve: $(STAMP)
 lock: | $(BIN)/python
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
 	grep '^torch==' constraints.txt > $(VENV)-lock/torch.txt
-	$(VENV)-lock/bin/pip install --quiet -c $(VENV)-lock/torch.txt -e '.[dev,ml,slurm]'
+	$(VENV)-lock/bin/pip install --quiet -c $(VENV)-lock/torch.txt -e '.[dev,ml,slurm,formats]'
 	{ sed -n '1,4p' constraints.txt; $(VENV)-lock/bin/pip freeze --exclude-editable | grep -v -e '^twinengine' -e '^torch=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf $(VENV)-lock
 

@@ -82,7 +82,7 @@ def engine_rates(settings: Settings, n: int) -> tuple[float, float]:
     try:
         with runtime.db.session() as session:
             publish(session, runtime.blobs, principal=SYSTEM, archive=pack(APP), max_archive_bytes=10**8,
-                    max_unpacked_bytes=10**8)
+                    max_unpacked_bytes=10**8, steps=runtime.publish_steps)
             service.create_twin(session, principal=uma, app="river-reach@0.1.0", name="bench-service",
                                 parameters={"station": "RR-01"})
             service.create_twin(session, principal=uma, app="river-reach@0.1.0", name="bench-http",

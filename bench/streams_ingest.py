@@ -21,7 +21,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,11 +39,10 @@ from twinengine.runtime import Runtime
 STREAMS = [f"s{i}" for i in range(10)]
 FIELDS = {"time": {"type": "timestamp"}, "value": {"type": "float"}, "sent_ns": {"type": "integer"}}
 PROBE = '''import time
-LATENCIES = []
 
 def probe(ctx, records):
-    now = time.time_ns()
-    LATENCIES.append((now - records[0]["sent_ns"]) / 1e6)
+    now = time.time_ns()  # the function runs in the app's sandboxed worker: it reports through an event
+    ctx.emit("latency", ms=(now - records[0]["sent_ns"]) / 1e6)
 '''
 
 
@@ -284,7 +282,8 @@ def main() -> None:
                     client.streams.unbind_mqtt("bench", stream)
             achieved = in_process(_paced_producer, server.url, token, args.seconds, 10_000)
             time.sleep(1.0)
-            latencies = list(sys.modules["bench_app.fns"].LATENCIES)
+            latencies = [float(e.data["ms"]) for e in client.streams.events("bench", last=10_000)
+                         if e.kind == "latency"]
     finally:
         runtime.close()
         broker.terminate()

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from helpers import Engine, unavailable
+from helpers import Engine, admin_token, unavailable
 from twinengine.api import create_app
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
@@ -90,7 +90,6 @@ def engine(settings: Settings) -> Iterator[Engine]:
     app = create_app(runtime=runtime)
     try:
         with TestClient(app) as http:
-            admin_token = (settings.data_dir / "admin.token").read_text().strip()
-            yield Engine(runtime=runtime, app=app, http=http, admin_token=admin_token)
+            yield Engine(runtime=runtime, app=app, http=http, admin_token=admin_token(settings))
     finally:
         runtime.close()

@@ -67,15 +67,16 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
 
 
 @contextmanager
-def serve_engine(data_dir: Path, port: int, *, capture: bool = False, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``twin serve`` as a real process (``TWIN_*`` overrides in ``env``), waiting until it answers. With
-    ``capture`` its output is piped: read it only once the process has ended."""
+def serve_engine(data_dir: Path, port: int, *, capture: bool = False, start_timeout: float = 60,
+                 **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``twin serve`` as a real process (``TWIN_*`` overrides in ``env``), waiting until it answers (at most
+    ``start_timeout`` seconds). With ``capture`` its output is piped: read it only once the process has ended."""
     environ = {**os.environ, "TWIN_DATA_DIR": str(data_dir), **env}
     out = subprocess.PIPE if capture else subprocess.DEVNULL
     process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port)],
                                env=environ, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + start_timeout
         with Client(f"http://127.0.0.1:{port}") as probe:
             while True:
                 try:
@@ -180,3 +181,33 @@ def make_app(root: Path, *, name: str = "test-app", version: str = "1.0.0", mani
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
     return folder
+
+
+def need_sandbox() -> None:
+    """The sandbox tests need a working bwrap (Debian's bubblewrap); CI installs it and requires them."""
+    from twinengine.workers.sandbox import bwrap_works
+
+    problem = bwrap_works()
+    if problem is not None:
+        unavailable("bwrap", problem)
+
+
+def admin_token(engine: Settings | Path) -> str:
+    """A fresh admin token for the engine with these settings (or data dir), signed with its key and recorded
+    in its store, as ``twin token create --data-dir`` does: the first admin token is printed once, never kept."""
+    from datetime import timedelta
+
+    from twinengine.auth.issuer import BuiltinIssuer
+    from twinengine.auth.keys import load_or_create_signing_key
+    from twinengine.store.engine import Database
+
+    settings = engine if isinstance(engine, Settings) else Settings(data_dir=engine)
+    issuer = BuiltinIssuer(load_or_create_signing_key(settings.data_dir / "keys" / "issuer-es256.pem"),
+                           settings.token_issuer)
+    db = Database(settings.db_url)
+    try:
+        with db.session() as session:
+            return issue_token(session, issuer, principal=SYSTEM, name="admin", role=Role.ADMIN,
+                               ttl=timedelta(days=1)).token
+    finally:
+        db.dispose()

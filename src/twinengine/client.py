@@ -19,20 +19,17 @@ import httpx2 as httpx
 from pydantic import BaseModel, TypeAdapter
 
 from twinengine.access.sdk import EDRClient
-from twinengine.auth.schemas import AuditPage, Me, TokenIssued, TokenRead
+from twinengine.auth.schemas import AuditPage, IdentityRead, Me, TokenIssued, TokenRead
 from twinengine.catalog.archive import pack, unpack
-from twinengine.catalog.schemas import AppPage, AppRead, AppVersionRead, PublishResult
+from twinengine.catalog.schemas import AppPage, AppRead, AppVersionRead, PublishResult, WorkflowDefinition
+from twinengine.client_types import History, State, Twin, TwinList
 from twinengine.errors import EngineUnavailable, TwinEngineError, error_from_payload
 from twinengine.twins.schemas import (
     GrantRead,
-    HistoryRead,
     PropertyWrite,
     RevisionPage,
     RevisionRead,
     StateDiff,
-    TwinPage,
-    TwinRead,
-    TwinState,
 )
 
 if TYPE_CHECKING:
@@ -162,6 +159,10 @@ class Client:
         data = self._request("GET", "/api/v1/tokens", params={"identity": identity} if identity else None).json()
         return TypeAdapter(list[TokenRead]).validate_python(data)
 
+    def identities(self) -> list[IdentityRead]:
+        """Every identity with its valid tokens and their roles (admins)."""
+        return TypeAdapter(list[IdentityRead]).validate_python(self._request("GET", "/api/v1/identities").json())
+
     def revoke_token(self, jti: str) -> TokenRead:
         return TokenRead.model_validate(self._request("DELETE", f"/api/v1/tokens/{_seg(jti)}").json())
 
@@ -194,6 +195,11 @@ class Client:
     def get_app_version(self, name: str, version: str = "latest") -> AppVersionRead:
         return self._get(AppVersionRead, f"/api/v1/apps/{_seg(name)}/versions/{_seg(version)}")
 
+    def app_workflows(self, name: str, version: str = "latest") -> list[WorkflowDefinition]:
+        """The version's workflows with their process graphs and parameters (what a run form asks for)."""
+        data = self._request("GET", f"/api/v1/apps/{_seg(name)}/versions/{_seg(version)}/workflows").json()
+        return TypeAdapter(list[WorkflowDefinition]).validate_python(data)
+
     def manifest_schema(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "/api/v1/apps/manifest-schema").json()
         return result
@@ -216,24 +222,24 @@ class Client:
     # -- twins ------------------------------------------------------------------------------------
 
     def create_twin(self, app: str, name: str, parameters: Mapping[str, Any] | None = None, *,
-                    description: str | None = None) -> TwinRead:
+                    description: str | None = None) -> Twin:
         body = {"app": app, "name": name, "parameters": dict(parameters or {}), "description": description}
-        return self._send(TwinRead, "POST", "/api/v1/twins", body)
+        return self._send(Twin, "POST", "/api/v1/twins", body)
 
-    def list_twins(self, *, app: str | None = None, limit: int = 50, offset: int = 0) -> TwinPage:
-        return self._get(TwinPage, "/api/v1/twins", app=app, limit=limit, offset=offset)
+    def list_twins(self, *, app: str | None = None, limit: int = 50, offset: int = 0) -> TwinList:
+        return self._get(TwinList, "/api/v1/twins", app=app, limit=limit, offset=offset)
 
-    def get_twin(self, twin: str) -> TwinRead:
-        return self._get(TwinRead, f"/api/v1/twins/{_seg(twin)}")
+    def get_twin(self, twin: str) -> Twin:
+        return self._get(Twin, f"/api/v1/twins/{_seg(twin)}")
 
     def delete_twin(self, twin: str) -> None:
         self._request("DELETE", f"/api/v1/twins/{_seg(twin)}")
 
     def fork_twin(self, twin: str, name: str, *, at_revision: int | None = None,
-                  parameters: Mapping[str, Any] | None = None, description: str | None = None) -> TwinRead:
+                  parameters: Mapping[str, Any] | None = None, description: str | None = None) -> Twin:
         body: dict[str, Any] = {"name": name, "at_revision": at_revision, "description": description,
                                 "parameters": dict(parameters) if parameters is not None else None}
-        return self._send(TwinRead, "POST", f"/api/v1/twins/{_seg(twin)}/fork",
+        return self._send(Twin, "POST", f"/api/v1/twins/{_seg(twin)}/fork",
                           {k: v for k, v in body.items() if v is not None})
 
     def grants(self, twin: str) -> list[GrantRead]:
@@ -265,8 +271,9 @@ class Client:
     def desire(self, twin: str, *, message: str | None = None, **values: Any) -> RevisionRead:
         return self.write_state(twin, desired=values, message=message)
 
-    def get_state(self, twin: str, *, revision: int | None = None, at: datetime | None = None) -> TwinState:
-        return self._get(TwinState, f"/api/v1/twins/{_seg(twin)}/state", revision=revision,
+    def get_state(self, twin: str, *, revision: int | None = None, at: datetime | None = None) -> State:
+        """The state at a revision or a valid time (default: now); ``.to_pandas()`` for a table."""
+        return self._get(State, f"/api/v1/twins/{_seg(twin)}/state", revision=revision,
                          at=at.isoformat() if at else None)
 
     def revisions(self, twin: str, *, limit: int = 50, offset: int = 0,
@@ -279,8 +286,9 @@ class Client:
 
     def history(self, twin: str, prop: str, *, kind: Literal["reported", "desired"] = "reported",
                 since: datetime | None = None, until: datetime | None = None, limit: int = 1000,
-                order: Literal["asc", "desc"] = "asc") -> HistoryRead:
-        return self._get(HistoryRead, f"/api/v1/twins/{_seg(twin)}/properties/{_seg(prop)}/history", kind=kind,
+                order: Literal["asc", "desc"] = "asc") -> History:
+        """One property's values over time; ``.to_pandas()`` for a Series indexed by timestamp."""
+        return self._get(History, f"/api/v1/twins/{_seg(twin)}/properties/{_seg(prop)}/history", kind=kind,
                          since=since.isoformat() if since else None, until=until.isoformat() if until else None,
                          limit=limit, order=order)
 

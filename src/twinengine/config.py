@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     token_issuer: str = Field(default="twinengine", description="`iss` claim of tokens this engine signs.")
     token_ttl: timedelta = Field(default=timedelta(days=30), description="Default lifetime of new tokens.")
+    session_ttl: timedelta = Field(default=timedelta(hours=12), description="Lifetime of a portal session (the "
+                                   "token behind the httpOnly cookie a sign-in sets).")
     admin_token_ttl: timedelta = Field(default=timedelta(days=365), description="Lifetime of the first token.")
     token_recheck: timedelta = Field(default=timedelta(seconds=2), description="How long a token found valid is "
                                      "trusted before its revocation is looked up again (0: every request). "
@@ -111,6 +113,24 @@ class Settings(BaseSettings):
                                         description="A writer silent this long is dead: its work is redone.")
     lake_stuck_retry: timedelta = Field(default=timedelta(minutes=5),
                                         description="How often the judge retries a STUCK rule.")
+    # -- workers: where code the engine did not write runs (UDFs, app functions, processes)
+    sandbox: Literal["auto", "bwrap", "none"] = Field(
+        default="auto", description="Sandbox of app and user code: bwrap (required), none (unsandboxed: only on a "
+        "single-user machine), auto (bwrap when it works; otherwise `twin serve` refuses to run such code and an "
+        "embedded engine runs it unsandboxed with a warning).")
+    worker_timeout: timedelta = Field(default=timedelta(seconds=300), description="Time limit of one call into "
+                                      "app code (an app process, a slice of function calls); then its worker is "
+                                      "stopped and replaced.")
+    worker_memory_bytes: int = Field(default=8 * 1024 * MiB, ge=0, description="Address-space limit of an app "
+                                                                                "worker process (0: none).")
+    warm_workers: int = Field(default=4, ge=0, le=64, description="Idle workers kept warm per app version (each "
+                              "function of a twin finds the one that served it last, with its warm model).")
+    envs_dir: Path | None = Field(default=None, description="Folder of app environments (one per lock hash); "
+                                                            "default <data_dir>/envs.")
+    envs_index_url: str | None = Field(default=None, description="Package index for app requirements (default: "
+                                                                 "the installer's, PyPI); `none`: no index.")
+    envs_find_links: str | None = Field(default=None, description="Folder or URL of wheels searched for app "
+                                                                  "requirements besides the index.")
     # -- streams: real-time data from the physical twin
     stream_backend: str = Field(default="local", description="Stream log backend: local (segments) or nats.")
     streams_dir: Path | None = Field(default=None, description="Folder of the local stream log; "
@@ -139,6 +159,8 @@ class Settings(BaseSettings):
     # -- openEO OpenID Connect: external issuers whose tokens the engine accepts
     oidc_providers: list[OidcProvider] = Field(default_factory=list, description="OIDC providers whose tokens "
                                                "the engine accepts (listed at /credentials/oidc); empty: none.")
+    openeo_public_collections: bool = Field(default=True, description="Serve the openEO collection listing and "
+                                            "metadata without a token, as openEO allows; false: require one.")
     # -- where stream history and workflow results land in the lake
     lake_endpoint: str | None = Field(default=None, description="Lake endpoint that keeps compacted stream "
                                                                 "history and workflow results; unset: kept locally.")
@@ -167,6 +189,10 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         """The effective database URL."""
         return self.database_url or f"sqlite:///{self.data_dir / 'twin.db'}"
+
+    @property
+    def envs_root(self) -> Path:
+        return self.envs_dir or self.data_dir / "envs"
 
     @property
     def mlflow_tracking_uri(self) -> str:

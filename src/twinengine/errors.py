@@ -18,6 +18,7 @@
     ├── AuthenticationRequired      401  AuthenticationRequired
     │   └── TokenInvalid            401  TokenInvalid
     ├── PermissionDenied            403  PermissionDenied
+    │   └── CsrfRejected            403  CsrfRejected       (a cookie-authenticated write without its CSRF token)
     ├── NotFound                    404  NotFound
     │   ├── AppNotFound             404  AppNotFound
     │   ├── TwinNotFound            404  TwinNotFound
@@ -42,11 +43,14 @@
     │   └── DidConflict             409  DidConflict        (scope:name exists with other content or type)
     ├── PayloadTooLarge             413  PayloadTooLarge
     │   └── ResponseTooLarge        413  ResponseTooLarge   (an EDR answer would exceed the size limit)
+    ├── UnreadableFile              422  UnreadableFile     (a stored file cannot be opened in its format)
+    ├── FormatUnavailable           501  FormatUnavailable  (a file format whose library is not installed)
     ├── StorageFull                 507  StorageFull        (endpoint quota or disk space exhausted)
     ├── StreamBackpressure          429  StreamBackpressure (consumers are behind; carries retry_after)
     │   └── StreamUnavailable       503  StreamUnavailable  (the stream log cannot take writes now)
     ├── DataCorrupted               500  DataCorrupted      (stored bytes no longer match their checksum)
     ├── StorageUnavailable          503  StorageUnavailable (an endpoint cannot be reached or has vanished)
+    ├── SandboxUnavailable          503  SandboxUnavailable (code the engine did not write, and no sandbox for it)
     └── EngineUnavailable           503  EngineUnavailable  (SDK side: the server cannot be reached)
 
 Every error has a machine ``code``, an HTTP ``status`` and a human ``message``; the wire form is
@@ -67,11 +71,13 @@ __all__ = [
     "ChecksumMismatch",
     "CollectionNotFound",
     "Conflict",
+    "CsrfRejected",
     "DataCorrupted",
     "DidConflict",
     "DidNotFound",
     "EndpointNotFound",
     "EngineUnavailable",
+    "FormatUnavailable",
     "IdentityNotFound",
     "InvalidExpression",
     "InvalidInput",
@@ -96,6 +102,7 @@ __all__ = [
     "RunLocked",
     "RunNotFinished",
     "RunNotFound",
+    "SandboxUnavailable",
     "StorageFull",
     "StorageUnavailable",
     "StreamBackpressure",
@@ -107,6 +114,7 @@ __all__ = [
     "TwinEngineError",
     "TwinNameTaken",
     "TwinNotFound",
+    "UnreadableFile",
     "ValidationFailed",
     "WorkflowNotFound",
     "error_from_payload",
@@ -272,6 +280,13 @@ class PermissionDenied(TwinEngineError):
 
     status = 403
     code = "PermissionDenied"
+
+
+class CsrfRejected(PermissionDenied):
+    """Raised when a write authenticated by the portal's session cookie lacks the session's CSRF token or
+    comes from another origin."""
+
+    code = "CsrfRejected"
 
 
 class NotFound(TwinEngineError):
@@ -465,11 +480,34 @@ class DidConflict(Conflict):
     code = "DidConflict"
 
 
+class UnreadableFile(TwinEngineError):
+    """Raised when a stored file (a collection, a lake dataset's file) cannot be opened in its format: corrupt,
+    truncated, an unknown extension, or content its format reader refuses (a GRIB without a grid). The message
+    names the file and the reason."""
+
+    status = 422
+    code = "UnreadableFile"
+
+
+class FormatUnavailable(TwinEngineError):
+    """Raised when a file's format is known but the library reading it is not installed here."""
+
+    status = 501
+    code = "FormatUnavailable"
+
+
 class StorageFull(TwinEngineError):
     """Raised when writing would exceed an endpoint's quota or the space left on its storage."""
 
     status = 507
     code = "StorageFull"
+
+
+class SandboxUnavailable(TwinEngineError):
+    """Raised when UDFs or app code would have to run without a sandbox and the settings do not allow it."""
+
+    status = 503
+    code = "SandboxUnavailable"
 
 
 class StorageUnavailable(TwinEngineError):

@@ -23,7 +23,7 @@ from twinengine.auth.oidc import OidcVerifier
 from twinengine.auth.principal import Principal
 from twinengine.auth.service import bootstrap_admin
 from twinengine.auth.verdicts import VerdictCache
-from twinengine.catalog import service as catalog_service
+from twinengine.catalog.service import PublishStep
 from twinengine.collections import ChainedCollections, CollectionSource, LocalCollections
 from twinengine.config import Settings
 from twinengine.lake.arrivals import LakeArrivals
@@ -37,7 +37,10 @@ from twinengine.streams.compaction import SegmentSink
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.streams.notify import Notifier
 from twinengine.twins import service as twins_service
-from twinengine.workflows.apps import index_app_processes
+from twinengine.workers.apps import AppCode
+from twinengine.workers.envs import Environments
+from twinengine.workers.service import Workers
+from twinengine.workflows.apps import AppProcessIndex
 from twinengine.workflows.engine import WorkflowEngine
 from twinengine.workflows.triggers import ChainedArrivals, materialize_manifest_triggers
 
@@ -66,8 +69,22 @@ class Runtime:
     _streams: StreamHub | None = field(default=None, repr=False)
     _streams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ml: MLEngine | None = field(default=None, repr=False)
+    workers: Workers = field(default=None, repr=False)  # type: ignore[assignment]  # from the settings if None
+    app_code: AppCode = field(init=False, repr=False)  # app versions' warm workers, in their environments
+    publish_steps: list[PublishStep] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.workers is None:
+            self.workers = Workers.from_settings(self.settings)
+        self.app_code = AppCode(self.workers, self.blobs, self.data_dir / "apps",
+                                Environments.from_settings(self.settings))
+        self.workflows.apps.code = self.app_code
+        # Run by the catalogue before a new version is stored (outside its write transaction): each returns
+        # what to record in that transaction. Indexing app processes imports the package in a sandbox.
+        self.publish_steps = [AppProcessIndex(self.app_code)]
+        self._listen()
+
+    def _listen(self) -> None:
         # State revisions are announced after their commit (twins.state records them in session.info).
         event.listen(self.db.sessions, "after_commit", self._announce_revisions)
         event.listen(self.db.sessions, "after_rollback", lambda s: s.info.pop(REVISIONS_KEY, None))
@@ -152,10 +169,9 @@ class Runtime:
         # The local folder first, then the lake's gridded datasets (ids scope.name).
         collections = ChainedCollections([
             LocalCollections(settings.collections_dir or settings.data_dir / "collections"),
-            LakeCollections(db, lake)])
+            LakeCollections(db, lake, cache_dir=settings.data_dir / "cache" / "lake-collections")])
         access = DataAccess(collections, max_values=settings.edr_max_values,
                             cache_bytes=settings.edr_chunk_cache_bytes, workers=settings.edr_read_workers)
-        catalog_service.register_hook(index_app_processes)
         twins_service.on_twin_created("workflows.manifest_triggers", materialize_manifest_triggers)
         workflows = WorkflowEngine.from_settings(settings, db=db, blobs=blobs, collections=collections)
         # Dataset triggers see new lake datasets too; results go to the lake when an endpoint is configured.
@@ -166,7 +182,9 @@ class Runtime:
         runtime = cls(settings=settings, db=db, blobs=blobs, issuer=issuer, collections=collections, access=access,
                       workflows=workflows, lake=lake,
                       verifiers=[issuer, *(OidcVerifier(p, db=db) for p in settings.oidc_providers)],
-                      verdicts=VerdictCache(settings.token_recheck.total_seconds()))
+                      verdicts=VerdictCache(settings.token_recheck.total_seconds()),
+                      workers=Workers.from_settings(settings))
+        workflows.services["workers"] = runtime.workers  # run_udf and app processes run in its sandboxes
         workflows.services["read_stream"] = runtime.read_stream
         workflows.services["stream_end"] = lambda twin_id, stream: runtime.streams.end(stream_key(twin_id, stream))
         return runtime
@@ -197,6 +215,7 @@ class Runtime:
             self._ml.stop()
             self._ml = None
         self.workflows.stop()
+        self.workers.close()
         self.access.close()
         with self._streams_lock:
             if self._streams is not None:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from browser import browser, portal, site  # noqa: F401  (the portal's browser fixtures)
 from helpers import LiveEngine
 from twinengine.api import create_app
 from twinengine.config import Settings
@@ -24,3 +25,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEngine]:
             yield LiveEngine(url=server.url, admin_token=token, settings=settings)
     finally:
         runtime.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Name where the browser tests left their screenshots (one per page visited)."""
+    from browser import SHOTS_KEY
+
+    shots = config.stash.get(SHOTS_KEY, None)
+    if shots is not None:
+        terminalreporter.write_line(f"portal screenshots: {shots} ({len(list(shots.glob('*.png')))} pages)")

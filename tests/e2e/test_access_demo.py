@@ -1,5 +1,6 @@
 """``twin demo``'s data-access chapter: the rainfall field it wrote, queried through /edr, gives the same
-catchment mean and gauge series as direct xarray computations on that field."""
+catchment mean and gauge series as direct xarray computations on that field; the gauge's readings, as a
+station CSV, are served back with the twin's reported levels."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import shapely
 import xarray as xr
 from typer.testing import CliRunner
@@ -40,3 +42,7 @@ def test_demo_queries_the_rainfall_field_through_edr(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.array(facts["gauge"], dtype="float32"), gauge.values)
     assert max(facts["area_mean"]) > 0.5  # a storm crossed the catchment
     assert Path(facts["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stations = facts["stations"]
+    table = pd.read_csv(data_dir / "collections" / "river-reach-gauges.csv")
+    assert stations["stations"] == ["RR-01"] and stations["levels"] == len(table) > 20
+    assert stations["max_level"] == table["level [m]"].max()

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from typer.testing import CliRunner
 
+from helpers import admin_token, stop_process
 from twinengine.cli.main import app as cli_app
 from twinengine.client import Client
 from twinengine.config import Settings
@@ -31,8 +39,8 @@ def test_demo_json_summary_matches_the_store(tmp_path: Path) -> None:
     try:
         from twinengine.api import create_app
 
-        admin_token = (data_dir / "admin.token").read_text().strip()
-        with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, admin_token) as admin:
+        token = admin_token(runtime.settings)
+        with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, token) as admin:
             twin = admin.get_twin(summary["twin"]["name"])
             # + the desired threshold, + the forecast workflow's state writes
             assert twin.head_revision == summary["twin"]["head_revision"] == 24 + 1 + summary["workflow"]["revisions"]
@@ -59,5 +67,36 @@ def test_demo_shows_progress_and_a_summary(tmp_path: Path) -> None:
                                 env={"COLUMNS": "160"}, catch_exceptions=False)
     assert result.exit_code == 0
     for text in ("gauges reporting", "twin demo: summary", "revisions written", "time travel", "what-if fork",
-                 "plot"):
+                 "plot", "the portal answers at http://127.0.0.1:", "`twin demo --serve` keeps it up"):
         assert text in result.output
+
+
+def test_demo_serve_keeps_the_portal_up_until_interrupted(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "demo", "--serve", "--hours", "2",
+                                "--data-dir", str(tmp_path / "d")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "COLUMNS": "200"})
+    try:
+        lines: list[str] = []
+        assert process.stdout is not None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line, "the demo ended before serving:\n" + "".join(lines[-40:])
+            lines.append(line)
+            if "until Ctrl-C; sign in as uma" in line:
+                break
+        printed = "".join(lines)
+        assert "twin demo: summary" in printed  # the summary comes before the serving starts
+        found = re.search(r"serving the portal at (http://127\.0\.0\.1:\d+)/ui/", printed)
+        assert found is not None, printed
+        url = found.group(1)
+        token = process.stdout.readline().strip()
+        with Client(url, token) as uma:
+            assert uma.me().name == "uma"
+        with urllib.request.urlopen(f"{url}/ui/") as page:
+            assert page.status == 200 and "script-src 'self'" in page.headers["Content-Security-Policy"]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        assert "stopped serving" in process.stdout.read()
+    finally:
+        stop_process(process)

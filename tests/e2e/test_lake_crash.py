@@ -17,7 +17,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from helpers import free_port
+from helpers import admin_token, free_port
 from helpers import serve_engine as serve
 from twinengine.client import Client
 from twinengine.errors import DidNotFound
@@ -50,7 +50,7 @@ def test_kill_during_upload_and_transfers(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     files = {f"crash:part-{i}.bin": secrets.token_bytes(12 * 1024 * 1024) for i in range(8)}
     with serve(data_dir, port, **ENV) as process:
-        token = (data_dir / "admin.token").read_text().strip()
+        token = admin_token(data_dir)
         admin = Client(url, token)
         for name in ("a", "b"):
             admin.lake.add_endpoint(name, "file", str(tmp_path / name), attributes={"tier": "1"})

@@ -14,7 +14,7 @@ import httpx2 as httpx
 import pytest
 import requests
 
-from helpers import LiveEngine, free_port
+from helpers import LiveEngine, admin_token, free_port
 from helpers import serve_engine as serve
 from lake_fixtures import COLLECTION, REACH, SCOPE, populate, wait_for_rule
 from twinengine.api import create_app
@@ -30,8 +30,7 @@ def stac(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEngine]:
     settings = Settings(data_dir=folder / "data")
     port = free_port()
     with serve(settings.data_dir, port):
-        live = LiveEngine(url=f"http://127.0.0.1:{port}", admin_token=(settings.data_dir / "admin.token")
-                          .read_text().strip(), settings=settings)
+        live = LiveEngine(url=f"http://127.0.0.1:{port}", admin_token=admin_token(settings), settings=settings)
         with live.client() as admin:
             populate(admin, folder, lambda rule_id: wait_for_rule(admin, rule_id))
         yield live

@@ -3,6 +3,7 @@ that survive a kill -9 (on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import RIVER_REACH, free_port, serve_engine
+from helpers import RIVER_REACH, admin_token, free_port, serve_engine
 from twinengine.client import Client
 from twinengine.config import Settings
 
@@ -30,7 +31,7 @@ def test_acknowledged_writes_survive_kill_9(settings: Settings) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with serve(settings, port) as process:
-        token = (settings.data_dir / "admin.token").read_text().strip()
+        token = admin_token(settings)
         with Client(url, token) as admin:
             dev = admin.create_token("ada", "developer").token
             user = admin.create_token("uma", "user").token
@@ -44,8 +45,11 @@ def test_acknowledged_writes_survive_kill_9(settings: Settings) -> None:
         process.wait(timeout=20)
         assert process.stdout is not None
         banner = process.stdout.read().decode()
-    assert "first start" in banner and token in banner  # the one-time admin token was printed
-    with serve(settings, port) as process, Client(url, user) as uma:
+    printed = re.search(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", banner)
+    assert "first start" in banner and printed is not None  # the one-time admin token was printed
+    assert not (settings.data_dir / "admin.token").exists()  # and kept nowhere
+    with serve(settings, port) as process, Client(url, user) as uma, Client(url, printed.group(0)) as first:
+        assert next(t.identity for t in first.list_tokens()) == "admin"  # the printed token works
         state = uma.get_state("reach")
         assert state.revision == 25 and state.reported["level"].value == 24.0
         assert [r.revision for r in uma.revisions("reach", order="asc", limit=100).items] == acknowledged

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers import admin_token
 from streams_fixtures import require_mqtt
 from twinengine.api import create_app
 from twinengine.cli.main import app as cli_app
@@ -29,7 +30,7 @@ def check_store(data_dir: Path, facts: dict) -> None:
     runtime = Runtime.from_settings(Settings(data_dir=data_dir))
     runtime.start()
     try:
-        token = (data_dir / "admin.token").read_text().strip()
+        token = admin_token(runtime.settings)
         with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, token) as admin:
             assert admin.streams.read(facts["twin"], "gauges").end_offset == facts["records"] == 24
             assert admin.get_twin(facts["twin"]).head_revision == facts["head_revision"] == 24 + 1

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from helpers import RIVER_REACH, free_port, serve_engine
+from helpers import RIVER_REACH, admin_token, free_port, serve_engine
 from streams_fixtures import drop_streams, gauge, stream_backend, stream_settings  # noqa: F401
 from twinengine.client import Client
 from twinengine.config import Settings
@@ -62,7 +62,7 @@ def test_kill_9_during_ingestion_keeps_every_acknowledged_record_once(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with serve(settings, port) as process:
-        with Client(url, (settings.data_dir / "admin.token").read_text().strip()) as admin:
+        with Client(url, admin_token(settings)) as admin:
             dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
         Client(url, dev).publish_app(RIVER_REACH)
         with Client(url, user) as uma:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_serve import serve
 
-from helpers import RIVER_REACH, LiveEngine, free_port, make_app
+from helpers import RIVER_REACH, LiveEngine, admin_token, free_port, make_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from workflow_data import rain_cube, write_collection
@@ -73,7 +73,7 @@ def test_a_run_killed_with_its_engine_ends_as_error(tmp_path: Path) -> None:
     os.environ.update(env_stale)
     try:
         with serve(settings, port) as process:
-            token = (settings.data_dir / "admin.token").read_text().strip()
+            token = admin_token(settings)
             with Client(url, token) as admin:
                 admin.publish_app(make_app(tmp_path, name="slow-app", files={"slow_app/procs.py": SLOW}))
                 graph = {"process_graph": {"n": {"process_id": "nap", "namespace": "slow-app",

@@ -17,7 +17,7 @@ import xarray as xr
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from helpers import MINIMAL_STATE, RIVER_REACH, make_app
+from helpers import MINIMAL_STATE, RIVER_REACH, admin_token, make_app
 from streams_fixtures import NATS_URL, drop_streams, gauge, stream_backend  # noqa: F401
 from twinengine.access import fusion
 from twinengine.api import create_app
@@ -80,7 +80,7 @@ def any_log_runtime(tmp_path: Path, database_url: str | None, stream_backend: st
 def _twin(rt: Runtime, app: Path, ref: str, name: str, parameters: dict[str, Any]) -> str:
     with rt.db.session() as session:
         publish(session, rt.blobs, principal=SYSTEM, archive=pack(app), max_archive_bytes=10**8,
-                max_unpacked_bytes=10**8)
+                max_unpacked_bytes=10**8, steps=rt.publish_steps)
         return twins.create_twin(session, principal=UMA, app=ref, name=name, parameters=parameters).id
 
 
@@ -126,7 +126,7 @@ def test_stream_history_lands_in_the_lake_and_load_stream_reads_it_back(any_log_
         lake_file = files[f"{twin_id}-gauges/{segment.first_offset:020d}.parquet"]
         assert lake_file.sha256 == segment.sha256 and lake_file.bytes == segment.size
 
-    admin = (runtime.data_dir / "admin.token").read_text().strip()
+    admin = admin_token(runtime.settings)
     with TestClient(create_app(runtime=runtime)) as http:
         page = http.get(f"/stac/collections/{twin_id}-gauges/items",
                         headers={"Authorization": f"Bearer {admin}"}).json()
@@ -221,7 +221,7 @@ def test_results_are_kept_in_the_lake_with_their_provenance(runtime: Runtime, tm
     assert dataset is not None and dataset.meta["provenance"] == f"/api/v1/runs/{run.id}/provenance"
     entities = run.provenance["entity"]
     assert entities[f"twin:result/{run.id}/{asset['name']}"]["twin:lakeDid"] == asset["did"]
-    admin = (runtime.data_dir / "admin.token").read_text().strip()
+    admin = admin_token(runtime.settings)
     with TestClient(create_app(runtime=runtime)) as http:
         item = http.get(f"/stac/collections/workflow-results/items/{run.id}",
                         headers={"Authorization": f"Bearer {admin}"})

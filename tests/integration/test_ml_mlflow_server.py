@@ -14,7 +14,7 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
-from helpers import RIVER_REACH, Engine, free_port, stop_process, unavailable
+from helpers import RIVER_REACH, Engine, admin_token, free_port, stop_process, unavailable
 from ml_fixtures import gauge_records, need_torch
 from twinengine.api import create_app
 from twinengine.config import Settings
@@ -60,7 +60,7 @@ def test_engine_registers_into_a_tracking_server(tmp_path: Path, mlflow_server: 
     try:
         with TestClient(create_app(runtime=runtime)) as http:
             engine = Engine(runtime=runtime, app=http.app, http=http,  # type: ignore[arg-type]
-                            admin_token=(settings.data_dir / "admin.token").read_text().strip())
+                            admin_token=admin_token(settings))
             engine.as_role("ada", "developer").publish_app(RIVER_REACH)
             uma = engine.as_role("uma", "user")
             uma.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})

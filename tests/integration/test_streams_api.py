@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from starlette.testclient import TestClient
 
-from helpers import RIVER_REACH, Engine
+from helpers import RIVER_REACH, Engine, admin_token
 from streams_fixtures import T0, drop_streams, gauge, stream_backend, stream_settings  # noqa: F401
 from twinengine.api import create_app
 from twinengine.client import Client
@@ -35,7 +35,7 @@ def engine(settings: Settings, drop_streams: list) -> Iterator[Engine]:  # noqa:
     try:
         with TestClient(app) as http:
             yield Engine(runtime=runtime, app=app, http=http,
-                         admin_token=(settings.data_dir / "admin.token").read_text().strip())
+                         admin_token=admin_token(settings))
     finally:
         runtime.close()
 

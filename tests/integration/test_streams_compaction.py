@@ -50,7 +50,7 @@ def test_closed_segments_are_compacted_and_loaded_back(tmp_path: Path, stream_ba
     try:
         with runtime.db.session() as session:
             publish(session, runtime.blobs, principal=SYSTEM, archive=pack(RIVER_REACH), max_archive_bytes=10**8,
-                    max_unpacked_bytes=10**8)
+                    max_unpacked_bytes=10**8, steps=runtime.publish_steps)
             twin = twins.create_twin(session, principal=Principal("uma", Role.USER), app="river-reach@0.1.0",
                                      name="reach", parameters={"station": "RR-01"})
             twin_id, declared = twin.id, twins.manifest_for(session, twin).streams["gauges"]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from helpers import MINIMAL_STATE, Engine, make_app
+from helpers import MINIMAL_STATE, Engine, admin_token, make_app
 from streams_fixtures import drop_streams, eventually, stream_backend, stream_settings  # noqa: F401
 from twinengine.api import create_app
 from twinengine.client import Client
@@ -106,7 +106,7 @@ def engine(settings: Settings, drop_streams: list[Any]) -> Iterator[Engine]:  # 
     try:
         with http:
             yield Engine(runtime=runtime, app=http.app, http=http,  # type: ignore[arg-type]
-                         admin_token=(settings.data_dir / "admin.token").read_text().strip())
+                         admin_token=admin_token(settings))
     finally:
         runtime.close()
 

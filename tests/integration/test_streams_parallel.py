@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from helpers import Engine, make_app
+from helpers import Engine, admin_token, make_app
 from streams_fixtures import drop_streams, stream_backend, stream_settings  # noqa: F401
 from twinengine.api import create_app
 from twinengine.runtime import Runtime
@@ -26,7 +26,7 @@ def engine(tmp_path: Path, stream_backend: str, drop_streams: list[Any]) -> Iter
     drop_streams.append(runtime)
     with TestClient(create_app(runtime=runtime)) as http:
         yield Engine(runtime=runtime, app=http.app, http=http,  # type: ignore[arg-type]
-                     admin_token=(settings.data_dir / "admin.token").read_text().strip())
+                     admin_token=admin_token(settings))
     runtime.close()
 
 

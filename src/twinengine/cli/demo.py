@@ -21,13 +21,16 @@ def demo(
     step_minutes: int = typer.Option(15, "--step-minutes", min=1, max=24 * 60, help="Minutes between readings."),
     seed: int = typer.Option(7, "--seed", help="Seed of the simulated weather."),
     plot: Path | None = typer.Option(None, "--plot", help="Where to write the level plot (PNG)."),
+    serve: bool = typer.Option(False, "--serve", help="Keep serving the engine and its portal (/ui/) after the "
+                                                      "story, until Ctrl-C."),
 ) -> None:
     """Publish river-reach, create a twin, simulate its gauges, time-travel, fork a what-if, plot it."""
     from twinengine.demo.context import DemoOptions
     from twinengine.demo.runner import run_demo
 
     out = state_of(ctx)
-    options = DemoOptions(data_dir=data_dir, hours=hours, step_minutes=step_minutes, seed=seed, plot=plot)
+    options = DemoOptions(data_dir=data_dir, hours=hours, step_minutes=step_minutes, seed=seed, plot=plot,
+                          serve=serve)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, disable=out.as_json) as bars:
@@ -40,13 +43,16 @@ def demo(
             task = bars.add_task(description, total=total)
             return lambda n: bars.advance(task, n)
 
-        result = run_demo(options, say=say, track=track)
-    if out.as_json:
-        print(json.dumps(result.facts, indent=2, default=str))
-    else:
-        table = Table(title="twin demo: summary", title_justify="left", show_header=False)
-        table.add_column(style="bold", no_wrap=True)
-        table.add_column()
-        for label, text in result.summary:
-            table.add_row(label, text)
-        console.print(table)
+        def finished(result: Any) -> None:
+            bars.stop()
+            if out.as_json:
+                print(json.dumps(result.facts, indent=2, default=str), flush=True)
+                return
+            table = Table(title="twin demo: summary", title_justify="left", show_header=False)
+            table.add_column(style="bold", no_wrap=True)
+            table.add_column()
+            for label, text in result.summary:
+                table.add_row(label, text)
+            console.print(table)
+
+        run_demo(options, say=say, track=track, finished=finished)

@@ -66,10 +66,27 @@ def serve(
     settings = local_settings(data_dir)
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     overrides["lake_daemons"] = lake_daemons
-    settings = settings.model_copy(update=overrides)
+    settings = _sandbox_for_serving(settings.model_copy(update=overrides))
     err_console.print(f"twinengine {__version__}: data in {settings.data_dir}, store "
                       f"{settings.db_url.split('://')[0]}, listening on http://{settings.host}:{settings.port}")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+def _sandbox_for_serving(settings: Any) -> Any:
+    """A served engine runs other people's code only in a sandbox: with ``sandbox = auto`` and no working
+    bwrap it refuses such code (and says so now); ``TWIN_SANDBOX=none`` runs it unsandboxed, loudly."""
+    from twinengine.workers.sandbox import bwrap_works
+
+    if settings.sandbox == "none":
+        err_console.print("[bold red]TWIN_SANDBOX=none: UDFs and app code run WITHOUT a sandbox and can read this "
+                          "engine's secrets (data dir, keys, tokens). Serve only yourself this way.[/bold red]")
+        return settings
+    problem = bwrap_works()
+    if problem is None:
+        return settings
+    err_console.print(f"[bold red]{problem}.[/bold red] This engine refuses to run UDFs, app functions and app "
+                      "processes until bubblewrap works (or TWIN_SANDBOX=none says to run them unsandboxed).")
+    return settings.model_copy(update={"sandbox": "bwrap"})
 
 
 db_app = typer.Typer(help="The metadata store.", no_args_is_help=True)
