@@ -226,3 +226,21 @@ def test_bad_input_is_a_clear_4xx(engine: Engine, lake: dict[str, object], tmp_p
     response = engine.http.post("/api/v1/lake/uploads", params={"did": "no-colon", "endpoint": "alpha"},
                                 content=b"x", headers=engine.headers(engine.admin_token))
     assert response.status_code == 422 and "did" in response.text
+
+
+def test_text_no_store_can_keep_is_refused_naming_the_field(engine: Engine) -> None:
+    """PostgreSQL's jsonb refuses NUL and unpaired surrogates mid-transaction; both stores answer 422 first."""
+    headers = {**engine.headers(engine.admin_token), "Content-Type": "application/json"}
+    for text in ('"a\\u0000b"', '"\\udb4d"', '"\\ude9e tail"'):
+        body = '{"did": "demo:nul.bin", "type": "dataset", "meta": {"note": [' + text + "]}}"
+        response = engine.http.post("/api/v1/lake/dids", content=body, headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["details"][0]["loc"] == "meta.note[0]"
+    body = '{"did": "demo:nul.bin", "type": "dataset", "meta": {"k\\u0000": 1}}'
+    response = engine.http.post("/api/v1/lake/dids", content=body, headers=headers)
+    assert response.status_code == 422 and response.json()["details"][0]["loc"] == "meta"
+    assert "key" in response.json()["details"][0]["msg"]
+    paired = '{"did": "demo:emoji.bin", "type": "dataset", "meta": {"note": "\\ud83c\\udf0a \\\\u0000"}}'
+    response = engine.http.post("/api/v1/lake/dids", content=paired, headers=headers)
+    assert response.status_code in (200, 201), response.text  # a surrogate pair and an escaped backslash are fine
+    assert response.json()["meta"]["note"] == "\U0001f30a \\u0000"

@@ -41,7 +41,7 @@ def unstorable_text(value: Any, loc: tuple[object, ...] = ()) -> list[Problem]:
         elif isinstance(item, dict):
             for key, child in item.items():
                 if isinstance(key, str) and _BAD_CHAR.search(key):
-                    problems.append(Problem(join_loc((*where, "<key>")) or "body",
+                    problems.append(Problem(join_loc(where) or "body",
                                             "a key may not contain NUL (U+0000) or unpaired surrogates"))
                 stack.append(((*where, key), child))
         elif isinstance(item, list):
