@@ -36,18 +36,23 @@ async def _raw_body(request: Request) -> bytes:
 
 
 @router.post("", name="publish", openapi_extra=_ARCHIVE_BODY,
-             responses={200: {"model": PublishResult, "description": "Identical content was already published"},
+             responses={200: {"model": PublishResult, "description": "Identical content was already published, or a "
+                                                                     "development version (-dev) was replaced"},
                         201: {"model": PublishResult, "description": "Published"}})
 def publish(principal: PrincipalDep, archive: Annotated[bytes, Depends(_raw_body)], response: Response,
             session: SessionDep, runtime: RuntimeDep) -> PublishResult:
     """Publish an app version. The token is checked before the body is read."""
     settings = runtime.settings
-    row, created = service.publish(session, runtime.blobs, principal=principal, archive=archive,
-                                   max_archive_bytes=settings.max_app_archive_bytes,
-                                   max_unpacked_bytes=settings.max_app_unpacked_bytes, steps=runtime.publish_steps)
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    done = service.publish(session, runtime.blobs, principal=principal, archive=archive,
+                           max_archive_bytes=settings.max_app_archive_bytes,
+                           max_unpacked_bytes=settings.max_app_unpacked_bytes, steps=runtime.publish_steps)
+    if done.replaced is not None:  # a development version's old code: its idle workers stop now
+        runtime.app_code.retire(done.replaced)
+    row = done.row
+    response.status_code = status.HTTP_201_CREATED if done.created else status.HTTP_200_OK
     response.headers["Location"] = f"/api/v1/apps/{row.name}/versions/{row.version}"
-    return PublishResult(created=created, app=AppVersionRead.model_validate(row))
+    return PublishResult(created=done.created, replaced=done.replaced is not None,
+                         app=AppVersionRead.model_validate(row))
 
 
 @router.get("", name="list", summary="Apps in the catalogue, optionally matching a text")

@@ -31,6 +31,7 @@ class AppVersionRead(BaseModel):
 
 class PublishResult(BaseModel):
     created: bool
+    replaced: bool = False  # a development version (-dev) got new files
     app: AppVersionRead
 
 

@@ -6,6 +6,7 @@ import hashlib
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import semver
@@ -20,13 +21,16 @@ from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.catalog.validate import MANIFEST_FILE, check_app_dir
 from twinengine.errors import AppNotFound, AppVersionConflict, InvalidInput, PayloadTooLarge, ValidationFailed
+from twinengine.store.base import utcnow
 from twinengine.store.blobs import BlobStore
 
 __all__ = [
     "PUBLISH_HOOKS",
     "PublishStep",
+    "Published",
     "get_app_version",
     "get_archive",
+    "is_development",
     "list_apps",
     "list_versions",
     "manifest_by_id",
@@ -57,6 +61,21 @@ def _order_key(row: AppVersion) -> semver.Version:
     return semver.Version.parse(row.version)
 
 
+def is_development(version: str) -> bool:
+    """A version ending in ``-dev`` (``0.1.0-dev``) may be published again with other files; others are immutable."""
+    return version.endswith("-dev")
+
+
+@dataclass
+class Published:
+    """What a publish did: ``created`` a new version, or ``replaced`` (the archive checksum a development
+    version had before), or neither (identical content was already there)."""
+
+    row: AppVersion
+    created: bool
+    replaced: str | None = None
+
+
 def publish(
     session: Session,
     blobs: BlobStore,
@@ -66,11 +85,12 @@ def publish(
     max_archive_bytes: int,
     max_unpacked_bytes: int,
     steps: Sequence[PublishStep] = (),
-) -> tuple[AppVersion, bool]:
-    """Publish an app archive. Returns (version, created); identical content already published is a no-op.
+) -> Published:
+    """Publish an app archive; identical content already published is a no-op.
 
     The archive is unpacked safely, validated like ``twin app validate``, and re-packed canonically, so the
-    stored checksum depends on the files alone, not on the tool that built the upload.
+    stored checksum depends on the files alone, not on the tool that built the upload. A development version
+    (``-dev``) with other files replaces its stored archive and manifest; a released one is a conflict.
     """
     require(principal, "app.publish")
     if len(archive) > max_archive_bytes:
@@ -87,17 +107,17 @@ def publish(
         files = [p.relative_to(root).as_posix() for p in sorted(root.rglob("*")) if p.is_file()]
     digest = hashlib.sha256(canonical).hexdigest()
     existing = _find(session, manifest.name, manifest.version)
-    if existing is not None:
-        return _same_or_conflict(existing, digest), False
+    if existing is not None and (existing.archive_sha256 == digest or not is_development(manifest.version)):
+        return Published(_same_or_conflict(existing, digest), False)
     records = [step(manifest, canonical) for step in steps]
     blobs.put(canonical)
+    if existing is not None:
+        return _replace(session, existing, manifest, canonical, digest, files, principal, records)
     parsed = semver.Version.parse(manifest.version)
     row = AppVersion(
         name=manifest.name, version=manifest.version, major=parsed.major, minor=parsed.minor,
         patch=parsed.patch, prerelease=parsed.prerelease, title=manifest.title, domain=manifest.domain,
-        search_text=" ".join([manifest.name, manifest.title, manifest.description, manifest.domain,
-                              *manifest.keywords]).lower(),
-        manifest=manifest.model_dump(mode="json"), archive_sha256=digest,
+        search_text=_search_text(manifest), manifest=manifest.model_dump(mode="json"), archive_sha256=digest,
         archive_size=len(canonical), files=files, published_by=principal.name,
     )
     try:
@@ -108,13 +128,37 @@ def publish(
         raced = _find(session, manifest.name, manifest.version)
         if raced is None:
             raise
-        return _same_or_conflict(raced, digest), False
+        return Published(_same_or_conflict(raced, digest), False)
+    _recorded(session, row, canonical, records)
+    return Published(row, True)
+
+
+def _search_text(manifest: Manifest) -> str:
+    return " ".join([manifest.name, manifest.title, manifest.description, manifest.domain,
+                     *manifest.keywords]).lower()
+
+
+def _recorded(session: Session, row: AppVersion, canonical: bytes,
+              records: list[Callable[[Session, AppVersion], None] | None]) -> None:
     for hook in PUBLISH_HOOKS:
         hook(session, row, canonical)
     for record in records:
         if record is not None:
             record(session, row)
-    return row, True
+
+
+def _replace(session: Session, row: AppVersion, manifest: Manifest, canonical: bytes, digest: str,
+             files: list[str], principal: Principal,
+             records: list[Callable[[Session, AppVersion], None] | None]) -> Published:
+    """A development version's new files: the same row (its twins keep pointing at it) with the new archive
+    and manifest; what publish steps recorded for the old files is recorded again (steps replace, not add)."""
+    before = row.archive_sha256
+    row.title, row.domain, row.search_text = manifest.title, manifest.domain, _search_text(manifest)
+    row.manifest, row.archive_sha256, row.archive_size = manifest.model_dump(mode="json"), digest, len(canonical)
+    row.files, row.published_by, row.published_at = files, principal.name, utcnow()
+    session.flush()
+    _recorded(session, row, canonical, records)
+    return Published(row, False, replaced=before)
 
 
 def _same_or_conflict(existing: AppVersion, digest: str) -> AppVersion:
@@ -122,7 +166,7 @@ def _same_or_conflict(existing: AppVersion, digest: str) -> AppVersion:
         raise AppVersionConflict(
             f"{existing.name}@{existing.version} is already published with different content "
             f"(sha256 {existing.archive_sha256[:12]}…, yours {digest[:12]}…); versions are immutable, "
-            "publish a new version instead"
+            "publish a new version instead (or use a development version ending in -dev while iterating)"
         )
     return existing
 

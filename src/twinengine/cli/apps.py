@@ -13,7 +13,8 @@ from twinengine.catalog.schemas import AppPage, AppVersionRead
 from twinengine.catalog.validate import check_app_dir
 from twinengine.cli._common import console, err_console, state_of, table
 
-app = typer.Typer(help="DT applications: validate, publish and browse the catalogue.", no_args_is_help=True)
+app = typer.Typer(help="DT applications: start from a template, test locally, validate, publish and browse the "
+                  "catalogue.", no_args_is_help=True)
 
 
 @app.command("schema")
@@ -132,3 +133,8 @@ def pull(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME@VERSION (
               "sha256": row.archive_sha256},
              lambda: console.print(f"pulled {row.name}@{row.version} into {target} ({len(data)} bytes, sha256 "
                                    f"verified)", highlight=False))
+
+
+from twinengine.cli import app_dev  # noqa: E402  (new, test, run: the developer's local loop)
+
+app_dev.register(app)

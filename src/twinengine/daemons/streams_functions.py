@@ -43,7 +43,7 @@ from twinengine.workers.apps import AppCode
 from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import ProtocolError
 
-__all__ = ["EVENTS_STREAM", "FunctionWorker"]
+__all__ = ["EVENTS_STREAM", "FunctionWorker", "take_effects"]
 
 log = logging.getLogger("twinengine.functions")
 
@@ -132,6 +132,13 @@ class FunctionWorker:
             for name, spec in manifest.functions.items():
                 ident = (twin_id, name)
                 seen.add(ident)
+                known = self.consumers.get(ident)
+                # A development version got new files: the consumer's next batch runs the new code (a batch
+                # in flight ends on the old one; a function moved to another stream moves on restart).
+                if (known is not None and known.app_sha != sha and not known.busy
+                        and known.spec.stream == spec.stream):
+                    known.app_sha, known.spec = sha, spec
+                    known.time_field = manifest.streams[spec.stream].time_field
                 if ident not in self.consumers:
                     retries = spec.retries if spec.retries is not None else self.settings.function_retries
                     consumer = _Consumer(twin_id, twin_name, sha, name, spec,
@@ -261,7 +268,7 @@ class FunctionWorker:
                     raise _CallFailed(exc, start - prev, chunk[done][1] - start) from exc
                 for (_records, through), result in zip(chunk, results, strict=False):
                     try:
-                        _take(ctx, result)
+                        take_effects(ctx, result)
                         effects += self._check(manifest, consumer, ctx)
                     except Exception as exc:
                         raise _CallFailed(exc, prev - committed, through - prev) from exc
@@ -404,7 +411,7 @@ class _Remote(Exception):
     """An exception raised in a worker, as its ``Type: message`` line."""
 
 
-def _take(ctx: FunctionContext, result: Any) -> None:
+def take_effects(ctx: FunctionContext, result: Any) -> None:
     """Lay one call's effects, as its worker sent them, into ``ctx`` (malformed ones fail that call)."""
     if not isinstance(result, dict):
         raise ValueError("the worker's answer for a call is not an object")

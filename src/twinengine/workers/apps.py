@@ -56,3 +56,12 @@ class AppCode:
         app = self.workers.for_app((sha256, str(env)), label=f"{manifest.ref}", code=folder, env=env)
         with self._lock:
             return self._apps.setdefault(sha256, app)
+
+    def retire(self, sha256: str) -> None:
+        """The archive ``sha256`` was replaced (a development version published again): stop its idle
+        workers. Calls in flight finish on the old code; their workers go back warm under the old checksum,
+        where only that exact content would find them again."""
+        with self._lock:
+            app = self._apps.pop(sha256, None)
+        if app is not None:
+            self.workers.pool.discard(app.key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -46,6 +47,22 @@ class WorkerError(Exception):
     def __init__(self, remote: str, trace: str = "") -> None:
         super().__init__(remote)
         self.remote, self.trace = remote, trace
+
+    @property
+    def place(self) -> str | None:
+        """Where in the app's files it was raised (``package/module.py:12``), from the innermost frame of
+        the app's code in ``trace``; None when no frame is in the app's folder."""
+        return app_place(self.trace)
+
+
+# A frame of app code: under the sandbox's mount, or an unpacked archive's folder (<sha256>/) without one.
+_APP_FRAME = re.compile(r'File "(?:[^"]*?/twin/app/|[^"]*?/[0-9a-f]{64}/)([^"]+)", line (\d+)')
+
+
+def app_place(trace: str) -> str | None:
+    """The innermost ``relative/path.py:line`` of app code named in a traceback's text, or None."""
+    found = _APP_FRAME.findall(trace)
+    return f"{found[-1][0]}:{found[-1][1]}" if found else None
 
 
 class Worker:

@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from twinengine.app._process import SPEC_ATTR, app_process
@@ -69,6 +69,8 @@ class AppProcessIndex:
             raise ValidationFailed([Problem(manifest.package_name, f"importing the package failed: {exc}")]) from None
 
         def record(session: Session, row: AppVersion) -> None:
+            # a development version published again replaces what its old files declared
+            session.execute(delete(AppProcess).where(AppProcess.app_id == row.id))
             for entry in found:
                 spec = dict(entry["spec"])
                 spec["namespace"] = row.name
@@ -143,7 +145,8 @@ def _in_worker(app: AppWorkers, function: str, process_id: str) -> Callable[...,
         try:
             return app.process(function, kwargs)
         except WorkerError as exc:
-            raise AppCodeError(exc.remote) from None
+            place = exc.place
+            raise AppCodeError(f"{exc.remote} (at {place})" if place else exc.remote) from None
         except WorkerTimeout as exc:
             raise ProcessFailed(f"{process_id}: {exc}") from None
         except (WorkerCrashed, ProtocolError) as exc:

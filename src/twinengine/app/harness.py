@@ -1,0 +1,182 @@
+"""``twin app test``: check an app folder without a server, item by item.
+
+The manifest is validated, the app's own tests run (pytest, in a subprocess), and then a throw-away local
+engine (``LocalEngine``) publishes the app, creates a twin, appends the sample records, applies each function
+on arrival to them, calls each app process that has sample arguments, trains each model briefly and runs
+each workflow. Every item reports ok or failed, its seconds, and for a failure the error and the place in
+the app's files (``package/module.py:12``) or the manifest field it concerns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twinengine.app.local import SAMPLES, LocalEngine
+from twinengine.catalog.manifest import Manifest
+from twinengine.catalog.validate import check_app_dir
+from twinengine.errors import TwinEngineError, ValidationFailed
+
+__all__ = ["Item", "check_app"]
+
+TRAINING_EPOCHS = 2  # a short training run: does the task build, load its data, step and validate?
+
+
+@dataclass
+class Item:
+    """One checked thing: ``name`` (e.g. ``function observe``), ``ok``, ``seconds``, and for a failure the
+    ``error`` and ``where`` (``file.py:line`` in the app, or a manifest field)."""
+
+    name: str
+    ok: bool
+    seconds: float
+    error: str | None = None
+    where: str | None = None
+    skipped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"item": self.name, "ok": self.ok, "skipped": self.skipped, "seconds": round(self.seconds, 3),
+                "error": self.error, "where": self.where}
+
+
+class _Failed(Exception):
+    def __init__(self, error: str, where: str | None = None) -> None:
+        super().__init__(error)
+        self.error, self.where = error, where
+
+
+class _Run:
+    def __init__(self, report: Callable[[Item], None] | None) -> None:
+        self.items: list[Item] = []
+        self.report = report
+
+    @contextmanager
+    def item(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        except _Failed as exc:
+            self._add(Item(name, False, time.perf_counter() - start, exc.error, exc.where))
+        except ValidationFailed as exc:
+            where = ", ".join(p.loc for p in exc.problems if p.loc) or None
+            self._add(Item(name, False, time.perf_counter() - start, "; ".join(map(str, exc.problems)), where))
+        except TwinEngineError as exc:
+            self._add(Item(name, False, time.perf_counter() - start, f"{exc.code}: {exc.message}"))
+        except Exception as exc:
+            self._add(Item(name, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
+        else:
+            self._add(Item(name, True, time.perf_counter() - start))
+
+    def skip(self, name: str, reason: str) -> None:
+        self._add(Item(name, True, 0.0, reason, skipped=True))
+
+    def _add(self, item: Item) -> None:
+        self.items.append(item)
+        if self.report is not None:
+            self.report(item)
+
+    @property
+    def failed(self) -> bool:
+        return any(not i.ok for i in self.items)
+
+
+def check_app(folder: Path, *, run_tests: bool = True, train: bool = True,
+              report: Callable[[Item], None] | None = None, **settings: Any) -> list[Item]:
+    """Check the app in ``folder``; ``report`` is called as each item ends. Later steps are skipped once the
+    manifest or publishing fails (nothing else could run)."""
+    run = _Run(report)
+    folder = folder.resolve()
+    manifest = _manifest(run, folder)
+    if manifest is None:
+        return run.items
+    if run_tests:
+        _pytest(run, folder)
+    settings.setdefault("function_retries", 0)
+    with LocalEngine(folder, **settings) as local:
+        published: dict[str, Any] = {}
+        with run.item("publish"):
+            published["sha"], published["manifest"] = local.publish()
+        if "manifest" not in published:
+            return run.items
+        manifest = published["manifest"]
+        with run.item("twin"):
+            published["twin"] = local.create_twin(manifest)
+        if "twin" not in published:
+            return run.items
+        counts: dict[str, int] = {}
+        with run.item("samples"):
+            counts = local.ingest_samples(manifest)
+        from twinengine.app._checks import run_functions, run_processes, run_training, run_workflows
+
+        run_functions(run, local, published["sha"], manifest, published["twin"], counts)
+        run_processes(run, local, published["sha"], manifest)
+        if train:
+            run_training(run, local, manifest, epochs=TRAINING_EPOCHS)
+        run_workflows(run, local, manifest)
+    return run.items
+
+
+def _manifest(run: _Run, folder: Path) -> Manifest | None:
+    found: dict[str, Manifest] = {}
+    with run.item("manifest"):
+        manifest, problems = check_app_dir(folder)
+        if problems:
+            raise _Failed("; ".join(str(p) for p in problems),
+                          ", ".join(_problem_place(p.loc, p.msg) for p in problems))
+        assert manifest is not None
+        found["m"] = manifest
+    return found.get("m")
+
+
+_LINE = re.compile(r"^line (\d+): ")
+
+
+def _problem_place(loc: str, msg: str) -> str:
+    """A Python file's problem as ``file.py:line``; a manifest problem as its field."""
+    line = _LINE.match(msg)
+    return f"{loc}:{line.group(1)}" if loc.endswith(".py") and line else (loc or "twinapp.yaml")
+
+
+_PYTEST_PLACE = re.compile(r"^(\S+\.py):(\d+): ", re.MULTILINE)
+
+
+def _pytest(run: _Run, folder: Path) -> None:
+    tests = folder / "tests"
+    if not tests.is_dir():
+        run.skip("tests", "no tests/ folder")
+        return
+    with run.item("tests"):
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+                   PYTHONPATH=os.pathsep.join([str(folder), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "--tb=line", "-p", "no:cacheprovider",
+                               "--rootdir", str(folder), str(tests)],
+                              cwd=folder, env=env, capture_output=True, text=True, timeout=900, check=False)
+        if done.returncode != 0:
+            output = done.stdout + done.stderr
+            place = _PYTEST_PLACE.search(output)
+            summary = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR", "E "))]
+            last = output.strip().splitlines()[-1] if output.strip() else f"exit {done.returncode}"
+            where = None
+            if place:
+                path = Path(place.group(1))
+                where = f"{path.relative_to(folder) if path.is_absolute() and path.is_relative_to(folder) else path}:"\
+                        f"{place.group(2)}"
+            raise _Failed("; ".join(summary[:5]) or last, where)
+
+
+def sample_arguments(folder: Path) -> dict[str, dict[str, Any]]:
+    """``data/processes.json``: process id -> the arguments to call it with (optional)."""
+    path = folder / SAMPLES / "processes.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {str(k): dict(v) for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}

@@ -1,0 +1,99 @@
+"""``twin app new|test|run``: start an app from a template, check it without a server, try it locally."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from twinengine.cli._common import console, err_console, state_of, table
+
+__all__ = ["check", "new", "register", "run"]
+
+
+def new(ctx: typer.Context, name: str = typer.Argument(..., help="App name (kebab-case, e.g. lake-temperature)."),
+        template: str = typer.Option(..., "--template", "-t", help="hybrid-forecast, generative-sampler or "
+                                                                    "stream-classifier."),
+        folder: Path | None = typer.Option(None, "--dir", help="Folder to write (default: ./NAME); must be "
+                                                                "absent or empty.")) -> None:
+    """Write a working app folder (manifest, package, tests, sample data, README) from a template."""
+    from twinengine.app.scaffold import new_app
+
+    out = state_of(ctx)
+    target = folder or Path(name)
+    written = new_app(name, template, target)
+    out.emit({"app": name, "template": template, "path": str(target), "files": [str(p) for p in written]},
+             lambda: console.print(f"wrote {len(written)} files of [bold]{escape(name)}[/bold] ({template}) into "
+                                   f"{escape(str(target))}; next: twin app test {escape(str(target))}",
+                                   highlight=False))
+
+
+def check(ctx: typer.Context, folder: Path = typer.Argument(Path("."), help="App folder with twinapp.yaml."),
+           no_tests: bool = typer.Option(False, "--no-tests", help="Skip the app's own pytest tests."),
+           no_training: bool = typer.Option(False, "--no-training", help="Skip the short training run.")) -> None:
+    """Validate the app and run it on a throw-away local engine: its tests, functions, processes, training
+    and workflows, each reported ok or failed with the place in the app's files."""
+    from twinengine.app.harness import Item, check_app
+
+    out = state_of(ctx)
+    if not (folder / "twinapp.yaml").is_file():
+        err_console.print(f"[red]error[/red]: FOLDER: {escape(str(folder))} has no twinapp.yaml", highlight=False)
+        raise typer.Exit(2)
+
+    def report(item: Item) -> None:
+        if not out.as_json:
+            mark = ("[yellow]skipped[/yellow]" if item.skipped else "[green]ok[/green]" if item.ok
+                    else "[red]failed[/red]")
+            err_console.print(f"  {mark} {escape(item.name)} ({item.seconds:.1f} s)", highlight=False)
+
+    with err_console.status("checking the app"):
+        items = check_app(folder, run_tests=not no_tests, train=not no_training, report=report)
+    failed = [i for i in items if not i.ok]
+    if out.as_json:
+        print(json.dumps({"ok": not failed, "items": [i.to_dict() for i in items]}, indent=2))
+    else:
+        rows = [(i.name, "skipped" if i.skipped else "ok" if i.ok else "failed", f"{i.seconds:.2f}",
+                 i.where or "", i.error or "") for i in items]
+        console.print(table(f"twin app test {folder}", ["item", "result", "seconds", "where", "error"], rows))
+        console.print("[red]failed[/red]" if failed else "[green]all ok[/green]")
+    if failed:
+        raise typer.Exit(1)
+
+
+def run(folder: Path = typer.Argument(..., help="App folder with twinapp.yaml."),
+        port: int = typer.Option(8000, "--port", min=0, max=65535, help="Loopback port (0: any free one)."),
+        twin: str = typer.Option("local", "--twin", help="Name of the twin created.")) -> None:
+    """Serve a throw-away local engine (temporary data) with the app published, a twin created and the
+    sample records appended, until Ctrl-C."""
+    from twinengine.api import create_app
+    from twinengine.app.local import LocalEngine
+    from twinengine.demo.server import InProcessServer
+
+    if not (folder / "twinapp.yaml").is_file():
+        err_console.print(f"[red]error[/red]: FOLDER: {escape(str(folder))} has no twinapp.yaml", highlight=False)
+        raise typer.Exit(2)
+    with LocalEngine(folder, twin_name=twin) as local:
+        _sha, manifest = local.publish()
+        local.create_twin(manifest)
+        counts = local.ingest_samples(manifest)
+        with InProcessServer(create_app(runtime=local.rt), port=port) as server:
+            console.print(f"[bold]{manifest.ref}[/bold] with twin [bold]{escape(twin)}[/bold] "
+                          f"({sum(counts.values())} sample records) at {server.url}", highlight=False)
+            console.print(f"  portal: {server.url}/ui/   API docs: {server.url}/docs")
+            console.print(f"  token:  {local.token}", highlight=False, soft_wrap=True)
+            console.print(f"  e.g.    twin --url {server.url} --token $TOKEN state show {escape(twin)}",
+                          highlight=False)
+            console.print("throw-away data: everything goes when you stop (Ctrl-C)")
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                console.print("stopped")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("new")(new)
+    app.command("test")(check)
+    app.command("run")(run)
