@@ -33,6 +33,7 @@ def items(output: str) -> dict[str, dict[str, object]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite"])  # the local engine is SQLite; publishing on both stores is below
 @pytest.mark.parametrize("template", list(TEMPLATES))
 def test_each_template_passes_app_test_and_publishes_as_generated(template: str, tmp_path: Path,
                                                                   engine: Engine) -> None:
@@ -69,7 +70,8 @@ def test_new_refuses_bad_names_unknown_templates_and_non_empty_folders(tmp_path:
 def test_a_wrong_manifest_field_names_the_field(tmp_path: Path) -> None:
     folder = generate(tmp_path, "stream-classifier")
     manifest = folder / "twinapp.yaml"
-    manifest.write_text(manifest.read_text().replace("    enum: [quiet, normal, alarm]", "    enums: [quiet, normal, alarm]"))
+    text = manifest.read_text()
+    manifest.write_text(text.replace("    enum: [quiet, normal, alarm]", "    enums: [quiet, normal, alarm]"))
     found = items(twin("--json", "app", "test", str(folder), expect=1))
     assert not found["manifest"]["ok"]
     assert found["manifest"]["where"] == "state.condition.enums"
