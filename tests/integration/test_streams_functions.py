@@ -32,7 +32,8 @@ def windows(ctx, records):
     ctx.emit("window", size=len(records), first=records[0]["level"])
 
 def high(ctx, records):
-    ctx.update_state(label="high", config={"builds": _model.BUILDS, "doubled": ctx.model(records[0]["level"])})
+    ctx.update_state(label="high", config={"builds": _model.BUILDS, "loaded": _model.LOADED,
+                                          "doubled": ctx.model(records[0]["level"])})
     ctx.start_workflow("nowcast", level=records[0]["level"])
 
 def fragile(ctx, records):
@@ -57,7 +58,10 @@ def stuck(ctx, records):
     raise RuntimeError("the downstream service is down")
 '''
 MODEL = '''
+import secrets
+
 BUILDS = 0
+LOADED = secrets.token_hex(8)  # which import of this module (one per worker process) built the model
 
 def build():
     global BUILDS
@@ -138,7 +142,8 @@ def test_every_trigger_kind_runs_with_effects_once(uma: Client) -> None:
     assert fns["latest"].calls == 7 and fns["high"].calls == 2 and fns["windows"].calls == 2
     assert state["count"].value == 6  # two windows of three; the seventh waits for its window
     assert state["label"].value == "high"
-    assert state["config"].value == {"builds": 1, "doubled": 140.0}  # the model was built once, then kept warm
+    config = state["config"].value  # the model was built once, then kept warm
+    assert (config["builds"], config["doubled"]) == (1, 140.0)
     authors = {r.author for r in uma.revisions("pump", limit=100).items}
     assert {"function:latest", "function:windows", "function:high", "function:fragile"} <= authors
     dead = uma.streams.dead_letters("pump")
@@ -152,11 +157,15 @@ def test_a_new_model_version_is_built_once_then_kept_warm(engine: Engine, uma: C
     version = ["v1"]
     worker.model_versions = lambda _twin, _app, _name: version[0]
     uma.streams.append("pump", "readings", [rec(0, 60.0), rec(1, 61.0)])
-    eventually(lambda: uma.get_state("pump").reported.get("config"))
+    first = eventually(lambda: uma.get_state("pump").reported.get("config")).value
+    assert first["builds"] == 1
     version[0] = "v2"  # the AI lifecycle promoted a new version
     uma.streams.append("pump", "readings", [rec(2, 62.0), rec(3, 63.0)])
     state = eventually(lambda: (s := uma.get_state("pump").reported)["config"].value["doubled"] == 126.0 and s)
-    assert state["config"].value["builds"] == 2  # one build per version, not per call
+    # One build per version in each worker process, not per call: the worker that built v1 builds v2 once
+    # more; a fresh warm worker (the pool may hand the call to another) builds only v2.
+    again = state["config"].value
+    assert again["builds"] == (2 if again["loaded"] == first["loaded"] else 1)
 
 
 def test_events_and_workflow_requests_are_recorded(engine: Engine, uma: Client) -> None:
