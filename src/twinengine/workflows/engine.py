@@ -14,6 +14,9 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
 from twinengine.auth.principal import SYSTEM
 from twinengine.collections import CollectionSource
 from twinengine.store.blobs import BlobStore
@@ -34,6 +37,18 @@ log = logging.getLogger("twinengine.workflows")
 
 _REGISTRY: ProcessRegistry | None = None
 _REGISTRY_LOCK = threading.Lock()
+_WAKE_ON_COMMIT = "twinengine.workflows.wake"  # engines whose workers a session wakes when it commits
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    for engine in session.info.pop(_WAKE_ON_COMMIT, ()):
+        engine.wake.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_wake(session: Session) -> None:
+    session.info.pop(_WAKE_ON_COMMIT, None)
 
 
 def _standard_registry() -> ProcessRegistry:
@@ -114,6 +129,10 @@ class WorkflowEngine:
         self._threads.clear()
         self.executor.close()
 
-    def notify(self) -> None:
-        """A run was queued: wake a worker now instead of at the next poll."""
-        self.wake.set()
+    def notify(self, session: Session | None = None) -> None:
+        """A run was queued in ``session``: wake a worker once that transaction commits (woken before, it
+        would not see the run and sleep until its next poll). Without a session, wake one now."""
+        if session is None:
+            self.wake.set()
+        else:
+            session.info.setdefault(_WAKE_ON_COMMIT, set()).add(self)

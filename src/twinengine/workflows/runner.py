@@ -9,7 +9,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from twinengine.auth.principal import Principal, Role
 from twinengine.catalog.models import AppVersion
@@ -89,8 +90,12 @@ class _Cache:
         if not self.pending:
             return
         rows, self.pending = list(self.pending.values()), {}
-        session.execute(delete(CacheEntry).where(CacheEntry.key.in_([r["key"] for r in rows])))
-        session.execute(insert(CacheEntry), rows)
+        # An upsert: runs of the same graph at once write the same keys (a delete then an insert would
+        # collide on PostgreSQL, where neither sees the other's uncommitted row).
+        upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        statement = upsert(CacheEntry)
+        session.execute(statement.on_conflict_do_update(index_elements=[CacheEntry.key], set_={
+            c: statement.excluded[c] for c in ("process_id", "value", "run_id", "created_at")}), rows)
 
 
 def _json_sized(value: Any) -> bool:
