@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,13 +121,23 @@ class WorkflowEngine:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
+    def stop(self, *, grace: float = 4.0) -> None:
+        """Cancel the runs in progress, give the loops ``grace`` seconds in all to end, then record the runs
+        that still have not ended as ``error`` (the engine stopped), so none stays ``running``."""
         self.stopping.set()
         self.wake.set()
         self.cancel_requests.update(self.executing)
+        deadline = time.monotonic() + grace
         for thread in self._threads:
-            thread.join(timeout=10)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads.clear()
+        if self.started:
+            from twinengine.daemons.workflows_runner import abandon
+
+            try:
+                abandon(self, list(self.executing))
+            except Exception:  # the store may be gone already; the next engine's reaper ends them then
+                log.exception("could not record the runs left in progress")
         self.executor.close()
 
     def notify(self, session: Session | None = None) -> None:
