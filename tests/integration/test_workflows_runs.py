@@ -245,3 +245,25 @@ def test_cancel_a_running_run(engine: Engine, tmp_path: Path, user: Client) -> N
     queued = user.workflows.submit(graph)
     user.workflows.cancel(queued.id)
     assert user.workflows.wait(queued.id, timeout=30).status == "canceled"
+
+
+def test_runs_in_progress_end_as_errors_when_the_engine_stops(engine: Engine, tmp_path: Path, user: Client) -> None:
+    engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="slow-app",
+                                                            files={"slow_app/procs.py": SLOW}))
+
+    def naps(first: float, then: float) -> dict[str, Any]:
+        return {"process_graph": {
+            "a": {"process_id": "nap", "namespace": "slow-app", "arguments": {"seconds": first}},
+            "b": {"process_id": "nap", "namespace": "slow-app", "arguments": {"seconds": then}, "result": True}}}
+
+    stops_between_nodes = user.workflows.submit(naps(1.0, 1.0))
+    stuck_in_a_node = user.workflows.submit(naps(6.0, 0.0))
+    deadline = time.monotonic() + 30
+    while {user.workflows.get(r.id).status for r in (stops_between_nodes, stuck_in_a_node)} != {"running"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    engine.runtime.workflows.stop(grace=2.0)
+    for run in (stops_between_nodes, stuck_in_a_node):
+        ended = user.workflows.get(run.id)
+        assert ended.status == "error" and ended.error is not None, run.id
+        assert ended.error["code"] == "EngineStopped" and "start the run again" in ended.error["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -23,16 +24,17 @@ from twinengine.twins.models import StateRevision, Twin
 __all__ = ["StoreCollector", "router"]
 
 router = api_router(tag="health", versioned=False)
+PROBE_THREADS = 4
 
 
 @router.get("/health", name="health", summary="Is the engine up and its store reachable?")
-def health(runtime: RuntimeDep) -> JSONResponse:
-    try:
-        with runtime.db.session(readonly=True) as session:
-            session.execute(text("SELECT 1"))
-        database = "ok"
-    except Exception as exc:
-        database = f"unreachable: {type(exc).__name__}"
+async def health(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """The store check runs on threads of the probe's own (``PROBE_THREADS``): a liveness probe must not
+    queue behind the requests that fill the shared thread pool."""
+    state = request.app.state
+    if getattr(state, "probe_threads", None) is None:
+        state.probe_threads = anyio.CapacityLimiter(PROBE_THREADS)
+    database = await anyio.to_thread.run_sync(_check_store, runtime, limiter=state.probe_threads)
     body: dict[str, Any] = {"status": "ok" if database == "ok" else "degraded", "version": __version__,
                             "database": database, "backend": runtime.db.backend}
     return JSONResponse(body, status_code=200 if database == "ok" else 503)
@@ -44,6 +46,15 @@ def metrics(request: Request, principal: PrincipalDep) -> Response:
     require(principal, "metrics.read")
     registry: CollectorRegistry = request.app.state.metrics
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _check_store(runtime: Runtime) -> str:
+    try:
+        with runtime.db.session(readonly=True) as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+    return "ok"
 
 
 class StoreCollector(Collector):

@@ -30,6 +30,8 @@ class _ErrorsAsMessages(TyperGroup):
             raise typer.Exit(1) from None
 
 
+SHUTDOWN_GRACE_SECONDS = 3  # for requests in flight on SIGTERM; the engine's loops get a few more
+
 app = typer.Typer(
     cls=_ErrorsAsMessages,
     help="twinengine: a digital twin engine for science.",
@@ -69,7 +71,10 @@ def serve(
     settings = _sandbox_for_serving(settings.model_copy(update=overrides))
     err_console.print(f"twinengine {__version__}: data in {settings.data_dir}, store "
                       f"{settings.db_url.split('://')[0]}, listening on http://{settings.host}:{settings.port}")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    # On SIGTERM, requests in flight get a few seconds; then the engine stops, ending runs still in
+    # progress as errors that say so (a synchronous graph's request included).
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
 
 
 def _sandbox_for_serving(settings: Any) -> Any:

@@ -11,13 +11,13 @@ from sqlalchemy import select, update
 
 from twinengine.store.base import utcnow
 from twinengine.workflows.models import RunLog, WorkflowRun
-from twinengine.workflows.runner import claim, execute
+from twinengine.workflows.runner import claim, execute, stopped_error
 from twinengine.workflows.schemas import RunStatus
 
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["heartbeat", "reap", "run", "run_once"]
+__all__ = ["abandon", "heartbeat", "reap", "run", "run_once"]
 
 log = logging.getLogger("twinengine.workflows")
 
@@ -61,6 +61,22 @@ def reap(engine: WorkflowEngine, *, stale_after: float) -> int:
                                     f"heartbeat {row.heartbeat_at.isoformat() if row.heartbeat_at else 'never'}; "
                                     "start the run again"}
             session.add(RunLog(run_id=row.id, level="error", message=row.error["message"]))
+        return len(rows)
+
+
+def abandon(engine: WorkflowEngine, run_ids: list[str]) -> int:
+    """End as ``error`` the runs this engine still executes when it stops (a node that did not return in
+    time): they would otherwise stay ``running`` until another engine reaps them."""
+    if not run_ids:
+        return 0
+    now = utcnow()
+    error = stopped_error(engine)
+    with engine.db.session() as session:
+        rows = list(session.scalars(select(WorkflowRun).where(WorkflowRun.id.in_(run_ids),
+                                                              WorkflowRun.status == RunStatus.RUNNING)))
+        for row in rows:
+            row.status, row.error, row.finished_at, row.updated_at = RunStatus.ERROR, error, now, now
+            session.add(RunLog(run_id=row.id, level="error", message=error["message"]))
         return len(rows)
 
 

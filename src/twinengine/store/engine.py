@@ -7,10 +7,8 @@ writes gap-free. PostgreSQL relies on row locks taken by the services (``UPDATE 
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,8 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
             url,
             echo=echo,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            # A file's connections cost no server: never make a thread wait for one (SQLite's lock orders them).
+            pool_size=pool_size, max_overflow=-1,
         )
         _configure_sqlite(engine)
         return engine
@@ -60,62 +60,6 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
-class FairLock:
-    """A re-entrant lock granted in arrival order. SQLite's busy handler polls, so a writer that commits
-    and begins again at once can starve the others; queuing the engine's own writers here first keeps
-    them fair (a daemon's steady writes cannot hold off an API request)."""
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._queue: deque[threading.Event] = deque()
-        self._owner: int | None = None
-        self._depth = 0
-
-    def __enter__(self) -> None:
-        me = threading.get_ident()
-        with self._mutex:
-            if self._owner == me:
-                self._depth += 1
-                return
-            if self._owner is None and not self._queue:
-                self._owner, self._depth = me, 1
-                return
-            turn = threading.Event()
-            self._queue.append(turn)
-        turn.wait()
-        with self._mutex:
-            self._owner, self._depth = me, 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self._mutex:
-            self._depth -= 1
-            if self._depth:
-                return
-            self._release()
-
-    def _release(self) -> None:
-        self._owner = None
-        if self._queue:
-            self._owner = -1  # reserved for the next in line, so nobody overtakes it
-            self._queue.popleft().set()
-
-    @contextmanager
-    def suspended(self) -> Iterator[None]:
-        """Let the other writers in while this thread waits on work that writes from other threads (its own
-        held depth comes back, in arrival order, afterwards). A no-op for a thread that does not hold it."""
-        with self._mutex:
-            if self._owner != threading.get_ident():
-                depth = 0
-            else:
-                depth, self._depth = self._depth, 0
-                self._release()
-        try:
-            yield
-        finally:
-            for _ in range(depth):
-                self.__enter__()
-
-
 class Database:
     """An engine plus its session factory; ``session()`` is the one unit of work services run in."""
 
@@ -125,7 +69,6 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.engine.execution_options(**{READONLY_OPTION: True}),
                                            expire_on_commit=False)
-        self._writers = FairLock() if self.backend == "sqlite" else None
 
     @property
     def backend(self) -> str:
@@ -137,25 +80,15 @@ class Database:
 
         ``readonly`` is a promise not to write; on SQLite it lets the transaction run beside writers.
         """
-        fair = self._writers if self._writers is not None and not readonly else nullcontext()
-        with fair:
-            session = (self._read_sessions if readonly else self.sessions)()
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-            finally:
-                session.close()
-
-    @contextmanager
-    def writers_let_in(self) -> Iterator[None]:
-        """For a caller inside a write ``session()`` that has committed and now waits on work writing from
-        other threads (a synchronous workflow run): on SQLite it stops holding the engine's writer queue
-        meanwhile. Its session must not use the store until the block ends."""
-        with self._writers.suspended() if self._writers is not None else nullcontext():
-            yield
+        session = (self._read_sessions if readonly else self.sessions)()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

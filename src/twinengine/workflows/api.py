@@ -44,7 +44,7 @@ def twin_run(twin: TwinRef, body: TwinRunCreate, session: SessionDep, runtime: R
         session.commit()
         run = run_now(engine, session, run.id)
     else:
-        engine.notify()
+        engine.notify(session)
     return run_read(session, run)
 
 
@@ -58,7 +58,7 @@ def create_run(body: RunCreate, session: SessionDep, runtime: RuntimeDep, princi
         session.commit()
         run = run_now(engine, session, run.id)
     else:
-        engine.notify()
+        engine.notify(session)
     return run_read(session, run)
 
 

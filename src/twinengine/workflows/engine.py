@@ -10,9 +10,13 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import SYSTEM
 from twinengine.collections import CollectionSource
@@ -34,6 +38,18 @@ log = logging.getLogger("twinengine.workflows")
 
 _REGISTRY: ProcessRegistry | None = None
 _REGISTRY_LOCK = threading.Lock()
+_WAKE_ON_COMMIT = "twinengine.workflows.wake"  # engines whose workers a session wakes when it commits
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    for engine in session.info.pop(_WAKE_ON_COMMIT, ()):
+        engine.wake.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_wake(session: Session) -> None:
+    session.info.pop(_WAKE_ON_COMMIT, None)
 
 
 def _standard_registry() -> ProcessRegistry:
@@ -105,15 +121,29 @@ class WorkflowEngine:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
+    def stop(self, *, grace: float = 4.0) -> None:
+        """Cancel the runs in progress, give the loops ``grace`` seconds in all to end, then record the runs
+        that still have not ended as ``error`` (the engine stopped), so none stays ``running``."""
         self.stopping.set()
         self.wake.set()
         self.cancel_requests.update(self.executing)
+        deadline = time.monotonic() + grace
         for thread in self._threads:
-            thread.join(timeout=10)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads.clear()
+        if self.started:
+            from twinengine.daemons.workflows_runner import abandon
+
+            try:
+                abandon(self, list(self.executing))
+            except Exception:  # the store may be gone already; the next engine's reaper ends them then
+                log.exception("could not record the runs left in progress")
         self.executor.close()
 
-    def notify(self) -> None:
-        """A run was queued: wake a worker now instead of at the next poll."""
-        self.wake.set()
+    def notify(self, session: Session | None = None) -> None:
+        """A run was queued in ``session``: wake a worker once that transaction commits (woken before, it
+        would not see the run and sleep until its next poll). Without a session, wake one now."""
+        if session is None:
+            self.wake.set()
+        else:
+            session.info.setdefault(_WAKE_ON_COMMIT, set()).add(self)

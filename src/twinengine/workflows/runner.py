@@ -9,7 +9,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from twinengine.auth.principal import Principal, Role
 from twinengine.catalog.models import AppVersion
@@ -30,7 +31,7 @@ from twinengine.workflows.udp import user_registry
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["claim", "execute"]
+__all__ = ["claim", "execute", "stopped_error"]
 
 log = logging.getLogger("twinengine.workflows")
 
@@ -89,8 +90,12 @@ class _Cache:
         if not self.pending:
             return
         rows, self.pending = list(self.pending.values()), {}
-        session.execute(delete(CacheEntry).where(CacheEntry.key.in_([r["key"] for r in rows])))
-        session.execute(insert(CacheEntry), rows)
+        # An upsert: runs of the same graph at once write the same keys (a delete then an insert would
+        # collide on PostgreSQL, where neither sees the other's uncommitted row).
+        upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        statement = upsert(CacheEntry)
+        session.execute(statement.on_conflict_do_update(index_elements=[CacheEntry.key], set_={
+            c: statement.excluded[c] for c in ("process_id", "value", "run_id", "created_at")}), rows)
 
 
 def _json_sized(value: Any) -> bool:
@@ -229,8 +234,12 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
             result = evaluator.run(graph)
             value = _finish_value(ctx, result)
     except Canceled:
-        status = RunStatus.CANCELED
-        hooks.log("info", "canceled")
+        if engine.stopping.is_set() and not _cancel_requested(engine, run_id):
+            status, error = RunStatus.ERROR, stopped_error(engine)
+            hooks.log("error", error["message"])
+        else:
+            status = RunStatus.CANCELED
+            hooks.log("info", "canceled")
     except TwinEngineError as exc:
         status, error = RunStatus.ERROR, {"code": exc.code, "message": exc.message, "details": exc.details}
         hooks.log("error", f"{exc.code}: {exc.message}")
@@ -248,6 +257,17 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     hooks.flush(force=True)
     _store_end(engine, run_id, status, error, value, ctx, graph, app_version, registry)
     return str(status)
+
+
+def stopped_error(engine: WorkflowEngine) -> dict[str, Any]:
+    """Why a run ended when its engine stopped in the middle of it."""
+    return {"code": "EngineStopped", "message": f"the engine running it ({engine.worker_id}) stopped before the "
+                                               "run ended; start the run again"}
+
+
+def _cancel_requested(engine: WorkflowEngine, run_id: str) -> bool:
+    with engine.db.session(readonly=True) as session:
+        return bool(session.scalar(select(WorkflowRun.cancel_requested).where(WorkflowRun.id == run_id)))
 
 
 def _finish_value(ctx: RunContext, result: Any) -> Any:

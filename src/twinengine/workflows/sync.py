@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
@@ -18,20 +19,18 @@ __all__ = ["run_now"]
 def run_now(engine: WorkflowEngine, session: Session, run_id: str) -> WorkflowRun:
     """Execute a committed, queued run here (unless a worker got it first), then reload it in ``session``.
 
-    The caller's request session has committed; meanwhile other threads may write (a ``train_model`` node
-    waits on the training loop's progress), so on SQLite this thread lets them in while the run goes."""
-    with engine.db.writers_let_in():
-        if claim(engine, run_id):
-            execute(engine, run_id)
-        else:
-            import time
-
-            while True:  # a background worker claimed it a moment earlier: wait for its end
-                with engine.db.session(readonly=True) as probe:
-                    row = probe.get(WorkflowRun, run_id)
-                    if row is None or row.status not in ("queued", "running"):
-                        break
-                time.sleep(0.1)
+    The caller's session must hold no open transaction (it has committed the run): the run writes its
+    progress in transactions of its own, and other threads write meanwhile (a ``train_model`` node waits on
+    the training loop's progress)."""
+    if claim(engine, run_id):
+        execute(engine, run_id)
+    else:
+        while True:  # a background worker claimed it a moment earlier: wait for its end
+            with engine.db.session(readonly=True) as probe:
+                row = probe.get(WorkflowRun, run_id)
+                if row is None or row.status not in ("queued", "running"):
+                    break
+            time.sleep(0.1)
     session.expire_all()
     run = session.get(WorkflowRun, run_id)
     assert run is not None

@@ -246,7 +246,7 @@ def fire(session: Session, engine: WorkflowEngine, trigger: Trigger, *, event_ke
                                     workflow=trigger.workflow, parameters=parameters, trigger_id=trigger.id)
     event.run_id = run.id
     session.flush()
-    engine.notify()
+    engine.notify(session)
     return run
 
 

@@ -13,12 +13,13 @@ import sys
 from importlib import metadata
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import Body, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from twinengine._version import __version__
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, get_principal
+from twinengine.api.routing import Router
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.oidc import OidcVerifier
 from twinengine.collections.stac import stac_collection
@@ -34,8 +35,8 @@ __all__ = ["API_VERSION", "BASE", "routers"]
 API_VERSION = "1.2.0"
 BASE = "/openeo/1.2"
 
-well_known = APIRouter(tags=["openeo"], route_class=OpenEORoute)
-router = APIRouter(prefix=BASE, tags=["openeo"], route_class=OpenEORoute)
+well_known = Router(tags=["openeo"], route_class=OpenEORoute)
+router = Router(prefix=BASE, tags=["openeo"], route_class=OpenEORoute)
 routers = (well_known, router)
 
 ENDPOINTS = [

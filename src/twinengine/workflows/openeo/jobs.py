@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response, status
+from fastapi import Body, Path, Query, Request, Response, status
 from sqlalchemy import select
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.routing import Router
 from twinengine.errors import ProcessGraphInvalid, ProcessGraphNotFound, RunNotFinished
 from twinengine.store.base import utcnow
 from twinengine.workflows import service, udp
@@ -17,7 +18,7 @@ from twinengine.workflows.openeo.errors import OpenEORoute
 
 __all__ = ["router"]
 
-router = APIRouter(route_class=OpenEORoute, tags=["openeo"])
+router = Router(route_class=OpenEORoute, tags=["openeo"])
 JobId = Annotated[str, Path(max_length=40)]
 _STATUS = {"created": "created", "queued": "queued", "running": "running", "finished": "finished",
            "error": "error", "canceled": "canceled"}
@@ -80,7 +81,7 @@ def delete_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principa
              response_class=Response)
 def start_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     service.start_run(session, principal=principal, run_id=job_id)
-    runtime.workflows.notify()
+    runtime.workflows.notify(session)
     return Response(status_code=202)
 
 
