@@ -19,10 +19,14 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/twin demo $(ARGS)
 
+# Tests run in TEST_WORKERS processes (pytest-xdist), a file per worker at a time: most of the suite waits on
+# servers and subprocesses, so even two cores run three workers well. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 3
+
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
