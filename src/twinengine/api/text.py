@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from twinengine.errors import Problem, ValidationFailed, join_loc
 
@@ -49,8 +50,12 @@ def unstorable_text(value: Any, loc: tuple[object, ...] = ()) -> list[Problem]:
     return problems
 
 
-async def refuse_unstorable_text(request: Request) -> None:
-    """An app-wide dependency: FastAPI has already read and decoded a JSON body, so both calls are cached."""
+async def refuse_unstorable_text(connection: HTTPConnection) -> None:
+    """An app-wide dependency: FastAPI has already read and decoded a JSON body, so both calls are cached.
+    Web sockets (which reach it too) check their own messages."""
+    if not isinstance(connection, Request):
+        return
+    request = connection
     if request.method in ("GET", "HEAD", "OPTIONS", "DELETE") or not _is_json(request):
         return
     body = await request.body()
