@@ -47,14 +47,15 @@ class SpikeState:
 def _allowed(max_change: float, per_us: float | None, now: Ints, then: Ints) -> Floats:
     if per_us is None:
         return np.full(now.shape, max_change)
-    known = then != _NO_TIME
-    return np.where(known, max_change * (now - np.where(known, then, now)) / per_us, np.inf)
+    elapsed = now - np.where(then != _NO_TIME, then, now)
+    # a reading at the same time or older than the one before it (a late record) has no rate to judge
+    return np.where(elapsed > 0, max_change * elapsed / per_us, np.inf)
 
 
 def spike(values: Floats, times: Ints, state: SpikeState, max_change: float,
           per_us: float | None) -> tuple[Mask, SpikeState]:
     """A change from the previous valid value above ``max_change`` (per record, or per ``per_us`` of event
-    time). A jump that is followed by a return within the limit of the value before it is a one-record
+    time; then readings not after the previous one are not judged). A jump that is followed by a return within the limit of the value before it is a one-record
     spike: the jump is flagged, the return is not; a step change flags only its first record."""
     out = np.zeros(values.shape, dtype=bool)
     valid = ~np.isnan(values)
