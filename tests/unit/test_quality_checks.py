@@ -11,13 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from twinengine.catalog.manifest import Stream
+from twinengine.catalog.manifest import FunctionTrigger, Stream
 from twinengine.quality import checks
 from twinengine.quality.expr import parse_expr
 from twinengine.quality.indicators import summarise
 from twinengine.quality.plan import CarriedState, QualityPlan
 from twinengine.streams.functions import select_kept_calls
-from twinengine.catalog.manifest import FunctionTrigger
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 MIN = 60_000_000  # µs

@@ -55,8 +55,9 @@ def _allowed(max_change: float, per_us: float | None, now: Ints, then: Ints) -> 
 def spike(values: Floats, times: Ints, state: SpikeState, max_change: float,
           per_us: float | None) -> tuple[Mask, SpikeState]:
     """A change from the previous valid value above ``max_change`` (per record, or per ``per_us`` of event
-    time; then readings not after the previous one are not judged). A jump that is followed by a return within the limit of the value before it is a one-record
-    spike: the jump is flagged, the return is not; a step change flags only its first record."""
+    time; then readings not after the previous one are not judged). A jump followed by a return within the
+    limit of the value before it is a one-record spike: the jump is flagged, the return is not; a step
+    change flags only its first record."""
     out = np.zeros(values.shape, dtype=bool)
     valid = ~np.isnan(values)
     v, t = values[valid], times[valid]
