@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from twinengine.quality import checks
 from twinengine.quality.spec import (
@@ -38,8 +39,6 @@ _NAMES = pa.array([f.value for f in FLAGS], type=pa.string())
 
 def flag_names(codes: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Flag codes (int8) as their names."""
-    import pyarrow.compute as pc
-
     return pc.take(_NAMES, codes)
 
 
@@ -59,6 +58,7 @@ class QualityPlan:
         self.key = key
         self.signature = hashlib.sha256(repr((list(checks_), time_field, key)).encode()).hexdigest()[:16]
         self.fields = sorted({f for c in self.checks for f in c.fields})
+        self.comparisons = {i: c.comparison for i, c in enumerate(self.checks) if isinstance(c, ConsistencyCheck)}
         self.stateful = any(isinstance(c, SpikeCheck | FlatlineCheck | GapCheck) for c in self.checks)
 
     @property
@@ -93,12 +93,18 @@ class QualityPlan:
     def _groups(self, table: pa.Table) -> list[tuple[Any, npt.NDArray[np.intp] | None]]:
         if self.key is None:
             return [(None, None)]
-        keys = table.column(self.key).to_numpy(zero_copy_only=False)
-        first = keys[0]
-        if (keys == first).all():
-            return [(first, None)]
-        values, inverse = np.unique(keys.astype(str), return_inverse=True)
-        return [(keys[np.argmax(inverse == g)], np.nonzero(inverse == g)[0]) for g in range(len(values))]
+        column = table.column(self.key)
+        bounds = pc.min_max(column)
+        if bounds["min"] == bounds["max"]:  # one source in the batch: the usual case, no grouping
+            return [(bounds["min"].as_py(), None)]
+        encoded = pc.dictionary_encode(column).combine_chunks()
+        sources = encoded.dictionary.to_pylist()
+        if len(sources) == 1:
+            return [(sources[0], None)]
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        order = np.argsort(indices, kind="stable")
+        bounds = np.searchsorted(indices[order], np.arange(len(sources) + 1))
+        return [(source, order[bounds[g]: bounds[g + 1]]) for g, source in enumerate(sources)]
 
     def _run(self, i: int, check: Check, times: checks.Ints, columns: dict[str, checks.Floats], arrival_us: int,
              per: dict[int, Any]) -> list[tuple[str, npt.NDArray[np.bool_]]]:
@@ -123,7 +129,7 @@ class QualityPlan:
                 out.append(("late", checks.late(times, arrival_us, int(check.max_delay.total_seconds() * _US))))
             return out
         if isinstance(check, ConsistencyCheck):
-            return [(check.label, checks.consistency(check.comparison, columns, times.size))]
+            return [(check.label, checks.consistency(self.comparisons[i], columns, times.size))]
         return []
 
 
@@ -140,12 +146,18 @@ def _scatter(mask: npt.NDArray[np.bool_], rows: npt.NDArray[np.intp], n: int) ->
 
 
 def _reasons(failed: list[tuple[str, npt.NDArray[np.bool_]]], n: int) -> pa.Array:
-    """Comma-separated names of failed checks, null where none failed; only failing rows are touched."""
+    """Comma-separated names of failed checks, null where none failed. Each row's failures are a bit set;
+    the few distinct sets are named once and taken by index, so no per-row Python runs."""
     if not failed:
         return pa.nulls(n, type=pa.string())
-    out: list[str | None] = [None] * n
+    labels = list(dict.fromkeys(label for label, _ in failed))  # a check may fail for several sources
+    bits = np.zeros(n, dtype=np.int64)
     for label, mask in failed:
-        for row in np.flatnonzero(mask).tolist():
-            previous = out[row]
-            out[row] = label if previous is None else f"{previous},{label}"
-    return pa.array(out, type=pa.string())
+        bits[mask] |= 1 << labels.index(label)
+    failing = np.flatnonzero(bits)
+    combos, inverse = np.unique(bits[failing], return_inverse=True)
+    names = pa.array([",".join(lb for b, lb in enumerate(labels) if combo >> b & 1) for combo in combos.tolist()],
+                     type=pa.string())
+    index = np.zeros(n, dtype=np.int32)
+    index[failing] = inverse
+    return pc.take(names, pa.array(index, mask=bits == 0))
