@@ -14,9 +14,13 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, Field
 
-__all__ = ["QualityReport", "QualityWindow", "summarise"]
+__all__ = ["QualityReport", "QualityWindow", "TooManyWindows", "summarise"]
 
 _US = 1_000_000
+
+
+class TooManyWindows(ValueError):
+    """The span asked for holds more windows than ``max_windows``."""
 
 
 class QualityWindow(BaseModel):
@@ -75,7 +79,7 @@ def _window(start_us: int, end_us: int, flags: npt.NDArray[np.int8], reasons: li
 def summarise(*, twin_id: str, stream: str, times_us: npt.NDArray[np.int64], arrival_us: npt.NDArray[np.int64],
               flags: npt.NDArray[np.int8], reasons: list[str | None], sources: int, start: datetime | None,
               end: datetime | None, window: timedelta, cadence: timedelta | None, completeness_min: float | None,
-              checks: list[str]) -> QualityReport:
+              checks: list[str], max_windows: int = 10_000) -> QualityReport:
     """Windows of ``window`` from ``start`` (default: the first event time, floored to the window) to
     ``end`` (default: after the last event time)."""
     step = int(window.total_seconds() * _US)
@@ -88,6 +92,9 @@ def summarise(*, twin_id: str, stream: str, times_us: npt.NDArray[np.int64], arr
     else:
         stop = ((int(times_us.max()) // step) + 1) * step if times_us.size else first
     stop = max(stop, first)
+    if (stop - first) / step > max_windows:
+        raise TooManyWindows(f"{(stop - first) // step} windows of {window} is more than {max_windows}; choose a "
+                             "longer window or a shorter span")
     every = cadence.total_seconds() * _US if cadence else None
     lateness = (arrival_us - times_us) / _US if times_us.size else np.zeros(0)
     frame = pd.DataFrame({"w": (times_us - first) // step if times_us.size else np.zeros(0, dtype=np.int64)})

@@ -50,11 +50,17 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h|d|w)\s*$", re.I
 def parse_duration(value: Any) -> Any:
     """``15min``, ``15m``, ``1h``, ``30s``, ``2d``, seconds as a number, or ISO 8601 (left to pydantic)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
+        try:
+            return timedelta(seconds=float(value))
+        except OverflowError:
+            raise ValueError(f"{value!r} seconds is longer than any duration this engine keeps") from None
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+            try:
+                return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+            except OverflowError:
+                raise ValueError(f"{value!r} is longer than any duration this engine keeps") from None
         if not value.strip().upper().startswith(("P", "-P")):
             raise ValueError(f"{value!r} is not a duration; use e.g. 15min, 30s, 1h, 2d or ISO 8601 (PT15M)")
     return value

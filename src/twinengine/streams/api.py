@@ -172,10 +172,10 @@ def _window(text: str | None) -> timedelta | None:
     try:
         value = parse_duration(text)
         value = value if isinstance(value, timedelta) else TypeAdapter(timedelta).validate_python(value)
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError, OverflowError):
         raise ValidationFailed.one("window", f"{text!r} is not a duration (e.g. 15min, 1h, 1d)") from None
-    if value.total_seconds() < 1:
-        raise ValidationFailed.one("window", "a window lasts at least 1 s")
+    if not 1 <= value.total_seconds() <= 3660 * 86400:
+        raise ValidationFailed.one("window", "a window lasts from 1 s to 3660 days")
     return value
 
 

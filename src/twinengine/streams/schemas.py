@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from twinengine.catalog.manifest import FunctionTrigger, StreamField
-from twinengine.quality.spec import QualityPolicy
+from twinengine.quality.spec import Check, QualityPolicy
 
 __all__ = [
     "AppendAck",
@@ -57,6 +57,7 @@ class StreamRead(BaseModel):
     time_field: str
     key: str | None
     fields: dict[str, StreamField]
+    quality: list[Check] = Field(default_factory=list, description="The stream's declared input quality checks.")
     end_offset: int
     lag: int = Field(description="Records the slowest function has not handled yet.")
     mqtt_topic: str | None

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Manifest, Stream
 from twinengine.errors import Conflict, InvalidInput, NotFound, StreamNotFound, ValidationFailed
-from twinengine.quality.indicators import QualityReport, summarise
+from twinengine.quality.indicators import QualityReport, TooManyWindows, summarise
 from twinengine.quality.plan import CHECKS, QUALITY, QualityPlan
 from twinengine.quality.spec import CompletenessCheck, GapCheck
 from twinengine.streams import records
@@ -177,7 +177,8 @@ def describe(session: Session, hub: StreamHub, *, principal: Principal, twin_ref
     for name, declared in manifest.streams.items():
         key = stream_key(twin.id, name)
         out.append(StreamRead(name=name, description=declared.description, time_field=declared.time_field,
-                              key=declared.key, fields=declared.fields, end_offset=hub.end(key), lag=hub.lag(key),
+                              key=declared.key, fields=declared.fields, quality=declared.quality,
+                              end_offset=hub.end(key), lag=hub.lag(key),
                               mqtt_topic=topics.get(name)))
     return out
 
@@ -278,15 +279,14 @@ def quality_report(session: Session, hub: StreamHub, *, principal: Principal, tw
         raise ValidationFailed.one("to", "must be after from")
     if start is not None and end is not None and (end - start) / window > MAX_QUALITY_WINDOWS:
         raise ValidationFailed.one("window", f"more than {MAX_QUALITY_WINDOWS} windows; choose a longer window")
+    if start is not None and end is None and datetime.now(UTC) - start > window * MAX_QUALITY_WINDOWS * 100:
+        raise ValidationFailed.one("from", "too far back for this window; give to, or a longer window")
     table = hub.read(stream_key(twin.id, stream), since_us=_us(start), until_us=_us(end),
                      limit=MAX_QUALITY_RECORDS + 1, time_field=declared.time_field)
     if table is not None and table.num_rows > MAX_QUALITY_RECORDS:
         raise ValidationFailed.one("from", f"more than {MAX_QUALITY_RECORDS} records; narrow from/to")
     empty = np.zeros(0, dtype=np.int64)
     times = table.column(declared.time_field).cast(pa.int64()).to_numpy() if table is not None else empty
-    if start is None and end is None and times.size and \
-            (times.max() - times.min()) / (window.total_seconds() * 1e6) > MAX_QUALITY_WINDOWS:
-        raise ValidationFailed.one("window", f"more than {MAX_QUALITY_WINDOWS} windows; choose a longer window")
     arrival = table.column(ARRIVAL).cast(pa.int64()).to_numpy() if table is not None else empty
     codes = (pc.index_in(table.column(QUALITY), value_set=pa.array(["good", "suspect", "bad"])).to_numpy(
         zero_copy_only=False).astype(np.int8) if table is not None else np.zeros(0, dtype=np.int8))
@@ -296,6 +296,10 @@ def quality_report(session: Session, hub: StreamHub, *, principal: Principal, tw
     labels = [c.label for c in declared.quality if not isinstance(c, CompletenessCheck)]
     if gap is not None and gap.max_delay is not None:
         labels.append("late")
-    return summarise(twin_id=twin.id, stream=stream, times_us=times, arrival_us=arrival, flags=codes,
-                     reasons=reasons, sources=sources, start=start, end=end, window=window, cadence=cadence,
-                     completeness_min=complete.min if complete else None, checks=labels)
+    try:
+        return summarise(twin_id=twin.id, stream=stream, times_us=times, arrival_us=arrival, flags=codes,
+                         reasons=reasons, sources=sources, start=start, end=end, window=window, cadence=cadence,
+                         completeness_min=complete.min if complete else None, checks=labels,
+                         max_windows=MAX_QUALITY_WINDOWS)
+    except TooManyWindows as exc:
+        raise ValidationFailed.one("window", str(exc)) from None
