@@ -71,24 +71,31 @@ class QualityPlan:
         """Flags (int8) and failed checks (string) of a batch in row order; updates ``state``."""
         n = table.num_rows
         codes = np.zeros(n, dtype=np.int8)
-        failed: list[tuple[str, npt.NDArray[np.bool_]]] = []
+        failed: list[tuple[int, str, npt.NDArray[np.bool_]]] = []
         if n and self.checks:
             times = table.column(self.time_field).cast(pa.int64()).to_numpy()
             columns = {name: _floats(table.column(name)) for name in self.fields}
-            groups = self._groups(table)
-            for source, rows in groups:
-                per = state.per_source.setdefault(source, {})
+            # checks without memory judge the whole batch at once; the others each source apart
+            memoryless = [i for i, c in enumerate(self.checks) if not _remembers(c)]
+            remembering = [i for i, c in enumerate(self.checks) if _remembers(c)]
+            work: list[tuple[dict[int, Any], npt.NDArray[np.intp] | None, list[int]]] = [({}, None, memoryless)]
+            if remembering:
+                work += [(state.per_source.setdefault(source, {}), rows, remembering)
+                         for source, rows in self._groups(table)]
+            for per, rows, which in work:
                 sub_t = times if rows is None else times[rows]
                 sub_c = columns if rows is None else {k: v[rows] for k, v in columns.items()}
-                for i, check in enumerate(self.checks):
+                for i in which:
+                    check = self.checks[i]
                     for label, mask in self._run(i, check, sub_t, sub_c, arrival_us, per):
                         if not mask.any():
                             continue
                         full = mask if rows is None else _scatter(mask, rows, n)
-                        failed.append((label, full))
+                        failed.append((i, label, full))
                         severity = _SEVERITY[getattr(check, "severity", "suspect")]
                         codes[full] = np.maximum(codes[full], severity)
-        return pa.array(codes, type=pa.int8()), _reasons(failed, n)
+        failed.sort(key=lambda f: f[0])  # reasons in the order the checks are declared
+        return pa.array(codes, type=pa.int8()), _reasons([(label, mask) for _i, label, mask in failed], n)
 
     def _groups(self, table: pa.Table) -> list[tuple[Any, npt.NDArray[np.intp] | None]]:
         if self.key is None:
@@ -131,6 +138,10 @@ class QualityPlan:
         if isinstance(check, ConsistencyCheck):
             return [(check.label, checks.consistency(self.comparisons[i], columns, times.size))]
         return []
+
+
+def _remembers(check: Check) -> bool:
+    return isinstance(check, SpikeCheck | FlatlineCheck | GapCheck)
 
 
 def _floats(column: pa.ChunkedArray) -> checks.Floats:
