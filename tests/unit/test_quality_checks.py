@@ -194,6 +194,13 @@ def test_indicators_count_flags_lateness_and_completeness_per_window() -> None:
     assert (first.good, first.suspect, first.bad) == (2, 1, 1) and first.shares["bad"] == 0.25
     assert first.checks == {"flatline:level": 1, "range:level": 1, "spike:level": 1}
     assert first.completeness == 1.0 and first.complete is True
-    assert second.completeness == 0.5 and second.complete is False and third.completeness == 0.25
+    # the last window is expected to hold readings up to one step after the last one (150 min): 3, not 4
+    assert second.completeness == 0.5 and second.complete is False and third.completeness == pytest.approx(1 / 3)
     assert third.lateness_median_s == pytest.approx(30.0) and third.checks == {"gap": 1}
-    assert report.total.records == 7 and report.total.expected == 12 and report.total.completeness == 7 / 12
+    assert report.total.records == 7 and report.total.expected == 11 and report.total.completeness == 7 / 11
+    fixed = summarise(twin_id="tw-1", stream="gauges", times_us=times, arrival_us=arrival,
+                      flags=np.zeros(7, dtype=np.int8), reasons=[None] * 7, sources=2, start=T0,
+                      end=T0 + timedelta(hours=4), window=timedelta(hours=1), cadence=timedelta(minutes=15),
+                      completeness_min=None, checks=[])
+    assert [w.expected for w in fixed.windows] == [8, 8, 8, 8]  # from/to given: whole windows, per source
+    assert fixed.windows[3].records == 0 and fixed.windows[3].completeness == 0.0

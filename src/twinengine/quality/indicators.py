@@ -63,7 +63,7 @@ def _window(start_us: int, end_us: int, flags: npt.NDArray[np.int8], reasons: li
         if text:
             for name in text.split(","):
                 failed[name] = failed.get(name, 0) + 1
-    completeness = None if not expected else min(n / expected, 1.0)
+    completeness = None if expected is None else (min(n / expected, 1.0) if expected else 1.0)
     late = lateness_s[~np.isnan(lateness_s)] if lateness_s.size else lateness_s
     return QualityWindow(
         start=datetime.fromtimestamp(start_us / _US, UTC), end=datetime.fromtimestamp(end_us / _US, UTC),
@@ -81,7 +81,9 @@ def summarise(*, twin_id: str, stream: str, times_us: npt.NDArray[np.int64], arr
               end: datetime | None, window: timedelta, cadence: timedelta | None, completeness_min: float | None,
               checks: list[str], max_windows: int = 10_000) -> QualityReport:
     """Windows of ``window`` from ``start`` (default: the first event time, floored to the window) to
-    ``end`` (default: after the last event time)."""
+    ``end`` (default: after the last event time). Without ``start``/``end`` the records expected are counted
+    from the first record to one cadence step after the last, so partial first and last windows are not
+    reported as incomplete."""
     step = int(window.total_seconds() * _US)
     if start is not None:
         first = int(start.timestamp() * _US)
@@ -96,6 +98,14 @@ def summarise(*, twin_id: str, stream: str, times_us: npt.NDArray[np.int64], arr
         raise TooManyWindows(f"{(stop - first) // step} windows of {window} is more than {max_windows}; choose a "
                              "longer window or a shorter span")
     every = cadence.total_seconds() * _US if cadence else None
+    # what the cadence promises: from ``start`` (or the first record) to ``end`` (or one step after the last)
+    cover_lo = first if start is not None or not times_us.size else int(times_us.min())
+    cover_hi = stop if end is not None or not times_us.size else int(times_us.max()) + int(every or 1)
+
+    def expected(lower: int, upper: int) -> float | None:
+        span = max(min(upper, cover_hi) - max(lower, cover_lo), 0)
+        return span / every * max(sources, 1) if every else None
+
     lateness = (arrival_us - times_us) / _US if times_us.size else np.zeros(0)
     frame = pd.DataFrame({"w": (times_us - first) // step if times_us.size else np.zeros(0, dtype=np.int64)})
     groups = frame.groupby("w").indices if times_us.size else {}
@@ -103,10 +113,9 @@ def summarise(*, twin_id: str, stream: str, times_us: npt.NDArray[np.int64], arr
     for index, lower in enumerate(range(first, stop, step)):
         upper = min(lower + step, stop)
         rows = groups.get(index, np.zeros(0, dtype=np.int64))
-        expected = (upper - lower) / every * max(sources, 1) if every else None
-        windows.append(_window(lower, upper, flags[rows], [reasons[i] for i in rows], lateness[rows], expected,
-                               completeness_min))
-    expected_total = (stop - first) / every * max(sources, 1) if every and stop > first else None
+        windows.append(_window(lower, upper, flags[rows], [reasons[i] for i in rows], lateness[rows],
+                               expected(lower, upper), completeness_min))
+    expected_total = expected(first, stop) if stop > first else None
     inside = (times_us >= first) & (times_us < stop) if times_us.size else np.zeros(0, dtype=bool)
     rows_in = np.flatnonzero(inside)
     total = _window(first, stop, flags[rows_in], [reasons[i] for i in rows_in], lateness[rows_in], expected_total,

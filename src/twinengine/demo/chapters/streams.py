@@ -24,6 +24,7 @@ def _quality(ctx: DemoContext, twin: str, faults: Any) -> None:
     """The stream's input quality as the app's checks saw it, and its plot."""
     from twinengine.quality.plot import plot_quality
 
+    started = time.perf_counter()
     report = ctx.client("uma").streams.quality(twin, "gauges")
     total = report.total
     path = plot_quality(ctx.runtime.data_dir / "river-reach-quality.png", [report],
@@ -31,7 +32,8 @@ def _quality(ctx: DemoContext, twin: str, faults: Any) -> None:
     failed = ", ".join(f"{name} {n}" for name, n in sorted(total.checks.items())) or "none"
     ctx.facts["quality"] = {"twin": twin, "records": total.records, "good": total.good, "suspect": total.suspect,
                             "bad": total.bad, "checks": total.checks, "completeness": total.completeness,
-                            "faults": None if faults is None else vars(faults), "plot": str(path)}
+                            "faults": None if faults is None else vars(faults), "plot": str(path),
+                            "seconds": time.perf_counter() - started}
     injected = "" if faults is None else (f" (the gauges sent a level spike at reading {faults.spike_at}, a stuck "
                                           f"level from {faults.stuck_at} and skipped {faults.gap_for} readings)")
     ctx.say(f"input quality of {twin}/gauges{injected}: {total.good} good, {total.suspect} suspect, {total.bad} "
