@@ -7,7 +7,9 @@ Everything is vectorised with numpy: a batch costs a few array passes whatever i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +22,7 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 _NO_TIME = np.iinfo(np.int64).min
+G = TypeVar("G", bound=np.generic)
 
 
 def range_(values: Floats, low: float | None, high: float | None) -> Mask:
@@ -44,12 +47,30 @@ class SpikeState:
     jumped: bool = False
 
 
-def _allowed(max_change: float, per_us: float | None, now: Ints, then: Ints) -> Floats:
+def _allowed(max_change: float, per_us: float | None, now: Ints, then: Ints) -> Floats | float:
     if per_us is None:
-        return np.full(now.shape, max_change)
-    elapsed = now - np.where(then != _NO_TIME, then, now)
+        return max_change
+    elapsed = (now - then).astype(np.float64)
+    elapsed[then == _NO_TIME] = np.inf  # no earlier reading: nothing to judge against
     # a reading at the same time or older than the one before it (a late record) has no rate to judge
-    return np.where(elapsed > 0, max_change * elapsed / per_us, np.inf)
+    elapsed[elapsed <= 0] = np.inf
+    return elapsed * (max_change / per_us)
+
+
+def _valid(values: Floats, times: Ints) -> tuple[Mask | None, Floats, Ints]:
+    """The non-null readings (no copy when there is no null, the usual case)."""
+    valid = ~np.isnan(values)
+    if valid.all():
+        return None, values, times
+    return valid, values[valid], times[valid]
+
+
+def _shifted(first: Sequence[Any], values: npt.NDArray[G], by: int) -> npt.NDArray[G]:
+    """``values`` moved ``by`` places later, the carried ``first`` ones in front (same length)."""
+    out = np.empty_like(values)
+    out[by:] = values[: values.size - by] if values.size > by else values[:0]
+    out[: min(by, values.size)] = first[-by:][: min(by, values.size)]
+    return out
 
 
 def spike(values: Floats, times: Ints, state: SpikeState, max_change: float,
@@ -58,24 +79,27 @@ def spike(values: Floats, times: Ints, state: SpikeState, max_change: float,
     time; then readings not after the previous one are not judged). A jump followed by a return within the
     limit of the value before it is a one-record spike: the jump is flagged, the return is not; a step
     change flags only its first record."""
-    out = np.zeros(values.shape, dtype=bool)
-    valid = ~np.isnan(values)
-    v, t = values[valid], times[valid]
+    valid, v, t = _valid(values, times)
     if v.size == 0:
-        return out, state
-    prev_v = np.concatenate(([state.v1], v[:-1]))
-    prev_t = np.concatenate(([state.t1], t[:-1])).astype(np.int64)
-    prev2_v = np.concatenate(([state.v2, state.v1], v[:-2]))[: v.size]
-    prev2_t = np.concatenate(([state.t2, state.t1], t[:-2]))[: v.size].astype(np.int64)
+        return np.zeros(values.shape, dtype=bool), state
+    prev_t = _shifted([state.t1], t, 1)
     with np.errstate(invalid="ignore"):
-        jump = np.abs(v - prev_v) > _allowed(max_change, per_us, t, prev_t)
-        jumped_before = np.concatenate(([state.jumped], jump[:-1]))
-        back = jumped_before & (np.abs(v - prev2_v) <= _allowed(max_change, per_us, t, prev2_t))
-    out[valid] = jump & ~back
+        jump = np.abs(v - _shifted([state.v1], v, 1)) > _allowed(max_change, per_us, t, prev_t)
+        flagged = jump
+        if state.jumped or jump[:-1].any():  # only a reading after a jump can be a return
+            jumped_before = _shifted([state.jumped], jump, 1)
+            prev2_t = _shifted([state.t2, state.t1], t, 2)
+            back = jumped_before & (np.abs(v - _shifted([state.v2, state.v1], v, 2))
+                                    <= _allowed(max_change, per_us, t, prev2_t))
+            flagged = jump & ~back
     if v.size >= 2:
         new = SpikeState(float(v[-1]), int(t[-1]), float(v[-2]), int(t[-2]), bool(jump[-1]))
     else:
         new = SpikeState(float(v[-1]), int(t[-1]), state.v1, state.t1, bool(jump[-1]))
+    if valid is None:
+        return flagged, new
+    out = np.zeros(values.shape, dtype=bool)
+    out[valid] = flagged
     return out, new
 
 
@@ -92,14 +116,11 @@ def flatline(values: Floats, times: Ints, state: FlatState, *, records: int | No
              tolerance: float = 0.0) -> tuple[Mask, FlatState]:
     """Readings that repeat the previous one (within ``tolerance``) for the ``records``-th time in a row or
     later, or whose run of repeats has lasted ``duration_us`` of event time."""
-    out = np.zeros(values.shape, dtype=bool)
-    valid = ~np.isnan(values)
-    v, t = values[valid], times[valid]
+    valid, v, t = _valid(values, times)
     if v.size == 0:
-        return out, state
-    prev = np.concatenate(([state.value], v[:-1]))
+        return np.zeros(values.shape, dtype=bool), state
     with np.errstate(invalid="ignore"):
-        same = np.abs(v - prev) <= tolerance
+        same = np.abs(v - _shifted([state.value], v, 1)) <= tolerance
     index = np.arange(v.size)
     start = np.maximum.accumulate(np.where(same, -1, index))  # where the run holding each reading began
     carried = start < 0  # the run began before this batch
@@ -110,8 +131,12 @@ def flatline(values: Floats, times: Ints, state: FlatState, *, records: int | No
         flat |= length >= records
     if duration_us is not None:
         flat |= (began != _NO_TIME) & (length > 1) & (t - began >= duration_us)
+    new = FlatState(float(v[-1]), int(length[-1]), int(began[-1]))
+    if valid is None:
+        return flat, new
+    out = np.zeros(values.shape, dtype=bool)
     out[valid] = flat
-    return out, FlatState(float(v[-1]), int(length[-1]), int(began[-1]))
+    return out, new
 
 
 @dataclass(frozen=True)

@@ -100,13 +100,9 @@ class QualityPlan:
     def _groups(self, table: pa.Table) -> list[tuple[Any, npt.NDArray[np.intp] | None]]:
         if self.key is None:
             return [(None, None)]
-        column = table.column(self.key)
-        bounds = pc.min_max(column)
-        if bounds["min"] == bounds["max"]:  # one source in the batch: the usual case, no grouping
-            return [(bounds["min"].as_py(), None)]
-        encoded = pc.dictionary_encode(column).combine_chunks()
+        encoded = pc.dictionary_encode(table.column(self.key)).combine_chunks()
         sources = encoded.dictionary.to_pylist()
-        if len(sources) == 1:
+        if len(sources) == 1:  # one source in the batch: the usual case, no grouping
             return [(sources[0], None)]
         indices = encoded.indices.to_numpy(zero_copy_only=False)
         order = np.argsort(indices, kind="stable")
