@@ -145,6 +145,10 @@ def ingest_records(session: Session, hub: StreamHub, *, principal: Principal, tw
                         seq=seq)
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 def _us(value: datetime | None) -> int | None:
     if value is None:
         return None
@@ -272,6 +276,7 @@ def quality_report(session: Session, hub: StreamHub, *, principal: Principal, tw
     """Flag shares, failed checks, lateness and completeness of a stream per window of event time (default
     window: the completeness check's, else 1 h)."""
     twin, _manifest, declared = resolve(session, principal=principal, twin_ref=twin_ref, stream=stream)
+    start, end = _utc(start), _utc(end)  # a time without zone is UTC, as everywhere in the API
     gap = next((c for c in declared.quality if isinstance(c, GapCheck)), None)
     complete = next((c for c in declared.quality if isinstance(c, CompletenessCheck)), None)
     window = window or (complete.window if complete else timedelta(hours=1))
