@@ -41,5 +41,9 @@ def test_twin_quality_shows_tables_json_and_a_plot(live: LiveEngine, tmp_path: P
     assert [r["level"] for r in bad["items"]] == [40.0]
     assert "bad (range:level,spike:level)" in live.twin("stream", "read", "reach", "gauges", token=user)
 
+    created = live.twin_json("buffer", "create", "reach", "clean", "--stream", "gauges", "--policy", "external",
+                             "--exclude", "bad", token=user)
+    assert created["quality"] == {"exclude": ["bad"]}
+
     refused = live.twin("quality", "reach", "--window", "soon", token=user, expect=1)
     assert "window" in refused and "Traceback" not in refused

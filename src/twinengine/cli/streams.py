@@ -202,12 +202,15 @@ def buffer_create(ctx: typer.Context, twin: str = typer.Argument(...), name: str
                   policy: str = typer.Option(..., "--policy", help="count, time or external."),
                   records: int | None = typer.Option(None, "--records", min=1, help="count: seal every N records."),
                   seconds: float | None = typer.Option(None, "--seconds", min=0.001, help="time: seal every S s."),
-                  keep: bool = typer.Option(False, "--keep", help="Keep fills after retraining (fills grow).")) -> None:
+                  keep: bool = typer.Option(False, "--keep", help="Keep fills after retraining (fills grow)."),
+                  exclude: list[str] | None = typer.Option(None, "--exclude", help="Leave records with this quality "
+                                                                                  "flag out of fills (suspect, bad; "
+                                                                                  "repeat for both).")) -> None:
     """Create a buffer policy on a stream."""
     out = state_of(ctx)
     with out.client() as client:
         row = client.streams.create_buffer(twin, name, stream, policy=policy, records=records, seconds=seconds,
-                                           discard_after=not keep)
+                                           discard_after=not keep, exclude=exclude)
     out.emit(row, lambda: _buffer_table([row]))
 
 
