@@ -15,6 +15,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from twinengine.catalog.views import View
+from twinengine.quality.spec import Check, QualityPolicy
 from twinengine.units import UnitError, check_unit
 
 __all__ = [
@@ -104,6 +105,9 @@ class Stream(_Strict):
     time_field: Ident = "time"
     key: Ident | None = Field(default=None, description="Field telling sources apart, e.g. a station id.")
     fields: dict[Ident, StreamField] = Field(min_length=1)
+    quality: list[Check] = Field(default_factory=list, max_length=64,
+                                 description="Input quality checks; every record is flagged good, suspect or bad "
+                                             "(see docs/quality.md).")
 
     @model_validator(mode="after")
     def _fields_exist(self) -> Stream:
@@ -206,6 +210,8 @@ class FunctionSpec(_Open):
     trigger: FunctionTrigger = Field(default_factory=FunctionTrigger)
     model: Ident | None = Field(default=None, description="A model under models, loaded once per worker.")
     retries: int | None = Field(default=None, ge=0, le=100, description="Default: the engine's setting.")
+    quality: QualityPolicy = Field(default_factory=QualityPolicy,
+                                   description="Records to leave out by their quality flag, e.g. {exclude: [bad]}.")
 
 
 class OutputSpec(_Open):

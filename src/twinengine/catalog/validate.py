@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from twinengine.catalog.manifest import Manifest
 from twinengine.errors import Problem, join_loc
+from twinengine.quality.spec import CHECK_KINDS
 
 __all__ = ["MANIFEST_FILE", "check_app_dir", "check_manifest_data", "load_manifest"]
 
@@ -27,8 +28,18 @@ def _pydantic_problems(exc: ValidationError) -> list[Problem]:
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; `twin app schema` lists the fields)"
-        problems.append(Problem(join_loc(err["loc"]), msg))
+        problems.append(Problem(join_loc(_untag(err["loc"])), msg))
     return problems
+
+
+def _untag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the check kind pydantic puts in a quality check's location (``quality[1].range.max`` →
+    ``quality[1].max``), so the location is the one in the developer's file."""
+    out = list(loc)
+    for i in range(len(out) - 1, 1, -1):
+        if out[i] in CHECK_KINDS and isinstance(out[i - 1], int) and out[i - 2] == "quality":
+            del out[i]
+    return tuple(out)
 
 
 def check_manifest_data(data: Any) -> tuple[Manifest | None, list[Problem]]:
@@ -49,6 +60,7 @@ def check_manifest_data(data: Any) -> tuple[Manifest | None, list[Problem]]:
             problems.append(Problem(f"triggers[{i}].workflow",
                                     f"workflow {trigger.workflow!r} is not declared under workflows"))
     problems += _check_functions(manifest)
+    problems += _check_quality(manifest)
     problems += _check_views(manifest)
     return manifest, problems
 
@@ -122,6 +134,33 @@ def _check_functions(manifest: Manifest) -> list[Problem]:
                                     f"{trigger.field!r}"))
         elif declared.type.value in ("string", "boolean") and trigger.op not in ("eq", "ne"):
             problems.append(Problem(f"{loc}.trigger.op", f"{declared.type.value} fields compare with eq or ne"))
+    return problems
+
+
+_NUMERIC = {"float", "integer", "boolean"}
+
+
+def _check_quality(manifest: Manifest) -> list[Problem]:
+    """Quality checks read declared number (or boolean) fields, never the time field; a stream has one gap
+    check at most, and a completeness check has a cadence (its own or the gap check's)."""
+    problems: list[Problem] = []
+    for name, stream in manifest.streams.items():
+        gaps = [c for c in stream.quality if c.check == "gap"]
+        if len(gaps) > 1:
+            problems.append(Problem(f"streams.{name}.quality", "declare one gap check per stream"))
+        for i, check in enumerate(stream.quality):
+            loc = f"streams.{name}.quality[{i}]"
+            where = f"{loc}.expr" if check.check == "consistency" else f"{loc}.field"
+            for field in check.fields:
+                declared = stream.fields.get(field)
+                if declared is None:
+                    problems.append(Problem(where, f"{field!r} is not a field of stream {name!r} "
+                                                   f"(fields: {', '.join(stream.fields)})"))
+                elif declared.type.value not in _NUMERIC or field == stream.time_field:
+                    problems.append(Problem(where, f"{field!r} is a {declared.type.value} field; quality checks "
+                                                   "judge numbers"))
+            if check.check == "completeness" and check.every is None and not gaps:
+                problems.append(Problem(f"{loc}.every", "give the expected cadence here or declare a gap check"))
     return problems
 
 

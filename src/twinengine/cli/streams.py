@@ -21,7 +21,7 @@ app = typer.Typer(help="A twin's streams: send, read, tail, bind to MQTT, functi
 buffers = typer.Typer(help="Retraining buffers: policies that collect stream records for the AI lifecycle.",
                       no_args_is_help=True)
 
-_META = ("_offset", "_arrival")
+_META = ("_offset", "_arrival", "_quality", "_checks")
 
 
 def _load(path: str) -> list[dict[str, Any]] | pa.Table:
@@ -87,8 +87,13 @@ def _show(title: str, items: list[dict[str, Any]]) -> None:
         console.print(f"{title}: no records")
         return
     fields = [k for k in items[0] if k not in _META]
-    console.print(table(title, ["offset", *fields, "arrival (UTC)"],
-                        [(r["_offset"], *(r.get(f) for f in fields), r["_arrival"]) for r in items]))
+    console.print(table(title, ["offset", *fields, "quality", "arrival (UTC)"],
+                        [(r["_offset"], *(r.get(f) for f in fields), _flag(r), r["_arrival"]) for r in items]))
+
+
+def _flag(record: dict[str, Any]) -> str:
+    flag = str(record.get("_quality") or "good")
+    return f"{flag} ({record['_checks']})" if record.get("_checks") else flag
 
 
 @app.command("read")
@@ -96,12 +101,14 @@ def read(ctx: typer.Context, twin: str = typer.Argument(...), stream: str = type
          start: int | None = typer.Option(None, "--start", min=0, help="First offset."),
          since: str | None = typer.Option(None, "--since", help="Event time from (ISO 8601)."),
          until: str | None = typer.Option(None, "--until", help="Event time before (ISO 8601)."),
-         limit: int = typer.Option(100, "--limit", min=1, max=100_000)) -> None:
-    """History by offset and/or event-time range, in arrival order."""
+         limit: int = typer.Option(100, "--limit", min=1, max=100_000),
+         quality: list[str] | None = typer.Option(None, "--quality", help="Only these flags: good, suspect, bad "
+                                                                            "(repeat for several).")) -> None:
+    """History by offset and/or event-time range, in arrival order, with each record's quality flag."""
     out = state_of(ctx)
     with out.client() as client:
         page = client.streams.read(twin, stream, start=start, since=_instant(since, "--since"),
-                                   until=_instant(until, "--until"), limit=limit)
+                                   until=_instant(until, "--until"), limit=limit, quality=quality)
     out.emit(page, lambda: _show(f"{twin}/{stream}: {page.count} records (next offset {page.next_offset}, end "
                                  f"{page.end_offset})", page.items))
 
@@ -195,12 +202,15 @@ def buffer_create(ctx: typer.Context, twin: str = typer.Argument(...), name: str
                   policy: str = typer.Option(..., "--policy", help="count, time or external."),
                   records: int | None = typer.Option(None, "--records", min=1, help="count: seal every N records."),
                   seconds: float | None = typer.Option(None, "--seconds", min=0.001, help="time: seal every S s."),
-                  keep: bool = typer.Option(False, "--keep", help="Keep fills after retraining (fills grow).")) -> None:
+                  keep: bool = typer.Option(False, "--keep", help="Keep fills after retraining (fills grow)."),
+                  exclude: list[str] | None = typer.Option(None, "--exclude", help="Leave records with this quality "
+                                                                                  "flag out of fills (suspect, bad; "
+                                                                                  "repeat for both).")) -> None:
     """Create a buffer policy on a stream."""
     out = state_of(ctx)
     with out.client() as client:
         row = client.streams.create_buffer(twin, name, stream, policy=policy, records=records, seconds=seconds,
-                                           discard_after=not keep)
+                                           discard_after=not keep, exclude=exclude)
     out.emit(row, lambda: _buffer_table([row]))
 
 

@@ -32,7 +32,7 @@ from twinengine.errors import TwinEngineError
 from twinengine.ml.functions import ChampionModels
 from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
-from twinengine.streams.functions import FunctionContext, StateUpdate, select_calls
+from twinengine.streams.functions import FunctionContext, StateUpdate, select_kept_calls
 from twinengine.streams.hub import stream_key
 from twinengine.streams.models import DeadLetter, StreamConsumer
 from twinengine.streams.service import EVENTS_STREAM
@@ -231,7 +231,8 @@ class FunctionWorker:
         table = self.runtime.streams.read(consumer.key, start=base, stop=stop, limit=stop - base,
                                           time_field=consumer.time_field)
         records = table.to_pylist() if table is not None else []
-        calls, used = select_calls(consumer.spec.trigger, records)
+        calls, used = select_kept_calls(consumer.spec.trigger, records, {f.value for f in
+                                                                         consumer.spec.quality.exclude})
         if consumer.spec.trigger.kind == "time":
             consumer.window_opened = time.monotonic()
         pos = 0

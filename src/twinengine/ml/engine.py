@@ -164,9 +164,14 @@ class MLEngine:
         start = int(selection.get("start") or 0)
         end = selection.get("end")
         end = hub.end(key) if end is None else int(end)
-        table = hub.read(key, start=start, stop=end, limit=max(end - start, 1)) if end > start else None
+        excluded = set(selection.get("exclude_quality") or ())
+        kept = {"good", "suspect", "bad"} - excluded if excluded else None
+        table = (hub.read(key, start=start, stop=end, limit=max(end - start, 1), quality=kept) if end > start
+                 else None)
         records = table.to_pylist() if table is not None else []
         inputs = {"kind": "stream", "stream": stream, "start": start, "end": end, "records": len(records)}
+        if excluded:
+            inputs["exclude_quality"] = sorted(excluded)
         if selection.get("buffer"):
             inputs |= {"buffer": selection["buffer"], "fill": selection.get("fill")}
         return records, inputs

@@ -93,7 +93,8 @@ def run_once(ml: MLEngine, session: Session) -> int:
                 fill = fills[0]
                 _queue(session, policy, twin, {"kind": "buffer", "buffer": policy.buffer, "fill": fill.id},
                        DataSelection(stream=fill.stream, start=fill.start_offset, end=fill.end_offset,
-                                     buffer=policy.buffer, fill=fill.id))
+                                     buffer=policy.buffer, fill=fill.id,
+                                     exclude_quality=buffers.excluded_flags(buffer)))
                 buffers.mark_consumed(session, fill, success=True, note="queued for retraining")
                 queued += 1
                 continue

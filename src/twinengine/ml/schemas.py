@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from twinengine.ml.drift import DriftSpec
+from twinengine.quality.spec import Flag
 
 __all__ = [
     "DataSelection",
@@ -36,6 +37,8 @@ class DataSelection(_Strict):
     end: int | None = Field(default=None, ge=0, description="Exclusive; default: the stream's end now.")
     buffer: str | None = Field(default=None, max_length=64)
     fill: int | None = Field(default=None, ge=1)
+    exclude_quality: list[Flag] = Field(default_factory=list, max_length=2,
+                                        description="Leave out records with these quality flags (e.g. [bad]).")
 
 
 class TuneRequest(_Strict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +18,7 @@ import pyarrow as pa
 from fastapi import Depends, Header, Path, Query, Request, Response, WebSocket, WebSocketDisconnect, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from twinengine.api.cookies import check_csrf, request_token
@@ -26,7 +27,9 @@ from twinengine.api.routing import api_router
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Stream
-from twinengine.errors import TwinEngineError
+from twinengine.errors import TwinEngineError, ValidationFailed
+from twinengine.quality.indicators import QualityReport
+from twinengine.quality.spec import Flag, parse_duration
 from twinengine.runtime import Runtime
 from twinengine.streams import service
 from twinengine.streams.hub import OFFSET, stream_key
@@ -124,11 +127,14 @@ async def read(
     since: Annotated[datetime | None, Query(description="Event time from (ISO 8601; UTC without zone).")] = None,
     until: Annotated[datetime | None, Query(description="Event time before.")] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    quality: Annotated[list[Flag] | None, Query(description="Only records with these flags (repeat for "
+                                                            "several), e.g. quality=good.")] = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:
+    flags = {f.value for f in quality} if quality else None
     row, table, end = await _in_session(runtime, lambda s: service.read_records(
         s, runtime.streams, principal=principal, twin_ref=twin, stream=stream, start=start, since=since,
-        until=until, limit=limit, last=last))
+        until=until, limit=limit, last=last, quality=flags))
     if accept and ARROW_STREAM in accept:
         sink = pa.BufferOutputStream()
         if table is not None:
@@ -139,6 +145,38 @@ async def read(
     items = [jsonable(r) for r in table.to_pylist()] if table is not None else []
     after = items[-1][OFFSET] + 1 if items else (start or 0)
     return RecordPage(twin_id=row.id, stream=stream, count=len(items), next_offset=after, end_offset=end, items=items)
+
+
+@router.get("/{twin}/streams/{stream}/quality", name="quality",
+            summary="Input quality per window of event time: flag shares, failed checks, lateness, completeness")
+async def quality(
+    twin: TwinRef,
+    stream: StreamName,
+    runtime: RuntimeDep,
+    principal: StreamPrincipalDep,
+    start: Annotated[datetime | None, Query(alias="from", description="Event time from (ISO 8601).")] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="Event time before.")] = None,
+    window: Annotated[str | None, Query(max_length=32, description="Window length, e.g. 1h, 15min, 1d "
+                                                                   "(default: the completeness check's, else 1h).")
+                      ] = None,
+) -> QualityReport:
+    length = _window(window)
+    return await _in_session(runtime, lambda s: service.quality_report(
+        s, runtime.streams, principal=principal, twin_ref=twin, stream=stream, start=start, end=end,
+        window=length))
+
+
+def _window(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    try:
+        value = parse_duration(text)
+        value = value if isinstance(value, timedelta) else TypeAdapter(timedelta).validate_python(value)
+    except (ValueError, ValidationError, OverflowError):
+        raise ValidationFailed.one("window", f"{text!r} is not a duration (e.g. 15min, 1h, 1d)") from None
+    if not 1 <= value.total_seconds() <= 3660 * 86400:
+        raise ValidationFailed.one("window", "a window lasts from 1 s to 3660 days")
+    return value
 
 
 async def stream_target(twin: TwinRef, stream: StreamName, runtime: RuntimeDep,

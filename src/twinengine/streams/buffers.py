@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
 from twinengine.errors import BufferNotFound, Conflict, ValidationFailed
+from twinengine.quality.spec import FLAGS, QualityPolicy
 from twinengine.store.base import utcnow
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.streams.models import BufferFill, RetrainBuffer
@@ -27,16 +28,26 @@ from twinengine.streams.service import resolve
 from twinengine.twins.models import Twin
 from twinengine.twins.service import get_twin, manifest_for
 
-__all__ = ["buffer_read", "consume", "create_buffer", "evaluate", "fill_table", "get_buffer", "list_buffers",
-           "mark_consumed", "read_fill", "ready_fills", "seal", "seal_fill"]
+__all__ = ["buffer_read", "consume", "create_buffer", "evaluate", "excluded_flags", "fill_table", "get_buffer",
+           "list_buffers", "mark_consumed", "read_fill", "ready_fills", "seal", "seal_fill"]
 
 
 def buffer_read(hub: StreamHub, row: RetrainBuffer, fills: list[BufferFill]) -> BufferRead:
     end = hub.end(stream_key(row.twin_id, row.stream))
     return BufferRead(id=row.id, twin_id=row.twin_id, name=row.name, stream=row.stream, policy=row.policy,
                       records=row.records, seconds=row.seconds, discard_after=row.discard_after,
+                      quality=QualityPolicy.model_validate({"exclude": _excluded(row)}),
                       start_offset=row.start_offset, filled=max(end - max(row.start_offset, row.sealed_end), 0),
                       opened_at=row.opened_at, fills=[BufferFillRead.model_validate(f) for f in fills])
+
+
+def _excluded(row: RetrainBuffer) -> list[str]:
+    return [f for f in (row.exclude_quality or "").split(",") if f]
+
+
+def excluded_flags(row: RetrainBuffer | None) -> list[str]:
+    """The quality flags a buffer leaves out of its fills (for the AI lifecycle reading a fill)."""
+    return _excluded(row) if row is not None else []
 
 
 def _fills(session: Session, row: RetrainBuffer) -> list[BufferFill]:
@@ -55,7 +66,8 @@ def create_buffer(session: Session, hub: StreamHub, *, principal: Principal, twi
     start = hub.end(stream_key(twin.id, body.stream))
     row = RetrainBuffer(twin_id=twin.id, name=body.name, stream=body.stream, policy=body.policy,
                         records=body.records, seconds=body.seconds, discard_after=body.discard_after,
-                        start_offset=start, sealed_end=start, created_by=principal.name)
+                        exclude_quality=",".join(body.quality.exclude) or None, start_offset=start,
+                        sealed_end=start, created_by=principal.name)
     try:
         with session.begin_nested():
             session.add(row)
@@ -127,12 +139,17 @@ def ready_fills(session: Session, *, twin_id: str | None = None) -> list[BufferF
     return list(session.scalars(query.order_by(BufferFill.id)))
 
 
-def fill_table(hub: StreamHub, fill: BufferFill, *, time_field: str | None = None) -> pa.Table:
-    """The records of a fill as one Arrow table (with ``_offset`` and ``_arrival``)."""
+def fill_table(hub: StreamHub, fill: BufferFill, *, time_field: str | None = None,
+               session: Session | None = None) -> pa.Table:
+    """The records of a fill as one Arrow table (with ``_offset``, ``_arrival``, ``_quality``, ``_checks``),
+    without the flags its buffer excludes (looked up through ``session`` when given)."""
     if fill.status == "discarded":
         raise Conflict(f"fill {fill.id} was discarded after its retraining")
+    buffer = session.get(RetrainBuffer, fill.buffer_id) if session is not None else None
+    excluded = set(_excluded(buffer)) if buffer is not None else set()
+    kept = {f.value for f in FLAGS} - excluded if excluded else None
     table = hub.read(stream_key(fill.twin_id, fill.stream), start=fill.start_offset, stop=fill.end_offset,
-                     limit=fill.end_offset - fill.start_offset, time_field=time_field)
+                     limit=fill.end_offset - fill.start_offset, time_field=time_field, quality=kept)
     return table if table is not None else pa.table({})
 
 

@@ -59,7 +59,7 @@ def buffer_records(twin: TwinRef, name: BufferName, fill: Annotated[int, Path(ge
 
     twin_row = session.get(Twin, row.twin_id)
     time_field = manifest_for(session, twin_row).streams[row.stream].time_field if twin_row else None
-    table = buffers.fill_table(runtime.streams, found, time_field=time_field)
+    table = buffers.fill_table(runtime.streams, found, time_field=time_field, session=session)
     if accept and ARROW_STREAM in accept:
         sink = pa.BufferOutputStream()
         if table.num_columns:

@@ -6,13 +6,13 @@ The calls themselves run in the app version's warm workers (``twinengine.workers
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from twinengine.app._context import FunctionContext, StateUpdate
 from twinengine.catalog.manifest import FunctionTrigger
 
-__all__ = ["Call", "FunctionContext", "StateUpdate", "matches", "select_calls"]
+__all__ = ["Call", "FunctionContext", "StateUpdate", "matches", "select_calls", "select_kept_calls"]
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
@@ -40,3 +40,17 @@ def select_calls(trigger: FunctionTrigger, records: list[dict[str, Any]]) -> tup
     if trigger.kind == "condition":
         return [([r], i + 1) for i, r in enumerate(records) if matches(trigger, r)], len(records)
     return ([(records, len(records))] if records else []), len(records)
+
+
+def select_kept_calls(trigger: FunctionTrigger, records: list[dict[str, Any]],
+                      exclude: Collection[str]) -> tuple[list[Call], int]:
+    """``select_calls`` over the records whose ``_quality`` is not excluded (a function declared with
+    ``quality: {exclude: [bad]}`` never sees bad records); the consumed counts still refer to ``records``,
+    so the checkpoint moves past the skipped ones."""
+    if not exclude:
+        return select_calls(trigger, records)
+    kept = [i for i, r in enumerate(records) if r.get("_quality") not in exclude]
+    calls, used = select_calls(trigger, [records[i] for i in kept])
+
+    # a partial count window waits from its first kept record on; skipped records before it are consumed
+    return [(rs, kept[n - 1] + 1) for rs, n in calls], kept[used] if used < len(kept) else len(records)

@@ -10,19 +10,22 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from twinengine.errors import StreamBackpressure, StreamUnavailable
+from twinengine.quality.plan import CHECKS, QUALITY, CarriedState, QualityPlan, flag_names
 from twinengine.streams import batch
 from twinengine.streams.backends.base import StreamLog
 from twinengine.streams.notify import Notifier
 from twinengine.streams.records import time_range
 
-__all__ = ["AppendResult", "StreamHub", "stream_key"]
+__all__ = ["AppendResult", "QualityCounters", "StreamHub", "stream_key"]
 
 OFFSET = "_offset"
 ARRIVAL = "_arrival"
@@ -85,6 +88,16 @@ class _Seen:
 
 
 @dataclass
+class QualityCounters:
+    """Per stream since the engine started (for /metrics): records per flag, failures per check, and how
+    late the newest batch arrived (arrival minus its newest event time)."""
+
+    flags: list[int] = field(default_factory=lambda: [0, 0, 0])
+    checks: dict[str, int] = field(default_factory=dict)
+    lateness_s: float = 0.0
+
+
+@dataclass
 class _State:
     next: int = 0
     durable: int = 0  # records below this offset are durable and readable
@@ -94,6 +107,8 @@ class _State:
     tmins: list[int] = field(default_factory=list)
     tmaxs: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    quality: CarriedState | None = None  # what the quality checks remember (rebuilt from the tail on start)
+    quality_sig: str = ""
 
     def add(self, header: batch.BatchHeader) -> None:
         self.bases.append(header.base)
@@ -116,6 +131,7 @@ class StreamHub:
         self._lock = threading.Lock()
         self._consumers: dict[str, dict[str, int]] = {}  # key -> consumer -> committed offset
         self.stats = {"records": 0, "duplicates": 0}
+        self.quality: dict[str, QualityCounters] = {}
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -166,13 +182,19 @@ class StreamHub:
                                     retry_after=1.0)
 
     def append(self, key: str, table: pa.Table, *, time_field: str, producer: str | None = None,
-               seq: int | None = None) -> AppendResult:
-        """Append a validated table; returns once every record is durable. Producer sequences drop repeats."""
+               seq: int | None = None, quality: QualityPlan | None = None) -> AppendResult:
+        """Append a validated table; returns once every record is durable. Producer sequences drop repeats.
+        With a quality plan every appended record is flagged (columns ``_quality``, ``_checks``), in offset
+        order, so the checks' carried state follows the log."""
         self.check_lag(key)
         state = self._state(key)
         futures: list[tuple[Future[int], int]] = []
         duplicates = 0
+        counted = QualityCounters()
+        warm = self._warm(key, quality) if quality is not None and state.quality_sig != quality.signature else None
         with state.lock:
+            if quality is not None and state.quality_sig != quality.signature:
+                state.quality, state.quality_sig = warm or CarriedState(), quality.signature
             runs: list[tuple[pa.Table, int | None]] = [(table, seq)]
             if producer is not None and seq is not None:
                 seen = state.producers.get(producer) or _Seen()
@@ -181,6 +203,8 @@ class StreamHub:
             first = state.next
             arrival = time.time_ns() // 1000
             for part, part_seq in runs:
+                if quality is not None and state.quality is not None:
+                    part = _flag(part, quality, state.quality, arrival, counted)
                 for chunk, chunk_seq in self._chunks(part, part_seq):
                     tmin, tmax = time_range(chunk, time_field)
                     header = batch.BatchHeader(base=state.next, count=chunk.num_rows, arrival_us=arrival,
@@ -203,10 +227,28 @@ class StreamHub:
         with self._lock:
             self.stats["records"] += table.num_rows - duplicates
             self.stats["duplicates"] += duplicates
+            if quality is not None and futures:
+                total = self.quality.setdefault(key, QualityCounters())
+                total.flags = [a + b for a, b in zip(total.flags, counted.flags, strict=True)]
+                for name, n in counted.checks.items():
+                    total.checks[name] = total.checks.get(name, 0) + n
+                total.lateness_s = max((arrival - max(state.tmaxs[-len(futures):])) / 1e6, 0.0)
         if futures:
             self.notifier.notify(key)
         return AppendResult(first_offset=first, count=table.num_rows - duplicates, duplicates=duplicates,
                             next_offset=state.next)
+
+    def _warm(self, key: str, plan: QualityPlan) -> CarriedState:
+        """The checks' carried state rebuilt by replaying the tail of the log (after a start, or when the
+        declared checks changed): enough records for the longest memory a check has."""
+        state = CarriedState()
+        end = self.end(key)
+        wanted = plan.history * (16 if plan.key else 1)
+        if wanted and end:
+            tail = self.read(key, start=max(end - min(wanted, 100_000), 0), limit=wanted)
+            if tail is not None:
+                plan.apply(tail, arrival_us=0, state=state)
+        return state
 
     def _chunks(self, table: pa.Table, seq: int | None) -> list[tuple[pa.Table, int | None]]:
         if table.num_rows == 0:
@@ -227,9 +269,11 @@ class StreamHub:
             return state.durable
 
     def read(self, key: str, *, start: int = 0, since_us: int | None = None, until_us: int | None = None,
-             limit: int = 1000, stop: int | None = None, time_field: str | None = None) -> pa.Table | None:
-        """Records with offset ≥ ``start`` (and < ``stop``) whose event time is in [since, until), in offset
-        order, with ``_offset`` and ``_arrival`` columns; None when there are none."""
+             limit: int = 1000, stop: int | None = None, time_field: str | None = None,
+             quality: Collection[str] | None = None) -> pa.Table | None:
+        """Records with offset ≥ ``start`` (and < ``stop``) whose event time is in [since, until) and whose
+        flag is one of ``quality`` (any when None), in offset order, with ``_offset``, ``_arrival``,
+        ``_quality`` and ``_checks`` columns; None when there are none."""
         state = self._state(key)
         with state.lock:
             end = state.durable if stop is None else min(stop, state.durable)
@@ -247,7 +291,7 @@ class StreamHub:
             for _seq, payload in self.log.read(key, wanted[pos] + 1, run):
                 header, table = batch.decode(payload)
                 table = _annotate(header, table)
-                mask = _mask(table, start, end, since_us, until_us, time_field)
+                mask = _mask(table, start, end, since_us, until_us, time_field, quality)
                 if mask is not None:
                     table = table.filter(mask)
                 if table.num_rows:
@@ -286,15 +330,38 @@ class StreamHub:
         self.log.close()
 
 
+def _flag(table: pa.Table, plan: QualityPlan, carried: CarriedState, arrival_us: int,
+          counted: QualityCounters) -> pa.Table:
+    codes, reasons = plan.apply(table, arrival_us=arrival_us, state=carried)
+    counts = np.bincount(codes.to_numpy(zero_copy_only=False).astype(np.int64), minlength=3)
+    counted.flags = [a + int(b) for a, b in zip(counted.flags, counts[:3], strict=True)]
+    if reasons.null_count < len(reasons):
+        for text in reasons.drop_null().to_pylist():
+            for name in text.split(","):
+                counted.checks[name] = counted.checks.get(name, 0) + 1
+    return table.append_column(QUALITY, codes).append_column(CHECKS, reasons)
+
+
 def _annotate(header: batch.BatchHeader, table: pa.Table) -> pa.Table:
+    """Add offsets and arrival time; flags as names (records appended without checks are good)."""
     offsets = pa.array(range(header.base, header.end), type=pa.int64())
     arrival = pa.array([header.arrival_us] * header.count, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    return table.append_column(OFFSET, offsets).append_column(ARRIVAL, arrival)
+    if QUALITY in table.column_names:
+        flags = flag_names(table.column(QUALITY))
+        checks = table.column(CHECKS)
+        table = table.drop_columns([QUALITY, CHECKS])
+    else:
+        flags = pa.array(["good"] * header.count, type=pa.string())
+        checks = pa.nulls(header.count, type=pa.string())
+    return (table.append_column(OFFSET, offsets).append_column(ARRIVAL, arrival).append_column(QUALITY, flags)
+            .append_column(CHECKS, checks))
 
 
 def _mask(table: pa.Table, start: int, end: int, since_us: int | None, until_us: int | None,
-          time_field: str | None) -> pa.Array | None:
+          time_field: str | None, quality: Collection[str] | None = None) -> pa.Array | None:
     conditions = []
+    if quality is not None:
+        conditions.append(pc.is_in(table.column(QUALITY), value_set=pa.array(sorted(quality), type=pa.string())))
     offsets = table.column(OFFSET)
     if start > offsets[0].as_py():
         conditions.append(pc.greater_equal(offsets, start))

@@ -1,5 +1,6 @@
 """Prometheus metrics of the stream hub, read at scrape time: records appended and dropped as duplicates,
-and the lag of every stream with functions."""
+the lag of every stream with functions, and the input quality of every stream with checks (records per
+flag, failures per check, lateness of the newest batch)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,18 @@ class StreamsCollector(Collector):
         for key in sorted(hub.consumed_keys()):
             lag.add_metric([key], float(hub.lag(key)))
         yield lag
+        flags = CounterMetricFamily("twin_stream_quality_records", "Records appended per quality flag",
+                                    labels=["stream", "flag"])
+        failed = CounterMetricFamily("twin_stream_quality_check_failures", "Records that failed a quality check",
+                                     labels=["stream", "check"])
+        late = GaugeMetricFamily("twin_stream_lateness_seconds", "Arrival minus newest event time of the newest "
+                                 "batch", labels=["stream"])
+        for key, counters in sorted(dict(hub.quality).items()):
+            for flag, count in zip(("good", "suspect", "bad"), counters.flags, strict=True):
+                flags.add_metric([key, flag], float(count))
+            for check, count in sorted(counters.checks.items()):
+                failed.add_metric([key, check], float(count))
+            late.add_metric([key], counters.lateness_s)
+        yield flags
+        yield failed
+        yield late

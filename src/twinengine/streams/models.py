@@ -70,6 +70,7 @@ class RetrainBuffer(Base):
     records: Mapped[int | None] = mapped_column(BigInteger)
     seconds: Mapped[float | None] = mapped_column(Float)
     discard_after: Mapped[bool] = mapped_column(Boolean, default=True)
+    exclude_quality: Mapped[str | None] = mapped_column(String(32))  # flags left out of fills, comma separated
     start_offset: Mapped[int] = mapped_column(BigInteger, default=0)
     sealed_end: Mapped[int] = mapped_column(BigInteger, default=0)  # end of the newest fill
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from twinengine.catalog.manifest import FunctionTrigger, StreamField
+from twinengine.quality.spec import Check, QualityPolicy
 
 __all__ = [
     "AppendAck",
@@ -56,6 +57,7 @@ class StreamRead(BaseModel):
     time_field: str
     key: str | None
     fields: dict[str, StreamField]
+    quality: list[Check] = Field(default_factory=list, description="The stream's declared input quality checks.")
     end_offset: int
     lag: int = Field(description="Records the slowest function has not handled yet.")
     mqtt_topic: str | None
@@ -115,6 +117,8 @@ class BufferCreate(_Input):
     records: int | None = Field(default=None, ge=1, le=10**12, description="count policy: seal at this many.")
     seconds: float | None = Field(default=None, gt=0, le=10**8, description="time policy: seal after this long.")
     discard_after: bool = Field(default=True, description="Discard a fill once a retraining consumed it.")
+    quality: QualityPolicy = Field(default_factory=QualityPolicy,
+                                   description="Records left out of fills by quality flag, e.g. {exclude: [bad]}.")
 
 
 class BufferFillRead(BaseModel):
@@ -146,6 +150,7 @@ class BufferRead(BaseModel):
     records: int | None
     seconds: float | None
     discard_after: bool
+    quality: QualityPolicy
     start_offset: int
     filled: int = Field(description="Records in the fill in progress.")
     opened_at: datetime

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 
 from twinengine._html import table
 from twinengine.errors import EngineUnavailable, error_from_payload
+from twinengine.quality.indicators import QualityReport
 from twinengine.streams.schemas import (
     AppendAck,
     BindingRead,
@@ -124,16 +125,21 @@ class StreamsClient:
         return AppendAck.model_validate(response.json())
 
     def read(self, twin: str, stream: str, *, start: int | None = None, last: int | None = None,
-             since: datetime | None = None, until: datetime | None = None, limit: int = 1000) -> Records:
-        """A page of records; ``.to_pandas()`` for a DataFrame (``read_arrow`` for an Arrow table)."""
+             since: datetime | None = None, until: datetime | None = None, limit: int = 1000,
+             quality: Sequence[str] | None = None) -> Records:
+        """A page of records (each with its ``_quality`` flag and failed ``_checks``; ``quality=["good"]``
+        keeps only those flags); ``.to_pandas()`` for a DataFrame (``read_arrow`` for an Arrow table)."""
         return self._client._get(Records, self._path(twin, stream, "/records"), start=start, last=last,
                                  since=since.isoformat() if since else None,
-                                 until=until.isoformat() if until else None, limit=limit)
+                                 until=until.isoformat() if until else None, limit=limit,
+                                 quality=list(quality) if quality else None)
 
     def read_arrow(self, twin: str, stream: str, *, start: int | None = None, last: int | None = None,
-                   since: datetime | None = None, until: datetime | None = None, limit: int = 100_000) -> pa.Table:
+                   since: datetime | None = None, until: datetime | None = None, limit: int = 100_000,
+                   quality: Sequence[str] | None = None) -> pa.Table:
         params = {k: v for k, v in {"start": start, "last": last, "since": since.isoformat() if since else None,
-                                    "until": until.isoformat() if until else None, "limit": limit}.items()
+                                    "until": until.isoformat() if until else None, "limit": limit,
+                                    "quality": list(quality) if quality else None}.items()
                   if v is not None}
         response = self._client._request("GET", self._path(twin, stream, "/records"), params=params,
                                          headers={"Accept": ARROW})
@@ -174,6 +180,13 @@ class StreamsClient:
     def unbind_mqtt(self, twin: str, stream: str) -> None:
         self._client._request("DELETE", self._path(twin, stream, "/binding"))
 
+    def quality(self, twin: str, stream: str, *, start: datetime | None = None, end: datetime | None = None,
+                window: str | None = None) -> QualityReport:
+        """Input quality per window of event time: flag shares, failed checks, lateness, completeness."""
+        return self._client._get(QualityReport, self._path(twin, stream, "/quality"),
+                                 **{"from": start.isoformat() if start else None,
+                                    "to": end.isoformat() if end else None, "window": window})
+
     def functions(self, twin: str) -> List[FunctionRead]:
         data = self._client._request("GET", self._path(twin, tail="/functions")).json()
         return TypeAdapter(List[FunctionRead]).validate_python(data)
@@ -191,9 +204,11 @@ class StreamsClient:
     # -- retraining buffers ------------------------------------------------------------------------
 
     def create_buffer(self, twin: str, name: str, stream: str, *, policy: str, records: int | None = None,
-                      seconds: float | None = None, discard_after: bool = True) -> BufferRead:
+                      seconds: float | None = None, discard_after: bool = True,
+                      exclude: Sequence[str] | None = None) -> BufferRead:
+        """A retraining buffer; ``exclude=["bad"]`` leaves records with those quality flags out of fills."""
         body = {"name": name, "stream": stream, "policy": policy, "records": records, "seconds": seconds,
-                "discard_after": discard_after}
+                "discard_after": discard_after, "quality": {"exclude": list(exclude)} if exclude else None}
         return self._client._send(BufferRead, "POST", self._path(twin, tail="/buffers"),
                                   {k: v for k, v in body.items() if v is not None})
 

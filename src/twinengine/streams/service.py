@@ -7,10 +7,14 @@ uses after it resolved the binding itself.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -18,8 +22,11 @@ from sqlalchemy.orm import Session
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Manifest, Stream
 from twinengine.errors import Conflict, InvalidInput, NotFound, StreamNotFound, ValidationFailed
+from twinengine.quality.indicators import QualityReport, TooManyWindows, summarise
+from twinengine.quality.plan import CHECKS, QUALITY, QualityPlan
+from twinengine.quality.spec import CompletenessCheck, GapCheck
 from twinengine.streams import records
-from twinengine.streams.hub import AppendResult, StreamHub, stream_key
+from twinengine.streams.hub import ARRIVAL, AppendResult, StreamHub, stream_key
 from twinengine.streams.models import DeadLetter, StreamBinding, StreamConsumer
 from twinengine.streams.schemas import AppendAck, DeadLetterRead, FunctionRead, StreamRead
 from twinengine.twins.models import Twin
@@ -38,6 +45,8 @@ __all__ = [
     "list_bindings",
     "list_functions",
     "parse_body",
+    "quality_plan",
+    "quality_report",
     "read_records",
     "resolve",
     "unbind_mqtt",
@@ -93,12 +102,26 @@ def _check_producer(producer: str | None, seq: int | None) -> None:
         raise ValidationFailed.one("seq", "a sequence number is an integer from 0")
 
 
+@lru_cache(maxsize=256)
+def _plan(stream_json: str) -> QualityPlan | None:
+    declared = Stream.model_validate_json(stream_json)
+    if not declared.quality:
+        return None
+    return QualityPlan(declared.quality, time_field=declared.time_field, key=declared.key)
+
+
+def quality_plan(declared: Stream) -> QualityPlan | None:
+    """The stream's declared checks compiled once (None when it declares none)."""
+    return _plan(declared.model_dump_json()) if declared.quality else None
+
+
 def append_table(hub: StreamHub, twin: Twin, stream: str, declared: Stream, table: pa.Table, *,
                  producer: str | None = None, seq: int | None = None) -> AppendAck:
-    """Append validated records (no policy check: callers resolved the twin already)."""
+    """Append validated records, flagged by the stream's quality checks (no policy check: callers resolved
+    the twin already)."""
     _check_producer(producer, seq)
     result: AppendResult = hub.append(stream_key(twin.id, stream), table, time_field=declared.time_field,
-                                      producer=producer, seq=seq)
+                                      producer=producer, seq=seq, quality=quality_plan(declared))
     return AppendAck(twin_id=twin.id, stream=stream, first_offset=result.first_offset, count=result.count,
                      duplicates=result.duplicates, next_offset=result.next_offset)
 
@@ -122,6 +145,10 @@ def ingest_records(session: Session, hub: StreamHub, *, principal: Principal, tw
                         seq=seq)
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 def _us(value: datetime | None) -> int | None:
     if value is None:
         return None
@@ -131,15 +158,17 @@ def _us(value: datetime | None) -> int | None:
 
 def read_records(session: Session, hub: StreamHub, *, principal: Principal, twin_ref: str, stream: str,
                  start: int | None = None, since: datetime | None = None, until: datetime | None = None,
-                 limit: int = 1000, last: int | None = None) -> tuple[Twin, pa.Table | None, int]:
+                 limit: int = 1000, last: int | None = None,
+                 quality: Collection[str] | None = None) -> tuple[Twin, pa.Table | None, int]:
     """History in offset (arrival) order: from offset ``start``, or the ``last`` N, filtered by event time
-    ``[since, until)``. Returns the twin, the records (None when none) and the stream's end offset."""
+    ``[since, until)`` and by quality flag. Returns the twin, the records (None when none) and the stream's
+    end offset."""
     twin, _manifest, declared = resolve(session, principal=principal, twin_ref=twin_ref, stream=stream)
     key = stream_key(twin.id, stream)
     end = hub.end(key)
     first = max(end - last, 0) if last is not None else (start or 0)
     table = hub.read(key, start=first, since_us=_us(since), until_us=_us(until), limit=limit,
-                     time_field=declared.time_field)
+                     time_field=declared.time_field, quality=quality)
     return twin, table, end
 
 
@@ -152,7 +181,8 @@ def describe(session: Session, hub: StreamHub, *, principal: Principal, twin_ref
     for name, declared in manifest.streams.items():
         key = stream_key(twin.id, name)
         out.append(StreamRead(name=name, description=declared.description, time_field=declared.time_field,
-                              key=declared.key, fields=declared.fields, end_offset=hub.end(key), lag=hub.lag(key),
+                              key=declared.key, fields=declared.fields, quality=declared.quality,
+                              end_offset=hub.end(key), lag=hub.lag(key),
                               mqtt_topic=topics.get(name)))
     return out
 
@@ -234,3 +264,47 @@ def function_events(session: Session, hub: StreamHub, *, principal: Principal, t
         out.append({"offset": row["_offset"], "time": row["time"], "function": row["function"], "kind": row["kind"],
                     "data": data})
     return out
+
+
+MAX_QUALITY_RECORDS = 2_000_000
+MAX_QUALITY_WINDOWS = 10_000
+
+
+def quality_report(session: Session, hub: StreamHub, *, principal: Principal, twin_ref: str, stream: str,
+                   start: datetime | None = None, end: datetime | None = None,
+                   window: timedelta | None = None) -> QualityReport:
+    """Flag shares, failed checks, lateness and completeness of a stream per window of event time (default
+    window: the completeness check's, else 1 h)."""
+    twin, _manifest, declared = resolve(session, principal=principal, twin_ref=twin_ref, stream=stream)
+    start, end = _utc(start), _utc(end)  # a time without zone is UTC, as everywhere in the API
+    gap = next((c for c in declared.quality if isinstance(c, GapCheck)), None)
+    complete = next((c for c in declared.quality if isinstance(c, CompletenessCheck)), None)
+    window = window or (complete.window if complete else timedelta(hours=1))
+    if start is not None and end is not None and end <= start:
+        raise ValidationFailed.one("to", "must be after from")
+    if start is not None and end is not None and (end - start) / window > MAX_QUALITY_WINDOWS:
+        raise ValidationFailed.one("window", f"more than {MAX_QUALITY_WINDOWS} windows; choose a longer window")
+    if start is not None and end is None and datetime.now(UTC) - start > window * MAX_QUALITY_WINDOWS * 100:
+        raise ValidationFailed.one("from", "too far back for this window; give to, or a longer window")
+    table = hub.read(stream_key(twin.id, stream), since_us=_us(start), until_us=_us(end),
+                     limit=MAX_QUALITY_RECORDS + 1, time_field=declared.time_field)
+    if table is not None and table.num_rows > MAX_QUALITY_RECORDS:
+        raise ValidationFailed.one("from", f"more than {MAX_QUALITY_RECORDS} records; narrow from/to")
+    empty = np.zeros(0, dtype=np.int64)
+    times = table.column(declared.time_field).cast(pa.int64()).to_numpy() if table is not None else empty
+    arrival = table.column(ARRIVAL).cast(pa.int64()).to_numpy() if table is not None else empty
+    codes = (pc.index_in(table.column(QUALITY), value_set=pa.array(["good", "suspect", "bad"])).to_numpy(
+        zero_copy_only=False).astype(np.int8) if table is not None else np.zeros(0, dtype=np.int8))
+    reasons = table.column(CHECKS).to_pylist() if table is not None else []
+    sources = (len(pc.unique(table.column(declared.key))) if table is not None and declared.key else 1)
+    cadence = (complete.every if complete and complete.every else None) or (gap.every if gap else None)
+    labels = [c.label for c in declared.quality if not isinstance(c, CompletenessCheck)]
+    if gap is not None and gap.max_delay is not None:
+        labels.append("late")
+    try:
+        return summarise(twin_id=twin.id, stream=stream, times_us=times, arrival_us=arrival, flags=codes,
+                         reasons=reasons, sources=sources, start=start, end=end, window=window, cadence=cadence,
+                         completeness_min=complete.min if complete else None, checks=labels,
+                         max_windows=MAX_QUALITY_WINDOWS)
+    except TooManyWindows as exc:
+        raise ValidationFailed.one("window", str(exc)) from None

@@ -2,7 +2,7 @@
 
 from river_reach.catchment import Catchment, RatingCurve
 from river_reach.rainfield import CATCHMENT_POLYGON, GAUGE, catchment_wkt, rain_field
-from river_reach.simulator import GaugeReading, ReachSimulator
+from river_reach.simulator import Faults, GaugeReading, ReachSimulator, with_faults
 
-__all__ = ["CATCHMENT_POLYGON", "GAUGE", "Catchment", "GaugeReading", "RatingCurve", "ReachSimulator", "catchment_wkt",
-           "rain_field"]
+__all__ = ["CATCHMENT_POLYGON", "GAUGE", "Catchment", "Faults", "GaugeReading", "RatingCurve", "ReachSimulator",
+           "catchment_wkt", "rain_field", "with_faults"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from river_reach.catchment import Catchment, RatingCurve
@@ -74,3 +74,32 @@ class ReachSimulator:
             yield GaugeReading(time=self.start + i * self.step, station=self.station, rain=round(rain_read, 3),
                                level=round(level, 4), discharge=round(discharge, 3),
                                storage=round(self.catchment.storage_mm, 3))
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What went wrong with the gauges and where (reading indices of the series before the gap)."""
+
+    spike_at: int
+    stuck_at: int
+    stuck_for: int
+    gap_at: int
+    gap_for: int
+
+
+def with_faults(readings: list[GaugeReading], *, spike_m: float = 3.0, stuck_for: int = 8,
+                gap_for: int = 8) -> tuple[list[GaugeReading], Faults]:
+    """The readings as a failing gauge would send them: one level spike (+``spike_m``), a stuck level sensor
+    (the same value ``stuck_for`` times) and a gap of ``gap_for`` readings the logger never sent. The faults
+    sit in the second half of the series, apart from each other."""
+    n = len(readings)
+    if n < 4 * (stuck_for + gap_for):
+        raise ValueError(f"{n} readings are too few to place the faults apart")
+    spike_at, stuck_at, gap_at = n // 2, n // 2 + n // 8, n // 2 + n // 4
+    faults = Faults(spike_at, stuck_at, stuck_for, gap_at, gap_for)
+    out = list(readings)
+    out[spike_at] = replace(out[spike_at], level=round(out[spike_at].level + spike_m, 4))
+    for i in range(stuck_at + 1, stuck_at + stuck_for):
+        out[i] = replace(out[i], level=out[stuck_at].level)
+    del out[gap_at: gap_at + gap_for]
+    return out, faults

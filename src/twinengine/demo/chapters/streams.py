@@ -1,5 +1,7 @@
 """The streams chapter: the simulated gauges of a second twin publish live (MQTT when the engine has a broker,
-HTTP otherwise), the app's function turns each reading into state, and the summary shows rate and lag."""
+HTTP otherwise), the app's function turns each reading into state, and the summary shows rate and lag. On a
+long enough run the gauges misbehave (a level spike, a stuck sensor, a gap): the app's quality checks flag
+those readings, the function leaves the bad ones out, and the summary shows the stream's input quality."""
 
 from __future__ import annotations
 
@@ -15,6 +17,31 @@ from twinengine.demo.plot import plot_levels
 __all__ = ["live_gauges"]
 
 BATCH = 4  # an hour of 15-minute readings per message, as a gauge's data logger would send them
+FAULTS_FROM = 64  # readings: shorter runs stream clean gauges
+
+
+def _quality(ctx: DemoContext, twin: str, faults: Any) -> None:
+    """The stream's input quality as the app's checks saw it, and its plot."""
+    from twinengine.quality.plot import plot_quality
+
+    started = time.perf_counter()
+    report = ctx.client("uma").streams.quality(twin, "gauges")
+    total = report.total
+    path = plot_quality(ctx.runtime.data_dir / "river-reach-quality.png", [report],
+                        title=f"{twin}: input quality of the gauges")
+    failed = ", ".join(f"{name} {n}" for name, n in sorted(total.checks.items())) or "none"
+    ctx.facts["quality"] = {"twin": twin, "records": total.records, "good": total.good, "suspect": total.suspect,
+                            "bad": total.bad, "checks": total.checks, "completeness": total.completeness,
+                            "faults": None if faults is None else vars(faults), "plot": str(path),
+                            "seconds": time.perf_counter() - started}
+    injected = "" if faults is None else (f" (the gauges sent a level spike at reading {faults.spike_at}, a stuck "
+                                          f"level from {faults.stuck_at} and skipped {faults.gap_for} readings)")
+    ctx.say(f"input quality of {twin}/gauges{injected}: {total.good} good, {total.suspect} suspect, {total.bad} "
+            f"bad; failed checks: {failed}; completeness {total.completeness or 0:.1%}")
+    ctx.summary += [("input quality", f"{twin}/gauges: {total.good} good, {total.suspect} suspect, {total.bad} bad "
+                                      f"({failed}); completeness {total.completeness or 0:.1%}; `twin quality "
+                                      f"{twin}` for the windows"),
+                    ("quality plot", str(path))]
 
 
 def _publish_mqtt(url: str, topic: str, messages: list[dict[str, Any]]) -> None:
@@ -65,8 +92,12 @@ def live_gauges(ctx: DemoContext) -> None:
         STATION, reach.Catchment.from_parameters(params),
         reach.RatingCurve(params["rating_a"], params["rating_b"], params["datum_m"]),
         start=o.start, step=timedelta(minutes=o.step_minutes), seed=o.seed + 1)
+    readings = list(simulator.readings(o.hours))
+    faults = None
+    if len(readings) >= FAULTS_FROM:
+        readings, faults = reach.with_faults(readings)
     records = [{"time": r.time.isoformat(), "station": r.station, "rain": r.rain, "level": r.level}
-               for r in simulator.readings(o.hours)]
+               for r in readings]
     batches = [records[i: i + BATCH] for i in range(0, len(records), BATCH)]
     mqtt_url = ctx.runtime.settings.mqtt_url
     advance = ctx.track("gauges streaming" + (" (MQTT)" if mqtt_url else " (HTTP)"), len(records))
@@ -117,6 +148,7 @@ def live_gauges(ctx: DemoContext) -> None:
                 title=f"{twin.name}: gauge records read back from the stream log ({transport}); the function "
                       f"set alert on {sum(bool(a.value) for a in alerts)} readings")
     ctx.facts["streams"]["plot"] = str(path)
+    _quality(ctx, twin.name, faults)
     history = _history_in_lake(ctx, uma.get_twin(twin.name).id)
     ctx.facts["streams"]["lake"] = history
     ctx.say(f"the compactor wrote {history['segments']} closed segments ({history['records']} records) as Parquet "

@@ -1,0 +1,69 @@
+"""``twin quality``: input quality of a twin's streams (flag shares, failed checks, lateness, completeness)
+as tables, and as a plot of flag shares over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from twinengine.cli._common import console, state_of, table
+from twinengine.cli.state import _instant
+from twinengine.quality.indicators import QualityReport, QualityWindow
+
+__all__ = ["quality"]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _failed(window: QualityWindow) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(window.checks.items(), key=lambda kv: -kv[1])) or "-"
+
+
+def _render(reports: list[QualityReport], windows: bool) -> None:
+    console.print(table("input quality", ["stream", "records", "good", "suspect", "bad", "completeness",
+                                          "lateness p95 (s)", "failed checks"],
+                        [(r.stream, r.total.records, _pct(r.total.shares["good"]), _pct(r.total.shares["suspect"]),
+                          _pct(r.total.shares["bad"]), _pct(r.total.completeness), _secs(r.total.lateness_p95_s),
+                          _failed(r.total)) for r in reports]))
+    for report in reports if windows else []:
+        rows = [w for w in report.windows if w.records or w.expected]
+        console.print(table(f"{report.stream} per {report.window_s:g} s window", [
+            "window (UTC)", "records", "good", "suspect", "bad", "completeness", "lateness p95 (s)", "failed checks"],
+            [(w.start.strftime("%Y-%m-%d %H:%M"), w.records, w.good, w.suspect, w.bad,
+              _pct(w.completeness) + ("" if w.complete in (None, True) else " (low)"), _secs(w.lateness_p95_s),
+              _failed(w)) for w in rows]))
+
+
+def quality(ctx: typer.Context, twin: str = typer.Argument(...),
+            stream: str | None = typer.Option(None, "--stream", "-s", help="One stream (default: all)."),
+            start: str | None = typer.Option(None, "--from", help="Event time from (ISO 8601)."),
+            end: str | None = typer.Option(None, "--to", help="Event time before (ISO 8601)."),
+            window: str | None = typer.Option(None, "--window", help="Window length: 15min, 1h, 1d..."),
+            plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of flag shares over time.")) -> None:
+    """Input quality of a twin's streams: share of good / suspect / bad records, failed checks, lateness and
+    completeness, per window of event time."""
+    out = state_of(ctx)
+    with out.client() as client:
+        names = [stream] if stream else [s.name for s in client.streams.list(twin)]
+        reports = [client.streams.quality(twin, name, start=_instant(start, "--from"), end=_instant(end, "--to"),
+                                          window=window) for name in names]
+    if plot is not None:
+        from twinengine.quality.plot import plot_quality
+
+        plot_quality(plot, reports, title=f"input quality of {twin}")
+    result = {"twin": twin, "streams": [r.model_dump(mode="json") for r in reports],
+              "plot": str(plot) if plot else None}
+
+    def render() -> None:
+        _render(reports, windows=stream is not None)
+        if plot is not None:
+            console.print(f"plot: {plot}")
+
+    out.emit(result, render)

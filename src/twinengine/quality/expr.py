@@ -1,0 +1,78 @@
+"""A tiny comparison grammar for consistency checks, evaluated over columns without ``eval``.
+
+    expr    := operand (op operand)+        e.g. ``low <= high``, ``0 <= rain < 500``
+    operand := field name | number
+    op      := < | <= | > | >= | == | !=
+
+A chain holds when every adjacent pair holds (as in Python). Rows where a field is null are not judged.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Comparison", "parse_expr"]
+
+_TOKEN = re.compile(r"\s*(?:(<=|>=|==|!=|<|>)|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|([A-Za-z_][A-Za-z0-9_]*))")
+_OPS: dict[str, Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64]], npt.NDArray[np.bool_]]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
+
+Operand = str | float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    operands: tuple[Operand, ...]
+    ops: tuple[str, ...]
+
+    @property
+    def fields(self) -> list[str]:
+        return [o for o in self.operands if isinstance(o, str)]
+
+    def holds(self, columns: dict[str, npt.NDArray[np.float64]], size: int) -> npt.NDArray[np.bool_]:
+        """True where the chain holds or cannot be judged (a null operand)."""
+        def value(o: Operand) -> npt.NDArray[np.float64]:
+            return columns[o] if isinstance(o, str) else np.full(size, o, dtype=np.float64)
+
+        ok = np.ones(size, dtype=bool)
+        known = np.ones(size, dtype=bool)
+        for left, op, right in zip(self.operands, self.ops, self.operands[1:], strict=False):
+            a, b = value(left), value(right)
+            known &= ~(np.isnan(a) | np.isnan(b))
+            with np.errstate(invalid="ignore"):
+                ok &= _OPS[op](a, b)
+        return ok | ~known
+
+
+def parse_expr(text: str) -> Comparison:
+    """Parse a comparison chain; ValueError says where it stops making sense."""
+    pos, tokens = 0, []
+    while pos < len(text.rstrip()):
+        match = _TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            raise ValueError(f"cannot read {text[pos:].strip()!r} in {text!r}; write e.g. 'low <= high'")
+        op, number, name = match.groups()
+        tokens.append(("op", op) if op else ("num", float(number)) if number else ("name", name))
+        pos = match.end()
+    operands: list[Operand] = []
+    ops: list[str] = []
+    for i, (kind, token) in enumerate(tokens):
+        want_op = i % 2 == 1
+        if want_op != (kind == "op"):
+            raise ValueError(f"expected {'a comparison' if want_op else 'a field or number'} at {token!r} in "
+                             f"{text!r}")
+        if kind == "op":
+            ops.append(str(token))
+        else:
+            operands.append(token if kind == "name" else float(token))
+    if not ops or len(operands) != len(ops) + 1:
+        raise ValueError(f"{text!r} is not a comparison such as 'low <= high'")
+    if not any(isinstance(o, str) for o in operands):
+        raise ValueError(f"{text!r} compares no field")
+    return Comparison(tuple(operands), tuple(ops))

@@ -1,0 +1,235 @@
+"""What an app declares about the quality of its streams' input: checks per field (``quality:`` under a
+stream in ``twinapp.yaml``) and, for consumers, which flags to leave out (``quality: {exclude: [bad]}``).
+
+The checks are data only; ``quality.plan`` turns them into vectorised functions over a batch. Errors name
+the field as a developer wrote it (``streams.gauges.quality[1].max``): the catalogue drops the check kind
+pydantic puts in union locations.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from twinengine.quality.expr import Comparison, parse_expr
+
+__all__ = [
+    "CHECK_KINDS",
+    "Check",
+    "CompletenessCheck",
+    "ConsistencyCheck",
+    "Duration",
+    "Flag",
+    "FlatlineCheck",
+    "GapCheck",
+    "QualityPolicy",
+    "RangeCheck",
+    "SpikeCheck",
+    "parse_duration",
+]
+
+
+class Flag(StrEnum):
+    """A record's quality: it passed every check, failed a check that only raises doubt, or failed one that
+    makes it unusable. The order is the severity (codes 0, 1, 2 in the log)."""
+
+    GOOD = "good"
+    SUSPECT = "suspect"
+    BAD = "bad"
+
+
+FLAGS: tuple[Flag, ...] = (Flag.GOOD, Flag.SUSPECT, Flag.BAD)
+_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h|d|w)\s*$", re.IGNORECASE)
+
+
+def parse_duration(value: Any) -> Any:
+    """``15min``, ``15m``, ``1h``, ``30s``, ``2d``, seconds as a number, or ISO 8601 (left to pydantic)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return timedelta(seconds=float(value))
+        except OverflowError:
+            raise ValueError(f"{value!r} seconds is longer than any duration this engine keeps") from None
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            try:
+                return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+            except OverflowError:
+                raise ValueError(f"{value!r} is longer than any duration this engine keeps") from None
+        if not value.strip().upper().startswith(("P", "-P")):
+            raise ValueError(f"{value!r} is not a duration; use e.g. 15min, 30s, 1h, 2d or ISO 8601 (PT15M)")
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("a duration here must be positive")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+_Field = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+_Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$", max_length=64)]
+Severity = Literal["suspect", "bad"]
+
+
+class _Check(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: _Name | None = Field(default=None, description="Reason recorded on a failing record; default "
+                                                         "'<check>:<field>' or '<check>'.")
+
+    @property
+    def label(self) -> str:
+        field = getattr(self, "field", None)
+        return self.name or (f"{self.check}:{field}" if field else self.check)  # type: ignore[attr-defined]
+
+    @property
+    def fields(self) -> list[str]:
+        """Stream fields the check reads (checked against the declaration by the catalogue)."""
+        field = getattr(self, "field", None)
+        return [field] if field else []
+
+
+class RangeCheck(_Check):
+    """Values outside [min, max] are physically implausible."""
+
+    check: Literal["range"]
+    field: _Field
+    min: float | None = None
+    max: float | None = None
+    severity: Severity = "bad"
+
+    @field_validator("max")
+    @classmethod
+    def _above_min(cls, value: float | None, info: ValidationInfo) -> float | None:
+        low = info.data.get("min")
+        if value is not None and low is not None and value < low:
+            raise ValueError(f"max {value} is below min {low}")
+        return value
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> RangeCheck:
+        if self.min is None and self.max is None:
+            raise ValueError("a range check needs min, max or both")
+        return self
+
+
+class SpikeCheck(_Check):
+    """A change from the previous value larger than ``max_change`` per record, or per ``per`` of event
+    time. The return from a one-record spike is not flagged again."""
+
+    check: Literal["spike"]
+    field: _Field
+    max_change: float = Field(gt=0)
+    per: Literal["record"] | Duration = "record"
+    severity: Severity = "suspect"
+
+    @field_validator("per")
+    @classmethod
+    def _per(cls, value: Any) -> Any:
+        return _positive(value) if isinstance(value, timedelta) else value
+
+
+class FlatlineCheck(_Check):
+    """A stuck sensor: the same value (within ``tolerance``) for ``records`` readings in a row, or for at
+    least ``duration`` of event time. Flags from the N-th identical reading on."""
+
+    check: Literal["flatline"]
+    field: _Field
+    records: int | None = Field(default=None, ge=2, le=1_000_000)
+    duration: Duration | None = None
+    tolerance: float = Field(default=0.0, ge=0)
+    severity: Severity = "suspect"
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else _positive(value)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> FlatlineCheck:
+        if (self.records is None) == (self.duration is None):
+            raise ValueError("a flatline check needs records or duration (one of them)")
+        return self
+
+
+class GapCheck(_Check):
+    """The expected cadence: a record whose event time follows the previous one (same key) by more than
+    ``every + tolerance`` is flagged ``gap``; one that arrives more than ``max_delay`` after its event time
+    is flagged ``late``."""
+
+    check: Literal["gap"]
+    every: Duration
+    tolerance: Duration = timedelta(0)
+    max_delay: Duration | None = None
+    severity: Severity = "suspect"
+
+    @field_validator("every", "max_delay")
+    @classmethod
+    def _durations(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else _positive(value)
+
+
+class CompletenessCheck(_Check):
+    """Share of the expected records (one per ``every`` per key) received in each ``window``; a window below
+    ``min`` is reported by the indicators. It flags no record: a missing record has nothing to flag."""
+
+    check: Literal["completeness"]
+    every: Duration | None = Field(default=None, description="Default: the stream's gap check cadence.")
+    window: Duration = timedelta(hours=1)
+    min: float = Field(default=0.9, ge=0, le=1)
+
+    @field_validator("every", "window")
+    @classmethod
+    def _durations(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else _positive(value)
+
+
+class ConsistencyCheck(_Check):
+    """A comparison between fields and numbers that must hold, e.g. ``low <= high`` or ``0 <= rain < 500``
+    (a small grammar, never ``eval``)."""
+
+    check: Literal["consistency"]
+    expr: str = Field(min_length=1, max_length=200)
+    severity: Severity = "bad"
+
+    @field_validator("expr")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        parse_expr(value)
+        return value
+
+    @property
+    def comparison(self) -> Comparison:
+        return parse_expr(self.expr)
+
+    @property
+    def fields(self) -> list[str]:
+        return self.comparison.fields
+
+
+Check = Annotated[RangeCheck | SpikeCheck | FlatlineCheck | GapCheck | CompletenessCheck | ConsistencyCheck,
+                  Field(discriminator="check")]
+CHECK_KINDS = frozenset({"range", "spike", "flatline", "gap", "completeness", "consistency"})
+
+
+class QualityPolicy(BaseModel):
+    """What a consumer of a stream (a function on arrival, a retraining buffer) leaves out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exclude: list[Flag] = Field(default_factory=list, max_length=2,
+                                description="Flags whose records are skipped, e.g. [bad] or [suspect, bad].")
+
+    @field_validator("exclude")
+    @classmethod
+    def _not_good(cls, value: list[Flag]) -> list[Flag]:
+        if Flag.GOOD in value:
+            raise ValueError("good records cannot be excluded")
+        return sorted(set(value), key=FLAGS.index)

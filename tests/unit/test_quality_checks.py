@@ -1,0 +1,206 @@
+"""Input quality checks as pure functions: each check's edge cases, state carried across batches (a series
+split anywhere is flagged exactly as in one batch), sources of one stream kept apart, the comparison
+grammar, and the indicators' counts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from twinengine.catalog.manifest import FunctionTrigger, Stream
+from twinengine.quality import checks
+from twinengine.quality.expr import parse_expr
+from twinengine.quality.indicators import summarise
+from twinengine.quality.plan import CarriedState, QualityPlan
+from twinengine.streams.functions import select_kept_calls
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+MIN = 60_000_000  # µs
+NAN = float("nan")
+
+
+def minutes(*values: float) -> checks.Ints:
+    return (np.asarray(values, dtype=np.float64) * MIN).astype(np.int64) + int(T0.timestamp() * 1e6)
+
+
+def floats(*values: float) -> checks.Floats:
+    return np.asarray(values, dtype=np.float64)
+
+
+def test_range_flags_values_outside_and_never_nulls() -> None:
+    values = floats(-0.1, 0.0, 5.0, 15.0, 15.01, NAN)
+    assert checks.range_(values, 0.0, 15.0).tolist() == [True, False, False, False, True, False]
+    assert checks.range_(values, None, 5.0).tolist() == [False, False, False, True, True, False]
+
+
+def test_a_one_record_spike_flags_the_jump_not_the_return() -> None:
+    values = floats(1.0, 1.1, 4.0, 1.2, 1.3)
+    mask, _ = checks.spike(values, minutes(0, 15, 30, 45, 60), checks.SpikeState(), 0.5, None)
+    assert mask.tolist() == [False, False, True, False, False]
+
+
+def test_a_step_change_flags_only_its_first_record() -> None:
+    mask, _ = checks.spike(floats(1.0, 1.0, 3.0, 3.1, 3.0), minutes(0, 1, 2, 3, 4), checks.SpikeState(), 0.5, None)
+    assert mask.tolist() == [False, False, True, False, False]
+
+
+def test_a_spike_per_time_scales_with_elapsed_time_and_skips_late_records() -> None:
+    per = 15 * MIN  # 0.5 per 15 minutes
+    mask, _ = checks.spike(floats(1.0, 1.9, 2.1, 5.0), minutes(0, 30, 45, 40), checks.SpikeState(), 0.5, per)
+    # +0.9 in 30 min is allowed (1.0), +0.2 in 15 min too; the last one is older than its predecessor
+    assert mask.tolist() == [False, False, False, False]
+    mask, _ = checks.spike(floats(1.0, 1.6), minutes(0, 15), checks.SpikeState(), 0.5, per)
+    assert mask.tolist() == [False, True]
+
+
+def test_spike_skips_nulls_and_compares_with_the_last_valid_value() -> None:
+    mask, state = checks.spike(floats(1.0, NAN, 1.2, NAN), minutes(0, 1, 2, 3), checks.SpikeState(), 0.5, None)
+    assert mask.tolist() == [False, False, False, False] and state.v1 == 1.2
+    mask, _ = checks.spike(floats(NAN, 2.0), minutes(4, 5), state, 0.5, None)
+    assert mask.tolist() == [False, True]
+
+
+def test_flatline_flags_from_the_nth_identical_reading() -> None:
+    values = floats(1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0)
+    mask, state = checks.flatline(values, minutes(*range(8)), checks.FlatState(), records=4, duration_us=None)
+    assert mask.tolist() == [False, False, False, False, True, True, False, False]
+    assert (state.value, state.run) == (3.0, 2)
+
+
+def test_flatline_by_duration_and_tolerance() -> None:
+    values = floats(5.0, 5.001, 4.999, 5.0, 6.0)
+    mask, _ = checks.flatline(values, minutes(0, 30, 60, 90, 120), checks.FlatState(), records=None,
+                              duration_us=60 * MIN, tolerance=0.01)
+    assert mask.tolist() == [False, False, True, True, False]
+    mask, _ = checks.flatline(values, minutes(0, 30, 60, 90, 120), checks.FlatState(), records=None,
+                              duration_us=60 * MIN, tolerance=0.0)
+    assert not mask.any()
+
+
+def test_gap_flags_the_record_after_a_silence_but_not_late_out_of_order_ones() -> None:
+    times = minutes(0, 15, 30, 90, 60, 105)  # 30 → 90 is a gap; 60 arrives late
+    mask, state = checks.gap(times, checks.GapState(), every_us=15 * MIN, tolerance_us=5 * MIN)
+    assert mask.tolist() == [False, False, False, True, False, False]
+    mask, _ = checks.gap(minutes(140), state, every_us=15 * MIN, tolerance_us=5 * MIN)
+    assert mask.tolist() == [True]  # the gap is seen across batches
+
+
+def test_late_is_arrival_minus_event_time() -> None:
+    times = minutes(0, 50, 58)
+    assert checks.late(times, int(minutes(60)[0]), 5 * MIN).tolist() == [True, True, False]
+
+
+def test_the_comparison_grammar_holds_chains_and_refuses_code() -> None:
+    comparison = parse_expr("0 <= low <= high")
+    assert comparison.fields == ["low", "high"]
+    columns = {"low": floats(1, 3, -1, NAN), "high": floats(2, 2, 0, 1)}
+    assert checks.consistency(comparison, columns, 4).tolist() == [False, True, True, False]
+    for text in ("__import__('os')", "low <=", "low high", "1 < 2", "low = high", "low <= high; x"):
+        with pytest.raises(ValueError):
+            parse_expr(text)
+
+
+def _stream(quality: list[dict[str, Any]], key: str | None = "station") -> Stream:
+    return Stream.model_validate({"key": key, "fields": {"time": {"type": "timestamp"}, "station": {"type": "string"},
+                                                         "level": {"type": "float", "nullable": True},
+                                                         "low": {"type": "float", "nullable": True}},
+                                  "quality": quality})
+
+
+CHECKS = [{"check": "range", "field": "level", "min": 0, "max": 15},
+          {"check": "spike", "field": "level", "max_change": 0.5, "per": "15min", "severity": "bad"},
+          {"check": "flatline", "field": "level", "records": 4},
+          {"check": "gap", "every": "15min", "tolerance": "5min", "max_delay": "1d"},
+          {"check": "consistency", "expr": "low <= level", "name": "low_below"},
+          {"check": "completeness", "window": "1h"}]
+
+
+def _table(levels: list[float | None], *, stations: list[str] | None = None, skip: set[int] = frozenset()) -> pa.Table:
+    rows = [i for i in range(len(levels)) if i not in skip]
+    return pa.table({"time": pa.array([T0 + timedelta(minutes=15 * i) for i in rows], pa.timestamp("us", tz="UTC")),
+                     "station": [(stations or ["A"] * len(levels))[i] for i in rows],
+                     "level": pa.array([levels[i] for i in rows], pa.float64()),
+                     "low": pa.array([0.5] * len(rows), pa.float64())})
+
+
+def _flags(plan: QualityPlan, table: pa.Table, state: CarriedState) -> list[tuple[int, str | None]]:
+    codes, reasons = plan.apply(table, arrival_us=int(T0.timestamp() * 1e6) + 86400 * 10**6, state=state)
+    return list(zip(codes.to_pylist(), reasons.to_pylist(), strict=True))
+
+
+LEVELS: list[float | None] = [1.0, 1.1, 4.0, 1.2, 1.3, 1.3, 1.3, 1.3, 1.3, None, 20.0, 1.4, 0.2, 1.5, 1.6]
+
+
+def test_a_batch_is_flagged_with_the_worst_severity_and_every_failed_check() -> None:
+    declared = _stream(CHECKS)
+    plan = QualityPlan(declared.quality, time_field="time", key="station")
+    flags = _flags(plan, _table(LEVELS, skip={13}), CarriedState())
+    assert flags[2] == (2, "spike:level")  # 1.1 → 4.0 in 15 min; the return to 1.2 is not flagged
+    assert flags[3] == (0, None)
+    assert flags[7] == (1, "flatline:level") and flags[8] == (1, "flatline:level")  # the 4th and 5th 1.3
+    assert flags[10] == (2, "range:level,spike:level")
+    assert flags[12] == (2, "spike:level,low_below")  # low 0.5 > level 0.2, after a drop of 1.2
+    assert flags[13] == (1, "gap")  # reading 13 never came
+    assert [c for c, _ in flags].count(0) == 8
+
+
+@pytest.mark.parametrize("cut", range(1, 14))
+def test_state_carried_across_batches_flags_a_split_series_as_one(cut: int) -> None:
+    declared = _stream(CHECKS)
+    plan = QualityPlan(declared.quality, time_field="time", key="station")
+    whole = _flags(plan, _table(LEVELS, skip={13}), CarriedState())
+    table, state = _table(LEVELS, skip={13}), CarriedState()
+    split = _flags(plan, table.slice(0, cut), state) + _flags(plan, table.slice(cut), state)
+    assert split == whole
+
+
+def test_sources_of_one_stream_are_judged_apart() -> None:
+    declared = _stream([{"check": "spike", "field": "level", "max_change": 0.5},
+                        {"check": "flatline", "field": "level", "records": 3}])
+    plan = QualityPlan(declared.quality, time_field="time", key="station")
+    levels: list[float | None] = [1.0, 9.0, 1.1, 9.1, 1.2, 9.2, 1.2, 9.2, 1.2, 9.2]
+    stations = ["A", "B"] * 5  # interleaved: A changes little, B too; together they would jump every record
+    flags = _flags(plan, _table(levels, stations=stations), CarriedState())
+    assert [c for c, _ in flags] == [0] * 8 + [1, 1]  # only each station's third identical reading
+
+
+def test_function_exclusion_keeps_offsets_of_the_whole_batch() -> None:
+    records = [{"_offset": i, "_quality": q} for i, q in enumerate(["good", "bad", "good", "bad", "good", "good"])]
+    calls, used = select_kept_calls(FunctionTrigger(kind="record"), records, {"bad"})
+    assert [([r["_offset"] for r in rs], through) for rs, through in calls] == [([0], 1), ([2], 3), ([4], 5),
+                                                                                ([5], 6)]
+    assert used == 6
+    calls, used = select_kept_calls(FunctionTrigger(kind="count", count=3), records, {"bad"})
+    assert [([r["_offset"] for r in rs], through) for rs, through in calls] == [([0, 2, 4], 5)]
+    assert used == 5  # the window of [5] waits; the skipped records before it are consumed
+    calls, used = select_kept_calls(FunctionTrigger(kind="count", count=3), records[:4], {"bad"})
+    assert calls == [] and used == 0
+
+
+def test_indicators_count_flags_lateness_and_completeness_per_window() -> None:
+    times = minutes(0, 15, 30, 45, 60, 75, 150)  # window 2 (120-180 min) misses 3 of 4 readings
+    arrival = times + 30_000_000  # 30 s late each
+    report = summarise(twin_id="tw-1", stream="gauges", times_us=times, arrival_us=arrival,
+                       flags=np.asarray([0, 0, 1, 2, 0, 0, 1], dtype=np.int8),
+                       reasons=[None, None, "flatline:level", "range:level,spike:level", None, None, "gap"],
+                       sources=1, start=None, end=None, window=timedelta(hours=1), cadence=timedelta(minutes=15),
+                       completeness_min=0.9, checks=["range:level"])
+    assert [w.records for w in report.windows] == [4, 2, 1]
+    first, second, third = report.windows
+    assert (first.good, first.suspect, first.bad) == (2, 1, 1) and first.shares["bad"] == 0.25
+    assert first.checks == {"flatline:level": 1, "range:level": 1, "spike:level": 1}
+    assert first.completeness == 1.0 and first.complete is True
+    # the last window is expected to hold readings up to one step after the last one (150 min): 3, not 4
+    assert second.completeness == 0.5 and second.complete is False and third.completeness == pytest.approx(1 / 3)
+    assert third.lateness_median_s == pytest.approx(30.0) and third.checks == {"gap": 1}
+    assert report.total.records == 7 and report.total.expected == 11 and report.total.completeness == 7 / 11
+    fixed = summarise(twin_id="tw-1", stream="gauges", times_us=times, arrival_us=arrival,
+                      flags=np.zeros(7, dtype=np.int8), reasons=[None] * 7, sources=2, start=T0,
+                      end=T0 + timedelta(hours=4), window=timedelta(hours=1), cadence=timedelta(minutes=15),
+                      completeness_min=None, checks=[])
+    assert [w.expected for w in fixed.windows] == [8, 8, 8, 8]  # from/to given: whole windows, per source
+    assert fixed.windows[3].records == 0 and fixed.windows[3].completeness == 0.0
