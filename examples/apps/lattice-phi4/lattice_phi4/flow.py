@@ -132,7 +132,7 @@ def phi4_flow() -> Any:
     return TrainingTask(
         build_model=build_flow, datasets=datasets, loss=reverse_kl, predict=predict,
         metrics={"acceptance_rate": acceptance_rate, "ess": ess},
-        config=TrainingConfig(epochs=20, batch_size=BATCH, seed=1, log_every=25,
+        config=TrainingConfig(epochs=20, batch_size=BATCH, seed=1, log_every=25, threads=1,
                               optimizer=OptimizerConfig(name="adam", lr=0.003), params={"layers": 8, "hidden": 8}),
         gate={"acceptance_rate": {"min": 0.2}, "thresholds": {"ess": {"min": 0.05}}, "compare": "val_loss",
               "mode": "min", "margin": 0.05},
