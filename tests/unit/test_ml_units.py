@@ -119,8 +119,8 @@ def test_fit_uses_the_configured_threads_and_restores_torch_default() -> None:
         (inputs,) = batch  # type: ignore[misc]
         return model(inputs).pow(2).mean()
 
-    task = TrainingTask(build_model=lambda _p: nn.Linear(2, 1), datasets=lambda _d: (TensorDataset(x), TensorDataset(x)),
-                        loss=loss)
+    task = TrainingTask(build_model=lambda _p: nn.Linear(2, 1),
+                        datasets=lambda _d: (TensorDataset(x), TensorDataset(x)), loss=loss)
     before = torch.get_num_threads()
     fit(task, TrainingConfig(epochs=1, batch_size=8, threads=1), TrainingData())
     assert seen and set(seen) == {1}

@@ -83,7 +83,7 @@ def plot_histograms(path: Path, samples: dict[str, Sequence[float] | Any], *, xl
     edges = np.linspace(low, high, bins + 1)
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for label, v in values.items():
-        ax.hist(v, bins=edges, density=True, histtype="step", lw=1.6, label=label)
+        ax.hist(v, bins=edges.tolist(), density=True, histtype="step", lw=1.6, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(title, loc="left")

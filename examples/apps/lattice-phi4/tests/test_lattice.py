@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from lattice_phi4.action import action, observables
 from lattice_phi4.chain import ess_per_sample, independence_metropolis
 from lattice_phi4.reference import reference_summary

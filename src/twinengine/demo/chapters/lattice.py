@@ -46,7 +46,8 @@ def _train(ctx: DemoContext, twin: str, config: dict[str, Any], label: str) -> A
     return run, decision
 
 
-def _workflow(ctx: DemoContext, twin: str, name: str, parameters: dict[str, Any]) -> tuple[Any, np.ndarray[Any, Any]]:
+def _workflow(ctx: DemoContext, twin: str, name: str,
+              parameters: dict[str, Any]) -> tuple[Any, np.ndarray[Any, Any]]:
     uma = ctx.client("uma")
     run = uma.workflows.run(twin, name, parameters, sync=True)
     if run.status != "finished":
@@ -58,7 +59,7 @@ def _workflow(ctx: DemoContext, twin: str, name: str, parameters: dict[str, Any]
 
 def _row(label: str, flow: tuple[float, float], ref: tuple[float, float]) -> tuple[str, str, float]:
     pull = abs(flow[0] - ref[0]) / math.hypot(flow[1], ref[1])
-    return label, f"flow {flow[0]:.4f} ± {flow[1]:.4f} | reference {ref[0]:.4f} ± {ref[1]:.4f} | {pull:.1f} σ", pull
+    return label, f"flow {flow[0]:.4f} ± {flow[1]:.4f} | reference {ref[0]:.4f} ± {ref[1]:.4f} | {pull:.1f} sigma", pull
 
 
 def flow_sampling(ctx: DemoContext) -> None:
@@ -73,12 +74,14 @@ def flow_sampling(ctx: DemoContext) -> None:
                            description="2D phi^4 on a periodic lattice, sampled with a normalising flow")
     ctx.say(f"uma created twin {twin.name}: L = {o.lattice_size}, m^2 = -4, lambda = 8")
     good, accepted = _train(ctx, twin.name, {"epochs": o.epochs}, f"training the flow ({o.epochs} epochs)")
+    verdict = "champion" if accepted and accepted.accepted else f"rejected: {accepted and accepted.reason}"
     ctx.say(f"flow v{good.model_version}: reverse KL {good.metrics['val_loss']:.3f}, acceptance "
             f"{good.metrics['acceptance_rate']:.2f}, ESS/sample {good.metrics['ess']:.2f} on the held-out draws; "
-            f"gate: {'champion' if accepted and accepted.accepted else 'rejected: ' + str(accepted and accepted.reason)}")
+            f"gate: {verdict}")
     bad, rejected = _train(ctx, twin.name, UNTRAINED, "an untrained flow")
+    verdict = "accepted" if rejected and rejected.accepted else f"rejected: {rejected and rejected.reason}"
     ctx.say(f"flow v{bad.model_version} (one epoch at lr 1e-7): acceptance {bad.metrics['acceptance_rate']:.3f}; "
-            f"gate: {'accepted?!' if rejected and rejected.accepted else 'rejected: ' + str(rejected and rejected.reason)}")
+            f"gate: {verdict}")
     flow_run, configs = _workflow(ctx, twin.name, "sample", {"n": o.flow_samples, "seed": o.seed})
     ref_run, ref_m = _workflow(ctx, twin.name, "reference", {"sweeps": o.reference_sweeps, "chains": 16,
                                                              "seed": o.seed + 1})
