@@ -101,3 +101,29 @@ def test_search_space_validation() -> None:
         parse_space({"params.hidden": {"type": "int", "low": 10, "high": 2}})
     with pytest.raises(ValidationError, match="choices"):
         parse_space({"optimizer.name": {"type": "categorical"}})
+
+
+def test_fit_uses_the_configured_threads_and_restores_torch_default() -> None:
+    need_modules("ml", "torch", hint="pip install -e '.[ml]'")
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from twinengine.ml.trainer import TrainingData, TrainingTask, fit
+
+    seen: list[int] = []
+    x = torch.randn(16, 2)
+
+    def loss(model: nn.Module, batch: object) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        (inputs,) = batch  # type: ignore[misc]
+        return model(inputs).pow(2).mean()
+
+    task = TrainingTask(build_model=lambda _p: nn.Linear(2, 1),
+                        datasets=lambda _d: (TensorDataset(x), TensorDataset(x)), loss=loss)
+    before = torch.get_num_threads()
+    fit(task, TrainingConfig(epochs=1, batch_size=8, threads=1), TrainingData())
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValidationError, match="threads"):
+        TrainingConfig(threads=0)

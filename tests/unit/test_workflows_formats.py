@@ -47,3 +47,16 @@ def test_format_errors(tmp_path: Path) -> None:
     four = xr.DataArray(np.zeros((2, 2, 2, 2)), dims=("t", "bands", "y", "x"))
     with pytest.raises(ProcessParameterInvalid, match="at most one more dimension"):
         write(four, find_format("GTiff"), tmp_path, "y")
+
+
+def test_npy_keeps_numeric_arrays_as_numpy_bytes_and_refuses_the_rest(tmp_path: Path) -> None:
+    configs = np.random.default_rng(0).normal(size=(5, 4, 4))
+    path = write(configs.tolist(), find_format("npy"), tmp_path, "e")
+    assert path.suffix == ".npy"
+    assert np.array_equal(np.load(path, allow_pickle=False), configs)
+    cube = xr.DataArray(np.arange(6.0).reshape(2, 3), dims=("y", "x"))
+    assert np.array_equal(np.load(write(cube, find_format("NPY"), tmp_path, "f")), cube.values)
+    with pytest.raises(ProcessParameterInvalid, match="rectangular"):
+        write([[1.0, 2.0], [3.0]], find_format("NPY"), tmp_path, "g")
+    with pytest.raises(ProcessParameterInvalid, match="numeric"):
+        write(["a", "b"], find_format("NPY"), tmp_path, "h")

@@ -23,14 +23,24 @@ def demo(
     plot: Path | None = typer.Option(None, "--plot", help="Where to write the level plot (PNG)."),
     serve: bool = typer.Option(False, "--serve", help="Keep serving the engine and its portal (/ui/) after the "
                                                       "story, until Ctrl-C."),
+    app: str = typer.Option("river-reach", "--app", help="Whose story: river-reach (the default demo) or "
+                                                         "lattice-phi4 (flow-based sampling of phi^4 theory)."),
+    lattice_size: int = typer.Option(4, "--lattice-size", min=2, max=64, help="lattice-phi4: L of the twin."),
+    epochs: int = typer.Option(8, "--epochs", min=1, max=10_000, help="lattice-phi4: epochs of the flow's "
+                                                                       "training (50 steps each)."),
 ) -> None:
-    """Publish river-reach, create a twin, simulate its gauges, time-travel, fork a what-if, plot it."""
+    """Publish river-reach, create a twin, simulate its gauges, time-travel, fork a what-if, plot it.
+
+    With --app lattice-phi4: train a normalising flow for 2D phi^4 theory, sample it, compare with a local
+    Metropolis chain."""
     from twinengine.demo.context import DemoOptions
-    from twinengine.demo.runner import run_demo
+    from twinengine.demo.runner import APP_CHAPTERS, run_demo
 
     out = state_of(ctx)
+    if app not in APP_CHAPTERS:
+        raise typer.BadParameter(f"{app!r} has no demo; choose one of {', '.join(APP_CHAPTERS)}", param_hint="--app")
     options = DemoOptions(data_dir=data_dir, hours=hours, step_minutes=step_minutes, seed=seed, plot=plot,
-                          serve=serve)
+                          serve=serve, app=app, lattice_size=lattice_size, epochs=epochs)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, disable=out.as_json) as bars:

@@ -31,6 +31,11 @@ class DemoOptions:
     plot: Path | None = None
     serve: bool = False
     start: datetime = datetime(2026, 3, 1, tzinfo=UTC)
+    app: str = "river-reach"  # whose story: a key of runner.APP_CHAPTERS
+    lattice_size: int = 4  # lattice-phi4: L of the twin
+    epochs: int = 8  # lattice-phi4: epochs of the flow's training (50 steps each)
+    flow_samples: int = 4096  # lattice-phi4: proposals of the flow-based chain
+    reference_sweeps: int = 4000  # lattice-phi4: measured sweeps per reference chain (16 chains)
 
 
 def _quiet(_text: str) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_corrections", "plot_levels"]
+__all__ = ["plot_corrections", "plot_histograms", "plot_levels"]
 
 
 def plot_levels(path: Path, *, times: Sequence[datetime], levels: Sequence[float], rain: Sequence[float],
@@ -62,6 +62,33 @@ def plot_corrections(path: Path, *, times: Sequence[datetime], observed: Sequenc
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_histograms(path: Path, samples: dict[str, Sequence[float] | Any], *, xlabel: str, title: str = "",
+                    bins: int = 60) -> Path:
+    """Normalised histograms of several samples on shared bins (one step line per label)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    values = {label: np.asarray(v, dtype=float).ravel() for label, v in samples.items()}
+    low = min(float(v.min()) for v in values.values())
+    high = max(float(v.max()) for v in values.values())
+    edges = np.linspace(low, high, bins + 1)
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    for label, v in values.items():
+        ax.hist(v, bins=edges.tolist(), density=True, histtype="step", lw=1.6, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_title(title, loc="left")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -18,12 +18,12 @@ from typing import Any
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.demo.chapters import edr, lake, ml, portal, streams, twins, workflows
+from twinengine.demo.chapters import edr, lake, lattice, ml, portal, streams, twins, workflows
 from twinengine.demo.context import Advance, DemoContext, DemoOptions
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
 
-__all__ = ["CHAPTERS", "find_app_folder", "run_demo"]
+__all__ = ["APP_CHAPTERS", "CHAPTERS", "find_app_folder", "run_demo"]
 
 APP_FOLDER_NAME = "river-reach"
 PEOPLE = (("ada", "developer"), ("uma", "user"), ("gauge-rr01", "user"))
@@ -45,23 +45,28 @@ CHAPTERS: list[Chapter] = [
     portal.portal,
     twins.audit,
 ]
+# ``twin demo --app NAME``: the story of another reference app (the default demo runs river-reach's CHAPTERS)
+APP_CHAPTERS: dict[str, list[Chapter]] = {
+    APP_FOLDER_NAME: CHAPTERS,
+    "lattice-phi4": [twins.publish_app, lattice.flow_sampling],
+}
 
 
-def find_app_folder() -> Path:
-    """The reference app: shipped inside the wheel, or in the source tree next to ``src/``."""
-    shipped = resources.files("twinengine").joinpath("_examples").joinpath(APP_FOLDER_NAME)
+def find_app_folder(name: str = APP_FOLDER_NAME) -> Path:
+    """A reference app: shipped inside the wheel, or in the source tree next to ``src/``."""
+    shipped = resources.files("twinengine").joinpath("_examples").joinpath(name)
     if shipped.is_dir():
         return Path(str(shipped))
-    source = Path(__file__).resolve().parents[3] / "examples" / "apps" / APP_FOLDER_NAME
+    source = Path(__file__).resolve().parents[3] / "examples" / "apps" / name
     if (source / "twinapp.yaml").is_file():
         return source
-    raise FileNotFoundError("the river-reach example app is not installed with this engine")
+    raise FileNotFoundError(f"the {name} example app is not installed with this engine")
 
 
 def _import_app_package(folder: Path) -> Any:
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
-    return importlib.import_module("river_reach")
+    return importlib.import_module(folder.name.replace("-", "_"))
 
 
 def _serve_until_interrupted(ctx: DemoContext, say: Callable[[str], None]) -> None:
@@ -100,7 +105,8 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
     runtime = Runtime.from_settings(Settings(data_dir=data_dir, lake_endpoint="site-a", stream_segment_bytes=4096))
     try:
         admin_token = runtime.start() or _admin_token(runtime)  # kept in memory only
-        folder = find_app_folder()
+        chapters = APP_CHAPTERS[options.app]
+        folder = find_app_folder(options.app)
         with InProcessServer(create_app(runtime=runtime)) as server:
             say(f"engine up at {server.url} (store: {runtime.db.backend}, data: {runtime.data_dir})")
             with Client(server.url, admin_token) as admin:
@@ -113,7 +119,7 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
                                           f"data {runtime.data_dir}"))
             ctx.facts.update(data_dir=str(runtime.data_dir), backend=runtime.db.backend)
             try:
-                for chapter in CHAPTERS:
+                for chapter in chapters:
                     chapter(ctx)
                 twin = ctx.client("uma").get_twin(ctx.facts["twin_name"])
                 ctx.facts["twin"] = twin.model_dump(mode="json")

@@ -50,6 +50,9 @@ class TrainingConfig(_Strict):
                                                                   "the validation set (all when empty).")
     log_every: int = Field(default=10, ge=1, description="Steps between training-loss points sent to the registry.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda when available.")
+    threads: int | None = Field(default=None, ge=1, le=1024, description="CPU threads of torch's operators "
+                                "during the fit (restored after); small models on a busy machine train faster on "
+                                "one. None: torch's default.")
     params: dict[str, Any] = Field(default_factory=dict, description="Model hyper-parameters for build_model.")
 
     @model_validator(mode="after")

@@ -167,6 +167,18 @@ def fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, check
         sink: MetricSink | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
         should_stop: Callable[[], bool] | None = None) -> FitResult:
     """Train ``task`` under ``config``; resumes from ``checkpoint`` when that file exists."""
+    threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _fit(task, config, data, checkpoint=checkpoint, sink=sink, on_epoch=on_epoch, should_stop=should_stop)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None,
+         sink: MetricSink | None, on_epoch: Callable[[EpochReport], None] | None,
+         should_stop: Callable[[], bool] | None) -> FitResult:
     rank, world = _world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")

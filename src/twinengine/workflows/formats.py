@@ -1,4 +1,7 @@
-"""Output formats of ``save_result``: netCDF, GeoTIFF (raster cubes), zarr (zipped store), JSON.
+"""Output formats of ``save_result``: netCDF, GeoTIFF (raster cubes), zarr (zipped store), JSON, NPY.
+
+NPY keeps a numeric array (a cube's values, a nested list of numbers) as NumPy's ``.npy`` bytes
+(``np.save``, no pickles): ensembles of configurations and other arrays without coordinates.
 
 Cubes are computed through the run's executor first, then written by xarray, h5netcdf, rioxarray and zarr.
 """
@@ -38,9 +41,10 @@ FORMATS = {
     "GTiff": OutputFormat("GTiff", "GeoTIFF", "tif", "image/tiff; application=geotiff", ("raster",)),
     "ZARR": OutputFormat("ZARR", "Zarr store (zipped)", "zarr.zip", "application/zip", ("raster",)),
     "JSON": OutputFormat("JSON", "JSON", "json", "application/json", ("raster", "vector", "table", "other")),
+    "NPY": OutputFormat("NPY", "NumPy array (.npy)", "npy", "application/x-npy", ("raster", "other")),
 }
 _ALIASES = {"nc": "netCDF", "netcdf": "netCDF", "gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff",
-            "tiff": "GTiff", "zarr": "ZARR", "json": "JSON"}
+            "tiff": "GTiff", "zarr": "ZARR", "json": "JSON", "npy": "NPY"}
 
 
 def find_format(name: str) -> OutputFormat:
@@ -110,6 +114,9 @@ def to_json_value(value: Any) -> Any:
 def write(data: Any, fmt: OutputFormat, folder: Path, stem: str) -> Path:
     """Write computed ``data`` (numpy-backed) in ``fmt`` under ``folder``; returns the file."""
     path = folder / f"{stem}.{fmt.extension}"
+    if fmt.name == "NPY":
+        _write_npy(data, path)
+        return path
     is_cube = isinstance(data, xr.DataArray | xr.Dataset)
     if fmt.name == "JSON" or not is_cube:
         if fmt.name != "JSON":
@@ -140,3 +147,19 @@ def write(data: Any, fmt: OutputFormat, folder: Path, stem: str) -> Path:
         cube.attrs = _clean_attrs(cube.attrs)
         cube.rio.to_raster(path)
     return path
+
+
+def _write_npy(data: Any, path: Path) -> None:
+    """A numeric array as .npy; anything else (ragged lists, strings, objects) is refused, never pickled."""
+    values = data.values if isinstance(data, xr.DataArray) else data
+    if isinstance(values, xr.Dataset):
+        raise ProcessParameterInvalid("format NPY needs one array; this result is a dataset of "
+                                      f"{len(values.data_vars)} variables (select one, or use netCDF)")
+    try:
+        array = np.asarray(values)
+    except ValueError as exc:  # ragged nested lists
+        raise ProcessParameterInvalid(f"format NPY needs a rectangular numeric array: {exc}") from None
+    if array.dtype.kind not in "biuf":
+        raise ProcessParameterInvalid(f"format NPY needs a numeric array; this result has dtype {array.dtype}")
+    with path.open("wb") as handle:
+        np.save(handle, array, allow_pickle=False)

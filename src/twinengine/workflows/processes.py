@@ -210,7 +210,7 @@ ENGINE_SPECS: list[tuple[dict[str, Any], Any, bool]] = [
             ("temporal_extent", [_INTERVAL, {"type": "null"}], True, "[start, end)"),
             ("bands", [{"type": "array", "items": {"type": "string"}}, {"type": "null"}], True, "Variables"),
             ("properties", [{"type": "object"}, {"type": "null"}], True, "Ignored")], _CUBE), load_stac, True),
-    (_spec("save_result", "Keep the data as a result of the run (netCDF, GTiff, ZARR, JSON)",
+    (_spec("save_result", "Keep the data as a result of the run (netCDF, GTiff, ZARR, JSON, NPY)",
            [("data", _ANY, False, "What to keep"), ("format", {"type": "string"}, False, "Output format"),
             ("options", {"type": "object"}, True, "Format options")], {"type": "boolean"}), save_result, True),
     (_spec("run_udf", "Run Python code in a separate process with a time limit",
