@@ -7,6 +7,10 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+# The CLI's rich consoles are made at import, when COLUMNS fixes their width for good: make it wide in every
+# test process (xdist workers import the CLI before any CliRunner sets it), so tables never wrap a value.
+os.environ["COLUMNS"] = "200"
+
 import psycopg
 import pytest
 from sqlalchemy import text
