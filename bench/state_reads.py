@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.progress import Progress
+from state_writes import fresh_pg_database, postgres_url  # beside this script
 
 from twinengine.api import create_app
 from twinengine.auth.principal import SYSTEM, Principal, Role
@@ -40,9 +40,6 @@ from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
 from twinengine.twins import service, state
 from twinengine.twins.schemas import StateKind
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from state_writes import fresh_pg_database, postgres_url  # noqa: E402
 
 APP = Path(__file__).resolve().parents[1] / "examples" / "apps" / "river-reach"
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
