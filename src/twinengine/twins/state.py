@@ -140,7 +140,7 @@ def _value(row: Any) -> PropertyValue:
 
 
 def heads(session: Session, twin_id: str) -> Snapshot:
-    """The current state: one short index range over the heads, whatever the length of the history."""
+    """The heads as stored: one short index range, whatever the length of the history."""
     rows = session.execute(select(*_HEAD).where(StateHead.twin_id == twin_id))
     return {(row.property, StateKind(row.kind)): _value(row) for row in rows}
 
@@ -181,8 +181,8 @@ def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | 
 def snapshot_at_revision(session: Session, twin: Twin, revision: int) -> Snapshot:
     if revision < 0 or revision > twin.head_revision:
         raise RevisionNotFound(f"twin {twin.name} has revisions 0..{twin.head_revision}, not {revision}")
-    if revision == twin.head_revision:
-        return heads(session, twin.id)
+    # Also for the head revision: a revision committed since the twin's row was read (PostgreSQL reads each
+    # statement afresh) has newer heads, which must not show up under the older number.
     return _as_of(session, twin.id, revision, None)
 
 
