@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -120,7 +120,7 @@ def _write_heads(session: Session, twin_id: str, number: int, values: list[NewVa
     """Make this revision's values the heads of their (property, kind): one upsert for the whole revision.
     The twin's row is locked by the counter update, so no other writer of this twin's heads runs meanwhile."""
     upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = upsert(StateHead.__table__)  # Core, not the ORM's bulk path: a third of the cost
+    statement = upsert(cast(Table, StateHead.__table__))  # Core, not the ORM's bulk path: a third of the cost
     statement = statement.on_conflict_do_update(
         index_elements=["twin_id", "property", "kind"],
         set_={c: statement.excluded[c] for c in ("revision", "value", "unit", "timestamp")},
