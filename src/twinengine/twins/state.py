@@ -120,7 +120,7 @@ def _write_heads(session: Session, twin_id: str, number: int, values: list[NewVa
     """Make this revision's values the heads of their (property, kind): one upsert for the whole revision.
     The twin's row is locked by the counter update, so no other writer of this twin's heads runs meanwhile."""
     upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = upsert(cast(Table, StateHead.__table__))  # Core, not the ORM's bulk path: a third of the cost
+    statement = upsert(cast(Table, StateHead.__table__))  # Core: no ORM bulk-insert bookkeeping
     statement = statement.on_conflict_do_update(
         index_elements=["twin_id", "property", "kind"],
         set_={c: statement.excluded[c] for c in ("revision", "value", "unit", "timestamp")},
