@@ -9,7 +9,7 @@ from typer.core import TyperGroup
 
 from twinengine._version import __version__
 from twinengine.cli import apps, audit, demo, lake, ml, quality, state, streams, tokens, twins, workflows
-from twinengine.cli._common import DataDirOption, Output, console, err_console, local_settings
+from twinengine.cli._common import DataDirOption, Output, console, err_console, local_settings, state_of
 from twinengine.client import DEFAULT_URL
 from twinengine.errors import TwinEngineError
 
@@ -125,6 +125,44 @@ def db_current(data_dir: Any = DataDirOption) -> None:
         console.print(f"current {migrate.current_revision(db)}, head {migrate.head_revision(db)}")
     finally:
         db.dispose()
+
+
+@db_app.command("rebuild-state")
+def db_rebuild_state(ctx: typer.Context,
+                     twin: str | None = typer.Option(None, "--twin", help="Only this twin (name or id)."),
+                     data_dir: Any = DataDirOption) -> None:
+    """Rebuild twins' current-state heads from their revision log (the log is the truth); safe while serving."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from twinengine.store import migrate
+    from twinengine.store.engine import Database
+    from twinengine.twins.rebuild import rebuild_state, twins_to_rebuild
+
+    db = Database(local_settings(data_dir).db_url)
+    try:
+        current, head = migrate.current_revision(db), migrate.head_revision(db)
+        if current != head:
+            err_console.print(f"[red]error[/red]: the store is at migration {current}, not {head}: run `twin db "
+                              "upgrade` first (it also builds the heads)", highlight=False)
+            raise typer.Exit(1)
+        selected = twins_to_rebuild(db, twin)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("revisions"),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=err_console, transient=True) as progress:
+            task = progress.add_task("rebuilding state heads", total=sum(n for _, _, n in selected))
+            done = rebuild_state(db, selected, lambda r: progress.advance(task, max(r.revisions, 1)))
+    finally:
+        db.dispose()
+    drifted = [r.name for r in done if r.drifted]
+    revisions = sum(r.revisions for r in done)
+
+    def show() -> None:
+        console.print(f"rebuilt the state heads of {len(done)} twin{'s' * (len(done) != 1)} ({revisions:,} "
+                      "revisions)", highlight=False)
+        console.print(f"differed from the log and are now repaired: {', '.join(drifted)}" if drifted
+                      else "every twin's heads already matched its log", highlight=False)
+
+    state_of(ctx).emit({"twins": len(done), "revisions": revisions, "drifted": drifted}, show)
 
 
 @db_app.command("revision")

@@ -1,4 +1,5 @@
-"""Tables of the twins package: twins, grants, and the append-only state log (revisions and values)."""
+"""Tables of the twins package: twins, grants, the append-only state log (revisions and values), and the
+state heads derived from it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from twinengine.auth.policy import Permission
 from twinengine.store.base import Base, JSONValue, LogId, UTCDateTime, utcnow
 
-__all__ = ["StateRevision", "StateValue", "Twin", "TwinGrant"]
+__all__ = ["StateHead", "StateRevision", "StateValue", "Twin", "TwinGrant"]
 
 
 class Twin(Base):
@@ -90,7 +91,9 @@ class StateValue(Base):
                              ondelete="CASCADE"),
         UniqueConstraint("twin_id", "revision", "property", "kind"),
         Index("ix_state_values_by_revision", "twin_id", "property", "kind", "revision"),
-        Index("ix_state_values_by_time", "twin_id", "property", "kind", "timestamp"),
+        # Both indexes end in the order a read "as of" picks the latest value by, so that read is one seek
+        # per property, whatever the length of the history (see twins/state.py).
+        Index("ix_state_values_by_time", "twin_id", "property", "kind", "timestamp", "revision"),
     )
 
     id: Mapped[int] = mapped_column(LogId, primary_key=True, autoincrement=True)
@@ -98,6 +101,25 @@ class StateValue(Base):
     revision: Mapped[int] = mapped_column(Integer)
     property: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[Any] = mapped_column(JSONValue)
+    unit: Mapped[str | None] = mapped_column(String(64))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StateHead(Base):
+    """The current value of each (property, kind) of a twin: a copy of its newest ``StateValue``.
+
+    Derived from the log and written in the same transaction as each revision, so reading the current state
+    is one short index range, and the heads name the properties a read "as of" must look up. The log stays
+    the truth: ``twin db rebuild-state`` recomputes these rows from it.
+    """
+
+    __tablename__ = "state_heads"
+
+    twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True)
+    property: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
     value: Mapped[Any] = mapped_column(JSONValue)
     unit: Mapped[str | None] = mapped_column(String(64))
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime())

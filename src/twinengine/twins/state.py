@@ -1,19 +1,26 @@
 """A twin's event-sourced state: append revisions, read the state as of a revision or a time, list a
-property's history, diff two revisions. Functions here take an already authorized ``Twin``."""
+property's history, diff two revisions. Functions here take an already authorized ``Twin``.
+
+The log (``state_revisions``, ``state_values``) is the truth. ``state_heads`` holds each property's newest
+value, written with every revision: the current state is read from it, and a read "as of" a revision or
+a time does one index seek into the log per property it names. No read ranks the history.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, case, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from twinengine.catalog.manifest import Manifest
 from twinengine.errors import Problem, RevisionNotFound, ValidationFailed
 from twinengine.store.base import utcnow
-from twinengine.twins.models import StateRevision, StateValue, Twin
+from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
 from twinengine.twins.schemas import (
     DiffEntry,
     PropertyValue,
@@ -32,8 +39,10 @@ __all__ = [
     "append_revision",
     "diff",
     "get_revision",
+    "heads",
     "history",
     "read_state",
+    "rebuild_heads",
     "revisions",
     "snapshot_at_revision",
     "validate_write",
@@ -99,6 +108,7 @@ def append_revision(
     session.execute(insert(StateValue), [
         {"twin_id": twin.id, "revision": number, "property": v.property, "kind": v.kind.value, "value": v.value,
          "unit": v.unit, "timestamp": v.timestamp} for v in values])
+    _write_heads(session, twin.id, number, values)
     session.info.setdefault("twinengine.revisions", []).append((twin.id, number))  # announced after commit
     changes = [ValueChange(property=v.property, kind=v.kind, value=v.value, unit=v.unit, timestamp=v.timestamp)
                for v in values]
@@ -106,41 +116,105 @@ def append_revision(
                         changes=changes)
 
 
-def _latest(session: Session, twin_id: str, condition: ColumnElement[bool], by_time: bool) -> Snapshot:
-    order: list[Any] = [StateValue.revision.desc()]
-    if by_time:
-        order.insert(0, StateValue.timestamp.desc())
-    ranked = (
-        select(StateValue, func.row_number().over(partition_by=(StateValue.property, StateValue.kind),
-                                                  order_by=order).label("rank"))
-        .where(StateValue.twin_id == twin_id, condition)
-        .subquery()
+def _write_heads(session: Session, twin_id: str, number: int, values: list[NewValue]) -> None:
+    """Make this revision's values the heads of their (property, kind): one upsert for the whole revision.
+    The twin's row is locked by the counter update, so no other writer of this twin's heads runs meanwhile."""
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = upsert(cast(Table, StateHead.__table__))  # Core: no ORM bulk-insert bookkeeping
+    statement = statement.on_conflict_do_update(
+        index_elements=["twin_id", "property", "kind"],
+        set_={c: statement.excluded[c] for c in ("revision", "value", "unit", "timestamp")},
     )
-    rows = session.execute(select(ranked).where(ranked.c.rank == 1)).all()
-    return {
-        (row.property, StateKind(row.kind)): PropertyValue(value=row.value, unit=row.unit,
-                                                           timestamp=row.timestamp, revision=row.revision)
-        for row in rows
-    }
+    session.execute(statement, [
+        {"twin_id": twin_id, "property": v.property, "kind": v.kind.value, "revision": number, "value": v.value,
+         "unit": v.unit, "timestamp": v.timestamp} for v in values])
+
+
+# Plain rows, not ORM objects: nothing to keep in the identity map, and no stale heads after a rebuild.
+_HEAD = (StateHead.property, StateHead.kind, StateHead.revision, StateHead.value, StateHead.unit, StateHead.timestamp)
+_VALUE = (StateValue.id, StateValue.revision, StateValue.value, StateValue.unit, StateValue.timestamp)
+
+
+def _value(row: Any) -> PropertyValue:
+    return PropertyValue(value=row.value, unit=row.unit, timestamp=row.timestamp, revision=row.revision)
+
+
+def heads(session: Session, twin_id: str) -> Snapshot:
+    """The heads as stored: one short index range, whatever the length of the history."""
+    rows = session.execute(select(*_HEAD).where(StateHead.twin_id == twin_id))
+    return {(row.property, StateKind(row.kind)): _value(row) for row in rows}
+
+
+def _pick(twin_id: str, condition: ColumnElement[bool], order: list[Any]) -> Any:
+    """For the head row in scope: the id of the value a read "as of" sees, by a backward seek on an index of
+    the log that begins (twin, property, kind) and ends in ``order``."""
+    return (select(StateValue.id)
+            .where(StateValue.twin_id == twin_id, StateValue.property == StateHead.property,
+                   StateValue.kind == StateHead.kind, condition)
+            .order_by(*order).limit(1).correlate(StateHead).scalar_subquery())
+
+
+def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | None) -> Snapshot:
+    """The state as of a revision or a valid time: the heads name the (property, kind) pairs, and each pair
+    costs one index seek into the log, so the read grows with the number of properties, not of revisions.
+    A head not newer than the revision asked for is its own answer."""
+    if at is not None:
+        pick = _pick(twin_id, StateValue.timestamp <= at, [StateValue.timestamp.desc(), StateValue.revision.desc()])
+    else:
+        assert revision is not None
+        pick = case((StateHead.revision <= revision, None),
+                    else_=_pick(twin_id, StateValue.revision <= revision, [StateValue.revision.desc()]))
+    found: Snapshot = {}
+    wanted: dict[int, tuple[str, StateKind]] = {}
+    for head in session.execute(select(*_HEAD, pick.label("pick")).where(StateHead.twin_id == twin_id)):
+        key = (head.property, StateKind(head.kind))
+        if revision is not None and head.revision <= revision:
+            found[key] = _value(head)
+        elif head.pick is not None:
+            wanted[head.pick] = key
+    if wanted:
+        for row in session.execute(select(*_VALUE).where(StateValue.id.in_(list(wanted)))):
+            found[wanted[row.id]] = _value(row)
+    return found
 
 
 def snapshot_at_revision(session: Session, twin: Twin, revision: int) -> Snapshot:
     if revision < 0 or revision > twin.head_revision:
         raise RevisionNotFound(f"twin {twin.name} has revisions 0..{twin.head_revision}, not {revision}")
-    return _latest(session, twin.id, StateValue.revision <= revision, by_time=False)
+    # Also for the head revision: a revision committed since the twin's row was read (PostgreSQL reads each
+    # statement afresh) has newer heads, which must not show up under the older number.
+    return _as_of(session, twin.id, revision, None)
 
 
 def read_state(session: Session, twin: Twin, *, revision: int | None = None, at: datetime | None = None
                ) -> TwinState:
     """The state as of a revision (default: head), or as of a valid time ``at`` (latest value per property
-    whose timestamp is not after ``at``)."""
+    whose timestamp is not after ``at``, the later revision on a tie)."""
     if revision is not None and at is not None:
         raise ValidationFailed.one("at", "give either revision or at, not both")
     if at is not None:
-        snapshot = _latest(session, twin.id, StateValue.timestamp <= at, by_time=True)
-        return _state(twin, snapshot, revision=None, at=at)
+        return _state(twin, _as_of(session, twin.id, None, at), revision=None, at=at)
     number = twin.head_revision if revision is None else revision
     return _state(twin, snapshot_at_revision(session, twin, number), revision=number, at=None)
+
+
+def rebuild_heads(session: Session, twin_id: str) -> bool:
+    """Recompute a twin's heads from its log (the newest value of each property and kind); True when what
+    was stored differed. Reads the whole history once: a repair, not a query."""
+    before = heads(session, twin_id)
+    session.execute(delete(StateHead).where(StateHead.twin_id == twin_id))
+    ranked = (
+        select(StateValue.twin_id, StateValue.property, StateValue.kind, StateValue.revision, StateValue.value,
+               StateValue.unit, StateValue.timestamp,
+               func.row_number().over(partition_by=(StateValue.property, StateValue.kind),
+                                      order_by=StateValue.revision.desc()).label("rank"))
+        .where(StateValue.twin_id == twin_id)
+        .subquery()
+    )
+    columns = ["twin_id", "property", "kind", "revision", "value", "unit", "timestamp"]
+    session.execute(insert(StateHead).from_select(columns, select(*(ranked.c[c] for c in columns))
+                                                  .where(ranked.c.rank == 1)))
+    return heads(session, twin_id) != before
 
 
 def _state(twin: Twin, snapshot: Snapshot, *, revision: int | None, at: datetime | None) -> TwinState:

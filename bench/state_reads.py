@@ -1,0 +1,196 @@
+"""State reads against a trivial authenticated request, measured side by side, as a twin's history grows.
+
+For each backend (SQLite always; PostgreSQL when ``TWIN_BENCH_POSTGRES_URL`` or the default local server
+answers) and each history length it fills one twin with that many revisions (1 to 3 of five properties
+each, reported and desired, valid times mostly increasing with some late arrivals), then times, as the
+median of ``--repeat`` calls:
+
+- baseline: in process, ``twins.service.get_twin`` (authorize, one row); over HTTP, ``GET /api/v1/me``;
+- current state, state at a random revision, state at a random valid time, and the diff between two
+  random revisions: in process through ``twins.service`` (one read-only unit of work each), and over HTTP
+  with the SDK against the engine's app on a loopback port.
+
+Ratios are each read over the baseline of the same column. ``--plot FILE.png`` draws ms against revisions.
+
+Usage: python bench/state_reads.py [--revisions 1000,10000,100000] [--repeat 30] [--plot reads.png]
+       (``--revisions 1000000`` takes several minutes to fill per backend)
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.progress import Progress
+from state_writes import fresh_pg_database, postgres_url  # beside this script
+
+from twinengine.api import create_app
+from twinengine.auth.principal import SYSTEM, Principal, Role
+from twinengine.catalog.archive import pack
+from twinengine.catalog.service import publish
+from twinengine.client import Client
+from twinengine.config import Settings
+from twinengine.demo.server import InProcessServer
+from twinengine.runtime import Runtime
+from twinengine.twins import service, state
+from twinengine.twins.schemas import StateKind
+
+APP = Path(__file__).resolve().parents[1] / "examples" / "apps" / "river-reach"
+T0 = datetime(2020, 1, 1, tzinfo=UTC)
+REPORTED = ("level", "rain", "discharge", "storage")
+BATCH = 2000
+OPS = ("baseline", "current state", "at revision", "at time", "diff")
+
+
+def fill(runtime: Runtime, name: str, n: int, progress: Progress, label: str) -> None:
+    """``n`` revisions through the engine's own append path, ``BATCH`` revisions a transaction."""
+    rng = random.Random(7)
+    task = progress.add_task(f"{label}: filling {n:,} revisions", total=n)
+    done = 0
+    while done < n:
+        with runtime.db.session() as session:
+            twin = service.get_twin(session, principal=SYSTEM, ref=name)
+            for i in range(done, min(n, done + BATCH)):
+                late = rng.random() < 0.05  # a value that arrives after newer ones
+                stamp = T0 + timedelta(seconds=60 * i - (rng.randint(60, 3600) if late else 0))
+                props = rng.sample(REPORTED, rng.randint(1, 3))
+                values = [state.NewValue(p, StateKind.REPORTED, rng.uniform(0, 10), None, stamp) for p in props]
+                if i % 50 == 0:
+                    values.append(state.NewValue("alert_threshold", StateKind.DESIRED, rng.uniform(2, 4), None, stamp))
+                state.append_revision(session, twin, values, author="bench", message=None)
+            done = min(n, done + BATCH)
+        progress.update(task, completed=done)
+
+
+def median_ms(repeat: int, fn: Callable[[int], object]) -> float:
+    fn(0)  # warm caches and connections
+    times = []
+    for i in range(repeat):
+        start = time.perf_counter()
+        fn(i + 1)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def measure(runtime: Runtime, client: Client, name: str, n: int, repeat: int) -> dict[str, tuple[float, float]]:
+    rng = random.Random(11)
+    revs = [rng.randint(1, n) for _ in range(repeat + 1)]
+    times = [T0 + timedelta(seconds=60 * rng.randint(0, n)) for _ in range(repeat + 1)]
+    pairs = [(rng.randint(0, n), rng.randint(0, n)) for _ in range(repeat + 1)]
+
+    def local(call: Callable[..., object], **kwargs: object) -> Callable[[int], object]:
+        def run(i: int) -> object:
+            args = {k: (v[i] if isinstance(v, list) else v) for k, v in kwargs.items()}
+            with runtime.db.session(readonly=True) as session:
+                return call(session, principal=SYSTEM, ref=name, **args)
+        return run
+
+    in_process = {
+        "baseline": local(service.get_twin),
+        "current state": local(service.read_state),
+        "at revision": local(service.read_state, revision=revs),
+        "at time": local(service.read_state, at=times),
+        "diff": local(service.diff_state, from_revision=[a for a, _ in pairs], to_revision=[b for _, b in pairs]),
+    }
+    over_http: dict[str, Callable[[int], object]] = {
+        "baseline": lambda i: client.me(),
+        "current state": lambda i: client.get_state(name),
+        "at revision": lambda i: client.get_state(name, revision=revs[i]),
+        "at time": lambda i: client.get_state(name, at=times[i]),
+        "diff": lambda i: client.diff(name, *pairs[i]),
+    }
+    return {op: (median_ms(repeat, in_process[op]), median_ms(repeat, over_http[op])) for op in OPS}
+
+
+def run_backend(settings: Settings, label: str, sizes: list[int], repeat: int, progress: Progress
+                ) -> dict[int, dict[str, tuple[float, float]]]:
+    runtime = Runtime.from_settings(settings)
+    admin_token = runtime.start()
+    results = {}
+    try:
+        with runtime.db.session() as session:
+            publish(session, runtime.blobs, principal=SYSTEM, archive=pack(APP), max_archive_bytes=10**8,
+                    max_unpacked_bytes=10**8, steps=runtime.publish_steps)
+            for n in sizes:
+                service.create_twin(session, principal=Principal(name="uma", role=Role.USER),
+                                    app="river-reach@0.1.0", name=f"reach-{n}", parameters={"station": "RR-01"})
+        for n in sizes:
+            fill(runtime, f"reach-{n}", n, progress, label)
+        with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, admin_token) as client:
+            for n in sizes:
+                task = progress.add_task(f"{label}: reading at {n:,} revisions", total=None)
+                results[n] = measure(runtime, client, f"reach-{n}", n, repeat)
+                progress.remove_task(task)
+    finally:
+        runtime.close()
+    return results
+
+
+def report(label: str, results: dict[int, dict[str, tuple[float, float]]]) -> None:
+    print(f"\n{label}: median ms per read (ratio = read ÷ the trivial authenticated request of the same column)")
+    print(f"{'revisions':>10}  {'read':<14}{'in-process':>11}{'ratio':>7}{'HTTP':>9}{'ratio':>7}")
+    for n, ops in results.items():
+        base_local, base_http = ops["baseline"]
+        for op in OPS:
+            local_ms, http_ms = ops[op]
+            print(f"{n:>10,}  {op:<14}{local_ms:>11.2f}{local_ms / base_local:>7.1f}{http_ms:>9.2f}"
+                  f"{http_ms / base_http:>7.1f}")
+
+
+def plot(path: Path, all_results: dict[str, dict[int, dict[str, tuple[float, float]]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(all_results), figsize=(6 * len(all_results), 4.5), squeeze=False)
+    for ax, (label, results) in zip(axes[0], all_results.items(), strict=True):
+        sizes = sorted(results)
+        for op in OPS:
+            ax.plot(sizes, [results[n][op][0] for n in sizes], marker="o", label=f"{op} (in process)")
+        ax.plot(sizes, [results[n]["baseline"][1] for n in sizes], "k--", label="baseline (HTTP)")
+        ax.set(xscale="log", yscale="log", xlabel="revisions in the twin's history", ylabel="median ms",
+               title=label)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"\nplot: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--revisions", default="1000,10000,100000", help="Comma-separated history lengths.")
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--sqlite-only", action="store_true")
+    args = parser.parse_args()
+    sizes = sorted({int(s) for s in args.revisions.split(",") if s})
+    all_results = {}
+    with tempfile.TemporaryDirectory() as tmp, Progress(transient=True) as progress:
+        all_results["sqlite"] = run_backend(Settings(data_dir=Path(tmp) / "sqlite"), "sqlite", sizes, args.repeat,
+                                            progress)
+        admin_url = None if args.sqlite_only else postgres_url()
+        if admin_url:
+            url, drop = fresh_pg_database(admin_url)
+            try:
+                sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+                all_results["postgresql"] = run_backend(Settings(data_dir=Path(tmp) / "pg", database_url=sa_url),
+                                                        "postgresql", sizes, args.repeat, progress)
+            finally:
+                drop()
+    for label, results in all_results.items():
+        report(label, results)
+    if "postgresql" not in all_results and not args.sqlite_only:
+        print("\npostgresql: no server answered (set TWIN_BENCH_POSTGRES_URL)")
+    if args.plot:
+        plot(args.plot, all_results)
+
+
+if __name__ == "__main__":
+    main()
