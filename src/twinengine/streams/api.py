@@ -214,7 +214,8 @@ async def events(
         if table is not None:
             quiet = 0.0
             for record in table.to_pylist():
-                yield ServerSentEvent(data=jsonable(record), id=str(record[OFFSET]), event="record")
+                # json.dumps writes NaN and ±Infinity as tokens, as record pages do; encoding `data` nulls them.
+                yield ServerSentEvent(raw_data=json.dumps(jsonable(record)), id=str(record[OFFSET]), event="record")
                 position, sent = record[OFFSET] + 1, sent + 1
             continue
         if await request.is_disconnected() or (idle is not None and quiet >= idle):
