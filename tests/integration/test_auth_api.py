@@ -93,6 +93,9 @@ def test_every_write_is_audited_with_its_outcome(engine: Engine) -> None:
     assert all(e.target == "POST /api/v1/tokens" for e in page.items[:3])
     r = engine.http.get("/api/v1/audit", headers=engine.headers(user))
     assert r.status_code == 403
+    for name in ("since", "until"):  # a bare number is not read as seconds since 1970
+        r = engine.http.get("/api/v1/audit", params={name: "0.5"}, headers=engine.headers(engine.admin_token))
+        assert r.status_code == 422 and r.json()["details"][0]["loc"] == f"query.{name}"
 
 
 def test_oversized_bodies_are_413_and_audited(engine: Engine) -> None:

@@ -217,3 +217,13 @@ def test_non_finite_floats_are_kept_not_nulled(engine: Engine, uma: Client) -> N
         text = "".join(response.iter_text())
     events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
     assert [str(e["level"]) for e in events] == ["nan", "inf", "-inf"]
+
+
+def test_event_times_in_query_parameters_are_iso_8601_never_bare_numbers(engine: Engine, uma: Client) -> None:
+    headers = engine.headers(engine.token("uma", "user"))
+    for path, name in [(PATH, "since"), (PATH, "until"), (PATH.replace("records", "quality"), "from"),
+                       (PATH.replace("records", "quality"), "to")]:
+        r = engine.http.get(path, params={name: "0.5"}, headers=headers)
+        assert r.status_code == 422, (name, r.text)
+        assert r.json()["details"][0]["loc"] == f"query.{name}" and "ISO 8601" in r.json()["details"][0]["msg"]
+    assert engine.http.get(PATH, params={"since": "2026-03-01T00:00:00Z"}, headers=headers).status_code == 200

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Path, Query, Request, Response, status
@@ -25,7 +24,7 @@ from twinengine.auth.schemas import (
     TokenRead,
 )
 from twinengine.errors import ValidationFailed
-from twinengine.timeutil import parse_duration
+from twinengine.timeutil import Instant, parse_duration
 from twinengine.types import INT32_MAX
 
 __all__ = ["router"]
@@ -77,8 +76,8 @@ def list_audit(
     actor: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=80, description="Prefix of the operation id")] = None,
     outcome: Annotated[str | None, Query(pattern="^(success|denied|rejected|failed)$")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> AuditPage:
