@@ -66,6 +66,17 @@ def test_token_request_validation_names_fields(engine: Engine) -> None:
     assert r.status_code == 422 and r.json()["details"][0]["loc"] == "expires_in"
 
 
+def test_callers_without_the_right_hear_403_before_any_validation(engine: Engine) -> None:
+    user = engine.headers(engine.token("uma", "user"))
+    for body in ({"name": "Bad Name", "role": "boss"}, {"name": "ok", "role": "user", "expires_in": "soon"}, {}):
+        r = engine.http.post("/api/v1/tokens", json=body, headers=user)
+        assert r.status_code == 403 and r.json()["code"] == "PermissionDenied", (body, r.text)
+    assert engine.http.get("/api/v1/audit", params={"since": "0.5", "limit": 0}, headers=user).status_code == 403
+    assert engine.http.get("/api/v1/tokens", params={"identity": "x" * 100}, headers=user).status_code == 403
+    assert engine.http.delete("/api/v1/tokens/" + "x" * 100, headers=user).status_code == 403
+    assert engine.http.post("/api/v1/tokens", json={"name": "Bad Name", "role": "boss"}).status_code == 401
+
+
 def test_the_first_admin_token_is_kept_nowhere(engine: Engine) -> None:
     data_dir = engine.runtime.data_dir
     assert not (data_dir / "admin.token").exists()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Query, Request, Response, status
+from fastapi import Depends, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from twinengine.api.cookies import CREDENTIAL_SCOPE_KEY, SESSION_COOKIE
-from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, authorized
 from twinengine.api.routing import api_router
 from twinengine.auth import audit, service, sessions
 from twinengine.auth.issuer import verify_bearer
@@ -38,7 +38,8 @@ def me(principal: PrincipalDep) -> Me:
 
 
 @router.post("/tokens", tags=["tokens"], name="create", status_code=status.HTTP_201_CREATED,
-             summary="Issue a token (admins); creates the identity on first use")
+             summary="Issue a token (admins); creates the identity on first use",
+             dependencies=[Depends(authorized("token.create"))])
 def create_token(body: TokenCreate, session: SessionDep, runtime: RuntimeDep,
                  principal: PrincipalDep) -> TokenIssued:
     ttl = runtime.settings.token_ttl
@@ -53,14 +54,16 @@ def create_token(body: TokenCreate, session: SessionDep, runtime: RuntimeDep,
                        expires_at=signed.expires_at)
 
 
-@router.get("/tokens", tags=["tokens"], name="list", summary="Tokens issued by this engine (admins)")
+@router.get("/tokens", tags=["tokens"], name="list", summary="Tokens issued by this engine (admins)",
+            dependencies=[Depends(authorized("token.read"))])
 def list_tokens(session: SessionDep, principal: PrincipalDep,
                 identity: Annotated[str | None, Query(max_length=64)] = None) -> list[TokenRead]:
     return [TokenRead.model_validate(t) for t in service.list_tokens(session, principal=principal,
                                                                      identity=identity)]
 
 
-@router.delete("/tokens/{jti}", tags=["tokens"], name="revoke", summary="Revoke a token (admins)")
+@router.delete("/tokens/{jti}", tags=["tokens"], name="revoke", summary="Revoke a token (admins)",
+               dependencies=[Depends(authorized("token.revoke"))])
 def revoke_token(jti: Annotated[str, Path(max_length=64)], session: SessionDep, principal: PrincipalDep,
                  runtime: RuntimeDep) -> TokenRead:
     revoked = TokenRead.model_validate(service.revoke_token(session, principal=principal, jti=jti))
@@ -69,7 +72,8 @@ def revoke_token(jti: Annotated[str, Path(max_length=64)], session: SessionDep, 
     return revoked
 
 
-@router.get("/audit", tags=["audit"], name="list", summary="The audit log, newest first (admins)")
+@router.get("/audit", tags=["audit"], name="list", summary="The audit log, newest first (admins)",
+            dependencies=[Depends(authorized("audit.read"))])
 def list_audit(
     session: SessionDep,
     principal: PrincipalDep,
