@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import jwt
@@ -114,4 +115,15 @@ def test_oversized_bodies_are_413_and_audited(engine: Engine) -> None:
     r = engine.http.post("/api/v1/tokens", content=b"x" * (limit + 1),
                          headers={**engine.headers(engine.admin_token), "Content-Type": "application/json"})
     assert r.status_code == 413 and r.json()["code"] == "PayloadTooLarge"
+    assert engine.sdk(engine.admin_token).audit(outcome="rejected").items[0].status == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is found while reading
+        for _ in range(4):
+            yield b"[" + b"1," * (limit // 8) + b"1]"
+
+    r = engine.http.post("/api/v1/tokens", content=chunks(),
+                         headers={**engine.headers(engine.admin_token), "Content-Type": "application/json"})
+    assert r.request.headers.get("content-length") is None
+    assert r.status_code == 413 and r.json() == {"code": "PayloadTooLarge",
+                                                  "message": f"request body exceeds the limit of {limit} bytes"}
     assert engine.sdk(engine.admin_token).audit(outcome="rejected").items[0].status == 413
