@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-__all__ = ["format_duration", "parse_duration", "parse_instant", "parse_setting_duration"]
+from pydantic import BeforeValidator
+
+__all__ = ["Instant", "format_duration", "parse_duration", "parse_instant", "parse_setting_duration"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy])\s*$", re.IGNORECASE)
@@ -58,3 +60,18 @@ def parse_instant(text: str) -> datetime:
     """An ISO 8601 instant; a time without zone is taken as UTC (and said so in the docs)."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _instant_param(value: Any) -> Any:
+    """Query parameters arrive as text; pydantic would read ``0.5`` as seconds since 1970, which nobody means."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an RFC 3339 / ISO 8601 time, e.g. 2026-03-01T06:00:00Z "
+                         "(numbers are not read as epoch seconds)") from None
+
+
+Instant = Annotated[datetime, BeforeValidator(_instant_param)]
+"""An instant given as an ISO 8601 string (without a zone it is UTC), for query parameters and request fields."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import jwt
@@ -66,6 +67,17 @@ def test_token_request_validation_names_fields(engine: Engine) -> None:
     assert r.status_code == 422 and r.json()["details"][0]["loc"] == "expires_in"
 
 
+def test_callers_without_the_right_hear_403_before_any_validation(engine: Engine) -> None:
+    user = engine.headers(engine.token("uma", "user"))
+    for body in ({"name": "Bad Name", "role": "boss"}, {"name": "ok", "role": "user", "expires_in": "soon"}, {}):
+        r = engine.http.post("/api/v1/tokens", json=body, headers=user)
+        assert r.status_code == 403 and r.json()["code"] == "PermissionDenied", (body, r.text)
+    assert engine.http.get("/api/v1/audit", params={"since": "0.5", "limit": 0}, headers=user).status_code == 403
+    assert engine.http.get("/api/v1/tokens", params={"identity": "x" * 100}, headers=user).status_code == 403
+    assert engine.http.delete("/api/v1/tokens/" + "x" * 100, headers=user).status_code == 403
+    assert engine.http.post("/api/v1/tokens", json={"name": "Bad Name", "role": "boss"}).status_code == 401
+
+
 def test_the_first_admin_token_is_kept_nowhere(engine: Engine) -> None:
     data_dir = engine.runtime.data_dir
     assert not (data_dir / "admin.token").exists()
@@ -93,6 +105,9 @@ def test_every_write_is_audited_with_its_outcome(engine: Engine) -> None:
     assert all(e.target == "POST /api/v1/tokens" for e in page.items[:3])
     r = engine.http.get("/api/v1/audit", headers=engine.headers(user))
     assert r.status_code == 403
+    for name in ("since", "until"):  # a bare number is not read as seconds since 1970
+        r = engine.http.get("/api/v1/audit", params={name: "0.5"}, headers=engine.headers(engine.admin_token))
+        assert r.status_code == 422 and r.json()["details"][0]["loc"] == f"query.{name}"
 
 
 def test_oversized_bodies_are_413_and_audited(engine: Engine) -> None:
@@ -100,4 +115,15 @@ def test_oversized_bodies_are_413_and_audited(engine: Engine) -> None:
     r = engine.http.post("/api/v1/tokens", content=b"x" * (limit + 1),
                          headers={**engine.headers(engine.admin_token), "Content-Type": "application/json"})
     assert r.status_code == 413 and r.json()["code"] == "PayloadTooLarge"
+    assert engine.sdk(engine.admin_token).audit(outcome="rejected").items[0].status == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is found while reading
+        for _ in range(4):
+            yield b"[" + b"1," * (limit // 8) + b"1]"
+
+    r = engine.http.post("/api/v1/tokens", content=chunks(),
+                         headers={**engine.headers(engine.admin_token), "Content-Type": "application/json"})
+    assert r.request.headers.get("content-length") is None
+    assert r.status_code == 413 and r.json() == {"code": "PayloadTooLarge",
+                                                  "message": f"request body exceeds the limit of {limit} bytes"}
     assert engine.sdk(engine.admin_token).audit(outcome="rejected").items[0].status == 413

@@ -84,6 +84,20 @@ def test_time_travel_by_revision_and_by_time(uma: Client) -> None:
         uma.get_state("reach", revision=5)
 
 
+def test_times_in_query_parameters_are_iso_8601_never_bare_numbers(engine: Engine, uma: Client) -> None:
+    uma.report("reach", timestamp=T0, level=1.0)
+    headers = engine.headers(engine.token("uma", "user"))
+    for path, name in [("/api/v1/twins/reach/state", "at"), ("/api/v1/twins/reach/properties/level/history", "since"),
+                       ("/api/v1/twins/reach/properties/level/history", "until")]:
+        for bare in ("0.5", "0", "1772344800"):
+            r = engine.http.get(path, params={name: bare}, headers=headers)
+            assert r.status_code == 422, (name, bare, r.text)
+            assert r.json()["details"][0]["loc"] == f"query.{name}"
+            assert "not an RFC 3339 / ISO 8601 time" in r.json()["details"][0]["msg"]
+    r = engine.http.get("/api/v1/twins/reach/state", params={"at": "2026-03-01T00:00:00"}, headers=headers)
+    assert r.status_code == 200 and r.json()["at"].startswith("2026-03-01T00:00:00")  # no zone: UTC
+
+
 def test_late_data_lands_at_its_own_time(uma: Client) -> None:
     uma.report("reach", timestamp=T0 + timedelta(hours=2), level=2.0)
     uma.report("reach", timestamp=T0 + timedelta(hours=1), level=1.0, message="late reading")

@@ -194,3 +194,36 @@ def test_websocket_producers_get_an_ack_per_batch(engine: Engine, uma: Client) -
                                     "rain": [0.0], "level": [1.0]})))
         assert ws.receive_json()["ack"]["first_offset"] == 2
     assert uma.streams.read("reach", "gauges").count == 3
+
+
+def test_non_finite_floats_are_kept_not_nulled(engine: Engine, uma: Client) -> None:
+    headers = {**engine.headers(engine.token("uma", "user")), "Content-Type": "application/x-ndjson"}
+    body = b"".join(json.dumps(gauge(i, level=v)).encode() + b"\n"
+                    for i, v in enumerate([float("nan"), float("inf"), float("-inf")]))
+    assert b"NaN" in body and b"-Infinity" in body
+    r = engine.http.post(PATH, content=body, headers=headers)
+    assert r.status_code == 201, r.text
+    r = engine.http.post(PATH, content=b"[" + body.strip().replace(b"\n", b",") + b"]",
+                         headers={**headers, "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    arrow = engine.http.get(PATH, headers={**headers, "Accept": "application/vnd.apache.arrow.stream"})
+    levels = pa.ipc.open_stream(arrow.content).read_all().column("level").to_pylist()
+    assert len(levels) == 6 and all(v is not None for v in levels)
+    assert [str(v) for v in levels] == ["nan", "inf", "-inf"] * 2
+    page = engine.http.get(PATH, headers=headers)
+    assert [str(item["level"]) for item in json.loads(page.text)["items"]] == ["nan", "inf", "-inf"] * 2
+    with engine.http.stream("GET", PATH.replace("records", "events"), params={"start": 0, "count": 3},
+                            headers=headers) as response:
+        text = "".join(response.iter_text())
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    assert [str(e["level"]) for e in events] == ["nan", "inf", "-inf"]
+
+
+def test_event_times_in_query_parameters_are_iso_8601_never_bare_numbers(engine: Engine, uma: Client) -> None:
+    headers = engine.headers(engine.token("uma", "user"))
+    for path, name in [(PATH, "since"), (PATH, "until"), (PATH.replace("records", "quality"), "from"),
+                       (PATH.replace("records", "quality"), "to")]:
+        r = engine.http.get(path, params={name: "0.5"}, headers=headers)
+        assert r.status_code == 422, (name, r.text)
+        assert r.json()["details"][0]["loc"] == f"query.{name}" and "ISO 8601" in r.json()["details"][0]["msg"]
+    assert engine.http.get(PATH, params={"since": "2026-03-01T00:00:00Z"}, headers=headers).status_code == 200

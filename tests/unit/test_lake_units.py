@@ -127,6 +127,22 @@ def test_bad_search_parameters(params: dict[str, str], field: str) -> None:
     assert err.value.status == 400 and err.value.details[0]["loc"] == field
 
 
+def test_unknown_cql2_operators_are_refused_by_name() -> None:
+    nested = {"op": "and", "args": [{"op": "=", "args": [{"property": "id"}, "x"]},
+                                    {"op": "frobnicate", "args": [{"property": "quality"}, 1]}]}
+    for body in ({"filter": nested}, {"filter": nested["args"][1], "filter-lang": "cql2-json"}):
+        with pytest.raises(InvalidInput) as err:
+            from_post(body)
+        assert err.value.status == 400 and err.value.details[0]["loc"] == "filter"
+        assert "unknown operator 'frobnicate'" in err.value.details[0]["msg"]
+    with pytest.raises(InvalidInput, match="unknown operator 'frobnicate'"):
+        from_get({"filter": "frobnicate(quality, 1)"})
+    known = ("a IS NULL AND b BETWEEN 1 AND 2 AND CASEI(c) = 'x' AND d IN (1, 2) AND e + 1 > 2 "
+             "AND T_AFTER(datetime, TIMESTAMP('2020-01-01T00:00:00Z')) AND S_INTERSECTS(geometry, POINT(1 2))")
+    assert from_get({"filter": known}).filter is not None
+    assert from_post({"filter": {"op": "isNull", "args": [{"property": "a"}]}}).filter is not None
+
+
 def test_byte_ranges() -> None:
     assert _byte_range(None, 100) is None
     assert _byte_range("bytes=0-9", 100) == (0, 9)

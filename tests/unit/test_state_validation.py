@@ -38,6 +38,14 @@ def test_types(declared: dict[str, Any], value: Any, ok: bool) -> None:
         assert problems[0].loc == "reported.p.value"
 
 
+@pytest.mark.parametrize("kind", ["number", "integer"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_are_refused_saying_why(kind: str, value: float) -> None:
+    _, _, problems = check_value("reported.p", prop(type=kind), value, None)
+    assert len(problems) == 1 and problems[0].loc == "reported.p.value"
+    assert problems[0].msg == f"{value} is not a finite number; state holds only finite numbers"
+
+
 def test_compatible_units_are_converted_to_the_declared_unit() -> None:
     value, unit, problems = check_value("reported.level", prop(type="number", unit="m"), 125, "cm")
     assert problems == [] and unit == "m" and value == pytest.approx(1.25)

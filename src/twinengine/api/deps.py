@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,10 +12,11 @@ from starlette.concurrency import run_in_threadpool
 
 from twinengine.api.cookies import check_csrf, request_token
 from twinengine.auth.issuer import verify_bearer
+from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.runtime import Runtime
 
-__all__ = ["PRINCIPAL_SCOPE_KEY", "PrincipalDep", "RuntimeDep", "SessionDep"]
+__all__ = ["PRINCIPAL_SCOPE_KEY", "PrincipalDep", "RuntimeDep", "SessionDep", "authorized"]
 
 PRINCIPAL_SCOPE_KEY = "twinengine.principal"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -69,3 +70,16 @@ def _verify(runtime: Runtime, token: str | None) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def authorized(action: str) -> Callable[[Principal], Principal]:
+    """A dependency refusing callers who may not perform ``action`` at all (a rule that needs no resource).
+
+    FastAPI runs dependencies before it validates parameters and the body, so a caller without the right
+    hears 403 rather than learning from a 422 what a valid request would look like. The service checks again.
+    """
+    def check(principal: PrincipalDep) -> Principal:
+        require(principal, action)
+        return principal
+
+    return check

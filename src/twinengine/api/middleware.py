@@ -68,28 +68,39 @@ class BodyLimitMiddleware:
                               f"request body is {int(declared)} bytes; the limit here is {limit}")
             return
         received = 0
-        started = False
+        started = over = False
+        too_large = f"request body exceeds the limit of {limit} bytes"
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, over
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    over = True
                     raise _BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
+            # A body read by the framework (FastAPI parsing JSON) turns _BodyTooLarge into its own 400 "error
+            # parsing the body"; once the limit was passed, whatever the app answers is replaced by the 413.
             nonlocal started
             if message["type"] == "http.response.start":
+                if started:
+                    return
                 started = True
+                if over:
+                    await _send_error(send, 413, "PayloadTooLarge", too_large)
+                    return
+            elif over:
+                return
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await _send_error(send, 413, "PayloadTooLarge", f"request body exceeds the limit of {limit} bytes")
+                await _send_error(send, 413, "PayloadTooLarge", too_large)
 
 
 def _operation(scope: Scope) -> str:

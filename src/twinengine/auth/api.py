@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import Path, Query, Request, Response, status
+from fastapi import Depends, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from twinengine.api.cookies import CREDENTIAL_SCOPE_KEY, SESSION_COOKIE
-from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, authorized
 from twinengine.api.routing import api_router
 from twinengine.auth import audit, service, sessions
 from twinengine.auth.issuer import verify_bearer
@@ -25,7 +24,7 @@ from twinengine.auth.schemas import (
     TokenRead,
 )
 from twinengine.errors import ValidationFailed
-from twinengine.timeutil import parse_duration
+from twinengine.timeutil import Instant, parse_duration
 from twinengine.types import INT32_MAX
 
 __all__ = ["router"]
@@ -39,7 +38,8 @@ def me(principal: PrincipalDep) -> Me:
 
 
 @router.post("/tokens", tags=["tokens"], name="create", status_code=status.HTTP_201_CREATED,
-             summary="Issue a token (admins); creates the identity on first use")
+             summary="Issue a token (admins); creates the identity on first use",
+             dependencies=[Depends(authorized("token.create"))])
 def create_token(body: TokenCreate, session: SessionDep, runtime: RuntimeDep,
                  principal: PrincipalDep) -> TokenIssued:
     ttl = runtime.settings.token_ttl
@@ -54,14 +54,16 @@ def create_token(body: TokenCreate, session: SessionDep, runtime: RuntimeDep,
                        expires_at=signed.expires_at)
 
 
-@router.get("/tokens", tags=["tokens"], name="list", summary="Tokens issued by this engine (admins)")
+@router.get("/tokens", tags=["tokens"], name="list", summary="Tokens issued by this engine (admins)",
+            dependencies=[Depends(authorized("token.read"))])
 def list_tokens(session: SessionDep, principal: PrincipalDep,
                 identity: Annotated[str | None, Query(max_length=64)] = None) -> list[TokenRead]:
     return [TokenRead.model_validate(t) for t in service.list_tokens(session, principal=principal,
                                                                      identity=identity)]
 
 
-@router.delete("/tokens/{jti}", tags=["tokens"], name="revoke", summary="Revoke a token (admins)")
+@router.delete("/tokens/{jti}", tags=["tokens"], name="revoke", summary="Revoke a token (admins)",
+               dependencies=[Depends(authorized("token.revoke"))])
 def revoke_token(jti: Annotated[str, Path(max_length=64)], session: SessionDep, principal: PrincipalDep,
                  runtime: RuntimeDep) -> TokenRead:
     revoked = TokenRead.model_validate(service.revoke_token(session, principal=principal, jti=jti))
@@ -70,15 +72,16 @@ def revoke_token(jti: Annotated[str, Path(max_length=64)], session: SessionDep, 
     return revoked
 
 
-@router.get("/audit", tags=["audit"], name="list", summary="The audit log, newest first (admins)")
+@router.get("/audit", tags=["audit"], name="list", summary="The audit log, newest first (admins)",
+            dependencies=[Depends(authorized("audit.read"))])
 def list_audit(
     session: SessionDep,
     principal: PrincipalDep,
     actor: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=80, description="Prefix of the operation id")] = None,
     outcome: Annotated[str | None, Query(pattern="^(success|denied|rejected|failed)$")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> AuditPage:

@@ -43,6 +43,7 @@ from twinengine.streams.schemas import (
     RecordPage,
 )
 from twinengine.streams.schemas import StreamRead as StreamInfo
+from twinengine.timeutil import Instant
 from twinengine.twins import service as twins
 from twinengine.twins.api import revision_read
 from twinengine.twins.models import Twin
@@ -124,8 +125,8 @@ async def read(
     principal: StreamPrincipalDep,
     start: Annotated[int | None, Query(ge=0, le=2**62, description="First offset (default 0).")] = None,
     last: Annotated[int | None, Query(ge=1, le=100_000, description="The newest N records instead.")] = None,
-    since: Annotated[datetime | None, Query(description="Event time from (ISO 8601; UTC without zone).")] = None,
-    until: Annotated[datetime | None, Query(description="Event time before.")] = None,
+    since: Annotated[Instant | None, Query(description="Event time from (ISO 8601; UTC without zone).")] = None,
+    until: Annotated[Instant | None, Query(description="Event time before.")] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     quality: Annotated[list[Flag] | None, Query(description="Only records with these flags (repeat for "
                                                             "several), e.g. quality=good.")] = None,
@@ -154,8 +155,8 @@ async def quality(
     stream: StreamName,
     runtime: RuntimeDep,
     principal: StreamPrincipalDep,
-    start: Annotated[datetime | None, Query(alias="from", description="Event time from (ISO 8601).")] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="Event time before.")] = None,
+    start: Annotated[Instant | None, Query(alias="from", description="Event time from (ISO 8601).")] = None,
+    end: Annotated[Instant | None, Query(alias="to", description="Event time before.")] = None,
     window: Annotated[str | None, Query(max_length=32, description="Window length, e.g. 1h, 15min, 1d "
                                                                    "(default: the completeness check's, else 1h).")
                       ] = None,
@@ -214,7 +215,8 @@ async def events(
         if table is not None:
             quiet = 0.0
             for record in table.to_pylist():
-                yield ServerSentEvent(data=jsonable(record), id=str(record[OFFSET]), event="record")
+                # json.dumps writes NaN and ±Infinity as tokens, as record pages do; encoding `data` nulls them.
+                yield ServerSentEvent(raw_data=json.dumps(jsonable(record)), id=str(record[OFFSET]), event="record")
                 position, sent = record[OFFSET] + 1, sent + 1
             continue
         if await request.is_disconnected() or (idle is not None and quiet >= idle):

@@ -43,6 +43,10 @@ class AppendAck(BaseModel):
 
 
 class RecordPage(BaseModel):
+    # A float field may hold NaN and ±Infinity (the Arrow log keeps them); JSON has no such numbers, so they are
+    # written as the tokens NaN, Infinity and -Infinity (read by Python's json and the SDK), never as null.
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
     twin_id: str
     stream: str
     count: int

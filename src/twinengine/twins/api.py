@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Body, Path, Query, Response, status
@@ -11,6 +10,7 @@ from twinengine.api.deps import PrincipalDep, SessionDep
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import Permission
 from twinengine.auth.principal import Principal
+from twinengine.timeutil import Instant
 from twinengine.twins import service
 from twinengine.twins.models import StateRevision, Twin
 from twinengine.twins.schemas import (
@@ -134,7 +134,7 @@ def state_read(
     session: SessionDep,
     principal: PrincipalDep,
     revision: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
-    at: Annotated[datetime | None, Query(description="ISO 8601; without a zone it is UTC")] = None,
+    at: Annotated[Instant | None, Query(description="ISO 8601; without a zone it is UTC")] = None,
 ) -> TwinState:
     return service.read_state(session, principal=principal, ref=twin, revision=revision, at=at)
 
@@ -166,8 +166,8 @@ def history(
     session: SessionDep,
     principal: PrincipalDep,
     kind: StateKind = StateKind.REPORTED,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     order: Literal["asc", "desc"] = "asc",
 ) -> HistoryRead:

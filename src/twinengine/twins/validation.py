@@ -62,6 +62,10 @@ def check_value(
     Returns (value to store, unit to store, problems).
     """
     if not _type_ok(declared.type, value):
+        if isinstance(value, float) and not math.isfinite(value) and declared.type in (StateType.NUMBER,
+                                                                                        StateType.INTEGER):
+            return value, unit, [Problem(f"{loc}.value", f"{value} is not a finite number; state holds only "
+                                                         "finite numbers")]
         shown = "null" if value is None else type(value).__name__
         return value, unit, [Problem(f"{loc}.value", f"expected {declared.type.value}, got {shown}")]
     if declared.type is StateType.INTEGER:

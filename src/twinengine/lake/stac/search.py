@@ -163,6 +163,29 @@ def _sortby_json(value: Any) -> list[tuple[str, bool]]:
     return out
 
 
+# CQL2's operators (basic, advanced comparison, spatial, temporal, array, arithmetic). The engine offers no custom
+# functions, and the cql2 library reads an unknown ``op`` as a call to one, which then matches no item: so every
+# other name is refused.
+CQL2_OPERATORS = frozenset(name.lower() for name in (
+    "and", "or", "not", "=", "<>", "<", ">", "<=", ">=", "like", "between", "in", "isNull", "casei", "accenti",
+    "s_intersects", "s_equals", "s_disjoint", "s_touches", "s_within", "s_overlaps", "s_crosses", "s_contains",
+    "t_after", "t_before", "t_contains", "t_disjoint", "t_during", "t_equals", "t_finishedBy", "t_finishes",
+    "t_intersects", "t_meets", "t_metBy", "t_overlappedBy", "t_overlaps", "t_startedBy", "t_starts",
+    "a_equals", "a_contains", "a_containedBy", "a_overlaps", "+", "-", "*", "/", "^", "%", "div"))
+
+
+def _unknown_operator(node: Any) -> str | None:
+    """The first operator in a CQL2-JSON tree that CQL2 does not define, if any."""
+    if isinstance(node, list):
+        return next((found for item in node if (found := _unknown_operator(item)) is not None), None)
+    if not isinstance(node, dict):
+        return None
+    op = node.get("op")
+    if isinstance(op, str) and op.lower() not in CQL2_OPERATORS:
+        return op
+    return _unknown_operator(node.get("args"))
+
+
 def _filter(value: Any, lang: str | None) -> Any:
     if value is None or value == "":
         return None
@@ -174,8 +197,12 @@ def _filter(value: Any, lang: str | None) -> Any:
         else:
             expr = cql2.parse_text(str(value))
         expr.validate()
+        unknown = _unknown_operator(expr.to_json())
     except Exception as exc:
         raise _bad("filter", f"not valid CQL2 ({str(exc).splitlines()[0][:200]})") from None
+    if unknown is not None:
+        raise _bad("filter", f"unknown operator {unknown!r} (CQL2 operators such as =, <, like, between, in, "
+                             "isNull, s_intersects, t_during; no custom functions)")
     return expr
 
 
