@@ -66,3 +66,15 @@ def test_a_bad_duration_names_the_setting(tmp_path: Path, bad: str) -> None:
         Settings(data_dir=tmp_path, workflow_stale_after=bad)
     message = str(caught.value)
     assert "workflow_stale_after" in message and "30d" in message
+
+
+def test_lake_import_hosts_are_comma_separated_in_the_environment(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWIN_LAKE_IMPORT_HOSTS", "hda.example.org, *.Example.NET.")
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.lake_import_hosts == ["hda.example.org", "*.example.net"]
+    monkeypatch.setenv("TWIN_LAKE_IMPORT_HOSTS", '["stac.example.org"]')
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.lake_import_hosts == ["stac.example.org"]
+    monkeypatch.delenv("TWIN_LAKE_IMPORT_HOSTS")
+    assert Settings(data_dir=tmp_path / "data").lake_import_hosts == []

@@ -4,6 +4,7 @@ object per endpoint (rebuilt when the endpoint changes)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -31,12 +32,16 @@ class LakeTuning:
 class Lake:
     keyring: Keyring
     tuning: LakeTuning = field(default_factory=LakeTuning)
+    #: Hosts STAC imports may read from (lower case; ``*.example.org`` matches its subdomains); empty: none.
+    import_hosts: tuple[str, ...] = ()
     _backends: dict[int, tuple[object, StorageBackend]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_data_dir(cls, data_dir: Path, tuning: LakeTuning | None = None) -> Lake:
-        return cls(Keyring.load_or_create(data_dir / "keys"), tuning or LakeTuning())
+    def from_data_dir(cls, data_dir: Path, tuning: LakeTuning | None = None, *,
+                      import_hosts: Sequence[str] = ()) -> Lake:
+        return cls(Keyring.load_or_create(data_dir / "keys"), tuning or LakeTuning(),
+                   import_hosts=tuple(h.lower() for h in import_hosts))
 
     def backend(self, endpoint: Endpoint) -> StorageBackend:
         """The endpoint's storage with its own credential (decrypted here, kept only in memory)."""
