@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     lake_import_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts STAC imports may read from (`stac.example.org`, `*.example.org`; "
         "comma-separated in the environment); empty: imports are refused. Loopback only when listed.")
+    lake_file_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Folders `file` lake endpoints may live under (comma-separated in the "
+        "environment); empty: <data_dir>/lake. The rest of the data dir is never allowed.")
     # -- workers: where code the engine did not write runs (UDFs, app functions, processes)
     sandbox: Literal["auto", "bwrap", "none"] = Field(
         default="auto", description="Sandbox of app and user code: bwrap (required), none (unsandboxed: only on a "
@@ -185,7 +188,7 @@ class Settings(BaseSettings):
             return value
         return parse_setting_duration(value, info.field_name)
 
-    @field_validator("lake_import_hosts", mode="before")
+    @field_validator("lake_import_hosts", "lake_file_roots", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         """List settings read from the environment are comma-separated (a JSON list works too)."""
@@ -210,6 +213,11 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         """The effective database URL."""
         return self.database_url or f"sqlite:///{self.data_dir / 'twin.db'}"
+
+    @property
+    def lake_file_root_paths(self) -> list[Path]:
+        """Where `file` endpoints may live, resolved: the configured roots, else <data_dir>/lake."""
+        return [p.expanduser().resolve() for p in self.lake_file_roots] or [self.data_dir / "lake"]
 
     @property
     def envs_root(self) -> Path:

@@ -300,3 +300,31 @@ def test_stac_import_reads_only_listed_hosts_and_never_echoes_them(engine: Engin
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_file_endpoints_live_only_under_configured_roots(engine: Engine, tmp_path: Path) -> None:
+    provider = engine.as_role("pat", "provider")
+    data_dir = engine.runtime.settings.data_dir
+    allowed = tmp_path / "allowed"
+    (allowed / "sub").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    # what TWIN_LAKE_FILE_ROOTS=<allowed>,<data_dir> sets: even a root holding the data dir leaves its keys alone
+    engine.runtime.lake.file_roots = (allowed, data_dir)
+    (allowed / "sneaky").symlink_to(tmp_path / "outside")
+    (allowed / "into-data").symlink_to(data_dir)
+    for location in ("/etc", str(tmp_path / "outside"), str(data_dir), str(data_dir / "keys"),
+                     str(data_dir / "blobs" / "x"), str(allowed / "sub" / ".." / ".." / "outside" / "x"),
+                     str(allowed / "sneaky" / "x"), str(allowed / "into-data" / "keys"), "relative/folder"):
+        with pytest.raises(ValidationFailed, match="location") as caught:
+            provider.lake.add_endpoint("bad", "file", location)
+        assert caught.value.problems[0].loc == "location", location
+    assert not (tmp_path / "outside" / "x").exists() and not (data_dir / "blobs" / "x").exists()
+    assert provider.lake.endpoints().total == 0
+    inside = provider.lake.add_endpoint("ok", "file", str(allowed / "disk"))
+    assert inside.location == str(allowed / "disk") and (allowed / "disk").is_dir()
+    provider.lake.add_endpoint("demo", "file", str(data_dir / "lake" / "site-a"))  # the data dir's lake folder
+    with pytest.raises(ValidationFailed, match="location"):
+        provider.lake.set_endpoint("ok", location="/etc")
+    with pytest.raises(ValidationFailed, match="lake_file_roots"):
+        provider.lake.add_endpoint("elsewhere", "file", str(tmp_path / "disk2"))
+    assert sorted(e.name for e in provider.lake.endpoints().items) == ["demo", "ok"]
