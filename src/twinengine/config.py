@@ -119,8 +119,8 @@ class Settings(BaseSettings):
         default_factory=list, description="Hosts STAC imports may read from (`stac.example.org`, `*.example.org`; "
         "comma-separated in the environment); empty: imports are refused. Loopback only when listed.")
     lake_file_roots: Annotated[list[Path], NoDecode] = Field(
-        default_factory=list, description="Folders `file` lake endpoints may live under (comma-separated in the "
-        "environment); empty: <data_dir>/lake. The rest of the data dir is never allowed.")
+        default_factory=list, description="Folders `file` lake endpoints may live under besides <data_dir>/lake "
+        "(comma-separated in the environment). The rest of the data dir is never allowed.")
     # -- workers: where code the engine did not write runs (UDFs, app functions, processes)
     sandbox: Literal["auto", "bwrap", "none"] = Field(
         default="auto", description="Sandbox of app and user code: bwrap (required), none (unsandboxed: only on a "
@@ -216,8 +216,9 @@ class Settings(BaseSettings):
 
     @property
     def lake_file_root_paths(self) -> list[Path]:
-        """Where `file` endpoints may live, resolved: the configured roots, else <data_dir>/lake."""
-        return [p.expanduser().resolve() for p in self.lake_file_roots] or [self.data_dir / "lake"]
+        """Where `file` endpoints may live, resolved: the configured roots and <data_dir>/lake."""
+        roots = [p.expanduser().resolve() for p in self.lake_file_roots]
+        return [*roots, *([] if self.data_dir / "lake" in roots else [self.data_dir / "lake"])]
 
     @property
     def envs_root(self) -> Path:

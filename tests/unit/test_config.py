@@ -74,7 +74,7 @@ def test_lake_list_settings_are_comma_separated_in_the_environment(tmp_path: Pat
     monkeypatch.setenv("TWIN_LAKE_FILE_ROOTS", f"{tmp_path / 'a'},{tmp_path / 'b'}")
     settings = Settings(data_dir=tmp_path / "data")
     assert settings.lake_import_hosts == ["hda.example.org", "*.example.net"]
-    assert settings.lake_file_root_paths == [tmp_path / "a", tmp_path / "b"]
+    assert settings.lake_file_root_paths == [tmp_path / "a", tmp_path / "b", (tmp_path / "data" / "lake").resolve()]
     monkeypatch.setenv("TWIN_LAKE_IMPORT_HOSTS", '["stac.example.org"]')
     monkeypatch.delenv("TWIN_LAKE_FILE_ROOTS")
     settings = Settings(data_dir=tmp_path / "data")

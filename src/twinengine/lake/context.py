@@ -34,7 +34,7 @@ class Lake:
     tuning: LakeTuning = field(default_factory=LakeTuning)
     #: The engine's data dir: no `file` endpoint may live in it, except under its ``lake`` folder.
     data_dir: Path | None = None
-    #: Folders `file` endpoints may live under (resolved); empty: <data_dir>/lake.
+    #: Folders `file` endpoints may live under (resolved); from_data_dir adds <data_dir>/lake.
     file_roots: tuple[Path, ...] = ()
     #: Hosts STAC imports may read from (lower case; ``*.example.org`` matches its subdomains); empty: none.
     import_hosts: tuple[str, ...] = ()
@@ -46,7 +46,8 @@ class Lake:
                       file_roots: Sequence[Path] = (), import_hosts: Sequence[str] = ()) -> Lake:
         data_dir = data_dir.expanduser().resolve()
         return cls(Keyring.load_or_create(data_dir / "keys"), tuning or LakeTuning(), data_dir=data_dir,
-                   file_roots=tuple(p.expanduser().resolve() for p in file_roots) or (data_dir / "lake",),
+                   file_roots=tuple(dict.fromkeys([*(p.expanduser().resolve() for p in file_roots),
+                                                   data_dir / "lake"])),
                    import_hosts=tuple(h.lower() for h in import_hosts))
 
     def backend(self, endpoint: Endpoint) -> StorageBackend:
