@@ -33,6 +33,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lake_file_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tests put their file endpoints in their own temporary folders: allow those, in this process and in the
+    engines it starts (the environment is inherited), as an admin would with TWIN_LAKE_FILE_ROOTS."""
+    root = tmp_path_factory.getbasetemp().resolve()
+    before = os.environ.get("TWIN_LAKE_FILE_ROOTS")
+    os.environ["TWIN_LAKE_FILE_ROOTS"] = str(root)
+    yield root
+    if before is None:
+        os.environ.pop("TWIN_LAKE_FILE_ROOTS", None)
+    else:
+        os.environ["TWIN_LAKE_FILE_ROOTS"] = before
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A fresh database on the real PostgreSQL server for this test session, dropped afterwards."""

@@ -6,14 +6,16 @@ is resolved first (argument or ``TWIN_DATA_DIR``) because it is where ``twin.tom
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -113,6 +115,12 @@ class Settings(BaseSettings):
                                         description="A writer silent this long is dead: its work is redone.")
     lake_stuck_retry: timedelta = Field(default=timedelta(minutes=5),
                                         description="How often the judge retries a STUCK rule.")
+    lake_import_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts STAC imports may read from (`stac.example.org`, `*.example.org`; "
+        "comma-separated in the environment); empty: imports are refused. Loopback only when listed.")
+    lake_file_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Folders `file` lake endpoints may live under besides <data_dir>/lake "
+        "(comma-separated in the environment). The rest of the data dir is never allowed.")
     # -- workers: where code the engine did not write runs (UDFs, app functions, processes)
     sandbox: Literal["auto", "bwrap", "none"] = Field(
         default="auto", description="Sandbox of app and user code: bwrap (required), none (unsandboxed: only on a "
@@ -180,6 +188,22 @@ class Settings(BaseSettings):
             return value
         return parse_setting_duration(value, info.field_name)
 
+    @field_validator("lake_import_hosts", "lake_file_roots", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """List settings read from the environment are comma-separated (a JSON list works too)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("lake_import_hosts", mode="after")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return [host.lower().rstrip(".") for host in value]
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -189,6 +213,12 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         """The effective database URL."""
         return self.database_url or f"sqlite:///{self.data_dir / 'twin.db'}"
+
+    @property
+    def lake_file_root_paths(self) -> list[Path]:
+        """Where `file` endpoints may live, resolved: the configured roots and <data_dir>/lake."""
+        roots = [p.expanduser().resolve() for p in self.lake_file_roots]
+        return [*roots, *([] if self.data_dir / "lake" in roots else [self.data_dir / "lake"])]
 
     @property
     def envs_root(self) -> Path:

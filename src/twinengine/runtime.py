@@ -165,7 +165,8 @@ class Runtime:
             transfer_attempts=settings.lake_transfer_attempts, transfer_backoff=settings.lake_transfer_backoff,
             tombstone_grace=settings.lake_tombstone_grace, stale_after=settings.lake_stale_after,
             stuck_retry=settings.lake_stuck_retry,
-            heartbeat=min(timedelta(seconds=10), settings.lake_stale_after / 4)))
+            heartbeat=min(timedelta(seconds=10), settings.lake_stale_after / 4)),
+            file_roots=settings.lake_file_root_paths, import_hosts=settings.lake_import_hosts)
         # The local folder first, then the lake's gridded datasets (ids scope.name).
         collections = ChainedCollections([
             LocalCollections(settings.collections_dir or settings.data_dir / "collections"),

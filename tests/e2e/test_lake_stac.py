@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2 as httpx
 import pytest
@@ -147,7 +148,7 @@ def test_bad_search_parameters_are_400(stac: LiveEngine) -> None:
 @pytest.mark.slow
 def test_import_from_another_stac_api_is_idempotent(stac: LiveEngine, tmp_path: Path) -> None:
     source = stac
-    settings = Settings(data_dir=tmp_path / "second")
+    settings = Settings(data_dir=tmp_path / "second", lake_import_hosts=[urlsplit(source.url).hostname or ""])
     runtime = Runtime.from_settings(settings)
     token = runtime.start()
     assert token is not None

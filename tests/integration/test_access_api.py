@@ -353,3 +353,18 @@ def test_tokens_are_required(edr: Any) -> None:
     engine = edr[0]
     response = engine.http.get("/edr/collections")
     assert response.status_code == 401 and response.json()["code"] == "AuthenticationRequired"
+
+
+def test_queries_outside_the_extent_are_400_naming_coords_and_the_extent(edr: Any) -> None:
+    # rain: cell centres at longitude 5..15 and latitude 40..49, every 0.25°: cell edges 4.875..15.125, 39.875..49.125
+    for url in ("position?coords=POINT(100 10)", "position?coords=POINT(15.2 45)",
+                "position?coords=MULTIPOINT((8 45),(100 10))", "position?coords=POINT(8 49.2)",
+                "radius?coords=POINT(100 10)&within=10&within-units=km",
+                "area?coords=POLYGON((100 10,101 10,101 11,100 10))"):
+        body = get(edr, f"/edr/collections/rain/{url}", 400).json()
+        assert body["details"][0]["loc"] == "coords", (url, body)
+        assert "4.875..15.125" in body["detail"] and "39.875..49.125" in body["detail"], (url, body)
+    edge = covjson(edr, "/edr/collections/rain/position?coords=POINT(15.1 45)")  # within half a cell: the edge cell
+    assert edge["domain"]["axes"]["x"]["values"] == [15.0]
+    near = covjson(edr, "/edr/collections/rain/radius?coords=POINT(15.2 45)&within=40&within-units=km")
+    assert max(near["domain"]["axes"]["x"]["values"]) == 15.0

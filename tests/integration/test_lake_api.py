@@ -5,7 +5,9 @@ repair, expiry by the reaper, and clean 4xx for bad input."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -244,3 +246,85 @@ def test_text_no_store_can_keep_is_refused_naming_the_field(engine: Engine) -> N
     response = engine.http.post("/api/v1/lake/dids", content=paired, headers=headers)
     assert response.status_code in (200, 201), response.text  # a surrogate pair and an escaped backslash are fine
     assert response.json()["meta"]["note"] == "\U0001f30a \\u0000"
+
+
+class _Answer(BaseHTTPRequestHandler):
+    """A loopback web server with a secret in its body and a redirect to a host nobody listed."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/away"):
+            self.send_response(302)
+            self.send_header("Location", "http://203.0.113.9/stac/")
+            self.end_headers()
+            return
+        body = b"SECRET-INTERNAL-PAGE" if self.path.startswith("/text") else b'{"secret": "SECRET-INTERNAL-JSON"}'
+        self.send_response(404 if self.path.startswith("/missing") else 200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_stac_import_reads_only_listed_hosts_and_never_echoes_them(engine: Engine, lake: dict[str, object],
+                                                                    tmp_path: Path) -> None:
+    provider = lake["provider"]
+    secret = tmp_path / "admin.token"
+    secret.write_text('{"token": "SECRET-LOCAL-FILE"}')
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    headers = engine.headers(provider._auth["Authorization"][7:])  # type: ignore[attr-defined]
+
+    def attempt(url: str) -> tuple[int, str]:
+        answer = engine.http.post("/api/v1/lake/imports/stac",
+                                  json={"url": url, "collection": "c", "endpoint": "alpha"}, headers=headers)
+        return answer.status_code, answer.text
+
+    try:
+        assert engine.runtime.lake.import_hosts == ()  # the default: nothing may be read
+        for url in (str(secret), f"file://{secret}", f"{base}/stac/"):
+            status, text = attempt(url)
+            assert status == 422 and '"url"' in text and "SECRET" not in text, (url, text)
+        assert "lake_import_hosts" in attempt(f"{base}/stac/")[1]
+        engine.runtime.lake.import_hosts = ("127.0.0.1",)  # what TWIN_LAKE_IMPORT_HOSTS=127.0.0.1 sets
+        for url in (str(secret), f"file://{secret}", "ftp://127.0.0.1/x", f"http://localhost:{server.server_address[1]}/"):
+            status, text = attempt(url)
+            assert status == 422 and "SECRET" not in text, (url, text)
+        for path, why in (("/text/", "not JSON"), ("/json/", "not a STAC"), ("/missing/", "HTTP 404"),
+                          ("/away/", "203.0.113.9")):
+            status, text = attempt(f"{base}{path}")
+            assert status in (400, 422) and "url" in text and why in text and "SECRET" not in text, (path, text)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_file_endpoints_live_only_under_configured_roots(engine: Engine, tmp_path: Path) -> None:
+    provider = engine.as_role("pat", "provider")
+    data_dir = engine.runtime.settings.data_dir
+    allowed = tmp_path / "allowed"
+    (allowed / "sub").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    # what TWIN_LAKE_FILE_ROOTS=<allowed>,<data_dir> sets: even a root holding the data dir leaves its keys alone
+    engine.runtime.lake.file_roots = (allowed, data_dir)
+    (allowed / "sneaky").symlink_to(tmp_path / "outside")
+    (allowed / "into-data").symlink_to(data_dir)
+    for location in ("/etc", str(tmp_path / "outside"), str(data_dir), str(data_dir / "keys"),
+                     str(data_dir / "blobs" / "x"), str(allowed / "sub" / ".." / ".." / "outside" / "x"),
+                     str(allowed / "sneaky" / "x"), str(allowed / "into-data" / "keys"), "relative/folder"):
+        with pytest.raises(ValidationFailed, match="location") as caught:
+            provider.lake.add_endpoint("bad", "file", location)
+        assert caught.value.problems[0].loc == "location", location
+    assert not (tmp_path / "outside" / "x").exists() and not (data_dir / "blobs" / "x").exists()
+    assert provider.lake.endpoints().total == 0
+    inside = provider.lake.add_endpoint("ok", "file", str(allowed / "disk"))
+    assert inside.location == str(allowed / "disk") and (allowed / "disk").is_dir()
+    provider.lake.add_endpoint("demo", "file", str(data_dir / "lake" / "site-a"))  # the data dir's lake folder
+    with pytest.raises(ValidationFailed, match="location"):
+        provider.lake.set_endpoint("ok", location="/etc")
+    with pytest.raises(ValidationFailed, match="lake_file_roots"):
+        provider.lake.add_endpoint("elsewhere", "file", str(tmp_path / "disk2"))
+    assert sorted(e.name for e in provider.lake.endpoints().items) == ["demo", "ok"]

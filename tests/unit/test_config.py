@@ -66,3 +66,19 @@ def test_a_bad_duration_names_the_setting(tmp_path: Path, bad: str) -> None:
         Settings(data_dir=tmp_path, workflow_stale_after=bad)
     message = str(caught.value)
     assert "workflow_stale_after" in message and "30d" in message
+
+
+def test_lake_list_settings_are_comma_separated_in_the_environment(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWIN_LAKE_IMPORT_HOSTS", "hda.example.org, *.Example.NET.")
+    monkeypatch.setenv("TWIN_LAKE_FILE_ROOTS", f"{tmp_path / 'a'},{tmp_path / 'b'}")
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.lake_import_hosts == ["hda.example.org", "*.example.net"]
+    assert settings.lake_file_root_paths == [tmp_path / "a", tmp_path / "b", (tmp_path / "data" / "lake").resolve()]
+    monkeypatch.setenv("TWIN_LAKE_IMPORT_HOSTS", '["stac.example.org"]')
+    monkeypatch.delenv("TWIN_LAKE_FILE_ROOTS")
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.lake_import_hosts == ["stac.example.org"]
+    assert settings.lake_file_root_paths == [(tmp_path / "data" / "lake").resolve()]
+    monkeypatch.delenv("TWIN_LAKE_IMPORT_HOSTS")
+    assert Settings(data_dir=tmp_path / "data").lake_import_hosts == []

@@ -41,6 +41,40 @@ def _y_window(ctx: Context, miny: float, maxy: float, field: str) -> slice:
     return yi
 
 
+def _extent(ctx: Context) -> tuple[float, float, float, float, bool]:
+    """The grid's cell-edge extent (x in the dataset's convention) and whether it wraps around the globe."""
+    xs, ys, dx, dy = ctx.axes.xs, ctx.axes.ys, ctx.axes.dx, ctx.axes.dy
+    x0, x1 = float(np.nanmin(xs)) - dx / 2, float(np.nanmax(xs)) + dx / 2
+    return x0, float(np.nanmin(ys)) - dy / 2, x1, float(np.nanmax(ys)) + dy / 2, x1 - x0 >= 360.0 - 1e-9
+
+
+def _outside(ctx: Context, what: str) -> InvalidParameterValue:
+    x0, y0, x1, y1, _ = _extent(ctx)
+    if ctx.axes.lon_360:
+        x0, x1 = (x0 - 360.0 if x0 > 180.0 else x0), (x1 - 360.0 if x1 > 180.0 else x1)
+    return InvalidParameterValue("coords", f"{what} is outside the collection's extent (longitude {x0:g}..{x1:g}, "
+                                           f"latitude {y0:g}..{y1:g}, cell edges)")
+
+
+def _check_points(ctx: Context, coords: np.ndarray) -> None:
+    """A point farther than half a cell beyond the grid has no nearest cell worth answering with."""
+    x0, y0, x1, y1, global_x = _extent(ctx)
+    for (rx, qy), qx in zip(coords[:, :2], ctx.axes.wrap_x(coords[:, 0]), strict=True):
+        inside_x = global_x or any(x0 - 1e-9 <= v <= x1 + 1e-9 for v in (qx, qx - 360.0, qx + 360.0))
+        if not (inside_x and y0 - 1e-9 <= qy <= y1 + 1e-9):
+            raise _outside(ctx, f"POINT({rx:g} {qy:g})")
+
+
+def _check_box(ctx: Context, minx: float, miny: float, maxx: float, maxy: float, what: str) -> None:
+    """A query box that misses the grid's extent altogether is the caller's mistake, said as such."""
+    x0, y0, x1, y1, global_x = _extent(ctx)
+    qx0 = float(ctx.axes.wrap_x(minx))
+    width = maxx - minx
+    meets_x = global_x or width >= 360.0 or (x0 - qx0) % 360.0 <= width + 1e-9 or (qx0 - x0) % 360.0 <= x1 - x0
+    if not (meets_x and miny <= y1 + 1e-9 and maxy >= y0 - 1e-9):
+        raise _outside(ctx, f"the {what}")
+
+
 def _grid(ctx: Context, minx: float, miny: float, maxx: float, maxy: float, *, field: str, what: str,
           mask_of: Any = None) -> Extraction:
     xi, xq = _x_window(ctx, minx, maxx, field)
@@ -71,6 +105,7 @@ def cube(ctx: Context, bbox: tuple[float, ...]) -> Extraction:
 
 def area(ctx: Context, polygon: BaseGeometry) -> Extraction:
     minx, miny, maxx, maxy = polygon.bounds
+    _check_box(ctx, minx, miny, maxx, maxy, "polygon")
     return _grid(ctx, minx, miny, maxx, maxy, field="coords", what="polygon",
                  mask_of=lambda xs, ys: polygon_mask(polygon, xs, ys))
 
@@ -80,6 +115,7 @@ def radius(ctx: Context, centres: BaseGeometry, within_km: float) -> Extraction:
     boxes = np.array([circle_bounds(float(x), float(y), within_km) for x, y in points])
     minx, miny = boxes[:, 0].min(), boxes[:, 1].min()
     maxx, maxy = boxes[:, 2].max(), boxes[:, 3].max()
+    _check_box(ctx, float(minx), float(miny), float(maxx), float(maxy), "radius")
     return _grid(ctx, float(minx), float(miny), float(maxx), float(maxy), field="within", what="radius",
                  mask_of=lambda xs, ys: radius_mask(points, within_km, xs, ys))
 
@@ -100,6 +136,7 @@ def _profile_or_series(ctx: Context, axes: dict[str, np.ndarray], ranges: dict[s
 
 def position(ctx: Context, points: BaseGeometry, *, method: str = "nearest") -> Extraction:
     coords = shapely.get_coordinates(points)
+    _check_points(ctx, coords)
     xs_q = ctx.axes.wrap_x(coords[:, 0])
     ys_q = coords[:, 1]
     ctx.check_size(len(coords), what="this position query")

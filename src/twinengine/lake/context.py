@@ -4,6 +4,7 @@ object per endpoint (rebuilt when the endpoint changes)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -31,12 +32,23 @@ class LakeTuning:
 class Lake:
     keyring: Keyring
     tuning: LakeTuning = field(default_factory=LakeTuning)
+    #: The engine's data dir: no `file` endpoint may live in it, except under its ``lake`` folder.
+    data_dir: Path | None = None
+    #: Folders `file` endpoints may live under (resolved); from_data_dir adds <data_dir>/lake.
+    file_roots: tuple[Path, ...] = ()
+    #: Hosts STAC imports may read from (lower case; ``*.example.org`` matches its subdomains); empty: none.
+    import_hosts: tuple[str, ...] = ()
     _backends: dict[int, tuple[object, StorageBackend]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_data_dir(cls, data_dir: Path, tuning: LakeTuning | None = None) -> Lake:
-        return cls(Keyring.load_or_create(data_dir / "keys"), tuning or LakeTuning())
+    def from_data_dir(cls, data_dir: Path, tuning: LakeTuning | None = None, *,
+                      file_roots: Sequence[Path] = (), import_hosts: Sequence[str] = ()) -> Lake:
+        data_dir = data_dir.expanduser().resolve()
+        return cls(Keyring.load_or_create(data_dir / "keys"), tuning or LakeTuning(), data_dir=data_dir,
+                   file_roots=tuple(dict.fromkeys([*(p.expanduser().resolve() for p in file_roots),
+                                                   data_dir / "lake"])),
+                   import_hosts=tuple(h.lower() for h in import_hosts))
 
     def backend(self, endpoint: Endpoint) -> StorageBackend:
         """The endpoint's storage with its own credential (decrypted here, kept only in memory)."""

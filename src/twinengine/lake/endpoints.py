@@ -16,7 +16,7 @@ from twinengine.lake.schemas import EndpointCreate, EndpointRead, EndpointUpdate
 from twinengine.lake.storage import backend_class
 from twinengine.store.base import utcnow
 
-__all__ = ["add_endpoint", "endpoint_read", "get_endpoint", "list_endpoints", "remove_endpoint",
+__all__ = ["add_endpoint", "check_file_location", "endpoint_read", "get_endpoint", "list_endpoints", "remove_endpoint",
            "update_endpoint", "usage"]
 
 _ATTR_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -53,6 +53,29 @@ def endpoint_read(session: Session, row: Endpoint) -> EndpointRead:
                         credential=row.credential_kind, created_at=row.created_at)
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_file_location(lake: Lake, location: str) -> None:
+    """A `file` endpoint lives only under a root an admin configured (``lake_file_roots``) and never in the
+    engine's data dir (its keys, database and blobs) except its ``lake`` folder. The path is resolved first,
+    so neither ``..`` nor a symlink leads out."""
+    path = Path(location)
+    if not path.is_absolute():
+        raise ValidationFailed.one("location", f"a file endpoint needs an absolute folder path, not {location!r}")
+    resolved = path.resolve()
+    data_dir = lake.data_dir.resolve() if lake.data_dir is not None else None
+    if data_dir is not None and _inside(resolved, data_dir) and not _inside(resolved, data_dir / "lake"):
+        raise ValidationFailed.one("location", f"{location!r} is inside the engine's data dir; only its "
+                                               f"{data_dir / 'lake'} folder may hold file endpoints")
+    roots = [root.resolve() for root in lake.file_roots]
+    if not any(_inside(resolved, root) for root in roots):
+        allowed = ", ".join(str(root) for root in roots) or "none"
+        raise ValidationFailed.one("location", f"{location!r} is not under a folder file endpoints may use "
+                                               f"({allowed}; an admin sets lake_file_roots, TWIN_LAKE_FILE_ROOTS)")
+
+
 def _probe(lake: Lake, row: Endpoint) -> None:
     """Build the backend and reach the storage; a bad location is the caller's mistake (422, not 503)."""
     if row.protocol == "file":
@@ -67,6 +90,8 @@ def add_endpoint(session: Session, lake: Lake, *, principal: Principal, spec: En
     require(principal, "lake.endpoint.manage")
     backend_class(spec.protocol)
     _check_attributes(dict(spec.attributes))
+    if spec.protocol == "file":
+        check_file_location(lake, spec.location)
     if session.scalar(select(Endpoint.id).where(Endpoint.name == spec.name)) is not None:
         raise Conflict(f"an endpoint named {spec.name!r} exists already")
     row = Endpoint(name=spec.name, protocol=spec.protocol, location=spec.location, options=dict(spec.options),
@@ -102,6 +127,8 @@ def update_endpoint(session: Session, lake: Lake, *, principal: Principal, name:
     if change.location is not None:
         if usage(session, row.id)[1]:
             raise Conflict(f"endpoint {name} holds replicas; its location cannot move under them")
+        if row.protocol == "file":
+            check_file_location(lake, change.location)
         row.location = change.location
     if change.options is not None:
         row.options = dict(change.options)

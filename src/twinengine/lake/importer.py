@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
-from twinengine.errors import InvalidInput, StorageUnavailable
+from twinengine.errors import InvalidInput, StorageUnavailable, ValidationFailed
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import add_did, attach, parse_did
 from twinengine.lake.endpoints import get_endpoint
@@ -61,17 +61,90 @@ def _present(db: Database, did: str, endpoint_id: int) -> bool:
             Replica.state == ReplicaState.AVAILABLE)) is not None
 
 
-def import_stac(db: Database, lake: Lake, *, principal: Principal, spec: ImportStac) -> ImportResult:
-    from pystac_client import Client as StacClient
+def _allowed(url: str, hosts: tuple[str, ...]) -> str | None:
+    """Why the engine will not read ``url`` (None: it may): only http(s) on a host an admin listed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return "only http and https URLs are read"
+    host = (parts.hostname or "").lower().rstrip(".")
+    if not host:
+        return "the URL names no host"
+    if not any(host == h or (h.startswith("*.") and host.endswith(h[1:])) for h in hosts):
+        return (f"host {host!r} is not in lake_import_hosts (TWIN_LAKE_IMPORT_HOSTS)" if hosts
+                else "STAC imports are off: an admin lists the hosts they may read in lake_import_hosts "
+                     "(TWIN_LAKE_IMPORT_HOSTS)")
+    return None
+
+
+class _Refused(Exception):
+    """A request the import would make to a place it may not read (a link or redirect elsewhere)."""
+
+
+def _stac_io(headers: dict[str, str], hosts: tuple[str, ...]) -> Any:
+    """pystac-client's HTTP reader, checking every request it makes (pages, links) and every redirect."""
+    from pystac_client.stac_api_io import StacApiIO
+
+    def check_request(request: Any) -> Any:
+        why = _allowed(request.url, hosts)
+        if why is not None:
+            raise _Refused(f"the STAC API links to {urlsplit(request.url).hostname or request.url!r}: {why}")
+        return request
+
+    def check_redirect(response: Any, *args: Any, **kwargs: Any) -> Any:
+        if response.is_redirect:
+            target = urljoin(response.url, response.headers.get("location", ""))
+            why = _allowed(target, hosts)
+            if why is not None:
+                raise _Refused(f"the STAC API redirects to {urlsplit(target).hostname or target!r}: {why}")
+        return response
+
+    io = StacApiIO(headers=headers, request_modifier=check_request, timeout=60.0, max_retries=1)
+    io.session.hooks["response"].append(check_redirect)
+    return io
+
+
+def _read_failure(url: str, exc: Exception) -> InvalidInput:
+    """Say what failed without repeating what the remote answered (its body is nobody's business here)."""
+    import json
+
+    import requests
+    from pystac import STACError, STACTypeError
+    from pystac_client.errors import ClientTypeError
     from pystac_client.exceptions import APIError
 
+    if isinstance(exc, APIError) and getattr(exc, "status_code", None) is None and exc.__context__ is not None:
+        exc = exc.__context__ if isinstance(exc.__context__, Exception) else exc  # the failure it wraps
+    if isinstance(exc, _Refused):
+        why = str(exc)
+    elif isinstance(exc, APIError):
+        code = getattr(exc, "status_code", None)
+        why = f"it answered HTTP {code}" if code else "it answered with an error"
+        if code in (401, 403):
+            why += " (check the token)"
+    elif isinstance(exc, json.JSONDecodeError | requests.exceptions.JSONDecodeError):
+        why = "its answer is not JSON"
+    elif isinstance(exc, ClientTypeError | STACTypeError | STACError | KeyError | TypeError | ValueError):
+        why = "its answer is not a STAC catalog, collection or item"
+    elif isinstance(exc, requests.exceptions.RequestException):
+        why = f"it cannot be reached ({type(exc).__name__})"
+    else:
+        why = f"it cannot be read ({type(exc).__name__})"
+    return InvalidInput(f"url: the STAC API at {url}: {why}", details=[{"loc": "url", "msg": why}])
+
+
+def import_stac(db: Database, lake: Lake, *, principal: Principal, spec: ImportStac) -> ImportResult:
+    from pystac_client import Client as StacClient
+
     require(principal, "lake.import")
+    why = _allowed(spec.url, lake.import_hosts)
+    if why is not None:
+        raise ValidationFailed.one("url", why)
     with db.session(readonly=True) as session:
         endpoint_id = get_endpoint(session, spec.endpoint).id
     token = spec.token.get_secret_value() if spec.token else None
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        client = StacClient.open(spec.url, headers=headers)
+        client = StacClient.open(spec.url, headers=headers, stac_io=_stac_io(headers, lake.import_hosts))
         collection = client.get_collection(spec.collection)
         if collection is None:
             raise InvalidInput(f"collection: the STAC API at {spec.url} has no collection {spec.collection!r}")
@@ -80,11 +153,13 @@ def import_stac(db: Database, lake: Lake, *, principal: Principal, spec: ImportS
         items = [item.to_dict() for item in search.items()]
     except InvalidInput:
         raise
-    except APIError as exc:
-        raise StorageUnavailable(f"the STAC API at {spec.url} answered: {str(exc)[:300]}") from None
-    except Exception as exc:  # unreachable host, not a STAC API, bad JSON
-        raise InvalidInput(f"url: cannot read {spec.collection!r} from the STAC API at {spec.url}: "
-                           f"{type(exc).__name__}: {str(exc)[:300]}") from None
+    except Exception as exc:  # a refused link, an error status, unreachable, not JSON, not STAC
+        raise _read_failure(spec.url, exc) from None
+    for item in items:  # every asset is checked before anything is written
+        for key, asset in sorted((item.get("assets") or {}).items()):
+            why = _allowed(urljoin(spec.url, str(asset.get("href", ""))), lake.import_hosts)
+            if why is not None:
+                raise ValidationFailed.one("url", f"asset {key!r} of item {item.get('id')!r}: {why}")
     scope = spec.scope or _clean(spec.collection, scope=True)
     container = f"{scope}:{_clean(spec.collection)}"
     with db.session() as session:
@@ -94,7 +169,12 @@ def import_stac(db: Database, lake: Lake, *, principal: Principal, spec: ImportS
                       "source": f"{spec.url.rstrip('/')}/collections/{spec.collection}"})
     api_origin = _origin(spec.url)
     registered = present = total_bytes = 0
-    with httpx.Client(timeout=60.0, follow_redirects=True) as http:
+    def check_hop(request: httpx.Request) -> None:  # every request, redirects included
+        why = _allowed(str(request.url), lake.import_hosts)
+        if why is not None:
+            raise StorageUnavailable(f"fetching an asset from {request.url.host!r}: {why}")
+
+    with httpx.Client(timeout=60.0, follow_redirects=True, event_hooks={"request": [check_hop]}) as http:
         for item in items:
             dataset = f"{scope}:{_clean(item['id'])}"
             props = item.get("properties") or {}
