@@ -7,6 +7,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from helpers import unavailable
+from helpers import Engine, admin_token, unavailable
 from twinengine.config import Settings
 
 NATS_URL = os.environ.get("TWIN_TEST_NATS_URL", "nats://127.0.0.1:4222")
@@ -93,3 +94,27 @@ def drop_streams() -> Iterator[list[Any]]:
             pass
         finally:
             runtime.close()
+
+
+def start_engine(settings: Settings, drop: list[Any]) -> tuple[Any, Any]:
+    """A runtime (closed by ``drop_streams``) and a TestClient over its API, not yet entered."""
+    from starlette.testclient import TestClient
+
+    from twinengine.api import create_app
+    from twinengine.runtime import Runtime
+
+    runtime = Runtime.from_settings(settings)
+    drop.append(runtime)
+    return runtime, TestClient(create_app(runtime=runtime))
+
+
+@contextmanager
+def stream_engine(settings: Settings, drop: list[Any]) -> Iterator[Engine]:
+    """A started engine with the stream settings given, its daemons running, an admin token at hand."""
+    runtime, http = start_engine(settings, drop)
+    try:
+        with http:
+            yield Engine(runtime=runtime, app=http.app, http=http,  # type: ignore[arg-type]
+                         admin_token=admin_token(settings))
+    finally:
+        runtime.close()

@@ -13,15 +13,12 @@ from typing import Any
 
 import pytest
 import yaml
-from starlette.testclient import TestClient
 
 from helpers import RIVER_REACH, Engine, admin_token
-from streams_fixtures import drop_streams, eventually, gauge, stream_settings  # noqa: F401
-from twinengine.api import create_app
+from streams_fixtures import drop_streams, eventually, gauge, start_engine, stream_engine, stream_settings  # noqa: F401
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.errors import ValidationFailed
-from twinengine.runtime import Runtime
 
 PATH = "/api/v1/twins/reach/streams/gauges"
 
@@ -31,21 +28,13 @@ def settings(tmp_path: Path, database_url: str | None) -> Settings:
     return stream_settings(tmp_path / "data", "local", database_url)
 
 
-def start(settings: Settings, drop: list[Any]) -> tuple[Runtime, TestClient]:
-    runtime = Runtime.from_settings(settings)
-    drop.append(runtime)
-    return runtime, TestClient(create_app(runtime=runtime))
+start = start_engine
 
 
 @pytest.fixture
 def engine(settings: Settings, drop_streams: list[Any]) -> Iterator[Engine]:  # noqa: F811
-    runtime, http = start(settings, drop_streams)
-    try:
-        with http:
-            yield Engine(runtime=runtime, app=http.app, http=http,  # type: ignore[arg-type]
-                         admin_token=admin_token(settings))
-    finally:
-        runtime.close()
+    with stream_engine(settings, drop_streams) as started:
+        yield started
 
 
 @pytest.fixture

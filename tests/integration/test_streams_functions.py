@@ -10,15 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 
-from helpers import MINIMAL_STATE, Engine, admin_token, make_app
-from streams_fixtures import drop_streams, eventually, stream_backend, stream_settings  # noqa: F401
-from twinengine.api import create_app
+from helpers import MINIMAL_STATE, Engine, make_app
+from streams_fixtures import drop_streams, eventually, start_engine, stream_backend, stream_engine, stream_settings  # noqa: F401
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.errors import Conflict, StreamBackpressure
-from twinengine.runtime import Runtime
 
 FUNCTIONS = '''
 from test_app import model as _model
@@ -98,21 +95,13 @@ def settings(tmp_path: Path, stream_backend: str) -> Settings:  # noqa: F811
     return stream_settings(tmp_path / "data", stream_backend, function_backoff=0.05)
 
 
-def start(settings: Settings, drop: list[Any]) -> tuple[Runtime, TestClient]:
-    runtime = Runtime.from_settings(settings)
-    drop.append(runtime)
-    return runtime, TestClient(create_app(runtime=runtime))
+start = start_engine
 
 
 @pytest.fixture
 def engine(settings: Settings, drop_streams: list[Any]) -> Iterator[Engine]:  # noqa: F811
-    runtime, http = start(settings, drop_streams)
-    try:
-        with http:
-            yield Engine(runtime=runtime, app=http.app, http=http,  # type: ignore[arg-type]
-                         admin_token=admin_token(settings))
-    finally:
-        runtime.close()
+    with stream_engine(settings, drop_streams) as started:
+        yield started
 
 
 def rec(i: int, level: float) -> dict[str, Any]:
