@@ -63,7 +63,10 @@ def parse_instant(text: str) -> datetime:
 
 
 def _instant_param(value: Any) -> Any:
-    """Query parameters arrive as text; pydantic would read ``0.5`` as seconds since 1970, which nobody means."""
+    """Query parameters arrive as text, and JSON may carry a number; pydantic would read ``0.5`` as seconds
+    since 1970, which nobody means."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} is a number, not an RFC 3339 / ISO 8601 time such as 2026-03-01T06:00:00Z")
     if not isinstance(value, str):
         return value
     try:

@@ -96,6 +96,13 @@ def test_times_in_query_parameters_are_iso_8601_never_bare_numbers(engine: Engin
             assert "not an RFC 3339 / ISO 8601 time" in r.json()["details"][0]["msg"]
     r = engine.http.get("/api/v1/twins/reach/state", params={"at": "2026-03-01T00:00:00"}, headers=headers)
     assert r.status_code == 200 and r.json()["at"].startswith("2026-03-01T00:00:00")  # no zone: UTC
+    for bare in (0.5, 1772344800):  # nor in a written value's timestamp
+        r = engine.http.patch("/api/v1/twins/reach/state", headers=headers,
+                              json={"reported": {"level": {"value": 2.0, "timestamp": bare}}})
+        assert r.status_code == 422, r.text
+        assert r.json()["details"][0]["loc"] == "reported.level.timestamp"
+        assert "is a number, not an RFC 3339" in r.json()["details"][0]["msg"]
+    assert uma.get_state("reach").reported["level"].value == 1.0  # nothing was written
 
 
 def test_late_data_lands_at_its_own_time(uma: Client) -> None:

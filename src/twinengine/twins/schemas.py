@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from twinengine.auth.policy import Permission
+from twinengine.timeutil import Instant
 from twinengine.types import INT32_MAX
 
 __all__ = [
@@ -100,7 +101,7 @@ class TwinPage(BaseModel):
 class PropertyWrite(_Input):
     value: JsonValue
     unit: str | None = Field(default=None, max_length=64, description="Default: the declared unit.")
-    timestamp: datetime | None = Field(default=None, description="When the value was true; default: now.")
+    timestamp: Instant | None = Field(default=None, description="When the value was true (ISO 8601); default: now.")
 
 
 class StateWrite(_Input):
