@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx2 as httpx
-import psycopg
+from state_writes import PG_DEFAULT, fresh_pg_database, postgres_url  # beside this script
 
 from twinengine.api import create_app
 from twinengine.client import Client
@@ -34,7 +34,6 @@ from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
 
 APP = Path(__file__).resolve().parents[1] / "examples" / "apps" / "river-reach"
-PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 TWINS = 4
 GRAPH = {"process_graph": {"eq": {"process_id": "eq", "arguments": {"x": 1, "y": 1}, "result": True}}}
 KINDS = ("health", "read", "write", "sync graph")
@@ -117,30 +116,6 @@ def run_backend(settings: Settings, clients: int, seconds: float) -> tuple[Timin
             return base, loaded(server.url, token, clients, seconds)
     finally:
         runtime.close()
-
-
-def postgres_url() -> str | None:
-    import os
-
-    url = os.environ.get("TWIN_BENCH_POSTGRES_URL", PG_DEFAULT)
-    try:
-        with psycopg.connect(url, connect_timeout=3):
-            return url
-    except psycopg.OperationalError:
-        return None
-
-
-def fresh_pg_database(admin_url: str) -> tuple[str, Callable[[], None]]:
-    name = f"twin_bench_mixed_{int(time.time())}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rpartition("/")[0]
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1), drop
 
 
 def main() -> None:

@@ -93,13 +93,18 @@ def encode(value: Any, blobs: list[bytes]) -> Any:
         if all(isinstance(k, str) for k in value) and TAG not in value:
             return {k: encode(v, blobs) for k, v in value.items()}
         return {TAG: "dict", "items": [[encode(k, blobs), encode(v, blobs)] for k, v in value.items()]}
+    if isinstance(value, date | timedelta):
+        return _encode_time(value)
+    return _encode_rich(value, blobs)
+
+
+def _encode_time(value: date | timedelta) -> dict[str, Any]:
+    """Datetimes, dates and durations, tagged (datetime before date: it is one)."""
     if isinstance(value, datetime):
         return {TAG: "datetime", "v": value.isoformat()}
     if isinstance(value, date):
         return {TAG: "date", "v": value.isoformat()}
-    if isinstance(value, timedelta):
-        return {TAG: "timedelta", "v": value.total_seconds()}
-    return _encode_rich(value, blobs)
+    return {TAG: "timedelta", "v": value.total_seconds()}
 
 
 def _encode_rich(value: Any, blobs: list[bytes]) -> Any:
@@ -247,12 +252,8 @@ def _coords(tree: Any, blobs: list[bytes]) -> dict[str, Any]:
 # -- plain values, fast: JSON with datetimes (effects of function calls, thousands per second) ----------
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return {TAG: "datetime", "v": value.isoformat()}
-    if isinstance(value, date):
-        return {TAG: "date", "v": value.isoformat()}
-    if isinstance(value, timedelta):
-        return {TAG: "timedelta", "v": value.total_seconds()}
+    if isinstance(value, date | timedelta):
+        return _encode_time(value)
     if type(value).__module__ == "numpy" and hasattr(value, "tolist") and getattr(value, "dtype", None) is not None \
             and value.dtype.kind not in "OV":
         return value.tolist()

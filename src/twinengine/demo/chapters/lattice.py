@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from twinengine.demo.chapters.lake import _provider
+from twinengine.demo.chapters.ml import wait_for_training
 from twinengine.demo.chapters.twins import _free_name
 from twinengine.demo.context import DemoContext
 from twinengine.demo.plot import plot_histograms
@@ -32,16 +33,7 @@ def _lake_endpoint(ctx: DemoContext) -> None:
 
 def _train(ctx: DemoContext, twin: str, config: dict[str, Any], label: str) -> Any:
     uma = ctx.client("uma")
-    advance = ctx.track(label, 100)
-    shown = [0]
-
-    def show(run: Any) -> None:
-        advance(int(run.progress) - shown[0])
-        shown[0] = int(run.progress)
-
-    run = uma.ml.wait(twin, uma.ml.train(twin, MODEL, config=config).id, timeout=600, on_progress=show)
-    if run.status != "succeeded":
-        raise RuntimeError(f"training run {run.id} failed: {run.error}")
+    run = wait_for_training(ctx, twin, uma.ml.train(twin, MODEL, config=config).id, label, timeout=600)
     decision = uma.ml.trail(twin, MODEL)[0].decision
     return run, decision
 

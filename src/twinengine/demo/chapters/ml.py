@@ -33,7 +33,8 @@ def _readings(ctx: DemoContext, params: dict[str, Any], *, runoff: float, hours:
             for r in sim.readings(hours)]
 
 
-def _wait(ctx: DemoContext, twin: str, run_id: str, label: str) -> Any:
+def wait_for_training(ctx: DemoContext, twin: str, run_id: str, label: str, *, timeout: float = 300) -> Any:
+    """Wait for a training run with a progress bar; a run that did not succeed stops the chapter."""
     uma = ctx.client("uma")
     advance = ctx.track(label, 100)
     shown = [0]
@@ -42,7 +43,7 @@ def _wait(ctx: DemoContext, twin: str, run_id: str, label: str) -> Any:
         advance(int(run.progress) - shown[0])
         shown[0] = int(run.progress)
 
-    run = uma.ml.wait(twin, run_id, timeout=300, on_progress=show)
+    run = uma.ml.wait(twin, run_id, timeout=timeout, on_progress=show)
     if run.status != "succeeded":
         raise RuntimeError(f"training run {run_id} failed: {run.error}")
     return run
@@ -62,7 +63,7 @@ def retrain_on_drift(ctx: DemoContext) -> None:
     base = _readings(ctx, params, runoff=params["runoff_coefficient"], hours=BASE_HOURS, start=o.start,
                      seed=o.seed + 2)
     gauge.streams.append(twin.name, "gauges", base, producer="rr01-ml", seq=0)
-    first = _wait(ctx, twin.name, uma.ml.train(twin.name, MODEL).id, "training runoff_correction v1")
+    first = wait_for_training(ctx, twin.name, uma.ml.train(twin.name, MODEL).id, "training runoff_correction v1")
     ctx.say(f"trained {MODEL} v{first.model_version} on {len(base)} readings: held-out level RMSE "
             f"{first.metrics['rmse_level']:.3f} m (simulation alone {first.metrics['rmse_simulation']:.3f} m)")
 
@@ -80,7 +81,7 @@ def retrain_on_drift(ctx: DemoContext) -> None:
         trail = uma.ml.trail(twin.name, MODEL)
     if trail[0].trigger.get("kind") != "drift":
         raise RuntimeError("the drift policy did not trigger a retraining")
-    second = _wait(ctx, twin.name, trail[0].run, "retraining on drift")
+    second = wait_for_training(ctx, twin.name, trail[0].run, "retraining on drift")
     trail = uma.ml.trail(twin.name, MODEL)
     decision = trail[0].decision
     assert decision is not None
