@@ -100,3 +100,17 @@ def test_pytorch_hands_a_worker_weights_only() -> None:
     inputs = torch.ones(1, 2)
     assert torch.equal(flavour.predict(task, again, inputs), net(inputs).detach())
     assert not flavour.predict(task, again, inputs).requires_grad  # served without gradients
+
+
+def test_a_search_tunes_a_sklearn_model() -> None:
+    """Each Optuna trial is one fit of the flavour: a ridge whose alpha is searched prefers the small ones."""
+    from sklearn.linear_model import Ridge
+
+    from twinengine.ml.tune import parse_space, run_study
+
+    task = line_task(build_model=lambda params: Ridge(alpha=float(params["alpha"])))
+    space = parse_space({"params.alpha": {"type": "float", "low": 1e-4, "high": 100.0, "log": True}})
+    result = run_study(task, TrainingConfig(params={"alpha": 1.0}), TrainingData(), space=space, trials=8,
+                       storage=None, study_name="ridge")
+    assert result.complete + result.pruned == 8 and result.failed == 0
+    assert result.best_overrides["params"]["alpha"] < 1.0
