@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit serve lock clean
+.PHONY: demo test lint typecheck unit serve lock clean docs-api
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "twinengine needs Python 3.11 or newer (set PYTHON=python3.x)")'
@@ -39,6 +39,13 @@ typecheck: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/twin serve $(ARGS)
+
+# The API reference of the SDKs, HTML from their docstrings (offline), into $(API_OUT): built, not committed.
+API_MODULES ?= twinengine.app twinengine.client
+API_OUT     ?= docs/api
+
+docs-api: $(STAMP)
+	$(BIN)/python -m pdoc --docformat restructuredtext --no-show-source -o $(API_OUT) $(API_MODULES)
 
 lock: | $(BIN)/python
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock

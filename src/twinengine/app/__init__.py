@@ -3,8 +3,8 @@
 - ``app_process``: declare a function of the app's package as an openEO process of its namespace.
 - ``FunctionContext`` (what a function on arrival gets as ``ctx``) and ``StateUpdate``.
 - ``TrainingTask``, ``TrainingData`` and the training configuration (``TrainingConfig``, ``OptimizerConfig``,
-  ``ScheduleConfig``, ``EarlyStopping``) for a model's entrypoint; these need the ``ml`` extra (PyTorch) and
-  load when first named, so importing this module stays light.
+  ``ScheduleConfig``, ``EarlyStopping``) for a model's entrypoint (PyTorch or scikit-learn, ``docs/ml.md``);
+  they load when first named, so importing this module stays light.
 
 App code runs in sandboxed worker processes of its app version (``docs/apps.md``), never in the engine;
 what it may do is what these objects offer. The older import paths (``twinengine.workflows.apps``,
@@ -20,18 +20,18 @@ from twinengine.app._process import app_process
 
 if TYPE_CHECKING:
     from twinengine.ml.config import EarlyStopping, OptimizerConfig, ScheduleConfig, TrainingConfig
-    from twinengine.ml.trainer import TrainingData, TrainingTask
+    from twinengine.ml.task import TrainingData, TrainingTask
 
 __all__ = ["EarlyStopping", "FunctionContext", "OptimizerConfig", "ScheduleConfig", "StateUpdate", "TrainingConfig",
            "TrainingData", "TrainingTask", "app_process"]
 
-_LAZY = {"TrainingTask": "twinengine.ml.trainer", "TrainingData": "twinengine.ml.trainer",
+_LAZY = {"TrainingTask": "twinengine.ml.task", "TrainingData": "twinengine.ml.task",
          "TrainingConfig": "twinengine.ml.config", "OptimizerConfig": "twinengine.ml.config",
          "ScheduleConfig": "twinengine.ml.config", "EarlyStopping": "twinengine.ml.config"}
 
 
 def __getattr__(name: str) -> Any:
-    """The training names load torch: they are imported when an app first asks for them."""
+    """The training names are imported when an app first asks for them."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'twinengine.app' has no attribute {name!r}")

@@ -154,8 +154,9 @@ def run_training(run: _Run, local: LocalEngine, manifest: Manifest, *, epochs: i
     if not manifest.models:
         return
     name = next(iter(manifest.models))
-    if find_spec("torch") is None or find_spec("mlflow") is None:
-        run.skip(f"training {name}", "the ml extra (torch, mlflow) is not installed")
+    framework = "sklearn" if manifest.models[name].framework in ("sklearn", "scikit-learn") else "torch"
+    if find_spec(framework) is None or find_spec("mlflow") is None:
+        run.skip(f"training {name}", f"the ml extra ({framework}, mlflow) is not installed")
         return
     from twinengine.ml import service as ml_service
     from twinengine.ml.models import TrainingRun

@@ -14,6 +14,8 @@ class _Strict(BaseModel):
 
 
 class OptimizerConfig(_Strict):
+    """The optimizer of a PyTorch model and its settings (a scikit-learn estimator brings its own)."""
+
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(default=1e-3, gt=0, le=10)
     weight_decay: float = Field(default=0.0, ge=0)
@@ -29,6 +31,8 @@ class ScheduleConfig(_Strict):
 
 
 class EarlyStopping(_Strict):
+    """Stop when ``metric`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
     metric: str = Field(default="val_loss", min_length=1, max_length=64)
     mode: Literal["min", "max"] = "min"
     patience: int = Field(default=5, ge=1, le=10_000)

@@ -22,10 +22,11 @@ from sqlalchemy import select, update
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.ml import gate as gates
+from twinengine.ml.flavours import flavour_named, flavour_of
 from twinengine.ml.models import GateDecision, TrainingRun
 from twinengine.ml.registry import CHALLENGER, CHAMPION, AsyncMetricLogger, ModelRegistry, registered_name
+from twinengine.ml.task import EpochReport, FitResult, TrainingData, TrainingTask
 from twinengine.ml.tasks import load_task, unpacked_version
-from twinengine.ml.trainer import EpochReport, FitResult, TrainingData, TrainingTask, fit
 from twinengine.ml.warm import WarmModels
 from twinengine.store.base import utcnow
 from twinengine.store.blobs import BlobStore
@@ -204,6 +205,13 @@ class MLEngine:
             trigger, mlrun = dict(row.trigger), row.mlflow_run_id
         loaded, manifest = self.app_of(twin, model)
         task = self.task(loaded)
+        flavour = flavour_of(task)
+        declared = flavour_named(manifest.models[model].framework)
+        if declared is not flavour:
+            raise ValueError(f"model {model!r}: the manifest declares framework {declared.name!r} but its task is "
+                             f"written for {flavour.name!r}")
+        if nproc > 1 and flavour.name != "pytorch":
+            raise ValueError(f"nproc {nproc}: distributed training is for pytorch models, not {flavour.name}")
         config = task.config.merged(overrides)
         records, inputs = self.read_records(twin, manifest, selection.get("selection", selection))
         data = TrainingData(parameters=dict(twin.parameters), records=records, inputs=inputs)
@@ -211,7 +219,7 @@ class MLEngine:
         tags = {"twin.id": twin.id, "twin.name": twin.name, "model": model, "app": loaded.app,
                 "code.sha256": loaded.archive_sha256, "training_run": run_id, "inputs": json.dumps(inputs),
                 "trigger": json.dumps(trigger), "nproc": str(nproc),
-                "params": json.dumps(config.params, sort_keys=True)}
+                "params": json.dumps(config.params, sort_keys=True), "framework": flavour.name}
         if trigger.get("kind") == "tune":
             config = self._tune(run_id, twin, model, task, config, data, trigger)
         if mlrun is None:
@@ -224,8 +232,8 @@ class MLEngine:
         else:
             sink = AsyncMetricLogger(self.registry, mlrun)
             try:
-                result = fit(task, config, data, checkpoint=checkpoint, sink=sink,
-                             on_epoch=lambda r: self._progress(run_id, r))
+                result = flavour.fit(task, config, data, checkpoint=checkpoint, sink=sink,
+                                     on_epoch=lambda r: self._progress(run_id, r))
             finally:
                 sink.close()
         self._finish(run_id, twin, model, task, result, mlrun, name, tags, data, config)
@@ -285,20 +293,12 @@ class MLEngine:
                      config: Any) -> dict[str, float]:
         """The champion's metrics on the candidate's held-out set, so both are judged on the same data; the
         metrics it was registered with when it cannot be rebuilt (other hyper-parameters)."""
-        import json as _json
-
-        from torch.utils.data import DataLoader
-
-        from twinengine.ml.trainer import _evaluate, pick_device
-
         info = self.registry.version(name, champion)
+        flavour = flavour_of(task)
         try:
-            net = task.build_model(_json.loads(info.tags.get("params", "{}")) or dict(config.params))
-            net.load_state_dict(self.registry.load_state(name, champion))
-            device = pick_device(config.device)
-            _train, val = task.datasets(data)
-            wanted = config.metrics or sorted(task.metrics)
-            return _evaluate(task, net.to(device), DataLoader(val, batch_size=256), wanted, device)
+            params = json.loads(info.tags.get("params", "{}")) or dict(config.params)
+            net = flavour.load(task, params, self.registry, name, champion)
+            return flavour.evaluate(task, net, data, config)
         except Exception as exc:
             log.warning("champion %s v%s could not be re-evaluated (%s); using its registered metrics", name,
                         champion, exc)
@@ -307,7 +307,7 @@ class MLEngine:
     def _finish(self, run_id: str, twin: Twin, model: str, task: TrainingTask, result: FitResult, mlrun: str,
                 name: str, tags: dict[str, str], data: TrainingData, config: Any) -> None:
         final = _finite({k: v for k, v in result.final.items() if k != "epoch"})
-        version = self.registry.register(name, mlrun, result.model,
+        version = self.registry.register(name, mlrun, result.model, flavour=flavour_of(task),
                                          tags=tags | {f"metric.{k}": f"{v:.9g}" for k, v in final.items()})
         self.registry.set_alias(name, CHALLENGER, version)
         champion = self.registry.alias(name, CHAMPION)
@@ -346,10 +346,7 @@ class MLEngine:
             task = self.task(loaded)
             tags = self.registry.version(name, chosen).tags
             params = json.loads(tags.get("params", "{}")) if "params" in tags else dict(task.config.params)
-            net = task.build_model(params)
-            net.load_state_dict(self.registry.load_state(name, chosen))
-            net.eval()
-            return net, task
+            return flavour_of(task).load(task, params, self.registry, name, chosen), task
 
         net, task = self._warm.get(name, chosen, load)
         return chosen, net, task

@@ -18,7 +18,7 @@ from twinengine.ml.models import TrainingRun
 from twinengine.twins.models import Twin
 
 if TYPE_CHECKING:
-    from twinengine.ml.trainer import TrainingTask
+    from twinengine.ml.task import TrainingTask
     from twinengine.runtime import Runtime
 
 __all__ = ["ChampionModels", "ServedModel", "served_model"]
@@ -29,32 +29,24 @@ _CHAMPION = ":champion:"
 @dataclass(frozen=True)
 class ServedModel:
     """What ``ctx.model`` is when the twin's model has a champion: its registry version, the network (eval
-    mode) and the app's task; ``predict(inputs)`` runs the app's predict without gradients."""
+    mode) and the app's task; ``predict(inputs)`` runs the app's predict through the task's flavour."""
 
     version: str
     net: Any
     task: TrainingTask
 
     def predict(self, inputs: Any) -> Any:
-        import torch
+        from twinengine.ml.flavours import flavour_of
 
-        if self.task.predict is None:
-            raise LookupError("the model defines no predict function")
-        with torch.no_grad():
-            return self.task.predict(self.net, inputs)
+        return flavour_of(self.task).predict(self.task, self.net, inputs)
 
 
 def served_model(task: TrainingTask, version: str, params: dict[str, Any], state: bytes) -> ServedModel:
-    """Inside a function's worker: the champion built from the app's task and the weights the engine handed
-    in (``torch.load`` with ``weights_only``: tensors, no code)."""
-    import io
+    """Inside a function's worker: the champion built from the app's task and the bytes the engine handed in
+    (its flavour's ``dumps``: for PyTorch a state dict read with ``weights_only``, tensors and no code)."""
+    from twinengine.ml.flavours import flavour_of
 
-    import torch
-
-    net = task.build_model(params)
-    net.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
-    net.eval()
-    return ServedModel(version=version, net=net, task=task)
+    return ServedModel(version=version, net=flavour_of(task).loads(task, params, state), task=task)
 
 
 class ChampionModels:
@@ -62,7 +54,7 @@ class ChampionModels:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.available = find_spec("torch") is not None and find_spec("mlflow") is not None
+        self.available = find_spec("mlflow") is not None  # a champion of any flavour is kept in MLflow
 
     def version(self, twin_id: str, app_sha: str, model: str) -> str:
         """The champion's version when the lifecycle trained ``model`` for this twin and one is promoted, else
@@ -84,7 +76,7 @@ class ChampionModels:
 
     def recipe(self, twin_id: str, app_sha: str, model: str, version: str) -> dict[str, Any]:
         """How a function's worker builds ``version``: ``{}`` for the app-built model, else the champion's
-        registry version, parameters and weights (``torch.save`` of its state dict), loaded once here and
+        registry version, parameters and model bytes (its flavour's ``dumps``), loaded once here and
         kept warm through the ML engine."""
         if _CHAMPION not in version:
             return {}
@@ -94,15 +86,10 @@ class ChampionModels:
             if twin is None:
                 return {}
             session.expunge(twin)
-        import io
-
-        import torch
-
+        from twinengine.ml.flavours import flavour_of
         from twinengine.ml.registry import registered_name
 
         used, net, task = self.runtime.ml.champion_model(twin, model, champion)
         tags = self.runtime.ml.registry.version(registered_name(twin.name, model), used).tags
         params = json.loads(tags["params"]) if "params" in tags else dict(task.config.params)
-        buffer = io.BytesIO()
-        torch.save(net.state_dict(), buffer)
-        return {"version": used, "params": params, "state": buffer.getvalue()}
+        return {"version": used, "params": params, "state": flavour_of(task).dumps(net)}

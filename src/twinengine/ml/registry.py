@@ -16,15 +16,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars inside the engine's output
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # nor its INFO lines (they would break `--json` output)
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+if TYPE_CHECKING:
+    from twinengine.ml.flavours import Flavour
 
 __all__ = ["AsyncMetricLogger", "ModelRegistry", "VersionInfo", "registered_name"]
 
@@ -107,13 +108,18 @@ class ModelRegistry:
         return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
 
     # -- model versions
-    def register(self, name: str, run_id: str, model: torch.nn.Module, *, tags: dict[str, str],
-                 description: str = "") -> str:
-        """Keep the model's weights as the run's artifact ``model/model.pt`` and register a version of it."""
+    def register(self, name: str, run_id: str, model: Any, *, tags: dict[str, str], description: str = "",
+                 flavour: Flavour | None = None) -> str:
+        """Keep the model as the run's artifact folder ``model/`` (written by its flavour; PyTorch when none is
+        given: ``model/model.pt``) and register a version of it."""
+        if flavour is None:
+            from twinengine.ml.flavours import PyTorchFlavour
+
+            flavour = PyTorchFlavour()
         with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
-            path = Path(tmp) / MODEL_FILE
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
-            self.client.log_artifact(run_id, str(path), artifact_path="model")
+            folder = Path(tmp) / "model"
+            flavour.save(model, folder)
+            self.client.log_artifacts(run_id, str(folder), artifact_path="model")
         with self._lock, contextlib.suppress(MlflowException):
             self.client.create_registered_model(name)
         source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
@@ -150,15 +156,24 @@ class ModelRegistry:
         return VersionInfo(name=name, version=str(v.version), run_id=v.run_id, tags=dict(v.tags or {}),
                            aliases=list(getattr(v, "aliases", []) or []), created_ms=int(v.creation_timestamp or 0))
 
-    def load_state(self, name: str, version: str) -> dict[str, Any]:
-        """The weights of a version (downloaded from the artifact store)."""
+    def _run_of(self, name: str, version: str) -> str:
         run_id = self.client.get_model_version(name, version).run_id
         if run_id is None:
             raise LookupError(f"{name} version {version} has no training run")
+        return str(run_id)
+
+    def load_state(self, name: str, version: str) -> dict[str, Any]:
+        """The weights of a PyTorch version (downloaded from the artifact store; tensors only, no code)."""
+        import torch
+
         with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
-            local = self.client.download_artifacts(run_id, f"model/{MODEL_FILE}", tmp)
+            local = self.client.download_artifacts(self._run_of(name, version), f"model/{MODEL_FILE}", tmp)
             state: dict[str, Any] = torch.load(local, map_location="cpu", weights_only=True)
         return state
+
+    def download_model(self, name: str, version: str, dest: Path) -> Path:
+        """The version's ``model/`` folder, downloaded under ``dest`` (for a flavour to load)."""
+        return Path(self.client.download_artifacts(self._run_of(name, version), "model", str(dest)))
 
 
 class AsyncMetricLogger:

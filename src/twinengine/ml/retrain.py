@@ -19,7 +19,7 @@ from twinengine.ml.drift import DriftSpec, detect
 from twinengine.ml.models import RetrainPolicy, TrainingRun
 from twinengine.ml.schemas import DataSelection, TrainingRequest
 from twinengine.ml.service import enqueue
-from twinengine.ml.trainer import TrainingData
+from twinengine.ml.task import TrainingData
 from twinengine.streams import buffers
 from twinengine.streams.hub import stream_key
 from twinengine.streams.models import RetrainBuffer

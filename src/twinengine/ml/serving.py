@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
-import torch
 
 from twinengine.ml.engine import MLEngine
+from twinengine.ml.flavours import flavour_of
 from twinengine.twins.models import Twin
 
 __all__ = ["PredictInputInvalid", "jsonable", "predict_with"]
@@ -18,7 +19,9 @@ class PredictInputInvalid(ValueError):
 
 
 def jsonable(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
+    """Predictions as JSON values: tensors and arrays become lists, numpy scalars numbers."""
+    torch = sys.modules.get("torch")  # a tensor can only come from a torch that is loaded already
+    if torch is not None and isinstance(value, torch.Tensor):
         return value.detach().cpu().tolist()
     if isinstance(value, np.ndarray):
         return value.tolist()
@@ -34,11 +37,11 @@ def jsonable(value: Any) -> Any:
 def predict_with(ml: MLEngine, twin: Twin, model: str, inputs: Any, *, version: str | None = None) -> tuple[str, Any]:
     """Resolve the champion once per call (the switch boundary), then predict with the app's ``predict``."""
     used, net, task = ml.champion_model(twin, model, version)
-    if task.predict is None:
+    flavour = flavour_of(task)
+    if task.predict is None and flavour.name == "pytorch":
         raise LookupError(f"model {model!r} of {twin.name} defines no predict function")
-    with torch.no_grad():
-        try:
-            return used, jsonable(task.predict(net, inputs))
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
-            raise PredictInputInvalid(f"the model's predict cannot take these inputs: {type(exc).__name__}: "
-                                      f"{exc}") from None
+    try:
+        return used, jsonable(flavour.predict(task, net, inputs))
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise PredictInputInvalid(f"the model's predict cannot take these inputs: {type(exc).__name__}: "
+                                  f"{exc}") from None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from twinengine.catalog.models import AppVersion
-from twinengine.ml.trainer import TrainingTask
+from twinengine.ml.task import TrainingTask
 from twinengine.store.blobs import BlobStore
 
 __all__ = ["load_task", "unpacked_version"]

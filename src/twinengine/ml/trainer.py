@@ -1,4 +1,4 @@
-"""The app-facing training interface and the engine's training loop.
+"""The PyTorch flavour's training loop (the task types live in :mod:`twinengine.ml.task`, re-exported here).
 
 An app's model entrypoint returns a :class:`TrainingTask`: how to build the model, its datasets, its loss and
 its custom metrics. :func:`fit` trains it under a :class:`TrainingConfig` with checkpoints (a restart resumes
@@ -13,82 +13,22 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from twinengine.ml.config import TrainingConfig
+from twinengine.ml.task import EpochReport, FitResult, MetricSink, TrainingData, TrainingTask
 
 __all__ = ["EpochReport", "FitResult", "MetricSink", "TrainingData", "TrainingTask", "fit", "pick_device"]
 
 Batch = Any
-
-
-@dataclass
-class TrainingData:
-    """What the engine hands the app's ``datasets``: the twin's parameters and the input records.
-
-    ``inputs`` describes where the records came from (stream offsets, buffer fill, lake ids with checksums);
-    it is recorded with the model version.
-    """
-
-    parameters: dict[str, Any] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
-    inputs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class TrainingTask:
-    """What an app supplies for one model (returned by the manifest's model ``entrypoint``).
-
-    ``loss(model, batch)`` returns a scalar tensor; each of ``metrics`` maps ``(model, batch)`` to a float
-    averaged over the validation set (``val_loss`` is always computed). ``predict(model, inputs)`` serves it.
-    """
-
-    build_model: Callable[[dict[str, Any]], nn.Module]
-    datasets: Callable[[TrainingData], tuple[Dataset[Any], Dataset[Any]]]
-    loss: Callable[[nn.Module, Batch], torch.Tensor]
-    metrics: dict[str, Callable[[nn.Module, Batch], float]] = field(default_factory=dict)
-    predict: Callable[[nn.Module, Any], Any] | None = None
-    config: TrainingConfig = field(default_factory=TrainingConfig)
-    gate: dict[str, Any] = field(default_factory=dict)
-    features: Callable[[TrainingData], np.ndarray[Any, Any]] | None = None  # inputs a drift detector watches
-    search_space: dict[str, Any] | None = None  # default Optuna space (see twinengine.ml.tune)
-
-
-class MetricSink(Protocol):
-    """Where training metrics go (the registry's async batch logger, a test list, nothing)."""
-
-    def log(self, metrics: dict[str, float], step: int) -> None: ...
-
-
-@dataclass
-class EpochReport:
-    epoch: int
-    epochs: int
-    metrics: dict[str, float]
-
-
-@dataclass
-class FitResult:
-    model: nn.Module
-    history: list[dict[str, float]]
-    epochs_run: int
-    resumed_from: int  # epochs already done when this process started (0: fresh)
-    stopped_early: bool
-    device: str
-    seconds: float = 0.0  # wall time of the epochs run here (no start-up, no data loading)
-
-    @property
-    def final(self) -> dict[str, float]:
-        return self.history[-1] if self.history else {}
 
 
 def pick_device(wanted: str = "auto") -> torch.device:
@@ -228,7 +168,7 @@ def _fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, chec
         for batch in loader:
             batch = _to(batch, device)
             optimizer.zero_grad(set_to_none=True)
-            loss = task.loss(trained, batch)
+            loss: torch.Tensor = task.loss(trained, batch)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             step += 1

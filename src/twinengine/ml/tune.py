@@ -19,7 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from twinengine.ml.config import TrainingConfig
-from twinengine.ml.trainer import EpochReport, TrainingData, TrainingTask, fit
+from twinengine.ml.flavours import flavour_of
+from twinengine.ml.task import EpochReport, TrainingData, TrainingTask
 
 __all__ = ["Dimension", "SearchSpace", "StudyResult", "parse_space", "run_study"]
 
@@ -103,7 +104,7 @@ def run_study(task: TrainingTask, base: TrainingConfig, data: TrainingData, *, s
                 if trial.should_prune():
                     raise optuna.TrialPruned()
 
-        result = fit(task, config, data, on_epoch=report)
+        result = flavour_of(task).fit(task, config, data, on_epoch=report)
         return float(result.final[metric])
 
     def counted(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:

@@ -1,0 +1,231 @@
+"""Flavours: how the lifecycle trains, stores, reloads and serves a model of one framework.
+
+The engine speaks only to :class:`Flavour`; a task's ``framework`` picks the implementation. PyTorch is the
+reference (our training loop, weights kept as a state dict that loads without running code); scikit-learn
+fits the estimator once and keeps it as an MLflow ``sklearn`` model, so MLflow's own tools load it too.
+Frameworks are imported by the methods that need them, never by this module.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import random
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from twinengine.ml.config import TrainingConfig
+from twinengine.ml.task import EpochReport, FitResult, MetricSink, TrainingData, TrainingTask
+
+if TYPE_CHECKING:
+    from twinengine.ml.registry import ModelRegistry
+
+__all__ = ["Flavour", "PyTorchFlavour", "SklearnFlavour", "UnknownFramework", "flavour_named", "flavour_of"]
+
+
+class UnknownFramework(ValueError):
+    """Raised when a task or manifest names a framework no flavour implements."""
+
+
+class Flavour(ABC):
+    """One framework's side of the lifecycle; the engine, the registry and serving call only these methods."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abstractmethod
+    def fit(self, task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None = None,
+            sink: MetricSink | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> FitResult:
+        """Train ``task`` under ``config`` on ``data``."""
+
+    @abstractmethod
+    def save(self, model: Any, folder: Path) -> None:
+        """Write ``model`` into ``folder`` (absent until then): it becomes the registry run's ``model/``."""
+
+    @abstractmethod
+    def load(self, task: TrainingTask, params: dict[str, Any], registry: ModelRegistry, name: str,
+             version: str) -> Any:
+        """The registered ``version`` of ``name``, ready to predict."""
+
+    @abstractmethod
+    def evaluate(self, task: TrainingTask, model: Any, data: TrainingData, config: TrainingConfig) -> dict[str, float]:
+        """``val_loss`` and the task's metrics on the held-out part of ``data`` (the gate compares these)."""
+
+    @abstractmethod
+    def dumps(self, model: Any) -> bytes:
+        """The model as bytes for a function's worker (see :meth:`loads`)."""
+
+    @abstractmethod
+    def loads(self, task: TrainingTask, params: dict[str, Any], blob: bytes) -> Any:
+        """Inside a function's worker: the model :meth:`dumps` wrote."""
+
+    def predict(self, task: TrainingTask, model: Any, inputs: Any) -> Any:
+        """The app's ``predict(model, inputs)``."""
+        if task.predict is None:
+            raise LookupError("the model defines no predict function")
+        return task.predict(model, inputs)
+
+
+class PyTorchFlavour(Flavour):
+    """The reference: :func:`twinengine.ml.trainer.fit`, weights as ``model.pt`` (a state dict)."""
+
+    name = "pytorch"
+    description = "PyTorch nn.Module trained by the engine's loop (checkpoints, early stopping, DDP)"
+    MODEL_FILE = "model.pt"
+
+    def fit(self, task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None = None,
+            sink: MetricSink | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> FitResult:
+        from twinengine.ml.trainer import fit
+
+        return fit(task, config, data, checkpoint=checkpoint, sink=sink, on_epoch=on_epoch, should_stop=should_stop)
+
+    def save(self, model: Any, folder: Path) -> None:
+        import torch
+
+        folder.mkdir(parents=True)
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / self.MODEL_FILE)
+
+    def load(self, task: TrainingTask, params: dict[str, Any], registry: ModelRegistry, name: str,
+             version: str) -> Any:
+        net = task.build_model(params)
+        net.load_state_dict(registry.load_state(name, version))
+        net.eval()
+        return net
+
+    def evaluate(self, task: TrainingTask, model: Any, data: TrainingData, config: TrainingConfig) -> dict[str, float]:
+        from torch.utils.data import DataLoader
+
+        from twinengine.ml.trainer import _evaluate, pick_device
+
+        device = pick_device(config.device)
+        _train, val = task.datasets(data)
+        wanted = config.metrics or sorted(task.metrics)
+        return _evaluate(task, model.to(device), DataLoader(val, batch_size=256), wanted, device)
+
+    def dumps(self, model: Any) -> bytes:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        return buffer.getvalue()
+
+    def loads(self, task: TrainingTask, params: dict[str, Any], blob: bytes) -> Any:
+        import torch
+
+        net = task.build_model(params)
+        net.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))  # tensors only, no code
+        net.eval()
+        return net
+
+    def predict(self, task: TrainingTask, model: Any, inputs: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return super().predict(task, model, inputs)
+
+
+class SklearnFlavour(Flavour):
+    """scikit-learn: one ``fit(X, y)`` per run, kept as an MLflow ``sklearn`` model; ``predict`` defaults to
+    the estimator's own."""
+
+    name = "sklearn"
+    description = "scikit-learn estimator, fitted once per run, stored with MLflow's sklearn flavour"
+
+    def fit(self, task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None = None,
+            sink: MetricSink | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> FitResult:
+        """One epoch: a refit from scratch is what a restart does, so there is no checkpoint to resume."""
+        import numpy as np
+
+        random.seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        wanted = _wanted(task, config)
+        train, val = task.datasets(data)
+        model = task.build_model(dict(config.params))
+        started = time.perf_counter()
+        x, y = _pair(train, "train")
+        model.fit(x, y)
+        metrics = {"train_loss": float(task.loss(model, train))} | _measure(task, model, val, wanted)
+        seconds = time.perf_counter() - started
+        if sink is not None:
+            sink.log(metrics, 1)
+        if on_epoch is not None:
+            on_epoch(EpochReport(1, 1, metrics))
+        return FitResult(model=model, history=[{"epoch": 1.0, **metrics}], epochs_run=1, resumed_from=0,
+                         stopped_early=False, device="cpu", seconds=seconds)
+
+    def save(self, model: Any, folder: Path) -> None:
+        import mlflow.sklearn
+        import sklearn
+
+        # Requirements named here: MLflow would otherwise infer them by loading the model in a subprocess.
+        mlflow.sklearn.save_model(model, str(folder), pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
+
+    def load(self, task: TrainingTask, params: dict[str, Any], registry: ModelRegistry, name: str,
+             version: str) -> Any:
+        import mlflow.sklearn
+
+        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
+            return mlflow.sklearn.load_model(str(registry.download_model(name, version, Path(tmp))))
+
+    def evaluate(self, task: TrainingTask, model: Any, data: TrainingData, config: TrainingConfig) -> dict[str, float]:
+        _train, val = task.datasets(data)
+        return _measure(task, model, val, _wanted(task, config))
+
+    def dumps(self, model: Any) -> bytes:
+        return pickle.dumps(model)
+
+    def loads(self, task: TrainingTask, params: dict[str, Any], blob: bytes) -> Any:
+        # The worker runs the app's own code already: the estimator its training pickled is no wider trust.
+        return pickle.loads(blob)
+
+    def predict(self, task: TrainingTask, model: Any, inputs: Any) -> Any:
+        if task.predict is not None:
+            return task.predict(model, inputs)
+        return model.predict(inputs)
+
+
+def _wanted(task: TrainingTask, config: TrainingConfig) -> list[str]:
+    wanted = config.metrics or sorted(task.metrics)
+    unknown = [m for m in wanted if m not in task.metrics]
+    if unknown:
+        raise ValueError(f"metrics {unknown} are not defined by the model (it has {sorted(task.metrics)})")
+    return wanted
+
+
+def _pair(split: Any, which: str) -> tuple[Any, Any]:
+    if not (isinstance(split, tuple | list) and len(split) == 2):
+        raise ValueError(f"datasets must return ((X, y), (X, y)) for a scikit-learn model; the {which} part is "
+                         f"a {type(split).__name__}")
+    return split[0], split[1]
+
+
+def _measure(task: TrainingTask, model: Any, val: Any, wanted: list[str]) -> dict[str, float]:
+    x, _y = _pair(val, "validation")
+    if len(x) == 0:
+        return {"val_loss": math.nan, **{m: math.nan for m in wanted}}
+    return {"val_loss": float(task.loss(model, val)), **{m: float(task.metrics[m](model, val)) for m in wanted}}
+
+
+_FLAVOURS: dict[str, Flavour] = {f.name: f for f in (PyTorchFlavour(), SklearnFlavour())}
+_ALIASES = {"torch": "pytorch", "scikit-learn": "sklearn"}
+
+
+def flavour_named(framework: str) -> Flavour:
+    """The flavour of ``framework`` (``pytorch``, ``sklearn``, or their aliases ``torch``, ``scikit-learn``)."""
+    found = _FLAVOURS.get(_ALIASES.get(framework, framework))
+    if found is None:
+        raise UnknownFramework(f"framework {framework!r} has no flavour; known: {sorted(_FLAVOURS)}")
+    return found
+
+
+def flavour_of(task: TrainingTask) -> Flavour:
+    """The flavour a task is written for (its ``framework``)."""
+    return flavour_named(task.framework)

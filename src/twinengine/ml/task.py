@@ -1,0 +1,86 @@
+"""What an app hands the AI lifecycle for one model, free of any framework: importing it loads neither torch
+nor scikit-learn, so an app of either kind (and the engine's CLI) can name these types.
+
+The framework a task is written for (``framework``) picks the flavour that trains, stores and serves it
+(:mod:`twinengine.ml.flavours`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from twinengine.ml.config import TrainingConfig
+
+__all__ = ["EpochReport", "FitResult", "MetricSink", "TrainingData", "TrainingTask"]
+
+Batch = Any
+
+
+@dataclass
+class TrainingData:
+    """What the engine hands the app's ``datasets``: the twin's parameters and the input records.
+
+    ``inputs`` describes where the records came from (stream offsets, buffer fill, lake ids with checksums);
+    it is recorded with the model version.
+    """
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingTask:
+    """What an app supplies for one model (returned by the manifest's model ``entrypoint``).
+
+    PyTorch (``framework="pytorch"``, the default): ``build_model(params)`` returns an ``nn.Module``,
+    ``datasets`` two torch datasets, ``loss(model, batch)`` a scalar tensor. scikit-learn
+    (``framework="sklearn"``): ``build_model(params)`` returns an estimator, ``datasets`` two ``(X, y)`` pairs,
+    ``loss(model, (X, y))`` a float. Each of ``metrics`` maps ``(model, batch)`` to a float averaged over the
+    validation set (``val_loss`` is always computed). ``predict(model, inputs)`` serves it.
+    """
+
+    build_model: Callable[[dict[str, Any]], Any]
+    datasets: Callable[[TrainingData], tuple[Any, Any]]
+    loss: Callable[[Any, Batch], Any]
+    metrics: dict[str, Callable[[Any, Batch], float]] = field(default_factory=dict)
+    predict: Callable[[Any, Any], Any] | None = None
+    config: TrainingConfig = field(default_factory=TrainingConfig)
+    gate: dict[str, Any] = field(default_factory=dict)
+    features: Callable[[TrainingData], Any] | None = None  # inputs a drift detector watches (an array)
+    search_space: dict[str, Any] | None = None  # default Optuna space (see twinengine.ml.tune)
+    framework: str = "pytorch"  # the flavour: pytorch or sklearn (twinengine.ml.flavours)
+
+
+class MetricSink(Protocol):
+    """Where training metrics go (the registry's async batch logger, a test list, nothing)."""
+
+    def log(self, metrics: dict[str, float], step: int) -> None: ...
+
+
+@dataclass
+class EpochReport:
+    """The metrics of one finished epoch, handed to progress callbacks."""
+
+    epoch: int
+    epochs: int
+    metrics: dict[str, float]
+
+
+@dataclass
+class FitResult:
+    """A trained model and how it got there."""
+
+    model: Any
+    history: list[dict[str, float]]
+    epochs_run: int
+    resumed_from: int  # epochs already done when this process started (0: fresh)
+    stopped_early: bool
+    device: str
+    seconds: float = 0.0  # wall time of the epochs run here (no start-up, no data loading)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
