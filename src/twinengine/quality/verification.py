@@ -9,13 +9,49 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from twinengine.quality.scores import Pairs, skill
+from twinengine.quality.spec import Duration
 
-__all__ = ["ForecastPoint", "GroupScores", "Observation", "interval_from_quantiles", "match", "verify"]
+__all__ = ["METRICS", "ForecastPoint", "GroupScores", "Observation", "SkillRule", "interval_from_quantiles", "match",
+           "pooled", "verify"]
+
+METRICS = ("rmse", "mae", "bias", "nse", "kge", "crps", "spread_skill", "brier", "coverage")
+Metric = Literal["rmse", "mae", "bias", "nse", "kge", "crps", "spread_skill", "brier", "coverage"]
+
+
+class SkillRule(BaseModel):
+    """A bound on a verified score: e.g. the 24 h NSE of ``level`` over the latest 24 pairs below 0.8 breaks it.
+    Retraining policies and ``drift`` triggers carry one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    property: str = Field(max_length=64, description="The verified state property.")
+    metric: Metric
+    lead: Duration | None = Field(default=None, description="Only this lead time (e.g. 24h); default: all leads.")
+    below: float | None = Field(default=None, description="Broken when the score falls below this.")
+    above: float | None = Field(default=None, description="Broken when the score rises above this.")
+    pairs: int = Field(default=24, ge=2, le=100_000, description="The latest matched pairs scored.")
+    min_pairs: int = Field(default=10, ge=1, description="Fewer matched pairs: no verdict.")
+    tolerance: Duration = Field(default=timedelta(minutes=30), description="Nearest observation within this.")
+    threshold: float | None = Field(default=None, description="Event threshold for the brier score.")
+    workflow: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> SkillRule:
+        if (self.below is None) == (self.above is None):
+            raise ValueError("give exactly one of below and above")
+        return self
+
+    def broken_by(self, value: float | None) -> bool | None:
+        """True when ``value`` breaks the rule; None when there is no value to judge."""
+        if value is None:
+            return None
+        return value < self.below if self.below is not None else value > (self.above or 0.0)
 
 
 @dataclass(frozen=True)
@@ -112,3 +148,16 @@ def verify(points: list[ForecastPoint], observations: list[Observation], *, tole
         kept = [(p.valid_time, p.value, o) for p, o in chosen] if keep_pairs else []
         out.append(GroupScores(workflow or None, version or None, lead, skill(_pairs(chosen, threshold)), kept))
     return out
+
+
+def pooled(points: list[ForecastPoint], observations: list[Observation], *, tolerance: timedelta,
+           threshold: float | None = None, newest: int | None = None) -> dict[str, float | None]:
+    """One set of scores over every matched point (whatever its lead), or over the ``newest`` by valid time."""
+    index = match(points, observations, tolerance)
+    chosen = sorted(((p, observations[i].value) for p, i in zip(points, index, strict=True) if i >= 0),
+                    key=lambda item: item[0].valid_time)
+    if newest is not None:
+        chosen = chosen[-newest:]
+    if not chosen:
+        return {"n": 0.0}
+    return skill(_pairs(chosen, threshold))
