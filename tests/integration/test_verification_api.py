@@ -83,3 +83,22 @@ def test_bad_requests_name_the_field(uma: Client) -> None:
     assert {p.loc for p in caught.value.problems} == {"lower", "upper"}
     with pytest.raises(ValidationFailed, match="lead"):
         uma.verification.scores("reach", "level", lead="soon")
+
+
+def test_the_forecast_workflow_records_its_level_series(engine: Engine, uma: Client) -> None:
+    """river-reach's forecast workflow keeps its 48 levels as a forecast issued at the rain's first hour."""
+    from workflow_data import rain_cube, write_collection
+
+    write_collection(engine.runtime.data_dir / "collections", "rain-forecast", rain_cube(days=2))
+    run = uma.workflows.run("reach", "forecast", sync=True)
+    assert run.status == "finished", run.error
+    # (the app's dataset trigger may run the forecast for the new collection too)
+    issued = next(f for f in uma.verification.forecasts("reach", "level", values=True) if f.run_id == run.id)
+    assert issued.workflow == "forecast" and issued.run_id == run.id and issued.steps == 48
+    assert issued.issued_at == T0 and issued.values is not None
+    assert [v.lead_seconds for v in issued.values[:2]] == [3600, 7200]
+    assert [v.value for v in issued.values] == pytest.approx(run.value)
+    for v in issued.values[:12]:  # the gauge reports what the forecast said, plus 2 cm
+        uma.write_state("reach", reported={"level": PropertyWrite(value=v.value + 0.02, timestamp=v.valid_time)})
+    report = uma.verification.scores("reach", "level", workflow="forecast")
+    assert {g.lead_seconds for g in report.leads} == {3600 * k for k in range(1, 13)} and all(g.bias == pytest.approx(-0.02) for g in report.leads)
