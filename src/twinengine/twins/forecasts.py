@@ -41,12 +41,13 @@ from twinengine.twins.forecast_schemas import (
 from twinengine.twins.models import StateValue, Twin
 from twinengine.twins.schemas import StateKind
 
-__all__ = ["add_forecast", "change_stamp", "check_skill", "list_forecasts", "record_forecast", "verification"]
+__all__ = ["add_forecast", "change_stamp", "check_skill", "list_forecasts", "numeric_property", "record_forecast",
+           "verification"]
 
 MAX_VALUES = 200_000  # forecast values (or observations) one verification reads: narrow the window beyond
 
 
-def _numeric_property(session: Session, twin: Twin, prop: str, loc: str = "property") -> str | None:
+def numeric_property(session: Session, twin: Twin, prop: str, loc: str = "property") -> str | None:
     """The declared unit of a numeric property of the twin's app; a 422 naming ``loc`` otherwise."""
     declared = twins.manifest_for(session, twin).state
     spec = declared.get(prop)
@@ -90,7 +91,7 @@ def _aligned(body: ForecastWrite) -> list[Problem]:
 
 def record_forecast(session: Session, twin: Twin, body: ForecastWrite) -> Forecast:
     """Keep a forecast of an already authorized twin: one row for the issue, one per value (bulk insert)."""
-    unit = _numeric_property(session, twin, body.property)
+    unit = numeric_property(session, twin, body.property)
     problems = _aligned(body)
     if problems:
         raise ValidationFailed(problems)
@@ -222,7 +223,7 @@ def verification(session: Session, *, principal: Principal, ref: str, prop: str,
                  pairs: bool = False) -> VerificationRead:
     """Scores per (workflow, model version, lead) of the forecasts valid in ``[since, until)``."""
     twin = twins.get_twin(session, principal=principal, ref=ref)
-    unit = _numeric_property(session, twin, prop)
+    unit = numeric_property(session, twin, prop)
     if tolerance < timedelta(0):
         raise ValidationFailed.one("tolerance", "must not be negative")
     points = _points(session, twin, prop, lead=lead, since=since, until=until, workflow=workflow,
