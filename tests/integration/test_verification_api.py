@@ -101,4 +101,5 @@ def test_the_forecast_workflow_records_its_level_series(engine: Engine, uma: Cli
     for v in issued.values[:12]:  # the gauge reports what the forecast said, plus 2 cm
         uma.write_state("reach", reported={"level": PropertyWrite(value=v.value + 0.02, timestamp=v.valid_time)})
     report = uma.verification.scores("reach", "level", workflow="forecast")
-    assert {g.lead_seconds for g in report.leads} == {3600 * k for k in range(1, 13)} and all(g.bias == pytest.approx(-0.02) for g in report.leads)
+    assert {g.lead_seconds for g in report.leads} == {3600 * k for k in range(1, 13)}
+    assert all(g.bias == pytest.approx(-0.02) for g in report.leads)

@@ -39,7 +39,7 @@ def forecasts_and_observations(uma: Client, *, hours: int, error: float, start: 
 
 def test_a_drift_trigger_fires_once_when_the_nse_drops(engine: Engine, uma: Client) -> None:
     uma.workflows.add_trigger("reach", "on_skill", "drift", "forecast", skill=RULE)
-    with pytest.raises(ValidationFailed, match="skill.property"):
+    with pytest.raises(ValidationFailed, match=r"skill\.property"):
         uma.workflows.add_trigger("reach", "bad", "drift", "forecast", skill={**RULE, "property": "alert"})
     with pytest.raises(ValidationFailed, match="skill"):
         uma.workflows.add_trigger("reach", "bad", "cron", "forecast", schedule="0 * * * *", skill=RULE)

@@ -32,7 +32,7 @@ def test_deterministic_scores_match_numpy() -> None:
 def test_ensemble_crps_and_spread_skill_match_numpy() -> None:
     got = skill(Pairs(observed=OBS, value=MEMBERS.mean(axis=1), members=MEMBERS))
     m = MEMBERS.shape[1]
-    # CRPS of the empirical CDF: E|X − y| − ½ E|X − X'|
+    # CRPS of the empirical CDF: E|X - y| - ½ E|X - X'|
     first = np.mean(np.abs(MEMBERS - OBS[:, None]), axis=1)
     second = np.mean(np.abs(MEMBERS[:, :, None] - MEMBERS[:, None, :]), axis=(1, 2)) / 2
     assert got["crps"] == pytest.approx(np.mean(first - second))
@@ -45,15 +45,15 @@ def test_ensemble_crps_and_spread_skill_match_numpy() -> None:
 def test_brier_coverage_and_reliability_match_numpy() -> None:
     threshold = 2.5
     probability = exceedance(MEMBERS, threshold)
-    assert probability == pytest.approx(np.mean(MEMBERS > threshold, axis=1))
-    outcome = (OBS > threshold).astype(float)
+    assert probability == pytest.approx(np.mean(threshold < MEMBERS, axis=1))
+    outcome = (threshold < OBS).astype(float)
     got = skill(Pairs(observed=OBS, value=FCST, members=MEMBERS, threshold=threshold))
     assert got["brier"] == pytest.approx(np.mean((probability - outcome) ** 2))
     given = skill(Pairs(observed=OBS, value=FCST, probability=np.full(40, 0.3), threshold=threshold))
     assert given["brier"] == pytest.approx(np.mean((0.3 - outcome) ** 2))
     lower, upper = FCST - 0.4, FCST + 0.4
     interval = skill(Pairs(observed=OBS, value=FCST, lower=lower, upper=upper, interval_level=0.9))
-    assert interval["coverage"] == pytest.approx(np.mean((OBS >= lower) & (OBS <= upper)))
+    assert interval["coverage"] == pytest.approx(np.mean((lower <= OBS) & (upper >= OBS)))
     bins = reliability(probability, outcome, bins=5)
     assert sum(b.count for b in bins) == 40
     top = probability >= 0.8

@@ -1,6 +1,6 @@
 """Split-conformal prediction intervals: model-agnostic, calibrated on held-out residuals.
 
-With n calibration residuals |y − ŷ|, the half-width is their k-th smallest, k = ⌈(n + 1)·level⌉ (the
+With n calibration residuals |y - ŷ|, the half-width is their k-th smallest, k = ⌈(n + 1)·level⌉ (the
 finite-sample correction; MAPIE's ``SplitConformalRegressor`` takes the same "higher" quantile). Over
 exchangeable data, ŷ ± half-width covers a new y with probability at least ``level``.
 """

@@ -56,7 +56,7 @@ def _exceeds(values: Array, threshold: float) -> Array:
 
 
 def skill(pairs: Pairs) -> dict[str, float | None]:
-    """Every score the pairs allow. Deterministic: rmse, mae, bias (forecast − observed), nse, kge.
+    """Every score the pairs allow. Deterministic: rmse, mae, bias (forecast - observed), nse, kge.
     Ensemble: crps (empirical CDF of the members), spread_skill (mean member spread over the rmse of the
     member mean; 1 is a well-dispersed ensemble). Interval: coverage. Probability (or members and a
     threshold): brier."""

@@ -21,7 +21,8 @@ _MEMBER_DIMS = ("member", "members", "realization", "ensemble", "number")
 
 def _time_of(value: Any) -> datetime:
     stamp = pd.Timestamp(value)
-    return (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)).to_pydatetime()
+    moment: datetime = (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)).to_pydatetime()
+    return moment
 
 
 def _series(data: Any) -> tuple[list[float], list[list[float]] | None, list[datetime] | None]:
