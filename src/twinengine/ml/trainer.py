@@ -61,6 +61,10 @@ class TrainingTask:
     gate: dict[str, Any] = field(default_factory=dict)
     features: Callable[[TrainingData], np.ndarray[Any, Any]] | None = None  # inputs a drift detector watches
     search_space: dict[str, Any] | None = None  # default Optuna space (see twinengine.ml.tune)
+    # (predicted, observed) arrays of a batch: with it, the version gets a split-conformal interval at
+    # ``interval_level`` (metrics interval_half_width, interval_coverage; see twinengine.ml.intervals)
+    predictions: Callable[[nn.Module, Batch], tuple[Any, Any]] | None = None
+    interval_level: float = 0.9
 
 
 class MetricSink(Protocol):
@@ -267,6 +271,10 @@ def _fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, chec
             break
         if should_stop is not None and should_stop():
             break
+    if task.predictions is not None and history and rank == 0:
+        from twinengine.ml.intervals import interval_metrics
+
+        history[-1] = history[-1] | interval_metrics(task, model, val_loader, device, _to)
     return FitResult(model=model, history=history, epochs_run=epoch - start_epoch, resumed_from=start_epoch,
                      stopped_early=stopped_early, device=str(device), seconds=time.perf_counter() - started)
 
