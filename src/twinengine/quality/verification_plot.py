@@ -15,14 +15,17 @@ ERROR = {"rmse": "#c0392b", "mae": "#e67e22", "crps": "#8e44ad", "bias": "#7f8c8
 
 def plot_verification(path: Path, leads: Sequence[tuple[float, dict[str, float | None]]], *,
                       pairs: Sequence[tuple[datetime, float, float]] = (), pairs_label: str = "",
+                      observed: Sequence[tuple[datetime, float]] = (),
+                      series: Sequence[Sequence[tuple[datetime, float]]] = (),
                       unit: str | None = None, title: str = "") -> Path:
-    """``leads``: (lead in hours, scores) per lead; ``pairs``: (valid time, forecast, observed) of one lead."""
+    """``leads``: (lead in hours, scores) per lead; ``pairs``: (valid time, forecast, observed) of one lead;
+    or ``observed`` (time, value) with whole forecasts as ``series``, drawn over it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = 3 if pairs else 2
+    panels = 3 if pairs or series else 2
     fig, axes = plt.subplots(panels, 1, figsize=(10, 2.9 * panels + 0.6), squeeze=False, layout="constrained")
     hours = [h for h, _ in leads]
     for ax, names, label in ((axes[0, 0], SKILL, "skill (1 is perfect)"),
@@ -38,7 +41,18 @@ def plot_verification(path: Path, leads: Sequence[tuple[float, dict[str, float |
             ax.legend(loc="best", fontsize="small", ncols=4)
     axes[0, 0].set_title("skill by lead time", loc="left")
     axes[1, 0].set_xlabel("lead time (h)")
-    if pairs:
+    if series:
+        ax = axes[2, 0]
+        ax.plot([t for t, _ in observed], [v for _, v in observed], color="#1b3a5c", lw=1.4, label="observed")
+        for i, one in enumerate(series):
+            ax.plot([t for t, _ in one], [v for _, v in one], color="#c0392b", lw=1.1, ls="--", alpha=0.8,
+                    label="forecasts" if i == 0 else None)
+        ax.set_ylabel(unit or "value")
+        ax.set_title(pairs_label or "forecasts against observed", loc="left")
+        ax.legend(loc="best", fontsize="small")
+        ax.grid(alpha=0.3)
+        ax.tick_params(axis="x", labelrotation=20)
+    elif pairs:
         ax = axes[2, 0]
         ordered = sorted(pairs)
         ax.plot([t for t, _, _ in ordered], [o for _, _, o in ordered], color="#1b3a5c", lw=1.4, label="observed")

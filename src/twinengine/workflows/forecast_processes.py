@@ -52,11 +52,13 @@ def _series(data: Any) -> tuple[list[float], list[list[float]] | None, list[date
 
 
 def save_forecast(data: Any, property: str, step: str = "PT1H", issued_at: str | None = None, like: Any = None,
-                  model: str | None = None, model_version: str | None = None, twin: str | None = None) -> str:
+                  model: str | None = None, model_version: str | None = None, twin: str | None = None,
+                  interval: float | None = None, interval_level: float = 0.9) -> str:
     """Record ``data`` as a forecast of ``property`` of the run's twin (or ``twin``); returns its id.
 
     Value i is valid at ``issued_at + (i + 1) * step``; ``issued_at`` defaults to the first time of ``like``
-    (the cube the forecast was driven by), then to now. A cube with a time dimension gives its own times."""
+    (the cube the forecast was driven by), then to now. A cube with a time dimension gives its own times.
+    ``interval``: half-width of a prediction interval at ``interval_level`` (e.g. a model's conformal one)."""
     from twinengine.twins import forecasts
     from twinengine.twins import service as twins
     from twinengine.twins.forecast_schemas import ForecastWrite
@@ -76,6 +78,9 @@ def save_forecast(data: Any, property: str, step: str = "PT1H", issued_at: str |
                             "model": model, "model_version": model_version}
     if times is not None:
         body["valid_times"] = [t.isoformat() for t in times]
+    if interval is not None:
+        body.update(lower=[v - float(interval) for v in values], upper=[v + float(interval) for v in values],
+                    interval_level=interval_level)
     try:
         write = ForecastWrite.model_validate(body)
     except ValidationError as exc:
@@ -111,6 +116,8 @@ FORECAST_SPECS: list[tuple[dict[str, Any], Any, bool]] = [
             ("like", {}, True, "The cube whose first time is the reference time"),
             ("model", _TEXT, True, "Model that made the forecast"),
             ("model_version", _TEXT, True, "Its version"),
-            ("twin", _TEXT, True, "Default: the run's twin")],
+            ("twin", _TEXT, True, "Default: the run's twin"),
+            ("interval", [{"type": "number"}, {"type": "null"}], True, "Half-width of a prediction interval"),
+            ("interval_level", {"type": "number"}, True, "Its nominal level (default 0.9)")],
            {"type": "string"}), save_forecast, False),
 ]
