@@ -103,3 +103,17 @@ def test_the_forecast_workflow_records_its_level_series(engine: Engine, uma: Cli
     report = uma.verification.scores("reach", "level", workflow="forecast")
     assert {g.lead_seconds for g in report.leads} == {3600 * k for k in range(1, 13)}
     assert all(g.bias == pytest.approx(-0.02) for g in report.leads)
+
+
+def test_out_of_range_input_is_a_422_naming_the_field(uma: Client) -> None:
+    with pytest.raises(ValidationFailed, match="step"):
+        uma.verification.add_forecast("reach", "level", [1.0, 2.0], issued_at=datetime(9999, 12, 1, tzinfo=UTC),
+                                      step="P90D")
+    with pytest.raises(ValidationFailed, match="step"):
+        uma.verification.add_forecast("reach", "level", [1.0], issued_at=T0, step="P99999D")
+    with pytest.raises(ValidationFailed, match=r"probabilities\.2"):
+        uma.verification.add_forecast("reach", "level", [1.0], issued_at=T0, step="1h",
+                                      probabilities={"2": [1.5]})
+    with pytest.raises(ValidationFailed, match="tolerance"):
+        uma.verification.scores("reach", "level", tolerance="P9999D")
+    assert uma.verification.forecasts("reach") == []  # nothing half-written

@@ -45,6 +45,8 @@ __all__ = ["add_forecast", "change_stamp", "check_skill", "list_forecasts", "num
            "verification"]
 
 MAX_VALUES = 200_000  # forecast values (or observations) one verification reads: narrow the window beyond
+MAX_LEAD_SECONDS = 10 * 366 * 86400  # leads are stored as 32-bit seconds; ten years is plenty
+MAX_TOLERANCE = timedelta(days=366)
 
 
 def numeric_property(session: Session, twin: Twin, prop: str, loc: str = "property") -> str | None:
@@ -80,8 +82,16 @@ def _aligned(body: ForecastWrite) -> list[Problem]:
         problems.append(Problem("members", "every value needs the same number of members"))
     if (body.lower is None) != (body.upper is None):
         problems.append(Problem("lower" if body.lower is None else "upper", "give lower and upper together"))
-    if not all(math.isfinite(v) for v in body.values):
-        problems.append(Problem("values", "every value must be a finite number"))
+    numbers = {"values": body.values, "lower": body.lower or [], "upper": body.upper or [],
+               "members": [x for m in body.members or [] for x in m],
+               **{f"quantiles.{k}": v for k, v in (body.quantiles or {}).items()},
+               **{f"probabilities.{k}": v for k, v in (body.probabilities or {}).items()}}
+    for name, series in numbers.items():
+        if not all(math.isfinite(v) for v in series):
+            problems.append(Problem(name, "every value must be a finite number"))
+    for key, series in (body.probabilities or {}).items():
+        if not all(0 <= v <= 1 for v in series):
+            problems.append(Problem(f"probabilities.{key}", "a probability is between 0 and 1"))
     if body.issued_at.tzinfo is None:
         problems.append(Problem("issued_at", "needs a time zone (e.g. 2026-01-01T00:00:00Z)"))
     if body.valid_times is not None and any(t.tzinfo is None for t in body.valid_times):
@@ -96,7 +106,13 @@ def record_forecast(session: Session, twin: Twin, body: ForecastWrite) -> Foreca
     if problems:
         raise ValidationFailed(problems)
     step = body.step or timedelta(0)
-    times = body.valid_times or [body.issued_at + step * (i + 1) for i in range(len(body.values))]
+    try:
+        times = body.valid_times or [body.issued_at + step * (i + 1) for i in range(len(body.values))]
+    except OverflowError:
+        raise ValidationFailed.one("step", "the forecast would reach past the year 9999") from None
+    if any(abs((t - body.issued_at).total_seconds()) > MAX_LEAD_SECONDS for t in times):
+        raise ValidationFailed.one("valid_times" if body.valid_times else "step",
+                                   f"a lead is longer than {MAX_LEAD_SECONDS // 86400} days")
     level = body.interval_level
     if body.lower is None and body.quantiles:
         derived = interval_from_quantiles({k: 0.0 for k in body.quantiles})
@@ -224,8 +240,10 @@ def verification(session: Session, *, principal: Principal, ref: str, prop: str,
     """Scores per (workflow, model version, lead) of the forecasts valid in ``[since, until)``."""
     twin = twins.get_twin(session, principal=principal, ref=ref)
     unit = numeric_property(session, twin, prop)
-    if tolerance < timedelta(0):
-        raise ValidationFailed.one("tolerance", "must not be negative")
+    if not timedelta(0) <= tolerance <= MAX_TOLERANCE:
+        raise ValidationFailed.one("tolerance", f"must be between 0 and {MAX_TOLERANCE.days} days")
+    if lead is not None and abs(lead.total_seconds()) > MAX_LEAD_SECONDS:
+        raise ValidationFailed.one("lead", f"must be shorter than {MAX_LEAD_SECONDS // 86400} days")
     points = _points(session, twin, prop, lead=lead, since=since, until=until, workflow=workflow,
                      model_version=model_version, threshold=threshold)
     observations = _observations(session, twin, prop, points, tolerance)
