@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from twinengine.errors import ProcessParameterInvalid, ValidationFailed
 from twinengine.workflows.context import current
 
-__all__ = ["FORECAST_SPECS", "save_forecast"]
+__all__ = ["FORECAST_SPECS", "save_forecast", "time_label"]
 
 _MEMBER_DIMS = ("member", "members", "realization", "ensemble", "number")
 
@@ -57,7 +57,7 @@ def save_forecast(data: Any, property: str, step: str = "PT1H", issued_at: str |
     """Record ``data`` as a forecast of ``property`` of the run's twin (or ``twin``); returns its id.
 
     Value i is valid at ``issued_at + (i + 1) * step``; ``issued_at`` defaults to the first time of ``like``
-    (the cube the forecast was driven by), then to now. A cube with a time dimension gives its own times.
+    (the cube the forecast was driven by; ``time_label`` of it is the cached way), then to now. A cube with a time dimension gives its own times.
     ``interval``: half-width of a prediction interval at ``interval_level`` (e.g. a model's conformal one)."""
     from twinengine.twins import forecasts
     from twinengine.twins import service as twins
@@ -99,6 +99,21 @@ def save_forecast(data: Any, property: str, step: str = "PT1H", issued_at: str |
     return forecast_id
 
 
+def time_label(data: Any, index: int = 0, dimension: str | None = None) -> str:
+    """The label of a cube's time dimension at ``index`` as ISO 8601 text: small and JSON, so it is cached
+    and a rerun that needs only it does not load the cube again."""
+    if not isinstance(data, xr.DataArray):
+        raise ProcessParameterInvalid("time_label: data is not a cube")
+    axis = dimension or next((d for d in data.dims if d in ("t", "time")), None)
+    if axis is None or axis not in data.dims:
+        raise ProcessParameterInvalid(f"time_label: the cube has no time dimension {dimension or 't'!r} "
+                                      f"(it has {list(data.dims)})")
+    labels = data[axis].values
+    if not -len(labels) <= index < len(labels):
+        raise ProcessParameterInvalid(f"time_label: index {index} is outside the {len(labels)} labels")
+    return _time_of(labels[index]).isoformat()
+
+
 def _spec(pid: str, summary: str, params: list[tuple[str, Any, bool, str]], returns: Any) -> dict[str, Any]:
     return {"id": pid, "summary": summary, "description": summary, "categories": ["engine"],
             "parameters": [{"name": n, "schema": s, "optional": opt, "description": d} | ({"default": None}
@@ -108,6 +123,11 @@ def _spec(pid: str, summary: str, params: list[tuple[str, Any, bool, str]], retu
 
 _TEXT = [{"type": "string"}, {"type": "null"}]
 FORECAST_SPECS: list[tuple[dict[str, Any], Any, bool]] = [
+    (_spec("time_label", "The label of a cube's time dimension at an index, as ISO 8601 text",
+           [("data", {"type": "object", "subtype": "datacube"}, False, "A cube with a time dimension"),
+            ("index", {"type": "integer"}, True, "Position (default 0, the first; -1 the last)"),
+            ("dimension", _TEXT, True, "Default: t or time")],
+           {"type": "string", "format": "date-time"}), time_label, True),
     (_spec("save_forecast", "Record a forecast of a twin's property so the engine verifies it against observations",
            [("data", {}, False, "Values per step (array, array of member arrays, or a cube over time)"),
             ("property", {"type": "string"}, False, "The forecast state property"),
