@@ -57,7 +57,8 @@ def save_forecast(data: Any, property: str, step: str = "PT1H", issued_at: str |
     """Record ``data`` as a forecast of ``property`` of the run's twin (or ``twin``); returns its id.
 
     Value i is valid at ``issued_at + (i + 1) * step``; ``issued_at`` defaults to the first time of ``like``
-    (the cube the forecast was driven by; ``time_label`` of it is the cached way), then to now. A cube with a time dimension gives its own times.
+    (the cube the forecast was driven by; ``time_label`` of it is the cached way), then to now. A cube with a
+    time dimension gives its own times.
     ``interval``: half-width of a prediction interval at ``interval_level`` (e.g. a model's conformal one)."""
     from twinengine.twins import forecasts
     from twinengine.twins import service as twins
