@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from twinengine.lake.client import LakeClient
     from twinengine.ml.client import MLClient
     from twinengine.streams.sdk import StreamsClient
+    from twinengine.twins.forecasts_sdk import VerificationClient
     from twinengine.workflows.client import WorkflowsClient
 
 __all__ = ["Client"]
@@ -103,6 +104,13 @@ class Client:
         from twinengine.ml.client import MLClient
 
         return MLClient(self)
+
+    @property
+    def verification(self) -> VerificationClient:
+        """Forecasts twins issued and their skill scores per lead time against what was observed."""
+        from twinengine.twins.forecasts_sdk import VerificationClient
+
+        return VerificationClient(self)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -253,7 +253,7 @@ def test_5_workflows_start_with_a_form_and_watch_the_run(portal: Any, site: Site
     run = sdk(site, "uma").workflows.get(run_id)
     assert run.status == "finished" and run.parameters["alert_level"] == 0.5
     statuses = page.locator("svg.dag g.node").evaluate_all("els => els.map(e => e.dataset.status)")
-    assert len(statuses) == len(run.nodes) == 9 and set(statuses) <= {"finished", "cached"}
+    assert len(statuses) == len(run.nodes) == 11 and set(statuses) <= {"finished", "cached"}
     assert "result.json" in uma.text("section[aria-label='Results and provenance']")
     assert "entities" in uma.text(".prov-summary")
     uma.check("run")

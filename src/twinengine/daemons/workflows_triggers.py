@@ -10,6 +10,7 @@ from sqlalchemy import select
 from twinengine.store.base import utcnow
 from twinengine.twins.models import Twin
 from twinengine.workflows import triggers
+from twinengine.workflows.drift_triggers import due_drift
 from twinengine.workflows.models import Trigger
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ def run_once(engine: WorkflowEngine) -> int:
                         started += triggers.due_arrivals(session, engine, trigger)
                     elif trigger.kind == "stream_window":
                         started += triggers.due_windows(session, engine, trigger)
+                    elif trigger.kind == "drift":
+                        started += due_drift(session, engine, trigger)
             except Exception as exc:  # one broken trigger must not stop the others
                 log.warning("trigger %s (%s) failed: %s", trigger.id, trigger.name, exc)
     return started

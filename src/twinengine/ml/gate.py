@@ -1,7 +1,8 @@
 """The validation gate: a new model version becomes champion only if its held-out metrics pass the app's rules.
 
 Rules: absolute thresholds per metric, better than (or within a margin of) the current champion on one
-metric, and for sampler models (normalising flows...) an acceptance-rate band. The decision keeps its reason.
+metric, for sampler models (normalising flows...) an acceptance-rate band, and for models with prediction
+intervals their held-out coverage within a band of the nominal level. The decision keeps its reason.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Decision", "GateSpec", "Threshold", "evaluate"]
+__all__ = ["Decision", "GateSpec", "IntervalRule", "Threshold", "evaluate"]
 
 
 class Threshold(BaseModel):
@@ -19,6 +20,14 @@ class Threshold(BaseModel):
 
     max: float | None = None
     min: float | None = None
+
+
+class IntervalRule(BaseModel):
+    """The held-out coverage of the version's prediction interval is within ``within`` of its nominal level."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    within: float = Field(default=0.05, gt=0, lt=1, description="e.g. 0.03: a 90 % interval covers 87-93 %.")
 
 
 class GateSpec(BaseModel):
@@ -31,6 +40,7 @@ class GateSpec(BaseModel):
     mode: Literal["min", "max"] = "min"
     margin: float = Field(default=0.0, ge=0, description="Relative slack: within margin of the champion passes.")
     acceptance_rate: Threshold | None = Field(default=None, description="Band for metric 'acceptance_rate'.")
+    interval: IntervalRule | None = Field(default=None, description="Held-out coverage of the prediction interval.")
 
 
 @dataclass
@@ -60,6 +70,13 @@ def evaluate(spec: GateSpec, candidate: dict[str, float], champion: dict[str, fl
         _bound(name, candidate.get(name), rule, reasons)
     if spec.acceptance_rate is not None:
         _bound("acceptance_rate", candidate.get("acceptance_rate"), spec.acceptance_rate, reasons)
+    if spec.interval is not None:
+        covered, level = candidate.get("interval_coverage"), candidate.get("interval_level")
+        if covered is None or level is None:
+            reasons.append("interval_coverage was not measured (the model gives no predictions to calibrate)")
+        elif abs(covered - level) > spec.interval.within:
+            reasons.append(f"interval_coverage {covered:.3f} is not within {spec.interval.within:g} of the "
+                           f"nominal {level:g}")
     if spec.compare and champion is not None and spec.compare in champion:
         new, old = candidate.get(spec.compare), champion[spec.compare]
         if new is None:

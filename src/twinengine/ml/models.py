@@ -56,6 +56,7 @@ class RetrainPolicy(Base):
     every_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     buffer: Mapped[str | None] = mapped_column(String(64), nullable=True)
     drift: Mapped[dict[str, Any] | None] = mapped_column(JSONValue, nullable=True)
+    skill: Mapped[dict[str, Any] | None] = mapped_column(JSONValue, nullable=True)  # verified skill rule
     stream: Mapped[str | None] = mapped_column(String(64), nullable=True)
     window: Mapped[int] = mapped_column(Integer, default=500)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -1,7 +1,8 @@
 """Retraining policies: one pass over the enabled policies queues a training run when one of its triggers fires.
 
 Triggers: a schedule (``every_seconds``), a sealed fill of a stream buffer (its offsets are the run's data),
-drift (the app's ``features`` of the champion's training records vs the latest ``window`` records), and the
+drift (the app's ``features`` of the champion's training records vs the latest ``window`` records), a skill
+rule on the verified forecasts (``skill``: e.g. the 24 h NSE of the level below 0.8), and the
 external trigger, which is simply ``POST .../train``. Every run records its trigger, so the trail shows why.
 """
 
@@ -20,15 +21,18 @@ from twinengine.ml.models import RetrainPolicy, TrainingRun
 from twinengine.ml.schemas import DataSelection, TrainingRequest
 from twinengine.ml.service import enqueue
 from twinengine.ml.task import TrainingData
+from twinengine.quality.verification import SkillRule
 from twinengine.streams import buffers
 from twinengine.streams.hub import stream_key
 from twinengine.streams.models import RetrainBuffer
+from twinengine.twins.forecasts import change_stamp
+from twinengine.twins.forecasts import check_skill as check_skill_of
 from twinengine.twins.models import Twin
 
 if TYPE_CHECKING:
     from twinengine.ml.engine import MLEngine
 
-__all__ = ["check_drift", "run_once"]
+__all__ = ["check_drift", "check_skill", "run_once"]
 
 log = logging.getLogger("twinengine.ml")
 
@@ -72,7 +76,8 @@ def check_drift(ml: MLEngine, session: Session, policy: RetrainPolicy, twin: Twi
     new = np.asarray(task.features(TrainingData(parameters=params, records=recent)))
     report = detect(DriftSpec.model_validate(policy.drift), ref, new).to_dict() | {
         "stream": stream, "start": max(end - policy.window, 0), "end": end, "reference_run": last.id}
-    policy.last_check = report
+    policy.last_check = report | ({"skill": policy.last_check["skill"]}
+                                  if policy.last_check and "skill" in policy.last_check else {})
     return report
 
 
@@ -114,4 +119,25 @@ def run_once(ml: MLEngine, session: Session) -> int:
                 _queue(session, policy, twin, {"kind": "drift", **report},
                        DataSelection(stream=report["stream"], start=report["start"], end=report["end"]))
                 queued += 1
+                continue
+        if policy.skill is not None:
+            check = check_skill(session, policy, twin)
+            if check is not None:
+                _queue(session, policy, twin, {"kind": "skill", **check})
+                queued += 1
     return queued
+
+
+def check_skill(session: Session, policy: RetrainPolicy, twin: Twin) -> dict[str, Any] | None:
+    """Judge the policy's skill rule when the twin changed since the last verdict; returns the verdict when
+    the rule has just broken (kept → broken), so one breach queues one run."""
+    rule = SkillRule.model_validate(policy.skill)
+    seen = (policy.last_check or {}).get("skill") or {}
+    stamp = change_stamp(session, twin)
+    if seen.get("stamp") == stamp:
+        return None
+    check = check_skill_of(session, twin, rule)
+    was = bool(seen.get("broken"))
+    broken = was if check["broken"] is None else bool(check["broken"])
+    policy.last_check = {**(policy.last_check or {}), "skill": {"stamp": stamp, "broken": broken, **check}}
+    return {"property": rule.property, **check} if broken and not was else None

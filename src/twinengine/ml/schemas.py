@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twinengine.ml.drift import DriftSpec
 from twinengine.quality.spec import Flag
+from twinengine.quality.verification import SkillRule
 
 __all__ = [
     "DataSelection",
@@ -119,6 +120,8 @@ class PolicyWrite(_Strict):
     drift: DriftSpec | None = Field(default=None, description="Retrain when the model's inputs drift.")
     stream: str | None = Field(default=None, max_length=64, description="Stream the drift detector watches.")
     window: int = Field(default=500, ge=10, le=1_000_000, description="Recent records the detector compares.")
+    skill: SkillRule | None = Field(default=None, description="Retrain when the verified skill of the twin's "
+                                                              "forecasts breaks this rule (e.g. 24h NSE below 0.8).")
     enabled: bool = True
 
 

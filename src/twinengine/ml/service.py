@@ -160,6 +160,13 @@ def set_policy(session: Session, *, principal: Principal, twin_ref: str, model: 
     row.every_seconds, row.buffer, row.stream, row.window, row.enabled = (body.every_seconds, body.buffer,
                                                                           body.stream, body.window, body.enabled)
     row.drift = body.drift.model_dump() if body.drift is not None else None
+    if body.skill is not None:
+        from twinengine.twins.forecasts import numeric_property
+
+        numeric_property(session, twin, body.skill.property, loc="skill.property")
+    row.skill = body.skill.model_dump(mode="json", exclude_none=True) if body.skill is not None else None
+    if row.last_check and "skill" in row.last_check:  # a replaced rule is judged afresh
+        row.last_check = {k: v for k, v in row.last_check.items() if k != "skill"}
     session.flush()
     return _policy_read(row)
 

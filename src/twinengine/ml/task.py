@@ -52,6 +52,10 @@ class TrainingTask:
     features: Callable[[TrainingData], Any] | None = None  # inputs a drift detector watches (an array)
     search_space: dict[str, Any] | None = None  # default Optuna space (see twinengine.ml.tune)
     framework: str = "pytorch"  # the flavour: pytorch or sklearn (twinengine.ml.flavours)
+    # (predicted, observed) arrays of a batch: with it, the version gets a split-conformal interval at
+    # ``interval_level`` (metrics interval_half_width, interval_coverage; see twinengine.ml.intervals)
+    predictions: Callable[[Any, Batch], tuple[Any, Any]] | None = None
+    interval_level: float = 0.9
 
 
 class MetricSink(Protocol):

@@ -207,6 +207,10 @@ def _fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, chec
             break
         if should_stop is not None and should_stop():
             break
+    if task.predictions is not None and history and rank == 0:
+        from twinengine.ml.intervals import interval_metrics
+
+        history[-1] = history[-1] | interval_metrics(task, model, val_loader, device, _to)
     return FitResult(model=model, history=history, epochs_run=epoch - start_epoch, resumed_from=start_epoch,
                      stopped_early=stopped_early, device=str(device), seconds=time.perf_counter() - started)
 

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from twinengine.quality.verification import SkillRule
+
 __all__ = ["LogRead", "NodeRead", "RunCreate", "RunPage", "RunRead", "RunStatus", "TriggerCreate",
            "TriggerCreated", "TriggerRead", "TwinRunCreate"]
 
@@ -126,6 +128,9 @@ class TriggerCreate(_Input):
     parameters: dict[str, JsonValue] = Field(default_factory=dict, description="Fixed run parameters")
     bind: dict[str, str] = Field(default_factory=dict,
                                  description="run parameter → field of the event's data (dotted path)")
+    skill: SkillRule | None = Field(default=None, description="kind drift: fire when the verified skill of the "
+                                                              "twin's forecasts breaks this rule (else: on the "
+                                                              "drift verdicts of its retraining policies)")
 
 
 class TriggerRead(BaseModel):

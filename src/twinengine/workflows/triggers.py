@@ -140,6 +140,10 @@ def _check_config(body: TriggerCreate, streams: Any = ()) -> dict[str, Any]:
         if body.count is None:
             raise ValidationFailed.one("count", "a stream window trigger on a stream needs count (records)")
         config.update(stream=body.stream, count=body.count)
+    if body.skill is not None:
+        if body.kind != "drift":
+            raise ValidationFailed.one("skill", "only a drift trigger takes a skill rule")
+        config["skill"] = body.skill.model_dump(mode="json", exclude_none=True)
     return config
 
 
@@ -149,6 +153,10 @@ def _add(session: Session, twin: Twin, body: TriggerCreate, *, owner: str, sourc
     if body.workflow not in manifest.workflows:
         raise WorkflowNotFound(f"app {twin.app_name}@{twin.app_version} declares no workflow {body.workflow!r}")
     config = _check_config(body, manifest.streams)
+    if body.skill is not None:
+        from twinengine.twins.forecasts import numeric_property
+
+        numeric_property(session, twin, body.skill.property, loc="skill.property")
     secret = secrets.token_urlsafe(24) if body.kind == "webhook" else None
     now = utcnow()
     trigger = Trigger(id=f"trg-{secrets.token_hex(6)}", twin_id=twin.id, name=body.name, kind=body.kind,
@@ -203,7 +211,8 @@ def materialize_manifest_triggers(session: Session, twin: Twin, *, arrivals: Arr
         body = TriggerCreate(name=spec.name, kind=spec.kind, workflow=spec.workflow, schedule=extra.get("schedule"),
                              misfire=extra.get("misfire", "run_once"), collection=extra.get("collection"),
                              stream=extra.get("stream"), count=extra.get("count"),
-                             parameters=extra.get("parameters") or {}, bind=extra.get("bind") or {})
+                             parameters=extra.get("parameters") or {}, bind=extra.get("bind") or {},
+                             skill=extra.get("skill"))
         try:
             _add(session, twin, body, owner=twin.owner, source="manifest", arrivals=arrivals)
         except ValidationFailed:  # another engine (or the scheduler) materialized it a moment ago

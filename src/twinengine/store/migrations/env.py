@@ -10,6 +10,7 @@ import twinengine.catalog.models
 import twinengine.lake.models
 import twinengine.ml.models
 import twinengine.streams.models
+import twinengine.twins.forecast_models
 import twinengine.twins.models
 import twinengine.workflows.models  # noqa: F401  (registers tables on Base.metadata)
 from twinengine.store.base import Base

@@ -1,0 +1,143 @@
+"""The verification chapter: the live twin's forecast workflow is run from past times over the record its
+gauges streamed (hindcasts, driven by the rain they measured; the catchment's storage at each start comes
+from the app's model run over that rain), the engine matches each forecast hour with the nearest observed
+level, and scores them per lead time: NSE and KGE, CRPS when an ensemble exists, and the coverage of a 90 %
+split-conformal interval calibrated on the earlier hindcasts and checked on the later ones."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from twinengine.demo.context import DemoContext
+
+__all__ = ["verify_forecasts"]
+
+HORIZON_HOURS = 12
+EVERY_HOURS = 6
+LEVEL = 0.9
+
+
+def _hourly(items: list[Any], start: datetime, hours: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Mean of the readings in each hour after ``start`` (NaN where none)."""
+    sums, counts = np.zeros(hours), np.zeros(hours)
+    for item in items:
+        h = int((item.timestamp - start).total_seconds() // 3600)
+        if 0 <= h < hours:
+            sums[h] += float(item.value)
+            counts[h] += 1
+    with np.errstate(invalid="ignore"):
+        return np.asarray(sums / counts, dtype="float64")
+
+
+def _rain_collection(folder: Any, name: str, start: datetime, rain: np.ndarray[Any, Any]) -> None:
+    """The measured catchment rain of the hindcast's hours, uniform over a small grid around the catchment."""
+    lat, lon = np.linspace(46.0, 47.0, 6), np.linspace(7.0, 8.2, 7)
+    times = np.datetime64(start.replace(tzinfo=None), "h") + np.arange(rain.size) * np.timedelta64(1, "h")
+    cube = np.broadcast_to(np.nan_to_num(rain)[:, None, None], (rain.size, lat.size, lon.size)).astype("float32")
+    xr.Dataset({"rain": (("time", "lat", "lon"), cube, {"units": "mm h-1"})},
+               coords={"time": times, "lat": lat, "lon": lon}).to_zarr(folder / f"{name}.zarr", mode="w",
+                                                                       consolidated=False)
+
+
+def _hindcast(ctx: DemoContext, twin: str, issued: datetime, rain: np.ndarray[Any, Any], storage: float,
+              interval: float | None) -> str:
+    uma = ctx.client("uma")
+    folder = ctx.runtime.settings.collections_dir or ctx.runtime.data_dir / "collections"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"rain-hindcast-{issued:%Y%m%dT%H}"
+    _rain_collection(folder, name, issued, rain)
+    run = uma.workflows.run(twin, "forecast", {"collection": name, "storage_mm": storage, "interval_m": interval},
+                            sync=True)
+    if run.status != "finished":
+        raise RuntimeError(f"the hindcast from {issued:%Y-%m-%d %H:%M} ended as {run.status}: {run.error}")
+    return run.id
+
+
+def verify_forecasts(ctx: DemoContext) -> None:
+    from twinengine.quality.conformal import calibrate
+    from twinengine.quality.verification_plot import plot_verification
+
+    o, uma = ctx.options, ctx.client("uma")
+    twin = ctx.facts.get("streams", {}).get("twin")  # its observations have arrived through the stream
+    if twin is None:
+        ctx.say("verification skipped: no twin was fed live")
+        return
+    hours = int(o.hours)
+    rain = _hourly(uma.history(twin, "rain", limit=100_000).items, o.start, hours)
+    catchment = ctx.app_package.Catchment.from_parameters(uma.get_twin(twin).parameters)
+    storage = [catchment.storage_mm]  # the model's storage at the start of each hour
+    for r in np.nan_to_num(rain):
+        catchment.step(float(r), 1.0)
+        storage.append(catchment.storage_mm)
+    issues = [o.start + timedelta(hours=h) for h in range(EVERY_HOURS, hours - HORIZON_HOURS + 1, EVERY_HOURS)]
+    if len(issues) < 4:
+        ctx.say(f"verification skipped: {hours} h of gauge records leave too few hindcasts of {HORIZON_HOURS} h")
+        return
+    calibration, checked = issues[: len(issues) // 2], issues[len(issues) // 2:]
+    advance = ctx.track("hindcasts of the forecast workflow", len(issues))
+    started = time.perf_counter()
+
+    def run(at: datetime, interval: float | None) -> None:
+        offset = int((at - o.start).total_seconds() // 3600)
+        _hindcast(ctx, twin, at, rain[offset: offset + HORIZON_HOURS], storage[offset], interval)
+        advance(1)
+
+    for at in calibration:
+        run(at, None)
+    # a split-conformal 90 % interval from the earlier hindcasts' errors, used by the later ones
+    known = uma.verification.scores(twin, "level", until=checked[0], pairs=True)
+    pairs = [(p.forecast, p.observed) for g in known.leads for p in g.pairs or []]
+    interval = calibrate(np.array([f for f, _ in pairs]), np.array([v for _, v in pairs]), level=LEVEL)
+    for at in checked:
+        run(at, interval.half_width)
+    report = uma.verification.scores(twin, "level", workflow="forecast")
+    # values valid after every calibration hindcast ended: only the later hindcasts, which carry the interval
+    later = uma.verification.scores(twin, "level", since=checked[0] + timedelta(hours=HORIZON_HOURS),
+                                    workflow="forecast")
+    seconds = time.perf_counter() - started
+    leads = {g.lead_seconds // 3600: g for g in report.leads}
+    shown = [h for h in (1, 6, HORIZON_HOURS) if h in leads]
+    covered = [g for g in later.leads if g.coverage is not None]
+    coverage = (sum(g.coverage * g.n for g in covered if g.coverage is not None) / sum(g.n for g in covered)
+                if covered else None)
+    crps = [g.crps for g in report.leads if g.crps is not None]
+    facts: dict[str, Any] = {
+        "hindcasts": len(issues), "seconds": seconds, "pairs": sum(g.n for g in report.leads),
+        "nse": {h: leads[h].nse for h in shown}, "kge": {h: leads[h].kge for h in shown},
+        "crps": {g.lead_seconds // 3600: g.crps for g in report.leads if g.crps is not None} or None,
+        "interval_half_width_m": interval.half_width, "coverage": coverage, "nominal": LEVEL}
+    ctx.say(f"{len(issues)} hindcasts of the forecast workflow ({HORIZON_HOURS} h ahead, every {EVERY_HOURS} h) "
+            f"matched with {facts['pairs']} observed levels in {seconds:.1f} s")
+    for h in shown:
+        g = leads[h]
+        ctx.say(f"  lead {h:>2} h: NSE {g.nse:.3f}, KGE {g.kge:.3f}, RMSE {g.rmse:.3f} m ({g.n} pairs)"
+                if g.nse is not None and g.kge is not None and g.rmse is not None else f"  lead {h} h: too few pairs")
+    if crps:
+        ctx.say(f"  CRPS {np.mean(crps):.3f} m averaged over leads (ensemble members present)")
+    else:
+        ctx.say("  CRPS skipped: no ensemble forecast of the level has members yet")
+    if coverage is not None:
+        ctx.say(f"  a {LEVEL:.0%} conformal interval (± {interval.half_width:.3f} m from {interval.n} earlier "
+                f"pairs) covered {coverage:.1%} of the later hindcasts' observations")
+    issued = uma.verification.forecasts(twin, "level", limit=len(issues), values=True)
+    levels = uma.history(twin, "level", limit=100_000).items
+    path = plot_verification(
+        ctx.runtime.data_dir / "river-reach-verification.png",
+        [(g.lead_seconds / 3600, g.model_dump()) for g in report.leads],
+        observed=[(v.timestamp, float(v.value)) for v in levels],
+        series=[[(v.valid_time, v.value) for v in f.values or []] for f in issued],
+        pairs_label=f"level: the {len(issues)} hindcasts ({HORIZON_HOURS} h each) against the gauge",
+        unit=report.unit,
+        title=f"{twin}: hindcasts of the forecast workflow against the gauge")
+    facts["plot"] = str(path)
+    ctx.facts["verification"] = facts
+    nse = ", ".join(f"{h} h {leads[h].nse:.2f}" for h in shown if leads[h].nse is not None)
+    ctx.summary += [("forecast skill", f"NSE by lead {nse}; coverage of the {LEVEL:.0%} interval "
+                                       + (f"{coverage:.0%}" if coverage is not None else "-")
+                                       + f"; `twin verify {twin}`"),
+                    ("verification plot", str(path))]

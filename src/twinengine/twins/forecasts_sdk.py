@@ -1,0 +1,61 @@
+"""The forecasts part of the Python SDK, reached as ``client.verification``: record forecasts, list them, and
+read their skill scores per lead time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter
+
+from twinengine.twins.forecast_schemas import ForecastRead, ForecastWrite, VerificationRead
+
+if TYPE_CHECKING:
+    from twinengine.client import Client
+
+__all__ = ["VerificationClient"]
+
+
+def _duration(value: timedelta | str | float | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():g}s"
+    return str(value)
+
+
+class VerificationClient:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def _path(self, twin: str, tail: str) -> str:
+        from twinengine.client import _seg
+
+        return f"/api/v1/twins/{_seg(twin)}/{tail}"
+
+    def add_forecast(self, twin: str, prop: str, values: Sequence[float], *, issued_at: datetime,
+                     step: timedelta | str | None = None, **parts: Any) -> ForecastRead:
+        """Record a forecast: ``values[i]`` valid at ``issued_at + (i + 1) * step`` (or ``valid_times=``);
+        ``members``, ``quantiles``, ``lower``/``upper``, ``probabilities``, ``model_version``... as keywords."""
+        body = ForecastWrite.model_validate({"property": prop, "values": list(values), "issued_at": issued_at,
+                                             "step": step, **parts})
+        return self._client._send(ForecastRead, "POST", self._path(twin, "forecasts"),
+                                  body.model_dump(mode="json", exclude_none=True))
+
+    def forecasts(self, twin: str, prop: str | None = None, *, limit: int = 20,
+                  values: bool = False) -> list[ForecastRead]:
+        data = self._client._request("GET", self._path(twin, "forecasts"), params={
+            k: v for k, v in {"property": prop, "limit": limit, "values": values}.items() if v is not None}).json()
+        return TypeAdapter(list[ForecastRead]).validate_python(data)
+
+    def scores(self, twin: str, prop: str, *, lead: timedelta | str | None = None, since: datetime | None = None,
+               until: datetime | None = None, tolerance: timedelta | str | None = None,
+               threshold: float | None = None, workflow: str | None = None, model_version: str | None = None,
+               pairs: bool = False) -> VerificationRead:
+        """Skill scores per (workflow, model version, lead) of the forecasts valid in ``[since, until)``."""
+        return self._client._get(VerificationRead, self._path(twin, "verification"), property=prop,
+                                 lead=_duration(lead), since=since.isoformat() if since else None,
+                                 until=until.isoformat() if until else None, tolerance=_duration(tolerance),
+                                 threshold=threshold, workflow=workflow, model_version=model_version,
+                                 pairs=pairs or None)

@@ -1,0 +1,44 @@
+"""``twin verify`` against a live engine: the table of scores per lead, the JSON for machines, the PNG; a bad
+lead is a message naming the option, never a traceback."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from helpers import RIVER_REACH, LiveEngine
+from twinengine.twins.schemas import PropertyWrite
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def test_twin_verify_shows_a_table_json_and_a_plot(live: LiveEngine, tmp_path: Path) -> None:
+    with live.client() as admin:
+        dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
+    live.twin("app", "publish", str(RIVER_REACH), token=dev)
+    live.twin("create", "river-reach@0.1.0", "--name", "reach", "--param", "station=RR-01", token=user)
+    assert "no forecast of level has been matched" in live.twin("verify", "reach", "--no-plot", token=user)
+    rng = np.random.default_rng(5)
+    with live.client(user) as uma:
+        for start in range(0, 24, 3):
+            values = [1 + 0.3 * np.sin((start + k) / 5) + 0.02 * k * rng.standard_normal() for k in (1, 2, 3)]
+            members = [[v + 0.05 * rng.standard_normal() for _ in range(6)] for v in values]
+            uma.verification.add_forecast("reach", "level", values, issued_at=T0 + timedelta(hours=start),
+                                          step="1h", members=members, workflow="forecast", model_version="3")
+        for h in range(28):
+            uma.write_state("reach", reported={"level": PropertyWrite(value=1 + 0.3 * np.sin(h / 5),
+                                                                      timestamp=T0 + timedelta(hours=h))})
+    plot = tmp_path / "verify.png"
+    shown = live.twin("verify", "reach", "--plot", str(plot), token=user)
+    assert "verification of reach/level" in shown and "1 h" in shown and "3 h" in shown and "crps" in shown
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+
+    data = live.twin_json("verify", "reach", "--lead", "2h", "--no-plot", token=user)
+    (group,) = data["leads"]
+    assert group["lead_seconds"] == 7200 and group["n"] == 8 and group["model_version"] == "3"
+    assert group["nse"] is not None and group["crps"] is not None and "pairs" not in group
+
+    refused = live.twin("verify", "reach", "--lead", "soon", "--no-plot", token=user, expect=1)
+    assert "lead" in refused and "Traceback" not in refused

@@ -1,0 +1,119 @@
+"""Forecasts recorded, observations reported later, and the skill scores per lead over HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from helpers import RIVER_REACH, Engine
+from twinengine.client import Client
+from twinengine.errors import ValidationFailed
+from twinengine.twins.schemas import PropertyWrite
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+HOURS = 48
+
+
+def truth(hours: float) -> float:
+    return 1.0 + 0.5 * np.sin(hours / 6.0)
+
+
+@pytest.fixture
+def uma(engine: Engine) -> Client:
+    engine.as_role("ada", "developer").publish_app(RIVER_REACH)
+    client = engine.as_role("uma", "user")
+    client.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})
+    return client
+
+
+def issue(uma: Client, *, every: int = 6, steps: int = 6, error: float = 0.05, seed: int = 1,
+          version: str = "1") -> None:
+    """Forecasts issued every ``every`` hours for ``steps`` hours ahead; the error grows with the lead."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, HOURS - steps, every):
+        values = [truth(start + k) + error * k * rng.standard_normal() for k in range(1, steps + 1)]
+        members = [[v + 0.1 * rng.standard_normal() for _ in range(8)] for v in values]
+        uma.verification.add_forecast("reach", "level", values, issued_at=T0 + timedelta(hours=start), step="1h",
+                                      members=members, lower=[v - 0.2 for v in values],
+                                      upper=[v + 0.2 for v in values], interval_level=0.9,
+                                      workflow="forecast", model_version=version)
+
+
+def observe(uma: Client, hours: int = HOURS, minutes: int = 2) -> None:
+    for h in range(hours):  # a few minutes off the hour: matched within the tolerance
+        uma.write_state("reach", reported={"level": PropertyWrite(
+            value=truth(h), timestamp=T0 + timedelta(hours=h, minutes=minutes))})
+
+
+def test_scores_appear_per_lead_once_observations_arrive(uma: Client) -> None:
+    issue(uma)
+    before = uma.verification.scores("reach", "level")
+    assert before.forecast_values == 42 and before.leads == []  # nothing observed yet
+    observe(uma)
+    report = uma.verification.scores("reach", "level", pairs=True)
+    assert [g.lead_seconds for g in report.leads] == [3600 * k for k in range(1, 7)]
+    first, last = report.leads[0], report.leads[-1]
+    assert first.n == 7 and first.workflow == "forecast" and first.model_version == "1"
+    assert first.rmse is not None and last.rmse is not None and first.rmse < last.rmse  # skill falls with lead
+    assert first.nse is not None and first.nse > 0.9
+    assert first.crps is not None and first.spread_skill is not None and first.coverage is not None
+    forecast = np.array([p.forecast for p in first.pairs or []])
+    observed = np.array([p.observed for p in first.pairs or []])
+    assert first.rmse == pytest.approx(np.sqrt(np.mean((forecast - observed) ** 2)))
+    one = uma.verification.scores("reach", "level", lead="PT3H", threshold=1.2)
+    assert [g.lead_seconds for g in one.leads] == [3 * 3600] and one.leads[0].brier is not None
+
+
+def test_observations_outside_the_tolerance_are_not_pairs(uma: Client) -> None:
+    issue(uma)
+    observe(uma, minutes=20)  # 20 min after one forecast hour, 40 min before the next
+    assert uma.verification.scores("reach", "level", tolerance="10min").leads == []
+    assert uma.verification.scores("reach", "level", tolerance="25min").leads[0].n == 7
+
+
+def test_bad_requests_name_the_field(uma: Client) -> None:
+    with pytest.raises(ValidationFailed, match="property"):
+        uma.verification.scores("reach", "colour")
+    with pytest.raises(ValidationFailed, match="boolean"):
+        uma.verification.scores("reach", "alert")
+    with pytest.raises(ValidationFailed) as caught:
+        uma.verification.add_forecast("reach", "level", [1.0, 2.0], issued_at=T0, step="1h", lower=[0.5])
+    assert {p.loc for p in caught.value.problems} == {"lower", "upper"}
+    with pytest.raises(ValidationFailed, match="lead"):
+        uma.verification.scores("reach", "level", lead="soon")
+
+
+def test_the_forecast_workflow_records_its_level_series(engine: Engine, uma: Client) -> None:
+    """river-reach's forecast workflow keeps its 48 levels as a forecast issued at the rain's first hour."""
+    from workflow_data import rain_cube, write_collection
+
+    write_collection(engine.runtime.data_dir / "collections", "rain-forecast", rain_cube(days=2))
+    run = uma.workflows.run("reach", "forecast", sync=True)
+    assert run.status == "finished", run.error
+    # (the app's dataset trigger may run the forecast for the new collection too)
+    issued = next(f for f in uma.verification.forecasts("reach", "level", values=True) if f.run_id == run.id)
+    assert issued.workflow == "forecast" and issued.run_id == run.id and issued.steps == 48
+    assert issued.issued_at == T0 and issued.values is not None
+    assert [v.lead_seconds for v in issued.values[:2]] == [3600, 7200]
+    assert [v.value for v in issued.values] == pytest.approx(run.value)
+    for v in issued.values[:12]:  # the gauge reports what the forecast said, plus 2 cm
+        uma.write_state("reach", reported={"level": PropertyWrite(value=v.value + 0.02, timestamp=v.valid_time)})
+    report = uma.verification.scores("reach", "level", workflow="forecast")
+    assert {g.lead_seconds for g in report.leads} == {3600 * k for k in range(1, 13)}
+    assert all(g.bias == pytest.approx(-0.02) for g in report.leads)
+
+
+def test_out_of_range_input_is_a_422_naming_the_field(uma: Client) -> None:
+    with pytest.raises(ValidationFailed, match="step"):
+        uma.verification.add_forecast("reach", "level", [1.0, 2.0], issued_at=datetime(9999, 12, 1, tzinfo=UTC),
+                                      step="P90D")
+    with pytest.raises(ValidationFailed, match="step"):
+        uma.verification.add_forecast("reach", "level", [1.0], issued_at=T0, step="P99999D")
+    with pytest.raises(ValidationFailed, match=r"probabilities\.2"):
+        uma.verification.add_forecast("reach", "level", [1.0], issued_at=T0, step="1h",
+                                      probabilities={"2": [1.5]})
+    with pytest.raises(ValidationFailed, match="tolerance"):
+        uma.verification.scores("reach", "level", tolerance="P9999D")
+    assert uma.verification.forecasts("reach") == []  # nothing half-written

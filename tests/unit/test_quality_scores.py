@@ -1,0 +1,84 @@
+"""Each skill score against the same number computed by hand with numpy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from twinengine.quality.scores import Pairs, exceedance, reliability, skill
+from twinengine.quality.verification import ForecastPoint, Observation, interval_from_quantiles, match, verify
+
+RNG = np.random.default_rng(3)
+OBS = 2 + np.sin(np.linspace(0, 6, 40)) + 0.1 * RNG.standard_normal(40)
+FCST = OBS + 0.3 * RNG.standard_normal(40) + 0.1
+MEMBERS = FCST[:, None] + 0.25 * RNG.standard_normal((40, 12))
+
+
+def test_deterministic_scores_match_numpy() -> None:
+    got = skill(Pairs(observed=OBS, value=FCST))
+    err = FCST - OBS
+    assert got["n"] == 40
+    assert got["rmse"] == pytest.approx(np.sqrt(np.mean(err ** 2)))
+    assert got["mae"] == pytest.approx(np.mean(np.abs(err)))
+    assert got["bias"] == pytest.approx(np.mean(err))
+    assert got["nse"] == pytest.approx(1 - np.sum(err ** 2) / np.sum((OBS - OBS.mean()) ** 2))
+    r = np.corrcoef(FCST, OBS)[0, 1]
+    alpha, beta = FCST.std() / OBS.std(), FCST.mean() / OBS.mean()
+    assert got["kge"] == pytest.approx(1 - np.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2), rel=1e-6)
+
+
+def test_ensemble_crps_and_spread_skill_match_numpy() -> None:
+    got = skill(Pairs(observed=OBS, value=MEMBERS.mean(axis=1), members=MEMBERS))
+    m = MEMBERS.shape[1]
+    # CRPS of the empirical CDF: E|X - y| - ½ E|X - X'|
+    first = np.mean(np.abs(MEMBERS - OBS[:, None]), axis=1)
+    second = np.mean(np.abs(MEMBERS[:, :, None] - MEMBERS[:, None, :]), axis=(1, 2)) / 2
+    assert got["crps"] == pytest.approx(np.mean(first - second))
+    spread = np.sqrt(np.mean(np.var(MEMBERS, axis=1, ddof=1)))
+    rmse = np.sqrt(np.mean((MEMBERS.mean(axis=1) - OBS) ** 2))
+    assert got["spread_skill"] == pytest.approx(spread / rmse)
+    assert m == 12
+
+
+def test_brier_coverage_and_reliability_match_numpy() -> None:
+    threshold = 2.5
+    probability = exceedance(MEMBERS, threshold)
+    assert probability == pytest.approx(np.mean(threshold < MEMBERS, axis=1))
+    outcome = (threshold < OBS).astype(float)
+    got = skill(Pairs(observed=OBS, value=FCST, members=MEMBERS, threshold=threshold))
+    assert got["brier"] == pytest.approx(np.mean((probability - outcome) ** 2))
+    given = skill(Pairs(observed=OBS, value=FCST, probability=np.full(40, 0.3), threshold=threshold))
+    assert given["brier"] == pytest.approx(np.mean((0.3 - outcome) ** 2))
+    lower, upper = FCST - 0.4, FCST + 0.4
+    interval = skill(Pairs(observed=OBS, value=FCST, lower=lower, upper=upper, interval_level=0.9))
+    assert interval["coverage"] == pytest.approx(np.mean((lower <= OBS) & (upper >= OBS)))
+    bins = reliability(probability, outcome, bins=5)
+    assert sum(b.count for b in bins) == 40
+    top = probability >= 0.8
+    if top.any():
+        assert bins[-1].observed == pytest.approx(outcome[top].mean())
+
+
+def test_constant_observations_have_no_nse() -> None:
+    got = skill(Pairs(observed=np.ones(5), value=np.arange(5.0)))
+    assert got["nse"] is None and got["kge"] is None and got["rmse"] is not None
+
+
+def test_match_takes_the_nearest_observation_within_tolerance() -> None:
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    obs = [Observation(t0 + timedelta(minutes=15 * i), float(i)) for i in range(8)]
+    points = [ForecastPoint(t0 + timedelta(minutes=m), 3600, 0.0) for m in (0, 20, 29, 200)]
+    assert match(points, obs, timedelta(minutes=10)) == [0, 1, 2, -1]
+
+
+def test_verify_groups_by_lead_and_quantiles_give_an_interval() -> None:
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    obs = [Observation(t0 + timedelta(hours=i), float(OBS[i])) for i in range(40)]
+    points = [ForecastPoint(t0 + timedelta(hours=i), lead * 3600, float(FCST[i]) + lead, workflow="forecast")
+              for lead in (1, 2) for i in range(40)]
+    groups = verify(points, obs, tolerance=timedelta(minutes=5))
+    assert [g.lead_seconds for g in groups] == [3600, 7200]
+    assert groups[1].scores["bias"] == pytest.approx(np.mean(FCST + 2 - OBS))
+    assert interval_from_quantiles({"0.05": 1.0, "0.5": 2.0, "0.95": 3.0}) == (1.0, 3.0, 0.9)
