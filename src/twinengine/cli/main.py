@@ -107,7 +107,7 @@ def serve(
     """Run the engine: REST API, OpenAPI docs at /docs, /health and /metrics."""
     import uvicorn
 
-    from twinengine.api import create_app
+    from twinengine.api.starting import StartingApp
 
     settings = local_settings(data_dir)
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -115,10 +115,17 @@ def serve(
     settings = _sandbox_for_serving(settings.model_copy(update=overrides))
     err_console.print(f"twinengine {__version__}: data in {settings.data_dir}, store "
                       f"{settings.db_url.split('://')[0]}, listening on http://{settings.host}:{settings.port}")
-    # On SIGTERM, requests in flight get a few seconds; then the engine stops, ending runs still in
-    # progress as errors that say so (a synchronous graph's request included).
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
+    # Listening at once; the engine starts behind (api/starting.py) and requests wait for it. On SIGTERM,
+    # requests in flight get a few seconds; then the engine stops, ending runs still in progress as errors
+    # that say so (a synchronous graph's request included).
+    app = StartingApp(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                           log_level=settings.log_level,
+                                           timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS))
+    app.on_failure = lambda: setattr(server, "should_exit", True)
+    server.run()
+    if app.failed is not None or not server.started:
+        raise typer.Exit(1)
 
 
 def _sandbox_for_serving(settings: Any) -> Any:
