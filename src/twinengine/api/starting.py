@@ -3,7 +3,8 @@
 Importing the whole API (FastAPI, every router and service, the libraries they use) and starting it takes
 seconds. This ASGI app is listening within a moment and brings the engine up in the background, in two steps:
 
-1. the store: migrated, with its first admin (printed once). Until then ``/health`` answers 503 ``starting``;
+1. the store: migrated, with its first admin (printed once). Until then ``/health`` answers 503 ``starting``
+   (the SDK raises ``EngineUnavailable``, as for an engine not yet listening);
    from then on it checks the store as the engine's own ``/health`` does, and says ``engine: starting``.
 2. the engine: the API is imported, built and started (its lifespan). Every other request waits for it:
    nothing is refused for coming early. Once it is up, everything goes straight to it.
@@ -57,7 +58,7 @@ class StartingApp:
             await self._ready.wait()
         if self.app is None:
             if scope["type"] == "http":
-                await _json(send, 503, {"code": "engine_unavailable",
+                await _json(send, 503, {"code": "EngineUnavailable",
                                         "message": f"the engine did not start: {self.failed}"})
             return
         await self.app(scope, receive, send)
@@ -124,7 +125,9 @@ class StartingApp:
     async def _health(self, send: Send) -> None:
         db = self._db
         if db is None:
-            await _json(send, 503, {"status": "starting", "version": __version__, "database": "starting"})
+            await _json(send, 503, {"code": "EngineUnavailable", "message": "the engine is starting: its store is "
+                                    "being prepared", "status": "starting", "version": __version__,
+                                    "database": "starting"})
             return
         database = await anyio.to_thread.run_sync(_check_store, db)
         body = {"status": "ok" if database == "ok" else "degraded", "version": __version__, "database": database,
