@@ -45,7 +45,8 @@ def test_serving_listens_before_the_api_is_imported(tmp_path: Path) -> None:
 
 
 def test_the_api_imports_torch_and_mlflow_when_first_needed(tmp_path: Path) -> None:
-    built = "from twinengine.api import create_app\nfrom twinengine.config import Settings\napp = create_app(Settings())"
+    built = ("from twinengine.api import create_app\nfrom twinengine.config import Settings\n"
+             "app = create_app(Settings())")
     assert imported_after("import twinengine.api.app", tmp_path).isdisjoint({"torch", "mlflow", "dask", "optuna"})
     assert imported_after(built, tmp_path).isdisjoint({"torch", "mlflow", "optuna"})
 

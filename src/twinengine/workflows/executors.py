@@ -28,7 +28,8 @@ def _compute(*values: Any, **kwargs: Any) -> Any:
     """``dask.compute``, imported on the first run (not when the engine starts)."""
     import dask.base
 
-    return dask.base.compute(*values, **kwargs)
+    compute: Any = dask.base.compute  # untyped in dask
+    return compute(*values, **kwargs)
 
 
 class Executor:
