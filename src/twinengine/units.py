@@ -30,9 +30,9 @@ def _registry() -> Any:
     # As cf_xarray.units (Apache-2.0), which took it from MetPy (BSD-3-Clause) and xclim (Apache-2.0):
     # UDUNITS powers (m2 s-2 is m**2 s**-2) and percent signs, then the CF names pint lacks.
     powers = re.compile(r"(?<=[A-Za-z])(?![A-Za-z])(?<![0-9\-][eE])(?<![0-9\-])(?=[0-9\-])")
-    units = pint.UnitRegistry(autoconvert_offset_to_baseunit=True, force_ndarray_like=True,
-                              preprocessors=[str, functools.partial(powers.sub, "**"),
-                                             lambda text: text.replace("%", "percent")])
+    units: Any = pint.UnitRegistry(autoconvert_offset_to_baseunit=True, force_ndarray_like=True,
+                                   preprocessors=[str, functools.partial(powers.sub, "**"),
+                                                  lambda text: text.replace("%", "percent")])
     for definition in _CF_DEFINITIONS:
         units.define(definition)
     return units
