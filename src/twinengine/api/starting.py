@@ -3,11 +3,11 @@
 Importing the whole API (FastAPI, every router and service, the libraries they use) and starting it takes
 seconds. This ASGI app is listening within a moment and brings the engine up in the background, in two steps:
 
-1. the store: migrated, with its first admin (printed once). Until then ``/health`` answers 503 ``starting``
-   (the SDK raises ``EngineUnavailable``, as for an engine not yet listening);
-   from then on it checks the store as the engine's own ``/health`` does, and says ``engine: starting``.
-2. the engine: the API is imported, built and started (its lifespan). Every other request waits for it:
-   nothing is refused for coming early. Once it is up, everything goes straight to it.
+1. the store: opened, then migrated, with its first admin (printed once). Until it is open ``/health``
+   answers 503 ``starting`` (the SDK raises ``EngineUnavailable``, as for an engine not yet listening); from
+   then on it checks the store as the engine's own ``/health`` does, and says ``engine: starting``.
+2. the engine: the API is imported, built and started (its lifespan). Every request but ``/health`` waits
+   for it: nothing is refused for coming early. Once it is up, everything goes straight to it.
 
 If a step fails, the error is printed, waiting requests get a 503 naming it, and the server is told to stop.
 """
@@ -80,6 +80,7 @@ class StartingApp:
     async def _start(self) -> None:
         assert self._ready is not None
         try:
+            await anyio.to_thread.run_sync(self._open_store)
             await anyio.to_thread.run_sync(self._prepare_store)
             app = await anyio.to_thread.run_sync(self._build)
             self._lifespan = _Lifespan(app)
@@ -104,16 +105,18 @@ class StartingApp:
 
     # -- the two steps (on worker threads) -------------------------------------------------------------
 
-    def _prepare_store(self) -> None:
-        from twinengine.bootstrap import announce_admin_token, issuer_for, prepare_store
+    def _open_store(self) -> None:
         from twinengine.store.engine import Database
 
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(self.settings.db_url, pool_size=2)
-        token = prepare_store(db, issuer_for(self.settings), self.settings)
+        self._db = Database(self.settings.db_url, pool_size=2)
+
+    def _prepare_store(self) -> None:
+        from twinengine.bootstrap import announce_admin_token, issuer_for, prepare_store
+
+        token = prepare_store(self._db, issuer_for(self.settings), self.settings)
         if token:
             announce_admin_token(token, self.settings.data_dir)
-        self._db = db
 
     def _build(self) -> ASGIApp:
         from twinengine.api.app import create_app
