@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -44,6 +45,7 @@ async def app(scope, receive, send):
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 TOKEN = re.compile(rb"eyJ[\w-]+\.[\w-]+\.[\w-]+")
+CPU: dict[int | str, float] = {}
 
 
 def free_port() -> int:
@@ -52,21 +54,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def median_run(argv: list[str], runs: int) -> float:
-    times = []
+def median_run(argv: list[str], runs: int) -> tuple[float, float]:
+    """Median wall-clock and CPU seconds (user + system) of running ``argv`` to its end."""
+    times, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(times), statistics.median(cpus)
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for(probe: Callable[[], bool], process: subprocess.Popen[bytes], start: float,
              timeout: float = 300) -> float:
-    """Seconds from ``start`` until ``probe()`` is true (polled every 10 ms)."""
+    """Seconds from ``start`` until ``probe()`` is true (polled every 10 ms); the process's CPU seconds by
+    then are in ``CPU[process.pid]``."""
     while True:
         try:
             if probe():
+                CPU[process.pid] = cpu_of(process.pid)
                 return time.perf_counter() - start
         except httpx.HTTPError:
             pass
@@ -105,12 +119,14 @@ def drain(process: subprocess.Popen[bytes]) -> None:
 
 
 def bench_cli(runs: int) -> None:
-    base = median_run([sys.executable, "-c", "pass"], runs)
-    help_ = median_run([*TWIN, "--help"], runs)
-    validate = median_run([*TWIN, "app", "validate", "examples/apps/river-reach"], runs)
-    print(f"interpreter start (python -c pass)   {base:7.3f} s   baseline")
-    print(f"twin --help                          {help_:7.3f} s   {help_ / base:6.1f}x baseline (goal 0.3 s)")
-    print(f"twin app validate river-reach        {validate:7.3f} s   {validate / base:6.1f}x baseline (goal 1 s)")
+    (base, base_cpu) = median_run([sys.executable, "-c", "pass"], runs)
+    (help_, help_cpu) = median_run([*TWIN, "--help"], runs)
+    (validate, validate_cpu) = median_run([*TWIN, "app", "validate", "examples/apps/river-reach"], runs)
+    print(f"interpreter start (python -c pass)   {base:7.3f} s   baseline; CPU {base_cpu:.3f} s")
+    print(f"twin --help                          {help_:7.3f} s   {help_ / base:6.1f}x baseline (goal 0.3 s); "
+          f"CPU {help_cpu:.3f} s")
+    print(f"twin app validate river-reach        {validate:7.3f} s   {validate / base:6.1f}x baseline (goal 1 s); "
+          f"CPU {validate_cpu:.3f} s")
 
 
 def bench_hello() -> float:
@@ -119,7 +135,9 @@ def bench_hello() -> float:
     process = subprocess.Popen([sys.executable, "-c", HELLO, str(port)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        return wait_for(ok(f"http://127.0.0.1:{port}/"), process, start)
+        seconds = wait_for(ok(f"http://127.0.0.1:{port}/"), process, start)
+        CPU["hello"] = CPU[process.pid]
+        return seconds
     finally:
         stop(process)
 
@@ -163,8 +181,9 @@ def bench_serve(stream_mib: int) -> None:
         admin = TOKEN.search(printed).group(0).decode()  # type: ignore[union-attr]
         drain(process)
         api = wait_for(ok(f"{url}/api/v1/me", Authorization=f"Bearer {admin}"), process, start)
-        print(f"bare uvicorn app, first 200          {hello:7.3f} s   baseline")
-        print(f"twin serve (empty), /health 200      {health:7.3f} s   {health / hello:6.1f}x baseline (goal 2 s)")
+        print(f"bare uvicorn app, first 200          {hello:7.3f} s   baseline; CPU {CPU['hello']:.3f} s")
+        print(f"twin serve (empty), /health 200      {health:7.3f} s   {health / hello:6.1f}x baseline (goal 2 s); "
+              f"CPU {CPU[process.pid]:.3f} s")
         print(f"twin serve (empty), first API answer {api:7.3f} s   {api / hello:6.1f}x baseline")
         fill_streams(url, admin, stream_mib)
         process.send_signal(signal.SIGKILL)
@@ -174,12 +193,13 @@ def bench_serve(stream_mib: int) -> None:
         drain(process)
         try:
             health_after = wait_for(ok(f"{url}/health"), process, start)
+            health_cpu = CPU[process.pid]
             read = wait_for(ok(f"{url}/api/v1/twins/reach/streams/gauges/records?last=1",
                                Authorization=f"Bearer {admin}"), process, start)
         finally:
             stop(process)
         print(f"after kill -9, {size:5.2f} GiB log, /health   {health_after:7.3f} s   "
-              f"{health_after / hello:6.1f}x baseline")
+              f"{health_after / hello:6.1f}x baseline; CPU {health_cpu:.3f} s")
         print(f"after kill -9, first stream read     {read:7.3f} s   {read / hello:6.1f}x baseline; "
               f"{read - api:+.2f} s against the empty start")
         bench_log_open(data_dir / "streams", size)
