@@ -72,7 +72,7 @@ def _fsync_dir(path: Path) -> None:
 def _scan(segment: _Segment, *, repair: bool) -> None:
     """Index the frames of a segment; in the newest one cut a torn or corrupt tail."""
     with segment.path.open("rb") as fh:
-        data = fh.read()
+        data = memoryview(fh.read())  # checksums read slices of it in place, without copying them
     pos = 0
     while pos + _FRAME.size <= len(data):
         length, crc = _FRAME.unpack_from(data, pos)
