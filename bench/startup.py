@@ -172,6 +172,7 @@ def bench_serve(stream_mib: int) -> None:
         url = f"http://127.0.0.1:{port}"
         process, start = serve(data_dir, port)
         health = wait_for(ok(f"{url}/health"), process, start)
+        health_cpu = CPU[process.pid]
         printed = b""
         while not TOKEN.search(printed):  # the first admin's token, printed once on the first start
             line = process.stderr.readline() if process.stderr else b""
@@ -183,8 +184,9 @@ def bench_serve(stream_mib: int) -> None:
         api = wait_for(ok(f"{url}/api/v1/me", Authorization=f"Bearer {admin}"), process, start)
         print(f"bare uvicorn app, first 200          {hello:7.3f} s   baseline; CPU {CPU['hello']:.3f} s")
         print(f"twin serve (empty), /health 200      {health:7.3f} s   {health / hello:6.1f}x baseline (goal 2 s); "
+              f"CPU {health_cpu:.3f} s")
+        print(f"twin serve (empty), first API answer {api:7.3f} s   {api / hello:6.1f}x baseline; "
               f"CPU {CPU[process.pid]:.3f} s")
-        print(f"twin serve (empty), first API answer {api:7.3f} s   {api / hello:6.1f}x baseline")
         fill_streams(url, admin, stream_mib)
         process.send_signal(signal.SIGKILL)
         process.wait()
