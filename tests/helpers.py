@@ -69,8 +69,9 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
 @contextmanager
 def serve_engine(data_dir: Path, port: int, *, capture: bool = False, start_timeout: float = 60,
                  **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``twin serve`` as a real process (``TWIN_*`` overrides in ``env``), waiting until it answers (at most
-    ``start_timeout`` seconds). With ``capture`` its output is piped: read it only once the process has ended."""
+    """``twin serve`` as a real process (``TWIN_*`` overrides in ``env``), waiting until its engine has started
+    (at most ``start_timeout`` seconds; ``/health`` answers earlier, while it starts). With ``capture`` its
+    output is piped: read it only once the process has ended."""
     environ = {**os.environ, "TWIN_DATA_DIR": str(data_dir), **env}
     out = subprocess.PIPE if capture else subprocess.DEVNULL
     process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port)],
@@ -80,14 +81,15 @@ def serve_engine(data_dir: Path, port: int, *, capture: bool = False, start_time
         with Client(f"http://127.0.0.1:{port}") as probe:
             while True:
                 try:
-                    probe.health()
-                    break
+                    if probe.health().get("engine") != "starting":  # the store answers before the engine
+                        break
                 except EngineUnavailable:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        printed = process.stdout.read().decode() if capture and process.poll() is not None \
-                            and process.stdout else ""
-                        raise AssertionError(f"twin serve did not start\n{printed}") from None
-                    time.sleep(0.1)
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    printed = process.stdout.read().decode() if capture and process.poll() is not None \
+                        and process.stdout else ""
+                    raise AssertionError(f"twin serve did not start\n{printed}")
+                time.sleep(0.1)
         yield process
     finally:
         stop_process(process)

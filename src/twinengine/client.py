@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx2 as httpx
 from pydantic import BaseModel, TypeAdapter
 
+from twinengine._defaults import DEFAULT_URL
 from twinengine.access.sdk import EDRClient
 from twinengine.auth.schemas import AuditPage, IdentityRead, Me, TokenIssued, TokenRead
 from twinengine.catalog.archive import pack, unpack
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 M = TypeVar("M", bound=BaseModel)
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _seg(value: str) -> str:

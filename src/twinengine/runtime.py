@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from twinengine.access.service import DataAccess
 from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
-from twinengine.auth.keys import load_or_create_signing_key
 from twinengine.auth.oidc import OidcVerifier
 from twinengine.auth.principal import Principal
-from twinengine.auth.service import bootstrap_admin
 from twinengine.auth.verdicts import VerdictCache
+from twinengine.bootstrap import issuer_for, prepare_store
 from twinengine.catalog.service import PublishStep
 from twinengine.collections import ChainedCollections, CollectionSource, LocalCollections
 from twinengine.config import Settings
@@ -30,7 +29,6 @@ from twinengine.lake.arrivals import LakeArrivals
 from twinengine.lake.collections import LakeCollections
 from twinengine.lake.context import Lake, LakeTuning
 from twinengine.lake.run_results import LakeResultStore
-from twinengine.store import migrate
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
 from twinengine.streams.compaction import SegmentSink
@@ -49,7 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Runtime"]
 
-_PG_BOOTSTRAP_LOCK = 0x74776164
 REVISIONS_KEY = "twinengine.revisions"  # (twin id, revision) pairs written in a session, announced on commit
 
 
@@ -158,8 +155,7 @@ class Runtime:
     def from_settings(cls, settings: Settings) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url, pool_size=settings.db_pool_size)
-        issuer = BuiltinIssuer(load_or_create_signing_key(settings.data_dir / "keys" / "issuer-es256.pem"),
-                               settings.token_issuer)
+        issuer = issuer_for(settings)
         blobs = BlobStore(settings.data_dir / "blobs")
         lake = Lake.from_data_dir(settings.data_dir, LakeTuning(
             transfer_attempts=settings.lake_transfer_attempts, transfer_backoff=settings.lake_transfer_backoff,
@@ -197,12 +193,7 @@ class Runtime:
     def start(self) -> str | None:
         """Migrate the store, then create the first admin if there is none. Returns that admin's token
         (only on the very first start)."""
-        migrate.upgrade(self.db)
-        with self.db.session() as session:
-            if self.db.backend == "postgresql":
-                session.execute(text(f"SELECT pg_advisory_xact_lock({_PG_BOOTSTRAP_LOCK})"))
-            token = bootstrap_admin(session, self.issuer, data_dir=self.data_dir,
-                                    ttl=self.settings.admin_token_ttl)
+        token = prepare_store(self.db, self.issuer, self.settings)
         self.workflows.start()
         from twinengine.ml.models import pending_work
 

@@ -80,6 +80,30 @@ def test_a_torn_tail_is_cut_and_a_damaged_closed_segment_is_refused(tmp_path: Pa
     damaged.close()
 
 
+def test_reopening_reads_only_the_newest_segment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a crash the log is back without reading its history: closed segments are numbered by their
+    names and indexed on their first read."""
+    from twinengine.streams.backends import local
+
+    log = LocalLog(tmp_path, segment_bytes=250)
+    for i in range(9):
+        log.append("tw-1/s", bytes([i]) * 60).result(5)
+    log.close()
+    segments = sorted((tmp_path / "tw-1" / "s").glob("*.seg"))
+    assert len(segments) == 3
+    scanned: list[Path] = []
+    real_scan = local._scan
+    monkeypatch.setattr(local, "_scan", lambda segment, *, repair: (scanned.append(segment.path),
+                                                                     real_scan(segment, repair=repair)))
+    reopened = LocalLog(tmp_path, segment_bytes=250)
+    assert reopened.last("tw-1/s") == 9 and reopened.sealed("tw-1/s") == [(1, 3), (4, 6)]
+    assert scanned == [segments[-1]]
+    assert reopened.read("tw-1/s", 5, 1) == [(5, bytes([4]) * 60)]  # indexes the middle segment only
+    assert scanned == [segments[-1], segments[1]]
+    assert reopened.append("tw-1/s", b"next").result(5) == 10
+    reopened.close()
+
+
 def test_hub_offsets_producers_and_reads(tmp_path: Path) -> None:
     hub = StreamHub(LocalLog(tmp_path))
     first = hub.append("tw-1/s", table([1, 2, 3]), time_field="time", producer="p", seq=0)

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
 import xarray as xr
-import xarray_regrid  # noqa: F401  (registers the .regrid accessor)
 
 from twinengine.access.fusion_points import collocate
 from twinengine.access.grid import axes_of
@@ -38,6 +37,8 @@ def _as_dataset(obj: xr.Dataset | xr.DataArray) -> xr.Dataset:
 def regrid(field: X, target: xr.Dataset | xr.DataArray, *, method: RegridMethod = "bilinear") -> X:
     """``field`` on ``target``'s x/y grid. ``conservative`` keeps area means (use it to coarsen); ``nearest``
     keeps values as they are (categories); ``bilinear`` interpolates smoothly. Other dimensions pass through."""
+    import xarray_regrid  # noqa: F401  (registers the .regrid accessor; it imports dask: not at engine start)
+
     source_axes = axes_of(_as_dataset(field))
     target_axes = axes_of(_as_dataset(target))
     grid = xr.Dataset(coords={source_axes.y: (source_axes.y, target_axes.ys),

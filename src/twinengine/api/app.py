@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 from starlette.types import Message
@@ -18,6 +18,7 @@ from twinengine.api.middleware import AuditMiddleware, BodyLimitMiddleware, Metr
 from twinengine.api.routing import API_PREFIX, operation_id
 from twinengine.api.text import refuse_unstorable_text
 from twinengine.auth import api as auth_api
+from twinengine.bootstrap import announce_admin_token
 from twinengine.catalog import api as catalog_api
 from twinengine.config import Settings
 from twinengine.daemons.lake import start_lake_daemons
@@ -47,17 +48,6 @@ desire state, travel through its history and fork what-if scenarios. Every call 
 """
 
 
-def _announce_admin_token(token: str, runtime: Runtime) -> None:
-    print(
-        "\ntwinengine: first start, created the identity 'admin'.\n"
-        "  Its token is shown once, here, and kept nowhere; on this machine\n"
-        f"  `twin token create --data-dir {runtime.data_dir} --name admin --role admin` issues another:\n\n"
-        f"  {token}\n",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
 async def _build_routes(app: FastAPI) -> None:
     """FastAPI builds the routes of each included router when the first request reaches it (about 200 ms
     for all of ours, 30-80 ms on a group's first request). A request for a path no route takes walks them
@@ -83,11 +73,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        token = runtime.start()
+        token = await anyio.to_thread.run_sync(runtime.start)  # off the event loop: it may take a while
         if token:
-            _announce_admin_token(token, runtime)
+            announce_admin_token(token, runtime.data_dir)
         lake_daemons = start_lake_daemons(runtime) if runtime.settings.lake_daemons else None
-        stream_daemons = _app.state.stream_daemons = StreamDaemons(runtime)
+        stream_daemons = _app.state.stream_daemons = await anyio.to_thread.run_sync(StreamDaemons, runtime)
         stream_daemons.start()
         await _build_routes(_app)
         yield

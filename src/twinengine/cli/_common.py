@@ -8,20 +8,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
-from twinengine.client import DEFAULT_URL, Client
-from twinengine.config import Settings
+from twinengine._defaults import DEFAULT_URL
 from twinengine.errors import Problem, ValidationFailed, join_loc
+
+if TYPE_CHECKING:  # imported where used: ``twin --help`` needs neither pydantic models nor the SDK
+    from pydantic import BaseModel
+    from rich.table import Table
+
+    from twinengine.client import Client
+    from twinengine.config import Settings
 
 __all__ = [
     "DataDirOption",
     "Output",
+    "accept_json",
     "console",
     "err_console",
     "local_settings",
@@ -45,10 +51,14 @@ class Output:
     as_json: bool = False
 
     def client(self) -> Client:
+        from twinengine.client import Client
+
         return Client(self.url, self.token)
 
     def emit(self, value: BaseModel | Sequence[BaseModel] | dict[str, Any], render: Any = None) -> None:
         """Print ``value`` as JSON with --json, else call ``render`` (or pretty-print it)."""
+        from pydantic import BaseModel
+
         if self.as_json or render is None:
             if isinstance(value, BaseModel):
                 text = value.model_dump_json(indent=2)
@@ -66,8 +76,50 @@ def state_of(ctx: typer.Context) -> Output:
     return obj if isinstance(obj, Output) else Output()
 
 
+def _json_after(ctx: Any, _param: Any, value: Any) -> Any:
+    if value:
+        root = ctx.find_root()
+        if not isinstance(root.obj, Output):
+            root.obj = Output()
+        root.obj.as_json = True
+    return value
+
+
+def _json_option() -> Any:
+    """A ``--json`` flag built by Typer itself (so help shows it), whose value goes to the root's Output."""
+    probe = typer.Typer()
+
+    @probe.command()
+    def _flag(as_json: bool = typer.Option(False, "--json", help="Machine-readable output (as `twin --json`).")
+              ) -> None:
+        """Only here to have Typer build the option."""
+
+    option = typer.main.get_command(probe).params[0]
+    option.expose_value = False
+    option.callback = _json_after
+    return option
+
+
+def accept_json(command: Any) -> Any:
+    """Let ``--json`` follow a command as well as precede it: ``twin create ... --json`` is ``twin --json
+    create ...``. Walks a group's commands; a command with a ``--json`` of its own keeps that one."""
+    if getattr(command, "_accepts_json", False):
+        return command
+    command._accepts_json = True
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            accept_json(sub)
+    elif not any("--json" in getattr(p, "opts", ()) for p in command.params):
+        command.params.append(_json_option())
+    return command
+
+
 def local_settings(data_dir: Path | None) -> Settings:
     """Settings for commands that work on a local data dir; bad values become a clean CLI error."""
+    from pydantic import ValidationError
+
+    from twinengine.config import Settings
+
     try:
         return Settings(data_dir=data_dir) if data_dir is not None else Settings()
     except ValidationError as exc:
@@ -104,6 +156,8 @@ def parse_assignments(items: Iterable[str], *, option: str) -> dict[str, Any]:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    from rich.table import Table
+
     t = Table(title=title, title_justify="left", header_style="bold")
     for i, column in enumerate(columns):
         # Names and ids stay whole; other cells fold onto more lines instead of being cut with an ellipsis.

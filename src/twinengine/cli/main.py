@@ -5,19 +5,65 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
 
+from twinengine._defaults import DEFAULT_URL
 from twinengine._version import __version__
-from twinengine.cli import apps, audit, demo, lake, ml, quality, state, streams, tokens, twins, verify, workflows
 from twinengine.cli._common import DataDirOption, Output, console, err_console, local_settings, state_of
-from twinengine.client import DEFAULT_URL
+from twinengine.cli._lazy import Lazy, LazyGroup
 from twinengine.errors import TwinEngineError
 
 __all__ = ["app", "main"]
 
+_CLI = "twinengine.cli."
+_TWINS = _CLI + "twins"
+# Imported only when run (see cli/_lazy.py); the summaries are what `twin --help` shows for them.
+SUBCOMMANDS = {
+    "audit": Lazy(_CLI + "audit", "audit", "Who wrote what, when, and how it ended (newest first)."),
+    "quality": Lazy(_CLI + "quality", "quality", "Input quality of a twin's streams: share of good / suspect / "
+                    "bad records, failed checks, lateness and\ncompleteness, per window of event time."),
+    "verify": Lazy(_CLI + "verify", "verify", "Forecasts against what was observed: skill per lead time "
+                   "(RMSE, NSE, KGE, CRPS...), a table and a plot."),
+    "demo": Lazy(_CLI + "demo", "demo", "Publish river-reach, create a twin, simulate its gauges, time-travel, "
+                 "fork a what-if, plot it."),
+    "run": Lazy(_CLI + "workflows", "run", "Run a workflow of a twin's app (async; --wait follows it with a "
+                "progress bar)."),
+    "train": Lazy(_CLI + "ml", "train", "Train a twin's model (queued in the engine); the gate decides whether "
+                  "the new version becomes champion."),
+    "tune": Lazy(_CLI + "ml", "tune", "Search hyper-parameters with Optuna, then train and register the best "
+                 "configuration."),
+    "models": Lazy(_CLI + "ml", "models", "The twin's models: every version with its aliases, metrics and the "
+                   "gate's decision."),
+    "create": Lazy(_TWINS, "COMMANDS.create", "Create a twin of a published app; parameters are checked against "
+                   "the app's schema."),
+    "list": Lazy(_TWINS, "COMMANDS.list", "Twins you own or were granted."),
+    "show": Lazy(_TWINS, "COMMANDS.show", "One twin: app, owner, parameters, origin."),
+    "delete": Lazy(_TWINS, "COMMANDS.delete", "Delete a twin and its whole state history (owner or admin)."),
+    "fork": Lazy(_TWINS, "COMMANDS.fork", "Fork a what-if scenario: a new twin starting from the state at a "
+                 "revision; the origin is untouched."),
+    "grant": Lazy(_TWINS, "COMMANDS.grant", "Let another identity read or operate your twin."),
+    "revoke": Lazy(_TWINS, "COMMANDS.revoke", "Take back a grant."),
+    "grants": Lazy(_TWINS, "COMMANDS.grants", "Who else may read or operate a twin."),
+    "token": Lazy(_CLI + "tokens", "app", "Tokens: create (admins), list, revoke."),
+    "app": Lazy(_CLI + "apps", "app", "DT applications: start from a template, test locally, validate, publish "
+                "and browse the catalogue."),
+    "state": Lazy(_CLI + "state", "app", "A twin's state: write, read (now or as of a revision/time), history, "
+                  "diff."),
+    "lake": Lazy(_CLI + "lake", "app", "The federated data lake: endpoints, files and datasets, replication "
+                 "rules, STAC import."),
+    "stream": Lazy(_CLI + "streams", "app", "A twin's streams: send, read, tail, bind to MQTT, functions on "
+                   "arrival."),
+    "buffer": Lazy(_CLI + "streams", "buffers", "Retraining buffers: policies that collect stream records for "
+                   "the AI lifecycle."),
+    "runs": Lazy(_CLI + "workflows", "app", "Workflow runs: status, logs, provenance, results."),
+    "triggers": Lazy(_CLI + "workflows", "triggers_app", "Triggers that start a twin's workflows (cron, "
+                     "webhook, dataset)."),
+}
 
-class _ErrorsAsMessages(TyperGroup):
+
+class _ErrorsAsMessages(LazyGroup):
     """Turn engine errors into a red message and exit code 1, never a traceback."""
+
+    lazy = SUBCOMMANDS
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
@@ -63,7 +109,7 @@ def serve(
     """Run the engine: REST API, OpenAPI docs at /docs, /health and /metrics."""
     import uvicorn
 
-    from twinengine.api import create_app
+    from twinengine.api.starting import StartingApp
 
     settings = local_settings(data_dir)
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -71,10 +117,17 @@ def serve(
     settings = _sandbox_for_serving(settings.model_copy(update=overrides))
     err_console.print(f"twinengine {__version__}: data in {settings.data_dir}, store "
                       f"{settings.db_url.split('://')[0]}, listening on http://{settings.host}:{settings.port}")
-    # On SIGTERM, requests in flight get a few seconds; then the engine stops, ending runs still in
-    # progress as errors that say so (a synchronous graph's request included).
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
+    # Listening at once; the engine starts behind (api/starting.py) and requests wait for it. On SIGTERM,
+    # requests in flight get a few seconds; then the engine stops, ending runs still in progress as errors
+    # that say so (a synchronous graph's request included).
+    app = StartingApp(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                           log_level=settings.log_level,
+                                           timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS))
+    app.on_failure = lambda: setattr(server, "should_exit", True)
+    server.run()
+    if app.failed is not None or not server.started:
+        raise typer.Exit(1)
 
 
 def _sandbox_for_serving(settings: Any) -> Any:
@@ -179,25 +232,6 @@ def version() -> None:
     """Print the engine version."""
     console.print(__version__)
 
-
-app.add_typer(tokens.app, name="token")
-app.add_typer(apps.app, name="app")
-app.add_typer(state.app, name="state")
-app.add_typer(lake.app, name="lake")
-app.add_typer(streams.app, name="stream")
-app.add_typer(streams.buffers, name="buffer")
-app.command("audit")(audit.audit)
-app.command("quality")(quality.quality)
-app.command("verify")(verify.verify)
-app.command("demo")(demo.demo)
-app.command("run")(workflows.run)
-app.add_typer(workflows.app, name="runs")
-app.add_typer(workflows.triggers_app, name="triggers")
-app.command("train")(ml.train)
-app.command("tune")(ml.tune)
-app.command("models")(ml.models)
-for name, command in twins.COMMANDS.items():
-    app.command(name)(command)
 
 
 def main() -> None:

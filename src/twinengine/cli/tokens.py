@@ -40,24 +40,19 @@ def _create_locally(settings: Any, name: str, role: Role, expires: str | None, n
     from twinengine.auth.principal import SYSTEM
     from twinengine.auth.schemas import TokenCreate, TokenIssued
     from twinengine.auth.service import issue_token
-    from twinengine.runtime import Runtime
+    from twinengine.bootstrap import local_store
 
     request = TokenCreate(name=name, role=role, expires_in=expires, note=note)
     try:
         ttl = settings.token_ttl if expires is None else parse_duration(expires)
     except ValueError as exc:
         raise ValidationFailed.one("--expires", str(exc)) from None
-    runtime = Runtime.from_settings(settings)
-    try:
-        runtime.start()
-        with runtime.db.session() as session:
-            signed = issue_token(session, runtime.issuer, principal=SYSTEM, name=request.name, role=role, ttl=ttl,
-                                 note=note)
-            audit.record(session, actor="local-admin", role="admin", action="tokens-create",
-                         target=f"identity {request.name}", outcome="success",
-                         detail={"jti": signed.jti, "via": "cli --data-dir"})
-    finally:
-        runtime.close()
+    with local_store(settings) as store, store.db.session() as session:  # the store only: no engine loops
+        signed = issue_token(session, store.issuer, principal=SYSTEM, name=request.name, role=role, ttl=ttl,
+                             note=note)
+        audit.record(session, actor="local-admin", role="admin", action="tokens-create",
+                     target=f"identity {request.name}", outcome="success",
+                     detail={"jti": signed.jti, "via": "cli --data-dir"})
     return TokenIssued(token=signed.token, jti=signed.jti, name=signed.name, role=signed.role,
                        expires_at=signed.expires_at)
 

@@ -4,7 +4,7 @@ decisions, follow the trail, and keep retraining policies. Keyword-only ``sessio
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -13,9 +13,7 @@ from sqlalchemy.orm import Session
 from twinengine.auth.principal import Principal
 from twinengine.errors import ModelNotFound, Problem, TrainingRunNotFound, ValidationFailed, join_loc
 from twinengine.ml.config import TrainingConfig
-from twinengine.ml.engine import MLEngine
 from twinengine.ml.models import GateDecision, RetrainPolicy, TrainingRun
-from twinengine.ml.registry import CHAMPION, registered_name
 from twinengine.ml.schemas import (
     DecisionRead,
     ModelVersionRead,
@@ -28,6 +26,9 @@ from twinengine.ml.schemas import (
 )
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
+
+if TYPE_CHECKING:  # torch and MLflow are imported when the AI lifecycle is first used, not with the API
+    from twinengine.ml.engine import MLEngine
 
 __all__ = ["enqueue", "get_policy", "get_run", "list_models", "list_runs", "request_training", "run_read",
            "set_policy", "trail"]
@@ -112,6 +113,8 @@ def _decision(row: GateDecision) -> DecisionRead:
 
 def list_models(session: Session, ml: MLEngine, *, principal: Principal, twin_ref: str) -> list[TwinModelRead]:
     """Each declared model with its versions (oldest first), aliases and the gate's decision on each."""
+    from twinengine.ml.registry import CHAMPION, registered_name
+
     twin = twins.get_twin(session, principal=principal, ref=twin_ref)
     decisions = {(d.model, d.version): d for d in session.scalars(
         select(GateDecision).where(GateDecision.twin_id == twin.id))}

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
-import dask.base
-
 __all__ = ["DistributedExecutor", "Executor", "LocalExecutor", "SlurmExecutor", "available_executors",
            "make_executor", "slurm_cluster", "slurm_options"]
 
@@ -25,7 +23,13 @@ log = logging.getLogger("twinengine.workflows")
 # progress(done, total) while a computation runs; may raise to abort it
 Progress = Callable[[int, int], None]
 
-_compute: Any = dask.base.compute  # untyped in dask
+
+def _compute(*values: Any, **kwargs: Any) -> Any:
+    """``dask.compute``, imported on the first run (not when the engine starts)."""
+    import dask.base
+
+    compute: Any = dask.base.compute  # untyped in dask
+    return compute(*values, **kwargs)
 
 
 class Executor:

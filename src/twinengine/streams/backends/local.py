@@ -3,7 +3,9 @@
 Appends from every stream queue up; the writer takes all that is waiting, writes each entry as a frame
 (length, crc32, bytes), fsyncs each touched segment once, and only then completes the futures. Many
 producers therefore share one fsync, and nothing is acknowledged before it is on disk. On open, a torn
-frame at the end of the newest segment (a crash mid-write, never acknowledged) is cut off.
+frame at the end of the newest segment (a crash mid-write, never acknowledged) is cut off. Only that segment
+is read on open: a closed one's entries are numbered by its name and the next one's, and it is indexed when
+first read, so an engine is back after a crash in a time that does not grow with the log's history.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,10 +45,12 @@ class _Segment:
     positions: list[int] = field(default_factory=list)  # byte position of each frame
     size: int = 0
     closed: bool = False
+    indexed: bool = True  # False: a closed segment not read since the log was opened
+    end: int = 0  # the last entry of a closed segment not indexed yet (the next segment's first - 1)
 
     @property
     def last(self) -> int:
-        return self.first + len(self.positions) - 1
+        return self.first + len(self.positions) - 1 if self.indexed else self.end
 
 
 @dataclass
@@ -67,7 +72,7 @@ def _fsync_dir(path: Path) -> None:
 def _scan(segment: _Segment, *, repair: bool) -> None:
     """Index the frames of a segment; in the newest one cut a torn or corrupt tail."""
     with segment.path.open("rb") as fh:
-        data = fh.read()
+        data = memoryview(fh.read())  # checksums read slices of it in place, without copying them
     pos = 0
     while pos + _FRAME.size <= len(data):
         length, crc = _FRAME.unpack_from(data, pos)
@@ -84,6 +89,17 @@ def _scan(segment: _Segment, *, repair: bool) -> None:
             fh.truncate(pos)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def _index(segment: _Segment) -> None:
+    """Index a closed segment on its first read; it must hold exactly the entries its neighbours say."""
+    probe = _Segment(first=segment.first, path=segment.path)
+    _scan(probe, repair=False)
+    if probe.last != segment.end:
+        raise DataCorrupted(f"stream segment {segment.path} holds {len(probe.positions)} entries, not "
+                            f"{segment.end - segment.first + 1}")
+    segment.positions, segment.size = probe.positions, probe.size
+    segment.indexed = True  # last: until then readers number its entries by ``end``, which agrees
 
 
 class LocalLog(StreamLog):
@@ -127,14 +143,17 @@ class LocalLog(StreamLog):
     def _open(self, key: str) -> _Stream:
         folder = self.root / key
         files = sorted(folder.glob(f"*{_SUFFIX}")) if folder.is_dir() else []
-        segments = [_Segment(first=int(p.stem), path=p, closed=True) for p in files]
-        for i, segment in enumerate(segments):
-            newest = i == len(segments) - 1
-            _scan(segment, repair=newest)
-            segment.closed = not newest
+        segments = [_Segment(first=int(p.stem), path=p, closed=True, indexed=False) for p in files]
+        for older, newer in pairwise(segments):
+            older.end = newer.first - 1
+        if segments:
+            newest = segments[-1]
+            newest.closed, newest.indexed = False, True
+            _scan(newest, repair=True)
         if segments and not segments[-1].positions and len(segments) > 1:
             segments[-1].path.unlink()  # an empty newest segment: start again in the previous one's place
             segments.pop()
+            _index(segments[-1])
             segments[-1].closed = False
         durable = segments[-1].last if segments else 0
         return _Stream(folder=folder, segments=segments, durable=durable)
@@ -257,6 +276,10 @@ class LocalLog(StreamLog):
                 return []
             firsts = [s.first for s in stream.segments]
             start = max(bisect.bisect_right(firsts, first) - 1, 0)
+            unindexed = [s for s in stream.segments[start:] if s.first <= last and not s.indexed]
+        for segment in unindexed:  # closed segments: read outside the lock, appends go on meanwhile
+            _index(segment)
+        with self._lock:
             plan = [(s.path, s.first, list(s.positions[max(first - s.first, 0): last - s.first + 1]))
                     for s in stream.segments[start:] if s.first <= last]
         out: list[tuple[int, bytes]] = []
@@ -288,7 +311,7 @@ class LocalLog(StreamLog):
     def sealed(self, key: str) -> list[Sealed]:
         stream = self._stream(key)
         with self._lock:
-            return [(s.first, s.last) for s in stream.segments if s.closed and s.positions]
+            return [(s.first, s.last) for s in stream.segments if s.closed and s.last >= s.first]
 
     def segment_path(self, key: str, first: int) -> Path:
         return self.root / key / f"{first:020d}{_SUFFIX}"

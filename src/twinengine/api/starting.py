@@ -1,0 +1,190 @@
+"""Serve at once, start the engine behind: what ``twin serve`` hands uvicorn.
+
+Importing the whole API (FastAPI, every router and service, the libraries they use) and starting it takes
+seconds. This ASGI app is listening within a moment and brings the engine up in the background, in two steps:
+
+1. the store: opened, then migrated, with its first admin (printed once). Until it is open ``/health``
+   answers 503 ``starting`` (the SDK raises ``EngineUnavailable``, as for an engine not yet listening); from
+   then on it checks the store as the engine's own ``/health`` does, and says ``engine: starting``.
+2. the engine: the API is imported, built and started (its lifespan). Every request but ``/health`` waits
+   for it: nothing is refused for coming early. Once it is up, everything goes straight to it.
+
+If a step fails, the error is printed, waiting requests get a 503 naming it, and the server is told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from twinengine._version import __version__
+from twinengine.config import Settings
+
+__all__ = ["StartingApp"]
+
+log = logging.getLogger("twinengine.api")
+
+
+class StartingApp:
+    """An ASGI app that answers ``/health`` at once and forwards everything else to the engine's app once it
+    has started; ``on_failure`` is called (on the event loop) when it cannot start."""
+
+    def __init__(self, settings: Settings, *, on_failure: Callable[[], None] = lambda: None) -> None:
+        self.settings = settings
+        self.on_failure = on_failure
+        self.app: ASGIApp | None = None
+        self.failed: str | None = None
+        self._db: Any = None  # the store, once prepared (step 1)
+        self._ready: asyncio.Event | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._lifespan: _Lifespan | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._serve_lifespan(receive, send)
+            return
+        if self.app is None and scope["type"] == "http" and scope["path"] == "/health" and self.failed is None:
+            await self._health(send)
+            return
+        if self.app is None:
+            assert self._ready is not None, "the server did not run the lifespan"
+            await self._ready.wait()
+        if self.app is None:
+            if scope["type"] == "http":
+                await _json(send, 503, {"code": "EngineUnavailable",
+                                        "message": f"the engine did not start: {self.failed}"})
+            return
+        await self.app(scope, receive, send)
+
+    # -- the server's lifespan ---------------------------------------------------------------------------
+
+    async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._ready = asyncio.Event()
+                self._starting = asyncio.create_task(self._start())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _start(self) -> None:
+        assert self._ready is not None
+        try:
+            await anyio.to_thread.run_sync(self._open_store)
+            await anyio.to_thread.run_sync(self._prepare_store)
+            app = await anyio.to_thread.run_sync(self._build)
+            self._lifespan = _Lifespan(app)
+            await self._lifespan.startup()
+            self.app = app
+        except Exception as exc:
+            self.failed = f"{type(exc).__name__}: {exc}"
+            log.exception("the engine did not start")
+            print(f"twinengine: the engine did not start: {self.failed}", file=sys.stderr, flush=True)
+            self.on_failure()
+        finally:
+            self._ready.set()
+        if self._db is not None:  # the engine's own /health takes over
+            db, self._db = self._db, None
+            await anyio.to_thread.run_sync(db.dispose)
+
+    async def _stop(self) -> None:
+        if self._starting is not None:
+            await self._starting
+        if self._lifespan is not None:
+            await self._lifespan.shutdown()
+
+    # -- the two steps (on worker threads) -------------------------------------------------------------
+
+    def _open_store(self) -> None:
+        from twinengine.store.engine import Database
+
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._db = Database(self.settings.db_url, pool_size=2)
+
+    def _prepare_store(self) -> None:
+        from twinengine.bootstrap import announce_admin_token, issuer_for, prepare_store
+
+        token = prepare_store(self._db, issuer_for(self.settings), self.settings)
+        if token:
+            announce_admin_token(token, self.settings.data_dir)
+
+    def _build(self) -> ASGIApp:
+        from twinengine.api.app import create_app
+
+        return create_app(self.settings)
+
+    # -- /health while starting ------------------------------------------------------------------------
+
+    async def _health(self, send: Send) -> None:
+        db = self._db
+        if db is None:
+            await _json(send, 503, {"code": "EngineUnavailable", "message": "the engine is starting: its store is "
+                                    "being prepared", "status": "starting", "version": __version__,
+                                    "database": "starting"})
+            return
+        database = await anyio.to_thread.run_sync(_check_store, db)
+        body = {"status": "ok" if database == "ok" else "degraded", "version": __version__, "database": database,
+                "backend": db.backend, "engine": "starting"}
+        await _json(send, 200 if database == "ok" else 503, body)
+
+
+def _check_store(db: Any) -> str:
+    from sqlalchemy import text
+
+    try:
+        with db.session(readonly=True) as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+    return "ok"
+
+
+async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class _Lifespan:
+    """Runs an ASGI app's lifespan on this event loop: startup now, shutdown when the server stops."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.outbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    async def _next(self) -> Message:
+        assert self.task is not None
+        reply = asyncio.ensure_future(self.outbox.get())
+        await asyncio.wait({reply, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if reply.done():
+            return reply.result()
+        reply.cancel()
+        self.task.result()  # raises what the app raised
+        raise RuntimeError("the app's lifespan ended without answering")
+
+    async def startup(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        self.task = asyncio.ensure_future(self.app(scope, self.inbox.get, self.outbox.put))
+        await self.inbox.put({"type": "lifespan.startup"})
+        answer = await self._next()
+        if answer["type"] != "lifespan.startup.complete":
+            raise RuntimeError(answer.get("message") or "the engine's startup failed")
+
+    async def shutdown(self) -> None:
+        await self.inbox.put({"type": "lifespan.shutdown"})
+        await self._next()
+        assert self.task is not None
+        await self.task

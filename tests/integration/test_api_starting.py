@@ -1,0 +1,89 @@
+"""``twin serve``'s starting shell: ``/health`` answers while the engine starts behind it, and requests that
+need the engine wait for it instead of being refused."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+
+from twinengine.api.starting import StartingApp
+from twinengine.config import Settings
+
+
+class HeldBack(StartingApp):
+    """Builds the engine only once ``release`` is set, so that a test sees the shell in between."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.release = threading.Event()
+
+    def _build(self) -> Any:
+        assert self.release.wait(120)
+        return super()._build()
+
+
+async def _lifespan(app: StartingApp, inbox: asyncio.Queue[dict[str, str]],
+                    outbox: asyncio.Queue[dict[str, str]]) -> None:
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)  # type: ignore[arg-type]
+
+
+async def _until_ok(http: httpx.AsyncClient, path: str) -> dict[str, Any]:
+    for _ in range(1200):
+        answer = await http.get(path)
+        if answer.status_code == 200:
+            return dict(answer.json())
+        assert answer.status_code == 503 and answer.json()["code"] == "EngineUnavailable"
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path} never answered 200")
+
+
+def test_health_answers_while_the_engine_starts_and_requests_wait(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = HeldBack(Settings(data_dir=tmp_path / "data", lake_daemons=False))
+        inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        lifespan = asyncio.create_task(_lifespan(app, inbox, outbox))
+        await inbox.put({"type": "lifespan.startup"})
+        assert (await outbox.get())["type"] == "lifespan.startup.complete"  # listening before the engine
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://engine",
+                                     timeout=120) as http:
+            early = await _until_ok(http, "/health")  # the store is prepared: migrated, first admin
+            assert early["database"] == "ok" and early["engine"] == "starting"
+            waiting = asyncio.create_task(http.get("/api/v1/me"))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # it waits for the engine, it is not refused
+            app.release.set()
+            answer = await waiting
+            assert answer.status_code == 401  # answered by the engine itself: no token
+            late = (await http.get("/health")).json()
+            assert late["status"] == "ok" and "engine" not in late
+        await inbox.put({"type": "lifespan.shutdown"})
+        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+        await lifespan
+
+    asyncio.run(scenario())
+
+
+def test_an_engine_that_cannot_start_says_why_and_stops(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        stopped = asyncio.Event()
+        app = StartingApp(Settings(data_dir=tmp_path / "data", database_url="postgresql://nobody@127.0.0.1:9/x"),
+                          on_failure=stopped.set)
+        inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        lifespan = asyncio.create_task(_lifespan(app, inbox, outbox))
+        await inbox.put({"type": "lifespan.startup"})
+        assert (await outbox.get())["type"] == "lifespan.startup.complete"
+        await asyncio.wait_for(stopped.wait(), 120)  # the server is told to stop
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://engine") as http:
+            answer = await http.get("/api/v1/me")
+        assert answer.status_code == 503 and "did not start" in answer.json()["message"]
+        await inbox.put({"type": "lifespan.shutdown"})
+        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+        await lifespan
+
+    asyncio.run(scenario())
