@@ -21,8 +21,8 @@ SUBCOMMANDS = {
     "audit": Lazy(_CLI + "audit", "audit", "Who wrote what, when, and how it ended (newest first)."),
     "quality": Lazy(_CLI + "quality", "quality", "Input quality of a twin's streams: share of good / suspect / "
                     "bad records, failed checks, lateness and\ncompleteness, per window of event time."),
-    "verify": Lazy(_CLI + "verify", "verify", "Forecasts against what was observed: skill per lead time "
-                   "(RMSE, NSE, KGE, CRPS...), a table and a plot."),
+    "verify": Lazy(_CLI + "verify", "verify", "Verify a twin's forecasts against what was observed, per "
+                   "workflow, model version and lead."),
     "demo": Lazy(_CLI + "demo", "demo", "Publish river-reach, create a twin, simulate its gauges, time-travel, "
                  "fork a what-if, plot it."),
     "run": Lazy(_CLI + "workflows", "run", "Run a workflow of a twin's app (async; --wait follows it with a "

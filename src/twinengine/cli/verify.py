@@ -37,8 +37,10 @@ def verify(ctx: typer.Context, twin: str = typer.Argument(..., help="The twin (i
            plot: Path | None = typer.Option(None, "--plot", help="Where the PNG goes (default: "
                                                                  "TWIN-PROPERTY-verification.png here)."),
            no_plot: bool = typer.Option(False, "--no-plot", help="No PNG.")) -> None:
-    """Verify a twin's forecasts: RMSE, MAE, bias, NSE, KGE (and CRPS, spread/skill, Brier, interval coverage
-    when the forecasts carry members, probabilities or intervals) per workflow, model version and lead."""
+    """Verify a twin's forecasts against what was observed, per workflow, model version and lead.
+
+    RMSE, MAE, bias, NSE, KGE; CRPS, spread/skill, Brier and interval coverage when the forecasts carry
+    members, probabilities or intervals."""
     out = state_of(ctx)
     with out.client() as client:
         report = client.verification.scores(twin, prop, lead=lead, since=_instant(since, "--since"),
