@@ -30,6 +30,7 @@ from twinengine.streams import api as streams_api
 from twinengine.streams import buffers_api
 from twinengine.streams.metrics import StreamsCollector
 from twinengine.twins import api as twins_api
+from twinengine.twins import batch_api as twins_batch_api
 from twinengine.ui import install_ui
 from twinengine.workflows import api as workflows_api
 from twinengine.workflows.openeo import api as openeo_api
@@ -115,7 +116,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_error_handlers(app)
     for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router,
                    workflows_api.router, *openeo_api.routers, lake_api.router, stac_api.router, streams_api.router,
-                   buffers_api.router, ml_api.router):
+                   buffers_api.router, ml_api.router, twins_batch_api.router):
         app.include_router(router)
     install_ui(app)
 
@@ -123,7 +124,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # Outermost last: metrics see everything, the audit sees writes refused for their size too.
     app.add_middleware(BodyLimitMiddleware, default=settings.max_request_bytes,
                        overrides={("POST", f"{API_PREFIX}/apps"): settings.max_app_archive_bytes,
-                                  ("POST", lake_api.UPLOAD_PATH): settings.lake_max_upload_bytes},
+                                  ("POST", lake_api.UPLOAD_PATH): settings.lake_max_upload_bytes,
+                                  ("POST", twins_batch_api.BATCH_PATH): settings.state_batch_max_bytes},
                        patterns=[("POST", rf"^{API_PREFIX}/twins/[^/]+/streams/[^/]+/records$",
                                   settings.stream_max_request_bytes)])
     app.add_middleware(AuditMiddleware, runtime=runtime)
