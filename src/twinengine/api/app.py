@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         stream_daemons = _app.state.stream_daemons = StreamDaemons(runtime)
         stream_daemons.start()
         await _build_routes(_app)
+        gc.freeze()  # what start built lives as long as the process: keep it out of every later GC pass
         yield
         stream_daemons.stop()
         if lake_daemons is not None:
