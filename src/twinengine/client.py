@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +25,7 @@ from twinengine.catalog.archive import pack, unpack
 from twinengine.catalog.schemas import AppPage, AppRead, AppVersionRead, PublishResult, WorkflowDefinition
 from twinengine.client_types import History, State, Twin, TwinList
 from twinengine.errors import EngineUnavailable, TwinEngineError, error_from_payload
+from twinengine.twins.batch_schemas import StateBatchItem, StateBatchResult
 from twinengine.twins.schemas import (
     GrantRead,
     PropertyWrite,
@@ -278,6 +279,21 @@ class Client:
 
     def desire(self, twin: str, *, message: str | None = None, **values: Any) -> RevisionRead:
         return self.write_state(twin, desired=values, message=message)
+
+    def write_state_batch(self, items: Iterable[StateBatchItem | Mapping[str, Any]]) -> StateBatchResult:
+        """Write many revisions of many twins in one request and one transaction. An item is a
+        ``StateBatchItem`` or a mapping ``{"twin", "reported", "desired", "message"}`` whose values are plain
+        JSON values or ``PropertyWrite`` (as in ``write_state``). All or nothing: a refused item raises with
+        its position (``items[3].reported.level.value``) and nothing is written."""
+        body = []
+        for item in items:
+            if isinstance(item, StateBatchItem):
+                body.append(item.model_dump(mode="json", exclude_none=True))
+                continue
+            row = {"twin": item["twin"], "reported": _writes(item.get("reported"), None),
+                   "desired": _writes(item.get("desired"), None)}
+            body.append({**row, "message": item["message"]} if item.get("message") else row)
+        return self._send(StateBatchResult, "POST", "/api/v1/state/batch", {"items": body})
 
     def get_state(self, twin: str, *, revision: int | None = None, at: datetime | None = None) -> State:
         """The state at a revision or a valid time (default: now); ``.to_pandas()`` for a table."""

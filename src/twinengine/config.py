@@ -76,6 +76,9 @@ class Settings(BaseSettings):
                                      "Revocations through this process apply at once; through another process "
                                      "sharing the store, within this time.")
     max_request_bytes: int = Field(default=2 * MiB, gt=0, description="Largest JSON request body.")
+    state_batch_max_items: int = Field(default=10_000, ge=1, description="Most items one state batch write "
+                                       "(POST /api/v1/state/batch) may carry (413 above).")
+    state_batch_max_bytes: int = Field(default=32 * MiB, gt=0, description="Largest state batch request body.")
     max_app_archive_bytes: int = Field(default=50 * MiB, gt=0, description="Largest app archive upload.")
     max_app_unpacked_bytes: int = Field(default=200 * MiB, gt=0, description="Largest unpacked app.")
     db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,6 +32,7 @@ from twinengine.streams import api as streams_api
 from twinengine.streams import buffers_api
 from twinengine.streams.metrics import StreamsCollector
 from twinengine.twins import api as twins_api
+from twinengine.twins import batch_api as twins_batch_api
 from twinengine.twins import forecasts_api
 from twinengine.ui import install_ui
 from twinengine.workflows import api as workflows_api
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         stream_daemons = _app.state.stream_daemons = await anyio.to_thread.run_sync(StreamDaemons, runtime)
         stream_daemons.start()
         await _build_routes(_app)
+        gc.freeze()  # what start built lives as long as the process: keep it out of every later GC pass
         yield
         stream_daemons.stop()
         if lake_daemons is not None:
@@ -106,7 +109,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_error_handlers(app)
     for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router,
                    workflows_api.router, *openeo_api.routers, lake_api.router, stac_api.router, streams_api.router,
-                   buffers_api.router, ml_api.router, forecasts_api.router):
+                   buffers_api.router, ml_api.router, forecasts_api.router, twins_batch_api.router):
         app.include_router(router)
     install_ui(app)
 
@@ -114,7 +117,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # Outermost last: metrics see everything, the audit sees writes refused for their size too.
     app.add_middleware(BodyLimitMiddleware, default=settings.max_request_bytes,
                        overrides={("POST", f"{API_PREFIX}/apps"): settings.max_app_archive_bytes,
-                                  ("POST", lake_api.UPLOAD_PATH): settings.lake_max_upload_bytes},
+                                  ("POST", lake_api.UPLOAD_PATH): settings.lake_max_upload_bytes,
+                                  ("POST", twins_batch_api.BATCH_PATH): settings.state_batch_max_bytes},
                        patterns=[("POST", rf"^{API_PREFIX}/twins/[^/]+/streams/[^/]+/records$",
                                   settings.stream_max_request_bytes)])
     app.add_middleware(AuditMiddleware, runtime=runtime)

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from twinengine.api.audit_trail import PENDING_KEY, PRINCIPAL_SCOPE_KEY, WRITE_METHODS
 from twinengine.api.cookies import check_csrf, request_token
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.policy import require
@@ -18,7 +19,6 @@ from twinengine.runtime import Runtime
 
 __all__ = ["PRINCIPAL_SCOPE_KEY", "PrincipalDep", "RuntimeDep", "SessionDep", "authorized"]
 
-PRINCIPAL_SCOPE_KEY = "twinengine.principal"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -34,6 +34,8 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 def get_session(request: Request, runtime: RuntimeDep) -> Iterator[Session]:
     """One unit of work per request, committed before the response is sent (acknowledged = durable)."""
     with runtime.db.session(readonly=request.method in _READ_METHODS) as session:
+        if request.method in WRITE_METHODS:
+            session.info[PENDING_KEY] = request.scope  # its audit row commits with the write (audit_trail)
         yield session
 
 

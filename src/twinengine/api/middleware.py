@@ -13,20 +13,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio.to_thread
-from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from twinengine.api.deps import PRINCIPAL_SCOPE_KEY
-from twinengine.auth import audit
-from twinengine.auth.principal import Principal
+from twinengine.api.audit_trail import AUDITED_KEY, WRITE_METHODS, record_request
 from twinengine.runtime import Runtime
 
 __all__ = ["AuditMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]
 
 log = logging.getLogger("twinengine.audit")
 
-_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 async def _send_error(send: Send, status: int, code: str, message: str) -> None:
@@ -103,13 +99,6 @@ class BodyLimitMiddleware:
                 await _send_error(send, 413, "PayloadTooLarge", too_large)
 
 
-def _operation(scope: Scope) -> str:
-    route = scope.get("route")
-    if isinstance(route, APIRoute):
-        return route.operation_id or route.unique_id
-    return f"{scope['method']} {scope['path']}"
-
-
 class AuditMiddleware:
     """Record every write attempt (who, what, when, outcome) before the client sees the answer."""
 
@@ -118,7 +107,7 @@ class AuditMiddleware:
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _WRITE_METHODS:
+        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
             await self.app(scope, receive, send)
             return
         recorded = False
@@ -127,6 +116,9 @@ class AuditMiddleware:
             nonlocal recorded
             if message["type"] == "http.response.start" and not recorded:
                 recorded = True
+                if scope.get(AUDITED_KEY) == int(message["status"]):
+                    await send(message)  # recorded in the write's own transaction (``audit_trail``)
+                    return
                 # Blocking store I/O: off the event loop, or a queued SQLite writer would stall every request.
                 await anyio.to_thread.run_sync(self._record, scope, int(message["status"]))
             await send(message)
@@ -134,19 +126,9 @@ class AuditMiddleware:
         await self.app(scope, receive, auditing_send)
 
     def _record(self, scope: Scope, status: int) -> None:
-        principal: Principal | None = scope.get(PRINCIPAL_SCOPE_KEY)
         try:
             with self.runtime.db.session() as session:
-                audit.record(
-                    session,
-                    actor=principal.name if principal else "anonymous",
-                    role=principal.role.value if principal else None,
-                    action=_operation(scope),
-                    target=f"{scope['method']} {scope['path']}",
-                    outcome=audit.outcome_of(status),
-                    status=status,
-                    detail={"client": (scope.get("client") or ("", 0))[0]},
-                )
+                record_request(session, scope, status)
         except Exception:  # the answer was decided already; losing an audit row must be loud, not fatal
             log.exception("could not write the audit record for %s %s", scope["method"], scope["path"])
 

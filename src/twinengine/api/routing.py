@@ -16,6 +16,8 @@ from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
+from twinengine.api.audit_trail import record_with_commit
+
 __all__ = ["API_PREFIX", "Router", "api_router", "commits_on_its_thread", "operation_id"]
 
 API_PREFIX = "/api/v1"
@@ -38,7 +40,8 @@ def commits_on_its_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     FastAPI validates a sync endpoint's answer on another pool thread and runs the session dependency's
     exit later still. A transaction left open until then would hold SQLite's write lock (or a PostgreSQL
     row lock) while waiting for a free pool thread, and the pool's threads may all be requests waiting for
-    that lock. Committed here, no transaction is open while a request waits for a thread."""
+    that lock. Committed here, no transaction is open while a request waits for a thread. A write
+    request's audit row commits in the same transaction (``audit_trail``)."""
     if not inspect.isfunction(endpoint) or inspect.iscoroutinefunction(endpoint) \
             or inspect.isgeneratorfunction(endpoint) or inspect.isasyncgenfunction(endpoint):
         return endpoint
@@ -48,7 +51,7 @@ def commits_on_its_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
         answer = endpoint(*args, **kwargs)
         for value in kwargs.values():
             if isinstance(value, Session) and value.in_transaction():
-                value.commit()
+                record_with_commit(value, answer)
         return answer
 
     return run

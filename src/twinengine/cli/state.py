@@ -7,6 +7,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from twinengine.cli import state_import
 from twinengine.cli._common import console, parse_assignments, state_of, table
 from twinengine.errors import ValidationFailed
 from twinengine.timeutil import parse_instant
@@ -140,3 +141,6 @@ def diff(ctx: typer.Context, twin: str = typer.Argument(...),
                                                                             "after"],
         [(c.kind.value, c.property, c.change, c.before.value if c.before else None,
           c.after.value if c.after else None) for c in result.changes])))
+
+
+app.command("import")(state_import.import_file)

@@ -84,6 +84,8 @@ def heartbeat(engine: WorkflowEngine) -> None:
     """Every few seconds: mark this engine's runs alive, pick up cancel requests, reap dead engines' runs."""
     while not engine.stopping.wait(engine.heartbeat_seconds):
         try:
+            for flush in list(engine.in_progress.values()):  # node statuses of long nodes show up meanwhile
+                flush()
             running = list(engine.executing)
             with engine.db.session() as session:
                 if running:

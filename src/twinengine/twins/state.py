@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, case, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -35,8 +35,10 @@ from twinengine.twins.validation import check_value
 
 __all__ = [
     "NewValue",
+    "Pending",
     "Snapshot",
     "append_revision",
+    "append_revisions",
     "diff",
     "get_revision",
     "heads",
@@ -95,39 +97,88 @@ def append_revision(
     revision numbers stay gap-free (SQLite serialises writers with BEGIN IMMEDIATE). Rows go in with bulk
     inserts: a write is a handful of statements whatever the number of properties."""
     now = utcnow()
-    number = session.execute(
-        update(Twin)
-        .where(Twin.id == twin.id)
-        .values(head_revision=Twin.head_revision + 1, updated_at=now)
-        .returning(Twin.head_revision)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
-    session.expire(twin, ["head_revision", "updated_at"])
-    session.execute(insert(StateRevision), [{"twin_id": twin.id, "revision": number, "recorded_at": now,
-                                             "author": author, "message": message}])
-    session.execute(insert(StateValue), [
-        {"twin_id": twin.id, "revision": number, "property": v.property, "kind": v.kind.value, "value": v.value,
-         "unit": v.unit, "timestamp": v.timestamp} for v in values])
-    _write_heads(session, twin.id, number, values)
-    session.info.setdefault("twinengine.revisions", []).append((twin.id, number))  # announced after commit
+    number = _take_numbers(session, twin, 1, now)
+    _insert_log(session, [(twin.id, number, values, message)], author=author, now=now)
     changes = [ValueChange(property=v.property, kind=v.kind, value=v.value, unit=v.unit, timestamp=v.timestamp)
                for v in values]
     return RevisionRead(twin_id=twin.id, revision=number, recorded_at=now, author=author, message=message,
                         changes=changes)
 
 
-def _write_heads(session: Session, twin_id: str, number: int, values: list[NewValue]) -> None:
-    """Make this revision's values the heads of their (property, kind): one upsert for the whole revision.
-    The twin's row is locked by the counter update, so no other writer of this twin's heads runs meanwhile."""
-    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = upsert(cast(Table, StateHead.__table__))  # Core: no ORM bulk-insert bookkeeping
-    statement = statement.on_conflict_do_update(
-        index_elements=["twin_id", "property", "kind"],
-        set_={c: statement.excluded[c] for c in ("revision", "value", "unit", "timestamp")},
-    )
-    session.execute(statement, [
-        {"twin_id": twin_id, "property": v.property, "kind": v.kind.value, "revision": number, "value": v.value,
-         "unit": v.unit, "timestamp": v.timestamp} for v in values])
+# One revision to append: its values and its message.
+Pending = tuple[list[NewValue], str | None]
+
+
+def append_revisions(session: Session, batch: list[tuple[Twin, list[Pending]]], *, author: str) -> dict[str, int]:
+    """Append many revisions of many twins in the caller's transaction; returns each twin's first new
+    number (its revisions follow on, in the order given). Twins are locked in id order, so two batches
+    naming the same twins queue instead of deadlocking; each twin's counter moves once, by its count."""
+    now = utcnow()
+    first: dict[str, int] = {}
+    rows: list[tuple[str, int, list[NewValue], str | None]] = []
+    for twin, pending in sorted(batch, key=lambda entry: entry[0].id):
+        last = _take_numbers(session, twin, len(pending), now)
+        first[twin.id] = start = last - len(pending) + 1
+        rows += [(twin.id, start + i, values, message) for i, (values, message) in enumerate(pending)]
+    _insert_log(session, rows, author=author, now=now)
+    return first
+
+
+_TWINS = cast(Table, Twin.__table__)
+_INSERT_REVISIONS = insert(cast(Table, StateRevision.__table__))
+_INSERT_VALUES = insert(cast(Table, StateValue.__table__))
+_COUNT = (update(_TWINS).where(_TWINS.c.id == bindparam("twin"))
+          .values(head_revision=_TWINS.c.head_revision + bindparam("count"), updated_at=bindparam("now"))
+          .returning(_TWINS.c.head_revision))
+
+
+def _take_numbers(session: Session, twin: Twin, count: int, now: datetime) -> int:
+    """Move the twin's revision counter by ``count`` and return its new value; the update holds the twin's
+    row lock until the transaction ends."""
+    number: int = session.connection().execute(_COUNT, {"twin": twin.id, "count": count, "now": now}).scalar_one()
+    session.expire(twin, ["head_revision", "updated_at"])
+    return number
+
+
+def _insert_log(session: Session, rows: list[tuple[str, int, list[NewValue], str | None]], *, author: str,
+                now: datetime) -> None:
+    """The revisions, their values and the heads they move: three executemany statements in all. Core
+    statements on the session's connection: the ORM would only add bookkeeping for rows it never tracks."""
+    connection = session.connection()
+    connection.execute(_INSERT_REVISIONS, [{"twin_id": twin_id, "revision": number, "recorded_at": now,
+                                            "author": author, "message": message}
+                                           for twin_id, number, _, message in rows])
+    values = [{"twin_id": twin_id, "revision": number, "property": v.property, "kind": v.kind.value,
+               "value": v.value, "unit": v.unit, "timestamp": v.timestamp}
+              for twin_id, number, written, _ in rows for v in written]
+    if values:
+        connection.execute(_INSERT_VALUES, values)
+        # The newest value of each (twin, property, kind) only: one upsert statement may not touch a row twice.
+        newest = {(row["twin_id"], row["property"], row["kind"]): row for row in values}
+        connection.execute(_upsert_heads(connection.dialect.name), list(newest.values()))
+    announced = session.info.setdefault("twinengine.revisions", [])  # announced after commit
+    last: dict[str, int] = {}
+    for twin_id, number, _, _ in rows:
+        last[twin_id] = number
+    announced += list(last.items())
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_heads(dialect: str) -> Any:
+    """Make the given values the heads of their (twin, property, kind). Built once per dialect: building
+    ``excluded`` costs more than running the statement. Callers hold the twins' row locks (counter update),
+    so no other writer of these heads runs meanwhile."""
+    statement = _UPSERTS.get(dialect)
+    if statement is None:
+        upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+        base = upsert(cast(Table, StateHead.__table__))
+        statement = _UPSERTS[dialect] = base.on_conflict_do_update(
+            index_elements=["twin_id", "property", "kind"],
+            set_={c: base.excluded[c] for c in ("revision", "value", "unit", "timestamp")},
+        )
+    return statement
 
 
 # Plain rows, not ORM objects: nothing to keep in the identity map, and no stale heads after a rebuild.

@@ -80,6 +80,7 @@ class WorkflowEngine:
         self.poll_seconds = poll_seconds
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.executing: set[str] = set()
+        self.in_progress: dict[str, Any] = {}  # run id → its flush of pending node updates (the heartbeat calls)
         self.cancel_requests: set[str] = set()
         self.wake = threading.Event()
         self.stopping = threading.Event()

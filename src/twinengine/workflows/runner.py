@@ -118,8 +118,11 @@ class _Hooks:
         self.compute_share = 0.0
         self.pending: dict[str, dict[str, Any]] = {}
         self.logs: list[RunLog] = []
-        self.last_flush = 0.0
+        # The first updates wait FLUSH_SECONDS too: a short run writes its nodes once, with its end. A node
+        # that runs longer shows up through the heartbeat, which flushes runs in progress (``flush_due``).
+        self.last_flush = time.monotonic()
         self.lock = threading.Lock()
+        self.flushing = threading.Lock()  # one writer at a time, so updates commit in the order they came
 
     def log(self, level: str, message: str, node: str | None = None) -> None:
         with self.lock:
@@ -160,25 +163,28 @@ class _Hooks:
         return round(min(99.0, 100.0 * (self.done + self.compute_share) / self.total), 2)
 
     def flush(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_flush < FLUSH_SECONDS:
+        if not force and time.monotonic() - self.last_flush < FLUSH_SECONDS:
             return
+        with self.flushing, self.engine.db.session() as session:
+            self.write(session)
+
+    def write(self, session: Any) -> None:
+        """Write what is pending in ``session`` (the caller holds ``flushing`` and commits)."""
         with self.lock:
             pending, self.pending = self.pending, {}
             logs, self.logs = self.logs, []
-            self.last_flush = now
+            self.last_flush = time.monotonic()
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for node_id, values in pending.items():  # one executemany per set of changed columns
             groups.setdefault(tuple(sorted(values)), []).append({"run_id": self.run_id, "node_id": node_id,
                                                                  **values})
-        with self.engine.db.session() as session:
-            for rows in groups.values():
-                session.execute(update(RunNode), rows)
-            if self.cache is not None:
-                self.cache.write(session)
-            session.add_all(logs)
-            session.execute(update(WorkflowRun).where(WorkflowRun.id == self.run_id).values(
-                progress=self.progress(), heartbeat_at=utcnow(), updated_at=utcnow()))
+        for rows in groups.values():
+            session.execute(update(RunNode), rows)
+        if self.cache is not None:
+            self.cache.write(session)
+        session.add_all(logs)
+        session.execute(update(WorkflowRun).where(WorkflowRun.id == self.run_id).values(
+            progress=self.progress(), heartbeat_at=utcnow(), updated_at=utcnow()))
 
 
 def _retry_policy(options: dict[str, Any]) -> Any:
@@ -223,6 +229,7 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     evaluator = Evaluator(registry, parameters, hooks=hooks, retry=_retry_policy(options), cache=hooks.cache,
                           app_version=app_version, fingerprint=fingerprint)
     engine.executing.add(run_id)
+    engine.in_progress[run_id] = hooks.flush
     status, error, value = RunStatus.FINISHED, None, None
     hooks.log("info", f"started on {engine.worker_id} with executor {engine.executor.name}")
     for node in graph.nodes.values():  # openEO recommends logging which namespace a bare process id chose
@@ -248,14 +255,14 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         status, error = RunStatus.ERROR, {"code": "Internal", "message": f"{type(exc).__name__}: {exc}"}
         hooks.log("error", f"internal error: {type(exc).__name__}: {exc}")
     finally:
+        engine.in_progress.pop(run_id, None)
         engine.executing.discard(run_id)
         engine.cancel_requests.discard(run_id)
     if status == RunStatus.FINISHED:
         skipped = set(graph.nodes) - {n for n in graph.nodes if n in evaluator.results}
         for node_id in skipped:
             hooks.pending.setdefault(node_id, {}).update(status="skipped")
-    hooks.flush(force=True)
-    _store_end(engine, run_id, status, error, value, ctx, graph, app_version, registry)
+    _store_end(engine, run_id, status, error, value, ctx, graph, app_version, registry, hooks)
     return str(status)
 
 
@@ -299,9 +306,13 @@ def _finish_value(ctx: RunContext, result: Any) -> Any:
 
 
 def _store_end(engine: WorkflowEngine, run_id: str, status: str, error: dict[str, Any] | None, value: Any,
-               ctx: RunContext, graph: Graph, app_version: str | None, registry: ProcessRegistry) -> None:
+               ctx: RunContext, graph: Graph, app_version: str | None, registry: ProcessRegistry,
+               hooks: _Hooks) -> None:
+    """The last node updates and the run's end in one transaction: one commit, not two."""
     now = utcnow()
-    with engine.db.session() as session:
+    with hooks.flushing, engine.db.session() as session:
+        hooks.write(session)
+        session.flush()
         run = session.get(WorkflowRun, run_id)
         if run is None:
             return
