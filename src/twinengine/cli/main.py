@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from twinengine._version import __version__
-from twinengine.cli import apps, audit, demo, lake, ml, quality, state, streams, tokens, twins, workflows
+from twinengine.cli import apps, audit, demo, ensembles, lake, ml, quality, state, streams, tokens, twins, workflows
 from twinengine.cli._common import DataDirOption, Output, console, err_console, local_settings, state_of
 from twinengine.client import DEFAULT_URL
 from twinengine.errors import TwinEngineError
@@ -192,6 +192,9 @@ app.command("demo")(demo.demo)
 app.command("run")(workflows.run)
 app.add_typer(workflows.app, name="runs")
 app.add_typer(workflows.triggers_app, name="triggers")
+app.add_typer(ensembles.app, name="ensemble")
+app.add_typer(ensembles.scenario_app, name="scenario")
+app.command("compare")(ensembles.compare)
 app.command("train")(ml.train)
 app.command("tune")(ml.tune)
 app.command("models")(ml.models)

@@ -54,7 +54,7 @@ class _Parameters:
 
     def __init__(self, process: dict[str, Any], manifest: Manifest, workflow: str) -> None:
         self.workflow = {p["name"]: p for p in process.get("parameters") or []}
-        self.app = dict((manifest.parameters.get("properties") or {}))
+        self.app = dict(manifest.parameters.get("properties") or {})
         self.name = workflow
 
     def where(self, loc: str, name: str) -> str:
@@ -105,7 +105,8 @@ def _split(sets: list[dict[str, Any]], params: _Parameters, loc: str) -> list[tu
     """Each member's overrides as (workflow parameters, twin parameters), every name checked."""
     out = []
     for i, values in enumerate(sets):
-        wf, tw = {}, {}
+        wf: dict[str, Any] = {}
+        tw: dict[str, Any] = {}
         for name, value in values.items():
             (wf if params.where(f"{loc}[{i}].{name}", name) == "workflow" else tw)[name] = value
         out.append((wf, tw))

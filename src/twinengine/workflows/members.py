@@ -217,9 +217,7 @@ class MemberSet:
             outcome.error = {"code": "Internal", "message": f"{type(exc).__name__}: {exc}"}
             hooks.log("error", f"internal error: {type(exc).__name__}: {exc}")
         for node_id in self.graph.nodes:
-            if node_id in writers:
-                hooks.pending.setdefault(node_id, {}).update(status="skipped")
-            elif outcome.status == RunStatus.FINISHED and node_id in evaluator.skipped:
+            if node_id in writers or (outcome.status == RunStatus.FINISHED and node_id in evaluator.skipped):
                 hooks.pending.setdefault(node_id, {}).update(status="skipped")
         hooks.flush(force=True)
         _store_end(self.engine, member.run_id, outcome.status, outcome.error, outcome.value, ctx, self.graph,

@@ -45,7 +45,8 @@ def run_provenance(run: WorkflowRun, *, processes: list[dict[str, Any]], inputs:
         doc.used(activity, doc.entity(f"twin:twin/{run.twin_id}", {"prov:type": "twin:Twin",
                                                                    "twin:name": run.twin_name or ""}))
     for other in informants or ():
-        doc.wasInformedBy(activity, doc.activity(f"twin:run/{other}", other_attributes={"prov:type": "twin:WorkflowRun"}))
+        member = doc.activity(f"twin:run/{other}", other_attributes={"prov:type": "twin:WorkflowRun"})
+        doc.wasInformedBy(activity, member)
     used_inputs = []
     for item in inputs:
         entity = doc.entity(f"twin:collection/{item['collection']}/{item.get('version') or 'unversioned'}",
