@@ -130,7 +130,7 @@ def test_exceedance_is_calibrated_on_a_problem_with_known_truth() -> None:
     threshold, cases, members = 0.5, 2000, 40
     mu = rng.uniform(-2, 3, cases)
     truth = rng.normal(mu, 1.0)
-    draws = rng.normal(mu, 1.0, (members, cases))  # member × forecast: one "step" per forecast
+    draws = rng.normal(mu, 1.0, (members, cases))  # member by forecast: one "step" per forecast
     forecast = derive(stack_members(list(draws)), threshold=threshold)["exceedance"].values
     exact = np.array([1 - _phi(threshold - m) for m in mu])
     happened = truth > threshold

@@ -5,6 +5,7 @@ state, a plot of the spread, and the wetter-soils scenario's branches side by si
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from twinengine.demo.chapters.twins import ALERT_THRESHOLD_M
 from twinengine.demo.chapters.workflows import COLLECTION
@@ -58,7 +59,7 @@ def forecast_ensemble(ctx: DemoContext) -> None:
     ctx.facts["ensemble"]["scenario_seconds"] = time.perf_counter() - started
 
 
-def _scenario(ctx: DemoContext, name: str) -> list[dict[str, object]]:
+def _scenario(ctx: DemoContext, name: str) -> list[dict[str, Any]]:
     """The app's wetter-soils scenario from this twin: fork, run, and compare its branches."""
     uma = ctx.client("uma")
     text = (ctx.app_folder / "scenarios" / SCENARIO).read_text()
@@ -68,7 +69,7 @@ def _scenario(ctx: DemoContext, name: str) -> list[dict[str, object]]:
         if done.status != "finished":
             raise RuntimeError(f"scenario branch {branch.name} ended as {done.status}: {done.error}")
     comparison = uma.ensembles.compare([b.fork for b in started.branches], properties=started.compare)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for twin in comparison.twins:
         series = twin.series
         rows.append({"twin": twin.name, "changed": twin.changed,
@@ -77,7 +78,7 @@ def _scenario(ctx: DemoContext, name: str) -> list[dict[str, object]]:
     ctx.say("scenario wetter-soils, branches side by side:")
     ctx.say(f"  {'branch':<28} {'changed':<28} {'mean peak (m)':>13} {'P(> alert)':>10}")
     for row in rows:
-        changed = ", ".join(f"{k}={v}" for k, v in dict(row["changed"]).items()) or "-"  # type: ignore[call-overload]
+        changed = ", ".join(f"{k}={v}" for k, v in row["changed"].items()) or "-"
         peak, chance = row["peak_m"], row["probability"]
         ctx.say(f"  {row['twin']!s:<28} {changed:<28} {peak if peak is None else f'{peak:.2f}':>13} "
                 f"{'-' if chance is None else f'{chance:.0%}':>10}")
