@@ -68,6 +68,8 @@ def test_an_ensemble_of_the_forecast_derives_statistics_with_lineage(engine: Eng
     informed = {v["prov:informant"] for v in prov["wasInformedBy"].values()}
     assert informed == {f"twin:run/{m.run_id}" for m in got.members}
     assert uma.workflows.get(got.id).progress == 100
+    member = engine.http.get(f"/api/v1/ensembles/{got.members[0].run_id}", headers=uma._auth)
+    assert member.status_code == 404
 
 
 def test_members_from_parameter_sets_and_forks(engine: Engine, reach: tuple[Client, str]) -> None:
@@ -92,7 +94,10 @@ def test_members_from_parameter_sets_and_forks(engine: Engine, reach: tuple[Clie
      422, "perturb"),
     ({"workflow": "forecast", "members": 4, "perturb": {"nope": {"distribution": "normal", "sd": 1}}},
      422, "perturb.nope"),
+    ({"workflow": "forecast", "members": 3, "perturb": {"rain_factor": {"distribution": "lognormal", "sigma": 1e6}}},
+     422, "perturb.rain_factor"),
     ({"workflow": "forecast", "parameter_sets": [{"storage_mm": 1}, {"levle": 2}]}, 422, "parameter_sets[1].levle"),
+    ({"workflow": "forecast", "parameter_sets": [{"runoff_coefficient": 2}]}, 422, "parameter_sets[0].runoff"),
     ({"workflow": "forecast", "members": 3, "forks": ["reach"]}, 422, "members"),
     ({"workflow": "nope", "members": 3}, 404, None),
 ])

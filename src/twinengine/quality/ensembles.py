@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Manifest
-from twinengine.errors import Problem, ValidationFailed, join_loc
+from twinengine.errors import Problem, RunNotFound, ValidationFailed, join_loc
 from twinengine.quality.ensemble_schemas import EnsembleCreate, EnsembleDeclaration, EnsembleRead, MemberRead
 from twinengine.quality.perturb import draw
 from twinengine.store.base import utcnow
@@ -85,7 +85,10 @@ def _perturbed(body: EnsembleCreate, decl: EnsembleDeclaration, params: _Paramet
         value = base.get(name) if kind == "workflow" else twin.parameters.get(name)
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ValidationFailed.one(f"{loc}.{name}", f"only numbers can be perturbed; {name} is {value!r}")
-        for member, drawn in zip(sets, draw(specs[name], value, count, rng, params.schema(name)), strict=True):
+        drawn_values = draw(specs[name], value, count, rng, params.schema(name))
+        if not all(np.isfinite(drawn_values)):
+            raise ValidationFailed.one(f"{loc}.{name}", "the distribution gives values too large to represent")
+        for member, drawn in zip(sets, drawn_values, strict=True):
             member[name] = drawn
     return sets
 
@@ -212,7 +215,7 @@ def submit_ensemble(session: Session, engine: WorkflowEngine, *, principal: Prin
 def get_ensemble(session: Session, *, principal: Principal, ensemble_id: str) -> WorkflowRun:
     run = runs.get_run(session, principal=principal, run_id=ensemble_id)
     if run.kind != KIND:
-        raise ValidationFailed.one("ensemble", f"run {run.id} is a {run.kind} run, not an ensemble")
+        raise RunNotFound(f"no ensemble {ensemble_id!r} (it is a run of kind {run.kind})")
     return run
 
 

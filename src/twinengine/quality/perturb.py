@@ -101,7 +101,8 @@ def _bounds(schema: dict[str, Any] | None) -> tuple[float, float]:
 def draw(spec: Normal | Lognormal | Uniform, value: float, n: int, rng: np.random.Generator,
          schema: dict[str, Any] | None = None) -> list[float]:
     """``n`` member values of one parameter, kept inside ``clip`` and the range its schema allows."""
-    values = spec.sample(float(value), n, rng)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow gives inf, which the caller refuses
+        values = spec.sample(float(value), n, rng)
     low, high = _bounds(schema)
     if spec.clip is not None:
         low, high = max(low, spec.clip[0]), min(high, spec.clip[1])

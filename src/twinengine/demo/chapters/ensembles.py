@@ -50,7 +50,8 @@ def forecast_ensemble(ctx: DemoContext) -> None:
                          title=f"{name}: forecast ensemble of {MEMBERS} members", unit="level (m)")
     ctx.facts["ensemble"] = {"run": final.id, "members": MEMBERS, "seconds": seconds, "probability": chance,
                              "peak": peak, "member_runs": [m.run_id for m in final.members], "plot": str(path),
-                             "revisions": uma.get_twin(name).head_revision - head}
+                             "revisions": uma.get_twin(name).head_revision - head,
+                             "lake_assets": [a["did"] for a in final.assets if a.get("did")]}
     ctx.summary.append(("forecast ensemble", f"{final.id}: P(level > {ALERT_THRESHOLD_M} m) = {chance:.0%} over "
                                              f"{MEMBERS} members, peak {peak['mean']:.2f} ± {peak['spread']:.2f} m; "
                                              f"{seconds:.2f} s; plot {path}"))
