@@ -87,6 +87,17 @@ def test_members_from_parameter_sets_and_forks(engine: Engine, reach: tuple[Clie
     assert max(values[1]) > max(values[0])  # the wetter fork's member peaks higher
 
 
+def test_an_ensemble_whose_members_disagree_in_shape_writes_nothing(engine: Engine, reach: tuple[Client, str]) -> None:
+    uma, name = reach
+    head = uma.get_twin(name).head_revision
+    got = uma.ensembles.run(name, "forecast", parameter_sets=[{"horizon_hours": 24}, {"horizon_hours": 12}],
+                            sync=True)
+    assert got.status == "error" and got.error is not None and "cannot be stacked" in got.error["message"]
+    assert got.assets == [] and got.statistics is None
+    assert {m.status for m in got.members} == {"finished"}  # the members ran; their ensemble says nothing
+    assert uma.get_twin(name).head_revision == head
+
+
 @pytest.mark.parametrize(("body", "status", "field"), [
     ({"workflow": "forecast", "members": 0}, 422, "members"),
     ({"workflow": "forecast", "members": 100_000}, 422, "members"),

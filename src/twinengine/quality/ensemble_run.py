@@ -120,6 +120,9 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
     finally:
         engine.executing.discard(run_id)
         engine.cancel_requests.discard(run_id)
+    if status != RunStatus.FINISHED and ctx.assets:  # nothing kept from an ensemble that did not end well
+        ctx.assets.clear()
+        engine.results.delete(run_id)
     _store_end(engine, run_id, status, error, value, ctx, [m.run_id for m in members])
     return str(status)
 
@@ -134,8 +137,16 @@ class _MemberFailed(TwinEngineError):
 def _conclude(engine: WorkflowEngine, ctx: RunContext, spec: dict[str, Any], outcomes: list[MemberOutcome],
               principal: Principal, twin_id: str | None) -> dict[str, Any]:
     values = [_series(o.value) for o in outcomes]
+    for outcome, value in zip(outcomes, values, strict=True):
+        if not _numeric(value):
+            raise _MemberFailed(f"member {outcome.run_id}'s result is not a number or a series of numbers; an "
+                                "ensemble's statistics need one")
     threshold = spec.get("threshold")
-    stats = derive(stack_members(values), quantiles=spec["quantiles"], threshold=threshold)
+    try:
+        stacked = stack_members(values)
+    except ValueError as exc:
+        raise _MemberFailed(f"the members' results cannot be stacked: {exc}") from None
+    stats = derive(stacked, quantiles=spec["quantiles"], threshold=threshold)
     stats = stats.assign_coords(run=("member", [o.run_id for o in outcomes]))
     _keep(ctx, stats)
     out = summary(stats) | {"member_runs": [o.run_id for o in outcomes]}
@@ -152,6 +163,12 @@ def _series(value: Any) -> Any:
     if isinstance(value, dict) and "data" in value:  # a cube as JSON
         return value["data"]
     return value
+
+
+def _numeric(value: Any) -> bool:
+    if isinstance(value, list):
+        return bool(value) and all(_numeric(v) for v in value)
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _member_state(outcomes: list[MemberOutcome]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Manifest
-from twinengine.errors import Problem, RunNotFound, ValidationFailed, join_loc
+from twinengine.errors import InvalidInput, Problem, RunNotFound, ValidationFailed, join_loc
 from twinengine.quality.ensemble_schemas import EnsembleCreate, EnsembleDeclaration, EnsembleRead, MemberRead
 from twinengine.quality.perturb import draw
 from twinengine.store.base import utcnow
@@ -43,10 +43,15 @@ def declaration(manifest: Manifest, workflow: str) -> EnsembleDeclaration:
     spec = manifest.workflows.get(workflow)
     raw = (spec.model_extra or {}).get("ensemble") if spec is not None else None
     try:
-        return EnsembleDeclaration.model_validate(raw or {})
+        found = EnsembleDeclaration.model_validate(raw or {})
     except ValidationError as exc:
         raise ValidationFailed([Problem(join_loc(["workflows", workflow, "ensemble", *e["loc"]]), e["msg"])
                                 for e in exc.errors()]) from None
+    for stat, prop in found.state.items():
+        if prop not in manifest.state:
+            raise ValidationFailed.one(f"workflows.{workflow}.ensemble.state.{stat}",
+                                       f"{prop!r} is not a state property of {manifest.ref}")
+    return found
 
 
 class _Parameters:
@@ -139,7 +144,8 @@ def submit_ensemble(session: Session, engine: WorkflowEngine, *, principal: Prin
                                    f"{count} members is above the most this engine runs ({max_members}, "
                                    "setting ensemble_max_members)")
     seed = body.seed if body.seed is not None else secrets.randbits(63)
-    base = runs.bind_parameters(process, body.parameters, {})
+    base = runs.bind_parameters(process, body.parameters, {"twin_id": twin.id, "twin_name": twin.name,
+                                                           "twin_parameters": dict(twin.parameters)})
     member_twins = [twin] * count
     if body.forks is not None:
         member_twins = []
@@ -175,10 +181,9 @@ def submit_ensemble(session: Session, engine: WorkflowEngine, *, principal: Prin
             bound = runs.bind_parameters(process, {**body.parameters, **wf}, engine_values)
         except ValidationFailed:
             raise
-        except Exception as exc:  # a drawn or listed value the workflow's schema refuses
-            message = getattr(exc, "message", str(exc))
+        except InvalidInput as exc:  # a drawn or listed value the workflow's schema refuses
             raise ValidationFailed.one(f"{'parameter_sets' if body.parameter_sets else 'perturb'}[{i}]",
-                                       message) from None
+                                       exc.message) from None
         members.append({"index": i, "run": run_id, "twin": member_twin.id, "parameters": {**wf, **tw}})
         rows.append(WorkflowRun(
             id=run_id, kind=MEMBER_KIND, owner=principal.name, title=f"{body.workflow} of {member_twin.name}, "
