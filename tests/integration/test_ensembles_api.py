@@ -5,6 +5,7 @@ the field with nothing written, a scenario of two branches, and the comparison o
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,39 @@ def test_a_scenario_forks_runs_and_compares(engine: Engine, reach: tuple[Client,
         {"name": "a"}, {"name": "b", "run_parameters": {"nope": 1}}]})
     assert wrong.status_code == 422 and "branches[1].run_parameters.nope" in wrong.text
     assert uma.list_twins().total == twins_before  # the first branch's fork was not kept either
+
+
+NAP = '''
+import time
+from twinengine.app import app_process
+
+
+@app_process(summary="Sleeps, then answers how long", cacheable=False)
+def nap(seconds: float) -> list:
+    time.sleep(seconds)
+    return [seconds, seconds]
+'''
+
+NAP_GRAPH = """{"parameters": [{"name": "seconds", "schema": {"type": "number"}, "default": 3}],
+ "process_graph": {"n": {"process_id": "nap", "namespace": "nap-app",
+                         "arguments": {"seconds": {"from_parameter": "seconds"}}, "result": true}}}"""
+
+
+def test_canceling_an_ensemble_cancels_its_members(engine: Engine, tmp_path: Path) -> None:
+    from helpers import make_app
+
+    dev = engine.as_role("ada", "developer")
+    dev.publish_app(make_app(tmp_path, name="nap-app", files={"nap_app/procs.py": NAP, "workflows/nap.json": NAP_GRAPH},
+                             manifest={"workflows": {"nap": {"process_graph": "workflows/nap.json", "ensemble": {
+                                 "perturb": {"seconds": {"distribution": "uniform", "low": 3, "high": 4}}}}}}))
+    uma = engine.as_role("uma", "user")
+    uma.create_twin("nap-app", "napper", {"station": "N1"})
+    started = uma.ensembles.run("napper", "nap", members=6)
+    while (status := uma.workflows.get(started.id).status) == "queued":
+        time.sleep(0.05)
+    assert status == "running"  # six members of 3-4 s, four at a time: it runs for several seconds
+    uma.workflows.cancel(started.id)
+    final = uma.ensembles.wait(started.id, timeout=120)
+    assert final.status == "canceled" and final.statistics is None and final.assets == []
+    assert "canceled" in {m.status for m in final.members}
+    assert all(m.status in ("canceled", "finished") for m in final.members)
