@@ -46,7 +46,7 @@ def test_demo_json_summary_matches_the_store(tmp_path: Path) -> None:
             written = 24 + 1 + summary["workflow"]["revisions"] + summary["ensemble"]["revisions"]
             assert twin.head_revision == summary["twin"]["head_revision"] == written
             ensemble = summary["ensemble"]
-            assert ensemble["revisions"] == 1 and len(ensemble["member_runs"]) == 24
+            assert ensemble["revisions"] == 1 and len(ensemble["member_runs"]) == 16
             assert ensemble["lake_assets"] == [f"results:{ensemble['run']}/ensemble.nc"]  # in the lake like runs'
             assert twin.head_revision > 0 and 0 <= ensemble["probability"] <= 1
             levels = admin.history(twin.name, "level", limit=1000).items

@@ -14,7 +14,7 @@ from twinengine.quality.ensemble_plot import plot_ensemble
 
 __all__ = ["forecast_ensemble"]
 
-MEMBERS = 24
+MEMBERS = 16
 SCENARIO = "wetter-soils.yaml"
 
 
