@@ -141,6 +141,20 @@ def test_a_scenario_forks_runs_and_compares(engine: Engine, reach: tuple[Client,
     assert wet.changed == {"runoff_coefficient": 0.7} and wet.origin == name
     assert wet.series is not None and base.series is not None and len(wet.series.values) == 36
     assert max(v or 0 for v in wet.series.values) > max(v or 0 for v in base.series.values)
+    wet = rain_cube(days=2)
+    wet["rain"].values[:] = 0.0
+    wet["rain"].values[2:8] = 30.0
+    write_collection(engine.runtime.data_dir / "collections", "rain-forecast-wet", wet)
+    forced = uma.ensembles.scenario({"twin": name, "workflow": "forecast", "horizon": 12, "branches": [
+        {"name": "storm", "forcing": {"collection": "rain-forecast-wet"}, "fork_revision": 0}]})
+    run = uma.workflows.wait(forced.branches[0].run_id, timeout=120)
+    assert run.status == "finished" and run.parameters["collection"] == "rain-forecast-wet"
+    assert run.parameters["horizon_hours"] == 12 and len(run.value) == 12
+    assert max(run.value) > max(v or 0 for v in base.series.values)  # the heavier storm
+    assert uma.get_twin(forced.branches[0].fork).origin.revision == 0
+    missing = post(engine, uma, "/api/v1/scenarios", {"twin": name, "workflow": "forecast", "branches": [
+        {"name": "dry", "forcing": {"collection": "no-such-forecast"}}]})
+    assert missing.status_code == 422 and "branches[0].forcing.collection" in missing.text
     bad = post(engine, uma, "/api/v1/scenarios", {"twin": name, "workflow": "forecast",
                                                    "branches": [{"name": "ok"}, {"name": "x", "ensemble": {}}]})
     assert bad.status_code == 422 and "branches[1].ensemble.members" in bad.text
