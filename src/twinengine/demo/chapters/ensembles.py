@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import yaml
+
 from twinengine.demo.chapters.twins import ALERT_THRESHOLD_M
 from twinengine.demo.chapters.workflows import COLLECTION
 from twinengine.demo.context import DemoContext
@@ -16,6 +18,7 @@ __all__ = ["forecast_ensemble"]
 
 MEMBERS = 16
 SCENARIO = "wetter-soils.yaml"
+SCENARIO_MEMBERS = 4
 
 
 def forecast_ensemble(ctx: DemoContext) -> None:
@@ -63,8 +66,9 @@ def forecast_ensemble(ctx: DemoContext) -> None:
 def _scenario(ctx: DemoContext, name: str) -> list[dict[str, Any]]:
     """The app's wetter-soils scenario from this twin: fork, run, and compare its branches."""
     uma = ctx.client("uma")
-    text = (ctx.app_folder / "scenarios" / SCENARIO).read_text()
-    started = uma.ensembles.scenario(text, twin=name)
+    doc = yaml.safe_load((ctx.app_folder / "scenarios" / SCENARIO).read_text())
+    doc["ensemble"]["members"] = SCENARIO_MEMBERS  # fewer than the file's, to keep the demo short
+    started = uma.ensembles.scenario(doc, twin=name)
     for branch in started.branches:
         done = uma.workflows.wait(branch.run_id, poll=0.1, timeout=600)
         if done.status != "finished":
