@@ -37,6 +37,7 @@ from twinengine.twins.schemas import (
 if TYPE_CHECKING:
     from twinengine.lake.client import LakeClient
     from twinengine.ml.client import MLClient
+    from twinengine.quality.client import EnsemblesClient
     from twinengine.streams.sdk import StreamsClient
     from twinengine.twins.forecasts_sdk import VerificationClient
     from twinengine.workflows.client import WorkflowsClient
@@ -86,6 +87,13 @@ class Client:
     def close(self) -> None:
         if self._owns_http:
             self._http.close()
+
+    @property
+    def ensembles(self) -> EnsemblesClient:
+        """Ensembles of workflows (members, statistics), scenarios of forks, and comparisons."""
+        from twinengine.quality.client import EnsemblesClient
+
+        return EnsemblesClient(self)
 
     @property
     def edr(self) -> EDRClient:

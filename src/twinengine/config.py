@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     workflow_workers: int = Field(default=2, ge=1, le=64, description="Runs executed at once by one engine.")
     workflow_stale_after: timedelta = Field(default=timedelta(seconds=15), description="A running run without a "
                                             "heartbeat this long ends as error (its engine stopped).")
+    ensemble_max_members: int = Field(default=1000, ge=1, description="Most members one ensemble may have.")
+    ensemble_parallel: int = Field(default=4, ge=1, le=256, description="Members of an ensemble executed at once.")
     udf_timeout: timedelta = Field(default=timedelta(seconds=60), description="Time limit of one run_udf call.")
     udf_memory_bytes: int = Field(default=2 * 1024 * MiB, ge=0, description="Address-space limit of a UDF "
                                                                               "process (0: none).")

@@ -181,6 +181,9 @@ class Runtime:
                       verifiers=[issuer, *(OidcVerifier(p, db=db) for p in settings.oidc_providers)],
                       verdicts=VerdictCache(settings.token_recheck.total_seconds()),
                       workers=Workers.from_settings(settings))
+        from twinengine.quality.ensemble_run import execute_ensemble
+
+        workflows.kinds["ensemble"] = execute_ensemble
         workflows.services["workers"] = runtime.workers  # run_udf and app processes run in its sandboxes
         workflows.services["read_stream"] = runtime.read_stream
         workflows.services["stream_end"] = lambda twin_id, stream: runtime.streams.end(stream_key(twin_id, stream))

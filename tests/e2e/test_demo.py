@@ -42,8 +42,13 @@ def test_demo_json_summary_matches_the_store(tmp_path: Path) -> None:
         token = admin_token(runtime.settings)
         with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, token) as admin:
             twin = admin.get_twin(summary["twin"]["name"])
-            # + the desired threshold, + the forecast workflow's state writes
-            assert twin.head_revision == summary["twin"]["head_revision"] == 24 + 1 + summary["workflow"]["revisions"]
+            # + the desired threshold, + the forecast workflow's state writes, + the forecast ensemble's
+            written = 24 + 1 + summary["workflow"]["revisions"] + summary["ensemble"]["revisions"]
+            assert twin.head_revision == summary["twin"]["head_revision"] == written
+            ensemble = summary["ensemble"]
+            assert ensemble["revisions"] == 1 and len(ensemble["member_runs"]) == 16
+            assert ensemble["lake_assets"] == [f"results:{ensemble['run']}/ensemble.nc"]  # in the lake like runs'
+            assert twin.head_revision > 0 and 0 <= ensemble["probability"] <= 1
             levels = admin.history(twin.name, "level", limit=1000).items
             assert len(levels) == 24
             assert max(v.value for v in levels) == summary["peak_level"]

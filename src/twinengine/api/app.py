@@ -27,6 +27,7 @@ from twinengine.daemons.streams_engine import StreamDaemons
 from twinengine.lake import api as lake_api
 from twinengine.lake.stac import api as stac_api
 from twinengine.ml import api as ml_api
+from twinengine.quality import ensembles_api
 from twinengine.runtime import Runtime
 from twinengine.streams import api as streams_api
 from twinengine.streams import buffers_api
@@ -109,7 +110,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_error_handlers(app)
     for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router,
                    workflows_api.router, *openeo_api.routers, lake_api.router, stac_api.router, streams_api.router,
-                   buffers_api.router, ml_api.router, forecasts_api.router, twins_batch_api.router):
+                   buffers_api.router, ml_api.router, forecasts_api.router, twins_batch_api.router,
+                   ensembles_api.router):
         app.include_router(router)
     install_ui(app)
 

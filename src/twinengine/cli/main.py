@@ -23,6 +23,10 @@ SUBCOMMANDS = {
                     "bad records, failed checks, lateness and\ncompleteness, per window of event time."),
     "verify": Lazy(_CLI + "verify", "verify", "Verify a twin's forecasts against what was observed, per "
                    "workflow, model version and lead."),
+    "ensemble": Lazy(_CLI + "ensembles", "app", "Ensembles of a twin's workflow: members, statistics, progress."),
+    "scenario": Lazy(_CLI + "ensembles", "scenario_app", "What-if branches from a scenario file (forks, runs)."),
+    "compare": Lazy(_CLI + "ensembles", "compare", "Show twins (a scenario's branches) side by side: chosen state, "
+                    "changed parameters, latest forecasts."),
     "demo": Lazy(_CLI + "demo", "demo", "Publish river-reach, create a twin, simulate its gauges, time-travel, "
                  "fork a what-if, plot it."),
     "run": Lazy(_CLI + "workflows", "run", "Run a workflow of a twin's app (async; --wait follows it with a "

@@ -1,8 +1,9 @@
 """Quality of what a twin knows: input quality checks on stream records (flags good / suspect / bad with
 the failed checks), per-stream indicators (flag shares, lateness, completeness over time windows).
 
-Uncertainty of values, ensembles, verification scores and model intervals are not here yet (see
-docs/quality.md).
+Ensembles of a workflow's members with their statistics (``ensembles``, ``ensemble_run``,
+``ensemble_stats``, ``perturb``), scenarios of forks and their comparison (``scenarios``, ``compare``).
+Uncertainty of values, verification scores and model intervals are not here yet (see docs/quality.md).
 """
 
 from twinengine.quality.spec import Check, Flag, QualityPolicy

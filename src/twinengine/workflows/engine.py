@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,7 @@ class WorkflowEngine:
         self._threads: list[threading.Thread] = []
         self.arrivals = arrivals
         self.services: dict[str, Any] = {}  # lent to processes through the run context (read_stream)
+        self.kinds: dict[str, Callable[[WorkflowEngine, str], str]] = {}  # executors of runs of other kinds
         self.started = False
 
     @classmethod

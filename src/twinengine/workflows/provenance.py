@@ -17,7 +17,9 @@ NAMESPACE = "urn:twinengine:"
 
 
 def run_provenance(run: WorkflowRun, *, processes: list[dict[str, Any]], inputs: list[dict[str, Any]],
-                   state_writes: list[dict[str, Any]], app_sha256: str | None) -> dict[str, Any]:
+                   state_writes: list[dict[str, Any]], app_sha256: str | None,
+                   informants: list[str] | None = None) -> dict[str, Any]:
+    """``informants``: runs whose results this run used (an ensemble's members)."""
     doc = ProvDocument()
     doc.add_namespace("twin", NAMESPACE)
     activity = doc.activity(f"twin:run/{run.id}", run.started_at, run.finished_at,
@@ -42,6 +44,9 @@ def run_provenance(run: WorkflowRun, *, processes: list[dict[str, Any]], inputs:
     if run.twin_id:
         doc.used(activity, doc.entity(f"twin:twin/{run.twin_id}", {"prov:type": "twin:Twin",
                                                                    "twin:name": run.twin_name or ""}))
+    for other in informants or ():
+        member = doc.activity(f"twin:run/{other}", other_attributes={"prov:type": "twin:WorkflowRun"})
+        doc.wasInformedBy(activity, member)
     used_inputs = []
     for item in inputs:
         entity = doc.entity(f"twin:collection/{item['collection']}/{item.get('version') or 'unversioned'}",

@@ -216,7 +216,10 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
             return "missing"
         process, parameters, options = run.process, dict(run.parameters), dict(run.options)
         owner, twin_id, app = run.owner, run.twin_id, run.app
+        special = engine.kinds.get(run.kind)
         registry = user_registry(session, engine.registry, owner)
+    if special is not None:  # runs of other kinds (ensembles) are executed by the capability that made them
+        return special(engine, run_id)
     principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal")
     ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
                      executor=engine.executor, db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,

@@ -1,0 +1,223 @@
+"""Executing an ensemble: the shared part of the graph once, the members in parallel, then the statistics
+over the ``member`` dimension, kept as a netCDF result (in the lake when results go there) and written to
+the twin's state in one revision, with the members' run ids as lineage. Nothing is written from an
+ensemble with a failed member.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select, update
+
+from twinengine.auth.principal import Principal, Role
+from twinengine.errors import TwinEngineError
+from twinengine.quality.ensemble_stats import derive, stack_members, summary
+from twinengine.store.base import utcnow
+from twinengine.twins import service as twins
+from twinengine.twins.schemas import PropertyWrite
+from twinengine.workflows.context import RunContext
+from twinengine.workflows.evaluate import Canceled
+from twinengine.workflows.graph import parse_graph
+from twinengine.workflows.members import Member, MemberOutcome, MemberSet
+from twinengine.workflows.models import RunLog, WorkflowRun
+from twinengine.workflows.provenance import run_provenance
+from twinengine.workflows.schemas import RunStatus
+from twinengine.workflows.udp import user_registry
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from twinengine.workflows.engine import WorkflowEngine
+
+__all__ = ["DEFAULT_PARALLEL", "execute_ensemble"]
+
+log = logging.getLogger("twinengine.quality")
+
+DEFAULT_PARALLEL = 4
+SHARED_SHARE = 10.0  # percent of the progress bar the shared part stands for
+
+
+class _Progress:
+    """The ensemble's percent and logs, written as members end."""
+
+    def __init__(self, engine: WorkflowEngine, run_id: str, total: int) -> None:
+        self.engine, self.run_id, self.total, self.done = engine, run_id, total, 0
+        self.lock = threading.Lock()
+
+    def log(self, level: str, message: str, node: str | None = None) -> None:
+        with self.engine.db.session() as session:
+            session.add(RunLog(run_id=self.run_id, level=level, node_id=node, message=message, at=utcnow()))
+
+    def set(self, percent: float) -> None:
+        with self.engine.db.session() as session:
+            session.execute(update(WorkflowRun).where(WorkflowRun.id == self.run_id).values(
+                progress=round(min(99.0, percent), 2), heartbeat_at=utcnow(), updated_at=utcnow()))
+
+    def member_done(self, outcome: MemberOutcome) -> None:
+        with self.lock:
+            self.done += 1
+            percent = SHARED_SHARE + (100.0 - SHARED_SHARE) * self.done / self.total
+        self.set(percent)
+        if outcome.status != RunStatus.FINISHED:
+            self.log("error", f"member {outcome.run_id} ended as {outcome.status}: "
+                              f"{(outcome.error or {}).get('message', '')}")
+
+
+def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
+    """Run a claimed ensemble to its end; returns its final status. Never raises for a failing member."""
+    with engine.db.session(readonly=True) as session:
+        run = session.get(WorkflowRun, run_id)
+        if run is None:
+            return "missing"
+        process, options, owner, twin_id = run.process, dict(run.options), run.owner, run.twin_id
+        app_version = run.app.partition("@")[2] if run.app else None
+        registry = user_registry(session, engine.registry, owner)
+        spec = options["ensemble"]
+        params = {row.id: row.parameters for row in session.execute(select(WorkflowRun.id, WorkflowRun.parameters)
+                                                                   .where(WorkflowRun.id.in_(
+                                                                       [m["run"] for m in spec["members"]])))}
+    principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal")
+    ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
+                     executor=engine.executor, db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,
+                     udf_memory_bytes=engine.udf_memory_bytes, services=engine.services)
+    progress = _Progress(engine, run_id, len(spec["members"]))
+    ctx.log = lambda level, message: progress.log(level, message, ctx.node)
+    members = [Member(run_id=m["run"], parameters=params[m["run"]], twin_id=m.get("twin")) for m in spec["members"]]
+    graph = parse_graph(process)
+    group = MemberSet(engine=engine, ensemble_id=run_id, graph=graph, registry=registry, principal=principal,
+                      options=options, app_version=app_version, members=members)
+    engine.executing.add(run_id)
+    status, error, value = RunStatus.FINISHED, None, None
+    try:
+        progress.log("info", f"ensemble of {len(members)} members ({spec['mode']}) on executor "
+                             f"{engine.executor.name}, {options.get('parallel', DEFAULT_PARALLEL)} at a time")
+        shared = group.evaluate_shared(ctx)
+        progress.log("info", f"shared by every member, evaluated once: {', '.join(shared) or 'nothing'}")
+        progress.set(SHARED_SHARE)
+        outcomes = group.run(parallel=int(options.get("parallel", DEFAULT_PARALLEL)), done=progress.member_done)
+        if run_id in engine.cancel_requests or any(o.status == RunStatus.CANCELED for o in outcomes):
+            raise Canceled()
+        failed = [o for o in outcomes if o.status != RunStatus.FINISHED]
+        if failed:
+            first = failed[0].error or {}
+            raise _MemberFailed(f"{len(failed)} of {len(outcomes)} members failed, e.g. {failed[0].run_id}: "
+                                f"{first.get('message', failed[0].status)}; nothing was written")
+        value = _conclude(engine, ctx, spec, outcomes, principal, twin_id)
+    except Canceled:
+        status = RunStatus.CANCELED
+        progress.log("info", "canceled")
+    except TwinEngineError as exc:
+        status, error = RunStatus.ERROR, {"code": exc.code, "message": exc.message, "details": exc.details}
+        progress.log("error", f"{exc.code}: {exc.message}")
+    except Exception as exc:  # a bug: record it, keep the worker alive
+        log.exception("ensemble %s failed", run_id)
+        status, error = RunStatus.ERROR, {"code": "Internal", "message": f"{type(exc).__name__}: {exc}"}
+        progress.log("error", f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        engine.executing.discard(run_id)
+        engine.cancel_requests.discard(run_id)
+    if status != RunStatus.FINISHED and ctx.assets:  # nothing kept from an ensemble that did not end well
+        ctx.assets.clear()
+        engine.results.delete(run_id)
+    _store_end(engine, run_id, status, error, value, ctx, [m.run_id for m in members])
+    return str(status)
+
+
+class _MemberFailed(TwinEngineError):
+    """Raised when a member of an ensemble failed: the ensemble writes nothing."""
+
+    status = 400
+    code = "MemberFailed"
+
+
+def _conclude(engine: WorkflowEngine, ctx: RunContext, spec: dict[str, Any], outcomes: list[MemberOutcome],
+              principal: Principal, twin_id: str | None) -> dict[str, Any]:
+    values = [_series(o.value) for o in outcomes]
+    for outcome, value in zip(outcomes, values, strict=True):
+        if not _numeric(value):
+            raise _MemberFailed(f"member {outcome.run_id}'s result is not a number or a series of numbers; an "
+                                "ensemble's statistics need one")
+    threshold = spec.get("threshold")
+    try:
+        stacked = stack_members(values)
+    except ValueError as exc:
+        raise _MemberFailed(f"the members' results cannot be stacked: {exc}") from None
+    stats = derive(stacked, quantiles=spec["quantiles"], threshold=threshold)
+    stats = stats.assign_coords(run=("member", [o.run_id for o in outcomes]))
+    _keep(ctx, stats)
+    out = summary(stats) | {"member_runs": [o.run_id for o in outcomes]}
+    member_state = _member_state(outcomes)
+    if member_state:
+        out["member_state"] = member_state
+    written = _write_state(ctx, spec.get("state") or {}, out, principal, twin_id)
+    if written is not None:
+        out["state_revision"] = written
+    return out
+
+
+def _series(value: Any) -> Any:
+    if isinstance(value, dict) and "data" in value:  # a cube as JSON
+        return value["data"]
+    return value
+
+
+def _numeric(value: Any) -> bool:
+    if isinstance(value, list):
+        return bool(value) and all(_numeric(v) for v in value)
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _member_state(outcomes: list[MemberOutcome]) -> dict[str, Any]:
+    """Per state property the members would have written: their values and mean (a share for booleans)."""
+    names = set().union(*(o.state for o in outcomes))
+    out = {}
+    for name in sorted(names):
+        got = [o.state.get(name) for o in outcomes]
+        numbers = [float(v) for v in got if isinstance(v, int | float)]
+        out[name] = {"values": got, "mean": round(float(np.mean(numbers)), 6) if numbers else None}
+    return out
+
+
+def _keep(ctx: RunContext, stats: xr.Dataset) -> None:
+    path = ctx.results.scratch(ctx.run_id) / "ensemble.nc"
+    stats.to_netcdf(path, engine="h5netcdf")
+    ctx.assets.append(ctx.results.keep(ctx.run_id, path, name="ensemble.nc", media_type="application/x-netcdf",
+                                       fmt="netCDF"))
+
+
+def _write_state(ctx: RunContext, targets: dict[str, str], out: dict[str, Any], principal: Principal,
+                 twin_id: str | None) -> int | None:
+    if not targets or twin_id is None:
+        return None
+    peak = out["peak"]
+    picks: dict[str, Any] = {"probability": peak.get("exceedance"), "mean_peak": peak["mean"],
+                             "spread_peak": peak["spread"],
+                             "summary": {"run": ctx.run_id, "members": out["members"], "threshold": out["threshold"],
+                                         "peak": peak, "member_runs": out["member_runs"]}}
+    reported = {prop: PropertyWrite(value=picks[stat]) for stat, prop in targets.items() if picks[stat] is not None}
+    if not reported:
+        return None
+    with ctx.db.session() as session:  # type: ignore[union-attr]
+        row, revision = twins.write_state(session, principal=principal, ref=twin_id, reported=reported, desired={},
+                                          message=f"ensemble {ctx.run_id} of {out['members']} members")
+    ctx.state_writes.append({"twin": row.id, "revision": revision.revision})
+    return revision.revision
+
+
+def _store_end(engine: WorkflowEngine, run_id: str, status: str, error: dict[str, Any] | None, value: Any,
+               ctx: RunContext, members: list[str]) -> None:
+    now = utcnow()
+    with engine.db.session() as session:
+        run = session.get(WorkflowRun, run_id)
+        if run is None:
+            return
+        run.status, run.error, run.finished_at, run.updated_at = status, error, now, now
+        run.progress = 100.0 if status == RunStatus.FINISHED else run.progress
+        run.assets = [a.to_dict() for a in ctx.assets]
+        run.value = value
+        run.provenance = run_provenance(run, processes=[], inputs=ctx.inputs, state_writes=ctx.state_writes,
+                                        app_sha256=None, informants=members)
