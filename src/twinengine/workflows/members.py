@@ -5,7 +5,7 @@ parameter reaches them, deterministic, not an output) are evaluated once and the
 through the executor, then handed to every member: loading and reducing the forcing data is shared. Each
 member is still a run of its own (node statuses, logs, assets, provenance). A member's state writes
 (``update_twin_state``) are not written: they are resolved and handed back, since the ensemble writes its
-statistics instead of N competing values.
+statistics instead of N competing values; nor are its forecasts recorded (``save_forecast``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ log = logging.getLogger("twinengine.workflows")
 
 OUTPUTS = frozenset({"save_result", "update_twin_state"})  # one per member, never shared
 STATE_WRITER = "update_twin_state"
+# A member records no forecast of its own: verification would score N single members as N forecasts.
+HELD_BACK = frozenset({STATE_WRITER, "save_forecast"})
 
 
 @dataclass
@@ -190,9 +192,9 @@ class MemberSet:
                               app_version=self.app_version, fingerprint=fingerprint)
         evaluator.keys = dict.fromkeys(self.graph.nodes)
         evaluator.results.update(self.shared)
-        writers = [n for n, node in self.graph.nodes.items()
-                   if node.process_id == STATE_WRITER and node.namespace is None]
-        evaluator.results.update(dict.fromkeys(writers))
+        held = [n for n, node in self.graph.nodes.items() if node.process_id in HELD_BACK and node.namespace is None]
+        writers = [n for n in held if self.graph.nodes[n].process_id == STATE_WRITER]
+        evaluator.results.update(dict.fromkeys(held))
         outcome = MemberOutcome(run_id=member.run_id, status=RunStatus.FINISHED)
         hooks.log("info", f"member of ensemble {self.ensemble_id}; shared nodes: {', '.join(sorted(self.shared))}")
         try:
@@ -217,11 +219,10 @@ class MemberSet:
             outcome.error = {"code": "Internal", "message": f"{type(exc).__name__}: {exc}"}
             hooks.log("error", f"internal error: {type(exc).__name__}: {exc}")
         for node_id in self.graph.nodes:
-            if node_id in writers or (outcome.status == RunStatus.FINISHED and node_id in evaluator.skipped):
+            if node_id in held or (outcome.status == RunStatus.FINISHED and node_id in evaluator.skipped):
                 hooks.pending.setdefault(node_id, {}).update(status="skipped")
-        hooks.flush(force=True)
         _store_end(self.engine, member.run_id, outcome.status, outcome.error, outcome.value, ctx, self.graph,
-                   self.app_version, self.registry)
+                   self.app_version, self.registry, hooks)
         return outcome
 
 
