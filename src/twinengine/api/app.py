@@ -30,6 +30,7 @@ from twinengine.streams import api as streams_api
 from twinengine.streams import buffers_api
 from twinengine.streams.metrics import StreamsCollector
 from twinengine.twins import api as twins_api
+from twinengine.twins import relationships_api
 from twinengine.ui import install_ui
 from twinengine.workflows import api as workflows_api
 from twinengine.workflows.openeo import api as openeo_api
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                    workflows_api.router, *openeo_api.routers, lake_api.router, stac_api.router, streams_api.router,
                    buffers_api.router, ml_api.router):
         app.include_router(router)
+    app.include_router(relationships_api.router)
     install_ui(app)
 
     settings = runtime.settings
