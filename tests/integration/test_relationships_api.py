@@ -10,7 +10,7 @@ import pytest
 
 from helpers import RIVER_REACH, Engine, make_app
 from twinengine.client import Client
-from twinengine.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from twinengine.errors import Conflict, NotFound, PermissionDenied, TwinEngineError, ValidationFailed
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 REACHES = [f"reach-{i:02d}" for i in range(1, 6)]
@@ -191,3 +191,27 @@ def test_hostile_input_is_4xx_naming_the_field(engine: Engine, uma: Client) -> N
     r = engine.http.get("/api/v1/twins/no-such-twin/related", headers=headers)
     assert r.status_code == 404
     assert uma.links("reach-01", history=True).items == []  # nothing was written
+
+
+def test_a_workflow_takes_the_related_twins_as_input(uma: Client, tmp_path: Path) -> None:
+    chain(uma, REACHES)
+    for i, name in enumerate(REACHES):
+        uma.report(name, level=1.0 + i)
+    graph = {"process_graph": {
+        "down": {"process_id": "load_related_twins", "arguments": {"type": "flows_into", "depth": 2,
+                                                                   "state": True}},
+        "ids": {"process_id": "load_related_twins", "arguments": {"twin": "reach-05", "direction": "in"}},
+        "save": {"process_id": "save_result", "arguments": {"data": [{"from_node": "down"}, {"from_node": "ids"}],
+                                                            "format": "JSON"}, "result": True}}}
+    run = uma.workflows.submit(graph, twin="reach-01", sync=True)
+    assert run.status == "finished", run.error
+    import json
+
+    down, ids = json.loads(uma.workflows.download(run.id, "result.json", tmp_path / "r.json").read_text())
+    assert [(t["name"], t["depth"], t["reported"]["level"]) for t in down] == [("reach-02", 1, 2.0),
+                                                                              ("reach-03", 2, 3.0)]
+    assert ids == [uma.get_twin("reach-04").id]
+    bad = {"process_graph": {"r": {"process_id": "load_related_twins", "arguments": {"type": "nope", "depth": 0},
+                                   "result": True}}}
+    with pytest.raises(TwinEngineError, match="depth"):
+        uma.workflows.submit(bad, twin="reach-01", sync=True)
