@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from twinengine._version import __version__
-from twinengine.cli import apps, audit, demo, lake, ml, quality, state, streams, tokens, twins, workflows
+from twinengine.cli import apps, audit, demo, lake, ml, quality, relations, state, streams, tokens, twins, workflows
 from twinengine.cli._common import DataDirOption, Output, console, err_console, local_settings, state_of
 from twinengine.client import DEFAULT_URL
 from twinengine.errors import TwinEngineError
@@ -196,6 +196,8 @@ app.command("train")(ml.train)
 app.command("tune")(ml.tune)
 app.command("models")(ml.models)
 for name, command in twins.COMMANDS.items():
+    app.command(name)(command)
+for name, command in relations.COMMANDS.items():
     app.command(name)(command)
 
 
