@@ -18,7 +18,7 @@ from typing import Any
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.demo.chapters import edr, lake, lattice, ml, portal, streams, twins, workflows
+from twinengine.demo.chapters import edr, lake, lattice, ml, portal, relations, streams, twins, workflows
 from twinengine.demo.context import Advance, DemoContext, DemoOptions
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
@@ -42,6 +42,7 @@ CHAPTERS: list[Chapter] = [
     workflows.forecast,
     streams.live_gauges,
     ml.retrain_on_drift,
+    relations.river_network,
     portal.portal,
     twins.audit,
 ]
