@@ -2,7 +2,8 @@
 and PostgreSQL) for traversals, breadth-first hops for the cycle check of a new link.
 
 ``bench/relations_traversal.py`` measured the CTE against breadth-first reads with one query per hop: the CTE
-wins where hops add up (1.7 to 10 times along 30 hops) and is about even or a little slower elsewhere (docs/twins.md#relationships).
+wins where hops add up (1.7 to 10 times along 30 hops) and is about even or a little slower elsewhere
+(docs/twins.md#relationships).
 """
 
 from __future__ import annotations
