@@ -26,6 +26,7 @@ from twinengine.catalog.schemas import AppPage, AppRead, AppVersionRead, Publish
 from twinengine.client_types import History, State, Twin, TwinList
 from twinengine.errors import EngineUnavailable, TwinEngineError, error_from_payload
 from twinengine.twins.batch_schemas import StateBatchItem, StateBatchResult
+from twinengine.twins.relationship_schemas import LinkPage, LinkRead, RelatedPage
 from twinengine.twins.schemas import (
     GrantRead,
     PropertyWrite,
@@ -327,3 +328,30 @@ class Client:
     def diff(self, twin: str, from_revision: int, to_revision: int | None = None) -> StateDiff:
         params = {"from": from_revision, "to": to_revision}
         return self._get(StateDiff, f"/api/v1/twins/{_seg(twin)}/diff", **params)
+
+    # -- relationships ----------------------------------------------------------------------------
+
+    def link(self, source: str, type: str, target: str, *, at: datetime | None = None) -> LinkRead:
+        """Link ``source`` to ``target`` by a relationship type the source's app declares."""
+        body: dict[str, Any] = {"type": type, "target": target}
+        if at is not None:
+            body["at"] = at.isoformat()
+        return self._send(LinkRead, "POST", f"/api/v1/twins/{_seg(source)}/links", body)
+
+    def unlink(self, source: str, type: str, target: str, *, at: datetime | None = None) -> LinkRead:
+        """Close the link (it stays readable as of earlier times)."""
+        params = {"at": at.isoformat()} if at is not None else None
+        path = f"/api/v1/twins/{_seg(source)}/links/{_seg(type)}/{_seg(target)}"
+        return LinkRead.model_validate(self._request("DELETE", path, params=params).json())
+
+    def links(self, twin: str, *, type: str | None = None, direction: Literal["out", "in", "both"] = "out",
+              at: datetime | None = None, history: bool = False, limit: int = 1000) -> LinkPage:
+        """The twin's links now (or at ``at``), or every link it ever had with ``history``."""
+        return self._get(LinkPage, f"/api/v1/twins/{_seg(twin)}/links", type=type, direction=direction,
+                         at=at.isoformat() if at else None, history=history or None, limit=limit)
+
+    def related(self, twin: str, *, type: str | None = None, direction: Literal["out", "in", "both"] = "out",
+                depth: int = 1, at: datetime | None = None, state: bool = False, limit: int = 1000) -> RelatedPage:
+        """Twins within ``depth`` hops along links (e.g. downstream), as of ``at``, with their state if asked."""
+        return self._get(RelatedPage, f"/api/v1/twins/{_seg(twin)}/related", type=type, direction=direction,
+                         depth=depth, at=at.isoformat() if at else None, state=state or None, limit=limit)

@@ -21,12 +21,14 @@ from twinengine.units import UnitError, check_unit
 __all__ = [
     "APP_NAME_PATTERN",
     "Author",
+    "Cardinality",
     "FieldType",
     "FunctionSpec",
     "FunctionTrigger",
     "Manifest",
     "ModelSpec",
     "OutputSpec",
+    "RelationshipSpec",
     "StateProperty",
     "StateType",
     "Stream",
@@ -220,6 +222,28 @@ class OutputSpec(_Open):
     unit: Unit | None = None
 
 
+class Cardinality(StrEnum):
+    """How many links of a type a twin may have: ``many_to_one`` lets a source link to one target at most
+    (a reach flows into one reach), ``one_to_many`` lets a target have one source at most (a channel
+    belongs to one detector)."""
+
+    ONE_TO_ONE = "one_to_one"
+    ONE_TO_MANY = "one_to_many"
+    MANY_TO_ONE = "many_to_one"
+    MANY_TO_MANY = "many_to_many"
+
+
+class RelationshipSpec(_Strict):
+    """A type of link from this app's twins to twins of the ``targets`` apps (a reach ``flows_into`` a
+    reach, a detector ``has_channel`` a channel). Links are checked against it when they are made."""
+
+    description: str | None = Field(default=None, max_length=2000)
+    targets: list[Annotated[str, Field(pattern=APP_NAME_PATTERN, max_length=64)]] = Field(
+        min_length=1, max_length=32, description="Names of the apps whose twins a link of this type may reach.")
+    cardinality: Cardinality = Cardinality.MANY_TO_MANY
+    acyclic: bool = Field(default=False, description="Refuse a link that would close a cycle of this type.")
+
+
 class Manifest(_Strict):
     """A DT application: what it needs, what it keeps, what it runs and what it produces."""
 
@@ -250,6 +274,9 @@ class Manifest(_Strict):
     outputs: dict[Ident, OutputSpec] = Field(default_factory=dict)
     views: dict[Ident, View] = Field(default_factory=dict, max_length=16,
                                      description="Dashboards of panels the portal shows as the twin's own pages.")
+    relationships: dict[Ident, RelationshipSpec] = Field(
+        default_factory=dict, max_length=64,
+        description="Types of links from this app's twins to other twins (see docs/twins.md#relationships).")
 
     @property
     def package_name(self) -> str:

@@ -47,6 +47,12 @@ SUBCOMMANDS = {
     "grant": Lazy(_TWINS, "COMMANDS.grant", "Let another identity read or operate your twin."),
     "revoke": Lazy(_TWINS, "COMMANDS.revoke", "Take back a grant."),
     "grants": Lazy(_TWINS, "COMMANDS.grants", "Who else may read or operate a twin."),
+    "link": Lazy(_CLI + "relations", "COMMANDS.link", "Link two twins by a relationship type, checked against "
+                 "the source's app."),
+    "unlink": Lazy(_CLI + "relations", "COMMANDS.unlink", "Close a link; it stays readable as of earlier times."),
+    "links": Lazy(_CLI + "relations", "COMMANDS.links", "A twin's links now, as of a time, or all of them."),
+    "related": Lazy(_CLI + "relations", "COMMANDS.related", "Twins within some hops along links, e.g. what is "
+                    "downstream of a reach."),
     "token": Lazy(_CLI + "tokens", "app", "Tokens: create (admins), list, revoke."),
     "app": Lazy(_CLI + "apps", "app", "DT applications: start from a template, test locally, validate, publish "
                 "and browse the catalogue."),

@@ -18,8 +18,8 @@ from typing import Any
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.demo.chapters import (edr, ensembles, lake, lattice, ml, portal, streams, twins, verification,
-                                      workflows)
+from twinengine.demo.chapters import (edr, ensembles, lake, lattice, ml, portal, relations, streams, twins,
+                                      verification, workflows)
 from twinengine.demo.context import Advance, DemoContext, DemoOptions
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
@@ -45,6 +45,7 @@ CHAPTERS: list[Chapter] = [
     streams.live_gauges,
     verification.verify_forecasts,
     ml.retrain_on_drift,
+    relations.river_network,
     portal.portal,
     twins.audit,
 ]

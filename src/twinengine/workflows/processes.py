@@ -231,10 +231,11 @@ def build_registry(apps: Any = None) -> ProcessRegistry:
     """Standard processes (openeo-processes-dask) plus the engine's, which take precedence."""
     from twinengine.workflows.forecast_processes import FORECAST_SPECS
     from twinengine.workflows.fusion_processes import FUSION_SPECS
+    from twinengine.workflows.relation_processes import RELATION_SPECS
     from twinengine.workflows.stream_processes import STREAM_SPECS
 
     registry = ProcessRegistry(standard_processes(), apps=apps)
-    for spec, func, cacheable in [*ENGINE_SPECS, *STREAM_SPECS, *FUSION_SPECS, *FORECAST_SPECS]:
+    for spec, func, cacheable in [*ENGINE_SPECS, *STREAM_SPECS, *FUSION_SPECS, *FORECAST_SPECS, *RELATION_SPECS]:
         registry.register(spec, func, cacheable=cacheable)
     return registry
 

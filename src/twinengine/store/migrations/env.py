@@ -12,6 +12,7 @@ import twinengine.ml.models
 import twinengine.streams.models
 import twinengine.twins.forecast_models
 import twinengine.twins.models
+import twinengine.twins.relationship_models
 import twinengine.workflows.models  # noqa: F401  (registers tables on Base.metadata)
 from twinengine.store.base import Base
 

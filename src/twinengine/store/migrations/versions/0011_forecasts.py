@@ -1,7 +1,7 @@
 """twins: issued forecasts and their values (verification); ml: a retraining policy's skill rule
 
-Revision ID: 0013
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-23 03:55:00.000000
 
 A forecast is a series of future values of a twin's property; each value keeps its valid time and lead, so
@@ -16,8 +16,8 @@ from sqlalchemy.dialects import postgresql
 
 import twinengine.store.base
 
-revision = '0013'
-down_revision = '0008'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
