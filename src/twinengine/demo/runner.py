@@ -18,8 +18,19 @@ from typing import Any
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.demo.chapters import (edr, ensembles, lake, lattice, ml, portal, relations, streams, twins,
-                                      verification, workflows)
+from twinengine.demo.chapters import (
+    edr,
+    ensembles,
+    lake,
+    lattice,
+    ml,
+    portal,
+    relations,
+    streams,
+    twins,
+    verification,
+    workflows,
+)
 from twinengine.demo.context import Advance, DemoContext, DemoOptions
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
