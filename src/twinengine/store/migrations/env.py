@@ -9,6 +9,7 @@ import twinengine.auth.models
 import twinengine.catalog.models
 import twinengine.lake.models
 import twinengine.ml.models
+import twinengine.store.changes
 import twinengine.streams.models
 import twinengine.twins.models
 import twinengine.workflows.models  # noqa: F401  (registers tables on Base.metadata)
