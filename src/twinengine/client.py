@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +24,7 @@ from twinengine.catalog.archive import pack, unpack
 from twinengine.catalog.schemas import AppPage, AppRead, AppVersionRead, PublishResult, WorkflowDefinition
 from twinengine.client_types import History, State, Twin, TwinList
 from twinengine.errors import EngineUnavailable, TwinEngineError, error_from_payload
+from twinengine.twins.fleet_schemas import FleetAggregate, FleetPage
 from twinengine.twins.schemas import (
     GrantRead,
     PropertyWrite,
@@ -222,8 +223,14 @@ class Client:
     # -- twins ------------------------------------------------------------------------------------
 
     def create_twin(self, app: str, name: str, parameters: Mapping[str, Any] | None = None, *,
-                    description: str | None = None) -> Twin:
-        body = {"app": app, "name": name, "parameters": dict(parameters or {}), "description": description}
+                    description: str | None = None, tags: Sequence[str] | None = None,
+                    location: Mapping[str, Any] | None = None) -> Twin:
+        body: dict[str, Any] = {"app": app, "name": name, "parameters": dict(parameters or {}),
+                                "description": description}
+        if tags:
+            body["tags"] = list(tags)
+        if location is not None:
+            body["location"] = dict(location)
         return self._send(Twin, "POST", "/api/v1/twins", body)
 
     def list_twins(self, *, app: str | None = None, limit: int = 50, offset: int = 0) -> TwinList:
@@ -295,3 +302,47 @@ class Client:
     def diff(self, twin: str, from_revision: int, to_revision: int | None = None) -> StateDiff:
         params = {"from": from_revision, "to": to_revision}
         return self._get(StateDiff, f"/api/v1/twins/{_seg(twin)}/diff", **params)
+
+    # -- fleets -----------------------------------------------------------------------------------
+
+    def update_twin(self, twin: str, *, tags: Sequence[str] | None = None,
+                    location: Mapping[str, Any] | Literal["clear"] | None = None) -> Twin:
+        """Replace a twin's tags and/or set its GeoJSON location (``"clear"`` removes it); owner or admin."""
+        body: dict[str, Any] = {}
+        if tags is not None:
+            body["tags"] = list(tags)
+        if location == "clear":
+            body["location"] = None
+        elif location is not None:
+            body["location"] = dict(location)
+        return self._send(Twin, "PATCH", f"/api/v1/twins/{_seg(twin)}", body)
+
+    def list_fleet(self, *, app: str | None = None, tags: Sequence[str] = (), bbox: Sequence[float] | None = None,
+                   state: Sequence[str] = (), parameters: Sequence[str] = (), limit: int = 50,
+                   cursor: str | None = None) -> FleetPage:
+        """One page of the twins matching every filter, by name; ``state`` conditions read like ``level>2.5``
+        (``level>@desired.alert_threshold`` compares two properties). Pass ``page.cursor`` for the next page."""
+        return self._get(FleetPage, "/api/v1/fleet/twins", app=app, tag=list(tags) or None,
+                         bbox=",".join(str(v) for v in bbox) if bbox is not None else None,
+                         state=list(state) or None, parameter=list(parameters) or None, limit=limit, cursor=cursor)
+
+    def iter_fleet(self, **filters: Any) -> Iterator[Any]:
+        """Every matching twin, page after page (the same keyword arguments as ``list_fleet``)."""
+        cursor = None
+        while True:
+            page = self.list_fleet(**filters, cursor=cursor)
+            yield from page.items
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    def fleet_aggregate(self, prop: str, *, by: str | None = None, quantiles: Sequence[float] = (),
+                        at: datetime | None = None, kind: Literal["reported", "desired"] = "reported",
+                        app: str | None = None, tags: Sequence[str] = (), bbox: Sequence[float] | None = None,
+                        state: Sequence[str] = (), parameters: Sequence[str] = ()) -> FleetAggregate:
+        """Count, mean, min, max (and ``quantiles``) of a state property over the matching twins, grouped
+        ``by`` app, tag or ``parameter:NAME``, now or as of ``at``: one request, one query."""
+        return self._get(FleetAggregate, "/api/v1/fleet/aggregate", property=prop, kind=kind, by=by,
+                         quantile=list(quantiles) or None, at=at.isoformat() if at else None, app=app,
+                         tag=list(tags) or None, bbox=",".join(str(v) for v in bbox) if bbox is not None else None,
+                         state=list(state) or None, parameter=list(parameters) or None)

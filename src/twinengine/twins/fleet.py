@@ -122,9 +122,12 @@ def encode_cursor(name: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        name = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise bad("cursor", "not a cursor this API gave out (use the page's next link)") from None
+        name = ""
+    if not name:
+        raise bad("cursor", "not a cursor this API gave out (use the page's next link)")
+    return name
 
 
 def list_fleet(session: Session, *, principal: Principal, filt: FleetFilter, limit: int = 50,
