@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from twinengine.store.base import Base
 
-__all__ = ["ChangeCounter", "ChangeLog", "Changes", "changed_since", "counters", "watch"]
+__all__ = ["EVERYTHING", "ChangeCounter", "ChangeLog", "Changes", "bump", "changed_since", "counters", "watch"]
 
 KEEP = 10_000  # log values kept per topic; pruned every ``_PRUNE_EVERY`` bumps
 
@@ -52,8 +52,13 @@ def watch(cls: type[Any], topic: str, key: Any) -> None:
     _WATCHED[cls] = (topic, key)
 
 
-def bump(session: Session, topic: str, keys: set[str]) -> int:
-    """Bump ``topic`` and log ``keys`` under the new value (in the caller's transaction)."""
+EVERYTHING = "*"  # the key a bulk change logs: readers reload the whole topic
+
+
+def bump(session: Session, topic: str, keys: set[str] | None = None) -> int:
+    """Bump ``topic`` and log ``keys`` under the new value (in the caller's transaction); no keys: a bulk
+    change (rows written with Core statements), after which readers reload everything."""
+    keys = {EVERYTHING} if keys is None else keys
     value = session.execute(update(ChangeCounter).where(ChangeCounter.topic == topic)
                             .values(value=ChangeCounter.value + 1).returning(ChangeCounter.value)).scalar()
     if value is None:  # a topic the migration did not seed
@@ -117,4 +122,6 @@ def changed_since(session: Session, seen: dict[str, int] | None, topics: tuple[s
         rows = session.scalars(select(ChangeLog.key).where(ChangeLog.topic == topic, ChangeLog.value > before,
                                                            ChangeLog.value <= after))
         result.keys[topic] = set(rows)
+        if EVERYTHING in result.keys[topic]:
+            result.reload = True
     return result
