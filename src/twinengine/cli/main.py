@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from twinengine._version import __version__
-from twinengine.cli import apps, audit, demo, lake, ml, quality, state, streams, tokens, twins, workflows
+from twinengine.cli import apps, audit, demo, fleet, lake, ml, quality, state, streams, tokens, twins, workflows
 from twinengine.cli._common import DataDirOption, Output, console, err_console, local_settings, state_of
 from twinengine.client import DEFAULT_URL
 from twinengine.errors import TwinEngineError
@@ -186,6 +186,7 @@ app.add_typer(state.app, name="state")
 app.add_typer(lake.app, name="lake")
 app.add_typer(streams.app, name="stream")
 app.add_typer(streams.buffers, name="buffer")
+app.add_typer(fleet.app, name="fleet")
 app.command("audit")(audit.audit)
 app.command("quality")(quality.quality)
 app.command("demo")(demo.demo)
