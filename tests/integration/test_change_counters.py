@@ -13,9 +13,11 @@ from sqlalchemy import event
 
 from helpers import RIVER_REACH, Engine
 from twinengine.auth.principal import Principal, Role
+from twinengine.daemons import workflows_triggers
 from twinengine.daemons.streams_functions import FunctionWorker
 from twinengine.daemons.streams_mqtt import MqttBridge
 from twinengine.store import changes
+from twinengine.store.base import utcnow
 from twinengine.twins import service
 
 UMA = Principal(name="uma", role=Role.USER)
@@ -105,3 +107,17 @@ def test_the_mqtt_bridge_reads_bindings_only_after_a_change(engine: Engine, work
     assert len(idle) <= 2 and not any("stream_bindings" in s for s in idle)
     uma.streams.bind_mqtt("reach", "gauges", "sites/rr-01/gauges")
     assert bridge.run_once() == 1 and "sites/rr-01/gauges" in bridge.targets
+
+
+def test_the_trigger_scheduler_asks_only_for_what_may_be_due(engine: Engine, worker: FunctionWorker) -> None:
+    create(engine, [f"reach-{i:03d}" for i in range(12)])  # each gets the app's dataset trigger
+    workflows = engine.runtime.workflows
+    watch = workflows_triggers.Watch()
+    with engine.runtime.db.session() as session:
+        assert len(workflows_triggers._due(session, workflows, None, utcnow())) == 12  # a one-shot pass: all
+    workflows_triggers.run_once(workflows, watch)  # the first pass: triggers made without a feed start counting
+    with engine.runtime.db.session() as session, statements(engine) as seen:
+        assert workflows_triggers._due(session, workflows, watch, utcnow()) == []  # no arrival since: none
+    assert not any("FROM workflow_triggers" in s and "WHERE workflow_triggers.enabled" in s
+                   and "kind" not in s for s in seen)
+    assert workflows_triggers.sweep(workflows) == 0  # every twin has its triggers: nothing to load

@@ -50,9 +50,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('topic', 'value', 'key', name=op.f('pk_change_log'))
     )
     op.bulk_insert(counters, [{'topic': t, 'value': 0} for t in _TOPICS])
+    op.create_index('ix_workflow_triggers_due', 'workflow_triggers', ['kind', 'next_fire_at'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_workflow_triggers_due', table_name='workflow_triggers')
     op.drop_table('change_log')
     op.drop_table('change_counters')
     op.drop_index(op.f('ix_twin_tags_twin_id'), table_name='twin_tags')
