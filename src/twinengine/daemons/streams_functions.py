@@ -120,7 +120,9 @@ class FunctionWorker:
             runtime.start_stream_workflow)
         self._pending: set[Future[None]] = set()
         self.stopping = threading.Event()
-        self._seen_keys: set[str] = set()
+        self._appends = 0  # the stream hub's append number at the last pass
+        self._by_key: dict[str, set[tuple[str, str]]] = {}  # stream key -> consumers reading it
+        self._waiting: set[tuple[str, str]] = set()  # consumers that may have records to take
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -133,7 +135,6 @@ class FunctionWorker:
             ids = None if changes.reload else self._affected(session, changes.keys)
             self._load(session, ids)
         self._refreshed = time.monotonic()
-        self._seen_keys |= self.runtime.streams.keys()
 
     @staticmethod
     def _affected(session: Session, keys: dict[str, set[str]]) -> set[str]:
@@ -172,15 +173,22 @@ class FunctionWorker:
                                          manifest.streams[spec.stream].time_field, retries,
                                          offset=offsets.get(ident, 0), persisted=offsets.get(ident, 0))
                     self.consumers[ident] = consumer
+                    self._by_key.setdefault(consumer.key, set()).add(ident)
+                    self._waiting.add(ident)  # records may have come while it was unknown
                     self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
         for ident in [i for i in self.consumers if i not in seen and (ids is None or i[0] in ids)]:
             gone = self.consumers.pop(ident)
+            self._by_key.get(gone.key, set()).discard(ident)
+            self._waiting.discard(ident)
             self.runtime.streams.release(gone.key, gone.ident)
 
     # -- scheduling ------------------------------------------------------------------------------
 
     def run_once(self, session: Session | None = None) -> int:
-        unknown = self.runtime.streams.keys() - self._seen_keys  # a stream appended to for the first time
+        """Look only at consumers whose stream was appended to since the last pass, or that had records
+        left (new ones, busy, backing off, waiting for their window): an idle pass costs nothing per twin."""
+        appended, self._appends = self.runtime.streams.appended_since(self._appends)
+        unknown = any(key not in self._by_key for key in appended)  # a stream appended to for the first time
         if session is not None:
             self.refresh(session)
         elif unknown or time.monotonic() - self._refreshed > _REFRESH_SECONDS:
@@ -188,12 +196,20 @@ class FunctionWorker:
                 self.refresh(fresh)
         started = 0
         now = time.monotonic()
-        for consumer in list(self.consumers.values()):
+        woken = {ident for key in appended for ident in self._by_key.get(key, ())}
+        for ident in sorted(woken | self._waiting):
+            consumer = self.consumers.get(ident)
+            if consumer is None:
+                self._waiting.discard(ident)
+                continue
+            if ident not in self._waiting and consumer.spec.trigger.kind == "time":
+                consumer.window_opened = now  # idle until now: its window opens with these records
+            self._waiting.add(ident)
             if consumer.busy or now < consumer.not_before:
                 continue
             end = self.runtime.streams.end(consumer.key)
             if end <= consumer.offset:
-                consumer.window_opened = now if consumer.spec.trigger.kind == "time" else consumer.window_opened
+                self._waiting.discard(ident)
                 continue
             trigger = consumer.spec.trigger
             if trigger.kind == "time" and now - consumer.window_opened < (trigger.seconds or 0):
