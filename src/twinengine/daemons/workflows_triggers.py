@@ -71,13 +71,10 @@ def _due(session: Session, engine: WorkflowEngine, watch: Watch | None, now: dat
     enabled = select(Trigger).where(Trigger.enabled.is_(True)).order_by(Trigger.id)
     if watch is None:
         return list(session.scalars(enabled))
-    first = not watch.started
     found = list(session.scalars(enabled.where(Trigger.kind == "cron", Trigger.next_fire_at <= now)))
     found += session.scalars(enabled.where(Trigger.kind == "stream_window"))
-    if watch.news(engine, session):
+    if watch.news(engine, session):  # a trigger without a cursor yet counts from its creation (due_arrivals)
         found += session.scalars(enabled.where(Trigger.kind == "dataset"))
-    elif first:  # made without a feed: they start counting on their first pass
-        found += session.scalars(enabled.where(Trigger.kind == "dataset", Trigger.cursor.is_(None)))
     return sorted(found, key=lambda t: t.id)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.demo.chapters import edr, lake, lattice, ml, portal, streams, twins, workflows
+from twinengine.demo.chapters import edr, fleet, lake, lattice, ml, portal, streams, twins, workflows
 from twinengine.demo.context import Advance, DemoContext, DemoOptions
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
@@ -36,6 +36,7 @@ CHAPTERS: list[Chapter] = [
     twins.time_travel,
     twins.what_if,
     twins.plot_history,
+    fleet.river_fleet,
     lake.lake_store,
     lake.lake_find,
     edr.rainfall_field,
