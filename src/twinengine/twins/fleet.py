@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from twinengine.twins import places
 from twinengine.twins.fleet_filters import Condition, Json, bad, parameter_clause, parse, state_clause
 from twinengine.twins.models import StateHead, StateValue, Twin, TwinGrant, TwinTag
 from twinengine.twins.places import BBox
+from twinengine.twins.schemas import APP_REF
 from twinengine.twins.service import get_twin
 
 __all__ = ["STATS", "FleetFilter", "Group", "aggregate", "decode_cursor", "encode_cursor", "list_fleet",
@@ -59,11 +61,8 @@ class Group:
 def parse_filter(*, app: str | None = None, tags: Sequence[str] = (), bbox: str | None = None,
                  state: Sequence[str] = (), parameter: Sequence[str] = ()) -> FleetFilter:
     """Query parameters as the API and CLI take them; bad ones are a 400 naming the parameter."""
-    if app:
-        try:
-            parse_app_ref(app)
-        except Exception:
-            raise bad("app", f"{app!r} is not NAME or NAME@VERSION") from None
+    if app and not re.match(APP_REF, app):
+        raise bad("app", f"{app!r} is not NAME or NAME@VERSION")
     for tag in tags:
         if not places.is_tag(tag):
             raise bad("tag", f"{tag!r} is not a tag: use 1-64 of a-z 0-9 - _ . :")
