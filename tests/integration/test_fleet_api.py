@@ -142,6 +142,8 @@ def test_aggregates_group_and_travel_in_time(uma: Client) -> None:
     assert uma.fleet_aggregate("level", at=T0 - timedelta(days=1)).groups == []
     assert uma.fleet_aggregate("alert_threshold", kind="desired").groups[0].mean == pytest.approx(3.5)
     assert uma.fleet_aggregate("level", state=["level>14"]).groups[0].count == 2
+    lowland = {g.key: g.count for g in uma.fleet_aggregate("level", by="tag", tags=["lowland"]).groups}
+    assert lowland == {"dam": 3, "lowland": 3}
 
 
 def test_others_see_only_what_they_own_or_were_granted(engine: Engine, uma: Client) -> None:

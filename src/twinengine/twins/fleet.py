@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
@@ -94,8 +94,9 @@ def _where(session: Session, principal: Principal, filt: FleetFilter) -> list[Co
         where.append(Twin.app_name == name)
         if version:
             where.append(Twin.app_version == version)
-    for tag in filt.tags:
-        where.append(exists().where(TwinTag.tag == tag, TwinTag.twin_id == Twin.id))
+    for tag in filt.tags:  # an alias each: ``by=tag`` joins the tag rows too
+        tagged = aliased(TwinTag)
+        where.append(exists().where(tagged.tag == tag, tagged.twin_id == Twin.id))
     if filt.bbox is not None:
         where.append(_bbox_overlaps(filt.bbox))
     where += [state_clause(json_, c) for c in filt.state]
