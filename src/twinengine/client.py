@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +26,7 @@ from twinengine.catalog.schemas import AppPage, AppRead, AppVersionRead, Publish
 from twinengine.client_types import History, State, Twin, TwinList
 from twinengine.errors import EngineUnavailable, TwinEngineError, error_from_payload
 from twinengine.twins.batch_schemas import StateBatchItem, StateBatchResult
+from twinengine.twins.fleet_schemas import FleetAggregate, FleetPage
 from twinengine.twins.relationship_schemas import LinkPage, LinkRead, RelatedPage
 from twinengine.twins.schemas import (
     GrantRead,
@@ -240,8 +241,14 @@ class Client:
     # -- twins ------------------------------------------------------------------------------------
 
     def create_twin(self, app: str, name: str, parameters: Mapping[str, Any] | None = None, *,
-                    description: str | None = None) -> Twin:
-        body = {"app": app, "name": name, "parameters": dict(parameters or {}), "description": description}
+                    description: str | None = None, tags: Sequence[str] | None = None,
+                    location: Mapping[str, Any] | None = None) -> Twin:
+        body: dict[str, Any] = {"app": app, "name": name, "parameters": dict(parameters or {}),
+                                "description": description}
+        if tags:
+            body["tags"] = list(tags)
+        if location is not None:
+            body["location"] = dict(location)
         return self._send(Twin, "POST", "/api/v1/twins", body)
 
     def list_twins(self, *, app: str | None = None, limit: int = 50, offset: int = 0) -> TwinList:
@@ -355,3 +362,47 @@ class Client:
         """Twins within ``depth`` hops along links (e.g. downstream), as of ``at``, with their state if asked."""
         return self._get(RelatedPage, f"/api/v1/twins/{_seg(twin)}/related", type=type, direction=direction,
                          depth=depth, at=at.isoformat() if at else None, state=state or None, limit=limit)
+
+    # -- fleets -----------------------------------------------------------------------------------
+
+    def update_twin(self, twin: str, *, tags: Sequence[str] | None = None,
+                    location: Mapping[str, Any] | Literal["clear"] | None = None) -> Twin:
+        """Replace a twin's tags and/or set its GeoJSON location (``"clear"`` removes it); owner or admin."""
+        body: dict[str, Any] = {}
+        if tags is not None:
+            body["tags"] = list(tags)
+        if location == "clear":
+            body["location"] = None
+        elif location is not None:
+            body["location"] = dict(location)
+        return self._send(Twin, "PATCH", f"/api/v1/twins/{_seg(twin)}", body)
+
+    def list_fleet(self, *, app: str | None = None, tags: Sequence[str] = (), bbox: Sequence[float] | None = None,
+                   state: Sequence[str] = (), parameters: Sequence[str] = (), limit: int = 50,
+                   cursor: str | None = None) -> FleetPage:
+        """One page of the twins matching every filter, by name; ``state`` conditions read like ``level>2.5``
+        (``level>@desired.alert_threshold`` compares two properties). Pass ``page.cursor`` for the next page."""
+        return self._get(FleetPage, "/api/v1/fleet/twins", app=app, tag=list(tags) or None,
+                         bbox=",".join(str(v) for v in bbox) if bbox is not None else None,
+                         state=list(state) or None, parameter=list(parameters) or None, limit=limit, cursor=cursor)
+
+    def iter_fleet(self, **filters: Any) -> Iterator[Any]:
+        """Every matching twin, page after page (the same keyword arguments as ``list_fleet``)."""
+        cursor = None
+        while True:
+            page = self.list_fleet(**filters, cursor=cursor)
+            yield from page.items
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    def fleet_aggregate(self, prop: str, *, by: str | None = None, quantiles: Sequence[float] = (),
+                        at: datetime | None = None, kind: Literal["reported", "desired"] = "reported",
+                        app: str | None = None, tags: Sequence[str] = (), bbox: Sequence[float] | None = None,
+                        state: Sequence[str] = (), parameters: Sequence[str] = ()) -> FleetAggregate:
+        """Count, mean, min, max (and ``quantiles``) of a state property over the matching twins, grouped
+        ``by`` app, tag or ``parameter:NAME``, now or as of ``at``: one request, one query."""
+        return self._get(FleetAggregate, "/api/v1/fleet/aggregate", property=prop, kind=kind, by=by,
+                         quantile=list(quantiles) or None, at=at.isoformat() if at else None, app=app,
+                         tag=list(tags) or None, bbox=",".join(str(v) for v in bbox) if bbox is not None else None,
+                         state=list(state) or None, parameter=list(parameters) or None)

@@ -34,7 +34,7 @@ from twinengine.streams import buffers_api
 from twinengine.streams.metrics import StreamsCollector
 from twinengine.twins import api as twins_api
 from twinengine.twins import batch_api as twins_batch_api
-from twinengine.twins import forecasts_api, relationships_api
+from twinengine.twins import fleet_api, forecasts_api, relationships_api
 from twinengine.ui import install_ui
 from twinengine.workflows import api as workflows_api
 from twinengine.workflows.openeo import api as openeo_api
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router,
                    workflows_api.router, *openeo_api.routers, lake_api.router, stac_api.router, streams_api.router,
                    buffers_api.router, ml_api.router, forecasts_api.router, twins_batch_api.router,
-                   ensembles_api.router):
+                   ensembles_api.router, *fleet_api.routers):
         app.include_router(router)
     app.include_router(relationships_api.router)
     install_ui(app)

@@ -9,6 +9,7 @@ from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from twinengine.store.base import Base, JSONValue, UTCDateTime, utcnow
+from twinengine.store.changes import watch
 
 __all__ = ["AppVersion"]
 
@@ -38,3 +39,6 @@ class AppVersion(Base):
     files: Mapped[list[str]] = mapped_column(JSONValue)
     published_by: Mapped[str] = mapped_column(String(64))
     published_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+watch(AppVersion, "apps", lambda row: f"{row.name}@{row.version}")  # published or replaced versions

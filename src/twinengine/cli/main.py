@@ -53,6 +53,7 @@ SUBCOMMANDS = {
     "links": Lazy(_CLI + "relations", "COMMANDS.links", "A twin's links now, as of a time, or all of them."),
     "related": Lazy(_CLI + "relations", "COMMANDS.related", "Twins within some hops along links, e.g. what is "
                     "downstream of a reach."),
+    "fleet": Lazy(_CLI + "fleet", "app", "Fleets of twins: aggregates of a state property over many twins."),
     "token": Lazy(_CLI + "tokens", "app", "Tokens: create (admins), list, revoke."),
     "app": Lazy(_CLI + "apps", "app", "DT applications: start from a template, test locally, validate, publish "
                 "and browse the catalogue."),

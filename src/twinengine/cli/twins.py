@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.markup import escape
 
+from twinengine.cli import fleet
 from twinengine.cli._common import console, parse_assignments, state_of, table
 from twinengine.twins.schemas import TwinRead
 
@@ -32,12 +34,17 @@ def create(
     name: str = typer.Option(..., "--name", help="Twin name (lower-case, digits, '-')."),
     param: list[str] = typer.Option([], "--param", "-p", help=_PARAM_HELP),
     description: str | None = typer.Option(None, "--description"),
+    tag: list[str] = typer.Option([], "--tag", help="Fleet tag; repeat."),
+    point: str | None = typer.Option(None, "--point", help="Location as LON,LAT (WGS 84)."),
+    location: Path | None = typer.Option(None, "--location", exists=True, dir_okay=False,
+                                         help="Location from a GeoJSON file (Point, Polygon, MultiPolygon)."),
 ) -> None:
     """Create a twin of a published app; parameters are checked against the app's schema."""
     out = state_of(ctx)
     parameters = parse_assignments(param, option="--param")
     with out.client() as client:
-        twin = client.create_twin(app, name, parameters, description=description)
+        twin = client.create_twin(app, name, parameters, description=description, tags=tag,
+                                  location=fleet.location_of(point, location))
     out.emit(twin, lambda: _show(twin))
 
 
@@ -45,8 +52,17 @@ def list_(
     ctx: typer.Context,
     app: str | None = typer.Option(None, "--app", help="Only twins of APP or APP@VERSION."),
     limit: int = typer.Option(50, "--limit", min=1, max=500),
+    tag: list[str] = typer.Option([], "--tag", help="Only twins with this tag; repeat: all of them."),
+    bbox: str | None = typer.Option(None, "--bbox", help="Only twins whose location meets minx,miny,maxx,maxy."),
+    state: list[str] = typer.Option([], "--state", help=fleet.STATE_HELP),
+    parameter: list[str] = typer.Option([], "--parameter", help="Condition on a parameter, e.g. station=RR-01."),
+    cursor: str | None = typer.Option(None, "--cursor", help="Continue a filtered listing (from its last page)."),
 ) -> None:
-    """Twins you own or were granted."""
+    """Twins you own or were granted; with filters, one page by name (--cursor for the next)."""
+    if tag or bbox or state or parameter or cursor:
+        fleet.list_filtered(ctx, app_ref=app, tags=tag, bbox=bbox, state=state, parameters=parameter, limit=limit,
+                            cursor=cursor)
+        return
     out = state_of(ctx)
     with out.client() as client:
         page = client.list_twins(app=app, limit=limit)
@@ -124,5 +140,5 @@ def grants(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
 
 COMMANDS: dict[str, Callable[..., Any]] = {
     "create": create, "list": list_, "show": show, "delete": delete, "fork": fork,
-    "grant": grant, "revoke": revoke, "grants": grants,
+    "grant": grant, "revoke": revoke, "grants": grants, "update": fleet.update,
 }

@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from twinengine.catalog import service as catalog
@@ -32,6 +32,7 @@ from twinengine.errors import TwinEngineError
 from twinengine.ml.functions import ChampionModels
 from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
+from twinengine.store.changes import changed_since
 from twinengine.streams.functions import FunctionContext, StateUpdate, select_kept_calls
 from twinengine.streams.hub import stream_key
 from twinengine.streams.models import DeadLetter, StreamConsumer
@@ -54,6 +55,7 @@ _SLICE_CALLS = 256
 _SLICE_SECONDS = 0.05
 _CHECKPOINT_SECONDS = 1.0
 _REFRESH_SECONDS = 1.0
+_TOPICS = ("twins", "apps")  # what the consumers depend on (store/changes.py)
 _UNSET = object()
 
 
@@ -103,6 +105,7 @@ class FunctionWorker:
         self.pool = ThreadPoolExecutor(self.settings.function_workers, thread_name_prefix="twin-fn")
         self.consumers: dict[tuple[str, str], _Consumer] = {}
         self._refreshed = 0.0
+        self._counters: dict[str, int] | None = None  # change counters at the last refresh
         # Which version of a model a twin uses: (twin id, app archive sha256, model name) -> version, asked once
         # per batch; the function's worker builds a version it does not hold from model_recipe(twin id, app
         # sha256, model, version): {} for the app-built model, else the champion's weights and parameters. The
@@ -117,15 +120,40 @@ class FunctionWorker:
             runtime.start_stream_workflow)
         self._pending: set[Future[None]] = set()
         self.stopping = threading.Event()
-        self._seen_keys: set[str] = set()
+        self._appends = 0  # the stream hub's append number at the last pass
+        self._by_key: dict[str, set[tuple[str, str]]] = {}  # stream key -> consumers reading it
+        self._waiting: set[tuple[str, str]] = set()  # consumers that may have records to take
 
     # -- discovery -------------------------------------------------------------------------------
 
     def refresh(self, session: Session) -> None:
-        """Find every (twin, function) and its checkpoint; forget consumers of deleted twins."""
-        rows = session.execute(select(Twin.id, Twin.name, Twin.app_id, AppVersion.archive_sha256)
-                               .join(AppVersion, AppVersion.id == Twin.app_id)).all()
-        offsets = {(c.twin_id, c.function): c.offset for c in session.scalars(select(StreamConsumer))}
+        """Learn of new and deleted twins and replaced app versions from the change counters: one small
+        read when nothing changed, and only the changed twins' rows when something did (all at first)."""
+        changes = changed_since(session, self._counters, _TOPICS)
+        self._counters = changes.values
+        if changes.any:
+            ids = None if changes.reload else self._affected(session, changes.keys)
+            self._load(session, ids)
+        self._refreshed = time.monotonic()
+
+    @staticmethod
+    def _affected(session: Session, keys: dict[str, set[str]]) -> set[str]:
+        """The twins a change touched: changed twins, and the twins of replaced app versions."""
+        ids = set(keys.get("twins", ()))
+        refs = [tuple(ref.split("@", 1)) for ref in keys.get("apps", ())]
+        if refs:
+            ids |= set(session.scalars(select(Twin.id).where(tuple_(Twin.app_name, Twin.app_version).in_(refs))))
+        return ids
+
+    def _load(self, session: Session, ids: set[str] | None) -> None:
+        """(Re)load the consumers of twins ``ids`` (None: of every twin); forget those of deleted twins."""
+        query = select(Twin.id, Twin.name, Twin.app_id, AppVersion.archive_sha256).join(
+            AppVersion, AppVersion.id == Twin.app_id)
+        consumers = select(StreamConsumer)
+        if ids is not None:
+            query, consumers = query.where(Twin.id.in_(ids)), consumers.where(StreamConsumer.twin_id.in_(ids))
+        rows = session.execute(query).all()
+        offsets = {(c.twin_id, c.function): c.offset for c in session.scalars(consumers)}
         seen = set()
         for twin_id, twin_name, app_id, sha in rows:
             manifest = catalog.manifest_by_id(session, app_id)
@@ -145,17 +173,22 @@ class FunctionWorker:
                                          manifest.streams[spec.stream].time_field, retries,
                                          offset=offsets.get(ident, 0), persisted=offsets.get(ident, 0))
                     self.consumers[ident] = consumer
+                    self._by_key.setdefault(consumer.key, set()).add(ident)
+                    self._waiting.add(ident)  # records may have come while it was unknown
                     self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
-        for ident in set(self.consumers) - seen:
+        for ident in [i for i in self.consumers if i not in seen and (ids is None or i[0] in ids)]:
             gone = self.consumers.pop(ident)
+            self._by_key.get(gone.key, set()).discard(ident)
+            self._waiting.discard(ident)
             self.runtime.streams.release(gone.key, gone.ident)
-        self._refreshed = time.monotonic()
-        self._seen_keys |= self.runtime.streams.keys()
 
     # -- scheduling ------------------------------------------------------------------------------
 
     def run_once(self, session: Session | None = None) -> int:
-        unknown = self.runtime.streams.keys() - self._seen_keys  # a stream appended to for the first time
+        """Look only at consumers whose stream was appended to since the last pass, or that had records
+        left (new ones, busy, backing off, waiting for their window): an idle pass costs nothing per twin."""
+        appended, self._appends = self.runtime.streams.appended_since(self._appends)
+        unknown = any(key not in self._by_key for key in appended)  # a stream appended to for the first time
         if session is not None:
             self.refresh(session)
         elif unknown or time.monotonic() - self._refreshed > _REFRESH_SECONDS:
@@ -163,12 +196,20 @@ class FunctionWorker:
                 self.refresh(fresh)
         started = 0
         now = time.monotonic()
-        for consumer in list(self.consumers.values()):
+        woken = {ident for key in appended for ident in self._by_key.get(key, ())}
+        for ident in sorted(woken | self._waiting):
+            consumer = self.consumers.get(ident)
+            if consumer is None:
+                self._waiting.discard(ident)
+                continue
+            if ident not in self._waiting and consumer.spec.trigger.kind == "time":
+                consumer.window_opened = now  # idle until now: its window opens with these records
+            self._waiting.add(ident)
             if consumer.busy or now < consumer.not_before:
                 continue
             end = self.runtime.streams.end(consumer.key)
             if end <= consumer.offset:
-                consumer.window_opened = now if consumer.spec.trigger.kind == "time" else consumer.window_opened
+                self._waiting.discard(ident)
                 continue
             trigger = consumer.spec.trigger
             if trigger.kind == "time" and now - consumer.window_opened < (trigger.seconds or 0):

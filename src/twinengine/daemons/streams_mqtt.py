@@ -31,6 +31,7 @@ from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import Stream
 from twinengine.errors import StreamBackpressure, TwinEngineError
 from twinengine.runtime import Runtime
+from twinengine.store.changes import changed_since
 from twinengine.streams import records
 from twinengine.streams.hub import stream_key
 from twinengine.streams.service import list_bindings
@@ -40,6 +41,7 @@ __all__ = ["MqttBridge"]
 
 log = logging.getLogger("twinengine.mqtt")
 _REFRESH_SECONDS = 1.0
+_TOPICS = ("bindings", "twins", "apps")  # a binding goes with its twin; its stream is declared by the app
 _MAX_GROUP = 2000
 
 
@@ -82,12 +84,18 @@ class MqttBridge:
         self.rejected = 0
         self.connected = threading.Event()
         self._lock = threading.Lock()
+        self._counters: dict[str, int] | None = None  # change counters when the bindings were last read
 
     # -- subscription ----------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Load the bindings and (un)subscribe to match; returns the number of bound topics."""
+        """Load the bindings and (un)subscribe to match; returns the number of bound topics. Bindings are
+        read again only after the change counters of bindings, twins or apps moved."""
         with self.runtime.db.session(readonly=True) as session:
+            changes = changed_since(session, self._counters, _TOPICS)
+            if not changes.any:
+                return len(self.targets)
+            self._counters = changes.values
             targets = {}
             for binding in list_bindings(session):
                 twin = session.get(Twin, binding.twin_id)

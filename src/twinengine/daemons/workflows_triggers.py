@@ -1,12 +1,22 @@
-"""The trigger scheduler: manifest triggers become rows, cron ticks and dataset arrivals start runs."""
+"""The trigger scheduler: manifest triggers become rows, cron ticks and dataset arrivals start runs.
+
+A pass asks for what may be due, never for every trigger: cron triggers whose tick has come (an index on
+kind and next tick), stream-window triggers, and dataset triggers only when the arrival feed shows an
+arrival the loop has not seen (one feed read per pass, not one per trigger). ``run_once`` without a
+``Watch`` looks at every enabled trigger (tests, and a one-shot pass).
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
 
+from twinengine.catalog import service as catalog
 from twinengine.store.base import utcnow
 from twinengine.twins.models import Twin
 from twinengine.workflows import triggers
@@ -16,25 +26,66 @@ from twinengine.workflows.models import Trigger
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["run", "run_once", "sweep"]
+__all__ = ["Watch", "run", "run_once", "sweep"]
 
 log = logging.getLogger("twinengine.workflows")
 INTERVAL_SECONDS = 1.0
 
 
 def sweep(engine: WorkflowEngine) -> int:
-    """Give every twin its app's manifest triggers (twins created before the twins hook ran); at start."""
+    """Give twins their app's manifest triggers (twins created before the twins hook ran); at start. Only
+    twins of apps that declare triggers and that have none yet are loaded."""
     with engine.db.session() as session:
-        return sum(triggers.materialize_manifest_triggers(session, twin, arrivals=engine.arrivals)
-                   for twin in session.scalars(select(Twin)))
+        app_ids = [a for a in session.scalars(select(Twin.app_id).distinct())
+                   if any(t.kind != "manual" for t in catalog.manifest_by_id(session, a).triggers)]
+        if not app_ids:
+            return 0
+        has = exists().where(Trigger.twin_id == Twin.id, Trigger.source == "manifest")
+        bare = session.scalars(select(Twin).where(Twin.app_id.in_(app_ids), ~has))
+        return sum(triggers.materialize_manifest_triggers(session, twin, arrivals=engine.arrivals) for twin in bare)
 
 
-def run_once(engine: WorkflowEngine) -> int:
-    """One pass over every enabled trigger; returns the number of runs started."""
+@dataclass
+class Watch:
+    """What the loop saw of the arrival feed: a pass looks at dataset triggers only when it shows news."""
+
+    cursor: str | None = None
+    started: bool = False
+    seen: set[tuple[str, str, datetime]] = field(default_factory=set)
+
+    def news(self, engine: WorkflowEngine, session: Session) -> bool:
+        feed = engine.arrivals
+        if feed is None:
+            return False
+        if not self.started:  # arrivals after the oldest dataset trigger's start may be news to some trigger
+            oldest = session.scalar(select(func.min(Trigger.created_at)).where(Trigger.kind == "dataset",
+                                                                                Trigger.enabled.is_(True)))
+            self.cursor, self.started = feed.cursor_at(oldest or utcnow()), True
+        arrivals, self.cursor = feed.since(self.cursor)
+        keys = {(a.collection, a.item, a.at) for a in arrivals}  # the feed repeats a short overlap
+        fresh = bool(keys - self.seen)
+        self.seen = keys
+        return fresh
+
+
+def _due(session: Session, engine: WorkflowEngine, watch: Watch | None, now: datetime) -> list[Trigger]:
+    enabled = select(Trigger).where(Trigger.enabled.is_(True)).order_by(Trigger.id)
+    if watch is None:
+        return list(session.scalars(enabled))
+    found = list(session.scalars(enabled.where(Trigger.kind == "cron", Trigger.next_fire_at <= now)))
+    found += session.scalars(enabled.where(Trigger.kind == "stream_window"))
+    if watch.news(engine, session):  # a trigger without a cursor yet counts from its creation (due_arrivals)
+        found += session.scalars(enabled.where(Trigger.kind == "dataset"))
+    return sorted(found, key=lambda t: t.id)
+
+
+def run_once(engine: WorkflowEngine, watch: Watch | None = None) -> int:
+    """One pass over the enabled triggers that may be due (every one without ``watch``); returns the number
+    of runs started."""
     started = 0
     with engine.db.session() as session:
         now = utcnow()
-        for trigger in list(session.scalars(select(Trigger).where(Trigger.enabled.is_(True)).order_by(Trigger.id))):
+        for trigger in _due(session, engine, watch, now):
             try:
                 with session.begin_nested():
                     if trigger.kind == "cron":
@@ -55,8 +106,9 @@ def run(engine: WorkflowEngine) -> None:
         sweep(engine)
     except Exception:
         log.exception("trigger sweep failed")
+    watch = Watch()
     while not engine.stopping.wait(INTERVAL_SECONDS):
         try:
-            run_once(engine)
+            run_once(engine, watch)
         except Exception:
             log.exception("trigger scheduler step failed")

@@ -21,6 +21,7 @@ from twinengine.config import Settings
 from twinengine.demo.chapters import (
     edr,
     ensembles,
+    fleet,
     lake,
     lattice,
     ml,
@@ -48,6 +49,7 @@ CHAPTERS: list[Chapter] = [
     twins.time_travel,
     twins.what_if,
     twins.plot_history,
+    fleet.river_fleet,
     lake.lake_store,
     lake.lake_find,
     edr.rainfall_field,

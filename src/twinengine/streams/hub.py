@@ -131,6 +131,8 @@ class StreamHub:
         self._lock = threading.Lock()
         self._consumers: dict[str, dict[str, int]] = {}  # key -> consumer -> committed offset
         self.stats = {"records": 0, "duplicates": 0}
+        self._appends = 0  # durable appends so far; ``_appended`` holds each stream's latest
+        self._appended: dict[str, int] = {}
         self.quality: dict[str, QualityCounters] = {}
 
     # -- state ------------------------------------------------------------------------------------
@@ -158,6 +160,14 @@ class StreamHub:
             number = entries[-1][0] + 1
         state.durable = state.next
         return state
+
+    def appended_since(self, seen: int) -> tuple[set[str], int]:
+        """Streams appended to after the append numbered ``seen`` (0: since start), and the number now: what a
+        consumer loop looks at, instead of every stream it follows."""
+        with self._lock:
+            if seen >= self._appends:
+                return set(), self._appends
+            return {k for k, n in self._appended.items() if n > seen}, self._appends
 
     def keys(self) -> set[str]:
         """Streams this hub has touched since it started."""
@@ -225,6 +235,9 @@ class StreamHub:
             with state.lock:
                 state.durable = max(state.durable, end)
         with self._lock:
+            if futures:
+                self._appends += 1
+                self._appended[key] = self._appends
             self.stats["records"] += table.num_rows - duplicates
             self.stats["duplicates"] += duplicates
             if quality is not None and futures:

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, String, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from twinengine.store.base import Base, LogId, UTCDateTime, utcnow
+from twinengine.store.changes import watch
 
 __all__ = ["BufferFill", "CompactedSegment", "DeadLetter", "RetrainBuffer", "StreamBinding", "StreamConsumer"]
 
@@ -113,3 +114,6 @@ class CompactedSegment(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     dataset_id: Mapped[str | None] = mapped_column(String(200))  # set once the lake registered it
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+watch(StreamBinding, "bindings", lambda row: row.twin_id)  # the MQTT bridge and functions learn of new bindings

@@ -45,7 +45,7 @@ def twin_read(principal: Principal, twin: Twin) -> TwinRead:
                     app_version=twin.app_version, owner=twin.owner, description=twin.description,
                     parameters=twin.parameters, origin=origin, head_revision=twin.head_revision,
                     created_at=twin.created_at, updated_at=twin.updated_at,
-                    access=service.access_of(principal, twin))
+                    access=service.access_of(principal, twin), tags=twin.tags or [], location=twin.location)
 
 
 def revision_read(row: StateRevision) -> RevisionRead:
@@ -58,7 +58,8 @@ def revision_read(row: StateRevision) -> RevisionRead:
 @router.post("", name="create", status_code=status.HTTP_201_CREATED, summary="Create a twin of an app")
 def create(body: TwinCreate, session: SessionDep, principal: PrincipalDep) -> TwinRead:
     twin = service.create_twin(session, principal=principal, app=body.app, name=body.name,
-                               parameters=body.parameters, description=body.description)
+                               parameters=body.parameters, description=body.description, tags=body.tags,
+                               location=body.location)
     return twin_read(principal, twin)
 
 

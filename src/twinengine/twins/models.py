@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from twinengine.auth.policy import Permission
 from twinengine.store.base import Base, JSONValue, LogId, UTCDateTime, utcnow
+from twinengine.store.changes import watch
 
-__all__ = ["StateHead", "StateRevision", "StateValue", "Twin", "TwinGrant"]
+__all__ = ["StateHead", "StateRevision", "StateValue", "Twin", "TwinGrant", "TwinTag"]
 
 
 class Twin(Base):
@@ -34,6 +35,14 @@ class Twin(Base):
     head_revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Fleet attributes: tags (also rows of twin_tags, which the tag filter reads) and a GeoJSON location
+    # whose bounding box the bbox filter prefilters on through the four indexed columns.
+    tags: Mapped[list[str] | None] = mapped_column(JSONValue)
+    location: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
+    bbox_minx: Mapped[float | None] = mapped_column(Float, index=True)
+    bbox_miny: Mapped[float | None] = mapped_column(Float, index=True)
+    bbox_maxx: Mapped[float | None] = mapped_column(Float, index=True)
+    bbox_maxy: Mapped[float | None] = mapped_column(Float, index=True)
 
     # Loaded on first use: an owner's own requests never need them.
     grants: Mapped[list[TwinGrant]] = relationship(
@@ -60,6 +69,15 @@ class TwinGrant(Base):
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     twin: Mapped[Twin] = relationship(back_populates="grants")
+
+
+class TwinTag(Base):
+    """One tag of a twin: the index the tag filter and the group-by-tag aggregation read."""
+
+    __tablename__ = "twin_tags"
+
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
 class StateRevision(Base):
@@ -123,3 +141,6 @@ class StateHead(Base):
     value: Mapped[Any] = mapped_column(JSONValue)
     unit: Mapped[str | None] = mapped_column(String(64))
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+watch(Twin, "twins", lambda twin: twin.id)  # background loops learn of new and deleted twins from the counter

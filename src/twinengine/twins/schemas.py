@@ -61,6 +61,9 @@ class TwinCreate(_Input):
     name: str = Field(pattern=TWIN_NAME, max_length=64)
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
     description: str | None = Field(default=None, max_length=2000)
+    tags: list[str] = Field(default_factory=list, max_length=32, description="Fleet tags: a-z 0-9 - _ . :")
+    location: dict[str, JsonValue] | None = Field(default=None,
+                                                  description="GeoJSON Point, Polygon or MultiPolygon (WGS 84).")
 
 
 class TwinFork(_Input):
@@ -91,6 +94,8 @@ class TwinRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     access: Access
+    tags: list[str] = Field(default_factory=list)
+    location: dict[str, Any] | None = None
 
 
 class TwinPage(BaseModel):

@@ -19,7 +19,7 @@ from twinengine.auth.service import ensure_identity, get_identity
 from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.errors import NotFound, TwinNameTaken, TwinNotFound, ValidationFailed
-from twinengine.twins import state
+from twinengine.twins import places, state
 from twinengine.twins.models import StateRevision, Twin, TwinGrant
 from twinengine.twins.schemas import (
     Access,
@@ -104,7 +104,8 @@ def _insert(session: Session, twin: Twin) -> Twin:
 
 
 def create_twin(session: Session, *, principal: Principal, app: str, name: str,
-                parameters: dict[str, Any], description: str | None = None) -> Twin:
+                parameters: dict[str, Any], description: str | None = None,
+                tags: list[str] | None = None, location: dict[str, Any] | None = None) -> Twin:
     """Create a twin of ``app`` (name@version, or name for the latest); parameters must fit the app schema."""
     require(principal, "twin.create")
     app_name, version = parse_app_ref(app)
@@ -116,7 +117,11 @@ def create_twin(session: Session, *, principal: Principal, app: str, name: str,
     ensure_identity(session, principal.name, created_by=principal.issuer)
     twin = Twin(id=_new_id(), name=name, app_id=row.id, app_name=row.name, app_version=row.version,
                 owner=principal.name, description=description, parameters=filled, head_revision=0)
-    return _created(session, _insert(session, twin))
+    if location is not None:
+        places.check_location(location)  # refused before anything is written
+    _insert(session, twin)
+    places.place(session, twin, tags=tags, location=location)
+    return _created(session, twin)
 
 
 def get_twin(session: Session, *, principal: Principal, ref: str, action: str = "twin.read") -> Twin:
@@ -177,6 +182,7 @@ def fork_twin(session: Session, *, principal: Principal, ref: str, name: str, at
         owner=principal.name, description=description or origin.description, parameters=filled,
         origin_id=origin.id, origin_name=origin.name, origin_revision=at, head_revision=0,
     ))
+    places.place(session, fork, tags=origin.tags or [], location=origin.location)  # a scenario stays in place
     if snapshot:
         values = [state.NewValue(p, k, v.value, v.unit, v.timestamp) for (p, k), v in sorted(snapshot.items())]
         state.append_revision(session, fork, values, author=principal.name,

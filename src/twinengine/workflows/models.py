@@ -125,7 +125,8 @@ class Trigger(Base):
     """What starts runs of a twin's workflow: cron, webhook, dataset arrival, stream window, drift."""
 
     __tablename__ = "workflow_triggers"
-    __table_args__ = (UniqueConstraint("twin_id", "name"),)
+    # The scheduler asks by kind for what is due (daemons/workflows_triggers.py), never for every trigger.
+    __table_args__ = (UniqueConstraint("twin_id", "name"), Index("ix_workflow_triggers_due", "kind", "next_fire_at"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), index=True)

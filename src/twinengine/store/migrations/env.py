@@ -9,6 +9,7 @@ import twinengine.auth.models
 import twinengine.catalog.models
 import twinengine.lake.models
 import twinengine.ml.models
+import twinengine.store.changes
 import twinengine.streams.models
 import twinengine.twins.forecast_models
 import twinengine.twins.models

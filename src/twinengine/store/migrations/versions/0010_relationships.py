@@ -1,7 +1,7 @@
 """twins: relationships between twins, versioned by valid time, and a clock per relationship type
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-23 03:50:00.000000
 
 Links are closed, never deleted, so the graph can be read as of a time; ``link_clocks`` numbers the changes
@@ -16,7 +16,7 @@ from alembic import op
 import twinengine.store.base
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,271 @@
+"""Fleets: find twins by app, tag, parameter, state value and place, page through them by keyset, and
+aggregate a state property over them in one query. Every public function checks the policy first.
+
+Listing orders by the unique twin name and continues after the last name seen, so a page costs an index
+range whatever its depth, and twins created meanwhile neither repeat nor shift a page. Aggregates run in
+SQL (count, mean, min, max; quantiles too on PostgreSQL); on SQLite quantiles fetch the one value column
+and use numpy.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select
+from sqlalchemy.orm import Session, aliased, selectinload
+
+from twinengine.auth.policy import require
+from twinengine.auth.principal import Principal
+from twinengine.catalog.manifest import parse_app_ref
+from twinengine.twins import places
+from twinengine.twins.fleet_filters import Condition, Json, bad, parameter_clause, parse, state_clause
+from twinengine.twins.models import StateHead, StateValue, Twin, TwinGrant, TwinTag
+from twinengine.twins.places import BBox
+from twinengine.twins.schemas import APP_REF
+from twinengine.twins.service import get_twin
+
+__all__ = ["STATS", "FleetFilter", "Group", "aggregate", "decode_cursor", "encode_cursor", "list_fleet",
+           "parse_filter", "set_placement"]
+
+STATS = ("count", "mean", "min", "max")
+_MAX_EXCLUDED = 50_000
+
+
+@dataclass(frozen=True)
+class FleetFilter:
+    app: str | None = None
+    tags: tuple[str, ...] = ()
+    bbox: BBox | None = None
+    state: tuple[Condition, ...] = ()
+    parameters: tuple[Condition, ...] = ()
+
+
+@dataclass
+class Group:
+    key: str | None
+    count: int
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
+    quantiles: dict[str, float | None] = field(default_factory=dict)
+
+
+def parse_filter(*, app: str | None = None, tags: Sequence[str] = (), bbox: str | None = None,
+                 state: Sequence[str] = (), parameter: Sequence[str] = ()) -> FleetFilter:
+    """Query parameters as the API and CLI take them; bad ones are a 400 naming the parameter."""
+    if app and not re.match(APP_REF, app):
+        raise bad("app", f"{app!r} is not NAME or NAME@VERSION")
+    for tag in tags:
+        if not places.is_tag(tag):
+            raise bad("tag", f"{tag!r} is not a tag: use 1-64 of a-z 0-9 - _ . :")
+    box = None
+    if bbox is not None:
+        try:
+            box = places.parse_bbox(bbox)
+        except Exception as exc:
+            raise bad("bbox", str(getattr(exc, "problems", [exc])[0]).removeprefix("bbox: ")) from None
+    return FleetFilter(app=app or None, tags=tuple(tags), bbox=box,
+                       state=tuple(parse(s, "state", state=True) for s in state),
+                       parameters=tuple(parse(p, "parameter", state=False) for p in parameter))
+
+
+def _bbox_overlaps(box: BBox) -> ColumnElement[bool]:
+    minx, miny, maxx, maxy = box
+    return and_(Twin.bbox_minx <= maxx, Twin.bbox_maxx >= minx, Twin.bbox_miny <= maxy, Twin.bbox_maxy >= miny)
+
+
+def _where(session: Session, principal: Principal, filt: FleetFilter) -> list[ColumnElement[bool]]:
+    """The filter as SQL conditions on ``twins`` (the bbox only as its index prefilter)."""
+    json_ = Json(session.get_bind().dialect.name)
+    where: list[ColumnElement[bool]] = []
+    if not principal.is_admin:
+        granted = exists().where(TwinGrant.twin_id == Twin.id, TwinGrant.identity == principal.name)
+        where.append(or_(Twin.owner == principal.name, granted))
+    if filt.app:
+        name, version = parse_app_ref(filt.app)
+        where.append(Twin.app_name == name)
+        if version:
+            where.append(Twin.app_version == version)
+    for tag in filt.tags:  # an alias each: ``by=tag`` joins the tag rows too
+        tagged = aliased(TwinTag)
+        where.append(exists().where(tagged.tag == tag, tagged.twin_id == Twin.id))
+    if filt.bbox is not None:
+        where.append(_bbox_overlaps(filt.bbox))
+    where += [state_clause(json_, c) for c in filt.state]
+    where += [parameter_clause(json_, c) for c in filt.parameters]
+    return where
+
+
+def _exact(rows: Sequence[Twin], box: BBox | None) -> list[Twin]:
+    """Drop the twins whose bbox overlaps ``box`` but whose shape does not (points pass as they are)."""
+    if box is None:
+        return list(rows)
+    areas = [t for t in rows if (t.bbox_minx, t.bbox_miny) != (t.bbox_maxx, t.bbox_maxy)]
+    if not areas:
+        return list(rows)
+    misses = {t.id for t, hit in zip(areas, places.intersecting([t.location for t in areas], box), strict=True)
+              if not hit}
+    return [t for t in rows if t.id not in misses]
+
+
+def encode_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        name = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        name = ""
+    if not name:
+        raise bad("cursor", "not a cursor this API gave out (use the page's next link)")
+    return name
+
+
+def list_fleet(session: Session, *, principal: Principal, filt: FleetFilter, limit: int = 50,
+               cursor: str | None = None) -> tuple[list[Twin], str | None]:
+    """One page of the twins the caller may see that match ``filt``, by name; and the next page's cursor."""
+    require(principal, "twin.list")
+    where = _where(session, principal, filt)
+    after = decode_cursor(cursor) if cursor else None
+    page: list[Twin] = []
+    while True:
+        query = select(Twin).where(*where).order_by(Twin.name).limit(limit + 1)
+        if after is not None:
+            query = query.where(Twin.name > after)
+        rows = list(session.scalars(query.options(selectinload(Twin.grants))))
+        batch = rows[:limit]
+        page += _exact(batch, filt.bbox)
+        if len(page) >= limit:
+            page = page[:limit]
+            more = len(rows) > limit or page[-1] is not batch[-1]
+            return page, (encode_cursor(page[-1].name) if more else None)
+        if len(rows) <= limit:
+            return page, None
+        after = batch[-1].name  # shapes missed the box: fill the page from further on
+
+
+def _excluded(session: Session, where: list[ColumnElement[bool]], box: BBox | None) -> list[str]:
+    """Ids of twins with an area whose bbox overlaps ``box`` but whose shape does not."""
+    if box is None:
+        return []
+    area = or_(Twin.bbox_minx < Twin.bbox_maxx, Twin.bbox_miny < Twin.bbox_maxy)
+    rows = session.execute(select(Twin.id, Twin.location).where(*where, area)).all()
+    if not rows:
+        return []
+    hits = places.intersecting([r.location for r in rows], box)
+    missed = [r.id for r, hit in zip(rows, hits, strict=True) if not hit]
+    if len(missed) > _MAX_EXCLUDED:
+        raise bad("bbox", f"more than {_MAX_EXCLUDED} shapes only touch the box's corners: narrow the filter")
+    return missed
+
+
+def _group_key(session: Session, by: str | None) -> tuple[Any, bool]:
+    """The SQL of the group key, and whether it needs the tag rows joined."""
+    if by is None:
+        return literal(None), False
+    if by == "app":
+        return Twin.app_name + "@" + Twin.app_version, False
+    if by == "tag":
+        return TwinTag.tag, True
+    if by.startswith("parameter:") and len(by) > len("parameter:"):
+        return Json(session.get_bind().dialect.name).label(Twin.parameters, by.split(":", 1)[1]), False
+    raise bad("by", f"{by!r}: group by app, tag or parameter:NAME")
+
+
+def _values(session: Session, where: list[ColumnElement[bool]], key: Any, tags: bool, prop: str, kind: str,
+            at: datetime | None) -> Select[Any]:
+    """(g, v): each matching twin's group key and numeric value of ``prop``, now or as of ``at``."""
+    json_ = Json(session.get_bind().dialect.name)
+    if at is None:
+        query = (select(key.label("g"), json_.number(StateHead.value).label("v"))
+                 .join_from(Twin, StateHead, and_(StateHead.twin_id == Twin.id, StateHead.property == prop,
+                                                  StateHead.kind == kind)))
+        if tags:
+            query = query.join(TwinTag, TwinTag.twin_id == Twin.id)
+        return query.where(*where)
+    # As of a time: per twin, one backward seek on the log's time index picks the value's id (as in
+    # twins/state.py), then one join fetches the picked values.
+    pick = (select(StateValue.id)
+            .where(StateValue.twin_id == Twin.id, StateValue.property == prop, StateValue.kind == kind,
+                   StateValue.timestamp <= at)
+            .order_by(StateValue.timestamp.desc(), StateValue.revision.desc()).limit(1)
+            .correlate(Twin).scalar_subquery())
+    inner = select(key.label("g"), pick.label("pick")).select_from(Twin)
+    if tags:
+        inner = inner.join(TwinTag, TwinTag.twin_id == Twin.id)
+    picked = inner.where(*where).subquery()
+    return (select(picked.c.g, json_.number(StateValue.value).label("v"))
+            .join_from(picked, StateValue, StateValue.id == picked.c.pick))
+
+
+def aggregate(session: Session, *, principal: Principal, filt: FleetFilter, prop: str, kind: str = "reported",
+              by: str | None = None, quantiles: Sequence[float] = (), at: datetime | None = None) -> list[Group]:
+    """Count, mean, min, max (and quantiles) of a numeric state property over the matching twins, per group;
+    twins without a numeric value of it are not counted."""
+    require(principal, "twin.list")
+    for q in quantiles:
+        if not 0 <= q <= 1:
+            raise bad("quantile", f"{q} is not in [0, 1]")
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    where = _where(session, principal, filt)
+    missed = _excluded(session, where, filt.bbox)
+    if missed:
+        where.append(Twin.id.notin_(missed))
+    key, tags = _group_key(session, by)
+    rows = _values(session, where, key, tags, prop, kind, at).subquery()
+    value = rows.c.v
+    columns = [rows.c.g, func.count(value), func.avg(value), func.min(value), func.max(value)]
+    pg = session.get_bind().dialect.name == "postgresql"
+    if pg:
+        columns += [func.percentile_cont(q).within_group(value) for q in quantiles]
+    result = session.execute(select(*columns).group_by(rows.c.g).order_by(rows.c.g)).all()
+    groups = []
+    for row in result:
+        if not row[1]:
+            continue
+        group = Group(key=None if row[0] is None else str(row[0]), count=int(row[1]), mean=_float(row[2]),
+                      min=_float(row[3]), max=_float(row[4]))
+        if pg:
+            group.quantiles = {_q(q): _float(v) for q, v in zip(quantiles, row[5:], strict=True)}
+        groups.append(group)
+    if quantiles and not pg:
+        _numpy_quantiles(session, rows, groups, quantiles)
+    return groups
+
+
+def _numpy_quantiles(session: Session, rows: Any, groups: list[Group], quantiles: Sequence[float]) -> None:
+    """SQLite has no percentile function: fetch the value column, ordered by group, and let numpy do it."""
+    values: dict[str | None, list[float]] = defaultdict(list)
+    for g, v in session.execute(select(rows.c.g, rows.c.v).where(rows.c.v.is_not(None))):
+        values[None if g is None else str(g)].append(v)
+    for group in groups:
+        data = np.asarray(values.get(group.key, []), dtype=float)
+        found = np.quantile(data, list(quantiles)) if data.size else [None] * len(quantiles)
+        group.quantiles = {_q(q): _float(v) for q, v in zip(quantiles, found, strict=True)}
+
+
+def _q(q: float) -> str:
+    return f"{q:g}"
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def set_placement(session: Session, *, principal: Principal, ref: str, tags: Sequence[str] | None = None,
+                  location: dict[str, Any] | None = None, clear_location: bool = False) -> Twin:
+    """Replace a twin's tags and/or location (owner or admin, like other edits of a twin)."""
+    twin = get_twin(session, principal=principal, ref=ref, action="twin.manage")
+    places.place(session, twin, tags=tags, location=location, clear_location=clear_location)
+    session.flush()
+    return twin

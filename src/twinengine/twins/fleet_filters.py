@@ -1,0 +1,154 @@
+"""The fleet filter grammar and its SQL: conditions on state values (read from ``state_heads``) and on
+parameters, portable between SQLite (JSON text) and PostgreSQL (JSONB).
+
+    condition := term op value
+    term      := [reported. | desired.] name        (a state property; reported by default)
+               | name                               (a parameter, in ``parameter=...``)
+    op        := = | != | < | <= | > | >=
+    value     := number | true | false | "text" | 'text' | bare-word | @term   (@: another property, numeric)
+
+Numbers compare numerically and only with numeric values; text and booleans with ``=``/``!=`` (text also
+orders). Anything else is a 400 naming the query parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, Text, and_, case, cast, exists, func, literal, literal_column
+from sqlalchemy.orm import aliased
+
+from twinengine.errors import InvalidInput, Problem
+from twinengine.twins.models import StateHead, Twin
+
+__all__ = ["Condition", "Json", "bad", "parameter_clause", "parse", "state_clause"]
+
+_CONDITION = re.compile(r"^\s*(?P<term>[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?)\s*"
+                        r"(?P<op><=|>=|!=|=|<|>)\s*(?P<value>.*?)\s*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BARE = re.compile(r"^[A-Za-z0-9_.:+-]+$")
+_KINDS = ("reported", "desired")
+_OPS = {"=": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
+
+
+def bad(field: str, msg: str) -> InvalidInput:
+    """A 400 whose details name the query parameter."""
+    return InvalidInput(f"{field}: {msg}", details=[Problem(field, msg).to_dict()])
+
+
+@dataclass(frozen=True)
+class Condition:
+    kind: str  # reported | desired (state), "" for parameters
+    name: str
+    op: str
+    value: Any = None  # float | str | bool
+    ref: tuple[str, str] | None = None  # (kind, name) of another state property
+
+
+def _term(text: str, field: str, state: bool) -> tuple[str, str]:
+    if "." in text:
+        kind, name = text.split(".", 1)
+        if not state or kind not in _KINDS:
+            raise bad(field, f"{text!r}: a name may be prefixed by reported. or desired. only in state filters")
+        return kind, name
+    return ("reported" if state else ""), text
+
+
+def parse(text: str, field: str, *, state: bool) -> Condition:
+    """One condition of a ``state=`` or ``parameter=`` query parameter."""
+    match = _CONDITION.match(text)
+    if match is None or len(text) > 200:
+        raise bad(field, f"{text!r} is not a condition like level>2.5 (name, one of = != < <= > >=, a value)")
+    kind, name = _term(match["term"], field, state)
+    op, raw = match["op"], match["value"]
+    if raw.startswith("@"):
+        if not state:
+            raise bad(field, "@name compares with another state property: only in state filters")
+        ref = _term(raw[1:], field, True)
+        if not _NAME.match(ref[1]):
+            raise bad(field, f"{raw!r} does not name a state property")
+        return Condition(kind, name, op, ref=ref)
+    value: Any
+    if raw in ("true", "false"):
+        value = raw == "true"
+    elif len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+        value = raw[1:-1]
+    else:
+        try:
+            value = float(raw)
+        except ValueError:
+            if not _BARE.match(raw):
+                raise bad(field, f"{raw!r} is not a value: a number, true, false, a word or quoted text") from None
+            value = raw
+        else:
+            if value != value or value in (float("inf"), float("-inf")):
+                raise bad(field, f"{raw!r} is not a finite number")
+    if isinstance(value, bool) and op not in ("=", "!="):
+        raise bad(field, f"booleans compare with = or != only, not {op}")
+    return Condition(kind, name, op, value)
+
+
+class Json:
+    """Typed reads of a JSON value (a column, or one key of a column) in the dialect at hand."""
+
+    def __init__(self, dialect: str) -> None:
+        self.pg = dialect == "postgresql"
+
+    def _at(self, column: Any, key: str | None) -> tuple[Any, Any]:
+        """(type name, text or native value) of ``column`` or ``column[key]``."""
+        if self.pg:
+            node = column if key is None else func.jsonb_extract_path(column, literal(key))
+            return func.jsonb_typeof(node), node.op("#>>")(literal_column("'{}'"))
+        path = "$" if key is None else "$." + json.dumps(key)
+        return func.json_type(column, path), func.json_extract(column, path)
+
+    def number(self, column: Any, key: str | None = None) -> ColumnElement[Any]:
+        kind, value = self._at(column, key)
+        if self.pg:
+            return case((kind == "number", cast(value, Float)), else_=None)
+        return case((kind.in_(("integer", "real")), value), else_=None)
+
+    def text(self, column: Any, key: str | None = None) -> ColumnElement[Any]:
+        kind, value = self._at(column, key)
+        return case((kind == ("string" if self.pg else "text"), value), else_=None)
+
+    def boolean(self, column: Any, key: str | None, value: bool) -> ColumnElement[bool]:
+        kind, text = self._at(column, key)
+        if self.pg:
+            return and_(kind == "boolean", text == ("true" if value else "false"))
+        test: ColumnElement[bool] = kind == ("true" if value else "false")
+        return test
+
+    def label(self, column: Any, key: str) -> ColumnElement[Any]:
+        """A parameter as text, whatever its JSON type (for grouping)."""
+        if self.pg:
+            return func.jsonb_extract_path_text(column, literal(key))
+        return cast(func.json_extract(column, "$." + json.dumps(key)), Text)
+
+
+def _compare(json_: Json, column: Any, key: str | None, cond: Condition) -> ColumnElement[bool]:
+    if isinstance(cond.value, bool):
+        test = json_.boolean(column, key, cond.value)
+        return test if cond.op == "=" else ~test
+    if isinstance(cond.value, float):
+        return getattr(json_.number(column, key), _OPS[cond.op])(cond.value)  # type: ignore[no-any-return]
+    return getattr(json_.text(column, key), _OPS[cond.op])(cond.value)  # type: ignore[no-any-return]
+
+
+def state_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:
+    """A correlated test on the twin's head of the property: one primary-key seek per twin."""
+    head = aliased(StateHead)
+    test = exists().where(head.twin_id == Twin.id, head.property == cond.name, head.kind == cond.kind)
+    if cond.ref is None:
+        return test.where(_compare(json_, head.value, None, cond))
+    other = aliased(StateHead)
+    left, right = json_.number(head.value, None), json_.number(other.value, None)
+    return test.where(other.twin_id == Twin.id, other.property == cond.ref[1], other.kind == cond.ref[0],
+                      getattr(left, _OPS[cond.op])(right))
+
+
+def parameter_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:
+    return _compare(json_, Twin.parameters, cond.name, cond)
