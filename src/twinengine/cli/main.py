@@ -39,7 +39,9 @@ SUBCOMMANDS = {
                    "gate's decision."),
     "create": Lazy(_TWINS, "COMMANDS.create", "Create a twin of a published app; parameters are checked against "
                    "the app's schema."),
-    "list": Lazy(_TWINS, "COMMANDS.list", "Twins you own or were granted."),
+    "list": Lazy(_TWINS, "COMMANDS.list", "Twins you own or were granted; with filters, one page by name "
+                 "(--cursor for the next)."),
+    "update": Lazy(_TWINS, "COMMANDS.update", "Set a twin's tags and/or location (owner or admin)."),
     "show": Lazy(_TWINS, "COMMANDS.show", "One twin: app, owner, parameters, origin."),
     "delete": Lazy(_TWINS, "COMMANDS.delete", "Delete a twin and its whole state history (owner or admin)."),
     "fork": Lazy(_TWINS, "COMMANDS.fork", "Fork a what-if scenario: a new twin starting from the state at a "
