@@ -135,11 +135,17 @@ def _error_response(status: int, model: type[BaseModel], description: str | None
 
 
 def _complete_content(content: dict[str, Any]) -> None:
-    """Non-JSON media types documented without a schema carry bytes (or text)."""
+    """Media types documented without a schema: a JSON answer built by hand is an object; others carry bytes
+    (or text)."""
     for media_type, entry in content.items():
-        if not entry.get("schema"):
-            entry["schema"] = {"type": "string"} if media_type.startswith("text/") else \
-                {"type": "string", "format": "binary"}
+        if entry.get("schema"):
+            continue
+        if media_type.split(";")[0].endswith(("/json", "+json")):
+            entry["schema"] = {"type": "object"}
+        elif media_type.startswith("text/"):
+            entry["schema"] = {"type": "string"}
+        else:
+            entry["schema"] = {"type": "string", "format": "binary"}
 
 
 def complete(document: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
