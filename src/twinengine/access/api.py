@@ -95,6 +95,10 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/edr"
 
 
+MetadataFormat = Annotated[str | None, Query(alias="f", max_length=32, description="Metadata is offered as JSON",
+                                             json_schema_extra={"enum": ["json", "application/json"]})]
+
+
 def _metadata_format(f: str | None) -> None:
     if f is not None and f.lower() not in ("json", "application/json"):
         raise InvalidParameterValue("f", f"{f!r}: metadata is offered as json only")
@@ -161,19 +165,19 @@ def _answer(access: DataAccess, principal: Any, collection_id: str, query: EDRQu
 
 @router.get("", name="landing", summary="EDR landing page")
 @router.get("/", name="landing_slash", include_in_schema=False)
-def landing(request: Request, principal: PrincipalDep, f: Format = None) -> dict[str, Any]:
+def landing(request: Request, principal: PrincipalDep, f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
     return metadata.landing_page(_base(request))
 
 
 @router.get("/conformance", name="conformance", summary="Conformance classes (EDR 1.0 and 1.1)")
-def conformance(principal: PrincipalDep, f: Format = None) -> dict[str, Any]:
+def conformance(principal: PrincipalDep, f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
     return {"conformsTo": metadata.CONFORMANCE}
 
 
 @router.get("/api", name="api_definition", summary="The API definition (OpenAPI 3)")
-def api_definition(request: Request, principal: PrincipalDep, f: Format = None) -> dict[str, Any]:
+def api_definition(request: Request, principal: PrincipalDep, f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
     document: dict[str, Any] = request.app.openapi()
     return document
@@ -186,7 +190,8 @@ def _describe(access: DataAccess, collection_id: str, base: str) -> dict[str, An
 
 
 @router.get("/collections", name="collections", summary="Collections with their extents and queries")
-def collections(request: Request, access: AccessDep, principal: PrincipalDep, f: Format = None) -> dict[str, Any]:
+def collections(request: Request, access: AccessDep, principal: PrincipalDep,
+                f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
     require(principal, "collection.read")
     base = _base(request)
@@ -202,7 +207,7 @@ def collections(request: Request, access: AccessDep, principal: PrincipalDep, f:
 
 @router.get("/collections/{collection_id}", name="collection", summary="One collection")
 def collection(request: Request, collection_id: CollectionId, access: AccessDep, principal: PrincipalDep,
-               f: Format = None) -> dict[str, Any]:
+               f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
     require(principal, "collection.read", target=collection_id)
     return _describe(access, collection_id, _base(request))

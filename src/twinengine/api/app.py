@@ -14,6 +14,7 @@ from starlette.types import Message
 from twinengine._version import __version__
 from twinengine.access import api as access_api
 from twinengine.api import health
+from twinengine.api.description import install_description
 from twinengine.api.errors import install_error_handlers
 from twinengine.api.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from twinengine.api.routing import API_PREFIX, operation_id
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(router)
     app.include_router(relationships_api.router)
     install_ui(app)
+    install_description(app)
 
     settings = runtime.settings
     # Outermost last: metrics see everything, the audit sees writes refused for their size too.

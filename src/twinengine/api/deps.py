@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,9 +17,21 @@ from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.runtime import Runtime
 
-__all__ = ["PRINCIPAL_SCOPE_KEY", "PrincipalDep", "RuntimeDep", "SessionDep", "authorized"]
+__all__ = ["PRINCIPAL_SCOPE_KEY", "TOKEN_REQUIRED", "PrincipalDep", "RuntimeDep", "SessionDep", "authorized",
+           "requires_token"]
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+F = TypeVar("F", bound=Callable[..., Any])
+
+TOKEN_REQUIRED: set[Callable[..., Any]] = set()
+"""Dependencies that refuse a request without a valid token: the OpenAPI description (``api.description``)
+marks the routes that use one as needing a bearer token, and the others as public."""
+
+
+def requires_token(dependency: F) -> F:
+    """Register ``dependency`` as one that answers 401 without a valid token."""
+    TOKEN_REQUIRED.add(dependency)
+    return dependency
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -44,6 +56,7 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="A token from `twin token create` or an OIDC issuer.")
 
 
+@requires_token
 async def get_principal(
     request: Request,
     runtime: RuntimeDep,

@@ -27,7 +27,8 @@ router = api_router(tag="health", versioned=False)
 PROBE_THREADS = 4
 
 
-@router.get("/health", name="health", summary="Is the engine up and its store reachable?")
+@router.get("/health", name="health", summary="Is the engine up and its store reachable?",
+            responses={503: {"description": "The store cannot be reached", "content": {"application/json": {}}}})
 async def health(request: Request, runtime: RuntimeDep) -> JSONResponse:
     """The store check runs on threads of the probe's own (``PROBE_THREADS``): a liveness probe must not
     queue behind the requests that fill the shared thread pool."""

@@ -98,7 +98,8 @@ def list_identities(session: SessionDep, principal: PrincipalDep) -> list[Identi
 
 
 @router.post("/session", tags=["session"], name="sign_in", status_code=status.HTTP_201_CREATED,
-             summary="Sign in to the portal: exchanges a token for an httpOnly session cookie")
+             summary="Sign in to the portal: exchanges a token for an httpOnly session cookie",
+             responses={401: {"description": "The token is not valid"}})
 async def sign_in(body: SessionCreate, request: Request, response: Response, runtime: RuntimeDep) -> SessionRead:
     """The token is verified and dropped; the cookie holds a new short-lived session token (SameSite=Strict).
     Writes with the cookie must send ``csrf_token`` as ``X-CSRF-Token``."""

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from twinengine.timeutil import Instant
+
 __all__ = [
     "AttachBody", "DidCreate", "DidPage", "DidRead", "DidType", "EndpointCreate", "EndpointCredential",
     "EndpointPage", "EndpointRead", "EndpointUpdate", "ImportResult", "ImportStac", "ReplicaRead", "ReplicaState",
@@ -126,8 +128,8 @@ class DidCreate(_Input):
     meta: dict[str, Any] = Field(default_factory=dict)
     geometry: dict[str, Any] | None = Field(default=None, description="GeoJSON geometry (datasets, for STAC)")
     bbox: tuple[float, float, float, float] | None = Field(default=None, description="west, south, east, north")
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    start_time: Instant | None = None
+    end_time: Instant | None = None
 
 
 class DidRead(BaseModel):

@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from twinengine.api.cookies import check_csrf, request_token
-from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, requires_token
 from twinengine.api.routing import api_router
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.principal import Principal
@@ -65,6 +65,7 @@ def _verify(runtime: Runtime, token: str | None) -> Principal:
         return verify_bearer(token, session=session, verifiers=runtime.verifiers)
 
 
+@requires_token
 async def stream_principal(request: Request, runtime: RuntimeDep,
                            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
     principal = await anyio.to_thread.run_sync(_verify, runtime, request_token(request, credentials))

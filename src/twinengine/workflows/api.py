@@ -146,7 +146,8 @@ def delete_trigger(twin: TwinRef, name: Annotated[str, Path(max_length=64)], ses
 
 
 @router.post("/hooks/{trigger_id}", name="webhook", status_code=status.HTTP_202_ACCEPTED,
-             summary="Fire a webhook trigger (authenticated by its secret, not a token)")
+             summary="Fire a webhook trigger (authenticated by its secret, not a token)",
+             responses={401: {"description": "The secret is missing or wrong"}})
 def webhook(trigger_id: Annotated[str, Path(max_length=40)], session: SessionDep, runtime: RuntimeDep,
             body: Annotated[dict[str, Any] | None, Body()] = None,
             secret: Annotated[str | None, Header(alias="X-Twin-Trigger-Secret", max_length=200)] = None,

@@ -28,6 +28,19 @@ __all__ = ["router"]
 router = api_router("/stac", tag="stac", versioned=False)
 
 _OPEN_BODY: Any = Body(description="STAC item search parameters (JSON object)")
+QUERYABLES = "application/schema+json"
+
+
+class GeoJSONResponse(JSONResponse):
+    media_type = GEOJSON
+
+
+class QueryablesResponse(JSONResponse):
+    media_type = QUERYABLES
+
+
+class OpenAPIResponse(JSONResponse):
+    media_type = service.OPENAPI_MEDIA_TYPE
 
 
 def _links(request: Request) -> Links:
@@ -73,14 +86,14 @@ def conformance() -> JSONResponse:
 
 
 @router.get("/api", name="service_desc", summary="The OpenAPI document, as STAC's service-desc link wants it",
-            response_class=JSONResponse)
+            response_class=OpenAPIResponse)
 def service_desc(request: Request) -> JSONResponse:
-    return JSONResponse(request.app.openapi(), media_type=service.OPENAPI_MEDIA_TYPE)
+    return OpenAPIResponse(request.app.openapi())
 
 
-@router.get("/queryables", name="queryables", summary="Queryables for filter", response_class=JSONResponse)
+@router.get("/queryables", name="queryables", summary="Queryables for filter", response_class=QueryablesResponse)
 def queryables(request: Request, principal: PrincipalDep) -> JSONResponse:
-    return _json(service.queryables(links=_links(request)), "application/schema+json")
+    return _json(service.queryables(links=_links(request)), QUERYABLES)
 
 
 @router.get("/collections", name="collections", summary="Lake containers as STAC collections",
@@ -96,15 +109,15 @@ def collection(collection_id: str, request: Request, session: SessionDep, princi
 
 
 @router.get("/collections/{collection_id}/queryables", name="collection_queryables",
-            summary="Queryables of a collection", response_class=JSONResponse)
+            summary="Queryables of a collection", response_class=QueryablesResponse)
 def collection_queryables(collection_id: str, request: Request, session: SessionDep,
                           principal: PrincipalDep) -> JSONResponse:
     service.collection(session, principal=principal, links=_links(request), cid=collection_id)
-    return _json(service.queryables(links=_links(request), cid=collection_id), "application/schema+json")
+    return _json(service.queryables(links=_links(request), cid=collection_id), QUERYABLES)
 
 
 @router.get("/collections/{collection_id}/items", name="items", summary="Items of a collection (paged)",
-            response_class=JSONResponse)
+            response_class=GeoJSONResponse)
 def items(collection_id: str, request: Request, session: SessionDep, principal: PrincipalDep,
           runtime: RuntimeDep) -> JSONResponse:
     query = from_get(dict(request.query_params))
@@ -113,21 +126,21 @@ def items(collection_id: str, request: Request, session: SessionDep, principal: 
 
 
 @router.get("/collections/{collection_id}/items/{item_id}", name="item", summary="One item",
-            response_class=JSONResponse)
+            response_class=GeoJSONResponse)
 def item(collection_id: str, item_id: str, request: Request, session: SessionDep, principal: PrincipalDep,
          runtime: RuntimeDep) -> JSONResponse:
     return _json(service.item(session, principal=principal, links=_links(request), cid=collection_id, iid=item_id,
                               cube_of=_cube_of(runtime)), GEOJSON)
 
 
-@router.get("/search", name="search_get", summary="Item search (GET)", response_class=JSONResponse)
+@router.get("/search", name="search_get", summary="Item search (GET)", response_class=GeoJSONResponse)
 def search_get(request: Request, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> JSONResponse:
     query = from_get(dict(request.query_params))
     return _json(service.search(session, principal=principal, links=_links(request), query=query, method="GET",
                                 cube_of=_cube_of(runtime)), GEOJSON)
 
 
-@router.post("/search", name="search_post", summary="Item search (POST)", response_class=JSONResponse)
+@router.post("/search", name="search_post", summary="Item search (POST)", response_class=GeoJSONResponse)
 def search_post(request: Request, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
                 body: Annotated[Any, _OPEN_BODY] = None) -> JSONResponse:
     query = from_post(body if body is not None else {})

@@ -15,10 +15,10 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
 
 from twinengine._version import __version__
-from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, get_principal
+from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, get_principal, requires_token
 from twinengine.api.routing import Router
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.oidc import OidcVerifier
@@ -50,6 +50,10 @@ ENDPOINTS = [
 ]
 CONFORMANCE = ["https://api.openeo.org/1.2.0", "https://api.stacspec.org/v1.0.0/core",
                "https://api.stacspec.org/v1.0.0/collections"]
+
+
+_basic = requires_token(HTTPBasic(auto_error=False, description="Your identity as user name, an engine token as "
+                                                             "password."))
 
 
 def _root(request: Request) -> str:
@@ -84,7 +88,9 @@ def conformance() -> dict[str, Any]:
 
 
 @router.get("/credentials/basic", name="credentials_basic",
-            summary="Exchange an engine token (as the basic-auth password) for an openEO access token")
+            summary="Exchange an engine token (as the basic-auth password) for an openEO access token",
+            dependencies=[Depends(_basic)], responses={401: {"description": "No basic credentials, or a token that "
+                                                                             "is not valid or not the user's"}})
 def credentials_basic(request: Request, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
     header = request.headers.get("Authorization", "")
     if not header.lower().startswith("basic "):
@@ -99,7 +105,8 @@ def credentials_basic(request: Request, session: SessionDep, runtime: RuntimeDep
     return {"access_token": password}
 
 
-@router.get("/credentials/oidc", name="credentials_oidc", summary="OpenID Connect providers this engine trusts")
+@router.get("/credentials/oidc", name="credentials_oidc", summary="OpenID Connect providers this engine trusts",
+            responses={404: {"description": "No OpenID Connect provider is configured"}})
 def credentials_oidc(runtime: RuntimeDep) -> dict[str, Any]:
     """The configured providers (``TWIN_OIDC_PROVIDERS``); clients then send ``Bearer oidc/<id>/<token>``.
     Without any, the endpoint is not offered (openEO requires at least one provider in the list)."""

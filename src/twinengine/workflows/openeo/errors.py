@@ -11,6 +11,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from twinengine.errors import TwinEngineError, join_loc
 
@@ -51,6 +52,9 @@ class OpenEORoute(APIRoute):
                 return await handler(request)
             except TwinEngineError as exc:
                 return openeo_error(exc.status, exc.code, exc.message)
+            except StarletteHTTPException as exc:  # a body that cannot be read: 400, in openEO's format
+                return openeo_error(exc.status_code, "BadRequest" if exc.status_code == 400 else "HTTPError",
+                                    str(exc.detail))
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
                 loc = join_loc([p for p in first.get("loc", ()) if p != "body"]) or "body"

@@ -1,0 +1,196 @@
+"""The OpenAPI description, completed from what each route depends on, so that it states every answer.
+
+FastAPI documents a route's success and a 422 shaped like its own validation errors. The engine answers more
+(and in its own error format): 401/403 wherever a token is verified, 404 wherever something is named, 409 on
+writes, 413 on bodies... These follow from a route's dependencies and parameters, so they are added here,
+once, for every route, rather than repeated by each router. A route states its own exceptions with
+``responses={503: {"description": ...}}``: an error status without content gets the error schema here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.security.base import SecurityBase
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import BaseRoute
+
+from twinengine.access.api import EDRRoute
+from twinengine.api.deps import TOKEN_REQUIRED
+from twinengine.workflows.openeo.errors import OpenEORoute
+
+__all__ = ["ERROR_SCHEMAS", "api_routes", "auth_of", "complete", "error_statuses", "install_description"]
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_REF = "#/components/schemas/"
+_DESCRIPTIONS = {
+    400: "Malformed request: a body that is not valid JSON, or a parameter the route cannot use",
+    401: "No token, or a token that is not valid (expired, revoked, unknown issuer)",
+    403: "The caller's role or grants do not allow this",
+    404: "Something the request names does not exist (or is not visible to the caller)",
+    409: "Conflicts with what exists (a name taken, a version published with other content)",
+    413: "The request body (or the answer it asks for) is larger than this engine allows",
+    422: "Well-formed input that breaks the rules; every problem is listed with its location",
+}
+
+
+class ProblemDetail(BaseModel):
+    """One thing wrong with an input: where (a dotted path) and what."""
+
+    model_config = ConfigDict(extra="allow")
+    loc: str
+    msg: str
+
+
+class Error(BaseModel):
+    """How the engine's REST API answers every failure."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(description="Machine code, e.g. TwinNotFound, ValidationFailed")
+    message: str
+    details: list[ProblemDetail] | None = None
+
+
+class OpenEOError(BaseModel):
+    """An openEO API error (``id``, ``code``, ``message``, ``links``)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    code: str
+    message: str
+    links: list[dict[str, Any]] | None = None
+
+
+class EDRException(BaseModel):
+    """An OGC API exception: EDR's ``code`` and ``description`` with RFC 7807 members."""
+
+    model_config = ConfigDict(extra="allow")
+    code: str
+    description: str | None = None
+    type: str | None = None
+    title: str | None = None
+    status: int | None = None
+    detail: str | None = None
+    instance: str | None = None
+    details: list[ProblemDetail] | None = None
+
+
+ERROR_SCHEMAS: dict[type[APIRoute], type[BaseModel]] = {OpenEORoute: OpenEOError, EDRRoute: EDRException}
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any] | None]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from _calls(dependency)
+
+
+def auth_of(route: RouteContext) -> str:
+    """``required`` where the route verifies a token, ``optional`` where it reads one if sent, else ``none``."""
+    calls = list(_calls(route.dependant))
+    if any(call in TOKEN_REQUIRED for call in calls):
+        return "required"
+    return "optional" if any(isinstance(call, SecurityBase) for call in calls) else "none"
+
+
+def error_statuses(route: RouteContext, method: str) -> set[int]:
+    """The error statuses that follow from the route's dependencies, parameters and body."""
+    dependant = route.dependant
+    names = bool(dependant.path_params or dependant.query_params or dependant.header_params)
+    body = route.body_field is not None or (method in _WRITES and _declares_body(route))
+    statuses: set[int] = set()
+    if names or body:
+        statuses |= {400, 404, 422}
+    if body:
+        statuses.add(413)
+    auth = auth_of(route)
+    if auth != "none":
+        statuses |= {401, 403}
+        if method in _WRITES:
+            statuses.add(409)
+    return statuses
+
+
+def _declares_body(route: RouteContext) -> bool:
+    return bool((route.openapi_extra or {}).get("requestBody"))
+
+
+def _error_model(route: RouteContext) -> type[BaseModel]:
+    return next((model for kind, model in ERROR_SCHEMAS.items() if isinstance(route.original_route, kind)), Error)
+
+
+def api_routes(routes: Sequence[BaseRoute]) -> Iterator[RouteContext]:
+    """Every documented API route as it is served (prefixes and app-wide dependencies included)."""
+    for route in iter_route_contexts(routes):
+        if isinstance(route.original_route, APIRoute) and route.include_in_schema:
+            yield route
+
+
+def _error_response(status: int, model: type[BaseModel], description: str | None = None) -> dict[str, Any]:
+    return {"description": description or _DESCRIPTIONS.get(status, "Error"),
+            "content": {"application/json": {"schema": {"$ref": _REF + model.__name__}}}}
+
+
+def _complete_content(content: dict[str, Any]) -> None:
+    """Media types documented without a schema: a JSON answer built by hand is an object; others carry bytes
+    (or text)."""
+    for media_type, entry in content.items():
+        if entry.get("schema"):
+            continue
+        if media_type.split(";")[0].endswith(("/json", "+json")):
+            entry["schema"] = {"type": "object"}
+        elif media_type.startswith("text/"):
+            entry["schema"] = {"type": "string"}
+        else:
+            entry["schema"] = {"type": "string", "format": "binary"}
+
+
+def complete(document: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
+    """Add the error responses, security requirements and schemas that the routes imply."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    models: tuple[type[BaseModel], ...] = (ProblemDetail, Error, OpenEOError, EDRException)
+    for model in models:
+        schema = model.model_json_schema(ref_template=_REF + "{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    for route in api_routes(routes):
+        path = document["paths"].get(route.path_format, {})
+        error_model = _error_model(route)
+        auth = auth_of(route)
+        for method in (route.methods or set()) - {"HEAD"}:
+            operation = path.get(method.lower())
+            if operation is None:
+                continue
+            responses = operation["responses"]
+            for status in error_statuses(route, method):
+                described = responses.get(str(status), {})
+                if status == 422 or "content" not in described:
+                    responses[str(status)] = _error_response(status, error_model, described.get("description")
+                                                              if status != 422 else None)
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400 and not response.get("content"):
+                    responses[status] = _error_response(int(status), error_model, response.get("description"))
+                _complete_content(response.get("content", {}))
+            _complete_content(operation.get("requestBody", {}).get("content", {}))
+            if auth == "none":
+                operation.pop("security", None)
+            elif auth == "optional":
+                operation["security"] = [{}, *operation.get("security", [])]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+
+
+def install_description(app: FastAPI) -> None:
+    """Complete the app's OpenAPI document once, when it is first asked for."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            complete(build(), app.routes)
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,105 @@
+"""The OpenAPI description states what each route answers: who may call it, its errors, its media types."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+from twinengine.api import create_app
+from twinengine.api.description import api_routes, auth_of
+from twinengine.config import Settings
+
+PUBLIC = {("get", "/health"), ("get", "/stac/conformance"), ("get", "/openeo/1.2/processes"),
+          ("post", "/api/v1/session"), ("post", "/api/v1/hooks/{trigger_id}")}
+OPTIONAL = {("get", "/stac/"), ("get", "/openeo/1.2/collections")}
+ERROR_SCHEMAS = {"#/components/schemas/Error", "#/components/schemas/OpenEOError",
+                 "#/components/schemas/EDRException"}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    return create_app(Settings(data_dir=Path(tmp_path_factory.mktemp("engine"))))
+
+
+@pytest.fixture(scope="module")
+def document(app: FastAPI) -> dict[str, Any]:
+    return app.openapi()
+
+
+def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            yield method, path, operation
+
+
+def test_every_route_that_verifies_a_token_says_so_and_documents_401(app: FastAPI, document: dict[str, Any]) -> None:
+    seen = 0
+    for route in api_routes(app.routes):
+        for method in route.methods - {"HEAD"}:
+            operation = document["paths"][route.path_format][method.lower()]
+            auth = auth_of(route)
+            where = f"{method} {route.path_format}"
+            if auth == "none":
+                assert "security" not in operation, where
+                continue
+            seen += 1
+            assert {"401", "403"} <= set(operation["responses"]), where
+            assert operation["security"], where
+            assert ({} in operation["security"]) == (auth == "optional"), where
+    assert seen > 100
+
+
+def test_public_routes_need_no_token_and_optional_ones_take_one(document: dict[str, Any]) -> None:
+    for method, path in PUBLIC:
+        assert "security" not in document["paths"][path][method], path
+    for method, path in OPTIONAL:
+        assert document["paths"][path][method]["security"][0] == {}, path
+    assert document["paths"]["/api/v1/twins"]["get"]["security"] == [{"HTTPBearer": []}]
+    assert document["paths"]["/openeo/1.2/credentials/basic"]["get"]["security"] == [{"HTTPBasic": []}]
+
+
+def test_every_documented_media_type_has_a_schema(document: dict[str, Any]) -> None:
+    for method, path, operation in _operations(document):
+        bodies = [operation.get("requestBody", {}), *operation["responses"].values()]
+        for body in bodies:
+            for media_type, entry in body.get("content", {}).items():
+                assert entry.get("schema"), f"{method} {path} {media_type}"
+    archive = document["paths"]["/api/v1/apps"]["post"]["requestBody"]["content"]
+    assert archive == {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def test_errors_are_documented_in_the_format_each_surface_answers(document: dict[str, Any]) -> None:
+    for method, path, operation in _operations(document):
+        for status, response in operation["responses"].items():
+            if int(status) >= 400 and path != "/health":  # /health answers 503 with its own status body
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                assert ref in ERROR_SCHEMAS, f"{method} {path} {status}"
+                expected = ("OpenEOError" if path.startswith(("/openeo", "/.well-known/openeo"))
+                            else "EDRException" if path.startswith("/edr") else "Error")
+                assert ref.endswith(expected), f"{method} {path} {status}"
+    for name in ("HTTPValidationError", "ValidationError"):
+        assert name not in document["components"]["schemas"]
+    twin = document["paths"]["/api/v1/twins/{twin}"]
+    assert {"400", "401", "403", "404", "422"} <= set(twin["get"]["responses"])
+    assert "409" in twin["delete"]["responses"] and "409" not in twin["get"]["responses"]
+    assert "413" in document["paths"]["/api/v1/twins"]["post"]["responses"]
+    assert set(document["paths"]["/api/v1/me"]["get"]["responses"]) == {"200", "401", "403"}
+    assert "404" in document["paths"]["/openeo/1.2/credentials/oidc"]["get"]["responses"]
+
+
+def test_stac_answers_are_documented_with_their_media_types(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    assert list(paths["/stac/search"]["get"]["responses"]["200"]["content"]) == ["application/geo+json"]
+    assert list(paths["/stac/queryables"]["get"]["responses"]["200"]["content"]) == ["application/schema+json"]
+
+
+def test_a_refused_method_lists_every_method_of_the_path(app: FastAPI) -> None:
+    client = TestClient(app)  # no lifespan: the router alone answers a 405
+    response = client.options("/api/v1/session")
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} >= {"DELETE", "GET", "POST"}
