@@ -23,7 +23,7 @@ def forecast_level(rain: Any, parameters: dict, storage_mm: float = 2.0, step_ho
     ``rain_factor``, cut at ``horizon_hours``)."""
     series = np.asarray(getattr(rain, "values", rain), dtype="float64").ravel() * float(rain_factor)
     if horizon_hours is not None:
-        series = series[:max(1, int(round(float(horizon_hours) / step_hours)))]
+        series = series[:max(1, round(float(horizon_hours) / step_hours))]
     catchment = Catchment.from_parameters(parameters)
     catchment.storage_mm = float(storage_mm)
     rating = RatingCurve(parameters.get("rating_a", 18.0), parameters.get("rating_b", 1.6),
