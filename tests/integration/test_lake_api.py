@@ -248,6 +248,15 @@ def test_text_no_store_can_keep_is_refused_naming_the_field(engine: Engine) -> N
     assert response.json()["meta"]["note"] == "\U0001f30a \\u0000"
 
 
+def test_a_nul_in_a_query_parameter_is_refused_naming_it(engine: Engine) -> None:
+    """A query parameter reaches the store as a name to look up; PostgreSQL would fail on its NUL."""
+    headers = engine.headers(engine.admin_token)
+    for path in ("/api/v1/compare", "/api/v1/twins", "/api/v1/lake/dids"):
+        response = engine.http.get(path, params={"twin": "a\x00b", "scope": "x\x00"}, headers=headers)
+        assert response.status_code == 422, (path, response.text)
+        assert {d["loc"] for d in response.json()["details"]} == {"query.twin", "query.scope"}
+
+
 class _Answer(BaseHTTPRequestHandler):
     """A loopback web server with a secret in its body and a redirect to a host nobody listed."""
 

@@ -142,7 +142,7 @@ def test_a_corrupt_source_is_named_and_a_wrong_copy_is_never_committed(engine: E
 
     expected, path = expected_of(engine, "p:f2.bin")
     original = (tmp_path / "a" / path).read_bytes()
-    (tmp_path / "a" / path).write_bytes(b"X" + original[1:])  # bit rot on the source
+    (tmp_path / "a" / path).write_bytes(bytes([original[0] ^ 0xFF]) + original[1:])  # bit rot on the source
     with pytest.raises(DataCorrupted, match="source replica on a"):
         transfers.copy_file(runtime.lake, a, b, path, expected)
     assert not (tmp_path / "b" / path).exists()

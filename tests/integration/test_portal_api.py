@@ -120,7 +120,8 @@ def test_an_app_versions_workflows_with_their_parameters(engine: Engine) -> None
     headers = engine.headers(engine.token("uma", "user"))
     found = engine.http.get("/api/v1/apps/river-reach/versions/0.1.0/workflows", headers=headers).json()
     assert [w["name"] for w in found] == ["forecast"]
-    assert [p["name"] for p in found[0]["parameters"]] == ["collection", "bbox", "storage_mm", "alert_level"]
+    assert [p["name"] for p in found[0]["parameters"]] == ["collection", "bbox", "storage_mm", "alert_level",
+                                                          "interval_m", "rain_factor", "horizon_hours"]
     assert found[0]["process_graph"]["state"]["process_id"] == "update_twin_state"
     missing = engine.http.get("/api/v1/apps/river-reach/versions/9.9.9/workflows", headers=headers)
     assert missing.status_code == 404

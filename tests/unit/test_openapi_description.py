@@ -59,7 +59,8 @@ def test_public_routes_need_no_token_and_optional_ones_take_one(document: dict[s
         assert "security" not in document["paths"][path][method], path
     for method, path in OPTIONAL:
         assert document["paths"][path][method]["security"][0] == {}, path
-    assert document["paths"]["/api/v1/twins"]["get"]["security"] == [{"HTTPBearer": []}]
+    # a bearer token or the portal's session cookie
+    assert document["paths"]["/api/v1/twins"]["get"]["security"] == [{"HTTPBearer": []}, {"SessionCookie": []}]
     assert document["paths"]["/openeo/1.2/credentials/basic"]["get"]["security"] == [{"HTTPBasic": []}]
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import BaseRoute
 
 from twinengine.access.api import EDRRoute
+from twinengine.api.cookies import CSRF_HEADER, SESSION_COOKIE
 from twinengine.api.deps import TOKEN_REQUIRED
 from twinengine.workflows.openeo.errors import OpenEORoute
 
@@ -27,6 +28,7 @@ __all__ = ["ERROR_SCHEMAS", "api_routes", "auth_of", "complete", "error_statuses
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _REF = "#/components/schemas/"
+SESSION_SCHEME = "SessionCookie"  # the portal's cookie: the second credential beside the bearer header
 _DESCRIPTIONS = {
     400: "Malformed request: a body that is not valid JSON, or a parameter the route cannot use",
     401: "No token, or a token that is not valid (expired, revoked, unknown issuer)",
@@ -151,6 +153,9 @@ def _complete_content(content: dict[str, Any]) -> None:
 def complete(document: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
     """Add the error responses, security requirements and schemas that the routes imply."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    document["components"].setdefault("securitySchemes", {})[SESSION_SCHEME] = {
+        "type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
+        "description": f"The portal's session (POST /api/v1/session); a write with it also sends {CSRF_HEADER}."}
     models: tuple[type[BaseModel], ...] = (ProblemDetail, Error, OpenEOError, EDRException)
     for model in models:
         schema = model.model_json_schema(ref_template=_REF + "{model}")
@@ -178,7 +183,12 @@ def complete(document: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
             if auth == "none":
                 operation.pop("security", None)
             elif auth == "optional":
-                operation["security"] = [{}, *operation.get("security", [])]
+                security = operation.get("security", [])
+                bearer = any("HTTPBearer" in requirement for requirement in security)
+                cookie: list[dict[str, list[str]]] = [{SESSION_SCHEME: []}] if bearer else []
+                operation["security"] = [{}, *security, *cookie]
+            elif any("HTTPBearer" in requirement for requirement in operation.get("security", [])):
+                operation["security"] = [*operation["security"], {SESSION_SCHEME: []}]
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
 

@@ -1,4 +1,4 @@
-"""Refuse JSON text that no store can keep, naming where it is.
+"""Refuse JSON text (and query or path text) that no store can keep, naming where it is.
 
 JSON may carry ``\\u0000`` and lone UTF-16 surrogates (``\\ud800``); Python decodes both, SQLite keeps them
 escaped, but PostgreSQL's ``text`` and ``jsonb`` refuse them mid-transaction. Rejecting them at the edge keeps the
@@ -50,12 +50,26 @@ def unstorable_text(value: Any, loc: tuple[object, ...] = ()) -> list[Problem]:
     return problems
 
 
+def _refuse_nul_in_url(request: Request) -> None:
+    """A NUL in a query parameter or the path would reach the store as a name to look up: refused by name."""
+    query = request.scope.get("query_string", b"")
+    problems = []
+    if b"%00" in query or b"\x00" in query:
+        problems = [Problem(f"query.{key}", "text may not contain NUL (U+0000)")
+                    for key, value in request.query_params.multi_items() if "\x00" in key or "\x00" in value]
+    if "\x00" in request.scope.get("path", ""):
+        problems.append(Problem("path", "text may not contain NUL (U+0000)"))
+    if problems:
+        raise ValidationFailed(problems[:_MAX_PROBLEMS])
+
+
 async def refuse_unstorable_text(connection: HTTPConnection) -> None:
     """An app-wide dependency: FastAPI has already read and decoded a JSON body, so both calls are cached.
     Web sockets (which reach it too) check their own messages."""
     if not isinstance(connection, Request):
         return
     request = connection
+    _refuse_nul_in_url(request)
     if request.method in ("GET", "HEAD", "OPTIONS", "DELETE") or not _is_json(request):
         return
     body = await request.body()
