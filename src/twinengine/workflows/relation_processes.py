@@ -6,24 +6,13 @@ The graph changes as twins are linked, so the process is never served from the r
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from twinengine.errors import ProcessParameterInvalid, ValidationFailed
-from twinengine.timeutil import parse_instant
 from twinengine.workflows.context import current
+from twinengine.workflows.stream_processes import instant_argument
 
 __all__ = ["RELATION_SPECS", "load_related_twins"]
-
-
-def _instant(value: Any) -> datetime | None:
-    raw = getattr(value, "root", value)
-    if raw is None or isinstance(raw, datetime):
-        return raw
-    try:
-        return parse_instant(str(raw))
-    except ValueError:
-        raise ProcessParameterInvalid(f"load_related_twins: at {raw!r} is not an ISO 8601 instant") from None
 
 
 def load_related_twins(twin: str | None = None, type: str | None = None, direction: str = "out", depth: int = 1,
@@ -43,10 +32,11 @@ def load_related_twins(twin: str | None = None, type: str | None = None, directi
         raise ProcessParameterInvalid(f"load_related_twins: direction {direction!r} is not out, in or both")
     if not 1 <= int(depth) <= MAX_DEPTH:
         raise ProcessParameterInvalid(f"load_related_twins: depth {depth} is not within 1..{MAX_DEPTH}")
+    when = instant_argument(at, "load_related_twins: at")
     try:
         with ctx.db.session(readonly=True) as session:
             page = relationships.related(session, principal=ctx.principal, ref=ref, type=type,
-                                         direction=Direction(direction), depth=int(depth), at=_instant(at),
+                                         direction=Direction(direction), depth=int(depth), at=when,
                                          with_state=bool(state))
     except ValidationFailed as exc:
         raise ProcessParameterInvalid(f"load_related_twins: {exc.message}") from None

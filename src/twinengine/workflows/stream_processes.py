@@ -23,14 +23,16 @@ __all__ = ["STREAM_SPECS", "load_stream", "to_records_dataset"]
 _OFFSET, _ARRIVAL = "_offset", "_arrival"
 
 
-def _instant(value: Any) -> datetime | None:
+def instant_argument(value: Any, where: str) -> datetime | None:
+    """A process argument that is a time: None, a datetime, or an ISO 8601 string; ``where`` names it in the
+    error (``load_stream: temporal_extent``)."""
     raw = getattr(value, "root", value)
     if raw is None or isinstance(raw, datetime):
         return raw
     try:
         return parse_instant(str(raw))
     except ValueError:
-        raise ProcessParameterInvalid(f"load_stream: temporal_extent {raw!r} is not an ISO 8601 instant") from None
+        raise ProcessParameterInvalid(f"{where} {raw!r} is not an ISO 8601 instant") from None
 
 
 def to_records_dataset(table: pa.Table | None, time_field: str) -> xr.Dataset:
@@ -66,7 +68,8 @@ def load_stream(stream: str, temporal_extent: Any = None, twin: str | None = Non
     since = until = None
     if temporal_extent is not None:
         items = getattr(temporal_extent, "root", temporal_extent)
-        since, until = _instant(items[0]), _instant(items[1])
+        where = "load_stream: temporal_extent"
+        since, until = instant_argument(items[0], where), instant_argument(items[1], where)
     table, time_field, twin_id = reader(ctx.principal, ref, stream, since, until)
     ds = to_records_dataset(table, time_field)
     ctx.inputs.append({"collection": f"stream:{twin_id}/{stream}", "node": ctx.node,
