@@ -1,29 +1,39 @@
-"""Mixed load on ``twin serve``'s app: what clients see when more of them than request threads work at once.
+"""Mixed load on ``twin serve``: what clients see when many more of them than request threads work at once.
 
 For each backend (SQLite always; PostgreSQL when ``TWIN_BENCH_POSTGRES_URL`` or the default local server
-answers) it serves the engine on a loopback port and measures, side by side in the same run:
+answers) it prepares a data dir (river-reach published, four twins, a gridded rain collection), serves it with
+``twin serve`` in its own process, and measures, side by side in the same run:
 
 - baseline: each kind of request below, by one client alone on the idle engine;
 - under load: the same kinds while N clients mix, for D seconds, state writes on four twins, current and
-  time-travel state reads, ``/health`` probes, STAC searches, EDR position queries on a gridded rain
-  collection, stream batches (JSON lines) and synchronous openEO graphs.
+  time-travel state reads, ``/health`` probes, STAC searches, EDR position queries on the rain collection,
+  stream batches (JSON lines) and synchronous openEO graphs; and how long a workflow run submitted in the
+  middle of the load waits before it starts.
 
-It prints p50/p99 latencies, throughput, the slowest answer and the ratios of loaded to alone latencies, for
-each number of clients asked for (the issue's figures: ``--clients 50,200``).
+The clients are asyncio tasks in this process (one connection each), so they do not take the server's
+interpreter lock from it. ``--threads`` serves the same data dir once per request-thread count
+(``TWIN_REQUEST_THREADS``; 40 was the fixed pool before the setting existed), to show what the setting does.
 
-Usage: python bench/mixed_load.py [--clients 50,200] [--seconds 10]
+It prints p50/p99 latencies, throughput, the slowest answer and the ratios of loaded to alone latencies for each
+number of clients (the issue's figures: ``--clients 50,200``).
+
+Usage: python bench/mixed_load.py [--clients 50,200] [--seconds 10] [--threads default,40]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx2 as httpx
@@ -45,27 +55,27 @@ GAUGE = (5.05, 45.05)  # inside the rain grid written by ``write_rain``
 EPOCH = "2026-01-01T00:00:00Z"
 
 
-def request(kind: str, http: httpx.Client, i: int) -> httpx.Response:
+async def request(kind: str, http: httpx.AsyncClient, i: int) -> httpx.Response:
     twin = f"bench-{i % TWINS}"
     if kind == "health":
-        return http.get("/health")
+        return await http.get("/health")
     if kind == "read":
-        return http.get(f"/api/v1/twins/{twin}/state")
+        return await http.get(f"/api/v1/twins/{twin}/state")
     if kind == "time travel":
-        return http.get(f"/api/v1/twins/{twin}/state", params={"at": EPOCH})
+        return await http.get(f"/api/v1/twins/{twin}/state", params={"at": EPOCH})
     if kind == "write":
-        return http.patch(f"/api/v1/twins/{twin}/state", json={"reported": {"level": {"value": float(i)}}})
+        return await http.patch(f"/api/v1/twins/{twin}/state", json={"reported": {"level": {"value": float(i)}}})
     if kind == "stream batch":
         body = "".join(f'{{"time": "2026-01-01T{(i + k) % 24:02d}:{k % 60:02d}:00Z", "station": "RR-01", '
                        f'"rain": 1.5, "level": {1 + (i % 7) / 10}}}\n' for k in range(20))
-        return http.post(f"/api/v1/twins/{twin}/streams/gauges/records", content=body,
-                         headers={"Content-Type": "application/x-ndjson"})
+        return await http.post(f"/api/v1/twins/{twin}/streams/gauges/records", content=body,
+                               headers={"Content-Type": "application/x-ndjson"})
     if kind == "stac search":
-        return http.get("/stac/search", params={"limit": 10, "bbox": "4,44,6,46"})
+        return await http.get("/stac/search", params={"limit": 10, "bbox": "4,44,6,46"})
     if kind == "edr position":
-        return http.get(f"/edr/collections/{RAIN}/position",
-                        params={"coords": f"POINT({GAUGE[0]} {GAUGE[1]})", "parameter-name": "rain"})
-    return http.post("/openeo/1.2/result", json={"process": GRAPH})
+        return await http.get(f"/edr/collections/{RAIN}/position",
+                              params={"coords": f"POINT({GAUGE[0]} {GAUGE[1]})", "parameter-name": "rain"})
+    return await http.post("/openeo/1.2/result", json={"process": GRAPH})
 
 
 def write_rain(folder: Path) -> None:
@@ -87,50 +97,75 @@ class Timings:
         self.seconds: dict[str, list[float]] = defaultdict(list)
         self.errors = 0
         self.first_error: dict[str, str] = {}
-        self.lock = threading.Lock()
+        self.run_wait: float | None = None  # submit -> started of a run submitted during the load
 
-    def time(self, kind: str, call: Callable[[], httpx.Response]) -> None:
+    async def time(self, kind: str, http: httpx.AsyncClient, i: int) -> None:
         start = time.perf_counter()
-        answer = call()
-        took = time.perf_counter() - start
-        with self.lock:
-            self.seconds[kind].append(took)
-            if answer.status_code >= 400:
-                self.errors += 1
-                self.first_error.setdefault(kind, f"{answer.status_code} {answer.text[:200]}")
+        try:
+            answer = await request(kind, http, i)
+        except httpx.HTTPError as exc:  # a dropped connection or a hang past the client's timeout
+            self.errors += 1
+            self.first_error.setdefault(kind, f"{type(exc).__name__}: {exc}")
+            return
+        self.seconds[kind].append(time.perf_counter() - start)
+        if answer.status_code >= 400:
+            self.errors += 1
+            self.first_error.setdefault(kind, f"{answer.status_code} {answer.text[:200]}")
 
 
-def alone(url: str, token: str, n: int) -> Timings:
+def _client(url: str, token: str, connections: int = 1) -> httpx.AsyncClient:
+    """One pool for all clients of a phase, a connection each: building a client per task costs the
+    client process seconds of TLS set-up that would show as server latency."""
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120,
+                             limits=httpx.Limits(max_connections=connections,
+                                                 max_keepalive_connections=connections))
+
+
+async def alone(url: str, token: str, n: int) -> Timings:
     timings = Timings()
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+    async with _client(url, token) as http:
         for kind in KINDS:
             for i in range(n if kind != "sync graph" else n // 5):
-                timings.time(kind, partial(request, kind, http, i))
+                await timings.time(kind, http, i)
     return timings
 
 
-def loaded(url: str, token: str, clients: int, seconds: float) -> Timings:
+async def loaded(url: str, token: str, clients: int, seconds: float) -> Timings:
     """Clients in proportions 6 writers : 3 readers : 2 time travel : 2 stream batches : 2 STAC : 2 EDR :
-    2 health probes : 1 synchronous graph."""
+    2 health probes : 1 synchronous graph; halfway through, one asynchronous run is submitted."""
     mix = ["write", "read", "time travel", "stream batch", "write", "stac search", "edr position", "health",
            "write", "read", "sync graph", "write", "time travel", "stream batch", "write", "stac search",
            "edr position", "health", "write", "read"]  # interleaved: a few clients already mix every kind
     timings = Timings()
     until = time.monotonic() + seconds
 
-    def client(kind: str) -> None:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
-            i = 0
-            while time.monotonic() < until:
-                timings.time(kind, partial(request, kind, http, i))
-                i += 1
+    async def client(kind: str, http: httpx.AsyncClient) -> None:
+        i = 0
+        while time.monotonic() < until:
+            await timings.time(kind, http, i)
+            i += 1
 
-    threads = [threading.Thread(target=client, args=(mix[n % len(mix)],)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    async def one_run() -> None:
+        await asyncio.sleep(seconds / 2)
+        async with _client(url, token) as http:
+            answer = await http.post("/api/v1/runs", json={"process": GRAPH})
+            if answer.status_code != 202:
+                timings.first_error.setdefault("async run", f"{answer.status_code} {answer.text[:200]}")
+                return
+            run = answer.json()
+            while run.get("started_at") is None and run["status"] in ("created", "queued"):
+                await asyncio.sleep(0.05)
+                run = (await http.get(f"/api/v1/runs/{run['id']}")).json()
+            if run.get("started_at"):
+                timings.run_wait = (_instant(run["started_at"]) - _instant(run["created_at"])).total_seconds()
+
+    async with _client(url, token, clients) as http:
+        await asyncio.gather(*(client(mix[n % len(mix)], http) for n in range(clients)), one_run())
     return timings
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -139,7 +174,9 @@ def quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
 
 
-def run_backend(settings: Settings, clients: list[int], seconds: float) -> tuple[Timings, list[Timings]]:
+def prepare(settings: Settings) -> str:
+    """The data dir both servers of a backend serve: the app published, four twins, the rain collection;
+    answers a user's token (tokens live in the store, so they outlive this in-process engine)."""
     write_rain(settings.collections_dir or settings.data_dir / "collections")
     runtime = Runtime.from_settings(settings)
     admin_token = runtime.start()
@@ -151,53 +188,111 @@ def run_backend(settings: Settings, clients: list[int], seconds: float) -> tuple
             with Client(server.url, token) as uma:
                 for t in range(TWINS):
                     uma.create_twin("river-reach@0.1.0", f"bench-{t}", {"station": "RR-01"})
-            base = alone(server.url, token, 100)
-            return base, [loaded(server.url, token, n, seconds) for n in clients]
+            return token
     finally:
         runtime.close()
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, threads: str) -> Iterator[str]:
+    """``twin serve`` in a process of its own on a free loopback port, until its engine has started."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TWIN_DATA_DIR": str(settings.data_dir), "TWIN_LOG_LEVEL": "warning"}
+    if settings.database_url:
+        env["TWIN_DATABASE_URL"] = settings.database_url
+    if threads != "default":
+        env["TWIN_REQUEST_THREADS"] = threads
+    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port),
+                                "--no-lake-daemons"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                probe = httpx.get(f"{url}/health", timeout=5)  # 503 while the store opens, then 200 "starting"
+                if probe.status_code == 200 and probe.json().get("engine") != "starting":
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"twin serve did not start (exit {process.poll()})")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def run_backend(settings: Settings, clients: list[int], seconds: float,
+                threads: list[str]) -> list[tuple[str, Timings, list[Timings]]]:
+    token = prepare(settings)
+    results = []
+    for count in threads:
+        with serving(settings, count) as url:
+            base = asyncio.run(alone(url, token, 100))
+            results.append((count, base, [asyncio.run(loaded(url, token, n, seconds)) for n in clients]))
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="50,200", help="numbers of clients, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", default="default,40",
+                        help="request threads of the server (TWIN_REQUEST_THREADS), comma-separated; 'default' "
+                             "leaves the setting alone")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args()
     clients = [int(n) for n in args.clients.split(",")]
+    threads = args.threads.split(",")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        results.append(("sqlite", *run_backend(Settings(data_dir=Path(tmp) / "sqlite"), clients, args.seconds)))
-        admin_url = postgres_url()
+        results.append(("sqlite", run_backend(Settings(data_dir=Path(tmp) / "sqlite"), clients, args.seconds,
+                                              threads)))
+        admin_url = None if args.no_postgres else postgres_url()
         if admin_url:
             url, drop = fresh_pg_database(admin_url)
             try:
-                results.append(("postgresql", *run_backend(Settings(data_dir=Path(tmp) / "pg", database_url=url),
-                                                           clients, args.seconds)))
+                results.append(("postgresql", run_backend(Settings(data_dir=Path(tmp) / "pg", database_url=url),
+                                                          clients, args.seconds, threads)))
             finally:
                 drop()
-        else:
+        elif not args.no_postgres:
             print(f"(PostgreSQL not reachable at {PG_DEFAULT}; set TWIN_BENCH_POSTGRES_URL to include it)")
+    default_threads = Settings.model_fields["request_threads"].default
     print(f"\nmixed load for {args.seconds:.0f} s (writes 6 : reads 3 : time travel 2 : stream batches 2 : "
-          "STAC 2 : EDR 2 : /health 2 : sync graphs 1) against one client alone; latencies in ms\n")
-    print(f"{'backend':<12}{'clients':>8}  {'request':<14}{'alone p50':>10}{'p99':>8}{'load p50':>10}{'p99':>8}"
-          f"{'max':>8}{'per s':>8}{'p50 ÷ alone':>13}{'p99 ÷ alone':>13}")
-    for name, base, loads in results:
-        for n, load in zip(clients, loads, strict=True):
-            for kind in KINDS:
-                seconds = load.seconds.get(kind, [])
-                alone_s = base.seconds.get(kind, [])
-                a50, a99 = quantile(alone_s, 0.5) * 1e3, quantile(alone_s, 0.99) * 1e3
-                l50, l99 = quantile(seconds, 0.5) * 1e3, quantile(seconds, 0.99) * 1e3
-                top = max(seconds, default=float("nan")) * 1e3
-                print(f"{name:<12}{n:>8}  {kind:<14}{a50:>10.1f}{a99:>8.1f}{l50:>10.1f}{l99:>8.1f}{top:>8.0f}"
-                      f"{len(seconds) / args.seconds:>8.0f}{l50 / a50 if alone_s else float('nan'):>13.1f}"
-                      f"{l99 / a99 if alone_s else float('nan'):>13.1f}")
-            total = sum(len(v) for v in load.seconds.values())
-            print(f"{name:<12}{n:>8}  {'all':<14}{'':>10}{'':>8}{'':>10}{'':>8}{'':>8}{total / args.seconds:>8.0f}"
-                  f"   errors {load.errors}")
-        print(f"{name:<12}{'alone':>8}  errors {base.errors}")
-        for timings in (base, *loads):
-            for kind, error in timings.first_error.items():
-                print(f"  first {kind} error: {error}")
+          f"STAC 2 : EDR 2 : /health 2 : sync graphs 1) against one client alone; latencies in ms; threads: "
+          f"request threads of the server (default {default_threads})\n")
+    print(f"{'backend':<11}{'threads':>8}{'clients':>8}  {'request':<14}{'alone p50':>10}{'p99':>8}{'load p50':>10}"
+          f"{'p99':>8}{'max':>8}{'per s':>8}{'p50 ÷ alone':>13}{'p99 ÷ alone':>13}")
+    for name, by_threads in results:
+        for count, base, loads in by_threads:
+            for n, load in zip(clients, loads, strict=True):
+                for kind in KINDS:
+                    seconds = load.seconds.get(kind, [])
+                    alone_s = base.seconds.get(kind, [])
+                    a50, a99 = quantile(alone_s, 0.5) * 1e3, quantile(alone_s, 0.99) * 1e3
+                    l50, l99 = quantile(seconds, 0.5) * 1e3, quantile(seconds, 0.99) * 1e3
+                    top = max(seconds, default=float("nan")) * 1e3
+                    print(f"{name:<11}{count:>8}{n:>8}  {kind:<14}{a50:>10.1f}{a99:>8.1f}{l50:>10.1f}{l99:>8.1f}"
+                          f"{top:>8.0f}{len(seconds) / args.seconds:>8.0f}"
+                          f"{l50 / a50 if alone_s else float('nan'):>13.1f}"
+                          f"{l99 / a99 if alone_s else float('nan'):>13.1f}")
+                total = sum(len(v) for v in load.seconds.values())
+                wait = "not started" if load.run_wait is None else f"{load.run_wait * 1e3:.0f} ms"
+                print(f"{name:<11}{count:>8}{n:>8}  {'all':<14}{'':>10}{'':>8}{'':>10}{'':>8}{'':>8}"
+                      f"{total / args.seconds:>8.0f}   errors {load.errors}; a run submitted halfway waited {wait}"
+                      " to start")
+            print(f"{name:<11}{count:>8}{'alone':>8}  errors {base.errors}")
+            for timings in (base, *loads):
+                for kind, error in timings.first_error.items():
+                    print(f"  first {kind} error: {error}")
+
 
 if __name__ == "__main__":
     main()

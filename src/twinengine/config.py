@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     max_app_archive_bytes: int = Field(default=50 * MiB, gt=0, description="Largest app archive upload.")
     max_app_unpacked_bytes: int = Field(default=200 * MiB, gt=0, description="Largest unpacked app.")
     db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")
+    request_threads: int = Field(default=8, ge=1, le=1024,
+                                 description="Threads that run requests' blocking work at once; more requests "
+                                             "wait their turn in order (on the event loop, holding no thread). "
+                                             "Few threads keep the loop, and so /health and streaming answers, "
+                                             "responsive on few cores: every runnable thread competes for "
+                                             "the interpreter lock. 40 was the fixed pool before.")
     edr_max_values: int = Field(default=20_000_000, gt=0,
                                 description="Most values one EDR answer may hold (413 above, checked before reading).")
     edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,
@@ -110,6 +116,8 @@ class Settings(BaseSettings):
                                                                               "process (0: none).")
     lake_daemons: bool = Field(default=False, description="Run the lake's judge, conveyor and reaper loops "
                                                           "inside the server (`twin serve` turns them on).")
+    lake_upload_threads: int = Field(default=8, ge=1, le=1024, description="Uploads streamed into the lake at "
+                                     "once (threads of their own: they wait on their senders); more wait in turn.")
     lake_max_upload_bytes: int = Field(default=1024**4, gt=0, description="Largest single lake upload.")
     lake_transfer_attempts: int = Field(default=5, ge=1, description="Tries before a transfer fails for good.")
     lake_transfer_backoff: timedelta = Field(default=timedelta(seconds=10),

@@ -186,6 +186,16 @@ def _rebuffer(chunks: Iterator[bytes], size: int = CHUNK) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
+def _upload_threads(request: Request, size: int) -> anyio.CapacityLimiter:
+    """Uploads wait on their clients' bytes while holding a thread: they get threads of their own, so slow
+    senders cannot take the few threads every other request shares (``request_threads``)."""
+    state = request.app.state
+    if getattr(state, "upload_threads", None) is None:
+        state.upload_threads = anyio.CapacityLimiter(size)
+    limiter: anyio.CapacityLimiter = state.upload_threads
+    return limiter
+
+
 _UPLOAD_BODY: dict[str, Any] = {"requestBody": {"required": True, "description": "The file's bytes, streamed.",
                                                 "content": {"application/octet-stream": {
                                                     "schema": {"type": "string", "format": "binary"}}}}}
@@ -227,7 +237,8 @@ async def upload(request: Request, response: Response, principal: PrincipalDep, 
         with runtime.db.session(readonly=True) as session:
             return UploadResult(created=outcome.created, file=dids.did_read(session, dids.get_did(session, did)))
 
-    result = await anyio.to_thread.run_sync(work)
+    limiter = _upload_threads(request, runtime.settings.lake_upload_threads)
+    result = await anyio.to_thread.run_sync(work, limiter=limiter)
     response.status_code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
     return result
 

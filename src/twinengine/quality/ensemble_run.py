@@ -24,7 +24,7 @@ from twinengine.workflows.evaluate import Canceled
 from twinengine.workflows.graph import parse_graph
 from twinengine.workflows.members import Member, MemberOutcome, MemberSet
 from twinengine.workflows.models import RunLog, WorkflowRun
-from twinengine.workflows.provenance import run_provenance
+from twinengine.workflows.runner import record_run_end
 from twinengine.workflows.schemas import RunStatus
 from twinengine.workflows.udp import user_registry
 
@@ -210,14 +210,5 @@ def _write_state(ctx: RunContext, targets: dict[str, str], out: dict[str, Any], 
 
 def _store_end(engine: WorkflowEngine, run_id: str, status: str, error: dict[str, Any] | None, value: Any,
                ctx: RunContext, members: list[str]) -> None:
-    now = utcnow()
     with engine.db.session() as session:
-        run = session.get(WorkflowRun, run_id)
-        if run is None:
-            return
-        run.status, run.error, run.finished_at, run.updated_at = status, error, now, now
-        run.progress = 100.0 if status == RunStatus.FINISHED else run.progress
-        run.assets = [a.to_dict() for a in ctx.assets]
-        run.value = value
-        run.provenance = run_provenance(run, processes=[], inputs=ctx.inputs, state_writes=ctx.state_writes,
-                                        app_sha256=None, informants=members)
+        record_run_end(session, run_id, status, error, value, ctx, processes=[], informants=members)

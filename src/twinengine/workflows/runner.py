@@ -29,6 +29,8 @@ from twinengine.workflows.schemas import RunStatus
 from twinengine.workflows.udp import user_registry
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from twinengine.workflows.engine import WorkflowEngine
 
 __all__ = ["claim", "execute", "stopped_error"]
@@ -312,25 +314,33 @@ def _store_end(engine: WorkflowEngine, run_id: str, status: str, error: dict[str
                ctx: RunContext, graph: Graph, app_version: str | None, registry: ProcessRegistry,
                hooks: _Hooks) -> None:
     """The last node updates and the run's end in one transaction: one commit, not two."""
-    now = utcnow()
     with hooks.flushing, engine.db.session() as session:
         hooks.write(session)
         session.flush()
-        run = session.get(WorkflowRun, run_id)
-        if run is None:
-            return
-        run.status, run.error, run.finished_at, run.updated_at = status, error, now, now
-        run.progress = 100.0 if status == RunStatus.FINISHED else run.progress
-        run.assets = [a.to_dict() for a in ctx.assets]
-        run.value = value
-        app_sha = None
-        if run.app:
-            name, _, version = run.app.partition("@")
-            app_sha = session.scalar(select(AppVersion.archive_sha256).where(AppVersion.name == name,
-                                                                             AppVersion.version == version))
         try:
             processes = _processes_used(registry, graph, app_version)
         except TwinEngineError:
             processes = []
-        run.provenance = run_provenance(run, processes=processes, inputs=ctx.inputs, state_writes=ctx.state_writes,
-                                        app_sha256=app_sha)
+        record_run_end(session, run_id, status, error, value, ctx, processes=processes)
+
+
+def record_run_end(session: Session, run_id: str, status: str, error: dict[str, Any] | None, value: Any,
+                   ctx: RunContext, *, processes: list[dict[str, Any]], informants: list[str] | None = None) -> None:
+    """A run's end (status, error, assets, value, provenance) in the caller's transaction, so whatever else
+    ends with the run (a graph's last node updates) commits with it. ``informants``: runs whose results this
+    one used (an ensemble's members)."""
+    now = utcnow()
+    run = session.get(WorkflowRun, run_id)
+    if run is None:
+        return
+    run.status, run.error, run.finished_at, run.updated_at = status, error, now, now
+    run.progress = 100.0 if status == RunStatus.FINISHED else run.progress
+    run.assets = [a.to_dict() for a in ctx.assets]
+    run.value = value
+    app_sha = None
+    if run.app:
+        name, _, version = run.app.partition("@")
+        app_sha = session.scalar(select(AppVersion.archive_sha256).where(AppVersion.name == name,
+                                                                         AppVersion.version == version))
+    run.provenance = run_provenance(run, processes=processes, inputs=ctx.inputs, state_writes=ctx.state_writes,
+                                    app_sha256=app_sha, informants=informants)
