@@ -18,6 +18,7 @@ It prints p50/p99 latencies, throughput, the slowest answer and the ratios of lo
 number of clients (the issue's figures: ``--clients 50,200``).
 
 Usage: python bench/mixed_load.py [--clients 50,200] [--seconds 10] [--threads default,40]
+                                  [--backends sqlite,postgresql]
 """
 
 from __future__ import annotations
@@ -246,15 +247,16 @@ def main() -> None:
     parser.add_argument("--threads", default="default,40",
                         help="request threads of the server (TWIN_REQUEST_THREADS), comma-separated; 'default' "
                              "leaves the setting alone")
-    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="stores to serve, comma-separated")
     args = parser.parse_args()
     clients = [int(n) for n in args.clients.split(",")]
     threads = args.threads.split(",")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        results.append(("sqlite", run_backend(Settings(data_dir=Path(tmp) / "sqlite"), clients, args.seconds,
-                                              threads)))
-        admin_url = None if args.no_postgres else postgres_url()
+        if "sqlite" in args.backends:
+            results.append(("sqlite", run_backend(Settings(data_dir=Path(tmp) / "sqlite"), clients, args.seconds,
+                                                  threads)))
+        admin_url = postgres_url() if "postgresql" in args.backends else None
         if admin_url:
             url, drop = fresh_pg_database(admin_url)
             try:
@@ -262,12 +264,11 @@ def main() -> None:
                                                           clients, args.seconds, threads)))
             finally:
                 drop()
-        elif not args.no_postgres:
+        elif "postgresql" in args.backends:
             print(f"(PostgreSQL not reachable at {PG_DEFAULT}; set TWIN_BENCH_POSTGRES_URL to include it)")
-    default_threads = Settings.model_fields["request_threads"].default
     print(f"\nmixed load for {args.seconds:.0f} s (writes 6 : reads 3 : time travel 2 : stream batches 2 : "
           f"STAC 2 : EDR 2 : /health 2 : sync graphs 1) against one client alone; latencies in ms; threads: "
-          f"request threads of the server (default {default_threads})\n")
+          "request threads of the server (default: 8 on SQLite, 2 x db_pool_size = 20 on PostgreSQL)\n")
     print(f"{'backend':<11}{'threads':>8}{'clients':>8}  {'request':<14}{'alone p50':>10}{'p99':>8}{'load p50':>10}"
           f"{'p99':>8}{'max':>8}{'per s':>8}{'p50 ÷ alone':>13}{'p99 ÷ alone':>13}")
     for name, by_threads in results:

@@ -7,9 +7,14 @@ schemas.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from twinengine._version import __version__
+
+# Keras 3 picks its backend once, at its first import, which may be an app's: the engine's is PyTorch (the
+# ml extra installs it; TensorFlow is not a dependency) unless whoever starts the process chose another.
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 if TYPE_CHECKING:
     from twinengine.client import Client

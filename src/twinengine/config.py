@@ -82,12 +82,13 @@ class Settings(BaseSettings):
     max_app_archive_bytes: int = Field(default=50 * MiB, gt=0, description="Largest app archive upload.")
     max_app_unpacked_bytes: int = Field(default=200 * MiB, gt=0, description="Largest unpacked app.")
     db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")
-    request_threads: int = Field(default=8, ge=1, le=1024,
-                                 description="Threads that run requests' blocking work at once; more requests "
-                                             "wait their turn in order (on the event loop, holding no thread). "
-                                             "Few threads keep the loop, and so /health and streaming answers, "
-                                             "responsive on few cores: every runnable thread competes for "
-                                             "the interpreter lock. 40 was the fixed pool before.")
+    request_threads: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Threads that run requests' blocking work at once; more requests wait their turn in order "
+                    "(on the event loop, holding no thread). Default: 8 on SQLite, where that work is CPU and "
+                    "every runnable thread competes for the interpreter lock with the event loop; on a server "
+                    "database, the connections the pool may open (2 x db_pool_size), since that work mostly "
+                    "waits on the database. 40 was the fixed pool before.")
     edr_max_values: int = Field(default=20_000_000, gt=0,
                                 description="Most values one EDR answer may hold (413 above, checked before reading).")
     edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,
@@ -226,6 +227,13 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         """The effective database URL."""
         return self.database_url or f"sqlite:///{self.data_dir / 'twin.db'}"
+
+    @property
+    def request_thread_count(self) -> int:
+        """``request_threads``, or the default for the store (see its description)."""
+        if self.request_threads is not None:
+            return self.request_threads
+        return 8 if self.db_url.startswith("sqlite") else 2 * self.db_pool_size
 
     @property
     def lake_file_root_paths(self) -> list[Path]:

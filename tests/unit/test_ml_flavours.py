@@ -49,7 +49,7 @@ def test_the_framework_picks_the_flavour() -> None:
     assert isinstance(flavour_named("pytorch"), PyTorchFlavour) and flavour_named("torch") is flavour_named("pytorch")
     assert isinstance(flavour_named("scikit-learn"), SklearnFlavour)
     assert flavour_of(line_task()).name == "sklearn"
-    with pytest.raises(UnknownFramework, match=r"'jax'.*\['pytorch', 'sklearn'\]"):
+    with pytest.raises(UnknownFramework, match=r"'jax'.*\['keras', 'pytorch', 'sklearn'\]"):
         flavour_named("jax")
 
 

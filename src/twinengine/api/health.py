@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from twinengine._version import __version__
 from twinengine.api.deps import PrincipalDep, RuntimeDep
@@ -19,19 +19,20 @@ from twinengine.api.routing import api_router
 from twinengine.auth.policy import require
 from twinengine.catalog.models import AppVersion
 from twinengine.runtime import Runtime
+from twinengine.store.engine import PROBE_CONNECTIONS
 from twinengine.twins.models import StateRevision, Twin
 
 __all__ = ["StoreCollector", "router"]
 
 router = api_router(tag="health", versioned=False)
-PROBE_THREADS = 4
+PROBE_THREADS = PROBE_CONNECTIONS
 
 
 @router.get("/health", name="health", summary="Is the engine up and its store reachable?",
             responses={503: {"description": "The store cannot be reached", "content": {"application/json": {}}}})
 async def health(request: Request, runtime: RuntimeDep) -> JSONResponse:
-    """The store check runs on threads of the probe's own (``PROBE_THREADS``): a liveness probe must not
-    queue behind the requests that fill the shared thread pool."""
+    """The store check runs on threads (``PROBE_THREADS``) and database connections of the probe's own: a
+    liveness probe must not queue behind the requests that fill the shared thread pool or connection pool."""
     state = request.app.state
     if getattr(state, "probe_threads", None) is None:
         state.probe_threads = anyio.CapacityLimiter(PROBE_THREADS)
@@ -51,8 +52,7 @@ def metrics(request: Request, principal: PrincipalDep) -> Response:
 
 def _check_store(runtime: Runtime) -> str:
     try:
-        with runtime.db.session(readonly=True) as session:
-            session.execute(text("SELECT 1"))
+        runtime.db.probe()
     except Exception as exc:
         return f"unreachable: {type(exc).__name__}"
     return "ok"

@@ -154,7 +154,8 @@ def run_training(run: _Run, local: LocalEngine, manifest: Manifest, *, epochs: i
     if not manifest.models:
         return
     name = next(iter(manifest.models))
-    framework = "sklearn" if manifest.models[name].framework in ("sklearn", "scikit-learn") else "torch"
+    framework = {"sklearn": "sklearn", "scikit-learn": "sklearn", "keras": "keras",
+                 "keras3": "keras"}.get(manifest.models[name].framework, "torch")
     if find_spec(framework) is None or find_spec("mlflow") is None:
         run.skip(f"training {name}", f"the ml extra ({framework}, mlflow) is not installed")
         return

@@ -2,7 +2,8 @@
 
 The engine speaks only to :class:`Flavour`; a task's ``framework`` picks the implementation. PyTorch is the
 reference (our training loop, weights kept as a state dict that loads without running code); scikit-learn
-fits the estimator once and keeps it as an MLflow ``sklearn`` model, so MLflow's own tools load it too.
+fits the estimator once and keeps it as an MLflow ``sklearn`` model, so MLflow's own tools load it too; Keras 3
+trains with its own ``fit`` (PyTorch backend by default) and is kept as an MLflow ``keras`` model.
 Frameworks are imported by the methods that need them, never by this module.
 """
 
@@ -25,7 +26,8 @@ from twinengine.ml.task import EpochReport, FitResult, MetricSink, TrainingData,
 if TYPE_CHECKING:
     from twinengine.ml.registry import ModelRegistry
 
-__all__ = ["Flavour", "PyTorchFlavour", "SklearnFlavour", "UnknownFramework", "flavour_named", "flavour_of"]
+__all__ = ["Flavour", "KerasFlavour", "PyTorchFlavour", "SklearnFlavour", "UnknownFramework", "flavour_named",
+           "flavour_of"]
 
 
 class UnknownFramework(ValueError):
@@ -192,6 +194,161 @@ class SklearnFlavour(Flavour):
         return model.predict(inputs)
 
 
+class KerasFlavour(Flavour):
+    """Keras 3, on its PyTorch backend unless ``KERAS_BACKEND`` names another installed one (TensorFlow, JAX).
+
+    ``build_model(params)`` returns a ``keras.Model``, compiled by the app (its loss is what Keras minimises);
+    one left uncompiled gets the config's optimizer and mean squared error. Keras' own ``fit`` trains it; each
+    epoch the engine computes ``val_loss`` and the app's metrics with the app's functions (as for scikit-learn),
+    reports progress, checkpoints (``model.keras`` and the epoch reached, so a restart resumes) and applies
+    the config's early stopping. Versions are MLflow ``keras`` models; workers get the ``.keras`` archive,
+    loaded in Keras' safe mode (no arbitrary code from the file).
+    """
+
+    name = "keras"
+    description = "Keras 3 model (PyTorch backend by default) fitted by Keras, stored with MLflow's keras flavour"
+    MODEL_FILE = "model.keras"
+    EPOCH_FILE = "epoch.txt"
+
+    def fit(self, task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None = None,
+            sink: MetricSink | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> FitResult:
+        keras = _keras()
+        keras.utils.set_random_seed(config.seed)
+        wanted = _wanted(task, config)
+        train, val = task.datasets(data)
+        x, y = _pair(train, "train")
+        model, done = self._resume(keras, checkpoint)
+        if model is None:
+            model = task.build_model(dict(config.params))
+            if not model.compiled:
+                model.compile(optimizer=_keras_optimizer(keras, config), loss="mean_squared_error")
+        history: list[dict[str, float]] = []
+        stop = _EarlyStop(config)
+        flavour = self
+
+        class Epochs(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                number = epoch + 1
+                metrics = {"train_loss": float((logs or {}).get("loss", math.nan))} | _measure(task, self.model,
+                                                                                                 val, wanted)
+                history.append({"epoch": float(number), **metrics})
+                if sink is not None:
+                    sink.log(metrics, number)
+                if on_epoch is not None:
+                    on_epoch(EpochReport(number, config.epochs, metrics))
+                if checkpoint is not None and number % config.checkpoint_every == 0:
+                    flavour._checkpoint(self.model, checkpoint, number)
+                if stop.should_stop(metrics) or (should_stop is not None and should_stop()):
+                    self.model.stop_training = True
+
+        started = time.perf_counter()
+        if done < config.epochs:
+            model.fit(x, y, epochs=config.epochs, initial_epoch=done, batch_size=config.batch_size,
+                      shuffle=config.shuffle, verbose=0, callbacks=[Epochs()])
+        seconds = time.perf_counter() - started
+        return FitResult(model=model, history=history, epochs_run=len(history), resumed_from=done,
+                         stopped_early=stop.stopped, device=_keras_device(keras), seconds=seconds)
+
+    def _resume(self, keras: Any, checkpoint: Path | None) -> tuple[Any, int]:
+        if checkpoint is None or not (checkpoint / self.EPOCH_FILE).is_file():
+            return None, 0
+        return (keras.saving.load_model(checkpoint / self.MODEL_FILE),
+                int((checkpoint / self.EPOCH_FILE).read_text()))
+
+    def _checkpoint(self, model: Any, folder: Path, epoch: int) -> None:
+        """The model first, then the epoch that names it: a crash between the two resumes one epoch early."""
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f"partial-{self.MODEL_FILE}"
+        model.save(partial)
+        partial.replace(folder / self.MODEL_FILE)
+        (folder / f"{self.EPOCH_FILE}.tmp").write_text(str(epoch))
+        (folder / f"{self.EPOCH_FILE}.tmp").replace(folder / self.EPOCH_FILE)
+
+    def save(self, model: Any, folder: Path) -> None:
+        keras = _keras()
+        import mlflow.keras
+
+        mlflow.keras.save_model(model, str(folder), pip_requirements=[f"keras=={keras.__version__}"])
+
+    def load(self, task: TrainingTask, params: dict[str, Any], registry: ModelRegistry, name: str,
+             version: str) -> Any:
+        _keras()
+        import mlflow.keras
+
+        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
+            return mlflow.keras.load_model(str(registry.download_model(name, version, Path(tmp))))
+
+    def evaluate(self, task: TrainingTask, model: Any, data: TrainingData, config: TrainingConfig) -> dict[str, float]:
+        _train, val = task.datasets(data)
+        return _measure(task, model, val, _wanted(task, config))
+
+    def dumps(self, model: Any) -> bytes:
+        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
+            path = Path(tmp) / self.MODEL_FILE
+            model.save(path)
+            return path.read_bytes()
+
+    def loads(self, task: TrainingTask, params: dict[str, Any], blob: bytes) -> Any:
+        keras = _keras()
+        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
+            path = Path(tmp) / self.MODEL_FILE
+            path.write_bytes(blob)
+            return keras.saving.load_model(path, safe_mode=True)
+
+    def predict(self, task: TrainingTask, model: Any, inputs: Any) -> Any:
+        if task.predict is not None:
+            return task.predict(model, inputs)
+        import numpy as np
+
+        return model.predict(np.asarray(inputs, dtype="float32"), verbose=0)
+
+
+def _keras() -> Any:
+    """Keras, on the backend ``twinengine`` set (PyTorch) unless the process chose one before."""
+    import keras
+
+    return keras
+
+
+def _keras_optimizer(keras: Any, config: TrainingConfig) -> Any:
+    chosen = config.optimizer
+    if chosen.name == "sgd":
+        return keras.optimizers.SGD(learning_rate=chosen.lr, momentum=chosen.momentum)
+    if chosen.name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=chosen.lr, weight_decay=chosen.weight_decay or 0.004)
+    return keras.optimizers.Adam(learning_rate=chosen.lr)
+
+
+def _keras_device(keras: Any) -> str:
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(keras.backend.backend())
+
+
+class _EarlyStop:
+    """The config's early stopping over the epochs' metrics (the PyTorch loop's rule, for Keras' loop)."""
+
+    def __init__(self, config: TrainingConfig) -> None:
+        self.rule, self.waited, self.stopped = config.early_stopping, 0, False
+        self.best: float | None = None
+
+    def should_stop(self, metrics: dict[str, float]) -> bool:
+        if self.rule is None or self.rule.metric not in metrics:
+            return False
+        value = metrics[self.rule.metric]
+        better = self.best is None or (value < self.best - self.rule.min_delta if self.rule.mode == "min"
+                                       else value > self.best + self.rule.min_delta)
+        if better:
+            self.best, self.waited = value, 0
+            return False
+        self.waited += 1
+        self.stopped = self.waited >= self.rule.patience
+        return self.stopped
+
+
 def _wanted(task: TrainingTask, config: TrainingConfig) -> list[str]:
     wanted = config.metrics or sorted(task.metrics)
     unknown = [m for m in wanted if m not in task.metrics]
@@ -214,12 +371,13 @@ def _measure(task: TrainingTask, model: Any, val: Any, wanted: list[str]) -> dic
     return {"val_loss": float(task.loss(model, val)), **{m: float(task.metrics[m](model, val)) for m in wanted}}
 
 
-_FLAVOURS: dict[str, Flavour] = {f.name: f for f in (PyTorchFlavour(), SklearnFlavour())}
-_ALIASES = {"torch": "pytorch", "scikit-learn": "sklearn"}
+_FLAVOURS: dict[str, Flavour] = {f.name: f for f in (PyTorchFlavour(), SklearnFlavour(), KerasFlavour())}
+_ALIASES = {"torch": "pytorch", "scikit-learn": "sklearn", "keras3": "keras"}
 
 
 def flavour_named(framework: str) -> Flavour:
-    """The flavour of ``framework`` (``pytorch``, ``sklearn``, or their aliases ``torch``, ``scikit-learn``)."""
+    """The flavour of ``framework`` (``pytorch``, ``sklearn``, ``keras``, or the aliases ``torch``,
+    ``scikit-learn``, ``keras3``)."""
     found = _FLAVOURS.get(_ALIASES.get(framework, framework))
     if found is None:
         raise UnknownFramework(f"framework {framework!r} has no flavour; known: {sorted(_FLAVOURS)}")

@@ -38,8 +38,10 @@ class TrainingTask:
     PyTorch (``framework="pytorch"``, the default): ``build_model(params)`` returns an ``nn.Module``,
     ``datasets`` two torch datasets, ``loss(model, batch)`` a scalar tensor. scikit-learn
     (``framework="sklearn"``): ``build_model(params)`` returns an estimator, ``datasets`` two ``(X, y)`` pairs,
-    ``loss(model, (X, y))`` a float. Each of ``metrics`` maps ``(model, batch)`` to a float averaged over the
-    validation set (``val_loss`` is always computed). ``predict(model, inputs)`` serves it.
+    ``loss(model, (X, y))`` a float. Keras 3 (``framework="keras"``): ``build_model(params)`` returns a
+    compiled ``keras.Model``, ``datasets`` and ``loss`` as for scikit-learn. Each of ``metrics`` maps
+    ``(model, batch)`` to a float averaged over the validation set (``val_loss`` is always computed).
+    ``predict(model, inputs)`` serves it.
     """
 
     build_model: Callable[[dict[str, Any]], Any]
@@ -51,7 +53,7 @@ class TrainingTask:
     gate: dict[str, Any] = field(default_factory=dict)
     features: Callable[[TrainingData], Any] | None = None  # inputs a drift detector watches (an array)
     search_space: dict[str, Any] | None = None  # default Optuna space (see twinengine.ml.tune)
-    framework: str = "pytorch"  # the flavour: pytorch or sklearn (twinengine.ml.flavours)
+    framework: str = "pytorch"  # the flavour: pytorch, sklearn or keras (twinengine.ml.flavours)
     # (predicted, observed) arrays of a batch: with it, the version gets a split-conformal interval at
     # ``interval_level`` (metrics interval_half_width, interval_coverage; see twinengine.ml.intervals)
     predictions: Callable[[Any, Batch], tuple[Any, Any]] | None = None

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = ["Database", "make_engine"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PROBE_CONNECTIONS = 4  # the most /health checks at once (api/health.py's probe threads)
 READONLY_OPTION = "twinengine_readonly"
 
 
@@ -69,6 +70,19 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.engine.execution_options(**{READONLY_OPTION: True}),
                                            expire_on_commit=False)
+        self._probe_engine: Engine | None = None
+
+    def probe(self) -> None:
+        """``SELECT 1``, raising if the store cannot answer. On a server database it runs on connections of
+        its own (``PROBE_CONNECTIONS``): a liveness probe must not wait for the pool the requests have taken."""
+        engine = self.engine
+        if self.backend != "sqlite":  # a file's connections never wait (see make_engine)
+            if self._probe_engine is None:
+                self._probe_engine = create_engine(self.url, pool_size=1, max_overflow=PROBE_CONNECTIONS - 1,
+                                                   pool_pre_ping=True, pool_timeout=5)
+            engine = self._probe_engine
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
 
     @property
     def backend(self) -> str:
@@ -92,3 +106,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._probe_engine is not None:
+            self._probe_engine.dispose()
