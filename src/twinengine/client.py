@@ -87,6 +87,7 @@ class Client:
         return WorkflowsClient(self)
 
     def close(self) -> None:
+        """Close the HTTP connections (only when this client opened them; a passed-in ``httpx.Client`` stays open)."""
         if self._owns_http:
             self._http.close()
 
@@ -163,18 +164,23 @@ class Client:
     # -- engine and identity ----------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
+        """``/health`` as a dict: whether the engine is up and its store reachable (no token needed)."""
         result: dict[str, Any] = self._request("GET", "/health").json()
         return result
 
     def me(self) -> Me:
+        """Who the token belongs to: identity, role and what it may do."""
         return self._get(Me, "/api/v1/me")
 
     def create_token(self, name: str, role: str, *, expires_in: str | None = None,
                      note: str | None = None) -> TokenIssued:
+        """Issue a token for identity ``name`` with ``role`` (admins; ``expires_in`` an ISO 8601 duration). The token
+        text is in the answer only: it is never shown again."""
         body = {"name": name, "role": role, "expires_in": expires_in, "note": note}
         return self._send(TokenIssued, "POST", "/api/v1/tokens", {k: v for k, v in body.items() if v is not None})
 
     def list_tokens(self, identity: str | None = None) -> list[TokenRead]:
+        """Tokens this engine issued, all or one ``identity``'s, without their secrets (admins)."""
         data = self._request("GET", "/api/v1/tokens", params={"identity": identity} if identity else None).json()
         return TypeAdapter(list[TokenRead]).validate_python(data)
 
@@ -183,11 +189,14 @@ class Client:
         return TypeAdapter(list[IdentityRead]).validate_python(self._request("GET", "/api/v1/identities").json())
 
     def revoke_token(self, jti: str) -> TokenRead:
+        """Revoke a token by its id (``jti``, admins); it stops working at once on this server."""
         return TokenRead.model_validate(self._request("DELETE", f"/api/v1/tokens/{_seg(jti)}").json())
 
     def audit(self, *, actor: str | None = None, action: str | None = None, outcome: str | None = None,
               since: datetime | None = None, until: datetime | None = None, limit: int = 100,
               offset: int = 0) -> AuditPage:
+        """The audit log (admins), newest first, filtered by actor, action (a prefix of the operation id),
+        outcome and time."""
         return self._get(AuditPage, "/api/v1/audit", actor=actor, action=action, outcome=outcome,
                          since=since.isoformat() if since else None, until=until.isoformat() if until else None,
                          limit=limit, offset=offset)
@@ -203,15 +212,19 @@ class Client:
 
     def list_apps(self, q: str | None = None, *, domain: str | None = None, limit: int = 50,
                   offset: int = 0) -> AppPage:
+        """A page of the catalogue's apps, optionally searched by text ``q`` or filtered by ``domain``."""
         return self._get(AppPage, "/api/v1/apps", q=q, domain=domain, limit=limit, offset=offset)
 
     def search_apps(self, text: str, *, limit: int = 50) -> AppPage:
+        """Apps whose name, title, description, domain or keywords match ``text``."""
         return self.list_apps(text, limit=limit)
 
     def get_app(self, name: str) -> AppRead:
+        """An app of the catalogue with its versions."""
         return self._get(AppRead, f"/api/v1/apps/{_seg(name)}")
 
     def get_app_version(self, name: str, version: str = "latest") -> AppVersionRead:
+        """One version of an app (``latest`` by default): its manifest, checksum and when it was published."""
         return self._get(AppVersionRead, f"/api/v1/apps/{_seg(name)}/versions/{_seg(version)}")
 
     def app_workflows(self, name: str, version: str = "latest") -> list[WorkflowDefinition]:
@@ -220,6 +233,7 @@ class Client:
         return TypeAdapter(list[WorkflowDefinition]).validate_python(data)
 
     def manifest_schema(self) -> dict[str, Any]:
+        """The JSON Schema of ``twinapp.yaml`` (point an editor at it)."""
         result: dict[str, Any] = self._request("GET", "/api/v1/apps/manifest-schema").json()
         return result
 
@@ -243,6 +257,8 @@ class Client:
     def create_twin(self, app: str, name: str, parameters: Mapping[str, Any] | None = None, *,
                     description: str | None = None, tags: Sequence[str] | None = None,
                     location: Mapping[str, Any] | None = None) -> Twin:
+        """Create a twin of ``app`` (``name@version`` or ``name`` for the latest) with ``parameters`` checked against
+        the app's schema; optional tags and a GeoJSON location."""
         body: dict[str, Any] = {"app": app, "name": name, "parameters": dict(parameters or {}),
                                 "description": description}
         if tags:
@@ -252,30 +268,38 @@ class Client:
         return self._send(Twin, "POST", "/api/v1/twins", body)
 
     def list_twins(self, *, app: str | None = None, limit: int = 50, offset: int = 0) -> TwinList:
+        """A page of the twins you may read, optionally of one ``app``."""
         return self._get(TwinList, "/api/v1/twins", app=app, limit=limit, offset=offset)
 
     def get_twin(self, twin: str) -> Twin:
+        """A twin (by name or id): its app version, parameters, tags, location and head revision."""
         return self._get(Twin, f"/api/v1/twins/{_seg(twin)}")
 
     def delete_twin(self, twin: str) -> None:
+        """Delete a twin you may manage, with its whole state log; its forks keep their copies."""
         self._request("DELETE", f"/api/v1/twins/{_seg(twin)}")
 
     def fork_twin(self, twin: str, name: str, *, at_revision: int | None = None,
                   parameters: Mapping[str, Any] | None = None, description: str | None = None) -> Twin:
+        """A new twin ``name`` starting from ``twin``'s state at ``at_revision`` (default: the head), optionally with
+        other parameters: a what-if branch."""
         body: dict[str, Any] = {"name": name, "at_revision": at_revision, "description": description,
                                 "parameters": dict(parameters) if parameters is not None else None}
         return self._send(Twin, "POST", f"/api/v1/twins/{_seg(twin)}/fork",
                           {k: v for k, v in body.items() if v is not None})
 
     def grants(self, twin: str) -> list[GrantRead]:
+        """Who besides the owner may read or operate ``twin``."""
         data = self._request("GET", f"/api/v1/twins/{_seg(twin)}/grants").json()
         return TypeAdapter(list[GrantRead]).validate_python(data)
 
     def grant(self, twin: str, identity: str, permission: Literal["read", "operate"]) -> GrantRead:
+        """Let ``identity`` read or operate ``twin`` (the owner and admins may grant)."""
         return self._send(GrantRead, "PUT", f"/api/v1/twins/{_seg(twin)}/grants/{_seg(identity)}",
                           {"permission": permission})
 
     def revoke_grant(self, twin: str, identity: str) -> None:
+        """Withdraw what ``identity`` was granted on ``twin``."""
         self._request("DELETE", f"/api/v1/twins/{_seg(twin)}/grants/{_seg(identity)}")
 
     # -- state ------------------------------------------------------------------------------------
@@ -291,9 +315,12 @@ class Client:
 
     def report(self, twin: str, *, timestamp: datetime | None = None, message: str | None = None,
                **values: Any) -> RevisionRead:
+        """Write reported values (``level=2.1``, or ``level={'value': 2.1, 'unit': 'm'}``) as one new revision,
+        optionally at a past ``timestamp``."""
         return self.write_state(twin, reported=values, timestamp=timestamp, message=message)
 
     def desire(self, twin: str, *, message: str | None = None, **values: Any) -> RevisionRead:
+        """Write desired values (``level=2.5``): what the twin should reach; returns the new revision."""
         return self.write_state(twin, desired=values, message=message)
 
     def write_state_batch(self, items: Iterable[StateBatchItem | Mapping[str, Any]]) -> StateBatchResult:
@@ -318,10 +345,12 @@ class Client:
 
     def revisions(self, twin: str, *, limit: int = 50, offset: int = 0,
                   order: Literal["desc", "asc"] = "desc") -> RevisionPage:
+        """A page of a twin's revisions, newest first unless ``order='asc'``."""
         return self._get(RevisionPage, f"/api/v1/twins/{_seg(twin)}/revisions", limit=limit, offset=offset,
                          order=order)
 
     def get_revision(self, twin: str, revision: int) -> RevisionRead:
+        """One revision of a twin's state: the values written, by whom, when and why."""
         return self._get(RevisionRead, f"/api/v1/twins/{_seg(twin)}/revisions/{revision}")
 
     def history(self, twin: str, prop: str, *, kind: Literal["reported", "desired"] = "reported",
@@ -333,6 +362,8 @@ class Client:
                          limit=limit, order=order)
 
     def diff(self, twin: str, from_revision: int, to_revision: int | None = None) -> StateDiff:
+        """What changed between two revisions (``to_revision`` defaults to the head): added, removed and changed
+        properties."""
         params = {"from": from_revision, "to": to_revision}
         return self._get(StateDiff, f"/api/v1/twins/{_seg(twin)}/diff", **params)
 
