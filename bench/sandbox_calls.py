@@ -129,29 +129,40 @@ def udf_table(rounds: int, root: Path) -> list[tuple[str, ...]]:
 
 
 def env_table(root: Path) -> list[tuple[str, ...]]:
+    """Building an environment cold, then finding it, with each installer (pip is the baseline)."""
     sys.path.insert(0, str(REPO / "tests"))
     from integration.test_workers_envs import wheel  # the test's hand-built wheel: no network needed
+    from twinengine.workers.envs import find_uv
 
     wheels = root / "wheels"
     wheel(wheels, "benchlib", "1.0")
-    envs = Environments(root / "envs", index_url="none", find_links=str(wheels))
     manifest = Manifest.model_validate({"manifest_version": 1, "name": "bench-env", "version": "1.0.0",
                                         "title": "Environment bench", "domain": "testing",
                                         "authors": [{"name": "bench"}], "license": "MIT", "package": "bench_env",
                                         "requires": ["benchlib==1.0"]})
-    start = time.perf_counter()
-    envs.for_app(manifest, "a" * 64)
-    cold = (time.perf_counter() - start) * 1000
-    start = time.perf_counter()
-    envs.for_app(manifest, "a" * 64)  # the same app version again
-    warm_same = (time.perf_counter() - start) * 1000
-    start = time.perf_counter()
-    envs.for_app(manifest, "b" * 64)  # another version with the same requirements: its lock and environment
-    warm_other = (time.perf_counter() - start) * 1000
-    assert envs.builds == 1
-    return [("environment, 1 wheel", f"cold: resolve + install ({envs.installer})", f"{cold:.0f}", "", "", ""),
-            ("", "warm: same app version", f"{warm_same:.2f}", "", "", f"{cold / warm_same:.0f}x faster"),
-            ("", "warm: new version, same requires", f"{warm_other:.2f}", "", "", f"{cold / warm_other:.0f}x faster")]
+    rows: list[tuple[str, ...]] = []
+    colds: dict[str, float] = {}
+    for installer in ("pip", "uv") if find_uv() else ("pip",):
+        envs = Environments(root / f"envs-{installer}", index_url="none", find_links=str(wheels),
+                            installer=installer)
+        start = time.perf_counter()
+        envs.for_app(manifest, "a" * 64)
+        cold = colds[installer] = (time.perf_counter() - start) * 1000
+        start = time.perf_counter()
+        envs.for_app(manifest, "a" * 64)  # the same app version again
+        warm_same = (time.perf_counter() - start) * 1000
+        start = time.perf_counter()
+        envs.for_app(manifest, "b" * 64)  # another version with the same requirements: its lock and environment
+        warm_other = (time.perf_counter() - start) * 1000
+        assert envs.builds == 1
+        against = "" if installer == "pip" else f"{cold / colds['pip']:.2f}x pip's cold build"
+        rows += [("environment, 1 wheel", f"cold: resolve (pip) + install ({installer})", f"{cold:.0f}", "", "",
+                  against),
+                 ("", f"warm: same app version ({installer})", f"{warm_same:.2f}", "", "",
+                  f"{cold / warm_same:.0f}x faster"),
+                 ("", f"warm: new version, same requires ({installer})", f"{warm_other:.2f}", "", "",
+                  f"{cold / warm_other:.0f}x faster")]
+    return rows
 
 
 def main() -> None:
@@ -176,7 +187,7 @@ def main() -> None:
         print(f"{row[0]:<24}{row[1]:<30}{row[2]:>12}{row[3]:>12}{row[4]:>12}{row[5]:>10}")
     print("\napp environments, ms\n")
     for row in envs:
-        print(f"{row[0]:<24}{row[1]:<40}{row[2]:>10}  {row[5]}")
+        print(f"{row[0]:<24}{row[1]:<50}{row[2]:>10}  {row[5]}")
 
 
 if __name__ == "__main__":

@@ -153,6 +153,9 @@ class Settings(BaseSettings):
                                                                  "the installer's, PyPI); `none`: no index.")
     envs_find_links: str | None = Field(default=None, description="Folder or URL of wheels searched for app "
                                                                   "requirements besides the index.")
+    envs_installer: Literal["auto", "uv", "pip"] = Field(
+        default="auto", description="What installs app environments: uv, pip, or auto (uv when it is on the PATH "
+                                    "or beside the engine's Python, pip otherwise). pip resolves the lock either way.")
     # -- streams: real-time data from the physical twin
     stream_backend: str = Field(default="local", description="Stream log backend: local (segments) or nats.")
     streams_dir: Path | None = Field(default=None, description="Folder of the local stream log; "

@@ -1,7 +1,7 @@
 """App environments on real parts: two apps pinning different versions of one library both run, each in
 its own environment built once per lock, never in the engine's; requirements that cannot be resolved
-refuse the publish naming ``requires[i]``. The package index is a folder of wheels the test builds (no
-network: pip's ``--no-index --find-links``)."""
+refuse the publish naming ``requires[i]``. Environments are installed by pip and by uv. The package index is a
+folder of wheels the test builds (no network: ``--no-index --find-links``)."""
 
 from __future__ import annotations
 
@@ -58,13 +58,17 @@ def wheel(folder: Path, name: str, version: str) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """The embedded store only: environments do not depend on it, and each publish resolves with pip."""
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The embedded store only: environments do not depend on it, and each publish resolves with pip; the
+    installer is pip unless a test asks for uv (``indirect`` parametrisation)."""
     wheels = tmp_path / "wheels"
     for version in ("1.0", "2.0"):
         wheel(wheels, LIB, version)
-    return Settings(data_dir=tmp_path / "data", envs_index_url="none",
-                    envs_find_links=str(wheels))
+    return Settings(data_dir=tmp_path / "data", envs_index_url="none", envs_find_links=str(wheels),
+                    envs_installer=getattr(request, "param", "pip"))
+
+
+INSTALLERS = pytest.mark.parametrize("settings", ["pip", "uv"], indirect=True)
 
 
 def pinned_app(root: Path, name: str, version: str, requires: list[str]) -> Path:
@@ -77,12 +81,14 @@ def pinned_app(root: Path, name: str, version: str, requires: list[str]) -> Path
 
 
 @pytest.mark.slow
-def test_two_apps_pin_different_versions_of_a_library_side_by_side(engine: Engine, tmp_path: Path) -> None:
+@INSTALLERS
+def test_two_apps_pin_different_versions_of_a_library_side_by_side(engine: Engine, tmp_path: Path,
+                                                                   settings: Settings) -> None:
     ada = engine.as_role("ada", "developer")
     ada.publish_app(pinned_app(tmp_path, "old-app", "1.0.0", [f"{LIB}==1.0"]))
     ada.publish_app(pinned_app(tmp_path, "new-app", "1.0.0", [f"{LIB}==2.0"]))
     envs = engine.runtime.app_code.envs
-    assert envs is not None and envs.builds == 2
+    assert envs is not None and envs.builds == 2 and envs.installer == settings.envs_installer
     uma = engine.as_role("uma", "user")
     for app, twin in (("old-app", "old"), ("new-app", "new")):
         uma.create_twin(f"{app}@1.0.0", twin, {"station": "S1"})
@@ -104,12 +110,13 @@ def test_two_apps_pin_different_versions_of_a_library_side_by_side(engine: Engin
 
 
 @pytest.mark.slow
-def test_an_environment_is_built_once_per_lock(engine: Engine, tmp_path: Path) -> None:
+@INSTALLERS
+def test_an_environment_is_built_once_per_lock(engine: Engine, tmp_path: Path, settings: Settings) -> None:
     ada = engine.as_role("ada", "developer")
     ada.publish_app(pinned_app(tmp_path, "old-app", "1.0.0", [f"{LIB}==1.0"]))
     ada.publish_app(pinned_app(tmp_path, "old-app", "1.0.1", [f"{LIB}==1.0"]))  # same lock: same environment
     envs = engine.runtime.app_code.envs
-    assert envs is not None and envs.builds == 1
+    assert envs is not None and envs.builds == 1 and envs.installer == settings.envs_installer
     assert len([p for p in envs.root.iterdir() if (p / ".complete").is_file()]) == 1
 
 

@@ -5,8 +5,9 @@ published and kept beside the environments (``by-app/<archive sha256>.lock``; a 
 ``requires`` from the same sources reuses it, ``by-requires/``); the environment is keyed by
 the hash of the lock and the Python it was built for, so every app version with the same lock, and every
 twin of it, shares one. Workers running the app's code see it at ``/twin/env`` ahead of the engine's own
-packages; the engine's environment never gets an app's dependencies. ``uv`` installs when it is on the PATH,
-pip otherwise, from the package index (``envs_index_url``) and any ``envs_find_links``.
+packages; the engine's environment never gets an app's dependencies. pip resolves the lock; ``uv`` installs
+it when found (``envs_installer``), pip otherwise, from the package index (``envs_index_url``) and any
+``envs_find_links``.
 """
 
 from __future__ import annotations
@@ -42,14 +43,18 @@ class EnvironmentFailed(Exception):
 
 class Environments:
     def __init__(self, root: Path, *, index_url: str | None = None, find_links: str | None = None,
-                 python: str = sys.executable, installer: str | None = None) -> None:
+                 python: str = sys.executable, installer: str = "auto") -> None:
         self.root, self.index_url, self.find_links, self.python = root, index_url, find_links, python
-        self.installer = installer or ("uv" if shutil.which("uv") else "pip")
+        self.uv = find_uv()
+        if installer == "uv" and self.uv is None:
+            raise EnvironmentFailed("envs_installer is uv, but no uv is on the PATH or beside the engine's Python")
+        self.installer = "uv" if installer == "uv" or (installer == "auto" and self.uv) else "pip"
         self.builds = 0  # environments this process installed (the rest were found ready)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Environments:
-        return cls(settings.envs_root, index_url=settings.envs_index_url, find_links=settings.envs_find_links)
+        return cls(settings.envs_root, index_url=settings.envs_index_url, find_links=settings.envs_find_links,
+                   installer=settings.envs_installer)
 
     def for_app(self, manifest: Manifest, sha256: str) -> Path:
         """The site folder of an app version's environment (resolved and built on first use, else found)."""
@@ -129,7 +134,7 @@ class Environments:
             (tmp / "lock.txt").write_text(lock)
             site = tmp / "site"
             if self.installer == "uv":
-                argv = [shutil.which("uv") or "uv", "pip", "install", "--no-deps", "--target", str(site),
+                argv = [str(self.uv), "pip", "install", "--no-deps", "--target", str(site), "--quiet",
                         "--python", self.python, *self._sources(), "-r", str(tmp / "lock.txt")]
             else:
                 argv = [self.python, "-m", "pip", "install", "--no-deps", "--target", str(site), "--no-compile",
@@ -152,6 +157,12 @@ class Environments:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return folder
+
+
+def find_uv() -> Path | None:
+    """uv on the PATH, or installed beside the engine's Python (a virtual environment's ``bin/``)."""
+    found = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
+    return Path(found) if found else None
 
 
 def _installer_env() -> dict[str, str]:
