@@ -17,7 +17,7 @@ interpreter lock from it. ``--threads`` serves the same data dir once per reques
 It prints p50/p99 latencies, throughput, the slowest answer and the ratios of loaded to alone latencies for each
 number of clients (the issue's figures: ``--clients 50,200``).
 
-Usage: python bench/mixed_load.py [--clients 50,200] [--seconds 10] [--threads default,40]
+Usage: python bench/mixed_load.py [--clients 50,200] [--seconds 10] [--threads 8,40]
                                   [--backends sqlite,postgresql]
 """
 
@@ -244,7 +244,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="50,200", help="numbers of clients, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--threads", default="default,40",
+    parser.add_argument("--threads", default="8,40",
                         help="request threads of the server (TWIN_REQUEST_THREADS), comma-separated; 'default' "
                              "leaves the setting alone")
     parser.add_argument("--backends", default="sqlite,postgresql", help="stores to serve, comma-separated")
@@ -268,7 +268,7 @@ def main() -> None:
             print(f"(PostgreSQL not reachable at {PG_DEFAULT}; set TWIN_BENCH_POSTGRES_URL to include it)")
     print(f"\nmixed load for {args.seconds:.0f} s (writes 6 : reads 3 : time travel 2 : stream batches 2 : "
           f"STAC 2 : EDR 2 : /health 2 : sync graphs 1) against one client alone; latencies in ms; threads: "
-          "request threads of the server (default: 8 on SQLite, 2 x db_pool_size = 20 on PostgreSQL)\n")
+          "request threads of the server (default: 8 on SQLite, 4 x db_pool_size = 40 on PostgreSQL)\n")
     print(f"{'backend':<11}{'threads':>8}{'clients':>8}  {'request':<14}{'alone p50':>10}{'p99':>8}{'load p50':>10}"
           f"{'p99':>8}{'max':>8}{'per s':>8}{'p50 ÷ alone':>13}{'p99 ÷ alone':>13}")
     for name, by_threads in results:

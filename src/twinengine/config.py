@@ -87,8 +87,7 @@ class Settings(BaseSettings):
         description="Threads that run requests' blocking work at once; more requests wait their turn in order "
                     "(on the event loop, holding no thread). Default: 8 on SQLite, where that work is CPU and "
                     "every runnable thread competes for the interpreter lock with the event loop; on a server "
-                    "database, the connections the pool may open (2 x db_pool_size), since that work mostly "
-                    "waits on the database. 40 was the fixed pool before.")
+                    "database 4 x db_pool_size (40), since that work mostly waits on the database.")
     edr_max_values: int = Field(default=20_000_000, gt=0,
                                 description="Most values one EDR answer may hold (413 above, checked before reading).")
     edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,
@@ -236,7 +235,7 @@ class Settings(BaseSettings):
         """``request_threads``, or the default for the store (see its description)."""
         if self.request_threads is not None:
             return self.request_threads
-        return 8 if self.db_url.startswith("sqlite") else 2 * self.db_pool_size
+        return 8 if self.db_url.startswith("sqlite") else 4 * self.db_pool_size
 
     @property
     def lake_file_root_paths(self) -> list[Path]:
