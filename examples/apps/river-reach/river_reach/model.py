@@ -98,12 +98,18 @@ def runoff_correction() -> Any:
         correction = model(torch.tensor(features, dtype=torch.float32)).squeeze(1).tolist()
         return [round(s + c, 4) for s, c in zip(sim, correction, strict=True)]
 
+    def predictions(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predicted, observed) level residuals: the simulation cancels, so the interval is the level's."""
+        x, y = batch
+        return model(x), y
+
     def features(data: TrainingData) -> Any:
         return np.asarray(residuals(data.parameters, data.records), dtype=float).reshape(-1, 1)
 
     return TrainingTask(
         build_model=build, datasets=datasets, loss=loss,
         metrics={"rmse_level": rmse_level, "rmse_simulation": rmse_simulation}, predict=predict,
+        predictions=predictions, interval_level=0.9,
         config=TrainingConfig(epochs=30, batch_size=64, seed=7, optimizer=OptimizerConfig(name="adam", lr=0.01),
                               early_stopping=EarlyStopping(metric="val_loss", patience=8), params={"hidden": 32}),
         gate={"thresholds": {"rmse_level": {"max": 0.5}}, "compare": "rmse_level", "mode": "min", "margin": 0.05},

@@ -66,6 +66,10 @@ def retrain_on_drift(ctx: DemoContext) -> None:
     first = wait_for_training(ctx, twin.name, uma.ml.train(twin.name, MODEL).id, "training runoff_correction v1")
     ctx.say(f"trained {MODEL} v{first.model_version} on {len(base)} readings: held-out level RMSE "
             f"{first.metrics['rmse_level']:.3f} m (simulation alone {first.metrics['rmse_simulation']:.3f} m)")
+    if "interval_half_width" in first.metrics:  # the split-conformal interval the version carries
+        m = first.metrics
+        ctx.say(f"its {m['interval_level']:.0%} prediction interval: ±{m['interval_half_width']:.3f} m, covering "
+                f"{m['interval_coverage']:.0%} of the held-out levels it was not calibrated on")
 
     # The catchment changes; the twin's parameters do not. The policy watches the model's residuals.
     drifted = _readings(ctx, params, runoff=CHANGED_RUNOFF, hours=DRIFT_HOURS,
