@@ -170,7 +170,7 @@ def test_a_function_publishes_cleaned_windows_to_its_own_twin_only(engine: Engin
     assert uma.streams.dead_letters("ifo") == []
     assert uma.streams.read("other", "cleaned").count == 0  # the other twin of the app saw nothing
     fns = {f.name: f for f in uma.streams.functions("ifo")}
-    assert fns["clean"].calls == 4 and fns["summarise"].calls == 2
+    assert fns["clean"].calls == 4 and fns["summarise"].calls == 2 and fns["clean"].publishes == ["cleaned"]
 
 
 def test_publishing_outside_the_declared_streams_fails_the_call(engine: Engine, tmp_path: Path) -> None:
