@@ -5,6 +5,7 @@ of their own twin, through the worker protocol, and every way of publishing else
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 from helpers import MINIMAL_STATE, Engine, make_app
 from streams_fixtures import drop_streams, eventually, stream_backend, stream_engine, stream_settings  # noqa: F401
+from twinengine.app.harness import check_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.daemons.streams_compactor import Compactor
@@ -182,3 +184,17 @@ def test_publishing_outside_the_declared_streams_fails_the_call(engine: Engine, 
     assert "'summary' is not a stream this function publishes to (publishes: cleaned)" in reasons["undeclared"]
     assert "publish to 'cleaned': records[0].h: has 3 samples; the field holds exactly 8" in reasons["short"]
     assert uma.streams.read("ifo", "cleaned").count == 0 and uma.streams.read("ifo", "raw").count == 1
+
+
+def test_twin_app_test_checks_what_a_function_publishes(tmp_path: Path) -> None:
+    functions = {**PIPELINE, "short": {**ROGUES["short"], "retries": None}}
+    folder = strain_app(tmp_path, functions)
+    (folder / "data").mkdir()
+    (folder / "data" / "parameters.json").write_text('{"station": "V1"}')
+    (folder / "data" / "raw.jsonl").write_text("".join(
+        json.dumps(window(i, [float(i + j) for j in range(N)])) + "\n" for i in range(3)))
+    found = {item.name: item for item in check_app(folder, run_tests=False, train=False)}
+    assert found["function clean"].ok, found["function clean"]
+    assert found["function summarise"].skipped  # no sample records of cleaned: what clean publishes is not one
+    assert not found["function short"].ok
+    assert "publish to 'cleaned': records[0].h: has 3 samples" in str(found["function short"].error)
