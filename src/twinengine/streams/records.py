@@ -122,6 +122,9 @@ def _conform(stream: Stream, table: pa.Table | None) -> pa.Table:
 
 def _array_problem(declared: StreamField, column: pa.ChunkedArray | pa.Array) -> tuple[int, str, str] | None:
     """The first record whose array value breaks the declaration: (record index, loc suffix, message)."""
+    if (pa.types.is_fixed_size_list(column.type) and column.type.list_size == declared.length
+            and pc.list_flatten(column).null_count == 0):
+        return None  # the type holds the length: only null samples could be wrong (the common Arrow case)
     lengths = pc.list_value_length(column).fill_null(0)
     wrong = (pc.not_equal(lengths, declared.length) if declared.length is not None
              else pc.greater(lengths, MAX_ARRAY_LENGTH))
