@@ -214,6 +214,8 @@ def test_published_records_travel_as_effects_and_are_checked_against_the_target(
     worker = FunctionContext(twin_id="t", twin_name="n", function="clean", parameters={})
     worker.publish("cleaned", [{"time": T0, "h": np.array([1.0, np.nan, 3.0, 4.0]), "vetoed": False}])
     worker.publish("summary", {"time": T0, "rms": 0.5})
+    with pytest.raises(TypeError, match="records are mappings"):
+        worker.publish("summary", pa.table({"time": [T0]}))
     # what the worker process answers for the call, and what the engine reads back
     answer = loads_json(dumps_json({"updates": [], "events": [], "workflows": [], "published": worker.published}))
     engine = FunctionContext(twin_id="t", twin_name="n", function="clean", parameters={})

@@ -83,6 +83,8 @@ class FunctionContext:
         under ``publishes``; they are validated against that stream's fields (array fields may be numpy
         arrays) and appended durably once the call returns, and the target stream's functions run on them."""
         batch = [records] if isinstance(records, Mapping) else list(records)
+        if not all(isinstance(r, Mapping) for r in batch):
+            raise TypeError(f"publish({stream!r}, ...): records are mappings of field to value (one, or a list)")
         self.published.append({"stream": stream, "records": [dict(r) for r in batch]})
 
     def start_workflow(self, name: str, **parameters: Any) -> None:
