@@ -242,3 +242,10 @@ def test_published_records_travel_as_effects_and_are_checked_against_the_target(
     assert "records[0].vetoed: required" in refused("cleaned", [{"time": T0, "h": [0.0] * 4}])
     with pytest.raises(ValueError, match="malformed"):
         check_published(manifest, spec, [{"stream": "cleaned"}])
+
+
+def test_an_array_sent_to_a_scalar_field_is_named_briefly() -> None:
+    found = problems(lambda: records.check_records(CHANNEL, [{"time": T0, "strain": [0.0] * 4, "counts": [],
+                                                              "label": list(range(4096))}]))
+    message = found["records[0].label"]
+    assert message.endswith("... is not a string") and len(message) < 100

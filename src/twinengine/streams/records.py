@@ -209,16 +209,16 @@ def _check_scalar(kind: FieldType, value: Any) -> tuple[Any, str | None]:
         try:
             return _parse_time(value), None
         except ValueError:
-            return None, f"{value!r} is not an ISO 8601 time (e.g. 2026-03-01T06:00:00Z)"
+            return None, f"{_short(value)} is not an ISO 8601 time (e.g. 2026-03-01T06:00:00Z)"
     if kind is FieldType.FLOAT:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return (float(value), None) if ok else (None, f"{value!r} is not a number")
+        return (float(value), None) if ok else (None, f"{_short(value)} is not a number")
     if kind is FieldType.INTEGER:
         ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-        return (value, None) if ok else (None, f"{value!r} is not a 64-bit integer")
+        return (value, None) if ok else (None, f"{_short(value)} is not a 64-bit integer")
     if kind is FieldType.STRING:
-        return (value, None) if isinstance(value, str) else (None, f"{value!r} is not a string")
-    return (value, None) if isinstance(value, bool) else (None, f"{value!r} is not true or false")
+        return (value, None) if isinstance(value, str) else (None, f"{_short(value)} is not a string")
+    return (value, None) if isinstance(value, bool) else (None, f"{_short(value)} is not true or false")
 
 
 def check_records(stream: Stream, records: Sequence[Any], *, loc: str = "records") -> pa.Table:
