@@ -1,7 +1,8 @@
 """virgo-glitch, the fast-channel reference app, in an engine: seeded frames of ten 4096-sample channels go in
 as Arrow IPC; the function on arrival (in the app's sandboxed worker) vetoes the glitch windows and publishes
-the whitened strain to ``cleaned``, which reads back as arrays with the simulator's truth; ``twin app test``
-passes the app, its science test included."""
+the whitened strain to ``cleaned``, which reads back as arrays with the simulator's truth and, through
+``load_stream`` in the app's spectrum workflow, as a white spectrum; ``twin app test`` passes the app, its
+science test included."""
 
 from __future__ import annotations
 
@@ -69,6 +70,12 @@ def test_frames_in_cleaned_strain_and_vetoes_out(engine: Engine) -> None:
                        s.reported["windows"].value == FRAMES and s)
     assert state.reported["vetoed_windows"].value == sum(truth)
     assert uma.streams.dead_letters("v1") == []
+    # the spectrum workflow reads the cleaned stream back through load_stream: (record, h_sample)
+    run = uma.workflows.run("v1", "spectrum", sync=True)
+    assert run.status == "finished", run.error
+    reported = uma.get_state("v1").reported
+    assert reported["spectrum_windows"].value == FRAMES - sum(truth)
+    assert 1 <= reported["spectrum_flatness"].value < 1.5  # white: the coloured strain spans decades
 
 
 @pytest.mark.slow
@@ -77,5 +84,5 @@ def test_twin_app_test_passes_the_app() -> None:
     result = CliRunner().invoke(cli_app, ["--json", "app", "test", str(APP)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     found = {i["item"]: i for i in json.loads(result.output)["items"]}
-    for item in ("manifest", "tests", "publish", "twin"):
+    for item in ("manifest", "tests", "publish", "twin", "workflow spectrum"):
         assert found[item]["ok"] and not found[item]["skipped"], found.get(item)

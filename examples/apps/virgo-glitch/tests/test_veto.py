@@ -87,3 +87,20 @@ def test_the_function_publishes_one_cleaned_window_per_frame() -> None:
     vetoed = [c for c in cleaned if c["vetoed"]]
     assert vetoed and all(c["channel"] in AUX for c in vetoed)
     assert ctx.updates[-1]["windows"] == 30 and ctx.updates[-1]["vetoed_windows"] == len(vetoed)
+
+
+def test_the_spectrum_process_tells_white_from_coloured() -> None:
+    import xarray as xr
+    from virgo_glitch.processes import cleaned_spectrum
+
+    rng = np.random.default_rng(3)
+    white = rng.normal(size=(12, SAMPLE_RATE))
+    red = np.cumsum(white, axis=1)  # a random walk: power falling as 1/f^2
+
+    def dataset(strain: np.ndarray, vetoed: list[bool]) -> xr.Dataset:
+        return xr.Dataset({"h": (("record", "h_sample"), strain), "vetoed": ("record", vetoed)})
+
+    flat = cleaned_spectrum(dataset(white, [False] * 11 + [True]))
+    assert flat["spectrum_windows"] == 11 and flat["spectrum_flatness"] < 1.3
+    assert cleaned_spectrum(dataset(red, [False] * 12))["spectrum_flatness"] > 3
+    assert cleaned_spectrum(xr.Dataset(coords={"record": np.array([], dtype=np.int64)})) == {"spectrum_windows": 0}
