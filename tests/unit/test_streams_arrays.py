@@ -249,3 +249,14 @@ def test_an_array_sent_to_a_scalar_field_is_named_briefly() -> None:
                                                               "label": list(range(4096))}]))
     message = found["records[0].label"]
     assert message.endswith("... is not a string") and len(message) < 100
+
+
+def test_the_cli_shows_an_array_field_as_its_length() -> None:
+    from twinengine.cli import streams as cli_streams
+    from twinengine.cli._common import console
+
+    with console.capture() as captured:
+        cli_streams._show("ifo/raw", [{"_offset": 0, "time": T0, "strain": [0.5] * 4096, "label": "x",
+                                       "_arrival": T0, "_quality": "good", "_checks": None}])
+    text = captured.get()
+    assert "4096 samples" in text and "0.5, 0.5" not in text
