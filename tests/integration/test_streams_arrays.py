@@ -1,12 +1,14 @@
-"""Array fields end to end, on both stream logs: arrays in over HTTP (JSON lines, Arrow IPC) and back (JSON
-with NaN tokens, Arrow fixed_size_list, load_stream over compacted Parquet plus the log's tail), refusals
-naming record, field and sample; functions on arrival get numpy arrays and publish records to other streams
-of their own twin, through the worker protocol, and every way of publishing elsewhere fails the call."""
+"""Array fields end to end, on both stream logs: arrays in over HTTP (JSON lines, Arrow IPC) and MQTT, and
+back (JSON with NaN tokens, Arrow fixed_size_list, load_stream over compacted Parquet plus the log's tail),
+refusals naming record, field and sample; functions on arrival get numpy arrays and publish records to other
+streams of their own twin, through the worker protocol, and every way of publishing elsewhere fails the call
+(in the engine and in ``twin app test``)."""
 
 from __future__ import annotations
 
 import json
 import math
+import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +21,14 @@ import pytest
 from sqlalchemy import select
 
 from helpers import MINIMAL_STATE, Engine, make_app
-from streams_fixtures import drop_streams, eventually, stream_backend, stream_engine, stream_settings  # noqa: F401
+from streams_fixtures import (  # noqa: F401
+    drop_streams,
+    eventually,
+    require_mqtt,
+    stream_backend,
+    stream_engine,
+    stream_settings,
+)
 from twinengine.app.harness import check_app
 from twinengine.client import Client
 from twinengine.config import Settings
@@ -198,3 +207,29 @@ def test_twin_app_test_checks_what_a_function_publishes(tmp_path: Path) -> None:
     assert found["function summarise"].skipped  # no sample records of cleaned: what clean publishes is not one
     assert not found["function short"].ok
     assert "publish to 'cleaned': records[0].h: has 3 samples" in str(found["function short"].error)
+
+
+def test_mqtt_messages_carry_arrays_too(tmp_path: Path, drop_streams: list[Any]) -> None:  # noqa: F811
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    url = require_mqtt()
+    topic = f"test/{secrets.token_hex(4)}/raw"
+    with stream_engine(stream_settings(tmp_path / "data", "local", mqtt_url=url), drop_streams) as engine:
+        uma = twin_of(engine, tmp_path, PIPELINE)
+        uma.streams.bind_mqtt("ifo", "raw", topic)
+        eventually(lambda: topic in engine.app.state.stream_daemons.mqtt.ready)  # type: ignore[attr-defined]
+        host, port = url.removeprefix("mqtt://").split(":")
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2)
+        pub.connect(host, int(port))
+        pub.loop_start()
+        infos = [pub.publish(topic, json.dumps(window(0, [0.5 * i for i in range(N)])), qos=1),
+                 pub.publish(topic, json.dumps(window(1, [0.0] * 3)), qos=1),  # refused: three samples
+                 pub.publish(topic, json.dumps([window(2, [1.0] * N, []), window(3, [-1.0] * N)]), qos=1)]
+        for info in infos:
+            info.wait_for_publish(10)
+        pub.loop_stop()
+        page = eventually(lambda: (p := uma.streams.read("ifo", "raw")).count == 3 and p)
+        assert [r["h"][1] for r in page.items] == [0.5, 1.0, -1.0] and page.items[1]["aux"] == []
+        cleaned = eventually(lambda: (p := uma.streams.read("ifo", "cleaned")).count == 3 and p)
+        assert cleaned.items[0]["h"] == [0.5 * i - 1.75 for i in range(N)]
