@@ -260,3 +260,23 @@ def test_the_cli_shows_an_array_field_as_its_length() -> None:
                                        "_arrival": T0, "_quality": "good", "_checks": None}])
     text = captured.get()
     assert "4096 samples" in text and "0.5, 0.5" not in text
+
+
+def test_reads_stop_at_a_byte_budget_but_never_below_min_rows() -> None:
+    wide = Stream.model_validate({"fields": {"time": {"type": "timestamp"},
+                                             "x": {"type": "array", "items": "float", "length": 1000}}})
+    hub = StreamHub(MemoryLog())
+    for batch in range(3):
+        hub.append("t/wide", records.check_records(wide, [{"time": T0, "x": [float(batch)] * 1000}] * 4),
+                   time_field="time")
+
+    def offsets(**options: Any) -> list[int]:
+        table = hub.read("t/wide", limit=100, **options)
+        return table.column("_offset").to_pylist() if table is not None else []
+
+    assert offsets() == list(range(12))
+    assert offsets(max_bytes=20_000) == [0, 1]  # about 8 kB a record
+    assert offsets(max_bytes=20_000, start=3) == [3, 4]  # across entries
+    assert offsets(max_bytes=20_000, min_rows=7) == list(range(7))
+    assert offsets(max_bytes=1) == [0]  # never nothing
+    assert offsets(max_bytes=10**9) == list(range(12))

@@ -55,6 +55,7 @@ log = logging.getLogger("twinengine.functions")
 EVENT_SCHEMA = pa.schema([("time", pa.timestamp("us", tz="UTC")), ("function", pa.string()), ("kind", pa.string()),
                           ("data", pa.string())])
 _MAX_BATCH = 10_000
+_MAX_BATCH_BYTES = 64 << 20  # records with array fields are large: a batch stops at about this much
 _SLICE_CALLS = 256
 _SLICE_SECONDS = 0.05
 _CHECKPOINT_SECONDS = 1.0
@@ -273,8 +274,14 @@ class FunctionWorker:
         within ``_CHECKPOINT_SECONDS`` (at-least-once: a crash may call those records again)."""
         base = consumer.offset
         stop = min(end, base + (consumer.limit or _MAX_BATCH))
+        trigger = consumer.spec.trigger
+        # A count window needs its records whole; with records left out by flag it may need more than
+        # ``count``, so then no byte budget (it could starve the window).
+        counted = trigger.kind == "count"
+        budget = None if counted and consumer.spec.quality.exclude else _MAX_BATCH_BYTES
         table = self.runtime.streams.read(consumer.key, start=base, stop=stop, limit=stop - base,
-                                          time_field=consumer.time_field)
+                                          time_field=consumer.time_field, max_bytes=budget,
+                                          min_rows=(trigger.count or 1) if counted else 1)
         records = to_python(table) if table is not None else []
         calls, used = select_kept_calls(consumer.spec.trigger, records, {f.value for f in
                                                                          consumer.spec.quality.exclude})
