@@ -233,3 +233,20 @@ def test_mqtt_messages_carry_arrays_too(tmp_path: Path, drop_streams: list[Any])
         assert [r["h"][1] for r in page.items] == [0.5, 1.0, -1.0] and page.items[1]["aux"] == []
         cleaned = eventually(lambda: (p := uma.streams.read("ifo", "cleaned")).count == 3 and p)
         assert cleaned.items[0]["h"] == [0.5 * i - 1.75 for i in range(N)]
+
+
+def test_a_page_of_large_records_is_cut_at_its_byte_budget(engine: Engine, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from twinengine.streams import service
+
+    uma = twin_of(engine, tmp_path, {})
+    uma.streams.append("ifo", "raw", [window(i, [float(i)] * N) for i in range(6)])
+    one = uma.streams.read("ifo", "raw", limit=1).items[0]
+    monkeypatch.setattr(service, "PAGE_BYTES", 2 * len(json.dumps(one)))  # about two records' worth
+    pages, start = [], 0
+    while start < 6:
+        page = uma.streams.read("ifo", "raw", start=start, limit=100)
+        assert 1 <= page.count < 6 and page.next_offset == page.items[-1]["_offset"] + 1
+        pages.append(page.count)
+        start = page.next_offset
+    assert sum(pages) == 6 and len(pages) >= 2  # read on with next_offset: every record, in order
