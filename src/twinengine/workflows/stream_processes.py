@@ -86,7 +86,8 @@ _INTERVAL = {"type": "array", "subtype": "temporal-interval", "minItems": 2, "ma
 STREAM_SPECS: list[tuple[dict[str, Any], Any, bool]] = [(
     {"id": "load_stream", "summary": "Load a twin's stream history (lake segments plus the live tail)",
      "description": "Records of a stream of the run's twin (or `twin`) whose event time is in [start, end), "
-                    "as a dataset along `record` (the stream offset).",
+                    "as a dataset along `record` (the stream offset); an array field `x` has the dimensions "
+                    "(`record`, `x_sample`).",
      "categories": ["engine", "import"],
      "parameters": [
          {"name": "stream", "schema": {"type": "string"}, "optional": False, "description": "Stream name"},
