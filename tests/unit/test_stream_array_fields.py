@@ -128,6 +128,11 @@ def test_numpy_arrays_are_array_values_in_python_records() -> None:
     found = problems(lambda: records.check_records(CHANNEL, [{"time": T0, "strain": [0.0] * 4,
                                                               "counts": np.array([0.5])}]))
     assert "dtype float64" in found["records[0].counts"]
+    huge = np.array([1, 2**64 - 1], dtype=np.uint64)
+    for counts in (huge, list(huge)):  # beyond int64: refused, never an overflow
+        found = problems(lambda c=counts: records.check_records(CHANNEL, [{"time": T0, "strain": [0.0] * 4,
+                                                                           "counts": c}]))
+        assert "18446744073709551615 is not a 64-bit integer" in found["records[0].counts[1]"]
 
 
 # -- ingestion: Arrow ---------------------------------------------------------------------------------------------
@@ -280,3 +285,14 @@ def test_reads_stop_at_a_byte_budget_but_never_below_min_rows() -> None:
     assert offsets(max_bytes=20_000, min_rows=7) == list(range(7))
     assert offsets(max_bytes=1) == [0]  # never nothing
     assert offsets(max_bytes=10**9) == list(range(12))
+
+
+def test_an_integer_beyond_float64_is_refused_not_overflowed() -> None:
+    # (JSON text such a number is read as Infinity by the C++ parser, as 1e400 is; Python ints come from
+    # records handed over as objects: the JSON body of a WebSocket message, what a function publishes)
+    found = problems(lambda: records.check_records(CHANNEL, [{"time": T0, "strain": [1, 2, 3, 10**400],
+                                                              "counts": []}]))
+    assert "is beyond float64" in found["records[0].strain[3]"]
+    scalar = Stream.model_validate({"fields": {"time": {"type": "timestamp"}, "level": {"type": "float"}}})
+    found = problems(lambda: records.check_records(scalar, [{"time": T0, "level": 10**400}]))
+    assert "is beyond float64" in found["records[0].level"]

@@ -154,7 +154,14 @@ def _parse_time(value: Any) -> datetime:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
-_FLOAT_SAMPLES = frozenset({int, float})
+_FLOAT_MAX = 2**1024  # an integer at least this large has no float64
+
+
+def _as_float(v: Any) -> bool:
+    """Is ``v`` a number a float64 holds (an int beyond its range is not; bool is no number)?"""
+    if type(v) is float or isinstance(v, np.floating):
+        return True
+    return (type(v) is int or isinstance(v, np.integer)) and -_FLOAT_MAX < int(v) < _FLOAT_MAX
 
 
 def _short(value: Any) -> str:
@@ -179,20 +186,24 @@ def _check_array(declared: StreamField, value: Any) -> tuple[Any, str | None, st
         limit = f"exactly {declared.length}" if declared.length is not None else f"at most {MAX_ARRAY_LENGTH}"
         return None, f"has {n} samples; the field holds {limit}", ""
     if isinstance(items, np.ndarray):
+        if not floats and items.dtype.kind == "u" and items.size and int(items.max()) >= 2**63:
+            at = int(np.argmax(items >= 2**63))
+            return None, f"{int(items[at])} is not a 64-bit integer", f"[{at}]"
         return items, None, ""
     if floats:
-        if all(type(v) in _FLOAT_SAMPLES for v in items):
+        if all(type(v) is float for v in items) or all(_as_float(v) for v in items):
             return items, None, ""
         for j, v in enumerate(items):
             if v is None:
                 return None, "null is not a number (a missing float sample is NaN)", f"[{j}]"
-            if not (type(v) in _FLOAT_SAMPLES or isinstance(v, np.floating | np.integer)):
-                return None, f"{_short(v)} is not a number", f"[{j}]"
+            if not _as_float(v):
+                number = type(v) is int or isinstance(v, np.integer)
+                return None, f"{_short(v)} is {'beyond float64' if number else 'not a number'}", f"[{j}]"
         return items, None, ""
     for j, v in enumerate(items):
-        ok = (type(v) is int and -(2**63) <= v < 2**63) or isinstance(v, np.integer)
+        ok = (type(v) is int or isinstance(v, np.integer)) and -(2**63) <= int(v) < 2**63
         if not ok:
-            return None, f"{_short(v)} is not a 64-bit integer", f"[{j}]"
+            return None, f"{_short(int(v) if isinstance(v, np.integer) else v)} is not a 64-bit integer", f"[{j}]"
     return items, None, ""
 
 
@@ -212,6 +223,8 @@ def _check_scalar(kind: FieldType, value: Any) -> tuple[Any, str | None]:
             return None, f"{_short(value)} is not an ISO 8601 time (e.g. 2026-03-01T06:00:00Z)"
     if kind is FieldType.FLOAT:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and not _as_float(value):
+            return None, f"{_short(value)} is beyond float64"
         return (float(value), None) if ok else (None, f"{_short(value)} is not a number")
     if kind is FieldType.INTEGER:
         ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
