@@ -60,8 +60,10 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
     answers to the worker's questions), then check and write its effects as state revisions."""
     from twinengine.daemons.streams_functions import take_effects
     from twinengine.ml.functions import ChampionModels
+    from twinengine.streams.arrays import to_python
     from twinengine.streams.functions import FunctionContext, select_calls
     from twinengine.streams.hub import stream_key
+    from twinengine.streams.publish import append_published, check_published
     from twinengine.twins import state
     from twinengine.twins.models import Twin
     from twinengine.twins.schemas import PropertyWrite, StateKind
@@ -69,7 +71,7 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
     rt, spec = local.rt, manifest.functions[name]
     table = rt.streams.read(stream_key(twin_id, spec.stream), start=0, limit=100_000,
                             time_field=manifest.streams[spec.stream].time_field)
-    records = table.to_pylist() if table is not None else []
+    records = to_python(table) if table is not None else []
     calls, _used = select_calls(spec.trigger, records)
     champions = ChampionModels(rt)
     model = None
@@ -97,6 +99,8 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
             results, failed = code.functions(header, pending, ask=answer)
             for result in results:
                 take_effects(ctx, result)
+                append_published(rt.streams, twin.id, check_published(manifest, spec, ctx.published))
+                ctx.published = []
                 for update in ctx.updates:
                     writes = {k: PropertyWrite(value=v, timestamp=update.timestamp) for k, v in update.values.items()}
                     values = state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}})

@@ -2,15 +2,16 @@
 
 A function runs in a worker process of its app, never in the engine. It may read ``ctx.twin_id``,
 ``ctx.twin_name``, ``ctx.function``, ``ctx.parameters``, ``ctx.state`` and ``ctx.model``, and ask for
-effects: ``ctx.update_state(...)``, ``ctx.emit(...)``, ``ctx.start_workflow(...)``. Effects are data: the
-engine checks them after the call returns and applies them in the transaction that moves the function's
-checkpoint, so a call that is retried (at-least-once delivery) never applies them twice. A function cannot
-reach the engine's store, files or network; what it needs comes through ``ctx``.
+effects: ``ctx.update_state(...)``, ``ctx.emit(...)``, ``ctx.start_workflow(...)``, ``ctx.publish(...)``.
+Effects are data: the engine checks them after the call returns and applies them in the transaction that
+moves the function's checkpoint, so a call that is retried (at-least-once delivery) never applies them twice;
+published records are appended just before that transaction (see ``twinengine.streams.publish``). A function
+cannot reach the engine's store, files or network; what it needs comes through ``ctx``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,8 @@ class FunctionContext:
     events: list[dict[str, Any]] = field(default_factory=list)
     workflow_requests: list[dict[str, Any]] = field(default_factory=list)
     checked_requests: int = 0
+    published: list[dict[str, Any]] = field(default_factory=list)  # {"stream": name, "records": [...]}
+    checked_published: int = 0
     _overlay: tuple[int, Any] | None = field(default=None, repr=False)  # (updates laid over, the state then)
 
     @property
@@ -74,6 +77,15 @@ class FunctionContext:
     def emit(self, kind: str, **data: Any) -> None:
         """Record an event for the twin (``GET /twins/{twin}/functions/events``, ``client.streams.events``)."""
         self.events.append({"kind": kind, **data})
+
+    def publish(self, stream: str, records: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
+        """Append records (one mapping, or several) to another stream of this twin, one the function declares
+        under ``publishes``; they are validated against that stream's fields (array fields may be numpy
+        arrays) and appended durably once the call returns, and the target stream's functions run on them."""
+        batch = [records] if isinstance(records, Mapping) else list(records)
+        if not all(isinstance(r, Mapping) for r in batch):
+            raise TypeError(f"publish({stream!r}, ...): records are mappings of field to value (one, or a list)")
+        self.published.append({"stream": stream, "records": [dict(r) for r in batch]})
 
     def start_workflow(self, name: str, **parameters: Any) -> None:
         """Ask for a run of one of the app's workflows, started when the call's effects commit."""

@@ -20,6 +20,7 @@ from twinengine.units import UnitError, check_unit
 
 __all__ = [
     "APP_NAME_PATTERN",
+    "MAX_ARRAY_LENGTH",
     "Author",
     "Cardinality",
     "FieldType",
@@ -85,18 +86,38 @@ class FieldType(StrEnum):
     INTEGER = "integer"
     STRING = "string"
     BOOLEAN = "boolean"
+    ARRAY = "array"
+
+
+MAX_ARRAY_LENGTH = 1 << 20  # samples in one array value (8 MiB of float64): a record stays one log entry
 
 
 class StreamField(_Strict):
+    """One field of a stream's records. ``type: array`` holds a run of numbers in one record (a window of
+    samples of a fast channel) with ``items`` float or integer and, optionally, a fixed ``length``."""
+
     type: FieldType
     unit: Unit | None = None
     description: str | None = None
     nullable: bool = False
+    items: Literal["float", "integer"] | None = Field(
+        default=None, description="array fields: the type of each sample (float or integer).")
+    length: int | None = Field(default=None, ge=1, le=MAX_ARRAY_LENGTH,
+                               description=f"array fields: the number of samples of every value (default: any, "
+                                           f"up to {MAX_ARRAY_LENGTH}).")
 
     @model_validator(mode="after")
     def _unit_only_on_numbers(self) -> StreamField:
-        if self.unit is not None and self.type not in (FieldType.FLOAT, FieldType.INTEGER):
+        numbers = (FieldType.FLOAT, FieldType.INTEGER, FieldType.ARRAY)
+        if self.unit is not None and self.type not in numbers:
             raise ValueError(f"a {self.type.value} field cannot have a unit")
+        if self.type is FieldType.ARRAY:
+            if self.items is None:
+                raise ValueError("an array field needs items: float or integer")
+            if self.nullable:
+                raise ValueError("an array field cannot be nullable (mark missing float samples NaN)")
+        elif self.items is not None or self.length is not None:
+            raise ValueError(f"items and length apply to array fields, not to a {self.type.value} field")
         return self
 
 
@@ -120,6 +141,8 @@ class Stream(_Strict):
             raise ValueError(f"time_field {self.time_field!r} must have type timestamp")
         if self.key is not None and self.key not in self.fields:
             raise ValueError(f"key {self.key!r} is not one of the fields")
+        if self.key is not None and self.fields[self.key].type is FieldType.ARRAY:
+            raise ValueError(f"key {self.key!r} is an array field; a key tells sources apart by one value")
         return self
 
 
@@ -214,6 +237,9 @@ class FunctionSpec(_Open):
     retries: int | None = Field(default=None, ge=0, le=100, description="Default: the engine's setting.")
     quality: QualityPolicy = Field(default_factory=QualityPolicy,
                                    description="Records to leave out by their quality flag, e.g. {exclude: [bad]}.")
+    publishes: list[Ident] = Field(default_factory=list, max_length=64,
+                                   description="Streams of the twin the function may append records to with "
+                                               "ctx.publish (never its own stream, and no cycle among functions).")
 
 
 class OutputSpec(_Open):

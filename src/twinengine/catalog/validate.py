@@ -119,6 +119,12 @@ def _check_functions(manifest: Manifest) -> list[Problem]:
             problems.append(Problem(f"{loc}.stream", f"stream {fn.stream!r} is not declared under streams"))
         if fn.model is not None and fn.model not in manifest.models:
             problems.append(Problem(f"{loc}.model", f"model {fn.model!r} is not declared under models"))
+        for i, target in enumerate(fn.publishes):
+            if target not in manifest.streams:
+                problems.append(Problem(f"{loc}.publishes[{i}]", f"stream {target!r} is not declared under streams"))
+            elif target == fn.stream:
+                problems.append(Problem(f"{loc}.publishes[{i}]", f"a function cannot publish to {target!r}, the "
+                                                                 "stream it runs on (it would call itself forever)"))
         trigger = fn.trigger
         if stream is None or trigger.kind != "condition" or trigger.field is None:
             continue
@@ -134,10 +140,44 @@ def _check_functions(manifest: Manifest) -> list[Problem]:
                                     f"{trigger.field!r}"))
         elif declared.type.value in ("string", "boolean") and trigger.op not in ("eq", "ne"):
             problems.append(Problem(f"{loc}.trigger.op", f"{declared.type.value} fields compare with eq or ne"))
-    return problems
+    return problems + _check_publish_cycles(manifest)
+
+
+def _check_publish_cycles(manifest: Manifest) -> list[Problem]:
+    """Records a function publishes wake the functions of the target stream: a cycle of streams through
+    ``publishes`` would run forever, so none may exist."""
+    edges: dict[str, set[str]] = {}
+    for fn in manifest.functions.values():
+        edges.setdefault(fn.stream, set()).update(t for t in fn.publishes if t != fn.stream)
+    done: set[str] = set()
+
+    def cycle_from(stream: str, path: list[str]) -> list[str] | None:
+        if stream in path:
+            return [*path[path.index(stream):], stream]
+        if stream in done:
+            return None
+        for target in sorted(edges.get(stream, ())):
+            found = cycle_from(target, [*path, stream])
+            if found:
+                return found
+        done.add(stream)
+        return None
+
+    for stream in sorted(edges):
+        found = cycle_from(stream, [])
+        if found:
+            name = next(n for n, fn in manifest.functions.items()
+                        if fn.stream == found[-2] and found[-1] in fn.publishes)
+            return [Problem(f"functions.{name}.publishes", "functions publish in a cycle "
+                                                             f"({' -> '.join(found)}); records would flow forever")]
+    return []
 
 
 _NUMERIC = {"float", "integer", "boolean"}
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
 def _check_quality(manifest: Manifest) -> list[Problem]:
@@ -157,7 +197,7 @@ def _check_quality(manifest: Manifest) -> list[Problem]:
                     problems.append(Problem(where, f"{field!r} is not a field of stream {name!r} "
                                                    f"(fields: {', '.join(stream.fields)})"))
                 elif declared.type.value not in _NUMERIC or field == stream.time_field:
-                    problems.append(Problem(where, f"{field!r} is a {declared.type.value} field; quality checks "
+                    problems.append(Problem(where, f"{field!r} is {_a(declared.type.value)} field; quality checks "
                                                    "judge numbers"))
             if check.check == "completeness" and check.every is None and not gaps:
                 problems.append(Problem(f"{loc}.every", "give the expected cadence here or declare a gap check"))

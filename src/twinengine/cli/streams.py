@@ -88,7 +88,12 @@ def _show(title: str, items: list[dict[str, Any]]) -> None:
         return
     fields = [k for k in items[0] if k not in _META]
     console.print(table(title, ["offset", *fields, "quality", "arrival (UTC)"],
-                        [(r["_offset"], *(r.get(f) for f in fields), _flag(r), r["_arrival"]) for r in items]))
+                        [(r["_offset"], *(_cell(r.get(f)) for f in fields), _flag(r), r["_arrival"]) for r in items]))
+
+
+def _cell(value: Any) -> Any:
+    """An array field's value as its length (``--json`` gives the samples)."""
+    return f"{len(value)} samples" if isinstance(value, list) else value
 
 
 def _flag(record: dict[str, Any]) -> str:

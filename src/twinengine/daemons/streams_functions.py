@@ -3,8 +3,10 @@
 Each (twin, function) is a consumer with a checkpointed offset. The worker wakes on every durable append,
 reads what is new, decides the calls from the trigger, and runs them on a bounded pool (one task per
 consumer at a time, so a function sees its records in order). Effects (state revisions, events) and the new
-offset commit in one transaction: at-least-once delivery, effects once. A failing call is retried with
-exponential backoff, then its records go to the dead-letter list with the reason and the consumer moves on.
+offset commit in one transaction: at-least-once delivery, effects once. Records a function publishes to another
+stream are appended just before that transaction (``twinengine.streams.publish``). A failing call is retried
+with exponential backoff, then its records go to the dead-letter list with the reason and the consumer moves
+on; a target stream that pushes back (its consumers too far behind) only delays the consumer.
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ from sqlalchemy.orm import Session
 from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
-from twinengine.errors import TwinEngineError
+from twinengine.errors import StreamBackpressure, TwinEngineError
 from twinengine.ml.functions import ChampionModels
 from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
 from twinengine.store.changes import changed_since
+from twinengine.streams.arrays import to_python
 from twinengine.streams.functions import FunctionContext, StateUpdate, select_kept_calls
 from twinengine.streams.hub import stream_key
 from twinengine.streams.models import DeadLetter, StreamConsumer
+from twinengine.streams.publish import Published, append_published, check_published
 from twinengine.streams.service import EVENTS_STREAM
 from twinengine.twins import state
 from twinengine.twins.models import Twin
@@ -51,6 +55,7 @@ log = logging.getLogger("twinengine.functions")
 EVENT_SCHEMA = pa.schema([("time", pa.timestamp("us", tz="UTC")), ("function", pa.string()), ("kind", pa.string()),
                           ("data", pa.string())])
 _MAX_BATCH = 10_000
+_MAX_BATCH_BYTES = 64 << 20  # records with array fields are large: a batch stops at about this much
 _SLICE_CALLS = 256
 _SLICE_SECONDS = 0.05
 _CHECKPOINT_SECONDS = 1.0
@@ -269,9 +274,15 @@ class FunctionWorker:
         within ``_CHECKPOINT_SECONDS`` (at-least-once: a crash may call those records again)."""
         base = consumer.offset
         stop = min(end, base + (consumer.limit or _MAX_BATCH))
+        trigger = consumer.spec.trigger
+        # A count window needs its records whole; with records left out by flag it may need more than
+        # ``count``, so then no byte budget (it could starve the window).
+        counted = trigger.kind == "count"
+        budget = None if counted and consumer.spec.quality.exclude else _MAX_BATCH_BYTES
         table = self.runtime.streams.read(consumer.key, start=base, stop=stop, limit=stop - base,
-                                          time_field=consumer.time_field)
-        records = table.to_pylist() if table is not None else []
+                                          time_field=consumer.time_field, max_bytes=budget,
+                                          min_rows=(trigger.count or 1) if counted else 1)
+        records = to_python(table) if table is not None else []
         calls, used = select_kept_calls(consumer.spec.trigger, records, {f.value for f in
                                                                          consumer.spec.quality.exclude})
         if consumer.spec.trigger.kind == "time":
@@ -292,6 +303,7 @@ class FunctionWorker:
                 committed = prev = consumer.offset - base
                 made = 0
                 effects: list[tuple[list[state.NewValue], str | None]] = []
+                published: Published = []
                 keys: list[str] = []  # one per workflow request: the window (last offset) and its place in it
                 chunk = calls[pos: pos + _SLICE_CALLS]
                 header = {"entrypoint": consumer.spec.entrypoint, "model": model, "seconds": _SLICE_SECONDS,
@@ -312,6 +324,9 @@ class FunctionWorker:
                     try:
                         take_effects(ctx, result)
                         effects += self._check(manifest, consumer, ctx)
+                        published += check_published(manifest, consumer.spec,
+                                                     ctx.published[ctx.checked_published:])
+                        ctx.checked_published = len(ctx.published)
                     except Exception as exc:
                         raise _CallFailed(exc, prev - committed, through - prev) from exc
                     keys += [f"{consumer.name}:{consumer.spec.stream}:{base + through}:{j}"
@@ -324,8 +339,10 @@ class FunctionWorker:
             consumed = used if pos == len(calls) else prev
             requests = [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
             events = ctx.events + requests
+            if published:  # durable before the checkpoint moves past the calls that published them
+                append_published(self.runtime.streams, consumer.twin_id, published)
             consumer.pending_calls += made
-            if effects or events or time.monotonic() - consumer.checkpointed > _CHECKPOINT_SECONDS:
+            if effects or events or published or time.monotonic() - consumer.checkpointed > _CHECKPOINT_SECONDS:
                 with self.runtime.db.session() as session:
                     twin = session.get(Twin, consumer.twin_id)
                     if twin is None:
@@ -420,6 +437,10 @@ class FunctionWorker:
 
     def _failed(self, consumer: _Consumer, end: int, exc: Exception) -> None:
         cause: BaseException = exc.cause if isinstance(exc, _CallFailed) else exc
+        if isinstance(cause, StreamBackpressure):  # a stream it publishes to is full: wait, it is no failure
+            consumer.not_before = time.monotonic() + max(cause.retry_after or 1.0, self.settings.function_backoff)
+            log.info("function %s of %s waits: %s", consumer.name, consumer.twin_name, cause.message)
+            return
         if isinstance(cause, WorkerError):  # the app's own exception, as the worker reported it
             cause = _Remote(cause.remote)
         if isinstance(exc, _CallFailed) and exc.before:
@@ -458,7 +479,9 @@ def take_effects(ctx: FunctionContext, result: Any) -> None:
     if not isinstance(result, dict):
         raise ValueError("the worker's answer for a call is not an object")
     updates, events, requests = result.get("updates"), result.get("events"), result.get("workflows")
-    if not (isinstance(updates, list) and isinstance(events, list) and isinstance(requests, list)):
+    published = result.get("published", [])
+    if not (isinstance(updates, list) and isinstance(events, list) and isinstance(requests, list)
+            and isinstance(published, list)):
         raise ValueError("the worker's answer for a call lacks its updates, events or workflow requests")
     for update in updates:
         if not (isinstance(update, dict) and isinstance(update.get("values"), dict)
@@ -477,3 +500,4 @@ def take_effects(ctx: FunctionContext, result: Any) -> None:
                 and isinstance(request.get("parameters"), dict)):
             raise ValueError("start_workflow: malformed request")
         ctx.workflow_requests.append({"workflow": request["workflow"], "parameters": request["parameters"]})
+    ctx.published += published  # checked against the target streams by ``check_published``

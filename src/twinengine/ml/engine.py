@@ -31,6 +31,7 @@ from twinengine.ml.warm import WarmModels
 from twinengine.store.base import utcnow
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
+from twinengine.streams.arrays import to_python
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.twins.models import Twin
 
@@ -169,7 +170,7 @@ class MLEngine:
         kept = {"good", "suspect", "bad"} - excluded if excluded else None
         table = (hub.read(key, start=start, stop=end, limit=max(end - start, 1), quality=kept) if end > start
                  else None)
-        records = table.to_pylist() if table is not None else []
+        records = to_python(table) if table is not None else []  # array fields as numpy arrays
         inputs = {"kind": "stream", "stream": stream, "start": start, "end": end, "records": len(records)}
         if excluded:
             inputs["exclude_quality"] = sorted(excluded)

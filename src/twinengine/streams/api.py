@@ -212,7 +212,8 @@ async def events(
     sent, quiet = 0, 0.0
     while count is None or sent < count:
         table = await anyio.to_thread.run_sync(partial(hub.read, key, start=position, time_field=declared.time_field,
-                                                       limit=min(1000, (count or 10**9) - sent)))
+                                                       limit=min(1000, (count or 10**9) - sent),
+                                                       max_bytes=service.PAGE_BYTES))
         if table is not None:
             quiet = 0.0
             for record in table.to_pylist():

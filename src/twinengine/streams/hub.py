@@ -283,10 +283,13 @@ class StreamHub:
 
     def read(self, key: str, *, start: int = 0, since_us: int | None = None, until_us: int | None = None,
              limit: int = 1000, stop: int | None = None, time_field: str | None = None,
-             quality: Collection[str] | None = None) -> pa.Table | None:
+             quality: Collection[str] | None = None, max_bytes: int | None = None,
+             min_rows: int = 1) -> pa.Table | None:
         """Records with offset ≥ ``start`` (and < ``stop``) whose event time is in [since, until) and whose
         flag is one of ``quality`` (any when None), in offset order, with ``_offset``, ``_arrival``,
-        ``_quality`` and ``_checks`` columns; None when there are none."""
+        ``_quality`` and ``_checks`` columns; None when there are none. With ``max_bytes`` the records stop
+        once they hold about that many bytes, but never before ``min_rows`` (records with array fields are
+        large: ``limit`` alone could ask for gigabytes)."""
         state = self._state(key)
         with state.lock:
             end = state.durable if stop is None else min(stop, state.durable)
@@ -295,7 +298,7 @@ class StreamHub:
                       and (since_us is None or state.tmaxs[i] >= since_us)
                       and (until_us is None or state.tmins[i] < until_us)]
         tables: list[pa.Table] = []
-        rows = 0
+        rows = size = 0
         pos = 0
         while pos < len(wanted) and rows < limit:
             run = 1  # read contiguous entries in one call
@@ -307,9 +310,16 @@ class StreamHub:
                 mask = _mask(table, start, end, since_us, until_us, time_field, quality)
                 if mask is not None:
                     table = table.filter(mask)
-                if table.num_rows:
-                    tables.append(table.slice(0, limit - rows))
-                    rows += min(table.num_rows, limit - rows)
+                take = min(table.num_rows, limit - rows)
+                if take and max_bytes is not None:
+                    per_row = max(table.nbytes // table.num_rows, 1)
+                    allowed = max((max_bytes - size) // per_row, min_rows - rows, 0 if rows else 1)
+                    if allowed < take:
+                        take, limit = allowed, rows + allowed  # the budget is spent: this is the last part
+                    size += take * per_row
+                if take:
+                    tables.append(table.slice(0, take))
+                    rows += take
                 if rows >= limit:
                     break
             pos += run

@@ -1,8 +1,10 @@
 """Records against a stream's declaration: JSON lines, JSON objects and Arrow IPC in, one Arrow table out.
 
 The fast path lets pyarrow parse and type a whole batch in C++; only when it refuses does a record-by-record
-check run, so the answer names the record index and field (``records[17].level``). Nothing of a refused
-batch is kept: validation happens before anything is appended.
+check run, so the answer names the record index and field (``records[17].level``, and for an array field
+the sample, ``records[3].strain[17]``). Nothing of a refused batch is kept: validation happens before anything
+is appended. An array field is an Arrow ``fixed_size_list`` (declared ``length``) or ``list`` of float64 or
+int64; its samples are never null, and float samples may be NaN or ±Infinity as float fields may.
 """
 
 from __future__ import annotations
@@ -14,19 +16,36 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from twinengine.catalog.manifest import FieldType, Stream
+from twinengine.catalog.manifest import MAX_ARRAY_LENGTH, FieldType, Stream, StreamField
 from twinengine.errors import InvalidInput, Problem, ValidationFailed
+from twinengine.streams.arrays import is_array
 
-__all__ = ["MAX_PROBLEMS", "arrow_schema", "check_records", "parse_arrow", "parse_json_lines", "time_range"]
+__all__ = ["MAX_PROBLEMS", "arrow_schema", "arrow_type", "check_records", "parse_arrow", "parse_json_lines",
+           "time_range"]
 
 MAX_PROBLEMS = 20
 TIME_TYPE = pa.timestamp("us", tz="UTC")
 _ARROW = {FieldType.TIMESTAMP: TIME_TYPE, FieldType.FLOAT: pa.float64(), FieldType.INTEGER: pa.int64(),
           FieldType.STRING: pa.string(), FieldType.BOOLEAN: pa.bool_()}
+
+
+def arrow_type(declared: StreamField) -> pa.DataType:
+    """The Arrow type of a declared field (an array: fixed_size_list with a length, else list)."""
+    if declared.type is FieldType.ARRAY:
+        item = pa.float64() if declared.items == "float" else pa.int64()
+        return pa.list_(item, declared.length) if declared.length else pa.list_(item)
+    return _ARROW[declared.type]
+
+
+def _describe(declared: StreamField) -> str:
+    if declared.type is FieldType.ARRAY:
+        return f"array of {declared.items}" + (f"[{declared.length}]" if declared.length else "")
+    return declared.type.value
 
 
 def _required(stream: Stream) -> list[str]:
@@ -36,7 +55,7 @@ def _required(stream: Stream) -> list[str]:
 @lru_cache(maxsize=256)
 def _schema_of(stream_json: str) -> pa.Schema:
     stream = Stream.model_validate_json(stream_json)
-    return pa.schema([pa.field(name, _ARROW[f.type]) for name, f in stream.fields.items()])
+    return pa.schema([pa.field(name, arrow_type(f)) for name, f in stream.fields.items()])
 
 
 def arrow_schema(stream: Stream) -> pa.Schema:
@@ -49,14 +68,17 @@ def parse_json_lines(stream: Stream, data: bytes) -> pa.Table:
     if not data.strip():
         raise ValidationFailed.one("records", "no records in the body")
     schema = arrow_schema(stream)
+    # the JSON reader knows variable lists only: a fixed length is checked and cast afterwards
+    parsed = pa.schema([pa.field(f.name, pa.list_(f.type.value_type)) if pa.types.is_fixed_size_list(f.type)
+                        else f for f in schema])
     try:
         table = pajson.read_json(
             io.BytesIO(data),
             read_options=pajson.ReadOptions(use_threads=True, block_size=max(1 << 20, min(len(data) + 1, 1 << 26))),
-            parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"),
+            parse_options=pajson.ParseOptions(explicit_schema=parsed, unexpected_field_behavior="error"),
         )
         table = _conform(stream, table.select(schema.names) if _has_all(table, schema) else None)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, _Refused):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, _Refused):
         table = None
     if table is not None:
         return table
@@ -87,7 +109,39 @@ def _conform(stream: Stream, table: pa.Table | None) -> pa.Table:
     for name in _required(stream):
         if table.column(name).null_count:
             raise _Refused
+    for name, declared in stream.fields.items():
+        if declared.type is FieldType.ARRAY:
+            column = table.column(name)
+            if _array_problem(declared, column) is not None:
+                raise _Refused
+            target = arrow_type(declared)
+            if column.type != target:
+                table = table.set_column(table.schema.get_field_index(name), name, column.cast(target))
     return table
+
+
+def _array_problem(declared: StreamField, column: pa.ChunkedArray | pa.Array) -> tuple[int, str, str] | None:
+    """The first record whose array value breaks the declaration: (record index, loc suffix, message)."""
+    if (pa.types.is_fixed_size_list(column.type) and column.type.list_size == declared.length
+            and pc.list_flatten(column).null_count == 0):
+        return None  # the type holds the length: only null samples could be wrong (the common Arrow case)
+    lengths = pc.list_value_length(column).fill_null(0)
+    wrong = (pc.not_equal(lengths, declared.length) if declared.length is not None
+             else pc.greater(lengths, MAX_ARRAY_LENGTH))
+    bad_length = pc.index(wrong, True).as_py()
+    values = pc.list_flatten(column)
+    bad_value = -1
+    if values.null_count:
+        flat = pc.index(pc.is_null(values), True).as_py()
+        bad_value = pc.list_parent_indices(column)[flat].as_py() if flat >= 0 else -1
+    if bad_length >= 0 and (bad_value < 0 or bad_length <= bad_value):
+        n = lengths[bad_length].as_py()
+        limit = f"exactly {declared.length}" if declared.length is not None else f"at most {MAX_ARRAY_LENGTH}"
+        return bad_length, "", f"has {n} samples; the field holds {limit}"
+    if bad_value >= 0:
+        sample = pc.index(pc.is_null(pc.list_flatten(column.slice(bad_value, 1))), True).as_py()
+        return bad_value, f"[{sample}]", "null is not a number (a missing float sample is NaN)"
+    return None
 
 
 def _parse_time(value: Any) -> datetime:
@@ -100,21 +154,84 @@ def _parse_time(value: Any) -> datetime:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
-def _check_value(kind: FieldType, value: Any) -> tuple[Any, str | None]:
+_FLOAT_MAX = 2**1024  # an integer at least this large has no float64
+
+
+def _as_float(v: Any) -> bool:
+    """Is ``v`` a number a float64 holds (an int beyond its range is not; bool is no number)?"""
+    if type(v) is float or isinstance(v, np.floating):
+        return True
+    return (type(v) is int or isinstance(v, np.integer)) and -_FLOAT_MAX < int(v) < _FLOAT_MAX
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_array(declared: StreamField, value: Any) -> tuple[Any, str | None, str]:
+    """An array value: a list (or a 1-d numpy array) of numbers of the declared length."""
+    floats = declared.items == "float"
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1 or value.dtype.kind not in ("fiu" if floats else "iu"):
+            return None, f"a numpy array of shape {value.shape} and dtype {value.dtype} is not an array of " \
+                         f"{declared.items}", ""
+        items: Sequence[Any] | np.ndarray = value
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return None, f"{_short(value)} is not an array of {declared.items} (a JSON list of numbers)", ""
+    n = len(items)
+    if (declared.length is not None and n != declared.length) or n > MAX_ARRAY_LENGTH:
+        limit = f"exactly {declared.length}" if declared.length is not None else f"at most {MAX_ARRAY_LENGTH}"
+        return None, f"has {n} samples; the field holds {limit}", ""
+    if isinstance(items, np.ndarray):
+        if not floats and items.dtype.kind == "u" and items.size and int(items.max()) >= 2**63:
+            at = int(np.argmax(items >= 2**63))
+            return None, f"{int(items[at])} is not a 64-bit integer", f"[{at}]"
+        return items, None, ""
+    if floats:
+        if all(type(v) is float for v in items) or all(_as_float(v) for v in items):
+            return items, None, ""
+        for j, v in enumerate(items):
+            if v is None:
+                return None, "null is not a number (a missing float sample is NaN)", f"[{j}]"
+            if not _as_float(v):
+                number = type(v) is int or isinstance(v, np.integer)
+                return None, f"{_short(v)} is {'beyond float64' if number else 'not a number'}", f"[{j}]"
+        return items, None, ""
+    for j, v in enumerate(items):
+        ok = (type(v) is int or isinstance(v, np.integer)) and -(2**63) <= int(v) < 2**63
+        if not ok:
+            return None, f"{_short(int(v) if isinstance(v, np.integer) else v)} is not a 64-bit integer", f"[{j}]"
+    return items, None, ""
+
+
+def _check_value(declared: StreamField, value: Any) -> tuple[Any, str | None, str]:
+    kind = declared.type
+    if kind is FieldType.ARRAY:
+        return _check_array(declared, value)
+    checked, error = _check_scalar(kind, value)
+    return checked, error, ""
+
+
+def _check_scalar(kind: FieldType, value: Any) -> tuple[Any, str | None]:
     if kind is FieldType.TIMESTAMP:
         try:
             return _parse_time(value), None
         except ValueError:
-            return None, f"{value!r} is not an ISO 8601 time (e.g. 2026-03-01T06:00:00Z)"
+            return None, f"{_short(value)} is not an ISO 8601 time (e.g. 2026-03-01T06:00:00Z)"
     if kind is FieldType.FLOAT:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return (float(value), None) if ok else (None, f"{value!r} is not a number")
+        if ok and not _as_float(value):
+            return None, f"{_short(value)} is beyond float64"
+        return (float(value), None) if ok else (None, f"{_short(value)} is not a number")
     if kind is FieldType.INTEGER:
         ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-        return (value, None) if ok else (None, f"{value!r} is not a 64-bit integer")
+        return (value, None) if ok else (None, f"{_short(value)} is not a 64-bit integer")
     if kind is FieldType.STRING:
-        return (value, None) if isinstance(value, str) else (None, f"{value!r} is not a string")
-    return (value, None) if isinstance(value, bool) else (None, f"{value!r} is not true or false")
+        return (value, None) if isinstance(value, str) else (None, f"{_short(value)} is not a string")
+    return (value, None) if isinstance(value, bool) else (None, f"{_short(value)} is not true or false")
 
 
 def check_records(stream: Stream, records: Sequence[Any], *, loc: str = "records") -> pa.Table:
@@ -142,9 +259,9 @@ def check_records(stream: Stream, records: Sequence[Any], *, loc: str = "records
                     problems.append(Problem(f"{where}.{name}", "required"))
                 columns[name].append(None)
                 continue
-            checked, error = _check_value(declared.type, value)
+            checked, error, sub = _check_value(declared, value)
             if error:
-                problems.append(Problem(f"{where}.{name}", error))
+                problems.append(Problem(f"{where}.{name}{sub}", error))
             columns[name].append(checked)
     if problems:
         raise ValidationFailed(problems[:MAX_PROBLEMS])
@@ -180,13 +297,21 @@ def parse_arrow(stream: Stream, data: bytes) -> pa.Table:
             arrays.append(pa.nulls(table.num_rows, target.type))
             continue
         column = table.column(target.name)
+        declared = stream.fields[target.name]
+        if declared.type is FieldType.ARRAY and is_array(column.type):
+            found = _array_problem(declared, column)
+            if found is not None:
+                index, sub, message = found
+                problems.append(Problem(f"records[{index}].{target.name}{sub}", message))
+                arrays.append(pa.nulls(table.num_rows, target.type))
+                continue
         try:
             if pa.types.is_timestamp(target.type) and pa.types.is_timestamp(column.type) and column.type.tz is None:
                 column = pc.assume_timezone(column, "UTC")
             column = column.cast(target.type, safe=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             problems.append(Problem(f"columns.{target.name}", f"type {column.type} cannot be read as "
-                                                              f"{stream.fields[target.name].type.value}"))
+                                                              f"{_describe(declared)}"))
             arrays.append(pa.nulls(table.num_rows, target.type))
             continue
         if target.name in required and column.null_count:

@@ -86,6 +86,7 @@ class FunctionRead(BaseModel):
     stream: str
     entrypoint: str
     trigger: FunctionTrigger
+    publishes: list[str] = Field(default_factory=list, description="Streams of the twin it may append to.")
     offset: int = Field(description="Records below this offset were handled.")
     lag: int
     calls: int

@@ -47,6 +47,8 @@ def _seg(value: str) -> str:
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if type(value).__module__ == "numpy" and getattr(value, "dtype", None) is not None and value.dtype.kind in "biuf":
+        return value.tolist()  # an array field's samples (NaN as the JSON token NaN, read back as NaN)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 

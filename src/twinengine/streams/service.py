@@ -26,7 +26,7 @@ from twinengine.quality.indicators import QualityReport, TooManyWindows, summari
 from twinengine.quality.plan import CHECKS, QUALITY, QualityPlan
 from twinengine.quality.spec import CompletenessCheck, GapCheck
 from twinengine.streams import records
-from twinengine.streams.hub import ARRIVAL, AppendResult, StreamHub, stream_key
+from twinengine.streams.hub import ARRIVAL, OFFSET, AppendResult, StreamHub, stream_key
 from twinengine.streams.models import DeadLetter, StreamBinding, StreamConsumer
 from twinengine.streams.schemas import AppendAck, DeadLetterRead, FunctionRead, StreamRead
 from twinengine.twins.models import Twin
@@ -55,6 +55,7 @@ __all__ = [
 JSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines", "application/json")
 ARROW_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache.arrow.file")
 MAX_PRODUCER = 128
+PAGE_BYTES = 32 << 20  # a page of records holds about this much at most (records with array fields are large)
 
 
 def resolve(session: Session, *, principal: Principal, twin_ref: str, stream: str,
@@ -168,7 +169,7 @@ def read_records(session: Session, hub: StreamHub, *, principal: Principal, twin
     end = hub.end(key)
     first = max(end - last, 0) if last is not None else (start or 0)
     table = hub.read(key, start=first, since_us=_us(since), until_us=_us(until), limit=limit,
-                     time_field=declared.time_field, quality=quality)
+                     time_field=declared.time_field, quality=quality, max_bytes=PAGE_BYTES)
     return twin, table, end
 
 
@@ -234,7 +235,8 @@ def list_functions(session: Session, hub: StreamHub, *, principal: Principal, tw
         consumer = offsets.get(name)
         offset = consumer.offset if consumer else 0
         out.append(FunctionRead(name=name, stream=spec.stream, entrypoint=spec.entrypoint, trigger=spec.trigger,
-                                offset=offset, lag=max(hub.end(stream_key(twin.id, spec.stream)) - offset, 0),
+                                publishes=list(spec.publishes), offset=offset,
+                                lag=max(hub.end(stream_key(twin.id, spec.stream)) - offset, 0),
                                 calls=consumer.calls if consumer else 0, dead_letters=int(dead.get(name, 0))))
     return out
 
@@ -267,6 +269,7 @@ def function_events(session: Session, hub: StreamHub, *, principal: Principal, t
 
 
 MAX_QUALITY_RECORDS = 2_000_000
+MAX_QUALITY_BYTES = 512 << 20
 MAX_QUALITY_WINDOWS = 10_000
 
 
@@ -286,10 +289,14 @@ def quality_report(session: Session, hub: StreamHub, *, principal: Principal, tw
         raise ValidationFailed.one("window", f"more than {MAX_QUALITY_WINDOWS} windows; choose a longer window")
     if start is not None and end is None and datetime.now(UTC) - start > window * MAX_QUALITY_WINDOWS * 100:
         raise ValidationFailed.one("from", "too far back for this window; give to, or a longer window")
-    table = hub.read(stream_key(twin.id, stream), since_us=_us(start), until_us=_us(end),
-                     limit=MAX_QUALITY_RECORDS + 1, time_field=declared.time_field)
+    key = stream_key(twin.id, stream)
+    table = hub.read(key, since_us=_us(start), until_us=_us(end), limit=MAX_QUALITY_RECORDS + 1,
+                     time_field=declared.time_field, max_bytes=MAX_QUALITY_BYTES)
     if table is not None and table.num_rows > MAX_QUALITY_RECORDS:
         raise ValidationFailed.one("from", f"more than {MAX_QUALITY_RECORDS} records; narrow from/to")
+    if table is not None and hub.read(key, start=int(table.column(OFFSET)[-1].as_py()) + 1, since_us=_us(start),
+                                      until_us=_us(end), limit=1, time_field=declared.time_field) is not None:
+        raise ValidationFailed.one("from", f"more than {MAX_QUALITY_BYTES >> 20} MiB of records; narrow from/to")
     empty = np.zeros(0, dtype=np.int64)
     times = table.column(declared.time_field).cast(pa.int64()).to_numpy() if table is not None else empty
     arrival = table.column(ARRIVAL).cast(pa.int64()).to_numpy() if table is not None else empty

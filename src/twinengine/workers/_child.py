@@ -118,13 +118,14 @@ class Child:
         progress = os.open(PROGRESS, os.O_RDWR | os.O_CREAT, 0o600)  # calls begun: read by the engine on a crash
         for index, records in enumerate(calls[: int(header.get("max_calls", len(calls)))]):
             os.pwrite(progress, index.to_bytes(4, "little"), 0)
-            events, requests = len(ctx.events), len(ctx.workflow_requests)
+            events, requests, published = len(ctx.events), len(ctx.workflow_requests), len(ctx.published)
             try:
                 function(ctx, records)
                 results.append(dumps_json({"updates": [{"values": u.values, "timestamp": u.timestamp,
                                                         "message": u.message} for u in ctx.updates],
                                            "events": ctx.events[events:],
-                                           "workflows": ctx.workflow_requests[requests:]}))
+                                           "workflows": ctx.workflow_requests[requests:],
+                                           "published": ctx.published[published:]}))
             except Exception as exc:
                 failed = _failure(exc)
                 break

@@ -1,5 +1,6 @@
 """``load_stream``: a twin's stream history (compacted segments from the lake, then the log's open tail) as a
-dataset with one ``record`` per stream record, so graphs read streams like any other data.
+dataset with one ``record`` per stream record, so graphs read streams like any other data. An array field
+``x`` is a (record, x_sample) variable (values of varying length padded with NaN).
 
 The runtime hands the engine the reader (``engine.services["read_stream"]``); a stream changes as records
 arrive, so the process is never served from the result cache.
@@ -15,6 +16,7 @@ import pyarrow as pa
 import xarray as xr
 
 from twinengine.errors import ProcessParameterInvalid
+from twinengine.streams.arrays import as_matrix, is_array
 from twinengine.timeutil import parse_instant
 from twinengine.workflows.context import current
 
@@ -45,7 +47,9 @@ def to_records_dataset(table: pa.Table | None, time_field: str) -> xr.Dataset:
         if name in (_OFFSET, _ARRIVAL):
             continue
         column = table.column(name)
-        if pa.types.is_timestamp(column.type):
+        if is_array(column.type):  # an array field: its own sample dimension, e.g. (record, strain_sample)
+            data[name] = (("record", f"{name}_sample"), as_matrix(column))
+        elif pa.types.is_timestamp(column.type):
             values = column.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
             data[name] = ("record", values.astype("datetime64[ns]"))
         else:
@@ -82,7 +86,8 @@ _INTERVAL = {"type": "array", "subtype": "temporal-interval", "minItems": 2, "ma
 STREAM_SPECS: list[tuple[dict[str, Any], Any, bool]] = [(
     {"id": "load_stream", "summary": "Load a twin's stream history (lake segments plus the live tail)",
      "description": "Records of a stream of the run's twin (or `twin`) whose event time is in [start, end), "
-                    "as a dataset along `record` (the stream offset).",
+                    "as a dataset along `record` (the stream offset); an array field `x` has the dimensions "
+                    "(`record`, `x_sample`).",
      "categories": ["engine", "import"],
      "parameters": [
          {"name": "stream", "schema": {"type": "string"}, "optional": False, "description": "Stream name"},

@@ -6,19 +6,28 @@ import { loadTwin, twinHeader } from "../twinnav.js";
 
 const TAIL = 50;
 
+// An array field (thousands of samples per record) shows as its length and range, never in full.
+function samples(values) {
+  if (!Array.isArray(values)) return show(values);
+  const finite = values.filter((v) => typeof v === "number" && Number.isFinite(v));
+  const range = finite.length ? ` (${show(Math.min(...finite))} … ${show(Math.max(...finite))})` : "";
+  return `${values.length} samples${range}`;
+}
+
 function tail(twin, stream, closers) {
   const fields = ["_offset", ...Object.keys(stream.fields)];
+  const arrays = new Set(Object.keys(stream.fields).filter((f) => stream.fields[f].type === "array"));
   const body = h("tbody", {});
   const count = h("span", { class: "tail-count", "aria-live": "polite" });
   let shown = 0;
   const add = (record, fresh) => {
-    const tr = h("tr", { class: fresh ? "flash" : "", "data-offset": String(record._offset) }, fields.map((f) => h("td", {}, f === stream.time_field ? when(record[f]) : show(record[f]))));
+    const tr = h("tr", { class: fresh ? "flash" : "", "data-offset": String(record._offset) }, fields.map((f) => h("td", {}, f === stream.time_field ? when(record[f]) : arrays.has(f) ? samples(record[f]) : show(record[f]))));
     body.prepend(tr);
     while (body.children.length > TAIL) body.lastChild.remove();
     shown += fresh ? 1 : 0;
     count.textContent = `${stream.end_offset + shown} records; newest first${shown ? `, ${shown} arrived while watching` : ""}`;
   };
-  api(`/api/v1/twins/${enc(twin.id)}/streams/${enc(stream.name)}/records`, { params: { last: 20 } }).then((page) => {
+  api(`/api/v1/twins/${enc(twin.id)}/streams/${enc(stream.name)}/records`, { params: { last: arrays.size ? 5 : 20 } }).then((page) => {
     for (const r of page.items) add(r, false);
     count.textContent = `${page.end_offset} records; newest first`;
     closers.push(events(`/api/v1/twins/${enc(twin.id)}/streams/${enc(stream.name)}/events?start=${page.end_offset}`, { record: (r) => add(r, true) }));
