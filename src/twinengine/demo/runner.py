@@ -30,6 +30,7 @@ from twinengine.demo.chapters import (
     streams,
     twins,
     verification,
+    virgo,
     workflows,
 )
 from twinengine.demo.context import Advance, DemoContext, DemoOptions
@@ -66,6 +67,7 @@ CHAPTERS: list[Chapter] = [
 APP_CHAPTERS: dict[str, list[Chapter]] = {
     APP_FOLDER_NAME: CHAPTERS,
     "lattice-phi4": [twins.publish_app, lattice.flow_sampling],
+    "virgo-glitch": [twins.publish_app, virgo.glitch_veto],
 }
 
 
