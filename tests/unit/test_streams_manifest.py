@@ -60,3 +60,14 @@ def test_functions_are_cross_checked(tmp_path: Path) -> None:
     assert "not found" in found["functions.nomodule.entrypoint"]
     assert "not inside the app package" in found["functions.outside.entrypoint"]
     assert not any(loc.startswith("functions.fine") for loc in found)
+
+
+def test_a_model_names_a_declared_stream_to_train_on(tmp_path: Path) -> None:
+    folder = make_app(tmp_path, manifest={"streams": STREAMS, "models": {
+        "good": {"entrypoint": "test_app.fns:a", "stream": "gauges"},
+        "ghost": {"entrypoint": "test_app.fns:a", "stream": "weather"}}},
+        files={"test_app/fns.py": "def a():\n    pass\n"})
+    manifest, problems = check_app_dir(folder)
+    assert manifest is not None and manifest.models["good"].stream == "gauges"
+    assert [(p.loc, p.msg) for p in problems] == [("models.ghost.stream",
+                                                   "stream 'weather' is not declared under streams")]

@@ -184,6 +184,9 @@ class ModelSpec(_Open):
     framework: str = Field(default="pytorch", max_length=32)
     entrypoint: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
                             description="'module:function' inside the app package that builds the model.")
+    stream: str | None = Field(default=None, max_length=64,
+                               description="The stream its training records come from when a run names none "
+                                           "(default: the app's first stream).")
 
 
 class WorkflowSpec(_Open):

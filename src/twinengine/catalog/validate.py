@@ -112,6 +112,9 @@ def _check_functions(manifest: Manifest) -> list[Problem]:
     """Functions name a declared stream and model; a condition names a field of that stream and a value of
     its type (booleans and strings compare with eq/ne only)."""
     problems: list[Problem] = []
+    for name, model in manifest.models.items():
+        if model.stream is not None and model.stream not in manifest.streams:
+            problems.append(Problem(f"models.{name}.stream", f"stream {model.stream!r} is not declared under streams"))
     for name, fn in manifest.functions.items():
         loc = f"functions.{name}"
         stream = manifest.streams.get(fn.stream)

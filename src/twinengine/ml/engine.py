@@ -214,7 +214,10 @@ class MLEngine:
         if nproc > 1 and flavour.name != "pytorch":
             raise ValueError(f"nproc {nproc}: distributed training is for pytorch models, not {flavour.name}")
         config = task.config.merged(overrides)
-        records, inputs = self.read_records(twin, manifest, selection.get("selection", selection))
+        chosen = dict(selection.get("selection", selection))
+        if not chosen.get("stream") and manifest.models[model].stream:
+            chosen["stream"] = manifest.models[model].stream  # the model's own stream, as declared
+        records, inputs = self.read_records(twin, manifest, chosen)
         data = TrainingData(parameters=dict(twin.parameters), records=records, inputs=inputs)
         name = registered_name(twin.name, model)
         tags = {"twin.id": twin.id, "twin.name": twin.name, "model": model, "app": loaded.app,

@@ -61,7 +61,8 @@ def check_drift(ml: MLEngine, session: Session, policy: RetrainPolicy, twin: Twi
     task = ml.task(loaded)
     if task.features is None:
         return None
-    stream = policy.stream or last.inputs.get("stream") or next(iter(manifest.streams), None)
+    stream = policy.stream or last.inputs.get("stream") or manifest.models[policy.model].stream or \
+        next(iter(manifest.streams), None)
     if stream is None:
         return None
     end = ml._streams().end(stream_key(twin.id, stream))

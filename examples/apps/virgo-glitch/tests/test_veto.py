@@ -80,13 +80,18 @@ def test_the_function_publishes_one_cleaned_window_per_frame() -> None:
     sent = list(frames(30, seed=1))
     ctx = _Ctx()
     veto(ctx, [f.record for f in sent])
-    ((stream, cleaned),) = ctx.published
-    assert stream == "cleaned" and len(cleaned) == 30
+    published = dict(ctx.published)
+    cleaned, glitches = published["cleaned"], published.get("glitches", [])
+    assert next(iter(published)) == "cleaned" and len(cleaned) == 30
     assert all(isinstance(c["h"], np.ndarray) and c["h"].shape == (SAMPLE_RATE,) for c in cleaned)
     assert all(isinstance(c["time"], datetime) for c in cleaned)
     vetoed = [c for c in cleaned if c["vetoed"]]
     assert vetoed and all(c["channel"] in AUX for c in vetoed)
     assert ctx.updates[-1]["windows"] == 30 and ctx.updates[-1]["vetoed_windows"] == len(vetoed)
+    # each vetoed glitch's shape, centred on its peak, for the generative model
+    assert [g["time"] for g in glitches] == [c["time"] for c in vetoed]
+    assert all(g["shape"].shape == (512,) and g["channel"] in AUX for g in glitches)
+    assert all(abs(int(np.argmax(np.abs(g["shape"]))) - 256) < 64 for g in glitches)
 
 
 def test_the_spectrum_process_tells_white_from_coloured() -> None:

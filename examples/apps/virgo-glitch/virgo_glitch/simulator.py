@@ -66,8 +66,13 @@ def _snr(signal: np.ndarray, asd: np.ndarray) -> float:
     return float(np.sqrt(4 * df * np.sum(np.abs(spectrum[1:]) ** 2 / asd[1:] ** 2)))
 
 
-def _transient(rng: np.random.Generator, n: int) -> np.ndarray:
-    return sine_gaussian(n, rng.uniform(0.15, 0.85), f0=rng.uniform(60.0, 500.0), q=rng.uniform(3.0, 10.0))
+# Each coupled channel's glitches have their own family (as in real detectors: scattered light is slow, coil
+# drivers ring in the low hundreds of hertz, intensity noise higher): the frequency range of its sine-Gaussians.
+FAMILIES = {"seis_z": (60.0, 120.0), "mag_x": (150.0, 260.0), "laser_int": (350.0, 500.0)}
+
+
+def _transient(rng: np.random.Generator, n: int, band: tuple[float, float] = (60.0, 500.0)) -> np.ndarray:
+    return sine_gaussian(n, rng.uniform(0.15, 0.85), f0=rng.uniform(*band), q=rng.uniform(3.0, 10.0))
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ def frames(n: int, *, seed: int = 0, start: datetime | None = None, glitch_rate:
         elif draw < glitch_rate + aux_only_rate + signal_rate:
             kind = "signal"
         if channel is not None:
-            shape = _transient(rng, size)
+            shape = _transient(rng, size, FAMILIES.get(channel, (60.0, 500.0)))
             aux[channel] += shape * rng.uniform(*aux_snr) / _snr(shape, aux_asd[channel])
             if kind == "glitch":
                 delayed = np.roll(shape, int(rng.uniform(0.0, 0.010) * SAMPLE_RATE))

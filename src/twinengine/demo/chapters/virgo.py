@@ -3,11 +3,13 @@ auxiliary channels (4096-sample array fields) stream into a twin as Arrow; the a
 whitens each frame, vetoes strain glitches that coincide with auxiliary-channel transients, and publishes
 the cleaned strain to the twin's ``cleaned`` stream; the chapter scores the veto against the simulator's
 truth, measures the excess power left in the glitch frames, runs the spectrum workflow on the cleaned
-stream, and plots a glitch frame before and after."""
+stream, and plots a glitch frame before and after. The vetoed glitches' shapes fill a retraining buffer of
+the ``glitches`` stream; each fill retrains the generative glitch-shape model and is discarded."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import time
 from typing import Any
 
@@ -21,6 +23,8 @@ __all__ = ["glitch_veto"]
 
 FRAMES = 120
 WAIT_SECONDS = 300.0
+MODEL = "glitch_shapes"
+BUFFER = 10  # glitches per buffer fill: each fill retrains the glitch-shape model
 
 
 def _arrow(frames: list[Any], size: int) -> Any:
@@ -47,6 +51,13 @@ def glitch_veto(ctx: DemoContext) -> None:
     size = importlib.import_module(f"{package}.channels").SAMPLE_RATE
     twin = uma.create_twin(ctx.facts["app"], _free_name(uma, "virgo-noise"), {},
                            description="Noise twin of an interferometer: strain and nine auxiliary channels")
+    # glitches the veto finds fill a buffer; every BUFFER of them retrain the glitch-shape model, and a
+    # consumed fill is discarded (the next one holds only newer glitches)
+    retrains = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("mlflow") is not None
+    if retrains:
+        uma.streams.create_buffer(twin.name, "new-glitches", "glitches", policy="count", records=BUFFER,
+                                  discard_after=True)
+        uma.ml.set_policy(twin.name, MODEL, buffer="new-glitches")
     frames = list(simulator.frames(FRAMES, seed=ctx.options.seed))
     sent = uma.streams.append(twin.name, "frame", _arrow(frames, size)).count
     ctx.say(f"uma created twin {twin.name}; {sent} one-second frames of ten {size} Hz channels went in as Arrow")
@@ -80,6 +91,7 @@ def glitch_veto(ctx: DemoContext) -> None:
     ctx.say(f"spectrum workflow over the cleaned stream (load_stream, a sample dimension): "
             f"{state['spectrum_windows']} kept windows, spectral flatness {state['spectrum_flatness']:.2f} "
             "(1 is white)")
+    retrained = _retrained(ctx, twin.name, int(vetoed.sum()) // BUFFER) if retrains else []
     path = ctx.options.plot or ctx.runtime.data_dir / "virgo-glitch.png"
     if glitches.size:
         _plot(path, raw[0], white[glitches[0]], size, title=f"{twin.name}: frame {glitches[0]} "
@@ -87,13 +99,38 @@ def glitch_veto(ctx: DemoContext) -> None:
     ctx.facts["twin_name"] = twin.name
     ctx.facts["virgo"] = {"twin": twin.name, "frames": FRAMES, "glitches": int(truth.sum()),
                           "efficiency": efficiency, "false_rate": false_rate, "power_reduction": reduction,
-                          "state": state, "plot": str(path) if glitches.size else None}
+                          "state": state, "plot": str(path) if glitches.size else None,
+                          "retrained": [{"version": t.version, "status": t.status, "trigger": t.trigger,
+                                         "inputs": t.inputs} for t in retrained]}
     ctx.summary += [("veto", f"{efficiency:.1%} of glitch windows, {false_rate:.1%} of others "
                              "(goals: >= 90 %, <= 1 %)"),
                     ("cleaned strain", f"excess power in glitch frames down {reduction:.0%} (goal >= 80 %); "
                                        f"flatness {state['spectrum_flatness']:.2f}")]
+    if retrains:
+        ctx.summary.append(("glitch model", f"{len(retrained)} retraining(s) from buffer fills of {BUFFER} glitches"))
     if glitches.size:
         ctx.summary.append(("plot", str(path)))
+
+
+def _retrained(ctx: DemoContext, twin: str, fills: int) -> list[Any]:
+    """Wait for the retrainings the buffer's fills started; say what each gave."""
+    uma = ctx.client("uma")
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        trail = [t for t in uma.ml.trail(twin, MODEL) if t.trigger.get("kind") == "buffer"]
+        if len(trail) >= fills and all(t.status in ("succeeded", "failed") for t in trail):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(trail)} of {fills} buffer retrainings ended in {WAIT_SECONDS:.0f} s")
+        time.sleep(0.5)
+    for entry in sorted(trail, key=lambda t: t.created_at):
+        metrics = uma.ml.run(twin, entry.run).metrics if entry.status == "succeeded" else {}
+        verdict = "champion" if entry.decision and entry.decision.accepted else \
+            f"kept the champion ({entry.decision.reason if entry.decision else entry.status})"
+        ctx.say(f"buffer fill of {entry.inputs['end'] - entry.inputs['start']} glitches → {MODEL} "
+                f"v{entry.version}: generated glitches' spectral centroid off by "
+                f"{metrics.get('centroid_error', float('nan')):.0%} from the held-out ones; {verdict}")
+    return trail
 
 
 def _plot(path: Any, raw: np.ndarray, cleaned: np.ndarray, rate: int, *, title: str) -> None:
