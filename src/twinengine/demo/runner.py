@@ -19,6 +19,7 @@ from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.demo.chapters import (
+    climate,
     edr,
     ensembles,
     fleet,
@@ -66,6 +67,7 @@ CHAPTERS: list[Chapter] = [
 APP_CHAPTERS: dict[str, list[Chapter]] = {
     APP_FOLDER_NAME: CHAPTERS,
     "lattice-phi4": [twins.publish_app, lattice.flow_sampling],
+    "climate-extremes": [twins.publish_app, climate.extremes],
 }
 
 

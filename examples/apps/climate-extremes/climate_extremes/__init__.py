@@ -5,3 +5,7 @@ climate indices with xclim; ``storms``: the cyclone detector, tracker and its sc
 decade, the planted trends, an ensemble's confidence interval; ``stations``: station tables (CSV) and storm
 centres as a point collection; ``processes``: the app processes the workflows call.
 """
+
+from climate_extremes import generator, stations, storms, trends
+
+__all__ = ["generator", "stations", "storms", "trends"]

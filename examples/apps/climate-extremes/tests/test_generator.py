@@ -53,3 +53,16 @@ def test_rain_scales_with_warming_exactly() -> None:
     expected = dry.data["pr"].values * factor[:, None, None]
     assert np.allclose(wet.data["pr"].values, expected, rtol=1e-5, atol=2e-3)  # float32 rounding
     assert [s.x for s in wet.storms] == [s.x for s in dry.storms]  # the same storms
+
+
+def test_station_table() -> None:
+    from climate_extremes.stations import station_table
+
+    ds = generate(SMALL, 0).data
+    lines = station_table(ds, {"A": (1, 2), "B": (30, 30)}).splitlines()
+    assert lines[0] == "station,lon,lat,time,tasmax [degC],tasmin [degC],pr [mm d-1],hurs [%],sfcWind [m s-1]"
+    assert len(lines) == 1 + 2 * ds.sizes["time"]
+    first = lines[1].split(",")
+    assert first[:4] == ["A", str(float(ds["lon"][1])), str(float(ds["lat"][2])), "2017-01-01"]
+    assert float(first[4]) == round(float(ds["tasmax"].isel(time=0, lat=2, lon=1)), 2)
+    assert lines[-1].startswith(f"B,{float(ds['lon'][-1])},{float(ds['lat'][-1])},2028-12-31,")  # clipped

@@ -51,3 +51,16 @@ def test_scores_of_known_cases() -> None:
     assert got["matched"] == 2 and got["precision"] == round(2 / 3, 4) and got["recall"] == round(2 / 3, 4)
     assert got["centre_error_cells"] == 0.75
     assert score([], [])["f1"] == 1.0
+
+
+def test_centres_become_a_station_table() -> None:
+    from climate_extremes.stations import centres_table
+
+    found = [Centre(0, 6.0, 7.0, 2e-4, "T0001"), Centre(1, 8.0, 7.5, 3e-4, "T0001")]
+    grid = np.arange(16, dtype=float)
+    table = centres_table(to_geojson(found, grid + 0.5, grid + 40.5, ["2030-01-01T00:00:00Z",
+                                                                      "2030-01-02T00:00:00Z"]))
+    lines = table.splitlines()
+    assert lines[0] == "station,lon,lat,time,vorticity [s-1],track"
+    assert lines[1:] == ["T0001-2030-01-01,6.5,47.5,2030-01-01T00:00:00Z,0.0002,1",
+                         "T0001-2030-01-02,8.5,48.0,2030-01-02T00:00:00Z,0.0003,1"]
