@@ -208,8 +208,8 @@ def generate(parameters: dict[str, Any], member: int = 0) -> Weather:
     pr = scale * (base_rain + storm_rain)
 
     # relative humidity: lower when warm and dry, higher when it rains, drier by HURS_PER_K as it warms
-    hurs = np.clip(70.0 - HURS_PER_K * d_t[:, None, None] - 2.5 * SIGMA_T * anomaly + 15.0 * wet - 8.0 * season[:, None, None]
-                   + 5.0 * _smooth_noise(rng, (nt, n, n), sigma=2.0), 5.0, 100.0)
+    hurs = np.clip(70.0 - HURS_PER_K * d_t[:, None, None] - 2.5 * SIGMA_T * anomaly + 15.0 * wet
+                   - 8.0 * season[:, None, None] + 5.0 * _smooth_noise(rng, (nt, n, n), sigma=2.0), 5.0, 100.0)
     sfc_wind = np.hypot(uas, vas)
     return Weather(_dataset(cfg, times, lon, lat, member, tasmax=tasmax, tasmin=tasmin, tas=tas, pr=pr,
                             hurs=hurs, uas=uas, vas=vas, sfcWind=sfc_wind), storms)

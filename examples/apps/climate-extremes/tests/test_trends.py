@@ -29,6 +29,6 @@ def test_planted_trends_grow_with_warming_and_vanish_without() -> None:
 
 
 def test_confidence_interval() -> None:
-    mean, low, high = confidence_interval([1.0, 2.0, 3.0], level=0.95)
+    mean, _low, high = confidence_interval([1.0, 2.0, 3.0], level=0.95)
     assert mean == 2.0 and math.isclose(high - mean, 4.302653 * 1.0 / math.sqrt(3), rel_tol=1e-6)
     assert confidence_interval([1.0])[1] == -math.inf

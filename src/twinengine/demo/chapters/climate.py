@@ -112,12 +112,12 @@ def extremes(ctx: DemoContext) -> None:
     seconds = time.perf_counter() - started
     ctx.facts["climate"] = {"twin": twin.name, "parameters": twin.parameters, "storms": storms, "pathways": rows,
                             "collections": [STORMS, WEATHER, STATIONS], "seconds": seconds}
+    inside = {r["pathway"]: r["tx90p_trend"]["inside"] and r["rx1day_trend"]["inside"] for r in rows}
     ctx.summary += [
         ("cyclones", f"F1 {storms['scores']['f1']:.3f}, centre error {storms['scores']['centre_error_cells']:.2f} "
                      f"cells, {storms['tracks']} tracks; centres in collection {STORMS}"),
         *[(f"pathway {r['pathway']}", f"TX90p {r['tx90p_trend']['mean']:+.1f} d/decade (planted "
                                       f"{r['planted']['tx90p_trend']:+.1f}), Rx1day {r['rx1day_trend']['mean']:+.1f} "
                                       f"%/decade (planted {r['planted']['rx1day_trend']:+.1f}); planted inside the "
-                                      f"members' 99 % interval: "
-                                      f"{'yes' if r['tx90p_trend']['inside'] and r['rx1day_trend']['inside'] else 'NO'}")
+                                      f"members' 99 % interval: {'yes' if inside[r['pathway']] else 'NO'}")
           for r in rows]]
