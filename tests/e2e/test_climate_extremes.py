@@ -38,6 +38,7 @@ def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the first test of the module builds the app's environment (xclim) from the index
 def test_twin_app_test_passes_the_app() -> None:
     result = CliRunner().invoke(cli_app, ["--json", "app", "test", str(APP)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -48,6 +49,7 @@ def test_twin_app_test_passes_the_app() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 15 members of 30 years; about 3 minutes on a loaded 2-core machine
 def test_recovered_trends_hold_the_planted_ones_and_the_cyclones_are_found(tmp_path: Path) -> None:
     from twinengine.demo.context import DemoOptions
     from twinengine.demo.runner import run_demo

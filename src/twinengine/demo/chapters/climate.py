@@ -77,7 +77,8 @@ def _pathways(ctx: DemoContext, twin: str) -> list[dict[str, Any]]:
         planted = package.trends.planted_trends(params)
         row: dict[str, Any] = {"pathway": branch.name, "fork": branch.fork, "ensemble": final.id,
                                "warming_k_per_decade": params["warming_k_per_decade"], "planted": planted,
-                               "probability": stats["peak"].get("exceedance"), "tx90p_mean": stats["series"]["mean"]}
+                               "probability": stats["peak"].get("exceedance"), "tx90p_mean": stats["series"]["mean"],
+                               "tx90p_spread": stats["series"]["spread"]}
         for name in ("tx90p_trend", "rx1day_trend", "heat_wave_frequency_trend", "fwi_trend"):
             values = stats["member_state"][name]["values"]
             mean, low, high = package.trends.confidence_interval(values)
