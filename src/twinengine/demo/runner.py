@@ -7,6 +7,7 @@ adding a chapter (a function of the ``DemoContext``) to ``CHAPTERS``.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import tempfile
 import time
@@ -82,6 +83,14 @@ def find_app_folder(name: str = APP_FOLDER_NAME) -> Path:
     raise FileNotFoundError(f"the {name} example app is not installed with this engine")
 
 
+def _shared_envs() -> Path:
+    """App environments outlive a demo's data dir: they are kept in the user's cache (keyed by their lock, so
+    sharing is safe) and a later demo of an app with ``requires`` skips the install; ``TWIN_ENVS_DIR`` wins."""
+    if os.environ.get("TWIN_ENVS_DIR"):
+        return Path(os.environ["TWIN_ENVS_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "twinengine" / "envs"
+
+
 def _import_app_package(folder: Path) -> Any:
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
@@ -121,7 +130,8 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="twin-demo-"))
     # Stream history and workflow results land in the lake on site-a (the lake chapter creates it); small
     # segments so the live stream closes some for the compactor.
-    runtime = Runtime.from_settings(Settings(data_dir=data_dir, lake_endpoint="site-a", stream_segment_bytes=4096))
+    runtime = Runtime.from_settings(Settings(data_dir=data_dir, lake_endpoint="site-a", stream_segment_bytes=4096,
+                                             envs_dir=_shared_envs()))
     try:
         admin_token = runtime.start() or _admin_token(runtime)  # kept in memory only
         chapters = APP_CHAPTERS[options.app]
