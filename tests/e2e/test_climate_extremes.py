@@ -49,7 +49,7 @@ def test_twin_app_test_passes_the_app() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # 15 members of 30 years; about 3 minutes on a loaded 2-core machine
+@pytest.mark.timeout(900)  # 15 members of 30 years: 40 s on a loaded 2-core machine, minutes under more load
 def test_recovered_trends_hold_the_planted_ones_and_the_cyclones_are_found(tmp_path: Path) -> None:
     from twinengine.demo.context import DemoOptions
     from twinengine.demo.runner import run_demo
