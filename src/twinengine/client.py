@@ -61,6 +61,11 @@ def _writes(values: Mapping[str, Any] | None, timestamp: datetime | None) -> dic
     return out
 
 
+# Publishing resolves and installs an app's requirements before it answers (each step may take up to ten
+# minutes, twinengine.workers.envs), so its answer is awaited longer than any other.
+PUBLISH_TIMEOUT = 1260.0
+
+
 class Client:
     """A connection to a running engine. Use as a context manager, or call ``close()``."""
 
@@ -204,10 +209,14 @@ class Client:
     # -- catalogue --------------------------------------------------------------------------------
 
     def publish_app(self, source: Path | str | bytes) -> PublishResult:
-        """Publish an app folder (packed canonically here) or ready ``.tar.gz`` bytes."""
+        """Publish an app folder (packed canonically here) or ready ``.tar.gz`` bytes. The engine answers
+        after it has resolved and installed the app's ``requires``, so the answer may take minutes: this call
+        waits up to ``PUBLISH_TIMEOUT`` seconds for it, whatever the client's own timeout."""
         archive = source if isinstance(source, bytes) else pack(Path(source))
         response = self._request("POST", "/api/v1/apps", content=archive,
-                                 headers={"Content-Type": "application/gzip"})
+                                 headers={"Content-Type": "application/gzip"},
+                                 timeout=httpx.Timeout(self._http.timeout.connect, read=PUBLISH_TIMEOUT,
+                                                       write=PUBLISH_TIMEOUT, pool=self._http.timeout.pool))
         return PublishResult.model_validate(response.json())
 
     def list_apps(self, q: str | None = None, *, domain: str | None = None, limit: int = 50,

@@ -235,6 +235,26 @@ def test_4_map_twins_field_layer_time_slider_point_series_and_area_mean(portal: 
     uma.check("map-area")
 
 
+def test_4b_map_draws_the_locations_of_a_point_collection(portal: Any, site: Site) -> None:
+    """A point collection (the gauge's station table) has no field: its locations are drawn as markers, and a
+    gridded collection's named locations (the gauge in the rain field) are drawn over its field."""
+    uma = portal("uma")
+    page = uma.goto("/ui/map")
+    page.wait_for_selector(".leaflet-tooltip.twin-label")
+    page.select_option(".map-tools select >> nth=0", "river-reach-gauges")
+    page.wait_for_selector(".field-status:has-text('a point collection')")
+    assert page.get_attribute(".map", "data-locations") == "river-reach-gauges:1"
+    assert page.locator("path.location-marker").count() == 1
+    assert page.locator("img.field-layer").count() == 0
+    page.hover("path.location-marker")
+    page.wait_for_selector(".leaflet-tooltip:has-text('RR-01')")
+    page.select_option(".map-tools select >> nth=0", "river-reach-rain")
+    page.wait_for_selector(".field-status:has-text('cells drawn')")
+    assert page.get_attribute(".map", "data-locations") == "river-reach-rain:1"
+    assert page.locator("path.location-marker").count() == 1  # the gauges' marker went with their collection
+    uma.check("map-locations")
+
+
 def test_5_workflows_start_with_a_form_and_watch_the_run(portal: Any, site: Site) -> None:
     name = twin_name(site)
     uma = portal("uma")

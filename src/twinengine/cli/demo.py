@@ -24,8 +24,9 @@ def demo(
     serve: bool = typer.Option(False, "--serve", help="Keep serving the engine and its portal (/ui/) after the "
                                                       "story, until Ctrl-C."),
     app: str = typer.Option("river-reach", "--app", help="Whose story: river-reach (the default demo), "
-                                                         "lattice-phi4 (flow-based sampling of phi^4 theory) or "
-                                                         "virgo-glitch (a noise twin of an interferometer)."),
+                                                         "lattice-phi4 (flow-based sampling of phi^4 theory), "
+                                                         "virgo-glitch (a noise twin of an interferometer) or "
+                                                         "climate-extremes (extremes under warming pathways)."),
     lattice_size: int = typer.Option(4, "--lattice-size", min=2, max=64, help="lattice-phi4: L of the twin."),
     epochs: int = typer.Option(8, "--epochs", min=1, max=10_000, help="lattice-phi4: epochs of the flow's "
                                                                        "training (50 steps each)."),
@@ -34,7 +35,8 @@ def demo(
 
     With --app lattice-phi4: train a normalising flow for 2D phi^4 theory, sample it, compare with a local
     Metropolis chain. With --app virgo-glitch: stream interferometer frames, veto glitches, publish the
-    cleaned strain."""
+    cleaned strain. With --app climate-extremes: track planted cyclones, run three warming pathways as
+    ensembles and compare the recovered index trends with the planted ones."""
     from twinengine.demo.context import DemoOptions
     from twinengine.demo.runner import APP_CHAPTERS, run_demo
 

@@ -36,6 +36,8 @@ class DemoOptions:
     epochs: int = 8  # lattice-phi4: epochs of the flow's training (50 steps each)
     flow_samples: int = 4096  # lattice-phi4: proposals of the flow-based chain
     reference_sweeps: int = 4000  # lattice-phi4: measured sweeps per reference chain (16 chains)
+    climate_members: int = 3  # climate-extremes: ensemble members per warming pathway
+    climate_years: int = 10  # climate-extremes: scenario years (after 10 baseline years)
 
 
 def _quiet(_text: str) -> None:

@@ -7,6 +7,7 @@ adding a chapter (a function of the ``DemoContext``) to ``CHAPTERS``.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import tempfile
 import time
@@ -19,6 +20,7 @@ from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.demo.chapters import (
+    climate,
     edr,
     ensembles,
     fleet,
@@ -37,7 +39,7 @@ from twinengine.demo.context import Advance, DemoContext, DemoOptions
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
 
-__all__ = ["APP_CHAPTERS", "CHAPTERS", "find_app_folder", "run_demo"]
+__all__ = ["APP_CHAPTERS", "APP_SETTINGS", "CHAPTERS", "find_app_folder", "run_demo"]
 
 APP_FOLDER_NAME = "river-reach"
 PEOPLE = (("ada", "developer"), ("uma", "user"), ("gauge-rr01", "user"))
@@ -68,7 +70,13 @@ APP_CHAPTERS: dict[str, list[Chapter]] = {
     APP_FOLDER_NAME: CHAPTERS,
     "lattice-phi4": [twins.publish_app, lattice.flow_sampling],
     "virgo-glitch": [twins.publish_app, virgo.glitch_veto],
+    "climate-extremes": [twins.publish_app, climate.extremes],
 }
+
+# Engine settings a story needs: climate-extremes' workers each import xclim and compile its numba kernels
+# (about 15 s on a loaded 2-core machine), so one warm worker running the members in turn beats several
+# starting at once (45 s against 84 s for the whole demo there).
+APP_SETTINGS: dict[str, dict[str, Any]] = {"climate-extremes": {"ensemble_parallel": 1, "workflow_workers": 1}}
 
 
 def find_app_folder(name: str = APP_FOLDER_NAME) -> Path:
@@ -80,6 +88,14 @@ def find_app_folder(name: str = APP_FOLDER_NAME) -> Path:
     if (source / "twinapp.yaml").is_file():
         return source
     raise FileNotFoundError(f"the {name} example app is not installed with this engine")
+
+
+def _shared_envs() -> Path:
+    """App environments outlive a demo's data dir: they are kept in the user's cache (keyed by their lock, so
+    sharing is safe) and a later demo of an app with ``requires`` skips the install; ``TWIN_ENVS_DIR`` wins."""
+    if os.environ.get("TWIN_ENVS_DIR"):
+        return Path(os.environ["TWIN_ENVS_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "twinengine" / "envs"
 
 
 def _import_app_package(folder: Path) -> Any:
@@ -121,7 +137,8 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="twin-demo-"))
     # Stream history and workflow results land in the lake on site-a (the lake chapter creates it); small
     # segments so the live stream closes some for the compactor.
-    runtime = Runtime.from_settings(Settings(data_dir=data_dir, lake_endpoint="site-a", stream_segment_bytes=4096))
+    runtime = Runtime.from_settings(Settings(data_dir=data_dir, lake_endpoint="site-a", stream_segment_bytes=4096,
+                                             envs_dir=_shared_envs(), **APP_SETTINGS.get(options.app, {})))
     try:
         admin_token = runtime.start() or _admin_token(runtime)  # kept in memory only
         chapters = APP_CHAPTERS[options.app]

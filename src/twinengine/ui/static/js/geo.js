@@ -1,12 +1,14 @@
 // The map: Leaflet on a plate carrée (EPSG:4326, so the engine's lon/lat grids lay over it exactly) with
 // the engine's own offline background (Natural Earth country outlines, shipped in the package), twins that
-// carry a location, and a collection's field drawn by the engine (EDR cube, f=png) with a time slider.
-import { api, loadScript, loadStyle } from "./api.js";
+// carry a location, a collection's field drawn by the engine (EDR cube, f=png) with a time slider, and its
+// named locations (stations, or the cyclone centres of a point collection) as markers.
+import { api, enc, loadScript, loadStyle } from "./api.js";
 import { field, h, replace } from "./dom.js";
 import { bboxOf, collectionTimes, fieldImage, parametersOf } from "./edr.js";
 import { twinLocation } from "./twinnav.js";
 
 const VENDOR = "/ui/static/vendor";
+const MAX_LOCATIONS = 5000;  // markers drawn per collection (SVG paths; more would slow the page)
 let background = null;
 
 export async function leaflet() {
@@ -66,7 +68,8 @@ export function fieldControls(L, map, collections, { initial = null, parameter =
   const legend = h("p", { class: "legend" });
   const status = h("p", { class: "field-status", role: "status" });
   const outlines = L.layerGroup().addTo(map);
-  const state = { collection: null, parameter: null, times: [], overlay: null, bbox: null };
+  const places = L.layerGroup().addTo(map);
+  const state = { collection: null, parameter: null, times: [], overlay: null, bbox: null, locations: 0 };
 
   for (const c of collections) {
     const b = bboxOf(c);
@@ -74,7 +77,7 @@ export function fieldControls(L, map, collections, { initial = null, parameter =
   }
 
   async function draw() {
-    if (!state.collection || !state.parameter) return;
+    if (!state.collection || !state.parameter || !(state.collection.data_queries || {}).trajectory) return;
     const time = state.times[Number(slider.value)] || null;
     timeLabel.textContent = time || "";
     const scale = lo.value !== "" && hi.value !== "" && Number(hi.value) > Number(lo.value) ? [Number(lo.value), Number(hi.value)] : null;
@@ -94,12 +97,38 @@ export function fieldControls(L, map, collections, { initial = null, parameter =
     map.getContainer().dataset.field = `${state.collection.id}:${state.parameter}:${image.time || ""}`;
   }
 
+  /** The collection's named locations (EDR locations: stations, storm centres) as markers with their names. */
+  async function drawLocations() {
+    const doc = await api(`/edr/collections/${enc(state.collection.id)}/locations`);
+    const features = (doc.features || []).filter((f) => f.geometry && f.geometry.type === "Point").slice(0, MAX_LOCATIONS);
+    for (const f of features) {
+      const [x, y] = f.geometry.coordinates;
+      L.circleMarker([y, x], { radius: 4, color: "#a4161a", weight: 1.5, fillColor: "#e85d04", fillOpacity: 0.8, className: "location-marker" })
+        .bindTooltip(String(f.id ?? f.properties?.name ?? ""), { direction: "top" }).addTo(places);
+    }
+    state.locations = features.length;
+    map.getContainer().dataset.locations = `${state.collection.id}:${features.length}`;
+  }
+
   async function choose() {
     state.collection = collections.find((c) => c.id === select.value) || null;
     replace(params);
     if (state.overlay) { state.overlay.remove(); state.overlay = null; }
+    places.clearLayers();
+    state.locations = 0;
+    delete map.getContainer().dataset.locations;
     lo.value = ""; hi.value = "";
     if (!state.collection) { onChange(state); return; }
+    const queries = state.collection.data_queries || {};
+    if (queries.locations) await drawLocations();
+    if (!queries.trajectory) {  // a point collection (EDR answers trajectories of grids only): no field to draw
+      for (const name of parametersOf(state.collection)) params.append(h("option", { value: name, selected: name === parameter }, name));
+      state.parameter = params.value;
+      state.times = collectionTimes(state.collection);
+      status.textContent = `${state.collection.id}: a point collection, ${state.locations} locations drawn`;
+      onChange(state);
+      return;
+    }
     const names = parametersOf(state.collection);
     for (const name of names) params.append(h("option", { value: name, selected: name === parameter }, name));
     state.parameter = params.value;
