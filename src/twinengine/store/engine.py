@@ -75,7 +75,7 @@ class Database:
     def probe(self) -> None:
         """``SELECT 1``, raising if the store cannot answer. On a server database it runs on connections of
         its own (``PROBE_CONNECTIONS``): a liveness probe must not wait for the pool the requests have taken."""
-        engine = self.engine.execution_options(**{READONLY_OPTION: True})  # no write lock to wait for
+        engine: Engine = self.engine.execution_options(**{READONLY_OPTION: True})  # no write lock to wait for
         if self.backend != "sqlite":  # a file's connections never wait (see make_engine)
             if self._probe_engine is None:
                 self._probe_engine = create_engine(self.url, pool_size=1, max_overflow=PROBE_CONNECTIONS - 1,
