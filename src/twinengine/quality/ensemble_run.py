@@ -15,9 +15,10 @@ from sqlalchemy import select, update
 
 from twinengine.auth.principal import Principal, Role
 from twinengine.errors import TwinEngineError
-from twinengine.quality.ensemble_stats import derive, stack_members, summary
+from twinengine.quality.ensemble_stats import derive, peak_uncertainty, stack_members, summary
 from twinengine.store.base import utcnow
 from twinengine.twins import service as twins
+from twinengine.quality.uncertainty import Uncertainty
 from twinengine.twins.schemas import PropertyWrite
 from twinengine.workflows.context import RunContext
 from twinengine.workflows.evaluate import Canceled
@@ -153,7 +154,7 @@ def _conclude(engine: WorkflowEngine, ctx: RunContext, spec: dict[str, Any], out
     member_state = _member_state(outcomes)
     if member_state:
         out["member_state"] = member_state
-    written = _write_state(ctx, spec.get("state") or {}, out, principal, twin_id)
+    written = _write_state(ctx, spec.get("state") or {}, out, principal, twin_id, stats)
     if written is not None:
         out["state_revision"] = written
     return out
@@ -190,7 +191,7 @@ def _keep(ctx: RunContext, stats: xr.Dataset) -> None:
 
 
 def _write_state(ctx: RunContext, targets: dict[str, str], out: dict[str, Any], principal: Principal,
-                 twin_id: str | None) -> int | None:
+                 twin_id: str | None, stats: xr.Dataset) -> int | None:
     if not targets or twin_id is None:
         return None
     peak = out["peak"]
@@ -202,6 +203,13 @@ def _write_state(ctx: RunContext, targets: dict[str, str], out: dict[str, Any], 
     if not reported:
         return None
     with ctx.db.session() as session:  # type: ignore[union-attr]
+        mean = targets.get("mean_peak")
+        if mean in reported:  # the peak mean with its uncertainty, in the forms its property declares
+            declared = twins.manifest_for(session, twins.get_twin(session, principal=principal, ref=twin_id)).state
+            forms = declared[mean].uncertainty if mean in declared else []
+            spread = peak_uncertainty(stats, [f.value for f in forms])
+            if spread is not None:
+                reported[mean] = PropertyWrite(value=picks["mean_peak"], uncertainty=Uncertainty(**spread))
         row, revision = twins.write_state(session, principal=principal, ref=twin_id, reported=reported, desired={},
                                           message=f"ensemble {ctx.run_id} of {out['members']} members")
     ctx.state_writes.append({"twin": row.id, "revision": revision.revision})

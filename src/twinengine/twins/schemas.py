@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from twinengine.auth.policy import Permission
+from twinengine.quality.uncertainty import Uncertainty
 from twinengine.timeutil import Instant
 from twinengine.types import INT32_MAX
 
@@ -107,6 +108,11 @@ class PropertyWrite(_Input):
     value: JsonValue
     unit: str | None = Field(default=None, max_length=64, description="Default: the declared unit.")
     timestamp: Instant | None = Field(default=None, description="When the value was true (ISO 8601); default: now.")
+    uncertainty: Uncertainty | None = Field(default=None, description="Forms the property declares, in `unit`.")
+
+
+def _absent(value: Any) -> bool:
+    return value is None
 
 
 class StateWrite(_Input):
@@ -120,6 +126,8 @@ class PropertyValue(BaseModel):
     unit: str | None
     timestamp: datetime
     revision: int
+    uncertainty: Uncertainty | None = Field(default=None, exclude_if=_absent,
+                                            description="Present when the value carries its uncertainty.")
 
 
 class TwinState(BaseModel):
@@ -137,6 +145,8 @@ class ValueChange(BaseModel):
     value: Any
     unit: str | None
     timestamp: datetime
+    uncertainty: Uncertainty | None = Field(default=None, exclude_if=_absent,
+                                            description="Present when the value carries its uncertainty.")
 
 
 class RevisionRead(BaseModel):

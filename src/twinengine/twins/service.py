@@ -184,7 +184,9 @@ def fork_twin(session: Session, *, principal: Principal, ref: str, name: str, at
     ))
     places.place(session, fork, tags=origin.tags or [], location=origin.location)  # a scenario stays in place
     if snapshot:
-        values = [state.NewValue(p, k, v.value, v.unit, v.timestamp) for (p, k), v in sorted(snapshot.items())]
+        values = [state.NewValue(p, k, v.value, v.unit, v.timestamp,
+                                 v.uncertainty.plain() if v.uncertainty else None)
+                  for (p, k), v in sorted(snapshot.items())]
         state.append_revision(session, fork, values, author=principal.name,
                               message=f"fork of {origin.name} at revision {at}")
     return _created(session, fork)

@@ -1,5 +1,5 @@
 """Checking what users send a twin against its app: parameters against the JSON Schema, state writes
-against the declared properties (type, unit, range)."""
+against the declared properties (type, unit, range, forms of uncertainty)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from jsonschema import Draft202012Validator
 
 from twinengine.catalog.manifest import Manifest, StateProperty, StateType
 from twinengine.errors import Problem, join_loc
+from twinengine.quality.uncertainty import Uncertainty, convert_uncertainty
 from twinengine.units import UnitError, convert
 
-__all__ = ["apply_defaults", "check_parameters", "check_value"]
+__all__ = ["apply_defaults", "check_parameters", "check_uncertainty", "check_value"]
 
 
 def apply_defaults(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -88,3 +89,25 @@ def check_value(
     if declared.enum is not None and value not in declared.enum:
         problems.append(Problem(f"{loc}.value", f"{value!r} is not one of {declared.enum!r}"))
     return value, stored_unit, problems
+
+
+def check_uncertainty(loc: str, declared: StateProperty, uncertainty: Uncertainty | None, unit: str | None
+                      ) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """The forms a value carries must be declared by its property; they are stored in the declared unit
+    (the shape itself was checked at the edge by ``Uncertainty``)."""
+    if uncertainty is None:
+        return None, []
+    allowed = declared.uncertainty
+    problems = [Problem(f"{loc}.uncertainty.{form.value}",
+                        f"this property declares no uncertainty (add 'uncertainty: {form.value}' to it in "
+                        "twinapp.yaml)" if not allowed else
+                        f"this property declares uncertainty as {', '.join(f.value for f in allowed)} only")
+                for form in uncertainty.forms() if form not in allowed]
+    plain = uncertainty.plain()
+    if problems or unit is None or declared.unit is None or unit == declared.unit:
+        return plain, problems
+    source, target = unit, declared.unit
+    try:
+        return convert_uncertainty(plain, lambda x: float(convert(x, source, target))), problems
+    except UnitError:  # check_value reports the unit
+        return plain, problems
