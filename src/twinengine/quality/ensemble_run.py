@@ -16,9 +16,9 @@ from sqlalchemy import select, update
 from twinengine.auth.principal import Principal, Role
 from twinengine.errors import TwinEngineError
 from twinengine.quality.ensemble_stats import derive, peak_uncertainty, stack_members, summary
+from twinengine.quality.uncertainty import Uncertainty
 from twinengine.store.base import utcnow
 from twinengine.twins import service as twins
-from twinengine.quality.uncertainty import Uncertainty
 from twinengine.twins.schemas import PropertyWrite
 from twinengine.workflows.context import RunContext
 from twinengine.workflows.evaluate import Canceled

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -33,8 +34,7 @@ def _level(text: str) -> str:
 
 
 def _ordered(quantiles: dict[str, float]) -> dict[str, float]:
-    pairs = list(quantiles.items())
-    for (a, qa), (b, qb) in zip(pairs, pairs[1:], strict=False):
+    for (a, qa), (b, qb) in pairwise(quantiles.items()):
         if float(b) <= float(a):
             raise ValueError(f"quantile levels must increase: {b} follows {a}")
         if qb < qa:
