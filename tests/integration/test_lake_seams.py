@@ -228,6 +228,25 @@ def test_results_are_kept_in_the_lake_with_their_provenance(runtime: Runtime, tm
     assert item.status_code == 200 and item.json()["properties"]["provenance"].endswith("/provenance")
 
 
+def test_the_stac_item_of_results_lists_the_state_values_written_with_their_uncertainty(runtime: Runtime) -> None:
+    twin_id = _twin(runtime, RIVER_REACH, "river-reach@0.1.0", "reach", {"station": "RR-01"})
+    peak = {"value": 2.1, "uncertainty": {"std": 0.3, "members": [1.8, 2.4]}}
+    run = _run(runtime, twin_id, {
+        "state": {"process_id": "update_twin_state", "arguments": {"reported": {"forecast_peak_level": peak,
+                                                                                "level": 1.2}}},
+        "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "state"}, "format": "JSON"},
+                 "result": True}})
+    admin = admin_token(runtime.settings)
+    with TestClient(create_app(runtime=runtime)) as http:
+        item = http.get(f"/stac/collections/workflow-results/items/{run.id}",
+                        headers={"Authorization": f"Bearer {admin}"})
+    assert item.status_code == 200
+    written = item.json()["properties"]["twin:state"][twin_id]
+    assert written["forecast_peak_level"] == {"kind": "reported", "value": 2.1, "unit": "m",
+                                              "uncertainty": {"std": 0.3, "members": [1.8, 2.4]}}
+    assert written["level"] == {"kind": "reported", "value": 1.2, "unit": "m"}
+
+
 def test_a_new_lake_item_fires_the_dataset_trigger_once(runtime: Runtime, tmp_path: Path) -> None:
     from twinengine.daemons import workflows_triggers
     from twinengine.lake.dids import add_did, attach

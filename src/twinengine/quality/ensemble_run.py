@@ -26,6 +26,7 @@ from twinengine.workflows.graph import parse_graph
 from twinengine.workflows.members import Member, MemberOutcome, MemberSet
 from twinengine.workflows.models import RunLog, WorkflowRun
 from twinengine.workflows.provenance import run_provenance
+from twinengine.workflows.results import describe_results
 from twinengine.workflows.schemas import RunStatus
 from twinengine.workflows.udp import user_registry
 
@@ -125,6 +126,8 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
         ctx.assets.clear()
         engine.results.delete(run_id)
     _store_end(engine, run_id, status, error, value, ctx, [m.run_id for m in members])
+    if status == RunStatus.FINISHED:
+        describe_results(ctx)
     return str(status)
 
 
@@ -213,6 +216,7 @@ def _write_state(ctx: RunContext, targets: dict[str, str], out: dict[str, Any], 
         row, revision = twins.write_state(session, principal=principal, ref=twin_id, reported=reported, desired={},
                                           message=f"ensemble {ctx.run_id} of {out['members']} members")
     ctx.state_writes.append({"twin": row.id, "revision": revision.revision})
+    ctx.note_state(row.id, revision.changes)
     return revision.revision
 
 
