@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from twinengine.catalog.manifest import StateProperty
 from twinengine.quality.ensemble_stats import derive, peak_uncertainty, stack_members
-from twinengine.quality.uncertainty import Uncertainty, convert_uncertainty, describe, pack, unpack
+from twinengine.quality.stored import pack, unpack
+from twinengine.quality.uncertainty import Uncertainty, convert_uncertainty, describe
 from twinengine.twins.schemas import PropertyValue, PropertyWrite
 from twinengine.twins.validation import check_uncertainty
 
@@ -62,7 +63,7 @@ def test_a_write_names_the_path_of_a_bad_form() -> None:
     (2, {"members": [1.0, 3.0]}),
 ])
 def test_pack_and_unpack_round_trip(value: Any, uncertainty: dict[str, Any] | None) -> None:
-    assert unpack(pack(value, uncertainty)) == (value, uncertainty)
+    assert unpack(pack(value, uncertainty)) == (value, uncertainty, None)
 
 
 def test_plain_values_are_stored_as_before() -> None:
@@ -73,7 +74,7 @@ def test_plain_values_are_stored_as_before() -> None:
 def test_unpack_orders_quantiles_by_level() -> None:
     # PostgreSQL's jsonb orders keys shorter first: "0.5" before "0.05"
     stored = {"value": 2.1, "uncertainty": {"quantiles": {"0.5": 2.1, "0.05": 1.7, "0.95": 2.6}}}
-    _, uncertainty = unpack(stored)
+    _, uncertainty, _ = unpack(stored)
     assert uncertainty is not None and list(uncertainty["quantiles"]) == ["0.05", "0.5", "0.95"]
 
 

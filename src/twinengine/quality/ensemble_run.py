@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from twinengine.auth.principal import Principal, Role
 from twinengine.errors import TwinEngineError
 from twinengine.quality.ensemble_stats import derive, peak_uncertainty, stack_members, summary
+from twinengine.quality.pedigree import input_quality, value_quality
 from twinengine.quality.uncertainty import Uncertainty
 from twinengine.store.base import utcnow
 from twinengine.twins import service as twins
@@ -214,7 +215,8 @@ def _write_state(ctx: RunContext, targets: dict[str, str], out: dict[str, Any], 
             if spread is not None:
                 reported[mean] = PropertyWrite(value=picks["mean_peak"], uncertainty=Uncertainty(**spread))
         row, revision = twins.write_state(session, principal=principal, ref=twin_id, reported=reported, desired={},
-                                          message=f"ensemble {ctx.run_id} of {out['members']} members")
+                                          message=f"ensemble {ctx.run_id} of {out['members']} members",
+                                          quality=value_quality(input_quality(ctx.inputs), ctx.run_id))
     ctx.state_writes.append({"twin": row.id, "revision": revision.revision})
     ctx.note_state(row.id, revision.changes)
     return revision.revision

@@ -2,7 +2,7 @@
 
 An app declares per state property which forms a value may carry (``uncertainty: std`` or a list). A
 value then travels as ``{"value": 2.1, "unit": "m", "uncertainty": {"std": 0.3}}``; the state log keeps
-it inside the value's JSON (``pack``/``unpack``), so plain values stay exactly as they were stored before.
+it inside the value's JSON (``quality.stored``), so plain values stay exactly as they were stored before.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ENVELOPE", "Uncertainty", "UncertaintyForm", "convert_uncertainty", "describe", "pack", "unpack"]
+__all__ = ["Uncertainty", "UncertaintyForm", "convert_uncertainty", "describe"]
 
 
 class UncertaintyForm(StrEnum):
@@ -103,26 +103,3 @@ def convert_uncertainty(uncertainty: dict[str, Any], convert: Callable[[float], 
     if "members" in uncertainty:
         out["members"] = [convert(v) for v in uncertainty["members"]]
     return out
-
-
-# How the state log keeps a value with its uncertainty. A stored JSON object with exactly these two keys is
-# always an envelope: an object value that happens to have them is stored wrapped, with "uncertainty": null.
-ENVELOPE = frozenset({"value", "uncertainty"})
-
-
-def pack(value: Any, uncertainty: dict[str, Any] | None) -> Any:
-    if uncertainty is not None or (isinstance(value, dict) and value.keys() == ENVELOPE):
-        return {"value": value, "uncertainty": uncertainty}
-    return value
-
-
-def unpack(stored: Any) -> tuple[Any, dict[str, Any] | None]:
-    """(value, uncertainty or None) of what the log holds. Quantiles come back ordered by level (PostgreSQL's
-    jsonb keeps object keys in its own order)."""
-    if not (isinstance(stored, dict) and stored.keys() == ENVELOPE):
-        return stored, None
-    uncertainty = stored["uncertainty"]
-    if isinstance(uncertainty, dict) and isinstance(uncertainty.get("quantiles"), dict):
-        ordered = sorted(uncertainty["quantiles"].items(), key=lambda kv: float(kv[0]))
-        uncertainty = {**uncertainty, "quantiles": dict(ordered)}
-    return stored["value"], uncertainty

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from twinengine.auth.policy import Permission
+from twinengine.quality.pedigree import ValueQuality
 from twinengine.quality.uncertainty import Uncertainty
 from twinengine.timeutil import Instant
 from twinengine.types import INT32_MAX
@@ -128,6 +129,8 @@ class PropertyValue(BaseModel):
     revision: int
     uncertainty: Uncertainty | None = Field(default=None, exclude_if=_absent,
                                             description="Present when the value carries its uncertainty.")
+    quality: ValueQuality | None = Field(default=None, exclude_if=_absent,
+                                         description="Present when it was computed from suspect or bad inputs.")
 
 
 class TwinState(BaseModel):
@@ -147,6 +150,8 @@ class ValueChange(BaseModel):
     timestamp: datetime
     uncertainty: Uncertainty | None = Field(default=None, exclude_if=_absent,
                                             description="Present when the value carries its uncertainty.")
+    quality: ValueQuality | None = Field(default=None, exclude_if=_absent,
+                                         description="Present when it was computed from suspect or bad inputs.")
 
 
 class RevisionRead(BaseModel):

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.catalog.manifest import Manifest
 from twinengine.errors import Problem, RevisionNotFound, ValidationFailed
-from twinengine.quality.uncertainty import pack, unpack
+from twinengine.quality.stored import pack, unpack
 from twinengine.store.base import utcnow
 from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
 from twinengine.twins.schemas import (
@@ -60,6 +60,7 @@ class NewValue:
     unit: str | None
     timestamp: datetime
     uncertainty: dict[str, Any] | None = None  # in ``unit``, as Uncertainty.plain() gives it
+    quality: dict[str, Any] | None = None  # the inputs it was computed from were suspect or bad (pedigree)
 
 
 # (property, kind) → value, as read from the log
@@ -103,7 +104,7 @@ def append_revision(
     number = _take_numbers(session, twin, 1, now)
     _insert_log(session, [(twin.id, number, values, message)], author=author, now=now)
     changes = [ValueChange(property=v.property, kind=v.kind, value=v.value, unit=v.unit, timestamp=v.timestamp,
-                           uncertainty=v.uncertainty) for v in values]
+                           uncertainty=v.uncertainty, quality=v.quality) for v in values]
     return RevisionRead(twin_id=twin.id, revision=number, recorded_at=now, author=author, message=message,
                         changes=changes)
 
@@ -152,7 +153,7 @@ def _insert_log(session: Session, rows: list[tuple[str, int, list[NewValue], str
                                             "author": author, "message": message}
                                            for twin_id, number, _, message in rows])
     values = [{"twin_id": twin_id, "revision": number, "property": v.property, "kind": v.kind.value,
-               "value": pack(v.value, v.uncertainty), "unit": v.unit, "timestamp": v.timestamp}
+               "value": pack(v.value, v.uncertainty, v.quality), "unit": v.unit, "timestamp": v.timestamp}
               for twin_id, number, written, _ in rows for v in written]
     if values:
         connection.execute(_INSERT_VALUES, values)
@@ -190,9 +191,9 @@ _VALUE = (StateValue.id, StateValue.revision, StateValue.value, StateValue.unit,
 
 
 def _value(row: Any) -> PropertyValue:
-    value, uncertainty = unpack(row.value)
+    value, uncertainty, quality = unpack(row.value)
     return PropertyValue(value=value, unit=row.unit, timestamp=row.timestamp, revision=row.revision,
-                         uncertainty=uncertainty)
+                         uncertainty=uncertainty, quality=quality)
 
 
 def heads(session: Session, twin_id: str) -> Snapshot:
@@ -326,8 +327,8 @@ def diff(session: Session, twin: Twin, from_revision: int, to_revision: int) -> 
             change = "added"
         elif new is None:
             change = "removed"
-        elif (old.value, old.unit, old.timestamp, old.uncertainty) != (new.value, new.unit, new.timestamp,
-                                                                      new.uncertainty):
+        elif (old.value, old.unit, old.timestamp, old.uncertainty, old.quality) != (
+                new.value, new.unit, new.timestamp, new.uncertainty, new.quality):
             change = "changed"
         else:
             continue

@@ -55,6 +55,8 @@ class RunContext:
             entry = {"kind": str(change.kind), "value": change.value, "unit": change.unit}
             if change.uncertainty is not None:
                 entry["uncertainty"] = change.uncertainty.plain()
+            if change.quality is not None:
+                entry["quality"] = change.quality.model_dump()
             written[change.property] = entry
 
     def compute(self, *values: Any) -> tuple[Any, ...]:

@@ -188,6 +188,7 @@ def _typed(value: Any, prop: Any) -> Any:
 def update_twin_state(reported: dict[str, Any] | None = None, desired: dict[str, Any] | None = None,
                       twin: str | None = None, message: str | None = None) -> int:
     """Write one revision of the run's twin (or ``twin``), as the run's owner; returns the revision."""
+    from twinengine.quality.pedigree import input_quality, value_quality
     from twinengine.twins import service as twins
 
     ctx = current()
@@ -201,7 +202,8 @@ def update_twin_state(reported: dict[str, Any] | None = None, desired: dict[str,
         rep = {k: _write(f"reported.{k}", _plain(v), declared.get(k)) for k, v in (reported or {}).items()}
         des = {k: _write(f"desired.{k}", _plain(v), declared.get(k)) for k, v in (desired or {}).items()}
         row, revision = twins.write_state(session, principal=ctx.principal, ref=ref, reported=rep, desired=des,
-                                          message=message or f"workflow run {ctx.run_id}")
+                                          message=message or f"workflow run {ctx.run_id}",
+                                          quality=value_quality(input_quality(ctx.inputs), ctx.run_id))
     ctx.state_writes.append({"twin": row.id, "revision": revision.revision})
     ctx.note_state(row.id, revision.changes)
     ctx.log("info", f"update_twin_state: twin {row.name} revision {revision.revision}")

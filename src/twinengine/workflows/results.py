@@ -122,6 +122,10 @@ class LocalResultStore(ResultStore):
 def describe_results(ctx: Any) -> None:
     """After a run finished: the properties it gathered (``RunContext.outputs``) go to its results' catalogue
     entry. A failure to record them is logged; the run stays finished."""
+    from twinengine.quality.pedigree import input_quality
+
+    if ctx.inputs:  # what the results were computed from, and how good it was
+        ctx.outputs["twin:input_quality"] = input_quality(ctx.inputs)
     if not ctx.outputs or not any(a.did for a in ctx.assets):
         return
     try:
