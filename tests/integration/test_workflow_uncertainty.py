@@ -45,5 +45,5 @@ def test_a_malformed_uncertainty_from_a_workflow_fails_the_run_naming_it(uma: Cl
         status, message = run.status, (run.error or {}).get("message", "")
     except TwinEngineError as exc:  # a sync run that failed may answer as an error
         status, message = "error", str(exc)
-    assert status == "error" and "reported.forecast_peak_level.uncertainty.members.1" in message
+    assert status == "error" and "reported.forecast_peak_level.uncertainty.members[1]" in message
     assert uma.get_twin("reach").head_revision == 0

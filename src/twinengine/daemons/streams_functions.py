@@ -39,7 +39,8 @@ from twinengine.streams.models import DeadLetter, StreamConsumer
 from twinengine.streams.service import EVENTS_STREAM
 from twinengine.twins import state
 from twinengine.twins.models import Twin
-from twinengine.twins.schemas import PropertyWrite, StateKind
+from twinengine.twins.schemas import StateKind
+from twinengine.twins.validation import write_of
 from twinengine.workers.apps import AppCode
 from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import ProtocolError
@@ -392,7 +393,8 @@ class FunctionWorker:
         ctx.checked_requests = len(ctx.workflow_requests)
         checked = []
         for update in ctx.updates:
-            writes = {k: PropertyWrite(value=v, timestamp=update.timestamp) for k, v in update.values.items()}
+            writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
+                      for k, v in update.values.items()}
             checked.append((state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}}),
                             update.message))
         ctx.applied += ctx.updates

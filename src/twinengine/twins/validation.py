@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import copy
 import math
+from datetime import datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 
 from twinengine.catalog.manifest import Manifest, StateProperty, StateType
-from twinengine.errors import Problem, join_loc
+from twinengine.errors import Problem, ValidationFailed, join_loc
 from twinengine.quality.uncertainty import Uncertainty, convert_uncertainty
+from twinengine.twins.schemas import PropertyWrite
 from twinengine.units import UnitError, convert
 
-__all__ = ["apply_defaults", "check_parameters", "check_uncertainty", "check_value"]
+__all__ = ["apply_defaults", "check_parameters", "check_uncertainty", "check_value", "write_of"]
 
 
 def apply_defaults(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -111,3 +114,17 @@ def check_uncertainty(loc: str, declared: StateProperty, uncertainty: Uncertaint
         return convert_uncertainty(plain, lambda x: float(convert(x, source, target))), problems
     except UnitError:  # check_value reports the unit
         return plain, problems
+
+
+def write_of(loc: str, value: Any, declared: StateProperty | None, timestamp: datetime | None = None
+             ) -> PropertyWrite:
+    """A value computed by app code or a workflow, as a write: ``{"value": 2.1, "uncertainty": {...}}`` carries
+    its uncertainty to a property that declares one; anything else is the value itself."""
+    if (declared is not None and declared.uncertainty and isinstance(value, dict) and "value" in value
+            and set(value) <= {"value", "uncertainty"}):
+        try:
+            return PropertyWrite.model_validate({"value": value["value"], "timestamp": timestamp,
+                                                 "uncertainty": value.get("uncertainty")})
+        except ValidationError as exc:
+            raise ValidationFailed([Problem(join_loc([loc, *e["loc"]]), e["msg"]) for e in exc.errors()]) from None
+    return PropertyWrite(value=value, timestamp=timestamp)

@@ -161,21 +161,13 @@ def _plain(value: Any) -> Any:
 def _write(loc: str, value: Any, prop: Any) -> Any:
     """One value for update_twin_state: ``{"value": 2.1, "uncertainty": {"std": 0.3}}`` carries its uncertainty
     to a property that declares it (docs/quality.md); anything else is the value itself."""
-    from pydantic import ValidationError
+    from twinengine.errors import ValidationFailed
+    from twinengine.twins.validation import write_of
 
-    from twinengine.quality.uncertainty import Uncertainty
-    from twinengine.twins.schemas import PropertyWrite
-
-    if (prop is not None and prop.uncertainty and isinstance(value, dict) and "value" in value
-            and set(value) <= {"value", "uncertainty"}):
-        try:
-            uncertainty = Uncertainty.model_validate(value["uncertainty"]) if value.get("uncertainty") else None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in (loc, "uncertainty", *first["loc"]))
-            raise ProcessParameterInvalid(f"update_twin_state: {where}: {first['msg']}") from None
-        return PropertyWrite(value=value["value"], uncertainty=uncertainty)
-    return PropertyWrite(value=_typed(value, prop))
+    try:
+        return write_of(loc, _typed(value, prop), prop)
+    except ValidationFailed as exc:
+        raise ProcessParameterInvalid(f"update_twin_state: {exc.problems[0]}") from None
 
 
 def _typed(value: Any, prop: Any) -> Any:
