@@ -58,6 +58,7 @@ def test_a_value_computed_from_bad_records_says_so(engine: Engine, uma: Client) 
     (stream,) = body["inputs"]
     assert stream["collection"] == f"stream:{twin_id}/gauges" and stream["flag"] == "bad"
     assert stream["records"]["bad"] >= 1 and sum(stream["records"].values()) == 8
+    assert uma.workflows.quality(run.id).model_dump() == body  # the SDK
 
     provenance = uma.workflows.provenance(run.id)
     (activity,) = [a for a in _attrs(provenance, "activity") if a.get("twin:kind")]
@@ -101,5 +102,6 @@ def test_a_model_versions_report_lists_the_records_it_was_trained_on(engine: Eng
     assert report.json() == {"subject": "model:reach/runoff_correction/3", "flag": "suspect", "inputs": [
         {"collection": f"stream:{twin_id}/gauges", "version": "0-96", "flag": "suspect",
          "records": {"good": 90, "suspect": 6, "bad": 0}}]}
+    assert uma.ml.quality("reach", "runoff_correction", "3").flag == "suspect"  # the SDK
     missing = engine.http.get("/api/v1/twins/reach/models/runoff_correction/versions/9/quality", headers=headers)
     assert missing.status_code == 404
