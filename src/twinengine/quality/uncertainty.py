@@ -79,14 +79,14 @@ class Uncertainty(BaseModel):
 
 
 def describe(uncertainty: Uncertainty | None) -> str:
-    """A short text for tables: ``±0.3``, ``q0.05=1.7 q0.5=2.1 q0.95=2.6``, ``20 members``."""
+    """A short text for tables (4 significant digits): ``±0.3``, ``q0.05=1.7 q0.5=2.1 q0.95=2.6``, ``20 members``."""
     if uncertainty is None:
         return ""
     parts = []
     if uncertainty.std is not None:
-        parts.append(f"±{uncertainty.std:g}")
+        parts.append(f"±{uncertainty.std:.4g}")
     if uncertainty.quantiles is not None:
-        parts.append(" ".join(f"q{k}={v:g}" for k, v in uncertainty.quantiles.items()))
+        parts.append(" ".join(f"q{k}={v:.4g}" for k, v in uncertainty.quantiles.items()))
     if uncertainty.members is not None:
         parts.append(f"{len(uncertainty.members)} members")
     return ", ".join(parts)
