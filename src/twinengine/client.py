@@ -316,7 +316,8 @@ class Client:
     def write_state(self, twin: str, *, reported: Mapping[str, Any] | None = None,
                     desired: Mapping[str, Any] | None = None, timestamp: datetime | None = None,
                     message: str | None = None) -> RevisionRead:
-        """Write one revision. Values are plain JSON values or ``PropertyWrite`` (value, unit, timestamp)."""
+        """Write one revision. Values are plain JSON values or ``PropertyWrite`` (value, unit, timestamp, and
+        an ``Uncertainty`` in a form the property declares)."""
         body: dict[str, Any] = {"reported": _writes(reported, timestamp), "desired": _writes(desired, timestamp)}
         if message:
             body["message"] = message

@@ -42,6 +42,19 @@ def test_the_tour(live: LiveEngine, tmp_path: Path) -> None:
         "level", "alert"}
     assert "set alert" in live.twin("state", "revisions", "reach", token=user)
     assert "pending" in live.twin("state", "show", "reach", token=user)  # desired 1.8 ≠ no reported threshold
+    live.twin("state", "report", "reach", "forecast_peak_level=210", "--unit", "forecast_peak_level=cm",
+              "--uncertainty", "forecast_peak_level.std=30",
+              "--uncertainty", 'forecast_peak_level.quantiles={"0.05": 170, "0.95": 260}', token=user)
+    shown = live.twin("state", "show", "reach", token=user)
+    assert "±0.3" in shown and "q0.05=1.7 q0.95=2.6" in shown
+    peak = live.twin_json("state", "history", "reach", "forecast_peak_level", token=user)["items"][0]
+    assert peak["value"] == 2.1 and peak["uncertainty"]["quantiles"] == {"0.05": 1.7, "0.95": 2.6}
+    refused = live.twin("state", "report", "reach", "forecast_peak_level=2", "--uncertainty",
+                        "forecast_peak_level.std=-1", token=user, expect=1)
+    assert "--uncertainty.forecast_peak_level.std" in refused
+    refused = live.twin("state", "report", "reach", "level=2", "--uncertainty", "level.std=0.1", token=user,
+                        expect=1)
+    assert "reported.level.uncertainty.std" in refused and "declares no uncertainty" in refused
 
     fork = live.twin_json("fork", "reach", "--name", "reach-what-if", "--at", "2", "--param",
                           "runoff_coefficient=0.7", token=user)

@@ -65,6 +65,14 @@ def test_an_ensemble_of_the_forecast_derives_statistics_with_lineage(engine: Eng
     state = uma.get_state(name).reported
     assert state["forecast_exceedance_probability"].value == pytest.approx(stats["peak"]["exceedance"])
     assert state["forecast_ensemble"].value["member_runs"] == stats["member_runs"]
+    # the declared property: the peak mean with its spread, quantiles and members (twinapp.yaml declares them)
+    level = state["forecast_peak_level"]
+    assert level.value == pytest.approx(peak.mean(), abs=1e-6) and level.uncertainty is not None
+    assert level.uncertainty.std == pytest.approx(float(peak.std(ddof=1)), abs=1e-6)
+    assert level.uncertainty.members == pytest.approx(list(peak), abs=1e-6)
+    assert level.uncertainty.quantiles is not None
+    assert list(level.uncertainty.quantiles) == ["0.05", "0.25", "0.5", "0.75", "0.95"]
+    assert level.uncertainty.quantiles["0.5"] == pytest.approx(float(np.quantile(peak, 0.5)), abs=1e-6)
     prov = uma.workflows.provenance(got.id)
     informed = {v["prov:informant"] for v in prov["wasInformedBy"].values()}
     assert informed == {f"twin:run/{m.run_id}" for m in got.members}

@@ -34,6 +34,7 @@ from twinengine.runtime import Runtime
 from twinengine.streams import records
 from twinengine.streams.hub import stream_key
 from twinengine.streams.models import CompactedSegment
+from twinengine.streams.service import append_table
 from twinengine.twins import service as twins
 from twinengine.workflows import service as runs
 from twinengine.workflows.fusion_processes import as_dataset
@@ -226,6 +227,37 @@ def test_results_are_kept_in_the_lake_with_their_provenance(runtime: Runtime, tm
         item = http.get(f"/stac/collections/workflow-results/items/{run.id}",
                         headers={"Authorization": f"Bearer {admin}"})
     assert item.status_code == 200 and item.json()["properties"]["provenance"].endswith("/provenance")
+
+
+def test_the_stac_item_of_results_lists_the_values_written_and_the_quality_of_the_inputs(runtime: Runtime) -> None:
+    twin_id = _twin(runtime, RIVER_REACH, "river-reach@0.1.0", "reach", {"station": "RR-01"})
+    readings = [gauge(i) for i in range(6)]
+    readings[2]["level"] = 99.0  # outside the declared range: a bad record the run reads
+    with runtime.db.session(readonly=True) as session:
+        twin = twins.get_twin(session, principal=UMA, ref=twin_id)
+        declared = twins.manifest_for(session, twin).streams["gauges"]
+        session.expunge(twin)
+    append_table(runtime.streams, twin, "gauges", declared, records.check_records(declared, readings))
+    peak = {"value": 2.1, "uncertainty": {"std": 0.3, "members": [1.8, 2.4]}}
+    run = _run(runtime, twin_id, {
+        "load": {"process_id": "load_stream", "arguments": {"stream": "gauges"}},
+        "state": {"process_id": "update_twin_state", "arguments": {"reported": {"forecast_peak_level": peak,
+                                                                                "level": 1.2}}},
+        "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "state"}, "format": "JSON"},
+                 "result": True}})
+    admin = admin_token(runtime.settings)
+    with TestClient(create_app(runtime=runtime)) as http:
+        item = http.get(f"/stac/collections/workflow-results/items/{run.id}",
+                        headers={"Authorization": f"Bearer {admin}"})
+    assert item.status_code == 200
+    properties = item.json()["properties"]
+    written = properties["twin:state"][twin_id]
+    doubt = {"flag": "bad", "run": run.id, "inputs": [f"stream:{twin_id}/gauges"]}  # read before the write
+    assert written["forecast_peak_level"] == {"kind": "reported", "value": 2.1, "unit": "m", "quality": doubt,
+                                              "uncertainty": {"std": 0.3, "members": [1.8, 2.4]}}
+    assert written["level"] == {"kind": "reported", "value": 1.2, "unit": "m", "quality": doubt}
+    (used,) = properties["twin:input_quality"]["inputs"]
+    assert properties["twin:input_quality"]["flag"] == "bad" and used["records"]["bad"] == 1
 
 
 def test_a_new_lake_item_fires_the_dataset_trigger_once(runtime: Runtime, tmp_path: Path) -> None:

@@ -42,6 +42,9 @@ def test_train_register_gate_aliases_and_trail(engine: Engine, uma: Client, sett
     assert done.status == "succeeded", done.error
     assert done.progress == 100 and done.model_version == "1" and len(done.history) == 6
     assert done.inputs["kind"] == "stream" and done.inputs["end"] == 96 * 4
+    assert sum(done.inputs["quality"].values()) == 96 * 4  # the flags of what it trained on (pedigree)
+    report = uma.ml.quality("reach", MODEL, "1")
+    assert report.inputs[0].records == done.inputs["quality"] and report.flag == report.inputs[0].flag
 
     models = uma.ml.models("reach")
     assert [m.name for m in models] == [MODEL]

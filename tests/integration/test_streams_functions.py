@@ -318,3 +318,26 @@ def test_a_process_can_leave_functions_to_another(tmp_path: Path, drop_streams: 
         time.sleep(1.0)
         assert uma.streams.functions("pump")[0].offset == 0 and uma.get_twin("pump").head_revision == 0
     runtime.close()
+
+
+SPREAD = '''
+def spread(ctx, records):
+    (r,) = records
+    ctx.update_state(timestamp=r["time"], level={"value": r["level"], "uncertainty": {"std": 0.1}})
+'''
+
+
+def test_a_function_reports_a_value_with_its_uncertainty(engine: Engine, tmp_path: Path) -> None:
+    from twinengine.quality.uncertainty import Uncertainty
+
+    state = {**MINIMAL_STATE, "level": {**MINIMAL_STATE["level"], "uncertainty": "std"}}
+    app = make_app(tmp_path, name="sd-app", manifest={
+        "streams": STREAMS, "state": state,
+        "functions": {"spread": {"entrypoint": "sd_app.fns:spread", "stream": "readings"}}},
+        files={"sd_app/fns.py": SPREAD})
+    engine.as_role("ada", "developer").publish_app(app)
+    client = engine.as_role("uma", "user")
+    client.create_twin("sd-app@1.0.0", "gauge", {"station": "G1"})
+    client.streams.append("gauge", "readings", [rec(0, 2.5)])
+    level = eventually(lambda: client.get_state("gauge").reported.get("level"))
+    assert level.value == 2.5 and level.uncertainty == Uncertainty(std=0.1)

@@ -40,16 +40,43 @@ def _numbers(values: np.ndarray) -> np.ndarray:
     return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
 
 
-def _parameter(info: ParameterInfo) -> dict[str, Any]:
-    label = info.long_name or (info.standard_name or info.name).replace("_", " ")
-    out: dict[str, Any] = {
-        "type": "Parameter",
-        "description": {"en": label},
-        "observedProperty": {"id": info.standard_name or info.name, "label": {"en": label}},
-    }
+def _label(info: ParameterInfo) -> str:
+    return info.long_name or (info.standard_name or info.name).replace("_", " ")
+
+
+def _parameter(info: ParameterInfo, base: ParameterInfo | None = None) -> dict[str, Any]:
+    """A Parameter; a statistic of another (``base``) names its UncertML measure and, having no observed
+    property of its own, describes itself as that measure of the base's."""
+    label = _label(info)
+    observed: dict[str, Any] = {"id": info.standard_name or info.name, "label": {"en": label}}
+    if base is not None and info.statistic is not None:
+        measure = info.statistic.rsplit("/", 1)[-1].replace("-", " ")
+        if info.quantile is not None:
+            measure = f"{info.quantile:g} {measure}"
+        label = f"{_label(base)} {measure}"
+        observed = {"label": {"en": label}}
+    out: dict[str, Any] = {"type": "Parameter", "description": {"en": label}, "observedProperty": observed}
+    if info.statistic is not None:
+        out["statisticalMeasure"] = info.statistic
+        if info.quantile is not None:
+            out["quantileLevel"] = info.quantile
     if info.units:
         out["unit"] = {"label": {"en": info.units}, "symbol": info.units}
     return out
+
+
+def _parameters(infos: dict[str, ParameterInfo]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Parameters, and one ParameterGroup per value that comes with its statistics (mean and standard
+    deviation, quantiles): CoverageJSON's way of carrying uncertainty."""
+    parameters = {name: _parameter(info, infos.get(info.base) if info.base else None)
+                  for name, info in infos.items()}
+    groups = []
+    for name, info in infos.items():
+        members = [other for other, o in infos.items() if o.base == name]
+        if members:
+            groups.append({"type": "ParameterGroup", "label": {"en": f"{_label(info)} with its uncertainty"},
+                           "observedProperty": parameters[name]["observedProperty"], "members": [name, *members]})
+    return parameters, groups
 
 
 def _referencing(coverage: Coverage, z_units: str | None) -> list[dict[str, Any]]:
@@ -103,7 +130,7 @@ def _ranges(coverage: Coverage) -> dict[str, Any]:
 
 def to_covjson(extraction: Extraction, *, z_units: str | None = None) -> dict[str, Any]:
     """A Coverage, or a CoverageCollection when the extraction has several coverages (or asks for one)."""
-    parameters = {name: _parameter(info) for name, info in extraction.parameters.items()}
+    parameters, groups = _parameters(extraction.parameters)
     coverages = []
     for coverage in extraction.coverages:
         domain_type, domain = _domain(coverage)
@@ -111,11 +138,13 @@ def to_covjson(extraction: Extraction, *, z_units: str | None = None) -> dict[st
     if not extraction.collection and len(coverages) == 1:
         domain_type, domain, ranges, refs = coverages[0]
         domain["referencing"] = refs
-        return {"type": "Coverage", "domain": domain, "parameters": parameters, "ranges": ranges}
+        single = {"type": "Coverage", "domain": domain, "parameters": parameters, "ranges": ranges}
+        return single | ({"parameterGroups": groups} if groups else {})
     return {
         "type": "CoverageCollection",
         "domainType": coverages[0][0],
         "parameters": parameters,
+        **({"parameterGroups": groups} if groups else {}),
         "referencing": coverages[0][3],
         "coverages": [{"type": "Coverage", "domain": domain, "ranges": ranges}
                       for _, domain, ranges, _ in coverages],

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from twinengine.access import statistics
 from twinengine.access.chunks import BlockReader, ReadStats
 from twinengine.access.grid import GridAxes, axes_of, index_range, nearest_index
 from twinengine.access.query import TimeFilter, ZFilter
@@ -35,6 +36,22 @@ class ParameterInfo:
     standard_name: str | None
     long_name: str | None
     dtype: str
+    statistic: str | None = None  # an UncertML statistic URI (access/statistics.py)
+    quantile: float | None = None  # the level, for a quantile
+    base: str | None = None  # the parameter this one is a statistic of
+
+
+def parameter_info(ds: xr.Dataset, name: str) -> ParameterInfo:
+    """A data variable's description, with the statistic it holds and of which variable."""
+    attrs = dict(ds[name].attrs)
+    measure = statistics.statistic(attrs)
+    base = statistics.base_of(ds, name) if measure is not None else None
+    if base is None and measure is None and statistics.ancillaries(ds, name):
+        measure = statistics.MEAN  # the value a group of statistics qualifies
+    return ParameterInfo(name=name, units=attrs.get("units"), standard_name=attrs.get("standard_name"),
+                         long_name=attrs.get("long_name"), dtype=str(ds[name].dtype), statistic=measure,
+                         quantile=statistics.quantile_level(attrs) if measure == statistics.QUANTILE else None,
+                         base=base)
 
 
 @dataclass
@@ -137,9 +154,7 @@ class Context:
     def parameters(self) -> dict[str, ParameterInfo]:
         out = {}
         for name in self.names:
-            attrs = self.ds[name].attrs
-            out[name] = ParameterInfo(name=name, units=attrs.get("units"), standard_name=attrs.get("standard_name"),
-                                      long_name=attrs.get("long_name"), dtype=str(self.ds[name].dtype))
+            out[name] = parameter_info(self.ds, name)
         return out
 
     def axis_values(self, yi: Any, xi: Any) -> dict[str, np.ndarray]:
@@ -280,7 +295,7 @@ class Planner:
         known = self.gridded()
         if not known:
             raise InvalidParameterValue("collection", "this collection has no gridded parameters")
-        names = parameters or known
+        names = statistics.with_statistics(self.ds, parameters) if parameters else known
         for name in names:
             if name not in known:
                 raise InvalidParameterValue("parameter-name", f"unknown parameter {name!r}; this collection has "

@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from twinengine.access.covjson import MEDIA_TYPE, _parameter
-from twinengine.access.extract import ParameterInfo, Planner
+from twinengine.access.extract import Planner, parameter_info
 from twinengine.access.grid import axes_of
 from twinengine.access.points import POINT_QUERIES, Stations, stations_of
 from twinengine.access.service import instance_ids, locations_of
@@ -127,10 +127,8 @@ def _describe_parameters(doc: dict[str, Any], ds: xr.Dataset, names: list[str]) 
     doc["output_formats"] = FORMATS
     doc["parameter_names"] = {}
     for name in names:
-        attrs = ds[name].attrs
-        info = ParameterInfo(name=name, units=attrs.get("units"), standard_name=attrs.get("standard_name"),
-                             long_name=attrs.get("long_name"), dtype=str(ds[name].dtype))
-        entry = _parameter(info)
+        info = parameter_info(ds, name)
+        entry = _parameter(info, parameter_info(ds, info.base) if info.base else None)
         entry["id"] = name
         entry["data-type"] = "float" if ds[name].dtype.kind == "f" else "integer"
         doc["parameter_names"][name] = entry

@@ -18,8 +18,9 @@ import numpy as np
 import shapely
 import xarray as xr
 
-from twinengine.access.extract import Coverage, Extraction, ParameterInfo, Planner
+from twinengine.access.extract import Coverage, Extraction, Planner, parameter_info
 from twinengine.access.geometry import haversine_km
+from twinengine.access.statistics import with_statistics
 from twinengine.errors import InvalidParameterValue, NotFound, ResponseTooLarge
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def _select(stations: Stations, query: Query) -> np.ndarray:
 def plan(ds: xr.Dataset, stations: Stations, query: Query, *, max_values: int) -> Extraction:
     """The stations a query selects, each with its series, as an ``Extraction`` the encoders share."""
     _refuse(query)
-    names = query.parameters or stations.parameters
+    names = with_statistics(ds, query.parameters) if query.parameters else stations.parameters
     for name in names:
         if name not in stations.parameters:
             raise InvalidParameterValue("parameter-name", f"unknown parameter {name!r}; this collection has "
@@ -160,8 +161,6 @@ def plan(ds: xr.Dataset, stations: Stations, query: Query, *, max_values: int) -
             coverages.append(Coverage("Point", axes, (), {n: v[k:k + 1] for n, v in values.items()}))
     parameters = {}
     for name in names:
-        attrs = ds[name].attrs
-        parameters[name] = ParameterInfo(name=name, units=attrs.get("units"), standard_name=attrs.get("standard_name"),
-                                         long_name=attrs.get("long_name"), dtype=str(ds[name].dtype))
+        parameters[name] = parameter_info(ds, name)
     several = query.kind in ("radius", "area", "cube") or len(coverages) > 1
     return Extraction(coverages, parameters, coverages[0].domain_type, collection=several)

@@ -28,6 +28,7 @@ from twinengine.daemons.streams_engine import StreamDaemons
 from twinengine.lake import api as lake_api
 from twinengine.lake.stac import api as stac_api
 from twinengine.ml import api as ml_api
+from twinengine.ml import quality_api as ml_quality_api
 from twinengine.quality import ensembles_api
 from twinengine.runtime import Runtime
 from twinengine.streams import api as streams_api
@@ -38,6 +39,7 @@ from twinengine.twins import batch_api as twins_batch_api
 from twinengine.twins import fleet_api, forecasts_api, relationships_api
 from twinengine.ui import install_ui
 from twinengine.workflows import api as workflows_api
+from twinengine.workflows import quality_api as workflows_quality_api
 from twinengine.workflows.openeo import api as openeo_api
 from twinengine.workflows.openeo.paths import CollapseSlashes
 
@@ -116,6 +118,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                    ensembles_api.router, *fleet_api.routers):
         app.include_router(router)
     app.include_router(relationships_api.router)
+    app.include_router(workflows_quality_api.router)
+    app.include_router(ml_quality_api.router)
     install_ui(app)
     install_description(app)
 

@@ -66,7 +66,8 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
     from twinengine.streams.publish import append_published, check_published
     from twinengine.twins import state
     from twinengine.twins.models import Twin
-    from twinengine.twins.schemas import PropertyWrite, StateKind
+    from twinengine.twins.schemas import StateKind
+    from twinengine.twins.validation import write_of
 
     rt, spec = local.rt, manifest.functions[name]
     table = rt.streams.read(stream_key(twin_id, spec.stream), start=0, limit=100_000,
@@ -102,7 +103,8 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
                 append_published(rt.streams, twin.id, check_published(manifest, spec, ctx.published))
                 ctx.published = []
                 for update in ctx.updates:
-                    writes = {k: PropertyWrite(value=v, timestamp=update.timestamp) for k, v in update.values.items()}
+                    writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
+                              for k, v in update.values.items()}
                     values = state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}})
                     state.append_revision(session, twin, values, author=f"function:{name}",
                                           message=update.message or name)

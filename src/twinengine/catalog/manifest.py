@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from twinengine.catalog.views import View
 from twinengine.quality.spec import Check, QualityPolicy
+from twinengine.quality.uncertainty import UncertaintyForm
 from twinengine.units import UnitError, check_unit
 
 __all__ = [
@@ -164,10 +165,22 @@ class StateProperty(_Strict):
     minimum: float | None = None
     maximum: float | None = None
     enum: list[Any] | None = Field(default=None, min_length=1)
+    uncertainty: list[UncertaintyForm] = Field(
+        default_factory=list, max_length=3,
+        description="Forms of uncertainty a value may carry: std, quantiles, members (one, or a list).")
+
+    @field_validator("uncertainty", mode="before")
+    @classmethod
+    def _one_or_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> StateProperty:
         numeric = self.type in (StateType.NUMBER, StateType.INTEGER)
+        if self.uncertainty and not numeric:
+            raise ValueError("uncertainty applies to number and integer properties only")
+        if len(set(self.uncertainty)) != len(self.uncertainty):
+            raise ValueError("uncertainty names a form twice")
         if self.unit is not None and not numeric:
             raise ValueError(f"a {self.type.value} property cannot have a unit")
         if (self.minimum is not None or self.maximum is not None) and not numeric:

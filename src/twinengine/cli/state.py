@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from pydantic import ValidationError as PydanticError
 from rich.markup import escape
 
 from twinengine.cli import state_import
 from twinengine.cli._common import console, parse_assignments, state_of, table
-from twinengine.errors import ValidationFailed
+from twinengine.errors import Problem, ValidationFailed
+from twinengine.quality.uncertainty import describe
 from twinengine.timeutil import parse_instant
-from twinengine.twins.schemas import PropertyWrite, RevisionRead, TwinState
+from twinengine.twins.schemas import PropertyValue, PropertyWrite, RevisionRead, TwinState
 
 app = typer.Typer(help="A twin's state: write, read (now or as of a revision/time), history, diff.",
                   no_args_is_help=True)
@@ -26,27 +28,42 @@ def _instant(text: str | None, option: str) -> Any:
         raise ValidationFailed.one(option, f"{text!r} is not an ISO 8601 time ({exc})") from None
 
 
-def _writes(assignments: list[str], units: list[str], at: str | None) -> dict[str, PropertyWrite]:
+def _writes(assignments: list[str], units: list[str], at: str | None,
+            uncertainties: list[str] | None = None) -> dict[str, PropertyWrite]:
     values = parse_assignments(assignments, option="PROPERTY=VALUE")
     unit_of = parse_assignments(units, option="--unit")
-    unknown = sorted(set(unit_of) - set(values))
-    if unknown:
-        raise ValidationFailed.one("--unit", f"units given for properties not written: {', '.join(unknown)}")
+    spread_of = parse_assignments(uncertainties or [], option="--uncertainty")
+    for option, given in (("--unit", unit_of), ("--uncertainty", spread_of)):
+        unknown = sorted(set(given) - set(values))
+        if unknown:
+            raise ValidationFailed.one(option, f"given for properties not written: {', '.join(unknown)}")
     stamp = _instant(at, "--at")
-    return {k: PropertyWrite(value=v, unit=str(unit_of[k]) if k in unit_of else None, timestamp=stamp)
-            for k, v in values.items()}
+    writes, problems = {}, []
+    for k, v in values.items():
+        try:
+            writes[k] = PropertyWrite(value=v, unit=str(unit_of[k]) if k in unit_of else None, timestamp=stamp,
+                                      uncertainty=spread_of.get(k))
+        except PydanticError as exc:
+            problems += [Problem(".".join(["--uncertainty", k, *map(str, e["loc"][1:])]), e["msg"])
+                         for e in exc.errors()]
+    if problems:
+        raise ValidationFailed(problems)
+    return writes
 
 
 def _show_revision(row: RevisionRead) -> None:
     console.print(f"revision [bold]{row.revision}[/bold] of {row.twin_id} by {row.author} at "
                   f"{row.recorded_at.isoformat(timespec='seconds')}" + (f": {escape(row.message)}" if row.message
                                                                         else ""), highlight=False)
-    console.print(table(None, ["kind", "property", "value", "unit", "timestamp (UTC)"],
-                        [(c.kind.value, c.property, c.value, c.unit, c.timestamp) for c in row.changes]))
+    console.print(table(None, ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)"],
+                        [(c.kind.value, c.property, c.value, describe(c.uncertainty), c.unit, c.timestamp)
+                         for c in row.changes]))
 
 
 _VALUES_HELP = "PROPERTY=VALUE pairs (JSON values)."
 _UNIT_HELP = "PROPERTY=UNIT when a value is not in the declared unit (it is converted)."
+_UNCERTAINTY_HELP = ("PROPERTY.FORM=JSON: the value's uncertainty in a form its property declares, e.g. level.std=0.3, "
+                     "level.quantiles='{\"0.05\": 1.7, \"0.95\": 2.6}', level.members='[1.9, 2.2]'.")
 
 
 @app.command("report")
@@ -54,11 +71,12 @@ def report(ctx: typer.Context, twin: str = typer.Argument(...),
            values: list[str] = typer.Argument(..., help=_VALUES_HELP),
            unit: list[str] = typer.Option([], "--unit", help=_UNIT_HELP),
            at: str | None = typer.Option(None, "--at", help="When the values were true (ISO 8601; default now)."),
+           uncertainty: list[str] = typer.Option([], "--uncertainty", help=_UNCERTAINTY_HELP),
            message: str | None = typer.Option(None, "--message", "-m")) -> None:
     """Write reported values (what the physical twin says): one new revision."""
     out = state_of(ctx)
     with out.client() as client:
-        row = client.write_state(twin, reported=_writes(values, unit, at), message=message)
+        row = client.write_state(twin, reported=_writes(values, unit, at, uncertainty), message=message)
     out.emit(row, lambda: _show_revision(row))
 
 
@@ -76,10 +94,12 @@ def desire(ctx: typer.Context, twin: str = typer.Argument(...),
 
 def _show_state(twin: str, state: TwinState) -> None:
     when = f"revision {state.revision}" if state.revision is not None else f"time {state.at}"
-    rows = [("reported", p, v.value, v.unit, v.timestamp, v.revision) for p, v in state.reported.items()]
-    rows += [("desired", p, v.value, v.unit, v.timestamp, v.revision) for p, v in state.desired.items()]
-    console.print(table(f"state of {twin} as of {when}", ["kind", "property", "value", "unit", "timestamp (UTC)",
-                                                           "revision"], rows))
+    rows = [("reported", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision)
+            for p, v in state.reported.items()]
+    rows += [("desired", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision)
+             for p, v in state.desired.items()]
+    console.print(table(f"state of {twin} as of {when}", ["kind", "property", "value", "uncertainty", "unit",
+                                                           "timestamp (UTC)", "revision"], rows))
     if state.delta:
         console.print(f"pending (desired ≠ reported): {state.delta}", highlight=False)
 
@@ -107,7 +127,8 @@ def history(ctx: typer.Context, twin: str = typer.Argument(...), prop: str = typ
                                 since=_instant(since, "--since"), until=_instant(until, "--until"), limit=limit)
     out.emit(result, lambda: console.print(table(
         f"{kind} {prop} of {twin} ({len(result.items)} values, unit {result.unit or '-'})",
-        ["timestamp (UTC)", "value", "revision"], [(v.timestamp, v.value, v.revision) for v in result.items])))
+        ["timestamp (UTC)", "value", "uncertainty", "revision"],
+        [(v.timestamp, v.value, describe(v.uncertainty), v.revision) for v in result.items])))
 
 
 @app.command("revisions")
@@ -139,8 +160,14 @@ def diff(ctx: typer.Context, twin: str = typer.Argument(...),
     out.emit(result, lambda: console.print(table(
         f"{twin}: revision {result.from_revision} → {result.to_revision}", ["kind", "property", "change", "before",
                                                                             "after"],
-        [(c.kind.value, c.property, c.change, c.before.value if c.before else None,
-          c.after.value if c.after else None) for c in result.changes])))
+        [(c.kind.value, c.property, c.change, _shown(c.before), _shown(c.after)) for c in result.changes])))
+
+
+def _shown(value: PropertyValue | None) -> str | None:
+    if value is None:
+        return None
+    spread = describe(value.uncertainty)
+    return f"{value.value} ({spread})" if spread else str(value.value)
 
 
 app.command("import")(state_import.import_file)

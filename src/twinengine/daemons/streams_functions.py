@@ -43,7 +43,8 @@ from twinengine.streams.publish import Published, append_published, check_publis
 from twinengine.streams.service import EVENTS_STREAM
 from twinengine.twins import state
 from twinengine.twins.models import Twin
-from twinengine.twins.schemas import PropertyWrite, StateKind
+from twinengine.twins.schemas import StateKind
+from twinengine.twins.validation import write_of
 from twinengine.workers.apps import AppCode
 from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import ProtocolError
@@ -409,7 +410,8 @@ class FunctionWorker:
         ctx.checked_requests = len(ctx.workflow_requests)
         checked = []
         for update in ctx.updates:
-            writes = {k: PropertyWrite(value=v, timestamp=update.timestamp) for k, v in update.values.items()}
+            writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
+                      for k, v in update.values.items()}
             checked.append((state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}}),
                             update.message))
         ctx.applied += ctx.updates

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
 
 from twinengine.auth.principal import SYSTEM
 from twinengine.errors import TwinEngineError
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import add_did, attach
+from twinengine.lake.models import Did
 from twinengine.lake.schemas import DidType
 from twinengine.lake.uploads import Expected, upload_file
 from twinengine.store.engine import Database
@@ -76,6 +80,16 @@ class LakeResultStore(ResultStore):
             log.warning("run %s: %s not registered in the lake on %s: %s", run_id, asset.name, self.endpoint,
                         exc.message)
             return asset
+
+    def describe(self, run_id: str, properties: dict[str, Any]) -> None:
+        """Merge ``properties`` into the run dataset's STAC properties (``meta.properties``)."""
+        with self.db.session() as session:
+            row = session.scalar(select(Did).where(Did.scope == SCOPE, Did.name == run_id))
+            if row is None:  # nothing was kept in the lake: no item to describe
+                return
+            meta = dict(row.meta or {})
+            meta["properties"] = {**(meta.get("properties") or {}), **properties}
+            row.meta = meta
 
     def keep(self, run_id: str, path: Path, *, name: str, media_type: str, fmt: str) -> Asset:
         return self._registered(run_id, self.local.keep(run_id, path, name=name, media_type=media_type, fmt=fmt))

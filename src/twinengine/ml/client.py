@@ -10,6 +10,7 @@ from urllib.parse import quote
 from pydantic import TypeAdapter
 
 from twinengine.ml.schemas import PolicyRead, TrailEntry, TrainingRunPage, TrainingRunRead, TwinModelRead
+from twinengine.quality.pedigree import QualityReport
 
 if TYPE_CHECKING:
     from twinengine.client import Client
@@ -67,6 +68,11 @@ class MLClient:
     def trail(self, twin: str, model: str) -> list[TrailEntry]:
         data = self._c._request("GET", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/trail").json()
         return TypeAdapter(list[TrailEntry]).validate_python(data)
+
+    def quality(self, twin: str, model: str, version: str) -> QualityReport:
+        """The quality of the records a model version was trained on (pedigree)."""
+        return self._c._get(QualityReport, f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/versions/"
+                                           f"{_seg(version)}/quality")
 
     def set_policy(self, twin: str, model: str, **policy: Any) -> PolicyRead:
         return self._c._send(PolicyRead, "PUT", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/policy", policy)

@@ -28,6 +28,8 @@ from twinengine.ml.registry import CHALLENGER, CHAMPION, AsyncMetricLogger, Mode
 from twinengine.ml.task import EpochReport, FitResult, TrainingData, TrainingTask
 from twinengine.ml.tasks import load_task, unpacked_version
 from twinengine.ml.warm import WarmModels
+from twinengine.quality.pedigree import flag_counts
+from twinengine.quality.plan import QUALITY
 from twinengine.store.base import utcnow
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
@@ -172,6 +174,8 @@ class MLEngine:
                  else None)
         records = to_python(table) if table is not None else []  # array fields as numpy arrays
         inputs = {"kind": "stream", "stream": stream, "start": start, "end": end, "records": len(records)}
+        if table is not None and QUALITY in table.column_names:  # the flags of what it trains on (pedigree)
+            inputs["quality"] = flag_counts(table.column(QUALITY))
         if excluded:
             inputs["exclude_quality"] = sorted(excluded)
         if selection.get("buffer"):

@@ -24,6 +24,7 @@ from twinengine.ml.schemas import (
     TrainingRunRead,
     TwinModelRead,
 )
+from twinengine.quality.pedigree import QualityReport, quality_report
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
 
@@ -180,3 +181,21 @@ def get_policy(session: Session, *, principal: Principal, twin_ref: str, model: 
     if row is None:
         raise ModelNotFound(f"twin {twin.name} has no retraining policy for model {model!r}")
     return _policy_read(row)
+
+
+def version_quality(session: Session, *, principal: Principal, twin_ref: str, model: str, version: str
+                    ) -> QualityReport:
+    """The quality of the records a model version was trained on (the training run's inputs; a version
+    trained before inputs were rated lists its stream as unchecked)."""
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref)
+    _model_of(session, twin, model)
+    run = session.scalar(select(TrainingRun).where(TrainingRun.twin_id == twin.id, TrainingRun.model == model,
+                                                   TrainingRun.model_version == version).limit(1))
+    if run is None:
+        raise ModelNotFound(f"model {model!r} of twin {twin.name} has no version {version!r}")
+    inputs = run.inputs or {}
+    used = []
+    if inputs.get("kind") == "stream":
+        used.append({"collection": f"stream:{twin.id}/{inputs['stream']}",
+                     "version": f"{inputs.get('start', 0)}-{inputs.get('end')}", "quality": inputs.get("quality")})
+    return quality_report(f"model:{twin.name}/{model}/{version}", used)

@@ -3,7 +3,7 @@ the failed checks), per-stream indicators (flag shares, lateness, completeness o
 
 Ensembles of a workflow's members with their statistics (``ensembles``, ``ensemble_run``,
 ``ensemble_stats``, ``perturb``), scenarios of forks and their comparison (``scenarios``, ``compare``).
-Uncertainty of values, verification scores and model intervals are not here yet (see docs/quality.md).
+The uncertainty a value carries (``uncertainty``: std, quantiles, members) and how the state log keeps it.
 """
 
 from twinengine.quality.spec import Check, Flag, QualityPolicy

@@ -15,7 +15,9 @@ from sqlalchemy import select, update
 
 from twinengine.auth.principal import Principal, Role
 from twinengine.errors import TwinEngineError
-from twinengine.quality.ensemble_stats import derive, stack_members, summary
+from twinengine.quality.ensemble_stats import derive, peak_uncertainty, stack_members, summary
+from twinengine.quality.pedigree import input_quality, value_quality
+from twinengine.quality.uncertainty import Uncertainty
 from twinengine.store.base import utcnow
 from twinengine.twins import service as twins
 from twinengine.twins.schemas import PropertyWrite
@@ -24,6 +26,7 @@ from twinengine.workflows.evaluate import Canceled
 from twinengine.workflows.graph import parse_graph
 from twinengine.workflows.members import Member, MemberOutcome, MemberSet
 from twinengine.workflows.models import RunLog, WorkflowRun
+from twinengine.workflows.results import describe_results
 from twinengine.workflows.runner import record_run_end
 from twinengine.workflows.schemas import RunStatus
 from twinengine.workflows.udp import user_registry
@@ -124,6 +127,8 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
         ctx.assets.clear()
         engine.results.delete(run_id)
     _store_end(engine, run_id, status, error, value, ctx, [m.run_id for m in members])
+    if status == RunStatus.FINISHED:
+        describe_results(ctx)
     return str(status)
 
 
@@ -153,7 +158,7 @@ def _conclude(engine: WorkflowEngine, ctx: RunContext, spec: dict[str, Any], out
     member_state = _member_state(outcomes)
     if member_state:
         out["member_state"] = member_state
-    written = _write_state(ctx, spec.get("state") or {}, out, principal, twin_id)
+    written = _write_state(ctx, spec.get("state") or {}, out, principal, twin_id, stats)
     if written is not None:
         out["state_revision"] = written
     return out
@@ -190,7 +195,7 @@ def _keep(ctx: RunContext, stats: xr.Dataset) -> None:
 
 
 def _write_state(ctx: RunContext, targets: dict[str, str], out: dict[str, Any], principal: Principal,
-                 twin_id: str | None) -> int | None:
+                 twin_id: str | None, stats: xr.Dataset) -> int | None:
     if not targets or twin_id is None:
         return None
     peak = out["peak"]
@@ -202,9 +207,18 @@ def _write_state(ctx: RunContext, targets: dict[str, str], out: dict[str, Any], 
     if not reported:
         return None
     with ctx.db.session() as session:  # type: ignore[union-attr]
+        mean = targets.get("mean_peak")
+        if mean in reported:  # the peak mean with its uncertainty, in the forms its property declares
+            declared = twins.manifest_for(session, twins.get_twin(session, principal=principal, ref=twin_id)).state
+            forms = declared[mean].uncertainty if mean in declared else []
+            spread = peak_uncertainty(stats, [f.value for f in forms])
+            if spread is not None:
+                reported[mean] = PropertyWrite(value=picks["mean_peak"], uncertainty=Uncertainty(**spread))
         row, revision = twins.write_state(session, principal=principal, ref=twin_id, reported=reported, desired={},
-                                          message=f"ensemble {ctx.run_id} of {out['members']} members")
+                                          message=f"ensemble {ctx.run_id} of {out['members']} members",
+                                          quality=value_quality(input_quality(ctx.inputs), ctx.run_id))
     ctx.state_writes.append({"twin": row.id, "revision": revision.revision})
+    ctx.note_state(row.id, revision.changes)
     return revision.revision
 
 

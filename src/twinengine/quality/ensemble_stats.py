@@ -3,7 +3,8 @@ over it (mean, spread, quantiles, probability of exceeding a threshold), as an x
 
 Definitions (docs/quality.md): spread is the sample standard deviation over members (ddof 1; 0 for one
 member), quantiles interpolate linearly between members (numpy's default), and the probability of
-exceedance is the share of members strictly above the threshold.
+exceedance is the share of members strictly above the threshold. The peak mean written to a property that
+declares uncertainty carries the peak's spread (std), quantiles and members (``peak_uncertainty``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["DEFAULT_QUANTILES", "derive", "stack_members", "summary"]
+__all__ = ["DEFAULT_QUANTILES", "derive", "peak_uncertainty", "stack_members", "summary"]
 
 DEFAULT_QUANTILES = (0.05, 0.5, 0.95)
 
@@ -69,3 +70,17 @@ def summary(stats: xr.Dataset) -> dict[str, Any]:
             part["exceedance"] = _plain(stats[f"{prefix}exceedance"])
         out[key] = part
     return out
+
+
+def peak_uncertainty(stats: xr.Dataset, forms: Sequence[str]) -> dict[str, Any] | None:
+    """The uncertainty of the peak mean in the forms asked (std, quantiles, members), or None for none;
+    quantiles in increasing level, keyed as summary() keys them."""
+    out: dict[str, Any] = {}
+    if "std" in forms:
+        out["std"] = _plain(stats["peak_spread"])
+    if "quantiles" in forms:
+        levels = sorted(float(q) for q in stats["peak_quantiles"]["quantile"].values)
+        out["quantiles"] = {f"{q:g}": _plain(stats["peak_quantiles"].sel(quantile=q)) for q in levels}
+    if "members" in forms:
+        out["members"] = np.atleast_1d(_plain(_peak(stats["members"]))).tolist()
+    return out or None

@@ -10,6 +10,7 @@ from twinengine.api.deps import PrincipalDep, SessionDep
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import Permission
 from twinengine.auth.principal import Principal
+from twinengine.quality.stored import unpack
 from twinengine.timeutil import Instant
 from twinengine.twins import service
 from twinengine.twins.models import StateRevision, Twin
@@ -49,8 +50,11 @@ def twin_read(principal: Principal, twin: Twin) -> TwinRead:
 
 
 def revision_read(row: StateRevision) -> RevisionRead:
-    changes = [ValueChange(property=v.property, kind=StateKind(v.kind), value=v.value, unit=v.unit,
-                           timestamp=v.timestamp) for v in row.values]
+    changes = []
+    for v in row.values:
+        value, uncertainty, quality = unpack(v.value)
+        changes.append(ValueChange(property=v.property, kind=StateKind(v.kind), value=value, unit=v.unit,
+                                   timestamp=v.timestamp, uncertainty=uncertainty, quality=quality))
     return RevisionRead(twin_id=row.twin_id, revision=row.revision, recorded_at=row.recorded_at,
                         author=row.author, message=row.message, changes=changes)
 

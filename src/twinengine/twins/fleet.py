@@ -186,7 +186,7 @@ def _values(session: Session, where: list[ColumnElement[bool]], key: Any, tags: 
     """(g, v): each matching twin's group key and numeric value of ``prop``, now or as of ``at``."""
     json_ = Json(session.get_bind().dialect.name)
     if at is None:
-        query = (select(key.label("g"), json_.number(StateHead.value).label("v"))
+        query = (select(key.label("g"), json_.value_number(StateHead.value).label("v"))
                  .join_from(Twin, StateHead, and_(StateHead.twin_id == Twin.id, StateHead.property == prop,
                                                   StateHead.kind == kind)))
         if tags:
@@ -203,7 +203,7 @@ def _values(session: Session, where: list[ColumnElement[bool]], key: Any, tags: 
     if tags:
         inner = inner.join(TwinTag, TwinTag.twin_id == Twin.id)
     picked = inner.where(*where).subquery()
-    return (select(picked.c.g, json_.number(StateValue.value).label("v"))
+    return (select(picked.c.g, json_.value_number(StateValue.value).label("v"))
             .join_from(picked, StateValue, StateValue.id == picked.c.pick))
 
 

@@ -111,6 +111,12 @@ class Json:
             return case((kind == "number", cast(value, Float)), else_=None)
         return case((kind.in_(("integer", "real")), value), else_=None)
 
+    def value_number(self, column: Any) -> ColumnElement[Any]:
+        """The number of a state value, also when the log keeps it with its uncertainty
+        (``{"value": ..., "uncertainty": ...}``, see quality/uncertainty.py)."""
+        enveloped, _ = self._at(column, "uncertainty")
+        return case((enveloped.is_not(None), self.number(column, "value")), else_=self.number(column))
+
     def text(self, column: Any, key: str | None = None) -> ColumnElement[Any]:
         kind, value = self._at(column, key)
         return case((kind == ("string" if self.pg else "text"), value), else_=None)
@@ -134,7 +140,8 @@ def _compare(json_: Json, column: Any, key: str | None, cond: Condition) -> Colu
         test = json_.boolean(column, key, cond.value)
         return test if cond.op == "=" else ~test
     if isinstance(cond.value, float):
-        return getattr(json_.number(column, key), _OPS[cond.op])(cond.value)  # type: ignore[no-any-return]
+        number = json_.number(column, key) if key is not None else json_.value_number(column)
+        return getattr(number, _OPS[cond.op])(cond.value)  # type: ignore[no-any-return]
     return getattr(json_.text(column, key), _OPS[cond.op])(cond.value)  # type: ignore[no-any-return]
 
 
@@ -145,7 +152,7 @@ def state_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:
     if cond.ref is None:
         return test.where(_compare(json_, head.value, None, cond))
     other = aliased(StateHead)
-    left, right = json_.number(head.value, None), json_.number(other.value, None)
+    left, right = json_.value_number(head.value), json_.value_number(other.value)
     return test.where(other.twin_id == Twin.id, other.property == cond.ref[1], other.kind == cond.ref[0],
                       getattr(left, _OPS[cond.op])(right))
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
 from twinengine.errors import Problem, ValidationFailed
+from twinengine.quality.stored import unpack
 from twinengine.quality.verification import (
     ForecastPoint,
     Observation,
@@ -228,7 +229,8 @@ def _observations(session: Session, twin: Twin, prop: str, points: list[Forecast
         .order_by(StateValue.timestamp, StateValue.revision).limit(MAX_VALUES + 1)).all()
     if len(rows) > MAX_VALUES:
         raise ValidationFailed.one("since", f"more than {MAX_VALUES} observations in the window: narrow it")
-    return [Observation(t, float(v)) for t, v in rows
+    values = [(t, unpack(stored).value) for t, stored in rows]  # the value, not what it carries
+    return [Observation(t, float(v)) for t, v in values
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Cardinality, RelationshipSpec
 from twinengine.errors import Conflict, NotFound, ValidationFailed
+from twinengine.quality.stored import unpack
 from twinengine.store.base import utcnow
 from twinengine.twins import graph
 from twinengine.twins.models import StateHead, Twin, TwinGrant
@@ -205,8 +206,10 @@ def current_states(session: Session, twins: list[Twin]) -> dict[str, TwinState]:
         columns = (StateHead.twin_id, StateHead.property, StateHead.kind, StateHead.revision, StateHead.value,
                    StateHead.unit, StateHead.timestamp)  # plain rows: no heads kept in the identity map
         for head in session.execute(select(*columns).where(StateHead.twin_id.in_(ids[i:i + 500]))):
+            value, uncertainty, quality = unpack(head.value)
             values[head.twin_id][StateKind(head.kind)][head.property] = PropertyValue(
-                value=head.value, unit=head.unit, timestamp=head.timestamp, revision=head.revision)
+                value=value, unit=head.unit, timestamp=head.timestamp, revision=head.revision,
+                uncertainty=uncertainty, quality=quality)
     out = {}
     for twin in twins:
         kinds: Any = values.get(twin.id, {})

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from twinengine.auth.policy import Permission
+from twinengine.quality.pedigree import ValueQuality
+from twinengine.quality.uncertainty import Uncertainty
 from twinengine.timeutil import Instant
 from twinengine.types import INT32_MAX
 
@@ -107,6 +109,11 @@ class PropertyWrite(_Input):
     value: JsonValue
     unit: str | None = Field(default=None, max_length=64, description="Default: the declared unit.")
     timestamp: Instant | None = Field(default=None, description="When the value was true (ISO 8601); default: now.")
+    uncertainty: Uncertainty | None = Field(default=None, description="Forms the property declares, in `unit`.")
+
+
+def _absent(value: Any) -> bool:
+    return value is None
 
 
 class StateWrite(_Input):
@@ -120,6 +127,10 @@ class PropertyValue(BaseModel):
     unit: str | None
     timestamp: datetime
     revision: int
+    uncertainty: Uncertainty | None = Field(default=None, exclude_if=_absent,
+                                            description="Present when the value carries its uncertainty.")
+    quality: ValueQuality | None = Field(default=None, exclude_if=_absent,
+                                         description="Present when it was computed from suspect or bad inputs.")
 
 
 class TwinState(BaseModel):
@@ -137,6 +148,10 @@ class ValueChange(BaseModel):
     value: Any
     unit: str | None
     timestamp: datetime
+    uncertainty: Uncertainty | None = Field(default=None, exclude_if=_absent,
+                                            description="Present when the value carries its uncertainty.")
+    quality: ValueQuality | None = Field(default=None, exclude_if=_absent,
+                                         description="Present when it was computed from suspect or bad inputs.")
 
 
 class RevisionRead(BaseModel):

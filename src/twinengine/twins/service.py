@@ -3,6 +3,7 @@ authorized entry points to their state. Every public function checks the policy 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from collections.abc import Callable
@@ -184,7 +185,10 @@ def fork_twin(session: Session, *, principal: Principal, ref: str, name: str, at
     ))
     places.place(session, fork, tags=origin.tags or [], location=origin.location)  # a scenario stays in place
     if snapshot:
-        values = [state.NewValue(p, k, v.value, v.unit, v.timestamp) for (p, k), v in sorted(snapshot.items())]
+        values = [state.NewValue(p, k, v.value, v.unit, v.timestamp,
+                                 v.uncertainty.plain() if v.uncertainty else None,
+                                 v.quality.model_dump() if v.quality else None)
+                  for (p, k), v in sorted(snapshot.items())]
         state.append_revision(session, fork, values, author=principal.name,
                               message=f"fork of {origin.name} at revision {at}")
     return _created(session, fork)
@@ -224,11 +228,15 @@ def list_grants(session: Session, *, principal: Principal, ref: str) -> list[Twi
 
 
 def write_state(session: Session, *, principal: Principal, ref: str, reported: dict[str, PropertyWrite],
-                desired: dict[str, PropertyWrite], message: str | None = None) -> tuple[Twin, RevisionRead]:
-    """Validate and append one revision of reported and/or desired values."""
+                desired: dict[str, PropertyWrite], message: str | None = None,
+                quality: dict[str, Any] | None = None) -> tuple[Twin, RevisionRead]:
+    """Validate and append one revision of reported and/or desired values; ``quality``: what a workflow
+    says of the inputs its values were computed from (quality/pedigree.py), kept with each value."""
     twin = get_twin(session, principal=principal, ref=ref, action="twin.operate")
     values = state.validate_write(manifest_for(session, twin),
                                   {StateKind.REPORTED: reported, StateKind.DESIRED: desired})
+    if quality is not None:
+        values = [dataclasses.replace(v, quality=quality) for v in values]
     return twin, state.append_revision(session, twin, values, author=principal.name, message=message)
 
 

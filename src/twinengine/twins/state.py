@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.catalog.manifest import Manifest
 from twinengine.errors import Problem, RevisionNotFound, ValidationFailed
+from twinengine.quality.stored import pack, unpack
 from twinengine.store.base import utcnow
 from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
 from twinengine.twins.schemas import (
@@ -31,7 +32,7 @@ from twinengine.twins.schemas import (
     TwinState,
     ValueChange,
 )
-from twinengine.twins.validation import check_value
+from twinengine.twins.validation import check_uncertainty, check_value
 
 __all__ = [
     "NewValue",
@@ -58,6 +59,8 @@ class NewValue:
     value: Any
     unit: str | None
     timestamp: datetime
+    uncertainty: dict[str, Any] | None = None  # in ``unit``, as Uncertainty.plain() gives it
+    quality: dict[str, Any] | None = None  # the inputs it was computed from were suspect or bad (pedigree)
 
 
 # (property, kind) → value, as read from the log
@@ -80,11 +83,12 @@ def validate_write(manifest: Manifest, writes: dict[StateKind, dict[str, Propert
                 problems.append(Problem(loc, f"not a state property of {manifest.ref} (declared: {known})"))
                 continue
             value, unit, found = check_value(loc, declared, write.value, write.unit)
-            problems += found
+            uncertainty, more = check_uncertainty(loc, declared, write.uncertainty, write.unit)
+            problems += found + more
             stamp = write.timestamp or now
             if stamp.tzinfo is None:
                 problems.append(Problem(f"{loc}.timestamp", "needs a time zone (e.g. 2026-01-01T00:00:00Z)"))
-            values.append(NewValue(name, kind, value, unit, stamp))
+            values.append(NewValue(name, kind, value, unit, stamp, uncertainty))
     if problems:
         raise ValidationFailed(problems)
     return values
@@ -99,8 +103,8 @@ def append_revision(
     now = utcnow()
     number = _take_numbers(session, twin, 1, now)
     _insert_log(session, [(twin.id, number, values, message)], author=author, now=now)
-    changes = [ValueChange(property=v.property, kind=v.kind, value=v.value, unit=v.unit, timestamp=v.timestamp)
-               for v in values]
+    changes = [ValueChange(property=v.property, kind=v.kind, value=v.value, unit=v.unit, timestamp=v.timestamp,
+                           uncertainty=v.uncertainty, quality=v.quality) for v in values]
     return RevisionRead(twin_id=twin.id, revision=number, recorded_at=now, author=author, message=message,
                         changes=changes)
 
@@ -149,7 +153,7 @@ def _insert_log(session: Session, rows: list[tuple[str, int, list[NewValue], str
                                             "author": author, "message": message}
                                            for twin_id, number, _, message in rows])
     values = [{"twin_id": twin_id, "revision": number, "property": v.property, "kind": v.kind.value,
-               "value": v.value, "unit": v.unit, "timestamp": v.timestamp}
+               "value": pack(v.value, v.uncertainty, v.quality), "unit": v.unit, "timestamp": v.timestamp}
               for twin_id, number, written, _ in rows for v in written]
     if values:
         connection.execute(_INSERT_VALUES, values)
@@ -187,7 +191,9 @@ _VALUE = (StateValue.id, StateValue.revision, StateValue.value, StateValue.unit,
 
 
 def _value(row: Any) -> PropertyValue:
-    return PropertyValue(value=row.value, unit=row.unit, timestamp=row.timestamp, revision=row.revision)
+    value, uncertainty, quality = unpack(row.value)
+    return PropertyValue(value=value, unit=row.unit, timestamp=row.timestamp, revision=row.revision,
+                         uncertainty=uncertainty, quality=quality)
 
 
 def heads(session: Session, twin_id: str) -> Snapshot:
@@ -294,8 +300,7 @@ def history(
     # Columns, not entities: a long history would otherwise spend most of its time building ORM objects.
     columns = (StateValue.value, StateValue.unit, StateValue.timestamp, StateValue.revision)
     rows = session.execute(select(*columns).where(and_(*conditions)).order_by(*direction).limit(limit))
-    return [PropertyValue(value=value, unit=unit, timestamp=timestamp, revision=revision)
-            for value, unit, timestamp, revision in rows]
+    return [_value(row) for row in rows]
 
 
 def revisions(session: Session, twin: Twin, *, limit: int, offset: int, newest_first: bool = True
@@ -322,7 +327,8 @@ def diff(session: Session, twin: Twin, from_revision: int, to_revision: int) -> 
             change = "added"
         elif new is None:
             change = "removed"
-        elif (old.value, old.unit, old.timestamp) != (new.value, new.unit, new.timestamp):
+        elif (old.value, old.unit, old.timestamp, old.uncertainty, old.quality) != (
+                new.value, new.unit, new.timestamp, new.uncertainty, new.quality):
             change = "changed"
         else:
             continue

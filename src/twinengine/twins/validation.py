@@ -1,19 +1,23 @@
 """Checking what users send a twin against its app: parameters against the JSON Schema, state writes
-against the declared properties (type, unit, range)."""
+against the declared properties (type, unit, range, forms of uncertainty)."""
 
 from __future__ import annotations
 
 import copy
 import math
+from datetime import datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 
 from twinengine.catalog.manifest import Manifest, StateProperty, StateType
-from twinengine.errors import Problem, join_loc
+from twinengine.errors import Problem, ValidationFailed, join_loc
+from twinengine.quality.uncertainty import Uncertainty, convert_uncertainty
+from twinengine.twins.schemas import PropertyWrite
 from twinengine.units import UnitError, convert
 
-__all__ = ["apply_defaults", "check_parameters", "check_value"]
+__all__ = ["apply_defaults", "check_parameters", "check_uncertainty", "check_value", "write_of"]
 
 
 def apply_defaults(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -88,3 +92,39 @@ def check_value(
     if declared.enum is not None and value not in declared.enum:
         problems.append(Problem(f"{loc}.value", f"{value!r} is not one of {declared.enum!r}"))
     return value, stored_unit, problems
+
+
+def check_uncertainty(loc: str, declared: StateProperty, uncertainty: Uncertainty | None, unit: str | None
+                      ) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """The forms a value carries must be declared by its property; they are stored in the declared unit
+    (the shape itself was checked at the edge by ``Uncertainty``)."""
+    if uncertainty is None:
+        return None, []
+    allowed = declared.uncertainty
+    problems = [Problem(f"{loc}.uncertainty.{form.value}",
+                        f"this property declares no uncertainty (add 'uncertainty: {form.value}' to it in "
+                        "twinapp.yaml)" if not allowed else
+                        f"this property declares uncertainty as {', '.join(f.value for f in allowed)} only")
+                for form in uncertainty.forms() if form not in allowed]
+    plain = uncertainty.plain()
+    if problems or unit is None or declared.unit is None or unit == declared.unit:
+        return plain, problems
+    source, target = unit, declared.unit
+    try:
+        return convert_uncertainty(plain, lambda x: float(convert(x, source, target))), problems
+    except UnitError:  # check_value reports the unit
+        return plain, problems
+
+
+def write_of(loc: str, value: Any, declared: StateProperty | None, timestamp: datetime | None = None
+             ) -> PropertyWrite:
+    """A value computed by app code or a workflow, as a write: ``{"value": 2.1, "uncertainty": {...}}`` carries
+    its uncertainty to a property that declares one; anything else is the value itself."""
+    if (declared is not None and declared.uncertainty and isinstance(value, dict) and "value" in value
+            and set(value) <= {"value", "uncertainty"}):
+        try:
+            return PropertyWrite.model_validate({"value": value["value"], "timestamp": timestamp,
+                                                 "uncertainty": value.get("uncertainty")})
+        except ValidationError as exc:
+            raise ValidationFailed([Problem(join_loc([loc, *e["loc"]]), e["msg"]) for e in exc.errors()]) from None
+    return PropertyWrite(value=value, timestamp=timestamp)

@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 
 from twinengine.client_types import Run, RunList, RunResult
 from twinengine.errors import InvalidInput
+from twinengine.quality.pedigree import QualityReport
 from twinengine.workflows.schemas import FINAL, LogRead, RunRead, TriggerCreated, TriggerRead
 
 if TYPE_CHECKING:
@@ -61,6 +62,10 @@ class WorkflowsClient:
     def provenance(self, run_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._c._request("GET", f"/api/v1/runs/{_seg(run_id)}/provenance").json()
         return result
+
+    def quality(self, run_id: str) -> QualityReport:
+        """The quality of every input the run used, and the worst flag among them (pedigree)."""
+        return self._c._get(QualityReport, f"/api/v1/runs/{_seg(run_id)}/quality")
 
     def download(self, run_id: str, name: str, dest: Path | str) -> Path:
         response = self._c._request("GET", f"/api/v1/runs/{_seg(run_id)}/results/{_seg(name)}")

@@ -44,7 +44,20 @@ class RunContext:
     assets: list[Asset] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)
     state_writes: list[dict[str, Any]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)  # properties of the run's results (their STAC item)
     services: dict[str, Any] = field(default_factory=dict)  # what the runtime lends processes (read_stream)
+
+    def note_state(self, twin_id: str, changes: list[Any]) -> None:
+        """Values the run wrote to a twin's state (``ValueChange``s), with their uncertainty: they travel in
+        the properties of the run's results (``twin:state``)."""
+        written = self.outputs.setdefault("twin:state", {}).setdefault(twin_id, {})
+        for change in changes:
+            entry = {"kind": str(change.kind), "value": change.value, "unit": change.unit}
+            if change.uncertainty is not None:
+                entry["uncertainty"] = change.uncertainty.plain()
+            if change.quality is not None:
+                entry["quality"] = change.quality.model_dump()
+            written[change.property] = entry
 
     def compute(self, *values: Any) -> tuple[Any, ...]:
         return self.executor.compute(*values, progress=self.compute_progress)

@@ -158,6 +158,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _write(loc: str, value: Any, prop: Any) -> Any:
+    """One value for update_twin_state: ``{"value": 2.1, "uncertainty": {"std": 0.3}}`` carries its uncertainty
+    to a property that declares it (docs/quality.md); anything else is the value itself."""
+    from twinengine.errors import ValidationFailed
+    from twinengine.twins.validation import write_of
+
+    try:
+        return write_of(loc, _typed(value, prop), prop)
+    except ValidationFailed as exc:
+        raise ProcessParameterInvalid(f"update_twin_state: {exc.problems[0]}") from None
+
+
 def _typed(value: Any, prop: Any) -> Any:
     """Logic processes on cubes answer 1.0/0.0 (NaN-able masks); a boolean property takes them as booleans."""
     if prop is not None and prop.type.value == "boolean" and isinstance(value, int | float) and value in (0, 1):
@@ -168,8 +180,8 @@ def _typed(value: Any, prop: Any) -> Any:
 def update_twin_state(reported: dict[str, Any] | None = None, desired: dict[str, Any] | None = None,
                       twin: str | None = None, message: str | None = None) -> int:
     """Write one revision of the run's twin (or ``twin``), as the run's owner; returns the revision."""
+    from twinengine.quality.pedigree import input_quality, value_quality
     from twinengine.twins import service as twins
-    from twinengine.twins.schemas import PropertyWrite
 
     ctx = current()
     ref = twin or ctx.twin
@@ -179,11 +191,13 @@ def update_twin_state(reported: dict[str, Any] | None = None, desired: dict[str,
         raise ProcessParameterInvalid("update_twin_state: no store in this context")
     with ctx.db.session() as session:
         declared = twins.manifest_for(session, twins.get_twin(session, principal=ctx.principal, ref=ref)).state
-        rep = {k: PropertyWrite(value=_typed(_plain(v), declared.get(k))) for k, v in (reported or {}).items()}
-        des = {k: PropertyWrite(value=_typed(_plain(v), declared.get(k))) for k, v in (desired or {}).items()}
+        rep = {k: _write(f"reported.{k}", _plain(v), declared.get(k)) for k, v in (reported or {}).items()}
+        des = {k: _write(f"desired.{k}", _plain(v), declared.get(k)) for k, v in (desired or {}).items()}
         row, revision = twins.write_state(session, principal=ctx.principal, ref=ref, reported=rep, desired=des,
-                                          message=message or f"workflow run {ctx.run_id}")
+                                          message=message or f"workflow run {ctx.run_id}",
+                                          quality=value_quality(input_quality(ctx.inputs), ctx.run_id))
     ctx.state_writes.append({"twin": row.id, "revision": revision.revision})
+    ctx.note_state(row.id, revision.changes)
     ctx.log("info", f"update_twin_state: twin {row.name} revision {revision.revision}")
     return revision.revision
 

@@ -9,6 +9,7 @@ from typing import Any
 from prov.model import ProvDocument
 
 from twinengine._version import __version__
+from twinengine.quality.pedigree import input_quality
 from twinengine.workflows.models import WorkflowRun
 
 __all__ = ["run_provenance"]
@@ -47,11 +48,16 @@ def run_provenance(run: WorkflowRun, *, processes: list[dict[str, Any]], inputs:
     for other in informants or ():
         member = doc.activity(f"twin:run/{other}", other_attributes={"prov:type": "twin:WorkflowRun"})
         doc.wasInformedBy(activity, member)
+    report = input_quality(inputs)
+    activity.add_attributes({"twin:inputQuality": report["flag"]})
+    generated = {"twin:inputQuality": report["flag"]} if report["flag"] != "good" else {}
     used_inputs = []
-    for item in inputs:
-        entity = doc.entity(f"twin:collection/{item['collection']}/{item.get('version') or 'unversioned'}",
-                            {"prov:type": "twin:Dataset", "twin:collection": item["collection"],
-                             "twin:version": item.get("version") or ""})
+    for entry in report["inputs"]:  # each input once, with the flags of the records the run used
+        counts = entry["records"] or {}
+        entity = doc.entity(f"twin:collection/{entry['collection']}/{entry['version'] or 'unversioned'}",
+                            {"prov:type": "twin:Dataset", "twin:collection": entry["collection"],
+                             "twin:version": entry["version"] or "", "twin:quality": entry["flag"],
+                             **{f"twin:{flag}Records": n for flag, n in counts.items()}})
         doc.used(activity, entity)
         used_inputs.append(entity)
     for proc in processes:
@@ -61,14 +67,15 @@ def run_provenance(run: WorkflowRun, *, processes: list[dict[str, Any]], inputs:
     for asset in run.assets:
         entity = doc.entity(f"twin:result/{run.id}/{asset['name']}", {
             "prov:type": "twin:Asset", "twin:sha256": asset["sha256"], "twin:size": asset["size"],
-            "twin:mediaType": asset["type"]} | ({"twin:lakeDid": asset["did"]} if asset.get("did") else {}))
+            "twin:mediaType": asset["type"]} | ({"twin:lakeDid": asset["did"]} if asset.get("did") else {})
+            | generated)
         doc.wasGeneratedBy(entity, activity, run.finished_at)
         doc.wasAttributedTo(entity, owner)
         for source in used_inputs:
             doc.wasDerivedFrom(entity, source)
     for write in state_writes:
         entity = doc.entity(f"twin:twin/{write['twin']}/revision/{write['revision']}",
-                            {"prov:type": "twin:StateRevision"})
+                            {"prov:type": "twin:StateRevision"} | generated)
         doc.wasGeneratedBy(entity, activity)
     result: dict[str, Any] = json.loads(doc.serialize(format="json") or "{}")
     return result

@@ -7,13 +7,14 @@ the local store with one that also writes to its storage endpoints (``twinengine
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Asset", "LocalResultStore", "ResultStore"]
+__all__ = ["Asset", "LocalResultStore", "ResultStore", "describe_results"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class ResultStore:
 
     def delete(self, run_id: str) -> None:
         raise NotImplementedError
+
+    def describe(self, run_id: str, properties: dict[str, Any]) -> None:
+        """Record ``properties`` of the run's results where they are catalogued (the lake's STAC item); a
+        store that catalogues nothing keeps them nowhere."""
+        return None
 
 
 def _sha256(path: Path) -> str:
@@ -111,3 +117,18 @@ class LocalResultStore(ResultStore):
 
     def delete(self, run_id: str) -> None:
         shutil.rmtree(self._dir(run_id), ignore_errors=True)
+
+
+def describe_results(ctx: Any) -> None:
+    """After a run finished: the properties it gathered (``RunContext.outputs``) go to its results' catalogue
+    entry. A failure to record them is logged; the run stays finished."""
+    from twinengine.quality.pedigree import input_quality
+
+    if ctx.inputs:  # what the results were computed from, and how good it was
+        ctx.outputs["twin:input_quality"] = input_quality(ctx.inputs)
+    if not ctx.outputs or not any(a.did for a in ctx.assets):
+        return
+    try:
+        ctx.results.describe(ctx.run_id, ctx.outputs)
+    except Exception as exc:  # the run and its files are kept; only the description is missing
+        logging.getLogger("twinengine.workflows").warning("run %s: results not described: %s", ctx.run_id, exc)

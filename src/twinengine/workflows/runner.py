@@ -24,7 +24,7 @@ from twinengine.workflows.models import CacheEntry, RunLog, RunNode, WorkflowRun
 from twinengine.workflows.processes import fingerprint
 from twinengine.workflows.provenance import run_provenance
 from twinengine.workflows.registry import ProcessRegistry
-from twinengine.workflows.results import Asset
+from twinengine.workflows.results import Asset, describe_results
 from twinengine.workflows.schemas import RunStatus
 from twinengine.workflows.udp import user_registry
 
@@ -268,6 +268,8 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         for node_id in skipped:
             hooks.pending.setdefault(node_id, {}).update(status="skipped")
     _store_end(engine, run_id, status, error, value, ctx, graph, app_version, registry, hooks)
+    if status == RunStatus.FINISHED:
+        describe_results(ctx)
     return str(status)
 
 

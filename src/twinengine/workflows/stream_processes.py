@@ -16,6 +16,8 @@ import pyarrow as pa
 import xarray as xr
 
 from twinengine.errors import ProcessParameterInvalid
+from twinengine.quality.pedigree import flag_counts
+from twinengine.quality.plan import QUALITY
 from twinengine.streams.arrays import as_matrix, is_array
 from twinengine.timeutil import parse_instant
 from twinengine.workflows.context import current
@@ -76,8 +78,11 @@ def load_stream(stream: str, temporal_extent: Any = None, twin: str | None = Non
         since, until = instant_argument(items[0], where), instant_argument(items[1], where)
     table, time_field, twin_id = reader(ctx.principal, ref, stream, since, until)
     ds = to_records_dataset(table, time_field)
-    ctx.inputs.append({"collection": f"stream:{twin_id}/{stream}", "node": ctx.node,
-                       "version": str(int(ds["record"].max()) + 1) if ds.sizes.get("record") else "0"})
+    entry: dict[str, Any] = {"collection": f"stream:{twin_id}/{stream}", "node": ctx.node,
+                             "version": str(int(ds["record"].max()) + 1) if ds.sizes.get("record") else "0"}
+    if table is not None and QUALITY in table.column_names:  # the flags of the records it uses (pedigree)
+        entry["quality"] = flag_counts(table.column(QUALITY))
+    ctx.inputs.append(entry)
     ctx.log("info", f"load_stream {stream}: {ds.sizes.get('record', 0)} records")
     return ds
 

@@ -13,6 +13,7 @@ from twinengine.demo.chapters.twins import ALERT_THRESHOLD_M
 from twinengine.demo.chapters.workflows import COLLECTION
 from twinengine.demo.context import DemoContext
 from twinengine.quality.ensemble_plot import plot_ensemble
+from twinengine.quality.uncertainty import describe
 
 __all__ = ["forecast_ensemble"]
 
@@ -48,6 +49,11 @@ def forecast_ensemble(ctx: DemoContext) -> None:
     peak = stats["peak"]
     ctx.say(f"forecast ensemble {final.id}: {MEMBERS} members in {seconds:.2f} s (load shared); peak "
             f"{peak['mean']:.2f} m ± {peak['spread']:.2f}; P(level > alert {ALERT_THRESHOLD_M} m) = {chance:.0%}")
+    level = state["forecast_peak_level"]
+    if level.uncertainty is None or level.uncertainty.std is None:
+        raise RuntimeError("the ensemble's peak did not reach the twin's state with its uncertainty")
+    ctx.say(f"  state forecast_peak_level = {level.value:.2f} {level.unit} with its uncertainty: "
+            f"{describe(level.uncertainty)} (revision {level.revision})")
     members = [uma.workflows.get(m.run_id).value for m in final.members]
     path = plot_ensemble(ctx.runtime.data_dir / "river-reach-ensemble.png", members, stats,
                          title=f"{name}: forecast ensemble of {MEMBERS} members", unit="level (m)")
