@@ -13,6 +13,17 @@ os.environ["COLUMNS"] = "200"
 
 import psycopg
 import pytest
+
+try:  # Keras brings absl, whose log handler keeps the stderr it first saw (a test's captured one) and closes it
+    # when logging is reconfigured while another stderr is current (uvicorn's dictConfig inside a CliRunner):
+    # pytest's capture file then fails every later test of the worker. Give it the process's own stderr.
+    import sys as _sys
+
+    from absl import logging as _absl_logging
+
+    _absl_logging.get_absl_handler().python_handler.stream = _sys.__stderr__
+except ImportError:  # the ml extra is not installed
+    pass
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
