@@ -88,7 +88,8 @@ def _rows(i: int, rng: random.Random, template: Twin, now: datetime) -> dict[str
         "values": [{"twin_id": twin_id, "revision": 1 if k < 3 else 2, "property": p, "kind": kind, "value": v,
                     "unit": u, "timestamp": ts} for k, (p, kind, v, u, ts) in enumerate(values)],
         "heads": [{"twin_id": twin_id, "property": p, "kind": kind, "revision": 1 if k < 3 else 2, "value": v,
-                   "unit": u, "timestamp": ts} for k, (p, kind, v, u, ts) in enumerate(values) if k != 0],
+                   "unit": u, "timestamp": ts, "num_value": state.number_of(v)}
+                  for k, (p, kind, v, u, ts) in enumerate(values) if k != 0],
     }
 
 

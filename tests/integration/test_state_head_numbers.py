@@ -1,0 +1,138 @@
+"""``state_heads.num_value``, the numeric copy fleet filters and aggregates read, agrees with the head's JSON
+value after single writes, batched writes, ``rebuild-state`` and the migration's backfill, on both stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import select, update
+
+from helpers import RIVER_REACH
+from twinengine.auth.principal import SYSTEM, Principal, Role
+from twinengine.catalog.archive import pack
+from twinengine.catalog.service import publish
+from twinengine.config import Settings
+from twinengine.runtime import Runtime
+from twinengine.store import migrate
+from twinengine.twins import batch, fleet, service
+from twinengine.twins.batch_schemas import StateBatchItem
+from twinengine.twins.models import StateHead, Twin
+from twinengine.twins.rebuild import rebuild_state, twins_to_rebuild
+from twinengine.twins.schemas import PropertyWrite
+
+UMA = Principal(name="uma", role=Role.USER)
+ENSEMBLE = {"peak_mean": 2.5, "members": [1, 2]}
+
+
+def start(settings: Settings) -> Runtime:
+    runtime = Runtime.from_settings(settings)
+    runtime.start()
+    return runtime
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    runtime = start(settings)
+    with runtime.db.session() as session:
+        publish(session, runtime.blobs, principal=SYSTEM, archive=pack(RIVER_REACH), max_archive_bytes=10**8,
+                max_unpacked_bytes=10**8, steps=runtime.publish_steps)
+        for name in ("reach-a", "reach-b"):
+            service.create_twin(session, principal=UMA, app="river-reach@0.1.0", name=name,
+                                parameters={"station": "RR-01"})
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def expected(value: Any) -> float | None:
+    """What the copy must hold, said independently of the engine: JSON numbers as doubles, nothing else."""
+    return float(value) if type(value) in (int, float) else None
+
+
+def heads(runtime: Runtime, name: str) -> dict[str, tuple[Any, float | None]]:
+    """property → (JSON value, num_value) of the twin's reported and desired heads."""
+    with runtime.db.session(readonly=True) as session:
+        rows = session.execute(select(StateHead.property, StateHead.kind, StateHead.value, StateHead.num_value)
+                               .join(Twin, Twin.id == StateHead.twin_id).where(Twin.name == name))
+        return {f"{r.kind}.{r.property}": (r.value, r.num_value) for r in rows}
+
+
+def assert_numbers_agree(runtime: Runtime, name: str) -> dict[str, tuple[Any, float | None]]:
+    found = heads(runtime, name)
+    assert found, name
+    for key, (value, number) in found.items():
+        assert number == expected(value) and type(number) in (float, type(None)), (name, key, value, number)
+    return found
+
+
+def write(runtime: Runtime, name: str, **reported: Any) -> None:
+    with runtime.db.session() as session:
+        service.write_state(session, principal=UMA, ref=name, desired={},
+                            reported={k: PropertyWrite(value=v) for k, v in reported.items()})
+
+
+def fleet_names(runtime: Runtime, condition: str) -> list[str]:
+    with runtime.db.session(readonly=True) as session:
+        rows, _ = fleet.list_fleet(session, principal=UMA, filt=fleet.parse_filter(state=[condition]))
+    return [t.name for t in rows]
+
+
+def test_single_writes_keep_the_copy_in_step(runtime: Runtime) -> None:
+    write(runtime, "reach-a", level=2, alert=True, forecast_ensemble=ENSEMBLE)
+    assert assert_numbers_agree(runtime, "reach-a") == {
+        "reported.level": (2, 2.0), "reported.alert": (True, None), "reported.forecast_ensemble": (ENSEMBLE, None)}
+    write(runtime, "reach-a", level=-0.25, alert=False)  # the upsert moves the copy with the value
+    found = assert_numbers_agree(runtime, "reach-a")
+    assert found["reported.level"] == (-0.25, -0.25) and found["reported.alert"] == (False, None)
+    assert fleet_names(runtime, "level<0") == ["reach-a"] and fleet_names(runtime, "level>=0") == []
+
+
+def test_batched_writes_keep_the_copy_in_step(runtime: Runtime) -> None:
+    items = [StateBatchItem(twin="reach-a", reported={"level": PropertyWrite(value=1.0)}),
+             StateBatchItem(twin="reach-b", reported={"level": PropertyWrite(value=7),
+                                                      "alert": PropertyWrite(value=True)},
+                            desired={"alert_threshold": PropertyWrite(value=3.5)}),
+             StateBatchItem(twin="reach-a", reported={"level": PropertyWrite(value=4.5)})]  # newest of reach-a wins
+    with runtime.db.session() as session:
+        batch.write_batch(session, principal=UMA, items=items, max_items=10)
+    assert assert_numbers_agree(runtime, "reach-a") == {"reported.level": (4.5, 4.5)}
+    assert assert_numbers_agree(runtime, "reach-b") == {
+        "reported.level": (7, 7.0), "reported.alert": (True, None), "desired.alert_threshold": (3.5, 3.5)}
+    assert fleet_names(runtime, "level>@desired.alert_threshold") == ["reach-b"]
+
+
+def test_rebuild_restores_a_falsified_copy(runtime: Runtime) -> None:
+    write(runtime, "reach-a", level=1.5, alert=True)
+    write(runtime, "reach-b", level=3.0)
+    with runtime.db.session() as session:  # a copy that lies, and a boolean that claims to be a number
+        session.execute(update(StateHead).where(StateHead.property == "level").values(num_value=99.0))
+        session.execute(update(StateHead).where(StateHead.property == "alert").values(num_value=1.0))
+    assert fleet_names(runtime, "level>50") == ["reach-a", "reach-b"]
+    done = rebuild_state(runtime.db, twins_to_rebuild(runtime.db))
+    assert sorted(r.name for r in done if r.drifted) == ["reach-a", "reach-b"]  # the copy alone counts as drift
+    assert assert_numbers_agree(runtime, "reach-a") == {"reported.level": (1.5, 1.5), "reported.alert": (True, None)}
+    assert assert_numbers_agree(runtime, "reach-b") == {"reported.level": (3.0, 3.0)}
+    assert fleet_names(runtime, "level>50") == []
+    assert not any(r.drifted for r in rebuild_state(runtime.db, twins_to_rebuild(runtime.db)))
+
+
+@pytest.mark.slow
+def test_the_migration_backfills_the_copy(settings: Settings, runtime: Runtime) -> None:
+    write(runtime, "reach-a", level=2, rain=0.5, alert=True, forecast_ensemble=ENSEMBLE)
+    write(runtime, "reach-b", level=-1.25, forecast_exceedance_probability=1, forecast_alert=False)
+    before = {name: heads(runtime, name) for name in ("reach-a", "reach-b")}
+    runtime.db.dispose()  # no pooled connection in the way of the schema change
+    command.downgrade(migrate.alembic_config(settings.db_url), "0011")  # heads without the copy
+    again = start(settings)  # migrates to head on start: the backfill runs here
+    try:
+        assert migrate.current_revision(again.db) == migrate.head_revision(again.db)
+        for name in ("reach-a", "reach-b"):
+            assert assert_numbers_agree(again, name) == before[name]
+        assert heads(again, "reach-b")["reported.forecast_exceedance_probability"] == (1, 1.0)
+        assert fleet_names(again, "level>0") == ["reach-a"]
+    finally:
+        again.close()
