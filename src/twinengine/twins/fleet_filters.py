@@ -1,5 +1,5 @@
-"""The fleet filter grammar and its SQL: conditions on state values (read from ``state_heads``) and on
-parameters, portable between SQLite (JSON text) and PostgreSQL (JSONB).
+"""The fleet filter grammar and its SQL: conditions on state values (read from ``state_heads``, numbers from
+its ``num_value`` column) and on parameters, portable between SQLite (JSON text) and PostgreSQL (JSONB).
 
     condition := term op value
     term      := [reported. | desired.] name        (a state property; reported by default)
@@ -139,15 +139,17 @@ def _compare(json_: Json, column: Any, key: str | None, cond: Condition) -> Colu
 
 
 def state_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:
-    """A correlated test on the twin's head of the property: one primary-key seek per twin."""
+    """A correlated test on the twin's head of the property: one primary-key seek per twin. Numbers compare
+    the head's ``num_value`` (the indexed numeric copy), not its JSON."""
     head = aliased(StateHead)
     test = exists().where(head.twin_id == Twin.id, head.property == cond.name, head.kind == cond.kind)
-    if cond.ref is None:
-        return test.where(_compare(json_, head.value, None, cond))
-    other = aliased(StateHead)
-    left, right = json_.number(head.value, None), json_.number(other.value, None)
-    return test.where(other.twin_id == Twin.id, other.property == cond.ref[1], other.kind == cond.ref[0],
-                      getattr(left, _OPS[cond.op])(right))
+    if cond.ref is not None:
+        other = aliased(StateHead)
+        return test.where(other.twin_id == Twin.id, other.property == cond.ref[1], other.kind == cond.ref[0],
+                          getattr(head.num_value, _OPS[cond.op])(other.num_value))
+    if isinstance(cond.value, float):
+        return test.where(getattr(head.num_value, _OPS[cond.op])(cond.value))
+    return test.where(_compare(json_, head.value, None, cond))
 
 
 def parameter_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:

@@ -137,9 +137,10 @@ class StateHead(Base):
 
     __tablename__ = "state_heads"
     __table_args__ = (
-        # A property's numeric heads in value order, twin id included: range filters, min/max and aggregates
-        # over one property read this index alone.
-        Index("ix_state_heads_number", "property", "kind", "num_value", "twin_id"),
+        # A property's heads in twin order with their numbers: an aggregate reads this index alone and joins
+        # the twins in id order (cache-friendly seeks; value order made each seek land anywhere, 2-3x slower
+        # on SQLite), and a numeric filter's seek per twin needs no table row.
+        Index("ix_state_heads_numbers", "property", "kind", "twin_id", "num_value"),
     )
 
     twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True)

@@ -1,4 +1,4 @@
-"""twins: a numeric copy of each state head's value, indexed by (property, kind, number)
+"""twins: a numeric copy of each state head's value, indexed by (property, kind, twin, number)
 
 Revision ID: 0012
 Revises: 0011
@@ -36,11 +36,11 @@ def upgrade() -> None:
     with op.batch_alter_table('state_heads') as batch:
         batch.add_column(sa.Column('num_value', sa.Float(), nullable=True))
     op.execute(_POSTGRESQL if op.get_bind().dialect.name == 'postgresql' else _SQLITE)
-    op.create_index('ix_state_heads_number', 'state_heads', ['property', 'kind', 'num_value', 'twin_id'],
+    op.create_index('ix_state_heads_numbers', 'state_heads', ['property', 'kind', 'twin_id', 'num_value'],
                     unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index('ix_state_heads_number', table_name='state_heads')
+    op.drop_index('ix_state_heads_numbers', table_name='state_heads')
     with op.batch_alter_table('state_heads') as batch:
         batch.drop_column('num_value')
