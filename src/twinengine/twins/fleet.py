@@ -82,8 +82,10 @@ def _bbox_overlaps(box: BBox) -> ColumnElement[bool]:
     return and_(Twin.bbox_minx <= maxx, Twin.bbox_maxx >= minx, Twin.bbox_miny <= maxy, Twin.bbox_maxy >= miny)
 
 
-def _where(session: Session, principal: Principal, filt: FleetFilter) -> list[ColumnElement[bool]]:
-    """The filter as SQL conditions on ``twins`` (the bbox only as its index prefilter)."""
+def _where(session: Session, principal: Principal, filt: FleetFilter, *, page: bool = True
+           ) -> list[ColumnElement[bool]]:
+    """The filter as SQL conditions on ``twins`` (the bbox only as its index prefilter); state conditions
+    as a seek per twin for a page, as one set of ids for an aggregate."""
     json_ = Json(session.get_bind().dialect.name)
     where: list[ColumnElement[bool]] = []
     if not principal.is_admin:
@@ -99,7 +101,7 @@ def _where(session: Session, principal: Principal, filt: FleetFilter) -> list[Co
         where.append(exists().where(tagged.tag == tag, tagged.twin_id == Twin.id))
     if filt.bbox is not None:
         where.append(_bbox_overlaps(filt.bbox))
-    where += [state_clause(json_, c) for c in filt.state]
+    where += [state_clause(json_, c, per_twin=page) for c in filt.state]
     where += [parameter_clause(json_, c) for c in filt.parameters]
     return where
 
@@ -216,7 +218,7 @@ def aggregate(session: Session, *, principal: Principal, filt: FleetFilter, prop
             raise bad("quantile", f"{q} is not in [0, 1]")
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    where = _where(session, principal, filt)
+    where = _where(session, principal, filt, page=False)
     missed = _excluded(session, where, filt.bbox)
     if missed:
         where.append(Twin.id.notin_(missed))

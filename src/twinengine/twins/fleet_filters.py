@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Text, and_, case, cast, exists, func, literal, literal_column
+from sqlalchemy import ColumnElement, Float, Text, and_, case, cast, exists, func, literal, literal_column, select
 from sqlalchemy.orm import aliased
 
 from twinengine.errors import InvalidInput, Problem
@@ -138,18 +138,24 @@ def _compare(json_: Json, column: Any, key: str | None, cond: Condition) -> Colu
     return getattr(json_.text(column, key), _OPS[cond.op])(cond.value)  # type: ignore[no-any-return]
 
 
-def state_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:
-    """A correlated test on the twin's head of the property: one primary-key seek per twin. Numbers compare
-    the head's ``num_value`` (the indexed numeric copy), not its JSON."""
+def state_clause(json_: Json, cond: Condition, *, per_twin: bool = True) -> ColumnElement[bool]:
+    """A test on the twin's head of the property; numbers compare the heads' ``num_value`` (the indexed
+    numeric copy), not their JSON. ``per_twin``: a correlated seek per twin tested, which suits a page that
+    stops after a few; otherwise the matching twin ids as one set, read off the index in one range (what an
+    aggregate over the whole fleet wants)."""
     head = aliased(StateHead)
-    test = exists().where(head.twin_id == Twin.id, head.property == cond.name, head.kind == cond.kind)
+    on = [head.property == cond.name, head.kind == cond.kind]
     if cond.ref is not None:
         other = aliased(StateHead)
-        return test.where(other.twin_id == Twin.id, other.property == cond.ref[1], other.kind == cond.ref[0],
-                          getattr(head.num_value, _OPS[cond.op])(other.num_value))
-    if isinstance(cond.value, float):
-        return test.where(getattr(head.num_value, _OPS[cond.op])(cond.value))
-    return test.where(_compare(json_, head.value, None, cond))
+        on += [other.twin_id == head.twin_id, other.property == cond.ref[1], other.kind == cond.ref[0],
+               getattr(head.num_value, _OPS[cond.op])(other.num_value)]
+    elif isinstance(cond.value, float):
+        on.append(getattr(head.num_value, _OPS[cond.op])(cond.value))
+    else:
+        on.append(_compare(json_, head.value, None, cond))
+    if per_twin:
+        return exists().where(head.twin_id == Twin.id, *on)
+    return Twin.id.in_(select(head.twin_id).where(*on))
 
 
 def parameter_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:
