@@ -22,7 +22,8 @@ from sqlalchemy import ColumnElement, Float, Text, and_, case, cast, exists, fun
 from sqlalchemy.orm import aliased
 
 from twinengine.errors import InvalidInput, Problem
-from twinengine.twins.models import StateHead, Twin
+from twinengine.twins.models import StateHead, Twin, TwinParameter
+from twinengine.twins.parameter_index import MAX_NAME
 
 __all__ = ["Condition", "Json", "bad", "parameter_clause", "parse", "state_clause"]
 
@@ -159,4 +160,9 @@ def state_clause(json_: Json, cond: Condition, *, per_twin: bool = True) -> Colu
 
 
 def parameter_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:
+    """Equality with text: the twins found in the parameter index (``twin_parameters``), a set that is small
+    when the value is rare (a station's id); other tests read each twin's JSON."""
+    if cond.op == "=" and isinstance(cond.value, str) and len(cond.name) <= MAX_NAME:
+        return Twin.id.in_(select(TwinParameter.twin_id).where(TwinParameter.name == cond.name,
+                                                               TwinParameter.value == cond.value))
     return _compare(json_, Twin.parameters, cond.name, cond)

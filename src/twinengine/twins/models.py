@@ -13,7 +13,7 @@ from twinengine.auth.policy import Permission
 from twinengine.store.base import Base, JSONValue, LogId, UTCDateTime, utcnow
 from twinengine.store.changes import watch
 
-__all__ = ["StateHead", "StateRevision", "StateValue", "Twin", "TwinGrant", "TwinTag"]
+__all__ = ["StateHead", "StateRevision", "StateValue", "Twin", "TwinGrant", "TwinParameter", "TwinTag"]
 
 
 class Twin(Base):
@@ -78,6 +78,20 @@ class TwinTag(Base):
 
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
     twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class TwinParameter(Base):
+    """A twin's top-level parameter whose value is text (at most 200 characters), copied out of
+    ``twins.parameters`` so that a filter ``parameter=station=RR-01`` seeks an index instead of reading every
+    twin's JSON. Text parameters are the identifiers such lookups name; numbers stay in the JSON only.
+    Written with the twin (parameters do not change after create); see ``twins/parameter_index.py``."""
+
+    __tablename__ = "twin_parameters"
+    __table_args__ = (Index("ix_twin_parameters_value", "name", "value", "twin_id"),)
+
+    twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
 
 
 class StateRevision(Base):

@@ -1,5 +1,6 @@
-"""``state_heads.num_value``, the numeric copy fleet filters and aggregates read, agrees with the head's JSON
-value after single writes, batched writes, ``rebuild-state`` and the migration's backfill, on both stores."""
+"""The copies fleet queries read instead of JSON, on both stores: ``state_heads.num_value`` agrees with the
+head's value after single writes, batched writes, ``rebuild-state`` and the migration's backfill; the rows of
+``twin_parameters`` agree with the twins' text parameters after create, fork, delete and the backfill."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from twinengine.runtime import Runtime
 from twinengine.store import migrate
 from twinengine.twins import batch, fleet, service
 from twinengine.twins.batch_schemas import StateBatchItem
-from twinengine.twins.models import StateHead, Twin
+from twinengine.twins.models import StateHead, Twin, TwinParameter
 from twinengine.twins.rebuild import rebuild_state, twins_to_rebuild
 from twinengine.twins.schemas import PropertyWrite
 
@@ -75,10 +76,28 @@ def write(runtime: Runtime, name: str, **reported: Any) -> None:
                             reported={k: PropertyWrite(value=v) for k, v in reported.items()})
 
 
-def fleet_names(runtime: Runtime, condition: str) -> list[str]:
+def fleet_names(runtime: Runtime, condition: str, *, parameter: bool = False) -> list[str]:
+    filt = fleet.parse_filter(parameter=[condition]) if parameter else fleet.parse_filter(state=[condition])
     with runtime.db.session(readonly=True) as session:
-        rows, _ = fleet.list_fleet(session, principal=UMA, filt=fleet.parse_filter(state=[condition]))
+        rows, _ = fleet.list_fleet(session, principal=UMA, filt=filt)
     return [t.name for t in rows]
+
+
+def indexed_parameters(runtime: Runtime) -> dict[str, dict[str, str]]:
+    """twin name → the parameter index's rows of it."""
+    found: dict[str, dict[str, str]] = {}
+    with runtime.db.session(readonly=True) as session:
+        for name, key, value in session.execute(select(Twin.name, TwinParameter.name, TwinParameter.value)
+                                                .join(Twin, Twin.id == TwinParameter.twin_id)):
+            found.setdefault(name, {})[key] = value
+    return found
+
+
+def text_parameters(runtime: Runtime) -> dict[str, dict[str, str]]:
+    """twin name → its parameters that are text, read from the twins' JSON."""
+    with runtime.db.session(readonly=True) as session:
+        return {t.name: {k: v for k, v in t.parameters.items() if isinstance(v, str)}
+                for t in session.scalars(select(Twin))}
 
 
 def test_single_writes_keep_the_copy_in_step(runtime: Runtime) -> None:
@@ -120,13 +139,35 @@ def test_rebuild_restores_a_falsified_copy(runtime: Runtime) -> None:
     assert not any(r.drifted for r in rebuild_state(runtime.db, twins_to_rebuild(runtime.db)))
 
 
+def test_the_parameter_index_follows_create_fork_and_delete(runtime: Runtime) -> None:
+    with runtime.db.session() as session:
+        service.fork_twin(session, principal=UMA, ref="reach-a", name="what-if", at_revision=None,
+                          parameters={"station": "RR-09", "area_km2": 300})
+        service.create_twin(session, principal=UMA, app="river-reach@0.1.0", name="reach-c",
+                            parameters={"station": "RR-09"})
+    assert indexed_parameters(runtime) == text_parameters(runtime) == {
+        "reach-a": {"station": "RR-01"}, "reach-b": {"station": "RR-01"}, "what-if": {"station": "RR-09"},
+        "reach-c": {"station": "RR-09"}}  # numbers stay in the JSON only
+    assert fleet_names(runtime, "station=RR-09", parameter=True) == ["reach-c", "what-if"]
+    assert fleet_names(runtime, "station='RR-01'", parameter=True) == ["reach-a", "reach-b"]
+    assert fleet_names(runtime, "area_km2=300", parameter=True) == ["what-if"]  # read from the JSON
+    assert fleet_names(runtime, "station=RR-02", parameter=True) == []
+    with runtime.db.session() as session:
+        service.delete_twin(session, principal=UMA, ref="reach-c")
+    assert "reach-c" not in indexed_parameters(runtime)
+    assert fleet_names(runtime, "station=RR-09", parameter=True) == ["what-if"]
+
+
 @pytest.mark.slow
-def test_the_migration_backfills_the_copy(settings: Settings, runtime: Runtime) -> None:
+def test_the_migration_backfills_the_copies(settings: Settings, runtime: Runtime) -> None:
     write(runtime, "reach-a", level=2, rain=0.5, alert=True, forecast_ensemble=ENSEMBLE)
     write(runtime, "reach-b", level=-1.25, forecast_exceedance_probability=1, forecast_alert=False)
+    with runtime.db.session() as session:
+        service.create_twin(session, principal=UMA, app="river-reach@0.1.0", name="reach-c",
+                            parameters={"station": "RR-07", "area_km2": 60})
     before = {name: heads(runtime, name) for name in ("reach-a", "reach-b")}
     runtime.db.dispose()  # no pooled connection in the way of the schema change
-    command.downgrade(migrate.alembic_config(settings.db_url), "0011")  # heads without the copy
+    command.downgrade(migrate.alembic_config(settings.db_url), "0011")  # heads without copies, no index
     again = start(settings)  # migrates to head on start: the backfill runs here
     try:
         assert migrate.current_revision(again.db) == migrate.head_revision(again.db)
@@ -134,5 +175,8 @@ def test_the_migration_backfills_the_copy(settings: Settings, runtime: Runtime) 
             assert assert_numbers_agree(again, name) == before[name]
         assert heads(again, "reach-b")["reported.forecast_exceedance_probability"] == (1, 1.0)
         assert fleet_names(again, "level>0") == ["reach-a"]
+        assert indexed_parameters(again) == text_parameters(again) == {
+            "reach-a": {"station": "RR-01"}, "reach-b": {"station": "RR-01"}, "reach-c": {"station": "RR-07"}}
+        assert fleet_names(again, "station=RR-07", parameter=True) == ["reach-c"]
     finally:
         again.close()
