@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 
 from helpers import RIVER_REACH
 from twinengine.auth.principal import SYSTEM, Principal, Role
@@ -156,6 +156,19 @@ def test_the_parameter_index_follows_create_fork_and_delete(runtime: Runtime) ->
         service.delete_twin(session, principal=UMA, ref="reach-c")
     assert "reach-c" not in indexed_parameters(runtime)
     assert fleet_names(runtime, "station=RR-09", parameter=True) == ["what-if"]
+
+
+def test_rebuild_restores_the_parameter_index(runtime: Runtime) -> None:
+    with runtime.db.session() as session:  # one twin loses its row, the other gains a false one
+        reach_a = session.scalars(select(Twin.id).where(Twin.name == "reach-a")).one()
+        reach_b = session.scalars(select(Twin.id).where(Twin.name == "reach-b")).one()
+        session.execute(delete(TwinParameter).where(TwinParameter.twin_id == reach_a))
+        session.execute(insert(TwinParameter).values(twin_id=reach_b, name="owner_note", value="x"))
+    assert indexed_parameters(runtime) == {"reach-b": {"station": "RR-01", "owner_note": "x"}}
+    done = rebuild_state(runtime.db, twins_to_rebuild(runtime.db))
+    assert sorted(r.name for r in done if r.drifted) == ["reach-a", "reach-b"]
+    assert indexed_parameters(runtime) == text_parameters(runtime)
+    assert fleet_names(runtime, "station=RR-01", parameter=True) == ["reach-a", "reach-b"]
 
 
 @pytest.mark.slow

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from twinengine.twins.models import Twin, TwinParameter
 
-__all__ = ["MAX_NAME", "MAX_TEXT", "index_parameters", "parameter_rows"]
+__all__ = ["MAX_NAME", "MAX_TEXT", "index_parameters", "parameter_rows", "reindex_parameters"]
 
 MAX_NAME = 64
 MAX_TEXT = 200  # longer than any value a filter condition can hold (a condition is at most 200 characters)
@@ -30,3 +30,17 @@ def index_parameters(session: Session, twin: Twin) -> None:
     rows = parameter_rows(twin.id, twin.parameters)
     if rows:
         session.connection().execute(insert(cast(Table, TwinParameter.__table__)), rows)
+
+
+def reindex_parameters(session: Session, twin_id: str) -> bool:
+    """Rewrite one twin's rows from its parameters (``twin db rebuild-state``); True when they differed."""
+    parameters = session.scalar(select(Twin.parameters).where(Twin.id == twin_id)) or {}
+    rows = parameter_rows(twin_id, parameters)
+    stored = {name: value for name, value in session.execute(
+        select(TwinParameter.name, TwinParameter.value).where(TwinParameter.twin_id == twin_id))}
+    if stored == {row["name"]: row["value"] for row in rows}:
+        return False
+    session.execute(delete(TwinParameter).where(TwinParameter.twin_id == twin_id))
+    if rows:
+        session.connection().execute(insert(cast(Table, TwinParameter.__table__)), rows)
+    return True
