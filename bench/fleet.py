@@ -5,8 +5,8 @@ It publishes river-reach, creates one twin through the service (so its app's man
 rows are what a real create makes), then copies it in bulk with Core inserts into ``--twins`` twins
 (tags, point locations along a river with 1 % polygons, parameters and their index rows, two revisions of
 state with the heads' numeric copies, the desired alert threshold, the trigger), bumping the change counter
-once as a bulk load does. Then, as the median of ``--repeat`` calls, as the owner of the fleet (a user, so
-the access filter is part of every query):
+once as a bulk load does (and on PostgreSQL running VACUUM ANALYZE, as autovacuum soon would). Then, as the
+median of ``--repeat`` calls, as the owner of the fleet (a user, so the access filter is part of every query):
 
 - baseline: in process, ``twins.service.get_twin`` (authorize, one row); over HTTP, ``GET /api/v1/me``;
 - pages: the first, one deep in the fleet (by cursor), and filtered by tag, state, parameter (a range and a
@@ -16,7 +16,7 @@ the access filter is part of every query):
 - idle CPU: ``twin serve`` on the fleet's data dir and on an empty one, ``--idle`` seconds each after start
   (/proc/PID/stat), as percent of one core.
 
-Usage: python bench/fleet.py [--twins 100000] [--repeat 20] [--idle 10] [--sqlite-only]
+Usage: python bench/fleet.py [--twins 100000] [--repeat 20] [--idle 10] [--sqlite-only | --postgresql-only]
 """
 
 from __future__ import annotations
@@ -126,6 +126,11 @@ def populate(runtime: Runtime, n: int, progress: Progress, label: str) -> None:
             changes.bump(session, "twins")  # a bulk load: loops reload the topic once
         progress.update(task, completed=min(n, start + BATCH))
     progress.remove_task(task)
+    if runtime.db.engine.dialect.name == "postgresql":
+        # What autovacuum does within minutes of a bulk load: planner statistics and the visibility map
+        # (index-only scans). Without them the first minutes' plans rest on guesses and vary run to run.
+        with runtime.db.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
 
 
 def median_ms(repeat: int, fn: Callable[[], object]) -> float:
@@ -277,6 +282,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=10.0, help="Seconds of idle CPU measured per engine.")
     parser.add_argument("--per-twin", type=int, default=500, help="Twins read one by one for the as-of comparison.")
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--postgresql-only", action="store_true")
     args = parser.parse_args()
     out = {}
     with tempfile.TemporaryDirectory() as tmp, Progress(transient=True) as progress:
@@ -285,7 +291,9 @@ def main() -> None:
         blank.start()
         blank.close()
         empty = idle_cpu(empty_dir, args.idle, {})
-        out["sqlite"] = run_backend(Settings(data_dir=Path(tmp) / "sqlite"), "sqlite", args.twins, args, progress)
+        if not args.postgresql_only:
+            out["sqlite"] = run_backend(Settings(data_dir=Path(tmp) / "sqlite"), "sqlite", args.twins, args,
+                                        progress)
         admin_url = None if args.sqlite_only else postgres_url()
         if admin_url:
             url, drop = fresh_pg_database(admin_url)
