@@ -75,9 +75,12 @@ class TwinTag(Base):
     """One tag of a twin: the index the tag filter and the group-by-tag aggregation read."""
 
     __tablename__ = "twin_tags"
+    # By twin, tag included: ``by=tag`` reads a twin's tags off this index alone, in the twin order the
+    # heads' index hands the twins in.
+    __table_args__ = (Index("ix_twin_tags_twin_id", "twin_id", "tag"),)
 
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
-    twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True, index=True)
+    twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True)
 
 
 class TwinParameter(Base):

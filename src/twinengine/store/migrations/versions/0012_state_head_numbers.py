@@ -1,4 +1,4 @@
-"""twins: a numeric copy of each state head's value; an index of twins' text parameters
+"""twins: a numeric copy of each state head's value; an index of twins' text parameters; tags by twin
 
 Revision ID: 0012
 Revises: 0011
@@ -8,7 +8,8 @@ Fleet filters and aggregates over a state property read ``state_heads.num_value`
 finite JSON number, NULL otherwise), indexed by (property, kind, twin, number), instead of parsing each
 head's JSON. ``twin_parameters`` holds each twin's top-level parameters whose value is text of at most 200
 characters, so a filter ``parameter=station=RR-01`` seeks an index. Both are backfilled here in SQL; writes
-(and ``twin db rebuild-state`` for the heads) fill them from then on.
+(and ``twin db rebuild-state``) fill them from then on. The tags' index by twin now holds the tag too, so
+grouping by tag reads no table row.
 """
 
 from __future__ import annotations
@@ -61,9 +62,13 @@ def upgrade() -> None:
     )
     op.execute(_PARAMETERS[dialect])
     op.create_index('ix_twin_parameters_value', 'twin_parameters', ['name', 'value', 'twin_id'], unique=False)
+    op.drop_index('ix_twin_tags_twin_id', table_name='twin_tags')
+    op.create_index('ix_twin_tags_twin_id', 'twin_tags', ['twin_id', 'tag'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_twin_tags_twin_id', table_name='twin_tags')
+    op.create_index('ix_twin_tags_twin_id', 'twin_tags', ['twin_id'], unique=False)
     op.drop_index('ix_twin_parameters_value', table_name='twin_parameters')
     op.drop_table('twin_parameters')
     op.drop_index('ix_state_heads_numbers', table_name='state_heads')
