@@ -63,14 +63,18 @@ def corrupt(runtime: Runtime, name: str) -> None:
 
 
 def heads_match_log(runtime: Runtime, name: str) -> bool:
+    """The heads equal the log's newest values, and each numeric copy (``num_value``) its head's value."""
     tid = twin_id(runtime, name)
     with runtime.db.session(readonly=True) as session:
         stored = state.heads(session, tid)
+        copies = {(r.property, StateKind(r.kind)): r.num_value
+                  for r in session.scalars(select(StateHead).where(StateHead.twin_id == tid))}
         from_log: state.Snapshot = {}
         for row in session.scalars(select(StateValue).where(StateValue.twin_id == tid).order_by(StateValue.revision)):
             from_log[(row.property, StateKind(row.kind))] = PropertyValue(
                 value=row.value, unit=row.unit, timestamp=row.timestamp, revision=row.revision)  # newest wins
-    return stored == from_log and len(stored) == 3
+    numbers = {key: float(v.value) if type(v.value) in (int, float) else None for key, v in stored.items()}
+    return stored == from_log and len(stored) == 3 and copies == numbers
 
 
 def rebuild(settings: Settings, *args: str) -> tuple[int, str]:
@@ -102,6 +106,14 @@ def test_rebuild_restores_corrupted_heads_from_the_log(settings: Settings, runti
 
     code, output = rebuild(settings)
     assert code == 0 and json.loads(output)["drifted"] == []
+
+    tid = twin_id(runtime, "reach-a")  # a numeric copy out of step with its value is drift too
+    with runtime.db.session() as session:
+        session.execute(update(StateHead).where(StateHead.twin_id == tid, StateHead.property == "rain")
+                        .values(num_value=7.0))
+    assert not heads_match_log(runtime, "reach-a")
+    code, output = rebuild(settings)
+    assert code == 0 and json.loads(output)["drifted"] == ["reach-a"] and heads_match_log(runtime, "reach-a")
 
 
 def test_rebuild_of_an_unknown_twin_is_a_clean_error(settings: Settings, runtime: Runtime) -> None:

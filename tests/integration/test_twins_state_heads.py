@@ -107,7 +107,10 @@ def split(snapshot: Snapshot) -> tuple[dict[str, PropertyValue], dict[str, Prope
 
 
 def stored_heads(session: Session, twin_id: str) -> Snapshot:
-    rows = session.execute(select(StateHead).where(StateHead.twin_id == twin_id)).scalars()
+    """The heads as stored; each one's numeric copy (``num_value``) must be its value if that is a number."""
+    rows = list(session.execute(select(StateHead).where(StateHead.twin_id == twin_id)).scalars())
+    for r in rows:
+        assert r.num_value == (float(r.value) if type(r.value) in (int, float) else None), (r.property, r.value)
     return {(r.property, StateKind(r.kind)): PropertyValue(value=r.value, unit=r.unit, timestamp=r.timestamp,
                                                            revision=r.revision) for r in rows}
 

@@ -197,7 +197,8 @@ def db_current(data_dir: Any = DataDirOption) -> None:
 def db_rebuild_state(ctx: typer.Context,
                      twin: str | None = typer.Option(None, "--twin", help="Only this twin (name or id)."),
                      data_dir: Any = DataDirOption) -> None:
-    """Rebuild twins' current-state heads from their revision log (the log is the truth); safe while serving."""
+    """Rebuild twins' current-state heads from their revision log (the log is the truth), and the index of their
+    parameters from the parameters; safe while serving."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from twinengine.store import migrate

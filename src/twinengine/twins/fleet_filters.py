@@ -1,5 +1,5 @@
-"""The fleet filter grammar and its SQL: conditions on state values (read from ``state_heads``) and on
-parameters, portable between SQLite (JSON text) and PostgreSQL (JSONB).
+"""The fleet filter grammar and its SQL: conditions on state values (read from ``state_heads``, numbers from
+its ``num_value`` column) and on parameters, portable between SQLite (JSON text) and PostgreSQL (JSONB).
 
     condition := term op value
     term      := [reported. | desired.] name        (a state property; reported by default)
@@ -18,11 +18,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Text, and_, case, cast, exists, func, literal, literal_column
+from sqlalchemy import ColumnElement, Float, Text, and_, case, cast, exists, func, literal, literal_column, select
 from sqlalchemy.orm import aliased
 
 from twinengine.errors import InvalidInput, Problem
-from twinengine.twins.models import StateHead, Twin
+from twinengine.twins.models import StateHead, Twin, TwinParameter
+from twinengine.twins.parameter_index import MAX_NAME
 
 __all__ = ["Condition", "Json", "bad", "parameter_clause", "parse", "state_clause"]
 
@@ -113,7 +114,7 @@ class Json:
 
     def value_number(self, column: Any) -> ColumnElement[Any]:
         """The number of a state value, also when the log keeps it with its uncertainty
-        (``{"value": ..., "uncertainty": ...}``, see quality/uncertainty.py)."""
+        (``{"value": ..., "uncertainty": ...}``, see quality/stored.py)."""
         enveloped, _ = self._at(column, "uncertainty")
         return case((enveloped.is_not(None), self.number(column, "value")), else_=self.number(column))
 
@@ -145,17 +146,30 @@ def _compare(json_: Json, column: Any, key: str | None, cond: Condition) -> Colu
     return getattr(json_.text(column, key), _OPS[cond.op])(cond.value)  # type: ignore[no-any-return]
 
 
-def state_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:
-    """A correlated test on the twin's head of the property: one primary-key seek per twin."""
+def state_clause(json_: Json, cond: Condition, *, per_twin: bool = True) -> ColumnElement[bool]:
+    """A test on the twin's head of the property; numbers compare the heads' ``num_value`` (the indexed
+    numeric copy), not their JSON. ``per_twin``: a correlated seek per twin tested, which suits a page that
+    stops after a few; otherwise the matching twin ids as one set, read off the index in one range (what an
+    aggregate over the whole fleet wants)."""
     head = aliased(StateHead)
-    test = exists().where(head.twin_id == Twin.id, head.property == cond.name, head.kind == cond.kind)
-    if cond.ref is None:
-        return test.where(_compare(json_, head.value, None, cond))
-    other = aliased(StateHead)
-    left, right = json_.value_number(head.value), json_.value_number(other.value)
-    return test.where(other.twin_id == Twin.id, other.property == cond.ref[1], other.kind == cond.ref[0],
-                      getattr(left, _OPS[cond.op])(right))
+    on = [head.property == cond.name, head.kind == cond.kind]
+    if cond.ref is not None:
+        other = aliased(StateHead)
+        on += [other.twin_id == head.twin_id, other.property == cond.ref[1], other.kind == cond.ref[0],
+               getattr(head.num_value, _OPS[cond.op])(other.num_value)]
+    elif isinstance(cond.value, float):
+        on.append(getattr(head.num_value, _OPS[cond.op])(cond.value))
+    else:
+        on.append(_compare(json_, head.value, None, cond))
+    if per_twin:
+        return exists().where(head.twin_id == Twin.id, *on)
+    return Twin.id.in_(select(head.twin_id).where(*on))
 
 
 def parameter_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:
+    """Equality with text: the twins found in the parameter index (``twin_parameters``), a set that is small
+    when the value is rare (a station's id); other tests read each twin's JSON."""
+    if cond.op == "=" and isinstance(cond.value, str) and len(cond.name) <= MAX_NAME:
+        return Twin.id.in_(select(TwinParameter.twin_id).where(TwinParameter.name == cond.name,
+                                                               TwinParameter.value == cond.value))
     return _compare(json_, Twin.parameters, cond.name, cond)

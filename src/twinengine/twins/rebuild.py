@@ -1,6 +1,7 @@
-"""Rebuild twins' derived state (``state_heads``) from their log: the operator's repair for heads in doubt
-(a restore of one table, a bug, a hand edit). Each twin is rebuilt in its own transaction, under the same
-row lock as a write, so the engine may keep serving while it runs."""
+"""Rebuild twins' derived rows from their truth: ``state_heads`` (with their numeric copies) from the log,
+``twin_parameters`` from the twin's parameters. The operator's repair for rows in doubt (a restore of one
+table, a bug, a hand edit). Each twin is rebuilt in its own transaction, under the same row lock as a
+write, so the engine may keep serving while it runs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import or_, select, update
 from twinengine.errors import TwinNotFound
 from twinengine.store.engine import Database
 from twinengine.twins.models import Twin
+from twinengine.twins.parameter_index import reindex_parameters
 from twinengine.twins.state import rebuild_heads
 
 __all__ = ["Rebuilt", "rebuild_state", "twins_to_rebuild"]
@@ -22,7 +24,7 @@ class Rebuilt:
     twin_id: str
     name: str
     revisions: int
-    drifted: bool  # the stored heads differed from the log
+    drifted: bool  # the stored heads differed from the log, or the parameter index from the parameters
 
 
 def twins_to_rebuild(db: Database, ref: str | None = None) -> list[tuple[str, str, int]]:
@@ -48,7 +50,9 @@ def rebuild_state(db: Database, twins: list[tuple[str, str, int]],
                                    .execution_options(synchronize_session=False)).scalar_one_or_none()
             if head is None:
                 continue  # deleted meanwhile
-            result = Rebuilt(twin_id, name, head, rebuild_heads(session, twin_id))
+            drifted = rebuild_heads(session, twin_id)
+            drifted = reindex_parameters(session, twin_id) or drifted
+            result = Rebuilt(twin_id, name, head, drifted)
         done.append(result)
         on_done(result)
     return done

@@ -22,6 +22,7 @@ from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.errors import NotFound, TwinNameTaken, TwinNotFound, ValidationFailed
 from twinengine.twins import places, state
 from twinengine.twins.models import StateRevision, Twin, TwinGrant
+from twinengine.twins.parameter_index import index_parameters
 from twinengine.twins.schemas import (
     Access,
     PropertyValue,
@@ -121,6 +122,7 @@ def create_twin(session: Session, *, principal: Principal, app: str, name: str,
     if location is not None:
         places.check_location(location)  # refused before anything is written
     _insert(session, twin)
+    index_parameters(session, twin)
     places.place(session, twin, tags=tags, location=location)
     return _created(session, twin)
 
@@ -183,6 +185,7 @@ def fork_twin(session: Session, *, principal: Principal, ref: str, name: str, at
         owner=principal.name, description=description or origin.description, parameters=filled,
         origin_id=origin.id, origin_name=origin.name, origin_revision=at, head_revision=0,
     ))
+    index_parameters(session, fork)
     places.place(session, fork, tags=origin.tags or [], location=origin.location)  # a scenario stays in place
     if snapshot:
         values = [state.NewValue(p, k, v.value, v.unit, v.timestamp,

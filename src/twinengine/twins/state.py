@@ -8,6 +8,7 @@ a time does one index seek into the log per property it names. No read ranks the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -44,6 +45,7 @@ __all__ = [
     "get_revision",
     "heads",
     "history",
+    "number_of",
     "read_state",
     "rebuild_heads",
     "revisions",
@@ -159,12 +161,26 @@ def _insert_log(session: Session, rows: list[tuple[str, int, list[NewValue], str
         connection.execute(_INSERT_VALUES, values)
         # The newest value of each (twin, property, kind) only: one upsert statement may not touch a row twice.
         newest = {(row["twin_id"], row["property"], row["kind"]): row for row in values}
-        connection.execute(_upsert_heads(connection.dialect.name), list(newest.values()))
+        connection.execute(_upsert_heads(connection.dialect.name),
+                           [{**row, "num_value": number_of(row["value"])} for row in newest.values()])
     announced = session.info.setdefault("twinengine.revisions", [])  # announced after commit
     last: dict[str, int] = {}
     for twin_id, number, _, _ in rows:
         last[twin_id] = number
     announced += list(last.items())
+
+
+def number_of(value: Any) -> float | None:
+    """A head's ``num_value``: the value (inside its envelope when it carries an uncertainty or a quality,
+    quality/stored.py) when it is a finite number (booleans are not numbers here)."""
+    value = unpack(value).value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any double
+        return None
+    return number if math.isfinite(number) else None
 
 
 _UPSERTS: dict[str, Any] = {}
@@ -180,7 +196,7 @@ def _upsert_heads(dialect: str) -> Any:
         base = upsert(cast(Table, StateHead.__table__))
         statement = _UPSERTS[dialect] = base.on_conflict_do_update(
             index_elements=["twin_id", "property", "kind"],
-            set_={c: base.excluded[c] for c in ("revision", "value", "unit", "timestamp")},
+            set_={c: base.excluded[c] for c in ("revision", "value", "unit", "timestamp", "num_value")},
         )
     return statement
 
@@ -256,22 +272,27 @@ def read_state(session: Session, twin: Twin, *, revision: int | None = None, at:
 
 
 def rebuild_heads(session: Session, twin_id: str) -> bool:
-    """Recompute a twin's heads from its log (the newest value of each property and kind); True when what
-    was stored differed. Reads the whole history once: a repair, not a query."""
-    before = heads(session, twin_id)
-    session.execute(delete(StateHead).where(StateHead.twin_id == twin_id))
+    """Recompute a twin's heads from its log (the newest value of each property and kind, its numeric copy
+    included); True when what was stored differed. Reads the whole history once: a repair, not a query."""
+    columns = (StateHead.property, StateHead.kind, StateHead.revision, StateHead.value, StateHead.unit,
+               StateHead.timestamp, StateHead.num_value)
+    stored = {(row.property, row.kind): tuple(row)
+              for row in session.execute(select(*columns).where(StateHead.twin_id == twin_id))}
     ranked = (
-        select(StateValue.twin_id, StateValue.property, StateValue.kind, StateValue.revision, StateValue.value,
-               StateValue.unit, StateValue.timestamp,
+        select(StateValue.property, StateValue.kind, StateValue.revision, StateValue.value, StateValue.unit,
+               StateValue.timestamp,
                func.row_number().over(partition_by=(StateValue.property, StateValue.kind),
                                       order_by=StateValue.revision.desc()).label("rank"))
         .where(StateValue.twin_id == twin_id)
         .subquery()
     )
-    columns = ["twin_id", "property", "kind", "revision", "value", "unit", "timestamp"]
-    session.execute(insert(StateHead).from_select(columns, select(*(ranked.c[c] for c in columns))
-                                                  .where(ranked.c.rank == 1)))
-    return heads(session, twin_id) != before
+    names = ("property", "kind", "revision", "value", "unit", "timestamp")
+    rows = [{"twin_id": twin_id, **row._asdict(), "num_value": number_of(row.value)}
+            for row in session.execute(select(*(ranked.c[n] for n in names)).where(ranked.c.rank == 1))]
+    session.execute(delete(StateHead).where(StateHead.twin_id == twin_id))
+    if rows:
+        session.connection().execute(insert(cast(Table, StateHead.__table__)), rows)
+    return {(row["property"], row["kind"]): tuple(row[c.key] for c in columns) for row in rows} != stored
 
 
 def _state(twin: Twin, snapshot: Snapshot, *, revision: int | None, at: datetime | None) -> TwinState:
