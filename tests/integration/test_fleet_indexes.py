@@ -193,3 +193,18 @@ def test_the_migration_backfills_the_copies(settings: Settings, runtime: Runtime
         assert fleet_names(again, "station=RR-07", parameter=True) == ["reach-c"]
     finally:
         again.close()
+
+
+def test_a_value_with_its_uncertainty_is_still_a_number_for_the_fleet(runtime: Runtime) -> None:
+    from twinengine.quality.uncertainty import Uncertainty
+
+    with runtime.db.session() as session:
+        service.write_state(session, principal=UMA, ref="reach-a", desired={}, reported={
+            "forecast_peak_level": PropertyWrite(value=3.25, uncertainty=Uncertainty(std=0.4))})
+    value, number = heads(runtime, "reach-a")["reported.forecast_peak_level"]
+    assert value == {"value": 3.25, "uncertainty": {"std": 0.4}} and number == 3.25  # the envelope, unwrapped
+    assert fleet_names(runtime, "forecast_peak_level>3") == ["reach-a"]
+    filt = fleet.parse_filter()
+    with runtime.db.session(readonly=True) as session:
+        (group,) = fleet.aggregate(session, principal=UMA, filt=filt, prop="forecast_peak_level")
+    assert group.count == 1 and group.mean == pytest.approx(3.25)
