@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,24 @@ async def _until_ok(http: httpx.AsyncClient, path: str) -> dict[str, Any]:
     raise AssertionError(f"{path} never answered 200")
 
 
+def run_alone(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """``asyncio.run`` on a thread of its own: the worker's main thread may hold a running loop already (the
+    browser tests' session-wide Playwright drives one there)."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(scenario())
+        except BaseException as exc:  # re-raised in the test's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+
+
 def test_health_answers_while_the_engine_starts_and_requests_wait(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = HeldBack(Settings(data_dir=tmp_path / "data", lake_daemons=False))
@@ -65,7 +84,7 @@ def test_health_answers_while_the_engine_starts_and_requests_wait(tmp_path: Path
         assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
         await lifespan
 
-    asyncio.run(scenario())
+    run_alone(scenario)
 
 
 def test_an_engine_that_cannot_start_says_why_and_stops(tmp_path: Path) -> None:
@@ -86,4 +105,4 @@ def test_an_engine_that_cannot_start_says_why_and_stops(tmp_path: Path) -> None:
         assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
         await lifespan
 
-    asyncio.run(scenario())
+    run_alone(scenario)

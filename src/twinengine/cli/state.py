@@ -55,9 +55,9 @@ def _show_revision(row: RevisionRead) -> None:
     console.print(f"revision [bold]{row.revision}[/bold] of {row.twin_id} by {row.author} at "
                   f"{row.recorded_at.isoformat(timespec='seconds')}" + (f": {escape(row.message)}" if row.message
                                                                         else ""), highlight=False)
-    console.print(table(None, ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)"],
-                        [(c.kind.value, c.property, c.value, describe(c.uncertainty), c.unit, c.timestamp)
-                         for c in row.changes]))
+    console.print(table(None, *_spread_column(
+        ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)"],
+        [(c.kind.value, c.property, c.value, describe(c.uncertainty), c.unit, c.timestamp) for c in row.changes])))
 
 
 _VALUES_HELP = "PROPERTY=VALUE pairs (JSON values)."
@@ -98,8 +98,8 @@ def _show_state(twin: str, state: TwinState) -> None:
             for p, v in state.reported.items()]
     rows += [("desired", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision)
              for p, v in state.desired.items()]
-    console.print(table(f"state of {twin} as of {when}", ["kind", "property", "value", "uncertainty", "unit",
-                                                           "timestamp (UTC)", "revision"], rows))
+    console.print(table(f"state of {twin} as of {when}", *_spread_column(
+        ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)", "revision"], rows)))
     if state.delta:
         console.print(f"pending (desired ≠ reported): {state.delta}", highlight=False)
 
@@ -127,8 +127,8 @@ def history(ctx: typer.Context, twin: str = typer.Argument(...), prop: str = typ
                                 since=_instant(since, "--since"), until=_instant(until, "--until"), limit=limit)
     out.emit(result, lambda: console.print(table(
         f"{kind} {prop} of {twin} ({len(result.items)} values, unit {result.unit or '-'})",
-        ["timestamp (UTC)", "value", "uncertainty", "revision"],
-        [(v.timestamp, v.value, describe(v.uncertainty), v.revision) for v in result.items])))
+        *_spread_column(["timestamp (UTC)", "value", "uncertainty", "revision"],
+                        [(v.timestamp, v.value, describe(v.uncertainty), v.revision) for v in result.items]))))
 
 
 @app.command("revisions")
@@ -161,6 +161,14 @@ def diff(ctx: typer.Context, twin: str = typer.Argument(...),
         f"{twin}: revision {result.from_revision} → {result.to_revision}", ["kind", "property", "change", "before",
                                                                             "after"],
         [(c.kind.value, c.property, c.change, _shown(c.before), _shown(c.after)) for c in result.changes])))
+
+
+def _spread_column(columns: list[str], rows: list[tuple[Any, ...]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The columns and rows without the uncertainty column when no value in them has one."""
+    at = columns.index("uncertainty")
+    if any(row[at] for row in rows):
+        return columns, rows
+    return columns[:at] + columns[at + 1:], [row[:at] + row[at + 1:] for row in rows]
 
 
 def _shown(value: PropertyValue | None) -> str | None:
