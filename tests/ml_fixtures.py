@@ -1,13 +1,17 @@
-"""Helpers of the ml tests: torch or skip with the reason, and gauge records of the river-reach simulator."""
+"""Helpers of the ml tests: torch or skip with the reason, gauge records of the river-reach simulator, and the
+line the framework tests (scikit-learn, Keras) learn."""
 
 from __future__ import annotations
 
 import importlib
+import random
 import sys
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from helpers import RIVER_REACH, need_modules
+from helpers import RIVER_REACH, make_app, need_modules
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -87,3 +91,50 @@ def task_package(root: Any) -> tuple[Any, str, str]:
     (folder / "tinytask" / "__init__.py").write_text("")
     (folder / "tinytask" / "regression.py").write_text(TASK_SOURCE)
     return folder, "tinytask", "tinytask.regression:task"
+
+
+# -- a line for the framework tests (scikit-learn, Keras): y = 3 x0 - 2 x1 + noise, one record a minute -------
+
+LINE_T0 = datetime(2026, 3, 1, tzinfo=UTC)
+LINE_STREAM = {"samples": {"time_field": "time", "fields": {
+    "time": {"type": "timestamp"}, "x0": {"type": "float"}, "x1": {"type": "float"}, "y": {"type": "float"}}}}
+LINE_SCORE = '''
+def score(ctx, records):
+    version = getattr(ctx.model, "version", None)  # None: no champion yet
+    out = ctx.model.predict({"x": [[1.0, 0.0]]})[0] if version is not None else None
+    ctx.emit("scored", version=version, out=out)
+'''
+
+
+def line_samples(n: int, *, start: int = 0, seed: int = 3) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(start, start + n):
+        x0, x1 = rng.uniform(-1, 1), rng.uniform(-1, 1)
+        out.append({"time": (LINE_T0 + timedelta(minutes=i)).isoformat(), "x0": x0, "x1": x1,
+                    "y": 3 * x0 - 2 * x1 + rng.gauss(0, 0.05)})
+    return out
+
+
+def line_app(root: Path, *, name: str, model: str, framework: str, task_source: str) -> Path:
+    """An app with the line's stream, a model of ``framework`` (``<package>.model:<model>``) and a function
+    that scores each batch with the champion."""
+    package = name.replace("-", "_")
+    return make_app(root, name=name, version="0.1.0", manifest={
+        "parameters": {"type": "object", "properties": {}}, "streams": LINE_STREAM,
+        "models": {model: {"entrypoint": f"{package}.model:{model}", "framework": framework}},
+        "functions": {"score": {"entrypoint": f"{package}.functions:score", "stream": "samples", "model": model}},
+    }, files={f"{package}/model.py": task_source, f"{package}/functions.py": LINE_SCORE})
+
+
+def wait_scheduled_retraining(client: Any, twin: str, model: str) -> Any:
+    """Append newer samples, set a schedule, and wait for the policy's run to end; its trail entry."""
+    client.streams.append(twin, "samples", line_samples(100, start=200, seed=4))
+    client.ml.set_policy(twin, model, every_seconds=3600)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        trail = [t for t in client.ml.trail(twin, model) if t.trigger.get("kind") == "schedule"]
+        if trail and trail[0].status in ("succeeded", "failed"):
+            return trail[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no scheduled run: {client.ml.trail(twin, model)}")

@@ -6,22 +6,18 @@ against its champion, served by ``predict`` and to functions on arrival, and ret
 from __future__ import annotations
 
 import math
-import random
-import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from helpers import Engine, make_app, need_modules
+from helpers import Engine, need_modules
+from ml_fixtures import line_app, line_samples, wait_scheduled_retraining
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.daemons.streams_functions import FunctionWorker
 
 MODEL = "dense"
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 TASK = '''
 """y = 3 x0 - 2 x1 (+ noise), learned by a one-layer Keras network."""
@@ -66,12 +62,6 @@ def dense():
     )
 '''
 
-SCORE = '''
-def score(ctx, records):
-    version = getattr(ctx.model, "version", None)  # None: no champion yet
-    out = ctx.model.predict({"x": [[1.0, 0.0]]})[0] if version is not None else None
-    ctx.emit("scored", version=version, out=out)
-'''
 
 
 @pytest.fixture
@@ -84,33 +74,13 @@ def _keras() -> None:
     need_modules("ml", "keras", "torch", "mlflow", hint="pip install -e '.[ml]'")
 
 
-def samples(n: int, *, start: int = 0, seed: int = 3) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(start, start + n):
-        x0, x1 = rng.uniform(-1, 1), rng.uniform(-1, 1)
-        out.append({"time": (T0 + timedelta(minutes=i)).isoformat(), "x0": x0, "x1": x1,
-                    "y": 3 * x0 - 2 * x1 + rng.gauss(0, 0.05)})
-    return out
-
-
-def keras_app(root: Path) -> Path:
-    return make_app(root, name="keras-app", version="0.1.0", manifest={
-        "parameters": {"type": "object", "properties": {}},
-        "streams": {"samples": {"time_field": "time", "fields": {
-            "time": {"type": "timestamp"}, "x0": {"type": "float"}, "x1": {"type": "float"},
-            "y": {"type": "float"}}}},
-        "models": {MODEL: {"entrypoint": "keras_app.model:dense", "framework": "keras"}},
-        "functions": {"score": {"entrypoint": "keras_app.functions:score", "stream": "samples", "model": MODEL}},
-    }, files={"keras_app/model.py": TASK, "keras_app/functions.py": SCORE})
-
-
 @pytest.fixture
 def uma(engine: Engine, tmp_path: Path) -> Client:
-    engine.as_role("ada", "developer").publish_app(keras_app(tmp_path))
+    engine.as_role("ada", "developer").publish_app(line_app(tmp_path, name="keras-app", model=MODEL,
+                                                            framework="keras", task_source=TASK))
     client = engine.as_role("uma", "user")
     client.create_twin("keras-app@0.1.0", "line", {})
-    client.streams.append("line", "samples", samples(200))
+    client.streams.append("line", "samples", line_samples(200))
     return client
 
 
@@ -156,7 +126,7 @@ def test_functions_on_arrival_get_the_keras_champion(engine: Engine, uma: Client
     done = uma.ml.wait("line", uma.ml.train("line", MODEL).id, timeout=300)
     assert done.status == "succeeded", done.error
     worker = FunctionWorker(engine.runtime)
-    uma.streams.append("line", "samples", samples(5, start=200))
+    uma.streams.append("line", "samples", line_samples(5, start=200))
     assert worker.run_once() >= 1
     worker.drain()
     scored = [e for e in uma.streams.events("line", last=10_000) if e.kind == "scored"]
@@ -166,15 +136,6 @@ def test_functions_on_arrival_get_the_keras_champion(engine: Engine, uma: Client
 
 def test_a_policy_retrains_the_keras_model(engine: Engine, uma: Client) -> None:
     uma.ml.wait("line", uma.ml.train("line", MODEL).id, timeout=300)
-    uma.streams.append("line", "samples", samples(100, start=200, seed=4))
-    uma.ml.set_policy("line", MODEL, every_seconds=3600)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        trail = [t for t in uma.ml.trail("line", MODEL) if t.trigger.get("kind") == "schedule"]
-        if trail and trail[0].status in ("succeeded", "failed"):
-            break
-        time.sleep(0.3)
-    else:
-        raise AssertionError(f"no scheduled run: {uma.ml.trail('line', MODEL)}")
-    assert trail[0].status == "succeeded" and trail[0].version == "2"
-    assert trail[0].inputs["end"] == 300 and trail[0].decision is not None
+    entry = wait_scheduled_retraining(uma, "line", MODEL)
+    assert entry.status == "succeeded" and entry.version == "2"
+    assert entry.inputs["end"] == 300 and entry.decision is not None

@@ -93,3 +93,27 @@ def plot_histograms(path: Path, samples: dict[str, Sequence[float] | Any], *, xl
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_traces(path: Path, series: dict[str, Any], *, rate: float, xlabel: str, ylabel: str,
+                title: str = "") -> Path:
+    """Several sampled series over time on one axis (``rate`` samples per second)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+    for label, values in series.items():
+        values = np.asarray(values, dtype=float)
+        ax.plot(np.arange(values.size) / rate, values, lw=0.6, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, loc="left")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -174,8 +174,7 @@ class SklearnFlavour(Flavour):
              version: str) -> Any:
         import mlflow.sklearn
 
-        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
-            return mlflow.sklearn.load_model(str(registry.download_model(name, version, Path(tmp))))
+        return _load_mlflow_model(mlflow.sklearn, registry, name, version)
 
     def evaluate(self, task: TrainingTask, model: Any, data: TrainingData, config: TrainingConfig) -> dict[str, float]:
         _train, val = task.datasets(data)
@@ -276,8 +275,7 @@ class KerasFlavour(Flavour):
         _keras()
         import mlflow.keras
 
-        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
-            return mlflow.keras.load_model(str(registry.download_model(name, version, Path(tmp))))
+        return _load_mlflow_model(mlflow.keras, registry, name, version)
 
     def evaluate(self, task: TrainingTask, model: Any, data: TrainingData, config: TrainingConfig) -> dict[str, float]:
         _train, val = task.datasets(data)
@@ -302,6 +300,13 @@ class KerasFlavour(Flavour):
         import numpy as np
 
         return model.predict(np.asarray(inputs, dtype="float32"), verbose=0)
+
+
+def _load_mlflow_model(mlflow_flavour: Any, registry: ModelRegistry, name: str, version: str) -> Any:
+    """A registered version loaded by MLflow's own loader of its flavour (``mlflow.sklearn``, ``mlflow.keras``),
+    from a download that is gone once it is in memory."""
+    with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
+        return mlflow_flavour.load_model(str(registry.download_model(name, version, Path(tmp))))
 
 
 def _keras() -> Any:

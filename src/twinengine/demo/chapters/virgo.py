@@ -18,6 +18,7 @@ import numpy as np
 from twinengine.demo.chapters.lattice import _lake_endpoint
 from twinengine.demo.chapters.twins import _free_name
 from twinengine.demo.context import DemoContext
+from twinengine.demo.plot import plot_traces
 
 __all__ = ["glitch_veto"]
 
@@ -94,8 +95,10 @@ def glitch_veto(ctx: DemoContext) -> None:
     retrained = _retrained(ctx, twin.name, int(vetoed.sum()) // BUFFER) if retrains else []
     path = ctx.options.plot or ctx.runtime.data_dir / "virgo-glitch.png"
     if glitches.size:
-        _plot(path, raw[0], white[glitches[0]], size, title=f"{twin.name}: frame {glitches[0]} "
-              f"(glitch born in {frames[glitches[0]].channel})")
+        plot_traces(path, {"whitened strain as measured": raw[0],
+                           "cleaned strain (published to the 'cleaned' stream)": white[glitches[0]]},
+                    rate=size, xlabel="time in frame (s)", ylabel="whitened strain (noise sigma)",
+                    title=f"{twin.name}: frame {glitches[0]} (glitch born in {frames[glitches[0]].channel})")
     ctx.facts["twin_name"] = twin.name
     ctx.facts["virgo"] = {"twin": twin.name, "frames": FRAMES, "glitches": int(truth.sum()),
                           "efficiency": efficiency, "false_rate": false_rate, "power_reduction": reduction,
@@ -132,22 +135,3 @@ def _retrained(ctx: DemoContext, twin: str, fills: int) -> list[Any]:
                 f"{metrics.get('centroid_error', float('nan')):.0%} from the held-out ones; {verdict}")
     return trail
 
-
-def _plot(path: Any, raw: np.ndarray, cleaned: np.ndarray, rate: int, *, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = np.arange(raw.size) / rate
-    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
-    ax.plot(t, raw, lw=0.6, label="whitened strain as measured")
-    ax.plot(t, cleaned, lw=0.6, label="cleaned strain (published to the 'cleaned' stream)")
-    ax.set_xlabel("time in frame (s)")
-    ax.set_ylabel("whitened strain (noise sigma)")
-    ax.set_title(title, loc="left")
-    ax.legend(loc="upper right")
-    ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
