@@ -34,13 +34,8 @@ def plot_levels(path: Path, *, times: Sequence[datetime], levels: Sequence[float
         ax_level.axhline(threshold, color="#f0ad4e", lw=1.2, ls=":", label=f"alert threshold {threshold:g} m")
     ax_level.set_ylabel("level (m)")
     ax_level.set_xlabel("time (UTC)")
-    ax_level.legend(loc="upper right")
-    ax_level.grid(alpha=0.3)
     fig.autofmt_xdate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax_level, path)
 
 
 def plot_corrections(path: Path, *, times: Sequence[datetime], observed: Sequence[float],
@@ -59,13 +54,8 @@ def plot_corrections(path: Path, *, times: Sequence[datetime], observed: Sequenc
     ax.set_ylabel("level (m)")
     ax.set_xlabel("time (UTC)")
     ax.set_title(title, loc="left")
-    ax.legend(loc="upper right")
-    ax.grid(alpha=0.3)
     fig.autofmt_xdate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def plot_histograms(path: Path, samples: dict[str, Sequence[float] | Any], *, xlabel: str, title: str = "",
@@ -87,12 +77,7 @@ def plot_histograms(path: Path, samples: dict[str, Sequence[float] | Any], *, xl
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(title, loc="left")
-    ax.legend(loc="upper right")
-    ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def plot_traces(path: Path, series: dict[str, Any], *, rate: float, xlabel: str, ylabel: str,
@@ -111,6 +96,13 @@ def plot_traces(path: Path, series: dict[str, Any], *, rate: float, xlabel: str,
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, loc="left")
+    return _finish(fig, ax, path)
+
+
+def _finish(fig: Any, ax: Any, path: Path) -> Path:
+    """Every plot's end: the legend top right, a light grid, written as PNG and the figure freed."""
+    import matplotlib.pyplot as plt
+
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
