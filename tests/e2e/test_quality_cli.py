@@ -47,3 +47,55 @@ def test_twin_quality_shows_tables_json_and_a_plot(live: LiveEngine, tmp_path: P
 
     refused = live.twin("quality", "reach", "--window", "soon", token=user, expect=1)
     assert "window" in refused and "Traceback" not in refused
+
+
+LOAD_AND_WRITE = {"process_graph": {
+    "load": {"process_id": "load_stream", "arguments": {"stream": "gauges"}},
+    "state": {"process_id": "update_twin_state", "arguments": {"reported": {"forecast_peak_level": 1.4}}},
+    "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "state"}, "format": "JSON"},
+             "result": True}}}
+
+
+def test_twin_quality_reports_what_a_run_and_a_model_version_used(live: LiveEngine, tmp_path: Path) -> None:
+    from twinengine.ml.models import TrainingRun
+    from twinengine.store.engine import Database
+
+    with live.client() as admin:
+        dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
+    live.twin("app", "publish", str(RIVER_REACH), token=dev)
+    live.twin("create", "river-reach@0.1.0", "--name", "reach", "--param", "station=RR-01", token=user)
+    records = [gauge(i) for i in range(8)]
+    records[5]["level"] = 20.0  # out of the declared range: bad
+    with live.client(user) as uma:
+        uma.streams.append("reach", "gauges", records)
+        run = uma.workflows.submit(LOAD_AND_WRITE, twin="reach", sync=True)
+        twin_id = uma.get_twin("reach").id
+    assert run.status == "finished", run.error
+
+    plot = tmp_path / "inputs.png"
+    shown = live.twin("quality", "--run", run.id, "--plot", str(plot), token=user)
+    assert f"input quality of run:{run.id}: bad" in shown and f"stream:{twin_id}/gauges" in shown
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = live.twin_json("quality", "--run", run.id, token=user)
+    (stream,) = data["inputs"]
+    assert data["flag"] == "bad" and stream["records"] == {"good": 7, "suspect": 0, "bad": 1}
+
+    database = Database(live.settings.db_url)
+    try:
+        with database.session() as session:  # what a training run records of its inputs (ml/engine.py)
+            session.add(TrainingRun(id="tr-cli", twin_id=twin_id, model="runoff_correction", status="finished",
+                                    created_by="uma", model_version="3", inputs={
+                                        "kind": "stream", "stream": "gauges", "start": 0, "end": 8, "records": 8,
+                                        "quality": {"good": 6, "suspect": 2, "bad": 0}}))
+    finally:
+        database.dispose()
+    data = live.twin_json("quality", "reach", "--model", "runoff_correction", "--version", "3", token=user)
+    assert data["subject"] == "model:reach/runoff_correction/3" and data["flag"] == "suspect"
+    assert "suspect" in live.twin("quality", "reach", "--model", "runoff_correction", "--version", "3", token=user)
+
+    for args, named in ((["--run", run.id, "--model", "runoff_correction"], "--run"),
+                        (["reach", "--model", "runoff_correction"], "--version"), ([], "TWIN")):
+        refused = live.twin("quality", *args, token=user, expect=1)
+        assert named in refused and "Traceback" not in refused
+    missing = live.twin("quality", "reach", "--model", "runoff_correction", "--version", "9", token=user, expect=1)
+    assert "Traceback" not in missing
