@@ -117,3 +117,51 @@ def test_out_of_range_input_is_a_422_naming_the_field(uma: Client) -> None:
     with pytest.raises(ValidationFailed, match="tolerance"):
         uma.verification.scores("reach", "level", tolerance="P9999D")
     assert uma.verification.forecasts("reach") == []  # nothing half-written
+
+
+def test_the_score_history_is_kept_per_period_and_follows_late_observations(engine: Engine, uma: Client) -> None:
+    from twinengine.twins.forecast_models import ScoreRecord
+
+    issue(uma)  # forecasts valid over two days; each recording keeps the (still empty) default history current
+    assert uma.verification.history("reach", "level").items == []
+    observe(uma, hours=24)  # the first day only
+    kept = uma.verification.history("reach", "level", lead="1h")
+    assert [i.period_start for i in kept.items] == [T0] and kept.period_seconds == 86400
+    # a kept period's scores are those of verification over that period
+    day = uma.verification.scores("reach", "level", lead="1h", since=T0, until=T0 + timedelta(days=1))
+    (first,) = kept.items
+    assert (first.n, first.members, first.workflow) == (day.leads[0].n, 8, "forecast")
+    assert first.rmse == pytest.approx(day.leads[0].rmse) and first.crps == pytest.approx(day.leads[0].crps)
+    assert first.rank_histogram is not None and len(first.rank_histogram) == 9
+    assert sum(first.rank_histogram) == pytest.approx(1.0)
+
+    observe(uma, hours=HOURS)  # the second day's observations arrive
+    later = uma.verification.history("reach", "level", lead="1h")
+    assert [i.period_start for i in later.items] == [T0, T0 + timedelta(days=1)]
+    both = uma.verification.scores("reach", "level", lead="1h", since=T0 + timedelta(days=1))
+    assert later.items[1].n == both.leads[0].n and later.items[1].nse == pytest.approx(both.leads[0].nse)
+
+    def computed() -> dict[datetime, datetime]:
+        with engine.runtime.db.session(readonly=True) as session:
+            return {r.period_start: r.computed_at for r in session.query(ScoreRecord).filter(
+                ScoreRecord.period_seconds == 86400, ScoreRecord.lead_seconds == 3600)}
+
+    before = computed()
+    assert uma.verification.history("reach", "level").items and computed() == before  # nothing changed: kept
+    # a late, corrected observation on the second day: only that day is scored again
+    uma.write_state("reach", reported={"level": PropertyWrite(value=truth(31) + 0.5,
+                                                              timestamp=T0 + timedelta(hours=31, minutes=1))})
+    corrected = uma.verification.history("reach", "level", lead="1h")
+    after = computed()
+    assert after[T0] == before[T0] and after[T0 + timedelta(days=1)] > before[T0 + timedelta(days=1)]
+    assert corrected.items[1].rmse is not None and later.items[1].rmse is not None
+    assert corrected.items[1].rmse > later.items[1].rmse  # the nearer, wrong observation counts now
+    six = uma.verification.history("reach", "level", period="6h", lead="1h")  # another period length, kept too
+    assert len(six.items) == 7 and six.period_seconds == 21600  # lead 1 h is valid at 1, 7, ..., 37 h
+    assert sum(i.n for i in six.items) == later.items[0].n + later.items[1].n
+
+    for params, field in (({"period": "10s"}, "period"), ({"period": "soon"}, "period"),
+                          ({"property": "alert"}, "property")):
+        response = engine.http.get("/api/v1/twins/reach/verification/history",
+                                   params={"property": "level", **params}, headers=uma._auth)
+        assert response.status_code == 422 and field in response.text, response.text
