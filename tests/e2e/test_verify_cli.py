@@ -42,6 +42,11 @@ def test_twin_verify_shows_a_table_json_and_a_plot(live: LiveEngine, tmp_path: P
     assert group["nse"] is not None and group["crps"] is not None and "pairs" not in group
     assert group["members"] == 6 and len(group["rank_histogram"]) == 7
 
+    with_threshold = tmp_path / "reliability.png"
+    data = live.twin_json("verify", "reach", "--threshold", "1.1", "--plot", str(with_threshold), token=user)
+    assert all(g["reliability"] for g in data["leads"]) and data["plot"] == str(with_threshold)
+    assert with_threshold.stat().st_size > plot.stat().st_size  # one more panel: the reliability diagram
+
     kept = tmp_path / "history.png"
     shown = live.twin("verify", "reach", "--history", "--period", "6h", "--plot", str(kept), token=user)
     assert "score history of reach/level per 6 h" in shown and "2026-03-01 06:00" in shown

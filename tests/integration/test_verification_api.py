@@ -64,6 +64,9 @@ def test_scores_appear_per_lead_once_observations_arrive(uma: Client) -> None:
     assert first.rmse == pytest.approx(np.sqrt(np.mean((forecast - observed) ** 2)))
     one = uma.verification.scores("reach", "level", lead="PT3H", threshold=1.2)
     assert [g.lead_seconds for g in one.leads] == [3 * 3600] and one.leads[0].brier is not None
+    bins = one.leads[0].reliability or []  # from the members' share above the threshold
+    assert bins and sum(b.count for b in bins) == one.leads[0].n and all(0 <= b.observed <= 1 for b in bins)
+    assert uma.verification.scores("reach", "level", lead="PT3H").leads[0].reliability is None  # no threshold
 
 
 def test_observations_outside_the_tolerance_are_not_pairs(uma: Client) -> None:

@@ -141,3 +141,15 @@ def test_verify_scores_an_ensemble_apart_from_single_forecasts() -> None:
     assert members.scores["crps"] == pytest.approx(skill(Pairs(observed=OBS, value=MEMBERS.mean(axis=1),
                                                                members=MEMBERS))["crps"])
     assert members.rank_histogram == pytest.approx(rank_histogram(MEMBERS, OBS))
+
+
+def test_verify_gives_the_reliability_of_exceeding_a_threshold() -> None:
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    obs = [Observation(t0 + timedelta(hours=i), float(OBS[i])) for i in range(40)]
+    points = [ForecastPoint(t0 + timedelta(hours=i), 3600, float(MEMBERS[i].mean()),
+                            members=[float(v) for v in MEMBERS[i]]) for i in range(40)]
+    (group,) = verify(points, obs, tolerance=timedelta(minutes=5), threshold=2.5)
+    expected = reliability(exceedance(MEMBERS, 2.5), (OBS > 2.5).astype(float))
+    assert group.reliability == [{"forecast": pytest.approx(b.forecast), "observed": pytest.approx(b.observed),
+                                  "count": b.count} for b in expected]
+    assert verify(points, obs, tolerance=timedelta(minutes=5))[0].reliability is None

@@ -84,7 +84,10 @@ def verify(ctx: typer.Context, twin: str = typer.Argument(..., help="The twin (i
             pairs=[(p.valid_time, p.forecast, p.observed) for p in shown.pairs or []],
             pairs_label=f"{prop}: forecast {_lead(shown.lead_seconds)} ahead against observed",
             ranks=ranks, ranks_label=f"rank histogram of the {ensembles[0].members}-member ensemble, all leads"
-            if ensembles else "", unit=report.unit, title=f"verification of {twin}/{prop}")
+            if ensembles else "",
+            reliability=[(b.forecast, b.observed, b.count) for g in same for b in g.reliability or []],
+            reliability_label=f"reliability of P({prop} > {threshold:g}), every lead's bins" if threshold is not None
+            else "", unit=report.unit, title=f"verification of {twin}/{prop}")
     result = report.model_dump(mode="json", exclude={"leads": {"__all__": {"pairs"}}})
     result["plot"] = str(path) if path else None
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from twinengine.quality.scores import Pairs, rank_histogram, skill
+from twinengine.quality.scores import Pairs, exceedance, rank_histogram, reliability, skill
 from twinengine.quality.spec import Duration
 
 __all__ = ["METRICS", "ForecastPoint", "GroupScores", "Observation", "SkillRule", "interval_from_quantiles", "match",
@@ -87,6 +87,7 @@ class GroupScores:
     pairs: list[tuple[datetime, float, float]] = field(default_factory=list)  # (valid time, forecast, observed)
     members: int | None = None  # the ensemble's size (None: forecasts without members)
     rank_histogram: list[float] | None = None  # relative frequency of the observation's rank, m + 1 ranks
+    reliability: list[dict[str, float]] | None = None  # with a threshold: bins of forecast probability
 
 
 def interval_from_quantiles(quantiles: dict[str, float]) -> tuple[float, float, float] | None:
@@ -153,8 +154,24 @@ def verify(points: list[ForecastPoint], observations: list[Observation], *, tole
         kept = [(p.valid_time, p.value, o) for p, o in chosen] if keep_pairs else []
         pairs = _pairs(chosen, threshold)
         histogram = rank_histogram(pairs.members, pairs.observed) if pairs.members is not None else None
-        out.append(GroupScores(workflow or None, version or None, lead, skill(pairs), kept, size or None, histogram))
+        out.append(GroupScores(workflow or None, version or None, lead, skill(pairs), kept, size or None, histogram,
+                               _reliability(pairs)))
     return out
+
+
+def _reliability(pairs: Pairs, bins: int = 10) -> list[dict[str, float]] | None:
+    """Bins of a reliability diagram of exceeding the threshold: the forecast's probability, or the share of
+    its members above the threshold."""
+    if pairs.threshold is None:
+        return None
+    probability = pairs.probability
+    if probability is None and pairs.members is not None and pairs.members.ndim == 2 and pairs.members.shape[1]:
+        probability = exceedance(pairs.members, pairs.threshold)
+    if probability is None:
+        return None
+    outcome = (pairs.observed > pairs.threshold).astype("float64")
+    return [{"forecast": b.forecast, "observed": b.observed, "count": float(b.count)}
+            for b in reliability(probability, outcome, bins)]
 
 
 def pooled(points: list[ForecastPoint], observations: list[Observation], *, tolerance: timedelta,

@@ -23,18 +23,20 @@ def plot_verification(path: Path, leads: Scores, *,
                       bands: Sequence[Sequence[tuple[datetime, float, float]]] = (), bands_label: str = "",
                       others: Mapping[str, Scores] | None = None,
                       ranks: Sequence[float] | None = None, ranks_label: str = "",
+                      reliability: Sequence[tuple[float, float, int]] = (), reliability_label: str = "",
                       unit: str | None = None, title: str = "") -> Path:
     """``leads``: (lead in hours, scores) per lead; ``others``: more forecasting systems' scores by name (e.g.
     an ensemble beside the single forecasts), dashed; ``pairs``: (valid time, forecast, observed) of one lead;
     or ``observed`` (time, value) with whole forecasts as ``series`` and ensembles' intervals as ``bands``
-    (time, lower, upper), drawn over it; ``ranks``: a rank histogram (relative frequency per rank)."""
+    (time, lower, upper), drawn over it; ``ranks``: a rank histogram (relative frequency per rank);
+    ``reliability``: bins (forecast probability, observed frequency, count) of a reliability diagram."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     shown = pairs or series or bands
-    panels = 2 + bool(shown) + (ranks is not None)
+    panels = 2 + bool(shown) + (ranks is not None) + bool(reliability)
     fig, axes = plt.subplots(panels, 1, figsize=(10, 2.9 * panels + 0.6), squeeze=False, layout="constrained")
     systems: list[tuple[str, Scores, str]] = [("", leads, "o-"), *((f" ({k})", v, "s--")
                                                                    for k, v in (others or {}).items())]
@@ -78,6 +80,20 @@ def plot_verification(path: Path, leads: Scores, *,
         ax.legend(loc="best", fontsize="small")
         ax.grid(alpha=0.3)
         ax.tick_params(axis="x", labelrotation=20)
+    if reliability:
+        ax = axes[-1 - (ranks is not None), 0]
+        top = max(c for _, _, c in reliability)
+        ax.plot([0, 1], [0, 1], color="#1b3a5c", ls=":", lw=1.2, label="reliable")
+        ax.scatter([f for f, _, _ in reliability], [o for _, o, _ in reliability],
+                   s=[20 + 180 * c / top for _, _, c in reliability], color="#e0a800", alpha=0.8,
+                   edgecolors="#7f6000", label="bins (size: forecasts in the bin)")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("forecast probability of exceeding the threshold")
+        ax.set_ylabel("observed frequency")
+        ax.set_title(reliability_label or "reliability", loc="left")
+        ax.legend(loc="upper left", fontsize="small")
+        ax.grid(alpha=0.3)
     if ranks is not None:
         ax = axes[-1, 0]
         ax.bar(range(1, len(ranks) + 1), ranks, color="#8e44ad", alpha=0.8, label="observed rank")

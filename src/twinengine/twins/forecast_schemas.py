@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from twinengine.quality.spec import Duration
 
 __all__ = ["ForecastRead", "ForecastValueRead", "ForecastWrite", "LeadScores", "PairRead", "PeriodScores",
-           "ScoreHistoryRead", "VerificationRead"]
+           "ReliabilityBin", "ScoreHistoryRead", "VerificationRead"]
 
 _MAX_STEPS = 10_000
 
@@ -79,6 +79,14 @@ class PairRead(BaseModel):
     observed: float
 
 
+class ReliabilityBin(BaseModel):
+    """One bin of a reliability diagram: a reliable forecast has ``observed`` close to ``forecast``."""
+
+    forecast: float = Field(description="The mean forecast probability of the bin.")
+    observed: float = Field(description="How often the event happened.")
+    count: int
+
+
 class LeadScores(BaseModel):
     """Scores of one (workflow, model version, ensemble size, lead time); a score the pairs cannot give is
     null."""
@@ -101,6 +109,9 @@ class LeadScores(BaseModel):
     rank_histogram: list[float] | None = Field(
         default=None, description="Relative frequency of the observation's rank among the members (members + 1 "
                                   "ranks): flat when the ensemble is calibrated.")
+    reliability: list[ReliabilityBin] | None = Field(
+        default=None, description="With a threshold: the reliability diagram of exceeding it, in bins of forecast "
+                                  "probability (from the forecast's probabilities, or its members).")
     pairs: list[PairRead] | None = None
 
 

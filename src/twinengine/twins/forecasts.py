@@ -258,7 +258,8 @@ def verification(session: Session, *, principal: Principal, ref: str, prop: str,
         scores = {k: v for k, v in group.scores.items() if k != "n"}
         leads.append(LeadScores(workflow=group.workflow, model_version=group.model_version,
                                 lead_seconds=group.lead_seconds, members=group.members,
-                                n=int(group.scores.get("n") or 0), rank_histogram=group.rank_histogram, **scores,
+                                n=int(group.scores.get("n") or 0), rank_histogram=group.rank_histogram,
+                                reliability=group.reliability, **scores,
                                 pairs=[PairRead(valid_time=t, forecast=f, observed=o) for t, f, o in group.pairs]
                                 if pairs else None))
     return VerificationRead(twin_id=twin.id, property=prop, unit=unit, tolerance_seconds=tolerance.total_seconds(),
