@@ -1,6 +1,7 @@
 """``twin quality`` against a live engine: the table of flag shares and failed checks, the windows of one
 stream, the JSON for machines, the PNG plot; ``twin stream read --quality`` filters; a bad window is a
-message naming the option's field, never a traceback."""
+message naming the option's field, never a traceback. The quality reports of a run and a model version, and
+stream records that carry their uncertainty, through the CLI."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import RIVER_REACH, LiveEngine
+from helpers import RIVER_REACH, LiveEngine, make_app
 from streams_fixtures import gauge
 
 
@@ -99,3 +100,28 @@ def test_twin_quality_reports_what_a_run_and_a_model_version_used(live: LiveEngi
         assert named in refused and "Traceback" not in refused
     missing = live.twin("quality", "reach", "--model", "runoff_correction", "--version", "9", token=user, expect=1)
     assert "Traceback" not in missing
+
+
+def test_twin_stream_sends_and_shows_values_with_their_uncertainty(live: LiveEngine, tmp_path: Path) -> None:
+    app = make_app(tmp_path, name="gauge-app", manifest={"streams": {"gauges": {"fields": {
+        "time": {"type": "timestamp"}, "level": {"type": "float", "unit": "m", "uncertainty": ["std", "members"]}}}}})
+    with live.client() as admin:
+        dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
+    live.twin("app", "publish", str(app), token=dev)
+    live.twin("create", "gauge-app@1.0.0", "--name", "g", "--param", "station=G1", token=user)
+    source = tmp_path / "gauges.jsonl"
+    source.write_text(json.dumps({"time": "2026-03-01T00:00:00Z", "level": {"value": 2.1, "uncertainty": {
+        "std": 0.3, "members": [1.8, 2.1, 2.4]}}}) + "\n" + json.dumps({"time": "2026-03-01T00:15:00Z",
+                                                                         "level": 2.2}) + "\n")
+    live.twin("stream", "send", "g", "gauges", str(source), token=user)
+    shown = live.twin("stream", "read", "g", "gauges", token=user)
+    assert "2.1 ±0.3, 3 members" in shown and "2.2" in shown
+    data = live.twin_json("stream", "read", "g", "gauges", token=user)
+    assert [r["_uncertainty"] for r in data["items"]] == [{"level": {"std": 0.3, "members": [1.8, 2.1, 2.4]}}, None]
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"time": "2026-03-01T00:30:00Z", "level": {"value": 2.0, "uncertainty": {
+        "quantiles": {"0.5": 2.0}}}}) + "\n")
+    refused = live.twin("stream", "send", "g", "gauges", str(bad), token=user, expect=1)
+    assert "records[0].level.uncertainty.quantiles" in refused and "Traceback" not in refused
+    assert live.twin_json("stream", "read", "g", "gauges", token=user)["count"] == 2  # nothing written
