@@ -69,11 +69,16 @@ def _touched(session: Session, twin: Twin, prop: str, seconds: int, cursor: Scor
 
 
 def _score(session: Session, twin: Twin, prop: str, seconds: int, start: datetime) -> int:
-    """Score one period again: its rows are replaced by what its forecasts and observations give now."""
+    """Score one period again: its rows are replaced by what its forecasts and observations give now (nothing
+    to match in a period without observations: its forecasts are not read)."""
     end = start + timedelta(seconds=seconds)
-    points = forecasts.forecast_points(session, twin, prop, lead=None, since=start, until=end, workflow=None,
-                                       model_version=None, threshold=None)
-    groups = verify(points, forecasts.observations_near(session, twin, prop, points, TOLERANCE), tolerance=TOLERANCE)
+    observed = session.scalar(select(StateValue.revision).where(
+        StateValue.twin_id == twin.id, StateValue.property == prop, StateValue.kind == StateKind.REPORTED.value,
+        StateValue.timestamp >= start - TOLERANCE, StateValue.timestamp < end + TOLERANCE).limit(1))
+    points = [] if observed is None else forecasts.forecast_points(
+        session, twin, prop, lead=None, since=start, until=end, workflow=None, model_version=None, threshold=None)
+    groups = verify(points, forecasts.observations_near(session, twin, prop, points, TOLERANCE),
+                    tolerance=TOLERANCE) if points else []
     session.execute(delete(ScoreRecord).where(ScoreRecord.twin_id == twin.id, ScoreRecord.property == prop,
                                               ScoreRecord.period_seconds == seconds,
                                               ScoreRecord.period_start == start))
