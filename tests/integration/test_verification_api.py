@@ -9,6 +9,7 @@ import pytest
 
 from helpers import RIVER_REACH, Engine
 from twinengine.client import Client
+from twinengine.config import Settings
 from twinengine.errors import ValidationFailed
 from twinengine.twins.schemas import PropertyWrite
 
@@ -168,3 +169,57 @@ def test_the_score_history_is_kept_per_period_and_follows_late_observations(engi
         response = engine.http.get("/api/v1/twins/reach/verification/history",
                                    params={"property": "level", **params}, headers=uma._auth)
         assert response.status_code == 422 and field in response.text, response.text
+
+
+def test_forecasts_recorded_side_by_side_keep_one_consistent_history(settings: Settings) -> None:
+    """Several clients record forecasts of one twin at once while it reports (more clients than a refresh
+    needs to collide on PostgreSQL): every forecast is acknowledged, and the kept history equals verification
+    over each day."""
+    import threading
+
+    from helpers import admin_token as new_admin_token
+    from twinengine.api import create_app
+    from twinengine.demo.server import InProcessServer
+    from twinengine.runtime import Runtime
+
+    runtime = Runtime.from_settings(settings)
+    runtime.start()
+    clients, each = 4, 6
+    try:
+        with InProcessServer(create_app(runtime=runtime)) as server, \
+                Client(server.url, new_admin_token(settings)) as admin:
+            Client(server.url, admin.create_token("ada", "developer").token).publish_app(RIVER_REACH)
+            token = admin.create_token("uma", "user").token
+            with Client(server.url, token) as owner:
+                owner.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})
+                observe(owner)
+            barrier, failures = threading.Barrier(clients), []
+
+            def recorder(n: int) -> None:
+                try:
+                    with Client(server.url, token, timeout=120) as client:
+                        barrier.wait()
+                        for k in range(each):
+                            start = (n * each + k) % (HOURS - 6)
+                            client.verification.add_forecast(
+                                "reach", "level", [truth(start + h) + 0.01 * n for h in range(1, 7)],
+                                issued_at=T0 + timedelta(hours=start), step="1h", workflow=f"w{n}")
+                except BaseException as exc:  # re-raised in the main thread
+                    failures.append(exc)
+
+            threads = [threading.Thread(target=recorder, args=(n,)) for n in range(clients)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert failures == []
+            with Client(server.url, token) as owner:
+                kept = owner.verification.history("reach", "level", lead="2h")
+                for day in (T0, T0 + timedelta(days=1)):
+                    now = owner.verification.scores("reach", "level", lead="2h", since=day,
+                                                    until=day + timedelta(days=1))
+                    rows = {i.workflow: i for i in kept.items if i.period_start == day}
+                    assert {g.workflow: g.n for g in now.leads} == {w: r.n for w, r in rows.items()}
+                    assert all(rows[g.workflow].rmse == pytest.approx(g.rmse) for g in now.leads)
+    finally:
+        runtime.close()

@@ -13,7 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
@@ -94,10 +95,23 @@ def _score(session: Session, twin: Twin, prop: str, seconds: int, start: datetim
     return len(rows)
 
 
+def _locked_cursor(session: Session, twin: Twin, prop: str, seconds: int) -> ScoreCursor | None:
+    """The cursor, locked until commit (None the first time, then the row exists, locked): refreshes of one
+    history queue instead of writing the same periods side by side (PostgreSQL; SQLite has one writer)."""
+    upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    created = session.execute(upsert(ScoreCursor).values(
+        twin_id=twin.id, property=prop, period_seconds=seconds, head_revision=-1, forecasts_at=None,
+        updated_at=utcnow()).on_conflict_do_nothing().returning(ScoreCursor.head_revision)).first()
+    cursor = session.scalars(select(ScoreCursor).where(
+        ScoreCursor.twin_id == twin.id, ScoreCursor.property == prop, ScoreCursor.period_seconds == seconds)
+        .with_for_update().execution_options(populate_existing=True)).one()
+    return None if created is not None else cursor
+
+
 def refresh(session: Session, twin: Twin, prop: str, seconds: int) -> int:
     """Bring the history of one period length up to date; returns the periods scored again."""
-    cursor = session.get(ScoreCursor, (twin.id, prop, seconds))
-    head = twin.head_revision
+    cursor = _locked_cursor(session, twin, prop, seconds)
+    head = session.scalar(select(Twin.head_revision).where(Twin.id == twin.id)) or 0
     newest = session.scalar(select(func.max(Forecast.recorded_at)).where(Forecast.twin_id == twin.id,
                                                                          Forecast.property == prop))
     if cursor is not None and cursor.head_revision == head and cursor.forecasts_at == newest:
@@ -105,11 +119,9 @@ def refresh(session: Session, twin: Twin, prop: str, seconds: int) -> int:
     touched = sorted(_touched(session, twin, prop, seconds, cursor))
     for start in touched:
         _score(session, twin, prop, seconds, start)
-    if cursor is None:
-        cursor = ScoreCursor(twin_id=twin.id, property=prop, period_seconds=seconds, head_revision=head)
-        session.add(cursor)
-    cursor.head_revision, cursor.forecasts_at, cursor.updated_at = head, newest, utcnow()
-    session.flush()
+    session.execute(update(ScoreCursor).where(
+        ScoreCursor.twin_id == twin.id, ScoreCursor.property == prop, ScoreCursor.period_seconds == seconds)
+        .values(head_revision=head, forecasts_at=newest, updated_at=utcnow()))
     return len(touched)
 
 
