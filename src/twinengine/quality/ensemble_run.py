@@ -160,13 +160,13 @@ def _conclude(engine: WorkflowEngine, ctx: RunContext, spec: dict[str, Any], out
     member_state = _member_state(outcomes)
     if member_state:
         out["member_state"] = member_state
-    written = _write_state(ctx, spec.get("state") or {}, out, principal, twin_id, stats)
-    if written is not None:
-        out["state_revision"] = written
-    with running(ctx):
+    with running(ctx):  # before the state: a forecast the store refuses fails the ensemble before any state
         recorded = _record_forecasts(ctx, spec, outcomes)
     if recorded:
         out["forecasts"] = recorded
+    written = _write_state(ctx, spec.get("state") or {}, out, principal, twin_id, stats)
+    if written is not None:
+        out["state_revision"] = written
     return out
 
 
