@@ -127,3 +127,18 @@ def test_fit_uses_the_configured_threads_and_restores_torch_default() -> None:
     assert torch.get_num_threads() == before
     with pytest.raises(ValidationError, match="threads"):
         TrainingConfig(threads=0)
+
+
+def test_gate_waives_the_comparison_when_the_champions_verified_skill_is_broken() -> None:
+    spec = GateSpec.model_validate({"compare": "val_loss", "thresholds": {"val_loss": {"max": 1.0}},
+                                    "champion_skill": {"property": "level", "metric": "nse", "below": 0.8}})
+    worse, champion = {"val_loss": 0.5}, {"val_loss": 0.3}
+    kept = {"metric": "nse", "value": 0.93, "pairs": 24, "broken": False}
+    broken = {"metric": "nse", "value": 0.41, "pairs": 24, "broken": True}
+    assert not evaluate(spec, worse, champion, kept).accepted  # skill kept: the comparison stands
+    assert not evaluate(spec, worse, champion, {**broken, "broken": None}).accepted  # too few pairs: it stands
+    decision = evaluate(spec, worse, champion, broken)
+    assert decision.accepted and "verified nse 0.41 over 24 forecast pairs" in decision.reason
+    assert not evaluate(spec, {"val_loss": 2.0}, champion, broken).accepted  # the other rules still hold
+    with pytest.raises(ValidationError, match="below"):
+        GateSpec.model_validate({"champion_skill": {"property": "level", "metric": "nse"}})

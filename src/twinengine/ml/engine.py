@@ -253,6 +253,7 @@ class MLEngine:
             try:
                 remote = RemoteTask(worker, timeout=self.training_timeout)
                 info = remote.load(spec.entrypoint, spec.framework, overrides, data)
+                gate = _gate_of(info)  # before training: a malformed gate fails the run now, naming the rule
                 if nproc > 1 and info.framework != "pytorch":
                     raise ValueError(f"nproc {nproc}: distributed training is for pytorch models, not "
                                      f"{info.framework}")
@@ -284,7 +285,7 @@ class MLEngine:
                                     if champion is not None else None)
             finally:
                 self._active.pop(run_id, None)
-        self._finish(run_id, twin, model, info, outcome, mlrun, name, tags, champion, champion_metrics)
+        self._finish(run_id, twin, model, gate, outcome, mlrun, name, tags, champion, champion_metrics)
         shutil.rmtree(checkpoint.parent, ignore_errors=True)  # the run is over: nothing to resume
 
     def optuna_storage(self) -> str:
@@ -365,7 +366,17 @@ class MLEngine:
                         champion, exc)
             return {k.removeprefix("metric."): float(v) for k, v in info.tags.items() if k.startswith("metric.")}
 
-    def _finish(self, run_id: str, twin: Twin, model: str, info: TaskInfo, outcome: FitOutcome, mlrun: str,
+    def _champion_skill(self, gate: gates.GateSpec, twin: Twin, model: str, champion: str | None
+                        ) -> dict[str, Any] | None:
+        """The gate's verdict on the champion's verified forecasts (None: no rule, no champion)."""
+        if gate.champion_skill is None or champion is None:
+            return None
+        from twinengine.twins.forecasts import check_skill
+
+        with self.db.session(readonly=True) as session:
+            return check_skill(session, twin, gate.champion_skill, model=model, model_version=champion)
+
+    def _finish(self, run_id: str, twin: Twin, model: str, gate: gates.GateSpec, outcome: FitOutcome, mlrun: str,
                 name: str, tags: dict[str, str], champion: str | None,
                 champion_metrics: dict[str, float] | None) -> None:
         assert outcome.model is not None
@@ -376,7 +387,7 @@ class MLEngine:
             version = self.registry.register(name, mlrun, folder, tags=tags | {
                 "model.sha256": model_checksum(folder), **{f"metric.{k}": f"{v:.9g}" for k, v in final.items()}})
         self.registry.set_alias(name, CHALLENGER, version)
-        decision = gates.evaluate(gates.GateSpec.model_validate(info.gate), final, champion_metrics)
+        decision = gates.evaluate(gate, final, champion_metrics, self._champion_skill(gate, twin, model, champion))
         self.registry.tag_version(name, version, {"gate.decision": "accepted" if decision.accepted else "rejected",
                                                   "gate.reason": decision.reason})
         if decision.accepted:
@@ -426,7 +437,9 @@ class MLEngine:
                                         "they were registered with")
                 blob = pack(folder, compress=False)
             params = json.loads(tags["params"]) if "params" in tags else None
-            return {"version": version, "params": params, "folder": blob}
+            interval = {k.removeprefix("metric."): float(v) for k, v in tags.items()
+                        if k.startswith("metric.interval_")}
+            return {"version": version, "params": params, "folder": blob, "interval": interval or None}
 
         return self._warm.get(name, version, load)
 
@@ -473,6 +486,18 @@ class _TrialProgress:
 
     def checkpoint(self, blob: bytes) -> None:
         pass
+
+
+def _gate_of(info: TaskInfo) -> gates.GateSpec:
+    """The task's gate, validated; a rule that does not parse is an error naming it (``gate.<path>``)."""
+    from pydantic import ValidationError
+
+    try:
+        return gates.GateSpec.model_validate(info.gate)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in ("gate", *first["loc"]))
+        raise ValueError(f"{where}: {first['msg']}") from None
 
 
 def _error_text(exc: Exception) -> str:

@@ -79,16 +79,31 @@ class PyTorchFlavour(Flavour):
         return fit(task, config, data, checkpoint=checkpoint, sink=sink, on_epoch=on_epoch, should_stop=should_stop,
                    on_checkpoint=on_checkpoint)
 
+    MEMBERS_FILE = "members.json"  # a deep ensemble's size, beside its weights
+
     def save(self, model: Any, folder: Path) -> None:
+        import json
+
         import torch
+
+        from twinengine.ml.uncertainty import Ensemble
 
         folder.mkdir(parents=True)
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / self.MODEL_FILE)
+        if isinstance(model, Ensemble):
+            (folder / self.MEMBERS_FILE).write_text(json.dumps({"members": len(model.members)}))
 
     def load(self, task: TrainingTask, params: dict[str, Any], folder: Path) -> Any:
+        import json
+
         import torch
 
+        from twinengine.ml.uncertainty import Ensemble
+
         net = task.build_model(params)
+        if (folder / self.MEMBERS_FILE).is_file():
+            count = int(json.loads((folder / self.MEMBERS_FILE).read_text())["members"])
+            net = Ensemble([net, *(task.build_model(params) for _ in range(count - 1))])
         net.load_state_dict(torch.load(folder / self.MODEL_FILE, map_location="cpu", weights_only=True))
         net.eval()
         return net

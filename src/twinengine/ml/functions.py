@@ -35,14 +35,25 @@ class ServedModel:
     version: str
     net: Any
     task: TrainingTask
+    interval: dict[str, float] | None = None  # the version's calibrated interval (interval_level, _scale, ...)
 
     def predict(self, inputs: Any) -> Any:
+        """The app's predict; a version with several draws per input (a deep ensemble, MC dropout) answers
+        their mean, std and members, and its calibrated interval's bounds."""
         from twinengine.ml.flavours import flavour_of
 
-        return flavour_of(self.task).predict(self.task, self.net, inputs)
+        flavour = flavour_of(self.task)
+        if flavour.name == "pytorch":
+            from twinengine.ml.uncertainty import draws, each_draw, summary
+
+            if draws(self.task, self.net) > 1:
+                outputs = [flavour.predict(self.task, m, inputs) for m in each_draw(self.task, self.net)]
+                return summary(outputs, self.interval)
+        return flavour.predict(self.task, self.net, inputs)
 
 
-def served_model(task: TrainingTask, version: str, params: dict[str, Any] | None, folder: bytes) -> ServedModel:
+def served_model(task: TrainingTask, version: str, params: dict[str, Any] | None, folder: bytes,
+                 interval: dict[str, float] | None = None) -> ServedModel:
     """Inside an app's worker: a registered version built from the app's task and its model folder (a tar
     the engine handed in unopened), loaded by the task's flavour; ``params`` None: the task's own (a version
     registered without its hyper-parameters)."""
@@ -56,7 +67,7 @@ def served_model(task: TrainingTask, version: str, params: dict[str, Any] | None
     with tempfile.TemporaryDirectory(prefix="version-") as tmp:
         unpack(folder, Path(tmp), max_unpacked_bytes=MODEL_BYTES, compressed=False)
         net = flavour_of(task).load(task, dict(task.config.params) if params is None else params, Path(tmp))
-    return ServedModel(version=version, net=net, task=task)
+    return ServedModel(version=version, net=net, task=task, interval=interval)
 
 
 class ChampionModels:

@@ -1,8 +1,10 @@
 """Prediction intervals of a model version: split-conformal on its held-out set, at registration.
 
-The validation set is split in two by position: the first half calibrates the half-width
-(``quality.conformal``), the second half measures the interval's coverage, which the gate can hold to a band
-around the nominal level (``GateSpec.interval``).
+The validation set is split in two by position: the first half calibrates the interval (``quality.conformal``),
+the second half measures its coverage, which the gate can hold to a band around the nominal level
+(``GateSpec.interval``). A version with several draws per input (a deep ensemble, MC dropout; see
+:mod:`twinengine.ml.uncertainty`) gets a scaled interval, mean ± q·spread, and also reports ``interval_scale``
+(q) for serving; any other, ŷ ± a calibrated half-width.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from twinengine.quality.conformal import calibrate, coverage
+from twinengine.quality.conformal import calibrate, calibrate_scaled, coverage, coverage_scaled
 
 if TYPE_CHECKING:
     import torch
@@ -36,20 +38,38 @@ def interval_metrics(task: TrainingTask, model: nn.Module, loader: DataLoader[An
     nothing when the validation set has fewer than 4 points."""
     import torch
 
+    from twinengine.ml.uncertainty import draws, each_draw
+
     assert task.predictions is not None
-    predicted, observed = [], []
+    several = draws(task, model) > 1
+    predicted, spread, observed = [], [], []
     model.eval()
     with torch.no_grad():
         for batch in loader:
-            p, o = task.predictions(model, to_device(batch, device))
-            predicted.append(_flat(p))
-            observed.append(_flat(o))
+            batch = to_device(batch, device)
+            if several:
+                pairs = [task.predictions(m, batch) for m in each_draw(task, model)]
+                stacked = np.stack([_flat(p) for p, _o in pairs])
+                predicted.append(stacked.mean(axis=0))
+                spread.append(stacked.std(axis=0, ddof=1))
+                observed.append(_flat(pairs[0][1]))
+            else:
+                p, o = task.predictions(model, batch)
+                predicted.append(_flat(p))
+                observed.append(_flat(o))
     if not predicted:
         return {}
     yhat, y = np.concatenate(predicted), np.concatenate(observed)
     half = yhat.size // 2
     if half < 2:
         return {}
+    if several:
+        s = np.concatenate(spread)
+        scaled = calibrate_scaled(yhat[:half], s[:half], y[:half], level=task.interval_level)
+        lower, upper = scaled.bounds(yhat[half:], s[half:])
+        return {"interval_level": scaled.level, "interval_scale": scaled.scale,
+                "interval_half_width": float(np.mean(upper - lower) / 2),
+                "interval_coverage": coverage_scaled(scaled, yhat[half:], s[half:], y[half:])}
     interval = calibrate(yhat[:half], y[:half], level=task.interval_level)
     return {"interval_level": interval.level, "interval_half_width": interval.half_width,
             "interval_coverage": coverage(interval, yhat[half:], y[half:])}

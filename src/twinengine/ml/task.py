@@ -58,6 +58,20 @@ class TrainingTask:
     # ``interval_level`` (metrics interval_half_width, interval_coverage; see twinengine.ml.intervals)
     predictions: Callable[[Any, Batch], tuple[Any, Any]] | None = None
     interval_level: float = 0.9
+    # PyTorch: the version's own uncertainty (twinengine.ml.uncertainty). ``members`` > 1 trains a deep
+    # ensemble (that many networks from seeds seed, seed + 1, ...; called, their mean); ``mc_dropout`` > 1
+    # predicts that many times with dropout active. Served, either gives mean, std, members and the
+    # calibrated interval.
+    members: int = 1
+    mc_dropout: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.members, int) or not 1 <= self.members <= 100:
+            raise ValueError(f"TrainingTask.members must be an integer from 1 to 100, not {self.members!r}")
+        if not isinstance(self.mc_dropout, int) or not 0 <= self.mc_dropout <= 10_000:
+            raise ValueError(f"TrainingTask.mc_dropout must be an integer from 0 to 10000, not {self.mc_dropout!r}")
+        if (self.members > 1 or self.mc_dropout > 1) and self.framework not in ("pytorch", "torch"):
+            raise ValueError(f"TrainingTask.members and mc_dropout are for pytorch models, not {self.framework!r}")
 
 
 class MetricSink(Protocol):

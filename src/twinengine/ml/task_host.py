@@ -165,6 +165,8 @@ class TaskHost:
 
         if flavour_of(self._task()).name != "pytorch":
             raise ValueError(f"nproc {nproc}: distributed training is for pytorch models")
+        if self._task().members > 1:
+            raise ValueError(f"nproc {nproc}: a deep ensemble (members {self._task().members}) trains in one process")
         out = Path(tempfile.mkdtemp(prefix="ddp-", dir=".")) / "result.pt"
         job = DistributedJob(entrypoint=self.entrypoint, config=config, data=self.data, out=str(out.resolve()),
                              path=list(sys.path),

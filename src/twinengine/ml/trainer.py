@@ -8,6 +8,7 @@ same loop wraps the model in DDP and splits each global batch over the processes
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
@@ -125,6 +126,9 @@ def fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, check
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
+        if task.members > 1:
+            return _fit_members(task, config, data, checkpoint=checkpoint, sink=sink, on_epoch=on_epoch,
+                                should_stop=should_stop, on_checkpoint=on_checkpoint)
         return _fit(task, config, data, checkpoint=checkpoint, sink=sink, on_epoch=on_epoch, should_stop=should_stop,
                     on_checkpoint=on_checkpoint)
     finally:
@@ -230,6 +234,64 @@ def _fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, chec
         history[-1] = history[-1] | interval_metrics(task, model, val_loader, device, _to)
     return FitResult(model=model, history=history, epochs_run=epoch - start_epoch, resumed_from=start_epoch,
                      stopped_early=stopped_early, device=str(device), seconds=time.perf_counter() - started)
+
+
+class _MemberSink:
+    """A member's step metrics under names of its own (``member2/train_loss_step``)."""
+
+    def __init__(self, sink: MetricSink, member: int) -> None:
+        self.sink, self.prefix = sink, f"member{member}/"
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.sink.log({self.prefix + k: v for k, v in metrics.items()}, step)
+
+
+def _fit_members(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None,
+                 sink: MetricSink | None, on_epoch: Callable[[EpochReport], None] | None,
+                 should_stop: Callable[[], bool] | None, on_checkpoint: Callable[[], None] | None) -> FitResult:
+    """A deep ensemble: ``task.members`` networks trained one after the other from seeds ``seed + i``, each with
+    its own checkpoint (a restart resumes the member it was in; finished ones load as they are). Epochs are
+    numbered across members; the last history entry is the ensemble's own (its mean on the held-out set, and
+    its scaled split-conformal interval when the task gives ``predictions``)."""
+    from twinengine.ml.uncertainty import Ensemble
+
+    if _world()[1] > 1:
+        raise ValueError(f"members {task.members}: a deep ensemble trains in one process (drop nproc)")
+    count, epochs = task.members, config.epochs
+    single = dataclasses.replace(task, members=1, mc_dropout=0, predictions=None)
+    history: list[dict[str, float]] = []
+    results: list[FitResult] = []
+    started = time.perf_counter()
+    for member in range(count):
+
+        def numbered(report: EpochReport, member: int = member) -> None:
+            if on_epoch is not None:
+                on_epoch(EpochReport(member * epochs + report.epoch, count * epochs, report.metrics))
+
+        result = _fit(single, config.merged({"seed": config.seed + member}), data,
+                      checkpoint=checkpoint.with_name(f"{checkpoint.name}.member{member}") if checkpoint else None,
+                      sink=_MemberSink(sink, member) if sink is not None else None, on_epoch=numbered,
+                      should_stop=should_stop, on_checkpoint=on_checkpoint)
+        results.append(result)
+        history += [h | {"epoch": h["epoch"] + member * epochs} for h in result.history]
+        if should_stop is not None and should_stop():
+            break
+    device = pick_device(config.device)
+    ensemble = Ensemble([r.model for r in results]).to(device)
+    _train, val_set = task.datasets(data)
+    val_loader = DataLoader(val_set, batch_size=max(config.batch_size, 256))
+    metrics = {"train_loss": float(np.mean([r.final.get("train_loss", math.nan) for r in results]))}
+    metrics |= _evaluate(task, ensemble, val_loader, config.metrics or sorted(task.metrics), device)
+    if task.predictions is not None and len(results) > 1:
+        from twinengine.ml.intervals import interval_metrics
+
+        metrics |= interval_metrics(task, ensemble, val_loader, device, _to)
+    history.append({"epoch": float(count * epochs), **metrics})
+    if sink is not None:
+        sink.log(metrics, count * epochs)
+    return FitResult(model=ensemble, history=history, epochs_run=sum(r.epochs_run for r in results),
+                     resumed_from=results[0].resumed_from, stopped_early=any(r.stopped_early for r in results),
+                     device=str(device), seconds=time.perf_counter() - started)
 
 
 def _evaluate(task: TrainingTask, model: nn.Module, loader: DataLoader[Any], wanted: list[str],

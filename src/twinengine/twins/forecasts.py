@@ -180,7 +180,7 @@ def list_forecasts(session: Session, *, principal: Principal, ref: str, prop: st
 
 def forecast_points(session: Session, twin: Twin, prop: str, *, lead: timedelta | None, since: datetime | None,
             until: datetime | None, workflow: str | None, model_version: str | None, threshold: float | None,
-            newest: int | None = None) -> list[ForecastPoint]:
+            newest: int | None = None, model: str | None = None) -> list[ForecastPoint]:
     query = (select(ForecastValue, Forecast.workflow, Forecast.model_version, Forecast.interval_level)
              .join(Forecast, Forecast.id == ForecastValue.forecast_id)
              .where(ForecastValue.twin_id == twin.id, ForecastValue.property == prop))
@@ -194,6 +194,8 @@ def forecast_points(session: Session, twin: Twin, prop: str, *, lead: timedelta 
         query = query.where(Forecast.workflow == workflow)
     if model_version is not None:
         query = query.where(Forecast.model_version == model_version)
+    if model is not None:
+        query = query.where(Forecast.model == model)
     order = ForecastValue.valid_time.desc() if newest else ForecastValue.valid_time
     rows = session.execute(query.order_by(order).limit(newest or MAX_VALUES + 1)).all()
     if len(rows) > MAX_VALUES:
@@ -273,9 +275,11 @@ def change_stamp(session: Session, twin: Twin) -> str:
     return f"{twin.head_revision}:{newest.isoformat() if newest else '-'}"
 
 
-def check_skill(session: Session, twin: Twin, rule: SkillRule) -> dict[str, Any]:
-    """Judge a skill rule on the latest ``rule.pairs`` matched pairs: the score, the pairs, and whether the rule
-    is broken (None: too few pairs for a verdict)."""
+def check_skill(session: Session, twin: Twin, rule: SkillRule, *, model: str | None = None,
+                model_version: str | None = None) -> dict[str, Any]:
+    """Judge a skill rule on the latest ``rule.pairs`` matched pairs (of the forecasts ``model`` at
+    ``model_version`` issued, when given): the score, the pairs, and whether the rule is broken (None: too few
+    pairs for a verdict)."""
     observed_until = session.scalar(select(func.max(StateValue.timestamp)).where(
         StateValue.twin_id == twin.id, StateValue.property == rule.property,
         StateValue.kind == StateKind.REPORTED.value))
@@ -283,7 +287,7 @@ def check_skill(session: Session, twin: Twin, rule: SkillRule) -> dict[str, Any]
         return {"metric": rule.metric, "value": None, "pairs": 0, "broken": None}
     points = forecast_points(session, twin, rule.property, lead=rule.lead, since=None,
                      until=observed_until + rule.tolerance + timedelta(microseconds=1), workflow=rule.workflow,
-                     model_version=None, threshold=rule.threshold, newest=rule.pairs * 2)
+                     model_version=model_version, threshold=rule.threshold, newest=rule.pairs * 2, model=model)
     points.reverse()
     observations = observations_near(session, twin, rule.property, points, rule.tolerance)
     scores = pooled(points, observations, tolerance=rule.tolerance, threshold=rule.threshold, newest=rule.pairs)

@@ -176,7 +176,8 @@ class Child:
             if recipe.get("folder") is not None:  # a version the engine's registry holds: its model folder
                 from twinengine.ml.functions import served_model
 
-                built = served_model(built, recipe["version"], recipe["params"], recipe["folder"])
+                built = served_model(built, recipe["version"], recipe["params"], recipe["folder"],
+                                     recipe.get("interval"))
             held = self.models[slot] = (version, built)
         return held[1]
 
