@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import semver
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from twinengine.catalog.views import View
 from twinengine.quality.spec import Check, QualityPolicy
@@ -67,6 +67,10 @@ SemVer = Annotated[str, Field(max_length=64), AfterValidator(_semver)]
 RelPath = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00][^\\\x00]*$")]
 
 
+# Forms of uncertainty a stream field or state property declares: one name or a list of them.
+UncertaintyForms = Annotated[list[UncertaintyForm], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -109,14 +113,9 @@ class StreamField(_Strict):
     length: int | None = Field(default=None, ge=1, le=MAX_ARRAY_LENGTH,
                                description=f"array fields: the number of samples of every value (default: any, "
                                            f"up to {MAX_ARRAY_LENGTH}).")
-    uncertainty: list[UncertaintyForm] = Field(
+    uncertainty: UncertaintyForms = Field(
         default_factory=list, max_length=3,
         description="Forms of uncertainty a value may carry: std, quantiles, members (one, or a list).")
-
-    @field_validator("uncertainty", mode="before")
-    @classmethod
-    def _one_or_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _unit_only_on_numbers(self) -> StreamField:
@@ -183,14 +182,9 @@ class StateProperty(_Strict):
     minimum: float | None = None
     maximum: float | None = None
     enum: list[Any] | None = Field(default=None, min_length=1)
-    uncertainty: list[UncertaintyForm] = Field(
+    uncertainty: UncertaintyForms = Field(
         default_factory=list, max_length=3,
         description="Forms of uncertainty a value may carry: std, quantiles, members (one, or a list).")
-
-    @field_validator("uncertainty", mode="before")
-    @classmethod
-    def _one_or_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> StateProperty:

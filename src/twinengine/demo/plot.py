@@ -7,6 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from twinengine.figures import save_figure
+
 __all__ = ["plot_corrections", "plot_histograms", "plot_levels"]
 
 
@@ -101,11 +103,6 @@ def plot_traces(path: Path, series: dict[str, Any], *, rate: float, xlabel: str,
 
 def _finish(fig: Any, ax: Any, path: Path) -> Path:
     """Every plot's end: the legend top right, a light grid, written as PNG and the figure freed."""
-    import matplotlib.pyplot as plt
-
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from twinengine.ml.config import TrainingConfig
-from twinengine.ml.task import EpochReport, FitResult, TrainingData, TrainingTask
+from twinengine.ml.task import EpochReport, FitResult, TrainingData, TrainingTask, task_from
 from twinengine.ml.trainer import fit
 
 __all__ = ["DistributedJob", "Report", "launch", "run_worker", "task_of"]
@@ -55,13 +55,7 @@ def task_of(entrypoint: str, path: list[str] | None = None) -> TrainingTask:
         if folder not in sys.path:
             sys.path.insert(0, folder)
     module_name, _, attr = entrypoint.partition(":")
-    factory = getattr(importlib.import_module(module_name), attr, None)
-    if not callable(factory):
-        raise ValueError(f"model entrypoint {entrypoint!r} is not a function of the app")
-    task = factory()
-    if not isinstance(task, TrainingTask):
-        raise ValueError(f"model entrypoint {entrypoint!r} returned {type(task).__name__}, not a TrainingTask")
-    return task
+    return task_from(getattr(importlib.import_module(module_name), attr, None), entrypoint)
 
 
 def _free_port() -> int:

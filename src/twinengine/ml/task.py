@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from twinengine.ml.config import TrainingConfig
 
-__all__ = ["EpochReport", "FitResult", "MetricSink", "TrainingData", "TrainingTask"]
+__all__ = ["EpochReport", "FitResult", "MetricSink", "TrainingData", "TrainingTask", "task_from"]
 
 Batch = Any
 
@@ -104,3 +104,13 @@ class FitResult:
     @property
     def final(self) -> dict[str, float]:
         return self.history[-1] if self.history else {}
+
+
+def task_from(factory: Any, entrypoint: str) -> TrainingTask:
+    """Call a model ``entrypoint``'s function and check it gave a TrainingTask (errors name the entrypoint)."""
+    if not callable(factory):
+        raise ValueError(f"model entrypoint {entrypoint!r} is not a function of the app")
+    task = factory()
+    if not isinstance(task, TrainingTask):
+        raise ValueError(f"model entrypoint {entrypoint!r} returned {type(task).__name__}, not a TrainingTask")
+    return task

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from twinengine.ml.task import TrainingTask
+from twinengine.ml.task import TrainingTask, task_from
 
 __all__ = ["load_task"]
 
@@ -49,10 +49,4 @@ def load_task(folder: Path, package: str, entrypoint: str) -> TrainingTask:
     module_name, _, attr = entrypoint.partition(":")
     if module_name not in modules:
         raise ValueError(f"model entrypoint {entrypoint!r}: module {module_name!r} is not in package {package!r}")
-    factory = getattr(modules[module_name], attr, None)
-    if not callable(factory):
-        raise ValueError(f"model entrypoint {entrypoint!r} is not a function of the app")
-    task = factory()
-    if not isinstance(task, TrainingTask):
-        raise ValueError(f"model entrypoint {entrypoint!r} returned {type(task).__name__}, not a TrainingTask")
-    return task
+    return task_from(getattr(modules[module_name], attr, None), entrypoint)

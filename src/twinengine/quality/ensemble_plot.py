@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from twinengine.figures import save_figure
 from twinengine.quality.compare import Comparison
 
 __all__ = ["plot_comparison", "plot_ensemble"]
@@ -46,7 +47,7 @@ def plot_ensemble(path: Path, members: Sequence[Sequence[float]], statistics: di
     ax.legend(loc="upper right", fontsize="small")
     if title:
         ax.set_title(title, loc="left")
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 def plot_comparison(path: Path, table: Comparison, *, title: str = "") -> Path:
@@ -83,13 +84,4 @@ def plot_comparison(path: Path, table: Comparison, *, title: str = "") -> Path:
                       rotation=15, fontsize="small")
         ax.set_title("state", loc="left")
         ax.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    return _save(plt, fig, path)
-
-
-def _save(plt: Any, fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from twinengine.figures import save_figure
 from twinengine.quality.indicators import QualityReport
 from twinengine.quality.pedigree import QualityReport as InputsReport
 
@@ -42,12 +43,7 @@ def plot_quality(path: Path, reports: Sequence[QualityReport], *, title: str = "
         ax.set_title(f"{report.stream}: {t.records} records, {t.good} good, {t.suspect} suspect, {t.bad} bad"
                      + (f", completeness {t.completeness:.0%}" if t.completeness is not None else ""), loc="left")
         ax.legend(loc="lower left", fontsize="small", ncols=4)
-    if title:
-        fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title)
 
 
 def plot_inputs(path: Path, report: InputsReport) -> Path:
@@ -69,7 +65,4 @@ def plot_inputs(path: Path, report: InputsReport) -> Path:
     ax.set_xlabel("records used")
     ax.set_title(f"inputs of {report.subject}: {report.flag}", loc="left")
     ax.legend(loc="lower right", fontsize="small", ncols=3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

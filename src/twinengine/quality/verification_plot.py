@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from twinengine.figures import save_figure
+
 __all__ = ["plot_history", "plot_verification"]
 
 SKILL = {"nse": "#1b3a5c", "kge": "#4c9a2a", "coverage": "#e0a800"}
@@ -103,12 +105,7 @@ def plot_verification(path: Path, leads: Scores, *,
         ax.set_title(ranks_label or "rank histogram", loc="left")
         ax.legend(loc="best", fontsize="small")
         ax.grid(alpha=0.3, axis="y")
-    if title:
-        fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title)
 
 
 def plot_history(path: Path, items: Sequence[tuple[datetime, str, dict[str, float | None]]], *,
@@ -140,9 +137,4 @@ def plot_history(path: Path, items: Sequence[tuple[datetime, str, dict[str, floa
     axes[0, 0].set_title("kept scores per period of valid time", loc="left")
     axes[1, 0].set_xlabel("period (UTC)")
     axes[1, 0].tick_params(axis="x", labelrotation=20)
-    if title:
-        fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title)

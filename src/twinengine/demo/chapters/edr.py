@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from twinengine.demo.context import DemoContext
+from twinengine.figures import save_figure
 
 __all__ = ["rainfall_field"]
 
@@ -52,9 +53,7 @@ def _plot(path: Path, times: list[str], mean: np.ndarray, point: np.ndarray, tit
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def rainfall_field(ctx: DemoContext) -> None:
