@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_veto import joined
 from virgo_glitch.channels import COUPLED
 from virgo_glitch.functions import veto
 from virgo_glitch.model import centroid, glitch_shapes
@@ -36,7 +37,7 @@ def test_generated_glitches_belong_to_their_channels_family() -> None:
     from twinengine.ml.flavours import PyTorchFlavour
 
     ctx = _Ctx()
-    veto(ctx, [f.record for f in frames(240, seed=5, glitch_rate=0.5)])
+    veto(ctx, joined(list(frames(240, seed=5, glitch_rate=0.5))))
     glitches = ctx.published["glitches"]
     assert len(glitches) >= 80
     task = glitch_shapes()

@@ -110,10 +110,13 @@ class Decision:
 
 
 def decide(frame: dict[str, Any], thresholds: Thresholds) -> Decision:
-    """Whiten the strain and the auxiliary channels of one frame and decide its veto."""
+    """Whiten the strain and the auxiliary channels of one frame and decide its veto; a channel absent from
+    the frame (its record never came) cannot veto."""
     strain_peak, strain_time, white = trigger(np.asarray(frame[STRAIN]))
     best, best_channel = 0.0, None
     for name in AUX:
+        if frame.get(name) is None:
+            continue
         peak, at, _white = trigger(np.asarray(frame[name]))
         near = abs(at - strain_time) <= thresholds.coincidence
         if peak > thresholds.aux and near and peak > best:

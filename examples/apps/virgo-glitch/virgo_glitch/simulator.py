@@ -1,7 +1,8 @@
 """Seeded frames of an interferometer's noise: coloured Gaussian noise in every channel, sine-Gaussian glitches
 born in auxiliary channels, some of which couple into the strain.
 
-Each frame is one second of ``SAMPLE_RATE`` samples of the strain ``h`` and of the nine auxiliary channels.
+Each frame is one second of ``SAMPLE_RATE`` samples of the strain ``h`` and of the nine auxiliary channels;
+the data acquisition sends each channel as its own stream (``by_stream``).
 The strain's amplitude spectral density has a seismic wall, a flat thermal floor and rising shot noise (the
 shape, not the numbers, of an interferometer's); each auxiliary channel has its own slope. Windows come in
 four kinds, drawn independently:
@@ -22,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from virgo_glitch.channels import AUX, COUPLED, SAMPLE_RATE, STRAIN
+from virgo_glitch.channels import AUX, COUPLED, SAMPLE_RATE, SAMPLES, STRAIN, STRAIN_STREAM
 
-__all__ = ["Frame", "frames", "sine_gaussian", "strain_asd"]
+__all__ = ["Frame", "by_stream", "frames", "sine_gaussian", "strain_asd"]
 
 STRAIN_SCALE = 1e-23  # strain per sqrt(Hz) at the floor
 
@@ -122,3 +123,15 @@ def frames(n: int, *, seed: int = 0, start: datetime | None = None, glitch_rate:
         record[STRAIN] = h
         record.update(aux)
         yield Frame(record=record, kind=kind, channel=channel, snr=in_strain)
+
+
+def by_stream(sent: list[Frame]) -> dict[str, list[dict[str, object]]]:
+    """The records each of the ten streams receives for ``sent`` frames: ``strain`` (time, h) and one
+    stream per auxiliary channel (time, x)."""
+    out: dict[str, list[dict[str, object]]] = {STRAIN_STREAM: [], **{name: [] for name in AUX}}
+    for frame in sent:
+        time = frame.record["time"]
+        out[STRAIN_STREAM].append({"time": time, STRAIN: frame.record[STRAIN]})
+        for name in AUX:
+            out[name].append({"time": time, SAMPLES: frame.record[name]})
+    return out
