@@ -1,5 +1,5 @@
-"""Seeded frames of an interferometer's noise: coloured Gaussian noise in every channel, sine-Gaussian glitches
-born in auxiliary channels, some of which couple into the strain.
+"""Seeded frames of an interferometer's noise: coloured Gaussian noise in every channel, sine-Gaussian and blip
+glitches born in auxiliary channels, some of which couple into the strain.
 
 Each frame is one second of ``SAMPLE_RATE`` samples of the strain ``h`` and of the nine auxiliary channels;
 the data acquisition sends each channel as its own stream (``by_stream``).
@@ -69,11 +69,14 @@ def _snr(signal: np.ndarray, asd: np.ndarray) -> float:
 
 # Each coupled channel's glitches have their own family (as in real detectors: scattered light is slow, coil
 # drivers ring in the low hundreds of hertz, intensity noise higher): the frequency range of its sine-Gaussians.
+# The coil drivers' are blips: a cycle or two (Q 1 to 2, a few milliseconds), broadband, as blip glitches are.
 FAMILIES = {"seis_z": (60.0, 120.0), "mag_x": (150.0, 260.0), "laser_int": (350.0, 500.0)}
+QUALITY = {"mag_x": (1.0, 2.0)}  # blips; every other transient has Q from 3 to 10
 
 
-def _transient(rng: np.random.Generator, n: int, band: tuple[float, float] = (60.0, 500.0)) -> np.ndarray:
-    return sine_gaussian(n, rng.uniform(0.15, 0.85), f0=rng.uniform(*band), q=rng.uniform(3.0, 10.0))
+def _transient(rng: np.random.Generator, n: int, band: tuple[float, float] = (60.0, 500.0),
+               q: tuple[float, float] = (3.0, 10.0)) -> np.ndarray:
+    return sine_gaussian(n, rng.uniform(0.15, 0.85), f0=rng.uniform(*band), q=rng.uniform(*q))
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def frames(n: int, *, seed: int = 0, start: datetime | None = None, glitch_rate:
         elif draw < glitch_rate + aux_only_rate + signal_rate:
             kind = "signal"
         if channel is not None:
-            shape = _transient(rng, size, FAMILIES.get(channel, (60.0, 500.0)))
+            shape = _transient(rng, size, FAMILIES.get(channel, (60.0, 500.0)), QUALITY.get(channel, (3.0, 10.0)))
             aux[channel] += shape * rng.uniform(*aux_snr) / _snr(shape, aux_asd[channel])
             if kind == "glitch":
                 delayed = np.roll(shape, int(rng.uniform(0.0, 0.010) * SAMPLE_RATE))
