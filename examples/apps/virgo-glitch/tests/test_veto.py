@@ -54,6 +54,9 @@ def test_the_veto_catches_glitches_and_spares_everything_else() -> None:
     efficiency, false = np.mean(glitches), np.mean(others)
     assert efficiency >= 0.90, efficiency
     assert false <= 0.01, false
+    blips = [decided.vetoed for f, (_kind, decided) in zip(sent, judged, strict=True)
+             if f.kind == "glitch" and f.channel == "mag_x"]  # the coil drivers' short, broadband glitches
+    assert len(blips) >= 20 and np.mean(blips) >= 0.90
     # bursts in the strain alone (what a gravitational wave would be) are never vetoed
     assert not any(d.vetoed for kind, d in judged if kind == "signal")
     # the coincidence matters: vetoing on auxiliary transients alone would cost far more clean windows
