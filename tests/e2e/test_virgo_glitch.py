@@ -98,5 +98,6 @@ def test_twin_app_test_passes_the_app() -> None:
     result = CliRunner().invoke(cli_app, ["--json", "app", "test", str(APP)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     found = {i["item"]: i for i in json.loads(result.output)["items"]}
-    for item in ("manifest", "tests", "publish", "twin", "workflow spectrum", "training glitch_shapes"):
+    for item in ("manifest", "tests", "publish", "twin", "function veto", "workflow spectrum",
+                 "training glitch_shapes"):
         assert found[item]["ok"] and not found[item]["skipped"], found.get(item)
