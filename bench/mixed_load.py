@@ -11,8 +11,11 @@ answers) it prepares a data dir (river-reach published, four twins, a gridded ra
   middle of the load waits before it starts.
 
 The clients are asyncio tasks in this process (one connection each), so they do not take the server's
-interpreter lock from it. ``--threads`` serves the same data dir once per request-thread count
-(``TWIN_REQUEST_THREADS``; 40 was the fixed pool before the setting existed), to show what the setting does.
+interpreter lock from it. Beside them a liveness prober of its own (a separate process that sleeps between
+probes, as an orchestrator's probe does) asks ``/health`` ten times a second: its timings are not delayed by
+the 200 clients' event loop in this process, which a busy client loop adds to what it measures.
+``--threads`` serves the same data dir once per request-thread count (``TWIN_REQUEST_THREADS``; 40 was the
+fixed pool before the setting existed), to show what the setting does.
 
 It prints p50/p99 latencies, throughput, the slowest answer and the ratios of loaded to alone latencies for each
 number of clients (the issue's figures: ``--clients 50,200``).
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -51,6 +55,7 @@ APP = Path(__file__).resolve().parents[1] / "examples" / "apps" / "river-reach"
 TWINS = 4
 GRAPH = {"process_graph": {"eq": {"process_id": "eq", "arguments": {"x": 1, "y": 1}, "result": True}}}
 KINDS = ("health", "read", "time travel", "write", "stream batch", "stac search", "edr position", "sync graph")
+PROBED = "health prober"  # /health asked by a separate process, 10 times a second
 RAIN = "bench-rain"
 GAUGE = (5.05, 45.05)  # inside the rain grid written by ``write_rain``
 EPOCH = "2026-01-01T00:00:00Z"
@@ -165,6 +170,34 @@ async def loaded(url: str, token: str, clients: int, seconds: float) -> Timings:
     return timings
 
 
+PROBER = """
+import http.client, json, sys, time
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+connection = http.client.HTTPConnection(host, port, timeout=60)
+took, failed, until = [], 0, time.monotonic() + seconds
+while time.monotonic() < until:
+    start = time.perf_counter()
+    try:
+        connection.request("GET", "/health")
+        answer = connection.getresponse()
+        answer.read()
+        took.append(time.perf_counter() - start)
+        failed += answer.status != 200
+    except OSError:
+        failed += 1
+        connection.close()
+    time.sleep(0.1)
+print(json.dumps({"seconds": took, "failed": failed}))
+"""
+
+
+def probing(url: str, seconds: float) -> subprocess.Popen[str]:
+    """The liveness prober: a process of its own asking ``/health`` every 100 ms for ``seconds``."""
+    host, port = url.removeprefix("http://").split(":")
+    return subprocess.Popen([sys.executable, "-c", PROBER, host, port, str(seconds)], stdout=subprocess.PIPE,
+                            text=True)
+
+
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -236,7 +269,15 @@ def run_backend(settings: Settings, clients: list[int], seconds: float,
     for count in threads:
         with serving(settings, count) as url:
             base = asyncio.run(alone(url, token, 100))
-            results.append((count, base, [asyncio.run(loaded(url, token, n, seconds)) for n in clients]))
+            loads = []
+            for n in clients:
+                prober = probing(url, seconds)
+                load = asyncio.run(loaded(url, token, n, seconds))
+                probed = json.loads(prober.communicate(timeout=120)[0])
+                load.seconds[PROBED] = probed["seconds"]
+                load.errors += probed["failed"]
+                loads.append(load)
+            results.append((count, base, loads))
     return results
 
 
@@ -274,9 +315,9 @@ def main() -> None:
     for name, by_threads in results:
         for count, base, loads in by_threads:
             for n, load in zip(clients, loads, strict=True):
-                for kind in KINDS:
+                for kind in (*KINDS, PROBED):
                     seconds = load.seconds.get(kind, [])
-                    alone_s = base.seconds.get(kind, [])
+                    alone_s = base.seconds.get("health" if kind == PROBED else kind, [])
                     a50, a99 = quantile(alone_s, 0.5) * 1e3, quantile(alone_s, 0.99) * 1e3
                     l50, l99 = quantile(seconds, 0.5) * 1e3, quantile(seconds, 0.99) * 1e3
                     top = max(seconds, default=float("nan")) * 1e3
@@ -284,7 +325,7 @@ def main() -> None:
                           f"{top:>8.0f}{len(seconds) / args.seconds:>8.0f}"
                           f"{l50 / a50 if alone_s else float('nan'):>13.1f}"
                           f"{l99 / a99 if alone_s else float('nan'):>13.1f}")
-                total = sum(len(v) for v in load.seconds.values())
+                total = sum(len(v) for k, v in load.seconds.items() if k != PROBED)
                 wait = "not started" if load.run_wait is None else f"{load.run_wait * 1e3:.0f} ms"
                 print(f"{name:<11}{count:>8}{n:>8}  {'all':<14}{'':>10}{'':>8}{'':>10}{'':>8}{'':>8}"
                       f"{total / args.seconds:>8.0f}   errors {load.errors}; a run submitted halfway waited {wait}"

@@ -5,7 +5,9 @@
 - the cost of metric logging per step: the loop with the async MLflow logger (embedded SQLite) logging
   every step vs the same loop with no sink (goal: <= 2 % of step time);
 - 2-process DDP (gloo) vs 1 process throughput on CPU, same global batch;
-- Optuna trial overhead on the embedded SQLite store: a study of N tiny trials vs the same N objective calls.
+- Optuna trial overhead on the embedded SQLite store: a study of N tiny trials vs the same N objective calls;
+- training in the app's sandboxed worker (as the engine runs it: worker start, task import, the records sent,
+  epochs reported back, the saved model sent back) vs the same fit and save in this process.
 
 Usage: python bench/ml_training.py [--samples 8000] [--epochs 3] [--repeat 3] [--threads 1]
 """
@@ -149,8 +151,8 @@ def main() -> None:
 
         ddp_config = config.merged({"shuffle": False, "log_every": 10})
         one = fit(task, ddp_config, TrainingData()).seconds
-        job = DistributedJob(folder=str(root), package="benchtask", entrypoint="benchtask.model:task",
-                             config=ddp_config, data=TrainingData(), out=str(root / "ddp.pt"))
+        job = DistributedJob(entrypoint="benchtask.model:task", path=[str(root)], config=ddp_config,
+                             data=TrainingData(), out=str(root / "ddp.pt"))
         started = time.perf_counter()
         two = launch(2, job).seconds
         total = time.perf_counter() - started
@@ -173,6 +175,56 @@ def main() -> None:
                                        storage=f"sqlite:///{root / 'optuna.db'}", study_name=f"b{time.time()}"), 1)
         print(f"Optuna on embedded SQLite: {args.trials} trials {study:.2f} s vs {args.trials} bare objective calls "
               f"{objective:.2f} s: {(study - objective) / args.trials * 1000:.1f} ms overhead per trial")
+        sandboxed(root, task, config, args.repeat)
+
+
+class _Quiet:
+    """The engine's side of a fit, doing nothing with what it is told (the bench measures the pipe)."""
+
+    def __init__(self) -> None:
+        self.epochs = 0
+
+    def epoch(self, epoch: int, epochs: int, metrics: dict[str, float]) -> bool:
+        self.epochs += 1
+        return False
+
+    def metrics(self, points: list[tuple[str, float, int, int]]) -> None:
+        pass
+
+    def checkpoint(self, blob: bytes) -> None:
+        pass
+
+
+def sandboxed(root: Path, task: TrainingTask, config: TrainingConfig, repeat: int) -> None:
+    """In this process (fit, then the flavour saves the model) vs in a sandboxed worker, interleaved."""
+    from twinengine.ml.flavours import flavour_of
+    from twinengine.ml.remote import RemoteTask
+    from twinengine.workers.sandbox import Sandbox
+    from twinengine.workers.service import Workers
+
+    workers = Workers(sandbox=Sandbox("auto", hidden=[]), scratch_root=root, timeout=600, memory_bytes=0)
+    app = workers.for_app("bench", label="bench", code=root, env=None)
+    local, remote, started = [], [], []
+    for i in range(repeat):
+        t = time.perf_counter()
+        result = fit(task, config, TrainingData())
+        out = root / f"local-{i}"
+        flavour_of(task).save(result.model, out)
+        local.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        with app.dedicated(label="bench training") as worker:
+            up = time.perf_counter() - t
+            hosted = RemoteTask(worker, timeout=600)
+            hosted.load("benchtask.model:task", "pytorch", config.model_dump(mode="json"), TrainingData())
+            outcome = hosted.fit(config, progress=_Quiet())
+        remote.append(time.perf_counter() - t)
+        started.append(up)
+        assert outcome.model is not None and len(outcome.history) == config.epochs
+    mode = workers.mode if workers.mode != "auto" else ("bwrap" if workers.sandbox.effective() == "bwrap" else "none")
+    print(f"training in the app's worker ({mode}): in this process {min(local):.2f} s (fit + save), in a "
+          f"worker {min(remote):.2f} s (start {min(started):.2f} s, task import, records, epochs reported, model "
+          f"sent back), ratio {min(remote) / min(local):.2f}; overhead {min(remote) - min(local):.2f} s per run")
+    workers.close()
 
 
 if __name__ == "__main__":

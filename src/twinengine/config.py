@@ -193,8 +193,13 @@ class Settings(BaseSettings):
     mlflow_uri: str | None = Field(default=None, description="MLflow tracking server (http://host:5000); default "
                                                             "embedded: sqlite:///<data_dir>/mlflow.db.")
     ml_workers: int = Field(default=1, ge=1, le=64, description="Training runs at once in this process.")
-    ml_warm_models: int = Field(default=8, ge=1, le=1024, description="Loaded model versions kept warm for "
-                                "serving and functions (least recently used out first).")
+    ml_warm_models: int = Field(default=8, ge=1, le=1024, description="Model versions whose files are kept in "
+                                "memory for the workers that serve them (least recently used out first).")
+    training_timeout: timedelta = Field(default=timedelta(hours=6), description="Time limit of one training run "
+                                        "(tuning included) in its app worker; then the worker is stopped and "
+                                        "the run fails.")
+    training_memory_bytes: int = Field(default=16 * 1024 * MiB, ge=0, description="Address-space limit of each "
+                                       "process of a training run (0: none; CUDA needs none).")
 
     @field_validator("*", mode="before")
     @classmethod

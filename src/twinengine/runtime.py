@@ -145,9 +145,12 @@ class Runtime:
             if self._ml is None:
                 from twinengine.ml.engine import MLEngine
 
+                settings = self.settings
                 self._ml = MLEngine(data_dir=self.data_dir, db=self.db, blobs=self.blobs,
-                                    streams=lambda: self.streams, mlflow_uri=self.settings.mlflow_uri,
-                                    workers=self.settings.ml_workers, warm_models=self.settings.ml_warm_models)
+                                    streams=lambda: self.streams, apps=self.app_code, mlflow_uri=settings.mlflow_uri,
+                                    workers=settings.ml_workers, warm_models=settings.ml_warm_models,
+                                    training_timeout=settings.training_timeout.total_seconds(),
+                                    training_memory=settings.training_memory_bytes)
                 self._ml.start()
             return self._ml
 

@@ -308,6 +308,11 @@ def test_7_models_versions_gate_curves_drift_and_trail(portal: Any, site: Site) 
     assert "drift" in uma.text(".drift").lower()
     assert page.locator("text=Retraining trail").count() == 1
     uma.check("models")
+    run = sdk(site, "uma").ml.train(ml, "runoff_correction", config={"epochs": 5000})  # long: stopped below
+    page = uma.goto(f"/ui/twins/{ml}/models")
+    page.click(f"button[aria-label='Stop training run {run.id}']")
+    page.wait_for_selector("section[aria-label='Model runoff_correction'] td span.muted")
+    assert sdk(site, "uma").ml.wait(ml, run.id, timeout=120).status == "cancelled"
 
 
 def test_8_data_lake_endpoints_replicas_rules_and_stac(portal: Any, site: Site) -> None:

@@ -1,6 +1,7 @@
 """``twin quality`` against a live engine: the table of flag shares and failed checks, the windows of one
 stream, the JSON for machines, the PNG plot; ``twin stream read --quality`` filters; a bad window is a
-message naming the option's field, never a traceback."""
+message naming the option's field, never a traceback. The quality reports of a run and a model version, and
+stream records that carry their uncertainty, through the CLI."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import RIVER_REACH, LiveEngine
+from helpers import RIVER_REACH, LiveEngine, make_app
 from streams_fixtures import gauge
 
 
@@ -47,3 +48,84 @@ def test_twin_quality_shows_tables_json_and_a_plot(live: LiveEngine, tmp_path: P
 
     refused = live.twin("quality", "reach", "--window", "soon", token=user, expect=1)
     assert "window" in refused and "Traceback" not in refused
+
+
+LOAD_AND_WRITE = {"process_graph": {
+    "load": {"process_id": "load_stream", "arguments": {"stream": "gauges"}},
+    "state": {"process_id": "update_twin_state", "arguments": {"reported": {"forecast_peak_level": 1.4}}},
+    "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "state"}, "format": "JSON"},
+             "result": True}}}
+
+
+def test_twin_quality_reports_what_a_run_and_a_model_version_used(live: LiveEngine, tmp_path: Path) -> None:
+    from twinengine.ml.models import TrainingRun
+    from twinengine.store.engine import Database
+
+    with live.client() as admin:
+        dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
+    live.twin("app", "publish", str(RIVER_REACH), token=dev)
+    live.twin("create", "river-reach@0.1.0", "--name", "reach", "--param", "station=RR-01", token=user)
+    records = [gauge(i) for i in range(8)]
+    records[5]["level"] = 20.0  # out of the declared range: bad
+    with live.client(user) as uma:
+        uma.streams.append("reach", "gauges", records)
+        run = uma.workflows.submit(LOAD_AND_WRITE, twin="reach", sync=True)
+        twin_id = uma.get_twin("reach").id
+    assert run.status == "finished", run.error
+
+    plot = tmp_path / "inputs.png"
+    shown = live.twin("quality", "--run", run.id, "--plot", str(plot), token=user)
+    assert f"input quality of run:{run.id}: bad" in shown and f"stream:{twin_id}/gauges" in shown
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = live.twin_json("quality", "--run", run.id, token=user)
+    (stream,) = data["inputs"]
+    assert data["flag"] == "bad" and stream["records"] == {"good": 7, "suspect": 0, "bad": 1}
+    # the value the run wrote says so in the state tables (a column shown only when a value has it)
+    assert f"bad ({run.id})" in live.twin("state", "show", "reach", token=user)
+    assert "inputs" in live.twin("state", "history", "reach", "forecast_peak_level", token=user)
+    assert "inputs" not in live.twin("state", "history", "reach", "rain", token=user)
+
+    database = Database(live.settings.db_url)
+    try:
+        with database.session() as session:  # what a training run records of its inputs (ml/engine.py)
+            session.add(TrainingRun(id="tr-cli", twin_id=twin_id, model="runoff_correction", status="finished",
+                                    created_by="uma", model_version="3", inputs={
+                                        "kind": "stream", "stream": "gauges", "start": 0, "end": 8, "records": 8,
+                                        "quality": {"good": 6, "suspect": 2, "bad": 0}}))
+    finally:
+        database.dispose()
+    data = live.twin_json("quality", "reach", "--model", "runoff_correction", "--version", "3", token=user)
+    assert data["subject"] == "model:reach/runoff_correction/3" and data["flag"] == "suspect"
+    assert "suspect" in live.twin("quality", "reach", "--model", "runoff_correction", "--version", "3", token=user)
+
+    for args, named in ((["--run", run.id, "--model", "runoff_correction"], "--run"),
+                        (["reach", "--model", "runoff_correction"], "--version"), ([], "TWIN")):
+        refused = live.twin("quality", *args, token=user, expect=1)
+        assert named in refused and "Traceback" not in refused
+    missing = live.twin("quality", "reach", "--model", "runoff_correction", "--version", "9", token=user, expect=1)
+    assert "Traceback" not in missing
+
+
+def test_twin_stream_sends_and_shows_values_with_their_uncertainty(live: LiveEngine, tmp_path: Path) -> None:
+    app = make_app(tmp_path, name="gauge-app", manifest={"streams": {"gauges": {"fields": {
+        "time": {"type": "timestamp"}, "level": {"type": "float", "unit": "m", "uncertainty": ["std", "members"]}}}}})
+    with live.client() as admin:
+        dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
+    live.twin("app", "publish", str(app), token=dev)
+    live.twin("create", "gauge-app@1.0.0", "--name", "g", "--param", "station=G1", token=user)
+    source = tmp_path / "gauges.jsonl"
+    source.write_text(json.dumps({"time": "2026-03-01T00:00:00Z", "level": {"value": 2.1, "uncertainty": {
+        "std": 0.3, "members": [1.8, 2.1, 2.4]}}}) + "\n" + json.dumps({"time": "2026-03-01T00:15:00Z",
+                                                                         "level": 2.2}) + "\n")
+    live.twin("stream", "send", "g", "gauges", str(source), token=user)
+    shown = live.twin("stream", "read", "g", "gauges", token=user)
+    assert "2.1 ±0.3, 3 members" in shown and "2.2" in shown
+    data = live.twin_json("stream", "read", "g", "gauges", token=user)
+    assert [r["_uncertainty"] for r in data["items"]] == [{"level": {"std": 0.3, "members": [1.8, 2.1, 2.4]}}, None]
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"time": "2026-03-01T00:30:00Z", "level": {"value": 2.0, "uncertainty": {
+        "quantiles": {"0.5": 2.0}}}}) + "\n")
+    refused = live.twin("stream", "send", "g", "gauges", str(bad), token=user, expect=1)
+    assert "records[0].level.uncertainty.quantiles" in refused and "Traceback" not in refused
+    assert live.twin_json("stream", "read", "g", "gauges", token=user)["count"] == 2  # nothing written

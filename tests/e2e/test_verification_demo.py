@@ -1,5 +1,5 @@
-"""The demo's verification chapter: hindcasts of the live twin's forecast workflow are matched with its
-gauge's levels, and the numbers it prints are the ones the API serves."""
+"""The demo's verification chapter: hindcasts of the live twin's forecast workflow (the later ones also as
+ensembles) are matched with its gauge's levels, and the numbers it prints are the ones the API serves."""
 
 from __future__ import annotations
 
@@ -22,7 +22,17 @@ def test_the_chapter_scores_hindcasts_against_the_live_gauge(tmp_path: Path,
     facts = ctx.facts["verification"]
     assert facts["hindcasts"] == 4 and facts["pairs"] >= 40  # issued at 6, 12, 18 and 24 h, 12 h ahead
     assert all(v is not None and v > 0.8 for v in facts["nse"].values())
-    assert facts["crps"] is None and any("CRPS skipped" in line for line in said)
+    # the later two hindcasts again as ensembles, each recorded as one forecast with every member
+    assert facts["ensembles"] == 2 and facts["crps"] is not None and set(facts["crps"]) == set(range(1, 13))
+    assert all(0 < v < 1 for v in facts["crps"].values()) and facts["spread_skill"] > 0
+    ranks = facts["rank_histogram"]
+    assert len(ranks) == facts["members"] + 1 and sum(ranks) == pytest.approx(1.0)
+    assert any("ensembles: CRPS" in line and "rank histogram" in line for line in said)
+    assert facts["history"] and any("score history kept per 12h" in line for line in said)
     assert facts["coverage"] is not None and 0 <= facts["coverage"] <= 1 and facts["interval_half_width_m"] > 0
     assert Path(facts["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any(f"NSE {facts['nse'][1]:.3f}" in line for line in said)
+    # pedigree: every suspect reading gauge_to_state took (it leaves only bad ones out) gave a level saying so
+    quality = ctx.facts["quality"]
+    assert quality["suspect"] == 4 and quality["doubtful_levels"] == quality["suspect"]
+    assert any("came from suspect readings and say so" in line for line in said)

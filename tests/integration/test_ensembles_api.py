@@ -79,6 +79,19 @@ def test_an_ensemble_of_the_forecast_derives_statistics_with_lineage(engine: Eng
     assert uma.workflows.get(got.id).progress == 100
     member = engine.http.get(f"/api/v1/ensembles/{got.members[0].run_id}", headers=uma._auth)
     assert member.status_code == 404
+    # one forecast with every member (members record none of their own), as the ensemble's run
+    (forecast,) = uma.verification.forecasts(name, "level", values=True)
+    assert forecast.run_id == got.id and forecast.workflow == "forecast" and stats["forecasts"] == [forecast.id]
+    assert forecast.interval_level == pytest.approx(0.9)  # the outer quantiles 0.05 and 0.95
+    values = forecast.values or []
+    assert len(values) == series.shape[1]
+    np.testing.assert_allclose([v.members for v in values], series.T, atol=1e-9)
+    np.testing.assert_allclose([v.value for v in values], series.mean(axis=0), atol=1e-9)
+    np.testing.assert_allclose([v.quantiles["0.25"] for v in values if v.quantiles],
+                               np.quantile(series, 0.25, axis=0), atol=1e-9)
+    np.testing.assert_allclose([v.lower for v in values], np.quantile(series, 0.05, axis=0), atol=1e-9)
+    np.testing.assert_allclose([v.probabilities["1.0"] for v in values if v.probabilities],
+                               (series > 1.0).mean(axis=0), atol=1e-9)
 
 
 def test_members_from_parameter_sets_and_forks(engine: Engine, reach: tuple[Client, str]) -> None:

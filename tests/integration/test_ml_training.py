@@ -120,9 +120,11 @@ def test_ddp_two_gloo_processes_follow_the_single_process_loss_curve(tmp_path: P
     task = load_task(folder, package, entry)
     config = task.config.merged({"epochs": 4, "batch_size": 32, "shuffle": False, "device": "cpu"})
     single = fit(task, config, TrainingData())
-    job = DistributedJob(folder=str(folder), package=package, entrypoint=entry, config=config, data=TrainingData(),
+    job = DistributedJob(entrypoint=entry, path=[str(folder)], config=config, data=TrainingData(),
                          out=str(tmp_path / "result.pt"))
-    double: FitResult = launch(2, job)
+    reports: list[tuple[str, object]] = []
+    double: FitResult = launch(2, job, on_report=reports.append)
+    assert [r[1].epoch for r in reports if r[0] == "epoch"] == [1, 2, 3, 4]  # type: ignore[attr-defined]
     for one, two in zip(single.history, double.history, strict=True):
         for key in ("train_loss", "val_loss", "mae"):
             assert two[key] == pytest.approx(one[key], rel=DDP_TOLERANCE), (key, one, two)

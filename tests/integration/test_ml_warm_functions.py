@@ -1,6 +1,6 @@
 """Warm champions for functions on arrival, on real parts (the store, embedded MLflow, the function worker): a
-function whose model the lifecycle trained gets the twin's champion, loaded once per version, and a promotion
-takes over between batches, never inside one."""
+function whose model the lifecycle trained gets the twin's champion, its files fetched from the registry once
+per version and built in the function's worker, and a promotion takes over between batches, never inside one."""
 
 from __future__ import annotations
 
@@ -81,20 +81,20 @@ def test_functions_get_the_champion_loaded_once_and_switch_between_batches(engin
         worker.drain()
         assert {e.data["version"] for e in batch(worker, uma, 0, 1)} == {None}  # no champion: the app-built task
 
-        for config in ({"epochs": 2}, {"epochs": 1}):
+        registry = runtime.ml.registry
+        loads: list[str] = []
+        download = registry.download_model
+
+        def counted(model: str, version: str, dest: Path) -> Path:
+            loads.append(version)
+            return download(model, version, dest)
+
+        registry.download_model = counted  # type: ignore[method-assign]  # a spy: the real download still runs
+        for config in ({"epochs": 2}, {"epochs": 1}):  # (v2's gate judges v1 on v2's data: v1's files are fetched)
             done = uma.ml.wait("reach", uma.ml.train("reach", MODEL, config=config).id, timeout=300)
             assert done.status == "succeeded", done.error
-        registry = runtime.ml.registry
         name = registered_name("reach", MODEL)
         registry.set_alias(name, CHAMPION, "1")  # whatever the gate said of v2, v1 is the champion now
-        loads: list[str] = []
-        load_state = registry.load_state
-
-        def counted(model: str, version: str) -> dict[str, Any]:
-            loads.append(version)
-            return load_state(model, version)
-
-        registry.load_state = counted  # type: ignore[method-assign]  # a spy: the real load still runs
         resolve = worker.model_versions
         promoted: list[str] = []
 
@@ -113,7 +113,7 @@ def test_functions_get_the_champion_loaded_once_and_switch_between_batches(engin
             assert {e.data["version"] for e in after} == {"2"}
         assert sorted(loads) == ["1", "2"]  # once per version, not per batch or call
         expected = {v: predict_with(runtime.ml, _twin(runtime, twin.id), MODEL, INPUTS, version=v)[1][0]
-                    for v in ("1", "2")}  # from the warm models, no further load
+                    for v in ("1", "2")}  # from the warm model files, no further download
         assert {e.data["out"] for e in in_flight} == {expected["1"]}
         assert {e.data["out"] for e in after} == {expected["2"]} and len(loads) == 2
     finally:

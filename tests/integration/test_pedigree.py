@@ -105,3 +105,25 @@ def test_a_model_versions_report_lists_the_records_it_was_trained_on(engine: Eng
     assert uma.ml.quality("reach", "runoff_correction", "3").flag == "suspect"  # the SDK
     missing = engine.http.get("/api/v1/twins/reach/models/runoff_correction/versions/9/quality", headers=headers)
     assert missing.status_code == 404
+
+
+def test_a_value_a_function_wrote_from_suspect_records_says_so(engine: Engine, uma: Client) -> None:
+    from streams_fixtures import eventually
+
+    records = [gauge(i, level=1.25) for i in range(7)]  # stuck: the 6th equal reading on is flagged suspect
+    records.append(gauge(7, level=1.4))
+    uma.streams.append("reach", "gauges", records[:6])
+    twin_id = uma.get_twin("reach").id
+    level = eventually(lambda: (v := uma.get_state("reach").reported.get("level")) and v.revision and
+                       uma.streams.functions("reach")[0].calls == 6 and v)
+    assert level.quality is not None
+    assert (level.quality.flag, level.quality.function, level.quality.run) == ("suspect", "gauge_to_state", None)
+    assert level.quality.inputs == [f"stream:{twin_id}/gauges"]
+    assert level.quality.records == {"good": 0, "suspect": 1, "bad": 0}  # the call's one record
+    # every value of that call says so; the earlier calls' values (good records) carry none
+    history = uma.history("reach", "level").items
+    assert [v.quality is not None for v in history] == [False] * 5 + [True]
+    assert uma.get_state("reach").reported["discharge"].quality == level.quality
+    uma.streams.append("reach", "gauges", records[6:])
+    fresh = eventually(lambda: (v := uma.get_state("reach").reported["level"]).value == 1.4 and v)
+    assert fresh.quality is None  # a good reading again

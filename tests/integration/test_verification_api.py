@@ -9,6 +9,7 @@ import pytest
 
 from helpers import RIVER_REACH, Engine
 from twinengine.client import Client
+from twinengine.config import Settings
 from twinengine.errors import ValidationFailed
 from twinengine.twins.schemas import PropertyWrite
 
@@ -64,6 +65,9 @@ def test_scores_appear_per_lead_once_observations_arrive(uma: Client) -> None:
     assert first.rmse == pytest.approx(np.sqrt(np.mean((forecast - observed) ** 2)))
     one = uma.verification.scores("reach", "level", lead="PT3H", threshold=1.2)
     assert [g.lead_seconds for g in one.leads] == [3 * 3600] and one.leads[0].brier is not None
+    bins = one.leads[0].reliability or []  # from the members' share above the threshold
+    assert bins and sum(b.count for b in bins) == one.leads[0].n and all(0 <= b.observed <= 1 for b in bins)
+    assert uma.verification.scores("reach", "level", lead="PT3H").leads[0].reliability is None  # no threshold
 
 
 def test_observations_outside_the_tolerance_are_not_pairs(uma: Client) -> None:
@@ -117,3 +121,105 @@ def test_out_of_range_input_is_a_422_naming_the_field(uma: Client) -> None:
     with pytest.raises(ValidationFailed, match="tolerance"):
         uma.verification.scores("reach", "level", tolerance="P9999D")
     assert uma.verification.forecasts("reach") == []  # nothing half-written
+
+
+def test_the_score_history_is_kept_per_period_and_follows_late_observations(engine: Engine, uma: Client) -> None:
+    from twinengine.twins.forecast_models import ScoreRecord
+
+    issue(uma)  # forecasts valid over two days; each recording keeps the (still empty) default history current
+    assert uma.verification.history("reach", "level").items == []
+    observe(uma, hours=24)  # the first day only
+    kept = uma.verification.history("reach", "level", lead="1h")
+    assert [i.period_start for i in kept.items] == [T0] and kept.period_seconds == 86400
+    # a kept period's scores are those of verification over that period
+    day = uma.verification.scores("reach", "level", lead="1h", since=T0, until=T0 + timedelta(days=1))
+    (first,) = kept.items
+    assert (first.n, first.members, first.workflow) == (day.leads[0].n, 8, "forecast")
+    assert first.rmse == pytest.approx(day.leads[0].rmse) and first.crps == pytest.approx(day.leads[0].crps)
+    assert first.rank_histogram is not None and len(first.rank_histogram) == 9
+    assert sum(first.rank_histogram) == pytest.approx(1.0)
+
+    observe(uma, hours=HOURS)  # the second day's observations arrive
+    later = uma.verification.history("reach", "level", lead="1h")
+    assert [i.period_start for i in later.items] == [T0, T0 + timedelta(days=1)]
+    both = uma.verification.scores("reach", "level", lead="1h", since=T0 + timedelta(days=1))
+    assert later.items[1].n == both.leads[0].n and later.items[1].nse == pytest.approx(both.leads[0].nse)
+
+    def computed() -> dict[datetime, datetime]:
+        with engine.runtime.db.session(readonly=True) as session:
+            return {r.period_start: r.computed_at for r in session.query(ScoreRecord).filter(
+                ScoreRecord.period_seconds == 86400, ScoreRecord.lead_seconds == 3600)}
+
+    before = computed()
+    assert uma.verification.history("reach", "level").items and computed() == before  # nothing changed: kept
+    # a late, corrected observation on the second day: only that day is scored again
+    uma.write_state("reach", reported={"level": PropertyWrite(value=truth(31) + 0.5,
+                                                              timestamp=T0 + timedelta(hours=31, minutes=1))})
+    corrected = uma.verification.history("reach", "level", lead="1h")
+    after = computed()
+    assert after[T0] == before[T0] and after[T0 + timedelta(days=1)] > before[T0 + timedelta(days=1)]
+    assert corrected.items[1].rmse is not None and later.items[1].rmse is not None
+    assert corrected.items[1].rmse > later.items[1].rmse  # the nearer, wrong observation counts now
+    six = uma.verification.history("reach", "level", period="6h", lead="1h")  # another period length, kept too
+    assert len(six.items) == 7 and six.period_seconds == 21600  # lead 1 h is valid at 1, 7, ..., 37 h
+    assert sum(i.n for i in six.items) == later.items[0].n + later.items[1].n
+
+    for params, field in (({"period": "10s"}, "period"), ({"period": "soon"}, "period"),
+                          ({"property": "alert"}, "property")):
+        response = engine.http.get("/api/v1/twins/reach/verification/history",
+                                   params={"property": "level", **params}, headers=uma._auth)
+        assert response.status_code == 422 and field in response.text, response.text
+
+
+def test_forecasts_recorded_side_by_side_keep_one_consistent_history(settings: Settings) -> None:
+    """Several clients record forecasts of one twin at once while it reports (more clients than a refresh
+    needs to collide on PostgreSQL): every forecast is acknowledged, and the kept history equals verification
+    over each day."""
+    import threading
+
+    from helpers import admin_token as new_admin_token
+    from twinengine.api import create_app
+    from twinengine.demo.server import InProcessServer
+    from twinengine.runtime import Runtime
+
+    runtime = Runtime.from_settings(settings)
+    runtime.start()
+    clients, each = 4, 6
+    try:
+        with InProcessServer(create_app(runtime=runtime)) as server, \
+                Client(server.url, new_admin_token(settings)) as admin:
+            Client(server.url, admin.create_token("ada", "developer").token).publish_app(RIVER_REACH)
+            token = admin.create_token("uma", "user").token
+            with Client(server.url, token) as owner:
+                owner.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})
+                observe(owner)
+            barrier, failures = threading.Barrier(clients), []
+
+            def recorder(n: int) -> None:
+                try:
+                    with Client(server.url, token, timeout=120) as client:
+                        barrier.wait()
+                        for k in range(each):
+                            start = (n * each + k) % (HOURS - 6)
+                            client.verification.add_forecast(
+                                "reach", "level", [truth(start + h) + 0.01 * n for h in range(1, 7)],
+                                issued_at=T0 + timedelta(hours=start), step="1h", workflow=f"w{n}")
+                except BaseException as exc:  # re-raised in the main thread
+                    failures.append(exc)
+
+            threads = [threading.Thread(target=recorder, args=(n,)) for n in range(clients)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert failures == []
+            with Client(server.url, token) as owner:
+                kept = owner.verification.history("reach", "level", lead="2h")
+                for day in (T0, T0 + timedelta(days=1)):
+                    now = owner.verification.scores("reach", "level", lead="2h", since=day,
+                                                    until=day + timedelta(days=1))
+                    rows = {i.workflow: i for i in kept.items if i.period_start == day}
+                    assert {g.workflow: g.n for g in now.leads} == {w: r.n for w, r in rows.items()}
+                    assert all(rows[g.workflow].rmse == pytest.approx(g.rmse) for g in now.leads)
+    finally:
+        runtime.close()

@@ -231,9 +231,9 @@ def test_cancel_a_running_run(engine: Engine, tmp_path: Path, user: Client) -> N
     engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="slow-app",
                                                             files={"slow_app/procs.py": SLOW}))
     graph = {"process_graph": {
-        "a": {"process_id": "nap", "namespace": "slow-app", "arguments": {"seconds": 1.0}},
+        "a": {"process_id": "nap", "namespace": "slow-app", "arguments": {"seconds": 3.0}},
         "b": {"process_id": "nap", "namespace": "slow-app", "arguments": {"seconds": {"from_node": "a"}},
-              "result": True}}}
+              "result": True}}}  # 6 s in all: time to cancel it while it runs, even on a loaded machine
     run = user.workflows.submit(graph)
     deadline = time.monotonic() + 30
     while user.workflows.get(run.id).status != "running" and time.monotonic() < deadline:

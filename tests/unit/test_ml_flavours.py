@@ -1,9 +1,8 @@
 """Flavours on their own: the framework named by a task picks one; scikit-learn fits, measures, saves an MLflow
-sklearn model and round-trips to a worker; PyTorch's bytes for a worker are weights only."""
+sklearn model and loads it back from that folder; PyTorch's folder holds weights only."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +78,13 @@ def test_sklearn_saves_an_mlflow_sklearn_model_and_round_trips_to_a_worker(tmp_p
     flavour.save(model, tmp_path / "model")
     assert "sklearn" in yaml.safe_load((tmp_path / "model" / "MLmodel").read_text())["flavors"]
     assert mlflow.sklearn.load_model(str(tmp_path / "model")).predict([[2.0]])[0] == pytest.approx(5.0)
-    again = flavour.loads(task, {}, flavour.dumps(model))
+    again = flavour.load(task, {}, tmp_path / "model")
     assert flavour.predict(task, again, [[0.5]])[0] == pytest.approx(2.0)  # no predict: the estimator's own
     shifted = line_task(predict=lambda m, inputs: [float(v) + 10 for v in m.predict(inputs)])
     assert flavour.predict(shifted, again, [[0.5]]) == [pytest.approx(12.0)]
 
 
-def test_pytorch_hands_a_worker_weights_only() -> None:
+def test_pytorch_keeps_weights_only(tmp_path: Path) -> None:
     need_modules("ml", "torch", hint="pip install -e '.[ml]'")
     import torch
     from torch import nn
@@ -94,9 +93,10 @@ def test_pytorch_hands_a_worker_weights_only() -> None:
                         loss=lambda model, batch: torch.zeros(()), predict=lambda model, x: model(x))
     flavour = flavour_of(task)
     net = task.build_model({})
-    blob = flavour.dumps(net)
-    assert set(torch.load(io.BytesIO(blob), weights_only=True)) == {"weight", "bias"}
-    again = flavour.loads(task, {}, blob)
+    flavour.save(net, tmp_path / "model")
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["model.pt"]
+    assert set(torch.load(tmp_path / "model" / "model.pt", weights_only=True)) == {"weight", "bias"}
+    again = flavour.load(task, {}, tmp_path / "model")
     inputs = torch.ones(1, 2)
     assert torch.equal(flavour.predict(task, again, inputs), net(inputs).detach())
     assert not flavour.predict(task, again, inputs).requires_grad  # served without gradients

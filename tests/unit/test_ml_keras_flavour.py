@@ -84,11 +84,12 @@ def test_a_restarted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert resumed.resumed_from == 4 and [h["epoch"] for h in resumed.history] == [5.0, 6.0]
 
 
-def test_bytes_for_a_worker_load_in_safe_mode() -> None:
+def test_a_saved_version_loads_in_safe_mode(tmp_path: Path) -> None:
     import numpy as np
 
     flavour, task = KerasFlavour(), line_task()
     model = flavour.fit(task, TrainingConfig(epochs=20, batch_size=16), TrainingData()).model
-    again = flavour.loads(task, {}, flavour.dumps(model))
+    flavour.save(model, tmp_path / "model")
+    again = flavour.load(task, {}, tmp_path / "model")
     x = np.array([[0.5]], dtype="float32")
     assert np.allclose(flavour.predict(task, again, x), model.predict(x, verbose=0))

@@ -6,9 +6,11 @@ import pyarrow as pa
 import pytest
 
 from twinengine.quality.pedigree import (
+    ValueQuality,
     flag_counts,
     input_quality,
     quality_report,
+    records_quality,
     report_from_provenance,
     value_quality,
     worst,
@@ -74,3 +76,15 @@ def test_a_value_keeps_its_quality_beside_its_uncertainty() -> None:
     looks_alike = {"value": 1, "uncertainty": 2, "quality": 3}  # an object value with the same keys
     assert unpack(pack(looks_alike)) == (looks_alike, None, None)
     assert pack(2.0) == 2.0 and unpack(2.0) == (2.0, None, None)
+
+
+def test_a_functions_call_is_as_good_as_its_worst_record() -> None:
+    good = [{"_quality": "good"}, {"_quality": None}]  # a stream without checks reads as good
+    assert records_quality(good, function="f", stream="stream:tw-1/g") is None
+    found = records_quality([*good, {"_quality": "suspect"}, {"_quality": "bad"}], function="f",
+                            stream="stream:tw-1/g")
+    assert found == {"flag": "bad", "run": None, "inputs": ["stream:tw-1/g"], "function": "f",
+                     "records": {"good": 2, "suspect": 1, "bad": 1}}
+    shown = ValueQuality.model_validate(found)  # what reads give back
+    assert shown.model_dump() == found
+    assert "function" not in ValueQuality(flag="bad", run="run-1").model_dump()  # a run's stays as it was

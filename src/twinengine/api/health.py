@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import anyio
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -15,31 +14,37 @@ from sqlalchemy import func, select
 
 from twinengine._version import __version__
 from twinengine.api.deps import PrincipalDep, RuntimeDep
+from twinengine.api.probe import StoreProbe
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import require
 from twinengine.catalog.models import AppVersion
 from twinengine.runtime import Runtime
-from twinengine.store.engine import PROBE_CONNECTIONS
 from twinengine.twins.models import StateRevision, Twin
 
-__all__ = ["StoreCollector", "router"]
+__all__ = ["StoreCollector", "health_answer", "router"]
 
 router = api_router(tag="health", versioned=False)
-PROBE_THREADS = PROBE_CONNECTIONS
 
 
 @router.get("/health", name="health", summary="Is the engine up and its store reachable?",
             responses={503: {"description": "The store cannot be reached", "content": {"application/json": {}}}})
 async def health(request: Request, runtime: RuntimeDep) -> JSONResponse:
-    """The store check runs on threads (``PROBE_THREADS``) and database connections of the probe's own: a
-    liveness probe must not queue behind the requests that fill the shared thread pool or connection pool."""
-    state = request.app.state
-    if getattr(state, "probe_threads", None) is None:
-        state.probe_threads = anyio.CapacityLimiter(PROBE_THREADS)
-    database = await anyio.to_thread.run_sync(_check_store, runtime, limiter=state.probe_threads)
+    """Answered on the event loop from the store's last check (at most about a second old; see
+    :mod:`twinengine.api.probe`): a liveness probe must not queue behind the requests that fill the thread
+    pool or the connection pool."""
+    status, body = await health_answer(request.app.state, runtime)
+    return JSONResponse(body, status_code=status)
+
+
+async def health_answer(state: Any, runtime: Runtime) -> tuple[int, dict[str, Any]]:
+    """The status code and body of ``/health`` (``state``: the app's, which keeps the probe)."""
+    probe: StoreProbe | None = getattr(state, "store_probe", None)
+    if probe is None:
+        probe = state.store_probe = StoreProbe(lambda: _check_store(runtime))
+    database = await probe.status()
     body: dict[str, Any] = {"status": "ok" if database == "ok" else "degraded", "version": __version__,
                             "database": database, "backend": runtime.db.backend}
-    return JSONResponse(body, status_code=200 if database == "ok" else 503)
+    return (200 if database == "ok" else 503), body
 
 
 @router.get("/metrics", name="metrics", summary="Prometheus metrics (text format)",

@@ -50,9 +50,13 @@ class StartingApp:
         if scope["type"] == "lifespan":
             await self._serve_lifespan(receive, send)
             return
-        if self.app is None and scope["type"] == "http" and scope["path"] == "/health" and self.failed is None:
-            await self._health(send)
-            return
+        if scope["type"] == "http" and scope["path"] == "/health" and scope["method"] == "GET":
+            if self.app is not None:  # the engine's answer, without its middleware (see api/probe.py)
+                await self._engine_health(send)
+                return
+            if self.failed is None:
+                await self._health(send)
+                return
         if self.app is None:
             assert self._ready is not None, "the server did not run the lifespan"
             await self._ready.wait()
@@ -123,7 +127,17 @@ class StartingApp:
 
         return create_app(self.settings)
 
-    # -- /health while starting ------------------------------------------------------------------------
+    # -- /health ----------------------------------------------------------------------------------------
+
+    async def _engine_health(self, send: Send) -> None:
+        """The engine's own ``/health`` answer, given here on the event loop: under load a liveness probe
+        must not wait for the request middleware (metrics, audit, body limits) nor for a thread."""
+        from twinengine.api.health import health_answer
+
+        assert self.app is not None
+        state = self.app.state  # type: ignore[attr-defined]
+        status, body = await health_answer(state, state.runtime)
+        await _json(send, status, body)
 
     async def _health(self, send: Send) -> None:
         db = self._db

@@ -190,7 +190,7 @@ def run_training(run: _Run, local: LocalEngine, manifest: Manifest, *, epochs: i
                 found = session.get(TrainingRun, run_id)
                 assert found is not None
                 status, error = found.status, found.error
-            if status in ("succeeded", "failed") or time.monotonic() > deadline:
+            if status in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         if status != "succeeded":

@@ -6,12 +6,14 @@ the same bytes and the same sha256: that is what makes re-publishing identical c
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import stat
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from twinengine.errors import InvalidInput, PayloadTooLarge
 
@@ -37,11 +39,15 @@ def _files(root: Path) -> list[Path]:
     return found
 
 
-def pack(root: Path) -> bytes:
-    """Pack the app folder at ``root`` into canonical ``.tar.gz`` bytes."""
+def pack(root: Path, *, compress: bool = True) -> bytes:
+    """Pack the folder at ``root`` into canonical ``.tar.gz`` bytes (a plain ``.tar`` when not ``compress``:
+    model weights gain little from gzip and cost its time)."""
     buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with contextlib.ExitStack() as stack:
+        target: Any = buffer
+        if compress:
+            target = stack.enter_context(gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6))
+        tar = stack.enter_context(tarfile.open(fileobj=target, mode="w", format=tarfile.PAX_FORMAT))
         for path in _files(root):
             rel = path.relative_to(root).as_posix()
             data = path.read_bytes()
@@ -82,17 +88,20 @@ def _gunzip(data: bytes, *, limit: int) -> bytes:
     return raw
 
 
-def unpack(data: bytes, dest: Path, *, max_unpacked_bytes: int) -> list[str]:
-    """Unpack untrusted archive bytes into ``dest``; refuse anything but plain files and folders inside it.
+def unpack(data: bytes, dest: Path, *, max_unpacked_bytes: int, compressed: bool = True) -> list[str]:
+    """Unpack untrusted archive bytes (``.tar.gz``, or a plain ``.tar`` when not ``compressed``) into ``dest``;
+    refuse anything but plain files and folders inside it.
 
     Checks run on all headers before a single byte is written, so a bad archive leaves nothing behind.
     """
-    raw = _gunzip(data, limit=max_unpacked_bytes + 64 * 1024)  # headers and padding on top of the files
+    # headers and padding on top of the files
+    raw = _gunzip(data, limit=max_unpacked_bytes + 64 * 1024) if compressed else data
     try:
         tar = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")  # noqa: SIM115 (closed below)
         members = tar.getmembers()
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-        raise InvalidInput(f"archive: not a tar file inside the gzip stream ({exc})") from None
+        inside = " inside the gzip stream" if compressed else ""
+        raise InvalidInput(f"archive: not a tar file{inside} ({exc})") from None
     with tar:
         if len(members) > MAX_MEMBERS:
             raise InvalidInput(f"archive: {len(members)} entries, more than the {MAX_MEMBERS} allowed")

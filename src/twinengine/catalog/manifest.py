@@ -24,6 +24,7 @@ __all__ = [
     "APP_NAME_PATTERN",
     "MAX_ARRAY_LENGTH",
     "MAX_JOINED_STREAMS",
+    "UNCERTAINTY_FIELD",
     "Author",
     "Cardinality",
     "FieldType",
@@ -93,12 +94,14 @@ class FieldType(StrEnum):
     ARRAY = "array"
 
 
+UNCERTAINTY_FIELD = "_uncertainty"  # the column a stream's records keep their fields' uncertainty in
 MAX_ARRAY_LENGTH = 1 << 20  # samples in one array value (8 MiB of float64): a record stays one log entry
 
 
 class StreamField(_Strict):
     """One field of a stream's records. ``type: array`` holds a run of numbers in one record (a window of
-    samples of a fast channel) with ``items`` float or integer and, optionally, a fixed ``length``."""
+    samples of a fast channel) with ``items`` float or integer and, optionally, a fixed ``length``. A float or
+    integer field may declare the ``uncertainty`` forms its values can carry (std, quantiles, members)."""
 
     type: FieldType
     unit: Unit | None = None
@@ -109,6 +112,14 @@ class StreamField(_Strict):
     length: int | None = Field(default=None, ge=1, le=MAX_ARRAY_LENGTH,
                                description=f"array fields: the number of samples of every value (default: any, "
                                            f"up to {MAX_ARRAY_LENGTH}).")
+    uncertainty: list[UncertaintyForm] = Field(
+        default_factory=list, max_length=3,
+        description="Forms of uncertainty a value may carry: std, quantiles, members (one, or a list).")
+
+    @field_validator("uncertainty", mode="before")
+    @classmethod
+    def _one_or_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _unit_only_on_numbers(self) -> StreamField:
@@ -122,6 +133,10 @@ class StreamField(_Strict):
                 raise ValueError("an array field cannot be nullable (mark missing float samples NaN)")
         elif self.items is not None or self.length is not None:
             raise ValueError(f"items and length apply to array fields, not to a {self.type.value} field")
+        if self.uncertainty and self.type not in (FieldType.FLOAT, FieldType.INTEGER):
+            raise ValueError(f"uncertainty applies to float and integer fields, not to a {self.type.value} field")
+        if len(set(self.uncertainty)) != len(self.uncertainty):
+            raise ValueError("uncertainty names a form twice")
         return self
 
 
@@ -147,6 +162,9 @@ class Stream(_Strict):
             raise ValueError(f"key {self.key!r} is not one of the fields")
         if self.key is not None and self.fields[self.key].type is FieldType.ARRAY:
             raise ValueError(f"key {self.key!r} is an array field; a key tells sources apart by one value")
+        if UNCERTAINTY_FIELD in self.fields and any(f.uncertainty for f in self.fields.values()):
+            raise ValueError(f"{UNCERTAINTY_FIELD!r} is where records keep their fields' uncertainty; rename that "
+                             "field")
         return self
 
 

@@ -37,6 +37,7 @@ SUBCOMMANDS = {
                  "configuration."),
     "models": Lazy(_CLI + "ml", "models", "The twin's models: every version with its aliases, metrics and the "
                    "gate's decision."),
+    "training": Lazy(_CLI + "ml", "training_app", "Training runs of a twin: list, show, stop."),
     "create": Lazy(_TWINS, "COMMANDS.create", "Create a twin of a published app; parameters are checked against "
                    "the app's schema."),
     "list": Lazy(_TWINS, "COMMANDS.list", "Twins you own or were granted; with filters, one page by name "

@@ -1,4 +1,5 @@
-"""AI lifecycle commands: ``twin train TWIN MODEL``, ``twin tune TWIN MODEL --trials N``, ``twin models TWIN``."""
+"""AI lifecycle commands: ``twin train TWIN MODEL``, ``twin tune TWIN MODEL --trials N``, ``twin models TWIN``,
+``twin training list|show|stop``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from twinengine.errors import ValidationFailed
 if TYPE_CHECKING:  # the schemas import scipy (drift): keep `twin --help` fast
     from twinengine.ml.schemas import TrainingRunRead
 
-__all__ = ["models", "train", "tune"]
+__all__ = ["models", "train", "training_app", "tune"]
 
 
 def _show(run: TrainingRunRead) -> None:
@@ -25,7 +26,7 @@ def _show(run: TrainingRunRead) -> None:
     if run.metrics:
         console.print("  " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(run.metrics.items())), highlight=False)
     if run.error:
-        console.print(f"[red]failed[/red]: {run.error}", highlight=False)
+        console.print(f"[red]{run.status}[/red]: {run.error}", highlight=False)
 
 
 def _follow(out: Output, twin: str, started: TrainingRunRead, label: str) -> TrainingRunRead:
@@ -124,3 +125,43 @@ def models(ctx: typer.Context, twin: str = typer.Argument(..., help="Twin name o
                                 ["version", "aliases", "run", "trigger", "metric", "gate", "reason"], rows))
 
     out.emit(found, render)
+
+
+training_app = typer.Typer(help="Training runs of a twin: list, show, stop.", no_args_is_help=True)
+
+
+@training_app.command("list")
+def training_list(ctx: typer.Context, twin: str = typer.Argument(..., help="Twin name or id."),
+                  model: str | None = typer.Option(None, "--model", help="Only this model's runs."),
+                  limit: int = typer.Option(20, "--limit", min=1, max=500)) -> None:
+    """The twin's training runs, newest first."""
+    out = state_of(ctx)
+    with out.client() as client:
+        page = client.ml.runs(twin, model=model, limit=limit)
+    out.emit(page, lambda: console.print(table(
+        f"training runs of {twin} ({page.total})", ["run", "model", "status", "progress", "version", "trigger"],
+        [(r.id, r.model, r.status, f"{r.progress:.0f}%", r.model_version or "", str(r.trigger.get("kind", "")))
+         for r in page.items])))
+
+
+@training_app.command("show")
+def training_show(ctx: typer.Context, twin: str = typer.Argument(..., help="Twin name or id."),
+                  run: str = typer.Argument(..., help="Training run id (tr-...).")) -> None:
+    """One training run: status, percent, metrics, error."""
+    out = state_of(ctx)
+    with out.client() as client:
+        found = client.ml.run(twin, run)
+    out.emit(found, lambda: _show(found))
+
+
+@training_app.command("stop")
+def training_stop(ctx: typer.Context, twin: str = typer.Argument(..., help="Twin name or id."),
+                  run: str = typer.Argument(..., help="Training run id (tr-...)."),
+                  wait: bool = typer.Option(False, "--wait", help="Wait until it has stopped.")) -> None:
+    """Stop a training run: a queued one at once, a running one at the end of its epoch (nothing registered)."""
+    out = state_of(ctx)
+    with out.client() as client:
+        stopped = client.ml.stop(twin, run)
+        if wait:
+            stopped = client.ml.wait(twin, run)
+    out.emit(stopped, lambda: _show(stopped))

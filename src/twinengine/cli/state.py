@@ -94,12 +94,12 @@ def desire(ctx: typer.Context, twin: str = typer.Argument(...),
 
 def _show_state(twin: str, state: TwinState) -> None:
     when = f"revision {state.revision}" if state.revision is not None else f"time {state.at}"
-    rows = [("reported", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision)
+    rows = [("reported", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v))
             for p, v in state.reported.items()]
-    rows += [("desired", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision)
+    rows += [("desired", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v))
              for p, v in state.desired.items()]
     console.print(table(f"state of {twin} as of {when}", *_spread_column(
-        ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)", "revision"], rows)))
+        ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)", "revision", "inputs"], rows)))
     if state.delta:
         console.print(f"pending (desired ≠ reported): {state.delta}", highlight=False)
 
@@ -127,8 +127,9 @@ def history(ctx: typer.Context, twin: str = typer.Argument(...), prop: str = typ
                                 since=_instant(since, "--since"), until=_instant(until, "--until"), limit=limit)
     out.emit(result, lambda: console.print(table(
         f"{kind} {prop} of {twin} ({len(result.items)} values, unit {result.unit or '-'})",
-        *_spread_column(["timestamp (UTC)", "value", "uncertainty", "revision"],
-                        [(v.timestamp, v.value, describe(v.uncertainty), v.revision) for v in result.items]))))
+        *_spread_column(["timestamp (UTC)", "value", "uncertainty", "revision", "inputs"],
+                        [(v.timestamp, v.value, describe(v.uncertainty), v.revision, _inputs(v))
+                         for v in result.items]))))
 
 
 @app.command("revisions")
@@ -164,11 +165,22 @@ def diff(ctx: typer.Context, twin: str = typer.Argument(...),
 
 
 def _spread_column(columns: list[str], rows: list[tuple[Any, ...]]) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The columns and rows without the uncertainty column when no value in them has one."""
-    at = columns.index("uncertainty")
-    if any(row[at] for row in rows):
-        return columns, rows
-    return columns[:at] + columns[at + 1:], [row[:at] + row[at + 1:] for row in rows]
+    """The columns and rows without the uncertainty (and inputs) column when no value in them has one."""
+    for name in ("inputs", "uncertainty"):
+        if name not in columns:
+            continue
+        at = columns.index(name)
+        if not any(row[at] for row in rows):
+            columns, rows = columns[:at] + columns[at + 1:], [row[:at] + row[at + 1:] for row in rows]
+    return columns, rows
+
+
+def _inputs(value: Any) -> str:
+    """What a value says of the inputs it was computed from, when they were not all good (pedigree)."""
+    quality = getattr(value, "quality", None)
+    if quality is None:
+        return ""
+    return f"{quality.flag} ({quality.function or quality.run or 'inputs'})"
 
 
 def _shown(value: PropertyValue | None) -> str | None:

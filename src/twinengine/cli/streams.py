@@ -21,7 +21,7 @@ app = typer.Typer(help="A twin's streams: send, read, tail, bind to MQTT, functi
 buffers = typer.Typer(help="Retraining buffers: policies that collect stream records for the AI lifecycle.",
                       no_args_is_help=True)
 
-_META = ("_offset", "_arrival", "_quality", "_checks")
+_META = ("_offset", "_arrival", "_quality", "_checks", "_uncertainty")
 
 
 def _load(path: str) -> list[dict[str, Any]] | pa.Table:
@@ -88,12 +88,19 @@ def _show(title: str, items: list[dict[str, Any]]) -> None:
         return
     fields = [k for k in items[0] if k not in _META]
     console.print(table(title, ["offset", *fields, "quality", "arrival (UTC)"],
-                        [(r["_offset"], *(_cell(r.get(f)) for f in fields), _flag(r), r["_arrival"]) for r in items]))
+                        [(r["_offset"], *(_cell(r.get(f), (r.get("_uncertainty") or {}).get(f)) for f in fields),
+                          _flag(r), r["_arrival"]) for r in items]))
 
 
-def _cell(value: Any) -> Any:
-    """An array field's value as its length (``--json`` gives the samples)."""
-    return f"{len(value)} samples" if isinstance(value, list) else value
+def _cell(value: Any, carried: dict[str, Any] | None = None) -> Any:
+    """An array field's value as its length (``--json`` gives the samples); a value with its uncertainty."""
+    if isinstance(value, list):
+        return f"{len(value)} samples"
+    if carried:
+        from twinengine.quality.uncertainty import Uncertainty, describe
+
+        return f"{value} {describe(Uncertainty.model_validate(carried))}"
+    return value
 
 
 def _flag(record: dict[str, Any]) -> str:

@@ -82,7 +82,7 @@ class Compactor:
                 for _seq, payload in hub.log.read(key, first, last - first + 1):
                     header, table = batch.decode(payload)
                     tables.append(_annotate(header, table))
-                table = pa.concat_tables(tables)
+                table = pa.concat_tables(tables, promote_options="default")  # _uncertainty may come later
                 first_offset = int(table.column("_offset")[0].as_py())
                 last_offset = int(table.column("_offset")[-1].as_py())
                 path = self.root / twin_id / stream / f"{first_offset:020d}.parquet"

@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -34,6 +34,7 @@ from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.errors import StreamBackpressure, TwinEngineError
 from twinengine.ml.functions import ChampionModels
+from twinengine.quality.pedigree import records_quality
 from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
 from twinengine.store.changes import changed_since
@@ -344,10 +345,10 @@ class FunctionWorker:
                     done = min(getattr(exc, "completed", 0), len(chunk) - 1)  # those before it are run again
                     start = chunk[done - 1][1] if done else prev
                     raise _CallFailed(exc, start - prev, chunk[done][1] - start) from exc
-                for (_records, through), result in zip(chunk, results, strict=False):
+                for (call_records, through), result in zip(chunk, results, strict=False):
                     try:
                         take_effects(ctx, result)
-                        effects += self._check(manifest, consumer, ctx)
+                        effects += self._check(manifest, consumer, ctx, call_records)
                         published += check_published(manifest, consumer.spec,
                                                      ctx.published[ctx.checked_published:])
                         ctx.checked_published = len(ctx.published)
@@ -434,10 +435,10 @@ class FunctionWorker:
             return {"entrypoint": manifest.models[name].entrypoint, **recipe}
         raise ProtocolError(f"a function's worker asked for {question.get('ask')!r}")
 
-    def _check(self, manifest: Manifest, consumer: _Consumer, ctx: FunctionContext
-               ) -> list[tuple[list[state.NewValue], str | None]]:
+    def _check(self, manifest: Manifest, consumer: _Consumer, ctx: FunctionContext,
+               records: list[dict[str, Any]]) -> list[tuple[list[state.NewValue], str | None]]:
         """Validate the state updates and workflow requests of the call that just returned (a bad one fails
-        that call)."""
+        that call). Values computed from suspect or bad records say so (pedigree)."""
         for request in ctx.workflow_requests[ctx.checked_requests:]:
             if request["workflow"] not in manifest.workflows:
                 known = ", ".join(sorted(manifest.workflows)) or "none"
@@ -445,11 +446,13 @@ class FunctionWorker:
                                  f"(workflows: {known})")
         ctx.checked_requests = len(ctx.workflow_requests)
         checked = []
+        quality = records_quality(records, function=consumer.name, stream=f"stream:{consumer.key}") \
+            if ctx.updates else None
         for update in ctx.updates:
             writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
                       for k, v in update.values.items()}
-            checked.append((state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}}),
-                            update.message))
+            values = state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}})
+            checked.append(([replace(v, quality=quality) for v in values] if quality else values, update.message))
         ctx.applied += ctx.updates
         ctx.updates = []
         return checked

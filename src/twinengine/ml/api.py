@@ -105,6 +105,13 @@ def run(twin: TwinRef, run: RunId, session: SessionDep, principal: PrincipalDep)
     return service.get_run(session, principal=principal, twin_ref=twin, run_id=run)
 
 
+@router.post("/{twin}/training-runs/{run}/stop", name="run_stop", status_code=status.HTTP_202_ACCEPTED,
+             summary="Stop a training run: a queued one now, a running one at the end of its epoch (nothing "
+                     "registered)")
+def run_stop(twin: TwinRef, run: RunId, session: SessionDep, principal: PrincipalDep) -> TrainingRunRead:
+    return service.stop_run(session, principal=principal, twin_ref=twin, run_id=run)
+
+
 def _read(runtime: Runtime, principal: Principal, twin: str, run_id: str) -> TrainingRunRead:
     with runtime.db.session(readonly=True) as session:
         return service.get_run(session, principal=principal, twin_ref=twin, run_id=run_id)
@@ -126,7 +133,7 @@ async def run_events(twin: TwinRef, run: RunId, request: Request, principal: Pri
             yield ServerSentEvent(data={"progress": current.progress, **point}, id=str(int(point["epoch"])),
                                   event="metrics")
         sent = len(current.history)
-        if current.status in ("succeeded", "failed"):
+        if current.status in ("succeeded", "failed", "cancelled"):
             yield ServerSentEvent(data=current.model_dump(mode="json", include={"status", "model_version", "error",
                                                                                 "metrics"}), event="end")
             return

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MLClient"]
 
-FINAL = ("succeeded", "failed")
+FINAL = ("succeeded", "failed", "cancelled")
 
 
 def _seg(value: str) -> str:
@@ -48,6 +48,11 @@ class MLClient:
         query = {k: v for k, v in {"model": model, "limit": limit, "offset": offset}.items() if v is not None}
         data = self._c._request("GET", f"/api/v1/twins/{_seg(twin)}/training-runs", params=query).json()
         return TrainingRunPage.model_validate(data)
+
+    def stop(self, twin: str, run_id: str) -> TrainingRunRead:
+        """Stop a run: a queued one at once, a running one at the end of its current epoch."""
+        return self._c._send(TrainingRunRead, "POST", f"/api/v1/twins/{_seg(twin)}/training-runs/{_seg(run_id)}/stop",
+                             None)
 
     def wait(self, twin: str, run_id: str, *, timeout: float = 600.0, poll: float = 0.3,
              on_progress: Callable[[TrainingRunRead], None] | None = None) -> TrainingRunRead:

@@ -1,16 +1,22 @@
 """Distributed data-parallel training with ``torch.distributed``: gloo on CPU, nccl on GPUs.
 
-:func:`launch` starts N local processes (``--nproc N``). :func:`run_worker` is the one entry point every
-process runs; it reads its rank from its arguments or, when started by torchrun, a Slurm allocation or on
-Dask workers, from the usual environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``, or
-``SLURM_PROCID``/``SLURM_NTASKS``) — the seam for the compute package.
+:func:`launch` starts N local processes (``--nproc N``) from the process that hosts the app's task (its
+sandboxed worker) and relays rank 0's epochs, metrics and checkpoints to it while they train.
+:func:`run_worker` is the one entry point every process runs; it reads its rank from its arguments or, when
+started by torchrun, a Slurm allocation or on Dask workers, from the usual environment (``RANK``,
+``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``, or ``SLURM_PROCID``/``SLURM_NTASKS``): the seam for the
+compute package.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
+import queue
 import socket
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,25 +26,42 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from twinengine.ml.config import TrainingConfig
-from twinengine.ml.tasks import load_task
-from twinengine.ml.trainer import FitResult, TrainingData, fit
+from twinengine.ml.task import EpochReport, FitResult, TrainingData, TrainingTask
+from twinengine.ml.trainer import fit
 
-__all__ = ["DistributedJob", "launch", "run_worker"]
+__all__ = ["DistributedJob", "Report", "launch", "run_worker", "task_of"]
+
+# What rank 0 tells the launching process: ("epoch", EpochReport), ("metrics", (metrics, step)),
+# ("checkpoint", None).
+Report = tuple[str, Any]
 
 
 @dataclass
 class DistributedJob:
-    """Everything a worker process needs, picklable: where the app's code is, the config and the data."""
+    """Everything a rank needs, picklable: the task's entrypoint, the config and the data."""
 
-    folder: str
-    package: str
-    entrypoint: str
+    entrypoint: str  # module:function returning the TrainingTask
     config: TrainingConfig
     data: TrainingData
     out: str  # rank 0 writes the trained weights and history here
+    path: list[str] = field(default_factory=list)  # folders first on sys.path in each rank (the app's code)
     checkpoint: str | None = None
-    tracking: tuple[str, str] | None = None  # (MLflow tracking uri, run id): rank 0 logs metrics there
     env: dict[str, str] = field(default_factory=dict)
+
+
+def task_of(entrypoint: str, path: list[str] | None = None) -> TrainingTask:
+    """Call ``module:function`` (importable, or found under ``path``) and check it is a TrainingTask."""
+    for folder in reversed(path or []):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    module_name, _, attr = entrypoint.partition(":")
+    factory = getattr(importlib.import_module(module_name), attr, None)
+    if not callable(factory):
+        raise ValueError(f"model entrypoint {entrypoint!r} is not a function of the app")
+    task = factory()
+    if not isinstance(task, TrainingTask):
+        raise ValueError(f"model entrypoint {entrypoint!r} returned {type(task).__name__}, not a TrainingTask")
+    return task
 
 
 def _free_port() -> int:
@@ -47,22 +70,39 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_worker(rank: int | None, world: int | None, job: DistributedJob) -> None:
-    """Join the process group, train, and (rank 0) write the result; ranks from the environment when None."""
+class _Relay:
+    """Rank 0's metric sink and callbacks: each report goes to the launching process through a queue."""
+
+    def __init__(self, reports: Any) -> None:
+        self.reports = reports
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.reports.put(("metrics", (dict(metrics), step)))
+
+    def epoch(self, report: EpochReport) -> None:
+        self.reports.put(("epoch", report))
+
+    def checkpoint(self) -> None:
+        self.reports.put(("checkpoint", None))
+
+
+def run_worker(rank: int | None, world: int | None, job: DistributedJob, reports: Any = None,
+               stop: Any = None) -> None:
+    """Join the process group, train, and (rank 0) write the result; ranks from the environment when None.
+    ``reports`` (a queue) receives rank 0's reports; ``stop`` (an event), once set, ends every rank at the
+    end of the same epoch."""
     os.environ.update(job.env)
     rank = rank if rank is not None else int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
     world = world if world is not None else int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")))
     cuda = job.config.device != "cpu" and torch.cuda.is_available()
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
-    sink = None
     try:
-        task = load_task(Path(job.folder), job.package, job.entrypoint)
-        if rank == 0 and job.tracking is not None:
-            from twinengine.ml.registry import AsyncMetricLogger, ModelRegistry
-
-            sink = AsyncMetricLogger(ModelRegistry(job.tracking[0]), job.tracking[1])
+        task = task_of(job.entrypoint, job.path)
+        relay = _Relay(reports) if rank == 0 and reports is not None else None
         result = fit(task, job.config, job.data, checkpoint=Path(job.checkpoint) if job.checkpoint else None,
-                     sink=sink)
+                     sink=relay, on_epoch=relay.epoch if relay else None,
+                     should_stop=(lambda: bool(stop.is_set())) if stop is not None else None,
+                     on_checkpoint=relay.checkpoint if relay else None)
         if rank == 0:
             state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
             torch.save({"model": state, "history": result.history, "epochs_run": result.epochs_run,
@@ -73,27 +113,44 @@ def run_worker(rank: int | None, world: int | None, job: DistributedJob) -> None
         # Only on success: after a failure the peer may be gone, and a barrier would wait for it.
         dist.barrier()
     finally:
-        if sink is not None:
-            sink.close()
         dist.destroy_process_group()
 
 
-def launch(nproc: int, job: DistributedJob) -> FitResult:
-    """Train on ``nproc`` local processes; returns rank 0's result with the model rebuilt in this process."""
+def launch(nproc: int, job: DistributedJob, *, on_report: Callable[[Report], None] | None = None,
+           should_stop: Callable[[], bool] | None = None) -> FitResult:
+    """Train on ``nproc`` local processes; returns rank 0's result with the model rebuilt in this process.
+    ``on_report`` sees rank 0's reports in this process, in order, while the ranks train; after each epoch
+    ``should_stop`` is asked, and a yes ends every rank at the end of its current epoch."""
     port = _free_port()
     job.env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), **job.env}
     pickle.dumps(job)  # fail here, not in a child, when something cannot travel
-    mp.start_processes(_spawned, args=(nproc, job), nprocs=nproc, join=True,  # type: ignore[attr-defined,no-untyped-call]
-                       start_method="spawn")
+    spawn = mp.get_context("spawn")
+    reports, stop = spawn.Queue(), spawn.Event()
+
+    def drain() -> None:
+        while True:
+            try:
+                report: Report = reports.get_nowait()
+            except queue.Empty:
+                return
+            if on_report is not None:
+                on_report(report)
+            if report[0] == "epoch" and should_stop is not None and should_stop():
+                stop.set()
+
+    context = mp.start_processes(_spawned, args=(nproc, job, reports, stop), nprocs=nproc,  # type: ignore[attr-defined,no-untyped-call]
+                                 join=False, start_method="spawn")
+    while not context.join(timeout=0.2):
+        drain()
+    drain()
     saved: dict[str, Any] = torch.load(job.out, map_location="cpu", weights_only=False)
-    task = load_task(Path(job.folder), job.package, job.entrypoint)
-    model = task.build_model(dict(job.config.params))
+    model = task_of(job.entrypoint, job.path).build_model(dict(job.config.params))
     model.load_state_dict(saved["model"])
     return FitResult(model=model, history=saved["history"], epochs_run=saved["epochs_run"],
                      resumed_from=saved["resumed_from"], stopped_early=saved["stopped_early"],
                      device=saved["device"], seconds=saved["seconds"])
 
 
-def _spawned(rank: int, world: int, job: DistributedJob) -> None:
+def _spawned(rank: int, world: int, job: DistributedJob, reports: Any, stop: Any) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    run_worker(rank, world, job)
+    run_worker(rank, world, job, reports, stop)

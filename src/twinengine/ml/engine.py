@@ -1,32 +1,41 @@
 """The runtime's AI lifecycle: a loop that claims queued training runs and executes them.
 
-A run: load the app's task from its archive, read its input records, train (one process or N with DDP),
-register the version in MLflow with its trail tags, pass it through the gate, move the aliases. Work passes
-through ``ml_training_runs`` rows, so a run whose process died is queued again and resumes from its checkpoint.
+A run: read its input records, start a worker of the twin's app (in the app's environment and sandbox) that
+loads the task and trains it (one process or N with DDP) while its epochs, metrics and checkpoints come back
+here; then register the model folder in MLflow with its trail tags, pass it through the gate, move the
+aliases. The engine never imports the app's code nor loads a model. Work passes through
+``ml_training_runs`` rows, so a run whose engine died is queued again and resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
+import queue
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
+from twinengine.catalog.archive import pack, unpack
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.models import AppVersion
+from twinengine.errors import DataCorrupted
 from twinengine.ml import gate as gates
-from twinengine.ml.flavours import flavour_named, flavour_of
+from twinengine.ml.config import TrainingConfig
 from twinengine.ml.models import GateDecision, TrainingRun
 from twinengine.ml.registry import CHALLENGER, CHAMPION, AsyncMetricLogger, ModelRegistry, registered_name
-from twinengine.ml.task import EpochReport, FitResult, TrainingData, TrainingTask
-from twinengine.ml.tasks import load_task, unpacked_version
+from twinengine.ml.remote import FitOutcome, RemoteTask, TaskInfo
+from twinengine.ml.task import TrainingData
 from twinengine.ml.warm import WarmModels
 from twinengine.quality.pedigree import flag_counts
 from twinengine.quality.plan import QUALITY
@@ -36,37 +45,54 @@ from twinengine.store.engine import Database
 from twinengine.streams.arrays import to_python
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.twins.models import Twin
+from twinengine.workers.process import Worker, WorkerError
+from twinengine.workers.service import AppWorkers
 
-__all__ = ["LoadedApp", "MLEngine"]
+if TYPE_CHECKING:
+    from twinengine.workers.apps import AppCode
+
+__all__ = ["MLEngine", "TwinApp", "model_checksum"]
 
 log = logging.getLogger("twinengine.ml")
 
+CHECKPOINT_FILE = "checkpoint.tar"  # a run's latest checkpoint, as its worker sent it (opaque)
+MODEL_BYTES = 1 << 36  # a model folder a worker sends unpacks to no more than 64 GiB
+
 
 @dataclass(frozen=True)
-class LoadedApp:
-    folder: Path
-    package: str
-    entrypoint: str
+class TwinApp:
+    """A twin's app version as the lifecycle uses it: the workers of its code and its manifest."""
+
+    workers: AppWorkers
+    manifest: Manifest
     archive_sha256: str
-    app: str  # name@version
+    ref: str  # name@version
+
+
+def model_checksum(folder: Path) -> str:
+    """sha256 of a model folder's canonical tar (sorted entries, no times): the same files, the same sum."""
+    return hashlib.sha256(pack(folder, compress=False)).hexdigest()
 
 
 class MLEngine:
-    """Training runs, the registry and warm models of one runtime."""
+    """Training runs, the registry and warm model folders of one runtime."""
 
     def __init__(self, *, data_dir: Path, db: Database, blobs: BlobStore, streams: Callable[[], StreamHub],
-                 mlflow_uri: str | None = None, workers: int = 1, warm_models: int = 8) -> None:
-        self.data_dir, self.db, self.blobs, self._streams = data_dir, db, blobs, streams
+                 apps: AppCode, mlflow_uri: str | None = None, workers: int = 1, warm_models: int = 8,
+                 training_timeout: float = 6 * 3600.0, training_memory: int | None = None) -> None:
+        self.data_dir, self.db, self.blobs, self._streams, self.apps = data_dir, db, blobs, streams, apps
         self.mlflow_uri = mlflow_uri
+        self.training_timeout, self.training_memory = training_timeout, training_memory
         self.root = data_dir / "ml"
         self._registry: ModelRegistry | None = None
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ml-train")
         self._running: dict[str, Future[None]] = {}
+        self._active: dict[str, Worker] = {}  # training workers by run (and trial worker), killed on stop
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._warm: WarmModels[tuple[Any, TrainingTask]] = WarmModels(warm_models)
+        self._warm: WarmModels[dict[str, Any]] = WarmModels(warm_models)
 
     @property
     def registry(self) -> ModelRegistry:
@@ -84,8 +110,12 @@ class MLEngine:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the loop and the training workers at once: their runs stay ``running`` and are queued again
+        when the engine starts, resuming from their last checkpoint."""
         self._stop.set()
         self._wake.set()
+        for worker in list(self._active.values()):
+            worker.kill()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -96,6 +126,8 @@ class MLEngine:
     def _loop(self) -> None:
         with self.db.session() as session:
             session.execute(update(TrainingRun).where(TrainingRun.status == "running").values(status="queued"))
+            session.execute(update(TrainingRun).where(TrainingRun.status == "stopping").values(
+                status="cancelled", finished_at=utcnow(), error="stopped on request"))
         while not self._stop.is_set():
             try:
                 self.check_policies()
@@ -142,20 +174,14 @@ class MLEngine:
             future.result(timeout=timeout)
 
     # -- one run
-    def app_of(self, twin: Twin, model: str) -> tuple[LoadedApp, Manifest]:
+    def app_of(self, twin: Twin) -> TwinApp:
+        """The twin's app version: its manifest and the warm workers of its code (in its environment)."""
         with self.db.session(readonly=True) as session:
             row = session.get(AppVersion, twin.app_id)
             assert row is not None
             manifest = Manifest.model_validate(row.manifest)
-            self.root.mkdir(parents=True, exist_ok=True)
-            apps = self.root / "apps"
-            apps.mkdir(exist_ok=True)
-            folder = unpacked_version(self.blobs, row, apps)
-            return LoadedApp(folder=folder, package=manifest.package_name, entrypoint=manifest.models[model].entrypoint,
-                             archive_sha256=row.archive_sha256, app=f"{row.name}@{row.version}"), manifest
-
-    def task(self, loaded: LoadedApp) -> TrainingTask:
-        return load_task(loaded.folder, loaded.package, loaded.entrypoint)
+            sha, ref = row.archive_sha256, f"{row.name}@{row.version}"
+        return TwinApp(workers=self.apps.get(sha, manifest), manifest=manifest, archive_sha256=sha, ref=ref)
 
     def read_records(self, twin: Twin, manifest: Manifest, selection: dict[str, Any]) -> tuple[list[dict[str, Any]],
                                                                                                dict[str, Any]]:
@@ -186,11 +212,14 @@ class MLEngine:
         try:
             self.execute(run_id)
         except Exception as exc:
-            log.exception("training run %s failed", run_id)
+            if self._stop.is_set():  # the engine is stopping: the run stays running, is queued again on start
+                log.info("training run %s interrupted by the engine stopping; it resumes on restart", run_id)
+                return
+            log.warning("training run %s failed: %s", run_id, exc, exc_info=not isinstance(exc, WorkerError))
             with self.db.session() as session:
                 row = session.get(TrainingRun, run_id)
                 if row is not None:
-                    row.status, row.error, row.finished_at = "failed", f"{type(exc).__name__}: {exc}", utcnow()
+                    row.status, row.error, row.finished_at = "failed", _error_text(exc), utcnow()
             if (mlrun := self._mlrun_of(run_id)) is not None:
                 self.registry.end_run(mlrun, ok=False)
 
@@ -200,6 +229,9 @@ class MLEngine:
             return row.mlflow_run_id if row is not None else None
 
     def execute(self, run_id: str) -> None:
+        """One run, in a worker of the twin's app started for it: load the task with the run's records, tune
+        (if asked), train with progress and checkpoints kept here, judge the champion on the same held-out
+        data, then register the model folder and apply the gate (all of it on this side of the pipe)."""
         with self.db.session(readonly=True) as session:
             row = session.get(TrainingRun, run_id)
             twin = session.get(Twin, row.twin_id) if row is not None else None
@@ -208,43 +240,52 @@ class MLEngine:
             session.expunge(twin)
             model, nproc, overrides, selection = row.model, row.nproc, dict(row.config), dict(row.inputs)
             trigger, mlrun = dict(row.trigger), row.mlflow_run_id
-        loaded, manifest = self.app_of(twin, model)
-        task = self.task(loaded)
-        flavour = flavour_of(task)
-        declared = flavour_named(manifest.models[model].framework)
-        if declared is not flavour:
-            raise ValueError(f"model {model!r}: the manifest declares framework {declared.name!r} but its task is "
-                             f"written for {flavour.name!r}")
-        if nproc > 1 and flavour.name != "pytorch":
-            raise ValueError(f"nproc {nproc}: distributed training is for pytorch models, not {flavour.name}")
-        config = task.config.merged(overrides)
+        app = self.app_of(twin)
+        spec = app.manifest.models[model]
         chosen = dict(selection.get("selection", selection))
-        if not chosen.get("stream") and manifest.models[model].stream:
-            chosen["stream"] = manifest.models[model].stream  # the model's own stream, as declared
-        records, inputs = self.read_records(twin, manifest, chosen)
+        if not chosen.get("stream") and spec.stream:
+            chosen["stream"] = spec.stream  # the model's own stream, as declared
+        records, inputs = self.read_records(twin, app.manifest, chosen)
         data = TrainingData(parameters=dict(twin.parameters), records=records, inputs=inputs)
-        name = registered_name(twin.name, model)
-        tags = {"twin.id": twin.id, "twin.name": twin.name, "model": model, "app": loaded.app,
-                "code.sha256": loaded.archive_sha256, "training_run": run_id, "inputs": json.dumps(inputs),
-                "trigger": json.dumps(trigger), "nproc": str(nproc),
-                "params": json.dumps(config.params, sort_keys=True), "framework": flavour.name}
-        if trigger.get("kind") == "tune":
-            config = self._tune(run_id, twin, model, task, config, data, trigger)
-        if mlrun is None:
-            mlrun = self.registry.start_run(name, name=run_id, params=_flat(config.model_dump()), tags=tags)
-        self._update(run_id, mlflow_run_id=mlrun, epochs=config.epochs,
-                     inputs={"selection": selection.get("selection", selection), **inputs})
-        checkpoint = self.root / "checkpoints" / run_id / "last.pt"
-        if nproc > 1:
-            result = self._fit_distributed(loaded, config, data, checkpoint, nproc, mlrun)
-        else:
-            sink = AsyncMetricLogger(self.registry, mlrun)
+        with app.workers.dedicated(label=f"training {run_id} of {app.ref}", memory_bytes=self.training_memory) \
+                as worker:
+            self._active[run_id] = worker
             try:
-                result = flavour.fit(task, config, data, checkpoint=checkpoint, sink=sink,
-                                     on_epoch=lambda r: self._progress(run_id, r))
+                remote = RemoteTask(worker, timeout=self.training_timeout)
+                info = remote.load(spec.entrypoint, spec.framework, overrides, data)
+                if nproc > 1 and info.framework != "pytorch":
+                    raise ValueError(f"nproc {nproc}: distributed training is for pytorch models, not "
+                                     f"{info.framework}")
+                config = info.config
+                if trigger.get("kind") == "tune":
+                    config = self._tune(run_id, twin, model, app, remote, info, overrides, data, trigger)
+                name = registered_name(twin.name, model)
+                tags = {"twin.id": twin.id, "twin.name": twin.name, "model": model, "app": app.ref,
+                        "code.sha256": app.archive_sha256, "training_run": run_id, "inputs": json.dumps(inputs),
+                        "trigger": json.dumps(trigger), "nproc": str(nproc),
+                        "params": json.dumps(config.params, sort_keys=True), "framework": info.framework}
+                if mlrun is None:
+                    mlrun = self.registry.start_run(name, name=run_id, params=_flat(config.model_dump()), tags=tags)
+                self._update(run_id, mlflow_run_id=mlrun, epochs=config.epochs,
+                             inputs={"selection": selection.get("selection", selection), **inputs})
+                checkpoint = self.root / "checkpoints" / run_id / CHECKPOINT_FILE
+                resume = checkpoint.read_bytes() if checkpoint.is_file() else None
+                sink = AsyncMetricLogger(self.registry, mlrun)
+                try:
+                    outcome = remote.fit(config, nproc=nproc, resume=resume,
+                                         progress=_RunProgress(self, run_id, sink, checkpoint))
+                finally:
+                    sink.close()
+                if outcome.stopped:
+                    self._cancelled(run_id, mlrun)
+                    return
+                champion = self.registry.alias(name, CHAMPION)
+                champion_metrics = (self._champion_on(remote, twin, model, name, champion, config)
+                                    if champion is not None else None)
             finally:
-                sink.close()
-        self._finish(run_id, twin, model, task, result, mlrun, name, tags, data, config)
+                self._active.pop(run_id, None)
+        self._finish(run_id, twin, model, info, outcome, mlrun, name, tags, champion, champion_metrics)
+        shutil.rmtree(checkpoint.parent, ignore_errors=True)  # the run is over: nothing to resume
 
     def optuna_storage(self) -> str:
         """The engine's database when it is PostgreSQL, else an embedded SQLite file in the data dir."""
@@ -254,73 +295,88 @@ class MLEngine:
         self.root.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.root / 'optuna.db'}"
 
-    def _tune(self, run_id: str, twin: Twin, model: str, task: TrainingTask, config: Any, data: TrainingData,
-              trigger: dict[str, Any]) -> Any:
-        from twinengine.ml.tune import parse_space, run_study
+    def _tune(self, run_id: str, twin: Twin, model: str, app: TwinApp, remote: RemoteTask, info: TaskInfo,
+              overrides: dict[str, Any], data: TrainingData, trigger: dict[str, Any]) -> TrainingConfig:
+        """Optuna's study lives here (its storage is the engine's); each trial trains in a worker of the app,
+        ``parallel`` of them at once, and a trial to prune is told to stop at the end of its epoch."""
+        from twinengine.ml.tune import parse_space, search
 
-        space = parse_space(trigger.get("space") or task.search_space or {})
+        space = parse_space(trigger.get("space") or info.search_space or {})
         trials = int(trigger.get("trials", 20))
+        parallel = max(1, int(trigger.get("parallel", 1)))
+        spec = app.manifest.models[model]
+        free: queue.SimpleQueue[RemoteTask] = queue.SimpleQueue()
+        free.put(remote)
+        with contextlib.ExitStack() as extra:
+            for index in range(1, parallel):
+                worker = extra.enter_context(app.workers.dedicated(
+                    label=f"training {run_id} of {app.ref}, trial worker {index}", memory_bytes=self.training_memory))
+                self._active[f"{run_id}#{index}"] = worker
+                helper = RemoteTask(worker, timeout=self.training_timeout)
+                helper.load(spec.entrypoint, spec.framework, overrides, data)
+                free.put(helper)
 
-        def progress(done: int) -> None:
-            self._update(run_id, progress=50.0 * done / trials)
+            def train(config: TrainingConfig, report: Callable[[int, dict[str, float]], bool]
+                      ) -> dict[str, float] | None:
+                trial_worker = free.get()
+                try:
+                    outcome = trial_worker.fit(config, progress=_TrialProgress(report), save=False, checkpoint=False)
+                finally:
+                    free.put(trial_worker)
+                return None if outcome.stopped else outcome.final
 
-        result = run_study(task, config, data, space=space, trials=trials, storage=self.optuna_storage(),
-                           study_name=f"{twin.name}.{model}.{run_id}", metric=trigger.get("metric", "val_loss"),
-                           direction="maximize" if trigger.get("direction") == "maximize" else "minimize",
-                           n_jobs=int(trigger.get("parallel", 1)),
-                           on_trial=progress)
+            def progress(done: int) -> None:
+                self._update(run_id, progress=50.0 * done / trials)
+
+            try:
+                result = search(train, info.config, space=space, trials=trials, storage=self.optuna_storage(),
+                                study_name=f"{twin.name}.{model}.{run_id}", metric=trigger.get("metric", "val_loss"),
+                                direction="maximize" if trigger.get("direction") == "maximize" else "minimize",
+                                n_jobs=parallel, on_trial=progress)
+            finally:
+                for index in range(1, parallel):
+                    self._active.pop(f"{run_id}#{index}", None)
         self._update(run_id, trigger=trigger | {"best": result.best_overrides, "best_value": result.best_value,
                                                 "complete": result.complete, "pruned": result.pruned,
                                                 "failed": result.failed})
-        return config.merged(result.best_overrides)
-
-    def _fit_distributed(self, loaded: LoadedApp, config: Any, data: TrainingData, checkpoint: Path, nproc: int,
-                         mlrun: str) -> FitResult:
-        from twinengine.ml.distributed import DistributedJob, launch
-
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        job = DistributedJob(folder=str(loaded.folder), package=loaded.package, entrypoint=loaded.entrypoint,
-                             config=config, data=data, out=str(checkpoint.parent / "result.pt"),
-                             checkpoint=str(checkpoint), tracking=(self.registry.tracking_uri, mlrun))
-        return launch(nproc, job)
-
-    def _progress(self, run_id: str, report: EpochReport) -> None:
-        with self.db.session() as session:
-            row = session.get(TrainingRun, run_id)
-            if row is not None:
-                row.epoch, row.epochs = report.epoch, report.epochs
-                row.progress = 100.0 * report.epoch / report.epochs
-                row.metrics = _finite(report.metrics)
-                row.history = [*row.history, {"epoch": float(report.epoch), **_finite(report.metrics)}]
+        return info.config.merged(result.best_overrides)
 
     def _update(self, run_id: str, **values: Any) -> None:
         with self.db.session() as session:
             session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(**values))
 
-    def _champion_on(self, name: str, champion: str, task: TrainingTask, data: TrainingData,
-                     config: Any) -> dict[str, float]:
+    def _cancelled(self, run_id: str, mlrun: str) -> None:
+        with self.db.session() as session:
+            session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(
+                status="cancelled", finished_at=utcnow(), error="stopped on request"))
+        self.registry.end_run(mlrun, ok=False, killed=True)
+
+    def _champion_on(self, remote: RemoteTask, twin: Twin, model: str, name: str, champion: str,
+                     config: TrainingConfig) -> dict[str, float]:
         """The champion's metrics on the candidate's held-out set, so both are judged on the same data; the
         metrics it was registered with when it cannot be rebuilt (other hyper-parameters)."""
         info = self.registry.version(name, champion)
-        flavour = flavour_of(task)
         try:
-            params = json.loads(info.tags.get("params", "{}")) or dict(config.params)
-            net = flavour.load(task, params, self.registry, name, champion)
-            return flavour.evaluate(task, net, data, config)
+            recipe = self.model_recipe(twin, model, champion)
+            params = recipe["params"] if recipe["params"] is not None else dict(config.params)
+            return remote.evaluate(recipe["folder"], params, config)
         except Exception as exc:
             log.warning("champion %s v%s could not be re-evaluated (%s); using its registered metrics", name,
                         champion, exc)
             return {k.removeprefix("metric."): float(v) for k, v in info.tags.items() if k.startswith("metric.")}
 
-    def _finish(self, run_id: str, twin: Twin, model: str, task: TrainingTask, result: FitResult, mlrun: str,
-                name: str, tags: dict[str, str], data: TrainingData, config: Any) -> None:
-        final = _finite({k: v for k, v in result.final.items() if k != "epoch"})
-        version = self.registry.register(name, mlrun, result.model, flavour=flavour_of(task),
-                                         tags=tags | {f"metric.{k}": f"{v:.9g}" for k, v in final.items()})
+    def _finish(self, run_id: str, twin: Twin, model: str, info: TaskInfo, outcome: FitOutcome, mlrun: str,
+                name: str, tags: dict[str, str], champion: str | None,
+                champion_metrics: dict[str, float] | None) -> None:
+        assert outcome.model is not None
+        final = _finite({k: v for k, v in outcome.final.items() if k != "epoch"})
+        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
+            folder = Path(tmp) / "model"
+            unpack(outcome.model, folder, max_unpacked_bytes=MODEL_BYTES, compressed=False)
+            version = self.registry.register(name, mlrun, folder, tags=tags | {
+                "model.sha256": model_checksum(folder), **{f"metric.{k}": f"{v:.9g}" for k, v in final.items()}})
         self.registry.set_alias(name, CHALLENGER, version)
-        champion = self.registry.alias(name, CHAMPION)
-        champion_metrics = self._champion_on(name, champion, task, data, config) if champion is not None else None
-        decision = gates.evaluate(gates.GateSpec.model_validate(task.gate), final, champion_metrics)
+        decision = gates.evaluate(gates.GateSpec.model_validate(info.gate), final, champion_metrics)
         self.registry.tag_version(name, version, {"gate.decision": "accepted" if decision.accepted else "rejected",
                                                   "gate.reason": decision.reason})
         if decision.accepted:
@@ -332,8 +388,8 @@ class MLEngine:
             assert row is not None
             row.status, row.model_version, row.finished_at, row.progress = "succeeded", version, utcnow(), 100.0
             row.metrics = final
-            row.history = [_finite(h) for h in result.history]
-            row.epoch = int(result.history[-1]["epoch"]) if result.history else row.epoch
+            row.history = [_finite(h) for h in outcome.history]
+            row.epoch = int(outcome.history[-1]["epoch"]) if outcome.history else row.epoch
             session.add(GateDecision(twin_id=twin.id, model=model, version=version, run_id=run_id,
                                      accepted=decision.accepted, reason=decision.reason,
                                      metrics=final | _finite({f"champion.{k}": v
@@ -341,23 +397,89 @@ class MLEngine:
                                      champion_before=champion))
 
     # -- serving
-    def champion_model(self, twin: Twin, model: str, version: str | None = None) -> tuple[str, Any, TrainingTask]:
-        """The champion (or ``version``) loaded once and kept warm; a new champion is picked up on the next
-        call, so a caller switches at its own boundary (a batch, a function call)."""
+    def champion_of(self, twin: Twin, model: str, version: str | None = None) -> str:
+        """``version`` when the registry has it, else the champion's; LookupError when there is none."""
         name = registered_name(twin.name, model)
-        chosen = version or self.registry.alias(name, CHAMPION)
-        if chosen is None:
-            raise LookupError(f"{name} has no champion yet")
+        if version is None:
+            chosen = self.registry.alias(name, CHAMPION)
+            if chosen is None:
+                raise LookupError(f"{name} has no champion yet")
+            return chosen
+        try:
+            self.registry.version(name, version)
+        except Exception:
+            raise LookupError(f"{name} has no version {version!r}") from None
+        return version
 
-        def load() -> tuple[Any, TrainingTask]:
-            loaded, _manifest = self.app_of(twin, model)
-            task = self.task(loaded)
-            tags = self.registry.version(name, chosen).tags
-            params = json.loads(tags.get("params", "{}")) if "params" in tags else dict(task.config.params)
-            return flavour_of(task).load(task, params, self.registry, name, chosen), task
+    def model_recipe(self, twin: Twin, model: str, version: str) -> dict[str, Any]:
+        """What an app worker builds ``version`` from: its registry version, hyper-parameters and model folder
+        (a plain tar, checked against the checksum it was registered with), kept warm here as bytes."""
+        name = registered_name(twin.name, model)
 
-        net, task = self._warm.get(name, chosen, load)
-        return chosen, net, task
+        def load() -> dict[str, Any]:
+            tags = self.registry.version(name, version).tags
+            with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
+                folder = self.registry.download_model(name, version, Path(tmp))
+                registered = tags.get("model.sha256")
+                if registered is not None and model_checksum(folder) != registered:
+                    raise DataCorrupted(f"{name} version {version}: its model files do not match the checksum "
+                                        "they were registered with")
+                blob = pack(folder, compress=False)
+            params = json.loads(tags["params"]) if "params" in tags else None
+            return {"version": version, "params": params, "folder": blob}
+
+        return self._warm.get(name, version, load)
+
+class _RunProgress:
+    """A run's fit as the engine records it: each epoch in its row (and whether a stop was asked), step
+    metrics to MLflow, each checkpoint written whole beside the previous one, then renamed over it."""
+
+    def __init__(self, engine: MLEngine, run_id: str, sink: AsyncMetricLogger, checkpoint: Path) -> None:
+        self.engine, self.run_id, self.sink, self.path = engine, run_id, sink, checkpoint
+
+    def epoch(self, epoch: int, epochs: int, metrics: dict[str, float]) -> bool:
+        kept = _finite(metrics)  # (MLflow has them already: the fit logs an epoch's metrics as points too)
+        with self.engine.db.session() as session:
+            row = session.get(TrainingRun, self.run_id)
+            if row is None:
+                return True
+            row.epoch, row.epochs = epoch, epochs
+            row.progress = 100.0 * epoch / epochs if epochs else 0.0
+            row.metrics = kept
+            row.history = [*row.history, {"epoch": float(epoch), **kept}]
+            return row.status == "stopping" or self.engine._stop.is_set()
+
+    def metrics(self, points: list[tuple[str, float, int, int]]) -> None:
+        self.sink.log_points(points)
+
+    def checkpoint(self, blob: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_bytes(blob)
+        partial.replace(self.path)
+
+
+class _TrialProgress:
+    """A tuning trial's fit: each epoch goes to Optuna (which may prune it); nothing is kept."""
+
+    def __init__(self, report: Callable[[int, dict[str, float]], bool]) -> None:
+        self.report = report
+
+    def epoch(self, epoch: int, epochs: int, metrics: dict[str, float]) -> bool:
+        return self.report(epoch, metrics)
+
+    def metrics(self, points: list[tuple[str, float, int, int]]) -> None:
+        pass
+
+    def checkpoint(self, blob: bytes) -> None:
+        pass
+
+
+def _error_text(exc: Exception) -> str:
+    """A failed run's error: the app's own ``Type: message`` and where in its code, when it raised there."""
+    if isinstance(exc, WorkerError):
+        return exc.remote + (f" (at {exc.place})" if exc.place else "")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _finite(values: dict[str, float]) -> dict[str, float]:

@@ -9,22 +9,16 @@ Frameworks are imported by the methods that need them, never by this module.
 
 from __future__ import annotations
 
-import io
 import math
-import pickle
 import random
-import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from twinengine.ml.config import TrainingConfig
 from twinengine.ml.task import EpochReport, FitResult, MetricSink, TrainingData, TrainingTask
-
-if TYPE_CHECKING:
-    from twinengine.ml.registry import ModelRegistry
 
 __all__ = ["Flavour", "KerasFlavour", "PyTorchFlavour", "SklearnFlavour", "UnknownFramework", "flavour_named",
            "flavour_of"]
@@ -35,7 +29,8 @@ class UnknownFramework(ValueError):
 
 
 class Flavour(ABC):
-    """One framework's side of the lifecycle; the engine, the registry and serving call only these methods."""
+    """One framework's side of the lifecycle. Its methods run where the app's code runs (the app's sandboxed
+    worker, or a developer's own process in ``twin app test``), never in the engine."""
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -43,29 +38,23 @@ class Flavour(ABC):
     @abstractmethod
     def fit(self, task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None = None,
             sink: MetricSink | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> FitResult:
-        """Train ``task`` under ``config`` on ``data``."""
+            should_stop: Callable[[], bool] | None = None,
+            on_checkpoint: Callable[[], None] | None = None) -> FitResult:
+        """Train ``task`` under ``config`` on ``data``; ``on_checkpoint`` is called each time ``checkpoint``
+        (a file or folder the flavour owns) has been written whole."""
 
     @abstractmethod
     def save(self, model: Any, folder: Path) -> None:
         """Write ``model`` into ``folder`` (absent until then): it becomes the registry run's ``model/``."""
 
     @abstractmethod
-    def load(self, task: TrainingTask, params: dict[str, Any], registry: ModelRegistry, name: str,
-             version: str) -> Any:
-        """The registered ``version`` of ``name``, ready to predict."""
+    def load(self, task: TrainingTask, params: dict[str, Any], folder: Path) -> Any:
+        """The model :meth:`save` wrote into ``folder`` (a registered version's ``model/``), ready to predict.
+        Called in the app's worker only: the engine never loads a model."""
 
     @abstractmethod
     def evaluate(self, task: TrainingTask, model: Any, data: TrainingData, config: TrainingConfig) -> dict[str, float]:
         """``val_loss`` and the task's metrics on the held-out part of ``data`` (the gate compares these)."""
-
-    @abstractmethod
-    def dumps(self, model: Any) -> bytes:
-        """The model as bytes for a function's worker (see :meth:`loads`)."""
-
-    @abstractmethod
-    def loads(self, task: TrainingTask, params: dict[str, Any], blob: bytes) -> Any:
-        """Inside a function's worker: the model :meth:`dumps` wrote."""
 
     def predict(self, task: TrainingTask, model: Any, inputs: Any) -> Any:
         """The app's ``predict(model, inputs)``."""
@@ -83,10 +72,12 @@ class PyTorchFlavour(Flavour):
 
     def fit(self, task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None = None,
             sink: MetricSink | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> FitResult:
+            should_stop: Callable[[], bool] | None = None,
+            on_checkpoint: Callable[[], None] | None = None) -> FitResult:
         from twinengine.ml.trainer import fit
 
-        return fit(task, config, data, checkpoint=checkpoint, sink=sink, on_epoch=on_epoch, should_stop=should_stop)
+        return fit(task, config, data, checkpoint=checkpoint, sink=sink, on_epoch=on_epoch, should_stop=should_stop,
+                   on_checkpoint=on_checkpoint)
 
     def save(self, model: Any, folder: Path) -> None:
         import torch
@@ -94,10 +85,11 @@ class PyTorchFlavour(Flavour):
         folder.mkdir(parents=True)
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / self.MODEL_FILE)
 
-    def load(self, task: TrainingTask, params: dict[str, Any], registry: ModelRegistry, name: str,
-             version: str) -> Any:
+    def load(self, task: TrainingTask, params: dict[str, Any], folder: Path) -> Any:
+        import torch
+
         net = task.build_model(params)
-        net.load_state_dict(registry.load_state(name, version))
+        net.load_state_dict(torch.load(folder / self.MODEL_FILE, map_location="cpu", weights_only=True))
         net.eval()
         return net
 
@@ -110,21 +102,6 @@ class PyTorchFlavour(Flavour):
         _train, val = task.datasets(data)
         wanted = config.metrics or sorted(task.metrics)
         return _evaluate(task, model.to(device), DataLoader(val, batch_size=256), wanted, device)
-
-    def dumps(self, model: Any) -> bytes:
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save(model.state_dict(), buffer)
-        return buffer.getvalue()
-
-    def loads(self, task: TrainingTask, params: dict[str, Any], blob: bytes) -> Any:
-        import torch
-
-        net = task.build_model(params)
-        net.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))  # tensors only, no code
-        net.eval()
-        return net
 
     def predict(self, task: TrainingTask, model: Any, inputs: Any) -> Any:
         import torch
@@ -142,7 +119,8 @@ class SklearnFlavour(Flavour):
 
     def fit(self, task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None = None,
             sink: MetricSink | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> FitResult:
+            should_stop: Callable[[], bool] | None = None,
+            on_checkpoint: Callable[[], None] | None = None) -> FitResult:
         """One epoch: a refit from scratch is what a restart does, so there is no checkpoint to resume."""
         import numpy as np
 
@@ -168,24 +146,22 @@ class SklearnFlavour(Flavour):
         import sklearn
 
         # Requirements named here: MLflow would otherwise infer them by loading the model in a subprocess.
-        mlflow.sklearn.save_model(model, str(folder), pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
+        # skops (MLflow's default format) refuses types it does not know, such as the app's own estimator
+        # classes: those are named as trusted, since the model is only ever loaded where the app's code runs.
+        import skops.io
 
-    def load(self, task: TrainingTask, params: dict[str, Any], registry: ModelRegistry, name: str,
-             version: str) -> Any:
+        own = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+        mlflow.sklearn.save_model(model, str(folder), pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+                                  skops_trusted_types=own or None)
+
+    def load(self, task: TrainingTask, params: dict[str, Any], folder: Path) -> Any:
         import mlflow.sklearn
 
-        return _load_mlflow_model(mlflow.sklearn, registry, name, version)
+        return mlflow.sklearn.load_model(str(folder))
 
     def evaluate(self, task: TrainingTask, model: Any, data: TrainingData, config: TrainingConfig) -> dict[str, float]:
         _train, val = task.datasets(data)
         return _measure(task, model, val, _wanted(task, config))
-
-    def dumps(self, model: Any) -> bytes:
-        return pickle.dumps(model)
-
-    def loads(self, task: TrainingTask, params: dict[str, Any], blob: bytes) -> Any:
-        # The worker runs the app's own code already: the estimator its training pickled is no wider trust.
-        return pickle.loads(blob)
 
     def predict(self, task: TrainingTask, model: Any, inputs: Any) -> Any:
         if task.predict is not None:
@@ -200,8 +176,8 @@ class KerasFlavour(Flavour):
     one left uncompiled gets the config's optimizer and mean squared error. Keras' own ``fit`` trains it; each
     epoch the engine computes ``val_loss`` and the app's metrics with the app's functions (as for scikit-learn),
     reports progress, checkpoints (``model.keras`` and the epoch reached, so a restart resumes) and applies
-    the config's early stopping. Versions are MLflow ``keras`` models; workers get the ``.keras`` archive,
-    loaded in Keras' safe mode (no arbitrary code from the file).
+    the config's early stopping. Versions are MLflow ``keras`` models, loaded (in the app's worker) in
+    Keras' safe mode: no arbitrary code from the file.
     """
 
     name = "keras"
@@ -211,7 +187,8 @@ class KerasFlavour(Flavour):
 
     def fit(self, task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None = None,
             sink: MetricSink | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> FitResult:
+            should_stop: Callable[[], bool] | None = None,
+            on_checkpoint: Callable[[], None] | None = None) -> FitResult:
         keras = _keras()
         keras.utils.set_random_seed(config.seed)
         wanted = _wanted(task, config)
@@ -238,6 +215,8 @@ class KerasFlavour(Flavour):
                     on_epoch(EpochReport(number, config.epochs, metrics))
                 if checkpoint is not None and number % config.checkpoint_every == 0:
                     flavour._checkpoint(self.model, checkpoint, number)
+                    if on_checkpoint is not None:
+                        on_checkpoint()
                 if stop.should_stop(metrics) or (should_stop is not None and should_stop()):
                     self.model.stop_training = True
 
@@ -270,29 +249,15 @@ class KerasFlavour(Flavour):
 
         mlflow.keras.save_model(model, str(folder), pip_requirements=[f"keras=={keras.__version__}"])
 
-    def load(self, task: TrainingTask, params: dict[str, Any], registry: ModelRegistry, name: str,
-             version: str) -> Any:
+    def load(self, task: TrainingTask, params: dict[str, Any], folder: Path) -> Any:
         _keras()
         import mlflow.keras
 
-        return _load_mlflow_model(mlflow.keras, registry, name, version)
+        return mlflow.keras.load_model(str(folder), load_model_kwargs={"safe_mode": True})
 
     def evaluate(self, task: TrainingTask, model: Any, data: TrainingData, config: TrainingConfig) -> dict[str, float]:
         _train, val = task.datasets(data)
         return _measure(task, model, val, _wanted(task, config))
-
-    def dumps(self, model: Any) -> bytes:
-        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
-            path = Path(tmp) / self.MODEL_FILE
-            model.save(path)
-            return path.read_bytes()
-
-    def loads(self, task: TrainingTask, params: dict[str, Any], blob: bytes) -> Any:
-        keras = _keras()
-        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
-            path = Path(tmp) / self.MODEL_FILE
-            path.write_bytes(blob)
-            return keras.saving.load_model(path, safe_mode=True)
 
     def predict(self, task: TrainingTask, model: Any, inputs: Any) -> Any:
         if task.predict is not None:
@@ -300,13 +265,6 @@ class KerasFlavour(Flavour):
         import numpy as np
 
         return model.predict(np.asarray(inputs, dtype="float32"), verbose=0)
-
-
-def _load_mlflow_model(mlflow_flavour: Any, registry: ModelRegistry, name: str, version: str) -> Any:
-    """A registered version loaded by MLflow's own loader of its flavour (``mlflow.sklearn``, ``mlflow.keras``),
-    from a download that is gone once it is in memory."""
-    with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
-        return mlflow_flavour.load_model(str(registry.download_model(name, version, Path(tmp))))
 
 
 def _keras() -> Any:

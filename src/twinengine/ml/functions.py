@@ -1,13 +1,13 @@
 """Warm champions for functions on arrival: the model versions the function worker asks for.
 
-A function whose ``model:`` the AI lifecycle has trained for its twin gets that twin's champion, loaded once
-through the ML engine; other models (and a model with no champion yet) stay the app-built object. Importing
+A function whose ``model:`` the AI lifecycle has trained for its twin gets that twin's champion, built once
+in the function's worker from the model folder the ML engine hands it; other models (and a model with no
+champion yet) stay the app-built object. Importing
 this module imports neither torch nor MLflow: the worker of an engine without the ``ml`` extra uses it too.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
@@ -28,8 +28,9 @@ _CHAMPION = ":champion:"
 
 @dataclass(frozen=True)
 class ServedModel:
-    """What ``ctx.model`` is when the twin's model has a champion: its registry version, the network (eval
-    mode) and the app's task; ``predict(inputs)`` runs the app's predict through the task's flavour."""
+    """What ``ctx.model`` is when the twin's model has a champion (and what ``predict`` uses): its registry
+    version, the network (eval mode) and the app's task; ``predict(inputs)`` runs the app's predict through
+    the task's flavour."""
 
     version: str
     net: Any
@@ -41,12 +42,21 @@ class ServedModel:
         return flavour_of(self.task).predict(self.task, self.net, inputs)
 
 
-def served_model(task: TrainingTask, version: str, params: dict[str, Any], state: bytes) -> ServedModel:
-    """Inside a function's worker: the champion built from the app's task and the bytes the engine handed in
-    (its flavour's ``dumps``: for PyTorch a state dict read with ``weights_only``, tensors and no code)."""
-    from twinengine.ml.flavours import flavour_of
+def served_model(task: TrainingTask, version: str, params: dict[str, Any] | None, folder: bytes) -> ServedModel:
+    """Inside an app's worker: a registered version built from the app's task and its model folder (a tar
+    the engine handed in unopened), loaded by the task's flavour; ``params`` None: the task's own (a version
+    registered without its hyper-parameters)."""
+    import tempfile
+    from pathlib import Path
 
-    return ServedModel(version=version, net=flavour_of(task).loads(task, params, state), task=task)
+    from twinengine.catalog.archive import unpack
+    from twinengine.ml.flavours import flavour_of
+    from twinengine.ml.task_host import MODEL_BYTES
+
+    with tempfile.TemporaryDirectory(prefix="version-") as tmp:
+        unpack(folder, Path(tmp), max_unpacked_bytes=MODEL_BYTES, compressed=False)
+        net = flavour_of(task).load(task, dict(task.config.params) if params is None else params, Path(tmp))
+    return ServedModel(version=version, net=net, task=task)
 
 
 class ChampionModels:
@@ -76,8 +86,7 @@ class ChampionModels:
 
     def recipe(self, twin_id: str, app_sha: str, model: str, version: str) -> dict[str, Any]:
         """How a function's worker builds ``version``: ``{}`` for the app-built model, else the champion's
-        registry version, parameters and model bytes (its flavour's ``dumps``), loaded once here and
-        kept warm through the ML engine."""
+        registry version, parameters and model folder (bytes the engine keeps warm and never opens)."""
         if _CHAMPION not in version:
             return {}
         champion = version.rpartition(_CHAMPION)[2]
@@ -86,10 +95,4 @@ class ChampionModels:
             if twin is None:
                 return {}
             session.expunge(twin)
-        from twinengine.ml.flavours import flavour_of
-        from twinengine.ml.registry import registered_name
-
-        used, net, task = self.runtime.ml.champion_model(twin, model, champion)
-        tags = self.runtime.ml.registry.version(registered_name(twin.name, model), used).tags
-        params = json.loads(tags["params"]) if "params" in tags else dict(task.config.params)
-        return {"version": used, "params": params, "state": flavour_of(task).dumps(net)}
+        return self.runtime.ml.model_recipe(twin, model, champion)

@@ -63,10 +63,10 @@ def train_model(ml: Callable[[], MLEngine], model: str, twin: str | None = None,
         with ctx.db.session(readonly=True) as session:
             found = session.get(TrainingRun, run_id)
             assert found is not None
-            if found.status in ("succeeded", "failed"):
+            if found.status in ("succeeded", "failed", "cancelled"):
                 decision = session.query(GateDecision).filter_by(run_id=run_id).one_or_none()
-                if found.status == "failed":
-                    raise ProcessParameterInvalid(f"train_model: run {run_id} failed: {found.error}")
+                if found.status != "succeeded":
+                    raise ProcessParameterInvalid(f"train_model: run {run_id} {found.status}: {found.error}")
                 return {"run": run_id, "version": found.model_version, "metrics": dict(found.metrics),
                         "accepted": bool(decision.accepted) if decision else False,
                         "reason": decision.reason if decision else None}

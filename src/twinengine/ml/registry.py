@@ -11,12 +11,11 @@ import contextlib
 import logging
 import os
 import queue
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars inside the engine's output
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # nor its INFO lines (they would break `--json` output)
@@ -24,16 +23,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-if TYPE_CHECKING:
-    from twinengine.ml.flavours import Flavour
-
 __all__ = ["AsyncMetricLogger", "ModelRegistry", "VersionInfo", "registered_name"]
 
 log = logging.getLogger("twinengine.ml")
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-MODEL_FILE = "model.pt"
 
 
 def registered_name(twin_name: str, model: str) -> str:
@@ -101,25 +96,18 @@ class ModelRegistry:
         for i in range(0, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
 
-    def end_run(self, run_id: str, *, ok: bool) -> None:
-        self.client.set_terminated(run_id, status="FINISHED" if ok else "FAILED")
+    def end_run(self, run_id: str, *, ok: bool, killed: bool = False) -> None:
+        """FINISHED, FAILED, or KILLED (stopped on request)."""
+        self.client.set_terminated(run_id, status="KILLED" if killed else "FINISHED" if ok else "FAILED")
 
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
 
     # -- model versions
-    def register(self, name: str, run_id: str, model: Any, *, tags: dict[str, str], description: str = "",
-                 flavour: Flavour | None = None) -> str:
-        """Keep the model as the run's artifact folder ``model/`` (written by its flavour; PyTorch when none is
-        given: ``model/model.pt``) and register a version of it."""
-        if flavour is None:
-            from twinengine.ml.flavours import PyTorchFlavour
-
-            flavour = PyTorchFlavour()
-        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
-            folder = Path(tmp) / "model"
-            flavour.save(model, folder)
-            self.client.log_artifacts(run_id, str(folder), artifact_path="model")
+    def register(self, name: str, run_id: str, folder: Path, *, tags: dict[str, str], description: str = "") -> str:
+        """Keep ``folder`` (a model its flavour saved, in the app's worker) as the run's artifact folder
+        ``model/`` and register a version of it."""
+        self.client.log_artifacts(run_id, str(folder), artifact_path="model")
         with self._lock, contextlib.suppress(MlflowException):
             self.client.create_registered_model(name)
         source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
@@ -162,15 +150,6 @@ class ModelRegistry:
             raise LookupError(f"{name} version {version} has no training run")
         return str(run_id)
 
-    def load_state(self, name: str, version: str) -> dict[str, Any]:
-        """The weights of a PyTorch version (downloaded from the artifact store; tensors only, no code)."""
-        import torch
-
-        with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
-            local = self.client.download_artifacts(self._run_of(name, version), f"model/{MODEL_FILE}", tmp)
-            state: dict[str, Any] = torch.load(local, map_location="cpu", weights_only=True)
-        return state
-
     def download_model(self, name: str, version: str, dest: Path) -> Path:
         """The version's ``model/`` folder, downloaded under ``dest`` (for a flavour to load)."""
         return Path(self.client.download_artifacts(self._run_of(name, version), "model", str(dest)))
@@ -192,6 +171,11 @@ class AsyncMetricLogger:
         now = int(time.time() * 1000)
         for key, value in metrics.items():
             self._queue.put((key, value, step, now))
+
+    def log_points(self, points: list[tuple[str, float, int, int]]) -> None:
+        """Points measured elsewhere (a training worker): (key, value, step, timestamp ms)."""
+        for point in points:
+            self._queue.put(point)
 
     def _drain(self) -> None:
         done = False

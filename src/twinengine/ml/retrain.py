@@ -12,15 +12,14 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.ml.drift import DriftSpec, detect
 from twinengine.ml.models import RetrainPolicy, TrainingRun
+from twinengine.ml.remote import features_of
 from twinengine.ml.schemas import DataSelection, TrainingRequest
 from twinengine.ml.service import enqueue
-from twinengine.ml.task import TrainingData
 from twinengine.quality.verification import SkillRule
 from twinengine.streams import buffers
 from twinengine.streams.hub import stream_key
@@ -51,16 +50,15 @@ def _queue(session: Session, policy: RetrainPolicy, twin: Twin, trigger: dict[st
 
 
 def check_drift(ml: MLEngine, session: Session, policy: RetrainPolicy, twin: Twin) -> dict[str, Any] | None:
-    """Compare the champion's training inputs with the latest window; returns the report (None: no verdict)."""
+    """Compare the champion's training inputs with the latest window; returns the report (None: no verdict).
+    The app's ``features`` run in a worker of the app, on the records the engine reads here."""
     last = session.scalar(select(TrainingRun).where(
         TrainingRun.twin_id == twin.id, TrainingRun.model == policy.model, TrainingRun.status == "succeeded",
         TrainingRun.model_version.is_not(None)).order_by(TrainingRun.finished_at.desc()).limit(1))
     if last is None or policy.drift is None:
         return None
-    loaded, manifest = ml.app_of(twin, policy.model)
-    task = ml.task(loaded)
-    if task.features is None:
-        return None
+    app = ml.app_of(twin)
+    manifest = app.manifest
     stream = policy.stream or last.inputs.get("stream") or manifest.models[policy.model].stream or \
         next(iter(manifest.streams), None)
     if stream is None:
@@ -72,9 +70,11 @@ def check_drift(ml: MLEngine, session: Session, policy: RetrainPolicy, twin: Twi
     reference, _ = ml.read_records(twin, manifest, {"stream": stream, "start": last.inputs.get("start", 0),
                                                     "end": last.inputs.get("end")})
     recent, _ = ml.read_records(twin, manifest, {"stream": stream, "start": max(end - policy.window, 0), "end": end})
-    params = dict(twin.parameters)
-    ref = np.asarray(task.features(TrainingData(parameters=params, records=reference)))
-    new = np.asarray(task.features(TrainingData(parameters=params, records=recent)))
+    found = features_of(app.workers.call, manifest.models[policy.model].entrypoint, dict(twin.parameters),
+                        reference, recent)
+    if found is None:
+        return None
+    ref, new = found
     report = detect(DriftSpec.model_validate(policy.drift), ref, new).to_dict() | {
         "stream": stream, "start": max(end - policy.window, 0), "end": end, "reference_run": last.id}
     policy.last_check = report | ({"skill": policy.last_check["skill"]}

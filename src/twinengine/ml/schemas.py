@@ -64,7 +64,7 @@ class TrainingRunRead(BaseModel):
     id: str
     twin_id: str
     model: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "stopping", "succeeded", "failed", "cancelled"]
     progress: float = Field(description="Percent done (0-100).")
     epoch: int
     epochs: int

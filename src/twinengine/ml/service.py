@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
-from twinengine.errors import ModelNotFound, Problem, TrainingRunNotFound, ValidationFailed, join_loc
+from twinengine.errors import Conflict, ModelNotFound, Problem, TrainingRunNotFound, ValidationFailed, join_loc
 from twinengine.ml.config import TrainingConfig
 from twinengine.ml.models import GateDecision, RetrainPolicy, TrainingRun
 from twinengine.ml.schemas import (
@@ -25,6 +25,7 @@ from twinengine.ml.schemas import (
     TwinModelRead,
 )
 from twinengine.quality.pedigree import QualityReport, quality_report
+from twinengine.store.base import utcnow
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # torch and MLflow are imported when the AI lifecycle is firs
     from twinengine.ml.engine import MLEngine
 
 __all__ = ["enqueue", "get_policy", "get_run", "list_models", "list_runs", "request_training", "run_read",
-           "set_policy", "trail"]
+           "set_policy", "stop_run", "trail"]
 
 
 def _model_of(session: Session, twin: Twin, model: str) -> None:
@@ -93,6 +94,24 @@ def get_run(session: Session, *, principal: Principal, twin_ref: str, run_id: st
     row = session.get(TrainingRun, run_id)
     if row is None or row.twin_id != twin.id:
         raise TrainingRunNotFound(f"twin {twin.name} has no training run {run_id!r}")
+    return run_read(row)
+
+
+def stop_run(session: Session, *, principal: Principal, twin_ref: str, run_id: str) -> TrainingRunRead:
+    """Ask a run to stop: a queued one is cancelled now, a running one ends at the end of its current epoch
+    (``stopping``, then ``cancelled``; nothing is registered, MLflow marks its run KILLED). Asking again is
+    harmless; a run that has already ended is a conflict."""
+    twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
+    row = session.get(TrainingRun, run_id, with_for_update=True)
+    if row is None or row.twin_id != twin.id:
+        raise TrainingRunNotFound(f"twin {twin.name} has no training run {run_id!r}")
+    if row.status in ("succeeded", "failed"):
+        raise Conflict(f"training run {run_id} has already ended ({row.status})")
+    if row.status == "queued":
+        row.status, row.finished_at, row.error = "cancelled", utcnow(), "stopped on request"
+    elif row.status == "running":
+        row.status = "stopping"
+    session.flush()
     return run_read(row)
 
 

@@ -1,27 +1,22 @@
-"""Find an app's training task: the model ``entrypoint`` of its manifest, imported from the app's package.
+"""Find an app's training task in this process: the model ``entrypoint`` of its manifest, imported from the
+app's folder, kept apart from other versions of the same package.
 
-Training still imports app code inside the engine (the next step moves training tasks into the app's
-sandboxed workers, like functions and processes already are).
+For a developer's own process (tests, notebooks, ``twin app test`` helpers): the engine itself never does this,
+its training runs in the app's sandboxed workers (:mod:`twinengine.ml.task_host`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 import pkgutil
 import sys
-import tarfile
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
-from twinengine.catalog.models import AppVersion
 from twinengine.ml.task import TrainingTask
-from twinengine.store.blobs import BlobStore
 
-__all__ = ["load_task", "unpacked_version"]
+__all__ = ["load_task"]
 
 _IMPORT_LOCK = threading.Lock()
 
@@ -46,19 +41,6 @@ def _load_package(folder: Path, package: str) -> dict[str, Any]:
                 del sys.modules[name]
             sys.modules.update(saved)
     return loaded
-
-
-def unpacked_version(blobs: BlobStore, row: AppVersion, root: Path) -> Path:
-    folder = root / f"{row.name}-{row.version}-{row.archive_sha256[:12]}"
-    if not folder.exists():
-        tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root))
-        with tarfile.open(fileobj=io.BytesIO(blobs.get(row.archive_sha256)), mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")
-        with contextlib.suppress(OSError):  # another thread unpacked it first
-            tmp.rename(folder)
-    return folder
-
-
 
 
 def load_task(folder: Path, package: str, entrypoint: str) -> TrainingTask:

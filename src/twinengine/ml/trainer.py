@@ -89,6 +89,17 @@ def _mean_over_world(values: dict[str, float], device: torch.device) -> dict[str
     return {k: float(v) / world for k, v in zip(keys, tensor.tolist(), strict=True)}
 
 
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """True when any process says so: under DDP every rank must leave the loop at the same epoch, or the
+    others would wait for it in the next all-reduce."""
+    _rank, world = _world()
+    if world == 1:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item() > 0)
+
+
 def _save(path: Path, state: dict[str, Any]) -> None:
     """Write then rename, so a kill mid-write leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,20 +116,24 @@ def _improved(value: float, best: float | None, mode: str, min_delta: float) -> 
 
 def fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None = None,
         sink: MetricSink | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
-        should_stop: Callable[[], bool] | None = None) -> FitResult:
-    """Train ``task`` under ``config``; resumes from ``checkpoint`` when that file exists."""
+        should_stop: Callable[[], bool] | None = None,
+        on_checkpoint: Callable[[], None] | None = None) -> FitResult:
+    """Train ``task`` under ``config``; resumes from ``checkpoint`` when that file exists. ``should_stop`` is
+    asked after each epoch (under DDP every rank asks and all stop when any says so); ``on_checkpoint`` is
+    called on rank 0 after each checkpoint is written whole."""
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _fit(task, config, data, checkpoint=checkpoint, sink=sink, on_epoch=on_epoch, should_stop=should_stop)
+        return _fit(task, config, data, checkpoint=checkpoint, sink=sink, on_epoch=on_epoch, should_stop=should_stop,
+                    on_checkpoint=on_checkpoint)
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, checkpoint: Path | None,
          sink: MetricSink | None, on_epoch: Callable[[EpochReport], None] | None,
-         should_stop: Callable[[], bool] | None) -> FitResult:
+         should_stop: Callable[[], bool] | None, on_checkpoint: Callable[[], None] | None) -> FitResult:
     rank, world = _world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
@@ -202,10 +217,12 @@ def _fit(task: TrainingTask, config: TrainingConfig, data: TrainingData, *, chec
             _save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
                                "best": best, "stale": stale, "step": step, "rng": torch.get_rng_state()})
+            if on_checkpoint is not None:
+                on_checkpoint()
         if stop is not None and stale >= stop.patience:
             stopped_early = True
             break
-        if should_stop is not None and should_stop():
+        if should_stop is not None and _any_rank(should_stop(), device):
             break
     if task.predictions is not None and history and rank == 0:
         from twinengine.ml.intervals import interval_metrics

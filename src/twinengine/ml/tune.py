@@ -22,7 +22,7 @@ from twinengine.ml.config import TrainingConfig
 from twinengine.ml.flavours import flavour_of
 from twinengine.ml.task import EpochReport, TrainingData, TrainingTask
 
-__all__ = ["Dimension", "SearchSpace", "StudyResult", "parse_space", "run_study"]
+__all__ = ["Dimension", "SearchSpace", "StudyResult", "Trainer", "parse_space", "run_study", "search"]
 
 
 class Dimension(BaseModel):
@@ -84,28 +84,36 @@ class StudyResult:
     failed: int
 
 
-def run_study(task: TrainingTask, base: TrainingConfig, data: TrainingData, *, space: SearchSpace, trials: int,
-              storage: str | None, study_name: str, metric: str = "val_loss",
-              direction: Literal["minimize", "maximize"] = "minimize",
-              n_jobs: int = 1, on_trial: Callable[[int], None] | None = None) -> StudyResult:
-    """Search ``space`` for ``trials`` trials; each trial trains without registering anything."""
+# Trains under a config, calling ``report(epoch, metrics)`` after each epoch (True: prune, stop at the end of
+# this epoch); returns the final metrics, or None when it stopped because it was told to.
+Trainer = Callable[[TrainingConfig, Callable[[int, dict[str, float]], bool]], dict[str, float] | None]
+
+
+def search(train: Trainer, base: TrainingConfig, *, space: SearchSpace, trials: int, storage: str | None,
+           study_name: str, metric: str = "val_loss", direction: Literal["minimize", "maximize"] = "minimize",
+           n_jobs: int = 1, on_trial: Callable[[int], None] | None = None) -> StudyResult:
+    """Search ``space`` for ``trials`` trials with ``train`` (in this process or in an app's workers); each
+    trial trains without registering anything. A trial that raises is recorded as failed and the search
+    goes on."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=study_name, storage=storage, direction=direction, load_if_exists=True,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
     finished = [0]
 
     def objective(trial: optuna.Trial) -> float:
-        config = base.merged(suggest(trial, space))
+        def report(epoch: int, metrics: dict[str, float]) -> bool:
+            value = metrics.get(metric)
+            if value is None:
+                return False
+            trial.report(value, epoch)
+            return bool(trial.should_prune())
 
-        def report(epoch: EpochReport) -> None:
-            value = epoch.metrics.get(metric)
-            if value is not None:
-                trial.report(value, epoch.epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned()
-
-        result = flavour_of(task).fit(task, config, data, on_epoch=report)
-        return float(result.final[metric])
+        final = train(base.merged(suggest(trial, space)), report)
+        if final is None:
+            raise optuna.TrialPruned()
+        if metric not in final:
+            raise ValueError(f"metric {metric!r} is not computed (have {sorted(final)})")
+        return float(final[metric])
 
     def counted(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
         finished[0] += 1
@@ -123,3 +131,22 @@ def run_study(task: TrainingTask, base: TrainingConfig, data: TrainingData, *, s
     return StudyResult(best_overrides=best, best_value=float(study.best_value), trials=len(states), complete=complete,
                        pruned=states.count(optuna.trial.TrialState.PRUNED),
                        failed=states.count(optuna.trial.TrialState.FAIL))
+
+
+def run_study(task: TrainingTask, base: TrainingConfig, data: TrainingData, *, space: SearchSpace, trials: int,
+              storage: str | None, study_name: str, metric: str = "val_loss",
+              direction: Literal["minimize", "maximize"] = "minimize",
+              n_jobs: int = 1, on_trial: Callable[[int], None] | None = None) -> StudyResult:
+    """:func:`search` with every trial trained in this process (a developer's own task)."""
+
+    def train(config: TrainingConfig, report: Callable[[int, dict[str, float]], bool]) -> dict[str, float] | None:
+        stop = [False]
+
+        def on_epoch(epoch: EpochReport) -> None:
+            stop[0] = stop[0] or report(epoch.epoch, epoch.metrics)
+
+        result = flavour_of(task).fit(task, config, data, on_epoch=on_epoch, should_stop=lambda: stop[0])
+        return None if stop[0] else result.final
+
+    return search(train, base, space=space, trials=trials, storage=storage, study_name=study_name, metric=metric,
+                  direction=direction, n_jobs=n_jobs, on_trial=on_trial)

@@ -1,7 +1,8 @@
 """Executing an ensemble: the shared part of the graph once, the members in parallel, then the statistics
 over the ``member`` dimension, kept as a netCDF result (in the lake when results go there) and written to
-the twin's state in one revision, with the members' run ids as lineage. Nothing is written from an
-ensemble with a failed member.
+the twin's state in one revision, with the members' run ids as lineage. The members' forecasts
+(``save_forecast``) are recorded as one forecast with every member, so verification scores the ensemble
+(CRPS, spread/skill, rank histogram). Nothing is written from an ensemble with a failed member.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from twinengine.quality.uncertainty import Uncertainty
 from twinengine.store.base import utcnow
 from twinengine.twins import service as twins
 from twinengine.twins.schemas import PropertyWrite
-from twinengine.workflows.context import RunContext
+from twinengine.workflows.context import RunContext, running
 from twinengine.workflows.evaluate import Canceled
+from twinengine.workflows.forecast_processes import record
 from twinengine.workflows.graph import parse_graph
 from twinengine.workflows.members import Member, MemberOutcome, MemberSet
 from twinengine.workflows.models import RunLog, WorkflowRun
@@ -158,10 +160,40 @@ def _conclude(engine: WorkflowEngine, ctx: RunContext, spec: dict[str, Any], out
     member_state = _member_state(outcomes)
     if member_state:
         out["member_state"] = member_state
+    with running(ctx):  # before the state: a forecast the store refuses fails the ensemble before any state
+        recorded = _record_forecasts(ctx, spec, outcomes)
+    if recorded:
+        out["forecasts"] = recorded
     written = _write_state(ctx, spec.get("state") or {}, out, principal, twin_id, stats)
     if written is not None:
         out["state_revision"] = written
     return out
+
+
+def _record_forecasts(ctx: RunContext, spec: dict[str, Any], outcomes: list[MemberOutcome]) -> list[str]:
+    """Per ``save_forecast`` node, the members' forecasts as one: the members' mean with every member, the
+    ensemble's quantiles (the outermost pair is its interval) and, with a threshold, the share of members
+    above it. Recorded as the ensemble's run."""
+    ids = []
+    for node in sorted(outcomes[0].forecasts):
+        bodies = [o.forecasts.get(node) for o in outcomes]
+        first = bodies[0]
+        if first is None or any(b is None or b["property"] != first["property"] for b in bodies):
+            raise _MemberFailed(f"the members' forecasts of node {node!r} differ in what they forecast")
+        series = [b["values"] for b in bodies if b is not None]
+        if len({len(v) for v in series}) != 1:
+            raise _MemberFailed(f"the members' forecasts of node {node!r} have different lengths")
+        members = np.asarray(series, dtype="float64").T  # (step, member)
+        body = {k: first[k] for k in ("property", "step", "issued_at", "valid_times", "model", "model_version",
+                                      "twin") if first.get(k) is not None}
+        body |= {"values": members.mean(axis=1).tolist(), "members": members.tolist(),
+                 "quantiles": {str(float(q)): np.quantile(members, float(q), axis=1).tolist()
+                               for q in spec["quantiles"]}}
+        threshold = spec.get("threshold")
+        if threshold is not None:
+            body["probabilities"] = {str(float(threshold)): (members > float(threshold)).mean(axis=1).tolist()}
+        ids.append(record(body, ctx.run_id))
+    return ids
 
 
 def _series(value: Any) -> Any:

@@ -18,9 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from twinengine.quality.spec import FLAGS, Flag
 
 __all__ = ["InputQuality", "QualityReport", "ValueQuality", "flag_counts", "input_quality", "quality_report",
-           "report_from_provenance", "value_quality", "worst"]
+           "records_quality", "report_from_provenance", "value_quality", "worst"]
 
 UNCHECKED = "unchecked"
+
+
+def _absent(value: Any) -> bool:
+    return value is None
 
 
 class ValueQuality(BaseModel):
@@ -31,6 +35,10 @@ class ValueQuality(BaseModel):
     flag: Literal["suspect", "bad"] = Field(description="The worst flag among the records it was computed from.")
     run: str | None = Field(default=None, description="The run that computed it.")
     inputs: list[str] = Field(default_factory=list, description="The inputs that were suspect or bad.")
+    function: str | None = Field(default=None, exclude_if=_absent,
+                                 description="The function on arrival that computed it (instead of a run).")
+    records: dict[str, int] | None = Field(default=None, exclude_if=_absent,
+                                           description="A function's call: its records per flag.")
 
 
 def flag_counts(column: pa.ChunkedArray | pa.Array | None) -> dict[str, int] | None:
@@ -81,6 +89,20 @@ def value_quality(report: dict[str, Any], run_id: str) -> dict[str, Any] | None:
         return None
     doubtful = [e["collection"] for e in report["inputs"] if e["flag"] in (Flag.SUSPECT.value, Flag.BAD.value)]
     return {"flag": report["flag"], "run": run_id, "inputs": doubtful}
+
+
+def records_quality(records: Iterable[dict[str, Any]], *, function: str, stream: str) -> dict[str, Any] | None:
+    """What a value written by a function on arrival says of the records of its call (``_quality`` of each,
+    as reads give it): None when they were all good, else the worst flag, the function, the stream
+    (``stream:TWIN/STREAM``) and the records per flag."""
+    counts = {flag.value: 0 for flag in FLAGS}
+    for record in records:
+        name = str(record.get("_quality") or Flag.GOOD.value)
+        counts[name] = counts.get(name, 0) + 1
+    flag = worst(counts)
+    if flag == Flag.GOOD.value:
+        return None
+    return {"flag": flag, "run": None, "inputs": [stream], "function": function, "records": counts}
 
 
 class InputQuality(BaseModel):

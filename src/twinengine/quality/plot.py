@@ -1,5 +1,6 @@
 """The picture of input quality: per stream, the share of good / suspect / bad records in each window
-(stacked bars) with the window's completeness as a line."""
+(stacked bars) with the window's completeness as a line; and the inputs of a run or model version with their
+records per flag."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from twinengine.quality.indicators import QualityReport
+from twinengine.quality.pedigree import QualityReport as InputsReport
 
-__all__ = ["plot_quality"]
+__all__ = ["plot_inputs", "plot_quality"]
 
 COLOURS = {"good": "#4c9a2a", "suspect": "#e0a800", "bad": "#c0392b"}
 
@@ -42,6 +44,31 @@ def plot_quality(path: Path, reports: Sequence[QualityReport], *, title: str = "
         ax.legend(loc="lower left", fontsize="small", ncols=4)
     if title:
         fig.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_inputs(path: Path, report: InputsReport) -> Path:
+    """A quality report's inputs as horizontal bars of their records per flag (unchecked inputs: no bar)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    inputs = report.inputs
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.5 * max(len(inputs), 1)), layout="constrained")
+    labels = [f"{i.collection} ({i.flag})" for i in inputs]
+    left = [0.0] * len(inputs)
+    for flag in ("good", "suspect", "bad"):
+        counts = [float((i.records or {}).get(flag, 0)) for i in inputs]
+        ax.barh(labels, counts, left=left, color=COLOURS[flag], label=flag)
+        left = [a + b for a, b in zip(left, counts, strict=True)]
+    ax.invert_yaxis()
+    ax.set_xlabel("records used")
+    ax.set_title(f"inputs of {report.subject}: {report.flag}", loc="left")
+    ax.legend(loc="lower right", fontsize="small", ncols=3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

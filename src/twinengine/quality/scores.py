@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import xarray as xr
 
-__all__ = ["Pairs", "Reliability", "exceedance", "reliability", "skill"]
+__all__ = ["Pairs", "Reliability", "exceedance", "rank_histogram", "reliability", "skill"]
 
 Array = npt.NDArray[np.float64]
 _PAIR, _MEMBER = "pair", "member"
@@ -93,6 +93,19 @@ def skill(pairs: Pairs) -> dict[str, float | None]:
         elif pairs.members is not None and pairs.members.ndim == 2 and pairs.members.shape[1] > 0:
             out["brier"] = _num(probability.brier_score(_da(exceedance(pairs.members, pairs.threshold)), outcome))
     return out
+
+
+def rank_histogram(members: Array, observed: Array) -> list[float] | None:
+    """Relative frequency of each rank of the observation among the m members (m + 1 ranks; an observation
+    equal to members shares its weight among the ranks it ties), through ``scores``. A calibrated ensemble
+    gives a flat histogram; a U shape is too little spread, a dome too much, a slope a bias. None without
+    at least one pair with members."""
+    from scores.probability import rank_histogram as histogram
+
+    if members.ndim != 2 or members.shape[1] == 0 or len(observed) == 0:
+        return None
+    found = histogram(_da(members, _MEMBER), _da(observed), _MEMBER)
+    return [float(v) for v in np.asarray(found.values, dtype="float64")]
 
 
 def exceedance(members: Array, threshold: float) -> Array:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from twinengine.quality.scores import Pairs, skill
+from twinengine.quality.scores import Pairs, exceedance, rank_histogram, reliability, skill
 from twinengine.quality.spec import Duration
 
 __all__ = ["METRICS", "ForecastPoint", "GroupScores", "Observation", "SkillRule", "interval_from_quantiles", "match",
@@ -78,13 +78,16 @@ class Observation:
 
 @dataclass
 class GroupScores:
-    """The scores of one (workflow, model version, lead) over the matched pairs."""
+    """The scores of one (workflow, model version, ensemble size, lead) over the matched pairs."""
 
     workflow: str | None
     model_version: str | None
     lead_seconds: int
     scores: dict[str, float | None]
     pairs: list[tuple[datetime, float, float]] = field(default_factory=list)  # (valid time, forecast, observed)
+    members: int | None = None  # the ensemble's size (None: forecasts without members)
+    rank_histogram: list[float] | None = None  # relative frequency of the observation's rank, m + 1 ranks
+    reliability: list[dict[str, float]] | None = None  # with a threshold: bins of forecast probability
 
 
 def interval_from_quantiles(quantiles: dict[str, float]) -> tuple[float, float, float] | None:
@@ -136,18 +139,39 @@ def _pairs(chosen: list[tuple[ForecastPoint, float]], threshold: float | None) -
 
 def verify(points: list[ForecastPoint], observations: list[Observation], *, tolerance: timedelta,
            threshold: float | None = None, keep_pairs: bool = False) -> list[GroupScores]:
-    """Scores per (workflow, model version, lead), ordered by those; groups without a pair are left out."""
+    """Scores per (workflow, model version, ensemble size, lead), ordered by those; groups without a pair are
+    left out. An ensemble and a single forecast of the same workflow are scored apart (they are different
+    forecasting systems, and only the ensemble has members to score)."""
     index = match(points, observations, tolerance)
-    groups: dict[tuple[str, str, int], list[tuple[ForecastPoint, float]]] = defaultdict(list)
+    groups: dict[tuple[str, str, int, int], list[tuple[ForecastPoint, float]]] = defaultdict(list)
     for point, i in zip(points, index, strict=True):
         if i >= 0:
-            groups[(point.workflow or "", point.model_version or "", point.lead_seconds)].append(
+            size = len(point.members) if point.members else 0
+            groups[(point.workflow or "", point.model_version or "", size, point.lead_seconds)].append(
                 (point, observations[i].value))
     out = []
-    for (workflow, version, lead), chosen in sorted(groups.items()):
+    for (workflow, version, size, lead), chosen in sorted(groups.items()):
         kept = [(p.valid_time, p.value, o) for p, o in chosen] if keep_pairs else []
-        out.append(GroupScores(workflow or None, version or None, lead, skill(_pairs(chosen, threshold)), kept))
+        pairs = _pairs(chosen, threshold)
+        histogram = rank_histogram(pairs.members, pairs.observed) if pairs.members is not None else None
+        out.append(GroupScores(workflow or None, version or None, lead, skill(pairs), kept, size or None, histogram,
+                               _reliability(pairs)))
     return out
+
+
+def _reliability(pairs: Pairs, bins: int = 10) -> list[dict[str, float]] | None:
+    """Bins of a reliability diagram of exceeding the threshold: the forecast's probability, or the share of
+    its members above the threshold."""
+    if pairs.threshold is None:
+        return None
+    probability = pairs.probability
+    if probability is None and pairs.members is not None and pairs.members.ndim == 2 and pairs.members.shape[1]:
+        probability = exceedance(pairs.members, pairs.threshold)
+    if probability is None:
+        return None
+    outcome = (pairs.observed > pairs.threshold).astype("float64")
+    return [{"forecast": b.forecast, "observed": b.observed, "count": float(b.count)}
+            for b in reliability(probability, outcome, bins)]
 
 
 def pooled(points: list[ForecastPoint], observations: list[Observation], *, tolerance: timedelta,

@@ -43,6 +43,7 @@ from twinengine.streams.schemas import (
     RecordPage,
 )
 from twinengine.streams.schemas import StreamRead as StreamInfo
+from twinengine.streams.uncertainty import plain_records
 from twinengine.timeutil import Instant
 from twinengine.twins import service as twins
 from twinengine.twins.api import revision_read
@@ -144,7 +145,7 @@ async def read(
                 writer.write_table(table)
         return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM,
                         headers={"X-End-Offset": str(end)})
-    items = [jsonable(r) for r in table.to_pylist()] if table is not None else []
+    items = [jsonable(r) for r in plain_records(table)] if table is not None else []
     after = items[-1][OFFSET] + 1 if items else (start or 0)
     return RecordPage(twin_id=row.id, stream=stream, count=len(items), next_offset=after, end_offset=end, items=items)
 
@@ -216,7 +217,7 @@ async def events(
                                                        max_bytes=service.PAGE_BYTES))
         if table is not None:
             quiet = 0.0
-            for record in table.to_pylist():
+            for record in plain_records(table):
                 # json.dumps writes NaN and ±Infinity as tokens, as record pages do; encoding `data` nulls them.
                 yield ServerSentEvent(raw_data=json.dumps(jsonable(record)), id=str(record[OFFSET]), event="record")
                 position, sent = record[OFFSET] + 1, sent + 1

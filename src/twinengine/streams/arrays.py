@@ -12,6 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from twinengine.streams.uncertainty import plain_records
+
 __all__ = ["as_matrix", "is_array", "to_python"]
 
 
@@ -58,11 +60,12 @@ def _rows(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray | None]:
 
 
 def to_python(table: pa.Table) -> list[dict[str, Any]]:
-    """``table.to_pylist()``, except that array fields are numpy arrays (never lists of Python floats)."""
+    """``table.to_pylist()``, except that array fields are numpy arrays (never lists of Python floats) and a
+    record's ``_uncertainty`` is ``{field: {form: ...}}``."""
     arrays = [name for name, kind in zip(table.column_names, table.schema.types, strict=True) if is_array(kind)]
     if not arrays:
-        return list(table.to_pylist())
-    records: list[dict[str, Any]] = table.drop_columns(arrays).to_pylist()
+        return plain_records(table)
+    records: list[dict[str, Any]] = plain_records(table.drop_columns(arrays))
     for name in arrays:
         for record, row in zip(records, _rows(table.column(name)), strict=True):
             record[name] = row

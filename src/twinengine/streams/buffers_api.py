@@ -12,6 +12,7 @@ from twinengine.api.routing import api_router
 from twinengine.streams import buffers
 from twinengine.streams.api import ARROW_STREAM, jsonable
 from twinengine.streams.schemas import BufferCreate, BufferFillRead, BufferRead
+from twinengine.streams.uncertainty import plain_records
 from twinengine.twins.service import manifest_for
 
 __all__ = ["router"]
@@ -66,7 +67,7 @@ def buffer_records(twin: TwinRef, name: BufferName, fill: Annotated[int, Path(ge
             with pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
         return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
-    return [jsonable(r) for r in table.to_pylist()]
+    return [jsonable(r) for r in plain_records(table)]
 
 
 @router.post("/{twin}/buffers/{name}/fills/{fill}/consumed", name="buffer_consumed",

@@ -345,7 +345,8 @@ class StreamHub:
             pos += run
         if not tables:
             return None
-        return pa.concat_tables(tables)
+        # records from before a field declared uncertainty have no _uncertainty column: null there
+        return pa.concat_tables(tables, promote_options="default")
 
     # -- consumers and lag -----------------------------------------------------------------------
 

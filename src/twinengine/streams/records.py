@@ -4,7 +4,9 @@ The fast path lets pyarrow parse and type a whole batch in C++; only when it ref
 check run, so the answer names the record index and field (``records[17].level``, and for an array field
 the sample, ``records[3].strain[17]``). Nothing of a refused batch is kept: validation happens before anything
 is appended. An array field is an Arrow ``fixed_size_list`` (declared ``length``) or ``list`` of float64 or
-int64; its samples are never null, and float samples may be NaN or ±Infinity as float fields may.
+int64; its samples are never null, and float samples may be NaN or ±Infinity as float fields may. A field that
+declares uncertainty takes ``{"value": 2.1, "uncertainty": {"std": 0.3}}``; the record keeps the value in the
+field and the uncertainty in its ``_uncertainty`` column (``streams/uncertainty.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pyarrow.json as pajson
 
 from twinengine.catalog.manifest import MAX_ARRAY_LENGTH, FieldType, Stream, StreamField
 from twinengine.errors import InvalidInput, Problem, ValidationFailed
+from twinengine.streams import uncertainty
 from twinengine.streams.arrays import is_array
 
 __all__ = ["MAX_PROBLEMS", "arrow_schema", "arrow_type", "check_records", "parse_arrow", "parse_json_lines",
@@ -79,9 +82,9 @@ def parse_json_lines(stream: Stream, data: bytes) -> pa.Table:
         )
         table = _conform(stream, table.select(schema.names) if _has_all(table, schema) else None)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, _Refused):
-        table = None
+        table = None  # e.g. a value with its uncertainty ({"value": .., "uncertainty": ..}): an object, not a number
     if table is not None:
-        return table
+        return _with_uncertainty(stream, table, None)
     # The slow path finds the first problems with their places; it is the only one that must be exact.
     records: list[Any] = []
     for i, line in enumerate(data.splitlines()):
@@ -241,6 +244,7 @@ def check_records(stream: Stream, records: Sequence[Any], *, loc: str = "records
     problems: list[Problem] = []
     columns: dict[str, list[Any]] = {name: [] for name in stream.fields}
     required = set(_required(stream))
+    carried: list[dict[str, dict[str, Any]] | None] = []
     for i, record in enumerate(records):
         if len(problems) >= MAX_PROBLEMS:
             break
@@ -252,8 +256,17 @@ def check_records(stream: Stream, records: Sequence[Any], *, loc: str = "records
             if key not in stream.fields:
                 known = ", ".join(stream.fields)
                 problems.append(Problem(f"{where}.{key}", f"not a field of this stream (fields: {known})"))
+        forms: dict[str, dict[str, Any]] = {}
         for name, declared in stream.fields.items():
             value = record.get(name)
+            if isinstance(value, dict) and declared.type is not FieldType.ARRAY:
+                value, carries, found = uncertainty.split(f"{where}.{name}", name, declared, value)
+                problems += found
+                if found:
+                    columns[name].append(None)
+                    continue
+                if carries is not None:
+                    forms[name] = carries
             if value is None:
                 if name in required:
                     problems.append(Problem(f"{where}.{name}", "required"))
@@ -263,10 +276,21 @@ def check_records(stream: Stream, records: Sequence[Any], *, loc: str = "records
             if error:
                 problems.append(Problem(f"{where}.{name}{sub}", error))
             columns[name].append(checked)
+        carried.append(forms or None)
     if problems:
         raise ValidationFailed(problems[:MAX_PROBLEMS])
     schema = arrow_schema(stream)
-    return pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
+    table = pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
+    return _with_uncertainty(stream, table, carried)
+
+
+def _with_uncertainty(stream: Stream, table: pa.Table,
+                      carried: Sequence[dict[str, dict[str, Any]] | None] | pa.Array | None) -> pa.Table:
+    """A stream whose fields declare uncertainty keeps it in one more column (null for a record with none)."""
+    if not uncertainty.declares(stream):
+        return table
+    column = carried if isinstance(carried, pa.Array) else uncertainty.column_of(carried or [None] * table.num_rows)
+    return table.append_column(pa.field(uncertainty.UNCERTAINTY, uncertainty.UNCERTAINTY_TYPE), column)
 
 
 def _read_ipc(data: bytes) -> pa.Table:
@@ -286,8 +310,13 @@ def parse_arrow(stream: Stream, data: bytes) -> pa.Table:
     if table.num_rows == 0:
         raise ValidationFailed.one("records", "no records in the body")
     schema = arrow_schema(stream)
-    problems = [Problem(f"columns.{name}", "not a field of this stream") for name in table.column_names
-                if name not in stream.fields]
+    carried: pa.Array | None = None
+    problems: list[Problem] = []
+    if uncertainty.UNCERTAINTY in table.column_names and uncertainty.declares(stream):
+        carried, problems = uncertainty.check_column(stream, table.column(uncertainty.UNCERTAINTY))
+        table = table.drop_columns([uncertainty.UNCERTAINTY])
+    problems += [Problem(f"columns.{name}", "not a field of this stream") for name in table.column_names
+                 if name not in stream.fields]
     required = set(_required(stream))
     arrays = []
     for target in schema:
@@ -320,7 +349,7 @@ def parse_arrow(stream: Stream, data: bytes) -> pa.Table:
         arrays.append(column)
     if problems:
         raise ValidationFailed(problems[:MAX_PROBLEMS])
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return _with_uncertainty(stream, pa.Table.from_arrays(arrays, schema=schema), carried)
 
 
 def time_range(table: pa.Table, time_field: str) -> tuple[int, int]:

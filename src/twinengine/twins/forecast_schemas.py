@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from twinengine.quality.spec import Duration
 
-__all__ = ["ForecastRead", "ForecastValueRead", "ForecastWrite", "LeadScores", "PairRead", "VerificationRead"]
+__all__ = ["ForecastRead", "ForecastValueRead", "ForecastWrite", "LeadScores", "PairRead", "PeriodScores",
+           "ReliabilityBin", "ScoreHistoryRead", "VerificationRead"]
 
 _MAX_STEPS = 10_000
 
@@ -78,12 +79,22 @@ class PairRead(BaseModel):
     observed: float
 
 
+class ReliabilityBin(BaseModel):
+    """One bin of a reliability diagram: a reliable forecast has ``observed`` close to ``forecast``."""
+
+    forecast: float = Field(description="The mean forecast probability of the bin.")
+    observed: float = Field(description="How often the event happened.")
+    count: int
+
+
 class LeadScores(BaseModel):
-    """Scores of one (workflow, model version, lead time); a score the pairs cannot give is null."""
+    """Scores of one (workflow, model version, ensemble size, lead time); a score the pairs cannot give is
+    null."""
 
     workflow: str | None
     model_version: str | None
     lead_seconds: int
+    members: int | None = Field(default=None, description="The ensemble's size (null: forecasts without members).")
     n: int
     rmse: float | None = None
     mae: float | None = None
@@ -95,6 +106,12 @@ class LeadScores(BaseModel):
     brier: float | None = None
     coverage: float | None = None
     interval_level: float | None = None
+    rank_histogram: list[float] | None = Field(
+        default=None, description="Relative frequency of the observation's rank among the members (members + 1 "
+                                  "ranks): flat when the ensemble is calibrated.")
+    reliability: list[ReliabilityBin] | None = Field(
+        default=None, description="With a threshold: the reliability diagram of exceeding it, in bins of forecast "
+                                  "probability (from the forecast's probabilities, or its members).")
     pairs: list[PairRead] | None = None
 
 
@@ -107,3 +124,20 @@ class VerificationRead(BaseModel):
     forecast_values: int = Field(description="Forecast values in the window (matched or not).")
     observations: int = Field(description="Observations read to match them.")
     leads: list[LeadScores]
+
+
+class PeriodScores(LeadScores):
+    """The scores of one forecasting system and lead over one period of valid time (kept)."""
+
+    period_start: datetime = Field(description="Start of the period of valid time (periods count from 1970, UTC).")
+
+
+class ScoreHistoryRead(BaseModel):
+    """Kept scores per period of valid time, oldest first."""
+
+    twin_id: str
+    property: str
+    unit: str | None
+    period_seconds: int
+    tolerance_seconds: float
+    items: list[PeriodScores]

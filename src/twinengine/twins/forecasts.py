@@ -42,8 +42,8 @@ from twinengine.twins.forecast_schemas import (
 from twinengine.twins.models import StateValue, Twin
 from twinengine.twins.schemas import StateKind
 
-__all__ = ["add_forecast", "change_stamp", "check_skill", "list_forecasts", "numeric_property", "record_forecast",
-           "verification"]
+__all__ = ["add_forecast", "change_stamp", "check_skill", "forecast_points", "list_forecasts", "numeric_property",
+           "observations_near", "record_forecast", "verification"]
 
 MAX_VALUES = 200_000  # forecast values (or observations) one verification reads: narrow the window beyond
 MAX_LEAD_SECONDS = 10 * 366 * 86400  # leads are stored as 32-bit seconds; ten years is plenty
@@ -139,6 +139,9 @@ def record_forecast(session: Session, twin: Twin, body: ForecastWrite) -> Foreca
                      "probabilities": {k: v[i] for k, v in body.probabilities.items()} if body.probabilities
                      else None})
     session.execute(insert(ForecastValue), rows)
+    from twinengine.twins.score_history import refresh_after_forecast  # it reads forecasts through this module
+
+    refresh_after_forecast(session, twin, body.property)
     return row
 
 
@@ -175,7 +178,7 @@ def list_forecasts(session: Session, *, principal: Principal, ref: str, prop: st
     return [_read(r, found[r.id]) for r in rows]
 
 
-def _points(session: Session, twin: Twin, prop: str, *, lead: timedelta | None, since: datetime | None,
+def forecast_points(session: Session, twin: Twin, prop: str, *, lead: timedelta | None, since: datetime | None,
             until: datetime | None, workflow: str | None, model_version: str | None, threshold: float | None,
             newest: int | None = None) -> list[ForecastPoint]:
     query = (select(ForecastValue, Forecast.workflow, Forecast.model_version, Forecast.interval_level)
@@ -215,7 +218,7 @@ def _probability(given: dict[str, Any] | None, threshold: float | None) -> float
     return None
 
 
-def _observations(session: Session, twin: Twin, prop: str, points: list[ForecastPoint],
+def observations_near(session: Session, twin: Twin, prop: str, points: list[ForecastPoint],
                   tolerance: timedelta) -> list[Observation]:
     if not points:
         return []
@@ -246,15 +249,17 @@ def verification(session: Session, *, principal: Principal, ref: str, prop: str,
         raise ValidationFailed.one("tolerance", f"must be between 0 and {MAX_TOLERANCE.days} days")
     if lead is not None and abs(lead.total_seconds()) > MAX_LEAD_SECONDS:
         raise ValidationFailed.one("lead", f"must be shorter than {MAX_LEAD_SECONDS // 86400} days")
-    points = _points(session, twin, prop, lead=lead, since=since, until=until, workflow=workflow,
+    points = forecast_points(session, twin, prop, lead=lead, since=since, until=until, workflow=workflow,
                      model_version=model_version, threshold=threshold)
-    observations = _observations(session, twin, prop, points, tolerance)
+    observations = observations_near(session, twin, prop, points, tolerance)
     groups = verify(points, observations, tolerance=tolerance, threshold=threshold, keep_pairs=pairs)
     leads = []
     for group in groups:
         scores = {k: v for k, v in group.scores.items() if k != "n"}
         leads.append(LeadScores(workflow=group.workflow, model_version=group.model_version,
-                                lead_seconds=group.lead_seconds, n=int(group.scores.get("n") or 0), **scores,
+                                lead_seconds=group.lead_seconds, members=group.members,
+                                n=int(group.scores.get("n") or 0), rank_histogram=group.rank_histogram,
+                                reliability=group.reliability, **scores,
                                 pairs=[PairRead(valid_time=t, forecast=f, observed=o) for t, f, o in group.pairs]
                                 if pairs else None))
     return VerificationRead(twin_id=twin.id, property=prop, unit=unit, tolerance_seconds=tolerance.total_seconds(),
@@ -276,11 +281,11 @@ def check_skill(session: Session, twin: Twin, rule: SkillRule) -> dict[str, Any]
         StateValue.kind == StateKind.REPORTED.value))
     if observed_until is None:
         return {"metric": rule.metric, "value": None, "pairs": 0, "broken": None}
-    points = _points(session, twin, rule.property, lead=rule.lead, since=None,
+    points = forecast_points(session, twin, rule.property, lead=rule.lead, since=None,
                      until=observed_until + rule.tolerance + timedelta(microseconds=1), workflow=rule.workflow,
                      model_version=None, threshold=rule.threshold, newest=rule.pairs * 2)
     points.reverse()
-    observations = _observations(session, twin, rule.property, points, rule.tolerance)
+    observations = observations_near(session, twin, rule.property, points, rule.tolerance)
     scores = pooled(points, observations, tolerance=rule.tolerance, threshold=rule.threshold, newest=rule.pairs)
     n = int(scores.get("n") or 0)
     value = scores.get(rule.metric)

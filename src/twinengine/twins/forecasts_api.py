@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import Path, Query, status
 
-from twinengine.api.deps import PrincipalDep, SessionDep
+from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import api_router
 from twinengine.quality.spec import Duration
 from twinengine.timeutil import Instant
-from twinengine.twins import forecasts
-from twinengine.twins.forecast_schemas import ForecastRead, ForecastWrite, VerificationRead
+from twinengine.twins import forecasts, score_history
+from twinengine.twins.forecast_schemas import ForecastRead, ForecastWrite, ScoreHistoryRead, VerificationRead
 
 __all__ = ["router"]
 
@@ -56,3 +56,25 @@ def verification(
     return forecasts.verification(session, principal=principal, ref=twin, prop=property, lead=lead, since=since,
                                   until=until, tolerance=tolerance, threshold=threshold, workflow=workflow,
                                   model_version=model_version, pairs=pairs)
+
+
+@router.get("/{twin}/verification/history", name="score_history",
+            summary="Kept scores of the twin's forecasts per period of valid time, forecasting system and lead")
+def history(
+    twin: TwinRef,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    property: Annotated[str, Query(max_length=64, description="The verified state property.")],
+    period: Annotated[Duration, Query(description="Length of a period of valid time (default 1d; 1h to 366d).")
+                      ] = score_history.DEFAULT_PERIOD,
+    lead: Annotated[Duration | None, Query(description="Only this lead time: 24h, PT24H or seconds.")] = None,
+    since: Annotated[Instant | None, Query(description="Periods from the one holding this time.")] = None,
+    until: Annotated[Instant | None, Query(description="... that start before this time.")] = None,
+    workflow: Annotated[str | None, Query(max_length=64)] = None,
+    model_version: Annotated[str | None, Query(max_length=32)] = None,
+) -> ScoreHistoryRead:
+    # the history is brought up to date before it is read: a write, so not the request's read-only session
+    with runtime.db.session() as session:
+        return score_history.history(session, principal=principal, ref=twin, prop=property, period=period,
+                                     lead=lead, since=since, until=until, workflow=workflow,
+                                     model_version=model_version)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from twinengine.twins.forecast_schemas import ForecastRead, ForecastWrite, VerificationRead
+from twinengine.twins.forecast_schemas import ForecastRead, ForecastWrite, ScoreHistoryRead, VerificationRead
 
 if TYPE_CHECKING:
     from twinengine.client import Client
@@ -59,3 +59,14 @@ class VerificationClient:
                                  until=until.isoformat() if until else None, tolerance=_duration(tolerance),
                                  threshold=threshold, workflow=workflow, model_version=model_version,
                                  pairs=pairs or None)
+
+    def history(self, twin: str, prop: str, *, period: timedelta | str | None = None,
+                lead: timedelta | str | None = None, since: datetime | None = None, until: datetime | None = None,
+                workflow: str | None = None, model_version: str | None = None) -> ScoreHistoryRead:
+        """The kept scores per period of valid time (default a day), forecasting system and lead, oldest
+        first: how skill evolved."""
+        return self._client._get(ScoreHistoryRead, self._path(twin, "verification/history"), property=prop,
+                                 period=_duration(period), lead=_duration(lead),
+                                 since=since.isoformat() if since else None,
+                                 until=until.isoformat() if until else None, workflow=workflow,
+                                 model_version=model_version)

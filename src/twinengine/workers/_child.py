@@ -36,13 +36,17 @@ class Child:
     def __init__(self, inp: IO[bytes], out: IO[bytes]) -> None:
         self.inp, self.out = inp, out
         self.models: dict[str, tuple[str, Any]] = {}  # slot -> (version, model)
+        self.host: Any = None  # the AI lifecycle's task host (twinengine.ml.task_host), made on first use
         self.handlers: dict[str, Callable[[dict[str, Any], list[bytes]], Reply]] = {
             "hello": self.hello, "udf": self.udf, "index": self.index, "process": self.process,
-            "functions": self.functions}
+            "functions": self.functions, "predict": self.predict}
+        for op in ("load", "fit", "evaluate", "features"):
+            self.handlers[f"task.{op}"] = self._hosted(op)
 
-    def ask(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
-        """Ask the engine for something mid-call (the twin's state, a model) and wait for its answer."""
-        write_message(self.out, header)
+    def ask(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> tuple[dict[str, Any], list[bytes]]:
+        """Ask the engine for something mid-call (the twin's state, a model; a training epoch's report) and
+        wait for its answer."""
+        write_message(self.out, header, blobs)
         return read_message(self.inp)
 
     def serve(self) -> int:
@@ -136,6 +140,29 @@ class Child:
         os.close(progress)
         return {"calls": len(results), "failed": failed}, [b"[" + b",".join(results) + b"]"]
 
+    def _hosted(self, op: str) -> Callable[[dict[str, Any], list[bytes]], Reply]:
+        """A request of the AI lifecycle (``task.load``, ``task.fit`` ...), served by the task host."""
+
+        def handle(header: dict[str, Any], blobs: list[bytes]) -> Reply:
+            if self.host is None:
+                from twinengine.ml.task_host import TaskHost
+
+                self.host = TaskHost(lambda question, data: self.ask(question, data))
+            reply: Reply = getattr(self.host, op)(header, blobs)
+            return reply
+
+        return handle
+
+    def predict(self, header: dict[str, Any], blobs: list[bytes]) -> Reply:
+        """The app's predict with a model version the engine names (built once per slot and version)."""
+        from twinengine.ml.functions import ServedModel
+        from twinengine.ml.task_host import jsonable
+
+        served = self._model(header.get("model"))
+        if not isinstance(served, ServedModel):
+            raise LookupError("this model has no trained version to predict with")
+        return _value(jsonable(served.predict(unpickled(blobs[0]))))
+
     def _model(self, wanted: dict[str, Any] | None) -> Any:
         """The function's model for this batch, kept per slot and version; the engine says what to build."""
         if not wanted:
@@ -146,10 +173,10 @@ class Child:
             _reply, data = self.ask({"ask": "model", "slot": slot, "version": version})
             recipe = unpickled(data[0])
             built = _resolve(recipe["entrypoint"])()
-            if recipe.get("state") is not None:  # a champion the engine's registry holds: its weights
+            if recipe.get("folder") is not None:  # a version the engine's registry holds: its model folder
                 from twinengine.ml.functions import served_model
 
-                built = served_model(built, recipe["version"], recipe["params"], recipe["state"])
+                built = served_model(built, recipe["version"], recipe["params"], recipe["folder"])
             held = self.models[slot] = (version, built)
         return held[1]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Hashable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,16 @@ class AppWorkers:
     def lease(self, prefer: Hashable = None) -> AbstractContextManager[Worker]:
         return self.workers.pool.lease(self.key, lambda: self.workers.start(label=self.label, code=self.code,
                                                                             env=self.env), prefer)
+
+    @contextmanager
+    def dedicated(self, *, label: str, memory_bytes: int | None = None) -> Iterator[Worker]:
+        """A worker of this version for one long job (a training run): started fresh in its own sandbox and
+        scratch folder, never pooled, stopped afterwards."""
+        worker = self.workers.start(label=label, code=self.code, env=self.env, memory_bytes=memory_bytes)
+        try:
+            yield worker
+        finally:
+            worker.close()
 
     def call(self, header: dict[str, Any], blobs: list[bytes] | None = None, *, timeout: float | None = None,
              ask: Ask | None = None, prefer: Hashable = None) -> Message:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from twinengine.errors import ProcessParameterInvalid, ValidationFailed
 from twinengine.workflows.context import current
 
-__all__ = ["FORECAST_SPECS", "save_forecast", "time_label"]
+__all__ = ["FORECAST_SPECS", "forecast_body", "record", "save_forecast", "time_label"]
 
 _MEMBER_DIMS = ("member", "members", "realization", "ensemble", "number")
 
@@ -51,6 +51,27 @@ def _series(data: Any) -> tuple[list[float], list[list[float]] | None, list[date
     return array.tolist(), None, times
 
 
+def forecast_body(data: Any, property: str, step: str = "PT1H", issued_at: str | None = None, like: Any = None,
+                  model: str | None = None, model_version: str | None = None, twin: str | None = None,
+                  interval: float | None = None, interval_level: float = 0.9) -> dict[str, Any]:
+    """What ``save_forecast`` records, as a ``ForecastWrite`` body (its ``twin`` kept apart): an ensemble's
+    members hand theirs to the ensemble, which records one forecast with every member."""
+    values, members, times = _series(data)
+    if issued_at is None and isinstance(like, xr.DataArray):
+        axis = next((d for d in like.dims if d in ("t", "time")), None)
+        if axis is not None and like.sizes[axis]:
+            issued_at = _time_of(like[axis].values[0]).isoformat()
+    body: dict[str, Any] = {"property": property, "values": values, "members": members, "step": step,
+                            "issued_at": issued_at or datetime.now(UTC).isoformat(), "run_id": current().run_id,
+                            "model": model, "model_version": model_version, "twin": twin}
+    if times is not None:
+        body["valid_times"] = [t.isoformat() for t in times]
+    if interval is not None:
+        body.update(lower=[v - float(interval) for v in values], upper=[v + float(interval) for v in values],
+                    interval_level=interval_level)
+    return body
+
+
 def save_forecast(data: Any, property: str, step: str = "PT1H", issued_at: str | None = None, like: Any = None,
                   model: str | None = None, model_version: str | None = None, twin: str | None = None,
                   interval: float | None = None, interval_level: float = 0.9) -> str:
@@ -60,44 +81,41 @@ def save_forecast(data: Any, property: str, step: str = "PT1H", issued_at: str |
     (the cube the forecast was driven by; ``time_label`` of it is the cached way), then to now. A cube with a
     time dimension gives its own times.
     ``interval``: half-width of a prediction interval at ``interval_level`` (e.g. a model's conformal one)."""
+    ctx = current()
+    if (twin or ctx.twin) is None or ctx.db is None:
+        raise ProcessParameterInvalid("save_forecast: this run has no twin (or no store); pass twin")
+    body = forecast_body(data, property, step, issued_at, like, model, model_version, twin, interval, interval_level)
+    forecast_id = record(body, ctx.run_id)
+    ctx.log("info", f"save_forecast: {len(body['values'])} values of {property} as forecast {forecast_id}")
+    return forecast_id
+
+
+def record(body: dict[str, Any], run_id: str) -> str:
+    """Record a forecast body (``forecast_body``) for its twin (default: the run's), as run ``run_id`` of its
+    workflow; a malformed one is a ProcessParameterInvalid naming the field."""
     from twinengine.twins import forecasts
     from twinengine.twins import service as twins
     from twinengine.twins.forecast_schemas import ForecastWrite
     from twinengine.workflows.models import WorkflowRun
 
     ctx = current()
-    ref = twin or ctx.twin
+    ref = body.get("twin") or ctx.twin
     if ref is None or ctx.db is None:
         raise ProcessParameterInvalid("save_forecast: this run has no twin (or no store); pass twin")
-    values, members, times = _series(data)
-    if issued_at is None and isinstance(like, xr.DataArray):
-        axis = next((d for d in like.dims if d in ("t", "time")), None)
-        if axis is not None and like.sizes[axis]:
-            issued_at = _time_of(like[axis].values[0]).isoformat()
-    body: dict[str, Any] = {"property": property, "values": values, "members": members, "step": step,
-                            "issued_at": issued_at or datetime.now(UTC).isoformat(), "run_id": ctx.run_id,
-                            "model": model, "model_version": model_version}
-    if times is not None:
-        body["valid_times"] = [t.isoformat() for t in times]
-    if interval is not None:
-        body.update(lower=[v - float(interval) for v in values], upper=[v + float(interval) for v in values],
-                    interval_level=interval_level)
     try:
-        write = ForecastWrite.model_validate(body)
+        write = ForecastWrite.model_validate({k: v for k, v in body.items() if k != "twin"} | {"run_id": run_id})
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ProcessParameterInvalid(f"save_forecast: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     with ctx.db.session() as session:
         row = twins.get_twin(session, principal=ctx.principal, ref=ref, action="twin.operate")
-        run = session.get(WorkflowRun, ctx.run_id)
+        run = session.get(WorkflowRun, run_id)
         write.workflow = run.workflow if run is not None else None
         try:
             forecast = forecasts.record_forecast(session, row, write)
         except ValidationFailed as exc:
             raise ProcessParameterInvalid(f"save_forecast: {exc}") from None
-        forecast_id = forecast.id
-    ctx.log("info", f"save_forecast: {len(values)} values of {property} as forecast {forecast_id}")
-    return forecast_id
+        return forecast.id
 
 
 def time_label(data: Any, index: int = 0, dimension: str | None = None) -> str:

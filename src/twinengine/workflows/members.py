@@ -5,7 +5,8 @@ parameter reaches them, deterministic, not an output) are evaluated once and the
 through the executor, then handed to every member: loading and reducing the forcing data is shared. Each
 member is still a run of its own (node statuses, logs, assets, provenance). A member's state writes
 (``update_twin_state``) are not written: they are resolved and handed back, since the ensemble writes its
-statistics instead of N competing values; nor are its forecasts recorded (``save_forecast``).
+statistics instead of N competing values; nor are its forecasts recorded (``save_forecast``): they are handed
+back too, and the ensemble records them as one forecast with every member.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from twinengine.store.base import utcnow
 from twinengine.workflows import formats
 from twinengine.workflows.context import RunContext, running
 from twinengine.workflows.evaluate import Canceled, Evaluator
+from twinengine.workflows.forecast_processes import forecast_body
 from twinengine.workflows.graph import Graph
 from twinengine.workflows.models import WorkflowRun
 from twinengine.workflows.processes import fingerprint
@@ -42,8 +44,9 @@ log = logging.getLogger("twinengine.workflows")
 
 OUTPUTS = frozenset({"save_result", "update_twin_state"})  # one per member, never shared
 STATE_WRITER = "update_twin_state"
+FORECASTER = "save_forecast"
 # A member records no forecast of its own: verification would score N single members as N forecasts.
-HELD_BACK = frozenset({STATE_WRITER, "save_forecast"})
+HELD_BACK = frozenset({STATE_WRITER, FORECASTER})
 
 
 @dataclass
@@ -59,6 +62,7 @@ class MemberOutcome:
     status: str
     value: Any = None
     state: dict[str, Any] = field(default_factory=dict)  # what the member's update_twin_state would write
+    forecasts: dict[str, dict[str, Any]] = field(default_factory=dict)  # node → what its save_forecast would record
     error: dict[str, Any] | None = None
 
 
@@ -201,11 +205,14 @@ class MemberSet:
             with running(ctx):
                 result = evaluator.run(self.graph)
                 outcome.value = _finish_value(ctx, result)
-                for node_id in writers:
+                for node_id in held:
                     node = self.graph.nodes[node_id]
                     entry = self.registry.get(node.process_id, None, app_version=self.app_version)
                     args = evaluator._arguments(self.graph, node, member.parameters, node.arguments, entry)
-                    outcome.state.update({k: _plain(ctx, v) for k, v in (args.get("reported") or {}).items()})
+                    if node_id in writers:
+                        outcome.state.update({k: _plain(ctx, v) for k, v in (args.get("reported") or {}).items()})
+                    else:
+                        outcome.forecasts[node_id] = forecast_body(**args)
         except Canceled:
             outcome.status = RunStatus.CANCELED
             hooks.log("info", "canceled")

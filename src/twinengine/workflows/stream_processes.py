@@ -1,6 +1,8 @@
 """``load_stream``: a twin's stream history (compacted segments from the lake, then the log's open tail) as a
 dataset with one ``record`` per stream record, so graphs read streams like any other data. An array field
-``x`` is a (record, x_sample) variable (values of varying length padded with NaN).
+``x`` is a (record, x_sample) variable (values of varying length padded with NaN). A field's uncertainty comes
+as variables beside it (``level_std``, ``level_q05``, ``level_members``) that ``level`` lists in CF's
+``ancillary_variables``.
 
 The runtime hands the engine the reader (``engine.services["read_stream"]``); a stream changes as records
 arrive, so the process is never served from the result cache.
@@ -19,6 +21,7 @@ from twinengine.errors import ProcessParameterInvalid
 from twinengine.quality.pedigree import flag_counts
 from twinengine.quality.plan import QUALITY
 from twinengine.streams.arrays import as_matrix, is_array
+from twinengine.streams.uncertainty import UNCERTAINTY, variables
 from twinengine.timeutil import parse_instant
 from twinengine.workflows.context import current
 
@@ -46,7 +49,7 @@ def to_records_dataset(table: pa.Table | None, time_field: str) -> xr.Dataset:
     offsets = np.asarray(table.column(_OFFSET).to_numpy(zero_copy_only=False), dtype=np.int64)
     data: dict[str, Any] = {}
     for name in table.column_names:
-        if name in (_OFFSET, _ARRIVAL):
+        if name in (_OFFSET, _ARRIVAL, UNCERTAINTY):
             continue
         column = table.column(name)
         if is_array(column.type):  # an array field: its own sample dimension, e.g. (record, strain_sample)
@@ -58,6 +61,11 @@ def to_records_dataset(table: pa.Table | None, time_field: str) -> xr.Dataset:
             data[name] = ("record", np.asarray(column.to_pylist() if pa.types.is_string(column.type)
                                                else column.to_numpy(zero_copy_only=False)))
     ds = xr.Dataset(data, coords={"record": offsets})
+    if UNCERTAINTY in table.column_names:
+        for name, made in variables(table.column(UNCERTAINTY)).items():
+            ds = ds.assign({k: xr.Variable(dims, values, attrs) for k, (dims, values, attrs) in made.items()})
+            if name in ds and made:
+                ds[name].attrs["ancillary_variables"] = " ".join(made)
     if time_field in ds:
         ds = ds.set_coords(time_field)
     return ds

@@ -64,8 +64,11 @@ def retrain_on_drift(ctx: DemoContext) -> None:
                      seed=o.seed + 2)
     gauge.streams.append(twin.name, "gauges", base, producer="rr01-ml", seq=0)
     first = wait_for_training(ctx, twin.name, uma.ml.train(twin.name, MODEL).id, "training runoff_correction v1")
-    ctx.say(f"trained {MODEL} v{first.model_version} on {len(base)} readings: held-out level RMSE "
-            f"{first.metrics['rmse_level']:.3f} m (simulation alone {first.metrics['rmse_simulation']:.3f} m)")
+    where = ("a bubblewrap sandbox" if ctx.runtime.workers.sandbox.effective() == "bwrap"
+             else "a worker process (no sandbox here)")
+    ctx.say(f"trained {MODEL} v{first.model_version} on {len(base)} readings in {where} of the app (the engine "
+            f"never imports its code): held-out level RMSE {first.metrics['rmse_level']:.3f} m (simulation alone "
+            f"{first.metrics['rmse_simulation']:.3f} m)")
     if "interval_half_width" in first.metrics:  # the split-conformal interval the version carries
         m = first.metrics
         ctx.say(f"its {m['interval_level']:.0%} prediction interval: ±{m['interval_half_width']:.3f} m, covering "

@@ -38,6 +38,13 @@ def _quality(ctx: DemoContext, twin: str, faults: Any) -> None:
                                           f"level from {faults.stuck_at} and skipped {faults.gap_for} readings)")
     ctx.say(f"input quality of {twin}/gauges{injected}: {total.good} good, {total.suspect} suspect, {total.bad} "
             f"bad; failed checks: {failed}; completeness {total.completeness or 0:.1%}")
+    # pedigree: a level gauge_to_state wrote from a suspect reading says so in the twin's state
+    doubtful = [v for v in ctx.client("uma").history(twin, "level", limit=100_000).items if v.quality is not None]
+    ctx.facts["quality"]["doubtful_levels"] = len(doubtful)
+    if doubtful:
+        first = doubtful[0].quality
+        ctx.say(f"  {len(doubtful)} levels in the twin's state came from suspect readings and say so "
+                f"(quality {first.flag if first else '-'}, function {first.function if first else '-'}): pedigree")
     ctx.summary += [("input quality", f"{twin}/gauges: {total.good} good, {total.suspect} suspect, {total.bad} bad "
                                       f"({failed}); completeness {total.completeness or 0:.1%}; `twin quality "
                                       f"{twin}` for the windows"),

@@ -1,8 +1,10 @@
 """The verification chapter: the live twin's forecast workflow is run from past times over the record its
 gauges streamed (hindcasts, driven by the rain they measured; the catchment's storage at each start comes
 from the app's model run over that rain), the engine matches each forecast hour with the nearest observed
-level, and scores them per lead time: NSE and KGE, CRPS when an ensemble exists, and the coverage of a 90 %
-split-conformal interval calibrated on the earlier hindcasts and checked on the later ones."""
+level, and scores them per lead time: NSE and KGE, the coverage of a 90 % split-conformal interval
+calibrated on the earlier hindcasts and checked on the later ones, and, for the later hindcasts run again
+as ensembles (one forecast with every member), CRPS, spread/skill and the rank histogram. The scores are
+also kept per period of valid time (the score history)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,13 @@ __all__ = ["verify_forecasts"]
 HORIZON_HOURS = 12
 EVERY_HOURS = 6
 LEVEL = 0.9
+MEMBERS = 8  # each later hindcast again as an ensemble of this many members
+# what the ensembles perturb: the app's declared rain and runoff errors, and the catchment's storage at the
+# start (the model's own estimate; in dry weather the rain's error alone would leave the members identical)
+PERTURB = {"rain_factor": {"distribution": "lognormal", "sigma": 0.3},
+           "runoff_coefficient": {"distribution": "normal", "cv": 0.1},
+           "storage_mm": {"distribution": "lognormal", "sigma": 0.25}}
+HISTORY = "12h"  # the period of the score history shown
 
 
 def _hourly(items: list[Any], start: datetime, hours: int) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -45,17 +54,28 @@ def _rain_collection(folder: Any, name: str, start: datetime, rain: np.ndarray[A
 
 
 def _hindcast(ctx: DemoContext, twin: str, issued: datetime, rain: np.ndarray[Any, Any], storage: float,
-              interval: float | None) -> str:
+              interval: float | None, members: int = 0) -> str:
+    """One hindcast from ``issued``: a run of the forecast workflow, or an ensemble of ``members`` (the rain's
+    error and the runoff coefficient perturbed as river-reach declares), which records one forecast with
+    every member."""
     uma = ctx.client("uma")
     folder = ctx.runtime.settings.collections_dir or ctx.runtime.data_dir / "collections"
     folder.mkdir(parents=True, exist_ok=True)
     name = f"rain-hindcast-{issued:%Y%m%dT%H}"
-    _rain_collection(folder, name, issued, rain)
-    run = uma.workflows.run(twin, "forecast", {"collection": name, "storage_mm": storage, "interval_m": interval},
-                            sync=True)
-    if run.status != "finished":
-        raise RuntimeError(f"the hindcast from {issued:%Y-%m-%d %H:%M} ended as {run.status}: {run.error}")
-    return run.id
+    if not (folder / f"{name}.zarr").exists():
+        _rain_collection(folder, name, issued, rain)
+    parameters = {"collection": name, "storage_mm": storage, "interval_m": interval}
+    if members:
+        started = uma.ensembles.run(twin, "forecast", members=members, seed=ctx.options.seed, parameters=parameters,
+                                    perturb=PERTURB)
+        ended = uma.ensembles.wait(started.id, poll=0.05, timeout=600)
+        status, error, run_id = ended.status, ended.error, ended.id
+    else:
+        run = uma.workflows.run(twin, "forecast", parameters, sync=True)
+        status, error, run_id = run.status, run.error, run.id
+    if status != "finished":
+        raise RuntimeError(f"the hindcast from {issued:%Y-%m-%d %H:%M} ended as {status}: {error}")
+    return run_id
 
 
 def verify_forecasts(ctx: DemoContext) -> None:
@@ -79,12 +99,13 @@ def verify_forecasts(ctx: DemoContext) -> None:
         ctx.say(f"verification skipped: {hours} h of gauge records leave too few hindcasts of {HORIZON_HOURS} h")
         return
     calibration, checked = issues[: len(issues) // 2], issues[len(issues) // 2:]
-    advance = ctx.track("hindcasts of the forecast workflow", len(issues))
+    advance = ctx.track(f"hindcasts of the forecast workflow ({len(checked)} also as ensembles)",
+                        len(issues) + len(checked))
     started = time.perf_counter()
 
-    def run(at: datetime, interval: float | None) -> None:
+    def run(at: datetime, interval: float | None, members: int = 0) -> None:
         offset = int((at - o.start).total_seconds() // 3600)
-        _hindcast(ctx, twin, at, rain[offset: offset + HORIZON_HOURS], storage[offset], interval)
+        _hindcast(ctx, twin, at, rain[offset: offset + HORIZON_HOURS], storage[offset], interval, members)
         advance(1)
 
     for at in calibration:
@@ -95,43 +116,65 @@ def verify_forecasts(ctx: DemoContext) -> None:
     interval = calibrate(np.array([f for f, _ in pairs]), np.array([v for _, v in pairs]), level=LEVEL)
     for at in checked:
         run(at, interval.half_width)
+        run(at, None, MEMBERS)
     report = uma.verification.scores(twin, "level", workflow="forecast")
     # values valid after every calibration hindcast ended: only the later hindcasts, which carry the interval
     later = uma.verification.scores(twin, "level", since=checked[0] + timedelta(hours=HORIZON_HOURS),
                                     workflow="forecast")
     seconds = time.perf_counter() - started
-    leads = {g.lead_seconds // 3600: g for g in report.leads}
+    single = [g for g in report.leads if not g.members]
+    ensemble = [g for g in report.leads if g.members]
+    leads = {g.lead_seconds // 3600: g for g in single}
     shown = [h for h in (1, 6, HORIZON_HOURS) if h in leads]
-    covered = [g for g in later.leads if g.coverage is not None]
+    covered = [g for g in later.leads if g.coverage is not None and not g.members]
     coverage = (sum(g.coverage * g.n for g in covered if g.coverage is not None) / sum(g.n for g in covered)
                 if covered else None)
-    crps = [g.crps for g in report.leads if g.crps is not None]
+    crps = [g.crps for g in ensemble if g.crps is not None]
+    ranks = _pooled([(g.rank_histogram, g.n) for g in ensemble if g.rank_histogram])
+    ratio = [g.spread_skill for g in ensemble if g.spread_skill is not None]
+    history = uma.verification.history(twin, "level", period=HISTORY, lead="6h", workflow="forecast")
     facts: dict[str, Any] = {
-        "hindcasts": len(issues), "seconds": seconds, "pairs": sum(g.n for g in report.leads),
+        "hindcasts": len(issues), "ensembles": len(checked), "members": MEMBERS, "seconds": seconds,
+        "pairs": sum(g.n for g in single),
         "nse": {h: leads[h].nse for h in shown}, "kge": {h: leads[h].kge for h in shown},
-        "crps": {g.lead_seconds // 3600: g.crps for g in report.leads if g.crps is not None} or None,
-        "interval_half_width_m": interval.half_width, "coverage": coverage, "nominal": LEVEL}
-    ctx.say(f"{len(issues)} hindcasts of the forecast workflow ({HORIZON_HOURS} h ahead, every {EVERY_HOURS} h) "
-            f"matched with {facts['pairs']} observed levels in {seconds:.1f} s")
+        "crps": {g.lead_seconds // 3600: g.crps for g in ensemble if g.crps is not None} or None,
+        "spread_skill": float(np.mean(ratio)) if ratio else None, "rank_histogram": ranks,
+        "interval_half_width_m": interval.half_width, "coverage": coverage, "nominal": LEVEL,
+        "history": [(i.period_start.isoformat(), i.members, i.rmse, i.crps) for i in history.items]}
+    ctx.say(f"{len(issues)} hindcasts of the forecast workflow ({HORIZON_HOURS} h ahead, every {EVERY_HOURS} h), "
+            f"the later {len(checked)} also as {MEMBERS}-member ensembles, matched with {facts['pairs']} observed "
+            f"levels in {seconds:.1f} s")
     for h in shown:
         g = leads[h]
         ctx.say(f"  lead {h:>2} h: NSE {g.nse:.3f}, KGE {g.kge:.3f}, RMSE {g.rmse:.3f} m ({g.n} pairs)"
                 if g.nse is not None and g.kge is not None and g.rmse is not None else f"  lead {h} h: too few pairs")
     if crps:
-        ctx.say(f"  CRPS {np.mean(crps):.3f} m averaged over leads (ensemble members present)")
+        ctx.say(f"  ensembles: CRPS {np.mean(crps):.3f} m averaged over leads, spread/skill "
+                f"{facts['spread_skill']:.2f}" + (f", rank histogram {_bars(ranks)} (flat is calibrated)"
+                                                   if ranks else ""))
     else:
         ctx.say("  CRPS skipped: no ensemble forecast of the level has members yet")
     if coverage is not None:
         ctx.say(f"  a {LEVEL:.0%} conformal interval (± {interval.half_width:.3f} m from {interval.n} earlier "
                 f"pairs) covered {coverage:.1%} of the later hindcasts' observations")
-    issued = uma.verification.forecasts(twin, "level", limit=len(issues), values=True)
+    if history.items:
+        kept = ", ".join(f"{i.period_start:%d %H:%M} {'-' if i.rmse is None else format(i.rmse, '.3f')}"
+                         for i in history.items if not i.members)
+        ctx.say(f"  score history kept per {HISTORY} of valid time (RMSE in m at lead 6 h): {kept}")
+    issued = uma.verification.forecasts(twin, "level", limit=len(issues) + len(checked), values=True)
     levels = uma.history(twin, "level", limit=100_000).items
     path = plot_verification(
         ctx.runtime.data_dir / "river-reach-verification.png",
-        [(g.lead_seconds / 3600, g.model_dump()) for g in report.leads],
+        [(g.lead_seconds / 3600, g.model_dump()) for g in single],
+        others={f"{MEMBERS}-member ensembles": [(g.lead_seconds / 3600, g.model_dump()) for g in ensemble]},
         observed=[(v.timestamp, float(v.value)) for v in levels],
-        series=[[(v.valid_time, v.value) for v in f.values or []] for f in issued],
-        pairs_label=f"level: the {len(issues)} hindcasts ({HORIZON_HOURS} h each) against the gauge",
+        series=[[(v.valid_time, v.value) for v in f.values or []] for f in issued if not _members(f)],
+        bands=[[(v.valid_time, v.lower, v.upper) for v in f.values or [] if v.lower is not None and
+                v.upper is not None] for f in issued if _members(f)],
+        bands_label=f"ensembles' 5-95 % of {MEMBERS} members",
+        pairs_label=f"level: the {len(issues)} hindcasts ({HORIZON_HOURS} h each) and the ensembles' spread "
+                    "against the gauge",
+        ranks=ranks, ranks_label=f"rank histogram of the {MEMBERS}-member ensembles, all leads",
         unit=report.unit,
         title=f"{twin}: hindcasts of the forecast workflow against the gauge")
     facts["plot"] = str(path)
@@ -139,5 +182,27 @@ def verify_forecasts(ctx: DemoContext) -> None:
     nse = ", ".join(f"{h} h {leads[h].nse:.2f}" for h in shown if leads[h].nse is not None)
     ctx.summary += [("forecast skill", f"NSE by lead {nse}; coverage of the {LEVEL:.0%} interval "
                                        + (f"{coverage:.0%}" if coverage is not None else "-")
+                                       + (f"; ensembles' CRPS {np.mean(crps):.3f} m" if crps else "")
                                        + f"; `twin verify {twin}`"),
                     ("verification plot", str(path))]
+
+
+def _members(forecast: Any) -> bool:
+    return bool(forecast.values and forecast.values[0].members)
+
+
+def _pooled(histograms: list[tuple[list[float], int]]) -> list[float] | None:
+    """Rank histograms of several leads as one (weighted by their pairs)."""
+    if not histograms:
+        return None
+    total = sum(n for _, n in histograms)
+    return [sum(h[i] * n for h, n in histograms) / total for i in range(len(histograms[0][0]))]
+
+
+def _bars(shares: list[float] | None) -> str:
+    """A rank histogram as a line of block characters (the tallest rank is a full block)."""
+    if not shares:
+        return ""
+    blocks = " ▁▂▃▄▅▆▇█"
+    top = max(shares) or 1.0
+    return "".join(blocks[round(s / top * 8)] for s in shares)

@@ -24,6 +24,23 @@ export async function curves(slot, run, metrics = []) {
   return slot.plotted;
 }
 
+// A queued or running run can be stopped: a queued one at once, a running one at the end of its epoch.
+function stopButton(base, run) {
+  if (run.status !== "queued" && run.status !== "running") return "";
+  const button = h("button", { type: "button", class: "stop", "aria-label": `Stop training run ${run.id}` }, "Stop");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const stopped = await api(`${base}/training-runs/${enc(run.id)}/stop`, { method: "POST" });
+      button.replaceWith(h("span", { class: "muted" }, stopped.status));
+    } catch (error) {
+      button.disabled = false;
+      button.title = String(error.message || error);
+    }
+  });
+  return button;
+}
+
 export async function render(root, ctx) {
   const { twin, manifest } = await loadTwin(ctx.params[0]);
   const base = `/api/v1/twins/${enc(twin.id)}`;
@@ -53,8 +70,8 @@ export async function render(root, ctx) {
       table("Versions", ["version", "aliases", "training run", "gate decision", "metrics"], model.versions.map((v) => [v.version, v.aliases.join(", ") || "–", v.run_id || "–",
         decision(v.decision), v.decision ? Object.entries(v.decision.metrics).map(([k, m]) => `${k} ${show(m)}`).join(", ") : "–"])),
       h("h3", {}, "Training curves"), fig.el,
-      table("Training runs", ["run", "status", "progress", "trigger", "version", "created (UTC)"], runs.items.map((r) => [r.id, statusBadge(r.status), `${Math.round(r.progress)} %`,
-        r.trigger.kind || "", r.model_version || "–", when(r.created_at)])),
+      table("Training runs", ["run", "status", "progress", "trigger", "version", "created (UTC)", ""], runs.items.map((r) => [r.id, statusBadge(r.status), `${Math.round(r.progress)} %`,
+        r.trigger.kind || "", r.model_version || "–", when(r.created_at), stopButton(base, r)])),
       h("h3", {}, "Drift"),
       policy ? h("p", { class: "drift" }, policy.drift ? `Policy: ${policy.drift.method} test on ${policy.stream || "the first stream"}, threshold ${policy.drift.threshold}, window ${policy.window} records. ` : "No drift test in the policy. ",
         check ? (check.error ? `Last check failed: ${check.error}` : [`Last check: `, h("strong", {}, check.drifted ? "drifted" : "no drift"),
