@@ -1,6 +1,7 @@
 """Functions on joined streams, run by the engine's own function worker on both stream logs: records joined
 with their partners whichever stream comes first, a bounded wait for a partner that never comes (called
-flagged, or left out, with an event either way), effects once, and checkpoints that survive a restart."""
+flagged, or left out, with an event either way), effects once, checkpoints that survive a restart, and the
+pedigree of what a call wrote naming the joined stream whose record was not good."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def joined(ctx, records):
 '''
 STREAMS = {
     "readings": {"fields": {"time": {"type": "timestamp"}, "level": {"type": "float"}}},
-    "rain": {"fields": {"time": {"type": "timestamp"}, "mm": {"type": "float"}}},
+    "rain": {"fields": {"time": {"type": "timestamp"}, "mm": {"type": "float"}},
+             "quality": [{"check": "range", "field": "mm", "min": 0, "max": 50}]},
     "wind": {"time_field": "t", "fields": {"t": {"type": "timestamp"}, "speed": {"type": "float"}}},
 }
 
@@ -131,3 +133,18 @@ def test_joined_checkpoints_survive_a_restart(settings: Settings, tmp_path: Path
         fn = eventually(lambda: (f := uma.streams.functions("basin")[0]).offset == 4 and f)
         assert fn.calls == 4
     runtime.close()
+
+
+def test_a_value_computed_from_a_bad_partner_says_so(engine: Engine, tmp_path: Path) -> None:
+    uma = _twin(engine, tmp_path, "pedigree-app", wait="1h")
+    uma.streams.append("basin", "wind", [{"t": _at(i), "speed": 1.0} for i in range(2)])
+    uma.streams.append("basin", "rain", [{"time": _at(0), "mm": 1.0}, {"time": _at(1), "mm": 80.0}])  # 80: bad
+    uma.streams.append("basin", "readings", [{"time": _at(i), "level": float(i)} for i in range(2)])
+    assert len(_joined(uma, 2)) == 2
+    twin_id = uma.get_twin("basin").id
+    history = eventually(lambda: (h := uma.history("basin", "level").items) and len(h) == 2 and h)
+    first, second = history
+    assert first.quality is None  # its record and partners were good
+    assert second.quality is not None and second.quality.flag == "bad" and second.quality.function == "joined"
+    assert second.quality.inputs == [f"stream:{twin_id}/rain"]  # the partner, not the function's own stream
+    assert second.quality.records == {"good": 2, "suspect": 0, "bad": 1}  # its record and its two partners

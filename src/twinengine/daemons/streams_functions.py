@@ -34,7 +34,8 @@ from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.errors import StreamBackpressure, TwinEngineError
 from twinengine.ml.functions import ChampionModels
-from twinengine.quality.pedigree import records_quality
+from twinengine.quality.pedigree import records_quality, worst
+from twinengine.quality.spec import FLAGS
 from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
 from twinengine.store.changes import changed_since
@@ -446,8 +447,7 @@ class FunctionWorker:
                                  f"(workflows: {known})")
         ctx.checked_requests = len(ctx.workflow_requests)
         checked = []
-        quality = records_quality(records, function=consumer.name, stream=f"stream:{consumer.key}") \
-            if ctx.updates else None
+        quality = _pedigree(consumer, records) if ctx.updates else None
         for update in ctx.updates:
             writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
                       for k, v in update.values.items()}
@@ -513,6 +513,26 @@ class FunctionWorker:
 
 class _Remote(Exception):
     """An exception raised in a worker, as its ``Type: message`` line."""
+
+
+def _pedigree(consumer: _Consumer, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What a value a call wrote says of its records (``records_quality``); with a join, of their partners
+    too, naming each stream whose records were not all good."""
+    if consumer.joiner is None:
+        return records_quality(records, function=consumer.name, stream=f"stream:{consumer.key}")
+    inputs = {consumer.key: records} | {key: [r[name] for r in records if r.get(name)]
+                                        for name, key in zip(consumer.spec.inputs[1:], consumer.keys[1:],
+                                                             strict=True)}
+    flags = {key: [str(r.get("_quality") or "good") for r in rs] for key, rs in inputs.items()}
+    lacking = [key for key, names in flags.items() if any(name != "good" for name in names)]
+    if not lacking:
+        return None
+    counts = {flag.value: 0 for flag in FLAGS}
+    for names in flags.values():
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+    return {"flag": worst(counts), "run": None, "inputs": [f"stream:{key}" for key in lacking],
+            "function": consumer.name, "records": counts}
 
 
 def _joiner(manifest: Manifest, spec: FunctionSpec) -> Joiner | None:
