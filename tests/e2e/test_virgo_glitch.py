@@ -1,5 +1,6 @@
-"""virgo-glitch, the fast-channel reference app, in an engine: seeded frames of ten 4096-sample channels go in
-as Arrow IPC; the function on arrival (in the app's sandboxed worker) vetoes the glitch windows and publishes
+"""virgo-glitch, the fast-channel reference app, in an engine: seeded seconds of ten 4096-sample channels go in
+as ten Arrow IPC streams (one second of one channel lost); the function on arrival (in the app's sandboxed
+worker) joins them second by second, vetoes the glitch windows and publishes
 the whitened strain to ``cleaned``, which reads back as arrays with the simulator's truth and, through
 ``load_stream`` in the app's spectrum workflow, as a white spectrum; ``twin app test`` passes the app, its
 science test included."""
@@ -31,19 +32,21 @@ def engine(tmp_path: Path, drop_streams: list[Any]) -> Iterator[Engine]:  # noqa
         yield started
 
 
-def simulated(n: int, seed: int) -> tuple[pa.Table, list[Any]]:
+def simulated(n: int, seed: int) -> tuple[dict[str, pa.Table], list[Any]]:
+    """Seeded frames, as the ten tables of the ten streams the data acquisition sends."""
     sys.path.insert(0, str(APP))
     try:
-        from virgo_glitch.simulator import frames
+        from virgo_glitch.simulator import by_stream, frames
     finally:
         sys.path.remove(str(APP))
     sent = list(frames(n, seed=seed))
-    names = list(sent[0].record)
-    columns: dict[str, Any] = {"time": pa.array([f.record["time"] for f in sent], pa.timestamp("us", tz="UTC"))}
-    for name in names[1:]:
-        columns[name] = pa.FixedSizeListArray.from_arrays(
-            pa.array(np.concatenate([f.record[name] for f in sent])), 4096)
-    return pa.table(columns), sent
+    tables = {}
+    for stream, records in by_stream(sent).items():
+        field = next(k for k in records[0] if k != "time")
+        tables[stream] = pa.table({
+            "time": pa.array([r["time"] for r in records], pa.timestamp("us", tz="UTC")),
+            field: pa.FixedSizeListArray.from_arrays(pa.array(np.concatenate([r[field] for r in records])), 4096)})
+    return tables, sent
 
 
 @pytest.mark.slow
@@ -51,9 +54,14 @@ def test_frames_in_cleaned_strain_and_vetoes_out(engine: Engine) -> None:
     need_sandbox()
     engine.as_role("ada", "developer").publish_app(APP)
     uma = engine.as_role("uma", "user")
-    uma.create_twin("virgo-glitch@0.1.0", "v1", {})
-    table, sent = simulated(FRAMES, seed=11)
-    assert uma.streams.append("v1", "frame", table).count == FRAMES
+    uma.create_twin("virgo-glitch@0.2.0", "v1", {})
+    tables, sent = simulated(FRAMES, seed=11)
+    assert len(tables) == 10
+    lost = 5  # one second of the uncoupled magnetometer never arrives
+    for stream, table in tables.items():  # the strain first: its records wait for their auxiliary channels
+        if stream == "mag_y":
+            table = pa.concat_tables([table.slice(0, lost), table.slice(lost + 1)])
+        assert uma.streams.append("v1", stream, table).count == table.num_rows
 
     cleaned = eventually(lambda: (t := uma.streams.read_arrow("v1", "cleaned")).num_rows == FRAMES and t,
                          timeout=120)
@@ -70,6 +78,12 @@ def test_frames_in_cleaned_strain_and_vetoes_out(engine: Engine) -> None:
                        s.reported["windows"].value == FRAMES and s)
     assert state.reported["vetoed_windows"].value == sum(truth)
     assert uma.streams.dead_letters("v1") == []
+    # the frame without its magnetometer second was judged on the other channels, and says so
+    assert [i for i, m in enumerate(cleaned.column("missing").to_pylist()) if m] == [lost]
+    assert cleaned.column("missing")[lost].as_py() == "mag_y"
+    assert state.reported["incomplete_windows"].value == 1
+    (fn,) = uma.streams.functions("v1")
+    assert fn.stream == "strain" and len(fn.joins) == 9 and fn.offset == FRAMES
     # the spectrum workflow reads the cleaned stream back through load_stream: (record, h_sample)
     run = uma.workflows.run("v1", "spectrum", sync=True)
     assert run.status == "finished", run.error
@@ -84,5 +98,6 @@ def test_twin_app_test_passes_the_app() -> None:
     result = CliRunner().invoke(cli_app, ["--json", "app", "test", str(APP)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     found = {i["item"]: i for i in json.loads(result.output)["items"]}
-    for item in ("manifest", "tests", "publish", "twin", "workflow spectrum", "training glitch_shapes"):
+    for item in ("manifest", "tests", "publish", "twin", "function veto", "workflow spectrum",
+                 "training glitch_shapes"):
         assert found[item]["ok"] and not found[item]["skipped"], found.get(item)

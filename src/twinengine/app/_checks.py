@@ -6,6 +6,7 @@ service's validation, the training queue and the workflow runner (``run_now``, a
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from functools import partial
@@ -61,8 +62,9 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
     from twinengine.daemons.streams_functions import take_effects
     from twinengine.ml.functions import ChampionModels
     from twinengine.streams.arrays import to_python
-    from twinengine.streams.functions import FunctionContext, select_calls
+    from twinengine.streams.functions import FunctionContext, select_kept_calls
     from twinengine.streams.hub import stream_key
+    from twinengine.streams.join import Joiner
     from twinengine.streams.publish import append_published, check_published
     from twinengine.twins import state
     from twinengine.twins.models import Twin
@@ -73,7 +75,11 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
     table = rt.streams.read(stream_key(twin_id, spec.stream), start=0, limit=100_000,
                             time_field=manifest.streams[spec.stream].time_field)
     records = to_python(table) if table is not None else []
-    calls, _used = select_calls(spec.trigger, records)
+    skipped: list[int] = []
+    if spec.join is not None:  # every sample record has arrived: nothing waits
+        joined = Joiner(manifest, spec.stream, spec.join)(rt.streams, twin_id, table, records, now=math.inf)
+        records, skipped = joined.records, joined.skipped
+    calls, _used = select_kept_calls(spec.trigger, records, (), skipped)
     champions = ChampionModels(rt)
     model = None
     if spec.model is not None:

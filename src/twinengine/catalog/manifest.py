@@ -6,6 +6,7 @@ stored unchanged; the top level and the stream/state declarations are strict so 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -15,17 +16,19 @@ from jsonschema.exceptions import SchemaError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from twinengine.catalog.views import View
-from twinengine.quality.spec import Check, QualityPolicy
+from twinengine.quality.spec import Check, Duration, QualityPolicy
 from twinengine.quality.uncertainty import UncertaintyForm
 from twinengine.units import UnitError, check_unit
 
 __all__ = [
     "APP_NAME_PATTERN",
     "MAX_ARRAY_LENGTH",
+    "MAX_JOINED_STREAMS",
     "UNCERTAINTY_FIELD",
     "Author",
     "Cardinality",
     "FieldType",
+    "FunctionJoin",
     "FunctionSpec",
     "FunctionTrigger",
     "Manifest",
@@ -253,8 +256,36 @@ class FunctionTrigger(_Strict):
         return self
 
 
+MAX_JOINED_STREAMS = 15  # streams joined to the one a function runs on (16 inputs in all)
+
+
+class FunctionJoin(_Strict):
+    """Other streams of the twin whose records join each record of the function's ``stream`` on event time:
+    the partner within ``tolerance`` of the record's time, waited for at most ``wait`` after the record
+    arrived; a record whose partners did not come by then is called with what arrived (``incomplete: call``,
+    the absent streams listed in ``_missing``) or left out (``skip``). See docs/streams.md#joined-streams."""
+
+    streams: list[Ident] = Field(min_length=1, max_length=MAX_JOINED_STREAMS,
+                                 description="Streams joined to the function's stream, each record's partner a "
+                                             "key of the joined record.")
+    tolerance: Duration = Field(default=timedelta(0),
+                                description="Largest difference of event times for two records to join.")
+    wait: Duration = Field(default=timedelta(seconds=10),
+                           description="How long after a record arrived its late partners are waited for.")
+    incomplete: Literal["call", "skip"] = Field(
+        default="call", description="A record whose partners never came: call with what arrived, or leave out.")
+
+    @field_validator("tolerance", "wait")
+    @classmethod
+    def _bounded(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0) or value > timedelta(hours=1):
+            raise ValueError("must be between 0 and 1h")
+        return value
+
+
 class FunctionSpec(_Open):
-    """A Python function run on arrival of a stream's records (kept warm by the engine's workers)."""
+    """A Python function run on arrival of a stream's records (kept warm by the engine's workers); with
+    ``join``, on each record of ``stream`` joined with its partners from other streams."""
 
     description: str | None = None
     entrypoint: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
@@ -268,6 +299,12 @@ class FunctionSpec(_Open):
     publishes: list[Ident] = Field(default_factory=list, max_length=64,
                                    description="Streams of the twin the function may append records to with "
                                                "ctx.publish (never its own stream, and no cycle among functions).")
+    join: FunctionJoin | None = Field(default=None, description="Streams joined to ``stream`` on event time.")
+
+    @property
+    def inputs(self) -> list[str]:
+        """Every stream the function reads: its own, then the joined ones."""
+        return [self.stream, *(self.join.streams if self.join else [])]
 
 
 class OutputSpec(_Open):

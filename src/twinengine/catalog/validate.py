@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from twinengine.catalog.manifest import Manifest
+from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.errors import Problem, join_loc
 from twinengine.quality.spec import CHECK_KINDS
 
@@ -128,6 +128,10 @@ def _check_functions(manifest: Manifest) -> list[Problem]:
             elif target == fn.stream:
                 problems.append(Problem(f"{loc}.publishes[{i}]", f"a function cannot publish to {target!r}, the "
                                                                  "stream it runs on (it would call itself forever)"))
+            elif fn.join is not None and target in fn.join.streams:
+                problems.append(Problem(f"{loc}.publishes[{i}]", f"a function cannot publish to {target!r}, a "
+                                                                 "stream it joins (it would call itself forever)"))
+        problems += _check_join(manifest, loc, fn)
         trigger = fn.trigger
         if stream is None or trigger.kind != "condition" or trigger.field is None:
             continue
@@ -146,12 +150,43 @@ def _check_functions(manifest: Manifest) -> list[Problem]:
     return problems + _check_publish_cycles(manifest)
 
 
+def _check_join(manifest: Manifest, loc: str, fn: FunctionSpec) -> list[Problem]:
+    """Joined streams are declared, other than the function's own, named once, without a ``key`` (a join
+    matches one record per stream and time), and no field of the function's stream bears their name (the
+    joined record holds each partner under its stream's name)."""
+    if fn.join is None:
+        return []
+    problems: list[Problem] = []
+    own = manifest.streams.get(fn.stream)
+    for i, name in enumerate(fn.join.streams):
+        where = f"{loc}.join.streams[{i}]"
+        declared = manifest.streams.get(name)
+        if declared is None:
+            problems.append(Problem(where, f"stream {name!r} is not declared under streams"))
+        elif name == fn.stream:
+            problems.append(Problem(where, f"{name!r} is the stream the function runs on; join other streams"))
+        elif name in fn.join.streams[:i]:
+            problems.append(Problem(where, f"stream {name!r} is joined twice"))
+        elif declared.key is not None:
+            problems.append(Problem(where, f"stream {name!r} tells sources apart by {declared.key!r}; a join "
+                                           "matches one record per stream and time"))
+        elif name.startswith("_") or (own is not None and name in own.fields):
+            taken = "is reserved" if name.startswith("_") else f"is a field of {fn.stream!r}"
+            problems.append(Problem(where, f"the joined record holds {name!r}'s record under that name, which "
+                                           f"{taken}"))
+    if own is not None and own.key is not None:
+        problems.append(Problem(f"{loc}.join", f"stream {fn.stream!r} tells sources apart by {own.key!r}; a join "
+                                               "matches one record per stream and time"))
+    return problems
+
+
 def _check_publish_cycles(manifest: Manifest) -> list[Problem]:
     """Records a function publishes wake the functions of the target stream: a cycle of streams through
     ``publishes`` would run forever, so none may exist."""
     edges: dict[str, set[str]] = {}
     for fn in manifest.functions.values():
-        edges.setdefault(fn.stream, set()).update(t for t in fn.publishes if t != fn.stream)
+        for source in fn.inputs:  # a joined stream's records wake the function as its own stream's do
+            edges.setdefault(source, set()).update(t for t in fn.publishes if t not in fn.inputs)
     done: set[str] = set()
 
     def cycle_from(stream: str, path: list[str]) -> list[str] | None:
@@ -170,7 +205,7 @@ def _check_publish_cycles(manifest: Manifest) -> list[Problem]:
         found = cycle_from(stream, [])
         if found:
             name = next(n for n, fn in manifest.functions.items()
-                        if fn.stream == found[-2] and found[-1] in fn.publishes)
+                        if found[-2] in fn.inputs and found[-1] in fn.publishes)
             return [Problem(f"functions.{name}.publishes", "functions publish in a cycle "
                                                              f"({' -> '.join(found)}); records would flow forever")]
     return []

@@ -30,13 +30,16 @@ def demo(
     lattice_size: int = typer.Option(4, "--lattice-size", min=2, max=64, help="lattice-phi4: L of the twin."),
     epochs: int = typer.Option(8, "--epochs", min=1, max=10_000, help="lattice-phi4: epochs of the flow's "
                                                                        "training (50 steps each)."),
+    tune_trials: int = typer.Option(3, "--tune-trials", min=0, max=100, help="lattice-phi4: Optuna trials (one "
+                                                                             "epoch each) over the flow's size "
+                                                                             "before training; 0: none."),
 ) -> None:
     """Publish river-reach, create a twin, simulate its gauges, time-travel, fork a what-if, plot it.
 
-    With --app lattice-phi4: train a normalising flow for 2D phi^4 theory, sample it, compare with a local
-    Metropolis chain. With --app virgo-glitch: stream interferometer frames, veto glitches, publish the
-    cleaned strain. With --app climate-extremes: track planted cyclones, run three warming pathways as
-    ensembles and compare the recovered index trends with the planted ones."""
+    With --app lattice-phi4: search a normalising flow's size for 2D phi^4 theory, train it, sample it, compare
+    with a local Metropolis chain. With --app virgo-glitch: stream ten interferometer channels, join them,
+    veto glitches, publish the cleaned strain. With --app climate-extremes: track planted cyclones, run three
+    warming pathways as ensembles and compare the recovered index trends with the planted ones."""
     from twinengine.demo.context import DemoOptions
     from twinengine.demo.runner import APP_CHAPTERS, run_demo
 
@@ -44,7 +47,7 @@ def demo(
     if app not in APP_CHAPTERS:
         raise typer.BadParameter(f"{app!r} has no demo; choose one of {', '.join(APP_CHAPTERS)}", param_hint="--app")
     options = DemoOptions(data_dir=data_dir, hours=hours, step_minutes=step_minutes, seed=seed, plot=plot,
-                          serve=serve, app=app, lattice_size=lattice_size, epochs=epochs)
+                          serve=serve, app=app, lattice_size=lattice_size, epochs=epochs, tune_trials=tune_trials)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, disable=out.as_json) as bars:

@@ -6,7 +6,9 @@ consumer at a time, so a function sees its records in order). Effects (state rev
 offset commit in one transaction: at-least-once delivery, effects once. Records a function publishes to another
 stream are appended just before that transaction (``twinengine.streams.publish``). A failing call is retried
 with exponential backoff, then its records go to the dead-letter list with the reason and the consumer moves
-on; a target stream that pushes back (its consumers too far behind) only delays the consumer.
+on; a target stream that pushes back (its consumers too far behind) only delays the consumer. A function
+that joins other streams (``join``) is woken by appends to any of them and called with each record joined
+with its partners (``twinengine.streams.join``); its checkpoint is the offset of its own stream.
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.errors import StreamBackpressure, TwinEngineError
 from twinengine.ml.functions import ChampionModels
-from twinengine.quality.pedigree import records_quality
+from twinengine.quality.pedigree import records_quality, worst
+from twinengine.quality.spec import FLAGS
 from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
 from twinengine.store.changes import changed_since
 from twinengine.streams.arrays import to_python
 from twinengine.streams.functions import FunctionContext, StateUpdate, select_kept_calls
 from twinengine.streams.hub import stream_key
+from twinengine.streams.join import MISSING, Joined, Joiner
 from twinengine.streams.models import DeadLetter, StreamConsumer
 from twinengine.streams.publish import Published, append_published, check_published
 from twinengine.streams.service import EVENTS_STREAM
@@ -84,10 +88,18 @@ class _Consumer:
     pending_calls: int = 0  # calls made since the last written checkpoint
     persisted: int = 0  # offset of the last written checkpoint
     checkpointed: float = 0.0
+    joiner: Joiner | None = None  # with ``join``: the partners of its records come from other streams
+    join_until: float = 0.0  # a record waits for partners until then (monotonic), unless a stream is appended to
+    appended: bool = False  # one of its streams was appended to since its last batch began
 
     @property
     def key(self) -> str:
         return stream_key(self.twin_id, self.spec.stream)
+
+    @property
+    def keys(self) -> list[str]:
+        """Every stream whose appends may let it run: its own and the joined ones."""
+        return [stream_key(self.twin_id, name) for name in self.spec.inputs]
 
     @property
     def ident(self) -> str:
@@ -171,23 +183,27 @@ class FunctionWorker:
                 # A development version got new files: the consumer's next batch runs the new code (a batch
                 # in flight ends on the old one; a function moved to another stream moves on restart).
                 if (known is not None and known.app_sha != sha and not known.busy
-                        and known.spec.stream == spec.stream):
+                        and known.spec.inputs == spec.inputs):
                     known.app_sha, known.spec = sha, spec
                     known.time_field = manifest.streams[spec.stream].time_field
+                    known.joiner = _joiner(manifest, spec)
                 if ident not in self.consumers:
                     retries = spec.retries if spec.retries is not None else self.settings.function_retries
                     consumer = _Consumer(twin_id, twin_name, sha, name, spec,
                                          manifest.streams[spec.stream].time_field, retries,
-                                         offset=offsets.get(ident, 0), persisted=offsets.get(ident, 0))
+                                         offset=offsets.get(ident, 0), persisted=offsets.get(ident, 0),
+                                         joiner=_joiner(manifest, spec))
                     self.consumers[ident] = consumer
-                    self._by_key.setdefault(consumer.key, set()).add(ident)
+                    for key in consumer.keys:
+                        self._by_key.setdefault(key, set()).add(ident)
                     self._waiting.add(ident)  # records may have come while it was unknown
                     self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
         for ident in [i for i in self.consumers if i not in seen and (ids is None or i[0] in ids)]:
             gone = self.consumers.pop(ident)
-            self._by_key.get(gone.key, set()).discard(ident)
+            for key in gone.keys:
+                self._by_key.get(key, set()).discard(ident)
+                self.runtime.streams.release(key, gone.ident)
             self._waiting.discard(ident)
-            self.runtime.streams.release(gone.key, gone.ident)
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -212,7 +228,10 @@ class FunctionWorker:
             if ident not in self._waiting and consumer.spec.trigger.kind == "time":
                 consumer.window_opened = now  # idle until now: its window opens with these records
             self._waiting.add(ident)
+            consumer.appended = consumer.appended or ident in woken
             if consumer.busy or now < consumer.not_before:
+                continue
+            if now < consumer.join_until and not consumer.appended:  # a record waits for its partners
                 continue
             end = self.runtime.streams.end(consumer.key)
             if end <= consumer.offset:
@@ -223,7 +242,7 @@ class FunctionWorker:
                 continue
             if trigger.kind == "count" and end - consumer.offset < (trigger.count or 1):
                 continue
-            consumer.busy = True
+            consumer.busy, consumer.appended = True, False
             future = self.pool.submit(self._run, consumer, end)
             self._pending.add(future)
             future.add_done_callback(self._pending.discard)
@@ -280,13 +299,18 @@ class FunctionWorker:
         # A count window needs its records whole; with records left out by flag it may need more than
         # ``count``, so then no byte budget (it could starve the window).
         counted = trigger.kind == "count"
-        budget = None if counted and consumer.spec.quality.exclude else _MAX_BATCH_BYTES
+        budget = None if counted and consumer.spec.quality.exclude else _MAX_BATCH_BYTES // len(consumer.spec.inputs)
         table = self.runtime.streams.read(consumer.key, start=base, stop=stop, limit=stop - base,
                                           time_field=consumer.time_field, max_bytes=budget,
                                           min_rows=(trigger.count or 1) if counted else 1)
         records = to_python(table) if table is not None else []
+        skipped: list[int] = []
+        notes: list[dict[str, Any]] = []  # events of the batch itself (records joined without partners)
+        if consumer.joiner is not None:
+            joined = self._join(consumer, table, records)
+            records, skipped, notes = joined.records, joined.skipped, _incomplete(joined, base)
         calls, used = select_kept_calls(consumer.spec.trigger, records, {f.value for f in
-                                                                         consumer.spec.quality.exclude})
+                                                                         consumer.spec.quality.exclude}, skipped)
         if consumer.spec.trigger.kind == "time":
             consumer.window_opened = time.monotonic()
         pos = 0
@@ -340,7 +364,7 @@ class FunctionWorker:
                     raise _CallFailed(cause, prev - committed, chunk[len(results)][1] - prev)
             consumed = used if pos == len(calls) else prev
             requests = [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
-            events = ctx.events + requests
+            events, notes = notes + ctx.events + requests, []
             if published:  # durable before the checkpoint moves past the calls that published them
                 append_published(self.runtime.streams, consumer.twin_id, published)
             consumer.pending_calls += made
@@ -365,6 +389,19 @@ class FunctionWorker:
         consumer.limit = None
         if used:
             consumer.attempts = 0
+
+    def _join(self, consumer: _Consumer, table: pa.Table | None, records: list[dict[str, Any]]) -> Joined:
+        """The batch's records joined with their partners as far as they are ready; the first record still
+        waiting holds the consumer until its wait runs out or one of its streams is appended to."""
+        assert consumer.joiner is not None
+        exclude = {f.value for f in consumer.spec.quality.exclude}
+        joined = consumer.joiner(self.runtime.streams, consumer.twin_id, table, records, now=time.time(),
+                                 exclude=exclude)
+        consumer.join_until = (0.0 if joined.wait_until is None
+                               else time.monotonic() + max(joined.wait_until - time.time(), 0.0))
+        for key, offset in consumer.joiner.offsets(consumer.twin_id).items():  # lag and backpressure
+            self.runtime.streams.commit(key, consumer.ident, offset)
+        return joined
 
     def _start(self, session: Session, twin_id: str, request: dict[str, Any], key: str) -> None:
         """Start a requested run; one the workflow refuses (bad parameters, trigger gone) is an error kept in
@@ -410,8 +447,7 @@ class FunctionWorker:
                                  f"(workflows: {known})")
         ctx.checked_requests = len(ctx.workflow_requests)
         checked = []
-        quality = records_quality(records, function=consumer.name, stream=f"stream:{consumer.key}") \
-            if ctx.updates else None
+        quality = _pedigree(consumer, records) if ctx.updates else None
         for update in ctx.updates:
             writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
                       for k, v in update.values.items()}
@@ -477,6 +513,40 @@ class FunctionWorker:
 
 class _Remote(Exception):
     """An exception raised in a worker, as its ``Type: message`` line."""
+
+
+def _pedigree(consumer: _Consumer, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What a value a call wrote says of its records (``records_quality``); with a join, of their partners
+    too, naming each stream whose records were not all good."""
+    if consumer.joiner is None:
+        return records_quality(records, function=consumer.name, stream=f"stream:{consumer.key}")
+    inputs = {consumer.key: records} | {key: [r[name] for r in records if r.get(name)]
+                                        for name, key in zip(consumer.spec.inputs[1:], consumer.keys[1:],
+                                                             strict=True)}
+    flags = {key: [str(r.get("_quality") or "good") for r in rs] for key, rs in inputs.items()}
+    lacking = [key for key, names in flags.items() if any(name != "good" for name in names)]
+    if not lacking:
+        return None
+    counts = {flag.value: 0 for flag in FLAGS}
+    for names in flags.values():
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+    return {"flag": worst(counts), "run": None, "inputs": [f"stream:{key}" for key in lacking],
+            "function": consumer.name, "records": counts}
+
+
+def _joiner(manifest: Manifest, spec: FunctionSpec) -> Joiner | None:
+    return Joiner(manifest, spec.stream, spec.join) if spec.join is not None else None
+
+
+def _incomplete(joined: Joined, base: int, most: int = 100) -> list[dict[str, Any]]:
+    """One ``join.incomplete`` event for the records of a batch joined without some partner: their offsets
+    and the streams they lacked (the first ``most``), and whether they were called or left out."""
+    lacking = [(base + i, r[MISSING]) for i, r in enumerate(joined.records) if r.get(MISSING)]
+    if not lacking:
+        return []
+    return [{"kind": "join.incomplete", "records": len(lacking), "left_out": len(joined.skipped),
+             "missing": {str(offset): streams for offset, streams in lacking[:most]}}]
 
 
 def take_effects(ctx: FunctionContext, result: Any) -> None:

@@ -34,6 +34,7 @@ class DemoOptions:
     app: str = "river-reach"  # whose story: a key of runner.APP_CHAPTERS
     lattice_size: int = 4  # lattice-phi4: L of the twin
     epochs: int = 8  # lattice-phi4: epochs of the flow's training (50 steps each)
+    tune_trials: int = 3  # lattice-phi4: Optuna trials (one epoch each) over the flow's size before training
     flow_samples: int = 4096  # lattice-phi4: proposals of the flow-based chain
     reference_sweeps: int = 4000  # lattice-phi4: measured sweeps per reference chain (16 chains)
     climate_members: int = 3  # climate-extremes: ensemble members per warming pathway

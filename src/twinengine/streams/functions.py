@@ -43,13 +43,14 @@ def select_calls(trigger: FunctionTrigger, records: list[dict[str, Any]]) -> tup
 
 
 def select_kept_calls(trigger: FunctionTrigger, records: list[dict[str, Any]],
-                      exclude: Collection[str]) -> tuple[list[Call], int]:
+                      exclude: Collection[str], skipped: Collection[int] = ()) -> tuple[list[Call], int]:
     """``select_calls`` over the records whose ``_quality`` is not excluded (a function declared with
-    ``quality: {exclude: [bad]}`` never sees bad records); the consumed counts still refer to ``records``,
-    so the checkpoint moves past the skipped ones."""
-    if not exclude:
+    ``quality: {exclude: [bad]}`` never sees bad records) and whose position is not ``skipped`` (joined
+    records left out); the consumed counts still refer to ``records``, so the checkpoint moves past them."""
+    if not exclude and not skipped:
         return select_calls(trigger, records)
-    kept = [i for i, r in enumerate(records) if r.get("_quality") not in exclude]
+    left_out = set(skipped)
+    kept = [i for i, r in enumerate(records) if r.get("_quality") not in exclude and i not in left_out]
     calls, used = select_calls(trigger, [records[i] for i in kept])
 
     # a partial count window waits from its first kept record on; skipped records before it are consumed

@@ -106,6 +106,7 @@ class _State:
     counts: list[int] = field(default_factory=list)
     tmins: list[int] = field(default_factory=list)
     tmaxs: list[int] = field(default_factory=list)
+    latest_us: int = -(1 << 62)  # the newest event time of a durable batch
     lock: threading.Lock = field(default_factory=threading.Lock)
     quality: CarriedState | None = None  # what the quality checks remember (rebuilt from the tail on start)
     quality_sig: str = ""
@@ -159,6 +160,7 @@ class StreamHub:
                 state.add(batch.decode_header(payload))
             number = entries[-1][0] + 1
         state.durable = state.next
+        state.latest_us = max(state.tmaxs, default=state.latest_us)
         return state
 
     def appended_since(self, seen: int) -> tuple[set[str], int]:
@@ -198,7 +200,7 @@ class StreamHub:
         order, so the checks' carried state follows the log."""
         self.check_lag(key)
         state = self._state(key)
-        futures: list[tuple[Future[int], int]] = []
+        futures: list[tuple[Future[int], int, int]] = []
         duplicates = 0
         counted = QualityCounters()
         warm = self._warm(key, quality) if quality is not None and state.quality_sig != quality.signature else None
@@ -221,12 +223,12 @@ class StreamHub:
                                                tmin_us=tmin, tmax_us=tmax, producer=producer if seq is not None
                                                else None, seq=chunk_seq)
                     try:
-                        futures.append((self.log.append(key, batch.encode(header, chunk)), header.end))
+                        futures.append((self.log.append(key, batch.encode(header, chunk)), header.end, tmax))
                     except Exception as exc:
                         self.forget(key)
                         raise StreamUnavailable(f"the stream log refused the write: {exc}") from exc
                     state.add(header)
-        for future, end in futures:
+        for future, end, tmax in futures:
             try:
                 future.result(timeout=60)
             except Exception as exc:
@@ -234,6 +236,7 @@ class StreamHub:
                 raise StreamUnavailable(f"the stream log could not make the batch durable: {exc}") from exc
             with state.lock:
                 state.durable = max(state.durable, end)
+                state.latest_us = max(state.latest_us, tmax)
         with self._lock:
             if futures:
                 self._appends += 1
@@ -280,6 +283,23 @@ class StreamHub:
         state = self._state(key)
         with state.lock:
             return state.durable
+
+    def latest_time(self, key: str) -> int | None:
+        """The newest event time (µs) of the stream's durable records; None before its first."""
+        state = self._state(key)
+        with state.lock:
+            return state.latest_us if state.bases else None
+
+    def offset_at(self, key: str, since_us: int, start: int = 0) -> int:
+        """Where a reader of event times ≥ ``since_us`` begins, from offset ``start`` on: the first offset of
+        the first batch that may hold such a record (batches are kept whole, so it may hold earlier ones)."""
+        state = self._state(key)
+        with state.lock:
+            index = max(bisect.bisect_right(state.bases, start) - 1, 0)
+            while index < len(state.bases) and state.tmaxs[index] < since_us and state.bases[index] < state.durable:
+                index += 1
+            found = state.bases[index] if index < len(state.bases) else state.durable
+            return min(max(found, start), state.durable)
 
     def read(self, key: str, *, start: int = 0, since_us: int | None = None, until_us: int | None = None,
              limit: int = 1000, stop: int | None = None, time_field: str | None = None,

@@ -87,6 +87,7 @@ class FunctionRead(BaseModel):
     entrypoint: str
     trigger: FunctionTrigger
     publishes: list[str] = Field(default_factory=list, description="Streams of the twin it may append to.")
+    joins: list[str] = Field(default_factory=list, description="Streams joined to its stream on event time.")
     offset: int = Field(description="Records below this offset were handled.")
     lag: int
     calls: int

@@ -235,7 +235,7 @@ def list_functions(session: Session, hub: StreamHub, *, principal: Principal, tw
         consumer = offsets.get(name)
         offset = consumer.offset if consumer else 0
         out.append(FunctionRead(name=name, stream=spec.stream, entrypoint=spec.entrypoint, trigger=spec.trigger,
-                                publishes=list(spec.publishes), offset=offset,
+                                publishes=list(spec.publishes), joins=spec.inputs[1:], offset=offset,
                                 lag=max(hub.end(stream_key(twin.id, spec.stream)) - offset, 0),
                                 calls=consumer.calls if consumer else 0, dead_letters=int(dead.get(name, 0))))
     return out

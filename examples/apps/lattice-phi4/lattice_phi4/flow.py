@@ -85,17 +85,23 @@ def phi4_flow() -> Any:
     from twinengine.app import OptimizerConfig, TrainingConfig, TrainingData, TrainingTask
 
     class PriorDraws(Dataset[tuple[Any, Any]]):
-        """z ~ N(0, 1) on L x L with the twin's couplings; fresh draws (training) or fixed ones (held out)."""
+        """z ~ N(0, 1) on L x L with the twin's couplings; fresh draws (training) or fixed ones (held out).
+
+        Fresh draws come from torch's generator, seeded alike in every process of a DDP run: a process other
+        than the first draws from a generator of its own (seeded by its rank), so the processes' batches differ
+        and DDP averages gradients of different draws (one process draws exactly as without DDP)."""
 
         def __init__(self, size: int, m2: float, lam: float, count: int, seed: int | None) -> None:
             self.shape, self.count, self.seed = (size, size), count, seed
             self.coupling = torch.tensor([m2, lam], dtype=torch.float32)
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            self.fresh = torch.Generator().manual_seed(torch.initial_seed() + 7919 * rank) if rank else None
 
         def __len__(self) -> int:
             return self.count
 
         def __getitem__(self, i: int) -> tuple[Any, Any]:
-            generator = None if self.seed is None else torch.Generator().manual_seed(self.seed + i)
+            generator = self.fresh if self.seed is None else torch.Generator().manual_seed(self.seed + i)
             return torch.randn(self.shape, generator=generator), self.coupling
 
     def datasets(data: TrainingData) -> tuple[PriorDraws, PriorDraws]:

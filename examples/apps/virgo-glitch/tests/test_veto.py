@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from virgo_glitch.channels import AUX, SAMPLE_RATE
+from virgo_glitch.channels import AUX, SAMPLE_RATE, SAMPLES, STRAIN
 from virgo_glitch.detector import GATE, Thresholds, decide, gate, psd, trigger, whiten
 from virgo_glitch.functions import veto
-from virgo_glitch.simulator import frames, strain_asd
+from virgo_glitch.simulator import Frame, by_stream, frames, strain_asd
 
 
 def test_the_spectrum_of_simulated_strain_is_the_declared_one() -> None:
@@ -54,6 +54,9 @@ def test_the_veto_catches_glitches_and_spares_everything_else() -> None:
     efficiency, false = np.mean(glitches), np.mean(others)
     assert efficiency >= 0.90, efficiency
     assert false <= 0.01, false
+    blips = [decided.vetoed for f, (_kind, decided) in zip(sent, judged, strict=True)
+             if f.kind == "glitch" and f.channel == "mag_x"]  # the coil drivers' short, broadband glitches
+    assert len(blips) >= 20 and np.mean(blips) >= 0.90
     # bursts in the strain alone (what a gravitational wave would be) are never vetoed
     assert not any(d.vetoed for kind, d in judged if kind == "signal")
     # the coincidence matters: vetoing on auxiliary transients alone would cost far more clean windows
@@ -76,17 +79,48 @@ class _Ctx:
         self.updates.append(values)
 
 
+def joined(sent: list[Frame], lost: dict[int, set[str]] | None = None) -> list[dict[str, Any]]:
+    """The records the engine's join hands the function: the strain's fields, each channel's record under its
+    stream's name (None when it never came, named in ``_missing``)."""
+    streams = by_stream(sent)
+    out = []
+    for i, record in enumerate(streams["strain"]):
+        absent = sorted((lost or {}).get(i, set()), key=AUX.index)
+        out.append({**record, **{n: None if n in absent else streams[n][i] for n in AUX}, "_missing": absent})
+    return out
+
+
+def test_the_ten_streams_carry_each_channel_of_a_frame() -> None:
+    (frame,) = frames(1, seed=4)
+    streams = by_stream([frame])
+    assert list(streams) == ["strain", *AUX]
+    assert streams["strain"][0][STRAIN] is frame.record["h"]
+    assert all(streams[n][0][SAMPLES] is frame.record[n] and streams[n][0]["time"] == frame.record["time"]
+               for n in AUX)
+
+
+def test_a_frame_without_its_coupled_channel_is_judged_on_the_rest_and_flagged() -> None:
+    sent = [f for f in frames(60, seed=1) if f.kind == "glitch"][:2]
+    assert len(sent) == 2
+    ctx = _Ctx()
+    veto(ctx, joined(sent, {0: {str(sent[0].channel)}, 1: {"mic"}}))
+    first, second = dict(ctx.published)["cleaned"]
+    assert not first["vetoed"] and first["missing"] == sent[0].channel  # the channel that would veto it is absent
+    assert second["vetoed"] and second["channel"] == sent[1].channel and second["missing"] == "mic"
+    assert ctx.updates[-1]["incomplete_windows"] == 2
+
+
 def test_the_function_publishes_one_cleaned_window_per_frame() -> None:
     sent = list(frames(30, seed=1))
     ctx = _Ctx()
-    veto(ctx, [f.record for f in sent])
+    veto(ctx, joined(sent))
     published = dict(ctx.published)
     cleaned, glitches = published["cleaned"], published.get("glitches", [])
     assert next(iter(published)) == "cleaned" and len(cleaned) == 30
     assert all(isinstance(c["h"], np.ndarray) and c["h"].shape == (SAMPLE_RATE,) for c in cleaned)
     assert all(isinstance(c["time"], datetime) for c in cleaned)
     vetoed = [c for c in cleaned if c["vetoed"]]
-    assert vetoed and all(c["channel"] in AUX for c in vetoed)
+    assert vetoed and all(c["channel"] in AUX for c in vetoed) and all(c["missing"] is None for c in cleaned)
     assert ctx.updates[-1]["windows"] == 30 and ctx.updates[-1]["vetoed_windows"] == len(vetoed)
     # each vetoed glitch's shape, centred on its peak, for the generative model
     assert [g["time"] for g in glitches] == [c["time"] for c in vetoed]

@@ -104,16 +104,21 @@ class Decision:
     vetoed: bool
     strain_peak: float  # largest excess-power significance of the whitened strain
     strain_time: float  # where it is, in seconds from the frame's start
-    aux_peak: float  # the loudest auxiliary channel's peak within the coincidence window (else overall)
+    aux_peak: float  # the loudest coincident auxiliary channel's peak above its threshold (0: none, or no
+    # transient in the strain)
     channel: str | None  # that channel, when it vetoed
     whitened: np.ndarray  # the whitened strain
 
 
 def decide(frame: dict[str, Any], thresholds: Thresholds) -> Decision:
-    """Whiten the strain and the auxiliary channels of one frame and decide its veto."""
+    """Whiten the strain and decide the frame's veto; the auxiliary channels are whitened only when the
+    strain has a transient (without one nothing is vetoed, and most frames are clean). A channel absent from
+    the frame (its record never came) cannot veto."""
     strain_peak, strain_time, white = trigger(np.asarray(frame[STRAIN]))
     best, best_channel = 0.0, None
-    for name in AUX:
+    for name in AUX if strain_peak > thresholds.strain else ():
+        if frame.get(name) is None:
+            continue
         peak, at, _white = trigger(np.asarray(frame[name]))
         near = abs(at - strain_time) <= thresholds.coincidence
         if peak > thresholds.aux and near and peak > best:

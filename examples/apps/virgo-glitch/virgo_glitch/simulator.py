@@ -1,7 +1,8 @@
-"""Seeded frames of an interferometer's noise: coloured Gaussian noise in every channel, sine-Gaussian glitches
-born in auxiliary channels, some of which couple into the strain.
+"""Seeded frames of an interferometer's noise: coloured Gaussian noise in every channel, sine-Gaussian and blip
+glitches born in auxiliary channels, some of which couple into the strain.
 
-Each frame is one second of ``SAMPLE_RATE`` samples of the strain ``h`` and of the nine auxiliary channels.
+Each frame is one second of ``SAMPLE_RATE`` samples of the strain ``h`` and of the nine auxiliary channels;
+the data acquisition sends each channel as its own stream (``by_stream``).
 The strain's amplitude spectral density has a seismic wall, a flat thermal floor and rising shot noise (the
 shape, not the numbers, of an interferometer's); each auxiliary channel has its own slope. Windows come in
 four kinds, drawn independently:
@@ -22,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from virgo_glitch.channels import AUX, COUPLED, SAMPLE_RATE, STRAIN
+from virgo_glitch.channels import AUX, COUPLED, SAMPLE_RATE, SAMPLES, STRAIN, STRAIN_STREAM
 
-__all__ = ["Frame", "frames", "sine_gaussian", "strain_asd"]
+__all__ = ["Frame", "by_stream", "frames", "sine_gaussian", "strain_asd"]
 
 STRAIN_SCALE = 1e-23  # strain per sqrt(Hz) at the floor
 
@@ -68,11 +69,14 @@ def _snr(signal: np.ndarray, asd: np.ndarray) -> float:
 
 # Each coupled channel's glitches have their own family (as in real detectors: scattered light is slow, coil
 # drivers ring in the low hundreds of hertz, intensity noise higher): the frequency range of its sine-Gaussians.
+# The coil drivers' are blips: a cycle or two (Q 1 to 2, a few milliseconds), broadband, as blip glitches are.
 FAMILIES = {"seis_z": (60.0, 120.0), "mag_x": (150.0, 260.0), "laser_int": (350.0, 500.0)}
+QUALITY = {"mag_x": (1.0, 2.0)}  # blips; every other transient has Q from 3 to 10
 
 
-def _transient(rng: np.random.Generator, n: int, band: tuple[float, float] = (60.0, 500.0)) -> np.ndarray:
-    return sine_gaussian(n, rng.uniform(0.15, 0.85), f0=rng.uniform(*band), q=rng.uniform(3.0, 10.0))
+def _transient(rng: np.random.Generator, n: int, band: tuple[float, float] = (60.0, 500.0),
+               q: tuple[float, float] = (3.0, 10.0)) -> np.ndarray:
+    return sine_gaussian(n, rng.uniform(0.15, 0.85), f0=rng.uniform(*band), q=rng.uniform(*q))
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def frames(n: int, *, seed: int = 0, start: datetime | None = None, glitch_rate:
         elif draw < glitch_rate + aux_only_rate + signal_rate:
             kind = "signal"
         if channel is not None:
-            shape = _transient(rng, size, FAMILIES.get(channel, (60.0, 500.0)))
+            shape = _transient(rng, size, FAMILIES.get(channel, (60.0, 500.0)), QUALITY.get(channel, (3.0, 10.0)))
             aux[channel] += shape * rng.uniform(*aux_snr) / _snr(shape, aux_asd[channel])
             if kind == "glitch":
                 delayed = np.roll(shape, int(rng.uniform(0.0, 0.010) * SAMPLE_RATE))
@@ -122,3 +126,15 @@ def frames(n: int, *, seed: int = 0, start: datetime | None = None, glitch_rate:
         record[STRAIN] = h
         record.update(aux)
         yield Frame(record=record, kind=kind, channel=channel, snr=in_strain)
+
+
+def by_stream(sent: list[Frame]) -> dict[str, list[dict[str, object]]]:
+    """The records each of the ten streams receives for ``sent`` frames: ``strain`` (time, h) and one
+    stream per auxiliary channel (time, x)."""
+    out: dict[str, list[dict[str, object]]] = {STRAIN_STREAM: [], **{name: [] for name in AUX}}
+    for frame in sent:
+        time = frame.record["time"]
+        out[STRAIN_STREAM].append({"time": time, STRAIN: frame.record[STRAIN]})
+        for name in AUX:
+            out[name].append({"time": time, SAMPLES: frame.record[name]})
+    return out

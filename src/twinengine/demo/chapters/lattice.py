@@ -1,7 +1,7 @@
-"""The lattice-phi4 chapter (``twin demo --app lattice-phi4``): a normalising flow trained by reverse KL as
-the twin's model, a version trained to nothing rejected by the gate's acceptance band, flow-based MCMC and a
-local Metropolis reference run as workflows, their <phi^2> and chi_2 compared with errors, and a plot of both
-chains' magnetisation."""
+"""The lattice-phi4 chapter (``twin demo --app lattice-phi4``): an Optuna search over the flow's size, then a
+normalising flow of that size trained by reverse KL as the twin's model, a version trained to nothing
+rejected by the gate's acceptance band, flow-based MCMC and a local Metropolis reference run as workflows,
+their <phi^2> and chi_2 compared with errors, and a plot of both chains' magnetisation."""
 
 from __future__ import annotations
 
@@ -38,6 +38,21 @@ def _train(ctx: DemoContext, twin: str, config: dict[str, Any], label: str) -> A
     return run, decision
 
 
+def _search(ctx: DemoContext, twin: str) -> dict[str, Any]:
+    """Optuna over the flow's size (the app's search space: layers, hidden channels), one epoch per trial,
+    before the real training; returns the best trial's ``params``."""
+    uma, trials = ctx.client("uma"), ctx.options.tune_trials
+    started = uma.ml.tune(twin, MODEL, {"trials": trials}, config={"epochs": 1})
+    run = wait_for_training(ctx, twin, started.id, f"searching the flow's size ({trials} trials)", timeout=600)
+    params = dict((run.trigger.get("best") or {}).get("params") or {})
+    ctx.say(f"Optuna, {trials} trials of one epoch over the app's space (layers 4-12, hidden 4-16): best "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(params.items()))} (reverse KL {run.metrics['val_loss']:.3f}); "
+            f"the flow is trained at that size")
+    ctx.facts["lattice_search"] = {"run": run.id, "params": params, "metrics": run.metrics,
+                                   "version": run.model_version}
+    return params
+
+
 def _workflow(ctx: DemoContext, twin: str, name: str,
               parameters: dict[str, Any]) -> tuple[Any, np.ndarray[Any, Any]]:
     uma = ctx.client("uma")
@@ -65,12 +80,14 @@ def flow_sampling(ctx: DemoContext) -> None:
     twin = uma.create_twin(ctx.facts["app"], _free_name(uma, f"phi4-l{o.lattice_size}"), params,
                            description="2D phi^4 on a periodic lattice, sampled with a normalising flow")
     ctx.say(f"uma created twin {twin.name}: L = {o.lattice_size}, m^2 = -4, lambda = 8")
-    good, accepted = _train(ctx, twin.name, {"epochs": o.epochs}, f"training the flow ({o.epochs} epochs)")
+    size = _search(ctx, twin.name) if o.tune_trials else {}
+    good, accepted = _train(ctx, twin.name, {"epochs": o.epochs, **({"params": size} if size else {})},
+                            f"training the flow ({o.epochs} epochs)")
     verdict = "champion" if accepted and accepted.accepted else f"rejected: {accepted and accepted.reason}"
     ctx.say(f"flow v{good.model_version}: reverse KL {good.metrics['val_loss']:.3f}, acceptance "
             f"{good.metrics['acceptance_rate']:.2f}, ESS/sample {good.metrics['ess']:.2f} on the held-out draws; "
             f"gate: {verdict}")
-    bad, rejected = _train(ctx, twin.name, UNTRAINED, "an untrained flow")
+    bad, rejected = _train(ctx, twin.name, UNTRAINED | ({"params": size} if size else {}), "an untrained flow")
     verdict = "accepted" if rejected and rejected.accepted else f"rejected: {rejected and rejected.reason}"
     ctx.say(f"flow v{bad.model_version} (one epoch at lr 1e-7): acceptance {bad.metrics['acceptance_rate']:.3f}; "
             f"gate: {verdict}")
@@ -100,6 +117,9 @@ def flow_sampling(ctx: DemoContext) -> None:
         "assets": {"sample": flow_run.assets[0], "reference": ref_run.assets[0]},
         "configurations_shape": list(configs.shape)}
     ctx.summary += [(label, text) for label, text, _pull in rows]
+    if size:
+        ctx.summary.append(("search", f"Optuna, {o.tune_trials} trials: "
+                                      f"{', '.join(f'{k} {v}' for k, v in sorted(size.items()))}"))
     ctx.summary += [
         ("flow chain", f"acceptance {state['acceptance_rate']:.3f}, ESS/sample {state['ess_per_sample']:.3f}, "
                        f"tau_int {state['tau_int']:.1f} steps over {state['flow_samples']} proposals"),
