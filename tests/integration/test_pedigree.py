@@ -114,8 +114,9 @@ def test_a_value_a_function_wrote_from_suspect_records_says_so(engine: Engine, u
     records.append(gauge(7, level=1.4))
     uma.streams.append("reach", "gauges", records[:6])
     twin_id = uma.get_twin("reach").id
-    level = eventually(lambda: (v := uma.get_state("reach").reported.get("level")) and v.revision and
-                       uma.streams.functions("reach")[0].calls == 6 and v)
+    # the calls first, then the state: read the other way round, the sixth call could commit in between
+    level = eventually(lambda: uma.streams.functions("reach")[0].calls == 6 and
+                       (v := uma.get_state("reach").reported.get("level")) and v.revision and v)
     assert level.quality is not None
     assert (level.quality.flag, level.quality.function, level.quality.run) == ("suspect", "gauge_to_state", None)
     assert level.quality.inputs == [f"stream:{twin_id}/gauges"]
