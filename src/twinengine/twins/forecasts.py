@@ -118,6 +118,9 @@ def record_forecast(session: Session, twin: Twin, body: ForecastWrite) -> Foreca
     if body.lower is None and body.quantiles:
         derived = interval_from_quantiles({k: 0.0 for k in body.quantiles})
         level = level or (derived[2] if derived else None)
+    from twinengine.twins.score_history import hold, refresh_after_forecast  # they read forecasts through here
+
+    hold(session, twin, body.property)  # before recorded_at: forecasts of one property commit in its order
     row = Forecast(id=f"fc-{secrets.token_hex(8)}", twin_id=twin.id, property=body.property, workflow=body.workflow,
                    run_id=body.run_id, model=body.model, model_version=body.model_version,
                    unit=body.unit or unit, interval_level=level, issued_at=body.issued_at, recorded_at=utcnow(),
@@ -139,8 +142,6 @@ def record_forecast(session: Session, twin: Twin, body: ForecastWrite) -> Foreca
                      "probabilities": {k: v[i] for k, v in body.probabilities.items()} if body.probabilities
                      else None})
     session.execute(insert(ForecastValue), rows)
-    from twinengine.twins.score_history import refresh_after_forecast  # it reads forecasts through this module
-
     refresh_after_forecast(session, twin, body.property)
     return row
 

@@ -28,7 +28,7 @@ from twinengine.twins.forecast_schemas import PeriodScores, ScoreHistoryRead
 from twinengine.twins.models import StateValue, Twin
 from twinengine.twins.schemas import StateKind
 
-__all__ = ["DEFAULT_PERIOD", "TOLERANCE", "history", "period_start", "refresh", "refresh_after_forecast"]
+__all__ = ["DEFAULT_PERIOD", "TOLERANCE", "history", "hold", "period_start", "refresh", "refresh_after_forecast"]
 
 DEFAULT_PERIOD = timedelta(days=1)
 MIN_PERIOD, MAX_PERIOD = timedelta(hours=1), timedelta(days=366)
@@ -106,6 +106,15 @@ def _locked_cursor(session: Session, twin: Twin, prop: str, seconds: int) -> Sco
         ScoreCursor.twin_id == twin.id, ScoreCursor.property == prop, ScoreCursor.period_seconds == seconds)
         .with_for_update().execution_options(populate_existing=True)).one()
     return None if created is not None else cursor
+
+
+def hold(session: Session, twin: Twin, prop: str) -> None:
+    """Lock the default history's cursor of ``prop`` before a forecast of it is recorded: forecasts of one
+    property are then recorded (their ``recorded_at`` taken) and committed one after the other, so a refresh
+    that saw the newest of them has seen every earlier one, which it could miss if a forecast recorded earlier
+    committed later (PostgreSQL; SQLite has one writer anyway). Every other lock on cursors is taken after
+    this one or alone, so the order cannot deadlock."""
+    _locked_cursor(session, twin, prop, int(DEFAULT_PERIOD.total_seconds()))
 
 
 def refresh(session: Session, twin: Twin, prop: str, seconds: int) -> int:
