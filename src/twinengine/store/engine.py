@@ -128,10 +128,27 @@ class Database:
 
         ``readonly`` is a promise not to write; on SQLite it lets the transaction run beside writers.
         """
-        session = (self._read_sessions if readonly else self.sessions)()
+        session = self.open(readonly=readonly)
         try:
             yield session
-            session.commit()
+        except BaseException:
+            self.close(session, commit=False)
+            raise
+        self.close(session, commit=True)
+
+    def open(self, *, readonly: bool = False) -> Session:
+        """A unit of work for ``close`` to end. Opening does no I/O: the transaction starts with the first
+        statement."""
+        return (self._read_sessions if readonly else self.sessions)()
+
+    @staticmethod
+    def close(session: Session, *, commit: bool) -> None:
+        """Commit (or roll back) and close a unit of work from ``open``; a failed commit rolls back."""
+        try:
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
         except BaseException:
             session.rollback()
             raise

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import bindparam, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -138,15 +138,17 @@ def get_twin(session: Session, *, principal: Principal, ref: str, action: str = 
     return twin
 
 
+# Built once: building the statement cost more than running it on SQLite.
+_WITH_DIGEST = select(Twin, catalog.digest_of(Twin.app_id))
+_BY_ID_OR_NAME = (_WITH_DIGEST.where(or_(Twin.id == bindparam("ref"), Twin.name == bindparam("ref")))
+                  .order_by(Twin.id != bindparam("ref")).limit(1))  # an id first, as get_twin
+_BY_NAME = _WITH_DIGEST.where(Twin.name == bindparam("ref"))
+
+
 def _twin_and_manifest(session: Session, *, principal: Principal, ref: str, action: str) -> tuple[Twin, Manifest]:
     """``get_twin`` and ``manifest_for`` in one query: the twin's row carries its app version's checksum, by
     which the parsed manifest is cached (a write's round trips are most of its cost on a server database)."""
-    query = select(Twin, catalog.digest_of(Twin.app_id))
-    if _ID.match(ref):  # an id first, as get_twin (names of that form are reserved)
-        query = query.where(or_(Twin.id == ref, Twin.name == ref)).order_by(Twin.id != ref).limit(1)
-    else:
-        query = query.where(Twin.name == ref)
-    found = session.execute(query).first()
+    found = session.execute(_BY_ID_OR_NAME if _ID.match(ref) else _BY_NAME, {"ref": ref}).first()
     if found is None:
         raise TwinNotFound(f"no twin with id or name {ref!r}")
     twin, digest = found
