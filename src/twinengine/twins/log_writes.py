@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import ARRAY, Connection, Integer, Table, Text, bindparam, insert, text, update
@@ -118,9 +118,11 @@ def _document(rows: Sequence[tuple[str, int, NewValue]]) -> str:
     """Rows of values as the JSON document ``_VALUE_ROWS`` reads (with each value's numeric copy)."""
     out = []
     for twin_id, number, v in rows:
+        if v.timestamp.tzinfo is None:  # as UTCDateTime refuses it: the server would read it in its own zone
+            raise ValueError("naive datetime given to a UTC column")
         stored = _stored(v)
-        out.append([twin_id, number, v.property, v.kind.value, stored, v.unit, v.timestamp.isoformat(),
-                    number_of(stored)])
+        out.append([twin_id, number, v.property, v.kind.value, stored, v.unit,
+                    v.timestamp.astimezone(UTC).isoformat(), number_of(stored)])
     return json.dumps(out)
 
 
