@@ -5,6 +5,8 @@ answers), ``twin serve`` runs as its own process and the SDK writes to it over l
 
 - floor: the bare driver, one INSERT of a JSON row of three values and a COMMIT per write (as
   ``bench/state_writes.py``), same durability settings;
+- trivial request: ``GET /api/v1/me`` from the same client, the HTTP stack's own ceiling for one writer
+  (authenticated, no store access): a single writer cannot beat it whatever the store does;
 - single writer: one client, one revision of three values per PATCH, each its own durable transaction;
 - batched: ``POST /api/v1/state/batch`` with ``--items`` items of three values each, over ten twins;
 - 1 vs 10 writers: single-revision PATCHes to ten different twins from one client, then from ten at once.
@@ -94,6 +96,8 @@ def measure(url: str, admin_token: str, writes: int, batches: int, items: int) -
             client.create_twin("river-reach@0.1.0", name, {"station": "RR-01"})
         for i in range(20):  # warm: routes, statement caches, connections
             client.report(names[0], level=i * 0.01, rain=0.5, storage=3.0)
+            client.me()
+        rates["trivial"] = writes / timed(lambda: [client.me() for _ in range(writes)])
         rates["single"] = writes / timed(lambda: [client.report(names[0], level=i * 0.01, rain=0.5, storage=3.0)
                                                   for i in range(writes)])
         body = [{"twin": names[i % TWINS], "reported": {"level": i * 0.001, "rain": 0.5, "storage": 3.0}}
@@ -155,13 +159,14 @@ def main() -> None:
             print(f"(PostgreSQL not reachable at {PG_DEFAULT}; set TWIN_BENCH_POSTGRES_URL to include it)")
     print(f"\nstate writes over HTTP ({args.writes} writes of 3 values; {args.batches} batches of {args.items} items "
           f"of 3 values over {TWINS} twins), ratios against the store floor of the same run\n")
-    print(f"{'backend':<12}{'floor/s':>9}{'single/s':>10}{'÷floor':>8}{'batched values/s':>18}{'÷(3·floor)':>12}"
-          f"{'1 writer/s':>12}{'10 writers/s':>14}{'10÷1':>7}")
+    print(f"{'backend':<12}{'floor/s':>9}{'GET me/s':>10}{'single/s':>10}{'÷floor':>8}{'÷GET':>7}"
+          f"{'batched values/s':>18}{'÷(3·floor)':>12}{'1 writer/s':>12}{'10 writers/s':>14}{'10÷1':>7}")
     for name, floor, r in rows:
-        print(f"{name:<12}{floor:>9.0f}{r['single']:>10.0f}{r['single'] / floor:>8.2f}{r['batched']:>18,.0f}"
-              f"{r['batched'] / (3 * floor):>12.2f}{r['1 writer']:>12.0f}{r['10 writers']:>14.0f}"
-              f"{r['10 writers'] / r['1 writer']:>7.2f}")
+        print(f"{name:<12}{floor:>9.0f}{r['trivial']:>10.0f}{r['single']:>10.0f}{r['single'] / floor:>8.2f}"
+              f"{r['single'] / r['trivial']:>7.2f}{r['batched']:>18,.0f}{r['batched'] / (3 * floor):>12.2f}"
+              f"{r['1 writer']:>12.0f}{r['10 writers']:>14.0f}{r['10 writers'] / r['1 writer']:>7.2f}")
     print("\ngoals: single ÷ floor >= 0.5; batched >= 20,000 values/s; 10 writers ÷ 1 >= 4 on PostgreSQL")
+    print("(÷GET: a single writer against a trivial authenticated request of the same client and server)")
 
 
 if __name__ == "__main__":

@@ -122,3 +122,38 @@ def test_the_trigger_scheduler_asks_only_for_what_may_be_due(engine: Engine, wor
     assert not any("FROM workflow_triggers" in s and "WHERE workflow_triggers.enabled" in s
                    and "kind" not in s for s in seen)
     assert workflows_triggers.sweep(workflows) == 0  # every twin has its triggers: nothing to load
+
+
+def test_an_idle_trigger_pass_takes_no_write_transaction(engine: Engine, worker: FunctionWorker) -> None:
+    create(engine, [f"reach-{i:03d}" for i in range(3)])
+    workflows = engine.runtime.workflows
+    watch = workflows_triggers.Watch()
+    workflows_triggers.run_once(workflows, watch)
+    writes: list[int] = []
+    me = threading.get_ident()
+
+    def began(*_args: Any) -> None:  # read-only units of work come from another session factory
+        if threading.get_ident() == me:
+            writes.append(1)
+
+    event.listen(engine.runtime.db.sessions, "after_begin", began)
+    try:
+        assert workflows_triggers.run_once(workflows, watch) == 0
+    finally:
+        event.remove(engine.runtime.db.sessions, "after_begin", began)
+    assert writes == []  # nothing was due: a read-only look, no write lock taken
+
+
+def test_a_full_reload_reads_no_manifest_per_twin_and_looks_only_at_streams_with_records(
+        engine: Engine, worker: FunctionWorker) -> None:
+    create(engine, [f"reach-{i:03d}" for i in range(30)])
+    engine.as_role("uma", "user").streams.append("reach-007", "gauges", [
+        {"time": "2026-01-01T00:00:00Z", "station": "RR-01", "rain": 0.1, "level": 1.0}])
+    seen = refresh(engine, worker)  # the first look: every twin
+    assert len(worker.consumers) == 30
+    assert not any("FROM app_versions" in s and "twins" not in s for s in seen)  # manifests by checksum, cached
+    reach_007 = next(i for i, c in worker.consumers.items() if c.twin_name == "reach-007")
+    assert worker._waiting == {reach_007}  # the one stream that holds records, not every twin's
+    worker.run_once()
+    worker.drain()
+    assert worker.consumers[reach_007].offset == 1  # its record was taken

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import psycopg
+import pytest
 from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import OperationalError
 
 from helpers import Engine
 from twinengine.auth.models import AuditEvent
+from twinengine.store import engine as store_engine
 from twinengine.store import migrate
 from twinengine.store.base import Base
+from twinengine.store.engine import Database
 
 
 def test_migrations_are_applied_on_start(engine: Engine) -> None:
@@ -56,3 +61,38 @@ def test_timestamps_come_back_in_utc(engine: Engine) -> None:
         stored = session.scalar(select(AuditEvent).where(AuditEvent.id == event_id))
         assert stored is not None
         assert stored.at == moment and stored.at.tzinfo == UTC
+
+
+def _backend_pid(db: Database) -> int:
+    with db.session(readonly=True) as session:
+        return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(url: str, pid: int) -> None:
+    with psycopg.connect(url.replace("+psycopg", "", 1), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_dropped_postgresql_connection_costs_at_most_one_unit_of_work(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pooled connection is pinged only after it sat idle, not on every checkout; one the server dropped
+    meanwhile is replaced unseen. Used again within the idle window, a dropped connection fails that one
+    unit of work (nothing was acknowledged), and the pool replaces it for the next."""
+    monkeypatch.setattr(store_engine, "PING_AFTER_IDLE_S", 0.0)
+    pinged = Database(database_url, pool_size=1)
+    monkeypatch.setattr(store_engine, "PING_AFTER_IDLE_S", 3600.0)
+    trusting = Database(database_url, pool_size=1)
+    try:
+        first = _backend_pid(pinged)
+        _terminate(database_url, first)
+        assert _backend_pid(pinged) != first  # replaced before the unit of work saw it
+
+        first = _backend_pid(trusting)
+        _terminate(database_url, first)
+        with pytest.raises(OperationalError):
+            _backend_pid(trusting)
+        assert _backend_pid(trusting) != first
+    finally:
+        pinged.dispose()
+        trusting.dispose()

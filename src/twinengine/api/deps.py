@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -43,12 +44,25 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_session(request: Request, runtime: RuntimeDep) -> Iterator[Session]:
-    """One unit of work per request, committed before the response is sent (acknowledged = durable)."""
-    with runtime.db.session(readonly=request.method in _READ_METHODS) as session:
-        if request.method in WRITE_METHODS:
-            session.info[PENDING_KEY] = request.scope  # its audit row commits with the write (audit_trail)
+async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[Session]:
+    """One unit of work per request, committed before the response is sent (acknowledged = durable).
+
+    The endpoint's own thread commits it (``api.routing``); opening it does no I/O, so this runs on the event
+    loop and a request costs no thread hop to enter or leave it. A unit of work the endpoint left open (it
+    raised) is rolled back on a worker thread: the loop never waits on the store."""
+    db = runtime.db
+    session = db.open(readonly=request.method in _READ_METHODS)
+    if request.method in WRITE_METHODS:
+        session.info[PENDING_KEY] = request.scope  # its audit row commits with the write (audit_trail)
+    try:
         yield session
+    except BaseException:
+        await run_in_threadpool(functools.partial(db.close, session, commit=False))
+        raise
+    if session.in_transaction():  # left open by an endpoint that does not commit on its thread
+        await run_in_threadpool(functools.partial(db.close, session, commit=True))
+    else:
+        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

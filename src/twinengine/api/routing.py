@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
+from starlette.responses import Response
 
 from twinengine.api.audit_trail import record_with_commit
 
@@ -34,14 +38,19 @@ def api_router(path: str = "", *, tag: str | None = None, versioned: bool = True
     return Router(prefix=prefix, tags=[tag] if tag else [], generate_unique_id_function=operation_id)
 
 
-def commits_on_its_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+def commits_on_its_thread(endpoint: Callable[..., Any], *, answers: tuple[type[BaseModel], int] | None = None
+                          ) -> Callable[..., Any]:
     """Wrap a plain (sync) endpoint so that the request's session commits on the thread that ran it.
 
     FastAPI validates a sync endpoint's answer on another pool thread and runs the session dependency's
     exit later still. A transaction left open until then would hold SQLite's write lock (or a PostgreSQL
     row lock) while waiting for a free pool thread, and the pool's threads may all be requests waiting for
     that lock. Committed here, no transaction is open while a request waits for a thread. A write
-    request's audit row commits in the same transaction (``audit_trail``)."""
+    request's audit row commits in the same transaction (``audit_trail``).
+
+    ``answers`` (the model the endpoint declares it returns, and the route's status): an answer of exactly
+    that model is also serialised here, as FastAPI would (by alias, nothing excluded), so the request does
+    not wait for a second pool thread to validate what the model's own constructor already did."""
     if not inspect.isfunction(endpoint) or inspect.iscoroutinefunction(endpoint) \
             or inspect.isgeneratorfunction(endpoint) or inspect.isasyncgenfunction(endpoint):
         return endpoint
@@ -52,13 +61,40 @@ def commits_on_its_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
         for value in kwargs.values():
             if isinstance(value, Session) and value.in_transaction():
                 record_with_commit(value, answer)
+        if answers is not None and type(answer) is answers[0]:
+            return Response(answer.model_dump_json(by_alias=True), status_code=answers[1],
+                            media_type="application/json")
         return answer
 
     return run
+
+
+def _plain_model_answer(endpoint: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[type[BaseModel], int] | None:
+    """The model a sync endpoint returns and its status, when FastAPI's handling of it would be plain JSON:
+    no response class or model options of the route's own, no ``Response`` or background tasks parameter
+    (their headers and tasks ride on the response FastAPI builds)."""
+    plain = {"response_model_include": None, "response_model_exclude": None, "response_model_by_alias": True,
+             "response_model_exclude_unset": False, "response_model_exclude_defaults": False,
+             "response_model_exclude_none": False}
+    if any(kwargs.get(k, v) != v for k, v in plain.items()) or not inspect.isfunction(endpoint) or any(
+            not isinstance(kwargs.get(k), DefaultPlaceholder | None) for k in ("response_model", "response_class")):
+        return None
+    try:
+        hints = typing.get_type_hints(endpoint)
+    except Exception:  # an annotation that does not resolve here: leave the answer to FastAPI
+        return None
+    model = hints.pop("return", None)
+    if any(isinstance(h, type) and issubclass(h, Response | BackgroundTasks) for h in hints.values()):
+        return None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    status = kwargs.get("status_code")
+    return model, int(status) if isinstance(status, int) else 200
 
 
 class Router(APIRouter):
     """An ``APIRouter`` whose sync endpoints commit the request's session on their own thread."""
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        super().add_api_route(path, commits_on_its_thread(endpoint), *args, **kwargs)
+        answers = _plain_model_answer(endpoint, kwargs) if not args else None
+        super().add_api_route(path, commits_on_its_thread(endpoint, answers=answers), *args, **kwargs)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import semver
-from sqlalchemy import select
+from sqlalchemy import ColumnExpressionArgument, ScalarSelect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,11 +28,13 @@ __all__ = [
     "PUBLISH_HOOKS",
     "PublishStep",
     "Published",
+    "digest_of",
     "get_app_version",
     "get_archive",
     "is_development",
     "list_apps",
     "list_versions",
+    "manifest_by_digest",
     "manifest_by_id",
     "manifest_of",
     "publish",
@@ -236,6 +238,19 @@ def manifest_by_id(session: Session, app_id: int) -> Manifest:
     if row is None:  # foreign keys forbid it; a broken database is a bug, not user error
         raise RuntimeError(f"no app version with id {app_id}")
     return manifest_of(row)
+
+
+def digest_of(app_id: ColumnExpressionArgument[int]) -> ScalarSelect[str]:
+    """The archive checksum of the version ``app_id`` names, as a column for another package's query: with
+    ``manifest_by_digest`` a caller gets a version's manifest without a query of its own."""
+    return select(AppVersion.archive_sha256).where(AppVersion.id == app_id).scalar_subquery()
+
+
+def manifest_by_digest(session: Session, app_id: int, digest: str | None) -> Manifest:
+    """The manifest of version ``app_id`` whose archive checksum is ``digest`` (``digest_of``), from the cache
+    when it holds that content."""
+    cached = _MANIFESTS.get(digest) if digest is not None else None
+    return cached if cached is not None else manifest_by_id(session, app_id)
 
 
 def manifest_of(row: AppVersion) -> Manifest:

@@ -66,6 +66,7 @@ _SLICE_CALLS = 256
 _SLICE_SECONDS = 0.05
 _CHECKPOINT_SECONDS = 1.0
 _REFRESH_SECONDS = 1.0
+_POLL_SECONDS = 0.05  # while some consumer has records left
 _TOPICS = ("twins", "apps")  # what the consumers depend on (store/changes.py)
 _UNSET = object()
 
@@ -173,9 +174,12 @@ class FunctionWorker:
             query, consumers = query.where(Twin.id.in_(ids)), consumers.where(StreamConsumer.twin_id.in_(ids))
         rows = session.execute(query).all()
         offsets = {(c.twin_id, c.function): c.offset for c in session.scalars(consumers)}
+        # Of a whole fleet, only streams that hold records can have any waiting: one listing of the log
+        # instead of opening every twin's stream (new records after start wake their consumers anyway).
+        stored = set(self.runtime.streams.log.list_keys()) if ids is None else None
         seen = set()
         for twin_id, twin_name, app_id, sha in rows:
-            manifest = catalog.manifest_by_id(session, app_id)
+            manifest = catalog.manifest_by_digest(session, app_id, sha)  # no query once the version is parsed
             for name, spec in manifest.functions.items():
                 ident = (twin_id, name)
                 seen.add(ident)
@@ -196,7 +200,8 @@ class FunctionWorker:
                     self.consumers[ident] = consumer
                     for key in consumer.keys:
                         self._by_key.setdefault(key, set()).add(ident)
-                    self._waiting.add(ident)  # records may have come while it was unknown
+                    if stored is None or not stored.isdisjoint(consumer.keys):
+                        self._waiting.add(ident)  # records may have come while it was unknown
                     self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
         for ident in [i for i in self.consumers if i not in seen and (ids is None or i[0] in ids)]:
             gone = self.consumers.pop(ident)
@@ -249,6 +254,14 @@ class FunctionWorker:
             started += 1
         return started
 
+    def _sleep(self) -> float:
+        """How long the loop may wait for a wake-up (appends, state commits and finished calls all wake it):
+        briefly while consumers have records left (time windows, backoff), else until the change counters are
+        due for their next look. An idle worker wakes once a second, not twenty times."""
+        if self._waiting:
+            return _POLL_SECONDS
+        return max(_POLL_SECONDS, _REFRESH_SECONDS - (time.monotonic() - self._refreshed))
+
     def drain(self, timeout: float = 30.0) -> None:
         """Wait for the calls in flight (tests and shutdown)."""
         deadline = time.monotonic() + timeout
@@ -263,7 +276,7 @@ class FunctionWorker:
             except Exception:
                 log.exception("function worker step failed")
                 stop.wait(1.0)
-            version = self.runtime.notifier.wait_any(version, 0.05)
+            version = self.runtime.notifier.wait_any(version, self._sleep())
         self.stopping.set()  # calls in flight finish their slice and stop
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.flush_checkpoints()

@@ -35,13 +35,16 @@ def run_once(engine: WorkflowEngine) -> int:
 
 
 def run(engine: WorkflowEngine) -> None:
+    """Work until stopped. A run queued in this process wakes every worker once its transaction commits;
+    the poll only finds runs queued elsewhere, so the workers share it: together they look once per
+    ``poll_seconds``, not each of them (idle CPU)."""
     while not engine.stopping.is_set():
         try:
             if run_once(engine):
                 continue
         except Exception:  # the loop must outlive a broken store connection
             log.exception("workflow worker step failed")
-        engine.wake.wait(engine.poll_seconds)
+        engine.wake.wait(engine.poll_seconds * max(1, engine.workers))
         engine.wake.clear()
 
 

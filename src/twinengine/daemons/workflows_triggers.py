@@ -45,6 +45,10 @@ def sweep(engine: WorkflowEngine) -> int:
         return sum(triggers.materialize_manifest_triggers(session, twin, arrivals=engine.arrivals) for twin in bare)
 
 
+_OLDEST_DATASET_TRIGGER = select(func.min(Trigger.created_at)).where(Trigger.kind == "dataset",
+                                                                     Trigger.enabled.is_(True))
+
+
 @dataclass
 class Watch:
     """What the loop saw of the arrival feed: a pass looks at dataset triggers only when it shows news."""
@@ -58,9 +62,10 @@ class Watch:
         if feed is None:
             return False
         if not self.started:  # arrivals after the oldest dataset trigger's start may be news to some trigger
-            oldest = session.scalar(select(func.min(Trigger.created_at)).where(Trigger.kind == "dataset",
-                                                                                Trigger.enabled.is_(True)))
-            self.cursor, self.started = feed.cursor_at(oldest or utcnow()), True
+            oldest = session.scalar(_OLDEST_DATASET_TRIGGER)
+            if oldest is None:
+                return False  # no dataset trigger: the feed is read from the first one's creation on
+            self.cursor, self.started = feed.cursor_at(oldest), True
         arrivals, self.cursor = feed.since(self.cursor)
         keys = {(a.collection, a.item, a.at) for a in arrivals}  # the feed repeats a short overlap
         fresh = bool(keys - self.seen)
@@ -68,24 +73,42 @@ class Watch:
         return fresh
 
 
-def _due(session: Session, engine: WorkflowEngine, watch: Watch | None, now: datetime) -> list[Trigger]:
+def _due(session: Session, engine: WorkflowEngine, watch: Watch | None, now: datetime,
+         ids: list[str] | None = None) -> list[Trigger]:
+    """The triggers a pass visits: every enabled one without a watch; else those ``_due_ids`` names (looked
+    up now unless given: the watch's arrival cursor moves on each look)."""
     enabled = select(Trigger).where(Trigger.enabled.is_(True)).order_by(Trigger.id)
     if watch is None:
         return list(session.scalars(enabled))
+    if ids is None:
+        ids = _due_ids(session, engine, watch, now)
+    return list(session.scalars(enabled.where(Trigger.id.in_(ids)))) if ids else []
+
+
+def _due_ids(session: Session, engine: WorkflowEngine, watch: Watch, now: datetime) -> list[str]:
+    """The enabled triggers that may be due now, read as ids (a read-only look)."""
+    enabled = select(Trigger.id).where(Trigger.enabled.is_(True))
     found = list(session.scalars(enabled.where(Trigger.kind == "cron", Trigger.next_fire_at <= now)))
     found += session.scalars(enabled.where(Trigger.kind == "stream_window"))
     if watch.news(engine, session):  # a trigger without a cursor yet counts from its creation (due_arrivals)
         found += session.scalars(enabled.where(Trigger.kind == "dataset"))
-    return sorted(found, key=lambda t: t.id)
+    return sorted(found)
 
 
 def run_once(engine: WorkflowEngine, watch: Watch | None = None) -> int:
     """One pass over the enabled triggers that may be due (every one without ``watch``); returns the number
-    of runs started."""
+    of runs started. With a watch, what may be due is looked up in a read-only transaction first, and a
+    write transaction opens only when there is something to do: an idle pass takes no write lock."""
     started = 0
+    ids = None
+    if watch is not None:
+        with engine.db.session(readonly=True) as session:
+            ids = _due_ids(session, engine, watch, utcnow())
+        if not ids:
+            return 0
     with engine.db.session() as session:
         now = utcnow()
-        for trigger in _due(session, engine, watch, now):
+        for trigger in _due(session, engine, watch, now, ids):
             try:
                 with session.begin_nested():
                     if trigger.kind == "cron":

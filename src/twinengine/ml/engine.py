@@ -49,6 +49,7 @@ from twinengine.workers.process import Worker, WorkerError
 from twinengine.workers.service import AppWorkers
 
 if TYPE_CHECKING:
+    from twinengine.ml.policy_watch import PolicyWatch
     from twinengine.workers.apps import AppCode
 
 __all__ = ["MLEngine", "TwinApp", "model_checksum"]
@@ -92,6 +93,7 @@ class MLEngine:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._policies: PolicyWatch | None = None  # what the retraining loop knows of the policies
         self._warm: WarmModels[dict[str, Any]] = WarmModels(warm_models)
 
     @property
@@ -158,15 +160,31 @@ class MLEngine:
         return len(claimed)
 
     def check_policies(self) -> int:
-        """One pass of the retraining policies (schedule, buffer fills, drift); returns runs queued."""
+        """One pass of the retraining policies (schedule, buffer fills, drift, skill); returns runs queued.
+        Only policies whose trigger may have fired are visited (``PolicyWatch``): an idle pass is a few small
+        reads, and no write transaction."""
         from twinengine.ml import retrain
-        from twinengine.ml.models import RetrainPolicy
+        from twinengine.ml.policy_watch import PolicyWatch
 
-        with self.db.session(readonly=True) as session:
-            if session.scalar(select(RetrainPolicy.model).where(RetrainPolicy.enabled.is_(True)).limit(1)) is None:
-                return 0
-        with self.db.session() as session:
-            return retrain.run_once(self, session)
+        if self._policies is None:
+            self._policies = PolicyWatch()
+        try:
+            with self.db.session(readonly=True) as session:
+                due = self._policies.due(session, self._streams, utcnow())
+        except BaseException:
+            self._policies = None  # start afresh next pass: every policy is looked at once
+            raise
+        if not due:
+            return 0
+        busy: set[tuple[str, str]] = set()
+        try:
+            with self.db.session() as session:
+                queued = retrain.run_once(self, session, due, busy)
+        except BaseException:
+            self._policies.deferred(due)  # looked at again next pass
+            raise
+        self._policies.deferred(busy)
+        return queued
 
     def wait(self, run_id: str, timeout: float | None = None) -> None:
         future = self._running.get(run_id)

@@ -13,8 +13,11 @@ from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from twinengine.store.base import Base, JSONValue, LogId, UTCDateTime, utcnow
+from twinengine.store.changes import watch
 
-__all__ = ["GateDecision", "RetrainPolicy", "TrainingRun", "pending_work"]
+__all__ = ["POLICIES_TOPIC", "GateDecision", "RetrainPolicy", "TrainingRun", "pending_work"]
+
+POLICIES_TOPIC = "policies"  # change counter of retraining policies (ml/policy_watch.py)
 
 _TWIN = "twins.id"
 
@@ -64,6 +67,9 @@ class RetrainPolicy(Base):
     last_check: Mapped[dict[str, Any] | None] = mapped_column(JSONValue, nullable=True)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+watch(RetrainPolicy, POLICIES_TOPIC, lambda policy: f"{policy.twin_id}/{policy.model}")
 
 
 class GateDecision(Base):

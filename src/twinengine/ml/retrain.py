@@ -9,10 +9,11 @@ external trigger, which is simply ``POST .../train``. Every run records its trig
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from twinengine.ml.drift import DriftSpec, detect
@@ -82,13 +83,25 @@ def check_drift(ml: MLEngine, session: Session, policy: RetrainPolicy, twin: Twi
     return report
 
 
-def run_once(ml: MLEngine, session: Session) -> int:
-    """One pass over the enabled policies; returns the number of runs queued."""
+def run_once(ml: MLEngine, session: Session, only: Collection[tuple[str, str]] | None = None,
+             busy: set[tuple[str, str]] | None = None) -> int:
+    """One pass over the enabled policies, or over those ``only`` names (twin id, model: what a
+    ``PolicyWatch`` says may have fired); returns the number of runs queued. Policies skipped because their
+    model is training are added to ``busy``."""
     queued = 0
     now = datetime.now(UTC)
-    for policy in session.scalars(select(RetrainPolicy).where(RetrainPolicy.enabled.is_(True))):
+    query = select(RetrainPolicy).where(RetrainPolicy.enabled.is_(True))
+    if only is not None:
+        if not only:
+            return 0
+        query = query.where(tuple_(RetrainPolicy.twin_id, RetrainPolicy.model).in_(sorted(only)))
+    for policy in session.scalars(query):
         twin = session.get(Twin, policy.twin_id)
-        if twin is None or _busy(session, twin.id, policy.model):
+        if twin is None:
+            continue
+        if _busy(session, twin.id, policy.model):
+            if busy is not None:
+                busy.add((policy.twin_id, policy.model))
             continue
         if policy.buffer:
             buffer = session.scalar(select(RetrainBuffer).where(RetrainBuffer.twin_id == twin.id,

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, String, delete, event, insert, select, update
+from sqlalchemy import BigInteger, String, Table, bindparam, delete, event, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from twinengine.store.base import Base
@@ -59,16 +61,29 @@ def bump(session: Session, topic: str, keys: set[str] | None = None) -> int:
     """Bump ``topic`` and log ``keys`` under the new value (in the caller's transaction); no keys: a bulk
     change (rows written with Core statements), after which readers reload everything."""
     keys = {EVERYTHING} if keys is None else keys
-    value = session.execute(update(ChangeCounter).where(ChangeCounter.topic == topic)
-                            .values(value=ChangeCounter.value + 1).returning(ChangeCounter.value)).scalar()
-    if value is None:  # a topic the migration did not seed
-        value = 1
-        session.execute(insert(ChangeCounter), [{"topic": topic, "value": value}])
+    value = session.execute(_bump_statement(session.get_bind().dialect.name), {"topic": topic}).scalar_one()
     if keys:
         session.execute(insert(ChangeLog), [{"topic": topic, "value": value, "key": k[:64]} for k in sorted(keys)])
     if value % _PRUNE_EVERY == 0:
         session.execute(delete(ChangeLog).where(ChangeLog.topic == topic, ChangeLog.value <= value - KEEP))
     return int(value)
+
+
+_BUMPS: dict[str, Any] = {}
+
+
+def _bump_statement(dialect: str) -> Any:
+    """Add one to a topic's counter, starting it at 1 when no migration seeded it (an upsert, so two first
+    bumps of a new topic cannot collide); it locks the row until commit like an UPDATE. Built once per dialect."""
+    statement = _BUMPS.get(dialect)
+    if statement is None:
+        upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+        table = cast(Table, ChangeCounter.__table__)
+        statement = _BUMPS[dialect] = (
+            upsert(table).values(topic=bindparam("topic"), value=1)
+            .on_conflict_do_update(index_elements=["topic"], set_={"value": table.c.value + 1})
+            .returning(table.c.value))
+    return statement
 
 
 @event.listens_for(Session, "before_flush")

@@ -3,16 +3,23 @@
 SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``: writers queue on the
 busy timeout instead of failing when a read transaction tries to upgrade, which keeps concurrent state
 writes gap-free. PostgreSQL relies on row locks taken by the services (``UPDATE ... RETURNING``).
+
+A PostgreSQL connection is checked only when it comes out of the pool after sitting idle (``PING_AFTER_IDLE_S``),
+not on every checkout: under load a ping would be one round trip in each unit of work, while an idle
+connection is the one a server restart or a firewall may have dropped. One that fails its ping is replaced
+before the caller sees it; one that dies mid-use fails that unit of work (rolled back, nothing acknowledged)
+and the pool drops every connection opened before it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +28,9 @@ __all__ = ["Database", "make_engine"]
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PROBE_CONNECTIONS = 4  # the most /health checks at once (api/health.py's probe threads)
 READONLY_OPTION = "twinengine_readonly"
+PING_AFTER_IDLE_S = 10.0  # a pooled PostgreSQL connection idle longer than this is pinged before use
+RECYCLE_S = 1800  # and none is used once older than this (server-side idle limits, load balancers)
+_IDLE_SINCE = "twinengine_idle_since"
 
 
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
@@ -38,8 +48,32 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
-    return create_engine(url, echo=echo, **kwargs)
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=RECYCLE_S)
+    ping_when_idle(engine, PING_AFTER_IDLE_S)
+    return engine
+
+
+def ping_when_idle(engine: Engine, after_s: float) -> None:
+    """Ping a pooled connection on checkout only when it sat in the pool longer than ``after_s`` seconds;
+    a dead one is replaced (the pool retries the checkout with a new connection)."""
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since <= after_s:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+            dbapi_connection.rollback()  # the ping opened a transaction (the driver is not in autocommit)
+        except Exception as error:
+            raise exc.DisconnectionError(f"pooled connection failed its ping: {error}") from error
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -94,10 +128,27 @@ class Database:
 
         ``readonly`` is a promise not to write; on SQLite it lets the transaction run beside writers.
         """
-        session = (self._read_sessions if readonly else self.sessions)()
+        session = self.open(readonly=readonly)
         try:
             yield session
-            session.commit()
+        except BaseException:
+            self.close(session, commit=False)
+            raise
+        self.close(session, commit=True)
+
+    def open(self, *, readonly: bool = False) -> Session:
+        """A unit of work for ``close`` to end. Opening does no I/O: the transaction starts with the first
+        statement."""
+        return (self._read_sessions if readonly else self.sessions)()
+
+    @staticmethod
+    def close(session: Session, *, commit: bool) -> None:
+        """Commit (or roll back) and close a unit of work from ``open``; a failed commit rolls back."""
+        try:
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
         except BaseException:
             session.rollback()
             raise

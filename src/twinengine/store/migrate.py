@@ -9,7 +9,7 @@ from alembic.script import ScriptDirectory
 
 from twinengine.store.engine import Database
 
-__all__ = ["alembic_config", "autogenerate", "current_revision", "head_revision", "upgrade"]
+__all__ = ["alembic_config", "analyze", "autogenerate", "current_revision", "head_revision", "upgrade"]
 
 # Any constant works: it serialises engines that start at once against the same PostgreSQL database.
 _PG_MIGRATION_LOCK = 0x7477696E
@@ -30,7 +30,18 @@ def upgrade(db: Database, revision: str = "head") -> str | None:
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
+    if db.backend == "sqlite":
+        analyze(db)
     return current_revision(db)
+
+
+def analyze(db: Database) -> None:
+    """Give SQLite's planner statistics (PostgreSQL's autovacuum keeps its own): without them it keeps a
+    table's primary-key index where a covering index would read no row (fleet aggregates, 0014). Sampled
+    (``analysis_limit``), so it takes milliseconds whatever the size of the store; run on every start."""
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("PRAGMA analysis_limit=400")
+        connection.exec_driver_sql("ANALYZE")
 
 
 def current_revision(db: Database) -> str | None:

@@ -20,6 +20,9 @@ class Twin(Base):
     """An instance of an app bound to one physical twin. ``head_revision`` numbers its state changes."""
 
     __tablename__ = "twins"
+    # What a fleet aggregate reads of each twin it joins by id (its owner for access, its app as a group key):
+    # the join needs no table row (migration 0014).
+    __table_args__ = (Index("ix_twins_access", "id", "owner", "app_name", "app_version"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)

@@ -8,20 +8,19 @@ a time does one index seek into the log per property it names. No read ranks the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, case, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, Table, and_, case, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from twinengine.catalog.manifest import Manifest
 from twinengine.errors import Problem, RevisionNotFound, ValidationFailed
-from twinengine.quality.stored import pack, unpack
+from twinengine.quality.stored import unpack
 from twinengine.store.base import utcnow
+from twinengine.twins import log_writes
+from twinengine.twins.log_writes import number_of
 from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
 from twinengine.twins.schemas import (
     DiffEntry,
@@ -100,11 +99,10 @@ def append_revision(
     session: Session, twin: Twin, values: list[NewValue], *, author: str, message: str | None
 ) -> RevisionRead:
     """Append one revision. The counter update locks the twin's row, so concurrent writers queue and
-    revision numbers stay gap-free (SQLite serialises writers with BEGIN IMMEDIATE). Rows go in with bulk
-    inserts: a write is a handful of statements whatever the number of properties."""
+    revision numbers stay gap-free (SQLite serialises writers with BEGIN IMMEDIATE); on PostgreSQL the
+    counter, the revision, its values and the heads are one statement (``log_writes``)."""
     now = utcnow()
-    number = _take_numbers(session, twin, 1, now)
-    _insert_log(session, [(twin.id, number, values, message)], author=author, now=now)
+    number = log_writes.append_one(session, twin, values, author=author, message=message, now=now)
     changes = [ValueChange(property=v.property, kind=v.kind, value=v.value, unit=v.unit, timestamp=v.timestamp,
                            uncertainty=v.uncertainty, quality=v.quality) for v in values]
     return RevisionRead(twin_id=twin.id, revision=number, recorded_at=now, author=author, message=message,
@@ -120,85 +118,14 @@ def append_revisions(session: Session, batch: list[tuple[Twin, list[Pending]]], 
     number (its revisions follow on, in the order given). Twins are locked in id order, so two batches
     naming the same twins queue instead of deadlocking; each twin's counter moves once, by its count."""
     now = utcnow()
+    last = log_writes.take_numbers(session, {twin.id: len(pending) for twin, pending in batch}, now)
     first: dict[str, int] = {}
-    rows: list[tuple[str, int, list[NewValue], str | None]] = []
+    rows: list[log_writes.LogRow] = []
     for twin, pending in sorted(batch, key=lambda entry: entry[0].id):
-        last = _take_numbers(session, twin, len(pending), now)
-        first[twin.id] = start = last - len(pending) + 1
+        first[twin.id] = start = last[twin.id] - len(pending) + 1
         rows += [(twin.id, start + i, values, message) for i, (values, message) in enumerate(pending)]
-    _insert_log(session, rows, author=author, now=now)
+    log_writes.insert_log(session, rows, author=author, now=now)
     return first
-
-
-_TWINS = cast(Table, Twin.__table__)
-_INSERT_REVISIONS = insert(cast(Table, StateRevision.__table__))
-_INSERT_VALUES = insert(cast(Table, StateValue.__table__))
-_COUNT = (update(_TWINS).where(_TWINS.c.id == bindparam("twin"))
-          .values(head_revision=_TWINS.c.head_revision + bindparam("count"), updated_at=bindparam("now"))
-          .returning(_TWINS.c.head_revision))
-
-
-def _take_numbers(session: Session, twin: Twin, count: int, now: datetime) -> int:
-    """Move the twin's revision counter by ``count`` and return its new value; the update holds the twin's
-    row lock until the transaction ends."""
-    number: int = session.connection().execute(_COUNT, {"twin": twin.id, "count": count, "now": now}).scalar_one()
-    session.expire(twin, ["head_revision", "updated_at"])
-    return number
-
-
-def _insert_log(session: Session, rows: list[tuple[str, int, list[NewValue], str | None]], *, author: str,
-                now: datetime) -> None:
-    """The revisions, their values and the heads they move: three executemany statements in all. Core
-    statements on the session's connection: the ORM would only add bookkeeping for rows it never tracks."""
-    connection = session.connection()
-    connection.execute(_INSERT_REVISIONS, [{"twin_id": twin_id, "revision": number, "recorded_at": now,
-                                            "author": author, "message": message}
-                                           for twin_id, number, _, message in rows])
-    values = [{"twin_id": twin_id, "revision": number, "property": v.property, "kind": v.kind.value,
-               "value": pack(v.value, v.uncertainty, v.quality), "unit": v.unit, "timestamp": v.timestamp}
-              for twin_id, number, written, _ in rows for v in written]
-    if values:
-        connection.execute(_INSERT_VALUES, values)
-        # The newest value of each (twin, property, kind) only: one upsert statement may not touch a row twice.
-        newest = {(row["twin_id"], row["property"], row["kind"]): row for row in values}
-        connection.execute(_upsert_heads(connection.dialect.name),
-                           [{**row, "num_value": number_of(row["value"])} for row in newest.values()])
-    announced = session.info.setdefault("twinengine.revisions", [])  # announced after commit
-    last: dict[str, int] = {}
-    for twin_id, number, _, _ in rows:
-        last[twin_id] = number
-    announced += list(last.items())
-
-
-def number_of(value: Any) -> float | None:
-    """A head's ``num_value``: the value (inside its envelope when it carries an uncertainty or a quality,
-    quality/stored.py) when it is a finite number (booleans are not numbers here)."""
-    value = unpack(value).value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond any double
-        return None
-    return number if math.isfinite(number) else None
-
-
-_UPSERTS: dict[str, Any] = {}
-
-
-def _upsert_heads(dialect: str) -> Any:
-    """Make the given values the heads of their (twin, property, kind). Built once per dialect: building
-    ``excluded`` costs more than running the statement. Callers hold the twins' row locks (counter update),
-    so no other writer of these heads runs meanwhile."""
-    statement = _UPSERTS.get(dialect)
-    if statement is None:
-        upsert = pg_insert if dialect == "postgresql" else sqlite_insert
-        base = upsert(cast(Table, StateHead.__table__))
-        statement = _UPSERTS[dialect] = base.on_conflict_do_update(
-            index_elements=["twin_id", "property", "kind"],
-            set_={c: base.excluded[c] for c in ("revision", "value", "unit", "timestamp", "num_value")},
-        )
-    return statement
 
 
 # Plain rows, not ORM objects: nothing to keep in the identity map, and no stale heads after a rebuild.

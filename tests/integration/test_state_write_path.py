@@ -1,0 +1,113 @@
+"""How a state write reaches the store (SQLite and PostgreSQL): values come back exactly as written through
+the log, the heads and their numeric copies, and on PostgreSQL a write costs a fixed, small number of
+statements (a single write: the twin's row with its app version's checksum, then one statement for the
+counter, the revision, its values and the heads; a batch: the same few statements for any number of twins)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from helpers import RIVER_REACH, Engine
+from twinengine.auth.principal import Principal, Role
+from twinengine.twins import batch, service
+from twinengine.twins.batch_schemas import StateBatchItem
+from twinengine.twins.models import StateHead
+from twinengine.twins.schemas import PropertyWrite
+
+UMA = Principal(name="uma", role=Role.USER)
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements this thread sends while the block runs (the engine's own loops run on others)."""
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.get_ident() == me:
+            seen.append(statement)
+
+    event.listen(engine.runtime.db.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.runtime.db.engine, "before_cursor_execute", count)
+
+
+@pytest.fixture
+def twins(engine: Engine) -> list[str]:
+    engine.as_role("ada", "developer").publish_app(RIVER_REACH)
+    with engine.runtime.db.session() as session:
+        return [service.create_twin(session, principal=UMA, app="river-reach@0.1.0", name=f"reach-{i:02d}",
+                                    parameters={"station": "RR-01"}).id for i in range(30)]
+
+
+def write(engine: Engine, ref: str, **reported: PropertyWrite) -> None:
+    with engine.runtime.db.session() as session:
+        service.write_state(session, principal=UMA, ref=ref, reported=reported, desired={})
+
+
+def test_values_come_back_exactly_as_written(engine: Engine, twins: list[str]) -> None:
+    written = {"level": PropertyWrite(value=0.1 + 0.2, timestamp=T0), "rain": PropertyWrite(value=2**53 + 1),
+               "alert": PropertyWrite(value=True, timestamp=T0 + timedelta(microseconds=1)),
+               "forecast_peak_level": PropertyWrite(value=1.25, unit="cm", uncertainty={"std": 5.0}),
+               "discharge": PropertyWrite(value=12)}
+    write(engine, "reach-00", **written)
+    uma = engine.as_role("uma", "user")
+    changes = uma.get_revision("reach-00", 1).changes
+    assert [c.property for c in changes] == list(written)  # in the order written
+    by_name = {c.property: c for c in changes}
+    assert by_name["level"].value == 0.1 + 0.2 and by_name["level"].timestamp == T0
+    assert by_name["rain"].value == 2**53 + 1 and isinstance(by_name["rain"].value, int)
+    assert by_name["alert"].value is True and by_name["alert"].timestamp == T0 + timedelta(microseconds=1)
+    peak = by_name["forecast_peak_level"]
+    assert peak.value == pytest.approx(0.0125) and peak.uncertainty is not None
+    assert peak.uncertainty.std == pytest.approx(0.05)
+    state = uma.get_state("reach-00")
+    assert {p: v.value for p, v in state.reported.items()} == {c.property: c.value for c in changes}
+    with engine.runtime.db.session(readonly=True) as session:
+        numbers = {row.property: row.num_value for row in session.execute(
+            select(StateHead.property, StateHead.num_value).where(StateHead.twin_id == twins[0]))}
+    assert numbers == {"level": 0.1 + 0.2, "rain": float(2**53 + 1), "alert": None,
+                       "forecast_peak_level": pytest.approx(0.0125), "discharge": 12.0}
+
+
+def test_a_single_write_on_postgresql_is_two_statements(engine: Engine, twins: list[str], backend: str) -> None:
+    write(engine, "reach-01", level=PropertyWrite(value=1.0))  # the manifest is parsed and cached
+    with statements(engine) as seen:
+        write(engine, "reach-01", level=PropertyWrite(value=2.0), rain=PropertyWrite(value=0.5))
+    writes = [s for s in seen if not s.lstrip().upper().startswith(("BEGIN", "SELECT"))]
+    if backend == "postgresql":
+        assert len(seen) == 2, seen  # the twin (with its app's checksum), then everything written
+    else:
+        assert len(writes) == 4  # SQLite, in process: counter, revision, values, heads
+    assert not any("FROM app_versions" in s and "twins" not in s for s in seen)
+    uma = engine.as_role("uma", "user")
+    assert uma.get_state("reach-01").revision == 2 and uma.get_state("reach-01").reported["rain"].value == 0.5
+
+
+def batch_statements(engine: Engine, refs: list[str]) -> list[str]:
+    items = [StateBatchItem(twin=ref, reported={"level": PropertyWrite(value=float(i))})
+             for i in range(3) for ref in refs]
+    with statements(engine) as seen, engine.runtime.db.session() as session:
+        batch.write_batch(session, principal=UMA, items=items, max_items=1000)
+    return seen
+
+
+def test_a_batch_costs_the_same_statements_for_any_number_of_twins(engine: Engine, twins: list[str],
+                                                                   backend: str) -> None:
+    batch_statements(engine, twins[:2])
+    few, many = batch_statements(engine, twins[:3]), batch_statements(engine, twins)
+    uma = engine.as_role("uma", "user")
+    assert [uma.get_twin(t).head_revision for t in twins[:3]] == [9, 9, 6]  # gap-free, three per batch
+    assert uma.get_state(twins[29]).reported["level"].value == 2.0
+    if backend == "postgresql":
+        assert len(few) == len(many) <= 6, many
