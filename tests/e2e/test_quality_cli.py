@@ -82,8 +82,8 @@ def test_twin_quality_reports_what_a_run_and_a_model_version_used(live: LiveEngi
     assert data["flag"] == "bad" and stream["records"] == {"good": 7, "suspect": 0, "bad": 1}
     # the value the run wrote says so in the state tables (a column shown only when a value has it)
     assert f"bad ({run.id})" in live.twin("state", "show", "reach", token=user)
-    assert "inputs" in live.twin("state", "history", "reach", "forecast_peak_level", token=user)
-    assert "inputs" not in live.twin("state", "history", "reach", "rain", token=user)
+    assert "quality" in live.twin("state", "history", "reach", "forecast_peak_level", token=user)
+    assert "quality" not in live.twin("state", "history", "reach", "rain", token=user)
 
     database = Database(live.settings.db_url)
     try:

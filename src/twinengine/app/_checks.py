@@ -113,7 +113,7 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
                               for k, v in update.values.items()}
                     values = state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}})
                     state.append_revision(session, twin, values, author=f"function:{name}",
-                                          message=update.message or name)
+                                          message=update.message or name, manifest=manifest)
                 ctx.applied += ctx.updates
                 ctx.updates = []
             if failed is not None:

@@ -16,7 +16,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from twinengine.catalog.views import View
-from twinengine.quality.spec import Check, Duration, QualityPolicy
+from twinengine.quality.spec import Check, Duration, FlatlineCheck, QualityPolicy, StateCheck
 from twinengine.quality.uncertainty import UncertaintyForm
 from twinengine.units import UnitError, check_unit
 
@@ -69,6 +69,8 @@ Ident = Annotated[str, Field(pattern=IDENT_PATTERN, max_length=64)]
 SemVer = Annotated[str, Field(max_length=64), AfterValidator(_semver)]
 RelPath = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00][^\\\x00]*$")]
 
+
+MAX_STATE_FLATLINE = 1000  # a state check reads at most this many earlier values of its property
 
 # Forms of uncertainty a stream field or state property declares: one name or a list of them.
 UncertaintyForms = Annotated[list[UncertaintyForm], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
@@ -188,10 +190,18 @@ class StateProperty(_Strict):
     uncertainty: UncertaintyForms = Field(
         default_factory=list, max_length=3,
         description="Forms of uncertainty a value may carry: std, quantiles, members (one, or a list).")
+    quality: list[StateCheck] = Field(
+        default_factory=list, max_length=16,
+        description="Checks a reported value is judged by against the property's own history (range, spike, "
+                    "flatline): a value that fails one is kept, flagged suspect or bad with the check's name.")
 
     @model_validator(mode="after")
     def _consistent(self) -> StateProperty:
         numeric = self.type in (StateType.NUMBER, StateType.INTEGER)
+        if self.quality and not numeric:
+            raise ValueError("quality checks apply to number and integer properties only")
+        if any(isinstance(c, FlatlineCheck) and (c.records or 0) > MAX_STATE_FLATLINE for c in self.quality):
+            raise ValueError(f"a state property's flatline check counts at most {MAX_STATE_FLATLINE} records")
         if self.uncertainty and not numeric:
             raise ValueError("uncertainty applies to number and integer properties only")
         if len(set(self.uncertainty)) != len(self.uncertainty):

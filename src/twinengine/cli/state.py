@@ -99,7 +99,7 @@ def _show_state(twin: str, state: TwinState) -> None:
     rows += [("desired", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v))
              for p, v in state.desired.items()]
     console.print(table(f"state of {twin} as of {when}", *_spread_column(
-        ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)", "revision", "inputs"], rows)))
+        ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)", "revision", "quality"], rows)))
     if state.delta:
         console.print(f"pending (desired ≠ reported): {state.delta}", highlight=False)
 
@@ -127,7 +127,7 @@ def history(ctx: typer.Context, twin: str = typer.Argument(...), prop: str = typ
                                 since=_instant(since, "--since"), until=_instant(until, "--until"), limit=limit)
     out.emit(result, lambda: console.print(table(
         f"{kind} {prop} of {twin} ({len(result.items)} values, unit {result.unit or '-'})",
-        *_spread_column(["timestamp (UTC)", "value", "uncertainty", "revision", "inputs"],
+        *_spread_column(["timestamp (UTC)", "value", "uncertainty", "revision", "quality"],
                         [(v.timestamp, v.value, describe(v.uncertainty), v.revision, _inputs(v))
                          for v in result.items]))))
 
@@ -166,7 +166,7 @@ def diff(ctx: typer.Context, twin: str = typer.Argument(...),
 
 def _spread_column(columns: list[str], rows: list[tuple[Any, ...]]) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The columns and rows without the uncertainty (and inputs) column when no value in them has one."""
-    for name in ("inputs", "uncertainty"):
+    for name in ("quality", "uncertainty"):
         if name not in columns:
             continue
         at = columns.index(name)
@@ -176,11 +176,13 @@ def _spread_column(columns: list[str], rows: list[tuple[Any, ...]]) -> tuple[lis
 
 
 def _inputs(value: Any) -> str:
-    """What a value says of the inputs it was computed from, when they were not all good (pedigree)."""
+    """What a value says of its quality: the checks of its property it failed, or the inputs it was computed
+    from when they were not all good (pedigree)."""
     quality = getattr(value, "quality", None)
     if quality is None:
         return ""
-    return f"{quality.flag} ({quality.function or quality.run or 'inputs'})"
+    why = [*(quality.checks or []), *([quality.function or quality.run or "inputs"] if quality.inputs else [])]
+    return f"{quality.flag} ({', '.join(why) or 'inputs'})"
 
 
 def _shown(value: PropertyValue | None) -> str | None:

@@ -388,7 +388,8 @@ class FunctionWorker:
                         return
                     for values, message in effects:
                         state.append_revision(session, twin, values, author=consumer.ident,
-                                              message=message or f"{consumer.name} on {consumer.spec.stream}")
+                                              message=message or f"{consumer.name} on {consumer.spec.stream}",
+                                              manifest=manifest)
                     if self.workflow_starter is not None:
                         for request, key in zip(requests, keys, strict=True):  # in the checkpoint's transaction
                             self._start(session, twin.id, request, key)

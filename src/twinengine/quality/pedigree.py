@@ -28,17 +28,20 @@ def _absent(value: Any) -> bool:
 
 
 class ValueQuality(BaseModel):
-    """Kept with a value computed from inputs that were not all good."""
+    """Kept with a value computed from inputs that were not all good, or that failed its property's checks."""
 
     model_config = ConfigDict(extra="forbid")
 
-    flag: Literal["suspect", "bad"] = Field(description="The worst flag among the records it was computed from.")
+    flag: Literal["suspect", "bad"] = Field(description="The worst flag among the records it was computed from "
+                                                        "and the state checks it failed itself.")
     run: str | None = Field(default=None, description="The run that computed it.")
     inputs: list[str] = Field(default_factory=list, description="The inputs that were suspect or bad.")
     function: str | None = Field(default=None, exclude_if=_absent,
                                  description="The function on arrival that computed it (instead of a run).")
     records: dict[str, int] | None = Field(default=None, exclude_if=_absent,
                                            description="A function's call: its records per flag.")
+    checks: list[str] | None = Field(default=None, exclude_if=_absent,
+                                     description="The state checks of its property it failed (e.g. spike:level).")
 
 
 def flag_counts(column: pa.ChunkedArray | pa.Array | None) -> dict[str, int] | None:

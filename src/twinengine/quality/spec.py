@@ -19,6 +19,7 @@ from twinengine.quality.expr import Comparison, parse_expr
 
 __all__ = [
     "CHECK_KINDS",
+    "STATE_CHECK_KINDS",
     "Check",
     "CompletenessCheck",
     "ConsistencyCheck",
@@ -29,6 +30,7 @@ __all__ = [
     "QualityPolicy",
     "RangeCheck",
     "SpikeCheck",
+    "StateCheck",
     "parse_duration",
 ]
 
@@ -217,6 +219,26 @@ class ConsistencyCheck(_Check):
 Check = Annotated[RangeCheck | SpikeCheck | FlatlineCheck | GapCheck | CompletenessCheck | ConsistencyCheck,
                   Field(discriminator="check")]
 CHECK_KINDS = frozenset({"range", "spike", "flatline", "gap", "completeness", "consistency"})
+STATE_FIELD = "value"  # what a state property's check judges: the property's own value
+
+
+def _own_value(item: Any) -> Any:
+    """A state property's check judges the property itself: it names no field (the models' ``field`` is
+    filled with a placeholder); a record's checks (gap, completeness, consistency) do not apply to state."""
+    if isinstance(item, dict):
+        if item.get("field", STATE_FIELD) != STATE_FIELD:  # (a stored manifest has the placeholder back)
+            raise ValueError("a check of a state property judges that property: leave out 'field'")
+        kind = item.get("check")
+        if kind in CHECK_KINDS and kind not in STATE_CHECK_KINDS:
+            raise ValueError(f"a {kind} check is for stream records; a state property takes "
+                             f"{', '.join(sorted(STATE_CHECK_KINDS))}")
+        return {**item, "field": STATE_FIELD}
+    return item
+
+
+STATE_CHECK_KINDS = frozenset({"range", "spike", "flatline"})
+StateCheck = Annotated[RangeCheck | SpikeCheck | FlatlineCheck, Field(discriminator="check"),
+                       BeforeValidator(_own_value)]
 
 
 class QualityPolicy(BaseModel):

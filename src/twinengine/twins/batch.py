@@ -55,7 +55,8 @@ def write_batch(session: Session, *, principal: Principal, items: Sequence[State
         raise ValidationFailed(problems)
     by_id = {twin.id: twin for twin in twins.values()}
     first = state.append_revisions(session, [(by_id[t], revisions) for t, revisions in pending.items()],
-                                   author=principal.name)
+                                   author=principal.name,
+                                   manifests={t: manifests[by_id[t].app_id] for t in pending})
     taken: dict[str, int] = {}
     numbered = []
     for item in items:

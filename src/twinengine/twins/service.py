@@ -257,7 +257,8 @@ def write_state(session: Session, *, principal: Principal, ref: str, reported: d
     values = state.validate_write(manifest, {StateKind.REPORTED: reported, StateKind.DESIRED: desired})
     if quality is not None:
         values = [dataclasses.replace(v, quality=quality) for v in values]
-    return twin, state.append_revision(session, twin, values, author=principal.name, message=message)
+    return twin, state.append_revision(session, twin, values, author=principal.name, message=message,
+                                       manifest=manifest)
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.catalog.manifest import Manifest
 from twinengine.errors import Problem, RevisionNotFound, ValidationFailed
+from twinengine.quality import state_checks
 from twinengine.quality.stored import unpack
 from twinengine.store.base import utcnow
 from twinengine.twins import log_writes
@@ -96,11 +97,16 @@ def validate_write(manifest: Manifest, writes: dict[StateKind, dict[str, Propert
 
 
 def append_revision(
-    session: Session, twin: Twin, values: list[NewValue], *, author: str, message: str | None
+    session: Session, twin: Twin, values: list[NewValue], *, author: str, message: str | None,
+    manifest: Manifest | None = None,
 ) -> RevisionRead:
     """Append one revision. The counter update locks the twin's row, so concurrent writers queue and
     revision numbers stay gap-free (SQLite serialises writers with BEGIN IMMEDIATE); on PostgreSQL the
-    counter, the revision, its values and the heads are one statement (``log_writes``)."""
+    counter, the revision, its values and the heads are one statement (``log_writes``). With the twin's
+    ``manifest``, reported values are judged by their properties' quality checks first (``None``: values
+    already judged, as a fork's copies)."""
+    if manifest is not None:
+        values = state_checks.judge(session, twin.id, manifest, [values])[0]
     now = utcnow()
     number = log_writes.append_one(session, twin, values, author=author, message=message, now=now)
     changes = [ValueChange(property=v.property, kind=v.kind, value=v.value, unit=v.unit, timestamp=v.timestamp,
@@ -113,10 +119,14 @@ def append_revision(
 Pending = tuple[list[NewValue], str | None]
 
 
-def append_revisions(session: Session, batch: list[tuple[Twin, list[Pending]]], *, author: str) -> dict[str, int]:
+def append_revisions(session: Session, batch: list[tuple[Twin, list[Pending]]], *, author: str,
+                     manifests: dict[str, Manifest] | None = None) -> dict[str, int]:
     """Append many revisions of many twins in the caller's transaction; returns each twin's first new
     number (its revisions follow on, in the order given). Twins are locked in id order, so two batches
-    naming the same twins queue instead of deadlocking; each twin's counter moves once, by its count."""
+    naming the same twins queue instead of deadlocking; each twin's counter moves once, by its count.
+    ``manifests`` (by twin id) judge reported values by their quality checks, as ``append_revision`` does."""
+    if manifests:
+        batch = [(twin, _judged(session, twin, manifests.get(twin.id), pending)) for twin, pending in batch]
     now = utcnow()
     last = log_writes.take_numbers(session, {twin.id: len(pending) for twin, pending in batch}, now)
     first: dict[str, int] = {}
@@ -126,6 +136,13 @@ def append_revisions(session: Session, batch: list[tuple[Twin, list[Pending]]], 
         rows += [(twin.id, start + i, values, message) for i, (values, message) in enumerate(pending)]
     log_writes.insert_log(session, rows, author=author, now=now)
     return first
+
+
+def _judged(session: Session, twin: Twin, manifest: Manifest | None, pending: list[Pending]) -> list[Pending]:
+    if manifest is None:
+        return pending
+    judged = state_checks.judge(session, twin.id, manifest, [values for values, _message in pending])
+    return [(values, message) for values, (_old, message) in zip(judged, pending, strict=True)]
 
 
 # Plain rows, not ORM objects: nothing to keep in the identity map, and no stale heads after a rebuild.

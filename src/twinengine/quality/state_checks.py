@@ -1,0 +1,119 @@
+"""Quality checks on a twin's reported state: the checks a state property declares (``quality:`` under it in
+``twinapp.yaml``: range, spike, flatline) judge each value reported to it against the values before it.
+
+A value that fails one is kept and says so (``quality: {flag, checks}`` beside what its inputs' pedigree
+says), like a stream record: a stuck sensor reported straight to state is flagged, not refused and not taken
+silently. The judgement runs in the write's transaction, before the revision is appended, over the
+property's last few reported values (three, or a flatline's count, at most ``MAX_STATE_FLATLINE``) and the
+new ones in revision order, with the same vectorised checks as streams (``quality.checks``): a batch of
+revisions is judged as one series. Properties without checks cost nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from twinengine.quality import checks
+from twinengine.quality.spec import FLAGS, FlatlineCheck, RangeCheck, SpikeCheck, StateCheck
+from twinengine.quality.stored import unpack
+
+if TYPE_CHECKING:
+    from twinengine.catalog.manifest import Manifest
+    from twinengine.twins.state import NewValue
+
+__all__ = ["judge"]
+
+_US = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else np.nan
+
+
+def _micros(moment: datetime) -> int:
+    return int((moment - _EPOCH).total_seconds() * _US)
+
+
+def _depth(declared: Sequence[StateCheck]) -> int:
+    """Earlier values a property's checks need: three for a spike (its jump and return), a flatline's count,
+    or every value up to the limit for a flatline by duration."""
+    from twinengine.catalog.manifest import MAX_STATE_FLATLINE
+
+    depth = 3
+    for check in declared:
+        if isinstance(check, FlatlineCheck):
+            depth = max(depth, check.records or MAX_STATE_FLATLINE)
+    return depth
+
+
+def _earlier(session: Session, twin_id: str, prop: str, depth: int) -> tuple[list[float], list[int]]:
+    """The property's last ``depth`` reported values (numbers; NaN for anything else) and their times, oldest
+    first."""
+    from twinengine.twins.models import StateValue
+    from twinengine.twins.schemas import StateKind
+
+    rows = list(session.execute(select(StateValue.value, StateValue.timestamp).where(
+        StateValue.twin_id == twin_id, StateValue.property == prop, StateValue.kind == StateKind.REPORTED.value)
+        .order_by(StateValue.revision.desc()).limit(depth)).all())
+    rows.reverse()
+    return [_number(unpack(v).value) for v, _t in rows], [_micros(t) for _v, t in rows]
+
+
+def _failing(check: StateCheck, values: checks.Floats, times: checks.Ints) -> checks.Mask:
+    if isinstance(check, RangeCheck):
+        return checks.range_(values, check.min, check.max)
+    if isinstance(check, SpikeCheck):
+        per = None if check.per == "record" else check.per.total_seconds() * _US
+        return checks.spike(values, times, checks.SpikeState(), check.max_change, per)[0]
+    duration = None if check.duration is None else int(check.duration.total_seconds() * _US)
+    return checks.flatline(values, times, checks.FlatState(), records=check.records, duration_us=duration,
+                           tolerance=check.tolerance)[0]
+
+
+def _with_flag(value: NewValue, failed: list[tuple[str, str]]) -> NewValue:
+    """``value`` carrying the checks it failed, its flag the worst of theirs and of its inputs' pedigree."""
+    quality = dict(value.quality or {})
+    worst = max([FLAGS.index(f) for _n, f in failed] + ([FLAGS.index(quality["flag"])] if "flag" in quality else []))
+    quality["flag"] = FLAGS[worst].value
+    quality["checks"] = [name for name, _f in failed]
+    return dataclasses.replace(value, quality=quality)
+
+
+def judge(session: Session, twin_id: str, manifest: Manifest, revisions: Sequence[list[NewValue]]
+          ) -> list[list[NewValue]]:
+    """``revisions`` (in the order they will be appended) with each reported value of a checked property
+    flagged by the checks it fails; the others unchanged."""
+    from twinengine.twins.schemas import StateKind
+
+    declared = {name: prop.quality for name, prop in manifest.state.items() if prop.quality}
+    spots: dict[str, list[tuple[int, int]]] = {}
+    for r, values in enumerate(revisions):
+        for i, value in enumerate(values):
+            if value.kind == StateKind.REPORTED and value.property in declared:
+                spots.setdefault(value.property, []).append((r, i))
+    if not spots:
+        return list(revisions)
+    out = [list(values) for values in revisions]
+    for prop, places in spots.items():
+        before, times = _earlier(session, twin_id, prop, _depth(declared[prop]))
+        new = [revisions[r][i] for r, i in places]
+        series = np.array(before + [_number(v.value) for v in new], dtype=np.float64)
+        stamps = np.array(times + [_micros(v.timestamp) for v in new], dtype=np.int64)
+        failed: list[list[tuple[str, str]]] = [[] for _ in new]
+        for check in declared[prop]:
+            mask = _failing(check, series, stamps)[len(before):]
+            label = check.name or f"{check.check}:{prop}"
+            for k in np.flatnonzero(mask):
+                failed[k].append((label, check.severity))
+        for (r, i), reasons in zip(places, failed, strict=True):
+            if reasons:
+                out[r][i] = _with_flag(out[r][i], reasons)
+    return out
