@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from fastapi import FastAPI
+from sqlalchemy import event
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -213,3 +215,20 @@ def admin_token(engine: Settings | Path) -> str:
                                ttl=timedelta(days=1)).token
     finally:
         db.dispose()
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements this thread sends while the block runs (the engine's own loops run on others)."""
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.get_ident() == me:
+            seen.append(statement)
+
+    event.listen(engine.runtime.db.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.runtime.db.engine, "before_cursor_execute", count)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
-from helpers import RIVER_REACH, Engine
+from helpers import RIVER_REACH, Engine, statements
 from twinengine.auth.principal import Principal, Role
 from twinengine.daemons import workflows_triggers
 from twinengine.daemons.streams_functions import FunctionWorker
@@ -21,23 +20,6 @@ from twinengine.store.base import utcnow
 from twinengine.twins import service
 
 UMA = Principal(name="uma", role=Role.USER)
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements this thread sends while the block runs (the engine's own loops run on others)."""
-    seen: list[str] = []
-    me = threading.get_ident()
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if threading.get_ident() == me:
-            seen.append(statement)
-
-    event.listen(engine.runtime.db.engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.runtime.db.engine, "before_cursor_execute", count)
 
 
 def create(engine: Engine, names: list[str]) -> None:

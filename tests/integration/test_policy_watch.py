@@ -4,16 +4,13 @@ schedule due, a sealed buffer fill, new stream records, a state write, or it was
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
-from helpers import RIVER_REACH, Engine
+from helpers import RIVER_REACH, Engine, statements
 from twinengine.auth.principal import Principal, Role
 from twinengine.ml import retrain
 from twinengine.ml import service as ml_service
@@ -27,23 +24,6 @@ from twinengine.twins.schemas import PropertyWrite
 
 UMA = Principal(name="uma", role=Role.USER)
 MODEL = "runoff_correction"
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements this thread sends while the block runs (the engine's own loops run on others)."""
-    seen: list[str] = []
-    me = threading.get_ident()
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if threading.get_ident() == me:
-            seen.append(statement)
-
-    event.listen(engine.runtime.db.engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.runtime.db.engine, "before_cursor_execute", count)
 
 
 @pytest.fixture

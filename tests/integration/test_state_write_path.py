@@ -5,16 +5,12 @@ counter, the revision, its values and the heads; a batch: the same few statement
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
-from helpers import RIVER_REACH, Engine
+from helpers import RIVER_REACH, Engine, statements
 from twinengine.auth.principal import Principal, Role
 from twinengine.twins import batch, service
 from twinengine.twins.batch_schemas import StateBatchItem
@@ -23,23 +19,6 @@ from twinengine.twins.schemas import PropertyWrite
 
 UMA = Principal(name="uma", role=Role.USER)
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements this thread sends while the block runs (the engine's own loops run on others)."""
-    seen: list[str] = []
-    me = threading.get_ident()
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if threading.get_ident() == me:
-            seen.append(statement)
-
-    event.listen(engine.runtime.db.engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.runtime.db.engine, "before_cursor_execute", count)
 
 
 @pytest.fixture
