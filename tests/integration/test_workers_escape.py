@@ -210,3 +210,47 @@ def test_a_function_that_kills_or_hangs_its_worker_is_dead_lettered_and_the_rest
                        timeout=60)
     assert state["level"].value == 3.0  # the records after each failure still ran
     assert engine.http.get("/health").status_code == 200
+
+
+CACHE_PROCESSES = '''
+import os
+
+from twinengine.app import app_process
+
+
+@app_process(summary="Keeps a note in its app's cache folder", cacheable=False)
+def remember(text: str) -> dict:
+    folder = os.environ["XDG_CACHE_HOME"]
+    path = os.path.join(folder, "note.txt")
+    before = open(path).read() if os.path.exists(path) else None
+    with open(path, "w") as fh:
+        fh.write(text)
+    return {{"folder": folder, "before": before, "numba": os.environ.get("NUMBA_CACHE_DIR"), "app": {app!r}}}
+'''
+
+
+def test_an_app_versions_cache_outlives_its_workers_and_no_other_app_sees_it(engine: Engine, tmp_path: Path) -> None:
+    """Compiled kernels (numba's, what goes to the XDG cache) are kept per app version between its workers, in
+    a folder of its own: the one writable place besides the scratch folder, never shared with another app."""
+    eve = engine.as_role("eve", "developer")
+    for name in ("cache-a", "cache-b"):
+        eve.publish_app(make_app(tmp_path / "apps", name=name, files={
+            f"{name.replace('-', '_')}/procs.py": CACHE_PROCESSES.format(app=name)}))
+    uma = engine.as_role("uma", "user")
+
+    def remember(app: str, text: str) -> dict[str, Any]:
+        graph = {"process_graph": {"r": {"process_id": "remember", "namespace": app, "arguments": {"text": text},
+                                         "result": True}}}
+        run = uma.workflows.submit(graph, sync=True)
+        assert run.status == "finished", run.error
+        value: dict[str, Any] = run.value
+        return value
+
+    first = remember("cache-a", "kept")
+    assert first["before"] is None and first["folder"] == "/twin/cache" and first["numba"] == "/twin/cache/numba"
+    engine.runtime.workers.pool.close()  # every warm worker stops: the next call starts a new one
+    assert remember("cache-a", "again")["before"] == "kept"
+    assert remember("cache-b", "other")["before"] is None  # another app's folder
+    caches = engine.runtime.settings.envs_root / "caches"
+    notes = sorted(p.read_text() for p in caches.glob("*/note.txt"))
+    assert notes == ["again", "other"]  # on the engine's disk, one folder per app version

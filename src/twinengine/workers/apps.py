@@ -53,9 +53,19 @@ class AppCode:
         if not folder.is_dir():
             folder = unpacked(archive if archive is not None else self.blobs.get(sha256), sha256, self.root)
         env = self.envs.for_app(manifest, sha256) if self.envs is not None and manifest.requires else None
-        app = self.workers.for_app((sha256, str(env)), label=f"{manifest.ref}", code=folder, env=env)
+        cache = self.cache_of(sha256)
+        app = self.workers.for_app((sha256, str(env)), label=f"{manifest.ref}", code=folder, env=env, cache=cache)
         with self._lock:
             return self._apps.setdefault(sha256, app)
+
+    def cache_of(self, sha256: str) -> Path | None:
+        """The app version's cache folder, beside the environments (so it outlives a throw-away data dir
+        when they do, as for ``twin demo``), and its own: another app never sees it."""
+        if self.envs is None:
+            return None
+        folder = self.envs.root / "caches" / sha256
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def retire(self, sha256: str) -> None:
         """The archive ``sha256`` was replaced (a development version published again): stop its idle

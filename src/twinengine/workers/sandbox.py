@@ -3,9 +3,10 @@
 Inside bwrap a worker has its own user (uid 65534, no capabilities, even when the engine runs as root),
 pid, network (loopback only, nothing listening), IPC and UTS namespaces. It sees the system's ``/usr``, the
 Python and engine package folders read-only, the app's code at ``/twin/app`` and its environment at
-``/twin/env`` read-only, and its scratch folder at ``/twin/scratch`` (also its ``/tmp``): the only place it
-can write. Nothing of the data dir is there; should a mounted folder contain it, it is covered by an empty
-tmpfs. The environment holds no ``TWIN_*`` variable and no credential.
+``/twin/env`` read-only, its scratch folder at ``/twin/scratch`` (also its ``/tmp``) and the app version's
+cache folder at ``/twin/cache`` (shared by that version's workers only): the only places it can write.
+Nothing of the data dir is there; should a mounted folder contain it, it is covered by an empty tmpfs. The
+environment holds no ``TWIN_*`` variable and no credential.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from typing import Literal
 
 from twinengine.errors import SandboxUnavailable
 
-__all__ = ["APP_DIR", "ENV_DIR", "SCRATCH_DIR", "Layout", "Sandbox", "SandboxMode", "SandboxUnavailable",
+__all__ = ["APP_DIR", "CACHE_DIR", "ENV_DIR", "SCRATCH_DIR", "Layout", "Sandbox", "SandboxMode", "SandboxUnavailable",
            "bwrap_works"]
 
 log = logging.getLogger("twinengine.workers")
 
 SandboxMode = Literal["auto", "bwrap", "none"]
-APP_DIR, ENV_DIR, SCRATCH_DIR = "/twin/app", "/twin/env", "/twin/scratch"
+APP_DIR, ENV_DIR, SCRATCH_DIR, CACHE_DIR = "/twin/app", "/twin/env", "/twin/scratch", "/twin/cache"
 _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "host.conf")
 _WARNED: set[str] = set()
 
@@ -41,6 +42,7 @@ class Layout:
     scratch: Path
     code: Path | None = None
     env: Path | None = None
+    cache: Path | None = None  # the app version's own cache folder (compiled kernels), kept between workers
 
 
 @functools.cache
@@ -109,13 +111,16 @@ class Sandbox:
         argv names ``--args 3``: the mounts go to bwrap through fd 3 (``Worker`` writes them there), so no
         path of the engine's shows in the sandbox's ``/proc/1/cmdline``."""
         mode = self.effective()
-        inside = {"scratch": SCRATCH_DIR, "code": APP_DIR, "env": ENV_DIR} if mode == "bwrap" else \
-            {"scratch": str(layout.scratch), "code": str(layout.code), "env": str(layout.env)}
+        inside = {"scratch": SCRATCH_DIR, "code": APP_DIR, "env": ENV_DIR, "cache": CACHE_DIR} if mode == "bwrap" \
+            else {"scratch": str(layout.scratch), "code": str(layout.code), "env": str(layout.env),
+                  "cache": str(layout.cache)}
         paths = [inside[k] for k, v in (("code", layout.code), ("env", layout.env)) if v is not None]
         (layout.scratch / "tmp").mkdir(parents=True, exist_ok=True)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "HOME": inside["scratch"], "TMPDIR": f"{inside['scratch']}/tmp", "USER": "nobody",
                "LOGNAME": "nobody", "MPLCONFIGDIR": f"{inside['scratch']}/tmp", "OMP_NUM_THREADS": "1"}
+        if layout.cache is not None:  # compiled kernels (numba's, and what keeps to the XDG cache) outlive a worker
+            env |= {"XDG_CACHE_HOME": inside["cache"], "NUMBA_CACHE_DIR": f"{inside['cache']}/numba"}
         python = [self.python, "-I", "-B", "-m", module, *args, *[f"--path={p}" for p in paths]]
         if mode == "none":
             return python, env, str(layout.scratch)
@@ -146,6 +151,8 @@ class Sandbox:
             argv += ["--ro-bind", str(layout.code), APP_DIR]
         if layout.env is not None:
             argv += ["--ro-bind", str(layout.env), ENV_DIR]
+        if layout.cache is not None:
+            argv += ["--bind", str(layout.cache), CACHE_DIR]
         argv += ["--bind", str(layout.scratch), SCRATCH_DIR, "--bind", str(layout.scratch / "tmp"), "/tmp",
                  "--chdir", SCRATCH_DIR]
         return argv

@@ -51,11 +51,11 @@ class Workers:
         return self.sandbox.mode
 
     def start(self, *, label: str, code: Path | None = None, env: Path | None = None,
-              memory_bytes: int | None = None) -> Worker:
+              memory_bytes: int | None = None, cache: Path | None = None) -> Worker:
         """A new worker in its sandbox, with a fresh scratch folder, answering (or ``WorkerCrashed``)."""
         scratch = Path(tempfile.mkdtemp(prefix="twin-scratch-", dir=self.scratch_root))
         try:
-            worker = Worker(self.sandbox, Layout(scratch=scratch, code=code, env=env),
+            worker = Worker(self.sandbox, Layout(scratch=scratch, code=code, env=env, cache=cache),
                             memory_bytes=self.memory_bytes if memory_bytes is None else memory_bytes, label=label)
         except BaseException:
             import shutil
@@ -79,9 +79,11 @@ class Workers:
             worker.close()
         return decode(reply.get("value"), blobs)
 
-    def for_app(self, key: Hashable, *, label: str, code: Path, env: Path | None) -> AppWorkers:
-        """The warm workers of one app version (``key``: its archive checksum and environment)."""
-        return AppWorkers(self, key, label=label, code=code, env=env)
+    def for_app(self, key: Hashable, *, label: str, code: Path, env: Path | None,
+                cache: Path | None = None) -> AppWorkers:
+        """The warm workers of one app version (``key``: its archive checksum and environment); ``cache``: a
+        folder of that version's own that its workers may write and keep (compiled kernels)."""
+        return AppWorkers(self, key, label=label, code=code, env=env, cache=cache)
 
     def close(self) -> None:
         self.pool.close()
@@ -90,18 +92,21 @@ class Workers:
 class AppWorkers:
     """Calls into one app version's code, each in a warm worker of that version."""
 
-    def __init__(self, workers: Workers, key: Hashable, *, label: str, code: Path, env: Path | None) -> None:
+    def __init__(self, workers: Workers, key: Hashable, *, label: str, code: Path, env: Path | None,
+                 cache: Path | None = None) -> None:
         self.workers, self.key, self.label, self.code, self.env = workers, key, label, code, env
+        self.cache = cache
 
     def lease(self, prefer: Hashable = None) -> AbstractContextManager[Worker]:
         return self.workers.pool.lease(self.key, lambda: self.workers.start(label=self.label, code=self.code,
-                                                                            env=self.env), prefer)
+                                                                            env=self.env, cache=self.cache), prefer)
 
     @contextmanager
     def dedicated(self, *, label: str, memory_bytes: int | None = None) -> Iterator[Worker]:
         """A worker of this version for one long job (a training run): started fresh in its own sandbox and
         scratch folder, never pooled, stopped afterwards."""
-        worker = self.workers.start(label=label, code=self.code, env=self.env, memory_bytes=memory_bytes)
+        worker = self.workers.start(label=label, code=self.code, env=self.env, memory_bytes=memory_bytes,
+                                    cache=self.cache)
         try:
             yield worker
         finally:
