@@ -144,6 +144,10 @@ class Settings(BaseSettings):
                                       "stopped and replaced.")
     worker_memory_bytes: int = Field(default=8 * 1024 * MiB, ge=0, description="Address-space limit of an app "
                                                                                 "worker process (0: none).")
+    sandbox_gpus: Literal["auto", "none"] = Field(
+        default="auto", description="auto: the machine's NVIDIA device nodes (/dev/nvidia*) are passed into app "
+        "workers (training and serving; never UDFs), whose address-space limit is then lifted (CUDA needs it); "
+        "none: app code sees no GPU.")
     warm_workers: int = Field(default=4, ge=0, le=64, description="Idle workers kept warm per app version (each "
                               "function of a twin finds the one that served it last, with its warm model).")
     envs_dir: Path | None = Field(default=None, description="Folder of app environments (one per lock hash); "

@@ -129,3 +129,25 @@ def test_a_worker_outlives_the_thread_that_started_it(tmp_path: Path) -> None:
         assert who["uid"] == 65534 and int(who["capabilities"], 16) == 0  # nobody, even for a root engine
     finally:
         worker.close()
+
+
+def test_an_apps_workers_get_the_gpus_and_a_udfs_never_do(tmp_path: Path) -> None:
+    """No GPU on the machines this runs on: the device nodes are files standing in for /dev/nvidia*, and what
+    is checked is the sandbox's command line (the mounts bubblewrap is given), not CUDA inside it."""
+    from twinengine.workers.sandbox import bwrap_works, gpu_devices
+
+    (tmp_path / "nvidia0").touch()
+    (tmp_path / "nvidiactl").touch()
+    (tmp_path / "null").touch()
+    devices = gpu_devices(str(tmp_path))
+    assert devices == [str(tmp_path / "nvidia0"), str(tmp_path / "nvidiactl")]
+    if bwrap_works() is not None:
+        pytest.skip(f"the sandbox's command line needs a working bwrap: {bwrap_works()}")
+    sandbox = Sandbox("bwrap", hidden=[], devices=devices)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    app, _env, _cwd = sandbox.command("twinengine.workers._child", [], Layout(scratch=scratch, code=tmp_path))
+    udf, _env, _cwd = sandbox.command("twinengine.workers._child", [], Layout(scratch=scratch))
+    for device in devices:
+        assert ["--dev-bind-try", device, device] == app[app.index(device) - 1: app.index(device) + 2]
+        assert device not in udf

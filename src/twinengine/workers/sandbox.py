@@ -25,7 +25,7 @@ from typing import Literal
 from twinengine.errors import SandboxUnavailable
 
 __all__ = ["APP_DIR", "CACHE_DIR", "ENV_DIR", "SCRATCH_DIR", "Layout", "Sandbox", "SandboxMode", "SandboxUnavailable",
-           "bwrap_works"]
+           "bwrap_works", "gpu_devices"]
 
 log = logging.getLogger("twinengine.workers")
 
@@ -87,8 +87,10 @@ class Sandbox:
     turns ``auto`` into ``bwrap`` and so refuses it. ``hidden`` are the engine's folders never seen inside.
     """
 
-    def __init__(self, mode: SandboxMode, *, hidden: list[Path], python: str = sys.executable) -> None:
+    def __init__(self, mode: SandboxMode, *, hidden: list[Path], python: str = sys.executable,
+                 devices: list[str] | None = None) -> None:
         self.mode, self.hidden, self.python = mode, [Path(p) for p in hidden], python
+        self.devices = list(devices or [])  # device nodes an app's workers get (GPUs), never a UDF's
 
     def effective(self) -> Literal["bwrap", "none"]:
         """The sandbox used now; raises ``SandboxUnavailable`` where untrusted code may not run."""
@@ -153,9 +155,19 @@ class Sandbox:
             argv += ["--ro-bind", str(layout.env), ENV_DIR]
         if layout.cache is not None:
             argv += ["--bind", str(layout.cache), CACHE_DIR]
+        if layout.code is not None:  # an app's worker (training, serving): the GPUs it may use
+            for device in self.devices:
+                argv += ["--dev-bind-try", device, device]
         argv += ["--bind", str(layout.scratch), SCRATCH_DIR, "--bind", str(layout.scratch / "tmp"), "/tmp",
                  "--chdir", SCRATCH_DIR]
         return argv
+
+
+def gpu_devices(root: str = "/dev") -> list[str]:
+    """The NVIDIA device nodes of this machine (``nvidiactl``, ``nvidia-uvm``, ``nvidia0``...), sorted."""
+    import glob
+
+    return sorted(glob.glob(os.path.join(root, "nvidia*")))
 
 
 def _warn_once(key: str, message: str) -> None:

@@ -42,7 +42,10 @@ class Workers:
         hidden = [settings.data_dir, settings.streams_dir, settings.collections_dir, settings.envs_root]
         if settings.is_sqlite:
             hidden.append(Path(settings.db_url.removeprefix("sqlite:///")).parent)
-        return cls(sandbox=Sandbox(settings.sandbox, hidden=[p for p in hidden if p is not None]),
+        from twinengine.workers.sandbox import gpu_devices
+
+        devices = gpu_devices() if settings.sandbox_gpus == "auto" else []
+        return cls(sandbox=Sandbox(settings.sandbox, hidden=[p for p in hidden if p is not None], devices=devices),
                    scratch_root=Path(tempfile.gettempdir()), timeout=settings.worker_timeout.total_seconds(),
                    memory_bytes=settings.worker_memory_bytes, idle=settings.warm_workers)
 
@@ -52,7 +55,11 @@ class Workers:
 
     def start(self, *, label: str, code: Path | None = None, env: Path | None = None,
               memory_bytes: int | None = None, cache: Path | None = None) -> Worker:
-        """A new worker in its sandbox, with a fresh scratch folder, answering (or ``WorkerCrashed``)."""
+        """A new worker in its sandbox, with a fresh scratch folder, answering (or ``WorkerCrashed``). An app's
+        worker on a machine whose GPUs it is given has no address-space limit: CUDA reserves more virtual
+        memory than any sensible limit, and would fail to start under one."""
+        if code is not None and self.sandbox.devices:
+            memory_bytes = 0
         scratch = Path(tempfile.mkdtemp(prefix="twin-scratch-", dir=self.scratch_root))
         try:
             worker = Worker(self.sandbox, Layout(scratch=scratch, code=code, env=env, cache=cache),
