@@ -23,7 +23,7 @@ from twinengine.demo.plot import plot_traces
 
 __all__ = ["glitch_veto"]
 
-FRAMES = 120
+FRAMES = 240
 CHUNK = 20  # seconds of every channel per append
 LOST = ("mic", 7)  # one second of the microphone never arrives: its window is judged on the other channels
 WAIT_SECONDS = 300.0
@@ -126,7 +126,7 @@ def glitch_veto(ctx: DemoContext) -> None:
                           "retrained": [{"version": t.version, "status": t.status, "trigger": t.trigger,
                                          "inputs": t.inputs} for t in retrained]}
     ctx.summary += [("veto", f"{efficiency:.1%} of {int(truth.sum())} glitch windows, {false_rate:.1%} of others "
-                             "(goals >= 90 %, <= 1 %: the app's science test holds them on 600 frames)"),
+                             "(goals >= 90 %, <= 1 %; the app's science test holds them on 600 frames)"),
                     ("cleaned strain", f"excess power in glitch frames down {reduction:.0%} (goal >= 80 %); "
                                        f"flatness {state['spectrum_flatness']:.2f}")]
     if retrains:
