@@ -13,7 +13,10 @@ answers) it prepares a data dir (river-reach published, four twins, a gridded ra
 The clients are asyncio tasks in this process (one connection each), so they do not take the server's
 interpreter lock from it. Beside them a liveness prober of its own (a separate process that sleeps between
 probes, as an orchestrator's probe does) asks ``/health`` ten times a second: its timings are not delayed by
-the 200 clients' event loop in this process, which a busy client loop adds to what it measures.
+the 200 clients' event loop in this process, which a busy client loop adds to what it measures. A second
+prober, at the same time, asks a do-nothing ASGI app served by uvicorn in a process of its own ("control
+prober"): what a probe waits for on the loaded machine whatever the engine does, the floor the engine's
+``/health`` is judged against.
 ``--threads`` serves the same data dir once per request-thread count (``TWIN_REQUEST_THREADS``; 40 was the
 fixed pool before the setting existed), to show what the setting does.
 
@@ -56,6 +59,7 @@ TWINS = 4
 GRAPH = {"process_graph": {"eq": {"process_id": "eq", "arguments": {"x": 1, "y": 1}, "result": True}}}
 KINDS = ("health", "read", "time travel", "write", "stream batch", "stac search", "edr position", "sync graph")
 PROBED = "health prober"  # /health asked by a separate process, 10 times a second
+CONTROL = "control prober"  # the same prober, at the same time, against a do-nothing server on the same machine
 RAIN = "bench-rain"
 GAUGE = (5.05, 45.05)  # inside the rain grid written by ``write_rain``
 EPOCH = "2026-01-01T00:00:00Z"
@@ -198,6 +202,48 @@ def probing(url: str, seconds: float) -> subprocess.Popen[str]:
                             text=True)
 
 
+CONTROL_SERVER = """
+import sys, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+@contextlib.contextmanager
+def control_server() -> Iterator[str]:
+    """A do-nothing ASGI app on uvicorn in a process of its own: the control the liveness prober's figures
+    are read against (what a probe waits for on the loaded machine whatever the server does)."""
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-c", CONTROL_SERVER, str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the control server did not start (exit {process.poll()})")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -230,11 +276,7 @@ def prepare(settings: Settings) -> str:
 @contextlib.contextmanager
 def serving(settings: Settings, threads: str) -> Iterator[str]:
     """``twin serve`` in a process of its own on a free loopback port, until its engine has started."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     env = {**os.environ, "TWIN_DATA_DIR": str(settings.data_dir), "TWIN_LOG_LEVEL": "warning"}
     if settings.database_url:
         env["TWIN_DATABASE_URL"] = settings.database_url
@@ -267,14 +309,15 @@ def run_backend(settings: Settings, clients: list[int], seconds: float,
     token = prepare(settings)
     results = []
     for count in threads:
-        with serving(settings, count) as url:
+        with serving(settings, count) as url, control_server() as control_url:
             base = asyncio.run(alone(url, token, 100))
             loads = []
             for n in clients:
-                prober = probing(url, seconds)
+                prober, control = probing(url, seconds), probing(control_url, seconds)
                 load = asyncio.run(loaded(url, token, n, seconds))
                 probed = json.loads(prober.communicate(timeout=120)[0])
                 load.seconds[PROBED] = probed["seconds"]
+                load.seconds[CONTROL] = json.loads(control.communicate(timeout=120)[0])["seconds"]
                 load.errors += probed["failed"]
                 loads.append(load)
             results.append((count, base, loads))
@@ -315,9 +358,9 @@ def main() -> None:
     for name, by_threads in results:
         for count, base, loads in by_threads:
             for n, load in zip(clients, loads, strict=True):
-                for kind in (*KINDS, PROBED):
+                for kind in (*KINDS, PROBED, CONTROL):
                     seconds = load.seconds.get(kind, [])
-                    alone_s = base.seconds.get("health" if kind == PROBED else kind, [])
+                    alone_s = base.seconds.get("health" if kind in (PROBED, CONTROL) else kind, [])
                     a50, a99 = quantile(alone_s, 0.5) * 1e3, quantile(alone_s, 0.99) * 1e3
                     l50, l99 = quantile(seconds, 0.5) * 1e3, quantile(seconds, 0.99) * 1e3
                     top = max(seconds, default=float("nan")) * 1e3
@@ -325,7 +368,7 @@ def main() -> None:
                           f"{top:>8.0f}{len(seconds) / args.seconds:>8.0f}"
                           f"{l50 / a50 if alone_s else float('nan'):>13.1f}"
                           f"{l99 / a99 if alone_s else float('nan'):>13.1f}")
-                total = sum(len(v) for k, v in load.seconds.items() if k != PROBED)
+                total = sum(len(v) for k, v in load.seconds.items() if k not in (PROBED, CONTROL))
                 wait = "not started" if load.run_wait is None else f"{load.run_wait * 1e3:.0f} ms"
                 print(f"{name:<11}{count:>8}{n:>8}  {'all':<14}{'':>10}{'':>8}{'':>10}{'':>8}{'':>8}"
                       f"{total / args.seconds:>8.0f}   errors {load.errors}; a run submitted halfway waited {wait}"
