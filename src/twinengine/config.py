@@ -148,6 +148,10 @@ class Settings(BaseSettings):
         default="auto", description="auto: the machine's NVIDIA device nodes (/dev/nvidia*) are passed into app "
         "workers (training and serving; never UDFs), whose address-space limit is then lifted (CUDA needs it); "
         "none: app code sees no GPU.")
+    container_runtime: Literal["none", "auto", "podman", "apptainer"] = Field(
+        default="none", description="What runs the workers of an app that names a container image (`image` in "
+        "its manifest): podman or apptainer, auto (the first of them on the PATH), or none (such apps run in "
+        "bubblewrap with their requires environment, as every other app does).")
     warm_workers: int = Field(default=4, ge=0, le=64, description="Idle workers kept warm per app version (each "
                               "function of a twin finds the one that served it last, with its warm model).")
     envs_dir: Path | None = Field(default=None, description="Folder of app environments (one per lock hash); "

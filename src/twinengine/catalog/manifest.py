@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from twinengine.catalog.images import IMAGE_PATTERN, check_image
 from twinengine.catalog.views import View
 from twinengine.quality.spec import Check, Duration, FlatlineCheck, QualityPolicy, StateCheck
 from twinengine.quality.uncertainty import UncertaintyForm
@@ -362,6 +363,11 @@ class Manifest(_Strict):
     package: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                 description="Python package folder; default: the name with '-' as '_'.")
     requires: list[str] = Field(default_factory=list, description="pip requirement strings the package needs")
+    image: Annotated[str, AfterValidator(check_image)] | None = Field(
+        default=None, max_length=512, json_schema_extra={"pattern": IMAGE_PATTERN},
+        description="An OCI image the app's workers run in where the engine has a container runtime (HPC sites: "
+                    "apptainer or podman); it must hold python and twinengine of the engine's version. Pin it by "
+                    "digest (@sha256:...). Elsewhere the app runs with its requires.")
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
         description="JSON Schema (2020-12) of the parameters a twin of this app is created with.",

@@ -54,7 +54,8 @@ class AppCode:
             folder = unpacked(archive if archive is not None else self.blobs.get(sha256), sha256, self.root)
         env = self.envs.for_app(manifest, sha256) if self.envs is not None and manifest.requires else None
         cache = self.cache_of(sha256)
-        app = self.workers.for_app((sha256, str(env)), label=f"{manifest.ref}", code=folder, env=env, cache=cache)
+        app = self.workers.for_app((sha256, str(env)), label=f"{manifest.ref}", code=folder, env=env, cache=cache,
+                                   image=manifest.image)
         with self._lock:
             return self._apps.setdefault(sha256, app)
 

@@ -7,6 +7,9 @@ Python and engine package folders read-only, the app's code at ``/twin/app`` and
 cache folder at ``/twin/cache`` (shared by that version's workers only): the only places it can write.
 Nothing of the data dir is there; should a mounted folder contain it, it is covered by an empty tmpfs. The
 environment holds no ``TWIN_*`` variable and no credential.
+
+An app that names a container image runs in that image instead, where an admin chose a container runtime
+(``workers/containers.py``): the same folders at the same places, the same variables, no network.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from twinengine.errors import SandboxUnavailable
+from twinengine.workers.containers import ContainerRuntime, container_argv, find_runtime
 
 __all__ = ["APP_DIR", "CACHE_DIR", "ENV_DIR", "SCRATCH_DIR", "Layout", "Sandbox", "SandboxMode", "SandboxUnavailable",
            "bwrap_works", "gpu_devices"]
@@ -43,6 +47,7 @@ class Layout:
     code: Path | None = None
     env: Path | None = None
     cache: Path | None = None  # the app version's own cache folder (compiled kernels), kept between workers
+    image: str | None = None  # the app's OCI image, run with the container runtime where one is configured
 
 
 @functools.cache
@@ -88,9 +93,10 @@ class Sandbox:
     """
 
     def __init__(self, mode: SandboxMode, *, hidden: list[Path], python: str = sys.executable,
-                 devices: list[str] | None = None) -> None:
+                 devices: list[str] | None = None, containers: ContainerRuntime = "none") -> None:
         self.mode, self.hidden, self.python = mode, [Path(p) for p in hidden], python
         self.devices = list(devices or [])  # device nodes an app's workers get (GPUs), never a UDF's
+        self.containers = containers  # the runtime of apps that name an image (none: they run as others do)
 
     def effective(self) -> Literal["bwrap", "none"]:
         """The sandbox used now; raises ``SandboxUnavailable`` where untrusted code may not run."""
@@ -111,22 +117,39 @@ class Sandbox:
     def command(self, module: str, args: list[str], layout: Layout) -> tuple[list[str], dict[str, str], str]:
         """(argv, environment, working folder) of ``python -I -B -m module`` in the sandbox. Under bwrap the
         argv names ``--args 3``: the mounts go to bwrap through fd 3 (``Worker`` writes them there), so no
-        path of the engine's shows in the sandbox's ``/proc/1/cmdline``."""
+        path of the engine's shows in the sandbox's ``/proc/1/cmdline``. An app's worker whose layout names
+        an image runs in it with the configured container runtime, when there is one."""
+        runtime = find_runtime(self.containers) if layout.image and layout.code is not None else None
+        if runtime is not None:
+            return self._container(runtime, module, args, layout)
+        if layout.image:
+            _warn_once(f"image:{layout.image}", f"an app names the image {layout.image}, and no container runtime is "
+                                                "configured (TWIN_CONTAINER_RUNTIME): its workers run in bubblewrap "
+                                                "with the app's requires environment")
         mode = self.effective()
         inside = {"scratch": SCRATCH_DIR, "code": APP_DIR, "env": ENV_DIR, "cache": CACHE_DIR} if mode == "bwrap" \
             else {"scratch": str(layout.scratch), "code": str(layout.code), "env": str(layout.env),
                   "cache": str(layout.cache)}
         paths = [inside[k] for k, v in (("code", layout.code), ("env", layout.env)) if v is not None]
         (layout.scratch / "tmp").mkdir(parents=True, exist_ok=True)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-               "HOME": inside["scratch"], "TMPDIR": f"{inside['scratch']}/tmp", "USER": "nobody",
-               "LOGNAME": "nobody", "MPLCONFIGDIR": f"{inside['scratch']}/tmp", "OMP_NUM_THREADS": "1"}
-        if layout.cache is not None:  # compiled kernels (numba's, and what keeps to the XDG cache) outlive a worker
-            env |= {"XDG_CACHE_HOME": inside["cache"], "NUMBA_CACHE_DIR": f"{inside['cache']}/numba"}
+        env = _worker_env(inside, cached=layout.cache is not None)
         python = [self.python, "-I", "-B", "-m", module, *args, *[f"--path={p}" for p in paths]]
         if mode == "none":
             return python, env, str(layout.scratch)
         return [*self._bwrap(layout), "--", *python], env, str(layout.scratch)
+
+    def _container(self, runtime: str, module: str, args: list[str],
+                   layout: Layout) -> tuple[list[str], dict[str, str], str]:
+        """The worker in the app's image: the runtime's own variables for the runtime, the worker's inside."""
+        assert layout.image is not None and layout.code is not None
+        inside = {"scratch": SCRATCH_DIR, "code": APP_DIR, "cache": CACHE_DIR}
+        (layout.scratch / "tmp").mkdir(parents=True, exist_ok=True)
+        argv = container_argv(runtime, layout.image, python=["python", "-I", "-B", "-m", module, *args,
+                                                             f"--path={APP_DIR}"],
+                              env=_worker_env(inside, cached=layout.cache is not None), scratch=layout.scratch,
+                              code=layout.code, cache=layout.cache, devices=self.devices, mounts=inside)
+        host = {k: v for k, v in os.environ.items() if k in _RUNTIME_ENV}
+        return argv, host, str(layout.scratch)
 
     def _bwrap(self, layout: Layout) -> list[str]:
         binary = shutil.which("bwrap") or "bwrap"
@@ -161,6 +184,22 @@ class Sandbox:
         argv += ["--bind", str(layout.scratch), SCRATCH_DIR, "--bind", str(layout.scratch / "tmp"), "/tmp",
                  "--chdir", SCRATCH_DIR]
         return argv
+
+
+# What podman or apptainer themselves need from the engine's environment (never a TWIN_* variable)
+_RUNTIME_ENV = ("PATH", "HOME", "USER", "LOGNAME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
+                "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "REGISTRY_AUTH_FILE", "APPTAINER_CACHEDIR",
+                "APPTAINER_TMPDIR")
+
+
+def _worker_env(inside: dict[str, str], *, cached: bool) -> dict[str, str]:
+    """A worker's only variables, with its folders as it sees them."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+           "HOME": inside["scratch"], "TMPDIR": f"{inside['scratch']}/tmp", "USER": "nobody",
+           "LOGNAME": "nobody", "MPLCONFIGDIR": f"{inside['scratch']}/tmp", "OMP_NUM_THREADS": "1"}
+    if cached:  # compiled kernels (numba's, and what keeps to the XDG cache) outlive a worker
+        env |= {"XDG_CACHE_HOME": inside["cache"], "NUMBA_CACHE_DIR": f"{inside['cache']}/numba"}
+    return env
 
 
 def gpu_devices(root: str = "/dev") -> list[str]:

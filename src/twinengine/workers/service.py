@@ -45,7 +45,8 @@ class Workers:
         from twinengine.workers.sandbox import gpu_devices
 
         devices = gpu_devices() if settings.sandbox_gpus == "auto" else []
-        return cls(sandbox=Sandbox(settings.sandbox, hidden=[p for p in hidden if p is not None], devices=devices),
+        return cls(sandbox=Sandbox(settings.sandbox, hidden=[p for p in hidden if p is not None], devices=devices,
+                                   containers=settings.container_runtime),
                    scratch_root=Path(tempfile.gettempdir()), timeout=settings.worker_timeout.total_seconds(),
                    memory_bytes=settings.worker_memory_bytes, idle=settings.warm_workers)
 
@@ -54,7 +55,7 @@ class Workers:
         return self.sandbox.mode
 
     def start(self, *, label: str, code: Path | None = None, env: Path | None = None,
-              memory_bytes: int | None = None, cache: Path | None = None) -> Worker:
+              memory_bytes: int | None = None, cache: Path | None = None, image: str | None = None) -> Worker:
         """A new worker in its sandbox, with a fresh scratch folder, answering (or ``WorkerCrashed``). An app's
         worker on a machine whose GPUs it is given has no address-space limit: CUDA reserves more virtual
         memory than any sensible limit, and would fail to start under one."""
@@ -62,7 +63,7 @@ class Workers:
             memory_bytes = 0
         scratch = Path(tempfile.mkdtemp(prefix="twin-scratch-", dir=self.scratch_root))
         try:
-            worker = Worker(self.sandbox, Layout(scratch=scratch, code=code, env=env, cache=cache),
+            worker = Worker(self.sandbox, Layout(scratch=scratch, code=code, env=env, cache=cache, image=image),
                             memory_bytes=self.memory_bytes if memory_bytes is None else memory_bytes, label=label)
         except BaseException:
             import shutil
@@ -87,10 +88,11 @@ class Workers:
         return decode(reply.get("value"), blobs)
 
     def for_app(self, key: Hashable, *, label: str, code: Path, env: Path | None,
-                cache: Path | None = None) -> AppWorkers:
+                cache: Path | None = None, image: str | None = None) -> AppWorkers:
         """The warm workers of one app version (``key``: its archive checksum and environment); ``cache``: a
-        folder of that version's own that its workers may write and keep (compiled kernels)."""
-        return AppWorkers(self, key, label=label, code=code, env=env, cache=cache)
+        folder of that version's own that its workers may write and keep (compiled kernels); ``image``: the
+        app's container image (see ``workers/containers.py``)."""
+        return AppWorkers(self, key, label=label, code=code, env=env, cache=cache, image=image)
 
     def close(self) -> None:
         self.pool.close()
@@ -100,20 +102,21 @@ class AppWorkers:
     """Calls into one app version's code, each in a warm worker of that version."""
 
     def __init__(self, workers: Workers, key: Hashable, *, label: str, code: Path, env: Path | None,
-                 cache: Path | None = None) -> None:
+                 cache: Path | None = None, image: str | None = None) -> None:
         self.workers, self.key, self.label, self.code, self.env = workers, key, label, code, env
-        self.cache = cache
+        self.cache, self.image = cache, image
 
     def lease(self, prefer: Hashable = None) -> AbstractContextManager[Worker]:
         return self.workers.pool.lease(self.key, lambda: self.workers.start(label=self.label, code=self.code,
-                                                                            env=self.env, cache=self.cache), prefer)
+                                                                            env=self.env, cache=self.cache,
+                                                                            image=self.image), prefer)
 
     @contextmanager
     def dedicated(self, *, label: str, memory_bytes: int | None = None) -> Iterator[Worker]:
         """A worker of this version for one long job (a training run): started fresh in its own sandbox and
         scratch folder, never pooled, stopped afterwards."""
         worker = self.workers.start(label=label, code=self.code, env=self.env, memory_bytes=memory_bytes,
-                                    cache=self.cache)
+                                    cache=self.cache, image=self.image)
         try:
             yield worker
         finally:
