@@ -40,13 +40,14 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import httpx2 as httpx
 import numpy as np
-from state_writes import PG_DEFAULT, fresh_pg_database, postgres_url  # beside this script
+from startup import HELLO  # beside this script
+from state_writes import PG_DEFAULT, fresh_pg_database, postgres_url
 
 from twinengine.api import create_app
 from twinengine.client import Client
@@ -202,38 +203,33 @@ def probing(url: str, seconds: float) -> subprocess.Popen[str]:
                             text=True)
 
 
-CONTROL_SERVER = """
-import sys, uvicorn
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
-"""
-
-
 @contextlib.contextmanager
 def control_server() -> Iterator[str]:
     """A do-nothing ASGI app on uvicorn in a process of its own: the control the liveness prober's figures
     are read against (what a probe waits for on the loaded machine whatever the server does)."""
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-c", CONTROL_SERVER, str(port)], stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([sys.executable, "-c", HELLO, str(port)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the control server did not start (exit {process.poll()})")
-            time.sleep(0.1)
+        _wait_until_ready(process, url, "the control server", lambda probe: probe.status_code == 200, 30)
         yield url
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], url: str, what: str,
+                      ready: Callable[[httpx.Response], bool], seconds: float) -> None:
+    """Ask ``url``/health until ``ready`` says yes; exit naming ``what`` if the process ends or time runs out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if ready(httpx.get(f"{url}/health", timeout=5)):
+                return
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not start (exit {process.poll()})")
+        time.sleep(0.1)
 
 
 def _free_port() -> int:
@@ -285,16 +281,9 @@ def serving(settings: Settings, threads: str) -> Iterator[str]:
     process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port),
                                 "--no-lake-daemons"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                probe = httpx.get(f"{url}/health", timeout=5)  # 503 while the store opens, then 200 "starting"
-                if probe.status_code == 200 and probe.json().get("engine") != "starting":
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"twin serve did not start (exit {process.poll()})")
-            time.sleep(0.2)
+    try:  # /health: 503 while the store opens, then 200 "starting", then 200
+        _wait_until_ready(process, url, "twin serve",
+                          lambda probe: probe.status_code == 200 and probe.json().get("engine") != "starting", 120)
         yield url
     finally:
         process.terminate()
