@@ -241,8 +241,8 @@ class StateGapCheck(GapCheck):
     @classmethod
     def _not_absurd(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value > MAX_STATE_GAP:
-            raise ValueError(f"{value} is longer than a state property's gap check allows "
-                             f"({MAX_STATE_GAP.days} days)")
+            raise ValueError(f"{value.total_seconds() / 86400:g} days is longer than a state property's gap check "
+                             f"allows ({MAX_STATE_GAP.days} days)")
         return value
 
     @model_validator(mode="after")

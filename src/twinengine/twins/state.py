@@ -183,7 +183,7 @@ def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | 
     With ``keep`` (a quality filter), the seek skips the values whose flag is not kept: it walks the same
     index backwards from the newest value in scope, so it reads one row more per newer flagged value of that
     property; a head that is in scope and kept is still its own answer."""
-    dialect = session.get_bind().dialect.name
+    dialect = "" if keep is None else session.get_bind().dialect.name
     passes = None if keep is None else state_quality.keeps(StateValue.value, dialect, keep)
     own: ColumnElement[bool] | None = None
     if at is not None:
