@@ -203,3 +203,25 @@ def test_bad_quality_filters_are_refused_naming_the_parameter(engine: Engine, um
     r = engine.http.get("/api/v1/twins/reach/state", params={"quality": "good", "at": "2026-03-01T00:02:30Z",
                                                              "revision": 2}, headers=headers)
     assert r.status_code == 422 and r.json()["details"][0]["loc"] == "at"
+
+
+STORED = [1.5, 0, None, True, "bad", [1, 2], {}, {"quality": {"flag": "bad"}},
+          {"value": 1, "uncertainty": None}, {"value": 1, "uncertainty": {"std": 0.1}, "quality": {"flag": "bad"}},
+          {"value": 1, "uncertainty": None, "quality": {"flag": "suspect", "checks": ["gap:level"]}},
+          {"value": {"value": 1, "uncertainty": 2, "quality": {"flag": "bad"}}, "uncertainty": None},
+          {"value": 1, "uncertainty": 2, "quality": {"flag": "bad"}, "x": 3}, {"value": 1, "quality": {"flag": "bad"}}]
+
+
+def test_the_flag_read_in_sql_follows_the_envelope_rule_of_the_log(engine: Engine) -> None:
+    from sqlalchemy import literal, select
+
+    from twinengine.quality.stored import unpack
+    from twinengine.store.base import JSONValue
+    from twinengine.twins.state_quality import flag_of
+
+    with engine.runtime.db.session() as session:
+        dialect = session.get_bind().dialect.name
+        for stored in STORED:
+            quality = unpack(stored).quality
+            expected = quality["flag"] if quality else "good"
+            assert session.execute(select(flag_of(literal(stored, JSONValue), dialect))).scalar() == expected, stored
