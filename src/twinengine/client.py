@@ -348,10 +348,13 @@ class Client:
             body.append({**row, "message": item["message"]} if item.get("message") else row)
         return self._send(StateBatchResult, "POST", "/api/v1/state/batch", {"items": body})
 
-    def get_state(self, twin: str, *, revision: int | None = None, at: datetime | None = None) -> State:
-        """The state at a revision or a valid time (default: now); ``.to_pandas()`` for a table."""
+    def get_state(self, twin: str, *, revision: int | None = None, at: datetime | None = None,
+                  quality: Sequence[str] | None = None) -> State:
+        """The state at a revision or a valid time (default: now); ``.to_pandas()`` for a table.
+        ``quality=["good"]``: each property's newest value with one of these flags. Properties with a gap
+        check say whether they are ``stale`` (``State.stale`` lists them)."""
         return self._get(State, f"/api/v1/twins/{_seg(twin)}/state", revision=revision,
-                         at=at.isoformat() if at else None)
+                         at=at.isoformat() if at else None, quality=list(quality) if quality else None)
 
     def revisions(self, twin: str, *, limit: int = 50, offset: int = 0,
                   order: Literal["desc", "asc"] = "desc") -> RevisionPage:
@@ -365,11 +368,12 @@ class Client:
 
     def history(self, twin: str, prop: str, *, kind: Literal["reported", "desired"] = "reported",
                 since: datetime | None = None, until: datetime | None = None, limit: int = 1000,
-                order: Literal["asc", "desc"] = "asc") -> History:
-        """One property's values over time; ``.to_pandas()`` for a Series indexed by timestamp."""
+                order: Literal["asc", "desc"] = "asc", quality: Sequence[str] | None = None) -> History:
+        """One property's values over time (``quality=["good"]``: only values with these flags);
+        ``.to_pandas()`` for a Series indexed by timestamp."""
         return self._get(History, f"/api/v1/twins/{_seg(twin)}/properties/{_seg(prop)}/history", kind=kind,
                          since=since.isoformat() if since else None, until=until.isoformat() if until else None,
-                         limit=limit, order=order)
+                         limit=limit, order=order, quality=list(quality) if quality else None)
 
     def diff(self, twin: str, from_revision: int, to_revision: int | None = None) -> StateDiff:
         """What changed between two revisions (``to_revision`` defaults to the head): added, removed and changed

@@ -51,7 +51,8 @@ class State(TwinState):
     """A twin's state at a revision or a time: ``to_pandas()`` gives one row per property."""
 
     def to_pandas(self) -> pd.DataFrame:
-        """Columns reported, unit, timestamp, revision, desired; indexed by property name."""
+        """Columns reported, unit, timestamp, revision, desired, flag (of the reported value: good, suspect
+        or bad) and stale (True/False for a property with a gap check, else None); indexed by property name."""
         import pandas as pd
 
         names = sorted(set(self.reported) | set(self.desired))
@@ -59,11 +60,14 @@ class State(TwinState):
         for name in names:
             rep, des = self.reported.get(name), self.desired.get(name)
             either = rep or des
+            flag = None if rep is None else rep.quality.flag if rep.quality else "good"
             rows.append({"property": name, "reported": rep.value if rep else None,
                          "unit": either.unit if either else None,
                          "timestamp": pd.Timestamp(rep.timestamp) if rep else pd.NaT,
-                         "revision": rep.revision if rep else None, "desired": des.value if des else None})
-        frame = pd.DataFrame(rows, columns=["property", "reported", "unit", "timestamp", "revision", "desired"])
+                         "revision": rep.revision if rep else None, "desired": des.value if des else None,
+                         "flag": flag, "stale": rep.stale if rep else None})
+        frame = pd.DataFrame(rows, columns=["property", "reported", "unit", "timestamp", "revision", "desired",
+                                            "flag", "stale"])
         return frame.set_index("property")
 
     def _repr_html_(self) -> str:

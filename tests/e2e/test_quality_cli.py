@@ -129,3 +129,33 @@ def test_twin_stream_sends_and_shows_values_with_their_uncertainty(live: LiveEng
     refused = live.twin("stream", "send", "g", "gauges", str(bad), token=user, expect=1)
     assert "records[0].level.uncertainty.quantiles" in refused and "Traceback" not in refused
     assert live.twin_json("stream", "read", "g", "gauges", token=user)["count"] == 2  # nothing written
+
+
+def test_twin_state_marks_stale_properties_and_filters_by_flag(live: LiveEngine, tmp_path: Path) -> None:
+    app = make_app(tmp_path, name="stale-app", manifest={"state": {
+        "level": {"type": "number", "unit": "m", "quality": [{"check": "range", "min": 0, "max": 10},
+                                                            {"check": "gap", "every": "15min"}]},
+        "count": {"type": "integer"}}})
+    with live.client() as admin:
+        dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
+    live.twin("app", "publish", str(app), token=dev)
+    live.twin("create", "stale-app@1.0.0", "--name", "s", "--param", "station=S1", token=user)
+    live.twin("state", "report", "s", "level=1.5", "count=1", "--at", "2026-03-01T00:00:00Z", token=user)
+    live.twin("state", "report", "s", "level=40", "--at", "2026-03-01T01:00:00Z", token=user)  # bad, after a gap
+
+    shown = live.twin("state", "show", "s", token=user)
+    assert "bad (range:level, gap:level)" in shown and "yes, since 2026-03-01 01:15:00" in shown
+    assert "(no report within the declared gap): level" in shown
+    good = live.twin_json("state", "show", "s", "--quality", "good", token=user)
+    assert good["reported"]["level"]["value"] == 1.5 and good["quality"] == ["good"]
+    assert good["stale"] == ["level"] and good["reported"]["level"]["stale_since"].startswith("2026-03-01T00:15")
+    assert "only good values" in live.twin("state", "show", "s", "--quality", "good", token=user)
+    travelled = live.twin_json("state", "show", "s", "--at", "2026-03-01T00:10:00Z", token=user)
+    assert travelled["stale"] == [] and travelled["reported"]["level"]["stale"] is False
+    bad = live.twin_json("state", "history", "s", "level", "--quality", "bad", "--quality", "suspect", token=user)
+    assert [v["value"] for v in bad["items"]] == [40.0] and bad["quality"] == ["suspect", "bad"]
+    assert "stale" not in live.twin("state", "show", "s", "--at", "2026-02-01T00:00:00Z", token=user)
+
+    for command in (["state", "show", "s"], ["state", "history", "s", "level"]):
+        refused = live.twin(*command, "--quality", "great", token=user, expect=1)
+        assert "--quality" in refused and "'great' is not a flag" in refused and "Traceback" not in refused

@@ -67,12 +67,12 @@ def test_a_batch_is_judged_as_one_series(uma: Client) -> None:
 
 def test_a_bad_check_declaration_names_its_place(engine: Engine, tmp_path: Path) -> None:
     wrong = {**MINIMAL_STATE, "level": {**MINIMAL_STATE["level"], "quality": [
-        {"check": "spike", "max_change": 0.5}, {"check": "gap", "every": "15min"}]}}
+        {"check": "spike", "max_change": 0.5}, {"check": "completeness", "window": "1h"}]}}
     with pytest.raises(ValidationFailed) as refused:
         engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="wrong-app",
                                                                 manifest={"state": wrong}))
     assert any(p.loc.startswith("state.level.quality[1]") and "for stream records" in p.msg
                for p in refused.value.problems), refused.value.problems
     text = {**MINIMAL_STATE, "label": {**MINIMAL_STATE["label"], "quality": [{"check": "range", "max": 1}]}}
-    with pytest.raises(ValidationFailed, match="number and integer properties only"):
+    with pytest.raises(ValidationFailed, match="number and integer properties only"):  # gap is for any
         engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="text-app", manifest={"state": text}))

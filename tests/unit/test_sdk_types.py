@@ -25,7 +25,8 @@ def test_html_escapes_everything_a_user_wrote() -> None:
     shown = twin._repr_html_()
     assert "<script>" not in shown and "&lt;script&gt;" in shown and "&quot;x&quot;" in shown
     state = State(twin_id="t-1", revision=3, at=None, delta={"alert": True},
-                  reported={"level": {"value": 1.5, "unit": "m", "timestamp": T0, "revision": 2},
+                  reported={"level": {"value": 1.5, "unit": "m", "timestamp": T0, "revision": 2, "stale": True,
+                                      "quality": {"flag": "suspect", "checks": ["gap:level"]}},
                             "note": {"value": EVIL, "unit": None, "timestamp": T0, "revision": 3}},
                   desired={"alert": {"value": True, "unit": None, "timestamp": T0, "revision": 1}})
     html = state._repr_html_()
@@ -34,6 +35,8 @@ def test_html_escapes_everything_a_user_wrote() -> None:
     assert list(frame.index) == ["alert", "level", "note"]
     assert frame.loc["level", "reported"] == 1.5 and frame.loc["level", "unit"] == "m"
     assert frame.loc["alert", "desired"] is True and pd.isna(frame.loc["alert", "timestamp"])
+    assert frame.loc["level", "flag"] == "suspect" and frame.loc["level", "stale"] is True  # (gap check)
+    assert frame.loc["note", "flag"] == "good" and frame.loc["note", "stale"] is None
 
 
 def test_history_is_a_series_by_timestamp() -> None:

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from twinengine.catalog.images import IMAGE_PATTERN, check_image
 from twinengine.catalog.views import View
-from twinengine.quality.spec import Check, Duration, FlatlineCheck, QualityPolicy, StateCheck
+from twinengine.quality.spec import Check, Duration, FlatlineCheck, QualityPolicy, StateCheck, StateGapCheck
 from twinengine.quality.uncertainty import UncertaintyForm
 from twinengine.units import UnitError, check_unit
 
@@ -194,13 +194,22 @@ class StateProperty(_Strict):
     quality: list[StateCheck] = Field(
         default_factory=list, max_length=16,
         description="Checks a reported value is judged by against the property's own history (range, spike, "
-                    "flatline): a value that fails one is kept, flagged suspect or bad with the check's name.")
+                    "flatline, gap): a value that fails one is kept, flagged suspect or bad with the check's "
+                    "name; with a gap check, reads also say when the property is stale.")
+
+    @property
+    def gap(self) -> StateGapCheck | None:
+        """The property's gap check, if it declares one."""
+        return next((c for c in self.quality if isinstance(c, StateGapCheck)), None)
 
     @model_validator(mode="after")
     def _consistent(self) -> StateProperty:
         numeric = self.type in (StateType.NUMBER, StateType.INTEGER)
-        if self.quality and not numeric:
-            raise ValueError("quality checks apply to number and integer properties only")
+        if not numeric and any(not isinstance(c, StateGapCheck) for c in self.quality):
+            raise ValueError("range, spike and flatline checks apply to number and integer properties only "
+                             "(a gap check applies to any property)")
+        if sum(isinstance(c, StateGapCheck) for c in self.quality) > 1:
+            raise ValueError("a state property has at most one gap check")
         if any(isinstance(c, FlatlineCheck) and (c.records or 0) > MAX_STATE_FLATLINE for c in self.quality):
             raise ValueError(f"a state property's flatline check counts at most {MAX_STATE_FLATLINE} records")
         if self.uncertainty and not numeric:

@@ -11,12 +11,25 @@ from rich.markup import escape
 from twinengine.cli import state_import
 from twinengine.cli._common import console, parse_assignments, state_of, table
 from twinengine.errors import Problem, ValidationFailed
+from twinengine.quality.spec import Flag
 from twinengine.quality.uncertainty import describe
 from twinengine.timeutil import parse_instant
 from twinengine.twins.schemas import PropertyValue, PropertyWrite, RevisionRead, TwinState
 
 app = typer.Typer(help="A twin's state: write, read (now or as of a revision/time), history, diff.",
                   no_args_is_help=True)
+
+
+def _flags(given: list[str] | None) -> list[str] | None:
+    """``--quality`` values, checked before anything is asked of the engine."""
+    if not given:
+        return None
+    names = [flag.value for flag in Flag]
+    wrong = [g for g in given if g not in names]
+    if wrong:
+        raise ValidationFailed.one("--quality", f"{', '.join(map(repr, wrong))} is not a flag; use "
+                                                f"{', '.join(names)}")
+    return given
 
 
 def _instant(text: str | None, option: str) -> Any:
@@ -94,24 +107,44 @@ def desire(ctx: typer.Context, twin: str = typer.Argument(...),
 
 def _show_state(twin: str, state: TwinState) -> None:
     when = f"revision {state.revision}" if state.revision is not None else f"time {state.at}"
-    rows = [("reported", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v))
-            for p, v in state.reported.items()]
-    rows += [("desired", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v))
+    if state.quality:
+        when += f", only {'/'.join(state.quality)} values"
+    rows = [("reported", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v),
+             _staleness(v)) for p, v in state.reported.items()]
+    rows += [("desired", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v), "")
              for p, v in state.desired.items()]
     console.print(table(f"state of {twin} as of {when}", *_spread_column(
-        ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)", "revision", "quality"], rows)))
+        ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)", "revision", "quality", "stale"],
+        rows)))
+    if state.stale and state.stale_as_of is not None:
+        console.print(f"stale at {state.stale_as_of:%Y-%m-%d %H:%M:%S} UTC (no report within the declared gap): "
+                      f"{', '.join(state.stale)}", highlight=False)
     if state.delta:
         console.print(f"pending (desired ≠ reported): {state.delta}", highlight=False)
+
+
+def _staleness(value: PropertyValue) -> str:
+    if value.stale is None:
+        return ""
+    if value.stale and value.stale_since is not None:
+        return f"yes, since {value.stale_since:%Y-%m-%d %H:%M:%S}"
+    return "no"
+
+
+_QUALITY_HELP = ("Only values with this flag (good, suspect, bad; repeat for several): each property's newest "
+                 "such value.")
 
 
 @app.command("show")
 def show(ctx: typer.Context, twin: str = typer.Argument(...),
          revision: int | None = typer.Option(None, "--revision", "-r", min=0, help="As of this revision."),
-         at: str | None = typer.Option(None, "--at", help="As of this time (values' timestamps; ISO 8601).")) -> None:
-    """The state now, as of a revision, or as of a time."""
+         at: str | None = typer.Option(None, "--at", help="As of this time (values' timestamps; ISO 8601)."),
+         quality: list[str] | None = typer.Option(None, "--quality", help=_QUALITY_HELP)) -> None:
+    """The state now, as of a revision, or as of a time; stale properties (gap checks) are marked."""
     out = state_of(ctx)
+    flags = _flags(quality)
     with out.client() as client:
-        result = client.get_state(twin, revision=revision, at=_instant(at, "--at"))
+        result = client.get_state(twin, revision=revision, at=_instant(at, "--at"), quality=flags)
     out.emit(result, lambda: _show_state(twin, result))
 
 
@@ -119,12 +152,17 @@ def show(ctx: typer.Context, twin: str = typer.Argument(...),
 def history(ctx: typer.Context, twin: str = typer.Argument(...), prop: str = typer.Argument(..., metavar="PROPERTY"),
             kind: str = typer.Option("reported", "--kind", help="reported or desired."),
             since: str | None = typer.Option(None, "--since"), until: str | None = typer.Option(None, "--until"),
-            limit: int = typer.Option(100, "--limit", min=1, max=100_000)) -> None:
+            limit: int = typer.Option(100, "--limit", min=1, max=100_000),
+            quality: list[str] | None = typer.Option(None, "--quality", help="Only values with this flag (good, "
+                                                                             "suspect, bad; repeat for several).")
+            ) -> None:
     """A property's values over a time range."""
     out = state_of(ctx)
+    flags = _flags(quality)
     with out.client() as client:
         result = client.history(twin, prop, kind=kind,  # type: ignore[arg-type]
-                                since=_instant(since, "--since"), until=_instant(until, "--until"), limit=limit)
+                                since=_instant(since, "--since"), until=_instant(until, "--until"), limit=limit,
+                                quality=flags)
     out.emit(result, lambda: console.print(table(
         f"{kind} {prop} of {twin} ({len(result.items)} values, unit {result.unit or '-'})",
         *_spread_column(["timestamp (UTC)", "value", "uncertainty", "revision", "quality"],
@@ -165,8 +203,8 @@ def diff(ctx: typer.Context, twin: str = typer.Argument(...),
 
 
 def _spread_column(columns: list[str], rows: list[tuple[Any, ...]]) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The columns and rows without the uncertainty (and inputs) column when no value in them has one."""
-    for name in ("quality", "uncertainty"):
+    """The columns and rows without the uncertainty (quality, stale) column when no value in them has one."""
+    for name in ("stale", "quality", "uncertainty"):
         if name not in columns:
             continue
         at = columns.index(name)

@@ -19,6 +19,7 @@ from twinengine.quality.expr import Comparison, parse_expr
 
 __all__ = [
     "CHECK_KINDS",
+    "MAX_STATE_GAP",
     "STATE_CHECK_KINDS",
     "Check",
     "CompletenessCheck",
@@ -31,6 +32,7 @@ __all__ = [
     "RangeCheck",
     "SpikeCheck",
     "StateCheck",
+    "StateGapCheck",
     "parse_duration",
 ]
 
@@ -220,15 +222,55 @@ Check = Annotated[RangeCheck | SpikeCheck | FlatlineCheck | GapCheck | Completen
                   Field(discriminator="check")]
 CHECK_KINDS = frozenset({"range", "spike", "flatline", "gap", "completeness", "consistency"})
 STATE_FIELD = "value"  # what a state property's check judges: the property's own value
+MAX_STATE_GAP = timedelta(days=366)  # a state property's longest declared silence (every + tolerance)
+
+
+class StateGapCheck(GapCheck):
+    """A state property's expected cadence: a value reported more than ``every + tolerance`` after the newest
+    one before it is flagged ``gap:<property>`` (one that arrives more than ``max_delay`` after its timestamp,
+    ``late:<property>``), and a read says the property is stale once that long has passed without a report."""
+
+    @field_validator("tolerance")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("a tolerance cannot be negative")
+        return value
+
+    @field_validator("every", "tolerance", "max_delay")
+    @classmethod
+    def _not_absurd(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value > MAX_STATE_GAP:
+            raise ValueError(f"{value.total_seconds() / 86400:g} days is longer than a state property's gap check "
+                             f"allows ({MAX_STATE_GAP.days} days)")
+        return value
+
+    @model_validator(mode="after")
+    def _bounded(self) -> StateGapCheck:
+        if self.every + self.tolerance > MAX_STATE_GAP:
+            raise ValueError(f"every + tolerance is longer than a state property's gap check allows "
+                             f"({MAX_STATE_GAP.days} days)")
+        return self
+
+    @property
+    def limit(self) -> timedelta:
+        """The longest silence that is not a gap."""
+        return self.every + self.tolerance
 
 
 def _own_value(item: Any) -> Any:
-    """A state property's check judges the property itself: it names no field (the models' ``field`` is
-    filled with a placeholder); a record's checks (gap, completeness, consistency) do not apply to state."""
+    """A state property's check judges the property itself: it names no field (range, spike and flatline
+    models' ``field`` is filled with a placeholder; a gap check reads only the values' timestamps); a record's
+    checks (completeness, consistency) do not apply to state."""
     if isinstance(item, dict):
+        kind = item.get("check")
+        if kind == "gap":
+            if "field" in item:
+                raise ValueError("a gap check of a state property judges when that property is reported: "
+                                 "leave out 'field'")
+            return item
         if item.get("field", STATE_FIELD) != STATE_FIELD:  # (a stored manifest has the placeholder back)
             raise ValueError("a check of a state property judges that property: leave out 'field'")
-        kind = item.get("check")
         if kind in CHECK_KINDS and kind not in STATE_CHECK_KINDS:
             raise ValueError(f"a {kind} check is for stream records; a state property takes "
                              f"{', '.join(sorted(STATE_CHECK_KINDS))}")
@@ -236,8 +278,8 @@ def _own_value(item: Any) -> Any:
     return item
 
 
-STATE_CHECK_KINDS = frozenset({"range", "spike", "flatline"})
-StateCheck = Annotated[RangeCheck | SpikeCheck | FlatlineCheck, Field(discriminator="check"),
+STATE_CHECK_KINDS = frozenset({"range", "spike", "flatline", "gap"})
+StateCheck = Annotated[RangeCheck | SpikeCheck | FlatlineCheck | StateGapCheck, Field(discriminator="check"),
                        BeforeValidator(_own_value)]
 
 

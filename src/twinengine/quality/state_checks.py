@@ -1,12 +1,13 @@
 """Quality checks on a twin's reported state: the checks a state property declares (``quality:`` under it in
-``twinapp.yaml``: range, spike, flatline) judge each value reported to it against the values before it.
+``twinapp.yaml``: range, spike, flatline, gap) judge each value reported to it against the values before it.
 
 A value that fails one is kept and says so (``quality: {flag, checks}`` beside what its inputs' pedigree
 says), like a stream record: a stuck sensor reported straight to state is flagged, not refused and not taken
 silently. The judgement runs in the write's transaction, before the revision is appended, over the
 property's last few reported values (three, or a flatline's count, at most ``MAX_STATE_FLATLINE``) and the
 new ones in revision order, with the same vectorised checks as streams (``quality.checks``): a batch of
-revisions is judged as one series. Properties without checks cost nothing.
+revisions is judged as one series. A gap check reads only timestamps: the newest one before the write (one
+index seek) and the new ones. Properties without checks cost nothing.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.quality import checks
-from twinengine.quality.spec import FLAGS, FlatlineCheck, RangeCheck, SpikeCheck, StateCheck
+from twinengine.quality.spec import FLAGS, FlatlineCheck, RangeCheck, SpikeCheck, StateCheck, StateGapCheck
 from twinengine.quality.stored import unpack
+from twinengine.store.base import utcnow
 
 if TYPE_CHECKING:
     from twinengine.catalog.manifest import Manifest
@@ -67,7 +69,33 @@ def _earlier(session: Session, twin_id: str, prop: str, depth: int) -> tuple[lis
     return [_number(unpack(v).value) for v, _t in rows], [_micros(t) for _v, t in rows]
 
 
+def _newest_time(session: Session, twin_id: str, prop: str) -> int | None:
+    """The latest timestamp among the property's reported values (a backward seek on the log's time index)."""
+    from twinengine.twins.models import StateValue
+    from twinengine.twins.schemas import StateKind
+
+    stamp = session.execute(select(StateValue.timestamp).where(
+        StateValue.twin_id == twin_id, StateValue.property == prop, StateValue.kind == StateKind.REPORTED.value)
+        .order_by(StateValue.timestamp.desc()).limit(1)).scalar()
+    return None if stamp is None else _micros(stamp)
+
+
+def _gaps(check: StateGapCheck, prop: str, latest: int | None, times: checks.Ints, now: int
+          ) -> list[tuple[str, checks.Mask]]:
+    """Values reported after a longer silence than the check allows (``gap:<prop>`` or the check's name), and
+    those recorded more than ``max_delay`` after their timestamp (``late:<prop>``)."""
+    state = checks.GapState() if latest is None else checks.GapState(latest)
+    mask, _ = checks.gap(times, state, every_us=int(check.every.total_seconds() * _US),
+                         tolerance_us=int(check.tolerance.total_seconds() * _US))
+    out = [(check.name or f"gap:{prop}", mask)]
+    if check.max_delay is not None:
+        out.append((f"late:{prop}", checks.late(times, now, int(check.max_delay.total_seconds() * _US))))
+    return out
+
+
 def _failing(check: StateCheck, values: checks.Floats, times: checks.Ints) -> checks.Mask:
+    if isinstance(check, StateGapCheck):
+        raise TypeError("a gap check is judged by _gaps")
     if isinstance(check, RangeCheck):
         return checks.range_(values, check.min, check.max)
     if isinstance(check, SpikeCheck):
@@ -102,17 +130,25 @@ def judge(session: Session, twin_id: str, manifest: Manifest, revisions: Sequenc
     if not spots:
         return list(revisions)
     out = [list(values) for values in revisions]
+    now = _micros(utcnow())
     for prop, places in spots.items():
-        before, times = _earlier(session, twin_id, prop, _depth(declared[prop]))
         new = [revisions[r][i] for r, i in places]
-        series = np.array(before + [_number(v.value) for v in new], dtype=np.float64)
-        stamps = np.array(times + [_micros(v.timestamp) for v in new], dtype=np.int64)
+        stamps = np.array([_micros(v.timestamp) for v in new], dtype=np.int64)
         failed: list[list[tuple[str, str]]] = [[] for _ in new]
-        for check in declared[prop]:
-            mask = _failing(check, series, stamps)[len(before):]
-            label = check.name or f"{check.check}:{prop}"
-            for k in np.flatnonzero(mask):
-                failed[k].append((label, check.severity))
+        on_values = [c for c in declared[prop] if not isinstance(c, StateGapCheck)]
+        if on_values:
+            before, times = _earlier(session, twin_id, prop, _depth(on_values))
+            series = np.array(before + [_number(v.value) for v in new], dtype=np.float64)
+            history = np.concatenate((np.array(times, dtype=np.int64), stamps))
+            for check in on_values:
+                mask = _failing(check, series, history)[len(before):]
+                label = check.name or f"{check.check}:{prop}"
+                for k in np.flatnonzero(mask):
+                    failed[k].append((label, check.severity))
+        for gap in (c for c in declared[prop] if isinstance(c, StateGapCheck)):
+            for label, mask in _gaps(gap, prop, _newest_time(session, twin_id, prop), stamps, now):
+                for k in np.flatnonzero(mask):
+                    failed[k].append((label, gap.severity))
         for (r, i), reasons in zip(places, failed, strict=True):
             if reasons:
                 out[r][i] = _with_flag(out[r][i], reasons)

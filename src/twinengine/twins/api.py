@@ -10,9 +10,10 @@ from twinengine.api.deps import PrincipalDep, SessionDep
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import Permission
 from twinengine.auth.principal import Principal
+from twinengine.quality.spec import FLAGS, Flag
 from twinengine.quality.stored import unpack
 from twinengine.timeutil import Instant
-from twinengine.twins import service
+from twinengine.twins import service, state_quality
 from twinengine.twins.models import StateRevision, Twin
 from twinengine.twins.schemas import (
     GrantRead,
@@ -37,6 +38,9 @@ __all__ = ["router"]
 router = api_router("/twins", tag="twins")
 
 TwinRef = Annotated[str, Path(max_length=64, description="The twin's id (tw-...) or name.")]
+QualityFilter = Annotated[list[Flag] | None, Query(
+    max_length=3, description="Only values with these flags (repeat for several), e.g. quality=good: each "
+                              "property's newest value that passed its checks.")]
 
 
 def twin_read(principal: Principal, twin: Twin) -> TwinRead:
@@ -140,8 +144,9 @@ def state_read(
     principal: PrincipalDep,
     revision: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
     at: Annotated[Instant | None, Query(description="ISO 8601; without a zone it is UTC")] = None,
+    quality: QualityFilter = None,
 ) -> TwinState:
-    return service.read_state(session, principal=principal, ref=twin, revision=revision, at=at)
+    return service.read_state(session, principal=principal, ref=twin, revision=revision, at=at, quality=quality)
 
 
 @router.get("/{twin}/revisions", name="revisions_list", summary="The state log, newest first by default")
@@ -175,11 +180,15 @@ def history(
     until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     order: Literal["asc", "desc"] = "asc",
+    quality: QualityFilter = None,
 ) -> HistoryRead:
     row, items = service.property_history(session, principal=principal, ref=twin, prop=prop, kind=kind,
-                                          since=since, until=until, limit=limit, newest_first=order == "desc")
+                                          since=since, until=until, limit=limit, newest_first=order == "desc",
+                                          quality=quality)
     unit = service.manifest_for(session, row).state[prop].unit
-    return HistoryRead(twin_id=row.id, property=prop, kind=kind, unit=unit, items=items)
+    kept = state_quality.keep_of(quality)
+    return HistoryRead(twin_id=row.id, property=prop, kind=kind, unit=unit, items=items,
+                       quality=None if kept is None else sorted(kept, key=FLAGS.index))
 
 
 @router.get("/{twin}/diff", name="diff", summary="What changed in the state between two revisions")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from twinengine.auth.policy import Permission
 from twinengine.quality.pedigree import ValueQuality
+from twinengine.quality.spec import Flag
 from twinengine.quality.uncertainty import Uncertainty
 from twinengine.timeutil import Instant
 from twinengine.types import INT32_MAX
@@ -130,7 +131,14 @@ class PropertyValue(BaseModel):
     uncertainty: Uncertainty | None = Field(default=None, exclude_if=_absent,
                                             description="Present when the value carries its uncertainty.")
     quality: ValueQuality | None = Field(default=None, exclude_if=_absent,
-                                         description="Present when it was computed from suspect or bad inputs.")
+                                         description="Present when it was computed from suspect or bad inputs, "
+                                                     "or failed its property's checks.")
+    stale: bool | None = Field(default=None, exclude_if=_absent,
+                               description="On state reads, for a reported property with a gap check: whether "
+                                           "this value is older than the check allows at the read's time.")
+    stale_since: datetime | None = Field(default=None, exclude_if=_absent,
+                                         description="When a stale value became stale (its timestamp + every + "
+                                                     "tolerance).")
 
 
 class TwinState(BaseModel):
@@ -140,6 +148,15 @@ class TwinState(BaseModel):
     reported: dict[str, PropertyValue]
     desired: dict[str, PropertyValue]
     delta: dict[str, Any] = Field(description="Desired values that differ from the reported ones.")
+    quality: list[Flag] | None = Field(default=None, exclude_if=_absent,
+                                       description="The flags a filtered read kept: each property shows its "
+                                                   "newest value with one of them.")
+    stale: list[str] | None = Field(default=None, exclude_if=_absent,
+                                    description="Reported properties with a gap check whose value is stale at "
+                                                "`stale_as_of` (present when the app declares a gap check).")
+    stale_as_of: datetime | None = Field(default=None, exclude_if=_absent,
+                                         description="The time staleness is judged at: now, `at`, or when the "
+                                                     "revision read was recorded.")
 
 
 class ValueChange(BaseModel):
@@ -174,6 +191,8 @@ class HistoryRead(BaseModel):
     kind: StateKind
     unit: str | None
     items: list[PropertyValue]
+    quality: list[Flag] | None = Field(default=None, exclude_if=_absent,
+                                       description="The flags a filtered read kept.")
 
 
 class DiffEntry(BaseModel):

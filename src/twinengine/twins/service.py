@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from twinengine.auth.service import ensure_identity, get_identity
 from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.errors import NotFound, TwinNameTaken, TwinNotFound, ValidationFailed
+from twinengine.quality.spec import Flag
 from twinengine.twins import places, state
 from twinengine.twins.models import StateRevision, Twin, TwinGrant
 from twinengine.twins.parameter_index import index_parameters
@@ -268,18 +269,20 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def read_state(session: Session, *, principal: Principal, ref: str, revision: int | None = None,
-               at: datetime | None = None) -> TwinState:
-    twin = get_twin(session, principal=principal, ref=ref)
-    return state.read_state(session, twin, revision=revision, at=_utc(at))
+               at: datetime | None = None, quality: Sequence[Flag] | None = None) -> TwinState:
+    """The state now, as of a revision or a time; ``quality``: each property's newest value with one of
+    these flags. Properties with a gap check say whether they are stale."""
+    twin, manifest = _twin_and_manifest(session, principal=principal, ref=ref, action="twin.read")
+    return state.read_state(session, twin, revision=revision, at=_utc(at), quality=quality, manifest=manifest)
 
 
 def property_history(session: Session, *, principal: Principal, ref: str, prop: str,
                      kind: StateKind = StateKind.REPORTED, since: datetime | None = None,
-                     until: datetime | None = None, limit: int = 1000,
-                     newest_first: bool = False) -> tuple[Twin, list[PropertyValue]]:
+                     until: datetime | None = None, limit: int = 1000, newest_first: bool = False,
+                     quality: Sequence[Flag] | None = None) -> tuple[Twin, list[PropertyValue]]:
     twin = get_twin(session, principal=principal, ref=ref)
     items = state.history(session, twin, manifest_for(session, twin), prop, kind=kind, since=_utc(since),
-                          until=_utc(until), limit=limit, newest_first=newest_first)
+                          until=_utc(until), limit=limit, newest_first=newest_first, quality=quality)
     return twin, items
 
 

@@ -8,6 +8,7 @@ a time does one index seek into the log per property it names. No read ranks the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -18,9 +19,10 @@ from sqlalchemy.orm import Session
 from twinengine.catalog.manifest import Manifest
 from twinengine.errors import Problem, RevisionNotFound, ValidationFailed
 from twinengine.quality import state_checks
+from twinengine.quality.spec import FLAGS, Flag
 from twinengine.quality.stored import unpack
 from twinengine.store.base import utcnow
-from twinengine.twins import log_writes
+from twinengine.twins import log_writes, state_quality
 from twinengine.twins.log_writes import number_of
 from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
 from twinengine.twins.schemas import (
@@ -33,6 +35,7 @@ from twinengine.twins.schemas import (
     TwinState,
     ValueChange,
 )
+from twinengine.twins.state_quality import Keep
 from twinengine.twins.validation import check_uncertainty, check_value
 
 __all__ = [
@@ -171,23 +174,43 @@ def _pick(twin_id: str, condition: ColumnElement[bool], order: list[Any]) -> Any
             .order_by(*order).limit(1).correlate(StateHead).scalar_subquery())
 
 
-def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | None) -> Snapshot:
+def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | None, keep: Keep = None
+           ) -> Snapshot:
     """The state as of a revision or a valid time: the heads name the (property, kind) pairs, and each pair
     costs one index seek into the log, so the read grows with the number of properties, not of revisions.
-    A head not newer than the revision asked for is its own answer."""
+    A head not newer than the revision asked for is its own answer.
+
+    With ``keep`` (a quality filter), the seek skips the values whose flag is not kept: it walks the same
+    index backwards from the newest value in scope, so it reads one row more per newer flagged value of that
+    property; a head that is in scope and kept is still its own answer."""
+    dialect = "" if keep is None else session.get_bind().dialect.name
+    passes = None if keep is None else state_quality.keeps(StateValue.value, dialect, keep)
+    own: ColumnElement[bool] | None = None
     if at is not None:
-        pick = _pick(twin_id, StateValue.timestamp <= at, [StateValue.timestamp.desc(), StateValue.revision.desc()])
+        in_scope = StateValue.timestamp <= at
+        pick = _pick(twin_id, in_scope if passes is None else and_(in_scope, passes),
+                     [StateValue.timestamp.desc(), StateValue.revision.desc()])
     else:
         assert revision is not None
-        pick = case((StateHead.revision <= revision, None),
-                    else_=_pick(twin_id, StateValue.revision <= revision, [StateValue.revision.desc()]))
+        in_scope = StateValue.revision <= revision
+        if keep is None:
+            pick = case((StateHead.revision <= revision, None),
+                        else_=_pick(twin_id, in_scope, [StateValue.revision.desc()]))
+        else:
+            assert passes is not None
+            own = and_(StateHead.revision <= revision, state_quality.keeps(StateHead.value, dialect, keep))
+            pick = case((own, None), else_=_pick(twin_id, and_(in_scope, passes), [StateValue.revision.desc()]))
+    columns = [*_HEAD, pick.label("pick")] + ([] if own is None else [own.label("own")])
     found: Snapshot = {}
     wanted: dict[int, tuple[str, StateKind]] = {}
-    for head in session.execute(select(*_HEAD, pick.label("pick")).where(StateHead.twin_id == twin_id)):
+    for head in session.execute(select(*columns).where(StateHead.twin_id == twin_id)):
         key = (head.property, StateKind(head.kind))
-        if revision is not None and head.revision <= revision:
+        if own is not None:
+            if head.own:
+                found[key] = _value(head)
+        elif revision is not None and head.revision <= revision:
             found[key] = _value(head)
-        elif head.pick is not None:
+        if key not in found and head.pick is not None:
             wanted[head.pick] = key
     if wanted:
         for row in session.execute(select(*_VALUE).where(StateValue.id.in_(list(wanted)))):
@@ -195,24 +218,46 @@ def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | 
     return found
 
 
-def snapshot_at_revision(session: Session, twin: Twin, revision: int) -> Snapshot:
+def snapshot_at_revision(session: Session, twin: Twin, revision: int, keep: Keep = None) -> Snapshot:
     if revision < 0 or revision > twin.head_revision:
         raise RevisionNotFound(f"twin {twin.name} has revisions 0..{twin.head_revision}, not {revision}")
     # Also for the head revision: a revision committed since the twin's row was read (PostgreSQL reads each
     # statement afresh) has newer heads, which must not show up under the older number.
-    return _as_of(session, twin.id, revision, None)
+    return _as_of(session, twin.id, revision, None, keep)
 
 
-def read_state(session: Session, twin: Twin, *, revision: int | None = None, at: datetime | None = None
-               ) -> TwinState:
+def read_state(session: Session, twin: Twin, *, revision: int | None = None, at: datetime | None = None,
+               quality: Iterable[Flag] | None = None, manifest: Manifest | None = None) -> TwinState:
     """The state as of a revision (default: head), or as of a valid time ``at`` (latest value per property
-    whose timestamp is not after ``at``, the later revision on a tie)."""
+    whose timestamp is not after ``at``, the later revision on a tie). ``quality``: only values with these
+    flags (each property's newest such value; a property with none is left out). With the twin's
+    ``manifest``, properties with a gap check say whether they are stale at the read's time."""
     if revision is not None and at is not None:
         raise ValidationFailed.one("at", "give either revision or at, not both")
+    keep = state_quality.keep_of(quality)
     if at is not None:
-        return _state(twin, _as_of(session, twin.id, None, at), revision=None, at=at)
-    number = twin.head_revision if revision is None else revision
-    return _state(twin, snapshot_at_revision(session, twin, number), revision=number, at=None)
+        state = _state(twin, _as_of(session, twin.id, None, at, keep), revision=None, at=at)
+        as_of = at
+    else:
+        number = twin.head_revision if revision is None else revision
+        state = _state(twin, snapshot_at_revision(session, twin, number, keep), revision=number, at=None)
+        as_of = utcnow() if revision is None else _recorded_at(session, twin, number)
+    if keep is not None:
+        state.quality = sorted(keep, key=FLAGS.index)
+    limits = state_quality.stale_limits(manifest)
+    if limits:
+        state.reported, state.stale = state_quality.with_staleness(state.reported, limits, as_of)
+        state.stale_as_of = as_of
+    return state
+
+
+def _recorded_at(session: Session, twin: Twin, number: int) -> datetime:
+    """When a revision was recorded (revision 0, the empty state: when the twin was created)."""
+    if number == 0:
+        return twin.created_at
+    found = session.execute(select(StateRevision.recorded_at).where(
+        StateRevision.twin_id == twin.id, StateRevision.revision == number)).scalar()
+    return twin.created_at if found is None else found
 
 
 def rebuild_heads(session: Session, twin_id: str) -> bool:
@@ -249,8 +294,10 @@ def _state(twin: Twin, snapshot: Snapshot, *, revision: int | None, at: datetime
 def history(
     session: Session, twin: Twin, manifest: Manifest, prop: str, *, kind: StateKind = StateKind.REPORTED,
     since: datetime | None = None, until: datetime | None = None, limit: int = 1000, newest_first: bool = False,
+    quality: Iterable[Flag] | None = None,
 ) -> list[PropertyValue]:
-    """Values of one property in ``[since, until)`` by valid time, oldest first unless asked otherwise."""
+    """Values of one property in ``[since, until)`` by valid time, oldest first unless asked otherwise;
+    ``quality``: only values with these flags."""
     if prop not in manifest.state:
         known = ", ".join(sorted(manifest.state)) or "none"
         raise ValidationFailed.one("property", f"{prop!r} is not a state property of {manifest.ref} "
@@ -260,6 +307,9 @@ def history(
         conditions.append(StateValue.timestamp >= since)
     if until is not None:
         conditions.append(StateValue.timestamp < until)
+    keep = state_quality.keep_of(quality)
+    if keep is not None:
+        conditions.append(state_quality.keeps(StateValue.value, session.get_bind().dialect.name, keep))
     direction = (StateValue.timestamp.desc(), StateValue.revision.desc()) if newest_first else (
         StateValue.timestamp.asc(), StateValue.revision.asc())
     # Columns, not entities: a long history would otherwise spend most of its time building ORM objects.
