@@ -204,3 +204,17 @@ def test_indicators_count_flags_lateness_and_completeness_per_window() -> None:
                       completeness_min=None, checks=[])
     assert [w.expected for w in fixed.windows] == [8, 8, 8, 8]  # from/to given: whole windows, per source
     assert fixed.windows[3].records == 0 and fixed.windows[3].completeness == 0.0
+
+
+def test_a_streams_gap_check_with_a_negative_tolerance_is_refused_naming_it() -> None:
+    from pydantic import ValidationError
+
+    from twinengine.catalog.manifest import Stream
+
+    fields = {"time": {"type": "timestamp"}, "level": {"type": "float"}}
+    with pytest.raises(ValidationError) as refused:
+        Stream.model_validate({"fields": fields, "quality": [{"check": "gap", "every": "15min", "tolerance": -300}]})
+    (error,) = refused.value.errors()
+    assert error["loc"][-1] == "tolerance" and "cannot be negative" in error["msg"]
+    kept = Stream.model_validate({"fields": fields, "quality": [{"check": "gap", "every": "15min", "tolerance": 0}]})
+    assert kept.quality[0].tolerance.total_seconds() == 0

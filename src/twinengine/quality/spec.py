@@ -179,6 +179,13 @@ class GapCheck(_Check):
     def _durations(cls, value: timedelta | None) -> timedelta | None:
         return None if value is None else _positive(value)
 
+    @field_validator("tolerance")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("a tolerance cannot be negative")
+        return value
+
 
 class CompletenessCheck(_Check):
     """Share of the expected records (one per ``every`` per key) received in each ``window``; a window below
@@ -229,13 +236,6 @@ class StateGapCheck(GapCheck):
     """A state property's expected cadence: a value reported more than ``every + tolerance`` after the newest
     one before it is flagged ``gap:<property>`` (one that arrives more than ``max_delay`` after its timestamp,
     ``late:<property>``), and a read says the property is stale once that long has passed without a report."""
-
-    @field_validator("tolerance")
-    @classmethod
-    def _not_negative(cls, value: timedelta) -> timedelta:
-        if value < timedelta(0):
-            raise ValueError("a tolerance cannot be negative")
-        return value
 
     @field_validator("every", "tolerance", "max_delay")
     @classmethod
