@@ -18,14 +18,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Text, and_, case, cast, exists, func, literal, literal_column, select
+from sqlalchemy import ColumnElement, Float, Text, and_, case, cast, exists, func, literal, literal_column, or_, select
 from sqlalchemy.orm import aliased
 
 from twinengine.errors import InvalidInput, Problem
 from twinengine.twins.models import StateHead, Twin, TwinParameter
 from twinengine.twins.parameter_index import MAX_NAME
 
-__all__ = ["Condition", "Json", "bad", "parameter_clause", "parse", "state_clause"]
+__all__ = ["Condition", "Json", "bad", "parameter_clause", "parameter_key", "parse", "state_clause"]
 
 _CONDITION = re.compile(r"^\s*(?P<term>[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?)\s*"
                         r"(?P<op><=|>=|!=|=|<|>)\s*(?P<value>.*?)\s*$")
@@ -167,9 +167,38 @@ def state_clause(json_: Json, cond: Condition, *, per_twin: bool = True) -> Colu
 
 
 def parameter_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:
-    """Equality with text: the twins found in the parameter index (``twin_parameters``), a set that is small
-    when the value is rare (a station's id); other tests read each twin's JSON."""
-    if cond.op == "=" and isinstance(cond.value, str) and len(cond.name) <= MAX_NAME:
-        return Twin.id.in_(select(TwinParameter.twin_id).where(TwinParameter.name == cond.name,
-                                                               TwinParameter.value == cond.value))
-    return _compare(json_, Twin.parameters, cond.name, cond)
+    """The twins whose parameter passes the test, as one set of ids read off the parameter index
+    (``twin_parameters``): numbers and booleans by ``(name, kind, num_value)``, text by ``(name, value)``.
+    Only a text parameter longer than the index holds (200 characters) is read from its twin's JSON, and only
+    to order it; a name longer than the index holds reads every twin's JSON."""
+    if len(cond.name) > MAX_NAME:
+        return _compare(json_, Twin.parameters, cond.name, cond)
+    row = aliased(TwinParameter)
+    rows = select(row.twin_id).where(row.name == cond.name)
+    if isinstance(cond.value, bool):
+        test = and_(row.kind == "boolean", row.num_value == float(cond.value))
+        return Twin.id.in_(rows.where(test if cond.op == "=" else ~test))
+    if isinstance(cond.value, float):
+        return Twin.id.in_(rows.where(row.kind == "number", getattr(row.num_value, _OPS[cond.op])(cond.value)))
+    short = Twin.id.in_(rows.where(getattr(row.value, _OPS[cond.op])(cond.value)))  # a value is text only
+    if cond.op == "=":
+        return short  # a longer text never equals a condition's value
+    long = rows.where(row.kind == "string", row.value.is_(None))
+    if cond.op != "!=":  # order the long texts by their JSON
+        twin = aliased(Twin)
+        long = long.where(exists().where(twin.id == row.twin_id, _compare(json_, twin.parameters, cond.name, cond)))
+    return or_(short, Twin.id.in_(long))
+
+
+def parameter_key(json_: Json, name: str) -> tuple[ColumnElement[Any], Any]:
+    """A parameter as a group key, the text the JSON path showed (``Json.label``), and the index's row of it
+    to join (None when the name is longer than the index holds): strings and the store's text of numbers
+    and booleans come from the row; long text, objects and arrays from the twin's JSON."""
+    if len(name) > MAX_NAME:
+        return json_.label(Twin.parameters, name), None
+    row = aliased(TwinParameter)
+    twin = aliased(Twin)
+    from_json = select(json_.label(twin.parameters, name)).where(twin.id == row.twin_id).scalar_subquery()
+    key = func.coalesce(row.value, row.label,
+                        case((row.kind.in_(("string", "object", "array")), from_json), else_=None))
+    return key, row
