@@ -84,8 +84,8 @@ def _bbox_overlaps(box: BBox) -> ColumnElement[bool]:
 
 def _where(session: Session, principal: Principal, filt: FleetFilter, *, page: bool = True
            ) -> list[ColumnElement[bool]]:
-    """The filter as SQL conditions on ``twins`` (the bbox only as its index prefilter); state conditions
-    as a seek per twin for a page, as one set of ids for an aggregate."""
+    """The filter as SQL conditions on ``twins`` (the bbox only as its index prefilter); state and parameter
+    conditions as a seek per twin for a page, as one set of ids for an aggregate."""
     json_ = Json(session.get_bind().dialect.name)
     where: list[ColumnElement[bool]] = []
     if not principal.is_admin:
@@ -102,7 +102,7 @@ def _where(session: Session, principal: Principal, filt: FleetFilter, *, page: b
     if filt.bbox is not None:
         where.append(_bbox_overlaps(filt.bbox))
     where += [state_clause(json_, c, per_twin=page) for c in filt.state]
-    where += [parameter_clause(json_, c) for c in filt.parameters]
+    where += [parameter_clause(json_, c, per_twin=page) for c in filt.parameters]
     return where
 
 

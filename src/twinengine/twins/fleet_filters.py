@@ -1,5 +1,6 @@
 """The fleet filter grammar and its SQL: conditions on state values (read from ``state_heads``, numbers from
-its ``num_value`` column) and on parameters, portable between SQLite (JSON text) and PostgreSQL (JSONB).
+its ``num_value`` column) and on parameters (read from ``twin_parameters``), portable between SQLite (JSON
+text) and PostgreSQL (JSONB).
 
     condition := term op value
     term      := [reported. | desired.] name        (a state property; reported by default)
@@ -8,7 +9,8 @@ its ``num_value`` column) and on parameters, portable between SQLite (JSON text)
     value     := number | true | false | "text" | 'text' | bare-word | @term   (@: another property, numeric)
 
 Numbers compare numerically and only with numeric values; text and booleans with ``=``/``!=`` (text also
-orders). Anything else is a 400 naming the query parameter.
+orders). ``!=`` with a boolean holds for a value of any other type (with a number or text it does not);
+no condition holds for a missing value. Anything else is a 400 naming the query parameter.
 """
 
 from __future__ import annotations
@@ -166,28 +168,33 @@ def state_clause(json_: Json, cond: Condition, *, per_twin: bool = True) -> Colu
     return Twin.id.in_(select(head.twin_id).where(*on))
 
 
-def parameter_clause(json_: Json, cond: Condition) -> ColumnElement[bool]:
-    """The twins whose parameter passes the test, as one set of ids read off the parameter index
-    (``twin_parameters``): numbers and booleans by ``(name, kind, num_value)``, text by ``(name, value)``.
-    Only a text parameter longer than the index holds (200 characters) is read from its twin's JSON, and only
-    to order it; a name longer than the index holds reads every twin's JSON."""
+def parameter_clause(json_: Json, cond: Condition, *, per_twin: bool = True) -> ColumnElement[bool]:
+    """A test on the twin's row of the parameter in the parameter index (``twin_parameters``): numbers and
+    booleans by ``(name, kind, num_value)``, text by ``(name, value)``. ``per_twin``: a seek per twin tested,
+    which suits a page that stops after a few; otherwise the matching twin ids as one set read off the index
+    (an aggregate; and text equality always, a value like a station's id being rare). Only text longer than
+    the index holds (200 characters) is read from its twin's JSON, and only to order it; a name longer than
+    the index holds reads every twin's JSON."""
     if len(cond.name) > MAX_NAME:
         return _compare(json_, Twin.parameters, cond.name, cond)
     row = aliased(TwinParameter)
-    rows = select(row.twin_id).where(row.name == cond.name)
+    if cond.op == "=" and isinstance(cond.value, str):
+        return Twin.id.in_(select(row.twin_id).where(row.name == cond.name, row.value == cond.value))
+    tests: list[list[ColumnElement[bool]]]  # alternatives, each a conjunction
     if isinstance(cond.value, bool):
         test = and_(row.kind == "boolean", row.num_value == float(cond.value))
-        return Twin.id.in_(rows.where(test if cond.op == "=" else ~test))
-    if isinstance(cond.value, float):
-        return Twin.id.in_(rows.where(row.kind == "number", getattr(row.num_value, _OPS[cond.op])(cond.value)))
-    short = Twin.id.in_(rows.where(getattr(row.value, _OPS[cond.op])(cond.value)))  # a value is text only
-    if cond.op == "=":
-        return short  # a longer text never equals a condition's value
-    long = rows.where(row.kind == "string", row.value.is_(None))
-    if cond.op != "!=":  # order the long texts by their JSON
-        twin = aliased(Twin)
-        long = long.where(exists().where(twin.id == row.twin_id, _compare(json_, twin.parameters, cond.name, cond)))
-    return or_(short, Twin.id.in_(long))
+        tests = [[test if cond.op == "=" else ~test]]
+    elif isinstance(cond.value, float):
+        tests = [[row.kind == "number", getattr(row.num_value, _OPS[cond.op])(cond.value)]]
+    else:  # a value is text only; longer text never equals a condition's value, so differs
+        long = [row.value.is_(None), row.kind == "string"]
+        if cond.op != "!=":  # order the long texts by their JSON
+            twin = aliased(Twin)
+            long.append(exists().where(twin.id == row.twin_id, _compare(json_, twin.parameters, cond.name, cond)))
+        tests = [[getattr(row.value, _OPS[cond.op])(cond.value)], long]
+    if per_twin:
+        return exists().where(row.twin_id == Twin.id, row.name == cond.name, or_(*(and_(*t) for t in tests)))
+    return or_(*(Twin.id.in_(select(row.twin_id).where(row.name == cond.name, *t)) for t in tests))
 
 
 def parameter_key(json_: Json, name: str) -> tuple[ColumnElement[Any], Any]:

@@ -10,7 +10,8 @@ parameter: its JSON type (``kind``), its text (strings of at most 200 characters
 (``num_value``: numbers, booleans as 1 and 0) and, for numbers and booleans, the text a group key shows
 (``label``, as the store prints the JSON value). ``(name, kind, num_value, twin_id)`` serves number and
 boolean tests. The table is rebuilt here from the twins' JSON in SQL, with the statement
-``twins/parameter_index.py`` runs at create, fork and ``twin db rebuild-state``.
+``twins/parameter_index.py`` runs at create, fork and ``twin db rebuild-state``. On SQLite the table has no
+rowid: a page's or a group's seek per twin by (twin_id, name) finds the whole row in one lookup.
 """
 
 from __future__ import annotations
@@ -67,14 +68,15 @@ def _dialect() -> str:
     return 'postgresql' if op.get_bind().dialect.name == 'postgresql' else 'sqlite'
 
 
-def _create_table(*columns: sa.Column) -> None:  # type: ignore[type-arg]
+def _create_table(*columns: sa.Column, **options: bool) -> None:  # type: ignore[type-arg]
     op.create_table('twin_parameters',
     sa.Column('twin_id', sa.String(length=32), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
     *columns,
     sa.ForeignKeyConstraint(['twin_id'], ['twins.id'], name=op.f('fk_twin_parameters_twin_id_twins'),
                             ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('twin_id', 'name', name=op.f('pk_twin_parameters'))
+    sa.PrimaryKeyConstraint('twin_id', 'name', name=op.f('pk_twin_parameters')),
+    **options
     )
 
 
@@ -84,7 +86,7 @@ def upgrade() -> None:
     _create_table(sa.Column('kind', sa.String(length=8), nullable=False),
                   sa.Column('value', sa.String(length=200), nullable=True),
                   sa.Column('num_value', sa.Float(), nullable=True),
-                  sa.Column('label', sa.Text(), nullable=True))
+                  sa.Column('label', sa.Text(), nullable=True), sqlite_with_rowid=False)
     op.execute(f'INSERT INTO twin_parameters ({_COLUMNS}){_ROWS[_dialect()]}')
     op.create_index('ix_twin_parameters_value', 'twin_parameters', ['name', 'value', 'twin_id'], unique=False)
     op.create_index('ix_twin_parameters_number', 'twin_parameters', ['name', 'kind', 'num_value', 'twin_id'],
