@@ -1,6 +1,7 @@
 """The copies fleet queries read instead of JSON, on both stores: ``state_heads.num_value`` agrees with the
 head's value after single writes, batched writes, ``rebuild-state`` and the migration's backfill; the rows of
-``twin_parameters`` agree with the twins' text parameters after create, fork, delete and the backfill."""
+``twin_parameters`` agree with the twins' parameters after create, fork, delete, ``rebuild-state`` and the
+backfill."""
 
 from __future__ import annotations
 
@@ -83,21 +84,37 @@ def fleet_names(runtime: Runtime, condition: str, *, parameter: bool = False) ->
     return [t.name for t in rows]
 
 
-def indexed_parameters(runtime: Runtime) -> dict[str, dict[str, str]]:
-    """twin name → the parameter index's rows of it."""
-    found: dict[str, dict[str, str]] = {}
+def indexed_parameters(runtime: Runtime) -> dict[str, dict[str, tuple[str, str | None, float | None]]]:
+    """twin name → the parameter index's rows of it: name → (kind, text, number)."""
+    found: dict[str, dict[str, tuple[str, str | None, float | None]]] = {}
     with runtime.db.session(readonly=True) as session:
-        for name, key, value in session.execute(select(Twin.name, TwinParameter.name, TwinParameter.value)
-                                                .join(Twin, Twin.id == TwinParameter.twin_id)):
-            found.setdefault(name, {})[key] = value
+        for row in session.execute(select(Twin.name.label("twin"), TwinParameter.name, TwinParameter.kind,
+                                          TwinParameter.value, TwinParameter.num_value)
+                                   .join(Twin, Twin.id == TwinParameter.twin_id)):
+            found.setdefault(row.twin, {})[row.name] = (row.kind, row.value, row.num_value)
     return found
 
 
-def text_parameters(runtime: Runtime) -> dict[str, dict[str, str]]:
-    """twin name → its parameters that are text, read from the twins' JSON."""
+def index_row(value: Any) -> tuple[str, str | None, float | None]:
+    """What the index must hold of a parameter, said independently of the engine."""
+    if isinstance(value, bool):
+        return "boolean", None, float(value)
+    if isinstance(value, int | float):
+        return "number", None, float(value)
+    if isinstance(value, str):
+        return "string", (value if len(value) <= 200 else None), None
+    return {dict: "object", list: "array", type(None): "null"}[type(value)], None, None
+
+
+def json_parameters(runtime: Runtime) -> dict[str, dict[str, tuple[str, str | None, float | None]]]:
+    """twin name → the index rows its parameters call for, read from the twins' JSON."""
     with runtime.db.session(readonly=True) as session:
-        return {t.name: {k: v for k, v in t.parameters.items() if isinstance(v, str)}
-                for t in session.scalars(select(Twin))}
+        return {t.name: {k: index_row(v) for k, v in t.parameters.items() if len(k) <= 64}
+                for t in session.scalars(select(Twin)) if t.parameters}
+
+
+def texts(index: dict[str, dict[str, tuple[str, str | None, float | None]]]) -> dict[str, dict[str, str]]:
+    return {twin: {k: r[1] for k, r in rows.items() if r[1] is not None} for twin, rows in index.items()}
 
 
 def test_single_writes_keep_the_copy_in_step(runtime: Runtime) -> None:
@@ -145,12 +162,16 @@ def test_the_parameter_index_follows_create_fork_and_delete(runtime: Runtime) ->
                           parameters={"station": "RR-09", "area_km2": 300})
         service.create_twin(session, principal=UMA, app="river-reach@0.1.0", name="reach-c",
                             parameters={"station": "RR-09"})
-    assert indexed_parameters(runtime) == text_parameters(runtime) == {
-        "reach-a": {"station": "RR-01"}, "reach-b": {"station": "RR-01"}, "what-if": {"station": "RR-09"},
-        "reach-c": {"station": "RR-09"}}  # numbers stay in the JSON only
+    index = indexed_parameters(runtime)
+    assert index == json_parameters(runtime)
+    assert texts(index) == {"reach-a": {"station": "RR-01"}, "reach-b": {"station": "RR-01"},
+                            "what-if": {"station": "RR-09"}, "reach-c": {"station": "RR-09"}}
+    assert index["what-if"]["area_km2"] == ("number", None, 300.0)
+    assert index["reach-c"]["area_km2"] == ("number", None, 120.0)  # the manifest's default, filled at create
     assert fleet_names(runtime, "station=RR-09", parameter=True) == ["reach-c", "what-if"]
     assert fleet_names(runtime, "station='RR-01'", parameter=True) == ["reach-a", "reach-b"]
-    assert fleet_names(runtime, "area_km2=300", parameter=True) == ["what-if"]  # read from the JSON
+    assert fleet_names(runtime, "area_km2=300", parameter=True) == ["what-if"]
+    assert fleet_names(runtime, "area_km2>=120", parameter=True) == ["reach-a", "reach-b", "reach-c", "what-if"]
     assert fleet_names(runtime, "station=RR-02", parameter=True) == []
     with runtime.db.session() as session:
         service.delete_twin(session, principal=UMA, ref="reach-c")
@@ -159,16 +180,21 @@ def test_the_parameter_index_follows_create_fork_and_delete(runtime: Runtime) ->
 
 
 def test_rebuild_restores_the_parameter_index(runtime: Runtime) -> None:
-    with runtime.db.session() as session:  # one twin loses its row, the other gains a false one
+    with runtime.db.session() as session:  # one twin loses its rows, the other gains a false one and a number
         reach_a = session.scalars(select(Twin.id).where(Twin.name == "reach-a")).one()
         reach_b = session.scalars(select(Twin.id).where(Twin.name == "reach-b")).one()
         session.execute(delete(TwinParameter).where(TwinParameter.twin_id == reach_a))
-        session.execute(insert(TwinParameter).values(twin_id=reach_b, name="owner_note", value="x"))
-    assert indexed_parameters(runtime) == {"reach-b": {"station": "RR-01", "owner_note": "x"}}
+        session.execute(insert(TwinParameter).values(twin_id=reach_b, name="owner_note", kind="string", value="x"))
+        session.execute(update(TwinParameter).where(TwinParameter.twin_id == reach_b,
+                                                    TwinParameter.name == "area_km2").values(num_value=5.0))
+    assert "reach-a" not in indexed_parameters(runtime)
+    assert indexed_parameters(runtime)["reach-b"]["area_km2"] == ("number", None, 5.0)
     done = rebuild_state(runtime.db, twins_to_rebuild(runtime.db))
     assert sorted(r.name for r in done if r.drifted) == ["reach-a", "reach-b"]
-    assert indexed_parameters(runtime) == text_parameters(runtime)
+    assert indexed_parameters(runtime) == json_parameters(runtime)
     assert fleet_names(runtime, "station=RR-01", parameter=True) == ["reach-a", "reach-b"]
+    assert indexed_parameters(runtime)["reach-b"]["area_km2"] == ("number", None, 120.0)
+    assert not any(r.drifted for r in rebuild_state(runtime.db, twins_to_rebuild(runtime.db)))
 
 
 @pytest.mark.slow
@@ -188,9 +214,11 @@ def test_the_migration_backfills_the_copies(settings: Settings, runtime: Runtime
             assert assert_numbers_agree(again, name) == before[name]
         assert heads(again, "reach-b")["reported.forecast_exceedance_probability"] == (1, 1.0)
         assert fleet_names(again, "level>0") == ["reach-a"]
-        assert indexed_parameters(again) == text_parameters(again) == {
+        assert indexed_parameters(again) == json_parameters(again)
+        assert texts(indexed_parameters(again)) == {
             "reach-a": {"station": "RR-01"}, "reach-b": {"station": "RR-01"}, "reach-c": {"station": "RR-07"}}
         assert fleet_names(again, "station=RR-07", parameter=True) == ["reach-c"]
+        assert fleet_names(again, "area_km2<100", parameter=True) == ["reach-c"]
     finally:
         again.close()
 

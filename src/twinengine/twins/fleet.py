@@ -26,7 +26,7 @@ from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import parse_app_ref
 from twinengine.twins import places
-from twinengine.twins.fleet_filters import Condition, Json, bad, parameter_clause, parse, state_clause
+from twinengine.twins.fleet_filters import Condition, Json, bad, parameter_clause, parameter_key, parse, state_clause
 from twinengine.twins.models import StateHead, StateValue, Twin, TwinGrant, TwinTag
 from twinengine.twins.places import BBox
 from twinengine.twins.schemas import APP_REF
@@ -84,8 +84,8 @@ def _bbox_overlaps(box: BBox) -> ColumnElement[bool]:
 
 def _where(session: Session, principal: Principal, filt: FleetFilter, *, page: bool = True
            ) -> list[ColumnElement[bool]]:
-    """The filter as SQL conditions on ``twins`` (the bbox only as its index prefilter); state conditions
-    as a seek per twin for a page, as one set of ids for an aggregate."""
+    """The filter as SQL conditions on ``twins`` (the bbox only as its index prefilter); state and parameter
+    conditions as a seek per twin for a page, as one set of ids for an aggregate."""
     json_ = Json(session.get_bind().dialect.name)
     where: list[ColumnElement[bool]] = []
     if not principal.is_admin:
@@ -102,7 +102,7 @@ def _where(session: Session, principal: Principal, filt: FleetFilter, *, page: b
     if filt.bbox is not None:
         where.append(_bbox_overlaps(filt.bbox))
     where += [state_clause(json_, c, per_twin=page) for c in filt.state]
-    where += [parameter_clause(json_, c) for c in filt.parameters]
+    where += [parameter_clause(json_, c, per_twin=page) for c in filt.parameters]
     return where
 
 
@@ -170,30 +170,47 @@ def _excluded(session: Session, where: list[ColumnElement[bool]], box: BBox | No
     return missed
 
 
-def _group_key(session: Session, by: str | None) -> tuple[Any, bool]:
-    """The SQL of the group key, and whether it needs the tag rows joined."""
+@dataclass(frozen=True)
+class _Key:
+    """A group key's SQL, with what it reads beside the twin: the tag rows (joined: a twin counts in each
+    of its tags) or a parameter's index row (outer-joined: a twin without it groups under NULL)."""
+
+    sql: Any
+    tags: bool = False
+    row: Any = None  # an alias of TwinParameter
+    name: str = ""
+
+    def join(self, query: Select[Any]) -> Select[Any]:
+        if self.tags:
+            query = query.join(TwinTag, TwinTag.twin_id == Twin.id)
+        if self.row is not None:
+            query = query.outerjoin(self.row, and_(self.row.twin_id == Twin.id, self.row.name == self.name))
+        return query
+
+
+def _group_key(session: Session, by: str | None) -> _Key:
     if by is None:
-        return literal(None), False
+        return _Key(literal(None))
     if by == "app":
-        return Twin.app_name + "@" + Twin.app_version, False
+        return _Key(Twin.app_name + "@" + Twin.app_version)
     if by == "tag":
-        return TwinTag.tag, True
+        return _Key(TwinTag.tag, tags=True)
     if by.startswith("parameter:") and len(by) > len("parameter:"):
-        return Json(session.get_bind().dialect.name).label(Twin.parameters, by.split(":", 1)[1]), False
+        name = by.split(":", 1)[1]
+        key, row = parameter_key(Json(session.get_bind().dialect.name), name)
+        return _Key(key, row=row, name=name)
     raise bad("by", f"{by!r}: group by app, tag or parameter:NAME")
 
 
-def _values(session: Session, where: list[ColumnElement[bool]], key: Any, tags: bool, prop: str, kind: str,
+def _values(session: Session, where: list[ColumnElement[bool]], key: _Key, prop: str, kind: str,
             at: datetime | None) -> Select[Any]:
     """(g, v): each matching twin's group key and numeric value of ``prop``, now (the head's ``num_value``)
     or as of ``at``."""
     if at is None:
-        query = (select(key.label("g"), StateHead.num_value.label("v"))
+        query = (select(key.sql.label("g"), StateHead.num_value.label("v"))
                  .join_from(Twin, StateHead, and_(StateHead.twin_id == Twin.id, StateHead.property == prop,
                                                   StateHead.kind == kind, StateHead.num_value.is_not(None))))
-        if tags:
-            query = query.join(TwinTag, TwinTag.twin_id == Twin.id)
-        return query.where(*where)
+        return key.join(query).where(*where)
     # As of a time: per twin, one backward seek on the log's time index finds the value (as in
     # twins/state.py), read as a number in the same subquery.
     json_ = Json(session.get_bind().dialect.name)
@@ -202,10 +219,8 @@ def _values(session: Session, where: list[ColumnElement[bool]], key: Any, tags: 
                      StateValue.timestamp <= at)
               .order_by(StateValue.timestamp.desc(), StateValue.revision.desc()).limit(1)
               .correlate(Twin).scalar_subquery())
-    query = select(key.label("g"), picked.label("v")).select_from(Twin)
-    if tags:
-        query = query.join(TwinTag, TwinTag.twin_id == Twin.id)
-    return query.where(*where)
+    query = select(key.sql.label("g"), picked.label("v")).select_from(Twin)
+    return key.join(query).where(*where)
 
 
 def aggregate(session: Session, *, principal: Principal, filt: FleetFilter, prop: str, kind: str = "reported",
@@ -222,8 +237,7 @@ def aggregate(session: Session, *, principal: Principal, filt: FleetFilter, prop
     missed = _excluded(session, where, filt.bbox)
     if missed:
         where.append(Twin.id.notin_(missed))
-    key, tags = _group_key(session, by)
-    values = _values(session, where, key, tags, prop, kind, at)
+    values = _values(session, where, _group_key(session, by), prop, kind, at)
     if session.get_bind().dialect.name != "postgresql":
         if quantiles:
             return _numpy_groups(session, values, quantiles)

@@ -87,17 +87,25 @@ class TwinTag(Base):
 
 
 class TwinParameter(Base):
-    """A twin's top-level parameter whose value is text (at most 200 characters), copied out of
-    ``twins.parameters`` so that a filter ``parameter=station=RR-01`` seeks an index instead of reading every
-    twin's JSON. Text parameters are the identifiers such lookups name; numbers stay in the JSON only.
-    Written with the twin (parameters do not change after create); see ``twins/parameter_index.py``."""
+    """A twin's top-level parameter, copied out of ``twins.parameters`` so that fleet filters and groups seek
+    an index instead of reading every twin's JSON: its JSON type (``kind``: string, number, boolean, null,
+    object, array), its text when a string of at most 200 characters, its number when a number (or a
+    boolean, as 1 or 0), and, for numbers and booleans, the text a group key shows. Written with the twin
+    (parameters do not change after create); see ``twins/parameter_index.py``."""
 
     __tablename__ = "twin_parameters"
-    __table_args__ = (Index("ix_twin_parameters_value", "name", "value", "twin_id"),)
+    # On SQLite without rowid: the row sits in its primary key's tree, so the seek a page or a group makes
+    # per twin, by (twin_id, name), is one lookup instead of two.
+    __table_args__ = (Index("ix_twin_parameters_value", "name", "value", "twin_id"),
+                      Index("ix_twin_parameters_number", "name", "kind", "num_value", "twin_id"),
+                      {"sqlite_with_rowid": False})
 
     twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str | None] = mapped_column(String(200))
+    num_value: Mapped[float | None] = mapped_column(Float)
+    label: Mapped[str | None] = mapped_column(Text)
 
 
 class StateRevision(Base):

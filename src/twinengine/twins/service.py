@@ -123,7 +123,7 @@ def create_twin(session: Session, *, principal: Principal, app: str, name: str,
     if location is not None:
         places.check_location(location)  # refused before anything is written
     _insert(session, twin)
-    index_parameters(session, twin)
+    index_parameters(session, [twin.id])
     places.place(session, twin, tags=tags, location=location)
     return _created(session, twin)
 
@@ -204,7 +204,7 @@ def fork_twin(session: Session, *, principal: Principal, ref: str, name: str, at
         owner=principal.name, description=description or origin.description, parameters=filled,
         origin_id=origin.id, origin_name=origin.name, origin_revision=at, head_revision=0,
     ))
-    index_parameters(session, fork)
+    index_parameters(session, [fork.id])
     places.place(session, fork, tags=origin.tags or [], location=origin.location)  # a scenario stays in place
     if snapshot:
         values = [state.NewValue(p, k, v.value, v.unit, v.timestamp,
