@@ -20,8 +20,8 @@ from twinengine.workers.sandbox import Sandbox, bwrap_works
 from twinengine.workers.service import AppWorkers, Workers
 
 CODE = '''
-import gc
 import os
+import sys
 
 from twinengine.workers.protocol import write_message
 
@@ -36,8 +36,10 @@ def each(ctx, records):
     if r["n"] == p.get("exit"):
         os._exit(3)
     if r["n"] == p.get("forge"):  # answer for the worker, on its protocol pipe, then vanish
-        child = next(o for o in gc.get_objects() if type(o).__name__ == "Child")
-        write_message(child.out, p["header"], [p["document"].encode("latin-1")])
+        frame = sys._getframe()
+        while type(frame.f_locals.get("self")).__name__ != "Child":  # the worker's loop, up the stack
+            frame = frame.f_back
+        write_message(frame.f_locals["self"].out, p["header"], [p["document"].encode("latin-1")])
         os._exit(0)
     SEEN.append(r["n"])  # one list, growing: each call's update holds it as it was then
     assert ctx.state is None  # asked of the engine once per batch

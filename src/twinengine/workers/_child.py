@@ -7,6 +7,7 @@ before any untrusted code runs and cannot be raised again from inside.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import mmap
@@ -41,6 +42,7 @@ class Child:
         self.models: dict[str, tuple[str, Any]] = {}  # slot -> (version, model)
         self.host: Any = None  # the AI lifecycle's task host (twinengine.ml.task_host), made on first use
         self.progress: mmap.mmap | None = None  # PROGRESS, mapped on the first batch of function calls
+        self.frozen = False  # gc.freeze() once the first function's module is imported
         self.handlers: dict[str, Callable[[dict[str, Any], list[bytes]], Reply]] = {
             "hello": self.hello, "udf": self.udf, "index": self.index, "process": self.process,
             "functions": self.functions, "predict": self.predict}
@@ -109,6 +111,10 @@ class Child:
         from twinengine.workers.effects import EffectsWriter
 
         function = _resolve(str(header["entrypoint"]))
+        if not self.frozen:  # the app's modules are imported: what exists now lives as long as the worker
+            gc.collect()
+            gc.freeze()  # so the collections a batch's objects set off no longer walk it
+            self.frozen = True
         calls: list[list[dict[str, Any]]] = unpickled(blobs[0])
         twin = header["twin"]
         held: list[Any] = []
