@@ -100,8 +100,9 @@ class CallEffects(NamedTuple):
     published: list[dict[str, Any]]
 
 
-_WHY: dict[Any, str] = {0: "update_state: malformed update", 1: "emit: an event needs a kind",
-        2: "start_workflow: malformed request", 3: "publish: malformed request (a stream name and a list of records)"}
+_WHY: dict[Any, str] = {  # by the place in a row where the first problem is
+    0: "update_state: malformed update", 1: "emit: an event needs a kind", 2: "start_workflow: malformed request",
+    3: "publish: malformed request (a stream name and a list of records)"}
 
 
 @functools.cache
