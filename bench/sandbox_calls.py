@@ -2,19 +2,24 @@
 
 1. A function on arrival (river-reach's ``gauge_to_state``, one call per record) on batches of 1, 10, 100
    and 256 records (256 is the most one slice sends): in-process (the function called with a context, as
-   the engine did before workers) vs a warm worker in bubblewrap vs a warm worker without a sandbox. Per
-   batch: milliseconds, the milliseconds a worker adds, and the ratio.
+   the engine did before workers) vs a warm worker in bubblewrap vs a warm worker without a sandbox, the
+   worker's answer read and checked as the engine does; each in a loop of its own, or with ``--interleaved``
+   in turn, round after round (they see the same load, and each the caches the others left). Per batch: wall
+   milliseconds (median), the milliseconds a worker adds, and the ratio; and the CPU milliseconds of both
+   processes (mean; the worker's from /proc), which a busy machine disturbs less than the wall time (a pipe
+   round trip waits for the other process to get a CPU).
 2. ``run_udf`` on a small array: a fresh sandbox per call vs calling the same function in-process.
 3. App environments: creating one (resolve the lock, install a local wheel) cold vs finding it warm
    (another app version with the same lock).
 
-Usage: python bench/sandbox_calls.py [--rounds 200]
+Usage: python bench/sandbox_calls.py [--rounds 200] [--functions-only] [--interleaved]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import shutil
 import statistics
 import sys
@@ -79,7 +84,14 @@ def in_process(batch: list[dict[str, Any]]) -> Callable[[], Any]:
     return run
 
 
-def in_worker(workers: Workers, batch: list[dict[str, Any]], key: str) -> Callable[[], Any]:
+class Timed:
+    """A batch to time: the work, and the worker process that runs it (None: in-process)."""
+
+    def __init__(self, work: Callable[[], Any], pid: Callable[[], int] | None = None) -> None:
+        self.work, self.pid = work, pid
+
+
+def in_worker(workers: Workers, batch: list[dict[str, Any]], key: str) -> Timed:
     app = workers.for_app(key, label="river-reach", code=APP, env=None)
     snapshot = state()
     header = {"entrypoint": "river_reach.functions:gauge_to_state", "model": None, "seconds": 10.0,
@@ -90,24 +102,76 @@ def in_worker(workers: Workers, batch: list[dict[str, Any]], key: str) -> Callab
         assert failed is None and len(results) == len(batch), failed
         return results
 
-    return run
+    def pid() -> int:
+        with app.lease("bench") as worker:
+            return worker.process.pid
+
+    return Timed(run, pid)
 
 
-def functions_table(rounds: int, root: Path) -> list[tuple[str, ...]]:
+def tree_cpu_ms(root: int) -> float:
+    """CPU time (ms) of process ``root`` and its descendants (bwrap and the sandboxed Python under it), from
+    the scheduler's per-task counters."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(task.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total / 1e6
+
+
+def paired(timed: list[Timed], rounds: int, interleaved: bool) -> list[tuple[float, float]]:
+    """Each batch's median wall ms and mean CPU ms (this thread's, plus its worker's): each timed in a loop
+    of its own (warm caches, as for a consumer that runs batch after batch), or all in turn round after round
+    (each sees the same load, and caches the others left)."""
+    for each in timed:
+        each.work()  # warm
+    pids = [each.pid() if each.pid else None for each in timed]
+    walls: list[list[float]] = [[] for _ in timed]
+    cpus = [0.0] * len(timed)
+    before = [tree_cpu_ms(pid) if pid else 0.0 for pid in pids]
+    order = [i for _ in range(rounds) for i in range(len(timed))] if interleaved else \
+        [i for i in range(len(timed)) for _ in range(rounds)]
+    for i in order:
+        cpu = time.thread_time()
+        start = time.perf_counter()
+        timed[i].work()
+        walls[i].append((time.perf_counter() - start) * 1000)
+        cpus[i] += (time.thread_time() - cpu) * 1000
+    workers = [(tree_cpu_ms(pid) - b) if pid else 0.0 for pid, b in zip(pids, before, strict=True)]
+    return [(statistics.median(wall), (cpu + worker) / rounds)
+            for wall, cpu, worker in zip(walls, cpus, workers, strict=True)]
+
+
+def functions_table(rounds: int, root: Path, interleaved: bool) -> list[tuple[str, ...]]:
     modes = [("bwrap", "warm worker, bubblewrap")] if bwrap_works() is None else []
     modes.append(("none", "warm worker, no sandbox"))
+    workers = {mode: Workers(sandbox=Sandbox(mode, hidden=[]), scratch_root=root, timeout=60, memory_bytes=8 << 30)
+               for mode, _label in modes}
     rows = []
-    for size in (1, 10, 100, 256):
-        batch = records(size)
-        base = median_ms(in_process(batch), rounds)
-        for mode, label in modes:
-            workers = Workers(sandbox=Sandbox(mode, hidden=[]), scratch_root=root, timeout=60, memory_bytes=8 << 30)
-            try:
-                cost = median_ms(in_worker(workers, batch, f"{mode}-{size}"), rounds)
-            finally:
-                workers.close()
-            rows.append((f"{size:>4} records", label, f"{base:.3f}", f"{cost:.3f}", f"{cost - base:+.3f}",
-                         f"{cost / base:.1f}x"))
+    try:
+        for size in (1, 10, 100, 256):
+            batch = records(size)
+            (base, base_cpu), *costs = paired([Timed(in_process(batch)),
+                                                *(in_worker(workers[mode], batch, f"{mode}-{size}")
+                                                  for mode, _label in modes)], rounds, interleaved)
+            for (_mode, label), (cost, cpu) in zip(modes, costs, strict=True):
+                rows.append((f"{size:>4} records", label, f"{base:.3f}", f"{cost:.3f}", f"{cost - base:+.3f}",
+                             f"{cost / base:.1f}x", f"{base_cpu:.3f}", f"{cpu:.3f}", f"{cpu - base_cpu:+.3f}"))
+    finally:
+        for each in workers.values():
+            each.close()
     return rows
 
 
@@ -168,26 +232,36 @@ def env_table(root: Path) -> list[tuple[str, ...]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=200, help="timed rounds per row (median reported)")
+    parser.add_argument("--functions-only", action="store_true", help="only the table of functions on arrival")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="time in-process and worker batches in turn (a loaded machine) instead of each in a loop")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="twin-bench-sandbox-"))
+    load = os.getloadavg()
     try:
-        rows = functions_table(args.rounds, root)
-        udf = udf_table(args.rounds, root)
-        envs = env_table(root)
+        rows = functions_table(args.rounds, root, args.interleaved)
+        udf = [] if args.functions_only else udf_table(args.rounds, root)
+        envs = [] if args.functions_only else env_table(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print("\nfunction on arrival (river-reach gauge_to_state), median ms per batch, in-process baseline "
-          "measured in the same run\n")
-    print(f"{'batch':<14}{'path':<28}{'in-process':>12}{'worker':>10}{'added':>10}{'ratio':>8}")
+    print(f"\nload average {load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end ({os.cpu_count()} CPUs)")
+    how = "in turn with the workers, round after round" if args.interleaved else "just before the workers"
+    print(f"\nfunction on arrival (river-reach gauge_to_state), ms per batch, in-process baseline timed {how}\n")
+    print(f"{'':<42}{'wall (median)':^40}{'CPU, both processes (mean)':^36}")
+    print(f"{'batch':<14}{'path':<28}{'in-process':>12}{'worker':>10}{'added':>10}{'ratio':>8}"
+          f"{'in-process':>12}{'worker':>12}{'added':>12}")
     for row in rows:
-        print(f"{row[0]:<14}{row[1]:<28}{row[2]:>12}{row[3]:>10}{row[4]:>10}{row[5]:>8}")
-    print("\nrun_udf, median ms per call\n")
-    print(f"{'call':<24}{'path':<30}{'in-process':>12}{'sandboxed':>12}{'added':>12}{'ratio':>10}")
-    for row in udf:
-        print(f"{row[0]:<24}{row[1]:<30}{row[2]:>12}{row[3]:>12}{row[4]:>12}{row[5]:>10}")
-    print("\napp environments, ms\n")
-    for row in envs:
-        print(f"{row[0]:<24}{row[1]:<50}{row[2]:>10}  {row[5]}")
+        print(f"{row[0]:<14}{row[1]:<28}{row[2]:>12}{row[3]:>10}{row[4]:>10}{row[5]:>8}"
+              f"{row[6]:>12}{row[7]:>12}{row[8]:>12}")
+    if udf:
+        print("\nrun_udf, median ms per call\n")
+        print(f"{'call':<24}{'path':<30}{'in-process':>12}{'sandboxed':>12}{'added':>12}{'ratio':>10}")
+        for row in udf:
+            print(f"{row[0]:<24}{row[1]:<30}{row[2]:>12}{row[3]:>12}{row[4]:>12}{row[5]:>10}")
+    if envs:
+        print("\napp environments, ms\n")
+        for row in envs:
+            print(f"{row[0]:<24}{row[1]:<50}{row[2]:>10}  {row[5]}")
 
 
 if __name__ == "__main__":

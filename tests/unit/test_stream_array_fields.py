@@ -24,7 +24,7 @@ from twinengine.streams.arrays import as_matrix, to_python
 from twinengine.streams.backends.memory import MemoryLog
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.streams.publish import append_published, check_published
-from twinengine.workers.protocol import dumps_json, loads_json
+from twinengine.workers.effects import EffectsWriter, read_effects
 from twinengine.workflows.stream_processes import to_records_dataset
 
 T0 = "2026-03-01T00:00:00Z"
@@ -222,7 +222,9 @@ def test_published_records_travel_as_effects_and_are_checked_against_the_target(
     with pytest.raises(TypeError, match="records are mappings"):
         worker.publish("summary", pa.table({"time": [T0]}))
     # what the worker process answers for the call, and what the engine reads back
-    answer = loads_json(dumps_json({"updates": [], "events": [], "workflows": [], "published": worker.published}))
+    writer = EffectsWriter()
+    writer.add(worker, 0, 0, 0)
+    (answer,) = read_effects(writer.document(), 1, tagged=writer.tagged)
     engine = FunctionContext(twin_id="t", twin_name="n", function="clean", parameters={})
     take_effects(engine, answer)
     checked = check_published(manifest, spec, engine.published)

@@ -151,3 +151,21 @@ def test_an_apps_workers_get_the_gpus_and_a_udfs_never_do(tmp_path: Path) -> Non
     for device in devices:
         assert ["--dev-bind-try", device, device] == app[app.index(device) - 1: app.index(device) + 2]
         assert device not in udf
+
+
+def test_a_worker_runs_the_engines_own_code_even_beside_another_install(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A development checkout run with an environment whose editable install is another checkout: the worker
+    must still speak this engine's protocol, so its command puts this engine's package folder first."""
+    from twinengine.workers import sandbox as module
+
+    ours = module._engine_root()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    sandbox = Sandbox("none", hidden=[])
+    monkeypatch.setattr(module, "_fresh_python", lambda _python: ([], f"{ours}/twinengine/__init__.py"))
+    argv, _env, _cwd = sandbox.command("twinengine.workers._child", ["--memory=0"], Layout(scratch=scratch))
+    assert argv[1:5] == ["-I", "-B", "-m", "twinengine.workers._child"]
+    monkeypatch.setattr(module, "_fresh_python", lambda _python: ([], "/elsewhere/src/twinengine/__init__.py"))
+    argv, _env, _cwd = sandbox.command("twinengine.workers._child", ["--memory=0"], Layout(scratch=scratch))
+    assert argv[3:7] == ["-c", module._BOOT, ours, "twinengine.workers._child"] and argv[7] == "--memory=0"

@@ -21,7 +21,6 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -40,7 +39,7 @@ from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
 from twinengine.store.changes import changed_since
 from twinengine.streams.arrays import to_python
-from twinengine.streams.functions import FunctionContext, StateUpdate, select_kept_calls
+from twinengine.streams.functions import FunctionContext, select_kept_calls
 from twinengine.streams.hub import stream_key
 from twinengine.streams.join import MISSING, Joined, Joiner
 from twinengine.streams.models import DeadLetter, StreamConsumer
@@ -51,6 +50,7 @@ from twinengine.twins.models import Twin
 from twinengine.twins.schemas import StateKind
 from twinengine.twins.validation import write_of
 from twinengine.workers.apps import AppCode
+from twinengine.workers.effects import CallEffects, Malformed
 from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import ProtocolError
 
@@ -563,30 +563,12 @@ def _incomplete(joined: Joined, base: int, most: int = 100) -> list[dict[str, An
              "missing": {str(offset): streams for offset, streams in lacking[:most]}}]
 
 
-def take_effects(ctx: FunctionContext, result: Any) -> None:
-    """Lay one call's effects, as its worker sent them, into ``ctx`` (malformed ones fail that call)."""
-    if not isinstance(result, dict):
-        raise ValueError("the worker's answer for a call is not an object")
-    updates, events, requests = result.get("updates"), result.get("events"), result.get("workflows")
-    published = result.get("published", [])
-    if not (isinstance(updates, list) and isinstance(events, list) and isinstance(requests, list)
-            and isinstance(published, list)):
-        raise ValueError("the worker's answer for a call lacks its updates, events or workflow requests")
-    for update in updates:
-        if not (isinstance(update, dict) and isinstance(update.get("values"), dict)
-                and all(isinstance(k, str) for k in update["values"])
-                and (update.get("timestamp") is None or isinstance(update["timestamp"], datetime))
-                and (update.get("message") is None or isinstance(update["message"], str))):
-            raise ValueError("update_state: malformed update")
-        ctx.updates.append(StateUpdate(values=update["values"], timestamp=update.get("timestamp"),
-                                       message=update.get("message")))
-    for event in events:
-        if not (isinstance(event, dict) and isinstance(event.get("kind"), str)):
-            raise ValueError("emit: an event needs a kind")
-        ctx.events.append(event)
-    for request in requests:
-        if not (isinstance(request, dict) and isinstance(request.get("workflow"), str)
-                and isinstance(request.get("parameters"), dict)):
-            raise ValueError("start_workflow: malformed request")
-        ctx.workflow_requests.append({"workflow": request["workflow"], "parameters": request["parameters"]})
-    ctx.published += published  # checked against the target streams by ``check_published``
+def take_effects(ctx: FunctionContext, result: CallEffects | Malformed) -> None:
+    """Lay one call's effects, checked as its worker sent them (``read_effects``), into ``ctx``; a call whose
+    effects were malformed fails here."""
+    if isinstance(result, Malformed):
+        raise ValueError(str(result))
+    ctx.updates += result.updates
+    ctx.events += result.events
+    ctx.workflow_requests += result.workflows
+    ctx.published += result.published  # checked against the target streams by ``check_published``

@@ -7,10 +7,13 @@ before any untrusted code runs and cannot be raised again from inside.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
+import mmap
 import os
 import pkgutil
+import struct
 import sys
 import time
 import traceback
@@ -18,10 +21,11 @@ import types
 from collections.abc import Callable
 from typing import IO, Any
 
-from twinengine.workers.protocol import dumps_json, encode, read_message, unpickled, write_message
+from twinengine.workers.protocol import encode, read_message, unpickled, write_message
 
 Reply = tuple[dict[str, Any], list[bytes]]
 PROGRESS = ".progress"  # in the scratch folder (the working folder): the index of the function call running
+_INDEX = struct.Struct("<I")
 
 
 def _limit(memory_bytes: int) -> None:
@@ -37,6 +41,8 @@ class Child:
         self.inp, self.out = inp, out
         self.models: dict[str, tuple[str, Any]] = {}  # slot -> (version, model)
         self.host: Any = None  # the AI lifecycle's task host (twinengine.ml.task_host), made on first use
+        self.progress: mmap.mmap | None = None  # PROGRESS, mapped on the first batch of function calls
+        self.frozen = False  # gc.freeze() once the first function's module is imported
         self.handlers: dict[str, Callable[[dict[str, Any], list[bytes]], Reply]] = {
             "hello": self.hello, "udf": self.udf, "index": self.index, "process": self.process,
             "functions": self.functions, "predict": self.predict}
@@ -99,10 +105,16 @@ class Child:
         return _value(func(**unpickled(blobs[0])))
 
     def functions(self, header: dict[str, Any], blobs: list[bytes]) -> Reply:
-        """Run up to ``max_calls`` calls for ``seconds``; answer each call's effects, or the first failure."""
+        """Run up to ``max_calls`` calls for ``seconds``; answer each call's effects (one row per call, encoded
+        as it returns: ``twinengine.workers.effects``), or the first failure."""
         from twinengine.app._context import FunctionContext
+        from twinengine.workers.effects import EffectsWriter
 
         function = _resolve(str(header["entrypoint"]))
+        if not self.frozen:  # the app's modules are imported: what exists now lives as long as the worker
+            gc.collect()
+            gc.freeze()  # so the collections a batch's objects set off no longer walk it
+            self.frozen = True
         calls: list[list[dict[str, Any]]] = unpickled(blobs[0])
         twin = header["twin"]
         held: list[Any] = []
@@ -116,29 +128,36 @@ class Child:
         ctx = FunctionContext(twin_id=twin["id"], twin_name=twin["name"], function=twin["function"],
                               parameters=dict(twin["parameters"]), model=self._model(header.get("model")),
                               read_state=read_state)
-        results: list[bytes] = []
+        writer = EffectsWriter()
         failed: dict[str, Any] | None = None
-        started = time.monotonic()
-        progress = os.open(PROGRESS, os.O_RDWR | os.O_CREAT, 0o600)  # calls begun: read by the engine on a crash
+        started, seconds = time.monotonic(), float(header.get("seconds", 1e9))
+        progress = self._progress()
         for index, records in enumerate(calls[: int(header.get("max_calls", len(calls)))]):
-            os.pwrite(progress, index.to_bytes(4, "little"), 0)
+            _INDEX.pack_into(progress, 0, index)
             events, requests, published = len(ctx.events), len(ctx.workflow_requests), len(ctx.published)
             try:
                 function(ctx, records)
-                results.append(dumps_json({"updates": [{"values": u.values, "timestamp": u.timestamp,
-                                                        "message": u.message} for u in ctx.updates],
-                                           "events": ctx.events[events:],
-                                           "workflows": ctx.workflow_requests[requests:],
-                                           "published": ctx.published[published:]}))
+                writer.add(ctx, events, requests, published)
             except Exception as exc:
                 failed = _failure(exc)
                 break
             ctx.applied += ctx.updates
             ctx.updates = []
-            if time.monotonic() - started > float(header.get("seconds", 1e9)):
+            if time.monotonic() - started > seconds:
                 break
-        os.close(progress)
-        return {"calls": len(results), "failed": failed}, [b"[" + b",".join(results) + b"]"]
+        return {"calls": len(writer.rows), "failed": failed, "tagged": writer.tagged}, [writer.document()]
+
+    def _progress(self) -> mmap.mmap:
+        """The index of the function call running, in a file of the scratch folder the engine reads when the
+        worker dies mid-batch; mapped once, so marking a call costs no system call."""
+        if self.progress is None:
+            fd = os.open(PROGRESS, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                os.ftruncate(fd, _INDEX.size)
+                self.progress = mmap.mmap(fd, _INDEX.size)
+            finally:
+                os.close(fd)
+        return self.progress
 
     def _hosted(self, op: str) -> Callable[[dict[str, Any], list[bytes]], Reply]:
         """A request of the AI lifecycle (``task.load``, ``task.fit`` ...), served by the task host."""

@@ -103,6 +103,10 @@ class Worker:
         os.set_blocking(self._in, False)
         os.set_blocking(self._out, False)
         self._buffer = bytearray()
+        self._writable = selectors.DefaultSelector()  # one pair per worker, not one per frame read or written
+        self._writable.register(self._in, selectors.EVENT_WRITE)
+        self._readable = selectors.DefaultSelector()
+        self._readable.register(self._out, selectors.EVENT_READ)
         self.calls = 0
         self.started = time.monotonic()
         self.affinity: Hashable = None  # who used it last (the pool prefers to give it to them again)
@@ -157,35 +161,30 @@ class Worker:
         parts: list[bytes | memoryview] = [_HEAD.pack(len(head), len(blobs)), head]
         for blob in blobs:
             parts += [_BLOB.pack(len(blob)), blob]
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._in, selectors.EVENT_WRITE)
-            for part in parts:
-                view = memoryview(part)
-                while view:
-                    if not selector.select(_left(deadline)):
-                        raise TimeoutError
-                    try:
-                        written = os.write(self._in, view[: 1 << 20])
-                    except BlockingIOError:
-                        continue
-                    view = view[written:]
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                if not self._writable.select(_left(deadline)):
+                    raise TimeoutError
+                try:
+                    written = os.write(self._in, view[: 1 << 20])
+                except BlockingIOError:
+                    continue
+                view = view[written:]
 
     def _read(self, size: int, deadline: float) -> bytes:
         if size > MAX_MESSAGE_BYTES:
             raise ProtocolError(f"a frame of {size} bytes is larger than the protocol allows")
-        if len(self._buffer) < size:
-            with selectors.DefaultSelector() as selector:
-                selector.register(self._out, selectors.EVENT_READ)
-                while len(self._buffer) < size:
-                    if not selector.select(_left(deadline)):
-                        raise TimeoutError
-                    try:
-                        chunk = os.read(self._out, max(1 << 16, min(size - len(self._buffer), 1 << 24)))
-                    except BlockingIOError:
-                        continue
-                    if not chunk:
-                        raise EOFError("the worker closed its pipe")
-                    self._buffer += chunk
+        while len(self._buffer) < size:
+            if not self._readable.select(_left(deadline)):
+                raise TimeoutError
+            try:
+                chunk = os.read(self._out, max(1 << 16, min(size - len(self._buffer), 1 << 24)))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise EOFError("the worker closed its pipe")
+            self._buffer += chunk
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
         return data
@@ -230,6 +229,8 @@ class Worker:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=2)
         self.kill()
+        self._writable.close()
+        self._readable.close()
         for stream in (self.process.stdin, self.process.stdout):
             with contextlib.suppress(OSError):
                 if stream is not None:

@@ -16,8 +16,8 @@ import struct
 from datetime import date, datetime, timedelta
 from typing import IO, Any
 
-__all__ = ["MAX_MESSAGE_BYTES", "Message", "ProtocolError", "decode", "dumps_json", "encode", "loads_json", "pickled",
-           "read_message", "unpickled", "write_message"]
+__all__ = ["MAX_MESSAGE_BYTES", "Message", "ProtocolError", "decode", "encode", "pickled", "read_message", "unpickled",
+           "write_message"]
 
 _HEAD = struct.Struct(">II")
 _BLOB = struct.Struct(">Q")
@@ -249,7 +249,7 @@ def _coords(tree: Any, blobs: list[bytes]) -> dict[str, Any]:
     return {str(k): _var(v, blobs) for k, v in tree.items()}
 
 
-# -- plain values, fast: JSON with datetimes (effects of function calls, thousands per second) ----------
+# -- plain values, fast: JSON with tagged times (effects of function calls: ``twinengine.workers.effects``) --
 
 def _plain(value: Any) -> Any:
     if isinstance(value, date | timedelta):
@@ -259,14 +259,6 @@ def _plain(value: Any) -> Any:
         return value.tolist()
     raise ProtocolError(f"a {type(value).__module__}.{type(value).__qualname__} cannot be sent back to the engine "
                         "(send JSON values, datetimes or numbers)")
-
-
-def dumps_json(value: Any) -> bytes:
-    """JSON of plain values (datetimes tagged, numpy numbers as numbers), through the C encoder."""
-    try:
-        return json.dumps(value, default=_plain, separators=(",", ":")).encode()
-    except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"a value cannot be sent back to the engine: {exc}") from None
 
 
 def _tagged(tree: dict[str, Any]) -> Any:
@@ -280,11 +272,3 @@ def _tagged(tree: dict[str, Any]) -> Any:
     if tag == "timedelta":
         return timedelta(seconds=float(tree["v"]))
     raise ProtocolError(f"unknown value tag {tag!r} in a worker's answer")
-
-
-def loads_json(data: bytes) -> Any:
-    """What ``dumps_json`` wrote; nothing else is built from it (JSON and the three time types)."""
-    try:
-        return json.loads(data, object_hook=_tagged)
-    except ValueError as exc:
-        raise ProtocolError(f"a worker's answer is not JSON: {exc}") from None

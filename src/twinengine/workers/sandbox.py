@@ -65,16 +65,45 @@ def bwrap_works(binary: str = "bwrap") -> str | None:
 
 
 @functools.cache
+def _fresh_python(executable: str) -> tuple[list[str], str]:
+    """What a fresh ``python -I`` of the engine's environment sees: its prefixes and import path, and where
+    it would import ``twinengine`` from (empty when nowhere)."""
+    out = subprocess.run([executable, "-I", "-c", "import importlib.util, json, sys; spec = importlib.util.find_spec("
+                          "'twinengine'); print(json.dumps([[sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path], "
+                          "spec.origin if spec and spec.origin else '']))"],
+                         capture_output=True, text=True, check=True, timeout=60)
+    paths, origin = json.loads(out.stdout)
+    return [str(p) for p in paths], str(origin)
+
+
+def _engine_root() -> str:
+    """The folder the running engine imported ``twinengine`` from."""
+    import twinengine
+
+    return os.path.dirname(os.path.dirname(os.path.realpath(twinengine.__file__)))
+
+
+def _other_engine(executable: str) -> str | None:
+    """The running engine's package folder when a fresh ``python -I`` would import another ``twinengine``
+    (a development checkout run beside an editable install of another one), else None: a worker must run
+    the protocol of the engine that talks to it."""
+    origin = _fresh_python(executable)[1]
+    ours = _engine_root()
+    return None if origin and os.path.dirname(os.path.dirname(os.path.realpath(origin))) == ours else ours
+
+
+# Starts ``module`` as __main__ with a given folder first on the import path (for ``_other_engine``).
+_BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+         "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)")
+
+
+@functools.cache
 def _python_folders(executable: str) -> tuple[str, ...]:
     """The folders a fresh ``python -I`` of the engine's environment imports from (stdlib, site-packages,
     editable installs), outermost only."""
-    out = subprocess.run([executable, "-I", "-c", "import json, sys; print(json.dumps([sys.prefix, sys.base_prefix, "
-                          "sys.exec_prefix, *sys.path]))"], capture_output=True, text=True, check=True, timeout=60)
-    found = {os.path.realpath(p) for p in json.loads(out.stdout) if p and os.path.isdir(p)}
+    found = {os.path.realpath(p) for p in _fresh_python(executable)[0] if p and os.path.isdir(p)}
     found |= {os.path.dirname(os.path.realpath(executable)), os.path.dirname(os.path.abspath(executable))}
-    import twinengine
-
-    found.add(os.path.dirname(os.path.dirname(os.path.realpath(twinengine.__file__))))
+    found.add(_engine_root())
     found.add(str(Path(os.path.abspath(executable)).parent.parent))  # a venv's root (pyvenv.cfg)
     ordered = sorted(found, key=len)
     return tuple(p for i, p in enumerate(ordered) if not any(_under(p, q) for q in ordered[:i]))
@@ -133,7 +162,9 @@ class Sandbox:
         paths = [inside[k] for k, v in (("code", layout.code), ("env", layout.env)) if v is not None]
         (layout.scratch / "tmp").mkdir(parents=True, exist_ok=True)
         env = _worker_env(inside, cached=layout.cache is not None)
-        python = [self.python, "-I", "-B", "-m", module, *args, *[f"--path={p}" for p in paths]]
+        other = _other_engine(self.python)
+        start = ["-m", module] if other is None else ["-c", _BOOT, other, module]
+        python = [self.python, "-I", "-B", *start, *args, *[f"--path={p}" for p in paths]]
         if mode == "none":
             return python, env, str(layout.scratch)
         return [*self._bwrap(layout), "--", *python], env, str(layout.scratch)

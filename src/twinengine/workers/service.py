@@ -15,9 +15,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from twinengine.workers.effects import CallEffects, Malformed, read_effects
 from twinengine.workers.pool import WorkerPool
 from twinengine.workers.process import Ask, Worker, WorkerCrashed
-from twinengine.workers.protocol import Message, ProtocolError, decode, loads_json, pickled
+from twinengine.workers.protocol import Message, ProtocolError, decode, pickled
 from twinengine.workers.sandbox import Layout, Sandbox, SandboxMode
 
 if TYPE_CHECKING:
@@ -141,9 +142,10 @@ class AppWorkers:
 
     def functions(self, header: dict[str, Any], calls: list[list[dict[str, Any]]], *,
                   ask: Callable[[dict[str, Any]], Any], prefer: Hashable = None
-                  ) -> tuple[list[Any], dict[str, Any] | None]:
-        """Run function calls in order: (each call's effects, the first failure or None). ``ask`` answers
-        the worker's questions (``state``, ``model``) with a value the engine pickles."""
+                  ) -> tuple[list[CallEffects | Malformed], dict[str, Any] | None]:
+        """Run function calls in order: (each call's effects, checked, the first failure or None). A call
+        whose effects are malformed ends the list as ``Malformed``. ``ask`` answers the worker's questions
+        (``state``, ``model``) with a value the engine pickles."""
 
         def answer(question: dict[str, Any], _blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
             return {"answer": question.get("ask")}, [pickled(ask(question))]
@@ -155,9 +157,10 @@ class AppWorkers:
             except WorkerCrashed as exc:
                 exc.completed = _progress(worker.layout.scratch)  # calls that returned before it died
                 raise
-        results = loads_json(blobs[0]) if blobs else []
-        if not isinstance(results, list) or len(results) != reply.get("calls"):
+        count = reply.get("calls")
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= len(calls) or len(blobs) != 1:
             raise ProtocolError("the worker's answer to function calls is malformed")
+        results = read_effects(blobs[0], count, tagged=reply.get("tagged") is True)
         failed = reply.get("failed")
         return results, (failed if isinstance(failed, dict) else None)
 

@@ -1,0 +1,130 @@
+"""A batch of function calls in a real warm worker (bubblewrap where it works): each call's effects come back
+as that call's, times exactly; a call that raises ends the batch with its error and the calls before it stand;
+a worker that dies mid-batch says how many calls returned; and a worker that forges its answer on the
+protocol pipe gets a malformed call refused, or the whole batch, and never has anything unpickled."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from twinengine.workers.effects import CallEffects, Malformed
+from twinengine.workers.process import WorkerCrashed
+from twinengine.workers.protocol import ProtocolError
+from twinengine.workers.sandbox import Sandbox, bwrap_works
+from twinengine.workers.service import AppWorkers, Workers
+
+CODE = '''
+import os
+import sys
+
+from twinengine.workers.protocol import write_message
+
+SEEN = []
+
+
+def each(ctx, records):
+    (r,) = records
+    p = ctx.parameters
+    if r["n"] == p.get("fail"):
+        raise RuntimeError(f"call {r['n']} failed")
+    if r["n"] == p.get("exit"):
+        os._exit(3)
+    if r["n"] == p.get("forge"):  # answer for the worker, on its protocol pipe, then vanish
+        frame = sys._getframe()
+        while type(frame.f_locals.get("self")).__name__ != "Child":  # the worker's loop, up the stack
+            frame = frame.f_back
+        write_message(frame.f_locals["self"].out, p["header"], [p["document"].encode("latin-1")])
+        os._exit(0)
+    SEEN.append(r["n"])  # one list, growing: each call's update holds it as it was then
+    assert ctx.state is None  # asked of the engine once per batch
+    ctx.update_state(timestamp=r["time"], message=f"record {r['n']}", n=r["n"], seen=SEEN)
+    if r["n"] % 2:
+        ctx.emit("odd", n=r["n"], at=r["time"])
+'''
+
+T0 = datetime(2026, 3, 1, 6, 0, 0, 250_001, tzinfo=UTC)
+ROW = '[[[{"n":0},"2026-03-01T06:00:00+00:00",null]],[],[],[]]'
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[AppWorkers]:
+    (tmp_path / "code" / "calls_app").mkdir(parents=True)
+    (tmp_path / "code" / "calls_app" / "fns.py").write_text(CODE)
+    mode = "bwrap" if bwrap_works() is None else "none"
+    workers = Workers(sandbox=Sandbox(mode, hidden=[]), scratch_root=tmp_path, timeout=30, memory_bytes=4 << 30)
+    try:
+        yield workers.for_app("calls", label="calls-app", code=tmp_path / "code", env=None)
+    finally:
+        workers.close()
+
+
+def call(app: AppWorkers, count: int, **parameters: Any) -> tuple[list[CallEffects | Malformed], dict[str, Any] | None]:
+    header = {"entrypoint": "calls_app.fns:each", "model": None, "seconds": 30.0,
+              "twin": {"id": "t", "name": "n", "function": "each", "parameters": parameters}}
+    asked: list[dict[str, Any]] = []
+    batch = [[{"n": i, "time": T0 + timedelta(minutes=i)}] for i in range(count)]
+    results, failed = app.functions(header, batch, ask=lambda q: asked.append(q))
+    assert len(asked) <= 1
+    return results, failed
+
+
+def test_each_call_gets_its_own_effects_and_a_failing_call_ends_the_batch(app: AppWorkers) -> None:
+    results, failed = call(app, 6, fail=4)
+    assert failed is not None and failed["error"] == "RuntimeError: call 4 failed"
+    assert len(results) == 4
+    for i, result in enumerate(results):
+        assert isinstance(result, CallEffects)
+        (update,) = result.updates
+        assert update.timestamp == T0 + timedelta(minutes=i) and update.timestamp.tzinfo is UTC
+        assert update.values == {"n": i, "seen": list(range(i + 1))} and update.message == f"record {i}"
+        assert result.events == ([{"kind": "odd", "n": i, "at": T0 + timedelta(minutes=i)}] if i % 2 else [])
+    again, failed = call(app, 2)  # the same warm worker, a new batch
+    assert failed is None and [r.updates[0].values["n"] for r in again if isinstance(r, CallEffects)] == [0, 1]
+
+
+def test_a_worker_that_dies_mid_batch_says_how_many_calls_returned(app: AppWorkers) -> None:
+    with pytest.raises(WorkerCrashed, match="exited with status 3") as info:
+        call(app, 5, exit=3)
+    assert info.value.completed == 3
+    results, failed = call(app, 1)  # a fresh worker took its place
+    assert failed is None and len(results) == 1
+
+
+def forged(app: AppWorkers, header: dict[str, Any], document: bytes) -> tuple[list[Any], dict[str, Any] | None]:
+    try:
+        return call(app, 2, forge=1, header=header, document=document.decode("latin-1"))
+    finally:
+        app.workers.pool.discard(app.key)  # it answered, then exited: the next call starts another
+
+
+def test_a_forged_answer_is_checked_like_any_other(app: AppWorkers, tmp_path: Path) -> None:
+    results, failed = forged(app, {"calls": 2, "failed": None, "tagged": False},
+                             f'[{ROW},[[[{{"n":1}},"yesterday",null]],[],[],[]]]'.encode())
+    assert failed is None and isinstance(results[0], CallEffects)
+    assert results[0].updates[0].timestamp == datetime(2026, 3, 1, 6, tzinfo=UTC)
+    assert isinstance(results[1], Malformed) and str(results[1]) == "update_state: malformed update"
+
+    with pytest.raises(ProtocolError, match="malformed"):  # more calls than it was sent
+        forged(app, {"calls": 3, "failed": None, "tagged": False}, f"[{ROW},{ROW},{ROW}]".encode())
+    with pytest.raises(ProtocolError, match="malformed"):  # fewer rows than it claims
+        forged(app, {"calls": 2, "failed": None, "tagged": False}, f"[{ROW}]".encode())
+
+    marker = tmp_path / "unpickled-in-the-engine"
+
+    class Evil:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (marker.touch, ())
+
+    for tagged in (False, True):
+        with pytest.raises(ProtocolError):
+            forged(app, {"calls": 2, "failed": None, "tagged": tagged}, pickle.dumps([Evil(), Evil()]))
+    with pytest.raises(ProtocolError, match="unknown value tag"):
+        forged(app, {"calls": 2, "failed": None, "tagged": True},
+               f'[{ROW},[[],[{{"kind":"k","x":{{"$twin":"pickle","v":"gASV"}}}}],[],[]]]'.encode())
+    assert not marker.exists()

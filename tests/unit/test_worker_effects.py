@@ -1,0 +1,151 @@
+"""The effects of a batch of function calls as a worker writes them (one JSON row per call, encoded as the call
+returns) and as the engine reads them: each call's effects stay its own, times come back exactly, and what a
+hostile worker sends instead is refused, for the call it claims to be or for the whole batch."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pytest
+
+from twinengine.app._context import FunctionContext
+from twinengine.workers.effects import CallEffects, EffectsWriter, Malformed, read_effects
+from twinengine.workers.protocol import ProtocolError
+
+T0 = datetime(2026, 3, 1, 6, 15, 0, 123456, tzinfo=UTC)
+
+
+def run_batch(calls: list[Any]) -> tuple[EffectsWriter, list[CallEffects | Malformed]]:
+    """Each call is a function of ``ctx``; rows are written as in the worker's loop."""
+    ctx = FunctionContext(twin_id="t", twin_name="n", function="f", parameters={})
+    writer = EffectsWriter()
+    for call in calls:
+        events, requests, published = len(ctx.events), len(ctx.workflow_requests), len(ctx.published)
+        call(ctx)
+        writer.add(ctx, events, requests, published)
+        ctx.applied += ctx.updates
+        ctx.updates = []
+    return writer, read_effects(writer.document(), len(calls), tagged=writer.tagged)
+
+
+def test_each_calls_effects_come_back_as_that_calls_with_exact_times() -> None:
+    berlin = timezone(timedelta(hours=1))
+    shared: list[int] = []
+
+    def call(i: int) -> Any:
+        def run(ctx: FunctionContext) -> None:
+            shared.append(i)  # the same list each time: each row holds it as it was when its call returned
+            ctx.update_state(timestamp=T0 + timedelta(minutes=i), message=f"call {i}", level=i / 10, seen=shared)
+            if i % 2:
+                ctx.emit("odd", i=i)
+            if i == 2:
+                ctx.update_state(timestamp=datetime(2026, 3, 1, 7, tzinfo=berlin), level=-1.0)
+                ctx.update_state(level=float("nan"))  # no timestamp
+                ctx.start_workflow("nowcast", level=0.2)
+                ctx.publish("out", [{"time": "2026-03-01T00:00:00Z", "x": np.float32(1.5)}])
+        return run
+
+    writer, results = run_batch([call(i) for i in range(4)])
+    assert not writer.tagged  # only timestamps, which travel as text in their own place
+    assert all(isinstance(r, CallEffects) for r in results) and len(results) == 4
+    for i, result in enumerate(results):
+        assert isinstance(result, CallEffects)
+        first = result.updates[0]
+        assert first.timestamp == T0 + timedelta(minutes=i) and first.timestamp.tzinfo is UTC
+        assert first.message == f"call {i}" and first.values == {"level": i / 10, "seen": list(range(i + 1))}
+        assert result.events == ([{"kind": "odd", "i": i}] if i % 2 else [])
+        assert (result.workflows, len(result.updates)) == (([{"workflow": "nowcast", "parameters": {"level": 0.2}}], 3)
+                                                           if i == 2 else ([], 1))
+    two = results[2]
+    assert isinstance(two, CallEffects)
+    assert two.updates[1].timestamp == datetime(2026, 3, 1, 7, tzinfo=berlin)
+    assert two.updates[1].timestamp.utcoffset() == timedelta(hours=1)
+    assert two.updates[2].timestamp is None and two.updates[2].values["level"] != two.updates[2].values["level"]
+    assert two.published == [{"stream": "out", "records": [{"time": "2026-03-01T00:00:00Z", "x": 1.5}]}]
+
+
+def test_times_inside_values_are_tagged_and_only_then_decoded_as_times() -> None:
+    naive = datetime(2026, 3, 1, 6, 0, 0, 5)
+
+    def call(ctx: FunctionContext) -> None:
+        ctx.update_state(timestamp=np.datetime64("2026-03-01T06:00:00.000001"), when=naive, day=date(2026, 3, 1),
+                         span=timedelta(seconds=1.5))
+        ctx.emit("seen", at=T0)
+
+    writer, (result,) = run_batch([call])
+    assert writer.tagged and isinstance(result, CallEffects)
+    update = result.updates[0]
+    assert update.timestamp == datetime(2026, 3, 1, 6, 0, 0, 1)  # numpy's datetime64, as before
+    assert update.values == {"when": naive, "day": date(2026, 3, 1), "span": timedelta(seconds=1.5)}
+    assert result.events[0]["at"] == T0
+
+    def plain(ctx: FunctionContext) -> None:
+        ctx.emit("seen", user={"$twin": "a user's own key"})
+
+    writer, (result,) = run_batch([plain])
+    assert not writer.tagged and isinstance(result, CallEffects)
+    assert result.events == [{"kind": "seen", "user": {"$twin": "a user's own key"}}]  # left as it was
+
+
+def test_a_timestamp_that_is_not_a_datetime_fails_its_call_only() -> None:
+    def good(ctx: FunctionContext) -> None:
+        ctx.update_state(timestamp=T0, level=1.0)
+
+    for bad in ("2026-03-01T00:00:00Z", date(2026, 3, 1), 1.5e9, [T0]):
+        _writer, results = run_batch([good, lambda ctx, bad=bad: ctx.update_state(timestamp=bad, level=2.0), good])
+        assert len(results) == 2 and isinstance(results[0], CallEffects), bad
+        assert isinstance(results[1], Malformed) and str(results[1]) == "update_state: malformed update", bad
+
+
+def test_a_value_that_cannot_be_sent_fails_in_the_worker() -> None:
+    ctx = FunctionContext(twin_id="t", twin_name="n", function="f", parameters={})
+    writer = EffectsWriter()
+    ctx.update_state(level=object())
+    with pytest.raises(ProtocolError, match="cannot be sent back to the engine"):
+        writer.add(ctx, 0, 0, 0)
+    loop: list[Any] = []
+    loop.append(loop)
+    ctx.updates, ctx.events = [], [{"kind": "loop", "data": loop}]
+    with pytest.raises(ProtocolError, match="cannot be sent back to the engine"):
+        writer.add(ctx, 0, 0, 0)
+    assert writer.rows == []
+
+
+ROW = '[[[{"level":1.0},"2026-03-01T06:15:00+00:00",null]],[],[],[]]'
+
+
+@pytest.mark.parametrize(("row", "why"), [
+    ('[[[{"level":1.0},"yesterday",null]],[],[],[]]', "update_state: malformed update"),
+    ('[[[{"level":1.0},{"$twin":"datetime","v":"2026-03-01"},null]],[],[],[]]', "update_state: malformed update"),
+    ('[[[["level",1.0],null,null]],[],[],[]]', "update_state: malformed update"),
+    ('[[[{"level":1.0},null,null,"extra"]],[],[],[]]', "update_state: malformed update"),
+    ('[[],[{"size":3}],[],[]]', "emit: an event needs a kind"),
+    ('[[],[{"kind":7}],[],[]]', "emit: an event needs a kind"),
+    ('[[],[],[{"workflow":"w"}],[]]', "start_workflow: malformed request"),
+    ('[[],[],[{"workflow":"w","parameters":[]}],[]]', "start_workflow: malformed request"),
+    ('[[],[],[],[{"stream":"out","records":{}}]]', "publish: malformed request"),
+    ('[[],[],[]]', "four lists"),
+    ('{"updates":[]}', "four lists"),
+])
+def test_a_hostile_row_fails_its_call_and_the_calls_before_it_stand(row: str, why: str) -> None:
+    for tagged in (False, True):
+        results = read_effects(f"[{ROW},{row},{ROW}]".encode(), 3, tagged=tagged)
+        assert len(results) == 2 and isinstance(results[0], CallEffects)
+        assert results[0].updates[0].timestamp == datetime(2026, 3, 1, 6, 15, tzinfo=UTC)
+        assert isinstance(results[1], Malformed) and why in str(results[1])
+
+
+@pytest.mark.parametrize("document", [
+    b"", b"not json", b"{}", b"[" + ROW.encode() + b"]", b"[" + ROW.encode() + b"," + ROW.encode(),
+    pickle.dumps([[], [], [], []]),
+    b'[[[],[{"kind":"k","at":{"$twin":"pickle","v":"x"}}],[],[]],' + ROW.encode() + b"]",
+])
+def test_a_batch_that_is_not_the_calls_it_claims_is_refused_whole(document: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        read_effects(document, 2, tagged=True)
+    if b"pickle" not in document:
+        with pytest.raises(ProtocolError):
+            read_effects(document, 2, tagged=False)
