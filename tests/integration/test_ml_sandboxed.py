@@ -161,8 +161,13 @@ def _wait_for(what: Any, timeout: float = 300) -> Any:
     raise AssertionError("timed out")
 
 
+# river-reach stops early once its held-out loss rests for 8 epochs: a test that stops a run itself must not
+# race that (a resumed run may rest at once and end as succeeded before its stop arrives)
+NEVER_EARLY = {"early_stopping": {"patience": 10_000}}
+
+
 def test_a_running_training_stops_on_request_and_registers_nothing(engine: Engine, reach: Client) -> None:
-    started = reach.ml.train("reach", MODEL, config={"epochs": 5000})
+    started = reach.ml.train("reach", MODEL, config={"epochs": 5000, **NEVER_EARLY})
     _wait_for(lambda: reach.ml.run("reach", started.id).epoch >= 1)
     asked = reach.ml.stop("reach", started.id)
     assert asked.status == "stopping"
@@ -198,7 +203,7 @@ def test_a_run_interrupted_by_the_engine_stopping_resumes_from_its_checkpoint(
         return record(self, epoch, epochs, metrics)
 
     monkeypatch.setattr(ml_engine._RunProgress, "epoch", spy)
-    run = reach.ml.train("reach", MODEL, config={"epochs": 400, "checkpoint_every": 1})
+    run = reach.ml.train("reach", MODEL, config={"epochs": 400, "checkpoint_every": 1, **NEVER_EARLY})
     _wait_for(lambda: len(seen) >= 3)
     engine.runtime.ml.stop()  # as on SIGTERM: the worker is killed, the run stays running
     assert reach.ml.run("reach", run.id).status == "running"
