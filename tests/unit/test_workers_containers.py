@@ -168,3 +168,12 @@ def test_a_worker_started_through_the_runtime_runs_the_apps_code(tmp_path: Path,
     assert {p["id"] for p in processes} == {"forecast_level"}  # imported from the app's code inside
     (started,) = [line for line in log.read_text().splitlines() if line]
     assert IMAGE in started and "--network=none" in started
+
+
+def test_an_interpreter_named_through_another_folder_is_named_without_it(tmp_path: Path) -> None:
+    """A bench or script run as ../.venv/bin/python from a sub-folder: the sandbox mounts only Python's
+    folders, so the interpreter must be named by a path that does not pass through the sub-folder."""
+    roundabout = os.path.join(os.path.dirname(sys.executable), "..", "bin", os.path.basename(sys.executable))
+    sandbox = Sandbox("none", hidden=[], python=roundabout)
+    argv, _env, _cwd = sandbox.command(CHILD, [], Layout(scratch=tmp_path))
+    assert ".." not in Path(argv[0]).parts and os.path.samefile(argv[0], sys.executable)

@@ -123,7 +123,9 @@ class Sandbox:
 
     def __init__(self, mode: SandboxMode, *, hidden: list[Path], python: str = sys.executable,
                  devices: list[str] | None = None, containers: ContainerRuntime = "none") -> None:
-        self.mode, self.hidden, self.python = mode, [Path(p) for p in hidden], python
+        # the interpreter's path without '..' (a script run as ../.venv/bin/python): inside bubblewrap only
+        # the Python folders are mounted, so a path through another folder would not resolve there
+        self.mode, self.hidden, self.python = mode, [Path(p) for p in hidden], os.path.normpath(os.path.abspath(python))
         self.devices = list(devices or [])  # device nodes an app's workers get (GPUs), never a UDF's
         self.containers = containers  # the runtime of apps that name an image (none: they run as others do)
 
