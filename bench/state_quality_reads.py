@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
-from state_writes import fresh_pg_database, postgres_url  # beside this script
+from state_reads import median_ms  # beside this script
+from state_writes import fresh_pg_database, postgres_url
 
 from twinengine.auth.principal import SYSTEM, Principal, Role
 from twinengine.catalog.archive import pack
@@ -89,16 +89,6 @@ def fill(runtime: Runtime, name: str, kind: str, n: int, tail: int) -> None:
                                                 stamp), other], None))
             state.append_revisions(session, [(twin, pending)], author="bench", manifests={twin.id: manifest})
             done = min(n, done + BATCH)
-
-
-def median_ms(repeat: int, fn: Callable[[int], object]) -> float:
-    fn(0)
-    times = []
-    for i in range(repeat):
-        start = time.perf_counter()
-        fn(i + 1)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def measure(runtime: Runtime, name: str, n: int, repeat: int) -> dict[str, float]:
