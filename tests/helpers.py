@@ -11,11 +11,11 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -232,3 +232,29 @@ def statements(engine: Engine) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(engine.runtime.db.engine, "before_cursor_execute", count)
+
+
+T = TypeVar("T")
+
+
+def run_alone(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(scenario())`` on a thread of its own, its result or exception handed back: the worker's
+    main thread may hold a running loop already (the browser tests' session-wide Playwright drives one there)."""
+    import asyncio
+
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(("value", asyncio.run(scenario())))
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome.append(("error", exc))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    kind, value = outcome[0]
+    if kind == "error":
+        raise value
+    return value  # type: ignore[no-any-return]
+

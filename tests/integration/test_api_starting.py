@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 
+from helpers import run_alone
 from twinengine.api.starting import StartingApp
 from twinengine.config import Settings
 
@@ -40,24 +40,6 @@ async def _until_ok(http: httpx.AsyncClient, path: str) -> dict[str, Any]:
         assert answer.status_code == 503 and answer.json()["code"] == "EngineUnavailable"
         await asyncio.sleep(0.05)
     raise AssertionError(f"{path} never answered 200")
-
-
-def run_alone(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """``asyncio.run`` on a thread of its own: the worker's main thread may hold a running loop already (the
-    browser tests' session-wide Playwright drives one there)."""
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(scenario())
-        except BaseException as exc:  # re-raised in the test's thread
-            failed.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if failed:
-        raise failed[0]
 
 
 def test_health_answers_while_the_engine_starts_and_requests_wait(tmp_path: Path) -> None:

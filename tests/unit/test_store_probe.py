@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from helpers import run_alone
 from twinengine.api.probe import StoreProbe
 
 
@@ -31,7 +32,7 @@ def test_a_fresh_result_is_answered_without_a_check() -> None:
     async def scenario() -> list[str]:
         return [await probe.status() for _ in range(5)]
 
-    assert asyncio.run(scenario()) == ["ok"] * 5 and check.calls == 1
+    assert run_alone(scenario) == ["ok"] * 5 and check.calls == 1
 
 
 def test_concurrent_callers_share_one_check() -> None:
@@ -41,7 +42,7 @@ def test_concurrent_callers_share_one_check() -> None:
     async def scenario() -> list[str]:
         return list(await asyncio.gather(*(probe.status() for _ in range(20))))
 
-    assert asyncio.run(scenario()) == ["ok"] * 20 and check.calls == 1
+    assert run_alone(scenario) == ["ok"] * 20 and check.calls == 1
 
 
 def test_a_stale_result_is_answered_while_a_slow_check_runs_behind() -> None:
@@ -61,7 +62,7 @@ def test_a_stale_result_is_answered_while_a_slow_check_runs_behind() -> None:
         check.release.set()
         return first, second, third
 
-    assert asyncio.run(scenario()) == ("ok", "ok", "ok") and check.calls == 2
+    assert run_alone(scenario) == ("ok", "ok", "ok") and check.calls == 2
 
 
 def test_a_result_too_old_is_not_answered() -> None:
@@ -73,4 +74,4 @@ def test_a_result_too_old_is_not_answered() -> None:
         check.result = "unreachable: OperationalError"
         return [first, await probe.status()]
 
-    assert asyncio.run(scenario()) == ["ok", "unreachable: OperationalError"] and check.calls == 2
+    assert run_alone(scenario) == ["ok", "unreachable: OperationalError"] and check.calls == 2
