@@ -78,15 +78,20 @@ def _stamp(value: Any) -> Any:
 def _encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
     """``json.dumps`` with ``default`` and compact separators, without building an encoder per call (which
     costs more than encoding a small row). A value that holds itself is refused by depth (RecursionError)
-    rather than by a table of what is being encoded. Without C speedups, the standard encoder."""
+    rather than by a table of what is being encoded. ``_json.make_encoder`` is CPython's private C encoder:
+    where it is missing or takes other arguments (another Python), the standard encoder."""
+    standard = json.JSONEncoder(default=default, separators=(",", ":")).encode
     try:
         from _json import make_encoder
-    except ImportError:  # pragma: no cover - CPython has it
-        return json.JSONEncoder(default=default, separators=(",", ":")).encode
-    from json.encoder import encode_basestring_ascii
+        from json.encoder import encode_basestring_ascii
 
-    encode = make_encoder(None, default, encode_basestring_ascii, None, ":", ",", False, False, True)
-    return lambda value: "".join(encode(value, 0))
+        encode = make_encoder(None, default, encode_basestring_ascii, None, ":", ",", False, False, True)
+        fast: Callable[[Any], str] = lambda value: "".join(encode(value, 0))  # noqa: E731
+        if fast([{"a": 1.5}, None, "é"]) != standard([{"a": 1.5}, None, "é"]):
+            return standard
+    except (ImportError, TypeError):  # pragma: no cover - CPython 3.11 to 3.13 have it as used here
+        return standard
+    return fast
 
 
 # -- the engine's side ------------------------------------------------------------------------------------
