@@ -305,3 +305,28 @@ def test_a_null_key_is_judged_as_the_only_source_in_its_batch_and_left_out_besid
     assert flags(["A", None, "A", "A"]) == [0, 0, 1, 1]  # one source: the null is one of its readings
     assert flags([None, None, None, None]) == [0, 0, 0, 0]  # no source: nothing remembered, nothing judged
     assert flags(["A", None, "B", "A", "A", "B"]) == [0, 0, 0, 0, 1, 0]  # several: the null is left out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_flags_reasons_and_counts_are_those_of_a_row_by_row_reading(seed: int) -> None:
+    from collections import Counter
+
+    from twinengine.quality.plan import _flagged
+
+    rng = np.random.default_rng(seed)
+    for _ in range(100):
+        n = int(rng.integers(1, 300))
+        hits = [(int(rng.integers(0, 5)), str(rng.choice(["range:level", "gap", "late", "x,y", "spike:level"])),
+                 int(rng.integers(1, 3)), np.flatnonzero(rng.random(n) < rng.choice([0.01, 0.3, 1.0])))
+                for _ in range(int(rng.integers(0, 6)))]
+        flagged = _flagged(list(hits), n)
+        ordered = sorted(hits, key=lambda h: h[0])
+        labels = list(dict.fromkeys(label for _i, label, _s, _r in ordered))
+        codes = [max([s for _i, _l, s, rows in hits if row in rows], default=0) for row in range(n)]
+        reasons = [",".join(lb for lb in labels if any(lb == label and row in rows for _i, label, _s, rows in hits))
+                   or None for row in range(n)]
+        assert flagged.codes.type == pa.int8() and flagged.codes.to_pylist() == codes
+        assert flagged.reasons.type == pa.string() and flagged.reasons.to_pylist() == reasons
+        flagged.reasons.validate(full=True)
+        assert flagged.flags == tuple(codes.count(k) for k in range(3))
+        assert flagged.checks == Counter(name for text in reasons if text for name in text.split(","))
