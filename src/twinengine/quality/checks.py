@@ -65,11 +65,11 @@ def _valid(values: Floats, times: Ints) -> tuple[Mask | None, Floats, Ints]:
     return valid, values[valid], times[valid]
 
 
-def _previous(first: Any, values: npt.NDArray[G]) -> npt.NDArray[G]:
-    """``values`` one place later, the carried ``first`` in front (same length)."""
+def _steps(first: Any, values: npt.NDArray[G]) -> npt.NDArray[G]:
+    """Each value minus the one before it, the first one minus the carried ``first`` (no shifted copy)."""
     out = np.empty_like(values)
-    out[0] = first
-    out[1:] = values[:-1]
+    np.subtract(values[:1], first, out=out[:1])
+    np.subtract(values[1:], values[:-1], out=out[1:])
     return out
 
 
@@ -86,16 +86,21 @@ def spike(values: Floats, times: Ints, state: SpikeState, max_change: float,
     if v.size == 0:
         return np.zeros(values.shape, dtype=bool), state
     with np.errstate(invalid="ignore"):
-        change = np.abs(v - _previous(state.v1, v))
+        change = _steps(state.v1, v)
+        np.abs(change, out=change)
         if per_us is None:
             jump = change > max_change
         else:
-            # the same limit as ``_allowed``; where it is infinite (no earlier reading, or not later than it)
-            # no change exceeds it, so those rows are simply not jumps
-            prev_t = _previous(state.t1, t)
-            elapsed = (t - prev_t).astype(np.float64)
-            jump = (change > elapsed * (max_change / per_us)) & (elapsed > 0) & (prev_t != _NO_TIME)
-    after = np.flatnonzero(jump[:-1]) + 1  # only a reading after a jump can be a return
+            # the limit of ``_allowed``; where it is infinite (no earlier reading, or not later than it) no
+            # change exceeds it, so those readings are not jumps
+            elapsed = _steps(state.t1, t).astype(np.float64)
+            jump = elapsed > 0
+            if state.t1 == _NO_TIME:
+                jump[0] = False
+            np.multiply(elapsed, max_change / per_us, out=elapsed)
+            jump &= change > elapsed
+    after = np.flatnonzero(jump[:-1])  # only a reading after a jump can be a return
+    after += 1
     if state.jumped:
         after = np.concatenate(([0], after))
     flagged = jump
@@ -139,7 +144,8 @@ def flatline(values: Floats, times: Ints, state: FlatState, *, records: int | No
     if v.size == 0:
         return np.zeros(values.shape, dtype=bool), state
     with np.errstate(invalid="ignore"):
-        same = np.abs(v - _previous(state.value, v)) <= tolerance
+        steps = _steps(state.value, v)
+        same = np.abs(steps, out=steps) <= tolerance
     index = np.arange(v.size)
     start = np.where(same, -state.run, index)
     np.maximum.accumulate(start, out=start)
