@@ -131,13 +131,17 @@ class QualityPlan:
         column = table.column(self.key)
         if column.null_count == 0 and len(column):
             first = column[0]
-            if pc.all(pc.equal(column, first)).as_py():  # one source: the usual case, no grouping
+            # one source: the usual case, no grouping (the last record tells most mixed batches at once)
+            if column[-1] == first and pc.all(pc.equal(column, first)).as_py():
                 return [(first.as_py(), None)]
         encoded = pc.dictionary_encode(column).combine_chunks()
         sources = encoded.dictionary.to_pylist()
         if len(sources) == 1:
             return [(sources[0], None)]
         indices = encoded.indices.to_numpy(zero_copy_only=False)
+        if encoded.indices.null_count == 0 and len(sources) <= np.iinfo(np.uint16).max:
+            # the codes as small unsigned integers, which numpy sorts stably by radix
+            indices = indices.astype(np.uint8 if len(sources) <= np.iinfo(np.uint8).max else np.uint16)
         order = np.argsort(indices, kind="stable")
         bounds = np.searchsorted(indices[order], np.arange(len(sources) + 1))
         return [(source, order[bounds[g]: bounds[g + 1]]) for g, source in enumerate(sources)]
@@ -243,10 +247,9 @@ def _strings(names: list[str], which: npt.NDArray[np.intp], rows: npt.NDArray[np
     from its buffers: as ``pc.take`` from the names would, at a third of the cost for a few failing rows."""
     encoded = [name.encode() for name in names]
     sizes = np.array([len(e) for e in encoded], dtype=np.int32)
-    lengths = np.zeros(n, dtype=np.int32)
-    lengths[rows] = sizes[which]
     offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets[rows + 1] = sizes[which]  # each row's length after its start, summed up into offsets
+    np.cumsum(offsets, out=offsets)
     # each row's bytes are its name's bytes in the names joined: shift the row's offsets to the name's
     starts = np.cumsum(sizes) - sizes
     blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
