@@ -4,6 +4,7 @@ grammar, and the indicators' counts."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -218,3 +219,114 @@ def test_a_streams_gap_check_with_a_negative_tolerance_is_refused_naming_it() ->
     assert error["loc"][-1] == "tolerance" and "cannot be negative" in error["msg"]
     kept = Stream.model_validate({"fields": fields, "quality": [{"check": "gap", "every": "15min", "tolerance": 0}]})
     assert kept.quality[0].tolerance.total_seconds() == 0
+
+
+def _spike_by_record(values: list[float], times: list[int], max_change: float,
+                     per_us: float | None) -> list[bool]:
+    """The spike rule read one record at a time, as the docstring states it."""
+    def allowed(now: int, then: int) -> float:
+        if per_us is None:
+            return max_change
+        return (now - then) * (max_change / per_us) if now > then else float("inf")
+
+    out, seen, jumped = [], [], False
+    for v, t in zip(values, times, strict=True):
+        if np.isnan(v):
+            out.append(False)
+            continue
+        jump = bool(seen) and abs(v - seen[-1][0]) > allowed(t, seen[-1][1])
+        back = jumped and len(seen) >= 2 and abs(v - seen[-2][0]) <= allowed(t, seen[-2][1])
+        out.append(jump and not back)
+        jumped = jump
+        seen.append((v, t))
+    return out
+
+
+def _flatline_by_record(values: list[float], times: list[int], records: int | None, duration_us: int | None,
+                        tolerance: float) -> list[bool]:
+    out: list[bool] = []
+    last, run, since = NAN, 0, 0
+    for v, t in zip(values, times, strict=True):
+        if np.isnan(v):
+            out.append(False)
+            continue
+        run, since = (run + 1, since) if abs(v - last) <= tolerance else (1, t)
+        last = v
+        out.append((records is not None and run >= records)
+                   or (duration_us is not None and run > 1 and t - since >= duration_us))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_spike_and_flatline_flag_as_a_record_by_record_reading_of_a_series_split_anywhere(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(250):
+        n = int(rng.integers(1, 40))
+        values = np.round(np.cumsum(rng.normal(0, 1, n)), int(rng.integers(0, 2)))
+        values[rng.random(n) < 0.4] = 2.0  # runs of one value
+        values[rng.random(n) < 0.15] += rng.normal(0, 5)  # jumps, and returns from them
+        values[rng.random(n) < 0.1] = NAN
+        # mostly 15 minutes apart; some readings late, at the same time, or after a silence
+        times = minutes(*np.cumsum(rng.choice([15, 15, 15, 0, -20, 60], n)))
+        cuts = sorted({0, n, *rng.integers(0, n + 1, int(rng.integers(0, 4))).tolist()})
+        max_change, per_us = float(rng.choice([0.5, 2.0])), [None, 15.0 * MIN][int(rng.integers(2))]
+        records = [None, int(rng.integers(2, 5))][int(rng.integers(2))]
+        duration_us = 30 * MIN if records is None else None
+        tolerance = float(rng.choice([0.0, 0.6]))
+        spiked, flat = [], []
+        spike_state, flat_state = checks.SpikeState(), checks.FlatState()
+        for a, b in itertools.pairwise(cuts):
+            mask, spike_state = checks.spike(values[a:b], times[a:b], spike_state, max_change, per_us)
+            spiked += mask.tolist()
+            mask, flat_state = checks.flatline(values[a:b], times[a:b], flat_state, records=records,
+                                               duration_us=duration_us, tolerance=tolerance)
+            flat += mask.tolist()
+        assert spiked == _spike_by_record(values.tolist(), times.tolist(), max_change, per_us)
+        assert flat == _flatline_by_record(values.tolist(), times.tolist(), records, duration_us, tolerance)
+
+
+@pytest.mark.parametrize("text", ["low <= level", "low == level", "low != level", "0 <= low < level",
+                                  "low == level == 2"])
+def test_a_consistency_check_fails_where_the_chain_is_known_and_does_not_hold(text: str) -> None:
+    rng = np.random.default_rng(7)
+    comparison = parse_expr(text)
+    columns = {name: rng.choice([NAN, -1.0, 0.0, 2.0, 3.0], 200) for name in ("low", "level")}
+    assert checks.consistency(comparison, columns, 200).tolist() == (~comparison.holds(columns, 200)).tolist()
+
+
+def test_a_null_key_is_judged_as_the_only_source_in_its_batch_and_left_out_beside_several() -> None:
+    declared = _stream([{"check": "flatline", "field": "level", "records": 3}])
+    plan = QualityPlan(declared.quality, time_field="time", key="station")
+
+    def flags(stations: list[str | None]) -> list[int]:
+        table = _table([1.0] * len(stations)).set_column(1, "station", pa.array(stations, pa.string()))
+        return [code for code, _ in _flags(plan, table, CarriedState())]
+
+    assert flags(["A", None, "A", "A"]) == [0, 0, 1, 1]  # one source: the null is one of its readings
+    assert flags([None, None, None, None]) == [0, 0, 0, 0]  # no source: nothing remembered, nothing judged
+    assert flags(["A", None, "B", "A", "A", "B"]) == [0, 0, 0, 0, 1, 0]  # several: the null is left out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_flags_reasons_and_counts_are_those_of_a_row_by_row_reading(seed: int) -> None:
+    from collections import Counter
+
+    from twinengine.quality.plan import _flagged
+
+    rng = np.random.default_rng(seed)
+    for _ in range(100):
+        n = int(rng.integers(1, 300))
+        hits = [(int(rng.integers(0, 5)), str(rng.choice(["range:level", "gap", "late", "x,y", "spike:level"])),
+                 int(rng.integers(1, 3)), np.flatnonzero(rng.random(n) < rng.choice([0.01, 0.3, 1.0])))
+                for _ in range(int(rng.integers(0, 6)))]
+        flagged = _flagged(list(hits), n)
+        ordered = sorted(hits, key=lambda h: h[0])
+        labels = list(dict.fromkeys(label for _i, label, _s, _r in ordered))
+        codes = [max([s for _i, _l, s, rows in hits if row in rows], default=0) for row in range(n)]
+        reasons = [",".join(lb for lb in labels if any(lb == label and row in rows for _i, label, _s, rows in hits))
+                   or None for row in range(n)]
+        assert flagged.codes.type == pa.int8() and flagged.codes.to_pylist() == codes
+        assert flagged.reasons.type == pa.string() and flagged.reasons.to_pylist() == reasons
+        flagged.reasons.validate(full=True)
+        assert flagged.flags == tuple(codes.count(k) for k in range(3))
+        assert flagged.checks == Counter(name for text in reasons if text for name in text.split(","))

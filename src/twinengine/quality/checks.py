@@ -7,7 +7,6 @@ Everything is vectorised with numpy: a batch costs a few array passes whatever i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -59,17 +58,18 @@ def _allowed(max_change: float, per_us: float | None, now: Ints, then: Ints) -> 
 
 def _valid(values: Floats, times: Ints) -> tuple[Mask | None, Floats, Ints]:
     """The non-null readings (no copy when there is no null, the usual case)."""
-    valid = ~np.isnan(values)
-    if valid.all():
+    nulls = np.isnan(values)
+    if not nulls.any():
         return None, values, times
+    valid = ~nulls
     return valid, values[valid], times[valid]
 
 
-def _shifted(first: Sequence[Any], values: npt.NDArray[G], by: int) -> npt.NDArray[G]:
-    """``values`` moved ``by`` places later, the carried ``first`` ones in front (same length)."""
+def _steps(first: Any, values: npt.NDArray[G]) -> npt.NDArray[G]:
+    """Each value minus the one before it, the first one minus the carried ``first`` (no shifted copy)."""
     out = np.empty_like(values)
-    out[by:] = values[: values.size - by] if values.size > by else values[:0]
-    out[: min(by, values.size)] = first[-by:][: min(by, values.size)]
+    np.subtract(values[:1], first, out=out[:1])
+    np.subtract(values[1:], values[:-1], out=out[1:])
     return out
 
 
@@ -78,20 +78,40 @@ def spike(values: Floats, times: Ints, state: SpikeState, max_change: float,
     """A change from the previous valid value above ``max_change`` (per record, or per ``per_us`` of event
     time; then readings not after the previous one are not judged). A jump followed by a return within the
     limit of the value before it is a one-record spike: the jump is flagged, the return is not; a step
-    change flags only its first record."""
+    change flags only its first record.
+
+    The jumps take one pass over the batch; returns are only looked for right after a jump (few rows), and
+    judged exactly as a whole-batch pass would judge them."""
     valid, v, t = _valid(values, times)
     if v.size == 0:
         return np.zeros(values.shape, dtype=bool), state
-    prev_t = _shifted([state.t1], t, 1)
     with np.errstate(invalid="ignore"):
-        jump = np.abs(v - _shifted([state.v1], v, 1)) > _allowed(max_change, per_us, t, prev_t)
-        flagged = jump
-        if state.jumped or jump[:-1].any():  # only a reading after a jump can be a return
-            jumped_before = _shifted([state.jumped], jump, 1)
-            prev2_t = _shifted([state.t2, state.t1], t, 2)
-            back = jumped_before & (np.abs(v - _shifted([state.v2, state.v1], v, 2))
-                                    <= _allowed(max_change, per_us, t, prev2_t))
-            flagged = jump & ~back
+        change = _steps(state.v1, v)
+        np.abs(change, out=change)
+        if per_us is None:
+            jump = change > max_change
+        else:
+            # the limit of ``_allowed``; where it is infinite (no earlier reading, or not later than it) no
+            # change exceeds it, so those readings are not jumps
+            elapsed = _steps(state.t1, t).astype(np.float64)
+            jump = elapsed > 0
+            if state.t1 == _NO_TIME:
+                jump[0] = False
+            np.multiply(elapsed, max_change / per_us, out=elapsed)
+            jump &= change > elapsed
+    after = np.flatnonzero(jump[:-1])  # only a reading after a jump can be a return
+    after += 1
+    if state.jumped:
+        after = np.concatenate(([0], after))
+    flagged = jump
+    if after.size:
+        # the two readings before each candidate, the carried ones in front of the batch
+        v2 = np.concatenate(([state.v2, state.v1], v))[after]
+        t2 = np.concatenate(([state.t2, state.t1], t))[after]
+        with np.errstate(invalid="ignore"):
+            back = np.abs(v[after] - v2) <= _allowed(max_change, per_us, t[after], t2)
+        flagged = jump.copy()
+        flagged[after[back]] = False
     if v.size >= 2:
         new = SpikeState(float(v[-1]), int(t[-1]), float(v[-2]), int(t[-2]), bool(jump[-1]))
     else:
@@ -115,23 +135,30 @@ class FlatState:
 def flatline(values: Floats, times: Ints, state: FlatState, *, records: int | None, duration_us: int | None,
              tolerance: float = 0.0) -> tuple[Mask, FlatState]:
     """Readings that repeat the previous one (within ``tolerance``) for the ``records``-th time in a row or
-    later, or whose run of repeats has lasted ``duration_us`` of event time."""
+    later, or whose run of repeats has lasted ``duration_us`` of event time.
+
+    Each reading's run starts at the latest reading that differs from its predecessor (a running maximum);
+    the run carried in from the last batch is given the start ``-state.run``, so one subtraction gives
+    every run's length."""
     valid, v, t = _valid(values, times)
     if v.size == 0:
         return np.zeros(values.shape, dtype=bool), state
     with np.errstate(invalid="ignore"):
-        same = np.abs(v - _shifted([state.value], v, 1)) <= tolerance
+        steps = _steps(state.value, v)
+        same = np.abs(steps, out=steps) <= tolerance
     index = np.arange(v.size)
-    start = np.maximum.accumulate(np.where(same, -1, index))  # where the run holding each reading began
-    carried = start < 0  # the run began before this batch
-    length = np.where(carried, state.run + index + 1, index - start + 1)
-    began = np.where(carried, state.since, t[np.maximum(start, 0)])
-    flat = np.zeros(v.size, dtype=bool)
-    if records is not None:
-        flat |= length >= records
+    start = np.where(same, -state.run, index)
+    np.maximum.accumulate(start, out=start)
+    length = index - start
+    length += 1
+    carried = v.size if same.all() else int(np.argmin(same))  # readings in the run carried in
+    flat = np.zeros(v.size, dtype=bool) if records is None else length >= records
     if duration_us is not None:
+        began = t[np.maximum(start, 0)]
+        began[:carried] = state.since
         flat |= (began != _NO_TIME) & (length > 1) & (t - began >= duration_us)
-    new = FlatState(float(v[-1]), int(length[-1]), int(began[-1]))
+    since = state.since if carried == v.size else int(t[start[-1]])
+    new = FlatState(float(v[-1]), int(length[-1]), since)
     if valid is None:
         return flat, new
     out = np.zeros(values.shape, dtype=bool)
@@ -164,4 +191,4 @@ def late(times: Ints, arrival_us: int, max_delay_us: int) -> Mask:
 
 def consistency(comparison: Comparison, columns: dict[str, Floats], size: int) -> Mask:
     """Records where the comparison chain does not hold."""
-    return ~comparison.holds(columns, size)
+    return comparison.fails(columns, size)

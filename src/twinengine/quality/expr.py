@@ -13,6 +13,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,9 @@ __all__ = ["Comparison", "parse_expr"]
 _TOKEN = re.compile(r"\s*(?:(<=|>=|==|!=|<|>)|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|([A-Za-z_][A-Za-z0-9_]*))")
 _OPS: dict[str, Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64]], npt.NDArray[np.bool_]]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
+# each comparison's negation where both sides are numbers (a null, NaN, makes all but != false)
+_NOT: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.ge, "<=": operator.gt, ">": operator.le, ">=": operator.lt, "==": operator.ne, "!=": operator.eq}
 
 Operand = str | float
 
@@ -48,6 +52,19 @@ class Comparison:
             with np.errstate(invalid="ignore"):
                 ok &= _OPS[op](a, b)
         return ok | ~known
+
+    def fails(self, columns: dict[str, npt.NDArray[np.float64]], size: int) -> npt.NDArray[np.bool_]:
+        """``~holds``: where every operand is known and some pair does not hold. Each pair's negation is
+        false for a null, so a single pair other than ``==`` needs no pass to find the nulls."""
+        failed = np.zeros(size, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            for left, op, right in zip(self.operands, self.ops, self.operands[1:], strict=False):
+                failed |= _NOT[op](columns[left] if isinstance(left, str) else left,
+                                   columns[right] if isinstance(right, str) else right)
+        if len(self.ops) > 1 or self.ops[0] == "==":
+            for name in self.fields:
+                failed &= ~np.isnan(columns[name])
+        return failed
 
 
 def parse_expr(text: str) -> Comparison:

@@ -14,7 +14,6 @@ from collections.abc import Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -376,14 +375,11 @@ class StreamHub:
 
 def _flag(table: pa.Table, plan: QualityPlan, carried: CarriedState, arrival_us: int,
           counted: QualityCounters) -> pa.Table:
-    codes, reasons = plan.apply(table, arrival_us=arrival_us, state=carried)
-    counts = np.bincount(codes.to_numpy(zero_copy_only=False).astype(np.int64), minlength=3)
-    counted.flags = [a + int(b) for a, b in zip(counted.flags, counts[:3], strict=True)]
-    if reasons.null_count < len(reasons):
-        for text in reasons.drop_null().to_pylist():
-            for name in text.split(","):
-                counted.checks[name] = counted.checks.get(name, 0) + 1
-    return table.append_column(QUALITY, codes).append_column(CHECKS, reasons)
+    flagged = plan.flag(table, arrival_us=arrival_us, state=carried)
+    counted.flags = [a + b for a, b in zip(counted.flags, flagged.flags, strict=True)]
+    for name, n in flagged.checks.items():
+        counted.checks[name] = counted.checks.get(name, 0) + n
+    return table.append_column(QUALITY, flagged.codes).append_column(CHECKS, flagged.reasons)
 
 
 def _annotate(header: batch.BatchHeader, table: pa.Table) -> pa.Table:
