@@ -59,8 +59,9 @@ class Flagged:
     checks: dict[str, int]  # records that failed each check
 
 
-# one check's failures: its position in the declaration, its label, its severity, and the failing rows
-_Hit = tuple[int, str, int, npt.NDArray[np.intp]]
+# one check's failures: its rank (position in the declaration, then of the label among the check's), its label,
+# its severity, and the failing rows
+_Hit = tuple[tuple[int, int], str, int, npt.NDArray[np.intp]]
 
 
 class QualityPlan:
@@ -117,10 +118,10 @@ class QualityPlan:
                per: dict[int, Any], rows: npt.NDArray[np.intp] | None, hits: list[_Hit]) -> None:
         """Run check ``i`` on one source's rows (all rows when ``rows`` is None); keep where it failed as
         row numbers of the batch, as failures are few and a mask per check would cost a pass each."""
-        for label, mask in self._runners[i](times, columns, arrival_us, per):
+        for j, (label, mask) in enumerate(self._runners[i](times, columns, arrival_us, per)):
             if mask.any():
                 failed = np.flatnonzero(mask)
-                hits.append((i, label, self._severity[i], failed if rows is None else rows[failed]))
+                hits.append(((i, j), label, self._severity[i], failed if rows is None else rows[failed]))
 
     def _groups(self, table: pa.Table) -> list[tuple[Any, npt.NDArray[np.intp] | None]]:
         """Each source in the batch with its rows (None: all of them). A null key is no source of its own:
@@ -221,7 +222,7 @@ def _flagged(hits: list[_Hit], n: int) -> Flagged:
     codes = np.zeros(n, dtype=np.int8)
     if not hits:
         return Flagged(pa.array(codes, type=pa.int8()), pa.nulls(n, type=pa.string()), (n, 0, 0), {})
-    hits.sort(key=lambda h: h[0])  # reasons in the order the checks are declared
+    hits.sort(key=lambda h: h[0])  # reasons in the order the checks are declared, a check's labels in its order
     labels = list(dict.fromkeys(label for _i, label, _s, _r in hits))  # a check may fail for several sources
     bit = {label: 1 << b for b, label in enumerate(labels)}
     bits = np.zeros(n, dtype=np.int64)
