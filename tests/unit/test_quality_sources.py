@@ -18,6 +18,7 @@ from twinengine.quality import checks
 from twinengine.quality.plan import CarriedState, QualityPlan
 
 T0 = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp() * 1e6)
+BEFORE_1970 = int(datetime(1950, 3, 1, tzinfo=UTC).timestamp() * 1e6)  # negative: no time - it does not wrap
 MIN = 60_000_000  # µs
 FIELDS = {"time": {"type": "timestamp"}, "station": {"type": "string"},
           "level": {"type": "float", "nullable": True}, "rain": {"type": "float", "nullable": True}}
@@ -49,12 +50,12 @@ def _series(rng: np.random.Generator, n: int) -> tuple[list[str | None], list[in
     apart, some at the same time, late or after a silence; values with runs, jumps and nulls."""
     sources = int(rng.integers(1, 71))
     station = rng.integers(0, sources, n)
-    clock = rng.integers(0, 4 * 15, sources) * MIN
+    clock = rng.integers(0, 4 * 15, sources) * MIN + int(rng.choice([T0, BEFORE_1970]))
     times, values = [], []
     last = np.zeros(sources)
     for s in station.tolist():
         clock[s] += int(rng.choice([15, 15, 15, 0, -20, 60, 240])) * MIN
-        times.append(T0 + int(clock[s]))
+        times.append(int(clock[s]))
         value = last[s] + float(rng.normal(0, 0.4))
         if rng.random() < 0.35:
             value = last[s]  # a repeat

@@ -250,11 +250,11 @@ def spike_segments(values: Floats, times: Ints, bounds: Ints, states: Sequence[S
     after = inside.nonzero()[0]
     two_v, two_t = before_v[after], before_t[after]
     after += 1
-    jumped = np.flatnonzero([c.jumped for c in carried])
-    if jumped.size:
+    jumped = [k for k, c in enumerate(carried) if c.jumped]
+    if jumped:
         after = np.concatenate((starts[jumped], after))
-        two_v = np.concatenate(([carried[s].v2 for s in jumped.tolist()], two_v))
-        two_t = np.concatenate((np.array([carried[s].t2 for s in jumped.tolist()], dtype=np.int64), two_t))
+        two_v = np.concatenate(([carried[k].v2 for k in jumped], two_v))
+        two_t = np.concatenate((np.array([carried[k].t2 for k in jumped], dtype=np.int64), two_t))
     flagged = jump
     if after.size:
         with np.errstate(invalid="ignore"):
@@ -277,7 +277,7 @@ def flatline_segments(values: Floats, times: Ints, bounds: Ints, states: Sequenc
     passes. The running maximum of run starts must not cross segments: a segment's first reading is given
     its own index as start when it begins a run, and the index before it when it repeats the carried value;
     both exceed every start before them. The latter marks the run carried in, whose readings' lengths then
-    add the carried run."""
+    add the carried run; as the starts never decrease, where each such run ends is a binary search."""
     valid, v, t, filled, starts, lasts = _segments(values, times, bounds)
     new = list(states)
     if filled.size == 0:
@@ -293,16 +293,17 @@ def flatline_segments(values: Floats, times: Ints, bounds: Ints, states: Sequenc
     np.maximum.accumulate(start, out=start)
     length = index - start
     length += 1
-    # the readings in the runs carried in (the first ones of their segments), and their segments
-    in_carried = (start < np.repeat(starts, lasts - starts + 1)).nonzero()[0]
-    of = np.searchsorted(starts, in_carried, side="right") - 1
+    # the readings in the runs carried in: each segment's first ones, up to the first start in the segment
+    ends = np.searchsorted(start, starts)
+    counts = ends - starts
+    of = np.repeat(np.arange(starts.size), counts)  # their segments
+    in_carried = np.arange(of.size) + (starts - (np.cumsum(counts) - counts))[of]
     run = np.array([c.run for c in carried], dtype=np.int64)
     length[in_carried] += run[of] - 1
-    since = np.array([c.since for c in carried], dtype=np.int64)
     flat = np.zeros(v.size, dtype=bool) if records is None else length >= records
     if duration_us is not None:
         began = t[np.maximum(start, 0)]
-        began[in_carried] = since[of]
+        began[in_carried] = np.array([c.since for c in carried], dtype=np.int64)[of]
         flat |= (began != _NO_TIME) & (length > 1) & (t - began >= duration_us)
     last_v, last_length, last_start = v[lasts].tolist(), length[lasts].tolist(), start[lasts].tolist()
     for k, (s, first) in enumerate(zip(filled.tolist(), starts.tolist(), strict=True)):
@@ -325,27 +326,22 @@ def gap_segments(times: Ints, bounds: Ints, states: Sequence[GapState], *, every
         return np.zeros(times.shape, dtype=bool), new
     latest = np.array([states[s].latest for s in filled.tolist()], dtype=np.int64)
     starts = bounds[filled]
-    seen = latest != _NO_TIME
-    low = np.minimum.reduceat(times, starts)
-    np.minimum(low, latest, out=low, where=seen)
-    high = np.maximum.reduceat(times, starts)
-    np.maximum(high, latest, out=high, where=seen)
+    # a segment's range: its times, and the carried latest (no time is the least int64: never the highest)
+    high = np.maximum(np.maximum.reduceat(times, starts), latest)
     shifts, above = [], 0  # above: the first value free above the segments shifted so far
-    for lo, hi in zip(low.tolist(), high.tolist(), strict=True):
-        shifts.append(above - lo)
-        above += hi - lo + 1
+    for low, last in zip(np.minimum.reduceat(times, starts).tolist(), high.tolist(), strict=True):
+        shifts.append(above - low)
+        above += last - low + 1
     if above - 1 > _INT_MAX or min(shifts) < _NO_TIME or max(shifts) > _INT_MAX:
         return None
     shift = np.array(shifts, dtype=np.int64)
     shifted = times + np.repeat(shift, sizes[filled])
     # a segment's first reading stands in for the carried latest too, when that is later
-    first = shifted[starts]
-    np.maximum(first, latest + shift, out=first, where=seen)
-    shifted[starts] = first
+    shifted[starts] = np.maximum(times[starts], latest) + shift
     running = np.maximum.accumulate(shifted)
     out = np.empty(times.size, dtype=bool)
     np.greater(shifted[1:] - running[:-1], every_us + tolerance_us, out=out[1:])
-    out[starts] = seen & (times[starts] - latest > every_us + tolerance_us)
+    out[starts] = (latest != _NO_TIME) & (times[starts] - latest > every_us + tolerance_us)
     for s, last in zip(filled.tolist(), high.tolist(), strict=True):
         new[s] = GapState(last)
     return out, new
