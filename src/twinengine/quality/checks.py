@@ -293,7 +293,7 @@ def flatline_segments(values: Floats, times: Ints, bounds: Ints, states: Sequenc
     np.maximum.accumulate(start, out=start)
     length = index - start
     length += 1
-    # the readings in the runs carried in: each segment's first ones, up to the first start in the segment
+    # the readings in the runs carried in: each segment's first ones, up to its first that begins a run
     ends = np.searchsorted(start, starts)
     counts = ends - starts
     of = np.repeat(np.arange(starts.size), counts)  # their segments
