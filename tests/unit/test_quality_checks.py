@@ -307,6 +307,15 @@ def test_a_null_key_is_judged_as_the_only_source_in_its_batch_and_left_out_besid
     assert flags(["A", None, "B", "A", "A", "B"]) == [0, 0, 0, 0, 1, 0]  # several: the null is left out
 
 
+def test_a_row_that_failed_gap_and_late_names_them_in_that_order_whichever_source_failed_first() -> None:
+    declared = _stream([{"check": "gap", "every": "15min", "max_delay": "1h"}])
+    plan = QualityPlan(declared.quality, time_field="time", key="station")
+    table = _table([1.0] * 13, stations=["A", "B"] + ["X"] * 10 + ["B"], skip=set(range(2, 12)))
+    # A is only late; B's second reading comes after a silence, and late too
+    _codes, reasons = plan.apply(table, arrival_us=int(minutes(12 * 15 + 61)[0]), state=CarriedState())
+    assert reasons.to_pylist() == ["late", "late", "gap,late"]
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_flags_reasons_and_counts_are_those_of_a_row_by_row_reading(seed: int) -> None:
     from collections import Counter

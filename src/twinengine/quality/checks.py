@@ -2,11 +2,15 @@
 state, returning the records that fail and the state for the next batch. Numbers are float64 with NaN for
 null (a null is never judged); times are µs since the epoch.
 
-Everything is vectorised with numpy: a batch costs a few array passes whatever its size.
+Everything is vectorised with numpy: a batch costs a few array passes whatever its size. The remembering
+checks also come in a segmented form (``*_segments``) for a batch of several sources sorted by source, each
+source's rows one segment with its own carried state: the same passes judge all sources at once, and flag
+exactly as the one-source functions would on each segment apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -15,12 +19,14 @@ import numpy.typing as npt
 
 from twinengine.quality.expr import Comparison
 
-__all__ = ["FlatState", "GapState", "SpikeState", "consistency", "flatline", "gap", "late", "range_", "spike"]
+__all__ = ["FlatState", "GapState", "SpikeState", "consistency", "flatline", "flatline_segments", "gap",
+           "gap_segments", "late", "range_", "spike", "spike_segments"]
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 _NO_TIME = np.iinfo(np.int64).min
+_INT_MAX = np.iinfo(np.int64).max
 G = TypeVar("G", bound=np.generic)
 
 
@@ -182,6 +188,163 @@ def gap(times: Ints, state: GapState, *, every_us: int, tolerance_us: int) -> tu
     before = latest[:-1]
     out = (before != _NO_TIME) & (times - before > every_us + tolerance_us)
     return out, GapState(int(latest[-1]))
+
+
+def _segments(values: Floats, times: Ints, bounds: Ints) -> tuple[Mask | None, Floats, Ints, Ints, Ints, Ints]:
+    """The non-null readings (as ``_valid``) with the segments that have any: their numbers, and where each
+    begins and ends (its last reading) among those readings."""
+    valid, v, t = _valid(values, times)
+    if valid is not None:
+        kept = np.zeros(values.size + 1, dtype=np.int64)
+        np.cumsum(valid, out=kept[1:])
+        bounds = kept[bounds]
+    filled = (bounds[1:] > bounds[:-1]).nonzero()[0]  # the others have nothing to judge and keep their state
+    return valid, v, t, filled, bounds[filled], bounds[filled + 1] - 1
+
+
+def _previous(first: npt.NDArray[G], values: npt.NDArray[G], starts: Ints) -> npt.NDArray[G]:
+    """The value before each one in its segment; before a segment's first one (at ``starts``), that segment's
+    carried ``first``."""
+    out = np.empty_like(values)
+    out[1:] = values[:-1]
+    out[starts] = first
+    return out
+
+
+def _unsorted(valid: Mask | None, flagged: Mask) -> Mask:
+    """Flags of the non-null readings spread back over all readings (nulls are never flagged)."""
+    if valid is None:
+        return flagged
+    out = np.zeros(valid.shape, dtype=bool)
+    out[valid] = flagged
+    return out
+
+
+def spike_segments(values: Floats, times: Ints, bounds: Ints, states: Sequence[SpikeState], max_change: float,
+                   per_us: float | None) -> tuple[Mask, list[SpikeState]]:
+    """``spike`` on each segment ``bounds[s]:bounds[s + 1]`` with its carried ``states[s]``, in one set of
+    passes: a reading's predecessor is the one before it in its segment, or the segment's carried one."""
+    valid, v, t, filled, starts, lasts = _segments(values, times, bounds)
+    new = list(states)
+    if filled.size == 0:
+        return np.zeros(values.shape, dtype=bool), new
+    carried = [states[s] for s in filled.tolist()]
+    v1 = np.array([c.v1 for c in carried], dtype=np.float64)
+    t1 = np.array([c.t1 for c in carried], dtype=np.int64)
+    before_v, before_t = _previous(v1, v, starts), _previous(t1, t, starts)
+    with np.errstate(invalid="ignore"):
+        change = np.subtract(v, before_v)
+        np.abs(change, out=change)
+        if per_us is None:
+            jump = change > max_change
+        else:
+            elapsed = np.subtract(t, before_t).astype(np.float64)
+            jump = elapsed > 0
+            jump[starts[t1 == _NO_TIME]] = False
+            np.multiply(elapsed, max_change / per_us, out=elapsed)
+            jump &= change > elapsed
+    # a return is only looked for right after a jump in the same segment (its reading two before is the
+    # one before the jump), or first in a segment after a carried jump (then two before is the carried v2)
+    inside = jump.copy()
+    inside[lasts] = False
+    after = inside.nonzero()[0]
+    two_v, two_t = before_v[after], before_t[after]
+    after += 1
+    jumped = [k for k, c in enumerate(carried) if c.jumped]
+    if jumped:
+        after = np.concatenate((starts[jumped], after))
+        two_v = np.concatenate(([carried[k].v2 for k in jumped], two_v))
+        two_t = np.concatenate((np.array([carried[k].t2 for k in jumped], dtype=np.int64), two_t))
+    flagged = jump
+    if after.size:
+        with np.errstate(invalid="ignore"):
+            back = np.abs(v[after] - two_v) <= _allowed(max_change, per_us, t[after], two_t)
+        flagged = jump.copy()
+        flagged[after[back]] = False
+    last_v, last_t, last_jump = v[lasts].tolist(), t[lasts].tolist(), jump[lasts].tolist()
+    prev_v, prev_t, alone = before_v[lasts].tolist(), before_t[lasts].tolist(), (lasts == starts).tolist()
+    for k, s in enumerate(filled.tolist()):
+        c = carried[k]  # after a single reading, the carried ones move back as they are
+        new[s] = SpikeState(last_v[k], last_t[k], c.v1 if alone[k] else prev_v[k], c.t1 if alone[k] else prev_t[k],
+                            last_jump[k])
+    return _unsorted(valid, flagged), new
+
+
+def flatline_segments(values: Floats, times: Ints, bounds: Ints, states: Sequence[FlatState], *,
+                      records: int | None, duration_us: int | None,
+                      tolerance: float = 0.0) -> tuple[Mask, list[FlatState]]:
+    """``flatline`` on each segment ``bounds[s]:bounds[s + 1]`` with its carried ``states[s]``, in one set of
+    passes. The running maximum of run starts must not cross segments: a segment's first reading is given
+    its own index as start when it begins a run, and the index before it when it repeats the carried value;
+    both exceed every start before them. The latter marks the run carried in, whose readings' lengths then
+    add the carried run; as the starts never decrease, where each such run ends is a binary search."""
+    valid, v, t, filled, starts, lasts = _segments(values, times, bounds)
+    new = list(states)
+    if filled.size == 0:
+        return np.zeros(values.shape, dtype=bool), new
+    carried = [states[s] for s in filled.tolist()]
+    value = np.array([c.value for c in carried], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        steps = np.subtract(v, _previous(value, v, starts))
+        same = np.abs(steps, out=steps) <= tolerance
+    index = np.arange(v.size)
+    start = np.where(same, -1, index)
+    start[starts] = np.where(same[starts], starts - 1, starts)
+    np.maximum.accumulate(start, out=start)
+    length = index - start
+    length += 1
+    # the readings in the runs carried in: each segment's first ones, up to its first that begins a run
+    ends = np.searchsorted(start, starts)
+    counts = ends - starts
+    of = np.repeat(np.arange(starts.size), counts)  # their segments
+    in_carried = np.arange(of.size) + (starts - (np.cumsum(counts) - counts))[of]
+    run = np.array([c.run for c in carried], dtype=np.int64)
+    length[in_carried] += run[of] - 1
+    flat = np.zeros(v.size, dtype=bool) if records is None else length >= records
+    if duration_us is not None:
+        began = t[np.maximum(start, 0)]
+        began[in_carried] = np.array([c.since for c in carried], dtype=np.int64)[of]
+        flat |= (began != _NO_TIME) & (length > 1) & (t - began >= duration_us)
+    last_v, last_length, last_start = v[lasts].tolist(), length[lasts].tolist(), start[lasts].tolist()
+    for k, (s, first) in enumerate(zip(filled.tolist(), starts.tolist(), strict=True)):
+        # a segment that only continued its carried run keeps when that began
+        began_last = carried[k].since if last_start[k] < first else int(t[last_start[k]])
+        new[s] = FlatState(last_v[k], last_length[k], began_last)
+    return _unsorted(valid, flat), new
+
+
+def gap_segments(times: Ints, bounds: Ints, states: Sequence[GapState], *, every_us: int,
+                 tolerance_us: int) -> tuple[Mask, list[GapState]] | None:
+    """``gap`` on each segment ``bounds[s]:bounds[s + 1]`` with its carried ``states[s]``, in one set of
+    passes: each segment is shifted into a range of its own above the previous segments' ones, so one
+    running maximum is each segment's own. None where the shifted times would not fit in int64 (judge each
+    segment apart then)."""
+    sizes = bounds[1:] - bounds[:-1]
+    filled = sizes.nonzero()[0]
+    new = list(states)
+    if filled.size == 0:
+        return np.zeros(times.shape, dtype=bool), new
+    latest = np.array([states[s].latest for s in filled.tolist()], dtype=np.int64)
+    starts = bounds[filled]
+    # a segment's range: its times, and the carried latest (no time is the least int64: never the highest)
+    high = np.maximum(np.maximum.reduceat(times, starts), latest)
+    shifts, above = [], 0  # above: the first value free above the segments shifted so far
+    for low, last in zip(np.minimum.reduceat(times, starts).tolist(), high.tolist(), strict=True):
+        shifts.append(above - low)
+        above += last - low + 1
+    if above - 1 > _INT_MAX or min(shifts) < _NO_TIME or max(shifts) > _INT_MAX:
+        return None
+    shift = np.array(shifts, dtype=np.int64)
+    shifted = times + np.repeat(shift, sizes[filled])
+    # a segment's first reading stands in for the carried latest too, when that is later
+    shifted[starts] = np.maximum(times[starts], latest) + shift
+    running = np.maximum.accumulate(shifted)
+    out = np.empty(times.size, dtype=bool)
+    np.greater(shifted[1:] - running[:-1], every_us + tolerance_us, out=out[1:])
+    out[starts] = (latest != _NO_TIME) & (times[starts] - latest > every_us + tolerance_us)
+    for s, last in zip(filled.tolist(), high.tolist(), strict=True):
+        new[s] = GapState(last)
+    return out, new
 
 
 def late(times: Ints, arrival_us: int, max_delay_us: int) -> Mask:

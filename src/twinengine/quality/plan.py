@@ -59,12 +59,25 @@ class Flagged:
     checks: dict[str, int]  # records that failed each check
 
 
-# one check's failures: its position in the declaration, its label, its severity, and the failing rows
-_Hit = tuple[int, str, int, npt.NDArray[np.intp]]
+# one check's failures: its rank (position in the declaration, then of the label among the check's), its label,
+# its severity, and the failing rows
+_Hit = tuple[tuple[int, int], str, int, npt.NDArray[np.intp]]
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """A batch's sources and their rows: all rows when ``rows`` is None (one source at most), else
+    ``rows[bounds[g]:bounds[g + 1]]`` are source ``g``'s, in batch order (rows with a null key left out)."""
+
+    sources: list[Any]
+    rows: npt.NDArray[np.intp] | None = None
+    bounds: npt.NDArray[np.intp] | None = None
 
 
 class QualityPlan:
     """Built once per declaration; ``apply`` is the hot path of ingest."""
+
+    segmented = True  # several sources' remembering checks in one pass each (False: a pass per source)
 
     def __init__(self, checks_: Sequence[Check], *, time_field: str, key: str | None) -> None:
         self.checks = [c for c in checks_ if not isinstance(c, CompletenessCheck)]
@@ -80,6 +93,7 @@ class QualityPlan:
         self._remembered_fields = sorted({f for i in self._remembering for f in self.checks[i].fields})
         self._severity = [_SEVERITY[getattr(c, "severity", "suspect")] for c in self.checks]
         self._runners = [_runner(i, c) for i, c in enumerate(self.checks)]
+        self._segmented = {i: _segmented(i, self.checks[i]) for i in self._remembering}
 
     @property
     def history(self) -> int:
@@ -103,48 +117,67 @@ class QualityPlan:
             for i in self._memoryless:
                 self._judge(i, times, columns, arrival_us, {}, None, hits)
             if self._remembering:
-                for source, rows in self._groups(table):
-                    per = state.per_source.setdefault(source, {})
-                    if rows is None:
-                        sub_t, sub_c = times, columns
-                    else:
-                        sub_t, sub_c = times[rows], {k: columns[k][rows] for k in self._remembered_fields}
-                    for i in self._remembering:
-                        self._judge(i, sub_t, sub_c, arrival_us, per, rows, hits)
+                self._remember(table, times, columns, arrival_us, state, hits)
         return _flagged(hits, n)
+
+    def _remember(self, table: pa.Table, times: checks.Ints, columns: dict[str, checks.Floats], arrival_us: int,
+                  state: CarriedState, hits: list[_Hit]) -> None:
+        """Run the remembering checks, each source against its own carried state. Several sources are
+        sorted by source once, and each check judges them all in one pass over the segments (a pass per
+        source where it cannot, or when ``segmented`` is off)."""
+        groups = self._groups(table)
+        pers = [state.per_source.setdefault(source, {}) for source in groups.sources]
+        if groups.rows is None or groups.bounds is None:
+            for per in pers:
+                for i in self._remembering:
+                    self._judge(i, times, columns, arrival_us, per, None, hits)
+            return
+        rows, bounds = groups.rows, groups.bounds
+        sub_t, sub_c = times[rows], {k: columns[k][rows] for k in self._remembered_fields}
+        for i in self._remembering:
+            judged = self._segmented[i](sub_t, sub_c, bounds, arrival_us, pers) if self.segmented else None
+            if judged is not None:
+                for j, (label, mask) in enumerate(judged):
+                    if mask.any():
+                        hits.append(((i, j), label, self._severity[i], rows[np.flatnonzero(mask)]))
+                continue
+            for g, per in enumerate(pers):
+                a, b = bounds[g], bounds[g + 1]
+                self._judge(i, sub_t[a:b], {k: c[a:b] for k, c in sub_c.items()}, arrival_us, per, rows[a:b],
+                            hits)
 
     def _judge(self, i: int, times: checks.Ints, columns: dict[str, checks.Floats], arrival_us: int,
                per: dict[int, Any], rows: npt.NDArray[np.intp] | None, hits: list[_Hit]) -> None:
         """Run check ``i`` on one source's rows (all rows when ``rows`` is None); keep where it failed as
         row numbers of the batch, as failures are few and a mask per check would cost a pass each."""
-        for label, mask in self._runners[i](times, columns, arrival_us, per):
+        for j, (label, mask) in enumerate(self._runners[i](times, columns, arrival_us, per)):
             if mask.any():
                 failed = np.flatnonzero(mask)
-                hits.append((i, label, self._severity[i], failed if rows is None else rows[failed]))
+                hits.append(((i, j), label, self._severity[i], failed if rows is None else rows[failed]))
 
-    def _groups(self, table: pa.Table) -> list[tuple[Any, npt.NDArray[np.intp] | None]]:
-        """Each source in the batch with its rows (None: all of them). A null key is no source of its own:
-        with one other source in the batch it is judged as that one, with several it is left out (what
-        grouping by dictionary codes gives)."""
+    def _groups(self, table: pa.Table) -> _Groups:
+        """The sources in the batch and their rows. A null key is no source of its own: with one other
+        source in the batch it is judged as that one, with several it is left out (what grouping by
+        dictionary codes gives)."""
         if self.key is None:
-            return [(None, None)]
+            return _Groups([None])
         column = table.column(self.key)
         if column.null_count == 0 and len(column):
             first = column[0]
             # one source: the usual case, no grouping (the last record tells most mixed batches at once)
             if column[-1] == first and pc.all(pc.equal(column, first)).as_py():
-                return [(first.as_py(), None)]
+                return _Groups([first.as_py()])
         encoded = pc.dictionary_encode(column).combine_chunks()
         sources = encoded.dictionary.to_pylist()
-        if len(sources) == 1:
-            return [(sources[0], None)]
+        if len(sources) <= 1:
+            return _Groups(sources)
         indices = encoded.indices.to_numpy(zero_copy_only=False)
         if encoded.indices.null_count == 0 and len(sources) <= np.iinfo(np.uint16).max:
             # the codes as small unsigned integers, which numpy sorts stably by radix
             indices = indices.astype(np.uint8 if len(sources) <= np.iinfo(np.uint8).max else np.uint16)
         order = np.argsort(indices, kind="stable")
         bounds = np.searchsorted(indices[order], np.arange(len(sources) + 1))
-        return [(source, order[bounds[g]: bounds[g + 1]]) for g, source in enumerate(sources)]
+        return _Groups(sources, order[: bounds[-1]], bounds)
 
 
 # a check bound to its settings: (times, columns, arrival, carried state of its source) -> failures by label
@@ -195,6 +228,64 @@ def _runner(i: int, check: Check) -> _Runner:
     return lambda times, columns, arrival, per: []
 
 
+# a remembering check bound to its settings over several sources sorted by source: (times, columns, bounds of
+# each source's rows, arrival, carried state of each source) -> failures by label, or None where it cannot
+_Segmented = Callable[[checks.Ints, dict[str, checks.Floats], npt.NDArray[np.intp], int, list[dict[int, Any]]],
+                      list[tuple[str, checks.Mask]] | None]
+
+
+def _segmented(i: int, check: Check) -> _Segmented:
+    """Remembering check ``i`` as a function of several sources' batch at once; settings as in ``_runner``."""
+    if isinstance(check, SpikeCheck):
+        label, name, max_change = check.label, check.field, check.max_change
+        per_us = None if check.per == "record" else check.per.total_seconds() * _US
+
+        def spike(times: checks.Ints, columns: dict[str, checks.Floats], bounds: npt.NDArray[np.intp],
+                  arrival: int, pers: list[dict[int, Any]]) -> list[tuple[str, checks.Mask]]:
+            mask, states = checks.spike_segments(columns[name], times, bounds,
+                                                 [per.get(i) or checks.SpikeState() for per in pers], max_change,
+                                                 per_us)
+            _keep(i, pers, states)
+            return [(label, mask)]
+        return spike
+    if isinstance(check, FlatlineCheck):
+        label, name, records, tolerance = check.label, check.field, check.records, check.tolerance
+        duration = None if check.duration is None else int(check.duration.total_seconds() * _US)
+
+        def flatline(times: checks.Ints, columns: dict[str, checks.Floats], bounds: npt.NDArray[np.intp],
+                     arrival: int, pers: list[dict[int, Any]]) -> list[tuple[str, checks.Mask]]:
+            mask, states = checks.flatline_segments(columns[name], times, bounds,
+                                                    [per.get(i) or checks.FlatState() for per in pers],
+                                                    records=records, duration_us=duration, tolerance=tolerance)
+            _keep(i, pers, states)
+            return [(label, mask)]
+        return flatline
+    if isinstance(check, GapCheck):
+        label = check.name or "gap"
+        every_us, tolerance_us = int(check.every.total_seconds() * _US), int(check.tolerance.total_seconds() * _US)
+        max_delay = None if check.max_delay is None else int(check.max_delay.total_seconds() * _US)
+
+        def gap(times: checks.Ints, columns: dict[str, checks.Floats], bounds: npt.NDArray[np.intp],
+                arrival: int, pers: list[dict[int, Any]]) -> list[tuple[str, checks.Mask]] | None:
+            judged = checks.gap_segments(times, bounds, [per.get(i) or checks.GapState() for per in pers],
+                                         every_us=every_us, tolerance_us=tolerance_us)
+            if judged is None:
+                return None
+            _keep(i, pers, judged[1])
+            out = [(label, judged[0])]
+            if max_delay is not None:
+                out.append(("late", checks.late(times, arrival, max_delay)))
+            return out
+        return gap
+    raise TypeError(f"{type(check).__name__} remembers nothing")
+
+
+def _keep(i: int, pers: list[dict[int, Any]], states: Sequence[Any]) -> None:
+    """Each source's new state of check ``i``."""
+    for per, new in zip(pers, states, strict=True):
+        per[i] = new
+
+
 def _remembers(check: Check) -> bool:
     return isinstance(check, SpikeCheck | FlatlineCheck | GapCheck)
 
@@ -221,7 +312,7 @@ def _flagged(hits: list[_Hit], n: int) -> Flagged:
     codes = np.zeros(n, dtype=np.int8)
     if not hits:
         return Flagged(pa.array(codes, type=pa.int8()), pa.nulls(n, type=pa.string()), (n, 0, 0), {})
-    hits.sort(key=lambda h: h[0])  # reasons in the order the checks are declared
+    hits.sort(key=lambda h: h[0])  # reasons in the order the checks are declared, a check's labels in its order
     labels = list(dict.fromkeys(label for _i, label, _s, _r in hits))  # a check may fail for several sources
     bit = {label: 1 << b for b, label in enumerate(labels)}
     bits = np.zeros(n, dtype=np.int64)
