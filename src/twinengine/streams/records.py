@@ -75,9 +75,11 @@ def parse_json_lines(stream: Stream, data: bytes) -> pa.Table:
     parsed = pa.schema([pa.field(f.name, pa.list_(f.type.value_type)) if pa.types.is_fixed_size_list(f.type)
                         else f for f in schema])
     try:
+        # one block (a batch is at most 64 MiB): Arrow's pool could not split it anyway, and parsing on this
+        # thread leaves the table in this core's cache for the quality checks and encoding that follow
         table = pajson.read_json(
             io.BytesIO(data),
-            read_options=pajson.ReadOptions(use_threads=True, block_size=max(1 << 20, min(len(data) + 1, 1 << 26))),
+            read_options=pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, min(len(data) + 1, 1 << 26))),
             parse_options=pajson.ParseOptions(explicit_schema=parsed, unexpected_field_behavior="error"),
         )
         table = _conform(stream, table.select(schema.names) if _has_all(table, schema) else None)
