@@ -180,6 +180,19 @@ class QualityPlan:
         return _Groups(sources, order[: bounds[-1]], bounds)
 
 
+def _flatline_settings(check: FlatlineCheck) -> tuple[str, str, int | None, float, int | None]:
+    """Label, field, records, tolerance and duration (µs) of a flatline check."""
+    duration = None if check.duration is None else int(check.duration.total_seconds() * _US)
+    return check.label, check.field, check.records, check.tolerance, duration
+
+
+def _gap_settings(check: GapCheck) -> tuple[str, int, int, int | None]:
+    """Label, every, tolerance and max delay (µs) of a gap check."""
+    max_delay = None if check.max_delay is None else int(check.max_delay.total_seconds() * _US)
+    return (check.name or "gap", int(check.every.total_seconds() * _US), int(check.tolerance.total_seconds() * _US),
+            max_delay)
+
+
 # a check bound to its settings: (times, columns, arrival, carried state of its source) -> failures by label
 _Runner = Callable[[checks.Ints, dict[str, checks.Floats], int, dict[int, Any]], list[tuple[str, checks.Mask]]]
 
@@ -199,8 +212,7 @@ def _runner(i: int, check: Check) -> _Runner:
             return [(label, mask)]
         return spike
     if isinstance(check, FlatlineCheck):
-        label, name, records, tolerance = check.label, check.field, check.records, check.tolerance
-        duration = None if check.duration is None else int(check.duration.total_seconds() * _US)
+        label, name, records, tolerance, duration = _flatline_settings(check)
 
         def flatline(times: checks.Ints, columns: dict[str, checks.Floats], arrival: int,
                      per: dict[int, Any]) -> list[tuple[str, checks.Mask]]:
@@ -209,9 +221,7 @@ def _runner(i: int, check: Check) -> _Runner:
             return [(label, mask)]
         return flatline
     if isinstance(check, GapCheck):
-        label = check.name or "gap"
-        every_us, tolerance_us = int(check.every.total_seconds() * _US), int(check.tolerance.total_seconds() * _US)
-        max_delay = None if check.max_delay is None else int(check.max_delay.total_seconds() * _US)
+        label, every_us, tolerance_us, max_delay = _gap_settings(check)
 
         def gap(times: checks.Ints, columns: dict[str, checks.Floats], arrival: int,
                 per: dict[int, Any]) -> list[tuple[str, checks.Mask]]:
@@ -249,8 +259,7 @@ def _segmented(i: int, check: Check) -> _Segmented:
             return [(label, mask)]
         return spike
     if isinstance(check, FlatlineCheck):
-        label, name, records, tolerance = check.label, check.field, check.records, check.tolerance
-        duration = None if check.duration is None else int(check.duration.total_seconds() * _US)
+        label, name, records, tolerance, duration = _flatline_settings(check)
 
         def flatline(times: checks.Ints, columns: dict[str, checks.Floats], bounds: npt.NDArray[np.intp],
                      arrival: int, pers: list[dict[int, Any]]) -> list[tuple[str, checks.Mask]]:
@@ -261,9 +270,7 @@ def _segmented(i: int, check: Check) -> _Segmented:
             return [(label, mask)]
         return flatline
     if isinstance(check, GapCheck):
-        label = check.name or "gap"
-        every_us, tolerance_us = int(check.every.total_seconds() * _US), int(check.tolerance.total_seconds() * _US)
-        max_delay = None if check.max_delay is None else int(check.max_delay.total_seconds() * _US)
+        label, every_us, tolerance_us, max_delay = _gap_settings(check)
 
         def gap(times: checks.Ints, columns: dict[str, checks.Floats], bounds: npt.NDArray[np.intp],
                 arrival: int, pers: list[dict[int, Any]]) -> list[tuple[str, checks.Mask]] | None:
