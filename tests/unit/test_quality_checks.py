@@ -5,6 +5,8 @@ grammar, and the indicators' counts."""
 from __future__ import annotations
 
 import itertools
+import math
+import operator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -291,7 +293,16 @@ def test_a_consistency_check_fails_where_the_chain_is_known_and_does_not_hold(te
     rng = np.random.default_rng(7)
     comparison = parse_expr(text)
     columns = {name: rng.choice([NAN, -1.0, 0.0, 2.0, 3.0], 200) for name in ("low", "level")}
-    assert checks.consistency(comparison, columns, 200).tolist() == (~comparison.holds(columns, 200)).tolist()
+    ops = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+           "!=": operator.ne}
+
+    def fails(row: int) -> bool:  # the definition, one row at a time: judged only when no operand is null
+        value = [columns[o][row] if isinstance(o, str) else o for o in comparison.operands]
+        if any(math.isnan(v) for v in value):
+            return False
+        return not all(ops[op](a, b) for a, op, b in zip(value, comparison.ops, value[1:], strict=False))
+
+    assert checks.consistency(comparison, columns, 200).tolist() == [fails(row) for row in range(200)]
 
 
 def test_a_null_key_is_judged_as_the_only_source_in_its_batch_and_left_out_beside_several() -> None:

@@ -21,8 +21,6 @@ import numpy.typing as npt
 __all__ = ["Comparison", "parse_expr"]
 
 _TOKEN = re.compile(r"\s*(?:(<=|>=|==|!=|<|>)|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|([A-Za-z_][A-Za-z0-9_]*))")
-_OPS: dict[str, Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64]], npt.NDArray[np.bool_]]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 # each comparison's negation where both sides are numbers (a null, NaN, makes all but != false)
 _NOT: dict[str, Callable[[Any, Any], Any]] = {
     "<": operator.ge, "<=": operator.gt, ">": operator.le, ">=": operator.lt, "==": operator.ne, "!=": operator.eq}
@@ -39,23 +37,10 @@ class Comparison:
     def fields(self) -> list[str]:
         return [o for o in self.operands if isinstance(o, str)]
 
-    def holds(self, columns: dict[str, npt.NDArray[np.float64]], size: int) -> npt.NDArray[np.bool_]:
-        """True where the chain holds or cannot be judged (a null operand)."""
-        def value(o: Operand) -> npt.NDArray[np.float64]:
-            return columns[o] if isinstance(o, str) else np.full(size, o, dtype=np.float64)
-
-        ok = np.ones(size, dtype=bool)
-        known = np.ones(size, dtype=bool)
-        for left, op, right in zip(self.operands, self.ops, self.operands[1:], strict=False):
-            a, b = value(left), value(right)
-            known &= ~(np.isnan(a) | np.isnan(b))
-            with np.errstate(invalid="ignore"):
-                ok &= _OPS[op](a, b)
-        return ok | ~known
-
     def fails(self, columns: dict[str, npt.NDArray[np.float64]], size: int) -> npt.NDArray[np.bool_]:
-        """``~holds``: where every operand is known and some pair does not hold. Each pair's negation is
-        false for a null, so a single pair other than ``==`` needs no pass to find the nulls."""
+        """Where every operand is known and some adjacent pair does not hold (rows with a null are not judged).
+        Each pair's negation is false for a null, so a single pair other than ``==`` needs no pass to find the
+        nulls."""
         failed = np.zeros(size, dtype=bool)
         with np.errstate(invalid="ignore"):
             for left, op, right in zip(self.operands, self.ops, self.operands[1:], strict=False):

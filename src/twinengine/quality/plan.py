@@ -85,7 +85,6 @@ class QualityPlan:
         self.key = key
         self.signature = hashlib.sha256(repr((list(checks_), time_field, key)).encode()).hexdigest()[:16]
         self.fields = sorted({f for c in self.checks for f in c.fields})
-        self.comparisons = {i: c.comparison for i, c in enumerate(self.checks) if isinstance(c, ConsistencyCheck)}
         self.stateful = any(isinstance(c, SpikeCheck | FlatlineCheck | GapCheck) for c in self.checks)
         # checks without memory judge the whole batch at once; the others each source apart
         self._memoryless = [i for i, c in enumerate(self.checks) if not _remembers(c)]
@@ -180,6 +179,12 @@ class QualityPlan:
         return _Groups(sources, order[: bounds[-1]], bounds)
 
 
+def _spike_settings(check: SpikeCheck) -> tuple[str, str, float, float | None]:
+    """Label, field, max change and its time unit (µs; None: per record) of a spike check."""
+    per_us = None if check.per == "record" else check.per.total_seconds() * _US
+    return check.label, check.field, check.max_change, per_us
+
+
 def _flatline_settings(check: FlatlineCheck) -> tuple[str, str, int | None, float, int | None]:
     """Label, field, records, tolerance and duration (µs) of a flatline check."""
     duration = None if check.duration is None else int(check.duration.total_seconds() * _US)
@@ -203,8 +208,7 @@ def _runner(i: int, check: Check) -> _Runner:
         label, name, low, high = check.label, check.field, check.min, check.max
         return lambda times, columns, arrival, per: [(label, checks.range_(columns[name], low, high))]
     if isinstance(check, SpikeCheck):
-        label, name, max_change = check.label, check.field, check.max_change
-        per_us = None if check.per == "record" else check.per.total_seconds() * _US
+        label, name, max_change, per_us = _spike_settings(check)
 
         def spike(times: checks.Ints, columns: dict[str, checks.Floats], arrival: int,
                   per: dict[int, Any]) -> list[tuple[str, checks.Mask]]:
@@ -247,8 +251,7 @@ _Segmented = Callable[[checks.Ints, dict[str, checks.Floats], npt.NDArray[np.int
 def _segmented(i: int, check: Check) -> _Segmented:
     """Remembering check ``i`` as a function of several sources' batch at once; settings as in ``_runner``."""
     if isinstance(check, SpikeCheck):
-        label, name, max_change = check.label, check.field, check.max_change
-        per_us = None if check.per == "record" else check.per.total_seconds() * _US
+        label, name, max_change, per_us = _spike_settings(check)
 
         def spike(times: checks.Ints, columns: dict[str, checks.Floats], bounds: npt.NDArray[np.intp],
                   arrival: int, pers: list[dict[int, Any]]) -> list[tuple[str, checks.Mask]]:
@@ -336,23 +339,8 @@ def _flagged(hits: list[_Hit], n: int) -> Flagged:
         for part in name.split(","):  # as the names are read back: split at commas
             counted[part] = counted.get(part, 0) + count
     flags = np.bincount(codes[failing], minlength=3)
-    return Flagged(pa.array(codes, type=pa.int8()), _strings(names, which, failing, n),
-                   (n - failing.size, int(flags[1]), int(flags[2])), counted)
-
-
-def _strings(names: list[str], which: npt.NDArray[np.intp], rows: npt.NDArray[np.intp], n: int) -> pa.Array:
-    """A string array of ``n`` rows holding ``names[which[j]]`` at row ``rows[j]`` and null elsewhere, built
-    from its buffers: as ``pc.take`` from the names would, at a third of the cost for a few failing rows."""
-    encoded = [name.encode() for name in names]
-    sizes = np.array([len(e) for e in encoded], dtype=np.int32)
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    offsets[rows + 1] = sizes[which]  # each row's length after its start, summed up into offsets
-    np.cumsum(offsets, out=offsets)
-    # each row's bytes are its name's bytes in the names joined: shift the row's offsets to the name's
-    starts = np.cumsum(sizes) - sizes
-    blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    data = blob[np.repeat(starts[which] - offsets[rows], sizes[which]) + np.arange(int(offsets[-1]))]
-    valid = np.zeros(n, dtype=bool)
-    valid[rows] = True
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data),
-                                       pa.py_buffer(np.packbits(valid, bitorder="little")), n - rows.size)
+    index = np.zeros(n, dtype=np.int32)  # 0: the null in front of the names, for the rows that passed
+    index[failing] = which + 1
+    reasons = pc.take(pa.array([None, *names], type=pa.string()), pa.array(index))
+    return Flagged(pa.array(codes, type=pa.int8()), reasons, (n - failing.size, int(flags[1]), int(flags[2])),
+                   counted)
