@@ -34,5 +34,11 @@ def test_the_chapter_scores_hindcasts_against_the_live_gauge(tmp_path: Path,
     assert any(f"NSE {facts['nse'][1]:.3f}" in line for line in said)
     # pedigree: every suspect reading gauge_to_state took (it leaves only bad ones out) gave a level saying so
     quality = ctx.facts["quality"]
-    assert quality["suspect"] == 4 and quality["doubtful_levels"] == quality["suspect"]
+    # and the state's own gap check on level flagged the level after the left-out bad reading (a good reading:
+    # one more doubtful level) and the one after the logger's gap (a suspect reading already)
+    assert quality["suspect"] == 4 and quality["bad"] == 1
+    assert quality["state_gaps"] == 2 and quality["doubtful_levels"] == quality["suspect"] + 1
     assert any("came from suspect readings and say so" in line for line in said)
+    assert any("failed the state's own gap check" in line for line in said)
+    # read now, long after the simulated gauges' last reading, level is stale
+    assert quality["level_stale_since"] is not None and any("level is stale" in line for line in said)

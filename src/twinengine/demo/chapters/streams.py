@@ -45,6 +45,20 @@ def _quality(ctx: DemoContext, twin: str, faults: Any) -> None:
         first = doubtful[0].quality
         ctx.say(f"  {len(doubtful)} levels in the twin's state came from suspect readings and say so "
                 f"(quality {first.flag if first else '-'}, function {first.function if first else '-'}): pedigree")
+    # the state's own gap check on level: the value after the gauges' silence, and staleness as of now
+    gapped = [v for v in doubtful if v.quality is not None and "gap:level" in (v.quality.checks or [])]
+    now = ctx.client("uma").get_state(twin)
+    level = now.reported.get("level")
+    ctx.facts["quality"]["state_gaps"] = len(gapped)
+    ctx.facts["quality"]["level_stale_since"] = (level.stale_since.isoformat() if level is not None and level.stale
+                                                 and level.stale_since else None)
+    if gapped:
+        ctx.say(f"  {len(gapped)} level(s) came after a silence in the level (a bad reading left out, the "
+                f"logger's gap) and failed the state's own gap check (gap:level, first at "
+                f"{gapped[0].timestamp:%Y-%m-%d %H:%M})")
+    if level is not None and level.stale:
+        ctx.say(f"  read now, level is stale (no report since {level.timestamp:%Y-%m-%d %H:%M}; stale since "
+                f"{level.stale_since:%Y-%m-%d %H:%M}): `twin state show {twin}` marks it")
     ctx.summary += [("input quality", f"{twin}/gauges: {total.good} good, {total.suspect} suspect, {total.bad} bad "
                                       f"({failed}); completeness {total.completeness or 0:.1%}; `twin quality "
                                       f"{twin}` for the windows"),
