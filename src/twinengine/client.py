@@ -423,13 +423,15 @@ class Client:
         return self._send(Twin, "PATCH", f"/api/v1/twins/{_seg(twin)}", body)
 
     def list_fleet(self, *, app: str | None = None, tags: Sequence[str] = (), bbox: Sequence[float] | None = None,
-                   state: Sequence[str] = (), parameters: Sequence[str] = (), limit: int = 50,
-                   cursor: str | None = None) -> FleetPage:
+                   state: Sequence[str] = (), parameters: Sequence[str] = (), stale: Sequence[str] = (),
+                   limit: int = 50, cursor: str | None = None) -> FleetPage:
         """One page of the twins matching every filter, by name; ``state`` conditions read like ``level>2.5``
-        (``level>@desired.alert_threshold`` compares two properties). Pass ``page.cursor`` for the next page."""
+        (``level>@desired.alert_threshold`` compares two properties); ``stale`` names properties whose value
+        must be stale now (their app's gap check). Pass ``page.cursor`` for the next page."""
         return self._get(FleetPage, "/api/v1/fleet/twins", app=app, tag=list(tags) or None,
                          bbox=",".join(str(v) for v in bbox) if bbox is not None else None,
-                         state=list(state) or None, parameter=list(parameters) or None, limit=limit, cursor=cursor)
+                         state=list(state) or None, parameter=list(parameters) or None, stale=list(stale) or None,
+                         limit=limit, cursor=cursor)
 
     def iter_fleet(self, **filters: Any) -> Iterator[Any]:
         """Every matching twin, page after page (the same keyword arguments as ``list_fleet``)."""

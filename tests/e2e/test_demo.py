@@ -30,6 +30,8 @@ def test_demo_json_summary_matches_the_store(tmp_path: Path) -> None:
     summary = json.loads(result.output)
     assert summary["backend"] == "sqlite" and summary["revisions_written"] == 24 and summary["steps"] == 24
     assert summary["what_if"]["origin_untouched"] is True
+    # the fleet: reach-04's gauge last reported an hour ago, past river-reach's gap check on level
+    assert summary["fleet"]["stale_level"] == ["reach-04"]
     plot = Path(summary["plot"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from helpers import RIVER_REACH, LiveEngine
@@ -38,3 +39,11 @@ def test_list_filters_update_and_aggregate(live: LiveEngine, tmp_path: Path) -> 
     assert "│ all   │ 2    │ 3   │" in out
     bad = live.twin("list", "--state", "level>>1", token=user, expect=1)
     assert "state" in bad and "Traceback" not in bad
+    # levels reported now are fresh; one timestamped an hour ago is past river-reach's gap check (20 min)
+    assert live.twin_json("list", "--stale", "level", token=user)["items"] == []
+    live.twin("state", "report", "reach-2", "level=2.5", "--at",
+              (datetime.now(UTC) - timedelta(hours=1)).isoformat(), token=user)
+    assert [t["name"] for t in live.twin_json("list", "--stale", "level", token=user)["items"]] == ["reach-2"]
+    assert live.twin_json("state", "show", "reach-2", token=user)["stale"] == ["level"]
+    bad = live.twin("list", "--stale", "rain", token=user, expect=1)
+    assert "stale" in bad and "gap check" in bad and "Traceback" not in bad

@@ -152,3 +152,24 @@ def test_others_see_only_what_they_own_or_were_granted(engine: Engine, uma: Clie
     uma.grant("reach-03", "eve", "read")
     assert names(eve.list_fleet()) == ["reach-03"]
     assert eve.fleet_aggregate("level").groups[0].count == 1
+
+
+def test_stale_lists_the_twins_whose_property_outlived_its_gap_check(engine: Engine, uma: Client) -> None:
+    # river-reach's level allows a silence of 15 min + 5 min; the fixture's levels are from March
+    assert names(uma.list_fleet(stale=["level"])) == [f"reach-{i:02d}" for i in range(1, 7)]
+    now = datetime.now(UTC)
+    uma.report("reach-03", timestamp=now - timedelta(minutes=5), level=3.0)
+    uma.report("reach-04", timestamp=now + timedelta(hours=1), level=4.0)  # timestamped ahead: never stale
+    uma.report("reach-05", timestamp=now - timedelta(minutes=21), level=5.0)
+    assert names(uma.list_fleet(stale=["level"])) == ["reach-01", "reach-02", "reach-05", "reach-06"]
+    uma.create_twin("river-reach@0.1.0", "reach-07", {"station": "RR-07"})  # no level yet: nothing to judge
+    assert names(uma.list_fleet(stale=["level"], tags=["lowland"])) == ["reach-05", "reach-06"]
+    assert names(uma.list_fleet(stale=["level"], app="river-reach@0.1.0", limit=1)) == ["reach-01"]
+    # what a state read of the twin says agrees with the filter
+    assert uma.get_state("reach-05").stale == ["level"] and not uma.get_state("reach-03").stale
+    headers = engine.headers(engine.token("uma", "user"))
+    for value, says in [("rain", "gap check"), ("not a name", "not a state property")]:
+        r = engine.http.get("/api/v1/fleet/twins", params={"stale": value}, headers=headers)
+        assert r.status_code == 400 and r.json()["details"][0]["loc"] == "stale" and says in r.text, r.text
+    r = engine.http.get("/api/v1/fleet/twins", params={"stale": "level", "app": "other-app"}, headers=headers)
+    assert r.status_code == 400 and r.json()["details"][0]["loc"] == "stale"

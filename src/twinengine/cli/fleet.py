@@ -47,12 +47,12 @@ def location_of(point: str | None, location_file: Path | None) -> dict[str, Any]
 
 
 def list_filtered(ctx: typer.Context, *, app_ref: str | None, tags: list[str], bbox: str | None, state: list[str],
-                  parameters: list[str], limit: int, cursor: str | None) -> None:
+                  parameters: list[str], limit: int, cursor: str | None, stale: list[str] | None = None) -> None:
     """One filtered page (``twin list`` with any fleet filter)."""
     out = state_of(ctx)
     with out.client() as client:
         page = client.list_fleet(app=app_ref, tags=tags, bbox=bbox_of(bbox), state=state, parameters=parameters,
-                                 limit=limit, cursor=cursor)
+                                 stale=stale or (), limit=limit, cursor=cursor)
 
     def render() -> None:
         console.print(table(f"twins ({len(page.items)}{', more: --cursor ' + page.cursor if page.cursor else ''})",

@@ -56,12 +56,14 @@ def list_(
     bbox: str | None = typer.Option(None, "--bbox", help="Only twins whose location meets minx,miny,maxx,maxy."),
     state: list[str] = typer.Option([], "--state", help=fleet.STATE_HELP),
     parameter: list[str] = typer.Option([], "--parameter", help="Condition on a parameter, e.g. station=RR-01."),
+    stale: list[str] = typer.Option([], "--stale", help="Only twins whose reported PROPERTY is stale now (older "
+                                    "than its app's gap check allows), e.g. level; repeat: all of them."),
     cursor: str | None = typer.Option(None, "--cursor", help="Continue a filtered listing (from its last page)."),
 ) -> None:
     """Twins you own or were granted; with filters, one page by name (--cursor for the next)."""
-    if tag or bbox or state or parameter or cursor:
+    if tag or bbox or state or parameter or stale or cursor:
         fleet.list_filtered(ctx, app_ref=app, tags=tag, bbox=bbox, state=state, parameters=parameter, limit=limit,
-                            cursor=cursor)
+                            cursor=cursor, stale=stale)
         return
     out = state_of(ctx)
     with out.client() as client:

@@ -15,7 +15,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -25,18 +25,22 @@ from sqlalchemy.orm import Session, aliased, selectinload
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import parse_app_ref
+from twinengine.catalog.models import AppVersion
+from twinengine.catalog.service import manifest_by_digest
 from twinengine.twins import places
 from twinengine.twins.fleet_filters import Condition, Json, bad, parameter_clause, parameter_key, parse, state_clause
 from twinengine.twins.models import StateHead, StateValue, Twin, TwinGrant, TwinTag
 from twinengine.twins.places import BBox
 from twinengine.twins.schemas import APP_REF
 from twinengine.twins.service import get_twin
+from twinengine.twins.state_quality import stale_limits
 
 __all__ = ["STATS", "FleetFilter", "Group", "aggregate", "decode_cursor", "encode_cursor", "list_fleet",
            "parse_filter", "set_placement"]
 
 STATS = ("count", "mean", "min", "max")
 _MAX_EXCLUDED = 50_000
+_PROPERTY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class FleetFilter:
     bbox: BBox | None = None
     state: tuple[Condition, ...] = ()
     parameters: tuple[Condition, ...] = ()
+    stale: tuple[str, ...] = ()  # reported properties stale now (their app's gap check)
 
 
 @dataclass
@@ -59,7 +64,7 @@ class Group:
 
 
 def parse_filter(*, app: str | None = None, tags: Sequence[str] = (), bbox: str | None = None,
-                 state: Sequence[str] = (), parameter: Sequence[str] = ()) -> FleetFilter:
+                 state: Sequence[str] = (), parameter: Sequence[str] = (), stale: Sequence[str] = ()) -> FleetFilter:
     """Query parameters as the API and CLI take them; bad ones are a 400 naming the parameter."""
     if app and not re.match(APP_REF, app):
         raise bad("app", f"{app!r} is not NAME or NAME@VERSION")
@@ -72,9 +77,13 @@ def parse_filter(*, app: str | None = None, tags: Sequence[str] = (), bbox: str 
             box = places.parse_bbox(bbox)
         except Exception as exc:
             raise bad("bbox", str(getattr(exc, "problems", [exc])[0]).removeprefix("bbox: ")) from None
+    for name in stale:
+        if not _PROPERTY.match(name):
+            raise bad("stale", f"{name!r} is not a state property name")
     return FleetFilter(app=app or None, tags=tuple(tags), bbox=box,
                        state=tuple(parse(s, "state", state=True) for s in state),
-                       parameters=tuple(parse(p, "parameter", state=False) for p in parameter))
+                       parameters=tuple(parse(p, "parameter", state=False) for p in parameter),
+                       stale=tuple(dict.fromkeys(stale)))
 
 
 def _bbox_overlaps(box: BBox) -> ColumnElement[bool]:
@@ -103,7 +112,33 @@ def _where(session: Session, principal: Principal, filt: FleetFilter, *, page: b
         where.append(_bbox_overlaps(filt.bbox))
     where += [state_clause(json_, c, per_twin=page) for c in filt.state]
     where += [parameter_clause(json_, c, per_twin=page) for c in filt.parameters]
+    if filt.stale:
+        now = datetime.now(UTC)
+        where += [_stale(session, name, filt.app, now) for name in filt.stale]
     return where
+
+
+def _stale(session: Session, name: str, app: str | None, now: datetime) -> ColumnElement[bool]:
+    """Twins whose reported ``name`` is stale at ``now``: older than the silence their app version's gap check
+    on it allows (as a state read judges it). The app versions are few and their manifests cached, so each
+    distinct limit becomes one seek on the heads per twin; a twin whose app has no such check never matches."""
+    versions = select(AppVersion.id, AppVersion.archive_sha256)
+    if app:
+        app_name, version = parse_app_ref(app)
+        versions = versions.where(AppVersion.name == app_name)
+        if version:
+            versions = versions.where(AppVersion.version == version)
+    by_limit: dict[timedelta, list[int]] = defaultdict(list)
+    for app_id, digest in session.execute(versions):
+        limit = stale_limits(manifest_by_digest(session, app_id, digest)).get(name)
+        if limit is not None:
+            by_limit[limit].append(app_id)
+    if not by_limit:
+        raise bad("stale", f"no app{' ' + app if app else ''} declares a gap check on the state property "
+                           f"{name!r}: staleness is judged by that check")
+    return or_(*(and_(Twin.app_id.in_(ids), exists().where(
+        StateHead.twin_id == Twin.id, StateHead.property == name, StateHead.kind == "reported",
+        StateHead.timestamp < now - limit)) for limit, ids in sorted(by_limit.items())))
 
 
 def _exact(rows: Sequence[Twin], box: BBox | None) -> list[Twin]:

@@ -27,11 +27,13 @@ BBoxQ = Annotated[str | None, Query(max_length=200, description="minx,miny,maxx,
 StateQ = Annotated[list[str], Query(max_length=16, description="A condition on a state value, e.g. level>2.5, "
                                     "desired.alert_threshold<=3, alert=true, level>@desired.alert_threshold.")]
 ParamQ = Annotated[list[str], Query(max_length=16, description="A condition on a parameter, e.g. station=RR-01.")]
+StaleQ = Annotated[list[str], Query(max_length=16, description="Only twins whose reported value of this property "
+                                    "is stale now (older than its app's gap check allows); repeat: all of them.")]
 
 
 def _filter(app: str | None, tag: list[str], bbox: str | None, state: list[str],
-            parameter: list[str]) -> fleet.FleetFilter:
-    return fleet.parse_filter(app=app, tags=tag, bbox=bbox, state=state, parameter=parameter)
+            parameter: list[str], stale: list[str] | None = None) -> fleet.FleetFilter:
+    return fleet.parse_filter(app=app, tags=tag, bbox=bbox, state=state, parameter=parameter, stale=stale or ())
 
 
 @router.get("/twins", name="list", summary="Twins matching filters, by name, one keyset page at a time")
@@ -44,11 +46,12 @@ def list_fleet(
     bbox: BBoxQ = None,
     state: StateQ = [],  # noqa: B006
     parameter: ParamQ = [],  # noqa: B006
+    stale: StaleQ = [],  # noqa: B006
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="From a page's next link.")] = None,
 ) -> FleetPage:
-    rows, after = fleet.list_fleet(session, principal=principal, filt=_filter(app, tag, bbox, state, parameter),
-                                   limit=limit, cursor=cursor)
+    rows, after = fleet.list_fleet(session, principal=principal,
+                                   filt=_filter(app, tag, bbox, state, parameter, stale), limit=limit, cursor=cursor)
     link = str(request.url.include_query_params(cursor=after)) if after else None
     return FleetPage(items=[twin_read(principal, t) for t in rows], next=link, cursor=after)
 
