@@ -33,7 +33,7 @@ from twinengine.twins.schemas import PropertyValue, PropertyWrite, StateKind
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 UMA = Principal(name="uma", role=Role.USER)
-PROPERTIES = ("level", "rain", "storage")
+PROPERTIES = ("discharge", "rain", "storage")  # none with checks: reads add nothing the log lacks
 Key = tuple[str, StateKind]
 Snapshot = dict[Key, PropertyValue]
 
@@ -182,10 +182,10 @@ def test_a_fork_starts_from_the_origins_state_and_diverges_alone(runtime: Runtim
     with runtime.db.session() as session:
         service.create_twin(session, principal=UMA, app="river-reach@0.1.0", name="origin",
                             parameters={"station": "RR-01"})
-    for level in (1.0, 2.0, 3.0):
+    for discharge in (1.0, 2.0, 3.0):
         with runtime.db.session() as session:
-            service.write_state(session, principal=UMA, ref="origin", reported={"level": PropertyWrite(value=level)},
-                                desired={})
+            service.write_state(session, principal=UMA, ref="origin",
+                                reported={"discharge": PropertyWrite(value=discharge)}, desired={})
     with runtime.db.session() as session:
         service.fork_twin(session, principal=UMA, ref="origin", name="what-if", at_revision=2, parameters=None)
         service.write_state(session, principal=UMA, ref="what-if", reported={"rain": PropertyWrite(value=4.0)},
@@ -193,8 +193,8 @@ def test_a_fork_starts_from_the_origins_state_and_diverges_alone(runtime: Runtim
     with runtime.db.session(readonly=True) as session:
         fork = service.read_state(session, principal=UMA, ref="what-if")
         origin = service.read_state(session, principal=UMA, ref="origin")
-    assert fork.revision == 2 and fork.reported["level"].value == 2.0 and fork.reported["rain"].value == 4.0
-    assert origin.revision == 3 and origin.reported["level"].value == 3.0 and "rain" not in origin.reported
+    assert fork.revision == 2 and fork.reported["discharge"].value == 2.0 and fork.reported["rain"].value == 4.0
+    assert origin.revision == 3 and origin.reported["discharge"].value == 3.0 and "rain" not in origin.reported
     assert assert_reads_match_log(runtime, "what-if") == 2
 
 
@@ -208,7 +208,7 @@ def test_the_migration_backfills_heads_from_an_existing_log(settings: Settings, 
             with runtime.db.session() as session:
                 service.write_state(session, principal=UMA, ref=name,
                                     reported={PROPERTIES[i % 3]: PropertyWrite(value=float(i))},
-                                    desired={"level": PropertyWrite(value=float(i))} if i % 2 else {})
+                                    desired={"discharge": PropertyWrite(value=float(i))} if i % 2 else {})
     runtime.db.dispose()  # no pooled connection in the way of the schema change
     command.downgrade(migrate.alembic_config(settings.db_url), "0007")  # the store as it was before the heads
     again = start(settings)  # migrates to head on start: the backfill runs here
@@ -229,7 +229,7 @@ def test_heads_of_a_deleted_twin_go_with_it(runtime: Runtime) -> None:
     with runtime.db.session() as session:
         twin = service.create_twin(session, principal=UMA, app="river-reach@0.1.0", name="gone",
                                    parameters={"station": "RR-01"})
-        service.write_state(session, principal=UMA, ref="gone", reported={"level": PropertyWrite(value=1.0)},
+        service.write_state(session, principal=UMA, ref="gone", reported={"discharge": PropertyWrite(value=1.0)},
                             desired={})
         twin_id = twin.id
     with runtime.db.session() as session:
