@@ -2,11 +2,18 @@
 
 Sixty-four clients at once write and read state, probe ``/health``, run synchronous openEO graphs and
 asynchronous workflow runs for a while: nothing answers 5xx, ``/health`` always answers, every acknowledged
-write is in the history afterwards, and SIGTERM stops the server in the middle of the load."""
+write is in the history afterwards, and SIGTERM stops the server in the middle of the load.
+
+How long ``/health`` takes is timed by a prober in a process of its own, connected before the load starts, as
+an orchestrator's probe would be: a probe timed in this process waits for its 64 client threads too, and a
+first request made as the load starts times the client's own cold start (1.5 to 2.5 s on PostgreSQL here,
+while the engine answered every ``/health`` within 0.25 s by its own clock)."""
 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -25,18 +32,31 @@ WRITERS, READERS, PROBES, SYNC_GRAPHS, ASYNC_RUNS = 36, 12, 4, 6, 6  # 64 client
 LOAD_SECONDS = 12.0
 HEALTH_BOUND = 2.0  # generous: a liveness probe, not a benchmark (bench/mixed_load.py measures)
 STOP_BOUND = 10.0
+PROBER = """
+import sys, time, httpx2 as httpx
+url, seconds, slowest, answers = sys.argv[1], float(sys.argv[2]), 0.0, []
+with httpx.Client(base_url=url, timeout=30) as http:
+    http.get("/health")  # connected and warm before the load: a cold first request times the prober itself
+    print("ready", flush=True)
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        start = time.perf_counter()
+        answers.append(http.get("/health").status_code)
+        slowest = max(slowest, time.perf_counter() - start)
+        time.sleep(0.1)
+print(slowest, *answers)
+"""
 GRAPH = {"process_graph": {"eq": {"process_id": "eq", "arguments": {"x": 1, "y": 1}, "result": True}}}
 
 
 @dataclass
 class Load:
-    """What the clients saw: acknowledged revisions per twin, failures, the slowest /health answer."""
+    """What the clients saw: acknowledged revisions per twin, failures."""
 
     until: float
     acknowledged: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     failures: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    slowest_health: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def note(self, kind: str, response: httpx.Response) -> bool:
@@ -84,12 +104,7 @@ def read(load: Load, n: int) -> Callable[[httpx.Client, int], None]:
 
 def probe(load: Load) -> Callable[[httpx.Client, int], None]:
     def probe(http: httpx.Client, _i: int) -> None:
-        start = time.monotonic()
-        answer = http.get("/health")
-        took = time.monotonic() - start
-        load.note("health", answer)
-        with load.lock:
-            load.slowest_health = max(load.slowest_health, took)
+        load.note("health", http.get("/health"))
         time.sleep(0.05)
 
     return probe
@@ -155,12 +170,20 @@ def test_serve_stays_live_under_more_clients_than_threads(settings: Settings) ->
             for t in range(TWINS):
                 uma.create_twin("river-reach@0.1.0", f"reach-{t}", {"station": "RR-01"})
 
+        prober = subprocess.Popen([sys.executable, "-c", PROBER, url, str(LOAD_SECONDS)], stdout=subprocess.PIPE,
+                                  text=True)
+        assert prober.stdout is not None and prober.stdout.readline().strip() == "ready"
         load, threads = start_load(url, user, LOAD_SECONDS)
+        probed = prober.communicate(timeout=LOAD_SECONDS + 60)[0]
+        assert prober.returncode == 0
         for thread in threads:
             thread.join(timeout=LOAD_SECONDS + 90)
         assert not any(t.is_alive() for t in threads), "clients still waiting for answers: the server is wedged"
         assert load.failures == []
-        assert load.slowest_health < HEALTH_BOUND, f"/health took {load.slowest_health:.1f} s under load"
+        slowest, *answers = probed.split()
+        assert len(answers) >= LOAD_SECONDS and set(answers) == {"200"}, probed
+        print(f"/health under load: slowest {float(slowest) * 1000:.0f} ms of {len(answers)} probes")
+        assert float(slowest) < HEALTH_BOUND, f"/health took {float(slowest):.1f} s under load"
         assert load.counts["write"] >= WRITERS and load.counts["sync graph"] >= SYNC_GRAPHS
         assert load.counts["async run"] >= ASYNC_RUNS
         with Client(url, user) as uma:
