@@ -179,6 +179,9 @@ PROBER = """
 import http.client, json, sys, time
 host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 connection = http.client.HTTPConnection(host, port, timeout=60)
+connection.request("GET", "/health")  # connected before the load starts, as an orchestrator's probe is
+connection.getresponse().read()
+print("ready", flush=True)
 took, failed, until = [], 0, time.monotonic() + seconds
 while time.monotonic() < until:
     start = time.perf_counter()
@@ -197,10 +200,15 @@ print(json.dumps({"seconds": took, "failed": failed}))
 
 
 def probing(url: str, seconds: float) -> subprocess.Popen[str]:
-    """The liveness prober: a process of its own asking ``/health`` every 100 ms for ``seconds``."""
+    """The liveness prober: a process of its own asking ``/health`` every 100 ms for ``seconds``, returned once
+    it is connected (its first answer, before the load, is not counted)."""
     host, port = url.removeprefix("http://").split(":")
-    return subprocess.Popen([sys.executable, "-c", PROBER, host, port, str(seconds)], stdout=subprocess.PIPE,
-                            text=True)
+    prober = subprocess.Popen([sys.executable, "-c", PROBER, host, port, str(seconds)], stdout=subprocess.PIPE,
+                              text=True)
+    assert prober.stdout is not None
+    if prober.stdout.readline().strip() != "ready":
+        raise SystemExit(f"the liveness prober of {url} did not connect")
+    return prober
 
 
 @contextlib.contextmanager
@@ -341,7 +349,7 @@ def main() -> None:
             print(f"(PostgreSQL not reachable at {PG_DEFAULT}; set TWIN_BENCH_POSTGRES_URL to include it)")
     print(f"\nmixed load for {args.seconds:.0f} s (writes 6 : reads 3 : time travel 2 : stream batches 2 : "
           f"STAC 2 : EDR 2 : /health 2 : sync graphs 1) against one client alone; latencies in ms; threads: "
-          "request threads of the server (default: 8 on SQLite, 4 x db_pool_size = 40 on PostgreSQL)\n")
+          "request threads of the server (default: 8)\n")
     print(f"{'backend':<11}{'threads':>8}{'clients':>8}  {'request':<14}{'alone p50':>10}{'p99':>8}{'load p50':>10}"
           f"{'p99':>8}{'max':>8}{'per s':>8}{'p50 ÷ alone':>13}{'p99 ÷ alone':>13}")
     for name, by_threads in results:

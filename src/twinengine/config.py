@@ -82,12 +82,13 @@ class Settings(BaseSettings):
     max_app_archive_bytes: int = Field(default=50 * MiB, gt=0, description="Largest app archive upload.")
     max_app_unpacked_bytes: int = Field(default=200 * MiB, gt=0, description="Largest unpacked app.")
     db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")
-    request_threads: int | None = Field(
-        default=None, ge=1, le=1024,
+    request_threads: int = Field(
+        default=8, ge=1, le=1024,
         description="Threads that run requests' blocking work at once; more requests wait their turn in order "
-                    "(on the event loop, holding no thread). Default: 8 on SQLite, where that work is CPU and "
-                    "every runnable thread competes for the interpreter lock with the event loop; on a server "
-                    "database 4 x db_pool_size (40), since that work mostly waits on the database.")
+                    "(on the event loop, holding no thread). 8 suits SQLite and PostgreSQL alike: the "
+                    "work is mostly Python in this process (ORM, validation, serialisation), and every runnable "
+                    "thread competes for the interpreter lock with the event loop that answers /health; raise "
+                    "it where the database is far away and requests mostly wait on it.")
     edr_max_values: int = Field(default=20_000_000, gt=0,
                                 description="Most values one EDR answer may hold (413 above, checked before reading).")
     edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,
@@ -242,13 +243,6 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         """The effective database URL."""
         return self.database_url or f"sqlite:///{self.data_dir / 'twin.db'}"
-
-    @property
-    def request_thread_count(self) -> int:
-        """``request_threads``, or the default for the store (see its description)."""
-        if self.request_threads is not None:
-            return self.request_threads
-        return 8 if self.db_url.startswith("sqlite") else 4 * self.db_pool_size
 
     @property
     def lake_file_root_paths(self) -> list[Path]:

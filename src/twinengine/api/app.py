@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.request_thread_count
+        anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.request_threads
         token = await anyio.to_thread.run_sync(runtime.start)  # off the event loop: it may take a while
         if token:
             announce_admin_token(token, runtime.data_dir)
