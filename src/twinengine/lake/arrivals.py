@@ -38,6 +38,9 @@ class LakeArrival(Arrival):
         return super().data() | {"did": self.did, "dataset": collection_id(scope, name)}
 
 
+_PARENT, _CHILD = aliased(Did, name="parent"), aliased(Did, name="child")  # once: not garbage every poll
+
+
 class LakeArrivals(ArrivalFeed):
     def __init__(self, db: Database, *, overlap: timedelta = OVERLAP) -> None:
         self.db, self.overlap = db, overlap
@@ -45,7 +48,7 @@ class LakeArrivals(ArrivalFeed):
     def since(self, cursor: str | None) -> tuple[list[Arrival], str | None]:
         floor, last = _parse(cursor)
         start = max(floor, last - self.overlap)
-        parent, child = aliased(Did), aliased(Did)
+        parent, child = _PARENT, _CHILD
         with self.db.session(readonly=True) as session:
             rows = session.execute(
                 select(parent.name, child.scope, child.name, Attachment.created_at)

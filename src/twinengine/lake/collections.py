@@ -31,6 +31,7 @@ from twinengine.store.engine import Database
 __all__ = ["LakeCollections", "collection_id", "gridded_format"]
 
 _COPY_CHUNK = 4 * 1024 * 1024
+_DATASET, _FILE = aliased(Did, name="dataset"), aliased(Did, name="file")  # once: an alias per call is garbage
 
 
 def gridded_format(name: str) -> str | None:
@@ -56,7 +57,7 @@ class LakeCollections(CollectionSource):
 
     def _gridded(self) -> dict[str, tuple[int, str]]:
         """collection id → (file id, file name) for every dataset with a collection file that has a good replica."""
-        dataset, file = aliased(Did), aliased(Did)
+        dataset, file = _DATASET, _FILE
         rows: list[tuple[str, str, int, str]] = []
         try:
             with self.db.session(readonly=True) as session:
@@ -96,7 +97,7 @@ class LakeCollections(CollectionSource):
         scope, _, name = collection_id.partition(".")
         if not name:
             return []
-        dataset, file = aliased(Did), aliased(Did)
+        dataset, file = _DATASET, _FILE
         try:
             with self.db.session(readonly=True) as session:
                 rows = session.execute(

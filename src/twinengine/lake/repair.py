@@ -13,10 +13,12 @@ from twinengine.store.base import utcnow
 __all__ = ["queue_repairs"]
 
 
+_GOOD, _SOURCE_EP = aliased(Replica, name="good"), aliased(Endpoint, name="source_ep")  # built once per process
+
+
 def queue_repairs(session: Session, *, limit: int = 10_000) -> int:
     """Queue a transfer for every BAD replica on a writable endpoint that has a good copy elsewhere."""
-    good = aliased(Replica)
-    source_ep = aliased(Endpoint)
+    good, source_ep = _GOOD, _SOURCE_EP
     has_source = exists().where(good.did_id == Replica.did_id, good.state == ReplicaState.AVAILABLE,
                                 good.endpoint_id == source_ep.id, source_ep.read.is_(True))
     busy = exists().where(Transfer.did_id == Replica.did_id, Transfer.dest_endpoint_id == Replica.endpoint_id,

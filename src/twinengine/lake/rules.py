@@ -28,6 +28,9 @@ __all__ = ["LockState", "add_rule", "delete_rule", "evaluate", "get_rule", "list
            "rule_read", "set_suspended"]
 
 _CHUNK = 2000
+# Aliases of a rule's evaluation, built once per process (an alias per chunk is garbage for the collector).
+_EP, _REP = aliased(Endpoint, name="ep"), aliased(Replica, name="rep")
+_SRC, _SRC_EP = aliased(Replica, name="src"), aliased(Endpoint, name="src_ep")
 
 
 class LockState:
@@ -201,7 +204,7 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
 
     # 1. Missing locks: rank the candidate endpoints per file (holders of the file first, then those receiving
     #    it, then a stable spread) and take as many as the file still lacks.
-    ep, rep = aliased(Endpoint), aliased(Replica)
+    ep, rep = _EP, _REP
     held = (select(func.count()).select_from(RuleLock).where(RuleLock.rule_id == rule.id, RuleLock.did_id == Did.id)
             .correlate(Did).scalar_subquery())
     preference = case((rep.state == ReplicaState.AVAILABLE.value, 0), (rep.state == ReplicaState.COPYING.value, 1),
@@ -225,7 +228,7 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
     # 2. Every lock whose replica is neither there nor on its way gets a COPYING replica (a new row at the place
     #    the file has everywhere, i.e. the source's path, or its BAD/UNAVAILABLE row reset), stamped with this
     #    pass's time, when a source exists; 3. each stamped replica gets its transfer.
-    src, src_ep = aliased(Replica), aliased(Endpoint)
+    src, src_ep = _SRC, _SRC_EP
     has_source = exists().where(src.did_id == RuleLock.did_id, src.state == ReplicaState.AVAILABLE.value,
                                 src_ep.id == src.endpoint_id, src_ep.read.is_(True))
     # A counted subquery, not EXISTS: planners turn EXISTS into a join over every queued transfer, while this

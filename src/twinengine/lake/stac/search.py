@@ -248,9 +248,12 @@ def from_post(body: Any) -> Search:
     return _common(body, text=False)
 
 
+_CONTAINER = aliased(Did, name="container")  # built once: an alias per request is cyclic garbage to collect
+
+
 def find_datasets(session: Session, search: Search, collections: dict[str, Did]) -> list[tuple[Did, str]]:
     """(dataset, collection id) pairs narrowed in SQL; geometry and filters are applied by ``refine``."""
-    container = aliased(Did)
+    container = _CONTAINER
     query = (select(Did, container.name).join(Attachment, Attachment.child_id == Did.id)
              .join(container, container.id == Attachment.parent_id)
              .where(Did.type == DidType.DATASET, container.type == DidType.CONTAINER,

@@ -59,8 +59,11 @@ def _container(session: Session, cid: str) -> Did:
     return row
 
 
+_CHILD = aliased(Did, name="child")  # built once: an alias per request is cyclic garbage to collect
+
+
 def _extent(session: Session, container: Did) -> tuple[list[float] | None, datetime | None, datetime | None]:
-    child = aliased(Did)
+    child = _CHILD
     row = session.execute(select(func.min(child.west), func.min(child.south), func.max(child.east),
                                  func.max(child.north), func.min(child.start_time), func.max(child.end_time))
                           .join(Attachment, Attachment.child_id == child.id)
