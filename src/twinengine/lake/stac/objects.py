@@ -88,6 +88,8 @@ def _cube(info: CollectionInfo) -> tuple[JSONDict, JSONDict]:
 
 def _files_of(session: Session, dataset_ids: Sequence[int]) -> dict[int, list[tuple[Did, list[str]]]]:
     """dataset id → [(file, [names of endpoints with an AVAILABLE replica])]."""
+    if not dataset_ids:  # no round trip for an empty page
+        return {}
     rows = session.execute(select(Attachment.parent_id, Did).join(Did, Did.id == Attachment.child_id)
                            .where(Attachment.parent_id.in_(dataset_ids), Did.sha256.is_not(None))
                            .order_by(Did.name)).all()

@@ -253,6 +253,8 @@ _CONTAINER = aliased(Did, name="container")  # built once: an alias per request 
 
 def find_datasets(session: Session, search: Search, collections: dict[str, Did]) -> list[tuple[Did, str]]:
     """(dataset, collection id) pairs narrowed in SQL; geometry and filters are applied by ``refine``."""
+    if not collections:  # nothing can match: no round trip
+        return []
     container = _CONTAINER
     query = (select(Did, container.name).join(Attachment, Attachment.child_id == Did.id)
              .join(container, container.id == Attachment.parent_id)
