@@ -40,6 +40,7 @@ from twinengine.workflows import service as runs
 from twinengine.workflows.fusion_processes import as_dataset
 from twinengine.workflows.models import WorkflowRun
 from twinengine.workflows.processes import to_cube
+from twinengine.workflows.provenance import provenance_of
 from twinengine.workflows.stream_processes import to_records_dataset
 
 UMA = Principal("uma", Role.USER)
@@ -220,7 +221,9 @@ def test_results_are_kept_in_the_lake_with_their_provenance(runtime: Runtime, tm
         dataset = session.scalar(select(Did).where(Did.scope == "results", Did.name == run.id))
     assert lake_file is not None and lake_file.sha256 == asset["sha256"] and lake_file.bytes == asset["size"]
     assert dataset is not None and dataset.meta["provenance"] == f"/api/v1/runs/{run.id}/provenance"
-    entities = run.provenance["entity"]
+    document = provenance_of(run)
+    assert document is not None
+    entities = document["entity"]
     assert entities[f"twin:result/{run.id}/{asset['name']}"]["twin:lakeDid"] == asset["did"]
     admin = admin_token(runtime.settings)
     with TestClient(create_app(runtime=runtime)) as http:

@@ -4,6 +4,7 @@ provenance."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 
 from helpers import RIVER_REACH, Engine, make_app
+from twinengine._version import __version__
 from twinengine.client import Client
 from twinengine.errors import TwinEngineError
+from twinengine.workflows.models import WorkflowRun
 from workflow_data import write_collection
 
 
@@ -95,6 +98,27 @@ def test_async_run_provenance_and_logs(user: Client) -> None:
     assert f"twin:run/{run.id}" in doc["activity"] and "twin:identity/uma" in doc["agent"]
     assert any("save_result" in line.message for line in user.workflows.logs(run.id))
     assert any(link["rel"] == "provenance" for link in done.links)
+
+
+def test_provenance_is_rendered_from_what_the_run_kept(user: Client, engine: Engine) -> None:
+    """A run keeps the facts of its provenance and the document is rendered when asked for; a run that ended
+    before the facts were kept answers the document it stored."""
+    run = user.workflows.submit(mean_graph("JSON"))
+    assert user.workflows.wait(run.id, timeout=60).status == "finished"
+    with engine.runtime.db.session(readonly=True) as session:
+        row = session.get(WorkflowRun, run.id)
+        assert row is not None and row.provenance is None and row.lineage is not None
+        assert row.lineage["engine_version"] == __version__ and row.lineage["inputs"][0]["collection"] == "rain"
+    document = user.workflows.provenance(run.id)
+    assert user.workflows.provenance(run.id) == document
+    assert f"twin:engine/{__version__}" in document["agent"]
+    stored = json.loads(json.dumps(document).replace(f"twin:engine/{__version__}", "twin:engine/0.0.1"))
+    with engine.runtime.db.session() as session:
+        row = session.get(WorkflowRun, run.id)
+        assert row is not None
+        row.provenance, row.lineage = stored, None
+    assert user.workflows.provenance(run.id) == stored
+    assert [entry.collection for entry in user.workflows.quality(run.id).inputs] == ["rain"]
 
 
 def publish_river_reach(engine: Engine) -> Client:

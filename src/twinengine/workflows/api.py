@@ -12,6 +12,7 @@ from twinengine.api.routing import api_router
 from twinengine.errors import NotFound, RunNotFinished
 from twinengine.types import INT32_MAX
 from twinengine.workflows import service, triggers
+from twinengine.workflows.provenance import provenance_of
 from twinengine.workflows.schemas import (
     LogRead,
     RunCreate,
@@ -99,9 +100,10 @@ def run_logs(run_id: RunId, session: SessionDep, principal: PrincipalDep,
             response_class=JSONResponse)
 def provenance(run_id: RunId, session: SessionDep, principal: PrincipalDep) -> JSONResponse:
     run = service.get_run(session, principal=principal, run_id=run_id)
-    if run.provenance is None:
-        raise RunNotFinished(f"run {run.id} is {run.status}; its provenance is written when it ends")
-    return JSONResponse(run.provenance, media_type="application/json")
+    document = provenance_of(run)
+    if document is None:
+        raise RunNotFinished(f"run {run.id} is {run.status}; its provenance is known when it ends")
+    return JSONResponse(document, media_type="application/json")
 
 
 @router.get("/runs/{run_id}/results/{name}", name="result", response_class=FileResponse,

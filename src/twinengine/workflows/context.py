@@ -59,6 +59,11 @@ class RunContext:
                 entry["quality"] = change.quality.model_dump()
             written[change.property] = entry
 
+    def detach(self) -> None:
+        """Forget the runner's callbacks once the run has ended: they belong to an object that holds this
+        context, and the cycle would otherwise wait for the garbage collector."""
+        self.log, self.compute_progress = _no_log, _no_progress
+
     def compute(self, *values: Any) -> tuple[Any, ...]:
         return self.executor.compute(*values, progress=self.compute_progress)
 

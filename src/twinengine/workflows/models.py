@@ -42,7 +42,10 @@ class WorkflowRun(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
     assets: Mapped[list[dict[str, Any]]] = mapped_column(JSONValue)
     value: Mapped[Any] = mapped_column(JSONValue, nullable=True)
-    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # runs that ended before 0016
+    # What a run used and made beyond its own columns, from 0016 on: its PROV document is rendered from these
+    # facts when asked for (``provenance.provenance_of``), not built at every run's end.
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
     executor: Mapped[str | None] = mapped_column(String(32))
     worker: Mapped[str | None] = mapped_column(String(120))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

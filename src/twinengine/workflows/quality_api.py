@@ -11,6 +11,7 @@ from twinengine.api.routing import api_router
 from twinengine.errors import RunNotFinished
 from twinengine.quality.pedigree import QualityReport, report_from_provenance
 from twinengine.workflows import service
+from twinengine.workflows.provenance import provenance_of
 
 __all__ = ["router"]
 
@@ -22,6 +23,7 @@ RunId = Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9-]+$")]
 @router.get("/runs/{run_id}/quality", name="run_quality", summary="The quality of every input a run used")
 def run_quality(run_id: RunId, session: SessionDep, principal: PrincipalDep) -> QualityReport:
     run = service.get_run(session, principal=principal, run_id=run_id)
-    if run.provenance is None:
+    document = provenance_of(run)
+    if document is None:
         raise RunNotFinished(f"run {run.id} is {run.status}; its inputs are known when it ends")
-    return report_from_provenance(f"run:{run.id}", run.provenance)
+    return report_from_provenance(f"run:{run.id}", document)

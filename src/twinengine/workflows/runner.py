@@ -22,7 +22,7 @@ from twinengine.workflows.evaluate import Canceled, Evaluator, RetryPolicy
 from twinengine.workflows.graph import Graph, Node, parse_graph
 from twinengine.workflows.models import CacheEntry, RunLog, RunNode, WorkflowRun
 from twinengine.workflows.processes import fingerprint
-from twinengine.workflows.provenance import run_provenance
+from twinengine.workflows.provenance import run_lineage
 from twinengine.workflows.registry import ProcessRegistry
 from twinengine.workflows.results import Asset, describe_results
 from twinengine.workflows.schemas import RunStatus
@@ -267,9 +267,12 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         skipped = set(graph.nodes) - {n for n in graph.nodes if n in evaluator.results}
         for node_id in skipped:
             hooks.pending.setdefault(node_id, {}).update(status="skipped")
-    _store_end(engine, run_id, status, error, value, ctx, graph, app_version, registry, hooks)
-    if status == RunStatus.FINISHED:
-        describe_results(ctx)
+    try:
+        _store_end(engine, run_id, status, error, value, ctx, graph, app_version, registry, hooks)
+        if status == RunStatus.FINISHED:
+            describe_results(ctx)
+    finally:
+        ctx.detach()
     return str(status)
 
 
@@ -328,7 +331,7 @@ def _store_end(engine: WorkflowEngine, run_id: str, status: str, error: dict[str
 
 def record_run_end(session: Session, run_id: str, status: str, error: dict[str, Any] | None, value: Any,
                    ctx: RunContext, *, processes: list[dict[str, Any]], informants: list[str] | None = None) -> None:
-    """A run's end (status, error, assets, value, provenance) in the caller's transaction, so whatever else
+    """A run's end (status, error, assets, value, lineage) in the caller's transaction, so whatever else
     ends with the run (a graph's last node updates) commits with it. ``informants``: runs whose results this
     one used (an ensemble's members)."""
     now = utcnow()
@@ -344,5 +347,5 @@ def record_run_end(session: Session, run_id: str, status: str, error: dict[str, 
         name, _, version = run.app.partition("@")
         app_sha = session.scalar(select(AppVersion.archive_sha256).where(AppVersion.name == name,
                                                                          AppVersion.version == version))
-    run.provenance = run_provenance(run, processes=processes, inputs=ctx.inputs, state_writes=ctx.state_writes,
-                                    app_sha256=app_sha, informants=informants)
+    run.lineage = run_lineage(processes=processes, inputs=ctx.inputs, state_writes=ctx.state_writes,
+                              app_sha256=app_sha, informants=informants)

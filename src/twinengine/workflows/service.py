@@ -206,7 +206,7 @@ def start_run(session: Session, *, principal: Principal, run_id: str) -> Workflo
     session.execute(update(RunNode).where(RunNode.run_id == run.id).values(
         status="pending", attempts=0, seconds=None, error=None, started_at=None, finished_at=None))
     run.status, run.progress, run.error, run.cancel_requested = RunStatus.QUEUED, 0.0, None, False
-    run.assets, run.value, run.provenance = [], None, None
+    run.assets, run.value, run.provenance, run.lineage = [], None, None, None
     run.queued_at, run.started_at, run.finished_at, run.updated_at = now, None, None, now
     session.flush()
     return run
