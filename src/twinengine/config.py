@@ -89,6 +89,9 @@ class Settings(BaseSettings):
                     "work is mostly Python in this process (ORM, validation, serialisation), and every runnable "
                     "thread competes for the interpreter lock with the event loop that answers /health; raise "
                     "it where the database is far away and requests mostly wait on it.")
+    warm_routes: bool = Field(default=True, description="Build every API route when the server starts (about "
+                              "0.3 s), so that no request pays it; off, each group of routes is built on its "
+                              "first request: for an in-process engine that serves a few requests (tests).")
     edr_max_values: int = Field(default=20_000_000, gt=0,
                                 description="Most values one EDR answer may hold (413 above, checked before reading).")
     edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,

@@ -11,7 +11,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from helpers import admin_token, stop_process
@@ -22,12 +24,18 @@ from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
 
 
-def test_demo_json_summary_matches_the_store(tmp_path: Path) -> None:
-    data_dir = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def json_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One ``twin --json demo`` run: its data dir and summary (the store is checked, then run again)."""
+    data_dir = tmp_path_factory.mktemp("json-demo") / "demo"
     result = CliRunner().invoke(cli_app, ["--json", "demo", "--hours", "12", "--step-minutes", "30",
                                           "--data-dir", str(data_dir)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    return data_dir, json.loads(result.output)
+
+
+def test_demo_json_summary_matches_the_store(json_demo: tuple[Path, dict[str, Any]]) -> None:
+    data_dir, summary = json_demo
     assert summary["backend"] == "sqlite" and summary["revisions_written"] == 24 and summary["steps"] == 24
     assert summary["what_if"]["origin_untouched"] is True
     # the fleet: reach-04's gauge last reported an hour ago, past river-reach's gap check on level
@@ -61,21 +69,17 @@ def test_demo_json_summary_matches_the_store(tmp_path: Path) -> None:
         runtime.close()
 
 
-def test_demo_runs_twice_in_the_same_data_dir(tmp_path: Path) -> None:
-    args = ["--json", "demo", "--hours", "2", "--data-dir", str(tmp_path / "d")]
-    first = json.loads(CliRunner().invoke(cli_app, args, catch_exceptions=False).output)
-    second = CliRunner().invoke(cli_app, args, catch_exceptions=False)
-    assert second.exit_code == 0, second.output
-    assert json.loads(second.output)["twin"]["name"] != first["twin"]["name"]
-
-
-def test_demo_shows_progress_and_a_summary(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli_app, ["demo", "--hours", "3", "--data-dir", str(tmp_path / "d")],
+def test_demo_runs_twice_in_the_same_data_dir_showing_progress_and_a_summary(
+        json_demo: tuple[Path, dict[str, Any]]) -> None:
+    data_dir, first = json_demo
+    second = CliRunner().invoke(cli_app, ["demo", "--hours", "3", "--data-dir", str(data_dir)],
                                 env={"COLUMNS": "160"}, catch_exceptions=False)
-    assert result.exit_code == 0
+    assert second.exit_code == 0, second.output
     for text in ("gauges reporting", "twin demo: summary", "revisions written", "time travel", "what-if fork",
                  "plot", "the portal answers at http://127.0.0.1:", "`twin demo --serve` keeps it up"):
-        assert text in result.output
+        assert text in second.output
+    assert first["twin"]["name"] == "demo-reach"
+    assert re.search(r"twin\s+\S\s+demo-reach-2 \(", second.output), second.output[-3000:]
 
 
 def test_demo_serve_keeps_the_portal_up_until_interrupted(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
 
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 20  # per operation and store: about 3,300 requests over its 167 operations
 STATEFUL_SCENARIOS = 40
 # Requests the schema allows but the engine refuses (400/422, ST202) for rules JSON Schema does not state here:
 # what exists (an app's parameter schema, endpoint names, a did that is a dataset), one of two fields, the syntax

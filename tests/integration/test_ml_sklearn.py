@@ -76,6 +76,13 @@ def uma(engine: Engine, tmp_path: Path) -> Client:
     return client
 
 
+# The framework is what these two tests are about, not the store: they run on SQLite. The lifecycle on PostgreSQL
+# is tested with the reference PyTorch model (test_ml_lifecycle.py) and, for this framework, by its retraining
+# policy (the last test), which runs on both stores.
+ON_SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
+@ON_SQLITE
 def test_train_register_sklearn_flavour_gate_predict(engine: Engine, uma: Client, settings: Settings,
                                                      tmp_path: Path) -> None:
     done = uma.ml.wait("line", uma.ml.train("line", MODEL).id, timeout=300)
@@ -110,6 +117,7 @@ def test_train_register_sklearn_flavour_gate_predict(engine: Engine, uma: Client
     assert answer["outputs"] == [pytest.approx(3.0, abs=0.1), pytest.approx(-2.0, abs=0.1)]
 
 
+@ON_SQLITE
 def test_functions_on_arrival_get_the_sklearn_champion(engine: Engine, uma: Client) -> None:
     done = uma.ml.wait("line", uma.ml.train("line", MODEL).id, timeout=300)
     assert done.status == "succeeded", done.error

@@ -86,7 +86,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lake_daemons = start_lake_daemons(runtime) if runtime.settings.lake_daemons else None
         stream_daemons = _app.state.stream_daemons = await anyio.to_thread.run_sync(StreamDaemons, runtime)
         stream_daemons.start()
-        await _build_routes(_app)
+        if runtime.settings.warm_routes:
+            await _build_routes(_app)
         gc.freeze()  # what start built lives as long as the process: keep it out of every later GC pass
         yield
         stream_daemons.stop()
