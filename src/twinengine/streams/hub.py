@@ -3,6 +3,12 @@
 One hub per runtime sits on one log backend. Per stream it keeps, in memory, the next record offset, the
 last sequence number seen per producer (to drop duplicates) and a small index of batches (first offset,
 event-time range), rebuilt from the log's headers when a stream is first touched after a start.
+
+On a log several engine processes share, that picture can fall behind the log: another process appended.
+The log says so (``StreamLog.watch``) and the hub reads the new entries' headers before it next answers
+for that stream; and each entry is appended on the condition that the log's newest entry is the one the
+hub knows (``StreamLog.append_after``), so a record is never numbered from an old picture. When the
+condition fails, the hub reads what the other process appended and numbers the rest of the batch again.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import pyarrow.compute as pc
 from twinengine.errors import StreamBackpressure, StreamUnavailable
 from twinengine.quality.plan import CHECKS, QUALITY, CarriedState, QualityPlan, flag_names
 from twinengine.streams import batch
-from twinengine.streams.backends.base import StreamLog
+from twinengine.streams.backends.base import AppendConflict, StreamLog
 from twinengine.streams.notify import Notifier
 from twinengine.streams.records import time_range
 
@@ -31,6 +37,7 @@ ARRIVAL = "_arrival"
 _READ_CHUNK = 256
 _HEADER_PEEK = 512
 _MAX_PENDING_BYTES = 512 << 20
+_MAX_CONFLICTS = 50  # a batch outrun this often by other processes' appends to its stream is refused (503)
 
 
 def stream_key(twin_id: str, stream: str) -> str:
@@ -109,6 +116,7 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     quality: CarriedState | None = None  # what the quality checks remember (rebuilt from the tail on start)
     quality_sig: str = ""
+    behind: bool = False  # another process appended (a shared log): read the new headers before answering
 
     def add(self, header: batch.BatchHeader) -> None:
         self.bases.append(header.base)
@@ -134,6 +142,8 @@ class StreamHub:
         self._appends = 0  # durable appends so far; ``_appended`` holds each stream's latest
         self._appended: dict[str, int] = {}
         self.quality: dict[str, QualityCounters] = {}
+        if log.shared:
+            log.watch(self._appended_elsewhere)
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -146,7 +156,14 @@ class StreamHub:
 
     def _recover(self, key: str) -> _State:
         state = _State()
-        last, number = self.log.last(key), 1
+        self._catch_up(key, state)
+        return state
+
+    def _catch_up(self, key: str, state: _State) -> None:
+        """Read the headers of the entries after those ``state`` knows (all of them for a new state)."""
+        state.behind = False  # first: an append announced while this reads makes the next access look again
+        known = len(state.bases)
+        last, number = self.log.last(key), known + 1
         while number <= last:
             entries = self.log.read_prefix(key, number, _READ_CHUNK, _HEADER_PEEK)
             if not entries:
@@ -159,8 +176,32 @@ class StreamHub:
                 state.add(batch.decode_header(payload))
             number = entries[-1][0] + 1
         state.durable = state.next
-        state.latest_us = max(state.tmaxs, default=state.latest_us)
+        state.latest_us = max([state.latest_us, *state.tmaxs[known:]])
+        if known and len(state.bases) > known:
+            state.quality_sig = ""  # the checks did not see the others' records: warmed again from the log
+
+    def _fresh(self, key: str) -> _State:
+        """The stream's state, caught up with what other processes appended (shared logs)."""
+        state = self._state(key)
+        if state.behind:
+            with state.lock:
+                if state.behind:
+                    self._catch_up(key, state)
         return state
+
+    def _appended_elsewhere(self, key: str | None) -> None:
+        """Another process appended to ``key`` (None: to any stream, maybe): catch up on next access, and
+        wake what waits for records as a local append would (the log's thread calls this)."""
+        with self._lock:
+            keys = list(self._states) if key is None else [key]
+            for name in keys:
+                state = self._states.get(name)
+                if state is not None:
+                    state.behind = True
+                self._appends += 1
+                self._appended[name] = self._appends
+        for name in keys:
+            self.notifier.notify(name)
 
     def appended_since(self, seen: int) -> tuple[set[str], int]:
         """Streams appended to after the append numbered ``seen`` (0: since start), and the number now: what a
@@ -198,12 +239,15 @@ class StreamHub:
         With a quality plan every appended record is flagged (columns ``_quality``, ``_checks``), in offset
         order, so the checks' carried state follows the log."""
         self.check_lag(key)
-        state = self._state(key)
+        state = self._fresh(key)
         futures: list[tuple[Future[int], int, int]] = []
+        tmaxs: list[int] = []  # of the entries appended
         duplicates = 0
         counted = QualityCounters()
         warm = self._warm(key, quality) if quality is not None and state.quality_sig != quality.signature else None
         with state.lock:
+            if state.behind:
+                self._catch_up(key, state)
             if quality is not None and state.quality_sig != quality.signature:
                 state.quality, state.quality_sig = warm or CarriedState(), quality.signature
             runs: list[tuple[pa.Table, int | None]] = [(table, seq)]
@@ -213,20 +257,27 @@ class StreamHub:
                 duplicates = table.num_rows - sum(t.num_rows for t, _ in runs)
             first = state.next
             arrival = time.time_ns() // 1000
+            chunks: list[tuple[pa.Table, int | None]] = []
             for part, part_seq in runs:
                 if quality is not None and state.quality is not None:
                     part = _flag(part, quality, state.quality, arrival, counted)
-                for chunk, chunk_seq in self._chunks(part, part_seq):
-                    tmin, tmax = time_range(chunk, time_field)
-                    header = batch.BatchHeader(base=state.next, count=chunk.num_rows, arrival_us=arrival,
-                                               tmin_us=tmin, tmax_us=tmax, producer=producer if seq is not None
-                                               else None, seq=chunk_seq)
-                    try:
-                        futures.append((self.log.append(key, batch.encode(header, chunk)), header.end, tmax))
-                    except Exception as exc:
-                        self.forget(key)
-                        raise StreamUnavailable(f"the stream log refused the write: {exc}") from exc
-                    state.add(header)
+                chunks += self._chunks(part, part_seq)
+            producer = producer if seq is not None else None
+            if self.log.shared:
+                appended, dropped, tmaxs = self._append_checked(key, state, chunks, time_field, producer, arrival)
+                first = state.next if appended is None else appended
+                duplicates += dropped
+            for chunk, chunk_seq in [] if self.log.shared else chunks:
+                tmin, tmax = time_range(chunk, time_field)
+                header = batch.BatchHeader(base=state.next, count=chunk.num_rows, arrival_us=arrival, tmin_us=tmin,
+                                           tmax_us=tmax, producer=producer, seq=chunk_seq)
+                try:
+                    futures.append((self.log.append(key, batch.encode(header, chunk)), header.end, tmax))
+                except Exception as exc:
+                    self.forget(key)
+                    raise StreamUnavailable(f"the stream log refused the write: {exc}") from exc
+                state.add(header)
+                tmaxs.append(tmax)
         for future, end, tmax in futures:
             try:
                 future.result(timeout=60)
@@ -237,21 +288,61 @@ class StreamHub:
                 state.durable = max(state.durable, end)
                 state.latest_us = max(state.latest_us, tmax)
         with self._lock:
-            if futures:
+            if tmaxs:
                 self._appends += 1
                 self._appended[key] = self._appends
             self.stats["records"] += table.num_rows - duplicates
             self.stats["duplicates"] += duplicates
-            if quality is not None and futures:
+            if quality is not None and tmaxs:
                 total = self.quality.setdefault(key, QualityCounters())
                 total.flags = [a + b for a, b in zip(total.flags, counted.flags, strict=True)]
                 for name, n in counted.checks.items():
                     total.checks[name] = total.checks.get(name, 0) + n
-                total.lateness_s = max((arrival - max(state.tmaxs[-len(futures):])) / 1e6, 0.0)
-        if futures:
+                total.lateness_s = max((arrival - max(tmaxs)) / 1e6, 0.0)
+        if tmaxs:
             self.notifier.notify(key)
         return AppendResult(first_offset=first, count=table.num_rows - duplicates, duplicates=duplicates,
                             next_offset=state.next)
+
+    def _append_checked(self, key: str, state: _State, chunks: list[tuple[pa.Table, int | None]], time_field: str,
+                        producer: str | None, arrival: int) -> tuple[int | None, int, list[int]]:
+        """A shared log's append (``state.lock`` held): one entry at a time, each on the condition that the
+        log's newest entry is the newest this hub knows. When another process appended first, its entries
+        are read and the rest is numbered again (rows of a producer's retry that the other process already
+        appended are dropped then). Returns the first offset appended (None: none), the rows dropped so, and
+        the event-time maximum of each entry appended."""
+        first: int | None = None
+        dropped = conflicts = 0
+        tmaxs: list[int] = []
+        queue = list(chunks)
+        while queue:
+            chunk, chunk_seq = queue[0]
+            tmin, tmax = time_range(chunk, time_field)
+            header = batch.BatchHeader(base=state.next, count=chunk.num_rows, arrival_us=arrival, tmin_us=tmin,
+                                       tmax_us=tmax, producer=producer, seq=chunk_seq)
+            try:
+                self.log.append_after(key, batch.encode(header, chunk), len(state.bases)).result(timeout=60)
+            except AppendConflict:
+                conflicts += 1
+                if conflicts > _MAX_CONFLICTS:
+                    raise StreamUnavailable(f"other engine processes kept appending to {key} first; retry later",
+                                            retry_after=1.0) from None
+                self._catch_up(key, state)
+                if producer is not None:
+                    before = sum(c.num_rows for c, _ in queue)
+                    queue = _unseen(queue, state.producers.get(producer))
+                    dropped += before - sum(c.num_rows for c, _ in queue)
+                continue
+            except Exception as exc:
+                self.forget(key)  # re-read from the log: what it has is the truth
+                raise StreamUnavailable(f"the stream log could not make the batch durable: {exc}") from exc
+            state.add(header)
+            state.durable = state.next
+            state.latest_us = max(state.latest_us, tmax)
+            first = header.base if first is None else first
+            tmaxs.append(tmax)
+            queue.pop(0)
+        return first, dropped, tmaxs
 
     def _warm(self, key: str, plan: QualityPlan) -> CarriedState:
         """The checks' carried state rebuilt by replaying the tail of the log (after a start, or when the
@@ -279,20 +370,20 @@ class StreamHub:
 
     def end(self, key: str) -> int:
         """Offset the next record will get; every record below it is durable."""
-        state = self._state(key)
+        state = self._fresh(key)
         with state.lock:
             return state.durable
 
     def latest_time(self, key: str) -> int | None:
         """The newest event time (µs) of the stream's durable records; None before its first."""
-        state = self._state(key)
+        state = self._fresh(key)
         with state.lock:
             return state.latest_us if state.bases else None
 
     def offset_at(self, key: str, since_us: int, start: int = 0) -> int:
         """Where a reader of event times ≥ ``since_us`` begins, from offset ``start`` on: the first offset of
         the first batch that may hold such a record (batches are kept whole, so it may hold earlier ones)."""
-        state = self._state(key)
+        state = self._fresh(key)
         with state.lock:
             index = max(bisect.bisect_right(state.bases, start) - 1, 0)
             while index < len(state.bases) and state.tmaxs[index] < since_us and state.bases[index] < state.durable:
@@ -309,7 +400,7 @@ class StreamHub:
         ``_quality`` and ``_checks`` columns; None when there are none. With ``max_bytes`` the records stop
         once they hold about that many bytes, but never before ``min_rows`` (records with array fields are
         large: ``limit`` alone could ask for gigabytes)."""
-        state = self._state(key)
+        state = self._fresh(key)
         with state.lock:
             end = state.durable if stop is None else min(stop, state.durable)
             index = max(bisect.bisect_right(state.bases, start) - 1, 0)
@@ -371,6 +462,19 @@ class StreamHub:
 
     def close(self) -> None:
         self.log.close()
+
+
+def _unseen(chunks: list[tuple[pa.Table, int | None]], seen: _Seen | None) -> list[tuple[pa.Table, int | None]]:
+    """The rows of numbered chunks a producer's ``seen`` numbers do not hold yet, as runs."""
+    if seen is None:
+        return chunks
+    out: list[tuple[pa.Table, int | None]] = []
+    for chunk, seq in chunks:
+        if seq is None:
+            out.append((chunk, seq))
+            continue
+        out += [(chunk.slice(row, n), seq + row) for row, n in seen.runs(seq, chunk.num_rows)]
+    return out
 
 
 def _flag(table: pa.Table, plan: QualityPlan, carried: CarriedState, arrival_us: int,

@@ -2,20 +2,30 @@
 
 A stream is named by a key (``<twin id>/<stream>``); entries are numbered 1, 2, 3... per stream. ``append``
 returns a future that completes only once the entry is durable: that is when a producer is acknowledged.
+
+A log several engine processes share (``shared``: NATS) also appends conditionally (``append_after``: only
+when the stream's newest entry is the one the caller knows) and says when another process appended
+(``watch``): the hub numbers records from what it knows of the log, so it must never number them from an
+old picture of it (``StreamHub.append``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from twinengine.config import Settings
 
-__all__ = ["Sealed", "StreamLog"]
+__all__ = ["AppendConflict", "Sealed", "StreamLog"]
 
 # (first entry, last entry) of a part of the log that will never change again (a closed segment)
 Sealed = tuple[int, int]
+
+
+class AppendConflict(Exception):
+    """A conditional append was refused, nothing written: another process appended to the stream first."""
 
 
 class StreamLog:
@@ -24,6 +34,17 @@ class StreamLog:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     max_entry_bytes: int = 16 << 20  # the hub splits larger batches
+    shared: bool = False  # other engine processes may append to the same streams
+
+    def append_after(self, key: str, payload: bytes, after: int) -> Future[int]:
+        """Queue one entry to be appended only if the stream's newest entry is number ``after``; the future
+        fails with ``AppendConflict`` (nothing written) when it is not. Shared logs implement it."""
+        raise NotImplementedError
+
+    def watch(self, appended: Callable[[str | None], None]) -> None:
+        """Have ``appended(key)`` called when another engine process appends to ``key``, and
+        ``appended(None)`` when some appends may have gone unannounced (a lost connection), until ``close``.
+        A log no other process writes never calls it."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StreamLog:

@@ -6,6 +6,12 @@ JetStream has no segments of its own to close, so this log defines them: entries
 (``N`` = ``TWIN_STREAM_SEGMENT_ENTRIES``) are one closed segment as soon as entry ``(k+1)*N`` is stored. They
 are fixed ranges of sequence numbers, the same on every engine process and after every restart.
 The asyncio client runs on its own event loop thread so the engine's threads can call it synchronously.
+
+Several engine processes may append to one stream (``shared``): ``append_after`` sends JetStream's
+``Nats-Expected-Last-Sequence``, so an entry numbered from an old picture of the stream is refused, not
+stored; and after each append a one-line notice goes out on ``twinlog-appended.<name>`` (core NATS, no
+payload but the key), which ``watch`` turns into calls in every other process. A reconnect may have missed
+notices, so it calls ``appended(None)``.
 """
 
 from __future__ import annotations
@@ -13,17 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import secrets
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import nats
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from twinengine.errors import StreamUnavailable
-from twinengine.streams.backends.base import Sealed, StreamLog
+from twinengine.streams.backends.base import AppendConflict, Sealed, StreamLog
 
 if TYPE_CHECKING:
     from twinengine.config import Settings
@@ -32,6 +39,8 @@ __all__ = ["NatsLog"]
 
 T = TypeVar("T")
 _TIMEOUT = 10.0
+_WRONG_LAST_SEQUENCE = 10071  # JetStream's error code: the expected last sequence is not the stream's
+_NOTICES = "twinlog-appended"
 
 
 def _name(key: str) -> str:
@@ -43,6 +52,7 @@ class NatsLog(StreamLog):
 
     name = "nats"
     description = "NATS JetStream (scale-out): replicated, file-backed streams"
+    shared = True
 
     def __init__(self, url: str, *, connect_timeout: float = 5.0, segment_entries: int = 1000) -> None:
         if segment_entries < 1:
@@ -54,9 +64,11 @@ class NatsLog(StreamLog):
         self._thread.start()
         self._locks: dict[str, asyncio.Lock] = {}
         self._ready: set[str] = set()
+        self._origin = secrets.token_hex(8)  # this process's notices, told from the others'
+        self._watcher: Callable[[str | None], None] | None = None
         try:
             self._nc = self._call(nats.connect(url, connect_timeout=connect_timeout, max_reconnect_attempts=-1,
-                                               allow_reconnect=True))
+                                               allow_reconnect=True, reconnected_cb=self._reconnected))
         except Exception as exc:
             self._stop_loop()
             raise StreamUnavailable(f"cannot connect to NATS at {url}: {exc}") from exc
@@ -81,15 +93,43 @@ class NatsLog(StreamLog):
             self._ready.add(key)
         return name
 
-    async def _publish(self, key: str, payload: bytes) -> int:
+    async def _publish(self, key: str, payload: bytes, after: int | None = None) -> int:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one in flight per stream keeps entries in call order
             name = await self._ensure(key)
-            ack = await self._js.publish(f"twinlog.{name}", payload, stream=name, timeout=_TIMEOUT)
+            expect = None if after is None else {"Nats-Expected-Last-Sequence": str(after)}
+            try:
+                ack = await self._js.publish(f"twinlog.{name}", payload, stream=name, timeout=_TIMEOUT,
+                                             headers=expect)
+            except APIError as exc:
+                if exc.err_code == _WRONG_LAST_SEQUENCE:
+                    raise AppendConflict(f"stream {key} has entries after {after}") from None
+                raise
+            await self._nc.publish(f"{_NOTICES}.{name}", f"{self._origin}\n{key}".encode())
             return int(ack.seq)
 
     def append(self, key: str, payload: bytes) -> Future[int]:
         return asyncio.run_coroutine_threadsafe(self._publish(key, payload), self._loop)
+
+    def append_after(self, key: str, payload: bytes, after: int) -> Future[int]:
+        return asyncio.run_coroutine_threadsafe(self._publish(key, payload, after), self._loop)
+
+    def watch(self, appended: Callable[[str | None], None]) -> None:
+        async def notice(msg: Any) -> None:
+            origin, _, key = bytes(msg.data).decode().partition("\n")
+            if origin != self._origin and key:
+                appended(key)
+
+        async def subscribe() -> None:
+            await self._nc.subscribe(f"{_NOTICES}.>", cb=notice)
+            await self._nc.flush()  # subscribed on the server before this returns
+
+        self._watcher = appended
+        self._call(subscribe())
+
+    async def _reconnected(self) -> None:
+        if self._watcher is not None:
+            self._watcher(None)  # notices sent while the connection was down are lost
 
     async def _read(self, key: str, first: int, max_entries: int) -> list[tuple[int, bytes]]:
         name = _name(key)
