@@ -11,7 +11,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +70,13 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
 
 @contextmanager
 def serve_engine(data_dir: Path, port: int, *, capture: bool = False, start_timeout: float = 60,
-                 **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``twin serve`` as a real process (``TWIN_*`` overrides in ``env``), waiting until its engine has started
-    (at most ``start_timeout`` seconds; ``/health`` answers earlier, while it starts). With ``capture`` its
-    output is piped: read it only once the process has ended."""
+                 args: Sequence[str] = (), **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``twin serve`` as a real process (``TWIN_*`` overrides in ``env``, more options in ``args``), waiting
+    until its engine has started (at most ``start_timeout`` seconds; ``/health`` answers earlier, while it
+    starts). With ``capture`` its output is piped: read it only once the process has ended."""
     environ = {**os.environ, "TWIN_DATA_DIR": str(data_dir), **env}
     out = subprocess.PIPE if capture else subprocess.DEVNULL
-    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port), *args],
                                env=environ, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + start_timeout

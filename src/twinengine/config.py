@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `twin serve` binds to (loopback by default).")
     port: int = Field(default=8000, ge=0, le=65535)
+    serve_processes: int = Field(
+        default=1, ge=1, le=64,
+        description="Engine processes `twin serve` runs on its socket. Each serves the API with its own "
+                    "interpreter (Python runs one thread at a time per process); one of them, chosen by a lock "
+                    "in the data dir, runs the singleton loops (functions on arrival, MQTT, compaction, the "
+                    "lake's daemons, training). Above 1 the stream log must be one every process can share "
+                    "(`stream_backend = nats`).")
     token_issuer: str = Field(default="twinengine", description="`iss` claim of tokens this engine signs.")
     token_ttl: timedelta = Field(default=timedelta(days=30), description="Default lifetime of new tokens.")
     session_ttl: timedelta = Field(default=timedelta(hours=12), description="Lifetime of a portal session (the "
@@ -241,6 +248,15 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("stream_backend", mode="after")
+    @classmethod
+    def _shared_stream_log(cls, value: str, info: ValidationInfo) -> str:
+        processes = info.data.get("serve_processes", 1)
+        if processes > 1 and value == "local":
+            raise ValueError(f"the local stream log has one writer per data dir, and serve_processes is {processes}: "
+                             "set stream_backend to nats (a log every process can share), or serve one process")
+        return value
 
     @property
     def db_url(self) -> str:

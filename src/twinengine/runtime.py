@@ -66,6 +66,9 @@ class Runtime:
     _streams: StreamHub | None = field(default=None, repr=False)
     _streams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ml: MLEngine | None = field(default=None, repr=False)
+    # This process runs the training loop (claims queued runs, watches retraining policies). Of several
+    # processes serving one data dir only one does (daemons/primary.py); the others queue runs for it.
+    trains: bool = True
     workers: Workers = field(default=None, repr=False)  # type: ignore[assignment]  # from the settings if None
     app_code: AppCode = field(init=False, repr=False)  # app versions' warm workers, in their environments
     publish_steps: list[PublishStep] = field(init=False, repr=False)
@@ -151,8 +154,20 @@ class Runtime:
                                     workers=settings.ml_workers, warm_models=settings.ml_warm_models,
                                     training_timeout=settings.training_timeout.total_seconds(),
                                     training_memory=settings.training_memory_bytes)
-                self._ml.start()
+                if self.trains:
+                    self._ml.start()
             return self._ml
+
+    def start_training(self, *, now: bool = False) -> None:
+        """This process runs the training loop from now on: at once when ``now`` or when the AI lifecycle is
+        already open here, else on its first use."""
+        self.trains = True
+        if not now and self._ml is None:
+            return
+        ml = self.ml
+        with self._streams_lock:
+            if not ml.started:
+                ml.start()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -204,8 +219,8 @@ class Runtime:
         from twinengine.ml.models import pending_work
 
         with self.db.session(readonly=True) as session:
-            if pending_work(session) and find_spec("torch") is not None:  # runs to resume, policies to watch
-                _ = self.ml
+            if self.trains and pending_work(session) and find_spec("torch") is not None:  # runs to resume,
+                _ = self.ml  # policies to watch
         return token
 
     def close(self) -> None:

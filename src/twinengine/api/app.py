@@ -23,8 +23,7 @@ from twinengine.auth import api as auth_api
 from twinengine.bootstrap import announce_admin_token
 from twinengine.catalog import api as catalog_api
 from twinengine.config import Settings
-from twinengine.daemons.lake import start_lake_daemons
-from twinengine.daemons.streams_engine import StreamDaemons
+from twinengine.daemons.primary import PRIMARY_LOCK, PrimaryDuties, SingletonLoops, start_singleton_loops
 from twinengine.lake import api as lake_api
 from twinengine.lake.stac import api as stac_api
 from twinengine.ml import api as ml_api
@@ -80,19 +79,34 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.request_threads
+        shared = runtime.settings.serve_processes > 1  # one of several processes serving this data dir
+        if shared:
+            runtime.trains = False  # until this process holds the primary lock (daemons/primary.py)
         token = await anyio.to_thread.run_sync(runtime.start)  # off the event loop: it may take a while
         if token:
             announce_admin_token(token, runtime.data_dir)
-        lake_daemons = start_lake_daemons(runtime) if runtime.settings.lake_daemons else None
-        stream_daemons = _app.state.stream_daemons = await anyio.to_thread.run_sync(StreamDaemons, runtime)
-        stream_daemons.start()
+        duties: PrimaryDuties | None = None
+        loops: SingletonLoops | None = None
+        _app.state.stream_daemons = None
+        if shared:
+            def take_over() -> SingletonLoops:
+                started = start_singleton_loops(runtime, eager_training=True)
+                _app.state.stream_daemons = started.streams
+                return started
+
+            duties = _app.state.primary_duties = PrimaryDuties(runtime.data_dir / PRIMARY_LOCK, take_over)
+            duties.begin()
+        else:
+            loops = await anyio.to_thread.run_sync(start_singleton_loops, runtime)
+            _app.state.stream_daemons = loops.streams
         if runtime.settings.warm_routes:
             await _build_routes(_app)
         gc.freeze()  # what start built lives as long as the process: keep it out of every later GC pass
         yield
-        stream_daemons.stop()
-        if lake_daemons is not None:
-            lake_daemons.stop()
+        if duties is not None:
+            await anyio.to_thread.run_sync(duties.close)
+        if loops is not None:
+            loops.stop()
         if owns_runtime:
             runtime.close()
 

@@ -44,6 +44,9 @@ async def health_answer(state: Any, runtime: Runtime) -> tuple[int, dict[str, An
     database = await probe.status()
     body: dict[str, Any] = {"status": "ok" if database == "ok" else "degraded", "version": __version__,
                             "database": database, "backend": runtime.db.backend}
+    duties = getattr(state, "primary_duties", None)
+    if duties is not None:  # one of several serving processes: does this one run the singleton loops?
+        body["primary"] = duties.held
     return (200 if database == "ok" else 503), body
 
 

@@ -114,14 +114,17 @@ def accept_json(command: Any) -> Any:
     return command
 
 
-def local_settings(data_dir: Path | None) -> Settings:
-    """Settings for commands that work on a local data dir; bad values become a clean CLI error."""
+def local_settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    """Settings for commands that work on a local data dir (``overrides``: what their options set, checked
+    with the rest); bad values become a clean CLI error."""
     from pydantic import ValidationError
 
     from twinengine.config import Settings
 
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
     try:
-        return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+        return Settings(**overrides)
     except ValidationError as exc:
         raise ValidationFailed([Problem(f"settings.{join_loc(e['loc'])}", e["msg"]) for e in exc.errors()],
                                message="invalid settings (TWIN_* environment variables or twin.toml): " +

@@ -119,18 +119,30 @@ def serve(
     data_dir: Any = DataDirOption,
     lake_daemons: bool = typer.Option(True, "--lake-daemons/--no-lake-daemons",
                                       help="Run the lake's judge, conveyor and reaper in this process."),
+    processes: int | None = typer.Option(
+        None, "--processes", min=1, max=64, show_default=False,
+        help="Engine processes serving the socket (default 1, or TWIN_SERVE_PROCESSES): each uses a core. "
+             "Above 1 the stream log must be shared (TWIN_STREAM_BACKEND=nats), and PostgreSQL is the store "
+             "it pays off with."),
 ) -> None:
     """Run the engine: REST API, OpenAPI docs at /docs, /health and /metrics."""
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "serve_processes": processes}.items()
+                                 if v is not None}
+    settings = _sandbox_for_serving(local_settings(data_dir, lake_daemons=lake_daemons, **overrides))
+    count = settings.serve_processes
+    err_console.print(f"twinengine {__version__}: data in {settings.data_dir}, store "
+                      f"{settings.db_url.split('://')[0]}, listening on http://{settings.host}:{settings.port}"
+                      + (f" with {count} engine processes" if count > 1 else ""))
+    if count > 1:
+        from twinengine.api.serving import serve_processes
+
+        if not serve_processes(settings, grace=SHUTDOWN_GRACE_SECONDS):
+            raise typer.Exit(1)
+        return
     import uvicorn
 
     from twinengine.api.starting import StartingApp
 
-    settings = local_settings(data_dir)
-    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    overrides["lake_daemons"] = lake_daemons
-    settings = _sandbox_for_serving(settings.model_copy(update=overrides))
-    err_console.print(f"twinengine {__version__}: data in {settings.data_dir}, store "
-                      f"{settings.db_url.split('://')[0]}, listening on http://{settings.host}:{settings.port}")
     # Listening at once; the engine starts behind (api/starting.py) and requests wait for it. On SIGTERM,
     # requests in flight get a few seconds; then the engine stops, ending runs still in progress as errors
     # that say so (a synchronous graph's request included).

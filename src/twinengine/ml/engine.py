@@ -104,6 +104,10 @@ class MLEngine:
             return self._registry
 
     # -- the loop
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def start(self) -> None:
         """Start the loop; it first queues again the runs a dead process left running (they resume from their
         checkpoints). Nothing is written here: a caller may hold the store's write lock."""

@@ -1,0 +1,122 @@
+"""The engine's singleton loops, and which serving process of a data dir runs them.
+
+Every engine process serves the API, executes the workflow runs queued through it, fires triggers (one run
+per event, whoever sees it first) and answers ``/health``. Some loops must run in exactly one process:
+functions on arrival (each record's calls once), the MQTT bridge (one subscription), the stream compactor
+and buffer sealer, the lake's judge, conveyor and reaper, and the training loop (on start it queues again
+the runs it finds ``running``, which only a single trainer may do). ``start_singleton_loops`` starts them.
+
+One process (``twin serve``, the demo, tests) starts them at once. With ``twin serve --processes N`` they
+run in the process that holds an exclusive ``flock`` on ``<data_dir>/primary.lock`` (``PrimaryDuties``); the
+others wait for it in a blocking ``flock`` call on a thread of their own. Nothing polls and nothing needs
+releasing by hand: the kernel releases a process's lock when it ends however it ends (kill -9 included) and
+wakes one waiter, which starts the loops; the supervisor replaces the dead process, and the new one waits
+in turn. The lock file is opened close-on-exec, so no worker process the engine starts can inherit it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from twinengine.daemons.loop import Daemons
+    from twinengine.daemons.streams_engine import StreamDaemons
+    from twinengine.runtime import Runtime
+
+__all__ = ["PRIMARY_LOCK", "PrimaryDuties", "SingletonLoops", "start_singleton_loops"]
+
+log = logging.getLogger("twinengine.daemons")
+
+PRIMARY_LOCK = "primary.lock"  # in the data dir
+
+
+@dataclass
+class SingletonLoops:
+    """The singleton loops one process runs (``stop`` ends them)."""
+
+    streams: StreamDaemons
+    lake: Daemons | None
+
+    def stop(self) -> None:
+        self.streams.stop()
+        if self.lake is not None:
+            self.lake.stop()
+
+
+def start_singleton_loops(runtime: Runtime, *, eager_training: bool = False) -> SingletonLoops:
+    """Start the loops only one process of a data dir may run. The training loop starts now when
+    ``eager_training`` (and PyTorch is installed), else on the runtime's first use of the AI lifecycle: a
+    process that runs the loops alone knows of every run queued, so it need not import PyTorch before."""
+    from twinengine.daemons.lake import start_lake_daemons
+    from twinengine.daemons.streams_engine import StreamDaemons
+
+    lake = start_lake_daemons(runtime) if runtime.settings.lake_daemons else None
+    streams = StreamDaemons(runtime)
+    streams.start()
+    runtime.start_training(now=eager_training and find_spec("torch") is not None)
+    return SingletonLoops(streams, lake)
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+class PrimaryDuties:
+    """Waits for the data dir's primary lock on a thread of its own; once held, calls ``start`` (which starts
+    the singleton loops). ``close`` stops them and lets the lock go."""
+
+    def __init__(self, lock_path: Path, start: Callable[[], Stoppable]) -> None:
+        self.lock_path = lock_path
+        self._start = start
+        self.loops: Stoppable | None = None
+        self._fd: int | None = None
+        self._closed = False
+        self._state = threading.Lock()  # held only to start or stop, never while waiting for the flock
+        self.acquired = threading.Event()
+
+    @property
+    def held(self) -> bool:
+        return self.acquired.is_set() and not self._closed
+
+    def begin(self) -> None:
+        threading.Thread(target=self._wait, name="twin-primary", daemon=True).start()
+
+    def _wait(self) -> None:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # returns once no other process holds it
+        except OSError:
+            os.close(fd)
+            log.exception("cannot take the primary lock %s: this process runs no singleton loops", self.lock_path)
+            return
+        with self._state:
+            if self._closed:  # stopped while waiting: let the next process have it
+                os.close(fd)
+                return
+            self._fd = fd
+            log.info("process %d runs the engine's singleton loops (it holds %s)", os.getpid(), self.lock_path)
+            try:
+                self.loops = self._start()
+            except Exception:
+                log.exception("the singleton loops did not start in process %d", os.getpid())
+            self.acquired.set()
+
+    def close(self) -> None:
+        with self._state:
+            self._closed = True
+            loops, self.loops = self.loops, None
+            fd, self._fd = self._fd, None
+        try:
+            if loops is not None:
+                loops.stop()
+        finally:
+            if fd is not None:
+                os.close(fd)  # releases the lock: a waiting process takes over
