@@ -8,6 +8,9 @@ from __future__ import annotations
 import itertools
 import random
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -103,3 +106,36 @@ def test_interleaved_appends_from_two_processes_keep_every_record_once() -> None
         assert read.column("_offset").to_pylist() == list(range(len(sent)))
         assert sorted(read.column("level").to_pylist()) == sent  # each record once
 
+
+
+class LogOnItsThread(MemoryLog):
+    """A shared log whose reads and notices run on one thread of its own, as NATS's event loop does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = True
+        self.thread = ThreadPoolExecutor(1)
+        self.watcher: Callable[[str | None], None] | None = None
+
+    def watch(self, appended: Callable[[str | None], None]) -> None:
+        self.watcher = appended
+
+    def last(self, key: str) -> int:
+        return self.thread.submit(MemoryLog.last, self, key).result()
+
+    def read(self, key: str, first: int, max_entries: int) -> list[tuple[int, bytes]]:
+        return self.thread.submit(MemoryLog.read, self, key, first, max_entries).result()
+
+
+def test_a_notice_on_the_logs_thread_never_waits_for_a_reader_waiting_for_that_thread() -> None:
+    log = LogOnItsThread()
+    hub = StreamHub(log)
+    gate = threading.Event()
+    log.thread.submit(gate.wait)  # the log's thread is busy; a notice and a reader's request queue behind it
+    assert log.watcher is not None
+    log.thread.submit(log.watcher, "tw-2/other")
+    reader = ThreadPoolExecutor(1).submit(hub.end, KEY)  # first use: reads the log, through its thread
+    time.sleep(0.2)
+    gate.set()
+    assert reader.result(timeout=10) == 0  # the notice ran first, and took nothing the reader held
+    log.thread.shutdown()

@@ -148,46 +148,48 @@ class StreamHub:
     # -- state ------------------------------------------------------------------------------------
 
     def _state(self, key: str) -> _State:
+        """The stream's state as known; a new one is read from the log's headers on first use (``_fresh``).
+        The hub's own lock is never held across a read of the log: the log's thread may need it."""
         with self._lock:
             state = self._states.get(key)
             if state is None:
-                state = self._states[key] = self._recover(key)
+                state = self._states[key] = _State(behind=True)
             return state
 
-    def _recover(self, key: str) -> _State:
-        state = _State()
-        self._catch_up(key, state)
-        return state
-
-    def _catch_up(self, key: str, state: _State) -> None:
-        """Read the headers of the entries after those ``state`` knows (all of them for a new state)."""
-        state.behind = False  # first: an append announced while this reads makes the next access look again
-        known = len(state.bases)
-        last, number = self.log.last(key), known + 1
-        while number <= last:
-            entries = self.log.read_prefix(key, number, _READ_CHUNK, _HEADER_PEEK)
-            if not entries:
-                break
-            for seq, payload in entries:
-                if seq != len(state.bases) + 1:
-                    raise StreamUnavailable(f"stream {key}: entry {seq} follows {len(state.bases)} in the log")
-                if not batch.header_complete(payload):  # a header longer than the peek: read the entry
-                    payload = self.log.read(key, seq, 1)[0][1]
-                state.add(batch.decode_header(payload))
-            number = entries[-1][0] + 1
-        state.durable = state.next
-        state.latest_us = max([state.latest_us, *state.tmaxs[known:]])
-        if known and len(state.bases) > known:
-            state.quality_sig = ""  # the checks did not see the others' records: warmed again from the log
-
     def _fresh(self, key: str) -> _State:
-        """The stream's state, caught up with what other processes appended (shared logs)."""
+        """The stream's state, read from the log on first use, and caught up with what other processes
+        appended (shared logs)."""
         state = self._state(key)
         if state.behind:
             with state.lock:
                 if state.behind:
                     self._catch_up(key, state)
         return state
+
+    def _catch_up(self, key: str, state: _State) -> None:
+        """Read the headers of the entries after those ``state`` knows (``state.lock`` held)."""
+        state.behind = False  # first: an append announced while this reads makes the next access look again
+        known = len(state.bases)
+        try:
+            last, number = self.log.last(key), known + 1
+            while number <= last:
+                entries = self.log.read_prefix(key, number, _READ_CHUNK, _HEADER_PEEK)
+                if not entries:
+                    break
+                for seq, payload in entries:
+                    if seq != len(state.bases) + 1:
+                        raise StreamUnavailable(f"stream {key}: entry {seq} follows {len(state.bases)} in the log")
+                    if not batch.header_complete(payload):  # a header longer than the peek: read the entry
+                        payload = self.log.read(key, seq, 1)[0][1]
+                    state.add(batch.decode_header(payload))
+                number = entries[-1][0] + 1
+        except BaseException:
+            state.behind = True  # read on from here next time
+            raise
+        state.durable = state.next
+        state.latest_us = max([state.latest_us, *state.tmaxs[known:]])
+        if known and len(state.bases) > known:
+            state.quality_sig = ""  # the checks did not see the others' records: warmed again from the log
 
     def _appended_elsewhere(self, key: str | None) -> None:
         """Another process appended to ``key`` (None: to any stream, maybe): catch up on next access, and

@@ -44,7 +44,8 @@ class StreamLog:
     def watch(self, appended: Callable[[str | None], None]) -> None:
         """Have ``appended(key)`` called when another engine process appends to ``key``, and
         ``appended(None)`` when some appends may have gone unannounced (a lost connection), until ``close``.
-        A log no other process writes never calls it."""
+        It is called on the log's own thread, so it must not wait for anything that may be waiting for the
+        log. A log no other process writes never calls it."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StreamLog:
