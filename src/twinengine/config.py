@@ -90,12 +90,17 @@ class Settings(BaseSettings):
     max_app_unpacked_bytes: int = Field(default=200 * MiB, gt=0, description="Largest unpacked app.")
     db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")
     request_threads: int = Field(
-        default=8, ge=1, le=1024,
+        default=4, ge=1, le=1024,
         description="Threads that run requests' blocking work at once; more requests wait their turn in order "
-                    "(on the event loop, holding no thread). 8 suits SQLite and PostgreSQL alike: the "
+                    "(on the event loop, holding no thread). 4 suits SQLite and PostgreSQL alike: the "
                     "work is mostly Python in this process (ORM, validation, serialisation), and every runnable "
                     "thread competes for the interpreter lock with the event loop that answers /health; raise "
                     "it where the database is far away and requests mostly wait on it.")
+    long_request_threads: int = Field(
+        default=4, ge=1, le=1024,
+        description="Threads for requests that may take long (synchronous workflow runs and ensembles, openEO "
+                    "/result, publishing an app, which may build its environment): they run on these instead of "
+                    "the request threads, so short requests never wait behind them; more wait their turn.")
     warm_routes: bool = Field(default=True, description="Build every API route when the server starts (about "
                               "0.3 s), so that no request pays it; off, each group of routes is built on its "
                               "first request: for an in-process engine that serves a few requests (tests).")

@@ -12,6 +12,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import pyarrow as pa
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -72,8 +73,10 @@ class Runtime:
     workers: Workers = field(default=None, repr=False)  # type: ignore[assignment]  # from the settings if None
     app_code: AppCode = field(init=False, repr=False)  # app versions' warm workers, in their environments
     publish_steps: list[PublishStep] = field(init=False, repr=False)
+    long_requests: anyio.CapacityLimiter = field(init=False, repr=False)  # threads of requests that may take long
 
     def __post_init__(self) -> None:
+        self.long_requests = anyio.CapacityLimiter(self.settings.long_request_threads)
         if self.workers is None:
             self.workers = Workers.from_settings(self.settings)
         self.app_code = AppCode(self.workers, self.blobs, self.data_dir / "apps",

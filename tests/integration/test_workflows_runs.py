@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from starlette.testclient import TestClient
 
-from helpers import RIVER_REACH, Engine, make_app
+from helpers import RIVER_REACH, Engine, admin_token, make_app
 from twinengine._version import __version__
+from twinengine.api import create_app
 from twinengine.client import Client
+from twinengine.config import Settings
 from twinengine.errors import TwinEngineError
+from twinengine.runtime import Runtime
 from twinengine.workflows.models import WorkflowRun
 from workflow_data import write_collection
 
@@ -291,3 +296,31 @@ def test_runs_in_progress_end_as_errors_when_the_engine_stops(engine: Engine, tm
         ended = user.workflows.get(run.id)
         assert ended.status == "error" and ended.error is not None, run.id
         assert ended.error["code"] == "EngineStopped" and "start the run again" in ended.error["message"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_synchronous_runs_leave_the_request_threads_to_short_requests(settings: Settings, tmp_path: Path) -> None:
+    """With one request thread, two synchronous runs of a slow graph still leave it free: requests that
+    may take long run on threads of their own (``long_request_threads``)."""
+    settings = settings.model_copy(update={"request_threads": 1, "long_request_threads": 2})
+    runtime = Runtime.from_settings(settings)
+    app = create_app(runtime=runtime)
+    try:
+        with TestClient(app) as http:
+            engine = Engine(runtime=runtime, app=app, http=http, admin_token=admin_token(settings))
+            engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="slow-app",
+                                                                    files={"slow_app/procs.py": SLOW}))
+            user = engine.as_role("uma", "user")
+            graph = {"process_graph": {"a": {"process_id": "nap", "namespace": "slow-app",
+                                             "arguments": {"seconds": 3.0}, "result": True}}}
+            with ThreadPoolExecutor(2) as pool:
+                runs = [pool.submit(user.workflows.submit, graph, sync=True, no_cache=True) for _ in range(2)]
+                deadline = time.monotonic() + 60
+                while len(user.workflows.runs(status="running").items) < 2:  # short requests, while both run
+                    assert time.monotonic() < deadline and not any(r.done() for r in runs)
+                    time.sleep(0.05)
+                assert user.me().name == "uma"
+                assert len(user.workflows.runs(status="running").items) == 2  # answered while both still ran
+                assert [r.result(timeout=60).status for r in runs] == ["finished", "finished"]
+    finally:
+        runtime.close()

@@ -13,6 +13,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, BackgroundTasks
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
@@ -22,9 +23,32 @@ from starlette.responses import Response
 
 from twinengine.api.audit_trail import record_with_commit
 
-__all__ = ["API_PREFIX", "Router", "api_router", "commits_on_its_thread", "operation_id"]
+__all__ = ["API_PREFIX", "Router", "api_router", "commits_on_its_thread", "long_running", "operation_id"]
 
 API_PREFIX = "/api/v1"
+_LONG = "__twinengine_long_running__"
+F = typing.TypeVar("F", bound=Callable[..., Any])
+
+
+def long_running(endpoint: F) -> F:
+    """Mark a sync endpoint whose work may take long (it executes a workflow run, or publishes an app and
+    builds its environment): it runs on the runtime's long-request threads (``long_request_threads``), never
+    on a request thread, so that a few long requests cannot leave the short ones without a thread. Its
+    session still commits on the thread that ran it. The endpoint must take ``runtime: RuntimeDep``."""
+    setattr(endpoint, _LONG, True)
+    return endpoint
+
+
+def _on_long_request_threads(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    if "runtime" not in inspect.signature(endpoint).parameters:
+        raise TypeError(f"{endpoint.__name__} is long_running but takes no runtime")
+
+    @functools.wraps(endpoint)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        limiter = kwargs["runtime"].long_requests
+        return await anyio.to_thread.run_sync(functools.partial(endpoint, *args, **kwargs), limiter=limiter)
+
+    return run
 
 
 def operation_id(route: APIRoute) -> str:
@@ -97,4 +121,7 @@ class Router(APIRouter):
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         answers = _plain_model_answer(endpoint, kwargs) if not args else None
-        super().add_api_route(path, commits_on_its_thread(endpoint, answers=answers), *args, **kwargs)
+        committing = commits_on_its_thread(endpoint, answers=answers)
+        if getattr(endpoint, _LONG, False):
+            committing = _on_long_request_threads(committing)
+        super().add_api_route(path, committing, *args, **kwargs)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query, Request, Response, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
-from twinengine.api.routing import api_router
+from twinengine.api.routing import api_router, long_running
 from twinengine.catalog import service
 from twinengine.catalog.definitions import workflow_definitions
 from twinengine.catalog.manifest import APP_NAME_PATTERN, Manifest
@@ -39,6 +39,7 @@ async def _raw_body(request: Request) -> bytes:
              responses={200: {"model": PublishResult, "description": "Identical content was already published, or a "
                                                                      "development version (-dev) was replaced"},
                         201: {"model": PublishResult, "description": "Published"}})
+@long_running
 def publish(principal: PrincipalDep, archive: Annotated[bytes, Depends(_raw_body)], response: Response,
             session: SessionDep, runtime: RuntimeDep) -> PublishResult:
     """Publish an app version. The token is checked before the body is read."""

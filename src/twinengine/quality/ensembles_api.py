@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Body, Path, Query, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
-from twinengine.api.routing import api_router
+from twinengine.api.routing import api_router, long_running
 from twinengine.quality import compare as comparing
 from twinengine.quality import ensembles, scenarios
 from twinengine.quality.ensemble_schemas import EnsembleCreate, EnsembleRead
@@ -24,6 +24,7 @@ RunId = Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9-]+$")]
 
 @router.post("/twins/{twin}/ensembles", name="create", status_code=status.HTTP_202_ACCEPTED,
              summary="Run a workflow of the twin's app as an ensemble (perturbed parameters, forks or sets)")
+@long_running
 def create_ensemble(twin: TwinRef, body: EnsembleCreate, session: SessionDep, runtime: RuntimeDep,
                     principal: PrincipalDep) -> EnsembleRead:
     engine, settings = runtime.workflows, runtime.settings

@@ -8,7 +8,7 @@ from fastapi import Body, Header, Path, Query, status
 from fastapi.responses import FileResponse, JSONResponse
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
-from twinengine.api.routing import api_router
+from twinengine.api.routing import api_router, long_running
 from twinengine.errors import NotFound, RunNotFinished
 from twinengine.types import INT32_MAX
 from twinengine.workflows import service, triggers
@@ -36,6 +36,7 @@ TwinRef = Annotated[str, Path(max_length=64)]
 
 @router.post("/twins/{twin}/runs", name="twin_run", status_code=status.HTTP_202_ACCEPTED,
              summary="Run a workflow of the twin's app (async: queued; sync: answered when it ended)")
+@long_running
 def twin_run(twin: TwinRef, body: TwinRunCreate, session: SessionDep, runtime: RuntimeDep,
              principal: PrincipalDep) -> RunRead:
     engine = runtime.workflows
@@ -51,6 +52,7 @@ def twin_run(twin: TwinRef, body: TwinRunCreate, session: SessionDep, runtime: R
 
 @router.post("/runs", name="create", status_code=status.HTTP_202_ACCEPTED,
              summary="Run an ad-hoc openEO process graph (optionally acting on a twin)")
+@long_running
 def create_run(body: RunCreate, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> RunRead:
     engine = runtime.workflows
     run = service.submit(session, engine, principal=principal, process=body.process, parameters=body.parameters,

@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
 
 from twinengine._version import __version__
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, get_principal, requires_token
-from twinengine.api.routing import Router
+from twinengine.api.routing import Router, long_running
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.oidc import OidcVerifier
 from twinengine.collections.stac import stac_collection
@@ -173,6 +173,7 @@ def file_formats() -> dict[str, Any]:
 
 @router.post("/result", name="result", response_class=Response,
              summary="Process synchronously and download the result")
+@long_running
 def result(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
            body: Annotated[dict[str, Any], Body()]) -> Response:
     engine = runtime.workflows
