@@ -18,12 +18,14 @@ prober, at the same time, asks a do-nothing ASGI app served by uvicorn in a proc
 prober"): what a probe waits for on the loaded machine whatever the engine does, the floor the engine's
 ``/health`` is judged against.
 ``--threads`` serves the same data dir once per request-thread count (``TWIN_REQUEST_THREADS``; 40 was the
-fixed pool before the setting existed), to show what the setting does.
+fixed pool before the setting existed), to show what the setting does; ``--processes`` once per number of
+engine processes (``twin serve --processes N``, which shares a NATS stream log: skipped with a note when NATS
+does not answer at ``TWIN_BENCH_NATS_URL`` or the default local server).
 
 It prints p50/p99 latencies, throughput, the slowest answer and the ratios of loaded to alone latencies for each
 number of clients (the issue's figures: ``--clients 50,200``).
 
-Usage: python bench/mixed_load.py [--clients 50,200] [--seconds 10] [--threads 8,40]
+Usage: python bench/mixed_load.py [--clients 50,200] [--seconds 10] [--threads 8,40] [--processes 1,2]
                                   [--backends sqlite,postgresql]
 """
 
@@ -47,6 +49,7 @@ from pathlib import Path
 import httpx2 as httpx
 import numpy as np
 from startup import HELLO  # beside this script
+from state_batch import nats_url
 from state_writes import PG_DEFAULT, fresh_pg_database, postgres_url
 
 from twinengine.api import create_app
@@ -278,16 +281,20 @@ def prepare(settings: Settings) -> str:
 
 
 @contextlib.contextmanager
-def serving(settings: Settings, threads: str) -> Iterator[str]:
-    """``twin serve`` in a process of its own on a free loopback port, until its engine has started."""
+def serving(settings: Settings, threads: str, processes: int = 1, nats: str | None = None) -> Iterator[str]:
+    """``twin serve`` in a process of its own on a free loopback port (``processes`` engine processes, on the
+    NATS stream log ``nats`` when several), until its engine has started."""
     port = _free_port()
     env = {**os.environ, "TWIN_DATA_DIR": str(settings.data_dir), "TWIN_LOG_LEVEL": "warning"}
     if settings.database_url:
         env["TWIN_DATABASE_URL"] = settings.database_url
     if threads != "default":
         env["TWIN_REQUEST_THREADS"] = threads
+    if processes > 1 and nats:
+        env.update(TWIN_STREAM_BACKEND="nats", TWIN_NATS_URL=nats)
     process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port),
-                                "--no-lake-daemons"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--no-lake-daemons", "--processes", str(processes)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:  # /health: 503 while the store opens, then 200 "starting", then 200
         _wait_until_ready(process, url, "twin serve",
@@ -301,12 +308,12 @@ def serving(settings: Settings, threads: str) -> Iterator[str]:
             process.kill()
 
 
-def run_backend(settings: Settings, clients: list[int], seconds: float,
-                threads: list[str]) -> list[tuple[str, Timings, list[Timings]]]:
+def run_backend(settings: Settings, clients: list[int], seconds: float, threads: list[str],
+                processes: list[int], nats: str | None) -> list[tuple[str, int, Timings, list[Timings]]]:
     token = prepare(settings)
     results = []
-    for count in threads:
-        with serving(settings, count) as url, control_server() as control_url:
+    for count, procs in [(t, p) for t in threads for p in processes]:
+        with serving(settings, count, procs, nats) as url, control_server() as control_url:
             base = asyncio.run(alone(url, token, 100))
             loads = []
             for n in clients:
@@ -317,7 +324,7 @@ def run_backend(settings: Settings, clients: list[int], seconds: float,
                 load.seconds[CONTROL] = json.loads(control.communicate(timeout=120)[0])["seconds"]
                 load.errors += probed["failed"]
                 loads.append(load)
-            results.append((count, base, loads))
+            results.append((count, procs, base, loads))
     return results
 
 
@@ -328,32 +335,39 @@ def main() -> None:
     parser.add_argument("--threads", default="8,40",
                         help="request threads of the server (TWIN_REQUEST_THREADS), comma-separated; 'default' "
                              "leaves the setting alone")
+    parser.add_argument("--processes", default="1", help="engine processes of the server (twin serve --processes), "
+                        "comma-separated")
     parser.add_argument("--backends", default="sqlite,postgresql", help="stores to serve, comma-separated")
     args = parser.parse_args()
     clients = [int(n) for n in args.clients.split(",")]
     threads = args.threads.split(",")
+    processes = [int(n) for n in args.processes.split(",")]
+    nats = nats_url() if any(n > 1 for n in processes) else None
+    if any(n > 1 for n in processes) and nats is None:
+        print("(NATS does not answer, which several engine processes need: serving one)")
+        processes = [1]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         if "sqlite" in args.backends:
             results.append(("sqlite", run_backend(Settings(data_dir=Path(tmp) / "sqlite"), clients, args.seconds,
-                                                  threads)))
+                                                  threads, processes, nats)))
         admin_url = postgres_url() if "postgresql" in args.backends else None
         if admin_url:
             url, drop = fresh_pg_database(admin_url)
             try:
                 results.append(("postgresql", run_backend(Settings(data_dir=Path(tmp) / "pg", database_url=url),
-                                                          clients, args.seconds, threads)))
+                                                          clients, args.seconds, threads, processes, nats)))
             finally:
                 drop()
         elif "postgresql" in args.backends:
             print(f"(PostgreSQL not reachable at {PG_DEFAULT}; set TWIN_BENCH_POSTGRES_URL to include it)")
     print(f"\nmixed load for {args.seconds:.0f} s (writes 6 : reads 3 : time travel 2 : stream batches 2 : "
           f"STAC 2 : EDR 2 : /health 2 : sync graphs 1) against one client alone; latencies in ms; threads: "
-          "request threads of the server (default: 8)\n")
-    print(f"{'backend':<11}{'threads':>8}{'clients':>8}  {'request':<14}{'alone p50':>10}{'p99':>8}{'load p50':>10}"
-          f"{'p99':>8}{'max':>8}{'per s':>8}{'p50 ÷ alone':>13}{'p99 ÷ alone':>13}")
+          f"request threads of each engine process (default: 4); procs: engine processes; {os.cpu_count()} cores\n")
+    print(f"{'backend':<11}{'threads':>8}{'procs':>6}{'clients':>8}  {'request':<14}{'alone p50':>10}{'p99':>8}"
+          f"{'load p50':>10}{'p99':>8}{'max':>8}{'per s':>8}{'p50 ÷ alone':>13}{'p99 ÷ alone':>13}")
     for name, by_threads in results:
-        for count, base, loads in by_threads:
+        for count, procs, base, loads in by_threads:
             for n, load in zip(clients, loads, strict=True):
                 for kind in (*KINDS, PROBED, CONTROL):
                     seconds = load.seconds.get(kind, [])
@@ -361,16 +375,17 @@ def main() -> None:
                     a50, a99 = quantile(alone_s, 0.5) * 1e3, quantile(alone_s, 0.99) * 1e3
                     l50, l99 = quantile(seconds, 0.5) * 1e3, quantile(seconds, 0.99) * 1e3
                     top = max(seconds, default=float("nan")) * 1e3
-                    print(f"{name:<11}{count:>8}{n:>8}  {kind:<14}{a50:>10.1f}{a99:>8.1f}{l50:>10.1f}{l99:>8.1f}"
+                    print(f"{name:<11}{count:>8}{procs:>6}{n:>8}  {kind:<14}{a50:>10.1f}{a99:>8.1f}{l50:>10.1f}"
+                          f"{l99:>8.1f}"
                           f"{top:>8.0f}{len(seconds) / args.seconds:>8.0f}"
                           f"{l50 / a50 if alone_s else float('nan'):>13.1f}"
                           f"{l99 / a99 if alone_s else float('nan'):>13.1f}")
                 total = sum(len(v) for k, v in load.seconds.items() if k not in (PROBED, CONTROL))
                 wait = "not started" if load.run_wait is None else f"{load.run_wait * 1e3:.0f} ms"
-                print(f"{name:<11}{count:>8}{n:>8}  {'all':<14}{'':>10}{'':>8}{'':>10}{'':>8}{'':>8}"
+                print(f"{name:<11}{count:>8}{procs:>6}{n:>8}  {'all':<14}{'':>10}{'':>8}{'':>10}{'':>8}{'':>8}"
                       f"{total / args.seconds:>8.0f}   errors {load.errors}; a run submitted halfway waited {wait}"
                       " to start")
-            print(f"{name:<11}{count:>8}{'alone':>8}  errors {base.errors}")
+            print(f"{name:<11}{count:>8}{procs:>6}{'alone':>8}  errors {base.errors}")
             for timings in (base, *loads):
                 for kind, error in timings.first_error.items():
                     print(f"  first {kind} error: {error}")
