@@ -70,6 +70,17 @@ def test_processes_need_a_shared_stream_log(tmp_path: Path) -> None:
     assert not (tmp_path / "twin.db").exists()  # refused before anything was opened
 
 
+def test_processes_that_cannot_start_stop_with_the_reason(tmp_path: Path) -> None:
+    port = free_port()
+    result = subprocess.run([sys.executable, "-m", "twinengine.cli.main", "serve", "--processes", "2", "--port",
+                             str(port), "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TWIN_STREAM_BACKEND": "nats",
+                                 "TWIN_DATABASE_URL": f"postgresql+psycopg://nobody@127.0.0.1:{port}/none"})
+    assert result.returncode == 1
+    assert "the engine did not start: OperationalError" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("backend", ["postgresql"])
