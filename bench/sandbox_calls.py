@@ -1,7 +1,9 @@
 """The cost of running app and user code in sandboxed workers, measured beside the same work in-process.
 
-1. A function on arrival (river-reach's ``gauge_to_state``, one call per record) on batches of 1, 10, 100
-   and 256 records (256 is the most one slice sends): in-process (the function called with a context, as
+1. A function on arrival (river-reach's ``gauge_to_state``, one call per record, reading the twin's state) on
+   batches of 1, 10, 100 and 256 records (256 is the most one slice sends), the state sent with the calls as
+   the function worker sends it to a function that read it before (``TWIN_BENCH_STATE_AHEAD=0``: asked for
+   mid-batch, as on a function's first batch): in-process (the function called with a context, as
    the engine did before workers) vs a warm worker in bubblewrap vs a warm worker without a sandbox, the
    worker's answer read and checked as the engine does; each in a loop of its own, or with ``--interleaved``
    in turn, round after round (they see the same load, and each the caches the others left). Per batch: wall
@@ -44,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "examples" / "apps" / "river-reach"
 PARAMETERS = {"station": "RR-01", "area_km2": 95.0}
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
+AHEAD = os.environ.get("TWIN_BENCH_STATE_AHEAD", "1") != "0"  # 0: the worker asks for the state (before)
 
 
 def records(n: int) -> list[dict[str, Any]]:
@@ -97,8 +100,9 @@ def in_worker(workers: Workers, batch: list[dict[str, Any]], key: str) -> Timed:
     header = {"entrypoint": "river_reach.functions:gauge_to_state", "model": None, "seconds": 10.0,
               "twin": {"id": "t", "name": "reach", "function": "gauge_to_state", "parameters": PARAMETERS}}
 
-    def run() -> Any:
-        results, failed = app.functions(header, [[r] for r in batch], ask=lambda _q: snapshot, prefer="bench")
+    def run() -> Any:  # the state goes with the calls, as the function worker sends it once a function read it
+        results, failed = app.functions(header, [[r] for r in batch], ask=lambda _q: snapshot, prefer="bench",
+                                        state=(lambda: snapshot) if AHEAD else None)
         assert failed is None and len(results) == len(batch), failed
         return results
 

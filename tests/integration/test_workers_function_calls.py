@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from twinengine.twins.schemas import PropertyValue, TwinState
 from twinengine.workers.effects import CallEffects, Malformed
 from twinengine.workers.process import WorkerCrashed
 from twinengine.workers.protocol import ProtocolError
@@ -46,6 +47,10 @@ def each(ctx, records):
     ctx.update_state(timestamp=r["time"], message=f"record {r['n']}", n=r["n"], seen=SEEN)
     if r["n"] % 2:
         ctx.emit("odd", n=r["n"], at=r["time"])
+
+
+def reads(ctx, records):
+    ctx.update_state(seen=ctx.state.reported["level"].value)
 '''
 
 T0 = datetime(2026, 3, 1, 6, 0, 0, 250_001, tzinfo=UTC)
@@ -72,6 +77,28 @@ def call(app: AppWorkers, count: int, **parameters: Any) -> tuple[list[CallEffec
     results, failed = app.functions(header, batch, ask=lambda q: asked.append(q))
     assert len(asked) <= 1
     return results, failed
+
+
+def test_the_state_sent_with_the_calls_spares_the_question(app: AppWorkers) -> None:
+    header = {"entrypoint": "calls_app.fns:reads", "model": None, "seconds": 30.0,
+              "twin": {"id": "t", "name": "n", "function": "reads", "parameters": {}}}
+    batch = [[{"n": i}] for i in range(3)]
+    asked: list[dict[str, Any]] = []
+
+    def state(level: float) -> TwinState:
+        value = PropertyValue(value=level, unit="m", timestamp=T0, revision=1)
+        return TwinState(twin_id="t", revision=1, at=None, reported={"level": value}, desired={}, delta={})
+
+    def ask(question: dict[str, Any]) -> Any:
+        asked.append(question)
+        return state(1.0)
+
+    results, failed = app.functions(header, batch, ask=ask)
+    assert failed is None and asked == [{"ask": "state"}]  # asked once for the batch
+    assert [r.updates[0].values for r in results if isinstance(r, CallEffects)] == [{"seen": 1.0}] * 3
+    results, failed = app.functions(header, batch, ask=ask, state=lambda: state(2.0))
+    assert failed is None and len(asked) == 1  # not asked again: it came with the calls
+    assert [r.updates[0].values for r in results if isinstance(r, CallEffects)] == [{"seen": 2.0}] * 3
 
 
 def test_each_call_gets_its_own_effects_and_a_failing_call_ends_the_batch(app: AppWorkers) -> None:

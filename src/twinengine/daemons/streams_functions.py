@@ -92,6 +92,7 @@ class _Consumer:
     joiner: Joiner | None = None  # with ``join``: the partners of its records come from other streams
     join_until: float = 0.0  # a record waits for partners until then (monotonic), unless a stream is appended to
     appended: bool = False  # one of its streams was appended to since its last batch began
+    reads_state: bool = False  # its function asked for the twin's state: sent with its next batches
 
     @property
     def key(self) -> str:
@@ -354,7 +355,8 @@ class FunctionWorker:
                     if chunk:
                         results, failed = code.functions(header, [records for records, _ in chunk],
                                                          prefer=f"{consumer.ident}@{twin.id}",
-                                                         ask=partial(self._answer, consumer, manifest, ctx))
+                                                         ask=partial(self._answer, consumer, manifest, ctx),
+                                                         state=ctx.read_state if consumer.reads_state else None)
                 except (WorkerCrashed, ProtocolError) as exc:  # the worker died (or lied) in the call it began:
                     done = min(getattr(exc, "completed", 0), len(chunk) - 1)  # those before it are run again
                     start = chunk[done - 1][1] if done else prev
@@ -441,8 +443,11 @@ class FunctionWorker:
         return {"slot": "|".join(slot), "version": self.model_versions(*slot)}
 
     def _answer(self, consumer: _Consumer, manifest: Manifest, ctx: FunctionContext, question: dict[str, Any]) -> Any:
-        """What a function's worker asks mid-batch: the twin's state (a snapshot), or how to build a model."""
+        """What a function's worker asks mid-batch: the twin's state (a snapshot), or how to build a model. A
+        function that asked for the state once gets it with its batches from then on (a pipe's round trip
+        less per batch)."""
         if question.get("ask") == "state":
+            consumer.reads_state = True
             return ctx.read_state()
         if question.get("ask") == "model" and consumer.spec.model is not None:
             name = consumer.spec.model

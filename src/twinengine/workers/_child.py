@@ -117,7 +117,7 @@ class Child:
             self.frozen = True
         calls: list[list[dict[str, Any]]] = unpickled(blobs[0])
         twin = header["twin"]
-        held: list[Any] = []
+        held: list[Any] = [unpickled(blobs[1])] if len(blobs) > 1 else []  # the state, when sent ahead
 
         def read_state() -> Any:
             if not held:

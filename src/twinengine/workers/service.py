@@ -141,18 +141,20 @@ class AppWorkers:
         return decode(reply.get("value"), blobs)
 
     def functions(self, header: dict[str, Any], calls: list[list[dict[str, Any]]], *,
-                  ask: Callable[[dict[str, Any]], Any], prefer: Hashable = None
+                  ask: Callable[[dict[str, Any]], Any], prefer: Hashable = None, state: Callable[[], Any] | None = None
                   ) -> tuple[list[CallEffects | Malformed], dict[str, Any] | None]:
         """Run function calls in order: (each call's effects, checked, the first failure or None). A call
         whose effects are malformed ends the list as ``Malformed``. ``ask`` answers the worker's questions
-        (``state``, ``model``) with a value the engine pickles."""
+        (``state``, ``model``) with a value the engine pickles. ``state``: the twin's state, sent with the calls
+        (for a function known to read it: a question it will not need to ask)."""
 
         def answer(question: dict[str, Any], _blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
             return {"answer": question.get("ask")}, [pickled(ask(question))]
 
+        sent = [pickled(calls)] if state is None else [pickled(calls), pickled(state())]
         with self.lease(prefer) as worker:
             try:
-                reply, blobs = worker.request({"op": "functions", **header}, [pickled(calls)],
+                reply, blobs = worker.request({"op": "functions", **header}, sent,
                                               timeout=self.workers.timeout, ask=answer)
             except WorkerCrashed as exc:
                 exc.completed = _progress(worker.layout.scratch)  # calls that returned before it died
