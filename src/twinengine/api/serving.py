@@ -14,7 +14,6 @@ replacing it would only fail again.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -24,8 +23,6 @@ from twinengine.api.starting import StartingApp
 from twinengine.config import Settings
 
 __all__ = ["child_app", "serve_processes"]
-
-log = logging.getLogger("twinengine.api")
 
 
 def serve_processes(settings: Settings, *, grace: int) -> bool:

@@ -269,17 +269,18 @@ class StreamHub:
                 appended, dropped, tmaxs = self._append_checked(key, state, chunks, time_field, producer, arrival)
                 first = state.next if appended is None else appended
                 duplicates += dropped
-            for chunk, chunk_seq in [] if self.log.shared else chunks:
-                tmin, tmax = time_range(chunk, time_field)
-                header = batch.BatchHeader(base=state.next, count=chunk.num_rows, arrival_us=arrival, tmin_us=tmin,
-                                           tmax_us=tmax, producer=producer, seq=chunk_seq)
-                try:
-                    futures.append((self.log.append(key, batch.encode(header, chunk)), header.end, tmax))
-                except Exception as exc:
-                    self.forget(key)
-                    raise StreamUnavailable(f"the stream log refused the write: {exc}") from exc
-                state.add(header)
-                tmaxs.append(tmax)
+            else:  # one writer: entries queued at once, made durable together (group commit)
+                for chunk, chunk_seq in chunks:
+                    tmin, tmax = time_range(chunk, time_field)
+                    header = batch.BatchHeader(base=state.next, count=chunk.num_rows, arrival_us=arrival,
+                                               tmin_us=tmin, tmax_us=tmax, producer=producer, seq=chunk_seq)
+                    try:
+                        futures.append((self.log.append(key, batch.encode(header, chunk)), header.end, tmax))
+                    except Exception as exc:
+                        self.forget(key)
+                        raise StreamUnavailable(f"the stream log refused the write: {exc}") from exc
+                    state.add(header)
+                    tmaxs.append(tmax)
         for future, end, tmax in futures:
             try:
                 future.result(timeout=60)
