@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, case, delete, func, insert, select
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, case, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from twinengine.catalog.manifest import Manifest
@@ -174,6 +174,28 @@ def _pick(twin_id: str, condition: ColumnElement[bool], order: list[Any]) -> Any
             .order_by(*order).limit(1).correlate(StateHead).scalar_subquery())
 
 
+def _unfiltered_as_of(at_time: bool) -> Select[Any]:
+    """The heads with, for each, the id of the value a read "as of" a revision (``:revision``) or a valid time
+    (``:at``) sees, as one statement of the tables' own columns: built and compiled once, run through the
+    session's connection, so a read pays neither building the expression nor the ORM's execution layer."""
+    heads, values = cast(Table, StateHead.__table__).c, cast(Table, StateValue.__table__).c
+    in_scope = values.timestamp <= bindparam("at") if at_time else values.revision <= bindparam("revision")
+    order = [values.timestamp.desc(), values.revision.desc()] if at_time else [values.revision.desc()]
+    seek = (select(values.id)
+            .where(values.twin_id == bindparam("twin_id"), values.property == heads.property,
+                   values.kind == heads.kind, in_scope)
+            .order_by(*order).limit(1).correlate(StateHead.__table__).scalar_subquery())
+    pick = seek if at_time else case((heads.revision <= bindparam("revision"), None), else_=seek)
+    columns = [getattr(heads, c.key) for c in _HEAD]
+    return select(*columns, pick.label("pick")).where(heads.twin_id == bindparam("twin_id"))
+
+
+_AS_OF_REVISION = _unfiltered_as_of(at_time=False)
+_AS_OF_TIME = _unfiltered_as_of(at_time=True)
+_VALUES_BY_ID = select(*(getattr(cast(Table, StateValue.__table__).c, c.key) for c in _VALUE)).where(
+    cast(Table, StateValue.__table__).c.id.in_(bindparam("ids", expanding=True)))
+
+
 def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | None, keep: Keep = None
            ) -> Snapshot:
     """The state as of a revision or a valid time: the heads name the (property, kind) pairs, and each pair
@@ -183,7 +205,9 @@ def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | 
     With ``keep`` (a quality filter), the seek skips the values whose flag is not kept: it walks the same
     index backwards from the newest value in scope, so it reads one row more per newer flagged value of that
     property; a head that is in scope and kept is still its own answer."""
-    dialect = "" if keep is None else session.get_bind().dialect.name
+    if keep is None:
+        return _unfiltered(session, twin_id, revision, at)
+    dialect = session.get_bind().dialect.name
     passes = None if keep is None else state_quality.keeps(StateValue.value, dialect, keep)
     own: ColumnElement[bool] | None = None
     if at is not None:
@@ -214,6 +238,26 @@ def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | 
             wanted[head.pick] = key
     if wanted:
         for row in session.execute(select(*_VALUE).where(StateValue.id.in_(list(wanted)))):
+            found[wanted[row.id]] = _value(row)
+    return found
+
+
+def _unfiltered(session: Session, twin_id: str, revision: int | None, at: datetime | None) -> Snapshot:
+    connection = session.connection()
+    if at is not None:
+        rows = connection.execute(_AS_OF_TIME, {"twin_id": twin_id, "at": at})
+    else:
+        rows = connection.execute(_AS_OF_REVISION, {"twin_id": twin_id, "revision": revision})
+    found: Snapshot = {}
+    wanted: dict[int, tuple[str, StateKind]] = {}
+    for head in rows:
+        key = (head.property, StateKind(head.kind))
+        if revision is not None and head.revision <= revision:  # the head is in scope: its own answer
+            found[key] = _value(head)
+        elif head.pick is not None:
+            wanted[head.pick] = key
+    if wanted:
+        for row in connection.execute(_VALUES_BY_ID, {"ids": list(wanted)}):
             found[wanted[row.id]] = _value(row)
     return found
 
