@@ -13,7 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, case, delete, func, insert, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Result,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from twinengine.catalog.manifest import Manifest
@@ -165,35 +179,39 @@ def heads(session: Session, twin_id: str) -> Snapshot:
     return {(row.property, StateKind(row.kind)): _value(row) for row in rows}
 
 
-def _pick(twin_id: str, condition: ColumnElement[bool], order: list[Any]) -> Any:
+_HEADS = cast(Table, StateHead.__table__).c
+_VALUES = cast(Table, StateValue.__table__).c
+
+
+def _pick(twin_id: Any, condition: ColumnElement[bool], order: list[Any]) -> Any:
     """For the head row in scope: the id of the value a read "as of" sees, by a backward seek on an index of
-    the log that begins (twin, property, kind) and ends in ``order``."""
-    return (select(StateValue.id)
-            .where(StateValue.twin_id == twin_id, StateValue.property == StateHead.property,
-                   StateValue.kind == StateHead.kind, condition)
-            .order_by(*order).limit(1).correlate(StateHead).scalar_subquery())
+    the log that begins (twin, property, kind) and ends in ``order``. ``twin_id``: a value or a bound
+    parameter."""
+    return (select(_VALUES.id)
+            .where(_VALUES.twin_id == twin_id, _VALUES.property == _HEADS.property, _VALUES.kind == _HEADS.kind,
+                   condition)
+            .order_by(*order).limit(1).correlate(StateHead.__table__).scalar_subquery())
 
 
 def _unfiltered_as_of(at_time: bool) -> Select[Any]:
     """The heads with, for each, the id of the value a read "as of" a revision (``:revision``) or a valid time
     (``:at``) sees, as one statement of the tables' own columns: built and compiled once, run through the
     session's connection, so a read pays neither building the expression nor the ORM's execution layer."""
-    heads, values = cast(Table, StateHead.__table__).c, cast(Table, StateValue.__table__).c
-    in_scope = values.timestamp <= bindparam("at") if at_time else values.revision <= bindparam("revision")
-    order = [values.timestamp.desc(), values.revision.desc()] if at_time else [values.revision.desc()]
-    seek = (select(values.id)
-            .where(values.twin_id == bindparam("twin_id"), values.property == heads.property,
-                   values.kind == heads.kind, in_scope)
-            .order_by(*order).limit(1).correlate(StateHead.__table__).scalar_subquery())
-    pick = seek if at_time else case((heads.revision <= bindparam("revision"), None), else_=seek)
-    columns = [getattr(heads, c.key) for c in _HEAD]
-    return select(*columns, pick.label("pick")).where(heads.twin_id == bindparam("twin_id"))
+    if at_time:
+        pick = _pick(bindparam("twin_id"), _VALUES.timestamp <= bindparam("at"),
+                     [_VALUES.timestamp.desc(), _VALUES.revision.desc()])
+    else:
+        revision: BindParameter[int] = bindparam("revision", type_=Integer)
+        pick = case((_HEADS.revision <= revision, None),
+                    else_=_pick(bindparam("twin_id"), _VALUES.revision <= revision, [_VALUES.revision.desc()]))
+    columns = [getattr(_HEADS, c.key) for c in _HEAD]
+    return select(*columns, pick.label("pick")).where(_HEADS.twin_id == bindparam("twin_id"))
 
 
 _AS_OF_REVISION = _unfiltered_as_of(at_time=False)
 _AS_OF_TIME = _unfiltered_as_of(at_time=True)
-_VALUES_BY_ID = select(*(getattr(cast(Table, StateValue.__table__).c, c.key) for c in _VALUE)).where(
-    cast(Table, StateValue.__table__).c.id.in_(bindparam("ids", expanding=True)))
+_VALUES_BY_ID = select(*(getattr(_VALUES, c.key) for c in _VALUE)).where(
+    _VALUES.id.in_(bindparam("ids", expanding=True)))
 
 
 def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | None, keep: Keep = None
@@ -205,59 +223,36 @@ def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | 
     With ``keep`` (a quality filter), the seek skips the values whose flag is not kept: it walks the same
     index backwards from the newest value in scope, so it reads one row more per newer flagged value of that
     property; a head that is in scope and kept is still its own answer."""
+    rows: Result[Any]
     if keep is None:
-        return _unfiltered(session, twin_id, revision, at)
-    dialect = session.get_bind().dialect.name
-    passes = None if keep is None else state_quality.keeps(StateValue.value, dialect, keep)
-    own: ColumnElement[bool] | None = None
-    if at is not None:
-        in_scope = StateValue.timestamp <= at
-        pick = _pick(twin_id, in_scope if passes is None else and_(in_scope, passes),
-                     [StateValue.timestamp.desc(), StateValue.revision.desc()])
+        rows = session.connection().execute(*(
+            (_AS_OF_TIME, {"twin_id": twin_id, "at": at}) if at is not None
+            else (_AS_OF_REVISION, {"twin_id": twin_id, "revision": revision})))
     else:
-        assert revision is not None
-        in_scope = StateValue.revision <= revision
-        if keep is None:
-            pick = case((StateHead.revision <= revision, None),
-                        else_=_pick(twin_id, in_scope, [StateValue.revision.desc()]))
+        dialect = session.get_bind().dialect.name
+        passes = state_quality.keeps(StateValue.value, dialect, keep)
+        if at is not None:
+            pick = _pick(twin_id, and_(StateValue.timestamp <= at, passes),
+                         [StateValue.timestamp.desc(), StateValue.revision.desc()])
+            columns = [*_HEAD, pick.label("pick")]
         else:
-            assert passes is not None
             own = and_(StateHead.revision <= revision, state_quality.keeps(StateHead.value, dialect, keep))
-            pick = case((own, None), else_=_pick(twin_id, and_(in_scope, passes), [StateValue.revision.desc()]))
-    columns = [*_HEAD, pick.label("pick")] + ([] if own is None else [own.label("own")])
-    found: Snapshot = {}
-    wanted: dict[int, tuple[str, StateKind]] = {}
-    for head in session.execute(select(*columns).where(StateHead.twin_id == twin_id)):
-        key = (head.property, StateKind(head.kind))
-        if own is not None:
-            if head.own:
-                found[key] = _value(head)
-        elif revision is not None and head.revision <= revision:
-            found[key] = _value(head)
-        if key not in found and head.pick is not None:
-            wanted[head.pick] = key
-    if wanted:
-        for row in session.execute(select(*_VALUE).where(StateValue.id.in_(list(wanted)))):
-            found[wanted[row.id]] = _value(row)
-    return found
-
-
-def _unfiltered(session: Session, twin_id: str, revision: int | None, at: datetime | None) -> Snapshot:
-    connection = session.connection()
-    if at is not None:
-        rows = connection.execute(_AS_OF_TIME, {"twin_id": twin_id, "at": at})
-    else:
-        rows = connection.execute(_AS_OF_REVISION, {"twin_id": twin_id, "revision": revision})
+            pick = case((own, None), else_=_pick(twin_id, and_(StateValue.revision <= revision, passes),
+                                                  [StateValue.revision.desc()]))
+            columns = [*_HEAD, pick.label("pick"), own.label("own")]
+        rows = session.execute(select(*columns).where(StateHead.twin_id == twin_id))
     found: Snapshot = {}
     wanted: dict[int, tuple[str, StateKind]] = {}
     for head in rows:
         key = (head.property, StateKind(head.kind))
-        if revision is not None and head.revision <= revision:  # the head is in scope: its own answer
+        # As of a revision, a head not newer than it (and kept, with a filter) is its own answer; as of a
+        # time, every answer comes from the seek.
+        if revision is not None and (head.revision <= revision if keep is None else head.own):
             found[key] = _value(head)
         elif head.pick is not None:
             wanted[head.pick] = key
     if wanted:
-        for row in connection.execute(_VALUES_BY_ID, {"ids": list(wanted)}):
+        for row in session.connection().execute(_VALUES_BY_ID, {"ids": list(wanted)}):
             found[wanted[row.id]] = _value(row)
     return found
 
