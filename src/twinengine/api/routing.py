@@ -19,7 +19,10 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
+from starlette._utils import get_route_path
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import Scope
 
 from twinengine.api.audit_trail import record_with_commit
 
@@ -118,6 +121,14 @@ def _plain_model_answer(endpoint: Callable[..., Any], kwargs: dict[str, Any]) ->
 
 class Router(APIRouter):
     """An ``APIRouter`` whose sync endpoints commit the request's session on their own thread."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """No match, at once, for a path outside the router's prefix: FastAPI tries every route of every
+        included router in turn (a regular expression each), so a request to the twenty-fifth router
+        would otherwise be tried against all the routes before it."""
+        if self.prefix and not get_route_path(scope).startswith(self.prefix):
+            return Match.NONE, {}
+        return super().matches(scope)
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         answers = _plain_model_answer(endpoint, kwargs) if not args else None
