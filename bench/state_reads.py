@@ -7,10 +7,14 @@ median of ``--repeat`` calls:
 
 - baseline: in process, ``twins.service.get_twin`` (authorize, one row); over HTTP, ``GET /api/v1/me``;
 - current state, state at a random revision, state at a random valid time, and the diff between two
-  random revisions: in process through ``twins.service`` (one read-only unit of work each), and over HTTP
-  with the SDK against the engine's app on a loopback port.
+  random revisions: in process through ``twins.service`` (one read-only unit of work each); over HTTP
+  against the engine's app on a loopback port, as a bare request on a kept-alive connection (the answer's
+  bytes read, not parsed: the server's time and the wire's); and with the SDK (the answer parsed into
+  its pydantic model, as a Python user sees it).
 
-Ratios are each read over the baseline of the same column. ``--plot FILE.png`` draws ms against revisions.
+Every round takes each read of each column once, in an order shuffled per round, so that the machine's
+drift during the run falls on all of them alike. Ratios are each read over the baseline of the same column.
+``--plot FILE.png`` draws ms against revisions.
 
 Usage: python bench/state_reads.py [--revisions 1000,10000,100000] [--repeat 30] [--plot reads.png]
        (``--revisions 1000000`` takes several minutes to fill per backend)
@@ -19,6 +23,7 @@ Usage: python bench/state_reads.py [--revisions 1000,10000,100000] [--repeat 30]
 from __future__ import annotations
 
 import argparse
+import http.client
 import random
 import statistics
 import tempfile
@@ -26,6 +31,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 from rich.progress import Progress
 from state_writes import fresh_pg_database, postgres_url  # beside this script
@@ -46,6 +52,7 @@ T0 = datetime(2020, 1, 1, tzinfo=UTC)
 REPORTED = ("level", "rain", "discharge", "storage")
 BATCH = 2000
 OPS = ("baseline", "current state", "at revision", "at time", "diff")
+COLUMNS = ("in-process", "HTTP", "SDK")
 
 
 def fill(runtime: Runtime, name: str, n: int, progress: Progress, label: str) -> None:
@@ -68,17 +75,46 @@ def fill(runtime: Runtime, name: str, n: int, progress: Progress, label: str) ->
         progress.update(task, completed=done)
 
 
-def median_ms(repeat: int, fn: Callable[[int], object]) -> float:
-    fn(0)  # warm caches and connections
-    times = []
+class BareHTTP:
+    """GET requests on one kept-alive connection, the answer read and not parsed."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        parts = urlsplit(url)
+        self._connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def get(self, path: str, **params: object) -> bytes:
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        self._connection.request("GET", f"{path}?{query}" if query else path, headers=self._headers)
+        response = self._connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET {path}: {response.status} {body[:200]!r}")
+        return body
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def interleaved_medians(repeat: int, calls: dict[tuple[str, str], Callable[[int], object]]
+                        ) -> dict[tuple[str, str], float]:
+    """Median ms of each call, every round taking each call once in a shuffled order."""
+    for call in calls.values():
+        call(0)  # warm caches and connections
+    rng = random.Random(3)
+    keys = list(calls)
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in keys}
     for i in range(repeat):
-        start = time.perf_counter()
-        fn(i + 1)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        rng.shuffle(keys)
+        for key in keys:
+            start = time.perf_counter()
+            calls[key](i + 1)
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) * 1000 for key, values in times.items()}
 
 
-def measure(runtime: Runtime, client: Client, name: str, n: int, repeat: int) -> dict[str, tuple[float, float]]:
+def measure(runtime: Runtime, client: Client, bare: BareHTTP, name: str, n: int, repeat: int
+            ) -> dict[str, tuple[float, ...]]:
     rng = random.Random(11)
     revs = [rng.randint(1, n) for _ in range(repeat + 1)]
     times = [T0 + timedelta(seconds=60 * rng.randint(0, n)) for _ in range(repeat + 1)]
@@ -91,25 +127,38 @@ def measure(runtime: Runtime, client: Client, name: str, n: int, repeat: int) ->
                 return call(session, principal=SYSTEM, ref=name, **args)
         return run
 
-    in_process = {
-        "baseline": local(service.get_twin),
-        "current state": local(service.read_state),
-        "at revision": local(service.read_state, revision=revs),
-        "at time": local(service.read_state, at=times),
-        "diff": local(service.diff_state, from_revision=[a for a, _ in pairs], to_revision=[b for _, b in pairs]),
+    twin = f"/api/v1/twins/{name}"
+    calls: dict[str, dict[str, Callable[[int], object]]] = {
+        "in-process": {
+            "baseline": local(service.get_twin),
+            "current state": local(service.read_state),
+            "at revision": local(service.read_state, revision=revs),
+            "at time": local(service.read_state, at=times),
+            "diff": local(service.diff_state, from_revision=[a for a, _ in pairs],
+                          to_revision=[b for _, b in pairs]),
+        },
+        "HTTP": {
+            "baseline": lambda i: bare.get("/api/v1/me"),
+            "current state": lambda i: bare.get(f"{twin}/state"),
+            "at revision": lambda i: bare.get(f"{twin}/state", revision=revs[i]),
+            "at time": lambda i: bare.get(f"{twin}/state", at=times[i].isoformat()),
+            "diff": lambda i: bare.get(f"{twin}/diff", **{"from": pairs[i][0], "to": pairs[i][1]}),
+        },
+        "SDK": {
+            "baseline": lambda i: client.me(),
+            "current state": lambda i: client.get_state(name),
+            "at revision": lambda i: client.get_state(name, revision=revs[i]),
+            "at time": lambda i: client.get_state(name, at=times[i]),
+            "diff": lambda i: client.diff(name, *pairs[i]),
+        },
     }
-    over_http: dict[str, Callable[[int], object]] = {
-        "baseline": lambda i: client.me(),
-        "current state": lambda i: client.get_state(name),
-        "at revision": lambda i: client.get_state(name, revision=revs[i]),
-        "at time": lambda i: client.get_state(name, at=times[i]),
-        "diff": lambda i: client.diff(name, *pairs[i]),
-    }
-    return {op: (median_ms(repeat, in_process[op]), median_ms(repeat, over_http[op])) for op in OPS}
+    medians = interleaved_medians(repeat, {(column, op): call for column, ops in calls.items()
+                                           for op, call in ops.items()})
+    return {op: tuple(medians[column, op] for column in COLUMNS) for op in OPS}
 
 
 def run_backend(settings: Settings, label: str, sizes: list[int], repeat: int, progress: Progress
-                ) -> dict[int, dict[str, tuple[float, float]]]:
+                ) -> dict[int, dict[str, tuple[float, ...]]]:
     runtime = Runtime.from_settings(settings)
     admin_token = runtime.start()
     results = {}
@@ -123,27 +172,30 @@ def run_backend(settings: Settings, label: str, sizes: list[int], repeat: int, p
         for n in sizes:
             fill(runtime, f"reach-{n}", n, progress, label)
         with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, admin_token) as client:
-            for n in sizes:
-                task = progress.add_task(f"{label}: reading at {n:,} revisions", total=None)
-                results[n] = measure(runtime, client, f"reach-{n}", n, repeat)
-                progress.remove_task(task)
+            bare = BareHTTP(server.url, admin_token)
+            try:
+                for n in sizes:
+                    task = progress.add_task(f"{label}: reading at {n:,} revisions", total=None)
+                    results[n] = measure(runtime, client, bare, f"reach-{n}", n, repeat)
+                    progress.remove_task(task)
+            finally:
+                bare.close()
     finally:
         runtime.close()
     return results
 
 
-def report(label: str, results: dict[int, dict[str, tuple[float, float]]]) -> None:
+def report(label: str, results: dict[int, dict[str, tuple[float, ...]]]) -> None:
     print(f"\n{label}: median ms per read (ratio = read ÷ the trivial authenticated request of the same column)")
-    print(f"{'revisions':>10}  {'read':<14}{'in-process':>11}{'ratio':>7}{'HTTP':>9}{'ratio':>7}")
+    print(f"{'revisions':>10}  {'read':<14}" + "".join(f"{column:>11}{'ratio':>7}" for column in COLUMNS))
     for n, ops in results.items():
-        base_local, base_http = ops["baseline"]
+        base = ops["baseline"]
         for op in OPS:
-            local_ms, http_ms = ops[op]
-            print(f"{n:>10,}  {op:<14}{local_ms:>11.2f}{local_ms / base_local:>7.1f}{http_ms:>9.2f}"
-                  f"{http_ms / base_http:>7.1f}")
+            cells = "".join(f"{ms:>11.2f}{ms / b:>7.1f}" for ms, b in zip(ops[op], base, strict=True))
+            print(f"{n:>10,}  {op:<14}{cells}")
 
 
-def plot(path: Path, all_results: dict[str, dict[int, dict[str, tuple[float, float]]]]) -> None:
+def plot(path: Path, all_results: dict[str, dict[int, dict[str, tuple[float, ...]]]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
