@@ -17,7 +17,8 @@ drift during the run falls on all of them alike. Ratios are each read over the b
 ``--plot FILE.png`` draws ms against revisions.
 
 Usage: python bench/state_reads.py [--revisions 1000,10000,100000] [--repeat 30] [--plot reads.png]
-       (``--revisions 1000000`` takes several minutes to fill per backend)
+                                  [--sqlite-only | --postgresql-only]
+       (``--revisions 1000000`` takes 20 minutes or more to fill per backend)
 """
 
 from __future__ import annotations
@@ -221,12 +222,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--postgresql-only", action="store_true")
     args = parser.parse_args()
+    if args.sqlite_only and args.postgresql_only:
+        parser.error("--sqlite-only and --postgresql-only exclude each other")
     sizes = sorted({int(s) for s in args.revisions.split(",") if s})
     all_results = {}
     with tempfile.TemporaryDirectory() as tmp, Progress(transient=True) as progress:
-        all_results["sqlite"] = run_backend(Settings(data_dir=Path(tmp) / "sqlite"), "sqlite", sizes, args.repeat,
-                                            progress)
+        if not args.postgresql_only:
+            all_results["sqlite"] = run_backend(Settings(data_dir=Path(tmp) / "sqlite"), "sqlite", sizes,
+                                                args.repeat, progress)
         admin_url = None if args.sqlite_only else postgres_url()
         if admin_url:
             url, drop = fresh_pg_database(admin_url)
