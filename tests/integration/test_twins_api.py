@@ -72,6 +72,8 @@ def test_users_see_only_their_own_or_granted_twins(engine: Engine, published: st
     uma.grant("uma-reach", "otto", "read")
     assert [(t.name, t.access.value) for t in otto.list_twins().items] == [("uma-reach", "read")]
     assert otto.get_state("uma-reach").revision == 0
+    with pytest.raises(PermissionDenied):  # otto's grant is otto's: the state read checks the caller's own
+        rita.get_state("uma-reach")
     with pytest.raises(PermissionDenied):
         otto.report("uma-reach", level=1.0)
     uma.grant("uma-reach", "otto", "operate")
@@ -82,6 +84,8 @@ def test_users_see_only_their_own_or_granted_twins(engine: Engine, published: st
         otto.delete_twin("uma-reach")
     uma.revoke_grant("uma-reach", "otto")
     assert otto.list_twins().total == 0
+    with pytest.raises(PermissionDenied):
+        otto.get_state("uma-reach")
     with pytest.raises(NotFound):
         uma.revoke_grant("uma-reach", "otto")
     admin = engine.sdk(engine.admin_token)

@@ -8,9 +8,9 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, exists, func, or_, select
+from sqlalchemy import Table, and_, bindparam, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -268,11 +268,53 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class TwinForRead:
+    """What a state read needs of a twin, as a plain row: the read builds no ORM instance and keeps
+    nothing in the session. It carries the grant of the one identity it was read for."""
+
+    id: str
+    name: str
+    owner: str
+    app_id: int
+    head_revision: int
+    created_at: datetime
+    grantee: str
+    grant: str | None
+
+    def permission_of(self, identity: str) -> Permission | None:
+        return Permission(self.grant) if self.grant is not None and identity == self.grantee else None
+
+
+_TWIN_TABLE, _GRANT_TABLE = cast(Table, Twin.__table__), cast(Table, TwinGrant.__table__)
+_TWINS, _GRANTS = _TWIN_TABLE.c, _GRANT_TABLE.c
+_FOR_READ = (select(_TWINS.id, _TWINS.name, _TWINS.owner, _TWINS.app_id, _TWINS.head_revision, _TWINS.created_at,
+                    _GRANTS.permission, catalog.digest_of(_TWINS.app_id))
+             .select_from(_TWIN_TABLE.outerjoin(
+                 _GRANT_TABLE, and_(_GRANTS.twin_id == _TWINS.id, _GRANTS.identity == bindparam("who")))))
+_FOR_READ_BY_ID_OR_NAME = (_FOR_READ.where(or_(_TWINS.id == bindparam("ref"), _TWINS.name == bindparam("ref")))
+                           .order_by(_TWINS.id != bindparam("ref")).limit(1))
+_FOR_READ_BY_NAME = _FOR_READ.where(_TWINS.name == bindparam("ref"))
+
+
+def _twin_for_read(session: Session, *, principal: Principal, ref: str) -> tuple[TwinForRead, Manifest]:
+    """``_twin_and_manifest`` for a read: one statement of the tables' columns (the twin, the caller's grant,
+    the app version's checksum), run on the session's connection."""
+    found = session.connection().execute(_FOR_READ_BY_ID_OR_NAME if _ID.match(ref) else _FOR_READ_BY_NAME,
+                                         {"ref": ref, "who": principal.name}).first()
+    if found is None:
+        raise TwinNotFound(f"no twin with id or name {ref!r}")
+    twin_id, name, owner, app_id, head, created_at, grant, digest = found
+    twin = TwinForRead(twin_id, name, owner, app_id, head, created_at, principal.name, grant)
+    require(principal, "twin.read", twin, target=f"twin {name}")
+    return twin, catalog.manifest_by_digest(session, app_id, digest)
+
+
 def read_state(session: Session, *, principal: Principal, ref: str, revision: int | None = None,
                at: datetime | None = None, quality: Sequence[Flag] | None = None) -> TwinState:
     """The state now, as of a revision or a time; ``quality``: each property's newest value with one of
     these flags. Properties with a gap check say whether they are stale."""
-    twin, manifest = _twin_and_manifest(session, principal=principal, ref=ref, action="twin.read")
+    twin, manifest = _twin_for_read(session, principal=principal, ref=ref)
     return state.read_state(session, twin, revision=revision, at=_utc(at), quality=quality, manifest=manifest)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     BindParameter,
@@ -56,6 +56,7 @@ __all__ = [
     "NewValue",
     "Pending",
     "Snapshot",
+    "StateOf",
     "append_revision",
     "append_revisions",
     "diff",
@@ -69,6 +70,20 @@ __all__ = [
     "snapshot_at_revision",
     "validate_write",
 ]
+
+
+class StateOf(Protocol):
+    """What a state read needs of its twin: an ORM ``Twin``, or a plain row read for the purpose
+    (``twins.service.TwinForRead``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def head_revision(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
@@ -257,7 +272,7 @@ def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | 
     return found
 
 
-def snapshot_at_revision(session: Session, twin: Twin, revision: int, keep: Keep = None) -> Snapshot:
+def snapshot_at_revision(session: Session, twin: StateOf, revision: int, keep: Keep = None) -> Snapshot:
     if revision < 0 or revision > twin.head_revision:
         raise RevisionNotFound(f"twin {twin.name} has revisions 0..{twin.head_revision}, not {revision}")
     # Also for the head revision: a revision committed since the twin's row was read (PostgreSQL reads each
@@ -265,7 +280,7 @@ def snapshot_at_revision(session: Session, twin: Twin, revision: int, keep: Keep
     return _as_of(session, twin.id, revision, None, keep)
 
 
-def read_state(session: Session, twin: Twin, *, revision: int | None = None, at: datetime | None = None,
+def read_state(session: Session, twin: StateOf, *, revision: int | None = None, at: datetime | None = None,
                quality: Iterable[Flag] | None = None, manifest: Manifest | None = None) -> TwinState:
     """The state as of a revision (default: head), or as of a valid time ``at`` (latest value per property
     whose timestamp is not after ``at``, the later revision on a tie). ``quality``: only values with these
@@ -290,7 +305,7 @@ def read_state(session: Session, twin: Twin, *, revision: int | None = None, at:
     return state
 
 
-def _recorded_at(session: Session, twin: Twin, number: int) -> datetime:
+def _recorded_at(session: Session, twin: StateOf, number: int) -> datetime:
     """When a revision was recorded (revision 0, the empty state: when the twin was created)."""
     if number == 0:
         return twin.created_at
@@ -323,7 +338,7 @@ def rebuild_heads(session: Session, twin_id: str) -> bool:
     return {(row["property"], row["kind"]): tuple(row[c.key] for c in columns) for row in rows} != stored
 
 
-def _state(twin: Twin, snapshot: Snapshot, *, revision: int | None, at: datetime | None) -> TwinState:
+def _state(twin: StateOf, snapshot: Snapshot, *, revision: int | None, at: datetime | None) -> TwinState:
     reported = {p: v for (p, k), v in sorted(snapshot.items()) if k is StateKind.REPORTED}
     desired = {p: v for (p, k), v in sorted(snapshot.items()) if k is StateKind.DESIRED}
     delta = {p: v.value for p, v in desired.items() if p not in reported or reported[p].value != v.value}
