@@ -54,17 +54,14 @@ desire state, travel through its history and fork what-if scenarios. Every call 
 """
 
 
-def _build_included(routes: list[Any]) -> int:
-    """Build every included router's routes, nested ones too; the number built. FastAPI builds them when a
-    request is first matched against them, and our routers match only paths under their own prefix."""
-    built = 0
+def _build_included(routes: list[Any]) -> None:
+    """Build every included router's routes, nested ones too. FastAPI builds them when a request is first
+    matched against them, and our routers match only paths under their own prefix."""
     for route in routes:
         candidates = getattr(route, "effective_candidates", None)
-        if candidates is None:
-            continue
-        route.effective_low_priority_routes()
-        built += 1 + _build_included(candidates())
-    return built
+        if candidates is not None:
+            route.effective_low_priority_routes()
+            _build_included(candidates())
 
 
 async def _build_routes(app: FastAPI) -> None:

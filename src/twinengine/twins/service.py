@@ -298,8 +298,8 @@ _FOR_READ_BY_NAME = _FOR_READ.where(_TWINS.name == bindparam("ref"))
 
 
 def _twin_for_read(session: Session, *, principal: Principal, ref: str) -> tuple[TwinForRead, Manifest]:
-    """``_twin_and_manifest`` for a read: one statement of the tables' columns (the twin, the caller's grant,
-    the app version's checksum), run on the session's connection."""
+    """``_twin_and_manifest`` for a state read or diff: one statement of the tables' columns (the twin, the
+    caller's grant, the app version's checksum), run on the session's connection."""
     found = session.connection().execute(_FOR_READ_BY_ID_OR_NAME if _ID.match(ref) else _FOR_READ_BY_NAME,
                                          {"ref": ref, "who": principal.name}).first()
     if found is None:
@@ -341,5 +341,5 @@ def read_revision(session: Session, *, principal: Principal, ref: str, number: i
 
 def diff_state(session: Session, *, principal: Principal, ref: str, from_revision: int,
                to_revision: int | None = None) -> StateDiff:
-    twin = get_twin(session, principal=principal, ref=ref)
+    twin, _manifest = _twin_for_read(session, principal=principal, ref=ref)
     return state.diff(session, twin, from_revision, twin.head_revision if to_revision is None else to_revision)

@@ -386,7 +386,7 @@ def get_revision(session: Session, twin: Twin, number: int) -> StateRevision:
     return row
 
 
-def diff(session: Session, twin: Twin, from_revision: int, to_revision: int) -> StateDiff:
+def diff(session: Session, twin: StateOf, from_revision: int, to_revision: int) -> StateDiff:
     before = snapshot_at_revision(session, twin, from_revision)
     after = snapshot_at_revision(session, twin, to_revision)
     changes = []
