@@ -218,3 +218,40 @@ def test_a_run_interrupted_by_the_engine_stopping_resumes_from_its_checkpoint(
     done = reach.ml.wait("reach", run.id, timeout=120)
     assert done.status == "cancelled"
     assert seen[0] > 1 and seen[0] >= reached, (seen[:3], reached)  # resumed, did not start over
+
+
+def test_a_worker_that_starts_while_the_engine_stops_trains_nothing(
+        engine: Engine, reach: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stop`` kills the training workers it finds; a run whose worker was still starting used to miss that,
+    train all its epochs, and keep ``stop`` (and so the engine's shutdown) waiting for it."""
+    import threading
+
+    from twinengine.ml import engine as ml_engine
+
+    reading, go_on = threading.Event(), threading.Event()
+    read = ml_engine.MLEngine.read_records
+
+    def slow_start(self: Any, *args: Any) -> Any:  # the run is claimed; its worker has not started yet
+        reading.set()
+        go_on.wait(60)
+        return read(self, *args)
+
+    seen: list[int] = []
+    record = ml_engine._RunProgress.epoch
+
+    def spy(self: Any, epoch: int, epochs: int, metrics: dict[str, float]) -> bool:
+        seen.append(epoch)
+        return record(self, epoch, epochs, metrics)
+
+    monkeypatch.setattr(ml_engine.MLEngine, "read_records", slow_start)
+    monkeypatch.setattr(ml_engine._RunProgress, "epoch", spy)
+    run = reach.ml.train("reach", MODEL, config={"epochs": 5000, **NEVER_EARLY})
+    assert reading.wait(120)
+    stopper = threading.Thread(target=engine.runtime.ml.stop)
+    stopper.start()
+    _wait_for(lambda: engine.runtime.ml._stop.is_set())
+    go_on.set()  # the worker starts now, after stop looked for workers to kill
+    stopper.join(timeout=600)
+    assert not stopper.is_alive()
+    assert seen == []  # not one epoch trained after the engine was asked to stop
+    assert reach.ml.run("reach", run.id).status == "running"  # queued again on the next start

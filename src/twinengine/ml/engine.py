@@ -60,6 +60,10 @@ CHECKPOINT_FILE = "checkpoint.tar"  # a run's latest checkpoint, as its worker s
 MODEL_BYTES = 1 << 36  # a model folder a worker sends unpacks to no more than 64 GiB
 
 
+class RunInterrupted(RuntimeError):
+    """A run's worker started while the engine was stopping: the run stays ``running`` and resumes on start."""
+
+
 @dataclass(frozen=True)
 class TwinApp:
     """A twin's app version as the lifecycle uses it: the workers of its code and its manifest."""
@@ -273,6 +277,7 @@ class MLEngine:
                 as worker:
             self._active[run_id] = worker
             try:
+                self._unless_stopping(run_id)
                 remote = RemoteTask(worker, timeout=self.training_timeout)
                 info = remote.load(spec.entrypoint, spec.framework, overrides, data)
                 gate = _gate_of(info)  # before training: a malformed gate fails the run now, naming the rule
@@ -310,6 +315,14 @@ class MLEngine:
         self._finish(run_id, twin, model, gate, outcome, mlrun, name, tags, champion, champion_metrics)
         shutil.rmtree(checkpoint.parent, ignore_errors=True)  # the run is over: nothing to resume
 
+    def _unless_stopping(self, run_id: str) -> None:
+        """Called once a run's worker is in ``_active``: ``stop`` kills the workers it finds there, so a worker
+        that started while the engine was stopping would otherwise train the whole run, and ``stop`` wait for
+        it. (``stop`` sets the flag before it looks, and a run registers before it checks: one of them sees the
+        other.)"""
+        if self._stop.is_set():
+            raise RunInterrupted(f"training run {run_id}: the engine is stopping")
+
     def optuna_storage(self) -> str:
         """The engine's database when it is PostgreSQL, else an embedded SQLite file in the data dir."""
         url = str(self.db.engine.url.render_as_string(hide_password=False))
@@ -335,6 +348,7 @@ class MLEngine:
                 worker = extra.enter_context(app.workers.dedicated(
                     label=f"training {run_id} of {app.ref}, trial worker {index}", memory_bytes=self.training_memory))
                 self._active[f"{run_id}#{index}"] = worker
+                self._unless_stopping(run_id)
                 helper = RemoteTask(worker, timeout=self.training_timeout)
                 helper.load(spec.entrypoint, spec.framework, overrides, data)
                 free.put(helper)
