@@ -173,3 +173,26 @@ def test_stale_lists_the_twins_whose_property_outlived_its_gap_check(engine: Eng
         assert r.status_code == 400 and r.json()["details"][0]["loc"] == "stale" and says in r.text, r.text
     r = engine.http.get("/api/v1/fleet/twins", params={"stale": "level", "app": "other-app"}, headers=headers)
     assert r.status_code == 400 and r.json()["details"][0]["loc"] == "stale"
+
+
+def test_an_aggregate_leaves_postgresql_jit_as_it_found_it(engine: Engine, uma: Client, backend: str) -> None:
+    """The aggregate turns PostgreSQL's JIT off for its statement; in a read-only unit of work (autocommit,
+    where ``SET LOCAL`` does nothing) it sets it for the connection and must reset it before the connection
+    goes back to the pool."""
+    if backend == "sqlite":
+        pytest.skip("PostgreSQL only: SQLite has no JIT setting")
+    from sqlalchemy import text
+
+    from twinengine.auth.principal import SYSTEM
+    from twinengine.twins import fleet
+
+    db = engine.runtime.db
+    with db.session(readonly=True) as session:  # one connection, in autocommit
+        before = session.execute(text("SHOW jit")).scalar()
+        (group,) = fleet.aggregate(session, principal=SYSTEM, filt=fleet.FleetFilter(), prop="level")
+        assert group.count == 6
+        assert session.execute(text("SHOW jit")).scalar() == before
+    with db.session() as session:  # a transaction: off until it ends
+        (group,) = fleet.aggregate(session, principal=SYSTEM, filt=fleet.FleetFilter(), prop="level")
+        assert group.count == 6
+        assert session.execute(text("SHOW jit")).scalar() == "off"

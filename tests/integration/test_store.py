@@ -96,3 +96,25 @@ def test_a_dropped_postgresql_connection_costs_at_most_one_unit_of_work(
     finally:
         pinged.dispose()
         trusting.dispose()
+
+
+def test_a_read_only_unit_of_work_reads_in_autocommit_and_refuses_writes(engine: Engine, backend: str) -> None:
+    """On PostgreSQL a read-only unit of work sends no BEGIN or COMMIT (each statement reads its own snapshot,
+    as it would in a READ COMMITTED transaction); a write there would not be atomic, so it is refused before
+    it runs. The pooled connection goes back to transactions for the next unit of work. On SQLite the read
+    stays a transaction (one WAL snapshot for all its statements)."""
+    db = engine.runtime.db
+    with db.session() as session:
+        session.execute(text("CREATE TABLE scratch_rows (x integer)"))
+    with db.session(readonly=True) as session:
+        assert session.execute(text("SELECT count(*) FROM scratch_rows")).scalar() == 0
+        autocommit = session.connection().get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        assert autocommit is (backend != "sqlite")
+        if backend != "sqlite":
+            with pytest.raises(store_engine.WriteInReadOnlyUnit, match="INSERT INTO scratch_rows"):
+                session.execute(text("INSERT INTO scratch_rows VALUES (1)"))
+    with db.session() as session:
+        assert session.connection().get_execution_options().get("isolation_level") != "AUTOCOMMIT"
+        session.execute(text("INSERT INTO scratch_rows VALUES (2)"))
+    with db.session(readonly=True) as session:
+        assert session.execute(text("SELECT x FROM scratch_rows")).scalars().all() == [2]

@@ -95,6 +95,32 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
+class WriteInReadOnlyUnit(RuntimeError):
+    """A unit of work opened ``readonly`` tried to write: a bug in the caller, refused before it runs."""
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE")
+
+
+def _reader(engine: Engine) -> Engine:
+    """The engine read-only units of work run on (the same pool). On a server database each statement runs
+    in autocommit: under READ COMMITTED every statement of a transaction reads its own snapshot anyway, so a
+    read loses nothing, and saves the BEGIN and COMMIT round trips (a twin's state read in process on
+    PostgreSQL: 1.33 -> 1.14 ms). Writes there would no longer be atomic, so they are refused. On SQLite the
+    transaction stays: WAL gives it one snapshot for all its statements, and ``BEGIN`` takes no lock."""
+    reader = engine.execution_options(**{READONLY_OPTION: True})
+    if engine.dialect.name == "sqlite":
+        return reader
+    reader = reader.execution_options(isolation_level="AUTOCOMMIT")
+
+    @event.listens_for(reader, "before_cursor_execute")
+    def _refuse_writes(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip()[:8].upper().startswith(_WRITES):
+            raise WriteInReadOnlyUnit(f"a read-only unit of work tried to write: {statement[:80]}")
+
+    return reader
+
+
 class Database:
     """An engine plus its session factory; ``session()`` is the one unit of work services run in."""
 
@@ -102,8 +128,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(self.engine.execution_options(**{READONLY_OPTION: True}),
-                                           expire_on_commit=False)
+        self._read_sessions = sessionmaker(_reader(self.engine), expire_on_commit=False)
         self._probe_engine: Engine | None = None
 
     def probe(self) -> None:
