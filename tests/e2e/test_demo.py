@@ -82,10 +82,17 @@ def test_demo_runs_twice_in_the_same_data_dir_showing_progress_and_a_summary(
     assert re.search(r"twin\s+\S\s+demo-reach-2 \(", second.output), second.output[-3000:]
 
 
+def _as_a_background_job() -> None:
+    """What a script's ``&`` or a thread with the signal blocked hands a child: SIGINT ignored and blocked."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 def test_demo_serve_keeps_the_portal_up_until_interrupted(tmp_path: Path) -> None:
+    """Ctrl-C stops it, also when it was started with SIGINT ignored and blocked."""
     process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "demo", "--serve", "--hours", "2",
                                 "--data-dir", str(tmp_path / "d")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, "COLUMNS": "200"})
+                               text=True, env={**os.environ, "COLUMNS": "200"}, preexec_fn=_as_a_background_job)
     try:
         lines: list[str] = []
         assert process.stdout is not None
