@@ -191,8 +191,9 @@ def test_a_running_training_stops_on_request_and_registers_nothing(engine: Engin
     assert refused.status_code in (403, 404)
 
 
-def test_a_run_interrupted_by_the_engine_stopping_resumes_from_its_checkpoint(
-        engine: Engine, reach: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def epochs_seen(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every epoch the engine hears of from a training worker, in order."""
     from twinengine.ml import engine as ml_engine
 
     seen: list[int] = []
@@ -203,6 +204,12 @@ def test_a_run_interrupted_by_the_engine_stopping_resumes_from_its_checkpoint(
         return record(self, epoch, epochs, metrics)
 
     monkeypatch.setattr(ml_engine._RunProgress, "epoch", spy)
+    return seen
+
+
+def test_a_run_interrupted_by_the_engine_stopping_resumes_from_its_checkpoint(
+        engine: Engine, reach: Client, epochs_seen: list[int]) -> None:
+    seen = epochs_seen
     run = reach.ml.train("reach", MODEL, config={"epochs": 400, "checkpoint_every": 1, **NEVER_EARLY})
     _wait_for(lambda: len(seen) >= 3)
     engine.runtime.ml.stop()  # as on SIGTERM: the worker is killed, the run stays running
@@ -221,7 +228,7 @@ def test_a_run_interrupted_by_the_engine_stopping_resumes_from_its_checkpoint(
 
 
 def test_a_worker_that_starts_while_the_engine_stops_trains_nothing(
-        engine: Engine, reach: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+        engine: Engine, reach: Client, monkeypatch: pytest.MonkeyPatch, epochs_seen: list[int]) -> None:
     """``stop`` kills the training workers it finds; a run whose worker was still starting used to miss that,
     train all its epochs, and keep ``stop`` (and so the engine's shutdown) waiting for it."""
     import threading
@@ -236,15 +243,8 @@ def test_a_worker_that_starts_while_the_engine_stops_trains_nothing(
         go_on.wait(60)
         return read(self, *args)
 
-    seen: list[int] = []
-    record = ml_engine._RunProgress.epoch
-
-    def spy(self: Any, epoch: int, epochs: int, metrics: dict[str, float]) -> bool:
-        seen.append(epoch)
-        return record(self, epoch, epochs, metrics)
-
+    seen = epochs_seen
     monkeypatch.setattr(ml_engine.MLEngine, "read_records", slow_start)
-    monkeypatch.setattr(ml_engine._RunProgress, "epoch", spy)
     run = reach.ml.train("reach", MODEL, config={"epochs": 5000, **NEVER_EARLY})
     assert reading.wait(120)
     stopper = threading.Thread(target=engine.runtime.ml.stop)
