@@ -8,6 +8,7 @@ answers must equal what the log alone says. Also: migration 0008 backfills the h
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ import pytest
 from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from helpers import RIVER_REACH
@@ -25,6 +26,7 @@ from twinengine.auth.principal import SYSTEM, Principal, Role
 from twinengine.catalog.archive import pack
 from twinengine.catalog.service import publish
 from twinengine.config import Settings
+from twinengine.errors import PermissionDenied
 from twinengine.runtime import Runtime
 from twinengine.store import migrate
 from twinengine.twins import service, state
@@ -124,6 +126,8 @@ def assert_reads_match_log(runtime: Runtime, name: str) -> int:
         assert stored_heads(session, twin.id) == log_at_revision(log, head)
         now = service.read_state(session, principal=UMA, ref=name)
         assert now.revision == head and (now.reported, now.desired) == split(log_at_revision(log, head))
+        by_id = service.read_state(session, principal=UMA, ref=twin.id)
+        assert (by_id.revision, by_id.reported, by_id.desired) == (now.revision, now.reported, now.desired)
         for revision in range(head + 1):
             got = service.read_state(session, principal=UMA, ref=name, revision=revision)
             assert (got.reported, got.desired) == split(log_at_revision(log, revision)), f"revision {revision}"
@@ -237,3 +241,37 @@ def test_heads_of_a_deleted_twin_go_with_it(runtime: Runtime) -> None:
         service.delete_twin(session, principal=UMA, ref="gone")
     with runtime.db.session(readonly=True) as session:
         assert state.heads(session, twin_id) == {}
+
+
+def test_the_current_state_is_read_with_its_twin_in_one_statement(runtime: Runtime) -> None:
+    """One round trip whatever the number of properties; the heads belong to the head revision read beside
+    them. A twin without values reads empty, and a stranger learns nothing from it."""
+    with runtime.db.session() as session:
+        quiet = service.create_twin(session, principal=UMA, app="river-reach@0.1.0", name="quiet",
+                                    parameters={"station": "RR-01"})
+        service.create_twin(session, principal=UMA, app="river-reach@0.1.0", name="busy",
+                            parameters={"station": "RR-01"})
+        for value in (1.0, 2.0):
+            service.write_state(session, principal=UMA, ref="busy", desired={"alert_threshold": PropertyWrite(
+                value=value)}, reported={p: PropertyWrite(value=value) for p in PROPERTIES})
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.get_ident() == me and not statement.lstrip().upper().startswith("BEGIN"):
+            seen.append(statement)
+
+    with runtime.db.session(readonly=True) as session:
+        service.read_state(session, principal=UMA, ref="busy")  # the manifest is parsed and cached
+        event.listen(runtime.db.engine, "before_cursor_execute", count)
+        try:
+            busy = service.read_state(session, principal=UMA, ref="busy")
+            empty = service.read_state(session, principal=UMA, ref=quiet.id)
+        finally:
+            event.remove(runtime.db.engine, "before_cursor_execute", count)
+        with pytest.raises(PermissionDenied):
+            service.read_state(session, principal=Principal(name="eve", role=Role.USER), ref="busy")
+    assert len(seen) == 2, seen  # one each
+    assert busy.revision == 2 and {p: v.value for p, v in busy.reported.items()} == dict.fromkeys(PROPERTIES, 2.0)
+    assert busy.desired["alert_threshold"].value == 2.0
+    assert (empty.revision, empty.reported, empty.desired) == (0, {}, {})

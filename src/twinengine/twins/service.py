@@ -22,7 +22,7 @@ from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.errors import NotFound, TwinNameTaken, TwinNotFound, ValidationFailed
 from twinengine.quality.spec import Flag
 from twinengine.twins import places, state
-from twinengine.twins.models import StateRevision, Twin, TwinGrant
+from twinengine.twins.models import StateHead, StateRevision, Twin, TwinGrant
 from twinengine.twins.parameter_index import index_parameters
 from twinengine.twins.schemas import (
     Access,
@@ -295,6 +295,14 @@ _FOR_READ = (select(_TWINS.id, _TWINS.name, _TWINS.owner, _TWINS.app_id, _TWINS.
 _FOR_READ_BY_ID_OR_NAME = (_FOR_READ.where(or_(_TWINS.id == bindparam("ref"), _TWINS.name == bindparam("ref")))
                            .order_by(_TWINS.id != bindparam("ref")).limit(1))
 _FOR_READ_BY_NAME = _FOR_READ.where(_TWINS.name == bindparam("ref"))
+_OTHER = _TWIN_TABLE.alias("ref_twin")
+_WITH_HEADS = (_FOR_READ.add_columns(*state.current_columns(_TWIN_TABLE))
+               .outerjoin(StateHead.__table__, cast(Table, StateHead.__table__).c.twin_id == _TWINS.id))
+# With the heads, a twin is one row per head: the id (or name) picks the twin in a subquery, not by LIMIT.
+_CURRENT_BY_ID_OR_NAME = _WITH_HEADS.where(_TWINS.id == (
+    select(_OTHER.c.id).where(or_(_OTHER.c.id == bindparam("ref"), _OTHER.c.name == bindparam("ref")))
+    .order_by(_OTHER.c.id != bindparam("ref")).limit(1).scalar_subquery()))
+_CURRENT_BY_NAME = _WITH_HEADS.where(_TWINS.name == bindparam("ref"))
 
 
 def _twin_for_read(session: Session, *, principal: Principal, ref: str) -> tuple[TwinForRead, Manifest]:
@@ -310,10 +318,28 @@ def _twin_for_read(session: Session, *, principal: Principal, ref: str) -> tuple
     return twin, catalog.manifest_by_digest(session, app_id, digest)
 
 
+def _twin_with_current(session: Session, *, principal: Principal, ref: str
+                       ) -> tuple[TwinForRead, Manifest, state.Snapshot]:
+    """``_twin_for_read`` and the twin's current snapshot, in one statement (one round trip, one snapshot
+    of the store: the heads belong to the head revision read beside them)."""
+    rows = session.connection().execute(_CURRENT_BY_ID_OR_NAME if _ID.match(ref) else _CURRENT_BY_NAME,
+                                        {"ref": ref, "who": principal.name}).all()
+    if not rows:
+        raise TwinNotFound(f"no twin with id or name {ref!r}")
+    twin_id, name, owner, app_id, head, created_at, grant, digest = rows[0][:8]
+    twin = TwinForRead(twin_id, name, owner, app_id, head, created_at, principal.name, grant)
+    require(principal, "twin.read", twin, target=f"twin {name}")
+    return twin, catalog.manifest_by_digest(session, app_id, digest), state.current_snapshot(session, rows, head)
+
+
 def read_state(session: Session, *, principal: Principal, ref: str, revision: int | None = None,
                at: datetime | None = None, quality: Sequence[Flag] | None = None) -> TwinState:
     """The state now, as of a revision or a time; ``quality``: each property's newest value with one of
-    these flags. Properties with a gap check say whether they are stale."""
+    these flags. Properties with a gap check say whether they are stale. The current state, unfiltered,
+    takes one statement; the others two."""
+    if revision is None and at is None and not quality:
+        twin, manifest, current = _twin_with_current(session, principal=principal, ref=ref)
+        return state.read_state(session, twin, manifest=manifest, current=current)
     twin, manifest = _twin_for_read(session, principal=principal, ref=ref)
     return state.read_state(session, twin, revision=revision, at=_utc(at), quality=quality, manifest=manifest)
 

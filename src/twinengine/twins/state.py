@@ -198,14 +198,14 @@ _HEADS = cast(Table, StateHead.__table__).c
 _VALUES = cast(Table, StateValue.__table__).c
 
 
-def _pick(twin_id: Any, condition: ColumnElement[bool], order: list[Any]) -> Any:
+def _pick(twin_id: Any, condition: ColumnElement[bool], order: list[Any], *outer: Any) -> Any:
     """For the head row in scope: the id of the value a read "as of" sees, by a backward seek on an index of
     the log that begins (twin, property, kind) and ends in ``order``. ``twin_id``: a value or a bound
-    parameter."""
+    parameter; ``outer``: other tables of the enclosing statement the seek refers to."""
     return (select(_VALUES.id)
             .where(_VALUES.twin_id == twin_id, _VALUES.property == _HEADS.property, _VALUES.kind == _HEADS.kind,
                    condition)
-            .order_by(*order).limit(1).correlate(StateHead.__table__).scalar_subquery())
+            .order_by(*order).limit(1).correlate(StateHead.__table__, *outer).scalar_subquery())
 
 
 def _unfiltered_as_of(at_time: bool) -> Select[Any]:
@@ -227,6 +227,22 @@ _AS_OF_REVISION = _unfiltered_as_of(at_time=False)
 _AS_OF_TIME = _unfiltered_as_of(at_time=True)
 _VALUES_BY_ID = select(*(getattr(_VALUES, c.key) for c in _VALUE)).where(
     _VALUES.id.in_(bindparam("ids", expanding=True)))
+
+
+def current_columns(twins: Table) -> list[Any]:
+    """The heads' columns (and ``pick``, as ``_unfiltered_as_of`` as of the twin's own head revision) for a
+    statement that outer-joins ``state_heads`` to the row of ``twins``: the current state and the twin it
+    belongs to in one round trip, read from one snapshot. ``current_snapshot`` reads its rows."""
+    head = cast(Any, twins.c).head_revision
+    pick = case((_HEADS.revision <= head, None),
+                else_=_pick(cast(Any, twins.c).id, _VALUES.revision <= head, [_VALUES.revision.desc()], twins))
+    return [*(getattr(_HEADS, c.key) for c in _HEAD), pick.label("pick")]
+
+
+def current_snapshot(session: Session, rows: Iterable[Any], head_revision: int) -> Snapshot:
+    """The snapshot at ``head_revision`` from the rows of a statement with ``current_columns`` (a row whose
+    ``property`` is null is a twin without heads)."""
+    return _collect(session, (row for row in rows if row.property is not None), head_revision, None)
 
 
 def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | None, keep: Keep = None
@@ -256,6 +272,12 @@ def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | 
                                                   [StateValue.revision.desc()]))
             columns = [*_HEAD, pick.label("pick"), own.label("own")]
         rows = session.execute(select(*columns).where(StateHead.twin_id == twin_id))
+    return _collect(session, rows, revision, keep)
+
+
+def _collect(session: Session, rows: Iterable[Any], revision: int | None, keep: Keep) -> Snapshot:
+    """The snapshot from head rows with their ``pick`` (and ``own``, with a filter): the values the heads
+    answer themselves, and the picked ones in one more statement."""
     found: Snapshot = {}
     wanted: dict[int, tuple[str, StateKind]] = {}
     for head in rows:
@@ -281,11 +303,14 @@ def snapshot_at_revision(session: Session, twin: StateOf, revision: int, keep: K
 
 
 def read_state(session: Session, twin: StateOf, *, revision: int | None = None, at: datetime | None = None,
-               quality: Iterable[Flag] | None = None, manifest: Manifest | None = None) -> TwinState:
+               quality: Iterable[Flag] | None = None, manifest: Manifest | None = None,
+               current: Snapshot | None = None) -> TwinState:
     """The state as of a revision (default: head), or as of a valid time ``at`` (latest value per property
     whose timestamp is not after ``at``, the later revision on a tie). ``quality``: only values with these
     flags (each property's newest such value; a property with none is left out). With the twin's
-    ``manifest``, properties with a gap check say whether they are stale at the read's time."""
+    ``manifest``, properties with a gap check say whether they are stale at the read's time. ``current``:
+    the snapshot at the twin's head revision, read with the twin (``current_snapshot``), for a plain read
+    of the current state."""
     if revision is not None and at is not None:
         raise ValidationFailed.one("at", "give either revision or at, not both")
     keep = state_quality.keep_of(quality)
@@ -294,7 +319,9 @@ def read_state(session: Session, twin: StateOf, *, revision: int | None = None, 
         as_of = at
     else:
         number = twin.head_revision if revision is None else revision
-        state = _state(twin, snapshot_at_revision(session, twin, number, keep), revision=number, at=None)
+        snapshot = current if revision is None and keep is None and current is not None else \
+            snapshot_at_revision(session, twin, number, keep)
+        state = _state(twin, snapshot, revision=number, at=None)
         as_of = utcnow() if revision is None else _recorded_at(session, twin, number)
     if keep is not None:
         state.quality = sorted(keep, key=FLAGS.index)
