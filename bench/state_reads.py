@@ -8,9 +8,10 @@ median of ``--repeat`` calls:
 - baseline: in process, ``twins.service.get_twin`` (authorize, one row); over HTTP, ``GET /api/v1/me``;
 - current state, state at a random revision, state at a random valid time, and the diff between two
   random revisions: in process through ``twins.service`` (one read-only unit of work each); over HTTP
-  against the engine's app on a loopback port, as a bare request on a kept-alive connection (the answer's
-  bytes read, not parsed: the server's time and the wire's); and with the SDK (the answer parsed into
-  its pydantic model, as a Python user sees it).
+  against ``twin serve`` in a process of its own on a loopback port (``served``: as deployed, and not
+  sharing this process's interpreter lock with the client that times it), as a bare request on a
+  kept-alive connection (the answer's bytes read, not parsed: the server's time and the wire's); and with
+  the SDK (the answer parsed into its pydantic model, as a Python user sees it).
 
 Every round takes each read of each column once, in an order shuffled per round, so that the machine's
 drift during the run falls on all of them alike. Ratios are each read over the baseline of the same column.
@@ -35,15 +36,15 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from rich.progress import Progress
-from state_writes import fresh_pg_database, postgres_url  # beside this script
+from served import TwinServe  # beside this script
+from state_writes import fresh_pg_database, postgres_url
 
-from twinengine.api import create_app
 from twinengine.auth.principal import SYSTEM, Principal, Role
+from twinengine.bootstrap import prepare_store
 from twinengine.catalog.archive import pack
 from twinengine.catalog.service import publish
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
 from twinengine.twins import service, state
 from twinengine.twins.schemas import StateKind
@@ -161,7 +162,7 @@ def measure(runtime: Runtime, client: Client, bare: BareHTTP, name: str, n: int,
 def run_backend(settings: Settings, label: str, sizes: list[int], repeat: int, progress: Progress
                 ) -> dict[int, dict[str, tuple[float, ...]]]:
     runtime = Runtime.from_settings(settings)
-    admin_token = runtime.start()
+    admin_token = prepare_store(runtime.db, runtime.issuer, settings)  # the engine's loops run in twin serve
     results = {}
     try:
         with runtime.db.session() as session:
@@ -172,8 +173,8 @@ def run_backend(settings: Settings, label: str, sizes: list[int], repeat: int, p
                                     app="river-reach@0.1.0", name=f"reach-{n}", parameters={"station": "RR-01"})
         for n in sizes:
             fill(runtime, f"reach-{n}", n, progress, label)
-        with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, admin_token) as client:
-            bare = BareHTTP(server.url, admin_token)
+        with TwinServe(settings) as url, Client(url, admin_token) as client:
+            bare = BareHTTP(url, admin_token)
             try:
                 for n in sizes:
                     task = progress.add_task(f"{label}: reading at {n:,} revisions", total=None)
@@ -192,7 +193,7 @@ def report(label: str, results: dict[int, dict[str, tuple[float, ...]]]) -> None
     for n, ops in results.items():
         base = ops["baseline"]
         for op in OPS:
-            cells = "".join(f"{ms:>11.2f}{ms / b:>7.1f}" for ms, b in zip(ops[op], base, strict=True))
+            cells = "".join(f"{ms:>11.2f}{ms / b:>7.2f}" for ms, b in zip(ops[op], base, strict=True))
             print(f"{n:>10,}  {op:<14}{cells}")
 
 

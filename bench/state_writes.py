@@ -5,7 +5,8 @@ answers) it times N single-revision writes of three properties, each its own dur
 
 - floor: one INSERT of a JSON row and a COMMIT with the bare driver, same durability settings;
 - service: ``twins.service.write_state`` in-process (validation, revision counter, values, commit);
-- HTTP: the SDK's PATCH against ``twin serve``'s app on a loopback port (adds auth, audit, JSON, HTTP).
+- HTTP: the SDK's PATCH against ``twin serve`` in a process of its own on a loopback port (adds auth, audit,
+  JSON, HTTP).
 
 Usage: python bench/state_writes.py [--writes 500]
 """
@@ -21,14 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from served import TwinServe  # beside this script
 
-from twinengine.api import create_app
 from twinengine.auth.principal import SYSTEM, Principal, Role
+from twinengine.bootstrap import prepare_store
 from twinengine.catalog.archive import pack
 from twinengine.catalog.service import publish
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
 from twinengine.twins import service
 from twinengine.twins.schemas import PropertyWrite
@@ -77,7 +78,7 @@ def floor_postgres(url: str, n: int) -> float:
 
 def engine_rates(settings: Settings, n: int) -> tuple[float, float]:
     runtime = Runtime.from_settings(settings)
-    admin_token = runtime.start()
+    admin_token = prepare_store(runtime.db, runtime.issuer, settings)  # the engine's loops run in twin serve
     uma = Principal(name="uma", role=Role.USER)
     try:
         with runtime.db.session() as session:
@@ -95,9 +96,9 @@ def engine_rates(settings: Settings, n: int) -> tuple[float, float]:
                 service.write_state(session, principal=uma, ref="bench-service", reported=values, desired={})
 
         in_process = rate(n, write_service)
-        with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, admin_token) as admin:
+        with TwinServe(settings) as url, Client(url, admin_token) as admin:
             token = admin.create_token("uma", "user").token
-            with Client(server.url, token) as client:
+            with Client(url, token) as client:
                 over_http = rate(n, lambda i: client.report("bench-http", level=i * 0.01, rain=0.5, storage=3.0))
         return in_process, over_http
     finally:
