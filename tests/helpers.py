@@ -70,14 +70,17 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
 
 @contextmanager
 def serve_engine(data_dir: Path, port: int, *, capture: bool = False, start_timeout: float = 60,
-                 args: Sequence[str] = (), **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``twin serve`` as a real process (``TWIN_*`` overrides in ``env``, more options in ``args``), waiting
-    until its engine has started (at most ``start_timeout`` seconds; ``/health`` answers earlier, while it
-    starts). With ``capture`` its output is piped: read it only once the process has ended."""
+                 args: Sequence[str] = (), preexec: Callable[[], None] | None = None,
+                 **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``twin serve`` as a real process (``TWIN_*`` overrides in ``env``, more options in ``args``, ``preexec``
+    run in the child before it starts), waiting until its engine has started (at most ``start_timeout``
+    seconds; ``/health`` answers earlier, while it starts). With ``capture`` its output is piped: read it only
+    once the process has ended."""
     environ = {**os.environ, "TWIN_DATA_DIR": str(data_dir), **env}
     out = subprocess.PIPE if capture else subprocess.DEVNULL
     process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port), *args],
-                               env=environ, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
+                               env=environ, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL,
+                               preexec_fn=preexec)
     try:
         deadline = time.monotonic() + start_timeout
         with Client(f"http://127.0.0.1:{port}") as probe:

@@ -1,5 +1,5 @@
-"""``twin serve`` as a real process: loopback by default, first-start admin token, and acknowledged writes
-that survive a kill -9 (on SQLite and on PostgreSQL)."""
+"""``twin serve`` as a real process: loopback by default, first-start admin token, acknowledged writes
+that survive a kill -9 (on SQLite and on PostgreSQL), and Ctrl-C heard whatever signal state it inherited."""
 
 from __future__ import annotations
 
@@ -73,3 +73,21 @@ def test_serve_binds_to_loopback_by_default(tmp_path: Path) -> None:
     port = free_port()
     with serve(Settings(data_dir=tmp_path / "data"), port):
         assert listening_addresses(port) == {"127.0.0.1"}
+
+
+def _as_a_background_job() -> None:
+    """What a script's ``&`` or a thread with the signal blocked hands a child: SIGINT ignored and blocked."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def test_serve_stops_on_ctrl_c_also_when_started_with_sigint_ignored_and_blocked(tmp_path: Path) -> None:
+    port = free_port()
+    with serve_engine(tmp_path / "data", port, capture=True, preexec=_as_a_background_job) as process:
+        with Client(f"http://127.0.0.1:{port}") as probe:
+            assert probe.health()["status"] == "ok"
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)  # it served on, deaf to Ctrl-C, before
+        assert code != -signal.SIGKILL
+        assert process.stdout is not None
+        assert "Shutting down" in process.stdout.read().decode(), "no graceful shutdown"
