@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import typer
@@ -71,6 +70,7 @@ def run(folder: Path = typer.Argument(..., help="App folder with twinapp.yaml.")
     from twinengine.api import create_app
     from twinengine.app.local import LocalEngine
     from twinengine.demo.server import InProcessServer
+    from twinengine.stopping import until_stopped
 
     if not (folder / "twinapp.yaml").is_file():
         err_console.print(f"[red]error[/red]: FOLDER: {escape(str(folder))} has no twinapp.yaml", highlight=False)
@@ -87,10 +87,8 @@ def run(folder: Path = typer.Argument(..., help="App folder with twinapp.yaml.")
             console.print(f"  e.g.    twin --url {server.url} --token $TOKEN state show {escape(twin)}",
                           highlight=False)
             console.print("throw-away data: everything goes when you stop (Ctrl-C)")
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                console.print("stopped")
+            until_stopped()
+            console.print("stopped")
 
 
 def register(app: typer.Typer) -> None:

@@ -163,7 +163,9 @@ def _unblock_stop_signals() -> None:
     but a blocked one stays pending), and the engine would serve until killed."""
     import signal
 
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    from twinengine.stopping import STOP_SIGNALS
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _sandbox_for_serving(settings: Any) -> Any:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -40,6 +38,7 @@ from twinengine.demo.chapters import (
 from twinengine.demo.context import Advance, DemoContext, DemoOptions
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
+from twinengine.stopping import until_stopped
 
 __all__ = ["APP_CHAPTERS", "APP_SETTINGS", "CHAPTERS", "find_app_folder", "run_demo"]
 
@@ -106,28 +105,13 @@ def _import_app_package(folder: Path) -> Any:
     return importlib.import_module(folder.name.replace("-", "_"))
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
 def _serve_until_interrupted(ctx: DemoContext, say: Callable[[str], None]) -> None:
-    """``--serve``: the engine stays up for a person to look around in the portal until Ctrl-C (or SIGTERM).
-
-    A process inherits its signal mask and ignored signals from whatever started it: started from a thread
-    that had SIGINT blocked, or as a background job of a script (SIGINT ignored), Ctrl-C would never reach
-    Python's handler and the demo would serve until killed. So the two signals are unblocked and handled
-    here for as long as it serves, and the previous handlers put back after."""
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-    try:
-        say(f"serving the portal at {ctx.url}/ui/ until Ctrl-C; sign in as uma (user) with the token below")
-        print(ctx.tokens["uma"], file=sys.stderr, flush=True)  # alone on its line, never wrapped
-        while not stop.wait(1):
-            pass
-        say("stopped serving")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    """``--serve``: the engine stays up for a person to look around in the portal until Ctrl-C (or SIGTERM),
+    whatever signal state the process inherited (``twinengine.stopping``)."""
+    say(f"serving the portal at {ctx.url}/ui/ until Ctrl-C; sign in as uma (user) with the token below")
+    print(ctx.tokens["uma"], file=sys.stderr, flush=True)  # alone on its line, never wrapped
+    until_stopped()
+    say("stopped serving")
 
 
 def _admin_token(runtime: Runtime) -> str:
