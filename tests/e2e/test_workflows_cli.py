@@ -93,3 +93,47 @@ def test_a_run_killed_with_its_engine_ends_as_error(tmp_path: Path) -> None:
     finally:
         for key in env_stale:
             os.environ.pop(key, None)
+
+
+def test_a_run_is_shown_logged_downloaded_and_cancelled_through_the_cli(live: LiveEngine, tmp_path: Path) -> None:
+    """``twin runs show | logs | download | cancel``; a cancel stops app code in the middle of its node (the
+    worker running it is killed), where it used to wait for the node to end and the run then finished."""
+    with live.client() as admin:
+        dev = admin.create_token("ada", "developer").token
+        uma = admin.create_token("uma", "user").token
+    live.twin("app", "publish", str(make_app(tmp_path, name="nap-app", files={"nap_app/procs.py": SLOW})),
+              token=dev)
+
+    def nap(seconds: float) -> dict[str, object]:
+        return {"process_graph": {"n": {"process_id": "nap", "namespace": "nap-app",
+                                        "arguments": {"seconds": seconds}, "result": True}}}
+
+    with live.client(uma) as client:
+        quick = client.workflows.wait(client.workflows.submit(nap(0.0)).id, timeout=60)
+        slow = client.workflows.submit(nap(600.0))
+    assert quick.status == "finished", quick
+    shown = live.twin("runs", "show", quick.id, token=uma)
+    assert quick.id in shown and "finished" in shown and "result.json" in shown
+    assert live.twin_json("runs", "show", quick.id, token=uma)["status"] == "finished"
+    logged = live.twin_json("runs", "logs", quick.id, token=uma)
+    assert logged and "started on" in logged[0]["message"]
+    wrote = live.twin_json("runs", "download", quick.id, "result.json", "--to", str(tmp_path / "out"), token=uma)
+    assert json.loads(Path(wrote["path"]).read_text()) == 0
+    missing = live.twin("runs", "download", quick.id, "nothing-such", "--to", str(tmp_path / "out"), token=uma,
+                        expect=1)
+    assert "NotFound" in missing and "nothing-such" in missing
+    stranger = live.twin("runs", "show", quick.id, token=dev, expect=1)  # another user's run: not even seen
+    assert "RunNotFound" in stranger and quick.id in stranger
+
+    with live.client(uma) as client:
+        deadline = time.monotonic() + 60
+        while client.workflows.get(slow.id).status != "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started = time.monotonic()
+        live.twin("runs", "cancel", slow.id, token=uma)
+        ended = client.workflows.wait(slow.id, timeout=60)
+        took = time.monotonic() - started
+    assert ended.status == "canceled", ended
+    assert took < 30, f"the cancel took {took:.1f} s: the app code was not stopped"
+    assert any("cancel" in line["message"] for line in live.twin_json("runs", "logs", slow.id, token=uma))
+    assert "finished" in live.twin("runs", "cancel", quick.id, token=uma)  # nothing to cancel: it stays as it is

@@ -96,7 +96,7 @@ def heartbeat(engine: WorkflowEngine) -> None:
                                     .values(heartbeat_at=utcnow()))
                     canceled = session.scalars(select(WorkflowRun.id).where(
                         WorkflowRun.id.in_(running), WorkflowRun.cancel_requested.is_(True)))
-                    engine.cancel_requests.update(canceled)
+                    engine.cancel(canceled)
             reap(engine, stale_after=engine.stale_after_seconds)
         except Exception:
             log.exception("workflow heartbeat failed")

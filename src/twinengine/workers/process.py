@@ -215,10 +215,15 @@ class Worker:
             return ""
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        self.signal_kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
+
+    def signal_kill(self) -> None:
+        """SIGKILL to the worker's process group, without waiting (callable from another thread: the request
+        in progress then ends with ``WorkerCrashed``, and the worker is never reused)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def close(self) -> None:
         """Stop the worker (closing its stdin ends its loop; a worker that lingers is killed) and clean up."""

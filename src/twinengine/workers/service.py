@@ -11,11 +11,12 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Hashable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twinengine.workers.effects import CallEffects, Malformed, read_effects
+from twinengine.workers.interrupt import Interrupt
 from twinengine.workers.pool import WorkerPool
 from twinengine.workers.process import Ask, Worker, WorkerCrashed
 from twinengine.workers.protocol import Message, ProtocolError, decode, pickled
@@ -124,8 +125,9 @@ class AppWorkers:
             worker.close()
 
     def call(self, header: dict[str, Any], blobs: list[bytes] | None = None, *, timeout: float | None = None,
-             ask: Ask | None = None, prefer: Hashable = None) -> Message:
-        with self.lease(prefer) as worker:
+             ask: Ask | None = None, prefer: Hashable = None, interrupt: Interrupt | None = None) -> Message:
+        """One request to a warm worker; ``interrupt`` may stop it from another thread (``Interrupt.fire``)."""
+        with self.lease(prefer) as worker, interrupt.serving(worker) if interrupt else nullcontext():
             return worker.request(header, blobs, timeout=timeout or self.workers.timeout, ask=ask)
 
     def index(self, package: str) -> list[dict[str, Any]]:
@@ -136,8 +138,10 @@ class AppWorkers:
             raise ValueError("the worker's index of app processes is malformed")
         return found
 
-    def process(self, function: str, arguments: dict[str, Any], *, timeout: float | None = None) -> Any:
-        reply, blobs = self.call({"op": "process", "function": function}, [pickled(arguments)], timeout=timeout)
+    def process(self, function: str, arguments: dict[str, Any], *, timeout: float | None = None,
+                interrupt: Interrupt | None = None) -> Any:
+        reply, blobs = self.call({"op": "process", "function": function}, [pickled(arguments)], timeout=timeout,
+                                 interrupt=interrupt)
         return decode(reply.get("value"), blobs)
 
     def functions(self, header: dict[str, Any], calls: list[list[dict[str, Any]]], *,

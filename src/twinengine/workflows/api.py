@@ -86,7 +86,7 @@ def get_run(run_id: RunId, session: SessionDep, principal: PrincipalDep) -> RunR
 def cancel_run(run_id: RunId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> RunRead:
     run = service.cancel_run(session, principal=principal, run_id=run_id)
     if run.id in runtime.workflows.executing:
-        runtime.workflows.cancel_requests.add(run.id)
+        runtime.workflows.cancel([run.id])
     return run_read(session, run)
 
 

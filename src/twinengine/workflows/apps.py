@@ -22,7 +22,7 @@ from twinengine.catalog.models import AppVersion
 from twinengine.errors import Problem, ProcessFailed, ValidationFailed
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
-from twinengine.workers.process import WorkerCrashed, WorkerError, WorkerTimeout
+from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import ProtocolError
 from twinengine.workflows.models import AppProcess
 from twinengine.workflows.registry import ProcessEntry
@@ -135,21 +135,24 @@ def _in_worker(app: AppWorkers, function: str, process_id: str) -> Callable[...,
     then sent to a warm worker of the app version; its result comes back as safe values."""
     import xarray as xr
 
-    from twinengine.workflows.context import current
+    from twinengine.workflows.context import active, current
+    from twinengine.workflows.evaluate import Canceled
 
     def call(**kwargs: Any) -> Any:
         lazy = [k for k, v in kwargs.items() if isinstance(v, xr.DataArray | xr.Dataset)]
         if lazy:
             values = current().compute(*[kwargs[k] for k in lazy])
             kwargs.update(zip(lazy, values, strict=True))
+        run = active()
+        interrupt = run.interrupt if run is not None else None
         try:
-            return app.process(function, kwargs)
+            return app.process(function, kwargs, interrupt=interrupt)
         except WorkerError as exc:
             place = exc.place
             raise AppCodeError(f"{exc.remote} (at {place})" if place else exc.remote) from None
-        except WorkerTimeout as exc:
-            raise ProcessFailed(f"{process_id}: {exc}") from None
-        except (WorkerCrashed, ProtocolError) as exc:
+        except (WorkerCrashed, ProtocolError) as exc:  # a timeout too; or the run was canceled meanwhile
+            if interrupt is not None and interrupt.fired:
+                raise Canceled() from None
             raise ProcessFailed(f"{process_id}: {exc}") from None
 
     call.__name__ = process_id

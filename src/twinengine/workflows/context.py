@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from twinengine.auth.principal import Principal
 from twinengine.collections import CollectionSource
+from twinengine.workers.interrupt import Interrupt
 from twinengine.workflows.executors import Executor
 from twinengine.workflows.results import Asset, ResultStore
 
@@ -46,6 +47,7 @@ class RunContext:
     state_writes: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # properties of the run's results (their STAC item)
     services: dict[str, Any] = field(default_factory=dict)  # what the runtime lends processes (read_stream)
+    interrupt: Interrupt = field(default_factory=Interrupt)  # fired when the run is canceled: app code stops
 
     def note_state(self, twin_id: str, changes: list[Any]) -> None:
         """Values the run wrote to a twin's state (``ValueChange``s), with their uncertainty: they travel in
@@ -84,6 +86,11 @@ def current() -> RunContext:
     if ctx is None:
         raise RuntimeError("engine processes run only inside a workflow run")
     return ctx
+
+
+def active() -> RunContext | None:
+    """The run this thread computes, if any (an app process may also be called outside one)."""
+    return _CURRENT.get()
 
 
 @contextmanager

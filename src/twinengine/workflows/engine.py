@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from twinengine.auth.principal import SYSTEM
 from twinengine.collections import CollectionSource
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
+from twinengine.workers.interrupt import Interrupt
 from twinengine.workflows.apps import AppProcesses
 from twinengine.workflows.executors import Executor, make_executor, slurm_options
 from twinengine.workflows.processes import build_registry
@@ -83,6 +84,7 @@ class WorkflowEngine:
         self.executing: set[str] = set()
         self.in_progress: dict[str, Any] = {}  # run id → its flush of pending node updates (the heartbeat calls)
         self.cancel_requests: set[str] = set()
+        self.interrupts: dict[str, Interrupt] = {}  # run id → what stops its app code mid-node (``cancel``)
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -129,7 +131,7 @@ class WorkflowEngine:
         that still have not ended as ``error`` (the engine stopped), so none stays ``running``."""
         self.stopping.set()
         self.wake.set()
-        self.cancel_requests.update(self.executing)
+        self.cancel(list(self.executing))
         deadline = time.monotonic() + grace
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -142,6 +144,15 @@ class WorkflowEngine:
             except Exception:  # the store may be gone already; the next engine's reaper ends them then
                 log.exception("could not record the runs left in progress")
         self.executor.close()
+
+    def cancel(self, run_ids: Iterable[str]) -> None:
+        """Stop these runs of this engine: each ends before its next node or Dask task, and app code running
+        for it in a worker is stopped at once (the worker is killed; ``workers.interrupt``)."""
+        for run_id in run_ids:
+            self.cancel_requests.add(run_id)
+            interrupt = self.interrupts.get(run_id)
+            if interrupt is not None:
+                interrupt.fire()
 
     def notify(self, session: Session | None = None) -> None:
         """A run was queued in ``session``: wake a worker once that transaction commits (woken before, it

@@ -233,6 +233,7 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     hooks.cache = _Cache(engine, ctx, read=not options.get("no_cache", False))
     evaluator = Evaluator(registry, parameters, hooks=hooks, retry=_retry_policy(options), cache=hooks.cache,
                           app_version=app_version, fingerprint=fingerprint)
+    engine.interrupts[run_id] = ctx.interrupt
     engine.executing.add(run_id)
     engine.in_progress[run_id] = hooks.flush
     status, error, value = RunStatus.FINISHED, None, None
@@ -263,6 +264,7 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         engine.in_progress.pop(run_id, None)
         engine.executing.discard(run_id)
         engine.cancel_requests.discard(run_id)
+        engine.interrupts.pop(run_id, None)
     if status == RunStatus.FINISHED:
         skipped = set(graph.nodes) - {n for n in graph.nodes if n in evaluator.results}
         for node_id in skipped:

@@ -90,7 +90,7 @@ def start_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal
 def cancel_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     run = service.cancel_run(session, principal=principal, run_id=job_id)
     if run.id in runtime.workflows.executing:
-        runtime.workflows.cancel_requests.add(run.id)
+        runtime.workflows.cancel([run.id])
     return Response(status_code=204)
 
 

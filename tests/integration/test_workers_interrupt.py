@@ -1,0 +1,67 @@
+"""An interrupt stops a worker's request from another thread (a run canceled in the middle of app code): the
+request ends at once with ``WorkerCrashed`` and the killed worker is never lent again; an interrupt fired
+before a request begins stops that request too; and a worker whose request ended before the interrupt fired
+is left alone, warm in the pool (bubblewrap where it works)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from twinengine.workers.interrupt import Interrupt
+from twinengine.workers.process import WorkerCrashed
+from twinengine.workers.sandbox import Sandbox, bwrap_works
+from twinengine.workers.service import AppWorkers, Workers
+
+CODE = '''
+import time
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+'''
+NAP = "naps_app.fns:nap"
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[AppWorkers]:
+    (tmp_path / "code" / "naps_app").mkdir(parents=True)
+    (tmp_path / "code" / "naps_app" / "fns.py").write_text(CODE)
+    mode = "bwrap" if bwrap_works() is None else "none"
+    workers = Workers(sandbox=Sandbox(mode, hidden=[]), scratch_root=tmp_path, timeout=120, memory_bytes=4 << 30)
+    try:
+        yield workers.for_app("naps", label="naps-app", code=tmp_path / "code", env=None)
+    finally:
+        workers.close()
+
+
+def test_a_fired_interrupt_stops_the_request_in_progress(app: AppWorkers) -> None:
+    assert app.process(NAP, {"seconds": 0}) == 0  # a warm worker
+    interrupt = Interrupt()
+    timer = threading.Timer(0.5, interrupt.fire)
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(WorkerCrashed, match="killed by signal 9"):
+            app.process(NAP, {"seconds": 60}, interrupt=interrupt)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 30
+    assert interrupt.fired
+    assert app.process(NAP, {"seconds": 0}) == 0  # a new worker serves the next request
+    assert app.workers.pool.started == 2
+
+
+def test_an_interrupt_stops_requests_after_it_fired_and_spares_workers_it_no_longer_holds(app: AppWorkers) -> None:
+    finished = Interrupt()
+    assert app.process(NAP, {"seconds": 0}, interrupt=finished) == 0
+    finished.fire()  # its request ended: the worker is back in the pool, serving no one under it
+    assert app.process(NAP, {"seconds": 0}) == 0
+    assert app.workers.pool.started == 1
+    with pytest.raises(WorkerCrashed):
+        app.process(NAP, {"seconds": 60}, interrupt=finished)  # fired before it began
