@@ -127,3 +127,21 @@ def test_bad_settings_are_a_clean_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "settings.port" in result.output and "settings.colour" in result.output
     assert "Traceback" not in result.output
+
+
+def test_tokens_are_listed_and_revoked_through_the_cli(live: LiveEngine) -> None:
+    issued = live.twin_json("token", "create", "--name", "tess", "--role", "user", "--note", "field laptop")
+    tess = issued["token"]
+    live.twin("app", "list", token=tess)  # the token works
+    listed = live.twin_json("token", "list", "--identity", "tess")
+    assert [(t["identity"], t["note"], t["revoked_at"]) for t in listed] == [("tess", "field laptop", None)]
+    jti = listed[0]["jti"]
+    assert jti in live.twin("token", "list")
+    refused = live.twin("token", "list", token=tess, expect=1)  # a user may not see the engine's tokens
+    assert "PermissionDenied" in refused and "token.read" in refused, refused
+    assert f"revoked token {jti} of tess" in live.twin("token", "revoke", jti)
+    assert live.twin_json("token", "list", "--identity", "tess")[0]["revoked_at"] is not None
+    gone = live.twin("app", "list", token=tess, expect=1)
+    assert "revoked" in gone, gone
+    unknown = live.twin("token", "revoke", "no-such-token", expect=1)
+    assert "NotFound" in unknown and "no-such-token" in unknown, unknown
