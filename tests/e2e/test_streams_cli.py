@@ -69,6 +69,11 @@ def test_bad_files_and_buffers(live: LiveEngine, tmp_path: Path) -> None:
     assert "records[1].level" in out and "Traceback" not in out
     live.twin("stream", "bind", "reach", "gauges", "sites/rr01/gauges", token=user)
     assert "sites/rr01/gauges" in live.twin("stream", "list", "reach", token=user)
+    assert "reach/gauges unbound" in live.twin("stream", "unbind", "reach", "gauges", token=user)
+    assert "sites/rr01/gauges" not in live.twin("stream", "list", "reach", token=user)
+    again = live.twin("stream", "unbind", "reach", "gauges", token=user, expect=1)
+    assert "NotFound" in again and "no MQTT binding" in again
+    live.twin("stream", "bind", "reach", "gauges", "sites/rr01/gauges", token=user)
     created = live.twin_json("buffer", "create", "reach", "retrain", "--stream", "gauges", "--policy", "external",
                              token=user)
     assert created["policy"] == "external" and created["discard_after"] is True
