@@ -87,3 +87,17 @@ def test_the_lake_tour(lake_live: LiveEngine, tmp_path: Path) -> None:
     assert "PermissionDenied" in live.twin("lake", "endpoint", "add", "x", "--protocol", "file", "--location",
                                            str(tmp_path / "x"), token=user, expect=1)
     assert "reach:levels" in live.twin("lake", "ls", "--scope", "reach", token=user)
+
+    assert live.twin_json("lake", "rule", "suspend", rule["id"], token=user)["state"] == "SUSPENDED"
+    assert live.twin_json("lake", "rule", "resume", rule["id"], token=user)["state"] in ("REPLICATING", "OK")
+    assert live.twin_json("lake", "rule", "show", rule["id"], "--wait", token=user)["state"] == "OK"
+    held = live.twin("lake", "endpoint", "remove", "site-b", token=provider, expect=1)
+    assert "Conflict" in held and "still holds 1 replica" in held
+    live.twin("lake", "endpoint", "add", "spare", "--protocol", "file", "--location", str(tmp_path / "spare"),
+              token=provider)
+    assert "removed endpoint spare" in live.twin("lake", "endpoint", "remove", "spare", token=provider)
+    assert "spare" not in live.twin("lake", "endpoint", "list", token=provider)
+    assert f"removed rule {rule['id']}" in live.twin("lake", "rule", "remove", rule["id"], token=user)
+    assert live.twin_json("lake", "rule", "list", token=user)["total"] == 0
+    again = live.twin("lake", "rule", "remove", rule["id"], token=user, expect=1)
+    assert "RuleNotFound" in again and rule["id"] in again
