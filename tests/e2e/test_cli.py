@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,15 @@ def test_tokens_are_listed_and_revoked_through_the_cli(live: LiveEngine) -> None
     assert "revoked" in gone, gone
     unknown = live.twin("token", "revoke", "no-such-token", expect=1)
     assert "NotFound" in unknown and "no-such-token" in unknown, unknown
+
+
+def test_db_upgrade_migrates_a_new_store_once(tmp_path: Path) -> None:
+    def db(*args: str) -> str:
+        result = CliRunner().invoke(cli_app, ["db", *args, "--data-dir", str(tmp_path)], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    first = re.fullmatch(r"store at revision (\d{4}) \(a new store\)\n", db("upgrade"))
+    assert first is not None
+    assert db("upgrade") == f"store at revision {first.group(1)}\n"  # nothing to do the second time
+    assert db("current") == f"current {first.group(1)}, head {first.group(1)}\n"

@@ -88,6 +88,13 @@ def test_the_lake_tour(lake_live: LiveEngine, tmp_path: Path) -> None:
                                            str(tmp_path / "x"), token=user, expect=1)
     assert "reach:levels" in live.twin("lake", "ls", "--scope", "reach", token=user)
 
+    live.twin("lake", "dataset", "add", "reach:all", "--container", token=user)
+    attached = live.twin_json("lake", "dataset", "attach", "reach:all", "reach:levels", token=user)
+    assert attached["type"] == "container" and attached["children"] == ["reach:levels"]
+    inverted = live.twin("lake", "dataset", "attach", "reach:levels", "reach:all", token=user, expect=1)
+    assert "children[0]" in inverted and "a dataset holds files, not containers" in inverted
+    missing = live.twin("lake", "dataset", "attach", "reach:all", "reach:nothing", token=user, expect=1)
+    assert "DidNotFound" in missing and "reach:nothing" in missing
     assert live.twin_json("lake", "rule", "suspend", rule["id"], token=user)["state"] == "SUSPENDED"
     assert live.twin_json("lake", "rule", "resume", rule["id"], token=user)["state"] in ("REPLICATING", "OK")
     assert live.twin_json("lake", "rule", "show", rule["id"], "--wait", token=user)["state"] == "OK"

@@ -202,7 +202,8 @@ def db_upgrade(data_dir: Any = DataDirOption) -> None:
         after = migrate.upgrade(db)
     finally:
         db.dispose()
-    console.print(f"store at revision {after}" + ("" if before == after else f" (was {before})"))
+    console.print(f"store at revision {after}" + ("" if before == after else " (a new store)" if before is None
+                                                   else f" (was {before})"))
 
 
 @db_app.command("current")
