@@ -163,6 +163,12 @@ def test_import_from_another_stac_api_is_idempotent(stac: LiveEngine, tmp_path: 
                 again = admin.lake.import_stac(f"{source.url}/stac/", COLLECTION, endpoint="home",
                                                token=source.admin_token)
                 assert (again.items, again.files_registered, again.files_present) == (6, 0, 6)
+                cli = target.twin_json("lake", "import-stac", f"{source.url}/stac/", "--collection", COLLECTION,
+                                       "--endpoint", "home", "--token", source.admin_token)
+                assert (cli["items"], cli["files_registered"], cli["files_present"]) == (6, 0, 6)
+                bad_box = target.twin("lake", "import-stac", f"{source.url}/stac/", "--collection", COLLECTION,
+                                      "--endpoint", "home", "--bbox", "1,2,3", expect=1)
+                assert "--bbox" in bad_box and "west,south,east,north" in bad_box
                 copied = admin.lake.get(f"{COLLECTION}:day-2/levels.csv")
                 with source.client() as remote:
                     original = remote.lake.get(f"{SCOPE}:day-2/levels.csv")
