@@ -295,6 +295,7 @@ _FOR_READ = (select(_TWINS.id, _TWINS.name, _TWINS.owner, _TWINS.app_id, _TWINS.
 _FOR_READ_BY_ID_OR_NAME = (_FOR_READ.where(or_(_TWINS.id == bindparam("ref"), _TWINS.name == bindparam("ref")))
                            .order_by(_TWINS.id != bindparam("ref")).limit(1))
 _FOR_READ_BY_NAME = _FOR_READ.where(_TWINS.name == bindparam("ref"))
+_TWIN_COLUMNS = len(_FOR_READ.selected_columns)  # the twin's part of a row of the statements below
 _OTHER = _TWIN_TABLE.alias("ref_twin")
 _WITH_HEADS = (_FOR_READ.add_columns(*state.current_columns(_TWIN_TABLE))
                .outerjoin(StateHead.__table__, cast(Table, StateHead.__table__).c.twin_id == _TWINS.id))
@@ -326,7 +327,7 @@ def _twin_with_current(session: Session, *, principal: Principal, ref: str
                                         {"ref": ref, "who": principal.name}).all()
     if not rows:
         raise TwinNotFound(f"no twin with id or name {ref!r}")
-    twin_id, name, owner, app_id, head, created_at, grant, digest = rows[0][:8]
+    twin_id, name, owner, app_id, head, created_at, grant, digest = rows[0][:_TWIN_COLUMNS]
     twin = TwinForRead(twin_id, name, owner, app_id, head, created_at, principal.name, grant)
     require(principal, "twin.read", twin, target=f"twin {name}")
     return twin, catalog.manifest_by_digest(session, app_id, digest), state.current_snapshot(session, rows, head)
