@@ -3,7 +3,8 @@
 For each backend (SQLite always; PostgreSQL when ``TWIN_BENCH_POSTGRES_URL`` or the default local server
 answers) it fills three twins of an app whose ``level`` declares range, spike and gap checks, with
 ``--revisions`` revisions each (level and one other property per revision, judged by the checks as the
-engine writes them), then times in process, through ``twins.service``, the median of ``--repeat`` calls:
+engine writes them), then times in process, through ``twins.service``, the median of ``--repeat`` calls
+(every round takes each read once, in a shuffled order):
 
 - ``mixed``: a few percent of the values flagged (out of range: bad; spikes: suspect), the newest one bad;
 - ``bad tail``: the newest ``--tail`` values of level all bad, so a filtered read walks past each of them;
@@ -27,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
-from state_reads import median_ms  # beside this script
+from state_reads import interleaved_medians  # beside this script
 from state_writes import fresh_pg_database, postgres_url
 
 from twinengine.auth.principal import SYSTEM, Principal, Role
@@ -114,7 +115,8 @@ def measure(runtime: Runtime, name: str, n: int, repeat: int) -> dict[str, float
         "history 1000 good": local(service.property_history, prop="level", newest_first=True, limit=1000,
                                    quality=GOOD),
     }
-    return {read: median_ms(repeat, fn) for read, fn in reads.items()}
+    medians = interleaved_medians(repeat, {("in-process", read): fn for read, fn in reads.items()})
+    return {read: medians["in-process", read] for read in reads}
 
 
 KINDS = ("mixed", "bad tail", "all bad")
