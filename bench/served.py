@@ -2,7 +2,7 @@
 
 A server on a thread of the bench's own process shares one interpreter lock with the client that times it:
 the client's parsing and the server's work then take turns on it, which a deployed engine never pays,
-and which costs a route more the more Python it runs. The issue's figures were taken against ``twin serve``.
+and which costs a route more the more Python it runs.
 """
 
 from __future__ import annotations

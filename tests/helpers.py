@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import yaml
@@ -31,6 +31,9 @@ from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.errors import EngineUnavailable
 from twinengine.runtime import Runtime
+
+if TYPE_CHECKING:
+    from twinengine.workers.service import AppWorkers
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED = {s for s in os.environ.get("TWIN_TEST_REQUIRE", "").split(",") if s}
@@ -188,6 +191,23 @@ def make_app(root: Path, *, name: str = "test-app", version: str = "1.0.0", mani
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
     return folder
+
+
+@contextmanager
+def warm_app(root: Path, package: str, code: str, *, timeout: float = 30) -> Iterator[AppWorkers]:
+    """The workers of a one-module app (``package/fns.py`` holding ``code``) under ``root``, in bubblewrap
+    where it works; stopped at the end."""
+    from twinengine.workers.sandbox import Sandbox, bwrap_works
+    from twinengine.workers.service import Workers
+
+    (root / "code" / package).mkdir(parents=True)
+    (root / "code" / package / "fns.py").write_text(code)
+    mode = "bwrap" if bwrap_works() is None else "none"
+    workers = Workers(sandbox=Sandbox(mode, hidden=[]), scratch_root=root, timeout=timeout, memory_bytes=4 << 30)
+    try:
+        yield workers.for_app(package, label=package.replace("_", "-"), code=root / "code", env=None)
+    finally:
+        workers.close()
 
 
 def need_sandbox() -> None:

@@ -12,9 +12,15 @@ from __future__ import annotations
 import signal
 import threading
 
-__all__ = ["STOP_SIGNALS", "until_stopped"]
+__all__ = ["STOP_SIGNALS", "unblock_stop_signals", "until_stopped"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def unblock_stop_signals() -> None:
+    """Let SIGINT and SIGTERM through to this thread again: a blocked signal stays pending, whatever handler
+    is set for it (uvicorn installs handlers of its own and unblocks nothing)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def until_stopped(stop: threading.Event | None = None, *, poll: float = 1.0) -> None:
@@ -22,7 +28,7 @@ def until_stopped(stop: threading.Event | None = None, *, poll: float = 1.0) -> 
     (loops that share it end too). Call it from the main thread, where Python runs signal handlers."""
     event = stop if stop is not None else threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in STOP_SIGNALS}
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    unblock_stop_signals()
     try:
         while not event.wait(poll):
             pass

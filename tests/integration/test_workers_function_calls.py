@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from helpers import warm_app
 from twinengine.twins.schemas import PropertyValue, TwinState
 from twinengine.workers.effects import CallEffects, Malformed
 from twinengine.workers.process import WorkerCrashed
 from twinengine.workers.protocol import ProtocolError
-from twinengine.workers.sandbox import Sandbox, bwrap_works
-from twinengine.workers.service import AppWorkers, Workers
+from twinengine.workers.service import AppWorkers
 
 CODE = '''
 import os
@@ -59,14 +59,8 @@ ROW = '[[[{"n":0},"2026-03-01T06:00:00+00:00",null]],[],[],[]]'
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[AppWorkers]:
-    (tmp_path / "code" / "calls_app").mkdir(parents=True)
-    (tmp_path / "code" / "calls_app" / "fns.py").write_text(CODE)
-    mode = "bwrap" if bwrap_works() is None else "none"
-    workers = Workers(sandbox=Sandbox(mode, hidden=[]), scratch_root=tmp_path, timeout=30, memory_bytes=4 << 30)
-    try:
-        yield workers.for_app("calls", label="calls-app", code=tmp_path / "code", env=None)
-    finally:
-        workers.close()
+    with warm_app(tmp_path, "calls_app", CODE) as workers:
+        yield workers
 
 
 def call(app: AppWorkers, count: int, **parameters: Any) -> tuple[list[CallEffects | Malformed], dict[str, Any] | None]:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import warm_app
 from twinengine.workers.interrupt import Interrupt
 from twinengine.workers.process import WorkerCrashed
-from twinengine.workers.sandbox import Sandbox, bwrap_works
-from twinengine.workers.service import AppWorkers, Workers
+from twinengine.workers.service import AppWorkers
 
 CODE = '''
 import time
@@ -30,14 +30,8 @@ NAP = "naps_app.fns:nap"
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[AppWorkers]:
-    (tmp_path / "code" / "naps_app").mkdir(parents=True)
-    (tmp_path / "code" / "naps_app" / "fns.py").write_text(CODE)
-    mode = "bwrap" if bwrap_works() is None else "none"
-    workers = Workers(sandbox=Sandbox(mode, hidden=[]), scratch_root=tmp_path, timeout=120, memory_bytes=4 << 30)
-    try:
-        yield workers.for_app("naps", label="naps-app", code=tmp_path / "code", env=None)
-    finally:
-        workers.close()
+    with warm_app(tmp_path, "naps_app", CODE, timeout=120) as workers:
+        yield workers
 
 
 def test_a_fired_interrupt_stops_the_request_in_progress(app: AppWorkers) -> None:

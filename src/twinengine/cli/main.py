@@ -126,7 +126,9 @@ def serve(
              "it pays off with."),
 ) -> None:
     """Run the engine: REST API, OpenAPI docs at /docs, /health and /metrics."""
-    _unblock_stop_signals()
+    from twinengine.stopping import unblock_stop_signals
+
+    unblock_stop_signals()  # started with SIGINT blocked, Ctrl-C would never reach uvicorn's handler
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "serve_processes": processes}.items()
                                  if v is not None}
     settings = _sandbox_for_serving(local_settings(data_dir, lake_daemons=lake_daemons, **overrides))
@@ -155,17 +157,6 @@ def serve(
     server.run()
     if app.failed is not None or not server.started:
         raise typer.Exit(1)
-
-
-def _unblock_stop_signals() -> None:
-    """A process inherits its signal mask: started from a thread that had SIGINT blocked, Ctrl-C would never
-    reach the handler uvicorn installs (it sets handlers, and an ignored SIGINT is handled again once set,
-    but a blocked one stays pending), and the engine would serve until killed."""
-    import signal
-
-    from twinengine.stopping import STOP_SIGNALS
-
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _sandbox_for_serving(settings: Any) -> Any:

@@ -21,7 +21,7 @@ from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.errors import NotFound, TwinNameTaken, TwinNotFound, ValidationFailed
 from twinengine.quality.spec import Flag
-from twinengine.twins import places, state
+from twinengine.twins import places, state, state_quality
 from twinengine.twins.models import StateHead, StateRevision, Twin, TwinGrant
 from twinengine.twins.parameter_index import index_parameters
 from twinengine.twins.schemas import (
@@ -292,18 +292,18 @@ _FOR_READ = (select(_TWINS.id, _TWINS.name, _TWINS.owner, _TWINS.app_id, _TWINS.
                     _GRANTS.permission, catalog.digest_of(_TWINS.app_id))
              .select_from(_TWIN_TABLE.outerjoin(
                  _GRANT_TABLE, and_(_GRANTS.twin_id == _TWINS.id, _GRANTS.identity == bindparam("who")))))
-_FOR_READ_BY_ID_OR_NAME = (_FOR_READ.where(or_(_TWINS.id == bindparam("ref"), _TWINS.name == bindparam("ref")))
-                           .order_by(_TWINS.id != bindparam("ref")).limit(1))
-_FOR_READ_BY_NAME = _FOR_READ.where(_TWINS.name == bindparam("ref"))
 _TWIN_COLUMNS = len(_FOR_READ.selected_columns)  # the twin's part of a row of the statements below
 _OTHER = _TWIN_TABLE.alias("ref_twin")
+# The twin a reference that looks like an id names: the one with that id, else the one with that name. A
+# subquery, not a LIMIT on the statement: with its heads a twin is one row per head.
+_ID_OR_NAME = _TWINS.id == (
+    select(_OTHER.c.id).where(or_(_OTHER.c.id == bindparam("ref"), _OTHER.c.name == bindparam("ref")))
+    .order_by(_OTHER.c.id != bindparam("ref")).limit(1).scalar_subquery())
+_NAMED = _TWINS.name == bindparam("ref")
+_FOR_READ_BY_ID_OR_NAME, _FOR_READ_BY_NAME = _FOR_READ.where(_ID_OR_NAME), _FOR_READ.where(_NAMED)
 _WITH_HEADS = (_FOR_READ.add_columns(*state.current_columns(_TWIN_TABLE))
                .outerjoin(StateHead.__table__, cast(Table, StateHead.__table__).c.twin_id == _TWINS.id))
-# With the heads, a twin is one row per head: the id (or name) picks the twin in a subquery, not by LIMIT.
-_CURRENT_BY_ID_OR_NAME = _WITH_HEADS.where(_TWINS.id == (
-    select(_OTHER.c.id).where(or_(_OTHER.c.id == bindparam("ref"), _OTHER.c.name == bindparam("ref")))
-    .order_by(_OTHER.c.id != bindparam("ref")).limit(1).scalar_subquery()))
-_CURRENT_BY_NAME = _WITH_HEADS.where(_TWINS.name == bindparam("ref"))
+_CURRENT_BY_ID_OR_NAME, _CURRENT_BY_NAME = _WITH_HEADS.where(_ID_OR_NAME), _WITH_HEADS.where(_NAMED)
 
 
 def _twin_for_read(session: Session, *, principal: Principal, ref: str) -> tuple[TwinForRead, Manifest]:
@@ -338,7 +338,7 @@ def read_state(session: Session, *, principal: Principal, ref: str, revision: in
     """The state now, as of a revision or a time; ``quality``: each property's newest value with one of
     these flags. Properties with a gap check say whether they are stale. The current state, unfiltered,
     takes one statement; the others two."""
-    if revision is None and at is None and not quality:
+    if revision is None and at is None and state_quality.keep_of(quality) is None:
         twin, manifest, current = _twin_with_current(session, principal=principal, ref=ref)
         return state.read_state(session, twin, manifest=manifest, current=current)
     twin, manifest = _twin_for_read(session, principal=principal, ref=ref)
