@@ -44,8 +44,8 @@ def test_train_models_and_tune_from_the_cli(live: LiveEngine) -> None:
     assert f"{first} runoff_correction: succeeded" in shown and "epoch 4/4" in shown and "version 1" in shown
     long = live.twin_json("train", "reach", "runoff_correction", "--set", "epochs=100000", token=uma)
     stopped = live.twin_json("training", "stop", "reach", long["id"], "--wait", token=uma)
-    assert stopped["status"] == "cancelled" and stopped["model_version"] is None  # nothing registered
-    assert "cancelled: stopped on request" in live.twin("training", "stop", "reach", long["id"], token=uma)
+    assert stopped["status"] == "canceled" and stopped["model_version"] is None  # nothing registered
+    assert "canceled: stopped on request" in live.twin("training", "stop", "reach", long["id"], token=uma)
     assert live.twin_json("training", "list", "reach", "--limit", "1", token=uma)["items"][0]["id"] == long["id"]
     missing_run = live.twin("training", "show", "reach", "tr-nothing", token=uma, expect=1)
     assert "TrainingRunNotFound" in missing_run and "tr-nothing" in missing_run

@@ -312,7 +312,7 @@ def test_7_models_versions_gate_curves_drift_and_trail(portal: Any, site: Site) 
     page = uma.goto(f"/ui/twins/{ml}/models")
     page.click(f"button[aria-label='Stop training run {run.id}']")
     page.wait_for_selector("section[aria-label='Model runoff_correction'] td span.muted")
-    assert sdk(site, "uma").ml.wait(ml, run.id, timeout=120).status == "cancelled"
+    assert sdk(site, "uma").ml.wait(ml, run.id, timeout=120).status == "canceled"
 
 
 def test_8_data_lake_endpoints_replicas_rules_and_stac(portal: Any, site: Site) -> None:

@@ -172,8 +172,8 @@ def test_a_running_training_stops_on_request_and_registers_nothing(engine: Engin
     asked = reach.ml.stop("reach", started.id)
     assert asked.status == "stopping"
     done = reach.ml.wait("reach", started.id, timeout=120)
-    assert done.status == "cancelled" and done.model_version is None and 1 <= done.epoch < 5000
-    assert reach.ml.stop("reach", started.id).status == "cancelled"  # asking again is harmless
+    assert done.status == "canceled" and done.model_version is None and 1 <= done.epoch < 5000
+    assert reach.ml.stop("reach", started.id).status == "canceled"  # asking again is harmless
     assert reach.ml.models("reach")[0].versions == []
     from mlflow.tracking import MlflowClient
 
@@ -183,7 +183,7 @@ def test_a_running_training_stops_on_request_and_registers_nothing(engine: Engin
 
     engine.runtime.ml.stop()  # nothing claims the next run while we stop it
     queued = reach.ml.train("reach", MODEL, config={"epochs": 1})
-    assert reach.ml.stop("reach", queued.id).status == "cancelled"
+    assert reach.ml.stop("reach", queued.id).status == "canceled"
     finished = engine.http.post(f"/api/v1/twins/reach/training-runs/{queued.id}/stop", headers=reach._auth)
     assert finished.status_code == 202
     other = engine.as_role("mallory", "user")
@@ -223,7 +223,7 @@ def test_a_run_interrupted_by_the_engine_stopping_resumes_from_its_checkpoint(
     _wait_for(lambda: seen)
     reach.ml.stop("reach", run.id)
     done = reach.ml.wait("reach", run.id, timeout=120)
-    assert done.status == "cancelled"
+    assert done.status == "canceled"
     assert seen[0] > 1 and seen[0] >= reached, (seen[:3], reached)  # resumed, did not start over
 
 

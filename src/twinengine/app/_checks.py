@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from twinengine.auth.principal import SYSTEM
 from twinengine.catalog.manifest import Manifest
+from twinengine.ml.schemas import FINAL
 from twinengine.workers.process import app_place
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ def run_training(run: _Run, local: LocalEngine, manifest: Manifest, *, epochs: i
                 found = session.get(TrainingRun, run_id)
                 assert found is not None
                 status, error = found.status, found.error
-            if status in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+            if status in FINAL or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         if status != "succeeded":

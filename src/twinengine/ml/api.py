@@ -16,6 +16,7 @@ from twinengine.auth.principal import Principal
 from twinengine.errors import ModelNotFound, ValidationFailed
 from twinengine.ml import service
 from twinengine.ml.schemas import (
+    FINAL,
     PolicyRead,
     PolicyWrite,
     TrailEntry,
@@ -133,7 +134,7 @@ async def run_events(twin: TwinRef, run: RunId, request: Request, principal: Pri
             yield ServerSentEvent(data={"progress": current.progress, **point}, id=str(int(point["epoch"])),
                                   event="metrics")
         sent = len(current.history)
-        if current.status in ("succeeded", "failed", "cancelled"):
+        if current.status in FINAL:
             yield ServerSentEvent(data=current.model_dump(mode="json", include={"status", "model_version", "error",
                                                                                 "metrics"}), event="end")
             return

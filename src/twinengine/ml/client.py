@@ -9,16 +9,13 @@ from urllib.parse import quote
 
 from pydantic import TypeAdapter
 
-from twinengine.ml.schemas import PolicyRead, TrailEntry, TrainingRunPage, TrainingRunRead, TwinModelRead
+from twinengine.ml.schemas import FINAL, PolicyRead, TrailEntry, TrainingRunPage, TrainingRunRead, TwinModelRead
 from twinengine.quality.pedigree import QualityReport
 
 if TYPE_CHECKING:
     from twinengine.client import Client
 
 __all__ = ["MLClient"]
-
-FINAL = ("succeeded", "failed", "cancelled")
-
 
 def _seg(value: str) -> str:
     return quote(value, safe="")

@@ -137,7 +137,7 @@ class MLEngine:
         with self.db.session() as session:
             session.execute(update(TrainingRun).where(TrainingRun.status == "running").values(status="queued"))
             session.execute(update(TrainingRun).where(TrainingRun.status == "stopping").values(
-                status="cancelled", finished_at=utcnow(), error="stopped on request"))
+                status="canceled", finished_at=utcnow(), error="stopped on request"))
         while not self._stop.is_set():
             try:
                 self.check_policies()
@@ -305,7 +305,7 @@ class MLEngine:
                 finally:
                     sink.close()
                 if outcome.stopped:
-                    self._cancelled(run_id, mlrun)
+                    self._canceled(run_id, mlrun)
                     return
                 champion = self.registry.alias(name, CHAMPION)
                 champion_metrics = (self._champion_on(remote, twin, model, name, champion, config)
@@ -382,10 +382,10 @@ class MLEngine:
         with self.db.session() as session:
             session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(**values))
 
-    def _cancelled(self, run_id: str, mlrun: str) -> None:
+    def _canceled(self, run_id: str, mlrun: str) -> None:
         with self.db.session() as session:
             session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(
-                status="cancelled", finished_at=utcnow(), error="stopped on request"))
+                status="canceled", finished_at=utcnow(), error="stopped on request"))
         self.registry.end_run(mlrun, ok=False, killed=True)
 
     def _champion_on(self, remote: RemoteTask, twin: Twin, model: str, name: str, champion: str,

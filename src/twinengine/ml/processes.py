@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twinengine.errors import ProcessParameterInvalid
+from twinengine.ml.schemas import FINAL
 from twinengine.workflows.context import current
 from twinengine.workflows.registry import ProcessRegistry
 
@@ -63,7 +64,7 @@ def train_model(ml: Callable[[], MLEngine], model: str, twin: str | None = None,
         with ctx.db.session(readonly=True) as session:
             found = session.get(TrainingRun, run_id)
             assert found is not None
-            if found.status in ("succeeded", "failed", "cancelled"):
+            if found.status in FINAL:
                 decision = session.query(GateDecision).filter_by(run_id=run_id).one_or_none()
                 if found.status != "succeeded":
                     raise ProcessParameterInvalid(f"train_model: run {run_id} {found.status}: {found.error}")

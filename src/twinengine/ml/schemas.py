@@ -12,6 +12,7 @@ from twinengine.quality.spec import Flag
 from twinengine.quality.verification import SkillRule
 
 __all__ = [
+    "FINAL",
     "DataSelection",
     "DecisionRead",
     "ModelVersionRead",
@@ -21,6 +22,7 @@ __all__ = [
     "TrainingRequest",
     "TrainingRunPage",
     "TrainingRunRead",
+    "TrainingStatus",
     "TuneRequest",
     "TwinModelRead",
 ]
@@ -60,11 +62,16 @@ class TrainingRequest(_Strict):
     tune: TuneRequest | None = None
 
 
+TrainingStatus = Literal["queued", "running", "stopping", "succeeded", "failed", "canceled"]
+FINAL: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+"""The statuses a training run ends in (spelled as a workflow run's and openEO's ``canceled``)."""
+
+
 class TrainingRunRead(BaseModel):
     id: str
     twin_id: str
     model: str
-    status: Literal["queued", "running", "stopping", "succeeded", "failed", "cancelled"]
+    status: TrainingStatus
     progress: float = Field(description="Percent done (0-100).")
     epoch: int
     epochs: int

@@ -98,8 +98,8 @@ def get_run(session: Session, *, principal: Principal, twin_ref: str, run_id: st
 
 
 def stop_run(session: Session, *, principal: Principal, twin_ref: str, run_id: str) -> TrainingRunRead:
-    """Ask a run to stop: a queued one is cancelled now, a running one ends at the end of its current epoch
-    (``stopping``, then ``cancelled``; nothing is registered, MLflow marks its run KILLED). Asking again is
+    """Ask a run to stop: a queued one is canceled now, a running one ends at the end of its current epoch
+    (``stopping``, then ``canceled``; nothing is registered, MLflow marks its run KILLED). Asking again is
     harmless; a run that has already ended is a conflict."""
     twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
     row = session.get(TrainingRun, run_id, with_for_update=True)
@@ -108,7 +108,7 @@ def stop_run(session: Session, *, principal: Principal, twin_ref: str, run_id: s
     if row.status in ("succeeded", "failed"):
         raise Conflict(f"training run {run_id} has already ended ({row.status})")
     if row.status == "queued":
-        row.status, row.finished_at, row.error = "cancelled", utcnow(), "stopped on request"
+        row.status, row.finished_at, row.error = "canceled", utcnow(), "stopped on request"
     elif row.status == "running":
         row.status = "stopping"
     session.flush()
