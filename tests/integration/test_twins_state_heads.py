@@ -275,3 +275,33 @@ def test_the_current_state_is_read_with_its_twin_in_one_statement(runtime: Runti
     assert busy.revision == 2 and {p: v.value for p, v in busy.reported.items()} == dict.fromkeys(PROPERTIES, 2.0)
     assert busy.desired["alert_threshold"].value == 2.0
     assert (empty.revision, empty.reported, empty.desired) == (0, {}, {})
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_state_reads_are_planned_once_on_postgresql(runtime: Runtime) -> None:
+    """psycopg prepares a statement after its fifth run; PostgreSQL then keeps one generic plan for it only
+    when that plan costs what the plans made with the values do. A LIMIT left as a bound value made every
+    read "as of" a revision or a time cost more as a generic plan, so each run was planned anew."""
+    revisions = 1500  # a few hundred were not enough for the bad plans
+    with runtime.db.session() as session:
+        twin = service.create_twin(session, principal=UMA, app="river-reach@0.1.0", name="busy",
+                                   parameters={"station": "RR-01"})
+        for i in range(revisions):
+            state.append_revision(session, twin, [state.NewValue(PROPERTIES[i % 3], StateKind.REPORTED, float(i),
+                                                                 None, T0 + timedelta(minutes=i))],
+                                  author="uma", message=None)
+    with runtime.db.engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE")  # the statistics autovacuum keeps (the bad plans came with them)
+        session = Session(bind=connection)
+        for i in range(12):  # each read with other values, as readers send them
+            service.read_state(session, principal=UMA, ref="busy")
+            service.read_state(session, principal=UMA, ref="busy", revision=1 + i * 97)
+            service.read_state(session, principal=UMA, ref="busy", at=T0 + timedelta(minutes=i * 97, seconds=30))
+            service.diff_state(session, principal=UMA, ref="busy", from_revision=i * 50, to_revision=revisions - i)
+        plans = connection.exec_driver_sql(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE position('state_heads' in statement) > 0").all()
+        session.close()
+    assert len(plans) >= 3, plans  # current, as of a revision, as of a time (the diff reads as of revisions)
+    for statement, generic, custom in plans:
+        assert generic > 0 and custom <= 5, (generic, custom, statement[:300])

@@ -5,13 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData
+from sqlalchemy import JSON, BigInteger, ColumnClause, DateTime, Integer, MetaData, literal_column
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "JSONValue", "LogId", "UTCDateTime", "utcnow"]
+__all__ = ["LIMIT_ONE", "Base", "JSONValue", "LogId", "UTCDateTime", "utcnow"]
+
+LIMIT_ONE: ColumnClause[int] = literal_column("1", Integer)
+"""``.limit(LIMIT_ONE)``: LIMIT 1 written into a statement that runs again and again, not bound. psycopg
+prepares a statement after its fifth run, and PostgreSQL then weighs a generic plan, made without the bound
+values, against the plans made with them: with the limit unknown, a seek for one row looks dearer than it is,
+so the server plans the statement anew at every run (``pg_prepared_statements``: no generic plan for the
+state reads "as of" a revision or a time, one planning per read)."""
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING = {

@@ -28,6 +28,7 @@ from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import parse_app_ref
 from twinengine.catalog.models import AppVersion
 from twinengine.catalog.service import manifest_by_digest
+from twinengine.store.base import LIMIT_ONE
 from twinengine.twins import places
 from twinengine.twins.fleet_filters import Condition, Json, bad, parameter_clause, parameter_key, parse, state_clause
 from twinengine.twins.models import StateHead, StateValue, Twin, TwinGrant, TwinTag
@@ -253,7 +254,7 @@ def _values(session: Session, where: list[ColumnElement[bool]], key: _Key, prop:
     picked = (select(json_.value_number(StateValue.value))
               .where(StateValue.twin_id == Twin.id, StateValue.property == prop, StateValue.kind == kind,
                      StateValue.timestamp <= at)
-              .order_by(StateValue.timestamp.desc(), StateValue.revision.desc()).limit(1)
+              .order_by(StateValue.timestamp.desc(), StateValue.revision.desc()).limit(LIMIT_ONE)
               .correlate(Twin).scalar_subquery())
     query = select(key.sql.label("g"), picked.label("v")).select_from(Twin)
     return key.join(query).where(*where)

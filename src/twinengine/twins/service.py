@@ -21,6 +21,7 @@ from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.errors import NotFound, TwinNameTaken, TwinNotFound, ValidationFailed
 from twinengine.quality.spec import Flag
+from twinengine.store.base import LIMIT_ONE
 from twinengine.twins import places, state, state_quality
 from twinengine.twins.models import StateHead, StateRevision, Twin, TwinGrant
 from twinengine.twins.parameter_index import index_parameters
@@ -142,7 +143,7 @@ def get_twin(session: Session, *, principal: Principal, ref: str, action: str = 
 # Built once: building the statement cost more than running it on SQLite.
 _WITH_DIGEST = select(Twin, catalog.digest_of(Twin.app_id))
 _BY_ID_OR_NAME = (_WITH_DIGEST.where(or_(Twin.id == bindparam("ref"), Twin.name == bindparam("ref")))
-                  .order_by(Twin.id != bindparam("ref")).limit(1))  # an id first, as get_twin
+                  .order_by(Twin.id != bindparam("ref")).limit(LIMIT_ONE))  # an id first, as get_twin
 _BY_NAME = _WITH_DIGEST.where(Twin.name == bindparam("ref"))
 
 
@@ -298,7 +299,7 @@ _OTHER = _TWIN_TABLE.alias("ref_twin")
 # subquery, not a LIMIT on the statement: with its heads a twin is one row per head.
 _ID_OR_NAME = _TWINS.id == (
     select(_OTHER.c.id).where(or_(_OTHER.c.id == bindparam("ref"), _OTHER.c.name == bindparam("ref")))
-    .order_by(_OTHER.c.id != bindparam("ref")).limit(1).scalar_subquery())
+    .order_by(_OTHER.c.id != bindparam("ref")).limit(LIMIT_ONE).scalar_subquery())
 _NAMED = _TWINS.name == bindparam("ref")
 _FOR_READ_BY_ID_OR_NAME, _FOR_READ_BY_NAME = _FOR_READ.where(_ID_OR_NAME), _FOR_READ.where(_NAMED)
 _WITH_HEADS = (_FOR_READ.add_columns(*state.current_columns(_TWIN_TABLE))

@@ -35,7 +35,7 @@ from twinengine.errors import Problem, RevisionNotFound, ValidationFailed
 from twinengine.quality import state_checks
 from twinengine.quality.spec import FLAGS, Flag
 from twinengine.quality.stored import unpack
-from twinengine.store.base import utcnow
+from twinengine.store.base import LIMIT_ONE, utcnow
 from twinengine.twins import log_writes, state_quality
 from twinengine.twins.log_writes import number_of
 from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
@@ -205,7 +205,7 @@ def _pick(twin_id: Any, condition: ColumnElement[bool], order: list[Any], *outer
     return (select(_VALUES.id)
             .where(_VALUES.twin_id == twin_id, _VALUES.property == _HEADS.property, _VALUES.kind == _HEADS.kind,
                    condition)
-            .order_by(*order).limit(1).correlate(StateHead.__table__, *outer).scalar_subquery())
+            .order_by(*order).limit(LIMIT_ONE).correlate(StateHead.__table__, *outer).scalar_subquery())
 
 
 def _unfiltered_as_of(at_time: bool) -> Select[Any]:
