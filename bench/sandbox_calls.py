@@ -5,7 +5,9 @@
    the function worker sends it to a function that read it before (``TWIN_BENCH_STATE_AHEAD=0``: asked for
    mid-batch, as on a function's first batch): in-process (the function called with a context, as
    the engine did before workers) vs a warm worker in bubblewrap vs a warm worker without a sandbox, the
-   worker's answer read and checked as the engine does; each in a loop of its own, or with ``--interleaved``
+   worker's answer read and checked as the engine does, and beside them what a worker's transport costs
+   alone in one process (the calls pickled, each call's effects encoded and the answer checked; no pipe, no
+   function call: its effects are those it made in-process); each in a loop of its own, or with ``--interleaved``
    in turn, round after round (they see the same load, and each the caches the others left). Per batch: wall
    milliseconds (median), the milliseconds a worker adds, and the ratio; and the CPU milliseconds of both
    processes (mean; the worker's from /proc), which a busy machine disturbs less than the wall time (a pipe
@@ -38,7 +40,9 @@ from twinengine.app import FunctionContext
 from twinengine.catalog.manifest import Manifest
 from twinengine.config import Settings
 from twinengine.twins.schemas import PropertyValue, TwinState
+from twinengine.workers.effects import EffectsWriter, read_effects
 from twinengine.workers.envs import Environments
+from twinengine.workers.protocol import pickled, unpickled
 from twinengine.workers.sandbox import Sandbox, bwrap_works
 from twinengine.workers.service import Workers
 
@@ -83,6 +87,36 @@ def in_process(batch: list[dict[str, Any]]) -> Callable[[], Any]:
             ctx.applied += ctx.updates
             ctx.updates = []
         return ctx.applied
+
+    return run
+
+
+def transport(batch: list[dict[str, Any]]) -> Callable[[], Any]:
+    """What a worker adds besides the pipe and the second process, in this one: the calls pickled and
+    unpickled, each call's effects encoded as it returns, the document read and checked by the engine. The
+    function is not called (its effects are those it made in-process); no sandbox design that keeps app
+    code out of the engine's interpreter and checks what comes back does less."""
+    sys.path.insert(0, str(APP))
+    function = importlib.import_module("river_reach.functions").gauge_to_state
+    snapshot = state()
+    made = FunctionContext(twin_id="t", twin_name="reach", function="gauge_to_state", parameters=PARAMETERS,
+                           read_state=lambda: snapshot)
+    effects = []
+    for record in batch:
+        function(made, [record])
+        effects.append(made.updates)
+        made.applied += made.updates
+        made.updates = []
+    calls = [[r] for r in batch]
+
+    def run() -> Any:
+        unpickled(pickled(calls))
+        writer = EffectsWriter()
+        ctx = FunctionContext(twin_id="t", twin_name="reach", function="gauge_to_state", parameters=PARAMETERS)
+        for updates in effects:
+            ctx.updates = updates
+            writer.add(ctx, 0, 0, 0)
+        return read_effects(writer.document(), len(effects), tagged=writer.tagged)
 
     return run
 
@@ -167,9 +201,12 @@ def functions_table(rounds: int, root: Path, interleaved: bool) -> list[tuple[st
     try:
         for size in (1, 10, 100, 256):
             batch = records(size)
-            (base, base_cpu), *costs = paired([Timed(in_process(batch)),
-                                                *(in_worker(workers[mode], batch, f"{mode}-{size}")
-                                                  for mode, _label in modes)], rounds, interleaved)
+            (base, base_cpu), (floor, floor_cpu), *costs = paired(
+                [Timed(in_process(batch)), Timed(transport(batch)),
+                 *(in_worker(workers[mode], batch, f"{mode}-{size}") for mode, _label in modes)], rounds, interleaved)
+            rows.append((f"{size:>4} records", "transport alone, 1 process", f"{base:.3f}", f"{base + floor:.3f}",
+                         f"{floor:+.3f}", f"{(base + floor) / base:.1f}x", f"{base_cpu:.3f}",
+                         f"{base_cpu + floor_cpu:.3f}", f"{floor_cpu:+.3f}"))
             for (_mode, label), (cost, cpu) in zip(modes, costs, strict=True):
                 rows.append((f"{size:>4} records", label, f"{base:.3f}", f"{cost:.3f}", f"{cost - base:+.3f}",
                              f"{cost / base:.1f}x", f"{base_cpu:.3f}", f"{cpu:.3f}", f"{cpu - base_cpu:+.3f}"))
