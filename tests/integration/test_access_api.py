@@ -261,6 +261,9 @@ def test_geojson_and_netcdf(edr: Any) -> None:
     ("/edr/collections/rain/radius?coords=POINT(8 45)&within=abc&within-units=km", "within", 400),
     ("/edr/collections/rain/cube?bbox=8,45,9", "bbox", 400),
     ("/edr/collections/rain/cube?bbox=8,45,9,44", "bbox", 400),
+    ("/edr/collections/rain/cube?bbox=-400,45,400,45.5", "bbox", 400),  # columns named again, a turn apart
+    ("/edr/collections/rain/cube?bbox=-1e308,45,1e308,45.5", "bbox", 400),
+    ("/edr/collections/rain/position?coords=POINT(1e308 45)", "coords", 400),
     ("/edr/collections/rain/locations/XX-99", None, 404),
     ("/edr/collections/nope/position?coords=POINT(8 45)", None, 404),
 ])
@@ -269,6 +272,26 @@ def test_bad_queries_are_ogc_exceptions_naming_the_field(edr: Any, url: str, fie
     assert body["code"] and body["description"] and body["status"] == status and body["detail"]
     if field:
         assert body["details"][0]["loc"] == field, body
+
+
+@pytest.mark.parametrize(("feature", "field"), [
+    ({"type": "polygon", "shape": [[45, 8], [45, 9]]}, "feature.shape"),  # a ring needs three corners
+    ({"type": "polygon", "shape": [[45, 8]]}, "feature.shape"),
+    ({"type": "polygon", "shape": [[[45, 8], [45, 9], [46, 9]], [[45, 8], [46, 9]]]}, "feature.shape[1]"),
+    ({"type": "polygon", "shape": [[45, 8], [45, 9], [95, 9]]}, "feature.shape[2]"),
+    ({"type": "polygon", "shape": [[45, 8], [46, 9], [45, 9], [46, 8], [45, 8]]}, "feature.shape"),  # crosses itself
+    ({"type": "polygon"}, "feature.shape"),
+    ({"type": "boundingbox", "points": [[45, 8], [45.5, 9], [46, 9]]}, "feature.points"),
+    ({"type": "timeseries", "points": [[-91, 8]]}, "feature.points[0]"),
+    ({"type": "boundingbox", "points": [[45, -1e308], [45.5, 1e308]]}, "feature.points[0]"),
+])
+def test_bad_features_are_ogc_exceptions_naming_the_field(edr: Any, feature: dict[str, Any], field: str) -> None:
+    engine, _, headers = edr
+    request = {"feature": feature, "parameters": ["rain"], "datetime": "2026-03-02T00:00:00Z"}
+    response = engine.http.post("/edr/collections/rain/features", json=request, headers=headers)
+    assert response.status_code == 400, response.text[:500]
+    body = response.json()
+    assert body["code"] and body["details"][0]["loc"] == field, body
 
 
 def test_size_limit_refuses_before_reading_and_cache_serves_repeats(edr: Any) -> None:

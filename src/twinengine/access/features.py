@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from twinengine.access.query import TimeFilter, ZFilter, parse_datetime, parse_distance
+from twinengine.access.query import LONGITUDE_LIMIT, TimeFilter, ZFilter, parse_datetime, parse_distance
 from twinengine.access.service import Query
 from twinengine.errors import InvalidParameterValue
 
@@ -71,8 +71,20 @@ def _xy(points: list[list[float]], field: str) -> list[tuple[float, float]]:
         if not -90 <= lat <= 90:
             raise InvalidParameterValue(f"{field}[{i}]", f"latitude {lat:g} is outside -90..90 (Polytope order is "
                                                          "[latitude, longitude])")
+        if not abs(lon) <= LONGITUDE_LIMIT:
+            raise InvalidParameterValue(f"{field}[{i}]", f"longitude {lon:g} is outside "
+                                                         f"-{LONGITUDE_LIMIT:g}..{LONGITUDE_LIMIT:g}")
         out.append((lon, lat))
     return out
+
+
+def _polygon(ring: list[list[float]], field: str) -> shapely.Polygon:
+    """A polygon from one ring of [lat, lon] points; shapely's refusal (too few points) names the field."""
+    points = _xy(ring, field)
+    try:
+        return shapely.Polygon(points)
+    except (ValueError, shapely.errors.GEOSException) as exc:
+        raise InvalidParameterValue(field, f"not a polygon ring ({len(points)} points): {exc}") from None
 
 
 def _need(value: Any, field: str) -> Any:
@@ -123,7 +135,8 @@ def to_query(request: FeatureRequest) -> tuple[Query, str]:
     elif kind == "polygon":
         shape = _need(feature.shape, "feature.shape")
         rings = shape if shape and isinstance(shape[0][0], list) else [shape]
-        polygons = [shapely.Polygon(_xy(r, f"feature.shape[{i}]")) for i, r in enumerate(rings)]
+        polygons = [_polygon(r, f"feature.shape[{i}]" if len(rings) > 1 else "feature.shape")
+                    for i, r in enumerate(rings)]
         geometry = polygons[0] if len(polygons) == 1 else shapely.MultiPolygon(polygons)
         if not geometry.is_valid:
             raise InvalidParameterValue("feature.shape", f"not a valid polygon: {shapely.is_valid_reason(geometry)}")

@@ -14,7 +14,7 @@ from shapely.geometry.base import BaseGeometry
 
 from twinengine.errors import InvalidParameterValue
 
-__all__ = ["TimeFilter", "ZFilter", "parse_bbox", "parse_datetime", "parse_distance", "parse_names",
+__all__ = ["LONGITUDE_LIMIT", "TimeFilter", "ZFilter", "parse_bbox", "parse_datetime", "parse_distance", "parse_names",
            "parse_wkt", "parse_z"]
 
 # To kilometres; EDR's within-units / width-units take any of these.
@@ -113,6 +113,10 @@ def parse_z(text: str | None) -> ZFilter | None:
                    text=text)
 
 
+LONGITUDE_LIMIT = 360.0
+"""Longitudes a query may name: -180..180 and 0..360 grids are both served, in the query's convention; beyond a
+turn either way a window would label the same columns again, shifted by whole turns."""
+
 _KINDS = {"POINT": "Point", "MULTIPOINT": "MultiPoint", "POLYGON": "Polygon", "MULTIPOLYGON": "MultiPolygon",
           "LINESTRING": "LineString"}
 
@@ -138,6 +142,10 @@ def parse_wkt(text: str | None, *, allowed: tuple[str, ...], field: str = "coord
     if bad.size:
         raise InvalidParameterValue(field, f"vertex {int(bad[0]) + 1}: latitude {coords[bad[0], 1]:g} is outside "
                                            "-90..90 (WKT order is longitude latitude)")
+    bad = np.flatnonzero(np.abs(coords[:, 0]) > LONGITUDE_LIMIT)
+    if bad.size:
+        raise InvalidParameterValue(field, f"vertex {int(bad[0]) + 1}: longitude {coords[bad[0], 0]:g} is outside "
+                                           f"-{LONGITUDE_LIMIT:g}..{LONGITUDE_LIMIT:g}")
     if geometry.geom_type in ("Polygon", "MultiPolygon") and not geometry.is_valid:
         reason = shapely.is_valid_reason(geometry)
         raise InvalidParameterValue(field, f"the polygon is not valid: {reason}")
@@ -161,6 +169,8 @@ def parse_bbox(text: str | None, *, field: str = "bbox") -> tuple[float, ...]:
         raise InvalidParameterValue(field, f"miny {box[1]:g} is above maxy {box[3]:g}")
     if not (-90 <= box[1] <= 90 and -90 <= box[3] <= 90):
         raise InvalidParameterValue(field, "latitudes must lie in -90..90")
+    if not (abs(box[0]) <= LONGITUDE_LIMIT and abs(box[2]) <= LONGITUDE_LIMIT):
+        raise InvalidParameterValue(field, f"longitudes must lie in -{LONGITUDE_LIMIT:g}..{LONGITUDE_LIMIT:g}")
     return box
 
 
