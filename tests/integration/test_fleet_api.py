@@ -110,7 +110,8 @@ def test_bad_filters_are_400_naming_the_parameter(engine: Engine, uma: Client) -
     for params, loc in [({"state": "level>>2"}, "state"), ({"state": "level>"}, "state"),
                         ({"state": "level>x y"}, "state"), ({"state": "alert>true"}, "state"),
                         ({"parameter": "area_km2>@station"}, "parameter"), ({"bbox": "1,2,3"}, "bbox"),
-                        ({"bbox": "3,0,1,1"}, "bbox"), ({"tag": "Big Tag"}, "tag"),
+                        ({"bbox": "3,0,1,1"}, "bbox"), ({"bbox": "nan,45,9,46"}, "bbox"),
+                        ({"bbox": "-inf,45,9,46"}, "bbox"), ({"tag": "Big Tag"}, "tag"),
                         ({"state": "raw.level=1"}, "state"), ({"app": "Bad App"}, "app")]:
         r = engine.http.get("/api/v1/fleet/twins", params=params, headers=headers)
         assert r.status_code == 400, (params, r.text)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,6 +62,8 @@ def parse_bbox(text: str, loc: str = "bbox") -> BBox:
         minx, miny, maxx, maxy = (float(v) for v in text.split(","))
     except ValueError:
         raise ValidationFailed.one(loc, "give four numbers: minx,miny,maxx,maxy") from None
+    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+        raise ValidationFailed.one(loc, "give four finite numbers: minx,miny,maxx,maxy")
     if minx > maxx or miny > maxy:
         raise ValidationFailed.one(loc, "minx must not exceed maxx, nor miny maxy")
     return minx, miny, maxx, maxy
