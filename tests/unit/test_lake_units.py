@@ -120,6 +120,8 @@ def test_search_parameters() -> None:
     ({"datetime": "1985-04-12T23:20:50.52"}, "datetime"), ({"limit": "0"}, "limit"), ({"token": "%%"}, "token"),
     ({"filter": "a >>> 1"}, "filter"), ({"filter-lang": "sql"}, "filter-lang"),
     ({"bbox": "0,0,1,1", "intersects": '{"type": "Point", "coordinates": [0, 0]}'}, "intersects"),
+    ({"intersects": '{"type": "Point", "coordinates": [NaN, 1]}'}, "intersects"),  # matched nothing, silently
+    ({"intersects": '{"type": "Polygon", "coordinates": []}'}, "intersects"),
 ])
 def test_bad_search_parameters(params: dict[str, str], field: str) -> None:
     with pytest.raises(InvalidInput) as err:

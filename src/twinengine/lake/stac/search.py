@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -217,12 +218,16 @@ def _common(values: dict[str, Any], *, text: bool) -> Search:
         except ValueError:
             raise _bad("intersects", "is not GeoJSON") from None
     if intersects is not None:
+        import shapely
         from shapely.geometry import shape
 
         try:
-            shape(intersects)
+            geometry = shape(intersects)
         except Exception:
             raise _bad("intersects", "is not a GeoJSON geometry") from None
+        coordinates = shapely.get_coordinates(geometry)
+        if not coordinates.size or not all(map(math.isfinite, coordinates.ravel().tolist())):
+            raise _bad("intersects", "needs coordinates, each a finite number")
         if values.get("bbox") is not None:
             raise _bad("intersects", "bbox and intersects cannot be used together")
     start, end = _interval(values.get("datetime"))
