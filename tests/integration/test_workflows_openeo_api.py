@@ -46,6 +46,20 @@ def test_openeo_capabilities_collections_and_auth(engine: Engine) -> None:
     assert {"netCDF", "GTiff", "JSON", "ZARR"} <= set(formats)
 
 
+def test_a_bad_spatial_extent_is_an_openeo_error_naming_it(engine: Engine) -> None:
+    """A bound that is missing or not a number is refused before anything is loaded (NaN and the infinities
+    never get this far over HTTP: api/text.py refuses them in any body)."""
+    write_collection(engine.runtime.data_dir / "collections")
+    headers = {**engine.headers(engine.token("uma", "user")), "Content-Type": "application/json"}
+    for extent in ('{"west": "7", "south": 46, "east": 8, "north": 46.5}', '{"west": 7, "south": 46, "east": 8}'):
+        body = ('{"process": {"process_graph": {"load": {"process_id": "load_collection", "arguments": {"id": "rain", '
+                f'"spatial_extent": {extent}, "temporal_extent": null}}}}, "save": {{"process_id": "save_result", '
+                '"arguments": {"data": {"from_node": "load"}, "format": "netCDF"}, "result": true}}}}')
+        answer = engine.http.post("/openeo/1.2/result", content=body, headers=headers)
+        assert answer.status_code == 400, (extent, answer.text[:300])
+        assert answer.json()["code"] == "ProcessParameterInvalid" and "spatial_extent" in answer.json()["message"]
+
+
 def test_jobs_lifecycle_and_range_requests(engine: Engine) -> None:
     write_collection(engine.runtime.data_dir / "collections")
     headers = engine.headers(engine.token("uma", "user"))

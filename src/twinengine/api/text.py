@@ -1,27 +1,43 @@
 """Refuse JSON text (and query or path text) that no store can keep, naming where it is.
 
 JSON may carry ``\\u0000`` and lone UTF-16 surrogates (``\\ud800``); Python decodes both, SQLite keeps them
-escaped, but PostgreSQL's ``text`` and ``jsonb`` refuse them mid-transaction. Rejecting them at the edge keeps the
-two stores alike and turns what would be a 500 into a 422 that names the field. Bodies are scanned only when
-their bytes could hold such a character, so ordinary requests pay one byte search.
+escaped, but PostgreSQL's ``text`` and ``jsonb`` refuse them mid-transaction. Python's parser also reads the
+tokens ``NaN``, ``Infinity`` and ``-Infinity``, which are not JSON (RFC 8259), and reads ``1e999`` as an
+infinity: SQLite keeps them, PostgreSQL's ``json`` refuses them. Rejecting all of these at the edge keeps the
+two stores alike and turns what would be a 500 into a 422 that names the field. A route that takes data where
+such numbers mean something (stream records, a model's inputs) says so with ``takes_non_finite_numbers``.
+Bodies are scanned only when their bytes could hold such a thing, so ordinary requests pay two byte searches.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
 from twinengine.errors import Problem, ValidationFailed, join_loc
 
-__all__ = ["refuse_unstorable_text", "unstorable_text"]
+__all__ = ["refuse_unstorable_text", "takes_non_finite_numbers", "unstorable_text"]
 
 # A NUL byte, or a \u escape of NUL or of a surrogate, in the raw body: a cheap necessary condition.
 _SUSPECT = re.compile(rb"\x00|\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 _BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
+# The tokens, or a number that may overflow to infinity (1e999, or 309 digits before a fraction): a cheap
+# necessary condition; the decoded document tells which are numbers and not text.
+_NON_FINITE = re.compile(rb"NaN|Infinity|[eE][+-]?\d{3}|\d{309}")
 _MAX_PROBLEMS = 5
+_TAKES_NON_FINITE = "_twin_takes_non_finite_numbers"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def takes_non_finite_numbers(endpoint: F) -> F:
+    """Mark an endpoint whose JSON body may hold NaN and infinities as data (stream records)."""
+    setattr(endpoint, _TAKES_NON_FINITE, True)
+    return endpoint
 
 
 def _is_json(request: Request) -> bool:
@@ -29,13 +45,18 @@ def _is_json(request: Request) -> bool:
     return kind == "application/json" or kind.endswith("+json")
 
 
-def unstorable_text(value: Any, loc: tuple[object, ...] = ()) -> list[Problem]:
-    """Every string (key or value) in a decoded JSON document that holds NUL or a lone surrogate."""
+def unstorable_text(value: Any, loc: tuple[object, ...] = (), *, non_finite: bool = False) -> list[Problem]:
+    """Every string (key or value) in a decoded JSON document that holds NUL or a lone surrogate, and with
+    ``non_finite`` every NaN or infinity."""
     problems: list[Problem] = []
     stack: list[tuple[tuple[object, ...], Any]] = [(loc, value)]
     while stack and len(problems) < _MAX_PROBLEMS:
         where, item = stack.pop()
-        if isinstance(item, str):
+        if non_finite and isinstance(item, float) and not math.isfinite(item):
+            token = "NaN" if item != item else ("Infinity" if item > 0 else "-Infinity")
+            problems.append(Problem(join_loc(where) or "body", f"{token} is not a JSON number (RFC 8259 has no NaN "
+                                                               "or Infinity): send a finite number or null"))
+        elif isinstance(item, str):
             if _BAD_CHAR.search(item):
                 problems.append(Problem(join_loc(where) or "body",
                                         "text may not contain NUL (U+0000) or unpaired surrogates"))
@@ -73,12 +94,17 @@ async def refuse_unstorable_text(connection: HTTPConnection) -> None:
     if request.method in ("GET", "HEAD", "OPTIONS", "DELETE") or not _is_json(request):
         return
     body = await request.body()
-    if not body or not _SUSPECT.search(body):
+    if not body:
+        return
+    route = request.scope.get("route")
+    non_finite = _NON_FINITE.search(body) is not None and not getattr(getattr(route, "endpoint", None),
+                                                                       _TAKES_NON_FINITE, False)
+    if not non_finite and not _SUSPECT.search(body):
         return
     try:
         document = await request.json()
     except ValueError:
         return  # invalid JSON is FastAPI's to report
-    problems = unstorable_text(document)
+    problems = unstorable_text(document, non_finite=non_finite)
     if problems:
         raise ValidationFailed(problems)

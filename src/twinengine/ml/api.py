@@ -12,6 +12,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import api_router
+from twinengine.api.text import takes_non_finite_numbers
 from twinengine.auth.principal import Principal
 from twinengine.errors import ModelNotFound, ValidationFailed
 from twinengine.ml import service
@@ -74,6 +75,7 @@ def policy_get(twin: TwinRef, model: ModelName, session: SessionDep, principal: 
 
 @router.post("/{twin}/models/{model}/predict", name="predict",
              summary="Predict with the champion (or ?version=) kept warm; inputs as the app's predict takes them")
+@takes_non_finite_numbers  # inputs are data for the model, not stored: a missing value may be NaN
 def predict(twin: TwinRef, model: ModelName, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
             inputs: Annotated[Any, Body(embed=True)],
             version: Annotated[str | None, Query(max_length=16)] = None) -> dict[str, Any]:

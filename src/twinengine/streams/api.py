@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from twinengine.api.cookies import check_csrf, request_token
 from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, requires_token
 from twinengine.api.routing import api_router
+from twinengine.api.text import takes_non_finite_numbers
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Stream
@@ -101,6 +102,7 @@ def list_streams(twin: TwinRef, session: SessionDep, principal: PrincipalDep, ru
                  "application/x-ndjson": {"schema": {"type": "string"}},
                  "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
                  ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}}}})
+@takes_non_finite_numbers  # records are data: NaN and infinities are values of a field (checked by its type)
 async def append(
     twin: TwinRef,
     stream: StreamName,

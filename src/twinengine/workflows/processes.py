@@ -6,6 +6,7 @@ Each is registered with an openEO-style spec; they find their run through ``cont
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -73,6 +74,8 @@ def _filter(cube: xr.DataArray, spatial_extent: Any, temporal_extent: Any) -> xr
             south, north = spatial_extent.get("south"), spatial_extent.get("north")
         if None in (west, east, south, north):
             raise ProcessParameterInvalid("spatial_extent needs west, south, east and north")
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in (west, east, south, north)):
+            raise ProcessParameterInvalid("spatial_extent: west, south, east and north must be finite numbers")
         cube = cube.sel(x=_between(cube["x"], west, east, inclusive_high=True),
                         y=_between(cube["y"], south, north, inclusive_high=True))
     if temporal_extent is not None and "t" in cube.dims:
