@@ -73,3 +73,35 @@ def test_invalid_graph_and_auth_errors(live: LiveEngine, connection: openeo.Conn
     with pytest.raises(openeo.rest.OpenEoApiError) as info:
         openeo.connect(live.url).authenticate_basic("uma", "not-a-token")
     assert info.value.http_status_code == 401
+
+
+def test_a_geojson_spatial_extent_loads_the_cells_whose_centre_it_holds(connection: openeo.Connection,
+                                                                         live: LiveEngine, tmp_path: Path) -> None:
+    """openEO 1.2's ``load_collection`` takes GeoJSON polygons as well as a bounding box: a cell is loaded
+    when its centre lies in a polygon. A triangle, so that cells inside its bounds are left out too; no cell
+    centre lies on its edges, so the expected cells follow from its three inequalities alone."""
+    ds = write_collection(live.settings.data_dir / "collections")
+    triangle = {"type": "Polygon", "coordinates": [[[7.1, 46.1], [8.5, 46.1], [7.1, 46.95], [7.1, 46.1]]]}
+    feature = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": triangle},
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": []}}]}  # empty: ignored
+    for extent in (triangle, feature):
+        cube = (connection.load_collection("rain", spatial_extent=extent, temporal_extent=INTERVAL, bands=["rain"])
+                .reduce_dimension(dimension="t", reducer="mean"))
+        cube.download(tmp_path / "zone.nc")
+        got = xr.open_dataset(tmp_path / "zone.nc", engine="h5netcdf")["rain"].load()
+        end = np.datetime64("2026-03-02T12:00:00") - np.timedelta64(1, "ns")
+        cut = ds["rain"].sel(lon=slice(7.1, 8.5), lat=slice(46.1, 46.95),
+                             time=slice(np.datetime64("2026-03-01"), end))
+        lon, lat = np.meshgrid(cut["lon"].values, cut["lat"].values)
+        inside = (lon >= 7.1) & (lat >= 46.1) & ((lon - 7.1) / 1.4 + (lat - 46.1) / 0.85 <= 1)
+        want = cut.where(xr.DataArray(inside, dims=("lat", "lon"), coords={"lat": cut["lat"], "lon": cut["lon"]}))
+        np.testing.assert_allclose(got.values, want.mean("time").values, rtol=1e-6, equal_nan=True)
+        assert 0 < int(inside.sum()) < inside.size and np.isnan(got.values).sum() == inside.size - inside.sum()
+    line = {"type": "LineString", "coordinates": [[7.1, 46.1], [8.5, 46.1]]}  # the client refuses it itself
+    graph = {"load": {"process_id": "load_collection", "arguments": {"id": "rain", "spatial_extent": line,
+                                                                     "temporal_extent": INTERVAL}},
+             "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "load"}, "format": "netCDF"},
+                      "result": True}}
+    with pytest.raises(openeo.rest.OpenEoApiError, match="spatial_extent: a GeoJSON extent is a Polygon"):
+        connection.download(graph, tmp_path / "x.nc")

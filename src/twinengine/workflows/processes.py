@@ -65,19 +65,67 @@ def _as_time(value: Any) -> np.datetime64 | None:
     return np.datetime64(raw if not isinstance(raw, str) else raw.replace("Z", ""), "ns")
 
 
+def _polygons(extent: dict[str, Any]) -> Any:
+    """The (multi)polygon a GeoJSON ``spatial_extent`` names: a Polygon or MultiPolygon, a Feature with one, or
+    a FeatureCollection of such Features; empty geometries are ignored, as openEO's ``load_collection`` says."""
+    import shapely
+    from shapely.geometry import shape
+
+    kind = extent.get("type")
+    if kind == "FeatureCollection":
+        geometries = [f.get("geometry") if isinstance(f, dict) else None for f in extent.get("features") or []]
+    elif kind == "Feature":
+        geometries = [extent.get("geometry")]
+    else:
+        geometries = [extent]
+    polygons = []
+    for geometry in geometries:
+        if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
+            raise ProcessParameterInvalid("spatial_extent: a GeoJSON extent is a Polygon or MultiPolygon, a Feature "
+                                          "with one, or a FeatureCollection of such Features")
+        try:
+            polygon = shape(geometry)
+        except (ValueError, TypeError, AttributeError, shapely.errors.GEOSException) as exc:
+            raise ProcessParameterInvalid(f"spatial_extent: not a GeoJSON {geometry.get('type')}: {exc}") from None
+        if not polygon.is_empty:
+            if not polygon.is_valid:
+                raise ProcessParameterInvalid(f"spatial_extent: the polygon is not valid: "
+                                              f"{shapely.is_valid_reason(polygon)}")
+            polygons.append(polygon)
+    if not polygons:
+        raise ProcessParameterInvalid("spatial_extent: the GeoJSON holds no polygon that is not empty")
+    return shapely.union_all(polygons)
+
+
+def _within(cube: xr.DataArray, extent: dict[str, Any]) -> xr.DataArray:
+    """The cells whose centre lies in the polygons (their bounds selected, the cells between them masked)."""
+    from twinengine.access.geometry import polygon_mask
+
+    area = _polygons(extent)
+    west, south, east, north = area.bounds
+    cube = cube.sel(x=_between(cube["x"], west, east, inclusive_high=True),
+                    y=_between(cube["y"], south, north, inclusive_high=True))
+    inside = polygon_mask(area, cube["x"].values, cube["y"].values)
+    return cube.where(xr.DataArray(inside, dims=("y", "x"), coords={"y": cube["y"], "x": cube["x"]}))
+
+
 def _filter(cube: xr.DataArray, spatial_extent: Any, temporal_extent: Any) -> xr.DataArray:
     if spatial_extent is not None:
         west, east = getattr(spatial_extent, "west", None), getattr(spatial_extent, "east", None)
         south, north = getattr(spatial_extent, "south", None), getattr(spatial_extent, "north", None)
-        if isinstance(spatial_extent, dict):
-            west, east = spatial_extent.get("west"), spatial_extent.get("east")
-            south, north = spatial_extent.get("south"), spatial_extent.get("north")
-        if None in (west, east, south, north):
-            raise ProcessParameterInvalid("spatial_extent needs west, south, east and north")
-        if not all(isinstance(v, int | float) and math.isfinite(v) for v in (west, east, south, north)):
-            raise ProcessParameterInvalid("spatial_extent: west, south, east and north must be finite numbers")
-        cube = cube.sel(x=_between(cube["x"], west, east, inclusive_high=True),
-                        y=_between(cube["y"], south, north, inclusive_high=True))
+        raw = spatial_extent.model_dump() if hasattr(spatial_extent, "model_dump") else spatial_extent
+        if isinstance(raw, dict) and "type" in raw and "west" not in raw:
+            cube = _within(cube, raw)
+        else:
+            if isinstance(spatial_extent, dict):
+                west, east = spatial_extent.get("west"), spatial_extent.get("east")
+                south, north = spatial_extent.get("south"), spatial_extent.get("north")
+            if None in (west, east, south, north):
+                raise ProcessParameterInvalid("spatial_extent needs west, south, east and north, or is GeoJSON")
+            if not all(isinstance(v, int | float) and math.isfinite(v) for v in (west, east, south, north)):
+                raise ProcessParameterInvalid("spatial_extent: west, south, east and north must be finite numbers")
+            cube = cube.sel(x=_between(cube["x"], west, east, inclusive_high=True),
+                            y=_between(cube["y"], south, north, inclusive_high=True))
     if temporal_extent is not None and "t" in cube.dims:
         items = getattr(temporal_extent, "root", temporal_extent)
         start, end = _as_time(items[0]), _as_time(items[1])
