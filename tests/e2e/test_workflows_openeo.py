@@ -105,3 +105,6 @@ def test_a_geojson_spatial_extent_loads_the_cells_whose_centre_it_holds(connecti
                       "result": True}}
     with pytest.raises(openeo.rest.OpenEoApiError, match="spatial_extent: a GeoJSON extent is a Polygon"):
         connection.download(graph, tmp_path / "x.nc")
+    bowtie = {"type": "Polygon", "coordinates": [[[7.1, 46.1], [8.5, 46.9], [8.5, 46.1], [7.1, 46.9], [7.1, 46.1]]]}
+    with pytest.raises(openeo.rest.OpenEoApiError, match="spatial_extent: the polygon is not valid: Self-inter"):
+        connection.load_collection("rain", spatial_extent=bowtie, temporal_extent=INTERVAL).download(tmp_path / "y.nc")

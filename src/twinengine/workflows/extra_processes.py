@@ -142,7 +142,7 @@ def apply_neighborhood(data: xr.DataArray, process: Callable[..., Any], size: An
     return out.transpose(*data.dims).assign_attrs(data.attrs)
 
 
-def _geometries(geometries: Any) -> tuple[list[Any], str]:
+def geojson_shapes(geometries: Any) -> tuple[list[Any], str]:
     """GeoJSON (geometry, feature or collection; a CRS member as in the library) → shapely shapes and CRS."""
     import shapely.geometry
 
@@ -177,7 +177,7 @@ def aggregate_spatial(data: xr.DataArray, geometries: Any, reducer: Callable[...
     which cannot pickle a process graph's callback.)"""
     import geopandas as gpd  # type: ignore[import-untyped]
 
-    shapes, crs = _geometries(geometries)
+    shapes, crs = geojson_shapes(geometries)
     x_dim, y_dim = data.openeo.x_dim, data.openeo.y_dim
     frame = gpd.GeoSeries(shapes, crs=crs)
     if data.rio.crs is not None:

@@ -69,29 +69,26 @@ def _polygons(extent: dict[str, Any]) -> Any:
     """The (multi)polygon a GeoJSON ``spatial_extent`` names: a Polygon or MultiPolygon, a Feature with one, or
     a FeatureCollection of such Features; empty geometries are ignored, as openEO's ``load_collection`` says."""
     import shapely
-    from shapely.geometry import shape
 
-    kind = extent.get("type")
-    if kind == "FeatureCollection":
-        geometries = [f.get("geometry") if isinstance(f, dict) else None for f in extent.get("features") or []]
-    elif kind == "Feature":
-        geometries = [extent.get("geometry")]
-    else:
-        geometries = [extent]
+    from twinengine.workflows.extra_processes import geojson_shapes
+
+    try:
+        shapes, crs = geojson_shapes(extent)
+    except ProcessParameterInvalid as exc:
+        raise ProcessParameterInvalid(f"spatial_extent: {exc}".replace("geometries: ", "")) from None
+    if crs.upper() not in ("EPSG:4326", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84"):
+        raise ProcessParameterInvalid(f"spatial_extent: coordinates in {crs} are not served; send longitude, latitude")
     polygons = []
-    for geometry in geometries:
-        if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
+    for polygon in shapes:
+        if polygon.geom_type not in ("Polygon", "MultiPolygon"):
             raise ProcessParameterInvalid("spatial_extent: a GeoJSON extent is a Polygon or MultiPolygon, a Feature "
                                           "with one, or a FeatureCollection of such Features")
-        try:
-            polygon = shape(geometry)
-        except (ValueError, TypeError, AttributeError, shapely.errors.GEOSException) as exc:
-            raise ProcessParameterInvalid(f"spatial_extent: not a GeoJSON {geometry.get('type')}: {exc}") from None
-        if not polygon.is_empty:
-            if not polygon.is_valid:
-                raise ProcessParameterInvalid(f"spatial_extent: the polygon is not valid: "
-                                              f"{shapely.is_valid_reason(polygon)}")
-            polygons.append(polygon)
+        if polygon.is_empty:
+            continue
+        if not polygon.is_valid:
+            reason = shapely.is_valid_reason(polygon)
+            raise ProcessParameterInvalid(f"spatial_extent: the polygon is not valid: {reason}")
+        polygons.append(polygon)
     if not polygons:
         raise ProcessParameterInvalid("spatial_extent: the GeoJSON holds no polygon that is not empty")
     return shapely.union_all(polygons)
