@@ -81,6 +81,11 @@ def test_bad_records_are_refused_whole_with_index_and_field(engine: Engine, uma:
     assert r.status_code == 422 and r.json()["details"][0]["loc"] == "records[1]"
     r = engine.http.post(PATH, content=b"", headers=headers)
     assert r.status_code == 422 and r.json()["details"][0]["loc"] == "records"
+    deep = b"[" * 100_000 + b"]" * 100_000  # deeper than the parser recurses: a RecursionError was a 500
+    r = engine.http.post(PATH, content=deep, headers=headers)
+    assert r.status_code == 422 and r.json()["details"][0]["loc"] == "records[0]", r.text[:200]
+    r = engine.http.post(PATH, content=deep, headers={**headers, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["message"], r.text[:200]
     r = engine.http.post(PATH, content=b"x", headers={**headers, "Content-Type": "text/csv"})
     assert r.status_code == 400 and "Content-Type" in r.json()["message"]
     assert engine.http.get(PATH, headers=headers).json()["end_offset"] == 0  # nothing was half-appended

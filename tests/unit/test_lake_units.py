@@ -122,6 +122,7 @@ def test_search_parameters() -> None:
     ({"bbox": "0,0,1,1", "intersects": '{"type": "Point", "coordinates": [0, 0]}'}, "intersects"),
     ({"intersects": '{"type": "Point", "coordinates": [NaN, 1]}'}, "intersects"),  # matched nothing, silently
     ({"intersects": '{"type": "Polygon", "coordinates": []}'}, "intersects"),
+    ({"intersects": "[" * 100_000 + "]" * 100_000}, "intersects"),  # deeper than the parser goes
 ])
 def test_bad_search_parameters(params: dict[str, str], field: str) -> None:
     with pytest.raises(InvalidInput) as err:

@@ -142,6 +142,7 @@ def test_a_hostile_row_fails_its_call_and_the_calls_before_it_stand(row: str, wh
     b"", b"not json", b"{}", b"[" + ROW.encode() + b"]", b"[" + ROW.encode() + b"," + ROW.encode(),
     pickle.dumps([[], [], [], []]),
     b'[[[],[{"kind":"k","at":{"$twin":"pickle","v":"x"}}],[],[]],' + ROW.encode() + b"]",
+    b"[" * 100_000 + b"]" * 100_000,  # deeper than the parsers go
 ])
 def test_a_batch_that_is_not_the_calls_it_claims_is_refused_whole(document: bytes) -> None:
     with pytest.raises(ProtocolError):

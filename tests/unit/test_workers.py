@@ -68,6 +68,12 @@ def test_a_frame_larger_than_allowed_is_refused() -> None:
         read_message(stream)
 
 
+def test_a_header_nested_deeper_than_the_parser_goes_is_a_protocol_error() -> None:
+    head = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(ProtocolError, match="not JSON"):
+        read_message(io.BytesIO(len(head).to_bytes(4, "big") + (0).to_bytes(4, "big") + head))
+
+
 def test_the_sandbox_hides_the_data_dir_and_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWIN_DATABASE_URL", "postgresql://secret@db/twin")
     layout = Layout(scratch=tmp_path / "scratch", code=tmp_path / "code")

@@ -294,7 +294,7 @@ def _check_files(root: Path, manifest: Manifest) -> list[Problem]:
         else:
             try:
                 graph = json.loads(path.read_text())
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 problems.append(Problem(loc, f"not valid JSON: {exc}"))
                 continue
             nodes = graph.get("process_graph", graph) if isinstance(graph, dict) else None

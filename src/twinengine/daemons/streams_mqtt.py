@@ -148,7 +148,7 @@ class MqttBridge:
         """Records of one message (dicts, or a table for JSON lines), and its producer and sequence number."""
         try:
             data: Any = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return records.parse_json_lines(target.declared, payload), None, None
         if isinstance(data, dict) and "records" in data:
             items = data["records"] if isinstance(data["records"], list) else [data["records"]]

@@ -305,7 +305,7 @@ def _ingest_message(session: Session, *, runtime: Runtime, principal: Principal,
     text = message.get("text") or ""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return service.ingest(session, runtime.streams, principal=principal, twin_ref=twin, stream=stream,
                               body=text.encode(), content_type="application/x-ndjson")
     if isinstance(data, dict) and "records" in data:

@@ -94,7 +94,7 @@ def parse_json_lines(stream: Stream, data: bytes) -> pa.Table:
             continue
         try:
             records.append(json.loads(line))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ValidationFailed.one(f"records[{len(records)}]", f"line {i + 1} is not valid JSON ({exc})") from None
     return check_records(stream, records)
 

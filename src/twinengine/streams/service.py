@@ -80,7 +80,7 @@ def parse_body(declared: Stream, body: bytes, content_type: str) -> pa.Table:
         if stripped[:1] in (b"[", b"{") and not _looks_like_lines(stripped):
             try:
                 data = json.loads(body)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # nested beyond the parser's depth: not records either
                 raise InvalidInput(f"body: not valid JSON ({exc})") from None
             return records.check_records(declared, data if isinstance(data, list) else [data])
         return records.parse_json_lines(declared, body)

@@ -169,7 +169,7 @@ def read_effects(document: bytes, calls: int, *, tagged: bool) -> list[CallEffec
 def _parsed(document: bytes, tagged: bool) -> list[Any]:
     try:
         value = json.loads(document, object_hook=_tagged) if tagged else json.loads(document)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"a worker's answer is not JSON: {exc}") from None
     if not isinstance(value, list):
         raise ProtocolError("the worker's answer to function calls is malformed")

@@ -197,7 +197,7 @@ class Worker:
             raise ProtocolError(f"{count} blobs in one message")
         try:
             header = json.loads(self._read(head_len, deadline))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ProtocolError(f"a header that is not JSON: {exc}") from None
         if not isinstance(header, dict):
             raise ProtocolError("a header that is not a JSON object")

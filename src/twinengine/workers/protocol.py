@@ -60,7 +60,7 @@ def read_message(stream: IO[bytes]) -> Message:
         raise ProtocolError(f"a message with {count} blobs is more than the protocol allows")
     try:
         header = json.loads(_exact(stream, head_len))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"the header is not JSON: {exc}") from None
     if not isinstance(header, dict):
         raise ProtocolError("the header is not a JSON object")

@@ -215,7 +215,7 @@ def _common(values: dict[str, Any], *, text: bool) -> Search:
     if isinstance(intersects, str):
         try:
             intersects = json.loads(intersects)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _bad("intersects", "is not GeoJSON") from None
     if intersects is not None:
         import shapely
