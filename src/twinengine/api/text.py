@@ -103,8 +103,8 @@ async def refuse_unstorable_text(connection: HTTPConnection) -> None:
         return
     try:
         document = await request.json()
-    except ValueError:
-        return  # invalid JSON is FastAPI's to report
+    except (ValueError, RecursionError):
+        return  # invalid JSON (or nested deeper than the parser goes) is FastAPI's or the route's to report
     problems = unstorable_text(document, non_finite=non_finite)
     if problems:
         raise ValidationFailed(problems)
