@@ -123,11 +123,23 @@ def test_search_parameters() -> None:
     ({"intersects": '{"type": "Point", "coordinates": [NaN, 1]}'}, "intersects"),  # matched nothing, silently
     ({"intersects": '{"type": "Polygon", "coordinates": []}'}, "intersects"),
     ({"intersects": "[" * 100_000 + "]" * 100_000}, "intersects"),  # deeper than the parser goes
+    # the CQL2 parser's stack overflows (the process dies) near 2,000 parentheses, and chained NOTs or
+    # arithmetic operators take it seconds to minutes: refused before it sees them
+    ({"filter": "(" * 101 + "a = 1" + ")" * 101}, "filter"),
+    ({"filter": "NOT " * 21 + "a = 1"}, "filter"),
+    ({"filter": "a + " * 101 + "1 > 2"}, "filter"),
 ])
 def test_bad_search_parameters(params: dict[str, str], field: str) -> None:
     with pytest.raises(InvalidInput) as err:
         from_get(params)
     assert err.value.status == 400 and err.value.details[0]["loc"] == field
+
+
+def test_cql2_limits_leave_real_filters_and_quoted_text_alone() -> None:
+    deep = "(" * 100 + "a = 1" + ")" * 100
+    quoted = "title = '" + "NOT (" * 50 + "' AND \"name-with+signs\" = 'x - y'"
+    for text in (deep, "NOT " * 20 + "a = 1", "a + " * 100 + "1 > 2", quoted):
+        assert from_get({"filter": text}).filter is not None
 
 
 def test_unknown_cql2_operators_are_refused_by_name() -> None:

@@ -187,11 +187,39 @@ def _unknown_operator(node: Any) -> str | None:
     return _unknown_operator(node.get("args"))
 
 
+# What a CQL2 text filter may hold before it reaches the parser (cql2, in Rust): about 2,000 nested
+# parentheses overflow its stack and kill the process, and its time grows faster than linearly with chained
+# NOTs (300: 10 s, 1,000: memory exhausted) and arithmetic operators (1,000: 10 s). Far above what a
+# search needs; its JSON form is bounded by the parser's own depth limit (128).
+_CQL2_TEXT_LIMITS = {"nesting": 100, "NOT": 20, "arithmetic": 100}
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_NOT = re.compile(r"\bNOT\b", re.IGNORECASE)
+_ARITHMETIC = re.compile(r"[-+*/%^]")
+
+
+def _within_cql2_limits(text: str) -> None:
+    plain = _QUOTED.sub("''", text)  # literals and quoted names hold no structure
+    depth = deepest = 0
+    for char in plain:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    counts = {"nesting": deepest, "NOT": len(_NOT.findall(plain)), "arithmetic": len(_ARITHMETIC.findall(plain))}
+    for what, count in counts.items():
+        if count > _CQL2_TEXT_LIMITS[what]:
+            unit = {"nesting": "parentheses nested", "NOT": "NOT operators", "arithmetic": "arithmetic operators"}
+            raise _bad("filter", f"{count} {unit[what]}; at most {_CQL2_TEXT_LIMITS[what]} are taken")
+
+
 def _filter(value: Any, lang: str | None) -> Any:
     if value is None or value == "":
         return None
     import cql2
 
+    if not isinstance(value, dict) and lang != "cql2-json":
+        _within_cql2_limits(str(value))
     try:
         if isinstance(value, dict) or lang == "cql2-json":
             expr = cql2.parse_json(json.dumps(value) if not isinstance(value, str) else value)
