@@ -142,13 +142,14 @@ def apply_neighborhood(data: xr.DataArray, process: Callable[..., Any], size: An
     return out.transpose(*data.dims).assign_attrs(data.attrs)
 
 
-def geojson_shapes(geometries: Any) -> tuple[list[Any], str]:
-    """GeoJSON (geometry, feature or collection; a CRS member as in the library) → shapely shapes and CRS."""
+def geojson_shapes(geometries: Any, *, field: str = "geometries") -> tuple[list[Any], str]:
+    """GeoJSON (geometry, feature or collection; a CRS member as in the library) → shapely shapes and CRS;
+    refusals name ``field``, the parameter it came in."""
     import shapely.geometry
 
     value = geometries.model_dump() if hasattr(geometries, "model_dump") else geometries
     if not isinstance(value, dict) or "type" not in value:
-        raise ProcessParameterInvalid("geometries must be GeoJSON (a geometry, a feature or a feature collection)")
+        raise ProcessParameterInvalid(f"{field} must be GeoJSON (a geometry, a feature or a feature collection)")
     crs = "EPSG:4326"
     named = (value.get("crs") or {}).get("properties", {}).get("name") if isinstance(value.get("crs"), dict) else None
     crs = str(named or crs)
@@ -163,9 +164,9 @@ def geojson_shapes(geometries: Any) -> tuple[list[Any], str]:
     try:
         shapes = [shapely.geometry.shape(item) for item in items if item]
     except (ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise ProcessParameterInvalid(f"geometries: not valid GeoJSON ({exc})") from None
+        raise ProcessParameterInvalid(f"{field}: not valid GeoJSON ({exc})") from None
     if not shapes:
-        raise ProcessParameterInvalid("geometries: no geometry given")
+        raise ProcessParameterInvalid(f"{field}: no geometry given")
     return shapes, crs
 
 

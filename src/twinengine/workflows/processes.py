@@ -72,10 +72,7 @@ def _polygons(extent: dict[str, Any]) -> Any:
 
     from twinengine.workflows.extra_processes import geojson_shapes
 
-    try:
-        shapes, crs = geojson_shapes(extent)
-    except ProcessParameterInvalid as exc:
-        raise ProcessParameterInvalid(f"spatial_extent: {exc}".replace("geometries: ", "")) from None
+    shapes, crs = geojson_shapes(extent, field="spatial_extent")
     if crs.upper() not in ("EPSG:4326", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84"):
         raise ProcessParameterInvalid(f"spatial_extent: coordinates in {crs} are not served; send longitude, latitude")
     polygons = []
@@ -108,15 +105,13 @@ def _within(cube: xr.DataArray, extent: dict[str, Any]) -> xr.DataArray:
 
 def _filter(cube: xr.DataArray, spatial_extent: Any, temporal_extent: Any) -> xr.DataArray:
     if spatial_extent is not None:
-        west, east = getattr(spatial_extent, "west", None), getattr(spatial_extent, "east", None)
-        south, north = getattr(spatial_extent, "south", None), getattr(spatial_extent, "north", None)
         raw = spatial_extent.model_dump() if hasattr(spatial_extent, "model_dump") else spatial_extent
-        if isinstance(raw, dict) and "type" in raw and "west" not in raw:
+        if not isinstance(raw, dict):
+            raise ProcessParameterInvalid("spatial_extent is a bounding box or GeoJSON")
+        if "type" in raw and "west" not in raw:
             cube = _within(cube, raw)
         else:
-            if isinstance(spatial_extent, dict):
-                west, east = spatial_extent.get("west"), spatial_extent.get("east")
-                south, north = spatial_extent.get("south"), spatial_extent.get("north")
+            west, east, south, north = (raw.get(k) for k in ("west", "east", "south", "north"))
             if None in (west, east, south, north):
                 raise ProcessParameterInvalid("spatial_extent needs west, south, east and north, or is GeoJSON")
             if not all(isinstance(v, int | float) and math.isfinite(v) for v in (west, east, south, north)):

@@ -191,7 +191,7 @@ def _unknown_operator(node: Any) -> str | None:
 # parentheses overflow its stack and kill the process, and its time grows faster than linearly with chained
 # NOTs (300: 10 s, 1,000: memory exhausted) and arithmetic operators (1,000: 10 s). Far above what a
 # search needs; its JSON form is bounded by the parser's own depth limit (128).
-_CQL2_TEXT_LIMITS = {"nesting": 100, "NOT": 20, "arithmetic": 100}
+_CQL2_TEXT_LIMITS = {"parentheses nested": 100, "NOT operators": 20, "arithmetic operators": 100}
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 _NOT = re.compile(r"\bNOT\b", re.IGNORECASE)
 _ARITHMETIC = re.compile(r"[-+*/%^]")
@@ -206,11 +206,11 @@ def _within_cql2_limits(text: str) -> None:
             deepest = max(deepest, depth)
         elif char == ")":
             depth -= 1
-    counts = {"nesting": deepest, "NOT": len(_NOT.findall(plain)), "arithmetic": len(_ARITHMETIC.findall(plain))}
+    counts = {"parentheses nested": deepest, "NOT operators": len(_NOT.findall(plain)),
+              "arithmetic operators": len(_ARITHMETIC.findall(plain))}
     for what, count in counts.items():
         if count > _CQL2_TEXT_LIMITS[what]:
-            unit = {"nesting": "parentheses nested", "NOT": "NOT operators", "arithmetic": "arithmetic operators"}
-            raise _bad("filter", f"{count} {unit[what]}; at most {_CQL2_TEXT_LIMITS[what]} are taken")
+            raise _bad("filter", f"{count} {what}; at most {_CQL2_TEXT_LIMITS[what]} are taken")
 
 
 def _filter(value: Any, lang: str | None) -> Any:
