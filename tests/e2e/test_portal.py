@@ -255,6 +255,27 @@ def test_4b_map_draws_the_locations_of_a_point_collection(portal: Any, site: Sit
     uma.check("map-locations")
 
 
+def test_4c_a_location_name_from_a_data_file_is_text_on_the_map(portal: Any, site: Site) -> None:
+    """A station's name comes from whoever wrote the data file; Leaflet puts a string label into the page as
+    HTML, so the map hands it text, never markup."""
+    table = site.data_dir / "collections" / "escape-stations.csv"
+    body = ESCAPE_PROBE.replace('"', '""')
+    table.write_text(f'station,lon,lat,time,level [m]\n"{body}",8.2,46.1,2026-03-01T00:00:00Z,1.5\n')
+    try:
+        uma = portal("uma")
+        page = uma.goto("/ui/map")
+        page.wait_for_selector(".leaflet-tooltip.twin-label")
+        page.select_option(".map-tools select >> nth=0", "escape-stations")
+        page.wait_for_selector(".map[data-locations='escape-stations:1']")
+        page.hover("path.location-marker")
+        tooltip = page.wait_for_selector(".leaflet-tooltip:not(.twin-label)")
+        assert tooltip.inner_text() == ESCAPE_PROBE
+        assert page.locator(".leaflet-tooltip img, .leaflet-tooltip script").count() == 0
+        assert page.evaluate("() => window.__pwned") is None
+    finally:
+        table.unlink()  # the other journeys see the demo's collections only
+
+
 def test_5_workflows_start_with_a_form_and_watch_the_run(portal: Any, site: Site) -> None:
     name = twin_name(site)
     uma = portal("uma")

@@ -43,6 +43,12 @@ export async function createMap(el, bbox) {
   return { L, map };
 }
 
+/** A label for Leaflet, which puts a string into the page as HTML: names come from data, so they go in as
+ * text. */
+function text(value) {
+  return h("span", {}, String(value));
+}
+
 /** Twins with a location as markers labelled with their name; returns the markers. */
 export function addTwins(L, map, twins, highlight = null) {
   const markers = [];
@@ -51,7 +57,7 @@ export function addTwins(L, map, twins, highlight = null) {
     if (!at) continue;
     const popup = h("div", {}, h("strong", {}, twin.name), h("br"), twin.app, h("br"), h("a", { href: `/ui/twins/${encodeURIComponent(twin.name)}` }, "Open the twin"));
     const marker = L.circleMarker([at[1], at[0]], { radius: twin.name === highlight ? 9 : 7, color: "#12324f", weight: 2, fillColor: "#f0a202", fillOpacity: 0.9, className: "twin-marker" })
-      .bindPopup(popup).bindTooltip(twin.name, { permanent: true, direction: "right", className: "twin-label" }).addTo(map);
+      .bindPopup(popup).bindTooltip(text(twin.name), { permanent: true, direction: "right", className: "twin-label" }).addTo(map);
     markers.push(marker);
   }
   return markers;
@@ -104,7 +110,7 @@ export function fieldControls(L, map, collections, { initial = null, parameter =
     for (const f of features) {
       const [x, y] = f.geometry.coordinates;
       L.circleMarker([y, x], { radius: 4, color: "#a4161a", weight: 1.5, fillColor: "#e85d04", fillOpacity: 0.8, className: "location-marker" })
-        .bindTooltip(String(f.id ?? f.properties?.name ?? ""), { direction: "top" }).addTo(places);
+        .bindTooltip(text(f.id ?? f.properties?.name ?? ""), { direction: "top" }).addTo(places);
     }
     state.locations = features.length;
     map.getContainer().dataset.locations = `${state.collection.id}:${features.length}`;
