@@ -18,6 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx2 as httpx
@@ -217,3 +218,43 @@ def test_serve_stays_live_under_more_clients_than_threads(settings: Settings) ->
             time.sleep(0.2)
         ended = uma.workflows.runs(status="error", limit=500).items
         assert all(r.error and r.error.get("message") for r in ended)  # interrupted runs say why
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_refused_writes_let_go_of_the_store_before_they_wait_for_a_thread(settings: Settings) -> None:
+    """Sixteen clients (four times the request threads) ask for the same link at once. Each request locks
+    the relationship type's clock (PostgreSQL) or the store (SQLite) at its first write, so fifteen of them
+    are refused while holding that lock. A refused request's transaction used to be rolled back later, on a
+    request thread of its own; with every request thread taken by requests waiting for the lock it held,
+    the engine stopped answering (for good on PostgreSQL, until SQLite's busy timeout of 30 s gave up). It is
+    now rolled back on the thread that ran it, before the error answer: one link, fifteen conflicts."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"TWIN_DATABASE_URL": settings.database_url} if settings.database_url else {}
+    with serve_engine(settings.data_dir, port, **env):
+        with Client(url, admin_token(settings)) as admin:
+            dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
+        Client(url, dev).publish_app(RIVER_REACH)
+        with Client(url, user) as uma:
+            for name in ("upper", "lower"):
+                uma.create_twin("river-reach@0.1.0", name, {"station": "RR-01"})
+        clients = 4 * Settings().request_threads
+        start = threading.Barrier(clients)
+
+        def link(_: int) -> int | str:
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {user}"}, timeout=20) as http:
+                http.get("/health")  # connected before the barrier: the requests arrive together
+                start.wait()
+                try:
+                    return http.post("/api/v1/twins/upper/links", json={"type": "flows_into", "target": "lower"}
+                                     ).status_code
+                except httpx.ReadTimeout:
+                    return "no answer within 20 s"
+
+        with ThreadPoolExecutor(clients) as pool:
+            answers = list(pool.map(link, range(clients)))
+        assert sorted(answers, key=str) == [201] + [409] * (clients - 1), answers
+        with Client(url, user) as uma:
+            lower = uma.get_twin("lower").id
+            assert [(held.type, held.target_id) for held in uma.links("upper").items] == [("flows_into", lower)]

@@ -48,8 +48,9 @@ async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[Se
     """One unit of work per request, committed before the response is sent (acknowledged = durable).
 
     The endpoint's own thread commits it (``api.routing``); opening it does no I/O, so this runs on the event
-    loop and a request costs no thread hop to enter or leave it. A unit of work the endpoint left open (it
-    raised) is rolled back on a worker thread: the loop never waits on the store."""
+    loop and a request costs no thread hop to enter or leave it. Sync endpoints commit or roll back on their
+    own thread (``api.routing``); a unit of work another endpoint left open is ended on a worker thread: the
+    loop never waits on the store."""
     db = runtime.db
     session = db.open(readonly=request.method in _READ_METHODS)
     if request.method in WRITE_METHODS:
@@ -57,7 +58,10 @@ async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[Se
     try:
         yield session
     except BaseException:
-        await run_in_threadpool(functools.partial(db.close, session, commit=False))
+        if session.in_transaction():  # an endpoint that does not roll back on its own thread
+            await run_in_threadpool(functools.partial(db.close, session, commit=False))
+        else:
+            session.close()
         raise
     if session.in_transaction():  # left open by an endpoint that does not commit on its thread
         await run_in_threadpool(functools.partial(db.close, session, commit=True))

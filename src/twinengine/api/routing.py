@@ -72,7 +72,8 @@ def commits_on_its_thread(endpoint: Callable[..., Any], *, answers: tuple[type[B
     FastAPI validates a sync endpoint's answer on another pool thread and runs the session dependency's
     exit later still. A transaction left open until then would hold SQLite's write lock (or a PostgreSQL
     row lock) while waiting for a free pool thread, and the pool's threads may all be requests waiting for
-    that lock. Committed here, no transaction is open while a request waits for a thread. A write
+    that lock. Committed here (or rolled back, when the endpoint raised), no transaction is open while a
+    request waits for a thread. A write
     request's audit row commits in the same transaction (``audit_trail``).
 
     ``answers`` (the model the endpoint declares it returns, and the route's status): an answer of exactly
@@ -84,7 +85,15 @@ def commits_on_its_thread(endpoint: Callable[..., Any], *, answers: tuple[type[B
 
     @functools.wraps(endpoint)
     def run(*args: Any, **kwargs: Any) -> Any:
-        answer = endpoint(*args, **kwargs)
+        try:
+            answer = endpoint(*args, **kwargs)
+        except BaseException:
+            # Rolled back here too: a failed request's transaction may hold the locks the pool's other
+            # threads wait for, so it must not wait for one of them to be let go.
+            for value in kwargs.values():
+                if isinstance(value, Session) and value.in_transaction():
+                    value.rollback()
+            raise
         for value in kwargs.values():
             if isinstance(value, Session) and value.in_transaction():
                 record_with_commit(value, answer)
