@@ -11,6 +11,7 @@
     │   │   ├── ProcessParameterUnsupported 400  ProcessParameterUnsupported
     │   │   └── ProcessParameterInvalid     400  ProcessParameterInvalid
     │   ├── ProcessFailed           400  ProcessFailed      (a process raised while a run executed)
+    │   │   └── MemberFailed        400  MemberFailed       (an ensemble's member failed: nothing written)
     │   ├── RunNotFinished          400  RunNotFinished
     │   ├── RunLocked               400  RunLocked
     │   ├── InvalidExpression       400  InvalidExpression  (an endpoint expression, with the position)
@@ -82,6 +83,7 @@ __all__ = [
     "InvalidExpression",
     "InvalidInput",
     "InvalidParameterValue",
+    "MemberFailed",
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
@@ -248,6 +250,12 @@ class ProcessFailed(InvalidInput):
     """Raised when a process raised while a graph was executed (the message names node and process)."""
 
     code = "ProcessFailed"
+
+
+class MemberFailed(ProcessFailed):
+    """Raised when members of an ensemble failed or their results do not stack: the ensemble writes nothing."""
+
+    code = "MemberFailed"
 
 
 class RunNotFinished(InvalidInput):

@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import select, update
 
 from twinengine.auth.principal import Principal, Role
-from twinengine.errors import TwinEngineError
+from twinengine.errors import MemberFailed, TwinEngineError
 from twinengine.quality.ensemble_stats import derive, peak_uncertainty, stack_members, summary
 from twinengine.quality.pedigree import input_quality, value_quality
 from twinengine.quality.uncertainty import Uncertainty
@@ -109,7 +109,7 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
         failed = [o for o in outcomes if o.status != RunStatus.FINISHED]
         if failed:
             first = failed[0].error or {}
-            raise _MemberFailed(f"{len(failed)} of {len(outcomes)} members failed, e.g. {failed[0].run_id}: "
+            raise MemberFailed(f"{len(failed)} of {len(outcomes)} members failed, e.g. {failed[0].run_id}: "
                                 f"{first.get('message', failed[0].status)}; nothing was written")
         value = _conclude(engine, ctx, spec, outcomes, principal, twin_id)
     except Canceled:
@@ -134,11 +134,6 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
     return str(status)
 
 
-class _MemberFailed(TwinEngineError):
-    """Raised when a member of an ensemble failed: the ensemble writes nothing."""
-
-    status = 400
-    code = "MemberFailed"
 
 
 def _conclude(engine: WorkflowEngine, ctx: RunContext, spec: dict[str, Any], outcomes: list[MemberOutcome],
@@ -146,13 +141,13 @@ def _conclude(engine: WorkflowEngine, ctx: RunContext, spec: dict[str, Any], out
     values = [_series(o.value) for o in outcomes]
     for outcome, value in zip(outcomes, values, strict=True):
         if not _numeric(value):
-            raise _MemberFailed(f"member {outcome.run_id}'s result is not a number or a series of numbers; an "
+            raise MemberFailed(f"member {outcome.run_id}'s result is not a number or a series of numbers; an "
                                 "ensemble's statistics need one")
     threshold = spec.get("threshold")
     try:
         stacked = stack_members(values)
     except ValueError as exc:
-        raise _MemberFailed(f"the members' results cannot be stacked: {exc}") from None
+        raise MemberFailed(f"the members' results cannot be stacked: {exc}") from None
     stats = derive(stacked, quantiles=spec["quantiles"], threshold=threshold)
     stats = stats.assign_coords(run=("member", [o.run_id for o in outcomes]))
     _keep(ctx, stats)
@@ -179,10 +174,10 @@ def _record_forecasts(ctx: RunContext, spec: dict[str, Any], outcomes: list[Memb
         bodies = [o.forecasts.get(node) for o in outcomes]
         first = bodies[0]
         if first is None or any(b is None or b["property"] != first["property"] for b in bodies):
-            raise _MemberFailed(f"the members' forecasts of node {node!r} differ in what they forecast")
+            raise MemberFailed(f"the members' forecasts of node {node!r} differ in what they forecast")
         series = [b["values"] for b in bodies if b is not None]
         if len({len(v) for v in series}) != 1:
-            raise _MemberFailed(f"the members' forecasts of node {node!r} have different lengths")
+            raise MemberFailed(f"the members' forecasts of node {node!r} have different lengths")
         members = np.asarray(series, dtype="float64").T  # (step, member)
         body = {k: first[k] for k in ("property", "step", "issued_at", "valid_times", "model", "model_version",
                                       "twin") if first.get(k) is not None}
