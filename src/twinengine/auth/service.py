@@ -14,7 +14,7 @@ from twinengine.auth.models import ApiToken, Identity
 from twinengine.auth.policy import require
 from twinengine.auth.principal import SYSTEM, Principal, Role
 from twinengine.errors import IdentityNotFound, NotFound
-from twinengine.store.base import utcnow
+from twinengine.store.base import upsert, utcnow
 
 __all__ = [
     "ADMIN_TOKEN_FILE",
@@ -38,11 +38,14 @@ def get_identity(session: Session, name: str) -> Identity:
 
 
 def ensure_identity(session: Session, name: str, *, created_by: str) -> Identity:
+    """The identity ``name``, created on its first use. Two first uses at once (two tokens for a new name,
+    a new OIDC user's first two twins) both find it: the insert does nothing when the other one's committed
+    first, where a plain insert would collide on PostgreSQL."""
     identity = session.get(Identity, name)
     if identity is None:
-        identity = Identity(name=name, created_by=created_by)
-        session.add(identity)
-        session.flush()
+        statement = upsert(session.get_bind().dialect.name, Identity).values(name=name, created_by=created_by)
+        session.execute(statement.on_conflict_do_nothing(index_elements=["name"]))
+        identity = session.get_one(Identity, name)
     return identity
 
 

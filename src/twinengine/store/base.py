@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, ColumnClause, DateTime, Integer, MetaData, literal_column
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["LIMIT_ONE", "Base", "JSONValue", "LogId", "UTCDateTime", "utcnow"]
+__all__ = ["LIMIT_ONE", "Base", "JSONValue", "LogId", "UTCDateTime", "upsert", "utcnow"]
 
 LIMIT_ONE: ColumnClause[int] = literal_column("1", Integer)
 """``.limit(LIMIT_ONE)``: LIMIT 1 written into a statement that runs again and again, not bound. psycopg
@@ -19,6 +20,16 @@ prepares a statement after its fifth run, and PostgreSQL then weighs a generic p
 values, against the plans made with them: with the limit unknown, a seek for one row looks dearer than it is,
 so the server plans the statement anew at every run (``pg_prepared_statements``: no generic plan for the
 state reads "as of" a revision or a time, one planning per read)."""
+
+
+
+def upsert(dialect: str, table: Any) -> Any:
+    """``INSERT`` into ``table`` in ``dialect``'s own form, which has ``on_conflict_do_update`` and
+    ``on_conflict_do_nothing`` (SQLite and PostgreSQL spell ``ON CONFLICT`` alike). A write two requests may
+    make at once: a read, then an insert or an update, collides on PostgreSQL, where neither sees the other's
+    uncommitted row."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING = {

@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import BigInteger, String, Table, bindparam, delete, event, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from twinengine.store.base import Base
+from twinengine.store.base import Base, upsert
 
 __all__ = ["EVERYTHING", "ChangeCounter", "ChangeLog", "Changes", "bump", "changed_since", "counters", "watch"]
 
@@ -77,10 +75,9 @@ def _bump_statement(dialect: str) -> Any:
     bumps of a new topic cannot collide); it locks the row until commit like an UPDATE. Built once per dialect."""
     statement = _BUMPS.get(dialect)
     if statement is None:
-        upsert = pg_insert if dialect == "postgresql" else sqlite_insert
         table = cast(Table, ChangeCounter.__table__)
         statement = _BUMPS[dialect] = (
-            upsert(table).values(topic=bindparam("topic"), value=1)
+            upsert(dialect, table).values(topic=bindparam("topic"), value=1)
             .on_conflict_do_update(index_elements=["topic"], set_={"value": table.c.value + 1})
             .returning(table.c.value))
     return statement

@@ -21,12 +21,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import ARRAY, Connection, Integer, Table, Text, bindparam, insert, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from twinengine.quality.stored import pack, unpack
-from twinengine.store.base import UTCDateTime
+from twinengine.store.base import UTCDateTime, upsert
 from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
 
 if TYPE_CHECKING:
@@ -232,8 +230,7 @@ def _upsert_heads(dialect: str) -> Any:
     ``excluded`` costs more than running the statement."""
     statement = _UPSERTS.get(dialect)
     if statement is None:
-        upsert = pg_insert if dialect == "postgresql" else sqlite_insert
-        base = upsert(cast(Table, StateHead.__table__))
+        base = upsert(dialect, cast(Table, StateHead.__table__))
         statement = _UPSERTS[dialect] = base.on_conflict_do_update(
             index_elements=["twin_id", "property", "kind"],
             set_={c: base.excluded[c] for c in ("revision", "value", "unit", "timestamp", "num_value")},

@@ -13,15 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Cardinality, RelationshipSpec
 from twinengine.errors import Conflict, NotFound, ValidationFailed
 from twinengine.quality.stored import unpack
-from twinengine.store.base import utcnow
+from twinengine.store.base import upsert, utcnow
 from twinengine.twins import graph
 from twinengine.twins.models import StateHead, Twin, TwinGrant
 from twinengine.twins.relationship_models import LinkClock, TwinLink
@@ -66,8 +64,7 @@ def _tick(session: Session, type: str, at: datetime | None, loc: str) -> tuple[i
     now = utcnow()
     if at is not None and at > now:
         raise ValidationFailed.one(loc, f"{at.isoformat()} is in the future (now is {now.isoformat()})")
-    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = upsert(LinkClock).values(type=type, revision=1, changed_at=at or now)
+    statement = upsert(session.get_bind().dialect.name, LinkClock).values(type=type, revision=1, changed_at=at or now)
     statement = statement.on_conflict_do_update(index_elements=["type"], set_={"revision": LinkClock.revision + 1})
     revision, latest = session.execute(statement.returning(LinkClock.revision, LinkClock.changed_at)).one()
     latest = _utc(latest) or now

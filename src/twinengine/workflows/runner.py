@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from twinengine.auth.principal import Principal, Role
 from twinengine.catalog.models import AppVersion
 from twinengine.errors import TwinEngineError
-from twinengine.store.base import utcnow
+from twinengine.store.base import upsert, utcnow
 from twinengine.workflows import formats
 from twinengine.workflows.context import RunContext, running
 from twinengine.workflows.evaluate import Canceled, Evaluator, RetryPolicy
@@ -94,8 +93,7 @@ class _Cache:
         rows, self.pending = list(self.pending.values()), {}
         # An upsert: runs of the same graph at once write the same keys (a delete then an insert would
         # collide on PostgreSQL, where neither sees the other's uncommitted row).
-        upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        statement = upsert(CacheEntry)
+        statement = upsert(session.get_bind().dialect.name, CacheEntry)
         session.execute(statement.on_conflict_do_update(index_elements=[CacheEntry.key], set_={
             c: statement.excluded[c] for c in ("process_id", "value", "run_id", "created_at")}), rows)
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.errors import ProcessParameterMissing, ProcessUnsupported
+from twinengine.store.base import upsert, utcnow
 from twinengine.workflows.evaluate import Evaluator
 from twinengine.workflows.graph import graph_hash, parse_graph
 from twinengine.workflows.models import UserProcess
@@ -74,6 +75,16 @@ def _path_back(start: str, edges: Mapping[str, set[str]]) -> list[str] | None:
                 seen.add(nxt)
                 stack.append((nxt, [*path, nxt]))
     return None
+
+
+def store(session: Session, owner: str, udp_id: str, process: dict[str, Any]) -> None:
+    """Create or replace ``owner``'s process ``udp_id`` in one statement: the same PUT from two clients at
+    once ends with one of them, not with a conflict."""
+    statement = upsert(session.get_bind().dialect.name, UserProcess).values(
+        owner=owner, id=udp_id, process={**process, "id": udp_id}, updated_at=utcnow())
+    session.execute(statement.on_conflict_do_update(
+        index_elements=["owner", "id"],
+        set_={"process": statement.excluded.process, "updated_at": statement.excluded.updated_at}))
 
 
 def stored_processes(session: Session, owner: str) -> dict[str, dict[str, Any]]:

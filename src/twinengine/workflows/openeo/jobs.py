@@ -10,7 +10,6 @@ from sqlalchemy import select
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import Router
 from twinengine.errors import ProcessGraphInvalid, ProcessGraphNotFound, RunNotFinished
-from twinengine.store.base import utcnow
 from twinengine.workflows import service, udp
 from twinengine.workflows.graph import parse_graph, parse_process, validate
 from twinengine.workflows.models import UserProcess, WorkflowRun
@@ -154,12 +153,7 @@ def put_udp(process_graph_id: Annotated[str, Path(max_length=120, pattern=r"^\w+
     if process_graph_id in registry.user_refused:  # it would call itself
         raise ProcessGraphInvalid(registry.user_refused[process_graph_id])
     validate(parse_graph(process), registry, available={str(p) for p in params} | {"run_id"})
-    row = session.get(UserProcess, (principal.name, process_graph_id))
-    stored = {**process, "id": process_graph_id}
-    if row is None:
-        session.add(UserProcess(owner=principal.name, id=process_graph_id, process=stored, updated_at=utcnow()))
-    else:
-        row.process, row.updated_at = stored, utcnow()
+    udp.store(session, principal.name, process_graph_id, process)
     return Response(status_code=200)
 
 
