@@ -41,7 +41,8 @@
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   ├── TwinNameTaken           409  TwinNameTaken
-    │   └── DidConflict             409  DidConflict        (scope:name exists with other content or type)
+    │   ├── DidConflict             409  DidConflict        (scope:name exists with other content or type)
+    │   └── StoredConflict          409  StoredConflict     (a write collided with a stored key or reference)
     ├── PayloadTooLarge             413  PayloadTooLarge
     │   └── ResponseTooLarge        413  ResponseTooLarge   (an EDR answer would exceed the size limit)
     ├── UnreadableFile              422  UnreadableFile     (a stored file cannot be opened in its format)
@@ -107,6 +108,7 @@ __all__ = [
     "SandboxUnavailable",
     "StorageFull",
     "StorageUnavailable",
+    "StoredConflict",
     "StreamBackpressure",
     "StreamNotFound",
     "StreamUnavailable",
@@ -385,6 +387,14 @@ class Conflict(TwinEngineError):
 
     status = 409
     code = "Conflict"
+
+
+class StoredConflict(Conflict):
+    """Raised when the store refused a write for a key it holds already or a reference to a row it does not
+    hold, most often written or removed by another request at the same moment (``store.conflicts``):
+    nothing of the request was written, and repeating it gives its answer."""
+
+    code = "StoredConflict"
 
 
 class AppVersionConflict(Conflict):

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from twinengine.errors import (
@@ -20,6 +21,7 @@ from twinengine.errors import (
     ValidationFailed,
     join_loc,
 )
+from twinengine.store.conflicts import stored_conflict
 
 __all__ = ["install_error_handlers", "render"]
 
@@ -85,6 +87,12 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     return JSONResponse({"code": code, "message": detail}, status_code=exc.status_code, headers=headers or None)
 
 
+def _stored_conflict(request: Request, exc: IntegrityError) -> JSONResponse:
+    """A collision in a write that does not run through ``commits_on_its_thread`` (a streamed upload)."""
+    conflict = stored_conflict(exc)
+    return render(conflict) if conflict is not None else _bug(request, exc)
+
+
 def _bug(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"code": "Internal", "message": "internal error; the server log has the details"},
@@ -95,4 +103,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
     app.add_exception_handler(TwinEngineError, _engine_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(IntegrityError, _stored_conflict)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _bug)

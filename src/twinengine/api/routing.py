@@ -18,6 +18,7 @@ from fastapi import APIRouter, BackgroundTasks
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette._utils import get_route_path
 from starlette.responses import Response
@@ -25,6 +26,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from twinengine.api.audit_trail import record_with_commit
+from twinengine.store.conflicts import stored_conflict
 
 __all__ = ["API_PREFIX", "Router", "api_router", "commits_on_its_thread", "long_running", "operation_id"]
 
@@ -72,8 +74,9 @@ def commits_on_its_thread(endpoint: Callable[..., Any], *, answers: tuple[type[B
     FastAPI validates a sync endpoint's answer on another pool thread and runs the session dependency's
     exit later still. A transaction left open until then would hold SQLite's write lock (or a PostgreSQL
     row lock) while waiting for a free pool thread, and the pool's threads may all be requests waiting for
-    that lock. Committed here (or rolled back, when the endpoint raised), no transaction is open while a
-    request waits for a thread. A write
+    that lock. Committed here (or rolled back, when the endpoint or the commit raised), no transaction is
+    open while a request waits for a thread; a unique key or reference the store refused is a 409
+    (``store.conflicts``). A write
     request's audit row commits in the same transaction (``audit_trail``).
 
     ``answers`` (the model the endpoint declares it returns, and the route's status): an answer of exactly
@@ -85,18 +88,21 @@ def commits_on_its_thread(endpoint: Callable[..., Any], *, answers: tuple[type[B
 
     @functools.wraps(endpoint)
     def run(*args: Any, **kwargs: Any) -> Any:
+        sessions = [value for value in kwargs.values() if isinstance(value, Session)]
         try:
             answer = endpoint(*args, **kwargs)
-        except BaseException:
+            for session in sessions:
+                if session.in_transaction():
+                    record_with_commit(session, answer)
+        except BaseException as error:
             # Rolled back here too: a failed request's transaction may hold the locks the pool's other
             # threads wait for, so it must not wait for one of them to be let go.
-            for value in kwargs.values():
-                if isinstance(value, Session) and value.in_transaction():
-                    value.rollback()
+            for session in sessions:
+                session.rollback()
+            conflict = stored_conflict(error) if isinstance(error, IntegrityError) else None
+            if conflict is not None:
+                raise conflict from error
             raise
-        for value in kwargs.values():
-            if isinstance(value, Session) and value.in_transaction():
-                record_with_commit(value, answer)
         if answers is not None and type(answer) is answers[0]:
             return Response(answer.model_dump_json(by_alias=True), status_code=answers[1],
                             media_type="application/json")

@@ -15,7 +15,7 @@ from twinengine.auth.principal import Principal
 from twinengine.errors import DidConflict, DidNotFound, ValidationFailed
 from twinengine.lake.models import Attachment, Did, Endpoint, Replica
 from twinengine.lake.schemas import DID_PATTERN, DidRead, DidType, ReplicaRead, ReplicaState
-from twinengine.store.base import utcnow
+from twinengine.store.base import upsert, utcnow
 
 __all__ = [
     "add_did",
@@ -135,6 +135,7 @@ def attach(session: Session, *, principal: Principal, parent: str, children: Ite
     allowed = {DidType.DATASET: {DidType.FILE}, DidType.CONTAINER: {DidType.DATASET, DidType.CONTAINER}}[
         DidType(row.type)]
     present = set(session.scalars(select(Attachment.child_id).where(Attachment.parent_id == row.id)))
+    added: list[dict[str, Any]] = []
     for i, text in enumerate(children):
         child = get_did(session, text, loc=f"children[{i}]")
         if DidType(child.type) not in allowed:
@@ -143,8 +144,11 @@ def attach(session: Session, *, principal: Principal, parent: str, children: Ite
         if child.id in _ancestors_and_self(session, row.id):
             raise ValidationFailed.one(f"children[{i}]", "would make a cycle")
         if child.id not in present:
-            session.add(Attachment(parent_id=row.id, child_id=child.id))
+            added.append({"parent_id": row.id, "child_id": child.id})
             present.add(child.id)
+    if added:  # a member another request attached at the same moment is attached once
+        statement = upsert(session.get_bind().dialect.name, Attachment)
+        session.execute(statement.on_conflict_do_nothing(index_elements=["parent_id", "child_id"]), added)
     row.updated_at = utcnow()
     # Rules on this DID or anything above it now cover more files: the judge places them on its next pass.
     from twinengine.lake.models import Rule

@@ -201,11 +201,15 @@ def bind_mqtt(session: Session, *, principal: Principal, twin_ref: str, stream: 
         try:
             with session.begin_nested():
                 session.add(row)
+            return row
         except IntegrityError:
-            raise Conflict(f"MQTT topic {topic!r} already feeds another stream") from None
-    else:
-        row.mqtt_topic = topic
-        session.flush()
+            # Either the topic feeds another stream, or the same binding was just made by another request
+            # (PostgreSQL): then it is this one's to change, as if it had been there before.
+            row = session.get(StreamBinding, (twin.id, stream), populate_existing=True)
+            if row is None:
+                raise Conflict(f"MQTT topic {topic!r} already feeds another stream") from None
+    row.mqtt_topic = topic
+    session.flush()
     return row
 
 

@@ -21,7 +21,7 @@ from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.errors import NotFound, TwinNameTaken, TwinNotFound, ValidationFailed
 from twinengine.quality.spec import Flag
-from twinengine.store.base import LIMIT_ONE
+from twinengine.store.base import LIMIT_ONE, upsert
 from twinengine.twins import places, state, state_quality
 from twinengine.twins.models import StateHead, StateRevision, Twin, TwinGrant
 from twinengine.twins.parameter_index import index_parameters
@@ -223,16 +223,14 @@ def grant(session: Session, *, principal: Principal, ref: str, identity: str,
     get_identity(session, identity)
     if identity == twin.owner:
         raise ValidationFailed.one("identity", f"{identity} owns this twin already")
-    for existing in twin.grants:
-        if existing.identity == identity:
-            existing.permission = permission.value
-            existing.granted_by = principal.name
-            session.flush()
-            return existing
-    row = TwinGrant(twin_id=twin.id, identity=identity, permission=permission.value, granted_by=principal.name)
-    twin.grants.append(row)
-    session.flush()
-    return row
+    # One statement, so that the same grant asked twice at once is made once, not a collision.
+    statement = upsert(session.get_bind().dialect.name, TwinGrant).values(
+        twin_id=twin.id, identity=identity, permission=permission.value, granted_by=principal.name)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=["twin_id", "identity"],
+        set_={"permission": statement.excluded.permission, "granted_by": statement.excluded.granted_by}))
+    session.expire(twin, ["grants"])
+    return session.get_one(TwinGrant, (twin.id, identity), populate_existing=True)
 
 
 def revoke(session: Session, *, principal: Principal, ref: str, identity: str) -> None:

@@ -1,0 +1,77 @@
+"""The same request from twelve clients at once, against ``twin serve`` on SQLite and PostgreSQL: a create is
+made once and the others are conflicts, an idempotent request (a PUT, attaching a member) answers every
+client alike, and none is a 500. Most of these writes read before they insert; on PostgreSQL two requests
+doing so at once both found nothing and the second insert broke a unique key (a 500 for DIDs, endpoints,
+uploads, attachments, grants, tokens for a new name and openEO user processes)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from helpers import RIVER_REACH, admin_token, free_port, serve_engine
+from twinengine.client import Client
+from twinengine.config import Settings
+
+CLIENTS = 12
+GRAPH = {"process_graph": {"add": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": True}}}
+
+
+def at_once(url: str, token: str, method: str, path: str, **request: Any) -> Counter[int]:
+    """The statuses ``CLIENTS`` clients got for the same request, sent together (after a barrier, on
+    connections opened before it)."""
+    start = threading.Barrier(CLIENTS)
+
+    def one(_: int) -> int:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+            http.get("/health")
+            start.wait()
+            return http.request(method, path, **request).status_code
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        return Counter(pool.map(one, range(CLIENTS)))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"TWIN_DATABASE_URL": settings.database_url} if settings.database_url else {}
+    with serve_engine(settings.data_dir, port, **env):
+        admin = admin_token(settings)
+        with Client(url, admin) as sdk:
+            sdk.publish_app(RIVER_REACH)
+            sdk.create_twin("river-reach@0.1.0", "upper", {"station": "RR-01"})
+            sdk.create_token("bob", "user")
+        lake = settings.data_dir / "lake"
+        once = {201: 1, 409: CLIENTS - 1}
+        alike = {200: CLIENTS}
+        checks: list[tuple[str, str, dict[str, Any], dict[int, int]]] = [
+            ("POST", "/api/v1/lake/endpoints", {"json": {"name": "disk1", "protocol": "file",
+                                                         "location": str(lake / "disk1")}}, once),
+            ("POST", "/api/v1/lake/dids", {"json": {"did": "demo:readings", "type": "dataset"}}, once),
+            ("POST", "/api/v1/lake/uploads", {"content": b"one file", "params": {"did": "demo:a.txt",
+                                                                                 "endpoint": "disk1"}}, {}),
+            ("POST", "/api/v1/lake/dids/demo:readings/members", {"json": {"children": ["demo:a.txt"]}}, alike),
+            ("PUT", "/api/v1/twins/upper/grants/bob", {"json": {"permission": "read"}}, alike),
+            ("PUT", "/api/v1/twins/upper/streams/gauges/binding", {"json": {"mqtt_topic": "reach/upper"}}, alike),
+            ("PUT", "/openeo/1.2/process_graphs/twice", {"json": GRAPH}, alike),
+            ("POST", "/api/v1/tokens", {"json": {"name": "newcomer", "role": "user"}}, {201: CLIENTS}),
+        ]
+        seen = {f"{method} {path}": at_once(url, admin, method, path, **request)
+                for method, path, request, _ in checks}
+        for (method, path, _, expected), statuses in zip(checks, seen.values(), strict=True):
+            assert all(status < 500 for status in statuses), (method, path, statuses)
+            if expected:
+                assert statuses == expected, (method, path, statuses)
+        upload = seen["POST /api/v1/lake/uploads"]  # one stored it; the others found it (200) or saw it
+        assert upload[201] == 1 and upload[201] + upload[200] + upload[409] == CLIENTS  # being written (409)
+        with Client(url, admin) as sdk:
+            assert sdk.lake.get("demo:readings").children == ["demo:a.txt"]
+            assert [g.identity for g in sdk.grants("upper")] == ["bob"]
