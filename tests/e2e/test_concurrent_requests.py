@@ -1,6 +1,6 @@
 """The same request from twelve clients at once, against ``twin serve`` on SQLite and PostgreSQL: a create is
 made once and the others are conflicts, an idempotent request (a PUT, attaching a member) answers every
-client alike, and none is a 500. Most of these writes read before they insert; on PostgreSQL two requests
+client alike, none is a 500, and two containers put into each other at once never make a cycle. Most of these writes read before they insert; on PostgreSQL two requests
 doing so at once both found nothing and the second insert broke a unique key (a 500 for DIDs, endpoints,
 uploads, attachments, grants, tokens for a new name and openEO user processes)."""
 
@@ -72,6 +72,25 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
                 assert statuses == expected, (method, path, statuses)
         upload = seen["POST /api/v1/lake/uploads"]  # one stored it; the others found it (200) or saw it
         assert upload[201] == 1 and upload[201] + upload[200] + upload[409] == CLIENTS  # being written (409)
+        # Two containers put into each other at once: one of the two is refused as a cycle (both were made
+        # on PostgreSQL, each check blind to the other's uncommitted member).
+        for i in range(5):
+            first, second = f"demo:outer-{i}", f"demo:inner-{i}"
+            with Client(url, admin) as sdk:
+                sdk.lake.add_dataset(first, container=True)
+                sdk.lake.add_dataset(second, container=True)
+            pairs = [(first, second), (second, first)]
+            start = threading.Barrier(2)
+
+            def attach(pair: tuple[str, str]) -> int:
+                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=60) as http:
+                    http.get("/health")
+                    start.wait()
+                    return http.post(f"/api/v1/lake/dids/{pair[0]}/members", json={"children": [pair[1]]}
+                                     ).status_code
+
+            with ThreadPoolExecutor(2) as pool:
+                assert sorted(pool.map(attach, pairs)) == [200, 422], pairs
         with Client(url, admin) as sdk:
             assert sdk.lake.get("demo:readings").children == ["demo:a.txt"]
             assert [g.identity for g in sdk.grants("upper")] == ["bob"]

@@ -16,6 +16,7 @@ from twinengine.errors import DidConflict, DidNotFound, ValidationFailed
 from twinengine.lake.models import Attachment, Did, Endpoint, Replica
 from twinengine.lake.schemas import DID_PATTERN, DidRead, DidType, ReplicaRead, ReplicaState
 from twinengine.store.base import upsert, utcnow
+from twinengine.store.changes import bump
 
 __all__ = [
     "add_did",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 _DID = re.compile(DID_PATTERN)
+CONTAINER_GRAPH = "lake_containers"  # change counter of containers' members: attaches to containers take turns
 
 
 def parse_did(text: str, *, loc: str = "did") -> tuple[str, str]:
@@ -134,6 +136,11 @@ def attach(session: Session, *, principal: Principal, parent: str, children: Ite
         raise ValidationFailed.one("did", f"{parent} is a file; only datasets and containers have members")
     allowed = {DidType.DATASET: {DidType.FILE}, DidType.CONTAINER: {DidType.DATASET, DidType.CONTAINER}}[
         DidType(row.type)]
+    if row.type == DidType.CONTAINER:
+        # Changes of the container graph take turns (the counter's row stays locked until commit), so the
+        # cycle check below sees every committed one: two opposite attaches at once both passed it on
+        # PostgreSQL, where neither saw the other's uncommitted row, and made a cycle.
+        bump(session, CONTAINER_GRAPH, keys=set())
     present = set(session.scalars(select(Attachment.child_id).where(Attachment.parent_id == row.id)))
     added: list[dict[str, Any]] = []
     for i, text in enumerate(children):
