@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from helpers import RIVER_REACH, Engine, statements
 from twinengine.auth.principal import Principal, Role
+from twinengine.errors import TwinNotFound
 from twinengine.twins import batch, service
 from twinengine.twins.batch_schemas import StateBatchItem
 from twinengine.twins.models import StateHead
@@ -91,3 +92,39 @@ def test_a_batch_costs_the_same_statements_for_any_number_of_twins(engine: Engin
     assert uma.get_state(twins[29]).reported["discharge"].value == 2.0
     if backend == "postgresql":
         assert len(few) == len(many) <= 6, many
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("how", ["one write", "a batch"])
+def test_a_write_to_a_twin_deleted_meanwhile_is_not_found(engine: Engine, twins: list[str], how: str) -> None:
+    """A write on PostgreSQL reads its twin without locking it, so another request may delete the twin before
+    the write moves its revision counter. That was a 500 (no row where one was required); it is a 404 and
+    nothing is written. (SQLite takes its write lock before the read: there the twin cannot go meanwhile.)"""
+    refs = ["reach-00"] if how == "one write" else ["reach-01", "reach-02"]
+    db = engine.runtime.db
+    deleted: list[str] = []
+
+    def delete_first(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if not deleted and ("UPDATE twins" in statement or "FOR UPDATE" in statement):
+            deleted.append(statement)
+            with db.session() as other:
+                service.delete_twin(other, principal=UMA, ref=refs[-1])
+
+    def write() -> None:
+        with db.session() as session:
+            if how == "one write":
+                service.write_state(session, principal=UMA, ref=refs[0], desired={},
+                                    reported={"discharge": PropertyWrite(value=1.0)})
+            else:
+                items = [StateBatchItem(twin=ref, reported={"discharge": PropertyWrite(value=1.0)}) for ref in refs]
+                batch.write_batch(session, principal=UMA, items=items, max_items=1000)
+
+    event.listen(db.engine, "before_cursor_execute", delete_first)
+    try:
+        with pytest.raises(TwinNotFound, match="was deleted while this request wrote to it"):
+            write()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", delete_first)
+    assert deleted
+    with db.session(readonly=True) as session:
+        assert session.scalars(select(StateHead.twin_id).where(StateHead.twin_id.in_(twins[:3]))).all() == []

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import ARRAY, Connection, Integer, Table, Text, bindparam, insert, text, update
 from sqlalchemy.orm import Session
 
+from twinengine.errors import TwinNotFound
 from twinengine.quality.stored import pack, unpack
 from twinengine.store.base import UTCDateTime, upsert
 from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
@@ -101,10 +102,19 @@ def append_one(session: Session, twin: Twin, values: Sequence[NewValue], *, auth
     newest = _newest(rows)
     params = {"twin": twin.id, "now": now, "author": author, "message": message, "values": _document(rows),
               "heads": _document(rows) if len(newest) == len(rows) else _document(newest)}
-    number = int(connection.execute(_APPEND_ONE_PG, params).scalar_one())
+    appended = connection.execute(_APPEND_ONE_PG, params).scalar_one_or_none()
+    if appended is None:
+        raise _deleted([twin.id])
     session.expire(twin, ["head_revision", "updated_at"])
-    _announce(session, {twin.id: number})
-    return number
+    _announce(session, {twin.id: int(appended)})
+    return int(appended)
+
+
+def _deleted(twin_ids: Sequence[str]) -> TwinNotFound:
+    """Twins the request read but another request deleted before its write reached them (on PostgreSQL the
+    read takes no lock; on SQLite the write lock is taken before the read)."""
+    return TwinNotFound(f"twin {', '.join(sorted(twin_ids))} was deleted while this request wrote to it; nothing "
+                        "was written")
 
 
 def _newest(values: Sequence[tuple[str, int, NewValue]]) -> list[tuple[str, int, NewValue]]:
@@ -151,11 +161,12 @@ def take_numbers(session: Session, counts: dict[str, int], now: datetime) -> dic
                  for row in connection.execute(_COUNT_PG, {"twins": ids, "counts": [counts[i] for i in ids],
                                                            "now": now})}
     else:  # one twin, or SQLite (whose write lock is already the whole database's)
-        found = {i: int(connection.execute(_COUNT, {"twin": i, "count": counts[i], "now": now}).scalar_one())
+        moved = {i: connection.execute(_COUNT, {"twin": i, "count": counts[i], "now": now}).scalar_one_or_none()
                  for i in ids}
+        found = {i: int(n) for i, n in moved.items() if n is not None}
     missing = set(ids) - set(found)
     if missing:
-        raise RuntimeError(f"twins deleted while written: {sorted(missing)}")  # callers hold them: a bug
+        raise _deleted(sorted(missing))
     for twin_id in ids:
         twin = session.identity_map.get(session.identity_key(Twin, twin_id))
         if twin is not None:
