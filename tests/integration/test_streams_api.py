@@ -4,12 +4,15 @@ IPC), nothing half-appended, producer dedup, reads by offset and event time, liv
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jwt
 import pyarrow as pa
 import pytest
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from helpers import RIVER_REACH, Engine, admin_token
 from streams_fixtures import T0, drop_streams, gauge, stream_backend, stream_settings  # noqa: F401
@@ -200,6 +203,42 @@ def test_websocket_producers_get_an_ack_per_batch(engine: Engine, uma: Client) -
                                     "rain": [0.0], "level": [1.0]})))
         assert ws.receive_json()["ack"]["first_offset"] == 2
     assert uma.streams.read("reach", "gauges").count == 3
+
+
+def test_a_websocket_producer_stops_when_its_token_is_revoked(engine: Engine, uma: Client) -> None:
+    """Authorised once at connect, a producer kept appending after its token was revoked; the token is
+    checked again while the socket lasts (at most ``token_recheck`` after the revocation)."""
+    token = engine.token("uma", "user")
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    with engine.http.websocket_connect("/api/v1/twins/reach/streams/gauges/ws",
+                                       headers=engine.headers(token)) as ws:
+        ws.send_text(json.dumps([gauge(0)]))
+        assert ws.receive_json()["ack"]["count"] == 1
+        engine.sdk(engine.admin_token).revoke_token(jti)
+        time.sleep(engine.runtime.settings.token_recheck.total_seconds() + 0.2)
+        ws.send_text(json.dumps([gauge(1)]))
+        assert ws.receive_json()["error"]["code"] == "TokenInvalid"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1008
+    assert uma.streams.read("reach", "gauges").count == 1
+
+
+def test_an_event_stream_ends_when_its_grant_is_withdrawn(engine: Engine, uma: Client) -> None:
+    """A subscriber kept receiving records after the grant that let it in was withdrawn; the stream now ends
+    with an ``error`` event (``idle`` bounds the test's wait if it did not)."""
+    reader = engine.token("bob", "user")
+    uma.grant("reach", "bob", "read")
+    uma.streams.append("reach", "gauges", [gauge(0)])
+    with engine.http.stream("GET", PATH.replace("records", "events"), params={"start": 0, "idle": 15},
+                            headers=engine.headers(reader)) as response:
+        kinds = []
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kinds.append(line[7:])
+                if kinds == ["record"]:
+                    uma.revoke_grant("reach", "bob")
+    assert kinds == ["record", "error"]
 
 
 def test_non_finite_floats_are_kept_not_nulled(engine: Engine, uma: Client) -> None:

@@ -19,7 +19,7 @@ from twinengine.auth.principal import Principal
 from twinengine.runtime import Runtime
 
 __all__ = ["PRINCIPAL_SCOPE_KEY", "TOKEN_REQUIRED", "PrincipalDep", "RuntimeDep", "SessionDep", "authorized",
-           "requires_token"]
+           "principal_of", "requires_token"]
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 F = TypeVar("F", bound=Callable[..., Any])
@@ -85,12 +85,18 @@ async def get_principal(
     the event loop; otherwise it is verified on a worker thread in a short read-only transaction of its
     own, so the request's unit of work starts at the service's first query and a long upload never holds
     SQLite's write lock."""
-    token = request_token(request, credentials)
+    principal = await principal_of(runtime, request_token(request, credentials))
+    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit middleware reads it (a refused write too)
+    check_csrf(request, runtime, principal)
+    return principal
+
+
+async def principal_of(runtime: Runtime, token: str | None) -> Principal:
+    """Who ``token`` stands for: a verdict of the last ``settings.token_recheck``, taken on the event loop, or
+    a verification on a worker thread (raises ``TokenInvalid`` for a revoked or expired token)."""
     principal = runtime.verdicts.get(token) if token else None
     if principal is None:
         principal = await run_in_threadpool(_verify, runtime, token)
-    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit middleware reads it (a refused write too)
-    check_csrf(request, runtime, principal)
     return principal
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.api.cookies import check_csrf, request_token
 from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, requires_token
+from twinengine.api.held_access import HeldAccess
 from twinengine.api.routing import api_router
 from twinengine.api.text import takes_non_finite_numbers
 from twinengine.auth.issuer import verify_bearer
@@ -196,6 +197,16 @@ async def twin_target(twin: TwinRef, runtime: RuntimeDep, principal: StreamPrinc
     return await _in_session(runtime, lambda s: twins.get_twin(s, principal=principal, ref=twin))
 
 
+async def _held(request: Request, runtime: Runtime, allowed: Callable[[Session, Principal], object]) -> HeldAccess:
+    """The event stream's access, checked again while it lasts (``api.held_access``)."""
+    return HeldAccess(runtime, request_token(request, await _bearer(request)), allowed)
+
+
+def _ended_by(error: TwinEngineError) -> ServerSentEvent:
+    """The last event of a stream whose caller may no longer read it."""
+    return ServerSentEvent(raw_data=json.dumps(error.to_dict()), event="error")
+
+
 @router.get("/{twin}/streams/{stream}/events", name="events", response_class=EventSourceResponse,
             summary="Live records as Server-Sent Events (id = offset; resumes from Last-Event-ID)")
 async def events(
@@ -210,10 +221,17 @@ async def events(
 ) -> AsyncIterator[ServerSentEvent]:
     row, declared = target
     hub, key = runtime.streams, stream_key(row.id, stream)
+    access = await _held(request, runtime, lambda s, p: service.resolve(s, principal=p, twin_ref=row.id,
+                                                                        stream=stream))
     position = start if start is not None else (int(last_event_id) + 1 if last_event_id and last_event_id.isdigit()
                                                 else await anyio.to_thread.run_sync(hub.end, key))
     sent, quiet = 0, 0.0
     while count is None or sent < count:
+        try:
+            await access.check()
+        except TwinEngineError as error:
+            yield _ended_by(error)
+            return
         table = await anyio.to_thread.run_sync(partial(hub.read, key, start=position, time_field=declared.time_field,
                                                        limit=min(1000, (count or 10**9) - sent),
                                                        max_bytes=service.PAGE_BYTES))
@@ -246,8 +264,14 @@ async def state_events(
 ) -> AsyncIterator[ServerSentEvent]:
     position = after if after is not None else (int(last_event_id) if last_event_id and last_event_id.isdigit()
                                                 else row.head_revision)
+    access = await _held(request, runtime, lambda s, p: twins.get_twin(s, principal=p, ref=row.id))
     sent, quiet = 0, 0.0
     while count is None or sent < count:
+        try:
+            principal = await access.check() or principal
+        except TwinEngineError as error:
+            yield _ended_by(error)
+            return
         _, items = await _in_session(runtime, partial(_revisions_after, principal, row.id, position))
         if items:
             quiet = 0.0
@@ -276,11 +300,19 @@ async def ingest_socket(websocket: WebSocket, twin: str, stream: str, token: str
     except TwinEngineError as exc:
         await websocket.close(code=1008, reason=exc.message[:120])
         return
+    access = HeldAccess(runtime, bearer, lambda s, p: service.resolve(s, principal=p, twin_ref=twin, stream=stream,
+                                                                       action="stream.append"))
     await websocket.accept()
     try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
+                return
+            try:
+                principal = await access.check() or principal
+            except TwinEngineError as exc:  # the token was revoked or expired, or the grant withdrawn
+                await websocket.send_json({"error": exc.to_dict()})
+                await websocket.close(code=1008, reason=exc.message[:120])
                 return
             try:
                 ack = await _in_session(runtime, partial(_ingest_message, runtime=runtime, principal=principal,
