@@ -10,17 +10,25 @@ the connection's own permission check in a short read-only unit of work.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
 import anyio
+from fastapi import Request
+from fastapi.security import HTTPBearer
+from fastapi.sse import ServerSentEvent
 from sqlalchemy.orm import Session
 
+from twinengine.api.cookies import request_token
 from twinengine.api.deps import principal_of
 from twinengine.auth.principal import Principal
+from twinengine.errors import TwinEngineError
 from twinengine.runtime import Runtime
 
-__all__ = ["HeldAccess"]
+__all__ = ["HeldAccess", "ended_by"]
+
+_bearer = HTTPBearer(auto_error=False)
 
 
 class HeldAccess:
@@ -31,6 +39,12 @@ class HeldAccess:
         self.runtime, self.token, self.allowed = runtime, token, allowed
         self.interval = runtime.settings.token_recheck.total_seconds()
         self._next = time.monotonic() + self.interval
+
+    @classmethod
+    async def of_request(cls, request: Request, runtime: Runtime,
+                         allowed: Callable[[Session, Principal], object]) -> HeldAccess:
+        """The access of an event stream, by the token (or session cookie) its request came with."""
+        return cls(runtime, request_token(request, await _bearer(request)), allowed)
 
     async def check(self) -> Principal | None:
         """The caller, checked again when the interval has passed since the last check (None: not yet due)."""
@@ -45,3 +59,8 @@ class HeldAccess:
 
         await anyio.to_thread.run_sync(allowed)
         return principal
+
+
+def ended_by(error: TwinEngineError) -> ServerSentEvent:
+    """The last event of a stream whose caller may no longer read it."""
+    return ServerSentEvent(raw_data=json.dumps(error.to_dict()), event="error")

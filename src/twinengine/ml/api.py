@@ -11,10 +11,11 @@ from fastapi import Body, Depends, Path, Query, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.held_access import HeldAccess, ended_by
 from twinengine.api.routing import api_router
 from twinengine.api.text import takes_non_finite_numbers
 from twinengine.auth.principal import Principal
-from twinengine.errors import ModelNotFound, ValidationFailed
+from twinengine.errors import ModelNotFound, TwinEngineError, ValidationFailed
 from twinengine.ml import service
 from twinengine.ml.schemas import (
     FINAL,
@@ -131,6 +132,7 @@ async def run_events(twin: TwinRef, run: RunId, request: Request, principal: Pri
                      first: Annotated[TrainingRunRead, Depends(run_target)]) -> AsyncIterator[ServerSentEvent]:
     current = first
     sent = 0
+    access = await HeldAccess.of_request(request, runtime, lambda s, p: twins.get_twin(s, principal=p, ref=twin))
     while True:
         for point in current.history[sent:]:
             yield ServerSentEvent(data={"progress": current.progress, **point}, id=str(int(point["epoch"])),
@@ -143,4 +145,9 @@ async def run_events(twin: TwinRef, run: RunId, request: Request, principal: Pri
         if await request.is_disconnected():
             return
         await anyio.sleep(0.5)
-        current = await anyio.to_thread.run_sync(_read, runtime, principal, twin, run)
+        try:
+            principal = await access.check() or principal
+            current = await anyio.to_thread.run_sync(_read, runtime, principal, twin, run)
+        except TwinEngineError as error:  # the token was revoked or expired, or the grant withdrawn
+            yield ended_by(error)
+            return

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.api.cookies import check_csrf, request_token
 from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, requires_token
-from twinengine.api.held_access import HeldAccess
+from twinengine.api.held_access import HeldAccess, ended_by
 from twinengine.api.routing import api_router
 from twinengine.api.text import takes_non_finite_numbers
 from twinengine.auth.issuer import verify_bearer
@@ -197,14 +197,6 @@ async def twin_target(twin: TwinRef, runtime: RuntimeDep, principal: StreamPrinc
     return await _in_session(runtime, lambda s: twins.get_twin(s, principal=principal, ref=twin))
 
 
-async def _held(request: Request, runtime: Runtime, allowed: Callable[[Session, Principal], object]) -> HeldAccess:
-    """The event stream's access, checked again while it lasts (``api.held_access``)."""
-    return HeldAccess(runtime, request_token(request, await _bearer(request)), allowed)
-
-
-def _ended_by(error: TwinEngineError) -> ServerSentEvent:
-    """The last event of a stream whose caller may no longer read it."""
-    return ServerSentEvent(raw_data=json.dumps(error.to_dict()), event="error")
 
 
 @router.get("/{twin}/streams/{stream}/events", name="events", response_class=EventSourceResponse,
@@ -221,7 +213,7 @@ async def events(
 ) -> AsyncIterator[ServerSentEvent]:
     row, declared = target
     hub, key = runtime.streams, stream_key(row.id, stream)
-    access = await _held(request, runtime, lambda s, p: service.resolve(s, principal=p, twin_ref=row.id,
+    access = await HeldAccess.of_request(request, runtime, lambda s, p: service.resolve(s, principal=p, twin_ref=row.id,
                                                                         stream=stream))
     position = start if start is not None else (int(last_event_id) + 1 if last_event_id and last_event_id.isdigit()
                                                 else await anyio.to_thread.run_sync(hub.end, key))
@@ -230,7 +222,7 @@ async def events(
         try:
             await access.check()
         except TwinEngineError as error:
-            yield _ended_by(error)
+            yield ended_by(error)
             return
         table = await anyio.to_thread.run_sync(partial(hub.read, key, start=position, time_field=declared.time_field,
                                                        limit=min(1000, (count or 10**9) - sent),
@@ -264,13 +256,13 @@ async def state_events(
 ) -> AsyncIterator[ServerSentEvent]:
     position = after if after is not None else (int(last_event_id) if last_event_id and last_event_id.isdigit()
                                                 else row.head_revision)
-    access = await _held(request, runtime, lambda s, p: twins.get_twin(s, principal=p, ref=row.id))
+    access = await HeldAccess.of_request(request, runtime, lambda s, p: twins.get_twin(s, principal=p, ref=row.id))
     sent, quiet = 0, 0.0
     while count is None or sent < count:
         try:
             principal = await access.check() or principal
         except TwinEngineError as error:
-            yield _ended_by(error)
+            yield ended_by(error)
             return
         _, items = await _in_session(runtime, partial(_revisions_after, principal, row.id, position))
         if items:
