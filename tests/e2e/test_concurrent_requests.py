@@ -1,14 +1,16 @@
 """The same request from twelve clients at once, against ``twin serve`` on SQLite and PostgreSQL: a create is
 made once and the others are conflicts, an idempotent request (a PUT, attaching a member) answers every
-client alike, none is a 500, and two containers put into each other at once never make a cycle. Most of these writes read before they insert; on PostgreSQL two requests
-doing so at once both found nothing and the second insert broke a unique key (a 500 for DIDs, endpoints,
-uploads, attachments, grants, tokens for a new name and openEO user processes)."""
+client alike, none is a 500, and two containers put into each other at once never make a cycle. Most of
+these writes read before they insert; on PostgreSQL two requests doing so at once both found nothing and the
+second insert broke a unique key (a 500 for DIDs, endpoints, uploads, attachments, grants, tokens for a new
+name and openEO user processes)."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import httpx2 as httpx
@@ -35,6 +37,15 @@ def at_once(url: str, token: str, method: str, path: str, **request: Any) -> Cou
 
     with ThreadPoolExecutor(CLIENTS) as pool:
         return Counter(pool.map(one, range(CLIENTS)))
+
+
+def attach(url: str, token: str, pair: tuple[str, str, threading.Barrier]) -> int:
+    """Put ``pair[1]`` into the container ``pair[0]`` as soon as the other client is ready too."""
+    parent, child, together = pair
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        http.get("/health")
+        together.wait()
+        return http.post(f"/api/v1/lake/dids/{parent}/members", json={"children": [child]}).status_code
 
 
 @pytest.mark.slow
@@ -79,18 +90,10 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
             with Client(url, admin) as sdk:
                 sdk.lake.add_dataset(first, container=True)
                 sdk.lake.add_dataset(second, container=True)
-            pairs = [(first, second), (second, first)]
-            start = threading.Barrier(2)
-
-            def attach(pair: tuple[str, str]) -> int:
-                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=60) as http:
-                    http.get("/health")
-                    start.wait()
-                    return http.post(f"/api/v1/lake/dids/{pair[0]}/members", json={"children": [pair[1]]}
-                                     ).status_code
-
+            together = threading.Barrier(2)
+            pairs = [(first, second, together), (second, first, together)]
             with ThreadPoolExecutor(2) as pool:
-                assert sorted(pool.map(attach, pairs)) == [200, 422], pairs
+                assert sorted(pool.map(partial(attach, url, admin), pairs)) == [200, 422], pairs
         with Client(url, admin) as sdk:
             assert sdk.lake.get("demo:readings").children == ["demo:a.txt"]
             assert [g.identity for g in sdk.grants("upper")] == ["bob"]
