@@ -1,6 +1,7 @@
 """The same request from twelve clients at once, against ``twin serve`` on SQLite and PostgreSQL: a create is
 made once and the others are conflicts, an idempotent request (a PUT, attaching a member) answers every
-client alike, none is a 500, and two containers put into each other at once never make a cycle. Most of
+client alike, none is a 500, two containers put into each other at once never make a cycle, and uploads
+finishing at once cannot pass an endpoint's quota together. Most of
 these writes read before they insert; on PostgreSQL two requests doing so at once both found nothing and the
 second insert broke a unique key (a 500 for DIDs, endpoints, uploads, attachments, grants, tokens for a new
 name and openEO user processes)."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -94,6 +96,27 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
             pairs = [(first, second, together), (second, first, together)]
             with ThreadPoolExecutor(2) as pool:
                 assert sorted(pool.map(partial(attach, url, admin), pairs)) == [200, 422], pairs
+        # Eight uploads of 60 bytes at once into an endpoint with a quota of 100, with their size declared
+        # and streamed without it: one is taken, the others are refused, and nothing of theirs stays.
+        for round_, body in (("sized", lambda i: bytes([i]) * 60), ("streamed", lambda i: iter([bytes([i]) * 60]))):
+            quota = f"quota-{round_}"
+            with Client(url, admin) as sdk:
+                sdk.lake.add_endpoint(quota, "file", str(lake / quota), quota_bytes=100)
+            together = threading.Barrier(8)
+
+            def upload(i: int, quota: str = quota, together: threading.Barrier = together,
+                       body: Callable[[int], Any] = body) -> int:
+                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=60) as http:
+                    http.get("/health")
+                    together.wait()
+                    return http.post("/api/v1/lake/uploads", params={"did": f"demo:{quota}-{i}", "endpoint": quota},
+                                     content=body(i)).status_code
+
+            with ThreadPoolExecutor(8) as pool:
+                assert Counter(pool.map(upload, range(8))) == {201: 1, 507: 7}, round_
+            with Client(url, admin) as sdk:
+                assert sdk.lake.endpoint(quota).used_bytes == 60
+            assert sum(1 for p in (lake / quota).rglob("*") if p.is_file()) == 1
         with Client(url, admin) as sdk:
             assert sdk.lake.get("demo:readings").children == ["demo:a.txt"]
             assert [g.identity for g in sdk.grants("upper")] == ["bob"]

@@ -116,6 +116,19 @@ def test_quota_is_enforced(engine: Engine, lake: dict[str, object], tmp_path: Pa
     assert not [p for p in (Path(str(lake["root"])) / "gamma").rglob("*") if p.is_file()]
 
 
+def test_uploads_that_fit_the_quota_are_taken_until_it_is_full(engine: Engine, lake: dict[str, object],
+                                                                tmp_path: Path) -> None:
+    """An upload's own bytes were counted twice (its reservation and the bytes it streamed): 600 KB into a
+    quota of 1 MB was refused. Now each counts once, and the next upload that would pass the quota is not."""
+    lake["provider"].lake.set_endpoint("gamma", quota_bytes=10**6)  # type: ignore[attr-defined]
+    user = lake["user"]
+    user.lake.upload(sample(tmp_path, size=600_000, seed=1), "demo:first.bin", endpoint="gamma")  # type: ignore[attr-defined]
+    user.lake.upload(sample(tmp_path, size=300_000, seed=2), "demo:second.bin", endpoint="gamma")  # type: ignore[attr-defined]
+    with pytest.raises(StorageFull, match="quota"):
+        user.lake.upload(sample(tmp_path, size=200_000, seed=3), "demo:third.bin", endpoint="gamma")  # type: ignore[attr-defined]
+    assert lake["provider"].lake.endpoint("gamma").used_bytes == 900_000  # type: ignore[attr-defined]
+
+
 def test_rule_converges_and_repairs_after_verify(engine: Engine, lake: dict[str, object], tmp_path: Path) -> None:
     user, provider = lake["user"], lake["provider"]
     user.lake.add_dataset("demo:set")  # type: ignore[attr-defined]

@@ -38,10 +38,13 @@ def get_endpoint(session: Session, name: str) -> Endpoint:
     return row
 
 
-def usage(session: Session, endpoint_id: int) -> tuple[int, int]:
-    """Bytes and replicas an endpoint holds or is receiving (what counts against its quota)."""
-    row = session.execute(select(func.coalesce(func.sum(Replica.bytes), 0), func.count()).where(
-        Replica.endpoint_id == endpoint_id, Replica.state != ReplicaState.BEING_DELETED)).one()
+def usage(session: Session, endpoint_id: int, *, excluding: int | None = None) -> tuple[int, int]:
+    """Bytes and replicas an endpoint holds or is receiving (what counts against its quota); ``excluding``:
+    a replica id left out (an upload's own reservation, when it checks what the others take)."""
+    conditions = [Replica.endpoint_id == endpoint_id, Replica.state != ReplicaState.BEING_DELETED]
+    if excluding is not None:
+        conditions.append(Replica.id != excluding)
+    row = session.execute(select(func.coalesce(func.sum(Replica.bytes), 0), func.count()).where(*conditions)).one()
     return int(row[0] or 0), int(row[1] or 0)
 
 

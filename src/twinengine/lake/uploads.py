@@ -104,6 +104,8 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
     ep = get_endpoint(session, endpoint)
     if not ep.write:
         raise PermissionDenied(f"endpoint {ep.name} does not take writes (its write switch is off)")
+    if ep.quota_bytes is not None:  # reservations on an endpoint with a quota take turns (see _take_quota)
+        session.execute(select(Endpoint.id).where(Endpoint.id == ep.id).with_for_update())
     if ep.quota_bytes is not None and size_hint is not None and usage(session, ep.id)[0] + size_hint > ep.quota_bytes:
         raise StorageFull(f"endpoint {ep.name}: {size_hint} more bytes exceed its quota of {ep.quota_bytes}")
     row = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
@@ -175,7 +177,8 @@ def _upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoin
                             media_type=media_type, meta=meta, dataset=dataset,
                             stale_before=utcnow() - lake.tuning.stale_after)
         ep = get_endpoint(session, endpoint)
-        quota, used = ep.quota_bytes, usage(session, ep.id)[0]
+        own = None if isinstance(reserved, Checksums) else reserved[1]
+        quota, used, endpoint_id = ep.quota_bytes, usage(session, ep.id, excluding=own)[0], ep.id
         backend = lake.backend(ep)
         known = None if isinstance(reserved, Checksums) else session.get(Did, reserved[0])
         known_sums = (Checksums(known.bytes or 0, known.adler32 or "", known.sha256)
@@ -218,6 +221,8 @@ def _upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoin
             (expected or Expected()).check(got, what=did)
             if known_sums is not None and known_sums.sha256 != got.sha256:
                 raise DidConflict(f"{did} is registered with sha256 {known_sums.sha256}; these bytes differ")
+            if quota is not None:
+                _take_quota(db, endpoint_id, replica_id, got.bytes, endpoint)
             writer.commit()
     except BaseException:
         _release(db, did_id, replica_id, new_did=new_did, new_replica=new_replica)
@@ -232,6 +237,21 @@ def _upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoin
         if dataset:
             attach(session, principal=principal, parent=dataset, children=[did])
     return UploadOutcome(did, endpoint, got, created=True)
+
+
+def _take_quota(db: Database, endpoint_id: int, replica_id: int, size: int, name: str) -> None:
+    """Count an upload's ``size`` against its endpoint's quota before its bytes become a replica: under the
+    endpoint row's lock, so uploads finishing at once take turns, each sees the others' bytes, and together
+    they cannot pass the quota (each checked only against what was stored when it began)."""
+    with db.session() as session:
+        quota = session.execute(select(Endpoint.quota_bytes).where(Endpoint.id == endpoint_id)
+                                .with_for_update()).scalar_one()
+        if quota is None:
+            return
+        used = usage(session, endpoint_id, excluding=replica_id)[0]
+        if used + size > quota:
+            raise StorageFull(f"endpoint {name}: {size} more bytes exceed its quota of {quota} ({used} taken)")
+        session.get_one(Replica, replica_id).bytes = size
 
 
 def file_chunks(path: Path, chunk_size: int = CHUNK) -> Iterable[bytes]:
