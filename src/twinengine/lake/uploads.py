@@ -105,7 +105,7 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
     if not ep.write:
         raise PermissionDenied(f"endpoint {ep.name} does not take writes (its write switch is off)")
     if ep.quota_bytes is not None:  # reservations on an endpoint with a quota take turns (see _take_quota)
-        session.execute(select(Endpoint.id).where(Endpoint.id == ep.id).with_for_update())
+        session.execute(select(Endpoint.id).where(Endpoint.id == ep.id).with_for_update(key_share=True))
     if ep.quota_bytes is not None and size_hint is not None and usage(session, ep.id)[0] + size_hint > ep.quota_bytes:
         raise StorageFull(f"endpoint {ep.name}: {size_hint} more bytes exceed its quota of {ep.quota_bytes}")
     row = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
@@ -242,10 +242,11 @@ def _upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoin
 def _take_quota(db: Database, endpoint_id: int, replica_id: int, size: int, name: str) -> None:
     """Count an upload's ``size`` against its endpoint's quota before its bytes become a replica: under the
     endpoint row's lock, so uploads finishing at once take turns, each sees the others' bytes, and together
-    they cannot pass the quota (each checked only against what was stored when it began)."""
+    they cannot pass the quota (each checked only against what was stored when it began). ``FOR NO KEY
+    UPDATE``: uploads wait for each other, not the replicas that rules insert on the endpoint meanwhile."""
     with db.session() as session:
         quota = session.execute(select(Endpoint.quota_bytes).where(Endpoint.id == endpoint_id)
-                                .with_for_update()).scalar_one()
+                                .with_for_update(key_share=True)).scalar_one()
         if quota is None:
             return
         used = usage(session, endpoint_id, excluding=replica_id)[0]
