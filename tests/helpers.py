@@ -103,6 +103,16 @@ def serve_engine(data_dir: Path, port: int, *, capture: bool = False, start_time
         stop_process(process)
 
 
+@contextmanager
+def serve_settings(settings: Settings) -> Iterator[str]:
+    """``twin serve`` on the data dir and store of ``settings`` (a test's SQLite file or its PostgreSQL
+    database), on a free loopback port; yields its URL."""
+    port = free_port()
+    env = {"TWIN_DATABASE_URL": settings.database_url} if settings.database_url else {}
+    with serve_engine(settings.data_dir, port, **env):
+        yield f"http://127.0.0.1:{port}"
+
+
 RIVER_REACH = REPO / "examples" / "apps" / "river-reach"
 
 

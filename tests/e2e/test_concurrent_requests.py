@@ -18,7 +18,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from helpers import RIVER_REACH, admin_token, free_port, serve_engine
+from helpers import RIVER_REACH, admin_token, serve_settings
 from twinengine.client import Client
 from twinengine.config import Settings
 
@@ -53,10 +53,7 @@ def attach(url: str, token: str, pair: tuple[str, str, threading.Barrier]) -> in
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {"TWIN_DATABASE_URL": settings.database_url} if settings.database_url else {}
-    with serve_engine(settings.data_dir, port, **env):
+    with serve_settings(settings) as url:
         admin = admin_token(settings)
         with Client(url, admin) as sdk:
             sdk.publish_app(RIVER_REACH)

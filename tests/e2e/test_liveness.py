@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import httpx2 as httpx
 import pytest
 
-from helpers import RIVER_REACH, admin_token, free_port, serve_engine
+from helpers import RIVER_REACH, admin_token, free_port, serve_engine, serve_settings
 from twinengine.client import Client
 from twinengine.config import Settings
 
@@ -229,10 +229,7 @@ def test_refused_writes_let_go_of_the_store_before_they_wait_for_a_thread(settin
     request thread of its own; with every request thread taken by requests waiting for the lock it held,
     the engine stopped answering (for good on PostgreSQL, until SQLite's busy timeout of 30 s gave up). It is
     now rolled back on the thread that ran it, before the error answer: one link, fifteen conflicts."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {"TWIN_DATABASE_URL": settings.database_url} if settings.database_url else {}
-    with serve_engine(settings.data_dir, port, **env):
+    with serve_settings(settings) as url:
         with Client(url, admin_token(settings)) as admin:
             dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
         Client(url, dev).publish_app(RIVER_REACH)

@@ -110,7 +110,7 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
         if failed:
             first = failed[0].error or {}
             raise MemberFailed(f"{len(failed)} of {len(outcomes)} members failed, e.g. {failed[0].run_id}: "
-                                f"{first.get('message', failed[0].status)}; nothing was written")
+                               f"{first.get('message', failed[0].status)}; nothing was written")
         value = _conclude(engine, ctx, spec, outcomes, principal, twin_id)
     except Canceled:
         status = RunStatus.CANCELED
@@ -134,15 +134,13 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
     return str(status)
 
 
-
-
 def _conclude(engine: WorkflowEngine, ctx: RunContext, spec: dict[str, Any], outcomes: list[MemberOutcome],
               principal: Principal, twin_id: str | None) -> dict[str, Any]:
     values = [_series(o.value) for o in outcomes]
     for outcome, value in zip(outcomes, values, strict=True):
         if not _numeric(value):
             raise MemberFailed(f"member {outcome.run_id}'s result is not a number or a series of numbers; an "
-                                "ensemble's statistics need one")
+                               "ensemble's statistics need one")
     threshold = spec.get("threshold")
     try:
         stacked = stack_members(values)

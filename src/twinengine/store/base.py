@@ -22,7 +22,6 @@ so the server plans the statement anew at every run (``pg_prepared_statements``:
 state reads "as of" a revision or a time, one planning per read)."""
 
 
-
 def upsert(dialect: str, table: Any) -> Any:
     """``INSERT`` into ``table`` in ``dialect``'s own form, which has ``on_conflict_do_update`` and
     ``on_conflict_do_nothing`` (SQLite and PostgreSQL spell ``ON CONFLICT`` alike). A write two requests may

@@ -197,8 +197,6 @@ async def twin_target(twin: TwinRef, runtime: RuntimeDep, principal: StreamPrinc
     return await _in_session(runtime, lambda s: twins.get_twin(s, principal=principal, ref=twin))
 
 
-
-
 @router.get("/{twin}/streams/{stream}/events", name="events", response_class=EventSourceResponse,
             summary="Live records as Server-Sent Events (id = offset; resumes from Last-Event-ID)")
 async def events(
@@ -213,8 +211,8 @@ async def events(
 ) -> AsyncIterator[ServerSentEvent]:
     row, declared = target
     hub, key = runtime.streams, stream_key(row.id, stream)
-    access = await HeldAccess.of_request(request, runtime, lambda s, p: service.resolve(s, principal=p, twin_ref=row.id,
-                                                                        stream=stream))
+    access = await HeldAccess.of_request(
+        request, runtime, lambda s, p: service.resolve(s, principal=p, twin_ref=row.id, stream=stream))
     position = start if start is not None else (int(last_event_id) + 1 if last_event_id and last_event_id.isdigit()
                                                 else await anyio.to_thread.run_sync(hub.end, key))
     sent, quiet = 0, 0.0
