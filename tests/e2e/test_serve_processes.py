@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -55,9 +56,13 @@ def lock_holder(lock: Path) -> int | None:
     return None
 
 
-def roles(url: str) -> set[bool]:
-    """What ``/health`` says of ``primary`` over 20 new connections (the kernel spreads them)."""
-    return {httpx.get(f"{url}/health", timeout=10).json()["primary"] for _ in range(20)}
+def roles(url: str) -> set[bool | str]:
+    """What ``/health`` says of ``primary`` over 20 new connections (the kernel spreads them); ``"starting"``
+    for a process whose engine is not up yet (a replacement answers while it starts)."""
+    def role(body: dict[str, Any]) -> bool | str:
+        return "starting" if body.get("engine") == "starting" or body.get("status") == "starting" else body["primary"]
+
+    return {role(httpx.get(f"{url}/health", timeout=10).json()) for _ in range(20)}
 
 
 def test_processes_need_a_shared_stream_log(tmp_path: Path) -> None:

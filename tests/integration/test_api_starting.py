@@ -88,3 +88,36 @@ def test_an_engine_that_cannot_start_says_why_and_stops(tmp_path: Path) -> None:
         await lifespan
 
     run_alone(scenario)
+
+
+class NeverBuilt(HeldBack):
+    """Fails to build once released: the test needs the shell only, not an engine on a stream server."""
+
+    def _build(self) -> Any:
+        assert self.release.wait(120)
+        raise RuntimeError("held back by the test")
+
+
+def test_a_starting_process_of_several_says_it_is_not_primary(tmp_path: Path) -> None:
+    """A probe asking which of several processes runs the loops (``twin serve --processes``) reads ``primary``
+    from every answer, the starting process's included."""
+    async def scenario() -> None:
+        app = NeverBuilt(Settings(data_dir=tmp_path / "data", lake_daemons=False, serve_processes=2,
+                                  stream_backend="nats", nats_url="nats://127.0.0.1:9"))
+        inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        lifespan = asyncio.create_task(_lifespan(app, inbox, outbox))
+        await inbox.put({"type": "lifespan.startup"})
+        assert (await outbox.get())["type"] == "lifespan.startup.complete"
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://engine",
+                                     timeout=120) as http:
+            first = await http.get("/health")
+            assert first.json()["primary"] is False  # the store being prepared (503) or prepared (200)
+            early = await _until_ok(http, "/health")
+            assert early["engine"] == "starting" and early["primary"] is False
+        app.release.set()
+        await inbox.put({"type": "lifespan.shutdown"})
+        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+        await lifespan
+
+    run_alone(scenario)

@@ -141,15 +141,19 @@ class StartingApp:
         await _json(send, status, body)
 
     async def _health(self, send: Send) -> None:
+        """One of several processes says ``primary: false`` while it starts, as the engine's own answer does
+        until it holds the primary lock: a probe asking which process runs the loops gets the same keys from
+        every process, starting or not."""
         db = self._db
+        several: dict[str, Any] = {"primary": False} if self.settings.serve_processes > 1 else {}
         if db is None:
             await _json(send, 503, {"code": "EngineUnavailable", "message": "the engine is starting: its store is "
                                     "being prepared", "status": "starting", "version": __version__,
-                                    "database": "starting"})
+                                    "database": "starting", **several})
             return
         database = await anyio.to_thread.run_sync(_check_store, db)
         body = {"status": "ok" if database == "ok" else "degraded", "version": __version__, "database": database,
-                "backend": db.backend, "engine": "starting"}
+                "backend": db.backend, "engine": "starting", **several}
         await _json(send, 200 if database == "ok" else 503, body)
 
 
