@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import aliased
 
 from twinengine.catalog.archive import pack, unpack
 from twinengine.catalog.manifest import Manifest
@@ -148,10 +149,18 @@ class MLEngine:
             self._wake.clear()
 
     def run_once(self) -> int:
-        """Claim queued runs and hand them to the pool; returns how many were claimed."""
+        """Claim queued runs and hand them to the pool; returns how many were claimed.
+
+        The runs of one twin's model take turns: a run is claimed only while no other run of that model is
+        running. Each candidate is judged against the champion when it finishes, and two at once would both be
+        judged against the same one, so the later could replace a better champion that the earlier had just
+        made. Runs of different models still train side by side, ``ml_workers`` of them."""
         claimed: list[str] = []
         for run_id in [r for r, f in self._running.items() if f.done()]:
             del self._running[run_id]
+        other = aliased(TrainingRun, name="other")
+        turn = ~exists().where(other.twin_id == TrainingRun.twin_id, other.model == TrainingRun.model,
+                               other.status.in_(("running", "stopping")))
         with self.db.session() as session:
             ids = list(session.scalars(select(TrainingRun.id).where(TrainingRun.status == "queued")
                                        .order_by(TrainingRun.created_at)))
@@ -159,7 +168,7 @@ class MLEngine:
                 if run_id in self._running:
                     continue
                 done = session.execute(update(TrainingRun).where(TrainingRun.id == run_id,
-                                                                 TrainingRun.status == "queued")
+                                                                 TrainingRun.status == "queued", turn)
                                        .values(status="running", started_at=utcnow()))
                 if getattr(done, "rowcount", 0) == 1:
                     claimed.append(run_id)
