@@ -77,6 +77,7 @@ __all__ = [
     "DataCorrupted",
     "DidConflict",
     "DidNotFound",
+    "DuplicateRule",
     "EndpointNotFound",
     "EngineUnavailable",
     "FormatUnavailable",
@@ -496,6 +497,14 @@ class DidConflict(Conflict):
     """Raised when scope:name is registered already with other bytes or of another type."""
 
     code = "DidConflict"
+
+
+class DuplicateRule(Conflict):
+    """Raised when the owner already has a rule with the same copies and endpoint expression on that DID (as
+    Rucio refuses it): a second one would place the same locks and tell nothing new. ``details[0].rule`` names
+    the rule there is."""
+
+    code = "DuplicateRule"
 
 
 class UnreadableFile(TwinEngineError):

@@ -1,8 +1,8 @@
 """The same request from twelve clients at once, against ``twin serve`` on SQLite and PostgreSQL: a create is
 made once and the others are conflicts, an idempotent request (a PUT, attaching a member) answers every
-client alike, none is a 500, two containers put into each other at once never make a cycle, and uploads
-finishing at once cannot pass an endpoint's quota together. Most of
-these writes read before they insert; on PostgreSQL two requests doing so at once both found nothing and the
+client alike, none is a 500, a replication rule is added once, two containers put into each other at once
+never make a cycle, and uploads finishing at once cannot pass an endpoint's quota together. Most of these
+writes read before they insert; on PostgreSQL two requests doing so at once both found nothing and the
 second insert broke a unique key (a 500 for DIDs, endpoints, uploads, attachments, grants, tokens for a new
 name and openEO user processes)."""
 
@@ -69,6 +69,8 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
             ("POST", "/api/v1/lake/uploads", {"content": b"one file", "params": {"did": "demo:a.txt",
                                                                                  "endpoint": "disk1"}}, {}),
             ("POST", "/api/v1/lake/dids/demo:readings/members", {"json": {"children": ["demo:a.txt"]}}, alike),
+            ("POST", "/api/v1/lake/rules", {"json": {"did": "demo:readings", "copies": 1, "endpoints": "disk1"}},
+             once),  # a rule like it exists: DuplicateRule
             ("PUT", "/api/v1/twins/upper/grants/bob", {"json": {"permission": "read"}}, alike),
             ("PUT", "/api/v1/twins/upper/streams/gauges/binding", {"json": {"mqtt_topic": "reach/upper"}}, alike),
             ("PUT", "/openeo/1.2/process_graphs/twice", {"json": GRAPH}, alike),
@@ -116,4 +118,5 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
             assert sum(1 for p in (lake / quota).rglob("*") if p.is_file()) == 1
         with Client(url, admin) as sdk:
             assert sdk.lake.get("demo:readings").children == ["demo:a.txt"]
+            assert sdk.lake.rules(did="demo:readings").total == 1
             assert [g.identity for g in sdk.grants("upper")] == ["bob"]

@@ -18,6 +18,7 @@ from twinengine.errors import (
     ChecksumMismatch,
     Conflict,
     DidConflict,
+    DuplicateRule,
     InvalidExpression,
     PermissionDenied,
     ReplicaNotFound,
@@ -213,6 +214,22 @@ def test_an_abandoned_upload_is_taken_over(engine: Engine, lake: dict[str, objec
     engine.runtime.lake.tuning = dataclasses.replace(engine.runtime.lake.tuning, stale_after=timedelta(seconds=30))
     done = user.lake.upload(sample(tmp_path), "demo:late.bin", endpoint="alpha")  # type: ignore[attr-defined]
     assert done.created and done.file.replicas[0].state == "AVAILABLE"
+
+
+def test_a_rule_like_one_the_owner_has_is_refused_naming_it(lake: dict[str, object], tmp_path: Path) -> None:
+    """As Rucio: the same DID, copies and expression for the same owner is one rule; another owner, other
+    copies or another expression make another."""
+    user, provider = lake["user"], lake["provider"]
+    user.lake.upload(sample(tmp_path), "demo:x.bin", endpoint="alpha")  # type: ignore[attr-defined]
+    first = user.lake.add_rule("demo:x.bin", copies=1, endpoints="tier=1")  # type: ignore[attr-defined]
+    with pytest.raises(DuplicateRule) as again:
+        user.lake.add_rule("demo:x.bin", copies=1, endpoints="tier=1", comment="again")  # type: ignore[attr-defined]
+    assert again.value.status == 409 and again.value.details[0]["rule"] == first.id
+    assert first.id in again.value.message
+    user.lake.add_rule("demo:x.bin", copies=2, endpoints="tier=1")  # type: ignore[attr-defined]
+    user.lake.add_rule("demo:x.bin", copies=1, endpoints="site=A")  # type: ignore[attr-defined]
+    provider.lake.add_rule("demo:x.bin", copies=1, endpoints="tier=1")  # type: ignore[attr-defined]
+    assert user.lake.rules(did="demo:x.bin").total == 4  # type: ignore[attr-defined]
 
 
 def test_bad_input_is_a_clear_4xx(engine: Engine, lake: dict[str, object], tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
-from twinengine.errors import InvalidExpression, PermissionDenied, RuleNotFound, ValidationFailed
+from twinengine.errors import DuplicateRule, InvalidExpression, PermissionDenied, RuleNotFound, ValidationFailed
 from twinengine.lake.dids import file_ids_under, get_did
 from twinengine.lake.expression import ExpressionError, select_endpoints
 from twinengine.lake.models import Did, Endpoint, Replica, Rule, RuleLock, Transfer
@@ -67,6 +67,14 @@ def add_rule(session: Session, *, principal: Principal, did: str, copies: int, e
              lifetime: str | None = None, comment: str | None = None) -> Rule:
     require(principal, "lake.rule.create")
     row = get_did(session, did)
+    # Rules on one DID are added in turn (its row stays locked until commit: FOR NO KEY UPDATE on PostgreSQL,
+    # SQLite's writers take turns anyway), so two identical requests at once cannot both pass the check below.
+    session.execute(select(Did.id).where(Did.id == row.id).with_for_update(key_share=True))
+    same = session.scalar(select(Rule.id).where(Rule.did_id == row.id, Rule.owner == principal.name,
+                                                Rule.expression == expression, Rule.copies == copies))
+    if same is not None:
+        raise DuplicateRule(f"{principal.name} has a rule for {copies} copies of {did} on {expression!r} already: "
+                            f"{same}", details=[{"loc": "endpoints", "msg": "a rule like it exists", "rule": same}])
     writable = [e for e in _select(session, expression) if e.write]
     if copies > len(writable):
         raise ValidationFailed.one("copies", f"{copies} copies asked, but {expression!r} selects "
