@@ -137,6 +137,43 @@ def test_mqtt_messages_become_records_and_state(tmp_path: Path, drop_streams: li
         assert uma.streams.list("reach")[0].mqtt_topic is None
 
 
+def test_a_binding_stops_when_its_maker_may_no_longer_append(tmp_path: Path,
+                                                              drop_streams: list[Any]) -> None:  # noqa: F811
+    """A binding feeds the twin for whoever made it: withdrawing their grant, or lowering it to read, drops
+    it, or they could go on writing into the twin by publishing on the topic they bound."""
+    url = require_mqtt()
+    runtime, http = run_engine(stream_settings(tmp_path / "data", "local", mqtt_url=url), drop_streams)
+    host, port = url.removeprefix("mqtt://").split(":")
+    with http:
+        engine = Engine(runtime=runtime, app=http.app, http=http, admin_token="")  # type: ignore[arg-type]
+        engine.as_role("ada", "developer").publish_app(RIVER_REACH)
+        uma = engine.as_role("uma", "user")
+        bob = engine.as_role("bob", "user")
+        uma.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})
+        for lowered in ("withdrawn", "read"):
+            topic = f"test/{secrets.token_hex(4)}/gauges"
+            uma.grant("reach", "bob", "operate")
+            bob.streams.bind_mqtt("reach", "gauges", topic)
+            eventually(lambda topic=topic: subscribed(http, topic))
+            pub = mqtt.Client(CallbackAPIVersion.VERSION2)
+            pub.connect(host, int(port))
+            pub.loop_start()
+            before = uma.streams.read("reach", "gauges").count
+            pub.publish(topic, json.dumps(gauge(before)), qos=1).wait_for_publish(10)
+            eventually(lambda before=before: uma.streams.read("reach", "gauges").count == before + 1)
+
+            if lowered == "withdrawn":
+                uma.revoke_grant("reach", "bob")
+            else:
+                uma.grant("reach", "bob", "read")
+            assert uma.streams.list("reach")[0].mqtt_topic is None  # gone with the grant, in its transaction
+            eventually(lambda topic=topic: not subscribed(http, topic))
+            pub.publish(topic, json.dumps(gauge(before + 1)), qos=1).wait_for_publish(10)
+            pub.loop_stop()
+            time.sleep(1.5)  # what the bridge would have appended by now, were it still subscribed
+            assert uma.streams.read("reach", "gauges").count == before + 1, lowered
+
+
 def subscribed(http: TestClient, topic: str) -> bool:
     """Has this engine's MQTT bridge got the broker's SUBACK for ``topic``?"""
     bridge = http.app.state.stream_daemons.mqtt  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.errors import NotFound, TwinNameTaken, TwinNotFound, ValidationFailed
 from twinengine.quality.spec import Flag
 from twinengine.store.base import LIMIT_ONE, upsert
+from twinengine.streams.models import StreamBinding
 from twinengine.twins import places, state, state_quality
 from twinengine.twins.models import StateHead, StateRevision, Twin, TwinGrant
 from twinengine.twins.parameter_index import index_parameters
@@ -230,7 +231,20 @@ def grant(session: Session, *, principal: Principal, ref: str, identity: str,
         index_elements=["twin_id", "identity"],
         set_={"permission": statement.excluded.permission, "granted_by": statement.excluded.granted_by}))
     session.expire(twin, ["grants"])
+    if permission is Permission.READ:  # no longer operates the twin: its MQTT bindings stop with it
+        _drop_bindings_of(session, twin, identity)
     return session.get_one(TwinGrant, (twin.id, identity), populate_existing=True)
+
+
+def _drop_bindings_of(session: Session, twin: Twin, identity: str) -> None:
+    """A binding feeds the twin for the identity that made it: when that identity may no longer append to the
+    twin (its grant withdrawn or lowered to ``read``), its bindings go, in the same transaction, or it could go
+    on writing into the twin by publishing on the topic it bound. The MQTT bridge unsubscribes within its next
+    refresh (the bindings' change counter moves)."""
+    for binding in session.scalars(select(StreamBinding).where(StreamBinding.twin_id == twin.id,
+                                                               StreamBinding.created_by == identity)):
+        session.delete(binding)
+    session.flush()
 
 
 def revoke(session: Session, *, principal: Principal, ref: str, identity: str) -> None:
@@ -238,7 +252,7 @@ def revoke(session: Session, *, principal: Principal, ref: str, identity: str) -
     for existing in list(twin.grants):
         if existing.identity == identity:
             twin.grants.remove(existing)
-            session.flush()
+            _drop_bindings_of(session, twin, identity)
             return
     raise NotFound(f"{identity} has no grant on twin {twin.name}")
 
