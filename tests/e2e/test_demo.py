@@ -118,3 +118,12 @@ def test_demo_serve_keeps_the_portal_up_until_interrupted(tmp_path: Path) -> Non
         assert "stopped serving" in process.stdout.read()
     finally:
         stop_process(process)
+
+
+@pytest.mark.parametrize("hours", ["nan", "inf", "0.5", "-3", "9000"])
+def test_demo_refuses_hours_out_of_range_naming_the_option(hours: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli_app, ["demo", "--hours", hours, "--data-dir", str(tmp_path / "demo")])
+    assert result.exit_code == 2
+    assert "--hours" in result.output and "from 1 to 8760" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "demo").exists()  # refused before anything was made

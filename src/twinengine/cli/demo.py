@@ -12,12 +12,23 @@ from rich.table import Table
 
 from twinengine.cli._common import console, state_of
 
+_MAX_HOURS = 24 * 365
+
+
+def _hours(value: float) -> float:
+    """Checked here, not by the option's range: NaN fails every comparison, and the range check named the
+    upper bound for it."""
+    if not 1.0 <= value <= _MAX_HOURS:  # false for NaN too
+        raise typer.BadParameter(f"{value} hours: give from 1 to {_MAX_HOURS}")
+    return value
+
 
 def demo(
     ctx: typer.Context,
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Keep the engine's data here (default: a new "
                                                                   "temporary folder)."),
-    hours: float = typer.Option(72.0, "--hours", min=1.0, max=24 * 365, help="Simulated hours of gauge readings."),
+    hours: float = typer.Option(72.0, "--hours", callback=_hours,
+                                help=f"Simulated hours of gauge readings, 1 to {_MAX_HOURS}."),
     step_minutes: int = typer.Option(15, "--step-minutes", min=1, max=24 * 60, help="Minutes between readings."),
     seed: int = typer.Option(7, "--seed", help="Seed of the simulated weather."),
     plot: Path | None = typer.Option(None, "--plot", help="Where to write the level plot (PNG)."),
