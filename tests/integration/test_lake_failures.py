@@ -77,3 +77,31 @@ def test_a_vanished_endpoint_is_a_clear_503_and_rules_say_stuck(engine: Engine, 
     converge(engine.runtime)
     stuck = user.lake.rule(rule.id)
     assert stuck.state == "STUCK" and "no available replica" in (stuck.last_error or "")
+
+
+def test_transfers_are_held_to_the_destination_quota(engine: Engine, tmp_path: Path) -> None:
+    """A rule's copies count against an endpoint's quota as uploads do: what does not fit is refused before a
+    byte is written, and the rule says STUCK naming the quota."""
+    engine.runtime.lake.tuning = dataclasses.replace(engine.runtime.lake.tuning, transfer_attempts=1)
+    provider, user = engine.as_role("pat", "provider"), engine.as_role("uma", "user")
+    provider.lake.add_endpoint("roomy", "file", str(tmp_path / "roomy"), attributes={"tier": "1"})
+    provider.lake.add_endpoint("small", "file", str(tmp_path / "small"), attributes={"tier": "1"}, quota_bytes=100)
+    user.lake.add_dataset("q:set")
+    for i in range(3):
+        data = tmp_path / f"f{i}.bin"
+        data.write_bytes(bytes([i]) * 60)
+        user.lake.upload(data, f"q:f{i}.bin", endpoint="roomy", dataset="q:set")
+    rule = user.lake.add_rule("q:set", copies=2, endpoints="tier=1")
+    converge(engine.runtime)
+
+    small = provider.lake.endpoint("small")
+    assert small.used_bytes == 60 and small.replicas == 1  # one of three fits in 100 bytes
+    assert sum(1 for p in (tmp_path / "small").rglob("*") if p.is_file()) == 1  # nothing of the others written
+    stuck = user.lake.rule(rule.id)
+    assert stuck.state == "STUCK" and stuck.locks_ok == 4 and stuck.locks_stuck == 2
+    assert stuck.last_error is not None and "quota of 100" in stuck.last_error
+
+    provider.lake.set_endpoint("small", quota_bytes=1000)  # room made: the judge looks again at its next pass
+    converge(engine.runtime)
+    assert user.lake.rule(rule.id).state == "OK"
+    assert provider.lake.endpoint("small").used_bytes == 180

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
-from twinengine.errors import Conflict, EndpointNotFound, TwinEngineError, ValidationFailed
+from twinengine.errors import Conflict, EndpointNotFound, StorageFull, TwinEngineError, ValidationFailed
 from twinengine.lake.context import Lake
-from twinengine.lake.models import Endpoint, Replica, RuleLock, Transfer
-from twinengine.lake.schemas import EndpointCreate, EndpointRead, EndpointUpdate, ReplicaState
+from twinengine.lake.models import Endpoint, Replica, Rule, RuleLock, Transfer
+from twinengine.lake.schemas import EndpointCreate, EndpointRead, EndpointUpdate, ReplicaState, RuleState
 from twinengine.lake.storage import backend_class
 from twinengine.store.base import utcnow
+from twinengine.store.engine import Database
 
 __all__ = ["add_endpoint", "check_file_location", "endpoint_read", "get_endpoint", "list_endpoints", "remove_endpoint",
            "update_endpoint", "usage"]
@@ -46,6 +47,23 @@ def usage(session: Session, endpoint_id: int, *, excluding: int | None = None) -
         conditions.append(Replica.id != excluding)
     row = session.execute(select(func.coalesce(func.sum(Replica.bytes), 0), func.count()).where(*conditions)).one()
     return int(row[0] or 0), int(row[1] or 0)
+
+
+def take_quota(db: Database, endpoint_id: int, replica_id: int, size: int, name: str) -> None:
+    """Count ``size`` bytes of a replica on its way (an upload's, a rule's transfer's) against the endpoint's
+    quota before they are written there: under the endpoint row's lock, so writes finishing at once take
+    turns, each sees the others' bytes, and together they cannot pass the quota (each checked only against
+    what was stored when it began). ``FOR NO KEY UPDATE``: they wait for each other, not for the replicas the
+    judge inserts on the endpoint meanwhile. StorageFull when the bytes do not fit."""
+    with db.session() as session:
+        quota = session.execute(select(Endpoint.quota_bytes).where(Endpoint.id == endpoint_id)
+                                .with_for_update(key_share=True)).scalar_one()
+        if quota is None:
+            return
+        used = usage(session, endpoint_id, excluding=replica_id)[0]
+        if used + size > quota:
+            raise StorageFull(f"endpoint {name}: {size} more bytes exceed its quota of {quota} ({used} taken)")
+        session.get_one(Replica, replica_id).bytes = size
 
 
 def endpoint_read(session: Session, row: Endpoint) -> EndpointRead:
@@ -147,6 +165,10 @@ def update_endpoint(session: Session, lake: Lake, *, principal: Principal, name:
         row.credential_kind = change.credential.kind
         row.credential_cipher = lake.keyring.seal(change.credential.secret())
     row.updated_at = utcnow()
+    if change.attributes or change.quota_bytes is not None or change.clear_quota or change.read or change.write:
+        # Room made, a switch turned on, attributes an expression selects on: stuck rules are looked at again
+        # at the judge's next pass rather than at their next retry (``lake_stuck_retry``).
+        session.execute(update(Rule).where(Rule.state == RuleState.STUCK).values(dirty=True))
     session.flush()
     if change.location is not None or change.credential is not None or change.options is not None:
         _probe(lake, row)

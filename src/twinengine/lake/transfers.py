@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from twinengine.errors import DataCorrupted, ReplicaNotFound, TwinEngineError
 from twinengine.lake.checksums import Checksums, Hasher
 from twinengine.lake.context import Lake
+from twinengine.lake.endpoints import take_quota
 from twinengine.lake.models import Did, Endpoint, Replica, Rule, RuleLock, Transfer
 from twinengine.lake.rules import LockState, recount
 from twinengine.lake.schemas import ReplicaState, RuleState
@@ -155,6 +156,8 @@ def perform(db: Database, lake: Lake, transfer_id: int, *, progress: Progress | 
     try:
         if replica is None or not path or source_path != path:
             raise DataCorrupted("the destination replica row is missing; the judge will queue a new transfer")
+        if dest.quota_bytes is not None:  # held to the quota as uploads are: counted before a byte is written
+            take_quota(db, dest.id, replica.id, expected.bytes, dest.name)
         copy_file(lake, source, dest, path, expected, progress=beat)
     except (TwinEngineError, OSError) as exc:
         message = getattr(exc, "message", None) or str(exc)

@@ -35,7 +35,7 @@ from twinengine.formats import media_type_for
 from twinengine.lake.checksums import Checksums, Hasher, normalize_adler32, normalize_sha256
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import attach, get_did, parse_did
-from twinengine.lake.endpoints import get_endpoint, usage
+from twinengine.lake.endpoints import get_endpoint, take_quota, usage
 from twinengine.lake.models import Did, Endpoint, Replica, Transfer
 from twinengine.lake.schemas import DidType, ReplicaState
 from twinengine.lake.storage import CHUNK
@@ -104,7 +104,7 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
     ep = get_endpoint(session, endpoint)
     if not ep.write:
         raise PermissionDenied(f"endpoint {ep.name} does not take writes (its write switch is off)")
-    if ep.quota_bytes is not None:  # reservations on an endpoint with a quota take turns (see _take_quota)
+    if ep.quota_bytes is not None:  # reservations on an endpoint with a quota take turns (see endpoints.take_quota)
         session.execute(select(Endpoint.id).where(Endpoint.id == ep.id).with_for_update(key_share=True))
     if ep.quota_bytes is not None and size_hint is not None and usage(session, ep.id)[0] + size_hint > ep.quota_bytes:
         raise StorageFull(f"endpoint {ep.name}: {size_hint} more bytes exceed its quota of {ep.quota_bytes}")
@@ -222,7 +222,7 @@ def _upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoin
             if known_sums is not None and known_sums.sha256 != got.sha256:
                 raise DidConflict(f"{did} is registered with sha256 {known_sums.sha256}; these bytes differ")
             if quota is not None:
-                _take_quota(db, endpoint_id, replica_id, got.bytes, endpoint)
+                take_quota(db, endpoint_id, replica_id, got.bytes, endpoint)
             writer.commit()
     except BaseException:
         _release(db, did_id, replica_id, new_did=new_did, new_replica=new_replica)
@@ -237,22 +237,6 @@ def _upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoin
         if dataset:
             attach(session, principal=principal, parent=dataset, children=[did])
     return UploadOutcome(did, endpoint, got, created=True)
-
-
-def _take_quota(db: Database, endpoint_id: int, replica_id: int, size: int, name: str) -> None:
-    """Count an upload's ``size`` against its endpoint's quota before its bytes become a replica: under the
-    endpoint row's lock, so uploads finishing at once take turns, each sees the others' bytes, and together
-    they cannot pass the quota (each checked only against what was stored when it began). ``FOR NO KEY
-    UPDATE``: uploads wait for each other, not the replicas that rules insert on the endpoint meanwhile."""
-    with db.session() as session:
-        quota = session.execute(select(Endpoint.quota_bytes).where(Endpoint.id == endpoint_id)
-                                .with_for_update(key_share=True)).scalar_one()
-        if quota is None:
-            return
-        used = usage(session, endpoint_id, excluding=replica_id)[0]
-        if used + size > quota:
-            raise StorageFull(f"endpoint {name}: {size} more bytes exceed its quota of {quota} ({used} taken)")
-        session.get_one(Replica, replica_id).bytes = size
 
 
 def file_chunks(path: Path, chunk_size: int = CHUNK) -> Iterable[bytes]:
