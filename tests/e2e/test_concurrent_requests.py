@@ -1,10 +1,10 @@
 """The same request from twelve clients at once, against ``twin serve`` on SQLite and PostgreSQL: a create is
 made once and the others are conflicts, an idempotent request (a PUT, attaching a member) answers every
 client alike, none is a 500, a replication rule is added once, two containers put into each other at once
-never make a cycle, and uploads finishing at once cannot pass an endpoint's quota together. Most of these
-writes read before they insert; on PostgreSQL two requests doing so at once both found nothing and the
-second insert broke a unique key (a 500 for DIDs, endpoints, uploads, attachments, grants, tokens for a new
-name and openEO user processes)."""
+never make a cycle, uploads finishing at once cannot pass an endpoint's quota together, and the same DELETE
+removes once (the others are 404). Most of these writes read before they insert; on PostgreSQL two requests
+doing so at once both found nothing and the second insert broke a unique key (a 500 for DIDs, endpoints,
+uploads, attachments, grants, tokens for a new name and openEO user processes)."""
 
 from __future__ import annotations
 
@@ -120,3 +120,14 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
             assert sdk.lake.get("demo:readings").children == ["demo:a.txt"]
             assert sdk.lake.rules(did="demo:readings").total == 1
             assert [g.identity for g in sdk.grants("upper")] == ["bob"]
+
+            # The same DELETE from every client: one removes it, the others find nothing (on PostgreSQL all
+            # found the row, the later DELETEs matched nothing, and every client was told 204).
+            rule = sdk.lake.rules(did="demo:readings").items[0].id
+            sdk.lake.add_endpoint("spare", "file", str(lake / "spare"))
+            sdk.create_twin("river-reach@0.1.0", "doomed", {"station": "RR-01"})
+        deletes = ["/api/v1/twins/upper/grants/bob", "/api/v1/twins/upper/streams/gauges/binding",
+                   f"/api/v1/lake/rules/{rule}", "/openeo/1.2/process_graphs/twice", "/api/v1/lake/endpoints/spare",
+                   "/api/v1/twins/doomed"]
+        for path in deletes:
+            assert at_once(url, admin, "DELETE", path) == {204: 1, 404: CLIENTS - 1}, path

@@ -14,7 +14,7 @@ from twinengine.lake.context import Lake
 from twinengine.lake.models import Endpoint, Replica, Rule, RuleLock, Transfer
 from twinengine.lake.schemas import EndpointCreate, EndpointRead, EndpointUpdate, ReplicaState, RuleState
 from twinengine.lake.storage import backend_class
-from twinengine.store.base import utcnow
+from twinengine.store.base import lock_for_delete, utcnow
 from twinengine.store.engine import Database
 
 __all__ = ["add_endpoint", "check_file_location", "endpoint_read", "get_endpoint", "list_endpoints", "remove_endpoint",
@@ -179,6 +179,7 @@ def remove_endpoint(session: Session, *, principal: Principal, name: str) -> Non
     """Remove an endpoint nothing lives on or moves to any more (its finished transfer records go with it)."""
     require(principal, "lake.endpoint.manage")
     row = get_endpoint(session, name)
+    lock_for_delete(session, row, EndpointNotFound(f"no endpoint {name!r}"))
     count = session.scalar(select(func.count()).select_from(Replica).where(Replica.endpoint_id == row.id)) or 0
     if count:
         raise Conflict(f"endpoint {name} still holds {count} replica(s); move or delete them first")

@@ -21,7 +21,7 @@ from twinengine.lake.dids import file_ids_under, get_did
 from twinengine.lake.expression import ExpressionError, select_endpoints
 from twinengine.lake.models import Did, Endpoint, Replica, Rule, RuleLock, Transfer
 from twinengine.lake.schemas import ReplicaState, RuleRead, RuleState
-from twinengine.store.base import utcnow
+from twinengine.store.base import lock_for_delete, utcnow
 from twinengine.timeutil import parse_duration
 
 __all__ = ["LockState", "add_rule", "delete_rule", "evaluate", "get_rule", "list_rules", "recount", "release_locks",
@@ -142,6 +142,7 @@ def release_locks(session: Session, rule_id: str, grace: timedelta) -> int:
 def delete_rule(session: Session, *, principal: Principal, rule_id: str, grace: timedelta) -> None:
     rule = get_rule(session, rule_id)
     _may_manage(principal, rule)
+    lock_for_delete(session, rule, RuleNotFound(f"no replication rule {rule_id!r}"))
     release_locks(session, rule.id, grace)
     session.delete(rule)
     session.flush()

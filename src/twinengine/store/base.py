@@ -5,14 +5,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ColumnClause, DateTime, Integer, MetaData, literal_column
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnClause,
+    DateTime,
+    Integer,
+    MetaData,
+    and_,
+    inspect,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["LIMIT_ONE", "Base", "JSONValue", "LogId", "UTCDateTime", "upsert", "utcnow"]
+__all__ = ["LIMIT_ONE", "Base", "JSONValue", "LogId", "UTCDateTime", "lock_for_delete", "upsert", "utcnow"]
 
 LIMIT_ONE: ColumnClause[int] = literal_column("1", Integer)
 """``.limit(LIMIT_ONE)``: LIMIT 1 written into a statement that runs again and again, not bound. psycopg
@@ -28,6 +39,18 @@ def upsert(dialect: str, table: Any) -> Any:
     make at once: a read, then an insert or an update, collides on PostgreSQL, where neither sees the other's
     uncommitted row."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def lock_for_delete(session: Session, row: Any, missing: Exception) -> None:
+    """Lock ``row`` (``FOR UPDATE``) before it is deleted; raise ``missing`` when it is gone already. Two
+    deletes at once both found the row on PostgreSQL, the second's DELETE then matched nothing once the first
+    had committed, and both answered 204; now the second waits for the first and answers as it would have
+    after it: not found. (SQLite's writers take turns from the start: the second finds nothing.)"""
+    mapper = inspect(row).mapper
+    key = mapper.primary_key_from_instance(row)
+    where = and_(*(column == value for column, value in zip(mapper.primary_key, key, strict=True)))
+    if session.execute(select(*mapper.primary_key).where(where).with_for_update()).first() is None:
+        raise missing
 
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.

@@ -25,6 +25,7 @@ from twinengine.errors import Conflict, InvalidInput, NotFound, StreamNotFound, 
 from twinengine.quality.indicators import QualityReport, TooManyWindows, summarise
 from twinengine.quality.plan import CHECKS, QUALITY, QualityPlan
 from twinengine.quality.spec import CompletenessCheck, GapCheck
+from twinengine.store.base import lock_for_delete
 from twinengine.streams import records
 from twinengine.streams.hub import ARRIVAL, OFFSET, AppendResult, StreamHub, stream_key
 from twinengine.streams.models import DeadLetter, StreamBinding, StreamConsumer
@@ -219,6 +220,7 @@ def unbind_mqtt(session: Session, *, principal: Principal, twin_ref: str, stream
     row = session.get(StreamBinding, (twin.id, stream))
     if row is None:
         raise NotFound(f"stream {stream} of twin {twin.name} has no MQTT binding")
+    lock_for_delete(session, row, NotFound(f"stream {stream} of twin {twin.name} has no MQTT binding"))
     session.delete(row)
     session.flush()
 

@@ -21,7 +21,7 @@ from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.errors import NotFound, TwinNameTaken, TwinNotFound, ValidationFailed
 from twinengine.quality.spec import Flag
-from twinengine.store.base import LIMIT_ONE, upsert
+from twinengine.store.base import LIMIT_ONE, lock_for_delete, upsert
 from twinengine.streams.models import StreamBinding
 from twinengine.twins import places, state, state_quality
 from twinengine.twins.models import StateHead, StateRevision, Twin, TwinGrant
@@ -181,6 +181,7 @@ def list_twins(session: Session, *, principal: Principal, app: str | None = None
 def delete_twin(session: Session, *, principal: Principal, ref: str) -> Twin:
     """Delete a twin and its whole state log; forks keep their copy and lose only the link."""
     twin = get_twin(session, principal=principal, ref=ref, action="twin.manage")
+    lock_for_delete(session, twin, TwinNotFound(f"no twin {ref!r}"))
     session.delete(twin)
     session.flush()
     return twin
@@ -251,6 +252,7 @@ def revoke(session: Session, *, principal: Principal, ref: str, identity: str) -
     twin = get_twin(session, principal=principal, ref=ref, action="twin.manage")
     for existing in list(twin.grants):
         if existing.identity == identity:
+            lock_for_delete(session, existing, NotFound(f"{identity} has no grant on twin {twin.name}"))
             twin.grants.remove(existing)
             _drop_bindings_of(session, twin, identity)
             return

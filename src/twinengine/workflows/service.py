@@ -24,7 +24,7 @@ from twinengine.errors import (
     RunNotFound,
     WorkflowNotFound,
 )
-from twinengine.store.base import utcnow
+from twinengine.store.base import lock_for_delete, utcnow
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
 from twinengine.workflows.apps import read_app_file
@@ -255,6 +255,7 @@ def delete_run(session: Session, engine: WorkflowEngine, *, principal: Principal
     require(principal, "workflow.cancel", run)
     if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         raise RunLocked(f"run {run.id} is {run.status}; cancel it before deleting it")
+    lock_for_delete(session, run, RunNotFound(f"no run {run_id!r}"))
     session.delete(run)
     session.flush()
     engine.results.delete(run.id)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from twinengine.auth.principal import Principal, Role
 from twinengine.collections.local import collection_files
 from twinengine.errors import AuthenticationRequired, TriggerNotFound, ValidationFailed, WorkflowNotFound
-from twinengine.store.base import utcnow
+from twinengine.store.base import lock_for_delete, utcnow
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
 from twinengine.workflows import service as runs
@@ -191,6 +191,7 @@ def delete_trigger(session: Session, *, principal: Principal, twin_ref: str, nam
     row = session.scalar(select(Trigger).where(Trigger.twin_id == twin.id, Trigger.name == name))
     if row is None:
         raise TriggerNotFound(f"twin {twin.name} has no trigger {name!r}")
+    lock_for_delete(session, row, TriggerNotFound(f"twin {twin.name} has no trigger {name!r}"))
     session.delete(row)
     session.flush()
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import Router
 from twinengine.errors import ProcessGraphInvalid, ProcessGraphNotFound, RunNotFinished
+from twinengine.store.base import lock_for_delete
 from twinengine.workflows import service, udp
 from twinengine.workflows.graph import parse_graph, parse_process, validate
 from twinengine.workflows.models import UserProcess, WorkflowRun
@@ -161,5 +162,7 @@ def put_udp(process_graph_id: Annotated[str, Path(max_length=120, pattern=r"^\w+
                response_class=Response)
 def delete_udp(process_graph_id: Annotated[str, Path(max_length=120)], session: SessionDep,
                principal: PrincipalDep) -> Response:
-    session.delete(_udp(session, principal.name, process_graph_id))
+    row = _udp(session, principal.name, process_graph_id)
+    lock_for_delete(session, row, ProcessGraphNotFound(f"no user-defined process {process_graph_id!r}"))
+    session.delete(row)
     return Response(status_code=204)
