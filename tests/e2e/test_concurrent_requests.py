@@ -74,6 +74,8 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
             ("PUT", "/api/v1/twins/upper/grants/bob", {"json": {"permission": "read"}}, alike),
             ("PUT", "/api/v1/twins/upper/streams/gauges/binding", {"json": {"mqtt_topic": "reach/upper"}}, alike),
             ("PUT", "/openeo/1.2/process_graphs/twice", {"json": GRAPH}, alike),
+            ("PUT", "/api/v1/twins/upper/models/runoff_correction/policy",
+             {"json": {"every_seconds": 3600, "enabled": False}}, alike),
             ("POST", "/api/v1/tokens", {"json": {"name": "newcomer", "role": "user"}}, {201: CLIENTS}),
         ]
         seen = {f"{method} {path}": at_once(url, admin, method, path, **request)

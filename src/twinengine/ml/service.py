@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
@@ -179,7 +180,14 @@ def set_policy(session: Session, *, principal: Principal, twin_ref: str, model: 
     row = session.get(RetrainPolicy, (twin.id, model))
     if row is None:
         row = RetrainPolicy(twin_id=twin.id, model=model, created_by=principal.name)
-        session.add(row)
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:  # the same PUT from another request made it meanwhile (PostgreSQL): change it
+            found = session.get(RetrainPolicy, (twin.id, model), populate_existing=True)
+            if found is None:  # not that: the twin went (a 409 StoredConflict, see store/conflicts.py)
+                raise
+            row = found
     row.every_seconds, row.buffer, row.stream, row.window, row.enabled = (body.every_seconds, body.buffer,
                                                                           body.stream, body.window, body.enabled)
     row.drift = body.drift.model_dump() if body.drift is not None else None
