@@ -97,6 +97,25 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
             pairs = [(first, second, together), (second, first, together)]
             with ThreadPoolExecutor(2) as pool:
                 assert sorted(pool.map(partial(attach, url, admin), pairs)) == [200, 422], pairs
+        # Two user-defined processes replaced at once, each to call the other: one is refused as recursive (both
+        # were stored on PostgreSQL, each checked without the other).
+        for i in range(5):
+            pairs = [(f"ping{i}", f"pong{i}"), (f"pong{i}", f"ping{i}")]
+            for name, _ in pairs:
+                assert httpx.put(f"{url}/openeo/1.2/process_graphs/{name}", json=GRAPH,
+                                 headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+            together = threading.Barrier(2)
+
+            def put(pair: tuple[str, str], together: threading.Barrier = together) -> int:
+                name, calls = pair
+                graph = {"process_graph": {"call": {"process_id": calls, "arguments": {}, "result": True}}}
+                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=60) as http:
+                    http.get("/health")
+                    together.wait()
+                    return http.put(f"/openeo/1.2/process_graphs/{name}", json=graph).status_code
+
+            with ThreadPoolExecutor(2) as pool:
+                assert sorted(pool.map(put, pairs)) == [200, 400], pairs
         # Eight uploads of 60 bytes at once into an endpoint with a quota of 100, with their size declared
         # and streamed without it: one is taken, the others are refused, and nothing of theirs stays.
         for round_, body in (("sized", lambda i: bytes([i]) * 60), ("streamed", lambda i: iter([bytes([i]) * 60]))):

@@ -15,14 +15,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from twinengine.errors import ProcessParameterMissing, ProcessUnsupported
+from twinengine.auth.models import Identity
+from twinengine.auth.principal import Principal
+from twinengine.auth.service import ensure_identity
+from twinengine.errors import ProcessGraphInvalid, ProcessParameterMissing, ProcessUnsupported
 from twinengine.store.base import upsert, utcnow
 from twinengine.workflows.evaluate import Evaluator
-from twinengine.workflows.graph import graph_hash, parse_graph
+from twinengine.workflows.graph import graph_hash, parse_graph, validate
 from twinengine.workflows.models import UserProcess
 from twinengine.workflows.registry import SPECIAL_KWARGS, USER_NAMESPACE, ProcessEntry, ProcessRegistry
 
-__all__ = ["calls", "stored_processes", "user_registry", "with_processes"]
+__all__ = ["calls", "put", "stored_processes", "user_registry", "with_processes"]
 
 # processes whose results depend on more than their arguments: a user process using them is not cached
 _UNCACHEABLE = frozenset({"load_collection", "load_stac", "load_stream", "run_udf"})
@@ -75,6 +78,23 @@ def _path_back(start: str, edges: Mapping[str, set[str]]) -> list[str] | None:
                 seen.add(nxt)
                 stack.append((nxt, [*path, nxt]))
     return None
+
+
+def put(session: Session, registry: ProcessRegistry, principal: Principal, udp_id: str,
+        process: dict[str, Any]) -> None:
+    """Check and store ``principal``'s process ``udp_id`` (create or replace). One owner's PUTs take turns on
+    their identity's row (``FOR NO KEY UPDATE``, until commit), so each is checked against every process
+    stored before it: two PUTs at once, each calling the other, were both stored on PostgreSQL, each checked
+    without the other, and made a cycle that every graph using them was then refused for."""
+    ensure_identity(session, principal.name, created_by=principal.issuer)
+    session.execute(select(Identity.name).where(Identity.name == principal.name).with_for_update(key_share=True))
+    params = {p.get("name") for p in process.get("parameters") or [] if isinstance(p, dict)}
+    others = {k: v for k, v in stored_processes(session, principal.name).items() if k != udp_id}
+    view = with_processes(registry, {**others, udp_id: process})
+    if udp_id in view.user_refused:  # it would call itself
+        raise ProcessGraphInvalid(view.user_refused[udp_id])
+    validate(parse_graph(process), view, available={str(p) for p in params} | {"run_id"})
+    store(session, principal.name, udp_id, process)
 
 
 def store(session: Session, owner: str, udp_id: str, process: dict[str, Any]) -> None:

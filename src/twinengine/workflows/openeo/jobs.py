@@ -9,10 +9,10 @@ from sqlalchemy import select
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import Router
-from twinengine.errors import ProcessGraphInvalid, ProcessGraphNotFound, RunNotFinished
+from twinengine.errors import ProcessGraphNotFound, RunNotFinished
 from twinengine.store.base import lock_for_delete
 from twinengine.workflows import service, udp
-from twinengine.workflows.graph import parse_graph, parse_process, validate
+from twinengine.workflows.graph import parse_process
 from twinengine.workflows.models import UserProcess, WorkflowRun
 from twinengine.workflows.openeo.errors import OpenEORoute
 
@@ -147,14 +147,7 @@ def get_udp(process_graph_id: Annotated[str, Path(max_length=120)], session: Ses
             response_class=Response)
 def put_udp(process_graph_id: Annotated[str, Path(max_length=120, pattern=r"^\w+$")], session: SessionDep,
             runtime: RuntimeDep, principal: PrincipalDep, body: Annotated[dict[str, Any], Body()]) -> Response:
-    process = parse_process(body)
-    params = {p.get("name") for p in process.get("parameters") or [] if isinstance(p, dict)}
-    others = {k: v for k, v in udp.stored_processes(session, principal.name).items() if k != process_graph_id}
-    registry = udp.with_processes(runtime.workflows.registry, {**others, process_graph_id: process})
-    if process_graph_id in registry.user_refused:  # it would call itself
-        raise ProcessGraphInvalid(registry.user_refused[process_graph_id])
-    validate(parse_graph(process), registry, available={str(p) for p in params} | {"run_id"})
-    udp.store(session, principal.name, process_graph_id, process)
+    udp.put(session, runtime.workflows.registry, principal, process_graph_id, parse_process(body))
     return Response(status_code=200)
 
 
