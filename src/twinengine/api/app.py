@@ -37,6 +37,7 @@ from twinengine.streams.metrics import StreamsCollector
 from twinengine.twins import api as twins_api
 from twinengine.twins import batch_api as twins_batch_api
 from twinengine.twins import fleet_api, forecasts_api, relationships_api
+from twinengine.twins.current_state import CurrentStateReader
 from twinengine.ui import install_ui
 from twinengine.workflows import api as workflows_api
 from twinengine.workflows import quality_api as workflows_quality_api
@@ -112,10 +113,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         else:
             loops = await anyio.to_thread.run_sync(start_singleton_loops, runtime)
             _app.state.stream_daemons = loops.streams
+        reader = _app.state.current_state = CurrentStateReader(runtime.db)  # GET /twins/{twin}/state
         if runtime.settings.warm_routes:
             await _build_routes(_app)
         gc.freeze()  # what start built lives as long as the process: keep it out of every later GC pass
         yield
+        await reader.close()
         if duties is not None:
             await anyio.to_thread.run_sync(duties.close)
         if loops is not None:

@@ -28,6 +28,7 @@ __all__ = [
     "PUBLISH_HOOKS",
     "PublishStep",
     "Published",
+    "cached_manifest",
     "digest_of",
     "get_app_version",
     "get_archive",
@@ -251,6 +252,11 @@ def manifest_by_digest(session: Session, app_id: int, digest: str | None) -> Man
     when it holds that content."""
     cached = _MANIFESTS.get(digest) if digest is not None else None
     return cached if cached is not None else manifest_by_id(session, app_id)
+
+
+def cached_manifest(digest: str | None) -> Manifest | None:
+    """The manifest whose archive checksum is ``digest`` if the cache holds it (no statement)."""
+    return _MANIFESTS.get(digest) if digest is not None else None
 
 
 def manifest_of(row: AppVersion) -> Manifest:

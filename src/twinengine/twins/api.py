@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import Body, Path, Query, Response, status
+from fastapi import Body, Path, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
-from twinengine.api.deps import PrincipalDep, SessionDep
+from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import Permission
 from twinengine.auth.principal import Principal
 from twinengine.quality.spec import FLAGS, Flag
 from twinengine.quality.stored import unpack
+from twinengine.runtime import Runtime
 from twinengine.timeutil import Instant
 from twinengine.twins import service, state_quality
+from twinengine.twins.current_state import CurrentStateReader
 from twinengine.twins.models import StateRevision, Twin
 from twinengine.twins.schemas import (
     GrantRead,
@@ -136,17 +141,32 @@ def state_write(twin: TwinRef, body: StateWrite, session: SessionDep, principal:
     return revision
 
 
-@router.get("/{twin}/state", name="state_read",
+@router.get("/{twin}/state", name="state_read", response_model=TwinState,
             summary="The state now, as of a revision, or as of a time (by the values' timestamps)")
-def state_read(
+async def state_read(
     twin: TwinRef,
-    session: SessionDep,
+    request: Request,
     principal: PrincipalDep,
+    runtime: RuntimeDep,
     revision: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
     at: Annotated[Instant | None, Query(description="ISO 8601; without a zone it is UTC")] = None,
     quality: QualityFilter = None,
-) -> TwinState:
-    return service.read_state(session, principal=principal, ref=twin, revision=revision, at=at, quality=quality)
+) -> Response:
+    """The current state, unfiltered, comes from the reader of ``twins.current_state`` (no unit of work; on
+    PostgreSQL no worker thread); every other read, and one it hands back, from a unit of work."""
+    reader: CurrentStateReader | None = getattr(request.app.state, "current_state", None)
+    if reader is not None and revision is None and at is None and not quality:
+        body = await reader.read(principal, twin)
+        if body is not None:
+            return Response(body, media_type="application/json")
+    answer = await run_in_threadpool(_read_state, runtime, principal, twin, revision, at, quality)
+    return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
+
+
+def _read_state(runtime: Runtime, principal: Principal, ref: str, revision: int | None, at: datetime | None,
+                quality: Sequence[Flag] | None) -> TwinState:
+    with runtime.db.session(readonly=True) as session:
+        return service.read_state(session, principal=principal, ref=ref, revision=revision, at=at, quality=quality)
 
 
 @router.get("/{twin}/revisions", name="revisions_list", summary="The state log, newest first by default")

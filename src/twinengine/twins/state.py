@@ -245,6 +245,16 @@ def current_snapshot(session: Session, rows: Iterable[Any], head_revision: int) 
     return _collect(session, (row for row in rows if row.property is not None), head_revision, None)
 
 
+def heads_snapshot(rows: Iterable[Any], head_revision: int) -> Snapshot | None:
+    """``current_snapshot`` when the heads answer alone, with no statement; None when one of them is newer
+    than ``head_revision`` and its value at that revision must be read (``pick``: a write committed between
+    the reads of the twin and of its heads)."""
+    heads = [row for row in rows if row.property is not None]
+    if any(row.revision > head_revision and row.pick is not None for row in heads):
+        return None
+    return {(row.property, StateKind(row.kind)): _value(row) for row in heads if row.revision <= head_revision}
+
+
 def _as_of(session: Session, twin_id: str, revision: int | None, at: datetime | None, keep: Keep = None
            ) -> Snapshot:
     """The state as of a revision or a valid time: the heads name the (property, kind) pairs, and each pair
@@ -318,13 +328,22 @@ def read_state(session: Session, twin: StateOf, *, revision: int | None = None, 
         state = _state(twin, _as_of(session, twin.id, None, at, keep), revision=None, at=at)
         as_of = at
     else:
+        if revision is None and keep is None and current is not None:
+            return current_state(twin, current, manifest)
         number = twin.head_revision if revision is None else revision
-        snapshot = current if revision is None and keep is None and current is not None else \
-            snapshot_at_revision(session, twin, number, keep)
-        state = _state(twin, snapshot, revision=number, at=None)
+        state = _state(twin, snapshot_at_revision(session, twin, number, keep), revision=number, at=None)
         as_of = utcnow() if revision is None else _recorded_at(session, twin, number)
     if keep is not None:
         state.quality = sorted(keep, key=FLAGS.index)
+    return _with_staleness(state, manifest, as_of)
+
+
+def current_state(twin: StateOf, current: Snapshot, manifest: Manifest | None) -> TwinState:
+    """The state at the twin's head revision from its ``current`` snapshot, stale properties marked now."""
+    return _with_staleness(_state(twin, current, revision=twin.head_revision, at=None), manifest, utcnow())
+
+
+def _with_staleness(state: TwinState, manifest: Manifest | None, as_of: datetime) -> TwinState:
     limits = state_quality.stale_limits(manifest)
     if limits:
         state.reported, state.stale = state_quality.with_staleness(state.reported, limits, as_of)
