@@ -42,6 +42,7 @@
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   ├── TwinNameTaken           409  TwinNameTaken
     │   ├── DidConflict             409  DidConflict        (scope:name exists with other content or type)
+    │   ├── DuplicateRule           409  DuplicateRule      (the owner has a rule like it on that DID)
     │   └── StoredConflict          409  StoredConflict     (a write collided with a stored key or reference)
     ├── PayloadTooLarge             413  PayloadTooLarge
     │   └── ResponseTooLarge        413  ResponseTooLarge   (an EDR answer would exceed the size limit)

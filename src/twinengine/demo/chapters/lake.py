@@ -17,7 +17,7 @@ from typing import Any
 from twinengine.client import Client
 from twinengine.daemons import lake_conveyor, lake_judge, lake_reaper
 from twinengine.demo.context import DemoContext
-from twinengine.errors import DidConflict
+from twinengine.errors import DidConflict, DuplicateRule
 
 __all__ = ["BBOX", "CONTAINER", "SCOPE", "lake_find", "lake_store", "store_result"]
 
@@ -127,9 +127,12 @@ def lake_store(ctx: DemoContext) -> None:
     rain = store_result(ctx, nc_path, name=f"{name}-rain", start=start, end=end, meta={"kind": "rainfall"},
                         title=f"Rainfall field over {name}")
     ctx.say(f"uma uploaded {levels} ({rows} rows) and {rain} to site-a, checksummed while they streamed")
-    rule = uma.lake.add_rule(CONTAINER, copies=2, endpoints="tier=1&type=disk", comment="two sites, always")
+    try:
+        rule_id = uma.lake.add_rule(CONTAINER, copies=2, endpoints="tier=1&type=disk", comment="two sites, always").id
+    except DuplicateRule as again:  # a second run in the same data dir: the first run's rule keeps the copies
+        rule_id = again.details[0]["rule"]
     started = time.perf_counter()
-    rule = _settle(ctx, rule.id)
+    rule = _settle(ctx, rule_id)
     seconds = time.perf_counter() - started
     files = [uma.lake.get(levels), uma.lake.get(rain)]
     copies = {f.did: sorted(r.endpoint for r in f.replicas if r.state.value == "AVAILABLE") for f in files}
