@@ -1,10 +1,11 @@
 """The same request from twelve clients at once, against ``twin serve`` on SQLite and PostgreSQL: a create is
 made once and the others are conflicts, an idempotent request (a PUT, attaching a member) answers every
 client alike, none is a 500, a replication rule is added once, two containers put into each other at once
-never make a cycle, uploads finishing at once cannot pass an endpoint's quota together, and the same DELETE
-removes once (the others are 404). Most of these writes read before they insert; on PostgreSQL two requests
-doing so at once both found nothing and the second insert broke a unique key (a 500 for DIDs, endpoints,
-uploads, attachments, grants, tokens for a new name and openEO user processes)."""
+never make a cycle, uploads finishing at once cannot pass an endpoint's quota together, the same DELETE
+removes once (the others are 404), and a job's lifecycle requests at once each get an answer they could have
+had alone. Most of these writes read before they insert; on PostgreSQL two requests doing so at once both
+found nothing and the second insert broke a unique key (a 500 for DIDs, endpoints, uploads, attachments,
+grants, tokens for a new name and openEO user processes)."""
 
 from __future__ import annotations
 
@@ -152,3 +153,28 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
                    "/api/v1/twins/doomed"]
         for path in deletes:
             assert at_once(url, admin, "DELETE", path) == {204: 1, 404: CLIENTS - 1}, path
+
+        # One openEO batch job started, cancelled, changed and deleted by twelve clients at once: each answer is
+        # one it could have had alone (a start and a delete had locked the job and its nodes in opposite
+        # orders, and PostgreSQL ended one as a deadlock; a change of a job deleted meanwhile matched no row),
+        # and the job is deleted at most once.
+        headers = {"Authorization": f"Bearer {admin}"}
+        requests = [("POST", "/results", None), ("DELETE", "/results", None), ("DELETE", "", None),
+                    ("PATCH", "", {"title": "renamed"})]
+        for _ in range(3):
+            job = httpx.post(f"{url}/openeo/1.2/jobs", json={"process": GRAPH}, headers=headers)
+            assert job.status_code == 201, job.text
+            path = f"/openeo/1.2/jobs/{job.headers['OpenEO-Identifier']}"
+            together = threading.Barrier(CLIENTS)
+
+            def lifecycle(i: int, path: str = path, together: threading.Barrier = together) -> tuple[str, int]:
+                method, tail, body = requests[i % len(requests)]
+                with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+                    http.get("/health")
+                    together.wait()
+                    return f"{method} {tail}", http.request(method, path + tail, json=body).status_code
+
+            with ThreadPoolExecutor(CLIENTS) as pool:
+                answers = Counter(pool.map(lifecycle, range(CLIENTS)))
+            assert all(status < 500 for _, status in answers), answers
+            assert answers[("DELETE ", 204)] <= 1, answers

@@ -9,7 +9,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
-from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from twinengine.errors import (
@@ -21,7 +20,7 @@ from twinengine.errors import (
     ValidationFailed,
     join_loc,
 )
-from twinengine.store.conflicts import stored_conflict
+from twinengine.store.conflicts import STORE_REFUSALS, store_refusal
 
 __all__ = ["install_error_handlers", "render"]
 
@@ -87,9 +86,9 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     return JSONResponse({"code": code, "message": detail}, status_code=exc.status_code, headers=headers or None)
 
 
-def _stored_conflict(request: Request, exc: IntegrityError) -> JSONResponse:
+def _stored_conflict(request: Request, exc: Exception) -> JSONResponse:
     """A collision in a write that does not run through ``commits_on_its_thread`` (a streamed upload)."""
-    conflict = stored_conflict(exc)
+    conflict = store_refusal(exc)
     return render(conflict) if conflict is not None else _bug(request, exc)
 
 
@@ -103,5 +102,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
     app.add_exception_handler(TwinEngineError, _engine_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(IntegrityError, _stored_conflict)  # type: ignore[arg-type]
+    for refusal in STORE_REFUSALS:
+        app.add_exception_handler(refusal, _stored_conflict)
     app.add_exception_handler(Exception, _bug)

@@ -18,7 +18,6 @@ from fastapi import APIRouter, BackgroundTasks
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette._utils import get_route_path
 from starlette.responses import Response
@@ -26,7 +25,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from twinengine.api.audit_trail import record_with_commit
-from twinengine.store.conflicts import stored_conflict
+from twinengine.store.conflicts import store_refusal
 
 __all__ = ["API_PREFIX", "Router", "api_router", "commits_on_its_thread", "long_running", "operation_id"]
 
@@ -99,7 +98,7 @@ def commits_on_its_thread(endpoint: Callable[..., Any], *, answers: tuple[type[B
             # threads wait for, so it must not wait for one of them to be let go.
             for session in sessions:
                 session.rollback()
-            conflict = stored_conflict(error) if isinstance(error, IntegrityError) else None
+            conflict = store_refusal(error)
             if conflict is not None:
                 raise conflict from error
             raise

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import re
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from twinengine.errors import StoredConflict
 
-__all__ = ["stored_conflict"]
+__all__ = ["STORE_REFUSALS", "store_refusal", "stored_conflict"]
 
 log = logging.getLogger("twinengine.store")
 
@@ -57,3 +58,25 @@ def stored_conflict(error: IntegrityError) -> StoredConflict | None:
                               "see its answer")
     return StoredConflict(f"a row this request refers to in {where} is not stored, most likely removed by "
                           "another request at the same moment; nothing of this request was written")
+
+
+_TURN_STATES = {"40P01", "40001"}  # deadlock_detected, serialization_failure: PostgreSQL ended the transaction
+STORE_REFUSALS = (DBAPIError, StaleDataError)  # what ``store_refusal`` may turn into a conflict
+
+
+def store_refusal(error: BaseException) -> StoredConflict | None:
+    """The conflict a refused write stands for: a key or reference (``stored_conflict``), a row another
+    request removed between this one's read and its write (``StaleDataError``: its UPDATE or DELETE matched
+    nothing), or a transaction PostgreSQL ended in a deadlock or a serialisation failure with another one. In
+    each, nothing of the request was written and repeating it gives its answer. None for anything else."""
+    if isinstance(error, IntegrityError):
+        return stored_conflict(error)
+    if isinstance(error, StaleDataError):
+        log.warning("write refused by the store: %s", error)
+        return StoredConflict("a row this request changes was changed or removed by another request at the same "
+                              "moment; nothing of this request was written: repeat it to see its answer")
+    if isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in _TURN_STATES:
+        log.warning("transaction ended by the store: %s", error.orig)
+        return StoredConflict("the store ended this request's transaction, which waited for another one that "
+                              "waited for it; nothing of this request was written: repeat it")
+    return None

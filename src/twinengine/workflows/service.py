@@ -24,7 +24,7 @@ from twinengine.errors import (
     RunNotFound,
     WorkflowNotFound,
 )
-from twinengine.store.base import lock_for_delete, utcnow
+from twinengine.store.base import utcnow
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
 from twinengine.workflows.apps import read_app_file
@@ -164,6 +164,10 @@ def _visible(principal: Principal, run: WorkflowRun) -> bool:
 
 
 def get_run(session: Session, *, principal: Principal, run_id: str, for_update: bool = False) -> WorkflowRun:
+    """The run, if the principal may see it. ``for_update``: its row locked first, as every change of a run
+    (start, cancel, change, delete) takes it, before its nodes or its log: changes of one run then take turns
+    in one order (two at once had locked the run and its nodes in opposite orders, and PostgreSQL ended one
+    as a deadlock), and a run deleted meanwhile is not found."""
     run = session.get(WorkflowRun, run_id, with_for_update=for_update) if for_update else session.get(
         WorkflowRun, run_id)
     if run is None or not _visible(principal, run):
@@ -199,7 +203,7 @@ def nodes_of(session: Session, run: WorkflowRun) -> list[RunNode]:
 
 def start_run(session: Session, *, principal: Principal, run_id: str) -> WorkflowRun:
     """Queue a created (or finished, canceled, failed) run again; a queued or running one stays as it is."""
-    run = get_run(session, principal=principal, run_id=run_id)
+    run = get_run(session, principal=principal, run_id=run_id, for_update=True)
     if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         return run
     now = utcnow()
@@ -213,7 +217,7 @@ def start_run(session: Session, *, principal: Principal, run_id: str) -> Workflo
 
 
 def cancel_run(session: Session, *, principal: Principal, run_id: str) -> WorkflowRun:
-    run = get_run(session, principal=principal, run_id=run_id)
+    run = get_run(session, principal=principal, run_id=run_id, for_update=True)
     require(principal, "workflow.cancel", run)
     now = utcnow()
     if run.status in (RunStatus.QUEUED, RunStatus.CREATED):
@@ -229,7 +233,7 @@ def cancel_run(session: Session, *, principal: Principal, run_id: str) -> Workfl
 
 def update_run(session: Session, engine: WorkflowEngine, *, principal: Principal, run_id: str,
                title: str | None = None, description: str | None = None, process: Any = None) -> WorkflowRun:
-    run = get_run(session, principal=principal, run_id=run_id)
+    run = get_run(session, principal=principal, run_id=run_id, for_update=True)
     require(principal, "workflow.cancel", run)
     if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         raise RunLocked(f"run {run.id} is {run.status}; cancel it before changing it")
@@ -251,11 +255,10 @@ def update_run(session: Session, engine: WorkflowEngine, *, principal: Principal
 
 
 def delete_run(session: Session, engine: WorkflowEngine, *, principal: Principal, run_id: str) -> None:
-    run = get_run(session, principal=principal, run_id=run_id)
+    run = get_run(session, principal=principal, run_id=run_id, for_update=True)
     require(principal, "workflow.cancel", run)
     if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         raise RunLocked(f"run {run.id} is {run.status}; cancel it before deleting it")
-    lock_for_delete(session, run, RunNotFound(f"no run {run_id!r}"))
     session.delete(run)
     session.flush()
     engine.results.delete(run.id)
