@@ -18,7 +18,7 @@ from twinengine.store.base import lock_for_delete, utcnow
 from twinengine.store.engine import Database
 
 __all__ = ["add_endpoint", "check_file_location", "endpoint_read", "get_endpoint", "list_endpoints", "remove_endpoint",
-           "update_endpoint", "usage"]
+           "take_quota", "update_endpoint", "usage"]
 
 _ATTR_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 

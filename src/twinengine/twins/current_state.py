@@ -26,13 +26,11 @@ from typing import Any
 from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
 
-from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog.service import cached_manifest
 from twinengine.errors import TwinNotFound
 from twinengine.store.engine import Database
 from twinengine.twins import service, state
-from twinengine.twins.schemas import TwinState
 
 __all__ = ["CurrentStateReader"]
 
@@ -134,17 +132,9 @@ class CurrentStateReader:
 def _answer(rows: list[Any], principal: Principal, ref: str) -> bytes | None:
     if not rows:
         raise TwinNotFound(f"no twin with id or name {ref!r}")
-    twin_id, name, owner, app_id, head, created_at, grant, digest = rows[0][:service._TWIN_COLUMNS]
-    twin = service.TwinForRead(twin_id, name, owner, app_id, head, created_at, principal.name, grant)
-    require(principal, "twin.read", twin, target=f"twin {name}")
+    twin, digest = service.readable_twin(rows[0], principal)
     manifest = cached_manifest(digest)
-    current = state.heads_snapshot(rows, head) if manifest is not None else None
-    if manifest is None or current is None:
+    current = state.heads_snapshot(rows, twin.head_revision) if manifest is not None else None
+    if current is None:
         return None
     return state.current_state(twin, current, manifest).model_dump_json(by_alias=True).encode()
-
-
-def read_in_session(db: Database, principal: Principal, ref: str) -> TwinState:
-    """The same answer through a unit of work (what the tests compare the reader with)."""
-    with db.session(readonly=True) as session:
-        return service.read_state(session, principal=principal, ref=ref)

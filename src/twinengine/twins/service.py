@@ -328,10 +328,17 @@ def _twin_for_read(session: Session, *, principal: Principal, ref: str) -> tuple
                                          {"ref": ref, "who": principal.name}).first()
     if found is None:
         raise TwinNotFound(f"no twin with id or name {ref!r}")
-    twin_id, name, owner, app_id, head, created_at, grant, digest = found
+    twin, digest = readable_twin(found, principal)
+    return twin, catalog.manifest_by_digest(session, twin.app_id, digest)
+
+
+def readable_twin(row: Sequence[Any], principal: Principal) -> tuple[TwinForRead, str | None]:
+    """The twin of a row of ``_FOR_READ``'s columns (the first ``_TWIN_COLUMNS``) and its app version's
+    checksum, once ``principal`` may read it (PermissionDenied otherwise)."""
+    twin_id, name, owner, app_id, head, created_at, grant, digest = row[:_TWIN_COLUMNS]
     twin = TwinForRead(twin_id, name, owner, app_id, head, created_at, principal.name, grant)
     require(principal, "twin.read", twin, target=f"twin {name}")
-    return twin, catalog.manifest_by_digest(session, app_id, digest)
+    return twin, digest
 
 
 def _twin_with_current(session: Session, *, principal: Principal, ref: str
@@ -342,10 +349,9 @@ def _twin_with_current(session: Session, *, principal: Principal, ref: str
                                         {"ref": ref, "who": principal.name}).all()
     if not rows:
         raise TwinNotFound(f"no twin with id or name {ref!r}")
-    twin_id, name, owner, app_id, head, created_at, grant, digest = rows[0][:_TWIN_COLUMNS]
-    twin = TwinForRead(twin_id, name, owner, app_id, head, created_at, principal.name, grant)
-    require(principal, "twin.read", twin, target=f"twin {name}")
-    return twin, catalog.manifest_by_digest(session, app_id, digest), state.current_snapshot(session, rows, head)
+    twin, digest = readable_twin(rows[0], principal)
+    return (twin, catalog.manifest_by_digest(session, twin.app_id, digest),
+            state.current_snapshot(session, rows, twin.head_revision))
 
 
 def read_state(session: Session, *, principal: Principal, ref: str, revision: int | None = None,
