@@ -42,7 +42,7 @@ from twinengine.config import Settings
 from twinengine.twins.schemas import PropertyValue, TwinState
 from twinengine.workers.effects import EffectsWriter, read_effects
 from twinengine.workers.envs import Environments
-from twinengine.workers.protocol import pickled, unpickled
+from twinengine.workers.protocol import PART_CALLS, pickled, unpickled
 from twinengine.workers.sandbox import Sandbox, bwrap_works
 from twinengine.workers.service import Workers
 
@@ -93,7 +93,8 @@ def in_process(batch: list[dict[str, Any]]) -> Callable[[], Any]:
 
 def transport(batch: list[dict[str, Any]]) -> Callable[[], Any]:
     """What a worker adds besides the pipe and the second process, in this one: the calls pickled and
-    unpickled, each call's effects encoded as it returns, the document read and checked by the engine. The
+    unpickled, each call's effects packed as it returns, the parts read and checked by the engine (one after
+    the other here; with two processes the engine reads a part while the worker runs the next calls). The
     function is not called (its effects are those it made in-process); no sandbox design that keeps app
     code out of the engine's interpreter and checks what comes back does less."""
     sys.path.insert(0, str(APP))
@@ -113,10 +114,15 @@ def transport(batch: list[dict[str, Any]]) -> Callable[[], Any]:
         unpickled(pickled(calls))
         writer = EffectsWriter()
         ctx = FunctionContext(twin_id="t", twin_name="reach", function="gauge_to_state", parameters=PARAMETERS)
+        results = []
         for updates in effects:
             ctx.updates = updates
             writer.add(ctx, 0, 0, 0)
-        return read_effects(writer.document(), len(effects), tagged=writer.tagged)
+            if len(writer.rows) == PART_CALLS:  # in parts, as the worker sends them
+                document, count, tagged = writer.take()
+                results += read_effects(document, count, tagged=tagged)
+        document, count, tagged = writer.take()
+        return results + read_effects(document, count, tagged=tagged)
 
     return run
 

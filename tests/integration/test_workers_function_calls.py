@@ -5,19 +5,21 @@ protocol pipe gets a malformed call refused, or the whole batch, and never has a
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from helpers import warm_app
 from twinengine.twins.schemas import PropertyValue, TwinState
 from twinengine.workers.effects import CallEffects, Malformed
 from twinengine.workers.process import WorkerCrashed
-from twinengine.workers.protocol import ProtocolError
+from twinengine.workers.protocol import PART_CALLS, ProtocolError
 from twinengine.workers.service import AppWorkers
 
 CODE = '''
@@ -51,10 +53,21 @@ def each(ctx, records):
 
 def reads(ctx, records):
     ctx.update_state(seen=ctx.state.reported["level"].value)
+
+
+def echo(ctx, records):
+    for r in records:
+        ctx.update_state(blob=r["blob"][::-1])
+        ctx.publish("out", [{"blob": r["blob"]}])
 '''
 
 T0 = datetime(2026, 3, 1, 6, 0, 0, 250_001, tzinfo=UTC)
 ROW = '[[[{"n":0},"2026-03-01T06:00:00+00:00",null]],[],[],[]]'
+
+
+def packed(*rows: str) -> bytes:
+    """A part as a worker sends it, from rows written as JSON for the reader's sake."""
+    return msgpack.Packer().pack_array_header(len(rows)) + b"".join(msgpack.packb(json.loads(r)) for r in rows)
 
 
 @pytest.fixture
@@ -109,6 +122,31 @@ def test_each_call_gets_its_own_effects_and_a_failing_call_ends_the_batch(app: A
     assert failed is None and [r.updates[0].values["n"] for r in again if isinstance(r, CallEffects)] == [0, 1]
 
 
+def test_a_batch_comes_back_in_parts_whole_and_in_order(app: AppWorkers) -> None:
+    """The worker sends every ``PART_CALLS`` calls' effects as it goes; the engine puts them together."""
+    count = 2 * PART_CALLS + 7
+    results, failed = call(app, count)
+    assert failed is None and len(results) == count
+    assert [r.updates[0].values["n"] for r in results if isinstance(r, CallEffects)] == list(range(count))
+    assert all(isinstance(r, CallEffects) and r.updates[0].timestamp == T0 + timedelta(minutes=i)
+               for i, r in enumerate(results))
+    results, failed = call(app, count, fail=PART_CALLS + 3)  # a failure in the second part
+    assert failed is not None and "call 35 failed" in failed["error"] and len(results) == PART_CALLS + 3
+
+
+def test_parts_larger_than_the_pipes_hold_flow_both_ways(app: AppWorkers) -> None:
+    """Calls and effects of many times a pipe's buffer: the engine sends the whole request before it reads
+    and the worker reads all of it before it writes, so neither waits on the other with both pipes full."""
+    header = {"entrypoint": "calls_app.fns:echo", "model": None, "seconds": 60.0,
+              "twin": {"id": "t", "name": "n", "function": "echo", "parameters": {}}}
+    blobs = [f"{i:06d}" + "x" * 20_000 for i in range(4 * PART_CALLS + 1)]  # 2.6 MB of calls, 5.2 MB back
+    results, failed = app.functions(header, [[{"blob": b}] for b in blobs], ask=lambda q: None)
+    assert failed is None and len(results) == len(blobs)
+    for blob, result in zip(blobs, results, strict=True):
+        assert isinstance(result, CallEffects)
+        assert result.updates[0].values == {"blob": blob[::-1]} and result.published[0]["records"] == [{"blob": blob}]
+
+
 def test_a_worker_that_dies_mid_batch_says_how_many_calls_returned(app: AppWorkers) -> None:
     with pytest.raises(WorkerCrashed, match="exited with status 3") as info:
         call(app, 5, exit=3)
@@ -126,15 +164,19 @@ def forged(app: AppWorkers, header: dict[str, Any], document: bytes) -> tuple[li
 
 def test_a_forged_answer_is_checked_like_any_other(app: AppWorkers, tmp_path: Path) -> None:
     results, failed = forged(app, {"calls": 2, "failed": None, "tagged": False},
-                             f'[{ROW},[[[{{"n":1}},"yesterday",null]],[],[],[]]]'.encode())
+                             packed(ROW, '[[[{"n":1},"yesterday",null]],[],[],[]]'))
     assert failed is None and isinstance(results[0], CallEffects)
     assert results[0].updates[0].timestamp == datetime(2026, 3, 1, 6, tzinfo=UTC)
     assert isinstance(results[1], Malformed) and str(results[1]) == "update_state: malformed update"
 
     with pytest.raises(ProtocolError, match="malformed"):  # more calls than it was sent
-        forged(app, {"calls": 3, "failed": None, "tagged": False}, f"[{ROW},{ROW},{ROW}]".encode())
+        forged(app, {"calls": 3, "failed": None, "tagged": False}, packed(ROW, ROW, ROW))
     with pytest.raises(ProtocolError, match="malformed"):  # fewer rows than it claims
-        forged(app, {"calls": 2, "failed": None, "tagged": False}, f"[{ROW}]".encode())
+        forged(app, {"calls": 2, "failed": None, "tagged": False}, packed(ROW))
+    with pytest.raises(WorkerCrashed, match="broke the protocol"):  # a part claiming more calls than were sent
+        forged(app, {"note": "effects", "calls": 3, "tagged": False}, packed(ROW, ROW, ROW))
+    with pytest.raises(WorkerCrashed, match="broke the protocol"):  # a part that is not the calls it claims
+        forged(app, {"note": "effects", "calls": 2, "tagged": False}, packed(ROW))
 
     marker = tmp_path / "unpickled-in-the-engine"
 
@@ -147,5 +189,5 @@ def test_a_forged_answer_is_checked_like_any_other(app: AppWorkers, tmp_path: Pa
             forged(app, {"calls": 2, "failed": None, "tagged": tagged}, pickle.dumps([Evil(), Evil()]))
     with pytest.raises(ProtocolError, match="unknown value tag"):
         forged(app, {"calls": 2, "failed": None, "tagged": True},
-               f'[{ROW},[[],[{{"kind":"k","x":{{"$twin":"pickle","v":"gASV"}}}}],[],[]]]'.encode())
+               packed(ROW, '[[],[{"kind":"k","x":{"$twin":"pickle","v":"gASV"}}],[],[]]'))
     assert not marker.exists()

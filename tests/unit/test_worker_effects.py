@@ -1,13 +1,17 @@
-"""The effects of a batch of function calls as a worker writes them (one JSON row per call, encoded as the call
-returns) and as the engine reads them: each call's effects stay its own, times come back exactly, and what a
-hostile worker sends instead is refused, for the call it claims to be or for the whole batch."""
+"""The effects of a batch of function calls as a worker writes them (one MessagePack row per call, packed as the
+call returns) and as the engine reads them: each call's effects stay its own, times come back exactly (or as
+the same instant), values mean what JSON would make them mean, and what a hostile worker sends instead is
+refused, for the call it claims to be or for the whole batch."""
 
 from __future__ import annotations
 
+import json
 import pickle
+import struct
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -49,7 +53,7 @@ def test_each_calls_effects_come_back_as_that_calls_with_exact_times() -> None:
         return run
 
     writer, results = run_batch([call(i) for i in range(4)])
-    assert not writer.tagged  # only timestamps, which travel as text in their own place
+    assert not writer.tagged  # only timestamps, which travel in their own place
     assert all(isinstance(r, CallEffects) for r in results) and len(results) == 4
     for i, result in enumerate(results):
         assert isinstance(result, CallEffects)
@@ -117,9 +121,15 @@ def test_a_value_that_cannot_be_sent_fails_in_the_worker() -> None:
 ROW = '[[[{"level":1.0},"2026-03-01T06:15:00+00:00",null]],[],[],[]]'
 
 
+def packed(*rows: str, count: int | None = None) -> bytes:
+    """A part as a worker sends it, from rows written as JSON for the reader's sake."""
+    head = msgpack.Packer().pack_array_header(len(rows) if count is None else count)
+    return head + b"".join(msgpack.packb(json.loads(row)) for row in rows)
+
+
 @pytest.mark.parametrize(("row", "why"), [
     ('[[[{"level":1.0},"yesterday",null]],[],[],[]]', "update_state: malformed update"),
-    ('[[[{"level":1.0},{"$twin":"datetime","v":"2026-03-01"},null]],[],[],[]]', "update_state: malformed update"),
+    ('[[[{"level":1.0},{"$twin":"date","v":"2026-03-01"},null]],[],[],[]]', "update_state: malformed update"),
     ('[[[["level",1.0],null,null]],[],[],[]]', "update_state: malformed update"),
     ('[[[{"level":1.0},null,null,"extra"]],[],[],[]]', "update_state: malformed update"),
     ('[[],[{"size":3}],[],[]]', "emit: an event needs a kind"),
@@ -132,21 +142,56 @@ ROW = '[[[{"level":1.0},"2026-03-01T06:15:00+00:00",null]],[],[],[]]'
 ])
 def test_a_hostile_row_fails_its_call_and_the_calls_before_it_stand(row: str, why: str) -> None:
     for tagged in (False, True):
-        results = read_effects(f"[{ROW},{row},{ROW}]".encode(), 3, tagged=tagged)
+        results = read_effects(packed(ROW, row, ROW), 3, tagged=tagged)
         assert len(results) == 2 and isinstance(results[0], CallEffects)
         assert results[0].updates[0].timestamp == datetime(2026, 3, 1, 6, 15, tzinfo=UTC)
         assert isinstance(results[1], Malformed) and why in str(results[1])
 
 
+def test_values_mean_what_json_makes_them_mean() -> None:
+    """Keys that are numbers, booleans or null become the text JSON writes; bytes are no value, nor is a
+    key JSON has no text for; integers beyond 64 bits come back whole; an aware time inside a value comes
+    back as the same instant."""
+    berlin = datetime(2026, 3, 1, 7, tzinfo=timezone(timedelta(hours=1)))
+
+    def keys(ctx: FunctionContext) -> None:
+        ctx.update_state(histogram={1: 5, 2.5: 1, False: 0, None: 2, "x": {3: [4]}}, big=2 ** 70, at=berlin)
+
+    writer, (result,) = run_batch([keys])
+    assert isinstance(result, CallEffects)
+    assert result.updates[0].values["histogram"] == json.loads(json.dumps({1: 5, 2.5: 1, False: 0, None: 2,
+                                                                          "x": {3: [4]}}))
+    assert result.updates[0].values["big"] == 2 ** 70 and writer.tagged
+    assert result.updates[0].values["at"] == berlin
+
+    good = lambda ctx: ctx.update_state(level=1.0)  # noqa: E731
+    for bad, why in ((lambda ctx: ctx.update_state(raw=b"\x00\x01"), "update_state: malformed update"),
+                     (lambda ctx: ctx.emit("e", data={b"k": 1}), "emit"),
+                     (lambda ctx: ctx.update_state(pair={(1, 2): 3}), "cannot be sent back to the engine")):
+        _writer, results = run_batch([good, bad, good])
+        assert len(results) == 2 and isinstance(results[0], CallEffects)
+        assert isinstance(results[1], Malformed) and why in str(results[1])
+
+
+def test_a_row_with_an_extension_type_refuses_the_batch() -> None:
+    row = msgpack.packb([[[{"x": msgpack.ExtType(5, b"payload")}, None, None]], [], [], []])
+    with pytest.raises(ProtocolError, match="extension type 5"):
+        read_effects(msgpack.Packer().pack_array_header(1) + row, 1, tagged=False)
+
+
 @pytest.mark.parametrize("document", [
-    b"", b"not json", b"{}", b"[" + ROW.encode() + b"]", b"[" + ROW.encode() + b"," + ROW.encode(),
+    b"", b"not json", b"{}", packed(ROW), packed(ROW, count=2)[:-3], packed(ROW, ROW) + b"\xc0",
     pickle.dumps([[], [], [], []]),
-    b'[[[],[{"kind":"k","at":{"$twin":"pickle","v":"x"}}],[],[]],' + ROW.encode() + b"]",
-    b"[" * 100_000 + b"]" * 100_000,  # deeper than the parsers go
+    packed('[[],[{"kind":"k","at":{"$twin":"pickle","v":"x"}}],[],[]]', ROW),
+    packed('[[],[{"kind":"k","at":{"$twin":"int","v":"twelve"}}],[],[]]', ROW),
+    packed('[[],[{"kind":"k","at":{"$twin":"datetime"}}],[],[]]', ROW),
+    msgpack.Packer().pack_array_header(2) + b"\x91" * 100_000,  # deeper than the parser goes
+    msgpack.Packer().pack_array_header(2) + b"\x94\x91\x93\x80"  # a timestamp far beyond the year 9999
+    + b"\xc7\x0c\xff" + struct.pack(">Iq", 0, 10 ** 15) + b"\xc0\x90\x90\x90" + packed(ROW)[1:],
 ])
 def test_a_batch_that_is_not_the_calls_it_claims_is_refused_whole(document: bytes) -> None:
     with pytest.raises(ProtocolError):
         read_effects(document, 2, tagged=True)
-    if b"pickle" not in document:
+    if b"$twin" not in document:
         with pytest.raises(ProtocolError):
             read_effects(document, 2, tagged=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import importlib
 import importlib.util
+import itertools
 import mmap
 import os
 import pkgutil
@@ -18,10 +19,11 @@ import sys
 import time
 import traceback
 import types
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from twinengine.workers.protocol import encode, read_message, unpickled, write_message
+from twinengine.workers.protocol import PART_CALLS, ProtocolError, encode, read_message, unpickled, write_message
 
 Reply = tuple[dict[str, Any], list[bytes]]
 PROGRESS = ".progress"  # in the scratch folder (the working folder): the index of the function call running
@@ -36,6 +38,32 @@ def _limit(memory_bytes: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 
 
+class _Parts:
+    """The calls of one batch, in order: the first part came with the request, ``parts - 1`` more follow it
+    (the engine packs them while the worker runs the first)."""
+
+    def __init__(self, inp: IO[bytes], first: bytes, parts: int) -> None:
+        self.inp, self.left, self.read = inp, parts - 1, deque([first])
+
+    def _receive(self) -> None:
+        header, data = read_message(self.inp)
+        if header.get("op") != "calls" or len(data) != 1:
+            raise ProtocolError("a part of a batch of calls was expected")
+        self.read.append(data[0])
+        self.left -= 1
+
+    def drain(self) -> None:
+        """Read the parts still in the pipe (they are run later)."""
+        while self.left > 0:
+            self._receive()
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        while self.read or self.left > 0:
+            if not self.read:
+                self._receive()
+            yield from unpickled(self.read.popleft())
+
+
 class Child:
     def __init__(self, inp: IO[bytes], out: IO[bytes]) -> None:
         self.inp, self.out = inp, out
@@ -43,6 +71,7 @@ class Child:
         self.host: Any = None  # the AI lifecycle's task host (twinengine.ml.task_host), made on first use
         self.progress: mmap.mmap | None = None  # PROGRESS, mapped on the first batch of function calls
         self.frozen = False  # gc.freeze() once the first function's module is imported
+        self.parts: _Parts | None = None  # the calls of the batch being run
         self.handlers: dict[str, Callable[[dict[str, Any], list[bytes]], Reply]] = {
             "hello": self.hello, "udf": self.udf, "index": self.index, "process": self.process,
             "functions": self.functions, "predict": self.predict}
@@ -52,8 +81,19 @@ class Child:
     def ask(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> tuple[dict[str, Any], list[bytes]]:
         """Ask the engine for something mid-call (the twin's state, a model; a training epoch's report) and
         wait for its answer."""
-        write_message(self.out, header, blobs)
+        self.write(header, blobs)
         return read_message(self.inp)
+
+    def write(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
+        """Write to the engine, having read all of the request first: the engine sends a request whole before
+        it reads, so neither side can wait on the other with both pipes full."""
+        self.drain()
+        write_message(self.out, header, blobs)
+
+    def drain(self) -> None:
+        """Read what is left of the request: the later parts of a batch of calls."""
+        if self.parts is not None:
+            self.parts.drain()
 
     def serve(self) -> int:
         while True:
@@ -69,9 +109,10 @@ class Child:
             except BaseException as exc:  # the code's failure is an answer; the worker stays
                 reply, data = _failure(exc), []
             try:
-                write_message(self.out, reply, data)
+                self.write(reply, data)
             except (TypeError, ValueError) as exc:  # an answer JSON cannot carry (a spec's odd default)
-                write_message(self.out, _failure(exc), [])
+                self.write(_failure(exc), [])
+            self.parts = None
 
     def hello(self, _header: dict[str, Any], _blobs: list[bytes]) -> Reply:
         """Who the worker is: its pid, uid and effective capabilities (hex, from ``/proc/self/status``)."""
@@ -105,8 +146,10 @@ class Child:
         return _value(func(**unpickled(blobs[0])))
 
     def functions(self, header: dict[str, Any], blobs: list[bytes]) -> Reply:
-        """Run up to ``max_calls`` calls for ``seconds``; answer each call's effects (one row per call, encoded
-        as it returns: ``twinengine.workers.effects``), or the first failure."""
+        """Run up to ``max_calls`` calls for ``seconds``; send each call's effects (one row per call, packed as
+        it returns: ``twinengine.workers.effects``) in parts of ``PART_CALLS`` calls as notes, and the last
+        part with the answer, which says the first failure if any."""
+        calls = self.parts = _Parts(self.inp, blobs[0], int(header.get("parts", 1)))  # before anything can fail
         from twinengine.app._context import FunctionContext
         from twinengine.workers.effects import EffectsWriter
 
@@ -115,7 +158,6 @@ class Child:
             gc.collect()
             gc.freeze()  # so the collections a batch's objects set off no longer walk it
             self.frozen = True
-        calls: list[list[dict[str, Any]]] = unpickled(blobs[0])
         twin = header["twin"]
         held: list[Any] = [unpickled(blobs[1])] if len(blobs) > 1 else []  # the state, when sent ahead
 
@@ -132,7 +174,7 @@ class Child:
         failed: dict[str, Any] | None = None
         started, seconds = time.monotonic(), float(header.get("seconds", 1e9))
         progress = self._progress()
-        for index, records in enumerate(calls[: int(header.get("max_calls", len(calls)))]):
+        for index, records in enumerate(itertools.islice(calls, int(header.get("max_calls", 1 << 62)))):
             _INDEX.pack_into(progress, 0, index)
             events, requests, published = len(ctx.events), len(ctx.workflow_requests), len(ctx.published)
             try:
@@ -145,7 +187,11 @@ class Child:
             ctx.updates = []
             if time.monotonic() - started > seconds:
                 break
-        return {"calls": len(writer.rows), "failed": failed, "tagged": writer.tagged}, [writer.document()]
+            if len(writer.rows) == PART_CALLS:  # the engine reads these while the next calls run
+                document, count, tagged = writer.take()
+                self.write({"note": "effects", "calls": count, "tagged": tagged}, [document])
+        document, count, tagged = writer.take()
+        return {"calls": count, "failed": failed, "tagged": tagged}, [document]
 
     def _progress(self) -> mmap.mmap:
         """The index of the function call running, in a file of the scratch folder the engine reads when the

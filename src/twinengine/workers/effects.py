@@ -1,32 +1,43 @@
-"""The effects of function calls as a worker sends them back: one JSON document per batch, one row per call.
+"""The effects of function calls as a worker sends them back: MessagePack, one row per call, sent in parts.
 
-A row is ``[updates, events, workflows, published]``; an update is ``[values, timestamp, message]`` with the
-timestamp as ISO text (or null), an event an object with a ``kind``, a workflow request
-``{"workflow", "parameters"}``, a publish request ``{"stream", "records"}``. The worker encodes each call's
-row as the call returns (``EffectsWriter``), so what the code changes afterwards is not sent. Datetimes, dates
-and durations inside values are tagged as in ``protocol``; a batch says whether it holds any (``tagged``),
-and only then is it read with the tag decoder.
+A row is ``[updates, events, workflows, published]``; an update is ``[values, timestamp, message]``, an event
+a map with a ``kind``, a workflow request ``{"workflow", "parameters"}``, a publish request ``{"stream",
+"records"}``. The worker packs each call's row as the call returns (``EffectsWriter``), so what the code
+changes afterwards is not sent, and hands the rows over every few dozen calls (``take``): the engine reads
+and checks a part while the worker runs the next calls, so on two cores the engine's side costs a batch
+little more than its last part.
 
-The engine reads a batch with ``read_effects``: the whole document is parsed and checked in one pass
-against the row schema, and each call gets its effects or the reason they are malformed. Nothing else is
-built from what the worker sent (JSON values, and the three time types).
+Why MessagePack and not JSON: packing a row is a few times cheaper (numbers and times go as binary, not
+text), and packing is on the worker's side of every call. Times are MessagePack timestamps (the same instant,
+in UTC); an update's timestamp with another offset, and naive ones, go as ISO text so that its offset comes
+back exactly. Dates, durations, naive datetimes and integers beyond 64 bits inside values are tagged as in
+``protocol``; a part says whether it holds any (``tagged``), and only then is it read with the tag decoder.
+
+The engine reads a part with ``read_effects``: parsed, then checked in one pass against the row schema, where
+a value may be only what JSON and the three time types can say (no bytes, no extension types); each call gets
+its effects or the reason they are malformed. Map keys that are numbers, booleans or null become text, as
+JSON would make them. Nothing else is built from what the worker sent.
 """
 
 from __future__ import annotations
 
 import functools
-import json
+import math
 from collections.abc import Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+import msgpack
 
 from twinengine.app._context import FunctionContext, StateUpdate
-from twinengine.workers.protocol import ProtocolError, _plain, _tagged
+from twinengine.workers.protocol import TAG, ProtocolError, _encode_time, _plain, _tagged
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
 __all__ = ["CallEffects", "EffectsWriter", "Malformed", "read_effects"]
+
+_ARRAY = msgpack.Packer().pack_array_header
 
 
 class Malformed(ValueError):
@@ -36,15 +47,21 @@ class Malformed(ValueError):
 # -- the worker's side ------------------------------------------------------------------------------------
 
 class EffectsWriter:
-    """Encodes one call's effects at a time as a row of the batch's document (C encoder, reused)."""
+    """Packs one call's effects at a time as a row (a reused C packer); ``take`` hands over the rows so far."""
 
     def __init__(self) -> None:
-        self.rows: list[str] = []
-        self.tagged = False  # some value was a datetime, date or duration (tagged)
-        self._encode = _encoder(self._default)
+        self.rows: list[bytes] = []
+        self.tagged = False  # some value was tagged (a date, duration, naive datetime or a very large integer)
+        self._pack: Callable[[Any], bytes] = msgpack.Packer(default=self._default, datetime=True).pack
 
     def _default(self, value: Any) -> Any:
-        plain = _plain(value)
+        """What the packer cannot pack itself, as a value it can (called once per such value)."""
+        if isinstance(value, int):  # beyond 64 bits (bool never gets here)
+            self.tagged = True
+            return {TAG: "int", "v": str(value)}
+        plain = _plain(value)  # dates and durations tagged; numpy scalars and arrays as Python values
+        if isinstance(plain, date | timedelta):  # a numpy time as a Python one
+            plain = _encode_time(plain)
         if isinstance(plain, dict):
             self.tagged = True
         return plain
@@ -55,43 +72,33 @@ class EffectsWriter:
         updates = [[u.values, _stamp(u.timestamp), u.message] for u in ctx.updates]
         row = [updates, ctx.events[events:], ctx.workflow_requests[requests:], ctx.published[published:]]
         try:
-            self.rows.append(self._encode(row))
-        except (TypeError, ValueError, RecursionError) as exc:
+            self.rows.append(self._pack(row))
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise ProtocolError(f"a value cannot be sent back to the engine: {exc}") from None
 
+    def take(self) -> tuple[bytes, int, bool]:
+        """The rows so far as one document, how many, and whether any value in them is tagged; the writer
+        then starts afresh."""
+        document = self.document()
+        taken = (document, len(self.rows), self.tagged)
+        self.rows, self.tagged = [], False
+        return taken
+
     def document(self) -> bytes:
-        return ("[" + ",".join(self.rows) + "]").encode()
+        return bytes(_ARRAY(len(self.rows))) + b"".join(self.rows)
 
 
 def _stamp(value: Any) -> Any:
-    """An update's timestamp: ISO text for a datetime (a numpy one too), None for none. Anything else goes
-    as a list the engine refuses as a timestamp, as it always has; a type no value may have raises."""
+    """An update's timestamp: a UTC datetime as it is (packed as a timestamp), another datetime (a numpy one
+    too) as ISO text, which keeps its offset, None for none. Anything else goes as a list the engine refuses
+    as a timestamp, as it always has; a type no value may have raises."""
+    if value is None or (type(value) is datetime and value.tzinfo is UTC):
+        return value
     if type(value) is datetime:
         return value.isoformat()
-    if value is None:
-        return None
     if not isinstance(value, datetime | str | int | float | list | tuple | dict):
         value = _plain(value)
     return value.isoformat() if isinstance(value, datetime) else [f"not a datetime: {type(value).__name__}"]
-
-
-def _encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
-    """``json.dumps`` with ``default`` and compact separators, without building an encoder per call (which
-    costs more than encoding a small row). A value that holds itself is refused by depth (RecursionError)
-    rather than by a table of what is being encoded. ``_json.make_encoder`` is CPython's private C encoder:
-    where it is missing or takes other arguments (another Python), the standard encoder."""
-    standard = json.JSONEncoder(default=default, separators=(",", ":")).encode
-    try:
-        from _json import make_encoder
-        from json.encoder import encode_basestring_ascii
-
-        encode = make_encoder(None, default, encode_basestring_ascii, None, ":", ",", False, False, True)
-        fast: Callable[[Any], str] = lambda value: "".join(encode(value, 0))  # noqa: E731
-        if fast([{"a": 1.5}, None, "é"]) != standard([{"a": 1.5}, None, "é"]):
-            return standard
-    except (ImportError, TypeError):  # pragma: no cover - CPython 3.11 to 3.13 have it as used here
-        return standard
-    return fast
 
 
 # -- the engine's side ------------------------------------------------------------------------------------
@@ -112,65 +119,130 @@ _WHY: dict[Any, str] = {  # by the place in a row where the first problem is
 
 @functools.cache
 def _rows() -> TypeAdapter[list[Any]]:
-    """The schema of a batch: plain tuples, checked in one pass (built on first use: a worker never needs
-    it). Timestamps and event kinds are checked after, in ``read_effects``."""
-    from pydantic import TypeAdapter
-    from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
+    """The schema of a part, checked in one pass (built on first use: a worker never needs it). A value is
+    what JSON can say, or a time: exact types only (bytes are not text, nor a number a string). Timestamps
+    given as text and event kinds are checked after, in ``read_effects``."""
+    from typing import Annotated, Union
+
+    from pydantic import Strict, StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter
+    from typing_extensions import TypeAliasType, TypedDict  # pydantic reads typing's only from Python 3.12
+
+    exact, name = Strict(), "value"  # a type recursive by its name
+    recursive, array, mapping = cast(Any, TypeAliasType), cast(Any, list), cast(Any, dict)
+    value: Any = recursive(name, Union[StrictBool, StrictInt, StrictFloat, StrictStr,  # noqa: UP007
+                                       Annotated[datetime, exact], Annotated[date, exact],
+                                       Annotated[timedelta, exact], array[name], mapping[StrictStr, name], None])
+    values: Any = dict[StrictStr, value]
 
     class Workflow(TypedDict):
-        workflow: str
-        parameters: dict[str, Any]
+        workflow: StrictStr
+        parameters: values
 
     class Publish(TypedDict):
-        stream: str
-        records: list[Any]
+        stream: StrictStr
+        records: list[value]
 
-    update = tuple[dict[str, Any], str | None, str | None]
-    return TypeAdapter(list[tuple[list[update], list[dict[str, Any]], list[Workflow], list[Publish]]])
+    stamp: Any = Union[Annotated[datetime, exact], StrictStr, None]  # noqa: UP007
+    update: Any = tuple[values, stamp, Union[StrictStr, None]]  # noqa: UP007
+    return TypeAdapter(list[tuple[list[update], list[values], list[Workflow], list[Publish]]])
 
 
 def read_effects(document: bytes, calls: int, *, tagged: bool) -> list[CallEffects | Malformed]:
-    """Each of ``calls`` calls' effects from a worker's document, or why they are malformed (the calls after a
-    malformed one are left out); raises ``ProtocolError`` when the document is not a list of ``calls`` rows."""
+    """Each of ``calls`` calls' effects from a part a worker sent, or why they are malformed (the calls after a
+    malformed one are left out); raises ``ProtocolError`` when the part is not a list of ``calls`` rows."""
+    parsed, unreadable = _parsed(document, calls, tagged)
+    out = _checked(parsed)
+    if unreadable is not None and (not out or isinstance(out[-1], CallEffects)):
+        out.append(unreadable)
+    return out
+
+
+def _parsed(document: bytes, calls: int, tagged: bool) -> tuple[list[Any], Malformed | None]:
+    """The rows of a part, read one at a time: a row whose map has a key no map may have (a list) makes its
+    call malformed and ends the part; a part that is not ``calls`` rows of MessagePack is refused whole."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, timestamp=3, ext_hook=_no_extension,
+                                object_hook=_tagged if tagged else None, max_buffer_size=max(len(document), 1))
+    unpacker.feed(document)
+    rows: list[Any] = []
+    try:
+        if unpacker.read_array_header() != calls:
+            raise ProtocolError("the worker's answer to function calls is malformed: not the calls it claims")
+        for _ in range(calls):
+            try:
+                rows.append(unpacker.unpack())
+            except TypeError as exc:  # a map key that cannot be one (the code used a tuple)
+                return rows, Malformed(f"a value cannot be sent back to the engine: {exc}")
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"the worker's answer to function calls is malformed: {exc or type(exc).__name__}") \
+            from None
+    if unpacker.tell() != len(document):
+        raise ProtocolError("the worker's answer to function calls is malformed: more than its calls")
+    return rows, None
+
+
+def _no_extension(code: int, _data: bytes) -> Any:
+    raise ProtocolError(f"a MessagePack extension type {code} in a worker's answer")
+
+
+def _checked(parsed: list[Any], keyed: bool = False) -> list[CallEffects | Malformed]:
+    """Rows checked in one pass; on a problem, the rows before it stand and its call is malformed (after
+    its map keys were made text, as JSON makes them, once)."""
     from pydantic import ValidationError
 
     adapter = _rows()
-    bad: Malformed | None = None
     try:
-        rows = adapter.validate_python(_parsed(document, tagged)) if tagged else adapter.validate_json(document)
+        return _effects(adapter.validate_python(parsed))
     except ValidationError as exc:
         errors = exc.errors()
-        first = min((e["loc"][0] for e in errors if e["loc"] and isinstance(e["loc"][0], int)), default=None)
-        if first is None:
-            raise ProtocolError(f"the worker's answer to function calls is malformed: {errors[0]['msg']}") from None
-        parsed = _parsed(document, tagged)
-        if len(parsed) != calls:
-            raise ProtocolError("the worker's answer to function calls is malformed") from None
-        inside = [e["loc"][1] for e in errors if e["loc"][0] == first and len(e["loc"]) > 2]  # in one of its lists
-        bad = Malformed(_WHY.get(inside[0] if inside else None, "the worker's answer for a call is malformed "
-                                 "(four lists: updates, events, workflows, published)"))
-        rows = adapter.validate_python(parsed[:first])
-    else:
-        if len(rows) != calls:
-            raise ProtocolError("the worker's answer to function calls is malformed")
+    first = min((e["loc"][0] for e in errors if e["loc"] and isinstance(e["loc"][0], int)), default=None)
+    if first is None:
+        raise ProtocolError(f"the worker's answer to function calls is malformed: {errors[0]['msg']}")
+    done = _effects(adapter.validate_python(parsed[:first]))
+    if done and isinstance(done[-1], Malformed):
+        return done
+    if not keyed:
+        rest, changed = _text_keys(parsed[first:])
+        if changed:
+            return [*done, *_checked(rest, keyed=True)]
+    inside = [e["loc"][1] for e in errors if e["loc"][0] == first and len(e["loc"]) > 2]  # in one of its lists
+    return [*done, Malformed(_WHY.get(inside[0] if inside else None, "the worker's answer for a call is malformed "
+                                      "(four lists: updates, events, workflows, published)"))]
+
+
+def _effects(rows: list[Any]) -> list[CallEffects | Malformed]:
+    """Checked rows as calls' effects; a timestamp given as text that is not one ends them."""
     out: list[CallEffects | Malformed] = []
     iso = datetime.fromisoformat
     for updates, events, workflows, published in rows:
         try:
-            changes = [StateUpdate(v, None if t is None else iso(t), m) for v, t, m in updates]
+            changes = [StateUpdate(v, iso(t) if type(t) is str else t, m) for v, t, m in updates]
         except ValueError:
             return [*out, Malformed(_WHY[0])]
         if events and not all(isinstance(e.get("kind"), str) for e in events):
             return [*out, Malformed(_WHY[1])]
         out.append(CallEffects(changes, events, workflows, published))
-    return out if bad is None else [*out, bad]
+    return out
 
 
-def _parsed(document: bytes, tagged: bool) -> list[Any]:
-    try:
-        value = json.loads(document, object_hook=_tagged) if tagged else json.loads(document)
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError(f"a worker's answer is not JSON: {exc}") from None
-    if not isinstance(value, list):
-        raise ProtocolError("the worker's answer to function calls is malformed")
-    return value
+_JSON_KEYS: dict[Any, str] = {True: "true", False: "false", None: "null"}
+
+
+def _text_keys(tree: Any) -> tuple[Any, bool]:
+    """``tree`` with map keys that are numbers, booleans or null as the text JSON writes for them, and
+    whether any was; other keys (bytes) are left for the schema to refuse."""
+    if isinstance(tree, list):
+        items = [_text_keys(v) for v in tree]
+        return [v for v, _ in items], any(c for _, c in items)
+    if isinstance(tree, dict):
+        out, changed = {}, False
+        for key, value in tree.items():
+            value, inner = _text_keys(value)
+            if type(key) is not str and (key is None or isinstance(key, bool | int | float)):
+                key = _JSON_KEYS[key] if key is None or isinstance(key, bool) else \
+                    (repr(key) if isinstance(key, int) or math.isfinite(key) else
+                     {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[repr(key)])
+                inner = True
+            out[key] = value
+            changed = changed or inner
+        return out, changed
+    return tree, False

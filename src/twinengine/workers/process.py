@@ -12,7 +12,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ CHILD = "twinengine.workers._child"
 # which lives as long as the engine, so a worker started during a request outlives that request's thread.
 _SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="twin-worker-spawner")
 Ask = Callable[[dict[str, Any], list[bytes]], tuple[dict[str, Any], list[bytes]]]
+Note = Callable[[dict[str, Any], list[bytes]], None]
 
 
 class WorkerCrashed(Exception):
@@ -116,15 +117,27 @@ class Worker:
         return self.process.poll() is None
 
     def request(self, header: dict[str, Any], blobs: list[bytes] | None = None, *, timeout: float,
-                ask: Ask | None = None) -> Message:
-        """Send ``header`` (+ ``blobs``) and wait at most ``timeout`` seconds for the answer. An answer with
-        ``error`` raises ``WorkerError``; a missed deadline kills the worker and raises ``WorkerTimeout``."""
+                ask: Ask | None = None, note: Note | None = None, later: Iterable[Message] = ()) -> Message:
+        """Send ``header`` (+ ``blobs``), then the messages of ``later`` (more of the request, made while the
+        worker starts on the first), and wait at most ``timeout`` seconds for the answer. The request is sent
+        whole before anything is read, and the worker reads all of it before it writes, so neither side waits
+        on the other with both pipes full. On the way the worker may ask a question (``ask`` answers it) or
+        send a note that needs no answer (``note`` takes it: a part of the answer, read while the worker goes
+        on). An answer with ``error`` raises ``WorkerError``; a missed deadline kills the worker and raises
+        ``WorkerTimeout``."""
         deadline = time.monotonic() + timeout
         self.calls += 1
         try:
             self._send(header, blobs or [], deadline)
+            for message in later:
+                self._send(*message, deadline)
             while True:
                 reply, data = self._receive(deadline)
+                if "note" in reply:
+                    if note is None:
+                        raise ProtocolError(f"the worker sent a note {reply['note']!r}, which this call does not take")
+                    note(reply, data)
+                    continue
                 if "ask" not in reply:
                     break
                 if ask is None:

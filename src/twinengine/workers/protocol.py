@@ -16,12 +16,13 @@ import struct
 from datetime import date, datetime, timedelta
 from typing import IO, Any
 
-__all__ = ["MAX_MESSAGE_BYTES", "Message", "ProtocolError", "decode", "encode", "pickled", "read_message", "unpickled",
-           "write_message"]
+__all__ = ["MAX_MESSAGE_BYTES", "PART_CALLS", "Message", "ProtocolError", "decode", "encode", "pickled", "read_message",
+           "unpickled", "write_message"]
 
 _HEAD = struct.Struct(">II")
 _BLOB = struct.Struct(">Q")
 TAG = "$twin"
+PART_CALLS = 32  # function calls sent to a worker, and their effects sent back, in one part of a batch
 MAX_MESSAGE_BYTES = 1 << 34  # 16 GiB: a length beyond this is a broken or hostile stream, not data
 
 
@@ -271,4 +272,6 @@ def _tagged(tree: dict[str, Any]) -> Any:
         return date.fromisoformat(str(tree["v"]))
     if tag == "timedelta":
         return timedelta(seconds=float(tree["v"]))
+    if tag == "int":  # an integer beyond 64 bits (function effects)
+        return int(str(tree["v"]))
     raise ProtocolError(f"unknown value tag {tag!r} in a worker's answer")

@@ -19,7 +19,7 @@ from twinengine.workers.effects import CallEffects, Malformed, read_effects
 from twinengine.workers.interrupt import Interrupt
 from twinengine.workers.pool import WorkerPool
 from twinengine.workers.process import Ask, Worker, WorkerCrashed
-from twinengine.workers.protocol import Message, ProtocolError, decode, pickled
+from twinengine.workers.protocol import PART_CALLS, Message, ProtocolError, decode, pickled
 from twinengine.workers.sandbox import Layout, Sandbox, SandboxMode
 
 if TYPE_CHECKING:
@@ -155,18 +155,31 @@ class AppWorkers:
         def answer(question: dict[str, Any], _blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
             return {"answer": question.get("ask")}, [pickled(ask(question))]
 
-        sent = [pickled(calls)] if state is None else [pickled(calls), pickled(state())]
+        results: list[CallEffects | Malformed] = []
+        received = [0]  # calls answered so far
+
+        def part(reply: dict[str, Any], blobs: list[bytes]) -> None:
+            """A part of the answer, read and checked while the worker runs the next calls (after a malformed
+            call, later parts are counted, not read)."""
+            count = reply.get("calls")
+            if reply.get("note") != "effects" or not isinstance(count, int) or isinstance(count, bool) \
+                    or not 0 <= count <= len(calls) - received[0] or len(blobs) != 1:
+                raise ProtocolError("the worker's answer to function calls is malformed")
+            received[0] += count
+            if not results or isinstance(results[-1], CallEffects):
+                results.extend(read_effects(blobs[0], count, tagged=reply.get("tagged") is True))
+
+        parts = [calls[i: i + PART_CALLS] for i in range(0, len(calls), PART_CALLS)] or [[]]
+        sent = [pickled(parts[0])] if state is None else [pickled(parts[0]), pickled(state())]
+        later = (({"op": "calls"}, [pickled(each)]) for each in parts[1:])  # packed as the worker runs
         with self.lease(prefer) as worker:
             try:
-                reply, blobs = worker.request({"op": "functions", **header}, sent,
-                                              timeout=self.workers.timeout, ask=answer)
+                reply, blobs = worker.request({"op": "functions", "parts": len(parts), **header}, sent,
+                                              timeout=self.workers.timeout, ask=answer, note=part, later=later)
             except WorkerCrashed as exc:
                 exc.completed = _progress(worker.layout.scratch)  # calls that returned before it died
                 raise
-        count = reply.get("calls")
-        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= len(calls) or len(blobs) != 1:
-            raise ProtocolError("the worker's answer to function calls is malformed")
-        results = read_effects(blobs[0], count, tagged=reply.get("tagged") is True)
+        part({**reply, "note": "effects"}, blobs)  # the last part
         failed = reply.get("failed")
         return results, (failed if isinstance(failed, dict) else None)
 
