@@ -41,6 +41,7 @@
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   ├── TwinNameTaken           409  TwinNameTaken
+    │   ├── TriggerNameTaken        409  TriggerNameTaken   (the twin has a trigger of that name)
     │   ├── DidConflict             409  DidConflict        (scope:name exists with other content or type)
     │   ├── DuplicateRule           409  DuplicateRule      (the owner has a rule like it on that DID)
     │   └── StoredConflict          409  StoredConflict     (a write collided with a stored key or reference)
@@ -116,6 +117,7 @@ __all__ = [
     "StreamUnavailable",
     "TokenInvalid",
     "TrainingRunNotFound",
+    "TriggerNameTaken",
     "TriggerNotFound",
     "TwinEngineError",
     "TwinNameTaken",
@@ -409,6 +411,12 @@ class TwinNameTaken(Conflict):
     """Raised when a twin with that name already exists."""
 
     code = "TwinNameTaken"
+
+
+class TriggerNameTaken(Conflict):
+    """Raised when the twin has a trigger of that name already (``details[0].loc`` names the field)."""
+
+    code = "TriggerNameTaken"
 
 
 class PayloadTooLarge(TwinEngineError):

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from helpers import RIVER_REACH, Engine
 from twinengine.client import Client
 from twinengine.daemons import workflows_triggers
+from twinengine.errors import TriggerNameTaken
 from twinengine.store.base import utcnow
 from twinengine.workflows.models import Trigger, WorkflowRun
 from workflow_data import rain_cube, write_collection
@@ -50,6 +51,21 @@ def test_webhook_secret_exactly_once_and_binding(engine: Engine, reach: Client) 
     assert started[0].trigger_id == created.id and started[0].status == "queued"
     missing = engine.http.post(url, json={"other": 1}, headers={**headers, "X-Twin-Delivery": "delivery-2"})
     assert missing.status_code == 422 and "event.threshold" in missing.text
+
+
+def test_a_trigger_name_is_one_per_twin(engine: Engine, reach: Client) -> None:
+    """A second trigger of the same name is a conflict (409, naming the field), like other names taken;
+    nothing of it is stored."""
+    reach.workflows.add_trigger("reach", "hourly", "cron", "forecast", schedule="0 * * * *")
+    again = engine.http.post("/api/v1/twins/reach/triggers", json={"name": "hourly", "kind": "cron",
+                                                                   "workflow": "forecast", "schedule": "5 * * * *"},
+                             headers={"Authorization": reach._auth["Authorization"]})
+    assert again.status_code == 409, again.text
+    assert again.json()["code"] == "TriggerNameTaken" and again.json()["details"][0]["loc"] == "name"
+    with pytest.raises(TriggerNameTaken, match="hourly"):
+        reach.workflows.add_trigger("reach", "hourly", "cron", "forecast", schedule="5 * * * *")
+    (kept,) = [t for t in reach.workflows.triggers("reach") if t.name == "hourly"]
+    assert kept.config["schedule"] == "0 * * * *"
 
 
 @pytest.mark.parametrize(("misfire", "expected"), [("run_once", 1), ("skip", 0)])

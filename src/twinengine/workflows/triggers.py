@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal, Role
 from twinengine.collections.local import collection_files
-from twinengine.errors import AuthenticationRequired, TriggerNotFound, ValidationFailed, WorkflowNotFound
+from twinengine.errors import (
+    AuthenticationRequired,
+    TriggerNameTaken,
+    TriggerNotFound,
+    ValidationFailed,
+    WorkflowNotFound,
+)
 from twinengine.store.base import lock_for_delete, utcnow
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
@@ -170,7 +176,8 @@ def _add(session: Session, twin: Twin, body: TriggerCreate, *, owner: str, sourc
         with session.begin_nested():
             session.add(trigger)
     except IntegrityError:
-        raise ValidationFailed.one("name", f"twin {twin.name} has a trigger named {body.name!r} already") from None
+        raise TriggerNameTaken(f"twin {twin.name} has a trigger named {body.name!r} already",
+                               details=[{"loc": "name", "msg": "a trigger of this twin has this name"}]) from None
     return trigger, secret
 
 
@@ -216,7 +223,9 @@ def materialize_manifest_triggers(session: Session, twin: Twin, *, arrivals: Arr
                              skill=extra.get("skill"))
         try:
             _add(session, twin, body, owner=twin.owner, source="manifest", arrivals=arrivals)
-        except ValidationFailed:  # another engine (or the scheduler) materialized it a moment ago
+        except TriggerNameTaken:  # another engine (or the scheduler) materialized it a moment ago
+            continue
+        except ValidationFailed:  # a manifest trigger this twin cannot have (as before: skipped, not fatal)
             continue
         added += 1
     return added
