@@ -9,6 +9,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,30 @@ def test_a_vanished_endpoint_is_a_clear_503_and_rules_say_stuck(engine: Engine, 
     converge(engine.runtime)
     stuck = user.lake.rule(rule.id)
     assert stuck.state == "STUCK" and "no available replica" in (stuck.last_error or "")
+
+
+def test_copies_go_where_a_quota_has_room(engine: Engine, tmp_path: Path) -> None:
+    """A rule that may choose among endpoints places its copies where the quota has room; copies refused by a
+    full endpoint's quota are placed again elsewhere at the next pass, and the rule settles OK."""
+    engine.runtime.lake.tuning = dataclasses.replace(engine.runtime.lake.tuning, transfer_attempts=1,
+                                                     stuck_retry=timedelta(0))  # stuck rules: each pass
+    provider, user = engine.as_role("pat", "provider"), engine.as_role("uma", "user")
+    provider.lake.add_endpoint("origin", "file", str(tmp_path / "origin"), attributes={"tier": "0"})
+    provider.lake.add_endpoint("small", "file", str(tmp_path / "small"), attributes={"tier": "1"}, quota_bytes=100)
+    provider.lake.add_endpoint("big", "file", str(tmp_path / "big"), attributes={"tier": "1"})
+    user.lake.add_dataset("q:set")
+    for i in range(8):
+        data = tmp_path / f"f{i}.bin"
+        data.write_bytes(bytes([i]) * 60)
+        user.lake.upload(data, f"q:f{i}.bin", endpoint="origin", dataset="q:set")
+    rule = user.lake.add_rule("q:set", copies=1, endpoints="tier=1")
+    converge(engine.runtime)
+
+    settled = user.lake.rule(rule.id)
+    assert settled.state == "OK" and settled.locks_ok == 8 and settled.locks_stuck == 0, settled
+    small, big = provider.lake.endpoint("small"), provider.lake.endpoint("big")
+    assert small.used_bytes <= 100 and small.replicas + big.replicas == 8
+    assert sum(1 for p in (tmp_path / "small").rglob("*") if p.is_file()) == small.replicas
 
 
 def test_transfers_are_held_to_the_destination_quota(engine: Engine, tmp_path: Path) -> None:

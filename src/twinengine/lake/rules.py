@@ -1,6 +1,7 @@
 """Replication rules: keep N copies of every file under a DID on endpoints an expression selects.
 
-``evaluate`` is the judge's core: it places locks (preferring endpoints that already hold the file), queues a
+``evaluate`` is the judge's core: it places locks (preferring endpoints that already hold the file, then those
+whose quota has room for it; stuck locks on a full endpoint are placed again), queues a
 transfer for each missing or BAD copy, and counts lock states into the rule's state. It works in bulk so a
 rule over 100,000 files is evaluated in one pass.
 """
@@ -185,6 +186,8 @@ def evaluate(session: Session, rule: Rule) -> None:
     did = session.get_one(Did, rule.did_id)
     chosen = _select(session, rule.expression)
     candidates = [e.id for e in chosen if e.write]
+    room = _room(session, candidates)
+    _release_full(session, rule, room)
     files = file_ids_under(session, did)
     # PostgreSQL plans each chunk from table statistics; a big pass (or one right after bulk registrations)
     # makes them stale, and a planner that believes a table is tiny loops over all of it for every row. So a
@@ -195,7 +198,7 @@ def evaluate(session: Session, rule: Rule) -> None:
     for number, start in enumerate(range(0, len(files), _CHUNK)):
         if refresh and number & (number - 1) == 0:  # 0, 1, 2, 4, 8, ...
             session.execute(text("ANALYZE lake_replicas, lake_locks, lake_transfers"))
-        error = _evaluate_files(session, rule, files[start:start + _CHUNK], candidates) or error
+        error = _evaluate_files(session, rule, files[start:start + _CHUNK], candidates, room) or error
     recount(session, rule)
     if error:
         rule.last_error = error
@@ -204,7 +207,38 @@ def evaluate(session: Session, rule: Rule) -> None:
     rule.dirty, rule.evaluated_at = False, utcnow()
 
 
-def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: list[int]) -> str | None:
+def _room(session: Session, candidates: list[int]) -> dict[int, int]:
+    """Bytes each candidate endpoint with a quota has left for new copies. A copy on its way counts its file's
+    size before its transfer reserves the bytes, so the copies this rule planned there already are counted."""
+    quotas = {row[0]: row[1] or 0 for row in session.execute(select(Endpoint.id, Endpoint.quota_bytes).where(
+        Endpoint.id.in_(candidates), Endpoint.quota_bytes.is_not(None)))}
+    if not quotas:
+        return {}
+    used = {row[0]: int(row[1] or 0) for row in session.execute(
+        select(Replica.endpoint_id, func.sum(func.coalesce(Replica.bytes, Did.bytes, 0)))
+        .join(Did, Did.id == Replica.did_id)
+        .where(Replica.endpoint_id.in_(list(quotas)), Replica.state != ReplicaState.BEING_DELETED.value)
+        .group_by(Replica.endpoint_id))}
+    return {endpoint: quota - used.get(endpoint, 0) for endpoint, quota in quotas.items()}
+
+
+def _release_full(session: Session, rule: Rule, room: dict[int, int]) -> None:
+    """Let go of the rule's stuck locks on an endpoint without room for their file (a transfer there was
+    refused by its quota), where no copy is there or on its way, so that the placement below may choose an
+    endpoint with room, as Rucio's repairer moves stuck locks. Where no other endpoint has room, the lock is
+    placed there again and stays stuck, naming the quota."""
+    if not room:
+        return
+    size = select(func.coalesce(Did.bytes, 0)).where(Did.id == RuleLock.did_id).scalar_subquery()
+    copy_there = exists().where(Replica.did_id == RuleLock.did_id, Replica.endpoint_id == RuleLock.endpoint_id,
+                                Replica.state.in_((ReplicaState.AVAILABLE.value, ReplicaState.COPYING.value)))
+    session.execute(delete(RuleLock).where(
+        RuleLock.rule_id == rule.id, RuleLock.state == LockState.STUCK, RuleLock.endpoint_id.in_(list(room)),
+        size > case(room, value=RuleLock.endpoint_id), ~copy_there).execution_options(synchronize_session=False))
+
+
+def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: list[int],
+                    room: dict[int, int]) -> str | None:
     """One chunk of files, set-based: a handful of INSERT … SELECT / UPDATE statements, whatever the number of
     files (the database joins files, endpoints, replicas, locks and transfers; Python sees no per-file row)."""
     now = utcnow()
@@ -212,7 +246,7 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
     lock_state = Replica.__table__.c.state.type
 
     # 1. Missing locks: rank the candidate endpoints per file (holders of the file first, then those receiving
-    #    it, then a stable spread) and take as many as the file still lacks.
+    #    it, then those whose quota has room for it, then a stable spread) and take as many as the file lacks.
     ep, rep = _EP, _REP
     held = (select(func.count()).select_from(RuleLock).where(RuleLock.rule_id == rule.id, RuleLock.did_id == Did.id)
             .correlate(Did).scalar_subquery())
@@ -220,8 +254,10 @@ def _evaluate_files(session: Session, rule: Rule, files: list[int], candidates: 
                       else_=2)
     # A multiplicative hash per endpoint (portable SQL, no overflow): files spread evenly over equal endpoints.
     spread = ((Did.id % 1000003) * (ep.id * 16807 + 48271)) % 1000003
+    full = (case((case(room, value=ep.id) < func.coalesce(Did.bytes, 0), 1), else_=0) if room
+            else literal(0))  # no room left there for this file (within the quota)
     ranked = (select(Did.id.label("did_id"), ep.id.label("endpoint_id"), held.label("held"),
-                     func.row_number().over(partition_by=Did.id, order_by=(preference, spread)).label("rank"),
+                     func.row_number().over(partition_by=Did.id, order_by=(preference, full, spread)).label("rank"),
                      case((rep.state == ReplicaState.AVAILABLE.value, LockState.OK),
                           else_=LockState.REPLICATING).label("initial"))
               .select_from(Did).join(ep, ep.id.in_(candidates))
