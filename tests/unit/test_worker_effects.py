@@ -173,6 +173,15 @@ def test_values_mean_what_json_makes_them_mean() -> None:
         assert isinstance(results[1], Malformed) and why in str(results[1])
 
 
+def test_a_value_deeper_than_any_honest_one_fails_its_call() -> None:
+    deep: Any = {1: 1}  # a key to make text, at the bottom of more lists than Python recurses through
+    for _ in range(600):
+        deep = [deep]
+    document = packed(ROW, count=2) + msgpack.packb([[[{"x": deep}, None, None]], [], [], []])
+    results = read_effects(document, 2, tagged=False)
+    assert len(results) == 2 and isinstance(results[0], CallEffects) and isinstance(results[1], Malformed)
+
+
 def test_a_row_with_an_extension_type_refuses_the_batch() -> None:
     row = msgpack.packb([[[{"x": msgpack.ExtType(5, b"payload")}, None, None]], [], [], []])
     with pytest.raises(ProtocolError, match="extension type 5"):

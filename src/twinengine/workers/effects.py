@@ -201,7 +201,10 @@ def _checked(parsed: list[Any], keyed: bool = False) -> list[CallEffects | Malfo
     if done and isinstance(done[-1], Malformed):
         return done
     if not keyed:
-        rest, changed = _text_keys(parsed[first:])
+        try:
+            rest, changed = _text_keys(parsed[first:])
+        except RecursionError:  # deeper than any honest value: left as it is, for the schema to refuse
+            changed = False
         if changed:
             return [*done, *_checked(rest, keyed=True)]
     inside = [e["loc"][1] for e in errors if e["loc"][0] == first and len(e["loc"]) > 2]  # in one of its lists
