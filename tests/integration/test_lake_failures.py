@@ -17,6 +17,7 @@ import pytest
 from helpers import Engine
 from lake_fixtures import converge
 from twinengine.auth.principal import SYSTEM
+from twinengine.client import Client
 from twinengine.errors import StorageFull, StorageUnavailable
 from twinengine.lake import upload
 
@@ -80,6 +81,15 @@ def test_a_vanished_endpoint_is_a_clear_503_and_rules_say_stuck(engine: Engine, 
     assert stuck.state == "STUCK" and "no available replica" in (stuck.last_error or "")
 
 
+def sixty_byte_files(user: Client, folder: Path, count: int, *, endpoint: str) -> None:
+    """Dataset ``q:set`` with ``count`` files of 60 bytes uploaded to ``endpoint`` (quotas are counted in them)."""
+    user.lake.add_dataset("q:set")
+    for i in range(count):
+        data = folder / f"f{i}.bin"
+        data.write_bytes(bytes([i]) * 60)
+        user.lake.upload(data, f"q:f{i}.bin", endpoint=endpoint, dataset="q:set")
+
+
 def test_copies_go_where_a_quota_has_room(engine: Engine, tmp_path: Path) -> None:
     """A rule that may choose among endpoints places its copies where the quota has room; copies refused by a
     full endpoint's quota are placed again elsewhere at the next pass, and the rule settles OK."""
@@ -89,11 +99,7 @@ def test_copies_go_where_a_quota_has_room(engine: Engine, tmp_path: Path) -> Non
     provider.lake.add_endpoint("origin", "file", str(tmp_path / "origin"), attributes={"tier": "0"})
     provider.lake.add_endpoint("small", "file", str(tmp_path / "small"), attributes={"tier": "1"}, quota_bytes=100)
     provider.lake.add_endpoint("big", "file", str(tmp_path / "big"), attributes={"tier": "1"})
-    user.lake.add_dataset("q:set")
-    for i in range(8):
-        data = tmp_path / f"f{i}.bin"
-        data.write_bytes(bytes([i]) * 60)
-        user.lake.upload(data, f"q:f{i}.bin", endpoint="origin", dataset="q:set")
+    sixty_byte_files(user, tmp_path, 8, endpoint="origin")
     rule = user.lake.add_rule("q:set", copies=1, endpoints="tier=1")
     converge(engine.runtime)
 
@@ -111,11 +117,7 @@ def test_transfers_are_held_to_the_destination_quota(engine: Engine, tmp_path: P
     provider, user = engine.as_role("pat", "provider"), engine.as_role("uma", "user")
     provider.lake.add_endpoint("roomy", "file", str(tmp_path / "roomy"), attributes={"tier": "1"})
     provider.lake.add_endpoint("small", "file", str(tmp_path / "small"), attributes={"tier": "1"}, quota_bytes=100)
-    user.lake.add_dataset("q:set")
-    for i in range(3):
-        data = tmp_path / f"f{i}.bin"
-        data.write_bytes(bytes([i]) * 60)
-        user.lake.upload(data, f"q:f{i}.bin", endpoint="roomy", dataset="q:set")
+    sixty_byte_files(user, tmp_path, 3, endpoint="roomy")
     rule = user.lake.add_rule("q:set", copies=2, endpoints="tier=1")
     converge(engine.runtime)
 
