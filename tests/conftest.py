@@ -27,7 +27,7 @@ except ImportError:  # the ml extra is not installed
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from helpers import Engine, admin_token, unavailable
+from helpers import Engine, admin_token, need_sandbox, unavailable
 from twinengine.api import create_app
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
@@ -35,6 +35,13 @@ from twinengine.store.base import Base
 
 BACKENDS = [b for b in os.environ.get("TWIN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
 POSTGRES_ADMIN_URL = os.environ.get("TWIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``sandbox`` run app code where only a sandbox may run it (``twin serve`` refuses to run it
+    unsandboxed): without bubblewrap they skip with the reason, and CI, which requires it, fails them instead."""
+    if item.get_closest_marker("sandbox") is not None:
+        need_sandbox()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -51,6 +51,7 @@ def attach(url: str, token: str, pair: tuple[str, str, threading.Barrier]) -> in
         return http.post(f"/api/v1/lake/dids/{parent}/members", json={"children": [child]}).status_code
 
 
+@pytest.mark.sandbox
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:

@@ -157,6 +157,7 @@ def start_load(url: str, user: str, seconds: float) -> tuple[Load, list[threadin
     return load, threads
 
 
+@pytest.mark.sandbox
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_serve_stays_live_under_more_clients_than_threads(settings: Settings) -> None:
@@ -220,6 +221,7 @@ def test_serve_stays_live_under_more_clients_than_threads(settings: Settings) ->
         assert all(r.error and r.error.get("message") for r in ended)  # interrupted runs say why
 
 
+@pytest.mark.sandbox
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_refused_writes_let_go_of_the_store_before_they_wait_for_a_thread(settings: Settings) -> None:

@@ -26,6 +26,7 @@ def serve(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
         yield process
 
 
+@pytest.mark.sandbox
 @pytest.mark.slow
 def test_acknowledged_writes_survive_kill_9(settings: Settings) -> None:
     port = free_port()

@@ -86,6 +86,7 @@ def test_processes_that_cannot_start_stop_with_the_reason(tmp_path: Path) -> Non
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.sandbox
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("backend", ["postgresql"])

@@ -55,6 +55,7 @@ class Producer(threading.Thread):
                 self.next += BATCH
 
 
+@pytest.mark.sandbox
 @pytest.mark.slow
 def test_kill_9_during_ingestion_keeps_every_acknowledged_record_once(
         tmp_path: Path, stream_backend: str, drop_streams: list[Any]) -> None:  # noqa: F811

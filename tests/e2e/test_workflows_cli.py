@@ -62,6 +62,7 @@ def nap(seconds: float) -> float:
 '''
 
 
+@pytest.mark.sandbox
 @pytest.mark.slow
 def test_a_run_killed_with_its_engine_ends_as_error(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")

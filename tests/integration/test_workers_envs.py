@@ -80,6 +80,7 @@ def pinned_app(root: Path, name: str, version: str, requires: list[str]) -> Path
         files={f"{package}/fns.py": FUNCTIONS, f"{package}/procs.py": PROCESSES})
 
 
+@pytest.mark.sandbox
 @pytest.mark.slow
 @INSTALLERS
 def test_two_apps_pin_different_versions_of_a_library_side_by_side(engine: Engine, tmp_path: Path,
