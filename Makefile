@@ -6,14 +6,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit serve lock clean docs-api
+.PHONY: demo test lint typecheck unit serve lock clean docs-api docs-config
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "twinengine needs Python 3.11 or newer (set PYTHON=python3.x)")'
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ml,slurm,formats]'
+	@echo "installing twinengine and its extras into $(VENV) (pinned by constraints.txt; a few minutes the first time)"
+	@start=$$(date +%s); $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		-e '.[dev,ml,slurm,formats]' && echo "installed in $$(( $$(date +%s) - start )) s"
 	@touch $@
 
 demo: $(STAMP)
@@ -46,6 +48,10 @@ API_OUT     ?= docs/api
 
 docs-api: $(STAMP)
 	$(BIN)/python -m pdoc --docformat restructuredtext --no-show-source -o $(API_OUT) $(API_MODULES)
+
+# docs/configuration.md, written from the settings object (a unit test fails when it is out of date).
+docs-config: $(STAMP)
+	$(BIN)/python -m twinengine.settings_reference > docs/configuration.md
 
 lock: | $(BIN)/python
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock

@@ -153,15 +153,23 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
             ctx.summary.append(("engine", f"{server.url} (in-process), store {runtime.db.backend}, "
                                           f"data {runtime.data_dir}"))
             ctx.facts.update(data_dir=str(runtime.data_dir), backend=runtime.db.backend)
+            say(f"ready in {time.perf_counter() - started:.1f} s (engine started, app folder found, tokens issued)")
             try:
                 for chapter in chapters:
+                    began = time.perf_counter()
                     chapter(ctx)
+                    took = time.perf_counter() - began
+                    ctx.facts.setdefault("chapter_seconds", {})[chapter.__name__] = round(took, 2)
+                    say(f"[{time.perf_counter() - started:6.1f} s] {chapter.__name__.replace('_', ' ')}: "
+                        f"{took:.1f} s")
                 twin = ctx.client("uma").get_twin(ctx.facts["twin_name"])
                 ctx.facts["twin"] = twin.model_dump(mode="json")
                 ctx.summary.insert(2, ("twin", f"{twin.name} ({twin.id}), owner {twin.owner}, head revision "
                                                f"{twin.head_revision}"))
                 ctx.facts["seconds"] = time.perf_counter() - started
-                ctx.summary.append(("time taken", f"{ctx.facts['seconds']:.1f} s"))
+                slowest = sorted(ctx.facts["chapter_seconds"].items(), key=lambda kv: -kv[1])[:3]
+                ctx.summary.append(("time taken", f"{ctx.facts['seconds']:.1f} s (slowest chapters: " + ", ".join(
+                    f"{name.replace('_', ' ')} {seconds:.0f} s" for name, seconds in slowest) + ")"))
                 if options.serve:
                     if finished is not None:
                         finished(ctx)
