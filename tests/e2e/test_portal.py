@@ -385,15 +385,59 @@ def test_10_the_apps_flood_view(portal: Any, site: Site) -> None:
     assert page.locator("[data-panel=rain] .twin-label").all_inner_texts() == [name]
     assert "alert" in uma.text("[data-panel=alert]")
     uma.check("view-flood")
-    page.fill("[data-panel=scenario] input[name=storage_mm]", "40")
-    page.click("[data-panel=scenario] button[type=submit]")
-    page.wait_for_selector("[data-panel=scenario] .badge.status-finished", timeout=60_000)
-    runs = api.workflows.runs(twin=name).items
-    assert runs[0].parameters["storage_mm"] == 40 and runs[0].status == "finished"
     ml = site.facts["ml"]["twin"]
     uma.goto(f"/ui/twins/{ml}/views/flood")
     assert "Champion: version" in uma.text("[data-panel=model]")
     uma.check("view-flood-ml")
+
+
+def official_state(site: Site, name: str) -> bytes:
+    """The twin's state as the API answers it, less the moment of the read (``stale_as_of``)."""
+    got = sdk(site, "uma")._request("GET", f"/api/v1/twins/{name}/state")
+    return re.sub(rb'"stale_as_of":"[^"]*"', b"", got.content)
+
+
+def test_10b_a_what_if_in_the_flood_view_leaves_the_official_forecast_alone(portal: Any, site: Site) -> None:
+    name = twin_name(site)
+    api = sdk(site, "uma")
+    official_runs = [r.id for r in api.workflows.runs(twin=name, limit=500).items]
+    before = official_state(site, name)
+    uma = portal("uma")
+    page = uma.goto(f"/ui/twins/{name}/views/flood")
+    level = uma.text("[data-panel=level] .plot-info")
+    assert "forecast of run" in level and "what-if" not in level
+    assert "what-if" in uma.text("[data-panel=scenario]")  # the form says what it does before it is used
+    page.fill("[data-panel=scenario] input[name=alert_level]", "5")
+    page.fill("[data-panel=scenario] input[name=storage_mm]", "40")
+    page.click("[data-panel=scenario] button[type=submit]")
+    page.wait_for_selector("[data-panel=scenario] .badge.status-finished", timeout=60_000)
+    assert official_state(site, name) == before  # byte for byte: the official forecast and alert are as they were
+    assert [r.id for r in api.workflows.runs(twin=name, limit=500).items] == official_runs
+    page.wait_for_selector("[data-panel=alert] th:has-text('what-if')")
+    page.wait_for_selector("[data-panel=level] .plot-info:has-text('what-if forecast of run')")
+    status = uma.text("[data-panel=scenario] [role=status]")
+    run_id = re.findall(r"Run (\S+)", status)[0]
+    run = api.workflows.get(run_id)
+    assert run.status == "finished" and run.what_if_of == name and run.twin_name != name
+    assert run.parameters["alert_level"] == 5 and run.parameters["storage_mm"] == 40
+    assert "what-if" in status and run.twin_name in status
+    level = uma.text("[data-panel=level] .plot-info")
+    assert f"forecast of run {official_runs_latest(api, name)}" in level and f"run {run.id} on {run.twin_name}" in level
+    fork_state = api.get_state(run.twin_name).reported
+    table = uma.text("[data-panel=alert]")
+    assert f"what-if ({run.twin_name})" in table and fork_state["forecast_alert"].value is False
+    uma.check("view-flood-what-if")
+    uma.goto(f"/ui/twins/{run.twin_name}/workflows")
+    assert f"what-if of {name}" in uma.text("section[aria-label=Runs]")
+    uma.goto(f"/ui/runs/{run.id}")
+    assert f"what-if of {name}" in uma.text()
+    uma.check("run-what-if")
+
+
+def official_runs_latest(api: Client, name: str) -> str:
+    """The run the flood view's forecast line is drawn from: the twin's latest finished forecast."""
+    return next(r.id for r in api.workflows.runs(twin=name, status="finished", limit=50).items
+                if r.workflow == "forecast" and r.assets)
 
 
 @pytest.mark.parametrize(("width", "height"), [(390, 844)])

@@ -77,3 +77,18 @@ def test_form_parameters_must_be_parameters_of_the_workflow(tmp_path: Path) -> N
         ("views.what_if.panels.form.parameters[1]", "'storage' is not a parameter of workflow 'forecast'")]
     result = CliRunner().invoke(cli_app, ["app", "validate", str(folder)], env={"COLUMNS": "200"})
     assert result.exit_code == 1 and "views.what_if.panels.form.parameters[1]" in result.output
+
+
+def test_a_form_is_a_what_if_only_when_it_says_so() -> None:
+    manifest, _ = check_app_dir(RIVER_REACH)
+    assert manifest is not None
+    scenario = manifest.views["flood"].panels["scenario"]
+    assert scenario.kind == "form" and scenario.what_if is True  # river-reach's what-if runs on a fork
+    plain, problems = check_manifest_data(reach({"ops": {"title": "Ops", "panels": {
+        "run": {"kind": "form", "title": "Run", "workflow": "forecast"}}}}))
+    assert plain is not None and problems == []
+    run = plain.views["ops"].panels["run"]
+    assert run.kind == "form" and run.what_if is False
+    bad, problems = check_manifest_data(reach({"ops": {"title": "Ops", "panels": {
+        "run": {"kind": "form", "title": "Run", "workflow": "forecast", "what_if": "perhaps"}}}}))
+    assert bad is None and any(p.loc.startswith("views.ops.panels.run") and p.loc.endswith("what_if") for p in problems)

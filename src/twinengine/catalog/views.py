@@ -106,6 +106,9 @@ class FormPanel(_Panel):
     kind: Literal["form"]
     workflow: _Ident
     parameters: list[_Ident] | None = Field(default=None, max_length=64)
+    what_if: bool = Field(default=False, description="Each run is a what-if on a new fork of the twin (the "
+                                                     "engine keeps the twin's own state out of its reach); "
+                                                     "false: an operational run of the twin itself.")
 
 
 class ModelPanel(_Panel):

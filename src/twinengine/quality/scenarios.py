@@ -96,16 +96,6 @@ class ScenarioRun(BaseModel):
     compare: list[str] = Field(default_factory=list)
 
 
-def _fork_name(session: Session, base: str) -> str:
-    from sqlalchemy import select
-
-    name, n = base[:64], 1
-    while session.scalar(select(Twin.id).where(Twin.name == name)) is not None:
-        n += 1
-        name = f"{base[:60]}-{n}"
-    return name
-
-
 def run_scenario(session: Session, engine: WorkflowEngine, *, principal: Principal, doc: dict[str, Any],
                  max_members: int, parallel: int = 4) -> ScenarioRun:
     """Fork and run every branch (queued); nothing is stored if any branch is refused."""
@@ -132,7 +122,7 @@ def _branch(session: Session, engine: WorkflowEngine, principal: Principal, doc:
             parallel: int) -> BranchRun:
     workflow = branch.get("workflow") or doc["workflow"]
     fork = twins.fork_twin(session, principal=principal, ref=origin.id,
-                           name=_fork_name(session, f"{origin.name}-{branch['name']}"),
+                           name=twins.free_name(session, f"{origin.name}-{branch['name']}"),
                            at_revision=branch.get("fork_revision"), parameters=branch.get("parameters") or {},
                            description=branch.get("description") or f"scenario branch {branch['name']}")
     process = runs.twin_workflow_process(session, engine, fork, workflow)

@@ -43,6 +43,7 @@ __all__ = [
     "delete_twin",
     "diff_state",
     "fork_twin",
+    "free_name",
     "get_twin",
     "grant",
     "list_grants",
@@ -185,6 +186,16 @@ def delete_twin(session: Session, *, principal: Principal, ref: str) -> Twin:
     session.delete(twin)
     session.flush()
     return twin
+
+
+def free_name(session: Session, base: str) -> str:
+    """``base`` (cut to a twin name's length), or ``base-2``, ``base-3``, ... when taken: names for forks
+    the engine makes on its own (scenario branches, what-if runs)."""
+    name, n = base[:64], 1
+    while session.scalar(select(Twin.id).where(Twin.name == name)) is not None:
+        n += 1
+        name = f"{base[:60]}-{n}"
+    return name
 
 
 def fork_twin(session: Session, *, principal: Principal, ref: str, name: str, at_revision: int | None,

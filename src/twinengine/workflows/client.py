@@ -31,10 +31,13 @@ class WorkflowsClient:
         self._c = client
 
     def run(self, twin: str, workflow: str, parameters: dict[str, Any] | None = None, *, no_cache: bool = False,
-            sync: bool = False) -> Run:
-        """Start a workflow of a twin's app; ``sync`` answers when the run ended."""
-        body = {"workflow": workflow, "parameters": parameters or {}, "options": {"no_cache": no_cache},
-                "mode": "sync" if sync else "async"}
+            sync: bool = False, what_if: bool = False) -> Run:
+        """Start a workflow of a twin's app; ``sync`` answers when the run ended; ``what_if`` runs it on a new
+        fork of the twin (named in the run's ``twin_name``), leaving the twin's own state as it is."""
+        body: dict[str, Any] = {"workflow": workflow, "parameters": parameters or {},
+                                "options": {"no_cache": no_cache}, "mode": "sync" if sync else "async"}
+        if what_if:
+            body["what_if"] = {}
         return self._c._send(Run, "POST", f"/api/v1/twins/{_seg(twin)}/runs", body)
 
     def submit(self, process: dict[str, Any], parameters: dict[str, Any] | None = None, *, twin: str | None = None,

@@ -9,9 +9,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from twinengine.quality.verification import SkillRule
+from twinengine.types import INT32_MAX
 
 __all__ = ["LogRead", "NodeRead", "RunCreate", "RunPage", "RunRead", "RunStatus", "TriggerCreate",
-           "TriggerCreated", "TriggerRead", "TwinRunCreate"]
+           "TriggerCreated", "TriggerRead", "TwinRunCreate", "WhatIf"]
 
 
 class RunStatus(StrEnum):
@@ -42,11 +43,23 @@ class RunOptions(_Input):
                                                 description="Retry policy per node id.")
 
 
+class WhatIf(_Input):
+    """Run on a new fork of the twin instead of the twin: whatever the workflow writes (state, forecasts)
+    lands on the fork, so the twin's own state stays as it was."""
+
+    name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=64,
+                             description="Name of the fork (default: `{twin}-what-if`, numbered when taken).")
+    at_revision: int | None = Field(default=None, ge=0, le=INT32_MAX,
+                                    description="Revision of the twin the fork starts from (default: its head).")
+
+
 class TwinRunCreate(_Input):
     workflow: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)
     parameters: dict[str, JsonValue] = Field(default_factory=dict, max_length=200)
     options: RunOptions = Field(default_factory=RunOptions)
     mode: Literal["async", "sync"] = "async"
+    what_if: WhatIf | None = Field(default=None, description="Run as a what-if, on a new fork of the twin: "
+                                                             "the twin's state is never written.")
 
 
 class RunCreate(_Input):
@@ -79,6 +92,8 @@ class RunRead(BaseModel):
     title: str | None
     twin_id: str | None
     twin_name: str | None
+    what_if_of: str | None = Field(default=None, description="The twin whose fork this run's twin is: the run "
+                                                             "is a what-if of that twin and never wrote its state.")
     app: str | None
     workflow: str | None
     graph_sha256: str

@@ -49,6 +49,7 @@ __all__ = [
     "start_run",
     "submit",
     "submit_twin_workflow",
+    "submit_what_if",
     "twin_workflow_process",
     "update_run",
 ]
@@ -157,6 +158,23 @@ def submit_twin_workflow(session: Session, engine: WorkflowEngine, *, principal:
     return submit(session, engine, principal=principal, process=process, parameters=parameters,
                   twin_ref=twin.id, workflow=workflow, title=f"{workflow} of {twin.name}", options=options,
                   trigger_id=trigger_id)
+
+
+def submit_what_if(session: Session, engine: WorkflowEngine, *, principal: Principal, twin_ref: str,
+                   workflow: str, parameters: dict[str, Any] | None = None, options: RunOptions | None = None,
+                   name: str | None = None, at_revision: int | None = None) -> WorkflowRun:
+    """A what-if: the workflow runs on a new fork of the twin, never on the twin, so nothing its graph writes
+    (``update_twin_state``, ``save_forecast``) can reach the twin's own state. Fork and run are one unit:
+    a refused run leaves no fork."""
+    origin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.read")
+    twin_workflow_process(session, engine, origin, workflow)  # an unknown workflow is refused before forking
+    with session.begin_nested():  # a refused run takes its fork back with it, whatever the caller does next
+        fork = twins.fork_twin(session, principal=principal, ref=origin.id,
+                               name=name or twins.free_name(session, f"{origin.name}-what-if"),
+                               at_revision=at_revision, parameters=None,
+                               description=f"what-if of {origin.name} ({workflow})")
+        return submit_twin_workflow(session, engine, principal=principal, twin_ref=fork.id, workflow=workflow,
+                                    parameters=parameters, options=options)
 
 
 def _visible(principal: Principal, run: WorkflowRun) -> bool:

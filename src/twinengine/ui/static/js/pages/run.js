@@ -1,6 +1,7 @@
 // One run, live: its graph with per-node status, progress, logs, then its provenance and results.
 import { api, enc } from "../api.js";
 import { h, replace, section, show, statusBadge, table, when } from "../dom.js";
+import { whatIfBadge } from "./workflows.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const FINAL = new Set(["finished", "error", "canceled"]);
@@ -78,7 +79,8 @@ export async function render(root, ctx) {
   async function refresh() {
     run = await api(`/api/v1/runs/${enc(id)}`);
     replace(head, "Status ", statusBadge(run.status), ` · ${Math.round(run.progress)} % · ${run.workflow ? `workflow ${run.workflow} of ` : ""}`,
-      run.twin_name ? h("a", { href: `/ui/twins/${enc(run.twin_name)}/workflows` }, run.twin_name) : "", ` · started by ${run.owner}`,
+      run.twin_name ? h("a", { href: `/ui/twins/${enc(run.twin_name)}/workflows` }, run.twin_name) : "",
+      run.what_if_of ? [" ", whatIfBadge(run), " (", h("a", { href: `/ui/twins/${enc(run.what_if_of)}/compare/${enc(run.twin_name)}` }, "compare"), ")"] : "", ` · started by ${run.owner}`,
       run.trigger_id ? ` (trigger ${run.trigger_id})` : "", ` · created ${when(run.created_at)}`, run.finished_at ? ` · finished ${when(run.finished_at)}` : "");
     progress.value = run.progress;
     replace(graphSlot, h("div", { class: "scroll", tabindex: "0" }, dag(graph, run.nodes)));

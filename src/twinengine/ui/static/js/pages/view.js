@@ -21,10 +21,14 @@ function latestTime(values) {
   return stamps.length ? Math.max(...stamps) : Date.now();
 }
 
-async function forecastSeries(twin, spec, lastX) {
-  const runs = await api("/api/v1/runs", { params: { twin: twin.id, status: "finished", limit: 50 } });
-  const run = runs.items.find((r) => r.workflow === spec.workflow && r.assets.length);
-  if (!run) return null;
+/** A run's forecast output as a series after ``lastX``: the twin's latest finished run of the workflow (its
+ * own runs only: a what-if runs on a fork, so it never stands in for the official forecast), or ``run``. */
+async function forecastSeries(twin, spec, lastX, run = null) {
+  if (!run) {
+    const runs = await api("/api/v1/runs", { params: { twin: twin.id, status: "finished", limit: 50 } });
+    run = runs.items.find((r) => r.workflow === spec.workflow && r.assets.length);
+  }
+  if (!run || !run.assets.length) return null;
   const asset = run.assets.find((a) => a.name === spec.output) || run.assets.find((a) => (a.type || "").includes("json")) || run.assets[0];
   const response = await api(`/api/v1/runs/${enc(run.id)}/results/${enc(asset.name)}`, { raw: true });
   const values = await response.json();
@@ -33,7 +37,7 @@ async function forecastSeries(twin, spec, lastX) {
   return { run, x: Float64Array.from(values, (_, i) => lastX + (i + 1) * step), y: values };
 }
 
-async function timeseriesPanel(panel, twin, state, manifest) {
+async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
   const fig = figure(panel.title);
   const until = latestTime(panel.properties.map((p) => state[panel.state][p]));
   const since = new Date(until - durationSeconds(panel.window) * 1000).toISOString();
@@ -64,6 +68,18 @@ async function timeseriesPanel(panel, twin, state, manifest) {
   const cell = h("div");
   cell.append(fig.el);
   const drawn = { destroy: () => {} };
+  if (panel.forecast && series[0] && series[0].x.length) {
+    const official = { count: series.length, note };
+    whatIfs.push(async (run, fork) => {  // a what-if's forecast beside the official one, never in its place
+      if (run.workflow !== panel.forecast.workflow) return;
+      const f = await forecastSeries(twin, panel.forecast, series[0].x[series[0].x.length - 1], run);
+      if (!f) return;
+      series.splice(official.count, Infinity, { label: `what-if forecast (${fork})`, x: f.x, y: f.y, dash: [2, 3] });
+      note = `${official.note}; what-if forecast of run ${run.id} on ${fork}: ${f.y.length} steps, peak ${show(Math.max(...f.y.filter(Number.isFinite)))}`;
+      drawn.destroy();
+      await after();
+    });
+  }
   const after = async () => {
     const plot = await timeSeries(fig.slot, { series, thresholds, band, yLabel: unit, title: panel.title });
     drawn.destroy = plot.destroy;
@@ -75,33 +91,49 @@ async function timeseriesPanel(panel, twin, state, manifest) {
   return { el: cell, after, destroy: () => drawn.destroy() };
 }
 
-function tablePanel(panel, state, manifest) {
-  return { el: table(null, ["property", "reported", "desired", "time (UTC)"], panel.properties.map((p) => {
+/** The twin's own values; after a what-if, a column of the fork's values beside them, headed as a what-if. */
+function tablePanel(panel, state, manifest, whatIfs) {
+  const build = (fork = null, other = null) => table(null, ["property", "reported", ...(fork ? [`what-if (${fork})`] : []), "desired", "time (UTC)"], panel.properties.map((p) => {
     const r = state.reported[p]; const d = state.desired[p];
     const unit = (manifest.state || {})[p]?.unit;
     const alert = r && r.value === true;
-    return [h("span", { class: alert ? "bad" : "" }, p), h("span", { class: alert ? "bad big" : "" }, valueCell(r, unit)), valueCell(d, unit), when((r || d)?.timestamp)];
-  })) };
+    return [h("span", { class: alert ? "bad" : "" }, p), h("span", { class: alert ? "bad big" : "" }, valueCell(r, unit)),
+      ...(fork ? [h("span", { class: "what-if" }, valueCell(other.reported[p], unit))] : []), valueCell(d, unit), when((r || d)?.timestamp)];
+  }));
+  const el = h("div", {}, build());
+  whatIfs.push(async (run, fork) => replace(el, build(fork, await api(`/api/v1/twins/${enc(fork)}/state`))));
+  return { el };
 }
 
-async function formPanel(panel, twin, ctx) {
+async function formPanel(panel, twin, ctx, whatIfs) {
   const defs = await api(`/api/v1/apps/${enc(twin.app_name)}/versions/${enc(twin.app_version)}/workflows`);
   const def = defs.find((d) => d.name === panel.workflow);
   const status = h("div", { role: "status" });
   let timer = null;
+  let shownRun = null;  // the what-if run the other panels show (once, however many ticks see it finished)
   const watch = (run) => {
     const tick = async () => {
       const now = await api(`/api/v1/runs/${enc(run.id)}`);
-      replace(status, h("p", {}, h("a", { href: `/ui/runs/${enc(now.id)}` }, `Run ${now.id}`), " ", statusBadge(now.status), ` ${Math.round(now.progress)} %`,
+      const fork = now.what_if_of ? now.twin_name : null;
+      replace(status, h("p", {}, fork ? [h("span", { class: "badge what-if" }, "what-if"), " "] : null,
+        h("a", { href: `/ui/runs/${enc(now.id)}` }, `Run ${now.id}`), " ", statusBadge(now.status), ` ${Math.round(now.progress)} %`,
+        fork ? [" on ", h("a", { href: `/ui/twins/${enc(fork)}` }, fork), " (", h("a", { href: `/ui/twins/${enc(twin.name)}/compare/${enc(fork)}` }, "compare"), ")"] : null,
         now.value !== null && now.value !== undefined ? ` · value ${JSON.stringify(now.value).slice(0, 120)}` : ""));
-      if (["finished", "error", "canceled"].includes(now.status)) clearInterval(timer);
+      if (["finished", "error", "canceled"].includes(now.status)) {
+        clearInterval(timer);
+        if (fork && now.status === "finished" && shownRun !== now.id) {
+          shownRun = now.id;
+          for (const shown of whatIfs) await shown(now, fork);
+        }
+      }
     };
     clearInterval(timer);
     timer = setInterval(() => tick().catch(() => clearInterval(timer)), 1000);
     tick();
   };
   const canRun = ["owner", "operate", "admin"].includes(twin.access);
-  return { el: h("div", {}, def ? (canRun ? startForm(twin, def, ctx, { only: panel.parameters, onStarted: watch }) : h("p", { class: "muted" }, "Your access does not let you start runs."))
+  const whatIf = panel.what_if ? h("p", { class: "muted" }, `A what-if: each run forks ${twin.name} and runs on the fork; ${twin.name}'s own state and forecast stay as they are.`) : null;
+  return { el: h("div", {}, whatIf, def ? (canRun ? startForm(twin, def, ctx, { only: panel.parameters, onStarted: watch, whatIf: Boolean(panel.what_if) }) : h("p", { class: "muted" }, "Your access does not let you start runs."))
     : h("p", { class: "alert" }, `workflow ${panel.workflow} not found`), status), destroy: () => clearInterval(timer) };
 }
 
@@ -127,15 +159,16 @@ export async function render(root, ctx) {
   const grid = h("div", { class: "grid" });
   root.append(grid);
   const destroyers = [];
+  const whatIfs = [];  // what the panels show of a finished what-if run: (run, fork name) => Promise
   for (const [key, panel] of Object.entries(view.panels)) {
     const card = h("section", { class: `card panel panel-${panel.kind}${panel.kind === "timeseries" || panel.kind === "map" ? " wide" : ""}`, "data-panel": key, "aria-label": panel.title },
       h("h2", { class: "panel-title" }, panel.title), panel.description ? h("p", { class: "muted" }, panel.description) : null);
     grid.append(card);
     try {
       let built;
-      if (panel.kind === "timeseries") built = await timeseriesPanel(panel, twin, state, manifest);
-      else if (panel.kind === "table") built = tablePanel(panel, state, manifest);
-      else if (panel.kind === "form") built = await formPanel(panel, twin, ctx);
+      if (panel.kind === "timeseries") built = await timeseriesPanel(panel, twin, state, manifest, whatIfs);
+      else if (panel.kind === "table") built = tablePanel(panel, state, manifest, whatIfs);
+      else if (panel.kind === "form") built = await formPanel(panel, twin, ctx, whatIfs);
       else if (panel.kind === "model") built = await modelPanel(panel, twin);
       else if (panel.kind === "map") {
         const all = await listCollections();

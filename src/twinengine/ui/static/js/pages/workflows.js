@@ -4,25 +4,33 @@ import { h, section, statusBadge, table, when } from "../dom.js";
 import { clearErrors, collect, formErrors, openeoSchema, schemaFields, showErrors } from "../form.js";
 import { loadTwin, twinHeader } from "../twinnav.js";
 
-export function startForm(twin, definition, ctx, { only = null, onStarted = null } = {}) {
+/** A form of the workflow's parameters that starts a run of the twin, or with ``whatIf`` a what-if: the engine
+ * forks the twin and runs there, so the twin's own state is out of the run's reach. */
+export function startForm(twin, definition, ctx, { only = null, onStarted = null, whatIf = false } = {}) {
   const params = h("div", { class: "stack" }, schemaFields(openeoSchema(definition.parameters), { prefix: "parameters", only, idPrefix: `wf-${definition.name}` }));
-  const form = h("form", { class: "stack", novalidate: true, "aria-label": `Run ${definition.name}` }, params, formErrors(),
-    h("div", {}, h("button", { type: "submit" }, `Run ${definition.name}`)));
+  const form = h("form", { class: "stack", novalidate: true, "aria-label": `Run ${definition.name}${whatIf ? " as a what-if" : ""}` }, params, formErrors(),
+    h("div", {}, h("button", { type: "submit" }, whatIf ? `Run ${definition.name} as a what-if` : `Run ${definition.name}`)));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     clearErrors(form);
     try {
-      const run = await api(`/api/v1/twins/${enc(twin.id)}/runs`, { method: "POST", body: { workflow: definition.name, parameters: collect(params) } });
-      ctx.toast(`Run ${run.id} queued`);
+      const body = { workflow: definition.name, parameters: collect(params), ...(whatIf ? { what_if: {} } : {}) };
+      const run = await api(`/api/v1/twins/${enc(twin.id)}/runs`, { method: "POST", body });
+      ctx.toast(run.what_if_of ? `What-if run ${run.id} queued on ${run.twin_name}` : `Run ${run.id} queued`);
       if (onStarted) onStarted(run); else ctx.navigate(`/ui/runs/${enc(run.id)}`);
     } catch (err) { showErrors(form, err); }
   });
   return form;
 }
 
+/** The label of a run on a fork: a what-if of the fork's origin, never its official outcome. */
+export function whatIfBadge(run) {
+  return h("span", { class: "badge what-if", title: `a what-if of ${run.what_if_of}, run on its fork ${run.twin_name}` }, `what-if of ${run.what_if_of}`);
+}
+
 export function runsTable(runs) {
   return table(null, ["run", "workflow", "status", "progress", "started by", "created (UTC)", "finished (UTC)"], runs.map((r) => [
-    h("a", { href: `/ui/runs/${enc(r.id)}` }, r.id), r.workflow || r.title || "(ad hoc)", statusBadge(r.status), `${Math.round(r.progress)} %`,
+    h("a", { href: `/ui/runs/${enc(r.id)}` }, r.id), [r.workflow || r.title || "(ad hoc)", r.what_if_of ? [" ", whatIfBadge(r)] : null], statusBadge(r.status), `${Math.round(r.progress)} %`,
     r.trigger_id ? `trigger` : r.owner, when(r.created_at), when(r.finished_at)]), { empty: "No runs yet." });
 }
 
