@@ -73,6 +73,7 @@ class Worker:
     def __init__(self, sandbox: Sandbox, layout: Layout, *, memory_bytes: int, label: str) -> None:
         self.label, self.layout = label, layout
         argv, env, cwd = sandbox.command(CHILD, [f"--memory={max(0, memory_bytes)}"], layout)
+        self.scrub = sandbox.scrubber(layout)  # what goes back to callers names no engine path
         fd, log_path = tempfile.mkstemp(prefix="twin-worker-", suffix=".log")  # outside the scratch folder
         self.log_path = Path(log_path)
         pass_fds: tuple[int, ...] = ()
@@ -148,9 +149,12 @@ class Worker:
             raise WorkerTimeout(f"{self.label}: no answer within {timeout:g} s; the worker was stopped") from None
         except (EOFError, BrokenPipeError, ProtocolError, OSError) as exc:
             self.kill()
-            raise WorkerCrashed(f"{self.label}: {self._ended(exc)}") from None
+            raise WorkerCrashed(f"{self.label}: {self.scrub(self._ended(exc))}") from None
         if "error" in reply:
-            raise WorkerError(str(reply["error"]), str(reply.get("trace", "")))
+            raise WorkerError(self.scrub(str(reply["error"])), self.scrub(str(reply.get("trace", ""))))
+        failed = reply.get("failed")
+        if isinstance(failed, dict):  # the first failure of a batch of function calls
+            reply["failed"] = {k: self.scrub(v) if isinstance(v, str) else v for k, v in failed.items()}
         return reply, data
 
     def _ended(self, exc: BaseException) -> str:

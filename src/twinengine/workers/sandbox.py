@@ -18,18 +18,23 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from twinengine.errors import SandboxUnavailable
 from twinengine.workers.containers import ContainerRuntime, container_argv, find_runtime
 
-__all__ = ["APP_DIR", "CACHE_DIR", "ENV_DIR", "SCRATCH_DIR", "Layout", "Sandbox", "SandboxMode", "SandboxUnavailable",
-           "bwrap_works", "gpu_devices"]
+if TYPE_CHECKING:
+    from twinengine.config import Settings
+
+__all__ = ["APP_DIR", "CACHE_DIR", "ENV_DIR", "SCRATCH_DIR", "Layout", "Limits", "Sandbox", "SandboxMode",
+           "SandboxUnavailable", "bwrap_works", "gpu_devices"]
 
 log = logging.getLogger("twinengine.workers")
 
@@ -37,6 +42,7 @@ SandboxMode = Literal["auto", "bwrap", "none"]
 APP_DIR, ENV_DIR, SCRATCH_DIR, CACHE_DIR = "/twin/app", "/twin/env", "/twin/scratch", "/twin/cache"
 _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "host.conf")
 _WARNED: set[str] = set()
+_CHILD = "twinengine.workers._child"
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,17 @@ class Layout:
     env: Path | None = None
     cache: Path | None = None  # the app version's own cache folder (compiled kernels), kept between workers
     image: str | None = None  # the app's OCI image, run with the container runtime where one is configured
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one bubblewrap sandbox may hold as a whole, besides each process's address space: its processes
+    and threads (``RLIMIT_NPROC``, counted in the worker's own user namespace), the largest file it writes
+    (``RLIMIT_FSIZE``: scratch and cache are on disk) and its ``/dev/shm`` (memory). 0: no limit."""
+
+    processes: int = 128
+    file_bytes: int = 4 << 30
+    shm_bytes: int = 64 << 20
 
 
 @functools.cache
@@ -113,6 +130,34 @@ def _under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
+_PROBED: dict[tuple[object, ...], str | None] = {}
+
+
+def _probe(sandbox: Sandbox, *key: object) -> str | None:
+    """``Sandbox.problem``, remembered per ``key`` (bubblewrap's command, the interpreter, the limits): a
+    worker's own module started in bubblewrap with nothing to read, which must exit cleanly."""
+    problem = bwrap_works(sandbox.binary)  # remembered on its own
+    if problem is not None or key in _PROBED:
+        return problem or _PROBED[key]
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="twin-probe-"))
+    try:
+        (scratch / "tmp").mkdir()
+        layout = Layout(scratch=scratch)
+        argv = [*sandbox._bwrap(layout), "--", *sandbox._python(_CHILD, [], layout, bounded=True)]
+        ran = subprocess.run(argv, env=_worker_env({"scratch": SCRATCH_DIR}, cached=False), cwd=scratch,
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+        if ran.returncode != 0:
+            problem = f"a sandboxed worker cannot start here ({ran.stderr.strip()[-300:] or ran.returncode})"
+    except (OSError, subprocess.SubprocessError) as exc:
+        problem = f"a sandboxed worker cannot start here ({exc})"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _PROBED[key] = problem
+    return problem
+
+
 class Sandbox:
     """Builds the command line of a worker process for one ``Layout``.
 
@@ -122,12 +167,32 @@ class Sandbox:
     """
 
     def __init__(self, mode: SandboxMode, *, hidden: list[Path], python: str = sys.executable,
-                 devices: list[str] | None = None, containers: ContainerRuntime = "none") -> None:
+                 devices: list[str] | None = None, containers: ContainerRuntime = "none",
+                 limits: Limits = Limits(), binary: str = "bwrap") -> None:
         # the interpreter's path without '..' (a script run as ../.venv/bin/python): inside bubblewrap only
         # the Python folders are mounted, so a path through another folder would not resolve there
         self.mode, self.hidden, self.python = mode, [Path(p) for p in hidden], os.path.normpath(os.path.abspath(python))
         self.devices = list(devices or [])  # device nodes an app's workers get (GPUs), never a UDF's
         self.containers = containers  # the runtime of apps that name an image (none: they run as others do)
+        self.limits, self.binary = limits, binary  # binary: bubblewrap's command (a name on the PATH or a path)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Sandbox:
+        """The sandbox the settings choose, hiding the engine's folders and bounded by its limits."""
+        hidden = [settings.data_dir, settings.streams_dir, settings.collections_dir, settings.envs_root]
+        if settings.is_sqlite:
+            hidden.append(Path(settings.db_url.removeprefix("sqlite:///")).parent)
+        devices = gpu_devices() if settings.sandbox_gpus == "auto" else []
+        limits = Limits(processes=settings.worker_processes, file_bytes=settings.worker_file_bytes,
+                        shm_bytes=settings.worker_shm_bytes)
+        return cls(settings.sandbox, hidden=[p for p in hidden if p is not None], devices=devices,
+                   containers=settings.container_runtime, limits=limits)
+
+    def problem(self) -> str | None:
+        """Why bubblewrap cannot run a worker here (None: it can). Found once per interpreter and limits by
+        starting one tiny worker with the real layout (the Python folders mounted, a scratch folder, the
+        limits), so a host that cannot run one is told at start-up, not by every worker later."""
+        return _probe(self, self.binary, self.python, self.limits)
 
     def effective(self) -> Literal["bwrap", "none"]:
         """The sandbox used now; raises ``SandboxUnavailable`` where untrusted code may not run."""
@@ -135,15 +200,27 @@ class Sandbox:
             _warn_once("none", "TWIN_SANDBOX=none: app and user code run WITHOUT a sandbox and can read this "
                                "engine's secrets (data dir, keys, tokens). Use it only on a machine you alone use.")
             return "none"
-        problem = bwrap_works()
+        problem = self.problem()
         if problem is None:
             return "bwrap"
-        if self.mode == "bwrap":
-            raise SandboxUnavailable(f"app and user code run only in a sandbox, and {problem}; install bubblewrap "
-                                     "or set TWIN_SANDBOX=none to run it unsandboxed on a single-user machine")
+        if self.mode == "bwrap":  # said to callers: the cause names no engine path (start-up says it whole)
+            raise SandboxUnavailable(_unavailable(self.scrubber(None)(problem)))
         _warn_once("auto", f"{problem}: app and user code run WITHOUT a sandbox in this embedded engine and can "
-                           "read its secrets. Install bubblewrap (TWIN_SANDBOX=auto uses it when it works).")
+                           "read its secrets. Fix that (TWIN_SANDBOX=auto uses bubblewrap when it works; "
+                           "TWIN_SANDBOX=none says to run it unsandboxed).")
         return "none"
+
+    def announce(self) -> str | None:
+        """Check the sandbox at start-up and say once (log and stderr) when app and user code cannot run in
+        it, naming the cause and the setting that chooses another; returns that cause, or None."""
+        try:
+            self.effective()
+        except SandboxUnavailable:
+            said = _unavailable(self.problem() or "")
+            _warn_once("unavailable", f"{said}. Until then this engine refuses UDFs, app functions and app "
+                                      "processes.")
+            return said
+        return None
 
     def command(self, module: str, args: list[str], layout: Layout) -> tuple[list[str], dict[str, str], str]:
         """(argv, environment, working folder) of ``python -I -B -m module`` in the sandbox. Under bwrap the
@@ -161,15 +238,44 @@ class Sandbox:
         inside = {"scratch": SCRATCH_DIR, "code": APP_DIR, "env": ENV_DIR, "cache": CACHE_DIR} if mode == "bwrap" \
             else {"scratch": str(layout.scratch), "code": str(layout.code), "env": str(layout.env),
                   "cache": str(layout.cache)}
-        paths = [inside[k] for k, v in (("code", layout.code), ("env", layout.env)) if v is not None]
         (layout.scratch / "tmp").mkdir(parents=True, exist_ok=True)
         env = _worker_env(inside, cached=layout.cache is not None)
+        if mode == "none":  # the process cap counts per host user there: it would count the user's other work
+            return self._python(module, args, layout, bounded=False), env, str(layout.scratch)
+        return [*self._bwrap(layout), "--", *self._python(module, args, layout, bounded=True)], env, \
+            str(layout.scratch)
+
+    def _python(self, module: str, args: list[str], layout: Layout, *, bounded: bool) -> list[str]:
+        """``python -I -B -m module args`` with the app's folders on its path (as the worker sees them) and,
+        in bubblewrap, the sandbox's limits."""
+        inside = {"code": APP_DIR, "env": ENV_DIR} if bounded else {"code": str(layout.code), "env": str(layout.env)}
+        paths = [inside[k] for k, v in (("code", layout.code), ("env", layout.env)) if v is not None]
         other = _other_engine(self.python)
         start = ["-m", module] if other is None else ["-c", _BOOT, other, module]
-        python = [self.python, "-I", "-B", *start, *args, *[f"--path={p}" for p in paths]]
-        if mode == "none":
-            return python, env, str(layout.scratch)
-        return [*self._bwrap(layout), "--", *python], env, str(layout.scratch)
+        bounds = [f"--processes={self.limits.processes}", f"--file-bytes={self.limits.file_bytes}"] if bounded else []
+        return [self.python, "-I", "-B", *start, *args, *[f"--path={p}" for p in paths], *bounds]
+
+    def scrubber(self, layout: Layout | None) -> Callable[[str], str]:
+        """What turns a worker's error, traceback or log tail into text that names no engine path: its own
+        folders by their inside names (``/twin/scratch``, ``/twin/app``...), the engine's package folder as
+        ``<engine>``, its other Python folders as ``<python>`` and a hidden folder as ``<hidden>``."""
+        names: dict[str, str] = {}
+        mounts = [] if layout is None else [(layout.scratch, SCRATCH_DIR), (layout.code, APP_DIR),
+                                            (layout.env, ENV_DIR), (layout.cache, CACHE_DIR)]
+        for path, inside in mounts:
+            if path is not None:
+                names |= {os.path.abspath(path): inside, os.path.realpath(path): inside}
+        try:
+            folders = [p for p in _python_folders(self.python) if not _under(p, "/usr")]
+        except (OSError, subprocess.SubprocessError, ValueError):
+            folders = []
+        names |= {p: "<python>" for p in folders} | {_engine_root(): "<engine>"}
+        names |= {os.path.realpath(p): "<hidden>" for p in self.hidden} | {str(p): "<hidden>" for p in self.hidden}
+        names = {k: v for k, v in names.items() if k not in ("/", "")}
+        if not names:
+            return lambda text: text
+        pattern = re.compile("|".join(re.escape(k) for k in sorted(names, key=len, reverse=True)) + r"(?![\w.\-])")
+        return lambda text: pattern.sub(lambda m: names[m.group(0)], text) if text else text
 
     def _container(self, runtime: str, module: str, args: list[str],
                    layout: Layout) -> tuple[list[str], dict[str, str], str]:
@@ -185,9 +291,12 @@ class Sandbox:
         return argv, host, str(layout.scratch)
 
     def _bwrap(self, layout: Layout) -> list[str]:
-        binary = shutil.which("bwrap") or "bwrap"
-        argv = [binary, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
-                "--die-with-parent", "--new-session", "--hostname", "twin-worker"]
+        """bwrap's options for ``layout``. A later mount lands on top of an earlier one, so the worker's own
+        ``/tmp`` comes first: a Python, engine or app folder that lives under the host's /tmp is mounted over
+        it afterwards and can never be hidden by it. The root is made read-only last."""
+        argv = [shutil.which(self.binary) or self.binary, "--unshare-all", "--unshare-user", "--uid", "65534",
+                "--gid", "65534", "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname",
+                "twin-worker", "--bind", str(layout.scratch / "tmp"), "/tmp"]
         for top in ("usr", "bin", "sbin", "lib", "lib64", "lib32", "libx32"):
             path = Path("/") / top
             if path.is_symlink():
@@ -197,14 +306,24 @@ class Sandbox:
         for name in _ETC:
             argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         argv += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
-                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm"]
+                 "--proc", "/proc", "--dev", "/dev"]
+        if self.limits.shm_bytes > 0:
+            argv += ["--size", str(self.limits.shm_bytes)]
+        argv += ["--tmpfs", "/dev/shm"]
         mounted = [p for p in _python_folders(self.python) if not _under(p, "/usr")]
         for folder in mounted:
             argv += ["--ro-bind", folder, folder]
-        for secret in self.hidden:  # a mounted folder holding the data dir shows an empty one there
+        # a mounted folder holding the data dir (or the other workers' scratch folders) shows an empty one there,
+        # by whichever path it is mounted (a symlinked home: its own path and the real one)
+        for secret in [*self.hidden, layout.scratch.parent]:
             real = os.path.realpath(secret)
-            if any(_under(real, m) for m in mounted) and os.path.isdir(real):
-                argv += ["--tmpfs", real]
+            if not os.path.isdir(real):
+                continue
+            for folder in mounted:
+                inside = os.path.realpath(folder)
+                if _under(real, inside):
+                    place = folder + real[len(inside):] if real != inside else folder
+                    argv += ["--tmpfs", place, "--remount-ro", place]
         if layout.code is not None:
             argv += ["--ro-bind", str(layout.code), APP_DIR]
         if layout.env is not None:
@@ -214,9 +333,13 @@ class Sandbox:
         if layout.code is not None:  # an app's worker (training, serving): the GPUs it may use
             for device in self.devices:
                 argv += ["--dev-bind-try", device, device]
-        argv += ["--bind", str(layout.scratch), SCRATCH_DIR, "--bind", str(layout.scratch / "tmp"), "/tmp",
-                 "--chdir", SCRATCH_DIR]
+        argv += ["--bind", str(layout.scratch), SCRATCH_DIR, "--remount-ro", "/", "--chdir", SCRATCH_DIR]
         return argv
+
+
+def _unavailable(problem: str) -> str:
+    return (f"app and user code run only in a sandbox, and {problem}; fix that or set TWIN_SANDBOX=none to run "
+            "it unsandboxed on a single-user machine")
 
 
 # What podman or apptainer themselves need from the engine's environment (never a TWIN_* variable)
