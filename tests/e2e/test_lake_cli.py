@@ -108,3 +108,6 @@ def test_the_lake_tour(lake_live: LiveEngine, tmp_path: Path) -> None:
     assert live.twin_json("lake", "rule", "list", token=user)["total"] == 0
     again = live.twin("lake", "rule", "remove", rule["id"], token=user, expect=1)
     assert "RuleNotFound" in again and rule["id"] in again
+    assert "removed reach:all" in live.twin("lake", "rm", "reach:all", token=user)
+    assert "DidNotFound" in live.twin("lake", "show", "reach:all", token=user, expect=1)
+    assert live.twin_json("lake", "show", "reach:levels", token=user)["type"] == "dataset"  # members stay

@@ -332,10 +332,10 @@ def test_stac_import_reads_only_listed_hosts_and_never_echoes_them(engine: Engin
         for url in (str(secret), f"file://{secret}", "ftp://127.0.0.1/x", f"http://localhost:{server.server_address[1]}/"):
             status, text = attempt(url)
             assert status == 422 and "SECRET" not in text, (url, text)
-        for path, why in (("/text/", "not JSON"), ("/json/", "not a STAC"), ("/missing/", "HTTP 404"),
-                          ("/away/", "203.0.113.9")):
+        for path in ("/text/", "/json/", "/missing/", "/away/"):  # one answer for all: no map of the network
             status, text = attempt(f"{base}{path}")
-            assert status in (400, 422) and "url" in text and why in text and "SECRET" not in text, (path, text)
+            assert status == 422 and "url" in text and "could not be read" in text and "SECRET" not in text, (path,
+                                                                                                             text)
     finally:
         server.shutdown()
         server.server_close()

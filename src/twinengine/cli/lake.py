@@ -116,6 +116,15 @@ def show(ctx: typer.Context, did: str = typer.Argument(...)) -> None:
     out.emit(row, lambda: _show_did(row))
 
 
+@app.command("rm")
+def rm(ctx: typer.Context, did: str = typer.Argument(...)) -> None:
+    """Delete a file, dataset or container with its rules and replicas (a dataset's files stay)."""
+    out = state_of(ctx)
+    with out.client() as client:
+        client.lake.remove(did)
+    out.emit({"removed": did}, lambda: console.print(f"removed {did}"))
+
+
 @dataset_app.command("add")
 def dataset_add(ctx: typer.Context, did: str = typer.Argument(...),
                 container: bool = typer.Option(False, "--container", help="A container instead of a dataset."),
