@@ -118,7 +118,7 @@ def test_a_value_that_cannot_be_sent_fails_in_the_worker() -> None:
     assert writer.rows == []
 
 
-ROW = '[[[{"level":1.0},"2026-03-01T06:15:00+00:00",null]],[],[],[]]'
+ROW = '[[[{"level":1.0},"2026-03-01T06:15:00+00:00",null,"app/fns.py:3"]],[],[],[]]'
 
 
 def packed(*rows: str, count: int | None = None) -> bytes:
@@ -128,10 +128,11 @@ def packed(*rows: str, count: int | None = None) -> bytes:
 
 
 @pytest.mark.parametrize(("row", "why"), [
-    ('[[[{"level":1.0},"yesterday",null]],[],[],[]]', "update_state: malformed update"),
-    ('[[[{"level":1.0},{"$twin":"date","v":"2026-03-01"},null]],[],[],[]]', "update_state: malformed update"),
-    ('[[[["level",1.0],null,null]],[],[],[]]', "update_state: malformed update"),
-    ('[[[{"level":1.0},null,null,"extra"]],[],[],[]]', "update_state: malformed update"),
+    ('[[[{"level":1.0},"yesterday",null,null]],[],[],[]]', "update_state: malformed update"),
+    ('[[[{"level":1.0},{"$twin":"date","v":"2026-03-01"},null,null]],[],[],[]]', "update_state: malformed update"),
+    ('[[[["level",1.0],null,null,null]],[],[],[]]', "update_state: malformed update"),
+    ('[[[{"level":1.0},null,null,null,"extra"]],[],[],[]]', "update_state: malformed update"),
+    ('[[[{"level":1.0},null,null,7]],[],[],[]]', "update_state: malformed update"),
     ('[[],[{"size":3}],[],[]]', "emit: an event needs a kind"),
     ('[[],[{"kind":7}],[],[]]', "emit: an event needs a kind"),
     ('[[],[],[{"workflow":"w"}],[]]', "start_workflow: malformed request"),
@@ -204,3 +205,24 @@ def test_a_batch_that_is_not_the_calls_it_claims_is_refused_whole(document: byte
     if b"$twin" not in document:
         with pytest.raises(ProtocolError):
             read_effects(document, 2, tagged=False)
+
+
+@pytest.mark.parametrize(("effect", "why"), [
+    (lambda ctx: ctx.emit("probe", result="A" * 5000), "emit: an event of 5,0"),
+    (lambda ctx: ctx.update_state(label="A" * 5000), "update_state: an update of 5,0"),
+    (lambda ctx: ctx.start_workflow("w", text="A" * 5000), "start_workflow: a request of 5,0"),
+    (lambda ctx: ctx.publish("out", [{"x": 1}, {"x": "A" * 5000}]), "publish: a record of 5,0"),
+])
+def test_an_effect_over_the_size_limit_fails_its_call_and_the_calls_before_it_stand(effect: Any, why: str) -> None:
+    ctx = FunctionContext(twin_id="t", twin_name="n", function="f", parameters={})
+    writer = EffectsWriter()
+    small = [lambda c: c.emit("small", text="A" * 900), lambda c: c.publish("out", [{"x": "A" * 900}] * 20)]
+    for call in (*small, effect, small[0]):
+        events, requests, published = len(ctx.events), len(ctx.workflow_requests), len(ctx.published)
+        call(ctx)
+        writer.add(ctx, events, requests, published)
+        ctx.updates = []
+    results = read_effects(writer.document(), 4, tagged=writer.tagged, max_bytes=1000)
+    assert [type(r) for r in results] == [CallEffects, CallEffects, Malformed]  # many small records are fine
+    assert why in str(results[-1]) and "limit of 1,000 bytes per effect (function_effect_max_bytes)" in str(results[-1])
+    assert all(isinstance(r, CallEffects) for r in read_effects(writer.document(), 4, tagged=writer.tagged))

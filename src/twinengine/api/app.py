@@ -17,6 +17,7 @@ from twinengine.access import api as access_api
 from twinengine.api import health
 from twinengine.api.description import install_description
 from twinengine.api.errors import install_error_handlers
+from twinengine.api.log_redaction import install_log_redaction
 from twinengine.api.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from twinengine.api.routing import API_PREFIX, operation_id
 from twinengine.api.text import refuse_unstorable_text
@@ -87,6 +88,7 @@ async def _build_routes(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """The whole HTTP surface. The store is migrated and the first admin created when the app starts."""
+    install_log_redaction()  # the server's log never shows a token a URL carries
     owns_runtime = runtime is None
     runtime = runtime or Runtime.from_settings(settings or Settings())
 

@@ -25,6 +25,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twinengine._version import __version__
+from twinengine.api.log_redaction import install_log_redaction
 from twinengine.config import Settings
 
 __all__ = ["StartingApp"]
@@ -37,6 +38,7 @@ class StartingApp:
     has started; ``on_failure`` is called (on the event loop) when it cannot start."""
 
     def __init__(self, settings: Settings, *, on_failure: Callable[[], None] = lambda: None) -> None:
+        install_log_redaction()  # uvicorn configured logging before it loaded this app
         self.settings = settings
         self.on_failure = on_failure
         self.app: ASGIApp | None = None

@@ -20,6 +20,7 @@ __all__ = [
 ENDPOINT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ATTR_KEY = r"^[A-Za-z0-9_.-]{1,64}$"
 DID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}:[A-Za-z0-9][A-Za-z0-9_.\-/]{0,254}$"
+MAX_BYTES = 2**63 - 1  # a size the store's signed 64-bit integers hold
 
 
 class DidType(StrEnum):
@@ -66,7 +67,7 @@ class EndpointCreate(_Input):
     location: str = Field(min_length=1, max_length=1024, description="a folder, or bucket[/prefix]")
     options: dict[str, str] = Field(default_factory=dict, description="non-secret settings, e.g. endpoint_url")
     attributes: dict[str, str] = Field(default_factory=dict, description="site, tier, type, any key=value")
-    quota_bytes: int | None = Field(default=None, ge=0)
+    quota_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
     read: bool = True
     write: bool = True
     delete: bool = True
@@ -79,7 +80,7 @@ class EndpointUpdate(_Input):
     location: str | None = Field(default=None, min_length=1, max_length=1024)
     options: dict[str, str] | None = None
     attributes: dict[str, str | None] | None = None
-    quota_bytes: int | None = Field(default=None, ge=0)
+    quota_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
     clear_quota: bool = False
     read: bool | None = None
     write: bool | None = None

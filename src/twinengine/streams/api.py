@@ -42,6 +42,8 @@ from twinengine.streams.schemas import (
     DeadLetterRead,
     FunctionEvent,
     FunctionRead,
+    FunctionResumed,
+    ProducerRead,
     RecordPage,
 )
 from twinengine.streams.schemas import StreamRead as StreamInfo
@@ -118,6 +120,17 @@ async def append(
     return await _in_session(runtime, lambda s: service.ingest(
         s, runtime.streams, principal=principal, twin_ref=twin, stream=stream, body=body,
         content_type=content_type, producer=producer, seq=seq))
+
+
+@router.get("/{twin}/streams/{stream}/producers/{producer}", name="producer",
+            summary="Where a producer's sequence numbers stand: the last appended and the next to send")
+def producer_position(twin: TwinRef, stream: StreamName,
+                      producer: Annotated[str, Path(min_length=1, max_length=128, description="Producer id.")],
+                      session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> ProducerRead:
+    """A producer that lost count (a restarted sender, ``twin stream send`` again) resumes at ``next_seq``
+    instead of having every new record dropped as a repeat."""
+    return service.producer_position(session, runtime.streams, principal=principal, twin_ref=twin, stream=stream,
+                                     producer=producer)
 
 
 @router.get("/{twin}/streams/{stream}/records", name="read",
@@ -279,10 +292,13 @@ async def state_events(
 @router.websocket("/{twin}/streams/{stream}/ws", name="ws")
 async def ingest_socket(websocket: WebSocket, twin: str, stream: str, token: str | None = None) -> None:
     """Continuous producers: each message is a batch (JSON ``{"records": [...], "producer", "seq"}``, JSON
-    lines, or binary Arrow IPC); each is answered ``{"ack": ...}`` once durable or ``{"error": ...}``."""
+    lines, or binary Arrow IPC); each is answered ``{"ack": ...}`` once durable or ``{"error": ...}``. The token
+    comes in the ``Authorization`` header, or (browsers set no headers here) as the subprotocols
+    ``bearer, <token>``, which no log writes, or as ``?token=`` (redacted in the server's log)."""
     runtime: Runtime = websocket.app.state.runtime
     header = websocket.headers.get("authorization", "")
-    bearer = header[7:] if header.lower().startswith("bearer ") else token
+    offered = _offered_bearer(websocket.scope.get("subprotocols") or [])
+    bearer = header[7:] if header.lower().startswith("bearer ") else offered or token
     try:
         principal = await anyio.to_thread.run_sync(_verify, runtime, bearer)
         await _in_session(runtime, lambda s: service.resolve(s, principal=principal, twin_ref=twin, stream=stream,
@@ -292,7 +308,7 @@ async def ingest_socket(websocket: WebSocket, twin: str, stream: str, token: str
         return
     access = HeldAccess(runtime, bearer, lambda s, p: service.resolve(s, principal=p, twin_ref=twin, stream=stream,
                                                                        action="stream.append"))
-    await websocket.accept()
+    await websocket.accept(subprotocol=BEARER_SUBPROTOCOL if offered else None)
     try:
         while True:
             message = await websocket.receive()
@@ -312,6 +328,18 @@ async def ingest_socket(websocket: WebSocket, twin: str, stream: str, token: str
                 await websocket.send_json({"error": exc.to_dict()})
     except WebSocketDisconnect:
         return
+
+
+BEARER_SUBPROTOCOL = "bearer"
+
+
+def _offered_bearer(subprotocols: list[str]) -> str | None:
+    """The token a client offered as the subprotocol after ``bearer`` (``Sec-WebSocket-Protocol: bearer,
+    <token>``: the one header a browser's WebSocket sets), or None."""
+    for i, name in enumerate(subprotocols[:-1]):
+        if name.lower() == BEARER_SUBPROTOCOL:
+            return subprotocols[i + 1]
+    return None
 
 
 def _revisions_after(principal: Principal, twin_id: str, after: int, session: Session) -> tuple[Any, list[Any]]:
@@ -363,6 +391,13 @@ def dead_letters(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
                  function: Annotated[str | None, Query(max_length=64)] = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DeadLetterRead]:
     return service.dead_letters(session, principal=principal, twin_ref=twin, function=function, limit=limit)
+
+
+@router.post("/{twin}/functions/{function}/resume", name="resume_function",
+             summary="Resume a paused function, replaying the dead letters of the run that paused it")
+def resume_function(twin: TwinRef, function: Annotated[str, Path(max_length=64)], session: SessionDep,
+                    principal: PrincipalDep) -> FunctionResumed:
+    return service.resume_function(session, principal=principal, twin_ref=twin, function=function)
 
 
 @router.get("/{twin}/functions/events", name="function_events",

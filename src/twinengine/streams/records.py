@@ -86,6 +86,8 @@ def parse_json_lines(stream: Stream, data: bytes) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, _Refused):
         table = None  # e.g. a value with its uncertainty ({"value": .., "uncertainty": ..}): an object, not a number
     if table is not None:
+        if not _valid_text(table):  # Arrow's reader keeps a string's bytes as they came
+            _refuse_text(data)
         return _with_uncertainty(stream, table, None)
     # The slow path finds the first problems with their places; it is the only one that must be exact.
     records: list[Any] = []
@@ -93,10 +95,59 @@ def parse_json_lines(stream: Stream, data: bytes) -> pa.Table:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line.decode())
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"records: line {i + 1} is not valid UTF-8 text (byte {exc.start + 1}: "
+                               f"{exc.reason})") from None
         except (ValueError, RecursionError) as exc:
             raise ValidationFailed.one(f"records[{len(records)}]", f"line {i + 1} is not valid JSON ({exc})") from None
+        if b"\\u" in line and _unpaired(record):
+            raise InvalidInput(f"records: line {i + 1} holds an unpaired surrogate escape (\\ud800 to \\udfff "
+                               "alone), which is no Unicode text") from None
+        records.append(record)
     return check_records(stream, records)
+
+
+def _valid_text(table: pa.Table) -> bool:
+    """Do the table's string columns hold UTF-8 only (what every reader of the stream decodes)?"""
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                return False
+    return True
+
+
+def _refuse_text(data: bytes) -> None:
+    """Raise InvalidInput naming the first line of ``data`` that is not UTF-8."""
+    try:
+        data.decode()
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InvalidInput(f"records: line {line} is not valid UTF-8 text (byte {column}: {exc.reason})") from None
+    raise InvalidInput("records: a string is not valid UTF-8 text")
+
+
+def _unpaired(value: Any) -> bool:
+    """Does a parsed JSON value hold a lone surrogate (``"\\ud83d"`` escaped alone), in a key or a string?"""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _text_problem(value: str) -> str | None:
+    """Why a string is not Unicode text (a lone surrogate cannot be stored or sent as UTF-8), or None."""
+    if value.isascii():
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        return f"character {exc.start} is an unpaired surrogate ({value[exc.start]!a}), which is no Unicode text"
+    return None
 
 
 class _Refused(Exception):
@@ -235,7 +286,10 @@ def _check_scalar(kind: FieldType, value: Any) -> tuple[Any, str | None]:
         ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
         return (value, None) if ok else (None, f"{_short(value)} is not a 64-bit integer")
     if kind is FieldType.STRING:
-        return (value, None) if isinstance(value, str) else (None, f"{_short(value)} is not a string")
+        if not isinstance(value, str):
+            return None, f"{_short(value)} is not a string"
+        problem = _text_problem(value)
+        return (None, problem) if problem else (value, None)
     return (value, None) if isinstance(value, bool) else (None, f"{_short(value)} is not true or false")
 
 
@@ -257,7 +311,8 @@ def check_records(stream: Stream, records: Sequence[Any], *, loc: str = "records
         for key in record:
             if key not in stream.fields:
                 known = ", ".join(stream.fields)
-                problems.append(Problem(f"{where}.{key}", f"not a field of this stream (fields: {known})"))
+                shown = key if not isinstance(key, str) or _text_problem(key) is None else ascii(key)[1:-1]
+                problems.append(Problem(f"{where}.{shown}", f"not a field of this stream (fields: {known})"))
         forms: dict[str, dict[str, Any]] = {}
         for name, declared in stream.fields.items():
             value = record.get(name)
@@ -345,6 +400,8 @@ def parse_arrow(stream: Stream, data: bytes) -> pa.Table:
                                                               f"{_describe(declared)}"))
             arrays.append(pa.nulls(table.num_rows, target.type))
             continue
+        if pa.types.is_string(target.type) and not _valid_text(pa.table({target.name: column})):
+            problems.append(Problem(f"columns.{target.name}", "holds bytes that are not valid UTF-8 text"))
         if target.name in required and column.null_count:
             first = pc.index(pc.is_null(column), True).as_py()
             problems.append(Problem(f"records[{first}].{target.name}", "required"))

@@ -43,9 +43,48 @@ def check_parameters(manifest: Manifest, values: dict[str, Any]) -> tuple[dict[s
     return filled, problems
 
 
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # what an integer property holds: the stores' signed 64-bit integers
+_FLOAT_LIMIT = 2**1024  # an integer at least this large has no float64
+
+
+def _range_problem(kind: StateType, value: Any) -> str | None:
+    """Why a number of the declared type cannot be kept as it is (the stores hold 64-bit integers and
+    floats; beyond them a value came back as null or rounded), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if kind is StateType.INTEGER and not INT_MIN <= value <= INT_MAX:
+        return f"{_shown(value)} is beyond a 64-bit integer ({INT_MIN} to {INT_MAX})"
+    if kind is StateType.NUMBER and isinstance(value, int) and not -_FLOAT_LIMIT < value < _FLOAT_LIMIT:
+        return f"{_shown(value)} is beyond a 64-bit float (about -1.8e308 to 1.8e308)"
+    return None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _nested_problem(value: Any, loc: str) -> Problem | None:
+    """The first integer beyond 64 bits inside an object or array value (JSON keeps it; the stores do not)."""
+    stack: list[tuple[str, Any]] = [(loc, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool) and not INT_MIN <= item <= INT_MAX:
+            return Problem(where, f"{_shown(item)} is beyond a 64-bit integer ({INT_MIN} to {INT_MAX}); "
+                                  "send it as a float or a string")
+        if isinstance(item, dict):
+            stack.extend((f"{where}.{k}", v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
+    return None
+
+
 def _type_ok(kind: StateType, value: Any) -> bool:
     if kind is StateType.NUMBER:
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return isinstance(value, int | float) and not isinstance(value, bool) and (
+            isinstance(value, int) or math.isfinite(value))
     if kind is StateType.INTEGER:
         return (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, float) and value.is_integer())
@@ -72,6 +111,13 @@ def check_value(
                                                          "finite numbers")]
         shown = "null" if value is None else type(value).__name__
         return value, unit, [Problem(f"{loc}.value", f"expected {declared.type.value}, got {shown}")]
+    beyond = _range_problem(declared.type, value)
+    if beyond is not None:
+        return value, unit, [Problem(f"{loc}.value", beyond)]
+    if declared.type in (StateType.OBJECT, StateType.ARRAY):
+        nested = _nested_problem(value, f"{loc}.value")
+        if nested is not None:
+            return value, unit, [nested]
     if declared.type is StateType.INTEGER:
         value = int(value)
     stored_unit = declared.unit
@@ -82,8 +128,13 @@ def check_value(
             value = convert(float(value), unit, declared.unit)
         except UnitError as exc:
             return value, unit, [Problem(f"{loc}.unit", f"{exc} (the property is in {declared.unit!r})")]
+        if not math.isfinite(value):
+            return value, unit, [Problem(f"{loc}.value", f"in {declared.unit!r} the value is beyond a 64-bit float")]
         if declared.type is StateType.INTEGER:
             value = round(value)
+            beyond = _range_problem(declared.type, value)
+            if beyond is not None:
+                return value, unit, [Problem(f"{loc}.value", f"in {declared.unit!r}, {beyond}")]
     problems = []
     if declared.minimum is not None and value < declared.minimum:
         problems.append(Problem(f"{loc}.value", f"{value} is below the minimum {declared.minimum}"))

@@ -1,6 +1,6 @@
 """The effects of function calls as a worker sends them back: MessagePack, one row per call, sent in parts.
 
-A row is ``[updates, events, workflows, published]``; an update is ``[values, timestamp, message]``, an event
+A row is ``[updates, events, workflows, published]``; an update is ``[values, timestamp, message, place]``, an event
 a map with a ``kind``, a workflow request ``{"workflow", "parameters"}``, a publish request ``{"stream",
 "records"}``. The worker packs each call's row as the call returns (``EffectsWriter``), so what the code
 changes afterwards is not sent, and hands the rows over every few dozen calls (``take``): the engine reads
@@ -69,7 +69,7 @@ class EffectsWriter:
     def add(self, ctx: FunctionContext, events: int, requests: int, published: int) -> None:
         """The row of the call that just returned: ``ctx.updates``, and what it added to the other lists
         after the given lengths. Raises ``ProtocolError`` when a value cannot be sent."""
-        updates = [[u.values, _stamp(u.timestamp), u.message] for u in ctx.updates]
+        updates = [[u.values, _stamp(u.timestamp), u.message, u.place] for u in ctx.updates]
         row = [updates, ctx.events[events:], ctx.workflow_requests[requests:], ctx.published[published:]]
         try:
             self.rows.append(self._pack(row))
@@ -143,23 +143,28 @@ def _rows() -> TypeAdapter[list[Any]]:
         records: list[value]
 
     stamp: Any = Union[Annotated[datetime, exact], StrictStr, None]  # noqa: UP007
-    update: Any = tuple[values, stamp, Union[StrictStr, None]]  # noqa: UP007
+    update: Any = tuple[values, stamp, Union[StrictStr, None], Union[StrictStr, None]]  # noqa: UP007
     return TypeAdapter(list[tuple[list[update], list[values], list[Workflow], list[Publish]]])
 
 
-def read_effects(document: bytes, calls: int, *, tagged: bool) -> list[CallEffects | Malformed]:
+def read_effects(document: bytes, calls: int, *, tagged: bool,
+                 max_bytes: int | None = None) -> list[CallEffects | Malformed]:
     """Each of ``calls`` calls' effects from a part a worker sent, or why they are malformed (the calls after a
-    malformed one are left out); raises ``ProtocolError`` when the part is not a list of ``calls`` rows."""
-    parsed, unreadable = _parsed(document, calls, tagged)
+    malformed one are left out); raises ``ProtocolError`` when the part is not a list of ``calls`` rows.
+    ``max_bytes``: the most one effect (an update, event, workflow request or published record) may take, packed;
+    a call with a larger one is malformed, so it never reaches the store whole."""
+    parsed, unreadable = _parsed(document, calls, tagged, max_bytes)
     out = _checked(parsed)
     if unreadable is not None and (not out or isinstance(out[-1], CallEffects)):
         out.append(unreadable)
     return out
 
 
-def _parsed(document: bytes, calls: int, tagged: bool) -> tuple[list[Any], Malformed | None]:
-    """The rows of a part, read one at a time: a row whose map has a key no map may have (a list) makes its
-    call malformed and ends the part; a part that is not ``calls`` rows of MessagePack is refused whole."""
+def _parsed(document: bytes, calls: int, tagged: bool,
+            max_bytes: int | None = None) -> tuple[list[Any], Malformed | None]:
+    """The rows of a part, read one at a time: a row whose map has a key no map may have (a list) or with an
+    effect over ``max_bytes`` makes its call malformed and ends the part; a part that is not ``calls`` rows of
+    MessagePack is refused whole."""
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, timestamp=3, ext_hook=_no_extension,
                                 object_hook=_tagged if tagged else None, max_buffer_size=max(len(document), 1))
     unpacker.feed(document)
@@ -168,16 +173,44 @@ def _parsed(document: bytes, calls: int, tagged: bool) -> tuple[list[Any], Malfo
         if unpacker.read_array_header() != calls:
             raise ProtocolError("the worker's answer to function calls is malformed: not the calls it claims")
         for _ in range(calls):
+            start = unpacker.tell()
             try:
                 rows.append(unpacker.unpack())
             except TypeError as exc:  # a map key that cannot be one (the code used a tuple)
                 return rows, Malformed(f"a value cannot be sent back to the engine: {exc}")
+            if max_bytes is not None and unpacker.tell() - start > max_bytes:  # only then is each effect sized
+                too_large = _oversized(rows[-1], max_bytes, unpacker.tell() - start)
+                if too_large is not None:
+                    return rows[:-1], too_large
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
         raise ProtocolError(f"the worker's answer to function calls is malformed: {exc or type(exc).__name__}") \
             from None
     if unpacker.tell() != len(document):
         raise ProtocolError("the worker's answer to function calls is malformed: more than its calls")
     return rows, None
+
+
+_EFFECTS = ("update_state: an update", "emit: an event", "start_workflow: a request", "publish: a record")
+
+
+def _oversized(row: Any, max_bytes: int, row_bytes: int) -> Malformed | None:
+    """Why a call's row (``row_bytes`` long) has an effect over ``max_bytes`` packed (each published record
+    counts as one), or None; a row of another shape is left for the schema to refuse."""
+    if not isinstance(row, list) or len(row) != 4 or not all(isinstance(part, list) for part in row):
+        return None
+    for place, effects in enumerate(row):
+        if place == 3:  # publish requests: {"stream", "records"}; each record is an effect of its own
+            effects = [r for request in effects if isinstance(request, dict)
+                       and isinstance(request.get("records"), list) for r in request["records"]]
+        for effect in effects:
+            try:
+                size = len(msgpack.packb(effect, default=repr, datetime=False))
+            except (ValueError, TypeError, OverflowError):  # nested deeper than the packer goes: sized as the row
+                size = row_bytes
+            if size > max_bytes:
+                return Malformed(f"{_EFFECTS[place]} of {size:,} bytes is larger than the limit of {max_bytes:,} "
+                                 "bytes per effect (function_effect_max_bytes)")
+    return None
 
 
 def _no_extension(code: int, _data: bytes) -> Any:
@@ -218,7 +251,7 @@ def _effects(rows: list[Any]) -> list[CallEffects | Malformed]:
     iso = datetime.fromisoformat
     for updates, events, workflows, published in rows:
         try:
-            changes = [StateUpdate(v, iso(t) if type(t) is str else t, m) for v, t, m in updates]
+            changes = [StateUpdate(v, iso(t) if type(t) is str else t, m, p) for v, t, m, p in updates]
         except ValueError:
             return [*out, Malformed(_WHY[0])]
         if events and not all(isinstance(e.get("kind"), str) for e in events):

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
+from twinengine.errors import ProcessParameterInvalid
+from twinengine.workflows.context import active
 from twinengine.workflows.plain import NULL_PASSTHROUGH, PLAIN, is_plain, plain_value
 
 __all__ = ["NOT_OFFERED", "SPEC_VERSION", "adapt", "implementations", "official_spec", "official_specs"]
@@ -90,6 +92,37 @@ def implementations() -> dict[str, tuple[dict[str, Any], Callable[..., Any]]]:
     return found
 
 
+def _length(value: Any) -> int:
+    size = getattr(value, "size", None)
+    if isinstance(size, int):
+        return size
+    return len(value) if isinstance(value, list | tuple) else 1
+
+
+def _elements(process_id: str, kwargs: dict[str, Any]) -> int:
+    if process_id == "array_create":
+        repeat = kwargs.get("repeat", 1)
+        times = repeat if isinstance(repeat, int) and not isinstance(repeat, bool) else 1
+        return _length(kwargs.get("data") or []) * max(times, 0)
+    return _length(kwargs.get("array1") or []) + _length(kwargs.get("array2") or [])
+
+
+_GROWING = ("array_create", "array_concat")  # processes whose result may be far larger than their input
+
+
+def _check_elements(process_id: str, kwargs: dict[str, Any]) -> None:
+    """Refuse, before allocating it, an array larger than the run's element cap: ``repeat: 10**9`` would
+    otherwise take the engine's memory."""
+    ctx = active()
+    limit = ctx.max_array_elements if ctx is not None else None
+    if limit is None:
+        return
+    count = _elements(process_id, kwargs)
+    if count > limit:
+        raise ProcessParameterInvalid(f"{process_id}: the array would hold {count} elements, more than the {limit} "
+                                      "allowed (workflow_max_array_elements)")
+
+
 def adapt(process_id: str, func: Callable[..., Any]) -> Callable[..., Any]:
     """The library's implementation for arrays and cubes; the specification's semantics on plain values."""
     plain = PLAIN.get(process_id)
@@ -98,13 +131,49 @@ def adapt(process_id: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def process(*args: Any, **kwargs: Any) -> Any:
+        if process_id in _GROWING:
+            _check_elements(process_id, kwargs)
         if args or kwargs.get("axis") is not None or not all(callable(v) or is_plain(v) for v in kwargs.values()):
             return func(*args, **kwargs)
         values = {k: v if callable(v) else plain_value(v) for k, v in kwargs.items()}
         if plain is not None:
-            return plain(**{k: v for k, v in values.items() if k in plain_params})
+            return _in_range(plain(**{k: v for k, v in values.items() if k in plain_params}))
         if any(name in values and values[name] is None for name in passthrough):
             return None
-        return plain_value(func(**values))
+        if process_id == "power":
+            values = _power_operands(values)
+        try:
+            return _in_range(plain_value(func(**values)))
+        except OverflowError:  # float arithmetic past its range: Python raises where numpy says inf
+            raise ValueError(_BEYOND) from None
 
     return process
+
+
+_INT_BITS = 63  # beyond a signed 64-bit integer, a plain number is computed as a float64
+_BEYOND = "the result is beyond the range of a 64-bit float (about 1.8e308)"
+
+
+def _power_operands(values: dict[str, Any]) -> dict[str, Any]:
+    """Integer operands of ``power`` whose exact result would outgrow 64 bits go as floats: Python's exact
+    power has no bound (``10 ** 10**9`` takes minutes and gigabytes) and its digits cannot even be written."""
+    base, p = values.get("base"), values.get("p")
+    if type(base) is int and type(p) is int and p > 0 and abs(base) > 1 \
+            and (abs(base).bit_length() - 1) * p >= _INT_BITS:
+        return {**values, "base": _as_float(base)}
+    return values
+
+
+def _as_float(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(_BEYOND) from None
+
+
+def _in_range(value: Any) -> Any:
+    """A plain result that JSON and every client can hold: an integer beyond 64 bits becomes a float (or a
+    ValueError, which fails the node naming its process, where no float holds it)."""
+    if type(value) is int and value.bit_length() > _INT_BITS:
+        return _as_float(value)
+    return value

@@ -16,6 +16,20 @@ export class ApiError extends Error {
   }
 }
 
+// A string, or one of the tokens NaN, Infinity and -Infinity that the API writes for float values (JSON has
+// none); strings are matched whole so a token inside one is left alone.
+const NON_FINITE = /"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g;
+
+/** JSON text as the API writes it: NaN and ±Infinity (stream records, float state) become null, shown as missing. */
+export function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    if (!/NaN|Infinity/.test(text)) throw error;
+    return JSON.parse(text.replace(NON_FINITE, (m) => (m[0] === '"' ? m : "null")));
+  }
+}
+
 export function query(params) {
   const out = new URLSearchParams();
   for (const [k, v] of Object.entries(params || {})) {
@@ -43,14 +57,14 @@ export async function api(path, { method = "GET", body, params, raw = false, sig
   }
   if (raw) return response;
   if (response.status === 204) return null;
-  return response.json();
+  return parseJson(await response.text());
 }
 
 /** Server-Sent Events with the session cookie (same origin); returns a function that closes them. */
 export function events(path, handlers) {
   const source = new EventSource(path, { withCredentials: true });
   for (const [type, fn] of Object.entries(handlers)) {
-    source.addEventListener(type, (event) => fn(event.data ? JSON.parse(event.data) : null, event));
+    source.addEventListener(type, (event) => fn(event.data ? parseJson(event.data) : null, event));
   }
   return () => source.close();
 }
