@@ -26,9 +26,11 @@ from twinengine.access.render import PNG, parse_scale, render_png
 from twinengine.access.service import (
     DataAccess,
     check_crs,
+    collection_ids,
     instance_ids,
     location_geometry,
     locations_of,
+    readable_collection,
     run_query,
 )
 from twinengine.access.service import (
@@ -37,7 +39,6 @@ from twinengine.access.service import (
 from twinengine.api.deps import PrincipalDep, RuntimeDep
 from twinengine.api.responses import PiecesResponse
 from twinengine.api.routing import api_router
-from twinengine.auth.policy import require
 from twinengine.errors import (
     AuthenticationRequired,
     FormatUnavailable,
@@ -193,10 +194,9 @@ def _describe(access: DataAccess, collection_id: str, base: str) -> dict[str, An
 def collections(request: Request, access: AccessDep, principal: PrincipalDep,
                 f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
-    require(principal, "collection.read")
     base = _base(request)
     items = []
-    for cid in access.source.ids():
+    for cid in collection_ids(access, principal=principal):
         try:
             items.append(_describe(access, cid, base))
         except (UnreadableFile, FormatUnavailable) as exc:  # one bad file must not hide the others
@@ -209,7 +209,7 @@ def collections(request: Request, access: AccessDep, principal: PrincipalDep,
 def collection(request: Request, collection_id: CollectionId, access: AccessDep, principal: PrincipalDep,
                f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
-    require(principal, "collection.read", target=collection_id)
+    readable_collection(access, principal=principal, collection_id=collection_id)
     return _describe(access, collection_id, _base(request))
 
 
@@ -285,7 +285,7 @@ def corridor(collection_id: CollectionId, access: AccessDep, principal: Principa
 
 @router.get("/collections/{collection_id}/locations", name="locations", summary="Named locations (stations)")
 def locations(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep) -> Response:
-    require(principal, "collection.read", target=collection_id)
+    readable_collection(access, principal=principal, collection_id=collection_id)
     features = list(locations_of(access.source.open(collection_id)).values())
     return Response(dumps({"type": "FeatureCollection", "features": features}), media_type=GEOJSON)
 
@@ -302,7 +302,7 @@ def location(collection_id: CollectionId, location_id: Annotated[str, Path(max_l
 @router.get("/collections/{collection_id}/instances", name="instances", summary="Instances (forecast runs)")
 def instances(request: Request, collection_id: CollectionId, access: AccessDep,
               principal: PrincipalDep) -> dict[str, Any]:
-    require(principal, "collection.read", target=collection_id)
+    readable_collection(access, principal=principal, collection_id=collection_id)
     ds = access.source.open(collection_id)
     base = _base(request)
     info = access.source.info(collection_id)

@@ -27,9 +27,9 @@ from twinengine.access.query import TimeFilter, ZFilter
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.collections import CollectionSource
-from twinengine.errors import InvalidParameterValue, NotFound
+from twinengine.errors import CollectionNotFound, InvalidParameterValue, NotFound
 
-__all__ = ["DataAccess", "Query", "locations_of", "run_query"]
+__all__ = ["DataAccess", "Query", "collection_ids", "locations_of", "readable_collection", "run_query"]
 
 QUERY_TYPES = ("position", "radius", "area", "cube", "trajectory", "corridor", "locations", "instances")
 CRS_ALIASES = {"crs84", "ogc:crs84", "epsg:4326", "http://www.opengis.net/def/crs/ogc/1.3/crs84",
@@ -137,8 +137,23 @@ def run_query(access: DataAccess, *, principal: Principal, collection_id: str, q
     return extraction if deferred else extraction.complete()
 
 
-def _plan(access: DataAccess, *, principal: Principal, collection_id: str, query: Query) -> Extraction:
+def readable_collection(access: DataAccess, *, principal: Principal, collection_id: str) -> None:
+    """Refuse unless ``principal`` may read the collection: ``collection.read``, then its source's own answer
+    (the lake's datasets follow their twin's, run's or owner's grants). One it may not read is not found, as
+    it is not listed."""
     require(principal, "collection.read", target=collection_id)
+    if not access.source.readable(collection_id, principal):
+        raise CollectionNotFound(f"no collection {collection_id!r}")
+
+
+def collection_ids(access: DataAccess, *, principal: Principal) -> list[str]:
+    """The collections ``principal`` may read (what the EDR listing and the portal's map show)."""
+    require(principal, "collection.read")
+    return access.source.readable_ids(principal)
+
+
+def _plan(access: DataAccess, *, principal: Principal, collection_id: str, query: Query) -> Extraction:
+    readable_collection(access, principal=principal, collection_id=collection_id)
     planner = access.planner(collection_id)
     stations = points.stations_of(planner.ds) if not planner.gridded() else None
     if stations is not None:
@@ -185,7 +200,7 @@ def locations_of(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
 
 def location_geometry(access: DataAccess, *, principal: Principal, collection_id: str,
                       location_id: str) -> BaseGeometry:
-    require(principal, "collection.read", target=collection_id)
+    readable_collection(access, principal=principal, collection_id=collection_id)
     found = locations_of(access.source.open(collection_id)).get(location_id)
     if found is None:
         raise NotFound(f"collection {collection_id!r} has no location {location_id!r}")

@@ -80,8 +80,8 @@ RULES: dict[str, Rule] = {
     "stream.append": owner_or_granted(Permission.OPERATE),  # ingest records (HTTP, WebSocket)
     "stream.read": owner_or_granted(Permission.READ),  # history, live events, functions, buffers
     "stream.manage": owner_or_granted(Permission.OPERATE),  # MQTT bindings, retraining buffers
-    "identity.read": any_role,
     "identity.list": admin_only,
+    "identity.manage": admin_only,  # disable, enable, delete
     "token.create": admin_only,
     "token.read": admin_only,
     "token.revoke": admin_only,
@@ -94,7 +94,7 @@ RULES: dict[str, Rule] = {
     # the data lake: providers run storage; users, developers and providers put data in and read it back
     "lake.endpoint.manage": role_in(Role.PROVIDER),
     "lake.endpoint.read": any_role,
-    "lake.read": any_role,
+    "lake.read": any_role,  # the lake as a whole; each DID then as its origin says (lake.grants: twin, run, owner)
     "lake.write": role_in(Role.USER, Role.DEVELOPER, Role.PROVIDER),
     "lake.rule.create": role_in(Role.USER, Role.PROVIDER),
     "lake.rule.read": any_role,

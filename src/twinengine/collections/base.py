@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import xarray as xr
@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from twinengine.errors import CollectionNotFound, FormatUnavailable, UnreadableFile
 
-__all__ = ["CollectionInfo", "CollectionNotFound", "CollectionSource", "VariableInfo", "describe"]
+__all__ = ["Caller", "CollectionInfo", "CollectionNotFound", "CollectionSource", "VariableInfo", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,17 @@ class CollectionInfo(BaseModel):
     attrs: dict[str, Any] = Field(default_factory=dict)
 
 
+class Caller(Protocol):
+    """Who asks for collections (an ``auth.Principal``), named by what a source needs of it: collections stay
+    below the packages of access control."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def is_admin(self) -> bool: ...
+
+
 class CollectionSource:
     """Where collections come from. Subclasses implement ``ids`` and ``open``; ``info`` has a default."""
 
@@ -62,11 +73,21 @@ class CollectionSource:
         """A token that changes when the collection's content changes (None: unknown); caches key on it."""
         return None
 
-    def list(self) -> list[CollectionInfo]:
-        """Every collection that can be read now; one whose file cannot be is left out (and logged), so a
-        corrupt file does not hide the others. Asking for it by id gives the error naming it."""
+    def readable_ids(self, principal: Caller) -> list[str]:
+        """The ids ``principal`` may read: all of them here; a source of users' data narrows them (the lake
+        asks ``lake.grants``), so every listing shows only what asking for the collection would give."""
+        return self.ids()
+
+    def readable(self, collection_id: str, principal: Caller) -> bool:
+        """Whether ``principal`` may read the collection (every caller here; see ``readable_ids``)."""
+        return True
+
+    def list(self, principal: Caller | None = None) -> list[CollectionInfo]:
+        """Every collection that can be read now (by ``principal``, when given); one whose file cannot be is
+        left out (and logged), so a corrupt file does not hide the others. Asking for it by id gives the error
+        naming it."""
         out = []
-        for cid in self.ids():
+        for cid in self.ids() if principal is None else self.readable_ids(principal):
             try:
                 out.append(self.info(cid))
             except (UnreadableFile, FormatUnavailable) as exc:

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import xarray as xr
 
-from twinengine.collections.base import CollectionInfo, CollectionNotFound, CollectionSource
+from twinengine.collections.base import Caller, CollectionInfo, CollectionNotFound, CollectionSource
 
 __all__ = ["ChainedCollections"]
 
@@ -41,6 +41,21 @@ class ChainedCollections(CollectionSource):
             for cid in source.ids():
                 seen.setdefault(cid, None)
         return list(seen)
+
+    def readable_ids(self, principal: Caller) -> list[str]:
+        owned: set[str] = set()  # the first source that lists an id owns it, whether the caller may read it or not
+        out: list[str] = []
+        for source in self.sources:
+            readable = set(source.readable_ids(principal))
+            for cid in source.ids():
+                if cid not in owned:
+                    owned.add(cid)
+                    if cid in readable:
+                        out.append(cid)
+        return out
+
+    def readable(self, collection_id: str, principal: Caller) -> bool:
+        return self._owner(collection_id).readable(collection_id, principal)
 
     def open(self, collection_id: str) -> xr.Dataset:
         return self._owner(collection_id).open(collection_id)

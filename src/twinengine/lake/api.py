@@ -16,8 +16,9 @@ from sqlalchemy import select
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import api_router
-from twinengine.errors import InvalidInput
-from twinengine.lake import dids, endpoints, importer, replicas, rules, uploads
+from twinengine.auth.policy import require
+from twinengine.errors import InvalidInput, RuleNotFound
+from twinengine.lake import dids, endpoints, grants, importer, removal, replicas, rules, uploads
 from twinengine.lake.models import Did, Endpoint, Transfer
 from twinengine.lake.schemas import (
     DID_PATTERN,
@@ -99,9 +100,10 @@ def endpoint_remove(name: EndpointPath, session: SessionDep, principal: Principa
 
 @router.post("/dids", name="did_add", status_code=status.HTTP_201_CREATED,
              summary="Register a dataset or container")
-def did_add(body: DidCreate, session: SessionDep, principal: PrincipalDep) -> DidRead:
+def did_add(body: DidCreate, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> DidRead:
     row = dids.add_did(session, principal=principal, did=body.did, type=DidType(body.type), meta=body.meta,
-                       geometry=body.geometry, bbox=body.bbox, start=body.start_time, end=body.end_time)
+                       geometry=body.geometry, bbox=body.bbox, start=body.start_time, end=body.end_time,
+                       tuning=runtime.lake.tuning)
     return dids.did_read(session, row)
 
 
@@ -118,7 +120,8 @@ def did_list(session: SessionDep, principal: PrincipalDep,
 @router.post("/dids/{did:path}/members", name="did_attach", summary="Add files to a dataset, or datasets and "
                                                                     "containers to a container")
 def did_attach(did: DidPath, body: AttachBody, session: SessionDep, principal: PrincipalDep) -> DidRead:
-    return dids.did_read(session, dids.attach(session, principal=principal, parent=did, children=body.children))
+    row = dids.attach(session, principal=principal, parent=did, children=body.children)
+    return dids.did_read(session, row, visible=grants.Readers(session, principal))
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -169,8 +172,15 @@ def did_download(did: DidPath, session: SessionDep, principal: PrincipalDep, run
 
 @router.get("/dids/{did:path}", name="did_get", summary="One identifier with its replicas or members")
 def did_get(did: DidPath, session: SessionDep, principal: PrincipalDep) -> DidRead:
-    dids.list_dids(session, principal=principal, limit=1)
-    return dids.did_read(session, dids.get_did(session, did))
+    readers = grants.Readers(session, principal)
+    row = grants.require_read(session, principal, dids.get_did(session, did), readers=readers)
+    return dids.did_read(session, row, visible=readers)
+
+
+@router.delete("/dids/{did:path}", name="did_remove", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Remove a DID with its rules and replicas (its creator or an admin)")
+def did_remove(did: DidPath, principal: PrincipalDep, runtime: RuntimeDep) -> None:
+    removal.delete_did(runtime.db, runtime.lake, principal=principal, did=did)
 
 
 # -- uploads ----------------------------------------------------------------------------------------------------
@@ -262,8 +272,13 @@ def rule_list(session: SessionDep, principal: PrincipalDep,
 
 @router.get("/rules/{rule_id}", name="rule_get", summary="One rule: state, lock counts, percent, last error")
 def rule_get(rule_id: RuleId, session: SessionDep, principal: PrincipalDep) -> RuleRead:
-    rules.list_rules(session, principal=principal, limit=1)
-    return rules.rule_read(session, rules.get_rule(session, rule_id))
+    require(principal, "lake.rule.read")
+    rule = rules.get_rule(session, rule_id)
+    hidden = not grants.runs_storage(principal) and not grants.may_read(session, principal,
+                                                                        session.get_one(Did, rule.did_id))
+    if hidden:  # as a rule that is not there
+        raise RuleNotFound(f"no replication rule {rule_id!r}")
+    return rules.rule_read(session, rule)
 
 
 @router.delete("/rules/{rule_id}", name="rule_remove", status_code=status.HTTP_204_NO_CONTENT,
@@ -289,16 +304,22 @@ def transfer_list(session: SessionDep, principal: PrincipalDep,
                   rule_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
                   state: Annotated[str | None, Query(pattern=r"^(QUEUED|ACTIVE|DONE|FAILED|CANCELLED)$")] = None,
                   limit: Limit = 100) -> list[TransferRead]:
-    rules.list_rules(session, principal=principal, limit=1)
-    query = select(Transfer).order_by(Transfer.id.desc()).limit(limit)
+    require(principal, "lake.rule.read")
+    readers = grants.Readers(session, principal)  # transfers of files the caller may read
+    query = select(Transfer).order_by(Transfer.id.desc())
     if rule_id:
         query = query.where(Transfer.rule_id == rule_id)
     if state:
         query = query.where(Transfer.state == state)
     names = {e.id: e.name for e in session.scalars(select(Endpoint))}
-    out = []
-    for t in session.scalars(query):
+    out: list[TransferRead] = []
+    everything = grants.runs_storage(principal)
+    for t in session.scalars(query.limit(limit) if everything else query):
         did = session.get_one(Did, t.did_id)
+        if not everything and not readers(did):
+            continue
+        if len(out) == limit:
+            break
         out.append(TransferRead(id=t.id, did=did.did, source=names.get(t.source_endpoint_id or -1),
                                 destination=names[t.dest_endpoint_id], rule_id=t.rule_id, state=t.state,
                                 attempts=t.attempts, bytes_done=t.bytes_done, last_error=t.last_error,

@@ -15,7 +15,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from twinengine.auth.principal import Principal
 from twinengine.lake.collections import collection_id
+from twinengine.lake.grants import Readers
 from twinengine.lake.models import Attachment, Did
 from twinengine.lake.schemas import DidType
 from twinengine.store.engine import Database
@@ -32,6 +34,7 @@ class LakeArrival(Arrival):
     ``load_collection`` (``scope.name``)."""
 
     did: str = ""
+    container: str = ""  # the collection's ``scope:name``
 
     def data(self) -> dict[str, Any]:
         scope, _, name = self.did.partition(":")
@@ -51,18 +54,33 @@ class LakeArrivals(ArrivalFeed):
         parent, child = _PARENT, _CHILD
         with self.db.session(readonly=True) as session:
             rows = session.execute(
-                select(parent.name, child.scope, child.name, Attachment.created_at)
+                select(parent.scope, parent.name, child.scope, child.name, Attachment.created_at)
                 .join(parent, parent.id == Attachment.parent_id).join(child, child.id == Attachment.child_id)
                 .where(parent.type == DidType.CONTAINER, child.type == DidType.DATASET,
                        Attachment.created_at > start)
                 .order_by(Attachment.created_at)).all()
-        arrivals: list[Arrival] = [LakeArrival(collection, item, at, did=f"{scope}:{item}")
-                                   for collection, scope, item, at in rows]
+        arrivals: list[Arrival] = [LakeArrival(collection, item, at, did=f"{scope}:{item}",
+                                               container=f"{parent_scope}:{collection}")
+                                   for parent_scope, collection, scope, item, at in rows]
         newest = max([last, *(a.at for a in arrivals)])
         return arrivals, f"{floor.isoformat()}/{newest.isoformat()}"
 
     def cursor_at(self, moment: datetime) -> str | None:
         return f"{moment.isoformat()}/{moment.isoformat()}"
+
+    def readable_by(self, arrival: Arrival, principal: Principal) -> bool:
+        """The item's dataset and its container must both be readable (``lake.grants``): a container another
+        user names like a twin's pattern, or a dataset of theirs in a shared one, fires nothing of the twin's."""
+        if not isinstance(arrival, LakeArrival):
+            return True
+        with self.db.session(readonly=True) as session:
+            readers = Readers(session, principal)
+            for text in (arrival.container, arrival.did):
+                scope, _, name = text.partition(":")
+                row = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
+                if row is None or not readers(row):
+                    return False
+        return True
 
 
 def _parse(cursor: str | None) -> tuple[datetime, datetime]:

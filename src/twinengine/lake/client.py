@@ -86,6 +86,10 @@ class LakeClient:
     def get(self, did: str) -> DidRead:
         return self._c._get(DidRead, f"{BASE}/dids/{_did(did)}")
 
+    def remove(self, did: str) -> None:
+        """Delete a DID with its rules and replicas (its creator or an admin)."""
+        self._c._request("DELETE", f"{BASE}/dids/{_did(did)}")
+
     def dids(self, *, scope: str | None = None, type: str | None = None, prefix: str | None = None,
              limit: int = 100, offset: int = 0) -> DidPage:
         return self._c._get(DidPage, f"{BASE}/dids", scope=scope, type=type, prefix=prefix, limit=limit,

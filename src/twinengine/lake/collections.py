@@ -17,12 +17,14 @@ from typing import ClassVar
 
 import xarray as xr
 from sqlalchemy import select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from twinengine import formats
-from twinengine.collections.base import CollectionInfo, CollectionNotFound, CollectionSource, describe
+from twinengine.auth.principal import Principal
+from twinengine.collections.base import Caller, CollectionInfo, CollectionNotFound, CollectionSource, describe
 from twinengine.errors import DataCorrupted, FormatUnavailable
 from twinengine.lake.context import Lake
+from twinengine.lake.grants import Readers
 from twinengine.lake.models import Attachment, Did, Endpoint, Replica
 from twinengine.lake.schemas import DidType, ReplicaState
 from twinengine.lake.storage import LocalStorage, StorageBackend
@@ -79,6 +81,36 @@ class LakeCollections(CollectionSource):
     def ids(self) -> list[str]:
         return [cid for cid, (_, name) in self._gridded().items()
                 if (found := formats.match(PurePosixPath(name).name)) is not None and found.unavailable is None]
+
+    def readable_ids(self, principal: Caller) -> list[str]:
+        """The lake's collections whose dataset and file ``principal`` may read (``lake.grants``)."""
+        ids = self.ids()
+        if principal.is_admin or not ids:
+            return ids
+        if not isinstance(principal, Principal):  # nobody the policy knows
+            return []
+        gridded = self._gridded()
+        with self.db.session(readonly=True) as session:
+            readers = Readers(session, principal)
+            return [cid for cid in ids if self._readable(session, readers, cid, gridded)]
+
+    def readable(self, collection_id: str, principal: Caller) -> bool:
+        if principal.is_admin:
+            return True
+        if not isinstance(principal, Principal):  # nobody the policy knows
+            return False
+        with self.db.session(readonly=True) as session:
+            return self._readable(session, Readers(session, principal), collection_id, self._gridded())
+
+    @staticmethod
+    def _readable(session: Session, readers: Readers, collection_id: str,
+                  gridded: dict[str, tuple[int, str]]) -> bool:
+        scope, _, name = collection_id.partition(".")
+        dataset = session.scalar(select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/"),
+                                                   Did.type == DidType.DATASET))
+        found = gridded.get(collection_id)
+        file = session.get(Did, found[0]) if found is not None else None
+        return dataset is not None and readers(dataset) and (file is None or readers(file))
 
     def _locate(self, collection_id: str) -> tuple[int, str]:
         found = self._gridded().get(collection_id)

@@ -26,6 +26,9 @@ class LakeTuning:
     stale_after: timedelta = timedelta(minutes=2)
     stuck_retry: timedelta = timedelta(minutes=5)
     heartbeat: timedelta = timedelta(seconds=10)
+    #: Deepest nesting and largest JSON size of a DID's ``meta`` and ``geometry`` (lake_meta_max_*).
+    meta_max_depth: int = 32
+    meta_max_bytes: int = 64 * 1024
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ from sqlalchemy.orm import Session
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.errors import DidConflict, DidNotFound, ValidationFailed
+from twinengine.lake.context import LakeTuning
+from twinengine.lake.grants import Readers, require_read
 from twinengine.lake.models import Attachment, Did, Endpoint, Replica
 from twinengine.lake.schemas import DID_PATTERN, DidRead, DidType, ReplicaRead, ReplicaState
 from twinengine.store.base import upsert, utcnow
@@ -21,6 +24,7 @@ from twinengine.store.changes import bump
 __all__ = [
     "add_did",
     "attach",
+    "check_meta",
     "children_of",
     "did_read",
     "file_ids_under",
@@ -37,17 +41,38 @@ _DID = re.compile(DID_PATTERN)
 CONTAINER_GRAPH = "lake_containers"  # change counter of containers' members: attaches to containers take turns
 
 
-def parse_did(text: str, *, loc: str = "did") -> tuple[str, str]:
-    """``scope:name`` → (scope, name); names may contain '/', never '..'."""
-    if not _DID.match(text) or ".." in text.split(":", 1)[1].split("/"):
+def parse_did(text: str, *, loc: str = "did", lookup: bool = False) -> tuple[str, str]:
+    """``scope:name`` → (scope, name). A new name's '/'-separated segments are never empty, '.' or '..': HTTP
+    clients rewrite such paths, so the DID could never be reached again. Lookups refuse only '..'."""
+    segments = text.split(":", 1)[1].split("/") if ":" in text else []
+    bad = {".."} if lookup else {"", ".", ".."}
+    if not _DID.match(text) or bad & set(segments):
         raise ValidationFailed.one(loc, f"{text!r} is not scope:name (scope: letters, digits, '_-'; name: "
-                                        "letters, digits, '_.-/'; no '..')")
+                                        "letters, digits, '_.-/'; no empty, '.' or '..' segments)")
     scope, _, name = text.partition(":")
     return scope, name
 
 
+def check_meta(value: Any, *, loc: str, tuning: LakeTuning | None = None) -> None:
+    """Refuse JSON nested deeper than ``lake_meta_max_depth`` or larger than ``lake_meta_max_bytes`` once
+    serialised: every read (REST, STAC, portal) serialises it again, and one such document broke them all."""
+    limits = tuning or LakeTuning()
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:  # iterative: the depth itself is what is being checked
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list | tuple) else ()
+        if children and depth > limits.meta_max_depth:
+            raise ValidationFailed.one(loc, f"nests deeper than {limits.meta_max_depth} levels "
+                                            "(lake_meta_max_depth)")
+        stack.extend((child, depth + 1) for child in children)
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    if size > limits.meta_max_bytes:
+        raise ValidationFailed.one(loc, f"is {size} bytes as JSON, more than {limits.meta_max_bytes} "
+                                        "(lake_meta_max_bytes)")
+
+
 def get_did(session: Session, did: str, *, loc: str = "did") -> Did:
-    scope, name = parse_did(did, loc=loc)
+    scope, name = parse_did(did, loc=loc, lookup=True)
     row = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
     if row is None:
         raise DidNotFound(f"no file, dataset or container {did!r}")
@@ -71,7 +96,9 @@ def children_of(session: Session, did: Did) -> list[Did]:
                                 .where(Attachment.parent_id == did.id).order_by(Did.scope, Did.name)))
 
 
-def did_read(session: Session, did: Did, *, details: bool = True) -> DidRead:
+def did_read(session: Session, did: Did, *, details: bool = True,
+             visible: Callable[[Did], bool] | None = None) -> DidRead:
+    """``visible``: which members to list (``lake.grants.Readers`` of the caller); all when None."""
     bbox = (did.west, did.south, did.east, did.north) if did.west is not None else None
     out = DidRead(did=did.did, scope=did.scope, name=did.name, type=DidType(did.type), bytes=did.bytes,
                   adler32=did.adler32, sha256=did.sha256, media_type=did.media_type, meta=did.meta or {},
@@ -81,7 +108,7 @@ def did_read(session: Session, did: Did, *, details: bool = True) -> DidRead:
         if did.type == DidType.FILE:
             out.replicas = [replica_read(r, did, e) for r, e in replicas_of(session, did)]
         else:
-            out.children = [c.did for c in children_of(session, did)]
+            out.children = [c.did for c in children_of(session, did) if visible is None or visible(c)]
     return out
 
 
@@ -112,10 +139,14 @@ def set_extent(did: Did, *, geometry: dict[str, Any] | None, bbox: Sequence[floa
 
 def add_did(session: Session, *, principal: Principal, did: str, type: DidType, meta: dict[str, Any] | None = None,
             geometry: dict[str, Any] | None = None, bbox: Sequence[float] | None = None,
-            start: datetime | None = None, end: datetime | None = None, exist_ok: bool = False) -> Did:
+            start: datetime | None = None, end: datetime | None = None, exist_ok: bool = False,
+            tuning: LakeTuning | None = None) -> Did:
     """Register a dataset or container (files come in through uploads and registrations)."""
     require(principal, "lake.write")
     scope, name = parse_did(did)
+    check_meta(meta or {}, loc="meta", tuning=tuning)
+    if geometry is not None:
+        check_meta(geometry, loc="geometry", tuning=tuning)
     existing = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
     if existing is not None:
         if exist_ok and existing.type == type:
@@ -131,7 +162,8 @@ def add_did(session: Session, *, principal: Principal, did: str, type: DidType, 
 def attach(session: Session, *, principal: Principal, parent: str, children: Iterable[str]) -> Did:
     """Put files into a dataset, or datasets and containers into a container (idempotent)."""
     require(principal, "lake.write")
-    row = get_did(session, parent, loc="did")
+    readers = Readers(session, principal)  # nothing is attached by, or to, what its caller may not read
+    row = require_read(session, principal, get_did(session, parent, loc="did"), readers=readers)
     if row.type == DidType.FILE:
         raise ValidationFailed.one("did", f"{parent} is a file; only datasets and containers have members")
     allowed = {DidType.DATASET: {DidType.FILE}, DidType.CONTAINER: {DidType.DATASET, DidType.CONTAINER}}[
@@ -145,6 +177,9 @@ def attach(session: Session, *, principal: Principal, parent: str, children: Ite
     added: list[dict[str, Any]] = []
     for i, text in enumerate(children):
         child = get_did(session, text, loc=f"children[{i}]")
+        if not readers(child):
+            raise DidNotFound(f"no file, dataset or container {text!r}", details=[{"loc": f"children[{i}]",
+                                                                                   "msg": "not found"}])
         if DidType(child.type) not in allowed:
             raise ValidationFailed.one(f"children[{i}]", f"a {row.type} holds {', '.join(sorted(allowed))}s, "
                                                          f"not {child.type}s")
@@ -207,6 +242,9 @@ def list_dids(session: Session, *, principal: Principal, scope: str | None = Non
         query = query.where(Did.type == type.value)
     if name_prefix:
         query = query.where(Did.name.startswith(name_prefix, autoescape=True))
+    if not principal.is_admin:  # what the caller may read (lake.grants), then the page: counts stay true
+        readable = Readers(session, principal).only(session.scalars(query.order_by(Did.scope, Did.name)))
+        return readable[offset:offset + limit], len(readable)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Did.scope, Did.name).limit(limit).offset(offset))
     return list(rows), total
@@ -220,3 +258,4 @@ def replicas_by_id(session: Session, ids: list[int]) -> list[ReplicaRead]:
                                .where(Replica.id.in_(ids[start:start + 1000])).order_by(Replica.id))
         out += [replica_read(r, d, e) for r, d, e in rows]
     return out
+

@@ -16,6 +16,7 @@ from twinengine.lake.checksums import Checksums, Hasher
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import file_ids_under, get_did, replica_read
 from twinengine.lake.endpoints import get_endpoint
+from twinengine.lake.grants import Readers, require_read, runs_storage
 from twinengine.lake.models import Did, Endpoint, Replica, Rule, RuleLock
 from twinengine.lake.schemas import DidType, ReplicaRead, ReplicaState, VerifyResult
 from twinengine.lake.storage import StorageBackend
@@ -92,7 +93,7 @@ def open_replica(session: Session, lake: Lake, *, principal: Principal, did: str
     there; with ``verify`` its bytes are re-read first. Replicas found missing, corrupted or unreachable are
     marked (through ``db``, in a unit of work of their own) and the next one is tried."""
     require(principal, "lake.read")
-    row = get_did(session, did)
+    row = require_read(session, principal, get_did(session, did))
     if row.type != DidType.FILE or not row.sha256:
         raise ValidationFailed.one("did", f"{did} is a {row.type}; download its files one by one")
     query = (select(Replica, Endpoint).join(Endpoint, Endpoint.id == Replica.endpoint_id)
@@ -139,12 +140,19 @@ def replicas_to_verify(session: Session, *, principal: Principal, did: str | Non
         raise ValidationFailed.one("did", "name a did or an endpoint to verify")
     query = select(Replica.id).where(Replica.state.in_((ReplicaState.AVAILABLE, ReplicaState.BAD,
                                                         ReplicaState.UNAVAILABLE)))
+    listing = action == "lake.read" and not runs_storage(principal)  # only files the caller may read
+    readers = Readers(session, principal)
     if did:
-        files = file_ids_under(session, get_did(session, did))
+        top = get_did(session, did)
+        files = file_ids_under(session, require_read(session, principal, top, readers=readers) if listing else top)
         query = query.where(Replica.did_id.in_(files))
     if endpoint:
         query = query.where(Replica.endpoint_id == get_endpoint(session, endpoint).id)
-    return list(session.scalars(query.order_by(Replica.id)))
+    if not listing:
+        return list(session.scalars(query.order_by(Replica.id)))
+    rows = session.execute(select(Replica.id, Did).join(Did, Did.id == Replica.did_id)
+                           .where(Replica.id.in_(query)).order_by(Replica.id))
+    return [replica_id for replica_id, file in rows if readers(file)]
 
 
 def verify_one(db: Database, lake: Lake, replica_id: int) -> tuple[bool, ReplicaRead | None]:

@@ -20,6 +20,7 @@ from twinengine.auth.principal import Principal
 from twinengine.errors import DuplicateRule, InvalidExpression, PermissionDenied, RuleNotFound, ValidationFailed
 from twinengine.lake.dids import file_ids_under, get_did
 from twinengine.lake.expression import ExpressionError, select_endpoints
+from twinengine.lake.grants import Readers, require_read, runs_storage
 from twinengine.lake.models import Did, Endpoint, Replica, Rule, RuleLock, Transfer
 from twinengine.lake.schemas import ReplicaState, RuleRead, RuleState
 from twinengine.store.base import lock_for_delete, utcnow
@@ -68,6 +69,8 @@ def add_rule(session: Session, *, principal: Principal, did: str, copies: int, e
              lifetime: str | None = None, comment: str | None = None) -> Rule:
     require(principal, "lake.rule.create")
     row = get_did(session, did)
+    if not runs_storage(principal):
+        require_read(session, principal, row)
     # Rules on one DID are added in turn (its row stays locked until commit: FOR NO KEY UPDATE on PostgreSQL,
     # SQLite's writers take turns anyway), so two identical requests at once cannot both pass the check below.
     session.execute(select(Did.id).where(Did.id == row.id).with_for_update(key_share=True))
@@ -115,6 +118,13 @@ def list_rules(session: Session, *, principal: Principal, did: str | None = None
         query = query.where(Rule.did_id == get_did(session, did).id)
     if state:
         query = query.where(Rule.state == state.value)
+    if not runs_storage(principal):  # rules on data the caller may read (lake.grants), then the page
+        readers = Readers(session, principal)
+        rows = session.execute(select(Rule, Did).join(Did, Did.id == Rule.did_id)
+                               .where(Rule.id.in_(query.with_only_columns(Rule.id)))
+                               .order_by(Rule.created_at, Rule.id))
+        readable = [rule for rule, did_row in rows if readers(did_row)]
+        return readable[offset:offset + limit], len(readable)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     return list(session.scalars(query.order_by(Rule.created_at, Rule.id).limit(limit).offset(offset))), total
 

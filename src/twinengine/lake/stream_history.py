@@ -54,7 +54,7 @@ class LakeSegmentSink(SegmentSink):
         upload_file(self.db, self.lake, principal=SYSTEM, path=segment.path,
                     did=f"{SCOPE}:{name}/{segment.first_offset:020d}.parquet", endpoint=self.endpoint,
                     expected=Expected(sha256=segment.sha256, bytes=segment.size), dataset=dataset,
-                    media_type=PARQUET, meta={"roles": ["data"]})
+                    media_type=PARQUET, meta={"roles": ["data"], "twin": segment.twin_id, "stream": segment.stream})
         return dataset
 
     def read(self, row: CompactedSegment) -> pa.Table:

@@ -36,6 +36,7 @@ from twinengine.lake.checksums import Checksums, Hasher, normalize_adler32, norm
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import attach, get_did, parse_did
 from twinengine.lake.endpoints import get_endpoint, take_quota, usage
+from twinengine.lake.grants import require_read
 from twinengine.lake.models import Did, Endpoint, Replica, Transfer
 from twinengine.lake.schemas import DidType, ReplicaState
 from twinengine.lake.storage import CHUNK
@@ -99,7 +100,8 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
     """Unit (1): the file row (new ones have no checksums yet) and a COPYING replica on the endpoint."""
     require(principal, "lake.write")
     scope, name = parse_did(did)
-    if dataset is not None and get_did(session, dataset, loc="dataset").type != DidType.DATASET:
+    if dataset is not None and require_read(session, principal, get_did(session, dataset, loc="dataset")
+                                            ).type != DidType.DATASET:  # refused before a byte is written
         raise ValidationFailed.one("dataset", f"{dataset} is not a dataset; files go into datasets")
     ep = get_endpoint(session, endpoint)
     if not ep.write:

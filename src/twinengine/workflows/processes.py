@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from twinengine.errors import ProcessParameterInvalid
+from twinengine.errors import CollectionNotFound, ProcessParameterInvalid
 from twinengine.workflows import formats
 from twinengine.workflows.context import current
 from twinengine.workflows.registry import ProcessEntry, ProcessRegistry, standard_processes
@@ -134,6 +134,9 @@ def collection_fingerprint(collection_id: str) -> str | None:
 def load_collection(id: str, spatial_extent: Any = None, temporal_extent: Any = None,
                     bands: list[str] | None = None, properties: Any = None) -> xr.DataArray:
     ctx = current()
+    readable = getattr(ctx.collections, "readable", None)  # the lake's datasets follow their grants (lake.grants)
+    if callable(readable) and not readable(id, ctx.principal):
+        raise CollectionNotFound(f"no collection {id!r}")
     ds = ctx.collections.open(id)
     cube = _filter(to_cube(ds, bands), spatial_extent, temporal_extent)
     ctx.inputs.append({"collection": id, "version": collection_fingerprint(id), "node": ctx.node,

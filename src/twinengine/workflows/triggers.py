@@ -65,6 +65,11 @@ class ArrivalFeed:
         """The cursor after which everything that arrives later than ``moment`` is an arrival."""
         raise NotImplementedError
 
+    def readable_by(self, arrival: Arrival, principal: Principal) -> bool:
+        """Whether ``principal`` may read the arrival: a trigger fires only for data the identity its runs act
+        for may read. Every identity here; a feed of users' data narrows it (the lake asks ``lake.grants``)."""
+        return True
+
 
 class LocalArrivals(ArrivalFeed):
     """Collections appearing in the local collections folder (each new NAME.zarr, NAME.nc, NAME.grib2... is an
@@ -122,6 +127,9 @@ class ChainedArrivals(ArrivalFeed):
 
     def cursor_at(self, moment: datetime) -> str | None:
         return json.dumps([feed.cursor_at(moment) for feed in self.feeds])
+
+    def readable_by(self, arrival: Arrival, principal: Principal) -> bool:
+        return all(feed.readable_by(arrival, principal) for feed in self.feeds)
 
 
 def next_tick(schedule: str, after: datetime) -> datetime:
@@ -327,8 +335,12 @@ def due_arrivals(session: Session, engine: WorkflowEngine, trigger: Trigger) -> 
         trigger.cursor = engine.arrivals.cursor_at(trigger.created_at)
     arrivals, cursor = engine.arrivals.since(trigger.cursor)
     fired = 0
+    # The identity the runs act for (a manifest trigger's: the twin's owner) must be able to read the item and
+    # its collection: a container of the same name that another user made fires nothing here.
+    owner = Principal(name=trigger.owner, role=Role.USER, issuer="internal")
     for arrival in arrivals:
-        if fnmatch.fnmatchcase(arrival.collection, trigger.config.get("collection", "")):
+        if fnmatch.fnmatchcase(arrival.collection, trigger.config.get("collection", "")) and \
+                engine.arrivals.readable_by(arrival, owner):
             key = f"arrival:{arrival.collection}:{arrival.item}:{arrival.at.isoformat()}"
             fired += fire(session, engine, trigger, event_key=key, data=arrival.data()) is not None
     trigger.cursor = cursor

@@ -14,6 +14,7 @@ from twinengine.auth.policy import allowed, require
 from twinengine.auth.principal import Principal
 from twinengine.collections.base import CollectionInfo
 from twinengine.errors import NotFound
+from twinengine.lake.grants import Readers
 from twinengine.lake.models import Attachment, Did
 from twinengine.lake.schemas import DidType
 from twinengine.lake.stac.objects import GEOJSON, Links, collection_dict, item_dicts
@@ -44,16 +45,18 @@ QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 CubeOf = Callable[[Did], CollectionInfo | None]
 
 
-def _containers(session: Session) -> dict[str, Did]:
-    """STAC collection id (the container's name) → container; the first scope wins a name clash."""
+def _containers(session: Session, readers: Readers) -> dict[str, Did]:
+    """STAC collection id (the container's name) → container the caller may read (``lake.grants``); the first
+    scope wins a name clash."""
     found: dict[str, Did] = {}
     for row in session.scalars(select(Did).where(Did.type == DidType.CONTAINER).order_by(Did.name, Did.scope)):
-        found.setdefault(row.name, row)
+        if row.name not in found and readers(row):
+            found[row.name] = row
     return found
 
 
-def _container(session: Session, cid: str) -> Did:
-    row = _containers(session).get(cid)
+def _container(session: Session, cid: str, readers: Readers) -> Did:
+    row = _containers(session, readers).get(cid)
     if row is None:
         raise NotFound(f"no STAC collection {cid!r}")
     return row
@@ -62,7 +65,17 @@ def _container(session: Session, cid: str) -> Did:
 _CHILD = aliased(Did, name="child")  # built once: an alias per request is cyclic garbage to collect
 
 
-def _extent(session: Session, container: Did) -> tuple[list[float] | None, datetime | None, datetime | None]:
+def _extent(session: Session, container: Did, readers: Readers
+            ) -> tuple[list[float] | None, datetime | None, datetime | None]:
+    """Space and time of the members the caller may read (in SQL for admins, who read them all)."""
+    if not readers.principal.is_admin:
+        members = readers.only(session.scalars(select(Did).join(Attachment, Attachment.child_id == Did.id)
+                                               .where(Attachment.parent_id == container.id)))
+        boxes = [m for m in members if m.west is not None]
+        box = [min(float(m.west or 0.0) for m in boxes), min(float(m.south or 0.0) for m in boxes),
+               max(float(m.east or 0.0) for m in boxes), max(float(m.north or 0.0) for m in boxes)] if boxes else None
+        return (box, min((m.start_time for m in members if m.start_time is not None), default=None),
+                max((m.end_time for m in members if m.end_time is not None), default=None))
     child = _CHILD
     row = session.execute(select(func.min(child.west), func.min(child.south), func.max(child.east),
                                  func.max(child.north), func.min(child.start_time), func.max(child.end_time))
@@ -91,7 +104,7 @@ def landing(session: Session, *, principal: Principal | None, links: Links) -> J
     }
     if principal is None or not allowed(principal, "lake.read"):
         return body
-    for cid in _containers(session):
+    for cid in _containers(session, Readers(session, principal)):
         body["links"].append({"rel": "child", "href": links.collection(cid), "type": "application/json"})
     return body
 
@@ -102,7 +115,8 @@ def conformance() -> JSONDict:
 
 def collections(session: Session, *, principal: Principal, links: Links) -> JSONDict:
     require(principal, "lake.read")
-    cols = [collection_dict(c, _extent(session, c), links) for c in _containers(session).values()]
+    readers = Readers(session, principal)
+    cols = [collection_dict(c, _extent(session, c, readers), links) for c in _containers(session, readers).values()]
     return {"collections": cols, "links": [
         {"rel": "self", "href": links.stac("collections"), "type": "application/json"},
         {"rel": "root", "href": links.root, "type": "application/json"},
@@ -111,8 +125,9 @@ def collections(session: Session, *, principal: Principal, links: Links) -> JSON
 
 def collection(session: Session, *, principal: Principal, links: Links, cid: str) -> JSONDict:
     require(principal, "lake.read")
-    row = _container(session, cid)
-    return collection_dict(row, _extent(session, row), links)
+    readers = Readers(session, principal)
+    row = _container(session, cid, readers)
+    return collection_dict(row, _extent(session, row, readers), links)
 
 
 def queryables(*, links: Links, cid: str | None = None) -> JSONDict:
@@ -128,8 +143,8 @@ def queryables(*, links: Links, cid: str | None = None) -> JSONDict:
 
 
 def _page(session: Session, query: Search, links: Links, cube_of: CubeOf | None,
-          *, cids: dict[str, Did]) -> tuple[list[JSONDict], int]:
-    pairs = find_datasets(session, query, cids)
+          *, cids: dict[str, Did], readers: Readers) -> tuple[list[JSONDict], int]:
+    pairs = [(d, cid) for d, cid in find_datasets(session, query, cids) if readers(d)]  # items the caller may read
     needs_items = query.intersects is not None or query.filter is not None or bool(query.sortby)
     if not needs_items:  # SQL order is the default order: build only the page
         window = pairs[query.offset: query.offset + query.limit]
@@ -149,7 +164,8 @@ def _feature_collection(features: list[JSONDict], matched: int, query: Search, l
 def search(session: Session, *, principal: Principal, links: Links, query: Search, method: str,
            cube_of: CubeOf | None = None) -> JSONDict:
     require(principal, "lake.read")
-    features, matched = _page(session, query, links, cube_of, cids=_containers(session))
+    readers = Readers(session, principal)
+    features, matched = _page(session, query, links, cube_of, cids=_containers(session, readers), readers=readers)
     next_link = None
     if query.offset + len(features) < matched:
         token = make_token(query.offset + len(features))
@@ -168,9 +184,10 @@ def search(session: Session, *, principal: Principal, links: Links, query: Searc
 def items(session: Session, *, principal: Principal, links: Links, cid: str, query: Search,
           cube_of: CubeOf | None = None) -> JSONDict:
     require(principal, "lake.read")
-    container = _container(session, cid)
+    readers = Readers(session, principal)
+    container = _container(session, cid, readers)
     query.collections = [cid]
-    features, matched = _page(session, query, links, cube_of, cids={cid: container})
+    features, matched = _page(session, query, links, cube_of, cids={cid: container}, readers=readers)
     base = f"{links.collection(cid)}/items"
     next_link = None
     if query.offset + len(features) < matched:
@@ -187,8 +204,10 @@ def items(session: Session, *, principal: Principal, links: Links, cid: str, que
 def item(session: Session, *, principal: Principal, links: Links, cid: str, iid: str,
          cube_of: CubeOf | None = None) -> JSONDict:
     require(principal, "lake.read")
-    container = _container(session, cid)
-    found = find_datasets(session, Search(collections=[cid], ids=[iid]), {cid: container})
+    readers = Readers(session, principal)
+    container = _container(session, cid, readers)
+    found = [(d, c) for d, c in find_datasets(session, Search(collections=[cid], ids=[iid]), {cid: container})
+             if readers(d)]
     if not found:
         raise NotFound(f"no item {iid!r} in collection {cid!r}")
     return item_dicts(session, found[:1], links, cube_of)[0]

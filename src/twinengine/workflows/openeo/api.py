@@ -22,8 +22,17 @@ from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, get_princi
 from twinengine.api.routing import Router, long_running
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.oidc import OidcVerifier
+from twinengine.auth.principal import Principal, Role
 from twinengine.collections.stac import stac_collection
-from twinengine.errors import AuthenticationRequired, NotFound, RunNotFinished, TokenInvalid
+from twinengine.errors import (
+    AuthenticationRequired,
+    CollectionNotFound,
+    NotFound,
+    ProcessingTimeLimit,
+    ResultTooLarge,
+    RunNotFinished,
+    TokenInvalid,
+)
 from twinengine.workflows import service
 from twinengine.workflows.formats import FORMATS
 from twinengine.workflows.openeo import jobs
@@ -125,28 +134,36 @@ def me(principal: PrincipalDep) -> dict[str, Any]:
 _bearer = HTTPBearer(auto_error=False, description="A token (optional unless TWIN_OPENEO_PUBLIC_COLLECTIONS=false).")
 
 
+# An anonymous caller owns nothing and holds no grant: it sees the collections everyone may read, never a
+# lake dataset of a twin, a run or a user (lake.grants).
+ANONYMOUS = Principal(name="", role=Role.USER, issuer="anonymous")
+
+
 async def collection_access(request: Request, runtime: RuntimeDep,
-                            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    """Collections are public by default (openEO allows anonymous discovery); a token that comes along is
-    still checked, and ``openeo_public_collections=false`` requires one."""
+                            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                            ) -> Principal:
+    """The caller: collections are public by default (openEO allows anonymous discovery); a token that comes
+    along is still checked, and ``openeo_public_collections=false`` requires one."""
     if credentials is None and runtime.settings.openeo_public_collections:
-        return
-    await get_principal(request, runtime, credentials)
+        return ANONYMOUS
+    return await get_principal(request, runtime, credentials)
 
 
-CollectionAccess = Annotated[None, Depends(collection_access)]
+CollectionAccess = Annotated[Principal, Depends(collection_access)]
 
 
 @router.get("/collections", name="collections")
 def collections(request: Request, runtime: RuntimeDep, access: CollectionAccess) -> dict[str, Any]:
     root = _root(request)
-    return {"collections": [stac_collection(info, base_url=root) for info in runtime.collections.list()],
+    return {"collections": [stac_collection(info, base_url=root) for info in runtime.collections.list(access)],
             "links": [{"rel": "self", "href": root + "/collections"}]}
 
 
 @router.get("/collections/{collection_id}", name="collection")
 def collection(collection_id: Annotated[str, Path(max_length=128)], request: Request, runtime: RuntimeDep,
                access: CollectionAccess) -> dict[str, Any]:
+    if not runtime.collections.readable(collection_id, access):  # as the listing: one it may not read is not there
+        raise CollectionNotFound(f"no collection {collection_id!r}")
     return stac_collection(runtime.collections.info(collection_id), base_url=_root(request))
 
 
@@ -171,6 +188,10 @@ def file_formats() -> dict[str, Any]:
             "output": {name: fmt.describe() for name, fmt in FORMATS.items()}}
 
 
+# Run errors answered with their own status (others are the graph's fault: 400)
+_RUN_ERROR_STATUS = {"Internal": 500, "EngineRestarted": 500, ProcessingTimeLimit.code: ProcessingTimeLimit.status}
+
+
 @router.post("/result", name="result", response_class=Response,
              summary="Process synchronously and download the result")
 @long_running
@@ -180,17 +201,26 @@ def result(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
     run = service.submit(session, engine, principal=principal, process=body.get("process"), kind="sync",
                          title=body.get("title"))
     session.commit()
-    run = run_now(engine, session, run.id)
+    run = run_now(engine, session, run.id, time_limit=engine.sync_timeout)
     if run.status != "finished":
         error = run.error or {"code": "Internal", "message": f"run ended as {run.status}"}
         from twinengine.workflows.openeo.errors import openeo_error
 
-        return openeo_error(500 if error["code"] in ("Internal", "EngineRestarted") else 400, error["code"],
-                            error["message"])
+        status = _RUN_ERROR_STATUS.get(error["code"], 400)
+        return openeo_error(status, error["code"], error["message"])
+    limit = engine.sync_max_result_bytes
     if not run.assets:  # a small cube or value nobody saved: the run's JSON value is the result
-        return JSONResponse(run.value, headers={"OpenEO-Identifier": run.id,
-                                                "Link": f'</api/v1/runs/{run.id}/provenance>; rel="provenance"'})
+        answer = JSONResponse(run.value, headers={"OpenEO-Identifier": run.id,
+                                                  "Link": f'</api/v1/runs/{run.id}/provenance>; rel="provenance"'})
+        if limit is not None and len(answer.body) > limit:
+            raise ResultTooLarge(f"the result is {len(answer.body)} bytes, more than the {limit} synchronous "
+                                 f"processing may return (sync_max_result_bytes); run it as a batch job")
+        return answer
     asset = run.assets[0]
+    size = engine.results.path(run.id, asset["name"]).stat().st_size
+    if limit is not None and size > limit:
+        raise ResultTooLarge(f"the result is {size} bytes, more than the {limit} synchronous processing may "
+                             "return (sync_max_result_bytes); run it as a batch job")
     return FileResponse(engine.results.path(run.id, asset["name"]), media_type=asset["type"],
                         headers={"OpenEO-Identifier": run.id,
                                  "Link": f'</api/v1/runs/{run.id}/provenance>; rel="provenance"'})

@@ -1,0 +1,136 @@
+"""Who may read lake data: the one policy point every lake surface asks (identifiers and their content,
+replicas, rules, STAC, the lake's collections for EDR and openEO, dataset triggers).
+
+A DID's readability follows where it came from, read live at each request:
+
+- made by the engine from a twin (stream history: ``meta.twin``): those who may read that twin;
+- made by the engine from a run (workflow results: ``meta.workflow_run``): those who may read that run
+  (its owner, and readers of its twin);
+- a file the engine made with no origin of its own: the origin of an engine-made dataset holding it;
+- made by anyone else (uploads, imports, datasets they registered): that identity alone;
+- made by the engine from nothing of anyone's (the shared containers such as ``results:workflow-results``):
+  every role; their listings show only the members the caller may read.
+
+Origin metadata counts only on DIDs the engine made: metadata a user writes cannot claim a twin's grants.
+Admins read everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from twinengine.auth.policy import require
+from twinengine.auth.principal import SYSTEM, Principal, Role
+from twinengine.errors import DidNotFound, PermissionDenied, RunNotFound, TwinNotFound
+from twinengine.lake.models import Attachment, Did
+from twinengine.lake.schemas import DidType
+
+__all__ = ["ENGINE", "Origin", "Readers", "may_read", "origin_of", "require_read", "runs_storage"]
+
+ENGINE = SYSTEM.name  # ``created_by`` of what the engine itself registers
+
+OriginKind = Literal["twin", "run", "owner", "engine"]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a DID came from: a twin id, a run id, the identity that owns it, or the engine (``key`` empty)."""
+
+    kind: OriginKind
+    key: str = ""
+
+
+def _own_origin(did: Did) -> Origin | None:
+    if did.created_by != ENGINE:
+        return Origin("owner", did.created_by)
+    meta = did.meta or {}
+    if isinstance(meta.get("twin"), str) and meta["twin"]:
+        return Origin("twin", meta["twin"])
+    if isinstance(meta.get("workflow_run"), str) and meta["workflow_run"]:
+        return Origin("run", meta["workflow_run"])
+    return None
+
+
+def origin_of(session: Session, did: Did) -> Origin:
+    """The origin that decides who reads ``did`` (see the module's docstring)."""
+    own = _own_origin(did)
+    if own is not None:
+        return own
+    if did.type == DidType.FILE:  # a file registered before files recorded their origin: its engine-made dataset's
+        parents = session.scalars(select(Did).join(Attachment, Attachment.parent_id == Did.id)
+                                  .where(Attachment.child_id == did.id, Did.created_by == ENGINE,
+                                         Did.type == DidType.DATASET).order_by(Did.id))
+        for parent in parents:
+            found = _own_origin(parent)
+            if found is not None:
+                return found
+    return Origin("engine")
+
+
+class Readers:
+    """``may_read`` for one principal over many DIDs (a listing, a search): each twin's and run's verdict is
+    found once per request."""
+
+    def __init__(self, session: Session, principal: Principal) -> None:
+        self.session, self.principal = session, principal
+        self._verdicts: dict[Origin, bool] = {}
+
+    def __call__(self, did: Did) -> bool:
+        if self.principal.is_admin:
+            return True
+        origin = origin_of(self.session, did)
+        verdict = self._verdicts.get(origin)
+        if verdict is None:
+            verdict = self._verdicts[origin] = self._decide(origin)
+        return verdict
+
+    def only(self, rows: Iterable[Did]) -> list[Did]:
+        return [row for row in rows if self(row)]
+
+    def _decide(self, origin: Origin) -> bool:
+        if origin.kind == "engine":
+            return True
+        if origin.kind == "owner":
+            return origin.key == self.principal.name
+        if origin.kind == "twin":
+            # The lake's derived data follows grants that twins and workflows keep: imported here, where the
+            # decision is made (nothing those packages import reaches back into this module).
+            from twinengine.twins.service import get_twin
+
+            try:
+                get_twin(self.session, principal=self.principal, ref=origin.key)
+            except (PermissionDenied, TwinNotFound):
+                return False
+            return True
+        from twinengine.workflows.service import get_run
+
+        try:
+            get_run(self.session, principal=self.principal, run_id=origin.key)
+        except RunNotFound:
+            return False
+        return True
+
+
+def runs_storage(principal: Principal) -> bool:
+    """Providers (and admins) run the storage: they place, verify and list replicas, rules and transfers of
+    every file, as they see the endpoints' folders anyway; reading content and metadata still follows grants."""
+    return principal.is_admin or principal.role is Role.PROVIDER
+
+
+def may_read(session: Session, principal: Principal, did: Did) -> bool:
+    """Whether ``principal`` may read ``did`` (its metadata, members it may read, and its bytes)."""
+    return Readers(session, principal)(did)
+
+
+def require_read(session: Session, principal: Principal, did: Did, *, readers: Readers | None = None) -> Did:
+    """``did`` when ``principal`` may read it; otherwise it is not found, as if it did not exist (its name
+    alone tells of twins and runs the caller may not see)."""
+    require(principal, "lake.read")
+    if not (readers or Readers(session, principal))(did):
+        raise DidNotFound(f"no file, dataset or container {did.did!r}")
+    return did
