@@ -36,17 +36,22 @@
     │   ├── RuleNotFound            404  RuleNotFound
     │   ├── StreamNotFound          404  StreamNotFound
     │   ├── BufferNotFound          404  BufferNotFound
+    │   ├── FunctionNotFound        404  FunctionNotFound
     │   ├── ModelNotFound           404  ModelNotFound
     │   └── TrainingRunNotFound     404  TrainingRunNotFound
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   ├── TwinNameTaken           409  TwinNameTaken
     │   ├── TriggerNameTaken        409  TriggerNameTaken   (the twin has a trigger of that name)
+    │   ├── IdentityInUse           409  IdentityInUse      (an identity that still owns twins cannot be deleted)
+    │   ├── FunctionNotPaused       409  FunctionNotPaused  (resume of a function that is running)
     │   ├── DidConflict             409  DidConflict        (scope:name exists with other content or type)
     │   ├── DuplicateRule           409  DuplicateRule      (the owner has a rule like it on that DID)
     │   └── StoredConflict          409  StoredConflict     (a write collided with a stored key or reference)
     ├── PayloadTooLarge             413  PayloadTooLarge
-    │   └── ResponseTooLarge        413  ResponseTooLarge   (an EDR answer would exceed the size limit)
+    │   ├── ResponseTooLarge        413  ResponseTooLarge   (an EDR answer would exceed the size limit)
+    │   └── ResultTooLarge          413  ResultTooLarge     (a synchronous result exceeds its size limit)
+    ├── ProcessingTimeLimit         408  ProcessingTimeLimit (synchronous processing ran past its time budget)
     ├── UnreadableFile              422  UnreadableFile     (a stored file cannot be opened in its format)
     ├── FormatUnavailable           501  FormatUnavailable  (a file format whose library is not installed)
     ├── StorageFull                 507  StorageFull        (endpoint quota or disk space exhausted)
@@ -83,6 +88,8 @@ __all__ = [
     "EndpointNotFound",
     "EngineUnavailable",
     "FormatUnavailable",
+    "FunctionNotFound",
+    "FunctionNotPaused",
     "IdentityNotFound",
     "InvalidExpression",
     "InvalidInput",
@@ -374,6 +381,12 @@ class BufferNotFound(NotFound):
     code = "BufferNotFound"
 
 
+class FunctionNotFound(NotFound):
+    """Raised when a twin's app declares no function on arrival of that name."""
+
+    code = "FunctionNotFound"
+
+
 class ModelNotFound(NotFound):
     """Raised when a twin's app declares no model of that name, or the registry has no such version."""
 
@@ -391,6 +404,12 @@ class Conflict(TwinEngineError):
 
     status = 409
     code = "Conflict"
+
+
+class FunctionNotPaused(Conflict):
+    """Raised when a function that is not paused is asked to resume: there is no failed run to replay."""
+
+    code = "FunctionNotPaused"
 
 
 class StoredConflict(Conflict):
@@ -419,6 +438,12 @@ class TriggerNameTaken(Conflict):
     code = "TriggerNameTaken"
 
 
+class IdentityInUse(Conflict):
+    """Raised when an identity to delete still owns twins (they would be left without an owner)."""
+
+    code = "IdentityInUse"
+
+
 class PayloadTooLarge(TwinEngineError):
     """Raised when a request body or archive is larger than the configured limit."""
 
@@ -430,6 +455,19 @@ class ResponseTooLarge(PayloadTooLarge):
     """Raised before any data is read when a data-access answer would exceed the configured size limit."""
 
     code = "ResponseTooLarge"
+
+
+class ResultTooLarge(PayloadTooLarge):
+    """Raised when a synchronous result is larger than the limit it may return (a batch job may be larger)."""
+
+    code = "ResultTooLarge"
+
+
+class ProcessingTimeLimit(TwinEngineError):
+    """Raised when synchronous processing runs past its wall-time budget; the run was stopped."""
+
+    status = 408
+    code = "ProcessingTimeLimit"
 class StreamBackpressure(TwinEngineError):
     """Raised when a stream's consumers are further behind than the allowed lag: retry after a while.
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from helpers import RIVER_REACH, LiveEngine, make_app
 from twinengine.cli.main import app as cli_app
+from twinengine.errors import TokenInvalid
 
 
 def test_the_tour(live: LiveEngine, tmp_path: Path) -> None:
@@ -158,3 +159,24 @@ def test_db_upgrade_migrates_a_new_store_once(tmp_path: Path) -> None:
     assert first is not None
     assert db("upgrade") == f"store at revision {first.group(1)}\n"  # nothing to do the second time
     assert db("current") == f"current {first.group(1)}, head {first.group(1)}\n"
+
+
+def test_identity_commands_disable_enable_and_delete(live: LiveEngine) -> None:
+    user = live.twin_json("token", "create", "--name", "uma", "--role", "user")["token"]
+    listed = {row["name"]: row for row in live.twin_json("identity", "list")}
+    assert listed["uma"]["disabled"] is False and listed["uma"]["id"]
+    assert "uma" in live.twin("identity", "list")
+    assert "disabled identity uma" in live.twin("identity", "disable", "uma")
+    with pytest.raises(TokenInvalid, match="disabled"):
+        live.client(user).me()
+    live.twin("identity", "enable", "uma")
+    assert live.client(user).me().name == "uma"
+    assert "twins" not in live.twin("identity", "delete", "uma", token=user, expect=1)  # admins only
+    deleted = live.twin_json("identity", "delete", "uma", "--yes")
+    assert deleted["tokens_deleted"] == 1 and deleted["id"] == listed["uma"]["id"]
+    with pytest.raises(TokenInvalid):
+        live.client(user).me()
+    again = live.twin_json("token", "create", "--name", "uma", "--role", "user")["token"]
+    assert live.client(again).me().name == "uma"
+    with pytest.raises(TokenInvalid, match=r"deleted|not known"):  # the old token stays dead under the name
+        live.client(user).me()

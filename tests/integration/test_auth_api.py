@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from helpers import Engine
+from helpers import Engine, make_app
+from twinengine.api.cookies import SESSION_COOKIE
 
 
 def test_public_endpoints(engine: Engine) -> None:
@@ -127,3 +130,99 @@ def test_oversized_bodies_are_413_and_audited(engine: Engine) -> None:
     assert r.status_code == 413 and r.json() == {"code": "PayloadTooLarge",
                                                   "message": f"request body exceeds the limit of {limit} bytes"}
     assert engine.sdk(engine.admin_token).audit(outcome="rejected").items[0].status == 413
+
+
+def _me(engine: Engine, token: str) -> tuple[int, str]:
+    r = engine.http.get("/api/v1/me", headers=engine.headers(token))
+    return r.status_code, r.json().get("message", "") if r.status_code != 200 else r.json()["name"]
+
+
+def _session_token(engine: Engine, token: str) -> tuple[str, dict[str, Any]]:
+    """Sign in with ``token``; the session token the cookie holds, and the answer."""
+    r = engine.http.post("/api/v1/session", json={"token": token})
+    assert r.status_code == 201, r.text
+    session_token = r.cookies[SESSION_COOKIE]
+    engine.http.cookies.clear()  # the test sends tokens as bearer tokens only
+    return session_token, {**r.json(), "set-cookie": r.headers["set-cookie"]}
+
+
+def test_a_disabled_identity_is_refused_at_once_tokens_and_sessions(engine: Engine) -> None:
+    admin = engine.sdk(engine.admin_token)
+    token = engine.token("uma", "user")
+    session_token, _ = _session_token(engine, token)
+    assert _me(engine, token) == (200, "uma") and _me(engine, session_token) == (200, "uma")  # verdicts kept
+    row = admin.set_identity_disabled("uma")
+    assert row.disabled and row.id
+    for used in (token, session_token):
+        status, message = _me(engine, used)
+        assert status == 401 and "disabled" in message
+    assert admin.set_identity_disabled("uma", False).disabled is False
+    assert _me(engine, token) == (200, "uma") and _me(engine, session_token) == (200, "uma")
+    refused = engine.http.patch("/api/v1/identities/admin", json={"disabled": True},
+                                headers=engine.headers(token))
+    assert refused.status_code == 403 and refused.json()["code"] == "PermissionDenied"
+    own = engine.http.patch("/api/v1/identities/admin", json={"disabled": True},
+                            headers=engine.headers(engine.admin_token))
+    assert own.status_code == 400 and "act as" in own.json()["message"]
+    missing = engine.http.delete("/api/v1/identities/nobody", headers=engine.headers(engine.admin_token))
+    assert missing.status_code == 404 and missing.json()["code"] == "IdentityNotFound"
+    bad = engine.http.patch("/api/v1/identities/uma", json={"disabled": "maybe"},
+                            headers=engine.headers(engine.admin_token))
+    assert bad.status_code == 422 and "disabled" in bad.text
+
+
+def test_a_deleted_identitys_tokens_never_work_again_even_under_its_name(engine: Engine) -> None:
+    from sqlalchemy import insert, select
+
+    from twinengine.auth.models import ApiToken
+
+    admin = engine.sdk(engine.admin_token)
+    token = engine.token("uma", "user")
+    session_token, _ = _session_token(engine, token)
+    assert _me(engine, token) == (200, "uma")
+    before = {i.name: i.id for i in admin.identities()}["uma"]
+    with engine.runtime.db.session(readonly=True) as session:
+        kept = [{c.name: getattr(row, c.name) for c in ApiToken.__table__.columns}
+                for row in session.scalars(select(ApiToken).where(ApiToken.identity == "uma"))]
+    deleted = admin.delete_identity("uma")
+    assert (deleted.name, deleted.id, deleted.tokens_deleted) == ("uma", before, 2)
+    assert "uma" not in {i.name for i in admin.identities()}
+    for used in (token, session_token):
+        assert _me(engine, used)[0] == 401
+    again = engine.token("uma", "user")  # the name is free again, for a new identity
+    assert _me(engine, again) == (200, "uma")
+    after = {i.name: i.id for i in admin.identities()}["uma"]
+    assert after and after != before
+    with engine.runtime.db.session() as session:  # the old rows back (a restored backup, a lagging replica)
+        session.execute(insert(ApiToken), kept)
+    for used in (token, session_token):
+        status, message = _me(engine, used)
+        assert status == 401 and "deleted" in message
+    assert _me(engine, again) == (200, "uma")
+
+
+def test_an_identity_that_owns_twins_is_not_deleted(engine: Engine, tmp_path: Path) -> None:
+    engine.as_role("ada", "developer").publish_app(make_app(tmp_path))
+    token = engine.token("uma", "user")
+    engine.sdk(token).create_twin("test-app@1.0.0", "t1", {"station": "S1"})
+    r = engine.http.delete("/api/v1/identities/uma", headers=engine.headers(engine.admin_token))
+    assert r.status_code == 409 and r.json()["code"] == "IdentityInUse" and "twins" in r.json()["message"]
+    assert _me(engine, token) == (200, "uma")  # nothing of it was deleted
+
+
+def test_a_session_cannot_outlive_the_token_it_was_opened_with(engine: Engine) -> None:
+    token = engine.token("uma", "user", ttl=timedelta(hours=1))
+    first, answer = _session_token(engine, token)
+    ends = datetime.fromisoformat(answer["expires_at"])
+    assert ends <= datetime.now(UTC) + timedelta(hours=1)  # not the 12 h of a session
+    max_age = int(answer["set-cookie"].split("Max-Age=", 1)[1].split(";", 1)[0])
+    assert 0 < max_age <= 3600
+    second, again = _session_token(engine, first)  # a session opening another one passes on its own end
+    assert datetime.fromisoformat(again["expires_at"]) <= ends
+    third, last = _session_token(engine, second)
+    assert datetime.fromisoformat(last["expires_at"]) <= ends
+    assert _me(engine, third) == (200, "uma")
+    long_lived = engine.token("pat", "provider", ttl=timedelta(days=30))
+    _, plain = _session_token(engine, long_lived)  # a long-lived token opens a session of session_ttl
+    lifetime = datetime.fromisoformat(plain["expires_at"]) - datetime.now(UTC)
+    assert timedelta(hours=11) < lifetime <= engine.runtime.settings.session_ttl

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import RIVER_REACH, Engine, make_app
+from helpers import RIVER_REACH, Engine, laughs, make_app
 from twinengine.catalog.archive import pack
 from twinengine.errors import AppNotFound, AppVersionConflict, DataCorrupted, PermissionDenied, ValidationFailed
 
@@ -138,3 +138,14 @@ def test_bit_rot_in_the_blob_store_is_detected(engine: Engine) -> None:
 def test_manifest_schema_endpoint(engine: Engine) -> None:
     schema = engine.as_role("uma", "user").manifest_schema()
     assert schema["title"] == "Manifest" and "state" in schema["properties"]
+
+
+def test_a_billion_laughs_manifest_is_refused_and_nothing_is_stored(engine: Engine, tmp_path: Path) -> None:
+    folder = make_app(tmp_path)
+    manifest = folder / "twinapp.yaml"
+    manifest.write_text(manifest.read_text() + laughs(9))
+    r = engine.http.post("/api/v1/apps", content=pack(folder),
+                         headers={**engine.headers(engine.token("d", "developer")), **GZIP})
+    assert r.status_code == 422, r.text
+    assert "line" in r.json()["message"] and "max_manifest_bytes" in r.json()["message"]
+    assert engine.sdk(engine.admin_token).list_apps().total == 0

@@ -7,10 +7,22 @@ from __future__ import annotations
 import base64
 import time
 from pathlib import Path
+from typing import Any
 
-from helpers import Engine
+from helpers import Engine, make_app
 from twinengine.config import Settings
 from workflow_data import write_collection
+
+NAP = '''
+import time
+from twinengine.workflows.apps import app_process
+
+
+@app_process(summary="Sleeps", cacheable=False)
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+'''
 
 GRAPH = {"process_graph": {
     "load": {"process_id": "load_collection", "arguments": {"id": "rain", "spatial_extent": None,
@@ -152,3 +164,53 @@ def test_collections_can_require_a_token(tmp_path: Path) -> None:
             assert refused.status_code == 401 and refused.json()["code"] == "AuthenticationRequired"
     finally:
         runtime.close()
+
+
+def _result(engine: Engine, graph: dict[str, Any]) -> Any:
+    return engine.http.post("/openeo/1.2/result", json={"process": {"process_graph": graph}},
+                            headers=engine.headers(engine.token("uma", "user")))
+
+
+def _repeat(times: int) -> dict[str, Any]:
+    return {"a": {"process_id": "array_create", "arguments": {"data": [1], "repeat": times}},
+            "s": {"process_id": "sum", "arguments": {"data": {"from_node": "a"}}, "result": True}}
+
+
+def test_synchronous_results_are_bounded_in_elements_and_bytes(engine: Engine, settings: Settings) -> None:
+    workflows = engine.runtime.workflows
+    assert workflows.max_array_elements == settings.workflow_max_array_elements
+    assert workflows.sync_max_result_bytes == settings.sync_max_result_bytes
+    assert workflows.sync_timeout == settings.sync_timeout.total_seconds()
+    for times in (10**9, settings.workflow_max_array_elements + 1):  # refused before anything is allocated
+        refused = _result(engine, _repeat(times))
+        assert refused.status_code == 400, refused.text
+        message = refused.json()["message"]
+        assert "array_create" in message and str(settings.workflow_max_array_elements) in message
+        assert "workflow_max_array_elements" in message
+    concat = _result(engine, {
+        "a": {"process_id": "array_create", "arguments": {"data": [1], "repeat": 600_000}},
+        "c": {"process_id": "array_concat", "arguments": {"array1": {"from_node": "a"},
+                                                          "array2": {"from_node": "a"}}, "result": True}})
+    assert concat.status_code == 400 and "array_concat" in concat.json()["message"]
+    assert _result(engine, _repeat(1000)).json() == 1000
+    workflows.sync_max_result_bytes = 1000
+    big = _result(engine, {"a": {"process_id": "array_create", "arguments": {"data": [1], "repeat": 1000},
+                                 "result": True}})
+    assert big.status_code == 413, big.text
+    assert "1000" in big.json()["message"] and "sync_max_result_bytes" in big.json()["message"]
+
+
+def test_synchronous_processing_has_a_time_budget(engine: Engine, tmp_path: Path) -> None:
+    engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="slow-app",
+                                                            files={"slow_app/procs.py": NAP}))
+    engine.runtime.workflows.sync_timeout = 0.5
+    answer = _result(engine, {
+        "a": {"process_id": "nap", "namespace": "slow-app", "arguments": {"seconds": 20.0}},
+        "b": {"process_id": "nap", "namespace": "slow-app", "arguments": {"seconds": {"from_node": "a"}},
+              "result": True}})
+    assert answer.status_code == 408, answer.text
+    assert answer.json()["code"] == "ProcessingTimeLimit" and "0.5 s" in answer.json()["message"]
+    assert "sync_timeout" in answer.json()["message"]
+    (run,) = engine.sdk(engine.admin_token).workflows.runs().items
+    assert run.status == "error" and run.error is not None and run.error["code"] == "ProcessingTimeLimit"
+    assert engine.runtime.workflows.overdue == {} and not engine.runtime.workflows.cancel_requests

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import RIVER_REACH, make_app
+from helpers import RIVER_REACH, laughs, make_app
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.validate import check_app_dir, load_manifest
 
@@ -108,3 +108,39 @@ def test_published_json_schema_describes_the_manifest() -> None:
     assert {"name", "version", "parameters", "streams", "state", "models", "workflows", "triggers",
             "outputs"} <= set(schema["properties"])
     assert set(schema["required"]) >= {"name", "version", "title", "domain", "authors", "license"}
+
+
+@pytest.mark.parametrize("depth", [7, 9])
+def test_aliases_that_expand_are_refused_with_their_line(tmp_path: Path, depth: int) -> None:
+    folder = make_app(tmp_path)
+    manifest = folder / "twinapp.yaml"
+    manifest.write_text(manifest.read_text() + laughs(depth))
+    assert len(laughs(depth)) < 600
+    parsed, problems = check_app_dir(folder)
+    assert parsed is None and len(problems) == 1
+    assert problems[0].loc == "twinapp.yaml" and "max_manifest_bytes" in problems[0].msg
+    first_bomb_line = manifest.read_text().splitlines().index("outputs:") + 1
+    line = int(problems[0].msg.split("line ", 1)[1].split(",", 1)[0])
+    assert first_bomb_line < line <= first_bomb_line + 3 + depth  # the alias that crossed the limit
+
+
+def test_a_few_aliases_are_fine_and_the_size_limit_is_a_setting(tmp_path: Path) -> None:
+    folder = make_app(tmp_path)
+    manifest = folder / "twinapp.yaml"
+    manifest.write_text(manifest.read_text() + laughs(2))
+    parsed, problems = check_app_dir(folder)
+    assert problems == [] and parsed is not None
+    assert parsed.outputs["bomb"].model_dump()["lb"] == [["lol"] * 9] * 9
+    _, problems = check_app_dir(folder, max_manifest_bytes=200)
+    assert "at most 200" in problems[0].msg  # the text itself is larger
+    limit = len(manifest.read_text()) + 700  # room for the aliases, not for what the model adds
+    _, problems = check_app_dir(folder, max_manifest_bytes=limit)
+    assert f"once parsed; a manifest may have at most {limit}" in problems[0].msg
+    manifest.write_text(manifest.read_text() + "    lc: [*b, *b, *b]\n")
+    _, problems = check_app_dir(folder, max_manifest_bytes=limit)
+    assert "alias *b" in problems[0].msg and "line" in problems[0].msg
+
+
+def test_recursive_aliases_are_refused(tmp_path: Path) -> None:
+    _, problems = load_manifest("name: x\noutputs:\n  o: &o {kind: dataset, again: [*o]}\n")
+    assert problems[0].loc == "twinapp.yaml" and "line 3" in problems[0].msg

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +54,35 @@ def test_unknown_actions_are_bugs_not_denials() -> None:
     with pytest.raises(KeyError):
         allowed(who("x", Role.ADMIN), "twin.teleport")
     assert all(callable(rule) for rule in RULES.values())
+
+
+def _documented_rules() -> dict[str, str]:
+    """Action → "who" of the policy table in docs/access.md."""
+    text = (Path(__file__).parents[2] / "docs" / "access.md").read_text()
+    section = text.split("## Roles and the policy table", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 2 or not line.startswith("| `"):
+            continue
+        for action in re.findall(r"`([a-z_]+(?:\.[a-z_]+)+)`", cells[0]):
+            assert action not in found, f"{action} is listed twice"
+            found[action] = cells[1]
+    return found
+
+
+def test_the_documented_policy_table_is_the_code() -> None:
+    documented = _documented_rules()
+    assert set(documented) == set(RULES), "docs/access.md lists other actions than auth.policy.RULES"
+    others = (Role.DEVELOPER, Role.USER, Role.PROVIDER)
+    for action, rule in RULES.items():
+        text = documented[action].split("(", 1)[0]
+        try:
+            roles = {r for r in others if rule(who("x", r), None)}
+        except AttributeError:  # decided by the resource (its owner, grants)
+            assert "owner" in text, action
+            continue
+        listed = {"every role": set(others), "admin only": set()}.get(text.strip())
+        if listed is None:
+            listed = {Role(word) for word in re.findall(r"[a-z]+", text)}
+        assert listed == roles, f"{action}: the docs say {documented[action]!r}"

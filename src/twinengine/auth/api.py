@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Response, status
@@ -15,7 +16,9 @@ from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.schemas import (
     AuditEventRead,
     AuditPage,
+    IdentityDeleted,
     IdentityRead,
+    IdentityUpdate,
     Me,
     SessionCreate,
     SessionRead,
@@ -24,6 +27,7 @@ from twinengine.auth.schemas import (
     TokenRead,
 )
 from twinengine.errors import ValidationFailed
+from twinengine.store.base import utcnow
 from twinengine.timeutil import Instant, parse_duration
 from twinengine.types import INT32_MAX
 
@@ -92,9 +96,39 @@ def list_audit(
 
 @router.get("/identities", tags=["identities"], name="list", summary="Identities and their valid tokens (admins)")
 def list_identities(session: SessionDep, principal: PrincipalDep) -> list[IdentityRead]:
-    return [IdentityRead(name=row.name, created_at=row.created_at, created_by=row.created_by, disabled=row.disabled,
-                         valid_tokens=n, roles=roles)
+    return [IdentityRead(name=row.name, id=row.id, created_at=row.created_at, created_by=row.created_by,
+                         disabled=row.disabled, valid_tokens=n, roles=roles)
             for row, n, roles in service.list_identities(session, principal=principal)]
+
+
+IdentityPath = Annotated[str, Path(max_length=64)]
+
+
+@router.patch("/identities/{name}", tags=["identities"], name="update",
+              summary="Disable or enable an identity (admins): its tokens and sessions stop or work again at once",
+              dependencies=[Depends(authorized("identity.manage"))])
+def update_identity(name: IdentityPath, body: IdentityUpdate, session: SessionDep, principal: PrincipalDep,
+                    runtime: RuntimeDep) -> IdentityRead:
+    row = service.set_disabled(session, principal=principal, name=name, disabled=body.disabled)
+    read = next(IdentityRead(name=r.name, id=r.id, created_at=r.created_at, created_by=r.created_by,
+                             disabled=r.disabled, valid_tokens=n, roles=roles)
+                for r, n, roles in service.list_identities(session, principal=principal) if r.name == row.name)
+    session.commit()  # then no request in this process finds its tokens valid again
+    runtime.verdicts.forget_identity(name)
+    return read
+
+
+@router.delete("/identities/{name}", tags=["identities"], name="delete",
+               summary="Delete an identity with its tokens, sessions and grants (admins); its id is never reused",
+               dependencies=[Depends(authorized("identity.manage"))],
+               responses={409: {"description": "The identity still owns twins"}})
+def delete_identity(name: IdentityPath, session: SessionDep, principal: PrincipalDep,
+                    runtime: RuntimeDep) -> IdentityDeleted:
+    identity_id = service.get_identity(session, name).id
+    jtis = service.delete_identity(session, principal=principal, name=name)
+    session.commit()
+    runtime.verdicts.forget_identity(name)
+    return IdentityDeleted(name=name, id=identity_id, tokens_deleted=len(jtis))
 
 
 @router.post("/session", tags=["session"], name="sign_in", status_code=status.HTTP_201_CREATED,
@@ -115,8 +149,11 @@ async def sign_in(body: SessionCreate, request: Request, response: Response, run
         return read, signed.token
 
     read, token = await run_in_threadpool(open_)
-    response.set_cookie(SESSION_COOKIE, token, max_age=int(runtime.settings.session_ttl.total_seconds()), path="/",
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    max_age = int(runtime.settings.session_ttl.total_seconds())
+    if read.expires_at is not None:  # a session ends no later than the token it was opened with
+        max_age = max(1, min(max_age, math.ceil((read.expires_at - utcnow()).total_seconds())))
+    response.set_cookie(SESSION_COOKIE, token, max_age=max_age, path="/", httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
     return read
 
 

@@ -72,10 +72,13 @@ class BuiltinIssuer(TokenVerifier):
         message = purpose.encode() + b"\x00" + value.encode()
         return hmac.new(self._mac_key, message, hashlib.sha256).hexdigest()
 
-    def sign(self, name: str, role: Role, ttl: timedelta | None) -> SignedToken:
+    def sign(self, name: str, role: Role, ttl: timedelta | None, *, not_after: datetime | None = None) -> SignedToken:
+        """Sign a token valid for ``ttl`` (None: no expiry), and in any case not after ``not_after``."""
         now = utcnow()
         jti = uuid.uuid4().hex
         expires = now + ttl if ttl is not None else None
+        if not_after is not None:
+            expires = not_after if expires is None else min(expires, not_after)
         claims: dict[str, Any] = {"iss": self.issuer, "sub": name, "role": role.value, "jti": jti,
                                   "iat": int(now.timestamp())}
         if expires is not None:
@@ -115,13 +118,16 @@ class BuiltinIssuer(TokenVerifier):
         # Revocation and disabled identities: one query whenever the caller verifies (see auth/verdicts.py).
         jti = str(claims["jti"])
         found = session.execute(
-            select(ApiToken.identity, ApiToken.role, ApiToken.revoked_at, Identity.disabled)
+            select(ApiToken.identity, ApiToken.identity_id, ApiToken.role, ApiToken.revoked_at, Identity.disabled,
+                   Identity.id)
             .join(Identity, Identity.name == ApiToken.identity, isouter=True).where(ApiToken.jti == jti)).first()
         if found is None or found.identity != claims["sub"]:
             raise TokenInvalid("token is not known to this engine")
         if found.revoked_at is not None:
             raise TokenInvalid("token has been revoked")
-        if found.disabled is None or found.disabled:
+        if found.id is None or found.identity_id != found.id:  # a deleted identity, perhaps its name reused
+            raise TokenInvalid(f"the identity token {jti} was issued to has been deleted")
+        if found.disabled:
             raise TokenInvalid(f"identity {found.identity!r} is disabled")
         return Principal(name=found.identity, role=Role(found.role), issuer=self.issuer, token_id=jti)
 

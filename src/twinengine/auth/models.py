@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -10,15 +11,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from twinengine.store.base import Base, JSONValue, LogId, UTCDateTime, utcnow
 
-__all__ = ["ApiToken", "AuditEvent", "Identity"]
+__all__ = ["ApiToken", "AuditEvent", "Identity", "new_identity_id"]
+
+
+def new_identity_id() -> str:
+    return uuid.uuid4().hex
 
 
 class Identity(Base):
-    """Someone (or some service) the engine knows by name; owns twins, receives grants."""
+    """Someone (or some service) the engine knows by name; owns twins, receives grants. ``id`` is never
+    reused: a name deleted and created again is another identity, and the old one's tokens stay dead."""
 
     __tablename__ = "identities"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Nullable in the table only because SQLite adds columns no other way; every row has one (0019).
+    id: Mapped[str | None] = mapped_column(String(32), unique=True, index=True, default=new_identity_id)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(64))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -31,6 +39,7 @@ class ApiToken(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     identity: Mapped[str] = mapped_column(ForeignKey("identities.name", ondelete="CASCADE"), index=True)
+    identity_id: Mapped[str | None] = mapped_column(String(32))  # the identity's id when the token was issued
     role: Mapped[str] = mapped_column(String(16))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

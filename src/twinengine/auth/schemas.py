@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twinengine.auth.principal import Role
 
-__all__ = ["AuditEventRead", "AuditPage", "IdentityName", "IdentityRead", "Me", "SessionCreate", "SessionRead",
-           "TokenCreate", "TokenIssued", "TokenRead"]
+__all__ = ["AuditEventRead", "AuditPage", "IdentityDeleted", "IdentityName", "IdentityRead", "IdentityUpdate", "Me",
+           "SessionCreate", "SessionRead", "TokenCreate", "TokenIssued", "TokenRead"]
 
 IdentityName = Field(pattern=r"^[a-z][a-z0-9._-]{0,63}$", min_length=1, max_length=64,
                      description="Lower-case letters, digits, '.', '_' and '-'; starts with a letter.")
@@ -73,11 +73,26 @@ class AuditPage(BaseModel):
 
 class IdentityRead(BaseModel):
     name: str
+    id: str | None = Field(default=None, description="Never reused: a name deleted and created again is another "
+                                                     "identity, with another id.")
     created_at: datetime
     created_by: str | None
     disabled: bool
     valid_tokens: int
     roles: list[Role]
+
+
+class IdentityUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: bool = Field(description="true: the identity's tokens and portal sessions stop working at once; "
+                                       "false: they work again.")
+
+
+class IdentityDeleted(BaseModel):
+    name: str
+    id: str | None
+    tokens_deleted: int
 
 
 class SessionCreate(BaseModel):

@@ -1,11 +1,13 @@
-"""Identities and tokens: bootstrap the first admin, issue, list and revoke tokens."""
+"""Identities and tokens: bootstrap the first admin, issue, list and revoke tokens, disable and delete
+identities."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from twinengine.auth import audit
@@ -13,18 +15,20 @@ from twinengine.auth.issuer import BuiltinIssuer, SignedToken
 from twinengine.auth.models import ApiToken, Identity
 from twinengine.auth.policy import require
 from twinengine.auth.principal import SYSTEM, Principal, Role
-from twinengine.errors import IdentityNotFound, NotFound
+from twinengine.errors import IdentityInUse, IdentityNotFound, InvalidInput, NotFound
 from twinengine.store.base import upsert, utcnow
 
 __all__ = [
     "ADMIN_TOKEN_FILE",
     "bootstrap_admin",
+    "delete_identity",
     "ensure_identity",
     "get_identity",
     "issue_token",
     "list_identities",
     "list_tokens",
     "revoke_token",
+    "set_disabled",
 ]
 
 ADMIN_TOKEN_FILE = "admin.token"  # where engines before 0.x kept the first token; removed on start
@@ -58,13 +62,15 @@ def issue_token(
     role: Role,
     ttl: timedelta | None,
     note: str | None = None,
+    not_after: datetime | None = None,
 ) -> SignedToken:
-    """Sign a token for ``name`` in ``role`` (creating the identity on first use) and record it."""
+    """Sign a token for ``name`` in ``role`` (creating the identity on first use) and record it; it expires
+    after ``ttl`` and not after ``not_after``."""
     require(principal, "token.create", target=f"identity {name}")
-    ensure_identity(session, name, created_by=principal.name)
-    signed = issuer.sign(name, role, ttl)
-    session.add(ApiToken(jti=signed.jti, identity=name, role=role.value, issued_at=signed.issued_at,
-                         expires_at=signed.expires_at, note=note))
+    identity = ensure_identity(session, name, created_by=principal.name)
+    signed = issuer.sign(name, role, ttl, not_after=not_after)
+    session.add(ApiToken(jti=signed.jti, identity=name, identity_id=identity.id, role=role.value,
+                         issued_at=signed.issued_at, expires_at=signed.expires_at, note=note))
     session.flush()
     return signed
 
@@ -99,6 +105,40 @@ def revoke_token(session: Session, *, principal: Principal, jti: str) -> ApiToke
     if record.revoked_at is None:
         record.revoked_at = utcnow()
     return record
+
+
+def _managed(session: Session, principal: Principal, name: str) -> Identity:
+    require(principal, "identity.manage", target=f"identity {name}")
+    if name == principal.name:
+        raise InvalidInput(f"{name!r} is the identity you act as: another admin may disable or delete it")
+    return get_identity(session, name)
+
+
+def set_disabled(session: Session, *, principal: Principal, name: str, disabled: bool) -> Identity:
+    """Disable (or enable again) an identity: its tokens and portal sessions stop working at once, and
+    start again when it is enabled (admins)."""
+    identity = _managed(session, principal, name)
+    identity.disabled = disabled
+    session.flush()
+    return identity
+
+
+def delete_identity(session: Session, *, principal: Principal, name: str) -> list[str]:
+    """Delete an identity with its tokens, sessions and grants (admins); returns the ids of the tokens it had.
+
+    Its id is never reused: a new identity of the same name is another one, to which nothing of this one
+    applies. An identity that still owns twins is kept (409): delete them first, or disable it."""
+    identity = _managed(session, principal, name)
+    jtis = list(session.scalars(select(ApiToken.jti).where(ApiToken.identity == name)))
+    try:
+        with session.begin_nested():
+            session.execute(delete(ApiToken).where(ApiToken.identity == name))
+            session.delete(identity)
+            session.flush()
+    except IntegrityError:
+        raise IdentityInUse(f"identity {name!r} still owns twins: delete them first, or disable the identity "
+                            "instead") from None
+    return jtis
 
 
 def bootstrap_admin(session: Session, issuer: BuiltinIssuer, *, data_dir: Path,

@@ -15,7 +15,7 @@ from twinengine.auth.issuer import BuiltinIssuer, SignedToken
 from twinengine.auth.models import ApiToken
 from twinengine.auth.principal import SYSTEM, Principal
 from twinengine.auth.service import issue_token
-from twinengine.errors import InvalidInput
+from twinengine.errors import InvalidInput, TokenInvalid
 from twinengine.store.base import utcnow
 
 __all__ = ["SESSION_NOTE", "close_session", "csrf_token", "open_session"]
@@ -24,11 +24,19 @@ SESSION_NOTE = "portal session"
 
 
 def open_session(session: Session, issuer: BuiltinIssuer, *, principal: Principal, ttl: timedelta) -> SignedToken:
-    """A session token for the verified ``principal`` (from a built-in or an OIDC token), same name and role."""
+    """A session token for the verified ``principal`` (from a built-in or an OIDC token), same name and role.
+
+    A session lives ``ttl`` at most, and never longer than the engine token it was opened with: a session
+    token that opens a new session passes on its own end, so no chain of sessions outlives the first."""
     if principal.issuer == SYSTEM.issuer:
         raise InvalidInput("the engine's internal principal cannot sign in")
+    used = session.get(ApiToken, principal.token_id) if principal.token_id and principal.issuer == issuer.issuer \
+        else None
+    not_after = used.expires_at if used is not None else None
+    if not_after is not None and not_after <= utcnow():
+        raise TokenInvalid("token has expired")
     return issue_token(session, issuer, principal=SYSTEM, name=principal.name, role=principal.role, ttl=ttl,
-                       note=SESSION_NOTE)
+                       note=SESSION_NOTE, not_after=not_after)
 
 
 def close_session(session: Session, *, principal: Principal) -> bool:

@@ -57,6 +57,12 @@ class VerdictCache:
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
 
+    def forget_identity(self, name: str) -> None:
+        """Drop the verdicts for every token of identity ``name`` (disabled or deleted: it stops at once)."""
+        with self._lock:
+            for token in [t for t, (p, _) in self._items.items() if p.name == name]:
+                del self._items[token]
+
     def forget(self, token_id: str | None = None) -> None:
         """Drop the verdicts for one token id (all of them when None): its next use is looked up again."""
         with self._lock:

@@ -12,6 +12,7 @@ from twinengine.api.routing import api_router, long_running
 from twinengine.catalog import service
 from twinengine.catalog.definitions import workflow_definitions
 from twinengine.catalog.manifest import APP_NAME_PATTERN, Manifest
+from twinengine.catalog.validate import manifest_warnings
 from twinengine.catalog.schemas import AppPage, AppRead, AppSummary, AppVersionRead, PublishResult, WorkflowDefinition
 from twinengine.types import INT32_MAX
 
@@ -46,14 +47,16 @@ def publish(principal: PrincipalDep, archive: Annotated[bytes, Depends(_raw_body
     settings = runtime.settings
     done = service.publish(session, runtime.blobs, principal=principal, archive=archive,
                            max_archive_bytes=settings.max_app_archive_bytes,
-                           max_unpacked_bytes=settings.max_app_unpacked_bytes, steps=runtime.publish_steps)
+                           max_unpacked_bytes=settings.max_app_unpacked_bytes,
+                           max_manifest_bytes=settings.max_manifest_bytes, steps=runtime.publish_steps)
     if done.replaced is not None:  # a development version's old code: its idle workers stop now
         runtime.app_code.retire(done.replaced)
     row = done.row
     response.status_code = status.HTTP_201_CREATED if done.created else status.HTTP_200_OK
     response.headers["Location"] = f"/api/v1/apps/{row.name}/versions/{row.version}"
+    warnings = manifest_warnings(Manifest.model_validate(row.manifest))  # the manifest the archive just passed
     return PublishResult(created=done.created, replaced=done.replaced is not None,
-                         app=AppVersionRead.model_validate(row))
+                         app=AppVersionRead.model_validate(row), warnings=[w.to_dict() for w in warnings])
 
 
 @router.get("", name="list", summary="Apps in the catalogue, optionally matching a text")

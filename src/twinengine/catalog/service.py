@@ -19,7 +19,7 @@ from twinengine.auth.principal import Principal
 from twinengine.catalog.archive import pack, unpack
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.models import AppVersion
-from twinengine.catalog.validate import MANIFEST_FILE, check_app_dir
+from twinengine.catalog.validate import MANIFEST_FILE, MAX_MANIFEST_BYTES, check_app_dir
 from twinengine.errors import AppNotFound, AppVersionConflict, InvalidInput, PayloadTooLarge, ValidationFailed
 from twinengine.store.base import utcnow
 from twinengine.store.blobs import BlobStore
@@ -87,6 +87,7 @@ def publish(
     archive: bytes,
     max_archive_bytes: int,
     max_unpacked_bytes: int,
+    max_manifest_bytes: int = MAX_MANIFEST_BYTES,
     steps: Sequence[PublishStep] = (),
 ) -> Published:
     """Publish an app archive; identical content already published is a no-op.
@@ -103,7 +104,7 @@ def publish(
         unpack(archive, root, max_unpacked_bytes=max_unpacked_bytes)
         if not (root / MANIFEST_FILE).is_file():
             raise InvalidInput(f"archive: no {MANIFEST_FILE} at the top level")
-        manifest, problems = check_app_dir(root)
+        manifest, problems = check_app_dir(root, max_manifest_bytes=max_manifest_bytes)
         if problems or manifest is None:
             raise ValidationFailed(problems)
         canonical = pack(root)

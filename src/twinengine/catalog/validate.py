@@ -16,10 +16,13 @@ from pydantic import ValidationError
 from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.errors import Problem, join_loc
 from twinengine.quality.spec import CHECK_KINDS
+from twinengine.units import unusual_prefixes
 
-__all__ = ["MANIFEST_FILE", "check_app_dir", "check_manifest_data", "load_manifest"]
+__all__ = ["MANIFEST_FILE", "MAX_MANIFEST_BYTES", "AliasTooLarge", "check_app_dir", "check_manifest_data",
+           "declared_entrypoints", "load_manifest", "manifest_warnings"]
 
 MANIFEST_FILE = "twinapp.yaml"
+MAX_MANIFEST_BYTES = 1024 * 1024  # the default of the max_manifest_bytes setting
 
 
 def _pydantic_problems(exc: ValidationError) -> list[Problem]:
@@ -242,15 +245,94 @@ def _check_quality(manifest: Manifest) -> list[Problem]:
     return problems
 
 
-def load_manifest(text: str) -> tuple[Manifest | None, list[Problem]]:
+class AliasTooLarge(yaml.composer.ComposerError):
+    """Raised while reading a manifest when its aliases repeat more than the manifest's size limit."""
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """A safe YAML loader that counts what aliases repeat: a few ``*defaults`` are fine, but an alias of
+    an alias of an alias (a "billion laughs") would expand a few hundred bytes into gigabytes once the
+    manifest is validated and stored, so the alias that takes the expansion past the limit is refused."""
+
+    def __init__(self, stream: str, *, max_bytes: int) -> None:
+        super().__init__(stream)
+        self.max_bytes = max_bytes
+        self.expanded = 0
+        self.sizes: dict[int, int] = {}
+        self.open_anchors: list[str | None] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if not isinstance(event, yaml.AliasEvent):
+            self.open_anchors.append(getattr(event, "anchor", None))
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.open_anchors.pop()
+        mark: Any = event.start_mark
+        if event.anchor in self.open_anchors:
+            raise AliasTooLarge(None, None, f"alias *{event.anchor} refers to the node that contains it", mark)
+        node = super().compose_node(parent, index)
+        self.expanded += self._size(node) if node is not None else 0
+        if self.expanded > self.max_bytes:
+            raise AliasTooLarge(None, None, f"alias *{event.anchor} repeats more than the {self.max_bytes} bytes "
+                                            "a manifest may expand to (max_manifest_bytes); aliases of aliases "
+                                            "are refused", mark)
+        return node
+
+    def _size(self, node: yaml.Node) -> int:
+        """About the bytes ``node`` takes as JSON with its aliases expanded (computed once per node)."""
+        known = self.sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.ScalarNode):
+            size = len(node.value) + 4
+        elif isinstance(node, yaml.SequenceNode):
+            size = 2 + sum(self._size(child) for child in node.value)
+        else:
+            size = 2 + sum(self._size(k) + self._size(v) for k, v in node.value)
+        self.sizes[id(node)] = size
+        return size
+
+
+def load_manifest(text: str, *, max_bytes: int = MAX_MANIFEST_BYTES) -> tuple[Manifest | None, list[Problem]]:
+    """Parse and check manifest text; refuse a manifest larger than ``max_bytes`` as written, as its aliases
+    expand it, or as it is stored."""
+    size = len(text.encode())
+    if size > max_bytes:
+        return None, [Problem(MANIFEST_FILE, f"{size} bytes; a manifest may have at most {max_bytes} "
+                                             "(max_manifest_bytes)")]
+    loader = _ManifestLoader(text, max_bytes=max_bytes)
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
+    except AliasTooLarge as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        return None, [Problem(MANIFEST_FILE, f"{where}{exc.problem}")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         return None, [Problem(MANIFEST_FILE, f"{where}invalid YAML: {problem}")]
-    return check_manifest_data(data)
+    except RecursionError:
+        return None, [Problem(MANIFEST_FILE, "invalid YAML: nested too deeply")]
+    finally:
+        loader.dispose()
+    manifest, problems = check_manifest_data(data)
+    if manifest is not None:
+        stored = len(json.dumps(manifest.model_dump(mode="json")))
+        if stored > max_bytes:
+            return None, [Problem(MANIFEST_FILE, f"{stored} bytes once parsed; a manifest may have at most "
+                                                 f"{max_bytes} (max_manifest_bytes)")]
+    return manifest, problems
+
+
+def declared_entrypoints(manifest: Manifest) -> list[tuple[str, str, str]]:
+    """(manifest path, kind, ``module:attr``) of every entrypoint the manifest names: what publishing and
+    ``twin app validate`` import in the app's sandbox to check that the engine can call it."""
+    found = [(f"models.{n}.entrypoint", "model", m.entrypoint) for n, m in manifest.models.items()]
+    found += [(f"functions.{n}.entrypoint", "function", f.entrypoint) for n, f in manifest.functions.items()]
+    return found
 
 
 def _inside(root: Path, relative: str) -> Path | None:
@@ -272,9 +354,7 @@ def _check_files(root: Path, manifest: Manifest) -> list[Problem]:
             except SyntaxError as exc:
                 rel = source.relative_to(root).as_posix()
                 problems.append(Problem(rel, f"line {exc.lineno}: {exc.msg}"))
-        entrypoints = [(f"models.{n}.entrypoint", m.entrypoint) for n, m in manifest.models.items()]
-        entrypoints += [(f"functions.{n}.entrypoint", f.entrypoint) for n, f in manifest.functions.items()]
-        for loc, entrypoint in entrypoints:
+        for loc, _kind, entrypoint in declared_entrypoints(manifest):
             module = entrypoint.split(":", 1)[0]
             parts = module.split(".")
             if parts[0] != manifest.package_name:
@@ -322,7 +402,8 @@ def _check_form_parameters(manifest: Manifest, workflow: str, graph: dict[str, A
     return problems
 
 
-def check_app_dir(path: Path) -> tuple[Manifest | None, list[Problem]]:
+def check_app_dir(path: Path, *,
+                  max_manifest_bytes: int = MAX_MANIFEST_BYTES) -> tuple[Manifest | None, list[Problem]]:
     """Validate an app folder; returns the manifest (if it parsed) and every problem found."""
     manifest_path = path / MANIFEST_FILE
     if not path.is_dir():
@@ -333,7 +414,18 @@ def check_app_dir(path: Path) -> tuple[Manifest | None, list[Problem]]:
         text = manifest_path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         return None, [Problem(MANIFEST_FILE, "not UTF-8 text")]
-    manifest, problems = load_manifest(text)
+    manifest, problems = load_manifest(text, max_bytes=max_manifest_bytes)
     if manifest is not None:
         problems += _check_files(path, manifest)
     return manifest, problems
+
+
+def manifest_warnings(manifest: Manifest) -> list[Problem]:
+    """What is valid but probably not meant, located like problems: units that parse only through an unusual
+    prefix (``m3/hh`` is cubic metre per hectohour). Validation and publishing report them and go on."""
+    units = [(f"streams.{s}.fields.{f}.unit", field.unit) for s, stream in manifest.streams.items()
+             for f, field in stream.fields.items()]
+    units += [(f"state.{name}.unit", prop.unit) for name, prop in manifest.state.items()]
+    units += [(f"outputs.{name}.unit", output.unit) for name, output in manifest.outputs.items()]
+    notes = [(loc, unusual_prefixes(unit)) for loc, unit in units if unit is not None]
+    return [Problem(loc, note) for loc, note in notes if note is not None]

@@ -83,3 +83,49 @@ def revoke(ctx: typer.Context, jti: str = typer.Argument(..., help="Token id (se
     with out.client() as client:
         row = client.revoke_token(jti)
     out.emit(row, lambda: console.print(f"revoked token {row.jti} of {row.identity}"))
+
+
+identity_app = typer.Typer(help="Identities (admins): list, disable, enable, delete.", no_args_is_help=True)
+
+
+@identity_app.command("list")
+def identities(ctx: typer.Context) -> None:
+    """Every identity with its id, whether it is disabled, and its valid tokens."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.identities()
+    out.emit(rows, lambda: console.print(table(
+        "identities", ["name", "id", "disabled", "valid tokens", "roles", "created (UTC)", "by"],
+        [(r.name, r.id, r.disabled, r.valid_tokens, ", ".join(r.roles), r.created_at, r.created_by) for r in rows])))
+
+
+@identity_app.command("disable")
+def disable(ctx: typer.Context, name: str = typer.Argument(..., help="The identity.")) -> None:
+    """Disable an identity: its tokens and portal sessions stop working at once (`enable` undoes it)."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.set_identity_disabled(name, True)
+    out.emit(row, lambda: console.print(f"disabled identity {row.name}"))
+
+
+@identity_app.command("enable")
+def enable(ctx: typer.Context, name: str = typer.Argument(..., help="The identity.")) -> None:
+    """Enable a disabled identity: its tokens that are neither revoked nor expired work again."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.set_identity_disabled(name, False)
+    out.emit(row, lambda: console.print(f"enabled identity {row.name}"))
+
+
+@identity_app.command("delete")
+def delete(ctx: typer.Context, name: str = typer.Argument(..., help="The identity."),
+           yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")) -> None:
+    """Delete an identity with its tokens, sessions and grants. Its tokens never work again, even if the
+    name is given to a new identity; one that owns twins is refused (delete them, or disable it)."""
+    out = state_of(ctx)
+    if not yes:
+        typer.confirm(f"delete identity {name} and every token it has?", abort=True)
+    with out.client() as client:
+        row = client.delete_identity(name)
+    out.emit(row, lambda: console.print(f"deleted identity {row.name} (id {row.id}) and its "
+                                        f"{row.tokens_deleted} token(s)"))

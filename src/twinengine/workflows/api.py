@@ -24,7 +24,7 @@ from twinengine.workflows.schemas import (
     TwinRunCreate,
 )
 from twinengine.workflows.sync import run_now
-from twinengine.workflows.views import run_read, trigger_read
+from twinengine.workflows.views import run_page_items, run_read, trigger_read
 
 __all__ = ["router"]
 
@@ -35,16 +35,22 @@ TwinRef = Annotated[str, Path(max_length=64)]
 
 
 @router.post("/twins/{twin}/runs", name="twin_run", status_code=status.HTTP_202_ACCEPTED,
-             summary="Run a workflow of the twin's app (async: queued; sync: answered when it ended)")
+             summary="Run a workflow of the twin's app (async: queued; sync: answered when it ended), "
+                     "or as a what-if on a new fork of it")
 @long_running
 def twin_run(twin: TwinRef, body: TwinRunCreate, session: SessionDep, runtime: RuntimeDep,
              principal: PrincipalDep) -> RunRead:
     engine = runtime.workflows
-    run = service.submit_twin_workflow(session, engine, principal=principal, twin_ref=twin, workflow=body.workflow,
-                                       parameters=body.parameters, options=body.options)
+    if body.what_if is not None:
+        run = service.submit_what_if(session, engine, principal=principal, twin_ref=twin, workflow=body.workflow,
+                                     parameters=body.parameters, options=body.options, name=body.what_if.name,
+                                     at_revision=body.what_if.at_revision)
+    else:
+        run = service.submit_twin_workflow(session, engine, principal=principal, twin_ref=twin,
+                                           workflow=body.workflow, parameters=body.parameters, options=body.options)
     if body.mode == "sync":
         session.commit()
-        run = run_now(engine, session, run.id)
+        run = run_now(engine, session, run.id, time_limit=engine.sync_timeout)
     else:
         engine.notify(session)
     return run_read(session, run)
@@ -59,7 +65,7 @@ def create_run(body: RunCreate, session: SessionDep, runtime: RuntimeDep, princi
                          twin_ref=body.twin, title=body.title, options=body.options)
     if body.mode == "sync":
         session.commit()
-        run = run_now(engine, session, run.id)
+        run = run_now(engine, session, run.id, time_limit=engine.sync_timeout)
     else:
         engine.notify(session)
     return run_read(session, run)
@@ -74,7 +80,7 @@ def list_runs(session: SessionDep, principal: PrincipalDep,
               offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0) -> RunPage:
     rows, total = service.list_runs(session, principal=principal, twin_ref=twin, status=run_status, limit=limit,
                                     offset=offset)
-    return RunPage(items=[run_read(session, r, nodes=False) for r in rows], total=total)
+    return RunPage(items=run_page_items(session, rows), total=total)
 
 
 @router.get("/runs/{run_id}", name="get", summary="A run: status, progress, per-node status and timings")

@@ -44,10 +44,12 @@ class RunContext:
     node: str | None = None
     assets: list[Asset] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)  # model versions ``predict`` used (provenance)
     state_writes: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # properties of the run's results (their STAC item)
     services: dict[str, Any] = field(default_factory=dict)  # what the runtime lends processes (read_stream)
     interrupt: Interrupt = field(default_factory=Interrupt)  # fired when the run is canceled: app code stops
+    max_array_elements: int | None = None  # most elements array_create/array_concat may build (None: any)
 
     def note_state(self, twin_id: str, changes: list[Any]) -> None:
         """Values the run wrote to a twin's state (``ValueChange``s), with their uncertainty: they travel in

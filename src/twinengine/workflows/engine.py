@@ -68,7 +68,8 @@ class WorkflowEngine:
                  executor: Executor | None = None, results: ResultStore | None = None, workers: int = 2,
                  udf_timeout: float = 60.0, udf_memory_bytes: int = 2 << 30, heartbeat_seconds: float = 2.0,
                  stale_after_seconds: float = 15.0, poll_seconds: float = 0.5,
-                 arrivals: ArrivalFeed | None = None) -> None:
+                 arrivals: ArrivalFeed | None = None, sync_timeout: float | None = None,
+                 sync_max_result_bytes: int | None = None, max_array_elements: int | None = None) -> None:
         self.db, self.blobs, self.collections = db, blobs, collections
         self.executor = executor or make_executor("local")
         self.results = results or LocalResultStore(data_dir / "results")
@@ -78,6 +79,10 @@ class WorkflowEngine:
         self.system = SYSTEM
         self.workers = workers
         self.udf_timeout, self.udf_memory_bytes = udf_timeout, udf_memory_bytes
+        # Budgets of synchronous processing (None: unbounded) and the element cap of arrays built in the engine
+        self.sync_timeout, self.sync_max_result_bytes = sync_timeout, sync_max_result_bytes
+        self.max_array_elements = max_array_elements
+        self.overdue: dict[str, dict[str, Any]] = {}  # run id → the error it ends with when its budget stops it
         self.heartbeat_seconds, self.stale_after_seconds = heartbeat_seconds, stale_after_seconds
         self.poll_seconds = poll_seconds
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -107,7 +112,10 @@ class WorkflowEngine:
         return cls(db=db, blobs=blobs, collections=collections, data_dir=settings.data_dir, executor=executor,
                    workers=settings.workflow_workers, udf_timeout=settings.udf_timeout.total_seconds(),
                    udf_memory_bytes=settings.udf_memory_bytes, arrivals=LocalArrivals(root),
-                   stale_after_seconds=settings.workflow_stale_after.total_seconds())
+                   stale_after_seconds=settings.workflow_stale_after.total_seconds(),
+                   sync_timeout=settings.sync_timeout.total_seconds(),
+                   sync_max_result_bytes=settings.sync_max_result_bytes,
+                   max_array_elements=settings.workflow_max_array_elements)
 
     def start(self, *, background: bool = True) -> None:
         """Reap runs a previous engine left running, then start the worker, heartbeat and trigger loops."""

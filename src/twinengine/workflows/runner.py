@@ -223,7 +223,8 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal")
     ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
                      executor=engine.executor, db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,
-                     udf_memory_bytes=engine.udf_memory_bytes, services=engine.services)
+                     udf_memory_bytes=engine.udf_memory_bytes, services=engine.services,
+                     max_array_elements=engine.max_array_elements)
     graph = parse_graph(process)
     hooks = _Hooks(engine, run_id, graph, ctx)
     ctx.log, ctx.compute_progress = hooks.log, hooks.compute_progress
@@ -245,7 +246,11 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
             result = evaluator.run(graph)
             value = _finish_value(ctx, result)
     except Canceled:
-        if engine.stopping.is_set() and not _cancel_requested(engine, run_id):
+        overdue = engine.overdue.pop(run_id, None)
+        if overdue is not None:  # synchronous processing past its time budget (``sync.run_now``)
+            status, error = RunStatus.ERROR, overdue
+            hooks.log("error", overdue["message"])
+        elif engine.stopping.is_set() and not _cancel_requested(engine, run_id):
             status, error = RunStatus.ERROR, stopped_error(engine)
             hooks.log("error", error["message"])
         else:
@@ -348,4 +353,4 @@ def record_run_end(session: Session, run_id: str, status: str, error: dict[str, 
         app_sha = session.scalar(select(AppVersion.archive_sha256).where(AppVersion.name == name,
                                                                          AppVersion.version == version))
     run.lineage = run_lineage(processes=processes, inputs=ctx.inputs, state_writes=ctx.state_writes,
-                              app_sha256=app_sha, informants=informants)
+                              app_sha256=app_sha, informants=informants, models=ctx.models)
