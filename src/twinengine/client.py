@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -20,11 +19,12 @@ from pydantic import BaseModel, TypeAdapter
 
 from twinengine._defaults import DEFAULT_URL
 from twinengine.access.sdk import EDRClient
-from twinengine.auth.schemas import AuditPage, IdentityRead, Me, TokenIssued, TokenRead
+from twinengine.auth.schemas import AuditPage, IdentityDeleted, IdentityRead, Me, TokenIssued, TokenRead
 from twinengine.catalog.archive import pack, unpack
 from twinengine.catalog.schemas import AppPage, AppRead, AppVersionRead, PublishResult, WorkflowDefinition
 from twinengine.client_types import History, State, Twin, TwinList
 from twinengine.errors import EngineUnavailable, TwinEngineError, error_from_payload
+from twinengine.timeutil import TimeLike, as_instant, iso_instant
 from twinengine.twins.batch_schemas import StateBatchItem, StateBatchResult
 from twinengine.twins.fleet_schemas import FleetAggregate, FleetPage
 from twinengine.twins.relationship_schemas import LinkPage, LinkRead, RelatedPage
@@ -53,8 +53,9 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _writes(values: Mapping[str, Any] | None, timestamp: datetime | None) -> dict[str, dict[str, Any]]:
+def _writes(values: Mapping[str, Any] | None, timestamp: TimeLike | None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
+    timestamp = as_instant(timestamp, "timestamp") if timestamp is not None else None
     for name, value in (values or {}).items():
         write = value if isinstance(value, PropertyWrite) else PropertyWrite(value=value, timestamp=timestamp)
         out[name] = write.model_dump(mode="json", exclude_none=True)
@@ -193,17 +194,27 @@ class Client:
         """Every identity with its valid tokens and their roles (admins)."""
         return TypeAdapter(list[IdentityRead]).validate_python(self._request("GET", "/api/v1/identities").json())
 
+    def set_identity_disabled(self, name: str, disabled: bool = True) -> IdentityRead:
+        """Disable an identity (admins): its tokens and portal sessions stop working at once; ``False``
+        enables it again."""
+        return IdentityRead.model_validate(self._request("PATCH", f"/api/v1/identities/{_seg(name)}",
+                                                         json={"disabled": disabled}).json())
+
+    def delete_identity(self, name: str) -> IdentityDeleted:
+        """Delete an identity with its tokens, sessions and grants (admins); 409 while it owns twins."""
+        return IdentityDeleted.model_validate(self._request("DELETE", f"/api/v1/identities/{_seg(name)}").json())
+
     def revoke_token(self, jti: str) -> TokenRead:
         """Revoke a token by its id (``jti``, admins); it stops working at once on this server."""
         return TokenRead.model_validate(self._request("DELETE", f"/api/v1/tokens/{_seg(jti)}").json())
 
     def audit(self, *, actor: str | None = None, action: str | None = None, outcome: str | None = None,
-              since: datetime | None = None, until: datetime | None = None, limit: int = 100,
+              since: TimeLike | None = None, until: TimeLike | None = None, limit: int = 100,
               offset: int = 0) -> AuditPage:
         """The audit log (admins), newest first, filtered by actor, action (a prefix of the operation id),
         outcome and time."""
         return self._get(AuditPage, "/api/v1/audit", actor=actor, action=action, outcome=outcome,
-                         since=since.isoformat() if since else None, until=until.isoformat() if until else None,
+                         since=iso_instant(since, "since"), until=iso_instant(until, "until"),
                          limit=limit, offset=offset)
 
     # -- catalogue --------------------------------------------------------------------------------
@@ -314,7 +325,7 @@ class Client:
     # -- state ------------------------------------------------------------------------------------
 
     def write_state(self, twin: str, *, reported: Mapping[str, Any] | None = None,
-                    desired: Mapping[str, Any] | None = None, timestamp: datetime | None = None,
+                    desired: Mapping[str, Any] | None = None, timestamp: TimeLike | None = None,
                     message: str | None = None) -> RevisionRead:
         """Write one revision. Values are plain JSON values or ``PropertyWrite`` (value, unit, timestamp, and
         an ``Uncertainty`` in a form the property declares)."""
@@ -323,7 +334,7 @@ class Client:
             body["message"] = message
         return self._send(RevisionRead, "PATCH", f"/api/v1/twins/{_seg(twin)}/state", body)
 
-    def report(self, twin: str, *, timestamp: datetime | None = None, message: str | None = None,
+    def report(self, twin: str, *, timestamp: TimeLike | None = None, message: str | None = None,
                **values: Any) -> RevisionRead:
         """Write reported values (``level=2.1``, or ``level={'value': 2.1, 'unit': 'm'}``) as one new revision,
         optionally at a past ``timestamp``."""
@@ -348,13 +359,13 @@ class Client:
             body.append({**row, "message": item["message"]} if item.get("message") else row)
         return self._send(StateBatchResult, "POST", "/api/v1/state/batch", {"items": body})
 
-    def get_state(self, twin: str, *, revision: int | None = None, at: datetime | None = None,
+    def get_state(self, twin: str, *, revision: int | None = None, at: TimeLike | None = None,
                   quality: Sequence[str] | None = None) -> State:
         """The state at a revision or a valid time (default: now); ``.to_pandas()`` for a table.
         ``quality=["good"]``: each property's newest value with one of these flags. Properties with a gap
         check say whether they are ``stale`` (``State.stale`` lists them)."""
         return self._get(State, f"/api/v1/twins/{_seg(twin)}/state", revision=revision,
-                         at=at.isoformat() if at else None, quality=list(quality) if quality else None)
+                         at=iso_instant(at, "at"), quality=list(quality) if quality else None)
 
     def revisions(self, twin: str, *, limit: int = 50, offset: int = 0,
                   order: Literal["desc", "asc"] = "desc") -> RevisionPage:
@@ -367,12 +378,12 @@ class Client:
         return self._get(RevisionRead, f"/api/v1/twins/{_seg(twin)}/revisions/{revision}")
 
     def history(self, twin: str, prop: str, *, kind: Literal["reported", "desired"] = "reported",
-                since: datetime | None = None, until: datetime | None = None, limit: int = 1000,
+                since: TimeLike | None = None, until: TimeLike | None = None, limit: int = 1000,
                 order: Literal["asc", "desc"] = "asc", quality: Sequence[str] | None = None) -> History:
         """One property's values over time (``quality=["good"]``: only values with these flags);
         ``.to_pandas()`` for a Series indexed by timestamp."""
         return self._get(History, f"/api/v1/twins/{_seg(twin)}/properties/{_seg(prop)}/history", kind=kind,
-                         since=since.isoformat() if since else None, until=until.isoformat() if until else None,
+                         since=iso_instant(since, "since"), until=iso_instant(until, "until"),
                          limit=limit, order=order, quality=list(quality) if quality else None)
 
     def diff(self, twin: str, from_revision: int, to_revision: int | None = None) -> StateDiff:
@@ -383,30 +394,30 @@ class Client:
 
     # -- relationships ----------------------------------------------------------------------------
 
-    def link(self, source: str, type: str, target: str, *, at: datetime | None = None) -> LinkRead:
+    def link(self, source: str, type: str, target: str, *, at: TimeLike | None = None) -> LinkRead:
         """Link ``source`` to ``target`` by a relationship type the source's app declares."""
         body: dict[str, Any] = {"type": type, "target": target}
         if at is not None:
-            body["at"] = at.isoformat()
+            body["at"] = iso_instant(at, "at")
         return self._send(LinkRead, "POST", f"/api/v1/twins/{_seg(source)}/links", body)
 
-    def unlink(self, source: str, type: str, target: str, *, at: datetime | None = None) -> LinkRead:
+    def unlink(self, source: str, type: str, target: str, *, at: TimeLike | None = None) -> LinkRead:
         """Close the link (it stays readable as of earlier times)."""
-        params = {"at": at.isoformat()} if at is not None else None
+        params = {"at": iso_instant(at, "at")} if at is not None else None
         path = f"/api/v1/twins/{_seg(source)}/links/{_seg(type)}/{_seg(target)}"
         return LinkRead.model_validate(self._request("DELETE", path, params=params).json())
 
     def links(self, twin: str, *, type: str | None = None, direction: Literal["out", "in", "both"] = "out",
-              at: datetime | None = None, history: bool = False, limit: int = 1000) -> LinkPage:
+              at: TimeLike | None = None, history: bool = False, limit: int = 1000) -> LinkPage:
         """The twin's links now (or at ``at``), or every link it ever had with ``history``."""
         return self._get(LinkPage, f"/api/v1/twins/{_seg(twin)}/links", type=type, direction=direction,
-                         at=at.isoformat() if at else None, history=history or None, limit=limit)
+                         at=iso_instant(at, "at"), history=history or None, limit=limit)
 
     def related(self, twin: str, *, type: str | None = None, direction: Literal["out", "in", "both"] = "out",
-                depth: int = 1, at: datetime | None = None, state: bool = False, limit: int = 1000) -> RelatedPage:
+                depth: int = 1, at: TimeLike | None = None, state: bool = False, limit: int = 1000) -> RelatedPage:
         """Twins within ``depth`` hops along links (e.g. downstream), as of ``at``, with their state if asked."""
         return self._get(RelatedPage, f"/api/v1/twins/{_seg(twin)}/related", type=type, direction=direction,
-                         depth=depth, at=at.isoformat() if at else None, state=state or None, limit=limit)
+                         depth=depth, at=iso_instant(at, "at"), state=state or None, limit=limit)
 
     # -- fleets -----------------------------------------------------------------------------------
 
@@ -444,12 +455,12 @@ class Client:
             cursor = page.cursor
 
     def fleet_aggregate(self, prop: str, *, by: str | None = None, quantiles: Sequence[float] = (),
-                        at: datetime | None = None, kind: Literal["reported", "desired"] = "reported",
+                        at: TimeLike | None = None, kind: Literal["reported", "desired"] = "reported",
                         app: str | None = None, tags: Sequence[str] = (), bbox: Sequence[float] | None = None,
                         state: Sequence[str] = (), parameters: Sequence[str] = ()) -> FleetAggregate:
         """Count, mean, min, max (and ``quantiles``) of a state property over the matching twins, grouped
         ``by`` app, tag or ``parameter:NAME``, now or as of ``at``: one request, one query."""
         return self._get(FleetAggregate, "/api/v1/fleet/aggregate", property=prop, kind=kind, by=by,
-                         quantile=list(quantiles) or None, at=at.isoformat() if at else None, app=app,
+                         quantile=list(quantiles) or None, at=iso_instant(at, "at"), app=app,
                          tag=list(tags) or None, bbox=",".join(str(v) for v in bbox) if bbox is not None else None,
                          state=list(state) or None, parameter=list(parameters) or None)

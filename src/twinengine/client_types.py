@@ -1,6 +1,6 @@
 """What the SDK returns where a notebook wants more than JSON: the API's own read models, extended with
 rich display (``_repr_html_``, escaped) and one way to the field's data structures: ``to_pandas()`` for
-tables and series (state, history; stream records: ``streams.sdk.Records``), ``to_xarray()`` for fields
+tables (state, history with its quality flags; stream records: ``streams.sdk.Records``), ``to_xarray()`` for fields
 (EDR answers, netCDF run results). pandas and xarray are imported inside those methods, so
 ``import twinengine`` stays light.
 """
@@ -85,10 +85,12 @@ class State(TwinState):
 
 
 class History(HistoryRead):
-    """One property's values over time: ``to_pandas()`` gives a Series indexed by their timestamps."""
+    """One property's values over time: ``to_pandas()`` gives them with their quality flags, by timestamp."""
 
-    def to_pandas(self) -> pd.Series:
-        """Values indexed by timestamp (UTC), named after the property; ``attrs`` holds its unit and kind."""
+    def to_pandas(self) -> pd.DataFrame:
+        """A frame indexed by timestamp (UTC): the values in a column named after the property (``value``
+        for a property named like another column), then ``flag`` (good, suspect or bad), ``checks`` (the
+        state checks a value failed, comma-separated) and ``revision``; ``attrs`` holds the unit and kind."""
         import pandas as pd
 
         index = pd.DatetimeIndex([v.timestamp for v in self.items], name="timestamp")
@@ -96,9 +98,17 @@ class History(HistoryRead):
             index = index.tz_localize("UTC")
         values = [v.value for v in self.items]
         numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-        series = pd.Series(values, index=index, name=self.property, dtype="float64" if numeric else None)
-        series.attrs.update(units=self.unit, kind=str(self.kind), twin=self.twin_id)
-        return series
+        column = "value" if self.property in ("flag", "checks", "revision") else self.property
+        frame = pd.DataFrame({
+            column: pd.Series(values, index=index, dtype="float64" if numeric else None),
+            "flag": pd.Series([v.quality.flag if v.quality else "good" for v in self.items], index=index,
+                              dtype="object"),
+            "checks": pd.Series([", ".join(v.quality.checks) if v.quality and v.quality.checks else None
+                                 for v in self.items], index=index, dtype="object"),
+            "revision": pd.Series([v.revision for v in self.items], index=index, dtype="int64"),
+        }, index=index)
+        frame.attrs.update(units=self.unit, kind=str(self.kind), twin=self.twin_id)
+        return frame
 
     def _repr_html_(self) -> str:
         rows = ((v.timestamp, v.value, v.unit, v.revision) for v in self.items)

@@ -28,9 +28,11 @@ def test_send_read_tail_and_functions(live: LiveEngine, tmp_path: Path) -> None:
     source.write_text("".join(json.dumps(gauge(i)) + "\n" for i in range(12)))
     sent = live.twin_json("stream", "send", "reach", "gauges", str(source), "--batch", "5", "--producer", "rr01",
                           token=user)
-    assert sent == {"twin": "reach", "stream": "gauges", "sent": 12, "appended": 12, "duplicates": 0}
-    again = live.twin_json("stream", "send", "reach", "gauges", str(source), "--producer", "rr01", token=user)
-    assert again["appended"] == 0 and again["duplicates"] == 12
+    assert sent == {"twin": "reach", "stream": "gauges", "sent": 12, "appended": 12, "duplicates": 0,
+                    "producer": "rr01", "next_seq": 12}
+    again = live.twin_json("stream", "send", "reach", "gauges", str(source), "--producer", "rr01", "--seq", "0",
+                           token=user)
+    assert again["appended"] == 0 and again["duplicates"] == 12  # the same numbers again: repeats
     page = live.twin_json("stream", "read", "reach", "gauges", "--start", "10", token=user)
     assert [r["_offset"] for r in page["items"]] == [10, 11]
     shown = live.twin("stream", "read", "reach", "gauges", "--since", "2026-03-01T02:00:00Z", token=user)
@@ -66,7 +68,7 @@ def test_bad_files_and_buffers(live: LiveEngine, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(gauge(0)) + "\n" + json.dumps(gauge(1) | {"level": "high"}) + "\n")
     out = live.twin("stream", "send", "reach", "gauges", str(bad), token=user, expect=1)
-    assert "records[1].level" in out and "Traceback" not in out
+    assert "line 2, field level" in out and "nothing was appended" in out and "Traceback" not in out
     live.twin("stream", "bind", "reach", "gauges", "sites/rr01/gauges", token=user)
     assert "sites/rr01/gauges" in live.twin("stream", "list", "reach", token=user)
     assert "reach/gauges unbound" in live.twin("stream", "unbind", "reach", "gauges", token=user)
@@ -85,3 +87,49 @@ def test_bad_files_and_buffers(live: LiveEngine, tmp_path: Path) -> None:
     assert "retrain" in live.twin("buffer", "list", "reach", token=user)
     out = live.twin("buffer", "create", "reach", "x", "--stream", "gauges", "--policy", "count", token=user, expect=1)
     assert "records" in out
+
+
+def test_a_refused_batch_names_the_file_line_and_how_to_resume(live: LiveEngine, tmp_path: Path) -> None:
+    """With --batch 500, a bad record on line 900 of the file (a blank line before it) is named by that
+    line, not by its place in the batch; the 500 records before its batch were appended, the message says
+    so, and the command it gives appends the rest once the line is fixed (no record twice, none lost)."""
+    user = setup(live)
+    rows = [json.dumps(gauge(i)) for i in range(1000)]
+    rows[898] = json.dumps(gauge(898) | {"level": "high"})  # record 899 of the file
+    source = tmp_path / "gauges.jsonl"
+    source.write_text("\n".join([*rows[:10], "", *rows[10:]]) + "\n")  # record 899 is on line 900
+    out = live.twin("stream", "send", "reach", "gauges", str(source), "--batch", "500", "--producer", "rr01",
+                    token=user, expect=1)
+    assert "line 900, field level" in out and "records[398]" not in out and "Traceback" not in out
+    assert "the 500 records before it were appended" in out
+    resume = f"twin stream send reach gauges {source} --skip 500 --producer rr01 --seq 500"
+    assert resume in " ".join(out.split())
+    assert live.twin_json("stream", "read", "reach", "gauges", "--limit", "2000", token=user)["count"] == 500
+    rows[898] = json.dumps(gauge(898))
+    source.write_text("\n".join([*rows[:10], "", *rows[10:]]) + "\n")
+    done = live.twin_json("stream", "send", "reach", "gauges", str(source), "--batch", "500", "--skip", "500",
+                          "--producer", "rr01", "--seq", "500", token=user)
+    assert done["sent"] == 500 and done["appended"] == 500 and done["next_seq"] == 1000
+    page = live.twin_json("stream", "read", "reach", "gauges", "--limit", "2000", token=user)
+    assert [r["level"] for r in page["items"]] == [gauge(i)["level"] for i in range(1000)]
+
+
+def test_a_producer_resumes_its_sequence_unless_told(live: LiveEngine, tmp_path: Path) -> None:
+    """Sending again as the same producer continues after its last sequence number (the engine tells where),
+    so new records are appended, not dropped as repeats; --seq still sets the number by hand."""
+    user = setup(live)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("".join(json.dumps(gauge(i)) + "\n" for i in range(5)))
+    second.write_text("".join(json.dumps(gauge(i)) + "\n" for i in range(5, 12)))
+    assert live.twin_json("stream", "send", "reach", "gauges", str(first), "--producer", "rr01",
+                          token=user)["next_seq"] == 5
+    with live.client(user) as uma:
+        position = uma.streams.producer("reach", "gauges", "rr01")
+        assert position.last_seq == 4 and position.next_seq == 5
+        assert uma.streams.producer("reach", "gauges", "never-sent").next_seq == 0
+    more = live.twin_json("stream", "send", "reach", "gauges", str(second), "--producer", "rr01", token=user)
+    assert more["appended"] == 7 and more["duplicates"] == 0 and more["next_seq"] == 12
+    shown = live.twin("stream", "send", "reach", "gauges", str(first), "--producer", "rr01", "--seq", "0",
+                      token=user)
+    assert "appended 0 of 5 records" in shown and "5 duplicates dropped" in shown
+    assert live.twin_json("stream", "read", "reach", "gauges", token=user)["count"] == 12

@@ -39,17 +39,25 @@ def test_html_escapes_everything_a_user_wrote() -> None:
     assert frame.loc["note", "flag"] == "good" and frame.loc["note", "stale"] is None
 
 
-def test_history_is_a_series_by_timestamp() -> None:
+def test_history_is_a_frame_by_timestamp_with_its_quality_flags() -> None:
     items = [{"value": v, "unit": "m", "timestamp": T0 + timedelta(hours=k), "revision": k + 1}
              for k, v in enumerate([1.2, 1.5, 1.1])]
+    items[1]["quality"] = {"flag": "suspect", "checks": ["spike:level", "range:level"]}
     history = History(twin_id="t-1", property="level", kind="reported", unit="m", items=items)
-    series = history.to_pandas()
-    assert series.name == "level" and series.attrs["units"] == "m" and series.dtype == np.float64
-    assert list(series.values) == [1.2, 1.5, 1.1]
-    assert series.index[1] == pd.Timestamp("2026-03-01T01:00:00Z") and str(series.index.tz) == "UTC"
+    frame = history.to_pandas()
+    assert list(frame.columns) == ["level", "flag", "checks", "revision"] and frame.attrs["units"] == "m"
+    series = frame["level"]
+    assert series.dtype == np.float64 and list(series.values) == [1.2, 1.5, 1.1]
+    assert list(frame["flag"]) == ["good", "suspect", "good"]
+    assert frame["checks"].iloc[1] == "spike:level, range:level" and frame["checks"].iloc[0] is None
+    assert list(frame["revision"]) == [1, 2, 3]
+    assert frame.index[1] == pd.Timestamp("2026-03-01T01:00:00Z") and str(frame.index.tz) == "UTC"
     mixed = History(twin_id="t-1", property="label", kind="reported", unit=None,
                     items=[{"value": "low", "unit": None, "timestamp": T0, "revision": 1}]).to_pandas()
-    assert mixed.iloc[0] == "low"
+    assert mixed["label"].iloc[0] == "low"
+    clash = History(twin_id="t-1", property="flag", kind="reported", unit=None,
+                    items=[{"value": True, "unit": None, "timestamp": T0, "revision": 1}]).to_pandas()
+    assert list(clash.columns) == ["value", "flag", "checks", "revision"] and bool(clash["value"].iloc[0])
 
 
 def test_records_become_a_frame() -> None:

@@ -19,15 +19,18 @@ from string import Template
 from twinengine.catalog.manifest import APP_NAME_PATTERN
 from twinengine.errors import Problem, ValidationFailed
 
-__all__ = ["DEV_VERSION", "TEMPLATES", "new_app", "templates"]
+__all__ = ["DEFAULT_TEMPLATE", "DEV_VERSION", "TEMPLATES", "new_app", "templates"]
 
 DEV_VERSION = "0.1.0-dev"  # a development version: publish it again with every edit (docs/apps.md)
 TEMPLATES: dict[str, str] = {
-    "hybrid-forecast": "a stream of observations, state, a process model with a learned correction, and a "
-                       "forecast workflow",
+    "hybrid-forecast": "a stream with quality checks, state with checks, a function on arrival, a process "
+                       "model with a learned correction, and a forecast workflow",
     "generative-sampler": "a Gaussian mixture fitted by a training task, and a sampling workflow",
     "stream-classifier": "a function that classifies windows of a stream as they arrive and writes state",
 }
+# The template ``twin app new`` writes when given none: it shows every part of an app (stream, checks,
+# function, model, workflow, tests) and passes ``twin app test`` as written.
+DEFAULT_TEMPLATE = "hybrid-forecast"
 
 
 def templates() -> Traversable:
@@ -53,8 +56,11 @@ def _check(name: str, template: str, target: Path) -> str:
     return package
 
 
-def new_app(name: str, template: str, target: Path, *, title: str | None = None) -> list[Path]:
-    """Write the template as app ``name`` into ``target`` (absent or empty); returns the files written."""
+def new_app(name: str, template: str = DEFAULT_TEMPLATE, target: Path | None = None, *,
+            title: str | None = None) -> list[Path]:
+    """Write the template as app ``name`` into ``target`` (absent or empty; default ``./name``); returns the
+    files written."""
+    target = Path(name) if target is None else target
     package = _check(name, template, target)
     values = {"name": name, "package": package, "version": DEV_VERSION,
               "title": title or name.replace("-", " ").capitalize()}

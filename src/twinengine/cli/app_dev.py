@@ -8,17 +8,16 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from twinengine.app.scaffold import DEFAULT_TEMPLATE, TEMPLATES
 from twinengine.cli._common import console, err_console, state_of, table
 
 __all__ = ["check", "new", "register", "run"]
 
 
 def new(ctx: typer.Context, name: str = typer.Argument(..., help="App name (kebab-case, e.g. lake-temperature)."),
-        template: str = typer.Option(..., "--template", "-t", help="hybrid-forecast, generative-sampler or "
-                                                                    "stream-classifier."),
+        template: str = typer.Option(DEFAULT_TEMPLATE, "--template", "-t", help="The template (see above)."),
         folder: Path | None = typer.Option(None, "--dir", help="Folder to write (default: ./NAME); must be "
                                                                 "absent or empty.")) -> None:
-    """Write a working app folder (manifest, package, tests, sample data, README) from a template."""
     from twinengine.app.scaffold import new_app
 
     out = state_of(ctx)
@@ -91,7 +90,15 @@ def run(folder: Path = typer.Argument(..., help="App folder with twinapp.yaml.")
             console.print("stopped")
 
 
+def _new_help() -> str:
+    """``twin app new --help``: what it writes, then one line per template (rich markup keeps the lines)."""
+    lines = [f"[bold]{name}[/bold]{' (default)' if name == DEFAULT_TEMPLATE else ''}: {what}"
+             for name, what in TEMPLATES.items()]
+    return ("Write a working app folder (manifest, package, tests, sample data, README) from a template; it "
+            "passes `twin app test` as written.\n\nTemplates (--template):\n\n" + "\n\n".join(lines))
+
+
 def register(app: typer.Typer) -> None:
-    app.command("new")(new)
+    app.command("new", help=_new_help())(new)
     app.command("test")(check)
     app.command("run")(run)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
 
 from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.catalog.schemas import AppPage, AppVersionRead
-from twinengine.catalog.validate import check_app_dir
+from twinengine.catalog.validate import check_app_dir, manifest_warnings
 from twinengine.cli._common import console, err_console, state_of, table
+from twinengine.errors import Problem
 
 app = typer.Typer(help="DT applications: start from a template, test locally, validate, publish and browse the "
                   "catalogue.", no_args_is_help=True)
@@ -24,13 +26,26 @@ def schema() -> None:
 
 
 @app.command("validate")
-def validate(ctx: typer.Context, folder: Path = typer.Argument(..., help="App folder with twinapp.yaml.")) -> None:
-    """Check an app folder and report every problem with its path."""
+def validate(ctx: typer.Context, folder: Path = typer.Argument(..., help="App folder with twinapp.yaml."),
+             no_import: bool = typer.Option(False, "--no-import", help="Only the static checks: do not import the "
+                                                                       "package in a sandboxed worker.")) -> None:
+    """Check an app folder and report every problem with its path; then import the package in a sandboxed
+    worker, as publishing does, and check that the engine can call every entrypoint the manifest names."""
     out = state_of(ctx)
     manifest, problems = check_app_dir(folder)
+    warnings = manifest_warnings(manifest) if manifest is not None else []
+    if manifest is not None and not problems and not no_import:
+        from twinengine.app.imports import check_imports
+        from twinengine.cli._common import local_settings
+
+        with err_console.status("importing the app in a sandboxed worker"):
+            problems = check_imports(folder, manifest, local_settings(None))
+    if not out.as_json:
+        _print_warnings(warnings)
     if out.as_json:
         print(json.dumps({"valid": not problems, "app": manifest.ref if manifest else None,
-                          "problems": [p.to_dict() for p in problems]}, indent=2))
+                          "problems": [p.to_dict() for p in problems],
+                          "warnings": [w.to_dict() for w in warnings]}, indent=2))
     elif problems:
         err_console.print(f"[red]{len(problems)} problem(s)[/red] in {escape(str(folder))}:")
         for problem in problems:
@@ -41,6 +56,12 @@ def validate(ctx: typer.Context, folder: Path = typer.Argument(..., help="App fo
                       f"{len(manifest.streams)} streams, {len(manifest.workflows)} workflows)")
     if problems:
         raise typer.Exit(1)
+
+
+def _print_warnings(warnings: list[Problem]) -> None:
+    """Warnings go to stderr, before the verdict: the app is valid, but something is probably not meant."""
+    for warning in warnings:
+        err_console.print(f"[yellow]warning[/yellow]: {escape(str(warning))}", highlight=False, soft_wrap=True)
 
 
 @app.command("publish")
@@ -55,9 +76,13 @@ def publish(ctx: typer.Context, folder: Path = typer.Argument(..., help="App fol
         raise typer.Exit(1)
     with out.client() as client:
         result = client.publish_app(folder)
-    verb = "published" if result.created else "already published with identical content:"
+    if not out.as_json:
+        _print_warnings([Problem(w.get("loc", ""), w.get("msg", "")) for w in result.warnings])
+    verb = ("published" if result.created else "replaced the development version" if result.replaced
+            else "already published with identical content:")
     out.emit(result, lambda: console.print(
-        f"{verb} [bold]{result.app.name}@{result.app.version}[/bold] sha256 {result.app.archive_sha256} "
+        f"{verb} [bold]{result.app.name}@{result.app.version}[/bold] "
+        f"{'with new files, now ' if result.replaced else ''}sha256 {result.app.archive_sha256} "
         f"({result.app.archive_size} bytes, {len(result.app.files)} files)", highlight=False))
 
 
@@ -87,6 +112,12 @@ def search(ctx: typer.Context, text: str = typer.Argument(..., help="Words to lo
     out.emit(page, lambda: _apps_table(f"apps matching {text!r}", page))
 
 
+def _unit(declared: dict[str, Any]) -> str | None:
+    """A declared unit with its datum, as the manifest gives them: ``m (EGM2008)``."""
+    unit, datum = declared.get("unit"), declared.get("datum")
+    return f"{unit} ({datum})" if unit and datum else unit
+
+
 def _show_version(row: AppVersionRead) -> None:
     manifest = row.manifest
     console.print(f"[bold]{row.name}@{row.version}[/bold]  {escape(row.title)}", highlight=False)
@@ -100,11 +131,11 @@ def _show_version(row: AppVersionRead) -> None:
                             [(k, v.get("type"), v.get("default"), v.get("description")) for k, v in params.items()]))
     if manifest.get("state"):
         console.print(table("state", ["property", "type", "unit", "description"],
-                            [(k, v.get("type"), v.get("unit"), v.get("description"))
+                            [(k, v.get("type"), _unit(v), v.get("description"))
                              for k, v in manifest["state"].items()]))
     if manifest.get("streams"):
         console.print(table("streams", ["stream", "fields", "time field"],
-                            [(k, ", ".join(f"{f} ({d.get('unit') or d.get('type')})" for f, d in v["fields"].items()),
+                            [(k, ", ".join(f"{f} ({_unit(d) or d.get('type')})" for f, d in v["fields"].items()),
                               v.get("time_field")) for k, v in manifest["streams"].items()]))
 
 

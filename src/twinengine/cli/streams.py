@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from twinengine.cli._common import console, state_of, table
+from twinengine.cli._common import console, err_console, state_of, table
 from twinengine.cli.state import _instant
-from twinengine.errors import ValidationFailed
+from twinengine.errors import Problem, TwinEngineError, ValidationFailed
 from twinengine.streams.schemas import BufferRead
 
 app = typer.Typer(help="A twin's streams: send, read, tail, bind to MQTT, functions on arrival.", no_args_is_help=True)
@@ -24,23 +26,61 @@ buffers = typer.Typer(help="Retraining buffers: policies that collect stream rec
 _META = ("_offset", "_arrival", "_quality", "_checks", "_uncertainty")
 
 
-def _load(path: str) -> list[dict[str, Any]] | pa.Table:
-    """Records from a JSON lines file (or '-' for stdin), or an Arrow IPC file/stream (.arrow, .feather)."""
+def _load(path: str) -> tuple[list[dict[str, Any]] | pa.Table, list[int] | None]:
+    """Records from a JSON lines file (or '-' for stdin), with the line of each record, or an Arrow IPC
+    file/stream (.arrow, .feather) with None (its records are numbered by row)."""
     if path != "-" and Path(path).suffix in (".arrow", ".feather", ".ipc"):
         data = Path(path).read_bytes()
         try:
-            return pa.ipc.open_file(pa.BufferReader(data)).read_all()
+            return pa.ipc.open_file(pa.BufferReader(data)).read_all(), None
         except pa.ArrowInvalid:
-            return pa.ipc.open_stream(data).read_all()
+            return pa.ipc.open_stream(data).read_all(), None
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    records = []
+    records, lines = [], []
     for i, line in enumerate(text.splitlines()):
         if line.strip():
             try:
                 records.append(json.loads(line))
             except ValueError as exc:
                 raise ValidationFailed.one(f"line {i + 1}", f"not valid JSON ({exc})") from None
-    return records
+            lines.append(i + 1)
+    return records, lines
+
+
+_RECORD = re.compile(r"^records\[(\d+)\]\.?")
+
+
+def _in_file(problem: Problem, first: int, lines: list[int] | None) -> Problem:
+    """A problem the engine located in a batch (``records[399].well``) located in the file instead
+    (``line 900, field well``), the batch starting at record ``first`` of the file."""
+    found = _RECORD.match(problem.loc)
+    if found is None:
+        return problem
+    index = first + int(found.group(1))
+    place = f"line {lines[index]}" if lines is not None and index < len(lines) else f"row {index + 1}"
+    rest = problem.loc[found.end():]
+    return Problem(f"{place}, field {rest}" if rest else place, problem.msg)
+
+
+def _stopped(exc: TwinEngineError, *, path: str, twin: str, stream: str, sent: int, skip: int, appended: int,
+             lines: list[int] | None, producer: str | None, seq: int | None) -> TwinEngineError:
+    """The engine refused a batch: say where in the file, what was appended before it, and how to resume."""
+    where = f"line {lines[sent]}" if lines is not None and sent < len(lines) else f"row {sent + 1}"
+    note = f"the batch from {where} of {path} was refused and nothing of it was kept; "
+    if sent == skip:
+        note += "nothing was appended"
+    else:
+        resume = f"twin stream send {twin} {stream} {path} --skip {sent}"
+        if producer is not None and seq is not None:
+            resume += f" --producer {producer} --seq {seq + sent - skip}"
+        repeats = sent - skip - appended
+        note += (f"the {sent - skip} records before it were appended"
+                 + (f" ({repeats} of them dropped as repeats)" if repeats else "")
+                 + f"; after fixing the file, resume with: {resume}")
+    if isinstance(exc, ValidationFailed):
+        return ValidationFailed([_in_file(p, sent, lines) for p in exc.problems], message=note)
+    exc.message = f"{exc.message} ({note})"
+    return exc
 
 
 @app.command("list")
@@ -60,25 +100,42 @@ def send(ctx: typer.Context, twin: str = typer.Argument(...), stream: str = type
          path: str = typer.Argument(..., metavar="FILE", help="JSON lines, Arrow IPC (.arrow), or - for stdin."),
          batch: int = typer.Option(5000, "--batch", min=1, max=1_000_000, help="Records per request."),
          producer: str | None = typer.Option(None, "--producer", help="Producer id (repeats are dropped)."),
-         seq: int = typer.Option(0, "--seq", min=0, help="Sequence number of the first record (with --producer).")
-         ) -> None:
-    """Append records in batches; each batch is acknowledged once durable."""
+         seq: int | None = typer.Option(None, "--seq", min=0, help="Sequence number of the first record sent "
+                                                                   "(with --producer; default: the one after "
+                                                                   "the producer's last on this stream)."),
+         skip: int = typer.Option(0, "--skip", min=0, help="Records of the file to leave out at its start (to "
+                                                           "resume after a refused batch).")) -> None:
+    """Append records in batches; each batch is acknowledged once durable. A refused batch stops the command
+    with the file's line, what was appended before it and how to resume."""
     out = state_of(ctx)
-    records = _load(path)
+    records, lines = _load(path)
     total = records.num_rows if isinstance(records, pa.Table) else len(records)
-    sent = appended = duplicates = 0
+    sent = min(skip, total)
+    appended = duplicates = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with out.client() as client, Progress(*columns, console=console, disable=out.as_json) as bars:
-        task = bars.add_task(f"sending to {twin}/{stream}", total=total)
+        start = seq
+        if producer is not None and start is None:  # resume where the producer stopped, not at 0
+            start = client.streams.producer(twin, stream, producer).next_seq
+            if start and not out.as_json:
+                err_console.print(f"producer {escape(producer)} resumes at seq {start}", highlight=False)
+        task = bars.add_task(f"sending to {twin}/{stream}", total=total - sent)
         while sent < total:
             part = records.slice(sent, batch) if isinstance(records, pa.Table) else records[sent: sent + batch]
-            ack = client.streams.append(twin, stream, part, producer=producer,
-                                        seq=seq + sent if producer else None)
+            try:
+                ack = client.streams.append(twin, stream, part, producer=producer,
+                                            seq=start + sent - skip if start is not None and producer else None)
+            except TwinEngineError as exc:
+                raise _stopped(exc, path=path, twin=twin, stream=stream, sent=sent, skip=skip, appended=appended,
+                               lines=lines, producer=producer, seq=start) from None
             size = part.num_rows if isinstance(part, pa.Table) else len(part)
             sent, appended, duplicates = sent + size, appended + ack.count, duplicates + ack.duplicates
             bars.advance(task, size)
-    result = {"twin": twin, "stream": stream, "sent": sent, "appended": appended, "duplicates": duplicates}
-    out.emit(result, lambda: console.print(f"appended {appended} of {sent} records to {twin}/{stream}"
+    result = {"twin": twin, "stream": stream, "sent": sent - min(skip, total), "appended": appended,
+              "duplicates": duplicates}
+    if producer is not None and start is not None:
+        result.update(producer=producer, next_seq=start + sent - min(skip, total))
+    out.emit(result, lambda: console.print(f"appended {appended} of {result['sent']} records to {twin}/{stream}"
                                            + (f" ({duplicates} duplicates dropped)" if duplicates else "")))
 
 
@@ -165,14 +222,25 @@ def unbind(ctx: typer.Context, twin: str = typer.Argument(...), stream: str = ty
 
 @app.command("functions")
 def functions(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
-    """Functions on arrival: trigger, checkpoint, lag, calls and dead letters."""
+    """Functions on arrival: trigger, checkpoint, lag, calls, dead letters, and why one is paused."""
     out = state_of(ctx)
     with out.client() as client:
         rows = client.streams.functions(twin)
     out.emit(rows, lambda: console.print(table(f"functions of {twin}", ["function", "stream", "trigger", "offset",
-                                                                         "lag", "calls", "dead letters"],
+                                                                         "lag", "calls", "dead letters", "status"],
                                                [(f.name, f.stream, f.trigger.kind, f.offset, f.lag, f.calls,
-                                                 f.dead_letters) for f in rows])))
+                                                 f.dead_letters, f"paused: {f.paused_reason}" if f.paused
+                                                 else "running") for f in rows])))
+
+
+@app.command("resume")
+def resume(ctx: typer.Context, twin: str = typer.Argument(...), function: str = typer.Argument(...)) -> None:
+    """Resume a paused function; the dead letters of the run that paused it are handled again."""
+    out = state_of(ctx)
+    with out.client() as client:
+        done = client.streams.resume_function(twin, function)
+    out.emit(done, lambda: console.print(f"{twin}/{function} resumed at offset {done.offset}; "
+                                         f"{done.replayed} dead letters replayed"))
 
 
 @app.command("events")

@@ -377,6 +377,17 @@ class StreamHub:
         with state.lock:
             return state.durable
 
+    def producer_last(self, key: str, producer: str) -> int | None:
+        """The highest sequence number of ``producer`` appended to ``key``, None before its first: where a
+        producer that lost count resumes (the next record is this + 1)."""
+        state = self._fresh(key)
+        with state.lock:
+            seen = state.producers.get(producer)
+            if seen is None:
+                return None
+            top = max(seen.upto, max(seen.above, default=-1))
+            return top if top >= 0 else None
+
     def latest_time(self, key: str) -> int | None:
         """The newest event time (µs) of the stream's durable records; None before its first."""
         state = self._fresh(key)

@@ -20,6 +20,7 @@ __all__ = [
     "DeadLetterRead",
     "FunctionEvent",
     "FunctionRead",
+    "FunctionResumed",
     "RecordPage",
     "StreamRead",
 ]
@@ -40,6 +41,16 @@ class AppendAck(BaseModel):
     count: int = Field(description="Records appended.")
     duplicates: int = Field(description="Records dropped as repeats of a producer's sequence numbers.")
     next_offset: int
+
+
+class ProducerRead(BaseModel):
+    """Where a producer's sequence stands on a stream: send the next record as ``next_seq``."""
+
+    twin_id: str
+    stream: str
+    producer: str
+    last_seq: int | None = Field(description="Highest sequence number appended (null: none yet).")
+    next_seq: int = Field(description="The sequence number the producer's next record takes.")
 
 
 class RecordPage(BaseModel):
@@ -92,6 +103,15 @@ class FunctionRead(BaseModel):
     lag: int
     calls: int
     dead_letters: int
+    paused: bool = Field(default=False, description="Paused after a run of dead-lettered batches; resume it.")
+    paused_reason: str | None = Field(default=None, description="Why it was paused: the last failure, where.")
+    paused_at: datetime | None = None
+
+
+class FunctionResumed(BaseModel):
+    function: str
+    offset: int = Field(description="Where it takes the records again: the first of the failed run.")
+    replayed: int = Field(description="Dead letters of that run, dropped: their records are handled again.")
 
 
 class FunctionEvent(BaseModel):

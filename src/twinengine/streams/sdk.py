@@ -21,9 +21,12 @@ from twinengine.streams.schemas import (
     DeadLetterRead,
     FunctionEvent,
     FunctionRead,
+    FunctionResumed,
+    ProducerRead,
     RecordPage,
     StreamRead,
 )
+from twinengine.timeutil import TimeLike, iso_instant
 from twinengine.twins.schemas import RevisionRead
 
 if TYPE_CHECKING:
@@ -45,8 +48,9 @@ def _seg(value: str) -> str:
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
+    if isinstance(value, datetime) or (type(value).__module__ == "numpy" and getattr(value, "dtype", None) is not None
+                                       and value.dtype.kind == "M" and value.ndim == 0):
+        return iso_instant(value, "records")
     if type(value).__module__ == "numpy" and getattr(value, "dtype", None) is not None and value.dtype.kind in "biuf":
         return value.tolist()  # an array field's samples (NaN as the JSON token NaN, read back as NaN)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
@@ -126,21 +130,25 @@ class StreamsClient:
                                          params=params, headers={"Content-Type": kind})
         return AppendAck.model_validate(response.json())
 
+    def producer(self, twin: str, stream: str, producer: str) -> ProducerRead:
+        """Where ``producer``'s sequence numbers stand on the stream: resume appending at ``.next_seq``."""
+        return self._client._get(ProducerRead, self._path(twin, stream, f"/producers/{_seg(producer)}"))
+
     def read(self, twin: str, stream: str, *, start: int | None = None, last: int | None = None,
-             since: datetime | None = None, until: datetime | None = None, limit: int = 1000,
+             since: TimeLike | None = None, until: TimeLike | None = None, limit: int = 1000,
              quality: Sequence[str] | None = None) -> Records:
         """A page of records (each with its ``_quality`` flag and failed ``_checks``; ``quality=["good"]``
         keeps only those flags); ``.to_pandas()`` for a DataFrame (``read_arrow`` for an Arrow table)."""
         return self._client._get(Records, self._path(twin, stream, "/records"), start=start, last=last,
-                                 since=since.isoformat() if since else None,
-                                 until=until.isoformat() if until else None, limit=limit,
+                                 since=iso_instant(since, "since"),
+                                 until=iso_instant(until, "until"), limit=limit,
                                  quality=list(quality) if quality else None)
 
     def read_arrow(self, twin: str, stream: str, *, start: int | None = None, last: int | None = None,
-                   since: datetime | None = None, until: datetime | None = None, limit: int = 100_000,
+                   since: TimeLike | None = None, until: TimeLike | None = None, limit: int = 100_000,
                    quality: Sequence[str] | None = None) -> pa.Table:
-        params = {k: v for k, v in {"start": start, "last": last, "since": since.isoformat() if since else None,
-                                    "until": until.isoformat() if until else None, "limit": limit,
+        params = {k: v for k, v in {"start": start, "last": last, "since": iso_instant(since, "since"),
+                                    "until": iso_instant(until, "until"), "limit": limit,
                                     "quality": list(quality) if quality else None}.items()
                   if v is not None}
         response = self._client._request("GET", self._path(twin, stream, "/records"), params=params,
@@ -182,12 +190,12 @@ class StreamsClient:
     def unbind_mqtt(self, twin: str, stream: str) -> None:
         self._client._request("DELETE", self._path(twin, stream, "/binding"))
 
-    def quality(self, twin: str, stream: str, *, start: datetime | None = None, end: datetime | None = None,
+    def quality(self, twin: str, stream: str, *, start: TimeLike | None = None, end: TimeLike | None = None,
                 window: str | None = None) -> QualityReport:
         """Input quality per window of event time: flag shares, failed checks, lateness, completeness."""
         return self._client._get(QualityReport, self._path(twin, stream, "/quality"),
-                                 **{"from": start.isoformat() if start else None,
-                                    "to": end.isoformat() if end else None, "window": window})
+                                 **{"from": iso_instant(start, "start"),
+                                    "to": iso_instant(end, "end"), "window": window})
 
     def functions(self, twin: str) -> List[FunctionRead]:
         data = self._client._request("GET", self._path(twin, tail="/functions")).json()
@@ -202,6 +210,11 @@ class StreamsClient:
         params = {k: v for k, v in {"function": function, "limit": limit}.items() if v is not None}
         data = self._client._request("GET", self._path(twin, tail="/functions/dead-letters"), params=params).json()
         return TypeAdapter(List[DeadLetterRead]).validate_python(data)
+
+    def resume_function(self, twin: str, function: str) -> FunctionResumed:
+        """Resume a paused function: the records of the failed run that paused it are handled again."""
+        data = self._client._request("POST", self._path(twin, tail=f"/functions/{_seg(function)}/resume"))
+        return FunctionResumed.model_validate(data.json())
 
     # -- retraining buffers ------------------------------------------------------------------------
 

@@ -15,21 +15,37 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Manifest, Stream
-from twinengine.errors import Conflict, InvalidInput, NotFound, StreamNotFound, ValidationFailed
+from twinengine.errors import (
+    Conflict,
+    FunctionNotFound,
+    FunctionNotPaused,
+    InvalidInput,
+    NotFound,
+    StreamNotFound,
+    ValidationFailed,
+)
 from twinengine.quality.indicators import QualityReport, TooManyWindows, summarise
 from twinengine.quality.plan import CHECKS, QUALITY, QualityPlan
 from twinengine.quality.spec import CompletenessCheck, GapCheck
 from twinengine.store.base import lock_for_delete
+from twinengine.store.changes import bump
 from twinengine.streams import records
 from twinengine.streams.hub import ARRIVAL, OFFSET, AppendResult, StreamHub, stream_key
 from twinengine.streams.models import DeadLetter, StreamBinding, StreamConsumer
-from twinengine.streams.schemas import AppendAck, DeadLetterRead, FunctionRead, StreamRead
+from twinengine.streams.schemas import (
+    AppendAck,
+    DeadLetterRead,
+    FunctionRead,
+    FunctionResumed,
+    ProducerRead,
+    StreamRead,
+)
 from twinengine.twins.models import Twin
 from twinengine.twins.service import get_twin, manifest_for
 
@@ -46,10 +62,12 @@ __all__ = [
     "list_bindings",
     "list_functions",
     "parse_body",
+    "producer_position",
     "quality_plan",
     "quality_report",
     "read_records",
     "resolve",
+    "resume_function",
     "unbind_mqtt",
 ]
 
@@ -189,6 +207,16 @@ def describe(session: Session, hub: StreamHub, *, principal: Principal, twin_ref
     return out
 
 
+def producer_position(session: Session, hub: StreamHub, *, principal: Principal, twin_ref: str, stream: str,
+                      producer: str) -> ProducerRead:
+    """Where ``producer``'s sequence numbers stand on the twin's stream (to resume without repeats)."""
+    twin, _manifest, _declared = resolve(session, principal=principal, twin_ref=twin_ref, stream=stream)
+    _check_producer(producer, 0)
+    last = hub.producer_last(stream_key(twin.id, stream), producer)
+    return ProducerRead(twin_id=twin.id, stream=stream, producer=producer, last_seq=last,
+                        next_seq=0 if last is None else last + 1)
+
+
 def bind_mqtt(session: Session, *, principal: Principal, twin_ref: str, stream: str, topic: str) -> StreamBinding:
     """Map an MQTT topic to a twin's stream; a topic feeds one stream only."""
     twin, _manifest, _declared = resolve(session, principal=principal, twin_ref=twin_ref, stream=stream,
@@ -243,8 +271,30 @@ def list_functions(session: Session, hub: StreamHub, *, principal: Principal, tw
         out.append(FunctionRead(name=name, stream=spec.stream, entrypoint=spec.entrypoint, trigger=spec.trigger,
                                 publishes=list(spec.publishes), joins=spec.inputs[1:], offset=offset,
                                 lag=max(hub.end(stream_key(twin.id, spec.stream)) - offset, 0),
-                                calls=consumer.calls if consumer else 0, dead_letters=int(dead.get(name, 0))))
+                                calls=consumer.calls if consumer else 0, dead_letters=int(dead.get(name, 0)),
+                                paused=bool(consumer and consumer.paused_reason is not None),
+                                paused_reason=consumer.paused_reason if consumer else None,
+                                paused_at=consumer.paused_at if consumer else None))
     return out
+
+
+def resume_function(session: Session, *, principal: Principal, twin_ref: str, function: str) -> FunctionResumed:
+    """Resume a paused function: its checkpoint goes back to the first record of the failed run that paused
+    it, whose dead letters are dropped, so those records (and all after) are handled again, by the fixed
+    code when the app was updated."""
+    twin = get_twin(session, principal=principal, ref=twin_ref, action="stream.manage")
+    if function not in manifest_for(session, twin).functions:
+        raise FunctionNotFound(f"function: the app of {twin.name} declares no function {function!r}")
+    row = session.get(StreamConsumer, (twin.id, function), with_for_update=True)
+    if row is None or row.paused_reason is None or row.paused_from is None:
+        raise FunctionNotPaused(f"function {function!r} of {twin.name} is not paused")
+    replayed = session.execute(delete(DeadLetter).where(
+        DeadLetter.twin_id == twin.id, DeadLetter.function == function, DeadLetter.first_offset >= row.paused_from))
+    row.offset, row.paused_reason, row.paused_at, row.paused_from = row.paused_from, None, None, None
+    bump(session, "functions", {twin.id})  # the function worker takes the records again from there
+    session.flush()
+    return FunctionResumed(function=function, offset=row.offset,
+                           replayed=int(getattr(replayed, "rowcount", 0) or 0))
 
 
 def dead_letters(session: Session, *, principal: Principal, twin_ref: str, function: str | None = None,

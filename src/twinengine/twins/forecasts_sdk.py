@@ -4,11 +4,12 @@ read their skill scores per lead time."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
+from twinengine.timeutil import TimeLike, as_instant, iso_instant
 from twinengine.twins.forecast_schemas import ForecastRead, ForecastWrite, ScoreHistoryRead, VerificationRead
 
 if TYPE_CHECKING:
@@ -34,11 +35,12 @@ class VerificationClient:
 
         return f"/api/v1/twins/{_seg(twin)}/{tail}"
 
-    def add_forecast(self, twin: str, prop: str, values: Sequence[float], *, issued_at: datetime,
+    def add_forecast(self, twin: str, prop: str, values: Sequence[float], *, issued_at: TimeLike,
                      step: timedelta | str | None = None, **parts: Any) -> ForecastRead:
         """Record a forecast: ``values[i]`` valid at ``issued_at + (i + 1) * step`` (or ``valid_times=``);
         ``members``, ``quantiles``, ``lower``/``upper``, ``probabilities``, ``model_version``... as keywords."""
-        body = ForecastWrite.model_validate({"property": prop, "values": list(values), "issued_at": issued_at,
+        body = ForecastWrite.model_validate({"property": prop, "values": list(values),
+                                             "issued_at": as_instant(issued_at, "issued_at"),
                                              "step": step, **parts})
         return self._client._send(ForecastRead, "POST", self._path(twin, "forecasts"),
                                   body.model_dump(mode="json", exclude_none=True))
@@ -49,24 +51,24 @@ class VerificationClient:
             k: v for k, v in {"property": prop, "limit": limit, "values": values}.items() if v is not None}).json()
         return TypeAdapter(list[ForecastRead]).validate_python(data)
 
-    def scores(self, twin: str, prop: str, *, lead: timedelta | str | None = None, since: datetime | None = None,
-               until: datetime | None = None, tolerance: timedelta | str | None = None,
+    def scores(self, twin: str, prop: str, *, lead: timedelta | str | None = None, since: TimeLike | None = None,
+               until: TimeLike | None = None, tolerance: timedelta | str | None = None,
                threshold: float | None = None, workflow: str | None = None, model_version: str | None = None,
                pairs: bool = False) -> VerificationRead:
         """Skill scores per (workflow, model version, lead) of the forecasts valid in ``[since, until)``."""
         return self._client._get(VerificationRead, self._path(twin, "verification"), property=prop,
-                                 lead=_duration(lead), since=since.isoformat() if since else None,
-                                 until=until.isoformat() if until else None, tolerance=_duration(tolerance),
+                                 lead=_duration(lead), since=iso_instant(since, "since"),
+                                 until=iso_instant(until, "until"), tolerance=_duration(tolerance),
                                  threshold=threshold, workflow=workflow, model_version=model_version,
                                  pairs=pairs or None)
 
     def history(self, twin: str, prop: str, *, period: timedelta | str | None = None,
-                lead: timedelta | str | None = None, since: datetime | None = None, until: datetime | None = None,
+                lead: timedelta | str | None = None, since: TimeLike | None = None, until: TimeLike | None = None,
                 workflow: str | None = None, model_version: str | None = None) -> ScoreHistoryRead:
         """The kept scores per period of valid time (default a day), forecasting system and lead, oldest
         first: how skill evolved."""
         return self._client._get(ScoreHistoryRead, self._path(twin, "verification/history"), property=prop,
                                  period=_duration(period), lead=_duration(lead),
-                                 since=since.isoformat() if since else None,
-                                 until=until.isoformat() if until else None, workflow=workflow,
+                                 since=iso_instant(since, "since"),
+                                 until=iso_instant(until, "until"), workflow=workflow,
                                  model_version=model_version)

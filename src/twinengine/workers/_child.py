@@ -1,8 +1,8 @@
 """Inside a worker process (in its sandbox): read requests from stdin, run app or user code, answer on the
 protocol's stdout. What the code prints goes to stderr (the engine keeps its tail for error messages).
 
-Run as ``python -I -B -m twinengine.workers._child --memory=N [--path=P ...]``; the memory limit is set
-before any untrusted code runs and cannot be raised again from inside.
+Run as ``python -I -B -m twinengine.workers._child --memory=N [--processes=N] [--file-bytes=N] [--path=P ...]``;
+the limits are set before any untrusted code runs and cannot be raised again from inside.
 """
 
 from __future__ import annotations
@@ -30,12 +30,16 @@ PROGRESS = ".progress"  # in the scratch folder (the working folder): the index 
 _INDEX = struct.Struct("<I")
 
 
-def _limit(memory_bytes: int) -> None:
+def _limit(memory_bytes: int, processes: int = 0, file_bytes: int = 0) -> None:
+    """Limits no code run later can raise: address space per process, and, in a sandbox of its own user
+    namespace, the processes and threads of the whole sandbox and the size of any file it writes."""
     import resource
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if memory_bytes > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    for which, value in ((resource.RLIMIT_AS, memory_bytes), (resource.RLIMIT_NPROC, processes),
+                         (resource.RLIMIT_FSIZE, file_bytes)):
+        if value > 0:
+            resource.setrlimit(which, (value, value))
 
 
 class _Parts:
@@ -73,7 +77,8 @@ class Child:
         self.frozen = False  # gc.freeze() once the first function's module is imported
         self.parts: _Parts | None = None  # the calls of the batch being run
         self.handlers: dict[str, Callable[[dict[str, Any], list[bytes]], Reply]] = {
-            "hello": self.hello, "udf": self.udf, "index": self.index, "process": self.process,
+            "hello": self.hello, "udf": self.udf, "index": self.index, "entrypoints": self.entrypoints,
+            "process": self.process,
             "functions": self.functions, "predict": self.predict}
         for op in ("load", "fit", "evaluate", "features"):
             self.handlers[f"task.{op}"] = self._hosted(op)
@@ -140,6 +145,14 @@ class Child:
             modules[info.name] = importlib.import_module(info.name)
         found = declared_processes(modules)
         return {"processes": [{"id": pid, "function": fn, "spec": spec} for pid, (fn, spec) in found.items()]}, []
+
+    def entrypoints(self, header: dict[str, Any], _blobs: list[bytes]) -> Reply:
+        """Which of the manifest's entrypoints ([loc, kind, "module:attr"]) the engine could not call, and why."""
+        from twinengine.app._entrypoints import entrypoint_problem
+
+        found = [(str(loc), entrypoint_problem(str(kind), str(entrypoint)))
+                 for loc, kind, entrypoint in header["entrypoints"]]
+        return {"problems": [[loc, problem] for loc, problem in found if problem is not None]}, []
 
     def process(self, header: dict[str, Any], blobs: list[bytes]) -> Reply:
         func = _resolve(str(header["function"]))
@@ -267,9 +280,11 @@ def _failure(exc: BaseException) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    memory = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--memory=")), 0)
+    def number(name: str) -> int:
+        return next((int(a.split("=", 1)[1]) for a in argv if a.startswith(f"--{name}=")), 0)
+
     paths = [a.split("=", 1)[1] for a in argv if a.startswith("--path=")]
-    _limit(memory)
+    _limit(number("memory"), number("processes"), number("file-bytes"))
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # what the code prints goes to the log, never into the protocol
     sys.stdout = os.fdopen(1, "w", buffering=1)

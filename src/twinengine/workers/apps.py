@@ -11,17 +11,21 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twinengine.catalog.archive import unpack
 from twinengine.catalog.manifest import Manifest
+from twinengine.catalog.validate import declared_entrypoints
+from twinengine.errors import Problem, ValidationFailed
 from twinengine.store.blobs import BlobStore
+from twinengine.workers.process import WorkerCrashed, WorkerError
+from twinengine.workers.protocol import ProtocolError
 from twinengine.workers.service import AppWorkers, Workers
 
 if TYPE_CHECKING:
     from twinengine.workers.envs import Environments
 
-__all__ = ["AppCode", "unpacked"]
+__all__ = ["AppCode", "import_app", "unpacked"]
 
 
 def unpacked(archive: bytes, sha256: str, root: Path) -> Path:
@@ -35,6 +39,23 @@ def unpacked(archive: bytes, sha256: str, root: Path) -> Path:
         with contextlib.suppress(OSError):  # another thread or process got there first
             os.replace(tmp, folder)
     return folder
+
+
+def import_app(app: AppWorkers, manifest: Manifest) -> list[dict[str, Any]]:
+    """Import the version's package in one of its sandboxed workers, as publishing does: every entrypoint
+    the manifest names must be callable as the engine calls it, and the package must import; returns its
+    ``@app_process`` functions ([{id, function, spec}]). A failure is a ValidationFailed naming the manifest
+    path (``functions.observe.entrypoint``) or the package."""
+    try:
+        unusable = app.check_entrypoints(declared_entrypoints(manifest))
+        if unusable:
+            raise ValidationFailed([Problem(loc, why) for loc, why in unusable])
+        return app.index(manifest.package_name)
+    except WorkerError as exc:
+        raise ValidationFailed([Problem(manifest.package_name, f"importing the package failed: {exc.remote}")],
+                               ) from None
+    except (WorkerCrashed, ProtocolError, ValueError) as exc:
+        raise ValidationFailed([Problem(manifest.package_name, f"importing the package failed: {exc}")]) from None
 
 
 class AppCode:

@@ -34,23 +34,18 @@ _START_SECONDS = 60.0
 
 class Workers:
     def __init__(self, *, sandbox: Sandbox, scratch_root: Path, timeout: float, memory_bytes: int,
-                 idle: int = 4) -> None:
+                 idle: int = 4, effect_max_bytes: int | None = 1 << 20) -> None:
         self.sandbox, self.scratch_root = sandbox, scratch_root
         self.timeout, self.memory_bytes = timeout, memory_bytes
+        self.effect_max_bytes = effect_max_bytes  # the most one effect of a function call may take
         self.pool = WorkerPool(idle)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Workers:
-        hidden = [settings.data_dir, settings.streams_dir, settings.collections_dir, settings.envs_root]
-        if settings.is_sqlite:
-            hidden.append(Path(settings.db_url.removeprefix("sqlite:///")).parent)
-        from twinengine.workers.sandbox import gpu_devices
-
-        devices = gpu_devices() if settings.sandbox_gpus == "auto" else []
-        return cls(sandbox=Sandbox(settings.sandbox, hidden=[p for p in hidden if p is not None], devices=devices,
-                                   containers=settings.container_runtime),
+        return cls(sandbox=Sandbox.from_settings(settings),
                    scratch_root=Path(tempfile.gettempdir()), timeout=settings.worker_timeout.total_seconds(),
-                   memory_bytes=settings.worker_memory_bytes, idle=settings.warm_workers)
+                   memory_bytes=settings.worker_memory_bytes, idle=settings.warm_workers,
+                   effect_max_bytes=settings.function_effect_max_bytes or None)
 
     @property
     def mode(self) -> SandboxMode:
@@ -138,6 +133,15 @@ class AppWorkers:
             raise ValueError("the worker's index of app processes is malformed")
         return found
 
+    def check_entrypoints(self, entrypoints: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+        """(loc, why) of each ``(loc, kind, "module:attr")`` entrypoint the engine could not call (imported in
+        a worker; kinds in ``twinengine.app._entrypoints.CALLS``)."""
+        reply, _ = self.call({"op": "entrypoints", "entrypoints": [list(e) for e in entrypoints]})
+        found = reply.get("problems")
+        if not isinstance(found, list) or not all(isinstance(p, list) and len(p) == 2 for p in found):
+            raise ValueError("the worker's check of entrypoints is malformed")
+        return [(str(loc), str(why)) for loc, why in found]
+
     def process(self, function: str, arguments: dict[str, Any], *, timeout: float | None = None,
                 interrupt: Interrupt | None = None) -> Any:
         reply, blobs = self.call({"op": "process", "function": function}, [pickled(arguments)], timeout=timeout,
@@ -167,7 +171,8 @@ class AppWorkers:
                 raise ProtocolError("the worker's answer to function calls is malformed")
             received[0] += count
             if not results or isinstance(results[-1], CallEffects):
-                results.extend(read_effects(blobs[0], count, tagged=reply.get("tagged") is True))
+                results.extend(read_effects(blobs[0], count, tagged=reply.get("tagged") is True,
+                                            max_bytes=self.workers.effect_max_bytes))
 
         parts = [calls[i: i + PART_CALLS] for i in range(0, len(calls), PART_CALLS)] or [[]]
         sent = [pickled(parts[0])] if state is None else [pickled(parts[0]), pickled(state())]

@@ -54,19 +54,14 @@ class AppProcessIndex:
         self.code = code
 
     def __call__(self, manifest: Manifest, archive: bytes) -> Callable[[Session, AppVersion], None]:
+        from twinengine.workers.apps import import_app
         from twinengine.workers.envs import EnvironmentFailed
 
         try:
             app = self.code.get(hashlib.sha256(archive).hexdigest(), manifest, archive)
         except EnvironmentFailed as exc:
             raise ValidationFailed([Problem("requires", str(exc))]) from None
-        try:
-            found = app.index(manifest.package_name)
-        except WorkerError as exc:
-            raise ValidationFailed([Problem(manifest.package_name, f"importing the package failed: {exc.remote}")],
-                                   ) from None
-        except (WorkerCrashed, ProtocolError, ValueError) as exc:
-            raise ValidationFailed([Problem(manifest.package_name, f"importing the package failed: {exc}")]) from None
+        found = import_app(app, manifest)  # its entrypoints checked as well
 
         def record(session: Session, row: AppVersion) -> None:
             # a development version published again replaces what its old files declared
