@@ -4,6 +4,7 @@ with its flag counts; so does a model version's report (the records it was train
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from helpers import RIVER_REACH, Engine
 from streams_fixtures import gauge
 from twinengine.client import Client
+from twinengine.errors import ProcessParameterInvalid
 
 # load_stream and update_twin_state do not depend on each other: nodes without dependencies run in the order
 # the graph lists them, so the stream is read before the state is written.
@@ -67,6 +69,22 @@ def test_a_value_computed_from_bad_records_says_so(engine: Engine, uma: Client) 
     assert used["twin:quality"] == "bad" and int(used["twin:badRecords"]) >= 1  # PROV-JSON: typed literals
     revision = next(e for e in _attrs(provenance, "entity") if e.get("prov:type") == "twin:StateRevision")
     assert revision["twin:inputQuality"] == "bad"
+
+
+def test_a_run_that_leaves_bad_records_out_says_only_what_it_used(engine: Engine, uma: Client) -> None:
+    records = [gauge(i) for i in range(8)]
+    records[5]["level"] = 20.0  # flagged bad, and left out by load_stream's quality filter
+    uma.streams.append("reach", "gauges", records)
+    graph = json.loads(json.dumps(GRAPH))
+    graph["process_graph"]["load"]["arguments"]["quality"] = "suspect"
+    run = uma.workflows.submit(graph, twin="reach", sync=True)
+    assert run.status == "finished", run.error
+    assert uma.get_state("reach").reported["forecast_peak_level"].quality is None
+    (stream,) = uma.workflows.quality(run.id).model_dump()["inputs"]
+    assert stream["flag"] == "good" and stream["records"]["bad"] == 0 and sum(stream["records"].values()) == 7
+    graph["process_graph"]["load"]["arguments"]["quality"] = "best"
+    with pytest.raises(ProcessParameterInvalid, match="argument 'quality' of 'load_stream'"):
+        uma.workflows.submit(graph, twin="reach", sync=True)
 
 
 def test_a_value_from_good_inputs_carries_no_quality(engine: Engine, uma: Client) -> None:

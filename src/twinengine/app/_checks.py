@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from twinengine.auth.principal import SYSTEM
 from twinengine.catalog.manifest import Manifest
+from twinengine.errors import TwinEngineError
 from twinengine.ml.schemas import FINAL
 from twinengine.workers.process import app_place
 
@@ -60,10 +61,10 @@ def run_functions(run: _Run, local: LocalEngine, sha: str, manifest: Manifest, t
 def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name: str) -> int:
     """Call function ``name`` on the records of its stream, as the function worker would (same header, same
     answers to the worker's questions), then check and write its effects as state revisions."""
-    from twinengine.daemons.streams_functions import take_effects
+    from twinengine.daemons.streams_functions import app_line, take_effects
     from twinengine.ml.functions import ChampionModels
     from twinengine.streams.arrays import to_python
-    from twinengine.streams.functions import FunctionContext, select_kept_calls
+    from twinengine.streams.functions import FunctionContext, record_place, select_kept_calls
     from twinengine.streams.hub import stream_key
     from twinengine.streams.join import Joiner
     from twinengine.streams.publish import append_published, check_published
@@ -105,14 +106,20 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
         pending = [records for records, _ in calls]
         while pending:
             results, failed = code.functions(header, pending, ask=answer)
-            for result in results:
+            for call_records, result in zip(pending, results, strict=False):
                 take_effects(ctx, result)
                 append_published(rt.streams, twin.id, check_published(manifest, spec, ctx.published))
                 ctx.published = []
                 for update in ctx.updates:
-                    writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
-                              for k, v in update.values.items()}
-                    values = state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}})
+                    try:
+                        writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
+                                  for k, v in update.values.items()}
+                        values = state.validate_write(manifest, {StateKind.REPORTED: writes,
+                                                                 StateKind.DESIRED: {}})
+                    except TwinEngineError as exc:  # say where, as the function worker's dead letters do
+                        raise _failed(f"update_state: {exc.message}; "
+                                      f"{record_place(call_records, manifest.streams[spec.stream].key)}",
+                                      app_line(update.place) or f"functions.{name}") from None
                     state.append_revision(session, twin, values, author=f"function:{name}",
                                           message=update.message or name, manifest=manifest)
                 ctx.applied += ctx.updates
@@ -120,7 +127,9 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
             if failed is not None:
                 trace = str(failed.get("trace", ""))
                 raise _failed(f"call {len(calls) - len(pending) + len(results) + 1} of {len(calls)}: "
-                              f"{failed.get('error')}", place_in(trace, manifest.package_name))
+                              f"{failed.get('error')}; "
+                              f"{record_place(pending[len(results)], manifest.streams[spec.stream].key)}",
+                              place_in(trace, manifest.package_name))
             if not results:
                 raise _failed("the worker ran no call")
             pending = pending[len(results):]
@@ -160,24 +169,28 @@ def run_processes(run: _Run, local: LocalEngine, sha: str, manifest: Manifest) -
                 raise _failed(f"{type(exc).__name__}: {exc}", place_in(str(exc), manifest.package_name)) from None
 
 
-def run_training(run: _Run, local: LocalEngine, manifest: Manifest, *, epochs: int) -> None:
-    """One short training run of the app's first model on the twin's sample records."""
+def run_training(run: _Run, local: LocalEngine, manifest: Manifest, *, epochs: int) -> dict[str, str]:
+    """One short training run of the app's first model on the twin's sample records. Returns why each model
+    has no champion (a rejected gate, a failed or skipped run), for the workflows that ``predict`` with it."""
     from importlib.util import find_spec
 
     if not manifest.models:
-        return
+        return {}
     name = next(iter(manifest.models))
+    others = {n: f"twin app test trains only the first model ({name})" for n in list(manifest.models)[1:]}
     framework = {"sklearn": "sklearn", "scikit-learn": "sklearn", "keras": "keras",
                  "keras3": "keras"}.get(manifest.models[name].framework, "torch")
     if find_spec(framework) is None or find_spec("mlflow") is None:
-        run.skip(f"training {name}", f"the ml extra ({framework}, mlflow) is not installed")
-        return
+        why = f"the ml extra ({framework}, mlflow) is not installed"
+        run.skip(f"training {name}", why)
+        return others | {name: f"training was skipped: {why}"}
     from twinengine.ml import service as ml_service
     from twinengine.ml.models import TrainingRun
     from twinengine.ml.schemas import TrainingRequest
     from twinengine.twins import service as twins
 
     rt = local.rt
+    no_champion = others | {name: f"training {name} failed"}
     with run.item(f"training {name}"):
         with rt.db.session() as session:
             twin = twins.get_twin(session, principal=SYSTEM, ref=local.twin_name)
@@ -198,9 +211,34 @@ def run_training(run: _Run, local: LocalEngine, manifest: Manifest, *, epochs: i
             text = error or f"the run did not end within {TRAINING_TIMEOUT:g} s"
             raise _failed(text.strip().splitlines()[-1] if text.strip() else status,
                           place_in(text, manifest.package_name) or f"models.{name}.entrypoint")
+        with rt.db.session(readonly=True) as session:
+            decision = ml_service.run_decision(session, run_id)
+        if decision is not None and not decision.accepted:  # trained, but the app's own gate said no
+            no_champion[name] = f"the gate rejected version {decision.version} of {name} ({decision.reason})"
+            raise _failed(f"the gate rejected version {decision.version}: {decision.reason}",
+                          _gate_place(local, manifest, name))
+        del no_champion[name]
+    return no_champion
 
 
-def run_workflows(run: _Run, local: LocalEngine, manifest: Manifest) -> None:
+def _gate_place(local: LocalEngine, manifest: Manifest, model: str) -> str:
+    """The line of the model's task module that declares its gate, else the model's manifest field."""
+    module = manifest.models[model].entrypoint.partition(":")[0]
+    relative = module.replace(".", "/") + ".py"
+    try:
+        lines = (local.folder / relative).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    line = next((n for n, text in enumerate(lines, 1) if re.search(r"\bgate\b\s*[=:]", text)), None)
+    return f"{relative}:{line}" if line else f"models.{model}.entrypoint"
+
+
+_NO_CHAMPION = re.compile(r"[^\s:]+\.([A-Za-z0-9_-]+) has no champion yet")
+
+
+def run_workflows(run: _Run, local: LocalEngine, manifest: Manifest, no_champion: dict[str, str] | None = None) -> None:
+    """Each workflow of the app, run at once; one that ``predict``s with a model that has no champion says why
+    (``no_champion``: model -> reason, from ``run_training``)."""
     from twinengine.workflows import service as workflows
     from twinengine.workflows.sync import run_now
 
@@ -216,4 +254,7 @@ def run_workflows(run: _Run, local: LocalEngine, manifest: Manifest) -> None:
                 status, error = done.status, dict(done.error or {})
             if status != "finished":
                 message = str(error.get("message") or error or status)
+                lacking = _NO_CHAMPION.search(message)
+                if lacking and (no_champion or {}).get(lacking.group(1)):
+                    message += f": {(no_champion or {})[lacking.group(1)]}"
                 raise _failed(message, place_in(message, manifest.package_name) or f"workflows.{name}")

@@ -11,6 +11,7 @@ cannot reach the engine's store, files or network; what it needs comes through `
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,11 +22,13 @@ __all__ = ["FunctionContext", "StateUpdate"]
 
 @dataclass
 class StateUpdate:
-    """One ``update_state`` call: the reported values, their timestamp and the revision's message."""
+    """One ``update_state`` call: the reported values, their timestamp and the revision's message; ``place``
+    is the ``file:line`` that called it, so a write the engine refuses can say where it came from."""
 
     values: dict[str, Any]
     timestamp: datetime | None
     message: str | None
+    place: str | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -72,7 +75,9 @@ class FunctionContext:
 
     def update_state(self, *, timestamp: datetime | None = None, message: str | None = None, **values: Any) -> None:
         """Report state properties (one revision per call), validated against the app like any write."""
-        self.updates.append(StateUpdate(values=values, timestamp=timestamp, message=message))
+        caller = sys._getframe(1)
+        self.updates.append(StateUpdate(values=values, timestamp=timestamp, message=message,
+                                        place=f"{caller.f_code.co_filename}:{caller.f_lineno}"))
 
     def emit(self, kind: str, **data: Any) -> None:
         """Record an event for the twin (``GET /twins/{twin}/functions/events``, ``client.streams.events``)."""

@@ -119,9 +119,9 @@ def check_app(folder: Path, *, run_tests: bool = True, train: bool = True,
 
         run_functions(run, local, published["sha"], manifest, published["twin"], counts)
         run_processes(run, local, published["sha"], manifest)
-        if train:
-            run_training(run, local, manifest, epochs=TRAINING_EPOCHS)
-        run_workflows(run, local, manifest)
+        no_champion = (run_training(run, local, manifest, epochs=TRAINING_EPOCHS) if train else
+                       {name: "training was skipped (--no-training)" for name in manifest.models})
+        run_workflows(run, local, manifest, no_champion)
     return run.items
 
 

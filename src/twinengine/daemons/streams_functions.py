@@ -5,10 +5,13 @@ reads what is new, decides the calls from the trigger, and runs them on a bounde
 consumer at a time, so a function sees its records in order). Effects (state revisions, events) and the new
 offset commit in one transaction: at-least-once delivery, effects once. Records a function publishes to another
 stream are appended just before that transaction (``twinengine.streams.publish``). A failing call is retried
-with exponential backoff, then its records go to the dead-letter list with the reason and the consumer moves
-on; a target stream that pushes back (its consumers too far behind) only delays the consumer. A function
-that joins other streams (``join``) is woken by appends to any of them and called with each record joined
-with its partners (``twinengine.streams.join``); its checkpoint is the offset of its own stream.
+with exponential backoff, then its records go to the dead-letter list with the reason (the app's line, the
+records' offsets and keys) and the consumer moves on; the same exception at the same line of app code twice is
+a bug and is not retried further, and after ``function_pause_after`` dead-lettered batches in a row the
+function is paused until ``resume`` (``streams.service.resume_function``) replays them; a target stream that
+pushes back (its consumers too far behind) only delays the consumer. A function that joins other streams
+(``join``) is woken by appends to any of them and called with each record joined with its partners
+(``twinengine.streams.join``); its checkpoint is the offset of its own stream.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
 from twinengine.store.changes import changed_since
 from twinengine.streams.arrays import to_python
-from twinengine.streams.functions import FunctionContext, select_kept_calls
+from twinengine.streams.functions import FunctionContext, failure_signature, record_place, select_kept_calls
 from twinengine.streams.hub import stream_key
 from twinengine.streams.join import MISSING, Joined, Joiner
 from twinengine.streams.models import DeadLetter, StreamConsumer
@@ -51,10 +54,10 @@ from twinengine.twins.schemas import StateKind
 from twinengine.twins.validation import write_of
 from twinengine.workers.apps import AppCode
 from twinengine.workers.effects import CallEffects, Malformed
-from twinengine.workers.process import WorkerCrashed, WorkerError
+from twinengine.workers.process import WorkerCrashed, WorkerError, app_place
 from twinengine.workers.protocol import ProtocolError
 
-__all__ = ["EVENTS_STREAM", "FunctionWorker", "take_effects"]
+__all__ = ["EVENTS_STREAM", "FunctionWorker", "StateRefused", "app_line", "take_effects"]
 
 log = logging.getLogger("twinengine.functions")
 
@@ -67,7 +70,7 @@ _SLICE_SECONDS = 0.05
 _CHECKPOINT_SECONDS = 1.0
 _REFRESH_SECONDS = 1.0
 _POLL_SECONDS = 0.05  # while some consumer has records left
-_TOPICS = ("twins", "apps")  # what the consumers depend on (store/changes.py)
+_TOPICS = ("twins", "apps", "functions")  # what the consumers depend on (store/changes.py); functions: resumed
 _UNSET = object()
 
 
@@ -93,6 +96,11 @@ class _Consumer:
     join_until: float = 0.0  # a record waits for partners until then (monotonic), unless a stream is appended to
     appended: bool = False  # one of its streams was appended to since its last batch began
     reads_state: bool = False  # its function asked for the twin's state: sent with its next batches
+    key_field: str | None = None  # the stream's key (which source a record came from), named in failures
+    signature: str | None = None  # the last failed attempt's exception type and app line
+    failures: int = 0  # batches dead-lettered in a row (a call that works ends the run)
+    streak: int | None = None  # offset of the first record of that run
+    paused: str | None = None  # why the function is paused (its records wait until it is resumed)
 
     @property
     def key(self) -> str:
@@ -109,11 +117,13 @@ class _Consumer:
 
 
 class _CallFailed(Exception):
-    """A call raised: ``before`` records were consumed by the calls before it, ``size`` by the failing one."""
+    """A call raised: ``before`` records were consumed by the calls before it, ``size`` by the failing one,
+    whose records were ``records``."""
 
-    def __init__(self, cause: BaseException, before: int, size: int) -> None:
+    def __init__(self, cause: BaseException, before: int, size: int,
+                 records: list[dict[str, Any]] | None = None) -> None:
         super().__init__(str(cause))
-        self.cause, self.before, self.size = cause, before, size
+        self.cause, self.before, self.size, self.records = cause, before, size, records or []
 
 
 class FunctionWorker:
@@ -160,7 +170,7 @@ class FunctionWorker:
     @staticmethod
     def _affected(session: Session, keys: dict[str, set[str]]) -> set[str]:
         """The twins a change touched: changed twins, and the twins of replaced app versions."""
-        ids = set(keys.get("twins", ()))
+        ids = set(keys.get("twins", ())) | set(keys.get("functions", ()))
         refs = [tuple(ref.split("@", 1)) for ref in keys.get("apps", ())]
         if refs:
             ids |= set(session.scalars(select(Twin.id).where(tuple_(Twin.app_name, Twin.app_version).in_(refs))))
@@ -174,7 +184,8 @@ class FunctionWorker:
         if ids is not None:
             query, consumers = query.where(Twin.id.in_(ids)), consumers.where(StreamConsumer.twin_id.in_(ids))
         rows = session.execute(query).all()
-        offsets = {(c.twin_id, c.function): c.offset for c in session.scalars(consumers)}
+        found = {(c.twin_id, c.function): c for c in session.scalars(consumers)}
+        offsets = {ident: row.offset for ident, row in found.items()}
         # Of a whole fleet, only streams that hold records can have any waiting: one listing of the log
         # instead of opening every twin's stream (new records after start wake their consumers anyway).
         stored = set(self.runtime.streams.log.list_keys()) if ids is None else None
@@ -192,15 +203,23 @@ class FunctionWorker:
                     known.app_sha, known.spec = sha, spec
                     known.time_field = manifest.streams[spec.stream].time_field
                     known.joiner = _joiner(manifest, spec)
+                row = found.get(ident)
+                if known is not None and known.paused and row is not None and row.paused_reason is None:
+                    self._resumed(known, row.offset)
                 if ident not in self.consumers:
                     retries = spec.retries if spec.retries is not None else self.settings.function_retries
                     consumer = _Consumer(twin_id, twin_name, sha, name, spec,
                                          manifest.streams[spec.stream].time_field, retries,
                                          offset=offsets.get(ident, 0), persisted=offsets.get(ident, 0),
-                                         joiner=_joiner(manifest, spec))
+                                         joiner=_joiner(manifest, spec),
+                                         key_field=manifest.streams[spec.stream].key)
+                    if row is not None and row.paused_reason is not None:
+                        consumer.paused, consumer.streak = row.paused_reason, row.paused_from
                     self.consumers[ident] = consumer
                     for key in consumer.keys:
                         self._by_key.setdefault(key, set()).add(ident)
+                    if consumer.paused is not None:
+                        continue  # its records wait for ``resume`` without holding back the stream's producers
                     if stored is None or not stored.isdisjoint(consumer.keys):
                         self._waiting.add(ident)  # records may have come while it was unknown
                     self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
@@ -210,6 +229,17 @@ class FunctionWorker:
                 self._by_key.get(key, set()).discard(ident)
                 self.runtime.streams.release(key, gone.ident)
             self._waiting.discard(ident)
+
+    def _resumed(self, consumer: _Consumer, offset: int) -> None:
+        """``resume`` cleared the pause and moved the checkpoint back to the first dead letter of the run
+        that paused it: take the records from there again."""
+        consumer.paused = consumer.streak = consumer.signature = consumer.limit = None
+        consumer.offset = consumer.persisted = offset
+        consumer.failures = consumer.attempts = 0
+        consumer.not_before = 0.0
+        self.runtime.streams.commit(consumer.key, consumer.ident, offset)
+        self._waiting.add((consumer.twin_id, consumer.name))
+        log.info("function %s of %s resumed at offset %d", consumer.name, consumer.twin_name, offset)
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -233,6 +263,9 @@ class FunctionWorker:
                 continue
             if ident not in self._waiting and consumer.spec.trigger.kind == "time":
                 consumer.window_opened = now  # idle until now: its window opens with these records
+            if consumer.paused is not None:  # nothing runs until it is resumed; an idle pass skips it
+                self._waiting.discard(ident)
+                continue
             self._waiting.add(ident)
             consumer.appended = consumer.appended or ident in woken
             if consumer.busy or now < consumer.not_before:
@@ -360,7 +393,7 @@ class FunctionWorker:
                 except (WorkerCrashed, ProtocolError) as exc:  # the worker died (or lied) in the call it began:
                     done = min(getattr(exc, "completed", 0), len(chunk) - 1)  # those before it are run again
                     start = chunk[done - 1][1] if done else prev
-                    raise _CallFailed(exc, start - prev, chunk[done][1] - start) from exc
+                    raise _CallFailed(exc, start - prev, chunk[done][1] - start, chunk[done][0]) from exc
                 for (call_records, through), result in zip(chunk, results, strict=False):
                     try:
                         take_effects(ctx, result)
@@ -369,20 +402,23 @@ class FunctionWorker:
                                                      ctx.published[ctx.checked_published:])
                         ctx.checked_published = len(ctx.published)
                     except Exception as exc:
-                        raise _CallFailed(exc, prev - committed, through - prev) from exc
+                        raise _CallFailed(exc, prev - committed, through - prev, call_records) from exc
                     keys += [f"{consumer.name}:{consumer.spec.stream}:{base + through}:{j}"
                              for j in range(len(ctx.workflow_requests) - len(keys))]
                     prev, pos, made = through, pos + 1, made + 1
                 if chunk and (failed is not None or not results):
                     cause = WorkerError(str((failed or {}).get("error", "the worker ran no call")),
                                         str((failed or {}).get("trace", "")))
-                    raise _CallFailed(cause, prev - committed, chunk[len(results)][1] - prev)
+                    raise _CallFailed(cause, prev - committed, chunk[len(results)][1] - prev,
+                                      chunk[len(results)][0])
             consumed = used if pos == len(calls) else prev
             requests = [{"kind": "workflow.requested", **r} for r in ctx.workflow_requests]
             events, notes = notes + ctx.events + requests, []
             if published:  # durable before the checkpoint moves past the calls that published them
                 append_published(self.runtime.streams, consumer.twin_id, published)
             consumer.pending_calls += made
+            if made:  # a call worked: the run of dead-lettered batches, if any, is over
+                consumer.failures, consumer.streak = 0, None
             if effects or events or published or time.monotonic() - consumer.checkpointed > _CHECKPOINT_SECONDS:
                 with self.runtime.db.session() as session:
                     twin = session.get(Twin, consumer.twin_id)
@@ -404,7 +440,7 @@ class FunctionWorker:
                 break
         consumer.limit = None
         if used:
-            consumer.attempts = 0
+            consumer.attempts, consumer.signature = 0, None
 
     def _join(self, consumer: _Consumer, table: pa.Table | None, records: list[dict[str, Any]]) -> Joined:
         """The batch's records joined with their partners as far as they are ready; the first record still
@@ -468,9 +504,12 @@ class FunctionWorker:
         checked = []
         quality = _pedigree(consumer, records) if ctx.updates else None
         for update in ctx.updates:
-            writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
-                      for k, v in update.values.items()}
-            values = state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}})
+            try:
+                writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
+                          for k, v in update.values.items()}
+                values = state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}})
+            except TwinEngineError as exc:  # where the function wrote it is told by ``_failed``
+                raise StateRefused(f"update_state: {exc.message}", app_line(update.place)) from exc
             checked.append(([replace(v, quality=quality) for v in values] if quality else values, update.message))
         ctx.applied += ctx.updates
         ctx.updates = []
@@ -501,17 +540,28 @@ class FunctionWorker:
             consumer.not_before = time.monotonic() + max(cause.retry_after or 1.0, self.settings.function_backoff)
             log.info("function %s of %s waits: %s", consumer.name, consumer.twin_name, cause.message)
             return
+        place: str | None = None
         if isinstance(cause, WorkerError):  # the app's own exception, as the worker reported it
-            cause = _Remote(cause.remote)
+            place, cause = cause.place, _Remote(cause.remote)
+        elif isinstance(cause, StateRefused):
+            place = cause.place
         if isinstance(exc, _CallFailed) and exc.before:
             consumer.limit = exc.before  # first commit the calls that worked, then retry the failing one alone
             return
         size = exc.size if isinstance(exc, _CallFailed) else min(end, consumer.offset + _MAX_BATCH) - consumer.offset
         consumer.limit = size
         consumer.attempts += 1
-        reason = (str(cause) if isinstance(cause, _Remote) else
-                  "".join(traceback.format_exception_only(type(cause), cause)).strip())[:2000]
-        if consumer.attempts <= consumer.retries:
+        error = (str(cause) if isinstance(cause, _Remote | StateRefused) else
+                 f"{cause.code}: {cause.message}" if isinstance(cause, TwinEngineError) else
+                 "".join(traceback.format_exception_only(type(cause), cause)).strip())
+        records = exc.records if isinstance(exc, _CallFailed) else []
+        reason = (f"{error[:1600]}{f' (at {place})' if place else ''}; function {consumer.name}, "
+                  f"{record_place(records, consumer.key_field) if records else f'offset {consumer.offset}'}")[:2000]
+        # The same exception at the same line of app code twice is a bug in the code, not bad luck: waiting
+        # and trying again only delays the dead letter (and everything behind it).
+        signature = failure_signature(error, place)
+        repeated, consumer.signature = signature is not None and signature == consumer.signature, signature
+        if consumer.attempts <= consumer.retries and not repeated:
             delay = self.settings.function_backoff * 2 ** (consumer.attempts - 1)
             consumer.not_before = time.monotonic() + delay
             log.warning("function %s of %s failed (attempt %d, retry in %.1fs): %s", consumer.name,
@@ -520,18 +570,43 @@ class FunctionWorker:
         stop = consumer.offset + size
         log.error("function %s of %s gave up on offsets %d..%d: %s", consumer.name, consumer.twin_name,
                   consumer.offset, stop - 1, reason)
+        consumer.failures += 1
+        consumer.streak = consumer.offset if consumer.streak is None else consumer.streak
+        most = self.settings.function_pause_after
+        paused = (f"{consumer.failures} batches in a row failed; the last: {reason}"[:2000]
+                  if most and consumer.failures >= most else None)
         with self.runtime.db.session() as session:
             session.add(DeadLetter(twin_id=consumer.twin_id, function=consumer.name, stream=consumer.spec.stream,
                                    first_offset=consumer.offset, last_offset=stop - 1, attempts=consumer.attempts,
                                    error=reason))
             self._checkpoint(session, consumer, stop, consumer.pending_calls)
+            if paused is not None:
+                row = session.get(StreamConsumer, (consumer.twin_id, consumer.name))
+                assert row is not None  # written by the checkpoint just above
+                row.paused_reason, row.paused_at, row.paused_from = paused, utcnow(), consumer.streak
         consumer.pending_calls, consumer.checkpointed = 0, time.monotonic()
-        consumer.offset, consumer.attempts, consumer.limit = stop, 0, None
-        self.runtime.streams.commit(consumer.key, consumer.ident, stop)
+        consumer.offset, consumer.attempts, consumer.limit, consumer.signature = stop, 0, None, None
+        if paused is not None:
+            consumer.paused = paused
+            for key in consumer.keys:  # its records wait in the log; they hold back no producer meanwhile
+                self.runtime.streams.release(key, consumer.ident)
+            log.error("function %s of %s paused after %d failed batches in a row", consumer.name,
+                      consumer.twin_name, consumer.failures)
+        else:
+            self.runtime.streams.commit(consumer.key, consumer.ident, stop)
 
 
 class _Remote(Exception):
     """An exception raised in a worker, as its ``Type: message`` line."""
+
+
+class StateRefused(ValueError):
+    """Raised when a function's ``update_state`` breaks the app's state schema; ``place`` is the line of
+    the app's code that called it, when the worker told it."""
+
+    def __init__(self, message: str, place: str | None) -> None:
+        super().__init__(message)
+        self.place = place
 
 
 def _pedigree(consumer: _Consumer, records: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -552,6 +627,14 @@ def _pedigree(consumer: _Consumer, records: list[dict[str, Any]]) -> dict[str, A
             counts[name] = counts.get(name, 0) + 1
     return {"flag": worst(counts), "run": None, "inputs": [f"stream:{key}" for key in lacking],
             "function": consumer.name, "records": counts}
+
+
+def app_line(place: str | None) -> str | None:
+    """The worker's ``/path/to/file.py:line`` as the app's ``package/module.py:line`` (None outside the app)."""
+    if not place:
+        return None
+    path, _, line = place.rpartition(":")
+    return app_place(f'File "{path}", line {line}')
 
 
 def _joiner(manifest: Manifest, spec: FunctionSpec) -> Joiner | None:

@@ -88,10 +88,28 @@ def predict(ml: Callable[[], MLEngine], model: str, data: Any, twin: str | None 
         row = _twin(session, twin)
         session.expunge(row)
     try:
-        _used, outputs = predict_with(ml(), row, model, data, version=version)
+        used, outputs = predict_with(ml(), row, model, data, version=version)
     except (LookupError, PredictInputInvalid) as exc:
         raise ProcessParameterInvalid(f"predict: {exc}") from None
+    _note_model(ctx, row, model, used)
     return outputs
+
+
+def _note_model(ctx: Any, twin: Any, model: str, version: str) -> None:
+    """Keep the version a run's ``predict`` used, its training run and the gate's decision, for the run's
+    provenance (once per version, however often the graph predicts with it)."""
+    from twinengine.ml.registry import registered_name
+    from twinengine.ml.service import version_decision
+    from twinengine.workflows.provenance import model_used
+
+    if any(m["twin"] == twin.id and m["model"] == model and m["version"] == version for m in ctx.models):
+        return
+    with ctx.db.session(readonly=True) as session:
+        decision = version_decision(session, twin.id, model, version)
+    ctx.models.append(model_used(twin_id=twin.id, model=model, registered=registered_name(twin.name, model),
+                                 version=version, training_run=decision.run_id if decision else None,
+                                 accepted=decision.accepted if decision else None,
+                                 reason=decision.reason if decision else None))
 
 
 def register_processes(registry: ProcessRegistry, ml: Callable[[], MLEngine]) -> None:

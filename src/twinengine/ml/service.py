@@ -33,8 +33,8 @@ from twinengine.twins.models import Twin
 if TYPE_CHECKING:  # torch and MLflow are imported when the AI lifecycle is first used, not with the API
     from twinengine.ml.engine import MLEngine
 
-__all__ = ["enqueue", "get_policy", "get_run", "list_models", "list_runs", "request_training", "run_read",
-           "set_policy", "stop_run", "trail"]
+__all__ = ["enqueue", "get_policy", "get_run", "list_models", "list_runs", "request_training", "run_decision",
+           "run_read", "set_policy", "stop_run", "trail", "version_decision"]
 
 
 def _model_of(session: Session, twin: Twin, model: str) -> None:
@@ -130,6 +130,21 @@ def list_runs(session: Session, *, principal: Principal, twin_ref: str, model: s
 def _decision(row: GateDecision) -> DecisionRead:
     return DecisionRead(version=row.version, run_id=row.run_id, accepted=row.accepted, reason=row.reason,
                         metrics=row.metrics, champion_before=row.champion_before, created_at=row.created_at)
+
+
+def run_decision(session: Session, run_id: str) -> DecisionRead | None:
+    """The gate's decision on the version a training run registered (None: the run registered none), so
+    that a run that succeeded but whose version was rejected can say why."""
+    row = session.scalar(select(GateDecision).where(GateDecision.run_id == run_id).limit(1))
+    return _decision(row) if row is not None else None
+
+
+def version_decision(session: Session, twin_id: str, model: str, version: str) -> DecisionRead | None:
+    """The gate's decision on a twin's model version, with the training run that registered it."""
+    row = session.scalar(select(GateDecision).where(GateDecision.twin_id == twin_id, GateDecision.model == model,
+                                                    GateDecision.version == version)
+                         .order_by(GateDecision.id.desc()).limit(1))
+    return _decision(row) if row is not None else None
 
 
 def list_models(session: Session, ml: MLEngine, *, principal: Principal, twin_ref: str) -> list[TwinModelRead]:

@@ -12,7 +12,8 @@ from typing import Any
 from twinengine.app._context import FunctionContext, StateUpdate
 from twinengine.catalog.manifest import FunctionTrigger
 
-__all__ = ["Call", "FunctionContext", "StateUpdate", "matches", "select_calls", "select_kept_calls"]
+__all__ = ["Call", "FunctionContext", "StateUpdate", "failure_signature", "matches", "record_place", "select_calls",
+           "select_kept_calls"]
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
@@ -23,6 +24,31 @@ def matches(trigger: FunctionTrigger, record: dict[str, Any]) -> bool:
     """Does a record satisfy a condition trigger? A missing (null) field never does."""
     value = record.get(trigger.field or "")
     return value is not None and _OPS[trigger.op or "eq"](value, trigger.value)
+
+
+def record_place(records: list[dict[str, Any]], key_field: str | None) -> str:
+    """Which records a failing call had, as an operator looks them up: ``record at offset 37, key
+    station=ow1`` (a range of offsets and the distinct keys for a window)."""
+    offsets = [int(r["_offset"]) for r in records if isinstance(r.get("_offset"), int)]
+    if not offsets:
+        text = "no records"
+    elif len(offsets) == 1:
+        text = f"record at offset {offsets[0]}"
+    else:
+        text = f"records at offsets {min(offsets)}..{max(offsets)}"
+    if key_field is not None:
+        keys = sorted({str(r.get(key_field)) for r in records})
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        text += f", key {key_field}={shown}"
+    return text
+
+
+def failure_signature(error: str, place: str | None) -> str | None:
+    """What makes two failures the same bug: the exception type at the same line of app code (a failure
+    with no app line, a crashed worker or a timeout, is taken as transient and has none)."""
+    if place is None:
+        return None
+    return f"{error.split(':', 1)[0].strip()}@{place}"
 
 
 Call = tuple[list[dict[str, Any]], int]  # the records of one call, and how many records it consumes through

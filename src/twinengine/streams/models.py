@@ -39,6 +39,11 @@ class StreamConsumer(Base):
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     calls: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Paused after too many dead-lettered batches in a row: why, when, and the first offset of that run
+    # (``resume`` takes the records again from there).
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paused_from: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class DeadLetter(Base):

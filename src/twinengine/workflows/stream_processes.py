@@ -15,17 +15,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import xarray as xr
 
 from twinengine.errors import ProcessParameterInvalid
 from twinengine.quality.pedigree import flag_counts
 from twinengine.quality.plan import QUALITY
+from twinengine.quality.spec import FLAGS
 from twinengine.streams.arrays import as_matrix, is_array
 from twinengine.streams.uncertainty import UNCERTAINTY, variables
 from twinengine.timeutil import parse_instant
 from twinengine.workflows.context import current
 
-__all__ = ["STREAM_SPECS", "load_stream", "to_records_dataset"]
+__all__ = ["QUALITY_KEPT", "STREAM_SPECS", "keep_quality", "load_stream", "to_records_dataset"]
 
 _OFFSET, _ARRIVAL = "_offset", "_arrival"
 
@@ -71,8 +73,30 @@ def to_records_dataset(table: pa.Table | None, time_field: str) -> xr.Dataset:
     return ds
 
 
-def load_stream(stream: str, temporal_extent: Any = None, twin: str | None = None) -> xr.Dataset:
+QUALITY_KEPT: dict[str, tuple[str, ...] | None] = {"good": ("good",), "suspect": ("good", "suspect"), "any": None}
+
+
+def keep_quality(table: pa.Table | None, quality: str) -> pa.Table | None:
+    """The records whose flag is at least ``quality`` (``good``: good only; ``suspect``: good and suspect;
+    ``any``: all); a record with no flag counts as good."""
+    kept = QUALITY_KEPT[quality]
+    if kept is None or table is None or QUALITY not in table.column_names:
+        return table
+    column = table.column(QUALITY)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    values = ([code for code, flag in enumerate(FLAGS) if flag.value in kept] if pa.types.is_integer(column.type)
+              else list(kept))
+    mask = pc.fill_null(pc.is_in(column, value_set=pa.array(values, type=column.type)), True)
+    return table.filter(mask)
+
+
+def load_stream(stream: str, temporal_extent: Any = None, twin: str | None = None,
+                quality: str | None = "any") -> xr.Dataset:
     ctx = current()
+    quality = getattr(quality, "root", quality) or "any"
+    if quality not in QUALITY_KEPT:
+        raise ProcessParameterInvalid(f"load_stream: quality {quality!r} is not one of good, suspect, any")
     reader = ctx.services.get("read_stream")
     if reader is None:
         raise ProcessParameterInvalid("load_stream: this engine has no stream store")
@@ -85,6 +109,7 @@ def load_stream(stream: str, temporal_extent: Any = None, twin: str | None = Non
         where = "load_stream: temporal_extent"
         since, until = instant_argument(items[0], where), instant_argument(items[1], where)
     table, time_field, twin_id = reader(ctx.principal, ref, stream, since, until)
+    table = keep_quality(table, quality)  # the pedigree below speaks of the records the run uses, no others
     ds = to_records_dataset(table, time_field)
     entry: dict[str, Any] = {"collection": f"stream:{twin_id}/{stream}", "node": ctx.node,
                              "version": str(int(ds["record"].max()) + 1) if ds.sizes.get("record") else "0"}
@@ -107,6 +132,11 @@ STREAM_SPECS: list[tuple[dict[str, Any], Any, bool]] = [(
          {"name": "temporal_extent", "schema": [_INTERVAL, {"type": "null"}], "optional": True, "default": None,
           "description": "[start, end) in event time; open ends as null"},
          {"name": "twin", "schema": [{"type": "string"}, {"type": "null"}], "optional": True, "default": None,
-          "description": "Twin name or id; default the run's twin"}],
+          "description": "Twin name or id; default the run's twin"},
+         {"name": "quality", "schema": [{"type": "string", "enum": list(QUALITY_KEPT)}, {"type": "null"}],
+          "optional": True, "default": "any",
+          "description": "The worst input quality flag kept: `good` (good records only), `suspect` (good and "
+                         "suspect: bad records left out) or `any` (every record). The run's quality pedigree "
+                         "counts only the records kept."}],
      "returns": {"description": "The records", "schema": {"type": "object", "subtype": "vector-cube"}}},
     load_stream, False)]
