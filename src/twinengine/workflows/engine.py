@@ -73,9 +73,8 @@ class WorkflowEngine:
         self.db, self.blobs, self.collections = db, blobs, collections
         self.executor = executor or make_executor("local")
         self.results = results or LocalResultStore(data_dir / "results")
-        base = _standard_registry()
         self.apps = AppProcesses(db, blobs)
-        self.registry = ProcessRegistry(base.list(include_apps=False), apps=self.apps)
+        self.registry = ProcessRegistry(apps=self.apps, base=lambda: _standard_registry().list(include_apps=False))
         self.system = SYSTEM
         self.workers = workers
         self.udf_timeout, self.udf_memory_bytes = udf_timeout, udf_memory_bytes

@@ -77,14 +77,29 @@ def _accepts(func: Callable[..., Any]) -> frozenset[str]:
 class ProcessRegistry:
     """Processes by (namespace, id). Predefined processes have namespace ``None``."""
 
-    def __init__(self, entries: Iterable[ProcessEntry] = (), *, apps: AppProcessSource | None = None) -> None:
+    def __init__(self, entries: Iterable[ProcessEntry] = (), *, apps: AppProcessSource | None = None,
+                 base: Callable[[], Iterable[ProcessEntry]] | None = None) -> None:
         self._entries: dict[tuple[str | None, str], ProcessEntry] = {}
         self._lock = threading.Lock()
+        # ``base``: processes loaded on first use, beneath any added meanwhile (the openEO standard processes
+        # import openeo-processes-dask, a second of an engine's start that no first request should wait for).
+        # A list, so the views of ``with_user_processes`` share whether it is loaded.
+        self._base: list[Callable[[], Iterable[ProcessEntry]]] = [base] if base is not None else []
         self.apps = apps
         self.user: dict[str, ProcessEntry] = {}
         self.user_refused: dict[str, str] = {}
         for entry in entries:
             self.add(entry)
+
+    def _loaded(self) -> dict[tuple[str | None, str], ProcessEntry]:
+        """The entries, with the base loaded into them if it was not yet."""
+        if self._base:
+            with self._lock:
+                if self._base:
+                    for entry in self._base[0]():
+                        self._entries.setdefault((entry.namespace, entry.id), entry)
+                    self._base.clear()
+        return self._entries
 
     def add(self, entry: ProcessEntry) -> None:
         with self._lock:
@@ -123,10 +138,11 @@ class ProcessRegistry:
             if user is None:
                 raise ProcessUnsupported(f"{at}there is no user-defined process {process_id!r}", node=node)
             return user
+        entries = self._loaded()
         if namespace in (None, "backend", "predefined"):
-            entry = self._entries.get((None, process_id))
+            entry = entries.get((None, process_id))
         else:
-            entry = self._entries.get((namespace, process_id))
+            entry = entries.get((namespace, process_id))
             if entry is None and self.apps is not None:
                 entry = self.apps.find(namespace, process_id, app_version)
         if entry is None:
@@ -136,7 +152,7 @@ class ProcessRegistry:
         return entry
 
     def list(self, namespace: str | None = None, *, include_apps: bool = True) -> list[ProcessEntry]:
-        entries = [e for (ns, _), e in self._entries.items() if namespace is None or ns == namespace]
+        entries = [e for (ns, _), e in self._loaded().items() if namespace is None or ns == namespace]
         if include_apps and self.apps is not None:
             entries += [e for e in self.apps.all() if namespace is None or e.namespace == namespace]
         return sorted(entries, key=lambda e: (e.namespace or "", e.id))
