@@ -291,3 +291,14 @@ def run_alone(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise value
     return value  # type: ignore[no-any-return]
 
+
+def laughs(depth: int) -> str:
+    """A manifest's ``outputs`` holding a "billion laughs": ``depth`` levels of nine aliases of the level
+    below (a few hundred bytes that expand to 9**depth strings)."""
+    names = "abcdefghijklmnopqrstuvwxyz"
+    lines = [f"    l{names[0]}: &{names[0]} [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for level in range(1, depth):
+        below = names[level - 1]
+        lines.append(f"    l{names[level]}: &{names[level]} [{', '.join([f'*{below}'] * 9)}]")
+    return "outputs:\n  bomb:\n    kind: dataset\n" + "\n".join(lines) + "\n"
+

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TWIN_", extra="forbid", validate_default=True)
 
-    data_dir: Path = Field(default_factory=default_data_dir, description="Folder for the embedded store.")
+    data_dir: Path = Field(default_factory=default_data_dir, description="Folder for the embedded store "
+                         "(keys, blobs, the SQLite store, unpacked app versions); default "
+                         "$XDG_DATA_HOME/twinengine, that is ~/.local/share/twinengine.")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default SQLite (WAL) at <data_dir>/twin.db."
     )
@@ -65,7 +67,7 @@ class Settings(BaseSettings):
         default=None, description="Folder of NAME.zarr / NAME.nc collections; default <data_dir>/collections."
     )
     host: str = Field(default="127.0.0.1", description="Address `twin serve` binds to (loopback by default).")
-    port: int = Field(default=8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `twin serve` listens on.")
     serve_processes: int = Field(
         default=1, ge=1, le=64,
         description="Engine processes `twin serve` runs on its socket. Each serves the API with its own "
@@ -75,8 +77,9 @@ class Settings(BaseSettings):
                     "(`stream_backend = nats`).")
     token_issuer: str = Field(default="twinengine", description="`iss` claim of tokens this engine signs.")
     token_ttl: timedelta = Field(default=timedelta(days=30), description="Default lifetime of new tokens.")
-    session_ttl: timedelta = Field(default=timedelta(hours=12), description="Lifetime of a portal session (the "
-                                   "token behind the httpOnly cookie a sign-in sets).")
+    session_ttl: timedelta = Field(default=timedelta(hours=12), description="Absolute lifetime of a portal session "
+                                   "(the token behind the httpOnly cookie a sign-in sets): never longer than the "
+                                   "token it was opened with, so a session cannot extend itself by opening another.")
     admin_token_ttl: timedelta = Field(default=timedelta(days=365), description="Lifetime of the first token.")
     token_recheck: timedelta = Field(default=timedelta(seconds=2), description="How long a token found valid is "
                                      "trusted before its revocation is looked up again (0: every request). "
@@ -88,6 +91,9 @@ class Settings(BaseSettings):
     state_batch_max_bytes: int = Field(default=32 * MiB, gt=0, description="Largest state batch request body.")
     max_app_archive_bytes: int = Field(default=50 * MiB, gt=0, description="Largest app archive upload.")
     max_app_unpacked_bytes: int = Field(default=200 * MiB, gt=0, description="Largest unpacked app.")
+    max_manifest_bytes: int = Field(default=1 * MiB, gt=0, description="Largest twinapp.yaml, as written, as its "
+                                    "YAML aliases expand it and as stored once parsed (an alias past it is "
+                                    "refused with its line).")
     db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")
     request_threads: int = Field(
         default=4, ge=1, le=1024,
@@ -114,7 +120,7 @@ class Settings(BaseSettings):
                                               "Decoding local zarr chunks uses at most one fewer than the cores; "
                                               "reads through zarr stores or dask, which may wait on storage, use "
                                               "them all.")
-    log_level: str = Field(default="info")
+    log_level: str = Field(default="info", description="Server log level (debug, info, warning, error).")
     executor: str = Field(default="local", validation_alias=AliasChoices("executor", "TWIN_EXECUTOR", "TWIN_COMPUTE"),
                           description="Workflow executor (TWIN_EXECUTOR or TWIN_COMPUTE): local (Dask threads), "
                                       "distributed, slurm, or an installed plugin.")
@@ -125,6 +131,16 @@ class Settings(BaseSettings):
     workflow_workers: int = Field(default=2, ge=1, le=64, description="Runs executed at once by one engine.")
     workflow_stale_after: timedelta = Field(default=timedelta(seconds=15), description="A running run without a "
                                             "heartbeat this long ends as error (its engine stopped).")
+    sync_timeout: timedelta = Field(default=timedelta(seconds=120), description="Wall-time budget of synchronous "
+                                    "processing (openEO /result, runs with mode sync): then the run stops at its next "
+                                    "node or Dask task and ends as an error ProcessingTimeLimit (/result answers "
+                                    "408); use a batch job for longer work.")
+    sync_max_result_bytes: int = Field(default=64 * MiB, gt=0, description="Largest result synchronous "
+                                       "processing returns (openEO /result; 413 above): larger results are for "
+                                       "batch jobs, downloaded as assets.")
+    workflow_max_array_elements: int = Field(default=1_000_000, ge=1, description="Most elements an array that "
+                                             "array_create or array_concat builds in the engine may hold (400 "
+                                             "before anything is allocated above it).")
     ensemble_max_members: int = Field(default=1000, ge=1, description="Most members one ensemble may have.")
     ensemble_parallel: int = Field(default=4, ge=1, le=256, description="Members of an ensemble executed at once.")
     udf_timeout: timedelta = Field(default=timedelta(seconds=60), description="Time limit of one run_udf call.")
@@ -146,7 +162,12 @@ class Settings(BaseSettings):
                                         description="How often the judge retries a STUCK rule.")
     lake_import_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts STAC imports may read from (`stac.example.org`, `*.example.org`; "
-        "comma-separated in the environment); empty: imports are refused. Loopback only when listed.")
+        "comma-separated in the environment); empty: imports are refused. Loopback and private addresses only "
+        "when listed as an address or network (`127.0.0.1`, `10.0.0.0/8`).")
+    lake_meta_max_depth: int = Field(default=32, ge=1, le=200, description="Deepest nesting of a DID's `meta` "
+                                     "and `geometry` (and of imported STAC item properties); deeper is a 422.")
+    lake_meta_max_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest `meta` or `geometry` of a "
+                                     "DID as serialised JSON; larger is a 422.")
     lake_file_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Folders `file` lake endpoints may live under besides <data_dir>/lake "
         "(comma-separated in the environment). The rest of the data dir is never allowed.")
@@ -160,6 +181,13 @@ class Settings(BaseSettings):
                                       "stopped and replaced.")
     worker_memory_bytes: int = Field(default=8 * 1024 * MiB, ge=0, description="Address-space limit of an app "
                                                                                 "worker process (0: none).")
+    worker_processes: int = Field(default=128, ge=0, description="Processes and threads one bubblewrap sandbox "
+                                  "may hold together (0: no limit). With the address-space limit of each process it "
+                                  "bounds a sandbox's memory; the kernel does not apply it to an engine run as root.")
+    worker_file_bytes: int = Field(default=4 * 1024 * MiB, ge=0, description="Largest file a sandboxed worker may "
+                                   "write in its scratch or cache folder, both on disk (0: no limit).")
+    worker_shm_bytes: int = Field(default=64 * MiB, ge=0, description="Size of a sandbox's /dev/shm, the one "
+                                  "writable place of it held in memory (0: half the machine's memory).")
     sandbox_gpus: Literal["auto", "none"] = Field(
         default="auto", description="auto: the machine's NVIDIA device nodes (/dev/nvidia*) are passed into app "
         "workers (training and serving; never UDFs), whose address-space limit is then lifted (CUDA needs it); "
@@ -197,6 +225,13 @@ class Settings(BaseSettings):
     function_workers: int = Field(default=4, ge=1, le=256, description="Functions running at once.")
     function_retries: int = Field(default=3, ge=0, le=100, description="Retries before a dead letter.")
     function_backoff: float = Field(default=0.5, gt=0, description="First retry delay (s), doubled each time.")
+    function_effect_max_bytes: int = Field(default=MiB, ge=0, description="The most one effect of a function "
+                                           "call may take (a state update, an event, a workflow request or a "
+                                           "published record, as its worker packs it); a call with a larger "
+                                           "one fails, and is dead-lettered naming this limit (0: no limit).")
+    function_pause_after: int = Field(default=10, ge=0, le=1_000_000, description=(
+        "Batches of a function dead-lettered in a row after which it is paused until resumed (0: never); "
+        "a deterministic bug then stops after a few records instead of dead-lettering the whole stream."))
     # -- workflows on Slurm (executor slurm: Dask workers as batch jobs through dask-jobqueue)
     slurm_queue: str | None = Field(default=None, description="Slurm partition of the worker jobs.")
     slurm_account: str | None = Field(default=None, description="Slurm account charged for the worker jobs.")

@@ -182,7 +182,8 @@ class Runtime:
             transfer_attempts=settings.lake_transfer_attempts, transfer_backoff=settings.lake_transfer_backoff,
             tombstone_grace=settings.lake_tombstone_grace, stale_after=settings.lake_stale_after,
             stuck_retry=settings.lake_stuck_retry,
-            heartbeat=min(timedelta(seconds=10), settings.lake_stale_after / 4)),
+            heartbeat=min(timedelta(seconds=10), settings.lake_stale_after / 4),
+            meta_max_depth=settings.lake_meta_max_depth, meta_max_bytes=settings.lake_meta_max_bytes),
             file_roots=settings.lake_file_root_paths, import_hosts=settings.lake_import_hosts)
         # The local folder first, then the lake's gridded datasets (ids scope.name).
         collections = ChainedCollections([
@@ -218,6 +219,7 @@ class Runtime:
         """Migrate the store, then create the first admin if there is none. Returns that admin's token
         (only on the very first start)."""
         token = prepare_store(self.db, self.issuer, self.settings)
+        self.workers.sandbox.announce()  # a sandbox that cannot start is said once now, not by every worker
         self.workflows.start()
         from twinengine.ml.models import pending_work
 

@@ -58,6 +58,7 @@ SUBCOMMANDS = {
                     "downstream of a reach."),
     "fleet": Lazy(_CLI + "fleet", "app", "Fleets of twins: aggregates of a state property over many twins."),
     "token": Lazy(_CLI + "tokens", "app", "Tokens: create (admins), list, revoke."),
+    "identity": Lazy(_CLI + "tokens", "identity_app", "Identities (admins): list, disable, enable, delete."),
     "app": Lazy(_CLI + "apps", "app", "DT applications: start from a template, test locally, validate, publish "
                 "and browse the catalogue."),
     "state": Lazy(_CLI + "state", "app", "A twin's state: write, read (now or as of a revision/time), history, "
@@ -162,18 +163,15 @@ def serve(
 def _sandbox_for_serving(settings: Any) -> Any:
     """A served engine runs other people's code only in a sandbox: with ``sandbox = auto`` and no working
     bwrap it refuses such code (and says so now); ``TWIN_SANDBOX=none`` runs it unsandboxed, loudly."""
-    from twinengine.workers.sandbox import bwrap_works
+    from twinengine.workers.sandbox import Sandbox
 
     if settings.sandbox == "none":
         err_console.print("[bold red]TWIN_SANDBOX=none: UDFs and app code run WITHOUT a sandbox and can read this "
                           "engine's secrets (data dir, keys, tokens). Serve only yourself this way.[/bold red]")
         return settings
-    problem = bwrap_works()
-    if problem is None:
-        return settings
-    err_console.print(f"[bold red]{problem}.[/bold red] This engine refuses to run UDFs, app functions and app "
-                      "processes until bubblewrap works (or TWIN_SANDBOX=none says to run them unsandboxed).")
-    return settings.model_copy(update={"sandbox": "bwrap"})
+    settings = settings.model_copy(update={"sandbox": "bwrap"})
+    Sandbox.from_settings(settings).announce()  # one tiny worker started in the real layout; said once if it fails
+    return settings
 
 
 db_app = typer.Typer(help="The metadata store.", no_args_is_help=True)
