@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit serve lock clean docs-api docs-config
+.PHONY: docs-manifest
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "twinengine needs Python 3.11 or newer (set PYTHON=python3.x)")'
@@ -52,6 +53,10 @@ docs-api: $(STAMP)
 # docs/configuration.md, written from the settings object (a unit test fails when it is out of date).
 docs-config: $(STAMP)
 	$(BIN)/python -m twinengine.settings_reference > docs/configuration.md
+
+# docs/manifest.md, written from the manifest's model (a unit test fails when it is out of date).
+docs-manifest: $(STAMP)
+	$(BIN)/python -m twinengine.catalog.reference > docs/manifest.md
 
 lock: | $(BIN)/python
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock

@@ -14,7 +14,10 @@ import re
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["UnitError", "check_unit", "convert"]
+__all__ = ["MAX_DATUM_LENGTH", "UnitError", "check_unit", "convert", "describe_unit", "split_datum",
+           "unusual_prefixes"]
+
+MAX_DATUM_LENGTH = 64  # a datum is a name (EGM2008, NAVD88, Ordnance Datum Newlyn), not a paragraph
 
 
 class UnitError(ValueError):
@@ -77,3 +80,68 @@ def convert(value: float, from_unit: str, to_unit: str) -> float:
         return float(_registry().Quantity(value, source).to(target).magnitude)
     except Exception as exc:
         raise UnitError(f"{from_unit!r} cannot be converted to {to_unit!r}") from exc
+
+
+# Heights above sea level written after the unit (``m asl``), read as the unit and this datum: UDUNITS has no
+# word for a datum, and a value's unit stays convertible without it.
+_DATUM_SUFFIXES = {"asl": "asl", "a.s.l.": "asl", "amsl": "asl", "a.m.s.l.": "asl", "aod": "AOD"}
+
+
+def split_datum(text: str) -> tuple[str, str | None]:
+    """``m asl`` (or ``m a.s.l.``, ``m amsl``, ``m AOD``) → (``m``, ``asl``); any other text → (text, None)."""
+    unit, _, last = text.strip().rpartition(" ")
+    datum = _DATUM_SUFFIXES.get(last.lower())
+    return (unit.strip(), datum) if unit.strip() and datum else (text, None)
+
+
+# Prefixes that are real but rare, and more often a typo or a misreading (``hh`` for hours is a hecto-hour).
+_RARE_PREFIXES = frozenset({"hecto", "deca", "deka"})
+_USUAL_WITH_RARE = frozenset({"pascal", "liter", "litre"})  # hPa, hL, daL are everyday units
+_RARE_ON_SECONDS = _RARE_PREFIXES | {"deci"}
+
+
+def _unusual(registry: Any, name: str) -> tuple[str, str] | None:
+    """(prefix, unit) when ``name`` is a prefixed unit the prefix makes unusual, else None."""
+    readings = registry.parse_unit_name(name)
+    if not readings:
+        return None
+    prefix, base, _suffix = readings[0]
+    if not prefix:
+        return None
+    is_time = str(registry.get_dimensionality(base)) == "[time]"
+    if is_time and (base != "second" or prefix in _RARE_ON_SECONDS):
+        return prefix, base
+    if prefix in _RARE_PREFIXES and base not in _USUAL_WITH_RARE:
+        return prefix, base
+    return None
+
+
+def _spelled(name: str) -> str:
+    return name.replace("meter", "metre").replace("liter", "litre").replace("_", " ")
+
+
+def describe_unit(text: str) -> str:
+    """How a unit was read, in words: ``m3/hh`` → ``cubic metre per hectohour``."""
+    powers = {2: "square ", 3: "cubic "}
+    above: list[str] = []
+    below: list[str] = []
+    for name, exponent in _parse(text)._units.items():
+        size = abs(exponent)
+        word = powers.get(size, "") + _spelled(name) + ("" if size in (1, 2, 3) else f"^{size:g}")
+        (above if exponent > 0 else below).append(word)
+    words = " ".join(above) or "1"
+    return words + "".join(f" per {w}" for w in below)
+
+
+def unusual_prefixes(text: str) -> str | None:
+    """A note saying how ``text`` was read when it parses only through an unusual prefix (hecto, deca, or
+    any prefix on a time unit other than the second), else None: ``m3/hh`` is cubic metre per hectohour."""
+    registry = _registry()
+    found = [(name, hit) for name in _parse(text)._units if (hit := _unusual(registry, name)) is not None]
+    if not found:
+        return None
+    parts = []
+    for name, (prefix, base) in found:
+        factor = registry.Quantity(1, name).to(base).magnitude
+        parts.append(f"{_spelled(name)} is {factor:g} {_spelled(base)}s, through the prefix {prefix}")
+    return f"{text!r} is read as {describe_unit(text)} ({'; '.join(parts)}): check that this unit is meant"

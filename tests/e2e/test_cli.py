@@ -98,7 +98,7 @@ def test_validate_reports_every_problem(live: LiveEngine, tmp_path: Path) -> Non
     assert "version:" in out and "state.v.unit:" in out
     assert "valid" in live.twin("app", "validate", str(RIVER_REACH))
     report = live.twin_json("app", "validate", str(RIVER_REACH))
-    assert report == {"valid": True, "app": "river-reach@0.1.0", "problems": []}
+    assert report == {"valid": True, "app": "river-reach@0.1.0", "problems": [], "warnings": []}
     out = live.twin("app", "publish", str(bad), expect=1)
     assert "not published" in out
 

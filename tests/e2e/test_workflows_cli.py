@@ -138,3 +138,31 @@ def test_a_run_is_shown_logged_downloaded_and_cancelled_through_the_cli(live: Li
     assert took < 30, f"the cancel took {took:.1f} s: the app code was not stopped"
     assert any("cancel" in line["message"] for line in live.twin_json("runs", "logs", slow.id, token=uma))
     assert "finished" in live.twin("runs", "cancel", quick.id, token=uma)  # nothing to cancel: it stays as it is
+
+
+def test_twin_run_what_if_runs_on_a_named_fork_and_leaves_the_official_state(live: LiveEngine) -> None:
+    with live.client() as admin:
+        dev = admin.create_token("ada", "developer").token
+        uma = admin.create_token("uma", "user").token
+    live.twin("app", "publish", str(RIVER_REACH), token=dev)
+    ds = rain_cube(days=1)
+    ds["rain"].values[:] = 4.0
+    write_collection(live.settings.data_dir / "collections", "rain-forecast", ds)
+    live.twin("create", "river-reach@0.1.0", "--name", "reach", "--param", "station=RR-01", token=uma)
+    live.twin("run", "reach", "forecast", "--param", "alert_level=0.01", "--wait", token=uma)
+    with live.client(uma) as client:
+        before = client.get_state("reach").model_dump(mode="json", exclude={"stale_as_of"})
+        revisions = client._request("GET", "/api/v1/twins/reach/revisions").content
+    assert before["reported"]["forecast_alert"]["value"] is True
+
+    out = live.twin("run", "reach", "forecast", "--param", "alert_level=5", "--what-if", "--name", "reach-dry",
+                    "--wait", token=uma)
+    assert "what-if of reach" in out and "reach-dry" in out and "forecast: finished" in out, out
+    run = live.twin_json("run", "reach", "forecast", "--param", "alert_level=5", "--what-if", "--wait", token=uma)
+    assert run["what_if_of"] == "reach" and run["twin_name"] == "reach-what-if" and run["status"] == "finished"
+    with live.client(uma) as client:
+        assert client.get_state("reach").model_dump(mode="json", exclude={"stale_as_of"}) == before
+        assert client._request("GET", "/api/v1/twins/reach/revisions").content == revisions
+        assert client.get_state("reach-dry").reported["forecast_alert"].value is False  # the fork's own outcome
+    alone = live.twin("run", "reach", "forecast", "--name", "reach-dry", token=uma, expect=2)
+    assert "--what-if" in alone

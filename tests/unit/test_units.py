@@ -28,3 +28,21 @@ def test_bad_and_incompatible_units_are_unit_errors() -> None:
         units.check_unit("furlongs per frobnicate")
     with pytest.raises(units.UnitError):
         units.convert(1.0, "m", "s")
+
+
+def test_a_height_datum_after_the_unit_is_read_as_unit_and_datum() -> None:
+    assert units.split_datum("m asl") == ("m", "asl")
+    assert units.split_datum("m a.s.l.") == ("m", "asl")
+    assert units.split_datum("m AOD") == ("m", "AOD")
+    assert units.split_datum("m") == ("m", None)
+    assert units.split_datum("asl") == ("asl", None)  # a datum alone is no unit
+    assert units.split_datum("m3 s-1") == ("m3 s-1", None)
+
+
+def test_a_unit_read_only_through_an_unusual_prefix_is_noted_with_what_it_was_read_as() -> None:
+    note = units.unusual_prefixes("m3/hh")
+    assert note is not None and "cubic metre per hectohour" in note and "100 hours" in note
+    for text in ("ds", "kd", "mh", "dam"):
+        assert units.unusual_prefixes(text) is not None, text
+    for text in [*UNITS, "ms", "km/h", "hl", "dm", "mm"]:
+        assert units.unusual_prefixes(text) is None, text

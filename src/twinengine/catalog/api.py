@@ -12,8 +12,8 @@ from twinengine.api.routing import api_router, long_running
 from twinengine.catalog import service
 from twinengine.catalog.definitions import workflow_definitions
 from twinengine.catalog.manifest import APP_NAME_PATTERN, Manifest
-from twinengine.catalog.validate import manifest_warnings
 from twinengine.catalog.schemas import AppPage, AppRead, AppSummary, AppVersionRead, PublishResult, WorkflowDefinition
+from twinengine.catalog.validate import manifest_warnings
 from twinengine.types import INT32_MAX
 
 __all__ = ["router"]

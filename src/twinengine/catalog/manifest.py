@@ -19,7 +19,7 @@ from twinengine.catalog.images import IMAGE_PATTERN, check_image
 from twinengine.catalog.views import View
 from twinengine.quality.spec import Check, Duration, FlatlineCheck, QualityPolicy, StateCheck, StateGapCheck
 from twinengine.quality.uncertainty import UncertaintyForm
-from twinengine.units import UnitError, check_unit
+from twinengine.units import MAX_DATUM_LENGTH, UnitError, check_unit, split_datum
 
 __all__ = [
     "APP_NAME_PATTERN",
@@ -66,6 +66,24 @@ def _semver(value: str) -> str:
 
 
 Unit = Annotated[str, AfterValidator(_unit)]
+UNIT_DESCRIPTION = ("Unit of the values in CF/UDUNITS syntax; a height written 'm asl' (or 'm a.s.l.', 'm AOD') "
+                    "is read as unit 'm' with that datum.")
+DATUM_DESCRIPTION = ("Vertical datum or reference the values are measured from (e.g. EGM2008, NAVD88, asl), free "
+                     "text shown beside the unit; needs a unit.")
+Datum = Annotated[str, Field(min_length=1, max_length=MAX_DATUM_LENGTH)]
+
+
+def _datum_from_unit(data: Any) -> Any:
+    """Read ``unit: m asl`` as ``unit: m`` with ``datum: asl``; a datum given twice is refused."""
+    if not isinstance(data, dict) or not isinstance(data.get("unit"), str):
+        return data
+    unit, datum = split_datum(data["unit"])
+    if datum is None:
+        return data
+    if data.get("datum") is not None:
+        raise ValueError(f"unit {data['unit']!r} names the datum {datum!r} and datum names {data['datum']!r}: "
+                         "give the datum once, under datum")
+    return {**data, "unit": unit, "datum": datum}
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN, max_length=64)]
 SemVer = Annotated[str, Field(max_length=64), AfterValidator(_semver)]
 RelPath = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00][^\\\x00]*$")]
@@ -111,7 +129,8 @@ class StreamField(_Strict):
     integer field may declare the ``uncertainty`` forms its values can carry (std, quantiles, members)."""
 
     type: FieldType
-    unit: Unit | None = None
+    unit: Unit | None = Field(default=None, description=UNIT_DESCRIPTION, examples=["m3 s-1"])
+    datum: Datum | None = Field(default=None, description=DATUM_DESCRIPTION, examples=["EGM2008"])
     description: str | None = None
     nullable: bool = False
     items: Literal["float", "integer"] | None = Field(
@@ -123,11 +142,15 @@ class StreamField(_Strict):
         default_factory=list, max_length=3,
         description="Forms of uncertainty a value may carry: std, quantiles, members (one, or a list).")
 
+    _datum_from_unit = model_validator(mode="before")(_datum_from_unit)
+
     @model_validator(mode="after")
     def _unit_only_on_numbers(self) -> StreamField:
         numbers = (FieldType.FLOAT, FieldType.INTEGER, FieldType.ARRAY)
         if self.unit is not None and self.type not in numbers:
             raise ValueError(f"a {self.type.value} field cannot have a unit")
+        if self.datum is not None and self.unit is None:
+            raise ValueError("a datum qualifies a unit: give the unit too")
         if self.type is FieldType.ARRAY:
             if self.items is None:
                 raise ValueError("an array field needs items: float or integer")
@@ -146,9 +169,9 @@ class Stream(_Strict):
     """Records the physical twin sends: typed fields, one of them the event time."""
 
     description: str | None = None
-    time_field: Ident = "time"
+    time_field: Ident = Field(default="time", description="The field holding each record's event time.")
     key: Ident | None = Field(default=None, description="Field telling sources apart, e.g. a station id.")
-    fields: dict[Ident, StreamField] = Field(min_length=1)
+    fields: dict[Ident, StreamField] = Field(min_length=1, description="The fields of each record, by name.")
     quality: list[Check] = Field(default_factory=list, max_length=64,
                                  description="Input quality checks; every record is flagged good, suspect or bad "
                                              "(see docs/quality.md).")
@@ -182,12 +205,17 @@ class StateType(StrEnum):
 class StateProperty(_Strict):
     """One property of a twin's state: reported by the physical twin and/or desired by users."""
 
-    type: StateType
-    unit: Unit | None = None
+    type: StateType = Field(description="The JSON type of the property's values.")
+    unit: Unit | None = Field(default=None, description=UNIT_DESCRIPTION, examples=["m"])
+    datum: Datum | None = Field(default=None, description=DATUM_DESCRIPTION, examples=["EGM2008"])
     description: str | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    enum: list[Any] | None = Field(default=None, min_length=1)
+    key: Ident | None = Field(
+        default=None, examples=["well"],
+        description="What the property is keyed by (a well, a sensor, a pump): it then holds one value per key, "
+                    "written and read as name[key] (e.g. head[ow3]); keys are letters, digits and _ . : -.")
+    minimum: float | None = Field(default=None, description="Smallest value a write may have (numbers).")
+    maximum: float | None = Field(default=None, description="Largest value a write may have (numbers).")
+    enum: list[Any] | None = Field(default=None, min_length=1, description="The only values a write may have.")
     uncertainty: UncertaintyForms = Field(
         default_factory=list, max_length=3,
         description="Forms of uncertainty a value may carry: std, quantiles, members (one, or a list).")
@@ -201,6 +229,8 @@ class StateProperty(_Strict):
     def gap(self) -> StateGapCheck | None:
         """The property's gap check, if it declares one."""
         return next((c for c in self.quality if isinstance(c, StateGapCheck)), None)
+
+    _datum_from_unit = model_validator(mode="before")(_datum_from_unit)
 
     @model_validator(mode="after")
     def _consistent(self) -> StateProperty:
@@ -218,6 +248,8 @@ class StateProperty(_Strict):
             raise ValueError("uncertainty names a form twice")
         if self.unit is not None and not numeric:
             raise ValueError(f"a {self.type.value} property cannot have a unit")
+        if self.datum is not None and self.unit is None:
+            raise ValueError("a datum qualifies a unit: give the unit too")
         if (self.minimum is not None or self.maximum is not None) and not numeric:
             raise ValueError("minimum/maximum apply to number and integer properties only")
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
@@ -358,20 +390,23 @@ class RelationshipSpec(_Strict):
 class Manifest(_Strict):
     """A DT application: what it needs, what it keeps, what it runs and what it produces."""
 
-    manifest_version: Literal[1] = 1
+    manifest_version: Literal[1] = Field(default=1, description="The manifest format's version.")
     name: str = Field(pattern=APP_NAME_PATTERN, max_length=64, description="kebab-case, unique in the catalogue")
-    version: SemVer
-    title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=20_000)
+    version: SemVer = Field(description="Semantic version; name@version is immutable once published, unless it "
+                                        "ends in -dev.", examples=["0.1.0"])
+    title: str = Field(min_length=1, max_length=200, description="What the catalogue shows and searches.")
+    description: str = Field(default="", max_length=20_000, description="What the catalogue shows and searches.")
     domain: str = Field(min_length=1, max_length=64, description="e.g. hydrology, climate, physics")
-    keywords: list[str] = Field(default_factory=list, max_length=32)
-    authors: list[Author] = Field(min_length=1)
+    keywords: list[str] = Field(default_factory=list, max_length=32, description="Words the catalogue searches.")
+    authors: list[Author] = Field(min_length=1, description="Who wrote the app: at least one.")
     license: str = Field(pattern=r"^[A-Za-z0-9.+()-]+( (AND|OR|WITH) [A-Za-z0-9.+()-]+)*$", max_length=100,
                          description="SPDX licence expression")
-    homepage: str | None = Field(default=None, pattern=r"^https?://")
+    homepage: str | None = Field(default=None, pattern=r"^https?://", description="An http(s) address about the app.")
     package: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                 description="Python package folder; default: the name with '-' as '_'.")
-    requires: list[str] = Field(default_factory=list, description="pip requirement strings the package needs")
+    requires: list[str] = Field(default_factory=list, examples=[["scipy==1.14.1"]],
+                                description="pip requirement strings the package needs (pin them), installed into "
+                                            "the app's own environment.")
     image: Annotated[str, AfterValidator(check_image)] | None = Field(
         default=None, max_length=512, json_schema_extra={"pattern": IMAGE_PATTERN},
         description="An OCI image the app's workers run in where the engine has a container runtime (HPC sites: "
@@ -381,13 +416,14 @@ class Manifest(_Strict):
         default_factory=lambda: {"type": "object", "properties": {}},
         description="JSON Schema (2020-12) of the parameters a twin of this app is created with.",
     )
-    streams: dict[Ident, Stream] = Field(default_factory=dict)
-    state: dict[Ident, StateProperty] = Field(default_factory=dict)
-    models: dict[Ident, ModelSpec] = Field(default_factory=dict)
-    workflows: dict[Ident, WorkflowSpec] = Field(default_factory=dict)
-    triggers: list[TriggerSpec] = Field(default_factory=list)
-    functions: dict[Ident, FunctionSpec] = Field(default_factory=dict)
-    outputs: dict[Ident, OutputSpec] = Field(default_factory=dict)
+    streams: dict[Ident, Stream] = Field(default_factory=dict, description="Records the physical twin sends.")
+    state: dict[Ident, StateProperty] = Field(default_factory=dict, description="The twin's properties.")
+    models: dict[Ident, ModelSpec] = Field(default_factory=dict, description="Models the app trains and serves.")
+    workflows: dict[Ident, WorkflowSpec] = Field(default_factory=dict, description="openEO process graphs.")
+    triggers: list[TriggerSpec] = Field(default_factory=list, description="What starts the workflows.")
+    functions: dict[Ident, FunctionSpec] = Field(default_factory=dict,
+                                                 description="Functions run on arrival of stream records.")
+    outputs: dict[Ident, OutputSpec] = Field(default_factory=dict, description="What the app produces.")
     views: dict[Ident, View] = Field(default_factory=dict, max_length=16,
                                      description="Dashboards of panels the portal shows as the twin's own pages.")
     relationships: dict[Ident, RelationshipSpec] = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["AppPage", "AppRead", "AppSummary", "AppVersionRead", "PublishResult", "WorkflowDefinition"]
 
@@ -33,6 +33,9 @@ class PublishResult(BaseModel):
     created: bool
     replaced: bool = False  # a development version (-dev) got new files
     app: AppVersionRead
+    warnings: list[dict[str, str]] = Field(
+        default_factory=list, description="What is valid but probably not meant ({loc, msg}), e.g. a unit read "
+                                          "through an unusual prefix; the version is published all the same.")
 
 
 class AppSummary(BaseModel):

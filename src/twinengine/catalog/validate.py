@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from twinengine.catalog.manifest import FunctionSpec, Manifest
+from twinengine.catalog.view_text import summary_properties
 from twinengine.errors import Problem, join_loc
 from twinengine.quality.spec import CHECK_KINDS
 from twinengine.units import unusual_prefixes
@@ -85,6 +86,10 @@ def _check_views(manifest: Manifest) -> list[Problem]:
             problems.append(Problem(loc, f"workflow {name!r} is not declared under workflows"))
 
     for view_name, view in manifest.views.items():
+        for path in summary_properties(view.summary):
+            prop(f"views.{view_name}.summary", path, numeric=False)
+        if view.skill.property is not None:
+            prop(f"views.{view_name}.skill.property", view.skill.property, numeric=True)
         for panel_name, panel in view.panels.items():
             loc = f"views.{view_name}.panels.{panel_name}"
             if panel.kind == "timeseries":
@@ -231,15 +236,19 @@ def _check_quality(manifest: Manifest) -> list[Problem]:
             problems.append(Problem(f"streams.{name}.quality", "declare one gap check per stream"))
         for i, check in enumerate(stream.quality):
             loc = f"streams.{name}.quality[{i}]"
-            where = f"{loc}.expr" if check.check == "consistency" else f"{loc}.field"
-            for field in check.fields:
+            said: set[tuple[str, str]] = set()
+            for part, field, position in check.reads():  # a field named, or read by an expression
+                if (part, field) in said:  # an expression reading it again: said once, at its first position
+                    continue
+                said.add((part, field))
+                where, at = f"{loc}.{part}", "" if position is None else f" (at position {position})"
                 declared = stream.fields.get(field)
                 if declared is None:
-                    problems.append(Problem(where, f"{field!r} is not a field of stream {name!r} "
+                    problems.append(Problem(where, f"{field!r}{at} is not a field of stream {name!r} "
                                                    f"(fields: {', '.join(stream.fields)})"))
                 elif declared.type.value not in _NUMERIC or field == stream.time_field:
-                    problems.append(Problem(where, f"{field!r} is {_a(declared.type.value)} field; quality checks "
-                                                   "judge numbers"))
+                    problems.append(Problem(where, f"{field!r}{at} is {_a(declared.type.value)} field; quality "
+                                                   "checks judge numbers"))
             if check.check == "completeness" and check.every is None and not gaps:
                 problems.append(Problem(f"{loc}.every", "give the expected cadence here or declare a gap check"))
     return problems

@@ -17,6 +17,8 @@ app = typer.Typer(help="Workflow runs: status, logs, provenance, results.", no_a
 
 def _show(run: RunRead) -> None:
     where = f" of {run.twin_name}" if run.twin_name else ""
+    if run.what_if_of:
+        where += f" (a what-if of {run.what_if_of})"
     console.print(f"[bold]{run.id}[/bold] {run.workflow or 'ad-hoc graph'}{where}: [bold]{run.status.value}"
                   f"[/bold] ({run.progress:.0f}%)", highlight=False)
     if run.error:
@@ -38,12 +40,23 @@ def run(
     param: list[str] = typer.Option([], "--param", "-p", help="Run parameter key=value (JSON values)."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the end, showing progress."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything (refreshes the cache)."),
+    what_if: bool = typer.Option(False, "--what-if", help="Run on a new fork of the twin: the twin's own state "
+                                                          "stays as it is; the output names the fork."),
+    name: str | None = typer.Option(None, "--name", help="Name of the what-if's fork (default: TWIN-what-if, "
+                                                         "numbered when taken); needs --what-if."),
 ) -> None:
-    """Run a workflow of a twin's app (async; --wait follows it with a progress bar)."""
+    """Run a workflow of a twin's app (async; --wait follows it with a progress bar); with --what-if, on a new
+    fork of the twin, so its official state is untouched."""
     out = state_of(ctx)
+    if name is not None and not what_if:
+        raise typer.BadParameter("--name names a what-if's fork: add --what-if", param_hint="--name")
     parameters = parse_assignments(param, option="--param")
     with out.client() as client:
-        started = client.workflows.run(twin, workflow, parameters, no_cache=no_cache)
+        started = client.workflows.run(twin, workflow, parameters, no_cache=no_cache, what_if=what_if,
+                                       fork_name=name)
+        if started.what_if_of and not out.as_json:
+            console.print(f"what-if of {started.what_if_of} on its fork [bold]{started.twin_name}[/bold] "
+                          f"(the official state of {started.what_if_of} is untouched)", highlight=False)
         final = started
         if wait:
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())

@@ -13,6 +13,7 @@ from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import Permission
 from twinengine.auth.principal import Principal
+from twinengine.catalog import state_keys
 from twinengine.quality.spec import FLAGS, Flag
 from twinengine.quality.stored import unpack
 from twinengine.runtime import Runtime
@@ -24,6 +25,7 @@ from twinengine.twins.schemas import (
     GrantRead,
     HistoryRead,
     OriginRead,
+    PropertyRead,
     RevisionPage,
     RevisionRead,
     StateDiff,
@@ -189,6 +191,20 @@ def revisions_get(twin: TwinRef, revision: Annotated[int, Path(ge=1, le=INT32_MA
     return revision_read(service.read_revision(session, principal=principal, ref=twin, number=revision))
 
 
+@router.get("/{twin}/properties/{prop}", name="property", summary="One property's value, or a keyed one's by key")
+def read_property(
+    twin: TwinRef,
+    prop: Annotated[str, Path(max_length=64, description="`level`, one key `head[ow3]`, or every key `head`")],
+    session: SessionDep,
+    principal: PrincipalDep,
+    kind: StateKind = StateKind.REPORTED,
+    revision: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
+    at: Instant | None = None,
+) -> PropertyRead:
+    return service.read_property(session, principal=principal, ref=twin, prop=prop, kind=kind, revision=revision,
+                                 at=at)
+
+
 @router.get("/{twin}/properties/{prop}/history", name="history", summary="A property's values over time")
 def history(
     twin: TwinRef,
@@ -205,9 +221,10 @@ def history(
     row, items = service.property_history(session, principal=principal, ref=twin, prop=prop, kind=kind,
                                           since=since, until=until, limit=limit, newest_first=order == "desc",
                                           quality=quality)
-    unit = service.manifest_for(session, row).state[prop].unit
+    declared = service.manifest_for(session, row).state[state_keys.base_of(prop)]
     kept = state_quality.keep_of(quality)
-    return HistoryRead(twin_id=row.id, property=prop, kind=kind, unit=unit, items=items,
+    return HistoryRead(twin_id=row.id, property=prop, kind=kind, unit=declared.unit, datum=declared.datum,
+                       items=items,
                        quality=None if kept is None else sorted(kept, key=FLAGS.index))
 
 

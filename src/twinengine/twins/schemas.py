@@ -158,6 +158,30 @@ class TwinState(BaseModel):
                                          description="The time staleness is judged at: now, `at`, or when the "
                                                      "revision read was recorded.")
 
+    def keyed(self, name: str, kind: StateKind | str = "reported") -> dict[str, PropertyValue]:
+        """A keyed property's values by key (``head[ow3]`` → ``{"ow3": ...}``), sorted by key."""
+        values = self.reported if StateKind(kind) is StateKind.REPORTED else self.desired
+        prefix = f"{name}["
+        return {path[len(prefix):-1]: value for path, value in sorted(values.items())
+                if path.startswith(prefix) and path.endswith("]")}
+
+
+class PropertyRead(BaseModel):
+    """One property's value now, as of a revision or as of a time; for a keyed property read whole, each
+    key's value."""
+
+    twin_id: str
+    property: str
+    kind: StateKind
+    key: str | None = Field(description="What a keyed property is keyed by (e.g. well); null for others.")
+    unit: str | None
+    revision: int | None = Field(description="Revision the value is read at (absent for time queries).")
+    at: datetime | None = Field(description="Valid time the value is read at (absent for revision queries).")
+    value: PropertyValue | None = Field(description="The value of an unkeyed property or of one key "
+                                                    "(`head[ow3]`); null when none was written yet.")
+    keys: dict[str, PropertyValue] | None = Field(
+        default=None, exclude_if=_absent, description="A keyed property read whole (`head`): key → value.")
+
 
 class ValueChange(BaseModel):
     property: str
@@ -190,6 +214,8 @@ class HistoryRead(BaseModel):
     property: str
     kind: StateKind
     unit: str | None
+    datum: str | None = Field(default=None, exclude_if=_absent,
+                              description="The vertical datum or reference the property declares beside its unit.")
     items: list[PropertyValue]
     quality: list[Flag] | None = Field(default=None, exclude_if=_absent,
                                        description="The flags a filtered read kept.")

@@ -17,7 +17,7 @@ from twinengine.quality.pedigree import QualityReport
 from twinengine.workflows.schemas import FINAL, LogRead, RunRead, TriggerCreated, TriggerRead
 
 if TYPE_CHECKING:
-    from twinengine.client import Client
+    from twinengine.transport import Transport
 
 __all__ = ["WorkflowsClient"]
 
@@ -27,18 +27,19 @@ def _seg(value: str) -> str:
 
 
 class WorkflowsClient:
-    def __init__(self, client: Client) -> None:
-        self._c = client
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     def run(self, twin: str, workflow: str, parameters: dict[str, Any] | None = None, *, no_cache: bool = False,
-            sync: bool = False, what_if: bool = False) -> Run:
+            sync: bool = False, what_if: bool = False, fork_name: str | None = None) -> Run:
         """Start a workflow of a twin's app; ``sync`` answers when the run ended; ``what_if`` runs it on a new
-        fork of the twin (named in the run's ``twin_name``), leaving the twin's own state as it is."""
+        fork of the twin (named in the run's ``twin_name``; ``fork_name`` chooses it and implies ``what_if``),
+        leaving the twin's own state as it is."""
         body: dict[str, Any] = {"workflow": workflow, "parameters": parameters or {},
                                 "options": {"no_cache": no_cache}, "mode": "sync" if sync else "async"}
-        if what_if:
-            body["what_if"] = {}
-        return self._c._send(Run, "POST", f"/api/v1/twins/{_seg(twin)}/runs", body)
+        if what_if or fork_name is not None:
+            body["what_if"] = {} if fork_name is None else {"name": fork_name}
+        return self._transport.send(Run, "POST", f"/api/v1/twins/{_seg(twin)}/runs", body)
 
     def submit(self, process: dict[str, Any], parameters: dict[str, Any] | None = None, *, twin: str | None = None,
                no_cache: bool = False, sync: bool = False, options: dict[str, Any] | None = None) -> Run:
@@ -47,31 +48,31 @@ class WorkflowsClient:
                                 "options": {"no_cache": no_cache, **(options or {})}}
         if twin:
             body["twin"] = twin
-        return self._c._send(Run, "POST", "/api/v1/runs", body)
+        return self._transport.send(Run, "POST", "/api/v1/runs", body)
 
     def get(self, run_id: str) -> Run:
-        return self._c._get(Run, f"/api/v1/runs/{_seg(run_id)}")
+        return self._transport.get(Run, f"/api/v1/runs/{_seg(run_id)}")
 
     def runs(self, *, twin: str | None = None, status: str | None = None, limit: int = 50) -> RunList:
-        return self._c._get(RunList, "/api/v1/runs", twin=twin, status=status, limit=limit)
+        return self._transport.get(RunList, "/api/v1/runs", twin=twin, status=status, limit=limit)
 
     def cancel(self, run_id: str) -> Run:
-        return self._c._send(Run, "POST", f"/api/v1/runs/{_seg(run_id)}/cancel", {})
+        return self._transport.send(Run, "POST", f"/api/v1/runs/{_seg(run_id)}/cancel", {})
 
     def logs(self, run_id: str) -> builtins.list[LogRead]:
-        data = self._c._request("GET", f"/api/v1/runs/{_seg(run_id)}/logs").json()
+        data = self._transport.request("GET", f"/api/v1/runs/{_seg(run_id)}/logs").json()
         return TypeAdapter(builtins.list[LogRead]).validate_python(data)
 
     def provenance(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._c._request("GET", f"/api/v1/runs/{_seg(run_id)}/provenance").json()
+        result: dict[str, Any] = self._transport.request("GET", f"/api/v1/runs/{_seg(run_id)}/provenance").json()
         return result
 
     def quality(self, run_id: str) -> QualityReport:
         """The quality of every input the run used, and the worst flag among them (pedigree)."""
-        return self._c._get(QualityReport, f"/api/v1/runs/{_seg(run_id)}/quality")
+        return self._transport.get(QualityReport, f"/api/v1/runs/{_seg(run_id)}/quality")
 
     def download(self, run_id: str, name: str, dest: Path | str) -> Path:
-        response = self._c._request("GET", f"/api/v1/runs/{_seg(run_id)}/results/{_seg(name)}")
+        response = self._transport.request("GET", f"/api/v1/runs/{_seg(run_id)}/results/{_seg(name)}")
         path = Path(dest)
         path.write_bytes(response.content)
         return path
@@ -85,7 +86,7 @@ class WorkflowsClient:
         chosen = assets.get(name) if name is not None else next(iter(assets.values()))
         if chosen is None:
             raise InvalidInput(f"run {run_id} has no asset {name!r} (assets: {', '.join(assets)})")
-        response = self._c._request("GET", f"/api/v1/runs/{_seg(run_id)}/results/{_seg(chosen['name'])}")
+        response = self._transport.request("GET", f"/api/v1/runs/{_seg(run_id)}/results/{_seg(chosen['name'])}")
         return RunResult(run_id=run_id, name=chosen["name"], media_type=str(chosen.get("type", "")),
                          content=response.content)
 
@@ -102,12 +103,12 @@ class WorkflowsClient:
             time.sleep(poll)
 
     def triggers(self, twin: str) -> builtins.list[TriggerRead]:
-        data = self._c._request("GET", f"/api/v1/twins/{_seg(twin)}/triggers").json()
+        data = self._transport.request("GET", f"/api/v1/twins/{_seg(twin)}/triggers").json()
         return TypeAdapter(builtins.list[TriggerRead]).validate_python(data)
 
     def add_trigger(self, twin: str, name: str, kind: str, workflow: str, **config: Any) -> TriggerCreated:
         body = {"name": name, "kind": kind, "workflow": workflow, **config}
-        return self._c._send(TriggerCreated, "POST", f"/api/v1/twins/{_seg(twin)}/triggers", body)
+        return self._transport.send(TriggerCreated, "POST", f"/api/v1/twins/{_seg(twin)}/triggers", body)
 
     def remove_trigger(self, twin: str, name: str) -> None:
-        self._c._request("DELETE", f"/api/v1/twins/{_seg(twin)}/triggers/{_seg(name)}")
+        self._transport.request("DELETE", f"/api/v1/twins/{_seg(twin)}/triggers/{_seg(name)}")
