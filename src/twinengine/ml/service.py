@@ -7,7 +7,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,7 +31,7 @@ from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
 
 if TYPE_CHECKING:  # torch and MLflow are imported when the AI lifecycle is first used, not with the API
-    from twinengine.ml.engine import MLEngine
+    from twinengine.ml.lifecycle import Lifecycle
 
 __all__ = ["enqueue", "get_policy", "get_run", "list_models", "list_runs", "request_training", "run_decision",
            "run_read", "set_policy", "stop_run", "trail", "version_decision"]
@@ -41,6 +41,14 @@ def _model_of(session: Session, twin: Twin, model: str) -> None:
     declared = twins.manifest_for(session, twin).models
     if model not in declared:
         raise ModelNotFound(f"the app of twin {twin.name} declares no model {model!r} (it has {sorted(declared)})")
+
+
+def _trained_here(twin: Twin, model: str) -> Select[TrainingRun]:
+    """The twin's own training runs that registered a version of ``model``: whose a version is. A registered
+    model is named after the twin's name, which a later twin may take again; the versions an earlier twin of
+    that name trained are not this twin's, in its listing or on a version's page."""
+    return select(TrainingRun).where(TrainingRun.twin_id == twin.id, TrainingRun.model == model,
+                                     TrainingRun.model_version.is_not(None))
 
 
 def _check_config(overrides: dict[str, Any]) -> None:
@@ -147,7 +155,7 @@ def version_decision(session: Session, twin_id: str, model: str, version: str) -
     return _decision(row) if row is not None else None
 
 
-def list_models(session: Session, ml: MLEngine, *, principal: Principal, twin_ref: str) -> list[TwinModelRead]:
+def list_models(session: Session, ml: Lifecycle, *, principal: Principal, twin_ref: str) -> list[TwinModelRead]:
     """Each declared model with its versions (oldest first), aliases and the gate's decision on each."""
     from twinengine.ml.registry import CHAMPION, registered_name
 
@@ -157,7 +165,8 @@ def list_models(session: Session, ml: MLEngine, *, principal: Principal, twin_re
     out = []
     for model, spec in twins.manifest_for(session, twin).models.items():
         name = registered_name(twin.name, model)
-        versions = ml.registry.versions(name)
+        own = set(session.scalars(_trained_here(twin, model).with_only_columns(TrainingRun.model_version)))
+        versions = [v for v in ml.registry.versions(name) if v.version in own]
         reads = [ModelVersionRead(version=v.version, aliases=v.aliases, run_id=v.run_id, tags=v.tags,
                                   decision=_decision(decisions[(model, v.version)])
                                   if (model, v.version) in decisions else None) for v in versions]
@@ -231,8 +240,7 @@ def version_quality(session: Session, *, principal: Principal, twin_ref: str, mo
     trained before inputs were rated lists its stream as unchecked)."""
     twin = twins.get_twin(session, principal=principal, ref=twin_ref)
     _model_of(session, twin, model)
-    run = session.scalar(select(TrainingRun).where(TrainingRun.twin_id == twin.id, TrainingRun.model == model,
-                                                   TrainingRun.model_version == version).limit(1))
+    run = session.scalar(_trained_here(twin, model).where(TrainingRun.model_version == version).limit(1))
     if run is None:
         raise ModelNotFound(f"model {model!r} of twin {twin.name} has no version {version!r}")
     inputs = run.inputs or {}

@@ -14,7 +14,7 @@ from jsonschema import Draft7Validator
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from twinengine.auth.policy import require
+from twinengine.auth.policy import allowed, require
 from twinengine.auth.principal import Principal
 from twinengine.catalog import service as catalog
 from twinengine.errors import (
@@ -182,7 +182,8 @@ def _visible(principal: Principal, run: WorkflowRun) -> bool:
 
 
 def get_run(session: Session, *, principal: Principal, run_id: str, for_update: bool = False) -> WorkflowRun:
-    """The run, if the principal may see it. ``for_update``: its row locked first, as every change of a run
+    """The run, if the principal may see it: its own, or one of a twin it may read (``twin.read``, the rule
+    ``list_runs`` filters a twin's runs by). ``for_update``: its row locked first, as every change of a run
     (start, cancel, change, delete) takes it, before its nodes or its log: changes of one run then take turns
     in one order (two at once had locked the run and its nodes in opposite orders, and PostgreSQL ended one
     as a deadlock), and a run deleted meanwhile is not found."""
@@ -191,7 +192,7 @@ def get_run(session: Session, *, principal: Principal, run_id: str, for_update: 
     if run is None or not _visible(principal, run):
         if run is not None and run.twin_id is not None:
             twin = session.get(Twin, run.twin_id)
-            if twin is not None and twins.access_of(principal, twin).value in ("owner", "operate", "read"):
+            if twin is not None and allowed(principal, "twin.read", twin):
                 return run
         raise RunNotFound(f"no run {run_id!r}")
     return run
