@@ -38,7 +38,8 @@
     │   ├── BufferNotFound          404  BufferNotFound
     │   ├── FunctionNotFound        404  FunctionNotFound
     │   ├── ModelNotFound           404  ModelNotFound
-    │   └── TrainingRunNotFound     404  TrainingRunNotFound
+    │   ├── TrainingRunNotFound     404  TrainingRunNotFound
+    │   └── ViewNotFound            404  ViewNotFound
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   ├── TwinNameTaken           409  TwinNameTaken
@@ -131,6 +132,7 @@ __all__ = [
     "TwinNotFound",
     "UnreadableFile",
     "ValidationFailed",
+    "ViewNotFound",
     "WorkflowNotFound",
     "error_from_payload",
 ]
@@ -397,6 +399,12 @@ class TrainingRunNotFound(NotFound):
     """Raised when no training run has that id (for that twin)."""
 
     code = "TrainingRunNotFound"
+
+
+class ViewNotFound(NotFound):
+    """Raised when a twin's app declares no view of that name."""
+
+    code = "ViewNotFound"
 
 
 class Conflict(TwinEngineError):

@@ -391,6 +391,49 @@ def test_10_the_apps_flood_view(portal: Any, site: Site) -> None:
     uma.check("view-flood-ml")
 
 
+@pytest.mark.parametrize(("width", "height"), [(1366, 900), (390, 844)])
+def test_10c_the_flood_view_answers_first_in_words_above_the_fold(portal: Any, site: Site, width: int,
+                                                                  height: int) -> None:
+    name = twin_name(site)
+    answered = sdk(site, "uma")._request("GET", f"/api/v1/twins/{name}/views/flood").json()
+    assert answered["summary_text"].startswith("Flood alert O")
+    uma = portal("uma", width=width, height=height)
+    page = uma.goto(f"/ui/twins/{name}/views/flood")
+    page.evaluate("() => window.scrollTo(0, 0)")
+    for selector, text in ((".view-summary .summary-text", answered["summary_text"]),
+                           (".view-summary .trust-text", answered["skill"]["text"])):
+        assert text in uma.text(selector)
+        box = page.evaluate(f"() => document.querySelector({selector!r}).getBoundingClientRect().toJSON()")
+        assert box["top"] >= 0 and box["bottom"] <= height, f"{selector} at {box} on a {width}x{height} screen"
+    assert page.evaluate("() => document.querySelector('.view-summary').compareDocumentPosition("
+                         "document.querySelector('[data-panel]')) & Node.DOCUMENT_POSITION_FOLLOWING")
+    if answered["stale"]:  # the demo's gauges stopped when it ended: the page says so in words
+        assert answered["stale_text"] in uma.text(".view-summary .stale-text")
+    level = uma.text("[data-panel=level] .plot-info")
+    assert "forecast of run" in level and "no finished forecast run yet" not in level
+    forecast = answered["forecast"]
+    if forecast and forecast["members"]:  # the latest forecast is an ensemble's: drawn with its band
+        assert re.search(r"band ensemble \d+\u2013\d+ %", level), level
+    uma.check(f"view-flood-summary-{width}")
+
+
+def test_10d_a_summary_is_text_never_html(portal: Any, site: Site, tmp_path: Path) -> None:
+    folder = make_app(tmp_path, name="summary-probe", manifest={"views": {"watch": {
+        "title": "Watch", "summary": "Probe <b>{twin.name}</b>: {state.config.note}",
+        "panels": {"state": {"kind": "table", "title": "State", "properties": ["config"]}}}}})
+    sdk(site, "ada").publish_app(folder)
+    uma_sdk = sdk(site, "uma")
+    uma_sdk.create_twin("summary-probe@1.0.0", "summary-twin", {"station": "S1"})
+    uma_sdk.write_state("summary-twin", reported={"config": {"note": ESCAPE_PROBE}})
+    uma = portal("uma")
+    page = uma.goto("/ui/twins/summary-twin/views/watch")
+    assert uma.text(".view-summary .summary-text") == f"Probe <b>summary-twin</b>: {ESCAPE_PROBE}"
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.locator("main img").count() == 0 and page.locator("main script").count() == 0
+    assert page.locator(".view-summary b").count() == 0
+    uma.check("view-summary-escaped")
+
+
 def official_state(site: Site, name: str) -> bytes:
     """The twin's state as the API answers it, less the moment of the read (``stale_as_of``)."""
     got = sdk(site, "uma")._request("GET", f"/api/v1/twins/{name}/state")

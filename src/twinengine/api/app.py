@@ -39,6 +39,7 @@ from twinengine.twins import api as twins_api
 from twinengine.twins import batch_api as twins_batch_api
 from twinengine.twins import fleet_api, forecasts_api, relationships_api
 from twinengine.twins.current_state import CurrentStateReader
+from twinengine.ui import api as views_api
 from twinengine.ui import install_ui
 from twinengine.workflows import api as workflows_api
 from twinengine.workflows import quality_api as workflows_quality_api
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(relationships_api.router)
     app.include_router(workflows_quality_api.router)
     app.include_router(ml_quality_api.router)
+    app.include_router(views_api.router)
     install_ui(app)
     install_description(app)
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from twinengine.catalog.view_text import TemplateError, parse
 
 __all__ = [
     "Band",
@@ -16,6 +18,7 @@ __all__ = [
     "MapPanel",
     "ModelPanel",
     "Panel",
+    "Skill",
     "TablePanel",
     "Threshold",
     "TimeSeriesPanel",
@@ -122,9 +125,32 @@ class ModelPanel(_Panel):
 Panel = Annotated[TimeSeriesPanel | MapPanel | TablePanel | FormPanel | ModelPanel, Field(discriminator="kind")]
 
 
+class Skill(_Strict):
+    """Which verification the view states in words: forecasts of ``property`` at ``lead``, over ``window``."""
+
+    property: _Ident | None = Field(default=None, description="Default: the first property of the first time "
+                                                              "series panel with a forecast.")
+    lead: timedelta = Field(default=timedelta(hours=6), gt=timedelta(0))
+    window: timedelta = Field(default=timedelta(days=30), gt=timedelta(0), le=timedelta(days=366))
+
+
 class View(_Strict):
-    """A dashboard: panels in the order the manifest lists them."""
+    """A dashboard: a plain-language summary first, then panels in the order the manifest lists them."""
 
     title: _Text
     description: Annotated[str, Field(max_length=2000)] | None = None
+    summary: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
+        default=None, description="What the view answers, in words: a template the engine fills from the twin's "
+                                  "state, latest forecast and verification (docs/ui.md#summaries).")
+    skill: Skill = Field(default_factory=Skill)
     panels: dict[_Ident, Panel] = Field(min_length=1, max_length=24)
+
+    @field_validator("summary")
+    @classmethod
+    def _summary_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse(value)
+            except TemplateError as exc:
+                raise ValueError(str(exc)) from None
+        return value

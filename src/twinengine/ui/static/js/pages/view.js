@@ -21,20 +21,55 @@ function latestTime(values) {
   return stamps.length ? Math.max(...stamps) : Date.now();
 }
 
-/** A run's forecast output as a series after ``lastX``: the twin's latest finished run of the workflow (its
- * own runs only: a what-if runs on a fork, so it never stands in for the official forecast), or ``run``. */
-async function forecastSeries(twin, spec, lastX, run = null) {
+/** The outermost pair of a recorded forecast's values: its quantiles (an ensemble's), else lower and upper. */
+export function forecastBand(values) {
+  const levels = Object.keys(values[0]?.quantiles || {}).map(Number).sort((p, q) => p - q);
+  const pick = levels.length >= 2 ? [levels[0], levels.at(-1)] : null;
+  const lower = values.map((v) => (pick ? v.quantiles?.[String(pick[0])] : v.lower) ?? null);
+  const upper = values.map((v) => (pick ? v.quantiles?.[String(pick[1])] : v.upper) ?? null);
+  if (!lower.some(Number.isFinite) || !upper.some(Number.isFinite)) return null;
+  const label = pick ? `ensemble ${Math.round(pick[0] * 100)}–${Math.round(pick[1] * 100)} %` : "forecast interval";
+  return { label, lower, upper };
+}
+
+/** The forecast a run recorded of ``prop`` (an ensemble records its members' mean, quantiles and members),
+ * and the forecast whose band goes with it: its own, else an ensemble's issued at the same time. */
+async function recordedForecast(twin, prop, run) {
+  const found = await api(`/api/v1/twins/${enc(twin.id)}/forecasts`, { params: { property: prop, values: true, limit: 20 } });
+  const own = found.find((f) => f.run_id === run.id && (f.values || []).length) || null;
+  const banded = own && (forecastBand(own.values) ? own : found.find((f) => f.issued_at === own.issued_at
+    && f.values?.length === own.values.length && forecastBand(f.values)));
+  return own && { ...own, band: banded ? { ...forecastBand(banded.values), members: banded.values[0]?.members?.length || null } : null };
+}
+
+/** A run's forecast as a series after ``lastX``: the twin's latest finished run of the workflow (its own runs
+ * only: a what-if runs on a fork, so it never stands in for the official forecast), or ``run``. A JSON list
+ * of numbers is drawn as it is; otherwise (an ensemble keeps a netCDF file) the forecast the run recorded,
+ * at its valid times, with its band. */
+async function forecastSeries(twin, spec, lastX, run = null, prop = null) {
   if (!run) {
     const runs = await api("/api/v1/runs", { params: { twin: twin.id, status: "finished", limit: 50 } });
     run = runs.items.find((r) => r.workflow === spec.workflow && r.assets.length);
   }
   if (!run || !run.assets.length) return null;
-  const asset = run.assets.find((a) => a.name === spec.output) || run.assets.find((a) => (a.type || "").includes("json")) || run.assets[0];
-  const response = await api(`/api/v1/runs/${enc(run.id)}/results/${enc(asset.name)}`, { raw: true });
-  const values = await response.json();
-  if (!Array.isArray(values) || !values.every((v) => typeof v === "number" || v === null)) return null;
+  const asset = run.assets.find((a) => a.name === spec.output) || run.assets.find((a) => (a.type || "").includes("json"));
+  let values = null;
+  if (asset) {
+    const response = await api(`/api/v1/runs/${enc(run.id)}/results/${enc(asset.name)}`, { raw: true });
+    values = await response.json().catch(() => null);
+  }
   const step = durationSeconds(spec.step);
-  return { run, x: Float64Array.from(values, (_, i) => lastX + (i + 1) * step), y: values };
+  const recorded = prop ? await recordedForecast(twin, prop, run).catch(() => null) : null;
+  const drawn = (x, y) => {
+    const band = recorded?.band && recorded.values.length === y.length ? recorded.band : null;
+    return { run, x, y, members: recorded?.values[0]?.members?.length || null,
+      band: band && { label: band.label, members: band.members, lower: { x, y: band.lower }, upper: { x, y: band.upper } } };
+  };
+  if (Array.isArray(values) && values.length && values.every((v) => typeof v === "number" || v === null)) {
+    return drawn(Float64Array.from(values, (_, i) => lastX + (i + 1) * step), values);
+  }
+  if (!recorded) return null;
+  return drawn(seconds(recorded.values, "valid_time"), recorded.values.map((v) => v.value));
 }
 
 async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
@@ -56,10 +91,13 @@ async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
   }
   let note = "";
   if (panel.forecast && series[0] && series[0].x.length) {
-    const f = await forecastSeries(twin, panel.forecast, series[0].x[series[0].x.length - 1]).catch(() => null);
+    const f = await forecastSeries(twin, panel.forecast, series[0].x[series[0].x.length - 1], null, panel.properties[0]).catch(() => null);
     if (f) {
-      series.push({ label: panel.forecast.label || `forecast (${f.run.id})`, x: f.x, y: f.y, dash: [6, 3] });
-      note = `; forecast of run ${f.run.id}: ${f.y.length} steps, peak ${show(Math.max(...f.y.filter(Number.isFinite)))}`;
+      const label = panel.forecast.label || `forecast (${f.run.id})`;
+      series.push({ label: f.members ? `${label}, mean of ${f.members} members` : label, x: f.x, y: f.y, dash: [6, 3] });
+      if (f.band && !band) band = f.band;
+      note = `; forecast of run ${f.run.id}: ${f.y.length} steps${f.members ? `, ensemble of ${f.members} members` : ""}, peak ${show(Math.max(...f.y.filter(Number.isFinite)))}`
+        + (f.band && band === f.band ? `, band ${f.band.label}${f.band.members && !f.members ? ` of ${f.band.members} members` : ""}` : "");
     } else {
       note = "; no finished forecast run yet";
     }
@@ -72,7 +110,7 @@ async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
     const official = { count: series.length, note };
     whatIfs.push(async (run, fork) => {  // a what-if's forecast beside the official one, never in its place
       if (run.workflow !== panel.forecast.workflow) return;
-      const f = await forecastSeries(twin, panel.forecast, series[0].x[series[0].x.length - 1], run);
+      const f = await forecastSeries(twin, panel.forecast, series[0].x[series[0].x.length - 1], run, panel.properties[0]);
       if (!f) return;
       series.splice(official.count, Infinity, { label: `what-if forecast (${fork})`, x: f.x, y: f.y, dash: [2, 3] });
       note = `${official.note}; what-if forecast of run ${run.id} on ${fork}: ${f.y.length} steps, peak ${show(Math.max(...f.y.filter(Number.isFinite)))}`;
@@ -149,13 +187,27 @@ async function modelPanel(panel, twin) {
   return { el, after, destroy: () => fig.slot.plotted && fig.slot.plotted.destroy() };
 }
 
+/** What the view answers, first and in words (rendered by the engine: the same sentence the SDK and CLI show),
+ * then how far to trust it: stale data, the forecasts' verified skill, the model and its gate decision. */
+function summaryCard(answered) {
+  if (answered.error) return h("section", { class: "card view-summary", "aria-label": "Summary" }, h("p", { class: "alert", role: "alert" }, `No summary: ${answered.error}`));
+  const trust = [answered.skill?.text, answered.model?.text].filter(Boolean);
+  if (!answered.summary_text && !answered.stale_text && !trust.length) return null;
+  return h("section", { class: "card view-summary", "aria-label": "Summary" },
+    answered.summary_text ? h("p", { class: "summary-text" }, answered.summary_text) : null,
+    answered.stale_text ? h("p", { class: "alert stale-text", role: "status" }, answered.stale_text) : null,
+    trust.length ? h("p", { class: "trust-text muted" }, trust.join(" ")) : null);
+}
+
 export async function render(root, ctx) {
   const [ref, name] = ctx.params;
   const { twin, manifest } = await loadTwin(ref);
   const view = (manifest.views || {})[name];
   if (!view) throw Object.assign(new Error(`the app of ${twin.name} declares no view ${name}`), { status: 404 });
-  const state = await api(`/api/v1/twins/${enc(twin.id)}/state`);
-  append(root, [...twinHeader(twin, manifest, `view:${name}`), view.description ? h("p", {}, view.description) : null]);
+  const [state, answered] = await Promise.all([api(`/api/v1/twins/${enc(twin.id)}/state`),
+    api(`/api/v1/twins/${enc(twin.id)}/views/${enc(name)}`).catch((err) => ({ error: err.message }))]);
+  const [title, ...rest] = twinHeader(twin, manifest, `view:${name}`);
+  append(root, [title, summaryCard(answered), ...rest, view.description ? h("p", {}, view.description) : null]);
   const grid = h("div", { class: "grid" });
   root.append(grid);
   const destroyers = [];
