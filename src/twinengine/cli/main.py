@@ -29,8 +29,8 @@ SUBCOMMANDS = {
                     "changed parameters, latest forecasts."),
     "demo": Lazy(_CLI + "demo", "demo", "Publish river-reach, create a twin, simulate its gauges, time-travel, "
                  "fork a what-if, plot it."),
-    "run": Lazy(_CLI + "workflows", "run", "Run a workflow of a twin's app (async; --wait follows it with a "
-                "progress bar)."),
+    "run": Lazy(_CLI + "workflows", "run", "Run a workflow of a twin's app (async; --wait follows it; --what-if "
+                "runs it on a fork of the twin)."),
     "train": Lazy(_CLI + "ml", "train", "Train a twin's model (queued in the engine); the gate decides whether "
                   "the new version becomes champion."),
     "tune": Lazy(_CLI + "ml", "tune", "Search hyper-parameters with Optuna, then train and register the best "
@@ -84,10 +84,14 @@ class _ErrorsAsMessages(LazyGroup):
         try:
             return super().invoke(ctx)
         except TwinEngineError as exc:
-            err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False, soft_wrap=True)
+            from rich.markup import escape  # a location such as head[ow3] is not markup
+
+            err_console.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}", highlight=False,
+                              soft_wrap=True)
             for detail in exc.details:
                 if "loc" in detail:
-                    err_console.print(f"  {detail['loc']}: {detail.get('msg', '')}", highlight=False, soft_wrap=True)
+                    err_console.print(escape(f"  {detail['loc']}: {detail.get('msg', '')}"), highlight=False,
+                                      soft_wrap=True)
             raise typer.Exit(1) from None
 
 

@@ -45,8 +45,9 @@ def run(
     name: str | None = typer.Option(None, "--name", help="Name of the what-if's fork (default: TWIN-what-if, "
                                                          "numbered when taken); needs --what-if."),
 ) -> None:
-    """Run a workflow of a twin's app (async; --wait follows it with a progress bar); with --what-if, on a new
-    fork of the twin, so its official state is untouched."""
+    """Run a workflow of a twin's app (async; --wait follows it; --what-if runs it on a fork of the twin).
+
+    With --what-if the run gets a new fork of the twin, so the twin's official state is untouched."""
     out = state_of(ctx)
     if name is not None and not what_if:
         raise typer.BadParameter("--name names a what-if's fork: add --what-if", param_hint="--name")
