@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from twinengine.quality.expr import Comparison
+from twinengine.quality.expr import Expression
 
 __all__ = ["FlatState", "GapState", "SpikeState", "consistency", "flatline", "flatline_segments", "gap",
            "gap_segments", "late", "range_", "spike", "spike_segments"]
@@ -352,6 +352,6 @@ def late(times: Ints, arrival_us: int, max_delay_us: int) -> Mask:
     return arrival_us - times > max_delay_us
 
 
-def consistency(comparison: Comparison, columns: dict[str, Floats], size: int) -> Mask:
-    """Records where the comparison chain does not hold."""
-    return comparison.fails(columns, size)
+def consistency(expression: Expression, columns: dict[str, Floats], size: int) -> Mask:
+    """Records where the condition is known (no field it reads is null) and does not hold."""
+    return expression.false_where(columns, size)

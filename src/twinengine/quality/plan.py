@@ -1,7 +1,8 @@
 """A stream's declared checks compiled into one pass over an Arrow batch: every record gets a flag
 (``_quality``: 0 good, 1 suspect, 2 bad) and the names of the checks it failed (``_checks``, comma
 separated; null when good). State carried between batches is kept per source (the stream's ``key``), so
-two stations interleaved in one stream never judge each other's readings.
+two stations interleaved in one stream never judge each other's readings; so is the previous record that
+expressions read as ``prev.<field>``, and a check's ``when`` drops its failures where the condition is false.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ QUALITY = "_quality"
 CHECKS = "_checks"
 _US = 1_000_000
 _SEVERITY = {"suspect": 1, "bad": 2}
+_PREVIOUS = -1  # a source's carried state: the previous record's fields that expressions read (checks are 0, 1, ...)
 _NAMES = pa.array([f.value for f in FLAGS], type=pa.string())
 
 
@@ -85,7 +87,11 @@ class QualityPlan:
         self.key = key
         self.signature = hashlib.sha256(repr((list(checks_), time_field, key)).encode()).hexdigest()[:16]
         self.fields = sorted({f for c in self.checks for f in c.fields})
-        self.stateful = any(isinstance(c, SpikeCheck | FlatlineCheck | GapCheck) for c in self.checks)
+        # fields read from the previous record of a source (``prev.<field>``), and each check's ``when``
+        self._previous_fields = sorted({f for c in self.checks for e in c.expressions for f in e.previous})
+        self._conditions = {i: e for i, c in enumerate(self.checks) if (e := getattr(c, "condition", None))}
+        self.stateful = (any(isinstance(c, SpikeCheck | FlatlineCheck | GapCheck) for c in self.checks)
+                         or bool(self._previous_fields))
         # checks without memory judge the whole batch at once; the others each source apart
         self._memoryless = [i for i, c in enumerate(self.checks) if not _remembers(c)]
         self._remembering = [i for i, c in enumerate(self.checks) if _remembers(c)]
@@ -113,18 +119,63 @@ class QualityPlan:
         if n and self.checks:
             times = _times(table.column(self.time_field))
             columns = {name: _floats(table.column(name)) for name in self.fields}
+            groups = self._groups(table) if self._previous_fields or self._remembering else None
+            if groups is not None and self._previous_fields:
+                columns.update(self._previous(groups, columns, n, state))
             for i in self._memoryless:
                 self._judge(i, times, columns, arrival_us, {}, None, hits)
-            if self._remembering:
-                self._remember(table, times, columns, arrival_us, state, hits)
+            if groups is not None and self._remembering:
+                self._remember(groups, times, columns, arrival_us, state, hits)
+            if self._conditions:
+                hits = self._unsuspended(hits, columns)
         return _flagged(hits, n)
 
-    def _remember(self, table: pa.Table, times: checks.Ints, columns: dict[str, checks.Floats], arrival_us: int,
+    def _previous(self, groups: _Groups, columns: dict[str, checks.Floats], n: int,
+                  state: CarriedState) -> dict[str, checks.Floats]:
+        """The previous record's fields (``prev.<field>``) of each row: the row before it of its source, or
+        the last one of its source carried from the batch before; null for a source's first record ever and
+        for rows of no source. Each source carries its last record's fields to the next batch."""
+        out = {f"prev.{name}": np.full(n, np.nan) for name in self._previous_fields}
+        if not groups.sources:
+            return out
+        pers = [state.per_source.setdefault(source, {}) for source in groups.sources]
+        width = len(self._previous_fields)
+        carried = np.array([per.get(_PREVIOUS) or (np.nan,) * width for per in pers], dtype=np.float64)
+        rows = np.arange(n) if groups.rows is None else groups.rows
+        bounds = np.array([0, n]) if groups.bounds is None else groups.bounds
+        filled = np.flatnonzero(bounds[1:] > bounds[:-1])
+        starts, lasts = bounds[filled], bounds[filled + 1] - 1
+        last = np.empty((filled.size, width))
+        for j, name in enumerate(self._previous_fields):
+            ordered = columns[name][rows]  # each source's rows together, in batch order
+            shifted = np.empty_like(ordered)
+            shifted[1:] = ordered[:-1]
+            shifted[starts] = carried[filled, j]
+            out[f"prev.{name}"][rows] = shifted
+            last[:, j] = ordered[lasts]
+        for k, s in enumerate(filled.tolist()):
+            pers[s][_PREVIOUS] = tuple(last[k].tolist())
+        return out
+
+    def _unsuspended(self, hits: list[_Hit], columns: dict[str, checks.Floats]) -> list[_Hit]:
+        """The failures left where each check's ``when`` is not known to be false (read at the failing rows
+        only: they are few)."""
+        kept: list[_Hit] = []
+        for rank, label, severity, rows in hits:
+            condition = self._conditions.get(rank[0])
+            if condition is not None:
+                at = {name: columns[name][rows] for name in condition.columns}
+                rows = rows[~condition.false_where(at, rows.size)]
+                if not rows.size:
+                    continue
+            kept.append((rank, label, severity, rows))
+        return kept
+
+    def _remember(self, groups: _Groups, times: checks.Ints, columns: dict[str, checks.Floats], arrival_us: int,
                   state: CarriedState, hits: list[_Hit]) -> None:
         """Run the remembering checks, each source against its own carried state. Several sources are
         sorted by source once, and each check judges them all in one pass over the segments (a pass per
         source where it cannot, or when ``segmented`` is off)."""
-        groups = self._groups(table)
         pers = [state.per_source.setdefault(source, {}) for source in groups.sources]
         if groups.rows is None or groups.bounds is None:
             for per in pers:

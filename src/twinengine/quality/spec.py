@@ -14,8 +14,9 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from twinengine.quality.expr import Comparison, parse_expr
+from twinengine.quality.expr import MAX_EXPR_CHARS, Expression, parse_expr
 
 __all__ = [
     "CHECK_KINDS",
@@ -96,11 +97,57 @@ class _Check(BaseModel):
     @property
     def fields(self) -> list[str]:
         """Stream fields the check reads (checked against the declaration by the catalogue)."""
+        return list(dict.fromkeys(field for _part, field, _position in self.reads()))
+
+    @property
+    def expressions(self) -> list[Expression]:
+        """The conditions the check evaluates (its ``expr``, its ``when``)."""
+        return []
+
+    def reads(self) -> list[tuple[str, str, int | None]]:
+        """Each field read: the parameter naming it, the field, and its position in an expression."""
         field = getattr(self, "field", None)
-        return [field] if field else []
+        return [("field", field, None)] if field else []
 
 
-class RangeCheck(_Check):
+def _expression(value: str | None) -> str | None:
+    """An expression that parses (the error says what is wrong and where)."""
+    if value is not None:
+        parse_expr(value)
+    return value
+
+
+_Expr = Annotated[str, Field(min_length=1, max_length=MAX_EXPR_CHARS)]
+
+
+class _Flagging(_Check):
+    """A check that flags records, which ``when`` can suspend: where the condition is known to be false
+    (e.g. ``rate == prev.rate`` after a pump-rate change), the check flags nothing."""
+
+    when: _Expr | None = Field(
+        default=None, description="Condition under which the check judges a record, over its fields and "
+                                  "the previous record's of the same source (prev.<field>); a record where it "
+                                  "is false is not flagged by this check (see docs/quality.md).")
+
+    _when = field_validator("when")(_expression)
+
+    @property
+    def condition(self) -> Expression | None:
+        """``when`` parsed (None: the check always judges)."""
+        return None if self.when is None else parse_expr(self.when)
+
+    @property
+    def expressions(self) -> list[Expression]:
+        return [] if self.condition is None else [self.condition]
+
+    def reads(self) -> list[tuple[str, str, int | None]]:
+        condition = self.condition
+        whens: list[tuple[str, str, int | None]] = [] if condition is None else [
+            ("when", r.field, r.position) for r in condition.references]
+        return [*super().reads(), *whens]
+
+
+class RangeCheck(_Flagging):
     """Values outside [min, max] are physically implausible."""
 
     check: Literal["range"]
@@ -124,7 +171,7 @@ class RangeCheck(_Check):
         return self
 
 
-class SpikeCheck(_Check):
+class SpikeCheck(_Flagging):
     """A change from the previous value larger than ``max_change`` per record, or per ``per`` of event
     time. The return from a one-record spike is not flagged again."""
 
@@ -140,7 +187,7 @@ class SpikeCheck(_Check):
         return _positive(value) if isinstance(value, timedelta) else value
 
 
-class FlatlineCheck(_Check):
+class FlatlineCheck(_Flagging):
     """A stuck sensor: the same value (within ``tolerance``) for ``records`` readings in a row, or for at
     least ``duration`` of event time. Flags from the N-th identical reading on."""
 
@@ -163,7 +210,7 @@ class FlatlineCheck(_Check):
         return self
 
 
-class GapCheck(_Check):
+class GapCheck(_Flagging):
     """The expected cadence: a record whose event time follows the previous one (same key) by more than
     ``every + tolerance`` is flagged ``gap``; one that arrives more than ``max_delay`` after its event time
     is flagged ``late``."""
@@ -202,27 +249,28 @@ class CompletenessCheck(_Check):
         return None if value is None else _positive(value)
 
 
-class ConsistencyCheck(_Check):
-    """A comparison between fields and numbers that must hold, e.g. ``low <= high`` or ``0 <= rain < 500``
-    (a small grammar, never ``eval``)."""
+class ConsistencyCheck(_Flagging):
+    """A condition over the record's fields and the previous record's that must hold, e.g. ``low <= high``,
+    ``0 <= rain < 500`` or ``abs(head - prev.head) < 0.5 or rate != prev.rate`` (a small grammar, never
+    ``eval``)."""
 
     check: Literal["consistency"]
-    expr: str = Field(min_length=1, max_length=200)
+    expr: _Expr
     severity: Severity = "bad"
 
-    @field_validator("expr")
-    @classmethod
-    def _parses(cls, value: str) -> str:
-        parse_expr(value)
-        return value
+    _expr = field_validator("expr")(_expression)
 
     @property
-    def comparison(self) -> Comparison:
+    def comparison(self) -> Expression:
+        """``expr`` parsed."""
         return parse_expr(self.expr)
 
     @property
-    def fields(self) -> list[str]:
-        return self.comparison.fields
+    def expressions(self) -> list[Expression]:
+        return [self.comparison, *super().expressions]
+
+    def reads(self) -> list[tuple[str, str, int | None]]:
+        return [("expr", r.field, r.position) for r in self.comparison.references] + super().reads()
 
 
 Check = Annotated[RangeCheck | SpikeCheck | FlatlineCheck | GapCheck | CompletenessCheck | ConsistencyCheck,
@@ -236,6 +284,8 @@ class StateGapCheck(GapCheck):
     """A state property's expected cadence: a value reported more than ``every + tolerance`` after the newest
     one before it is flagged ``gap:<property>`` (one that arrives more than ``max_delay`` after its timestamp,
     ``late:<property>``), and a read says the property is stale once that long has passed without a report."""
+
+    when: SkipJsonSchema[None] = Field(default=None, exclude=True)  # a state property's checks take no condition
 
     @field_validator("every", "tolerance", "max_delay")
     @classmethod
@@ -264,6 +314,9 @@ def _own_value(item: Any) -> Any:
     checks (completeness, consistency) do not apply to state."""
     if isinstance(item, dict):
         kind = item.get("check")
+        if item.get("when") is not None:
+            raise ValueError("'when' is for checks of stream records; a state property's check judges every "
+                             "value reported to it")
         if kind == "gap":
             if "field" in item:
                 raise ValueError("a gap check of a state property judges when that property is reported: "
