@@ -253,7 +253,8 @@ class Settings(BaseSettings):
                                                             "embedded: sqlite:///<data_dir>/mlflow.db.")
     ml_workers: int = Field(default=1, ge=1, le=64, description="Training runs at once in this process.")
     ml_warm_models: int = Field(default=8, ge=1, le=1024, description="Model versions whose files are kept in "
-                                "memory for the workers that serve them (least recently used out first).")
+                                "memory for the workers that serve them, and that one serving worker keeps "
+                                "built (least recently used out first).")
     training_timeout: timedelta = Field(default=timedelta(hours=6), description="Time limit of one training run "
                                         "(tuning included) in its app worker; then the worker is stopped and "
                                         "the run fails.")
