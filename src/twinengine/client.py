@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import quote
 
 import httpx2 as httpx
 from pydantic import BaseModel, TypeAdapter
@@ -23,13 +22,15 @@ from twinengine.auth.schemas import AuditPage, IdentityDeleted, IdentityRead, Me
 from twinengine.catalog.archive import pack, unpack
 from twinengine.catalog.schemas import AppPage, AppRead, AppVersionRead, PublishResult, WorkflowDefinition
 from twinengine.client_types import History, State, Twin, TwinList
-from twinengine.errors import EngineUnavailable, TwinEngineError, error_from_payload
+from twinengine.errors import TwinEngineError
 from twinengine.timeutil import TimeLike, as_instant, iso_instant
+from twinengine.transport import Transport, segment
 from twinengine.twins.batch_schemas import StateBatchItem, StateBatchResult
 from twinengine.twins.fleet_schemas import FleetAggregate, FleetPage
 from twinengine.twins.relationship_schemas import LinkPage, LinkRead, RelatedPage
 from twinengine.twins.schemas import (
     GrantRead,
+    PropertyRead,
     PropertyWrite,
     RevisionPage,
     RevisionRead,
@@ -47,10 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="")
 
 
 def _writes(values: Mapping[str, Any] | None, timestamp: TimeLike | None) -> dict[str, dict[str, Any]]:
@@ -72,12 +69,10 @@ class Client:
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None, *, timeout: float = 30.0,
                  http: httpx.Client | None = None) -> None:
-        self.url = url.rstrip("/")
-        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
-        self._owns_http = http is None
-        # An existing client (e.g. a test client bound to an in-process app) may be shared by several SDK
-        # clients with different tokens, so the token travels per request, not on the shared client.
-        self._http = http if http is not None else httpx.Client(base_url=self.url, timeout=timeout)
+        self._transport = Transport(url, token, timeout=timeout, http=http)
+        self.url = self._transport.url
+        self._auth = self._transport.auth
+        self._http = self._transport.http
 
     def __enter__(self) -> Client:
         return self
@@ -90,82 +85,63 @@ class Client:
         """Runs of workflows, their logs, provenance and results, and triggers."""
         from twinengine.workflows.client import WorkflowsClient
 
-        return WorkflowsClient(self)
+        return WorkflowsClient(self._transport)
 
     def close(self) -> None:
         """Close the HTTP connections (only when this client opened them; a passed-in ``httpx.Client`` stays open)."""
-        if self._owns_http:
-            self._http.close()
+        self._transport.close()
 
     @property
     def ensembles(self) -> EnsemblesClient:
         """Ensembles of workflows (members, statistics), scenarios of forks, and comparisons."""
         from twinengine.quality.client import EnsemblesClient
 
-        return EnsemblesClient(self)
+        return EnsemblesClient(self._transport)
 
     @property
     def edr(self) -> EDRClient:
         """OGC API EDR queries on the engine's gridded collections (``client.edr.position(...)``)."""
-        return EDRClient(self)
+        return EDRClient(self._transport)
 
     @property
     def streams(self) -> StreamsClient:
         """Streams of twins: append, read, follow, MQTT bindings, functions, retraining buffers."""
         from twinengine.streams.sdk import StreamsClient
 
-        return StreamsClient(self)
+        return StreamsClient(self._transport)
 
     @property
     def ml(self) -> MLClient:
         """Models of twins: training runs, versions and gate decisions, trail, retraining policy, predict."""
         from twinengine.ml.client import MLClient
 
-        return MLClient(self)
+        return MLClient(self._transport)
 
     @property
     def verification(self) -> VerificationClient:
         """Forecasts twins issued and their skill scores per lead time against what was observed."""
         from twinengine.twins.forecasts_sdk import VerificationClient
 
-        return VerificationClient(self)
+        return VerificationClient(self._transport)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
                  **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, headers={**self._auth, **(headers or {})}, **kwargs)
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(f"cannot reach the engine at {self.url}: {exc}") from exc
-        if response.status_code >= 400:
-            try:
-                payload: Any = response.json()
-            except ValueError:
-                payload = response.text
-            raise error_from_payload(response.status_code, payload)
-        return response
-
-    def _raise_for(self, response: httpx.Response) -> None:
-        try:
-            payload: Any = response.json()
-        except ValueError:
-            payload = response.text
-        raise error_from_payload(response.status_code, payload)
+        return self._transport.request(method, path, headers=headers, **kwargs)
 
     @property
     def lake(self) -> LakeClient:
         """The data lake: endpoints, uploads and downloads, rules, verify, STAC import."""
         from twinengine.lake.client import LakeClient
 
-        return LakeClient(self)
+        return LakeClient(self._transport)
 
     def _get(self, model: type[M], path: str, **params: Any) -> M:
-        query = {k: v for k, v in params.items() if v is not None}
-        return model.model_validate(self._request("GET", path, params=query).json())
+        return self._transport.get(model, path, **params)
 
     def _send(self, model: type[M], method: str, path: str, body: Any) -> M:
-        return model.model_validate(self._request(method, path, json=body).json())
+        return self._transport.send(model, method, path, body)
 
     # -- engine and identity ----------------------------------------------------------------------
 
@@ -197,16 +173,16 @@ class Client:
     def set_identity_disabled(self, name: str, disabled: bool = True) -> IdentityRead:
         """Disable an identity (admins): its tokens and portal sessions stop working at once; ``False``
         enables it again."""
-        return IdentityRead.model_validate(self._request("PATCH", f"/api/v1/identities/{_seg(name)}",
+        return IdentityRead.model_validate(self._request("PATCH", f"/api/v1/identities/{segment(name)}",
                                                          json={"disabled": disabled}).json())
 
     def delete_identity(self, name: str) -> IdentityDeleted:
         """Delete an identity with its tokens, sessions and grants (admins); 409 while it owns twins."""
-        return IdentityDeleted.model_validate(self._request("DELETE", f"/api/v1/identities/{_seg(name)}").json())
+        return IdentityDeleted.model_validate(self._request("DELETE", f"/api/v1/identities/{segment(name)}").json())
 
     def revoke_token(self, jti: str) -> TokenRead:
         """Revoke a token by its id (``jti``, admins); it stops working at once on this server."""
-        return TokenRead.model_validate(self._request("DELETE", f"/api/v1/tokens/{_seg(jti)}").json())
+        return TokenRead.model_validate(self._request("DELETE", f"/api/v1/tokens/{segment(jti)}").json())
 
     def audit(self, *, actor: str | None = None, action: str | None = None, outcome: str | None = None,
               since: TimeLike | None = None, until: TimeLike | None = None, limit: int = 100,
@@ -241,15 +217,15 @@ class Client:
 
     def get_app(self, name: str) -> AppRead:
         """An app of the catalogue with its versions."""
-        return self._get(AppRead, f"/api/v1/apps/{_seg(name)}")
+        return self._get(AppRead, f"/api/v1/apps/{segment(name)}")
 
     def get_app_version(self, name: str, version: str = "latest") -> AppVersionRead:
         """One version of an app (``latest`` by default): its manifest, checksum and when it was published."""
-        return self._get(AppVersionRead, f"/api/v1/apps/{_seg(name)}/versions/{_seg(version)}")
+        return self._get(AppVersionRead, f"/api/v1/apps/{segment(name)}/versions/{segment(version)}")
 
     def app_workflows(self, name: str, version: str = "latest") -> list[WorkflowDefinition]:
         """The version's workflows with their process graphs and parameters (what a run form asks for)."""
-        data = self._request("GET", f"/api/v1/apps/{_seg(name)}/versions/{_seg(version)}/workflows").json()
+        data = self._request("GET", f"/api/v1/apps/{segment(name)}/versions/{segment(version)}/workflows").json()
         return TypeAdapter(list[WorkflowDefinition]).validate_python(data)
 
     def manifest_schema(self) -> dict[str, Any]:
@@ -260,7 +236,7 @@ class Client:
     def pull_app(self, ref: str, dest: Path | str | None = None) -> bytes:
         """Download ``name@version`` (checking its sha-256); unpack it into ``dest`` if given."""
         name, _, version = ref.partition("@")
-        response = self._request("GET", f"/api/v1/apps/{_seg(name)}/versions/{_seg(version or 'latest')}/archive")
+        response = self._request("GET", f"/api/v1/apps/{segment(name)}/versions/{segment(version or 'latest')}/archive")
         data = response.content
         expected = response.headers.get("Repr-Digest", "")
         actual = "sha-256=:" + base64.b64encode(hashlib.sha256(data).digest()).decode() + ":"
@@ -293,11 +269,11 @@ class Client:
 
     def get_twin(self, twin: str) -> Twin:
         """A twin (by name or id): its app version, parameters, tags, location and head revision."""
-        return self._get(Twin, f"/api/v1/twins/{_seg(twin)}")
+        return self._get(Twin, f"/api/v1/twins/{segment(twin)}")
 
     def delete_twin(self, twin: str) -> None:
         """Delete a twin you may manage, with its whole state log; its forks keep their copies."""
-        self._request("DELETE", f"/api/v1/twins/{_seg(twin)}")
+        self._request("DELETE", f"/api/v1/twins/{segment(twin)}")
 
     def fork_twin(self, twin: str, name: str, *, at_revision: int | None = None,
                   parameters: Mapping[str, Any] | None = None, description: str | None = None) -> Twin:
@@ -305,22 +281,22 @@ class Client:
         other parameters: a what-if branch."""
         body: dict[str, Any] = {"name": name, "at_revision": at_revision, "description": description,
                                 "parameters": dict(parameters) if parameters is not None else None}
-        return self._send(Twin, "POST", f"/api/v1/twins/{_seg(twin)}/fork",
+        return self._send(Twin, "POST", f"/api/v1/twins/{segment(twin)}/fork",
                           {k: v for k, v in body.items() if v is not None})
 
     def grants(self, twin: str) -> list[GrantRead]:
         """Who besides the owner may read or operate ``twin``."""
-        data = self._request("GET", f"/api/v1/twins/{_seg(twin)}/grants").json()
+        data = self._request("GET", f"/api/v1/twins/{segment(twin)}/grants").json()
         return TypeAdapter(list[GrantRead]).validate_python(data)
 
     def grant(self, twin: str, identity: str, permission: Literal["read", "operate"]) -> GrantRead:
         """Let ``identity`` read or operate ``twin`` (the owner and admins may grant)."""
-        return self._send(GrantRead, "PUT", f"/api/v1/twins/{_seg(twin)}/grants/{_seg(identity)}",
+        return self._send(GrantRead, "PUT", f"/api/v1/twins/{segment(twin)}/grants/{segment(identity)}",
                           {"permission": permission})
 
     def revoke_grant(self, twin: str, identity: str) -> None:
         """Withdraw what ``identity`` was granted on ``twin``."""
-        self._request("DELETE", f"/api/v1/twins/{_seg(twin)}/grants/{_seg(identity)}")
+        self._request("DELETE", f"/api/v1/twins/{segment(twin)}/grants/{segment(identity)}")
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -332,7 +308,7 @@ class Client:
         body: dict[str, Any] = {"reported": _writes(reported, timestamp), "desired": _writes(desired, timestamp)}
         if message:
             body["message"] = message
-        return self._send(RevisionRead, "PATCH", f"/api/v1/twins/{_seg(twin)}/state", body)
+        return self._send(RevisionRead, "PATCH", f"/api/v1/twins/{segment(twin)}/state", body)
 
     def report(self, twin: str, *, timestamp: TimeLike | None = None, message: str | None = None,
                **values: Any) -> RevisionRead:
@@ -364,25 +340,32 @@ class Client:
         """The state at a revision or a valid time (default: now); ``.to_pandas()`` for a table.
         ``quality=["good"]``: each property's newest value with one of these flags. Properties with a gap
         check say whether they are ``stale`` (``State.stale`` lists them)."""
-        return self._get(State, f"/api/v1/twins/{_seg(twin)}/state", revision=revision,
+        return self._get(State, f"/api/v1/twins/{segment(twin)}/state", revision=revision,
                          at=iso_instant(at, "at"), quality=list(quality) if quality else None)
+
+    def get_property(self, twin: str, prop: str, *, kind: Literal["reported", "desired"] = "reported",
+                     revision: int | None = None, at: TimeLike | None = None) -> PropertyRead:
+        """One property's value now, at a revision or a valid time: ``"head[ow3]"`` gives one key's value
+        (``.value``), ``"head"`` every key's (``.keys``, key → value)."""
+        return self._get(PropertyRead, f"/api/v1/twins/{segment(twin)}/properties/{segment(prop)}", kind=kind,
+                         revision=revision, at=iso_instant(at, "at"))
 
     def revisions(self, twin: str, *, limit: int = 50, offset: int = 0,
                   order: Literal["desc", "asc"] = "desc") -> RevisionPage:
         """A page of a twin's revisions, newest first unless ``order='asc'``."""
-        return self._get(RevisionPage, f"/api/v1/twins/{_seg(twin)}/revisions", limit=limit, offset=offset,
+        return self._get(RevisionPage, f"/api/v1/twins/{segment(twin)}/revisions", limit=limit, offset=offset,
                          order=order)
 
     def get_revision(self, twin: str, revision: int) -> RevisionRead:
         """One revision of a twin's state: the values written, by whom, when and why."""
-        return self._get(RevisionRead, f"/api/v1/twins/{_seg(twin)}/revisions/{revision}")
+        return self._get(RevisionRead, f"/api/v1/twins/{segment(twin)}/revisions/{revision}")
 
     def history(self, twin: str, prop: str, *, kind: Literal["reported", "desired"] = "reported",
                 since: TimeLike | None = None, until: TimeLike | None = None, limit: int = 1000,
                 order: Literal["asc", "desc"] = "asc", quality: Sequence[str] | None = None) -> History:
         """One property's values over time (``quality=["good"]``: only values with these flags);
         ``.to_pandas()`` for a Series indexed by timestamp."""
-        return self._get(History, f"/api/v1/twins/{_seg(twin)}/properties/{_seg(prop)}/history", kind=kind,
+        return self._get(History, f"/api/v1/twins/{segment(twin)}/properties/{segment(prop)}/history", kind=kind,
                          since=iso_instant(since, "since"), until=iso_instant(until, "until"),
                          limit=limit, order=order, quality=list(quality) if quality else None)
 
@@ -390,7 +373,7 @@ class Client:
         """What changed between two revisions (``to_revision`` defaults to the head): added, removed and changed
         properties."""
         params = {"from": from_revision, "to": to_revision}
-        return self._get(StateDiff, f"/api/v1/twins/{_seg(twin)}/diff", **params)
+        return self._get(StateDiff, f"/api/v1/twins/{segment(twin)}/diff", **params)
 
     # -- relationships ----------------------------------------------------------------------------
 
@@ -399,24 +382,24 @@ class Client:
         body: dict[str, Any] = {"type": type, "target": target}
         if at is not None:
             body["at"] = iso_instant(at, "at")
-        return self._send(LinkRead, "POST", f"/api/v1/twins/{_seg(source)}/links", body)
+        return self._send(LinkRead, "POST", f"/api/v1/twins/{segment(source)}/links", body)
 
     def unlink(self, source: str, type: str, target: str, *, at: TimeLike | None = None) -> LinkRead:
         """Close the link (it stays readable as of earlier times)."""
         params = {"at": iso_instant(at, "at")} if at is not None else None
-        path = f"/api/v1/twins/{_seg(source)}/links/{_seg(type)}/{_seg(target)}"
+        path = f"/api/v1/twins/{segment(source)}/links/{segment(type)}/{segment(target)}"
         return LinkRead.model_validate(self._request("DELETE", path, params=params).json())
 
     def links(self, twin: str, *, type: str | None = None, direction: Literal["out", "in", "both"] = "out",
               at: TimeLike | None = None, history: bool = False, limit: int = 1000) -> LinkPage:
         """The twin's links now (or at ``at``), or every link it ever had with ``history``."""
-        return self._get(LinkPage, f"/api/v1/twins/{_seg(twin)}/links", type=type, direction=direction,
+        return self._get(LinkPage, f"/api/v1/twins/{segment(twin)}/links", type=type, direction=direction,
                          at=iso_instant(at, "at"), history=history or None, limit=limit)
 
     def related(self, twin: str, *, type: str | None = None, direction: Literal["out", "in", "both"] = "out",
                 depth: int = 1, at: TimeLike | None = None, state: bool = False, limit: int = 1000) -> RelatedPage:
         """Twins within ``depth`` hops along links (e.g. downstream), as of ``at``, with their state if asked."""
-        return self._get(RelatedPage, f"/api/v1/twins/{_seg(twin)}/related", type=type, direction=direction,
+        return self._get(RelatedPage, f"/api/v1/twins/{segment(twin)}/related", type=type, direction=direction,
                          depth=depth, at=iso_instant(at, "at"), state=state or None, limit=limit)
 
     # -- fleets -----------------------------------------------------------------------------------
@@ -431,7 +414,7 @@ class Client:
             body["location"] = None
         elif location is not None:
             body["location"] = dict(location)
-        return self._send(Twin, "PATCH", f"/api/v1/twins/{_seg(twin)}", body)
+        return self._send(Twin, "PATCH", f"/api/v1/twins/{segment(twin)}", body)
 
     def list_fleet(self, *, app: str | None = None, tags: Sequence[str] = (), bbox: Sequence[float] | None = None,
                    state: Sequence[str] = (), parameters: Sequence[str] = (), stale: Sequence[str] = (),

@@ -11,6 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from sqlalchemy import select
 
 from helpers import MINIMAL_STATE, Engine, make_app
 from twinengine.daemons.streams_functions import EVENT_SCHEMA
@@ -18,6 +19,7 @@ from twinengine.ml.models import TrainingRun
 from twinengine.ml.registry import CHAMPION, registered_name
 from twinengine.streams import stream_key
 from twinengine.streams.service import EVENTS_STREAM
+from twinengine.twins.models import Twin
 
 GRAPH = ('{"process_graph": {"one": {"process_id": "add", "arguments": {"x": {"from_parameter": "level"}, '
          '"y": 2}, "result": true}}, "parameters": [{"name": "level", "schema": {"type": "number"}}]}')
@@ -200,3 +202,16 @@ def test_a_twin_named_as_a_deleted_one_lists_none_of_its_model_versions(world: d
     assert listed.json()[0]["versions"] == [] and listed.json()[0]["champion"] is None
     assert "tr-uma-trained" not in listed.text and mlrun not in listed.text
     assert xb1.get(f"/api/v1/twins/uma-reach/models/net/versions/{version}/quality").status_code == 404
+    # Nor is any of it served to the new twin: not as its champion, not by number, not as a worker's recipe.
+    with engine.runtime.db.session(readonly=True) as session:
+        new_twin = session.scalar(select(Twin).where(Twin.name == "uma-reach"))
+        assert new_twin is not None
+        session.expunge(new_twin)
+    ml = engine.runtime.ml
+    assert ml.own_alias(new_twin.id, name) is None
+    with pytest.raises(LookupError, match="no champion"):
+        ml.champion_of(new_twin, "net")
+    with pytest.raises(LookupError, match="no version"):
+        ml.champion_of(new_twin, "net", version)
+    with pytest.raises(LookupError, match="no version"):
+        ml.model_recipe(new_twin, "net", version)

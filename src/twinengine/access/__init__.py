@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["ChunkCache", "Coverage", "DataAccess", "Extraction", "Query", "ReadStats", "run_query", "to_covjson"]
 
 _WHERE = {"ChunkCache": "chunks", "ReadStats": "chunks", "Coverage": "extract", "Extraction": "extract",
-          "DataAccess": "service", "Query": "service", "run_query": "service", "to_covjson": "covjson"}
+          "DataAccess": "service", "Query": "query", "run_query": "service", "to_covjson": "covjson"}
 
 
 def __getattr__(name: str) -> Any:

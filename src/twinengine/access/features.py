@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from twinengine.access.query import LONGITUDE_LIMIT, TimeFilter, ZFilter, parse_datetime, parse_distance
-from twinengine.access.service import Query
+from twinengine.access.query import LONGITUDE_LIMIT, Query, TimeFilter, ZFilter, parse_datetime, parse_distance
 from twinengine.errors import InvalidParameterValue
 
 __all__ = ["FeatureRequest", "to_query"]

@@ -12,7 +12,7 @@ gridded collection and answer 400 naming the parameter.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import shapely
@@ -20,11 +20,9 @@ import xarray as xr
 
 from twinengine.access.extract import Coverage, Extraction, Planner, parameter_info
 from twinengine.access.geometry import haversine_km
+from twinengine.access.query import Query
 from twinengine.access.statistics import with_statistics
 from twinengine.errors import InvalidParameterValue, NotFound, ResponseTooLarge
-
-if TYPE_CHECKING:
-    from twinengine.access.service import Query
 
 __all__ = ["POINT_QUERIES", "Stations", "plan", "stations_of"]
 

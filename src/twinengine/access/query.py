@@ -1,5 +1,7 @@
 """EDR query parameters parsed into typed values: WKT geometries, datetime filters, z filters, bboxes,
-distances. Every failure names the parameter and says what was wrong and where."""
+distances. Every failure names the parameter and says what was wrong and where.
+
+``Query`` (the parsed query as a whole) lives here, below the service and the point planner that both take it."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from shapely.geometry.base import BaseGeometry
 
 from twinengine.errors import InvalidParameterValue
 
-__all__ = ["LONGITUDE_LIMIT", "TimeFilter", "ZFilter", "parse_bbox", "parse_datetime", "parse_distance", "parse_names",
-           "parse_wkt", "parse_z"]
+__all__ = ["LONGITUDE_LIMIT", "Query", "TimeFilter", "ZFilter", "parse_bbox", "parse_datetime", "parse_distance",
+           "parse_names", "parse_wkt", "parse_z"]
 
 # To kilometres; EDR's within-units / width-units take any of these.
 _DISTANCE_KM = {"km": 1.0, "m": 0.001, "mi": 1.609344, "miles": 1.609344, "nmi": 1.852, "ft": 0.0003048,
@@ -43,6 +45,24 @@ class ZFilter:
     lo: float | None = None
     hi: float | None = None
     text: str = ""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One EDR query, parsed: its type, geometry and the parameters every query type shares."""
+
+    kind: str
+    geometry: BaseGeometry | None = None
+    bbox: tuple[float, ...] | None = None
+    datetime: TimeFilter | None = None
+    z: ZFilter | None = None
+    parameters: list[str] | None = None
+    within_km: float | None = None
+    width_km: float | None = None
+    height: float | None = None
+    method: str = "nearest"
+    instance: str | None = None
+    location: str | None = None  # locations/{id}: the named station of a point collection
 
 
 def _instant(text: str, where: str) -> np.datetime64:

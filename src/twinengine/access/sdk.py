@@ -8,7 +8,7 @@ from urllib.parse import quote
 from twinengine.client_types import Coverage
 
 if TYPE_CHECKING:
-    from twinengine.client import Client
+    from twinengine.transport import Transport
 
 __all__ = ["EDRClient"]
 
@@ -19,12 +19,12 @@ class EDRClient:
     Data queries return CoverageJSON (or GeoJSON with ``f="GeoJSON"``) as a dict, a ``Coverage`` whose
     ``to_xarray()`` decodes it; ``netcdf`` returns bytes."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     def _get(self, path: str, **params: Any) -> Any:
         query = {k.replace("_", "-"): v for k, v in params.items() if v is not None}
-        return self._client._request("GET", f"/edr{path}", params=query)
+        return self._transport.request("GET", f"/edr{path}", params=query)
 
     def collections(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._get("/collections").json()["collections"]
@@ -82,6 +82,6 @@ class EDRClient:
 
     def features(self, collection_id: str, request: dict[str, Any]) -> Coverage:
         """A Polytope-style feature request (``{"feature": {"type": "timeseries", ...}}``)."""
-        response = self._client._request("POST", f"/edr/collections/{quote(collection_id, safe='')}/features",
-                                         json=request)
+        response = self._transport.request("POST", f"/edr/collections/{quote(collection_id, safe='')}/features",
+                                           json=request)
         return Coverage(response.json())

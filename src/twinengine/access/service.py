@@ -11,7 +11,6 @@ import json
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from twinengine.access import points, queries
 from twinengine.access.chunks import BlockReader, ChunkCache, reader_for
 from twinengine.access.extract import Extraction, Planner, instance_id
 from twinengine.access.grid import GridAxes
-from twinengine.access.query import TimeFilter, ZFilter
+from twinengine.access.query import Query, ZFilter
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.collections import CollectionSource
@@ -35,24 +34,6 @@ QUERY_TYPES = ("position", "radius", "area", "cube", "trajectory", "corridor", "
 CRS_ALIASES = {"crs84", "ogc:crs84", "epsg:4326", "http://www.opengis.net/def/crs/ogc/1.3/crs84",
                "http://www.opengis.net/def/crs/epsg/0/4326", "urn:ogc:def:crs:ogc:1.3:crs84",
                "urn:ogc:def:crs:epsg::4326"}
-
-
-@dataclass(frozen=True)
-class Query:
-    """One EDR query, parsed: its type, geometry and the parameters every query type shares."""
-
-    kind: str
-    geometry: BaseGeometry | None = None
-    bbox: tuple[float, ...] | None = None
-    datetime: TimeFilter | None = None
-    z: ZFilter | None = None
-    parameters: list[str] | None = None
-    within_km: float | None = None
-    width_km: float | None = None
-    height: float | None = None
-    method: str = "nearest"
-    instance: str | None = None
-    location: str | None = None  # locations/{id}: the named station of a point collection
 
 
 class DataAccess:

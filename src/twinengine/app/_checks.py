@@ -6,20 +6,24 @@ service's validation, the training queue and the workflow runner (``run_now``, a
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from twinengine.app._items import Failed, Run
+from twinengine.app.local import SAMPLES
 from twinengine.auth.principal import SYSTEM
 from twinengine.catalog.manifest import Manifest
+from twinengine.catalog.state_keys import base_of
 from twinengine.errors import TwinEngineError
 from twinengine.ml.schemas import FINAL
 from twinengine.workers.process import app_place
 
 if TYPE_CHECKING:
-    from twinengine.app.harness import _Run
     from twinengine.app.local import LocalEngine
 
 __all__ = ["place_in", "run_functions", "run_processes", "run_training", "run_workflows"]
@@ -40,12 +44,10 @@ def place_in(text: str, package: str) -> str | None:
 
 
 def _failed(error: str, where: str | None = None) -> Exception:
-    from twinengine.app.harness import _Failed
-
-    return _Failed(error, where)
+    return Failed(error, where)
 
 
-def run_functions(run: _Run, local: LocalEngine, sha: str, manifest: Manifest, twin_id: str,
+def run_functions(run: Run, local: LocalEngine, sha: str, manifest: Manifest, twin_id: str,
                   counts: dict[str, int]) -> None:
     for name, spec in manifest.functions.items():
         if not counts.get(spec.stream):
@@ -112,7 +114,7 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
                 ctx.published = []
                 for update in ctx.updates:
                     try:
-                        writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
+                        writes = {k: write_of(f"reported.{k}", v, manifest.state.get(base_of(k)), update.timestamp)
                                   for k, v in update.values.items()}
                         values = state.validate_write(manifest, {StateKind.REPORTED: writes,
                                                                  StateKind.DESIRED: {}})
@@ -140,12 +142,11 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
     return len(calls)
 
 
-def run_processes(run: _Run, local: LocalEngine, sha: str, manifest: Manifest) -> None:
+def run_processes(run: Run, local: LocalEngine, sha: str, manifest: Manifest) -> None:
     """Each indexed app process: called with ``data/processes.json``'s arguments, else left to the workflows
     that use it."""
     from sqlalchemy import select
 
-    from twinengine.app.harness import sample_arguments
     from twinengine.workflows.models import AppProcess
 
     rt = local.rt
@@ -169,7 +170,7 @@ def run_processes(run: _Run, local: LocalEngine, sha: str, manifest: Manifest) -
                 raise _failed(f"{type(exc).__name__}: {exc}", place_in(str(exc), manifest.package_name)) from None
 
 
-def run_training(run: _Run, local: LocalEngine, manifest: Manifest, *, epochs: int) -> dict[str, str]:
+def run_training(run: Run, local: LocalEngine, manifest: Manifest, *, epochs: int) -> dict[str, str]:
     """One short training run of the app's first model on the twin's sample records. Returns why each model
     has no champion (a rejected gate, a failed or skipped run), for the workflows that ``predict`` with it."""
     from importlib.util import find_spec
@@ -236,7 +237,7 @@ def _gate_place(local: LocalEngine, manifest: Manifest, model: str) -> str:
 _NO_CHAMPION = re.compile(r"[^\s:]+\.([A-Za-z0-9_-]+) has no champion yet")
 
 
-def run_workflows(run: _Run, local: LocalEngine, manifest: Manifest, no_champion: dict[str, str] | None = None) -> None:
+def run_workflows(run: Run, local: LocalEngine, manifest: Manifest, no_champion: dict[str, str] | None = None) -> None:
     """Each workflow of the app, run at once; one that ``predict``s with a model that has no champion says why
     (``no_champion``: model -> reason, from ``run_training``)."""
     from twinengine.workflows import service as workflows
@@ -258,3 +259,12 @@ def run_workflows(run: _Run, local: LocalEngine, manifest: Manifest, no_champion
                 if lacking and (no_champion or {}).get(lacking.group(1)):
                     message += f": {(no_champion or {})[lacking.group(1)]}"
                 raise _failed(message, place_in(message, manifest.package_name) or f"workflows.{name}")
+
+
+def sample_arguments(folder: Path) -> dict[str, dict[str, Any]]:
+    """``data/processes.json``: process id -> the arguments to call it with (optional)."""
+    path = folder / SAMPLES / "processes.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {str(k): dict(v) for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}

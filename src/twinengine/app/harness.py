@@ -9,91 +9,29 @@ the app's files (``package/module.py:12``) or the manifest field it concerns.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twinengine.app.local import SAMPLES, LocalEngine
+from twinengine.app._items import Failed, Item, Run
+from twinengine.app.local import LocalEngine
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.validate import check_app_dir
-from twinengine.errors import TwinEngineError, ValidationFailed
 
 __all__ = ["Item", "check_app"]
 
 TRAINING_EPOCHS = 2  # a short training run: does the task build, load its data, step and validate?
 
 
-@dataclass
-class Item:
-    """One checked thing: ``name`` (e.g. ``function observe``), ``ok``, ``seconds``, and for a failure the
-    ``error`` and ``where`` (``file.py:line`` in the app, or a manifest field)."""
-
-    name: str
-    ok: bool
-    seconds: float
-    error: str | None = None
-    where: str | None = None
-    skipped: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"item": self.name, "ok": self.ok, "skipped": self.skipped, "seconds": round(self.seconds, 3),
-                "error": self.error, "where": self.where}
-
-
-class _Failed(Exception):
-    def __init__(self, error: str, where: str | None = None) -> None:
-        super().__init__(error)
-        self.error, self.where = error, where
-
-
-class _Run:
-    def __init__(self, report: Callable[[Item], None] | None) -> None:
-        self.items: list[Item] = []
-        self.report = report
-
-    @contextmanager
-    def item(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        except _Failed as exc:
-            self._add(Item(name, False, time.perf_counter() - start, exc.error, exc.where))
-        except ValidationFailed as exc:
-            where = ", ".join(p.loc for p in exc.problems if p.loc) or None
-            self._add(Item(name, False, time.perf_counter() - start, "; ".join(map(str, exc.problems)), where))
-        except TwinEngineError as exc:
-            self._add(Item(name, False, time.perf_counter() - start, f"{exc.code}: {exc.message}"))
-        except Exception as exc:
-            self._add(Item(name, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
-        else:
-            self._add(Item(name, True, time.perf_counter() - start))
-
-    def skip(self, name: str, reason: str) -> None:
-        self._add(Item(name, True, 0.0, reason, skipped=True))
-
-    def _add(self, item: Item) -> None:
-        self.items.append(item)
-        if self.report is not None:
-            self.report(item)
-
-    @property
-    def failed(self) -> bool:
-        return any(not i.ok for i in self.items)
-
-
 def check_app(folder: Path, *, run_tests: bool = True, train: bool = True,
               report: Callable[[Item], None] | None = None, **settings: Any) -> list[Item]:
     """Check the app in ``folder``; ``report`` is called as each item ends. Later steps are skipped once the
     manifest or publishing fails (nothing else could run)."""
-    run = _Run(report)
+    run = Run(report)
     folder = folder.resolve()
     manifest = _manifest(run, folder)
     if manifest is None:
@@ -125,12 +63,12 @@ def check_app(folder: Path, *, run_tests: bool = True, train: bool = True,
     return run.items
 
 
-def _manifest(run: _Run, folder: Path) -> Manifest | None:
+def _manifest(run: Run, folder: Path) -> Manifest | None:
     found: dict[str, Manifest] = {}
     with run.item("manifest"):
         manifest, problems = check_app_dir(folder)
         if problems:
-            raise _Failed("; ".join(str(p) for p in problems),
+            raise Failed("; ".join(str(p) for p in problems),
                           ", ".join(_problem_place(p.loc, p.msg) for p in problems))
         assert manifest is not None
         found["m"] = manifest
@@ -149,7 +87,7 @@ def _problem_place(loc: str, msg: str) -> str:
 _PYTEST_PLACE = re.compile(r"^(\S+\.py):(\d+): ", re.MULTILINE)
 
 
-def _pytest(run: _Run, folder: Path) -> None:
+def _pytest(run: Run, folder: Path) -> None:
     tests = folder / "tests"
     if not tests.is_dir():
         run.skip("tests", "no tests/ folder")
@@ -170,13 +108,4 @@ def _pytest(run: _Run, folder: Path) -> None:
                 path = Path(place.group(1))
                 where = f"{path.relative_to(folder) if path.is_absolute() and path.is_relative_to(folder) else path}:"\
                         f"{place.group(2)}"
-            raise _Failed("; ".join(summary[:5]) or last, where)
-
-
-def sample_arguments(folder: Path) -> dict[str, dict[str, Any]]:
-    """``data/processes.json``: process id -> the arguments to call it with (optional)."""
-    path = folder / SAMPLES / "processes.json"
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return {str(k): dict(v) for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+            raise Failed("; ".join(summary[:5]) or last, where)

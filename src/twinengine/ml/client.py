@@ -13,7 +13,7 @@ from twinengine.ml.schemas import FINAL, PolicyRead, TrailEntry, TrainingRunPage
 from twinengine.quality.pedigree import QualityReport
 
 if TYPE_CHECKING:
-    from twinengine.client import Client
+    from twinengine.transport import Transport
 
 __all__ = ["MLClient"]
 
@@ -22,34 +22,36 @@ def _seg(value: str) -> str:
 
 
 class MLClient:
-    def __init__(self, client: Client) -> None:
-        self._c = client
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     def train(self, twin: str, model: str, *, config: dict[str, Any] | None = None, nproc: int = 1,
               data: dict[str, Any] | None = None, trigger: dict[str, Any] | None = None) -> TrainingRunRead:
         body: dict[str, Any] = {"config": config or {}, "nproc": nproc, "data": data or {}}
         if trigger is not None:
             body["trigger"] = trigger
-        return self._c._send(TrainingRunRead, "POST", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/train", body)
+        return self._transport.send(TrainingRunRead, "POST",
+                                    f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/train", body)
 
     def tune(self, twin: str, model: str, tune: dict[str, Any], *, config: dict[str, Any] | None = None,
              data: dict[str, Any] | None = None) -> TrainingRunRead:
         """Optuna search (``tune``: trials, parallel, space, metric, direction), then train the best."""
         body: dict[str, Any] = {"config": config or {}, "data": data or {}, "tune": tune}
-        return self._c._send(TrainingRunRead, "POST", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/train", body)
+        return self._transport.send(TrainingRunRead, "POST",
+                                    f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/train", body)
 
     def run(self, twin: str, run_id: str) -> TrainingRunRead:
-        return self._c._get(TrainingRunRead, f"/api/v1/twins/{_seg(twin)}/training-runs/{_seg(run_id)}")
+        return self._transport.get(TrainingRunRead, f"/api/v1/twins/{_seg(twin)}/training-runs/{_seg(run_id)}")
 
     def runs(self, twin: str, *, model: str | None = None, limit: int = 50, offset: int = 0) -> TrainingRunPage:
         query = {k: v for k, v in {"model": model, "limit": limit, "offset": offset}.items() if v is not None}
-        data = self._c._request("GET", f"/api/v1/twins/{_seg(twin)}/training-runs", params=query).json()
+        data = self._transport.request("GET", f"/api/v1/twins/{_seg(twin)}/training-runs", params=query).json()
         return TrainingRunPage.model_validate(data)
 
     def stop(self, twin: str, run_id: str) -> TrainingRunRead:
         """Stop a run: a queued one at once, a running one at the end of its current epoch."""
-        return self._c._send(TrainingRunRead, "POST", f"/api/v1/twins/{_seg(twin)}/training-runs/{_seg(run_id)}/stop",
-                             None)
+        return self._transport.send(TrainingRunRead, "POST",
+                                    f"/api/v1/twins/{_seg(twin)}/training-runs/{_seg(run_id)}/stop", None)
 
     def wait(self, twin: str, run_id: str, *, timeout: float = 600.0, poll: float = 0.3,
              on_progress: Callable[[TrainingRunRead], None] | None = None) -> TrainingRunRead:
@@ -64,27 +66,28 @@ class MLClient:
             time.sleep(poll)
 
     def models(self, twin: str) -> list[TwinModelRead]:
-        data = self._c._request("GET", f"/api/v1/twins/{_seg(twin)}/models").json()
+        data = self._transport.request("GET", f"/api/v1/twins/{_seg(twin)}/models").json()
         return TypeAdapter(list[TwinModelRead]).validate_python(data)
 
     def trail(self, twin: str, model: str) -> list[TrailEntry]:
-        data = self._c._request("GET", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/trail").json()
+        data = self._transport.request("GET", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/trail").json()
         return TypeAdapter(list[TrailEntry]).validate_python(data)
 
     def quality(self, twin: str, model: str, version: str) -> QualityReport:
         """The quality of the records a model version was trained on (pedigree)."""
-        return self._c._get(QualityReport, f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/versions/"
-                                           f"{_seg(version)}/quality")
+        return self._transport.get(QualityReport, f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/versions/"
+                                                  f"{_seg(version)}/quality")
 
     def set_policy(self, twin: str, model: str, **policy: Any) -> PolicyRead:
-        return self._c._send(PolicyRead, "PUT", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/policy", policy)
+        return self._transport.send(PolicyRead, "PUT", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/policy",
+                                    policy)
 
     def policy(self, twin: str, model: str) -> PolicyRead:
-        return self._c._get(PolicyRead, f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/policy")
+        return self._transport.get(PolicyRead, f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/policy")
 
     def predict(self, twin: str, model: str, inputs: Any, *, version: str | None = None) -> dict[str, Any]:
         params = {"version": version} if version else {}
-        response = self._c._request("POST", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/predict",
-                                    json={"inputs": inputs}, params=params)
+        response = self._transport.request("POST", f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/predict",
+                                           json={"inputs": inputs}, params=params)
         result: dict[str, Any] = response.json()
         return result

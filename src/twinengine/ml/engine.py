@@ -20,7 +20,6 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from twinengine.catalog.models import AppVersion
 from twinengine.errors import DataCorrupted
 from twinengine.ml import gate as gates
 from twinengine.ml.config import TrainingConfig
+from twinengine.ml.lifecycle import TwinApp
 from twinengine.ml.models import GateDecision, TrainingRun
 from twinengine.ml.registry import CHALLENGER, CHAMPION, AsyncMetricLogger, ModelRegistry, registered_name
 from twinengine.ml.remote import FitOutcome, RemoteTask, TaskInfo
@@ -47,7 +47,6 @@ from twinengine.streams.arrays import to_python
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.twins.models import Twin
 from twinengine.workers.process import Worker, WorkerError
-from twinengine.workers.service import AppWorkers
 
 if TYPE_CHECKING:
     from twinengine.ml.policy_watch import PolicyWatch
@@ -63,16 +62,6 @@ MODEL_BYTES = 1 << 36  # a model folder a worker sends unpacks to no more than 6
 
 class RunInterrupted(RuntimeError):
     """A run's worker started while the engine was stopping: the run stays ``running`` and resumes on start."""
-
-
-@dataclass(frozen=True)
-class TwinApp:
-    """A twin's app version as the lifecycle uses it: the workers of its code and its manifest."""
-
-    workers: AppWorkers
-    manifest: Manifest
-    archive_sha256: str
-    ref: str  # name@version
 
 
 def model_checksum(folder: Path) -> str:
@@ -107,6 +96,11 @@ class MLEngine:
             if self._registry is None:
                 self._registry = ModelRegistry.embedded(self.data_dir, self.mlflow_uri)
             return self._registry
+
+    @property
+    def warm_models(self) -> int:
+        """How many model versions stay warm (``ml_warm_models``): here as files, in a serving worker built."""
+        return self._warm.capacity
 
     # -- the loop
     @property
@@ -207,6 +201,10 @@ class MLEngine:
         future = self._running.get(run_id)
         if future is not None:
             future.result(timeout=timeout)
+
+    def stream_hub(self) -> StreamHub:
+        """The runtime's stream hub, reached when needed (it may open after the engine)."""
+        return self._streams()
 
     # -- one run
     def app_of(self, twin: Twin) -> TwinApp:
@@ -316,7 +314,7 @@ class MLEngine:
                 if outcome.stopped:
                     self._canceled(run_id, mlrun)
                     return
-                champion = self.registry.alias(name, CHAMPION)
+                champion = self.own_alias(twin.id, name)
                 champion_metrics = (self._champion_on(remote, twin, model, name, champion, config)
                                     if champion is not None else None)
             finally:
@@ -453,18 +451,30 @@ class MLEngine:
                                      champion_before=champion))
 
     # -- serving
+    def own_alias(self, twin_id: str, name: str, alias: str = CHAMPION) -> str | None:
+        """The version ``alias`` names in ``name``, when the twin ``twin_id`` trained it, else None. A registered
+        model is named after its twin, and a deleted twin's name can be taken again: the alias alone would hand
+        the new twin (maybe another user's) the old twin's model."""
+        version = self.registry.alias(name, alias)
+        if version is None:
+            return None
+        return version if self.registry.version(name, version).tags.get("twin.id") == twin_id else None
+
     def champion_of(self, twin: Twin, model: str, version: str | None = None) -> str:
-        """``version`` when the registry has it, else the champion's; LookupError when there is none."""
+        """``version`` when the registry has it, else the champion's; LookupError when there is none. Only
+        versions this twin trained count (``own_alias``)."""
         name = registered_name(twin.name, model)
         if version is None:
-            chosen = self.registry.alias(name, CHAMPION)
+            chosen = self.own_alias(twin.id, name)
             if chosen is None:
                 raise LookupError(f"{name} has no champion yet")
             return chosen
         try:
-            self.registry.version(name, version)
+            found = self.registry.version(name, version)
         except Exception:
             raise LookupError(f"{name} has no version {version!r}") from None
+        if found.tags.get("twin.id") != twin.id:
+            raise LookupError(f"{name} has no version {version!r}")
         return version
 
     def model_recipe(self, twin: Twin, model: str, version: str) -> dict[str, Any]:
@@ -474,6 +484,8 @@ class MLEngine:
 
         def load() -> dict[str, Any]:
             tags = self.registry.version(name, version).tags
+            if tags.get("twin.id") != twin.id:  # a version another twin of that name trained (see own_alias)
+                raise LookupError(f"{name} has no version {version!r}")
             with tempfile.TemporaryDirectory(prefix="twin-model-") as tmp:
                 folder = self.registry.download_model(name, version, Path(tmp))
                 registered = tags.get("model.sha256")
@@ -486,7 +498,7 @@ class MLEngine:
                         if k.startswith("metric.interval_")}
             return {"version": version, "params": params, "folder": blob, "interval": interval or None}
 
-        return self._warm.get(name, version, load)
+        return self._warm.get(f"{twin.id}/{name}", version, load)  # by twin id too: names are reused
 
 class _RunProgress:
     """A run's fit as the engine records it: each epoch in its row (and whether a stop was asked), step

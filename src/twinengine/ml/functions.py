@@ -90,9 +90,9 @@ class ChampionModels:
             name = twin.name if twin is not None else None
         if name is None:
             return app_sha
-        from twinengine.ml.registry import CHAMPION, registered_name
+        from twinengine.ml.registry import registered_name
 
-        champion = self.runtime.ml.registry.alias(registered_name(name, model), CHAMPION)
+        champion = self.runtime.ml.own_alias(twin_id, registered_name(name, model))
         return app_sha if champion is None else f"{app_sha}{_CHAMPION}{champion}"
 
     def recipe(self, twin_id: str, app_sha: str, model: str, version: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from twinengine.twins.forecasts import check_skill as check_skill_of
 from twinengine.twins.models import Twin
 
 if TYPE_CHECKING:
-    from twinengine.ml.engine import MLEngine
+    from twinengine.ml.lifecycle import Lifecycle
 
 __all__ = ["check_drift", "check_skill", "run_once"]
 
@@ -50,7 +50,7 @@ def _queue(session: Session, policy: RetrainPolicy, twin: Twin, trigger: dict[st
                    created_by="engine")
 
 
-def check_drift(ml: MLEngine, session: Session, policy: RetrainPolicy, twin: Twin) -> dict[str, Any] | None:
+def check_drift(ml: Lifecycle, session: Session, policy: RetrainPolicy, twin: Twin) -> dict[str, Any] | None:
     """Compare the champion's training inputs with the latest window; returns the report (None: no verdict).
     The app's ``features`` run in a worker of the app, on the records the engine reads here."""
     last = session.scalar(select(TrainingRun).where(
@@ -64,7 +64,7 @@ def check_drift(ml: MLEngine, session: Session, policy: RetrainPolicy, twin: Twi
         next(iter(manifest.streams), None)
     if stream is None:
         return None
-    end = ml._streams().end(stream_key(twin.id, stream))
+    end = ml.stream_hub().end(stream_key(twin.id, stream))
     checked_end = (policy.last_check or {}).get("end")
     if checked_end is not None and end - int(checked_end) < policy.window // 2:
         return None  # not enough new records since the last verdict
@@ -83,7 +83,7 @@ def check_drift(ml: MLEngine, session: Session, policy: RetrainPolicy, twin: Twi
     return report
 
 
-def run_once(ml: MLEngine, session: Session, only: Collection[tuple[str, str]] | None = None,
+def run_once(ml: Lifecycle, session: Session, only: Collection[tuple[str, str]] | None = None,
              busy: set[tuple[str, str]] | None = None) -> int:
     """One pass over the enabled policies, or over those ``only`` names (twin id, model: what a
     ``PolicyWatch`` says may have fired); returns the number of runs queued. Policies skipped because their

@@ -16,14 +16,14 @@ from twinengine.quality.scenarios import ScenarioRun
 from twinengine.workflows.schemas import FINAL
 
 if TYPE_CHECKING:
-    from twinengine.client import Client
+    from twinengine.transport import Transport
 
 __all__ = ["EnsemblesClient"]
 
 
 class EnsemblesClient:
-    def __init__(self, client: Client) -> None:
-        self._c = client
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     def run(self, twin: str, workflow: str, *, members: int | None = None, parameters: dict[str, Any] | None = None,
             perturb: dict[str, Any] | None = None, seed: int | None = None, forks: list[str] | None = None,
@@ -34,11 +34,11 @@ class EnsemblesClient:
         body = {"workflow": workflow, "members": members, "parameters": parameters or {}, "perturb": perturb,
                 "seed": seed, "forks": forks, "parameter_sets": parameter_sets, "threshold": threshold,
                 "quantiles": quantiles, "mode": "sync" if sync else "async"}
-        return self._c._send(EnsembleRead, "POST", f"/api/v1/twins/{quote(twin, safe='')}/ensembles",
-                             {k: v for k, v in body.items() if v is not None})
+        return self._transport.send(EnsembleRead, "POST", f"/api/v1/twins/{quote(twin, safe='')}/ensembles",
+                                    {k: v for k, v in body.items() if v is not None})
 
     def get(self, ensemble_id: str) -> EnsembleRead:
-        return self._c._get(EnsembleRead, f"/api/v1/ensembles/{quote(ensemble_id, safe='')}")
+        return self._transport.get(EnsembleRead, f"/api/v1/ensembles/{quote(ensemble_id, safe='')}")
 
     def wait(self, ensemble_id: str, *, poll: float = 0.25, timeout: float = 3600.0,
              on_progress: Callable[[EnsembleRead], None] | None = None) -> EnsembleRead:
@@ -58,7 +58,7 @@ class EnsemblesClient:
         doc = yaml.safe_load(source) if isinstance(source, str) else dict(source)
         if twin is not None and isinstance(doc, dict):
             doc["twin"] = twin
-        return self._c._send(ScenarioRun, "POST", "/api/v1/scenarios", doc)
+        return self._transport.send(ScenarioRun, "POST", "/api/v1/scenarios", doc)
 
     def compare(self, twins: list[str], *, properties: list[str] | None = None,
                 workflow: str | None = None) -> Comparison:
@@ -67,4 +67,4 @@ class EnsemblesClient:
             params["property"] = properties
         if workflow:
             params["workflow"] = workflow
-        return Comparison.model_validate(self._c._request("GET", "/api/v1/compare", params=params).json())
+        return Comparison.model_validate(self._transport.request("GET", "/api/v1/compare", params=params).json())

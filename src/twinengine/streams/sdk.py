@@ -32,7 +32,7 @@ from twinengine.twins.schemas import RevisionRead
 if TYPE_CHECKING:
     import pandas as pd
 
-    from twinengine.client import Client
+    from twinengine.transport import Transport
 
 __all__ = ["Records", "StreamsClient", "parse_sse"]
 
@@ -106,15 +106,15 @@ def parse_sse(lines: Iterator[str]) -> Iterator[dict[str, str]]:
 
 
 class StreamsClient:
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     def _path(self, twin: str, stream: str | None = None, tail: str = "") -> str:
         base = f"/api/v1/twins/{_seg(twin)}"
         return base + (f"/streams/{_seg(stream)}" if stream else "") + tail
 
     def list(self, twin: str) -> List[StreamRead]:
-        data = self._client._request("GET", self._path(twin, tail="/streams")).json()
+        data = self._transport.request("GET", self._path(twin, tail="/streams")).json()
         return TypeAdapter(List[StreamRead]).validate_python(data)
 
     def append(self, twin: str, stream: str, records: Sequence[Mapping[str, Any]] | pa.Table, *,
@@ -126,23 +126,23 @@ class StreamsClient:
             body = "".join(json.dumps(r, default=_default) + "\n" for r in records).encode()
             kind = "application/x-ndjson"
         params = {k: v for k, v in {"producer": producer, "seq": seq}.items() if v is not None}
-        response = self._client._request("POST", self._path(twin, stream, "/records"), content=body,
-                                         params=params, headers={"Content-Type": kind})
+        response = self._transport.request("POST", self._path(twin, stream, "/records"), content=body,
+                                           params=params, headers={"Content-Type": kind})
         return AppendAck.model_validate(response.json())
 
     def producer(self, twin: str, stream: str, producer: str) -> ProducerRead:
         """Where ``producer``'s sequence numbers stand on the stream: resume appending at ``.next_seq``."""
-        return self._client._get(ProducerRead, self._path(twin, stream, f"/producers/{_seg(producer)}"))
+        return self._transport.get(ProducerRead, self._path(twin, stream, f"/producers/{_seg(producer)}"))
 
     def read(self, twin: str, stream: str, *, start: int | None = None, last: int | None = None,
              since: TimeLike | None = None, until: TimeLike | None = None, limit: int = 1000,
              quality: Sequence[str] | None = None) -> Records:
         """A page of records (each with its ``_quality`` flag and failed ``_checks``; ``quality=["good"]``
         keeps only those flags); ``.to_pandas()`` for a DataFrame (``read_arrow`` for an Arrow table)."""
-        return self._client._get(Records, self._path(twin, stream, "/records"), start=start, last=last,
-                                 since=iso_instant(since, "since"),
-                                 until=iso_instant(until, "until"), limit=limit,
-                                 quality=list(quality) if quality else None)
+        return self._transport.get(Records, self._path(twin, stream, "/records"), start=start, last=last,
+                                   since=iso_instant(since, "since"),
+                                   until=iso_instant(until, "until"), limit=limit,
+                                   quality=list(quality) if quality else None)
 
     def read_arrow(self, twin: str, stream: str, *, start: int | None = None, last: int | None = None,
                    since: TimeLike | None = None, until: TimeLike | None = None, limit: int = 100_000,
@@ -151,8 +151,8 @@ class StreamsClient:
                                     "until": iso_instant(until, "until"), "limit": limit,
                                     "quality": list(quality) if quality else None}.items()
                   if v is not None}
-        response = self._client._request("GET", self._path(twin, stream, "/records"), params=params,
-                                         headers={"Accept": ARROW})
+        response = self._transport.request("GET", self._path(twin, stream, "/records"), params=params,
+                                           headers={"Accept": ARROW})
         if not response.content:
             return pa.table({})
         return pa.ipc.open_stream(response.content).read_all()
@@ -160,8 +160,7 @@ class StreamsClient:
     def _events(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, str]]:
         query = {k: v for k, v in params.items() if v is not None}
         try:
-            with self._client._http.stream("GET", path, params=query, headers=self._client._auth,
-                                           timeout=None) as response:
+            with self._transport.stream("GET", path, params=query, timeout=None) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise error_from_payload(response.status_code, response.json())
@@ -185,35 +184,35 @@ class StreamsClient:
             yield RevisionRead.model_validate_json(event["data"])
 
     def bind_mqtt(self, twin: str, stream: str, topic: str) -> BindingRead:
-        return self._client._send(BindingRead, "PUT", self._path(twin, stream, "/binding"), {"mqtt_topic": topic})
+        return self._transport.send(BindingRead, "PUT", self._path(twin, stream, "/binding"), {"mqtt_topic": topic})
 
     def unbind_mqtt(self, twin: str, stream: str) -> None:
-        self._client._request("DELETE", self._path(twin, stream, "/binding"))
+        self._transport.request("DELETE", self._path(twin, stream, "/binding"))
 
     def quality(self, twin: str, stream: str, *, start: TimeLike | None = None, end: TimeLike | None = None,
                 window: str | None = None) -> QualityReport:
         """Input quality per window of event time: flag shares, failed checks, lateness, completeness."""
-        return self._client._get(QualityReport, self._path(twin, stream, "/quality"),
-                                 **{"from": iso_instant(start, "start"),
-                                    "to": iso_instant(end, "end"), "window": window})
+        return self._transport.get(QualityReport, self._path(twin, stream, "/quality"),
+                                   **{"from": iso_instant(start, "start"),
+                                      "to": iso_instant(end, "end"), "window": window})
 
     def functions(self, twin: str) -> List[FunctionRead]:
-        data = self._client._request("GET", self._path(twin, tail="/functions")).json()
+        data = self._transport.request("GET", self._path(twin, tail="/functions")).json()
         return TypeAdapter(List[FunctionRead]).validate_python(data)
 
     def events(self, twin: str, *, last: int = 100) -> List[FunctionEvent]:
         """Events the twin's functions emitted (``ctx.emit``) and workflow runs they asked for."""
-        data = self._client._request("GET", self._path(twin, tail="/functions/events"), params={"last": last}).json()
+        data = self._transport.request("GET", self._path(twin, tail="/functions/events"), params={"last": last}).json()
         return TypeAdapter(List[FunctionEvent]).validate_python(data)
 
     def dead_letters(self, twin: str, *, function: str | None = None, limit: int = 100) -> List[DeadLetterRead]:
         params = {k: v for k, v in {"function": function, "limit": limit}.items() if v is not None}
-        data = self._client._request("GET", self._path(twin, tail="/functions/dead-letters"), params=params).json()
+        data = self._transport.request("GET", self._path(twin, tail="/functions/dead-letters"), params=params).json()
         return TypeAdapter(List[DeadLetterRead]).validate_python(data)
 
     def resume_function(self, twin: str, function: str) -> FunctionResumed:
         """Resume a paused function: the records of the failed run that paused it are handled again."""
-        data = self._client._request("POST", self._path(twin, tail=f"/functions/{_seg(function)}/resume"))
+        data = self._transport.request("POST", self._path(twin, tail=f"/functions/{_seg(function)}/resume"))
         return FunctionResumed.model_validate(data.json())
 
     # -- retraining buffers ------------------------------------------------------------------------
@@ -224,26 +223,26 @@ class StreamsClient:
         """A retraining buffer; ``exclude=["bad"]`` leaves records with those quality flags out of fills."""
         body = {"name": name, "stream": stream, "policy": policy, "records": records, "seconds": seconds,
                 "discard_after": discard_after, "quality": {"exclude": list(exclude)} if exclude else None}
-        return self._client._send(BufferRead, "POST", self._path(twin, tail="/buffers"),
-                                  {k: v for k, v in body.items() if v is not None})
+        return self._transport.send(BufferRead, "POST", self._path(twin, tail="/buffers"),
+                                    {k: v for k, v in body.items() if v is not None})
 
     def buffers(self, twin: str) -> List[BufferRead]:
-        data = self._client._request("GET", self._path(twin, tail="/buffers")).json()
+        data = self._transport.request("GET", self._path(twin, tail="/buffers")).json()
         return TypeAdapter(List[BufferRead]).validate_python(data)
 
     def buffer(self, twin: str, name: str) -> BufferRead:
-        return self._client._get(BufferRead, self._path(twin, tail=f"/buffers/{_seg(name)}"))
+        return self._transport.get(BufferRead, self._path(twin, tail=f"/buffers/{_seg(name)}"))
 
     def seal_buffer(self, twin: str, name: str) -> BufferFillRead:
-        return self._client._send(BufferFillRead, "POST", self._path(twin, tail=f"/buffers/{_seg(name)}/seal"), {})
+        return self._transport.send(BufferFillRead, "POST", self._path(twin, tail=f"/buffers/{_seg(name)}/seal"), {})
 
     def fill_records(self, twin: str, name: str, fill: int) -> pa.Table:
-        response = self._client._request("GET", self._path(twin, tail=f"/buffers/{_seg(name)}/fills/{fill}/records"),
-                                         headers={"Accept": ARROW})
+        response = self._transport.request("GET", self._path(twin, tail=f"/buffers/{_seg(name)}/fills/{fill}/records"),
+                                           headers={"Accept": ARROW})
         return pa.ipc.open_stream(response.content).read_all() if response.content else pa.table({})
 
     def consume_fill(self, twin: str, name: str, fill: int, *, success: bool = True,
                      note: str | None = None) -> BufferFillRead:
-        return self._client._send(BufferFillRead, "POST",
-                                  self._path(twin, tail=f"/buffers/{_seg(name)}/fills/{fill}/consumed"),
-                                  {"success": success, "note": note})
+        return self._transport.send(BufferFillRead, "POST",
+                                    self._path(twin, tail=f"/buffers/{_seg(name)}/fills/{fill}/consumed"),
+                                    {"success": success, "note": note})

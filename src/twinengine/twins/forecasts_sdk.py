@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from twinengine.timeutil import TimeLike, as_instant, iso_instant
+from twinengine.transport import segment
 from twinengine.twins.forecast_schemas import ForecastRead, ForecastWrite, ScoreHistoryRead, VerificationRead
 
 if TYPE_CHECKING:
-    from twinengine.client import Client
+    from twinengine.transport import Transport
 
 __all__ = ["VerificationClient"]
 
@@ -27,13 +28,11 @@ def _duration(value: timedelta | str | float | None) -> str | None:
 
 
 class VerificationClient:
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     def _path(self, twin: str, tail: str) -> str:
-        from twinengine.client import _seg
-
-        return f"/api/v1/twins/{_seg(twin)}/{tail}"
+        return f"/api/v1/twins/{segment(twin)}/{tail}"
 
     def add_forecast(self, twin: str, prop: str, values: Sequence[float], *, issued_at: TimeLike,
                      step: timedelta | str | None = None, **parts: Any) -> ForecastRead:
@@ -42,12 +41,12 @@ class VerificationClient:
         body = ForecastWrite.model_validate({"property": prop, "values": list(values),
                                              "issued_at": as_instant(issued_at, "issued_at"),
                                              "step": step, **parts})
-        return self._client._send(ForecastRead, "POST", self._path(twin, "forecasts"),
-                                  body.model_dump(mode="json", exclude_none=True))
+        return self._transport.send(ForecastRead, "POST", self._path(twin, "forecasts"),
+                                    body.model_dump(mode="json", exclude_none=True))
 
     def forecasts(self, twin: str, prop: str | None = None, *, limit: int = 20,
                   values: bool = False) -> list[ForecastRead]:
-        data = self._client._request("GET", self._path(twin, "forecasts"), params={
+        data = self._transport.request("GET", self._path(twin, "forecasts"), params={
             k: v for k, v in {"property": prop, "limit": limit, "values": values}.items() if v is not None}).json()
         return TypeAdapter(list[ForecastRead]).validate_python(data)
 
@@ -56,19 +55,19 @@ class VerificationClient:
                threshold: float | None = None, workflow: str | None = None, model_version: str | None = None,
                pairs: bool = False) -> VerificationRead:
         """Skill scores per (workflow, model version, lead) of the forecasts valid in ``[since, until)``."""
-        return self._client._get(VerificationRead, self._path(twin, "verification"), property=prop,
-                                 lead=_duration(lead), since=iso_instant(since, "since"),
-                                 until=iso_instant(until, "until"), tolerance=_duration(tolerance),
-                                 threshold=threshold, workflow=workflow, model_version=model_version,
-                                 pairs=pairs or None)
+        return self._transport.get(VerificationRead, self._path(twin, "verification"), property=prop,
+                                   lead=_duration(lead), since=iso_instant(since, "since"),
+                                   until=iso_instant(until, "until"), tolerance=_duration(tolerance),
+                                   threshold=threshold, workflow=workflow, model_version=model_version,
+                                   pairs=pairs or None)
 
     def history(self, twin: str, prop: str, *, period: timedelta | str | None = None,
                 lead: timedelta | str | None = None, since: TimeLike | None = None, until: TimeLike | None = None,
                 workflow: str | None = None, model_version: str | None = None) -> ScoreHistoryRead:
         """The kept scores per period of valid time (default a day), forecasting system and lead, oldest
         first: how skill evolved."""
-        return self._client._get(ScoreHistoryRead, self._path(twin, "verification/history"), property=prop,
-                                 period=_duration(period), lead=_duration(lead),
-                                 since=iso_instant(since, "since"),
-                                 until=iso_instant(until, "until"), workflow=workflow,
-                                 model_version=model_version)
+        return self._transport.get(ScoreHistoryRead, self._path(twin, "verification/history"), property=prop,
+                                   period=_duration(period), lead=_duration(lead),
+                                   since=iso_instant(since, "since"),
+                                   until=iso_instant(until, "until"), workflow=workflow,
+                                   model_version=model_version)

@@ -21,7 +21,7 @@ from twinengine.auth.principal import Principal
 from twinengine.errors import ValidationFailed
 from twinengine.quality.verification import verify
 from twinengine.store.base import utcnow
-from twinengine.twins import forecasts
+from twinengine.twins import forecast_reads
 from twinengine.twins import service as twins
 from twinengine.twins.forecast_models import Forecast, ForecastValue, ScoreCursor, ScoreRecord
 from twinengine.twins.forecast_schemas import PeriodScores, ScoreHistoryRead
@@ -76,9 +76,9 @@ def _score(session: Session, twin: Twin, prop: str, seconds: int, start: datetim
     observed = session.scalar(select(StateValue.revision).where(
         StateValue.twin_id == twin.id, StateValue.property == prop, StateValue.kind == StateKind.REPORTED.value,
         StateValue.timestamp >= start - TOLERANCE, StateValue.timestamp < end + TOLERANCE).limit(1))
-    points = [] if observed is None else forecasts.forecast_points(
+    points = [] if observed is None else forecast_reads.forecast_points(
         session, twin, prop, lead=None, since=start, until=end, workflow=None, model_version=None, threshold=None)
-    groups = verify(points, forecasts.observations_near(session, twin, prop, points, TOLERANCE),
+    groups = verify(points, forecast_reads.observations_near(session, twin, prop, points, TOLERANCE),
                     tolerance=TOLERANCE) if points else []
     session.execute(delete(ScoreRecord).where(ScoreRecord.twin_id == twin.id, ScoreRecord.property == prop,
                                               ScoreRecord.period_seconds == seconds,
@@ -154,7 +154,7 @@ def history(session: Session, *, principal: Principal, ref: str, prop: str, peri
             workflow: str | None = None, model_version: str | None = None) -> ScoreHistoryRead:
     """The kept scores per period (brought up to date first), oldest first."""
     twin = twins.get_twin(session, principal=principal, ref=ref)
-    unit = forecasts.numeric_property(session, twin, prop)
+    unit = forecast_reads.numeric_property(session, twin, prop)
     if not MIN_PERIOD <= period <= MAX_PERIOD or period.total_seconds() % 1:
         raise ValidationFailed.one("period", f"a period is whole seconds from {MIN_PERIOD} to {MAX_PERIOD.days} days")
     seconds = int(period.total_seconds())
@@ -172,6 +172,7 @@ def history(session: Session, *, principal: Principal, ref: str, prop: str, peri
     if model_version is not None:
         query = query.where(ScoreRecord.model_version == model_version)
     rows = session.scalars(query.order_by(ScoreRecord.period_start, ScoreRecord.workflow, ScoreRecord.model_version,
-                                          ScoreRecord.members, ScoreRecord.lead_seconds).limit(forecasts.MAX_VALUES))
+                                          ScoreRecord.members, ScoreRecord.lead_seconds)
+                           .limit(forecast_reads.MAX_VALUES))
     return ScoreHistoryRead(twin_id=twin.id, property=prop, unit=unit, period_seconds=seconds,
                             tolerance_seconds=TOLERANCE.total_seconds(), items=[_read(r) for r in rows])

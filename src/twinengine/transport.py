@@ -1,0 +1,79 @@
+"""HTTP to one engine for the Python SDK: the token on every request, error answers raised as the
+``twinengine.errors`` class the server raised, answers parsed into pydantic models.
+
+It lives below ``twinengine.client``: the SDK's namespaces (``client.lake``, ``client.streams``, ...) take a
+``Transport``, and ``Client`` assembles them over its own, so none of them imports the ``Client``.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import quote
+
+import httpx2 as httpx
+from pydantic import BaseModel
+
+from twinengine.errors import EngineUnavailable, error_from_payload
+
+__all__ = ["Transport", "segment"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def segment(value: str) -> str:
+    """``value`` escaped as one path segment (a name with ``/`` in it stays one segment)."""
+    return quote(value, safe="")
+
+
+class Transport:
+    """Requests to the engine at ``url``, as the holder of ``token``."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0,
+                 http: httpx.Client | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.auth: dict[str, str] = {"Authorization": f"Bearer {token}"} if token else {}
+        self._owns_http = http is None
+        # An existing client (e.g. a test client bound to an in-process app) may be shared by several SDK
+        # clients with different tokens, so the token travels per request, not on the shared client.
+        self.http = http if http is not None else httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the HTTP connections (only when this transport opened them: a passed-in ``httpx.Client``
+        stays open)."""
+        if self._owns_http:
+            self.http.close()
+
+    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                **kwargs: Any) -> httpx.Response:
+        """The answer of a successful request; an error answer raises its ``twinengine.errors`` class, an
+        unreachable engine ``EngineUnavailable``."""
+        try:
+            response = self.http.request(method, path, headers={**self.auth, **(headers or {})}, **kwargs)
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"cannot reach the engine at {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            self.raise_for(response)
+        return response
+
+    def raise_for(self, response: httpx.Response) -> NoReturn:
+        """Raise the error an error answer (already read) carries."""
+        try:
+            payload: Any = response.json()
+        except ValueError:
+            payload = response.text
+        raise error_from_payload(response.status_code, payload)
+
+    def stream(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+               **kwargs: Any) -> AbstractContextManager[httpx.Response]:
+        """A streamed answer, whatever its status (the caller reads an error answer and calls ``raise_for``)."""
+        return self.http.stream(method, path, headers={**self.auth, **(headers or {})}, **kwargs)
+
+    def get(self, model: type[M], path: str, **params: Any) -> M:
+        """GET ``path`` with the query ``params`` that are not None, parsed as ``model``."""
+        query = {k: v for k, v in params.items() if v is not None}
+        return model.model_validate(self.request("GET", path, params=query).json())
+
+    def send(self, model: type[M], method: str, path: str, body: Any) -> M:
+        """``method`` ``path`` with the JSON ``body``, the answer parsed as ``model``."""
+        return model.model_validate(self.request(method, path, json=body).json())
