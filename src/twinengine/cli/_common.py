@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -149,7 +150,7 @@ def parse_assignments(items: Iterable[str], *, option: str) -> dict[str, Any]:
             problems.append(Problem(f"{option}[{i}]", f"{item!r} is not key=value"))
             continue
         target = result
-        parts = key.split(".")
+        parts = re.split(r"\.(?![^\[]*\])", key)  # a dot inside a key (head[ow.3]) does not nest
         for part in parts[:-1]:
             target = target.setdefault(part, {})
         target[parts[-1]] = _value(raw)

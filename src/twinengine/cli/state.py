@@ -14,7 +14,7 @@ from twinengine.errors import Problem, ValidationFailed
 from twinengine.quality.spec import Flag
 from twinengine.quality.uncertainty import describe
 from twinengine.timeutil import parse_instant
-from twinengine.twins.schemas import PropertyValue, PropertyWrite, RevisionRead, TwinState
+from twinengine.twins.schemas import PropertyRead, PropertyValue, PropertyWrite, RevisionRead, TwinState
 
 app = typer.Typer(help="A twin's state: write, read (now or as of a revision/time), history, diff.",
                   no_args_is_help=True)
@@ -70,7 +70,8 @@ def _show_revision(row: RevisionRead) -> None:
                                                                         else ""), highlight=False)
     console.print(table(None, *_spread_column(
         ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)"],
-        [(c.kind.value, c.property, c.value, describe(c.uncertainty), c.unit, c.timestamp) for c in row.changes])))
+        [(c.kind.value, escape(c.property), c.value, describe(c.uncertainty), c.unit, c.timestamp)
+         for c in row.changes])))
 
 
 _VALUES_HELP = "PROPERTY=VALUE pairs (JSON values)."
@@ -109,16 +110,16 @@ def _show_state(twin: str, state: TwinState) -> None:
     when = f"revision {state.revision}" if state.revision is not None else f"time {state.at}"
     if state.quality:
         when += f", only {'/'.join(state.quality)} values"
-    rows = [("reported", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v),
+    rows = [("reported", escape(p), v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v),
              _staleness(v)) for p, v in state.reported.items()]
-    rows += [("desired", p, v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v), "")
+    rows += [("desired", escape(p), v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v), "")
              for p, v in state.desired.items()]
     console.print(table(f"state of {twin} as of {when}", *_spread_column(
         ["kind", "property", "value", "uncertainty", "unit", "timestamp (UTC)", "revision", "quality", "stale"],
         rows)))
     if state.stale and state.stale_as_of is not None:
         console.print(f"stale at {state.stale_as_of:%Y-%m-%d %H:%M:%S} UTC (no report within the declared gap): "
-                      f"{', '.join(state.stale)}", highlight=False)
+                      f"{escape(', '.join(state.stale))}", highlight=False)
     if state.delta:
         console.print(f"pending (desired ≠ reported): {state.delta}", highlight=False)
 
@@ -135,17 +136,42 @@ _QUALITY_HELP = ("Only values with this flag (good, suspect, bad; repeat for sev
                  "such value.")
 
 
+_PROPERTY_HELP = ("Only this property: 'level', one key 'head[ow3]', or a keyed property whole ('head'), shown as "
+                  "a table of its keys.")
+
+
 @app.command("show")
 def show(ctx: typer.Context, twin: str = typer.Argument(...),
          revision: int | None = typer.Option(None, "--revision", "-r", min=0, help="As of this revision."),
          at: str | None = typer.Option(None, "--at", help="As of this time (values' timestamps; ISO 8601)."),
-         quality: list[str] | None = typer.Option(None, "--quality", help=_QUALITY_HELP)) -> None:
+         quality: list[str] | None = typer.Option(None, "--quality", help=_QUALITY_HELP),
+         prop: str | None = typer.Option(None, "--property", "-p", help=_PROPERTY_HELP)) -> None:
     """The state now, as of a revision, or as of a time; stale properties (gap checks) are marked."""
     out = state_of(ctx)
     flags = _flags(quality)
+    if prop is not None:
+        if flags:
+            raise ValidationFailed.one("--quality", "give either --quality or --property, not both")
+        with out.client() as client:
+            one = client.get_property(twin, prop, revision=revision, at=_instant(at, "--at"))
+        out.emit(one, lambda: _show_property(twin, one))
+        return
     with out.client() as client:
         result = client.get_state(twin, revision=revision, at=_instant(at, "--at"), quality=flags)
     out.emit(result, lambda: _show_state(twin, result))
+
+
+def _show_property(twin: str, read: PropertyRead) -> None:
+    when = f"revision {read.revision}" if read.revision is not None else f"time {read.at}"
+    found = read.keys if read.keys is not None else ({} if read.value is None else {"": read.value})
+    rows = [(escape(k), v.value, describe(v.uncertainty), v.unit, v.timestamp, v.revision, _inputs(v), _staleness(v))
+            for k, v in found.items()]
+    first = [read.key or "key"] if read.keys is not None else []
+    columns = [*first, "value", "uncertainty", "unit", "timestamp (UTC)", "revision", "quality", "stale"]
+    shown = rows if read.keys is not None else [row[1:] for row in rows]
+    console.print(table(f"{read.kind.value} {escape(read.property)} of {twin} as of {when}"
+                        + (f" ({len(rows)} keys)" if read.keys is not None else ""),
+                        *_spread_column(columns, shown)))
 
 
 @app.command("history")
@@ -164,7 +190,7 @@ def history(ctx: typer.Context, twin: str = typer.Argument(...), prop: str = typ
                                 since=_instant(since, "--since"), until=_instant(until, "--until"), limit=limit,
                                 quality=flags)
     out.emit(result, lambda: console.print(table(
-        f"{kind} {prop} of {twin} ({len(result.items)} values, unit {result.unit or '-'})",
+        f"{kind} {escape(prop)} of {twin} ({len(result.items)} values, unit {result.unit or '-'})",
         *_spread_column(["timestamp (UTC)", "value", "uncertainty", "revision", "quality"],
                         [(v.timestamp, v.value, describe(v.uncertainty), v.revision, _inputs(v))
                          for v in result.items]))))
@@ -185,7 +211,7 @@ def revisions(ctx: typer.Context, twin: str = typer.Argument(...),
 
 
 def _changes(row: RevisionRead) -> str:
-    return ", ".join(f"{c.kind.value[0]}:{c.property}={c.value}" for c in row.changes)
+    return escape(", ".join(f"{c.kind.value[0]}:{c.property}={c.value}" for c in row.changes))
 
 
 @app.command("diff")
@@ -199,7 +225,7 @@ def diff(ctx: typer.Context, twin: str = typer.Argument(...),
     out.emit(result, lambda: console.print(table(
         f"{twin}: revision {result.from_revision} → {result.to_revision}", ["kind", "property", "change", "before",
                                                                             "after"],
-        [(c.kind.value, c.property, c.change, _shown(c.before), _shown(c.after)) for c in result.changes])))
+        [(c.kind.value, escape(c.property), c.change, _shown(c.before), _shown(c.after)) for c in result.changes])))
 
 
 def _spread_column(columns: list[str], rows: list[tuple[Any, ...]]) -> tuple[list[str], list[tuple[Any, ...]]]:

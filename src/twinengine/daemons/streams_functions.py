@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
+from twinengine.catalog.state_keys import base_of
 from twinengine.errors import StreamBackpressure, TwinEngineError
 from twinengine.ml.functions import ChampionModels
 from twinengine.quality.pedigree import records_quality, worst
@@ -505,7 +506,7 @@ class FunctionWorker:
         quality = _pedigree(consumer, records) if ctx.updates else None
         for update in ctx.updates:
             try:
-                writes = {k: write_of(f"reported.{k}", v, manifest.state.get(k), update.timestamp)
+                writes = {k: write_of(f"reported.{k}", v, manifest.state.get(base_of(k)), update.timestamp)
                           for k, v in update.values.items()}
                 values = state.validate_write(manifest, {StateKind.REPORTED: writes, StateKind.DESIRED: {}})
             except TwinEngineError as exc:  # where the function wrote it is told by ``_failed``

@@ -119,13 +119,15 @@ def judge(session: Session, twin_id: str, manifest: Manifest, revisions: Sequenc
           ) -> list[list[NewValue]]:
     """``revisions`` (in the order they will be appended) with each reported value of a checked property
     flagged by the checks it fails; the others unchanged."""
+    from twinengine.catalog.state_keys import base_of
     from twinengine.twins.schemas import StateKind
 
     declared = {name: prop.quality for name, prop in manifest.state.items() if prop.quality}
+    # A keyed property's checks judge each key as a series of its own (``head[ow3]``: ``range:head[ow3]``).
     spots: dict[str, list[tuple[int, int]]] = {}
     for r, values in enumerate(revisions):
         for i, value in enumerate(values):
-            if value.kind == StateKind.REPORTED and value.property in declared:
+            if value.kind == StateKind.REPORTED and base_of(value.property) in declared:
                 spots.setdefault(value.property, []).append((r, i))
     if not spots:
         return list(revisions)
@@ -135,7 +137,7 @@ def judge(session: Session, twin_id: str, manifest: Manifest, revisions: Sequenc
         new = [revisions[r][i] for r, i in places]
         stamps = np.array([_micros(v.timestamp) for v in new], dtype=np.int64)
         failed: list[list[tuple[str, str]]] = [[] for _ in new]
-        on_values = [c for c in declared[prop] if not isinstance(c, StateGapCheck)]
+        on_values = [c for c in declared[base_of(prop)] if not isinstance(c, StateGapCheck)]
         if on_values:
             before, times = _earlier(session, twin_id, prop, _depth(on_values))
             series = np.array(before + [_number(v.value) for v in new], dtype=np.float64)
@@ -145,7 +147,7 @@ def judge(session: Session, twin_id: str, manifest: Manifest, revisions: Sequenc
                 label = check.name or f"{check.check}:{prop}"
                 for k in np.flatnonzero(mask):
                     failed[k].append((label, check.severity))
-        for gap in (c for c in declared[prop] if isinstance(c, StateGapCheck)):
+        for gap in (c for c in declared[base_of(prop)] if isinstance(c, StateGapCheck)):
             for label, mask in _gaps(gap, prop, _newest_time(session, twin_id, prop), stamps, now):
                 for k in np.flatnonzero(mask):
                     failed[k].append((label, gap.severity))

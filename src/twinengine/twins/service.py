@@ -28,6 +28,7 @@ from twinengine.twins.models import StateHead, StateRevision, Twin, TwinGrant
 from twinengine.twins.parameter_index import index_parameters
 from twinengine.twins.schemas import (
     Access,
+    PropertyRead,
     PropertyValue,
     PropertyWrite,
     RevisionRead,
@@ -385,6 +386,14 @@ def property_history(session: Session, *, principal: Principal, ref: str, prop: 
     items = state.history(session, twin, manifest_for(session, twin), prop, kind=kind, since=_utc(since),
                           until=_utc(until), limit=limit, newest_first=newest_first, quality=quality)
     return twin, items
+
+
+def read_property(session: Session, *, principal: Principal, ref: str, prop: str,
+                  kind: StateKind = StateKind.REPORTED, revision: int | None = None,
+                  at: datetime | None = None) -> PropertyRead:
+    """One property's value (one key's: ``head[ow3]``; every key's: ``head``) now, as of a revision or a time."""
+    twin, manifest = _twin_for_read(session, principal=principal, ref=ref)
+    return state.read_property(session, twin, manifest, prop, kind=kind, revision=revision, at=_utc(at))
 
 
 def list_revisions(session: Session, *, principal: Principal, ref: str, limit: int = 50, offset: int = 0,

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from twinengine.catalog import state_keys
 from twinengine.catalog.manifest import Manifest
 from twinengine.errors import Problem, RevisionNotFound, ValidationFailed
 from twinengine.quality import state_checks
@@ -41,6 +42,7 @@ from twinengine.twins.log_writes import number_of
 from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
 from twinengine.twins.schemas import (
     DiffEntry,
+    PropertyRead,
     PropertyValue,
     PropertyWrite,
     RevisionRead,
@@ -64,6 +66,7 @@ __all__ = [
     "heads",
     "history",
     "number_of",
+    "read_property",
     "read_state",
     "rebuild_heads",
     "revisions",
@@ -111,10 +114,10 @@ def validate_write(manifest: Manifest, writes: dict[StateKind, dict[str, Propert
     for kind, properties in writes.items():
         for name, write in properties.items():
             loc = f"{kind.value}.{name}"
-            declared = manifest.state.get(name)
-            if declared is None:
-                known = ", ".join(sorted(manifest.state)) or "none"
-                problems.append(Problem(loc, f"not a state property of {manifest.ref} (declared: {known})"))
+            try:
+                _base, declared, _key = state_keys.resolve(manifest, name)
+            except state_keys.KeyProblem as exc:
+                problems.append(Problem(loc, str(exc)))
                 continue
             value, unit, found = check_value(loc, declared, write.value, write.unit)
             uncertainty, more = check_uncertainty(loc, declared, write.uncertainty, write.unit)
@@ -338,6 +341,43 @@ def read_state(session: Session, twin: StateOf, *, revision: int | None = None, 
     return _with_staleness(state, manifest, as_of)
 
 
+def read_property(session: Session, twin: StateOf, manifest: Manifest, path: str, *,
+                  kind: StateKind = StateKind.REPORTED, revision: int | None = None, at: datetime | None = None
+                  ) -> PropertyRead:
+    """One property's value now, as of a revision or as of a valid time. ``head[ow3]`` (one key) or ``level``
+    reads one head and makes at most one index seek into the log, whatever the number of keys and revisions;
+    ``head`` (a keyed property whole) reads each key's head of that kind and a seek for each."""
+    if revision is not None and at is not None:
+        raise ValidationFailed.one("at", "give either revision or at, not both")
+    try:
+        name, declared, key = state_keys.resolve(manifest, path, every_key=True)
+    except state_keys.KeyProblem as exc:
+        raise ValidationFailed.one("property", str(exc)) from None
+    whole = declared.key is not None and key is None
+    if at is None:
+        number = twin.head_revision if revision is None else revision
+        if number < 0 or number > twin.head_revision:
+            raise RevisionNotFound(f"twin {twin.name} has revisions 0..{twin.head_revision}, not {number}")
+        own: Any = case((_HEADS.revision <= number, None),
+                        else_=_pick(twin.id, _VALUES.revision <= number, [_VALUES.revision.desc()]))
+    else:
+        number = None
+        own = _pick(twin.id, _VALUES.timestamp <= at, [_VALUES.timestamp.desc(), _VALUES.revision.desc()])
+    prefix = f"{name}["
+    which = (func.substr(_HEADS.property, 1, len(prefix)) == prefix) if whole else (_HEADS.property == path)
+    rows = session.connection().execute(
+        select(*(getattr(_HEADS, c.key) for c in _HEAD), own.label("pick"))
+        .where(_HEADS.twin_id == twin.id, _HEADS.kind == kind.value, which))
+    found = {p: v for (p, _k), v in _collect(session, rows, number, None).items()}
+    if kind is StateKind.REPORTED:
+        found, _stale = state_quality.with_staleness(found, state_quality.stale_limits(manifest),
+                                                     at or (utcnow() if revision is None else
+                                                            _recorded_at(session, twin, revision)))
+    return PropertyRead(twin_id=twin.id, property=path, kind=kind, key=declared.key, unit=declared.unit,
+                        revision=number, at=at, value=None if whole else found.get(path),
+                        keys={p[len(prefix):-1]: v for p, v in sorted(found.items())} if whole else None)
+
+
 def current_state(twin: StateOf, current: Snapshot, manifest: Manifest | None) -> TwinState:
     """The state at the twin's head revision from its ``current`` snapshot, stale properties marked now."""
     return _with_staleness(_state(twin, current, revision=twin.head_revision, at=None), manifest, utcnow())
@@ -398,10 +438,10 @@ def history(
 ) -> list[PropertyValue]:
     """Values of one property in ``[since, until)`` by valid time, oldest first unless asked otherwise;
     ``quality``: only values with these flags."""
-    if prop not in manifest.state:
-        known = ", ".join(sorted(manifest.state)) or "none"
-        raise ValidationFailed.one("property", f"{prop!r} is not a state property of {manifest.ref} "
-                                               f"(declared: {known})")
+    try:
+        state_keys.resolve(manifest, prop)
+    except state_keys.KeyProblem as exc:
+        raise ValidationFailed.one("property", str(exc)) from None
     conditions = [StateValue.twin_id == twin.id, StateValue.property == prop, StateValue.kind == kind.value]
     if since is not None:
         conditions.append(StateValue.timestamp >= since)

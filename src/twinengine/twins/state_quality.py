@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_
 
 from twinengine.catalog.manifest import Manifest
+from twinengine.catalog.state_keys import base_of
 from twinengine.quality.spec import FLAGS, Flag
 from twinengine.twins.schemas import PropertyValue
 
@@ -70,12 +71,12 @@ def stale_limits(manifest: Manifest | None) -> dict[str, timedelta]:
 
 def with_staleness(reported: dict[str, PropertyValue], limits: dict[str, timedelta], as_of: datetime
                    ) -> tuple[dict[str, PropertyValue], list[str]]:
-    """``reported`` with ``stale`` (and ``stale_since``) on each value of a property with a gap check, and
-    the names of the stale ones. A value timestamped after ``as_of`` is not stale."""
+    """``reported`` with ``stale`` (and ``stale_since``) on each value of a property with a gap check (each
+    key of a keyed one), and the names of the stale ones. A value timestamped after ``as_of`` is not stale."""
     out, stale = dict(reported), []
-    for name, limit in limits.items():
-        value = reported.get(name)
-        if value is None:
+    for name, value in reported.items():
+        limit = limits.get(base_of(name))
+        if limit is None:
             continue
         since = value.timestamp + limit
         if as_of > since:

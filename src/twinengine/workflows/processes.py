@@ -226,6 +226,7 @@ def _typed(value: Any, prop: Any) -> Any:
 def update_twin_state(reported: dict[str, Any] | None = None, desired: dict[str, Any] | None = None,
                       twin: str | None = None, message: str | None = None) -> int:
     """Write one revision of the run's twin (or ``twin``), as the run's owner; returns the revision."""
+    from twinengine.catalog.state_keys import base_of
     from twinengine.quality.pedigree import input_quality, value_quality
     from twinengine.twins import service as twins
 
@@ -237,8 +238,8 @@ def update_twin_state(reported: dict[str, Any] | None = None, desired: dict[str,
         raise ProcessParameterInvalid("update_twin_state: no store in this context")
     with ctx.db.session() as session:
         declared = twins.manifest_for(session, twins.get_twin(session, principal=ctx.principal, ref=ref)).state
-        rep = {k: _write(f"reported.{k}", _plain(v), declared.get(k)) for k, v in (reported or {}).items()}
-        des = {k: _write(f"desired.{k}", _plain(v), declared.get(k)) for k, v in (desired or {}).items()}
+        rep = {k: _write(f"reported.{k}", _plain(v), declared.get(base_of(k))) for k, v in (reported or {}).items()}
+        des = {k: _write(f"desired.{k}", _plain(v), declared.get(base_of(k))) for k, v in (desired or {}).items()}
         row, revision = twins.write_state(session, principal=ctx.principal, ref=ref, reported=rep, desired=des,
                                           message=message or f"workflow run {ctx.run_id}",
                                           quality=value_quality(input_quality(ctx.inputs), ctx.run_id))

@@ -1,0 +1,1 @@
+"""A well field's twin: observation wells whose heads are kept per well (keyed state)."""
