@@ -1,5 +1,6 @@
 """Serving: predictions from a twin's champion (or a named version), made in a warm worker of the twin's app
-that builds the version once from the model folder the engine hands it; the ``predict`` process uses it too.
+that builds the version once from the model folder the engine hands it and keeps it built until the champion
+moves (or the worker stops); the ``predict`` process uses it too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from twinengine.ml.engine import MLEngine
 from twinengine.twins.models import Twin
 from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import Message, ProtocolError, decode, pickled
+from twinengine.workers.service import SERVING
 
 __all__ = ["PredictInputInvalid", "predict_with"]
 
@@ -30,9 +32,10 @@ def predict_with(ml: MLEngine, twin: Twin, model: str, inputs: Any, *, version: 
         return {"answer": "model"}, [pickled({"entrypoint": entrypoint, **ml.model_recipe(twin, model, chosen)})]
 
     slot = f"predict|{twin.id}|{model}"
-    try:
-        reply, blobs = app.workers.call({"op": "predict", "model": {"slot": slot, "version": chosen}},
-                                        [pickled(inputs)], ask=answer, prefer=slot)
+    wanted = {"slot": slot, "version": chosen, "keep": ml.warm_models}
+    try:  # on the serving shelf: function batches never take or stop the worker holding the warm model
+        reply, blobs = app.workers.call({"op": "predict", "model": wanted}, [pickled(inputs)], ask=answer,
+                                        prefer=slot, shelf=SERVING)
     except WorkerError as exc:
         if exc.remote.startswith("LookupError:"):
             raise LookupError(f"model {model!r} of {twin.name}: {exc.remote.removeprefix('LookupError: ')}") from None

@@ -27,6 +27,7 @@ from twinengine.workers.protocol import PART_CALLS, ProtocolError, encode, read_
 
 Reply = tuple[dict[str, Any], list[bytes]]
 PROGRESS = ".progress"  # in the scratch folder (the working folder): the index of the function call running
+_KEEP_MODELS = 8  # built models a worker keeps when the engine does not say (its ``ml_warm_models``)
 _INDEX = struct.Struct("<I")
 
 
@@ -71,7 +72,7 @@ class _Parts:
 class Child:
     def __init__(self, inp: IO[bytes], out: IO[bytes]) -> None:
         self.inp, self.out = inp, out
-        self.models: dict[str, tuple[str, Any]] = {}  # slot -> (version, model)
+        self.models: dict[str, tuple[str, Any]] = {}  # slot -> (version, model), least recently used first
         self.host: Any = None  # the AI lifecycle's task host (twinengine.ml.task_host), made on first use
         self.progress: mmap.mmap | None = None  # PROGRESS, mapped on the first batch of function calls
         self.frozen = False  # gc.freeze() once the first function's module is imported
@@ -242,12 +243,17 @@ class Child:
         return _value(jsonable(served.predict(unpickled(blobs[0]))))
 
     def _model(self, wanted: dict[str, Any] | None) -> Any:
-        """The function's model for this batch, kept per slot and version; the engine says what to build."""
+        """The function's model for this batch, kept per slot and version; the engine says what to build.
+        At most ``keep`` slots stay built (least recently used out first), so the worker's memory follows
+        the models in use, not all it ever served."""
         if not wanted:
             return None
         slot, version = str(wanted["slot"]), str(wanted["version"])
-        held = self.models.get(slot)
+        held = self.models.pop(slot, None)  # put back last (the most recently used); an old version goes
         if held is None or held[0] != version:
+            keep = max(1, int(wanted.get("keep", _KEEP_MODELS)))
+            while len(self.models) >= keep:
+                del self.models[next(iter(self.models))]
             _reply, data = self.ask({"ask": "model", "slot": slot, "version": version})
             recipe = unpickled(data[0])
             built = _resolve(recipe["entrypoint"])()
@@ -256,7 +262,8 @@ class Child:
 
                 built = served_model(built, recipe["version"], recipe["params"], recipe["folder"],
                                      recipe.get("interval"))
-            held = self.models[slot] = (version, built)
+            held = (version, built)
+        self.models[slot] = held
         return held[1]
 
 

@@ -20,7 +20,7 @@ from twinengine.errors import Problem, ValidationFailed
 from twinengine.store.blobs import BlobStore
 from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import ProtocolError
-from twinengine.workers.service import AppWorkers, Workers
+from twinengine.workers.service import SERVING, AppWorkers, Workers
 
 if TYPE_CHECKING:
     from twinengine.workers.envs import Environments
@@ -97,3 +97,4 @@ class AppCode:
             app = self._apps.pop(sha256, None)
         if app is not None:
             self.workers.pool.discard(app.key)
+            self.workers.pool.discard((app.key, SERVING))

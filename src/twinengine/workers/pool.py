@@ -12,6 +12,8 @@ from twinengine.workers.process import Worker, WorkerError
 
 __all__ = ["WorkerPool"]
 
+_SERVED = 64  # callers a worker remembers having served
+
 
 class WorkerPool:
     def __init__(self, idle: int = 4) -> None:
@@ -35,6 +37,11 @@ class WorkerPool:
             worker = start()
             self.started += 1
         worker.affinity = prefer
+        if prefer is not None:
+            worker.served.pop(prefer, None)
+            worker.served[prefer] = None
+            while len(worker.served) > _SERVED:
+                del worker.served[next(iter(worker.served))]
         healthy = False
         try:
             yield worker
@@ -47,9 +54,11 @@ class WorkerPool:
 
     @staticmethod
     def _pick(idle: list[Worker], prefer: Hashable) -> int:
-        """The caller's own worker, else one nobody used yet, else the least recently used (the shelf is
-        ordered by return, oldest first)."""
-        for rank in (lambda w: prefer is not None and w.affinity == prefer, lambda w: w.affinity is None):
+        """The caller's own worker, else one that served the caller before (its warm model may still be
+        there), else one nobody used yet, else the least recently used (the shelf is ordered by return,
+        oldest first)."""
+        for rank in (lambda w: prefer is not None and w.affinity == prefer,
+                     lambda w: prefer is not None and prefer in w.served, lambda w: w.affinity is None):
             found = [i for i, w in enumerate(idle) if rank(w)]
             if found:
                 return found[-1]

@@ -112,6 +112,7 @@ class Worker:
         self.calls = 0
         self.started = time.monotonic()
         self.affinity: Hashable = None  # who used it last (the pool prefers to give it to them again)
+        self.served: dict[Hashable, None] = {}  # who used it, oldest first (their warm models may still be here)
 
     @property
     def alive(self) -> bool:

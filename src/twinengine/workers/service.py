@@ -25,11 +25,14 @@ from twinengine.workers.sandbox import Layout, Sandbox, SandboxMode
 if TYPE_CHECKING:
     from twinengine.config import Settings
 
-__all__ = ["AppWorkers", "Workers"]
+__all__ = ["SERVING", "AppWorkers", "Workers"]
 
 log = logging.getLogger("twinengine.workers")
 
 _START_SECONDS = 60.0
+# The shelf of the workers that serve predictions: apart from the one functions and processes share, so that a
+# burst of function batches never stops (or takes) the worker that holds a twin's warm model.
+SERVING = "serving"
 
 
 class Workers:
@@ -103,10 +106,12 @@ class AppWorkers:
         self.workers, self.key, self.label, self.code, self.env = workers, key, label, code, env
         self.cache, self.image = cache, image
 
-    def lease(self, prefer: Hashable = None) -> AbstractContextManager[Worker]:
-        return self.workers.pool.lease(self.key, lambda: self.workers.start(label=self.label, code=self.code,
-                                                                            env=self.env, cache=self.cache,
-                                                                            image=self.image), prefer)
+    def lease(self, prefer: Hashable = None, shelf: str | None = None) -> AbstractContextManager[Worker]:
+        """A warm worker of this version; ``shelf`` names a set of warm workers of their own (``SERVING``)."""
+        key = self.key if shelf is None else (self.key, shelf)
+        return self.workers.pool.lease(key, lambda: self.workers.start(label=self.label, code=self.code,
+                                                                       env=self.env, cache=self.cache,
+                                                                       image=self.image), prefer)
 
     @contextmanager
     def dedicated(self, *, label: str, memory_bytes: int | None = None) -> Iterator[Worker]:
@@ -120,9 +125,11 @@ class AppWorkers:
             worker.close()
 
     def call(self, header: dict[str, Any], blobs: list[bytes] | None = None, *, timeout: float | None = None,
-             ask: Ask | None = None, prefer: Hashable = None, interrupt: Interrupt | None = None) -> Message:
-        """One request to a warm worker; ``interrupt`` may stop it from another thread (``Interrupt.fire``)."""
-        with self.lease(prefer) as worker, interrupt.serving(worker) if interrupt else nullcontext():
+             ask: Ask | None = None, prefer: Hashable = None, interrupt: Interrupt | None = None,
+             shelf: str | None = None) -> Message:
+        """One request to a warm worker (of ``shelf``, see ``lease``); ``interrupt`` may stop it from another
+        thread (``Interrupt.fire``)."""
+        with self.lease(prefer, shelf) as worker, interrupt.serving(worker) if interrupt else nullcontext():
             return worker.request(header, blobs, timeout=timeout or self.workers.timeout, ask=ask)
 
     def index(self, package: str) -> list[dict[str, Any]]:
