@@ -62,7 +62,7 @@ def echo(ctx, records):
 '''
 
 T0 = datetime(2026, 3, 1, 6, 0, 0, 250_001, tzinfo=UTC)
-ROW = '[[[{"n":0},"2026-03-01T06:00:00+00:00",null]],[],[],[]]'
+ROW = '[[[{"n":0},"2026-03-01T06:00:00+00:00",null,null]],[],[],[]]'
 
 
 def packed(*rows: str) -> bytes:
@@ -164,7 +164,7 @@ def forged(app: AppWorkers, header: dict[str, Any], document: bytes) -> tuple[li
 
 def test_a_forged_answer_is_checked_like_any_other(app: AppWorkers, tmp_path: Path) -> None:
     results, failed = forged(app, {"calls": 2, "failed": None, "tagged": False},
-                             packed(ROW, '[[[{"n":1},"yesterday",null]],[],[],[]]'))
+                             packed(ROW, '[[[{"n":1},"yesterday",null,null]],[],[],[]]'))
     assert failed is None and isinstance(results[0], CallEffects)
     assert results[0].updates[0].timestamp == datetime(2026, 3, 1, 6, tzinfo=UTC)
     assert isinstance(results[1], Malformed) and str(results[1]) == "update_state: malformed update"
