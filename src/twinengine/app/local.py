@@ -15,21 +15,46 @@ from typing import Any
 
 from twinengine.catalog.manifest import Manifest
 from twinengine.config import Settings
+from twinengine.errors import Problem, ValidationFailed
 from twinengine.runtime import Runtime
 
-__all__ = ["LocalEngine", "read_parameters", "read_samples"]
+__all__ = ["PARAMETERS", "LocalEngine", "read_parameters", "read_samples", "twin_parameters"]
 
 SAMPLES = "data"  # sample records: data/<stream>.jsonl; the local twin's parameters: data/parameters.json
+PARAMETERS = f"{SAMPLES}/parameters.json"  # inside the app folder, as the templates ship it
 
 
 def read_parameters(folder: Path) -> dict[str, Any]:
-    path = folder / SAMPLES / "parameters.json"
+    """The local twin's parameters as ``data/parameters.json`` writes them ({} without the file)."""
+    path = folder / PARAMETERS
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationFailed.one(PARAMETERS, f"not JSON text ({exc})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: the twin's parameters must be a JSON object")
+        raise ValidationFailed.one(PARAMETERS, "the twin's parameters must be a JSON object")
     return data
+
+
+def twin_parameters(folder: Path, manifest: Manifest) -> dict[str, Any]:
+    """The local twin's parameters, checked against the app's schema: a missing or unfit
+    ``data/parameters.json`` is named with what to put in it, not only the schema's complaint."""
+    from twinengine.twins.validation import check_parameters
+
+    values = read_parameters(folder)
+    _filled, problems = check_parameters(manifest, values)
+    if not problems:
+        return values
+    if not (folder / PARAMETERS).is_file():
+        required = [str(key) for key in manifest.parameters.get("required") or []]
+        example = json.dumps(dict.fromkeys(required, "..."))
+        raise ValidationFailed([Problem(PARAMETERS, (
+            f"missing, and a twin of {manifest.name} needs parameters its schema has no default for "
+            f"({'; '.join(map(str, problems))}): add {PARAMETERS} with a JSON object of them, e.g. {example}"))],
+            message=f"{PARAMETERS} is missing from the app folder {folder}")
+    raise ValidationFailed([Problem(PARAMETERS, str(problem)) for problem in problems])
 
 
 def read_samples(folder: Path, stream: str) -> list[dict[str, Any]]:
@@ -113,7 +138,7 @@ class LocalEngine:
 
         with self.rt.db.session() as session:
             twin = twins.create_twin(session, principal=SYSTEM, app=manifest.ref, name=self.twin_name,
-                                     parameters=read_parameters(self.folder))
+                                     parameters=twin_parameters(self.folder, manifest))
             return twin.id
 
     def ingest_samples(self, manifest: Manifest) -> dict[str, int]:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.auth.models import ApiToken, Identity
-from twinengine.auth.principal import Principal, Role
+from twinengine.auth.principal import Principal, Role, reserved
 from twinengine.errors import AuthenticationRequired, TokenInvalid
 from twinengine.store.base import utcnow
 
@@ -129,6 +129,8 @@ class BuiltinIssuer(TokenVerifier):
             raise TokenInvalid(f"the identity token {jti} was issued to has been deleted")
         if found.disabled:
             raise TokenInvalid(f"identity {found.identity!r} is disabled")
+        if reserved(found.identity):  # issued before the name was reserved: it would act as the engine
+            raise TokenInvalid(f"identity {found.identity!r} has a name the engine keeps for itself")
         return Principal(name=found.identity, role=Role(found.role), issuer=self.issuer, token_id=jti)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.auth.issuer import TokenVerifier
 from twinengine.auth.models import Identity
-from twinengine.auth.principal import Principal, Role
+from twinengine.auth.principal import Principal, Role, reserved
 from twinengine.config import OidcProvider
 from twinengine.errors import TokenInvalid
 from twinengine.store.base import utcnow
@@ -80,6 +80,9 @@ class OidcVerifier(TokenVerifier):
         name = str(claims[self.provider.name_claim])
         if not name or len(name) > 64:
             raise TokenInvalid(f"claim {self.provider.name_claim!r} must name an identity (1 to 64 characters)")
+        if reserved(name):  # else its holder would own, and read, what the engine made for itself
+            raise TokenInvalid(f"claim {self.provider.name_claim!r} names {name!r}, a name the engine keeps for "
+                               "itself", details=[{"loc": self.provider.name_claim, "msg": "reserved name"}])
         identity = session.get(Identity, name)
         if identity is not None and identity.disabled:
             raise TokenInvalid(f"identity {name!r} is disabled")

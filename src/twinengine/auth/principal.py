@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["SYSTEM", "Principal", "Role"]
+__all__ = ["RESERVED_NAMES", "SYSTEM", "Principal", "Role", "reserved"]
 
 
 class Role(StrEnum):
@@ -33,3 +33,13 @@ class Principal:
 
 # Daemons and engine-internal work act as this principal; it never comes from a token.
 SYSTEM = Principal(name="system", role=Role.ADMIN, issuer="internal")
+
+# Names the engine records for itself: SYSTEM's (owner and lake origin of what the engine makes), the author of
+# retraining it starts, the audit actor of requests without a token and of admin commands run beside the store.
+# No token or OIDC subject may carry one, or its holder would be taken for the engine.
+RESERVED_NAMES = frozenset({SYSTEM.name, "engine", "anonymous", "local-admin"})
+
+
+def reserved(name: str) -> bool:
+    """Whether ``name`` is one the engine keeps for itself (in any letter case: no look-alike in a listing)."""
+    return name.casefold() in RESERVED_NAMES

@@ -14,8 +14,8 @@ from twinengine.auth import audit
 from twinengine.auth.issuer import BuiltinIssuer, SignedToken
 from twinengine.auth.models import ApiToken, Identity
 from twinengine.auth.policy import require
-from twinengine.auth.principal import SYSTEM, Principal, Role
-from twinengine.errors import IdentityInUse, IdentityNotFound, InvalidInput, NotFound
+from twinengine.auth.principal import SYSTEM, Principal, Role, reserved
+from twinengine.errors import IdentityInUse, IdentityNotFound, InvalidInput, NotFound, ValidationFailed
 from twinengine.store.base import upsert, utcnow
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "issue_token",
     "list_identities",
     "list_tokens",
+    "refuse_reserved",
     "revoke_token",
     "set_disabled",
 ]
@@ -53,6 +54,13 @@ def ensure_identity(session: Session, name: str, *, created_by: str) -> Identity
     return identity
 
 
+def refuse_reserved(name: str, *, loc: str = "name") -> None:
+    """Refuse a name the engine keeps for itself (``auth.principal.RESERVED_NAMES``) as an identity's name."""
+    if reserved(name):
+        raise ValidationFailed.one(loc, f"{name!r} is reserved: the engine records its own work under it; "
+                                        "choose another identity name")
+
+
 def issue_token(
     session: Session,
     issuer: BuiltinIssuer,
@@ -67,6 +75,7 @@ def issue_token(
     """Sign a token for ``name`` in ``role`` (creating the identity on first use) and record it; it expires
     after ``ttl`` and not after ``not_after``."""
     require(principal, "token.create", target=f"identity {name}")
+    refuse_reserved(name)
     identity = ensure_identity(session, name, created_by=principal.name)
     signed = issuer.sign(name, role, ttl, not_after=not_after)
     session.add(ApiToken(jti=signed.jti, identity=name, identity_id=identity.id, role=role.value,

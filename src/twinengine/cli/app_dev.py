@@ -67,13 +67,17 @@ def run(folder: Path = typer.Argument(..., help="App folder with twinapp.yaml.")
     """Serve a throw-away local engine (temporary data) with the app published, a twin created and the
     sample records appended, until Ctrl-C."""
     from twinengine.api import create_app
-    from twinengine.app.local import LocalEngine
+    from twinengine.app.local import LocalEngine, twin_parameters
+    from twinengine.catalog.validate import check_app_dir
     from twinengine.demo.server import InProcessServer
     from twinengine.stopping import until_stopped
 
     if not (folder / "twinapp.yaml").is_file():
         err_console.print(f"[red]error[/red]: FOLDER: {escape(str(folder))} has no twinapp.yaml", highlight=False)
         raise typer.Exit(2)
+    declared, _problems = check_app_dir(folder)  # its problems are publishing's to report
+    if declared is not None:  # the twin's parameters are refused before a throw-away engine is started
+        twin_parameters(folder, declared)
     with LocalEngine(folder, twin_name=twin) as local:
         _sha, manifest = local.publish()
         local.create_twin(manifest)

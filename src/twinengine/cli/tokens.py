@@ -9,7 +9,7 @@ import typer
 
 from twinengine.auth.principal import Role
 from twinengine.cli._common import DataDirOption, console, err_console, local_settings, state_of, table
-from twinengine.errors import ValidationFailed
+from twinengine.errors import Problem, ValidationFailed, join_loc
 from twinengine.timeutil import parse_duration
 
 app = typer.Typer(help="Tokens: create (admins), list, revoke.", no_args_is_help=True)
@@ -35,14 +35,24 @@ def create(
     out.emit(issued, lambda: _show(issued))
 
 
+_OPTIONS = {"name": "--name", "role": "--role", "expires_in": "--expires", "note": "--note"}  # TokenCreate's fields
+
+
 def _create_locally(settings: Any, name: str, role: Role, expires: str | None, note: str | None) -> Any:
+    from pydantic import ValidationError
+
     from twinengine.auth import audit
     from twinengine.auth.principal import SYSTEM
     from twinengine.auth.schemas import TokenCreate, TokenIssued
-    from twinengine.auth.service import issue_token
+    from twinengine.auth.service import issue_token, refuse_reserved
     from twinengine.bootstrap import local_store
 
-    request = TokenCreate(name=name, role=role, expires_in=expires, note=note)
+    try:
+        request = TokenCreate(name=name, role=role, expires_in=expires, note=note)
+    except ValidationError as exc:  # as the API answers it, located by the options given
+        raise ValidationFailed([Problem(_OPTIONS.get(join_loc(e["loc"]), join_loc(e["loc"])), e["msg"])
+                                for e in exc.errors()]) from None
+    refuse_reserved(request.name, loc="--name")  # before the store is opened
     try:
         ttl = settings.token_ttl if expires is None else parse_duration(expires)
     except ValueError as exc:

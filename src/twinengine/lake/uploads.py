@@ -36,7 +36,7 @@ from twinengine.lake.checksums import Checksums, Hasher, normalize_adler32, norm
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import attach, get_did, parse_did
 from twinengine.lake.endpoints import get_endpoint, take_quota, usage
-from twinengine.lake.grants import require_read
+from twinengine.lake.grants import may_read, require_read
 from twinengine.lake.models import Did, Endpoint, Replica, Transfer
 from twinengine.lake.schemas import DidType, ReplicaState
 from twinengine.lake.storage import CHUNK
@@ -118,6 +118,8 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
                   created_by=principal.name)
         session.add(row)
         session.flush()
+    elif not may_read(session, principal, row):
+        raise _taken(did)
     elif row.type != DidType.FILE:
         raise DidConflict(f"{did} is a {row.type}, not a file")
     replica = session.scalar(select(Replica).where(Replica.did_id == row.id, Replica.endpoint_id == ep.id))
@@ -138,6 +140,12 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
         new_replica = True
     session.flush()
     return row.id, replica.id, replica.path, new_did, new_replica
+
+
+def _taken(did: str) -> DidConflict:
+    """The one answer for a name held by a DID its caller may not read, whatever it is and holds, and before a
+    byte is read: a difference (its type, its bytes equal or not) would tell what another's private DID is."""
+    return DidConflict(f"{did} is taken; choose another name", details=[{"loc": "did", "msg": "taken"}])
 
 
 def _moving(session: Session, did_id: int, endpoint_id: int) -> bool:
@@ -164,7 +172,8 @@ def upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoint
            size_hint: int | None = None, expected: Expected | None = None, dataset: str | None = None,
            media_type: str | None = None, meta: dict[str, Any] | None = None) -> UploadOutcome:
     """Store a byte stream as file ``did`` on ``endpoint``; returns its checksums. Re-uploading the same bytes
-    to the same endpoint is a no-op (``created`` False); other bytes under a registered name are a conflict."""
+    to the same endpoint is a no-op (``created`` False); other bytes under a registered name are a conflict,
+    and a name held by a DID the caller may not read is taken, whatever it holds."""
     return _upload(db, lake, principal=principal, did=did, endpoint=endpoint, chunks=chunks, size_hint=size_hint,
                    expected=expected, dataset=dataset, media_type=media_type, meta=meta)
 
@@ -268,6 +277,9 @@ def register_replica(session: Session, lake: Lake, *, principal: Principal, did:
     ep: Endpoint = get_endpoint(session, endpoint)
     path = replica_path(scope, name)
     backend = lake.backend(ep)
+    row = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
+    if row is not None and not may_read(session, principal, row):  # before its bytes are looked at
+        raise _taken(did)
     if verify:
         hasher = Hasher()
         for chunk in backend.read(path):
@@ -277,7 +289,6 @@ def register_replica(session: Session, lake: Lake, *, principal: Principal, did:
             raise DataCorrupted(f"the bytes at {ep.name}:{path} do not match the checksums given for {did}")
     elif backend.size(path) != checksums.bytes:
         raise DataCorrupted(f"{ep.name}:{path} is missing or not {checksums.bytes} bytes long")
-    row = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
     if row is None:
         row = Did(scope=scope, name=name, type=DidType.FILE.value, bytes=checksums.bytes, adler32=checksums.adler32,
                   sha256=checksums.sha256, media_type=media_type or media_type_for(name), meta=dict(meta or {}),
