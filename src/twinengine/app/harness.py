@@ -21,6 +21,7 @@ from twinengine.app._items import Failed, Item, Run
 from twinengine.app.local import LocalEngine
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.validate import check_app_dir
+from twinengine.errors import ValidationFailed
 
 __all__ = ["Item", "check_app"]
 
@@ -36,10 +37,10 @@ def check_app(folder: Path, *, run_tests: bool = True, train: bool = True,
     manifest = _manifest(run, folder)
     if manifest is None:
         return run.items
-    if run_tests:
-        _pytest(run, folder)
     settings.setdefault("function_retries", 0)
     with LocalEngine(folder, **settings) as local:
+        if run_tests:
+            _pytest(run, folder, manifest, local)
         published: dict[str, Any] = {}
         with run.item("publish"):
             published["sha"], published["manifest"] = local.publish()
@@ -87,14 +88,24 @@ def _problem_place(loc: str, msg: str) -> str:
 _PYTEST_PLACE = re.compile(r"^(\S+\.py):(\d+): ", re.MULTILINE)
 
 
-def _pytest(run: Run, folder: Path) -> None:
+def _pytest(run: Run, folder: Path, manifest: Manifest, local: LocalEngine) -> None:
+    """The app's own tests, with the app's ``requires`` environment before the engine's packages on the import
+    path, as the app's workers import them (an app pinning numpy 1.26 tests against 1.26, not the engine's)."""
     tests = folder / "tests"
     if not tests.is_dir():
         run.skip("tests", "no tests/ folder")
         return
     with run.item("tests"):
+        paths = [str(folder)]
+        if manifest.requires:
+            from twinengine.workers.envs import EnvironmentFailed, Environments
+
+            try:
+                paths.append(str(Environments.from_settings(local.rt.settings).for_requires(manifest.requires)))
+            except (EnvironmentFailed, ValidationFailed) as exc:
+                raise Failed(f"the app's requires could not be installed for its tests: {exc}", "requires") from None
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
-                   PYTHONPATH=os.pathsep.join([str(folder), *filter(None, [os.environ.get("PYTHONPATH")])]))
+                   PYTHONPATH=os.pathsep.join([*paths, *filter(None, [os.environ.get("PYTHONPATH")])]))
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "--tb=line", "-p", "no:cacheprovider",
                                "--rootdir", str(folder), str(tests)],
                               cwd=folder, env=env, capture_output=True, text=True, timeout=900, check=False)

@@ -67,6 +67,15 @@ class Environments:
         _write_atomically(known, lock)
         return self.build(lock) / "site"
 
+    def for_requires(self, requires: list[str]) -> Path:
+        """The site folder of the environment of ``requires`` before any version is published (an app's own
+        tests in ``twin app test``): resolved once, then found by the requirements' key, where publishing the
+        same requirements finds it too."""
+        same = self.root / "by-requires" / f"{self._requires_key(requires)}.lock"
+        lock = same.read_text() if same.is_file() else self.resolve(requires)
+        _write_atomically(same, lock)
+        return self.build(lock) / "site"
+
     def _requires_key(self, requires: list[str]) -> str:
         """Versions requiring the same things from the same sources share a lock (resolved once)."""
         text = json.dumps([sorted(requires), self.index_url, self.find_links, sys.implementation.cache_tag])
