@@ -24,14 +24,39 @@ def test_credential_query_values_are_redacted(line: str, kept: str) -> None:
     assert redact(line) == kept
 
 
-def test_uvicorn_access_and_websocket_lines_are_written_without_the_token(caplog: pytest.LogCaptureFixture) -> None:
+class _Kept(logging.Handler):
+    """The lines a logger writes, formatted as a handler of its would write them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def test_uvicorn_access_and_websocket_lines_are_written_without_the_token(caplog: pytest.LogCaptureFixture,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     install_log_redaction()
     install_log_redaction()  # idempotent
     access, error = logging.getLogger("uvicorn.access"), logging.getLogger("uvicorn.error")
     assert sum(isinstance(f, RedactCredentials) for f in access.filters) == 1
-    with caplog.at_level(logging.INFO):
+    kept = _Kept()  # uvicorn's loggers write through their own handlers (a server configures them not to propagate)
+    for logger in (access, error):
+        monkeypatch.setattr(logger, "propagate", False)
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "level", logging.INFO)
+        logger.addHandler(kept)
+    try:
         access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", f"/api/v1/me?token={JWT}", "1.1", 200)
         error.info('%s - "WebSocket %s" [accepted]', "127.0.0.1:5000", f"/ws?token={JWT}")
+    finally:
+        access.removeHandler(kept)
+        error.removeHandler(kept)
+    with caplog.at_level(logging.INFO):  # the engine's own loggers propagate to the root's handlers
         logging.getLogger("twinengine.api").warning("request for /x?access_token=%s failed", JWT)
-    text = caplog.text
+    engine_lines = [r.getMessage() for r in caplog.records if r.name == "twinengine.api"]
+    text = "\n".join([*kept.lines, *engine_lines])
+    assert len(engine_lines) == 1, text
+    assert len(kept.lines) == 2, text
     assert JWT not in text and text.count("[redacted]") == 3, text
