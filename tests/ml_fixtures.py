@@ -4,6 +4,7 @@ line the framework tests (scikit-learn, Keras) learn."""
 from __future__ import annotations
 
 import importlib
+import json
 import random
 import sys
 import time
@@ -138,3 +139,40 @@ def wait_scheduled_retraining(client: Any, twin: str, model: str) -> Any:
             return trail[0]
         time.sleep(0.3)
     raise AssertionError(f"no scheduled run: {client.ml.trail(twin, model)}")
+
+
+RIDGE_TASK = """
+import numpy as np
+from sklearn.linear_model import Ridge
+from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+from twinengine.app import TrainingConfig, TrainingTask
+
+
+def datasets(data):
+    rows = sorted(data.records, key=lambda r: r["time"])
+    x = np.array([[r["x0"], r["x1"]] for r in rows], dtype=float).reshape(-1, 2)
+    y = np.array([r["y"] for r in rows], dtype=float)
+    cut = int(len(x) * 0.8)
+    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+
+
+def ridge():
+    return TrainingTask(
+        framework="sklearn",
+        build_model=lambda params: Ridge(alpha=float(params.get("alpha", 1.0))),
+        datasets=datasets,
+        loss=lambda model, xy: float(mean_squared_error(xy[1], model.predict(xy[0]))),
+        metrics={"mae": lambda model, xy: float(mean_absolute_error(xy[1], model.predict(xy[0])))},
+        predict=lambda model, inputs: [float(v) for v in model.predict(np.asarray(inputs["x"], float))],
+        config=TrainingConfig(params={"alpha": 0.01}),
+        gate=GATE,
+    )
+"""
+
+
+def ridge_task(max_mae: float | None = None) -> str:
+    """A scikit-learn ridge regression of the line samples as an app's training task (``ridge``), with a gate on
+    its held-out MAE when ``max_mae`` is given."""
+    gate = {"thresholds": {"mae": {"max": max_mae}}} if max_mae is not None else {}
+    return RIDGE_TASK.replace("GATE", json.dumps(gate))

@@ -10,36 +10,10 @@ from pathlib import Path
 import pytest
 
 from helpers import MINIMAL_STATE, make_app, need_modules, need_sandbox
-from ml_fixtures import LINE_STREAM, line_samples
+from ml_fixtures import LINE_STREAM, line_samples, ridge_task
 from twinengine.app.harness import Item, check_app
 
-TASK = '''
-import numpy as np
-from sklearn.linear_model import Ridge
-from sklearn.metrics import mean_absolute_error, mean_squared_error
-
-from twinengine.app import TrainingConfig, TrainingTask
-
-
-def datasets(data):
-    rows = sorted(data.records, key=lambda r: r["time"])
-    x = np.array([[r["x0"], r["x1"]] for r in rows], dtype=float).reshape(-1, 2)
-    y = np.array([r["y"] for r in rows], dtype=float)
-    cut = int(len(x) * 0.8)
-    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
-
-
-def ridge():
-    return TrainingTask(
-        framework="sklearn",
-        build_model=lambda params: Ridge(alpha=float(params.get("alpha", 1.0))),
-        datasets=datasets,
-        loss=lambda model, xy: float(mean_squared_error(xy[1], model.predict(xy[0]))),
-        metrics={"mae": lambda model, xy: float(mean_absolute_error(xy[1], model.predict(xy[0])))},
-        config=TrainingConfig(params={"alpha": 0.01}),
-        gate={"thresholds": {"mae": {"max": 1e-9}}},
-    )
-'''
+TASK = ridge_task(max_mae=1e-9)
 GRAPH = {"process_graph": {"p": {"process_id": "predict", "arguments": {
     "model": "ridge", "data": {"x": [[1.0, 0.0]]}}, "result": True}}}
 
@@ -68,7 +42,7 @@ def test_a_rejected_gate_fails_training_with_the_rule_and_the_workflow_says_why(
     assert not training.ok and training.error is not None
     assert training.error.startswith("the gate rejected version 1: mae "), training.error
     assert "> max 1e-09" in training.error
-    gate_line = TASK.splitlines().index('        gate={"thresholds": {"mae": {"max": 1e-9}}},') + 1
+    gate_line = next(i for i, line in enumerate(TASK.splitlines(), 1) if line.startswith("        gate="))
     assert training.where == f"gated/model.py:{gate_line}"
     workflow = found["workflow forecast"]
     assert not workflow.ok and workflow.error is not None

@@ -10,39 +10,14 @@ from typing import Any
 import pytest
 
 from helpers import Engine, need_modules
-from ml_fixtures import line_app, line_samples
+from ml_fixtures import line_app, line_samples, ridge_task
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.ml.registry import CHAMPION, registered_name
 
 MODEL = "ridge"
 INPUTS = {"x": [[1.0, 0.0], [0.0, 1.0]]}
-TASK = '''
-import numpy as np
-from sklearn.linear_model import Ridge
-from sklearn.metrics import mean_squared_error
-
-from twinengine.app import TrainingConfig, TrainingTask
-
-
-def datasets(data):
-    rows = sorted(data.records, key=lambda r: r["time"])
-    x = np.array([[r["x0"], r["x1"]] for r in rows], dtype=float).reshape(-1, 2)
-    y = np.array([r["y"] for r in rows], dtype=float)
-    cut = int(len(x) * 0.8)
-    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
-
-
-def ridge():
-    return TrainingTask(
-        framework="sklearn",
-        build_model=lambda params: Ridge(alpha=float(params.get("alpha", 1.0))),
-        datasets=datasets,
-        loss=lambda model, xy: float(mean_squared_error(xy[1], model.predict(xy[0]))),
-        predict=lambda model, inputs: [float(v) for v in model.predict(np.asarray(inputs["x"], float))],
-        config=TrainingConfig(params={"alpha": 0.01}),
-    )
-'''
+TASK = ridge_task()
 
 
 @pytest.fixture
