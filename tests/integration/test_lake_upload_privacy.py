@@ -65,6 +65,20 @@ def test_another_users_file_is_taken_whatever_the_bytes(lake: Engine) -> None:
     assert _upload(lake, "xb1", "xb1:notes/a.bin", NOTES).status_code == 201  # a name of its own is fine
 
 
+def test_registering_a_dataset_under_another_users_name_is_taken_whatever_it_is(lake: Engine) -> None:
+    """POST /lake/dids named as another user's file or dataset said which it was ("exists already (a file)")."""
+    assert _upload(lake, "uma", "uma:notes/a.bin", NOTES).status_code == 201
+    uma, xb1 = (lake.headers(lake.token(who, "user")) for who in ("uma", "xb1"))
+    assert lake.http.post("/api/v1/lake/dids", headers=uma, json={"did": "uma:set", "type": "dataset"}).status_code \
+        == 201
+    for did in ("uma:notes/a.bin", "uma:set"):
+        answer = lake.http.post("/api/v1/lake/dids", headers=xb1, json={"did": did, "type": "dataset"})
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["message"] == f"{did} is taken; choose another name"
+    mine = lake.http.post("/api/v1/lake/dids", headers=uma, json={"did": "uma:notes/a.bin", "type": "dataset"})
+    assert mine.status_code == 409 and "exists already (a file)" in mine.json()["message"]  # its owner may know
+
+
 def test_the_owner_still_hears_what_its_own_file_holds(lake: Engine) -> None:
     assert _upload(lake, "uma", "uma:notes/a.bin", NOTES).status_code == 201
     again = _upload(lake, "uma", "uma:notes/a.bin", NOTES)

@@ -149,6 +149,8 @@ def add_did(session: Session, *, principal: Principal, did: str, type: DidType, 
         check_meta(geometry, loc="geometry", tuning=tuning)
     existing = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
     if existing is not None:
+        if not Readers(session, principal)(existing):  # another's: say neither what it is nor that it is theirs
+            raise DidConflict(f"{did} is taken; choose another name", details=[{"loc": "did", "msg": "taken"}])
         if exist_ok and existing.type == type:
             return existing
         raise DidConflict(f"{did} exists already (a {existing.type})")
