@@ -66,6 +66,8 @@ class FeatureRequest(BaseModel):
 def _xy(points: list[list[float]], field: str) -> list[tuple[float, float]]:
     out = []
     for i, p in enumerate(points):
+        if not isinstance(p, list | tuple) or len(p) < 2:
+            raise InvalidParameterValue(f"{field}[{i}]", "a point is [latitude, longitude]")
         lat, lon = float(p[0]), float(p[1])
         if not -90 <= lat <= 90:
             raise InvalidParameterValue(f"{field}[{i}]", f"latitude {lat:g} is outside -90..90 (Polytope order is "
@@ -133,7 +135,8 @@ def to_query(request: FeatureRequest) -> tuple[Query, str]:
         query = replace(common, kind="cube", bbox=(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
     elif kind == "polygon":
         shape = _need(feature.shape, "feature.shape")
-        rings = shape if shape and isinstance(shape[0][0], list) else [shape]
+        rings = shape if shape and isinstance(shape[0], list) and shape[0] and isinstance(shape[0][0], list) \
+            else [shape]  # [[]] is one empty ring, refused by _polygon naming the field
         polygons = [_polygon(r, f"feature.shape[{i}]" if len(rings) > 1 else "feature.shape")
                     for i, r in enumerate(rings)]
         geometry = polygons[0] if len(polygons) == 1 else shapely.MultiPolygon(polygons)
@@ -142,7 +145,7 @@ def to_query(request: FeatureRequest) -> tuple[Query, str]:
         query = replace(common, kind="area", geometry=geometry)
     elif kind == "circle":
         centre = _need(feature.center, "feature.center")
-        centres = centre if isinstance(centre[0], list) else [centre]
+        centres = centre if centre and isinstance(centre[0], list) else [centre]
         points = _xy(centres, "feature.center")
         radius = _need(feature.radius, "feature.radius")
         km = radius * 111.195 if feature.radius_units == "deg" else parse_distance(

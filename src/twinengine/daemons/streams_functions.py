@@ -559,9 +559,11 @@ class FunctionWorker:
         reason = (f"{error[:1600]}{f' (at {place})' if place else ''}; function {consumer.name}, "
                   f"{record_place(records, consumer.key_field) if records else f'offset {consumer.offset}'}")[:2000]
         # The same exception at the same line of app code twice is a bug in the code, not bad luck: waiting
-        # and trying again only delays the dead letter (and everything behind it).
+        # and trying again only delays the dead letter (and everything behind it). A function that declares its
+        # own retries is retried that often whatever fails (a service it calls that is down fails alike each time).
         signature = failure_signature(error, place)
-        repeated, consumer.signature = signature is not None and signature == consumer.signature, signature
+        repeated = signature is not None and signature == consumer.signature and consumer.spec.retries is None
+        consumer.signature = signature
         if consumer.attempts <= consumer.retries and not repeated:
             delay = self.settings.function_backoff * 2 ** (consumer.attempts - 1)
             consumer.not_before = time.monotonic() + delay
