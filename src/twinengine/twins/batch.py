@@ -85,7 +85,7 @@ def _authorized_twins(session: Session, principal: Principal, items: Sequence[St
             message = f"no twin with id or name {item.twin!r}"
             raise TwinNotFound(f"{loc}: {message}", details=[{"loc": loc, "msg": message}])
         try:
-            require(principal, "twin.operate", twin, target=f"twin {twin.name}")
+            require(principal, "twin.operate", twin, target=f"twin {item.twin}")
         except PermissionDenied as exc:
             raise PermissionDenied(f"{loc}: {exc.message}", details=[{"loc": loc, "msg": exc.message}]) from None
         found[item.twin] = twin

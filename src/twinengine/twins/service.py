@@ -139,7 +139,7 @@ def get_twin(session: Session, *, principal: Principal, ref: str, action: str = 
         twin = session.scalar(select(Twin).where(Twin.name == ref))
     if twin is None:
         raise TwinNotFound(f"no twin with id or name {ref!r}")
-    require(principal, action, twin, target=f"twin {twin.name}")
+    require(principal, action, twin, target=f"twin {ref}")
     return twin
 
 
@@ -157,7 +157,7 @@ def _twin_and_manifest(session: Session, *, principal: Principal, ref: str, acti
     if found is None:
         raise TwinNotFound(f"no twin with id or name {ref!r}")
     twin, digest = found
-    require(principal, action, twin, target=f"twin {twin.name}")
+    require(principal, action, twin, target=f"twin {ref}")
     return twin, catalog.manifest_by_digest(session, twin.app_id, digest)
 
 
