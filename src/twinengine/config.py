@@ -75,6 +75,12 @@ class Settings(BaseSettings):
                     "in the data dir, runs the singleton loops (functions on arrival, MQTT, compaction, the "
                     "lake's daemons, training). Above 1 the stream log must be one every process can share "
                     "(`stream_backend = nats`).")
+    engines_share_store: bool = Field(
+        default=False,
+        description="Engines on other hosts serve this same PostgreSQL store. The singleton loops then run in "
+                    "the one engine of all hosts that holds an advisory lock in the store (instead of a file lock "
+                    "in the data dir); when it dies or loses the store another engine takes them over. Needs a "
+                    "PostgreSQL `database_url` and `stream_backend = nats`.")
     token_issuer: str = Field(default="twinengine", description="`iss` claim of tokens this engine signs.")
     token_ttl: timedelta = Field(default=timedelta(days=30), description="Default lifetime of new tokens.")
     session_ttl: timedelta = Field(default=timedelta(hours=12), description="Absolute lifetime of a portal session "
@@ -298,6 +304,17 @@ class Settings(BaseSettings):
             raise ValueError(f"the local stream log has one writer per data dir, and serve_processes is {processes}: "
                              "set stream_backend to nats (a log every process can share), or serve one process")
         return value
+
+    @model_validator(mode="after")
+    def _store_shared_by_hosts(self) -> Settings:
+        if self.engines_share_store:
+            if not (self.database_url or "").startswith("postgresql"):
+                raise ValueError("engines_share_store needs a PostgreSQL database_url: engines on several hosts "
+                                 "elect their leader through the store they share")
+            if self.stream_backend == "local":
+                raise ValueError("engines_share_store needs stream_backend nats: the local stream log lives in "
+                                 "one data dir, which engines on other hosts cannot reach")
+        return self
 
     @property
     def db_url(self) -> str:

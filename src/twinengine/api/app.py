@@ -25,6 +25,7 @@ from twinengine.auth import api as auth_api
 from twinengine.bootstrap import announce_admin_token
 from twinengine.catalog import api as catalog_api
 from twinengine.config import Settings
+from twinengine.daemons.leadership import StoreLeadership
 from twinengine.daemons.primary import PRIMARY_LOCK, PrimaryDuties, SingletonLoops, start_singleton_loops
 from twinengine.lake import api as lake_api
 from twinengine.lake.stac import api as stac_api
@@ -96,13 +97,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.request_threads
-        shared = runtime.settings.serve_processes > 1  # one of several processes serving this data dir
+        # one of several processes serving this data dir, or one of several engines (hosts) sharing the store
+        shared = runtime.settings.serve_processes > 1 or runtime.settings.engines_share_store
         if shared:
             runtime.trains = False  # until this process holds the primary lock (daemons/primary.py)
         token = await anyio.to_thread.run_sync(runtime.start)  # off the event loop: it may take a while
         if token:
             announce_admin_token(token, runtime.data_dir)
-        duties: PrimaryDuties | None = None
+        duties: PrimaryDuties | StoreLeadership | None = None
         loops: SingletonLoops | None = None
         _app.state.stream_daemons = None
         if shared:
@@ -111,7 +113,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 _app.state.stream_daemons = started.streams
                 return started
 
-            duties = _app.state.primary_duties = PrimaryDuties(runtime.data_dir / PRIMARY_LOCK, take_over)
+            if runtime.settings.engines_share_store:
+                duties = StoreLeadership(runtime.settings.db_url, take_over)
+            else:
+                duties = PrimaryDuties(runtime.data_dir / PRIMARY_LOCK, take_over)
+            _app.state.primary_duties = duties
             duties.begin()
         else:
             loops = await anyio.to_thread.run_sync(start_singleton_loops, runtime)
