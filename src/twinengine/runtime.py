@@ -31,6 +31,7 @@ from twinengine.lake.collections import LakeCollections
 from twinengine.lake.context import Lake, LakeTuning
 from twinengine.lake.run_results import LakeResultStore
 from twinengine.store.blobs import BlobStore
+from twinengine.store.shared_blobs import SharedBlobStore
 from twinengine.store.engine import Database
 from twinengine.streams.compaction import SegmentSink
 from twinengine.streams.hub import StreamHub, stream_key
@@ -178,6 +179,8 @@ class Runtime:
         db = Database(settings.db_url, pool_size=settings.db_pool_size)
         issuer = issuer_for(settings)
         blobs = BlobStore(settings.data_dir / "blobs")
+        if settings.engines_share_store:  # engines on other hosts run this one's apps: archives in the store too
+            blobs = SharedBlobStore(blobs, db)
         lake = Lake.from_data_dir(settings.data_dir, LakeTuning(
             transfer_attempts=settings.lake_transfer_attempts, transfer_backoff=settings.lake_transfer_backoff,
             tombstone_grace=settings.lake_tombstone_grace, stale_after=settings.lake_stale_after,

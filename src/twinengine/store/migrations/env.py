@@ -10,6 +10,7 @@ import twinengine.catalog.models
 import twinengine.lake.models
 import twinengine.ml.models
 import twinengine.store.changes
+import twinengine.store.shared_blobs
 import twinengine.streams.models
 import twinengine.twins.forecast_models
 import twinengine.twins.models
