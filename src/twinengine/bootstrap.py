@@ -40,6 +40,8 @@ def prepare_store(db: Database, issuer: BuiltinIssuer, settings: Settings) -> st
     with db.session() as session:
         if db.backend == "postgresql":
             session.execute(text(f"SELECT pg_advisory_xact_lock({_PG_BOOTSTRAP_LOCK})"))
+        if issuer.keyring is None:  # the generations of signing keys (auth/keyring.py)
+            issuer.use_store(db, settings.data_dir / "keys", session)
         return bootstrap_admin(session, issuer, data_dir=settings.data_dir, ttl=settings.admin_token_ttl)
 
 

@@ -100,14 +100,14 @@ def test_providers_are_listed(engine_url: str, issuer: str) -> None:
 def test_the_official_client_authenticates_with_a_provider_token(served: tuple[str, Runtime], issuer: str) -> None:
     engine_url, runtime = served
     con = openeo.connect(engine_url).authenticate_oidc_access_token(sign(issuer), provider_id="egi")
-    assert con.describe_account()["user_id"] == "oona"
+    assert con.describe_account()["user_id"] == "egi.oona"  # <provider>.<subject>: keyed by issuer and subject
     assert con.describe_account()["info"] == {"role": "user"}
     with runtime.db.session(readonly=True) as session:  # known from now on: may own twins, get grants
-        identity = session.get(Identity, "oona")
+        identity = session.get(Identity, "egi.oona")
         assert identity is not None and identity.created_by == "oidc:egi" and not identity.disabled
     assert me(engine_url, "oidc/egi/" + sign(issuer, sub="olga")).status_code == 200
     with runtime.db.session() as session:
-        olga = session.get(Identity, "olga")
+        olga = session.get(Identity, "egi.olga")
         assert olga is not None
         olga.disabled = True
     runtime.verdicts.forget()  # disabled in the store behind the engine's back: skip settings.token_recheck

@@ -117,15 +117,15 @@ def _me(http: TestClient, **claims: Any) -> Any:
     return http.get("/api/v1/me", headers={"Authorization": f"Bearer oidc/idp/{token}"})
 
 
-def test_an_oidc_subject_with_a_reserved_name_is_refused(oidc: tuple[Runtime, TestClient]) -> None:
+def test_an_oidc_subject_never_takes_a_reserved_name(oidc: tuple[Runtime, TestClient]) -> None:
+    """External identities are named ``<provider>.<subject>`` (keyed by issuer and subject), so a subject such as
+    ``system`` names an identity of that provider, never the engine's own."""
     runtime, http = oidc
-    assert _me(http, sub="oona").json()["name"] == "oona"
-    for name in ("system", "System", "engine"):
-        refused = _me(http, sub=name)
-        assert refused.status_code == 401, refused.text
-        body = refused.json()
-        assert body["code"] == "TokenInvalid" and "claim 'sub'" in body["message"]
-        assert body["details"] == [{"loc": "sub", "msg": "reserved name"}]
-    with runtime.db.session(readonly=True) as session:  # not recorded as an identity either
-        assert session.get(Identity, "System") is None and session.get(Identity, "engine") is None
-        assert session.get(Identity, "oona") is not None
+    assert _me(http, sub="oona").json()["name"] == "idp.oona"
+    for subject, name in (("system", "idp.system"), ("engine", "idp.engine")):
+        answer = _me(http, sub=subject)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["name"] == name and answer.json()["role"] == "user"
+    with runtime.db.session(readonly=True) as session:  # the reserved names are not recorded as identities
+        assert session.get(Identity, "system") is None and session.get(Identity, "engine") is None
+        assert session.get(Identity, "idp.oona") is not None

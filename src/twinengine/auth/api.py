@@ -38,7 +38,7 @@ router = api_router()
 
 @router.get("/me", tags=["auth"], name="me", summary="The caller's identity and role")
 def me(principal: PrincipalDep) -> Me:
-    return Me(name=principal.name, role=principal.role, issuer=principal.issuer)
+    return Me(name=principal.name, role=principal.role, issuer=principal.issuer, groups=sorted(principal.groups))
 
 
 @router.post("/tokens", tags=["tokens"], name="create", status_code=status.HTTP_201_CREATED,

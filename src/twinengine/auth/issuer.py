@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 import jwt
@@ -19,10 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from twinengine.auth.groups import with_groups
+from twinengine.auth.keyring import Keyring, kid_of
 from twinengine.auth.models import ApiToken, Identity
 from twinengine.auth.principal import Principal, Role, reserved
 from twinengine.errors import AuthenticationRequired, TokenInvalid
 from twinengine.store.base import utcnow
+from twinengine.store.engine import Database
 
 __all__ = ["BuiltinIssuer", "SignedToken", "TokenVerifier", "split_bearer", "verify_bearer"]
 
@@ -60,11 +64,21 @@ class BuiltinIssuer(TokenVerifier):
     def __init__(self, key: ec.EllipticCurvePrivateKey, issuer: str) -> None:
         self._key = key
         self._public = key.public_key()
+        self.root_kid = kid_of(self._public)
         self.issuer = issuer
-        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.keyring: Keyring | None = None  # the store's generations of keys (auth/keyring.py), once prepared
+        self._verified: OrderedDict[str, tuple[dict[str, Any], str]] = OrderedDict()  # token -> (claims, kid)
         self._lock = threading.Lock()
         secret = key.private_numbers().private_value.to_bytes(32, "big")
         self._mac_key = hashlib.sha256(b"twinengine mac\x00" + secret).digest()
+
+    def use_store(self, db: Database, key_dir: Path, session: Session) -> Keyring:
+        """Sign and verify with the store's generations of keys from now on (made, in ``session``, on the
+        first start)."""
+        keyring = Keyring(db, key_dir, self._key)
+        keyring.prepare(session)
+        self.keyring = keyring
+        return keyring
 
     def mac(self, purpose: str, value: str) -> str:
         """A keyed digest of ``value`` that only this engine can make (the CSRF token bound to a portal
@@ -72,8 +86,10 @@ class BuiltinIssuer(TokenVerifier):
         message = purpose.encode() + b"\x00" + value.encode()
         return hmac.new(self._mac_key, message, hashlib.sha256).hexdigest()
 
-    def sign(self, name: str, role: Role, ttl: timedelta | None, *, not_after: datetime | None = None) -> SignedToken:
-        """Sign a token valid for ``ttl`` (None: no expiry), and in any case not after ``not_after``."""
+    def sign(self, name: str, role: Role, ttl: timedelta | None, *, not_after: datetime | None = None,
+             audience: str | None = None) -> SignedToken:
+        """Sign a token valid for ``ttl`` (None: no expiry), and in any case not after ``not_after``; with
+        ``audience``, a token for that site (``aud``), which this engine itself refuses."""
         now = utcnow()
         jti = uuid.uuid4().hex
         expires = now + ttl if ttl is not None else None
@@ -83,32 +99,62 @@ class BuiltinIssuer(TokenVerifier):
                                   "iat": int(now.timestamp())}
         if expires is not None:
             claims["exp"] = int(expires.timestamp())
-        token = jwt.encode(claims, self._key, algorithm=self.algorithm)
+        if audience is not None:
+            claims["aud"] = audience
+        kid, key = self.keyring.signing_key() if self.keyring is not None else (self.root_kid, self._key)
+        token = jwt.encode(claims, key, algorithm=self.algorithm, headers={"kid": kid})
         return SignedToken(token, jti, name, role, now, expires)
 
     def accepts(self, claims: dict[str, Any]) -> bool:
         return claims.get("iss") == self.issuer
 
+    def _public_key(self, kid: str) -> tuple[ec.EllipticCurvePublicKey, bool]:
+        """The public key named ``kid`` and whether it is retired; TokenInvalid for a key never known here."""
+        if self.keyring is None:
+            if kid != self.root_kid:
+                raise TokenInvalid(f"token signed with an unknown key (kid {kid!r})")
+            return self._public, False
+        found = self.keyring.find(kid)
+        if found is None:
+            raise TokenInvalid(f"token signed with an unknown key (kid {kid!r})")
+        return found.public, found.state == "retired"
+
+    @staticmethod
+    def _check_lifetime(claims: dict[str, Any], kid: str, retired: bool) -> None:
+        if "exp" in claims and int(claims["exp"]) <= int(time.time()):
+            raise TokenInvalid("token has expired")
+        if retired and "exp" not in claims:
+            raise TokenInvalid(f"token signed with retired key {kid!r} and without an expiry: ask for a new token")
+
     def _claims(self, token: str) -> dict[str, Any]:
         """The token's verified claims. A signature, once verified, cannot change, so verified claims are
-        remembered (a bounded number of tokens); only the expiry is checked again on every use."""
+        remembered (a bounded number of tokens); the expiry, and whether the key was retired since, are
+        checked again on every use. A token without ``kid`` (made before keys rotated) names generation 1."""
         with self._lock:
-            claims = self._verified.get(token)
-            if claims is not None:
+            cached = self._verified.get(token)
+            if cached is not None:
                 self._verified.move_to_end(token)
-        if claims is not None:
-            if "exp" in claims and int(claims["exp"]) <= int(time.time()):
-                raise TokenInvalid("token has expired")
+        if cached is not None:
+            claims, kid = cached
+            self._check_lifetime(claims, kid, self._public_key(kid)[1])
             return claims
         try:
-            claims = jwt.decode(token, self._public, algorithms=[self.algorithm], issuer=self.issuer,
-                                options={"require": ["iss", "sub", "jti", "iat"]})
+            kid = str(jwt.get_unverified_header(token).get("kid") or self.root_kid)
+        except jwt.InvalidTokenError as exc:
+            raise TokenInvalid(f"token rejected: {exc}") from exc
+        public, retired = self._public_key(kid)
+        try:
+            claims = jwt.decode(token, public, algorithms=[self.algorithm], issuer=self.issuer,
+                                options={"require": ["iss", "sub", "jti", "iat"], "verify_aud": False})
         except jwt.ExpiredSignatureError as exc:
             raise TokenInvalid("token has expired") from exc
         except jwt.InvalidTokenError as exc:
             raise TokenInvalid(f"token rejected: {exc}") from exc
+        if "aud" in claims:  # exchanged for a site (auth/exchange.py): good there, not here
+            raise TokenInvalid(f"token is for audience {claims['aud']!r}, not this engine")
+        self._check_lifetime(claims, kid, retired)
         with self._lock:
-            self._verified[token] = claims
+            self._verified[token] = (claims, kid)
             while len(self._verified) > _VERIFIED_TOKENS:
                 self._verified.popitem(last=False)
         return claims
@@ -119,7 +165,7 @@ class BuiltinIssuer(TokenVerifier):
         jti = str(claims["jti"])
         found = session.execute(
             select(ApiToken.identity, ApiToken.identity_id, ApiToken.role, ApiToken.revoked_at, Identity.disabled,
-                   Identity.id)
+                   Identity.id, ApiToken.scopes, ApiToken.twins, ApiToken.parent_jti)
             .join(Identity, Identity.name == ApiToken.identity, isouter=True).where(ApiToken.jti == jti)).first()
         if found is None or found.identity != claims["sub"]:
             raise TokenInvalid("token is not known to this engine")
@@ -131,7 +177,17 @@ class BuiltinIssuer(TokenVerifier):
             raise TokenInvalid(f"identity {found.identity!r} is disabled")
         if reserved(found.identity):  # issued before the name was reserved: it would act as the engine
             raise TokenInvalid(f"identity {found.identity!r} has a name the engine keeps for itself")
-        return Principal(name=found.identity, role=Role(found.role), issuer=self.issuer, token_id=jti)
+        if found.parent_jti is not None:  # a scoped token works only while the token it was made with does
+            parent = session.execute(select(ApiToken.identity, ApiToken.revoked_at, ApiToken.expires_at)
+                                     .where(ApiToken.jti == found.parent_jti)).first()
+            if parent is None or parent.identity != found.identity or parent.revoked_at is not None:
+                raise TokenInvalid(f"the token this scoped token was made with ({found.parent_jti}) is revoked "
+                                   "or deleted")
+            if parent.expires_at is not None and parent.expires_at <= utcnow():
+                raise TokenInvalid(f"the token this scoped token was made with ({found.parent_jti}) has expired")
+        return Principal(name=found.identity, role=Role(found.role), issuer=self.issuer, token_id=jti,
+                         scopes=None if found.scopes is None else frozenset(found.scopes),
+                         twins=None if found.twins is None else frozenset(found.twins))
 
 
 def split_bearer(token: str) -> tuple[str | None, str]:
@@ -163,7 +219,9 @@ def verify_bearer(token: str | None, *, session: Session, verifiers: Sequence[To
         raise TokenInvalid("token is not a valid JWT") from exc
     for verifier in verifiers:
         if verifier.accepts(claims):
-            return verifier.verify(token, session=session)
+            # Groups are read with the token, whatever its issuer: a membership removed applies from the next
+            # verification (within ``settings.token_recheck``, at once for removals through this process).
+            return with_groups(session, verifier.verify(token, session=session))
     if provider is not None:
         raise TokenInvalid(f"the token was not issued by OIDC provider {provider!r}")
     raise TokenInvalid(f"no trusted issuer for tokens from {claims.get('iss')!r}")

@@ -6,12 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from twinengine.store.base import Base, JSONValue, LogId, UTCDateTime, utcnow
 
-__all__ = ["ApiToken", "AuditEvent", "Identity", "new_identity_id"]
+__all__ = ["ApiToken", "AuditEvent", "Group", "GroupMembership", "Identity", "SigningKey", "new_identity_id"]
 
 
 def new_identity_id() -> str:
@@ -23,6 +23,7 @@ class Identity(Base):
     reused: a name deleted and created again is another identity, and the old one's tokens stay dead."""
 
     __tablename__ = "identities"
+    __table_args__ = (Index("ux_identities_issuer_subject", "issuer", "subject", unique=True),)
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     # Nullable in the table only because SQLite adds columns no other way; every row has one (0019).
@@ -30,6 +31,12 @@ class Identity(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(64))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An identity from an OpenID provider is keyed by issuer and subject (0024); the name is made once from them.
+    issuer: Mapped[str | None] = mapped_column(String(400))
+    subject: Mapped[str | None] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    last_sign_in: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ApiToken(Base):
@@ -45,6 +52,12 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     note: Mapped[str | None] = mapped_column(String(200))
+    # A scoped token (auth/scopes.py): its scopes, the twins it is for (None: any), and the token it was made
+    # with, which must stay valid for it to work (migration 0022). All None: a token with its role's power.
+    scopes: Mapped[list[str] | None] = mapped_column(JSONValue)
+    twins: Mapped[list[str] | None] = mapped_column(JSONValue)
+    parent_jti: Mapped[str | None] = mapped_column(String(64))
+    audience: Mapped[str | None] = mapped_column(String(200))  # a token exchanged for a site (auth/exchange.py)
 
 
 class AuditEvent(Base):
@@ -62,3 +75,42 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     status: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
+
+
+class Group(Base):
+    """A named set of identities that can own twins and receive grants. Its own namespace: a group called
+    like an identity is not that identity (the rules never compare one with the other)."""
+
+    __tablename__ = "groups"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class GroupMembership(Base):
+    """One identity in one group, as one source asserts it: ``local`` (an admin) or ``provider:<id>`` (an
+    identity provider's claims at sign-in). Each source replaces only its own rows."""
+
+    __tablename__ = "group_memberships"
+
+    group: Mapped[str] = mapped_column(ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True)
+    identity: Mapped[str] = mapped_column(ForeignKey("identities.name", ondelete="CASCADE"), primary_key=True,
+                                          index=True)
+    source: Mapped[str] = mapped_column(String(80), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SigningKey(Base):
+    """One generation of the built-in issuer's signing keys. The highest promoted generation signs; the one
+    after it is published as next; older ones verify tokens with an expiry until it passes. Only the public
+    half is here: private keys stay in the data dir (``keys/<kid>.pem``, mode 0600)."""
+
+    __tablename__ = "signing_keys"
+
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    public_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

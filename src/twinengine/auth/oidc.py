@@ -1,27 +1,34 @@
 """External OpenID Connect issuers: their access tokens (JWTs) are checked against the issuer's JWKS.
 
 One ``OidcVerifier`` per provider in the settings; ``verify_bearer`` routes ``oidc/<provider>/<token>`` to it.
-The principal is named by a claim (``sub`` by default) and gets the provider's configured role; an
-identity of that name disabled in the engine is refused, and one not yet known is recorded on first use.
+The principal is the identity keyed by the token's issuer and subject (``auth.external``), with the role and
+groups the provider's rules map its claims to (``auth.claims``). The first use of a token counts as a sign-in:
+the identity is created or updated and the asserted groups recorded; a disabled identity is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 import jwt
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from twinengine.auth.claims import person_from_claims
+from twinengine.auth.discovery import Discovery
+from twinengine.auth.external import find_identity, principal_for, record_sign_in
+from twinengine.auth.groups import groups_of
 from twinengine.auth.issuer import TokenVerifier
-from twinengine.auth.models import Identity
-from twinengine.auth.principal import Principal, Role, reserved
+from twinengine.auth.principal import Principal
 from twinengine.config import OidcProvider
 from twinengine.errors import TokenInvalid
-from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 
 __all__ = ["OidcVerifier"]
+
+_SIGNED_IN = 4096  # tokens whose first use (the sign-in) is remembered
 
 # asymmetric algorithms only: a JWKS holds public keys, and "none"/HMAC must never be accepted
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
@@ -36,9 +43,19 @@ class OidcVerifier(TokenVerifier):
         self.provider = provider
         self.provider_id = provider.id
         self._db = db
-        self._known: set[str] = set()
-        uri = provider.jwks_uri or provider.issuer.rstrip("/") + "/.well-known/jwks.json"
-        self._jwks = jwt.PyJWKClient(uri, cache_keys=True, lifespan=300, timeout=int(timeout))
+        self._signed_in: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self.discovery = Discovery(provider.issuer, timeout=timeout)
+        self._timeout = timeout
+        self._jwks_client: jwt.PyJWKClient | None = None
+
+    @property
+    def _jwks(self) -> jwt.PyJWKClient:
+        """The provider's keys (cached), at ``jwks_uri`` or where its discovery document says."""
+        if self._jwks_client is None:
+            uri = self.provider.jwks_uri or self.discovery.require("jwks_uri")
+            self._jwks_client = jwt.PyJWKClient(uri, cache_keys=True, lifespan=300, timeout=int(self._timeout))
+        return self._jwks_client
 
     def accepts(self, claims: dict[str, Any]) -> bool:
         return claims.get("iss") == self.provider.issuer
@@ -46,47 +63,81 @@ class OidcVerifier(TokenVerifier):
     def describe(self) -> dict[str, Any]:
         """The provider as openEO's ``/credentials/oidc`` lists it."""
         p = self.provider
-        return {"id": p.id, "issuer": p.issuer, "title": p.title or p.id, "description": p.description,
-                "scopes": p.scopes}
+        described: dict[str, Any] = {"id": p.id, "issuer": p.issuer, "title": p.title or p.id,
+                                     "description": p.description, "scopes": p.scopes}
+        client = self.public_client_id
+        if client is not None:  # the official client then signs in with no client of its own configured
+            described["default_clients"] = [{"id": client, "grant_types": [
+                "urn:ietf:params:oauth:grant-type:device_code+pkce", "authorization_code+pkce", "refresh_token"],
+                "redirect_urls": ["http://localhost/callback", "http://127.0.0.1/callback"]}]  # any port (RFC 8252)
+        return described
 
-    def _provision(self, name: str) -> None:
-        """Record a first-seen identity (it may own twins and receive grants), in a transaction of its own."""
-        if self._db is None or name in self._known:
-            return
-        insert = postgresql.insert if self._db.backend == "postgresql" else sqlite.insert
-        with self._db.session() as session:
-            session.execute(insert(Identity).values(name=name, created_at=utcnow(), disabled=False,
-                                                    created_by=f"oidc:{self.provider.id}").on_conflict_do_nothing())
-        self._known.add(name)
+    @property
+    def public_client_id(self) -> str | None:
+        """The client people's own programs (``twin login``, openEO clients) use: one without a secret."""
+        p = self.provider
+        return p.cli_client_id or (p.client_id if p.client_secret is None else None)
 
-    def verify(self, token: str, *, session: Session) -> Principal:
+    def _first_use(self, token: str) -> bool:
+        """Whether ``token`` is new here: its first use records the sign-in, later ones only look up."""
+        digest = hashlib.sha256(token.encode()).digest()
+        with self._lock:
+            if digest in self._signed_in:
+                self._signed_in.move_to_end(digest)
+                return False
+            self._signed_in[digest] = None
+            while len(self._signed_in) > _SIGNED_IN:
+                self._signed_in.popitem(last=False)
+        return True
+
+    def signing_key(self, token: str) -> Any:
+        """The provider's public key that signed ``token`` (by its ``kid``), from the JWKS."""
         try:
-            key = self._jwks.get_signing_key_from_jwt(token)
+            return self._jwks.get_signing_key_from_jwt(token).key
         except jwt.PyJWKClientConnectionError as exc:
             raise TokenInvalid(f"the keys of OIDC provider {self.provider.id!r} could not be fetched") from exc
         except jwt.PyJWKClientError as exc:
             raise TokenInvalid(f"token rejected: {exc}") from exc
         except jwt.InvalidTokenError as exc:
             raise TokenInvalid(f"token rejected: {exc}") from exc
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """The claims of an access token of this provider: signature, issuer, expiry and audience checked."""
+        key = self.signing_key(token)
         required = ["iss", "exp", self.provider.name_claim] + (["aud"] if self.provider.audience else [])
         try:
-            claims = jwt.decode(token, key.key, algorithms=ALGORITHMS, issuer=self.provider.issuer,
-                                audience=self.provider.audience, options={"require": required,
-                                                                          "verify_aud": bool(self.provider.audience)})
+            claims: dict[str, Any] = jwt.decode(
+                token, key, algorithms=ALGORITHMS, issuer=self.provider.issuer, audience=self.provider.audience,
+                options={"require": required, "verify_aud": bool(self.provider.audience)})
         except jwt.ExpiredSignatureError as exc:
             raise TokenInvalid("token has expired") from exc
         except jwt.InvalidTokenError as exc:
             raise TokenInvalid(f"token rejected: {exc}") from exc
-        name = str(claims[self.provider.name_claim])
-        if not name or len(name) > 64:
-            raise TokenInvalid(f"claim {self.provider.name_claim!r} must name an identity (1 to 64 characters)")
-        if reserved(name):  # else its holder would own, and read, what the engine made for itself
-            raise TokenInvalid(f"claim {self.provider.name_claim!r} names {name!r}, a name the engine keeps for "
-                               "itself", details=[{"loc": self.provider.name_claim, "msg": "reserved name"}])
-        identity = session.get(Identity, name)
+        return claims
+
+    def claims(self, token: str) -> dict[str, Any] | None:
+        """``decode``'s claims, or None when ``token`` is not a valid access token for the engine."""
+        try:
+            return self.decode(token)
+        except TokenInvalid:
+            return None
+
+    def verify(self, token: str, *, session: Session) -> Principal:
+        claims = self.decode(token)
+        return self.principal(claims, token_id=str(claims["jti"]) if "jti" in claims else None,
+                              session=session, sign_in=self._first_use(token))
+
+    def principal(self, claims: dict[str, Any], *, token_id: str | None, session: Session,
+                  sign_in: bool = True) -> Principal:
+        """The principal verified ``claims`` of this provider stand for; ``sign_in`` records the sign-in."""
+        person = person_from_claims(self.provider, claims)
+        identity = find_identity(session, issuer=person.issuer, subject=person.subject)
         if identity is not None and identity.disabled:
-            raise TokenInvalid(f"identity {name!r} is disabled")
-        if identity is None:
-            self._provision(name)
-        return Principal(name=name, role=Role(self.provider.role), issuer=self.provider.issuer,
-                         token_id=str(claims["jti"]) if "jti" in claims else None)
+            raise TokenInvalid(f"identity {identity.name!r} is disabled")
+        if sign_in or identity is None:
+            if self._db is None:
+                raise TokenInvalid(f"subject {person.subject!r} has no identity here yet")
+            name, groups = record_sign_in(self._db, person)
+        else:
+            name, groups = identity.name, groups_of(session, identity.name)
+        return principal_for(name, person, groups=groups, token_id=token_id)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["RESERVED_NAMES", "SYSTEM", "Principal", "Role", "reserved"]
+__all__ = ["GROUP_NAME_PATTERN", "RESERVED_NAMES", "SYSTEM", "Principal", "Role", "reserved"]
+
+GROUP_NAME_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,63}$"
+"""Group names: lower-case letters, digits, '.', '_', ':' and '-' (a provider's VO names keep their dots)."""
 
 
 class Role(StrEnum):
@@ -25,6 +28,11 @@ class Principal:
     role: Role
     issuer: str = "twinengine"
     token_id: str | None = None
+    groups: frozenset[str] = frozenset()  # the groups the identity is in when the request is authorised
+    # A scoped token's limits (``auth.scopes``): the scopes it carries and the twins (names or ids) it is for;
+    # None: not limited in that way.
+    scopes: frozenset[str] | None = None
+    twins: frozenset[str] | None = None
 
     @property
     def is_admin(self) -> bool:

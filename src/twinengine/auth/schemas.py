@@ -20,6 +20,8 @@ class Me(BaseModel):
     name: str
     role: Role
     issuer: str
+    groups: list[str] = Field(default_factory=list, description="The groups the caller is in (an identity "
+                              "provider's, by its rules, and an admin's).")
 
 
 class TokenCreate(BaseModel):

@@ -30,6 +30,8 @@ def open_session(session: Session, issuer: BuiltinIssuer, *, principal: Principa
     token that opens a new session passes on its own end, so no chain of sessions outlives the first."""
     if principal.issuer == SYSTEM.issuer:
         raise InvalidInput("the engine's internal principal cannot sign in")
+    if principal.scopes is not None or principal.twins is not None:  # a session would carry no limits
+        raise InvalidInput("a scoped token cannot open a portal session: sign in with an unscoped token")
     used = session.get(ApiToken, principal.token_id) if principal.token_id and principal.issuer == issuer.issuer \
         else None
     not_after = used.expires_at if used is not None else None

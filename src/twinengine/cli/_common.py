@@ -52,9 +52,11 @@ class Output:
     as_json: bool = False
 
     def client(self) -> Client:
+        from twinengine.cli.credentials import bearer
         from twinengine.client import Client
 
-        return Client(self.url, self.token)
+        # no --token / TWIN_TOKEN: the sign-in `twin login` kept for this engine, if any
+        return Client(self.url, self.token if self.token is not None else bearer(self.url))
 
     def emit(self, value: BaseModel | Sequence[BaseModel] | dict[str, Any], render: Any = None) -> None:
         """Print ``value`` as JSON with --json, else call ``render`` (or pretty-print it)."""

@@ -1,4 +1,5 @@
-"""``twin token``: issue, list and revoke tokens (admins)."""
+"""``twin token``: issue, list and revoke tokens (admins), scoped tokens for oneself (everyone), and the
+rotation of the signing keys (admins)."""
 
 from __future__ import annotations
 
@@ -12,21 +13,40 @@ from twinengine.cli._common import DataDirOption, console, err_console, local_se
 from twinengine.errors import Problem, ValidationFailed, join_loc
 from twinengine.timeutil import parse_duration
 
-app = typer.Typer(help="Tokens: create (admins), list, revoke.", no_args_is_help=True)
+app = typer.Typer(help="Tokens: create (admins; scoped ones for yourself), list, revoke, rotate-keys.",
+                  no_args_is_help=True)
 
 
 @app.command("create")
 def create(
     ctx: typer.Context,
-    name: str = typer.Option(..., "--name", help="Identity the token is for (created on first use)."),
-    role: Role = typer.Option(..., "--role", help="developer, user, provider or admin."),
+    name: str | None = typer.Option(None, "--name", help="Identity the token is for (created on first use; "
+                                                         "admins)."),
+    role: Role | None = typer.Option(None, "--role", help="developer, user, provider or admin (admins)."),
     expires: str | None = typer.Option(None, "--expires", help="e.g. 30d, 12h, never (default: 30d)."),
     note: str | None = typer.Option(None, "--note"),
+    scope: list[str] = typer.Option([], "--scope", help="A scoped token for yourself, limited to this scope, e.g. "
+                                    "twins:read (repeat for more; see docs/access.md)."),
+    twin: list[str] = typer.Option([], "--twin", help="With --scope: limit the token to this twin (repeat)."),
     data_dir: Path | None = DataDirOption,
 ) -> None:
-    """Issue a signed token. With --data-dir, sign locally with that engine's key (no server needed);
-    otherwise ask the engine at --url with an admin token."""
+    """Issue a signed token. With --scope, a token for yourself limited to those scopes (and --twin, and
+    --expires), which never does more than you may. Otherwise (admins) a token for --name in --role: with
+    --data-dir, signed locally with that engine's key (no server needed), else by the engine at --url."""
     out = state_of(ctx)
+    if scope or twin:
+        if not scope:
+            raise ValidationFailed.one("--scope", "--twin limits a scoped token: name its scopes with --scope")
+        if name is not None or role is not None or data_dir is not None:
+            raise ValidationFailed.one("--scope", "a scoped token is for yourself, in your role: leave out --name, "
+                                                  "--role and --data-dir")
+        with out.client() as client:
+            scoped = client.access.scoped_token(scope, twins=twin or None, expires_in=expires, note=note)
+        out.emit(scoped, lambda: _show_scoped(scoped))
+        return
+    if name is None or role is None:
+        raise ValidationFailed.one("--name" if name is None else "--role",
+                                   "give --name and --role (admins), or --scope for a scoped token of your own")
     if data_dir is not None:
         issued = _create_locally(local_settings(data_dir), name, role, expires, note)
     else:
@@ -67,6 +87,14 @@ def _create_locally(settings: Any, name: str, role: Role, expires: str | None, n
                        expires_at=signed.expires_at)
 
 
+def _show_scoped(issued: Any) -> None:
+    expiry = issued.expires_at.isoformat(timespec="seconds") if issued.expires_at else "never"
+    twins = ", ".join(issued.twins) if issued.twins else "any you may reach"
+    err_console.print(f"scoped token for [bold]{issued.name}[/bold] (scopes {', '.join(issued.scopes)}; twins "
+                      f"{twins}; expires {expiry}, id {issued.jti}):", highlight=False)
+    print(issued.token)
+
+
 def _show(issued: Any) -> None:
     """The description goes to stderr, the token alone to stdout, so ``TOKEN=$(twin token create ...)`` works."""
     expiry = issued.expires_at.isoformat(timespec="seconds") if issued.expires_at else "never"
@@ -76,10 +104,20 @@ def _show(issued: Any) -> None:
 
 
 @app.command("list")
-def list_(ctx: typer.Context, identity: str | None = typer.Option(None, "--identity")) -> None:
-    """Tokens this engine issued (admins)."""
+def list_(ctx: typer.Context, identity: str | None = typer.Option(None, "--identity", help="(Admins) one identity's."),
+          mine: bool = typer.Option(False, "--mine", help="Only your own tokens, with their scopes (anyone).")) -> None:
+    """Tokens this engine issued (admins), or your own with their scopes (--mine, anyone)."""
     out = state_of(ctx)
     with out.client() as client:
+        if mine:
+            own = client.access.my_tokens()
+            out.emit(own, lambda: console.print(table(
+                "your tokens", ["id", "role", "scopes", "twins", "issued (UTC)", "expires (UTC)", "revoked (UTC)",
+                                "note"],
+                [(t.jti, t.role.value, ", ".join(t.scopes) if t.scopes is not None else "all of the role",
+                  ", ".join(t.twins) if t.twins else None, t.issued_at, t.expires_at, t.revoked_at, t.note)
+                 for t in own])))
+            return
         rows = client.list_tokens(identity)
     out.emit(rows, lambda: console.print(table(
         "tokens", ["id", "identity", "role", "issued (UTC)", "expires (UTC)", "revoked (UTC)", "note"],
@@ -88,11 +126,27 @@ def list_(ctx: typer.Context, identity: str | None = typer.Option(None, "--ident
 
 @app.command("revoke")
 def revoke(ctx: typer.Context, jti: str = typer.Argument(..., help="Token id (see `twin token list`).")) -> None:
-    """Revoke a token: it stops working at once."""
+    """Revoke a token: it stops working at once. Admins revoke any; everyone else their own."""
     out = state_of(ctx)
     with out.client() as client:
-        row = client.revoke_token(jti)
+        if client.me().role is Role.ADMIN:
+            row: Any = client.revoke_token(jti)
+        else:
+            row = client.access.revoke_my_token(jti)
     out.emit(row, lambda: console.print(f"revoked token {row.jti} of {row.identity}"))
+
+
+@app.command("rotate-keys")
+def rotate_keys(ctx: typer.Context) -> None:
+    """Rotate the signing keys (admins): the next key becomes current and a new next is published. Tokens
+    signed with the retired key work until they expire; those without an expiry stop now."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.access.rotate_keys()
+    out.emit(rows, lambda: console.print(table("signing keys", ["generation", "kid", "state", "created (UTC)",
+                                                                "promoted (UTC)"],
+                                               [(k.generation, k.kid, k.state, k.created_at, k.promoted_at)
+                                                for k in rows])))
 
 
 identity_app = typer.Typer(help="Identities (admins): list, disable, enable, delete.", no_args_is_help=True)

@@ -11,13 +11,20 @@ from rich.markup import escape
 
 from twinengine.cli import fleet
 from twinengine.cli._common import console, parse_assignments, state_of, table
+from twinengine.errors import ValidationFailed
 from twinengine.twins.schemas import TwinRead
 
 _PARAM_HELP = "Parameter as key=value (JSON values, dotted keys nest); repeat for more."
 
 
+def _owner(twin: TwinRead) -> str:
+    """Who owns the twin as a listing shows it: a group as ``group:NAME`` (never mistaken for an identity)."""
+    return f"group:{twin.owner_group}" if twin.owner_group else twin.owner
+
+
 def _show(twin: TwinRead) -> None:
-    console.print(f"[bold]{twin.name}[/bold] ({twin.id}) of {twin.app}, owner {twin.owner}, your access "
+    made_by = f" (created by {twin.owner})" if twin.owner_group else ""
+    console.print(f"[bold]{twin.name}[/bold] ({twin.id}) of {twin.app}, owner {_owner(twin)}{made_by}, your access "
                   f"{twin.access.value}", highlight=False)
     if twin.description:
         console.print(escape(twin.description))
@@ -38,13 +45,14 @@ def create(
     point: str | None = typer.Option(None, "--point", help="Location as LON,LAT (WGS 84)."),
     location: Path | None = typer.Option(None, "--location", exists=True, dir_okay=False,
                                          help="Location from a GeoJSON file (Point, Polygon, MultiPolygon)."),
+    group: str | None = typer.Option(None, "--group", help="A group you are in owns the twin: its members do."),
 ) -> None:
     """Create a twin of a published app; parameters are checked against the app's schema."""
     out = state_of(ctx)
     parameters = parse_assignments(param, option="--param")
     with out.client() as client:
         twin = client.create_twin(app, name, parameters, description=description, tags=tag,
-                                  location=fleet.location_of(point, location))
+                                  location=fleet.location_of(point, location), group=group)
     out.emit(twin, lambda: _show(twin))
 
 
@@ -70,7 +78,7 @@ def list_(
         page = client.list_twins(app=app, limit=limit)
     out.emit(page, lambda: console.print(table(
         f"twins ({len(page.items)} of {page.total})", ["name", "id", "app", "owner", "access", "revision", "origin"],
-        [(t.name, t.id, t.app, t.owner, t.access.value, t.head_revision,
+        [(t.name, t.id, t.app, _owner(t), t.access.value, t.head_revision,
           f"{t.origin.twin_name}@{t.origin.revision}" if t.origin else None) for t in page.items])))
 
 
@@ -109,35 +117,61 @@ def fork(
     out.emit(row, lambda: _show(row))
 
 
+_PERMISSIONS = ("read", "operate")
+
+
 def grant(
     ctx: typer.Context,
     twin: str = typer.Argument(..., help="Twin name or id."),
-    identity: str = typer.Argument(..., help="Who gets access."),
-    permission: str = typer.Option("read", "--permission", help="read or operate."),
+    identity: str | None = typer.Argument(None, help="Who gets access (with --group: read or operate)."),
+    permission: str | None = typer.Option(None, "--permission", help="read (default) or operate."),
+    group: str | None = typer.Option(None, "--group", help="Grant a group: every member, while a member."),
 ) -> None:
-    """Let another identity read or operate your twin."""
+    """Let another identity, or every member of a group, read or operate your twin."""
     out = state_of(ctx)
+    if group is not None:
+        if identity is not None and identity not in _PERMISSIONS:
+            raise ValidationFailed.one("IDENTITY", "give an identity or --group, not both (with --group: read or "
+                                                   "operate)")
+        level = permission or identity or "read"
+        if level not in _PERMISSIONS:
+            raise ValidationFailed.one("--permission", f"{level!r} is neither read nor operate")
+        with out.client() as client:
+            row = client.access.grant_group(twin, group, level)  # type: ignore[arg-type]
+        out.emit(row, lambda: console.print(f"members of group {row.group} may now {row.permission.value} {twin}"))
+        return
+    if identity is None:
+        raise ValidationFailed.one("IDENTITY", "name who gets access, or --group GROUP")
     with out.client() as client:
-        row = client.grant(twin, identity, permission)  # type: ignore[arg-type]
-    out.emit(row, lambda: console.print(f"{row.identity} may now {row.permission.value} {twin}"))
+        granted = client.grant(twin, identity, permission or "read")  # type: ignore[arg-type]
+    out.emit(granted, lambda: console.print(f"{granted.identity} may now {granted.permission.value} {twin}"))
 
 
-def revoke(ctx: typer.Context, twin: str = typer.Argument(...), identity: str = typer.Argument(...)) -> None:
-    """Take back a grant."""
+def revoke(ctx: typer.Context, twin: str = typer.Argument(...), identity: str | None = typer.Argument(None),
+           group: str | None = typer.Option(None, "--group", help="Take back a group's grant.")) -> None:
+    """Take back a grant (of an identity, or of a group with --group)."""
     out = state_of(ctx)
+    if (identity is None) == (group is None):
+        raise ValidationFailed.one("IDENTITY", "name an identity or --group GROUP (one of them)")
     with out.client() as client:
-        client.revoke_grant(twin, identity)
-    out.emit({"twin": twin, "revoked": identity}, lambda: console.print(f"{identity} no longer has access to {twin}"))
+        if group is not None:
+            client.access.revoke_group(twin, group)
+        else:
+            client.revoke_grant(twin, identity or "")
+    who = f"group {group}" if group is not None else identity
+    out.emit({"twin": twin, "revoked": who}, lambda: console.print(f"{who} no longer has access to {twin}"))
 
 
 def grants(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
-    """Who else may read or operate a twin."""
+    """Who else may read or operate a twin: identities, and groups (as group:NAME)."""
     out = state_of(ctx)
     with out.client() as client:
         rows = client.grants(twin)
-    out.emit(rows, lambda: console.print(table(f"grants on {twin}", ["identity", "permission", "by", "at (UTC)"],
-                                               [(g.identity, g.permission.value, g.granted_by, g.granted_at)
-                                                for g in rows])))
+        groups = client.access.group_grants(twin)
+    out.emit([*rows, *groups], lambda: console.print(table(
+        f"grants on {twin}", ["identity or group", "permission", "by", "at (UTC)"],
+        [*((g.identity, g.permission.value, g.granted_by, g.granted_at) for g in rows),
+         *((f"group:{g.group}", g.permission.value, g.granted_by, g.granted_at) for g in groups)])))
 
 
 COMMANDS: dict[str, Callable[..., Any]] = {

@@ -31,11 +31,12 @@ from twinengine.catalog.service import manifest_by_digest
 from twinengine.store.base import LIMIT_ONE
 from twinengine.twins import places
 from twinengine.twins.fleet_filters import Condition, Json, bad, parameter_clause, parameter_key, parse, state_clause
-from twinengine.twins.models import StateHead, StateValue, Twin, TwinGrant, TwinTag
+from twinengine.twins.models import StateHead, StateValue, Twin, TwinTag
 from twinengine.twins.places import BBox
 from twinengine.twins.schemas import APP_REF
 from twinengine.twins.service import get_twin
 from twinengine.twins.state_quality import stale_limits
+from twinengine.twins.visibility import visible_to
 
 __all__ = ["STATS", "FleetFilter", "Group", "aggregate", "decode_cursor", "encode_cursor", "list_fleet",
            "parse_filter", "set_placement"]
@@ -99,9 +100,9 @@ def _where(session: Session, principal: Principal, filt: FleetFilter, *, page: b
     conditions as a seek per twin for a page, as one set of ids for an aggregate."""
     json_ = Json(session.get_bind().dialect.name)
     where: list[ColumnElement[bool]] = []
-    if not principal.is_admin:
-        granted = exists().where(TwinGrant.twin_id == Twin.id, TwinGrant.identity == principal.name)
-        where.append(or_(Twin.owner == principal.name, granted))
+    visible = visible_to(principal)
+    if visible is not None:
+        where.append(visible)
     if filt.app:
         name, version = parse_app_ref(filt.app)
         where.append(Twin.app_name == name)

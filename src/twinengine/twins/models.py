@@ -13,7 +13,8 @@ from twinengine.auth.policy import Permission
 from twinengine.store.base import Base, JSONValue, LogId, UTCDateTime, utcnow
 from twinengine.store.changes import watch
 
-__all__ = ["StateHead", "StateRevision", "StateValue", "Twin", "TwinGrant", "TwinParameter", "TwinTag"]
+__all__ = ["StateHead", "StateRevision", "StateValue", "Twin", "TwinGrant", "TwinGroupGrant", "TwinParameter",
+           "TwinTag"]
 
 
 class Twin(Base):
@@ -22,7 +23,7 @@ class Twin(Base):
     __tablename__ = "twins"
     # What a fleet aggregate reads of each twin it joins by id (its owner for access, its app as a group key):
     # the join needs no table row (migration 0014).
-    __table_args__ = (Index("ix_twins_access", "id", "owner", "app_name", "app_version"),)
+    __table_args__ = (Index("ix_twins_access", "id", "owner", "owner_group", "app_name", "app_version"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -30,6 +31,9 @@ class Twin(Base):
     app_name: Mapped[str] = mapped_column(String(64))
     app_version: Mapped[str] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(ForeignKey("identities.name", ondelete="RESTRICT"), index=True)
+    # A group-owned twin belongs to the group's members; ``owner`` then records who created it (migration 0022).
+    # The name of a row of ``groups``, which is never deleted (no foreign key: see the migration).
+    owner_group: Mapped[str | None] = mapped_column(String(64), index=True)
     description: Mapped[str | None] = mapped_column(Text)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSONValue)
     origin_id: Mapped[str | None] = mapped_column(ForeignKey("twins.id", ondelete="SET NULL"), index=True)
@@ -52,11 +56,20 @@ class Twin(Base):
         back_populates="twin", cascade="all, delete-orphan", lazy="select", passive_deletes=True
     )
 
+    group_grants: Mapped[list[TwinGroupGrant]] = relationship(
+        back_populates="twin", cascade="all, delete-orphan", lazy="select", passive_deletes=True
+    )
+
     def permission_of(self, identity: str) -> Permission | None:
         for grant in self.grants:
             if grant.identity == identity:
                 return Permission(grant.permission)
         return None
+
+    def group_permission_of(self, groups: frozenset[str]) -> Permission | None:
+        """The best grant to any of ``groups`` (operate over read)."""
+        found = {Permission(g.permission) for g in self.group_grants if g.group in groups}
+        return Permission.OPERATE if Permission.OPERATE in found else next(iter(found), None)
 
 
 class TwinGrant(Base):
@@ -72,6 +85,20 @@ class TwinGrant(Base):
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     twin: Mapped[Twin] = relationship(back_populates="grants")
+
+
+class TwinGroupGrant(Base):
+    """Access the owner gave a group: every member has it, for as long as it is a member."""
+
+    __tablename__ = "twin_group_grants"
+
+    twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True)
+    group: Mapped[str] = mapped_column(ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True, index=True)
+    permission: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    twin: Mapped[Twin] = relationship(back_populates="group_grants")
 
 
 class TwinTag(Base):

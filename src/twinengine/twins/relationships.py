@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
@@ -20,8 +20,8 @@ from twinengine.catalog.manifest import Cardinality, RelationshipSpec
 from twinengine.errors import Conflict, NotFound, ValidationFailed
 from twinengine.quality.stored import unpack
 from twinengine.store.base import upsert, utcnow
-from twinengine.twins import graph
-from twinengine.twins.models import StateHead, Twin, TwinGrant
+from twinengine.twins import graph, visibility
+from twinengine.twins.models import StateHead, Twin
 from twinengine.twins.relationship_models import LinkClock, TwinLink
 from twinengine.twins.relationship_schemas import Direction, LinkRead, RelatedPage, RelatedTwin
 from twinengine.twins.schemas import PropertyValue, StateKind, TwinState
@@ -146,10 +146,7 @@ def unlink(session: Session, *, principal: Principal, ref: str, type: str, targe
 
 def visible_to(principal: Principal) -> ColumnElement[bool] | None:
     """Twins ``principal`` may read, as a condition on ``Twin`` (None: every twin, for admins)."""
-    if principal.is_admin:
-        return None
-    granted = exists().where(TwinGrant.twin_id == Twin.id, TwinGrant.identity == principal.name)
-    return or_(Twin.owner == principal.name, granted)
+    return visibility.visible_to(principal)
 
 
 def list_links(session: Session, *, principal: Principal, ref: str, type: str | None = None,

@@ -10,21 +10,22 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, or_, select
+from sqlalchemy import Table, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from twinengine.auth.policy import Permission, require
+from twinengine.auth.models import Group, GroupMembership
+from twinengine.auth.policy import Permission, owns, permission_for, require
 from twinengine.auth.principal import Principal
 from twinengine.auth.service import ensure_identity, get_identity
 from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import Manifest, parse_app_ref
-from twinengine.errors import NotFound, TwinNameTaken, TwinNotFound, ValidationFailed
+from twinengine.errors import NotFound, PermissionDenied, TwinNameTaken, TwinNotFound, ValidationFailed
 from twinengine.quality.spec import Flag
 from twinengine.store.base import LIMIT_ONE, lock_for_delete, upsert
 from twinengine.streams.models import StreamBinding
 from twinengine.twins import places, state, state_quality
-from twinengine.twins.models import StateHead, StateRevision, Twin, TwinGrant
+from twinengine.twins.models import StateHead, StateRevision, Twin, TwinGrant, TwinGroupGrant
 from twinengine.twins.parameter_index import index_parameters
 from twinengine.twins.schemas import (
     Access,
@@ -37,6 +38,7 @@ from twinengine.twins.schemas import (
     TwinState,
 )
 from twinengine.twins.validation import check_parameters
+from twinengine.twins.visibility import visible_to
 
 __all__ = [
     "access_of",
@@ -86,9 +88,9 @@ def manifest_for(session: Session, twin: Twin) -> Manifest:
 
 
 def access_of(principal: Principal, twin: Twin) -> Access:
-    if twin.owner == principal.name:
+    if owns(principal, twin):
         return Access.OWNER
-    granted = twin.permission_of(principal.name)
+    granted = permission_for(principal, twin)
     if granted is not None:
         return Access(granted.value)
     return Access.ADMIN
@@ -112,9 +114,13 @@ def _insert(session: Session, twin: Twin) -> Twin:
 
 def create_twin(session: Session, *, principal: Principal, app: str, name: str,
                 parameters: dict[str, Any], description: str | None = None,
-                tags: list[str] | None = None, location: dict[str, Any] | None = None) -> Twin:
-    """Create a twin of ``app`` (name@version, or name for the latest); parameters must fit the app schema."""
+                tags: list[str] | None = None, location: dict[str, Any] | None = None,
+                group: str | None = None) -> Twin:
+    """Create a twin of ``app`` (name@version, or name for the latest); parameters must fit the app schema.
+    With ``group``, the twin belongs to that group's members (the caller must be one, or an admin)."""
     require(principal, "twin.create")
+    if group is not None:
+        _check_owner_group(session, principal, group)
     app_name, version = parse_app_ref(app)
     row = catalog.get_app_version(session, principal=principal, name=app_name, version=version)
     filled, problems = check_parameters(catalog.manifest_of(row), parameters)
@@ -123,13 +129,22 @@ def create_twin(session: Session, *, principal: Principal, app: str, name: str,
     _check_name(session, name)
     ensure_identity(session, principal.name, created_by=principal.issuer)
     twin = Twin(id=_new_id(), name=name, app_id=row.id, app_name=row.name, app_version=row.version,
-                owner=principal.name, description=description, parameters=filled, head_revision=0)
+                owner=principal.name, owner_group=group, description=description, parameters=filled,
+                head_revision=0)
     if location is not None:
         places.check_location(location)  # refused before anything is written
     _insert(session, twin)
     index_parameters(session, [twin.id])
     places.place(session, twin, tags=tags, location=location)
     return _created(session, twin)
+
+
+def _check_owner_group(session: Session, principal: Principal, group: str) -> None:
+    """A twin may be given to a group that exists and that the caller is in (admins: any group)."""
+    if session.get(Group, group) is None:
+        raise ValidationFailed.one("group", f"no group named {group!r}")
+    if not principal.is_admin and group not in principal.groups:
+        raise PermissionDenied(f"{principal.name} is not in group {group} and may not create twins for it")
 
 
 def get_twin(session: Session, *, principal: Principal, ref: str, action: str = "twin.read") -> Twin:
@@ -166,16 +181,16 @@ def list_twins(session: Session, *, principal: Principal, app: str | None = None
     """Twins the caller owns or was granted (all of them for admins), newest first."""
     require(principal, "twin.list")
     query = select(Twin)
-    if not principal.is_admin:
-        granted = exists().where(TwinGrant.twin_id == Twin.id, TwinGrant.identity == principal.name)
-        query = query.where(or_(Twin.owner == principal.name, granted))
+    visible = visible_to(principal)
+    if visible is not None:
+        query = query.where(visible)
     if app:
         app_name, version = parse_app_ref(app)
         query = query.where(Twin.app_name == app_name)
         if version:
             query = query.where(Twin.app_version == version)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    query = query.options(selectinload(Twin.grants))  # access_of() reads them for every row
+    query = query.options(selectinload(Twin.grants), selectinload(Twin.group_grants))  # access_of() reads them
     rows = session.scalars(query.order_by(Twin.created_at.desc(), Twin.id).limit(limit).offset(offset))
     return list(rows), total
 
@@ -235,7 +250,7 @@ def grant(session: Session, *, principal: Principal, ref: str, identity: str,
           permission: Permission) -> TwinGrant:
     twin = get_twin(session, principal=principal, ref=ref, action="twin.manage")
     get_identity(session, identity)
-    if identity == twin.owner:
+    if identity == twin.owner and twin.owner_group is None:  # a group's twin: its creator holds it via the group
         raise ValidationFailed.one("identity", f"{identity} owns this twin already")
     # One statement, so that the same grant asked twice at once is made once, not a collision.
     statement = upsert(session.get_bind().dialect.name, TwinGrant).values(
@@ -298,7 +313,8 @@ def _utc(value: datetime | None) -> datetime | None:
 @dataclasses.dataclass(frozen=True, slots=True)
 class TwinForRead:
     """What a state read needs of a twin, as a plain row: the read builds no ORM instance and keeps
-    nothing in the session. It carries the grant of the one identity it was read for."""
+    nothing in the session. It carries the grants of the one identity it was read for: its own, and the best
+    one given to a group it is in (read from the memberships in the store by the same statement)."""
 
     id: str
     name: str
@@ -308,15 +324,25 @@ class TwinForRead:
     created_at: datetime
     grantee: str
     grant: str | None
+    owner_group: str | None = None
+    group_grant: str | None = None
 
     def permission_of(self, identity: str) -> Permission | None:
         return Permission(self.grant) if self.grant is not None and identity == self.grantee else None
 
+    def group_permission_of(self, groups: frozenset[str]) -> Permission | None:
+        return Permission(self.group_grant) if self.group_grant is not None and groups else None
+
 
 _TWIN_TABLE, _GRANT_TABLE = cast(Table, Twin.__table__), cast(Table, TwinGrant.__table__)
 _TWINS, _GRANTS = _TWIN_TABLE.c, _GRANT_TABLE.c
+# The best grant to a group the caller is in: "operate" sorts before "read", so the least is the best.
+_GROUP_GRANT = (select(func.min(TwinGroupGrant.permission))
+                .join(GroupMembership, GroupMembership.group == TwinGroupGrant.group)
+                .where(TwinGroupGrant.twin_id == _TWINS.id, GroupMembership.identity == bindparam("who"))
+                .scalar_subquery())
 _FOR_READ = (select(_TWINS.id, _TWINS.name, _TWINS.owner, _TWINS.app_id, _TWINS.head_revision, _TWINS.created_at,
-                    _GRANTS.permission, catalog.digest_of(_TWINS.app_id))
+                    _GRANTS.permission, _TWINS.owner_group, _GROUP_GRANT, catalog.digest_of(_TWINS.app_id))
              .select_from(_TWIN_TABLE.outerjoin(
                  _GRANT_TABLE, and_(_GRANTS.twin_id == _TWINS.id, _GRANTS.identity == bindparam("who")))))
 _TWIN_COLUMNS = len(_FOR_READ.selected_columns)  # the twin's part of a row of the statements below
@@ -347,8 +373,9 @@ def _twin_for_read(session: Session, *, principal: Principal, ref: str) -> tuple
 def readable_twin(row: Sequence[Any], principal: Principal) -> tuple[TwinForRead, str | None]:
     """The twin of a row of ``_FOR_READ``'s columns (the first ``_TWIN_COLUMNS``) and its app version's
     checksum, once ``principal`` may read it (PermissionDenied otherwise)."""
-    twin_id, name, owner, app_id, head, created_at, grant, digest = row[:_TWIN_COLUMNS]
-    twin = TwinForRead(twin_id, name, owner, app_id, head, created_at, principal.name, grant)
+    twin_id, name, owner, app_id, head, created_at, grant, owner_group, group_grant, digest = row[:_TWIN_COLUMNS]
+    twin = TwinForRead(twin_id, name, owner, app_id, head, created_at, principal.name, grant, owner_group,
+                       group_grant)
     require(principal, "twin.read", twin, target=f"twin {name}")
     return twin, digest
 

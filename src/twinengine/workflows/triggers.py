@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from twinengine.auth.groups import with_groups
 from twinengine.auth.principal import Principal, Role
 from twinengine.collections.local import collection_files
 from twinengine.errors import (
@@ -268,7 +269,7 @@ def fire(session: Session, engine: WorkflowEngine, trigger: Trigger, *, event_ke
             session.flush()
     except IntegrityError:
         return None
-    owner = Principal(name=trigger.owner, role=Role.USER, issuer="internal")
+    owner = with_groups(session, Principal(name=trigger.owner, role=Role.USER, issuer="internal"))
     run = runs.submit_twin_workflow(session, engine, principal=owner, twin_ref=trigger.twin_id,
                                     workflow=trigger.workflow, parameters=parameters, trigger_id=trigger.id)
     event.run_id = run.id
@@ -337,7 +338,7 @@ def due_arrivals(session: Session, engine: WorkflowEngine, trigger: Trigger) -> 
     fired = 0
     # The identity the runs act for (a manifest trigger's: the twin's owner) must be able to read the item and
     # its collection: a container of the same name that another user made fires nothing here.
-    owner = Principal(name=trigger.owner, role=Role.USER, issuer="internal")
+    owner = with_groups(session, Principal(name=trigger.owner, role=Role.USER, issuer="internal"))
     for arrival in arrivals:
         if fnmatch.fnmatchcase(arrival.collection, trigger.config.get("collection", "")) and \
                 engine.arrivals.readable_by(arrival, owner):

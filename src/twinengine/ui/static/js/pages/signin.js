@@ -1,5 +1,6 @@
-// Sign in with a token: it is exchanged for a session cookie the page cannot read, and dropped.
-import { api } from "../api.js";
+// Sign in with an institution (one button per OpenID provider the engine trusts) or with a token: either way
+// the browser ends with a session cookie the page cannot read; a token is exchanged for it and dropped.
+import { api, enc } from "../api.js";
 import { field, h } from "../dom.js";
 
 export async function render(root, ctx) {
@@ -24,5 +25,18 @@ export async function render(root, ctx) {
       input.focus();
     }
   });
-  root.append(h("h1", {}, "Sign in to twinengine"), form);
+  root.append(h("h1", {}, "Sign in to twinengine"));
+  const failed = ctx.query.get("error");  // a sign-in at a provider that went wrong comes back with the reason
+  if (failed) root.append(h("p", { class: "alert signin-failed", role: "alert" }, failed));
+  let providers = [];
+  try { providers = await api("/api/v1/auth/providers"); } catch { /* token sign-in still works */ }
+  if (providers.length) {
+    const next = ctx.query.get("next") || "/ui/";
+    root.append(h("section", { class: "signin-providers card", "aria-label": "Sign in with your institution" },
+      h("h2", {}, "With your institution"),
+      ...providers.map((p) => h("a", { class: "button", href: `${p.login_url}?next=${enc(next)}` },
+        `Sign in with ${p.title}`))),
+      h("h2", {}, "With a token"));
+  }
+  root.append(form);
 }

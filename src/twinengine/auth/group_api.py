@@ -1,0 +1,64 @@
+"""HTTP routes of groups: list one's groups, and (admins) create groups and add and remove members."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Response, status
+
+from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, authorized
+from twinengine.api.routing import api_router
+from twinengine.auth import groups
+from twinengine.auth.group_schemas import GroupCreate, GroupDetail, GroupRead, MembershipRead
+from twinengine.auth.principal import GROUP_NAME_PATTERN
+
+__all__ = ["router"]
+
+router = api_router("/groups", tag="groups")
+
+GroupPath = Annotated[str, Path(pattern=GROUP_NAME_PATTERN, max_length=64, description="The group's name.")]
+MemberPath = Annotated[str, Path(max_length=64, description="An identity's name.")]
+
+
+@router.get("", name="list", summary="Groups: the caller's own (every group, for admins)")
+def list_groups(session: SessionDep, principal: PrincipalDep) -> list[GroupRead]:
+    return [GroupRead(name=g.name, description=g.description, created_at=g.created_at, created_by=g.created_by,
+                      members=n) for g, n in groups.list_groups(session, principal=principal)]
+
+
+@router.post("", name="create", status_code=status.HTTP_201_CREATED, summary="Create a group (admins)",
+             dependencies=[Depends(authorized("group.manage"))])
+def create_group(body: GroupCreate, session: SessionDep, principal: PrincipalDep) -> GroupRead:
+    g = groups.create_group(session, principal=principal, name=body.name, description=body.description)
+    return GroupRead(name=g.name, description=g.description, created_at=g.created_at, created_by=g.created_by,
+                     members=0)
+
+
+@router.get("/{name}", name="get", summary="A group and its members (admins, and the group's members)")
+def get_group(name: GroupPath, session: SessionDep, principal: PrincipalDep) -> GroupDetail:
+    g, rows = groups.show_group(session, principal=principal, name=name)
+    return GroupDetail(name=g.name, description=g.description, created_at=g.created_at, created_by=g.created_by,
+                       members=len({r.identity for r in rows}),
+                       memberships=[MembershipRead.model_validate(r) for r in rows])
+
+
+@router.put("/{name}/members/{identity}", name="members_put", summary="Add an identity to a group (admins)",
+            dependencies=[Depends(authorized("group.manage"))])
+def add_member(name: GroupPath, identity: MemberPath, session: SessionDep, principal: PrincipalDep,
+               runtime: RuntimeDep) -> MembershipRead:
+    row = MembershipRead.model_validate(groups.add_member(session, principal=principal, group=name,
+                                                          identity=identity))
+    session.commit()
+    runtime.verdicts.forget_identity(identity)  # its next request carries the group
+    return row
+
+
+@router.delete("/{name}/members/{identity}", name="members_delete", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Take an identity out of a group (admins): its access through the group ends at once",
+               dependencies=[Depends(authorized("group.manage"))])
+def remove_member(name: GroupPath, identity: MemberPath, session: SessionDep, principal: PrincipalDep,
+                  runtime: RuntimeDep) -> Response:
+    groups.remove_member(session, principal=principal, group=name, identity=identity)
+    session.commit()  # then no request in this process authorises it with the group again
+    runtime.verdicts.forget_identity(identity)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,40 @@
+"""Request and response models of groups."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from twinengine.auth.principal import GROUP_NAME_PATTERN
+
+__all__ = ["GroupCreate", "GroupDetail", "GroupRead", "MembershipRead"]
+
+
+class GroupCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=GROUP_NAME_PATTERN, max_length=64,
+                      description="Lower-case letters, digits, '.', '_', ':' and '-'; not an identity's name.")
+    description: str | None = Field(default=None, max_length=200)
+
+
+class GroupRead(BaseModel):
+    name: str
+    description: str | None
+    created_at: datetime
+    created_by: str | None
+    members: int
+
+
+class MembershipRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    group: str
+    identity: str
+    source: str = Field(description="'local' (an admin added it) or 'provider:<id>' (asserted at sign-in).")
+    added_at: datetime
+
+
+class GroupDetail(GroupRead):
+    memberships: list[MembershipRead]

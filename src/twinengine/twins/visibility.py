@@ -1,0 +1,34 @@
+"""Which twins a caller may read, as one SQL condition: ``auth.policy``'s ``twin.read`` rule (owner, owning
+group, grant to the identity or to one of its groups) and a scoped token's twins, for listings, fleet queries
+and links. ``tests/integration/test_groups.py`` checks that it agrees with the rule, twin by twin."""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, and_, exists, false, or_
+
+from twinengine.auth.principal import Principal
+from twinengine.auth.scopes import SCOPES
+from twinengine.twins.models import Twin, TwinGrant, TwinGroupGrant
+
+__all__ = ["visible_to"]
+
+
+def visible_to(principal: Principal) -> ColumnElement[bool] | None:
+    """Twins ``principal`` may read, as a condition on ``Twin`` (None: every twin, for unlimited admins)."""
+    where: list[ColumnElement[bool]] = []
+    if principal.scopes is not None and not any("twin.read" in SCOPES.get(s, ()) or "twin.list" in
+                                                SCOPES.get(s, ()) for s in principal.scopes):
+        return false()
+    if principal.twins is not None:
+        names = sorted(principal.twins)
+        where.append(or_(Twin.name.in_(names), Twin.id.in_(names)))
+    if not principal.is_admin:
+        mine = and_(Twin.owner == principal.name, Twin.owner_group.is_(None))
+        granted = exists().where(TwinGrant.twin_id == Twin.id, TwinGrant.identity == principal.name)
+        ways: list[ColumnElement[bool]] = [mine, granted]
+        if principal.groups:
+            groups = sorted(principal.groups)
+            ways += [Twin.owner_group.in_(groups),
+                     exists().where(TwinGroupGrant.twin_id == Twin.id, TwinGroupGrant.group.in_(groups))]
+        where.append(or_(*ways))
+    return and_(*where) if where else None
