@@ -16,7 +16,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	@echo "installing twinengine and its extras into $(VENV) (pinned by constraints.txt; a few minutes the first time)"
 	@start=$$(date +%s); $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-		-e '.[dev,ml,slurm,formats]' && echo "installed in $$(( $$(date +%s) - start )) s"
+		-e '.[dev,ml,slurm,formats,calibration]' && echo "installed in $$(( $$(date +%s) - start )) s"
 	@touch $@
 
 demo: $(STAMP)
@@ -61,7 +61,7 @@ docs-manifest: $(STAMP)
 lock: | $(BIN)/python
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
 	grep '^torch==' constraints.txt > $(VENV)-lock/torch.txt
-	$(VENV)-lock/bin/pip install --quiet -c $(VENV)-lock/torch.txt -e '.[dev,ml,slurm,formats]'
+	$(VENV)-lock/bin/pip install --quiet -c $(VENV)-lock/torch.txt -e '.[dev,ml,slurm,formats,calibration]'
 	{ sed -n '1,4p' constraints.txt; $(VENV)-lock/bin/pip freeze --exclude-editable | grep -v -e '^twinengine' -e '^torch=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf $(VENV)-lock
 

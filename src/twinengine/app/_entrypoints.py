@@ -19,6 +19,10 @@ __all__ = ["CALLS", "entrypoint_problem"]
 CALLS: dict[str, tuple[tuple[Any, ...], str]] = {
     "function": ((None, None), "fn(ctx, records)"),
     "model": ((), "fn() (it returns the model's training task)"),
+    "assimilation_step": ((None, None, None, None), "fn(state, parameters, forcing, dt)"),
+    "observation_operator": ((None, None), "fn(state, parameters)"),
+    "observation_error": ((None, None), "fn(value, parameters)"),
+    "calibration_model": ((None, None), "fn(parameters, forcing)"),
 }
 
 

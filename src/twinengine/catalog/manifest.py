@@ -15,6 +15,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from twinengine.catalog.assimilation_spec import AssimilationSpec
+from twinengine.catalog.calibration_spec import CalibrationSpec
 from twinengine.catalog.images import IMAGE_PATTERN, check_image
 from twinengine.catalog.views import View
 from twinengine.quality.spec import Check, Duration, FlatlineCheck, QualityPolicy, StateCheck, StateGapCheck
@@ -429,6 +431,12 @@ class Manifest(_Strict):
     relationships: dict[Ident, RelationshipSpec] = Field(
         default_factory=dict, max_length=64,
         description="Types of links from this app's twins to other twins (see docs/twins.md#relationships).")
+    assimilation: AssimilationSpec | None = Field(
+        default=None, description="What the twin's state is corrected from: state vector, model step, "
+                                  "observations, filter (see docs/assimilation.md).")
+    calibration: CalibrationSpec | None = Field(
+        default=None, description="Which parameters may be fitted to the twin's observations, through which "
+                                  "model, against which stream field (see docs/calibration.md).")
 
     @property
     def package_name(self) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from twinengine.catalog.assimilation_checks import assimilation_entrypoints, check_assimilation
+from twinengine.catalog.calibration_checks import calibration_entrypoints, check_calibration
 from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.view_text import summary_properties
 from twinengine.errors import Problem, join_loc
@@ -66,6 +68,8 @@ def check_manifest_data(data: Any) -> tuple[Manifest | None, list[Problem]]:
     problems += _check_functions(manifest)
     problems += _check_quality(manifest)
     problems += _check_views(manifest)
+    problems += check_assimilation(manifest)
+    problems += check_calibration(manifest)
     return manifest, problems
 
 
@@ -341,7 +345,7 @@ def declared_entrypoints(manifest: Manifest) -> list[tuple[str, str, str]]:
     ``twin app validate`` import in the app's sandbox to check that the engine can call it."""
     found = [(f"models.{n}.entrypoint", "model", m.entrypoint) for n, m in manifest.models.items()]
     found += [(f"functions.{n}.entrypoint", "function", f.entrypoint) for n, f in manifest.functions.items()]
-    return found
+    return found + assimilation_entrypoints(manifest) + calibration_entrypoints(manifest)
 
 
 def _inside(root: Path, relative: str) -> Path | None:

@@ -20,6 +20,8 @@ from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.demo.chapters import (
+    assimilation,
+    calibration,
     climate,
     edr,
     ensembles,
@@ -61,6 +63,8 @@ CHAPTERS: list[Chapter] = [
     ensembles.forecast_ensemble,
     streams.live_gauges,
     verification.verify_forecasts,
+    assimilation.assimilate_gauges,
+    calibration.calibrate_reach,
     ml.retrain_on_drift,
     relations.river_network,
     portal.portal,

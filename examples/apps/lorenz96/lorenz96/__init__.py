@@ -1,0 +1,1 @@
+"""Lorenz-96: the standard chaotic test bed of data assimilation, as a digital twin."""

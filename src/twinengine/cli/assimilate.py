@@ -1,0 +1,99 @@
+"""``twin assimilate``: correct a twin's state from the observations that arrived since its last cycle, with a
+progress bar over the cycles and a summary of what the filter saw (innovations against what it expected)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from twinengine.cli._common import console, err_console, state_of, table
+
+if TYPE_CHECKING:
+    from twinengine.twin_assimilation.schemas import CycleRead
+
+__all__ = ["assimilate"]
+
+BATCH = 20  # cycles per request: the bar moves as they come back
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def summary(cycles: list[CycleRead]) -> dict[str, Any]:
+    """What a scientist checks first: how many cycles and observations, whether the innovations look as the
+    filter expected (a ratio well above 1: a bad sensor or a diverging filter), and the analysis spread."""
+    with_obs = [c for c in cycles if c.innovation_rms is not None]
+    weights = [c.obs_count for c in with_obs]
+    total = sum(weights)
+    mean = sum((c.innovation_mean or 0.0) * c.obs_count for c in with_obs) / total if total else None
+    rms = (sum((c.innovation_rms or 0.0) ** 2 * c.obs_count for c in with_obs) / total) ** 0.5 if total else None
+    expected = (sum((c.expected_rms or 0.0) ** 2 * c.obs_count for c in with_obs) / total) ** 0.5 if total else None
+    return {"cycles": len(cycles), "observations": total, "innovation_mean": mean, "innovation_rms": rms,
+            "expected_rms": expected, "ratio": rms / expected if rms is not None and expected else None,
+            "spread": cycles[-1].spread if cycles else None, "revision": cycles[-1].revision if cycles else None}
+
+
+def assimilate(ctx: typer.Context, twin: str = typer.Argument(..., help="The twin (id or name)."),
+               method: str | None = typer.Option(
+                   None, "--method", "-m", help="The filter: etkf (ensemble square root), enkf (perturbed "
+                                                "observations), letkf (localised, for spatial state), pf "
+                                                "(particle filter), 3dvar (static background). Default: the "
+                                                "app's."),
+               members: int | None = typer.Option(None, "--members", "-n", help="Ensemble size (default: the "
+                                                                                "app's, then the kept ensemble's; "
+                                                                                "another size redraws it)."),
+               seed: int | None = typer.Option(None, "--seed", help="Random seed: the same seed gives the same "
+                                                                    "analysis (default: the app's)."),
+               cycles: int | None = typer.Option(None, "--cycles", "-c", min=1, help="At most this many cycles "
+                                                                                     "(default: every new "
+                                                                                     "observation time)."),
+               what_if: str | None = typer.Option(None, "--what-if", help="Run on a new fork of this name; the "
+                                                                          "twin's own state is not touched.")) -> None:
+    """Correct a twin's state from its observations (data assimilation).
+
+    Each cycle advances the twin's ensemble with the app's model to the next observation time.
+    It compares the forecast with what the sensors saw (the innovation: observation minus forecast).
+    The analysis (the corrected state, with its spread) becomes a new revision of the twin's state.
+    The filter and its tuning come from the app's `assimilation:` section (docs/assimilation.md)."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from twinengine.twin_assimilation.schemas import AssimilationResult
+
+    out = state_of(ctx)
+    done: list[CycleRead] = []
+    target, fork = twin, what_if
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with out.client() as client, Progress(*columns, console=err_console, disable=out.as_json) as bars:
+        task = bars.add_task(f"assimilating {twin}", total=None)
+        while cycles is None or len(done) < cycles:
+            ask = BATCH if cycles is None else min(BATCH, cycles - len(done))
+            got = client.assimilation.run(target, method=method, members=members, seed=seed, cycles=ask,
+                                          what_if=fork)
+            target, fork = got.twin, None  # a what-if's later cycles go on on its fork
+            done += got.cycles
+            wanted = len(done) + got.pending if cycles is None else min(cycles, len(done) + got.pending)
+            bars.update(task, completed=len(done), total=max(wanted, 1), description=f"assimilating {target}")
+            if not got.cycles or got.pending == 0:
+                break
+    result = AssimilationResult(twin=target, cycles=done, pending=got.pending)
+    facts = summary(done)
+
+    def render() -> None:
+        if not done:
+            console.print(f"{target}: no new observations since the last cycle")
+            return
+        console.print(table(f"{target}: {facts['cycles']} cycles", ["cycles", "obs used", "innovation mean",
+                                                                    "innovation RMS", "expected RMS", "ratio",
+                                                                    "analysis spread", "revision"],
+                            [[facts["cycles"], facts["observations"], _num(facts["innovation_mean"]),
+                              _num(facts["innovation_rms"]), _num(facts["expected_rms"]), _num(facts["ratio"]),
+                              _num(facts["spread"]), facts["revision"]]]))
+        if facts["ratio"] is not None and facts["ratio"] > 2:
+            console.print("[yellow]innovations are more than twice what the filter expected: a sensor may be "
+                          "bad, or the filter diverging (more inflation or members)[/yellow]")
+        if result.pending:
+            console.print(f"{result.pending} observation times still wait: run again to assimilate them")
+
+    out.emit(result.model_dump(mode="json") | {"summary": facts}, render)

@@ -1,0 +1,49 @@
+"""HTTP routes of assimilation cycles: run them on a twin (synchronously, at most ``MAX_CYCLES`` per
+request; ``pending`` says how many observation times wait), list them, read one with its innovations and
+provenance."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Query, status
+
+from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.routing import api_router, long_running
+from twinengine.twin_assimilation import service
+from twinengine.twin_assimilation.schemas import AssimilationRequest, AssimilationResult, CyclePage, CycleRead
+
+__all__ = ["router"]
+
+router = api_router("/twins", tag="assimilation")
+
+TwinRef = Annotated[str, Path(max_length=64, description="The twin's id (tw-...) or name.")]
+
+
+@router.post("/{twin}/assimilations", name="assimilate", status_code=status.HTTP_201_CREATED,
+             summary="Run assimilation cycles on the observations that arrived since the twin's last cycle")
+@long_running
+def assimilate(twin: TwinRef, body: AssimilationRequest, runtime: RuntimeDep, session: SessionDep,
+               principal: PrincipalDep) -> AssimilationResult:
+    """Each cycle advances the twin's ensemble with the app's model step to the next observation time, runs
+    the filter and writes the analysis as a state revision; the answer lists the cycles and how many
+    observation times are still pending (ask again for them). Each cycle is committed as it ends."""
+    engines = service.Engines(hub=runtime.streams, code=runtime.app_code)
+    return service.assimilate(session, engines, principal=principal, ref=twin, request=body,
+                              checkpoint=session.commit)
+
+
+@router.get("/{twin}/assimilations", name="list_assimilations", summary="The twin's assimilation cycles, newest "
+                                                                       "first")
+def list_assimilations(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                       offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> CyclePage:
+    items, total = service.list_cycles(session, principal=principal, ref=twin, limit=limit, offset=offset)
+    return CyclePage(items=items, total=total)
+
+
+@router.get("/{twin}/assimilations/{cycle}", name="get_assimilation",
+            summary="One cycle (by id or number) with its innovations, observations, analysis and provenance")
+def get_assimilation(twin: TwinRef, cycle: Annotated[str, Path(max_length=32)], session: SessionDep,
+                     principal: PrincipalDep) -> CycleRead:
+    return service.get_cycle(session, principal=principal, ref=twin, cycle=cycle)
