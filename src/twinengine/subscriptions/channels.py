@@ -1,0 +1,146 @@
+"""Sending one message: e-mail through SMTP (the standard library's ``smtplib`` and ``email``) or a signed
+JSON POST to a webhook through the lake's SSRF-safe client (``lake.remote``: the address is checked and pinned,
+loopback and private addresses only when ``subscription_webhook_hosts`` lists them, no redirects followed)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import smtplib
+import ssl
+from collections.abc import Sequence
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+from urllib.parse import urlsplit
+
+from twinengine._version import __version__
+from twinengine.config import Settings
+from twinengine.errors import ValidationFailed
+from twinengine.lake import remote
+from twinengine.subscriptions import messages, signing
+
+__all__ = ["DeliveryFailed", "check_email", "check_webhook", "send_email", "send_webhook"]
+
+WEBHOOK_TIMEOUT_S = 15.0  # a receiver answers within this or the try fails (and is retried)
+_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+class DeliveryFailed(Exception):
+    """Raised when a message could not be handed over (SMTP refused it, the receiver answered an error, the
+    address is refused); the text is recorded on the attempt."""
+
+
+def check_email(address: str) -> str:
+    """One plain address (``a@b.org``), nothing a header could be made of; 422 naming ``email`` otherwise."""
+    try:
+        messages.header_text(address, field="email")
+    except messages.HeaderRefused as exc:
+        raise ValidationFailed.one("email", str(exc)) from None
+    if len(address) > 254 or not _ADDRESS.match(address):
+        raise ValidationFailed.one("email", f"{address!r} is not one e-mail address (name@domain)")
+    try:
+        Address(addr_spec=address)
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        raise ValidationFailed.one("email", f"{address!r} is not an e-mail address: {exc}") from None
+    return address
+
+
+def _allowed(url: str, hosts: Sequence[str]) -> list[str]:
+    """The allow-list a webhook is checked against: the configured hosts, or (none configured) its own host,
+    whose addresses must then be public. An address written in the URL would count as a network of its own
+    on that list (``remote.resolve``), so one that is not public is refused here."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    remote.check_url(url, [host])  # its form first: scheme, user part, backslashes, spaces
+    if hosts:
+        return list(hosts)
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return [host]
+    mapped = literal.ipv4_mapped if isinstance(literal, ipaddress.IPv6Address) else None
+    if not (mapped or literal).is_global:
+        raise remote.Refused(f"{host} is a loopback, private or reserved address; an admin lists it as an address "
+                             "or network in subscription_webhook_hosts to allow it")
+    return [host]
+
+
+def check_webhook(url: str, hosts: Sequence[str]) -> str:
+    """An http(s) URL whose host may be reached (checked and resolved now); 422 naming ``webhook`` otherwise."""
+    if len(url) > 2048:
+        raise ValidationFailed.one("webhook", "a webhook URL is at most 2048 characters")
+    try:
+        scheme = urlsplit(url).scheme.lower() if url.isascii() else ""
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        raise ValidationFailed.one("webhook", "the URL cannot be parsed") from None
+    if scheme not in ("http", "https"):
+        raise ValidationFailed.one("webhook", f"only http and https URLs are called, not {scheme or url!r}")
+    try:
+        allowed = _allowed(url, hosts)
+        _scheme, host, port = remote.check_url(url, allowed)
+        remote.resolve(host, port, allowed)
+    except remote.Refused as exc:
+        text = str(exc)
+        if "lake_import_hosts" in text:  # remote.py names its own setting; say ours
+            text = ("the host is not in subscription_webhook_hosts" if "not in" in text else
+                    "the host has a loopback, private or reserved address; an admin lists it as an address or "
+                    "network in subscription_webhook_hosts to allow it")
+        raise ValidationFailed.one("webhook", text) from None
+    except remote.FetchFailed:
+        raise ValidationFailed.one("webhook", "the URL's host name cannot be resolved") from None
+    except ValueError:
+        raise ValidationFailed.one("webhook", "the URL cannot be parsed") from None
+    return url
+
+
+def send_email(settings: Settings, to: str, payload: dict[str, Any]) -> None:
+    """Hand one message to the SMTP server; ``DeliveryFailed`` says why it was not taken."""
+    if not settings.smtp_host:
+        raise DeliveryFailed("this engine sends no e-mail: smtp_host is not set")
+    message = EmailMessage()
+    try:
+        message["From"] = messages.header_text(settings.smtp_from, field="smtp_from")
+        message["To"] = messages.header_text(to, field="email")
+        message["Subject"] = messages.header_text(messages.subject(payload), field="subject")
+    except (messages.HeaderRefused, ValueError) as exc:
+        raise DeliveryFailed(str(exc)) from None
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = make_msgid(domain=settings.smtp_from.rpartition("@")[2] or None)
+    message.set_content(messages.body_text(payload))
+    timeout = settings.smtp_timeout.total_seconds()
+    try:
+        if settings.smtp_security == "tls":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=timeout,
+                                                    context=ssl.create_default_context())
+        else:
+            client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
+        with client:
+            if settings.smtp_security == "starttls":
+                client.starttls(context=ssl.create_default_context())
+            if settings.smtp_username:
+                client.login(settings.smtp_username, settings.smtp_password or "")
+            client.send_message(message)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise DeliveryFailed(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {exc}") from None
+
+
+def send_webhook(settings: Settings, url: str, secret: str, payload: dict[str, Any], *, delivery: int) -> int:
+    """POST ``payload`` signed with ``secret``; the receiver's status when 2xx, ``DeliveryFailed`` otherwise."""
+    body = json.dumps({**payload, "summary": messages.headline(payload)}, separators=(",", ":"),
+                      default=str).encode()
+    headers = {"Content-Type": "application/json", signing.HEADER: signing.signature_header(secret, body),
+               "Twin-Delivery": str(delivery), "User-Agent": f"twinengine/{__version__}"}
+    try:
+        allowed = _allowed(url, settings.subscription_webhook_hosts)
+        with remote.guarded_client(url, allowed, None, timeout=WEBHOOK_TIMEOUT_S) as http:
+            response = http.post(url, content=body, headers=headers, follow_redirects=False)
+    except remote.Refused as exc:
+        raise DeliveryFailed(f"refused: {exc}") from None
+    except Exception as exc:  # any transport failure: recorded, retried
+        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+    if not 200 <= response.status_code < 300:
+        raise DeliveryFailed(f"the receiver answered HTTP {response.status_code}")
+    return response.status_code
