@@ -44,6 +44,8 @@ def run(
                                                           "stays as it is; the output names the fork."),
     name: str | None = typer.Option(None, "--name", help="Name of the what-if's fork (default: TWIN-what-if, "
                                                          "numbered when taken); needs --what-if."),
+    site: str | None = typer.Option(None, "--site", help="Run on this compute site (else the engine places it)."),
+    exclude_site: list[str] = typer.Option([], "--exclude-site", help="A compute site not to run on."),
 ) -> None:
     """Run a workflow of a twin's app (async; --wait follows it; --what-if runs it on a fork of the twin).
 
@@ -54,7 +56,7 @@ def run(
     parameters = parse_assignments(param, option="--param")
     with out.client() as client:
         started = client.workflows.run(twin, workflow, parameters, no_cache=no_cache, what_if=what_if,
-                                       fork_name=name)
+                                       fork_name=name, site=site, exclude_sites=exclude_site)
         if started.what_if_of and not out.as_json:
             console.print(f"what-if of {started.what_if_of} on its fork [bold]{started.twin_name}[/bold] "
                           f"(the official state of {started.what_if_of} is untouched)", highlight=False)

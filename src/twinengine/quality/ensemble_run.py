@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select, update
 
+from twinengine.auth.groups import groups_of
 from twinengine.auth.principal import Principal, Role
+from twinengine.compute.site_executors import executor_for
 from twinengine.errors import MemberFailed, TwinEngineError
 from twinengine.quality.ensemble_stats import derive, peak_uncertainty, stack_members, summary
 from twinengine.quality.pedigree import input_quality, value_quality
@@ -81,13 +83,15 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
         process, options, owner, twin_id = run.process, dict(run.options), run.owner, run.twin_id
         app_version = run.app.partition("@")[2] if run.app else None
         registry = user_registry(session, engine.registry, owner)
+        groups = groups_of(session, owner)
         spec = options["ensemble"]
         params = {row.id: row.parameters for row in session.execute(select(WorkflowRun.id, WorkflowRun.parameters)
                                                                    .where(WorkflowRun.id.in_(
                                                                        [m["run"] for m in spec["members"]])))}
-    principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal")
+    principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal", groups=groups)
     ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
-                     executor=engine.executor, db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,
+                     executor=executor_for(engine, options), db=engine.db, twin=twin_id,
+                     udf_timeout=engine.udf_timeout,
                      udf_memory_bytes=engine.udf_memory_bytes, services=engine.services)
     progress = _Progress(engine, run_id, len(spec["members"]))
     ctx.log = lambda level, message: progress.log(level, message, ctx.node)
@@ -99,7 +103,8 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
     status, error, value = RunStatus.FINISHED, None, None
     try:
         progress.log("info", f"ensemble of {len(members)} members ({spec['mode']}) on executor "
-                             f"{engine.executor.name}, {options.get('parallel', DEFAULT_PARALLEL)} at a time")
+                             f"{ctx.executor.name} (site {options.get('site') or 'local'}), "
+                             f"{options.get('parallel', DEFAULT_PARALLEL)} at a time")
         shared = group.evaluate_shared(ctx)
         progress.log("info", f"shared by every member, evaluated once: {', '.join(shared) or 'nothing'}")
         progress.set(SHARED_SHARE)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Manifest
+from twinengine.compute.hooks import before_queue
 from twinengine.errors import InvalidInput, Problem, RunNotFound, ValidationFailed, join_loc
 from twinengine.quality.ensemble_schemas import EnsembleCreate, EnsembleDeclaration, EnsembleRead, MemberRead
 from twinengine.quality.perturb import draw
@@ -197,6 +198,8 @@ def submit_ensemble(session: Session, engine: WorkflowEngine, *, principal: Prin
     options = body.options.model_dump(mode="json") | {"role": principal.role.value, "parallel": parallel}
     if "x-retry" in process:
         options["manifest_retry"] = process["x-retry"]
+    before_queue(session, principal=principal, options=options, process=process,  # its site; quotas
+                 app=f"{twin.app_name}@{twin.app_version}")
     options["ensemble"] = {
         "mode": modes[0] if modes else "perturb", "seed": seed if not modes else None, "members": members,
         "threshold": _threshold(body, decl, base), "state": dict(decl.state),

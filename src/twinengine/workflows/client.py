@@ -31,12 +31,15 @@ class WorkflowsClient:
         self._transport = transport
 
     def run(self, twin: str, workflow: str, parameters: dict[str, Any] | None = None, *, no_cache: bool = False,
-            sync: bool = False, what_if: bool = False, fork_name: str | None = None) -> Run:
+            sync: bool = False, what_if: bool = False, fork_name: str | None = None, site: str | None = None,
+            exclude_sites: builtins.list[str] | None = None) -> Run:
         """Start a workflow of a twin's app; ``sync`` answers when the run ended; ``what_if`` runs it on a new
         fork of the twin (named in the run's ``twin_name``; ``fork_name`` chooses it and implies ``what_if``),
         leaving the twin's own state as it is."""
         body: dict[str, Any] = {"workflow": workflow, "parameters": parameters or {},
                                 "options": {"no_cache": no_cache}, "mode": "sync" if sync else "async"}
+        if site is not None or exclude_sites:  # else the engine places it (docs/compute.md)
+            body["options"].update(site=site, exclude_sites=exclude_sites or [])
         if what_if or fork_name is not None:
             body["what_if"] = {} if fork_name is None else {"name": fork_name}
         return self._transport.send(Run, "POST", f"/api/v1/twins/{_seg(twin)}/runs", body)

@@ -8,7 +8,6 @@ Slurm batch jobs (tested on a real single-node Slurm cluster). Third-party execu
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -113,18 +112,26 @@ class DistributedExecutor(Executor):
         """Persist on the cluster (futures), report progress while they finish, then gather."""
         import distributed
 
-        wait: Any = distributed.wait
         futures_of: Any = distributed.futures_of
+        from twinengine.compute.dask_usage import task_stream_usage
+
         client = self.client
-        with client.as_current():
+        # The client is named explicitly, not made current: ``as_current`` sets dask's scheduler in the
+        # process-wide config, so a computation on the engine's other threads at that moment (a local run,
+        # a save) would be sent to this cluster, or fail for want of a client, and two runs entering and
+        # leaving it at once could leave it set for good.
+        with task_stream_usage(client, values):  # core-seconds from Dask's own record
             persisted = client.persist(list(values))
             futures = futures_of(persisted)
             pending = list(futures)
             total = max(1, len(pending))
+            changed = threading.Event()  # distributed.wait would need a current client: callbacks do not
+            for future in futures:
+                future.add_done_callback(lambda _done: changed.set())
             try:
                 while pending:
-                    with contextlib.suppress(TimeoutError):
-                        wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+                    changed.wait(0.5)
+                    changed.clear()
                     pending = [f for f in pending if not f.done()]
                     if progress is not None:
                         progress(total - len(pending), total)

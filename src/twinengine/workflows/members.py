@@ -22,6 +22,8 @@ import xarray as xr
 from sqlalchemy import update
 
 from twinengine.auth.principal import Principal
+from twinengine.compute.metering import start_meter
+from twinengine.compute.site_executors import executor_for
 from twinengine.errors import TwinEngineError
 from twinengine.store.base import utcnow
 from twinengine.workflows import formats
@@ -134,7 +136,7 @@ class MemberSet:
     def _context(self, run_id: str, twin: str | None) -> RunContext:
         e = self.engine
         return RunContext(run_id=run_id, principal=self.principal, collections=e.collections, results=e.results,
-                          executor=e.executor, db=e.db, twin=twin, udf_timeout=e.udf_timeout,
+                          executor=executor_for(e, self.options), db=e.db, twin=twin, udf_timeout=e.udf_timeout,
                           udf_memory_bytes=e.udf_memory_bytes, services=e.services)
 
     def varying(self) -> set[str]:
@@ -187,9 +189,10 @@ class MemberSet:
         return [outcomes[m.run_id] for m in self.members]
 
     def _one(self, member: Member) -> MemberOutcome:
+        meter = start_meter()  # the member's own usage record (compute.usage), its site noted by _context
         ctx = self._context(member.run_id, member.twin_id)
         ctx.inputs.extend(self.inputs)
-        hooks = _MemberHooks(self.engine, member.run_id, self.graph, ctx)
+        hooks = _MemberHooks(self.engine, member.run_id, self.graph, ctx, meter=meter)
         hooks.ensemble_id = self.ensemble_id
         ctx.log, ctx.compute_progress = hooks.log, hooks.compute_progress
         evaluator = Evaluator(self.registry, member.parameters, hooks=hooks, retry=_retry_policy(self.options),

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from twinengine._version import __version__
+from twinengine.compute.provenance import placement_attributes
 from twinengine.quality.pedigree import input_quality
 from twinengine.workflows.models import WorkflowRun
 
@@ -53,7 +54,8 @@ def run_provenance(run: WorkflowRun, *, processes: list[dict[str, Any]], inputs:
     doc.add_namespace("twin", NAMESPACE)
     activity = doc.activity(f"twin:run/{run.id}", run.started_at, run.finished_at,
                             {"prov:type": "twin:WorkflowRun", "twin:status": str(run.status),
-                             "twin:kind": run.kind, "twin:executor": run.executor or ""})
+                             "twin:kind": run.kind, "twin:executor": run.executor or "",
+                             **placement_attributes(run.options)})
     owner = doc.agent(f"twin:identity/{run.owner}", {"prov:type": "prov:Person"})
     engine = doc.agent(f"twin:engine/{engine_version}", {"prov:type": "prov:SoftwareAgent",
                                                          "twin:version": engine_version})

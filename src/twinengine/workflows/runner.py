@@ -11,8 +11,12 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 from sqlalchemy import select, update
 
+from twinengine.auth.groups import groups_of
 from twinengine.auth.principal import Principal, Role
 from twinengine.catalog.models import AppVersion
+from twinengine.compute.hooks import record_execution
+from twinengine.compute.metering import Meter, start_meter
+from twinengine.compute.site_executors import executor_for
 from twinengine.errors import TwinEngineError
 from twinengine.store.base import upsert, utcnow
 from twinengine.workflows import formats
@@ -110,7 +114,8 @@ def _json_sized(value: Any) -> bool:
 class _Hooks:
     """Node statuses, attempts, timings and logs, written in batches; cancellation and progress."""
 
-    def __init__(self, engine: WorkflowEngine, run_id: str, graph: Graph, ctx: RunContext) -> None:
+    def __init__(self, engine: WorkflowEngine, run_id: str, graph: Graph, ctx: RunContext, *,
+                 meter: Meter | None = None) -> None:
         self.engine, self.run_id, self.ctx = engine, run_id, ctx
         self.cache: _Cache | None = None
         self.total = max(1, len(graph.nodes))
@@ -123,6 +128,7 @@ class _Hooks:
         self.last_flush = time.monotonic()
         self.lock = threading.Lock()
         self.flushing = threading.Lock()  # one writer at a time, so updates commit in the order they came
+        self.meter = meter or start_meter()  # what this execution uses, recorded with its end (compute.usage)
 
     def log(self, level: str, message: str, node: str | None = None) -> None:
         with self.lock:
@@ -218,15 +224,17 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         owner, twin_id, app = run.owner, run.twin_id, run.app
         special = engine.kinds.get(run.kind)
         registry = user_registry(session, engine.registry, owner)
+        groups = groups_of(session, owner)  # a group-owned twin's runs act through the owner's groups
     if special is not None:  # runs of other kinds (ensembles) are executed by the capability that made them
         return special(engine, run_id)
-    principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal")
+    principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal", groups=groups)
+    hooks_meter = start_meter()  # what this execution uses (compute.usage), from before its site's executor
     ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
-                     executor=engine.executor, db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,
+                     executor=executor_for(engine, options), db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,
                      udf_memory_bytes=engine.udf_memory_bytes, services=engine.services,
                      max_array_elements=engine.max_array_elements)
     graph = parse_graph(process)
-    hooks = _Hooks(engine, run_id, graph, ctx)
+    hooks = _Hooks(engine, run_id, graph, ctx, meter=hooks_meter)
     ctx.log, ctx.compute_progress = hooks.log, hooks.compute_progress
     app_version = app.partition("@")[2] if app else None
     hooks.cache = _Cache(engine, ctx, read=not options.get("no_cache", False))
@@ -236,7 +244,8 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     engine.executing.add(run_id)
     engine.in_progress[run_id] = hooks.flush
     status, error, value = RunStatus.FINISHED, None, None
-    hooks.log("info", f"started on {engine.worker_id} with executor {engine.executor.name}")
+    hooks.log("info", f"started on {engine.worker_id} with executor {ctx.executor.name} (site "
+                      f"{hooks.meter.site or 'local'})")
     for node in graph.nodes.values():  # openEO recommends logging which namespace a bare process id chose
         if node.namespace is None and node.process_id in registry.user:
             hooks.log("info", f"{node.process_id}: the user-defined process (namespace user)", node.id)
@@ -332,6 +341,7 @@ def _store_end(engine: WorkflowEngine, run_id: str, status: str, error: dict[str
         except TwinEngineError:
             processes = []
         record_run_end(session, run_id, status, error, value, ctx, processes=processes)
+        record_execution(session, session.get(WorkflowRun, run_id), hooks.meter, status=status)
 
 
 def record_run_end(session: Session, run_id: str, status: str, error: dict[str, Any] | None, value: Any,

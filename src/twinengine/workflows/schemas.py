@@ -41,6 +41,11 @@ class RunOptions(_Input):
     retry: RetryOptions | None = Field(default=None, description="Default retry policy of every node.")
     node_retry: dict[str, RetryOptions] = Field(default_factory=dict, max_length=1000,
                                                 description="Retry policy per node id.")
+    site: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                             description="Run on this compute site (else the engine places it: docs/compute.md).")
+    exclude_sites: list[str] = Field(default_factory=list, max_length=100,
+                                     description="Compute sites the run must not be placed on.")
+    gpus: int = Field(default=0, ge=0, le=1024, description="GPUs the run needs on its site.")
 
 
 class WhatIf(_Input):

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from twinengine.auth.policy import allowed, require
 from twinengine.auth.principal import Principal
 from twinengine.catalog import service as catalog
+from twinengine.compute.hooks import before_queue, requeue_check
 from twinengine.errors import (
     ProcessParameterInvalid,
     ProcessParameterMissing,
@@ -134,6 +135,9 @@ def submit(session: Session, engine: WorkflowEngine, *, principal: Principal, pr
     opts["role"] = principal.role.value
     if "x-retry" in process:
         opts.setdefault("manifest_retry", process["x-retry"])
+    if queue:
+        before_queue(session, principal=principal, options=opts, process=process,  # the site, quotas
+                     app=f"{twin.app_name}@{twin.app_version}" if twin else None)
     now = utcnow()
     run = WorkflowRun(id=run_id, kind=kind, owner=principal.name, title=title, description=description,
                       twin_id=twin.id if twin else None, twin_name=twin.name if twin else None,
@@ -225,6 +229,7 @@ def start_run(session: Session, *, principal: Principal, run_id: str) -> Workflo
     run = get_run(session, principal=principal, run_id=run_id, for_update=True)
     if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         return run
+    requeue_check(session, owner=run.owner, options=run.options)
     now = utcnow()
     session.execute(update(RunNode).where(RunNode.run_id == run.id).values(
         status="pending", attempts=0, seconds=None, error=None, started_at=None, finished_at=None))

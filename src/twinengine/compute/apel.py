@@ -1,0 +1,80 @@
+"""Usage as EGI APEL summary records (the OGF Usage Record's summary form that EGI's accounting takes):
+one record per site, month, user and group, in the ``APEL-summary-job-message: v0.3`` text form.
+
+Fields, as the engine fills them:
+
+===================== ===========================================================================
+Site                  the compute site's name
+Month, Year           of the executions' end (UTC)
+GlobalUserName        the identity that ran them (its OIDC subject when it signed in through one)
+VO, VOGroup           the first group the identity was in when it submitted (``none`` without one)
+VORole                ``Role=NULL``: the engine has no VOMS roles
+MachineName           the engine's host, where the run was accounted
+SubmitHost            the engine's host
+Infrastructure        ``twinengine:<site kind>``
+NodeCount, Processors 1 and the cores a record counts (1 per execution; core-seconds carry the rest)
+EarliestEndTime       first end in the group (Unix seconds)
+LatestEndTime         last end in the group (Unix seconds)
+WallDuration          sum of wall seconds, rounded
+CpuDuration           sum of core-seconds, rounded
+NormalisedWallDuration, NormalisedCpuDuration  the same (no benchmark factor is known: HEPSPEC 1.0)
+NumberOfJobs          executions in the group
+===================== ===========================================================================
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from twinengine.compute.models import UsageRecord
+
+__all__ = ["HEADER", "apel_message", "apel_summaries"]
+
+HEADER = "APEL-summary-job-message: v0.3"
+FIELDS = ("Site", "Month", "Year", "GlobalUserName", "VO", "VOGroup", "VORole", "MachineName", "SubmitHost",
+          "Infrastructure", "NodeCount", "Processors", "EarliestEndTime", "LatestEndTime", "WallDuration",
+          "CpuDuration", "NormalisedWallDuration", "NormalisedCpuDuration", "NumberOfJobs")
+
+
+def apel_summaries(rows: Sequence[UsageRecord], *, site_kinds: dict[str, str] | None = None,
+                   host: str | None = None) -> list[dict[str, Any]]:
+    host = host or socket.getfqdn()
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        vo = (row.groups or ["none"])[0]
+        key = (row.site, row.finished_at.month, row.finished_at.year, row.identity, vo)
+        end = int(row.finished_at.timestamp())
+        summary = groups.get(key)
+        if summary is None:
+            summary = groups[key] = {
+                "Site": row.site, "Month": row.finished_at.month, "Year": row.finished_at.year,
+                "GlobalUserName": row.identity, "VO": vo, "VOGroup": f"/{vo}", "VORole": "Role=NULL",
+                "MachineName": host, "SubmitHost": host,
+                "Infrastructure": f"twinengine:{(site_kinds or {}).get(row.site, 'unknown')}",
+                "NodeCount": 1, "Processors": row.cores, "EarliestEndTime": end, "LatestEndTime": end,
+                "WallDuration": 0.0, "CpuDuration": 0.0, "NumberOfJobs": 0}
+        summary["EarliestEndTime"] = min(summary["EarliestEndTime"], end)
+        summary["LatestEndTime"] = max(summary["LatestEndTime"], end)
+        summary["WallDuration"] += row.wall_seconds
+        summary["CpuDuration"] += row.core_seconds
+        summary["Processors"] = max(summary["Processors"], row.cores)
+        summary["NumberOfJobs"] += 1
+    out = []
+    for summary in groups.values():
+        summary["WallDuration"] = round(summary["WallDuration"])
+        summary["CpuDuration"] = round(summary["CpuDuration"])
+        summary["NormalisedWallDuration"] = summary["WallDuration"]
+        summary["NormalisedCpuDuration"] = summary["CpuDuration"]
+        out.append({name: summary[name] for name in FIELDS})
+    return out
+
+
+def apel_message(summaries: Sequence[dict[str, Any]]) -> str:
+    """The summaries as one APEL message: the header, then ``Field: value`` lines, records ended by ``%%``."""
+    lines = [HEADER]
+    for summary in summaries:
+        lines.extend(f"{name}: {summary[name]}" for name in FIELDS)
+        lines.append("%%")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,82 @@
+"""The executor of each site a run may be placed on: the engine's own for ``local``, a Dask client per
+``dask`` site, a dask-jobqueue cluster per ``slurm`` site; made on first use and closed with the engine.
+
+The workflows package hands in how executors are made (``factory``), so this package never imports it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from twinengine.compute.metering import current_meter
+from twinengine.compute.models import ComputeSite
+from twinengine.compute.sites import DEFAULT_SITE
+from twinengine.errors import ValidationFailed
+
+__all__ = ["SiteExecutors", "executor_for"]
+
+log = logging.getLogger("twinengine.compute")
+
+# (executor name, address, options) -> an executor with compute/close
+Factory = Callable[..., Any]
+
+
+class SiteExecutors:
+    """Executors per site, keyed by the site's kind and address (a changed site gets a new one)."""
+
+    def __init__(self, db: Any, default: Any, factory: Factory) -> None:
+        self.db, self.default, self.factory = db, default, factory
+        self._made: dict[tuple[str, str, str | None], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, site: str | None) -> Any:
+        if not site or site == DEFAULT_SITE:
+            return self.default
+        with self.db.session(readonly=True) as session:
+            row = session.scalar(select(ComputeSite).where(ComputeSite.name == site))
+            if row is None:
+                raise ValidationFailed.one("options.site", f"the run's site {site!r} no longer exists")
+            kind, address, options = row.kind, row.address, dict(row.options or {})
+        key = (site, kind, address)
+        with self._lock:
+            made = self._made.get(key)
+            if made is None:
+                if kind == "dask":
+                    made = self.factory("distributed", address=address)
+                elif kind == "slurm":
+                    made = self.factory("slurm", options=options)
+                elif kind == "local":
+                    made = self.default
+                else:
+                    raise ValidationFailed.one("options.site", f"site {site} is a {kind} site; runs are not sent "
+                                                              "there yet")
+                self._made[key] = made
+        return made
+
+    def close(self) -> None:
+        with self._lock:
+            made, self._made = [m for m in self._made.values() if m is not self.default], {}
+        for executor in made:
+            executor.close()
+
+
+def executor_for(engine: Any, options: dict[str, Any]) -> Any:
+    """The executor of the site a run was placed on (the engine's own when it has no site executors), and
+    the site noted on the execution's meter so its usage record names it."""
+    site = str(options.get("site") or DEFAULT_SITE)
+    sites: SiteExecutors | None = engine.services.get("sites")
+    executor = engine.executor
+    if sites is not None:
+        try:
+            executor = sites.get(site)
+        except Exception as exc:  # removed since, or its executor cannot be made here: the run still runs
+            log.warning("site %s cannot take run work (%s); computing on %s", site, exc, DEFAULT_SITE)
+            site = DEFAULT_SITE
+    meter = current_meter()
+    if meter is not None:
+        meter.site = site
+    return executor

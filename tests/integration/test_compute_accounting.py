@@ -1,0 +1,109 @@
+"""Usage matched against the executors' own records: on a Dask cluster, the core-seconds charged to a run
+are the compute intervals of its own tasks in the scheduler's task stream (each task holds one worker
+thread while it computes, so they are at least the CPU the tasks measured themselves), and another
+computation on the same cluster at the same time is not charged to it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from twinengine.compute.dask_usage import SOURCE, task_stream_core_seconds
+from twinengine.compute.metering import Reading, start_meter
+from twinengine.workflows.executors import DistributedExecutor
+
+
+def spin(seconds: float) -> float:
+    """Keep one core busy for ``seconds`` of CPU; return the CPU time this thread spent."""
+    start = time.thread_time()
+    while time.thread_time() - start < seconds:
+        sum(range(1000))
+    return time.thread_time() - start
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as local:
+        yield str(local.scheduler_address)
+
+
+def _measured(executor: DistributedExecutor, name: str, seconds: list[float]) -> tuple[Reading, float]:
+    import dask
+
+    meter = start_meter()
+    tasks = [dask.delayed(spin, pure=False)(s, dask_key_name=f"spin-{name}-{i}") for i, s in enumerate(seconds)]
+    values = executor.compute(*tasks)
+    return meter.stop(), float(sum(values))
+
+
+def _own(records: list[dict[str, Any]], name: str) -> float:
+    return task_stream_core_seconds([r for r in records if str(r["key"]).startswith(f"spin-{name}-")])
+
+
+def test_concurrent_runs_are_charged_their_own_tasks_from_the_task_stream(cluster: str) -> None:
+    from distributed import get_task_stream
+
+    executor = DistributedExecutor(cluster)
+    results: dict[str, tuple[Reading, float]] = {}
+
+    def one(name: str, seconds: list[float]) -> None:
+        results[name] = _measured(executor, name, seconds)
+
+    try:
+        with get_task_stream(client=executor.client) as stream:  # the scheduler's record, read independently
+            threads = [threading.Thread(target=one, args=("small", [0.1])),
+                       threading.Thread(target=one, args=("large", [0.3, 0.3, 0.2]))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        records = list(stream.data)
+    finally:
+        executor.close()
+    assert {r["key"] for r in records} >= {"spin-small-0", "spin-large-0", "spin-large-1", "spin-large-2"}
+    import dask
+
+    # Runs on a cluster never set dask's process-wide scheduler: local computations beside them stay local.
+    assert dask.config.get("scheduler", None) is None
+    for name in ("small", "large"):
+        reading, spent = results[name]
+        assert SOURCE in reading.sources
+        assert reading.remote_core_seconds == pytest.approx(_own(records, name), rel=1e-6), name
+        assert reading.remote_core_seconds >= spent * 0.99, name  # a task's thread is held at least its CPU time
+        assert reading.core_seconds >= reading.remote_core_seconds
+
+
+def test_a_run_on_a_dask_cluster_records_the_task_stream_figure(cluster: str, tmp_path: Any) -> None:
+    import dask
+    from starlette.testclient import TestClient
+
+    from helpers import admin_token
+    from twinengine.api import create_app
+    from twinengine.client import Client
+    from twinengine.config import Settings
+    from twinengine.runtime import Runtime
+    from workflow_data import daily_graph, write_collection
+
+    with dask.config.set(scheduler="threads"):  # not the cluster a client of the test before left as default
+        write_collection(tmp_path / "data" / "collections")
+    runtime = Runtime.from_settings(Settings(data_dir=tmp_path / "data", dask_address=cluster, warm_routes=False))
+    try:
+        with TestClient(create_app(runtime=runtime)) as http:
+            client = Client("http://testserver", admin_token(runtime.settings), http=http)
+            run = client.workflows.submit(daily_graph("max", "add", 1), sync=True)
+            assert run.status == "finished", run.error
+            (record,) = client.compute.usage_records().items
+            sites = client.compute.sites().items
+    finally:
+        runtime.close()
+    assert record.run_id == run.id and record.site == "local" and record.executor == "distributed"
+    assert SOURCE in record.source and record.remote_core_seconds > 0
+    assert record.core_seconds >= record.remote_core_seconds
+    assert [(s.name, s.kind, s.address) for s in sites] == [("local", "dask", cluster)]
