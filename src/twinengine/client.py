@@ -38,10 +38,15 @@ from twinengine.twins.schemas import (
 )
 
 if TYPE_CHECKING:
+    from twinengine.auth.client import AccessClient
+    from twinengine.calibration.client import CalibrationClient
+    from twinengine.compute.client import ComputeClient
     from twinengine.lake.client import LakeClient
     from twinengine.ml.client import MLClient
     from twinengine.quality.client import EnsemblesClient
     from twinengine.streams.sdk import StreamsClient
+    from twinengine.subscriptions.client import SubscriptionsClient
+    from twinengine.twin_assimilation.client import AssimilationClient
     from twinengine.twins.forecasts_sdk import VerificationClient
     from twinengine.workflows.client import WorkflowsClient
 
@@ -118,6 +123,27 @@ class Client:
         return MLClient(self._transport)
 
     @property
+    def calibration(self) -> CalibrationClient:
+        """Calibration: fit a twin's parameters to its observations, follow it, accept or reject the result."""
+        from twinengine.calibration.client import CalibrationClient
+
+        return CalibrationClient(self._transport)
+
+    @property
+    def assimilation(self) -> AssimilationClient:
+        """Data assimilation: run cycles that correct a twin's state from its observations, read them."""
+        from twinengine.twin_assimilation.client import AssimilationClient
+
+        return AssimilationClient(self._transport)
+
+    @property
+    def subscriptions(self) -> SubscriptionsClient:
+        """Subscriptions to twins' conditions, told by e-mail or signed webhooks, and their deliveries."""
+        from twinengine.subscriptions.client import SubscriptionsClient
+
+        return SubscriptionsClient(self._transport)
+
+    @property
     def verification(self) -> VerificationClient:
         """Forecasts twins issued and their skill scores per lead time against what was observed."""
         from twinengine.twins.forecasts_sdk import VerificationClient
@@ -129,6 +155,20 @@ class Client:
     def _request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
                  **kwargs: Any) -> httpx.Response:
         return self._transport.request(method, path, headers=headers, **kwargs)
+
+    @property
+    def compute(self) -> ComputeClient:
+        """Federated compute: sites, usage (with the APEL export) and quotas."""
+        from twinengine.compute.client import ComputeClient
+
+        return ComputeClient(self._transport)
+
+    @property
+    def access(self) -> AccessClient:
+        """Groups, grants to groups, scoped tokens of one's own, and the signing keys."""
+        from twinengine.auth.client import AccessClient
+
+        return AccessClient(self._transport)
 
     @property
     def lake(self) -> LakeClient:
@@ -252,20 +292,24 @@ class Client:
 
     def create_twin(self, app: str, name: str, parameters: Mapping[str, Any] | None = None, *,
                     description: str | None = None, tags: Sequence[str] | None = None,
-                    location: Mapping[str, Any] | None = None) -> Twin:
+                    location: Mapping[str, Any] | None = None, group: str | None = None) -> Twin:
         """Create a twin of ``app`` (``name@version`` or ``name`` for the latest) with ``parameters`` checked against
-        the app's schema; optional tags and a GeoJSON location."""
+        the app's schema; optional tags and a GeoJSON location; ``group``: a group you are in owns it."""
         body: dict[str, Any] = {"app": app, "name": name, "parameters": dict(parameters or {}),
                                 "description": description}
+        if group is not None:
+            body["group"] = group
         if tags:
             body["tags"] = list(tags)
         if location is not None:
             body["location"] = dict(location)
         return self._send(Twin, "POST", "/api/v1/twins", body)
 
-    def list_twins(self, *, app: str | None = None, limit: int = 50, offset: int = 0) -> TwinList:
-        """A page of the twins you may read, optionally of one ``app``."""
-        return self._get(TwinList, "/api/v1/twins", app=app, limit=limit, offset=offset)
+    def list_twins(self, *, app: str | None = None, limit: int = 50, offset: int = 0, glance: bool = False
+                   ) -> TwinList:
+        """A page of the twins you may read, optionally of one ``app``; with ``glance``, each twin's status
+        (alert, stale, ok) and why, place and last reading (``twin.glance``)."""
+        return self._get(TwinList, "/api/v1/twins", app=app, limit=limit, offset=offset, glance=glance or None)
 
     def get_twin(self, twin: str) -> Twin:
         """A twin (by name or id): its app version, parameters, tags, location and head revision."""

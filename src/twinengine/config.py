@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 from twinengine.timeutil import parse_setting_duration
 
-__all__ = ["OidcProvider", "Settings", "default_data_dir"]
+__all__ = ["OidcGroupRule", "OidcProvider", "OidcRoleRule", "Settings", "default_data_dir"]
 
 MiB = 1024 * 1024
 
@@ -34,6 +34,48 @@ def default_data_dir() -> Path:
     return Path(base) / "twinengine"
 
 
+class _OidcRule(BaseModel):
+    """What a claim must assert: an AARC-G002 entitlement (it and its subgroups; `:*` at the end is allowed) or
+    a value of the groups claim, exactly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entitlement: str | None = Field(default=None, description="Required entitlement, e.g. "
+                                    "`urn:mace:egi.eu:group:vo.example.org:role=member`.")
+    claim_value: str | None = Field(default=None, description="A value the groups claim must list.")
+
+    @field_validator("entitlement")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from aarc_entitlement import G002, Error  # only where rules are configured
+
+        try:
+            G002(value.removesuffix(":*"))
+        except Error as exc:
+            raise ValueError(f"not an AARC-G002 entitlement: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> _OidcRule:
+        if (self.entitlement is None) == (self.claim_value is None):
+            raise ValueError("a rule needs exactly one of `entitlement` and `claim_value`")
+        return self
+
+
+class OidcGroupRule(_OidcRule):
+    """Members matching the rule belong to the engine group ``group``."""
+
+    group: str = Field(pattern=r"^[a-z0-9][a-z0-9._:-]{0,63}$", description="Engine group the match joins.")
+
+
+class OidcRoleRule(_OidcRule):
+    """Members matching the rule get ``role``."""
+
+    role: Literal["user", "developer", "provider", "admin"] = Field(description="Role the match gives.")
+
+
 class OidcProvider(BaseModel):
     """An OpenID Connect issuer the engine trusts: tokens it signs (checked with its JWKS) name a principal."""
 
@@ -42,14 +84,32 @@ class OidcProvider(BaseModel):
     id: str = Field(pattern=r"^[\w-]+$", max_length=64, description="The provider id clients send in "
                                                                     "`oidc/<id>/<token>`.")
     issuer: str = Field(description="The `iss` of its tokens, also where its discovery document lives.")
-    title: str = ""
-    description: str = ""
-    jwks_uri: str | None = Field(default=None, description="Its signing keys; default <issuer>/.well-known/jwks.json.")
+    title: str = Field(default="", description="Shown to people: \"Sign in with <title>\"; default the id.")
+    description: str = Field(default="", description="Shown to openEO clients beside the title.")
+    jwks_uri: str | None = Field(default=None, description="Its signing keys; default: the `jwks_uri` of its "
+                                 "discovery document (<issuer>/.well-known/openid-configuration).")
     audience: str | None = Field(default=None, description="Required `aud` claim, if any.")
-    scopes: list[str] = Field(default_factory=lambda: ["openid"])
-    name_claim: str = Field(default="sub", description="Claim that names the identity.")
+    scopes: list[str] = Field(default_factory=lambda: ["openid"], description="Scopes the sign-in flows ask "
+                              "for (default `openid`; add `offline_access` for refresh tokens).")
+    name_claim: str = Field(default="sub", description="Claim holding the subject: with the issuer, the key of "
+                            "the identity (never a display name).")
     role: Literal["user", "developer", "provider", "admin"] = Field(default="user", description="Role of principals "
                                                                                    "from this provider.")
+    client_id: str | None = Field(default=None, description="The engine's client at the provider: the portal's "
+                                  "\"Sign in with\" button, `twin login` and openEO clients use it; none: tokens only.")
+    client_secret: str | None = Field(default=None, description="Secret of `client_id` for the portal's code flow, "
+                                      "if the provider registered it as confidential (PKCE is used either way).")
+    cli_client_id: str | None = Field(default=None, description="A public client (no secret) for `twin login` and "
+                                      "openEO clients: device code with PKCE, refresh tokens; default: `client_id` "
+                                      "when it has no secret.")
+    groups_claim: str | None = Field(default=None, description="Claim listing the person's groups (e.g. `groups`).")
+    entitlements_claim: str | None = Field(default=None, description="Claim listing AARC-G002 entitlements "
+                                           "(e.g. `eduperson_entitlement`).")
+    group_rules: list[OidcGroupRule] = Field(default_factory=list, description="Engine groups granted by "
+                                             "entitlements or group claim values; nothing else maps to a group.")
+    role_rules: list[OidcRoleRule] = Field(default_factory=list, description="Roles granted by entitlements or "
+                                           "group claim values; the highest that matches wins, else `role`.")
+
 
 
 class Settings(BaseSettings):
@@ -266,6 +326,41 @@ class Settings(BaseSettings):
                                         "the run fails.")
     training_memory_bytes: int = Field(default=16 * 1024 * MiB, ge=0, description="Address-space limit of each "
                                        "process of a training run (0: none; CUDA needs none).")
+    # Subscriptions: people told when a twin's condition changes (docs/subscriptions.md)
+    portal_url: str | None = Field(default=None, description="Address people reach the portal at (e.g. "
+                                   "https://twins.example.org), for the links messages carry; default: "
+                                   "http://host:port of `twin serve`.")
+    smtp_host: str | None = Field(default=None, description="SMTP server that sends subscription e-mail; unset: "
+                                  "e-mail subscriptions are refused.")
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="Port of the SMTP server.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (upgrade a plain connection), tls (implicit TLS, usually port "
+                                        "465) or none (a relay on a trusted network, tests).")
+    smtp_from: str = Field(default="twinengine@localhost", description="From address of subscription e-mail.")
+    smtp_username: str | None = Field(default=None, description="SMTP login, if the server needs one.")
+    smtp_password: str | None = Field(default=None, description="SMTP password of `smtp_username`.")
+    smtp_timeout: timedelta = Field(default=timedelta(seconds=30), description="Time limit of one SMTP exchange.")
+    subscriptions_max_per_user: int = Field(default=100, ge=0, description="Most subscriptions one identity may "
+                                            "hold; one more is refused (409).")
+    subscription_attempts: int = Field(default=6, ge=1, le=100, description="Tries to deliver a message before "
+                                       "it is given up (failed).")
+    subscription_backoff: timedelta = Field(default=timedelta(seconds=30), description="Wait before the second "
+                                            "try of a delivery, doubled for each later one.")
+    subscription_poll: timedelta = Field(default=timedelta(seconds=2), description="How often the subscription "
+                                         "loop looks for state written by other processes, stale data and due "
+                                         "deliveries.")
+    subscription_webhook_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts webhooks may reach (comma-separated in the environment); empty: "
+        "any host with public addresses. Loopback and private addresses only when listed as an address or a "
+        "network (127.0.0.1, 10.0.0.0/8), as in lake_import_hosts.")
+
+    @field_validator("subscription_webhook_hosts", mode="before")
+    @classmethod
+    def _webhook_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+        return [str(host).lower().rstrip(".") for host in value] if isinstance(value, list) else value
 
     @field_validator("*", mode="before")
     @classmethod

@@ -39,7 +39,9 @@
     │   ├── FunctionNotFound        404  FunctionNotFound
     │   ├── ModelNotFound           404  ModelNotFound
     │   ├── TrainingRunNotFound     404  TrainingRunNotFound
-    │   └── ViewNotFound            404  ViewNotFound
+    │   ├── ViewNotFound            404  ViewNotFound
+    │   ├── SiteNotFound            404  SiteNotFound       (no compute site of that name)
+    │   └── CalibrationNotFound     404  CalibrationNotFound (in calibration/service.py)
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
     │   ├── TwinNameTaken           409  TwinNameTaken
@@ -56,6 +58,7 @@
     ├── UnreadableFile              422  UnreadableFile     (a stored file cannot be opened in its format)
     ├── FormatUnavailable           501  FormatUnavailable  (a file format whose library is not installed)
     ├── StorageFull                 507  StorageFull        (endpoint quota or disk space exhausted)
+    ├── QuotaExceeded               429  QuotaExceeded      (a compute quota is used up: names quota, use, limit)
     ├── StreamBackpressure          429  StreamBackpressure (consumers are behind; carries retry_after)
     │   └── StreamUnavailable       503  StreamUnavailable  (the stream log cannot take writes now)
     ├── DataCorrupted               500  DataCorrupted      (stored bytes no longer match their checksum)
@@ -109,6 +112,7 @@ __all__ = [
     "ProcessParameterMissing",
     "ProcessParameterUnsupported",
     "ProcessUnsupported",
+    "QuotaExceeded",
     "ReplicaNotFound",
     "ResponseTooLarge",
     "RevisionNotFound",
@@ -117,6 +121,7 @@ __all__ = [
     "RunNotFinished",
     "RunNotFound",
     "SandboxUnavailable",
+    "SiteNotFound",
     "StorageFull",
     "StorageUnavailable",
     "StoredConflict",
@@ -405,6 +410,19 @@ class ViewNotFound(NotFound):
     """Raised when a twin's app declares no view of that name."""
 
     code = "ViewNotFound"
+
+
+class SiteNotFound(NotFound):
+    """Raised when no compute site has that name."""
+
+    code = "SiteNotFound"
+
+
+class QuotaExceeded(TwinEngineError):
+    """Raised when a run would start after its owner's compute quota on a site is used up (refused, not queued)."""
+
+    status = 429
+    code = "QuotaExceeded"
 
 
 class Conflict(TwinEngineError):

@@ -31,8 +31,8 @@ from twinengine.lake.collections import LakeCollections
 from twinengine.lake.context import Lake, LakeTuning
 from twinengine.lake.run_results import LakeResultStore
 from twinengine.store.blobs import BlobStore
-from twinengine.store.shared_blobs import SharedBlobStore
 from twinengine.store.engine import Database
+from twinengine.store.shared_blobs import SharedBlobStore
 from twinengine.streams.compaction import SegmentSink
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.streams.notify import Notifier
@@ -45,6 +45,7 @@ from twinengine.workflows.engine import WorkflowEngine
 from twinengine.workflows.triggers import ChainedArrivals, materialize_manifest_triggers
 
 if TYPE_CHECKING:
+    from twinengine.calibration.runner import CalibrationRunner
     from twinengine.ml.engine import MLEngine
 
 __all__ = ["Runtime"]
@@ -68,6 +69,7 @@ class Runtime:
     _streams: StreamHub | None = field(default=None, repr=False)
     _streams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ml: MLEngine | None = field(default=None, repr=False)
+    _calibrations: CalibrationRunner | None = field(default=None, repr=False)
     # This process runs the training loop (claims queued runs, watches retraining policies). Of several
     # processes serving one data dir only one does (daemons/primary.py); the others queue runs for it.
     trains: bool = True
@@ -146,6 +148,17 @@ class Runtime:
         return table, declared.time_field, twin.id
 
     @property
+    def calibrations(self) -> CalibrationRunner:
+        """The runner of calibrations (``twinengine.calibration``), made on first use, started with the engine."""
+        with self._streams_lock:
+            if self._calibrations is None:
+                from twinengine.calibration.runner import CalibrationRunner
+
+                self._calibrations = CalibrationRunner(db=self.db, code=self.app_code, data_dir=self.data_dir,
+                                                       read_stream=self.read_stream)
+            return self._calibrations
+
+    @property
     def ml(self) -> MLEngine:
         """The AI lifecycle (needs the ``ml`` extra: torch, mlflow), started on first use."""
         with self._streams_lock:
@@ -210,6 +223,10 @@ class Runtime:
 
         workflows.kinds["ensemble"] = execute_ensemble
         workflows.services["workers"] = runtime.workers  # run_udf and app processes run in its sandboxes
+        from twinengine.compute.site_executors import SiteExecutors
+        from twinengine.workflows.executors import make_executor
+
+        workflows.services["sites"] = SiteExecutors(db, workflows.executor, make_executor)  # runs placed on sites
         workflows.services["read_stream"] = runtime.read_stream
         workflows.services["stream_end"] = lambda twin_id, stream: runtime.streams.end(stream_key(twin_id, stream))
         return runtime
@@ -222,8 +239,13 @@ class Runtime:
         """Migrate the store, then create the first admin if there is none. Returns that admin's token
         (only on the very first start)."""
         token = prepare_store(self.db, self.issuer, self.settings)
+        from twinengine.compute.sites import ensure_default_site
+
+        with self.db.session() as session:  # the start-up executor is the site `local` (compute.sites)
+            ensure_default_site(session, self.workflows.executor)
         self.workers.sandbox.announce()  # a sandbox that cannot start is said once now, not by every worker
         self.workflows.start()
+        self.calibrations.start()  # resumes calibrations a stopped engine left queued or running
         from twinengine.ml.models import pending_work
 
         with self.db.session(readonly=True) as session:
@@ -236,6 +258,11 @@ class Runtime:
             self._ml.stop()
             self._ml = None
         self.workflows.stop()
+        if self._calibrations is not None:
+            self._calibrations.stop()
+        sites = self.workflows.services.get("sites")
+        if sites is not None:
+            sites.close()
         self.workers.close()
         self.access.close()
         with self._streams_lock:

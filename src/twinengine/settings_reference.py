@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
 
-from twinengine.config import Settings
+from twinengine.config import OidcGroupRule, OidcProvider, OidcRoleRule, Settings
 
 __all__ = ["render"]
 
@@ -93,7 +93,20 @@ def render() -> str:
         envs = ", ".join(f"`{env}`" for env in _env_names(name, field))
         rows.append(f"| `{name}` | {envs} | {_cell(_type(field))} | {_cell(_default(name, field))} | "
                     f"{_cell(field.description or '')} |")
-    return HEADER + "\n".join(rows) + "\n"
+    return HEADER + "\n".join(rows) + "\n" + _providers()
+
+
+def _providers() -> str:
+    """The fields of each ``oidc_providers`` entry and of its rules (docs/access.md shows them at work)."""
+    parts = ["\n## OpenID providers (`oidc_providers`)\n\nEach entry connects one institutional provider; "
+             "[access](access.md#sign-in-with-your-institution) has a worked example.\n"]
+    for title, model in (("provider", OidcProvider), ("`group_rules` entry", OidcGroupRule),
+                         ("`role_rules` entry", OidcRoleRule)):
+        parts.append(f"\n| {title} field | type | default | meaning |\n|---|---|---|---|\n")
+        for name, field in model.model_fields.items():
+            default = "required" if field.is_required() else _cell(_default(name, field))
+            parts.append(f"| `{name}` | {_cell(_type(field))} | {default} | {_cell(field.description or '')} |\n")
+    return "".join(parts)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,14 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
-from conftest import POSTGRES_ADMIN_URL
 from helpers import free_port, serve_engine, unavailable
 from streams_fixtures import eventually, require_nats
 from twinengine.config import Settings
 from twinengine.daemons.leadership import StoreLeadership
 
 pytestmark = pytest.mark.postgres
+
+POSTGRES_ADMIN_URL = os.environ.get("TWIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 CONTENDER = """
 import sys, time

@@ -22,8 +22,11 @@ from twinengine.api.middleware import AuditMiddleware, BodyLimitMiddleware, Metr
 from twinengine.api.routing import API_PREFIX, operation_id
 from twinengine.api.text import refuse_unstorable_text
 from twinengine.auth import api as auth_api
+from twinengine.auth import group_api, signin_api, token_api
 from twinengine.bootstrap import announce_admin_token
+from twinengine.calibration import api as calibration_api
 from twinengine.catalog import api as catalog_api
+from twinengine.compute import api as compute_api
 from twinengine.config import Settings
 from twinengine.daemons.leadership import StoreLeadership
 from twinengine.daemons.primary import PRIMARY_LOCK, PrimaryDuties, SingletonLoops, start_singleton_loops
@@ -36,6 +39,8 @@ from twinengine.runtime import Runtime
 from twinengine.streams import api as streams_api
 from twinengine.streams import buffers_api
 from twinengine.streams.metrics import StreamsCollector
+from twinengine.subscriptions import api as subscriptions_api
+from twinengine.twin_assimilation import api as assimilation_api
 from twinengine.twins import api as twins_api
 from twinengine.twins import batch_api as twins_batch_api
 from twinengine.twins import fleet_api, forecasts_api, relationships_api
@@ -161,6 +166,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(workflows_quality_api.router)
     app.include_router(ml_quality_api.router)
     app.include_router(views_api.router)
+    app.include_router(assimilation_api.router)
+    app.include_router(calibration_api.router)
+    app.include_router(subscriptions_api.router)
+    app.include_router(signin_api.api)  # institutional sign-in: the providers, then the browser's redirects
+    app.include_router(signin_api.browser)
+    for router in compute_api.routers:
+        app.include_router(router)
+    for router in (group_api.router, *token_api.routers):
+        app.include_router(router)
     install_ui(app)
     install_description(app)
 

@@ -23,6 +23,10 @@ SUBCOMMANDS = {
                     "bad records, failed checks, lateness and\ncompleteness, per window of event time."),
     "verify": Lazy(_CLI + "verify", "verify", "Verify a twin's forecasts against what was observed, per "
                    "workflow, model version and lead."),
+    "assimilate": Lazy(_CLI + "assimilate", "assimilate", "Correct a twin's state from its observations (data "
+                       "assimilation)."),
+    "calibrate": Lazy(_CLI + "calibrate", "app", "Fit a twin's parameters to its observed history (SCE-UA, "
+                      "differential evolution, DREAM, emcee); accept or reject the result."),
     "ensemble": Lazy(_CLI + "ensembles", "app", "Ensembles of a twin's workflow: members, statistics, progress."),
     "scenario": Lazy(_CLI + "ensembles", "scenario_app", "What-if branches from a scenario file (forks, runs)."),
     "compare": Lazy(_CLI + "ensembles", "compare", "Show twins (a scenario's branches) side by side: chosen state, "
@@ -47,18 +51,33 @@ SUBCOMMANDS = {
     "delete": Lazy(_TWINS, "COMMANDS.delete", "Delete a twin and its whole state history (owner or admin)."),
     "fork": Lazy(_TWINS, "COMMANDS.fork", "Fork a what-if scenario: a new twin starting from the state at a "
                  "revision; the origin is untouched."),
-    "grant": Lazy(_TWINS, "COMMANDS.grant", "Let another identity read or operate your twin."),
-    "revoke": Lazy(_TWINS, "COMMANDS.revoke", "Take back a grant."),
-    "grants": Lazy(_TWINS, "COMMANDS.grants", "Who else may read or operate a twin."),
+    "grant": Lazy(_TWINS, "COMMANDS.grant", "Let another identity, or every member "
+                        "of a group, read or operate your twin."),
+    "revoke": Lazy(_TWINS, "COMMANDS.revoke", "Take back a grant (of an "
+                         "identity, or of a group with --group)."),
+    "grants": Lazy(_TWINS, "COMMANDS.grants", "Who else may read or operate a twin: "
+                         "identities, and groups (as group:NAME)."),
     "link": Lazy(_CLI + "relations", "COMMANDS.link", "Link two twins by a relationship type, checked against "
                  "the source's app."),
     "unlink": Lazy(_CLI + "relations", "COMMANDS.unlink", "Close a link; it stays readable as of earlier times."),
     "links": Lazy(_CLI + "relations", "COMMANDS.links", "A twin's links now, as of a time, or all of them."),
     "related": Lazy(_CLI + "relations", "COMMANDS.related", "Twins within some hops along links, e.g. what is "
                     "downstream of a reach."),
+    "subscribe": Lazy(_CLI + "subscriptions", "subscribe", "Be told when a twin's condition changes, by e-mail "
+                      "or a signed webhook."),
+    "subscriptions": Lazy(_CLI + "subscriptions", "app", "Your subscriptions to twins' conditions: list, show, "
+                          "delete, test."),
     "fleet": Lazy(_CLI + "fleet", "app", "Fleets of twins: aggregates of a state property over many twins."),
-    "token": Lazy(_CLI + "tokens", "app", "Tokens: create (admins), list, revoke."),
+    "login": Lazy(_CLI + "login", "login", "Sign in through your institution: open the URL shown, enter the code, "
+                  "and come back (device flow)."),
+    "whoami": Lazy(_CLI + "login", "whoami", "Who the engine takes you for: identity, provider, groups, role, and "
+                   "when the sign-in expires."),
+    "logout": Lazy(_CLI + "login", "logout", "Forget the sign-in to this engine, and revoke its refresh token at "
+                   "the provider where it can."),
+    "token": Lazy(_CLI + "tokens", "app", "Tokens: create (admins; scoped ones for yourself), list, revoke, "
+                  "rotate-keys."),
     "identity": Lazy(_CLI + "tokens", "identity_app", "Identities (admins): list, disable, enable, delete."),
+    "group": Lazy(_CLI + "groups", "app", "Groups of identities: create, add, remove (admins), list, show."),
     "app": Lazy(_CLI + "apps", "app", "DT applications: start from a template, test locally, validate, publish "
                 "and browse the catalogue."),
     "state": Lazy(_CLI + "state", "app", "A twin's state: write, read (now or as of a revision/time), history, "
@@ -72,6 +91,11 @@ SUBCOMMANDS = {
     "runs": Lazy(_CLI + "workflows", "app", "Workflow runs: status, logs, provenance, results."),
     "triggers": Lazy(_CLI + "workflows", "triggers_app", "Triggers that start a twin's workflows (cron, "
                      "webhook, dataset)."),
+    "site": Lazy(_CLI + "sites", "app", "Compute sites: register (providers), list, show, drain, remove."),
+    "usage": Lazy(_CLI + "sites", "usage", "What runs used (core-hours, memory, bytes) by identity, group, twin, "
+                  "app or site, with lake storage."),
+    "quota": Lazy(_CLI + "sites", "quota_app", "Compute quotas: core-hours per identity or group per site (admins "
+                  "set them)."),
 }
 
 

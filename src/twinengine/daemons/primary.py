@@ -44,11 +44,17 @@ class SingletonLoops:
 
     streams: StreamDaemons
     lake: Daemons | None
+    subscriptions: Stoppable | None = None  # daemons/subscriptions.py
+    compute: Stoppable | None = None  # daemons/compute_heartbeats.py
 
     def stop(self) -> None:
         self.streams.stop()
         if self.lake is not None:
             self.lake.stop()
+        if self.subscriptions is not None:
+            self.subscriptions.stop()
+        if self.compute is not None:
+            self.compute.stop()
 
 
 def start_singleton_loops(runtime: Runtime, *, eager_training: bool = False) -> SingletonLoops:
@@ -62,7 +68,10 @@ def start_singleton_loops(runtime: Runtime, *, eager_training: bool = False) -> 
     streams = StreamDaemons(runtime)
     streams.start()
     runtime.start_training(now=eager_training and find_spec("torch") is not None)
-    return SingletonLoops(streams, lake)
+    from twinengine.daemons.compute_heartbeats import start_heartbeats
+    from twinengine.daemons.subscriptions import SubscriptionLoop
+
+    return SingletonLoops(streams, lake, SubscriptionLoop(runtime).start(), start_heartbeats(runtime))
 
 
 class Stoppable(Protocol):

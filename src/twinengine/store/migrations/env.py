@@ -6,12 +6,16 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import twinengine.auth.models
+import twinengine.calibration.models
 import twinengine.catalog.models
+import twinengine.compute.models
 import twinengine.lake.models
 import twinengine.ml.models
 import twinengine.store.changes
 import twinengine.store.shared_blobs
 import twinengine.streams.models
+import twinengine.subscriptions.models
+import twinengine.twin_assimilation.models
 import twinengine.twins.forecast_models
 import twinengine.twins.models
 import twinengine.twins.relationship_models
