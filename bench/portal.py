@@ -2,8 +2,9 @@
 measured in the same run, in the same tab, taking turns round by round:
 
 - first page interactive: from navigation start to the page built from the API (``twin:ready``), for the
-  twins list and for a twin's page (state, a history plot, forks, grants), beside a blank page: the
-  navigation of ``/health`` to its load event;
+  twins list (each twin at a glance), for a twin's page (state, a history plot, forks, grants) and for its app's
+  flood view and that view's print-ready report, beside a blank page: the navigation of ``/health`` to its load
+  event;
 - a history plot of 100,000 points: read through the API (``/properties/level/history?limit=100000``)
   and drawn with the portal's own plot module (uPlot on a canvas) until the next frame is painted,
   beside drawing an empty plot;
@@ -171,8 +172,8 @@ def main() -> None:
     user = token(args.dir)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    rows: dict[str, list[float]] = {k: [] for k in ("blank", "twins", "twin", "read100k", "plot100k", "plot0",
-                                                    "layer1000", "layer10")}
+    rows: dict[str, list[float]] = {k: [] for k in ("blank", "twins", "twin", "view", "report", "read100k",
+                                                    "plot100k", "plot0", "layer1000", "layer10")}
     with serve_engine(args.dir, port, TWIN_LOG_LEVEL="warning"), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -184,7 +185,9 @@ def main() -> None:
         page.wait_for_selector("[data-page=home]")
         for round_ in range(args.repeat + 1):  # the first round warms caches and is not counted
             sample = {"blank": blank_ms(page, f"{url}/health"), "twins": ready_ms(page, f"{url}/ui/"),
-                      "twin": ready_ms(page, f"{url}/ui/twins/bench-reach")}
+                      "twin": ready_ms(page, f"{url}/ui/twins/bench-reach"),
+                      "view": ready_ms(page, f"{url}/ui/twins/bench-reach/views/flood"),
+                      "report": ready_ms(page, f"{url}/ui/twins/bench-reach/views/flood?print")}
             ready_ms(page, f"{url}/ui/")
             read, draw, n = page.evaluate(PLOT, POINTS)
             assert n == POINTS, n
@@ -210,6 +213,8 @@ def main() -> None:
     for label, ours, base, target in (
             ("first page interactive (twins list)", "twins", "blank", "< 1000 ms"),
             ("a twin's page interactive (state, plot...)", "twin", "blank", ""),
+            ("its flood view interactive", "view", "blank", "< 1500 ms"),
+            ("the view's print-ready report", "report", "blank", "< 1500 ms"),
             ("100,000-point history plot drawn", "plot100k", "plot0", "< 500 ms"),
             ("  + reading those points through the API", "read100k", "plot0", ""),
             ("1,000 x 1,000 grid map layer", "layer1000", "layer10", "< 1000 ms")):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -72,12 +72,32 @@ PUBLISH_TIMEOUT = 1260.0
 class Client:
     """A connection to a running engine. Use as a context manager, or call ``close()``."""
 
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, *, timeout: float = 30.0,
-                 http: httpx.Client | None = None) -> None:
+    def __init__(self, url: str = DEFAULT_URL, token: str | Callable[[], str | None] | None = None, *,
+                 timeout: float = 30.0, http: httpx.Client | None = None) -> None:
         self._transport = Transport(url, token, timeout=timeout, http=http)
         self.url = self._transport.url
-        self._auth = self._transport.auth
         self._http = self._transport.http
+
+    @classmethod
+    def login(cls, url: str = DEFAULT_URL, *, provider: str | None = None,
+              show: Callable[[str, str, str | None], None] | None = None, browser: bool = False,
+              timeout: float = 30.0) -> Client:
+        """A client signed in as ``twin login`` signs in, sharing its kept sign-in for ``url`` (renewed with the
+        refresh token when due); with none kept, the device flow: ``show(url, code, url_with_code)`` (default:
+        print) tells the person what to approve."""
+        from twinengine.sdk_login import login
+
+        return cls(url, login(url, provider=provider, show=show, browser=browser), timeout=timeout)
+
+    @classmethod
+    def from_client_credentials(cls, url: str, client_id: str, client_secret: str, *, provider: str | None = None,
+                                scopes: list[str] | None = None, timeout: float = 30.0) -> Client:
+        """A client for a service, signed in with the client-credentials grant of ``provider`` (or the engine's
+        only one), non-interactively; the access token is fetched again when due. The secret stays in memory."""
+        from twinengine.credentials import ServiceGrant
+
+        grant = ServiceGrant(url, client_id, client_secret, provider=provider, scopes=scopes)
+        return cls(url, grant.bearer, timeout=timeout)
 
     def __enter__(self) -> Client:
         return self

@@ -12,17 +12,19 @@ from starlette.concurrency import run_in_threadpool
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import Permission
-from twinengine.auth.principal import Principal
+from twinengine.auth.principal import GROUP_NAME_PATTERN, Principal
 from twinengine.catalog import state_keys
 from twinengine.quality.spec import FLAGS, Flag
 from twinengine.quality.stored import unpack
 from twinengine.runtime import Runtime
 from twinengine.timeutil import Instant
-from twinengine.twins import service, state_quality
+from twinengine.twins import glance as glances
+from twinengine.twins import group_grants, service, state_quality
 from twinengine.twins.current_state import CurrentStateReader
 from twinengine.twins.models import StateRevision, Twin
 from twinengine.twins.schemas import (
     GrantRead,
+    GroupGrantRead,
     HistoryRead,
     OriginRead,
     PropertyRead,
@@ -54,7 +56,8 @@ def twin_read(principal: Principal, twin: Twin) -> TwinRead:
     origin = (OriginRead(twin_id=twin.origin_id, twin_name=twin.origin_name, revision=twin.origin_revision)
               if twin.origin_name else None)
     return TwinRead(id=twin.id, name=twin.name, app=f"{twin.app_name}@{twin.app_version}", app_name=twin.app_name,
-                    app_version=twin.app_version, owner=twin.owner, description=twin.description,
+                    app_version=twin.app_version, owner=twin.owner, owner_group=twin.owner_group,
+                    description=twin.description,
                     parameters=twin.parameters, origin=origin, head_revision=twin.head_revision,
                     created_at=twin.created_at, updated_at=twin.updated_at,
                     access=service.access_of(principal, twin), tags=twin.tags or [], location=twin.location)
@@ -74,7 +77,7 @@ def revision_read(row: StateRevision) -> RevisionRead:
 def create(body: TwinCreate, session: SessionDep, principal: PrincipalDep) -> TwinRead:
     twin = service.create_twin(session, principal=principal, app=body.app, name=body.name,
                                parameters=body.parameters, description=body.description, tags=body.tags,
-                               location=body.location)
+                               location=body.location, group=body.group)
     return twin_read(principal, twin)
 
 
@@ -85,9 +88,12 @@ def list_twins(
     app: Annotated[str | None, Query(max_length=130, description="name or name@version")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+    glance: Annotated[bool, Query(description="Add each twin's status, place and last reading.")] = False,
 ) -> TwinPage:
     rows, total = service.list_twins(session, principal=principal, app=app, limit=limit, offset=offset)
-    return TwinPage(items=[twin_read(principal, t) for t in rows], total=total)
+    seen = glances.glance(session, rows) if glance else {}
+    return TwinPage(items=[twin_read(principal, t).model_copy(update={"glance": seen.get(t.id)}) for t in rows],
+                    total=total)
 
 
 @router.get("/{twin}", name="get", summary="One twin")
@@ -133,6 +139,30 @@ def grants_put(
 def grants_delete(twin: TwinRef, identity: Annotated[str, Path(max_length=64)], session: SessionDep,
                   principal: PrincipalDep) -> Response:
     service.revoke(session, principal=principal, ref=twin, identity=identity)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+GroupRef = Annotated[str, Path(pattern=GROUP_NAME_PATTERN, max_length=64, description="A group's name.")]
+
+
+@router.get("/{twin}/group-grants", name="group_grants_list", summary="Which groups may read or operate the twin")
+def group_grants_list(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> list[GroupGrantRead]:
+    return [GroupGrantRead.model_validate(g)
+            for g in group_grants.list_group_grants(session, principal=principal, ref=twin)]
+
+
+@router.put("/{twin}/group-grants/{group}", name="group_grants_put",
+            summary="Grant a group read or operate: every member has it while a member (owner or admin)")
+def group_grants_put(twin: TwinRef, group: GroupRef, permission: Annotated[Permission, Body(embed=True)],
+                     session: SessionDep, principal: PrincipalDep) -> GroupGrantRead:
+    row = group_grants.grant_group(session, principal=principal, ref=twin, group=group, permission=permission)
+    return GroupGrantRead.model_validate(row)
+
+
+@router.delete("/{twin}/group-grants/{group}", name="group_grants_delete", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Take a group's grant back (owner or admin)")
+def group_grants_delete(twin: TwinRef, group: GroupRef, session: SessionDep, principal: PrincipalDep) -> Response:
+    group_grants.revoke_group(session, principal=principal, ref=twin, group=group)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

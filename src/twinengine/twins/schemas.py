@@ -9,10 +9,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from twinengine.auth.policy import Permission
+from twinengine.auth.principal import GROUP_NAME_PATTERN
 from twinengine.quality.pedigree import ValueQuality
 from twinengine.quality.spec import Flag
 from twinengine.quality.uncertainty import Uncertainty
 from twinengine.timeutil import Instant
+from twinengine.twins.glance_schemas import TwinGlance
 from twinengine.types import INT32_MAX
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "DiffEntry",
     "GrantCreate",
     "GrantRead",
+    "GroupGrantRead",
     "HistoryRead",
     "OriginRead",
     "PropertyValue",
@@ -67,6 +70,8 @@ class TwinCreate(_Input):
     tags: list[str] = Field(default_factory=list, max_length=32, description="Fleet tags: a-z 0-9 - _ . :")
     location: dict[str, JsonValue] | None = Field(default=None,
                                                   description="GeoJSON Point, Polygon or MultiPolygon (WGS 84).")
+    group: str | None = Field(default=None, pattern=GROUP_NAME_PATTERN, max_length=64,
+                              description="A group the caller is in: the twin then belongs to the group's members.")
 
 
 class TwinFork(_Input):
@@ -90,6 +95,8 @@ class TwinRead(BaseModel):
     app_name: str
     app_version: str
     owner: str
+    owner_group: str | None = Field(default=None, description="The group that owns the twin (its members do); "
+                                                               "``owner`` is then who created it.")
     description: str | None
     parameters: dict[str, Any]
     origin: OriginRead | None
@@ -99,6 +106,8 @@ class TwinRead(BaseModel):
     access: Access
     tags: list[str] = Field(default_factory=list)
     location: dict[str, Any] | None = None
+    glance: TwinGlance | None = Field(default=None, exclude_if=lambda value: value is None,
+                                      description="Listings with glance=true: status, place, last reading.")
 
 
 class TwinPage(BaseModel):
@@ -239,6 +248,15 @@ class StateDiff(BaseModel):
 class GrantCreate(_Input):
     identity: str = Field(pattern=r"^[a-z][a-z0-9._-]{0,63}$", max_length=64)
     permission: Permission
+
+
+class GroupGrantRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    group: str
+    permission: Permission
+    granted_by: str
+    granted_at: datetime
 
 
 class GrantRead(BaseModel):

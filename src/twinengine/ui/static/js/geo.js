@@ -64,8 +64,8 @@ export function addTwins(L, map, twins, highlight = null) {
 }
 
 /** The controls of a collection's field layer (collection, parameter, time slider, colour scale). */
-export function fieldControls(L, map, collections, { initial = null, parameter = null, onChange = () => {} } = {}) {
-  const select = h("select", {}, h("option", { value: "" }, "– none –"), collections.map((c) => h("option", { value: c.id, selected: c.id === initial }, c.title || c.id)));
+export function fieldControls(L, map, collections, { initial = null, parameter = null, onChange = () => {}, twins = new Map() } = {}) {
+  const select = h("select", {}, h("option", { value: "" }, "– none –"), collections.map((c) => h("option", { value: c.id, selected: c.id === initial, title: c.id }, collectionTitle(c, twins))));
   const params = h("select", {});
   const slider = h("input", { type: "range", min: "0", max: "0", step: "1", value: "0" });
   const timeLabel = h("output", {}, "");
@@ -157,6 +157,18 @@ export function fieldControls(L, map, collections, { initial = null, parameter =
     field(`ft-${uid}`, "Time", slider), timeLabel,
     h("div", { class: "row" }, field(`flo-${uid}`, "Colour scale from", lo), field(`fhi-${uid}`, "to", hi)), legend, status);
   return { el, state, choose, draw, slider };
+}
+
+/** A collection as people name it: its title; for a stream's collection (``tw-<id>-<stream>``, titled by its
+ * id) the stream and its twin's name; an ensemble's results by the ensemble. ``twins``: the twins the person
+ * sees (id → twin). */
+export function collectionTitle(c, twins = new Map()) {
+  if (c.title && c.title !== c.id) return c.title;
+  const stream = String(c.id).match(/^(tw-[0-9a-f]{12})-(.+)$/);
+  if (stream) return twins.has(stream[1]) ? `${stream[2]} stream of ${twins.get(stream[1]).name}` : `${stream[2]} stream of a twin`;
+  const ensemble = String(c.id).match(/^results\.(ens-[0-9a-f]+)$/);
+  if (ensemble) return `Results of ensemble ${ensemble[1]}`;
+  return String(c.id).replace(/[-_]+/g, " ").replace(/^./, (ch) => ch.toUpperCase());
 }
 
 export async function listCollections() {

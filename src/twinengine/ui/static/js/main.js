@@ -19,6 +19,7 @@ const ROUTES = [
   [/^\/ui\/map$/, "map"],
   [/^\/ui\/lake$/, "lake"],
   [/^\/ui\/admin$/, "admin"],
+  [/^\/ui\/subscriptions$/, "subscriptions"],
 ];
 
 const state = { user: null, cleanup: null };
@@ -38,7 +39,7 @@ export function navigate(path, { replace: swap = false } = {}) {
 
 function nav() {
   const user = state.user;
-  const links = user ? [["/ui/", "Twins"], ["/ui/catalog", "Catalogue"], ["/ui/map", "Map"], ["/ui/lake", "Data lake"]] : [];
+  const links = user ? [["/ui/", "Twins"], ["/ui/catalog", "Catalogue"], ["/ui/map", "Map"], ["/ui/lake", "Data lake"], ["/ui/subscriptions", "Subscriptions"]] : [];
   if (user && user.role === "admin") links.push(["/ui/admin", "Admin"]);
   const here = location.pathname;
   replace(document.getElementById("nav"), links.map(([href, text]) => h("a", {
@@ -55,7 +56,8 @@ async function signOut() {
   try { await api("/api/v1/session", { method: "DELETE" }); } catch { /* already gone */ }
   state.user = null;
   setCsrf(null);
-  navigate("/ui/signin");
+  // a session from an OpenID provider ends there too (when it offers that); then back to the sign-in page
+  location.assign("/auth/oidc/end-session");
 }
 
 async function whoami() {

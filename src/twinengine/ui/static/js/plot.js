@@ -1,9 +1,10 @@
 // Plots on a canvas with uPlot (one path per series, not one node per point: 100,000 points draw in
 // milliseconds). Several series with their own times are merged on one time axis; thresholds are flat
-// lines, an uncertainty band fills between two series, a cursor marks the time the page travelled to.
+// lines, an uncertainty band fills between two series, a cursor marks the time the page travelled to, values
+// flagged suspect or bad are ringed, and every plot downloads as PNG and CSV.
 
 import { uPlotReady } from "./api.js";
-import { h } from "./dom.js";
+import { csvText, downloadButton, h } from "./dom.js";
 
 const COLORS = ["#1f5f99", "#2e8b57", "#6a3d9a", "#8e44ad", "#d35400", "#16a085", "#7f8c8d", "#b8860b"];
 
@@ -27,11 +28,58 @@ function merge(series) {
   return [xs, ys];
 }
 
-/** Draw ``series`` [{label, x, y, dash}] into ``el``; returns {plot, points, ms}. */
+const FLAG_COLORS = { bad: "#a4161a", suspect: "#d97706" };
+
+/** The points of a history whose values are flagged (``quality.flag``): [{x, y, flag}], for ``flags``. */
+export function flaggedPoints(items, key = "timestamp") {
+  const out = [];
+  for (const v of items) {
+    const flag = v.quality?.flag || (v._quality && v._quality !== "good" ? v._quality : null);
+    if (flag && typeof v.value === "number") out.push({ x: Date.parse(v[key]) / 1000, y: v.value, flag });
+  }
+  return out;
+}
+
+/** "2 bad and 1 suspect values ringed" (empty when none). */
+export function flagWords(flags) {
+  const n = (f) => flags.filter((p) => p.flag === f).length;
+  const parts = [["bad", n("bad")], ["suspect", n("suspect")]].filter(([, k]) => k).map(([f, k]) => `${k} ${f}`);
+  return parts.length ? `${parts.join(" and ")} value${flags.length === 1 ? "" : "s"} ringed (quality flags)` : "";
+}
+
+function isoOrNumber(x, time) {
+  return time ? new Date(x * 1000).toISOString().replace(".000Z", "Z") : x;
+}
+
+/** The plot's data as CSV: a time (or x) column and one column per series, as drawn. */
+export function plotCsv(plot, time = true) {
+  const labels = plot.series.map((s, i) => (i === 0 ? (time ? "time (UTC)" : "x") : String(s.label)));
+  const rows = Array.from(plot.data[0], (x, i) => [isoOrNumber(x, time), ...plot.data.slice(1).map((col) => (col[i] === null || col[i] === undefined ? "" : col[i]))]);
+  return new Blob([csvText(labels, rows)], { type: "text/csv" });
+}
+
+/** The plot as a PNG: its canvas on white, under its title. */
+export function plotPng(plot, title) {
+  const src = plot.ctx.canvas;
+  const head = title ? 28 : 0;
+  const out = document.createElement("canvas");
+  out.width = src.width;
+  out.height = src.height + head;
+  const ctx = out.getContext("2d");
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, out.width, out.height);
+  if (title) { ctx.fillStyle = "#1c2330"; ctx.font = "bold 16px system-ui, sans-serif"; ctx.fillText(title, 10, 20); }
+  ctx.drawImage(src, 0, head);
+  return new Promise((resolve) => out.toBlob(resolve, "image/png"));
+}
+
+/** Draw ``series`` [{label, x, y, dash}] into ``el``; returns {plot, points, ms}. ``flags`` [{x, y, flag}]
+ * rings flagged values; the plot comes with PNG and CSV downloads (``download: false`` leaves them out). */
 export async function timeSeries(el, { series, thresholds = [], band = null, yLabel = "", cursorAt = null,
-  height = 300, time = true, title = "" }) {
+  height = 300, time = true, title = "", flags = [], members = null, download = true }) {
   const uPlot = await uPlotReady();
   const started = performance.now();
+  if (document.body.classList.contains("print-mode")) height = Math.min(height, 180);  // a report fits its page
   const parts = [...series];
   if (band) parts.push({ ...band.upper, label: `${band.label || "band"} (upper)`, band: true },
     { ...band.lower, label: `${band.label || "band"} (lower)`, band: true });
@@ -59,14 +107,43 @@ export async function timeSeries(el, { series, thresholds = [], band = null, yLa
   }
   const width = Math.max(280, el.clientWidth || el.parentElement?.clientWidth || 600);
   const plot = new uPlot({
-    width, height, title, scales: { x: { time } }, series: [{ label: time ? "time (UTC)" : "x" }, ...opts], bands,
+    width, height, title, scales: { x: { time }, ...(members ? { y: { range: (u, lo, hi) => {
+      let a = lo; let b = hi;
+      for (const ys of members.ys) for (const v of ys) if (Number.isFinite(v)) { if (v < a) a = v; if (v > b) b = v; }
+      const pad = (b - a) * 0.05 || 0.1;
+      return [a - pad, b + pad];
+    } } } : {}) }, series: [{ label: time ? "time (UTC)" : "x" }, ...opts], bands,
     axes: [{}, { label: yLabel, size: 60 }], legend: { live: true }, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
-    hooks: cursorAt === null ? {} : { draw: [(u) => {
-      const x = u.valToPos(cursorAt, "x", true);
-      if (!Number.isFinite(x)) return;
+    hooks: { draw: [(u) => {
       const { ctx, bbox } = u;
-      ctx.save(); ctx.strokeStyle = "#f0a202"; ctx.lineWidth = 2; ctx.beginPath();
-      ctx.moveTo(x, bbox.top); ctx.lineTo(x, bbox.top + bbox.height); ctx.stroke(); ctx.restore();
+      if (cursorAt !== null) {
+        const x = u.valToPos(cursorAt, "x", true);
+        if (Number.isFinite(x)) {
+          ctx.save(); ctx.strokeStyle = "#f0a202"; ctx.lineWidth = 2; ctx.beginPath();
+          ctx.moveTo(x, bbox.top); ctx.lineTo(x, bbox.top + bbox.height); ctx.stroke(); ctx.restore();
+        }
+      }
+      ctx.save();
+      if (members) {  // an ensemble's members: thin lines under the band and the mean
+        ctx.strokeStyle = "rgba(90,110,140,0.35)"; ctx.lineWidth = 1; ctx.setLineDash([]);
+        for (const ys of members.ys) {
+          ctx.beginPath();
+          let on = false;
+          for (let i = 0; i < members.x.length; i += 1) {
+            const px = u.valToPos(members.x[i], "x", true); const py = u.valToPos(ys[i], "y", true);
+            if (!Number.isFinite(px) || !Number.isFinite(py)) { on = false; continue; }
+            if (on) ctx.lineTo(px, py); else { ctx.moveTo(px, py); on = true; }
+          }
+          ctx.stroke();
+        }
+      }
+      for (const p of flags) {
+        const px = u.valToPos(p.x, "x", true); const py = u.valToPos(p.y, "y", true);
+        if (!Number.isFinite(px) || !Number.isFinite(py)) continue;
+        ctx.strokeStyle = FLAG_COLORS[p.flag] || FLAG_COLORS.suspect; ctx.lineWidth = 2.5; ctx.beginPath();
+        ctx.arc(px, py, 6 * (window.devicePixelRatio || 1), 0, 2 * Math.PI); ctx.stroke();
+      }
+      ctx.restore();
     }] },
   }, data, el);
   const ms = performance.now() - started;
@@ -78,8 +155,14 @@ export async function timeSeries(el, { series, thresholds = [], band = null, yLa
   });
   observer.observe(el);
   plot.root.setAttribute("role", "img");
-  plot.root.setAttribute("aria-label", `${title || "plot"}: ${series.map((s) => `${s.label} (${s.x.length} points)`).join(", ")}`);
-  return { plot, points, ms, destroy: () => { observer.disconnect(); plot.destroy(); } };
+  plot.root.setAttribute("aria-label", `${title || "plot"}: ${series.map((s) => `${s.label} (${s.x.length} points)`).join(", ")}`
+    + (flags.length ? `; ${flagWords(flags)}` : ""));
+  el.dataset.flags = String(flags.length);
+  const tools = download ? h("p", { class: "downloads" },
+    downloadButton("Download PNG", title || "plot", () => plotPng(plot, title)),
+    downloadButton("Download CSV", title || "plot", () => plotCsv(plot, time))) : null;
+  if (tools) el.append(tools);
+  return { plot, points, ms, destroy: () => { observer.disconnect(); plot.destroy(); if (tools) tools.remove(); } };
 }
 
 /** A figure with a slot for a plot and a line of text about it. */

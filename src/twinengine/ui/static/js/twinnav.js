@@ -1,7 +1,7 @@
 // What every page of one twin shares: the twin, its app's manifest (cached: versions are immutable), the
 // heading and the tabs (state, workflows, streams, models, and the views the app declares).
 import { api, enc } from "./api.js";
-import { h } from "./dom.js";
+import { h, num, when, words } from "./dom.js";
 
 const manifests = new Map();
 
@@ -30,14 +30,37 @@ export function twinHeader(twin, manifest, active) {
   ];
 }
 
-/** A state value and whatever else it carries (uncertainty, quality flags: later fields shown as they come). */
+/** What a value carries beside it, in words: its uncertainty, its quality flag and why, its staleness. */
+export function extraWords(key, x, unit = "") {
+  const u = unit ? ` ${unit}` : "";
+  if (key === "uncertainty" && x && typeof x === "object") {
+    const parts = [];
+    if (typeof x.std === "number") parts.push(`± ${num(x.std)}${u} (1 std)`);
+    if (x.quantiles) parts.push(`quantiles ${Object.entries(x.quantiles).map(([q, v]) => `${Math.round(Number(q) * 100)} %: ${num(v)}`).join(", ")}`);
+    if (Array.isArray(x.members)) {
+      const finite = x.members.filter(Number.isFinite);
+      parts.push(`${x.members.length} members${finite.length ? ` (${num(Math.min(...finite))} … ${num(Math.max(...finite))})` : ""}`);
+    }
+    return parts.join("; ") || words(x);
+  }
+  if (key === "quality" && x && typeof x === "object") {
+    const why = [...(x.checks || []), ...(x.inputs || [])];
+    return `flagged ${x.flag}${why.length ? ` (${why.slice(0, 4).join(", ")})` : ""}${x.run ? `, run ${x.run}` : x.function ? `, function ${x.function}` : ""}`;
+  }
+  if (key === "stale") return x ? "stale" : "";
+  if (key === "stale_since") return `stale since ${when(x)}`;
+  return `${key}: ${typeof x === "object" ? words(x) : String(x)}`;
+}
+
+/** A state value and whatever else it carries (uncertainty, quality flags, staleness), all in words. */
 export function valueCell(v, declaredUnit) {
   if (!v) return "–";
-  const extra = Object.entries(v).filter(([k]) => !["value", "unit", "timestamp", "revision"].includes(k));
+  const extra = Object.entries(v).filter(([k, x]) => !["value", "unit", "timestamp", "revision"].includes(k) && x !== false && x !== null);
   const unit = v.unit || declaredUnit || "";
-  const text = typeof v.value === "number" ? `${Number(v.value.toPrecision(6))}` : typeof v.value === "object" ? JSON.stringify(v.value) : String(v.value);
-  return [h("span", { class: "value" }, text), unit ? ` ${unit}` : "",
-    extra.map(([k, x]) => h("span", { class: "extra" }, `${k}: ${typeof x === "object" ? JSON.stringify(x) : String(x)}`))];
+  const text = typeof v.value === "number" ? `${Number(v.value.toPrecision(6))}` : typeof v.value === "object" ? words(v.value) : String(v.value);
+  const flag = v.quality?.flag;
+  return [h("span", { class: `value${flag ? ` flag-${flag}` : ""}` }, text), unit ? ` ${unit}` : "",
+    extra.map(([k, x]) => h("span", { class: `extra${k === "quality" ? ` flag-${x?.flag}` : k.startsWith("stale") ? " stale" : ""}` }, extraWords(k, x, unit))).filter((el) => el.textContent)];
 }
 
 export function twinLocation(twin) {

@@ -2,6 +2,7 @@
 // rules and their state, and a STAC browser over the lake's collections and items.
 import { api, enc } from "../api.js";
 import { field, h, replace, section, show, statusBadge, table, when } from "../dom.js";
+import { collectionTitle } from "../geo.js";
 
 function bytes(n) {
   if (n === null || n === undefined) return "–";
@@ -12,13 +13,15 @@ function bytes(n) {
 }
 
 async function stacBrowser() {
-  const collections = await api("/stac/collections");
-  const select = h("select", {}, collections.collections.map((c) => h("option", { value: c.id }, `${c.title || c.id} (${c.id})`)));
+  const [collections, twins] = await Promise.all([api("/stac/collections"), api("/api/v1/twins", { params: { limit: 500 } }).catch(() => ({ items: [] }))]);
+  const byId = new Map(twins.items.map((t) => [t.id, t]));
+  const titles = new Map(collections.collections.map((c) => [c.id, collectionTitle(c, byId)]));
+  const select = h("select", {}, collections.collections.map((c) => h("option", { value: c.id, title: c.id }, titles.get(c.id))));
   const slot = h("div");
   async function load() {
     if (!select.value) return;
     const items = await api(`/stac/collections/${enc(select.value)}/items`, { params: { limit: 100 } });
-    replace(slot, table(`Items of ${select.value}`, ["item", "datetime", "bbox", "assets"], items.features.map((f) => [f.id,
+    replace(slot, table(`Items of ${titles.get(select.value)}`, ["item", "datetime", "bbox", "assets"], items.features.map((f) => [f.id,
       f.properties.datetime || `${f.properties.start_datetime || ""} – ${f.properties.end_datetime || ""}`, f.bbox ? f.bbox.map((v) => Number(v).toFixed(3)).join(", ") : "–",
       Object.entries(f.assets || {}).map(([k, a]) => h("div", {}, `${k}: ${a.type || ""} ${a["file:checksum"] ? `checksum ${String(a["file:checksum"]).slice(0, 14)}…` : ""} `,
         (a.alternate ? `(+${Object.keys(a.alternate).length} alternate)` : "")))]), { empty: "No items." }),

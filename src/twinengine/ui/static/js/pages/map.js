@@ -36,7 +36,7 @@ export async function mapWithTools(container, { collections, twins, initial = nu
   const markers = addTwins(L, map, twins, highlight);
   for (const t of twins) if (twinLocation(t)) twinList.append(h("li", {}, h("a", { href: `/ui/twins/${encodeURIComponent(t.name)}` }, t.name), ` (${twinLocation(t).map((v) => v.toFixed(3)).join(", ")})`));
   if (!twinList.children.length) twinList.append(h("li", { class: "muted" }, "No twin carries a location (parameters longitude and latitude)."));
-  const controls = fieldControls(L, map, collections, { initial, parameter });
+  const controls = fieldControls(L, map, collections, { initial, parameter, twins: new Map(twins.map((t) => [t.id, t])) });
   container.querySelector(".field-slot").append(controls.el);
   let plot = null;
   let vertices = [];

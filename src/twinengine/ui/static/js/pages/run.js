@@ -1,6 +1,7 @@
 // One run, live: its graph with per-node status, progress, logs, then its provenance and results.
 import { api, enc } from "../api.js";
-import { h, replace, section, show, statusBadge, table, when } from "../dom.js";
+import { h, replace, section, show, statusBadge, table, when, words } from "../dom.js";
+import { provFigure } from "../prov.js";
 import { whatIfBadge } from "./workflows.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -100,13 +101,11 @@ export async function render(root, ctx) {
     if (run.error) items.push(h("p", { class: "alert", role: "alert" }, `${run.error.code || "error"}: ${run.error.message || JSON.stringify(run.error)}`));
     items.push(table("Results", ["output", "type", "size", "sha256"], run.assets.map((a) => [
       h("a", { href: `/api/v1/runs/${enc(run.id)}/results/${enc(a.name)}`, download: a.name }, a.name), a.type || "", show(a.size ?? ""), (a.sha256 || "").slice(0, 16)]), { empty: "No outputs." }));
-    if (run.value !== null && run.value !== undefined) items.push(h("p", {}, "Value: ", h("code", {}, JSON.stringify(run.value).slice(0, 500))));
+    if (run.value !== null && run.value !== undefined) items.push(h("p", { class: "run-value" }, "Value: ", words(run.value)));
     try {
       const prov = await api(`/api/v1/runs/${enc(run.id)}/provenance`);
-      const count = (k) => Object.keys(prov[k] || {}).length;
-      items.push(h("h3", {}, "Provenance (W3C PROV-JSON)"),
-        h("p", { class: "prov-summary" }, `${count("entity")} entities, ${count("activity")} activities, ${count("agent")} agents, ${count("used")} used, ${count("wasGeneratedBy")} generated`),
-        h("details", {}, h("summary", {}, "Show the document"), h("pre", {}, JSON.stringify(prov, null, 2))));
+      items.push(h("h3", {}, "Provenance"), provFigure(prov),
+        h("details", {}, h("summary", {}, "The W3C PROV-JSON document"), h("pre", {}, JSON.stringify(prov, null, 2))));
     } catch (err) { items.push(h("p", { class: "muted" }, `Provenance: ${err.message}`)); }
     replace(resultSlot, items);
   }

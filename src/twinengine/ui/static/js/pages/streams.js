@@ -19,22 +19,31 @@ function tail(twin, stream, closers) {
   const arrays = new Set(Object.keys(stream.fields).filter((f) => stream.fields[f].type === "array"));
   const body = h("tbody", {});
   const count = h("span", { class: "tail-count", "aria-live": "polite" });
+  const flagged = h("p", { class: "muted tail-flags" });
+  const tally = { suspect: 0, bad: 0 };
   let shown = 0;
   const add = (record, fresh) => {
-    const tr = h("tr", { class: fresh ? "flash" : "", "data-offset": String(record._offset) }, fields.map((f) => h("td", {}, f === stream.time_field ? when(record[f]) : arrays.has(f) ? samples(record[f]) : show(record[f]))));
+    const flag = record._quality && record._quality !== "good" ? record._quality : null;
+    const tr = h("tr", { class: `${fresh ? "flash" : ""}${flag ? ` flag-${flag}` : ""}`, "data-offset": String(record._offset), "data-quality": record._quality || "" },
+      fields.map((f) => h("td", {}, f === stream.time_field ? when(record[f]) : arrays.has(f) ? samples(record[f]) : show(record[f]))),
+      h("td", { class: `quality${flag ? ` flag-${flag}` : ""}` }, record._quality ? `${record._quality}${record._checks ? ` (${[record._checks].flat().join(", ")})` : ""}` : "–"));
     body.prepend(tr);
+    tally.bad = body.querySelectorAll("tr.flag-bad").length;
+    tally.suspect = body.querySelectorAll("tr.flag-suspect").length;
+    flagged.textContent = tally.bad || tally.suspect ? `Flagged in the records shown: ${tally.bad} bad, ${tally.suspect} suspect (rows marked; the quality column names the checks).` : "";
     while (body.children.length > TAIL) body.lastChild.remove();
     shown += fresh ? 1 : 0;
     count.textContent = `${stream.end_offset + shown} records; newest first${shown ? `, ${shown} arrived while watching` : ""}`;
   };
-  api(`/api/v1/twins/${enc(twin.id)}/streams/${enc(stream.name)}/records`, { params: { last: arrays.size ? 5 : 20 } }).then((page) => {
+  api(`/api/v1/twins/${enc(twin.id)}/streams/${enc(stream.name)}/records`, { params: { last: arrays.size ? 5 : TAIL } }).then((page) => {
     for (const r of page.items) add(r, false);
     count.textContent = `${page.end_offset} records; newest first`;
     closers.push(events(`/api/v1/twins/${enc(twin.id)}/streams/${enc(stream.name)}/events?start=${page.end_offset}`, { record: (r) => add(r, true) }));
   });
   return section(`Live tail of ${stream.name}`, h("p", { class: "muted" }, stream.description || "", stream.mqtt_topic ? ` · MQTT topic ${stream.mqtt_topic}` : ""), count,
     h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": `Records of ${stream.name}` },
-      h("table", { class: "tail", "data-stream": stream.name }, h("thead", {}, h("tr", {}, fields.map((f) => h("th", { scope: "col" }, f === "_offset" ? "offset" : f)))), body)));
+      h("table", { class: "tail", "data-stream": stream.name }, h("thead", {}, h("tr", {}, fields.map((f) => h("th", { scope: "col" }, f === "_offset" ? "offset" : f)),
+        h("th", { scope: "col" }, "quality"))), body)), flagged);
 }
 
 export async function render(root, ctx) {

@@ -1,13 +1,32 @@
 // A twin's page: state (live), time travel by revision or time, history plots, diffs, forks and grants.
 import { api, enc, events } from "../api.js";
-import { field, h, replace, section, show, table, when } from "../dom.js";
+import { ago, field, h, replace, section, show, table, tableCsvButton, when, words } from "../dom.js";
 import { clearErrors, collect, formErrors, schemaFields, showErrors } from "../form.js";
-import { figure, seconds, summary, timeSeries } from "../plot.js";
+import { figure, flaggedPoints, flagWords, seconds, summary, timeSeries } from "../plot.js";
+import { createMap } from "../geo.js";
+import { modelWords, skillSection } from "../trust.js";
 import { loadTwin, twinHeader, valueCell } from "../twinnav.js";
 
+/** Keyed properties (``head: {key: well}``): their keys' values are shown in a table of their own. */
+function keyedNames(manifest) {
+  return Object.entries(manifest.state || {}).filter(([, p]) => p.key).map(([n]) => n);
+}
+
+const baseName = (path) => path.replace(/\[.*\]$/, "");
+
 function stateTable(state, manifest, previous) {
-  const names = [...new Set([...Object.keys(manifest.state || {}), ...Object.keys(state.reported), ...Object.keys(state.desired)])];
+  const keyed = new Set(keyedNames(manifest));
+  const names = [...new Set([...Object.keys(manifest.state || {}), ...Object.keys(state.reported), ...Object.keys(state.desired)])]
+    .filter((n) => !(keyed.has(baseName(n)) && n !== baseName(n)));
   const rows = names.map((name) => {
+    if (keyed.has(name)) {
+      const n = Object.keys(state.reported).filter((k) => baseName(k) === name && k !== name).length;
+      const key = manifest.state[name].key;
+      const where = manifest.state[name].type === "object" && n ? `the map of each ${key} below` : `“${name} per ${key}” below`;
+      return h("tr", { "data-property": name }, h("th", { scope: "row" }, name),
+        h("td", { colspan: 5 }, n && where.startsWith("the map") ? `${n} ${key}${n === 1 ? "" : "s"}: see ${where}`
+          : h("a", { href: `#keyed-${name}` }, `${n} ${key}${n === 1 ? "" : "s"}: see ${where}`)));
+    }
     const r = state.reported[name];
     const d = state.desired[name];
     const unit = (manifest.state || {})[name]?.unit;
@@ -24,7 +43,67 @@ function stateTable(state, manifest, previous) {
 }
 
 function numericProps(manifest) {
-  return Object.entries(manifest.state || {}).filter(([, p]) => p.type === "number" || p.type === "integer").map(([n]) => n);
+  return Object.entries(manifest.state || {}).filter(([, p]) => (p.type === "number" || p.type === "integer") && !p.key).map(([n]) => n);
+}
+
+/** A location a value carries: {lon, lat}, {longitude, latitude} or a GeoJSON Point. */
+export function pointOf(v) {
+  if (!v || typeof v !== "object") return null;
+  const pairs = [[v.lon, v.lat], [v.longitude, v.latitude], v.type === "Point" ? v.coordinates || [] : []];
+  for (const [x, y] of pairs) if (typeof x === "number" && typeof y === "number" && Math.abs(x) <= 180 && Math.abs(y) <= 90) return [x, y];
+  return null;
+}
+
+/** Each keyed property: a table of its keys with their latest values and ages (one read of the property
+ * whole, ``GET .../properties/{prop}``), and a map of the keys when another property with the same key holds
+ * their locations. */
+async function keyedSections(base, manifest, params) {
+  const names = keyedNames(manifest);
+  if (!names.length) return [];
+  const reads = await Promise.all(names.map((n) => api(`${base}/properties/${enc(n)}`, { params }).catch(() => null)));
+  const byName = new Map(names.map((n, i) => [n, reads[i]]));
+  const out = [];
+  for (const name of names) {
+    const read = byName.get(name);
+    const decl = manifest.state[name];
+    if (!read || decl.type === "object" && Object.values(read.keys || {}).some((v) => pointOf(v.value))) continue;  // locations: drawn on the map
+    const keys = Object.entries(read.keys || {}).sort(([a], [b]) => a.localeCompare(b, "en", { numeric: true }));  // ow2 before ow10
+    const locations = names.map((n) => byName.get(n)).find((r) => r && manifest.state[r.property]?.key === decl.key
+      && Object.values(r.keys || {}).some((v) => pointOf(v.value)));
+    const rows = keys.map(([key, v]) => {
+      const tr = h("tr", { "data-key": key, class: v.quality?.flag ? `flag-${v.quality.flag}` : "" }, h("th", { scope: "row" }, key),
+        h("td", { class: "reported" }, valueCell(v, read.unit || decl.unit)), h("td", {}, when(v.timestamp)), h("td", { class: "age" }, ago(v.timestamp)),
+        h("td", { class: "num" }, String(v.revision)));
+      return tr;
+    });
+    const caption = `${name} per ${decl.key} (${keys.length})`;
+    const el = h("table", { class: "keyed", "data-property": name }, h("caption", {}, caption),
+      h("thead", {}, h("tr", {}, [decl.key, name, "time (UTC)", "age", "revision"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 5, class: "muted" }, `No ${decl.key} has reported ${name} yet.`))));
+    const card = h("section", { class: "card wide", id: `keyed-${name}`, "aria-label": `${name} per ${decl.key}` },
+      h("h2", { class: "panel-title" }, `${name} per ${decl.key}`), decl.description ? h("p", { class: "muted" }, decl.description) : null,
+      h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": caption }, el),
+      rows.length ? h("p", { class: "downloads" }, tableCsvButton(el, caption)) : null);
+    const spots = locations ? keys.map(([key, v]) => [key, v, pointOf(locations.keys?.[key]?.value)]).filter(([, , at]) => at) : [];
+    if (spots.length) card.append(h("div", { class: "map keyed-map", tabindex: "0", "data-keys": String(spots.length) }));
+    out.push({ card, spots, unit: read.unit || decl.unit || "", name });
+  }
+  return out;
+}
+
+async function drawKeyedMap(section) {
+  const el = section.card.querySelector(".keyed-map");
+  if (!el) return null;
+  const xs = section.spots.map(([, , at]) => at[0]); const ys = section.spots.map(([, , at]) => at[1]);
+  const pad = 0.01;
+  const { L, map } = await createMap(el, [Math.min(...xs) - pad, Math.min(...ys) - pad, Math.max(...xs) + pad, Math.max(...ys) + pad]);
+  for (const [key, v, at] of section.spots) {
+    const flag = v.quality?.flag;
+    L.circleMarker([at[1], at[0]], { radius: 7, color: "#12324f", weight: 2, fillColor: flag === "bad" ? "#a4161a" : flag === "suspect" ? "#d97706" : "#1f5f99", fillOpacity: 0.85, className: "key-marker" })
+      .bindTooltip(h("span", {}, `${key}: ${typeof v.value === "number" ? Number(v.value.toPrecision(6)) : words(v.value)} ${section.unit} (${ago(v.timestamp)})`), { permanent: section.spots.length <= 30, direction: "right", className: "key-label" })
+      .addTo(map);
+  }
+  return () => map.remove();
 }
 
 export async function render(root, ctx) {
@@ -38,6 +117,8 @@ export async function render(root, ctx) {
   let plotted = null;
 
   const stateSlot = h("div");
+  const keyedSlot = h("div", { class: "wide keyed-slot" });
+  const keyedMaps = [];
   const live = h("span", { class: "live", "aria-live": "polite" });
   const banner = h("div", { class: "banner", hidden: true, role: "status" });
   const slider = h("input", { type: "range", min: "0", max: String(head), step: "1", value: String(viewing?.revision ?? head) });
@@ -46,8 +127,11 @@ export async function render(root, ctx) {
 
   async function loadState() {
     const params = viewing ? (viewing.revision !== undefined ? { revision: viewing.revision } : { at: viewing.at }) : {};
-    const state = await api(`${base}/state`, { params });
+    const [state, keyed] = await Promise.all([api(`${base}/state`, { params }), keyedSections(base, manifest, params)]);
     replace(stateSlot, stateTable(state, manifest, viewing ? null : current));
+    keyedMaps.splice(0).forEach((d) => d && d());
+    replace(keyedSlot, keyed.map((k) => k.card));
+    keyedMaps.push(...await Promise.all(keyed.map((k) => drawKeyedMap(k).catch(() => null))));
     current = state;
     const stamps = Object.values(state.reported).map((v) => Date.parse(v.timestamp) / 1000);
     cursor = viewing ? (viewing.at ? Date.parse(viewing.at) / 1000 : (stamps.length ? Math.max(...stamps) : null)) : null;
@@ -91,13 +175,14 @@ export async function render(root, ctx) {
     if (plotted) plotted.destroy();
     replace(fig.slot);
     const ys = history.items.map((v) => (typeof v.value === "number" ? v.value : null));
+    const flags = flaggedPoints(history.items);
     plotted = await timeSeries(fig.slot, { series: [{ label: `${prop}${history.unit ? ` (${history.unit})` : ""}`, x: seconds(history.items), y: ys }],
-      yLabel: history.unit || "", cursorAt: cursor, title: `${prop} (${history.kind})` });
+      yLabel: history.unit || "", cursorAt: cursor, title: `${prop} (${history.kind})`, flags });
     const s = summary(ys);
     fig.info.textContent = `${history.items.length.toLocaleString("en")} points of ${prop}` + (history.items.length
       ? `, ${when(history.items[0].timestamp)} – ${when(history.items[history.items.length - 1].timestamp)}`
         + (s ? `; min ${show(s.lo)} ${history.unit || ""}, max ${show(s.hi)} ${history.unit || ""}` : "") : "")
-      + ` (read in ${fetched.toFixed(0)} ms, drawn in ${plotted.ms.toFixed(0)} ms)`;
+      + (flags.length ? `; ${flagWords(flags)}` : "") + ` (read in ${fetched.toFixed(0)} ms, drawn in ${plotted.ms.toFixed(0)} ms)`;
   }
   const historyForm = h("form", { class: "row", "aria-label": "History" }, field("hist-prop", "Property", propSelect), field("hist-kind", "Kind", kindSelect),
     field("hist-since", "Since (UTC)", since), field("hist-until", "Until (UTC)", until), h("div", {}, h("button", { type: "submit" }, "Plot")));
@@ -118,18 +203,23 @@ export async function render(root, ctx) {
     } catch (err) { replace(diffSlot, h("p", { class: "alert", role: "alert" }, err.message)); }
   });
 
+  const trustSlot = h("div", { class: "wide trust-slot" });
+  const [forks, grants] = await Promise.all([forkSection(twin, manifest, ctx, () => viewing?.revision ?? head), grantsSection(twin, ctx)]);
   const parts = [...twinHeader(twin, manifest, "state"), banner,
     h("div", { class: "grid" },
       h("section", { class: "card wide", "aria-label": "State" }, h("h2", { class: "panel-title" }, "State"), live, stateSlot),
+      keyedSlot,
       section("Time travel", field("travel-revision", "Revision", slider), sliderLabel,
         h("div", { class: "row" }, field("travel-at", "Or as of a time (UTC)", atInput), atButton)),
       h("section", { class: "card wide", "aria-label": "History" }, h("h2", { class: "panel-title" }, "History"), historyForm, fig.el),
-      section("Diff", diffForm, diffSlot),
-      await forkSection(twin, manifest, ctx, () => viewing?.revision ?? head),
-      await grantsSection(twin, ctx))];
+      trustSlot, section("Diff", diffForm, diffSlot), forks, grants)];
   root.append(...parts);
   await loadState();
+  // the skill and models load after the page is ready: below the fold, they never hold up the state
+  let trusted = null;
+  const trust = trustSection(twin, current, base, trustSlot).then((d) => { trusted = d; }).catch(() => null);
   if (props.length) await drawHistory().catch((err) => { fig.info.textContent = err.message; });
+  void trust;
 
   const close = events(`${base}/state/events`, {
     revision: (rev) => {
@@ -141,7 +231,21 @@ export async function render(root, ctx) {
     },
   });
   live.textContent = "live";
-  return () => { close(); if (plotted) plotted.destroy(); };
+  return () => { close(); if (plotted) plotted.destroy(); if (trusted) trusted(); keyedMaps.forEach((d) => d && d()); };
+}
+
+/** How far to trust the twin's forecasts: the skill of its newest forecast's property per lead time, and its
+ * models' gate decisions (nothing when it issues no forecasts and has no models). */
+async function trustSection(twin, state, base, slot) {
+  const [forecasts, models] = await Promise.all([api(`${base}/forecasts`, { params: { limit: 1 } }), modelWords(twin)]);
+  const prop = forecasts[0]?.property;
+  if (!prop && !models.length) return null;
+  const skill = prop ? await skillSection(twin, prop, { lastObserved: state?.reported?.[prop]?.timestamp, title: "Trust: forecast skill and models" }) : null;
+  const el = skill ? skill.el : section("Trust: models");
+  if (models.length) el.append(h("p", { class: "model-words" }, models.join(" ")));
+  replace(slot, el);
+  if (skill) await skill.after();
+  return skill ? skill.destroy : null;
 }
 
 async function forkSection(twin, manifest, ctx, revisionNow) {

@@ -1,7 +1,9 @@
 // A view the twin's app declares (manifest ``views``): its panels in order, each drawn from the public API.
 import { api, enc } from "../api.js";
-import { append, h, replace, show, statusBadge, table, when } from "../dom.js";
-import { figure, seconds, timeSeries } from "../plot.js";
+import { append, h, replace, show, statusBadge, table, when, words } from "../dom.js";
+import { figure, flaggedPoints, flagWords, seconds, timeSeries } from "../plot.js";
+import { provFigure } from "../prov.js";
+import { modelWords, skillSection } from "../trust.js";
 import { loadTwin, twinHeader, valueCell } from "../twinnav.js";
 import { listCollections } from "../geo.js";
 import { mapWithTools } from "./map.js";
@@ -39,7 +41,8 @@ async function recordedForecast(twin, prop, run) {
   const own = found.find((f) => f.run_id === run.id && (f.values || []).length) || null;
   const banded = own && (forecastBand(own.values) ? own : found.find((f) => f.issued_at === own.issued_at
     && f.values?.length === own.values.length && forecastBand(f.values)));
-  return own && { ...own, band: banded ? { ...forecastBand(banded.values), members: banded.values[0]?.members?.length || null } : null };
+  return own && { ...own, band: banded ? { ...forecastBand(banded.values), members: banded.values[0]?.members?.length || null,
+    memberValues: banded.values.map((v) => v.members || null) } : null };
 }
 
 /** A run's forecast as a series after ``lastX``: the twin's latest finished run of the workflow (its own runs
@@ -62,7 +65,10 @@ async function forecastSeries(twin, spec, lastX, run = null, prop = null) {
   const recorded = prop ? await recordedForecast(twin, prop, run).catch(() => null) : null;
   const drawn = (x, y) => {
     const band = recorded?.band && recorded.values.length === y.length ? recorded.band : null;
-    return { run, x, y, members: recorded?.values[0]?.members?.length || null,
+    const rows = recorded?.values[0]?.members?.length ? recorded.values.map((v) => v.members) : band?.memberValues;  // its own, else the band's ensemble
+    const width = rows?.[0]?.length || 0;
+    const lines = width && rows.length === y.length ? { x, ys: Array.from({ length: width }, (_, m) => rows.map((v) => v?.[m] ?? null)) } : null;
+    return { run, x, y, members: recorded?.values[0]?.members?.length || null, lines,
       band: band && { label: band.label, members: band.members, lower: { x, y: band.lower }, upper: { x, y: band.upper } } };
   };
   if (Array.isArray(values) && values.length && values.every((v) => typeof v === "number" || v === null)) {
@@ -80,6 +86,8 @@ async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
   const history = (prop, kind) => api(`${base}/${enc(prop)}/history`, { params: { kind, since, limit: 100000 } });
   const histories = await Promise.all(panel.properties.map((p) => history(p, panel.state)));
   const series = histories.map((hist) => ({ label: `${hist.property}${hist.unit ? ` (${hist.unit})` : ""}`, x: seconds(hist.items), y: hist.items.map((v) => v.value) }));
+  const flags = histories.flatMap((hist) => flaggedPoints(hist.items));
+  let members = null;
   const thresholds = panel.thresholds.map((t) => {
     const v = t.value ?? state[t.state]?.[t.property]?.value;
     return typeof v === "number" ? { label: t.label || t.property, value: v } : null;
@@ -96,6 +104,7 @@ async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
       const label = panel.forecast.label || `forecast (${f.run.id})`;
       series.push({ label: f.members ? `${label}, mean of ${f.members} members` : label, x: f.x, y: f.y, dash: [6, 3] });
       if (f.band && !band) band = f.band;
+      members = f.lines;
       note = `; forecast of run ${f.run.id}: ${f.y.length} steps${f.members ? `, ensemble of ${f.members} members` : ""}, peak ${show(Math.max(...f.y.filter(Number.isFinite)))}`
         + (f.band && band === f.band ? `, band ${f.band.label}${f.band.members && !f.members ? ` of ${f.band.members} members` : ""}` : "");
     } else {
@@ -119,12 +128,13 @@ async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
     });
   }
   const after = async () => {
-    const plot = await timeSeries(fig.slot, { series, thresholds, band, yLabel: unit, title: panel.title });
+    const plot = await timeSeries(fig.slot, { series, thresholds, band, yLabel: unit, title: panel.title, flags, members });
     drawn.destroy = plot.destroy;
     const last = histories[0]?.items.at(-1);
     fig.info.textContent = `${series.slice(0, histories.length).map((s) => `${s.x.length} points of ${s.label}`).join(", ")}`
       + (last ? `; latest ${show(last.value)} ${unit} at ${when(last.timestamp)}` : "")
-      + thresholds.map((t) => `; ${t.label} ${show(t.value)} ${unit}`).join("") + note;
+      + thresholds.map((t) => `; ${t.label} ${show(t.value)} ${unit}`).join("") + note
+      + (members ? `; ${members.ys.length} members drawn as thin lines` : "") + (flags.length ? `; ${flagWords(flags)}` : "");
   };
   return { el: cell, after, destroy: () => drawn.destroy() };
 }
@@ -156,7 +166,7 @@ async function formPanel(panel, twin, ctx, whatIfs) {
       replace(status, h("p", {}, fork ? [h("span", { class: "badge what-if" }, "what-if"), " "] : null,
         h("a", { href: `/ui/runs/${enc(now.id)}` }, `Run ${now.id}`), " ", statusBadge(now.status), ` ${Math.round(now.progress)} %`,
         fork ? [" on ", h("a", { href: `/ui/twins/${enc(fork)}` }, fork), " (", h("a", { href: `/ui/twins/${enc(twin.name)}/compare/${enc(fork)}` }, "compare"), ")"] : null,
-        now.value !== null && now.value !== undefined ? ` · value ${JSON.stringify(now.value).slice(0, 120)}` : ""));
+        now.value !== null && now.value !== undefined ? ` · value ${words(now.value).slice(0, 160)}` : ""));
       if (["finished", "error", "canceled"].includes(now.status)) {
         clearInterval(timer);
         if (fork && now.status === "finished" && shownRun !== now.id) {
@@ -199,43 +209,92 @@ function summaryCard(answered) {
     trust.length ? h("p", { class: "trust-text muted" }, trust.join(" ")) : null);
 }
 
+/** The report's head: what it is, of which twin at which revision, when, and how to cite it. */
+function reportHead(twin, view, name, answered, printing) {
+  const url = `${location.origin}/ui/twins/${enc(twin.name)}/views/${enc(name)}?revision=${twin.head_revision}`;
+  const asOf = answered.as_of ? when(answered.as_of) : when(new Date().toISOString());
+  const made = new Date().toISOString().slice(0, 10);
+  const el = h("section", { class: "report-head card", "aria-label": "Report" },
+    h("p", { class: "report-meta" }, `Report of ${twin.name} (${twin.app}), ${view.title}, at revision ${twin.head_revision}; state as of ${asOf}; `,
+      h("span", { class: "report-date" }, `made ${when(new Date().toISOString())}`), "."),
+    h("p", { class: "report-cite" }, `Cite as: ${twin.owner}. ${twin.name}: ${view.title} (digital twin of ${twin.app}, revision ${twin.head_revision}). twinengine, ${made}. ${url}`),
+    printing ? h("p", { class: "screen-only" }, h("button", { type: "button", on: { click: () => window.print() } }, "Print or save as PDF"), " ",
+      h("a", { href: `/ui/twins/${enc(twin.name)}/views/${enc(name)}` }, "Back to the view")) : null);
+  return el;
+}
+
+async function provenanceCard(runId) {
+  const prov = await api(`/api/v1/runs/${enc(runId)}/provenance`);
+  return h("section", { class: "card wide provenance", "aria-label": "Provenance of the forecast" },
+    h("h2", { class: "panel-title" }, "Provenance of the forecast"),
+    h("p", {}, "The forecast above was made by run ", h("a", { href: `/ui/runs/${enc(runId)}` }, runId), "."), provFigure(prov));
+}
+
+async function buildPanel(panel, card, twin, state, manifest, ctx, whatIfs) {
+  if (panel.kind === "timeseries") return timeseriesPanel(panel, twin, state, manifest, whatIfs);
+  if (panel.kind === "table") return tablePanel(panel, state, manifest, whatIfs);
+  if (panel.kind === "form") return formPanel(panel, twin, ctx, whatIfs);
+  if (panel.kind === "model") return modelPanel(panel, twin);
+  if (panel.kind === "map") {
+    const all = await listCollections();
+    const wanted = all.filter((c) => panel.collections.includes(c.id));
+    const slot = h("div");
+    card.append(slot);
+    const tools = await mapWithTools(slot, { collections: wanted, twins: panel.twins ? [twin] : [], initial: wanted[0]?.id || null, parameter: panel.parameter, highlight: twin.name, small: true });
+    return { el: null, destroy: tools.destroy };
+  }
+  return { el: null };
+}
+
 export async function render(root, ctx) {
   const [ref, name] = ctx.params;
+  const printing = ctx.query.has("print");
   const { twin, manifest } = await loadTwin(ref);
   const view = (manifest.views || {})[name];
   if (!view) throw Object.assign(new Error(`the app of ${twin.name} declares no view ${name}`), { status: 404 });
   const [state, answered] = await Promise.all([api(`/api/v1/twins/${enc(twin.id)}/state`),
     api(`/api/v1/twins/${enc(twin.id)}/views/${enc(name)}`).catch((err) => ({ error: err.message }))]);
   const [title, ...rest] = twinHeader(twin, manifest, `view:${name}`);
-  append(root, [title, summaryCard(answered), ...rest, view.description ? h("p", {}, view.description) : null]);
+  if (printing) document.body.classList.add("print-mode");
+  const reportLink = printing ? null : h("p", { class: "no-print report-link" },
+    h("a", { href: `/ui/twins/${enc(twin.name)}/views/${enc(name)}?print` }, "Print-ready report"), " (the summary, plots, skill and provenance on paper or as a PDF, dated and citable)");
+  append(root, [title, summaryCard(answered), printing ? reportHead(twin, view, name, answered, true) : null, ...rest,
+    view.description ? h("p", {}, view.description) : null, reportLink]);
   const grid = h("div", { class: "grid" });
   root.append(grid);
   const destroyers = [];
   const whatIfs = [];  // what the panels show of a finished what-if run: (run, fork name) => Promise
-  for (const [key, panel] of Object.entries(view.panels)) {
+  const panels = Object.entries(view.panels).filter(([, panel]) => !printing || (panel.kind !== "form" && panel.kind !== "map"));
+  const cards = panels.map(([key, panel]) => {
     const card = h("section", { class: `card panel panel-${panel.kind}${panel.kind === "timeseries" || panel.kind === "map" ? " wide" : ""}`, "data-panel": key, "aria-label": panel.title },
       h("h2", { class: "panel-title" }, panel.title), panel.description ? h("p", { class: "muted" }, panel.description) : null);
     grid.append(card);
+    return card;
+  });
+  const skill = answered.skill?.property && !answered.error
+    ? skillSection(twin, answered.skill.property, { lastObserved: state.reported[answered.skill.property]?.timestamp, days: answered.skill.window_days || 30, lead: answered.skill.lead_seconds ?? null }).catch(() => null)
+    : Promise.resolve(null);
+  const provenance = printing && answered.forecast?.run_id ? provenanceCard(answered.forecast.run_id).catch(() => null) : Promise.resolve(null);
+  await Promise.all(panels.map(async ([, panel], i) => {  // the panels load side by side, each into its card
+    const card = cards[i];
     try {
-      let built;
-      if (panel.kind === "timeseries") built = await timeseriesPanel(panel, twin, state, manifest, whatIfs);
-      else if (panel.kind === "table") built = tablePanel(panel, state, manifest, whatIfs);
-      else if (panel.kind === "form") built = await formPanel(panel, twin, ctx, whatIfs);
-      else if (panel.kind === "model") built = await modelPanel(panel, twin);
-      else if (panel.kind === "map") {
-        const all = await listCollections();
-        const wanted = all.filter((c) => panel.collections.includes(c.id));
-        const slot = h("div");
-        card.append(slot);
-        const tools = await mapWithTools(slot, { collections: wanted, twins: panel.twins ? [twin] : [], initial: wanted[0]?.id || null, parameter: panel.parameter, highlight: twin.name, small: true });
-        built = { el: null, destroy: tools.destroy };
-      }
+      const built = await buildPanel(panel, card, twin, state, manifest, ctx, whatIfs);
       if (built.el) card.append(built.el);
       if (built.after) await built.after();
       if (built.destroy) destroyers.push(built.destroy);
     } catch (err) {
       card.append(h("p", { class: "alert", role: "alert" }, err.message));
     }
+  }));
+  const trust = await skill;
+  if (trust) {
+    const models = await modelWords(twin);
+    if (models.length) trust.el.append(h("p", { class: "model-words" }, models.join(" ")));
+    grid.append(trust.el);
+    await trust.after();
+    destroyers.push(trust.destroy);
   }
-  return () => destroyers.forEach((d) => d());
+  const drawn = await provenance;
+  if (drawn) grid.append(drawn);
+  return () => { document.body.classList.remove("print-mode"); destroyers.forEach((d) => d()); };
 }
