@@ -33,6 +33,8 @@ from twinengine.config import Settings
 from twinengine.runtime import Runtime
 from twinengine.store.base import Base
 
+pytest_plugins = ["pg_fixtures"]  # own_database: a PostgreSQL database of a test's own
+
 BACKENDS = [b for b in os.environ.get("TWIN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
 POSTGRES_ADMIN_URL = os.environ.get("TWIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

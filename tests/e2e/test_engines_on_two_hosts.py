@@ -6,43 +6,27 @@ loops over with no reading lost and none applied twice."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
-import psycopg
 import pytest
 
-from helpers import RIVER_REACH, admin_token, free_port, serve_engine, unavailable
+from helpers import RIVER_REACH, admin_token, free_port, serve_engine
 from streams_fixtures import eventually, gauge, require_nats
 from twinengine.client import Client
 from twinengine.config import Settings
 
-POSTGRES_ADMIN_URL = os.environ.get("TWIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 READINGS = 120
 BATCH = 5
 
 
 @pytest.fixture
-def database() -> Iterator[str]:
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        unavailable("postgresql", f"cannot connect to {POSTGRES_ADMIN_URL}: {exc}")
-        raise
-    name = f"twin_hosts_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_ADMIN_URL.rpartition("/")[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+def database(own_database: str) -> str:
+    return own_database.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def primary(port: int) -> bool:

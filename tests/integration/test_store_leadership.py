@@ -7,12 +7,10 @@ engines never keep running them side by side. Real PostgreSQL, real processes; t
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -20,14 +18,13 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
-from helpers import free_port, serve_engine, unavailable
+from helpers import free_port, serve_engine
 from streams_fixtures import eventually, require_nats
 from twinengine.config import Settings
 from twinengine.daemons.leadership import StoreLeadership
 
 pytestmark = pytest.mark.postgres
 
-POSTGRES_ADMIN_URL = os.environ.get("TWIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 CONTENDER = """
 import sys, time
@@ -81,20 +78,8 @@ class Contender:
 
 
 @pytest.fixture
-def database() -> Iterator[str]:
-    """A database of its own: advisory locks are per database, so no other test's engines contend."""
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        unavailable("postgresql", f"cannot connect to {POSTGRES_ADMIN_URL}: {exc}")
-        raise
-    name = f"twin_lead_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_ADMIN_URL.rpartition("/")[0] + "/" + name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+def database(own_database: str) -> str:
+    return own_database
 
 
 def test_exactly_one_engine_leads_and_another_takes_over_when_it_closes(database: str) -> None:
