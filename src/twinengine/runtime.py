@@ -97,6 +97,12 @@ class Runtime:
         from twinengine.ml.processes import register_processes
 
         register_processes(self.workflows.registry, lambda: self.ml)  # train_model, predict
+        from twinengine.calibration.processes import register_processes as calibration_processes
+        from twinengine.twin_assimilation.processes import register_processes as assimilation_processes
+        from twinengine.twin_assimilation.service import Engines
+
+        assimilation_processes(self.workflows.registry, lambda: Engines(hub=self.streams, code=self.app_code))
+        calibration_processes(self.workflows.registry, lambda: self.calibrations)  # calibrate
 
     def _announce_revisions(self, session: Session) -> None:
         for twin_id, _revision in session.info.pop(REVISIONS_KEY, ()):
@@ -208,6 +214,9 @@ class Runtime:
         access = DataAccess(collections, max_values=settings.edr_max_values,
                             cache_bytes=settings.edr_chunk_cache_bytes, workers=settings.edr_read_workers)
         twins_service.on_twin_created("workflows.manifest_triggers", materialize_manifest_triggers)
+        from twinengine.twin_assimilation.auto import materialize as assimilation_schedule
+
+        twins_service.on_twin_created("assimilation.schedules", assimilation_schedule)  # assimilation.run
         workflows = WorkflowEngine.from_settings(settings, db=db, blobs=blobs, collections=collections)
         # Dataset triggers see new lake datasets too; results go to the lake when an endpoint is configured.
         workflows.arrivals = ChainedArrivals([*([workflows.arrivals] if workflows.arrivals else []),

@@ -16,8 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from twinengine.quality.spec import Duration
 
-__all__ = ["MAX_MEMBERS", "MAX_STATE_SIZE", "AssimilationSpec", "Method", "ModelStep", "ObservationError",
-           "ObservationSpec", "Tuning"]
+__all__ = ["MAX_MEMBERS", "MAX_STATE_SIZE", "AssimilationSpec", "AutoRun", "Method", "ModelStep", "ObservationError",
+           "ObservationSpec", "RunOn", "Tuning"]
 
 MAX_MEMBERS = 1000  # members of one ensemble: each is kept with every cycle record
 MAX_STATE_SIZE = 4096  # variables of one state vector
@@ -154,6 +154,30 @@ class Tuning(_Strict):
                                   "ensemble's spread.")
 
 
+class RunOn(StrEnum):
+    """When cycles run by themselves: on arrival of observations, or on a schedule."""
+
+    ARRIVAL = "arrival"
+    SCHEDULE = "schedule"
+
+
+class AutoRun(_Strict):
+    """Cycles the engine runs without a request: ``{on: arrival}`` runs the pending cycles once per batch of new
+    records (``every``: at most once per that interval); ``{on: schedule, every: 1h}`` once per interval."""
+
+    on: RunOn = Field(description="arrival (when new records reach the observed stream) or schedule.")
+    every: Duration | None = Field(default=None, description="schedule: the interval; arrival: the least time "
+                                                              "between two passes (default: none).")
+
+    @model_validator(mode="after")
+    def _every(self) -> AutoRun:
+        if self.every is not None and not timedelta(seconds=1) <= self.every <= timedelta(days=366):
+            raise ValueError("every must be between 1 s and 366 days")
+        if self.on is RunOn.SCHEDULE and self.every is None:
+            raise ValueError("a schedule needs every (e.g. every: 1h)")
+        return self
+
+
 class AssimilationSpec(_Strict):
     """What a twin's state can be corrected from: see docs/assimilation.md."""
 
@@ -173,6 +197,8 @@ class AssimilationSpec(_Strict):
     seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Default seed: the same seed gives the same "
                                                                   "analysis.")
     tuning: Tuning = Field(default_factory=Tuning, description="Inflation, localisation, resampling, jitter.")
+    run: AutoRun | None = Field(default=None, description="Cycles that run by themselves: on arrival of "
+                                                          "observations or on a schedule (default: on request only).")
 
     @model_validator(mode="after")
     def _consistent(self) -> AssimilationSpec:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from twinengine.cli._common import console, err_console, state_of, table
+from twinengine.twin_assimilation.summary import summary
 
 if TYPE_CHECKING:
     from twinengine.twin_assimilation.schemas import CycleRead
@@ -21,18 +22,26 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def summary(cycles: list[CycleRead]) -> dict[str, Any]:
-    """What a scientist checks first: how many cycles and observations, whether the innovations look as the
-    filter expected (a ratio well above 1: a bad sensor or a diverging filter), and the analysis spread."""
-    with_obs = [c for c in cycles if c.innovation_rms is not None]
-    weights = [c.obs_count for c in with_obs]
-    total = sum(weights)
-    mean = sum((c.innovation_mean or 0.0) * c.obs_count for c in with_obs) / total if total else None
-    rms = (sum((c.innovation_rms or 0.0) ** 2 * c.obs_count for c in with_obs) / total) ** 0.5 if total else None
-    expected = (sum((c.expected_rms or 0.0) ** 2 * c.obs_count for c in with_obs) / total) ** 0.5 if total else None
-    return {"cycles": len(cycles), "observations": total, "innovation_mean": mean, "innovation_rms": rms,
-            "expected_rms": expected, "ratio": rms / expected if rms is not None and expected else None,
-            "spread": cycles[-1].spread if cycles else None, "revision": cycles[-1].revision if cycles else None}
+def _auto(out: Any, twin: str, on: str, every: str | None) -> None:
+    """Set (or show) when the twin's cycles run by themselves."""
+    if on not in ("arrival", "schedule", "off", "show"):
+        err_console.print(f"--auto: {on!r} is not one of arrival, schedule, off, show")
+        raise typer.Exit(2)
+    with out.client() as client:
+        got = client.assimilation.schedule(twin) if on == "show" else client.assimilation.set_schedule(
+            twin, on, every)
+
+    def render() -> None:
+        every_text = "-" if got.every_seconds is None else f"{got.every_seconds:g} s"
+        console.print(table(f"{got.twin}: assimilation {got.on}", ["on", "every", "set by", "runs as",
+                                                                   "last pass", "cycles", "failures"],
+                            [[got.on, every_text, got.source, got.owner,
+                              got.last_run_at.isoformat() if got.last_run_at else "-", got.last_cycles,
+                              got.failures]]))
+        if got.last_error:
+            console.print(f"[red]last failure ({got.last_error_at}): {got.last_error}[/red]")
+
+    out.emit(got.model_dump(mode="json"), render)
 
 
 def assimilate(ctx: typer.Context, twin: str = typer.Argument(..., help="The twin (id or name)."),
@@ -50,7 +59,15 @@ def assimilate(ctx: typer.Context, twin: str = typer.Argument(..., help="The twi
                                                                                      "(default: every new "
                                                                                      "observation time)."),
                what_if: str | None = typer.Option(None, "--what-if", help="Run on a new fork of this name; the "
-                                                                          "twin's own state is not touched.")) -> None:
+                                                                          "twin's own state is not touched."),
+               auto: str | None = typer.Option(None, "--auto", help="Instead of running cycles now: run them by "
+                                                                    "themselves on arrival of observations "
+                                                                    "(arrival), every --every (schedule), or "
+                                                                    "only on request (off); show: how it is set "
+                                                                    "and how its last pass ended."),
+               every: str | None = typer.Option(None, "--every", help="With --auto schedule: the interval (1h, "
+                                                                      "PT30M); with arrival: the least time "
+                                                                      "between two passes.")) -> None:
     """Correct a twin's state from its observations (data assimilation).
 
     Each cycle advances the twin's ensemble with the app's model to the next observation time.
@@ -62,6 +79,9 @@ def assimilate(ctx: typer.Context, twin: str = typer.Argument(..., help="The twi
     from twinengine.twin_assimilation.schemas import AssimilationResult
 
     out = state_of(ctx)
+    if auto is not None:
+        _auto(out, twin, auto, every)
+        return
     done: list[CycleRead] = []
     target, fork = twin, what_if
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())

@@ -46,6 +46,7 @@ class SingletonLoops:
     lake: Daemons | None
     subscriptions: Stoppable | None = None  # daemons/subscriptions.py
     compute: Stoppable | None = None  # daemons/compute_heartbeats.py
+    assimilation: Stoppable | None = None  # daemons/assimilation.py
 
     def stop(self) -> None:
         self.streams.stop()
@@ -55,6 +56,8 @@ class SingletonLoops:
             self.subscriptions.stop()
         if self.compute is not None:
             self.compute.stop()
+        if self.assimilation is not None:
+            self.assimilation.stop()
 
 
 def start_singleton_loops(runtime: Runtime, *, eager_training: bool = False) -> SingletonLoops:
@@ -68,10 +71,15 @@ def start_singleton_loops(runtime: Runtime, *, eager_training: bool = False) -> 
     streams = StreamDaemons(runtime)
     streams.start()
     runtime.start_training(now=eager_training and find_spec("torch") is not None)
+    from twinengine.daemons.assimilation import AssimilationLoop
     from twinengine.daemons.compute_heartbeats import start_heartbeats
     from twinengine.daemons.subscriptions import SubscriptionLoop
+    from twinengine.twin_assimilation.service import Engines
 
-    return SingletonLoops(streams, lake, SubscriptionLoop(runtime).start(), start_heartbeats(runtime))
+    assimilation = AssimilationLoop(runtime.db, lambda: runtime.streams,
+                                    lambda: Engines(hub=runtime.streams, code=runtime.app_code), runtime.notifier)
+    return SingletonLoops(streams, lake, SubscriptionLoop(runtime).start(), start_heartbeats(runtime),
+                          assimilation.start())
 
 
 class Stoppable(Protocol):

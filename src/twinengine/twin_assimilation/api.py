@@ -10,8 +10,15 @@ from fastapi import Path, Query, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.routing import api_router, long_running
-from twinengine.twin_assimilation import service
-from twinengine.twin_assimilation.schemas import AssimilationRequest, AssimilationResult, CyclePage, CycleRead
+from twinengine.twin_assimilation import schedules, service
+from twinengine.twin_assimilation.schemas import (
+    AssimilationRequest,
+    AssimilationResult,
+    CyclePage,
+    CycleRead,
+    ScheduleRead,
+    ScheduleWrite,
+)
 
 __all__ = ["router"]
 
@@ -47,3 +54,17 @@ def list_assimilations(twin: TwinRef, session: SessionDep, principal: PrincipalD
 def get_assimilation(twin: TwinRef, cycle: Annotated[str, Path(max_length=32)], session: SessionDep,
                      principal: PrincipalDep) -> CycleRead:
     return service.get_cycle(session, principal=principal, ref=twin, cycle=cycle)
+
+
+@router.get("/{twin}/assimilation-schedule", name="get_assimilation_schedule",
+            summary="When the twin's cycles run by themselves, and how the last pass ended")
+def get_assimilation_schedule(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> ScheduleRead:
+    return schedules.get_schedule(session, principal=principal, ref=twin)
+
+
+@router.put("/{twin}/assimilation-schedule", name="set_assimilation_schedule",
+            summary="Run the twin's cycles on arrival of observations, on a schedule, or only on request")
+def set_assimilation_schedule(twin: TwinRef, body: ScheduleWrite, session: SessionDep,
+                              principal: PrincipalDep) -> ScheduleRead:
+    """Overrides the app's ``assimilation.run`` for this twin; the cycles run as the caller."""
+    return schedules.set_schedule(session, principal=principal, ref=twin, body=body)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from twinengine.transport import segment
-from twinengine.twin_assimilation.schemas import AssimilationResult, CyclePage, CycleRead
+from twinengine.twin_assimilation.schemas import AssimilationResult, CyclePage, CycleRead, ScheduleRead
 
 if TYPE_CHECKING:
     from twinengine.transport import Transport
@@ -36,3 +36,13 @@ class AssimilationClient:
     def get(self, twin: str, cycle: str | int) -> CycleRead:
         """One cycle (id or number) with its innovations, observations, analysis and provenance."""
         return self._transport.get(CycleRead, self._path(twin, f"/{segment(str(cycle))}"))
+
+    def schedule(self, twin: str) -> ScheduleRead:
+        """When the twin's cycles run by themselves, and how the last pass ended (failures, last error)."""
+        return self._transport.get(ScheduleRead, f"/api/v1/twins/{segment(twin)}/assimilation-schedule")
+
+    def set_schedule(self, twin: str, on: str, every: str | None = None) -> ScheduleRead:
+        """``on``: arrival, schedule (with ``every``, e.g. 1h) or off; overrides the app's for this twin."""
+        body = {"on": on} | ({"every": every} if every is not None else {})
+        return self._transport.send(ScheduleRead, "PUT", f"/api/v1/twins/{segment(twin)}/assimilation-schedule",
+                                    body)

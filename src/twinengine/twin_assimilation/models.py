@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from twinengine.store.base import Base, JSONValue, UTCDateTime, utcnow
 
-__all__ = ["AssimilationCycle"]
+__all__ = ["AssimilationCycle", "AssimilationSchedule"]
 
 
 class AssimilationCycle(Base):
@@ -45,3 +45,29 @@ class AssimilationCycle(Base):
     revision: Mapped[int] = mapped_column(Integer)
     origin_cycle: Mapped[str | None] = mapped_column(String(32), nullable=True)  # a fork's start
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AssimilationSchedule(Base):
+    """A twin whose cycles run by themselves (``assimilation.run`` of its app, or set for the twin): where the
+    loop stands (``seen_end``: the stream offset its last pass read up to), who holds it (a claim with a lease,
+    so two engine processes never run the same cycles), and how its last pass ended."""
+
+    __tablename__ = "assimilation_schedules"
+    __table_args__ = (Index("ix_assimilation_schedules_due", "enabled", "next_due_at"),)
+
+    twin_id: Mapped[str] = mapped_column(ForeignKey("twins.id", ondelete="CASCADE"), primary_key=True)
+    run_on: Mapped[str] = mapped_column(String(16))  # arrival | schedule
+    every_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    source: Mapped[str] = mapped_column(String(16))  # manifest | twin
+    owner: Mapped[str] = mapped_column(String(128))  # the identity the cycles run as
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # not before then
+    seen_end: Mapped[int] = mapped_column(BigInteger, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_cycles: Mapped[int] = mapped_column(Integer, default=0)  # cycles the last pass ran
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # passes failed in a row
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from twinengine.catalog.assimilation_spec import MAX_MEMBERS, Method
+from twinengine.quality.spec import Duration
 
-__all__ = ["MAX_CYCLES", "AssimilationRequest", "AssimilationResult", "CyclePage", "CycleRead", "InnovationRead"]
+__all__ = ["MAX_CYCLES", "AssimilationRequest", "AssimilationResult", "CyclePage", "CycleRead", "InnovationRead",
+           "ScheduleRead", "ScheduleWrite"]
 
 MAX_CYCLES = 200  # cycles one request runs: a request stays short; the CLI asks again for the rest
 TWIN_NAME = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
@@ -79,3 +81,39 @@ class AssimilationResult(BaseModel):
 class CyclePage(BaseModel):
     items: list[CycleRead]
     total: int
+
+
+class ScheduleWrite(BaseModel):
+    """Set, for one twin, when its cycles run by themselves (overrides the app's ``assimilation.run``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on: Literal["arrival", "schedule", "off"] = Field(description="arrival (once per batch of new records), "
+                                                                  "schedule (every ``every``) or off.")
+    every: Duration | None = Field(default=None, description="schedule: the interval (needed); arrival: the "
+                                                             "least time between two passes.")
+
+    def every_seconds(self) -> float | None:
+        if self.every is None:
+            return None
+        if not timedelta(seconds=1) <= self.every <= timedelta(days=366):
+            raise ValueError("every must be between 1 s and 366 days")
+        return self.every.total_seconds()
+
+
+class ScheduleRead(BaseModel):
+    """When a twin's cycles run by themselves and how the last pass ended."""
+
+    twin: str
+    on: Literal["arrival", "schedule", "off"]
+    every_seconds: float | None
+    source: str = Field(description="manifest (the app's assimilation.run) or twin (set for this twin).")
+    owner: str = Field(description="The identity the cycles run as.")
+    next_due_at: datetime | None = Field(description="Not before then (a schedule's tick, a throttle, a retry).")
+    seen_end: int = Field(description="The observed stream's offset the last pass read up to.")
+    running: bool = Field(description="An engine holds the twin now.")
+    last_run_at: datetime | None
+    last_cycles: int
+    failures: int = Field(description="Passes failed in a row; each retry waits twice as long (5 s to 1 h).")
+    last_error: str | None
+    last_error_at: datetime | None
