@@ -13,11 +13,17 @@ measured in the same run, in the same tab, taking turns round by round:
   round, as it is in service), decoded and laid on the Leaflet map until the image has loaded, beside the
   same for a 10 x 10 grid.
 
+With ``--demo DIR`` (the data folder ``twin demo --data-dir DIR`` left behind; served from a copy) it measures
+instead what the map asks first on the demo's data: ``GET /edr/collections`` as the demo's user and as the
+admin (who sees every lake file, the unreadable ones included), cold (the first call after start) and warm
+(median), beside the EDR landing page (same authentication, same JSON path) in the same rounds, and the map
+page ready (``twin:ready``, its default layer drawn) beside a blank page.
+
 The data (a twin with 100,000 reported levels, written through the twins service in one process because
 100,000 HTTP writes would take minutes, and the two gridded collections) is built once under ``--dir``
 and reused; the engine runs as ``twin serve`` on loopback.
 
-Usage: python bench/portal.py [--repeat 7] [--dir ~/.cache/twinengine-bench/portal]
+Usage: python bench/portal.py [--repeat 7] [--dir ~/.cache/twinengine-bench/portal] [--demo DIR]
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,9 +120,9 @@ def build(data_dir: Path) -> None:
     (data_dir / "built").write_text("ok\n")
 
 
-def token(data_dir: Path) -> str:
+def token(data_dir: Path, name: str = "uma", role: str = "user") -> str:
     out = subprocess.run([sys.executable, "-m", "twinengine.cli.main", "token", "create", "--data-dir", str(data_dir),
-                          "--name", "uma", "--role", "user", "--expires", "1d"], capture_output=True, text=True,
+                          "--name", name, "--role", role, "--expires", "1d"], capture_output=True, text=True,
                          check=True)
     return out.stdout.strip().splitlines()[-1]
 
@@ -161,11 +170,70 @@ LAYER = """async (id) => {
 }"""
 
 
+def timed_get(url: str, token: str) -> float:
+    """Milliseconds for one GET, its body read whole."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=120) as response:
+        response.read()
+    return (time.perf_counter() - started) * 1000
+
+
+def demo_bench(demo: Path, repeat: int) -> None:
+    """``/edr/collections`` and the map page on a copy of the demo's data."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="twin-bench-demo-") as tmp:
+        data_dir = Path(tmp) / "data"
+        shutil.copytree(demo, data_dir)
+        tokens = {who: token(data_dir, who, role) for who, role in (("uma", "user"), ("admin", "admin"))}
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        rows: dict[str, list[float]] = {k: [] for k in ("landing", "uma", "admin", "blank", "map")}
+        with serve_engine(data_dir, port, TWIN_LOG_LEVEL="error", start_timeout=240):
+            cold = {who: timed_get(f"{url}/edr/collections", tokens[who]) for who in ("uma", "admin")}
+            for _ in range(repeat * 3):
+                rows["landing"].append(timed_get(f"{url}/edr/", tokens["uma"]))
+                for who in ("uma", "admin"):
+                    rows[who].append(timed_get(f"{url}/edr/collections", tokens[who]))
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.goto(f"{url}/ui/signin")
+                page.fill("#token", tokens["uma"])
+                page.click("form button[type=submit]")
+                page.wait_for_selector("[data-page=home]")
+                for round_ in range(repeat + 1):  # the first round warms the browser's caches, not counted
+                    sample = {"blank": blank_ms(page, f"{url}/health"), "map": ready_ms(page, f"{url}/ui/map")}
+                    if round_:
+                        for key, value in sample.items():
+                            rows[key].append(value)
+                browser.close()
+
+    def med(key: str) -> float:
+        return statistics.median(rows[key])
+
+    print(f"\nthe demo's data, {repeat * 3} calls / {repeat} page loads, medians (machine: {os.cpu_count()} cores)")
+    print(f"{'measure':<48}{'ours ms':>10}{'baseline ms':>13}{'ratio':>8}  target")
+    for label, ours, base, target in (
+            ("GET /edr/collections as the demo's user, warm", med("uma"), med("landing"), "<= 100 ms"),
+            ("GET /edr/collections as the admin, warm", med("admin"), med("landing"), "<= 100 ms"),
+            ("GET /edr/collections as the demo's user, cold", cold["uma"], med("landing"), ""),
+            ("GET /edr/collections as the admin, cold", cold["admin"], med("landing"), ""),
+            ("map page ready, default layer drawn", med("map"), med("blank"), "<= 1500 ms")):
+        print(f"{label:<48}{ours:>10.1f}{base:>13.1f}{ours / max(base, 0.1):>8.1f}  {target}")
+    print("baselines: the EDR landing page (/edr/) for the listing; a blank page (/health) for the map page")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--dir", type=Path, default=Path.home() / ".cache" / "twinengine-bench" / "portal")
+    parser.add_argument("--demo", type=Path, default=None, help="the data folder of a `twin demo` run")
     args = parser.parse_args()
+    if args.demo is not None:
+        demo_bench(args.demo, args.repeat)
+        return
     from playwright.sync_api import sync_playwright
 
     build(args.dir)

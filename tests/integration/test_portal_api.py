@@ -142,10 +142,17 @@ def test_the_edr_cube_drawn_as_a_png(engine: Engine) -> None:
     assert response.headers["X-Datetime"] == when and response.headers["X-Units"] == "mm h-1"
     values = rain.isel(time=5).values  # lat runs north to south in this cube, as image rows do
     lo, hi = (float(v) for v in response.headers["X-Scale"].split(","))
-    assert lo == pytest.approx(np.nanmin(values)) and hi == pytest.approx(np.nanmax(values))
+    assert (lo, hi) == (0.0, 20.0) and response.headers["X-Scale-Source"] == "default"  # rain's, not this image's
+    assert float(response.headers["X-Floor"]) == 0.1
     assert image[3, 4, 3] == 0  # the missing value is transparent
+    assert (image[..., 3][np.isfinite(values) & (values < 0.1)] == 0).all()  # below the floor: drawn as none
+    assert (image[..., 3][values >= 0.1] == 255).all()
     peak = np.unravel_index(np.nanargmax(values), values.shape)
-    assert tuple(image[peak][:3]) == (253, 231, 37)  # the highest value is the scale's last colour
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    asked = engine.http.get("/edr/collections/rain/cube", headers=headers, params={
+        "bbox": "-180,-90,180,90", "parameter-name": "rain", "datetime": when, "f": "png", "scale": f"{lo},{hi}"})
+    assert asked.headers["X-Scale-Source"] == "request"
+    assert tuple(np.asarray(Image.open(io.BytesIO(asked.content)))[peak][:3]) == (253, 231, 37)  # the last colour
     drawn, found = engine.sdk(engine.token("uma", "user")).edr.png("rain", "-180,-90,180,90", parameter_name="rain",
                                                                     datetime=when)
     assert drawn == response.content and found["x-bounds"] == response.headers["X-Bounds"]

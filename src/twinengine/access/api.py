@@ -17,16 +17,17 @@ from fastapi.routing import APIRoute
 
 from twinengine.access import metadata
 from twinengine.access.covjson import MEDIA_TYPE, dumps, encode_parts
+from twinengine.access.drawing import draw_field
 from twinengine.access.errors import exception_body
 from twinengine.access.extract import Extraction
 from twinengine.access.features import FeatureRequest, to_query
 from twinengine.access.formats import GEOJSON, NETCDF, to_geojson, to_netcdf
+from twinengine.access.listing import collection_document, list_collections
 from twinengine.access.query import parse_bbox, parse_datetime, parse_distance, parse_names, parse_wkt, parse_z
-from twinengine.access.render import PNG, parse_scale, render_png
+from twinengine.access.render import PNG, parse_scale
 from twinengine.access.service import (
     DataAccess,
     check_crs,
-    collection_ids,
     instance_ids,
     location_geometry,
     locations_of,
@@ -41,11 +42,9 @@ from twinengine.api.responses import PiecesResponse
 from twinengine.api.routing import api_router
 from twinengine.errors import (
     AuthenticationRequired,
-    FormatUnavailable,
     InvalidParameterValue,
     NotFound,
     TwinEngineError,
-    UnreadableFile,
     join_loc,
 )
 
@@ -184,25 +183,13 @@ def api_definition(request: Request, principal: PrincipalDep, f: MetadataFormat 
     return document
 
 
-def _describe(access: DataAccess, collection_id: str, base: str) -> dict[str, Any]:
-    info = access.source.info(collection_id)
-    return metadata.collection_document(collection_id, access.source.open(collection_id), base, title=info.title,
-                                        description=info.description)
-
-
 @router.get("/collections", name="collections", summary="Collections with their extents and queries")
 def collections(request: Request, access: AccessDep, principal: PrincipalDep,
                 f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
     base = _base(request)
-    items = []
-    for cid in collection_ids(access, principal=principal):
-        try:
-            items.append(_describe(access, cid, base))
-        except (UnreadableFile, FormatUnavailable) as exc:  # one bad file must not hide the others
-            log.warning("EDR lists no collection %s: %s", cid, exc.message)
     return {"links": [{"href": f"{base}/collections", "rel": "self", "type": "application/json"}],
-            "collections": items}
+            "collections": list_collections(access, principal=principal, base=base)}
 
 
 @router.get("/collections/{collection_id}", name="collection", summary="One collection")
@@ -210,7 +197,7 @@ def collection(request: Request, collection_id: CollectionId, access: AccessDep,
                f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
     readable_collection(access, principal=principal, collection_id=collection_id)
-    return _describe(access, collection_id, _base(request))
+    return collection_document(access, collection_id, _base(request))
 
 
 @router.get("/collections/{collection_id}/position", name="position", summary="Values at points")
@@ -241,7 +228,9 @@ def area(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep
 
 @router.get("/collections/{collection_id}/cube", name="cube", summary="Values inside a bounding box",
             responses={200: {"content": {PNG: {}}, "description": "f=png: one parameter at one time step and "
-                                                                 "level, drawn (headers X-Bounds, X-Scale)"}})
+                                                                 "level, drawn on the variable's fixed scale "
+                                                                 "(headers X-Bounds, X-Scale, X-Floor, X-Datetime;"
+                                                                 " without datetime the most informative step)"}})
 def cube(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep, common: CommonDep,
          bbox: Annotated[str | None, Query(max_length=400)] = None,
          scale: Annotated[str | None, Query(max_length=80, description="f=png: lo,hi of the colour scale")]
@@ -251,11 +240,8 @@ def cube(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep
         raise InvalidParameterValue("z", "give levels either in a 6-number bbox or in z, not both")
     query = replace(common.query, kind="cube", bbox=box)
     if (common.f or "").lower() in ("png", PNG):
-        colours = parse_scale(scale)
-        if query.parameters is None or len(query.parameters) != 1:
-            raise InvalidParameterValue("parameter-name", "png draws one parameter: name it in parameter-name")
-        drawn = render_png(run_query(access, principal=principal, collection_id=collection_id, query=query,
-                                     deferred=True), scale=colours)
+        drawn = draw_field(access, principal=principal, collection_id=collection_id, query=query,
+                           scale=parse_scale(scale))
         return Response(drawn.png, media_type=PNG, headers=drawn.headers())
     return _answer(access, principal, collection_id, query, common.f)
 

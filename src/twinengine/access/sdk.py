@@ -73,8 +73,10 @@ class EDRClient:
 
     def png(self, collection_id: str, bbox: str, *, parameter_name: str, datetime: str | None = None,
             scale: tuple[float, float] | None = None, **params: Any) -> tuple[bytes, dict[str, str]]:
-        """One parameter at one time step of a cube, drawn by the engine (what the portal's map lays on);
-        with the headers that place it (``X-Bounds``) and give its colour scale (``X-Scale``)."""
+        """One parameter at one time step of a cube, drawn by the engine on the variable's fixed scale (what
+        the portal's map lays on; without ``datetime``, the most informative step); with the headers that place
+        it (``X-Bounds``), name its time (``X-Datetime``) and give its colour scale and floor (``X-Scale``,
+        ``X-Floor``)."""
         response = self._get(f"/collections/{quote(collection_id, safe='')}/cube", f="png", bbox=bbox,
                              parameter_name=parameter_name, datetime=datetime,
                              scale=",".join(str(v) for v in scale) if scale else None, **params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
@@ -72,6 +73,11 @@ class CollectionSource:
     def version(self, collection_id: str) -> str | None:
         """A token that changes when the collection's content changes (None: unknown); caches key on it."""
         return None
+
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        """Within it, this thread's calls see one listing of the source: a listing that asks for every
+        collection then pays for the source's index once, not once per collection (nothing to keep here)."""
+        return contextlib.nullcontext()
 
     def readable_ids(self, principal: Caller) -> list[str]:
         """The ids ``principal`` may read: all of them here; a source of users' data narrows them (the lake

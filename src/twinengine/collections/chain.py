@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 import xarray as xr
@@ -53,6 +54,13 @@ class ChainedCollections(CollectionSource):
                     if cid in readable:
                         out.append(cid)
         return out
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for source in self.sources:
+                stack.enter_context(source.snapshot())
+            yield
 
     def readable(self, collection_id: str, principal: Caller) -> bool:
         return self._owner(collection_id).readable(collection_id, principal)

@@ -110,10 +110,12 @@ def did_add(body: DidCreate, session: SessionDep, principal: PrincipalDep, runti
 @router.get("/dids", name="did_list", summary="Files, datasets and containers")
 def did_list(session: SessionDep, principal: PrincipalDep,
              scope: Annotated[str | None, Query(max_length=64)] = None, type: DidType | None = None,
-             prefix: Annotated[str | None, Query(max_length=255)] = None, limit: Limit = 100,
-             offset: Offset = 0) -> DidPage:
+             prefix: Annotated[str | None, Query(max_length=255)] = None,
+             q: Annotated[str | None, Query(max_length=200, description="words each found in the scope or "
+                                                                       "name, any case")] = None,
+             limit: Limit = 100, offset: Offset = 0) -> DidPage:
     rows, total = dids.list_dids(session, principal=principal, scope=scope, type=type, name_prefix=prefix,
-                                 limit=limit, offset=offset)
+                                 search=q, limit=limit, offset=offset)
     return DidPage(items=[dids.did_read(session, r, details=False) for r in rows], total=total)
 
 

@@ -9,20 +9,23 @@ zarr) read a local copy, made once per checksum in the cache folder and checked 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 import xarray as xr
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from twinengine import formats
 from twinengine.auth.principal import Principal
 from twinengine.collections.base import Caller, CollectionInfo, CollectionNotFound, CollectionSource, describe
-from twinengine.errors import DataCorrupted, FormatUnavailable
+from twinengine.errors import DataCorrupted, FormatUnavailable, TwinEngineError, UnreadableFile
 from twinengine.lake.context import Lake
 from twinengine.lake.grants import Readers
 from twinengine.lake.models import Attachment, Did, Endpoint, Replica
@@ -36,6 +39,21 @@ _COPY_CHUNK = 4 * 1024 * 1024
 _DATASET, _FILE = aliased(Did, name="dataset"), aliased(Did, name="file")  # once: an alias per call is garbage
 
 
+_AVAILABLE = Replica.state == ReplicaState.AVAILABLE
+# A token that changes whenever the gridded listing may: identifiers, checksums, attachments and available
+# replicas counted and summed (one aggregate query, much cheaper than the listing's join).
+_STAMP = select(
+    select(func.count(Did.id)).scalar_subquery(),
+    select(func.coalesce(func.max(Did.id), 0)).scalar_subquery(),
+    select(func.count(Did.sha256)).scalar_subquery(),
+    select(func.count(Replica.id)).where(_AVAILABLE).scalar_subquery(),
+    select(func.coalesce(func.sum(Replica.id), 0)).where(_AVAILABLE).scalar_subquery(),
+    select(func.count()).select_from(Attachment).scalar_subquery(),
+    select(func.coalesce(func.sum(Attachment.parent_id * 7919 + Attachment.child_id), 0)).scalar_subquery(),
+)
+
+
+@functools.lru_cache(maxsize=4096)
 def gridded_format(name: str) -> str | None:
     """The collection format of a lake file by its name (readable here or not), or None."""
     found = formats.match(PurePosixPath(name).name, is_dir=False)
@@ -56,13 +74,34 @@ class LakeCollections(CollectionSource):
         self.cache_dir = cache_dir
         self._lock = threading.Lock()
         self._open: dict[str, tuple[str, xr.Dataset]] = {}
+        self._failed: dict[str, tuple[str, TwinEngineError]] = {}  # a file that cannot be read, by its checksum
+        self._listed: tuple[tuple[object, ...], dict[str, tuple[int, str]]] | None = None
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """This thread's calls inside see one listing of the lake's collections (asked for once)."""
+        outer = getattr(self._local, "listing", None)
+        self._local.listing = outer if outer is not None else self._gridded()
+        try:
+            yield
+        finally:
+            self._local.listing = outer
 
     def _gridded(self) -> dict[str, tuple[int, str]]:
-        """collection id → (file id, file name) for every dataset with a collection file that has a good replica."""
+        """collection id → (file id, file name) for every dataset with a collection file that has a good replica;
+        kept until the lake's identifiers, attachments or available replicas change (``_STAMP``)."""
+        listing: dict[str, tuple[int, str]] | None = getattr(self._local, "listing", None)
+        if listing is not None:
+            return listing
         dataset, file = _DATASET, _FILE
         rows: list[tuple[str, str, int, str]] = []
         try:
             with self.db.session(readonly=True) as session:
+                stamp = tuple(session.execute(_STAMP).one())
+                listed = self._listed
+                if listed is not None and listed[0] == stamp:
+                    return listed[1]
                 rows = session.execute(
                     select(dataset.scope, dataset.name, file.id, file.name)
                     .join(Attachment, Attachment.parent_id == dataset.id).join(file, file.id == Attachment.child_id)
@@ -76,6 +115,7 @@ class LakeCollections(CollectionSource):
         for scope, name, file_id, file_name in rows:
             if gridded_format(file_name):
                 found.setdefault(collection_id(scope, name), (file_id, file_name))
+        self._listed = (stamp, found)
         return found
 
     def ids(self) -> list[str]:
@@ -159,9 +199,18 @@ class LakeCollections(CollectionSource):
             cached = self._open.get(collection_id)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-        ds = self._read(backend, path, name=name, label=label, sha256=stamp)
+            failed = self._failed.get(collection_id)
+            if failed is not None and failed[0] == stamp and stamp:  # the same bytes fail the same way
+                raise failed[1]
+        try:
+            ds = self._read(backend, path, name=name, label=label, sha256=stamp)
+        except (FormatUnavailable, UnreadableFile) as exc:
+            with self._lock:
+                self._failed[collection_id] = (stamp, exc)
+            raise
         with self._lock:
             self._open[collection_id] = (stamp, ds)
+            self._failed.pop(collection_id, None)
         return ds
 
     def _read(self, backend: StorageBackend, path: str, *, name: str, label: str, sha256: str) -> xr.Dataset:

@@ -235,9 +235,14 @@ def file_ids_under(session: Session, did: Did) -> list[int]:
 
 
 def list_dids(session: Session, *, principal: Principal, scope: str | None = None, type: DidType | None = None,
-              name_prefix: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[Did], int]:
+              name_prefix: str | None = None, search: str | None = None, limit: int = 100,
+              offset: int = 0) -> tuple[list[Did], int]:
+    """A page of the identifiers ``principal`` may read, in scope and name order, with the total; ``search``:
+    words each found in the scope or name, in any case (what a person types to find a dataset)."""
     require(principal, "lake.read")
     query = select(Did).where((Did.type != DidType.FILE) | Did.sha256.is_not(None))
+    for word in (search or "").split():
+        query = query.where(Did.name.icontains(word, autoescape=True) | Did.scope.icontains(word, autoescape=True))
     if scope:
         query = query.where(Did.scope == scope)
     if type:

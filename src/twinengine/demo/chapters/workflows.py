@@ -19,16 +19,17 @@ FORECAST_HOURS = 48
 
 
 def rain_forecast(ctx: DemoContext) -> xr.Dataset:
-    """A seeded storm crossing the catchment, hourly on a small grid around it."""
+    """A seeded storm crossing the catchment, hourly on a small grid around it: the grid holds the reach's gauge
+    (8.262°E 46.081°N) and the forecast workflow's catchment box (7.7-8.3°E, 46.0-46.4°N)."""
     start = np.datetime64((ctx.options.start + timedelta(hours=ctx.options.hours)).replace(tzinfo=None), "h")
     time_axis = start + np.arange(FORECAST_HOURS) * np.timedelta64(1, "h")
-    lat, lon = np.linspace(46.0, 47.0, 21), np.linspace(7.0, 8.2, 25)
+    lat, lon = np.round(np.linspace(45.7, 46.7, 21), 4), np.round(np.linspace(7.4, 8.6, 25), 4)
     rng = np.random.default_rng(ctx.options.seed)
     hours = np.arange(FORECAST_HOURS)[:, None, None]
     centre = 6 + 24 * rng.random()
     peak = 6 + 10 * rng.random()
     storm = peak * np.exp(-((hours - centre) / 4.0) ** 2)
-    spatial = np.exp(-((lat[None, :, None] - 46.5) ** 2 + (lon[None, None, :] - 7.6) ** 2) / 0.18)
+    spatial = np.exp(-((lat[None, :, None] - 46.2) ** 2 + (lon[None, None, :] - 8.0) ** 2) / 0.18)
     rain = (storm * spatial * (1 + 0.1 * rng.standard_normal((FORECAST_HOURS, lat.size, lon.size)))).clip(0)
     return xr.Dataset({"rain": (("time", "lat", "lon"), rain.astype("float32"),
                                 {"units": "mm h-1", "long_name": "forecast rain rate"})},

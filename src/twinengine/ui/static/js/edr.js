@@ -72,11 +72,14 @@ export async function areaMean(id, parameter, ring, times) {
   return { times: t, values: means, cells, units: doc.parameters[parameter]?.unit?.symbol };
 }
 
-/** The engine's drawing of one time step (f=png), with the cell edges and colour scale from its headers. */
-export async function fieldImage(id, parameter, bbox, time, scale) {
-  const response = await api(`/edr/collections/${enc(id)}/cube`, { raw: true, params: { bbox: bbox.slice(0, 4).join(","), "parameter-name": parameter, datetime: time, f: "png", scale: scale ? scale.join(",") : null } });
+/** The engine's drawing of one time step (f=png; no ``time``: the engine picks the most informative one), with
+ * the cell edges, the time, the colour scale and its floor from its headers. */
+export async function fieldImage(id, parameter, bbox, time, scale, signal = undefined) {
+  const response = await api(`/edr/collections/${enc(id)}/cube`, { raw: true, signal, params: { bbox: bbox.slice(0, 4).join(","), "parameter-name": parameter, datetime: time, f: "png", scale: scale ? scale.join(",") : null } });
   const bounds = response.headers.get("X-Bounds").split(",").map(Number);
   const drawn = response.headers.get("X-Scale").split(",").map(Number);
+  const floor = response.headers.get("X-Floor");
   const blob = await response.blob();
-  return { url: URL.createObjectURL(blob), bounds, scale: drawn, units: response.headers.get("X-Units"), time: response.headers.get("X-Datetime") };
+  return { url: URL.createObjectURL(blob), bounds, scale: drawn, units: response.headers.get("X-Units"), time: response.headers.get("X-Datetime"),
+    floor: floor === null ? null : Number(floor), source: response.headers.get("X-Scale-Source") };
 }

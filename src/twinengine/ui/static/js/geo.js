@@ -49,17 +49,46 @@ function text(value) {
   return h("span", {}, String(value));
 }
 
-/** Twins with a location as markers labelled with their name; returns the markers. */
-export function addTwins(L, map, twins, highlight = null) {
-  const markers = [];
-  for (const twin of twins) {
+const CLUSTER_PX = 28;  // twins closer than this on screen share one marker, labelled with a count
+
+/** Twins whose markers would overlap at the map's zoom, grouped (greedily, in name order). */
+function groupTwins(map, twins) {
+  const groups = [];
+  for (const twin of [...twins].sort((a, b) => String(a.name).localeCompare(String(b.name)))) {
     const at = twinLocation(twin);
     if (!at) continue;
-    const popup = h("div", {}, h("strong", {}, twin.name), h("br"), twin.app, h("br"), h("a", { href: `/ui/twins/${encodeURIComponent(twin.name)}` }, "Open the twin"));
-    const marker = L.circleMarker([at[1], at[0]], { radius: twin.name === highlight ? 9 : 7, color: "#12324f", weight: 2, fillColor: "#f0a202", fillOpacity: 0.9, className: "twin-marker" })
-      .bindPopup(popup).bindTooltip(text(twin.name), { permanent: true, direction: "right", className: "twin-label" }).addTo(map);
-    markers.push(marker);
+    const p = map.latLngToLayerPoint([at[1], at[0]]);
+    const near = groups.find((g) => g.point.distanceTo(p) < CLUSTER_PX);
+    if (near) near.twins.push(twin);
+    else groups.push({ point: p, at, twins: [twin] });
   }
+  return groups;
+}
+
+/** Twins with a location as markers labelled with their name; twins that would overlap at the map's zoom share
+ * one marker labelled with the first name and how many more (regrouped when the zoom changes), so no label
+ * lies over another. Returns the markers (updated in place). */
+export function addTwins(L, map, twins, highlight = null) {
+  const markers = [];
+  const layer = L.layerGroup().addTo(map);
+  function draw() {
+    layer.clearLayers();
+    markers.length = 0;
+    for (const group of groupTwins(map, twins)) {
+      const names = group.twins.map((t) => t.name);
+      const first = names.includes(highlight) ? highlight : names[0];
+      const label = names.length > 1 ? `${first} +${names.length - 1}` : first;
+      const popup = h("div", {}, names.length > 1 ? h("strong", {}, `${names.length} twins here`) : null,
+        group.twins.map((twin) => h("div", {}, h("strong", {}, twin.name), " ", twin.app, " ", h("a", { href: `/ui/twins/${encodeURIComponent(twin.name)}` }, "Open the twin"))));
+      const marker = L.circleMarker([group.at[1], group.at[0]], { radius: names.includes(highlight) ? 9 : 7 + Math.min(4, names.length - 1), color: "#12324f", weight: 2, fillColor: "#f0a202", fillOpacity: 0.9, className: "twin-marker" })
+        .bindPopup(popup).bindTooltip(text(label), { permanent: true, direction: "right", className: "twin-label" }).addTo(layer);
+      marker.twinNames = names;
+      markers.push(marker);
+    }
+    map.getContainer().dataset.twinMarkers = String(markers.length);
+  }
+  draw();
+  map.on("zoomend", draw);
   return markers;
 }
 
@@ -75,32 +104,74 @@ export function fieldControls(L, map, collections, { initial = null, parameter =
   const status = h("p", { class: "field-status", role: "status" });
   const outlines = L.layerGroup().addTo(map);
   const places = L.layerGroup().addTo(map);
-  const state = { collection: null, parameter: null, times: [], overlay: null, bbox: null, locations: 0 };
+  const state = { collection: null, parameter: null, times: [], overlay: null, bbox: null, locations: 0, places: [], asked: undefined };
 
   for (const c of collections) {
     const b = bboxOf(c);
     if (b) L.rectangle([[b[1], b[0]], [b[3], b[2]]], { color: "#1f5f99", weight: 1, fill: false, dashArray: "4 3", interactive: false, className: "collection-extent" }).addTo(outlines);
   }
 
-  async function draw() {
+  let asked = 0;  // the newest drawing asked for: an older answer arriving later is dropped
+  let inflight = null;  // the AbortController of the drawing under way
+
+  /** Draw the field at the slider's time (``pick``: let the engine choose the most informative time, and move
+   * the slider there). Under fast stepping only the newest answer is laid on the map: the label always names
+   * the time of the image shown. */
+  async function draw({ pick = false } = {}) {
     if (!state.collection || !state.parameter || !(state.collection.data_queries || {}).trajectory) return;
-    const time = state.times[Number(slider.value)] || null;
-    timeLabel.textContent = time || "";
+    const wanted = pick ? null : (state.times[Number(slider.value)] || null);
+    const id = ++asked;
+    state.asked = wanted;
+    if (inflight) inflight.abort();
+    const controller = new AbortController();
+    inflight = controller;
     const scale = lo.value !== "" && hi.value !== "" && Number(hi.value) > Number(lo.value) ? [Number(lo.value), Number(hi.value)] : null;
-    status.textContent = `Drawing ${state.parameter} at ${time || "the only time"}…`;
+    status.textContent = `Drawing ${state.parameter} at ${wanted || (pick ? "its most informative time" : "the only time")}…`;
+    map.getContainer().dataset.drawing = String(id);
     const started = performance.now();
-    const image = await fieldImage(state.collection.id, state.parameter, state.bbox, time, scale);
+    let image;
+    try {
+      image = await fieldImage(state.collection.id, state.parameter, state.bbox, wanted, scale, controller.signal);
+    } catch (error) {
+      if (id !== asked || error.name === "AbortError") return;  // a newer drawing replaced this one
+      throw error;
+    }
+    if (id !== asked) { URL.revokeObjectURL(image.url); return; }
     const bounds = [[image.bounds[1], image.bounds[0]], [image.bounds[3], image.bounds[2]]];
     const next = L.imageOverlay(image.url, bounds, { opacity: 0.75, className: "field-layer", alt: `${state.parameter} at ${image.time || ""}` });
     await new Promise((resolve) => { next.once("load", resolve); next.once("error", resolve); next.addTo(map); });
+    if (id !== asked) { next.remove(); URL.revokeObjectURL(image.url); return; }
     if (state.overlay) { URL.revokeObjectURL(state.overlay.getElement()?.src || ""); state.overlay.remove(); }
     state.overlay = next;
-    if (!scale) { lo.value = String(Number(image.scale[0].toPrecision(4))); hi.value = String(Number(image.scale[1].toPrecision(4))); }
+    inflight = null;
+    if (pick && image.time) {
+      const at = state.times.indexOf(image.time);
+      if (at >= 0) slider.value = String(at);
+      state.asked = image.time;
+    }
     const img = next.getElement();
-    replace(legend, `${image.scale[0].toPrecision(3)}`, h("span", { class: "colorbar", role: "img", "aria-label": "colour scale from dark blue (low) to yellow (high)" }),
-      `${image.scale[1].toPrecision(3)} ${image.units || ""}`);
-    status.textContent = `${state.parameter} at ${image.time || time}: ${img.naturalWidth} x ${img.naturalHeight} cells drawn by the engine in ${(performance.now() - started).toFixed(0)} ms`;
+    img.dataset.time = image.time || "";
+    timeLabel.textContent = image.time || wanted || "";
+    slider.setAttribute("aria-valuetext", timeLabel.textContent);
+    showLegend(image);
+    status.textContent = `${state.parameter} at ${image.time || wanted}: ${img.naturalWidth} x ${img.naturalHeight} cells drawn by the engine in ${(performance.now() - started).toFixed(0)} ms`;
     map.getContainer().dataset.field = `${state.collection.id}:${state.parameter}:${image.time || ""}`;
+    delete map.getContainer().dataset.drawing;
+  }
+
+  /** The colour scale the engine drew on: fixed per variable (its declared range or the table of common
+   * quantities), with the floor below which cells are left empty. */
+  function showLegend(image) {
+    const [a, b] = image.scale;
+    const units = image.units || "";
+    const fixed = { declared: "the variable's declared range", default: `the usual range of ${state.parameter}`, request: "the range you set", data: "this image's range" }[image.source] || "";
+    legend.dataset.lo = String(a); legend.dataset.hi = String(b); legend.dataset.source = image.source || "";
+    lo.placeholder = String(Number(a.toPrecision(4))); hi.placeholder = String(Number(b.toPrecision(4)));
+    if (image.floor !== null) legend.dataset.floor = String(image.floor); else delete legend.dataset.floor;
+    replace(legend, h("span", { class: "legend-lo" }, `${Number(a.toPrecision(3))}`),
+      h("span", { class: "colorbar", role: "img", "aria-label": "colour scale from dark blue (low) to yellow (high)" }),
+      h("span", { class: "legend-hi" }, `${Number(b.toPrecision(3))} ${units}`),
+      h("span", { class: "muted legend-note" }, [fixed ? `scale: ${fixed}` : "", image.floor !== null ? `below ${Number(image.floor.toPrecision(3))} ${units} drawn as none` : ""].filter(Boolean).join("; ")));
   }
 
   /** The collection's named locations (EDR locations: stations, storm centres) as markers with their names. */
@@ -113,17 +184,27 @@ export function fieldControls(L, map, collections, { initial = null, parameter =
         .bindTooltip(text(f.id ?? f.properties?.name ?? ""), { direction: "top" }).addTo(places);
     }
     state.locations = features.length;
+    state.places = features.map((f) => ({ name: String(f.id ?? f.properties?.name ?? ""), at: f.geometry.coordinates.slice(0, 2).map(Number) }));
     map.getContainer().dataset.locations = `${state.collection.id}:${features.length}`;
   }
 
   async function choose() {
     state.collection = collections.find((c) => c.id === select.value) || null;
+    status.textContent = state.collection ? `Loading ${collectionTitle(state.collection, twins)}…` : "";
+    delete map.getContainer().dataset.field;
     replace(params);
+    asked += 1;  // a drawing of the collection shown before is dropped when it arrives
+    if (inflight) { inflight.abort(); inflight = null; }
+    delete map.getContainer().dataset.drawing;
     if (state.overlay) { state.overlay.remove(); state.overlay = null; }
     places.clearLayers();
     state.locations = 0;
+    state.places = [];
     delete map.getContainer().dataset.locations;
     lo.value = ""; hi.value = "";
+    state.asked = undefined;
+    timeLabel.textContent = "";
+    replace(legend);
     if (!state.collection) { onChange(state); return; }
     const queries = state.collection.data_queries || {};
     if (queries.locations) await drawLocations();
@@ -141,14 +222,18 @@ export function fieldControls(L, map, collections, { initial = null, parameter =
     state.times = collectionTimes(state.collection);
     state.bbox = bboxOf(state.collection);
     slider.max = String(Math.max(0, state.times.length - 1));
-    slider.value = slider.max;  // the latest time step first
+    slider.value = slider.max;  // until the engine names the most informative time
     onChange(state);
-    await draw();
+    await draw({ pick: state.times.length > 1 });
   }
   select.addEventListener("change", () => choose().catch((e) => { status.textContent = e.message; }));
   params.addEventListener("change", () => { state.parameter = params.value; lo.value = ""; hi.value = ""; draw().catch((e) => { status.textContent = e.message; }); onChange(state); });
-  slider.addEventListener("input", () => { timeLabel.textContent = state.times[Number(slider.value)] || ""; });
-  slider.addEventListener("change", () => draw().catch((e) => { status.textContent = e.message; }));
+  function step() {  // input (each step, keys included) and change both fire: one drawing per time asked for
+    if ((state.times[Number(slider.value)] || null) === state.asked) return;
+    draw().catch((e) => { status.textContent = e.message; });
+  }
+  slider.addEventListener("input", step);
+  slider.addEventListener("change", step);
   for (const input of [lo, hi]) input.addEventListener("change", () => draw().catch((e) => { status.textContent = e.message; }));
 
   const uid = Math.random().toString(36).slice(2, 7);

@@ -32,18 +32,55 @@ async function stacBrowser() {
   return section("STAC browser", collections.collections.length ? [field("stac-collection", "Collection", select), slot] : h("p", { class: "muted" }, "No collections."));
 }
 
+const PAGE = 25;  // identifiers per page: each row asks for its replicas
+
+/** Identifiers (files, datasets, containers) a page at a time, found by words in their scope or name, each
+ * with its replicas per endpoint; the engine pages and searches (``q``, ``limit``, ``offset``). */
+function didBrowser() {
+  const search = h("input", { type: "search", placeholder: "words in the scope or name", "aria-describedby": "lake-found" });
+  const kind = h("select", {}, h("option", { value: "" }, "all"), ["dataset", "file", "container"].map((t) => h("option", { value: t }, t)));
+  const prev = h("button", { type: "button", class: "secondary", disabled: true }, "Previous page");
+  const next = h("button", { type: "button", class: "secondary", disabled: true }, "Next page");
+  const found = h("p", { class: "muted", id: "lake-found", role: "status" });
+  const slot = h("div", { class: "did-page" });
+  let offset = 0;
+  let asked = 0;
+  async function load() {
+    const id = ++asked;
+    const page = await api("/api/v1/lake/dids", { params: { q: search.value.trim(), type: kind.value, limit: PAGE, offset } });
+    const replicas = await Promise.all(page.items.map((d) => (d.type !== "file" ? Promise.resolve(null)  // files hold the replicas
+      : api(`/api/v1/lake/dids/${enc(d.did)}`).then((full) => full.replicas || []).catch(() => []))));
+    if (id !== asked) return;  // a newer search or page replaced this one
+    replace(slot, table(null, ["identifier", "type", "size", "created by", "replicas per endpoint"], page.items.map((d, i) => [d.did, d.type, bytes(d.bytes), d.created_by,
+      replicas[i] === null ? "–" : replicas[i].length ? replicas[i].map((r) => h("div", {}, `${r.endpoint}: `, statusBadge(r.state), r.verified_at ? ` verified ${when(r.verified_at)}` : "")) : "none"]),
+    { empty: search.value.trim() ? "Nothing matches these words." : "No identifiers." }));
+    const last = Math.min(offset + page.items.length, page.total);
+    found.textContent = page.total ? `${offset + 1}–${last} of ${page.total} identifiers${search.value.trim() ? ` matching “${search.value.trim()}”` : ""}` : "0 identifiers";
+    slot.dataset.total = String(page.total);
+    slot.dataset.offset = String(offset);
+    prev.disabled = offset === 0;
+    next.disabled = last >= page.total;
+  }
+  let typing = null;
+  const restart = () => { offset = 0; load().catch((e) => { found.textContent = e.message; }); };
+  search.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(restart, 250); });
+  search.addEventListener("keydown", (event) => { if (event.key === "Enter") { clearTimeout(typing); restart(); } });
+  kind.addEventListener("change", restart);
+  prev.addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load().catch((e) => { found.textContent = e.message; }); });
+  next.addEventListener("click", () => { offset += PAGE; load().catch((e) => { found.textContent = e.message; }); });
+  const el = section("Files, datasets and their replicas", [h("div", { class: "row" }, field("lake-search", "Search", search), field("lake-type", "Type", kind)),
+    found, slot, h("p", {}, prev, " ", next)]);
+  return { el, load };
+}
+
 export async function render(root) {
-  const [endpoints, dids, rules] = await Promise.all([api("/api/v1/lake/endpoints"), api("/api/v1/lake/dids", { params: { limit: 200 } }),
-    api("/api/v1/lake/rules", { params: { limit: 200 } })]);
-  const datasets = dids.items.filter((d) => d.type !== "container");
-  const replicas = await Promise.all(datasets.slice(0, 50).map((d) => api(`/api/v1/lake/dids/${enc(d.did)}`).then((full) => full.replicas).catch(() => [])));
+  const browser = didBrowser();
+  const [endpoints, rules] = await Promise.all([api("/api/v1/lake/endpoints"), api("/api/v1/lake/rules", { params: { limit: 200 } }), browser.load()]);
   root.append(h("h1", {}, "Data lake"),
     section("Endpoints", table(null, ["endpoint", "protocol", "attributes", "used", "quota", "replicas", "read/write/delete"], endpoints.items.map((e) => [e.name, e.protocol,
       Object.entries(e.attributes).map(([k, v]) => `${k}=${v}`).join(", "), bytes(e.used_bytes), e.quota_bytes === null ? "none" : bytes(e.quota_bytes), String(e.replicas),
       [e.read, e.write, e.delete].map((b) => (b ? "yes" : "no")).join(" / ")]), { empty: "No endpoints." })),
-    section("Datasets and their replicas", table(null, ["dataset", "type", "size", "created by", "replicas per endpoint"], datasets.slice(0, 50).map((d, i) => [d.did, d.type, bytes(d.bytes), d.created_by,
-      replicas[i].length ? replicas[i].map((r) => h("div", {}, `${r.endpoint}: `, statusBadge(r.state), r.verified_at ? ` verified ${when(r.verified_at)}` : "")) : "none"]), { empty: "No datasets." }),
-      h("p", { class: "muted" }, `${dids.total} identifiers in all (files, datasets, containers).`)),
+    browser.el,
     section("Rules", table(null, ["rule", "dataset", "copies", "endpoints", "state", "locks ok / replicating / stuck", "owner", "evaluated (UTC)"], rules.items.map((r) => [r.id.slice(0, 8), r.did, String(r.copies), r.endpoints,
       [statusBadge(r.state), ` ${show(r.percent)} %`], `${r.locks_ok} / ${r.locks_replicating} / ${r.locks_stuck}`, r.owner, when(r.evaluated_at)]), { empty: "No rules." })),
     await stacBrowser());

@@ -24,6 +24,7 @@ export async function mapWithTools(container, { collections, twins, initial = nu
   const wkt = h("input", { type: "text", placeholder: "lon lat, lon lat, … (at least 3 points)" });
   const queryArea = h("button", { type: "button", class: "secondary" }, "Area mean of these points");
   const twinList = h("ul", { class: "twin-list" });
+  const placeList = h("ul", { class: "place-list" });
   container.append(h("div", { class: "grid" },
     h("div", { class: "wide" }, mapEl),
     h("section", { class: "card", "aria-label": "Field" }, h("h2", { class: "panel-title" }, "Field"), h("div", { class: "field-slot" })),
@@ -31,12 +32,24 @@ export async function mapWithTools(container, { collections, twins, initial = nu
       h("fieldset", {}, h("legend", {}, "A click on the map"), h("label", {}, modeClick, " shows the time series there"), h("br"), h("label", {}, modeArea, " adds a corner of an area")),
       h("p", {}, finish), field(`wkt-${modeClick.name}`, "Or type the area's corners", wkt), h("p", {}, queryArea)),
     h("section", { class: "card wide", "aria-label": "Result" }, fig.el),
-    h("section", { class: "card", "aria-label": "Twins on the map" }, h("h2", { class: "panel-title" }, "Twins on the map"), twinList)));
+    h("section", { class: "card", "aria-label": "Twins on the map" }, h("h2", { class: "panel-title" }, "Twins on the map"), twinList),
+    h("section", { class: "card", "aria-label": "Places of the collection" }, h("h2", { class: "panel-title" }, "Places of the collection"), placeList)));
   const { L, map } = await createMap(mapEl, extentOf(collections, twins));
   const markers = addTwins(L, map, twins, highlight);
-  for (const t of twins) if (twinLocation(t)) twinList.append(h("li", {}, h("a", { href: `/ui/twins/${encodeURIComponent(t.name)}` }, t.name), ` (${twinLocation(t).map((v) => v.toFixed(3)).join(", ")})`));
+  /** A button that shows the field's series at a place: the keyboard's way to what a click on the map does. */
+  const seriesButton = (name, [lon, lat]) => h("button", { type: "button", class: "secondary series-here", "aria-label": `Series here at ${name}`,
+    on: { click: () => atPoint(L.latLng(lat, lon)).catch((e) => { fig.info.textContent = e.message; }) } }, "Series here");
+  for (const t of twins) {
+    const at = twinLocation(t);
+    if (at) twinList.append(h("li", {}, h("a", { href: `/ui/twins/${encodeURIComponent(t.name)}` }, t.name), ` (${at.map((v) => v.toFixed(3)).join(", ")}) `, seriesButton(t.name, at)));
+  }
   if (!twinList.children.length) twinList.append(h("li", { class: "muted" }, "No twin carries a location (parameters longitude and latitude)."));
-  const controls = fieldControls(L, map, collections, { initial, parameter, twins: new Map(twins.map((t) => [t.id, t])) });
+  function listPlaces(state) {
+    replace(placeList, state.places.length ? state.places.slice(0, 200).map((p) => h("li", {}, `${p.name} (${p.at.map((v) => v.toFixed(3)).join(", ")}) `, seriesButton(p.name, p.at)))
+      : h("li", { class: "muted" }, state.collection ? "This collection names no places." : "Choose a collection."));
+  }
+  const controls = fieldControls(L, map, collections, { initial, parameter, twins: new Map(twins.map((t) => [t.id, t])), onChange: listPlaces });
+  listPlaces(controls.state);
   container.querySelector(".field-slot").append(controls.el);
   let plot = null;
   let vertices = [];
@@ -89,9 +102,20 @@ export async function mapWithTools(container, { collections, twins, initial = nu
   return { map, markers, controls, destroy: () => { if (plot) plot.destroy(); map.remove(); } };
 }
 
+/** The layer the map opens with: the one named in ``?collection=``, else the gridded collection reaching
+ * furthest in time (a forecast before the observations it follows, the newest data before older), so the page
+ * never opens empty; the engine then picks its most informative time. */
+export function defaultCollection(collections, asked = null) {
+  if (asked && collections.some((c) => c.id === asked)) return asked;
+  const gridded = collections.filter((c) => (c.data_queries || {}).trajectory && c.extent?.temporal?.interval?.[0]?.[1]);
+  gridded.sort((a, b) => String(b.extent.temporal.interval[0][1]).localeCompare(String(a.extent.temporal.interval[0][1])) || String(a.id).localeCompare(String(b.id)));
+  return gridded.length ? gridded[0].id : null;
+}
+
 export async function render(root) {
   const [collections, twins] = await Promise.all([listCollections(), api("/api/v1/twins", { params: { limit: 500 } })]);
   root.append(h("h1", {}, "Map"), h("p", { class: "muted" }, `${collections.length} gridded collection${collections.length === 1 ? "" : "s"} and the twins you can see. The background is drawn offline from Natural Earth.`));
-  const tools = await mapWithTools(root, { collections, twins: twins.items });
+  const initial = defaultCollection(collections, new URLSearchParams(window.location.search).get("collection"));
+  const tools = await mapWithTools(root, { collections, twins: twins.items, initial });
   return () => tools.destroy();
 }

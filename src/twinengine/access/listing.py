@@ -1,0 +1,82 @@
+"""The EDR collection listing (``/edr/collections``), fast on every call after the first: a collection's
+document is kept while its dataset handle is, and the sources are asked for their index once per listing.
+
+Sources hand out one handle per unchanged file (a changed file is reopened: a new handle), so a document keyed
+by its handle is dropped exactly when its data changes; no time-based expiry is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+import xarray as xr
+
+from twinengine.access import metadata
+from twinengine.access.service import DataAccess, collection_ids
+from twinengine.auth.principal import Principal
+from twinengine.errors import FormatUnavailable, UnreadableFile
+
+__all__ = ["Documents", "collection_document", "list_collections"]
+
+log = logging.getLogger(__name__)
+
+
+class Documents:
+    """Collection documents by (collection, dataset handle, base URL); the handle is held so its id is not
+    reused while its document is kept."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._docs: OrderedDict[tuple[str, int, str], tuple[xr.Dataset, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, access: DataAccess, collection_id: str, base: str) -> dict[str, Any]:
+        ds = access.source.open(collection_id)
+        key = (collection_id, id(ds), base)
+        with self._lock:
+            found = self._docs.get(key)
+            if found is not None and found[0] is ds:
+                self._docs.move_to_end(key)
+                return found[1]
+        info = access.source.info(collection_id)
+        doc = metadata.collection_document(collection_id, ds, base, title=info.title, description=info.description)
+        with self._lock:
+            self._docs[key] = (ds, doc)
+            while len(self._docs) > self.size:
+                self._docs.popitem(last=False)
+        return doc
+
+
+_CACHES: weakref.WeakKeyDictionary[DataAccess, Documents] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def _documents(access: DataAccess) -> Documents:
+    with _CACHES_LOCK:
+        found = _CACHES.get(access)
+        if found is None:
+            found = _CACHES[access] = Documents()
+        return found
+
+
+def collection_document(access: DataAccess, collection_id: str, base: str) -> dict[str, Any]:
+    """One collection's EDR document (a copy: callers may change theirs)."""
+    return dict(_documents(access).get(access, collection_id, base))
+
+
+def list_collections(access: DataAccess, *, principal: Principal, base: str) -> list[dict[str, Any]]:
+    """The documents of the collections ``principal`` may read; one whose file cannot be read is left out
+    (and logged), so one bad file does not hide the others."""
+    documents = _documents(access)
+    items = []
+    with access.source.snapshot():
+        for cid in collection_ids(access, principal=principal):
+            try:
+                items.append(documents.get(access, cid, base))
+            except (UnreadableFile, FormatUnavailable) as exc:
+                log.warning("EDR lists no collection %s: %s", cid, exc.message)
+    return items
