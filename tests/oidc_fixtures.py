@@ -26,6 +26,7 @@ PROVIDER_DIR = REPO / "tests" / "oidc_provider"
 AUDIENCE = "twinengine"
 PORTAL_CLIENT, PORTAL_SECRET = "twinengine-portal", "portal-secret-for-tests"
 CLI_CLIENT = "twinengine-cli"
+SERVICE_CLIENT, SERVICE_SECRET = "twinengine-service", "service-secret-for-tests"
 VO = "urn:mace:egi.eu:group:vo.example.org"
 PEOPLE: dict[str, dict[str, Any]] = {
     "alice": {"name": "Alice Example", "email": "alice@example.org", "groups": ["hydrology"],
@@ -43,6 +44,22 @@ class LoopbackProvider:
 
     issuer: str
     process: subprocess.Popen[bytes]
+    accounts_file: Path | None = None
+
+    def suspend(self, login: str) -> None:
+        """Mark ``login`` suspended, as a provider's admin would: their next tokens say ``account_disabled``."""
+        assert self.accounts_file is not None
+        people = json.loads(self.accounts_file.read_text())
+        people[login]["suspended"] = True
+        self.accounts_file.write_text(json.dumps(people))
+
+    def forget(self, login: str) -> None:
+        """Remove ``login`` from the provider's people, as its admin would: it signs nobody in as them again,
+        refuses their refresh tokens and answers ``active: false`` when asked about their tokens."""
+        assert self.accounts_file is not None
+        people = json.loads(self.accounts_file.read_text())
+        people.pop(login, None)
+        self.accounts_file.write_text(json.dumps(people))
 
     def settings(self, provider_id: str = "loop", **extra: Any) -> dict[str, Any]:
         """The engine's ``oidc_providers`` entry for this provider, with the rules the tests rely on:
@@ -108,11 +125,14 @@ def start_provider(folder: Path, *, people: dict[str, dict[str, Any]] | None = N
         {"client_id": CLI_CLIENT, "token_endpoint_auth_method": "none", "application_type": "native",
          "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
          "response_types": ["code"], "redirect_uris": ["http://127.0.0.1/callback", "http://localhost/callback"]},
+        {"client_id": SERVICE_CLIENT, "client_secret": SERVICE_SECRET, "grant_types": ["client_credentials"],
+         "response_types": [], "redirect_uris": []},
     ]
     config = folder / "provider.json"
+    accounts = folder / "people.json"
+    accounts.write_text(json.dumps(PEOPLE if people is None else people))
     config.write_text(json.dumps({"issuer": issuer, "port": port, "audience": AUDIENCE, "clients": clients,
-                                  "accounts": PEOPLE if people is None else people,
-                                  "access_token_ttl": access_token_ttl}))
+                                  "accounts_file": str(accounts), "access_token_ttl": access_token_ttl}))
     with (folder / "provider.log").open("wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen([str(node), str(PROVIDER_DIR / "server.mjs"), str(config)], stdout=log,
                                    stderr=subprocess.STDOUT)
@@ -122,7 +142,7 @@ def start_provider(folder: Path, *, people: dict[str, dict[str, Any]] | None = N
             raise RuntimeError(f"the OpenID provider exited: {(folder / 'provider.log').read_text()[-2000:]}")
         try:
             if httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=2).status_code == 200:
-                return LoopbackProvider(issuer=issuer, process=process)
+                return LoopbackProvider(issuer=issuer, process=process, accounts_file=accounts)
         except httpx.TransportError:
             time.sleep(0.1)
     stop_process(process)

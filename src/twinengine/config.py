@@ -109,6 +109,14 @@ class OidcProvider(BaseModel):
                                              "entitlements or group claim values; nothing else maps to a group.")
     role_rules: list[OidcRoleRule] = Field(default_factory=list, description="Roles granted by entitlements or "
                                            "group claim values; the highest that matches wins, else `role`.")
+    recheck_s: int | None = Field(default=60, ge=0, le=86400, description="How often (seconds) the engine asks "
+                                  "the provider whether a token in use still stands (token introspection, RFC 7662, "
+                                  "with `client_id` and `client_secret`); when not, the person loses access at once: "
+                                  "identity disabled, its tokens and sessions revoked, asserted groups dropped. "
+                                  "0: every use; null: never.")
+    disabled_claim: str | None = Field(default=None, description="Claim by which the provider says a person is "
+                                       "suspended (true, or \"true\"): their access ends as when introspection "
+                                       "says a token no longer stands.")
 
 
 

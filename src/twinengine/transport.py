@@ -7,6 +7,7 @@ It lives below ``twinengine.client``: the SDK's namespaces (``client.lake``, ``c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
@@ -29,14 +30,20 @@ def segment(value: str) -> str:
 class Transport:
     """Requests to the engine at ``url``, as the holder of ``token``."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0,
+    def __init__(self, url: str, token: str | Callable[[], str | None] | None = None, *, timeout: float = 30.0,
                  http: httpx.Client | None = None) -> None:
         self.url = url.rstrip("/")
-        self.auth: dict[str, str] = {"Authorization": f"Bearer {token}"} if token else {}
+        self._token = token
         self._owns_http = http is None
         # An existing client (e.g. a test client bound to an in-process app) may be shared by several SDK
         # clients with different tokens, so the token travels per request, not on the shared client.
         self.http = http if http is not None else httpx.Client(base_url=self.url, timeout=timeout)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization header; a token given as a callable is asked each time (a sign-in renews itself)."""
+        token = self._token() if callable(self._token) else self._token
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def close(self) -> None:
         """Close the HTTP connections (only when this transport opened them: a passed-in ``httpx.Client``

@@ -20,8 +20,8 @@ import httpx2 as httpx
 import pytest
 
 from oidc_fixtures import LoopbackProvider, oidc_provider
+from twinengine import credentials
 from twinengine.api import create_app
-from twinengine.cli import credentials
 from twinengine.config import Settings
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime

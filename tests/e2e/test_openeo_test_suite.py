@@ -1,8 +1,11 @@
 """The official openEO test suite (``openeo-test-suite`` from PyPI) against a real ``twin serve`` with a rain
-collection: process metadata and collections. (Its API compliance module and its HTTP runner of individual
-process tests authenticate only through an OIDC client-credentials flow, which the engine does not run; the
-defects they found have their own tests: tests/integration/test_workflows_openeo_api.py and
-tests/unit/test_workflows_spec_processes.py, which runs the same specification tests in-process.)
+collection, signed in through a real OpenID provider on loopback (``tests/oidc_fixtures.py``) with no patch: the
+suite's ``authenticate_oidc()`` takes the client-credentials grant from its documented environment variables
+(``OPENEO_AUTH_METHOD=client_credentials``, ``OPENEO_AUTH_CLIENT_ID``, ``OPENEO_AUTH_CLIENT_SECRET``,
+``OPENEO_AUTH_PROVIDER_ID``), finds the provider at the engine's ``/credentials/oidc`` and sends its token as
+``oidc/<provider>/<token>``. Modules: process metadata, the individual process tests through the suite's HTTP
+runner, collections, and the general API compliance module; the installed suite is laid out as its own
+checkout, as its README runs it.
 
 The suite pins ``openapi-core==0.18.2``, which conflicts with this project's schemathesis, so it runs from
 its own virtual environment (``TWIN_OPENEO_SUITE_PYTHON``, made by ``.ci/run``). Its wheel ships no test data:
@@ -13,6 +16,7 @@ Every failure must belong to a class docs/workflows.md explains; the counts are 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,19 +26,53 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, admin_token, free_port, serve_engine, unavailable
+from helpers import REPO, free_port, serve_engine, stop_process, unavailable
+from oidc_fixtures import SERVICE_CLIENT, SERVICE_SECRET, start_provider
 from workflow_data import write_collection
 
 DATA = REPO / "tests" / "data"
 SPEC = REPO / "src" / "twinengine" / "workflows" / "openeo" / "spec"
 SUITE_TIMEOUT = 900
+MODULES = ("openeo_test_suite.tests.processes", "openeo_test_suite.tests.collections",
+           "openeo_test_suite.tests.general")
 
 # Why a case of the suite cannot pass against any backend that speaks JSON, by a phrase of its failure.
 EXPLAINED = {
     "stac-schemas-need-network": ("schemas.stacspec.org",),
     # the engine's own load_collection, save_result and run_udf describe what they take (formats, UDF runtime)
     "engine-process-metadata": ("[load_collection]", "[save_result]", "[run_udf]"),
+    # JSON has neither NaN nor infinity: the suite's HTTP runner refuses to send them, and a result that is one
+    # comes back as null
+    "json-has-no-nan": ("HTTP JSON APIs don't support", "Got None instead of NaN",
+                        "Expected a numerical result but got None"),
+    # optional in openEO 1.2 and not offered: secondary web services, cost estimates
+    "optional-endpoint": ("test_GET_service_types", "test_GET_jobs_job_id_estimate"),
+    # the suite's own example graph calls `absolute` without its required `x`: refused (400), so the stored
+    # process its GET and DELETE then ask for does not exist (404)
+    "suite-payload-invalid": ("test_PUT_process_graphs_process_id", "test_GET_process_graphs_process_id",
+                              "test_DELETE_process_graphs_process_id"),
+    # the suite's job and result payloads load collection CGLS_SSM_1KM, which a backend may not have
+    "suite-payload-collection": ("test_POST_result", "test_GET_jobs_job_id_results"),
+    # the processes specification (2.0.0-rc.2) uses type lists the API description (1.2.0) does not allow
+    "spec-versions-differ": ("test_GET_processes",),
+    # the specification's `mask` test names a data cube its own assets do not hold
+    "spec-asset-missing": ("assets/xyb-minimal-float.json5",),
+    # the engine's own defects, found by the HTTP runner (docs/workflows.md lists them): arguments refused at
+    # validation that the specification allows (out-of-domain values of arcsin/arccos/ln/log, null in
+    # normalized_difference, callbacks of array_apply/array_filter/count), and two results that differ
+    "engine-process-defects": ("ProcessParameterInvalid: node 'node'", "ProcessParameterMissing: node 'node'",
+                               "ProcessParameterUnsupported: node 'node'", "test_process[array_append-example326",
+                               "test_process[create_data_cube-example378"),
 }
+
+
+def _checkout(python: str, root: Path) -> None:
+    """The installed suite laid out as its own git checkout (``src/openeo_test_suite`` beside ``assets``), as
+    its README runs it: its compliance module finds the API description and payload examples from there."""
+    where = subprocess.run([python, "-c", "import openeo_test_suite, os; print(os.path.dirname("
+                            "openeo_test_suite.__file__))"], capture_output=True, text=True, check=True)
+    shutil.copytree(where.stdout.strip(), root / "src" / "openeo_test_suite",
+                    ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def _assets(root: Path) -> None:
@@ -44,10 +82,15 @@ def _assets(root: Path) -> None:
         shutil.copy(spec, processes / spec.name)
     shutil.copytree(SPEC / "proposals", processes / "proposals")
     shutil.copytree(DATA / "openeo-processes" / "tests", processes / "tests")
+    # The specification's tests name their data cubes as assets/<file> (tests/assets/); the suite resolves
+    # such a name beside the process's own JSON file, so they are laid out there too.
+    for beside in (processes, processes / "proposals"):
+        shutil.copytree(processes / "tests" / "assets", beside / "assets")
     (root / "assets" / "openeo-api").mkdir()
     shutil.copy(DATA / "openeo-api" / "openapi.yaml", root / "assets" / "openeo-api" / "openapi.yaml")
     shutil.copytree(DATA / "openeo-test-suite" / "payload_examples",
-                    root / "src" / "openeo_test_suite" / "tests" / "general" / "payload_examples")
+                    root / "src" / "openeo_test_suite" / "tests" / "general" / "payload_examples",
+                    dirs_exist_ok=True)
 
 
 def _outcomes(junit: Path) -> tuple[Counter[str], list[tuple[str, str]]]:
@@ -69,26 +112,31 @@ def _outcomes(junit: Path) -> tuple[Counter[str], list[tuple[str, str]]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SUITE_TIMEOUT + 120)
 def test_official_openeo_test_suite(tmp_path: Path) -> None:
     python = os.environ.get("TWIN_OPENEO_SUITE_PYTHON", "")
     if not python or not Path(python).exists():
         unavailable("openeo-test-suite", "TWIN_OPENEO_SUITE_PYTHON does not name a Python with openeo-test-suite "
                                          "(.ci/run makes one)")
+    _checkout(python, tmp_path)
     _assets(tmp_path)
     data_dir = tmp_path / "data"
     write_collection(data_dir / "collections")
+    provider = start_provider(tmp_path / "provider", access_token_ttl=3600)  # the suite signs in once per module
     port = free_port()
-    with serve_engine(data_dir, port):
-        token = admin_token(data_dir)
-        env = {**os.environ, "OPENEO_AUTH_METHOD": "basic", "OPENEO_AUTH_BASIC_USERNAME": "admin",
-               "OPENEO_AUTH_BASIC_PASSWORD": token}
-        junit = tmp_path / "junit.xml"
-        done = subprocess.run(
-            [python, "-m", "pytest", "-p", "openeo_test_suite.lib.pytest_plugin", "--pyargs",
-             "openeo_test_suite.tests.processes", "openeo_test_suite.tests.collections",
-             "--openeo-backend-url", f"http://127.0.0.1:{port}", "-q", "-p", "no:cacheprovider",
-             f"--junitxml={junit}"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT, check=False)
+    try:
+        with serve_engine(data_dir, port, TWIN_OIDC_PROVIDERS=json.dumps([provider.settings("loop")])):
+            env = {**os.environ, "PYTHONPATH": str(tmp_path / "src"),
+                   "OPENEO_AUTH_METHOD": "client_credentials", "OPENEO_AUTH_PROVIDER_ID": "loop",
+                   "OPENEO_AUTH_CLIENT_ID": SERVICE_CLIENT, "OPENEO_AUTH_CLIENT_SECRET": SERVICE_SECRET}
+            junit = tmp_path / "junit.xml"
+            done = subprocess.run(
+                [python, "-m", "pytest", "-p", "openeo_test_suite.lib.pytest_plugin", "--pyargs",
+                 *MODULES, "--runner", "http", "--openeo-backend-url", f"http://127.0.0.1:{port}", "-q",
+                 "-p", "no:cacheprovider", f"--junitxml={junit}"],
+                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT, check=False)
+    finally:
+        stop_process(provider.process, timeout=10)
     assert junit.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     counts, failures = _outcomes(junit)
     classes: Counter[str] = Counter()

@@ -8,7 +8,9 @@ import http from 'node:http';
 import { Provider } from 'oidc-provider';
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
-const people = config.accounts;
+// The people are read from their file at each use: the tests remove someone as an admin would at a real provider.
+const peopleOf = () => (config.accounts_file ? JSON.parse(fs.readFileSync(config.accounts_file, 'utf8'))
+  : config.accounts);
 const RESOURCE = 'urn:twinengine:api';
 const SCOPES = 'openid profile email groups entitlements offline_access';
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -35,12 +37,20 @@ const provider = new Provider(config.issuer, {
     entitlements: ['eduperson_entitlement'],
   },
   conformIdTokenClaims: false,
-  findAccount: async (_ctx, sub) => (people[sub] ? { accountId: sub, claims: async () => ({ sub, ...people[sub] }) }
-    : undefined),
+  findAccount: async (_ctx, sub) => {
+    const people = peopleOf();
+    return people[sub] ? { accountId: sub, claims: async () => ({ sub, ...people[sub] }) } : undefined;
+  },
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   features: {
     devInteractions: { enabled: false },
     deviceFlow: { enabled: true },
+    clientCredentials: { enabled: true }, // services sign in with their own client and secret
+    // resource servers ask whether a token still stands; one of a person the provider no longer knows does not
+    introspection: {
+      enabled: true,
+      allowedPolicy: async (_ctx, _client, token) => !token.accountId || Boolean(peopleOf()[token.accountId]),
+    },
     revocation: { enabled: true },
     rpInitiatedLogout: { enabled: true },
     resourceIndicators: {
@@ -55,10 +65,10 @@ const provider = new Provider(config.issuer, {
   },
   // the engine reads who someone is and what they belong to from its access token
   extraTokenClaims: async (_ctx, token) => {
-    const person = people[token.accountId];
+    const person = peopleOf()[token.accountId];
     if (!person) return undefined;
-    const { name, email, groups, eduperson_entitlement: entitlements } = person;
-    return { name, email, groups, eduperson_entitlement: entitlements };
+    const { name, email, groups, eduperson_entitlement: entitlements, suspended } = person;
+    return { name, email, groups, eduperson_entitlement: entitlements, ...(suspended ? { account_disabled: true } : {}) };
   },
   // first-party clients: the person consents by signing in
   loadExistingGrant: async (ctx) => fullGrant(ctx.oidc.provider, ctx.oidc.client.clientId,
@@ -99,7 +109,7 @@ const server = http.createServer(async (req, res) => {
         <button type="submit">Sign in</button></form>`);
     }
     const login = (await body(req)).get('login') || '';
-    if (!people[login]) return page(res, 400, `<p class="error">No such person: ${escape(login)}</p>`);
+    if (!peopleOf()[login]) return page(res, 400, `<p class="error">No such person: ${escape(login)}</p>`);
     return await provider.interactionFinished(req, res, { login: { accountId: login } },
       { mergeWithLastSubmission: false });
   } catch (err) {

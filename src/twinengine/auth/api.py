@@ -38,7 +38,9 @@ router = api_router()
 
 @router.get("/me", tags=["auth"], name="me", summary="The caller's identity and role")
 def me(principal: PrincipalDep) -> Me:
-    return Me(name=principal.name, role=principal.role, issuer=principal.issuer, groups=sorted(principal.groups))
+    return Me(name=principal.name, role=principal.role, issuer=principal.issuer, groups=sorted(principal.groups),
+              scopes=sorted(principal.scopes) if principal.scopes is not None else None,
+              twins=sorted(principal.twins) if principal.twins is not None else None)
 
 
 @router.post("/tokens", tags=["tokens"], name="create", status_code=status.HTTP_201_CREATED,

@@ -3,7 +3,9 @@
 One ``OidcVerifier`` per provider in the settings; ``verify_bearer`` routes ``oidc/<provider>/<token>`` to it.
 The principal is the identity keyed by the token's issuer and subject (``auth.external``), with the role and
 groups the provider's rules map its claims to (``auth.claims``). The first use of a token counts as a sign-in:
-the identity is created or updated and the asserted groups recorded; a disabled identity is refused.
+the identity is created or updated and the asserted groups recorded; a disabled identity is refused. Whether
+the provider still vouches for a token in use is asked every ``recheck_s`` seconds (``auth.liveness``): when
+it does not, the person loses access.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from twinengine.auth.discovery import Discovery
 from twinengine.auth.external import find_identity, principal_for, record_sign_in
 from twinengine.auth.groups import groups_of
 from twinengine.auth.issuer import TokenVerifier
+from twinengine.auth.liveness import Liveness, block, refused, suspended
 from twinengine.auth.principal import Principal
 from twinengine.config import OidcProvider
 from twinengine.errors import TokenInvalid
@@ -48,6 +51,22 @@ class OidcVerifier(TokenVerifier):
         self.discovery = Discovery(provider.issuer, timeout=timeout)
         self._timeout = timeout
         self._jwks_client: jwt.PyJWKClient | None = None
+        self._liveness: Liveness | None = None
+
+    @property
+    def liveness(self) -> Liveness:
+        """The provider's answers whether tokens still stand (its introspection endpoint, from discovery)."""
+        if self._liveness is None:
+            p = self.provider
+            if p.recheck_s is None or p.client_secret is None:
+                self._liveness = Liveness(p, None)
+            else:
+                try:
+                    endpoint = self.discovery.get("introspection_endpoint")
+                except TokenInvalid:  # discovery unreachable now: not asked this time, looked up again next time
+                    return Liveness(p, None)
+                self._liveness = Liveness(p, endpoint, timeout=self._timeout)
+        return self._liveness
 
     @property
     def _jwks(self) -> jwt.PyJWKClient:
@@ -124,6 +143,10 @@ class OidcVerifier(TokenVerifier):
 
     def verify(self, token: str, *, session: Session) -> Principal:
         claims = self.decode(token)
+        if not self.liveness.active(token):
+            if self._db is not None:
+                block(self._db, person_from_claims(self.provider, claims))
+            raise refused(self.provider)
         return self.principal(claims, token_id=str(claims["jti"]) if "jti" in claims else None,
                               session=session, sign_in=self._first_use(token))
 
@@ -131,6 +154,10 @@ class OidcVerifier(TokenVerifier):
                   sign_in: bool = True) -> Principal:
         """The principal verified ``claims`` of this provider stand for; ``sign_in`` records the sign-in."""
         person = person_from_claims(self.provider, claims)
+        if suspended(self.provider, claims):
+            if self._db is not None:
+                block(self._db, person)
+            raise refused(self.provider)
         identity = find_identity(session, issuer=person.issuer, subject=person.subject)
         if identity is not None and identity.disabled:
             raise TokenInvalid(f"identity {identity.name!r} is disabled")

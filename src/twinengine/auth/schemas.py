@@ -22,6 +22,10 @@ class Me(BaseModel):
     issuer: str
     groups: list[str] = Field(default_factory=list, description="The groups the caller is in (an identity "
                               "provider's, by its rules, and an admin's).")
+    scopes: list[str] | None = Field(default=None, description="The scopes the token used carries (a scoped "
+                                     "token's); null: all its role allows.")
+    twins: list[str] | None = Field(default=None, description="The twins the token used is limited to; null: "
+                                    "any the caller may reach.")
 
 
 class TokenCreate(BaseModel):
@@ -52,6 +56,8 @@ class TokenRead(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     note: str | None
+    scopes: list[str] | None = Field(default=None, description="A scoped token's scopes; null: all of its role.")
+    twins: list[str] | None = Field(default=None, description="The twins a scoped token is for; null: any.")
 
 
 class AuditEventRead(BaseModel):

@@ -52,8 +52,8 @@ class Output:
     as_json: bool = False
 
     def client(self) -> Client:
-        from twinengine.cli.credentials import bearer
         from twinengine.client import Client
+        from twinengine.credentials import bearer
 
         # no --token / TWIN_TOKEN: the sign-in `twin login` kept for this engine, if any
         return Client(self.url, self.token if self.token is not None else bearer(self.url))

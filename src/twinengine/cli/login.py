@@ -1,5 +1,5 @@
 """``twin login``, ``twin whoami``, ``twin logout``: sign in to an engine through an OpenID provider it trusts,
-keep the tokens for that engine URL (``cli.credentials``), and let every other command use them."""
+keep the tokens for that engine URL (``twinengine.credentials``), and let every other command use them."""
 
 from __future__ import annotations
 
@@ -32,13 +32,10 @@ def login(ctx: typer.Context,
           browser: bool = typer.Option(False, "--browser", help="Sign in in this machine's browser (loopback "
                                        "redirect) even where the provider offers the device flow.")) -> None:
     """Sign in through your institution: open the URL shown, enter the code, and come back (device flow)."""
-    from twinengine.auth.discovery import Discovery
-    from twinengine.cli import credentials
+    from twinengine import credentials
     from twinengine.client import Client
 
     engine = _url(ctx, url)
-    listed = credentials.provider_of(engine, provider)
-    discovery = Discovery(str(listed["issuer"])).document()
 
     def show(verification_uri: str, user_code: str, complete: str | None) -> None:
         console.print(f"To sign in, open {verification_uri} and enter the code [bold]{user_code}[/bold]",
@@ -46,15 +43,12 @@ def login(ctx: typer.Context,
         if complete:
             console.print(f"(or open {complete})", highlight=False, soft_wrap=True)
 
-    if discovery.get("device_authorization_endpoint") and not browser:
-        with console.status("Waiting for the sign-in to be approved…"):
-            saved = credentials.device_sign_in(engine, listed, discovery, show)
-    else:
-        def open_url(address: str) -> None:
-            console.print(f"Opening {address} in your browser…", highlight=False, soft_wrap=True)
-            webbrowser.open(address)
+    def open_url(address: str) -> None:
+        console.print(f"Opening {address} in your browser…", highlight=False, soft_wrap=True)
+        webbrowser.open(address)
 
-        saved = credentials.browser_sign_in(engine, listed, discovery, open_url)
+    with console.status("Waiting for the sign-in to be approved…"):
+        saved = credentials.sign_in(engine, provider, show=show, open_url=open_url, browser=browser)
     with Client(engine, saved.bearer()) as client:
         me = client.me()  # the engine accepts it, and records the sign-in, before anything is kept
     credentials.save(saved)
@@ -70,7 +64,7 @@ def login(ctx: typer.Context,
 def whoami(ctx: typer.Context,
            url: str | None = typer.Option(None, "--url", help="Engine (default: the global --url).")) -> None:
     """Who the engine takes you for: identity, provider, groups, role, and when the sign-in expires."""
-    from twinengine.cli import credentials
+    from twinengine import credentials
     from twinengine.client import Client
 
     out: Output = ctx.obj
@@ -90,11 +84,15 @@ def whoami(ctx: typer.Context,
                              "provider": saved.provider if saved else None,
                              "expires_at": _expiry(saved.expires_at) if saved else None,
                              "scopes": saved.scope.split() if saved and saved.scope else [],
+                             # what the engine lets this token do: a scoped token's limits (null: its whole role)
+                             "token_scopes": me.scopes, "token_twins": me.twins,
                              "refreshable": bool(saved and saved.refresh_token)}
     if out.as_json:
         out.emit(facts)
         return
     for key, value in facts.items():
+        if key in ("token_scopes", "token_twins") and value is None:
+            value = "all of the role" if key == "token_scopes" else "any"
         shown = ", ".join(value) if isinstance(value, list) else value
         console.print(f"{key:>12}: {'' if shown is None else shown}", highlight=False, soft_wrap=True)
     if saved and saved.expires_at < time.time():
@@ -104,7 +102,7 @@ def whoami(ctx: typer.Context,
 def logout(ctx: typer.Context,
            url: str | None = typer.Option(None, "--url", help="Engine (default: the global --url).")) -> None:
     """Forget the sign-in to this engine, and revoke its refresh token at the provider where it can."""
-    from twinengine.cli import credentials
+    from twinengine import credentials
 
     engine = _url(ctx, url)
     if credentials.forget(engine) is None:

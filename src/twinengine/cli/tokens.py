@@ -120,8 +120,10 @@ def list_(ctx: typer.Context, identity: str | None = typer.Option(None, "--ident
             return
         rows = client.list_tokens(identity)
     out.emit(rows, lambda: console.print(table(
-        "tokens", ["id", "identity", "role", "issued (UTC)", "expires (UTC)", "revoked (UTC)", "note"],
-        [(t.jti, t.identity, t.role.value, t.issued_at, t.expires_at, t.revoked_at, t.note) for t in rows])))
+        "tokens", ["id", "identity", "role", "scopes", "twins", "issued (UTC)", "expires (UTC)", "revoked (UTC)",
+                   "note"],
+        [(t.jti, t.identity, t.role.value, ", ".join(t.scopes) if t.scopes is not None else "all of the role",
+          ", ".join(t.twins) if t.twins else None, t.issued_at, t.expires_at, t.revoked_at, t.note) for t in rows])))
 
 
 @app.command("revoke")

@@ -1,5 +1,7 @@
-"""What ``twin login`` keeps: per engine URL, the tokens an OpenID provider issued, in
-``$XDG_CONFIG_HOME/twinengine/credentials.json`` (mode 0600), and how they are got and renewed.
+"""What ``twin login`` and ``Client.login()`` keep: per engine URL, the tokens an OpenID provider issued, in
+``$XDG_CONFIG_HOME/twinengine/credentials.json`` (mode 0600), and how they are got and renewed; and the
+client-credentials grant a service signs in with (``ServiceGrant``, kept in memory only: its secret is the
+caller's).
 
 Sign-in uses the device authorization grant (RFC 8628) with PKCE when the provider offers it, else the code flow
 with a loopback redirect (RFC 8252) in the user's browser. The provider and its public client are the ones the
@@ -22,8 +24,8 @@ import httpx2 as httpx
 
 from twinengine.errors import InvalidInput, TokenInvalid
 
-__all__ = ["DEVICE_GRANT", "Saved", "bearer", "browser_sign_in", "credentials_path", "device_sign_in", "forget", "load",
-           "provider_of", "refresh", "save"]
+__all__ = ["DEVICE_GRANT", "Saved", "ServiceGrant", "bearer", "browser_sign_in", "credentials_path",
+           "device_sign_in", "forget", "load", "provider_of", "refresh", "save", "sign_in"]
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _EARLY_S = 30  # renew this long before the access token expires
@@ -128,6 +130,10 @@ def refresh(saved: Saved) -> Saved:
     try:
         token = _session(saved.client_id).refresh_token(saved.token_endpoint, refresh_token=saved.refresh_token)
     except AuthlibBaseError as exc:
+        if exc.error == "invalid_grant":  # revoked, or the provider no longer knows the person: a dead sign-in
+            data = _read()
+            data.pop(_key(saved.url), None)
+            _write(data)
         raise TokenInvalid(f"the provider refused to renew the sign-in ({exc.description or exc.error}); run "
                            "`twin login` again") from exc
     save(_tokens_into(saved, dict(token)))
@@ -144,14 +150,15 @@ def bearer(url: str) -> str | None:
     return saved.bearer()
 
 
-def provider_of(url: str, provider: str | None) -> dict[str, Any]:
-    """The provider the engine lists under that id (or its only one), with its public client."""
+def provider_of(url: str, provider: str | None, *, public_client: bool = True) -> dict[str, Any]:
+    """The provider the engine lists under that id (or its only one), with its public client (any provider
+    with ``public_client=False``: a service brings its own client)."""
     try:
         answer = httpx.get(f"{_key(url)}/openeo/1.2/credentials/oidc", timeout=30)
     except httpx.HTTPError as exc:
         raise InvalidInput(f"--url: the engine at {url} cannot be reached ({exc})") from exc
     listed = answer.json().get("providers", []) if answer.status_code == 200 else []
-    usable = [p for p in listed if p.get("default_clients")]
+    usable = [p for p in listed if p.get("default_clients") or not public_client]
     if not usable:
         raise InvalidInput(f"--url: the engine at {url} lists no OpenID provider to sign in with")
     if provider is None:
@@ -263,3 +270,63 @@ def browser_sign_in(url: str, listed: dict[str, Any], discovery: dict[str, Any],
                   token_endpoint=str(discovery["token_endpoint"]), access_token="", refresh_token=None, expires_at=0.0,
                   revocation_endpoint=discovery.get("revocation_endpoint"))
     return _tokens_into(saved, dict(token))
+
+
+def sign_in(url: str, provider: str | None, *, show: Callable[[str, str, str | None], None],
+            open_url: Callable[[str], Any] | None = None, browser: bool = False) -> Saved:
+    """Sign in to the engine at ``url`` through ``provider`` (or its only one): the device flow, ``show``
+    (URL, code, URL with the code) telling the person what to approve, or with ``browser`` (or a provider
+    without the device grant) the loopback code flow through ``open_url``. Not saved yet: the caller checks
+    the engine accepts the tokens first."""
+    from twinengine.auth.discovery import Discovery
+
+    engine = _key(url)
+    listed = provider_of(engine, provider)
+    discovery = Discovery(str(listed["issuer"])).document()
+    if discovery.get("device_authorization_endpoint") and not browser:
+        return device_sign_in(engine, listed, discovery, show)
+    if open_url is None:
+        import webbrowser
+
+        open_url = webbrowser.open
+    return browser_sign_in(engine, listed, discovery, open_url)
+
+
+class ServiceGrant:
+    """A service's sign-in with the OAuth client-credentials grant (RFC 6749 §4.4) at one of the engine's
+    providers: a new access token is fetched when the last one is due. Nothing is written to disk."""
+
+    def __init__(self, url: str, client_id: str, client_secret: str, *, provider: str | None = None,
+                 scopes: list[str] | None = None) -> None:
+        from twinengine.auth.discovery import Discovery
+
+        self.url = _key(url)
+        listed = provider_of(self.url, provider, public_client=False)
+        self.provider = str(listed["id"])
+        self.token_endpoint = Discovery(str(listed["issuer"])).require("token_endpoint")
+        self.client_id, self._secret = client_id, client_secret
+        self.scope = " ".join(scopes) if scopes is not None else None
+        self._token: str | None = None
+        self._expires_at = 0.0
+
+    def fetch(self) -> str:
+        """A new access token from the provider; refused (a wrong secret, an unknown client): TokenInvalid."""
+        from authlib.common.errors import AuthlibBaseError
+        from authlib.integrations.requests_client import OAuth2Session
+
+        session = OAuth2Session(self.client_id, self._secret, scope=self.scope)
+        try:
+            token = dict(session.fetch_token(self.token_endpoint, grant_type="client_credentials"))
+        except AuthlibBaseError as exc:
+            raise TokenInvalid(f"the provider refused the client credentials of {self.client_id!r}: "
+                               f"{exc.description or exc.error}") from exc
+        self._token = str(token["access_token"])
+        self._expires_at = float(token.get("expires_at") or time.time() + float(token.get("expires_in", 300)))
+        return self._token
+
+    def bearer(self) -> str:
+        """The bearer token for the engine, fetched anew when the last is due."""
+        token = self._token
+        if token is None or self._expires_at - _EARLY_S <= time.time():
+            token = self.fetch()
+        return f"oidc/{self.provider}/{token}"

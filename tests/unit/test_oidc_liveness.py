@@ -1,0 +1,76 @@
+"""``auth.liveness``: the provider is asked (token introspection) on a token's first use and then at most every
+``recheck_s`` seconds; ``active: false`` is kept for good; a provider that cannot answer is not taken as a no."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from twinengine.auth import liveness
+from twinengine.auth.liveness import Liveness, suspended
+from twinengine.config import OidcProvider
+
+ENDPOINT = "https://idp.example.org/introspect"
+
+
+def _provider(**extra: Any) -> OidcProvider:
+    return OidcProvider(id="idp", issuer="https://idp.example.org", client_id="engine", client_secret="s", **extra)
+
+
+class Provider:
+    """The provider's introspection endpoint: answers per token, and the questions it was asked."""
+
+    def __init__(self, answers: dict[str, httpx.Response]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def post(self, url: str, *, data: dict[str, str], auth: tuple[str, str], timeout: float) -> httpx.Response:
+        assert url == ENDPOINT and auth == ("engine", "s") and data["token_type_hint"] == "access_token"
+        self.asked.append(data["token"])
+        answer = self.answers[data["token"]]
+        answer.request = httpx.Request("POST", url)
+        return answer
+
+
+@pytest.fixture
+def idp(monkeypatch: pytest.MonkeyPatch) -> Provider:
+    fake = Provider({"live": httpx.Response(200, json={"active": True, "sub": "a"}),
+                     "dead": httpx.Response(200, json={"active": False}),
+                     "jwt": httpx.Response(400, json={"error": "unsupported_token_type"}),
+                     "down": httpx.Response(503, text="maintenance")})
+    monkeypatch.setattr(liveness.httpx, "post", fake.post)
+    return fake
+
+
+def test_answers_are_kept_for_recheck_s_and_a_refusal_for_good(idp: Provider) -> None:
+    kept = Liveness(_provider(recheck_s=3600), ENDPOINT)
+    assert kept.active("live") and kept.active("live")
+    assert not kept.active("dead") and not kept.active("dead")
+    assert idp.asked == ["live", "dead"]
+    every = Liveness(_provider(recheck_s=0), ENDPOINT)
+    assert every.active("live") and every.active("live")
+    assert idp.asked[2:] == ["live", "live"]
+
+
+def test_a_provider_that_cannot_answer_is_not_a_refusal(idp: Provider) -> None:
+    check = Liveness(_provider(recheck_s=0), ENDPOINT)
+    assert check.active("down") and check.active("down")
+    assert idp.asked == ["down", "down"]  # unreachable now: asked again next time
+    assert check.active("jwt") and check.enabled is False  # cannot introspect its tokens: not asked again
+    assert check.active("dead") and idp.asked == ["down", "down", "jwt"]
+
+
+def test_nothing_is_asked_without_a_confidential_client_or_when_switched_off(idp: Provider) -> None:
+    public = OidcProvider(id="idp", issuer="https://idp.example.org", client_id="cli")
+    assert Liveness(public, ENDPOINT).active("dead")
+    assert Liveness(_provider(recheck_s=None), ENDPOINT).active("dead")
+    assert idp.asked == []
+
+
+def test_the_suspended_flag_in_claims() -> None:
+    flagged = _provider(disabled_claim="account_disabled")
+    assert suspended(flagged, {"account_disabled": True}) and suspended(flagged, {"account_disabled": "TRUE"})
+    assert not suspended(flagged, {"account_disabled": False}) and not suspended(flagged, {})
+    assert not suspended(_provider(), {"account_disabled": True})
