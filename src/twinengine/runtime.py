@@ -235,7 +235,8 @@ class Runtime:
         from twinengine.compute.site_executors import SiteExecutors
         from twinengine.workflows.executors import make_executor
 
-        workflows.services["sites"] = SiteExecutors(db, workflows.executor, make_executor)  # runs placed on sites
+        workflows.services["sites"] = SiteExecutors(db, workflows.executor, make_executor,  # runs placed on sites
+                                                    keyring=lake.keyring)
         workflows.services["read_stream"] = runtime.read_stream
         workflows.services["stream_end"] = lambda twin_id, stream: runtime.streams.end(stream_key(twin_id, stream))
         return runtime

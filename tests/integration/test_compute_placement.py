@@ -76,9 +76,8 @@ def test_a_run_goes_where_its_data_is(engine: Engine, tmp_path: Path, cluster: s
 
 
 def test_an_ensemble_is_placed_with_its_members(engine: Engine, cluster: str) -> None:
-    """Placement applies to ensembles (their members run where the ensemble was placed). River-reach's
-    members fail on any Dask cluster today, the engine's own included (an AssertionError in forecast_level,
-    seen with TWIN_DASK_ADDRESS too), so the ensemble here excludes the Dask site."""
+    """Placement applies to ensembles (their members run where the ensemble was placed): excluded, the
+    Dask site takes nothing; pinned, it computes every member."""
     from helpers import RIVER_REACH
     from workflow_data import rain_cube, write_collection
 
@@ -87,11 +86,12 @@ def test_an_ensemble_is_placed_with_its_members(engine: Engine, cluster: str) ->
     ds["rain"].values[:] = 0.0
     ds["rain"].values[6:12] = 12.0
     write_collection(engine.runtime.data_dir / "collections", "rain-forecast", ds)
-    uma = engine.as_role("uma", "user")
+    token = engine.token("uma", "user")
+    uma = engine.sdk(token)
     uma.create_twin("river-reach", "reach", {"station": "RR-01"})
     provider = engine.as_role("pat", "provider")
     provider.compute.add_site("cluster", "dask", address=cluster, cores=2, memory_bytes=2**31)
-    headers = {"Authorization": uma._auth["Authorization"]}
+    headers = engine.headers(token)
     body = {"workflow": "forecast", "members": 3, "seed": 1, "mode": "sync"}
     provider.compute.drain_site("cluster")
     refused = engine.http.post("/api/v1/twins/reach/ensembles", json={**body, "options": {"site": "cluster"}},
@@ -110,3 +110,9 @@ def test_an_ensemble_is_placed_with_its_members(engine: Engine, cluster: str) ->
     assert members <= set(sites) and {sites[m] for m in members} == {"local"}
     logs = " ".join(entry.message for entry in uma.workflows.logs(ensemble["id"]))
     assert "(site local)" in logs
+
+    pinned = engine.http.post("/api/v1/twins/reach/ensembles", json={**body, "options": {"site": "cluster"}},
+                              headers=headers).json()
+    assert pinned["status"] == "finished", pinned.get("error")
+    sites = {r.run_id: r.site for r in uma.compute.usage_records().items}
+    assert {sites[m["run_id"]] for m in pinned["members"]} == {"cluster"}

@@ -98,3 +98,22 @@ def test_executor_choice(engine: Engine) -> None:
     assert isinstance(make_executor("local", address="tcp://127.0.0.1:1"), DistributedExecutor)
     with pytest.raises(ValueError, match=r"installed: .*local"):
         make_executor("kubernetes")
+
+
+def test_a_cluster_takes_values_that_are_not_dask_collections(cluster: str) -> None:
+    """An app process's arguments may be eager cubes (an ensemble member's perturbed rain is numpy-backed):
+    a cluster returns them as they are, as Dask's own ``compute`` does, beside the lazy ones it computes.
+    ``Client.persist`` alone failed with a bare AssertionError on them."""
+    import dask.array as da
+
+    eager = xr.DataArray(np.arange(4.0), dims="t")
+    lazy = xr.DataArray(da.arange(4.0, chunks=2), dims="t") * 2
+    executor = DistributedExecutor(cluster)
+    try:
+        first, second, number = executor.compute(eager, lazy, 3)
+        assert first is eager and number == 3
+        assert second.values.tolist() == [0.0, 2.0, 4.0, 6.0] and second.chunks is None
+        (only,) = executor.compute(eager)
+        assert only is eager
+    finally:
+        executor.close()

@@ -5,6 +5,7 @@ computing on this thread. Each task occupies one worker thread while it computes
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,6 +15,9 @@ from twinengine.compute.metering import charge, current_meter
 __all__ = ["SOURCE", "graph_keys", "task_stream_core_seconds", "task_stream_usage"]
 
 SOURCE = "dask-task-stream"
+RPC_TIMEOUT = 10.0  # seconds a request to the scheduler about the task stream may take
+
+log = logging.getLogger("twinengine.compute")
 
 
 def graph_keys(values: tuple[Any, ...]) -> set[str]:
@@ -51,6 +55,15 @@ def task_stream_usage(client: Any, values: tuple[Any, ...]) -> Iterator[None]:
         keys: set[str] | None = graph_keys(values)
     except Exception:  # an older Dask without expressions: every task of the window counts
         keys = None
-    with get_task_stream(client=client) as stream:
-        yield
+    # Dask's context manager asks the scheduler on entry and exit with no time limit: a scheduler that
+    # stopped answering would hold the run for good, so both requests are bounded, and none is sent after
+    # a failed computation (its record is not charged: the work is lost with the site).
+    stream = get_task_stream(client=client)
+    client.sync(stream.__aenter__, callback_timeout=RPC_TIMEOUT)
+    yield
+    try:
+        client.sync(stream.__aexit__, None, None, None, callback_timeout=RPC_TIMEOUT)
+    except Exception as exc:  # the result is in; only its record is missing
+        log.warning("the scheduler's task stream could not be read (%s); nothing charged from it", exc)
+        return
     charge(task_stream_core_seconds(list(stream.data), keys), SOURCE)

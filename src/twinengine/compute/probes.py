@@ -34,10 +34,10 @@ def _dask(address: str | None, options: dict[str, Any], credential: dict[str, st
             await comm.write({"op": "identity", "reply": True})
             await asyncio.wait_for(comm.read(), TIMEOUT)
         finally:
-            await comm.close()
+            comm.abort()  # a polite close waits on a peer that stopped answering
 
-    try:
-        asyncio.run(identity())
+    try:  # bounded as a whole: a stopped scheduler's kernel still accepts connections, nothing else answers
+        asyncio.run(asyncio.wait_for(identity(), TIMEOUT * 1.5))
     except Exception as exc:  # any failure is the site not answering
         return f"the scheduler at {address} does not answer: {type(exc).__name__}: {exc}"[:500]
     return None

@@ -12,10 +12,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from twinengine.compute.faults import SiteWatch
 from twinengine.compute.metering import current_meter
 from twinengine.compute.models import ComputeSite
 from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import ValidationFailed
+from twinengine.lake.keyring import Keyring
 
 __all__ = ["SiteExecutors", "executor_for"]
 
@@ -28,10 +30,20 @@ Factory = Callable[..., Any]
 class SiteExecutors:
     """Executors per site, keyed by the site's kind and address (a changed site gets a new one)."""
 
-    def __init__(self, db: Any, default: Any, factory: Factory) -> None:
+    def __init__(self, db: Any, default: Any, factory: Factory, *, keyring: Keyring | None = None) -> None:
         self.db, self.default, self.factory = db, default, factory
         self._made: dict[tuple[str, str, str | None], Any] = {}
         self._lock = threading.Lock()
+        self.watch = SiteWatch(db, keyring)  # notices sites lost under the work placed on them
+
+    def forget(self, site: str) -> None:
+        """Drop the executor of a site found down (closed aside: a client of a lost scheduler may take a
+        while), so the site gets a fresh one once it answers again."""
+        with self._lock:
+            gone = [self._made.pop(k) for k in [k for k in self._made if k[0] == site]]
+        for executor in gone:
+            if executor is not self.default:
+                threading.Thread(target=executor.close, name=f"close-{site}", daemon=True).start()
 
     def get(self, site: str | None) -> Any:
         if not site or site == DEFAULT_SITE:

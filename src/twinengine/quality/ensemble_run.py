@@ -80,7 +80,7 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
         run = session.get(WorkflowRun, run_id)
         if run is None:
             return "missing"
-        process, options, owner, twin_id = run.process, dict(run.options), run.owner, run.twin_id
+        process, options, owner, twin_id, app = run.process, dict(run.options), run.owner, run.twin_id, run.app
         app_version = run.app.partition("@")[2] if run.app else None
         registry = user_registry(session, engine.registry, owner)
         groups = groups_of(session, owner)
@@ -99,6 +99,7 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
     graph = parse_graph(process)
     group = MemberSet(engine=engine, ensemble_id=run_id, graph=graph, registry=registry, principal=principal,
                       options=options, app_version=app_version, members=members)
+    group.faults.process, group.faults.app, group.faults.note = process, app, progress.log  # a lost site's story
     engine.executing.add(run_id)
     status, error, value = RunStatus.FINISHED, None, None
     try:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
-__all__ = ["DistributedExecutor", "Executor", "LocalExecutor", "SlurmExecutor", "available_executors",
-           "make_executor", "slurm_cluster", "slurm_options"]
+__all__ = ["ClusterLost", "DistributedExecutor", "Executor", "LocalExecutor", "SlurmExecutor",
+           "available_executors", "make_executor", "slurm_cluster", "slurm_options"]
 
 log = logging.getLogger("twinengine.workflows")
 
@@ -87,6 +87,20 @@ class LocalExecutor(Executor):
         return {"name": self.name, "workers": self.workers}
 
 
+_ANSWERING = ("running", "newly-created")
+
+
+def _cancel(client: Any, futures: list[Any]) -> None:
+    try:
+        client.cancel(futures)
+    except Exception as exc:  # the cluster is gone: nothing left to cancel
+        log.debug("cancelling on a lost cluster: %s", exc)
+
+
+class ClusterLost(ConnectionError):
+    """Raised when a Dask cluster's scheduler stopped answering before or while a computation ran."""
+
+
 class DistributedExecutor(Executor):
     """A Dask distributed cluster (``dask scheduler`` + workers); the client connects on first use."""
 
@@ -109,13 +123,29 @@ class DistributedExecutor(Executor):
             return self._client
 
     def compute(self, *values: Any, progress: Progress | None = None) -> tuple[Any, ...]:
-        """Persist on the cluster (futures), report progress while they finish, then gather."""
+        """Persist on the cluster (futures), report progress while they finish, then gather. Values that
+        are not Dask collections (an eager cube, a number) come back as they are, as ``dask.compute``
+        returns them: ``Client.persist`` accepts collections only."""
+        from dask.base import is_dask_collection
+
+        lazy = [i for i, value in enumerate(values) if is_dask_collection(value)]
+        if len(lazy) < len(values):
+            computed = self._compute_lazy(*[values[i] for i in lazy], progress=progress) if lazy else ()
+            merged = list(values)
+            for i, value in zip(lazy, computed, strict=True):
+                merged[i] = value
+            return tuple(merged)
+        return self._compute_lazy(*values, progress=progress)
+
+    def _compute_lazy(self, *values: Any, progress: Progress | None = None) -> tuple[Any, ...]:
         import distributed
 
         futures_of: Any = distributed.futures_of
         from twinengine.compute.dask_usage import task_stream_usage
 
         client = self.client
+        if client.status not in _ANSWERING:
+            raise ClusterLost(f"lost the Dask cluster at {self.address}: its client is {client.status}")
         # The client is named explicitly, not made current: ``as_current`` sets dask's scheduler in the
         # process-wide config, so a computation on the engine's other threads at that moment (a local run,
         # a save) would be sent to this cluster, or fail for want of a client, and two runs entering and
@@ -136,8 +166,14 @@ class DistributedExecutor(Executor):
                     if progress is not None:
                         progress(total - len(pending), total)
             except BaseException:
-                client.cancel(futures)
+                # aside: a scheduler that stopped answering would keep the cancel (and the run) waiting
+                threading.Thread(target=_cancel, args=(client, futures), name="cancel-futures", daemon=True).start()
                 raise
+            # a lost scheduler cancels every future of its clients; gathering them would wait for a
+            # reconnection (20 s) only to fail the same way
+            if client.status not in _ANSWERING or any(f.status in ("cancelled", "lost") for f in futures):
+                raise ClusterLost(f"lost the Dask cluster at {self.address} while computing (client "
+                                  f"{client.status})")
             return tuple(_compute(*persisted, scheduler=client.get))
 
     def close(self) -> None:

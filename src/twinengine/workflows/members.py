@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from twinengine.workflows.context import RunContext, running
 from twinengine.workflows.evaluate import Canceled, Evaluator
 from twinengine.workflows.forecast_processes import forecast_body
 from twinengine.workflows.graph import Graph
+from twinengine.workflows.member_faults import MemberFaults
 from twinengine.workflows.models import WorkflowRun
 from twinengine.workflows.processes import fingerprint
 from twinengine.workflows.registry import ProcessRegistry
@@ -132,12 +134,16 @@ class MemberSet:
     members: list[Member]
     shared: dict[str, Any] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)  # datasets the shared nodes read
+    faults: MemberFaults = field(init=False)
 
-    def _context(self, run_id: str, twin: str | None) -> RunContext:
+    def __post_init__(self) -> None:
+        self.faults = MemberFaults(self.engine, self.ensemble_id, self.principal, self.options)
+
+    def _context(self, run_id: str, twin: str | None, site: str) -> RunContext:
         e = self.engine
         return RunContext(run_id=run_id, principal=self.principal, collections=e.collections, results=e.results,
-                          executor=executor_for(e, self.options), db=e.db, twin=twin, udf_timeout=e.udf_timeout,
-                          udf_memory_bytes=e.udf_memory_bytes, services=e.services)
+                          executor=executor_for(e, {**self.options, "site": site}), db=e.db, twin=twin,
+                          udf_timeout=e.udf_timeout, udf_memory_bytes=e.udf_memory_bytes, services=e.services)
 
     def varying(self) -> set[str]:
         first = self.members[0].parameters
@@ -189,12 +195,34 @@ class MemberSet:
         return [outcomes[m.run_id] for m in self.members]
 
     def _one(self, member: Member) -> MemberOutcome:
+        """A member on the ensemble's site; rerun on another site when that one is lost under it (its
+        failed attempt is dropped: only the last attempt's end, assets and usage are written)."""
+        site, first = self.faults.site, True
+        carried: list[Any] = []  # the logs of attempts on a lost site: they tell the member's story
+        while True:
+            since = time.monotonic()
+            outcome, ctx, hooks = self._attempt(member, site, first)
+            moved = self.faults.moved(member.run_id, site, since, hooks.log) \
+                if outcome.status == RunStatus.ERROR else None
+            if moved is None:
+                break
+            site, first = moved, False
+            carried.extend(hooks.logs)
+            hooks.meter.stop()
+            if ctx.assets:
+                self.engine.results.delete(member.run_id)
+        hooks.logs[:0] = carried
+        _store_end(self.engine, member.run_id, outcome.status, outcome.error, outcome.value, ctx, self.graph,
+                   self.app_version, self.registry, hooks)
+        return outcome
+
+    def _attempt(self, member: Member, site: str, first: bool) -> tuple[MemberOutcome, RunContext, _MemberHooks]:
         meter = start_meter()  # the member's own usage record (compute.usage), its site noted by _context
-        ctx = self._context(member.run_id, member.twin_id)
+        ctx = self._context(member.run_id, member.twin_id, site)
         ctx.inputs.extend(self.inputs)
         hooks = _MemberHooks(self.engine, member.run_id, self.graph, ctx, meter=meter)
         hooks.ensemble_id = self.ensemble_id
-        ctx.log, ctx.compute_progress = hooks.log, hooks.compute_progress
+        ctx.log, ctx.compute_progress = hooks.log, self.faults.watching(site, hooks.compute_progress)
         evaluator = Evaluator(self.registry, member.parameters, hooks=hooks, retry=_retry_policy(self.options),
                               app_version=self.app_version, fingerprint=fingerprint)
         evaluator.keys = dict.fromkeys(self.graph.nodes)
@@ -204,6 +232,8 @@ class MemberSet:
         evaluator.results.update(dict.fromkeys(held))
         outcome = MemberOutcome(run_id=member.run_id, status=RunStatus.FINISHED)
         hooks.log("info", f"member of ensemble {self.ensemble_id}; shared nodes: {', '.join(sorted(self.shared))}")
+        if first and site != self.faults.first:
+            self.faults.starting(member.run_id, site, hooks.log)
         try:
             with running(ctx):
                 result = evaluator.run(self.graph)
@@ -231,9 +261,7 @@ class MemberSet:
         for node_id in self.graph.nodes:
             if node_id in held or (outcome.status == RunStatus.FINISHED and node_id in evaluator.skipped):
                 hooks.pending.setdefault(node_id, {}).update(status="skipped")
-        _store_end(self.engine, member.run_id, outcome.status, outcome.error, outcome.value, ctx, self.graph,
-                   self.app_version, self.registry, hooks)
-        return outcome
+        return outcome, ctx, hooks
 
 
 def _canon(value: Any) -> str:

@@ -20,6 +20,7 @@ const ROUTES = [
   [/^\/ui\/lake$/, "lake"],
   [/^\/ui\/admin$/, "admin"],
   [/^\/ui\/subscriptions$/, "subscriptions"],
+  [/^\/ui\/compute$/, "compute"],
 ];
 
 const state = { user: null, cleanup: null };
@@ -40,6 +41,7 @@ export function navigate(path, { replace: swap = false } = {}) {
 function nav() {
   const user = state.user;
   const links = user ? [["/ui/", "Twins"], ["/ui/catalog", "Catalogue"], ["/ui/map", "Map"], ["/ui/lake", "Data lake"], ["/ui/subscriptions", "Subscriptions"]] : [];
+  if (user && (user.role === "admin" || user.role === "provider")) links.push(["/ui/compute", "Compute"]);
   if (user && user.role === "admin") links.push(["/ui/admin", "Admin"]);
   const here = location.pathname;
   replace(document.getElementById("nav"), links.map(([href, text]) => h("a", {

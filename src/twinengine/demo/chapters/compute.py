@@ -1,0 +1,75 @@
+"""The compute chapter: a second site (a small Dask cluster started here), the forecast ensemble (of the
+what-if fork) placed by the engine and then pinned to the cluster, the site and the reasons of each
+placement, and what the demo's runs used, by site and by identity, as ``twin usage`` prints it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twinengine.demo.chapters.twins import ALERT_THRESHOLD_M
+from twinengine.demo.chapters.workflows import COLLECTION
+from twinengine.demo.context import DemoContext
+
+__all__ = ["compute_sites"]
+
+MEMBERS = 4
+SITE = "cluster"
+
+
+def compute_sites(ctx: DemoContext) -> None:
+    from distributed import LocalCluster
+
+    local_cluster: Any = LocalCluster  # untyped in distributed
+    # threads in this process: a real scheduler and worker, started in a second, no extra processes
+    with local_cluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        # on the what-if fork: the twin's own state and forecasts stay the story the other chapters tell
+        admin, uma = ctx.client("admin"), ctx.client("uma")
+        name = (ctx.facts.get("what_if") or {}).get("fork") or ctx.facts["twin_name"]
+        admin.compute.add_site(SITE, "dask", address=str(cluster.scheduler_address), cores=2,
+                               memory_bytes=2**30)
+        try:
+            ctx.say(f"sites: {', '.join(f'{s.name} ({s.kind}, {s.status})' for s in admin.compute.sites().items)}")
+            placed = {}
+            for label, options in (("placed by the engine", None), ("pinned", {"site": SITE})):
+                run = uma.ensembles.run(name, "forecast", members=MEMBERS, seed=ctx.options.seed, sync=True,
+                                        parameters={"collection": COLLECTION, "alert_level": ALERT_THRESHOLD_M},
+                                        options=options)
+                if run.status != "finished":
+                    raise RuntimeError(f"the {label} ensemble ended as {run.status}: {run.error}")
+                site, reasons = _placement(uma.workflows.provenance(run.id))
+                records = {r.run_id: r.site for r in uma.compute.usage_records().items}
+                ran = sorted({records.get(m.run_id, "?") for m in run.members})
+                ctx.say(f"ensemble {run.id} ({label}): site {site}; members ran on {', '.join(ran)}")
+                for reason in reasons:
+                    ctx.say(f"  why: {reason}")
+                placed[label] = {"run": run.id, "site": site, "reasons": reasons, "members_on": ran}
+        finally:
+            admin.compute.remove_site(SITE)
+    by_site = admin.compute.usage(by="site")
+    _table(ctx, "usage of the demo's runs by site", by_site.groups)
+    _table(ctx, "by identity", admin.compute.usage(by="identity").groups)
+    ctx.facts["compute"] = {"twin": name, "placements": placed,
+                            "usage_by_site": {g.key: {"runs": g.runs, "core_seconds": g.core_seconds}
+                                              for g in by_site.groups}}
+    pinned = placed["pinned"]
+    ctx.summary.append(("compute sites", f"ensemble placed on {placed['placed by the engine']['site']}; "
+                                         f"pinned one on {pinned['site']} ({', '.join(pinned['members_on'])}); "
+                                         f"{sum(g.runs for g in by_site.groups)} executions accounted"))
+
+
+def _placement(provenance: dict[str, Any]) -> tuple[str, list[str]]:
+    """The run's site and placement reasons from its PROV document (``twin:site``, ``twin:placement``)."""
+    for activity in (provenance.get("activity") or {}).values():
+        if isinstance(activity, dict) and "twin:site" in activity:
+            reasons = str(activity.get("twin:placement") or "").splitlines()
+            return str(activity["twin:site"]), [r for r in reasons if r]
+    return "local", []
+
+
+def _table(ctx: DemoContext, title: str, groups: list[Any]) -> None:
+    ctx.say(f"{title}:")
+    ctx.say(f"  {'key':<12} {'runs':>5} {'core-s':>9} {'wall-s':>9} {'peak MB':>9}")
+    for g in groups:
+        ctx.say(f"  {g.key:<12} {g.runs:>5} {g.core_seconds:>9.2f} {g.wall_seconds:>9.2f} "
+                f"{g.peak_memory_bytes / 1e6:>9.0f}")

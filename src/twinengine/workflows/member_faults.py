@@ -1,0 +1,120 @@
+"""An ensemble's members on a site that is lost under them (``compute.faults``): the site is marked down
+once, the ensemble is placed again without it, and its unfinished members rerun there. The move is told in
+the ensemble's log, in each moved member's log, and in both runs' placement (their provenance)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twinengine.auth.principal import Principal
+from twinengine.compute.faults import replace
+from twinengine.compute.sites import DEFAULT_SITE
+from twinengine.errors import TwinEngineError
+from twinengine.store.base import utcnow
+from twinengine.workflows.models import WorkflowRun
+
+if TYPE_CHECKING:
+    from twinengine.compute.site_executors import SiteExecutors
+    from twinengine.workflows.engine import WorkflowEngine
+
+__all__ = ["MemberFaults"]
+
+Log = Callable[[str, str], None]  # (level, message)
+Progress = Callable[[int, int], None]
+
+
+class MemberFaults:
+    """Where an ensemble's members go now, and the sites lost under them."""
+
+    def __init__(self, engine: WorkflowEngine, ensemble_id: str, principal: Principal,
+                 options: dict[str, Any]) -> None:
+        self.engine, self.ensemble_id, self.principal, self.options = engine, ensemble_id, principal, options
+        self.site = self.first = str(options.get("site") or DEFAULT_SITE)
+        self.lost: set[str] = set()
+        self.process: dict[str, Any] = {}  # the ensemble's graph: placing again reads its inputs
+        self.app: str | None = None
+        self.note: Log = lambda _level, _message: None  # the ensemble's log
+        self._moves: dict[str, tuple[str | None, str, list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def _sites(self) -> SiteExecutors | None:
+        return self.engine.services.get("sites")
+
+    def watching(self, site: str, progress: Progress) -> Progress:
+        """``progress`` that also stops work waiting on ``site`` once that site is down."""
+        sites = self._sites()
+        if sites is None or site == DEFAULT_SITE:
+            return progress
+        watch = sites.watch
+
+        def watched(done: int, total: int) -> None:
+            watch.check(site)
+            progress(done, total)
+
+        return watched
+
+    def starting(self, run_id: str, site: str, log: Log) -> None:
+        """A member starting on a site the ensemble moved to before it began: its record says why."""
+        with self._lock:
+            found = [(lost, why, reasons) for lost, (new, why, reasons) in self._moves.items() if new == site]
+        if found:
+            lost, why, reasons = found[-1]
+            log("info", f"placed on site {site}: site {lost} was lost earlier in the ensemble ({why})")
+            self._record(run_id, lost, why, site, reasons, move=True)
+
+    def moved(self, run_id: str, site: str, since: float, log: Log) -> str | None:
+        """After a member failed on ``site``: the site it reruns on when ``site`` was lost (probed now,
+        unless another member's probe after ``since`` answered), or None (the failure is the member's own,
+        or no site can take it)."""
+        sites = self._sites()
+        if sites is None or site == DEFAULT_SITE:
+            return None
+        reason = sites.watch.lost(site, since=since)
+        if reason is None:
+            return None
+        with self._lock:
+            if site not in self._moves:
+                self._moves[site] = self._move(sites, site, reason)
+            new, why, reasons = self._moves[site]
+        if new is None:
+            log("error", f"site {site} was lost under this member ({why}); no other site can rerun it")
+            return None
+        log("warning", f"site {site} was lost under this member ({why}); rerun on site {new}")
+        self._record(run_id, site, why, new, reasons, move=True)
+        return new
+
+    def _move(self, sites: SiteExecutors, site: str, reason: str) -> tuple[str | None, str, list[str]]:
+        self.lost.add(site)
+        sites.forget(site)
+        try:
+            with self.engine.db.session(readonly=True) as session:
+                placed = replace(session, owner=self.principal.name, groups=self.principal.groups,
+                                 options=self.options, process=self.process, app=self.app, lost=set(self.lost))
+        except TwinEngineError as exc:
+            self.note("error", f"site {site} was lost mid-ensemble ({reason}); no other site can take its "
+                               f"members: {exc.message}")
+            return None, reason, []
+        self.site = placed.site
+        self.note("warning", f"site {site} was lost mid-ensemble ({reason}); its unfinished members rerun on "
+                             f"site {placed.site}")
+        self._record(self.ensemble_id, site, reason, placed.site, placed.reasons, move=False)
+        return placed.site, reason, placed.reasons
+
+    def _record(self, run_id: str, lost: str, reason: str, new: str, reasons: list[str], *, move: bool) -> None:
+        """The run's placement tells the move (its provenance reads it); a member's site becomes the new one."""
+        with self.engine.db.session() as session:
+            run = session.get(WorkflowRun, run_id)
+            if run is None:
+                return
+            options = dict(run.options or {})
+            placement = dict(options.get("placement") or {"site": options.get("site") or DEFAULT_SITE})
+            placement["reasons"] = [*placement.get("reasons", []), f"site {lost} was lost mid-run: {reason}",
+                                    *(f"placed again: {r}" for r in reasons)]
+            if move:
+                options["site"] = placement["site"] = new
+            options["placement"] = placement
+            options["faults"] = [*options.get("faults", []), {"site": lost, "reason": reason, "rerun_on": new,
+                                                               "at": utcnow().isoformat()}]
+            run.options = options

@@ -1,0 +1,34 @@
+"""``twin demo``'s compute chapter, run after the chapters it needs: a second site (a Dask cluster started
+in-process), the ensemble placed and then pinned there, the site and reasons printed, and the usage of the
+demo's runs by site as a table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from twinengine.demo import runner
+from twinengine.demo.chapters import compute, lake, twins, workflows
+from twinengine.demo.context import DemoOptions
+
+
+def test_the_compute_chapter_says_which_site_ran_what_and_why(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    story = [twins.publish_app, twins.create_twin, twins.gauges_report, twins.time_travel, twins.what_if,
+             lake.lake_store, workflows.forecast, compute.compute_sites]
+    monkeypatch.setitem(runner.APP_CHAPTERS, runner.APP_FOLDER_NAME, story)
+    said: list[str] = []
+    ctx = runner.run_demo(DemoOptions(data_dir=tmp_path / "demo", hours=12, step_minutes=30), say=said.append)
+    placements = ctx.facts["compute"]["placements"]
+    chosen, pinned = placements["placed by the engine"], placements["pinned"]
+    assert chosen["site"] == "local" and any(r.startswith("chose local") for r in chosen["reasons"])
+    assert pinned["site"] == "cluster" and pinned["members_on"] == ["cluster"]
+    assert "pinned to cluster" in pinned["reasons"]
+    text = "\n".join(said)
+    assert f"ensemble {pinned['run']} (pinned): site cluster; members ran on cluster" in text
+    assert "  why: pinned to cluster" in text and "usage of the demo's runs by site:" in text
+    usage = ctx.facts["compute"]["usage_by_site"]
+    assert usage["cluster"]["runs"] == compute.MEMBERS and usage["local"]["runs"] >= compute.MEMBERS
+    assert any(line.lstrip().startswith("cluster ") and f" {compute.MEMBERS} " in line for line in said)
+    assert ctx.facts["compute"]["twin"] == ctx.facts["what_if"]["fork"]  # the twin's own story is untouched

@@ -1,0 +1,85 @@
+"""The compute page in a real browser (Debian's chromium through Playwright) against a real ``twin serve``:
+an admin sees the sites with their status words (a Dask site nobody answers at is ``down``, with why),
+what a user's run used in the usage tables, the bar chart by site, and a quota with its use; a user gets
+no Compute link."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browser import CHROMIUM_ARGS, Portal, Site, chromium, sign_token
+from helpers import admin_token, free_port, serve_engine
+from twinengine.client import Client
+from twinengine.config import Settings
+
+GRAPH = {"process_graph": {"sum": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": True}}}
+
+
+@pytest.fixture
+def compute_site(tmp_path: Path) -> Iterator[Site]:
+    chromium()
+    data_dir = tmp_path / "data"
+    port = free_port()
+    with serve_engine(data_dir, port, start_timeout=120):
+        url = f"http://127.0.0.1:{port}"
+        tokens = {"admin": admin_token(Settings(data_dir=data_dir)), "uma": sign_token(data_dir, "uma", "user")}
+        with Client(url, tokens["admin"]) as admin:
+            admin.compute.add_site("far-cluster", "dask", address=f"tcp://127.0.0.1:{free_port()}", cores=8,
+                                   memory_bytes=2**33)
+            admin.compute.set_quota("uma", 5.0, site="*", period="month")
+        with Client(url, tokens["uma"]) as uma:
+            run = uma.workflows.submit(GRAPH, sync=True, options={"site": "local"})
+            assert run.status == "finished", run.error
+        shots = Path(os.environ.get("TWIN_TEST_SHOTS", tmp_path / "shots"))
+        shots.mkdir(parents=True, exist_ok=True)
+        yield Site(url=url, data_dir=data_dir, tokens=tokens, facts={}, shots=shots)
+
+
+@pytest.fixture
+def browser(compute_site: Site) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def test_an_admin_sees_sites_usage_and_quotas(browser: Any, compute_site: Site) -> None:
+    tab = Portal(browser, compute_site, "compute-admin")
+    try:
+        tab.sign_in(compute_site.tokens["admin"])
+        page: Any = tab.page
+        page.click("nav a:has-text('Compute')")
+        tab.ready()
+        sites = tab.text("section[aria-label='Sites']")
+        far = next(line for line in sites.splitlines() if line.startswith("far-cluster"))
+        assert "down" in far and "does not answer" in far, sites
+        local = next(line for line in sites.splitlines() if line.startswith("local"))
+        assert "healthy" in local
+        usage = tab.text("section[aria-label='Usage by identity']")
+        row = next(line for line in usage.splitlines() if line.startswith("uma"))
+        assert row.split("\t")[1].strip() == "1", usage  # uma's one run
+        chart = "section[aria-label='Usage by site'] svg[aria-label='core-seconds by site']"
+        assert page.locator(f"{chart} rect").count() == 1  # local: the one site that ran something
+        quotas = tab.text("section[aria-label='Quotas']")
+        assert any(line.startswith("uma") and "month" in line and "5" in line for line in quotas.splitlines())
+        tab.check("compute")
+    finally:
+        tab.close()
+
+
+def test_a_user_has_no_compute_link(browser: Any, compute_site: Site) -> None:
+    tab = Portal(browser, compute_site, "compute-user")
+    try:
+        tab.sign_in(compute_site.tokens["uma"])
+        assert tab.page.locator("nav a:has-text('Compute')").count() == 0
+    finally:
+        tab.close()
