@@ -78,6 +78,11 @@ class Client:
         self.url = self._transport.url
         self._http = self._transport.http
 
+    @property
+    def _auth(self) -> dict[str, str]:
+        """The Authorization header of the next request (a sign-in renews it), for raw calls beside the SDK."""
+        return self._transport.auth
+
     @classmethod
     def login(cls, url: str = DEFAULT_URL, *, provider: str | None = None,
               show: Callable[[str, str, str | None], None] | None = None, browser: bool = False,
