@@ -86,7 +86,9 @@ def site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
 
 
 @pytest.fixture(scope="session")
-def browser(site: Site) -> Iterator[Any]:
+def chromium_browser() -> Iterator[Any]:
+    """One Chromium per test process, shared by every browser test in it: Playwright's sync API runs one
+    instance at a time in a thread, so a test starting its own beside this one would fail."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -95,6 +97,11 @@ def browser(site: Site) -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture(scope="session")
+def browser(site: Site, chromium_browser: Any) -> Any:
+    return chromium_browser
 
 
 class Portal:

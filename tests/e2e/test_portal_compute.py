@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from browser import CHROMIUM_ARGS, Portal, Site, chromium, sign_token
+from browser import Portal, Site, chromium, sign_token
 from helpers import admin_token, free_port, serve_engine
 from twinengine.client import Client
 from twinengine.config import Settings
@@ -41,15 +41,8 @@ def compute_site(tmp_path: Path) -> Iterator[Site]:
 
 
 @pytest.fixture
-def browser(compute_site: Site) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+def browser(compute_site: Site, chromium_browser: Any) -> Any:
+    return chromium_browser
 
 
 def test_an_admin_sees_sites_usage_and_quotas(browser: Any, compute_site: Site) -> None:

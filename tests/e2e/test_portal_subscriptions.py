@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from browser import CHROMIUM_ARGS, Portal, Site, chromium, sign_token
+from browser import Portal, Site, chromium, sign_token
 from helpers import MINIMAL_STATE, admin_token, free_port, make_app, serve_engine
 from streams_fixtures import eventually
 from subscription_fixtures import Mailbox, smtp_server
@@ -49,18 +49,13 @@ def small_site(tmp_path: Path, mailbox: Mailbox) -> Iterator[Site]:
 
 
 @pytest.fixture
-def tab(small_site: Site) -> Iterator[Portal]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
-        portal = Portal(launched, small_site, "subscriptions")
-        try:
-            portal.sign_in(small_site.tokens["uma"])
-            yield portal
-        finally:
-            portal.close()
-            launched.close()
+def tab(small_site: Site, chromium_browser: Any) -> Iterator[Portal]:
+    portal = Portal(chromium_browser, small_site, "subscriptions")
+    try:
+        portal.sign_in(small_site.tokens["uma"])
+        yield portal
+    finally:
+        portal.close()
 
 
 def test_subscribe_see_the_delivery_and_delete_in_the_portal(tab: Portal, small_site: Site,
