@@ -33,8 +33,8 @@ def check_store(data_dir: Path, facts: dict) -> None:
         token = admin_token(runtime.settings)
         with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, token) as admin:
             assert admin.streams.read(facts["twin"], "gauges").end_offset == facts["records"] == 24
-            # 24 readings and the creation, and what later chapters wrote (assimilation's analyses)
-            assert admin.get_twin(facts["twin"]).head_revision == facts["head_revision"] >= 24 + 1
+            # 24 readings and the creation by then; later chapters write more (assimilation's analyses)
+            assert admin.get_twin(facts["twin"]).head_revision >= facts["head_revision"] == 24 + 1
             assert admin.get_state(facts["twin"]).reported["level"].value == facts["level"]
     finally:
         runtime.close()
