@@ -157,3 +157,22 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loopback
         yield provider
     finally:
         stop_process(provider.process, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def engine_url(tmp_path_factory: pytest.TempPathFactory, oidc_provider: LoopbackProvider) -> Iterator[str]:
+    """An engine served in-process that trusts the loopback provider (as ``loop``), for a module's tests."""
+    from twinengine.api import create_app
+    from twinengine.config import Settings
+    from twinengine.demo.server import InProcessServer
+    from twinengine.runtime import Runtime
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("oidc-engine") / "data", warm_routes=False,
+                        oidc_providers=[oidc_provider.settings("loop")])
+    runtime = Runtime.from_settings(settings)
+    runtime.start()
+    try:
+        with InProcessServer(create_app(runtime=runtime)) as server:
+            yield server.url
+    finally:
+        runtime.close()

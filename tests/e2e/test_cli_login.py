@@ -12,34 +12,17 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 
-from oidc_fixtures import LoopbackProvider, oidc_provider
+from oidc_fixtures import LoopbackProvider, engine_url, oidc_provider
 from twinengine import credentials
-from twinengine.api import create_app
-from twinengine.config import Settings
-from twinengine.demo.server import InProcessServer
-from twinengine.runtime import Runtime
 
-__all__ = ["oidc_provider"]
+__all__ = ["engine_url", "oidc_provider"]
 
-
-@pytest.fixture(scope="module")
-def engine_url(tmp_path_factory: pytest.TempPathFactory, oidc_provider: LoopbackProvider) -> Iterator[str]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("cli-login") / "data", warm_routes=False,
-                        oidc_providers=[oidc_provider.settings("loop")])
-    runtime = Runtime.from_settings(settings)
-    runtime.start()
-    try:
-        with InProcessServer(create_app(runtime=runtime)) as server:
-            yield server.url
-    finally:
-        runtime.close()
 
 
 @pytest.fixture

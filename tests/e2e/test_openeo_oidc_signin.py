@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,26 +14,10 @@ import httpx2 as httpx
 import openeo
 import pytest
 
-from oidc_fixtures import CLI_CLIENT, LoopbackProvider, oidc_provider
-from twinengine.api import create_app
-from twinengine.config import Settings
-from twinengine.demo.server import InProcessServer
-from twinengine.runtime import Runtime
+from oidc_fixtures import CLI_CLIENT, LoopbackProvider, engine_url, oidc_provider
 
-__all__ = ["oidc_provider"]
+__all__ = ["engine_url", "oidc_provider"]
 
-
-@pytest.fixture(scope="module")
-def engine_url(tmp_path_factory: pytest.TempPathFactory, oidc_provider: LoopbackProvider) -> Iterator[str]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("openeo-signin") / "data", warm_routes=False,
-                        oidc_providers=[oidc_provider.settings("loop")])
-    runtime = Runtime.from_settings(settings)
-    runtime.start()
-    try:
-        with InProcessServer(create_app(runtime=runtime)) as server:
-            yield server.url
-    finally:
-        runtime.close()
 
 
 def approver(provider: LoopbackProvider, login: str, errors: list[BaseException]):  # type: ignore[no-untyped-def]

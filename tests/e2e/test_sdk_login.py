@@ -6,34 +6,17 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from oidc_fixtures import SERVICE_CLIENT, SERVICE_SECRET, LoopbackProvider, oidc_provider
+from oidc_fixtures import SERVICE_CLIENT, SERVICE_SECRET, LoopbackProvider, engine_url, oidc_provider
 from twinengine import credentials
-from twinengine.api import create_app
 from twinengine.client import Client
-from twinengine.config import Settings
-from twinengine.demo.server import InProcessServer
 from twinengine.errors import InvalidInput, TokenInvalid
-from twinengine.runtime import Runtime
 
-__all__ = ["oidc_provider"]
+__all__ = ["engine_url", "oidc_provider"]
 
-
-@pytest.fixture(scope="module")
-def engine_url(tmp_path_factory: pytest.TempPathFactory, oidc_provider: LoopbackProvider) -> Iterator[str]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("sdk-login") / "data", warm_routes=False,
-                        oidc_providers=[oidc_provider.settings("loop")])
-    runtime = Runtime.from_settings(settings)
-    runtime.start()
-    try:
-        with InProcessServer(create_app(runtime=runtime)) as server:
-            yield server.url
-    finally:
-        runtime.close()
 
 
 @pytest.fixture
