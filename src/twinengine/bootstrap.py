@@ -7,6 +7,7 @@ runtime does it again on start (a no-op then), and admin commands on a data dir 
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,7 +50,7 @@ def announce_admin_token(token: str, data_dir: Path) -> None:
     print(
         "\ntwinengine: first start, created the identity 'admin'.\n"
         "  Its token is shown once, here, and kept nowhere; on this machine\n"
-        f"  `twin token create --data-dir {data_dir} --name admin --role admin` issues another:\n\n"
+        f"  `twin token create --data-dir {shlex.quote(str(data_dir))} --name admin --role admin` issues another:\n\n"
         f"  {token}\n",
         file=sys.stderr,
         flush=True,

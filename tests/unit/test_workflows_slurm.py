@@ -7,6 +7,8 @@ to a Slurm cluster are tested in ``tests/integration/test_workflows_slurm_cluste
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from helpers import need_modules
@@ -44,3 +46,19 @@ def test_the_worker_job_script() -> None:
         assert executor.describe() == {"name": "slurm", "address": executor.address}
     finally:
         executor.close()
+
+
+def test_a_virtualenv_in_a_folder_with_a_space_runs_as_one_word_in_the_job_script(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    need_modules("slurm", "dask_jobqueue", hint="the optional 'slurm' extra: pip install -e '.[slurm]'")
+    monkeypatch.setattr(sys, "executable", "/tmp/twin engine/.venv/bin/python")
+    executor = make_executor("slurm", options=slurm_options(jobs=0))
+    try:
+        assert "'/tmp/twin engine/.venv/bin/python' -m distributed.cli.dask_worker" in executor.job_script()
+    finally:
+        executor.close()
+    given = make_executor("slurm", options=slurm_options(jobs=0, extra={"python": "/opt/py/bin/python3"}))
+    try:
+        assert "/opt/py/bin/python3 -m distributed.cli.dask_worker" in given.job_script()  # a setting wins
+    finally:
+        given.close()

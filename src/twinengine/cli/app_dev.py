@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import typer
@@ -25,7 +26,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(..., help="App name (keba
     written = new_app(name, template, target)
     out.emit({"app": name, "template": template, "path": str(target), "files": [str(p) for p in written]},
              lambda: console.print(f"wrote {len(written)} files of [bold]{escape(name)}[/bold] ({template}) into "
-                                   f"{escape(str(target))}; next: twin app test {escape(str(target))}",
+                                   f"{escape(str(target))}; next: twin app test {escape(shlex.quote(str(target)))}",
                                    highlight=False))
 
 

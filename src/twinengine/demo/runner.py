@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -186,7 +187,7 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
         runtime.close()
     if not options.serve:
         say(f"the portal was at {ctx.url}/ui/ while the demo ran; `twin demo --serve` keeps it up, or "
-            f"`twin serve --data-dir {runtime.data_dir}` serves this data again")
+            f"`twin serve --data-dir {shlex.quote(str(runtime.data_dir))}` serves this data again")
         if finished is not None:
             finished(ctx)
     return ctx

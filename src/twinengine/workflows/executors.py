@@ -9,6 +9,8 @@ Slurm batch jobs (tested on a real single-node Slurm cluster). Third-party execu
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -204,7 +206,13 @@ def slurm_cluster(options: dict[str, Any]) -> Any:
         from dask_jobqueue.slurm import SLURMCluster
     except ImportError as exc:
         raise ValueError("the slurm executor needs dask-jobqueue: pip install 'twinengine[slurm]'") from exc
+    import dask.config
+
     kwargs = {k: v for k, v in options.items() if k != "jobs"}
+    if "python" not in kwargs and dask.config.get("jobqueue.slurm.python", None) is None:
+        # dask-jobqueue writes the interpreter into the job script unquoted: a virtualenv in a folder with a
+        # space would run as two words
+        kwargs["python"] = shlex.quote(sys.executable)
     return SLURMCluster(**kwargs)
 
 
