@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,11 @@ def demo(
     with a local Metropolis chain. With --app virgo-glitch: stream ten interferometer channels, join them,
     veto glitches, publish the cleaned strain. With --app climate-extremes: track planted cyclones, run three
     warming pathways as ensembles and compare the recovered index trends with the planted ones."""
+    began = time.perf_counter()
     from twinengine.demo.context import DemoOptions
     from twinengine.demo.runner import APP_CHAPTERS, run_demo
 
+    loaded = time.perf_counter() - began  # the engine's libraries, a phase of its own on a cold install
     out = state_of(ctx)
     if app not in APP_CHAPTERS:
         raise typer.BadParameter(f"{app!r} has no demo; choose one of {', '.join(APP_CHAPTERS)}", param_hint="--app")
@@ -83,4 +86,5 @@ def demo(
                 table.add_row(label, text)
             console.print(table)
 
+        say(f"loaded the engine's libraries in {loaded:.1f} s")
         run_demo(options, say=say, track=track, finished=finished)
