@@ -250,6 +250,35 @@ def test_loopback_is_read_only_when_listed_as_an_address(engine: Engine, provide
     assert answer.status_code == 200, answer.text
 
 
+@pytest.mark.parametrize(("hosts", "host"), [
+    (("2130706433", "127.0.0.0/8"), "2130706433"),  # 127.0.0.1 as one decimal number
+    (("0177.0.0.1", "127.0.0.0/8"), "0177.0.0.1"),  # octal
+    (("0x7f.0.0.1", "127.0.0.0/8"), "0x7f.0.0.1"),  # hex
+    (("127.1", "127.0.0.0/8"), "127.1"),  # fewer parts
+    (("0.0.0.0/0", "::/0"), "0.0.0.0"),  # unspecified: the engine's own host, whatever the list says
+    (("0.0.0.0/0", "::/0"), "[::]"),
+    (("0.0.0.0/0", "::/0"), "169.254.169.254"),  # link-local: the cloud metadata service
+    (("0.0.0.0/0", "::/0"), "[::ffff:169.254.169.254]"),  # the same, IPv4-mapped
+    (("example.org", "*.example.org"), "[::1]"),
+    (("example.org", "*.example.org"), "10.0.0.1"),
+    (("example.org", "*.example.org"), "[fc00::1]"),
+    (("example.org", "*.example.org"), "[::ffff:127.0.0.1]"),
+])
+def test_an_address_the_list_does_not_name_explicitly_is_never_read(
+        engine: Engine, provider: Client, serve: Callable[[], Source], hosts: tuple[str, ...], host: str) -> None:
+    """Resolvers read short IPv4 forms as addresses and 0.0.0.0 reaches the engine's own host: each is refused
+    with a 422 naming ``url`` before anything is sent, and the token goes nowhere."""
+    source = serve()
+    stac_api(source, [])
+    port = source.url.rsplit(":", 1)[1]
+    engine.runtime.lake.import_hosts = hosts
+    answer = engine.http.post(IMPORT, json={"url": f"http://{host}:{port}/stac/", "collection": "c",
+                                            "endpoint": "alpha", "token": "SECRET"}, headers=_as(engine, provider))
+    assert answer.status_code == 422, answer.text
+    assert [d["loc"] for d in answer.json()["details"]] == ["url"]
+    assert source.seen == []
+
+
 def test_every_failure_to_read_gets_one_answer(engine: Engine, provider: Client,
                                                serve: Callable[[], Source]) -> None:
     """Not found, not JSON, not STAC, a redirect elsewhere and a closed port read alike: no port scanner."""

@@ -97,7 +97,14 @@ def test_header_text_refuses_line_breaks() -> None:
     ("http://127.0.0.1:8000/hook", [], "loopback, private or reserved"),
     ("http://[::1]/hook", [], "loopback, private or reserved"),
     ("http://localhost:8000/hook", [], "loopback, private or reserved"),
-    ("http://169.254.169.254/latest/meta-data/", [], "loopback, private or reserved"),
+    ("http://169.254.169.254/latest/meta-data/", [], "link-local"),
+    ("http://0.0.0.0:8000/hook", [], "unspecified"),
+    ("http://[::127.0.0.1]:8000/hook", [], "loopback, private or reserved"),  # IPv4-compatible
+    ("http://[64:ff9b::7f00:1]:8000/hook", [], "loopback, private or reserved"),  # NAT64
+    ("http://[2002:7f00:1::]:8000/hook", [], "loopback, private or reserved"),  # 6to4
+    ("http://2130706433:8000/hook", [], "short form"),
+    ("http://0x7f.1:8000/hook", [], "short form"),
+    ("http://127.0.0.1:8000/hook", ["93.184.216.34", "*.example.org"], "not in subscription_webhook_hosts"),
     ("http://10.1.2.3/hook", ["127.0.0.1"], "not in subscription_webhook_hosts"),
     ("http://user@93.184.216.34/", [], "names a user"),
     ("http://[::1/hook", [], "cannot be parsed"),

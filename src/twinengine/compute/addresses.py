@@ -1,15 +1,15 @@
 """Checking a site's address before the engine ever connects to it: the scheme its kind speaks, a host that
 is a name or an address, never a link-local one (the cloud metadata service at 169.254.169.254 holds the
-host's own credentials), never a file: URL. Loopback and private addresses are allowed: providers run
-schedulers and engines on their own networks."""
+host's own credentials), never a file: URL, judged by the engine's one policy for outbound addresses
+(``twinengine.outbound``). Loopback and private addresses are allowed: providers run schedulers and engines on
+their own networks."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
 from urllib.parse import urlsplit
 
+from twinengine import outbound
 from twinengine.errors import ValidationFailed
 
 __all__ = ["check_address", "host_port"]
@@ -18,13 +18,6 @@ _SCHEMES = {"dask": ("tcp", "tls"), "engine": ("http", "https")}
 _DEFAULT_PORT = {"tcp": 8786, "tls": 8786, "http": 80, "https": 443}
 _NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 _METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "instance-data", "metadata.azure.internal"})
-
-
-def _forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-    ip = mapped or ip
-    return ip.is_link_local or ip.is_multicast or ip.is_unspecified or (
-        isinstance(ip, ipaddress.IPv6Address) and ip in ipaddress.ip_network("fd00:ec2::/32"))
 
 
 def host_port(address: str) -> tuple[str, int]:
@@ -61,30 +54,24 @@ def check_address(kind: str, address: str | None, *, field: str = "address") -> 
         raise ValidationFailed.one(field, "the address names no host")
     if host in _METADATA_NAMES:
         raise ValidationFailed.one(field, f"{host} is a cloud metadata service, not a site")
-    try:
-        literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-        if not _NAME.match(host):
-            raise ValidationFailed.one(field, "the address's host is neither a host name nor an address") from None
+    if outbound.shorthand(host):
+        raise ValidationFailed.one(field, "the address's host is an IPv4 address in a short form (an integer, "
+                                          "octal or hex parts); write it as four decimal numbers")
+    literal = outbound.literal(host)
+    if literal is None and not _NAME.match(host):
+        raise ValidationFailed.one(field, "the address's host is neither a host name nor an address")
     addresses = [literal] if literal is not None else _resolve(host)
     for ip in addresses:
-        if _forbidden(ip):
-            raise ValidationFailed.one(field, f"{host} is a link-local, multicast or unspecified address (the "
-                                              "metadata service lives there), not a site")
+        why = outbound.refusal(ip, private=True)
+        if why is not None:
+            raise ValidationFailed.one(field, f"{host} is or resolves to {why} (the metadata service lives "
+                                              "there), not a site")
     return address
 
 
-def _resolve(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def _resolve(host: str) -> list[outbound.IP]:
     """A name's addresses (none when it does not resolve now: the heartbeat then reports the site down)."""
     try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        return outbound.resolved(host)
     except OSError:
         return []
-    out = []
-    for info in infos:
-        try:
-            out.append(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
-        except ValueError:
-            continue
-    return out

@@ -84,7 +84,7 @@ def import_stac(db: Database, lake: Lake, *, principal: Principal, spec: ImportS
     with db.session(readonly=True) as session:
         endpoint_id = get_endpoint(session, spec.endpoint).id
     try:
-        http = remote.guarded_client(spec.url, hosts, token)
+        http = remote.guarded_client(spec.url, hosts, token, allow=hosts)
     except remote.Refused as exc:
         raise ValidationFailed.one("url", str(exc)) from None
     except remote.FetchFailed:

@@ -1,24 +1,25 @@
-"""Reading other servers for the lake (STAC imports). Each URL is parsed once and refused when parsers could
-disagree on its host (a user part, a backslash, spaces); its host must be on the allow-list; it is resolved once
-and the connection goes to the address that was checked (loopback and private addresses only when the allow-list
-names them). Credentials go only to the origin the user named, on every request, redirects included."""
+"""Reading other servers for the lake (STAC imports, and webhooks through the same client). Each URL is parsed
+once and refused when parsers could disagree on its host (a user part, a backslash, spaces, an IPv4 address in a
+short form); its host must be on the allow-list; it is resolved once and the connection goes to the address that
+was checked against ``twinengine.outbound`` (loopback and private addresses only when a setting lists them as an
+address or network: ``allow``, never the URL's own host). Credentials go only to the origin the user named, on
+every request, redirects included."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2 as httpx
 
+from twinengine import outbound
+
 __all__ = ["FetchFailed", "Refused", "check_url", "guarded_client", "resolve", "stac_io"]
 
 _NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 _DEFAULT_PORT = {"http": 80, "https": 443}
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 Origin = tuple[str, str, int]
 
 
@@ -30,29 +31,11 @@ class FetchFailed(Exception):
     """Raised for any failure to read a remote document: one kind, so answers never map internal networks."""
 
 
-def _address(host: str) -> IP | None:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-    return mapped or ip
-
-
-def _networks(hosts: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    out = []
-    for entry in hosts:
-        try:
-            out.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
-        except ValueError:
-            continue
-    return out
-
-
 def _listed(host: str, hosts: Sequence[str]) -> bool:
-    ip = _address(host)
+    ip = outbound.literal(host)
     if ip is not None:
-        return any(ip in net for net in _networks(hosts))
+        nets = outbound.networks(hosts)
+        return any(form in net for form in outbound.forms(ip) for net in nets if form.version == net.version)
     return any(host == h or (h.startswith("*.") and host.endswith(h[1:])) for h in hosts)
 
 
@@ -80,47 +63,50 @@ def check_url(url: str, hosts: Sequence[str]) -> Origin:
         raise Refused("the URL's port is not a number from 1 to 65535")
     if not host:
         raise Refused("the URL names no host")
-    if _address(host) is None and not _NAME.match(host):
+    if outbound.shorthand(host):
+        raise Refused("the URL's host is an IPv4 address in a short form (an integer, octal or hex parts); "
+                      "write it as four decimal numbers")
+    if outbound.literal(host) is None and not _NAME.match(host):
         raise Refused("the URL's host is neither a host name nor an address")
     if not _listed(host, hosts):
         raise Refused(_off(hosts, host))
     return parts.scheme, host, port
 
 
-def resolve(host: str, port: int, hosts: Sequence[str]) -> str:
-    """The address to connect to: every address ``host`` has must be public, or listed as an address or a
-    network (a name on the list never makes a loopback or private address readable)."""
-    literal = _address(host)
-    found: list[IP | None] = [literal]
-    if literal is None:
+def resolve(host: str, port: int, *, allow: Sequence[str]) -> str:
+    """The address to connect to: every address ``host`` has must pass :func:`twinengine.outbound.refusal`,
+    loopback and private ones only when ``allow`` (a setting, never the URL) lists them as an address or a
+    network; a name on a list never makes such an address readable."""
+    literal = outbound.literal(host)
+    if literal is not None:
+        found = [literal]
+    else:
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            found = outbound.resolved(host, port)
         except OSError:
             raise FetchFailed("name resolution") from None
-        found = list(dict.fromkeys(_address(str(info[4][0]).split("%")[0]) for info in infos))
-    networks = _networks(hosts)
-    checked: list[IP] = []
+    allowed = outbound.networks(allow)
     for ip in found:
-        if ip is None or (not ip.is_global and not any(ip in net for net in networks)):
-            raise Refused(f"{host} has a loopback, private or reserved address; list it as an address or network "
+        why = outbound.refusal(ip, allowed)
+        if why is not None:
+            raise Refused(f"{host} has {why}; an admin lists a loopback or private one as an address or network "
                           "in lake_import_hosts to read it")
-        checked.append(ip)
-    if not checked:
+    if not found:
         raise FetchFailed("no address")
-    return str(checked[0])
+    return str(found[0])
 
 
 class _Pinned(httpx.BaseTransport):
     """Checks and resolves every request, connects to the checked address (the Host header and TLS name stay
     the host's), and adds the token only for the named origin."""
 
-    def __init__(self, hosts: Sequence[str], origin: Origin, token: str | None) -> None:
-        self._hosts, self._origin, self._token = tuple(hosts), origin, token
+    def __init__(self, hosts: Sequence[str], allow: Sequence[str], origin: Origin, token: str | None) -> None:
+        self._hosts, self._allow, self._origin, self._token = tuple(hosts), tuple(allow), origin, token
         self._transports: dict[str, httpx.HTTPTransport] = {}
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         scheme, host, port = check_url(str(request.url), self._hosts)
-        address = resolve(host, port, self._hosts)
+        address = resolve(host, port, allow=self._allow)
         headers = request.headers.copy()
         headers.pop("Authorization", None)
         if self._token and (scheme, host, port) == self._origin:
@@ -139,11 +125,13 @@ class _Pinned(httpx.BaseTransport):
             transport.close()
 
 
-def guarded_client(url: str, hosts: Sequence[str], token: str | None, *, timeout: float = 60.0) -> httpx.Client:
-    """An HTTP client for everything one import reads, starting at ``url`` (checked here)."""
+def guarded_client(url: str, hosts: Sequence[str], token: str | None, *, allow: Sequence[str],
+                   timeout: float = 60.0) -> httpx.Client:
+    """An HTTP client for everything one import reads, starting at ``url`` (checked here); ``allow`` is the
+    setting whose addresses and networks may be loopback or private."""
     origin = check_url(url, hosts)
-    resolve(origin[1], origin[2], hosts)
-    return httpx.Client(transport=_Pinned(hosts, origin, token), follow_redirects=True, max_redirects=5,
+    resolve(origin[1], origin[2], allow=allow)
+    return httpx.Client(transport=_Pinned(hosts, allow, origin, token), follow_redirects=True, max_redirects=5,
                         timeout=timeout, trust_env=False)
 
 

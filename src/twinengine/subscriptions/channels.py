@@ -4,7 +4,6 @@ loopback and private addresses only when ``subscription_webhook_hosts`` lists th
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import smtplib
@@ -50,22 +49,11 @@ def check_email(address: str) -> str:
 
 
 def _allowed(url: str, hosts: Sequence[str]) -> list[str]:
-    """The allow-list a webhook is checked against: the configured hosts, or (none configured) its own host,
-    whose addresses must then be public. An address written in the URL would count as a network of its own
-    on that list (``remote.resolve``), so one that is not public is refused here."""
+    """The allow-list a webhook's host is checked against: the configured hosts, or (none configured) its own
+    host. Which addresses may be loopback or private comes from the configured list alone (``allow`` below)."""
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    remote.check_url(url, [host])  # its form first: scheme, user part, backslashes, spaces
-    if hosts:
-        return list(hosts)
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        return [host]
-    mapped = literal.ipv4_mapped if isinstance(literal, ipaddress.IPv6Address) else None
-    if not (mapped or literal).is_global:
-        raise remote.Refused(f"{host} is a loopback, private or reserved address; an admin lists it as an address "
-                             "or network in subscription_webhook_hosts to allow it")
-    return [host]
+    remote.check_url(url, [host])  # its form first: scheme, user part, backslashes, spaces, short IPv4 forms
+    return list(hosts) if hosts else [host]
 
 
 def check_webhook(url: str, hosts: Sequence[str]) -> str:
@@ -81,13 +69,12 @@ def check_webhook(url: str, hosts: Sequence[str]) -> str:
     try:
         allowed = _allowed(url, hosts)
         _scheme, host, port = remote.check_url(url, allowed)
-        remote.resolve(host, port, allowed)
+        remote.resolve(host, port, allow=hosts)
     except remote.Refused as exc:
         text = str(exc)
         if "lake_import_hosts" in text:  # remote.py names its own setting; say ours
-            text = ("the host is not in subscription_webhook_hosts" if "not in" in text else
-                    "the host has a loopback, private or reserved address; an admin lists it as an address or "
-                    "network in subscription_webhook_hosts to allow it")
+            text = ("the host is not in subscription_webhook_hosts" if "not in lake_import_hosts" in text else
+                    text.replace("lake_import_hosts", "subscription_webhook_hosts").replace("read it", "allow it"))
         raise ValidationFailed.one("webhook", text) from None
     except remote.FetchFailed:
         raise ValidationFailed.one("webhook", "the URL's host name cannot be resolved") from None
@@ -135,7 +122,8 @@ def send_webhook(settings: Settings, url: str, secret: str, payload: dict[str, A
                "Twin-Delivery": str(delivery), "User-Agent": f"twinengine/{__version__}"}
     try:
         allowed = _allowed(url, settings.subscription_webhook_hosts)
-        with remote.guarded_client(url, allowed, None, timeout=WEBHOOK_TIMEOUT_S) as http:
+        with remote.guarded_client(url, allowed, None, allow=settings.subscription_webhook_hosts,
+                                    timeout=WEBHOOK_TIMEOUT_S) as http:
             response = http.post(url, content=body, headers=headers, follow_redirects=False)
     except remote.Refused as exc:
         raise DeliveryFailed(f"refused: {exc}") from None
