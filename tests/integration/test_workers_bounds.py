@@ -13,6 +13,7 @@ import pytest
 
 from helpers import Engine, need_sandbox
 from twinengine.config import Settings
+from twinengine.workers import pids
 from twinengine.workers.sandbox import Limits
 
 
@@ -89,9 +90,51 @@ def test_a_udf_cannot_fill_the_machine_and_the_engine_answers_the_next(engine: E
     assert seen["shm"] == "No space left on device"  # the one place in memory has its size
     assert seen["scratch"] == "File too large" and seen["tmp"] == "written"  # on disk, a file's size bounded
     assert seen["nproc"] == 32
-    if os.geteuid() == 0:  # the kernel never applies RLIMIT_NPROC to processes of the host's root
-        print("the process cap is set (RLIMIT_NPROC 32) but not applied: this engine runs as root")
+    if os.geteuid() == 0 and pids.available() is None:  # RLIMIT_NPROC never binds the host's root
+        print("the process cap is set (RLIMIT_NPROC 32) but not applied: root, and no pids cgroup here")
     else:
         assert seen["forks"] == "Resource temporarily unavailable", seen["forks"]
     assert engine.http.get("/health").status_code == 200
     assert run("def udf(data, context):\n    return data + 1\n", 41) == 42
+
+
+BOMB = """
+import os
+import time
+
+
+def udf(data, context):
+    children = []
+    try:
+        for _ in range(data):  # a fork bomb, bounded here so that an uncapped engine is not hurt
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(30)
+                os._exit(0)
+            children.append(pid)
+    finally:
+        for pid in children:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    return len(children)
+"""
+
+
+def test_a_fork_bomb_meets_the_cap_as_root_too_and_the_error_names_it(engine: Engine) -> None:
+    """Root is the case RLIMIT_NPROC misses (CI and containers run engines as root): a pids cgroup per
+    sandbox holds there."""
+    if os.geteuid() == 0 and pids.available() is None:
+        pytest.skip("this host lets a root engine make no pids cgroup (see docs/access.md)")
+    engine.runtime.workers.sandbox.limits = Limits(processes=32)
+    user = engine.headers(engine.token("mallory", "user"))
+    graph = {"process_graph": {"udf": {"process_id": "run_udf", "result": True, "arguments": {
+        "data": 400, "udf": BOMB, "runtime": "Python"}}}}
+    answer = engine.http.post("/openeo/1.2/result", json={"process": graph}, headers=user)
+    assert 400 <= answer.status_code < 500, answer.text
+    assert "Resource temporarily unavailable" in answer.text and "worker_processes" in answer.text, answer.text
+    assert "capped at 32" in answer.text
+    assert engine.http.get("/health").status_code == 200
+    graph["process_graph"]["udf"]["arguments"] = {"data": 41, "udf": "def udf(data, context):\n    return data + 1\n",
+                                                 "runtime": "Python"}
+    again = engine.http.post("/openeo/1.2/result", json={"process": graph}, headers=user)
+    assert again.status_code == 200 and json.loads(again.text) == 42, again.text

@@ -7,6 +7,7 @@ the limits are set before any untrusted code runs and cannot be raised again fro
 
 from __future__ import annotations
 
+import errno
 import gc
 import importlib
 import importlib.util
@@ -29,6 +30,7 @@ Reply = tuple[dict[str, Any], list[bytes]]
 PROGRESS = ".progress"  # in the scratch folder (the working folder): the index of the function call running
 _KEEP_MODELS = 8  # built models a worker keeps when the engine does not say (its ``ml_warm_models``)
 _INDEX = struct.Struct("<I")
+_CAP = [0]  # the sandbox's cap on processes and threads, named when starting one fails
 
 
 def _limit(memory_bytes: int, processes: int = 0, file_bytes: int = 0) -> None:
@@ -282,8 +284,17 @@ def _failure(exc: BaseException) -> dict[str, Any]:
         line = "MemoryError: the code ran out of the memory its worker may use"
     else:
         line = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        if _CAP[0] and _capped(exc):
+            line += (f" (when starting a process or thread: this sandbox's processes and threads together are "
+                     f"capped at {_CAP[0]}, worker_processes)")
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6))
     return {"error": line[:2000], "trace": trace[-4000:]}
+
+
+def _capped(exc: BaseException) -> bool:
+    """Whether ``exc`` is what starting a process or thread past the sandbox's cap raises."""
+    return (isinstance(exc, OSError) and exc.errno == errno.EAGAIN) or (
+        isinstance(exc, RuntimeError) and "can't start new thread" in str(exc))
 
 
 def main(argv: list[str]) -> int:
@@ -292,6 +303,7 @@ def main(argv: list[str]) -> int:
 
     paths = [a.split("=", 1)[1] for a in argv if a.startswith("--path=")]
     _limit(number("memory"), number("processes"), number("file-bytes"))
+    _CAP[0] = number("processes")
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # what the code prints goes to the log, never into the protocol
     sys.stdout = os.fdopen(1, "w", buffering=1)

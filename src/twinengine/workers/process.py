@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from twinengine.workers import pids
 from twinengine.workers.protocol import _BLOB, _HEAD, MAX_MESSAGE_BYTES, Message, ProtocolError
 from twinengine.workers.sandbox import Layout, Sandbox
 
@@ -86,7 +87,8 @@ class Worker:
             os.write(writer, options)
             os.close(writer)
             pass_fds = (reader,)
-            argv = [argv[0], "--args", str(reader), *argv[split + 1:]]
+            # in a pids cgroup of its own where the host allows one: a process cap that holds for root too
+            argv = pids.enter_command([argv[0], "--args", str(reader), *argv[split + 1:]], sandbox.limits.processes)
         try:
             self.process = _SPAWNER.submit(
                 subprocess.Popen, argv, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=fd,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from twinengine.errors import SandboxUnavailable
+from twinengine.workers import pids
 from twinengine.workers.containers import ContainerRuntime, container_argv, find_runtime
 
 if TYPE_CHECKING:
@@ -214,12 +215,17 @@ class Sandbox:
         """Check the sandbox at start-up and say once (log and stderr) when app and user code cannot run in
         it, naming the cause and the setting that chooses another; returns that cause, or None."""
         try:
-            self.effective()
+            mode = self.effective()
         except SandboxUnavailable:
             said = _unavailable(self.problem() or "")
             _warn_once("unavailable", f"{said}. Until then this engine refuses UDFs, app functions and app "
                                       "processes.")
             return said
+        if mode == "bwrap" and os.geteuid() == 0 and self.limits.processes > 0 and pids.available() is None:
+            _warn_once("nproc", "this engine runs as root and the host lets it make no pids cgroup: the kernel "
+                                "applies no cap on a sandbox's processes (worker_processes) to root; run the "
+                                "engine as an ordinary user, or give it a cgroup (v1 pids, or v2 with pids "
+                                "delegated)")
         return None
 
     def command(self, module: str, args: list[str], layout: Layout) -> tuple[list[str], dict[str, str], str]:
@@ -370,3 +376,4 @@ def _warn_once(key: str, message: str) -> None:
         _WARNED.add(key)
         log.warning(message)
         print(f"\n!!! twinengine: {message}\n", file=sys.stderr, flush=True)
+
