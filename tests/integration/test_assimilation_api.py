@@ -229,3 +229,28 @@ def test_a_record_s_own_error_weighs_its_observation(engine: Engine, tmp_path: P
     assert first.observations[0]["std"] == 0.01  # type: ignore[index]
     assert second.analysis["h"]["mean"] == pytest.approx(5.0, abs=0.1)  # type: ignore[index]
     assert third.analysis == second.analysis and third.innovations == {}
+
+
+def test_cycles_one_per_request_equal_cycles_run_together(engine: Engine) -> None:
+    """A request runs its cycles in batches (one call to the app's worker each, the first of a few cycles);
+    twelve requests of one cycle each give, cycle for cycle, the analyses, innovations and state of one
+    request of twelve."""
+    engine.as_role("ada", "developer").publish_app(LORENZ96)
+    uma = engine.as_role("uma", "user")
+    uma.create_twin("lorenz96", "l96", {})
+    steps = _lorenz96(12, seed=4)
+    uma.write_state("l96", reported={f"x[{i}]": PropertyWrite(value=float(v), timestamp=START)
+                                     for i, v in enumerate(steps[0][1] + 0.5)})
+    uma.streams.append("l96", "obs", [{"time": t.isoformat(), **{f"y{i}": float(v) for i, v in enumerate(y)}}
+                                      for t, _x, y in steps])
+    together = uma.assimilation.run("l96", what_if="l96-together", cycles=12, method="enkf", seed=3)
+    first = uma.assimilation.run("l96", what_if="l96-one", cycles=1, method="enkf", seed=3)
+    apart = first.cycles + [c for _ in range(11)
+                            for c in uma.assimilation.run("l96-one", cycles=1, method="enkf", seed=3).cycles]
+    assert [c.number for c in apart] == [c.number for c in together.cycles] == list(range(1, 13))
+    for a, b in zip(apart, together.cycles, strict=True):
+        one, many = uma.assimilation.get("l96-one", a.number), uma.assimilation.get("l96-together", b.number)
+        assert one.analysis == many.analysis and one.innovations == many.innovations
+        assert (one.innovation_rms, one.spread, one.offsets) == (many.innovation_rms, many.spread, many.offsets)
+    assert uma.get_state("l96-one").reported == uma.get_state("l96-together").reported
+    assert together.cycles[0].analysis is None and together.cycles[-1].revision > together.cycles[0].revision

@@ -1,18 +1,25 @@
-"""Inside an app's worker: advance every member of an ensemble with the app's model step and apply its
-observation operators, in one call from the engine (a call per member would cost a round trip each).
+"""Inside an app's worker: advance every member of an ensemble with the app's model step, apply its
+observation operators, and run whole assimilation cycles (steps, operators, the filter), many in one call
+from the engine: a call per cycle, let alone per member, would cost a round trip each.
 
-The engine sends plain lists and draws every random number itself (model noise included), so an analysis
-depends on its seed only. Kept free of the engine's heavier modules: the worker imports it beside the app.
+The engine sends the observations of every cycle at once and the seed; each random number is drawn from a
+generator seeded by (seed, cycle number, purpose), so an analysis depends on its seed only, whichever
+process draws it and however many cycles one call runs. Members travel as numpy arrays (npy blobs back to
+the engine). Kept free of the engine's heavier modules: the worker imports it beside the app; the filters
+are the engine's own plain numpy (``twinengine.twin_assimilation.analysis``).
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+import traceback
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["advance"]
+import numpy as np
+
+__all__ = ["advance", "cycles"]
 
 
 def _resolve(entrypoint: str) -> Callable[..., Any]:
@@ -33,35 +40,143 @@ def _number(value: Any, where: str) -> float:
     return number
 
 
+def _checked(new: Any, names: list[str], step: str) -> np.ndarray:
+    """The state the step returned, as a vector in ``names`` order; every value a finite number."""
+    if not isinstance(new, dict):
+        raise TypeError(f"{step} returned {type(new).__name__}, not a mapping of the state")
+    try:
+        values = [new[n] for n in names]
+    except KeyError:
+        raise KeyError(f"{step} returned no value for {', '.join(n for n in names if n not in new)}") from None
+    if set(map(type, values)) == {float}:  # the usual answer (a list's tolist()): checked at once
+        row = np.array(values, dtype=float)
+        if np.isfinite(row).all():
+            return row
+    return np.array([_number(v, f"{step} ({n})") for n, v in zip(names, values, strict=True)], dtype=float)
+
+
+def _step_members(fn: Callable[..., Any], step: str, names: list[str], members: np.ndarray,
+                  parameters: dict[str, Any], forcing: list[dict[str, float]], dt: float,
+                  noise: np.ndarray) -> np.ndarray:
+    """Members after ``len(forcing)`` steps, ``noise[k, i]`` added after step k to member i."""
+    out = np.array(members, dtype=float)
+    if not forcing:
+        return out
+    for i in range(out.shape[0]):
+        row = out[i]
+        for k, drive in enumerate(forcing):
+            row = _checked(fn(dict(zip(names, row.tolist(), strict=True)), parameters, dict(drive), dt), names,
+                           step) + noise[k, i]
+        out[i] = row
+    return out
+
+
+def _observed(operators: dict[str, str], names: list[str], members: np.ndarray,
+              parameters: dict[str, Any]) -> np.ndarray:
+    """Each member's value of every operator-observed quantity: (N, q)."""
+    columns = []
+    for entrypoint in operators.values():
+        operator = _resolve(entrypoint)
+        columns.append([_number(operator(dict(zip(names, m.tolist(), strict=True)), parameters), entrypoint)
+                        for m in members])
+    return np.asarray(columns, dtype=float).T.reshape(members.shape[0], len(operators))
+
+
+def _error_std(where: str, value: float, parameters: dict[str, Any], name: str) -> float:
+    std = _number(_resolve(where)(value, parameters), where)
+    if std <= 0:
+        raise ValueError(f"{where} gave the std {std} for {name}; an observation error is positive")
+    return std
+
+
 def advance(*, step: str, names: list[str], members: list[list[float]], parameters: dict[str, Any],
             forcing: list[dict[str, float]], dt: float, noise: list[list[list[float]]],
             operators: dict[str, str], errors: dict[str, list[str | float]]) -> dict[str, Any]:
     """Members after ``len(forcing)`` steps of ``dt`` seconds (``noise[k][i]`` added after step k to member
     i), each member's value of every operator-observed quantity, and the std of each error entrypoint's
     observation: {"members", "observed": {name: [per member]}, "errors": {name: std}}."""
+    array = np.asarray(members, dtype=float).reshape(len(members), len(names))
+    out = _step_members(_resolve(step), step, names, array, parameters, forcing, dt,
+                        np.asarray(noise, dtype=float).reshape(len(forcing), len(members), len(names)))
+    observed = _observed(operators, names, out, parameters)
+    stds = {name: _error_std(str(pair[0]), float(pair[1]), parameters, name) for name, pair in errors.items()}
+    return {"members": out.tolist(), "observed": {name: observed[:, j].tolist() for j, name in enumerate(operators)},
+            "errors": stds}
+
+
+class _Knobs:
+    """The filter's tuning from its plain form (what ``Tuning.model_dump`` gives)."""
+
+    def __init__(self, tuning: dict[str, Any]) -> None:
+        self.inflation = float(tuning.get("inflation", 1.0))
+        self.additive = float(tuning.get("additive", 0.0))
+        self.rotate = bool(tuning.get("rotate", False))
+        self.radius: float | None = tuning.get("radius")
+        self.period: float | None = tuning.get("period")
+        self.threshold = float(tuning.get("threshold", 0.5))
+        self.jitter = float(tuning.get("jitter", 1.0))
+        self.background_std: float | None = tuning.get("background_std")
+
+
+def _failure(where: str, exc: BaseException) -> dict[str, Any]:
+    line = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return {"where": where, "type": type(exc).__name__, "message": str(exc), "line": line[:2000]}
+
+
+def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float, operators: dict[str, str],
+           members: np.ndarray, log_weights: np.ndarray | None, method: str, tuning: dict[str, Any], seed: int,
+           noise_std: np.ndarray, lower: np.ndarray, upper: np.ndarray, coords: np.ndarray,
+           plan: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run the cycles of ``plan`` in order, each from the previous one's analysis: the model steps (model noise
+    from the generator (seed, number, 1)), the operators, the error functions, the filter (generator (seed,
+    number, 2)) and the bounds. A cycle is {"number", "forcing": [per step], "columns", "values", "sd" (NaN
+    where "errors" [[index, entrypoint, name]] gives it), "positions"}. Returns what the engine records of each
+    cycle done: {"members": (K, N, n), "log_weights": [(N,) or None], "obs": (sum p, 3) background mean,
+    expected spread and error std of each observation, "ess": [...], "error": None or where the first failed
+    cycle failed (the cycles before it are returned)}."""
+    from twinengine.twin_assimilation.analysis import Background, analyse
+
     fn = _resolve(step)
-    out: list[list[float]] = []
-    for i, member in enumerate(members):
-        state = dict(zip(names, member, strict=True))
-        for k, drive in enumerate(forcing):
-            new = fn(dict(state), parameters, dict(drive), dt)
-            if not isinstance(new, dict):
-                raise TypeError(f"{step} returned {type(new).__name__}, not a mapping of the state")
-            missing = [n for n in names if n not in new]
-            if missing:
-                raise KeyError(f"{step} returned no value for {', '.join(missing)}")
-            state = {n: _number(new[n], f"{step} ({n})") + noise[k][i][j] for j, n in enumerate(names)}
-        out.append([state[n] for n in names])
-    observed: dict[str, list[float]] = {}
-    for name, entrypoint in operators.items():
-        operator = _resolve(entrypoint)
-        observed[name] = [_number(operator(dict(zip(names, member, strict=True)), parameters), entrypoint)
-                          for member in out]
-    stds: dict[str, float] = {}
-    for name, pair in errors.items():
-        where, value = str(pair[0]), float(pair[1])
-        std = _number(_resolve(where)(value, parameters), where)
-        if std <= 0:
-            raise ValueError(f"{where} gave the std {std} for {name}; an observation error is positive")
-        stds[name] = std
-    return {"members": out, "observed": observed, "errors": stds}
+    knobs = _Knobs(tuning)
+    current = np.asarray(members, dtype=float)
+    weights = log_weights
+    kept: list[np.ndarray] = []
+    kept_weights: list[np.ndarray | None] = []
+    obs: list[np.ndarray] = []
+    ess: list[float | None] = []
+    error: dict[str, Any] | None = None
+    for cycle in plan:
+        number = int(cycle["number"])
+        try:
+            noise = np.random.default_rng([seed, number, 1]).standard_normal(
+                (len(cycle["forcing"]), *current.shape)) * noise_std
+            background = _step_members(fn, step, names, current, parameters, cycle["forcing"], dt, noise)
+            observed = _observed(operators, names, background, parameters)
+            sd = np.array(cycle["sd"], dtype=float)
+            for index, where, name in cycle["errors"]:
+                sd[index] = _error_std(where, float(cycle["values"][index]), parameters, name)
+        except Exception as exc:  # the app's code: the cycles before it are kept
+            error = _failure("step", exc)
+            break
+        if sd.size:
+            bg = Background(background, observed, np.asarray(cycle["values"], dtype=float), sd**2,
+                            np.asarray(cycle["columns"], dtype=int), coords,
+                            np.asarray(cycle["positions"], dtype=float), weights if method == "pf" else None)
+            try:
+                result = analyse(bg, method, knobs, np.random.default_rng([seed, number, 2]))
+            except Exception as exc:  # the filter's refusal (ValueError) names what is wrong
+                error = _failure("filter", exc)
+                break
+            analysed, weights = result.members, result.log_weights
+            obs.append(np.column_stack([result.background_mean, result.expected, sd]))
+            ess.append(result.ess)
+        else:
+            analysed = background
+            ess.append(None)
+        current = np.clip(analysed, lower, upper)
+        kept.append(current)
+        kept_weights.append(weights)
+    n = len(names)
+    return {"members": np.stack(kept) if kept else np.zeros((0, current.shape[0], n)),
+            "log_weights": kept_weights, "obs": np.concatenate(obs) if obs else np.zeros((0, 3)), "ess": ess,
+            "error": error}

@@ -3,18 +3,42 @@
 Observations through an app's operator (a rating curve) enter by state augmentation: each member carries
 the values its operator gave, after the state, so every observation is a linear selection of the augmented
 member and the filters need no callable; the state part of the analysed members is the analysis.
+
+Plain numpy and the numerics package only: an app's worker imports this module to run many cycles in one
+call (``twinengine.app._assimilation``), so the method is its name and the tuning anything with its fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from twinengine.assimilation import bootstrap_update, enkf, etkf, letkf, three_dvar
-from twinengine.catalog.assimilation_spec import Method, Tuning
 
-__all__ = ["Analysis", "Background", "analyse", "weighted_stats"]
+__all__ = ["Analysis", "Background", "FilterTuning", "analyse", "weighted_stats"]
+
+
+class FilterTuning(Protocol):
+    """The knobs ``analyse`` reads: ``catalog.assimilation_spec.Tuning`` in the engine, a plain copy in a worker."""
+
+    @property
+    def inflation(self) -> float: ...
+    @property
+    def additive(self) -> float: ...
+    @property
+    def rotate(self) -> bool: ...
+    @property
+    def radius(self) -> float | None: ...
+    @property
+    def period(self) -> float | None: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def jitter(self) -> float: ...
+    @property
+    def background_std(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -53,28 +77,29 @@ def weighted_stats(members: np.ndarray, log_weights: np.ndarray | None) -> tuple
     return mean, np.sqrt(var)
 
 
-def analyse(bg: Background, method: Method, tuning: Tuning, rng: np.random.Generator) -> Analysis:
-    """The analysis of ``bg`` by ``method``; raises ValueError naming what is wrong (from the numerics)."""
+def analyse(bg: Background, method: str, tuning: FilterTuning, rng: np.random.Generator) -> Analysis:
+    """The analysis of ``bg`` by ``method`` (enkf, etkf, letkf, pf or 3dvar: ``Method``'s values); raises
+    ValueError naming what is wrong (from the numerics)."""
     N, n = bg.members.shape
     Z = np.hstack([bg.members, bg.observed]) if bg.observed.size else bg.members
     H = np.zeros((bg.y.size, Z.shape[1]))
     H[np.arange(bg.y.size), bg.columns] = 1.0
     HZ = Z[:, bg.columns]
-    mean, std = weighted_stats(HZ, bg.log_weights if method is Method.PF else None)
+    mean, std = weighted_stats(HZ, bg.log_weights if method == "pf" else None)
     expected = np.sqrt(std**2 + bg.variances)
     log_weights: np.ndarray | None = None
     ess: float | None = None
     inflation, additive = tuning.inflation, tuning.additive
-    if method is Method.ENKF:
+    if method == "enkf":
         Za = enkf(Z, bg.y, H, bg.variances, rng, inflation=inflation, additive=additive)
-    elif method is Method.ETKF:
+    elif method == "etkf":
         Za = etkf(Z, bg.y, H, bg.variances, rng, rotate=tuning.rotate, inflation=inflation, additive=additive)
-    elif method is Method.LETKF:
+    elif method == "letkf":
         if tuning.radius is None:
             raise ValueError("the letkf needs assimilation.tuning.radius")
         Za = letkf(Z, bg.y, H, bg.variances, rng, state_coords=bg.coords, obs_coords=bg.obs_coords,
                    radius=tuning.radius, period=tuning.period, inflation=inflation, additive=additive)
-    elif method is Method.PF:
+    elif method == "pf":
         lw = bg.log_weights if bg.log_weights is not None else np.zeros(N)
         step = bootstrap_update(Z, lw, bg.y, H, bg.variances, rng, threshold=tuning.threshold, jitter=tuning.jitter)
         Za, log_weights, ess = step.particles, step.log_weights, step.ess

@@ -93,12 +93,25 @@ def next_time(spec: AssimilationSpec, records: list[dict[str, Any]], time_field:
     return found
 
 
+def _observes(spec: AssimilationSpec, record: dict[str, Any]) -> bool:
+    for name, obs in spec.observations.items():
+        value = record.get(obs.field or name)
+        if value is not None and not isinstance(value, bool):
+            return True
+    return False
+
+
 def pending_times(spec: AssimilationSpec, records: list[dict[str, Any]], time_field: str,
                   after: datetime | None, start: int) -> int:
-    """How many observation times ``next_time`` would still find."""
-    count = 0
-    while True:
-        got = next_time(spec, records, time_field, after, start)
-        if got is None:
-            return count
-        count, after, start = count + 1, got.time, got.end
+    """How many observation times ``next_time`` would still find, in one pass over the records (a request
+    counts them over every record it read, not over the cycles it runs)."""
+    count, current = 0, None  # current: the time of the observation time being read
+    for record in records[bisect.bisect_left(records, start, key=lambda r: int(r["_offset"])):]:
+        when: datetime = record[time_field]
+        if current is not None and when != current:
+            count, after, current = count + 1, current, None
+        if after is not None and when <= after:
+            continue
+        if current is None and _observes(spec, record):
+            current = when
+    return count + (current is not None)

@@ -1,6 +1,7 @@
-"""Assimilation cycles of a twin: advance its ensemble with the app's model step (in the app's sandboxed
-workers), read the observations that arrived since the last cycle, run the filter, and write the analysis
-as one state revision with its uncertainty; the cycle record keeps what the analysis used.
+"""Assimilation cycles of a twin: read the observations that arrived since the last cycle, advance its
+ensemble with the app's model step and run the filter (both in the app's sandboxed workers, many cycles per
+call), and write each analysis as one state revision with its uncertainty; the cycle record keeps what the
+analysis used.
 
 A what-if runs on a new fork, whose cycles read the origin's observations (the same physical twin) and
 start from the origin's ensemble as of the fork, so the origin's state and cycles stay as they are.
@@ -8,8 +9,9 @@ start from the origin's ensemble as of the fork, so the origin's state and cycle
 
 from __future__ import annotations
 
-import secrets
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,28 +27,31 @@ from twinengine.catalog.assimilation_checks import observation_stream
 from twinengine.catalog.assimilation_spec import AssimilationSpec, Method
 from twinengine.catalog.manifest import Manifest
 from twinengine.errors import NotFound, ProcessFailed, ValidationFailed
-from twinengine.quality.uncertainty import Uncertainty
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.streams.uncertainty import plain_records
-from twinengine.twin_assimilation.analysis import Background, analyse, weighted_stats
+from twinengine.twin_assimilation.analysis import weighted_stats
+from twinengine.twin_assimilation.answer import malformed
+from twinengine.twin_assimilation.backlog import usable, window
 from twinengine.twin_assimilation.models import AssimilationCycle
-from twinengine.twin_assimilation.observations import ObservationTime, next_time, pending_times
+from twinengine.twin_assimilation.observations import next_time
+from twinengine.twin_assimilation.plan import Clock, Planned, payload, plan_cycle
 from twinengine.twin_assimilation.provenance import cycle_provenance
+from twinengine.twin_assimilation.record import Batch, record
 from twinengine.twin_assimilation.schemas import AssimilationRequest, AssimilationResult, CycleRead, InnovationRead
 from twinengine.twins import service as twins
-from twinengine.twins import state as twin_state
 from twinengine.twins.models import Twin
-from twinengine.twins.schemas import PropertyWrite, StateKind
 from twinengine.workers.apps import AppCode
 from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import ProtocolError
 
 __all__ = ["Engines", "assimilate", "get_cycle", "list_cycles"]
 
-ADVANCE = "twinengine.app._assimilation:advance"
-MAX_STEPS = 100_000  # model steps between two observation times
+CYCLES = "twinengine.app._assimilation:cycles"
 MAX_RECORDS = 200_000  # records read for one request
-QUANTILES = ("0.05", "0.5", "0.95")
+FIRST_BATCH = 2  # cycles in a request's first call to the worker (nothing to write meanwhile); then sized:
+BATCH_SECONDS = 0.25  # a call long enough to spread its costs, short enough that writing overlaps it closely
+MAX_BATCH = 50
+COMMIT_SECONDS = 1.0  # ``checkpoint`` at most about this often (a commit waits for the disk), and at the end
 Progress = Callable[[int, int], None]
 
 
@@ -127,52 +132,6 @@ def _initial(session: Session, principal: Principal, twin: Twin, spec: Assimilat
     return np.asarray(mean) + np.asarray(std) * rng.standard_normal((members, len(mean)))
 
 
-def _steps(spec: AssimilationSpec, prior: _Prior, when: ObservationTime) -> list[dict[str, float]]:
-    """The forcing of each model step from the prior's time to the observation time: the latest value read at
-    or before the step's end (a rain gauge reports the interval that ends at its reading)."""
-    if prior.time is None:
-        return []
-    dt = spec.step.dt.total_seconds()
-    count = round((when.time - prior.time).total_seconds() / dt)
-    if count > MAX_STEPS:
-        raise ValidationFailed.one("assimilation.step.dt", f"{count} steps of {dt:g} s between "
-                                                           f"{prior.time.isoformat()} and {when.time.isoformat()}; "
-                                                           f"at most {MAX_STEPS}")
-    drive, out, k = dict(prior.forcing), [], 0
-    for j in range(count):
-        at = prior.time.timestamp() + (j + 1) * dt  # a reading reports the interval that ends at it
-        while k < len(when.forcing) and when.forcing[k][0].timestamp() <= at:
-            drive.update(when.forcing[k][1])
-            k += 1
-        out.append(dict(drive))
-    for _t, values in when.forcing[k:]:
-        drive.update(values)
-    prior.forcing = drive
-    return out
-
-
-def _advance(app: Any, spec: AssimilationSpec, twin: Twin, members: np.ndarray, forcing: list[dict[str, float]],
-             rng: np.random.Generator, errors: dict[str, list[str | float]]) -> tuple[np.ndarray, np.ndarray,
-                                                                                    dict[str, float]]:
-    operators = {name: o.operator for name, o in spec.observations.items() if o.operator is not None}
-    N, n = members.shape
-    noise = rng.standard_normal((len(forcing), N, n)) * np.asarray(spec.per_entry(spec.step.noise))
-    if not forcing and not operators and not errors:
-        return members, np.zeros((N, 0)), {}
-    try:
-        got = app.process(ADVANCE, {"step": spec.step.entrypoint, "names": list(spec.state),
-                                    "members": members.tolist(), "parameters": dict(twin.parameters),
-                                    "forcing": forcing, "dt": spec.step.dt.total_seconds(),
-                                    "noise": noise.tolist(), "operators": operators, "errors": errors})
-    except WorkerError as exc:
-        raise ProcessFailed(f"assimilation.step: the app's code failed: {exc.remote}") from None
-    except (WorkerCrashed, ProtocolError) as exc:
-        raise ProcessFailed(f"assimilation.step: the app's worker failed: {exc}") from None
-    advanced = np.asarray(got["members"], dtype=float)
-    observed = np.asarray([got["observed"][name] for name in operators], dtype=float).T.reshape(N, len(operators))
-    return advanced, observed, {k: float(v) for k, v in got["errors"].items()}
-
-
 def _bounds(manifest: Manifest, spec: AssimilationSpec) -> tuple[np.ndarray, np.ndarray]:
     lower, upper = [], []
     for entry in spec.state:
@@ -182,115 +141,39 @@ def _bounds(manifest: Manifest, spec: AssimilationSpec) -> tuple[np.ndarray, np.
     return np.asarray(lower), np.asarray(upper)
 
 
-def _uncertainty(manifest: Manifest, entry: str, column: np.ndarray, log_weights: np.ndarray | None,
-                 std: float) -> Uncertainty | None:
-    forms = {f.value for f in manifest.state[entry.split("[", 1)[0]].uncertainty}
-    if not forms:
-        return None
-    parts: dict[str, Any] = {}
-    if "std" in forms:
-        parts["std"] = float(std)
-    if "quantiles" in forms:
-        if log_weights is None:
-            values = np.quantile(column, [float(q) for q in QUANTILES])
-        else:
-            order = np.argsort(column)
-            w = np.exp(log_weights - log_weights.max())[order]
-            cdf = np.cumsum(w) / w.sum()
-            values = column[order][np.minimum(np.searchsorted(cdf, [float(q) for q in QUANTILES]), column.size - 1)]
-        parts["quantiles"] = dict(zip(QUANTILES, (float(v) for v in np.maximum.accumulate(values)), strict=True))
-    if "members" in forms:
-        parts["members"] = [float(v) for v in column]
-    return Uncertainty.model_validate(parts)
+def _run(app: Any, batch: Batch, members: np.ndarray, log_weights: np.ndarray | None, plans: list[Planned],
+         coords: np.ndarray) -> tuple[dict[str, Any], float]:
+    """The cycles of ``plans`` run in one call to the app's worker, from ``members``: its answer, checked (it
+    is the app's), and the seconds it took."""
+    started = time.perf_counter()
+    spec = batch.spec
+    lower, upper = _bounds(batch.manifest, spec)
+    try:
+        got = app.process(CYCLES, {
+            "step": spec.step.entrypoint, "names": list(spec.state), "parameters": dict(batch.twin.parameters),
+            "dt": spec.step.dt.total_seconds(), "members": members, "log_weights": log_weights,
+            "operators": {name: o.operator for name, o in spec.observations.items() if o.operator is not None},
+            "method": batch.method.value, "tuning": spec.tuning.model_dump(mode="python"), "seed": batch.seed,
+            "noise_std": np.asarray(spec.per_entry(spec.step.noise)), "lower": lower, "upper": upper,
+            "coords": coords, "plan": [payload(p) for p in plans]})
+    except WorkerError as exc:
+        raise ProcessFailed(f"assimilation.step: the app's code failed: {exc.remote}") from None
+    except (WorkerCrashed, ProtocolError) as exc:
+        raise ProcessFailed(f"assimilation.step: the app's worker failed: {exc}") from None
+    problem = malformed(got, [len(p.used) for p in plans], members.shape)
+    if problem is not None:
+        raise ProcessFailed(f"assimilation.step: the app's worker answered wrongly: {problem}")
+    return dict(got), time.perf_counter() - started
 
 
-def _cycle(session: Session, app: Any, *, principal: Principal, twin: Twin, manifest: Manifest,
-           spec: AssimilationSpec, method: Method, members: int, seed: int, prior: _Prior, when: ObservationTime,
-           number: int, stream: str) -> AssimilationCycle:
-    """One cycle on the observations of ``when``; moves ``prior`` on to its analysis."""
-    rng_model = np.random.default_rng([seed, number, 1])
-    if prior.members is None:
-        prior.members = _initial(session, principal, twin, spec, members, seed)
-    forcing = _steps(spec, prior, when)
-    errors: dict[str, list[str | float]] = {}
-    for reading in when.readings:
-        entry = spec.observations[reading.name].error.entrypoint
-        if entry is not None:
-            errors[reading.name] = [entry, reading.value]
-    background, observed, error_std = _advance(app, spec, twin, prior.members, forcing, rng_model, errors)
-    operators = [name for name, o in spec.observations.items() if o.operator is not None]
-    n = len(spec.state)
-    coords = np.asarray(spec.coordinates if spec.coordinates is not None else range(n), dtype=float)
-    columns: list[int] = []
-    variances: list[float] = []
-    obs_coords: list[float] = []
-    used: list[dict[str, Any]] = []
-    for reading in when.readings:
-        obs = spec.observations[reading.name]
-        column = spec.state.index(obs.observes) if obs.observes is not None else n + operators.index(reading.name)
-        if obs.error.std is not None:
-            sd = obs.error.std
-        elif obs.error.record:
-            if reading.std is None or reading.std <= 0:
-                continue  # a record without its std cannot be weighed: left out, and said in the record
-            sd = reading.std
-        else:
-            sd = error_std[reading.name]
-        columns.append(column)
-        variances.append(sd**2)
-        position = obs.position if obs.position is not None else (
-            float(coords[column]) if column < n else 0.0)
-        obs_coords.append(position)
-        used.append({"name": reading.name, "stream": stream, "offset": reading.offset, "value": reading.value,
-                     "std": sd})
-    aug_coords = np.concatenate([coords, [float(spec.observations[name].position or 0.0) for name in operators]])
-    bg = Background(background, observed, np.asarray([u["value"] for u in used], dtype=float),
-                    np.asarray(variances, dtype=float), np.asarray(columns, dtype=int), aug_coords,
-                    np.asarray(obs_coords, dtype=float), prior.log_weights if method is Method.PF else None)
-    if used:
-        try:
-            result = analyse(bg, method, spec.tuning, np.random.default_rng([seed, number, 2]))
-        except ValueError as exc:
-            raise ValidationFailed.one("method", f"{method.value}: {exc}") from None
-        analysed, log_weights = result.members, result.log_weights
-    else:
-        analysed, log_weights, result = background, prior.log_weights, None
-    lower, upper = _bounds(manifest, spec)
-    analysed = np.clip(analysed, lower, upper)
-    mean, std = weighted_stats(analysed, log_weights)
-    writes = {entry: PropertyWrite(value=float(mean[i]), timestamp=when.time,
-                                   uncertainty=_uncertainty(manifest, entry, analysed[:, i], log_weights, std[i]))
-              for i, entry in enumerate(spec.state)}
-    values = twin_state.validate_write(manifest, {StateKind.REPORTED: writes})
-    revision = twin_state.append_revision(
-        session, twin, values, author=principal.name, manifest=manifest,
-        message=f"assimilation cycle {number}: {method.value}, {members} members, seed {seed}, "
-                f"{len(used)} observations")
-    innovations: dict[str, Any] = {}
-    if result is not None:
-        for j, u in enumerate(used):
-            innovations[u["name"]] = InnovationRead(
-                observed=u["value"], background=float(result.background_mean[j]),
-                innovation=float(u["value"] - result.background_mean[j]), expected=float(result.expected[j]),
-                std=u["std"]).model_dump()
-    d = np.asarray([i["innovation"] for i in innovations.values()])
-    e = np.asarray([i["expected"] for i in innovations.values()])
-    row = AssimilationCycle(
-        id="as-" + secrets.token_hex(6), twin_id=twin.id, number=number, owner=principal.name, method=method.value,
-        members=int(analysed.shape[0]), seed=seed, tuning=spec.tuning.model_dump(mode="json"),
-        valid_time=when.time, offsets={stream: [when.first, when.end]}, observations=used, innovations=innovations,
-        obs_count=len(used), innovation_mean=float(d.mean()) if d.size else None,
-        innovation_rms=float(np.sqrt(np.mean(d**2))) if d.size else None,
-        expected_rms=float(np.sqrt(np.mean(e**2))) if e.size else None, spread=float(np.mean(std)),
-        ensemble={"names": list(spec.state), "members": analysed.tolist(), "forcing": prior.forcing,
-                  "log_weights": None if log_weights is None else log_weights.tolist(),
-                  "ess": None if result is None else result.ess, "late": when.late, "prior": prior.cycle_id},
-        revision=revision.revision, origin_cycle=prior.cycle_id if number == 1 else None)
-    session.add(row)
-    session.flush()
-    prior.members, prior.log_weights, prior.time, prior.offset = analysed, log_weights, when.time, when.end
-    prior.cycle_id = row.id
-    return row
+def _failed(batch: Batch, error: dict[str, Any]) -> Exception:
+    """The error of the cycle the worker stopped at (the cycles before it are written)."""
+    if error.get("where") == "filter" and error.get("type") == "ValueError":
+        return ValidationFailed.one("method", f"{batch.method.value}: {error.get('message')}")
+    if error.get("where") == "filter":
+        return ProcessFailed(f"assimilation.filter: {error.get('line')}")
+    return ProcessFailed(f"assimilation.step: the app's code failed: {error.get('line')}")
+
 
 
 def _redraw(members: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -311,8 +194,12 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
                progress: Progress | None = None, checkpoint: Callable[[], None] | None = None) -> AssimilationResult:
     """Run up to ``request.cycles`` cycles on the twin (or, with ``what_if``, on a new fork of it).
 
-    ``checkpoint`` is called after each cycle (the API commits there: each cycle is a whole unit, its revision
-    and its record, and the store's writers are not kept waiting for the rest)."""
+    Cycles run in batches, each one call to the app's worker (model steps and filter, cycle after cycle) and
+    one write of its revisions and records, sized to take about ``BATCH_SECONDS``; the worker runs the next
+    batch while this thread writes the last. The analyses do not depend on the grouping (each cycle's random
+    numbers come from its own seeded generators). ``checkpoint`` is called after a batch is written, about
+    every ``COMMIT_SECONDS`` and after the last one (the API commits there: the store's writers are not kept
+    waiting for the rest; a failing cycle keeps the ones before it)."""
     twin = twins.get_twin(session, principal=principal, ref=ref, action="twin.operate")
     require(principal, "assimilation.run", twin, target=f"twin {ref}")
     manifest = twins.manifest_for(session, twin)
@@ -336,27 +223,62 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
     time_field = manifest.streams[stream].time_field
     table = engines.hub.read(stream_key(source.id, stream), start=prior.offset, limit=MAX_RECORDS,
                              time_field=time_field)
-    records = plain_records(table) if table is not None else []
-    records = [r for r in records if r.get("_quality") != "bad"]  # an implausible reading never corrects a state
+    total, records = 0, []
+    if table is not None:
+        table = usable(table)
+        total, cut = window(spec, table, time_field, prior.time, request.cycles)
+        records = plain_records(table.slice(0, cut))
     row = catalog.get_app_version(session, principal=SYSTEM, name=twin.app_name, version=twin.app_version)
     app = engines.code.get(row.archive_sha256, manifest)
     number = (session.scalar(select(func.max(AssimilationCycle.number))
                              .where(AssimilationCycle.twin_id == twin.id)) or 0)
-    total = pending_times(spec, records, time_field, prior.time, prior.offset)
+    batch = Batch(twin, manifest, spec, principal, method, members, seed)
+    clock = Clock(prior.time, prior.offset, prior.forcing)
+    coords = np.asarray(spec.coordinates if spec.coordinates is not None else range(len(spec.state)), dtype=float)
+    coords = np.concatenate([coords, [float(o.position or 0.0) for o in spec.observations.values()
+                                      if o.operator is not None]])
     done: list[CycleRead] = []
-    while len(done) < request.cycles:
-        when = next_time(spec, records, time_field, prior.time, prior.offset)
-        if when is None:
-            break
-        number += 1
-        cycle = _cycle(session, app, principal=principal, twin=twin, manifest=manifest, spec=spec,
-                       method=method, members=members, seed=seed, prior=prior, when=when, number=number,
-                       stream=stream)
-        done.append(read_cycle(cycle, twin))
-        if checkpoint is not None:
-            checkpoint()
-        if progress is not None:
-            progress(len(done), min(total, request.cycles))
+    size, committed = FIRST_BATCH, time.perf_counter()
+
+    def plan(count: int) -> list[Planned]:
+        nonlocal number
+        plans: list[Planned] = []
+        while len(plans) < count:
+            when = next_time(spec, records, time_field, clock.time, clock.offset)
+            if when is None:
+                break
+            number += 1
+            plans.append(plan_cycle(spec, clock, when, number, stream, coords))
+        return plans
+
+    plans = plan(min(size, request.cycles))
+    start = prior.members
+    if plans and start is None:
+        start = _initial(session, principal, twin, spec, members, seed)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assimilation") as pool:
+        running = (pool.submit(_run, app, batch, start, prior.log_weights, plans, coords)
+                   if plans and start is not None else None)
+        while running is not None:
+            got, seconds = running.result()
+            size = max(1, min(MAX_BATCH, int(BATCH_SECONDS * len(plans) / max(seconds, 1e-6))))
+            left = min(request.cycles, total) - len(done) - len(plans)
+            # the last batches shrink, so that little is left to write once the worker has nothing to run
+            after = [] if got["error"] is not None or left <= 0 else plan(min(size, (left + 1) // 2))
+            # the worker runs the next batch from this one's last analysis while this one is written
+            running = pool.submit(_run, app, batch, got["members"][-1], got["log_weights"][-1], after,
+                                  coords) if after else None
+            rows = record(session, batch, plans, got, prior_cycle=prior.cycle_id)
+            if rows:
+                prior.cycle_id = rows[-1].id
+            done += [read_cycle(row, twin) for row in rows]
+            if checkpoint is not None and (running is None or time.perf_counter() - committed >= COMMIT_SECONDS):
+                checkpoint()
+                committed = time.perf_counter()
+            if progress is not None:
+                progress(len(done), min(total, request.cycles))
+            if got["error"] is not None:
+                raise _failed(batch, got["error"])
+            plans = after
     return AssimilationResult(twin=twin.name, cycles=done, pending=total - len(done))
 
 

@@ -1,0 +1,110 @@
+"""Cycles planned before they run: what each needs from the stream (model steps with their forcing, the
+observations it weighs and where), known from the records alone, so that many cycles go to the app's worker
+in one call (``twinengine.app._assimilation.cycles``) and their analyses do not depend on how they were
+grouped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from twinengine.catalog.assimilation_spec import AssimilationSpec
+from twinengine.errors import ValidationFailed
+from twinengine.twin_assimilation.observations import ObservationTime
+
+__all__ = ["MAX_STEPS", "Clock", "Planned", "payload", "plan_cycle"]
+
+MAX_STEPS = 100_000  # model steps between two observation times
+
+
+@dataclass
+class Clock:
+    """Where planning stands: the last analysis time, the stream offset read up to, the forcing carried on."""
+
+    time: datetime | None
+    offset: int
+    forcing: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Planned:
+    """One cycle: its number, the stream it reads, its observation time, the forcing of each model step, the
+    forcing carried on after it (kept in its record), and the observations it weighs: ``used`` (name, stream,
+    offset, value, std; the std None until the app's error function gives it), the augmented column each
+    observes, its position (LETKF), and which take their std from an error function ([index, entrypoint,
+    name])."""
+
+    number: int
+    stream: str
+    when: ObservationTime
+    steps: list[dict[str, float]]
+    forcing: dict[str, float]
+    used: list[dict[str, Any]]
+    columns: list[int]
+    positions: list[float]
+    errors: list[list[Any]]
+
+
+def _steps(spec: AssimilationSpec, clock: Clock, when: ObservationTime) -> list[dict[str, float]]:
+    """The forcing of each model step from the clock's time to the observation time: the latest value read at
+    or before the step's end (a rain gauge reports the interval that ends at its reading)."""
+    if clock.time is None:
+        return []
+    dt = spec.step.dt.total_seconds()
+    count = round((when.time - clock.time).total_seconds() / dt)
+    if count > MAX_STEPS:
+        raise ValidationFailed.one("assimilation.step.dt", f"{count} steps of {dt:g} s between "
+                                                           f"{clock.time.isoformat()} and {when.time.isoformat()}; "
+                                                           f"at most {MAX_STEPS}")
+    drive, out, k = dict(clock.forcing), [], 0
+    for j in range(count):
+        at = clock.time.timestamp() + (j + 1) * dt  # a reading reports the interval that ends at it
+        while k < len(when.forcing) and when.forcing[k][0].timestamp() <= at:
+            drive.update(when.forcing[k][1])
+            k += 1
+        out.append(dict(drive))
+    for _t, values in when.forcing[k:]:
+        drive.update(values)
+    clock.forcing = drive
+    return out
+
+
+def plan_cycle(spec: AssimilationSpec, clock: Clock, when: ObservationTime, number: int, stream: str,
+               coords: np.ndarray) -> Planned:
+    """Cycle ``number`` on the observations of ``when``; moves ``clock`` on past it."""
+    steps = _steps(spec, clock, when)
+    operators = [name for name, o in spec.observations.items() if o.operator is not None]
+    n = len(spec.state)
+    planned = Planned(number, stream, when, steps, dict(clock.forcing), [], [], [], [])
+    for reading in when.readings:
+        obs = spec.observations[reading.name]
+        column = spec.state.index(obs.observes) if obs.observes is not None else n + operators.index(reading.name)
+        sd: float | None
+        if obs.error.std is not None:
+            sd = obs.error.std
+        elif obs.error.record:
+            if reading.std is None or reading.std <= 0:
+                continue  # a record without its std cannot be weighed: left out, and said in the record
+            sd = reading.std
+        else:
+            sd = None
+            planned.errors.append([len(planned.used), obs.error.entrypoint, reading.name])
+        planned.columns.append(column)
+        planned.positions.append(obs.position if obs.position is not None else (
+            float(coords[column]) if column < n else 0.0))
+        planned.used.append({"name": reading.name, "stream": stream, "offset": reading.offset,
+                             "value": reading.value, "std": sd})
+    clock.time, clock.offset = when.time, when.end
+    return planned
+
+
+def payload(planned: Planned) -> dict[str, Any]:
+    """The cycle as the worker takes it (numpy arrays; NaN where an error function gives the std)."""
+    return {"number": planned.number, "forcing": planned.steps,
+            "columns": np.asarray(planned.columns, dtype=int),
+            "values": np.asarray([u["value"] for u in planned.used], dtype=float),
+            "sd": np.asarray([np.nan if u["std"] is None else u["std"] for u in planned.used], dtype=float),
+            "positions": np.asarray(planned.positions, dtype=float), "errors": planned.errors}

@@ -1,0 +1,158 @@
+"""Cycles in batches: the worker-side run of many cycles gives, cycle for cycle, exactly what one cycle per
+call gives (the same seed, the same inputs), a failing cycle keeps the ones before it, a malformed answer is
+refused, the revision values built without ``validate_write`` are the ones it builds, and the backlog counted
+on Arrow columns is the one counted on records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from twinengine.app import _assimilation
+from twinengine.assimilation.reference_models import lorenz96_step
+from twinengine.auth.principal import Principal, Role
+from twinengine.catalog.assimilation_spec import AssimilationSpec, Method
+from twinengine.catalog.manifest import Manifest
+from twinengine.twin_assimilation.answer import malformed
+from twinengine.twin_assimilation.backlog import usable, window
+from twinengine.twin_assimilation.observations import ObservationTime, next_time, pending_times
+from twinengine.twin_assimilation.plan import Planned
+from twinengine.twin_assimilation.record import Batch, statistics, values_of
+from twinengine.twins.models import Twin
+
+N, n = 10, 6
+NAMES = [f"x[{i}]" for i in range(n)]
+
+
+def _step(state: dict[str, float], parameters: dict[str, Any], forcing: dict[str, float],
+          dt: float) -> dict[str, float]:
+    x = lorenz96_step(np.array([state[k] for k in NAMES]), dt=0.05, forcing=8.0)
+    return dict(zip(NAMES, x.tolist(), strict=True))
+
+
+def _plan(numbers: range, y: np.ndarray) -> list[dict[str, Any]]:
+    return [{"number": k, "forcing": [{}] if k > 1 else [], "columns": np.arange(0, n, 2),
+             "values": y[k - 1], "sd": np.ones(n // 2), "positions": np.arange(0, n, 2, dtype=float), "errors": []}
+            for k in numbers]
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, plan: list[dict[str, Any]], members: np.ndarray,
+         method: str = "etkf", step: Any = _step, log_weights: np.ndarray | None = None) -> dict[str, Any]:
+    monkeypatch.setattr(_assimilation, "_resolve", lambda entrypoint: step)
+    return _assimilation.cycles(
+        step="m:step", names=NAMES, parameters={}, dt=180.0, operators={}, members=members, log_weights=log_weights,
+        method=method, tuning={"inflation": 1.05, "rotate": True}, seed=7, noise_std=np.full(n, 0.01),
+        lower=np.full(n, -np.inf), upper=np.full(n, np.inf), coords=np.arange(n, dtype=float), plan=plan)
+
+
+@pytest.mark.parametrize("method", ["etkf", "enkf", "pf"])
+def test_one_call_of_many_cycles_equals_one_call_per_cycle(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    rng = np.random.default_rng(3)
+    start = 8.0 + rng.standard_normal((N, n))
+    y = 8.0 + rng.standard_normal((12, n // 2))
+    batched = _run(monkeypatch, _plan(range(1, 13), y), start, method)
+    members, weights, single = start, None, []
+    for k in range(1, 13):  # as the service goes on from a kept cycle: its members and (particles) weights
+        got = _run(monkeypatch, _plan(range(k, k + 1), y), members, method, log_weights=weights)
+        single.append(got)
+        members, weights = got["members"][-1], got["log_weights"][-1]
+    assert batched["error"] is None and batched["members"].shape == (12, N, n)
+    np.testing.assert_array_equal(batched["members"], np.stack([g["members"][0] for g in single]))
+    np.testing.assert_array_equal(batched["obs"], np.concatenate([g["obs"] for g in single]))
+    assert batched["ess"] == [g["ess"][0] for g in single]
+    for a, b in zip(batched["log_weights"], [g["log_weights"][0] for g in single], strict=True):
+        assert (a is None and b is None) or np.array_equal(a, b)
+    assert not np.array_equal(batched["members"][0], batched["members"][1])  # the cycles did move the members
+
+
+def test_a_failing_cycle_keeps_the_ones_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+
+    def tired(state: dict[str, float], parameters: dict[str, Any], forcing: dict[str, float],
+              dt: float) -> dict[str, float]:
+        calls["n"] += 1
+        if calls["n"] > 2 * N:  # the third cycle's steps
+            raise RuntimeError("the model gave up")
+        return _step(state, parameters, forcing, dt)
+
+    y = np.zeros((5, n // 2))
+    got = _run(monkeypatch, _plan(range(1, 6), y), 8.0 + np.random.default_rng(1).standard_normal((N, n)),
+               step=tired)
+    assert got["members"].shape == (3, N, n) and got["error"]["where"] == "step"
+    assert "RuntimeError: the model gave up" in got["error"]["line"]
+    assert malformed(got, [n // 2] * 5, (N, n)) is None
+
+
+def test_a_malformed_answer_is_named() -> None:
+    good = {"members": np.zeros((2, N, n)), "log_weights": [None, None], "obs": np.zeros((6, 3)), "ess": [None, None],
+            "error": None}
+    assert malformed(good, [3, 3], (N, n)) is None
+    assert "members" in str(malformed({**good, "members": np.zeros((2, N, n + 1))}, [3, 3], (N, n)))
+    assert "obs" in str(malformed({**good, "obs": np.zeros((5, 3))}, [3, 3], (N, n)))
+    assert "no error" in str(malformed(good, [3, 3, 3], (N, n)))
+    assert "log_weights" in str(malformed({**good, "log_weights": [np.zeros(N + 1), None]}, [3, 3], (N, n)))
+    assert malformed([1, 2], [3], (N, n)) is not None
+
+
+def test_values_built_directly_are_the_ones_validate_write_builds() -> None:
+    manifest = Manifest.model_validate({
+        "manifest_version": 1, "name": "ring", "version": "0.1.0", "package": "ring", "title": "Ring",
+        "domain": "physics", "authors": [{"name": "a"}], "license": "MIT",
+        "state": {"x": {"type": "number", "key": "i", "unit": "m", "uncertainty": ["std", "quantiles", "members"]},
+                  "h": {"type": "number", "uncertainty": ["std"]}},
+        "assimilation": {"state": ["x[0]", "x[1]", "h"], "step": {"entrypoint": "ring.model:step", "dt": "1h"},
+                         "observations": {"y": {"observes": "x[0]", "error": 1.0}}}})
+    assert manifest.assimilation is not None
+    batch = Batch(Twin(id="tw-1", name="ring"), manifest, manifest.assimilation,
+                  Principal(name="uma", role=Role.USER, issuer="internal"), Method.ETKF, 5, 0)
+    when = ObservationTime(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=1), [])
+    planned = Planned(1, "obs", when, [], {}, [], [], [], [])
+    members = np.random.default_rng(2).standard_normal((3, 5, 3))
+    for weights in ([None, None, None], [None, np.log(np.arange(1.0, 6.0)), None]):
+        mean, std, q = statistics(members, weights)
+        for k in range(3):
+            direct = values_of(batch, planned, members[k], mean[k], std[k], q[k], checked=False)
+            checked = values_of(batch, planned, members[k], mean[k], std[k], q[k], checked=True)
+            assert direct == checked
+    assert direct[0].unit == "m" and set(direct[0].uncertainty or {}) == {"std", "quantiles", "members"}
+    assert list((direct[2].uncertainty or {}).keys()) == ["std"]
+
+
+def test_the_backlog_is_counted_on_columns_as_on_records() -> None:
+    """``window`` counts the observation times ``pending_times`` counts, and the records it keeps give the
+    first cycles exactly as every record does."""
+    spec = AssimilationSpec.model_validate({
+        "state": ["storage"], "step": {"entrypoint": "pkg.mod:step", "dt": "15min", "forcing": {"rain": "rain"}},
+        "observations": {"level": {"operator": "pkg.mod:level", "error": 0.05}}})
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    rng = np.random.default_rng(5)
+    for case in range(20):
+        records = []
+        for offset in range(40):  # forcing-only records, repeated times, late records: in arrival order
+            minutes = int(15 * (offset // 2 + rng.integers(-2, 2)))
+            level = float(rng.normal()) if rng.random() < 0.6 else None
+            rain = float(rng.random()) if rng.random() < 0.5 else None
+            records.append({"_offset": offset, "time": t0 + timedelta(minutes=minutes), "rain": rain, "level": level,
+                            "_quality": "bad" if rng.random() < 0.1 else "ok"})
+        after = None if case % 2 else t0 + timedelta(minutes=15)
+        table = usable(pa.Table.from_pylist(records, schema=pa.schema([
+            ("_offset", pa.int64()), ("time", pa.timestamp("us", tz="UTC")), ("rain", pa.float64()),
+            ("level", pa.float64()), ("_quality", pa.string())])))
+        kept = [r for r in records if r["_quality"] != "bad"]
+        cycles = int(rng.integers(1, 6))
+        total, cut = window(spec, table, "time", after, cycles)
+        assert total == pending_times(spec, kept, "time", after, 0)
+        whole, part = [], []
+        for got, rows in ((whole, kept), (part, table.slice(0, cut).to_pylist())):
+            when, start = after, 0
+            for _ in range(cycles):
+                found = next_time(spec, rows, "time", when, start)
+                if found is None:
+                    break
+                got.append(found)
+                when, start = found.time, found.end
+        assert part == whole, case
