@@ -39,6 +39,7 @@ from twinengine.access.service import (
 )
 from twinengine.api.deps import PrincipalDep, RuntimeDep
 from twinengine.api.responses import PiecesResponse
+from twinengine.api.route_actions import acts, signed_in
 from twinengine.api.routing import api_router
 from twinengine.errors import (
     AuthenticationRequired,
@@ -165,18 +166,21 @@ def _answer(access: DataAccess, principal: Any, collection_id: str, query: EDRQu
 
 @router.get("", name="landing", summary="EDR landing page")
 @router.get("/", name="landing_slash", include_in_schema=False)
+@signed_in
 def landing(request: Request, principal: PrincipalDep, f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
     return metadata.landing_page(_base(request))
 
 
 @router.get("/conformance", name="conformance", summary="Conformance classes (EDR 1.0 and 1.1)")
+@signed_in
 def conformance(principal: PrincipalDep, f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
     return {"conformsTo": metadata.CONFORMANCE}
 
 
 @router.get("/api", name="api_definition", summary="The API definition (OpenAPI 3)")
+@signed_in
 def api_definition(request: Request, principal: PrincipalDep, f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
     document: dict[str, Any] = request.app.openapi()
@@ -184,6 +188,7 @@ def api_definition(request: Request, principal: PrincipalDep, f: MetadataFormat 
 
 
 @router.get("/collections", name="collections", summary="Collections with their extents and queries")
+@acts("collection.read")
 def collections(request: Request, access: AccessDep, principal: PrincipalDep,
                 f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
@@ -193,6 +198,7 @@ def collections(request: Request, access: AccessDep, principal: PrincipalDep,
 
 
 @router.get("/collections/{collection_id}", name="collection", summary="One collection")
+@acts("collection.read")
 def collection(request: Request, collection_id: CollectionId, access: AccessDep, principal: PrincipalDep,
                f: MetadataFormat = None) -> dict[str, Any]:
     _metadata_format(f)
@@ -201,6 +207,7 @@ def collection(request: Request, collection_id: CollectionId, access: AccessDep,
 
 
 @router.get("/collections/{collection_id}/position", name="position", summary="Values at points")
+@acts("collection.read")
 def position(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep, common: CommonDep,
              coords: Coords = None) -> Response:
     geometry = parse_wkt(coords, allowed=("POINT", "MULTIPOINT"))
@@ -209,6 +216,7 @@ def position(collection_id: CollectionId, access: AccessDep, principal: Principa
 
 
 @router.get("/collections/{collection_id}/radius", name="radius", summary="Values within a distance of points")
+@acts("collection.read")
 def radius(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep, common: CommonDep,
            coords: Coords = None, within: Annotated[float | None, Query()] = None,
            within_units: Annotated[str | None, Query(alias="within-units", max_length=16)] = None) -> Response:
@@ -219,6 +227,7 @@ def radius(collection_id: CollectionId, access: AccessDep, principal: PrincipalD
 
 
 @router.get("/collections/{collection_id}/area", name="area", summary="Values inside a polygon")
+@acts("collection.read")
 def area(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep, common: CommonDep,
          coords: Coords = None) -> Response:
     geometry = parse_wkt(coords, allowed=("POLYGON", "MULTIPOLYGON"))
@@ -231,6 +240,7 @@ def area(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep
                                                                  "level, drawn on the variable's fixed scale "
                                                                  "(headers X-Bounds, X-Scale, X-Floor, X-Datetime;"
                                                                  " without datetime the most informative step)"}})
+@acts("collection.read")
 def cube(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep, common: CommonDep,
          bbox: Annotated[str | None, Query(max_length=400)] = None,
          scale: Annotated[str | None, Query(max_length=80, description="f=png: lo,hi of the colour scale")]
@@ -247,6 +257,7 @@ def cube(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep
 
 
 @router.get("/collections/{collection_id}/trajectory", name="trajectory", summary="Values along a path")
+@acts("collection.read")
 def trajectory(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep, common: CommonDep,
                coords: Coords = None) -> Response:
     geometry = parse_wkt(coords, allowed=("LINESTRING",))
@@ -255,6 +266,7 @@ def trajectory(collection_id: CollectionId, access: AccessDep, principal: Princi
 
 
 @router.get("/collections/{collection_id}/corridor", name="corridor", summary="Values around a path")
+@acts("collection.read")
 def corridor(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep, common: CommonDep,
              coords: Coords = None, corridor_width: Annotated[float | None, Query(alias="corridor-width")] = None,
              width_units: Annotated[str | None, Query(alias="width-units", max_length=16)] = None,
@@ -270,6 +282,7 @@ def corridor(collection_id: CollectionId, access: AccessDep, principal: Principa
 
 
 @router.get("/collections/{collection_id}/locations", name="locations", summary="Named locations (stations)")
+@acts("collection.read")
 def locations(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep) -> Response:
     readable_collection(access, principal=principal, collection_id=collection_id)
     features = list(locations_of(access.source.open(collection_id)).values())
@@ -278,6 +291,7 @@ def locations(collection_id: CollectionId, access: AccessDep, principal: Princip
 
 @router.get("/collections/{collection_id}/locations/{location_id}", name="location",
             summary="Values at a named location")
+@acts("collection.read")
 def location(collection_id: CollectionId, location_id: Annotated[str, Path(max_length=128)], access: AccessDep,
              principal: PrincipalDep, common: CommonDep) -> Response:
     point = location_geometry(access, principal=principal, collection_id=collection_id, location_id=location_id)
@@ -286,6 +300,7 @@ def location(collection_id: CollectionId, location_id: Annotated[str, Path(max_l
 
 
 @router.get("/collections/{collection_id}/instances", name="instances", summary="Instances (forecast runs)")
+@acts("collection.read")
 def instances(request: Request, collection_id: CollectionId, access: AccessDep,
               principal: PrincipalDep) -> dict[str, Any]:
     readable_collection(access, principal=principal, collection_id=collection_id)
@@ -306,6 +321,7 @@ def instances(request: Request, collection_id: CollectionId, access: AccessDep,
 
 @router.get("/collections/{collection_id}/instances/{instance_id}/{query_type}", name="instance_query",
             summary="A query on one instance (position, radius, area, cube, trajectory, corridor)")
+@acts("collection.read")
 def instance_query(request: Request, collection_id: CollectionId, instance_id: Annotated[str, Path(max_length=64)],
                    query_type: Annotated[str, Path(max_length=16)], access: AccessDep, principal: PrincipalDep,
                    common: CommonDep, coords: Coords = None, bbox: Annotated[str | None, Query(max_length=400)] = None,
@@ -334,6 +350,7 @@ def instance_query(request: Request, collection_id: CollectionId, instance_id: A
 @router.post("/collections/{collection_id}/features", name="features",
              summary="A Polytope-style feature request (timeseries, verticalprofile, boundingbox, polygon, "
                      "trajectory, circle)")
+@acts("collection.read")
 def features(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep,
              body: Annotated[FeatureRequest, Body()]) -> Response:
     query, f = to_query(body)

@@ -25,6 +25,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from twinengine.api.audit_trail import record_with_commit
+from twinengine.api.route_actions import with_declaration
 from twinengine.store.conflicts import store_refusal
 
 __all__ = ["API_PREFIX", "Router", "api_router", "commits_on_its_thread", "long_running", "operation_id"]
@@ -61,7 +62,8 @@ def operation_id(route: APIRoute) -> str:
 
 
 def api_router(path: str = "", *, tag: str | None = None, versioned: bool = True) -> APIRouter:
-    """A router for ``/api/v1{path}`` (or ``{path}`` when not versioned) whose routes are tagged ``tag``."""
+    """A router for ``/api/v1{path}`` (or ``{path}`` when not versioned) whose routes are tagged ``tag``; each
+    route declares what it enforces (``api.route_actions``)."""
     prefix = (API_PREFIX if versioned else "") + path
     return Router(prefix=prefix, tags=[tag] if tag else [], generate_unique_id_function=operation_id)
 
@@ -145,6 +147,7 @@ class Router(APIRouter):
         return super().matches(scope)
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        kwargs["openapi_extra"] = with_declaration(endpoint, kwargs.get("openapi_extra"))  # api.route_actions
         answers = _plain_model_answer(endpoint, kwargs) if not args else None
         committing = commits_on_its_thread(endpoint, answers=answers)
         if getattr(endpoint, _LONG, False):

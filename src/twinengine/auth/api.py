@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from twinengine.api.cookies import CREDENTIAL_SCOPE_KEY, SESSION_COOKIE
 from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, authorized
+from twinengine.api.route_actions import acts, public, signed_in
 from twinengine.api.routing import api_router
 from twinengine.auth import audit, service, sessions
 from twinengine.auth.issuer import verify_bearer
@@ -37,6 +38,7 @@ router = api_router()
 
 
 @router.get("/me", tags=["auth"], name="me", summary="The caller's identity and role")
+@signed_in
 def me(principal: PrincipalDep) -> Me:
     return Me(name=principal.name, role=principal.role, issuer=principal.issuer, groups=sorted(principal.groups),
               scopes=sorted(principal.scopes) if principal.scopes is not None else None,
@@ -46,6 +48,7 @@ def me(principal: PrincipalDep) -> Me:
 @router.post("/tokens", tags=["tokens"], name="create", status_code=status.HTTP_201_CREATED,
              summary="Issue a token (admins); creates the identity on first use",
              dependencies=[Depends(authorized("token.create"))])
+@acts("token.create")
 def create_token(body: TokenCreate, session: SessionDep, runtime: RuntimeDep,
                  principal: PrincipalDep) -> TokenIssued:
     ttl = runtime.settings.token_ttl
@@ -62,6 +65,7 @@ def create_token(body: TokenCreate, session: SessionDep, runtime: RuntimeDep,
 
 @router.get("/tokens", tags=["tokens"], name="list", summary="Tokens issued by this engine (admins)",
             dependencies=[Depends(authorized("token.read"))])
+@acts("token.read")
 def list_tokens(session: SessionDep, principal: PrincipalDep,
                 identity: Annotated[str | None, Query(max_length=64)] = None) -> list[TokenRead]:
     return [TokenRead.model_validate(t) for t in service.list_tokens(session, principal=principal,
@@ -70,6 +74,7 @@ def list_tokens(session: SessionDep, principal: PrincipalDep,
 
 @router.delete("/tokens/{jti}", tags=["tokens"], name="revoke", summary="Revoke a token (admins)",
                dependencies=[Depends(authorized("token.revoke"))])
+@acts("token.revoke")
 def revoke_token(jti: Annotated[str, Path(max_length=64)], session: SessionDep, principal: PrincipalDep,
                  runtime: RuntimeDep) -> TokenRead:
     revoked = TokenRead.model_validate(service.revoke_token(session, principal=principal, jti=jti))
@@ -80,6 +85,7 @@ def revoke_token(jti: Annotated[str, Path(max_length=64)], session: SessionDep, 
 
 @router.get("/audit", tags=["audit"], name="list", summary="The audit log, newest first (admins)",
             dependencies=[Depends(authorized("audit.read"))])
+@acts("audit.read")
 def list_audit(
     session: SessionDep,
     principal: PrincipalDep,
@@ -97,6 +103,7 @@ def list_audit(
 
 
 @router.get("/identities", tags=["identities"], name="list", summary="Identities and their valid tokens (admins)")
+@acts("identity.list")
 def list_identities(session: SessionDep, principal: PrincipalDep) -> list[IdentityRead]:
     return [IdentityRead(name=row.name, id=row.id, created_at=row.created_at, created_by=row.created_by,
                          disabled=row.disabled, valid_tokens=n, roles=roles)
@@ -109,6 +116,7 @@ IdentityPath = Annotated[str, Path(max_length=64)]
 @router.patch("/identities/{name}", tags=["identities"], name="update",
               summary="Disable or enable an identity (admins): its tokens and sessions stop or work again at once",
               dependencies=[Depends(authorized("identity.manage"))])
+@acts("identity.manage")
 def update_identity(name: IdentityPath, body: IdentityUpdate, session: SessionDep, principal: PrincipalDep,
                     runtime: RuntimeDep) -> IdentityRead:
     row = service.set_disabled(session, principal=principal, name=name, disabled=body.disabled)
@@ -124,6 +132,7 @@ def update_identity(name: IdentityPath, body: IdentityUpdate, session: SessionDe
                summary="Delete an identity with its tokens, sessions and grants (admins); its id is never reused",
                dependencies=[Depends(authorized("identity.manage"))],
                responses={409: {"description": "The identity still owns twins"}})
+@acts("identity.manage")
 def delete_identity(name: IdentityPath, session: SessionDep, principal: PrincipalDep,
                     runtime: RuntimeDep) -> IdentityDeleted:
     identity_id = service.get_identity(session, name).id
@@ -136,6 +145,7 @@ def delete_identity(name: IdentityPath, session: SessionDep, principal: Principa
 @router.post("/session", tags=["session"], name="sign_in", status_code=status.HTTP_201_CREATED,
              summary="Sign in to the portal: exchanges a token for an httpOnly session cookie",
              responses={401: {"description": "The token is not valid"}})
+@public
 async def sign_in(body: SessionCreate, request: Request, response: Response, runtime: RuntimeDep) -> SessionRead:
     """The token is verified and dropped; the cookie holds a new short-lived session token (SameSite=Strict).
     Writes with the cookie must send ``csrf_token`` as ``X-CSRF-Token``."""
@@ -160,6 +170,7 @@ async def sign_in(body: SessionCreate, request: Request, response: Response, run
 
 
 @router.get("/session", tags=["session"], name="get", summary="The signed-in caller and the session's CSRF token")
+@signed_in
 def get_session(request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> SessionRead:
     from_cookie = request.scope.get(CREDENTIAL_SCOPE_KEY) == "cookie" and principal.token_id is not None
     csrf = sessions.csrf_token(runtime.issuer, principal.token_id) if from_cookie and principal.token_id else None
@@ -168,6 +179,7 @@ def get_session(request: Request, runtime: RuntimeDep, principal: PrincipalDep) 
 
 @router.delete("/session", tags=["session"], name="sign_out", status_code=status.HTTP_204_NO_CONTENT,
                summary="Sign out: revokes the session token and clears the cookie")
+@signed_in
 def sign_out(request: Request, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     closed = sessions.close_session(session, principal=principal)
     session.commit()

@@ -10,14 +10,15 @@ import math
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import Path, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from twinengine.api.cookies import SESSION_COOKIE
 from twinengine.api.deps import RuntimeDep
-from twinengine.api.routing import api_router
+from twinengine.api.route_actions import public
+from twinengine.api.routing import Router, api_router
 from twinengine.auth import audit, sessions, signin
 from twinengine.auth.issuer import SignedToken
 from twinengine.auth.oidc import OidcVerifier
@@ -32,7 +33,7 @@ PROVIDER_COOKIE = "twin_oidc"  # which provider the session came from, and its I
 SIGNIN_PAGE = "/ui/signin"
 
 api = api_router()
-browser = APIRouter(include_in_schema=False)
+browser = Router(include_in_schema=False)  # a Router: its routes declare their actions too
 ProviderPath = Annotated[str, Path(pattern=r"^[\w-]+$", max_length=64)]
 
 
@@ -68,6 +69,7 @@ def _callback_uri(request: Request, provider: str) -> str:
 
 @api.get("/auth/providers", tags=["session"], name="providers",
          summary="The OpenID providers the portal offers \"Sign in with\" for (none: token sign-in only)")
+@public
 def list_providers(runtime: RuntimeDep) -> list[SignInProvider]:
     return [SignInProvider(id=v.provider.id, title=v.provider.title or v.provider.id,
                            login_url=f"/auth/oidc/{v.provider.id}/login") for v in _signin_capable(runtime)]
@@ -81,6 +83,7 @@ def _safe_next(next_page: str | None) -> str:
 
 
 @browser.get("/auth/oidc/{provider}/login")
+@public
 async def login(provider: ProviderPath, request: Request, runtime: RuntimeDep,
                 next: Annotated[str | None, Query(max_length=2000)] = None) -> RedirectResponse:
     """Send the browser to the provider with a fresh state, nonce and PKCE challenge."""
@@ -98,6 +101,7 @@ async def login(provider: ProviderPath, request: Request, runtime: RuntimeDep,
 
 
 @browser.get("/auth/oidc/{provider}/callback")
+@public
 async def callback(provider: ProviderPath, request: Request, runtime: RuntimeDep,
                    code: Annotated[str | None, Query(max_length=4000)] = None,
                    state: Annotated[str | None, Query(max_length=400)] = None,
@@ -145,6 +149,7 @@ async def callback(provider: ProviderPath, request: Request, runtime: RuntimeDep
 
 
 @browser.get("/auth/oidc/end-session")
+@public
 async def end_session(request: Request, runtime: RuntimeDep) -> RedirectResponse:
     """After the portal's own sign-out: end the session at the provider too when it offers that (OpenID
     RP-Initiated Logout), else back to the sign-in page. SameSite=Strict: another site cannot start it."""

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, authorized
+from twinengine.api.route_actions import acts, public
 from twinengine.api.routing import api_router
 from twinengine.auth import exchange, scoped_tokens
 from twinengine.auth.issuer import verify_bearer
@@ -40,6 +41,7 @@ routers = (mine, keys, well_known, oauth)
 
 @mine.post("", name="create_scoped", status_code=201,
            summary="Make a scoped token for oneself: some scopes, some twins, a lifetime; never more than its creator")
+@acts("token.own")
 def create_scoped(body: ScopedTokenCreate, session: SessionDep, runtime: RuntimeDep,
                   principal: PrincipalDep) -> ScopedTokenIssued:
     ttl = runtime.settings.token_ttl
@@ -57,11 +59,13 @@ def create_scoped(body: ScopedTokenCreate, session: SessionDep, runtime: Runtime
 
 
 @mine.get("", name="list_own", summary="The caller's own tokens (scoped or not), without their secrets")
+@acts("token.own")
 def list_own(session: SessionDep, principal: PrincipalDep) -> list[OwnTokenRead]:
     return [OwnTokenRead.model_validate(t) for t in scoped_tokens.list_own_tokens(session, principal=principal)]
 
 
 @mine.delete("/{jti}", name="revoke_own", summary="Revoke one of the caller's own tokens: it stops at once")
+@acts("token.own")
 def revoke_own(jti: Annotated[str, Path(max_length=64)], session: SessionDep, principal: PrincipalDep,
                runtime: RuntimeDep) -> OwnTokenRead:
     row = OwnTokenRead.model_validate(scoped_tokens.revoke_own_token(session, principal=principal, jti=jti))
@@ -84,6 +88,7 @@ def _keyring(runtime: Runtime) -> Any:
 
 @keys.get("", name="list", summary="Every generation of the engine's signing keys (admins)",
           dependencies=[Depends(authorized("token.keys.rotate"))])
+@acts("token.keys.rotate")
 def list_keys(runtime: RuntimeDep) -> list[SigningKeyRead]:
     generations = _keyring(runtime).generations(fresh=True).values()
     return [_read(g) for g in sorted(generations, key=lambda g: g.generation)]
@@ -91,6 +96,7 @@ def list_keys(runtime: RuntimeDep) -> list[SigningKeyRead]:
 
 @keys.post("/rotate", name="rotate", summary="Rotate the signing keys (admins): next becomes current, a new next",
            dependencies=[Depends(authorized("token.keys.rotate"))])
+@acts("token.keys.rotate")
 def rotate_keys(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> list[SigningKeyRead]:
     keyring = _keyring(runtime)
     keyring.rotate(session)
@@ -100,6 +106,7 @@ def rotate_keys(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDe
 
 
 @well_known.get("/jwks.json", name="jwks", summary="The engine's public signing keys: current and next")
+@public
 def jwks(runtime: RuntimeDep) -> dict[str, list[dict[str, Any]]]:
     keyring = runtime.issuer.keyring
     if keyring is None:
@@ -115,6 +122,7 @@ _EXCHANGE_BODY = {"required": True, "content": {
 @oauth.post("/token", name="exchange", summary="Token exchange (RFC 8693): a short-lived token for one site",
             responses={401: {"description": "The subject token is not valid"}},
             openapi_extra={"requestBody": _EXCHANGE_BODY})
+@public
 async def token_exchange(request: Request, runtime: RuntimeDep) -> TokenExchanged:
     """Form-encoded (``application/x-www-form-urlencoded``) or JSON: ``grant_type`` (token exchange),
     ``subject_token`` and ``subject_token_type`` (an access token or JWT of this engine or a configured OIDC

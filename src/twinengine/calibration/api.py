@@ -9,6 +9,7 @@ from fastapi import Path, Query, status
 from fastapi.responses import FileResponse
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.calibration import service
 from twinengine.calibration.runner import figure_path
@@ -25,6 +26,7 @@ CalibrationId = Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9-]+$")]
 
 @router.post("/twins/{twin}/calibrations", name="create", status_code=status.HTTP_202_ACCEPTED,
              summary="Fit the twin's parameters to its observations (runs in the background)")
+@acts("calibration.run", "twin.operate")
 def create_calibration(twin: TwinRef, body: CalibrationCreate, session: SessionDep, runtime: RuntimeDep,
                        principal: PrincipalDep) -> CalibrationRead:
     """Queued at once; the engine's calibration runner starts it after this request commits. Poll
@@ -37,6 +39,7 @@ def create_calibration(twin: TwinRef, body: CalibrationCreate, session: SessionD
 
 
 @router.get("/twins/{twin}/calibrations", name="list", summary="The twin's calibrations, newest first")
+@acts("twin.read")
 def list_calibrations(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                       offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> CalibrationPage:
@@ -47,12 +50,14 @@ def list_calibrations(twin: TwinRef, session: SessionDep, principal: PrincipalDe
 
 @router.get("/calibrations/{calibration_id}", name="get",
             summary="A calibration: status, percent, best parameters, intervals, correlations, proposed fork")
+@acts("twin.read")
 def get_calibration(calibration_id: CalibrationId, session: SessionDep, principal: PrincipalDep) -> CalibrationRead:
     row, twin = service.get_calibration(session, principal=principal, calibration_id=calibration_id)
     return service.read(session, row, twin)
 
 
 @router.get("/calibrations/{calibration_id}/runs", name="runs", summary="Every model run: parameters and scores")
+@acts("twin.read")
 def list_runs(calibration_id: CalibrationId, session: SessionDep, principal: PrincipalDep,
               limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
               offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> CalibrationRunPage:
@@ -63,6 +68,7 @@ def list_runs(calibration_id: CalibrationId, session: SessionDep, principal: Pri
 
 @router.get("/calibrations/{calibration_id}/figure", name="figure", response_class=FileResponse,
             summary="The calibration's figure (PNG): the objective over the runs and the posterior's marginals")
+@acts("twin.read")
 def figure(calibration_id: CalibrationId, session: SessionDep, runtime: RuntimeDep,
            principal: PrincipalDep) -> FileResponse:
     row, _ = service.get_calibration(session, principal=principal, calibration_id=calibration_id)
@@ -74,6 +80,7 @@ def figure(calibration_id: CalibrationId, session: SessionDep, runtime: RuntimeD
 
 @router.post("/calibrations/{calibration_id}/accept", name="accept",
              summary="Apply the calibrated parameters to the twin")
+@acts("calibration.decide", "twin.operate")
 def accept(calibration_id: CalibrationId, session: SessionDep, principal: PrincipalDep) -> CalibrationRead:
     row, twin = service.decide(session, principal=principal, calibration_id=calibration_id, accept=True)
     return service.read(session, row, twin)
@@ -81,6 +88,7 @@ def accept(calibration_id: CalibrationId, session: SessionDep, principal: Princi
 
 @router.post("/calibrations/{calibration_id}/reject", name="reject",
              summary="Leave the twin as it is and remove the proposed fork")
+@acts("calibration.decide", "twin.operate")
 def reject(calibration_id: CalibrationId, session: SessionDep, principal: PrincipalDep) -> CalibrationRead:
     row, twin = service.decide(session, principal=principal, calibration_id=calibration_id, accept=False)
     return service.read(session, row, twin)
@@ -88,6 +96,7 @@ def reject(calibration_id: CalibrationId, session: SessionDep, principal: Princi
 
 @router.post("/calibrations/{calibration_id}/cancel", name="cancel",
              summary="Stop a queued or running calibration (its runs so far are kept)")
+@acts("calibration.run", "twin.operate")
 def cancel(calibration_id: CalibrationId, session: SessionDep, principal: PrincipalDep) -> CalibrationRead:
     row, twin = service.cancel(session, principal=principal, calibration_id=calibration_id)
     return service.read(session, row, twin)

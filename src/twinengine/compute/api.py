@@ -9,6 +9,7 @@ from fastapi import Path, Query, status
 from fastapi.responses import PlainTextResponse
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.compute import quotas, sites
 from twinengine.compute import usage as usage_service
@@ -47,33 +48,39 @@ SiteQuery = Annotated[str | None, Query(pattern=SITE_NAME)]
 
 @router.post("/sites", name="site_add", status_code=status.HTTP_201_CREATED,
              summary="Register a compute site (providers); its credential is never shown")
+@acts("compute.site.manage")
 def site_add(body: SiteCreate, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> SiteRead:
     return sites.site_read(sites.add_site(session, runtime.lake.keyring, principal=principal, spec=body))
 
 
 @router.get("/sites", name="site_list", summary="Compute sites with capacity and status")
+@acts("compute.site.read")
 def site_list(session: SessionDep, principal: PrincipalDep) -> SitePage:
     rows = sites.list_sites(session, principal=principal)
     return SitePage(items=[sites.site_read(r) for r in rows], total=len(rows))
 
 
 @router.get("/sites/{name}", name="site_get", summary="One compute site")
+@acts("compute.site.read")
 def site_get(name: SitePath, session: SessionDep, principal: PrincipalDep) -> SiteRead:
     return sites.site_read(sites.show_site(session, principal=principal, name=name))
 
 
 @router.post("/sites/{name}/drain", name="site_drain", summary="Take no new runs (providers); undo=true opens")
+@acts("compute.site.manage")
 def site_drain(name: SitePath, session: SessionDep, principal: PrincipalDep, undo: bool = False) -> SiteRead:
     return sites.site_read(sites.drain_site(session, principal=principal, name=name, drain=not undo))
 
 
 @router.post("/sites/{name}/heartbeat", name="site_heartbeat", summary="Probe the site now (providers)")
+@acts("compute.site.manage")
 def site_heartbeat(name: SitePath, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> SiteRead:
     return sites.site_read(sites.probe_site(session, runtime.lake.keyring, principal=principal, name=name))
 
 
 @router.delete("/sites/{name}", name="site_remove", status_code=status.HTTP_204_NO_CONTENT,
                summary="Remove a compute site (providers)")
+@acts("compute.site.manage")
 def site_remove(name: SitePath, session: SessionDep, principal: PrincipalDep) -> None:
     sites.remove_site(session, principal=principal, name=name)
 
@@ -81,11 +88,13 @@ def site_remove(name: SitePath, session: SessionDep, principal: PrincipalDep) ->
 # -- quotas -----------------------------------------------------------------------------------------------------
 
 @router.put("/quotas", name="quota_set", summary="Set a compute quota (admins): core-hours per period")
+@acts("compute.quota.manage")
 def quota_set(body: QuotaSet, session: SessionDep, principal: PrincipalDep) -> QuotaRead:
     return quotas.quota_read(session, quotas.set_quota(session, principal=principal, spec=body))
 
 
 @router.get("/quotas", name="quota_list", summary="Compute quotas with their use (yours; admins: all)")
+@acts("compute.usage.read")
 def quota_list(session: SessionDep, principal: PrincipalDep) -> QuotaPage:
     rows = quotas.list_quotas(session, principal=principal)
     return QuotaPage(items=[quotas.quota_read(session, r) for r in rows], total=len(rows))
@@ -93,6 +102,7 @@ def quota_list(session: SessionDep, principal: PrincipalDep) -> QuotaPage:
 
 @router.delete("/quotas", name="quota_remove", status_code=status.HTTP_204_NO_CONTENT,
                summary="Remove a compute quota (admins)")
+@acts("compute.quota.manage")
 def quota_remove(session: SessionDep, principal: PrincipalDep,
                  subject: Annotated[str, Query(max_length=80)],
                  site: Annotated[str, Query(pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")] = "*") -> None:
@@ -102,6 +112,7 @@ def quota_remove(session: SessionDep, principal: PrincipalDep,
 # -- usage ------------------------------------------------------------------------------------------------------
 
 @usage_router.get("", name="usage_summary", summary="Usage summed by identity, group, twin, app or site")
+@acts("compute.usage.read")
 def usage_summary(session: SessionDep, principal: PrincipalDep, by: UsageKey = UsageKey.IDENTITY,
                   since: Since = None, until: Until = None, identity: Identity = None,
                   site: SiteQuery = None) -> UsageSummary:
@@ -114,6 +125,7 @@ def usage_summary(session: SessionDep, principal: PrincipalDep, by: UsageKey = U
 
 
 @usage_router.get("/records", name="usage_records", summary="One record per execution (yours; admins: all)")
+@acts("compute.usage.read")
 def usage_records(session: SessionDep, principal: PrincipalDep, since: Since = None, until: Until = None,
                   identity: Identity = None, site: SiteQuery = None) -> UsagePage:
     rows = usage_service.list_usage(session, principal=principal, since=since, until=until, identity=identity,
@@ -123,6 +135,7 @@ def usage_records(session: SessionDep, principal: PrincipalDep, since: Since = N
 
 @usage_router.get("/apel", name="usage_apel", response_class=PlainTextResponse,
                   summary="Usage as EGI APEL summary records (APEL-summary-job-message v0.3)")
+@acts("compute.usage.read")
 def usage_apel(session: SessionDep, principal: PrincipalDep, since: Since = None, until: Until = None,
                identity: Identity = None, site: SiteQuery = None) -> str:
     rows = usage_service.list_usage(session, principal=principal, since=since, until=until, identity=identity,

@@ -12,6 +12,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.held_access import HeldAccess, ended_by
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.api.text import takes_non_finite_numbers
 from twinengine.auth.principal import Principal
@@ -40,12 +41,14 @@ RunId = Annotated[str, Path(max_length=32)]
 
 
 @router.get("/{twin}/models", name="models", summary="The twin's models: versions, aliases, gate decisions")
+@acts("twin.read")
 def models(twin: TwinRef, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> list[TwinModelRead]:
     return service.list_models(session, runtime.ml, principal=principal, twin_ref=twin)
 
 
 @router.post("/{twin}/models/{model}/train", name="train", status_code=status.HTTP_202_ACCEPTED,
              summary="Queue a training run of the model (external trigger); poll it or follow its events")
+@acts("twin.operate")
 def train(twin: TwinRef, model: ModelName, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
           body: TrainingRequest | None = None) -> TrainingRunRead:
     run = service.request_training(session, principal=principal, twin_ref=twin, model=model,
@@ -56,12 +59,14 @@ def train(twin: TwinRef, model: ModelName, session: SessionDep, principal: Princ
 
 @router.get("/{twin}/models/{model}/trail", name="trail",
             summary="trigger → data → run → version → decision, newest first")
+@acts("twin.read")
 def trail(twin: TwinRef, model: ModelName, session: SessionDep, principal: PrincipalDep) -> list[TrailEntry]:
     return service.trail(session, principal=principal, twin_ref=twin, model=model)
 
 
 @router.put("/{twin}/models/{model}/policy", name="policy_set",
             summary="The retraining policy: schedule, buffer volume, drift (replaces the previous one)")
+@acts("twin.operate")
 def policy_set(twin: TwinRef, model: ModelName, body: PolicyWrite, session: SessionDep,
                principal: PrincipalDep, runtime: RuntimeDep) -> PolicyRead:
     policy = service.set_policy(session, principal=principal, twin_ref=twin, model=model, body=body)
@@ -70,6 +75,7 @@ def policy_set(twin: TwinRef, model: ModelName, body: PolicyWrite, session: Sess
 
 
 @router.get("/{twin}/models/{model}/policy", name="policy_get", summary="The retraining policy and its last check")
+@acts("twin.read")
 def policy_get(twin: TwinRef, model: ModelName, session: SessionDep, principal: PrincipalDep) -> PolicyRead:
     return service.get_policy(session, principal=principal, twin_ref=twin, model=model)
 
@@ -77,6 +83,7 @@ def policy_get(twin: TwinRef, model: ModelName, session: SessionDep, principal: 
 @router.post("/{twin}/models/{model}/predict", name="predict",
              summary="Predict with the champion (or ?version=) kept warm; inputs as the app's predict takes them")
 @takes_non_finite_numbers  # inputs are data for the model, not stored: a missing value may be NaN
+@acts("twin.read")
 def predict(twin: TwinRef, model: ModelName, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
             inputs: Annotated[Any, Body(embed=True)],
             version: Annotated[str | None, Query(max_length=16)] = None) -> dict[str, Any]:
@@ -95,6 +102,7 @@ def predict(twin: TwinRef, model: ModelName, session: SessionDep, principal: Pri
 
 
 @router.get("/{twin}/training-runs", name="runs", summary="Training runs of the twin, newest first")
+@acts("twin.read")
 def runs(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
          model: Annotated[str | None, Query(max_length=64)] = None,
          limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -105,6 +113,7 @@ def runs(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
 
 
 @router.get("/{twin}/training-runs/{run}", name="run", summary="One training run: status, percent, metrics")
+@acts("twin.read")
 def run(twin: TwinRef, run: RunId, session: SessionDep, principal: PrincipalDep) -> TrainingRunRead:
     return service.get_run(session, principal=principal, twin_ref=twin, run_id=run)
 
@@ -112,6 +121,7 @@ def run(twin: TwinRef, run: RunId, session: SessionDep, principal: PrincipalDep)
 @router.post("/{twin}/training-runs/{run}/stop", name="run_stop", status_code=status.HTTP_202_ACCEPTED,
              summary="Stop a training run: a queued one now, a running one at the end of its epoch (nothing "
                      "registered)")
+@acts("twin.operate")
 def run_stop(twin: TwinRef, run: RunId, session: SessionDep, principal: PrincipalDep) -> TrainingRunRead:
     return service.stop_run(session, principal=principal, twin_ref=twin, run_id=run)
 
@@ -128,6 +138,7 @@ def run_target(twin: TwinRef, run: RunId, principal: PrincipalDep, runtime: Runt
 
 @router.get("/{twin}/training-runs/{run}/events", name="run_events", response_class=EventSourceResponse,
             summary="Live epoch metrics as Server-Sent Events (id = epoch), then the final status")
+@acts("twin.read")
 async def run_events(twin: TwinRef, run: RunId, request: Request, principal: PrincipalDep, runtime: RuntimeDep,
                      first: Annotated[TrainingRunRead, Depends(run_target)]) -> AsyncIterator[ServerSentEvent]:
     current = first

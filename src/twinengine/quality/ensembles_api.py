@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Body, Path, Query, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts, public
 from twinengine.api.routing import api_router, long_running
 from twinengine.quality import compare as comparing
 from twinengine.quality import ensembles, scenarios
@@ -25,6 +26,7 @@ RunId = Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9-]+$")]
 @router.post("/twins/{twin}/ensembles", name="create", status_code=status.HTTP_202_ACCEPTED,
              summary="Run a workflow of the twin's app as an ensemble (perturbed parameters, forks or sets)")
 @long_running
+@acts("workflow.run", "twin.operate")
 def create_ensemble(twin: TwinRef, body: EnsembleCreate, session: SessionDep, runtime: RuntimeDep,
                     principal: PrincipalDep) -> EnsembleRead:
     engine, settings = runtime.workflows, runtime.settings
@@ -39,6 +41,7 @@ def create_ensemble(twin: TwinRef, body: EnsembleCreate, session: SessionDep, ru
 
 
 @router.get("/ensembles/{run_id}", name="get", summary="An ensemble: members, status, percent, statistics")
+@acts("twin.read")
 def get_ensemble(run_id: RunId, session: SessionDep, principal: PrincipalDep) -> EnsembleRead:
     return ensembles.ensemble_read(session, ensembles.get_ensemble(session, principal=principal,
                                                                    ensemble_id=run_id))
@@ -46,6 +49,7 @@ def get_ensemble(run_id: RunId, session: SessionDep, principal: PrincipalDep) ->
 
 @router.post("/scenarios", name="scenario_run", status_code=status.HTTP_202_ACCEPTED,
              summary="Fork a twin per branch of a scenario document and run its workflow on each fork")
+@acts("workflow.run", "twin.read")
 def run_scenario(doc: Annotated[dict[str, Any], Body()], session: SessionDep, runtime: RuntimeDep,
                  principal: PrincipalDep) -> scenarios.ScenarioRun:
     engine, settings = runtime.workflows, runtime.settings
@@ -56,11 +60,13 @@ def run_scenario(doc: Annotated[dict[str, Any], Body()], session: SessionDep, ru
 
 
 @router.get("/scenarios/schema", name="scenario_schema", summary="JSON Schema of scenario documents")
+@public
 def scenario_schema() -> dict[str, Any]:
     return scenarios.scenario_schema()
 
 
 @router.get("/compare", name="compare", summary="Twins (a twin and its forks) side by side")
+@acts("twin.read")
 def compare(session: SessionDep, principal: PrincipalDep,
             twin: Annotated[list[str], Query(max_length=comparing.MAX_TWINS)],
             prop: Annotated[list[str] | None, Query(alias="property", max_length=32)] = None,

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from twinengine.api.cookies import check_csrf, request_token
 from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, requires_token
 from twinengine.api.held_access import HeldAccess, ended_by
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.api.text import takes_non_finite_numbers
 from twinengine.auth.issuer import verify_bearer
@@ -95,6 +96,7 @@ def jsonable(record: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/{twin}/streams", name="list", summary="The twin's streams, their end offsets, lag and MQTT topics")
+@acts("stream.read")
 def list_streams(twin: TwinRef, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> list[StreamInfo]:
     return service.describe(session, runtime.streams, principal=principal, twin_ref=twin)
 
@@ -106,6 +108,7 @@ def list_streams(twin: TwinRef, session: SessionDep, principal: PrincipalDep, ru
                  "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
                  ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}}}})
 @takes_non_finite_numbers  # records are data: NaN and infinities are values of a field (checked by its type)
+@acts("stream.append")
 async def append(
     twin: TwinRef,
     stream: StreamName,
@@ -124,6 +127,7 @@ async def append(
 
 @router.get("/{twin}/streams/{stream}/producers/{producer}", name="producer",
             summary="Where a producer's sequence numbers stand: the last appended and the next to send")
+@acts("stream.append")
 def producer_position(twin: TwinRef, stream: StreamName,
                       producer: Annotated[str, Path(min_length=1, max_length=128, description="Producer id.")],
                       session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> ProducerRead:
@@ -136,6 +140,7 @@ def producer_position(twin: TwinRef, stream: StreamName,
 @router.get("/{twin}/streams/{stream}/records", name="read",
             summary="History by offset or event time, JSON (default) or Arrow IPC (Accept header)",
             responses={200: {"content": {ARROW_STREAM: {}}}})
+@acts("stream.read")
 async def read(
     twin: TwinRef,
     stream: StreamName,
@@ -168,6 +173,7 @@ async def read(
 
 @router.get("/{twin}/streams/{stream}/quality", name="quality",
             summary="Input quality per window of event time: flag shares, failed checks, lateness, completeness")
+@acts("stream.read")
 async def quality(
     twin: TwinRef,
     stream: StreamName,
@@ -212,6 +218,7 @@ async def twin_target(twin: TwinRef, runtime: RuntimeDep, principal: StreamPrinc
 
 @router.get("/{twin}/streams/{stream}/events", name="events", response_class=EventSourceResponse,
             summary="Live records as Server-Sent Events (id = offset; resumes from Last-Event-ID)")
+@acts("stream.read")
 async def events(
     stream: StreamName,
     request: Request,
@@ -255,6 +262,7 @@ async def events(
 
 @router.get("/{twin}/state/events", name="state_events", response_class=EventSourceResponse,
             summary="Live state revisions as Server-Sent Events (id = revision)")
+@acts("twin.read")
 async def state_events(
     request: Request,
     runtime: RuntimeDep,
@@ -290,6 +298,7 @@ async def state_events(
 
 
 @router.websocket("/{twin}/streams/{stream}/ws", name="ws")
+@acts("stream.append")
 async def ingest_socket(websocket: WebSocket, twin: str, stream: str, token: str | None = None) -> None:
     """Continuous producers: each message is a batch (JSON ``{"records": [...], "producer", "seq"}``, JSON
     lines, or binary Arrow IPC); each is answered ``{"ack": ...}`` once durable or ``{"error": ...}``. The token
@@ -367,6 +376,7 @@ def _ingest_message(session: Session, *, runtime: Runtime, principal: Principal,
 
 
 @router.put("/{twin}/streams/{stream}/binding", name="bind", summary="Feed the stream from an MQTT topic")
+@acts("stream.manage")
 def bind(twin: TwinRef, stream: StreamName, body: BindingWrite, session: SessionDep,
          principal: PrincipalDep) -> BindingRead:
     row = service.bind_mqtt(session, principal=principal, twin_ref=twin, stream=stream, topic=body.mqtt_topic)
@@ -375,18 +385,21 @@ def bind(twin: TwinRef, stream: StreamName, body: BindingWrite, session: Session
 
 @router.delete("/{twin}/streams/{stream}/binding", name="unbind", status_code=status.HTTP_204_NO_CONTENT,
                summary="Stop feeding the stream from MQTT")
+@acts("stream.manage")
 def unbind(twin: TwinRef, stream: StreamName, session: SessionDep, principal: PrincipalDep) -> Response:
     service.unbind_mqtt(session, principal=principal, twin_ref=twin, stream=stream)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{twin}/functions", name="functions", summary="Functions on arrival: offsets, lag, calls, failures")
+@acts("stream.read")
 def functions(twin: TwinRef, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> list[FunctionRead]:
     return service.list_functions(session, runtime.streams, principal=principal, twin_ref=twin)
 
 
 @router.get("/{twin}/functions/dead-letters", name="dead_letters",
             summary="Records functions gave up on after their retries, with the reason")
+@acts("stream.read")
 def dead_letters(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
                  function: Annotated[str | None, Query(max_length=64)] = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DeadLetterRead]:
@@ -395,6 +408,7 @@ def dead_letters(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
 
 @router.post("/{twin}/functions/{function}/resume", name="resume_function",
              summary="Resume a paused function, replaying the dead letters of the run that paused it")
+@acts("stream.manage")
 def resume_function(twin: TwinRef, function: Annotated[str, Path(max_length=64)], session: SessionDep,
                     principal: PrincipalDep) -> FunctionResumed:
     return service.resume_function(session, principal=principal, twin_ref=twin, function=function)
@@ -402,6 +416,7 @@ def resume_function(twin: TwinRef, function: Annotated[str, Path(max_length=64)]
 
 @router.get("/{twin}/functions/events", name="function_events",
             summary="Events the twin's functions emitted, and the workflow runs they asked for")
+@acts("stream.read")
 def function_events(twin: TwinRef, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
                     last: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[FunctionEvent]:
     rows = service.function_events(session, runtime.streams, principal=principal, twin_ref=twin, last=last)

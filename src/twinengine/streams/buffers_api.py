@@ -8,6 +8,7 @@ import pyarrow as pa
 from fastapi import Body, Header, Path, Response, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.streams import buffers
 from twinengine.streams.api import ARROW_STREAM, jsonable
@@ -25,17 +26,20 @@ BufferName = Annotated[str, Path(max_length=64)]
 
 @router.post("/{twin}/buffers", name="buffer_create", status_code=status.HTTP_201_CREATED,
              summary="A retraining buffer on a stream: sealed by record count, by time, or on request")
+@acts("stream.manage")
 def buffer_create(twin: TwinRef, body: BufferCreate, session: SessionDep, principal: PrincipalDep,
                   runtime: RuntimeDep) -> BufferRead:
     return buffers.create_buffer(session, runtime.streams, principal=principal, twin_ref=twin, body=body)
 
 
 @router.get("/{twin}/buffers", name="buffer_list", summary="The twin's retraining buffers and their fills")
+@acts("stream.read")
 def buffer_list(twin: TwinRef, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> list[BufferRead]:
     return buffers.list_buffers(session, runtime.streams, principal=principal, twin_ref=twin)
 
 
 @router.get("/{twin}/buffers/{name}", name="buffer_get", summary="One buffer and its fills")
+@acts("stream.read")
 def buffer_get(twin: TwinRef, name: BufferName, session: SessionDep, principal: PrincipalDep,
                runtime: RuntimeDep) -> BufferRead:
     _twin, row = buffers.get_buffer(session, principal=principal, twin_ref=twin, name=name)
@@ -44,6 +48,7 @@ def buffer_get(twin: TwinRef, name: BufferName, session: SessionDep, principal: 
 
 @router.post("/{twin}/buffers/{name}/seal", name="buffer_seal", status_code=status.HTTP_201_CREATED,
              summary="External trigger: seal what the buffer holds now into a fill")
+@acts("stream.manage")
 def buffer_seal(twin: TwinRef, name: BufferName, session: SessionDep, principal: PrincipalDep,
                 runtime: RuntimeDep) -> BufferFillRead:
     return buffers.seal(session, runtime.streams, principal=principal, twin_ref=twin, name=name)
@@ -52,6 +57,7 @@ def buffer_seal(twin: TwinRef, name: BufferName, session: SessionDep, principal:
 @router.get("/{twin}/buffers/{name}/fills/{fill}/records", name="buffer_records",
             summary="A fill's records (Arrow IPC with Accept, JSON otherwise)",
             responses={200: {"content": {ARROW_STREAM: {}}}})
+@acts("stream.read")
 def buffer_records(twin: TwinRef, name: BufferName, fill: Annotated[int, Path(ge=1, le=2**62)], session: SessionDep,
                    principal: PrincipalDep, runtime: RuntimeDep,
                    accept: Annotated[str | None, Header()] = None) -> Any:
@@ -72,6 +78,7 @@ def buffer_records(twin: TwinRef, name: BufferName, fill: Annotated[int, Path(ge
 
 @router.post("/{twin}/buffers/{name}/fills/{fill}/consumed", name="buffer_consumed",
              summary="Record a retraining's outcome; on success the fill is discarded if the policy says so")
+@acts("stream.manage")
 def buffer_consumed(twin: TwinRef, name: BufferName, fill: Annotated[int, Path(ge=1, le=2**62)],
                     session: SessionDep, principal: PrincipalDep,
                     success: Annotated[bool, Body(embed=True)] = True,

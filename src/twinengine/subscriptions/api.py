@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Path, Query, Response, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.subscriptions import service
 from twinengine.subscriptions.schemas import (
@@ -26,6 +27,7 @@ SubscriptionId = Annotated[str, Path(max_length=40, description="The subscriptio
 
 @router.post("", name="create", status_code=status.HTTP_201_CREATED,
              summary="Subscribe to a twin's condition, told by e-mail or a signed webhook")
+@acts("subscription.create", "twin.read")
 def create(body: SubscriptionCreate, session: SessionDep, principal: PrincipalDep,
            runtime: RuntimeDep) -> SubscriptionCreated:
     sub, secret = service.create(session, principal=principal, settings=runtime.settings, body=body)
@@ -33,6 +35,7 @@ def create(body: SubscriptionCreate, session: SessionDep, principal: PrincipalDe
 
 
 @router.get("", name="list", summary="Your subscriptions")
+@acts("subscription.create")
 def list_subscriptions(
     session: SessionDep,
     principal: PrincipalDep,
@@ -43,12 +46,14 @@ def list_subscriptions(
 
 
 @router.get("/{id}", name="show", summary="One of your subscriptions with its latest deliveries and their tries")
+@acts("subscription.manage")
 def show(id: SubscriptionId, session: SessionDep, principal: PrincipalDep) -> SubscriptionRead:
     return service.read(session, service.get(session, principal=principal, id=id))
 
 
 @router.delete("/{id}", name="delete", status_code=status.HTTP_204_NO_CONTENT,
                summary="End a subscription (its pending messages are dropped)")
+@acts("subscription.manage")
 def delete(id: SubscriptionId, session: SessionDep, principal: PrincipalDep) -> Response:
     service.delete(session, principal=principal, id=id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -56,6 +61,7 @@ def delete(id: SubscriptionId, session: SessionDep, principal: PrincipalDep) -> 
 
 @router.post("/{id}/test", name="test", status_code=status.HTTP_202_ACCEPTED,
              summary="Queue a test message through the subscription's channel; follow it on the subscription")
+@acts("subscription.manage", "twin.read")
 def test(id: SubscriptionId, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> DeliveryRead:
     row = service.queue_test(session, principal=principal, settings=runtime.settings, id=id)
     return DeliveryRead.model_validate(row)

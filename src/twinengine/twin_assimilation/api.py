@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Path, Query, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router, long_running
 from twinengine.twin_assimilation import schedules, service
 from twinengine.twin_assimilation.schemas import (
@@ -30,6 +31,7 @@ TwinRef = Annotated[str, Path(max_length=64, description="The twin's id (tw-...)
 @router.post("/{twin}/assimilations", name="assimilate", status_code=status.HTTP_201_CREATED,
              summary="Run assimilation cycles on the observations that arrived since the twin's last cycle")
 @long_running
+@acts("assimilation.run", "twin.operate")
 def assimilate(twin: TwinRef, body: AssimilationRequest, runtime: RuntimeDep, session: SessionDep,
                principal: PrincipalDep) -> AssimilationResult:
     """Each cycle advances the twin's ensemble with the app's model step to the next observation time, runs
@@ -42,6 +44,7 @@ def assimilate(twin: TwinRef, body: AssimilationRequest, runtime: RuntimeDep, se
 
 @router.get("/{twin}/assimilations", name="list_assimilations", summary="The twin's assimilation cycles, newest "
                                                                        "first")
+@acts("twin.read")
 def list_assimilations(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> CyclePage:
@@ -51,6 +54,7 @@ def list_assimilations(twin: TwinRef, session: SessionDep, principal: PrincipalD
 
 @router.get("/{twin}/assimilations/{cycle}", name="get_assimilation",
             summary="One cycle (by id or number) with its innovations, observations, analysis and provenance")
+@acts("twin.read")
 def get_assimilation(twin: TwinRef, cycle: Annotated[str, Path(max_length=32)], session: SessionDep,
                      principal: PrincipalDep) -> CycleRead:
     return service.get_cycle(session, principal=principal, ref=twin, cycle=cycle)
@@ -58,12 +62,14 @@ def get_assimilation(twin: TwinRef, cycle: Annotated[str, Path(max_length=32)], 
 
 @router.get("/{twin}/assimilation-schedule", name="get_assimilation_schedule",
             summary="When the twin's cycles run by themselves, and how the last pass ended")
+@acts("twin.read")
 def get_assimilation_schedule(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> ScheduleRead:
     return schedules.get_schedule(session, principal=principal, ref=twin)
 
 
 @router.put("/{twin}/assimilation-schedule", name="set_assimilation_schedule",
             summary="Run the twin's cycles on arrival of observations, on a schedule, or only on request")
+@acts("assimilation.run", "twin.operate")
 def set_assimilation_schedule(twin: TwinRef, body: ScheduleWrite, session: SessionDep,
                               principal: PrincipalDep) -> ScheduleRead:
     """Overrides the app's ``assimilation.run`` for this twin; the cycles run as the caller."""

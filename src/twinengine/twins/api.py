@@ -10,6 +10,7 @@ from fastapi import Body, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import Permission
 from twinengine.auth.principal import GROUP_NAME_PATTERN, Principal
@@ -74,6 +75,7 @@ def revision_read(row: StateRevision) -> RevisionRead:
 
 
 @router.post("", name="create", status_code=status.HTTP_201_CREATED, summary="Create a twin of an app")
+@acts("twin.create")
 def create(body: TwinCreate, session: SessionDep, principal: PrincipalDep) -> TwinRead:
     twin = service.create_twin(session, principal=principal, app=body.app, name=body.name,
                                parameters=body.parameters, description=body.description, tags=body.tags,
@@ -82,6 +84,7 @@ def create(body: TwinCreate, session: SessionDep, principal: PrincipalDep) -> Tw
 
 
 @router.get("", name="list", summary="Twins the caller owns or was granted (all, for admins)")
+@acts("twin.list")
 def list_twins(
     session: SessionDep,
     principal: PrincipalDep,
@@ -97,12 +100,14 @@ def list_twins(
 
 
 @router.get("/{twin}", name="get", summary="One twin")
+@acts("twin.read")
 def get(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> TwinRead:
     return twin_read(principal, service.get_twin(session, principal=principal, ref=twin))
 
 
 @router.delete("/{twin}", name="delete", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete a twin and its state log (owner or admin)")
+@acts("twin.manage")
 def delete(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> Response:
     service.delete_twin(session, principal=principal, ref=twin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -110,6 +115,7 @@ def delete(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> Respo
 
 @router.post("/{twin}/fork", name="fork", status_code=status.HTTP_201_CREATED,
              summary="Fork a what-if scenario twin from a revision")
+@acts("twin.read", "twin.create")
 def fork(twin: TwinRef, body: TwinFork, session: SessionDep, principal: PrincipalDep) -> TwinRead:
     created = service.fork_twin(session, principal=principal, ref=twin, name=body.name,
                                 at_revision=body.at_revision, parameters=body.parameters,
@@ -118,11 +124,13 @@ def fork(twin: TwinRef, body: TwinFork, session: SessionDep, principal: Principa
 
 
 @router.get("/{twin}/grants", name="grants_list", summary="Who else may read or operate the twin")
+@acts("twin.read")
 def grants_list(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> list[GrantRead]:
     return [GrantRead.model_validate(g) for g in service.list_grants(session, principal=principal, ref=twin)]
 
 
 @router.put("/{twin}/grants/{identity}", name="grants_put", summary="Grant read or operate (owner or admin)")
+@acts("twin.manage")
 def grants_put(
     twin: TwinRef,
     identity: Annotated[str, Path(pattern=r"^[a-z][a-z0-9._-]{0,63}$", max_length=64)],
@@ -136,6 +144,7 @@ def grants_put(
 
 @router.delete("/{twin}/grants/{identity}", name="grants_delete", status_code=status.HTTP_204_NO_CONTENT,
                summary="Take a grant back (owner or admin)")
+@acts("twin.manage")
 def grants_delete(twin: TwinRef, identity: Annotated[str, Path(max_length=64)], session: SessionDep,
                   principal: PrincipalDep) -> Response:
     service.revoke(session, principal=principal, ref=twin, identity=identity)
@@ -146,6 +155,7 @@ GroupRef = Annotated[str, Path(pattern=GROUP_NAME_PATTERN, max_length=64, descri
 
 
 @router.get("/{twin}/group-grants", name="group_grants_list", summary="Which groups may read or operate the twin")
+@acts("twin.read")
 def group_grants_list(twin: TwinRef, session: SessionDep, principal: PrincipalDep) -> list[GroupGrantRead]:
     return [GroupGrantRead.model_validate(g)
             for g in group_grants.list_group_grants(session, principal=principal, ref=twin)]
@@ -153,6 +163,7 @@ def group_grants_list(twin: TwinRef, session: SessionDep, principal: PrincipalDe
 
 @router.put("/{twin}/group-grants/{group}", name="group_grants_put",
             summary="Grant a group read or operate: every member has it while a member (owner or admin)")
+@acts("twin.manage")
 def group_grants_put(twin: TwinRef, group: GroupRef, permission: Annotated[Permission, Body(embed=True)],
                      session: SessionDep, principal: PrincipalDep) -> GroupGrantRead:
     row = group_grants.grant_group(session, principal=principal, ref=twin, group=group, permission=permission)
@@ -161,12 +172,14 @@ def group_grants_put(twin: TwinRef, group: GroupRef, permission: Annotated[Permi
 
 @router.delete("/{twin}/group-grants/{group}", name="group_grants_delete", status_code=status.HTTP_204_NO_CONTENT,
                summary="Take a group's grant back (owner or admin)")
+@acts("twin.manage")
 def group_grants_delete(twin: TwinRef, group: GroupRef, session: SessionDep, principal: PrincipalDep) -> Response:
     group_grants.revoke_group(session, principal=principal, ref=twin, group=group)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.patch("/{twin}/state", name="state_write", summary="Report and/or desire properties: one new revision")
+@acts("twin.operate")
 def state_write(twin: TwinRef, body: StateWrite, session: SessionDep, principal: PrincipalDep) -> RevisionRead:
     _, revision = service.write_state(session, principal=principal, ref=twin, reported=body.reported,
                                       desired=body.desired, message=body.message)
@@ -175,6 +188,7 @@ def state_write(twin: TwinRef, body: StateWrite, session: SessionDep, principal:
 
 @router.get("/{twin}/state", name="state_read", response_model=TwinState,
             summary="The state now, as of a revision, or as of a time (by the values' timestamps)")
+@acts("twin.read")
 async def state_read(
     twin: TwinRef,
     request: Request,
@@ -202,6 +216,7 @@ def _read_state(runtime: Runtime, principal: Principal, ref: str, revision: int 
 
 
 @router.get("/{twin}/revisions", name="revisions_list", summary="The state log, newest first by default")
+@acts("twin.read")
 def revisions_list(
     twin: TwinRef,
     session: SessionDep,
@@ -216,12 +231,14 @@ def revisions_list(
 
 
 @router.get("/{twin}/revisions/{revision}", name="revisions_get", summary="One revision and what it changed")
+@acts("twin.read")
 def revisions_get(twin: TwinRef, revision: Annotated[int, Path(ge=1, le=INT32_MAX)], session: SessionDep,
                   principal: PrincipalDep) -> RevisionRead:
     return revision_read(service.read_revision(session, principal=principal, ref=twin, number=revision))
 
 
 @router.get("/{twin}/properties/{prop}", name="property", summary="One property's value, or a keyed one's by key")
+@acts("twin.read")
 def read_property(
     twin: TwinRef,
     prop: Annotated[str, Path(max_length=64, description="`level`, one key `head[ow3]`, or every key `head`")],
@@ -236,6 +253,7 @@ def read_property(
 
 
 @router.get("/{twin}/properties/{prop}/history", name="history", summary="A property's values over time")
+@acts("twin.read")
 def history(
     twin: TwinRef,
     prop: Annotated[str, Path(max_length=64)],
@@ -259,6 +277,7 @@ def history(
 
 
 @router.get("/{twin}/diff", name="diff", summary="What changed in the state between two revisions")
+@acts("twin.read")
 def diff(
     twin: TwinRef,
     session: SessionDep,

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Query, Request
 
 from twinengine.api.deps import PrincipalDep, SessionDep
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.timeutil import Instant
 from twinengine.twins import fleet
@@ -37,6 +38,7 @@ def _filter(app: str | None, tag: list[str], bbox: str | None, state: list[str],
 
 
 @router.get("/twins", name="list", summary="Twins matching filters, by name, one keyset page at a time")
+@acts("twin.list")
 def list_fleet(
     request: Request,
     session: SessionDep,
@@ -58,6 +60,7 @@ def list_fleet(
 
 @router.get("/aggregate", name="aggregate",
             summary="Count, mean, min, max and quantiles of a state property over a fleet, per group")
+@acts("twin.list")
 def aggregate(
     session: SessionDep,
     principal: PrincipalDep,
@@ -80,6 +83,7 @@ def aggregate(
 
 
 @twins_router.patch("/{twin}", name="update", summary="Set a twin's tags and/or location (owner or admin)")
+@acts("twin.manage")
 def update(twin: TwinRef, body: TwinPlacement, session: SessionDep, principal: PrincipalDep) -> TwinRead:
     given = body.model_fields_set
     row = fleet.set_placement(session, principal=principal, ref=twin, tags=body.tags,

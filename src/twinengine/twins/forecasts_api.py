@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Path, Query, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.quality.spec import Duration
 from twinengine.timeutil import Instant
@@ -23,11 +24,13 @@ TwinRef = Annotated[str, Path(max_length=64, description="The twin's id (tw-...)
 
 @router.post("/{twin}/forecasts", name="add_forecast", status_code=status.HTTP_201_CREATED,
              summary="Record a forecast of a property (values with valid times after its issue time)")
+@acts("twin.operate")
 def add_forecast(twin: TwinRef, body: ForecastWrite, session: SessionDep, principal: PrincipalDep) -> ForecastRead:
     return forecasts.add_forecast(session, principal=principal, ref=twin, body=body)
 
 
 @router.get("/{twin}/forecasts", name="list_forecasts", summary="The newest forecasts the twin issued")
+@acts("twin.read")
 def list_forecasts(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
                    property: Annotated[str | None, Query(max_length=64)] = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 20,
@@ -38,6 +41,7 @@ def list_forecasts(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
 
 @router.get("/{twin}/verification", name="verification",
             summary="Skill scores of the twin's forecasts per lead time, workflow and model version")
+@acts("twin.read")
 def verification(
     twin: TwinRef,
     session: SessionDep,
@@ -60,6 +64,7 @@ def verification(
 
 @router.get("/{twin}/verification/history", name="score_history",
             summary="Kept scores of the twin's forecasts per period of valid time, forecasting system and lead")
+@acts("twin.read")
 def history(
     twin: TwinRef,
     runtime: RuntimeDep,

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Path, Query, status
 
 from twinengine.api.deps import PrincipalDep, SessionDep
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.timeutil import Instant
 from twinengine.twins import relationships as service
@@ -32,6 +33,7 @@ AtQuery = Annotated[Instant | None, Query(description="ISO 8601; without a zone 
 
 @router.post("/{twin}/links", name="link", status_code=status.HTTP_201_CREATED,
              summary="Link the twin to another by a relationship type its app declares")
+@acts("twin.operate")
 def link(twin: TwinRef, body: LinkCreate, session: SessionDep, principal: PrincipalDep) -> LinkRead:
     row = service.link(session, principal=principal, ref=twin, type=body.type, target=body.target, at=body.at)
     return LinkRead.model_validate(row)
@@ -39,6 +41,7 @@ def link(twin: TwinRef, body: LinkCreate, session: SessionDep, principal: Princi
 
 @router.delete("/{twin}/links/{type}/{target}", name="unlink",
                summary="Close a link (kept for reads in the past, never erased)")
+@acts("twin.operate")
 def unlink(
     twin: TwinRef,
     type: Annotated[str, Path(pattern=RELATION_TYPE, max_length=64)],
@@ -52,6 +55,7 @@ def unlink(
 
 
 @router.get("/{twin}/links", name="links", summary="The twin's links now, as of a time, or all it ever had")
+@acts("twin.read")
 def links(
     twin: TwinRef,
     session: SessionDep,
@@ -69,6 +73,7 @@ def links(
 
 @router.get("/{twin}/related", name="related",
             summary="Twins within some hops along links (e.g. downstream), now or as of a time")
+@acts("twin.read")
 def related(
     twin: TwinRef,
     session: SessionDep,

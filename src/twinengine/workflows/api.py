@@ -8,6 +8,7 @@ from fastapi import Body, Header, Path, Query, status
 from fastapi.responses import FileResponse, JSONResponse
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts, public
 from twinengine.api.routing import api_router, long_running
 from twinengine.errors import NotFound, RunNotFinished
 from twinengine.types import INT32_MAX
@@ -38,6 +39,7 @@ TwinRef = Annotated[str, Path(max_length=64)]
              summary="Run a workflow of the twin's app (async: queued; sync: answered when it ended), "
                      "or as a what-if on a new fork of it")
 @long_running
+@acts("workflow.run", "twin.operate")
 def twin_run(twin: TwinRef, body: TwinRunCreate, session: SessionDep, runtime: RuntimeDep,
              principal: PrincipalDep) -> RunRead:
     engine = runtime.workflows
@@ -59,6 +61,7 @@ def twin_run(twin: TwinRef, body: TwinRunCreate, session: SessionDep, runtime: R
 @router.post("/runs", name="create", status_code=status.HTTP_202_ACCEPTED,
              summary="Run an ad-hoc openEO process graph (optionally acting on a twin)")
 @long_running
+@acts("workflow.run")
 def create_run(body: RunCreate, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> RunRead:
     engine = runtime.workflows
     run = service.submit(session, engine, principal=principal, process=body.process, parameters=body.parameters,
@@ -72,6 +75,7 @@ def create_run(body: RunCreate, session: SessionDep, runtime: RuntimeDep, princi
 
 
 @router.get("/runs", name="list", summary="Runs you started (all, for admins), or a twin's runs")
+@acts("twin.read")
 def list_runs(session: SessionDep, principal: PrincipalDep,
               twin: Annotated[str | None, Query(max_length=64)] = None,
               run_status: Annotated[str | None, Query(alias="status", pattern="^(created|queued|running|finished|"
@@ -84,11 +88,13 @@ def list_runs(session: SessionDep, principal: PrincipalDep,
 
 
 @router.get("/runs/{run_id}", name="get", summary="A run: status, progress, per-node status and timings")
+@acts("twin.read")
 def get_run(run_id: RunId, session: SessionDep, principal: PrincipalDep) -> RunRead:
     return run_read(session, service.get_run(session, principal=principal, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/cancel", name="cancel", summary="Cancel a queued or running run")
+@acts("workflow.cancel")
 def cancel_run(run_id: RunId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> RunRead:
     run = service.cancel_run(session, principal=principal, run_id=run_id)
     if run.id in runtime.workflows.executing:
@@ -97,6 +103,7 @@ def cancel_run(run_id: RunId, session: SessionDep, runtime: RuntimeDep, principa
 
 
 @router.get("/runs/{run_id}/logs", name="logs", summary="Log entries of a run, oldest first")
+@acts("twin.read")
 def run_logs(run_id: RunId, session: SessionDep, principal: PrincipalDep,
              offset: Annotated[int | None, Query(ge=0, le=2**62)] = None,
              limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[LogRead]:
@@ -106,6 +113,7 @@ def run_logs(run_id: RunId, session: SessionDep, principal: PrincipalDep,
 
 @router.get("/runs/{run_id}/provenance", name="provenance", summary="W3C PROV-JSON document of a run",
             response_class=JSONResponse)
+@acts("twin.read")
 def provenance(run_id: RunId, session: SessionDep, principal: PrincipalDep) -> JSONResponse:
     run = service.get_run(session, principal=principal, run_id=run_id)
     document = provenance_of(run)
@@ -116,6 +124,7 @@ def provenance(run_id: RunId, session: SessionDep, principal: PrincipalDep) -> J
 
 @router.get("/runs/{run_id}/results/{name}", name="result", response_class=FileResponse,
             summary="Download an output of a run (supports HTTP Range)")
+@acts("twin.read")
 def result(run_id: RunId, name: Annotated[str, Path(max_length=200)], session: SessionDep, runtime: RuntimeDep,
            principal: PrincipalDep) -> FileResponse:
     run = service.get_run(session, principal=principal, run_id=run_id)
@@ -133,6 +142,7 @@ def _b64(hexdigest: str) -> str:
 
 
 @router.get("/twins/{twin}/triggers", name="triggers_list", summary="Triggers of a twin (manifest and own)")
+@acts("twin.read")
 def list_triggers(twin: TwinRef, session: SessionDep, runtime: RuntimeDep,
                   principal: PrincipalDep) -> list[TriggerRead]:
     rows = triggers.list_triggers(session, principal=principal, twin_ref=twin, arrivals=runtime.workflows.arrivals)
@@ -141,6 +151,7 @@ def list_triggers(twin: TwinRef, session: SessionDep, runtime: RuntimeDep,
 
 @router.post("/twins/{twin}/triggers", name="triggers_create", status_code=status.HTTP_201_CREATED,
              summary="Add a trigger (cron, webhook, dataset, ...) to a twin")
+@acts("twin.operate")
 def create_trigger(twin: TwinRef, body: TriggerCreate, session: SessionDep, runtime: RuntimeDep,
                    principal: PrincipalDep) -> TriggerCreated:
     row, secret = triggers.create_trigger(session, principal=principal, twin_ref=twin, body=body,
@@ -150,6 +161,7 @@ def create_trigger(twin: TwinRef, body: TriggerCreate, session: SessionDep, runt
 
 @router.delete("/twins/{twin}/triggers/{name}", name="triggers_delete", status_code=status.HTTP_204_NO_CONTENT,
                summary="Remove a trigger")
+@acts("twin.operate")
 def delete_trigger(twin: TwinRef, name: Annotated[str, Path(max_length=64)], session: SessionDep,
                    principal: PrincipalDep) -> None:
     triggers.delete_trigger(session, principal=principal, twin_ref=twin, name=name)
@@ -158,6 +170,7 @@ def delete_trigger(twin: TwinRef, name: Annotated[str, Path(max_length=64)], ses
 @router.post("/hooks/{trigger_id}", name="webhook", status_code=status.HTTP_202_ACCEPTED,
              summary="Fire a webhook trigger (authenticated by its secret, not a token)",
              responses={401: {"description": "The secret is missing or wrong"}})
+@public
 def webhook(trigger_id: Annotated[str, Path(max_length=40)], session: SessionDep, runtime: RuntimeDep,
             body: Annotated[dict[str, Any] | None, Body()] = None,
             secret: Annotated[str | None, Header(alias="X-Twin-Trigger-Secret", max_length=200)] = None,

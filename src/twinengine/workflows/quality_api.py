@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Path
 
 from twinengine.api.deps import PrincipalDep, SessionDep
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.errors import RunNotFinished
 from twinengine.quality.pedigree import QualityReport, report_from_provenance
@@ -21,6 +22,7 @@ RunId = Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9-]+$")]
 
 
 @router.get("/runs/{run_id}/quality", name="run_quality", summary="The quality of every input a run used")
+@acts("twin.read")
 def run_quality(run_id: RunId, session: SessionDep, principal: PrincipalDep) -> QualityReport:
     run = service.get_run(session, principal=principal, run_id=run_id)
     document = provenance_of(run)

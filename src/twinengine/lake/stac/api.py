@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from twinengine.api.cookies import request_token
 from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, _bearer
+from twinengine.api.route_actions import acts, public, signed_in
 from twinengine.api.routing import api_router
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.principal import Principal
@@ -74,6 +75,7 @@ def _maybe_principal(request: Request, runtime: RuntimeDep, session: SessionDep,
 
 @router.get("/", name="landing", summary="STAC API landing page (public; lists collections to callers with a "
                                          "token)", response_class=JSONResponse)
+@public
 def landing(request: Request, session: SessionDep,
             principal: Annotated[Principal | None, Depends(_maybe_principal)]) -> JSONResponse:
     return _json(service.landing(session, principal=principal, links=_links(request)))
@@ -81,35 +83,41 @@ def landing(request: Request, session: SessionDep,
 
 @router.get("/conformance", name="conformance", summary="Conformance classes (public)",
             response_class=JSONResponse)
+@public
 def conformance() -> JSONResponse:
     return _json(service.conformance())
 
 
 @router.get("/api", name="service_desc", summary="The OpenAPI document, as STAC's service-desc link wants it",
             response_class=OpenAPIResponse)
+@public
 def service_desc(request: Request) -> JSONResponse:
     return OpenAPIResponse(request.app.openapi())
 
 
 @router.get("/queryables", name="queryables", summary="Queryables for filter", response_class=QueryablesResponse)
+@signed_in
 def queryables(request: Request, principal: PrincipalDep) -> JSONResponse:
     return _json(service.queryables(links=_links(request)), QUERYABLES)
 
 
 @router.get("/collections", name="collections", summary="Lake containers as STAC collections",
             response_class=JSONResponse)
+@acts("lake.read")
 def collections(request: Request, session: SessionDep, principal: PrincipalDep) -> JSONResponse:
     return _json(service.collections(session, principal=principal, links=_links(request)))
 
 
 @router.get("/collections/{collection_id}", name="collection", summary="One collection",
             response_class=JSONResponse)
+@acts("lake.read")
 def collection(collection_id: str, request: Request, session: SessionDep, principal: PrincipalDep) -> JSONResponse:
     return _json(service.collection(session, principal=principal, links=_links(request), cid=collection_id))
 
 
 @router.get("/collections/{collection_id}/queryables", name="collection_queryables",
             summary="Queryables of a collection", response_class=QueryablesResponse)
+@acts("lake.read")
 def collection_queryables(collection_id: str, request: Request, session: SessionDep,
                           principal: PrincipalDep) -> JSONResponse:
     service.collection(session, principal=principal, links=_links(request), cid=collection_id)
@@ -118,6 +126,7 @@ def collection_queryables(collection_id: str, request: Request, session: Session
 
 @router.get("/collections/{collection_id}/items", name="items", summary="Items of a collection (paged)",
             response_class=GeoJSONResponse)
+@acts("lake.read")
 def items(collection_id: str, request: Request, session: SessionDep, principal: PrincipalDep,
           runtime: RuntimeDep) -> JSONResponse:
     query = from_get(dict(request.query_params))
@@ -127,6 +136,7 @@ def items(collection_id: str, request: Request, session: SessionDep, principal: 
 
 @router.get("/collections/{collection_id}/items/{item_id}", name="item", summary="One item",
             response_class=GeoJSONResponse)
+@acts("lake.read")
 def item(collection_id: str, item_id: str, request: Request, session: SessionDep, principal: PrincipalDep,
          runtime: RuntimeDep) -> JSONResponse:
     return _json(service.item(session, principal=principal, links=_links(request), cid=collection_id, iid=item_id,
@@ -134,6 +144,7 @@ def item(collection_id: str, item_id: str, request: Request, session: SessionDep
 
 
 @router.get("/search", name="search_get", summary="Item search (GET)", response_class=GeoJSONResponse)
+@acts("lake.read")
 def search_get(request: Request, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> JSONResponse:
     query = from_get(dict(request.query_params))
     return _json(service.search(session, principal=principal, links=_links(request), query=query, method="GET",
@@ -141,6 +152,7 @@ def search_get(request: Request, session: SessionDep, principal: PrincipalDep, r
 
 
 @router.post("/search", name="search_post", summary="Item search (POST)", response_class=GeoJSONResponse)
+@acts("lake.read")
 def search_post(request: Request, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
                 body: Annotated[Any, _OPEN_BODY] = None) -> JSONResponse:
     query = from_post(body if body is not None else {})

@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
 
 from twinengine._version import __version__
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, get_principal, requires_token
+from twinengine.api.route_actions import acts, public, signed_in
 from twinengine.api.routing import Router, long_running
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.oidc import OidcVerifier
@@ -70,11 +71,13 @@ def _root(request: Request) -> str:
 
 
 @well_known.get("/.well-known/openeo", name="well_known", summary="openEO API versions this engine serves")
+@public
 def versions(request: Request) -> dict[str, Any]:
     return {"versions": [{"url": _root(request) + "/", "api_version": API_VERSION, "production": True}]}
 
 
 @router.get("/", name="capabilities", summary="openEO capabilities")
+@public
 def capabilities(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     root = _root(request)
     oidc = any(isinstance(v, OidcVerifier) for v in runtime.verifiers)
@@ -92,6 +95,7 @@ def capabilities(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @router.get("/conformance", name="conformance")
+@public
 def conformance() -> dict[str, Any]:
     return {"conformsTo": CONFORMANCE}
 
@@ -100,6 +104,7 @@ def conformance() -> dict[str, Any]:
             summary="Exchange an engine token (as the basic-auth password) for an openEO access token",
             dependencies=[Depends(_basic)], responses={401: {"description": "No basic credentials, or a token that "
                                                                              "is not valid or not the user's"}})
+@signed_in
 def credentials_basic(request: Request, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
     header = request.headers.get("Authorization", "")
     if not header.lower().startswith("basic "):
@@ -116,6 +121,7 @@ def credentials_basic(request: Request, session: SessionDep, runtime: RuntimeDep
 
 @router.get("/credentials/oidc", name="credentials_oidc", summary="OpenID Connect providers this engine trusts",
             responses={404: {"description": "No OpenID Connect provider is configured"}})
+@public
 def credentials_oidc(runtime: RuntimeDep) -> dict[str, Any]:
     """The configured providers (``TWIN_OIDC_PROVIDERS``); clients then send ``Bearer oidc/<id>/<token>``.
     Without any, the endpoint is not offered (openEO requires at least one provider in the list)."""
@@ -126,6 +132,7 @@ def credentials_oidc(runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @router.get("/me", name="me")
+@signed_in
 def me(principal: PrincipalDep) -> dict[str, Any]:
     return {"user_id": principal.name, "name": principal.name, "info": {"role": principal.role.value},
             "links": []}
@@ -153,6 +160,7 @@ CollectionAccess = Annotated[Principal, Depends(collection_access)]
 
 
 @router.get("/collections", name="collections")
+@public
 def collections(request: Request, runtime: RuntimeDep, access: CollectionAccess) -> dict[str, Any]:
     root = _root(request)
     return {"collections": [stac_collection(info, base_url=root) for info in runtime.collections.list(access)],
@@ -160,6 +168,7 @@ def collections(request: Request, runtime: RuntimeDep, access: CollectionAccess)
 
 
 @router.get("/collections/{collection_id}", name="collection")
+@public
 def collection(collection_id: Annotated[str, Path(max_length=128)], request: Request, runtime: RuntimeDep,
                access: CollectionAccess) -> dict[str, Any]:
     if not runtime.collections.readable(collection_id, access):  # as the listing: one it may not read is not there
@@ -168,11 +177,13 @@ def collection(collection_id: Annotated[str, Path(max_length=128)], request: Req
 
 
 @router.get("/processes", name="processes", summary="Every process: openEO standard, engine and app processes")
+@public
 def processes(runtime: RuntimeDep) -> dict[str, Any]:
     return {"processes": [e.public_spec() for e in runtime.workflows.registry.list()], "links": []}
 
 
 @router.get("/processes/{namespace}", name="processes_namespace", summary="Processes of one namespace")
+@public
 def processes_namespace(namespace: Annotated[str, Path(max_length=130)], runtime: RuntimeDep) -> dict[str, Any]:
     wanted = None if namespace in ("backend", "predefined") else namespace
     entries = [e for e in runtime.workflows.registry.list() if e.namespace == wanted]
@@ -182,6 +193,7 @@ def processes_namespace(namespace: Annotated[str, Path(max_length=130)], runtime
 
 
 @router.get("/file_formats", name="file_formats")
+@public
 def file_formats() -> dict[str, Any]:
     return {"input": {"netCDF": {"title": "Network Common Data Form", "gis_data_types": ["raster"],
                                  "parameters": {}}},
@@ -195,6 +207,7 @@ _RUN_ERROR_STATUS = {"Internal": 500, "EngineRestarted": 500, ProcessingTimeLimi
 @router.post("/result", name="result", response_class=Response,
              summary="Process synchronously and download the result")
 @long_running
+@acts("workflow.run")
 def result(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
            body: Annotated[dict[str, Any], Body()]) -> Response:
     engine = runtime.workflows
@@ -227,6 +240,7 @@ def result(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
 
 
 @router.post("/validation", name="validation", summary="Validate a process graph without running it")
+@signed_in
 def validation(runtime: RuntimeDep, principal: PrincipalDep, session: SessionDep,
                body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     from twinengine.errors import TwinEngineError
@@ -244,6 +258,7 @@ router.include_router(jobs.router)
 
 @router.get("/jobs/{job_id}/results/assets/{name}", name="job_asset", response_class=FileResponse,
             summary="One asset of a finished job (supports HTTP Range)")
+@acts("twin.read")
 def job_asset(job_id: Annotated[str, Path(max_length=40)], name: Annotated[str, Path(max_length=200)],
               session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
               download: Annotated[bool, Query()] = False) -> FileResponse:
@@ -262,6 +277,7 @@ _UDF_LIBRARIES = ("numpy", "xarray", "pandas", "dask", "scipy", "openeo")
 
 
 @router.get("/udf_runtimes", name="udf_runtimes", summary="The UDF runtime run_udf offers: Python and its libraries")
+@public
 def udf_runtimes() -> dict[str, Any]:
     """UDFs run in this engine's Python (``run_udf``, runtime ``Python``) with the libraries installed here."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"

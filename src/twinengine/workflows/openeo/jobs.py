@@ -8,6 +8,7 @@ from fastapi import Body, Path, Query, Request, Response, status
 from sqlalchemy import select
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts, signed_in
 from twinengine.api.routing import Router
 from twinengine.errors import ProcessGraphNotFound, RunNotFinished
 from twinengine.store.base import lock_for_delete
@@ -41,6 +42,7 @@ def job_json(run: WorkflowRun, *, full: bool) -> dict[str, Any]:
 
 
 @router.post("/jobs", name="jobs_create", status_code=status.HTTP_201_CREATED, response_class=Response)
+@acts("workflow.run")
 def create_job(request: Request, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
                body: Annotated[dict[str, Any], Body()]) -> Response:
     run = service.submit(session, runtime.workflows, principal=principal, process=body.get("process"), kind="job",
@@ -50,6 +52,7 @@ def create_job(request: Request, session: SessionDep, runtime: RuntimeDep, princ
 
 
 @router.get("/jobs", name="jobs_list")
+@signed_in
 def list_jobs(session: SessionDep, principal: PrincipalDep,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     rows, _ = service.list_runs(session, principal=principal, kind="job,sync,run", limit=limit)
@@ -57,12 +60,14 @@ def list_jobs(session: SessionDep, principal: PrincipalDep,
 
 
 @router.get("/jobs/{job_id}", name="jobs_get")
+@acts("twin.read")
 def get_job(job_id: JobId, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     return job_json(service.get_run(session, principal=principal, run_id=job_id), full=True)
 
 
 @router.patch("/jobs/{job_id}", name="jobs_update", status_code=status.HTTP_204_NO_CONTENT,
               response_class=Response)
+@acts("workflow.cancel")
 def update_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
                body: Annotated[dict[str, Any], Body()]) -> Response:
     service.update_run(session, runtime.workflows, principal=principal, run_id=job_id, title=body.get("title"),
@@ -72,6 +77,7 @@ def update_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principa
 
 @router.delete("/jobs/{job_id}", name="jobs_delete", status_code=status.HTTP_204_NO_CONTENT,
                response_class=Response)
+@acts("workflow.cancel")
 def delete_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     service.delete_run(session, runtime.workflows, principal=principal, run_id=job_id)
     return Response(status_code=204)
@@ -79,6 +85,7 @@ def delete_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principa
 
 @router.post("/jobs/{job_id}/results", name="jobs_start", status_code=status.HTTP_202_ACCEPTED,
              response_class=Response)
+@acts("twin.read")
 def start_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     service.start_run(session, principal=principal, run_id=job_id)
     runtime.workflows.notify(session)
@@ -87,6 +94,7 @@ def start_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal
 
 @router.delete("/jobs/{job_id}/results", name="jobs_cancel", status_code=status.HTTP_204_NO_CONTENT,
                response_class=Response)
+@acts("workflow.cancel")
 def cancel_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     run = service.cancel_run(session, principal=principal, run_id=job_id)
     if run.id in runtime.workflows.executing:
@@ -95,6 +103,7 @@ def cancel_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principa
 
 
 @router.get("/jobs/{job_id}/logs", name="jobs_logs")
+@acts("twin.read")
 def job_logs(job_id: JobId, session: SessionDep, principal: PrincipalDep,
              offset: Annotated[str | None, Query(max_length=20)] = None,
              level: Annotated[str | None, Query(pattern="^(error|warning|info|debug)$")] = None) -> dict[str, Any]:
@@ -106,6 +115,7 @@ def job_logs(job_id: JobId, session: SessionDep, principal: PrincipalDep,
 
 
 @router.get("/jobs/{job_id}/results", name="jobs_results")
+@acts("twin.read")
 def job_results(job_id: JobId, request: Request, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     run = service.get_run(session, principal=principal, run_id=job_id)
     if run.status != "finished":
@@ -123,6 +133,7 @@ def job_results(job_id: JobId, request: Request, session: SessionDep, principal:
 
 
 @router.get("/process_graphs", name="udp_list")
+@acts("workflow.process.manage")
 def list_udps(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     rows = session.scalars(select(UserProcess).where(UserProcess.owner == principal.name).order_by(UserProcess.id))
     return {"processes": [{"id": r.id, **{k: v for k, v in r.process.items() if k != "process_graph"}}
@@ -137,6 +148,7 @@ def _udp(session: Any, owner: str, udp_id: str) -> UserProcess:
 
 
 @router.get("/process_graphs/{process_graph_id}", name="udp_get")
+@acts("workflow.process.manage")
 def get_udp(process_graph_id: Annotated[str, Path(max_length=120)], session: SessionDep,
             principal: PrincipalDep) -> dict[str, Any]:
     row = _udp(session, principal.name, process_graph_id)
@@ -145,6 +157,7 @@ def get_udp(process_graph_id: Annotated[str, Path(max_length=120)], session: Ses
 
 @router.put("/process_graphs/{process_graph_id}", name="udp_put", status_code=status.HTTP_200_OK,
             response_class=Response)
+@acts("workflow.process.manage")
 def put_udp(process_graph_id: Annotated[str, Path(max_length=120, pattern=r"^\w+$")], session: SessionDep,
             runtime: RuntimeDep, principal: PrincipalDep, body: Annotated[dict[str, Any], Body()]) -> Response:
     udp.put(session, runtime.workflows.registry, principal, process_graph_id, parse_process(body))
@@ -153,6 +166,7 @@ def put_udp(process_graph_id: Annotated[str, Path(max_length=120, pattern=r"^\w+
 
 @router.delete("/process_graphs/{process_graph_id}", name="udp_delete", status_code=status.HTTP_204_NO_CONTENT,
                response_class=Response)
+@acts("workflow.process.manage")
 def delete_udp(process_graph_id: Annotated[str, Path(max_length=120)], session: SessionDep,
                principal: PrincipalDep) -> Response:
     row = _udp(session, principal.name, process_graph_id)
