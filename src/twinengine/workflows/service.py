@@ -182,7 +182,11 @@ def submit_what_if(session: Session, engine: WorkflowEngine, *, principal: Princ
 
 
 def _visible(principal: Principal, run: WorkflowRun) -> bool:
-    return principal.is_admin or run.owner == principal.name
+    """Its owner's (and admins'); a run of a twin, to a token limited to some twins, only through that twin
+    (``get_run`` asks the twin): the run is the twin's data, which such a token reaches only on its twins."""
+    if principal.is_admin:
+        return True
+    return run.owner == principal.name and (principal.twins is None or run.twin_id is None)
 
 
 def get_run(session: Session, *, principal: Principal, run_id: str, for_update: bool = False) -> WorkflowRun:
@@ -210,6 +214,9 @@ def list_runs(session: Session, *, principal: Principal, twin_ref: str | None = 
         query = query.where(WorkflowRun.twin_id == twin.id)
     elif not principal.is_admin:
         query = query.where(WorkflowRun.owner == principal.name)
+        if principal.twins is not None:  # a token limited to some twins: runs of no twin, and of those twins
+            limited = select(Twin.id).where(or_(Twin.id.in_(principal.twins), Twin.name.in_(principal.twins)))
+            query = query.where(or_(WorkflowRun.twin_id.is_(None), WorkflowRun.twin_id.in_(limited)))
     if kind:
         query = query.where(or_(*[WorkflowRun.kind == k for k in kind.split(",")]))
     if status:
