@@ -61,6 +61,14 @@ class LoopbackProvider:
         people.pop(login, None)
         self.accounts_file.write_text(json.dumps(people))
 
+    def set_groups(self, login: str, groups: list[str]) -> None:
+        """Put ``login`` in exactly ``groups`` at the provider, as its admin would; tokens issued before keep
+        the old ones, introspection tells the new ones."""
+        assert self.accounts_file is not None
+        people = json.loads(self.accounts_file.read_text())
+        people[login]["groups"] = groups
+        self.accounts_file.write_text(json.dumps(people))
+
     def settings(self, provider_id: str = "loop", **extra: Any) -> dict[str, Any]:
         """The engine's ``oidc_providers`` entry for this provider, with the rules the tests rely on:
         members of vo.example.org join ``example-vo``, the ``hydrology`` group claim joins ``hydro``, and a
@@ -106,9 +114,9 @@ def _hidden(html: str, name: str) -> str:
 
 
 def start_provider(folder: Path, *, people: dict[str, dict[str, Any]] | None = None,
-                   access_token_ttl: int = 300) -> LoopbackProvider:
+                   access_token_ttl: int = 300, access_token_format: str = "jwt") -> LoopbackProvider:
     """Start ``server.mjs`` on a free loopback port with ``people`` (subject: claims; default PEOPLE) and the
-    engine's two clients."""
+    engine's two clients; its access tokens for the engine are JWTs, or opaque (``access_token_format``)."""
     node = shutil.which("node")
     if node is None:
         unavailable("oidc", "Node.js is not installed (apt-get install nodejs npm)")
@@ -132,7 +140,8 @@ def start_provider(folder: Path, *, people: dict[str, dict[str, Any]] | None = N
     accounts = folder / "people.json"
     accounts.write_text(json.dumps(PEOPLE if people is None else people))
     config.write_text(json.dumps({"issuer": issuer, "port": port, "audience": AUDIENCE, "clients": clients,
-                                  "accounts_file": str(accounts), "access_token_ttl": access_token_ttl}))
+                                  "accounts_file": str(accounts), "access_token_ttl": access_token_ttl,
+                                  "access_token_format": access_token_format}))
     with (folder / "provider.log").open("wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen([str(node), str(PROVIDER_DIR / "server.mjs"), str(config)], stdout=log,
                                    stderr=subprocess.STDOUT)

@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 from twinengine.timeutil import parse_setting_duration
 
-__all__ = ["OidcGroupRule", "OidcProvider", "OidcRoleRule", "Settings", "default_data_dir"]
+__all__ = ["OidcGroupRule", "OidcProvider", "OidcRoleRule", "Settings", "default_data_dir", "web_url"]
 
 MiB = 1024 * 1024
 
@@ -32,6 +32,22 @@ def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/twinengine`` (``~/.local/share/twinengine``): where an engine keeps its state."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "twinengine"
+
+
+def web_url(value: str) -> str:
+    """``value`` when it is an absolute http or https URL with a host; ValueError saying why otherwise."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        raise ValueError("not a URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"must be an http or https URL, not {parts.scheme or 'a relative'}: {value[:200]!r}")
+    if not host:
+        raise ValueError(f"names no host: {value[:200]!r}")
+    return value
 
 
 class _OidcRule(BaseModel):
@@ -112,11 +128,18 @@ class OidcProvider(BaseModel):
     recheck_s: int | None = Field(default=60, ge=0, le=86400, description="How often (seconds) the engine asks "
                                   "the provider whether a token in use still stands (token introspection, RFC 7662, "
                                   "with `client_id` and `client_secret`); when not, the person loses access at once: "
-                                  "identity disabled, its tokens and sessions revoked, asserted groups dropped. "
-                                  "0: every use; null: never.")
+                                  "identity disabled, its tokens and sessions revoked, asserted groups dropped; "
+                                  "the groups an answer tells replace the token's. 0: every use; null: never.")
     disabled_claim: str | None = Field(default=None, description="Claim by which the provider says a person is "
                                        "suspended (true, or \"true\"): their access ends as when introspection "
                                        "says a token no longer stands.")
+
+    @field_validator("issuer", "jwks_uri")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        """The engine reads these over HTTP: another scheme (``file:``, ``ftp:``) would read a local file or
+        another service, so it is a configuration error at start, not a failure at a token's first use."""
+        return None if value is None else web_url(value)
 
 
 

@@ -2,7 +2,8 @@
 // tests/oidc_fixtures.py with a JSON file naming its issuer, port, clients, people and the engine's audience.
 // Only what a real deployment configures is set here: the people (findAccount), a login page (the one part every
 // deployment writes itself), consent granted to the engine's first-party clients, and JWT access tokens for the
-// engine's audience carrying the person's groups and entitlements (as EGI Check-in and Keycloak can be set to).
+// engine's audience carrying the person's groups and entitlements (as EGI Check-in and Keycloak can be set to;
+// opaque ones with `access_token_format: "opaque"`, which the engine knows only by introspecting them).
 import fs from 'node:fs';
 import http from 'node:http';
 import { Provider } from 'oidc-provider';
@@ -13,6 +14,14 @@ const peopleOf = () => (config.accounts_file ? JSON.parse(fs.readFileSync(config
   : config.accounts);
 const RESOURCE = 'urn:twinengine:api';
 const SCOPES = 'openid profile email groups entitlements offline_access';
+// What the provider says about a person now (undefined: it knows them no more): put in their access tokens when
+// issued, and in the answer about a token when the engine introspects one, as Keycloak's introspection does.
+const claimsOf = (accountId) => {
+  const person = peopleOf()[accountId];
+  if (!person) return undefined;
+  const { name, email, groups, eduperson_entitlement: entitlements, suspended } = person;
+  return { name, email, groups, eduperson_entitlement: entitlements, ...(suspended ? { account_disabled: true } : {}) };
+};
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 async function fullGrant(op, clientId, accountId) {
@@ -49,7 +58,12 @@ const provider = new Provider(config.issuer, {
     // resource servers ask whether a token still stands; one of a person the provider no longer knows does not
     introspection: {
       enabled: true,
-      allowedPolicy: async (_ctx, _client, token) => !token.accountId || Boolean(peopleOf()[token.accountId]),
+      allowedPolicy: async (_ctx, _client, token) => {
+        if (!token.accountId) return true;
+        const now = claimsOf(token.accountId);
+        if (now) token.extra = now; // the answer tells the person's groups as they are now
+        return Boolean(now);
+      },
     },
     revocation: { enabled: true },
     rpInitiatedLogout: { enabled: true },
@@ -58,18 +72,14 @@ const provider = new Provider(config.issuer, {
       defaultResource: () => RESOURCE,
       useGrantedResource: () => true,
       getResourceServerInfo: () => ({
-        scope: SCOPES, audience: config.audience, accessTokenFormat: 'jwt', accessTokenTTL: config.access_token_ttl,
+        scope: SCOPES, audience: config.audience, accessTokenFormat: config.access_token_format || 'jwt',
+        accessTokenTTL: config.access_token_ttl,
         jwt: { sign: { alg: 'RS256' } },
       }),
     },
   },
   // the engine reads who someone is and what they belong to from its access token
-  extraTokenClaims: async (_ctx, token) => {
-    const person = peopleOf()[token.accountId];
-    if (!person) return undefined;
-    const { name, email, groups, eduperson_entitlement: entitlements, suspended } = person;
-    return { name, email, groups, eduperson_entitlement: entitlements, ...(suspended ? { account_disabled: true } : {}) };
-  },
+  extraTokenClaims: async (_ctx, token) => claimsOf(token.accountId),
   // first-party clients: the person consents by signing in
   loadExistingGrant: async (ctx) => fullGrant(ctx.oidc.provider, ctx.oidc.client.clientId,
     ctx.oidc.session.accountId),

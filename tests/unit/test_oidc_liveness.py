@@ -9,7 +9,7 @@ import httpx2 as httpx
 import pytest
 
 from twinengine.auth import liveness
-from twinengine.auth.liveness import Liveness, suspended
+from twinengine.auth.liveness import Liveness, refreshed, suspended
 from twinengine.config import OidcProvider
 
 ENDPOINT = "https://idp.example.org/introspect"
@@ -74,3 +74,21 @@ def test_the_suspended_flag_in_claims() -> None:
     assert suspended(flagged, {"account_disabled": True}) and suspended(flagged, {"account_disabled": "TRUE"})
     assert not suspended(flagged, {"account_disabled": False}) and not suspended(flagged, {})
     assert not suspended(_provider(), {"account_disabled": True})
+
+
+def test_the_providers_answer_replaces_the_groups_a_token_was_issued_with() -> None:
+    p = _provider(groups_claim="groups", entitlements_claim="eduperson_entitlement")
+    token = {"sub": "carol", "groups": ["hydrology"], "eduperson_entitlement": ["urn:x"], "name": "Carol"}
+    now = refreshed(p, token, {"active": True, "sub": "carol", "groups": []})
+    assert now == {"sub": "carol", "groups": [], "eduperson_entitlement": None, "name": "Carol"}
+    assert refreshed(p, token, {"active": True, "sub": "carol"}) is token  # it tells nothing of groups
+    assert refreshed(p, token, None) is token
+    assert refreshed(_provider(), token, {"groups": []}) is token  # no claim mapped: nothing to refresh
+
+
+def test_an_answer_is_kept_with_what_it_said(idp: Provider) -> None:
+    check = Liveness(_provider(recheck_s=3600), ENDPOINT)
+    first, again = check.check("live"), check.check("live")
+    assert first.fresh and first.said == {"active": True, "sub": "a"}
+    assert not again.fresh and again.said == first.said and idp.asked == ["live"]
+    assert check.check("dead").said is None

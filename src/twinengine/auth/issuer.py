@@ -216,6 +216,8 @@ def verify_bearer(token: str | None, *, session: Session, verifiers: Sequence[To
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError as exc:
+        if provider is not None:  # an opaque access token: only its provider can say what it is (introspection)
+            return with_groups(session, verifiers[0].verify(token, session=session))
         raise TokenInvalid("token is not a valid JWT") from exc
     for verifier in verifiers:
         if verifier.accepts(claims):

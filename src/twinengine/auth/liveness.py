@@ -1,9 +1,11 @@
-"""Whether an OpenID provider still vouches for a token in use: asked by token introspection (RFC 7662) with
-the engine's confidential client, on a token's first use and then at most every ``recheck_s`` seconds. A
-provider answers ``active: false`` for a token it revoked or of a person it no longer knows; the engine then
-ends that person's access at once (``block``): the identity is disabled, the engine tokens and portal
-sessions made from their sign-ins are revoked, and the groups the provider asserted are dropped. A provider
-that cannot introspect its access tokens may instead flag a suspended person in their tokens
+"""Whether an OpenID provider still vouches for a token in use, and what it says about the person now: asked by
+token introspection (RFC 7662) with the engine's confidential client, on a token's first use and then at most
+every ``recheck_s`` seconds. A provider answers ``active: false`` for a token it revoked or of a person it no
+longer knows; the engine then ends that person's access at once (``block``): the identity is disabled, the
+engine tokens and portal sessions made from their sign-ins are revoked, and the groups the provider asserted are
+dropped. An answer that carries the groups or entitlements claims replaces those of the token (``refreshed``),
+so a person the provider removes from a group leaves the engine group at the next recheck, not at their next
+token. A provider that cannot introspect its access tokens may instead flag a suspended person in their tokens
 (``disabled_claim``)."""
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2 as httpx
@@ -27,10 +30,20 @@ from twinengine.errors import TokenInvalid
 from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 
-__all__ = ["Liveness", "block", "refused", "suspended"]
+__all__ = ["Answer", "Liveness", "block", "refreshed", "refused", "suspended"]
 
 _log = logging.getLogger(__name__)
 _REMEMBERED = 4096  # tokens whose last answer is kept
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the provider said about a token: ``active``; ``said``, the introspection answer (None when it was not
+    asked or could not be reached); ``fresh`` when asked for this use rather than remembered."""
+
+    active: bool
+    said: dict[str, Any] | None = None
+    fresh: bool = False
 
 
 class Liveness:
@@ -40,7 +53,8 @@ class Liveness:
         self.provider = provider
         self.endpoint = endpoint
         self._timeout = timeout
-        self._answers: OrderedDict[bytes, tuple[bool, float]] = OrderedDict()  # digest -> (active, asked at)
+        # digest -> (active, asked at, the answer)
+        self._answers: OrderedDict[bytes, tuple[bool, float, dict[str, Any] | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -52,25 +66,30 @@ class Liveness:
     def active(self, token: str) -> bool:
         """False when the provider no longer vouches for ``token``; True when it does, when it was asked less
         than ``recheck_s`` ago, or when it cannot be reached (then it is asked again on the next use)."""
+        return self.check(token).active
+
+    def check(self, token: str) -> Answer:
+        """``active``'s verdict with the provider's answer (remembered ``recheck_s`` seconds)."""
         if not self.enabled:
-            return True
+            return Answer(True)
         digest = hashlib.sha256(token.encode()).digest()
         now = time.monotonic()
         with self._lock:
             known = self._answers.get(digest)
             if known is not None and (not known[0] or now - known[1] < float(self.provider.recheck_s or 0)):
-                return known[0]
-        answer = self._ask(token)
-        if answer is None:
-            return True
+                return Answer(known[0], known[2])
+        said = self._ask(token)
+        if said is None:
+            return Answer(True)
+        answer = Answer(said.get("active") is True, said if said.get("active") is True else None, fresh=True)
         with self._lock:
-            self._answers[digest] = (answer, now)
+            self._answers[digest] = (answer.active, now, answer.said)
             self._answers.move_to_end(digest)
             while len(self._answers) > _REMEMBERED:
                 self._answers.popitem(last=False)
         return answer
 
-    def _ask(self, token: str) -> bool | None:
+    def _ask(self, token: str) -> dict[str, Any] | None:
         p = self.provider
         assert self.endpoint is not None and p.client_id is not None and p.client_secret is not None
         try:
@@ -86,7 +105,16 @@ class Liveness:
         except (httpx.HTTPError, ValueError) as exc:
             _log.warning("token introspection at provider %s failed: %s", p.id, exc)
             return None
-        return bool(isinstance(answer, dict) and answer.get("active") is True)
+        return answer if isinstance(answer, dict) else {"active": False}
+
+
+def refreshed(provider: OidcProvider, claims: dict[str, Any], said: dict[str, Any] | None) -> dict[str, Any]:
+    """``claims`` of a token with the groups and entitlements the provider's answer ``said`` holds now, where it
+    holds either (an answer with neither leaves the token's own: that provider tells nothing more)."""
+    keys = [k for k in (provider.groups_claim, provider.entitlements_claim) if k]
+    if said is None or not any(k in said for k in keys):
+        return claims
+    return {**claims, **{k: said.get(k) for k in keys}}
 
 
 def block(db: Database, person: ExternalPerson) -> str | None:

@@ -5,13 +5,16 @@ The principal is the identity keyed by the token's issuer and subject (``auth.ex
 groups the provider's rules map its claims to (``auth.claims``). The first use of a token counts as a sign-in:
 the identity is created or updated and the asserted groups recorded; a disabled identity is refused. Whether
 the provider still vouches for a token in use is asked every ``recheck_s`` seconds (``auth.liveness``): when
-it does not, the person loses access.
+it does not, the person loses access; the groups its answer holds replace the token's. A token that is not a JWT
+(an opaque access token) is known only through that answer: it is accepted only where the provider introspects
+it and says it is active, issued by it, for the engine's audience and not expired.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from typing import Any, ClassVar
 
@@ -23,9 +26,9 @@ from twinengine.auth.discovery import Discovery
 from twinengine.auth.external import find_identity, principal_for, record_sign_in
 from twinengine.auth.groups import groups_of
 from twinengine.auth.issuer import TokenVerifier
-from twinengine.auth.liveness import Liveness, block, refused, suspended
+from twinengine.auth.liveness import Answer, Liveness, block, refreshed, refused, suspended
 from twinengine.auth.principal import Principal
-from twinengine.config import OidcProvider
+from twinengine.config import OidcProvider, web_url
 from twinengine.errors import TokenInvalid
 from twinengine.store.engine import Database
 
@@ -73,6 +76,11 @@ class OidcVerifier(TokenVerifier):
         """The provider's keys (cached), at ``jwks_uri`` or where its discovery document says."""
         if self._jwks_client is None:
             uri = self.provider.jwks_uri or self.discovery.require("jwks_uri")
+            try:  # the key fetcher would also read file: and ftp: URLs, so a document naming one is refused
+                web_url(uri)
+            except ValueError as exc:
+                raise TokenInvalid(f"the keys of OIDC provider {self.provider.id!r} cannot be fetched: its "
+                                   f"jwks_uri {exc}") from None
             self._jwks_client = jwt.PyJWKClient(uri, cache_keys=True, lifespan=300, timeout=int(self._timeout))
         return self._jwks_client
 
@@ -142,13 +150,43 @@ class OidcVerifier(TokenVerifier):
             return None
 
     def verify(self, token: str, *, session: Session) -> Principal:
-        claims = self.decode(token)
-        if not self.liveness.active(token):
+        if _is_jwt(token):
+            claims = self.decode(token)
+            answer = self.liveness.check(token)
+        else:
+            answer = self.liveness.check(token)
+            claims = self._introspected(answer)
+        if not answer.active:
             if self._db is not None:
                 block(self._db, person_from_claims(self.provider, claims))
             raise refused(self.provider)
-        return self.principal(claims, token_id=str(claims["jti"]) if "jti" in claims else None,
-                              session=session, sign_in=self._first_use(token))
+        said = refreshed(self.provider, claims, answer.said)
+        # an answer asked for this use that tells the groups is recorded as a sign-in: memberships follow it
+        sign_in = self._first_use(token) or (answer.fresh and said is not claims)
+        return self.principal(said, token_id=str(claims["jti"]) if "jti" in claims else None,
+                              session=session, sign_in=sign_in)
+
+    def _introspected(self, answer: Answer) -> dict[str, Any]:
+        """The claims of an opaque access token: the provider's introspection answer, checked as ``decode``
+        checks a JWT's (issuer, audience, expiry, subject)."""
+        p = self.provider
+        if not self.liveness.enabled:
+            raise TokenInvalid(f"token is not a JWT, and OIDC provider {p.id!r} introspects no tokens for the engine")
+        if not answer.active:
+            raise TokenInvalid(f"OIDC provider {p.id!r} says the token is not active")
+        said = answer.said
+        if said is None:
+            raise TokenInvalid(f"OIDC provider {p.id!r} could not be asked about the token; try again")
+        audiences = said.get("aud")
+        audiences = [audiences] if isinstance(audiences, str) else audiences if isinstance(audiences, list) else []
+        exp = said.get("exp")
+        if said.get("iss", p.issuer) != p.issuer:
+            raise TokenInvalid(f"token rejected: issued by {said.get('iss')!r}, not {p.issuer!r}")
+        if p.audience and p.audience not in audiences:
+            raise TokenInvalid(f"token rejected: it is not for audience {p.audience!r}")
+        if not isinstance(exp, int | float) or exp <= time.time():
+            raise TokenInvalid("token has expired")
+        return said
 
     def principal(self, claims: dict[str, Any], *, token_id: str | None, session: Session,
                   sign_in: bool = True) -> Principal:
@@ -168,3 +206,12 @@ class OidcVerifier(TokenVerifier):
         else:
             name, groups = identity.name, groups_of(session, identity.name)
         return principal_for(name, person, groups=groups, token_id=token_id)
+
+
+def _is_jwt(token: str) -> bool:
+    """Whether ``token`` has a JWT's shape (three parts with a JSON header); others are opaque."""
+    try:
+        jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        return False
+    return True

@@ -48,7 +48,10 @@ class VerdictCache:
         if self.interval <= 0:
             return
         until = time.monotonic() + self.interval
-        claims = jwt.decode(split_bearer(token)[1], options={"verify_signature": False})  # the caller verified it
+        try:
+            claims = jwt.decode(split_bearer(token)[1], options={"verify_signature": False})  # the caller verified it
+        except jwt.InvalidTokenError:  # an opaque provider token: its provider checked its expiry
+            claims = {}
         expiry = claims.get("exp")
         if expiry is not None:
             until = min(until, time.monotonic() + float(expiry) - time.time())
