@@ -86,13 +86,13 @@ class Client:
     @classmethod
     def login(cls, url: str = DEFAULT_URL, *, provider: str | None = None,
               show: Callable[[str, str, str | None], None] | None = None, browser: bool = False,
-              timeout: float = 30.0) -> Client:
-        """A client signed in as ``twin login`` signs in, sharing its kept sign-in for ``url`` (renewed with the
-        refresh token when due); with none kept, the device flow: ``show(url, code, url_with_code)`` (default:
-        print) tells the person what to approve."""
+              timeout: float = 30.0, profile: str = "default") -> Client:
+        """A client signed in as ``twin login`` signs in, sharing its kept sign-in for ``url`` in ``profile``
+        (renewed with the refresh token when due); with none kept, the device flow: ``show(url, code,
+        url_with_code)`` (default: print) tells the person what to approve."""
         from twinengine.sdk_login import login
 
-        return cls(url, login(url, provider=provider, show=show, browser=browser), timeout=timeout)
+        return cls(url, login(url, provider=provider, show=show, browser=browser, profile=profile), timeout=timeout)
 
     @classmethod
     def from_client_credentials(cls, url: str, client_id: str, client_secret: str, *, provider: str | None = None,
@@ -260,12 +260,14 @@ class Client:
 
     # -- catalogue --------------------------------------------------------------------------------
 
-    def publish_app(self, source: Path | str | bytes) -> PublishResult:
+    def publish_app(self, source: Path | str | bytes, *, group: str | None = None) -> PublishResult:
         """Publish an app folder (packed canonically here) or ready ``.tar.gz`` bytes. The engine answers
         after it has resolved and installed the app's ``requires``, so the answer may take minutes: this call
-        waits up to ``PUBLISH_TIMEOUT`` seconds for it, whatever the client's own timeout."""
+        waits up to ``PUBLISH_TIMEOUT`` seconds for it, whatever the client's own timeout. With ``group``, the
+        app is that group's (only its members publish its versions)."""
         archive = source if isinstance(source, bytes) else pack(Path(source))
         response = self._request("POST", "/api/v1/apps", content=archive,
+                                 params={"group": group} if group else None,
                                  headers={"Content-Type": "application/gzip"},
                                  timeout=httpx.Timeout(self._http.timeout.connect, read=PUBLISH_TIMEOUT,
                                                        write=PUBLISH_TIMEOUT, pool=self._http.timeout.pool))

@@ -1,11 +1,15 @@
-"""What ``twin login`` and ``Client.login()`` keep: per engine URL, the tokens an OpenID provider issued, in
-``$XDG_CONFIG_HOME/twinengine/credentials.json`` (mode 0600), and how they are got and renewed; and the
+"""What ``twin login`` and ``Client.login()`` keep: per profile and engine URL, the tokens an OpenID provider
+issued, in ``$XDG_CONFIG_HOME/twinengine/credentials.json`` (mode 0600), and how they are got and renewed; and the
 client-credentials grant a service signs in with (``ServiceGrant``, kept in memory only: its secret is the
 caller's).
 
 Sign-in uses the device authorization grant (RFC 8628) with PKCE when the provider offers it, else the code flow
 with a loopback redirect (RFC 8252) in the user's browser. The provider and its public client are the ones the
 engine lists at ``/openeo/1.2/credentials/oidc``. An expired access token is renewed with the refresh token.
+
+A profile (``default`` unless named) is one sign-in per engine: two people, or one person's two identities,
+keep theirs side by side (``twin login --profile ci``). A file an older ``twin`` wrote (engine URLs at the top
+level) is read as the ``default`` profile and rewritten in the new form at the next change.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -24,11 +29,14 @@ import httpx2 as httpx
 
 from twinengine.errors import InvalidInput, TokenInvalid
 
-__all__ = ["DEVICE_GRANT", "Saved", "ServiceGrant", "bearer", "browser_sign_in", "credentials_path",
-           "device_sign_in", "forget", "load", "provider_of", "refresh", "save", "sign_in"]
+__all__ = ["DEFAULT_PROFILE", "DEVICE_GRANT", "Saved", "ServiceGrant", "bearer", "browser_sign_in", "check_profile",
+           "credentials_path", "device_sign_in", "forget", "load", "profiles", "provider_of", "refresh", "save",
+           "sign_in"]
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+DEFAULT_PROFILE = "default"
 _EARLY_S = 30  # renew this long before the access token expires
+_PROFILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass
@@ -45,6 +53,7 @@ class Saved:
     expires_at: float
     scope: str | None = None
     revocation_endpoint: str | None = None
+    profile: str = DEFAULT_PROFILE
 
     def bearer(self) -> str:
         return f"oidc/{self.provider}/{self.access_token}"
@@ -59,7 +68,16 @@ def _key(url: str) -> str:
     return url.rstrip("/")
 
 
-def _read() -> dict[str, Any]:
+def check_profile(profile: str) -> str:
+    """A profile's name: letters, digits, '.', '_', '-' (at most 64), as it is a key of the file."""
+    if not _PROFILE.fullmatch(profile):
+        raise InvalidInput(f"--profile: {profile!r} is not a profile name (letters, digits, '.', '_', '-'; at most "
+                           "64; starts with a letter or digit)")
+    return profile
+
+
+def _read() -> dict[str, dict[str, Any]]:
+    """Profile -> engine URL -> kept sign-in."""
     path = credentials_path()
     try:
         data = json.loads(path.read_text())
@@ -67,39 +85,56 @@ def _read() -> dict[str, Any]:
         return {}
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"{path} cannot be read ({exc}); delete it and run `twin login` again") from exc
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    if "profiles" not in data:  # an older twin's file: engine URLs at the top level
+        return {DEFAULT_PROFILE: {k: v for k, v in data.items() if isinstance(v, dict)}}
+    found = data.get("profiles")
+    return {str(k): dict(v) for k, v in found.items() if isinstance(v, dict)} if isinstance(found, dict) else {}
 
 
-def _write(data: dict[str, Any]) -> None:
+def _write(profiles: dict[str, dict[str, Any]]) -> None:
     """Replace the file at once, created 0600 in a 0700 folder: tokens are for its owner's eyes only."""
     path = credentials_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=2)
+        json.dump({"profiles": {k: v for k, v in profiles.items() if v}}, out, indent=2)
     os.replace(temporary, path)
 
 
-def load(url: str) -> Saved | None:
-    entry = _read().get(_key(url))
-    return Saved(**entry) if isinstance(entry, dict) else None
+def profiles() -> dict[str, list[str]]:
+    """Each profile with the engine URLs it holds a sign-in for."""
+    return {name: sorted(engines) for name, engines in sorted(_read().items()) if engines}
+
+
+def load(url: str, profile: str = DEFAULT_PROFILE) -> Saved | None:
+    entry = _read().get(check_profile(profile), {}).get(_key(url))
+    return Saved(**{**entry, "profile": profile}) if isinstance(entry, dict) else None
 
 
 def save(saved: Saved) -> None:
     data = _read()
-    data[_key(saved.url)] = asdict(saved)
+    data.setdefault(check_profile(saved.profile), {})[_key(saved.url)] = asdict(saved)
     _write(data)
 
 
-def forget(url: str) -> Saved | None:
-    """Drop the engine's sign-in (and revoke its refresh token at the provider, where it offers that)."""
+def _drop(url: str, profile: str) -> dict[str, Any] | None:
     data = _read()
-    entry = data.pop(_key(url), None)
+    entry = data.get(profile, {}).pop(_key(url), None)
+    if entry is not None:
+        _write(data)
+    return entry if isinstance(entry, dict) else None
+
+
+def forget(url: str, profile: str = DEFAULT_PROFILE) -> Saved | None:
+    """Drop the profile's sign-in to the engine (and revoke its refresh token at the provider, where it offers
+    that); the other profiles' stay."""
+    entry = _drop(url, check_profile(profile))
     if entry is None:
         return None
-    _write(data)
-    saved = Saved(**entry)
+    saved = Saved(**{**entry, "profile": profile})
     if saved.refresh_token and saved.revocation_endpoint:
         with contextlib.suppress(httpx.HTTPError):  # best effort: the local copy is gone either way
             httpx.post(saved.revocation_endpoint, data={"token": saved.refresh_token, "client_id": saved.client_id,
@@ -131,18 +166,17 @@ def refresh(saved: Saved) -> Saved:
         token = _session(saved.client_id).refresh_token(saved.token_endpoint, refresh_token=saved.refresh_token)
     except AuthlibBaseError as exc:
         if exc.error == "invalid_grant":  # revoked, or the provider no longer knows the person: a dead sign-in
-            data = _read()
-            data.pop(_key(saved.url), None)
-            _write(data)
+            _drop(saved.url, saved.profile)
         raise TokenInvalid(f"the provider refused to renew the sign-in ({exc.description or exc.error}); run "
                            "`twin login` again") from exc
     save(_tokens_into(saved, dict(token)))
     return saved
 
 
-def bearer(url: str) -> str | None:
-    """The bearer token ``twin login`` left for ``url`` (renewed when due); None when there is none."""
-    saved = load(url)
+def bearer(url: str, profile: str = DEFAULT_PROFILE) -> str | None:
+    """The bearer token ``twin login`` left for ``url`` in ``profile`` (renewed when due); None when there is
+    none."""
+    saved = load(url, profile)
     if saved is None:
         return None
     if saved.expires_at - _EARLY_S <= time.time():
@@ -273,23 +307,28 @@ def browser_sign_in(url: str, listed: dict[str, Any], discovery: dict[str, Any],
 
 
 def sign_in(url: str, provider: str | None, *, show: Callable[[str, str, str | None], None],
-            open_url: Callable[[str], Any] | None = None, browser: bool = False) -> Saved:
+            open_url: Callable[[str], Any] | None = None, browser: bool = False,
+            profile: str = DEFAULT_PROFILE) -> Saved:
     """Sign in to the engine at ``url`` through ``provider`` (or its only one): the device flow, ``show``
     (URL, code, URL with the code) telling the person what to approve, or with ``browser`` (or a provider
     without the device grant) the loopback code flow through ``open_url``. Not saved yet: the caller checks
-    the engine accepts the tokens first."""
+    the engine accepts the tokens first (kept under ``profile``)."""
     from twinengine.auth.discovery import Discovery
 
+    check_profile(profile)
     engine = _key(url)
     listed = provider_of(engine, provider)
     discovery = Discovery(str(listed["issuer"])).document()
     if discovery.get("device_authorization_endpoint") and not browser:
-        return device_sign_in(engine, listed, discovery, show)
-    if open_url is None:
-        import webbrowser
+        saved = device_sign_in(engine, listed, discovery, show)
+    else:
+        if open_url is None:
+            import webbrowser
 
-        open_url = webbrowser.open
-    return browser_sign_in(engine, listed, discovery, open_url)
+            open_url = webbrowser.open
+        saved = browser_sign_in(engine, listed, discovery, open_url)
+    saved.profile = profile
+    return saved
 
 
 class ServiceGrant:

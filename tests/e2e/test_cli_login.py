@@ -38,11 +38,12 @@ def twin(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120)
 
 
-def device_login(env: dict[str, str], engine_url: str, provider: LoopbackProvider, login: str) -> str:
-    """Run ``twin login``, read the URL and code it prints, approve them, and return what it said."""
+def device_login(env: dict[str, str], engine_url: str, provider: LoopbackProvider, login: str, *extra: str) -> str:
+    """Run ``twin login`` (with ``extra`` options), read the URL and code it prints, approve them, and return
+    what it said."""
     process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "--url", engine_url, "login",
-                                "--provider", "loop"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                                "--provider", "loop", *extra], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     shown = process.stdout.readline()
     found = re.search(r"open (\S+) and enter the code (\S+)", shown)
@@ -87,6 +88,51 @@ def test_device_login_whoami_refresh_and_logout(engine_url: str, oidc_provider: 
     revoked = httpx.post(f"{oidc_provider.issuer}/token", data={  # logout revoked the refresh token too
         "grant_type": "refresh_token", "refresh_token": renewed.refresh_token, "client_id": renewed.client_id})
     assert revoked.status_code == 400 and revoked.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.slow
+def test_profiles_keep_sign_ins_side_by_side(engine_url: str, oidc_provider: LoopbackProvider,
+                                             home: dict[str, str]) -> None:
+    assert "kept as profile default" in device_login(home, engine_url, oidc_provider, "alice")
+    said = device_login(home, engine_url, oidc_provider, "carol", "--profile", "carol-desk")
+    assert "loop.carol" in said and "kept as profile carol-desk" in said
+    assert credentials.profiles() == {"carol-desk": [engine_url], "default": [engine_url]}
+
+    def who(*args: str, env: dict[str, str] = home) -> str:
+        answer = twin(env, "--url", engine_url, *args, "--json", "whoami")
+        assert answer.returncode == 0, answer.stderr
+        return str(json.loads(answer.stdout)["identity"])
+
+    assert who() == "loop.alice"
+    mine = twin(home, "--url", engine_url, "--json", "whoami", "--profile", "carol-desk")  # the command's option
+    assert json.loads(mine.stdout)["identity"] == "loop.carol" and json.loads(mine.stdout)["profile"] == "carol-desk"
+    assert who("--profile", "carol-desk") == "loop.carol"  # the global option: every command uses it
+    assert who(env={**home, "TWIN_PROFILE": "carol-desk"}) == "loop.carol"
+    listed = twin(home, "--url", engine_url, "--profile", "carol-desk", "--json", "list")
+    assert listed.returncode == 0, listed.stderr
+
+    out = twin(home, "--url", engine_url, "logout", "--profile", "carol-desk")
+    assert out.returncode == 0 and "profile carol-desk" in out.stdout
+    assert credentials.load(engine_url, "carol-desk") is None and who() == "loop.alice"  # alice's stays
+    gone = twin(home, "--url", engine_url, "--profile", "carol-desk", "whoami")
+    assert gone.returncode == 1 and "twin login --profile carol-desk" in gone.stderr, gone.stderr
+    bad = twin(home, "--url", engine_url, "whoami", "--profile", "../x")
+    assert bad.returncode == 1 and "--profile:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_file_an_older_twin_wrote_is_the_default_profile(home: dict[str, str]) -> None:
+    path = credentials.credentials_path()
+    path.parent.mkdir(parents=True)
+    entry = {"url": "http://engine.example", "provider": "loop", "issuer": "http://idp.example", "client_id": "cli",
+             "token_endpoint": "http://idp.example/token", "access_token": "at", "refresh_token": "rt",
+             "expires_at": 4102444800.0}
+    path.write_text(json.dumps({"http://engine.example": entry}))
+    kept = credentials.load("http://engine.example/")
+    assert kept is not None and kept.profile == "default" and kept.bearer() == "oidc/loop/at"
+    assert credentials.load("http://engine.example", "other") is None
+    credentials.save(credentials.Saved(**{**entry, "access_token": "at2", "profile": "other"}))
+    assert json.loads(path.read_text())["profiles"]["default"]["http://engine.example"]["access_token"] == "at"
+    assert credentials.bearer("http://engine.example", "other") == "oidc/loop/at2"
 
 
 def test_login_errors_name_the_option(engine_url: str, home: dict[str, str]) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter
 
-from twinengine.auth.group_schemas import GroupDetail, GroupRead, MembershipRead
+from twinengine.auth.group_schemas import GroupDeletedRead, GroupDetail, GroupRead, MembershipRead
 from twinengine.auth.token_schemas import OwnTokenRead, ScopedTokenIssued, SigningKeyRead
 from twinengine.transport import segment
 from twinengine.twins.schemas import GroupGrantRead
@@ -37,10 +37,23 @@ class AccessClient:
     def group(self, name: str) -> GroupDetail:
         return self._transport.get(GroupDetail, f"/api/v1/groups/{segment(name)}")
 
-    def create_group(self, name: str, *, description: str | None = None) -> GroupRead:
-        """A new, empty group (admins)."""
-        body = {"name": name, **({"description": description} if description else {})}
+    def create_group(self, name: str, *, description: str | None = None, publish: bool = False) -> GroupRead:
+        """A new, empty group (admins); ``publish``: its members may publish the group's apps."""
+        body: dict[str, Any] = {"name": name, **({"description": description} if description else {})}
+        if publish:
+            body["publish"] = True
         return self._transport.send(GroupRead, "POST", "/api/v1/groups", body)
+
+    def update_group(self, name: str, *, description: str | None = None, publish: bool | None = None) -> GroupRead:
+        """Change a group's description or its right to publish its apps (admins); None: unchanged."""
+        body = {k: v for k, v in (("description", description), ("publish", publish)) if v is not None}
+        return self._transport.send(GroupRead, "PATCH", f"/api/v1/groups/{segment(name)}", body)
+
+    def delete_group(self, name: str, *, force: bool = False) -> GroupDeletedRead:
+        """Delete a group (admins): refused (409) while it owns anything, unless ``force`` hands it all to you."""
+        response = self._transport.request("DELETE", f"/api/v1/groups/{segment(name)}",
+                                           params={"force": "true"} if force else None)
+        return GroupDeletedRead.model_validate(response.json())
 
     def add_member(self, group: str, identity: str) -> MembershipRead:
         """Put ``identity`` in ``group`` (admins)."""

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twinengine.auth.principal import GROUP_NAME_PATTERN
 
-__all__ = ["GroupCreate", "GroupDetail", "GroupRead", "MembershipRead"]
+__all__ = ["GroupCreate", "GroupDeletedRead", "GroupDetail", "GroupRead", "GroupUpdate", "MembershipRead"]
 
 
 class GroupCreate(BaseModel):
@@ -17,6 +17,16 @@ class GroupCreate(BaseModel):
     name: str = Field(pattern=GROUP_NAME_PATTERN, max_length=64,
                       description="Lower-case letters, digits, '.', '_', ':' and '-'; not an identity's name.")
     description: str | None = Field(default=None, max_length=200)
+    publish: bool = Field(default=False, description="The group holds the right to publish apps for itself: its "
+                                                     "members publish the group's apps whatever their role.")
+
+
+class GroupUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=200)
+    publish: bool | None = Field(default=None, description="Give (true) or take (false) the right to publish the "
+                                                           "group's apps; absent: unchanged.")
 
 
 class GroupRead(BaseModel):
@@ -25,6 +35,13 @@ class GroupRead(BaseModel):
     created_at: datetime
     created_by: str | None
     members: int
+    publish: bool = False
+
+
+class GroupDeletedRead(BaseModel):
+    name: str
+    members: list[str] = Field(description="Its former members: what it gave them ended with it.")
+    handed_on: list[str] = Field(description="What it owned, now the deleting admin's (`kind name`).")
 
 
 class MembershipRead(BaseModel):

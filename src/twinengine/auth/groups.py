@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session
 from twinengine.auth.models import Group, GroupMembership, Identity
 from twinengine.auth.policy import require
 from twinengine.auth.principal import GROUP_NAME_PATTERN, Principal
-from twinengine.errors import Conflict, IdentityNotFound, InvalidInput, NotFound
+from twinengine.errors import Conflict, IdentityNotFound, InvalidInput, NotFound, PermissionDenied, ValidationFailed
 from twinengine.store.base import upsert
 
-__all__ = ["GROUP_NAME", "LOCAL", "add_member", "check_group_name", "check_source", "create_group", "ensure_groups",
-           "get_group", "groups_of", "list_groups", "members_of", "remove_member", "set_memberships",
-           "show_group", "with_groups"]
+__all__ = ["GROUP_NAME", "LOCAL", "add_member", "check_group_name", "check_owner_group", "check_source",
+           "create_group", "ensure_groups", "get_group", "groups_of", "list_groups", "members_of", "remove_member",
+           "set_memberships", "show_group", "update_group", "with_groups"]
 
 LOCAL = "local"
 GROUP_NAME = re.compile(GROUP_NAME_PATTERN)
@@ -41,6 +41,17 @@ def check_source(source: str) -> str:
     if not _SOURCE.fullmatch(source):
         raise InvalidInput(f"source: {source!r} is neither 'local' nor 'provider:<id>'")
     return source
+
+
+def check_owner_group(session: Session, principal: Principal, group: str, *, what: str) -> Group:
+    """The group something is made for (``what``: "datasets", "apps"): one that exists, which the caller is in
+    (admins: any group)."""
+    found = session.get(Group, check_group_name(group))
+    if found is None:
+        raise ValidationFailed.one("group", f"no group named {group!r}")
+    if not principal.is_admin and group not in principal.groups:
+        raise PermissionDenied(f"{principal.name} is not in group {group} and may not make {what} for it")
+    return found
 
 
 def ensure_groups(session: Session, names: Iterable[str], *, created_by: str | None = None) -> None:
@@ -97,17 +108,32 @@ def members_of(session: Session, group: str) -> list[GroupMembership]:
                                 .order_by(GroupMembership.identity, GroupMembership.source)))
 
 
-def create_group(session: Session, *, principal: Principal, name: str, description: str | None = None) -> Group:
-    """A new, empty group (admins). A name an identity has is refused: a listing showing owner ``alice``
-    must never leave a reader guessing whether that is a person or a group."""
+def create_group(session: Session, *, principal: Principal, name: str, description: str | None = None,
+                 publish: bool = False) -> Group:
+    """A new, empty group (admins); ``publish``: it holds the right to publish its apps. A name an identity has
+    is refused: a listing showing owner ``alice`` must never leave a reader guessing whether that is a person
+    or a group."""
     require(principal, "group.manage", target=f"group {name}")
     check_group_name(name, field="name")
     if session.get(Group, name) is not None:
         raise Conflict(f"a group named {name!r} exists already")
     if session.get(Identity, name) is not None:
         raise Conflict(f"{name!r} is an identity's name; choose another name for the group")
-    group = Group(name=name, description=description, created_by=principal.name)
+    group = Group(name=name, description=description, created_by=principal.name, publish=publish)
     session.add(group)
+    session.flush()
+    return group
+
+
+def update_group(session: Session, *, principal: Principal, name: str, description: str | None = None,
+                 publish: bool | None = None) -> Group:
+    """Change a group's description or whether it holds the right to publish its apps (admins); None: as is."""
+    require(principal, "group.manage", target=f"group {name}")
+    group = get_group(session, name)
+    if description is not None:
+        group.description = description
+    if publish is not None:
+        group.publish = publish
     session.flush()
     return group
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from twinengine.store.base import Base, JSONValue, LogId, UTCDateTime, utcnow
@@ -87,6 +87,8 @@ class Group(Base):
     description: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(64))
+    # holds app.publish: its members publish the group's apps whatever their role (auth.policy)
+    publish: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class GroupMembership(Base):

@@ -3,8 +3,9 @@
 Services call ``require(principal, "twin.operate", twin)`` at their entry points; daemons act as
 ``SYSTEM`` and pass. Admins pass everything. Swap ``RULES`` to change policy for a deployment.
 
-Groups: a resource owned by a group (``owner_group``) belongs to the group's members, not to the identity
-that created it; a grant to a group reaches every member. Group names and identity names are two namespaces:
+Groups: a resource owned by a group (``owner_group``: a twin, a lake dataset, an app) belongs to the group's
+members, not to the identity that created it; a grant to a group reaches every member, and a group may hold
+the right to publish its apps (``publisher``). Group names and identity names are two namespaces:
 the rules never compare one with the other. Scoped tokens (``auth.scopes``) are refused what their scopes or
 twins leave out before any rule is consulted, admins' included.
 """
@@ -91,12 +92,23 @@ def owner_or_granted(level: Permission) -> Rule:
     return rule
 
 
+def publisher(principal: Principal, resource: Any) -> bool:
+    """``app.publish``: developers publish apps of nobody's in particular; an app for a group (``owner_group`` of
+    the resource) is published by the group's members only, developers, or any role where the group holds the
+    right to publish (``group_publishes``)."""
+    group = getattr(resource, "owner_group", None)
+    if group is None:
+        return principal.role is Role.DEVELOPER
+    return group in principal.groups and (principal.role is Role.DEVELOPER
+                                          or bool(getattr(resource, "group_publishes", False)))
+
+
 def admin_only(principal: Principal, resource: Any) -> bool:
     return False  # admins pass before rules are consulted
 
 
 RULES: dict[str, Rule] = {
-    "app.publish": role_in(Role.DEVELOPER),
+    "app.publish": publisher,  # a group's apps: its members (any role where the group holds the right)
     "app.read": any_role,
     "twin.create": role_in(Role.USER),
     "twin.list": any_role,

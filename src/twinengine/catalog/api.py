@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query, Request, Response, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts, signed_in
 from twinengine.api.routing import api_router, long_running
+from twinengine.auth.principal import GROUP_NAME_PATTERN
 from twinengine.catalog import service
 from twinengine.catalog.definitions import workflow_definitions
 from twinengine.catalog.manifest import APP_NAME_PATTERN, Manifest
@@ -41,14 +43,19 @@ async def _raw_body(request: Request) -> bytes:
                                                                      "development version (-dev) was replaced"},
                         201: {"model": PublishResult, "description": "Published"}})
 @long_running
+@acts("app.publish")
 def publish(principal: PrincipalDep, archive: Annotated[bytes, Depends(_raw_body)], response: Response,
-            session: SessionDep, runtime: RuntimeDep) -> PublishResult:
+            session: SessionDep, runtime: RuntimeDep,
+            group: Annotated[str | None, Query(pattern=GROUP_NAME_PATTERN, max_length=64,
+                                               description="The group whose app it is: only its members publish "
+                                                           "its versions")] = None) -> PublishResult:
     """Publish an app version. The token is checked before the body is read."""
     settings = runtime.settings
     done = service.publish(session, runtime.blobs, principal=principal, archive=archive,
                            max_archive_bytes=settings.max_app_archive_bytes,
                            max_unpacked_bytes=settings.max_app_unpacked_bytes,
-                           max_manifest_bytes=settings.max_manifest_bytes, steps=runtime.publish_steps)
+                           max_manifest_bytes=settings.max_manifest_bytes, steps=runtime.publish_steps,
+                           group=group)
     if done.replaced is not None:  # a development version's old code: its idle workers stop now
         runtime.app_code.retire(done.replaced)
     row = done.row
@@ -60,6 +67,7 @@ def publish(principal: PrincipalDep, archive: Annotated[bytes, Depends(_raw_body
 
 
 @router.get("", name="list", summary="Apps in the catalogue, optionally matching a text")
+@acts("app.read")
 def list_apps(
     session: SessionDep,
     principal: PrincipalDep,
@@ -78,17 +86,20 @@ def list_apps(
 
 
 @router.get("/manifest-schema", name="manifest_schema", summary="JSON Schema of twinapp.yaml")
+@signed_in
 def manifest_schema(principal: PrincipalDep) -> dict[str, Any]:
     return Manifest.model_json_schema()
 
 
 @router.get("/{name}", name="get", summary="All versions of an app, newest first")
+@acts("app.read")
 def get_app(name: AppName, session: SessionDep, principal: PrincipalDep) -> AppRead:
     rows = service.list_versions(session, principal=principal, name=name)
     return AppRead(name=name, versions=[AppVersionRead.model_validate(r) for r in rows])
 
 
 @router.get("/{name}/versions/{version}", name="get_version", summary="One app version with its manifest")
+@acts("app.read")
 def get_version(name: AppName, version: Version, session: SessionDep, principal: PrincipalDep) -> AppVersionRead:
     row = service.get_app_version(session, principal=principal, name=name, version=version)
     return AppVersionRead.model_validate(row)
@@ -97,6 +108,7 @@ def get_version(name: AppName, version: Version, session: SessionDep, principal:
 @router.get("/{name}/versions/{version}/archive", name="pull", response_class=Response,
             summary="The version's archive; Repr-Digest carries its sha-256",
             responses={200: {"content": {"application/gzip": {}}}})
+@acts("app.read")
 def pull(name: AppName, version: Version, session: SessionDep, runtime: RuntimeDep,
          principal: PrincipalDep) -> Response:
     row = service.get_app_version(session, principal=principal, name=name, version=version)
@@ -111,6 +123,7 @@ def pull(name: AppName, version: Version, session: SessionDep, runtime: RuntimeD
 
 @router.get("/{name}/versions/{version}/workflows", name="workflows",
             summary="The version's workflows and the parameters each takes (openEO parameter objects)")
+@acts("app.read")
 def workflows(name: AppName, version: Version, session: SessionDep, runtime: RuntimeDep,
               principal: PrincipalDep) -> list[WorkflowDefinition]:
     row = service.get_app_version(session, principal=principal, name=name, version=version)

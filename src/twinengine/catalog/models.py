@@ -38,6 +38,8 @@ class AppVersion(Base):
     archive_size: Mapped[int] = mapped_column(Integer)
     files: Mapped[list[str]] = mapped_column(JSONValue)
     published_by: Mapped[str] = mapped_column(String(64))
+    # an app (all its versions) published for a group: only its members publish it again (catalog.service)
+    owner_group: Mapped[str | None] = mapped_column(String(64), index=True, info={"owner": None, "kind": "app"})
     published_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

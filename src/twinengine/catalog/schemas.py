@@ -23,6 +23,7 @@ class AppVersionRead(BaseModel):
     published_by: str
     published_at: datetime
     manifest: dict[str, Any]
+    owner_group: str | None = Field(default=None, description="The group whose app it is (its members publish it)")
 
     @property
     def ref(self) -> str:

@@ -14,13 +14,21 @@ from sqlalchemy import ColumnExpressionArgument, ScalarSelect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from twinengine.auth.groups import check_owner_group
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog.archive import pack, unpack
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.catalog.validate import MANIFEST_FILE, MAX_MANIFEST_BYTES, check_app_dir
-from twinengine.errors import AppNotFound, AppVersionConflict, InvalidInput, PayloadTooLarge, ValidationFailed
+from twinengine.errors import (
+    AppNotFound,
+    AppVersionConflict,
+    InvalidInput,
+    PayloadTooLarge,
+    PermissionDenied,
+    ValidationFailed,
+)
 from twinengine.store.base import utcnow
 from twinengine.store.blobs import BlobStore
 
@@ -89,14 +97,21 @@ def publish(
     max_unpacked_bytes: int,
     max_manifest_bytes: int = MAX_MANIFEST_BYTES,
     steps: Sequence[PublishStep] = (),
+    group: str | None = None,
 ) -> Published:
     """Publish an app archive; identical content already published is a no-op.
 
     The archive is unpacked safely, validated like ``twin app validate``, and re-packed canonically, so the
     stored checksum depends on the files alone, not on the tool that built the upload. A development version
-    (``-dev``) with other files replaces its stored archive and manifest; a released one is a conflict.
+    (``-dev``) with other files replaces its stored archive and manifest; a released one is a conflict. With
+    ``group`` the app is that group's: its first version claims the name, and only the group's members publish
+    its later versions (``app.publish`` on the group: developers, or any role where the group may publish).
     """
-    require(principal, "app.publish")
+    if group is None:
+        require(principal, "app.publish")
+    else:
+        held = check_owner_group(session, principal, group, what="apps")
+        require(principal, "app.publish", _ForGroup(group, held.publish), target=f"the apps of group {group}")
     if len(archive) > max_archive_bytes:
         raise PayloadTooLarge(f"archive is {len(archive)} bytes; the limit is {max_archive_bytes}")
     with tempfile.TemporaryDirectory(prefix="twinapp-") as tmp:
@@ -110,6 +125,7 @@ def publish(
         canonical = pack(root)
         files = [p.relative_to(root).as_posix() for p in sorted(root.rglob("*")) if p.is_file()]
     digest = hashlib.sha256(canonical).hexdigest()
+    _check_name_owner(session, manifest.name, group)
     existing = _find(session, manifest.name, manifest.version)
     if existing is not None and (existing.archive_sha256 == digest or not is_development(manifest.version)):
         return Published(_same_or_conflict(existing, digest), False)
@@ -122,7 +138,7 @@ def publish(
         name=manifest.name, version=manifest.version, major=parsed.major, minor=parsed.minor,
         patch=parsed.patch, prerelease=parsed.prerelease, title=manifest.title, domain=manifest.domain,
         search_text=_search_text(manifest), manifest=manifest.model_dump(mode="json"), archive_sha256=digest,
-        archive_size=len(canonical), files=files, published_by=principal.name,
+        archive_size=len(canonical), files=files, published_by=principal.name, owner_group=group,
     )
     try:
         with session.begin_nested():
@@ -135,6 +151,26 @@ def publish(
         return Published(_same_or_conflict(raced, digest), False)
     _recorded(session, row, canonical, records)
     return Published(row, True)
+
+
+@dataclass(frozen=True)
+class _ForGroup:
+    """What ``app.publish`` is asked on when an app is published for a group (``auth.policy.publisher``)."""
+
+    owner_group: str
+    group_publishes: bool
+
+
+def _check_name_owner(session: Session, name: str, group: str | None) -> None:
+    """An app's name belongs to the group its first version was published for (or to nobody): a version for
+    another group, or for none, is refused, so a group's apps are published by its members alone."""
+    first = session.scalar(select(AppVersion).where(AppVersion.name == name).order_by(AppVersion.id).limit(1))
+    if first is None or first.owner_group == group:
+        return
+    if first.owner_group is None:
+        raise PermissionDenied(f"app {name} is not a group's app; publish its versions without a group")
+    raise PermissionDenied(f"app {name} belongs to group {first.owner_group}: publish it for that group "
+                           f"(--group {first.owner_group}) as one of its members")
 
 
 def _search_text(manifest: Manifest) -> str:

@@ -50,13 +50,14 @@ class Output:
     url: str = DEFAULT_URL
     token: str | None = None
     as_json: bool = False
+    profile: str = "default"
 
     def client(self) -> Client:
         from twinengine.client import Client
         from twinengine.credentials import bearer
 
-        # no --token / TWIN_TOKEN: the sign-in `twin login` kept for this engine, if any
-        return Client(self.url, self.token if self.token is not None else bearer(self.url))
+        # no --token / TWIN_TOKEN: the sign-in `twin login` kept for this engine in the profile, if any
+        return Client(self.url, self.token if self.token is not None else bearer(self.url, self.profile))
 
     def emit(self, value: BaseModel | Sequence[BaseModel] | dict[str, Any], render: Any = None) -> None:
         """Print ``value`` as JSON with --json, else call ``render`` (or pretty-print it)."""

@@ -65,7 +65,9 @@ def _print_warnings(warnings: list[Problem]) -> None:
 
 
 @app.command("publish")
-def publish(ctx: typer.Context, folder: Path = typer.Argument(..., help="App folder with twinapp.yaml.")) -> None:
+def publish(ctx: typer.Context, folder: Path = typer.Argument(..., help="App folder with twinapp.yaml."),
+            group: str | None = typer.Option(None, "--group", help="Publish it as this group's app: only the "
+                                                                   "group's members publish its versions.")) -> None:
     """Pack the folder into a checksummed archive and publish it (immutable per name@version)."""
     out = state_of(ctx)
     _, problems = check_app_dir(folder)
@@ -75,7 +77,7 @@ def publish(ctx: typer.Context, folder: Path = typer.Argument(..., help="App fol
             err_console.print(f"  {escape(str(problem))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     with out.client() as client:
-        result = client.publish_app(folder)
+        result = client.publish_app(folder, group=group)
     if not out.as_json:
         _print_warnings([Problem(w.get("loc", ""), w.get("msg", "")) for w in result.warnings])
     verb = ("published" if result.created else "replaced the development version" if result.replaced

@@ -1,4 +1,4 @@
-"""``twin group``: groups of identities (create, add, remove: admins; list, show: members too)."""
+"""``twin group``: groups of identities (create, update, delete, add, remove: admins; list, show: members too)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,49 @@ import typer
 
 from twinengine.cli._common import console, state_of, table
 
-app = typer.Typer(help="Groups of identities: create, add, remove (admins), list, show.", no_args_is_help=True)
+app = typer.Typer(help="Groups of identities: create, update, delete, add, remove (admins), list, show.",
+                  no_args_is_help=True)
 
 
 @app.command("create")
 def create(ctx: typer.Context, name: str = typer.Argument(..., help="Lower-case letters, digits, '.', '_', ':', '-'."),
-           description: str | None = typer.Option(None, "--description")) -> None:
+           description: str | None = typer.Option(None, "--description"),
+           publish: bool = typer.Option(False, "--publish", help="Its members may publish the group's apps "
+                                                                 "(`twin app publish --group`), whatever their role.")
+           ) -> None:
     """Create an empty group (admins). Twins can then be made for it (`twin create --group`) or granted to it."""
     out = state_of(ctx)
     with out.client() as client:
-        row = client.access.create_group(name, description=description)
+        row = client.access.create_group(name, description=description, publish=publish)
     out.emit(row, lambda: console.print(f"created group {row.name}"))
+
+
+@app.command("update")
+def update(ctx: typer.Context, name: str = typer.Argument(...),
+           description: str | None = typer.Option(None, "--description"),
+           publish: bool | None = typer.Option(None, "--publish/--no-publish", help="Give or take the right to "
+                                                                                    "publish the group's apps.")
+           ) -> None:
+    """Change a group's description or its right to publish its apps (admins)."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.access.update_group(name, description=description, publish=publish)
+    out.emit(row, lambda: console.print(f"group {row.name}: {'publishes' if row.publish else 'does not publish'} "
+                                        "its apps"))
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, name: str = typer.Argument(...),
+           force: bool = typer.Option(False, "--force", help="Hand what it owns (twins, lake datasets, apps) to "
+                                                             "you instead of refusing.")) -> None:
+    """Delete a group (admins): refused while it owns anything, unless --force. Grants to it go, and its
+    members lose what it gave them at once."""
+    out = state_of(ctx)
+    with out.client() as client:
+        done = client.access.delete_group(name, force=force)
+    handed = f"; handed to you: {', '.join(done.handed_on)}" if done.handed_on else ""
+    out.emit(done, lambda: console.print(f"deleted group {done.name} ({len(done.members)} members){handed}",
+                                         highlight=False))
 
 
 @app.command("add")
@@ -44,8 +76,9 @@ def list_(ctx: typer.Context) -> None:
     out = state_of(ctx)
     with out.client() as client:
         rows = client.access.groups()
-    out.emit(rows, lambda: console.print(table("groups", ["name", "members", "description", "created (UTC)", "by"], [
-        (g.name, g.members, g.description, g.created_at, g.created_by) for g in rows])))
+    out.emit(rows, lambda: console.print(table("groups", ["name", "members", "publishes", "description",
+                                                          "created (UTC)", "by"], [
+        (g.name, g.members, "yes" if g.publish else "", g.description, g.created_at, g.created_by) for g in rows])))
 
 
 @app.command("show")

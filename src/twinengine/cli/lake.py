@@ -58,6 +58,8 @@ def upload(ctx: typer.Context, path: Path = typer.Argument(..., exists=True, dir
            sha256: str | None = typer.Option(None, "--sha256", help="Reject the upload unless it matches."),
            adler32: str | None = typer.Option(None, "--adler32", help="Reject the upload unless it matches."),
            media_type: str | None = typer.Option(None, "--type", help="Media type, e.g. application/x-netcdf."),
+           group: str | None = typer.Option(None, "--group", help="The group whose file it is: its members read "
+                                                                   "it (default: the dataset's group)."),
            ) -> None:
     """Upload a file; adler32 and sha256 are computed while it streams."""
     out = state_of(ctx)
@@ -66,7 +68,7 @@ def upload(ctx: typer.Context, path: Path = typer.Argument(..., exists=True, dir
         if out.as_json:
             bars.stop()
         result = client.lake.upload(path, did, endpoint=endpoint, dataset=dataset, sha256=sha256, adler32=adler32,
-                                    media_type=media_type, progress=lambda n: bars.advance(task, n))
+                                    media_type=media_type, progress=lambda n: bars.advance(task, n), group=group)
     verb = "uploaded" if result.created else "already there:"
     out.emit(result, lambda: console.print(f"{verb} {result.file.did} to {endpoint}: {result.file.bytes} bytes, "
                                            f"adler32 {result.file.adler32}, sha256 {result.file.sha256}",
@@ -131,7 +133,9 @@ def dataset_add(ctx: typer.Context, did: str = typer.Argument(...),
                 meta: list[str] = typer.Option([], "--meta", help="key=value metadata."),
                 bbox: str | None = typer.Option(None, "--bbox", help="west,south,east,north"),
                 start: str | None = typer.Option(None, "--start"),
-                end: str | None = typer.Option(None, "--end")) -> None:
+                end: str | None = typer.Option(None, "--end"),
+                group: str | None = typer.Option(None, "--group", help="The group whose it is: its members read "
+                                                                        "it and the files uploaded into it.")) -> None:
     """Register a dataset (or container) with metadata and an extent for STAC."""
     out = state_of(ctx)
     box = None
@@ -143,7 +147,7 @@ def dataset_add(ctx: typer.Context, did: str = typer.Argument(...),
         box = (west, south, east, north)
     with out.client() as client:
         row = client.lake.add_dataset(did, container=container, meta=pairs(meta, "--meta"), bbox=box,
-                                      start_time=start, end_time=end)
+                                      start_time=start, end_time=end, group=group)
     out.emit(row, lambda: _show_did(row))
 
 

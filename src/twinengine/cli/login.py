@@ -1,5 +1,6 @@
 """``twin login``, ``twin whoami``, ``twin logout``: sign in to an engine through an OpenID provider it trusts,
-keep the tokens for that engine URL (``twinengine.credentials``), and let every other command use them."""
+keep the tokens for that profile and engine URL (``twinengine.credentials``), and let every other command use
+them (``--profile``, or ``TWIN_PROFILE``, picks whose)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,19 @@ from twinengine.errors import AuthenticationRequired, InvalidInput
 __all__ = ["login", "logout", "whoami"]
 
 
+_PROFILE_HELP = "Keep (or use) the sign-in under this profile (default: the global --profile, else 'default')."
+
+
 def _url(ctx: typer.Context, url: str | None) -> str:
     out: Output = ctx.obj
     return (url or out.url).rstrip("/")
+
+
+def _profile(ctx: typer.Context, profile: str | None) -> str:
+    from twinengine.credentials import check_profile
+
+    out: Output = ctx.obj
+    return check_profile(profile or out.profile)
 
 
 def _expiry(at: float) -> str:
@@ -30,12 +41,14 @@ def login(ctx: typer.Context,
                                               "needed when it lists several."),
           url: str | None = typer.Option(None, "--url", help="Engine to sign in to (default: the global --url)."),
           browser: bool = typer.Option(False, "--browser", help="Sign in in this machine's browser (loopback "
-                                       "redirect) even where the provider offers the device flow.")) -> None:
+                                       "redirect) even where the provider offers the device flow."),
+          profile: str | None = typer.Option(None, "--profile", help=_PROFILE_HELP)) -> None:
     """Sign in through your institution: open the URL shown, enter the code, and come back (device flow)."""
     from twinengine import credentials
     from twinengine.client import Client
 
     engine = _url(ctx, url)
+    kept_as = _profile(ctx, profile)
 
     def show(verification_uri: str, user_code: str, complete: str | None) -> None:
         console.print(f"To sign in, open {verification_uri} and enter the code [bold]{user_code}[/bold]",
@@ -48,38 +61,44 @@ def login(ctx: typer.Context,
         webbrowser.open(address)
 
     with console.status("Waiting for the sign-in to be approved…"):
-        saved = credentials.sign_in(engine, provider, show=show, open_url=open_url, browser=browser)
+        saved = credentials.sign_in(engine, provider, show=show, open_url=open_url, browser=browser,
+                                    profile=kept_as)
     with Client(engine, saved.bearer()) as client:
         me = client.me()  # the engine accepts it, and records the sign-in, before anything is kept
     credentials.save(saved)
     out: Output = ctx.obj
     if out.as_json:
-        out.emit({"url": engine, "identity": me.name, "role": me.role.value, "provider": saved.provider,
-                  "expires_at": _expiry(saved.expires_at)})
+        out.emit({"url": engine, "profile": kept_as, "identity": me.name, "role": me.role.value,
+                  "provider": saved.provider, "expires_at": _expiry(saved.expires_at)})
         return
     console.print(f"Signed in to {engine} as [bold]{me.name}[/bold] ({me.role.value}) through {saved.provider}; "
-                  f"kept in {credentials.credentials_path()}", highlight=False, soft_wrap=True)
+                  f"kept as profile {kept_as} in {credentials.credentials_path()}", highlight=False, soft_wrap=True)
 
 
 def whoami(ctx: typer.Context,
-           url: str | None = typer.Option(None, "--url", help="Engine (default: the global --url).")) -> None:
+           url: str | None = typer.Option(None, "--url", help="Engine (default: the global --url)."),
+           profile: str | None = typer.Option(None, "--profile", help=_PROFILE_HELP)) -> None:
     """Who the engine takes you for: identity, provider, groups, role, and when the sign-in expires."""
     from twinengine import credentials
     from twinengine.client import Client
 
     out: Output = ctx.obj
     engine = _url(ctx, url)
+    kept_as = _profile(ctx, profile)
     if out.token is not None:
         bearer: str | None = out.token
         saved = None
     else:
-        bearer = credentials.bearer(engine)  # renewed first when it was due
+        bearer = credentials.bearer(engine, kept_as)  # renewed first when it was due
         if bearer is None:
-            raise AuthenticationRequired(f"not signed in to {engine}: run `twin login` (or pass --token)")
-        saved = credentials.load(engine)
+            named = "" if kept_as == credentials.DEFAULT_PROFILE else f" --profile {kept_as}"
+            raise AuthenticationRequired(f"not signed in to {engine} as profile {kept_as}: run `twin login{named}` "
+                                         "(or pass --token)")
+        saved = credentials.load(engine, kept_as)
     with Client(engine, bearer) as client:
         me = client.me()
-    facts: dict[str, Any] = {"url": engine, "identity": me.name, "role": me.role.value,
+    facts: dict[str, Any] = {"url": engine, "profile": kept_as if saved else None, "identity": me.name,
+                             "role": me.role.value,
                              "groups": list(me.groups), "issuer": me.issuer,
                              "provider": saved.provider if saved else None,
                              "expires_at": _expiry(saved.expires_at) if saved else None,
@@ -100,11 +119,13 @@ def whoami(ctx: typer.Context,
 
 
 def logout(ctx: typer.Context,
-           url: str | None = typer.Option(None, "--url", help="Engine (default: the global --url).")) -> None:
+           url: str | None = typer.Option(None, "--url", help="Engine (default: the global --url)."),
+           profile: str | None = typer.Option(None, "--profile", help=_PROFILE_HELP)) -> None:
     """Forget the sign-in to this engine, and revoke its refresh token at the provider where it can."""
     from twinengine import credentials
 
     engine = _url(ctx, url)
-    if credentials.forget(engine) is None:
-        raise InvalidInput(f"--url: not signed in to {engine}")
-    console.print(f"Signed out of {engine}", highlight=False)
+    kept_as = _profile(ctx, profile)
+    if credentials.forget(engine, kept_as) is None:
+        raise InvalidInput(f"--url: not signed in to {engine} as profile {kept_as}")
+    console.print(f"Signed out of {engine} (profile {kept_as})", highlight=False)

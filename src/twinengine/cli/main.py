@@ -77,7 +77,8 @@ SUBCOMMANDS = {
     "token": Lazy(_CLI + "tokens", "app", "Tokens: create (admins; scoped ones for yourself), list, revoke, "
                   "rotate-keys."),
     "identity": Lazy(_CLI + "tokens", "identity_app", "Identities (admins): list, disable, enable, delete."),
-    "group": Lazy(_CLI + "groups", "app", "Groups of identities: create, add, remove (admins), list, show."),
+    "group": Lazy(_CLI + "groups", "app", "Groups of identities: create, update, delete, add, remove (admins), "
+                                          "list, show."),
     "app": Lazy(_CLI + "apps", "app", "DT applications: start from a template, test locally, validate, publish "
                 "and browse the catalogue."),
     "state": Lazy(_CLI + "state", "app", "A twin's state: write, read (now or as of a revision/time), history, "
@@ -137,8 +138,10 @@ def _root(
     token: str | None = typer.Option(None, "--token", envvar="TWIN_TOKEN", help="Bearer token.",
                                      show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    profile: str = typer.Option("default", "--profile", envvar="TWIN_PROFILE",
+                                help="Whose sign-in (`twin login --profile`) to use without --token."),
 ) -> None:
-    ctx.obj = Output(url=url, token=token, as_json=as_json)
+    ctx.obj = Output(url=url, token=token, as_json=as_json, profile=profile)
 
 
 @app.command()

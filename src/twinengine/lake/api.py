@@ -15,8 +15,10 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import require
+from twinengine.auth.principal import GROUP_NAME_PATTERN
 from twinengine.errors import InvalidInput, RuleNotFound
 from twinengine.lake import dids, endpoints, grants, importer, removal, replicas, rules, uploads
 from twinengine.lake.models import Did, Endpoint, Transfer
@@ -65,6 +67,7 @@ Offset = Annotated[int, Query(ge=0, le=INT32_MAX)]
 
 @router.post("/endpoints", name="endpoint_add", status_code=status.HTTP_201_CREATED,
              summary="Add a storage endpoint (providers)")
+@acts("lake.endpoint.manage")
 def endpoint_add(body: EndpointCreate, session: SessionDep, principal: PrincipalDep,
                  runtime: RuntimeDep) -> EndpointRead:
     row = endpoints.add_endpoint(session, runtime.lake, principal=principal, spec=body)
@@ -72,18 +75,21 @@ def endpoint_add(body: EndpointCreate, session: SessionDep, principal: Principal
 
 
 @router.get("/endpoints", name="endpoint_list", summary="Storage endpoints with usage")
+@acts("lake.endpoint.read")
 def endpoint_list(session: SessionDep, principal: PrincipalDep) -> EndpointPage:
     rows = endpoints.list_endpoints(session, principal=principal)
     return EndpointPage(items=[endpoints.endpoint_read(session, r) for r in rows], total=len(rows))
 
 
 @router.get("/endpoints/{name}", name="endpoint_get", summary="One storage endpoint")
+@acts("lake.endpoint.read")
 def endpoint_get(name: EndpointPath, session: SessionDep, principal: PrincipalDep) -> EndpointRead:
     endpoints.list_endpoints(session, principal=principal)
     return endpoints.endpoint_read(session, endpoints.get_endpoint(session, name))
 
 
 @router.patch("/endpoints/{name}", name="endpoint_set", summary="Change attributes, quota, switches, credential")
+@acts("lake.endpoint.manage")
 def endpoint_set(name: EndpointPath, body: EndpointUpdate, session: SessionDep, principal: PrincipalDep,
                  runtime: RuntimeDep) -> EndpointRead:
     row = endpoints.update_endpoint(session, runtime.lake, principal=principal, name=name, change=body)
@@ -92,6 +98,7 @@ def endpoint_set(name: EndpointPath, body: EndpointUpdate, session: SessionDep, 
 
 @router.delete("/endpoints/{name}", name="endpoint_remove", status_code=status.HTTP_204_NO_CONTENT,
                summary="Remove an empty endpoint")
+@acts("lake.endpoint.manage")
 def endpoint_remove(name: EndpointPath, session: SessionDep, principal: PrincipalDep) -> None:
     endpoints.remove_endpoint(session, principal=principal, name=name)
 
@@ -100,14 +107,16 @@ def endpoint_remove(name: EndpointPath, session: SessionDep, principal: Principa
 
 @router.post("/dids", name="did_add", status_code=status.HTTP_201_CREATED,
              summary="Register a dataset or container")
+@acts("lake.write")
 def did_add(body: DidCreate, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> DidRead:
     row = dids.add_did(session, principal=principal, did=body.did, type=DidType(body.type), meta=body.meta,
                        geometry=body.geometry, bbox=body.bbox, start=body.start_time, end=body.end_time,
-                       tuning=runtime.lake.tuning)
+                       tuning=runtime.lake.tuning, group=body.group)
     return dids.did_read(session, row)
 
 
 @router.get("/dids", name="did_list", summary="Files, datasets and containers")
+@acts("lake.read")
 def did_list(session: SessionDep, principal: PrincipalDep,
              scope: Annotated[str | None, Query(max_length=64)] = None, type: DidType | None = None,
              prefix: Annotated[str | None, Query(max_length=255)] = None,
@@ -121,6 +130,7 @@ def did_list(session: SessionDep, principal: PrincipalDep,
 
 @router.post("/dids/{did:path}/members", name="did_attach", summary="Add files to a dataset, or datasets and "
                                                                     "containers to a container")
+@acts("lake.write")
 def did_attach(did: DidPath, body: AttachBody, session: SessionDep, principal: PrincipalDep) -> DidRead:
     row = dids.attach(session, principal=principal, parent=did, children=body.children)
     return dids.did_read(session, row, visible=grants.Readers(session, principal))
@@ -149,6 +159,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 @router.get("/dids/{did:path}/content", name="did_download", response_class=StreamingResponse,
             summary="A file's bytes from an available replica; Range requests; ?verify=true re-reads it first",
             responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial"}})
+@acts("lake.read")
 def did_download(did: DidPath, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
                  endpoint: Annotated[str | None, Query(pattern=ENDPOINT_NAME)] = None, verify: bool = False,
                  range_header: Annotated[str | None, Header(alias="Range")] = None) -> Response:
@@ -173,6 +184,7 @@ def did_download(did: DidPath, session: SessionDep, principal: PrincipalDep, run
 
 
 @router.get("/dids/{did:path}", name="did_get", summary="One identifier with its replicas or members")
+@acts("lake.read")
 def did_get(did: DidPath, session: SessionDep, principal: PrincipalDep) -> DidRead:
     readers = grants.Readers(session, principal)
     row = grants.require_read(session, principal, dids.get_did(session, did), readers=readers)
@@ -181,6 +193,7 @@ def did_get(did: DidPath, session: SessionDep, principal: PrincipalDep) -> DidRe
 
 @router.delete("/dids/{did:path}", name="did_remove", status_code=status.HTTP_204_NO_CONTENT,
                summary="Remove a DID with its rules and replicas (its creator or an admin)")
+@acts("lake.write")
 def did_remove(did: DidPath, principal: PrincipalDep, runtime: RuntimeDep) -> None:
     removal.delete_did(runtime.db, runtime.lake, principal=principal, did=did)
 
@@ -216,10 +229,14 @@ _UPLOAD_BODY: dict[str, Any] = {"requestBody": {"required": True, "description":
 @router.post("/uploads", name="upload", openapi_extra=_UPLOAD_BODY,
              responses={200: {"model": UploadResult, "description": "The same bytes were there already"},
                         201: {"model": UploadResult, "description": "Stored and checksummed"}})
+@acts("lake.write")
 async def upload(request: Request, response: Response, principal: PrincipalDep, runtime: RuntimeDep,
                  did: Annotated[str, Query(pattern=DID_PATTERN)],
                  endpoint: Annotated[str, Query(pattern=ENDPOINT_NAME)],
                  dataset: Annotated[str | None, Query(pattern=DID_PATTERN)] = None,
+                 group: Annotated[str | None, Query(pattern=GROUP_NAME_PATTERN, max_length=64,
+                                                    description="The group whose file it is (its members read "
+                                                                "it); default: the dataset's group")] = None,
                  sha256: Annotated[str | None, Query(max_length=68)] = None,
                  adler32: Annotated[str | None, Query(max_length=8)] = None,
                  media_type: Annotated[str | None, Query(max_length=128)] = None) -> UploadResult:
@@ -245,7 +262,7 @@ async def upload(request: Request, response: Response, principal: PrincipalDep, 
     def work() -> UploadResult:
         outcome = uploads.upload(runtime.db, runtime.lake, principal=principal, did=did, endpoint=endpoint,
                                  chunks=_rebuffer(chunks()), size_hint=size, expected=expected, dataset=dataset,
-                                 media_type=media_type)
+                                 media_type=media_type, group=group)
         with runtime.db.session(readonly=True) as session:
             return UploadResult(created=outcome.created, file=dids.did_read(session, dids.get_did(session, did)))
 
@@ -258,6 +275,7 @@ async def upload(request: Request, response: Response, principal: PrincipalDep, 
 # -- rules and transfers ----------------------------------------------------------------------------------------
 
 @router.post("/rules", name="rule_add", status_code=status.HTTP_201_CREATED, summary="Add a replication rule")
+@acts("lake.rule.create")
 def rule_add(body: RuleCreate, session: SessionDep, principal: PrincipalDep) -> RuleRead:
     rule = rules.add_rule(session, principal=principal, did=body.did, copies=body.copies,
                           expression=body.endpoints, lifetime=body.lifetime, comment=body.comment)
@@ -265,6 +283,7 @@ def rule_add(body: RuleCreate, session: SessionDep, principal: PrincipalDep) -> 
 
 
 @router.get("/rules", name="rule_list", summary="Replication rules, with progress")
+@acts("lake.rule.read")
 def rule_list(session: SessionDep, principal: PrincipalDep,
               did: Annotated[str | None, Query(pattern=DID_PATTERN)] = None, state: RuleState | None = None,
               limit: Limit = 100, offset: Offset = 0) -> RulePage:
@@ -273,6 +292,7 @@ def rule_list(session: SessionDep, principal: PrincipalDep,
 
 
 @router.get("/rules/{rule_id}", name="rule_get", summary="One rule: state, lock counts, percent, last error")
+@acts("lake.rule.read")
 def rule_get(rule_id: RuleId, session: SessionDep, principal: PrincipalDep) -> RuleRead:
     require(principal, "lake.rule.read")
     rule = rules.get_rule(session, rule_id)
@@ -285,23 +305,27 @@ def rule_get(rule_id: RuleId, session: SessionDep, principal: PrincipalDep) -> R
 
 @router.delete("/rules/{rule_id}", name="rule_remove", status_code=status.HTTP_204_NO_CONTENT,
                summary="Remove a rule; replicas nothing else needs are deleted after the grace period")
+@acts("lake.rule.read")
 def rule_remove(rule_id: RuleId, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> None:
     rules.delete_rule(session, principal=principal, rule_id=rule_id, grace=runtime.lake.tuning.tombstone_grace)
 
 
 @router.post("/rules/{rule_id}/suspend", name="rule_suspend", summary="Stop working on a rule")
+@acts("lake.rule.read")
 def rule_suspend(rule_id: RuleId, session: SessionDep, principal: PrincipalDep) -> RuleRead:
     return rules.rule_read(session, rules.set_suspended(session, principal=principal, rule_id=rule_id,
                                                         suspended=True))
 
 
 @router.post("/rules/{rule_id}/resume", name="rule_resume", summary="Work on a suspended rule again")
+@acts("lake.rule.read")
 def rule_resume(rule_id: RuleId, session: SessionDep, principal: PrincipalDep) -> RuleRead:
     return rules.rule_read(session, rules.set_suspended(session, principal=principal, rule_id=rule_id,
                                                         suspended=False))
 
 
 @router.get("/transfers", name="transfer_list", summary="Transfers, newest first")
+@acts("lake.rule.read")
 def transfer_list(session: SessionDep, principal: PrincipalDep,
                   rule_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
                   state: Annotated[str | None, Query(pattern=r"^(QUEUED|ACTIVE|DONE|FAILED|CANCELLED)$")] = None,
@@ -332,6 +356,7 @@ def transfer_list(session: SessionDep, principal: PrincipalDep,
 # -- verify and import ----------------------------------------------------------------------------------------
 
 @router.get("/replicas", name="replica_list", summary="Replicas under a DID and/or on an endpoint")
+@acts("lake.read")
 def replica_list(session: SessionDep, principal: PrincipalDep,
                  did: Annotated[str | None, Query(pattern=DID_PATTERN)] = None,
                  endpoint: Annotated[str | None, Query(pattern=ENDPOINT_NAME)] = None) -> list[ReplicaRead]:
@@ -341,16 +366,19 @@ def replica_list(session: SessionDep, principal: PrincipalDep,
 
 @router.post("/replicas/{replica_id}/verify", name="replica_verify",
              summary="Re-read one replica; a corrupted or missing one becomes BAD and is repaired from a good copy")
+@acts("lake.verify")
 def replica_verify(replica_id: Annotated[int, Path(ge=1, le=2**62)], principal: PrincipalDep,
                    runtime: RuntimeDep) -> VerifyResult:
     return replicas.verify_ids(runtime.db, runtime.lake, principal=principal, ids=[replica_id])
 
 
 @router.post("/verify", name="verify", summary="Re-read every replica of a DID and/or on an endpoint")
+@acts("lake.verify")
 def verify(body: VerifyRequest, principal: PrincipalDep, runtime: RuntimeDep) -> VerifyResult:
     return replicas.verify(runtime.db, runtime.lake, principal=principal, did=body.did, endpoint=body.endpoint)
 
 
 @router.post("/imports/stac", name="import_stac", summary="Import a collection's items and assets from a STAC API")
+@acts("lake.import")
 def import_stac(body: ImportStac, principal: PrincipalDep, runtime: RuntimeDep) -> ImportResult:
     return importer.import_stac(runtime.db, runtime.lake, principal=principal, spec=body)

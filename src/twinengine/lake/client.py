@@ -74,10 +74,12 @@ class LakeClient:
     # -- identifiers
     def add_dataset(self, did: str, *, container: bool = False, meta: dict[str, Any] | None = None,
                     bbox: tuple[float, float, float, float] | None = None, geometry: dict[str, Any] | None = None,
-                    start_time: str | None = None, end_time: str | None = None) -> DidRead:
+                    start_time: str | None = None, end_time: str | None = None,
+                    group: str | None = None) -> DidRead:
+        """Register a dataset (or container); with ``group``, the group's: its members read it."""
         body = _clean({"did": did, "type": "container" if container else "dataset", "meta": meta or {},
                        "bbox": list(bbox) if bbox else None, "geometry": geometry, "start_time": start_time,
-                       "end_time": end_time})
+                       "end_time": end_time, "group": group})
         return self._transport.send(DidRead, "POST", f"{BASE}/dids", body)
 
     def attach(self, parent: str, children: list[str]) -> DidRead:
@@ -98,8 +100,9 @@ class LakeClient:
     # -- bytes
     def upload(self, path: Path | str, did: str, *, endpoint: str, dataset: str | None = None,
                sha256: str | None = None, adler32: str | None = None, media_type: str | None = None,
-               progress: Callable[[int], None] | None = None) -> UploadResult:
-        """Stream a local file up; the server computes the checksums (pass yours to have them enforced)."""
+               progress: Callable[[int], None] | None = None, group: str | None = None) -> UploadResult:
+        """Stream a local file up; the server computes the checksums (pass yours to have them enforced). A new
+        file is ``group``'s (default: the group of ``dataset``, if a group's)."""
         source = Path(path)
 
         def body() -> Iterator[bytes]:
@@ -110,7 +113,7 @@ class LakeClient:
                     yield chunk
 
         params = _clean({"did": did, "endpoint": endpoint, "dataset": dataset, "sha256": sha256,
-                         "adler32": adler32, "media_type": media_type})
+                         "adler32": adler32, "media_type": media_type, "group": group})
         response = self._transport.request("POST", f"{BASE}/uploads", params=params, content=body(),
                                            headers={"Content-Type": "application/octet-stream",
                                                     "Content-Length": str(source.stat().st_size)})

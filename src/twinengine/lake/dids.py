@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from twinengine.auth.groups import check_owner_group
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.errors import DidConflict, DidNotFound, ValidationFailed
@@ -103,7 +104,7 @@ def did_read(session: Session, did: Did, *, details: bool = True,
     out = DidRead(did=did.did, scope=did.scope, name=did.name, type=DidType(did.type), bytes=did.bytes,
                   adler32=did.adler32, sha256=did.sha256, media_type=did.media_type, meta=did.meta or {},
                   bbox=bbox, geometry=did.geometry, start_time=did.start_time, end_time=did.end_time,
-                  created_by=did.created_by, created_at=did.created_at)
+                  created_by=did.created_by, owner_group=did.owner_group, created_at=did.created_at)
     if details:
         if did.type == DidType.FILE:
             out.replicas = [replica_read(r, did, e) for r, e in replicas_of(session, did)]
@@ -140,10 +141,13 @@ def set_extent(did: Did, *, geometry: dict[str, Any] | None, bbox: Sequence[floa
 def add_did(session: Session, *, principal: Principal, did: str, type: DidType, meta: dict[str, Any] | None = None,
             geometry: dict[str, Any] | None = None, bbox: Sequence[float] | None = None,
             start: datetime | None = None, end: datetime | None = None, exist_ok: bool = False,
-            tuning: LakeTuning | None = None) -> Did:
-    """Register a dataset or container (files come in through uploads and registrations)."""
+            tuning: LakeTuning | None = None, group: str | None = None) -> Did:
+    """Register a dataset or container (files come in through uploads and registrations); with ``group``, it
+    is the group's (its members read it; the caller must be one)."""
     require(principal, "lake.write")
     scope, name = parse_did(did)
+    if group is not None:
+        check_owner_group(session, principal, group, what="datasets")
     check_meta(meta or {}, loc="meta", tuning=tuning)
     if geometry is not None:
         check_meta(geometry, loc="geometry", tuning=tuning)
@@ -154,7 +158,8 @@ def add_did(session: Session, *, principal: Principal, did: str, type: DidType, 
         if exist_ok and existing.type == type:
             return existing
         raise DidConflict(f"{did} exists already (a {existing.type})")
-    row = Did(scope=scope, name=name, type=type.value, meta=dict(meta or {}), created_by=principal.name)
+    row = Did(scope=scope, name=name, type=type.value, meta=dict(meta or {}), created_by=principal.name,
+              owner_group=group)
     set_extent(row, geometry=geometry, bbox=bbox, start=start, end=end)
     session.add(row)
     session.flush()

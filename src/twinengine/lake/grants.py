@@ -7,6 +7,8 @@ A DID's readability follows where it came from, read live at each request:
 - made by the engine from a run (workflow results: ``meta.workflow_run``): those who may read that run
   (its owner, and readers of its twin);
 - a file the engine made with no origin of its own: the origin of an engine-made dataset holding it;
+- registered for a group (``owner_group``: uploads, datasets, containers made with ``group``): the group's
+  members, at the moment they ask (``auth.policy.owns``, as for a group's twin);
 - made by anyone else (uploads, imports, datasets they registered): that identity alone;
 - made by the engine from nothing of anyone's (the shared containers such as ``results:workflow-results``):
   every role; their listings show only the members the caller may read.
@@ -24,28 +26,42 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from twinengine.auth.policy import require
+from twinengine.auth.policy import Permission, owns, require
 from twinengine.auth.principal import SYSTEM, Principal, Role
 from twinengine.errors import DidNotFound, PermissionDenied, RunNotFound, TwinNotFound
 from twinengine.lake.models import Attachment, Did
 from twinengine.lake.schemas import DidType
 
-__all__ = ["ENGINE", "Origin", "Readers", "may_read", "origin_of", "require_read", "runs_storage"]
+__all__ = ["ENGINE", "Origin", "Readers", "may_read", "origin_of", "owned_by", "require_read", "runs_storage"]
 
 ENGINE = SYSTEM.name  # ``created_by`` of what the engine itself registers
 
-OriginKind = Literal["twin", "run", "owner", "engine"]
+OriginKind = Literal["twin", "run", "owner", "group", "engine"]
 
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a DID came from: a twin id, a run id, the identity that owns it, or the engine (``key`` empty)."""
+    """Where a DID came from: a twin id, a run id, the identity or group that owns it, or the engine (``key``
+    empty)."""
 
     kind: OriginKind
     key: str = ""
 
 
+@dataclass
+class _Owned:
+    """A DID as the policy's ``owns`` judges it: by its owner's name, or by its group."""
+
+    owner: str
+    owner_group: str | None = None
+
+    def permission_of(self, identity: str) -> Permission | None:
+        return None  # DIDs take no grants: their readers follow their origin
+
+
 def _own_origin(did: Did) -> Origin | None:
+    if did.owner_group is not None:
+        return Origin("group", did.owner_group)
     if did.created_by != ENGINE:
         return Origin("owner", did.created_by)
     meta = did.meta or {}
@@ -96,7 +112,9 @@ class Readers:
         if origin.kind == "engine":
             return True
         if origin.kind == "owner":
-            return origin.key == self.principal.name
+            return owns(self.principal, _Owned(owner=origin.key))
+        if origin.kind == "group":
+            return owns(self.principal, _Owned(owner="", owner_group=origin.key))
         if origin.kind == "twin":
             # The lake's derived data follows grants that twins and workflows keep: imported here, where the
             # decision is made (nothing those packages import reaches back into this module).
@@ -114,6 +132,11 @@ class Readers:
         except RunNotFound:
             return False
         return True
+
+
+def owned_by(principal: Principal, did: Did) -> bool:
+    """Whether ``principal`` owns ``did`` (may delete it): the members of its group, else its creator."""
+    return owns(principal, _Owned(owner=did.created_by, owner_group=did.owner_group))
 
 
 def runs_storage(principal: Principal) -> bool:

@@ -72,6 +72,9 @@ class Did(Base):
     start_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(64))
+    # a group-owned DID is its members' (lake.grants); auth.group_delete hands it on with the group
+    owner_group: Mapped[str | None] = mapped_column(String(64), index=True,
+                                                    info={"owner": "created_by", "kind": "lake"})
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from twinengine.auth.principal import GROUP_NAME_PATTERN
 from twinengine.timeutil import Instant
 
 __all__ = [
@@ -131,6 +132,8 @@ class DidCreate(_Input):
     bbox: tuple[float, float, float, float] | None = Field(default=None, description="west, south, east, north")
     start_time: Instant | None = None
     end_time: Instant | None = None
+    group: str | None = Field(default=None, pattern=GROUP_NAME_PATTERN, max_length=64,
+                              description="The group whose it is: its members read it (the caller must be one)")
 
 
 class DidRead(BaseModel):
@@ -148,6 +151,7 @@ class DidRead(BaseModel):
     start_time: datetime | None
     end_time: datetime | None
     created_by: str
+    owner_group: str | None = Field(default=None, description="The group whose it is (its members read it)")
     created_at: datetime
     children: list[str] = Field(default_factory=list)
     replicas: list[ReplicaRead] = Field(default_factory=list)

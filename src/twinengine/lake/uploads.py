@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from twinengine.auth.groups import check_owner_group
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.errors import (
@@ -96,13 +97,19 @@ class UploadOutcome:
 
 def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str, size_hint: int | None,
              media_type: str | None, meta: dict[str, Any] | None, dataset: str | None,
-             stale_before: datetime | None = None) -> tuple[int, int, str, bool, bool] | Checksums:
-    """Unit (1): the file row (new ones have no checksums yet) and a COPYING replica on the endpoint."""
+             stale_before: datetime | None = None,
+             group: str | None = None) -> tuple[int, int, str, bool, bool] | Checksums:
+    """Unit (1): the file row (new ones have no checksums yet) and a COPYING replica on the endpoint. A new
+    file is ``group``'s, or else the group's whose dataset it goes into (its members read the dataset's files)."""
     require(principal, "lake.write")
     scope, name = parse_did(did)
-    if dataset is not None and require_read(session, principal, get_did(session, dataset, loc="dataset")
-                                            ).type != DidType.DATASET:  # refused before a byte is written
-        raise ValidationFailed.one("dataset", f"{dataset} is not a dataset; files go into datasets")
+    if dataset is not None:
+        holder = require_read(session, principal, get_did(session, dataset, loc="dataset"))
+        if holder.type != DidType.DATASET:  # refused before a byte is written
+            raise ValidationFailed.one("dataset", f"{dataset} is not a dataset; files go into datasets")
+        group = group if group is not None else holder.owner_group
+    if group is not None:
+        check_owner_group(session, principal, group, what="datasets")
     ep = get_endpoint(session, endpoint)
     if not ep.write:
         raise PermissionDenied(f"endpoint {ep.name} does not take writes (its write switch is off)")
@@ -115,7 +122,7 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
     if row is None:
         row = Did(scope=scope, name=name, type=DidType.FILE.value, media_type=media_type or media_type_for(name),
                   meta=dict(meta or {}),
-                  created_by=principal.name)
+                  created_by=principal.name, owner_group=group)
         session.add(row)
         session.flush()
     elif not may_read(session, principal, row):
@@ -170,22 +177,24 @@ def _release(db: Database, did_id: int, replica_id: int, *, new_did: bool, new_r
 
 def upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoint: str, chunks: Iterable[bytes],
            size_hint: int | None = None, expected: Expected | None = None, dataset: str | None = None,
-           media_type: str | None = None, meta: dict[str, Any] | None = None) -> UploadOutcome:
+           media_type: str | None = None, meta: dict[str, Any] | None = None,
+           group: str | None = None) -> UploadOutcome:
     """Store a byte stream as file ``did`` on ``endpoint``; returns its checksums. Re-uploading the same bytes
     to the same endpoint is a no-op (``created`` False); other bytes under a registered name are a conflict,
-    and a name held by a DID the caller may not read is taken, whatever it holds."""
+    and a name held by a DID the caller may not read is taken, whatever it holds. A new file is ``group``'s
+    (see ``_reserve``)."""
     return _upload(db, lake, principal=principal, did=did, endpoint=endpoint, chunks=chunks, size_hint=size_hint,
-                   expected=expected, dataset=dataset, media_type=media_type, meta=meta)
+                   expected=expected, dataset=dataset, media_type=media_type, meta=meta, group=group)
 
 
 def _upload(db: Database, lake: Lake, *, principal: Principal, did: str, endpoint: str,
             chunks: Iterable[bytes | memoryview], size_hint: int | None, expected: Expected | None,
             dataset: str | None, media_type: str | None, meta: dict[str, Any] | None,
-            pool: BufferPool | None = None) -> UploadOutcome:
+            pool: BufferPool | None = None, group: str | None = None) -> UploadOutcome:
     """``upload``; chunks from ``pool`` go back to it once hashed and written."""
     with db.session() as session:
         reserved = _reserve(session, principal=principal, did=did, endpoint=endpoint, size_hint=size_hint,
-                            media_type=media_type, meta=meta, dataset=dataset,
+                            media_type=media_type, meta=meta, dataset=dataset, group=group,
                             stale_before=utcnow() - lake.tuning.stale_after)
         ep = get_endpoint(session, endpoint)
         own = None if isinstance(reserved, Checksums) else reserved[1]

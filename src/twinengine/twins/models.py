@@ -32,8 +32,10 @@ class Twin(Base):
     app_version: Mapped[str] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(ForeignKey("identities.name", ondelete="RESTRICT"), index=True)
     # A group-owned twin belongs to the group's members; ``owner`` then records who created it (migration 0022).
-    # The name of a row of ``groups``, which is never deleted (no foreign key: see the migration).
-    owner_group: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The name of a row of ``groups`` (no foreign key: see the migration); a group is deleted only once its
+    # twins are handed on (auth.group_delete, which finds them by this column's ``info``).
+    owner_group: Mapped[str | None] = mapped_column(String(64), index=True,
+                                                    info={"owner": "owner", "kind": "twin"})
     description: Mapped[str | None] = mapped_column(Text)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSONValue)
     origin_id: Mapped[str | None] = mapped_column(ForeignKey("twins.id", ondelete="SET NULL"), index=True)
