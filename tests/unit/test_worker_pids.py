@@ -51,7 +51,8 @@ def test_a_cgroup_not_yet_entered_is_kept_and_an_ended_one_removed(tmp_path: Pat
     monkeypatch.setattr(pids, "_ROOT", [root])
     monkeypatch.setattr(pids, "_PENDING", {})
     argv = pids.enter_command(["true"], processes=8)
-    fresh = Path(argv[4]).parent  # /bin/sh -c SCRIPT <cgroup.procs> true
+    fresh = Path(argv[3]).parent  # /bin/sh -c SCRIPT <cgroup.procs> true
+    assert fresh.parent == root and fresh.name.startswith("sandbox-")
     (fresh / "cgroup.procs").write_text("")  # a real cgroup lists no process until the shell writes its pid
     pids.release()
     assert fresh.exists(), "a cgroup made for a sandbox about to start was swept before it was entered"
