@@ -15,9 +15,10 @@ measured in the same run, in the same tab, taking turns round by round:
 
 With ``--demo DIR`` (the data folder ``twin demo --data-dir DIR`` left behind; served from a copy) it measures
 instead what the map asks first on the demo's data: ``GET /edr/collections`` as the demo's user and as the
-admin (who sees every lake file, the unreadable ones included), cold (the first call after start) and warm
-(median), beside the EDR landing page (same authentication, same JSON path) in the same rounds, and the map
-page ready (``twin:ready``, its default layer drawn) beside a blank page.
+admin (who sees every lake file, the unreadable ones included), cold (the first call after start, once
+``/health`` names nothing warming: the engine opens the listing in the background) and warm (median),
+beside the EDR landing page (same authentication, same JSON path) in the same rounds, and the map page ready
+(``twin:ready``, its default layer drawn) beside a blank page.
 
 The data (a twin with 100,000 reported levels, written through the twins service in one process because
 100,000 HTTP writes would take minutes, and the two gridded collections) is built once under ``--dir``
@@ -29,6 +30,7 @@ Usage: python bench/portal.py [--repeat 7] [--dir ~/.cache/twinengine-bench/port
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -179,6 +181,17 @@ def timed_get(url: str, token: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def wait_warm(url: str, timeout: float = 120) -> float:
+    """Seconds until ``/health`` names nothing still warming (the EDR listing, opened after start)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        with urllib.request.urlopen(f"{url}/health", timeout=30) as response:
+            if "warming" not in json.loads(response.read()):
+                break
+        time.sleep(0.05)
+    return time.perf_counter() - started
+
+
 def demo_bench(demo: Path, repeat: int) -> None:
     """``/edr/collections`` and the map page on a copy of the demo's data."""
     from playwright.sync_api import sync_playwright
@@ -191,6 +204,7 @@ def demo_bench(demo: Path, repeat: int) -> None:
         url = f"http://127.0.0.1:{port}"
         rows: dict[str, list[float]] = {k: [] for k in ("landing", "uma", "admin", "blank", "map")}
         with serve_engine(data_dir, port, TWIN_LOG_LEVEL="error", start_timeout=240):
+            warmed = wait_warm(url)
             cold = {who: timed_get(f"{url}/edr/collections", tokens[who]) for who in ("uma", "admin")}
             for _ in range(repeat * 3):
                 rows["landing"].append(timed_get(f"{url}/edr/", tokens["uma"]))
@@ -218,11 +232,13 @@ def demo_bench(demo: Path, repeat: int) -> None:
     for label, ours, base, target in (
             ("GET /edr/collections as the demo's user, warm", med("uma"), med("landing"), "<= 100 ms"),
             ("GET /edr/collections as the admin, warm", med("admin"), med("landing"), "<= 100 ms"),
-            ("GET /edr/collections as the demo's user, cold", cold["uma"], med("landing"), ""),
-            ("GET /edr/collections as the admin, cold", cold["admin"], med("landing"), ""),
+            ("GET /edr/collections as the demo's user, cold", cold["uma"], med("landing"), "<= 100 ms"),
+            ("GET /edr/collections as the admin, cold", cold["admin"], med("landing"), "<= 100 ms"),
             ("map page ready, default layer drawn", med("map"), med("blank"), "<= 1500 ms")):
         print(f"{label:<48}{ours:>10.1f}{base:>13.1f}{ours / max(base, 0.1):>8.1f}  {target}")
     print("baselines: the EDR landing page (/edr/) for the listing; a blank page (/health) for the map page")
+    print(f"cold: the first calls after start, once /health named nothing warming ({warmed * 1000:.0f} ms after "
+          "the engine answered: the EDR listing is opened in the background)")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from twinengine._version import __version__
 from twinengine.api.deps import PrincipalDep, RuntimeDep
 from twinengine.api.probe import StoreProbe
+from twinengine.api.route_actions import acts, public
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import require
 from twinengine.catalog.models import AppVersion
@@ -28,6 +29,7 @@ router = api_router(tag="health", versioned=False)
 
 @router.get("/health", name="health", summary="Is the engine up and its store reachable?",
             responses={503: {"description": "The store cannot be reached", "content": {"application/json": {}}}})
+@public
 async def health(request: Request, runtime: RuntimeDep) -> JSONResponse:
     """Answered on the event loop from the store's last check (at most about a second old; see
     :mod:`twinengine.api.probe`): a liveness probe must not queue behind the requests that fill the thread
@@ -44,6 +46,9 @@ async def health_answer(state: Any, runtime: Runtime) -> tuple[int, dict[str, An
     database = await probe.status()
     body: dict[str, Any] = {"status": "ok" if database == "ok" else "degraded", "version": __version__,
                             "database": database, "backend": runtime.db.backend}
+    warming = [w.name for w in getattr(state, "warmups", ()) if w.warming]
+    if warming:  # what start left to a background thread, not warm yet: answered, but slower the first time
+        body["warming"] = warming
     duties = getattr(state, "primary_duties", None)
     if duties is not None:  # one of several serving processes: does this one run the singleton loops?
         body["primary"] = duties.held
@@ -52,6 +57,7 @@ async def health_answer(state: Any, runtime: Runtime) -> tuple[int, dict[str, An
 
 @router.get("/metrics", name="metrics", summary="Prometheus metrics (text format)",
             response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+@acts("metrics.read")
 def metrics(request: Request, principal: PrincipalDep) -> Response:
     require(principal, "metrics.read")
     registry: CollectorRegistry = request.app.state.metrics
