@@ -14,6 +14,7 @@ from starlette.types import Message
 
 from twinengine._version import __version__
 from twinengine.access import api as access_api
+from twinengine.access.warmup import Warmup
 from twinengine.api import health
 from twinengine.api.description import install_description
 from twinengine.api.errors import install_error_handlers
@@ -41,6 +42,7 @@ from twinengine.streams import buffers_api
 from twinengine.streams.metrics import StreamsCollector
 from twinengine.subscriptions import api as subscriptions_api
 from twinengine.twin_assimilation import api as assimilation_api
+from twinengine.twin_assimilation import skill_api as assimilation_skill_api
 from twinengine.twins import api as twins_api
 from twinengine.twins import batch_api as twins_batch_api
 from twinengine.twins import fleet_api, forecasts_api, relationships_api
@@ -130,6 +132,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         reader = _app.state.current_state = CurrentStateReader(runtime.db)  # GET /twins/{twin}/state
         if runtime.settings.warm_routes:
             await _build_routes(_app)
+            _app.state.warmups = [Warmup(runtime.access).start()]  # the EDR listing, opened in the background
         gc.freeze()  # what start built lives as long as the process: keep it out of every later GC pass
         yield
         await reader.close()
@@ -167,6 +170,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(ml_quality_api.router)
     app.include_router(views_api.router)
     app.include_router(assimilation_api.router)
+    app.include_router(assimilation_skill_api.router)
     app.include_router(calibration_api.router)
     app.include_router(subscriptions_api.router)
     app.include_router(signin_api.api)  # institutional sign-in: the providers, then the browser's redirects

@@ -41,9 +41,12 @@ def _pooled_ranks(groups: list[Any]) -> list[float] | None:
 
 
 def verify(ctx: typer.Context, twin: str = typer.Argument(..., help="The twin (id or name)."),
-           prop: str = typer.Option("level", "--property", "-p", help="The verified state property."),
+           prop: str | None = typer.Option(None, "--property", "-p", help="The verified state property (default: "
+                                                                          "level; with --against, the first "
+                                                                          "observation assimilated)."),
            lead: str | None = typer.Option(None, "--lead", help="Only this lead time: 24h, PT24H..."),
-           since: str | None = typer.Option(None, "--since", help="Forecasts valid from (ISO 8601)."),
+           since: str | None = typer.Option(None, "--since", help="Forecasts valid from (ISO 8601); with "
+                                                                 "--against, analyses valid from."),
            until: str | None = typer.Option(None, "--until", help="Forecasts valid before (ISO 8601)."),
            tolerance: str | None = typer.Option(None, "--tolerance", help="Nearest observation within (30min)."),
            threshold: float | None = typer.Option(None, "--threshold", help="Event threshold (Brier score)."),
@@ -52,12 +55,26 @@ def verify(ctx: typer.Context, twin: str = typer.Argument(..., help="The twin (i
            history: bool = typer.Option(False, "--history", help="The kept scores per period of valid time."),
            period: str | None = typer.Option(None, "--period", help="With --history: the period (default 1d)."),
            plot: Path | None = typer.Option(None, "--plot", help="Where the PNG goes (default: "
-                                                                 "TWIN-PROPERTY-verification.png here)."),
-           no_plot: bool = typer.Option(False, "--no-plot", help="No PNG.")) -> None:
+                                                                 "TWIN-PROPERTY-verification.png here; with "
+                                                                 "--against, TWIN-assimilation-skill.png)."),
+           no_plot: bool = typer.Option(False, "--no-plot", help="No PNG."),
+           against: str | None = typer.Option(None, "--against", help="open-loop: forecasts from the twin's "
+                                                                      "analyses against the model run without "
+                                                                      "assimilation, per lead."),
+           starts: int | None = typer.Option(None, "--starts", help="With --against: analyses to forecast from "
+                                                                    "(default 24).")) -> None:
     """Verify a twin's forecasts against what was observed, per workflow, model version and lead.
 
     RMSE, MAE, bias, NSE, KGE; CRPS, spread/skill, rank histogram, Brier and interval coverage when the
-    forecasts carry members, probabilities or intervals. An ensemble is scored apart from single forecasts."""
+    forecasts carry members, probabilities or intervals. An ensemble is scored apart from single forecasts.
+    With --against open-loop: what assimilation adds, forecasts from the analyses against the model alone."""
+    if against is not None:
+        if against != "open-loop":
+            raise typer.BadParameter(f"{against!r}: the only comparison is open-loop", param_hint="--against")
+        _against(ctx, twin, prop, lead=lead, starts=starts, tolerance=tolerance, since=since,
+                 plot=None if no_plot else plot or Path(f"{twin}-assimilation-skill.png"))
+        return
+    prop = prop or "level"
     if history:
         _history(ctx, twin, prop, period=period, lead=lead, since=since, until=until, workflow=workflow,
                  model_version=model_version, plot=None if no_plot else plot or Path(f"{twin}-{prop}-history.png"))
@@ -133,6 +150,43 @@ def _history(ctx: typer.Context, twin: str, prop: str, *, period: str | None, le
                             [(i.period_start.strftime("%Y-%m-%d %H:%M"), i.workflow or "-", i.model_version or "-",
                               _system(i), _lead(i.lead_seconds), *(_num(getattr(i, c)) for c in COLUMNS))
                              for i in kept.items]))
+        if path is not None:
+            console.print(f"plot: {path}")
+
+    out.emit(result, render)
+
+
+def _against(ctx: typer.Context, twin: str, prop: str | None, *, lead: str | None, starts: int | None,
+             tolerance: str | None, since: str | None, plot: Path | None) -> None:
+    out = state_of(ctx)
+    with out.client() as client:
+        report = client.verification.assimilation(twin, prop, leads=[lead] if lead else None, starts=starts,
+                                                  tolerance=tolerance, since=_instant(since, "--since"))
+    path = None
+    if plot is not None and (report.assimilated or report.filter.innovations):
+        from twinengine.twin_assimilation.skill_plot import plot_skill
+
+        path = plot_skill(plot, report)
+    result = report.model_dump(mode="json")
+    result["plot"] = str(path) if path else None
+
+    def render() -> None:
+        health = report.filter
+        if health.latest_analysis is not None:
+            console.print(f"latest analysis: {health.latest_analysis:%Y-%m-%d %H:%M} UTC (cycle {health.cycles}, "
+                          f"revision {health.latest_revision})", highlight=False)
+        console.print(health.words, style="bold red" if health.diverging else None, highlight=False)
+        if report.assimilated or report.open_loop:
+            alone = {g.lead_seconds: g for g in report.open_loop}
+            rows = [(_lead(g.lead_seconds), g.n, _num(g.nse), _num(alone[g.lead_seconds].nse if g.lead_seconds
+                                                                   in alone else None),
+                     _num(g.rmse), _num(alone[g.lead_seconds].rmse if g.lead_seconds in alone else None),
+                     _num(g.crps)) for g in report.assimilated]
+            console.print(table(f"{twin}/{report.property}: forecasts from the analysis against without "
+                                f"assimilation ({report.unit or 'no unit'}; {report.starts} starts)",
+                                ["lead", "n", "nse (analysis)", "nse (open loop)", "rmse (analysis)",
+                                 "rmse (open loop)", "crps (analysis)"], rows))
+        console.print(report.sentence, highlight=False)
         if path is not None:
             console.print(f"plot: {path}")
 

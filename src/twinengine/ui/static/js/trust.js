@@ -1,7 +1,8 @@
 // How far to trust a twin's forecasts, on the page: the verified skill per lead time in words and as a plot
-// (``/verification``: the same scores the engine's skill sentence reads), and its models' gate decisions.
+// (``/verification``: the same scores the engine's skill sentence reads), its models' gate decisions, and for a
+// twin that assimilates, forecasts from its analyses against the model alone and its filter's innovations.
 import { api, enc } from "./api.js";
-import { h, num, section, table } from "./dom.js";
+import { h, num, section, table, when } from "./dom.js";
 import { figure, timeSeries } from "./plot.js";
 
 const DAY = 86_400_000;
@@ -106,4 +107,47 @@ export async function modelWords(twin) {
     return `Model ${m.name} version ${v.version}${String(v.version) === String(m.champion) ? " (champion)" : ""}: `
       + (d ? `${d.accepted ? "accepted" : "refused"} by the gate, ${d.reason}.` : "no gate decision recorded.");
   });
+}
+
+/** What assimilation adds (``/verification/assimilation``): the latest analysis, the sentence comparing
+ * forecasts from the analysis with those without assimilation and both lines per lead, and the innovations
+ * (observation minus background) inside the spread the filter expected, with its warning in words when the
+ * filter diverges. Null for a twin without cycles. */
+export async function assimilationSection(twin) {
+  const found = await api(`/api/v1/twins/${enc(twin.id)}/verification/assimilation`);
+  const health = found.filter;
+  if (!health.cycles) return null;
+  const unit = found.unit ? ` (${found.unit})` : "";
+  const skillFig = figure(`Skill of ${found.property} with and without assimilation`);
+  const innovationFig = figure("Innovations of the assimilation cycles");
+  const latest = h("p", { class: "assimilation-latest" }, `Latest analysis: ${when(health.latest_analysis)} `
+    + `(cycle ${health.cycles}, revision ${health.latest_revision}).`);
+  const verdict = h("p", health.diverging ? { class: "alert assimilation-health", role: "alert" } : { class: "assimilation-health" }, health.words);
+  const compared = h("p", { class: "assimilation-skill" }, found.sentence);
+  const leads = found.assimilated.filter((g) => found.open_loop.some((o) => o.lead_seconds === g.lead_seconds));
+  const el = h("div", { class: "assimilation" }, h("h3", {}, "Assimilation"), latest, verdict, compared,
+    leads.length ? skillFig.el : null, health.innovations.length ? innovationFig.el : null);
+  const drawn = [];
+  const after = async () => {
+    if (leads.length) {
+      const key = leads.every((g) => g.nse !== null && found.open_loop.every((o) => o.nse !== null)) ? "nse" : "rmse";
+      const x = Float64Array.from(leads, (g) => g.lead_seconds / 3600);
+      const alone = new Map(found.open_loop.map((o) => [o.lead_seconds, o]));
+      drawn.push(await timeSeries(skillFig.slot, { time: false, height: 220, yLabel: key.toUpperCase(),
+        title: `${key.toUpperCase()} of ${found.property} per lead time (hours)`,
+        series: [{ label: "from the analysis", x, y: leads.map((g) => g[key]) },
+          { label: "without assimilation", x, y: leads.map((g) => alone.get(g.lead_seconds)[key]), dash: [6, 4] }] }));
+      skillFig.info.textContent = `${key.toUpperCase()} of forecasts from ${found.starts} analyses and of the model run alone, against the lead time in hours`;
+    }
+    const points = health.innovations;
+    if (points.length) {
+      const x = Float64Array.from(points, (p) => Date.parse(p.valid_time) / 1000);
+      drawn.push(await timeSeries(innovationFig.slot, { height: 220, yLabel: `innovation${unit}`,
+        title: "Innovations: observation minus background",
+        series: [{ label: "innovation", x, y: points.map((p) => p.innovation) }],
+        band: { label: "expected spread (2 std)", upper: { x, y: points.map((p) => 2 * p.expected) }, lower: { x, y: points.map((p) => -2 * p.expected) } } }));
+      innovationFig.info.textContent = `The last ${points.length} cycles' innovations and the band the filter expected them in (2 std)`;
+    }
+  };
+  return { el, after, health, destroy: () => drawn.forEach((d) => d.destroy()) };
 }

@@ -4,7 +4,7 @@ import { ago, field, h, replace, section, show, table, tableCsvButton, when, wor
 import { clearErrors, collect, formErrors, schemaFields, showErrors } from "../form.js";
 import { figure, flaggedPoints, flagWords, seconds, summary, timeSeries } from "../plot.js";
 import { createMap } from "../geo.js";
-import { modelWords, skillSection } from "../trust.js";
+import { assimilationSection, modelWords, skillSection } from "../trust.js";
 import { loadTwin, twinHeader, valueCell } from "../twinnav.js";
 
 /** Keyed properties (``head: {key: well}``): their keys' values are shown in a table of their own. */
@@ -217,7 +217,7 @@ export async function render(root, ctx) {
   await loadState();
   // the skill and models load after the page is ready: below the fold, they never hold up the state
   let trusted = null;
-  const trust = trustSection(twin, current, base, trustSlot).then((d) => { trusted = d; }).catch(() => null);
+  const trust = trustSection(twin, current, base, trustSlot, manifest).then((d) => { trusted = d; }).catch(() => null);
   if (props.length) await drawHistory().catch((err) => { fig.info.textContent = err.message; });
   void trust;
 
@@ -234,18 +234,22 @@ export async function render(root, ctx) {
   return () => { close(); if (plotted) plotted.destroy(); if (trusted) trusted(); keyedMaps.forEach((d) => d && d()); };
 }
 
-/** How far to trust the twin's forecasts: the skill of its newest forecast's property per lead time, and its
- * models' gate decisions (nothing when it issues no forecasts and has no models). */
-async function trustSection(twin, state, base, slot) {
-  const [forecasts, models] = await Promise.all([api(`${base}/forecasts`, { params: { limit: 1 } }), modelWords(twin)]);
+/** How far to trust the twin's forecasts: the skill of its newest forecast's property per lead time, its
+ * models' gate decisions, and what its assimilation adds (nothing when it has none of these). */
+async function trustSection(twin, state, base, slot, manifest) {
+  const [forecasts, models, assimilated] = await Promise.all([api(`${base}/forecasts`, { params: { limit: 1 } }), modelWords(twin),
+    manifest.assimilation ? assimilationSection(twin).catch(() => null) : null]);
   const prop = forecasts[0]?.property;
-  if (!prop && !models.length) return null;
+  if (!prop && !models.length && !assimilated) return null;
   const skill = prop ? await skillSection(twin, prop, { lastObserved: state?.reported?.[prop]?.timestamp, title: "Trust: forecast skill and models" }) : null;
-  const el = skill ? skill.el : section("Trust: models");
+  const el = skill ? skill.el : section(assimilated ? "Trust: assimilation" : "Trust: models");
+  if (assimilated) el.classList.add("wide");
   if (models.length) el.append(h("p", { class: "model-words" }, models.join(" ")));
+  if (assimilated) el.append(assimilated.el);
   replace(slot, el);
   if (skill) await skill.after();
-  return skill ? skill.destroy : null;
+  if (assimilated) await assimilated.after();
+  return () => { if (skill) skill.destroy(); if (assimilated) assimilated.destroy(); };
 }
 
 async function forkSection(twin, manifest, ctx, revisionNow) {

@@ -1,0 +1,108 @@
+"""The trust panel of a twin that assimilates, in a real browser (Debian's chromium through Playwright) against
+a real ``twin serve``: river-reach corrected from its gauge shows its latest analysis, the sentence comparing
+forecasts from the analysis with those without assimilation and both lines per lead, and its innovations in
+their expected band; a tank whose level drifts away from a model that keeps it still shows the warning."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browser import Portal, Site, chromium, sign_token
+from helpers import RIVER_REACH, admin_token, free_port, make_app, serve_engine
+from twinengine.client import Client
+from twinengine.config import Settings
+from twinengine.twins.schemas import PropertyWrite
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _gauges(count: int) -> list[dict[str, object]]:
+    """Readings every 15 minutes of a reach draining from 40 mm (level through the app's rating curve)."""
+    out = []
+    for k in range(1, count + 1):
+        storage = 40.0 * math.exp(-0.25 * k / 6.0)
+        discharge = storage / 6.0 * 120.0 / 3.6 + 1.5
+        out.append({"time": (T0 + timedelta(minutes=15 * k)).isoformat(), "station": "RR-01", "rain": 0.0,
+                    "level": round(0.2 + (discharge / 18.0) ** (1 / 1.6), 4)})
+    return out
+
+
+def _tank(root: Path) -> Path:
+    return make_app(root, name="tank", manifest={
+        "state": {"h": {"type": "number", "unit": "m", "uncertainty": ["std"]}},
+        "streams": {"readings": {"fields": {"time": {"type": "timestamp"},
+                                            "level": {"type": "float", "unit": "m", "nullable": True}}}},
+        "assimilation": {"state": ["h"], "spread": 1.0, "step": {"entrypoint": "tank.model:step", "dt": "1h"},
+                         "observations": {"level": {"observes": "h", "error": 0.3}}, "members": 20}},
+        files={"tank/model.py": """
+            def step(state, parameters, forcing, dt):
+                return dict(state)
+        """})
+
+
+@pytest.fixture
+def small_site(tmp_path: Path) -> Iterator[Site]:
+    chromium()
+    data_dir = tmp_path / "data"
+    port = free_port()
+    with serve_engine(data_dir, port, start_timeout=120):
+        url = f"http://127.0.0.1:{port}"
+        with Client(url, admin_token(Settings(data_dir=data_dir))) as admin:
+            dev = admin.create_token("ada", "developer").token
+        with Client(url, dev) as ada:
+            ada.publish_app(RIVER_REACH)
+            ada.publish_app(_tank(tmp_path))
+        tokens = {"uma": sign_token(data_dir, "uma", "user")}
+        with Client(url, tokens["uma"]) as uma:
+            uma.create_twin("river-reach", "reach", {"station": "RR-01"})
+            uma.write_state("reach", reported={"storage": PropertyWrite(value=10.0, timestamp=T0)})
+            uma.streams.append("reach", "gauges", _gauges(40))
+            uma.create_twin("tank", "drift", {"station": "T1"})
+            uma.write_state("drift", reported={"h": PropertyWrite(value=10.0, timestamp=T0)})
+            uma.streams.append("drift", "readings", [{"time": (T0 + timedelta(hours=k)).isoformat(),
+                                                      "level": 10.0 + 3.0 * k} for k in range(1, 13)])
+            for twin in ("reach", "drift"):
+                uma.assimilation.run(twin, cycles=100)
+        shots = Path(os.environ.get("TWIN_TEST_SHOTS", tmp_path / "shots"))
+        shots.mkdir(parents=True, exist_ok=True)
+        yield Site(url=url, data_dir=data_dir, tokens=tokens, facts={}, shots=shots)
+
+
+@pytest.fixture
+def tab(small_site: Site, chromium_browser: Any) -> Iterator[Portal]:
+    portal = Portal(chromium_browser, small_site, "assimilation")
+    try:
+        portal.sign_in(small_site.tokens["uma"])
+        yield portal
+    finally:
+        portal.close()
+
+
+def test_the_trust_panel_shows_skill_with_and_without_assimilation(tab: Portal) -> None:
+    page: Any = tab.goto("/ui/twins/reach")
+    page.wait_for_selector(".assimilation .uplot", timeout=60_000)
+    sentence = page.inner_text(".assimilation-skill")
+    assert sentence.startswith("6-h forecasts of level from the analysis: NSE ")
+    assert "; without assimilation: " in sentence
+    assert page.inner_text(".assimilation-latest").startswith("Latest analysis: 2026-03-01 10:00:00Z (cycle 40")
+    assert "The filter" in page.inner_text(".assimilation-health")
+    assert page.locator(".assimilation [role=alert]").count() == 0
+    labels = page.eval_on_selector_all(".assimilation .uplot", "els => els.map(e => e.getAttribute('aria-label'))")
+    assert len(labels) == 2 and "from the analysis" in labels[0] and "without assimilation" in labels[0]
+    assert "innovation (40 points)" in labels[1]
+    tab.check("assimilation-skill")
+
+
+def test_a_diverging_filter_is_a_warning_in_words(tab: Portal) -> None:
+    page: Any = tab.goto("/ui/twins/drift")
+    page.wait_for_selector(".assimilation [role=alert]", timeout=60_000)
+    warning = page.inner_text(".assimilation [role=alert]")
+    assert warning.startswith("Warning:") and "diverging" in warning
+    tab.check("assimilation-diverging")
