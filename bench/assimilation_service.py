@@ -1,21 +1,23 @@
-"""Lorenz-96 assimilated as a service: the figure of issue 42 §3 through the engine's public API.
+"""Lorenz-96 assimilated as a service: the figures of issue 42 §3 through the engine's public API.
 
 An engine on a temporary data dir serves the example app ``examples/apps/lorenz96`` (a manifest and one model
 function; published here with the bench's steady-state inflation, ``--inflation``, 1.02 by default, instead of
-the app's 1.05). A twin gets the truth as its first state (the first ensemble is drawn around it with spread 1,
-as in bench/assimilation.py), then the records of a Lorenz-96 truth run (Sakov & Oke 2008: n = 40, F = 8, RK4 dt
-= 0.05, every variable observed every step, R = I) through the streams API, and ``POST
-/twins/{twin}/assimilations`` runs ETKF N = 20 cycles, 200 per request, as the CLI does. The analysis RMSE
-against the truth, after ``--burn-in`` cycles, is printed beside its target (<= 0.20); the time per cycle beside
-a bare numpy ETKF cycle of the same size (the 20 members advanced by one RK4 step member by member with the
-app's own function, then the analysis; no checks, no store) measured in the same run, on the same records. The
-issue asks the service to cost at most 1.5 x the numerics; the ratio is printed whatever it is.
+the app's 1.05). For each seed (``--seeds``, four by default) a twin gets the truth as its first state (the
+first ensemble is drawn around it with spread 1, as in bench/assimilation.py), then the records of a Lorenz-96
+truth run (Sakov & Oke 2008: n = 40, F = 8, RK4 dt = 0.05, every variable observed every step, R = I) through
+the streams API, and ``POST /twins/{twin}/assimilations`` runs ETKF N = 20 cycles, 200 per request, as the CLI
+does. The analysis RMSE against the truth, after ``--burn-in`` cycles, is printed per seed beside its target
+(<= 0.20); the time per cycle beside a bare numpy ETKF cycle of the same size (the 20 members advanced by one
+RK4 step member by member with the app's own function, then the analysis; no checks, no store) on the same
+records, timed in turn with the service, request by request, so that both see the same machine. The issue asks
+the service to cost at most 1.5 x the numerics; the ratio is printed whatever it is.
 
 ``--profile`` also runs ``--profile-cycles`` cycles of the service in this thread under cProfile (the service
-function itself, without HTTP) and prints where the time goes.
+function itself, without HTTP) and prints where the time goes (this thread: writing; the worker's model steps
+and filter show as the wait for its answer).
 
-Usage: python bench/assimilation_service.py [--cycles 5000] [--burn-in 1000] [--seed 1] [--inflation 1.02]
-       [--profile] (quick: --cycles 300 --burn-in 100)
+Usage: python bench/assimilation_service.py [--cycles 5000] [--burn-in 1000] [--seeds 1,2,3,4]
+       [--inflation 1.02] [--profile] (quick: --cycles 300 --burn-in 100 --seeds 1)
 """
 
 from __future__ import annotations
@@ -63,22 +65,27 @@ def bare_etkf(E: np.ndarray, y: np.ndarray, inflation: float) -> np.ndarray:
     return np.asarray(mean + (W + w[None, :]) @ A, dtype=float)
 
 
-def bare_run(observations: np.ndarray, first: np.ndarray, inflation: float,
-             seed: int) -> tuple[np.ndarray, float, float]:
-    """The same cycles in plain numpy: members advanced by the app's RK4 one by one, then the ETKF.
-    Returns the analyses, the seconds per cycle, and the seconds per cycle of the analysis alone."""
-    E = first + np.random.default_rng([seed, 0, 0]).standard_normal((MEMBERS, N))
-    out = np.empty_like(observations)
-    analysis = 0.0
-    started = time.perf_counter()
-    for k, y in enumerate(observations):
-        if k:
-            E = np.stack([rk4(member, DT, 8.0) for member in E])
-        begun = time.perf_counter()
-        E = bare_etkf(E, y, inflation)
-        analysis += time.perf_counter() - begun
-        out[k] = E.mean(axis=0)
-    return out, (time.perf_counter() - started) / len(observations), analysis / len(observations)
+class BareRun:
+    """The same cycles in plain numpy: members advanced by the app's RK4 one by one, then the ETKF; run chunk by
+    chunk beside the service's requests, so both are timed under the same load."""
+
+    def __init__(self, first: np.ndarray, inflation: float, seed: int) -> None:
+        self.E = first + np.random.default_rng([seed, 0, 0]).standard_normal((MEMBERS, N))
+        self.inflation, self.cycles, self.seconds, self.analysis_seconds = inflation, 0, 0.0, 0.0
+
+    def run(self, observations: np.ndarray) -> np.ndarray:
+        out = np.empty_like(observations)
+        started = time.perf_counter()
+        for k, y in enumerate(observations):
+            if self.cycles:
+                self.E = np.stack([rk4(member, DT, 8.0) for member in self.E])
+            begun = time.perf_counter()
+            self.E = bare_etkf(self.E, y, self.inflation)
+            self.analysis_seconds += time.perf_counter() - begun
+            out[k] = self.E.mean(axis=0)
+            self.cycles += 1
+        self.seconds += time.perf_counter() - started
+        return out
 
 
 def app_copy(root: Path, inflation: float) -> Path:
@@ -117,7 +124,8 @@ def profile(runtime: Any, client: Any, records: list[dict[str, Any]], first: np.
     client.create_twin("lorenz96", "l96-profile", {})
     client.write_state("l96-profile", reported={f"x[{i}]": PropertyWrite(value=float(v), timestamp=START)
                                                 for i, v in enumerate(first)})
-    client.streams.append("l96-profile", "obs", records[:cycles])
+    for i in range(0, len(records), 1000):  # a backlog of all of them: a request reads every pending record
+        client.streams.append("l96-profile", "obs", records[i:i + 1000])
     engines = service.Engines(hub=runtime.streams, code=runtime.app_code)
     owner = Principal(name="admin", role=Role.ADMIN, issuer="internal")
     profiler = cProfile.Profile()
@@ -130,71 +138,102 @@ def profile(runtime: Any, client: Any, records: list[dict[str, Any]], first: np.
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
 
 
+def one_seed(runtime: Any, client: Any, seed: int, args: argparse.Namespace) -> dict[str, float]:
+    """One twin fed a truth run of ``seed``: its analyses through the API and the bare numpy run, timed chunk by
+    chunk in turn (a request of ``BATCH`` cycles, then the same cycles bare)."""
+    from twinengine.twins.schemas import PropertyWrite
+
+    total = args.burn_in + args.cycles
+    run = list(simulate(start=START, steps=total, seed=seed, seconds_per_unit=3600.0))
+    truth = np.asarray([x for _t, x, _y in run])
+    observations = np.asarray([y for _t, _x, y in run])
+    first = truth[0]  # as bench/assimilation.py: the first ensemble is drawn around the truth, spread 1
+    records = [{"time": t.isoformat(), **{f"y{i}": float(v) for i, v in enumerate(y)}} for t, _x, y in run]
+    twin = f"l96-{seed}"
+    client.create_twin("lorenz96", twin, {})
+    client.write_state(twin, reported={f"x[{i}]": PropertyWrite(value=float(v), timestamp=START - timedelta(minutes=3))
+                                       for i, v in enumerate(first)})
+    for i in range(0, len(records), 1000):
+        client.streams.append(twin, "obs", records[i:i + 1000])
+    bare = BareRun(first, args.inflation, seed)
+    bare_means = []
+    done, service_s = 0, 0.0
+    while done < total:
+        started = time.perf_counter()
+        got = client.assimilation.run(twin, cycles=min(BATCH, total - done))
+        service_s += time.perf_counter() - started
+        if not got.cycles:
+            break
+        bare_means.append(bare.run(observations[done:done + len(got.cycles)]))
+        done += len(got.cycles)
+        print(f"\rseed {seed}: {done}/{total} cycles", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    analysed = analyses(runtime, twin)
+    burn = args.burn_in
+    return {"seed": seed, "cycles": len(analysed), "scored": len(analysed) - burn,
+            "rmse": float(np.mean(np.sqrt(np.mean((analysed[burn:] - truth[burn:len(analysed)]) ** 2, axis=1)))),
+            "bare_rmse": float(np.mean(np.sqrt(np.mean((np.concatenate(bare_means)[burn:] - truth[burn:done]) ** 2,
+                                                       axis=1)))),
+            "service_ms": service_s / max(done, 1) * 1e3, "bare_ms": bare.seconds / max(bare.cycles, 1) * 1e3,
+            "etkf_ms": bare.analysis_seconds / max(bare.cycles, 1) * 1e3}
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cycles", type=int, default=5000, help="cycles scored after the burn-in")
+    parser.add_argument("--cycles", type=int, default=5000, help="cycles scored after the burn-in, per seed")
     parser.add_argument("--burn-in", type=int, default=1000, help="cycles left out of the score")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", default="1,2,3,4", help="truth runs (comma-separated seeds)")
     parser.add_argument("--inflation", type=float, default=1.02)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-cycles", type=int, default=200)
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
 
     from twinengine.api import create_app
     from twinengine.client import Client
     from twinengine.config import Settings
     from twinengine.demo.server import InProcessServer
     from twinengine.runtime import Runtime
-    from twinengine.twins.schemas import PropertyWrite
 
-    total = args.burn_in + args.cycles
-    run = list(simulate(start=START, steps=total, seed=args.seed, seconds_per_unit=3600.0))
-    truth = np.asarray([x for _t, x, _y in run])
-    observations = np.asarray([y for _t, _x, y in run])
-    first = truth[0]  # as bench/assimilation.py: the first ensemble is drawn around the truth, spread 1
-    records = [{"time": t.isoformat(), **{f"y{i}": float(v) for i, v in enumerate(y)}} for t, _x, y in run]
-
-    bare, bare_s, bare_analysis_s = bare_run(observations, first, args.inflation, args.seed)
+    rows = []
     with tempfile.TemporaryDirectory(prefix="bench-assimilation-") as tmp:
         runtime = Runtime.from_settings(Settings(data_dir=Path(tmp) / "data"))
         token = runtime.start()
         try:
             with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, token) as client:
                 client.publish_app(app_copy(Path(tmp), args.inflation))
-                client.create_twin("lorenz96", "l96", {})
-                client.write_state("l96", reported={f"x[{i}]": PropertyWrite(value=float(v),
-                                                                            timestamp=START - timedelta(minutes=3))
-                                                    for i, v in enumerate(first)})
-                for i in range(0, len(records), 1000):
-                    client.streams.append("l96", "obs", records[i:i + 1000])
-                done, started = 0, time.perf_counter()
-                while done < total:
-                    got = client.assimilation.run("l96", cycles=min(BATCH, total - done))
-                    done += len(got.cycles)
-                    print(f"\r{done}/{total} cycles", end="", file=sys.stderr, flush=True)
-                    if not got.cycles:
-                        break
-                service_s = (time.perf_counter() - started) / max(done, 1)
-                print(file=sys.stderr)
-                analysed = analyses(runtime, "l96")
+                for seed in seeds:
+                    rows.append(one_seed(runtime, client, seed, args))
                 if args.profile:
-                    profile(runtime, client, records, first, args.profile_cycles)
+                    run = list(simulate(start=START, steps=args.profile_cycles, seed=seeds[0],
+                                        seconds_per_unit=3600.0))
+                    profile(runtime, client, [{"time": t.isoformat(), **{f"y{i}": float(v) for i, v in enumerate(y)}}
+                                              for t, _x, y in run], run[0][1], args.profile_cycles)
         finally:
             runtime.close()
 
-    burn = args.burn_in
-    rmse = float(np.mean(np.sqrt(np.mean((analysed[burn:] - truth[burn:len(analysed)]) ** 2, axis=1))))
-    bare_rmse = float(np.mean(np.sqrt(np.mean((bare[burn:] - truth[burn:]) ** 2, axis=1))))
-    print(f"Lorenz-96, ETKF N = {MEMBERS}, inflation {args.inflation}, seed {args.seed}: {len(analysed)} cycles "
-          f"through the API, {args.cycles} scored after a burn-in of {burn}")
-    print(f"  analysis RMSE, service      {rmse:.3f}   target <= {TARGET_RMSE}: {rmse <= TARGET_RMSE}")
-    print(f"  analysis RMSE, bare numpy   {bare_rmse:.3f}   (the same records, its own draws)")
-    print(f"  time per cycle, service     {service_s * 1e3:.2f} ms (HTTP, model step in the app's worker, "
-          "filter, revision and cycle record)")
-    print(f"  time per cycle, bare numpy  {bare_s * 1e3:.3f} ms (RK4 of the 20 members one by one, and the ETKF; "
-          f"the ETKF alone {bare_analysis_s * 1e3:.3f} ms)")
-    print(f"  ratio service / bare        x{service_s / bare_s:.1f}   target <= x{TARGET_RATIO}: "
-          f"{service_s / bare_s <= TARGET_RATIO}")
+    print(f"Lorenz-96 (n = {N}, F = 8, dt = 0.05, R = I), ETKF N = {MEMBERS}, inflation {args.inflation}, through "
+          f"the API; {args.cycles} cycles scored per seed after a burn-in of {args.burn_in}")
+    print("  seed  cycles  RMSE service (<= 0.20)  RMSE bare  ms/cycle service  ms/cycle bare (ETKF)  "
+          "ratio (<= x1.5)")
+    for r in rows:
+        ratio = r["service_ms"] / r["bare_ms"]
+        print(f"  {r['seed']:>4}  {r['cycles']:>6}  {r['rmse']:.3f} {_met(r['rmse'] <= TARGET_RMSE):>13}     "
+              f"{r['bare_rmse']:.3f}      {r['service_ms']:>8.2f}          {r['bare_ms']:>6.2f} ({r['etkf_ms']:.2f})"
+              f"          x{ratio:.2f} {_met(ratio <= TARGET_RATIO)}")
+    rmse = float(np.mean([r["rmse"] for r in rows]))
+    service = sum(r["service_ms"] * r["cycles"] for r in rows)
+    bare = sum(r["bare_ms"] * r["cycles"] for r in rows)
+    print(f"  all seeds: analysis RMSE {rmse:.3f}, target <= {TARGET_RMSE}: {_met(rmse <= TARGET_RMSE)}; time "
+          f"service / bare numpy x{service / bare:.2f}, target <= x{TARGET_RATIO}: "
+          f"{_met(service / bare <= TARGET_RATIO)}")
+    print("  (service: HTTP, the model step and the ETKF in the app's worker, many cycles per call, overlapped with "
+          "the engine writing each analysis as a revision and a cycle record; bare: RK4 of the 20 members one by "
+          "one and the ETKF, in this process)")
 
 
 if __name__ == "__main__":

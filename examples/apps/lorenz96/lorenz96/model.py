@@ -32,10 +32,13 @@ def names(n: int = N_VARIABLES) -> list[str]:
     return [f"x[{i}]" for i in range(n)]
 
 
+_KEYS: dict[int, list[str]] = {}  # the state's names by size, built once (a step runs thousands of times)
+
+
 def step(state: dict[str, float], parameters: dict[str, Any], forcing: dict[str, float],
          dt: float) -> dict[str, float]:
     """One member over ``dt`` seconds (the assimilation's model step; no forcing fields are needed)."""
-    keys = names(len(state))
+    keys = _KEYS.get(len(state)) or _KEYS.setdefault(len(state), names(len(state)))
     x = np.array([state[k] for k in keys])
     x = rk4(x, dt / float(parameters.get("seconds_per_unit", 3600.0)), float(parameters.get("forcing", 8.0)))
     return dict(zip(keys, x.tolist(), strict=True))
