@@ -79,7 +79,8 @@ export async function timeSeries(el, { series, thresholds = [], band = null, yLa
   height = 300, time = true, title = "", flags = [], members = null, download = true }) {
   const uPlot = await uPlotReady();
   const started = performance.now();
-  if (document.body.classList.contains("print-mode")) height = Math.min(height, 180);  // a report fits its page
+  const paper = document.body.classList.contains("print-mode");  // a report fits its page: short plots, the card names them
+  if (paper) height = Math.min(height, 150);
   const parts = [...series];
   if (band) parts.push({ ...band.upper, label: `${band.label || "band"} (upper)`, band: true },
     { ...band.lower, label: `${band.label || "band"} (lower)`, band: true });
@@ -107,13 +108,13 @@ export async function timeSeries(el, { series, thresholds = [], band = null, yLa
   }
   const width = Math.max(280, el.clientWidth || el.parentElement?.clientWidth || 600);
   const plot = new uPlot({
-    width, height, title, scales: { x: { time }, ...(members ? { y: { range: (u, lo, hi) => {
+    width, height, title: paper ? "" : title, scales: { x: { time }, ...(members ? { y: { range: (u, lo, hi) => {
       let a = lo; let b = hi;
       for (const ys of members.ys) for (const v of ys) if (Number.isFinite(v)) { if (v < a) a = v; if (v > b) b = v; }
       const pad = (b - a) * 0.05 || 0.1;
       return [a - pad, b + pad];
     } } } : {}) }, series: [{ label: time ? "time (UTC)" : "x" }, ...opts], bands,
-    axes: [{}, { label: yLabel, size: 60 }], legend: { live: true }, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
+    axes: [{}, { label: yLabel, size: 60 }], legend: { live: !paper }, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
     hooks: { draw: [(u) => {
       const { ctx, bbox } = u;
       if (cursorAt !== null) {

@@ -192,7 +192,8 @@ async function modelPanel(panel, twin) {
   const runs = await api(`/api/v1/twins/${enc(twin.id)}/training-runs`, { params: { model: panel.model, limit: 5 } });
   const fig = figure(`Metrics of ${panel.model}`);
   const el = h("div", {}, h("p", {}, "Champion: ", h("strong", {}, model.champion ? `version ${model.champion}` : "none")),
-    table(null, ["version", "aliases", "decision"], model.versions.map((v) => [v.version, v.aliases.join(", ") || "–", decision(v.decision)])), fig.el);
+    table(null, ["version", "aliases", "decision"], model.versions.map((v) => [v.version, v.aliases.join(", ") || "–", decision(v.decision)])),
+    runs.items[0] ? fig.el : null);  // no empty plot for a model never trained
   const after = async () => { if (runs.items[0]) await curves(fig.slot, runs.items[0], panel.metrics); };
   return { el, after, destroy: () => fig.slot.plotted && fig.slot.plotted.destroy() };
 }
