@@ -44,12 +44,14 @@ def test_uvicorn_access_and_websocket_lines_are_written_without_the_token(caplog
     kept = _Kept()  # uvicorn's access logger writes through its own handler (a server stops it propagating)
     monkeypatch.setattr(access, "propagate", False)
     monkeypatch.setattr(access, "disabled", False)
-    monkeypatch.setattr(access, "level", logging.INFO)
+    level = access.level
+    access.setLevel(logging.INFO)  # setLevel, not the attribute: a logger caches what it found enabled before
     access.addHandler(kept)
     try:
         access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", f"/api/v1/me?token={JWT}", "1.1", 200)
     finally:
         access.removeHandler(kept)
+        access.setLevel(level)
     # uvicorn's WebSocket line, as its error logger's filter sees it (other tests of a process may have set
     # that logger's level or handlers; the filter is what decides)
     socket = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 0, '%s - "WebSocket %s" [accepted]',
