@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from twinengine.store.base import Base
 
 pytest_plugins = ["pg_fixtures"]  # own_database: a PostgreSQL database of a test's own
 
+DURATIONS = Path(__file__).resolve().parent / "durations.json"
 BACKENDS = [b for b in os.environ.get("TWIN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
 POSTGRES_ADMIN_URL = os.environ.get("TWIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -51,6 +53,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("backend") == "postgresql":
             item.add_marker(pytest.mark.postgres)
+    items[:] = longest_files_first(items)
+
+
+def longest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The test files that took longest in a whole run (tests/durations.json) first, each file's tests in
+    their own order: the workers (``--dist loadfile`` hands out files in this order) do not end with one long
+    file running alone while the others wait."""
+    took = {k: v for k, v in json.loads(DURATIONS.read_text()).items() if not k.startswith("_")}
+    rank = {path: -seconds for path, seconds in took.items()}
+    order = {id(item): i for i, item in enumerate(items)}
+
+    def key(item: pytest.Item) -> tuple[float, int]:
+        path = item.nodeid.split("::", 1)[0]
+        return (rank.get(path, 0.0), order[id(item)])
+
+    return sorted(items, key=key)
 
 
 @pytest.fixture(scope="session", autouse=True)
