@@ -4,24 +4,9 @@ machines, a what-if on a fork, and bad options answered with a message naming th
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime, timedelta
-
+from assimilation_data import T0, reach_gauges
 from helpers import RIVER_REACH, LiveEngine
 from twinengine.twins.schemas import PropertyWrite
-
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def _gauges(count: int) -> list[dict[str, object]]:
-    """Readings every 15 minutes of a reach draining from 40 mm (level through the app's rating curve)."""
-    out = []
-    for k in range(1, count + 1):
-        storage = 40.0 * math.exp(-0.25 * k / 6.0)
-        discharge = storage / 6.0 * 120.0 / 3.6 + 1.5
-        out.append({"time": (T0 + timedelta(minutes=15 * k)).isoformat(), "station": "RR-01", "rain": 0.0,
-                    "level": round(0.2 + (discharge / 18.0) ** (1 / 1.6), 4)})
-    return out
 
 
 def test_twin_assimilate_runs_cycles_with_a_summary(live: LiveEngine) -> None:
@@ -31,7 +16,7 @@ def test_twin_assimilate_runs_cycles_with_a_summary(live: LiveEngine) -> None:
     live.twin("create", "river-reach@0.1.0", "--name", "reach", "--param", "station=RR-01", token=user)
     with live.client(user) as uma:
         uma.write_state("reach", reported={"storage": PropertyWrite(value=10.0, timestamp=T0)})
-        uma.streams.append("reach", "gauges", _gauges(30))
+        uma.streams.append("reach", "gauges", reach_gauges(30))
     shown = live.twin("assimilate", "reach", "--cycles", "25", token=user)
     assert "reach: 25 cycles" in shown and "innovation RMS" in shown and "expected RMS" in shown
     assert "5 observation times still wait" in shown
@@ -42,7 +27,7 @@ def test_twin_assimilate_runs_cycles_with_a_summary(live: LiveEngine) -> None:
     assert "no new observations" in live.twin("assimilate", "reach", token=user)
     # a what-if on a fork: the origin keeps its storage and its cycles
     with live.client(user) as uma:
-        uma.streams.append("reach", "gauges", _gauges(32)[30:])
+        uma.streams.append("reach", "gauges", reach_gauges(32)[30:])
         before = uma.get_state("reach").reported["storage"].value
     fork = live.twin_json("assimilate", "reach", "--what-if", "reach-pf", "--method", "pf", "--members", "40",
                           token=user)

@@ -5,33 +5,20 @@ their expected band; a tank whose level drifts away from a model that keeps it s
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from assimilation_data import T0, reach_gauges
 from browser import Portal, Site, chromium, sign_token
 from helpers import RIVER_REACH, admin_token, free_port, make_app, serve_engine
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.twins.schemas import PropertyWrite
-
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def _gauges(count: int) -> list[dict[str, object]]:
-    """Readings every 15 minutes of a reach draining from 40 mm (level through the app's rating curve)."""
-    out = []
-    for k in range(1, count + 1):
-        storage = 40.0 * math.exp(-0.25 * k / 6.0)
-        discharge = storage / 6.0 * 120.0 / 3.6 + 1.5
-        out.append({"time": (T0 + timedelta(minutes=15 * k)).isoformat(), "station": "RR-01", "rain": 0.0,
-                    "level": round(0.2 + (discharge / 18.0) ** (1 / 1.6), 4)})
-    return out
 
 
 def _tank(root: Path) -> Path:
@@ -63,7 +50,7 @@ def small_site(tmp_path: Path) -> Iterator[Site]:
         with Client(url, tokens["uma"]) as uma:
             uma.create_twin("river-reach", "reach", {"station": "RR-01"})
             uma.write_state("reach", reported={"storage": PropertyWrite(value=10.0, timestamp=T0)})
-            uma.streams.append("reach", "gauges", _gauges(40))
+            uma.streams.append("reach", "gauges", reach_gauges(40))
             uma.create_twin("tank", "drift", {"station": "T1"})
             uma.write_state("drift", reported={"h": PropertyWrite(value=10.0, timestamp=T0)})
             uma.streams.append("drift", "readings", [{"time": (T0 + timedelta(hours=k)).isoformat(),

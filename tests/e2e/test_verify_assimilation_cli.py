@@ -4,25 +4,11 @@ the filter's health, JSON for machines and a PNG; a bad comparison is a message 
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from assimilation_data import T0, reach_gauges
 from helpers import RIVER_REACH, LiveEngine
 from twinengine.twins.schemas import PropertyWrite
-
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def _gauges(count: int) -> list[dict[str, object]]:
-    """Readings every 15 minutes of a reach draining from 40 mm (level through the app's rating curve)."""
-    out = []
-    for k in range(1, count + 1):
-        storage = 40.0 * math.exp(-0.25 * k / 6.0)
-        discharge = storage / 6.0 * 120.0 / 3.6 + 1.5
-        out.append({"time": (T0 + timedelta(minutes=15 * k)).isoformat(), "station": "RR-01", "rain": 0.0,
-                    "level": round(0.2 + (discharge / 18.0) ** (1 / 1.6), 4)})
-    return out
 
 
 def test_twin_verify_against_the_open_loop(live: LiveEngine, tmp_path: Path) -> None:
@@ -32,7 +18,7 @@ def test_twin_verify_against_the_open_loop(live: LiveEngine, tmp_path: Path) -> 
     live.twin("create", "river-reach@0.1.0", "--name", "reach", "--param", "station=RR-01", token=user)
     with live.client(user) as uma:
         uma.write_state("reach", reported={"storage": PropertyWrite(value=10.0, timestamp=T0)})
-        uma.streams.append("reach", "gauges", _gauges(40))
+        uma.streams.append("reach", "gauges", reach_gauges(40))
         assert len(uma.assimilation.run("reach", cycles=100).cycles) == 40
     plot = tmp_path / "skill.png"
     shown = live.twin("verify", "reach", "--against", "open-loop", "--plot", str(plot), token=user)
