@@ -32,6 +32,19 @@ def _check_attributes(attributes: dict[str, str | None]) -> None:
             raise ValidationFailed.one(f"attributes.{key}", f"{value!r}: values are letters, digits, '_.:-'")
 
 
+def _check_options(options: dict[str, str]) -> None:
+    """``rate_limit`` (lake.rates) is a positive number of bytes per second."""
+    value = options.get("rate_limit")
+    if value is None:
+        return
+    try:
+        ok = float(value) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValidationFailed.one("options.rate_limit", f"{value!r}: bytes per second, a positive number")
+
+
 def get_endpoint(session: Session, name: str) -> Endpoint:
     row = session.scalar(select(Endpoint).where(Endpoint.name == name))
     if row is None:
@@ -111,6 +124,7 @@ def add_endpoint(session: Session, lake: Lake, *, principal: Principal, spec: En
     require(principal, "lake.endpoint.manage")
     backend_class(spec.protocol)
     _check_attributes(dict(spec.attributes))
+    _check_options(dict(spec.options))
     if spec.protocol == "file":
         check_file_location(lake, spec.location)
     if session.scalar(select(Endpoint.id).where(Endpoint.name == spec.name)) is not None:
@@ -152,6 +166,7 @@ def update_endpoint(session: Session, lake: Lake, *, principal: Principal, name:
             check_file_location(lake, change.location)
         row.location = change.location
     if change.options is not None:
+        _check_options(dict(change.options))
         row.options = dict(change.options)
     if change.quota_bytes is not None or change.clear_quota:
         row.quota_bytes = None if change.clear_quota else change.quota_bytes

@@ -21,6 +21,7 @@ from twinengine.lake.checksums import Checksums, Hasher
 from twinengine.lake.context import Lake
 from twinengine.lake.endpoints import take_quota
 from twinengine.lake.models import Did, Endpoint, Replica, Rule, RuleLock, Transfer
+from twinengine.lake.rates import Pace, rate_limit
 from twinengine.lake.rules import LockState, recount
 from twinengine.lake.schemas import ReplicaState, RuleState
 from twinengine.lake.storage.background import BackgroundWriter
@@ -139,12 +140,16 @@ def perform(db: Database, lake: Lake, transfer_id: int, *, progress: Progress | 
         path = replica.path if replica is not None else ""
         source_path = session.scalar(select(Replica.path).where(Replica.did_id == did.id,
                                                                 Replica.endpoint_id == source.id)) or path
+        rate = rate_limit(source, dest)
     last_beat = time.monotonic()
     done = 0
+    pace = Pace(rate) if rate else None  # the endpoints' rate_limit (lake.rates)
 
     def beat(n: int) -> None:
         nonlocal last_beat, done
         done += n
+        if pace is not None:
+            pace(n)
         if progress:
             progress(n)
         if time.monotonic() - last_beat > lake.tuning.heartbeat.total_seconds():
