@@ -33,6 +33,7 @@ from twinengine.calibration.objectives import Objective
 from twinengine.calibration.space import Parameter, Prior, Space
 from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
+from twinengine.twins import standing
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -62,6 +63,17 @@ def _forget_wake(session: Session) -> None:
 
 class _Stopped(Exception):
     """Raised inside a calibration when the engine stops or the calibration was canceled."""
+
+
+def _revoked(session: Session, row: Calibration) -> bool:
+    """Whether the calibration's owner may no longer operate its twin: then it ends as ``error``
+    ``GrantRevoked`` (in ``session``) and its runner stops."""
+    reason = standing.lost(session, identity=row.owner, twin_id=row.twin_id, role=str(row.settings.get("role", "user")))
+    if reason is None:
+        return False
+    row.status, row.error = "error", standing.lost_error(reason)
+    row.finished_at = row.updated_at = utcnow()
+    return True
 
 
 def figure_path(data_dir: Path, calibration_id: str) -> Path:
@@ -178,6 +190,11 @@ class CalibrationRunner:
         from twinengine.catalog.manifest import Manifest
         from twinengine.twins.models import Twin
 
+        with self.db.session() as session:
+            row = session.get(Calibration, cal_id)
+            revoked = row is not None and _revoked(session, row)
+        if revoked:
+            raise _Stopped
         with self.db.session(readonly=True) as session:
             row = session.get(Calibration, cal_id)
             twin = session.get(Twin, row.twin_id) if row is not None else None
@@ -255,11 +272,13 @@ class CalibrationRunner:
         return observed, forcing
 
     def _keep(self, cal_id: str, new: list[Run], max_runs: int) -> None:
-        """Store a batch's runs and the progress; stop when the engine stops or the calibration was canceled."""
+        """Store a batch's runs and the progress; stop when the engine stops, the calibration was canceled or
+        its owner may no longer operate the twin."""
         with self.db.session() as session:
             row = session.get(Calibration, cal_id)
             if row is None or row.status != "running" or row.worker != self.worker_id:
                 raise _Stopped
+            revoked = _revoked(session, row)
             for run in new:
                 session.add(CalibrationRun(calibration_id=cal_id, number=run.index, params=list(run.params),
                                            score=run.score if math.isfinite(run.score) else None,
@@ -268,7 +287,7 @@ class CalibrationRunner:
             row.runs_done = max(row.runs_done, max(r.index for r in new) + 1)
             row.percent = min(99.0, 100.0 * row.runs_done / max_runs)
             row.heartbeat_at = row.updated_at = utcnow()
-        if self.stopping.is_set():
+        if revoked or self.stopping.is_set():
             raise _Stopped
 
     def _finish(self, cal_id: str, space: Space, objective: Objective, outcome: Outcome) -> None:

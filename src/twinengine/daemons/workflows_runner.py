@@ -1,5 +1,6 @@
-"""Workers that execute queued runs, the heartbeat of runs in progress, and the reaper of runs whose
-engine died (they end as ``error`` with the reason, never stuck in ``running``)."""
+"""Workers that execute queued runs, the heartbeat of runs in progress (which also stops those whose
+identity may no longer operate their twin: ``twins.standing``), and the reaper of runs whose engine died
+(they end as ``error`` with the reason, never stuck in ``running``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from twinengine.store.base import utcnow
+from twinengine.twins import standing
 from twinengine.workflows.models import RunLog, WorkflowRun
 from twinengine.workflows.runner import claim, execute, stopped_error
 from twinengine.workflows.schemas import RunStatus
@@ -17,7 +20,7 @@ from twinengine.workflows.schemas import RunStatus
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["abandon", "heartbeat", "reap", "run", "run_once"]
+__all__ = ["abandon", "heartbeat", "reap", "run", "run_once", "stop_lost"]
 
 log = logging.getLogger("twinengine.workflows")
 
@@ -83,6 +86,23 @@ def abandon(engine: WorkflowEngine, run_ids: list[str]) -> int:
         return len(rows)
 
 
+def stop_lost(engine: WorkflowEngine, session: Session, run_ids: list[str]) -> list[str]:
+    """The runs among ``run_ids`` whose identity may no longer operate their twin: each is marked to stop and
+    will end as ``error`` ``GrantRevoked`` (the reason kept in ``engine.overdue`` for its runner)."""
+    stopped = []
+    rows = session.execute(select(WorkflowRun.id, WorkflowRun.owner, WorkflowRun.twin_id, WorkflowRun.options)
+                           .where(WorkflowRun.id.in_(run_ids), WorkflowRun.twin_id.is_not(None)))
+    for run_id, owner, twin_id, options in rows:
+        if run_id in engine.overdue:
+            continue
+        reason = standing.lost(session, identity=owner, twin_id=twin_id, role=str((options or {}).get("role", "user")))
+        if reason is not None:
+            engine.overdue[run_id] = standing.lost_error(reason)
+            session.execute(update(WorkflowRun).where(WorkflowRun.id == run_id).values(cancel_requested=True))
+            stopped.append(run_id)
+    return stopped
+
+
 def heartbeat(engine: WorkflowEngine) -> None:
     """Every few seconds: mark this engine's runs alive, pick up cancel requests, reap dead engines' runs."""
     while not engine.stopping.wait(engine.heartbeat_seconds):
@@ -94,9 +114,9 @@ def heartbeat(engine: WorkflowEngine) -> None:
                 if running:
                     session.execute(update(WorkflowRun).where(WorkflowRun.id.in_(running))
                                     .values(heartbeat_at=utcnow()))
-                    canceled = session.scalars(select(WorkflowRun.id).where(
-                        WorkflowRun.id.in_(running), WorkflowRun.cancel_requested.is_(True)))
-                    engine.cancel(canceled)
+                    canceled = list(session.scalars(select(WorkflowRun.id).where(
+                        WorkflowRun.id.in_(running), WorkflowRun.cancel_requested.is_(True))))
+                    engine.cancel(canceled + stop_lost(engine, session, running))
             reap(engine, stale_after=engine.stale_after_seconds)
         except Exception:
             log.exception("workflow heartbeat failed")

@@ -32,6 +32,7 @@ from twinengine.twin_assimilation import service
 from twinengine.twin_assimilation.models import AssimilationSchedule
 from twinengine.twin_assimilation.schemas import MAX_CYCLES, AssimilationRequest
 from twinengine.twins import service as twins
+from twinengine.twins import standing
 from twinengine.twins.models import Twin
 
 __all__ = ["LEASE", "Pass", "materialize", "observed_key", "run_pending", "schedule_of"]
@@ -155,6 +156,16 @@ def _release(db: Database, twin_id: str, worker: str, *, cycles: int, seen_end: 
                                  "failures": row.failures})
 
 
+class _Revoked(Exception):
+    """Raised when the identity the cycles run as may no longer operate the twin."""
+
+
+def _check_standing(session: Session, owner: str, twin_id: str) -> None:
+    reason = standing.lost(session, identity=owner, twin_id=twin_id)
+    if reason is not None:
+        raise _Revoked(reason)
+
+
 def run_pending(db: Database, engines: service.Engines, twin_id: str, *, worker: str,
                 stopping: threading.Event, end: int | None = None, due: bool = True) -> Pass | None:
     """Claim the twin and run its pending cycles (in requests of ``MAX_CYCLES``, each cycle committed with
@@ -171,18 +182,28 @@ def run_pending(db: Database, engines: service.Engines, twin_id: str, *, worker:
         while not stopping.is_set():
             with db.session() as session:
                 principal = with_groups(session, Principal(name=owner, role=Role.USER, issuer="internal"))
+                _check_standing(session, owner, twin_id)
 
                 def checkpoint(session: Session = session) -> None:
                     _renew(session, twin_id, worker)
                     session.commit()
                     if stopping.is_set():
                         raise _Stopped("the engine is stopping")
+                    _check_standing(session, owner, twin_id)
 
                 result = service.assimilate(session, engines, principal=principal, ref=twin_id,
                                             request=AssimilationRequest(cycles=MAX_CYCLES), checkpoint=checkpoint)
             done += len(result.cycles)
             if result.pending == 0 or not result.cycles:
                 break
+    except _Revoked as exc:  # the schedule's owner may no longer operate the twin: it runs no more
+        error = f"{standing.CODE}: {exc}"
+        _release(db, twin_id, worker, cycles=done, seen_end=None, error=error)
+        with db.session() as session:
+            row = session.get(AssimilationSchedule, twin_id)
+            if row is not None:
+                row.enabled = False
+        return Pass(twin_id, done, error)
     except _Stopped as exc:
         log.info("assimilation of twin %s stopped after %d cycles: %s", twin_id, done, exc)
         _release(db, twin_id, worker, cycles=done, seen_end=None, error=None)

@@ -81,7 +81,7 @@ class WorkflowEngine:
         # Budgets of synchronous processing (None: unbounded) and the element cap of arrays built in the engine
         self.sync_timeout, self.sync_max_result_bytes = sync_timeout, sync_max_result_bytes
         self.max_array_elements = max_array_elements
-        self.overdue: dict[str, dict[str, Any]] = {}  # run id → the error it ends with when its budget stops it
+        self.overdue: dict[str, dict[str, Any]] = {}  # run id → its error when its budget or a lost grant stops it
         self.heartbeat_seconds, self.stale_after_seconds = heartbeat_seconds, stale_after_seconds
         self.poll_seconds = poll_seconds
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

@@ -32,6 +32,7 @@ from twinengine.errors import (
 )
 from twinengine.store.base import lock_for_delete, utcnow
 from twinengine.twins import service as twins
+from twinengine.twins import standing
 from twinengine.twins.models import Twin
 from twinengine.workflows import service as runs
 from twinengine.workflows.models import Trigger, TriggerEvent, WorkflowRun
@@ -254,8 +255,11 @@ def fire(session: Session, engine: WorkflowEngine, trigger: Trigger, *, event_ke
     """Record the event and start its run, once: a repeated (trigger, key) returns None and starts nothing.
 
     ``parameters`` (what a stream function passed) override the trigger's fixed and bound ones. Drift
-    triggers (the AI lifecycle) call this with their own keys and data.
+    triggers (the AI lifecycle) call this with their own keys and data. A trigger whose owner may no longer
+    operate its twin (``twins.standing``) fires nothing.
     """
+    if standing.lost(session, identity=trigger.owner, twin_id=trigger.twin_id) is not None:
+        return None
     config = trigger.config
     given = parameters or {}
     parameters = dict(config.get("parameters") or {})
