@@ -237,6 +237,10 @@ class Runtime:
 
         workflows.services["sites"] = SiteExecutors(db, workflows.executor, make_executor,  # runs placed on sites
                                                     keyring=lake.keyring)
+        from twinengine.workflows.staging_step import stage_run
+
+        workflows.services["lake"] = lake  # runs stage their inputs near their site (compute.staging)
+        workflows.services["staging"] = stage_run
         workflows.services["read_stream"] = runtime.read_stream
         workflows.services["stream_end"] = lambda twin_id, stream: runtime.streams.end(stream_key(twin_id, stream))
         return runtime

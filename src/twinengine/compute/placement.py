@@ -7,9 +7,9 @@
    GPUs than the run asks for (``options.gpus``); sites where the owner's quota is used up.
 3. Of the rest, the lowest estimate wins: seconds to stage the run's lake inputs that are not on an
    endpoint near the site (bytes / the transfer rate the lake measured into that site's endpoints, or
-   ``DEFAULT_RATE`` where it measured none), plus the site's queue when the caller knows it (runs placed
-   there and not ended, per core, ``QUEUE_SECONDS`` each). Ties go to the engine's own site, then to the
-   site with more cores, then by name.
+   ``DEFAULT_RATE`` where it measured none, at most the endpoints' ``rate_limit``), plus the site's queue
+   when the caller knows it (runs placed there and not ended, per core, ``QUEUE_SECONDS`` each). Ties go
+   to the engine's own site, then to the site with more cores, then by name.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from twinengine.compute.quotas import check_quota
 from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import QuotaExceeded, ValidationFailed
 from twinengine.lake.models import Attachment, Did, Endpoint, Replica, Transfer
+from twinengine.lake.rates import rate_limit
 
 __all__ = ["DEFAULT_RATE", "Placement", "collection_inputs", "place"]
 
@@ -42,15 +43,21 @@ class Placement:
         return {"site": self.site, "reasons": self.reasons, "scores": self.scores}
 
 
-def collection_inputs(process: dict[str, Any]) -> list[str]:
-    """The ``load_collection`` ids of a process graph (callbacks included)."""
+def collection_inputs(process: dict[str, Any], *parameter_sets: dict[str, Any]) -> list[str]:
+    """The ``load_collection`` ids of a process graph (callbacks included); an id given by a parameter is
+    read from each of ``parameter_sets`` (a run's parameters, an ensemble's members'), else its default."""
     found: list[str] = []
+    defaults = {p.get("name"): p.get("default") for p in process.get("parameters") or [] if isinstance(p, dict)}
     stack: list[Any] = [process.get("process_graph", process)]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
             if item.get("process_id") == "load_collection":
                 ident = (item.get("arguments") or {}).get("id")
+                if isinstance(ident, dict) and isinstance(ident.get("from_parameter"), str):
+                    name = ident["from_parameter"]
+                    values = [ps.get(name, defaults.get(name)) for ps in parameter_sets] or [defaults.get(name)]
+                    found.extend(v for v in values if isinstance(v, str))
                 if isinstance(ident, str):
                     found.append(ident)
             stack.extend(item.values())
@@ -80,14 +87,17 @@ def _input_bytes(session: Session, collections: list[str]) -> tuple[int, dict[in
 
 
 def _rate_into(session: Session, endpoint_ids: list[int]) -> float:
-    """Bytes per second the lake's finished transfers into these endpoints reached (DEFAULT_RATE if none)."""
+    """Bytes per second the lake's finished transfers into these endpoints reached (DEFAULT_RATE if none),
+    at most their ``rate_limit`` (the slowest's, when several set one)."""
     if not endpoint_ids:
         return DEFAULT_RATE
     rows = session.execute(select(Transfer.bytes_done, Transfer.created_at, Transfer.updated_at).where(
         Transfer.dest_endpoint_id.in_(endpoint_ids), Transfer.state == "DONE", Transfer.bytes_done > 0)
         .order_by(Transfer.updated_at.desc()).limit(100)).all()
     seconds = sum(max(0.001, (updated - created).total_seconds()) for _, created, updated in rows)
-    return sum(int(b) for b, _, _ in rows) / seconds if rows else DEFAULT_RATE
+    measured = sum(int(b) for b, _, _ in rows) / seconds if rows else DEFAULT_RATE
+    limit = rate_limit(*session.scalars(select(Endpoint).where(Endpoint.id.in_(endpoint_ids))))
+    return min(measured, limit) if limit else measured  # a throttled link is never faster than its limit
 
 
 def place(session: Session, *, owner: str, groups: frozenset[str] | list[str], options: dict[str, Any],

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from twinengine.auth.principal import SYSTEM
 from twinengine.errors import TwinEngineError
@@ -38,10 +39,21 @@ def run_dataset(run_id: str) -> str:
 
 
 class LakeResultStore(ResultStore):
-    """``local`` keeps the files; each kept asset is registered in the lake on ``endpoint`` too."""
+    """``local`` keeps the files; each kept asset is registered in the lake on ``endpoint`` too, or on the
+    endpoint a run's staging chose for its outputs (near the user's data: ``send_outputs``)."""
 
     def __init__(self, local: ResultStore, db: Database, lake: Lake, endpoint: str) -> None:
         self.local, self.db, self.lake, self.endpoint = local, db, lake, endpoint
+        self.outputs: dict[str, str] = {}  # run id -> endpoint its outputs go to, when not ``endpoint``
+
+    def send_outputs(self, run_id: str, endpoint: str) -> None:
+        """Register the run's kept assets on ``endpoint`` (the one that held its inputs)."""
+        self.outputs[run_id] = endpoint
+        while len(self.outputs) > 10_000:  # runs that ended without being described: forget the oldest
+            self.outputs.pop(next(iter(self.outputs)))
+
+    def _endpoint(self, run_id: str) -> str:
+        return self.outputs.get(run_id, self.endpoint)
 
     def scratch(self, run_id: str) -> Path:
         return self.local.scratch(run_id)
@@ -54,18 +66,24 @@ class LakeResultStore(ResultStore):
 
     def _dataset(self, run_id: str) -> str:
         dataset = run_dataset(run_id)
-        with self.db.session() as session:
-            add_did(session, principal=SYSTEM, did=CONTAINER, type=DidType.CONTAINER, exist_ok=True,
-                    meta={"kind": "workflow results"})
-            add_did(session, principal=SYSTEM, did=dataset, type=DidType.DATASET, exist_ok=True,
-                    meta={"workflow_run": run_id, "provenance": f"/api/v1/runs/{run_id}/provenance"})
+        for attempt in range(2):
+            try:
+                with self.db.session() as session:
+                    add_did(session, principal=SYSTEM, did=CONTAINER, type=DidType.CONTAINER, exist_ok=True,
+                            meta={"kind": "workflow results"})
+                    add_did(session, principal=SYSTEM, did=dataset, type=DidType.DATASET, exist_ok=True,
+                            meta={"workflow_run": run_id, "provenance": f"/api/v1/runs/{run_id}/provenance"})
+                break
+            except IntegrityError:  # runs keeping their first results at once both made the container:
+                if attempt:  # one of them won, and the other finds it on its second try
+                    raise
         return dataset
 
     def _register(self, run_id: str, asset: Asset) -> Asset:
         dataset = self._dataset(run_id)
         did = f"{dataset}/{asset.name}"
         upload_file(self.db, self.lake, principal=SYSTEM, path=self.local.path(run_id, asset.name), did=did,
-                    endpoint=self.endpoint, expected=Expected(sha256=asset.sha256, bytes=asset.size),
+                    endpoint=self._endpoint(run_id), expected=Expected(sha256=asset.sha256, bytes=asset.size),
                     dataset=dataset, media_type=asset.media_type,
                     meta={"roles": list(asset.roles), "format": asset.format, "workflow_run": run_id})
         with self.db.session() as session:  # in the collection once its bytes are there: an arrival
@@ -77,12 +95,13 @@ class LakeResultStore(ResultStore):
         try:
             return self._register(run_id, asset)
         except TwinEngineError as exc:  # the result is kept (locally, checksummed); the lake copy is missing
-            log.warning("run %s: %s not registered in the lake on %s: %s", run_id, asset.name, self.endpoint,
-                        exc.message)
+            log.warning("run %s: %s not registered in the lake on %s: %s", run_id, asset.name,
+                        self._endpoint(run_id), exc.message)
             return asset
 
     def describe(self, run_id: str, properties: dict[str, Any]) -> None:
         """Merge ``properties`` into the run dataset's STAC properties (``meta.properties``)."""
+        self.outputs.pop(run_id, None)  # described once its results are all kept
         with self.db.session() as session:
             row = session.scalar(select(Did).where(Did.scope == SCOPE, Did.name == run_id))
             if row is None:  # nothing was kept in the lake: no item to describe

@@ -74,6 +74,12 @@ class _Progress:
                               f"{(outcome.error or {}).get('message', '')}")
 
 
+def _check_canceled(engine: WorkflowEngine, run_id: str) -> None:
+    """Stops the ensemble's staging when it is canceled."""
+    if run_id in engine.cancel_requests:
+        raise Canceled()
+
+
 def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
     """Run a claimed ensemble to its end; returns its final status. Never raises for a failing member."""
     with engine.db.session(readonly=True) as session:
@@ -103,6 +109,10 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
     engine.executing.add(run_id)
     status, error, value = RunStatus.FINISHED, None, None
     try:
+        if (stage := engine.services.get("staging")) is not None:  # inputs near its site (compute.staging)
+            stage(engine, run_id, principal=principal, options=options, process=process, log=progress.log,
+                  check=lambda: _check_canceled(engine, run_id), members=[m.run_id for m in members],
+                  parameter_sets=[m.parameters for m in members])
         progress.log("info", f"ensemble of {len(members)} members ({spec['mode']}) on executor "
                              f"{ctx.executor.name} (site {options.get('site') or 'local'}), "
                              f"{options.get('parallel', DEFAULT_PARALLEL)} at a time")
@@ -119,8 +129,13 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
                                f"{first.get('message', failed[0].status)}; nothing was written")
         value = _conclude(engine, ctx, spec, outcomes, principal, twin_id)
     except Canceled:
-        status = RunStatus.CANCELED
-        progress.log("info", "canceled")
+        overdue = engine.overdue.pop(run_id, None)  # its identity lost the twin (``twins.standing``)
+        if overdue is not None:
+            status, error = RunStatus.ERROR, overdue
+            progress.log("error", overdue["message"])
+        else:
+            status = RunStatus.CANCELED
+            progress.log("info", "canceled")
     except TwinEngineError as exc:
         status, error = RunStatus.ERROR, {"code": exc.code, "message": exc.message, "details": exc.details}
         progress.log("error", f"{exc.code}: {exc.message}")

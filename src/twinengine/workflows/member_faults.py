@@ -12,8 +12,7 @@ from twinengine.auth.principal import Principal
 from twinengine.compute.faults import replace
 from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import TwinEngineError
-from twinengine.store.base import utcnow
-from twinengine.workflows.models import WorkflowRun
+from twinengine.workflows.run_faults import record_move, watching
 
 if TYPE_CHECKING:
     from twinengine.compute.site_executors import SiteExecutors
@@ -44,16 +43,7 @@ class MemberFaults:
 
     def watching(self, site: str, progress: Progress) -> Progress:
         """``progress`` that also stops work waiting on ``site`` once that site is down."""
-        sites = self._sites()
-        if sites is None or site == DEFAULT_SITE:
-            return progress
-        watch = sites.watch
-
-        def watched(done: int, total: int) -> None:
-            watch.check(site)
-            progress(done, total)
-
-        return watched
+        return watching(self.engine, site, progress)
 
     def starting(self, run_id: str, site: str, log: Log) -> None:
         """A member starting on a site the ensemble moved to before it began: its record says why."""
@@ -104,17 +94,4 @@ class MemberFaults:
 
     def _record(self, run_id: str, lost: str, reason: str, new: str, reasons: list[str], *, move: bool) -> None:
         """The run's placement tells the move (its provenance reads it); a member's site becomes the new one."""
-        with self.engine.db.session() as session:
-            run = session.get(WorkflowRun, run_id)
-            if run is None:
-                return
-            options = dict(run.options or {})
-            placement = dict(options.get("placement") or {"site": options.get("site") or DEFAULT_SITE})
-            placement["reasons"] = [*placement.get("reasons", []), f"site {lost} was lost mid-run: {reason}",
-                                    *(f"placed again: {r}" for r in reasons)]
-            if move:
-                options["site"] = placement["site"] = new
-            options["placement"] = placement
-            options["faults"] = [*options.get("faults", []), {"site": lost, "reason": reason, "rerun_on": new,
-                                                               "at": utcnow().isoformat()}]
-            run.options = options
+        record_move(self.engine, run_id, lost, reason, new, reasons, move=move)

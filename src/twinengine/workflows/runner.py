@@ -19,6 +19,7 @@ from twinengine.compute.metering import Meter, start_meter
 from twinengine.compute.site_executors import executor_for
 from twinengine.errors import TwinEngineError
 from twinengine.store.base import upsert, utcnow
+from twinengine.twins import standing
 from twinengine.workflows import formats
 from twinengine.workflows.context import RunContext, running
 from twinengine.workflows.evaluate import Canceled, Evaluator, RetryPolicy
@@ -28,6 +29,7 @@ from twinengine.workflows.processes import fingerprint
 from twinengine.workflows.provenance import run_lineage
 from twinengine.workflows.registry import ProcessRegistry
 from twinengine.workflows.results import Asset, describe_results
+from twinengine.workflows.run_faults import site_lost_rerun, watching
 from twinengine.workflows.schemas import RunStatus
 from twinengine.workflows.udp import user_registry
 
@@ -225,6 +227,10 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         special = engine.kinds.get(run.kind)
         registry = user_registry(session, engine.registry, owner)
         groups = groups_of(session, owner)  # a group-owned twin's runs act through the owner's groups
+        lost = standing.lost(session, identity=owner, twin_id=twin_id, role=str(options.get("role", "user")))
+    if lost is not None:  # its identity lost the twin while it waited: it never starts
+        _end_unstarted(engine, run_id, standing.lost_error(lost))
+        return str(RunStatus.ERROR)
     if special is not None:  # runs of other kinds (ensembles) are executed by the capability that made them
         return special(engine, run_id)
     principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal", groups=groups)
@@ -235,7 +241,7 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
                      max_array_elements=engine.max_array_elements)
     graph = parse_graph(process)
     hooks = _Hooks(engine, run_id, graph, ctx, meter=hooks_meter)
-    ctx.log, ctx.compute_progress = hooks.log, hooks.compute_progress
+    ctx.log, ctx.compute_progress = hooks.log, watching(engine, str(options.get("site") or ""), hooks.compute_progress)
     app_version = app.partition("@")[2] if app else None
     hooks.cache = _Cache(engine, ctx, read=not options.get("no_cache", False))
     evaluator = Evaluator(registry, parameters, hooks=hooks, retry=_retry_policy(options), cache=hooks.cache,
@@ -250,13 +256,32 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         if node.namespace is None and node.process_id in registry.user:
             hooks.log("info", f"{node.process_id}: the user-defined process (namespace user)", node.id)
     try:
+        if (stage := engine.services.get("staging")) is not None:  # inputs near its site (compute.staging)
+            stage(engine, run_id, principal=principal, options=options, process=process, log=hooks.log,
+                  check=hooks.check_canceled, parameter_sets=[parameters])
         with running(ctx):
             evaluator.compute_keys(graph)
-            result = evaluator.run(graph)
+            try:
+                result = evaluator.run(graph)
+            except Canceled:
+                raise
+            except Exception:  # its site lost under it: placed again and rerun once (workflows.run_faults)
+                if site_lost_rerun(engine, run_id, principal=principal, options=options, process=process, app=app,
+                                   log=hooks.log) is None:
+                    raise
+                if ctx.assets:  # what the lost attempt kept is not the run's result
+                    ctx.assets.clear()
+                    engine.results.delete(run_id)
+                ctx.executor = executor_for(engine, options)
+                ctx.compute_progress = watching(engine, str(options["site"]), hooks.compute_progress)
+                evaluator = Evaluator(registry, parameters, hooks=hooks, retry=_retry_policy(options),
+                                      cache=hooks.cache, app_version=app_version, fingerprint=fingerprint)
+                evaluator.compute_keys(graph)
+                result = evaluator.run(graph)
             value = _finish_value(ctx, result)
     except Canceled:
         overdue = engine.overdue.pop(run_id, None)
-        if overdue is not None:  # synchronous processing past its time budget (``sync.run_now``)
+        if overdue is not None:  # past its time budget (``sync.run_now``), or its identity lost the twin
             status, error = RunStatus.ERROR, overdue
             hooks.log("error", overdue["message"])
         elif engine.stopping.is_set() and not _cancel_requested(engine, run_id):
@@ -288,6 +313,14 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     finally:
         ctx.detach()
     return str(status)
+
+
+def _end_unstarted(engine: WorkflowEngine, run_id: str, error: dict[str, Any]) -> None:
+    now = utcnow()
+    with engine.db.session() as session:
+        session.execute(update(WorkflowRun).where(WorkflowRun.id == run_id).values(
+            status=RunStatus.ERROR, error=error, finished_at=now, updated_at=now))
+        session.add(RunLog(run_id=run_id, level="error", message=error["message"]))
 
 
 def stopped_error(engine: WorkflowEngine) -> dict[str, Any]:

@@ -109,6 +109,9 @@ class RunRead(BaseModel):
     assets: list[dict[str, Any]]
     value: Any
     nodes: list[NodeRead] = Field(default_factory=list)
+    staging: dict[str, Any] | None = Field(default=None, description="Inputs replicated near the run's site "
+                                                                     "before it started, with a percent "
+                                                                     "(docs/compute.md#staging).")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -24,6 +24,7 @@ def run_read(session: Session | None, run: WorkflowRun, *, nodes: bool = True) -
                    app=run.app, workflow=run.workflow,
                    graph_sha256=run.graph_sha256, parameters=run.parameters, trigger_id=run.trigger_id,
                    executor=run.executor, error=run.error, assets=run.assets, value=run.value, nodes=node_rows,
+                   staging=(run.options or {}).get("staging"),
                    created_at=run.created_at, updated_at=run.updated_at, started_at=run.started_at,
                    finished_at=run.finished_at, links=links)
 

@@ -1,0 +1,93 @@
+"""A plain run (not an ensemble's member) on a site lost under it (``compute.faults``): the site is probed
+and marked down, the run is placed again without it and rerun there once. Its log, its placement (its
+provenance) and its options (``faults``) tell the move; work waiting on a silent site is stopped within a
+heartbeat interval plus a probe, as members' work is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twinengine.auth.principal import Principal
+from twinengine.compute.faults import replace
+from twinengine.compute.sites import DEFAULT_SITE
+from twinengine.errors import TwinEngineError
+from twinengine.store.base import utcnow
+from twinengine.workflows.models import WorkflowRun
+
+if TYPE_CHECKING:
+    from twinengine.compute.site_executors import SiteExecutors
+
+# The workflow engine (``workflows.engine``) is typed loosely here: the runner imports this module, and the
+# engine's module imports the runner, so naming it would close a circle of imports.
+WorkflowEngine = Any
+
+__all__ = ["record_move", "site_lost_rerun", "watching"]
+
+Log = Callable[[str, str], None]  # (level, message)
+Progress = Callable[[int, int], None]
+
+
+def _sites(engine: WorkflowEngine) -> SiteExecutors | None:
+    sites: SiteExecutors | None = engine.services.get("sites")
+    return sites
+
+
+def watching(engine: WorkflowEngine, site: str, progress: Progress) -> Progress:
+    """``progress`` that also stops work waiting on ``site`` once that site is down."""
+    sites = _sites(engine)
+    if sites is None or not site or site == DEFAULT_SITE:
+        return progress
+    watch = sites.watch
+
+    def watched(done: int, total: int) -> None:
+        watch.check(site)
+        progress(done, total)
+
+    return watched
+
+
+def site_lost_rerun(engine: WorkflowEngine, run_id: str, *, principal: Principal, options: dict[str, Any],
+                    process: dict[str, Any], app: str | None, log: Log) -> str | None:
+    """After the run failed on its site: the site it reruns on when its own was lost (probed now), or None
+    (the failure is the run's own, it ran on ``local``, it was moved once already, or no site can take it).
+    ``options`` gets the new site."""
+    site = str(options.get("site") or DEFAULT_SITE)
+    sites = _sites(engine)
+    if sites is None or site == DEFAULT_SITE or options.get("faults"):
+        return None
+    reason = sites.watch.lost(site)
+    if reason is None:
+        return None
+    sites.forget(site)
+    try:
+        with engine.db.session(readonly=True) as session:
+            placed = replace(session, owner=principal.name, groups=principal.groups, options=options,
+                             process=process, app=app, lost={site})
+    except TwinEngineError as exc:
+        log("error", f"site {site} was lost under this run ({reason}); no other site can rerun it: {exc.message}")
+        return None
+    log("warning", f"site {site} was lost under this run ({reason}); rerun on site {placed.site}")
+    record_move(engine, run_id, site, reason, placed.site, placed.reasons, move=True)
+    options["site"] = placed.site
+    options["faults"] = [{"site": site, "rerun_on": placed.site}]
+    return placed.site
+
+
+def record_move(engine: WorkflowEngine, run_id: str, lost: str, reason: str, new: str, reasons: list[str], *,
+                move: bool) -> None:
+    """The run's placement tells the move (its provenance reads it); a moved run's site becomes the new one."""
+    with engine.db.session() as session:
+        run = session.get(WorkflowRun, run_id)
+        if run is None:
+            return
+        options = dict(run.options or {})
+        placement = dict(options.get("placement") or {"site": options.get("site") or DEFAULT_SITE})
+        placement["reasons"] = [*placement.get("reasons", []), f"site {lost} was lost mid-run: {reason}",
+                                *(f"placed again: {r}" for r in reasons)]
+        if move:
+            options["site"] = placement["site"] = new
+        options["placement"] = placement
+        options["faults"] = [*options.get("faults", []), {"site": lost, "reason": reason, "rerun_on": new,
+                                                           "at": utcnow().isoformat()}]
+        run.options = options
