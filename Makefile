@@ -24,12 +24,14 @@ demo: $(STAMP)
 
 # Tests run in TEST_WORKERS processes (pytest-xdist), a file per worker at a time: most of the suite waits on
 # servers and subprocesses, so even two cores run three workers well. TEST_WORKERS=0 runs in one process.
+# Files are handed out longest first (tests/conftest.py); xdist would otherwise sort them by their number of
+# tests, which sent the one-test official openEO suite (minutes long) last.
 TEST_WORKERS ?= 3
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench examples docs
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
