@@ -15,12 +15,12 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	@echo "installing twinengine and its extras into $(VENV) (pinned by constraints.txt; a few minutes the first time)"
-	@start=$$(date +%s); $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+	@start=$$(date +%s); "$(BIN)/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt \
 		-e '.[dev,ml,slurm,formats,calibration]' && echo "installed in $$(( $$(date +%s) - start )) s"
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/twin demo $(ARGS)
+	"$(BIN)/twin" demo $(ARGS)
 
 # Tests run in TEST_WORKERS processes (pytest-xdist), a file per worker at a time: most of the suite waits on
 # servers and subprocesses, so even two cores run three workers well. TEST_WORKERS=0 runs in one process.
@@ -29,36 +29,36 @@ demo: $(STAMP)
 TEST_WORKERS ?= 3
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench examples docs
-	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	"$(BIN)/ruff" check src tests bench examples docs
+	"$(BIN)/mypy"
+	"$(BIN)/python" -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+	"$(BIN)/python" -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples docs
+	"$(BIN)/ruff" check src tests bench examples docs
 
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	"$(BIN)/mypy"
 
 serve: $(STAMP)
-	$(BIN)/twin serve $(ARGS)
+	"$(BIN)/twin" serve $(ARGS)
 
 # The API reference of the SDKs, HTML from their docstrings (offline), into $(API_OUT): built, not committed.
 API_MODULES ?= twinengine.app twinengine.client
 API_OUT     ?= docs/api
 
 docs-api: $(STAMP)
-	$(BIN)/python -m pdoc --docformat restructuredtext --no-show-source -o $(API_OUT) $(API_MODULES)
+	"$(BIN)/python" -m pdoc --docformat restructuredtext --no-show-source -o "$(API_OUT)" $(API_MODULES)
 
 # docs/configuration.md, written from the settings object (a unit test fails when it is out of date).
 docs-config: $(STAMP)
-	$(BIN)/python -m twinengine.settings_reference > docs/configuration.md
+	"$(BIN)/python" -m twinengine.settings_reference > docs/configuration.md
 
 # docs/manifest.md, written from the manifest's model (a unit test fails when it is out of date).
 docs-manifest: $(STAMP)
-	$(BIN)/python -m twinengine.catalog.reference > docs/manifest.md
+	"$(BIN)/python" -m twinengine.catalog.reference > docs/manifest.md
 
 lock: | $(BIN)/python
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock

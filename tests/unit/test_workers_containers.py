@@ -124,7 +124,9 @@ def test_a_bad_image_reference_is_refused_naming_the_field(image: str) -> None:
     assert error["loc"] == ("image",) and "not an OCI image reference" in error["msg"]
 
 
-STAND_IN = '''#!{python}
+# a shell line that starts the interpreter: a #! line cannot name one in a folder with a space
+STAND_IN = '''#!/bin/sh
+\'\'\'\'exec "{python}" "$0" "$@" #\'\'\'
 """Stands in for podman: runs the command after the image as ``podman run`` would (its volumes at their
 places, its --env variables only, in its workdir), but on this machine, without isolation."""
 import json, os, re, sys

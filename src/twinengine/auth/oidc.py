@@ -171,7 +171,8 @@ class OidcVerifier(TokenVerifier):
         checks a JWT's (issuer, audience, expiry, subject)."""
         p = self.provider
         if not self.liveness.enabled:
-            raise TokenInvalid(f"token is not a JWT, and OIDC provider {p.id!r} introspects no tokens for the engine")
+            raise TokenInvalid(f"token is not a valid JWT, and OIDC provider {p.id!r} introspects no tokens "
+                               "for the engine")
         if not answer.active:
             raise TokenInvalid(f"OIDC provider {p.id!r} says the token is not active")
         said = answer.said
