@@ -61,6 +61,27 @@ def test_a_token_naming_an_unknown_key_is_refused(engine: Engine) -> None:
     assert refused.status_code == 401 and "signature" in refused.json()["message"].lower()
 
 
+def test_a_store_listing_no_key_still_verifies_what_the_engine_signs(engine: Engine) -> None:
+    """With no generation in the store (its table made again by a migration, or not yet written), tokens are
+    signed with the data dir's own key, so that key verifies them; a stranger's key still does not."""
+    from sqlalchemy import delete
+
+    from twinengine.auth.models import SigningKey
+
+    keyring = engine.runtime.issuer.keyring
+    assert keyring is not None
+    with engine.runtime.db.session() as session:
+        session.execute(delete(SigningKey))
+    keyring.generations(fresh=True)
+    token = engine.token("uma", "user")
+    assert jwt.get_unverified_header(token)["kid"] == keyring.root_kid
+    assert _me(engine, token).status_code == 200
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    claims = {"iss": engine.runtime.issuer.issuer, "sub": "admin", "role": "admin", "jti": "y" * 32, "iat": 1}
+    forged = jwt.encode(claims, stranger, algorithm="ES256", headers={"kid": keyring.root_kid})
+    assert _me(engine, forged).status_code == 401
+
+
 def test_two_engines_sharing_a_data_dir_follow_a_rotation(settings: Settings) -> None:
     env = {"TWIN_DATABASE_URL": settings.database_url} if settings.database_url else {}
     ports = [free_port(), free_port()]

@@ -204,6 +204,11 @@ class Keyring:
         if found is None and time.monotonic() - self._missed_at > 1.0:
             self._missed_at = time.monotonic()
             found = self.generations(fresh=True).get(kid)
+        if found is None and kid == self.root_kid and not self._generations:
+            # a store that lists no key yet (first start, or its table just made again): this data dir's own
+            # key is the one ``signing_key`` signs with, so it is the one that verifies
+            now = utcnow()
+            found = Generation(1, self.root_kid, self.root.public_key(), now, now, CURRENT)
         return found
 
     def published(self) -> list[Generation]:
