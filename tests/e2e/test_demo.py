@@ -41,6 +41,8 @@ def test_demo_json_summary_matches_the_store(json_demo: tuple[Path, dict[str, An
     assert summary["what_if"]["origin_untouched"] is True
     # the fleet: reach-04's gauge last reported an hour ago, past river-reach's gap check on level
     assert summary["fleet"]["stale_level"] == ["reach-04"]
+    # groups and scopes: ben reads the reach only while in the group; a twins:read token's write is refused
+    assert summary["identity"]["reads"] == [False, True, False] and summary["identity"]["scoped_write_refused"]
     plot = Path(summary["plot"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 

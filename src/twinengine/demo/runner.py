@@ -28,6 +28,7 @@ from twinengine.demo.chapters import (
     edr,
     ensembles,
     fleet,
+    identity,
     lake,
     lattice,
     ml,
@@ -70,6 +71,7 @@ CHAPTERS: list[Chapter] = [
     calibration.calibrate_reach,
     ml.retrain_on_drift,
     relations.river_network,
+    identity.groups_and_scopes,
     portal.portal,
     twins.audit,
 ]
