@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,13 +172,21 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loopback
 @pytest.fixture(scope="module")
 def engine_url(tmp_path_factory: pytest.TempPathFactory, oidc_provider: LoopbackProvider) -> Iterator[str]:
     """An engine served in-process that trusts the loopback provider (as ``loop``), for a module's tests."""
-    from twinengine.api import create_app
     from twinengine.config import Settings
-    from twinengine.demo.server import InProcessServer
-    from twinengine.runtime import Runtime
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("oidc-engine") / "data", warm_routes=False,
                         oidc_providers=[oidc_provider.settings("loop")])
+    with served(settings) as url:
+        yield url
+
+
+@contextmanager
+def served(settings: Any) -> Iterator[str]:
+    """An engine of ``settings`` (a ``twinengine.config.Settings``) served in-process; yields its URL."""
+    from twinengine.api import create_app
+    from twinengine.demo.server import InProcessServer
+    from twinengine.runtime import Runtime
+
     runtime = Runtime.from_settings(settings)
     runtime.start()
     try:

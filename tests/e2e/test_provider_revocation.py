@@ -13,11 +13,8 @@ import httpx2 as httpx
 import pytest
 
 from helpers import stop_process
-from oidc_fixtures import LoopbackProvider, start_provider
-from twinengine.api import create_app
+from oidc_fixtures import LoopbackProvider, served, start_provider
 from twinengine.config import Settings
-from twinengine.demo.server import InProcessServer
-from twinengine.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +32,8 @@ def engine_url(tmp_path_factory: pytest.TempPathFactory, provider: LoopbackProvi
     settings = Settings(data_dir=tmp_path_factory.mktemp("liveness") / "data", warm_routes=False,
                         token_recheck=timedelta(0),
                         oidc_providers=[provider.settings("loop", recheck_s=0, disabled_claim="account_disabled")])
-    runtime = Runtime.from_settings(settings)
-    runtime.start()
-    try:
-        with InProcessServer(create_app(runtime=runtime)) as server:
-            yield server.url
-    finally:
-        runtime.close()
+    with served(settings) as url:
+        yield url
 
 
 def _me(url: str, bearer: str) -> httpx.Response:

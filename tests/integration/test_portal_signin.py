@@ -12,13 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx2 as httpx
 import pytest
 
-from oidc_fixtures import LoopbackProvider, oidc_provider
-from twinengine.api import create_app
+from oidc_fixtures import LoopbackProvider, oidc_provider, served
 from twinengine.api.cookies import SESSION_COOKIE
 from twinengine.auth.signin_api import FLOW_COOKIE
 from twinengine.config import Settings
-from twinengine.demo.server import InProcessServer
-from twinengine.runtime import Runtime
 
 __all__ = ["oidc_provider"]
 
@@ -28,13 +25,8 @@ def engine_url(tmp_path_factory: pytest.TempPathFactory, oidc_provider: Loopback
     settings = Settings(data_dir=tmp_path_factory.mktemp("portal-signin") / "data", warm_routes=False,
                         oidc_providers=[oidc_provider.settings("loop"),
                                         {"id": "tokens-only", "issuer": "https://tokens.example"}])
-    runtime = Runtime.from_settings(settings)
-    runtime.start()
-    try:
-        with InProcessServer(create_app(runtime=runtime)) as server:
-            yield server.url
-    finally:
-        runtime.close()
+    with served(settings) as url:
+        yield url
 
 
 def to_callback(browser: httpx.Client, engine_url: str, login: str, next_page: str = "/ui/catalog") -> str:
