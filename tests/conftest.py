@@ -28,6 +28,7 @@ except ImportError:  # the ml extra is not installed
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from browser import chromium_browser  # noqa: F401  (one Chromium per test process, for every browser test)
 from helpers import Engine, admin_token, need_sandbox, unavailable
 from twinengine.api import create_app
 from twinengine.config import Settings

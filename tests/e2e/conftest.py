@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from browser import browser, chromium_browser, portal, site  # noqa: F401  (the portal's browser fixtures)
+from browser import browser, portal, site  # noqa: F401  (the portal's browser fixtures)
 from helpers import LiveEngine
 from twinengine.api import create_app
 from twinengine.config import Settings

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import time
 
-from test_assimilate_cli import T0, _gauges
-
+from assimilation_data import T0, reach_gauges
 from helpers import RIVER_REACH, LiveEngine
 from twinengine.twins.schemas import PropertyWrite
 
@@ -21,7 +20,7 @@ def test_twin_assimilate_auto_runs_cycles_on_arrival(live: LiveEngine) -> None:
     assert "reach: assimilation arrival" in shown and "uma" in shown
     with live.client(user) as uma:
         uma.write_state("reach", reported={"storage": PropertyWrite(value=10.0, timestamp=T0)})
-        uma.streams.append("reach", "gauges", _gauges(6))
+        uma.streams.append("reach", "gauges", reach_gauges(6))
         deadline = time.monotonic() + 60
         while uma.assimilation.list("reach").total < 6 and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -9,9 +9,9 @@ from typing import Any
 
 import openeo
 import pytest
-from test_assimilate_cli import T0, _gauges
 from test_calibrate import TRUE, _history
 
+from assimilation_data import T0, reach_gauges
 from helpers import RIVER_REACH, LiveEngine
 from twinengine.twins.schemas import PropertyWrite
 
@@ -42,7 +42,7 @@ def test_a_graph_runs_assimilation_cycles(live: LiveEngine, user: str, reach: op
                                                                          "seed"]
     with live.client(user) as uma:
         uma.write_state("reach", reported={"storage": PropertyWrite(value=10.0, timestamp=T0)})
-        uma.streams.append("reach", "gauges", _gauges(12))
+        uma.streams.append("reach", "gauges", reach_gauges(12))
     first = reach.execute(_graph("assimilate", twin="reach", cycles=5))
     assert first["twin"] == "reach" and first["cycles"] == 5 and first["numbers"] == [1, 2, 3, 4, 5]
     assert first["pending"] == 7 and first["observations"] == 5 and first["ratio"] > 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2 as httpx
@@ -119,36 +120,32 @@ def test_the_page_to_return_to_is_a_portal_page(engine_url: str, elsewhere: str)
 
 @pytest.mark.browser
 def test_the_browser_signs_in_and_out_through_the_provider(engine_url: str, oidc_provider: LoopbackProvider,
-                                                            tmp_path: Path) -> None:
-    from browser import AXE, CHROMIUM_ARGS, chromium
+                                                            chromium_browser: Any, tmp_path: Path) -> None:
+    from browser import AXE
 
-    executable = chromium()  # skips (or fails in CI) without chromium or playwright
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = launched.new_context().new_page()
-            page.goto(f"{engine_url}/ui/")
-            page.wait_for_url("**/ui/signin**")
-            button = page.get_by_role("link", name="Sign in with Loopback University")
-            button.wait_for()
-            page.evaluate(AXE.read_text())  # the sign-in page with its provider buttons stays accessible
-            violations = page.evaluate("""() => axe.run(document, {resultTypes: ['violations']}).then(r =>
-                r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical').map(v => v.id))""")
-            assert violations == []
-            button.click()
-            page.wait_for_url(f"{oidc_provider.issuer}/interaction/**")
-            page.get_by_label("Username").fill("carol")
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{engine_url}/ui/")
-            page.wait_for_selector("[data-page=home]:not([aria-busy])")
-            assert page.inner_text("#who").startswith("loop.carol (developer)")
-            page.screenshot(path=str(tmp_path / "signed-in.png"))
-            page.get_by_role("button", name="Sign out").click()
-            page.wait_for_url(f"{oidc_provider.issuer}/session/end**")  # the provider's own logout
-            assert "id_token_hint" in page.url
-            page.goto(f"{engine_url}/api/v1/session")
-            assert "AuthenticationRequired" in page.content()  # the engine's session is gone
-        finally:
-            launched.close()
+    context = chromium_browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{engine_url}/ui/")
+        page.wait_for_url("**/ui/signin**")
+        button = page.get_by_role("link", name="Sign in with Loopback University")
+        button.wait_for()
+        page.evaluate(AXE.read_text())  # the sign-in page with its provider buttons stays accessible
+        violations = page.evaluate("""() => axe.run(document, {resultTypes: ['violations']}).then(r =>
+            r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical').map(v => v.id))""")
+        assert violations == []
+        button.click()
+        page.wait_for_url(f"{oidc_provider.issuer}/interaction/**")
+        page.get_by_label("Username").fill("carol")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{engine_url}/ui/")
+        page.wait_for_selector("[data-page=home]:not([aria-busy])")
+        assert page.inner_text("#who").startswith("loop.carol (developer)")
+        page.screenshot(path=str(tmp_path / "signed-in.png"))
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url(f"{oidc_provider.issuer}/session/end**")  # the provider's own logout
+        assert "id_token_hint" in page.url
+        page.goto(f"{engine_url}/api/v1/session")
+        assert "AuthenticationRequired" in page.content()  # the engine's session is gone
+    finally:
+        context.close()
