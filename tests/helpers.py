@@ -6,13 +6,14 @@ import importlib.util
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,6 +38,13 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED = {s for s in os.environ.get("TWIN_TEST_REQUIRE", "").split(",") if s}
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """Copy a SQLite database through its backup API (consistent whatever its journal holds)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
 
 
 def unavailable(service: str, reason: str) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from browser import browser, portal, site  # noqa: F401  (the portal's browser fixtures)
-from helpers import LiveEngine
+from helpers import LiveEngine, copy_sqlite
 from twinengine.api import create_app
 from twinengine.config import Settings
 from twinengine.demo.server import InProcessServer
@@ -15,8 +16,9 @@ from twinengine.runtime import Runtime
 
 
 @pytest.fixture
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEngine]:
+def live(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[LiveEngine]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("live") / "data")
+    copy_sqlite(migrated_sqlite, settings.data_dir / "twin.db")
     runtime = Runtime.from_settings(settings)
     token = runtime.start()
     assert token is not None

@@ -17,6 +17,7 @@ from twinengine.store.base import Base
 from twinengine.store.engine import Database
 
 
+@pytest.mark.empty_store  # not the migrated copy the other tests start from
 def test_migrations_are_applied_on_start(engine: Engine) -> None:
     db = engine.runtime.db
     assert migrate.current_revision(db) == migrate.head_revision(db)
