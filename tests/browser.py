@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,21 +56,18 @@ def sign_token(data_dir: Path, name: str, role: str) -> str:
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Site]:
     chromium()
-    need_modules("ml", "torch", "mlflow", hint="the demo trains a model: pip install -e '.[ml]'")
     root = tmp_path_factory.mktemp("portal")
     data_dir = root / "data"
-    started = time.perf_counter()
     reuse = os.environ.get("TWIN_TEST_PORTAL_DEMO")  # a folder with data/ and facts.json of an earlier demo run
-    if reuse:  # a shortcut while working on the portal: the demo's data is copied, not rebuilt
+    if reuse:  # a shortcut while working on the portal: an earlier demo's data, not this run's
         shutil.copytree(Path(reuse) / "data", data_dir)
-        facts = json.loads((Path(reuse) / "facts.json").read_text())
-    else:
-        demo = subprocess.run([sys.executable, "-m", "twinengine.cli.main", "--json", "demo", "--data-dir",
-                               str(data_dir), "--hours", "24"], capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "COLUMNS": "200"})
-        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-        facts = json.loads(demo.stdout)
-    demo_seconds = time.perf_counter() - started
+        facts, demo_seconds = json.loads((Path(reuse) / "facts.json").read_text()), 0.0
+    else:  # the run's one demo (tests/demo_fixtures.py), copied: the engine serving it writes to it
+        from demo_fixtures import demo_copy
+
+        run = request.getfixturevalue("demo_run")
+        demo_copy(run, data_dir)
+        facts, demo_seconds = run.facts, run.seconds
     tokens = {name: sign_token(data_dir, name, role) for name, role in
               (("uma", "user"), ("ada", "developer"), ("eve", "user"), ("admin", "admin"))}
     shots = root / "screenshots"

@@ -37,7 +37,7 @@ from twinengine.store import migrate
 from twinengine.store.base import Base
 from twinengine.store.engine import Database
 
-pytest_plugins = ["pg_fixtures"]  # own_database: a PostgreSQL database of a test's own
+pytest_plugins = ["pg_fixtures", "demo_fixtures"]  # own_database (PostgreSQL); demo_run (one twin demo per run)
 
 DURATIONS = Path(__file__).resolve().parent / "durations.json"
 BACKENDS = [b for b in os.environ.get("TWIN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
@@ -51,12 +51,47 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         need_sandbox()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+EVERY_STORE = os.environ.get("TWIN_TEST_EVERY_STORE", "") not in ("", "0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("backend") == "postgresql":
             item.add_marker(pytest.mark.postgres)
-    items[:] = longest_files_first(items)
+            on_sqlite_too = "sqlite" in BACKENDS  # TWIN_TEST_BACKENDS=postgresql runs everything there
+            if on_sqlite_too and not (EVERY_STORE or item.get_closest_marker("every_store") or _chose_backend(item)):
+                dropped.append(item)
+                continue
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        config.stash[ON_SQLITE_ONLY] = len(dropped)
+    items[:] = longest_files_first(kept)
+
+
+ON_SQLITE_ONLY = pytest.StashKey[int]()
+
+
+def _chose_backend(item: pytest.Item) -> bool:
+    """The test names its backend itself (``parametrize("backend", [...])``)."""
+    for marker in item.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else ""
+        if "backend" in ([n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)):
+            return True
+    return False
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Say which tests ran on PostgreSQL, and how to run them all there (printed by xdist's controller too,
+    which collects nothing itself)."""
+    if "postgresql" in BACKENDS[1:] and not EVERY_STORE:
+        dropped = config.stash.get(ON_SQLITE_ONLY, None)
+        terminalreporter.write_line(
+            "PostgreSQL variants ran for the tests marked every_store (the store and concurrency tests, and those "
+            "reaching code only PostgreSQL runs)" + (f"; {dropped} others were deselected" if dropped else "")
+            + "; TWIN_TEST_EVERY_STORE=1 runs every test on both stores")
 
 
 def longest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:

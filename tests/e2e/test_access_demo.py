@@ -4,27 +4,22 @@ station CSV, are served back with the twin's reported levels."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import shapely
 import xarray as xr
-from typer.testing import CliRunner
 
+from demo_fixtures import HOURS, DemoRun
 from helpers import RIVER_REACH
-from twinengine.cli.main import app as cli_app
 
 
-def test_demo_queries_the_rainfall_field_through_edr(tmp_path: Path) -> None:
-    data_dir = tmp_path / "demo"
-    result = CliRunner().invoke(cli_app, ["--json", "demo", "--hours", "24", "--data-dir", str(data_dir)],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    facts = json.loads(result.output)["edr"]
+def test_demo_queries_the_rainfall_field_through_edr(demo_run: DemoRun) -> None:
+    data_dir = demo_run.data_dir  # read only
+    facts = demo_run.facts["edr"]
     field = xr.open_zarr(data_dir / "collections" / "river-reach-rain.zarr", consolidated=False).load()
-    assert len(facts["times"]) == field.sizes["time"] == 24
+    assert len(facts["times"]) == field.sizes["time"] == HOURS  # an hourly field over the demo's hours
 
     import sys
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from demo_fixtures import DemoRun, demo_copy
 from helpers import admin_token, stop_process
 from twinengine.cli.main import app as cli_app
 from twinengine.client import Client
@@ -25,14 +25,10 @@ from twinengine.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
-def json_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """One ``twin --json demo`` run: its data dir and summary (the store is checked, then run again)."""
-    data_dir = tmp_path_factory.mktemp("json-demo") / "demo"
-    result = CliRunner().invoke(cli_app, ["--json", "demo", "--hours", "12", "--step-minutes", "30",
-                                          "--data-dir", str(data_dir)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    # stdout alone: without bubblewrap the engine warns on stderr that app code runs unsandboxed
-    return data_dir, json.loads(result.stdout)
+def json_demo(tmp_path_factory: pytest.TempPathFactory, demo_run: DemoRun) -> tuple[Path, dict[str, Any]]:
+    """The run's ``twin --json demo`` (tests/demo_fixtures.py): a copy of its data dir and its summary (the
+    store is checked, then the demo is run again in it)."""
+    return demo_copy(demo_run, tmp_path_factory.mktemp("json-demo") / "demo"), demo_run.facts
 
 
 def test_demo_json_summary_matches_the_store(json_demo: tuple[Path, dict[str, Any]]) -> None:

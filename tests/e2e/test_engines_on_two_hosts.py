@@ -20,6 +20,8 @@ from streams_fixtures import eventually, gauge, require_nats
 from twinengine.client import Client
 from twinengine.config import Settings
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 READINGS = 120
 BATCH = 5
 

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
 
-from typer.testing import CliRunner
-
-from twinengine.cli.main import app as cli_app
+from demo_fixtures import DemoRun
 
 
-def test_demo_keeps_two_verified_copies_and_finds_them_through_stac(tmp_path: Path) -> None:
-    data_dir = tmp_path / "demo"
-    result = CliRunner().invoke(cli_app, ["--json", "demo", "--hours", "6", "--data-dir", str(data_dir)],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    lake = json.loads(result.output)["lake"]
+def test_demo_keeps_two_verified_copies_and_finds_them_through_stac(demo_run: DemoRun) -> None:
+    data_dir = demo_run.data_dir  # read only
+    lake = demo_run.facts["lake"]
     assert lake["rule_state"] == "OK" and lake["locks_ok"] == 4
     assert len(lake["files"]) == 2
     for did, info in lake["files"].items():

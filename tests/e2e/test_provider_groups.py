@@ -19,6 +19,8 @@ from twinengine.auth.groups import groups_of
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 RECHECK_S = 1
 PATIENCE_S = 60  # the removal must show within this; it shows after about RECHECK_S
 

@@ -17,6 +17,8 @@ from helpers import RIVER_REACH, admin_token, free_port, serve_engine
 from twinengine.client import Client
 from twinengine.config import Settings
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 
 @contextmanager
 def serve(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:

@@ -26,6 +26,8 @@ from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.daemons.primary import PRIMARY_LOCK
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 WRITERS = 24
 WRITE_SECONDS = 4.0
 STOP_BOUND = 10.0

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from demo_fixtures import DemoRun, demo_copy
 from helpers import admin_token
 from streams_fixtures import require_mqtt
 from twinengine.api import create_app
@@ -40,14 +41,14 @@ def check_store(data_dir: Path, facts: dict) -> None:
         runtime.close()
 
 
-def test_demo_streams_gauges_over_http(tmp_path: Path) -> None:
-    facts = run_demo(tmp_path / "d", env={"TWIN_MQTT_URL": ""})
+def test_demo_streams_gauges_over_http(demo_run: DemoRun, tmp_path: Path) -> None:
+    facts = demo_run.facts["streams"]  # the run's one demo, without a broker: over HTTP
     assert facts["transport"] == "HTTP" and facts["function_offset"] == facts["function_calls"] == 24
     assert facts["ingest_rate"] > 0
     assert Path(facts["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     history = facts["lake"]  # closed segments were compacted, registered in the lake and found through STAC
     assert history["segments"] == len(history["datasets"]) >= 1 and 0 < history["records"] < 24
-    check_store(tmp_path / "d", facts)
+    check_store(demo_copy(demo_run, tmp_path / "d"), facts)
 
 
 @pytest.mark.slow

@@ -14,6 +14,8 @@ from subscription_fixtures import smtp_server
 from twinengine.client import Client
 from twinengine.config import Settings
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 CHANGES = 6
 
 

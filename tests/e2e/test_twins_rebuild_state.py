@@ -21,6 +21,8 @@ from twinengine.twins import service, state
 from twinengine.twins.models import StateHead, StateValue, Twin
 from twinengine.twins.schemas import PropertyValue, PropertyWrite, StateKind
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 UMA = Principal(name="uma", role=Role.USER)
 
 

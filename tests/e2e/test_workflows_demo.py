@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pytest
-from typer.testing import CliRunner
-
-from twinengine.cli.main import app as cli_app
+from demo_fixtures import DemoRun
 
 
-@pytest.mark.slow
-def test_demo_runs_the_forecast_workflow(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli_app, ["--json", "demo", "--hours", "4", "--data-dir", str(tmp_path / "d")],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    facts = json.loads(result.output)["workflow"]
+def test_demo_runs_the_forecast_workflow(demo_run: DemoRun) -> None:
+    facts = demo_run.facts["workflow"]
     assert facts["status"] == "finished" and facts["steps"] == 48
     assert set(facts["nodes"].values()) == {"finished"}
     assert "save" in facts["rerun_cached"]

@@ -19,6 +19,8 @@ from twinengine.store import changes
 from twinengine.store.base import utcnow
 from twinengine.twins import service
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 UMA = Principal(name="uma", role=Role.USER)
 
 

@@ -94,6 +94,7 @@ def test_a_rate_limit_is_a_positive_number(lake_engine: Engine, tmp_path: Path) 
     provider.lake.add_endpoint("slow", "file", str(tmp_path / "slow"), options={"rate_limit": "5e6"})
 
 
+@pytest.mark.every_store  # reaches code only PostgreSQL runs
 def test_an_ensemble_stages_its_members_input_once(lake_engine: Engine, tmp_path: Path) -> None:
     """An ensemble's input named by a member parameter is staged once, before its members run on the site;
     the members' outputs land on the endpoint that held the input."""

@@ -15,6 +15,8 @@ from twinengine.config import Settings
 from twinengine.demo.server import InProcessServer
 from twinengine.runtime import Runtime
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 CLIENTS = 20
 WRITES_EACH = 10
 

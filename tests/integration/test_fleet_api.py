@@ -124,6 +124,7 @@ def test_bad_filters_are_400_naming_the_parameter(engine: Engine, uma: Client) -
         uma.list_fleet(state=["level=="])
 
 
+@pytest.mark.every_store  # reaches code only PostgreSQL runs
 def test_aggregates_group_and_travel_in_time(uma: Client) -> None:
     whole = uma.fleet_aggregate("level", quantiles=[0.5, 0.9])
     (group,) = whole.groups
@@ -176,6 +177,7 @@ def test_stale_lists_the_twins_whose_property_outlived_its_gap_check(engine: Eng
     assert r.status_code == 400 and r.json()["details"][0]["loc"] == "stale"
 
 
+@pytest.mark.every_store  # reaches code only PostgreSQL runs
 def test_an_aggregate_leaves_postgresql_jit_as_it_found_it(engine: Engine, uma: Client, backend: str) -> None:
     """The aggregate turns PostgreSQL's JIT off for its statement; in a read-only unit of work (autocommit,
     where ``SET LOCAL`` does nothing) it sets it for the connection and must reset it before the connection

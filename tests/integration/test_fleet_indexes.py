@@ -25,6 +25,8 @@ from twinengine.twins.models import StateHead, Twin, TwinParameter
 from twinengine.twins.rebuild import rebuild_state, twins_to_rebuild
 from twinengine.twins.schemas import PropertyWrite
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 UMA = Principal(name="uma", role=Role.USER)
 ENSEMBLE = {"peak_mean": 2.5, "members": [1, 2]}
 

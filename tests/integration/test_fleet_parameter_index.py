@@ -29,6 +29,8 @@ from twinengine.twins.models import Twin, TwinParameter
 from twinengine.twins.parameter_index import COLUMNS, rows_sql
 from twinengine.twins.schemas import PropertyWrite
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 UMA = Principal(name="uma", role=Role.USER)
 LONG_NAME = "p" * 70  # longer than the index holds: read from the JSON
 NAMES = ("a", "b", "flag", "s", LONG_NAME)

@@ -15,6 +15,8 @@ from helpers import Engine
 from twinengine.config import Settings
 from twinengine.store.engine import Database
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 
 def test_the_probe_answers_while_the_store_is_busy(settings: Settings) -> None:
     db = Database(settings.db_url, pool_size=1)

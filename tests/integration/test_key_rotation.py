@@ -17,6 +17,8 @@ from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.errors import TokenInvalid
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 
 def _kid(token: str) -> str:
     return str(jwt.get_unverified_header(token)["kid"])

@@ -130,6 +130,7 @@ def test_uploads_that_fit_the_quota_are_taken_until_it_is_full(engine: Engine, l
     assert lake["provider"].lake.endpoint("gamma").used_bytes == 900_000  # type: ignore[attr-defined]
 
 
+@pytest.mark.every_store  # reaches code only PostgreSQL runs
 def test_rule_converges_and_repairs_after_verify(engine: Engine, lake: dict[str, object], tmp_path: Path) -> None:
     user, provider = lake["user"], lake["provider"]
     user.lake.add_dataset("demo:set")  # type: ignore[attr-defined]

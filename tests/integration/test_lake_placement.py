@@ -163,6 +163,7 @@ def test_a_corrupt_source_is_named_and_a_wrong_copy_is_never_committed(engine: E
     assert not (tmp_path / "b" / path).exists() and not list((tmp_path / "b" / INCOMING).iterdir())
 
 
+@pytest.mark.every_store  # reaches code only PostgreSQL runs
 def test_a_rule_over_several_chunks_is_placed_once(engine: Engine, files: list[str]) -> None:
     """More files than one chunk of the set-based pass (and, on PostgreSQL, the statistics refresh)."""
     runtime = engine.runtime

@@ -140,6 +140,7 @@ def test_no_listing_shows_another_users_items(world: dict[str, Any]) -> None:
         assert not leaked, f"{path} shows xb1 {leaked}: {got.text[:500]}"
 
 
+@pytest.mark.every_store  # reaches code only PostgreSQL runs
 def test_each_items_page_refuses_another_user(world: dict[str, Any]) -> None:
     xb1 = world["xb1"]
     for path in _pages(world):

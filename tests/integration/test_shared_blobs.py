@@ -13,6 +13,8 @@ from twinengine.errors import DataCorrupted
 from twinengine.store.blobs import BlobStore
 from twinengine.store.shared_blobs import SharedBlobStore, StoredBlob
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 
 def test_a_blob_put_on_one_host_is_read_on_another(engine: Engine, tmp_path: Path) -> None:
     db = engine.runtime.db

@@ -137,6 +137,7 @@ def test_a_quality_filter_works_with_time_travel_and_history(uma: Client) -> Non
     assert uma.history("reach", "level").quality is None and len(uma.history("reach", "level").items) == 4
 
 
+@pytest.mark.every_store  # reaches code only PostgreSQL runs
 def test_a_property_without_a_kept_value_is_left_out_and_objects_are_not_mistaken(uma: Client) -> None:
     uma.write_state("never-good", reported={"level": 50.0})  # out of range: its only value is bad
     # object values shaped like the log's envelope (quality/stored.py) are values, not flags

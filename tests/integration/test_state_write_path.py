@@ -18,6 +18,8 @@ from twinengine.twins.batch_schemas import StateBatchItem
 from twinengine.twins.models import StateHead
 from twinengine.twins.schemas import PropertyWrite
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 UMA = Principal(name="uma", role=Role.USER)
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
 

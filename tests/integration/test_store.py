@@ -16,6 +16,8 @@ from twinengine.store import migrate
 from twinengine.store.base import Base
 from twinengine.store.engine import Database
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 
 @pytest.mark.empty_store  # not the migrated copy the other tests start from
 def test_migrations_are_applied_on_start(engine: Engine) -> None:

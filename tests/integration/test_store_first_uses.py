@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,8 @@ from twinengine.config import Settings
 from twinengine.runtime import Runtime
 from twinengine.workflows import udp
 from twinengine.workflows.models import UserProcess
+
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
 
 
 def _second_waits_for_first(runtime: Runtime, first: Callable[[Session], Any], second: Callable[[Session], Any]

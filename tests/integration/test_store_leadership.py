@@ -23,7 +23,7 @@ from streams_fixtures import eventually, require_nats
 from twinengine.config import Settings
 from twinengine.daemons.leadership import StoreLeadership
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.every_store]
 
 
 CONTENDER = """

@@ -178,6 +178,7 @@ def test_server_sent_events_follow_new_records(engine: Engine, uma: Client) -> N
     assert [e["_offset"] for e in events] == [1, 2, 3] and ids == ["1", "2", "3"]
 
 
+@pytest.mark.every_store  # reaches code only PostgreSQL runs
 def test_state_changes_arrive_as_server_sent_events(engine: Engine, uma: Client) -> None:
     uma.report("reach", level=1.0)
     with engine.http.stream("GET", "/api/v1/twins/reach/state/events", params={"after": 0, "count": 2},

@@ -21,6 +21,8 @@ from twinengine.twins.current_state import CurrentStateReader
 from twinengine.twins.models import Twin
 from twinengine.twins.schemas import TwinState
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 UMA = Principal(name="uma", role=Role.USER)
 
 

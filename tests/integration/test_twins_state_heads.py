@@ -33,6 +33,8 @@ from twinengine.twins import service, state
 from twinengine.twins.models import StateHead, StateValue, Twin
 from twinengine.twins.schemas import PropertyValue, PropertyWrite, StateKind
 
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 UMA = Principal(name="uma", role=Role.USER)
 PROPERTIES = ("discharge", "rain", "storage")  # none with checks: reads add nothing the log lacks

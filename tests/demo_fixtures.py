@@ -1,0 +1,108 @@
+"""One ``twin --json demo`` run shared by every test that reads what the demo leaves behind.
+
+The demo takes a minute or more; a dozen test files check its facts or serve its data. It runs once per test
+run: the first test process to ask builds it under a file lock, the others (xdist workers) wait and reuse it.
+Tests read it only through :func:`demo_copy`, a copy of its data dir of their own (7 MB), because opening an
+engine on a data dir writes to it. The stores keep absolute paths (a lake endpoint's root, a stream segment's
+file, MLflow's artifact locations): the copy's are rewritten to point into the copy, so that nothing a test
+does reaches the shared run or another test's copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from filelock import FileLock
+
+__all__ = ["DemoRun", "demo_copy", "demo_run"]
+
+HOURS = 12
+ARGS = ["--json", "demo", "--hours", str(HOURS), "--step-minutes", "30"]  # 24 steps of the story
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """The demo's data dir (never written: copy it) and the JSON summary it printed."""
+
+    data_dir: Path
+    facts: dict[str, Any]
+    seconds: float
+
+
+def _shared_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent  # the xdist workers' basetemps share a parent
+
+
+def _build(folder: Path) -> None:
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "TWIN_MQTT_URL"}  # the gauges arrive over HTTP
+    started = time.perf_counter()
+    demo = subprocess.run([sys.executable, "-m", "twinengine.cli.main", *ARGS, "--data-dir", str(folder / "data")],
+                          capture_output=True, text=True, timeout=900, env={**env, "COLUMNS": "200"})
+    if demo.returncode != 0:
+        (folder / "failed.txt").write_text(f"twin demo exited {demo.returncode}:\n{demo.stdout[-3000:]}\n"
+                                           f"{demo.stderr[-3000:]}")
+        return
+    (folder / "stderr.txt").write_text(demo.stderr)
+    (folder / "seconds.txt").write_text(f"{time.perf_counter() - started:.1f}")
+    (folder / "facts.json").write_text(demo.stdout)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoRun:
+    """``twin --json demo --hours 12 --step-minutes 30`` over the embedded default, run once for the whole test
+    run."""
+    from helpers import need_modules
+
+    need_modules("ml", "torch", "mlflow", hint="the demo trains a model: pip install -e '.[ml]'")
+    root = _shared_root(tmp_path_factory, worker_id)
+    folder = root / "shared-demo"
+    with FileLock(str(root / "shared-demo.lock")):
+        if not (folder / "facts.json").exists() and not (folder / "failed.txt").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            _build(folder)
+    if (folder / "failed.txt").exists():
+        pytest.fail((folder / "failed.txt").read_text(), pytrace=False)
+    return DemoRun(data_dir=folder / "data", facts=json.loads((folder / "facts.json").read_text()),
+                   seconds=float((folder / "seconds.txt").read_text()))
+
+
+def demo_copy(run: DemoRun, target: Path) -> Path:
+    """A data dir of the test's own, as the demo left it, its stores pointing into it; returns it."""
+    shutil.copytree(run.data_dir, target, symlinks=True)
+    for store in ("twin.db", "mlflow.db"):
+        _relocate(target / store, str(run.data_dir), str(target))
+    assert not _mentions(target / "twin.db", str(run.data_dir)), "a path into the shared demo is left"
+    return target
+
+
+def _text_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return [(table, column[1]) for table in tables for column in db.execute(f'PRAGMA table_info("{table}")')
+            if not column[2] or any(t in column[2].upper() for t in ("CHAR", "TEXT", "CLOB", "JSON"))]
+
+
+def _relocate(path: Path, old: str, new: str) -> None:
+    with closing(sqlite3.connect(path)) as db, db:
+        for table, column in _text_columns(db):
+            db.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) WHERE instr("{column}", ?) > 0',
+                       (old, new, old))
+
+
+def _mentions(path: Path, old: str) -> bool:
+    with closing(sqlite3.connect(path)) as db:
+        return any(db.execute(f'SELECT 1 FROM "{t}" WHERE instr("{c}", ?) > 0 LIMIT 1', (old,)).fetchone()
+                   for t, c in _text_columns(db))
