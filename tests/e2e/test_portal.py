@@ -5,13 +5,14 @@ checked with axe-core and for CSP violations (tests/browser.py)."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from browser import Portal, Site
-from helpers import make_app
+from helpers import MINIMAL_STATE, make_app
 from twinengine.client import Client
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(900)]
@@ -318,6 +319,43 @@ def test_6_streams_live_tail_functions_and_buffers(portal: Any, site: Site) -> N
     page.wait_for_selector(f"table.tail tr[data-offset='{end}']", timeout=15_000)
     assert "0.987" in uma.text(f"table.tail tr[data-offset='{end}']")
     assert "Retraining buffers" in uma.text()
+
+
+PAUSING = '''
+def gauge(ctx, records):
+    if "on" not in ctx.state.desired:
+        raise RuntimeError("the gauge is switched off")
+    ctx.update_state(level=records[-1]["level"])
+'''
+
+
+def test_6b_a_paused_function_says_why_since_when_and_how_to_resume_it(portal: Any, site: Site,
+                                                                      tmp_path: Path) -> None:
+    readings = {"key": "station", "fields": {"time": {"type": "timestamp"}, "level": {"type": "float"},
+                                             "station": {"type": "string"}}}
+    sdk(site, "ada").publish_app(make_app(tmp_path, name="pause-probe", manifest={
+        "streams": {"readings": readings}, "state": MINIMAL_STATE,
+        "functions": {"gauge": {"entrypoint": "pause_probe.fns:gauge", "stream": "readings"}}},
+        files={"pause_probe/fns.py": PAUSING}))
+    owner = sdk(site, "uma")
+    owner.create_twin("pause-probe@1.0.0", "paused-well", {"station": "W1"})
+    owner.streams.append("paused-well", "readings", [{"time": f"2026-03-01T00:{i:02d}:00Z", "level": float(i),
+                                                      "station": "W1"} for i in range(12)])
+    deadline = time.monotonic() + 120  # paused after 10 batches dead-lettered in a row (the default)
+    while not owner.streams.functions("paused-well")[0].paused:
+        assert time.monotonic() < deadline, owner.streams.functions("paused-well")
+        time.sleep(0.2)
+    uma = portal("uma")
+    page = uma.goto("/ui/twins/paused-well/streams")
+    notice = uma.text(".fn-paused")
+    assert "Function gauge is paused since 20" in notice and "RuntimeError: the gauge is switched off" in notice
+    assert uma.text(".fn-resume-command") == "twin stream resume paused-well gauge"
+    assert uma.text(".fn-status") == "paused"
+    uma.check("streams-paused")
+    owner.desire("paused-well", on=True)  # what the function lacked
+    page.click("button[aria-label='Resume function gauge']")
+    page.wait_for_selector(".fn-paused", state="detached", timeout=15_000)
+    assert uma.text(".fn-status") == "running"
 
 
 def test_7_models_versions_gate_curves_drift_and_trail(portal: Any, site: Site) -> None:

@@ -5,6 +5,7 @@ with its dead letters replayed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,19 @@ def test_a_deterministic_bug_pauses_the_function_and_resume_replays_its_dead_let
         uma.streams.resume_function("well", "gauge")
     with pytest.raises(FunctionNotFound):
         uma.streams.resume_function("well", "nothing")
+
+
+def test_the_functions_answer_carries_the_paused_state_the_portal_shows(engine: Engine, uma: Client) -> None:
+    """The streams page reads ``paused``, ``paused_reason`` and ``paused_at`` of each function from this answer."""
+    uma.streams.append("well", "readings", [rec(i) for i in range(3)])
+    eventually(lambda: paused(uma, "gauge"))
+    answer = engine.http.get("/api/v1/twins/well/functions", headers=engine.headers(engine.token("uma", "user")))
+    assert answer.status_code == 200, answer.text
+    gauge = {f["name"]: f for f in answer.json()}["gauge"]
+    assert gauge["paused"] is True and "3 batches in a row failed" in gauge["paused_reason"]
+    assert datetime.fromisoformat(gauge["paused_at"]).tzinfo is not None
+    documented = engine.http.get("/openapi.json").json()["components"]["schemas"]["FunctionRead"]["properties"]
+    assert all(documented[field].get("description") for field in ("paused", "paused_reason", "paused_at"))
 
 
 def test_a_refused_state_write_names_the_function_the_record_and_the_line(uma: Client) -> None:

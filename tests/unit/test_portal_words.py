@@ -91,3 +91,16 @@ def test_provenance_relations_run_from_inputs_through_the_run_to_outputs() -> No
                      ["twin:run/run-1", "twin:result/run-1/result.json", "generated"],
                      ["twin:identity/uma", "twin:run/run-1", "ran"]]
     assert label == "RunResult · run-1/result.json"
+
+
+def test_a_paused_function_reads_as_why_since_when_and_the_command_that_resumes_it() -> None:
+    """What the streams page shows of a function the API answers as paused, and nothing for a running one."""
+    fn = {"name": "gauge", "paused": True, "paused_at": "2026-03-01T00:05:00.123456Z",
+          "paused_reason": "3 batches in a row failed; the last: KeyError: 'depth' (at fail_app/fns.py:5)"}
+    running, said, unrecorded = run(("paused.js", "pausedWords", ["well", {"name": "gauge", "paused": False}]),
+                                    ("paused.js", "pausedWords", ["well", fn]),
+                                    ("paused.js", "pausedWords", ["well", {"name": "gauge", "paused": True}]))
+    assert running is None
+    assert said == {"title": "Function gauge is paused", "since": "since 2026-03-01 00:05:00Z",
+                    "reason": fn["paused_reason"], "command": "twin stream resume well gauge"}
+    assert unrecorded["reason"] == "no reason was recorded" and unrecorded["since"] == ""

@@ -105,7 +105,7 @@ class FunctionRead(BaseModel):
     dead_letters: int
     paused: bool = Field(default=False, description="Paused after a run of dead-lettered batches; resume it.")
     paused_reason: str | None = Field(default=None, description="Why it was paused: the last failure, where.")
-    paused_at: datetime | None = None
+    paused_at: datetime | None = Field(default=None, description="When it was paused (UTC); null while it runs.")
 
 
 class FunctionResumed(BaseModel):

@@ -1,7 +1,8 @@
 // A twin's streams: a live tail of each (Server-Sent Events), functions on arrival with lag, calls and dead
-// letters, and retraining buffers.
+// letters (a paused one said at the top, with why and how to resume it), and retraining buffers.
 import { api, enc, events } from "../api.js";
 import { h, replace, section, show, table, when } from "../dom.js";
+import { pausedWords } from "../paused.js";
 import { loadTwin, twinHeader } from "../twinnav.js";
 
 const TAIL = 50;
@@ -46,6 +47,31 @@ function tail(twin, stream, closers) {
         h("th", { scope: "col" }, "quality"))), body)), flagged);
 }
 
+// Who may resume a function: its owner, an admin, or someone granted operate (the API says so too).
+const RESUMERS = new Set(["owner", "operate", "admin"]);
+
+// A paused function, said where it is seen first: why, since when, the command that resumes it, and a
+// button for whoever may resume it.
+function pausedNotice(twin, f, refresh, ctx) {
+  const said = pausedWords(twin.name, f);
+  const button = RESUMERS.has(twin.access) ? h("button", { type: "button", class: "secondary", "aria-label": `Resume function ${f.name}` }, "Resume") : "";
+  if (button) button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const done = await api(`/api/v1/twins/${enc(twin.id)}/functions/${enc(f.name)}/resume`, { method: "POST" });
+      ctx.toast(`${f.name} resumed at offset ${done.offset}; ${done.replayed} dead letters handled again`);
+      await refresh();
+    } catch (error) {
+      button.disabled = false;
+      ctx.toast(String(error.message || error));
+    }
+  });
+  return h("div", { class: "alert fn-paused", "data-function": f.name },
+    h("p", {}, h("strong", {}, said.title), ` ${said.since}: `, h("span", { class: "fn-paused-reason" }, said.reason)),
+    h("p", {}, "Fix the cause (the app, or what the function lacks), then resume it: the records of the run that paused it are handled again. ",
+      h("code", { class: "fn-resume-command" }, said.command), button ? [" ", button] : ""));
+}
+
 export async function render(root, ctx) {
   const { twin, manifest } = await loadTwin(ctx.params[0]);
   const base = `/api/v1/twins/${enc(twin.id)}`;
@@ -57,8 +83,10 @@ export async function render(root, ctx) {
   async function refresh() {
     const [fns, dead, buffers, fresh] = await Promise.all([api(`${base}/functions`), api(`${base}/functions/dead-letters`, { params: { limit: 50 } }),
       api(`${base}/buffers`), api(`${base}/streams`)]);
-    replace(fnSlot, table("Functions on arrival", ["function", "stream", "trigger", "handled up to", "lag", "calls", "dead letters"], fns.map((f) => [
-      f.name, f.stream, f.trigger.kind, String(f.offset), h("span", { class: "fn-lag" }, String(f.lag)), h("span", { class: "fn-calls" }, String(f.calls)), String(f.dead_letters)]), { empty: "No functions." }),
+    replace(fnSlot, fns.filter((f) => f.paused).map((f) => pausedNotice(twin, f, refresh, ctx)),
+      table("Functions on arrival", ["function", "stream", "trigger", "status", "handled up to", "lag", "calls", "dead letters"], fns.map((f) => [
+        f.name, f.stream, f.trigger.kind, h("span", { class: `fn-status${f.paused ? " status-alert" : ""}` }, f.paused ? "paused" : "running"), String(f.offset),
+        h("span", { class: "fn-lag" }, String(f.lag)), h("span", { class: "fn-calls" }, String(f.calls)), String(f.dead_letters)]), { empty: "No functions." }),
       table("Streams", ["stream", "records", "lag", "MQTT topic"], fresh.map((s) => [s.name, String(s.end_offset), String(s.lag), s.mqtt_topic || "–"])));
     replace(deadSlot, table("Dead letters", ["function", "offsets", "attempts", "error", "at (UTC)"], dead.map((d) => [d.function, `${d.first_offset}–${d.last_offset}`, String(d.attempts), d.error, when(d.created_at)]), { empty: "No dead letters." }));
     replace(bufSlot, table("Retraining buffers", ["buffer", "stream", "policy", "filling", "sealed fills"], buffers.map((b) => [b.name, b.stream,
