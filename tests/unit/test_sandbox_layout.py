@@ -131,6 +131,33 @@ def test_a_sandbox_that_cannot_start_is_said_once_naming_the_cause_and_the_setti
     assert Sandbox("auto", hidden=[], binary=str(script)).effective() == "none"  # an embedded engine, warned
 
 
+WITHOUT_BWRAP = """
+import sys
+from pathlib import Path
+
+from twinengine.cli.main import _sandbox_for_serving
+from twinengine.config import Settings
+from twinengine.workers.sandbox import Sandbox
+
+settings = Settings(data_dir=Path(sys.argv[2]))
+if sys.argv[1] == "serve":
+    settings = _sandbox_for_serving(settings)
+for _start in range(2):  # what the engine's start says again after twin serve's own check
+    Sandbox.from_settings(settings).announce()
+"""
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_without_bwrap_on_the_path_the_sandbox_warning_is_said_once(tmp_path: Path, command: str) -> None:
+    """Where no handler is configured, logging's last resort would print the warning a second time."""
+    env = {**os.environ, "PATH": str(tmp_path)}  # a PATH without bubblewrap
+    env.pop("TWIN_SANDBOX", None)
+    ran = subprocess.run([sys.executable, "-c", WITHOUT_BWRAP, command, str(tmp_path / "data")], env=env,
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert ran.stderr.count("bwrap is not installed") == 1, ran.stderr
+    assert "TWIN_SANDBOX=none" in ran.stderr
+
+
 def test_twin_serve_and_the_runtime_start_probe_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``twin serve`` checks the sandbox before it listens, and a runtime (the demo's too) when it starts."""
     from twinengine.cli.main import _sandbox_for_serving

@@ -372,8 +372,24 @@ def gpu_devices(root: str = "/dev") -> list[str]:
 
 
 def _warn_once(key: str, message: str) -> None:
-    if key not in _WARNED:
-        _WARNED.add(key)
+    """Say ``message`` once per process: to the log where one is configured, and to stderr unless the log
+    already writes there (with no handler at all, logging's last resort would print it a second time)."""
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    handlers = _log_handlers(log)
+    if handlers:
         log.warning(message)
+    if not any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stderr, sys.__stderr__) for h in handlers):
         print(f"\n!!! twinengine: {message}\n", file=sys.stderr, flush=True)
+
+
+def _log_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    """The handlers a record of ``logger`` reaches (``propagate`` followed up to the root)."""
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found.extend(current.handlers)
+        current = current.parent if current.propagate else None
+    return found
 
