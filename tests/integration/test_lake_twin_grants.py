@@ -22,7 +22,7 @@ import xarray as xr
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from helpers import RIVER_REACH
+from helpers import RIVER_REACH, statements
 from streams_fixtures import gauge
 from twinengine.api import create_app
 from twinengine.auth.principal import SYSTEM, Principal, Role
@@ -248,6 +248,40 @@ def test_a_run_loads_only_lake_collections_its_owner_may_read(lake: Lake, tmp_pa
     theirs = _run_as(lake, "xb1", graph)
     assert theirs.status == "error" and "no collection 'uma.field'" in str(theirs.error)
     assert _run_as(lake, "uma", graph).status == "finished"
+
+
+def _fields(lake: Lake, tmp_path: Path, names: list[str]) -> None:
+    """Datasets ``uma:<name>`` of one small netCDF field each, uploaded by uma."""
+    lat, lon = np.arange(45.0, 46.01, 0.5), np.arange(7.0, 8.01, 0.5)
+    for name in names:
+        path = tmp_path / f"{name}.nc"
+        xr.Dataset({"rain": (("lat", "lon"), np.ones((lat.size, lon.size)), {"units": "mm h-1"})},
+                   coords={"lat": lat, "lon": lon}).to_netcdf(path)
+        headers = lake.as_("uma")
+        assert lake.http.post("/api/v1/lake/dids", headers=headers, json={"did": f"uma:{name}", "type": "dataset"}
+                              ).status_code == 201
+        assert lake.http.post("/api/v1/lake/uploads", headers=headers, content=path.read_bytes(), params={
+            "did": f"uma:{name}/{name}.nc", "endpoint": "disk", "dataset": f"uma:{name}"}).status_code == 201
+
+
+def test_the_edr_listing_asks_the_store_as_often_for_many_lake_collections_as_for_one(lake: Lake,
+                                                                                        tmp_path: Path) -> None:
+    """The replicas and the grants of a listing's collections are asked for together, not one query each."""
+    from twinengine.access.listing import list_collections
+
+    def listing(principal: Principal) -> tuple[int, int]:
+        with statements(lake) as seen:  # type: ignore[arg-type]  (it needs the runtime only)
+            listed = list_collections(lake.runtime.access, principal=principal, base="http://testserver/edr")
+        return len([c for c in listed if c["id"].startswith("uma.")]), len(seen)
+
+    admin = Principal("root", Role.ADMIN)
+    _fields(lake, tmp_path, ["field-a"])
+    one = {"uma": listing(UMA), "admin": listing(admin)}
+    _fields(lake, tmp_path, ["field-b", "field-c", "field-d", "field-e"])
+    five = {"uma": listing(UMA), "admin": listing(admin)}
+    assert {who: n for who, (n, _) in one.items()} == {"uma": 1, "admin": 1}
+    assert {who: n for who, (n, _) in five.items()} == {"uma": 5, "admin": 5}
+    assert {who: asked for who, (_, asked) in five.items()} == {who: asked for who, (_, asked) in one.items()}
 
 
 def _forecast_item(lake: Lake, who: str, scope: str) -> None:

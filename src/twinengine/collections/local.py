@@ -10,9 +10,11 @@ an error naming it and the reason (``UnreadableFile``, 422); a file in no collec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -52,9 +54,21 @@ class LocalCollections(CollectionSource):
         self.root = root
         self._lock = threading.Lock()
         self._open: dict[str, tuple[float, xr.Dataset]] = {}
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """This thread's calls inside see one listing of the folder (read once, not once per collection)."""
+        outer = getattr(self._local, "entries", None)
+        self._local.entries = outer if outer is not None else collection_files(self.root)
+        try:
+            yield
+        finally:
+            self._local.entries = outer
 
     def _entries(self) -> dict[str, tuple[Path, formats.FormatMatch]]:
-        return collection_files(self.root)
+        entries: dict[str, tuple[Path, formats.FormatMatch]] | None = getattr(self._local, "entries", None)
+        return entries if entries is not None else collection_files(self.root)
 
     def ids(self) -> list[str]:
         return [cid for cid, (_, fmt) in self._entries().items() if fmt.unavailable is None]

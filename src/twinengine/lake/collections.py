@@ -35,7 +35,11 @@ from twinengine.store.engine import Database
 
 __all__ = ["LakeCollections", "collection_id", "gridded_format"]
 
+# a file's scope, name and checksum with one readable replica's path and endpoint
+_ReplicaRow = tuple[str, str, str | None, str, Endpoint]
+
 _COPY_CHUNK = 4 * 1024 * 1024
+_IN_BATCH = 500  # file ids per query: well under the bound parameters a statement may have
 _DATASET, _FILE = aliased(Did, name="dataset"), aliased(Did, name="file")  # once: an alias per call is garbage
 
 
@@ -76,17 +80,19 @@ class LakeCollections(CollectionSource):
         self._open: dict[str, tuple[str, xr.Dataset]] = {}
         self._failed: dict[str, tuple[str, TwinEngineError]] = {}  # a file that cannot be read, by its checksum
         self._listed: tuple[tuple[object, ...], dict[str, tuple[int, str]]] | None = None
+        self._ids: tuple[dict[str, tuple[int, str]], list[str]] | None = None  # ids() of that listing
         self._local = threading.local()
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         """This thread's calls inside see one listing of the lake's collections (asked for once)."""
         outer = getattr(self._local, "listing", None)
+        outer_replicas = getattr(self._local, "replicas", None)
         self._local.listing = outer if outer is not None else self._gridded()
         try:
             yield
         finally:
-            self._local.listing = outer
+            self._local.listing, self._local.replicas = outer, outer_replicas
 
     def _gridded(self) -> dict[str, tuple[int, str]]:
         """collection id → (file id, file name) for every dataset with a collection file that has a good replica;
@@ -119,8 +125,16 @@ class LakeCollections(CollectionSource):
         return found
 
     def ids(self) -> list[str]:
-        return [cid for cid, (_, name) in self._gridded().items()
-                if (found := formats.match(PurePosixPath(name).name)) is not None and found.unavailable is None]
+        """The listed collections in a format this engine reads; worked out once per listing (a listing of
+        the EDR collections asks for them once per collection, to find the source that owns it)."""
+        listing = self._gridded()
+        kept = self._ids
+        if kept is not None and kept[0] is listing:
+            return list(kept[1])
+        ids = [cid for cid, (_, name) in listing.items()
+               if (found := formats.match(PurePosixPath(name).name)) is not None and found.unavailable is None]
+        self._ids = (listing, ids)
+        return list(ids)
 
     def readable_ids(self, principal: Caller) -> list[str]:
         """The lake's collections whose dataset and file ``principal`` may read (``lake.grants``)."""
@@ -132,7 +146,25 @@ class LakeCollections(CollectionSource):
         gridded = self._gridded()
         with self.db.session(readonly=True) as session:
             readers = Readers(session, principal)
-            return [cid for cid in ids if self._readable(session, readers, cid, gridded)]
+            datasets = self._datasets(session, ids)
+            file_ids = [gridded[cid][0] for cid in ids if cid in gridded]
+            files = {did.id: did for start in range(0, len(file_ids), _IN_BATCH)
+                     for did in session.scalars(select(Did).where(Did.id.in_(file_ids[start:start + _IN_BATCH])))}
+            return [cid for cid in ids if self._readable(session, readers, cid, gridded, (datasets, files))]
+
+    @staticmethod
+    def _datasets(session: Session, ids: list[str]) -> dict[str, Did]:
+        """The datasets that collection ids name, by id: asked for in a query per batch, not one each."""
+        wanted = {cid: (scope, name.replace("~", "/")) for cid in ids for scope, _, name in [cid.partition(".")]}
+        pairs = sorted(set(wanted.values()))
+        found: dict[tuple[str, str], Did] = {}
+        for start in range(0, len(pairs), _IN_BATCH):
+            batch = pairs[start:start + _IN_BATCH]
+            for did in session.scalars(select(Did).where(Did.type == DidType.DATASET,
+                                                         Did.scope.in_({scope for scope, _ in batch}),
+                                                         Did.name.in_({name for _, name in batch}))):
+                found[(did.scope, did.name)] = did
+        return {cid: found[pair] for cid, pair in wanted.items() if pair in found}
 
     def readable(self, collection_id: str, principal: Caller) -> bool:
         if principal.is_admin:
@@ -143,13 +175,14 @@ class LakeCollections(CollectionSource):
             return self._readable(session, Readers(session, principal), collection_id, self._gridded())
 
     @staticmethod
-    def _readable(session: Session, readers: Readers, collection_id: str,
-                  gridded: dict[str, tuple[int, str]]) -> bool:
+    def _readable(session: Session, readers: Readers, collection_id: str, gridded: dict[str, tuple[int, str]],
+                  known: tuple[dict[str, Did], dict[int, Did]] | None = None) -> bool:
+        """``known``: the datasets (by collection id) and files (by id) a listing asked for together."""
         scope, _, name = collection_id.partition(".")
-        dataset = session.scalar(select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/"),
-                                                   Did.type == DidType.DATASET))
+        dataset = known[0].get(collection_id) if known is not None else session.scalar(
+            select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/"), Did.type == DidType.DATASET))
         found = gridded.get(collection_id)
-        file = session.get(Did, found[0]) if found is not None else None
+        file = None if found is None else known[1].get(found[0]) if known is not None else session.get(Did, found[0])
         return dataset is not None and readers(dataset) and (file is None or readers(file))
 
     def _locate(self, collection_id: str) -> tuple[int, str]:
@@ -184,17 +217,12 @@ class LakeCollections(CollectionSource):
 
     def open(self, collection_id: str) -> xr.Dataset:
         file_id, _ = self._locate(collection_id)
-        with self.db.session(readonly=True) as session:
-            file = session.get_one(Did, file_id)
-            pairs = session.execute(select(Replica, Endpoint).join(Endpoint, Endpoint.id == Replica.endpoint_id)
-                                    .where(Replica.did_id == file_id, Replica.state == ReplicaState.AVAILABLE,
-                                           Endpoint.read.is_(True))).all()
-            choices = sorted(pairs, key=lambda p: (p[1].protocol != "file", p[1].name))
-            if not choices:
-                raise CollectionNotFound(f"{collection_id}: no readable replica right now")
-            replica, endpoint = choices[0]
-            backend, path, stamp = self.lake.backend(endpoint), replica.path, file.sha256 or ""
-            label, name = f"{file.scope}:{file.name}", PurePosixPath(file.name).name
+        choices = sorted(self._replicas(file_id), key=lambda r: (r[4].protocol != "file", r[4].name))
+        if not choices:
+            raise CollectionNotFound(f"{collection_id}: no readable replica right now")
+        scope, file_name, sha256, path, endpoint = choices[0]
+        backend, stamp = self.lake.backend(endpoint), sha256 or ""
+        label, name = f"{scope}:{file_name}", PurePosixPath(file_name).name
         with self._lock:
             cached = self._open.get(collection_id)
             if cached is not None and cached[0] == stamp:
@@ -212,6 +240,29 @@ class LakeCollections(CollectionSource):
             self._open[collection_id] = (stamp, ds)
             self._failed.pop(collection_id, None)
         return ds
+
+    def _replicas(self, file_id: int) -> list[_ReplicaRow]:
+        """The file (scope, name, checksum) with each readable replica (path, endpoint). Within a snapshot,
+        those of every listed file are asked for at the first open, in one query, not one query each."""
+        listing: dict[str, tuple[int, str]] | None = getattr(self._local, "listing", None)
+        if listing is None:
+            return self._replicas_of([file_id]).get(file_id, [])
+        found: dict[int, list[_ReplicaRow]] | None = getattr(self._local, "replicas", None)
+        if found is None or file_id not in found:
+            found = self._local.replicas = self._replicas_of(sorted({f for f, _ in listing.values()} | {file_id}))
+        return found.get(file_id, [])
+
+    def _replicas_of(self, file_ids: list[int]) -> dict[int, list[_ReplicaRow]]:
+        out: dict[int, list[_ReplicaRow]] = {file_id: [] for file_id in file_ids}
+        with self.db.session(readonly=True) as session:
+            for start in range(0, len(file_ids), _IN_BATCH):
+                for r in session.execute(
+                        select(Did.id, Did.scope, Did.name, Did.sha256, Replica.path, Endpoint)
+                        .join(Replica, Replica.did_id == Did.id).join(Endpoint, Endpoint.id == Replica.endpoint_id)
+                        .where(Did.id.in_(file_ids[start:start + _IN_BATCH]), Replica.state == ReplicaState.AVAILABLE,
+                               Endpoint.read.is_(True))):
+                    out[r[0]].append((r[1], r[2], r[3], r[4], r[5]))
+        return out
 
     def _read(self, backend: StorageBackend, path: str, *, name: str, label: str, sha256: str) -> xr.Dataset:
         found = formats.resolve(name, label=label, is_dir=False)
