@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from twinengine.ml.config import TrainingConfig
+from twinengine.app.training_config import TrainingConfig
 from twinengine.ml.distributed import DistributedJob, launch
 from twinengine.ml.registry import AsyncMetricLogger, ModelRegistry
 from twinengine.ml.trainer import TrainingData, TrainingTask, fit

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from twinengine.app.local import LocalEngine
+from twinengine.appdev.local import LocalEngine
 from twinengine.ml.serving import predict_with
 from twinengine.workers.service import SERVING
 

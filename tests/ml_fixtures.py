@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from twinengine.ml.config import TrainingConfig
+from twinengine.app.training_config import TrainingConfig
 from twinengine.ml.trainer import TrainingTask
 
 CALLS = {"build": 0}

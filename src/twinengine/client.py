@@ -41,9 +41,9 @@ if TYPE_CHECKING:
     from twinengine.auth.client import AccessClient
     from twinengine.calibration.client import CalibrationClient
     from twinengine.compute.client import ComputeClient
+    from twinengine.ensembles.client import EnsemblesClient
     from twinengine.lake.client import LakeClient
     from twinengine.ml.client import MLClient
-    from twinengine.quality.client import EnsemblesClient
     from twinengine.streams.sdk import StreamsClient
     from twinengine.subscriptions.client import SubscriptionsClient
     from twinengine.twin_assimilation.client import AssimilationClient
@@ -124,7 +124,7 @@ class Client:
     @property
     def ensembles(self) -> EnsemblesClient:
         """Ensembles of workflows (members, statistics), scenarios of forks, and comparisons."""
-        from twinengine.quality.client import EnsemblesClient
+        from twinengine.ensembles.client import EnsemblesClient
 
         return EnsemblesClient(self._transport)
 

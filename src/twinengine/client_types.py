@@ -2,30 +2,23 @@
 rich display (``_repr_html_``, escaped) and one way to the field's data structures: ``to_pandas()`` for
 tables (state, history with its quality flags; stream records: ``streams.sdk.Records``), ``to_xarray()`` for fields
 (EDR answers, netCDF run results). pandas and xarray are imported inside those methods, so
-``import twinengine`` stays light.
+``import twinengine`` stays light. A run's and an EDR answer's types live beside their namespaces
+(``workflows.run_types``, ``access.sdk``) and are named here too.
 """
 
 from __future__ import annotations
 
-import io
-import json
-from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING
 
 from twinengine._html import table
-from twinengine.errors import InvalidInput
+from twinengine.access.sdk import Coverage
 from twinengine.twins.schemas import HistoryRead, TwinPage, TwinRead, TwinState
-from twinengine.workflows.schemas import RunPage, RunRead
+from twinengine.workflows.run_types import Run, RunList, RunResult
 
 if TYPE_CHECKING:
     import pandas as pd
-    import xarray as xr
 
 __all__ = ["Coverage", "History", "Run", "RunList", "RunResult", "State", "Twin", "TwinList"]
-
-NETCDF_TYPES = ("application/x-netcdf", "application/netcdf", "application/x-netcdf4")
-
 
 class Twin(TwinRead):
     """A twin, shown as a table of its app, owner, revision and parameters."""
@@ -114,56 +107,3 @@ class History(HistoryRead):
         rows = ((v.timestamp, v.value, v.unit, v.revision) for v in self.items)
         return table(f"{self.property} ({self.kind}), {len(self.items)} values", ("timestamp", "value", "unit",
                                                                                    "revision"), rows)
-
-
-class Run(RunRead):
-    """A workflow run, shown with its status, progress, error and result assets."""
-
-    def _repr_html_(self) -> str:
-        rows: list[tuple[str, Any]] = [
-            ("workflow", self.workflow or self.title or self.kind), ("twin", self.twin_name), ("status", self.status),
-            ("progress", f"{self.progress * 100:.0f}%"), ("created", self.created_at), ("finished", self.finished_at)]
-        if self.error:
-            rows.append(("error", f"{self.error.get('code')}: {self.error.get('message')}"))
-        rows += [(f"asset {a.get('name')}", f"{a.get('type')}, {a.get('size')} bytes") for a in self.assets]
-        return table(f"run {self.id}", ("", "value"), rows)
-
-
-class RunList(RunPage):
-    items: list[Run]  # type: ignore[assignment]
-
-    def _repr_html_(self) -> str:
-        return table(f"{self.total} runs", ("id", "workflow", "twin", "status", "progress", "created"),
-                     ((r.id, r.workflow or r.title, r.twin_name, r.status, f"{r.progress * 100:.0f}%", r.created_at)
-                      for r in self.items))
-
-
-class RunResult(BaseModel):
-    """One result asset of a run, as downloaded: ``to_xarray()`` for netCDF, ``value()`` for JSON."""
-
-    run_id: str
-    name: str
-    media_type: str
-    content: bytes
-
-    def to_xarray(self) -> xr.Dataset:
-        """The netCDF asset as an xarray dataset, loaded into memory."""
-        import xarray as xr
-
-        if self.media_type.split(";")[0].strip() not in NETCDF_TYPES:
-            raise InvalidInput(f"{self.name} is {self.media_type}, not netCDF; read its bytes from .content")
-        with xr.open_dataset(io.BytesIO(self.content), engine="h5netcdf") as ds:
-            return ds.load()
-
-    def value(self) -> Any:
-        """A JSON asset, parsed."""
-        return json.loads(self.content)
-
-
-class Coverage(dict[str, Any]):
-    """An EDR answer as the CoverageJSON document it is (a dict); ``to_xarray()`` decodes it."""
-
-    def to_xarray(self) -> xr.Dataset:
-        from twinengine.access.covjson_decode import to_xarray
-
-        return to_xarray(self)

@@ -26,10 +26,9 @@ from twinengine.bootstrap import issuer_for, prepare_store
 from twinengine.catalog.service import PublishStep
 from twinengine.collections import ChainedCollections, CollectionSource, LocalCollections
 from twinengine.config import Settings
-from twinengine.lake.arrivals import LakeArrivals
+from twinengine.daemons import workflows_runner
 from twinengine.lake.collections import LakeCollections
 from twinengine.lake.context import Lake, LakeTuning
-from twinengine.lake.run_results import LakeResultStore
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
 from twinengine.store.shared_blobs import SharedBlobStore
@@ -42,6 +41,8 @@ from twinengine.workers.envs import Environments
 from twinengine.workers.service import Workers
 from twinengine.workflows.apps import AppProcessIndex
 from twinengine.workflows.engine import WorkflowEngine
+from twinengine.workflows.lake_arrivals import LakeArrivals
+from twinengine.workflows.lake_results import LakeResultStore
 from twinengine.workflows.triggers import ChainedArrivals, materialize_manifest_triggers
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class Runtime:
         # State revisions are announced after their commit (twins.state records them in session.info).
         event.listen(self.db.sessions, "after_commit", self._announce_revisions)
         event.listen(self.db.sessions, "after_rollback", lambda s: s.info.pop(REVISIONS_KEY, None))
-        from twinengine.ml.processes import register_processes
+        from twinengine.workflows.ml_processes import register_processes
 
         register_processes(self.workflows.registry, lambda: self.ml)  # train_model, predict
         from twinengine.calibration.processes import register_processes as calibration_processes
@@ -228,7 +229,7 @@ class Runtime:
                       verifiers=[issuer, *(OidcVerifier(p, db=db) for p in settings.oidc_providers)],
                       verdicts=VerdictCache(settings.token_recheck.total_seconds()),
                       workers=Workers.from_settings(settings))
-        from twinengine.quality.ensemble_run import execute_ensemble
+        from twinengine.ensembles.run import execute_ensemble
 
         workflows.kinds["ensemble"] = execute_ensemble
         workflows.services["workers"] = runtime.workers  # run_udf and app processes run in its sandboxes
@@ -258,7 +259,7 @@ class Runtime:
         with self.db.session() as session:  # the start-up executor is the site `local` (compute.sites)
             ensure_default_site(session, self.workflows.executor)
         self.workers.sandbox.announce()  # a sandbox that cannot start is said once now, not by every worker
-        self.workflows.start()
+        self.workflows.start(workflows_runner.loops_of(self.workflows))
         self.calibrations.start()  # resumes calibrations a stopped engine left queued or running
         from twinengine.ml.models import pending_work
 

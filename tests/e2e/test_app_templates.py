@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from helpers import Engine, LiveEngine, need_sandbox
 from ml_fixtures import need_torch
-from twinengine.app.scaffold import DEFAULT_TEMPLATE, TEMPLATES
+from twinengine.appdev.scaffold import DEFAULT_TEMPLATE, TEMPLATES
 from twinengine.cli.main import app as cli_app
 from twinengine.errors import AppVersionConflict, ValidationFailed
+
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
 
 
 def twin(*args: str, expect: int = 0) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from helpers import MINIMAL_STATE, make_app, need_modules, need_sandbox
 from ml_fixtures import LINE_STREAM, line_samples, ridge_task
-from twinengine.app.harness import Item, check_app
+from twinengine.appdev.harness import Item, check_app
 
 TASK = ridge_task(max_mae=1e-9)
 GRAPH = {"process_graph": {"p": {"process_id": "predict", "arguments": {

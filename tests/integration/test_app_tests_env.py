@@ -7,7 +7,7 @@ from pathlib import Path
 
 from test_workers_envs import LIB, pinned_app, wheel
 
-from twinengine.app.harness import check_app
+from twinengine.appdev.harness import check_app
 
 TEST = f'''
 import {LIB}

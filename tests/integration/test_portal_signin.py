@@ -15,7 +15,7 @@ import pytest
 
 from oidc_fixtures import LoopbackProvider, oidc_provider, served
 from twinengine.api.cookies import SESSION_COOKIE
-from twinengine.auth.signin_api import FLOW_COOKIE
+from twinengine.api.routes.signin import FLOW_COOKIE
 from twinengine.config import Settings
 
 __all__ = ["oidc_provider"]

@@ -13,8 +13,8 @@ import pytest
 from helpers import Engine, make_app
 from twinengine.auth.policy import RULES
 from twinengine.auth.principal import Principal, Role
-from twinengine.auth.scoped_tokens import issue_scoped_token
 from twinengine.auth.scopes import SCOPES
+from twinengine.delegation.scoped_tokens import issue_scoped_token
 
 
 class Caller:

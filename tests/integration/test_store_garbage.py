@@ -19,14 +19,16 @@ import pytest
 
 from helpers import Engine
 from twinengine.auth.principal import SYSTEM, Principal, Role
-from twinengine.lake.arrivals import LakeArrivals
 from twinengine.lake.collections import LakeCollections
 from twinengine.lake.grants import Readers
 from twinengine.lake.models import Did
 from twinengine.lake.stac.search import Search, find_datasets
 from twinengine.lake.stac.service import _extent
 from twinengine.workflows import service
+from twinengine.workflows.lake_arrivals import LakeArrivals
 from twinengine.workflows.runner import claim, execute
+
+pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
 
 CALLS = 20
 BOUND = 50  # unreachable objects per call: an alias per call left 430 to 840, a run 222; an IN list about 10

@@ -29,7 +29,7 @@ from streams_fixtures import (  # noqa: F401
     stream_engine,
     stream_settings,
 )
-from twinengine.app.harness import check_app
+from twinengine.appdev.harness import check_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.daemons.streams_compactor import Compactor

@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from helpers import Engine
-from twinengine.auth.exchange import ACCESS_TOKEN, GRANT_TYPE
+from twinengine.delegation.exchange import ACCESS_TOKEN, GRANT_TYPE
 from twinengine.lake.models import Endpoint
 
 

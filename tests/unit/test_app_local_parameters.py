@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import REPO
-from twinengine.app.local import PARAMETERS, twin_parameters
+from twinengine.appdev.local import PARAMETERS, twin_parameters
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.validate import check_app_dir
 from twinengine.cli.main import app as cli_app
@@ -63,7 +63,7 @@ def test_unfit_parameters_are_located_in_the_file(tmp_path: Path) -> None:
 
 def test_twin_app_run_names_the_missing_file_before_starting_an_engine(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from twinengine.app.local import LocalEngine
+    from twinengine.appdev.local import LocalEngine
 
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("a local engine was started")

@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from twinengine.app import _assimilation
 from twinengine.assimilation.reference_models import lorenz96_step
 from twinengine.auth.principal import Principal, Role
 from twinengine.catalog.assimilation_spec import AssimilationSpec, Method
 from twinengine.catalog.manifest import Manifest
+from twinengine.twin_assimilation import worker_side
 from twinengine.twin_assimilation.answer import malformed
 from twinengine.twin_assimilation.backlog import usable, window
 from twinengine.twin_assimilation.observations import ObservationTime, next_time, pending_times
@@ -42,8 +42,8 @@ def _plan(numbers: range, y: np.ndarray) -> list[dict[str, Any]]:
 
 def _run(monkeypatch: pytest.MonkeyPatch, plan: list[dict[str, Any]], members: np.ndarray,
          method: str = "etkf", step: Any = _step, log_weights: np.ndarray | None = None) -> dict[str, Any]:
-    monkeypatch.setattr(_assimilation, "_resolve", lambda entrypoint: step)
-    return _assimilation.cycles(
+    monkeypatch.setattr(worker_side, "_resolve", lambda entrypoint: step)
+    return worker_side.cycles(
         step="m:step", names=NAMES, parameters={}, dt=180.0, operators={}, members=members, log_weights=log_weights,
         method=method, tuning={"inflation": 1.05, "rotate": True}, seed=7, noise_std=np.full(n, 0.01),
         lower=np.full(n, -np.inf), upper=np.full(n, np.inf), coords=np.arange(n, dtype=float), plan=plan)

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from twinengine.app import _assimilation
 from twinengine.assimilation import etkf
 from twinengine.catalog.assimilation_spec import AssimilationSpec, Method, Tuning
+from twinengine.twin_assimilation import worker_side
 from twinengine.twin_assimilation.analysis import Background, analyse
 from twinengine.twin_assimilation.observations import next_time, pending_times
 
@@ -84,11 +84,11 @@ def test_the_worker_side_advance_checks_what_the_app_returns(monkeypatch: pytest
         return {"s": float("nan")}
 
     found = {"m:step": step, "m:bad": bad, "m:obs": lambda state, parameters: 2 * state["s"]}
-    monkeypatch.setattr(_assimilation, "_resolve", lambda entrypoint: found[entrypoint])
-    got = _assimilation.advance(step="m:step", names=["s"], members=[[1.0], [2.0]], parameters={},
+    monkeypatch.setattr(worker_side, "_resolve", lambda entrypoint: found[entrypoint])
+    got = worker_side.advance(step="m:step", names=["s"], members=[[1.0], [2.0]], parameters={},
                                 forcing=[{"rain": 1.0}, {}], dt=2.0, noise=[[[0.5], [0.0]], [[0.0], [0.0]]],
                                 operators={"o": "m:obs"}, errors={})
     assert got["members"] == [[3.5], [4.0]] and got["observed"] == {"o": [7.0, 8.0]}
     with pytest.raises(ValueError, match="not a finite number"):
-        _assimilation.advance(step="m:bad", names=["s"], members=[[1.0]], parameters={}, forcing=[{}], dt=1.0,
+        worker_side.advance(step="m:bad", names=["s"], members=[[1.0]], parameters={}, forcing=[{}], dt=1.0,
                               noise=[[[0.0]]], operators={}, errors={})

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from twinengine.ensembles.scenarios import check_scenario, horizon_hours
+from twinengine.ensembles.schemas import EnsembleCreate, EnsembleDeclaration
 from twinengine.errors import ValidationFailed
-from twinengine.quality.ensemble_schemas import EnsembleCreate, EnsembleDeclaration
 from twinengine.quality.ensemble_stats import derive, stack_members, summary
 from twinengine.quality.perturb import Distribution, Lognormal, Normal, Uniform, draw
-from twinengine.quality.scenarios import check_scenario, horizon_hours
 from twinengine.workflows.graph import parse_graph
 from twinengine.workflows.members import parameter_names, shared_nodes
 from twinengine.workflows.processes import build_registry

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from twinengine.api.routes.lake import _byte_range
 from twinengine.cli.lake import parse_size
 from twinengine.errors import InvalidInput, ValidationFailed
-from twinengine.lake.api import _byte_range
 from twinengine.lake.checksums import Hasher, multihash_sha256, normalize_adler32, normalize_sha256
 from twinengine.lake.expression import ExpressionError, parse, select_endpoints
 from twinengine.lake.keyring import Keyring

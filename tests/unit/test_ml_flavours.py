@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from helpers import need_modules
-from twinengine.ml.config import TrainingConfig
+from twinengine.app.training import EpochReport, TrainingData, TrainingTask
+from twinengine.app.training_config import TrainingConfig
 from twinengine.ml.flavours import PyTorchFlavour, SklearnFlavour, UnknownFramework, flavour_named, flavour_of
-from twinengine.ml.task import EpochReport, TrainingData, TrainingTask
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ def test_fit_gives_the_version_a_split_conformal_interval() -> None:
     from torch import nn
     from torch.utils.data import TensorDataset
 
-    from twinengine.ml.config import TrainingConfig
+    from twinengine.app.training_config import TrainingConfig
     from twinengine.ml.trainer import TrainingData, TrainingTask, fit
 
     def data(n: int, seed: int) -> TensorDataset:

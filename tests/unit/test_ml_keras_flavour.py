@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from helpers import need_modules
-from twinengine.ml.config import EarlyStopping, TrainingConfig
+from twinengine.app.training import TrainingData, TrainingTask
+from twinengine.app.training_config import EarlyStopping, TrainingConfig
 from twinengine.ml.flavours import KerasFlavour, flavour_named
-from twinengine.ml.task import TrainingData, TrainingTask
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from helpers import need_modules
-from twinengine.ml.config import TrainingConfig
-from twinengine.ml.task import EpochReport, TrainingData, TrainingTask
+from twinengine.app.training import EpochReport, TrainingData, TrainingTask
+from twinengine.app.training_config import TrainingConfig
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from helpers import need_modules
-from twinengine.ml.config import TrainingConfig
+from twinengine.app.training_config import TrainingConfig
 from twinengine.ml.drift import DriftSpec, detect, psi
 from twinengine.ml.gate import GateSpec, evaluate
 

@@ -16,7 +16,7 @@ from twinengine.transport import Transport, segment
 from twinengine.workflows.client import WorkflowsClient
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "twinengine"
-NAMESPACES = ["access/sdk.py", "lake/client.py", "ml/client.py", "quality/client.py", "streams/sdk.py",
+NAMESPACES = ["access/sdk.py", "lake/client.py", "ml/client.py", "ensembles/client.py", "streams/sdk.py",
               "twins/forecasts_sdk.py", "workflows/client.py"]
 
 

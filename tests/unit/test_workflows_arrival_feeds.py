@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from twinengine.workflows.triggers import Arrival, ArrivalFeed, ChainedArrivals
+from twinengine.workflows.arrival_feeds import Arrival, ArrivalFeed, ChainedArrivals
 
 
 class Listed(ArrivalFeed):

@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from twinengine.client_types import Coverage
-
 if TYPE_CHECKING:
+    import xarray as xr
+
     from twinengine.transport import Transport
 
-__all__ = ["EDRClient"]
+__all__ = ["Coverage", "EDRClient"]
+
+
+class Coverage(dict[str, Any]):
+    """An EDR answer as the CoverageJSON document it is (a dict); ``to_xarray()`` decodes it."""
+
+    def to_xarray(self) -> xr.Dataset:
+        from twinengine.access.covjson_decode import to_xarray
+
+        return to_xarray(self)
 
 
 class EDRClient:

@@ -13,45 +13,49 @@ from prometheus_client import CollectorRegistry
 from starlette.types import Message
 
 from twinengine._version import __version__
-from twinengine.access import api as access_api
 from twinengine.access.warmup import Warmup
 from twinengine.api import health
 from twinengine.api.description import install_description
 from twinengine.api.errors import install_error_handlers
 from twinengine.api.log_redaction import install_log_redaction
 from twinengine.api.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from twinengine.api.routes import access as access_api
+from twinengine.api.routes import assimilation as assimilation_api
+from twinengine.api.routes import assimilation_skill as assimilation_skill_api
+from twinengine.api.routes import auth as auth_api
+from twinengine.api.routes import calibration as calibration_api
+from twinengine.api.routes import catalog as catalog_api
+from twinengine.api.routes import compute as compute_api
+from twinengine.api.routes import ensembles as ensembles_api
+from twinengine.api.routes import groups as group_api
+from twinengine.api.routes import lake as lake_api
+from twinengine.api.routes import ml as ml_api
+from twinengine.api.routes import ml_quality as ml_quality_api
+from twinengine.api.routes import openeo as openeo_api
+from twinengine.api.routes import signin as signin_api
+from twinengine.api.routes import stac as stac_api
+from twinengine.api.routes import streams as streams_api
+from twinengine.api.routes import streams_buffers as buffers_api
+from twinengine.api.routes import subscriptions as subscriptions_api
+from twinengine.api.routes import tokens as token_api
+from twinengine.api.routes import twins as twins_api
+from twinengine.api.routes import twins_batch as twins_batch_api
+from twinengine.api.routes import twins_fleet as fleet_api
+from twinengine.api.routes import twins_forecasts as forecasts_api
+from twinengine.api.routes import twins_relationships as relationships_api
+from twinengine.api.routes import views as views_api
+from twinengine.api.routes import workflows as workflows_api
+from twinengine.api.routes import workflows_quality as workflows_quality_api
 from twinengine.api.routing import API_PREFIX, operation_id
 from twinengine.api.text import refuse_unstorable_text
-from twinengine.auth import api as auth_api
-from twinengine.auth import group_api, signin_api, token_api
 from twinengine.bootstrap import announce_admin_token
-from twinengine.calibration import api as calibration_api
-from twinengine.catalog import api as catalog_api
-from twinengine.compute import api as compute_api
 from twinengine.config import Settings
 from twinengine.daemons.leadership import StoreLeadership
 from twinengine.daemons.primary import PRIMARY_LOCK, PrimaryDuties, SingletonLoops, start_singleton_loops
-from twinengine.lake import api as lake_api
-from twinengine.lake.stac import api as stac_api
-from twinengine.ml import api as ml_api
-from twinengine.ml import quality_api as ml_quality_api
-from twinengine.quality import ensembles_api
 from twinengine.runtime import Runtime
-from twinengine.streams import api as streams_api
-from twinengine.streams import buffers_api
 from twinengine.streams.metrics import StreamsCollector
-from twinengine.subscriptions import api as subscriptions_api
-from twinengine.twin_assimilation import api as assimilation_api
-from twinengine.twin_assimilation import skill_api as assimilation_skill_api
-from twinengine.twins import api as twins_api
-from twinengine.twins import batch_api as twins_batch_api
-from twinengine.twins import fleet_api, forecasts_api, relationships_api
 from twinengine.twins.current_state import CurrentStateReader
-from twinengine.ui import api as views_api
 from twinengine.ui import install_ui
-from twinengine.workflows import api as workflows_api
-from twinengine.workflows import quality_api as workflows_quality_api
-from twinengine.workflows.openeo import api as openeo_api
 from twinengine.workflows.openeo.paths import CollapseSlashes
 
 __all__ = ["create_app"]
@@ -157,7 +161,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = runtime
     app.state.metrics = registry = CollectorRegistry()
     registry.register(health.StoreCollector(runtime))
-    registry.register(StreamsCollector(runtime))
+    registry.register(StreamsCollector(lambda: runtime._streams))
 
     install_error_handlers(app)
     for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router,

@@ -19,9 +19,9 @@ from fastapi.security.base import SecurityBase
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import BaseRoute
 
-from twinengine.access.api import EDRRoute
 from twinengine.api.cookies import CSRF_HEADER, SESSION_COOKIE
 from twinengine.api.deps import TOKEN_REQUIRED
+from twinengine.api.routes.access import EDRRoute
 from twinengine.workflows.openeo.errors import OpenEORoute
 
 __all__ = ["ERROR_SCHEMAS", "api_routes", "auth_of", "complete", "error_statuses", "install_description"]

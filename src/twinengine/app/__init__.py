@@ -8,7 +8,7 @@
 
 App code runs in sandboxed worker processes of its app version (``docs/apps.md``), never in the engine;
 what it may do is what these objects offer. The older import paths (``twinengine.workflows.apps``,
-``twinengine.ml.trainer``, ``twinengine.ml.config``) keep working.
+``twinengine.ml.trainer``, ``twinengine.ml.config``, ``twinengine.ml.task``) keep working.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from twinengine.app._context import FunctionContext, StateUpdate
 from twinengine.app._process import app_process
 
 if TYPE_CHECKING:
-    from twinengine.ml.config import EarlyStopping, OptimizerConfig, ScheduleConfig, TrainingConfig
-    from twinengine.ml.task import TrainingData, TrainingTask
+    from twinengine.app.training import TrainingData, TrainingTask
+    from twinengine.app.training_config import EarlyStopping, OptimizerConfig, ScheduleConfig, TrainingConfig
 
 __all__ = ["EarlyStopping", "FunctionContext", "OptimizerConfig", "ScheduleConfig", "StateUpdate", "TrainingConfig",
            "TrainingData", "TrainingTask", "app_process"]
 
-_LAZY = {"TrainingTask": "twinengine.ml.task", "TrainingData": "twinengine.ml.task",
-         "TrainingConfig": "twinengine.ml.config", "OptimizerConfig": "twinengine.ml.config",
-         "ScheduleConfig": "twinengine.ml.config", "EarlyStopping": "twinengine.ml.config"}
+_LAZY = {"TrainingTask": "twinengine.app.training", "TrainingData": "twinengine.app.training",
+         "TrainingConfig": "twinengine.app.training_config", "OptimizerConfig": "twinengine.app.training_config",
+         "ScheduleConfig": "twinengine.app.training_config", "EarlyStopping": "twinengine.app.training_config"}
 
 
 def __getattr__(name: str) -> Any:

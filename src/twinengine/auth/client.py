@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter
 
-from twinengine.auth.group_schemas import GroupDeletedRead, GroupDetail, GroupRead, MembershipRead
+from twinengine.auth.group_schemas import GroupDeletedRead, GroupDetail, GroupGrantRead, GroupRead, MembershipRead
 from twinengine.auth.token_schemas import OwnTokenRead, ScopedTokenIssued, SigningKeyRead
 from twinengine.transport import segment
-from twinengine.twins.schemas import GroupGrantRead
 
 if TYPE_CHECKING:
     from twinengine.transport import Transport

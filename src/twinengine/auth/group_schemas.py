@@ -6,9 +6,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from twinengine.auth.policy import Permission
 from twinengine.auth.principal import GROUP_NAME_PATTERN
 
-__all__ = ["GroupCreate", "GroupDeletedRead", "GroupDetail", "GroupRead", "GroupUpdate", "MembershipRead"]
+__all__ = ["GroupCreate", "GroupDeletedRead", "GroupDetail", "GroupGrantRead", "GroupRead", "GroupUpdate",
+           "MembershipRead"]
 
 
 class GroupCreate(BaseModel):
@@ -55,3 +57,12 @@ class MembershipRead(BaseModel):
 
 class GroupDetail(GroupRead):
     memberships: list[MembershipRead]
+
+
+class GroupGrantRead(BaseModel):  # a twin's grant to a group (twins.group_grants), as the API and the SDK answer it
+    model_config = ConfigDict(from_attributes=True)
+
+    group: str
+    permission: Permission
+    granted_by: str
+    granted_at: datetime

@@ -150,7 +150,7 @@ class BuiltinIssuer(TokenVerifier):
             raise TokenInvalid("token has expired") from exc
         except jwt.InvalidTokenError as exc:
             raise TokenInvalid(f"token rejected: {exc}") from exc
-        if "aud" in claims:  # exchanged for a site (auth/exchange.py): good there, not here
+        if "aud" in claims:  # exchanged for a site (delegation/exchange.py): good there, not here
             raise TokenInvalid(f"token is for audience {claims['aud']!r}, not this engine")
         self._check_lifetime(claims, kid, retired)
         with self._lock:

@@ -57,7 +57,7 @@ class ApiToken(Base):
     scopes: Mapped[list[str] | None] = mapped_column(JSONValue)
     twins: Mapped[list[str] | None] = mapped_column(JSONValue)
     parent_jti: Mapped[str | None] = mapped_column(String(64))
-    audience: Mapped[str | None] = mapped_column(String(200))  # a token exchanged for a site (auth/exchange.py)
+    audience: Mapped[str | None] = mapped_column(String(200))  # a token exchanged for a site (delegation/exchange.py)
 
 
 class AuditEvent(Base):

@@ -123,7 +123,7 @@ RULES: dict[str, Rule] = {
     "token.create": admin_only,
     "token.read": admin_only,
     "token.revoke": admin_only,
-    "token.own": any_role,  # scoped tokens for oneself: create, list, revoke (auth/scoped_tokens.py)
+    "token.own": any_role,  # scoped tokens for oneself: create, list, revoke (delegation/scoped_tokens.py)
     "token.keys.rotate": admin_only,
     "group.manage": admin_only,  # create groups, add and remove members (local ones)
     "group.read": any_role,  # one's own groups (all of them for admins)

@@ -2,7 +2,8 @@
 
 The numerics (``objectives``, ``space``, ``evaluator``, ``methods``, ``summary``, ``plot``) know nothing of the
 web layer or the store: they take a function that simulates a batch of parameter sets and return every run,
-the best set and a posterior summary. The service around them lives in ``service.py`` and ``api.py``.
+the best set and a posterior summary. The service around them lives in ``service.py``; its routes in
+``api.routes.calibration``.
 """
 
 from __future__ import annotations

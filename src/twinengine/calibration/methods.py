@@ -17,7 +17,6 @@ import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -27,17 +26,11 @@ from twinengine.calibration.evaluator import BatchSimulator, BudgetSpent, Evalua
 from twinengine.calibration.objectives import Objective
 from twinengine.calibration.space import Space
 from twinengine.calibration.summary import Summary, summarise
+from twinengine.catalog.calibration_spec import Method
 
 __all__ = ["METHODS", "Method", "Outcome", "calibrate"]
 
 Array = npt.NDArray[np.float64]
-
-
-class Method(StrEnum):
-    DE = "de"
-    SCEUA = "sceua"
-    DREAM = "dream"
-    EMCEE = "emcee"
 
 
 SAMPLERS = {Method.DREAM, Method.EMCEE}

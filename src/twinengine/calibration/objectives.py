@@ -4,24 +4,15 @@
 from __future__ import annotations
 
 import math
-from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
+from twinengine.catalog.calibration_spec import Objective
+
 __all__ = ["Objective", "log_likelihood", "loss", "score"]
 
 Array = npt.NDArray[np.float64]
-
-
-class Objective(StrEnum):
-    """What a calibration fits: NSE and KGE (1 is perfect), RMSE (0 is perfect, in the observation's unit) or
-    the Gaussian log-likelihood with the error variance profiled out (larger is better)."""
-
-    NSE = "nse"
-    KGE = "kge"
-    RMSE = "rmse"
-    LIKELIHOOD = "likelihood"
 
 
 def _pair(simulated: Array, observed: Array) -> tuple[Array, Array]:

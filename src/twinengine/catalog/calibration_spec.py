@@ -8,12 +8,10 @@ rest of the manifest are checked in ``catalog.calibration_checks``.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from twinengine.calibration.methods import Method
-from twinengine.calibration.objectives import Objective
 
 __all__ = ["MAX_RUNS", "MAX_SECONDS", "CalibrationModel", "CalibrationSpec", "Method", "Objective", "ObservedSpec",
            "ParameterSpec", "PriorSpec"]
@@ -24,6 +22,29 @@ MAX_SECONDS = 7 * 24 * 3600.0
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 Entrypoint = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", max_length=200)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+# The names a manifest may use; ``calibration.objectives`` and ``calibration.methods`` compute them.
+class Objective(StrEnum):
+    """What a calibration fits: NSE and KGE (1 is perfect), RMSE (0 is perfect, in the observation's unit) or
+    the Gaussian log-likelihood with the error variance profiled out (larger is better)."""
+
+    NSE = "nse"
+    KGE = "kge"
+    RMSE = "rmse"
+    LIKELIHOOD = "likelihood"
+
+
+class Method(StrEnum):
+    DE = "de"
+    SCEUA = "sceua"
+    DREAM = "dream"
+    EMCEE = "emcee"
+
+
+# The OpenAPI description tells the two enums called Method apart by their module: this one is named by the
+# module that runs the methods (``calibration.methods``, which exports it), so the description stays as it was.
+Method.__module__ = "twinengine.calibration.methods"
 
 
 class _Strict(BaseModel):

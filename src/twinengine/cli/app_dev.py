@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from twinengine.app.scaffold import DEFAULT_TEMPLATE, TEMPLATES
+from twinengine.appdev.scaffold import DEFAULT_TEMPLATE, TEMPLATES
 from twinengine.cli._common import console, err_console, state_of, table
 
 __all__ = ["check", "new", "register", "run"]
@@ -19,7 +19,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(..., help="App name (keba
         template: str = typer.Option(DEFAULT_TEMPLATE, "--template", "-t", help="The template (see above)."),
         folder: Path | None = typer.Option(None, "--dir", help="Folder to write (default: ./NAME); must be "
                                                                 "absent or empty.")) -> None:
-    from twinengine.app.scaffold import new_app
+    from twinengine.appdev.scaffold import new_app
 
     out = state_of(ctx)
     target = folder or Path(name)
@@ -35,7 +35,7 @@ def check(ctx: typer.Context, folder: Path = typer.Argument(Path("."), help="App
            no_training: bool = typer.Option(False, "--no-training", help="Skip the short training run.")) -> None:
     """Validate the app and run it on a throw-away local engine: its tests, functions, processes, training
     and workflows, each reported ok or failed with the place in the app's files."""
-    from twinengine.app.harness import Item, check_app
+    from twinengine.appdev.harness import Item, check_app
 
     out = state_of(ctx)
     if not (folder / "twinapp.yaml").is_file():
@@ -68,7 +68,7 @@ def run(folder: Path = typer.Argument(..., help="App folder with twinapp.yaml.")
     """Serve a throw-away local engine (temporary data) with the app published, a twin created and the
     sample records appended, until Ctrl-C."""
     from twinengine.api import create_app
-    from twinengine.app.local import LocalEngine, twin_parameters
+    from twinengine.appdev.local import LocalEngine, twin_parameters
     from twinengine.catalog.validate import check_app_dir
     from twinengine.demo.server import InProcessServer
     from twinengine.stopping import until_stopped

@@ -35,7 +35,7 @@ def validate(ctx: typer.Context, folder: Path = typer.Argument(..., help="App fo
     manifest, problems = check_app_dir(folder)
     warnings = manifest_warnings(manifest) if manifest is not None else []
     if manifest is not None and not problems and not no_import:
-        from twinengine.app.imports import check_imports
+        from twinengine.appdev.imports import check_imports
         from twinengine.cli._common import local_settings
 
         with err_console.status("importing the app in a sandboxed worker"):

@@ -12,9 +12,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from twinengine.cli._common import Output, console, err_console, parse_assignments, state_of, table
 from twinengine.client import Client
+from twinengine.ensembles.compare import Comparison
+from twinengine.ensembles.schemas import EnsembleRead
 from twinengine.errors import ValidationFailed
-from twinengine.quality.compare import Comparison
-from twinengine.quality.ensemble_schemas import EnsembleRead
 
 __all__ = ["app", "compare", "scenario_app"]
 
@@ -104,7 +104,7 @@ def run(
 
 
 def _plot(client: Client, read: EnsembleRead, path: Path) -> None:
-    from twinengine.quality.ensemble_plot import plot_ensemble
+    from twinengine.ensembles.plot import plot_ensemble
 
     values = [client.workflows.get(m.run_id).value for m in read.members]
     plot_ensemble(path, [v for v in values if isinstance(v, list)], read.statistics or {},
@@ -145,7 +145,7 @@ def scenario_run(
         comparison = client.ensembles.compare([started.twin, *[b.fork for b in started.branches]],
                                               properties=started.compare or None) if wait else None
     if plot is not None and comparison is not None:
-        from twinengine.quality.ensemble_plot import plot_comparison
+        from twinengine.ensembles.plot import plot_comparison
 
         plot_comparison(plot, comparison, title=f"scenario {started.name or file.stem} from {started.twin}")
     compared = comparison.model_dump(mode="json") if comparison else None
@@ -196,7 +196,7 @@ def compare(
     with out.client() as client:
         comparison = client.ensembles.compare(twins, properties=prop or None, workflow=workflow)
     if plot is not None:
-        from twinengine.quality.ensemble_plot import plot_comparison
+        from twinengine.ensembles.plot import plot_comparison
 
         plot_comparison(plot, comparison, title=" vs ".join(twins))
 

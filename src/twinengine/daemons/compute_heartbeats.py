@@ -9,12 +9,12 @@ from twinengine.compute.heartbeats import HEARTBEAT_SECONDS, run_once
 from twinengine.daemons.loop import Daemons
 
 if TYPE_CHECKING:
-    from twinengine.runtime import Runtime
+    from twinengine.daemons.engine_parts import EngineParts
 
 __all__ = ["start_heartbeats"]
 
 
-def start_heartbeats(runtime: Runtime, *, every: float = HEARTBEAT_SECONDS) -> Daemons:
+def start_heartbeats(runtime: EngineParts, *, every: float = HEARTBEAT_SECONDS) -> Daemons:
     daemons = Daemons()
     daemons.start("compute-heartbeats", lambda: run_once(runtime.db, runtime.lake.keyring, every=every),
                   interval=min(5.0, every / 2))

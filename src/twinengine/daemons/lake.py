@@ -8,12 +8,12 @@ from twinengine.daemons import lake_conveyor, lake_judge, lake_reaper
 from twinengine.daemons.loop import Daemons
 
 if TYPE_CHECKING:
-    from twinengine.runtime import Runtime
+    from twinengine.daemons.engine_parts import EngineParts
 
 __all__ = ["start_lake_daemons"]
 
 
-def start_lake_daemons(runtime: Runtime, *, interval: float = 2.0) -> Daemons:
+def start_lake_daemons(runtime: EngineParts, *, interval: float = 2.0) -> Daemons:
     db, lake = runtime.db, runtime.lake
     daemons = Daemons()
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from twinengine.daemons.engine_parts import EngineParts
     from twinengine.daemons.loop import Daemons
     from twinengine.daemons.streams_engine import StreamDaemons
-    from twinengine.runtime import Runtime
 
 __all__ = ["PRIMARY_LOCK", "PrimaryDuties", "SingletonLoops", "start_singleton_loops"]
 
@@ -60,7 +60,7 @@ class SingletonLoops:
             self.assimilation.stop()
 
 
-def start_singleton_loops(runtime: Runtime, *, eager_training: bool = False) -> SingletonLoops:
+def start_singleton_loops(runtime: EngineParts, *, eager_training: bool = False) -> SingletonLoops:
     """Start the loops only one process of a data dir may run. The training loop starts now when
     ``eager_training`` (and PyTorch is installed), else on the runtime's first use of the AI lifecycle: a
     process that runs the loops alone knows of every run queued, so it need not import PyTorch before."""

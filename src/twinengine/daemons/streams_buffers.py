@@ -7,7 +7,7 @@ import threading
 
 from sqlalchemy.orm import Session
 
-from twinengine.runtime import Runtime
+from twinengine.daemons.engine_parts import EngineParts
 from twinengine.streams import buffers
 
 __all__ = ["BufferSealer"]
@@ -16,7 +16,7 @@ log = logging.getLogger("twinengine.buffers")
 
 
 class BufferSealer:
-    def __init__(self, runtime: Runtime, *, interval: float = 1.0) -> None:
+    def __init__(self, runtime: EngineParts, *, interval: float = 1.0) -> None:
         self.runtime = runtime
         self.interval = interval
 

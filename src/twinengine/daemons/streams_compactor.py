@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from twinengine.runtime import Runtime
+from twinengine.daemons.engine_parts import EngineParts
 from twinengine.streams import batch
 from twinengine.streams.compaction import ClosedSegment, SegmentSink, write_parquet
 from twinengine.streams.hub import _annotate
@@ -34,7 +34,7 @@ _PASS = threading.Lock()  # one pass at a time in a process (the daemon's, or on
 
 
 class Compactor:
-    def __init__(self, runtime: Runtime, sink: SegmentSink | None = None) -> None:
+    def __init__(self, runtime: EngineParts, sink: SegmentSink | None = None) -> None:
         self.runtime = runtime
         self.sink = sink or runtime.segment_sink
         self.root = (runtime.settings.streams_dir or runtime.data_dir / "streams") / "parquet"

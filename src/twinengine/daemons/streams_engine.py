@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from twinengine.runtime import Runtime
+from twinengine.daemons.engine_parts import EngineParts
 
 __all__ = ["StreamDaemons"]
 
@@ -15,7 +15,8 @@ log = logging.getLogger("twinengine.daemons")
 
 
 class StreamDaemons:
-    def __init__(self, runtime: Runtime, *, functions: bool = True, mqtt: bool = True, compaction: bool = True) -> None:
+    def __init__(self, runtime: EngineParts, *, functions: bool = True, mqtt: bool = True,
+                 compaction: bool = True) -> None:
         from twinengine.daemons.streams_buffers import BufferSealer
         from twinengine.daemons.streams_compactor import Compactor
         from twinengine.daemons.streams_functions import FunctionWorker

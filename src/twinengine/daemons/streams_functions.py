@@ -35,11 +35,11 @@ from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.catalog.state_keys import base_of
+from twinengine.daemons.engine_parts import EngineParts
 from twinengine.errors import StreamBackpressure, TwinEngineError
 from twinengine.ml.functions import ChampionModels
 from twinengine.quality.pedigree import records_quality, worst
 from twinengine.quality.spec import FLAGS
-from twinengine.runtime import Runtime
 from twinengine.store.base import utcnow
 from twinengine.store.changes import changed_since
 from twinengine.streams.arrays import to_python
@@ -130,7 +130,7 @@ class _CallFailed(Exception):
 class FunctionWorker:
     """``run_once()`` starts due calls and returns how many batches it started; ``run(stop)`` loops on it."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: EngineParts) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
         self.code: AppCode = runtime.app_code  # each call runs in a warm sandboxed worker of the app version

@@ -29,8 +29,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import Stream
+from twinengine.daemons.engine_parts import EngineParts
 from twinengine.errors import StreamBackpressure, TwinEngineError
-from twinengine.runtime import Runtime
 from twinengine.store.changes import changed_since
 from twinengine.streams import records
 from twinengine.streams.hub import stream_key
@@ -59,7 +59,7 @@ class _Target:
 class MqttBridge:
     """``run(stop)`` keeps the subscription and appends what arrives; ``run_once()`` syncs the bindings."""
 
-    def __init__(self, runtime: Runtime, url: str) -> None:
+    def __init__(self, runtime: EngineParts, url: str) -> None:
         parsed = urlparse(url)
         if parsed.scheme not in ("mqtt", "tcp", "") or not parsed.hostname:
             raise ValueError(f"mqtt_url: {url!r} is not mqtt://host:port")

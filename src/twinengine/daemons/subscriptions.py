@@ -18,7 +18,7 @@ from twinengine.subscriptions.delivery import deliver_due
 from twinengine.subscriptions.evaluate import evaluate, has_work
 
 if TYPE_CHECKING:
-    from twinengine.runtime import Runtime
+    from twinengine.daemons.engine_parts import EngineParts
 
 __all__ = ["SubscriptionLoop", "run_once"]
 
@@ -42,7 +42,7 @@ def run_once(db: Database, settings: Settings) -> int:
 class SubscriptionLoop:
     """Runs ``run_once`` on a thread until ``stop``; woken early by the runtime's notifier."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: EngineParts) -> None:
         self.runtime = runtime
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="twinengine-subscriptions", daemon=True)

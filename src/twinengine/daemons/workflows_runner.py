@@ -5,22 +5,24 @@ identity may no longer operate their twin: ``twins.standing``), and the reaper o
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from twinengine.daemons import workflows_triggers
 from twinengine.store.base import utcnow
 from twinengine.twins import standing
-from twinengine.workflows.models import RunLog, WorkflowRun
-from twinengine.workflows.runner import claim, execute, stopped_error
+from twinengine.workflows.models import WorkflowRun
+from twinengine.workflows.run_endings import abandon, reap
+from twinengine.workflows.runner import claim, execute
 from twinengine.workflows.schemas import RunStatus
 
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["abandon", "heartbeat", "reap", "run", "run_once", "stop_lost"]
+__all__ = ["abandon", "heartbeat", "loops_of", "reap", "run", "run_once", "stop_lost"]
 
 log = logging.getLogger("twinengine.workflows")
 
@@ -51,39 +53,11 @@ def run(engine: WorkflowEngine) -> None:
         engine.wake.clear()
 
 
-def reap(engine: WorkflowEngine, *, stale_after: float) -> int:
-    """End runs left ``running`` by an engine that stopped (no heartbeat for ``stale_after`` seconds)."""
-    now = utcnow()
-    limit = now - timedelta(seconds=stale_after)
-    with engine.db.session() as session:
-        rows = list(session.scalars(select(WorkflowRun).where(WorkflowRun.status == RunStatus.RUNNING,
-                                                              WorkflowRun.heartbeat_at < limit)))
-        for row in rows:
-            if row.id in engine.executing:
-                continue
-            row.status, row.finished_at, row.updated_at = RunStatus.ERROR, now, now
-            row.error = {"code": "EngineRestarted",
-                         "message": f"the engine running it ({row.worker}) stopped without finishing it; last "
-                                    f"heartbeat {row.heartbeat_at.isoformat() if row.heartbeat_at else 'never'}; "
-                                    "start the run again"}
-            session.add(RunLog(run_id=row.id, level="error", message=row.error["message"]))
-        return len(rows)
-
-
-def abandon(engine: WorkflowEngine, run_ids: list[str]) -> int:
-    """End as ``error`` the runs this engine still executes when it stops (a node that did not return in
-    time): they would otherwise stay ``running`` until another engine reaps them."""
-    if not run_ids:
-        return 0
-    now = utcnow()
-    error = stopped_error(engine)
-    with engine.db.session() as session:
-        rows = list(session.scalars(select(WorkflowRun).where(WorkflowRun.id.in_(run_ids),
-                                                              WorkflowRun.status == RunStatus.RUNNING)))
-        for row in rows:
-            row.status, row.error, row.finished_at, row.updated_at = RunStatus.ERROR, error, now, now
-            session.add(RunLog(run_id=row.id, level="error", message=error["message"]))
-        return len(rows)
+def loops_of(engine: WorkflowEngine) -> list[tuple[str, Callable[[WorkflowEngine], None]]]:
+    """The engine's loops, named for their threads: its workers, the heartbeat and the triggers."""
+    loops: list[tuple[str, Callable[[WorkflowEngine], None]]] = [
+        (f"workflow-worker-{i}", run) for i in range(engine.workers)]
+    return [*loops, ("workflow-heartbeat", heartbeat), ("workflow-triggers", workflows_triggers.run)]
 
 
 def stop_lost(engine: WorkflowEngine, session: Session, run_ids: list[str]) -> list[str]:

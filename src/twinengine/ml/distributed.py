@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from twinengine.ml.config import TrainingConfig
-from twinengine.ml.task import EpochReport, FitResult, TrainingData, TrainingTask, task_from
+from twinengine.app.training import EpochReport, FitResult, TrainingData, TrainingTask, task_from
+from twinengine.app.training_config import TrainingConfig
 from twinengine.ml.trainer import fit
 
 __all__ = ["DistributedJob", "Report", "launch", "run_worker", "task_of"]

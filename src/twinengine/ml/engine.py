@@ -26,17 +26,17 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import aliased
 
+from twinengine.app.training import TrainingData
+from twinengine.app.training_config import TrainingConfig
 from twinengine.catalog.archive import pack, unpack
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.errors import DataCorrupted
 from twinengine.ml import gate as gates
-from twinengine.ml.config import TrainingConfig
 from twinengine.ml.lifecycle import TwinApp
 from twinengine.ml.models import GateDecision, TrainingRun
 from twinengine.ml.registry import CHALLENGER, CHAMPION, AsyncMetricLogger, ModelRegistry, registered_name
 from twinengine.ml.remote import FitOutcome, RemoteTask, TaskInfo
-from twinengine.ml.task import TrainingData
 from twinengine.ml.warm import WarmModels
 from twinengine.quality.pedigree import flag_counts
 from twinengine.quality.plan import QUALITY

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from twinengine.ml.config import TrainingConfig
-from twinengine.ml.task import EpochReport, FitResult, MetricSink, TrainingData, TrainingTask
+from twinengine.app.training import EpochReport, FitResult, MetricSink, TrainingData, TrainingTask
+from twinengine.app.training_config import TrainingConfig
 
 __all__ = ["Flavour", "KerasFlavour", "PyTorchFlavour", "SklearnFlavour", "UnknownFramework", "flavour_named",
            "flavour_of"]

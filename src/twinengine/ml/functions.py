@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.util import find_spec
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 
@@ -18,8 +18,9 @@ from twinengine.ml.models import TrainingRun
 from twinengine.twins.models import Twin
 
 if TYPE_CHECKING:
-    from twinengine.ml.task import TrainingTask
-    from twinengine.runtime import Runtime
+    from twinengine.app.training import TrainingTask
+    from twinengine.ml.engine import MLEngine
+    from twinengine.store.engine import Database
 
 __all__ = ["ChampionModels", "ServedModel", "served_model"]
 
@@ -70,10 +71,20 @@ def served_model(task: TrainingTask, version: str, params: dict[str, Any] | None
     return ServedModel(version=version, net=net, task=task, interval=interval)
 
 
+class TrainedModels(Protocol):
+    """What a champion's lookup uses of the running engine (``runtime.Runtime`` is one)."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def ml(self) -> MLEngine: ...
+
+
 class ChampionModels:
     """``version`` and ``recipe`` plug into ``FunctionWorker.model_versions`` / ``model_recipe``."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: TrainedModels) -> None:
         self.runtime = runtime
         self.available = find_spec("mlflow") is not None  # a champion of any flavour is kept in MLflow
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import DataLoader
 
-    from twinengine.ml.task import TrainingTask
+    from twinengine.app.training import TrainingTask
 
 __all__ = ["interval_metrics"]
 

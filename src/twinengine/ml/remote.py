@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from twinengine.ml.config import TrainingConfig
-from twinengine.ml.task import TrainingData
+from twinengine.app.training import TrainingData
+from twinengine.app.training_config import TrainingConfig
 from twinengine.workers.process import Worker
 from twinengine.workers.protocol import Message, ProtocolError, decode, pickled
 

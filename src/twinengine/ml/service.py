@@ -11,9 +11,9 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from twinengine.app.training_config import TrainingConfig
 from twinengine.auth.principal import Principal
 from twinengine.errors import Conflict, ModelNotFound, Problem, TrainingRunNotFound, ValidationFailed, join_loc
-from twinengine.ml.config import TrainingConfig
 from twinengine.ml.models import GateDecision, RetrainPolicy, TrainingRun
 from twinengine.ml.schemas import (
     DecisionRead,

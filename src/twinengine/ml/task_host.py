@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from twinengine.app.training import EpochReport, FitResult, TrainingData, TrainingTask
+from twinengine.app.training_config import TrainingConfig
 from twinengine.catalog.archive import pack, unpack
-from twinengine.ml.config import TrainingConfig
 from twinengine.ml.flavours import flavour_named, flavour_of
-from twinengine.ml.task import EpochReport, FitResult, TrainingData, TrainingTask
 from twinengine.workers.protocol import Message, unpickled
 
 __all__ = ["MODEL_BYTES", "TaskHost", "jsonable"]

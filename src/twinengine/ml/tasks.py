@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from twinengine.ml.task import TrainingTask, task_from
+from twinengine.app.training import TrainingTask, task_from
 
 __all__ = ["load_task"]
 

@@ -1,4 +1,4 @@
-"""The PyTorch flavour's training loop (the task types live in :mod:`twinengine.ml.task`, re-exported here).
+"""The PyTorch flavour's training loop (the task types live in :mod:`twinengine.app.training`, re-exported here).
 
 An app's model entrypoint returns a :class:`TrainingTask`: how to build the model, its datasets, its loss and
 its custom metrics. :func:`fit` trains it under a :class:`TrainingConfig` with checkpoints (a restart resumes
@@ -24,8 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from twinengine.ml.config import TrainingConfig
-from twinengine.ml.task import EpochReport, FitResult, MetricSink, TrainingData, TrainingTask
+from twinengine.app.training import EpochReport, FitResult, MetricSink, TrainingData, TrainingTask
+from twinengine.app.training_config import TrainingConfig
 
 __all__ = ["EpochReport", "FitResult", "MetricSink", "TrainingData", "TrainingTask", "fit", "pick_device"]
 

@@ -18,9 +18,9 @@ import optuna
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
-from twinengine.ml.config import TrainingConfig
+from twinengine.app.training import EpochReport, TrainingData, TrainingTask
+from twinengine.app.training_config import TrainingConfig
 from twinengine.ml.flavours import flavour_of
-from twinengine.ml.task import EpochReport, TrainingData, TrainingTask
 
 __all__ = ["Dimension", "SearchSpace", "StudyResult", "Trainer", "parse_space", "run_study", "search"]
 

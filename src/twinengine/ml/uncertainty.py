@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from twinengine.ml.task import TrainingTask
+    from twinengine.app.training import TrainingTask
 
 __all__ = ["Ensemble", "draws", "dropout_active", "summary"]
 

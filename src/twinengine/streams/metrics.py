@@ -4,24 +4,24 @@ flag, failures per check, lateness of the newest batch)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from twinengine.runtime import Runtime
+    from twinengine.streams.hub import StreamHub
 
 __all__ = ["StreamsCollector"]
 
 
 class StreamsCollector(Collector):
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, opened: Callable[[], StreamHub | None]) -> None:
+        self.opened = opened  # the hub once a request or a loop opened it: a scrape opens no log
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        hub = self.runtime._streams
+        hub = self.opened()
         if hub is None:  # no stream touched yet: nothing to say, and no reason to open the log
             return
         appended = CounterMetricFamily("twin_stream_records_appended", "Records made durable in stream logs")

@@ -9,23 +9,11 @@ from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, String, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from twinengine.store.base import Base, LogId, UTCDateTime, utcnow
-from twinengine.store.changes import watch
+from twinengine.twins.stream_bindings import StreamBinding
 
 __all__ = ["BufferFill", "CompactedSegment", "DeadLetter", "RetrainBuffer", "StreamBinding", "StreamConsumer"]
 
 _TWIN = "twins.id"
-
-
-class StreamBinding(Base):
-    """An MQTT topic the engine subscribes to and appends to a twin's stream (the per-twin topic mapping)."""
-
-    __tablename__ = "stream_bindings"
-
-    twin_id: Mapped[str] = mapped_column(ForeignKey(_TWIN, ondelete="CASCADE"), primary_key=True)
-    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
-    mqtt_topic: Mapped[str] = mapped_column(String(255), unique=True)
-    created_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class StreamConsumer(Base):
@@ -121,4 +109,3 @@ class CompactedSegment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-watch(StreamBinding, "bindings", lambda row: row.twin_id)  # the MQTT bridge and functions learn of new bindings

@@ -5,7 +5,7 @@ the values its operator gave, after the state, so every observation is a linear 
 member and the filters need no callable; the state part of the analysed members is the analysis.
 
 Plain numpy and the numerics package only: an app's worker imports this module to run many cycles in one
-call (``twinengine.app._assimilation``), so the method is its name and the tuning anything with its fields.
+call (``twinengine.twin_assimilation.worker_side``), so the method is its name and the tuning anything with its fields.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The check of a worker's answer to a batch of cycles: it comes from a process that runs the app's code, so
-its shape is checked before anything of it is written (``twinengine.app._assimilation.cycles`` says what it
+its shape is checked before anything of it is written (``twinengine.twin_assimilation.worker_side.cycles`` says what it
 holds)."""
 
 from __future__ import annotations

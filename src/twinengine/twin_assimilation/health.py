@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.twin_assimilation.models import AssimilationCycle
-from twinengine.twin_assimilation.skill_schemas import FilterHealth, InnovationPoint
+from twinengine.twins.assimilation_skill_schemas import FilterHealth, InnovationPoint
 from twinengine.twins.models import Twin
 
 __all__ = ["DIVERGING", "JUDGED", "SHOWN", "filter_health", "health_words"]

@@ -1,6 +1,6 @@
 """Cycles planned before they run: what each needs from the stream (model steps with their forcing, the
 observations it weighs and where), known from the records alone, so that many cycles go to the app's worker
-in one call (``twinengine.app._assimilation.cycles``) and their analyses do not depend on how they were
+in one call (``twinengine.twin_assimilation.worker_side.cycles``) and their analyses do not depend on how they were
 grouped."""
 
 from __future__ import annotations

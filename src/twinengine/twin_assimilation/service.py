@@ -46,7 +46,7 @@ from twinengine.workers.protocol import ProtocolError
 
 __all__ = ["Engines", "assimilate", "get_cycle", "list_cycles"]
 
-CYCLES = "twinengine.app._assimilation:cycles"
+CYCLES = "twinengine.twin_assimilation.worker_side:cycles"
 MAX_RECORDS = 200_000  # records read for one request
 FIRST_BATCH = 2  # cycles in a request's first call to the worker (nothing to write meanwhile); then sized:
 BATCH_SECONDS = 0.25  # a call long enough to spread its costs, short enough that writing overlaps it closely

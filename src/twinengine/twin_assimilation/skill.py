@@ -32,8 +32,8 @@ from twinengine.streams.uncertainty import plain_records
 from twinengine.twin_assimilation.health import filter_health
 from twinengine.twin_assimilation.models import AssimilationCycle
 from twinengine.twin_assimilation.service import Engines
-from twinengine.twin_assimilation.skill_schemas import AssimilationSkillRead
 from twinengine.twins import service as twins
+from twinengine.twins.assimilation_skill_schemas import AssimilationSkillRead
 from twinengine.twins.forecast_schemas import LeadScores
 from twinengine.twins.models import Twin
 from twinengine.workers.process import WorkerCrashed, WorkerError
@@ -41,7 +41,7 @@ from twinengine.workers.protocol import ProtocolError
 
 __all__ = ["DEFAULT_STARTS", "MAX_LEADS", "MAX_STARTS", "assimilation_skill"]
 
-ADVANCE = "twinengine.app._assimilation:advance"  # the worker-side step of every member, as cycles use it
+ADVANCE = "twinengine.twin_assimilation.worker_side:advance"  # the worker-side step of every member, as cycles use it
 DEFAULT_STARTS = 24
 MAX_STARTS = 200
 MAX_LEADS = 8

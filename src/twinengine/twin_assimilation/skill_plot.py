@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from twinengine.figures import save_figure
-from twinengine.twin_assimilation.skill_schemas import AssimilationSkillRead
+from twinengine.twins.assimilation_skill_schemas import AssimilationSkillRead
 
 __all__ = ["draw_skill", "plot_skill"]
 

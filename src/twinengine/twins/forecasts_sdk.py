@@ -15,7 +15,7 @@ from twinengine.twins.forecast_schemas import ForecastRead, ForecastWrite, Score
 
 if TYPE_CHECKING:
     from twinengine.transport import Transport
-    from twinengine.twin_assimilation.skill_schemas import AssimilationSkillRead
+    from twinengine.twins.assimilation_skill_schemas import AssimilationSkillRead
 
 __all__ = ["VerificationClient"]
 
@@ -78,7 +78,7 @@ class VerificationClient:
                      tolerance: timedelta | str | None = None, since: TimeLike | None = None) -> AssimilationSkillRead:
         """Skill per lead of forecasts of an observed quantity from the twin's analyses (valid from ``since``)
         and without assimilation (the open loop), with the filter's innovations against their expected spread."""
-        from twinengine.twin_assimilation.skill_schemas import AssimilationSkillRead
+        from twinengine.twins.assimilation_skill_schemas import AssimilationSkillRead
 
         return self._transport.get(AssimilationSkillRead, self._path(twin, "verification/assimilation"),
                                    property=prop, lead=[_duration(x) for x in leads] if leads else None,

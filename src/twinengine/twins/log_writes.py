@@ -30,7 +30,7 @@ from twinengine.store.base import UTCDateTime, upsert
 from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
 
 if TYPE_CHECKING:
-    from twinengine.twins.state import NewValue
+    from twinengine.twins.new_values import NewValue
 
 __all__ = ["REVISIONS_KEY", "LogRow", "append_one", "insert_log", "number_of", "take_numbers"]
 

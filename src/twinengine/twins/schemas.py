@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from twinengine.auth.group_schemas import GroupGrantRead
 from twinengine.auth.policy import Permission
 from twinengine.auth.principal import GROUP_NAME_PATTERN
 from twinengine.quality.pedigree import ValueQuality
@@ -248,15 +249,6 @@ class StateDiff(BaseModel):
 class GrantCreate(_Input):
     identity: str = Field(pattern=r"^[a-z][a-z0-9._-]{0,63}$", max_length=64)
     permission: Permission
-
-
-class GroupGrantRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    group: str
-    permission: Permission
-    granted_by: str
-    granted_at: datetime
 
 
 class GrantRead(BaseModel):

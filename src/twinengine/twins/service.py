@@ -23,7 +23,6 @@ from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.errors import NotFound, PermissionDenied, TwinNameTaken, TwinNotFound, ValidationFailed
 from twinengine.quality.spec import Flag
 from twinengine.store.base import LIMIT_ONE, lock_for_delete, upsert
-from twinengine.streams.models import StreamBinding
 from twinengine.twins import places, state, state_quality
 from twinengine.twins.models import StateHead, StateRevision, Twin, TwinGrant, TwinGroupGrant
 from twinengine.twins.parameter_index import index_parameters
@@ -37,6 +36,7 @@ from twinengine.twins.schemas import (
     StateKind,
     TwinState,
 )
+from twinengine.twins.stream_bindings import StreamBinding
 from twinengine.twins.validation import check_parameters
 from twinengine.twins.visibility import visible_to
 

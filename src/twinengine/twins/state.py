@@ -9,7 +9,6 @@ a time does one index seek into the log per property it names. No read ranks the
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
@@ -33,13 +32,13 @@ from sqlalchemy.orm import Session
 from twinengine.catalog import state_keys
 from twinengine.catalog.manifest import Manifest
 from twinengine.errors import Problem, RevisionNotFound, ValidationFailed
-from twinengine.quality import state_checks
 from twinengine.quality.spec import FLAGS, Flag
 from twinengine.quality.stored import unpack
 from twinengine.store.base import LIMIT_ONE, utcnow
-from twinengine.twins import log_writes, state_quality
+from twinengine.twins import log_writes, state_checks, state_quality
 from twinengine.twins.log_writes import number_of
 from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
+from twinengine.twins.new_values import NewValue
 from twinengine.twins.schemas import (
     DiffEntry,
     PropertyRead,
@@ -87,17 +86,6 @@ class StateOf(Protocol):
     def head_revision(self) -> int: ...
     @property
     def created_at(self) -> datetime: ...
-
-
-@dataclass(frozen=True)
-class NewValue:
-    property: str
-    kind: StateKind
-    value: Any
-    unit: str | None
-    timestamp: datetime
-    uncertainty: dict[str, Any] | None = None  # in ``unit``, as Uncertainty.plain() gives it
-    quality: dict[str, Any] | None = None  # the inputs it was computed from were suspect or bad (pedigree)
 
 
 # (property, kind) → value, as read from the log

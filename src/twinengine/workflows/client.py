@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 from pydantic import TypeAdapter
 
-from twinengine.client_types import Run, RunList, RunResult
 from twinengine.errors import InvalidInput
 from twinengine.quality.pedigree import QualityReport
+from twinengine.workflows.run_types import Run, RunList, RunResult
 from twinengine.workflows.schemas import FINAL, LogRead, RunRead, TriggerCreated, TriggerRead
 
 if TYPE_CHECKING:

@@ -29,10 +29,11 @@ from twinengine.workflows.executors import Executor, make_executor, slurm_option
 from twinengine.workflows.processes import build_registry
 from twinengine.workflows.registry import ProcessRegistry
 from twinengine.workflows.results import LocalResultStore, ResultStore
+from twinengine.workflows.run_endings import abandon, reap
 
 if TYPE_CHECKING:
     from twinengine.config import Settings
-    from twinengine.workflows.triggers import ArrivalFeed
+    from twinengine.workflows.arrival_feeds import ArrivalFeed
 
 __all__ = ["WorkflowEngine"]
 
@@ -100,7 +101,7 @@ class WorkflowEngine:
     @classmethod
     def from_settings(cls, settings: Settings, *, db: Database, blobs: BlobStore,
                       collections: CollectionSource) -> WorkflowEngine:
-        from twinengine.workflows.triggers import LocalArrivals
+        from twinengine.workflows.arrival_feeds import LocalArrivals
 
         options = slurm_options(queue=settings.slurm_queue, account=settings.slurm_account, cores=settings.slurm_cores,
                                 memory=settings.slurm_memory, walltime=settings.slurm_walltime,
@@ -116,18 +117,16 @@ class WorkflowEngine:
                    sync_max_result_bytes=settings.sync_max_result_bytes,
                    max_array_elements=settings.workflow_max_array_elements)
 
-    def start(self, *, background: bool = True) -> None:
-        """Reap runs a previous engine left running, then start the worker, heartbeat and trigger loops."""
+    def start(self, loops: Iterable[tuple[str, Callable[[WorkflowEngine], object]]] = (), *,
+              background: bool = True) -> None:
+        """Reap runs a previous engine left running, then start ``loops`` (name, target), each on a thread of
+        its own: the runtime hands in the worker, heartbeat and trigger loops (``daemons.workflows_runner``)."""
         if self.started:
             return
         self.started = True
-        from twinengine.daemons import workflows_runner, workflows_triggers
-
-        workflows_runner.reap(self, stale_after=self.stale_after_seconds)
+        reap(self, stale_after=self.stale_after_seconds)
         if not background:
             return
-        loops: list[tuple[str, Any]] = [(f"workflow-worker-{i}", workflows_runner.run) for i in range(self.workers)]
-        loops += [("workflow-heartbeat", workflows_runner.heartbeat), ("workflow-triggers", workflows_triggers.run)]
         for name, target in loops:
             thread = threading.Thread(target=target, args=(self,), name=name, daemon=True)
             thread.start()
@@ -144,8 +143,6 @@ class WorkflowEngine:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads.clear()
         if self.started:
-            from twinengine.daemons.workflows_runner import abandon
-
             try:
                 abandon(self, list(self.executing))
             except Exception:  # the store may be gone already; the next engine's reaper ends them then

@@ -23,7 +23,7 @@ class WorkflowRun(Base):
                       Index("ix_workflow_runs_status", "status"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # run, job, sync; ensemble, member (quality.ensembles)
+    kind: Mapped[str] = mapped_column(String(16))  # run, job, sync; ensemble, member (ensembles.service)
     owner: Mapped[str] = mapped_column(String(64))
     title: Mapped[str | None] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)

@@ -1,7 +1,7 @@
 """Where run results are kept: a small interface with a local implementation under ``<data_dir>/results``.
 
 Every asset is registered with its sha256 and size (registered means checksummed); the data lake replaces
-the local store with one that also writes to its storage endpoints (``twinengine.lake.run_results``).
+the local store with one that also writes to its storage endpoints (``twinengine.workflows.lake_results``).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from twinengine.workflows.processes import fingerprint
 from twinengine.workflows.provenance import run_lineage
 from twinengine.workflows.registry import ProcessRegistry
 from twinengine.workflows.results import Asset, describe_results
+from twinengine.workflows.run_endings import stopped_error
 from twinengine.workflows.run_faults import site_lost_rerun, watching
 from twinengine.workflows.schemas import RunStatus
 from twinengine.workflows.udp import user_registry
@@ -321,12 +322,6 @@ def _end_unstarted(engine: WorkflowEngine, run_id: str, error: dict[str, Any]) -
         session.execute(update(WorkflowRun).where(WorkflowRun.id == run_id).values(
             status=RunStatus.ERROR, error=error, finished_at=now, updated_at=now))
         session.add(RunLog(run_id=run_id, level="error", message=error["message"]))
-
-
-def stopped_error(engine: WorkflowEngine) -> dict[str, Any]:
-    """Why a run ended when its engine stopped in the middle of it."""
-    return {"code": "EngineStopped", "message": f"the engine running it ({engine.worker_id}) stopped before the "
-                                               "run ended; start the run again"}
 
 
 def _cancel_requested(engine: WorkflowEngine, run_id: str) -> bool:

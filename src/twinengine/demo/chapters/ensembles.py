@@ -12,7 +12,7 @@ import yaml
 from twinengine.demo.chapters.twins import ALERT_THRESHOLD_M
 from twinengine.demo.chapters.workflows import COLLECTION
 from twinengine.demo.context import DemoContext
-from twinengine.quality.ensemble_plot import plot_ensemble
+from twinengine.ensembles.plot import plot_ensemble
 from twinengine.quality.uncertainty import describe
 
 __all__ = ["forecast_ensemble"]

@@ -2,7 +2,7 @@
 site (a lake storage endpoint, ``lake:<name>``, or a compute site, ``compute:<name>``), limited to some
 scopes and twins, so that the site sees the person and no more than what the engine lets them do there.
 
-The exchanged token is a scoped token (``auth.scoped_tokens``) with an ``aud`` claim: the site verifies it
+The exchanged token is a scoped token (``delegation.scoped_tokens``) with an ``aud`` claim: the site verifies it
 with the engine's JWKS (signature, ``iss``, ``aud``, ``exp``); the engine itself refuses it (its audience is
 another). It lives ``MAX_LIFETIME`` at most, never longer than the token it was made from, and can be revoked
 like any token of one's own (sites that cannot ask the engine see revocation only at its expiry).
@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from twinengine.auth.issuer import BuiltinIssuer, SignedToken
 from twinengine.auth.principal import Principal
-from twinengine.auth.scoped_tokens import issue_scoped_token
 from twinengine.compute.models import ComputeSite
+from twinengine.delegation.scoped_tokens import issue_scoped_token
 from twinengine.errors import ValidationFailed
 from twinengine.lake.models import Endpoint
 

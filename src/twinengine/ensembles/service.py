@@ -1,7 +1,7 @@
 """Ensembles of a twin's workflow: N members that differ by perturbed parameters, by forks, or by a list
 of parameter sets. Submitting checks everything and draws the members' parameters (seeded) before
 anything is stored, then stores the ensemble (a run of kind ``ensemble``) and its members (runs of kind
-``member``) in one transaction; ``quality.ensemble_run`` executes it.
+``member``) in one transaction; ``ensembles.run`` executes it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Manifest
 from twinengine.compute.hooks import before_queue
+from twinengine.ensembles.schemas import EnsembleCreate, EnsembleDeclaration, EnsembleRead, MemberRead
 from twinengine.errors import InvalidInput, Problem, RunNotFound, ValidationFailed, join_loc
-from twinengine.quality.ensemble_schemas import EnsembleCreate, EnsembleDeclaration, EnsembleRead, MemberRead
 from twinengine.quality.perturb import draw
 from twinengine.store.base import utcnow
 from twinengine.twins import service as twins

@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
 from twinengine._version import __version__
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, get_principal, requires_token
 from twinengine.api.route_actions import acts, public, signed_in
+from twinengine.api.routes import openeo_jobs as jobs
 from twinengine.api.routing import Router, long_running
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.oidc import OidcVerifier
@@ -36,7 +37,6 @@ from twinengine.errors import (
 )
 from twinengine.workflows import service
 from twinengine.workflows.formats import FORMATS
-from twinengine.workflows.openeo import jobs
 from twinengine.workflows.openeo.errors import OpenEORoute
 from twinengine.workflows.sync import run_now
 

@@ -9,10 +9,10 @@ from fastapi import Query, Request
 
 from twinengine.api.deps import PrincipalDep, SessionDep
 from twinengine.api.route_actions import acts
+from twinengine.api.routes.twins import TwinRef, twin_read
 from twinengine.api.routing import api_router
 from twinengine.timeutil import Instant
 from twinengine.twins import fleet
-from twinengine.twins.api import TwinRef, twin_read
 from twinengine.twins.fleet_schemas import FleetAggregate, FleetGroup, FleetPage, TwinPlacement
 from twinengine.twins.schemas import StateKind, TwinRead
 

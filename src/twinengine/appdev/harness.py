@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twinengine.app._items import Failed, Item, Run
-from twinengine.app.local import LocalEngine
+from twinengine.appdev._items import Failed, Item, Run
+from twinengine.appdev.local import LocalEngine
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.validate import check_app_dir
 from twinengine.errors import ValidationFailed
@@ -54,7 +54,7 @@ def check_app(folder: Path, *, run_tests: bool = True, train: bool = True,
         counts: dict[str, int] = {}
         with run.item("samples"):
             counts = local.ingest_samples(manifest)
-        from twinengine.app._checks import run_functions, run_processes, run_training, run_workflows
+        from twinengine.appdev._checks import run_functions, run_processes, run_training, run_workflows
 
         run_functions(run, local, published["sha"], manifest, published["twin"], counts)
         run_processes(run, local, published["sha"], manifest)

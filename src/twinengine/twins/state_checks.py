@@ -28,7 +28,7 @@ from twinengine.store.base import utcnow
 
 if TYPE_CHECKING:
     from twinengine.catalog.manifest import Manifest
-    from twinengine.twins.state import NewValue
+    from twinengine.twins.new_values import NewValue
 
 __all__ = ["judge"]
 

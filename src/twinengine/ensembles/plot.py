@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from twinengine.ensembles.compare import Comparison
 from twinengine.figures import save_figure
-from twinengine.quality.compare import Comparison
 
 __all__ = ["plot_comparison", "plot_ensemble"]
 

@@ -10,9 +10,9 @@ from urllib.parse import quote
 
 import yaml
 
-from twinengine.quality.compare import Comparison
-from twinengine.quality.ensemble_schemas import EnsembleRead
-from twinengine.quality.scenarios import ScenarioRun
+from twinengine.ensembles.compare import Comparison
+from twinengine.ensembles.scenarios import ScenarioRun
+from twinengine.ensembles.schemas import EnsembleRead
 from twinengine.workflows.schemas import FINAL
 
 if TYPE_CHECKING:

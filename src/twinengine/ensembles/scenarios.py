@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
+from twinengine.ensembles.schemas import EnsembleCreate
+from twinengine.ensembles.service import submit_ensemble
 from twinengine.errors import InvalidInput, Problem, ValidationFailed, join_loc
-from twinengine.quality.ensemble_schemas import EnsembleCreate
-from twinengine.quality.ensembles import submit_ensemble
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
 from twinengine.workflows import service as runs

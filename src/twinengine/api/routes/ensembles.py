@@ -10,9 +10,10 @@ from fastapi import Body, Path, Query, status
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.route_actions import acts, public
 from twinengine.api.routing import api_router, long_running
-from twinengine.quality import compare as comparing
-from twinengine.quality import ensembles, scenarios
-from twinengine.quality.ensemble_schemas import EnsembleCreate, EnsembleRead
+from twinengine.ensembles import compare as comparing
+from twinengine.ensembles import scenarios
+from twinengine.ensembles import service as ensembles
+from twinengine.ensembles.schemas import EnsembleCreate, EnsembleRead
 from twinengine.workflows.sync import run_now
 
 __all__ = ["router"]

@@ -25,6 +25,7 @@ from twinengine.api.cookies import check_csrf, request_token
 from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, requires_token
 from twinengine.api.held_access import HeldAccess, ended_by
 from twinengine.api.route_actions import acts
+from twinengine.api.routes.twins import revision_read
 from twinengine.api.routing import api_router
 from twinengine.api.text import takes_non_finite_numbers
 from twinengine.auth.issuer import verify_bearer
@@ -51,7 +52,6 @@ from twinengine.streams.schemas import StreamRead as StreamInfo
 from twinengine.streams.uncertainty import plain_records
 from twinengine.timeutil import Instant
 from twinengine.twins import service as twins
-from twinengine.twins.api import revision_read
 from twinengine.twins.models import Twin
 from twinengine.types import INT32_MAX
 

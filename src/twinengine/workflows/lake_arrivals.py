@@ -21,7 +21,7 @@ from twinengine.lake.grants import Readers
 from twinengine.lake.models import Attachment, Did
 from twinengine.lake.schemas import DidType
 from twinengine.store.engine import Database
-from twinengine.workflows.triggers import Arrival, ArrivalFeed
+from twinengine.workflows.arrival_feeds import Arrival, ArrivalFeed
 
 __all__ = ["LakeArrival", "LakeArrivals"]
 

@@ -14,7 +14,7 @@ from twinengine.quality.spec import Duration
 from twinengine.timeutil import Instant
 from twinengine.twin_assimilation import skill
 from twinengine.twin_assimilation.service import Engines
-from twinengine.twin_assimilation.skill_schemas import AssimilationSkillRead
+from twinengine.twins.assimilation_skill_schemas import AssimilationSkillRead
 
 __all__ = ["router"]
 

@@ -9,9 +9,9 @@ from fastapi import Body, Header, Path, Response, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.route_actions import acts
+from twinengine.api.routes.streams import ARROW_STREAM, jsonable
 from twinengine.api.routing import api_router
 from twinengine.streams import buffers
-from twinengine.streams.api import ARROW_STREAM, jsonable
 from twinengine.streams.schemas import BufferCreate, BufferFillRead, BufferRead
 from twinengine.streams.uncertainty import plain_records
 from twinengine.twins.service import manifest_for

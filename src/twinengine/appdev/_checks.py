@@ -14,8 +14,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twinengine.app._items import Failed, Run
-from twinengine.app.local import SAMPLES
+from twinengine.appdev._items import Failed, Run
+from twinengine.appdev.local import SAMPLES
 from twinengine.auth.principal import SYSTEM
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.state_keys import base_of
@@ -24,7 +24,7 @@ from twinengine.ml.schemas import FINAL
 from twinengine.workers.process import app_place
 
 if TYPE_CHECKING:
-    from twinengine.app.local import LocalEngine
+    from twinengine.appdev.local import LocalEngine
 
 __all__ = ["place_in", "run_functions", "run_processes", "run_training", "run_workflows"]
 

@@ -15,7 +15,6 @@ from starlette.concurrency import run_in_threadpool
 from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, authorized
 from twinengine.api.route_actions import acts, public
 from twinengine.api.routing import api_router
-from twinengine.auth import exchange, scoped_tokens
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.keyring import Generation, public_jwk
 from twinengine.auth.token_schemas import (
@@ -26,6 +25,7 @@ from twinengine.auth.token_schemas import (
     TokenExchange,
     TokenExchanged,
 )
+from twinengine.delegation import exchange, scoped_tokens
 from twinengine.errors import Conflict, InvalidInput, Problem, ValidationFailed, join_loc
 from twinengine.runtime import Runtime
 from twinengine.timeutil import parse_duration

@@ -1,0 +1,1 @@
+"""The HTTP routes of every capability, one module per router; ``api.app`` includes them all."""
