@@ -32,11 +32,12 @@ ARGS = ["--json", "demo", "--hours", str(HOURS), "--step-minutes", "30"]  # 24 s
 
 @dataclass(frozen=True)
 class DemoRun:
-    """The demo's data dir (never written: copy it) and the JSON summary it printed."""
+    """The demo's data dir (never written: copy it), the JSON summary it printed, and what it said on stderr."""
 
     data_dir: Path
     facts: dict[str, Any]
     seconds: float
+    stderr: str
 
 
 def _shared_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
@@ -77,7 +78,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoRu
     if (folder / "failed.txt").exists():
         pytest.fail((folder / "failed.txt").read_text(), pytrace=False)
     return DemoRun(data_dir=folder / "data", facts=json.loads((folder / "facts.json").read_text()),
-                   seconds=float((folder / "seconds.txt").read_text()))
+                   seconds=float((folder / "seconds.txt").read_text()), stderr=(folder / "stderr.txt").read_text())
 
 
 def demo_copy(run: DemoRun, target: Path) -> Path:

@@ -31,6 +31,12 @@ def json_demo(tmp_path_factory: pytest.TempPathFactory, demo_run: DemoRun) -> tu
     return demo_copy(demo_run, tmp_path_factory.mktemp("json-demo") / "demo"), demo_run.facts
 
 
+def test_demo_logs_no_error(demo_run: DemoRun) -> None:
+    """What a newcomer reads on the terminal: no ERROR line from a library (a Dask client left connected to
+    the compute chapter's cluster once tried to reach it for 20 s after it was stopped)."""
+    assert [line for line in demo_run.stderr.splitlines() if " ERROR " in line or "Traceback" in line] == []
+
+
 def test_demo_json_summary_matches_the_store(json_demo: tuple[Path, dict[str, Any]]) -> None:
     data_dir, summary = json_demo
     assert summary["backend"] == "sqlite" and summary["revisions_written"] == 24 and summary["steps"] == 24

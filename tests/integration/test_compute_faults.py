@@ -179,3 +179,14 @@ def test_a_frozen_site_holds_members_no_longer_than_a_heartbeat(engine: Engine, 
     assert "local" in set(sites.values())
     site = uma.compute.site("cluster")
     assert site.status == "down" and "does not answer" in (site.health_error or "")
+
+
+def test_removing_a_site_closes_its_client_while_its_scheduler_still_answers(engine: Engine, cluster: Cluster) -> None:
+    """A client left open to a removed site would try to reach its scheduler again once that is gone (for
+    20 s, then log an error): the demo's compute chapter removes its site, then stops the cluster."""
+    pat = engine.as_role("pat", "provider")
+    pat.compute.add_site("cluster", "dask", address=cluster.address, cores=2, memory_bytes=2**31)
+    client = engine.runtime.workflows.services["sites"].get("cluster").client  # as a run placed there makes it
+    assert client.status == "running"
+    pat.compute.remove_site("cluster")
+    assert client.status == "closed"

@@ -45,6 +45,15 @@ class SiteExecutors:
             if executor is not self.default:
                 threading.Thread(target=executor.close, name=f"close-{site}", daemon=True).start()
 
+    def close_site(self, site: str) -> None:
+        """Close the executor of a site removed from the engine, now, while its scheduler still answers: a
+        client left open would try to reach it again once it is gone (and log an error about it)."""
+        with self._lock:
+            gone = [self._made.pop(k) for k in [k for k in self._made if k[0] == site]]
+        for executor in gone:
+            if executor is not self.default:
+                executor.close()
+
     def get(self, site: str | None) -> Any:
         if not site or site == DEFAULT_SITE:
             return self.default

@@ -27,6 +27,7 @@ from twinengine.compute.schemas import (
     UsagePage,
     UsageSummary,
 )
+from twinengine.compute.site_executors import SiteExecutors
 from twinengine.lake.endpoints import list_endpoints
 from twinengine.lake.endpoints import usage as endpoint_usage
 from twinengine.timeutil import Instant
@@ -81,8 +82,11 @@ def site_heartbeat(name: SitePath, session: SessionDep, principal: PrincipalDep,
 @router.delete("/sites/{name}", name="site_remove", status_code=status.HTTP_204_NO_CONTENT,
                summary="Remove a compute site (providers)")
 @acts("compute.site.manage")
-def site_remove(name: SitePath, session: SessionDep, principal: PrincipalDep) -> None:
+def site_remove(name: SitePath, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> None:
     sites.remove_site(session, principal=principal, name=name)
+    executors: SiteExecutors | None = runtime.workflows.services.get("sites")
+    if executors is not None:
+        executors.close_site(name)
 
 
 # -- quotas -----------------------------------------------------------------------------------------------------
