@@ -62,6 +62,21 @@ def gauge(i: int, *, level: float | None = None, station: str = "RR-01", minutes
             "rain": round(0.1 * (i % 7), 3), "level": level if level is not None else round(1.0 + 0.01 * i, 4)}
 
 
+def faulty_gauges() -> list[dict[str, Any]]:
+    """20 quarter-hours of readings: a spike at 4, a level stuck from 8 to 13, readings 15 and 16 never sent,
+    an impossible level at 19."""
+    levels = [round(1.0 + 0.01 * i, 4) for i in range(20)]
+    levels[4] += 3.0
+    levels[8:14] = [1.08] * 6
+    levels[19] = 99.0
+    return [gauge(i, level=levels[i]) for i in range(20) if i not in (15, 16)]
+
+
+# The flags river-reach's checks give faulty_gauges(), by offset.
+EXPECTED = {4: ("bad", "spike:level"), 13: ("suspect", "flatline:level"), 15: ("suspect", "gap"),
+            17: ("bad", "range:level,spike:level")}  # by offset (readings 15, 16 missing)
+
+
 def eventually(check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05) -> Any:
     """Poll until ``check`` returns something truthy; fail with its last value otherwise."""
     deadline = time.monotonic() + timeout

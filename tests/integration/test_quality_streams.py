@@ -15,7 +15,16 @@ import pytest
 import yaml
 
 from helpers import RIVER_REACH, Engine, admin_token
-from streams_fixtures import drop_streams, eventually, gauge, start_engine, stream_engine, stream_settings  # noqa: F401
+from streams_fixtures import (  # noqa: F401
+    EXPECTED,
+    drop_streams,
+    eventually,
+    faulty_gauges,
+    gauge,
+    start_engine,
+    stream_engine,
+    stream_settings,
+)
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.errors import ValidationFailed
@@ -43,20 +52,6 @@ def uma(engine: Engine) -> Client:
     client = engine.as_role("uma", "user")
     client.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})
     return client
-
-
-def faulty_gauges() -> list[dict[str, Any]]:
-    """20 quarter-hours of readings: a spike at 4, a level stuck from 8 to 13, readings 15 and 16 never sent,
-    an impossible level at 19."""
-    levels = [round(1.0 + 0.01 * i, 4) for i in range(20)]
-    levels[4] += 3.0
-    levels[8:14] = [1.08] * 6
-    levels[19] = 99.0
-    return [gauge(i, level=levels[i]) for i in range(20) if i not in (15, 16)]
-
-
-EXPECTED = {4: ("bad", "spike:level"), 13: ("suspect", "flatline:level"), 15: ("suspect", "gap"),
-            17: ("bad", "range:level,spike:level")}  # by offset (readings 15, 16 missing)
 
 
 def test_faulty_gauges_are_flagged_filtered_and_summarised(engine: Engine, uma: Client) -> None:

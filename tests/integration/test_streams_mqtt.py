@@ -23,7 +23,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from starlette.testclient import TestClient
 
 from helpers import RIVER_REACH, Engine, free_port
-from streams_fixtures import drop_streams, eventually, gauge, require_mqtt, stream_settings, unavailable  # noqa: F401
+from streams_fixtures import (  # noqa: F401
+    EXPECTED,
+    drop_streams,
+    eventually,
+    faulty_gauges,
+    gauge,
+    require_mqtt,
+    stream_settings,
+    unavailable,
+)
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
@@ -135,6 +144,31 @@ def test_mqtt_messages_become_records_and_state(tmp_path: Path, drop_streams: li
         assert state.reported["discharge"].value > 0  # the function ran the rating curve
         uma.streams.unbind_mqtt("reach", "gauges")
         assert uma.streams.list("reach")[0].mqtt_topic is None
+
+
+def test_records_over_mqtt_are_flagged_as_over_http(tmp_path: Path, drop_streams: list[Any]) -> None:  # noqa: F811
+    """The stream's quality checks judge what arrives through a broker as they judge an HTTP append."""
+    url = require_mqtt()
+    topic = f"test/{secrets.token_hex(4)}/gauges"
+    runtime, http = run_engine(stream_settings(tmp_path / "data", "local", mqtt_url=url), drop_streams)
+    with http:
+        engine = Engine(runtime=runtime, app=http.app, http=http, admin_token="")  # type: ignore[arg-type]
+        engine.as_role("ada", "developer").publish_app(RIVER_REACH)
+        uma = engine.as_role("uma", "user")
+        uma.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})
+        uma.streams.bind_mqtt("reach", "gauges", topic)
+        eventually(lambda: subscribed(http, topic))
+        host, port = url.removeprefix("mqtt://").split(":")
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2)
+        pub.connect(host, int(port))
+        pub.loop_start()
+        records = faulty_gauges()
+        for batch in (records[:10], records[10:]):  # the stuck run spans both messages
+            pub.publish(topic, json.dumps(batch), qos=1).wait_for_publish(10)
+        pub.loop_stop()
+        page = eventually(lambda: (p := uma.streams.read("reach", "gauges")).count == len(records) and p)
+        flags = {r["_offset"]: (r["_quality"], r["_checks"]) for r in page.items}
+        assert {o: f for o, f in flags.items() if f[0] != "good"} == EXPECTED
 
 
 def test_a_binding_stops_when_its_maker_may_no_longer_append(tmp_path: Path,

@@ -34,7 +34,7 @@ from twinengine.errors import StreamBackpressure, TwinEngineError
 from twinengine.store.changes import changed_since
 from twinengine.streams import records
 from twinengine.streams.hub import stream_key
-from twinengine.streams.service import list_bindings
+from twinengine.streams.service import list_bindings, quality_plan
 from twinengine.twins.models import Twin
 
 __all__ = ["MqttBridge"]
@@ -214,7 +214,8 @@ class MqttBridge:
         while True:
             try:
                 self.runtime.streams.append(target.key, table, time_field=target.declared.time_field,
-                                            producer=producer, seq=seq if isinstance(seq, int) else None)
+                                            producer=producer, seq=seq if isinstance(seq, int) else None,
+                                            quality=quality_plan(target.declared))  # as an HTTP append is
                 break
             except StreamBackpressure as exc:  # hold the acks: the broker stops sending until we catch up
                 time.sleep(min(exc.retry_after, 0.5))
