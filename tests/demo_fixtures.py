@@ -1,7 +1,8 @@
-"""One ``twin --json demo`` run shared by every test that reads what the demo leaves behind.
+"""``twin --json demo`` runs shared by every test that reads what the demo leaves behind.
 
-The demo takes a minute or more; a dozen test files check its facts or serve its data. It runs once per test
-run: the first test process to ask builds it under a file lock, the others (xdist workers) wait and reuse it.
+The demo takes a minute or more; a dozen test files check its facts or serve its data. Each of its two forms
+(a short run for its facts, the default run for the portal) runs once per test run: the first test process
+to ask builds it under a file lock, the others (xdist workers) wait and reuse it.
 Tests read it only through :func:`demo_copy`, a copy of its data dir of their own (7 MB), because opening an
 engine on a data dir writes to it. The stores keep absolute paths (a lake endpoint's root, a stream segment's
 file, MLflow's artifact locations): the copy's are rewritten to point into the copy, so that nothing a test
@@ -24,10 +25,11 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
-__all__ = ["DemoRun", "demo_copy", "demo_run"]
+__all__ = ["DemoRun", "demo_copy", "demo_run", "portal_demo_run"]
 
 HOURS = 12
 ARGS = ["--json", "demo", "--hours", str(HOURS), "--step-minutes", "30"]  # 24 steps of the story
+PORTAL_ARGS = ["--json", "demo", "--hours", "24"]  # 96 steps of 15 minutes, as the portal was built around
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,12 @@ def _shared_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Pa
     return base if worker_id == "master" else base.parent  # the xdist workers' basetemps share a parent
 
 
-def _build(folder: Path) -> None:
+def _build(folder: Path, args: list[str]) -> None:
     import time
 
     env = {k: v for k, v in os.environ.items() if k != "TWIN_MQTT_URL"}  # the gauges arrive over HTTP
     started = time.perf_counter()
-    demo = subprocess.run([sys.executable, "-m", "twinengine.cli.main", *ARGS, "--data-dir", str(folder / "data")],
+    demo = subprocess.run([sys.executable, "-m", "twinengine.cli.main", *args, "--data-dir", str(folder / "data")],
                           capture_output=True, text=True, timeout=900, env={**env, "COLUMNS": "200"})
     if demo.returncode != 0:
         (folder / "failed.txt").write_text(f"twin demo exited {demo.returncode}:\n{demo.stdout[-3000:]}\n"
@@ -61,24 +63,35 @@ def _build(folder: Path) -> None:
     (folder / "facts.json").write_text(demo.stdout)
 
 
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoRun:
-    """``twin --json demo --hours 12 --step-minutes 30`` over the embedded default, run once for the whole test
-    run."""
+def _shared(tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str, args: list[str]) -> DemoRun:
     from helpers import need_modules
 
     need_modules("ml", "torch", "mlflow", hint="the demo trains a model: pip install -e '.[ml]'")
     root = _shared_root(tmp_path_factory, worker_id)
-    folder = root / "shared-demo"
-    with FileLock(str(root / "shared-demo.lock")):
+    folder = root / name
+    with FileLock(str(root / f"{name}.lock")):
         if not (folder / "facts.json").exists() and not (folder / "failed.txt").exists():
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
-            _build(folder)
+            _build(folder, args)
     if (folder / "failed.txt").exists():
         pytest.fail((folder / "failed.txt").read_text(), pytrace=False)
     return DemoRun(data_dir=folder / "data", facts=json.loads((folder / "facts.json").read_text()),
                    seconds=float((folder / "seconds.txt").read_text()), stderr=(folder / "stderr.txt").read_text())
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoRun:
+    """``twin --json demo --hours 12 --step-minutes 30`` (24 steps, clean gauges), run once for the whole
+    test run: the tests of the demo's facts."""
+    return _shared(tmp_path_factory, worker_id, "shared-demo", ARGS)
+
+
+@pytest.fixture(scope="session")
+def portal_demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoRun:
+    """``twin --json demo --hours 24`` (96 steps of 15 minutes, long enough for the gauges to
+    misbehave), run once for the whole test run: what the portal's browser tests look at."""
+    return _shared(tmp_path_factory, worker_id, "shared-portal-demo", PORTAL_ARGS)
 
 
 def demo_copy(run: DemoRun, target: Path) -> Path:
