@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +114,13 @@ def publisher(url: str) -> tuple[mqtt.Client, dict[int, int], threading.Lock]:
     return client, accepted, lock
 
 
-def test_mqtt_messages_become_records_and_state(tmp_path: Path, drop_streams: list[Any]) -> None:  # noqa: F811
+@contextmanager
+def reach_on_a_topic(tmp_path: Path, drop: list[Any]) -> Iterator[tuple[Client, str, mqtt.Client]]:
+    """River-reach's twin with its gauges bound to a fresh topic, subscribed; yields uma, the topic and a
+    started publisher."""
     url = require_mqtt()
     topic = f"test/{secrets.token_hex(4)}/gauges"
-    runtime, http = run_engine(stream_settings(tmp_path / "data", "local", mqtt_url=url), drop_streams)
+    runtime, http = run_engine(stream_settings(tmp_path / "data", "local", mqtt_url=url), drop)
     with http:
         engine = Engine(runtime=runtime, app=http.app, http=http, admin_token="")  # type: ignore[arg-type]
         engine.as_role("ada", "developer").publish_app(RIVER_REACH)
@@ -129,6 +133,11 @@ def test_mqtt_messages_become_records_and_state(tmp_path: Path, drop_streams: li
         pub = mqtt.Client(CallbackAPIVersion.VERSION2)
         pub.connect(host, int(port))
         pub.loop_start()
+        yield uma, topic, pub
+
+
+def test_mqtt_messages_become_records_and_state(tmp_path: Path, drop_streams: list[Any]) -> None:  # noqa: F811
+    with reach_on_a_topic(tmp_path, drop_streams) as (uma, topic, pub):
         infos = [pub.publish(topic, json.dumps(gauge(0)), qos=1),
                  pub.publish(topic, json.dumps([gauge(1), gauge(2)]), qos=1),
                  pub.publish(topic, json.dumps({"producer": "rr01", "seq": 3, "records": [gauge(3)]}), qos=1),
@@ -148,20 +157,7 @@ def test_mqtt_messages_become_records_and_state(tmp_path: Path, drop_streams: li
 
 def test_records_over_mqtt_are_flagged_as_over_http(tmp_path: Path, drop_streams: list[Any]) -> None:  # noqa: F811
     """The stream's quality checks judge what arrives through a broker as they judge an HTTP append."""
-    url = require_mqtt()
-    topic = f"test/{secrets.token_hex(4)}/gauges"
-    runtime, http = run_engine(stream_settings(tmp_path / "data", "local", mqtt_url=url), drop_streams)
-    with http:
-        engine = Engine(runtime=runtime, app=http.app, http=http, admin_token="")  # type: ignore[arg-type]
-        engine.as_role("ada", "developer").publish_app(RIVER_REACH)
-        uma = engine.as_role("uma", "user")
-        uma.create_twin("river-reach@0.1.0", "reach", {"station": "RR-01"})
-        uma.streams.bind_mqtt("reach", "gauges", topic)
-        eventually(lambda: subscribed(http, topic))
-        host, port = url.removeprefix("mqtt://").split(":")
-        pub = mqtt.Client(CallbackAPIVersion.VERSION2)
-        pub.connect(host, int(port))
-        pub.loop_start()
+    with reach_on_a_topic(tmp_path, drop_streams) as (uma, topic, pub):
         records = faulty_gauges()
         for batch in (records[:10], records[10:]):  # the stuck run spans both messages
             pub.publish(topic, json.dumps(batch), qos=1).wait_for_publish(10)
