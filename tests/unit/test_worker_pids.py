@@ -57,3 +57,26 @@ def test_a_cgroup_not_yet_entered_is_kept_and_an_ended_one_removed(tmp_path: Pat
     pids.release()
     assert fresh.exists(), "a cgroup made for a sandbox about to start was swept before it was entered"
     assert (root / "sandbox-busy").exists() and not (root / "sandbox-ended").exists()
+
+
+def test_a_sweep_between_making_a_cgroup_and_setting_its_limit_keeps_it(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four ensemble members start sandboxes at once: another thread's sweep may list the new, still empty
+    cgroup before ``enter_command`` is done with it; it must already count as pending then (it was removed,
+    and the member's shell failed to enter it)."""
+    root = _engine_folder(tmp_path, 1, {})
+    monkeypatch.setattr(pids, "_ROOT", [root])
+    monkeypatch.setattr(pids, "_PENDING", {})
+    write_text = Path.write_text
+
+    def limit_then_sweep(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        written = write_text(self, data)
+        if self.name == "pids.max":
+            write_text(self.parent / "cgroup.procs", "")  # a real cgroup lists no process yet
+            pids._sweep(root)  # what another thread's enter_command or release may do at this moment
+        return written
+
+    monkeypatch.setattr(Path, "write_text", limit_then_sweep)
+    argv = pids.enter_command(["true"], processes=8)
+    assert argv[0] == "/bin/sh", "the cgroup was lost while being made"
+    assert Path(argv[3]).parent.exists(), "a cgroup made for a sandbox about to start was swept before it was entered"

@@ -129,13 +129,15 @@ def enter_command(argv: list[str], processes: int) -> list[str]:
         return argv
     _sweep(root)
     group = root / f"sandbox-{uuid.uuid4().hex[:16]}"
+    with _LOCK:  # pending before it exists: another thread's sweep may list it, still empty, at any moment
+        _PENDING[group.name] = time.monotonic()
     try:
         group.mkdir(parents=True)  # its engine folder too, should another engine have taken it for ended
         (group / "pids.max").write_text(str(processes))
     except OSError:
+        with _LOCK:
+            _PENDING.pop(group.name, None)
         return argv
-    with _LOCK:
-        _PENDING[group.name] = time.monotonic()
     return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group / "cgroup.procs"), *argv]
 
 
