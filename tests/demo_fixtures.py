@@ -42,9 +42,10 @@ class DemoRun:
     stderr: str
 
 
-def _shared_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.getbasetemp()
-    return base if worker_id == "master" else base.parent  # the xdist workers' basetemps share a parent
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # unset in a run without xdist
+    return base.parent if worker else base  # the xdist workers' basetemps share a parent
 
 
 def _build(folder: Path, args: list[str]) -> None:
@@ -63,11 +64,11 @@ def _build(folder: Path, args: list[str]) -> None:
     (folder / "facts.json").write_text(demo.stdout)
 
 
-def _shared(tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str, args: list[str]) -> DemoRun:
+def _shared(tmp_path_factory: pytest.TempPathFactory, name: str, args: list[str]) -> DemoRun:
     from helpers import need_modules
 
     need_modules("ml", "torch", "mlflow", hint="the demo trains a model: pip install -e '.[ml]'")
-    root = _shared_root(tmp_path_factory, worker_id)
+    root = _shared_root(tmp_path_factory)
     folder = root / name
     with FileLock(str(root / f"{name}.lock")):
         if not (folder / "facts.json").exists() and not (folder / "failed.txt").exists():
@@ -81,17 +82,17 @@ def _shared(tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str,
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoRun:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """``twin --json demo --hours 12 --step-minutes 30`` (24 steps, clean gauges), run once for the whole
     test run: the tests of the demo's facts."""
-    return _shared(tmp_path_factory, worker_id, "shared-demo", ARGS)
+    return _shared(tmp_path_factory, "shared-demo", ARGS)
 
 
 @pytest.fixture(scope="session")
-def portal_demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoRun:
+def portal_demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """``twin --json demo --hours 24`` (96 steps of 15 minutes, long enough for the gauges to
     misbehave), run once for the whole test run: what the portal's browser tests look at."""
-    return _shared(tmp_path_factory, worker_id, "shared-portal-demo", PORTAL_ARGS)
+    return _shared(tmp_path_factory, "shared-portal-demo", PORTAL_ARGS)
 
 
 def demo_copy(run: DemoRun, target: Path) -> Path:
