@@ -41,7 +41,9 @@ function tail(twin, stream, closers) {
     count.textContent = `${page.end_offset} records; newest first`;
     closers.push(events(`/api/v1/twins/${enc(twin.id)}/streams/${enc(stream.name)}/events?start=${page.end_offset}`, { record: (r) => add(r, true) }));
   });
-  return section(`Live tail of ${stream.name}`, h("p", { class: "muted" }, stream.description || "", stream.mqtt_topic ? ` · MQTT topic ${stream.mqtt_topic}` : ""), count,
+  // Wide: a record's every field in sight beside its quality on a laptop; a narrower screen scrolls the table in its box.
+  return h("section", { class: "card wide", "aria-label": `Live tail of ${stream.name}` }, h("h2", { class: "panel-title" }, `Live tail of ${stream.name}`),
+    h("p", { class: "muted" }, stream.description || "", stream.mqtt_topic ? ` · MQTT topic ${stream.mqtt_topic}` : ""), count,
     h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": `Records of ${stream.name}` },
       h("table", { class: "tail", "data-stream": stream.name }, h("thead", {}, h("tr", {}, fields.map((f) => h("th", { scope: "col" }, f === "_offset" ? "offset" : f)),
         h("th", { scope: "col" }, "quality"))), body)), flagged);

@@ -296,7 +296,7 @@ async function grantsSection(twin, ctx) {
       } } }, "Revoke") : ""]), { empty: "Nobody else." }));
   }
   await refresh();
-  if (!canManage) return section("Grants", slot);
+  if (!canManage) return wide(section("Grants", slot));
   const who = h("input", { type: "text", autocomplete: "off" });
   who.dataset.loc = "identity";
   const perm = h("select", {}, h("option", { value: "read" }, "read"), h("option", { value: "operate" }, "operate"));
@@ -313,5 +313,11 @@ async function grantsSection(twin, ctx) {
       await refresh();
     } catch (err) { showErrors(form, err); }
   });
-  return section("Grants", slot, form);
+  return wide(section("Grants", slot, form));
+}
+
+// A card across the grid: a table of five columns (the last one the Revoke button) is cut in a third of it.
+function wide(card) {
+  card.classList.add("wide");
+  return card;
 }

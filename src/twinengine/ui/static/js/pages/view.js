@@ -267,7 +267,9 @@ export async function render(root, ctx) {
   const whatIfs = [];  // what the panels show of a finished what-if run: (run, fork name) => Promise
   const panels = Object.entries(view.panels).filter(([, panel]) => !printing || (panel.kind !== "form" && panel.kind !== "map"));
   const cards = panels.map(([key, panel]) => {
-    const card = h("section", { class: `card panel panel-${panel.kind}${panel.kind === "timeseries" || panel.kind === "map" ? " wide" : ""}`, "data-panel": key, "aria-label": panel.title },
+    // A table panel is wide on screen (its columns never cut in a third of the grid); the report lays it out itself.
+    const wide = panel.kind === "timeseries" || panel.kind === "map" || (panel.kind === "table" && !printing);
+    const card = h("section", { class: `card panel panel-${panel.kind}${wide ? " wide" : ""}`, "data-panel": key, "aria-label": panel.title },
       h("h2", { class: "panel-title" }, panel.title), panel.description ? h("p", { class: "muted" }, panel.description) : null);
     grid.append(card);
     return card;
