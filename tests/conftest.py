@@ -11,6 +11,10 @@ from pathlib import Path
 # The CLI's rich consoles are made at import, when COLUMNS fixes their width for good: make it wide in every
 # test process (xdist workers import the CLI before any CliRunner sets it), so tables never wrap a value.
 os.environ["COLUMNS"] = "200"
+# Synchronous graphs run on a request thread of each engine the tests start (a child process per engine would
+# add about 1.5 s to each): tests/integration/test_sync_processes.py, the shared demo runs and the official
+# openEO suite run them in child processes, as an engine does by default.
+os.environ.setdefault("TWIN_SYNC_ISOLATION", "thread")
 
 import psycopg
 import pytest

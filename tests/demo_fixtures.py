@@ -54,7 +54,8 @@ def _build(folder: Path, args: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TWIN_MQTT_URL"}  # the gauges arrive over HTTP
     started = time.perf_counter()
     demo = subprocess.run([sys.executable, "-m", "twinengine.cli.main", *args, "--data-dir", str(folder / "data")],
-                          capture_output=True, text=True, timeout=900, env={**env, "COLUMNS": "200"})
+                          capture_output=True, text=True, timeout=900,
+                          env={**env, "COLUMNS": "200", "TWIN_SYNC_ISOLATION": "process"})  # as by default
     if demo.returncode != 0:
         (folder / "failed.txt").write_text(f"twin demo exited {demo.returncode}:\n{demo.stdout[-3000:]}\n"
                                            f"{demo.stderr[-3000:]}")

@@ -229,9 +229,20 @@ class Settings(BaseSettings):
     workflow_stale_after: timedelta = Field(default=timedelta(seconds=15), description="A running run without a "
                                             "heartbeat this long ends as error (its engine stopped).")
     sync_timeout: timedelta = Field(default=timedelta(seconds=120), description="Wall-time budget of synchronous "
-                                    "processing (openEO /result, runs with mode sync): then the run stops at its next "
-                                    "node or Dask task and ends as an error ProcessingTimeLimit (/result answers "
+                                    "processing (openEO /result, runs with mode sync): then the process evaluating "
+                                    "it is killed (with sync_isolation thread: the run stops at its next node or "
+                                    "Dask task) and the run ends as an error ProcessingTimeLimit (/result answers "
                                     "408); use a batch job for longer work.")
+    sync_isolation: Literal["process", "thread"] = Field(
+        default="process", description="Where synchronous processing runs: process (a child process of the engine, "
+        "killed at its budget, under sync_memory_bytes; a request never takes the engine's own memory or CPU) or "
+        "thread (a request thread of the engine itself: no process to start, for tests and single-user tools).")
+    sync_processes: int = Field(default=2, ge=1, le=64, description="Child processes evaluating synchronous "
+                                "processing at once (sync_isolation process); more requests wait for one, within "
+                                "their sync_timeout.")
+    sync_memory_bytes: int = Field(default=4 * 1024 * MiB, ge=0, description="Data-segment limit (heap and "
+                                   "anonymous memory, RLIMIT_DATA) of a process evaluating synchronous processing; a "
+                                   "graph that needs more ends as an error ProcessingMemoryLimit (0: none).")
     sync_max_result_bytes: int = Field(default=64 * MiB, gt=0, description="Largest result synchronous "
                                        "processing returns (openEO /result; 413 above): larger results are for "
                                        "batch jobs, downloaded as assets.")

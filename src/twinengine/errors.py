@@ -55,6 +55,7 @@
     │   ├── ResponseTooLarge        413  ResponseTooLarge   (an EDR answer would exceed the size limit)
     │   └── ResultTooLarge          413  ResultTooLarge     (a synchronous result exceeds its size limit)
     ├── ProcessingTimeLimit         408  ProcessingTimeLimit (synchronous processing ran past its time budget)
+    ├── ProcessingMemoryLimit       400  ProcessingMemoryLimit (synchronous processing needed more memory than it may)
     ├── UnreadableFile              422  UnreadableFile     (a stored file cannot be opened in its format)
     ├── FormatUnavailable           501  FormatUnavailable  (a file format whose library is not installed)
     ├── StorageFull                 507  StorageFull        (endpoint quota or disk space exhausted)
@@ -487,6 +488,13 @@ class ResultTooLarge(PayloadTooLarge):
     """Raised when a synchronous result is larger than the limit it may return (a batch job may be larger)."""
 
     code = "ResultTooLarge"
+
+
+class ProcessingMemoryLimit(TwinEngineError):
+    """Raised when synchronous processing needs more memory than its process may have; the run was stopped."""
+
+    status = 400
+    code = "ProcessingMemoryLimit"
 
 
 class ProcessingTimeLimit(TwinEngineError):

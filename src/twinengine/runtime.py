@@ -243,6 +243,12 @@ class Runtime:
         workflows.services["lake"] = lake  # runs stage their inputs near their site (compute.staging)
         workflows.services["staging"] = stage_run
         workflows.services["read_stream"] = runtime.read_stream
+        if settings.sync_isolation == "process":  # synchronous graphs are evaluated in child processes
+            from twinengine.workflows.sync_processes import SyncProcesses
+
+            workflows.services["sync_processes"] = SyncProcesses(
+                settings, read_stream=runtime.read_stream, most=settings.sync_processes,
+                memory_bytes=settings.sync_memory_bytes, notify=runtime.notifier.notify)
         workflows.services["stream_end"] = lambda twin_id, stream: runtime.streams.end(stream_key(twin_id, stream))
         return runtime
 
@@ -272,6 +278,9 @@ class Runtime:
         if self._ml is not None:
             self._ml.stop()
             self._ml = None
+        sync_processes = self.workflows.services.get("sync_processes")
+        if sync_processes is not None:
+            sync_processes.close()
         self.workflows.stop()
         if self._calibrations is not None:
             self._calibrations.stop()

@@ -41,6 +41,8 @@ def test_demo_json_summary_matches_the_store(json_demo: tuple[Path, dict[str, An
     data_dir, summary = json_demo
     assert summary["backend"] == "sqlite" and summary["revisions_written"] == 24 and summary["steps"] == 24
     assert summary["what_if"]["origin_untouched"] is True
+    # the synchronous rerun of the forecast was evaluated in a sync process, not in the engine's own
+    assert summary["workflow"]["rerun_process"] not in (None, summary["workflow"]["engine_process"])
     # the fleet: reach-04's gauge last reported an hour ago, past river-reach's gap check on level
     assert summary["fleet"]["stale_level"] == ["reach-04"]
     # groups and scopes: ben reads the reach only while in the group; a twins:read token's write is refused

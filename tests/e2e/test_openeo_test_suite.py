@@ -125,7 +125,8 @@ def test_official_openeo_test_suite(tmp_path: Path) -> None:
     provider = start_provider(tmp_path / "provider", access_token_ttl=3600)  # the suite signs in once per module
     port = free_port()
     try:
-        with serve_engine(data_dir, port, TWIN_OIDC_PROVIDERS=json.dumps([provider.settings("loop")])):
+        with serve_engine(data_dir, port, TWIN_OIDC_PROVIDERS=json.dumps([provider.settings("loop")]),
+                          TWIN_SYNC_ISOLATION="process"):  # /result in child processes, as served by default
             env = {**os.environ, "PYTHONPATH": str(tmp_path / "src"),
                    "OPENEO_AUTH_METHOD": "client_credentials", "OPENEO_AUTH_PROVIDER_ID": "loop",
                    "OPENEO_AUTH_CLIENT_ID": SERVICE_CLIENT, "OPENEO_AUTH_CLIENT_SECRET": SERVICE_SECRET}

@@ -82,6 +82,7 @@ class WorkflowEngine:
         # Budgets of synchronous processing (None: unbounded) and the element cap of arrays built in the engine
         self.sync_timeout, self.sync_max_result_bytes = sync_timeout, sync_max_result_bytes
         self.max_array_elements = max_array_elements
+        self.memory_limit: str | None = None  # the limit a MemoryError means here, in words (a sync process's)
         self.overdue: dict[str, dict[str, Any]] = {}  # run id → its error when its budget or a lost grant stops it
         self.heartbeat_seconds, self.stale_after_seconds = heartbeat_seconds, stale_after_seconds
         self.poll_seconds = poll_seconds

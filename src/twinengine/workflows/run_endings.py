@@ -18,7 +18,7 @@ from twinengine.workflows.schemas import RunStatus
 if TYPE_CHECKING:
     from twinengine.store.engine import Database
 
-__all__ = ["EndingEngine", "abandon", "reap", "stopped_error"]
+__all__ = ["EndingEngine", "abandon", "end_unfinished", "reap", "stopped_error"]
 
 
 class EndingEngine(Protocol):
@@ -74,3 +74,17 @@ def abandon(engine: EndingEngine, run_ids: list[str]) -> int:
             row.status, row.error, row.finished_at, row.updated_at = RunStatus.ERROR, error, now, now
             session.add(RunLog(run_id=row.id, level="error", message=error["message"]))
         return len(rows)
+
+
+def end_unfinished(db: Database, run_id: str, error: dict[str, Any]) -> bool:
+    """End a run that is still queued or running as ``error`` for a reason found outside its executor (the
+    process evaluating it was killed at its budget, or died); False if it had ended meanwhile."""
+    now = utcnow()
+    with db.session() as session:
+        row = session.scalar(select(WorkflowRun).where(
+            WorkflowRun.id == run_id, WorkflowRun.status.in_([RunStatus.QUEUED, RunStatus.RUNNING])))
+        if row is None:
+            return False
+        row.status, row.error, row.finished_at, row.updated_at = RunStatus.ERROR, error, now, now
+        session.add(RunLog(run_id=run_id, level="error", message=error["message"]))
+        return True

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from twinengine.auth.groups import groups_of
 from twinengine.auth.principal import Principal, Role
@@ -47,12 +47,15 @@ FLUSH_SECONDS = 0.5
 MAX_CACHED_JSON = 1 << 20
 
 
-def claim(engine: WorkflowEngine, run_id: str) -> bool:
-    """Move a queued run to running for this worker; False if someone else took it (or it was canceled)."""
+def claim(engine: WorkflowEngine, run_id: str, *, held_by: str | None = None) -> bool:
+    """Move a queued run to running for this worker; False if someone else took it (or it was canceled). A
+    run ``held_by`` that worker (``sync.hold``: a run its caller waits for) is taken over as well."""
     now = utcnow()
+    taken = WorkflowRun.status == RunStatus.QUEUED
+    if held_by is not None:
+        taken = or_(taken, and_(WorkflowRun.status == RunStatus.RUNNING, WorkflowRun.worker == held_by))
     with engine.db.session() as session:
-        result = session.execute(update(WorkflowRun).where(WorkflowRun.id == run_id,
-                                                           WorkflowRun.status == RunStatus.QUEUED)
+        result = session.execute(update(WorkflowRun).where(WorkflowRun.id == run_id, taken)
                                  .values(status=RunStatus.RUNNING, worker=engine.worker_id, started_at=now,
                                          heartbeat_at=now, updated_at=now))
         return bool(getattr(result, "rowcount", 0) == 1)
@@ -294,6 +297,11 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     except TwinEngineError as exc:
         status, error = RunStatus.ERROR, {"code": exc.code, "message": exc.message, "details": exc.details}
         hooks.log("error", f"{exc.code}: {exc.message}")
+    except MemoryError:  # past the memory its process may have (``sync_memory_bytes`` for a synchronous run)
+        status, error = RunStatus.ERROR, {"code": "ProcessingMemoryLimit", "message": (
+            "the graph needed more memory than " + (f"its process may have ({engine.memory_limit})"
+                                                    if engine.memory_limit else "there is") + "; reduce its extent")}
+        hooks.log("error", error["message"])
     except Exception as exc:  # a bug in a process or the engine: record it, keep the worker alive
         log.exception("run %s failed", run_id)
         status, error = RunStatus.ERROR, {"code": "Internal", "message": f"{type(exc).__name__}: {exc}"}

@@ -38,7 +38,7 @@ from twinengine.errors import (
 from twinengine.workflows import service
 from twinengine.workflows.formats import FORMATS
 from twinengine.workflows.openeo.errors import OpenEORoute
-from twinengine.workflows.sync import run_now
+from twinengine.workflows.sync import hold, run_now
 
 __all__ = ["API_VERSION", "BASE", "routers"]
 
@@ -213,6 +213,7 @@ def result(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
     engine = runtime.workflows
     run = service.submit(session, engine, principal=principal, process=body.get("process"), kind="sync",
                          title=body.get("title"))
+    hold(engine, run)
     session.commit()
     run = run_now(engine, session, run.id, time_limit=engine.sync_timeout)
     if run.status != "finished":

@@ -24,7 +24,7 @@ from twinengine.workflows.schemas import (
     TriggerRead,
     TwinRunCreate,
 )
-from twinengine.workflows.sync import run_now
+from twinengine.workflows.sync import hold, run_now
 from twinengine.workflows.views import run_page_items, run_read, trigger_read
 
 __all__ = ["router"]
@@ -51,6 +51,7 @@ def twin_run(twin: TwinRef, body: TwinRunCreate, session: SessionDep, runtime: R
         run = service.submit_twin_workflow(session, engine, principal=principal, twin_ref=twin,
                                            workflow=body.workflow, parameters=body.parameters, options=body.options)
     if body.mode == "sync":
+        hold(engine, run)
         session.commit()
         run = run_now(engine, session, run.id, time_limit=engine.sync_timeout)
     else:
@@ -67,6 +68,7 @@ def create_run(body: RunCreate, session: SessionDep, runtime: RuntimeDep, princi
     run = service.submit(session, engine, principal=principal, process=body.process, parameters=body.parameters,
                          twin_ref=body.twin, title=body.title, options=body.options)
     if body.mode == "sync":
+        hold(engine, run)
         session.commit()
         run = run_now(engine, session, run.id, time_limit=engine.sync_timeout)
     else:

@@ -4,6 +4,7 @@ forecast peak lands in the twin's state; a second run comes from the cache."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
@@ -71,16 +72,21 @@ def forecast(ctx: DemoContext) -> None:
     state = uma.get_state(name).reported
     again = uma.workflows.run(name, "forecast", {"collection": COLLECTION}, sync=True)  # what the trigger ran
     cached = [n.node_id for n in again.nodes if n.status == "cached"]
+    evaluated_by = _evaluated_by(ctx, again.id)  # a synchronous run goes to a sync process, not the engine
     peak = float(state["forecast_peak_level"].value)
     ctx.facts["workflow"] = {"run": final.id, "trigger": trigger.name, "status": final.status.value, "seconds": seconds,
                              "nodes": {n.node_id: n.status for n in final.nodes}, "peak_level_m": peak,
                              "alert": state["forecast_alert"].value, "steps": len(levels),
                              "rerun": again.id, "rerun_cached": cached, "assets": final.assets,
+                             "rerun_process": evaluated_by, "engine_process": os.getpid(),
                              "revisions": uma.get_twin(name).head_revision - head_before}
     ctx.say(f"forecast run {final.id} finished in {seconds:.2f} s: {len(final.nodes)} nodes, peak {peak:.2f} m "
             f"(alert {'on' if state['forecast_alert'].value else 'off'}), written to the twin's state")
     ctx.summary.append(("forecast workflow", f"run {final.id}: peak {peak:.2f} m in the next {FORECAST_HOURS} h, "
                                              f"{seconds:.2f} s; rerun served from the cache ({', '.join(cached)})"))
+    if evaluated_by is not None and evaluated_by != os.getpid():
+        ctx.say(f"the synchronous rerun was evaluated in sync process {evaluated_by}, not in the engine's own "
+                f"process {os.getpid()}: it is killed at its sync_timeout and bounded by sync_memory_bytes")
     ctx.summary.append(("provenance", f"/api/v1/runs/{final.id}/provenance (W3C PROV-JSON)"))
     kept = [a for a in final.assets if a.get("did")]
     ctx.facts["workflow"]["lake_assets"] = [a["did"] for a in kept]
@@ -88,3 +94,14 @@ def forecast(ctx: DemoContext) -> None:
         ctx.summary.append(("forecast in the lake", f"{', '.join(a['did'] for a in kept)} (sha256 "
                                                     f"{kept[0]['sha256'][:12]}…) on site-a: {ctx.url}/stac/"
                                                     f"collections/workflow-results/items/{final.id}"))
+
+
+def _evaluated_by(ctx: DemoContext, run_id: str) -> int | None:
+    """The process that claimed a run (its worker id is host:pid:suffix)."""
+    from twinengine.workflows.models import WorkflowRun
+
+    with ctx.runtime.db.session(readonly=True) as session:
+        row = session.get(WorkflowRun, run_id)
+        worker = row.worker if row is not None else None
+    parts = (worker or "").split(":")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
