@@ -48,7 +48,12 @@ def main(fd: int) -> None:
                 message = json.loads(conn.recv_bytes())
             except (EOFError, OSError):
                 return  # the engine stopped, or let this process go
-            run_here(engine, message["run"], held_by=message["held_by"])
+            try:
+                run_here(engine, message["run"], held_by=message["held_by"])
+            finally:  # a site's client lives no longer than the run here: the engine may remove the site
+                sites = engine.services.get("sites")
+                if sites is not None:
+                    sites.close()
             conn.send_bytes(json.dumps({"ended": message["run"]}).encode())
     finally:
         runtime.close()
