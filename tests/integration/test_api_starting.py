@@ -4,6 +4,7 @@ need the engine wait for it instead of being refused."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from pathlib import Path
 from typing import Any
@@ -120,4 +121,35 @@ def test_a_starting_process_of_several_says_it_is_not_primary(tmp_path: Path) ->
         assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
         await lifespan
 
+    run_alone(scenario)
+
+
+class Collecting(StartingApp):
+    """Notes whether the garbage collector runs while the engine is built, then fails: no engine is needed."""
+
+    collecting: bool | None = None
+
+    def _build(self) -> Any:
+        self.collecting = gc.isenabled()
+        raise RuntimeError("held back by the test")
+
+
+def test_the_garbage_collector_is_paused_while_the_engine_starts_and_runs_after(tmp_path: Path) -> None:
+    """What the start imports and builds lives on: collections during it only walk it again. Once the start
+    has ended (here it failed) the collector runs as before."""
+    async def scenario() -> None:
+        stopped = asyncio.Event()
+        app = Collecting(Settings(data_dir=tmp_path / "data", lake_daemons=False), on_failure=stopped.set)
+        inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        lifespan = asyncio.create_task(_lifespan(app, inbox, outbox))
+        await inbox.put({"type": "lifespan.startup"})
+        assert (await outbox.get())["type"] == "lifespan.startup.complete"
+        await asyncio.wait_for(stopped.wait(), 120)
+        assert app.collecting is False and gc.isenabled()
+        await inbox.put({"type": "lifespan.shutdown"})
+        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+        await lifespan
+
+    assert gc.isenabled()
     run_alone(scenario)

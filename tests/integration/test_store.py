@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from alembic import command as alembic_command
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import OperationalError
 
@@ -32,6 +35,29 @@ def test_upgrade_is_idempotent(engine: Engine) -> None:
     db = engine.runtime.db
     assert migrate.upgrade(db) == migrate.head_revision(db)
     assert migrate.upgrade(db) == migrate.head_revision(db)
+
+
+def test_a_store_at_head_is_found_so_without_loading_the_history(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``twin serve`` migrates the store, then the runtime's start asks again: one query answers, not Alembic
+    loading every script. A store behind the head is still migrated."""
+    prepared, new = Database(f"sqlite:///{tmp_path / 'prepared.db'}"), Database(f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        head = migrate.upgrade(prepared)
+        run: list[str] = []
+        alembic_upgrade = alembic_command.upgrade
+
+        def counted(cfg: Any, revision: str) -> None:
+            run.append(revision)
+            alembic_upgrade(cfg, revision)
+
+        monkeypatch.setattr(alembic_command, "upgrade", counted)
+        assert migrate.upgrade(prepared) == head and run == []
+        assert migrate.upgrade(new) == head and run == ["head"]
+        assert migrate.current_revision(new) == migrate.head_revision(new)
+    finally:
+        prepared.dispose()
+        new.dispose()
 
 
 def test_models_match_the_migration_history(engine: Engine) -> None:

@@ -15,6 +15,7 @@ If a step fails, the error is printed, waiting requests get a 503 naming it, and
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -85,6 +86,7 @@ class StartingApp:
 
     async def _start(self) -> None:
         assert self._ready is not None
+        collecting = _pause_garbage_collector()
         try:
             await anyio.to_thread.run_sync(self._open_store)
             await anyio.to_thread.run_sync(self._prepare_store)
@@ -99,6 +101,8 @@ class StartingApp:
             print(f"twinengine: the engine did not start: {self.failed}", file=sys.stderr, flush=True)
             self.on_failure()
         finally:
+            if collecting:
+                gc.enable()
             self._ready.set()
         if self._db is not None:  # the engine's own /health takes over
             db, self._db = self._db, None
@@ -177,12 +181,19 @@ async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+def _pause_garbage_collector() -> bool:
+    """No collection while the engine starts: importing and building it allocates about half a million
+    objects that all live on, and the collections they set off walk them again and again (0.3-0.6 s of the
+    start, for almost nothing collected). Returns whether the collector ran before (it runs again after)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    return collecting
+
+
 def _settle_garbage_collector() -> None:
     """Move what the start allocated (modules, routes, caches: millions of objects) out of the collector's
     way, and collect less often. A full collection otherwise walks all of them and stops every thread,
     the event loop included, for up to half a second under load: the liveness probe's slowest answers."""
-    import gc
-
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)

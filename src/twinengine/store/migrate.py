@@ -14,6 +14,11 @@ __all__ = ["alembic_config", "analyze", "autogenerate", "current_revision", "hea
 # Any constant works: it serialises engines that start at once against the same PostgreSQL database.
 _PG_MIGRATION_LOCK = 0x7477696E
 
+# The history's head, once this process has brought a store to it. Alembic loads its environment and every
+# script (about half a second) to find a store at head with nothing to do: ``twin serve`` prepares the store,
+# then the runtime's start asks again. One query for the store's revision answers that second time.
+_reached_head: str | None = None
+
 
 def alembic_config(url: str) -> Config:
     cfg = Config()
@@ -24,6 +29,11 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(db: Database, revision: str = "head") -> str | None:
     """Bring the schema to ``revision``; safe when several engines start together. Returns the new revision."""
+    global _reached_head
+    if revision == "head" and _reached_head is not None and current_revision(db) == _reached_head:
+        if db.backend == "sqlite":
+            analyze(db)
+        return _reached_head
     cfg = alembic_config(db.url)
     with db.engine.begin() as connection:
         if db.backend == "postgresql":
@@ -32,7 +42,10 @@ def upgrade(db: Database, revision: str = "head") -> str | None:
         command.upgrade(cfg, revision)
     if db.backend == "sqlite":
         analyze(db)
-    return current_revision(db)
+    reached = current_revision(db)
+    if revision == "head":
+        _reached_head = reached
+    return reached
 
 
 def analyze(db: Database) -> None:
