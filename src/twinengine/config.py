@@ -204,8 +204,9 @@ class Settings(BaseSettings):
         description="Threads for requests that may take long (synchronous workflow runs and ensembles, openEO "
                     "/result, publishing an app, which may build its environment): they run on these instead of "
                     "the request threads, so short requests never wait behind them; more wait their turn.")
-    warm_routes: bool = Field(default=True, description="Build every API route when the server starts (about "
-                              "0.3 s), so that no request pays it; off, each group of routes is built on its "
+    warm_routes: bool = Field(default=True, description="Build every API route on a background thread as the "
+                              "server starts answering (0.3-0.8 s; `/health` says `\"warming\": [\"routes\"]` "
+                              "meanwhile), so that requests rarely pay it; off, each group of routes is built on its "
                               "first request: for an in-process engine that serves a few requests (tests).")
     edr_max_values: int = Field(default=20_000_000, gt=0,
                                 description="Most values one EDR answer may hold (413 above, checked before reading).")

@@ -53,7 +53,7 @@ def test_health_names_what_still_warms(tmp_path: Path) -> None:
     try:
         with InProcessServer(app) as server, Client(server.url, token) as client:
             warmup = app.state.warmups[0]
-            warmup.wait(60)
+            assert warmup.name == "edr" and all(w.wait(60) for w in app.state.warmups)  # the routes' too
             warmup.done.clear()  # as if it were still opening files
             assert client.health()["warming"] == ["edr"]
             warmup.done.set()

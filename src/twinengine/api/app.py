@@ -5,12 +5,10 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
-from starlette.types import Message
 
 from twinengine._version import __version__
 from twinengine.access.warmup import Warmup
@@ -19,6 +17,7 @@ from twinengine.api.description import install_description
 from twinengine.api.errors import install_error_handlers
 from twinengine.api.log_redaction import install_log_redaction
 from twinengine.api.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from twinengine.api.route_warmup import RouteWarmup
 from twinengine.api.routes import access as access_api
 from twinengine.api.routes import assimilation as assimilation_api
 from twinengine.api.routes import assimilation_skill as assimilation_skill_api
@@ -69,36 +68,6 @@ desire state, travel through its history and fork what-if scenarios. Every call 
 """
 
 
-def _build_included(routes: list[Any]) -> None:
-    """Build every included router's routes, nested ones too. FastAPI builds them when a request is first
-    matched against them, and our routers match only paths under their own prefix."""
-    for route in routes:
-        candidates = getattr(route, "effective_candidates", None)
-        if candidates is not None:
-            route.effective_low_priority_routes()
-            _build_included(candidates())
-
-
-async def _build_routes(app: FastAPI) -> None:
-    """FastAPI builds the routes of each included router when the first request reaches it (about 200 ms
-    for all of ours, 30-80 ms on a group's first request), so they are built at start, not left to users:
-    each included router directly, then one request for a path no route takes, sent straight to the
-    router (no middleware sees it), for whatever else a first request builds."""
-    _build_included(app.router.routes)
-    path = "/.well-known/twinengine/routes-built-at-start"
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": [],
-             "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 0)}
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        return None
-
-    await app.router(scope, receive, send)
-
-
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """The whole HTTP surface. The store is migrated and the first admin created when the app starts."""
     install_log_redaction()  # the server's log never shows a token a URL carries
@@ -134,11 +103,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             loops = await anyio.to_thread.run_sync(start_singleton_loops, runtime)
             _app.state.stream_daemons = loops.streams
         reader = _app.state.current_state = CurrentStateReader(runtime.db)  # GET /twins/{twin}/state
-        if runtime.settings.warm_routes:
-            await _build_routes(_app)
-            _app.state.warmups = [Warmup(runtime.access).start()]  # the EDR listing, opened in the background
+        routes: RouteWarmup | None = None
+        if runtime.settings.warm_routes:  # built and opened in the background, once the engine answers
+            routes = RouteWarmup(_app.router).start()
+            _app.state.warmups = [Warmup(runtime.access).start(), routes]  # the EDR listing, every route
         gc.freeze()  # what start built lives as long as the process: keep it out of every later GC pass
         yield
+        if routes is not None:
+            await routes.stop()
         await reader.close()
         if duties is not None:
             await anyio.to_thread.run_sync(duties.close)
