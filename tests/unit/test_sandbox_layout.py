@@ -9,6 +9,7 @@ import site
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -159,14 +160,19 @@ def test_without_bwrap_on_the_path_the_sandbox_warning_is_said_once(tmp_path: Pa
 
 
 def test_twin_serve_and_the_runtime_start_probe_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``twin serve`` checks the sandbox before it listens, and a runtime (the demo's too) when it starts."""
-    from twinengine.cli.main import _sandbox_for_serving
+    """``twin serve`` checks the sandbox as it starts (on a thread), and a runtime (the demo's too) when it
+    starts."""
+    from twinengine.cli.main import SANDBOX_CHECK, _sandbox_for_serving
     from twinengine.config import Settings
     from twinengine.runtime import Runtime
 
     asked: list[str] = []
     monkeypatch.setattr(Sandbox, "announce", lambda self: asked.append(self.mode))
-    assert _sandbox_for_serving(Settings(data_dir=tmp_path / "a")).sandbox == "bwrap" and asked == ["bwrap"]
+    assert _sandbox_for_serving(Settings(data_dir=tmp_path / "a")).sandbox == "bwrap"
+    for thread in threading.enumerate():
+        if thread.name == SANDBOX_CHECK:
+            thread.join(60)
+    assert asked == ["bwrap"]
     runtime = Runtime.from_settings(Settings(data_dir=tmp_path / "b"))
     try:
         runtime.start()

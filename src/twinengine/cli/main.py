@@ -15,6 +15,7 @@ from twinengine.errors import TwinEngineError
 __all__ = ["app", "main"]
 
 _CLI = "twinengine.cli."
+SANDBOX_CHECK = "twin-sandbox-check"  # the thread on which ``twin serve`` checks the sandbox as it starts
 _TWINS = _CLI + "twins"
 # Imported only when run (see cli/_lazy.py); the summaries are what `twin --help` shows for them.
 SUBCOMMANDS = {
@@ -194,6 +195,8 @@ def serve(
 def _sandbox_for_serving(settings: Any) -> Any:
     """A served engine runs other people's code only in a sandbox: with ``sandbox = auto`` and no working
     bwrap it refuses such code (and says so now); ``TWIN_SANDBOX=none`` runs it unsandboxed, loudly."""
+    import threading
+
     from twinengine.workers.sandbox import Sandbox
 
     if settings.sandbox == "none":
@@ -201,7 +204,10 @@ def _sandbox_for_serving(settings: Any) -> Any:
                           "engine's secrets (data dir, keys, tokens). Serve only yourself this way.[/bold red]")
         return settings
     settings = settings.model_copy(update={"sandbox": "bwrap"})
-    Sandbox.from_settings(settings).announce()  # one tiny worker started in the real layout; said once if it fails
+    # One tiny worker started in the real layout, said once if it fails. A few tenths of a second spent waiting
+    # on that worker: on a thread, while the server starts listening and the engine is imported; the engine's
+    # own check when it starts waits for this answer.
+    threading.Thread(target=Sandbox.from_settings(settings).announce, name=SANDBOX_CHECK, daemon=True).start()
     return settings
 
 

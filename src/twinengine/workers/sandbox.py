@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ SandboxMode = Literal["auto", "bwrap", "none"]
 APP_DIR, ENV_DIR, SCRATCH_DIR, CACHE_DIR = "/twin/app", "/twin/env", "/twin/scratch", "/twin/cache"
 _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "host.conf")
 _WARNED: set[str] = set()
+_SAYING = threading.Lock()  # two threads that check at once say it once
 _CHILD = "twinengine.workers._child"
 
 
@@ -132,11 +134,19 @@ def _under(path: str, parent: str) -> bool:
 
 
 _PROBED: dict[tuple[object, ...], str | None] = {}
+# One probe at a time: ``twin serve`` checks on a thread while it starts, and the runtime's own check at start
+# waits for that answer rather than starting a second worker.
+_PROBING = threading.Lock()
 
 
 def _probe(sandbox: Sandbox, *key: object) -> str | None:
     """``Sandbox.problem``, remembered per ``key`` (bubblewrap's command, the interpreter, the limits): a
     worker's own module started in bubblewrap with nothing to read, which must exit cleanly."""
+    with _PROBING:
+        return _probe_now(sandbox, *key)
+
+
+def _probe_now(sandbox: Sandbox, *key: object) -> str | None:
     problem = bwrap_works(sandbox.binary)  # remembered on its own
     if problem is not None or key in _PROBED:
         return problem or _PROBED[key]
@@ -374,9 +384,10 @@ def gpu_devices(root: str = "/dev") -> list[str]:
 def _warn_once(key: str, message: str) -> None:
     """Say ``message`` once per process: to the log where one is configured, and to stderr unless the log
     already writes there (with no handler at all, logging's last resort would print it a second time)."""
-    if key in _WARNED:
-        return
-    _WARNED.add(key)
+    with _SAYING:
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
     handlers = _log_handlers(log)
     if handlers:
         log.warning(message)
