@@ -11,16 +11,16 @@ import json
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
-from authlib.common.errors import AuthlibBaseError
-from authlib.integrations.requests_client import OAuth2Session
-from requests import RequestException
 
 from twinengine.auth.issuer import BuiltinIssuer
 from twinengine.auth.oidc import ALGORITHMS, OidcVerifier
 from twinengine.errors import InvalidInput, TokenInvalid
+
+if TYPE_CHECKING:
+    from authlib.integrations.requests_client import OAuth2Session
 
 __all__ = ["FLOW_TTL_S", "PendingSignIn", "finish", "pack", "pack_logout", "start", "unpack", "unpack_logout"]
 
@@ -40,6 +40,10 @@ class PendingSignIn:
 
 
 def _client(verifier: OidcVerifier, redirect_uri: str) -> OAuth2Session:
+    """authlib's client, and requests under it (a tenth of a second to import), on the first sign-in: not
+    while the engine starts."""
+    from authlib.integrations.requests_client import OAuth2Session
+
     p = verifier.provider
     if p.client_id is None:
         raise InvalidInput(f"provider {p.id!r} has no client_id: the portal cannot sign in through it")
@@ -111,6 +115,9 @@ def finish(verifier: OidcVerifier, pending: PendingSignIn, *, state: str, code: 
     The state must be this browser's; the code is exchanged with the PKCE verifier, once (the provider refuses
     a code used before). Claims of the access token, when it is a JWT for the engine, fill what the ID
     token leaves out (groups and entitlements are often only there)."""
+    from authlib.common.errors import AuthlibBaseError
+    from requests import RequestException
+
     if not hmac.compare_digest(state, pending.state):
         raise TokenInvalid("the sign-in's state does not match this browser's (a forged or stale response)")
     try:
