@@ -51,6 +51,7 @@ from twinengine.bootstrap import announce_admin_token
 from twinengine.config import Settings
 from twinengine.daemons.leadership import StoreLeadership
 from twinengine.daemons.primary import PRIMARY_LOCK, PrimaryDuties, SingletonLoops, start_singleton_loops
+from twinengine.ml.warmup import RegistryWarmup
 from twinengine.runtime import Runtime
 from twinengine.streams.metrics import StreamsCollector
 from twinengine.twins.current_state import CurrentStateReader
@@ -107,6 +108,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         if runtime.settings.warm_routes:  # built and opened in the background, once the engine answers
             routes = RouteWarmup(_app.router).start()
             _app.state.warmups = [Warmup(runtime.access).start(), routes]  # the EDR listing, every route
+            registry = RegistryWarmup.wanted(runtime.data_dir, runtime.settings.mlflow_uri)
+            if registry is not None:  # MLflow, for the first listing of a twin's models
+                _app.state.warmups.append(registry.start())
         gc.freeze()  # what start built lives as long as the process: keep it out of every later GC pass
         yield
         if routes is not None:

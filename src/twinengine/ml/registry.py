@@ -3,6 +3,9 @@
 Embedded by default (SQLite ``<data_dir>/mlflow.db``, artifacts under ``<data_dir>/mlartifacts``, no server);
 ``TWIN_MLFLOW_URI`` points at an MLflow tracking server. Everything the engine records is plain MLflow runs,
 params, metrics, tags, model versions and aliases, so the official ``MlflowClient`` reads it unchanged.
+
+MLflow is imported, and its client opened, on the first call that needs them (about 3 s), not when the
+engine imports this module; a served engine does both in the background once it answers (``ml.warmup``).
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars inside the engine's output
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # nor its INFO lines (they would break `--json` output)
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 __all__ = ["AsyncMetricLogger", "ModelRegistry", "VersionInfo", "registered_name"]
 
@@ -29,11 +32,6 @@ log = logging.getLogger("twinengine.ml")
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-
-
-def registered_name(twin_name: str, model: str) -> str:
-    """One registered model per twin and model: ``<twin>.<model>``."""
-    return f"{twin_name}.{model}"
 
 
 @dataclass(frozen=True)
@@ -46,14 +44,30 @@ class VersionInfo:
     created_ms: int
 
 
+def registered_name(twin_name: str, model: str) -> str:
+    """One registered model per twin and model: ``<twin>.<model>``."""
+    return f"{twin_name}.{model}"
+
+
 class ModelRegistry:
     """Runs, metrics, model files, versions and aliases; one instance per runtime (thread-safe client)."""
 
     def __init__(self, tracking_uri: str, artifact_root: Path | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._client: MlflowClient | None = None
+        self._opening = threading.Lock()
         self._lock = threading.Lock()
+
+    @property
+    def client(self) -> MlflowClient:
+        """MLflow's client, imported and opened on first use (thread-safe)."""
+        with self._opening:
+            if self._client is None:
+                from mlflow.tracking import MlflowClient
+
+                self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            return self._client
 
     @classmethod
     def embedded(cls, data_dir: Path, uri: str | None = None) -> ModelRegistry:
@@ -63,6 +77,8 @@ class ModelRegistry:
 
     # -- runs
     def experiment(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
         with self._lock:
             found = self.client.get_experiment_by_name(name)
             if found is not None:
@@ -80,6 +96,8 @@ class ModelRegistry:
                 return str(again.experiment_id)
 
     def start_run(self, experiment: str, *, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        from mlflow.entities import Param
+
         run = self.client.create_run(self.experiment(experiment), run_name=name, tags=tags)
         run_id = str(run.info.run_id)
         items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
@@ -88,10 +106,14 @@ class ModelRegistry:
         return run_id
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def log_metrics(self, run_id: str, points: list[tuple[str, float, int, int]]) -> None:
         """(key, value, step, timestamp ms) points, sent 1000 at a time (MLflow's batch limit)."""
+        from mlflow.entities import Metric
+
         metrics = [Metric(k, float(v), ts, step) for k, v, step, ts in points]
         for i in range(0, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
@@ -107,6 +129,8 @@ class ModelRegistry:
     def register(self, name: str, run_id: str, folder: Path, *, tags: dict[str, str], description: str = "") -> str:
         """Keep ``folder`` (a model its flavour saved, in the app's worker) as the run's artifact folder
         ``model/`` and register a version of it."""
+        from mlflow.exceptions import MlflowException
+
         self.client.log_artifacts(run_id, str(folder), artifact_path="model")
         with self._lock, contextlib.suppress(MlflowException):
             self.client.create_registered_model(name)
@@ -122,12 +146,17 @@ class ModelRegistry:
         self.client.set_registered_model_alias(name, alias, version)
 
     def alias(self, name: str, alias: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
         try:
             return str(self.client.get_model_version_by_alias(name, alias).version)
         except MlflowException:
             return None
 
     def versions(self, name: str) -> list[VersionInfo]:
+        """Oldest first."""
+        from mlflow.exceptions import MlflowException
+
         try:
             found = self.client.search_model_versions(f"name='{name}'")
             aliases = dict(self.client.get_registered_model(name).aliases or {})
