@@ -187,7 +187,11 @@ def bench_serve(stream_mib: int) -> None:
               f"CPU {health_cpu:.3f} s")
         print(f"twin serve (empty), first API answer {api:7.3f} s   {api / hello:6.1f}x baseline; "
               f"CPU {CPU[process.pid]:.3f} s")
-        fill_streams(url, admin, stream_mib)
+        try:
+            fill_streams(url, admin, stream_mib)
+        except BaseException:  # the engine is not left serving (it refused app code without a sandbox, say)
+            stop(process)
+            raise
         process.send_signal(signal.SIGKILL)
         process.wait()
         size = log_bytes(data_dir) / (1 << 30)
