@@ -55,7 +55,8 @@ ENGINE_PROCESSES = ("assimilate", "calibrate", "train_model")
 log = logging.getLogger("twinengine.workflows")
 
 # read_stream(principal, twin ref, stream, since, until) -> (records, time field, twin id), as the runtime reads
-ReadStream = Any
+ReadStream = Callable[["Principal", str, str, "datetime | None", "datetime | None"],
+                      tuple["pa.Table | None", str, str]]
 
 
 class _Child:
@@ -204,7 +205,7 @@ class SyncProcesses:
             if not isinstance(ask, dict) or not isinstance(ask.get("ref"), str) \
                     or not isinstance(ask.get("stream"), str):
                 raise ProcessParameterInvalid("load_stream: a malformed request from the sync process")
-            principal = _principal_of(engine, run_id)
+            principal, _ = _run_identity(engine, run_id)  # as ``runner.execute`` makes it
             table, time_field, twin_id = self.read_stream(principal, ask["ref"], ask["stream"],
                                                           _instant(ask.get("since")), _instant(ask.get("until")))
         except TwinEngineError as exc:
@@ -286,11 +287,6 @@ def _run_identity(engine: WorkflowEngine, run_id: str) -> tuple[Principal, str |
         principal = Principal(name=run.owner, role=Role(dict(run.options).get("role", "user")), issuer="internal",
                               groups=groups_of(session, run.owner))
         return principal, run.twin_id
-
-
-def _principal_of(engine: WorkflowEngine, run_id: str) -> Principal:
-    """The identity a run acts as, as its runner makes it (``workflows.runner.execute``)."""
-    return _run_identity(engine, run_id)[0]
 
 
 def _instant(value: Any) -> datetime | None:
