@@ -39,7 +39,7 @@ KNOWN_CIRCLES: list[frozenset[str]] = []
 LARGEST_PACKAGE_LOOP = 3
 
 LAYERS: list[set[str]] = [set(layer.split()) for layer in (
-    "_version _defaults _html errors types timeutil units outbound config settings_reference stopping figures "
+    "_version _defaults _html errors types timeutil units outbound config settings_reference stopping warmup figures "
     "transport store formats",
     "quality assimilation", "auth", "catalog", "twins", "app", "streams", "collections", "lake", "access", "compute",
     "workers", "ml", "workflows", "ensembles twin_assimilation calibration subscriptions delegation", "daemons",

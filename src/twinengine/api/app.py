@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
 from twinengine._version import __version__
-from twinengine.access.warmup import Warmup
+from twinengine.access.warmup import EdrWarmup
 from twinengine.api import health
 from twinengine.api.description import install_description
 from twinengine.api.errors import install_error_handlers
@@ -52,6 +52,7 @@ from twinengine.config import Settings
 from twinengine.daemons.leadership import StoreLeadership
 from twinengine.daemons.primary import PRIMARY_LOCK, PrimaryDuties, SingletonLoops, start_singleton_loops
 from twinengine.ml.warmup import RegistryWarmup
+from twinengine.quality.warmup import ScoresWarmup
 from twinengine.runtime import Runtime
 from twinengine.streams.metrics import StreamsCollector
 from twinengine.twins.current_state import CurrentStateReader
@@ -107,7 +108,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         routes: RouteWarmup | None = None
         if runtime.settings.warm_routes:  # built and opened in the background, once the engine answers
             routes = RouteWarmup(_app.router).start()
-            _app.state.warmups = [Warmup(runtime.access).start(), routes]  # the EDR listing, every route
+            # the EDR listing, every route, the scores library and the unit registry
+            _app.state.warmups = [EdrWarmup(runtime.access).start(), routes, ScoresWarmup().start()]
             registry = RegistryWarmup.wanted(runtime.data_dir, runtime.settings.mlflow_uri)
             if registry is not None:  # MLflow, for the first listing of a twin's models
                 _app.state.warmups.append(registry.start())

@@ -1,32 +1,27 @@
 """MLflow loaded after start: importing it and opening the embedded registry take about 3 s, which the first
 request that lists a twin's models (the portal's flood view asks at once) would otherwise pay. A background
-thread does it once the server answers; ``/health`` names it while it runs (``"warming": ["models"]``).
+thread does it once the server answers (``twinengine.warmup``; ``/health``: ``"warming": ["models"]``).
 Only where the AI lifecycle is installed and a registry exists (a model was ever registered)."""
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from importlib.util import find_spec
 from pathlib import Path
 
+from twinengine.warmup import Warmup
+
 __all__ = ["RegistryWarmup"]
 
-log = logging.getLogger(__name__)
 
-
-class RegistryWarmup:
-    """Imports MLflow's client and opens the registry at ``tracking_uri`` once, on a thread of its own (MLflow
-    keeps one store per address, so the engine's own client finds it open); ``done`` is set when it ended."""
+class RegistryWarmup(Warmup):
+    """Imports MLflow's client and opens the registry at ``tracking_uri`` once (MLflow keeps one store per
+    address, so the engine's own client finds it open)."""
 
     name = "models"
 
     def __init__(self, tracking_uri: str) -> None:
+        super().__init__()
         self.tracking_uri = tracking_uri
-        self.done = threading.Event()
-        self.seconds: float | None = None
-        self._thread = threading.Thread(target=self._run, name="twin-models-warmup", daemon=True)
 
     @classmethod
     def wanted(cls, data_dir: Path, tracking_uri: str | None) -> RegistryWarmup | None:
@@ -38,27 +33,9 @@ class RegistryWarmup:
         database = data_dir / "mlflow.db"
         return cls(tracking_uri or f"sqlite:///{database}") if database.exists() else None
 
-    def start(self) -> RegistryWarmup:
-        self._thread.start()
-        return self
+    def warm(self) -> str:
+        from mlflow.tracking import MlflowClient
 
-    @property
-    def warming(self) -> bool:
-        return not self.done.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.done.wait(timeout)
-
-    def _run(self) -> None:
-        started = time.perf_counter()
-        try:
-            from mlflow.tracking import MlflowClient
-
-            MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri).search_registered_models(
-                max_results=1)
-        except Exception:  # a registry that cannot be read: the first request meets the same error, said there
-            log.warning("warming the model registry failed", exc_info=True)
-        finally:
-            self.seconds = time.perf_counter() - started
-            self.done.set()
-        log.info("model registry warmed in %.2f s", self.seconds)
+        MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri).search_registered_models(
+            max_results=1)
+        return f"registry at {self.tracking_uri.split('://')[0]}"
