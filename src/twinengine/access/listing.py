@@ -53,6 +53,15 @@ class Documents:
         self.size = size
         self._docs: OrderedDict[tuple[str, int], tuple[xr.Dataset, dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
+        self._unlisted: set[tuple[str, str]] = set()  # (collection, why) already logged
+
+    def first_time_unlisted(self, collection_id: str, why: str) -> bool:
+        """Whether this collection is left out for this reason for the first time (then it is logged as a
+        warning; every listing after says it only at debug level: the same file, the same reason)."""
+        with self._lock:
+            new = (collection_id, why) not in self._unlisted
+            self._unlisted.add((collection_id, why))
+        return new
 
     def get(self, access: DataAccess, collection_id: str, base: str) -> dict[str, Any]:
         """The document at ``base`` (a copy: callers may change theirs)."""
@@ -92,7 +101,7 @@ def collection_document(access: DataAccess, collection_id: str, base: str) -> di
 
 def list_collections(access: DataAccess, *, principal: Principal, base: str) -> list[dict[str, Any]]:
     """The documents of the collections ``principal`` may read; one whose file cannot be read is left out
-    (and logged), so one bad file does not hide the others."""
+    (and logged once), so one bad file does not hide the others."""
     documents = _documents(access)
     items = []
     with access.source.snapshot():
@@ -100,5 +109,6 @@ def list_collections(access: DataAccess, *, principal: Principal, base: str) -> 
             try:
                 items.append(documents.get(access, cid, base))
             except (UnreadableFile, FormatUnavailable) as exc:
-                log.warning("EDR lists no collection %s: %s", cid, exc.message)
+                level = logging.WARNING if documents.first_time_unlisted(cid, exc.message) else logging.DEBUG
+                log.log(level, "EDR lists no collection %s: %s", cid, exc.message)
     return items
