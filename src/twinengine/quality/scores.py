@@ -8,6 +8,8 @@ every score those parts allow; a score the pairs cannot give (no members, consta
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +17,8 @@ import numpy as np
 import numpy.typing as npt
 import xarray as xr
 
-__all__ = ["Pairs", "Reliability", "exceedance", "rank_histogram", "reliability", "skill"]
+__all__ = ["Pairs", "Reliability", "exceedance", "rank_histogram", "rank_histograms", "reliability", "skill",
+           "skill_of_groups"]
 
 Array = npt.NDArray[np.float64]
 _PAIR, _MEMBER = "pair", "member"
@@ -42,17 +45,35 @@ class Pairs:
                 raise ValueError(f"{name} has {len(part)} rows, observed {n}")
 
 
+_GROUP = "group"
+
+
 def _da(values: Array, *dims: str) -> xr.DataArray:
     return xr.DataArray(np.asarray(values, dtype="float64"), dims=(_PAIR, *dims))
 
 
-def _num(value: Any) -> float | None:
-    number = float(value.values if isinstance(value, xr.DataArray) else value)
-    return number if math.isfinite(number) else None
+def _stacked(parts: Sequence[Array], *dims: str) -> xr.DataArray:
+    """Groups of pairs side by side along ``group``, the shorter ones padded with NaN (the scores library
+    leaves a pair with a NaN out, as if it were not there)."""
+    longest = max(len(part) for part in parts)
+    tail = np.asarray(parts[0]).shape[1:]
+    out = np.full((len(parts), longest, *tail), np.nan)
+    for i, part in enumerate(parts):
+        out[i, : len(part)] = part
+    return xr.DataArray(out, dims=(_GROUP, _PAIR, *dims))
+
+
+def _nums(value: xr.DataArray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(value.values, dtype="float64")]
 
 
 def _exceeds(values: Array, threshold: float) -> Array:
     return (np.asarray(values) > threshold).astype("float64")
+
+
+def _members(pairs: Pairs) -> Array | None:
+    members = pairs.members
+    return members if members is not None and members.ndim == 2 and members.shape[1] > 0 else None
 
 
 def skill(pairs: Pairs) -> dict[str, float | None]:
@@ -60,38 +81,70 @@ def skill(pairs: Pairs) -> dict[str, float | None]:
     Ensemble: crps (empirical CDF of the members), spread_skill (mean member spread over the rmse of the
     member mean; 1 is a well-dispersed ensemble). Interval: coverage. Probability (or members and a
     threshold): brier."""
+    return skill_of_groups([pairs])[0]
+
+
+def skill_of_groups(groups: Sequence[Pairs]) -> list[dict[str, float | None]]:
+    """``skill`` of each group of pairs (a lead time, a forecasting system), each score computed once for
+    all groups, side by side along a dimension the scores library keeps: a call of the library costs about
+    10 ms of bookkeeping whatever its size, so scoring a month of forecasts at 12 lead times one group at a
+    time took most of a second."""
     from scores import continuous, probability
 
-    n = len(pairs.observed)
-    out: dict[str, float | None] = {"n": float(n)}
-    if n == 0:
+    out: list[dict[str, float | None]] = [{"n": float(len(g.observed))} for g in groups]
+    scored = [i for i, g in enumerate(groups) if len(g.observed)]
+    if not scored:
         return out
-    obs, fcst = _da(pairs.observed), _da(pairs.value)
-    out["rmse"] = _num(continuous.rmse(fcst, obs))
-    out["mae"] = _num(continuous.mae(fcst, obs))
-    out["bias"] = _num(continuous.additive_bias(fcst, obs))
-    constant = n < 2 or float(np.var(pairs.observed)) == 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["nse"] = None if constant else _num(continuous.nse(fcst, obs))
-        out["kge"] = None if constant or float(np.std(pairs.value)) == 0.0 else _num(continuous.kge(fcst, obs))
-    if pairs.members is not None and pairs.members.ndim == 2 and pairs.members.shape[1] > 0:
-        members = _da(pairs.members, _MEMBER)
-        out["crps"] = _num(probability.crps_for_ensemble(members, obs, _MEMBER, method="ecdf"))
-        if pairs.members.shape[1] > 1:
-            mean = pairs.members.mean(axis=1)
-            error = float(np.sqrt(np.mean((mean - pairs.observed) ** 2)))
-            spread = float(np.sqrt(np.mean(pairs.members.var(axis=1, ddof=1))))
-            out["spread_skill"] = spread / error if error > 0 else None
-    if pairs.lower is not None and pairs.upper is not None:
-        inside = (pairs.observed >= pairs.lower) & (pairs.observed <= pairs.upper)
-        out["coverage"] = float(np.mean(inside))
-        out["interval_level"] = pairs.interval_level
-    if pairs.threshold is not None:
-        outcome = _da(_exceeds(pairs.observed, pairs.threshold))
-        if pairs.probability is not None:
-            out["brier"] = _num(probability.brier_score(_da(pairs.probability), outcome))
-        elif pairs.members is not None and pairs.members.ndim == 2 and pairs.members.shape[1] > 0:
-            out["brier"] = _num(probability.brier_score(_da(exceedance(pairs.members, pairs.threshold)), outcome))
+    keep = [_GROUP]
+
+    def each(score: Any, chosen: list[int]) -> list[float | None]:
+        if not chosen:
+            return []
+        fcst, obs = _stacked([groups[i].value for i in chosen]), _stacked([groups[i].observed for i in chosen])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _nums(score(fcst, obs, preserve_dims=keep))
+
+    # nse and kge compare with the observations' variance (kge also the forecast's): none for a group without
+    varied = [i for i in scored if len(groups[i].observed) > 1 and float(np.var(groups[i].observed)) > 0.0]
+    dispersed = [i for i in varied if float(np.std(groups[i].value)) > 0.0]
+    for name, score, chosen in (("rmse", continuous.rmse, scored), ("mae", continuous.mae, scored),
+                                ("bias", continuous.additive_bias, scored), ("nse", continuous.nse, varied),
+                                ("kge", continuous.kge, dispersed)):
+        found = dict(zip(chosen, each(score, chosen), strict=True))
+        for i in scored:
+            out[i][name] = found.get(i)
+    ensembles = {i: m for i in scored if (m := _members(groups[i])) is not None}
+    by_size: dict[int, list[int]] = {}  # ensembles of one size are scored together
+    for i, members in ensembles.items():
+        by_size.setdefault(members.shape[1], []).append(i)
+    for chosen in by_size.values():
+        crps = _nums(probability.crps_for_ensemble(
+            _stacked([ensembles[i] for i in chosen], _MEMBER), _stacked([groups[i].observed for i in chosen]),
+            _MEMBER, method="ecdf", preserve_dims=keep))
+        for j, i in enumerate(chosen):
+            out[i]["crps"] = crps[j]
+    for i in scored:
+        g = groups[i]
+        if i in ensembles and ensembles[i].shape[1] > 1:
+            members = ensembles[i]
+            error = float(np.sqrt(np.mean((members.mean(axis=1) - g.observed) ** 2)))
+            spread = float(np.sqrt(np.mean(members.var(axis=1, ddof=1))))
+            out[i]["spread_skill"] = spread / error if error > 0 else None
+        if g.lower is not None and g.upper is not None:
+            out[i]["coverage"] = float(np.mean((g.observed >= g.lower) & (g.observed <= g.upper)))
+            out[i]["interval_level"] = g.interval_level
+    forecast: dict[int, Array] = {}  # the probability of exceeding the threshold: given, or the members' share
+    outcome: dict[int, Array] = {}
+    for i in scored:
+        g = groups[i]
+        if g.threshold is not None and (g.probability is not None or i in ensembles):
+            forecast[i] = g.probability if g.probability is not None else exceedance(ensembles[i], g.threshold)
+            outcome[i] = _exceeds(g.observed, g.threshold)
+    if forecast:
+        brier = _nums(probability.brier_score(_stacked(list(forecast.values())), _stacked(list(outcome.values())),
+                                              preserve_dims=keep))
+        for j, i in enumerate(forecast):
+            out[i]["brier"] = brier[j]
     return out
 
 
@@ -100,12 +153,28 @@ def rank_histogram(members: Array, observed: Array) -> list[float] | None:
     equal to members shares its weight among the ranks it ties), through ``scores``. A calibrated ensemble
     gives a flat histogram; a U shape is too little spread, a dome too much, a slope a bias. None without
     at least one pair with members."""
+    return rank_histograms([(members, observed)])[0]
+
+
+def rank_histograms(groups: Sequence[tuple[Array, Array]]) -> list[list[float] | None]:
+    """``rank_histogram`` of each (members, observed) group; groups of one ensemble size in one call of the
+    library (see ``skill_of_groups``)."""
     from scores.probability import rank_histogram as histogram
 
-    if members.ndim != 2 or members.shape[1] == 0 or len(observed) == 0:
-        return None
-    found = histogram(_da(members, _MEMBER), _da(observed), _MEMBER)
-    return [float(v) for v in np.asarray(found.values, dtype="float64")]
+    out: list[list[float] | None] = [None] * len(groups)
+    by_size: dict[int, list[int]] = {}
+    for i, (members, observed) in enumerate(groups):
+        if members.ndim == 2 and members.shape[1] > 0 and len(observed) > 0:
+            by_size.setdefault(members.shape[1], []).append(i)
+    for chosen in by_size.values():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the padding's NaN members, which it leaves out
+            found = histogram(_stacked([groups[i][0] for i in chosen], _MEMBER),
+                              _stacked([groups[i][1] for i in chosen]), _MEMBER, preserve_dims=[_GROUP])
+        values = np.asarray(found.transpose(_GROUP, ...).values, dtype="float64")
+        for j, i in enumerate(chosen):
+            out[i] = [float(v) for v in values[j]]
+    return out
 
 
 def exceedance(members: Array, threshold: float) -> Array:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from twinengine.quality.scores import Pairs, exceedance, rank_histogram, reliability, skill
+from twinengine.quality.scores import Pairs, exceedance, rank_histograms, reliability, skill, skill_of_groups
 from twinengine.quality.spec import Duration
 
 __all__ = ["METRICS", "ForecastPoint", "GroupScores", "Observation", "SkillRule", "interval_from_quantiles", "match",
@@ -149,13 +149,17 @@ def verify(points: list[ForecastPoint], observations: list[Observation], *, tole
             size = len(point.members) if point.members else 0
             groups[(point.workflow or "", point.model_version or "", size, point.lead_seconds)].append(
                 (point, observations[i].value))
+    ordered = sorted(groups.items())
+    every = [_pairs(chosen, threshold) for _, chosen in ordered]
+    scores = skill_of_groups(every)  # each score once for every group (a call of the library is not cheap)
+    with_members = [i for i, pairs in enumerate(every) if pairs.members is not None]
+    histograms = dict(zip(with_members, rank_histograms([(every[i].members, every[i].observed)  # type: ignore[misc]
+                                                         for i in with_members]), strict=True))
     out = []
-    for (workflow, version, size, lead), chosen in sorted(groups.items()):
+    for i, ((workflow, version, size, lead), chosen) in enumerate(ordered):
         kept = [(p.valid_time, p.value, o) for p, o in chosen] if keep_pairs else []
-        pairs = _pairs(chosen, threshold)
-        histogram = rank_histogram(pairs.members, pairs.observed) if pairs.members is not None else None
-        out.append(GroupScores(workflow or None, version or None, lead, skill(pairs), kept, size or None, histogram,
-                               _reliability(pairs)))
+        out.append(GroupScores(workflow or None, version or None, lead, scores[i], kept, size or None,
+                               histograms.get(i), _reliability(every[i])))
     return out
 
 
