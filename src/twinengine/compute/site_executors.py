@@ -19,12 +19,34 @@ from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import ValidationFailed
 from twinengine.lake.keyring import Keyring
 
-__all__ = ["SiteExecutors", "executor_for"]
+__all__ = ["SiteExecutors", "executor_for", "slurm_site_options"]
 
 log = logging.getLogger("twinengine.compute")
 
 # (executor name, address, options) -> an executor with compute/close
 Factory = Callable[..., Any]
+
+
+_PROBE_ONLY = ("slurm_conf",)  # options the site's probe reads, not dask-jobqueue
+
+
+def slurm_site_options(options: dict[str, str]) -> dict[str, Any]:
+    """dask-jobqueue's ``SLURMCluster`` keywords from a ``slurm`` site's options (text, as a provider gives
+    them): ``partition`` is its ``queue``, a value that reads as JSON is that value (``cores=2``,
+    ``job_extra_directives=["--exclusive"]``, ``scheduler_options={"dashboard_address": ":0"}``), the rest is
+    text; ``slurm_conf`` is the probe's (sbatch reads the engine's ``SLURM_CONF``)."""
+    import json
+
+    found: dict[str, Any] = {}
+    for key, text in options.items():
+        if key in _PROBE_ONLY:
+            continue
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        found["queue" if key == "partition" else key] = value
+    return found
 
 
 class SiteExecutors:
@@ -69,7 +91,7 @@ class SiteExecutors:
                 if kind == "dask":
                     made = self.factory("distributed", address=address)
                 elif kind == "slurm":
-                    made = self.factory("slurm", options=options)
+                    made = self.factory("slurm", options=slurm_site_options(options))
                 elif kind == "local":
                     made = self.default
                 else:
