@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import shlex
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -201,10 +202,37 @@ def slurm_options(*, queue: str | None = None, account: str | None = None, cores
     return {**options, **(extra or {})}
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
+def _slurm_cluster_class() -> Any:
+    """``SLURMCluster``, imported with SIGINT left as it is. dask-jobqueue's runner module (which ``slurm``
+    imports) sets SIGINT to ``sys.exit`` when it is imported, for its own command-line runner: imported on a
+    thread other than the main one (a run or a calibration placed on a Slurm site) that raises ``ValueError:
+    signal only works in main thread``, and on the main one it would replace the server's own handler."""
+    if "dask_jobqueue.slurm" not in sys.modules:
+        with _IMPORT_LOCK:
+            original = signal.signal
+
+            def keep_sigint(signum: Any, handler: Any) -> Any:
+                if signum == signal.SIGINT:
+                    return signal.getsignal(signum)
+                return original(signum, handler)
+
+            signal.signal = keep_sigint  # type: ignore[assignment]
+            try:
+                import dask_jobqueue.slurm  # noqa: F401
+            finally:
+                signal.signal = original
+    from dask_jobqueue.slurm import SLURMCluster
+
+    return SLURMCluster
+
+
 def slurm_cluster(options: dict[str, Any]) -> Any:
     """A dask-jobqueue ``SLURMCluster`` (its scheduler runs here; workers are submitted with sbatch)."""
     try:
-        from dask_jobqueue.slurm import SLURMCluster
+        SLURMCluster = _slurm_cluster_class()
     except ImportError as exc:
         raise ValueError("the slurm executor needs dask-jobqueue: pip install 'twinengine[slurm]'") from exc
     import dask.config
