@@ -162,7 +162,8 @@ class Runtime:
                 from twinengine.calibration.runner import CalibrationRunner
 
                 self._calibrations = CalibrationRunner(db=self.db, code=self.app_code, data_dir=self.data_dir,
-                                                       read_stream=self.read_stream)
+                                                       read_stream=self.read_stream,
+                                                       sites=self.workflows.services.get("sites"))
             return self._calibrations
 
     @property

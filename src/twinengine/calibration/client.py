@@ -19,7 +19,8 @@ class CalibrationClient:
         self._t = transport
 
     def start(self, twin: str, **body: Any) -> CalibrationRead:
-        """Start a calibration of ``twin`` (fields of ``CalibrationCreate``; None ones are left out)."""
+        """Start a calibration of ``twin`` (fields of ``CalibrationCreate``; None ones are left out), e.g.
+        ``runs=500, workers=8, site="hpc"`` to run the model on the compute site ``hpc``."""
         payload = {k: v for k, v in body.items() if v is not None}
         return self._t.send(CalibrationRead, "POST", f"/api/v1/twins/{twin}/calibrations", payload)
 

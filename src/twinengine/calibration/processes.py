@@ -25,7 +25,7 @@ _TEXT = [{"type": "string"}, {"type": "null"}]
 def calibrate(runner: Callable[[], CalibrationRunner], twin: str | None = None, params: list[str] | None = None,
               method: str | None = None, objective: str | None = None, runs: int | None = None,
               seconds: float | None = None, workers: int = 1, seed: int = 0, wait: bool = False,
-              timeout: float = 3600.0) -> dict[str, Any]:
+              timeout: float = 3600.0, site: str | None = None) -> dict[str, Any]:
     """Queue a calibration of the twin (default: the run's) as the run's identity; returns its id, status and
     percent, and once done (``wait``) the best parameters, their intervals and the proposed fork."""
     from twinengine.calibration import service
@@ -36,7 +36,7 @@ def calibrate(runner: Callable[[], CalibrationRunner], twin: str | None = None, 
     if ref is None or ctx.db is None:
         raise ProcessParameterInvalid("calibrate: this run has no twin; pass twin")
     body_in = {"params": params, "method": method, "objective": objective, "runs": runs, "seconds": seconds,
-               "workers": workers, "seed": seed}
+               "workers": workers, "seed": seed, "site": site}
     try:
         body = CalibrationCreate.model_validate({k: v for k, v in body_in.items() if v is not None})
     except ValidationError as exc:
@@ -68,15 +68,16 @@ def calibrate(runner: Callable[[], CalibrationRunner], twin: str | None = None, 
     return {"id": read.id, "twin": read.twin, "status": read.status, "percent": read.percent,
             "runs_done": read.runs_done, "method": read.method, "objective": read.objective,
             "best_score": read.best_score, "best": read.best,
-            "interval": (read.summary or {}).get("interval"), "fork": read.fork}
+            "interval": (read.summary or {}).get("interval"), "fork": read.fork, "site": read.site}
 
 
 def register_processes(registry: ProcessRegistry, runner: Callable[[], CalibrationRunner]) -> None:
     def calibrate_impl(twin: str | None = None, params: list[str] | None = None, method: str | None = None,
                        objective: str | None = None, runs: int | None = None, seconds: float | None = None,
-                       workers: int = 1, seed: int = 0, wait: bool = False,
-                       timeout: float = 3600.0) -> dict[str, Any]:
-        return calibrate(runner, twin, params, method, objective, runs, seconds, workers, seed, wait, timeout)
+                       workers: int = 1, seed: int = 0, wait: bool = False, timeout: float = 3600.0,
+                       site: str | None = None) -> dict[str, Any]:
+        return calibrate(runner, twin, params, method, objective, runs, seconds, workers, seed, wait, timeout,
+                         site)
 
     text = "Fit a twin's parameters to its observations (calibration), in the background"
     optional: dict[str, Any] = {"optional": True, "default": None}
@@ -107,6 +108,9 @@ def register_processes(registry: ProcessRegistry, runner: Callable[[], Calibrati
             {"name": "wait", "description": "Wait for the result (default: return at once with the id)",
              "schema": {"type": "boolean"}, "optional": True, "default": False},
             {"name": "timeout", "description": "Seconds to wait with wait (default 3600)",
-             "schema": {"type": "number"}, "optional": True, "default": 3600.0}],
+             "schema": {"type": "number"}, "optional": True, "default": 3600.0},
+            {"name": "site", "description": "Compute site (dask or slurm) whose Dask cluster runs the model "
+                                            "(default: the engine's own workers)", "schema": _TEXT} | optional],
         "returns": {"description": "id, twin, status, percent, runs_done, method, objective, best_score, best, "
-                                   "interval, fork", "schema": {"type": "object"}}}, calibrate_impl, cacheable=False)
+                                   "interval, fork, site", "schema": {"type": "object"}}}, calibrate_impl,
+        cacheable=False)

@@ -1,9 +1,11 @@
 """The engine's calibration runner: claims queued calibrations and runs them in the background.
 
 A calibration's model runs go, batch by batch, to the app version's warm sandboxed workers (``workers`` at
-once, each a local process); every run is kept as it returns. Stopping the engine puts a calibration in
-progress back in the queue, and one whose engine died is claimed again once its heartbeat is stale: either
-way the next runner replays the kept runs (its method is seeded) and only runs the rest.
+once, each a local process), or, for a calibration placed on a ``dask`` or ``slurm`` site, to that site's Dask
+cluster as one task per chunk (``sites.py``, ``remote.py``); every run is kept as it returns. Stopping the
+engine puts a calibration in progress back in the queue, and one whose engine died is claimed again once its
+heartbeat is stale: either way the next runner replays the kept runs (its method is seeded) and only runs the
+rest.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ from twinengine.calibration.evaluator import Run
 from twinengine.calibration.methods import Method, Outcome, calibrate
 from twinengine.calibration.models import Calibration, CalibrationRun
 from twinengine.calibration.objectives import Objective
+from twinengine.calibration.remote import SIMULATE_MANY
+from twinengine.calibration.sites import Sites, site_chunks
 from twinengine.calibration.space import Parameter, Prior, Space
+from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 from twinengine.twins import standing
@@ -46,7 +51,6 @@ log = logging.getLogger("twinengine.calibration")
 
 Array = npt.NDArray[np.float64]
 ReadStream = Callable[[Principal, str, str, datetime | None, datetime | None], "tuple[pa.Table | None, str, str]"]
-SIMULATE_MANY = "twinengine.calibration.worker:simulate_many"
 _WAKE_ON_COMMIT = "twinengine.calibration.wake"  # runners a session wakes when it commits
 
 
@@ -84,8 +88,9 @@ class CalibrationRunner:
     """Runs up to ``slots`` calibrations at once, each on its own thread, woken by ``notify``."""
 
     def __init__(self, *, db: Database, code: AppCode, data_dir: Path, read_stream: ReadStream, slots: int = 2,
-                 poll_seconds: float = 5.0, stale_after: float = 120.0) -> None:
+                 poll_seconds: float = 5.0, stale_after: float = 120.0, sites: Sites | None = None) -> None:
         self.db, self.code, self.data_dir, self.read_stream = db, code, data_dir, read_stream
+        self.sites = sites  # the executors of compute sites, for calibrations placed on one
         self.slots, self.poll_seconds, self.stale_after = slots, poll_seconds, stale_after
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake, self.stopping = threading.Event(), threading.Event()
@@ -218,12 +223,13 @@ class CalibrationRunner:
                             for name, v in settings["space"].items()))
         observed, forcing = self._observations(twin_id, spec, settings)
         app = self.code.get(sha, manifest)
+        remote = site_chunks(self.sites, settings.get("site"), app, sha, self.stopping)
         pool = ThreadPoolExecutor(workers, thread_name_prefix=f"calibration-{cal_id[-6:]}")
         errors: list[str] = []
 
         def chunk(sets: list[dict[str, float]]) -> list[Any]:
-            answer = app.process(SIMULATE_MANY, {"entrypoint": spec.model.entrypoint, "base": base, "sets": sets,
-                                                 "forcing": forcing})
+            payload = {"entrypoint": spec.model.entrypoint, "base": base, "sets": sets, "forcing": forcing}
+            answer = remote(payload) if remote is not None else app.process(SIMULATE_MANY, payload)
             if answer.get("error") and not errors:
                 errors.append(str(answer["error"]))
             return list(answer["values"])
@@ -318,7 +324,7 @@ class CalibrationRunner:
                 except Exception as exc:  # the proposal stands without its fork (the owner lost the right)
                     log.warning("calibration %s: no fork proposed: %s", cal_id, exc)
             row.result = {"summary": summary, "stopped": outcome.stopped, "figure": path.name,
-                          "runs": len(outcome.runs)}
+                          "runs": len(outcome.runs), "site": row.settings.get("site") or DEFAULT_SITE}
             row.best_score = outcome.best.score if outcome.best is not None else None
             row.runs_done, row.percent = len(outcome.runs), 100.0
             row.status, row.decision, row.fork_id = "done", "proposed", fork_id

@@ -38,6 +38,9 @@ class CalibrationCreate(BaseModel):
     until: datetime | None = Field(default=None, description="Observations before this time (default: all).")
     posterior_share: float = Field(default=0.2, ge=0.0, lt=1.0,
                                    description="Share of an optimiser's budget spent sampling the posterior.")
+    site: str | None = Field(default=None, min_length=1, max_length=64,
+                             description="Compute site whose Dask cluster runs the model (a dask or slurm site; "
+                                         "default: the engine's own workers).")
 
 
 class CalibrationRead(BaseModel):
@@ -57,6 +60,8 @@ class CalibrationRead(BaseModel):
     runs: int
     seconds: float | None
     workers: int
+    site: str = Field(default="local", description="Where the model runs: local (the engine's own workers) or "
+                                                   "the compute site named when it was started.")
     runs_done: int
     percent: float
     best_score: float | None

@@ -17,9 +17,11 @@ from twinengine.auth.policy import require
 from twinengine.auth.principal import SYSTEM, Principal
 from twinengine.calibration.models import Calibration, CalibrationRun
 from twinengine.calibration.schemas import CalibrationCreate, CalibrationRead, CalibrationRunRead
+from twinengine.calibration.sites import check_site
 from twinengine.catalog.calibration_checks import parameter_bounds
 from twinengine.catalog.calibration_spec import CalibrationSpec
 from twinengine.catalog.manifest import Manifest
+from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import Conflict, InvalidInput, NotFound, Problem, ValidationFailed
 from twinengine.store.base import utcnow
 from twinengine.twins import service as twins
@@ -82,6 +84,7 @@ def start_calibration(session: Session, *, principal: Principal, twin_ref: str,
     space = _space(manifest, spec, body)
     if body.since is not None and body.until is not None and body.since >= body.until:
         raise ValidationFailed.one("until", "must be after since")
+    site = check_site(session, principal=principal, site=body.site, app=f"{twin.app_name}@{twin.app_version}")
     row = Calibration(
         id=f"cal-{uuid.uuid4().hex[:20]}", twin_id=twin.id, owner=principal.name, status="queued",
         decision="pending", method=(body.method or spec.method).value,
@@ -90,7 +93,7 @@ def start_calibration(session: Session, *, principal: Principal, twin_ref: str,
         settings={"space": space, "role": principal.role.value, "groups": sorted(principal.groups),
                   "since": body.since.isoformat() if body.since else None,
                   "until": body.until.isoformat() if body.until else None,
-                  "posterior_share": body.posterior_share},
+                  "posterior_share": body.posterior_share, "site": site},
         runs_done=0, percent=0.0)
     session.add(row)
     session.flush()
@@ -134,7 +137,8 @@ def read(session: Session, row: Calibration, twin: Twin) -> CalibrationRead:
         id=row.id, twin=twin.name, twin_id=twin.id, owner=row.owner, status=row.status, decision=row.decision,
         method=row.method, objective=row.objective, seed=row.seed, parameters=list(row.settings["space"]),
         bounds={k: (v[0], v[1]) for k, v in row.settings["space"].items()}, runs=row.max_runs,
-        seconds=row.max_seconds, workers=row.workers, runs_done=row.runs_done, percent=round(row.percent, 2),
+        seconds=row.max_seconds, workers=row.workers, site=row.settings.get("site") or DEFAULT_SITE,
+        runs_done=row.runs_done, percent=round(row.percent, 2),
         best_score=row.best_score, best=summary.get("best") if summary else None, summary=summary,
         stopped=result.get("stopped"), fork=fork.name if fork is not None else None,
         figure=f"/api/v1/calibrations/{row.id}/figure" if result.get("figure") else None, error=row.error,

@@ -52,7 +52,8 @@ def _num(value: float | None) -> str:
 
 def _show(read: CalibrationRead) -> None:
     console.print(f"[bold]{read.id}[/bold] of {read.twin}: [bold]{read.status}[/bold] ({read.percent:.0f}%), "
-                  f"{read.runs_done}/{read.runs} model runs, {read.method} on {read.objective}, seed {read.seed}; "
+                  f"{read.runs_done}/{read.runs} model runs, {read.method} on {read.objective}, seed {read.seed}"
+                  f"{'' if read.site == 'local' else f', on site {read.site}'}; "
                   f"proposal {read.decision}", highlight=False)
     if read.error:
         console.print(f"[red]{read.error.get('code')}[/red]: {read.error.get('message')}", highlight=False)
@@ -94,6 +95,8 @@ def start(ctx: typer.Context,
           seconds: float | None = typer.Option(None, "--seconds", help="Budget: most seconds of model runs."),
           workers: int = typer.Option(1, "--workers", "-k", help="Model runs in parallel (worker processes)."),
           seed: int = typer.Option(0, "--seed", help="The same seed proposes the same model runs."),
+          site: str | None = typer.Option(None, "--site", help="Compute site (dask or slurm) whose Dask cluster "
+                                          "runs the model (default: the engine's own workers)."),
           wait: bool = typer.Option(False, "--wait", help="Follow it with a progress bar and show the result."),
           plot: Path | None = typer.Option(None, "--plot", help="With --wait: write the figure (PNG) here.")) -> None:
     out = state_of(ctx)
@@ -108,7 +111,8 @@ def start(ctx: typer.Context,
     names = [p.strip() for p in params.split(",") if p.strip()] if params else None
     with out.client() as client:
         read = client.calibration.start(twin, params=names, bounds=parsed or None, method=method,
-                                        objective=objective, runs=runs, seconds=seconds, workers=workers, seed=seed)
+                                        objective=objective, runs=runs, seconds=seconds, workers=workers, seed=seed,
+                                        site=site)
         if wait:
             read = _follow(client, read, as_json=out.as_json)
             if plot is not None and read.figure:
