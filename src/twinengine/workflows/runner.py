@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["claim", "execute", "stopped_error"]
+__all__ = ["claim", "execute", "run_principal", "stopped_error"]
 
 log = logging.getLogger("twinengine.workflows")
 
@@ -220,6 +220,13 @@ def _processes_used(registry: ProcessRegistry, graph: Graph, app_version: str | 
     return sorted(seen.values(), key=lambda p: (p["namespace"] or "", p["id"]))
 
 
+def run_principal(session: Session, run: WorkflowRun) -> Principal:
+    """Who a run acts as: its owner, with the role it was started with and the owner's groups now (a
+    group-owned twin's runs act through them); issued inside the engine, never by a token."""
+    return Principal(name=run.owner, role=Role(dict(run.options).get("role", "user")), issuer="internal",
+                     groups=groups_of(session, run.owner))
+
+
 def execute(engine: WorkflowEngine, run_id: str) -> str:
     """Run a claimed run to its end; returns the final status. Never raises for a failing graph."""
     with engine.db.session(readonly=True) as session:
@@ -230,14 +237,13 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         owner, twin_id, app = run.owner, run.twin_id, run.app
         special = engine.kinds.get(run.kind)
         registry = user_registry(session, engine.registry, owner)
-        groups = groups_of(session, owner)  # a group-owned twin's runs act through the owner's groups
+        principal = run_principal(session, run)
         lost = standing.lost(session, identity=owner, twin_id=twin_id, role=str(options.get("role", "user")))
     if lost is not None:  # its identity lost the twin while it waited: it never starts
         _end_unstarted(engine, run_id, standing.lost_error(lost))
         return str(RunStatus.ERROR)
     if special is not None:  # runs of other kinds (ensembles) are executed by the capability that made them
         return special(engine, run_id)
-    principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal", groups=groups)
     hooks_meter = start_meter()  # what this execution uses (compute.usage), from before its site's executor
     ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
                      executor=executor_for(engine, options), db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,

@@ -275,18 +275,15 @@ def _plain(value: Any) -> Any:
 
 
 def _run_identity(engine: WorkflowEngine, run_id: str) -> tuple[Principal, str | None]:
-    from twinengine.auth.groups import groups_of
-    from twinengine.auth.principal import Principal, Role
     from twinengine.errors import ProcessParameterInvalid
     from twinengine.workflows.models import WorkflowRun
+    from twinengine.workflows.runner import run_principal
 
     with engine.db.session(readonly=True) as session:
         run = session.get(WorkflowRun, run_id)
         if run is None:
             raise ProcessParameterInvalid("the run is gone")
-        principal = Principal(name=run.owner, role=Role(dict(run.options).get("role", "user")), issuer="internal",
-                              groups=groups_of(session, run.owner))
-        return principal, run.twin_id
+        return run_principal(session, run), run.twin_id
 
 
 def _instant(value: Any) -> datetime | None:
