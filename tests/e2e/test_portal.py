@@ -116,6 +116,7 @@ def test_2_catalogue_create_a_twin_with_errors_beside_the_fields(portal: Any, si
     assert sdk(site, "uma").get_twin("portal-reach").parameters["area_km2"] == 42
 
 
+@pytest.mark.sandbox  # its app code runs in a served engine, which runs it only sandboxed
 def test_2_app_text_is_escaped_everywhere(portal: Any, site: Site, tmp_path: Path) -> None:
     folder = make_app(tmp_path, name="escape-probe", manifest={
         "title": f"Probe <b>bold</b> {ESCAPE_PROBE}", "description": f"Described as {ESCAPE_PROBE}",
@@ -283,6 +284,7 @@ def test_4c_a_location_name_from_a_data_file_is_text_on_the_map(portal: Any, sit
         table.unlink()  # the other journeys see the demo's collections only
 
 
+@pytest.mark.sandbox  # its app code runs in a served engine, which runs it only sandboxed
 def test_5_workflows_start_with_a_form_and_watch_the_run(portal: Any, site: Site) -> None:
     name = twin_name(site)
     uma = portal("uma")
@@ -332,6 +334,7 @@ def gauge(ctx, records):
 '''
 
 
+@pytest.mark.sandbox  # its app code runs in a served engine, which runs it only sandboxed
 def test_6b_a_paused_function_says_why_since_when_and_how_to_resume_it(portal: Any, site: Site,
                                                                       tmp_path: Path) -> None:
     readings = {"key": "station", "fields": {"time": {"type": "timestamp"}, "level": {"type": "float"},
@@ -361,6 +364,7 @@ def test_6b_a_paused_function_says_why_since_when_and_how_to_resume_it(portal: A
     assert uma.text(".fn-status") == "running"
 
 
+@pytest.mark.sandbox  # its app code runs in a served engine, which runs it only sandboxed
 def test_7_models_versions_gate_curves_drift_and_trail(portal: Any, site: Site) -> None:
     ml = site.facts["ml"]["twin"]
     models = sdk(site, "uma").ml.models(ml)
@@ -464,6 +468,7 @@ def test_10c_the_flood_view_answers_first_in_words_above_the_fold(portal: Any, s
     uma.check(f"view-flood-summary-{width}")
 
 
+@pytest.mark.sandbox  # its app code runs in a served engine, which runs it only sandboxed
 def test_10d_a_summary_is_text_never_html(portal: Any, site: Site, tmp_path: Path) -> None:
     folder = make_app(tmp_path, name="summary-probe", manifest={"views": {"watch": {
         "title": "Watch", "summary": "Probe <b>{twin.name}</b>: {state.config.note}",
@@ -487,6 +492,7 @@ def official_state(site: Site, name: str) -> bytes:
     return re.sub(rb'"stale_as_of":"[^"]*"', b"", got.content)
 
 
+@pytest.mark.sandbox  # its app code runs in a served engine, which runs it only sandboxed
 def test_10b_a_what_if_in_the_flood_view_leaves_the_official_forecast_alone(portal: Any, site: Site) -> None:
     name = twin_name(site)
     api = sdk(site, "uma")

@@ -195,6 +195,7 @@ def test_the_print_report_is_dated_citable_and_says_the_summary(portal: Any, sit
     uma.check("view-print")
 
 
+@pytest.mark.sandbox  # its app code runs in a served engine, which runs it only sandboxed
 def test_keyed_state_shows_a_table_of_keys_and_a_map_of_them(portal: Any, site: Site) -> None:
     sdk(site, "ada").publish_app(WELL_FIELD)
     api = sdk(site, "uma")

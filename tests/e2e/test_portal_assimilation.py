@@ -20,6 +20,8 @@ from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.twins.schemas import PropertyWrite
 
+pytestmark = pytest.mark.sandbox  # the served engine runs the apps' code only sandboxed
+
 
 def _tank(root: Path) -> Path:
     return make_app(root, name="tank", manifest={

@@ -176,6 +176,7 @@ def test_a_policy_maker_answers_seven_questions(portal: Any, site: Site, width: 
         milliseconds=1)
 
 
+@pytest.mark.sandbox  # its app code runs in a served engine, which runs it only sandboxed
 def test_a_hydrologist_checks_six_things(portal: Any, site: Site) -> None:
     live = str(site.facts["streams"]["twin"])
     name = str(site.facts["twin"]["name"])

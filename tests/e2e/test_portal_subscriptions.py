@@ -18,6 +18,8 @@ from subscription_fixtures import Mailbox, smtp_server
 from twinengine.client import Client
 from twinengine.config import Settings
 
+pytestmark = pytest.mark.sandbox  # the served engine runs the apps' code only sandboxed
+
 STATE = {**MINIMAL_STATE, "alert": {"type": "boolean"}, "probability": {"type": "number"}}
 
 

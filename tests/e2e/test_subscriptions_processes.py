@@ -22,6 +22,7 @@ CHANGES = 6
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.sandbox  # its app code runs in a served engine, which runs it only sandboxed
 def test_two_processes_tell_each_change_once(settings: Settings, tmp_path: Path) -> None:
     assert settings.database_url is not None
     nats = require_nats()
