@@ -259,11 +259,15 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
         running = (pool.submit(_run, app, batch, start, prior.log_weights, plans, coords)
                    if plans and start is not None else None)
         while running is not None:
+            # the next batch is planned while the worker runs this one (planning reads the records and moves
+            # the clock, never an analysis), sized by the batches before; the last batches shrink, so that
+            # little is left to write once the worker has nothing to run
+            left = min(request.cycles, total) - len(done) - len(plans)
+            after = plan(min(size, (left + 1) // 2)) if left > 0 else []
             got, seconds = running.result()
             size = max(1, min(MAX_BATCH, int(BATCH_SECONDS * len(plans) / max(seconds, 1e-6))))
-            left = min(request.cycles, total) - len(done) - len(plans)
-            # the last batches shrink, so that little is left to write once the worker has nothing to run
-            after = [] if got["error"] is not None or left <= 0 else plan(min(size, (left + 1) // 2))
+            if got["error"] is not None:
+                after = []  # the cycle that failed ends the request (its cycles before it are kept)
             # the worker runs the next batch from this one's last analysis while this one is written
             running = pool.submit(_run, app, batch, got["members"][-1], got["log_weights"][-1], after,
                                   coords) if after else None
