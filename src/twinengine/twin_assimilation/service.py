@@ -258,14 +258,22 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assimilation") as pool:
         running = (pool.submit(_run, app, batch, start, prior.log_weights, plans, coords)
                    if plans and start is not None else None)
-        while running is not None:
-            # the next batch is planned while the worker runs this one (planning reads the records and moves
-            # the clock, never an analysis), sized by the batches before; the last batches shrink, so that
-            # little is left to write once the worker has nothing to run
+        timed = False  # whether a batch's time is known (the first one is sized by FIRST_BATCH)
+
+        def ahead() -> list[Planned]:
+            # the last batches shrink, so that little is left to write once the worker has nothing to run
             left = min(request.cycles, total) - len(done) - len(plans)
-            after = plan(min(size, (left + 1) // 2)) if left > 0 else []
+            return plan(min(size, (left + 1) // 2)) if left > 0 else []
+
+        while running is not None:
+            # once batches are timed, the next one is planned while the worker runs this one (planning reads
+            # the records and moves the clock, never an analysis)
+            after = ahead() if timed else None
             got, seconds = running.result()
             size = max(1, min(MAX_BATCH, int(BATCH_SECONDS * len(plans) / max(seconds, 1e-6))))
+            timed = True
+            if after is None:
+                after = ahead()
             if got["error"] is not None:
                 after = []  # the cycle that failed ends the request (its cycles before it are kept)
             # the worker runs the next batch from this one's last analysis while this one is written
