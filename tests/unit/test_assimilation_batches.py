@@ -40,13 +40,40 @@ def _plan(numbers: range, y: np.ndarray) -> list[dict[str, Any]]:
             for k in numbers]
 
 
+def _array_step(x: np.ndarray, parameters: dict[str, Any], forcing: dict[str, float], dt: float) -> np.ndarray:
+    return lorenz96_step(x, dt=0.05, forcing=8.0)
+
+
 def _run(monkeypatch: pytest.MonkeyPatch, plan: list[dict[str, Any]], members: np.ndarray,
-         method: str = "etkf", step: Any = _step, log_weights: np.ndarray | None = None) -> dict[str, Any]:
+         method: str = "etkf", step: Any = _step, log_weights: np.ndarray | None = None, form: str = "mapping",
+         noise: float = 0.01) -> dict[str, Any]:
     monkeypatch.setattr(worker_side, "_resolve", lambda entrypoint: step)
     return worker_side.cycles(
         step="m:step", names=NAMES, parameters={}, dt=180.0, operators={}, members=members, log_weights=log_weights,
-        method=method, tuning={"inflation": 1.05, "rotate": True}, seed=7, noise_std=np.full(n, 0.01),
-        lower=np.full(n, -np.inf), upper=np.full(n, np.inf), coords=np.arange(n, dtype=float), plan=plan)
+        method=method, tuning={"inflation": 1.05, "rotate": True}, seed=7, noise_std=np.full(n, noise),
+        lower=np.full(n, -np.inf), upper=np.full(n, np.inf), coords=np.arange(n, dtype=float), plan=plan, form=form)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_a_step_in_array_form_gives_what_the_same_step_as_a_mapping_gives(monkeypatch: pytest.MonkeyPatch,
+                                                                           noise: float) -> None:
+    """``state_form: array`` hands the step the member as an array in the state's order (no mapping per member
+    and step); the analyses are the same, with or without model noise."""
+    rng = np.random.default_rng(4)
+    start, y = 8.0 + rng.standard_normal((N, n)), 8.0 + rng.standard_normal((6, n // 2))
+    mapped = _run(monkeypatch, _plan(range(1, 7), y), start, noise=noise)
+    arrayed = _run(monkeypatch, _plan(range(1, 7), y), start, step=_array_step, form="array", noise=noise)
+    assert mapped["error"] is None and arrayed["error"] is None
+    np.testing.assert_array_equal(arrayed["members"], mapped["members"])
+
+
+@pytest.mark.parametrize(("answer", "says"), [(lambda x: x[:-1], "shape (5,), not (6,)"),
+                                              (lambda x: {"x[0]": 1.0}, "not an array of the state"),
+                                              (lambda x: x * np.nan, "not a finite number")])
+def test_an_array_step_that_answers_wrongly_is_named(monkeypatch: pytest.MonkeyPatch, answer: Any, says: str) -> None:
+    got = _run(monkeypatch, _plan(range(1, 3), np.zeros((2, n // 2))), 8.0 + np.zeros((N, n)),
+               step=lambda x, *_: answer(x), form="array")
+    assert got["error"]["where"] == "step" and says in got["error"]["message"], got["error"]
 
 
 @pytest.mark.parametrize("method", ["etkf", "enkf", "pf"])

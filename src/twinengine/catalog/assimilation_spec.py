@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -50,11 +50,17 @@ class Method(StrEnum):
 class ModelStep(_Strict):
     """The app's model advancing one member: ``fn(state, parameters, forcing, dt)`` returns the new state.
 
-    ``state`` maps each state-vector entry to its value, ``parameters`` are the twin's, ``forcing`` the
-    latest values of the named stream fields (rain), ``dt`` the step in seconds."""
+    ``state`` maps each state-vector entry to its value (or, with ``state_form: array``, is a 1-D numpy
+    array in the state vector's order), ``parameters`` are the twin's, ``forcing`` the latest values of the
+    named stream fields (rain), ``dt`` the step in seconds."""
 
     entrypoint: Entrypoint = Field(description="'module:function' in the app package, called as "
-                                               "fn(state, parameters, forcing, dt) -> new state (a mapping).")
+                                               "fn(state, parameters, forcing, dt) -> new state (a mapping, or "
+                                               "an array with state_form: array).")
+    state_form: Literal["mapping", "array"] = Field(
+        default="mapping", description="How the step sees a member: a mapping of state entry to value, or a "
+                                       "1-D numpy array in the state vector's order (a model with a vector "
+                                       "state: no mapping is built for each member at each step).")
     dt: Duration = Field(description="The model's time step (15min, PT1H or seconds); members are advanced in "
                                      "such steps from one observation time to the next.")
     stream: Ident | None = Field(default=None, description="The stream the forcing fields come from (default: "

@@ -155,7 +155,7 @@ def _run(app: Any, batch: Batch, members: np.ndarray, log_weights: np.ndarray | 
             "operators": {name: o.operator for name, o in spec.observations.items() if o.operator is not None},
             "method": batch.method.value, "tuning": spec.tuning.model_dump(mode="python"), "seed": batch.seed,
             "noise_std": np.asarray(spec.per_entry(spec.step.noise)), "lower": lower, "upper": upper,
-            "coords": coords, "plan": [payload(p) for p in plans]})
+            "coords": coords, "plan": [payload(p) for p in plans], "form": spec.step.state_form})
     except WorkerError as exc:
         raise ProcessFailed(f"assimilation.step: the app's code failed: {exc.remote}") from None
     except (WorkerCrashed, ProtocolError) as exc:

@@ -121,7 +121,8 @@ class _Model:
             got = self.app.process(ADVANCE, {
                 "step": self.spec.step.entrypoint, "names": list(self.spec.state), "members": members.tolist(),
                 "parameters": self.parameters, "forcing": self.forcing.steps(start, count, self.dt),
-                "dt": self.dt, "noise": noise.tolist(), "operators": self.operators, "errors": {}})
+                "dt": self.dt, "noise": noise.tolist(), "operators": self.operators, "errors": {},
+                "form": self.spec.step.state_form})
         except WorkerError as exc:
             raise ProcessFailed(f"assimilation.step: the app's code failed: {exc.remote}") from None
         except (WorkerCrashed, ProtocolError) as exc:

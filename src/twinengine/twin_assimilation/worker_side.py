@@ -55,18 +55,37 @@ def _checked(new: Any, names: list[str], step: str) -> np.ndarray:
     return np.array([_number(v, f"{step} ({n})") for n, v in zip(names, values, strict=True)], dtype=float)
 
 
+def _checked_array(new: Any, size: int, step: str) -> np.ndarray:
+    """The state an array-form step returned: a 1-D array of ``size`` finite numbers."""
+    try:
+        row = np.asarray(new, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{step} returned {type(new).__name__}, not an array of the state") from None
+    if row.shape != (size,):
+        raise ValueError(f"{step} returned an array of shape {row.shape}, not ({size},) (the state vector)")
+    if not np.isfinite(row).all():
+        raise ValueError(f"{step} returned a state with a value that is not a finite number")
+    return row
+
+
 def _step_members(fn: Callable[..., Any], step: str, names: list[str], members: np.ndarray,
                   parameters: dict[str, Any], forcing: list[dict[str, float]], dt: float,
-                  noise: np.ndarray) -> np.ndarray:
-    """Members after ``len(forcing)`` steps, ``noise[k, i]`` added after step k to member i."""
+                  noise: np.ndarray | None, form: str = "mapping") -> np.ndarray:
+    """Members after ``len(forcing)`` steps, ``noise[k, i]`` added after step k to member i (None: no model
+    noise). ``form`` is how the app's step takes a member: a mapping of the state's entries, or an array."""
     out = np.array(members, dtype=float)
     if not forcing:
         return out
     for i in range(out.shape[0]):
         row = out[i]
         for k, drive in enumerate(forcing):
-            row = _checked(fn(dict(zip(names, row.tolist(), strict=True)), parameters, dict(drive), dt), names,
-                           step) + noise[k, i]
+            if form == "array":
+                row = _checked_array(fn(row.copy(), parameters, dict(drive), dt), len(names), step)
+            else:
+                row = _checked(fn(dict(zip(names, row.tolist(), strict=True)), parameters, dict(drive), dt), names,
+                               step)
+            if noise is not None:
+                row = row + noise[k, i]
         out[i] = row
     return out
 
@@ -91,13 +110,13 @@ def _error_std(where: str, value: float, parameters: dict[str, Any], name: str) 
 
 def advance(*, step: str, names: list[str], members: list[list[float]], parameters: dict[str, Any],
             forcing: list[dict[str, float]], dt: float, noise: list[list[list[float]]],
-            operators: dict[str, str], errors: dict[str, list[str | float]]) -> dict[str, Any]:
+            operators: dict[str, str], errors: dict[str, list[str | float]], form: str = "mapping") -> dict[str, Any]:
     """Members after ``len(forcing)`` steps of ``dt`` seconds (``noise[k][i]`` added after step k to member
     i), each member's value of every operator-observed quantity, and the std of each error entrypoint's
     observation: {"members", "observed": {name: [per member]}, "errors": {name: std}}."""
     array = np.asarray(members, dtype=float).reshape(len(members), len(names))
     out = _step_members(_resolve(step), step, names, array, parameters, forcing, dt,
-                        np.asarray(noise, dtype=float).reshape(len(forcing), len(members), len(names)))
+                        np.asarray(noise, dtype=float).reshape(len(forcing), len(members), len(names)), form)
     observed = _observed(operators, names, out, parameters)
     stds = {name: _error_std(str(pair[0]), float(pair[1]), parameters, name) for name, pair in errors.items()}
     return {"members": out.tolist(), "observed": {name: observed[:, j].tolist() for j, name in enumerate(operators)},
@@ -126,7 +145,7 @@ def _failure(where: str, exc: BaseException) -> dict[str, Any]:
 def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float, operators: dict[str, str],
            members: np.ndarray, log_weights: np.ndarray | None, method: str, tuning: dict[str, Any], seed: int,
            noise_std: np.ndarray, lower: np.ndarray, upper: np.ndarray, coords: np.ndarray,
-           plan: list[dict[str, Any]]) -> dict[str, Any]:
+           plan: list[dict[str, Any]], form: str = "mapping") -> dict[str, Any]:
     """Run the cycles of ``plan`` in order, each from the previous one's analysis: the model steps (model noise
     from the generator (seed, number, 1)), the operators, the error functions, the filter (generator (seed,
     number, 2)) and the bounds. A cycle is {"number", "forcing": [per step], "columns", "values", "sd" (NaN
@@ -138,6 +157,7 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
 
     fn = _resolve(step)
     knobs = _Knobs(tuning)
+    noisy = bool(np.any(noise_std))  # without model error no generator is drawn from (nothing to add)
     current = np.asarray(members, dtype=float)
     weights = log_weights
     kept: list[np.ndarray] = []
@@ -149,8 +169,8 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
         number = int(cycle["number"])
         try:
             noise = np.random.default_rng([seed, number, 1]).standard_normal(
-                (len(cycle["forcing"]), *current.shape)) * noise_std
-            background = _step_members(fn, step, names, current, parameters, cycle["forcing"], dt, noise)
+                (len(cycle["forcing"]), *current.shape)) * noise_std if noisy else None
+            background = _step_members(fn, step, names, current, parameters, cycle["forcing"], dt, noise, form)
             observed = _observed(operators, names, background, parameters)
             sd = np.array(cycle["sd"], dtype=float)
             for index, where, name in cycle["errors"]:

@@ -32,16 +32,10 @@ def names(n: int = N_VARIABLES) -> list[str]:
     return [f"x[{i}]" for i in range(n)]
 
 
-_KEYS: dict[int, list[str]] = {}  # the state's names by size, built once (a step runs thousands of times)
-
-
-def step(state: dict[str, float], parameters: dict[str, Any], forcing: dict[str, float],
-         dt: float) -> dict[str, float]:
-    """One member over ``dt`` seconds (the assimilation's model step; no forcing fields are needed)."""
-    keys = _KEYS.get(len(state)) or _KEYS.setdefault(len(state), names(len(state)))
-    x = np.array([state[k] for k in keys])
-    x = rk4(x, dt / float(parameters.get("seconds_per_unit", 3600.0)), float(parameters.get("forcing", 8.0)))
-    return dict(zip(keys, x.tolist(), strict=True))
+def step(x: np.ndarray, parameters: dict[str, Any], forcing: dict[str, float], dt: float) -> np.ndarray:
+    """One member over ``dt`` seconds (the assimilation's model step, ``state_form: array``: the member is the
+    state vector x[0] ... x[n-1] as an array; no forcing fields are needed)."""
+    return rk4(x, dt / float(parameters.get("seconds_per_unit", 3600.0)), float(parameters.get("forcing", 8.0)))
 
 
 def simulate(*, start: datetime, steps: int, seed: int, dt_units: float = 0.05, obs_std: float = 1.0,
