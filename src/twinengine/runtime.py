@@ -121,13 +121,18 @@ class Runtime:
             return self._streams
 
     @property
+    def segment_root(self) -> Path:
+        """The folder of compacted stream history (Parquet); segments are recorded relative to it."""
+        return (self.settings.streams_dir or self.data_dir / "streams") / "parquet"
+
+    @property
     def segment_sink(self) -> SegmentSink:
         """Where the compactor hands closed stream segments: the lake endpoint when one is configured."""
         if self.settings.lake_endpoint is None:
-            return SegmentSink()
+            return SegmentSink(self.segment_root)
         from twinengine.lake.stream_history import LakeSegmentSink
 
-        return LakeSegmentSink(self.db, self.lake, self.settings.lake_endpoint)
+        return LakeSegmentSink(self.db, self.lake, self.settings.lake_endpoint, self.segment_root)
 
     def start_stream_workflow(self, session: Session, twin_id: str, workflow: str, parameters: dict[str, Any],
                               event_key: str) -> str | None:
@@ -262,9 +267,11 @@ class Runtime:
         (only on the very first start)."""
         token = prepare_store(self.db, self.issuer, self.settings)
         from twinengine.compute.sites import ensure_default_site
+        from twinengine.lake.endpoints import record_relative_locations
 
         with self.db.session() as session:  # the start-up executor is the site `local` (compute.sites)
             ensure_default_site(session, self.workflows.executor)
+            record_relative_locations(session, self.lake)  # the data dir's own lake moves with it
         self.workers.sandbox.announce()  # a sandbox that cannot start is said once now, not by every worker
         self.workflows.start(workflows_runner.loops_of(self.workflows))
         self.calibrations.start()  # resumes calibrations a stopped engine left queued or running

@@ -140,7 +140,7 @@ def test_stream_history_lands_in_the_lake_and_load_stream_reads_it_back(any_log_
     assert first["properties"]["start_datetime"].startswith("2026-03-01T00:00:00")
 
     for segment in segments:  # the compactor's local copies go: history now comes from the lake
-        Path(segment.path).unlink()
+        (runtime.segment_root / segment.path).unlink()
     run = _run(runtime, twin_id, {"load": {"process_id": "load_stream", "arguments": {"stream": "gauges"},
                                            "result": True}})
     value = run.value

@@ -151,9 +151,10 @@ def test_load_stream_reads_arrays_from_parquet_and_the_tail(engine: Engine, tmp_
         Compactor(runtime).run_once(session)
     with runtime.db.session(readonly=True) as session:
         segments = list(session.scalars(select(CompactedSegment).where(CompactedSegment.twin_id == twin_id)))
-        table = load_stream(session, runtime.streams, twin_id=twin_id, stream="raw", time_field="time")
+        table = load_stream(session, runtime.streams, twin_id=twin_id, stream="raw", time_field="time",
+                            sink=runtime.segment_sink)
     assert segments and max(s.last_offset for s in segments) < 29  # Parquet first, then the log's tail
-    assert pq.read_table(segments[0].path).schema.field("h").type == pa.list_(pa.float64(), N)
+    assert pq.read_table(runtime.segment_root / segments[0].path).schema.field("h").type == pa.list_(pa.float64(), N)
     ds = to_records_dataset(table, "time")
     assert ds["h"].dims == ("record", "h_sample") and ds["h"].shape == (30, N)
     np.testing.assert_allclose(ds["h"].values, np.stack(sent))

@@ -174,7 +174,8 @@ def test_load_stream_gives_the_uncertainty_as_variables_over_parquet_and_the_tai
         Compactor(runtime).run_once(session)
     with runtime.db.session(readonly=True) as session:
         assert list(session.scalars(select(CompactedSegment).where(CompactedSegment.twin_id == twin_id)))
-        table = load_stream(session, runtime.streams, twin_id=twin_id, stream="gauges", time_field="time")
+        table = load_stream(session, runtime.streams, twin_id=twin_id, stream="gauges", time_field="time",
+                            sink=runtime.segment_sink)
     ds = to_records_dataset(table, "time")
     assert ds["level"].attrs["ancillary_variables"] == "level_std level_q1 level_q9 level_members"
     assert ds["level_std"].attrs["ref"] == "http://www.uncertml.org/statistics/standard-deviation"

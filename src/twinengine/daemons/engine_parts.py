@@ -45,6 +45,9 @@ class EngineParts(Protocol):
     def segment_sink(self) -> SegmentSink: ...
 
     @property
+    def segment_root(self) -> Path: ...
+
+    @property
     def app_code(self) -> AppCode: ...
 
     @property

@@ -10,7 +10,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.daemons.engine_parts import EngineParts
 from twinengine.streams import batch
-from twinengine.streams.compaction import ClosedSegment, SegmentSink, write_parquet
+from twinengine.streams.compaction import ClosedSegment, SegmentSink, segment_file, write_parquet
 from twinengine.streams.hub import _annotate
 from twinengine.streams.models import CompactedSegment
 from twinengine.twins import service as twins
@@ -37,7 +36,7 @@ class Compactor:
     def __init__(self, runtime: EngineParts, sink: SegmentSink | None = None) -> None:
         self.runtime = runtime
         self.sink = sink or runtime.segment_sink
-        self.root = (runtime.settings.streams_dir or runtime.data_dir / "streams") / "parquet"
+        self.root = runtime.segment_root
 
     def run_once(self, session: Session | None = None) -> int:
         """Compact every closed segment not compacted yet; returns how many were written.
@@ -94,7 +93,8 @@ class Compactor:
                 with self._unit(session) as unit:
                     unit.add(CompactedSegment(twin_id=twin_id, stream=stream, first_offset=first_offset,
                                               last_offset=last_offset, last_entry=last, records=table.num_rows,
-                                              path=str(path), sha256=sha256, size=size, dataset_id=dataset_id))
+                                              path=str(path.relative_to(self.root)), sha256=sha256, size=size,
+                                              dataset_id=dataset_id))
                 written += 1
         return written
 
@@ -116,12 +116,11 @@ class Compactor:
                 twin = unit.get(Twin, row.twin_id)
                 declared = twins.manifest_for(unit, twin).streams.get(row.stream) if twin is not None else None
                 start = end = None
-                if declared is not None and Path(row.path).exists():
-                    start, end = _extent(pq.read_table(row.path, columns=[declared.time_field]),
-                                         declared.time_field)
+                path = segment_file(self.root, row)
+                if declared is not None and path.exists():
+                    start, end = _extent(pq.read_table(path, columns=[declared.time_field]), declared.time_field)
                 pending.append((row.id, ClosedSegment(row.twin_id, row.stream, row.first_offset, row.last_offset,
-                                                      row.records, Path(row.path), row.sha256, row.size, start,
-                                                      end)))
+                                                      row.records, path, row.sha256, row.size, start, end)))
         for row_id, segment in pending:  # no transaction of ours open while the lake writes
             dataset_id = self._register(segment)
             if dataset_id is not None:

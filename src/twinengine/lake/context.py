@@ -53,15 +53,31 @@ class Lake:
                                                    data_dir / "lake"])),
                    import_hosts=tuple(h.lower() for h in import_hosts))
 
+    def location_of(self, endpoint: Endpoint) -> str:
+        """Where an endpoint's storage is. A `file` endpoint in the data dir's ``lake`` folder is recorded
+        relative to the data dir (``stored_location``), so that a data dir moved or restored elsewhere keeps
+        its lake; it is answered absolute, under the data dir of now."""
+        if endpoint.protocol == "file" and self.data_dir is not None and not Path(endpoint.location).is_absolute():
+            return str(self.data_dir / endpoint.location)
+        return endpoint.location
+
+    def stored_location(self, protocol: str, location: str) -> str:
+        """What to record of a `file` location (checked absolute): relative to the data dir when it lies in
+        the data dir's ``lake`` folder, else as given."""
+        if protocol != "file" or self.data_dir is None or not Path(location).is_absolute():
+            return location
+        resolved, own = Path(location).resolve(), self.data_dir / "lake"
+        return str(resolved.relative_to(self.data_dir)) if resolved == own or own in resolved.parents else location
+
     def backend(self, endpoint: Endpoint) -> StorageBackend:
         """The endpoint's storage with its own credential (decrypted here, kept only in memory)."""
-        stamp = (endpoint.updated_at, endpoint.protocol, endpoint.location, endpoint.credential_cipher)
+        stamp = (endpoint.updated_at, endpoint.protocol, self.location_of(endpoint), endpoint.credential_cipher)
         with self._lock:
             cached = self._backends.get(endpoint.id)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
         credential = self.keyring.open(endpoint.credential_cipher) if endpoint.credential_cipher else None
-        backend = backend_class(endpoint.protocol)(endpoint.location, endpoint.options or {}, credential)
+        backend = backend_class(endpoint.protocol)(self.location_of(endpoint), endpoint.options or {}, credential)
         with self._lock:
             self._backends[endpoint.id] = (stamp, backend)
         return backend

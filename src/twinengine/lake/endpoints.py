@@ -17,7 +17,8 @@ from twinengine.lake.storage import backend_class
 from twinengine.store.base import lock_for_delete, utcnow
 from twinengine.store.engine import Database
 
-__all__ = ["add_endpoint", "check_file_location", "endpoint_read", "get_endpoint", "list_endpoints", "remove_endpoint",
+__all__ = ["add_endpoint", "check_file_location", "endpoint_read", "get_endpoint", "list_endpoints",
+           "record_relative_locations", "remove_endpoint",
            "take_quota", "update_endpoint", "usage"]
 
 _ATTR_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -79,9 +80,10 @@ def take_quota(db: Database, endpoint_id: int, replica_id: int, size: int, name:
         session.get_one(Replica, replica_id).bytes = size
 
 
-def endpoint_read(session: Session, row: Endpoint) -> EndpointRead:
+def endpoint_read(session: Session, lake: Lake, row: Endpoint) -> EndpointRead:
     used, count = usage(session, row.id)
-    return EndpointRead(name=row.name, protocol=row.protocol, location=row.location, options=row.options or {},
+    return EndpointRead(name=row.name, protocol=row.protocol, location=lake.location_of(row),
+                        options=row.options or {},
                         attributes=row.attributes or {}, quota_bytes=row.quota_bytes, used_bytes=used,
                         replicas=count, read=row.read, write=row.write, delete=row.delete,
                         credential=row.credential_kind, created_at=row.created_at)
@@ -113,7 +115,8 @@ def check_file_location(lake: Lake, location: str) -> None:
 def _probe(lake: Lake, row: Endpoint) -> None:
     """Build the backend and reach the storage; a bad location is the caller's mistake (422, not 503)."""
     if row.protocol == "file":
-        Path(row.location).mkdir(parents=True, exist_ok=True) if Path(row.location).is_absolute() else None
+        Path(lake.location_of(row)).mkdir(parents=True, exist_ok=True) if Path(lake.location_of(row)).is_absolute() \
+            else None
     try:
         lake.backend(row).check()
     except TwinEngineError as exc:
@@ -129,7 +132,8 @@ def add_endpoint(session: Session, lake: Lake, *, principal: Principal, spec: En
         check_file_location(lake, spec.location)
     if session.scalar(select(Endpoint.id).where(Endpoint.name == spec.name)) is not None:
         raise Conflict(f"an endpoint named {spec.name!r} exists already")
-    row = Endpoint(name=spec.name, protocol=spec.protocol, location=spec.location, options=dict(spec.options),
+    row = Endpoint(name=spec.name, protocol=spec.protocol, location=lake.stored_location(spec.protocol, spec.location),
+                   options=dict(spec.options),
                    attributes=dict(spec.attributes), quota_bytes=spec.quota_bytes, read=spec.read, write=spec.write,
                    delete=spec.delete, created_by=principal.name, updated_at=utcnow())
     if spec.credential is not None:
@@ -139,6 +143,18 @@ def add_endpoint(session: Session, lake: Lake, *, principal: Principal, spec: En
     session.flush()
     _probe(lake, row)
     return row
+
+
+def record_relative_locations(session: Session, lake: Lake) -> int:
+    """`file` endpoints in the data dir's ``lake`` folder recorded with an absolute path (before locations
+    there were recorded relative to the data dir) are recorded relative now, while the data dir is where
+    they were made; returns how many. Done at start: moving the data dir afterwards keeps its lake."""
+    changed = 0
+    for row in session.scalars(select(Endpoint).where(Endpoint.protocol == "file")):
+        stored = lake.stored_location("file", row.location)
+        if stored != row.location:
+            row.location, changed = stored, changed + 1
+    return changed
 
 
 def list_endpoints(session: Session, *, principal: Principal) -> list[Endpoint]:
@@ -164,7 +180,7 @@ def update_endpoint(session: Session, lake: Lake, *, principal: Principal, name:
             raise Conflict(f"endpoint {name} holds replicas; its location cannot move under them")
         if row.protocol == "file":
             check_file_location(lake, change.location)
-        row.location = change.location
+        row.location = lake.stored_location(row.protocol, change.location)
     if change.options is not None:
         _check_options(dict(change.options))
         row.options = dict(change.options)

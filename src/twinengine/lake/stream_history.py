@@ -8,6 +8,7 @@ offset>.parquet``. ``load_stream`` reads registered segments back from an availa
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,7 +37,8 @@ def stream_container(twin_id: str, stream: str) -> str:
 class LakeSegmentSink(SegmentSink):
     """Registers compacted segments as lake datasets on ``endpoint`` (checksums verified while uploading)."""
 
-    def __init__(self, db: Database, lake: Lake, endpoint: str) -> None:
+    def __init__(self, db: Database, lake: Lake, endpoint: str, root: Path | None = None) -> None:
+        super().__init__(root)
         self.db, self.lake, self.endpoint = db, lake, endpoint
 
     def register(self, segment: ClosedSegment) -> str | None:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from twinengine.streams.hub import OFFSET, StreamHub, stream_key
 from twinengine.streams.models import CompactedSegment
 
-__all__ = ["ClosedSegment", "SegmentSink", "load_stream", "write_parquet"]
+__all__ = ["ClosedSegment", "SegmentSink", "load_stream", "segment_file", "write_parquet"]
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,29 @@ class ClosedSegment:
 
 class SegmentSink:
     """Where compacted segments go. ``register`` returns a dataset id, or None when nothing took it;
-    ``read`` gives a compacted segment back (from where the sink keeps it)."""
+    ``read`` gives a compacted segment back (from where the sink keeps it).
+
+    A segment's file is recorded relative to ``root`` (the engine's Parquet folder of stream history), so a
+    data dir moved or restored elsewhere still finds it; a path recorded absolute (before) is read as it is."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root
 
     def register(self, segment: ClosedSegment) -> str | None:
         return None
 
+    def path_of(self, row: CompactedSegment) -> Path:
+        return segment_file(self.root, row)
+
     def read(self, row: CompactedSegment) -> pa.Table:
-        return pq.read_table(row.path)
+        return pq.read_table(self.path_of(row))
+
+
+def segment_file(root: Path | None, row: CompactedSegment) -> Path:
+    """Where a compacted segment's file is: its recorded path under ``root`` (recorded absolute before data
+    dirs could move: as it is)."""
+    path = Path(row.path)
+    return path if path.is_absolute() or root is None else root / path
 
 
 def write_parquet(table: pa.Table, path: Path) -> tuple[str, int]:
@@ -72,10 +88,9 @@ def write_parquet(table: pa.Table, path: Path) -> tuple[str, int]:
 
 def load_stream(session: Session, hub: StreamHub, *, twin_id: str, stream: str, time_field: str,
                 since: datetime | None = None, until: datetime | None = None,
-                sink: SegmentSink | None = None) -> pa.Table | None:
+                sink: SegmentSink) -> pa.Table | None:
     """A stream's whole history in a time range: compacted Parquet segments (read through ``sink``: from the
     lake once it registered them), then the log after them."""
-    sink = sink or SegmentSink()
     rows = list(session.scalars(select(CompactedSegment).where(CompactedSegment.twin_id == twin_id,
                                                                CompactedSegment.stream == stream)
                                 .order_by(CompactedSegment.first_offset)))

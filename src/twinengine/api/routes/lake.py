@@ -71,21 +71,22 @@ Offset = Annotated[int, Query(ge=0, le=INT32_MAX)]
 def endpoint_add(body: EndpointCreate, session: SessionDep, principal: PrincipalDep,
                  runtime: RuntimeDep) -> EndpointRead:
     row = endpoints.add_endpoint(session, runtime.lake, principal=principal, spec=body)
-    return endpoints.endpoint_read(session, row)
+    return endpoints.endpoint_read(session, runtime.lake, row)
 
 
 @router.get("/endpoints", name="endpoint_list", summary="Storage endpoints with usage")
 @acts("lake.endpoint.read")
-def endpoint_list(session: SessionDep, principal: PrincipalDep) -> EndpointPage:
+def endpoint_list(session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> EndpointPage:
     rows = endpoints.list_endpoints(session, principal=principal)
-    return EndpointPage(items=[endpoints.endpoint_read(session, r) for r in rows], total=len(rows))
+    return EndpointPage(items=[endpoints.endpoint_read(session, runtime.lake, r) for r in rows], total=len(rows))
 
 
 @router.get("/endpoints/{name}", name="endpoint_get", summary="One storage endpoint")
 @acts("lake.endpoint.read")
-def endpoint_get(name: EndpointPath, session: SessionDep, principal: PrincipalDep) -> EndpointRead:
+def endpoint_get(name: EndpointPath, session: SessionDep, principal: PrincipalDep,
+                 runtime: RuntimeDep) -> EndpointRead:
     endpoints.list_endpoints(session, principal=principal)
-    return endpoints.endpoint_read(session, endpoints.get_endpoint(session, name))
+    return endpoints.endpoint_read(session, runtime.lake, endpoints.get_endpoint(session, name))
 
 
 @router.patch("/endpoints/{name}", name="endpoint_set", summary="Change attributes, quota, switches, credential")
@@ -93,7 +94,7 @@ def endpoint_get(name: EndpointPath, session: SessionDep, principal: PrincipalDe
 def endpoint_set(name: EndpointPath, body: EndpointUpdate, session: SessionDep, principal: PrincipalDep,
                  runtime: RuntimeDep) -> EndpointRead:
     row = endpoints.update_endpoint(session, runtime.lake, principal=principal, name=name, change=body)
-    return endpoints.endpoint_read(session, row)
+    return endpoints.endpoint_read(session, runtime.lake, row)
 
 
 @router.delete("/endpoints/{name}", name="endpoint_remove", status_code=status.HTTP_204_NO_CONTENT,
