@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -113,7 +112,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             registry = RegistryWarmup.wanted(runtime.data_dir, runtime.settings.mlflow_uri)
             if registry is not None:  # MLflow, for the first listing of a twin's models
                 _app.state.warmups.append(registry.start())
-        gc.freeze()  # what start built lives as long as the process: keep it out of every later GC pass
         yield
         if routes is not None:
             await routes.stop()
