@@ -92,7 +92,7 @@ def app_workers(spec: RemoteApp) -> AppWorkers:
 
 def remote_simulate(spec: RemoteApp, payload: dict[str, Any]) -> dict[str, Any]:
     """A Dask task: ``simulate_many`` on one chunk (``payload``: entrypoint, base, sets, forcing) in a warm
-    sandboxed worker; returns what the engine's local workers return ({"values", "error"})."""
+    sandboxed worker; returns what the engine's local workers return ({"values", "error", "cpu_seconds"})."""
     answer: dict[str, Any] = app_workers(spec).process(SIMULATE_MANY, payload)
     return answer
 

@@ -6,6 +6,9 @@ cluster as one task per chunk (``sites.py``, ``remote.py``); every run is kept a
 engine puts a calibration in progress back in the queue, and one whose engine died is claimed again once its
 heartbeat is stale: either way the next runner replays the kept runs (its method is seeded) and only runs the
 rest.
+
+Each attempt writes one usage record and checks its owner's compute quotas after each batch
+(``accounting.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import SYSTEM, Principal, Role
+from twinengine.calibration.accounting import Attempt, spent_before
 from twinengine.calibration.evaluator import Run
 from twinengine.calibration.methods import Method, Outcome, calibrate
 from twinengine.calibration.models import Calibration, CalibrationRun
@@ -36,6 +40,7 @@ from twinengine.calibration.remote import SIMULATE_MANY
 from twinengine.calibration.sites import Sites, site_chunks
 from twinengine.calibration.space import Parameter, Prior, Space
 from twinengine.compute.sites import DEFAULT_SITE
+from twinengine.errors import TwinEngineError
 from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 from twinengine.twins import standing
@@ -164,33 +169,44 @@ class CalibrationRunner:
         return None
 
     def _execute(self, cal_id: str) -> None:
+        attempt = Attempt(cal_id)  # what this attempt uses, recorded with its end
         try:
-            self._calibrate(cal_id)
+            self._calibrate(cal_id, attempt)
         except _Stopped:
             if self.stopping.is_set():
-                self._end(cal_id, status="queued", error=None)  # the next engine resumes it
-            # else: canceled (the service wrote it) or claimed by another engine: the row says so already
+                self._end(cal_id, attempt, status="queued", error=None)  # the next engine resumes it
+            else:  # canceled (the service wrote it) or claimed by another engine: the row says so already
+                self._end(cal_id, attempt, status=None, error=None)
         except Exception as exc:
             if self.stopping.is_set():  # its workers were stopped with the engine: the next engine resumes it
-                self._end(cal_id, status="queued", error=None)
+                self._end(cal_id, attempt, status="queued", error=None)
+                return
+            if isinstance(exc, TwinEngineError):  # e.g. QuotaExceeded: said as runs say it
+                self._end(cal_id, attempt, status="error", error=exc.to_dict())
                 return
             log.exception("calibration %s failed", cal_id)
-            self._end(cal_id, status="error", error={"code": type(exc).__name__, "message": str(exc)[:2000]})
+            self._end(cal_id, attempt, status="error",
+                      error={"code": type(exc).__name__, "message": str(exc)[:2000]})
         finally:
+            attempt.meter.stop()  # ended without a record (the calibration is gone): it takes no more CPU shares
             with self._lock:
                 self.running.discard(cal_id)
             self.wake.set()
 
-    def _end(self, cal_id: str, *, status: str, error: dict[str, Any] | None) -> None:
+    def _end(self, cal_id: str, attempt: Attempt, *, status: str | None, error: dict[str, Any] | None) -> None:
+        """Write the attempt's end (``status`` None: the row already says it) and its usage record."""
         with self.db.session() as session:
             row = session.get(Calibration, cal_id)
             if row is None:
                 return
-            row.status, row.error, row.updated_at = status, error, utcnow()
-            if status != "queued":
-                row.finished_at = utcnow()
+            if status is not None:
+                row.status, row.error, row.updated_at = status, error, utcnow()
+                if status != "queued":
+                    row.finished_at = utcnow()
+            # taken over by another engine: like a calibration put back in the queue, another attempt goes on
+            attempt.record(session, row, "queued" if row.status == "running" else row.status)
 
-    def _calibrate(self, cal_id: str) -> None:
+    def _calibrate(self, cal_id: str, attempt: Attempt) -> None:
         from twinengine.catalog import service as catalog
         from twinengine.catalog.manifest import Manifest
         from twinengine.twins.models import Twin
@@ -205,6 +221,7 @@ class CalibrationRunner:
             twin = session.get(Twin, row.twin_id) if row is not None else None
             if row is None or twin is None:
                 return
+            attempt.of(row)
             version = catalog.get_app_version(session, principal=SYSTEM, name=twin.app_name,
                                               version=twin.app_version)
             manifest = Manifest.model_validate(version.manifest)
@@ -230,6 +247,7 @@ class CalibrationRunner:
         def chunk(sets: list[dict[str, float]]) -> list[Any]:
             payload = {"entrypoint": spec.model.entrypoint, "base": base, "sets": sets, "forcing": forcing}
             answer = remote(payload) if remote is not None else app.process(SIMULATE_MANY, payload)
+            attempt.charge(answer)
             if answer.get("error") and not errors:
                 errors.append(str(answer["error"]))
             return list(answer["values"])
@@ -249,6 +267,8 @@ class CalibrationRunner:
         def keep(new: list[Run]) -> None:
             known_count[0] += len(new)
             self._keep(cal_id, new, max_runs)
+            with self.db.session(readonly=True) as session:  # after the batch is kept: its runs stay
+                attempt.check_quota(session)
 
         try:
             outcome = calibrate(space, simulate, observed, objective=objective, method=method, runs=max_runs,
@@ -257,7 +277,7 @@ class CalibrationRunner:
                                 on_runs=keep)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        self._finish(cal_id, space, objective, outcome)
+        self._finish(cal_id, attempt, space, objective, outcome)
 
     def _observations(self, twin_id: str, spec: Any, settings: dict[str, Any]) -> tuple[Array, dict[str, list[Any]]]:
         since = datetime.fromisoformat(settings["since"]) if settings.get("since") else None
@@ -296,7 +316,7 @@ class CalibrationRunner:
         if revoked or self.stopping.is_set():
             raise _Stopped
 
-    def _finish(self, cal_id: str, space: Space, objective: Objective, outcome: Outcome) -> None:
+    def _finish(self, cal_id: str, attempt: Attempt, space: Space, objective: Objective, outcome: Outcome) -> None:
         from twinengine.calibration.plot import plot_calibration
         from twinengine.twins import service as twins
         from twinengine.twins.models import Twin
@@ -323,8 +343,12 @@ class CalibrationRunner:
                         fork_id = fork.id
                 except Exception as exc:  # the proposal stands without its fork (the owner lost the right)
                     log.warning("calibration %s: no fork proposed: %s", cal_id, exc)
+            earlier, earlier_models = spent_before(session, cal_id)
+            reading = attempt.record(session, row, "done")
             row.result = {"summary": summary, "stopped": outcome.stopped, "figure": path.name,
-                          "runs": len(outcome.runs), "site": row.settings.get("site") or DEFAULT_SITE}
+                          "runs": len(outcome.runs), "site": row.settings.get("site") or DEFAULT_SITE,
+                          "core_seconds": round(earlier + reading.core_seconds, 6),  # every attempt's
+                          "model_core_seconds": round(earlier_models + reading.remote_core_seconds, 6)}
             row.best_score = outcome.best.score if outcome.best is not None else None
             row.runs_done, row.percent = len(outcome.runs), 100.0
             row.status, row.decision, row.fork_id = "done", "proposed", fork_id

@@ -71,6 +71,8 @@ class CalibrationRead(BaseModel):
     fork: str | None = Field(default=None, description="The proposed twin: a fork with the best parameters.")
     figure: str | None = Field(default=None, description="Address of the figure (PNG) once done.")
     error: dict[str, Any] | None = None
+    core_seconds: float | None = Field(default=None, description="Core-seconds it used once done (every attempt: "
+                                                                  "the engine's share and its model runs' CPU).")
     created_at: datetime
     finished_at: datetime | None = None
     decided_at: datetime | None = None

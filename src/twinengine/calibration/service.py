@@ -21,6 +21,7 @@ from twinengine.calibration.sites import check_site
 from twinengine.catalog.calibration_checks import parameter_bounds
 from twinengine.catalog.calibration_spec import CalibrationSpec
 from twinengine.catalog.manifest import Manifest
+from twinengine.compute.quotas import check_quota
 from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import Conflict, InvalidInput, NotFound, Problem, ValidationFailed
 from twinengine.store.base import utcnow
@@ -76,7 +77,8 @@ def _space(manifest: Manifest, spec: CalibrationSpec, body: CalibrationCreate) -
 
 def start_calibration(session: Session, *, principal: Principal, twin_ref: str,
                       body: CalibrationCreate) -> Calibration:
-    """Queue a calibration of the twin's parameters (the engine's runner picks it up after the commit)."""
+    """Queue a calibration of the twin's parameters (the engine's runner picks it up after the commit);
+    refused (429 QuotaExceeded) when its owner's compute quota on its site is used up."""
     twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
     require(principal, "calibration.run", twin)
     manifest = twins.manifest_for(session, twin)
@@ -85,6 +87,8 @@ def start_calibration(session: Session, *, principal: Principal, twin_ref: str,
     if body.since is not None and body.until is not None and body.since >= body.until:
         raise ValidationFailed.one("until", "must be after since")
     site = check_site(session, principal=principal, site=body.site, app=f"{twin.app_name}@{twin.app_version}")
+    if site is None:  # the engine's own workers: its quotas, as an unplaced run's (a named site's: check_site)
+        check_quota(session, identity=principal.name, groups=principal.groups, site=DEFAULT_SITE)
     row = Calibration(
         id=f"cal-{uuid.uuid4().hex[:20]}", twin_id=twin.id, owner=principal.name, status="queued",
         decision="pending", method=(body.method or spec.method).value,
@@ -142,6 +146,7 @@ def read(session: Session, row: Calibration, twin: Twin) -> CalibrationRead:
         best_score=row.best_score, best=summary.get("best") if summary else None, summary=summary,
         stopped=result.get("stopped"), fork=fork.name if fork is not None else None,
         figure=f"/api/v1/calibrations/{row.id}/figure" if result.get("figure") else None, error=row.error,
+        core_seconds=result.get("core_seconds"),
         created_at=row.created_at, finished_at=row.finished_at, decided_at=row.decided_at,
         decided_by=row.decided_by)
 

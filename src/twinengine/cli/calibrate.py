@@ -57,6 +57,9 @@ def _show(read: CalibrationRead) -> None:
                   f"proposal {read.decision}", highlight=False)
     if read.error:
         console.print(f"[red]{read.error.get('code')}[/red]: {read.error.get('message')}", highlight=False)
+    if read.core_seconds is not None:
+        console.print(f"used {read.core_seconds:.4g} core-seconds ({read.core_seconds / 3600:.3g} core-hours; "
+                      "`twin usage` lists each attempt)", highlight=False)
     summary = read.summary or {}
     if not summary.get("best"):
         return

@@ -102,19 +102,22 @@ def list_quotas(session: Session, *, principal: Principal) -> list[ComputeQuota]
     return list(session.scalars(query))
 
 
-def check_quota(session: Session, *, identity: str, groups: frozenset[str] | list[str], site: str) -> None:
-    """Refuse (QuotaExceeded) when a quota of ``identity`` or its groups on ``site`` (or ``*``) is used up."""
+def check_quota(session: Session, *, identity: str, groups: frozenset[str] | list[str], site: str,
+                running: float = 0.0, outcome: str = "the run is refused") -> None:
+    """Refuse (QuotaExceeded) when a quota of ``identity`` or its groups on ``site`` (or ``*``) is used up.
+    ``running``: core-seconds of work still in flight, not yet recorded, counted as used (a calibration checks
+    itself between batches); ``outcome`` says what the refusal does, in its message."""
     quotas = session.scalars(select(ComputeQuota).where(ComputeQuota.subject.in_(_subjects(identity, groups)),
                                                         ComputeQuota.site.in_((site, "*"))))
     now = utcnow()
     for quota in quotas:
         since = period_start(quota.period, now)
-        used = used_core_seconds(session, quota.subject, quota.site, since) / 3600
+        used = (used_core_seconds(session, quota.subject, quota.site, since) + running) / 3600
         if used >= quota.core_hours:
             per = "in total" if quota.period == "total" else f"per {quota.period}"
             where = "all sites" if quota.site == "*" else f"site {quota.site}"
             raise QuotaExceeded(
                 f"compute quota of {quota.subject} on {where} is used up: {used:.4g} of {quota.core_hours:g} "
-                f"core-hours {per}; the run is refused (an admin can raise it: twin quota set)",
+                f"core-hours {per}; {outcome} (an admin can raise it: twin quota set)",
                 details=[{"quota": {"subject": quota.subject, "site": quota.site, "period": quota.period},
                           "used_core_hours": round(used, 6), "limit_core_hours": quota.core_hours}])
