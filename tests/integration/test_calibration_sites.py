@@ -6,39 +6,21 @@ site the same runs go to Dask workers that are Slurm jobs of a private single-no
 
 from __future__ import annotations
 
-import importlib.util
-import math
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from helpers import REPO, Engine, need_modules
+from calibration_data import HYMOD, catchment
+from helpers import Engine, need_modules
 from slurm_fixtures import LocalSlurm, local_slurm  # noqa: F401
 from twinengine.calibration.remote import started_workers
 from twinengine.errors import ValidationFailed
 
 pytestmark = pytest.mark.sandbox
 
-HYMOD = REPO / "examples" / "apps" / "hymod"
-T0 = datetime(2012, 1, 1, tzinfo=UTC)
 BODY = {"method": "de", "runs": 40, "seed": 5, "workers": 2, "posterior_share": 0.0}
-
-
-def _catchment(days: int) -> list[dict[str, Any]]:
-    """Daily rain and evaporation, and the discharge Hymod gives for them with known parameters."""
-    spec = importlib.util.spec_from_file_location("hymod_model", HYMOD / "hymod" / "model.py")
-    assert spec is not None and spec.loader is not None
-    model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(model)
-    rain = [max(0.0, 12 * math.sin(k / 5.0) ** 7) + (3.0 if k % 11 == 0 else 0.0) for k in range(days)]
-    pet = [2.5 + 1.5 * math.sin(2 * math.pi * k / 365) for k in range(days)]
-    flow = model.simulate({"cmax": 180.0, "bexp": 0.8, "alpha": 0.6, "Ks": 0.03, "Kq": 0.4},
-                          {"rain": rain, "pet": pet})
-    return [{"time": (T0 + timedelta(days=k)).isoformat(), "rain": rain[k], "pet": pet[k], "discharge": flow[k]}
-            for k in range(days)]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +36,7 @@ def _twin(engine: Engine, days: int = 430) -> Any:
     dev, user = engine.as_role("ada", "developer"), engine.as_role("uma", "user")
     dev.publish_app(HYMOD)
     user.create_twin("hymod@0.1.0", "catchment", {})
-    user.streams.append("catchment", "catchment", _catchment(days))
+    user.streams.append("catchment", "catchment", catchment(days))
     return user
 
 

@@ -5,43 +5,25 @@ as ``QuotaExceeded`` with its runs kept."""
 
 from __future__ import annotations
 
-import importlib.util
-import math
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from helpers import REPO, Engine
+from calibration_data import HYMOD, catchment
+from helpers import Engine
 from twinengine.compute.models import UsageRecord
 from twinengine.errors import QuotaExceeded
 
 pytestmark = pytest.mark.sandbox
 
-HYMOD = REPO / "examples" / "apps" / "hymod"
-T0 = datetime(2012, 1, 1, tzinfo=UTC)
-
-
-def _catchment(days: int) -> list[dict[str, Any]]:
-    """Daily rain and evaporation, and the discharge Hymod gives for them with known parameters."""
-    spec = importlib.util.spec_from_file_location("hymod_model", HYMOD / "hymod" / "model.py")
-    assert spec is not None and spec.loader is not None
-    model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(model)
-    rain = [max(0.0, 12 * math.sin(k / 5.0) ** 7) + (3.0 if k % 11 == 0 else 0.0) for k in range(days)]
-    pet = [2.5 + 1.5 * math.sin(2 * math.pi * k / 365) for k in range(days)]
-    flow = model.simulate({"cmax": 180.0, "bexp": 0.8, "alpha": 0.6, "Ks": 0.03, "Kq": 0.4},
-                          {"rain": rain, "pet": pet})
-    return [{"time": (T0 + timedelta(days=k)).isoformat(), "rain": rain[k], "pet": pet[k], "discharge": flow[k]}
-            for k in range(days)]
 
 
 def _twin(engine: Engine) -> Any:
     dev, user = engine.as_role("ada", "developer"), engine.as_role("uma", "user")
     dev.publish_app(HYMOD)
     user.create_twin("hymod@0.1.0", "catchment", {})
-    user.streams.append("catchment", "catchment", _catchment(430))
+    user.streams.append("catchment", "catchment", catchment(430))
     return user
 
 
