@@ -27,14 +27,14 @@ class Warmup:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.seconds: float | None = None
-        self._thread = threading.Thread(target=self._run, name=f"twin-{self.name}-warmup", daemon=True)
 
     def warm(self) -> str:
         """Do the work; returns what was done, for the log line."""
         raise NotImplementedError
 
     def start(self) -> Self:
-        self._thread.start()
+        """Begin on a thread of its own; the caller goes on at once."""
+        threading.Thread(target=self._run, name=f"twin-{self.name}-warmup", daemon=True).start()
         return self
 
     @property

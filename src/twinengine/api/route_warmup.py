@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message
+
+from twinengine.warmup import Warmup
 
 __all__ = ["RouteWarmup", "build_included"]
 
@@ -36,29 +37,23 @@ def build_included(routes: list[Any]) -> None:
             build_included(candidates())
 
 
-class RouteWarmup:
+class RouteWarmup(Warmup):
     """Builds every route of ``router`` (the app's) on a worker thread, then sends it one request for a path
     no route takes (no middleware sees it); ``done`` is set when it ended (built, or failed and logged: each
-    group is then built by its first request, as with ``warm_routes`` off)."""
+    group is then built by its first request, as with ``warm_routes`` off). Unlike the other warm-ups it is
+    driven from the event loop, which the request it sends must run on."""
 
     name = "routes"
 
     def __init__(self, router: ASGIApp) -> None:
+        super().__init__()
         self.router = router
-        self.done = threading.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> RouteWarmup:
         """Begin on the running event loop; the caller goes on at once."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="twin-route-warmup")
+        self._task = asyncio.get_running_loop().create_task(self._build(), name="twin-route-warmup")
         return self
-
-    @property
-    def warming(self) -> bool:
-        return not self.done.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.done.wait(timeout)
 
     async def stop(self) -> None:
         """The engine stops: a build in progress ends first (a thread is not interrupted), the rest is skipped."""
@@ -67,7 +62,7 @@ class RouteWarmup:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _run(self) -> None:
+    async def _build(self) -> None:
         try:
             await anyio.to_thread.run_sync(build_included, getattr(self.router, "routes", []))
             await self.router(_unrouted_scope(), _receive, _send)
