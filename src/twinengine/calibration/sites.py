@@ -10,7 +10,6 @@ silently to another machine would surprise them more than an error they can act 
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,11 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["KINDS", "SiteChunks", "Sites", "check_site", "site_chunks"]
 
-log = logging.getLogger("twinengine.calibration")
-
 KINDS = ("local", "dask", "slurm")  # the site kinds a calibration's runs can go to
-_ANSWERING = ("running", "newly-created")  # a Dask client's states while its scheduler answers
-_WAIT_SECONDS = 0.5
 
 
 class Watch(Protocol):
@@ -40,7 +35,7 @@ class Watch(Protocol):
 
 class Sites(Protocol):
     """The engine's executors per site (``compute.site_executors.SiteExecutors``), handed in at construction
-    so that calibration never imports workflows."""
+    by the runtime, which owns them."""
 
     default: Any
     watch: Watch
@@ -72,13 +67,6 @@ def check_site(session: Session, *, principal: Principal, site: str | None, app:
     return site
 
 
-def _cancel(client: Any, future: Any) -> None:
-    try:
-        client.cancel([future])
-    except Exception as exc:  # the cluster is gone: nothing left to cancel
-        log.debug("cancelling a chunk on a lost cluster: %s", exc)
-
-
 def site_chunks(sites: Sites | None, site: str | None, app: AppWorkers, sha256: str,
                 stopping: threading.Event) -> SiteChunks | None:
     """Where a calibration on ``site`` sends its chunks: a site's Dask cluster, or None for the engine's own
@@ -93,47 +81,42 @@ def site_chunks(sites: Sites | None, site: str | None, app: AppWorkers, sha256: 
         executor = sites.get(site)
         if executor is sites.default or getattr(type(executor), "client", None) is None:
             return None
-        client = executor.client  # connects on first use
+        _ = executor.client  # connects on first use: a site that does not answer is said before any run
     except Exception as exc:  # removed since it was checked, its executor cannot be made, or it does not answer
         raise SiteLost(f"compute site {site} cannot take the calibration's runs: {exc}") from None
-    return SiteChunks(sites, site, client, RemoteApp.of(app, sha256), stopping)
+    return SiteChunks(sites, site, executor, RemoteApp.of(app, sha256), stopping)
 
 
 class SiteChunks:
-    """Runs a calibration's chunks on one site's Dask cluster, one task per chunk, watching the site while
-    it waits; ``stopping`` (the engine stops) cancels the chunk in flight."""
+    """Runs a calibration's chunks on one site's Dask cluster, one task per chunk, through the site's
+    executor (``workflows.executors.DistributedExecutor``: it waits, cancels and finds a lost scheduler as
+    for a run), watching the site while it waits; ``stopping`` (the engine stops) cancels the chunk."""
 
-    def __init__(self, sites: Sites, site: str, client: Any, spec: RemoteApp, stopping: threading.Event) -> None:
-        self.sites, self.site, self.client, self.spec, self.stopping = sites, site, client, spec, stopping
+    def __init__(self, sites: Sites, site: str, executor: Any, spec: RemoteApp, stopping: threading.Event) -> None:
+        self.sites, self.site, self.executor, self.spec, self.stopping = sites, site, executor, spec, stopping
 
     def _lost(self, why: str) -> SiteLost:
         self.sites.forget(self.site)  # the next calibration there gets a fresh client once it answers again
         return SiteLost(f"compute site {self.site} was lost mid-calibration ({why}); its runs so far are kept")
 
-    def __call__(self, payload: dict[str, Any]) -> dict[str, Any]:
-        from twinengine.calibration.remote import remote_simulate
-
-        client = self.client
-        if client.status not in _ANSWERING:
-            raise self._lost(f"its Dask client is {client.status}")
-        future = client.submit(remote_simulate, self.spec, payload, pure=False)
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
+    def _watch(self, _done: int, _total: int) -> None:
+        """Called while a chunk computes; raising ends the wait (the executor cancels the chunk)."""
+        if self.stopping.is_set():
+            raise InterruptedError("the engine is stopping")
         try:
-            while not done.wait(_WAIT_SECONDS):
-                if self.stopping.is_set():
-                    raise InterruptedError("the engine is stopping")
-                if client.status not in _ANSWERING:
-                    raise self._lost(f"its Dask client is {client.status}")
-                try:
-                    self.sites.watch.check(self.site)  # a silent scheduler is found by its probe
-                except SiteLost as exc:
-                    raise self._lost(str(exc)) from None
-        except BaseException:
-            # aside: a scheduler that stopped answering would keep the cancel (and the calibration) waiting
-            threading.Thread(target=_cancel, args=(client, future), name="cancel-chunk", daemon=True).start()
-            raise
-        if client.status not in _ANSWERING or future.status in ("cancelled", "lost"):
-            raise self._lost(f"the chunk was {future.status}, the Dask client is {client.status}")
-        answer: dict[str, Any] = future.result()
-        return answer
+            self.sites.watch.check(self.site)  # a silent scheduler is found by its probe
+        except SiteLost as exc:
+            raise self._lost(str(exc)) from None
+
+    def __call__(self, payload: dict[str, Any]) -> dict[str, Any]:
+        from dask.delayed import delayed
+
+        from twinengine.calibration.remote import remote_simulate
+        from twinengine.workflows.executors import ClusterLost
+
+        task = delayed(remote_simulate, pure=False)(self.spec, payload)
+        try:
+            (answer,) = self.executor.compute(task, progress=self._watch)
+        except ClusterLost as exc:
+            raise self._lost(str(exc)) from None
+        return dict(answer)
