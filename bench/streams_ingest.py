@@ -7,9 +7,11 @@
    acknowledged only once durable, against mosquitto's own pub→sub rate on the same broker (a QoS 1
    subscriber in another process), measured right before; both from the publisher's first message to the
    last message received (baseline) or durable in the streams (engine).
-3. Latency from publish to function start at 10,000 records/s (HTTP batches every 10 ms), p50/p99.
+3. Latency from publish to function start at 10,000 records/s (HTTP batches every 10 ms), p50/p99: the
+   function in its sandboxed worker (the default) against the same engine with ``sandbox: none`` (its
+   worker unsandboxed), each in an engine of its own, one after the other in the same run.
 
-Usage: python bench/streams_ingest.py [--records 400000] [--messages 20000] [--seconds 10]
+Usage: python bench/streams_ingest.py [--records 400000] [--messages 20000] [--seconds 10] [--latency-only]
 """
 
 from __future__ import annotations
@@ -238,6 +240,30 @@ def _paced_producer(url: str, token: str, seconds: float, rate: int, out: Any) -
         out.put(sent / (time.perf_counter() - started))
 
 
+def latency_run(tmp: Path, sandbox: str, seconds: float) -> tuple[float, list[float]]:
+    """Publish → function start in an engine of its own whose workers run under ``sandbox``: the records/s
+    achieved and each call's latency in ms."""
+    root = tmp / f"latency-{sandbox}"
+    runtime = Runtime.from_settings(Settings(data_dir=root / "engine", sandbox=sandbox))
+    try:
+        admin_token = runtime.start() or ""
+        with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, admin_token) as admin:
+            dev = admin.create_token("ada", "developer").token
+            token = admin.create_token("uma", "user").token
+            Client(server.url, dev).publish_app(bench_app(root))
+            client = Client(server.url, token)
+            client.create_twin("bench-app@1.0.0", "bench", {})
+            in_process(_paced_producer, server.url, token, 1.0, 1_000)  # the function's worker starts warm
+            time.sleep(1.0)
+            warm = max((e.offset for e in client.streams.events("bench", last=10_000)), default=-1)
+            achieved = in_process(_paced_producer, server.url, token, seconds, 10_000)
+            time.sleep(1.0)
+            events = client.streams.events("bench", last=10_000)
+            return achieved, [float(e.data["ms"]) for e in events if e.kind == "latency" and e.offset > warm]
+    finally:
+        runtime.close()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -247,14 +273,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=400_000, help="records per HTTP run")
     parser.add_argument("--messages", type=int, default=20_000, help="MQTT messages per run")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
+    parser.add_argument("--latency-only", action="store_true", help="only part 3, sandboxed and unsandboxed")
     args = parser.parse_args()
-    size = 5000
-    batches = max(args.records // size, 4)
     tmp = Path(tempfile.mkdtemp(prefix="twin-bench-"))
+    try:
+        rows = [] if args.latency_only else throughput(tmp, args.records, args.messages)
+        latencies = {mode: latency_run(tmp, mode, args.seconds) for mode in ("bwrap", "none")}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if rows:
+        print("\nstream ingestion, durable (acknowledged after fsync), engine vs baseline in the same run\n")
+        print(f"{'path':<28}{'records/s':>12}{'baseline/s':>12}{'ratio':>8}  baseline")
+        for name, rate, base, what in rows:
+            print(f"{name:<28}{rate:>12,.0f}{base:>12,.0f}{rate / base:>8.2f}  {what}")
+    print("\npublish → function start, HTTP batches every 10 ms, each mode in an engine of its own, same run\n")
+    print(f"{'worker':<14}{'records/s':>11}{'calls':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    p99 = {}
+    for mode, (achieved, values) in latencies.items():
+        if not values:
+            print(f"{mode:<14}{achieved:>11,.0f}{0:>7}  no call reported")
+            continue
+        p99[mode] = percentile(values, 0.99)
+        print(f"{'sandboxed' if mode == 'bwrap' else 'unsandboxed':<14}{achieved:>11,.0f}{len(values):>7}"
+              f"{percentile(values, 0.5):>9.1f}{p99[mode]:>9.1f}{max(values):>9.1f}")
+    if len(p99) == 2:
+        print(f"\np99 sandboxed ÷ unsandboxed: {p99['bwrap'] / p99['none']:.2f}")
+
+
+def throughput(tmp: Path, records: int, messages: int) -> list[tuple[str, float, float, str]]:
+    """Parts 1 and 2 in one engine: each path's records/s beside its baseline."""
+    size = 5000
+    batches = max(records // size, 4)
     broker, port = start_mosquitto(tmp)
-    settings = Settings(data_dir=tmp / "engine", mqtt_url=f"mqtt://127.0.0.1:{port}")
-    runtime = Runtime.from_settings(settings)
+    runtime = Runtime.from_settings(Settings(data_dir=tmp / "engine", mqtt_url=f"mqtt://127.0.0.1:{port}"))
     rows: list[tuple[str, float, float, str]] = []
     try:
         admin_token = runtime.start() or ""
@@ -271,31 +323,20 @@ def main() -> None:
                              "fsync'd append of the same bytes"))
             for count in (1, 10):
                 topics = [f"bench/{s}" for s in STREAMS[:count]]
-                baseline = mosquitto_rate(port, topics, args.messages)
+                baseline = mosquitto_rate(port, topics, messages)
                 for topic, stream in zip(topics, STREAMS[:count], strict=True):
                     client.streams.bind_mqtt("bench", stream, topic)
                 time.sleep(2.0)  # the bridge subscribes within a second
-                rate = engine_mqtt_rate(runtime, client, port, topics, STREAMS[:count], args.messages)
+                rate = engine_mqtt_rate(runtime, client, port, topics, STREAMS[:count], messages)
                 rows.append((f"MQTT QoS 1, {count} stream{'s' * (count > 1)}", rate, baseline,
                              "mosquitto pub→sub, same broker"))
                 for stream in STREAMS[:count]:
                     client.streams.unbind_mqtt("bench", stream)
-            achieved = in_process(_paced_producer, server.url, token, args.seconds, 10_000)
-            time.sleep(1.0)
-            latencies = [float(e.data["ms"]) for e in client.streams.events("bench", last=10_000)
-                         if e.kind == "latency"]
     finally:
         runtime.close()
         broker.terminate()
         broker.wait(timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("\nstream ingestion, durable (acknowledged after fsync), engine vs baseline in the same run\n")
-    print(f"{'path':<28}{'records/s':>12}{'baseline/s':>12}{'ratio':>8}  baseline")
-    for name, rate, base, what in rows:
-        print(f"{name:<28}{rate:>12,.0f}{base:>12,.0f}{rate / base:>8.2f}  {what}")
-    print(f"\npublish → function start at {achieved:,.0f} records/s offered over HTTP (batches of 100 every 10 ms): "
-          f"{len(latencies)} calls, p50 {percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, "
-          f"max {max(latencies):.1f} ms")
+    return rows
 
 
 if __name__ == "__main__":
