@@ -27,6 +27,7 @@ from twinengine.catalog.service import PublishStep
 from twinengine.collections import ChainedCollections, CollectionSource, LocalCollections
 from twinengine.config import Settings
 from twinengine.daemons import workflows_runner
+from twinengine.daemons.supervisor import Supervisor
 from twinengine.lake.collections import LakeCollections
 from twinengine.lake.context import Lake, LakeTuning
 from twinengine.store.blobs import BlobStore
@@ -71,9 +72,9 @@ class Runtime:
     _streams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ml: MLEngine | None = field(default=None, repr=False)
     _calibrations: CalibrationRunner | None = field(default=None, repr=False)
-    # This process runs the training loop (claims queued runs, watches retraining policies). Of several
-    # processes serving one data dir only one does (daemons/primary.py); the others queue runs for it.
-    trains: bool = True
+    # Every background loop of this process: the workflow runner, calibrations, the elected loops (training,
+    # streams, lake...) and the election of the process that runs those (daemons/supervisor.py).
+    loops: Supervisor = field(default_factory=Supervisor, repr=False)
     workers: Workers = field(default=None, repr=False)  # type: ignore[assignment]  # from the settings if None
     app_code: AppCode = field(init=False, repr=False)  # app versions' warm workers, in their environments
     publish_steps: list[PublishStep] = field(init=False, repr=False)
@@ -161,7 +162,8 @@ class Runtime:
 
     @property
     def calibrations(self) -> CalibrationRunner:
-        """The runner of calibrations (``twinengine.calibration``), made on first use, started with the engine."""
+        """The runner of calibrations (``twinengine.calibration``), made on first use; its loop starts with the
+        engine."""
         with self._streams_lock:
             if self._calibrations is None:
                 from twinengine.calibration.runner import CalibrationRunner
@@ -173,8 +175,10 @@ class Runtime:
 
     @property
     def ml(self) -> MLEngine:
-        """The AI lifecycle (needs the ``ml`` extra: torch, mlflow), started on first use."""
+        """The AI lifecycle (needs the ``ml`` extra: torch, mlflow), opened on first use: its training loop is
+        an elected loop of the supervisor, which runs it here when this process runs those."""
         with self._streams_lock:
+            created = self._ml is None
             if self._ml is None:
                 from twinengine.ml.engine import MLEngine
 
@@ -184,20 +188,12 @@ class Runtime:
                                     workers=settings.ml_workers, warm_models=settings.ml_warm_models,
                                     training_timeout=settings.training_timeout.total_seconds(),
                                     training_memory=settings.training_memory_bytes)
-                if self.trains:
-                    self._ml.start()
-            return self._ml
+            ml = self._ml
+        if created:  # a new lifecycle (a test may open another): its loop replaces the last one's
+            from twinengine.daemons.training import training_loop
 
-    def start_training(self, *, now: bool = False) -> None:
-        """This process runs the training loop from now on: at once when ``now`` or when the AI lifecycle is
-        already open here, else on its first use."""
-        self.trains = True
-        if not now and self._ml is None:
-            return
-        ml = self.ml
-        with self._streams_lock:
-            if not ml.started:
-                ml.start()
+            self.loops.add(training_loop(ml), replace=True)
+        return ml
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -273,23 +269,28 @@ class Runtime:
             ensure_default_site(session, self.workflows.executor)
             record_relative_locations(session, self.lake)  # the data dir's own lake moves with it
         self.workers.sandbox.announce()  # a sandbox that cannot start is said once now, not by every worker
-        self.workflows.start(workflows_runner.loops_of(self.workflows))
-        self.calibrations.start()  # resumes calibrations a stopped engine left queued or running
+        self.workflows.start()
+        from twinengine.daemons.calibrations import calibration_loop
+
+        for loop in [*workflows_runner.loops_of(self.workflows), calibration_loop(self.calibrations)]:
+            self.loops.add(loop)  # calibrations resume those a stopped engine left queued or running
+        self.loops.start()  # and the election, when one was chosen (api.app)
         from twinengine.ml.models import pending_work
 
         with self.db.session(readonly=True) as session:
-            if self.trains and pending_work(session) and find_spec("torch") is not None:  # runs to resume,
+            if self.loops.elected and pending_work(session) and find_spec("torch") is not None:  # runs to resume,
                 _ = self.ml  # policies to watch
         return token
 
     def close(self) -> None:
+        self.loops.stop()  # every loop ends its pass (the election lets go); then their engines are closed
         if self._ml is not None:
             self._ml.stop()
             self._ml = None
         sync_processes = self.workflows.services.get("sync_processes")
         if sync_processes is not None:
             sync_processes.close()
-        self.workflows.stop()
+        self.workflows.stop(grace=0.0)  # its runs were cancelled and given their grace as its loops stopped
         if self._calibrations is not None:
             self._calibrations.stop()
         sites = self.workflows.services.get("sites")

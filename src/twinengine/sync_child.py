@@ -12,7 +12,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
-from twinengine.daemons.workflows_runner import heartbeat
+from twinengine.daemons.workflows_runner import heartbeat_loop
 from twinengine.runtime import Runtime
 from twinengine.workflows.sync import run_here
 from twinengine.workflows.sync_processes import ENGINE_PROCESSES, EngineChannel, limit_memory
@@ -41,7 +41,9 @@ def main(fd: int) -> None:
 
     runtime.notifier.notify = notify  # type: ignore[method-assign]
     engine.memory_limit = f"sync_memory_bytes {memory_bytes} bytes"
-    engine.start([("workflow-heartbeat", heartbeat)])  # its runs' heartbeat, cancel requests and lost grants
+    engine.start()
+    runtime.loops.add(heartbeat_loop(engine))  # its runs' heartbeat, cancel requests and lost grants
+    runtime.loops.start()
     try:
         while True:
             try:

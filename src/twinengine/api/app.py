@@ -48,8 +48,9 @@ from twinengine.api.routing import API_PREFIX, operation_id
 from twinengine.api.text import refuse_unstorable_text
 from twinengine.bootstrap import announce_admin_token
 from twinengine.config import Settings
+from twinengine.daemons.elected import register_elected_loops, train_when_elected
 from twinengine.daemons.leadership import StoreLeadership
-from twinengine.daemons.primary import PRIMARY_LOCK, PrimaryDuties, SingletonLoops, start_singleton_loops
+from twinengine.daemons.primary import PRIMARY_LOCK, PrimaryDuties
 from twinengine.ml.warmup import RegistryWarmup
 from twinengine.quality.warmup import ScoresWarmup
 from twinengine.runtime import Runtime
@@ -78,31 +79,20 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.request_threads
-        # one of several processes serving this data dir, or one of several engines (hosts) sharing the store
-        shared = runtime.settings.serve_processes > 1 or runtime.settings.engines_share_store
-        if shared:
-            runtime.trains = False  # until this process holds the primary lock (daemons/primary.py)
+        # One of several processes serving this data dir, or one of several engines (hosts) sharing the store:
+        # the supervisor runs the elected loops only while this process wins the election.
+        loops = runtime.loops
+        if runtime.settings.engines_share_store:
+            loops.elect(lambda start: StoreLeadership(runtime.settings.db_url, start))
+        elif runtime.settings.serve_processes > 1:
+            loops.elect(lambda start: PrimaryDuties(runtime.data_dir / PRIMARY_LOCK, start))
+        if loops.election is not None:
+            train_when_elected(loops, runtime)
         token = await anyio.to_thread.run_sync(runtime.start)  # off the event loop: it may take a while
         if token:
             announce_admin_token(token, runtime.data_dir)
-        duties: PrimaryDuties | StoreLeadership | None = None
-        loops: SingletonLoops | None = None
-        _app.state.stream_daemons = None
-        if shared:
-            def take_over() -> SingletonLoops:
-                started = start_singleton_loops(runtime, eager_training=True)
-                _app.state.stream_daemons = started.streams
-                return started
-
-            if runtime.settings.engines_share_store:
-                duties = StoreLeadership(runtime.settings.db_url, take_over)
-            else:
-                duties = PrimaryDuties(runtime.data_dir / PRIMARY_LOCK, take_over)
-            _app.state.primary_duties = duties
-            duties.begin()
-        else:
-            loops = await anyio.to_thread.run_sync(start_singleton_loops, runtime)
-            _app.state.stream_daemons = loops.streams
+        _app.state.stream_daemons, registered = await anyio.to_thread.run_sync(register_elected_loops, loops,
+                                                                               runtime)
         reader = _app.state.current_state = CurrentStateReader(runtime.db)  # GET /twins/{twin}/state
         routes: RouteWarmup | None = None
         if runtime.settings.warm_routes:  # built and opened in the background, once the engine answers
@@ -116,12 +106,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         if routes is not None:
             await routes.stop()
         await reader.close()
-        if duties is not None:
-            await anyio.to_thread.run_sync(duties.close)
-        if loops is not None:
-            loops.stop()
         if owns_runtime:
-            runtime.close()
+            await anyio.to_thread.run_sync(runtime.close)  # every loop first (daemons/supervisor.py)
+        else:  # the runtime outlives this app: its elected loops do not
+            await anyio.to_thread.run_sync(lambda: loops.remove(registered))
 
     app = FastAPI(
         title="twinengine",
@@ -138,6 +126,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.metrics = registry = CollectorRegistry()
     registry.register(health.StoreCollector(runtime))
     registry.register(StreamsCollector(lambda: runtime._streams))
+    registry.register(health.LoopsCollector(runtime.loops))
 
     install_error_handlers(app)
     for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router,

@@ -1,4 +1,5 @@
-"""Liveness and Prometheus metrics. ``/health`` is public; ``/metrics`` needs a provider or admin token."""
+"""Liveness and Prometheus metrics. ``/health`` is public (with the status of every background loop);
+``/metrics`` needs a provider or admin token."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
@@ -19,10 +20,11 @@ from twinengine.api.route_actions import acts, public
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import require
 from twinengine.catalog.models import AppVersion
+from twinengine.daemons.supervisor import LoopStatus, Supervisor
 from twinengine.runtime import Runtime
 from twinengine.twins.models import StateRevision, Twin
 
-__all__ = ["StoreCollector", "health_answer", "router"]
+__all__ = ["LoopsCollector", "StoreCollector", "health_answer", "router"]
 
 router = api_router(tag="health", versioned=False)
 
@@ -49,9 +51,10 @@ async def health_answer(state: Any, runtime: Runtime) -> tuple[int, dict[str, An
     warming = [w.name for w in getattr(state, "warmups", ()) if w.warming]
     if warming:  # what start left to a background thread, not warm yet: answered, but slower the first time
         body["warming"] = warming
-    duties = getattr(state, "primary_duties", None)
-    if duties is not None:  # one of several serving processes: does this one run the singleton loops?
-        body["primary"] = duties.held
+    election = runtime.loops.election
+    if election is not None:  # one of several serving processes: does this one run the elected loops?
+        body["primary"] = election.held
+    body["loops"] = [_loop_line(s) for s in runtime.loops.status()]
     return (200 if database == "ok" else 503), body
 
 
@@ -62,6 +65,14 @@ def metrics(request: Request, principal: PrincipalDep) -> Response:
     require(principal, "metrics.read")
     registry: CollectorRegistry = request.app.state.metrics
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _loop_line(status: LoopStatus) -> dict[str, Any]:
+    """A loop's status for everyone: its last error by type only (a message may name hosts or paths)."""
+    line = status.to_dict()
+    if status.last_error is not None:
+        line["last_error"] = status.last_error.partition(":")[0]
+    return line
 
 
 def _check_store(runtime: Runtime) -> str:
@@ -87,3 +98,23 @@ class StoreCollector(Collector):
         except Exception:
             return
         yield family
+
+
+class LoopsCollector(Collector):
+    """The background loops (``daemons.supervisor``): whether each runs, its passes and failed passes."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        labels = ["loop", "scope"]
+        running = GaugeMetricFamily("twin_loop_running", "1 while the background loop runs here", labels=labels)
+        passes = CounterMetricFamily("twin_loop_passes", "Passes of the background loop", labels=labels)
+        errors = CounterMetricFamily("twin_loop_errors", "Passes of the background loop that failed",
+                                     labels=labels)
+        for status in self.supervisor.status():
+            key = [status.name, str(status.scope)]
+            running.add_metric(key, 1.0 if status.running else 0.0)
+            passes.add_metric(key, float(status.passes))
+            errors.add_metric(key, float(status.errors))
+        yield from (running, passes, errors)

@@ -90,7 +90,8 @@ def figure_path(data_dir: Path, calibration_id: str) -> Path:
 
 
 class CalibrationRunner:
-    """Runs up to ``slots`` calibrations at once, each on its own thread, woken by ``notify``."""
+    """Runs up to ``slots`` calibrations at once, each on a thread of its pool, woken by ``notify``. Its loop
+    (``run_once``, then ``wait_for_work``) runs on the runtime's supervisor (``daemons.supervisor``)."""
 
     def __init__(self, *, db: Database, code: AppCode, data_dir: Path, read_stream: ReadStream, slots: int = 2,
                  poll_seconds: float = 5.0, stale_after: float = 120.0, sites: Sites | None = None) -> None:
@@ -102,12 +103,6 @@ class CalibrationRunner:
         self.running: set[str] = set()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(slots, thread_name_prefix="calibration")
-        self._loop: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._loop is None:
-            self._loop = threading.Thread(target=self._run, name="calibration-runner", daemon=True)
-            self._loop.start()
 
     def notify(self) -> None:
         self.wake.set()
@@ -117,22 +112,20 @@ class CalibrationRunner:
         the row and sleep until its next poll)."""
         session.info.setdefault(_WAKE_ON_COMMIT, set()).add(self)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def halt(self) -> None:
         """Stop claiming; calibrations in progress stop after their current batch and go back to the queue."""
         self.stopping.set()
         self.wake.set()
-        if self._loop is not None:
-            self._loop.join(timeout)
+
+    def stop(self) -> None:
+        """``halt``, then wait for the calibrations in progress to hand back their rows."""
+        self.halt()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("calibration runner: a pass failed")
-            self.wake.wait(self.poll_seconds)
-            self.wake.clear()
+    def wait_for_work(self) -> None:
+        """Between passes: until ``notify`` or ``poll_seconds`` (a calibration queued by another engine)."""
+        self.wake.wait(self.poll_seconds)
+        self.wake.clear()
 
     def run_once(self) -> int:
         """Claim what this runner has room for (queued, or left running by a dead engine) and start it."""

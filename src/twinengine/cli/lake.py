@@ -322,26 +322,17 @@ def import_stac(ctx: typer.Context, url: str = typer.Argument(..., help="The STA
 def daemon(which: str = typer.Argument("all", help="judge, conveyor, reaper or all"),
            data_dir: Any = DataDirOption, interval: float = typer.Option(2.0, "--interval", min=0.1)) -> None:
     """Run the lake's background loops in this process (``twin serve`` runs them too unless told not to)."""
-    import threading
-
-    from twinengine.daemons import lake_conveyor, lake_judge, lake_reaper
+    from twinengine.daemons.lake import LAKE_LOOPS, lake_loops
     from twinengine.runtime import Runtime
     from twinengine.stopping import until_stopped
 
-    if which not in ("judge", "conveyor", "reaper", "all"):
+    if which not in (*LAKE_LOOPS, "all"):
         raise ValidationFailed.one("WHICH", "expects judge, conveyor, reaper or all")
+    chosen = LAKE_LOOPS if which == "all" else (which,)
     runtime = Runtime.from_settings(local_settings(data_dir))
     runtime.start()
-    stop = threading.Event()
-    loops = {"judge": lambda: lake_judge.run(runtime.db, tuning=runtime.lake.tuning, stop=stop, interval=interval),
-             "conveyor": lambda: lake_conveyor.run(runtime.db, runtime.lake, stop=stop, interval=interval / 2),
-             "reaper": lambda: lake_reaper.run(runtime.db, runtime.lake, stop=stop, interval=interval * 5)}
-    chosen = list(loops) if which == "all" else [which]
-    threads = [threading.Thread(target=loops[name], name=name, daemon=True) for name in chosen]
-    for thread in threads:
-        thread.start()
+    for loop in lake_loops(runtime, interval=interval, which=chosen):
+        runtime.loops.add(loop)  # this process runs them: it has no election
     err_console.print(f"lake {', '.join(chosen)} running on {runtime.settings.db_url.split('://')[0]}; Ctrl-C stops")
-    until_stopped(stop, poll=0.5)
-    for thread in threads:
-        thread.join(timeout=30)
+    until_stopped(poll=0.5)
     runtime.close()

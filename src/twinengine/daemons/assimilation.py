@@ -1,6 +1,6 @@
 """The assimilation loop: runs the pending cycles of twins whose assimilation runs by themselves.
 
-A singleton loop (``daemons/primary.py``), and safe when two engines run it at once: every pass over a twin
+An elected loop (``daemons/supervisor.py``), and safe when two engines run it at once: every pass over a twin
 claims its row in the store first (``twin_assimilation.auto``). Its cost follows what changed: the stream
 hub says which streams grew since the last pass (``appended_since``), an indexed query which schedules are
 due; only the arrival twins whose observed stream grew past their ``seen_end`` are looked at, and once on
@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.catalog import service as catalog
+from twinengine.daemons.supervisor import Loop, Scope
 from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 from twinengine.streams.hub import StreamHub
@@ -43,7 +44,7 @@ def _declares_run(session: Session, app_id: int) -> bool:
 
 
 class AssimilationLoop:
-    """``run_once`` finds the twins with work and runs them; ``start`` runs it on a thread until ``stop``."""
+    """``run_once`` finds the twins with work and runs them; ``loop`` is what the supervisor runs."""
 
     def __init__(self, db: Database, hub: Callable[[], StreamHub], engines: Callable[[], Engines],
                  notifier: Notifier | None = None, *, worker: str | None = None) -> None:
@@ -54,7 +55,6 @@ class AssimilationLoop:
         self._swept = False
         self._waiting: set[str] = set()  # arrival twins with news this loop could not claim yet
         self._keys: dict[str, str | None] = {}  # twin id -> observed stream key
-        self._thread: threading.Thread | None = None
         self.passes: list[auto.Pass] = []  # the last pass's results (tests and logs read them)
 
     def _key(self, twin_id: str) -> str | None:
@@ -116,28 +116,28 @@ class AssimilationLoop:
                 self.passes.append(done)
         return sum(p.cycles for p in self.passes)
 
-    def start(self) -> AssimilationLoop:
-        self._thread = threading.Thread(target=self._run, name="twinengine-assimilation", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
+    def loop(self) -> Loop:
+        """Runs ``run_once`` after news (the runtime's notifier), at most every ``MIN_GAP_S``, at least every
+        ``INTERVAL_SECONDS``; stopping it stops the cycles in progress (``stopping``)."""
         seen = self.notifier.version if self.notifier is not None else 0
-        while not self.stopping.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("assimilation: a pass failed; retrying after %.1f s", INTERVAL_SECONDS)
-            if self.stopping.wait(MIN_GAP_S):
-                break
+
+        def setup() -> None:
+            self.stopping.clear()
+            self._swept = False  # a new term: every arrival twin once again
+
+        def wait(stop: threading.Event) -> None:
+            nonlocal seen
+            if stop.wait(MIN_GAP_S):
+                return
             if self.notifier is not None:
                 seen = self.notifier.wait_any(seen, INTERVAL_SECONDS)
             else:
-                self.stopping.wait(INTERVAL_SECONDS)
+                stop.wait(INTERVAL_SECONDS)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        self.stopping.set()
-        if self.notifier is not None:
-            self.notifier.notify("assimilation:stop")
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
+        def interrupt() -> None:
+            self.stopping.set()
+            if self.notifier is not None:
+                self.notifier.notify("assimilation:stop")
+
+        return Loop("assimilation", self.run_once, scope=Scope.ELECTED, interval=INTERVAL_SECONDS, wait=wait,
+                    setup=setup, interrupt=interrupt)

@@ -1,27 +1,31 @@
-"""Start the lake's three loops (judge, conveyor, reaper) in threads of the server process."""
+"""The lake's three loops (judge, conveyor, reaper), elected: one process of the engine runs them."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from twinengine.daemons import lake_conveyor, lake_judge, lake_reaper
-from twinengine.daemons.loop import Daemons
+from twinengine.daemons.supervisor import Loop, Scope
 
 if TYPE_CHECKING:
     from twinengine.daemons.engine_parts import EngineParts
 
-__all__ = ["start_lake_daemons"]
+__all__ = ["LAKE_LOOPS", "lake_loops"]
+
+LAKE_LOOPS = ("judge", "conveyor", "reaper")
 
 
-def start_lake_daemons(runtime: EngineParts, *, interval: float = 2.0) -> Daemons:
+def lake_loops(runtime: EngineParts, *, interval: float = 2.0, which: tuple[str, ...] = LAKE_LOOPS) -> list[Loop]:
+    """The loops named in ``which``; each passes again at once while it finds work, else waits its interval."""
     db, lake = runtime.db, runtime.lake
-    daemons = Daemons()
 
     def judge() -> int:
         with db.session() as session:
             return lake_judge.run_once(session, tuning=lake.tuning)
 
-    daemons.start("lake-judge", judge, interval=interval)
-    daemons.start("lake-conveyor", lambda: lake_conveyor.run_once(db, lake), interval=interval / 2)
-    daemons.start("lake-reaper", lambda: lake_reaper.run_once(db, lake), interval=interval * 5)
-    return daemons
+    loops = {"judge": Loop("lake-judge", judge, scope=Scope.ELECTED, interval=interval, rush=True),
+             "conveyor": Loop("lake-conveyor", lambda: lake_conveyor.run_once(db, lake), scope=Scope.ELECTED,
+                              interval=interval / 2, rush=True),
+             "reaper": Loop("lake-reaper", lambda: lake_reaper.run_once(db, lake), scope=Scope.ELECTED,
+                            interval=interval * 5, rush=True)}
+    return [loops[name] for name in which]

@@ -11,7 +11,7 @@ from twinengine.lake.context import Lake
 from twinengine.lake.transfers import claim, perform
 from twinengine.store.engine import Database
 
-__all__ = ["run", "run_once", "worker_name"]
+__all__ = ["run_once", "worker_name"]
 
 
 def worker_name() -> str:
@@ -25,9 +25,3 @@ def run_once(db: Database, lake: Lake, *, limit: int = 4, worker: str | None = N
     for transfer_id in ids:
         perform(db, lake, transfer_id)
     return len(ids)
-
-
-def run(db: Database, lake: Lake, *, stop: threading.Event, interval: float = 1.0) -> None:
-    from twinengine.daemons.loop import run_loop
-
-    run_loop("lake-conveyor", lambda: run_once(db, lake), interval=interval, stop=stop)

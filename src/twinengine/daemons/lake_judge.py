@@ -3,8 +3,6 @@ STUCK and due for another try, and queues repairs of BAD replicas. Placement log
 
 from __future__ import annotations
 
-import threading
-
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
@@ -14,9 +12,8 @@ from twinengine.lake.repair import queue_repairs
 from twinengine.lake.rules import evaluate
 from twinengine.lake.schemas import RuleState
 from twinengine.store.base import utcnow
-from twinengine.store.engine import Database
 
-__all__ = ["run", "run_once"]
+__all__ = ["run_once"]
 
 
 def run_once(session: Session, *, tuning: LakeTuning, limit: int = 20) -> int:
@@ -31,13 +28,3 @@ def run_once(session: Session, *, tuning: LakeTuning, limit: int = 20) -> int:
     for rule in rules:
         evaluate(session, rule)
     return len(rules) + repairs
-
-
-def run(db: Database, *, tuning: LakeTuning, stop: threading.Event, interval: float = 2.0) -> None:
-    from twinengine.daemons.loop import run_loop
-
-    def step() -> int:
-        with db.session() as session:
-            return run_once(session, tuning=tuning)
-
-    run_loop("lake-judge", step, interval=interval, stop=stop)

@@ -5,7 +5,6 @@ removes leftovers of interrupted writes from the endpoints."""
 from __future__ import annotations
 
 import logging
-import threading
 
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
@@ -18,7 +17,7 @@ from twinengine.lake.schemas import DidType, ReplicaState
 from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 
-__all__ = ["run", "run_once"]
+__all__ = ["run_once"]
 
 log = logging.getLogger("twinengine.lake")
 
@@ -113,9 +112,3 @@ def _erase(db: Database, lake: Lake, replica_id: int) -> int:
         if replica is not None and replica.state == ReplicaState.BEING_DELETED:
             session.delete(replica)
     return 1
-
-
-def run(db: Database, lake: Lake, *, stop: threading.Event, interval: float = 10.0) -> None:
-    from twinengine.daemons.loop import run_loop
-
-    run_loop("lake-reaper", lambda: run_once(db, lake), interval=interval, stop=stop)

@@ -1,18 +1,19 @@
-"""The engine's singleton loops, and which serving process of a data dir runs them.
+"""Which serving process of a data dir runs the engine's elected loops: the holder of a file lock.
 
 Every engine process serves the API, executes the workflow runs queued through it, fires triggers (one run
-per event, whoever sees it first) and answers ``/health``. Some loops must run in exactly one process:
-functions on arrival (each record's calls once), the MQTT bridge (one subscription), the stream compactor
-and buffer sealer, the lake's judge, conveyor and reaper, and the training loop (on start it queues again
-the runs it finds ``running``, which only a single trainer may do). ``start_singleton_loops`` starts them.
+per event, whoever sees it first) and answers ``/health``. Some loops must run in exactly one process (the
+elected loops of ``daemons/supervisor.py``, listed in ``daemons/elected.py``): functions on arrival (each
+record's calls once), the MQTT bridge (one subscription), the stream compactor and buffer sealer, the lake's
+judge, conveyor and reaper, and the training loop (on start it queues again the runs it finds ``running``,
+which only a single trainer may do).
 
-One process (``twin serve``, the demo, tests) starts them at once. With ``twin serve --processes N`` they
-run in the process that holds an exclusive ``flock`` on ``<data_dir>/primary.lock`` (``PrimaryDuties``); the
-others wait for it in a blocking ``flock`` call on a thread of their own. Nothing polls and nothing needs
-releasing by hand: the kernel releases a process's lock when it ends however it ends (kill -9 included) and
-wakes one waiter, which starts the loops; the supervisor replaces the dead process, and the new one waits
-in turn. The lock file is opened close-on-exec, so no worker process the engine starts can inherit it.
-"""
+One process (``twin serve``, the demo, tests) runs them at once. With ``twin serve --processes N`` they
+run in the process that holds an exclusive ``flock`` on ``<data_dir>/primary.lock`` (``PrimaryDuties``, the
+election the supervisor is given); the others wait for it in a blocking ``flock`` call on a thread of their
+own. Nothing polls and nothing needs releasing by hand: the kernel releases a process's lock when it ends
+however it ends (kill -9 included) and wakes one waiter, which starts the loops; the serving parent replaces
+the dead process, and the new one waits in turn. The lock file is opened close-on-exec, so no worker process
+the engine starts can inherit it."""
 
 from __future__ import annotations
 
@@ -21,65 +22,14 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from twinengine.daemons.engine_parts import EngineParts
-    from twinengine.daemons.loop import Daemons
-    from twinengine.daemons.streams_engine import StreamDaemons
-
-__all__ = ["PRIMARY_LOCK", "PrimaryDuties", "SingletonLoops", "start_singleton_loops"]
+__all__ = ["PRIMARY_LOCK", "PrimaryDuties", "Stoppable"]
 
 log = logging.getLogger("twinengine.daemons")
 
 PRIMARY_LOCK = "primary.lock"  # in the data dir
-
-
-@dataclass
-class SingletonLoops:
-    """The singleton loops one process runs (``stop`` ends them)."""
-
-    streams: StreamDaemons
-    lake: Daemons | None
-    subscriptions: Stoppable | None = None  # daemons/subscriptions.py
-    compute: Stoppable | None = None  # daemons/compute_heartbeats.py
-    assimilation: Stoppable | None = None  # daemons/assimilation.py
-
-    def stop(self) -> None:
-        self.streams.stop()
-        if self.lake is not None:
-            self.lake.stop()
-        if self.subscriptions is not None:
-            self.subscriptions.stop()
-        if self.compute is not None:
-            self.compute.stop()
-        if self.assimilation is not None:
-            self.assimilation.stop()
-
-
-def start_singleton_loops(runtime: EngineParts, *, eager_training: bool = False) -> SingletonLoops:
-    """Start the loops only one process of a data dir may run. The training loop starts now when
-    ``eager_training`` (and PyTorch is installed), else on the runtime's first use of the AI lifecycle: a
-    process that runs the loops alone knows of every run queued, so it need not import PyTorch before."""
-    from twinengine.daemons.lake import start_lake_daemons
-    from twinengine.daemons.streams_engine import StreamDaemons
-
-    lake = start_lake_daemons(runtime) if runtime.settings.lake_daemons else None
-    streams = StreamDaemons(runtime)
-    streams.start()
-    runtime.start_training(now=eager_training and find_spec("torch") is not None)
-    from twinengine.daemons.assimilation import AssimilationLoop
-    from twinengine.daemons.compute_heartbeats import start_heartbeats
-    from twinengine.daemons.subscriptions import SubscriptionLoop
-    from twinengine.twin_assimilation.service import Engines
-
-    assimilation = AssimilationLoop(runtime.db, lambda: runtime.streams,
-                                    lambda: Engines(hub=runtime.streams, code=runtime.app_code), runtime.notifier)
-    return SingletonLoops(streams, lake, SubscriptionLoop(runtime).start(), start_heartbeats(runtime),
-                          assimilation.start())
 
 
 class Stoppable(Protocol):

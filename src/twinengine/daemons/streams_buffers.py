@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 from sqlalchemy.orm import Session
 
@@ -23,10 +22,6 @@ class BufferSealer:
     def run_once(self, session: Session) -> int:
         return buffers.evaluate(session, self.runtime.streams)
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.interval):
-            try:
-                with self.runtime.db.session() as session:
-                    self.run_once(session)
-            except Exception:
-                log.exception("buffer step failed")
+    def run_pass(self) -> int:
+        with self.runtime.db.session() as session:
+            return self.run_once(session)

@@ -28,7 +28,7 @@ from twinengine.twins.models import Twin
 __all__ = ["Compactor"]
 
 log = logging.getLogger("twinengine.compactor")
-_INTERVAL = 5.0
+INTERVAL = 5.0
 _PASS = threading.Lock()  # one pass at a time in a process (the daemon's, or one asked for, as the demo does)
 
 
@@ -126,13 +126,6 @@ class Compactor:
             if dataset_id is not None:
                 with self._unit(session) as unit:
                     unit.get_one(CompactedSegment, row_id).dataset_id = dataset_id
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(_INTERVAL):
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("compaction step failed")
 
 
 def _extent(table: pa.Table, time_field: str | None) -> tuple[datetime | None, datetime | None]:

@@ -128,7 +128,8 @@ class _CallFailed(Exception):
 
 
 class FunctionWorker:
-    """``run_once()`` starts due calls and returns how many batches it started; ``run(stop)`` loops on it."""
+    """``run_once()`` starts due calls and returns how many batches it started; ``wait`` waits for news and
+    ``close`` ends the calls in flight (``daemons.streams_engine`` makes them a loop)."""
 
     def __init__(self, runtime: EngineParts) -> None:
         self.runtime = runtime
@@ -155,6 +156,8 @@ class FunctionWorker:
         self._appends = 0  # the stream hub's append number at the last pass
         self._by_key: dict[str, set[tuple[str, str]]] = {}  # stream key -> consumers reading it
         self._waiting: set[tuple[str, str]] = set()  # consumers that may have records to take
+        self._version = -1  # the notifier's version the last wait saw
+        self.closed = False  # its pool is shut down: a new term of the loop needs a new worker
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -303,18 +306,16 @@ class FunctionWorker:
         while self._pending and time.monotonic() < deadline:
             time.sleep(0.005)
 
-    def run(self, stop: threading.Event) -> None:
-        version = -1
-        while not stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("function worker step failed")
-                stop.wait(1.0)
-            version = self.runtime.notifier.wait_any(version, self._sleep())
-        self.stopping.set()  # calls in flight finish their slice and stop
+    def wait(self, stop: threading.Event) -> None:
+        """Between passes: until an append, a state commit or a finished call wakes the notifier (``_sleep``)."""
+        self._version = self.runtime.notifier.wait_any(self._version, self._sleep())
+
+    def close(self) -> None:
+        """After the last pass: calls in flight finish their slice and stop, then the checkpoints are written."""
+        self.stopping.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.flush_checkpoints()
+        self.closed = True
 
     def flush_checkpoints(self) -> None:
         """Write the checkpoints held in memory (slices without effects), e.g. on shutdown."""

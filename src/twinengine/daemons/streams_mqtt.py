@@ -40,7 +40,7 @@ from twinengine.twins.models import Twin
 __all__ = ["MqttBridge"]
 
 log = logging.getLogger("twinengine.mqtt")
-_REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 1.0
 _TOPICS = ("bindings", "twins", "apps")  # a binding goes with its twin; its stream is declared by the app
 _MAX_GROUP = 2000
 
@@ -57,7 +57,8 @@ class _Target:
 
 
 class MqttBridge:
-    """``run(stop)`` keeps the subscription and appends what arrives; ``run_once()`` syncs the bindings."""
+    """``connect`` keeps the subscription, ``drain_once`` appends what arrived, ``run_once()`` syncs the
+    bindings (``daemons.streams_engine`` makes loops of them)."""
 
     def __init__(self, runtime: EngineParts, url: str) -> None:
         parsed = urlparse(url)
@@ -227,36 +228,31 @@ class MqttBridge:
         if message.qos > 0:
             self.client.ack(message.mid, message.qos)
 
-    def _drain(self, stop: threading.Event) -> None:
-        while not stop.is_set():
+    def drain_once(self) -> int:
+        """Append one group of what arrived (waiting briefly for the first message); returns its size."""
+        try:
+            first = self.inbox.get(timeout=0.2)
+        except queue.Empty:
+            return 0
+        group = [first]
+        while len(group) < _MAX_GROUP:
             try:
-                first = self.inbox.get(timeout=0.2)
+                group.append(self.inbox.get_nowait())
             except queue.Empty:
-                continue
-            group = [first]
-            while len(group) < _MAX_GROUP:
-                try:
-                    group.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._process(group)
-            except Exception:  # never ack what was not appended: the broker will redeliver it
-                log.exception("MQTT batch failed; %d messages left unacknowledged", len(group))
+                break
+        try:
+            self._process(group)
+        except Exception:  # never ack what was not appended: the broker will redeliver it
+            log.exception("MQTT batch failed; %d messages left unacknowledged", len(group))
+        return len(group)
 
-    def run(self, stop: threading.Event) -> None:
+    def connect(self) -> None:
+        """Load the bindings, then connect (paho's network thread keeps the session, reconnecting)."""
         self.run_once()
-        worker = threading.Thread(target=self._drain, args=(stop,), name="twin-mqtt-append", daemon=True)
-        worker.start()
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
-        try:
-            while not stop.wait(_REFRESH_SECONDS):
-                try:
-                    self.run_once()
-                except Exception:
-                    log.exception("could not refresh MQTT bindings")
-        finally:
-            self.client.disconnect()
-            self.client.loop_stop()
-            worker.join(timeout=10)
+
+    def disconnect(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()

@@ -5,13 +5,14 @@ identity may no longer operate their twin: ``twins.standing``), and the reaper o
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from twinengine.daemons import workflows_triggers
+from twinengine.daemons.supervisor import Loop
 from twinengine.store.base import utcnow
 from twinengine.twins import standing
 from twinengine.workflows.models import WorkflowRun
@@ -22,9 +23,12 @@ from twinengine.workflows.schemas import RunStatus
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["abandon", "heartbeat", "loops_of", "reap", "run", "run_once", "stop_lost"]
+__all__ = ["STOP_GRACE", "abandon", "heartbeat", "heartbeat_loop", "loops_of", "reap", "run_once", "stop_lost",
+           "worker_loop"]
 
 log = logging.getLogger("twinengine.workflows")
+
+STOP_GRACE = 4.0  # seconds a stopping engine gives its runs, cancelled, to end; then they are recorded as ended
 
 
 def run_once(engine: WorkflowEngine) -> int:
@@ -33,31 +37,39 @@ def run_once(engine: WorkflowEngine) -> int:
         candidates = list(session.scalars(select(WorkflowRun.id).where(WorkflowRun.status == RunStatus.QUEUED)
                                           .order_by(WorkflowRun.queued_at, WorkflowRun.id).limit(5)))
     for run_id in candidates:
-        if claim(engine, run_id):
-            execute(engine, run_id)
-            return 1
+        with engine.working():  # a stopping engine waits for the run it claims here to record its ending
+            if claim(engine, run_id):
+                execute(engine, run_id)
+                return 1
     return 0
 
 
-def run(engine: WorkflowEngine) -> None:
-    """Work until stopped. A run queued in this process wakes every worker once its transaction commits;
-    the poll only finds runs queued elsewhere, so the workers share it: together they look once per
-    ``poll_seconds``, not each of them (idle CPU)."""
-    while not engine.stopping.is_set():
-        try:
-            if run_once(engine):
-                continue
-        except Exception:  # the loop must outlive a broken store connection
-            log.exception("workflow worker step failed")
+def loops_of(engine: WorkflowEngine) -> list[Loop]:
+    """The engine's loops: its workers, the heartbeat of its runs and the trigger scheduler. Stopping a worker
+    cancels the runs in progress (``WorkflowEngine.halt``); it then has ``STOP_GRACE`` seconds to end."""
+    return [*(worker_loop(engine, i) for i in range(engine.workers)), heartbeat_loop(engine),
+            workflows_triggers.loop(engine)]
+
+
+def worker_loop(engine: WorkflowEngine, number: int) -> Loop:
+    """A worker: executes queued runs one after another. A run queued in this process wakes every worker once
+    its transaction commits; the poll only finds runs queued elsewhere, so the workers share it: together they
+    look once per ``poll_seconds``, not each of them (idle CPU)."""
+    def wait(stop: threading.Event) -> None:
         engine.wake.wait(engine.poll_seconds * max(1, engine.workers))
         engine.wake.clear()
 
+    return Loop(f"workflow-worker-{number}", lambda: 0 if engine.stopping.is_set() else run_once(engine),
+                rush=True, wait=wait,
+                interrupt=engine.halt, grace=STOP_GRACE)
 
-def loops_of(engine: WorkflowEngine) -> list[tuple[str, Callable[[WorkflowEngine], None]]]:
-    """The engine's loops, named for their threads: its workers, the heartbeat and the triggers."""
-    loops: list[tuple[str, Callable[[WorkflowEngine], None]]] = [
-        (f"workflow-worker-{i}", run) for i in range(engine.workers)]
-    return [*loops, ("workflow-heartbeat", heartbeat), ("workflow-triggers", workflows_triggers.run)]
+
+def heartbeat_loop(engine: WorkflowEngine) -> Loop:
+    """Every ``heartbeat_seconds``: this engine's runs are alive, their cancel requests seen, dead engines'
+    runs reaped."""
+    return Loop("workflow-heartbeat", lambda: None if engine.stopping.is_set() else heartbeat(engine),
+                interval=engine.heartbeat_seconds,
+                interrupt=engine.halt, grace=STOP_GRACE)
 
 
 def stop_lost(engine: WorkflowEngine, session: Session, run_ids: list[str]) -> list[str]:
@@ -78,19 +90,15 @@ def stop_lost(engine: WorkflowEngine, session: Session, run_ids: list[str]) -> l
 
 
 def heartbeat(engine: WorkflowEngine) -> None:
-    """Every few seconds: mark this engine's runs alive, pick up cancel requests, reap dead engines' runs."""
-    while not engine.stopping.wait(engine.heartbeat_seconds):
-        try:
-            for flush in list(engine.in_progress.values()):  # node statuses of long nodes show up meanwhile
-                flush()
-            running = list(engine.executing)
-            with engine.db.session() as session:
-                if running:
-                    session.execute(update(WorkflowRun).where(WorkflowRun.id.in_(running))
-                                    .values(heartbeat_at=utcnow()))
-                    canceled = list(session.scalars(select(WorkflowRun.id).where(
-                        WorkflowRun.id.in_(running), WorkflowRun.cancel_requested.is_(True))))
-                    engine.cancel(canceled + stop_lost(engine, session, running))
-            reap(engine, stale_after=engine.stale_after_seconds)
-        except Exception:
-            log.exception("workflow heartbeat failed")
+    """One beat: mark this engine's runs alive, pick up cancel requests, reap dead engines' runs."""
+    for flush in list(engine.in_progress.values()):  # node statuses of long nodes show up meanwhile
+        flush()
+    running = list(engine.executing)
+    with engine.db.session() as session:
+        if running:
+            session.execute(update(WorkflowRun).where(WorkflowRun.id.in_(running))
+                            .values(heartbeat_at=utcnow()))
+            canceled = list(session.scalars(select(WorkflowRun.id).where(
+                WorkflowRun.id.in_(running), WorkflowRun.cancel_requested.is_(True))))
+            engine.cancel(canceled + stop_lost(engine, session, running))
+    reap(engine, stale_after=engine.stale_after_seconds)

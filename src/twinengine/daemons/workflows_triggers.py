@@ -17,6 +17,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from twinengine.catalog import service as catalog
+from twinengine.daemons.supervisor import Loop
 from twinengine.store.base import utcnow
 from twinengine.twins.models import Twin
 from twinengine.workflows import triggers
@@ -26,7 +27,7 @@ from twinengine.workflows.models import Trigger
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["Watch", "run", "run_once", "sweep"]
+__all__ = ["Watch", "loop", "run_once", "sweep"]
 
 log = logging.getLogger("twinengine.workflows")
 INTERVAL_SECONDS = 1.0
@@ -124,14 +125,16 @@ def run_once(engine: WorkflowEngine, watch: Watch | None = None) -> int:
     return started
 
 
-def run(engine: WorkflowEngine) -> None:
-    try:
-        sweep(engine)
-    except Exception:
-        log.exception("trigger sweep failed")
+def loop(engine: WorkflowEngine) -> Loop:
+    """The trigger scheduler: a sweep on start, then a pass every ``INTERVAL_SECONDS``."""
     watch = Watch()
-    while not engine.stopping.wait(INTERVAL_SECONDS):
-        try:
-            run_once(engine, watch)
-        except Exception:
-            log.exception("trigger scheduler step failed")
+
+    def setup() -> None:
+        nonlocal watch
+        watch = Watch()
+        sweep(engine)
+
+    def step() -> int:
+        return 0 if engine.stopping.is_set() else run_once(engine, watch)  # a stopped engine fires nothing
+
+    return Loop("workflow-triggers", step, interval=INTERVAL_SECONDS, setup=setup)

@@ -86,7 +86,6 @@ class MLEngine:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._policies: PolicyWatch | None = None  # what the retraining loop knows of the policies
         self._warm: WarmModels[dict[str, Any]] = WarmModels(warm_models)
 
@@ -102,45 +101,43 @@ class MLEngine:
         """How many model versions stay warm (``ml_warm_models``): here as files, in a serving worker built."""
         return self._warm.capacity
 
-    # -- the loop
-    @property
-    def started(self) -> bool:
-        return self._thread is not None
-
-    def start(self) -> None:
-        """Start the loop; it first queues again the runs a dead process left running (they resume from their
-        checkpoints). Nothing is written here: a caller may hold the store's write lock."""
+    # -- the training loop: ``resume`` on start, then ``run_pass`` and ``wait_for_work`` by turns; it runs on
+    # the runtime's supervisor (``daemons.training``), in the process that runs the elected loops.
+    def resume(self) -> None:
+        """Queue again the runs a dead process left running (they resume from their checkpoints), and end those
+        left stopping. Runs on the loop's thread: a caller of ``runtime.ml`` may hold the store's write lock."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="ml-runs", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the loop and the training workers at once: their runs stay ``running`` and are queued again
-        when the engine starts, resuming from their last checkpoint."""
-        self._stop.set()
-        self._wake.set()
-        for worker in list(self._active.values()):
-            worker.kill()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _loop(self) -> None:
         with self.db.session() as session:
             session.execute(update(TrainingRun).where(TrainingRun.status == "running").values(status="queued"))
             session.execute(update(TrainingRun).where(TrainingRun.status == "stopping").values(
                 status="canceled", finished_at=utcnow(), error="stopped on request"))
-        while not self._stop.is_set():
-            try:
-                self.check_policies()
-                self.run_once()
-            except Exception:
-                log.exception("ml loop step failed")
-            self._wake.wait(1.0)
-            self._wake.clear()
+
+    def run_pass(self) -> int:
+        """One pass: the retraining policies, then the queued runs; returns runs queued plus runs claimed.
+        Nothing once ``halt``ed."""
+        if self._stop.is_set():
+            return 0
+        return self.check_policies() + self.run_once()
+
+    def wait_for_work(self) -> None:
+        self._wake.wait(1.0)
+        self._wake.clear()
+
+    def halt(self) -> None:
+        """Claim nothing more and kill the training workers at once: their runs stay ``running`` and are queued
+        again when the engine starts, resuming from their last checkpoint."""
+        self._stop.set()
+        self._wake.set()
+        for worker in list(self._active.values()):
+            worker.kill()
+
+    def stop(self) -> None:
+        """``halt``, then wait for the pool's runs to hand back."""
+        self.halt()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def run_once(self) -> int:
         """Claim queued runs and hand them to the pool; returns how many were claimed.

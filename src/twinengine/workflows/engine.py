@@ -1,6 +1,7 @@
-"""The workflow engine of a runtime: registry, executor, result store, and its background loops.
+"""The workflow engine of a runtime: registry, executor, result store, and the state its loops share.
 
-Started with the runtime (``twin serve``, the demo, tests) and stopped with it. Work passes through
+Started with the runtime (``twin serve``, the demo, tests) and stopped with it; its loops (workers, heartbeat,
+triggers) run on the runtime's supervisor. Work passes through
 database rows, so several engines may share one PostgreSQL store.
 """
 
@@ -10,9 +11,9 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,8 @@ class WorkflowEngine:
         self.interrupts: dict[str, Interrupt] = {}  # run id → what stops its app code mid-node (``cancel``)
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._working = 0  # runs the loops' workers are executing (``working``)
+        self._idle = threading.Condition()
         self.arrivals = arrivals
         self.services: dict[str, Any] = {}  # lent to processes through the run context (read_stream)
         self.kinds: dict[str, Callable[[WorkflowEngine, str], str]] = {}  # executors of runs of other kinds
@@ -118,31 +120,39 @@ class WorkflowEngine:
                    sync_max_result_bytes=settings.sync_max_result_bytes,
                    max_array_elements=settings.workflow_max_array_elements)
 
-    def start(self, loops: Iterable[tuple[str, Callable[[WorkflowEngine], object]]] = (), *,
-              background: bool = True) -> None:
-        """Reap runs a previous engine left running, then start ``loops`` (name, target), each on a thread of
-        its own: the runtime hands in the worker, heartbeat and trigger loops (``daemons.workflows_runner``)."""
+    def start(self) -> None:
+        """Reap the runs a previous engine left running. The loops that execute runs, beat their heartbeat and
+        fire triggers run on the runtime's supervisor (``daemons.supervisor``, ``daemons.workflows_runner``)."""
         if self.started:
             return
         self.started = True
         reap(self, stale_after=self.stale_after_seconds)
-        if not background:
-            return
-        for name, target in loops:
-            thread = threading.Thread(target=target, args=(self,), name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
 
-    def stop(self, *, grace: float = 4.0) -> None:
-        """Cancel the runs in progress, give the loops ``grace`` seconds in all to end, then record the runs
-        that still have not ended as ``error`` (the engine stopped), so none stays ``running``."""
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Around a worker's execution of a run, its ending recorded included: ``stop`` waits for them."""
+        with self._idle:
+            self._working += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._working -= 1
+                self._idle.notify_all()
+
+    def halt(self) -> None:
+        """Take no more runs and cancel those in progress (the loops stopping call it)."""
         self.stopping.set()
         self.wake.set()
         self.cancel(list(self.executing))
-        deadline = time.monotonic() + grace
-        for thread in self._threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        self._threads.clear()
+
+    def stop(self, *, grace: float = 4.0) -> None:
+        """Cancel the runs in progress, give them ``grace`` seconds to end, then record those that still have
+        not ended as ``error`` (the engine stopped), so none stays ``running``. From now on its loops take no
+        work (``daemons.workflows_runner``)."""
+        self.halt()
+        with self._idle:  # runs end at their next node once cancelled, recording how they ended
+            self._idle.wait_for(lambda: self._working == 0, timeout=grace)
         if self.started:
             try:
                 abandon(self, list(self.executing))
