@@ -7,8 +7,8 @@ workflow that differ in one parameter, queued at once, ``--parallel`` at a time,
 input dataset of ``--mb`` MB that only ``a``'s endpoint holds. The members are placed (1) by the engine
 and (2) round-robin (member i pinned to ``a`` or ``b`` in turn). Each mode reads its own copy of the input
 (the same bytes under another name), so neither finds what the other staged. Printed: the wall time from
-the first submission to the last member's end, the bytes the lake moved (its transfers' bytes), and where
-the members ran.
+the first submission to the last member's end, the bytes moved (the members' usage records' bytes
+transferred, checked against the lake's transfers of the input), and where the members ran.
 
 Usage: python bench/placement.py [--members 6] [--mb 40] [--rate 10e6] [--parallel 2]
 """
@@ -62,8 +62,9 @@ def member_graph(collection: str, member: int) -> dict[str, Any]:
                  "result": True}}}
 
 
-def run_members(client: Client, collection: str, members: int, pins: list[str | None]) -> tuple[float, list[str]]:
-    """Queue every member at once, wait for all; the wall time and the site each ran on."""
+def run_members(client: Client, collection: str, members: int, pins: list[str | None]
+                ) -> tuple[float, list[str], list[str]]:
+    """Queue every member at once, wait for all; the wall time, the site each ran on and the run ids."""
     started = time.perf_counter()
     ids = [client.workflows.submit(member_graph(collection, i), no_cache=True,
                                    options={"site": pins[i]} if pins[i] else {}).id for i in range(members)]
@@ -73,7 +74,13 @@ def run_members(client: Client, collection: str, members: int, pins: list[str | 
         if final.status != "finished":
             raise RuntimeError(f"run {run_id} ended as {final.status}: {final.error}")
         sites.append(str((final.staging or {}).get("site") or "?"))
-    return time.perf_counter() - started, sites
+    return time.perf_counter() - started, sites, ids
+
+
+def charged(client: Client, run_ids: list[str]) -> int:
+    """Bytes the runs' usage records say their staging transferred."""
+    wanted = set(run_ids)
+    return sum(r.bytes_transferred for r in client.compute.usage_records().items if r.run_id in wanted)
 
 
 def moved(client: Client, dataset: str) -> int:
@@ -117,9 +124,12 @@ def main() -> None:
             print(f"{'placement':<12} {'wall s':>8} {'bytes moved':>13}  members per site")
             for mode, pins in modes.items():
                 before = moved(client, f"bench:input-{mode}")
-                seconds, sites = run_members(client, f"bench.input-{mode}", args.members, pins)
+                seconds, sites, ids = run_members(client, f"bench.input-{mode}", args.members, pins)
                 per_site = " ".join(f"{s}:{n}" for s, n in sorted(Counter(sites).items()))
-                print(f"{mode:<12} {seconds:8.2f} {moved(client, f'bench:input-{mode}') - before:13d}  {per_site}")
+                by_records, by_lake = charged(client, ids), moved(client, f"bench:input-{mode}") - before
+                print(f"{mode:<12} {seconds:8.2f} {by_records:13d}  {per_site}")
+                if by_records != by_lake:
+                    print(f"  (the lake's transfers of the input moved {by_lake} bytes)")
     finally:
         runtime.close()
         shutil.rmtree(root, ignore_errors=True)

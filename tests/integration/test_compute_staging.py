@@ -97,7 +97,8 @@ def test_a_rate_limit_is_a_positive_number(lake_engine: Engine, tmp_path: Path) 
 @pytest.mark.every_store  # reaches code only PostgreSQL runs
 def test_an_ensemble_stages_its_members_input_once(lake_engine: Engine, tmp_path: Path) -> None:
     """An ensemble's input named by a member parameter is staged once, before its members run on the site;
-    the members' outputs land on the endpoint that held the input."""
+    the members' outputs land on the endpoint that held the input; the first member's usage record is
+    charged with what the staging moved."""
     from helpers import RIVER_REACH
     from workflow_data import rain_cube
 
@@ -125,3 +126,6 @@ def test_an_ensemble_stages_its_members_input_once(lake_engine: Engine, tmp_path
     for member in ensemble["members"]:
         kept = [a for a in user.workflows.get(member["run_id"]).assets if a.get("did")]
         assert kept and all({r.endpoint for r in user.lake.replicas(did=a["did"])} == {"home"} for a in kept)
+    records = {r.run_id: r for r in user.compute.usage_records().items}
+    charged = [records[m["run_id"]].bytes_transferred for m in ensemble["members"]]
+    assert charged == [nc.stat().st_size, 0, 0]  # the ensemble has no record: its first member pays its staging

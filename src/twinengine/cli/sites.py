@@ -201,9 +201,10 @@ def usage(ctx: typer.Context,
 
     def render() -> None:
         console.print(table(f"usage by {by}", [by, "runs", "core-hours", "wall hours", "peak memory MiB",
-                                               "read MB", "written MB"], [
+                                               "read MB", "written MB", "transferred MB", "stored MB"], [
             (g.key, g.runs, round(g.core_hours, 4), round(g.wall_seconds / 3600, 4),
-             round(g.peak_memory_bytes / 2**20, 1), round(g.bytes_read / 1e6, 3), round(g.bytes_written / 1e6, 3))
+             round(g.peak_memory_bytes / 2**20, 1), round(g.bytes_read / 1e6, 3), round(g.bytes_written / 1e6, 3),
+             round(g.bytes_transferred / 1e6, 3), round(g.bytes_stored / 1e6, 3))
             for g in summary.groups]))
         if summary.storage:
             console.print(_storage_table(summary))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
@@ -63,8 +64,9 @@ class CollectionSource:
     def ids(self) -> list[str]:
         raise NotImplementedError
 
-    def open(self, collection_id: str) -> xr.Dataset:
-        """A lazily loaded (dask-backed) dataset; implementations cache handles, so call it freely."""
+    def open(self, collection_id: str, *, near: Sequence[str] = ()) -> xr.Dataset:
+        """A lazily loaded (dask-backed) dataset; implementations cache handles, so call it freely. ``near``:
+        storage endpoints to read from first when a source holds copies on several (a run's site's)."""
         raise NotImplementedError
 
     def info(self, collection_id: str) -> CollectionInfo:

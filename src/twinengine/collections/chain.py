@@ -65,8 +65,8 @@ class ChainedCollections(CollectionSource):
     def readable(self, collection_id: str, principal: Caller) -> bool:
         return self._owner(collection_id).readable(collection_id, principal)
 
-    def open(self, collection_id: str) -> xr.Dataset:
-        return self._owner(collection_id).open(collection_id)
+    def open(self, collection_id: str, *, near: Sequence[str] = ()) -> xr.Dataset:
+        return self._owner(collection_id).open(collection_id, near=near)
 
     def info(self, collection_id: str) -> CollectionInfo:
         return self._owner(collection_id).info(collection_id)

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -92,8 +92,8 @@ class LocalCollections(CollectionSource):
     def path(self, collection_id: str) -> Path:
         return self._entry(collection_id)[0]
 
-    def open(self, collection_id: str) -> xr.Dataset:
-        path, _ = self._entry(collection_id)
+    def open(self, collection_id: str, *, near: Sequence[str] = ()) -> xr.Dataset:
+        path, _ = self._entry(collection_id)  # one copy of each file: nothing to choose
         stamp = path.stat().st_mtime
         with self._lock:
             cached = self._open.get(collection_id)

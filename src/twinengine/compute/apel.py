@@ -20,6 +20,9 @@ CpuDuration           sum of core-seconds, rounded
 NormalisedWallDuration, NormalisedCpuDuration  the same (no benchmark factor is known: HEPSPEC 1.0)
 NumberOfJobs          executions in the group
 ===================== ===========================================================================
+
+The summary form has no field for bytes (read, written, transferred between endpoints or stored): those stay
+in the engine's own records (``twin usage``, ``/api/v1/usage``).
 """
 
 from __future__ import annotations

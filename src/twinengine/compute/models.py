@@ -74,6 +74,9 @@ class UsageRecord(Base):
     peak_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_written: Mapped[int] = mapped_column(BigInteger, default=0)
+    # copied between lake endpoints by the transfers the run's staging made (compute.staging)
+    bytes_transferred: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    bytes_stored: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # its outputs in the lake
     source: Mapped[str] = mapped_column(String(64))  # where the figures come from: rusage, task-stream, sacct
 
 

@@ -117,6 +117,8 @@ class UsageRead(BaseModel):
     peak_memory_bytes: int
     bytes_read: int
     bytes_written: int
+    bytes_transferred: int = 0  # copied between lake endpoints by the run's staging
+    bytes_stored: int = 0  # its outputs' sizes in the lake
     source: str
 
 
@@ -131,6 +133,8 @@ class UsageGroup(BaseModel):
     peak_memory_bytes: int
     bytes_read: int
     bytes_written: int
+    bytes_transferred: int = 0  # copied between lake endpoints by the run's staging
+    bytes_stored: int = 0  # its outputs' sizes in the lake
 
 
 class StorageUse(BaseModel):

@@ -19,7 +19,7 @@ from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import ValidationFailed
 from twinengine.lake.keyring import Keyring
 
-__all__ = ["SiteExecutors", "executor_for", "slurm_site_options"]
+__all__ = ["SiteExecutors", "endpoints_near", "executor_for", "slurm_site_options"]
 
 log = logging.getLogger("twinengine.compute")
 
@@ -123,3 +123,13 @@ def executor_for(engine: Any, options: dict[str, Any]) -> Any:
     if meter is not None:
         meter.site = site
     return executor
+
+
+def endpoints_near(engine: Any, site: str | None) -> tuple[str, ...]:
+    """The lake endpoints its provider listed near ``site`` (where staging put a run's inputs), in their
+    order: a run there reads its inputs from them first. None for a site that lists none, or no site."""
+    if not site:
+        return ()
+    with engine.db.session(readonly=True) as session:
+        names = session.scalar(select(ComputeSite.endpoints).where(ComputeSite.name == site))
+    return tuple(str(n) for n in names or [])

@@ -7,6 +7,9 @@ conveyor's ``perform`` (the conveyor may take some of them first; the staging th
 second run needing the same input on the same site finds the replica there and copies nothing; two runs
 staging it at once share one transfer (the rule's locks prefer a copy on its way). Rules live for
 ``LIFETIME``, so a site keeps what it staged for the runs that follow, and the reaper frees it after.
+
+``bytes_transferred`` (the run's usage record reads it) counts the transfers this staging's evaluation
+queued, whoever performed them: a copy shared by two runs is charged to the run that queued it, not to both.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ __all__ = ["LIFETIME", "Staging", "describe", "stage"]
 LIFETIME = "7d"  # how long a site keeps what was staged for it (the staging rule's lifetime)
 WAIT_SECONDS = 0.2  # between looks at transfers another worker runs
 REPORT_SECONDS = 0.5  # between progress reports
+_BATCH = 500  # transfer ids per query: well under the bound parameters a statement may have
 
 
 @dataclass
@@ -104,8 +108,9 @@ def _inputs(session: Session, owner: Principal, collections: list[str], near: se
     return missing, held
 
 
-def _rule_for(session: Session, did: str, expression: str, run_id: str, site: str) -> Rule:
-    """A new staging rule, or the one staging made for this dataset and site before (its copies reused)."""
+def _rule_for(session: Session, did: str, expression: str, run_id: str, site: str) -> tuple[Rule, set[int]]:
+    """A new staging rule, or the one staging made for this dataset and site before (its copies reused), and
+    the transfers its evaluation here queued (those are this run's to pay for)."""
     try:
         rule = add_rule(session, principal=SYSTEM, did=did, copies=1, expression=expression, lifetime=LIFETIME,
                         comment=f"staged for run {run_id} on site {site}")
@@ -113,8 +118,10 @@ def _rule_for(session: Session, did: str, expression: str, run_id: str, site: st
         rule = session.get_one(Rule, exc.details[0]["rule"])
         if rule.state == RuleState.SUSPENDED:
             rule.state = RuleState.REPLICATING
+    mine = select(Transfer.id).where(Transfer.rule_id == rule.id)
+    before = set(session.scalars(mine))
     evaluate(session, rule)  # the judge's pass, now: the run waits for these transfers
-    return rule
+    return rule, set(session.scalars(mine)) - before
 
 
 def _claim(db: Database, rule_ids: list[str], worker: str, stale_after: timedelta) -> list[int]:
@@ -151,7 +158,7 @@ def stage(db: Database, lake: Lake, *, run_id: str, owner: Principal, site: str,
     collections = collection_inputs(process, *(parameter_sets or []))
     if not collections:
         return None
-    started, since = time.monotonic(), utcnow()
+    started = time.monotonic()
     with db.session() as session:
         near = _near_endpoints(session, site)
         if not near:
@@ -165,7 +172,9 @@ def stage(db: Database, lake: Lake, *, run_id: str, owner: Principal, site: str,
             staging.percent = 100.0
             return staging
         expression = "|".join(e.name for e in near)
-        rules = {item.did: _rule_for(session, item.did, expression, run_id, site) for item in missing}
+        made = {item.did: _rule_for(session, item.did, expression, run_id, site) for item in missing}
+        rules = {did: rule for did, (rule, _) in made.items()}
+        queued = [t for _, transfers in made.values() for t in transfers]
         rule_ids = [r.id for r in rules.values()]
         staging.staged = [{"did": item.did, "rule": rules[item.did].id, "files": len(item.files),
                            "bytes": sum(item.files.values())} for item in missing]
@@ -202,8 +211,10 @@ def stage(db: Database, lake: Lake, *, run_id: str, owner: Principal, site: str,
         report(staging)
         time.sleep(WAIT_SECONDS)
     with db.session(readonly=True) as session:
-        staging.bytes_transferred = int(session.scalar(select(func.coalesce(func.sum(Transfer.bytes_done), 0)).where(
-            Transfer.rule_id.in_(rule_ids), Transfer.state == "DONE", Transfer.created_at >= since)) or 0)
+        staging.bytes_transferred = sum(int(session.scalar(select(func.coalesce(func.sum(Transfer.bytes_done), 0))
+                                                           .where(Transfer.id.in_(queued[start:start + _BATCH]),
+                                                                  Transfer.state == "DONE")) or 0)
+                                        for start in range(0, len(queued), _BATCH))
     staging.percent = 100.0 if staging.error is None else 100.0 * arrived / max(1, staging.bytes_total)
     staging.seconds = time.monotonic() - started
     report(staging)

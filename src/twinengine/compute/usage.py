@@ -1,5 +1,9 @@
 """Usage records: one per execution of a run (a workflow run, an ensemble member), written with the run's
-end, and read back per identity, group, twin, app or site over a period. Users see their own; admins all."""
+end, and read back per identity, group, twin, app or site over a period. Users see their own; admins all.
+
+Bytes transferred: what the transfers the run's staging queued moved (``compute.staging``; an input staged
+once for several runs is charged to the run whose staging copied it). Bytes stored: the sizes of the outputs
+the run kept in the lake (one copy each: copies rules make later are their owners')."""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ from twinengine.compute.metering import Reading
 from twinengine.compute.models import UsageRecord
 from twinengine.compute.schemas import UsageGroup, UsageKey, UsageRead
 from twinengine.errors import ValidationFailed
+from twinengine.lake.models import Did
 
-__all__ = ["RunLike", "list_usage", "record_usage", "summarize", "usage_read"]
+__all__ = ["RunLike", "list_usage", "record_usage", "summarize", "transferred", "usage_read"]
 
 MAX_RECORDS = 100_000
 
@@ -36,6 +41,21 @@ class RunLike(Protocol):
     assets: list[dict[str, Any]]
 
 
+def _stored(session: Session, assets: Sequence[dict[str, Any]]) -> int:
+    """The lake's sizes of the assets registered there (those with a ``did``)."""
+    names = {tuple(str(a["did"]).split(":", 1)) for a in assets if a.get("did") and ":" in str(a["did"])}
+    if not names:
+        return 0
+    sizes = session.execute(select(Did.scope, Did.name, Did.bytes).where(
+        Did.scope.in_({scope for scope, _ in names}), Did.name.in_({name for _, name in names})))
+    return sum(int(size or 0) for scope, name, size in sizes if (scope, name) in names)
+
+
+def transferred(options: dict[str, Any]) -> int:
+    """What the run's staging (``options["staging"]``) had transferred for it."""
+    return int((options.get("staging") or {}).get("bytes_transferred") or 0)
+
+
 def record_usage(session: Session, run: RunLike, reading: Reading, *, status: str, site: str) -> UsageRecord:
     """Write what ``run`` used in the caller's transaction (the one that records the run's end). Bytes
     written: what the run kept (its assets), or the block writes measured when larger."""
@@ -48,7 +68,8 @@ def record_usage(session: Session, run: RunLike, reading: Reading, *, status: st
                       wall_seconds=round(reading.wall_seconds, 6), core_seconds=round(reading.core_seconds, 6),
                       remote_core_seconds=round(reading.remote_core_seconds, 6), cores=1,
                       peak_memory_bytes=reading.peak_memory_bytes, bytes_read=reading.bytes_read,
-                      bytes_written=max(kept, reading.bytes_written), source="+".join(reading.sources))
+                      bytes_written=max(kept, reading.bytes_written), bytes_transferred=transferred(options),
+                      bytes_stored=_stored(session, run.assets or []), source="+".join(reading.sources))
     session.add(row)
     return row
 
@@ -60,7 +81,8 @@ def usage_read(row: UsageRecord) -> UsageRead:
                      wall_seconds=row.wall_seconds, core_seconds=row.core_seconds,
                      remote_core_seconds=row.remote_core_seconds, cores=row.cores,
                      peak_memory_bytes=row.peak_memory_bytes, bytes_read=row.bytes_read,
-                     bytes_written=row.bytes_written, source=row.source)
+                     bytes_written=row.bytes_written, bytes_transferred=row.bytes_transferred,
+                     bytes_stored=row.bytes_stored, source=row.source)
 
 
 def list_usage(session: Session, *, principal: Principal, since: datetime | None = None,
@@ -104,15 +126,19 @@ def summarize(rows: Sequence[UsageRecord], by: UsageKey) -> list[UsageGroup]:
     sums: dict[str, dict[str, float]] = {}
     for row in rows:
         for key in _keys(row, by):
-            total = sums.setdefault(key, {"runs": 0, "wall": 0.0, "core": 0.0, "peak": 0, "read": 0, "written": 0})
+            total = sums.setdefault(key, {"runs": 0, "wall": 0.0, "core": 0.0, "peak": 0, "read": 0, "written": 0,
+                                          "transferred": 0, "stored": 0})
             total["runs"] += 1
             total["wall"] += row.wall_seconds
             total["core"] += row.core_seconds
             total["peak"] = max(total["peak"], row.peak_memory_bytes)
             total["read"] += row.bytes_read
             total["written"] += row.bytes_written
+            total["transferred"] += row.bytes_transferred or 0
+            total["stored"] += row.bytes_stored or 0
     groups = [UsageGroup(key=key, runs=int(t["runs"]), wall_seconds=round(t["wall"], 6),
                          core_seconds=round(t["core"], 6), core_hours=round(t["core"] / 3600, 9),
                          peak_memory_bytes=int(t["peak"]), bytes_read=int(t["read"]),
-                         bytes_written=int(t["written"])) for key, t in sums.items()]
+                         bytes_written=int(t["written"]), bytes_transferred=int(t["transferred"]),
+                         bytes_stored=int(t["stored"])) for key, t in sums.items()]
     return sorted(groups, key=lambda g: (-g.core_seconds, g.key))

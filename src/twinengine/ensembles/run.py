@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from twinengine.auth.groups import groups_of
 from twinengine.auth.principal import Principal, Role
-from twinengine.compute.site_executors import executor_for
+from twinengine.compute.site_executors import endpoints_near, executor_for
 from twinengine.errors import MemberFailed, TwinEngineError
 from twinengine.quality.ensemble_stats import derive, peak_uncertainty, stack_members, summary
 from twinengine.quality.pedigree import input_quality, value_quality
@@ -98,7 +98,8 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
     ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
                      executor=executor_for(engine, options), db=engine.db, twin=twin_id,
                      udf_timeout=engine.udf_timeout,
-                     udf_memory_bytes=engine.udf_memory_bytes, services=engine.services)
+                     udf_memory_bytes=engine.udf_memory_bytes, services=engine.services,
+                     near=endpoints_near(engine, options.get("site")))
     progress = _Progress(engine, run_id, len(spec["members"]))
     ctx.log = lambda level, message: progress.log(level, message, ctx.node)
     members = [Member(run_id=m["run"], parameters=params[m["run"]], twin_id=m.get("twin")) for m in spec["members"]]

@@ -1,7 +1,9 @@
 """Lake datasets as collections: a dataset holding a file in a collection format (netCDF, HDF5, GRIB, GeoTIFF,
 a zipped zarr store, a CSV or Parquet station table; see ``twinengine.formats``) is the collection
 ``scope.name``, opened lazily from an available replica (what openEO ``load_collection`` and the EDR API read
-through the runtime's collection source).
+through the runtime's collection source). A run reads from a replica on an endpoint near its site when one
+holds the file (``near``: staging put one there); otherwise, and for other callers, a replica on local disk
+first, then by endpoint name.
 
 Formats that read file objects open a replica on object storage directly; the others (GRIB, GeoTIFF, zipped
 zarr) read a local copy, made once per checksum in the cache folder and checked against the file's sha-256.
@@ -14,7 +16,7 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
@@ -77,8 +79,9 @@ class LakeCollections(CollectionSource):
         self.lake = lake
         self.cache_dir = cache_dir
         self._lock = threading.Lock()
-        self._open: dict[str, tuple[str, xr.Dataset]] = {}
-        self._failed: dict[str, tuple[str, TwinEngineError]] = {}  # a file that cannot be read, by its checksum
+        # by (collection id, endpoint read from): (checksum, what was opened or why it cannot be)
+        self._open: dict[tuple[str, str], tuple[str, xr.Dataset]] = {}
+        self._failed: dict[tuple[str, str], tuple[str, TwinEngineError]] = {}
         self._listed: tuple[tuple[object, ...], dict[str, tuple[int, str]]] | None = None
         self._ids: tuple[dict[str, tuple[int, str]], list[str]] | None = None  # ids() of that listing
         self._local = threading.local()
@@ -215,30 +218,33 @@ class LakeCollections(CollectionSource):
             return []
         return [f"{s}:{n}" for s, n in rows]
 
-    def open(self, collection_id: str) -> xr.Dataset:
+    def open(self, collection_id: str, *, near: Sequence[str] = ()) -> xr.Dataset:
+        """``near``: endpoint names to read from first, in that order (a run's site's: see the module)."""
         file_id, _ = self._locate(collection_id)
-        choices = sorted(self._replicas(file_id), key=lambda r: (r[4].protocol != "file", r[4].name))
+        rank = {name: i for i, name in enumerate(near)}
+        choices = sorted(self._replicas(file_id),
+                         key=lambda r: (rank.get(r[4].name, len(rank)), r[4].protocol != "file", r[4].name))
         if not choices:
             raise CollectionNotFound(f"{collection_id}: no readable replica right now")
         scope, file_name, sha256, path, endpoint = choices[0]
-        backend, stamp = self.lake.backend(endpoint), sha256 or ""
+        backend, stamp, key = self.lake.backend(endpoint), sha256 or "", (collection_id, endpoint.name)
         label, name = f"{scope}:{file_name}", PurePosixPath(file_name).name
         with self._lock:
-            cached = self._open.get(collection_id)
+            cached = self._open.get(key)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-            failed = self._failed.get(collection_id)
+            failed = self._failed.get(key)
             if failed is not None and failed[0] == stamp and stamp:  # the same bytes fail the same way
                 raise failed[1]
         try:
             ds = self._read(backend, path, name=name, label=label, sha256=stamp)
         except (FormatUnavailable, UnreadableFile) as exc:
             with self._lock:
-                self._failed[collection_id] = (stamp, exc)
+                self._failed[key] = (stamp, exc)
             raise
         with self._lock:
-            self._open[collection_id] = (stamp, ds)
-            self._failed.pop(collection_id, None)
+            self._open[key] = (stamp, ds)
+            self._failed.pop(key, None)
         return ds
 
     def _replicas(self, file_id: int) -> list[_ReplicaRow]:

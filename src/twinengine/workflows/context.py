@@ -50,6 +50,7 @@ class RunContext:
     services: dict[str, Any] = field(default_factory=dict)  # what the runtime lends processes (read_stream)
     interrupt: Interrupt = field(default_factory=Interrupt)  # fired when the run is canceled: app code stops
     max_array_elements: int | None = None  # most elements array_create/array_concat may build (None: any)
+    near: tuple[str, ...] = ()  # lake endpoints near the run's site: its inputs are read from them first
 
     def note_state(self, twin_id: str, changes: list[Any]) -> None:
         """Values the run wrote to a twin's state (``ValueChange``s), with their uncertainty: they travel in

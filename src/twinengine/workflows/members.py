@@ -24,7 +24,7 @@ from sqlalchemy import update
 
 from twinengine.auth.principal import Principal
 from twinengine.compute.metering import start_meter
-from twinengine.compute.site_executors import executor_for
+from twinengine.compute.site_executors import endpoints_near, executor_for
 from twinengine.errors import TwinEngineError
 from twinengine.store.base import utcnow
 from twinengine.workflows import formats
@@ -143,7 +143,8 @@ class MemberSet:
         e = self.engine
         return RunContext(run_id=run_id, principal=self.principal, collections=e.collections, results=e.results,
                           executor=executor_for(e, {**self.options, "site": site}), db=e.db, twin=twin,
-                          udf_timeout=e.udf_timeout, udf_memory_bytes=e.udf_memory_bytes, services=e.services)
+                          udf_timeout=e.udf_timeout, udf_memory_bytes=e.udf_memory_bytes, services=e.services,
+                          near=endpoints_near(e, site))
 
     def varying(self) -> set[str]:
         first = self.members[0].parameters

@@ -137,7 +137,7 @@ def load_collection(id: str, spatial_extent: Any = None, temporal_extent: Any = 
     readable = getattr(ctx.collections, "readable", None)  # the lake's datasets follow their grants (lake.grants)
     if callable(readable) and not readable(id, ctx.principal):
         raise CollectionNotFound(f"no collection {id!r}")
-    ds = ctx.collections.open(id)
+    ds = ctx.collections.open(id, near=ctx.near)
     cube = _filter(to_cube(ds, bands), spatial_extent, temporal_extent)
     ctx.inputs.append({"collection": id, "version": collection_fingerprint(id), "node": ctx.node,
                        "shape": {str(k): int(v) for k, v in cube.sizes.items()}})

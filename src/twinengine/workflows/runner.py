@@ -16,7 +16,7 @@ from twinengine.auth.principal import Principal, Role
 from twinengine.catalog.models import AppVersion
 from twinengine.compute.hooks import record_execution
 from twinengine.compute.metering import Meter, start_meter
-from twinengine.compute.site_executors import executor_for
+from twinengine.compute.site_executors import endpoints_near, executor_for
 from twinengine.errors import TwinEngineError
 from twinengine.store.base import upsert, utcnow
 from twinengine.twins import standing
@@ -248,7 +248,7 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
                      executor=executor_for(engine, options), db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,
                      udf_memory_bytes=engine.udf_memory_bytes, services=engine.services,
-                     max_array_elements=engine.max_array_elements)
+                     max_array_elements=engine.max_array_elements, near=endpoints_near(engine, options.get("site")))
     graph = parse_graph(process)
     hooks = _Hooks(engine, run_id, graph, ctx, meter=hooks_meter)
     ctx.log, ctx.compute_progress = hooks.log, watching(engine, str(options.get("site") or ""), hooks.compute_progress)
@@ -282,7 +282,7 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
                 if ctx.assets:  # what the lost attempt kept is not the run's result
                     ctx.assets.clear()
                     engine.results.delete(run_id)
-                ctx.executor = executor_for(engine, options)
+                ctx.executor, ctx.near = executor_for(engine, options), endpoints_near(engine, options.get("site"))
                 ctx.compute_progress = watching(engine, str(options["site"]), hooks.compute_progress)
                 evaluator = Evaluator(registry, parameters, hooks=hooks, retry=_retry_policy(options),
                                       cache=hooks.cache, app_version=app_version, fingerprint=fingerprint)

@@ -1,6 +1,8 @@
 """The staging step of a run (compute.staging): before its graph is evaluated, the run's lake inputs are
 replicated near the site it was placed on; the progress is kept in the run's options (``staging``, shown by
-the runs API), the run's log says what was staged, and its outputs go to the endpoint that held its inputs."""
+the runs API), the run's log says what was staged, and its outputs go to the endpoint that held its inputs.
+The run's usage record reads the bytes staging transferred from there; an ensemble has no usage record of
+its own, so its staging is noted on its first member too, whose record is charged with it."""
 
 from __future__ import annotations
 
@@ -41,8 +43,18 @@ def stage_run(engine: WorkflowEngine, run_id: str, *, principal: Principal, opti
     if staging is None:
         return
     report(staging)
+    if members:
+        _charge(engine, members[0], {**staging.to_dict(), "ensemble": run_id})
     log("warning" if staging.error else "info", describe(staging))
     send = getattr(engine.results, "send_outputs", None)
     if staging.outputs_endpoint and send is not None:
         for each in [run_id, *(members or [])]:
             send(each, staging.outputs_endpoint)
+
+
+def _charge(engine: WorkflowEngine, member_id: str, staging: dict[str, Any]) -> None:
+    """Note an ensemble's staging on the member whose usage record pays for it."""
+    with engine.db.session() as session:
+        run = session.get(WorkflowRun, member_id)
+        if run is not None:
+            run.options = {**(run.options or {}), "staging": staging}
