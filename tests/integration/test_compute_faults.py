@@ -1,8 +1,10 @@
 """Site faults: a Dask site (a real scheduler and worker, separate processes) killed or frozen while an
 ensemble's members compute on it is marked down; its unfinished members are placed again on the other
-site (``local``) and rerun; every member's end, result and usage record is written exactly once; the
-ensemble's log and its members' provenance tell the story; a frozen site holds a run no longer than a
-heartbeat interval plus one probe."""
+site (``local``) and rerun; every member's end, result and usage record is written exactly once (a lost
+attempt's usage has a record of its own, status ``lost``); the ensemble's log and its members' provenance
+tell the story; a frozen site holds a run no longer than a heartbeat interval plus one probe. An ensemble
+whose shared part is on the site when it dies is placed again, staged again near its new site, and rerun
+there."""
 
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from test_compute_staging import lake_engine  # noqa: F401  (the fixture: results kept in the lake)
 
 from helpers import RIVER_REACH, Engine, free_port, stop_process
+from twinengine.ensembles import run as ensemble_run
 from twinengine.workflows import member_faults, members
 from workflow_data import rain_cube, write_collection
 
@@ -131,8 +136,8 @@ def _check_each_member_once(engine: Engine, uma: Any, ensemble: dict[str, Any], 
     ids = [m["run_id"] for m in ensemble["members"]]
     assert {m["status"] for m in ensemble["members"]} == {"finished"}
     assert {i: ends[i] for i in ids} == dict.fromkeys(ids, 1)  # each member's end written once
-    records = Counter(r.run_id for r in uma.compute.usage_records().items)
-    assert {i: records[i] for i in ids} == dict.fromkeys(ids, 1)  # one usage record each
+    records = Counter(r.run_id for r in uma.compute.usage_records().items if r.status != "lost")
+    assert {i: records[i] for i in ids} == dict.fromkeys(ids, 1)  # one usage record each (lost attempts apart)
     for i in ids:
         assets = [a["name"] for a in uma.workflows.get(i).assets]
         assert assets.count("result.json") == 1, assets
@@ -162,6 +167,8 @@ def test_a_site_killed_mid_ensemble_costs_a_rerun_of_its_members(engine: Engine,
         provenance = json.dumps(uma.workflows.provenance(i))
         assert '"twin:site": "local"' in provenance and "site cluster was lost mid-run" in provenance
     assert "site cluster was lost mid-run" in json.dumps(uma.workflows.provenance(ensemble["id"]))
+    lost = [r for r in uma.compute.usage_records().items if r.status == "lost"]
+    assert lost and {r.site for r in lost} == {"cluster"} and {r.run_id for r in lost} <= set(rerun)
 
 
 def test_a_frozen_site_holds_members_no_longer_than_a_heartbeat(engine: Engine, cluster: Cluster,
@@ -190,3 +197,70 @@ def test_removing_a_site_closes_its_client_while_its_scheduler_still_answers(eng
     assert client.status == "running"
     pat.compute.remove_site("cluster")
     assert client.status == "closed"
+
+
+def test_an_ensemble_whose_shared_part_loses_its_site_is_staged_again_and_rerun(
+        lake_engine: Engine, cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Every member reads one lake input (on ``home``), so loading it is the ensemble's shared part, computed
+    on ``cluster`` (near ``cluster-disk``, where it was staged). The cluster is killed (SIGKILL) under the
+    shared part: the ensemble is placed again on ``edge`` (``local`` excluded), its input staged near it
+    and the shared part and members run there, each member's end written once."""
+    provider = lake_engine.as_role("pat", "provider")
+    for name in ("disk", "home", "cluster-disk", "edge-disk"):
+        provider.lake.add_endpoint(name, "file", str(tmp_path / name))
+    provider.compute.add_site("cluster", "dask", address=cluster.address, cores=2, memory_bytes=2**31,
+                              endpoints=["cluster-disk"])
+    provider.compute.add_site("edge", "local", cores=4, memory_bytes=2**31, endpoints=["edge-disk"])
+    lake_engine.as_role("ada", "developer").publish_app(RIVER_REACH)
+    token = lake_engine.token("uma", "user")
+    uma = lake_engine.sdk(token)
+    ds = rain_cube(days=2)
+    ds["rain"].values[:] = 0.0
+    ds["rain"].values[6:12] = 5.0
+    nc = tmp_path / "forecast.nc"
+    ds.to_netcdf(nc, engine="h5netcdf")
+    uma.lake.add_dataset("wx:rain-forecast")
+    uma.lake.upload(nc, "wx:rain-forecast/forecast.nc", endpoint="home", dataset="wx:rain-forecast")
+    uma.create_twin("river-reach", "reach", {"station": "RR-01"})
+    head = uma.get_twin("reach").head_revision
+    ends = _count_ends(monkeypatch)
+    shared: list[str] = []
+    original = ensemble_run.watching
+
+    def watching(engine: Any, site: str, progress: Any) -> Any:  # the ensemble's own work, on each site
+        shared.append(site)
+        inner = original(engine, site, progress)
+        if site != "cluster":
+            return inner
+
+        def first(done: int, total: int) -> None:
+            cluster.signal(signal.SIGKILL)
+            inner(done, total)
+
+        return first
+
+    monkeypatch.setattr(ensemble_run, "watching", watching)
+    body = {"workflow": "forecast", "parameter_sets": [{"collection": "wx.rain-forecast"}] * 3, "mode": "sync",
+            "options": {"site": "cluster", "exclude_sites": ["local"]}}
+    answer = lake_engine.http.post("/api/v1/twins/reach/ensembles", json=body, headers=lake_engine.headers(token))
+    ensemble = answer.json()
+    assert ensemble["status"] == "finished", ensemble.get("error")
+    assert shared == ["cluster", "edge"]
+    sites = _check_each_member_once(lake_engine, uma, ensemble, ends, head)
+    assert set(sites.values()) == {"edge"}
+    assert uma.compute.site("cluster").status == "down"
+    logs = " ".join(e.message for e in uma.workflows.logs(ensemble["id"]))
+    assert "site cluster was lost mid-ensemble" in logs and "its shared part and members rerun on site edge" in logs
+    assert "near site edge" in logs and "again: site cluster was lost" in logs
+    assert '"twin:site": "edge"' in json.dumps(uma.workflows.provenance(ensemble["id"]))
+    for member in ensemble["members"]:
+        text = " ".join(e.message for e in uma.workflows.logs(member["run_id"]))
+        assert "placed on site edge: site cluster was lost earlier in the ensemble" in text
+    transfers = sorted((t.did, t.destination, t.state) for t in provider.lake.transfers())
+    assert transfers == [("wx:rain-forecast/forecast.nc", "cluster-disk", "DONE"),
+                         ("wx:rain-forecast/forecast.nc", "edge-disk", "DONE")]  # each copy made once
+    staging = uma.workflows.get(ensemble["id"]).staging
+    assert staging is not None and staging["site"] == "edge" and [e["site"] for e in staging["earlier"]] == ["cluster"]
+    records = {r.run_id: r for r in uma.compute.usage_records().items}
+    charged = [records[m["run_id"]].bytes_transferred for m in ensemble["members"]]
+    assert charged == [2 * nc.stat().st_size, 0, 0]  # both stagings, charged to the first member once

@@ -1,7 +1,7 @@
 """Placement by data: a run whose input dataset sits on a lake endpoint near a Dask site is placed on that
 site and computed by its cluster; pinning and excluding sites are obeyed; a pinned site that cannot take
 the run is refused naming ``options.site``; the chosen site and the reasons reach the run's provenance and
-its usage record."""
+its usage record. With data equal, the site with more runs queued or running per core loses."""
 
 from __future__ import annotations
 
@@ -116,3 +116,39 @@ def test_an_ensemble_is_placed_with_its_members(engine: Engine, cluster: str) ->
     assert pinned["status"] == "finished", pinned.get("error")
     sites = {r.run_id: r.site for r in uma.compute.usage_records().items}
     assert {sites[m["run_id"]] for m in pinned["members"]} == {"cluster"}
+
+
+ADD = {"process_graph": {"a": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": True}}}
+
+
+def _busy(engine: Engine, site: str, runs: int) -> None:
+    """A run (an ensemble of ``runs`` members when more than one) running on ``site`` in another engine."""
+    from twinengine.store.base import utcnow
+    from twinengine.workflows.models import WorkflowRun
+
+    options: dict[str, Any] = {"site": site}
+    if runs > 1:
+        options["ensemble"] = {"members": [{"run": f"member-{site}-{i}"} for i in range(runs)]}
+    with engine.runtime.db.session() as session:
+        session.add(WorkflowRun(id=f"busy-{site}", kind="ensemble" if runs > 1 else "run", owner="ola",
+                                process=ADD, graph_sha256="0" * 64, parameters={}, options=options,
+                                status="running", assets=[], worker="another-engine", heartbeat_at=utcnow(),
+                                started_at=utcnow()))
+
+
+def test_with_data_equal_the_busier_site_loses(engine: Engine) -> None:
+    """Sites ``a`` and ``b`` alike and no input: ``a`` wins the tie by name, unless it is the busier; an
+    ensemble running on a site counts as its members."""
+    provider, user = engine.as_role("pat", "provider"), engine.as_role("uma", "user")
+    for name in ("a", "b"):
+        provider.compute.add_site(name, "local", cores=2, memory_bytes=2**31)
+    away = {"exclude_sites": ["local"]}
+    _busy(engine, "a", 1)
+    run = user.workflows.submit(ADD, sync=True, options=away)
+    assert run.status == "finished", run.error
+    provenance = json.dumps(user.workflows.provenance(run.id))
+    assert '"twin:site": "b"' in provenance, provenance
+    assert "a: 1 runs queued or running on 2 cores" in provenance and "chose b" in provenance
+    _busy(engine, "b", 3)  # three members on b outweigh one run on a
+    again = user.workflows.submit(ADD, sync=True, options={**away, "no_cache": True})
+    assert '"twin:site": "a"' in json.dumps(user.workflows.provenance(again.id))

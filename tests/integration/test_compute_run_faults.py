@@ -1,17 +1,22 @@
 """Site faults for a plain run (not an ensemble's member): a Dask site (a real scheduler and worker,
 separate processes) killed while the run's tasks are on it is marked down; the run is placed again without
-it and rerun once on ``local``; its log, provenance and usage record say so, with one usage record."""
+it and rerun once on ``local``; its log, provenance and usage records say so: the rerun's record, and the
+lost attempt's (status ``lost``, counted by quotas). A run moved to a site with an endpoint near it has
+its lake input staged there again before it reruns."""
 
 from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from test_compute_faults import Cluster, cluster  # noqa: F401  (the fixture: a scheduler and a worker)
+from test_compute_staging import GRAPH, lake_engine  # noqa: F401  (the fixture: results kept in the lake)
 
 from helpers import Engine
+from lake_fixtures import rain_field
 from twinengine.workflows import runner
 from workflow_data import daily_graph, write_collection
 
@@ -57,6 +62,49 @@ def test_a_run_whose_site_dies_is_placed_again_and_rerun(engine: Engine, cluster
     provenance = json.dumps(uma.workflows.provenance(run.id))
     assert '"twin:site": "local"' in provenance and "site cluster was lost mid-run" in provenance
     records = [r for r in uma.compute.usage_records().items if r.run_id == run.id]
-    assert [r.site for r in records] == ["local"]  # one record, of the attempt that ended
+    # the attempt that ended, and the one lost with the cluster: what the lost site consumed
+    assert sorted((r.status, r.site) for r in records) == [("finished", "local"), ("lost", "cluster")]
     assets = [a["name"] for a in uma.workflows.get(run.id).assets]
     assert len(assets) == len(set(assets)) == 1, assets  # the result kept once
+
+
+def test_a_run_moved_off_a_lost_site_is_staged_again_near_its_new_site(
+        lake_engine: Engine, cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The input is on ``home``; the run, pinned to ``cluster`` (near ``cluster-disk``), stages it there; the
+    cluster is killed under it, and it is placed again on ``edge`` (near ``edge-disk``; ``local`` excluded),
+    where it is staged again before it reruns. Each copy is made once; the lost attempt's usage is recorded
+    and counts against a quota on the lost site."""
+    provider, user = lake_engine.as_role("pat", "provider"), lake_engine.as_role("uma", "user")
+    for name in ("disk", "home", "cluster-disk", "edge-disk"):
+        provider.lake.add_endpoint(name, "file", str(tmp_path / name))
+    provider.compute.add_site("cluster", "dask", address=cluster.address, cores=2, memory_bytes=2**31,
+                              endpoints=["cluster-disk"])
+    provider.compute.add_site("edge", "local", cores=4, memory_bytes=2**31, endpoints=["edge-disk"])
+    nc = tmp_path / "rain.nc"
+    rain_field().to_netcdf(nc, engine="h5netcdf")
+    user.lake.add_dataset("wx:rain-2026")
+    user.lake.upload(nc, "wx:rain-2026/rain.nc", endpoint="home", dataset="wx:rain-2026")
+    lake_engine.sdk(lake_engine.admin_token).compute.set_quota("uma", 100, site="cluster", period="day")
+    sites = _kill_on_first_progress(monkeypatch, cluster)
+    run = user.workflows.submit(GRAPH, sync=True, options={"site": "cluster", "exclude_sites": ["local"]})
+    assert run.status == "finished", run.error
+    assert sites == ["cluster", "edge"]
+    staging = user.workflows.get(run.id).staging
+    assert staging is not None and staging["site"] == "edge" and staging["percent"] == 100.0, staging
+    assert [s["did"] for s in staging["staged"]] == ["wx:rain-2026"]
+    assert [e["site"] for e in staging["earlier"]] == ["cluster"]
+    transfers = sorted((t.did, t.destination, t.state) for t in provider.lake.transfers())
+    assert transfers == [("wx:rain-2026/rain.nc", "cluster-disk", "DONE"),
+                         ("wx:rain-2026/rain.nc", "edge-disk", "DONE")]  # each copy made once
+    logs = " ".join(e.message for e in user.workflows.logs(run.id))
+    assert "rerun on site edge" in logs and "near site edge" in logs and "again: site cluster was lost" in logs
+    provenance = json.dumps(user.workflows.provenance(run.id))
+    assert '"twin:site": "edge"' in provenance
+    assert "before site cluster was lost: wx:rain-2026 -> cluster-disk" in provenance
+    assert "wx:rain-2026 -> edge-disk" in provenance and "outputs to home" in provenance
+    records = {r.status: r for r in user.compute.usage_records().items if r.run_id == run.id}
+    assert sorted(records) == ["finished", "lost"] and records["lost"].site == "cluster"
+    assert records["finished"].site == "edge" and records["finished"].bytes_transferred == 2 * nc.stat().st_size
+    assert records["lost"].bytes_transferred == 0 and records["lost"].core_seconds > 0
+    (quota,) = [q for q in user.compute.quotas().items if q.site == "cluster"]
+    assert quota.used_core_hours == pytest.approx(records["lost"].core_seconds / 3600, abs=1e-8)

@@ -99,13 +99,15 @@ def _aware(moment: Any) -> Any:
 
 
 def replace(session: Session, *, owner: str, groups: frozenset[str] | list[str], options: dict[str, Any],
-            process: dict[str, Any], app: str | None, lost: set[str]) -> Placement:
+            process: dict[str, Any], app: str | None, lost: set[str],
+            running_sites: dict[str, int] | None = None) -> Placement:
     """Place work again after ``lost`` sites failed it: they are excluded, and a pin to one of them is
-    dropped (the pin named a site that is gone; the work still has to run). Raises ValidationFailed when
-    no other site can take it."""
+    dropped (the pin named a site that is gone; the work still has to run). ``running_sites``: the queue
+    term (``place``). Raises ValidationFailed when no other site can take it."""
     again = {k: v for k, v in options.items() if k not in ("site", "placement")}
     if options.get("site") and options["site"] not in lost:
         again["site"] = options["site"]
     known = set(session.scalars(select(ComputeSite.name)))
     again["exclude_sites"] = sorted((set(options.get("exclude_sites") or []) | lost) & known)
-    return place(session, owner=owner, groups=groups, options=again, process=process, app=app)
+    return place(session, owner=owner, groups=groups, options=again, process=process, app=app,
+                 running_sites=running_sites)

@@ -3,6 +3,7 @@ execution ends (its usage record). Kept here so the workflows package only makes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -14,9 +15,11 @@ from twinengine.compute.models import ComputeSite
 from twinengine.compute.placement import place
 from twinengine.compute.quotas import check_quota
 from twinengine.compute.sites import DEFAULT_SITE
-from twinengine.compute.usage import RunLike, record_usage
+from twinengine.compute.usage import LOST, RunLike, record_usage
 
-__all__ = ["before_queue", "record_execution", "requeue_check"]
+__all__ = ["before_queue", "record_execution", "record_lost_attempt", "requeue_check"]
+
+Queues = Callable[[Session], dict[str, int]]  # runs queued or running per site, counted by the workflows package
 
 
 def _site_of(options: dict[str, Any]) -> str:
@@ -24,10 +27,11 @@ def _site_of(options: dict[str, Any]) -> str:
 
 
 def before_queue(session: Session, *, principal: Principal, options: dict[str, Any],
-                 process: dict[str, Any] | None = None, app: str | None = None) -> None:
+                 process: dict[str, Any] | None = None, app: str | None = None, queues: Queues | None = None) -> None:
     """Place the run on a site (``compute.placement``) or refuse it (a pinned site that cannot take it, a
     quota used up); note the site, the reasons and the owner's groups in the run's options (its provenance,
-    its usage record and group quotas read them)."""
+    its usage record and group quotas read them). ``queues`` counts the runs queued or running per site (the
+    queue term of placement), asked only when there is a choice to make."""
     options["groups"] = sorted(principal.groups)
     others = session.scalar(select(ComputeSite.id).where(ComputeSite.name != DEFAULT_SITE).limit(1))
     if others is None and not options.get("site") and not options.get("exclude_sites"):
@@ -35,7 +39,7 @@ def before_queue(session: Session, *, principal: Principal, options: dict[str, A
         options["site"] = DEFAULT_SITE  # the engine's own executor, the only site there is
         return
     placed = place(session, owner=principal.name, groups=principal.groups, options=options, process=process or {},
-                   app=app)
+                   app=app, running_sites=queues(session) if queues is not None else None)
     options["site"] = placed.site
     options["placement"] = placed.to_dict()
 
@@ -53,4 +57,13 @@ def record_execution(session: Session, run: RunLike | None, meter: Meter, *, sta
         if session.scalar(select(ComputeSite.id).where(ComputeSite.name == site)) is None:
             site = DEFAULT_SITE  # runs queued before the site was removed are accounted to the engine's own
         record_usage(session, run, reading, status=status, site=site)
+    return reading
+
+
+def record_lost_attempt(session: Session, run: RunLike | None, meter: Meter, *, site: str) -> Reading:
+    """Stop ``meter`` and record what an attempt lost with ``site`` used (status ``lost``): usage tells what
+    the lost site consumed, and quotas count it; the rerun writes the run's own record at its end."""
+    reading = meter.stop()
+    if run is not None:
+        record_usage(session, run, reading, status=LOST, site=meter.site or site)
     return reading

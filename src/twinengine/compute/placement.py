@@ -8,8 +8,8 @@
 3. Of the rest, the lowest estimate wins: seconds to stage the run's lake inputs that are not on an
    endpoint near the site (bytes / the transfer rate the lake measured into that site's endpoints, or
    ``DEFAULT_RATE`` where it measured none, at most the endpoints' ``rate_limit``), plus the site's queue
-   when the caller knows it (runs placed there and not ended, per core, ``QUEUE_SECONDS`` each). Ties go
-   to the engine's own site, then to the site with more cores, then by name.
+   (``running_sites``: runs placed there queued or running, an ensemble counting its members, per core,
+   ``QUEUE_SECONDS`` each). Ties go to the engine's own site, then to the site with more cores, then by name.
 """
 
 from __future__ import annotations
@@ -160,6 +160,9 @@ def place(session: Session, *, owner: str, groups: frozenset[str] | list[str], o
         if total:
             reasons.append(f"{site.name}: {local_bytes} of {total} input bytes near it, {missing} to stage "
                            f"({staging:.3g} s), queue {queue:.3g} s")
+        elif queue:
+            reasons.append(f"{site.name}: {running.get(site.name, 0)} runs queued or running on "
+                           f"{max(1, site.cores)} cores, queue {queue:.3g} s")
     chosen = min(fit, key=lambda s: (scores[s.name], s.name != DEFAULT_SITE, -s.cores, s.name))
     reasons.append(f"chose {chosen.name}: lowest estimate ({scores[chosen.name]:.3g} s) of "
                    f"{', '.join(sorted(scores))}")

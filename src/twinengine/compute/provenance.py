@@ -9,8 +9,8 @@ __all__ = ["placement_attributes"]
 
 def placement_attributes(options: dict[str, Any] | None) -> dict[Any, Any]:
     """``twin:site``, ``twin:placement`` (the placement's reasons, one per line) and ``twin:staged`` (what
-    was replicated near the site before the run started) from a run's options; nothing for runs stored
-    before sites existed."""
+    was replicated near the site before the run started, and near sites lost under it before) from a run's
+    options; nothing for runs stored before sites existed."""
     options = options or {}
     site = options.get("site")
     if not site:
@@ -21,11 +21,17 @@ def placement_attributes(options: dict[str, Any] | None) -> dict[Any, Any]:
         out["twin:placement"] = "\n".join(str(r) for r in reasons)
     staging = options.get("staging") or {}
     if staging:
-        lines = [f"{s['did']} -> {', '.join(staging.get('endpoints') or [])} (rule {s['rule']}, {s['files']} files, "
-                 f"{s['bytes']} bytes)" for s in staging.get("staged") or []]
-        lines += [f"{did}: near the site already" for did in staging.get("near") or []]
+        lines = [f"before site {e.get('site')} was lost: {line}" for e in staging.get("earlier") or []
+                 for line in _staged(e)]
+        lines += _staged(staging)
         if staging.get("outputs_endpoint"):
             lines.append(f"outputs to {staging['outputs_endpoint']}")
         if lines:
             out["twin:staged"] = "\n".join(lines)
     return out
+
+
+def _staged(staging: dict[str, Any]) -> list[str]:
+    lines = [f"{s['did']} -> {', '.join(staging.get('endpoints') or [])} (rule {s['rule']}, {s['files']} files, "
+             f"{s['bytes']} bytes)" for s in staging.get("staged") or []]
+    return lines + [f"{did}: near the site already" for did in staging.get("near") or []]

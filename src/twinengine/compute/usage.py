@@ -3,7 +3,8 @@ end, and read back per identity, group, twin, app or site over a period. Users s
 
 Bytes transferred: what the transfers the run's staging queued moved (``compute.staging``; an input staged
 once for several runs is charged to the run whose staging copied it). Bytes stored: the sizes of the outputs
-the run kept in the lake (one copy each: copies rules make later are their owners')."""
+the run kept in the lake (one copy each: copies rules make later are their owners'). An attempt lost with its
+site has a record of its own (status ``lost``): what the lost site consumed counts in usage and quotas."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ from twinengine.compute.schemas import UsageGroup, UsageKey, UsageRead
 from twinengine.errors import ValidationFailed
 from twinengine.lake.models import Did
 
-__all__ = ["RunLike", "list_usage", "record_usage", "summarize", "transferred", "usage_read"]
+__all__ = ["LOST", "RunLike", "list_usage", "record_usage", "summarize", "transferred", "usage_read"]
 
 MAX_RECORDS = 100_000
+LOST = "lost"  # the status of an attempt's record whose site was lost under it (the run was rerun elsewhere)
 
 
 class RunLike(Protocol):
@@ -52,24 +54,28 @@ def _stored(session: Session, assets: Sequence[dict[str, Any]]) -> int:
 
 
 def transferred(options: dict[str, Any]) -> int:
-    """What the run's staging (``options["staging"]``) had transferred for it."""
-    return int((options.get("staging") or {}).get("bytes_transferred") or 0)
+    """What the run's staging (``options["staging"]``) had transferred for it, with its stagings for sites
+    lost under it before (``earlier``)."""
+    staging = options.get("staging") or {}
+    return sum(int(s.get("bytes_transferred") or 0) for s in [staging, *(staging.get("earlier") or [])])
 
 
 def record_usage(session: Session, run: RunLike, reading: Reading, *, status: str, site: str) -> UsageRecord:
     """Write what ``run`` used in the caller's transaction (the one that records the run's end). Bytes
-    written: what the run kept (its assets), or the block writes measured when larger."""
-    kept = sum(int(a.get("size") or 0) for a in run.assets or [])
-    options = run.options or {}
+    written: what the run kept (its assets), or the block writes measured when larger. A ``lost`` attempt
+    kept nothing and is charged no staging: the rerun's record carries every staging of the run."""
+    lost = status == LOST
+    kept = 0 if lost else sum(int(a.get("size") or 0) for a in run.assets or [])
+    options = {} if lost else run.options or {}
     row = UsageRecord(run_id=run.id, kind=run.kind, status=str(status), identity=run.owner,
-                      groups=sorted(str(g) for g in options.get("groups") or []), twin_id=run.twin_id,
+                      groups=sorted(str(g) for g in (run.options or {}).get("groups") or []), twin_id=run.twin_id,
                       twin_name=run.twin_name, app=run.app, site=site, executor=run.executor,
                       started_at=reading.started_at, finished_at=reading.finished_at,
                       wall_seconds=round(reading.wall_seconds, 6), core_seconds=round(reading.core_seconds, 6),
                       remote_core_seconds=round(reading.remote_core_seconds, 6), cores=1,
                       peak_memory_bytes=reading.peak_memory_bytes, bytes_read=reading.bytes_read,
                       bytes_written=max(kept, reading.bytes_written), bytes_transferred=transferred(options),
-                      bytes_stored=_stored(session, run.assets or []), source="+".join(reading.sources))
+                      bytes_stored=0 if lost else _stored(session, run.assets or []), source="+".join(reading.sources))
     session.add(row)
     return row
 

@@ -1,6 +1,7 @@
-"""Executing an ensemble: the shared part of the graph once, the members in parallel, then the statistics
-over the ``member`` dimension, kept as a netCDF result (in the lake when results go there) and written to
-the twin's state in one revision, with the members' run ids as lineage. The members' forecasts
+"""Executing an ensemble: the shared part of the graph once (again on another site when its site is lost
+under it), the members in parallel, then the statistics over the ``member`` dimension, kept as a netCDF
+result (in the lake when results go there) and written to the twin's state in one revision, with the
+members' run ids as lineage. The members' forecasts
 (``save_forecast``) are recorded as one forecast with every member, so verification scores the ensemble
 (CRPS, spread/skill, rank histogram). Nothing is written from an ensemble with a failed member.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +33,7 @@ from twinengine.workflows.graph import parse_graph
 from twinengine.workflows.members import Member, MemberOutcome, MemberSet
 from twinengine.workflows.models import RunLog, WorkflowRun
 from twinengine.workflows.results import describe_results
+from twinengine.workflows.run_faults import watching
 from twinengine.workflows.runner import record_run_end
 from twinengine.workflows.schemas import RunStatus
 from twinengine.workflows.udp import user_registry
@@ -74,6 +77,19 @@ class _Progress:
                               f"{(outcome.error or {}).get('message', '')}")
 
 
+def _context(engine: WorkflowEngine, run_id: str, principal: Principal, twin_id: str | None, site: str,
+             progress: _Progress) -> RunContext:
+    """The ensemble's own context on ``site`` (its shared part computes there): work waiting on a site that
+    is lost is stopped (``workflows.run_faults.watching``)."""
+    ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
+                     executor=executor_for(engine, {"site": site}), db=engine.db, twin=twin_id,
+                     udf_timeout=engine.udf_timeout, udf_memory_bytes=engine.udf_memory_bytes,
+                     services=engine.services, near=endpoints_near(engine, site))
+    ctx.log = lambda level, message: progress.log(level, message, ctx.node)
+    ctx.compute_progress = watching(engine, site, lambda _done, _total: _check_canceled(engine, run_id))
+    return ctx
+
+
 def _check_canceled(engine: WorkflowEngine, run_id: str) -> None:
     """Stops the ensemble's staging when it is canceled."""
     if run_id in engine.cancel_requests:
@@ -95,29 +111,46 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
                                                                    .where(WorkflowRun.id.in_(
                                                                        [m["run"] for m in spec["members"]])))}
     principal = Principal(name=owner, role=Role(options.get("role", "user")), issuer="internal", groups=groups)
-    ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
-                     executor=executor_for(engine, options), db=engine.db, twin=twin_id,
-                     udf_timeout=engine.udf_timeout,
-                     udf_memory_bytes=engine.udf_memory_bytes, services=engine.services,
-                     near=endpoints_near(engine, options.get("site")))
     progress = _Progress(engine, run_id, len(spec["members"]))
-    ctx.log = lambda level, message: progress.log(level, message, ctx.node)
+    ctx = _context(engine, run_id, principal, twin_id, str(options.get("site") or ""), progress)
     members = [Member(run_id=m["run"], parameters=params[m["run"]], twin_id=m.get("twin")) for m in spec["members"]]
     graph = parse_graph(process)
     group = MemberSet(engine=engine, ensemble_id=run_id, graph=graph, registry=registry, principal=principal,
                       options=options, app_version=app_version, members=members)
     group.faults.process, group.faults.app, group.faults.note = process, app, progress.log  # a lost site's story
+
+    def stage(site: str, charge: str | None = None) -> None:
+        """The ensemble's inputs near ``site`` (compute.staging), charged to ``charge`` or its first member."""
+        if (staging := engine.services.get("staging")) is None:
+            return
+        ids = [m.run_id for m in members]
+        staged = {**options, "site": site}
+        staging(engine, run_id, principal=principal, options=staged, process=process, log=progress.log,
+                check=lambda: _check_canceled(engine, run_id), parameter_sets=[m.parameters for m in members],
+                members=[charge, *(i for i in ids if i != charge)] if charge else ids)
+        if "staging" in staged:
+            options["staging"] = staged["staging"]
+
+    group.faults.restage = stage  # a site lost under the ensemble: its inputs staged near the next one
     engine.executing.add(run_id)
     status, error, value = RunStatus.FINISHED, None, None
     try:
-        if (stage := engine.services.get("staging")) is not None:  # inputs near its site (compute.staging)
-            stage(engine, run_id, principal=principal, options=options, process=process, log=progress.log,
-                  check=lambda: _check_canceled(engine, run_id), members=[m.run_id for m in members],
-                  parameter_sets=[m.parameters for m in members])
+        if options.get("site"):
+            stage(str(options["site"]))
         progress.log("info", f"ensemble of {len(members)} members ({spec['mode']}) on executor "
                              f"{ctx.executor.name} (site {options.get('site') or 'local'}), "
                              f"{options.get('parallel', DEFAULT_PARALLEL)} at a time")
-        shared = group.evaluate_shared(ctx)
+        since = time.monotonic()
+        try:
+            shared = group.evaluate_shared(ctx)
+        except Canceled:
+            raise
+        except Exception:  # its site lost under it: placed again, staged there and rerun (workflows.member_faults)
+            moved = group.faults.shared_moved(since)
+            if moved is None:
+                raise
+            ctx = _context(engine, run_id, principal, twin_id, moved, progress)
+            shared = group.evaluate_shared(ctx)
         progress.log("info", f"shared by every member, evaluated once: {', '.join(shared) or 'nothing'}")
         progress.set(SHARED_SHARE)
         outcomes = group.run(parallel=int(options.get("parallel", DEFAULT_PARALLEL)), done=progress.member_done)

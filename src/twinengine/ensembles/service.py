@@ -29,6 +29,7 @@ from twinengine.workflows import service as runs
 from twinengine.workflows.graph import graph_hash, parse_graph, validate
 from twinengine.workflows.models import RunNode, WorkflowRun
 from twinengine.workflows.schemas import RunStatus
+from twinengine.workflows.site_queues import site_queues
 from twinengine.workflows.udp import user_registry
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ def submit_ensemble(session: Session, engine: WorkflowEngine, *, principal: Prin
     if "x-retry" in process:
         options["manifest_retry"] = process["x-retry"]
     before_queue(session, principal=principal, options=options, process=process,  # its site; quotas
-                 app=f"{twin.app_name}@{twin.app_version}")
+                 app=f"{twin.app_name}@{twin.app_version}", queues=site_queues)
     options["ensemble"] = {
         "mode": modes[0] if modes else "perturb", "seed": seed if not modes else None, "members": members,
         "threshold": _threshold(body, decl, base), "state": dict(decl.state),

@@ -1,6 +1,7 @@
-"""An ensemble's members on a site that is lost under them (``compute.faults``): the site is marked down
-once, the ensemble is placed again without it, and its unfinished members rerun there. The move is told in
-the ensemble's log, in each moved member's log, and in both runs' placement (their provenance)."""
+"""An ensemble's members (or its shared part) on a site that is lost under them (``compute.faults``): the
+site is marked down once, the ensemble is placed again without it, its inputs are staged there, and its
+unfinished members (its shared part) rerun there. The move is told in the ensemble's log, in each moved
+member's log, and in both runs' placement (their provenance); a lost attempt's usage is recorded."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from twinengine.auth.principal import Principal
 from twinengine.compute.faults import replace
+from twinengine.compute.metering import Meter
 from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import TwinEngineError
-from twinengine.workflows.run_faults import record_move, watching
+from twinengine.workflows.run_faults import lost_attempt, record_move, watching
+from twinengine.workflows.site_queues import site_queues
 
 if TYPE_CHECKING:
     from twinengine.compute.site_executors import SiteExecutors
@@ -22,6 +25,7 @@ __all__ = ["MemberFaults"]
 
 Log = Callable[[str, str], None]  # (level, message)
 Progress = Callable[[int, int], None]
+Restage = Callable[[str, str | None], None]  # (the new site, the member charged with what it moves)
 
 
 class MemberFaults:
@@ -35,6 +39,7 @@ class MemberFaults:
         self.process: dict[str, Any] = {}  # the ensemble's graph: placing again reads its inputs
         self.app: str | None = None
         self.note: Log = lambda _level, _message: None  # the ensemble's log
+        self.restage: Restage = lambda _site, _charge: None  # the ensemble's inputs staged near a new site
         self._moves: dict[str, tuple[str | None, str, list[str]]] = {}
         self._lock = threading.Lock()
 
@@ -44,6 +49,29 @@ class MemberFaults:
     def watching(self, site: str, progress: Progress) -> Progress:
         """``progress`` that also stops work waiting on ``site`` once that site is down."""
         return watching(self.engine, site, progress)
+
+    def current(self) -> str:
+        """The site a member starts on now (a move under way, its staging included, is waited for)."""
+        with self._lock:
+            return self.site
+
+    def lost_attempt(self, run_id: str, meter: Meter, site: str) -> None:
+        """Record the usage of a member's attempt lost with ``site`` (status ``lost``)."""
+        lost_attempt(self.engine, run_id, meter, site)
+
+    def shared_moved(self, since: float) -> str | None:
+        """After the ensemble's shared part failed on its site: the site it (and every member) reruns on when
+        that one was lost (probed now, unless a probe after ``since`` answered), or None."""
+        sites, site = self._sites(), self.site
+        if sites is None or site == DEFAULT_SITE:
+            return None
+        reason = sites.watch.lost(site, since=since)
+        if reason is None:
+            return None
+        with self._lock:
+            if site not in self._moves:
+                self._moves[site] = self._move(sites, site, reason, charge=None, shared=True)
+            return self._moves[site][0]
 
     def starting(self, run_id: str, site: str, log: Log) -> None:
         """A member starting on a site the ensemble moved to before it began: its record says why."""
@@ -66,7 +94,7 @@ class MemberFaults:
             return None
         with self._lock:
             if site not in self._moves:
-                self._moves[site] = self._move(sites, site, reason)
+                self._moves[site] = self._move(sites, site, reason, charge=run_id)
             new, why, reasons = self._moves[site]
         if new is None:
             log("error", f"site {site} was lost under this member ({why}); no other site can rerun it")
@@ -75,21 +103,26 @@ class MemberFaults:
         self._record(run_id, site, why, new, reasons, move=True)
         return new
 
-    def _move(self, sites: SiteExecutors, site: str, reason: str) -> tuple[str | None, str, list[str]]:
+    def _move(self, sites: SiteExecutors, site: str, reason: str, *, charge: str | None,
+              shared: bool = False) -> tuple[str | None, str, list[str]]:
+        """Place the ensemble again without ``site`` and stage its inputs there (``charge``: the member whose
+        record pays that staging; none: the first member). ``shared``: its shared part moves too."""
         self.lost.add(site)
         sites.forget(site)
         try:
             with self.engine.db.session(readonly=True) as session:
                 placed = replace(session, owner=self.principal.name, groups=self.principal.groups,
-                                 options=self.options, process=self.process, app=self.app, lost=set(self.lost))
+                                 options=self.options, process=self.process, app=self.app, lost=set(self.lost),
+                                 running_sites=site_queues(session))
         except TwinEngineError as exc:
             self.note("error", f"site {site} was lost mid-ensemble ({reason}); no other site can take its "
                                f"members: {exc.message}")
             return None, reason, []
+        what = "its shared part and members rerun" if shared else "its unfinished members rerun"
+        self.note("warning", f"site {site} was lost mid-ensemble ({reason}); {what} on site {placed.site}")
+        self._record(self.ensemble_id, site, reason, placed.site, placed.reasons, move=shared)
+        self.restage(placed.site, charge)  # before any member starts there (``current`` waits for it)
         self.site = placed.site
-        self.note("warning", f"site {site} was lost mid-ensemble ({reason}); its unfinished members rerun on "
-                             f"site {placed.site}")
-        self._record(self.ensemble_id, site, reason, placed.site, placed.reasons, move=False)
         return placed.site, reason, placed.reasons
 
     def _record(self, run_id: str, lost: str, reason: str, new: str, reasons: list[str], *, move: bool) -> None:

@@ -198,7 +198,7 @@ class MemberSet:
     def _one(self, member: Member) -> MemberOutcome:
         """A member on the ensemble's site; rerun on another site when that one is lost under it (its
         failed attempt is dropped: only the last attempt's end, assets and usage are written)."""
-        site, first = self.faults.site, True
+        site, first = self.faults.current(), True
         carried: list[Any] = []  # the logs of attempts on a lost site: they tell the member's story
         while True:
             since = time.monotonic()
@@ -207,9 +207,9 @@ class MemberSet:
                 if outcome.status == RunStatus.ERROR else None
             if moved is None:
                 break
-            site, first = moved, False
             carried.extend(hooks.logs)
-            hooks.meter.stop()
+            self.faults.lost_attempt(member.run_id, hooks.meter, site)  # what the lost site consumed
+            site, first = moved, False
             if ctx.assets:
                 self.engine.results.delete(member.run_id)
         hooks.logs[:0] = carried

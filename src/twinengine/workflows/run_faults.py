@@ -1,19 +1,25 @@
 """A plain run (not an ensemble's member) on a site lost under it (``compute.faults``): the site is probed
-and marked down, the run is placed again without it and rerun there once. Its log, its placement (its
-provenance) and its options (``faults``) tell the move; work waiting on a silent site is stopped within a
-heartbeat interval plus a probe, as members' work is."""
+and marked down, the run is placed again without it, staged there and rerun there once. Its log, its
+placement (its provenance) and its options (``faults``) tell the move; the lost attempt's usage is recorded
+(status ``lost``); work waiting on a silent site is stopped within a heartbeat interval plus a probe, as
+members' work is."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twinengine.auth.principal import Principal
 from twinengine.compute.faults import replace
+from twinengine.compute.hooks import record_lost_attempt
+from twinengine.compute.metering import Meter, start_meter
+from twinengine.compute.site_executors import endpoints_near, executor_for
 from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import TwinEngineError
 from twinengine.store.base import utcnow
+from twinengine.workflows.context import RunContext
 from twinengine.workflows.models import WorkflowRun
+from twinengine.workflows.site_queues import site_queues
 
 if TYPE_CHECKING:
     from twinengine.compute.site_executors import SiteExecutors
@@ -22,10 +28,20 @@ if TYPE_CHECKING:
 # engine's module imports the runner, so naming it would close a circle of imports.
 WorkflowEngine = Any
 
-__all__ = ["record_move", "site_lost_rerun", "watching"]
+__all__ = ["lost_attempt", "move_run", "record_move", "site_lost_rerun", "watching"]
 
 Log = Callable[[str, str], None]  # (level, message)
 Progress = Callable[[int, int], None]
+
+
+class Attempt(Protocol):
+    """What the runner's hooks lend an attempt: its meter (replaced for the rerun), its log, cancellation."""
+
+    meter: Meter
+
+    def log(self, level: str, message: str, node: str | None = None) -> None: ...
+
+    def check_canceled(self) -> None: ...
 
 
 def _sites(engine: WorkflowEngine) -> SiteExecutors | None:
@@ -63,7 +79,7 @@ def site_lost_rerun(engine: WorkflowEngine, run_id: str, *, principal: Principal
     try:
         with engine.db.session(readonly=True) as session:
             placed = replace(session, owner=principal.name, groups=principal.groups, options=options,
-                             process=process, app=app, lost={site})
+                             process=process, app=app, lost={site}, running_sites=site_queues(session))
     except TwinEngineError as exc:
         log("error", f"site {site} was lost under this run ({reason}); no other site can rerun it: {exc.message}")
         return None
@@ -91,3 +107,32 @@ def record_move(engine: WorkflowEngine, run_id: str, lost: str, reason: str, new
         options["faults"] = [*options.get("faults", []), {"site": lost, "reason": reason, "rerun_on": new,
                                                            "at": utcnow().isoformat()}]
         run.options = options
+
+
+def lost_attempt(engine: WorkflowEngine, run_id: str, meter: Meter, site: str) -> None:
+    """Record what an attempt lost with ``site`` used (``compute.hooks.record_lost_attempt``), now: it ended."""
+    with engine.db.session() as session:
+        record_lost_attempt(session, session.get(WorkflowRun, run_id), meter, site=site)
+
+
+def move_run(engine: WorkflowEngine, run_id: str, *, principal: Principal, options: dict[str, Any],
+             process: dict[str, Any], app: str | None, parameters: dict[str, Any], ctx: RunContext,
+             attempt: Attempt) -> bool:
+    """After the run's graph failed: when its site was lost, place it again (``site_lost_rerun``), record
+    the lost attempt's usage, drop what it kept, point ``ctx`` at the new site and stage the run's inputs
+    there. False when the failure is the run's own (or it cannot move): the caller raises it."""
+    lost = str(options.get("site") or DEFAULT_SITE)
+    if site_lost_rerun(engine, run_id, principal=principal, options=options, process=process, app=app,
+                       log=attempt.log) is None:
+        return False
+    lost_attempt(engine, run_id, attempt.meter, lost)
+    attempt.meter = start_meter()  # the rerun's own usage (its site noted by executor_for)
+    if ctx.assets:  # what the lost attempt kept is not the run's result
+        ctx.assets.clear()
+        engine.results.delete(run_id)
+    ctx.inputs.clear()
+    ctx.executor, ctx.near = executor_for(engine, options), endpoints_near(engine, options.get("site"))
+    if (stage := engine.services.get("staging")) is not None:  # its inputs near the new site (compute.staging)
+        stage(engine, run_id, principal=principal, options=options, process=process, log=attempt.log,
+              check=attempt.check_canceled, parameter_sets=[parameters])
+    return True

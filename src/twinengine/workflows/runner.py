@@ -30,7 +30,7 @@ from twinengine.workflows.provenance import run_lineage
 from twinengine.workflows.registry import ProcessRegistry
 from twinengine.workflows.results import Asset, describe_results
 from twinengine.workflows.run_endings import stopped_error
-from twinengine.workflows.run_faults import site_lost_rerun, watching
+from twinengine.workflows.run_faults import move_run, watching
 from twinengine.workflows.schemas import RunStatus
 from twinengine.workflows.udp import user_registry
 
@@ -275,14 +275,10 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
                 result = evaluator.run(graph)
             except Canceled:
                 raise
-            except Exception:  # its site lost under it: placed again and rerun once (workflows.run_faults)
-                if site_lost_rerun(engine, run_id, principal=principal, options=options, process=process, app=app,
-                                   log=hooks.log) is None:
+            except Exception:  # its site lost under it: placed again, staged and rerun once (workflows.run_faults)
+                if not move_run(engine, run_id, principal=principal, options=options, process=process, app=app,
+                                parameters=parameters, ctx=ctx, attempt=hooks):
                     raise
-                if ctx.assets:  # what the lost attempt kept is not the run's result
-                    ctx.assets.clear()
-                    engine.results.delete(run_id)
-                ctx.executor, ctx.near = executor_for(engine, options), endpoints_near(engine, options.get("site"))
                 ctx.compute_progress = watching(engine, str(options["site"]), hooks.compute_progress)
                 evaluator = Evaluator(registry, parameters, hooks=hooks, retry=_retry_policy(options),
                                       cache=hooks.cache, app_version=app_version, fingerprint=fingerprint)

@@ -32,6 +32,7 @@ from twinengine.workflows.apps import read_app_file
 from twinengine.workflows.graph import graph_hash, parse_graph, parse_process, validate
 from twinengine.workflows.models import RunLog, RunNode, WorkflowRun
 from twinengine.workflows.schemas import RunOptions, RunStatus
+from twinengine.workflows.site_queues import site_queues
 from twinengine.workflows.udp import user_registry
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def submit(session: Session, engine: WorkflowEngine, *, principal: Principal, pr
         opts.setdefault("manifest_retry", process["x-retry"])
     if queue:
         before_queue(session, principal=principal, options=opts, process=process,  # the site, quotas
-                     app=f"{twin.app_name}@{twin.app_version}" if twin else None)
+                     app=f"{twin.app_name}@{twin.app_version}" if twin else None, queues=site_queues)
     now = utcnow()
     run = WorkflowRun(id=run_id, kind=kind, owner=principal.name, title=title, description=description,
                       twin_id=twin.id if twin else None, twin_name=twin.name if twin else None,
