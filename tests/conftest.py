@@ -56,12 +56,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 EVERY_STORE = os.environ.get("TWIN_TEST_EVERY_STORE", "") not in ("", "0")
+# Slow cases against real servers (marked ci_only) run where TWIN_TEST_FULL is set: .ci/run sets it, so CI runs
+# the whole suite; a local `make test` deselects them and says how many, and how to run them.
+FULL = os.environ.get("TWIN_TEST_FULL", "") not in ("", "0")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    kept, dropped = [], []
+    kept, dropped, ci_only = [], [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
+        if not FULL and _ci_only(item, callspec.params.get("backend") if callspec is not None else None):
+            ci_only.append(item)
+            continue
         if callspec is not None and callspec.params.get("backend") == "postgresql":
             item.add_marker(pytest.mark.postgres)
             on_sqlite_too = "sqlite" in BACKENDS  # TWIN_TEST_BACKENDS=postgresql runs everything there
@@ -69,13 +75,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 dropped.append(item)
                 continue
         kept.append(item)
+    if dropped or ci_only:
+        config.hook.pytest_deselected(items=dropped + ci_only)
     if dropped:
-        config.hook.pytest_deselected(items=dropped)
         config.stash[ON_SQLITE_ONLY] = len(dropped)
+    if ci_only:
+        config.stash[CI_ONLY] = len(ci_only)
     items[:] = longest_files_first(kept)
 
 
 ON_SQLITE_ONLY = pytest.StashKey[int]()
+
+
+def _ci_only(item: pytest.Item, backend: str | None) -> bool:
+    """Marked ``ci_only``, or ``ci_only(backend="postgresql")`` and this is that store's variant."""
+    marker = item.get_closest_marker("ci_only")
+    return marker is not None and marker.kwargs.get("backend", backend) == backend
+
+CI_ONLY = pytest.StashKey[int]()
 
 
 def _chose_backend(item: pytest.Item) -> bool:
@@ -96,6 +113,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             "PostgreSQL variants ran for the tests marked every_store (the store and concurrency tests, and those "
             "reaching code only PostgreSQL runs)" + (f"; {dropped} others were deselected" if dropped else "")
             + "; TWIN_TEST_EVERY_STORE=1 runs every test on both stores")
+    if not FULL:
+        skipped = config.stash.get(CI_ONLY, None)
+        terminalreporter.write_line(
+            "Slow cases against real servers (marked ci_only) run in CI"
+            + (f"; {skipped} were deselected here" if skipped else "")
+            + "; TWIN_TEST_FULL=1 make test runs them too")
 
 
 def longest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:

@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 from helpers import need_sandbox, unavailable
 from twinengine.cli.main import app as cli_app
 
+pytestmark = pytest.mark.ci_only  # builds the app's environment from the package index (xclim; minutes)
+
 APP = Path(__file__).resolve().parents[2] / "examples" / "apps" / "climate-extremes"
 XCLIM = "xclim==0.62.0"
 

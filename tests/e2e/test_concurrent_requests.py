@@ -23,7 +23,9 @@ from helpers import RIVER_REACH, admin_token, serve_settings
 from twinengine.client import Client
 from twinengine.config import Settings
 
-pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+# ci_only: twelve clients against a real twin serve on PostgreSQL
+# the store itself, its concurrency, or engines in several processes: both stores
+pytestmark = [pytest.mark.every_store, pytest.mark.ci_only(backend="postgresql")]
 
 CLIENTS = 12
 GRAPH = {"process_graph": {"add": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": True}}}

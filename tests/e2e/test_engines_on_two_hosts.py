@@ -20,7 +20,9 @@ from streams_fixtures import eventually, gauge, require_nats
 from twinengine.client import Client
 from twinengine.config import Settings
 
-pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+# ci_only: two twin serve engines on PostgreSQL and NATS, one killed -9
+# the store itself, its concurrency, or engines in several processes: both stores
+pytestmark = [pytest.mark.every_store, pytest.mark.ci_only]
 
 READINGS = 120
 BATCH = 5

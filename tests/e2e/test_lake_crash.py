@@ -22,6 +22,8 @@ from helpers import serve_engine as serve
 from twinengine.client import Client
 from twinengine.errors import DidNotFound
 
+pytestmark = pytest.mark.ci_only  # kill -9 of a real engine during uploads and transfers
+
 ENV = {"TWIN_LAKE_STALE_AFTER": "PT2S", "TWIN_LAKE_TRANSFER_BACKOFF": "PT1S", "TWIN_LAKE_TOMBSTONE_GRACE": "PT0S"}
 
 

@@ -28,7 +28,9 @@ from helpers import RIVER_REACH, admin_token, free_port, serve_engine, serve_set
 from twinengine.client import Client
 from twinengine.config import Settings
 
-pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+# ci_only: 64 clients against a real twin serve on each store
+# the store itself, its concurrency, or engines in several processes: both stores
+pytestmark = [pytest.mark.every_store, pytest.mark.ci_only]
 
 TWINS = 4
 WRITERS, READERS, PROBES, SYNC_GRAPHS, ASYNC_RUNS = 36, 12, 4, 6, 6  # 64 clients

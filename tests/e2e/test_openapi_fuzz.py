@@ -73,6 +73,7 @@ def _seeded(settings: Settings) -> tuple[Runtime, FastAPI, str]:
 
 @pytest.mark.slow
 @pytest.mark.every_store  # PostgreSQL refuses what SQLite takes (a NUL in text, out-of-range numbers)
+@pytest.mark.ci_only(backend="postgresql")  # every operation again against the real server (about 4 minutes)
 @pytest.mark.timeout(900)  # every operation of the API: under load its PostgreSQL variant ran past 300 s
 def test_no_generated_input_makes_a_server_error(settings: Settings) -> None:
     runtime, app, token = _seeded(settings)

@@ -30,6 +30,8 @@ from helpers import REPO, free_port, serve_engine, stop_process, unavailable
 from oidc_fixtures import SERVICE_CLIENT, SERVICE_SECRET, start_provider
 from workflow_data import write_collection
 
+pytestmark = pytest.mark.ci_only  # the official suite against a real twin serve and OpenID provider (about 6 minutes)
+
 DATA = REPO / "tests" / "data"
 SPEC = REPO / "src" / "twinengine" / "workflows" / "openeo" / "spec"
 SUITE_TIMEOUT = 900

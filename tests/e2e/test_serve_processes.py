@@ -26,7 +26,9 @@ from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.daemons.primary import PRIMARY_LOCK
 
-pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+# ci_only: twin serve --processes on PostgreSQL and NATS, kill -9 and SIGTERM
+# the store itself, its concurrency, or engines in several processes: both stores
+pytestmark = [pytest.mark.every_store, pytest.mark.ci_only]
 
 WRITERS = 24
 WRITE_SECONDS = 4.0

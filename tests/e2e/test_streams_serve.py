@@ -23,6 +23,8 @@ from twinengine.config import Settings
 from twinengine.errors import EngineUnavailable, TwinEngineError
 from twinengine.runtime import Runtime
 
+pytestmark = pytest.mark.ci_only  # kill -9 of a real twin serve during ingestion, on each stream log
+
 BATCH = 250
 
 

@@ -14,7 +14,9 @@ from subscription_fixtures import smtp_server
 from twinengine.client import Client
 from twinengine.config import Settings
 
-pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+# ci_only: two twin serve processes on PostgreSQL
+# the store itself, its concurrency, or engines in several processes: both stores
+pytestmark = [pytest.mark.every_store, pytest.mark.ci_only(backend="postgresql")]
 
 CHANGES = 6
 

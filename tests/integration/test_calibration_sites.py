@@ -102,6 +102,7 @@ def test_a_site_lost_mid_calibration_ends_it_naming_the_site(engine: Engine) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.ci_only  # a real single-node Slurm cluster
 def test_a_calibration_on_a_slurm_site_runs_in_dask_workers_that_are_slurm_jobs(
         engine: Engine, local_slurm: LocalSlurm) -> None:  # noqa: F811
     import json

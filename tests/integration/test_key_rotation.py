@@ -17,7 +17,9 @@ from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.errors import TokenInvalid
 
-pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+# ci_only: two engines on PostgreSQL following a key rotation
+# the store itself, its concurrency, or engines in several processes: both stores
+pytestmark = [pytest.mark.every_store, pytest.mark.ci_only(backend="postgresql")]
 
 
 def _kid(token: str) -> str:

@@ -20,7 +20,7 @@ from twinengine.api import create_app
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ci_only]  # ci_only: a real mlflow server
 
 
 

@@ -28,7 +28,9 @@ from twinengine.workflows import service
 from twinengine.workflows.lake_arrivals import LakeArrivals
 from twinengine.workflows.runner import claim, execute
 
-pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+# ci_only: each hot path again on PostgreSQL
+# the store itself, its concurrency, or engines in several processes: both stores
+pytestmark = [pytest.mark.every_store, pytest.mark.ci_only(backend="postgresql")]
 
 CALLS = 20
 BOUND = 50  # unreachable objects per call: an alias per call left 430 to 840, a run 222; an IN list about 10

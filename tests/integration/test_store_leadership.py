@@ -23,7 +23,8 @@ from streams_fixtures import eventually, require_nats
 from twinengine.config import Settings
 from twinengine.daemons.leadership import StoreLeadership
 
-pytestmark = [pytest.mark.postgres, pytest.mark.every_store]
+# ci_only: engines in real processes electing through PostgreSQL, killed and cut off
+pytestmark = [pytest.mark.postgres, pytest.mark.every_store, pytest.mark.ci_only]
 
 
 CONTENDER = """

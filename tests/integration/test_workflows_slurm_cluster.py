@@ -23,6 +23,8 @@ from twinengine.runtime import Runtime
 from twinengine.workflows.executors import SlurmExecutor
 from workflow_data import daily_graph, write_collection, zonal_expected, zonal_graph
 
+pytestmark = pytest.mark.ci_only  # a real single-node Slurm cluster
+
 GRAPH = daily_graph("max", "add", 1)
 
 
