@@ -11,7 +11,9 @@ answers), ``twin serve`` runs as its own process and the SDK writes to it over l
 - batched: ``POST /api/v1/state/batch`` with ``--items`` items of three values each, over ten twins;
 - 1 vs 10 writers: single-revision PATCHes to ten different twins from one client process, then from ten
   client processes at once (each its own interpreter, as ten gauges or ten users are: a client process of
-  ten threads would measure its own interpreter lock).
+  ten threads would measure its own interpreter lock);
+- ``--writers`` (8) writers: as many client processes writing at once, each to its own twin, printed as a
+  ratio against ``GET /me`` of the same run (the goal: at least half of it).
 
 With ``--processes 1,2`` PostgreSQL is served once per number of engine processes (``twin serve
 --processes N``, on a NATS stream log, which several processes need; skipped with a note when NATS does not
@@ -20,7 +22,7 @@ the floor measured in the same run (writes/s against transactions/s; values/s ag
 transaction), and the machine's cores are printed beside it: ten writers cannot do more than the cores
 left after the store and the clients take theirs.
 
-Usage: python bench/state_batch.py [--writes 300] [--batches 10] [--items 1000] [--processes 1,2]
+Usage: python bench/state_batch.py [--writes 300] [--batches 10] [--items 1000] [--writers 8] [--processes 1,2]
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def measure(url: str, admin_token: str, engine: int, writes: int, batches: int,
-            items: int) -> tuple[dict[str, float], Usage]:
+            items: int, many: int) -> tuple[dict[str, float], Usage]:
     with Client(url, admin_token) as admin:
         Client(url, admin.create_token("ada", "developer").token).publish_app(APP)
         token = admin.create_token("uma", "user").token
@@ -132,6 +134,7 @@ def measure(url: str, admin_token: str, engine: int, writes: int, batches: int,
 
     rates["1 writer"], _ = writers(url, token, names, 1, writes, engine)
     rates["10 writers"], used = writers(url, token, names, 10, writes, engine)
+    rates["many writers"], _ = writers(url, token, names, many, writes, engine)
     rates["engine ms/write"] = used.engine / writes * 1000
     return rates, used
 
@@ -218,6 +221,8 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=300)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--writers", type=int, default=8, choices=range(1, TWINS + 1), metavar="1..10",
+                        help="concurrent writers (client processes) measured against GET /me")
     parser.add_argument("--processes", default="1", help="engine processes serving PostgreSQL, comma-separated")
     parser.add_argument("--backends", default="sqlite,postgresql", help="stores to serve, comma-separated")
     args = parser.parse_args()
@@ -228,7 +233,8 @@ def main() -> None:
         if "sqlite" in backends:
             floor = floor_sqlite(Path(tmp) / "floor.db", args.writes)
             with served(Path(tmp) / "sqlite", None) as (url, token, pid):
-                rows.append(("sqlite", 1, floor, measure(url, token, pid, args.writes, args.batches, args.items)))
+                rows.append(("sqlite", 1, floor, measure(url, token, pid, args.writes, args.batches, args.items,
+                                                         args.writers)))
         admin_url = postgres_url() if "postgresql" in backends else None
         nats = nats_url() if any(n > 1 for n in counts) else None
         if any(n > 1 for n in counts) and nats is None:
@@ -244,7 +250,8 @@ def main() -> None:
                     with served(Path(tmp) / f"pg-{processes}", sa_url, processes,
                                 nats if processes > 1 else None) as (url, token, pid):
                         rows.append(("postgresql", processes, floor,
-                                     measure(url, token, pid, args.writes, args.batches, args.items)))
+                                     measure(url, token, pid, args.writes, args.batches, args.items,
+                                             args.writers)))
                 finally:
                     drop()
         elif "postgresql" in backends:
@@ -259,7 +266,12 @@ def main() -> None:
               f"{r['single'] / floor:>8.2f}{r['single'] / r['trivial']:>7.2f}{r['batched']:>18,.0f}"
               f"{r['batched'] / (3 * floor):>12.2f}{r['1 writer']:>12.0f}{r['10 writers']:>14.0f}"
               f"{r['10 writers'] / r['1 writer']:>7.2f}")
-    print("\ngoals: single ÷ floor >= 0.5; batched >= 20,000 values/s; 10 writers ÷ 1 >= 4 on PostgreSQL")
+    print(f"\n{args.writers} concurrent writers (client processes, each its own twin) against GET /me of the same run")
+    for name, processes, _floor, (r, _used) in rows:
+        print(f"{name:<12}{processes:>6}  GET /me {r['trivial']:.0f}/s; {args.writers} writers "
+              f"{r['many writers']:.0f} writes/s; {args.writers} writers ÷ GET {r['many writers'] / r['trivial']:.2f}")
+    print("\ngoals: single ÷ floor >= 0.5; batched >= 20,000 values/s; 10 writers ÷ 1 >= 4 on PostgreSQL; "
+          f"{args.writers} writers ÷ GET >= 0.5 on SQLite")
     print("(÷GET: a single writer against a trivial authenticated request of the same client and server)")
     print("\nwhile 10 writers wrote: cores busy, and the engine's CPU per write")
     for name, processes, _floor, (r, used) in rows:

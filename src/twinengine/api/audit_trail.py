@@ -20,7 +20,7 @@ from twinengine.auth import audit
 from twinengine.auth.principal import Principal
 
 __all__ = ["AUDITED_KEY", "PENDING_KEY", "PRINCIPAL_SCOPE_KEY", "WRITE_METHODS", "record_request",
-           "record_with_commit"]
+           "record_with_commit", "request_event"]
 
 log = logging.getLogger("twinengine.audit")
 
@@ -38,9 +38,13 @@ def _operation(scope: Scope) -> str:
 
 
 def record_request(session: Session, scope: Scope, status: int) -> None:
+    audit.record_all(session, [request_event(scope, status)])
+
+
+def request_event(scope: Scope, status: int) -> dict[str, Any]:
+    """The audit row of the request of ``scope`` that answered ``status`` (``audit.record_all`` adds it)."""
     principal: Principal | None = scope.get(PRINCIPAL_SCOPE_KEY)
-    audit.record(
-        session,
+    return audit.event(
         actor=principal.name if principal else "anonymous",
         role=principal.role.value if principal else None,
         action=_operation(scope),

@@ -13,7 +13,7 @@ from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.store.base import utcnow
 
-__all__ = ["list_events", "outcome_of", "record"]
+__all__ = ["event", "list_events", "outcome_of", "record", "record_all"]
 
 
 def outcome_of(status: int) -> str:
@@ -38,8 +38,21 @@ def record(
 ) -> None:
     """Add one event in the caller's transaction. A Core insert: every write request records one, and the
     ORM's unit of work would cost more than the statement."""
-    session.execute(_INSERT, {"at": utcnow(), "actor": actor, "role": role, "action": action,
-                              "target": target[:400], "outcome": outcome, "status": status, "detail": detail})
+    record_all(session, [event(actor=actor, action=action, target=target, outcome=outcome, role=role,
+                               status=status, detail=detail)])
+
+
+def event(*, actor: str, action: str, target: str, outcome: str, role: str | None = None, status: int | None = None,
+          detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One event's row, for ``record_all``."""
+    return {"at": utcnow(), "actor": actor, "role": role, "action": action, "target": target[:400],
+            "outcome": outcome, "status": status, "detail": detail}
+
+
+def record_all(session: Session, events: list[dict[str, Any]]) -> None:
+    """Add the ``event`` rows in the caller's transaction, in one statement (the writes of a group)."""
+    if events:
+        session.connection().execute(_INSERT, events)
 
 
 _INSERT = insert(cast(Table, AuditEvent.__table__))

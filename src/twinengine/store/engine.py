@@ -23,6 +23,8 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from twinengine.store.writer import StoreWriter
+
 __all__ = ["Database", "make_engine"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -130,6 +132,10 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(_reader(self.engine), expire_on_commit=False)
         self._probe_engine: Engine | None = None
+        # SQLite has one write lock for the whole file: writes that would queue on it are better grouped by
+        # one writer (store.writer). A server database locks rows, and its writers of different rows proceed
+        # side by side: none there.
+        self.writer = StoreWriter(self.sessions) if self.backend == "sqlite" else None
 
     def probe(self) -> None:
         """``SELECT 1``, raising if the store cannot answer. On a server database it runs on connections of
@@ -181,6 +187,8 @@ class Database:
             session.close()
 
     def dispose(self) -> None:
+        if self.writer is not None:
+            self.writer.close()  # the writes handed in are committed first
         self.engine.dispose()
         if self._probe_engine is not None:
             self._probe_engine.dispose()

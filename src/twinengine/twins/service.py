@@ -20,7 +20,14 @@ from twinengine.auth.principal import Principal
 from twinengine.auth.service import ensure_identity, get_identity
 from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import Manifest, parse_app_ref
-from twinengine.errors import NotFound, PermissionDenied, TwinNameTaken, TwinNotFound, ValidationFailed
+from twinengine.errors import (
+    NotFound,
+    PermissionDenied,
+    TwinEngineError,
+    TwinNameTaken,
+    TwinNotFound,
+    ValidationFailed,
+)
 from twinengine.quality.spec import Flag
 from twinengine.store.base import LIMIT_ONE, lock_for_delete, upsert
 from twinengine.twins import places, state, state_quality
@@ -58,6 +65,8 @@ __all__ = [
     "read_revision",
     "read_state",
     "revoke",
+    "twin_to_operate",
+    "twins_to_operate",
     "write_state",
 ]
 
@@ -163,6 +172,8 @@ _WITH_DIGEST = select(Twin, catalog.digest_of(Twin.app_id))
 _BY_ID_OR_NAME = (_WITH_DIGEST.where(or_(Twin.id == bindparam("ref"), Twin.name == bindparam("ref")))
                   .order_by(Twin.id != bindparam("ref")).limit(LIMIT_ONE))  # an id first, as get_twin
 _BY_NAME = _WITH_DIGEST.where(Twin.name == bindparam("ref"))
+_BY_REFS = _WITH_DIGEST.where(or_(Twin.id.in_(bindparam("refs", expanding=True)),
+                                  Twin.name.in_(bindparam("refs", expanding=True))))
 
 
 def _twin_and_manifest(session: Session, *, principal: Principal, ref: str, action: str) -> tuple[Twin, Manifest]:
@@ -296,12 +307,38 @@ def write_state(session: Session, *, principal: Principal, ref: str, reported: d
                 quality: dict[str, Any] | None = None) -> tuple[Twin, RevisionRead]:
     """Validate and append one revision of reported and/or desired values; ``quality``: what a workflow
     says of the inputs its values were computed from (quality/pedigree.py), kept with each value."""
-    twin, manifest = _twin_and_manifest(session, principal=principal, ref=ref, action="twin.operate")
+    twin, manifest = twin_to_operate(session, principal=principal, ref=ref)
     values = state.validate_write(manifest, {StateKind.REPORTED: reported, StateKind.DESIRED: desired})
     if quality is not None:
         values = [dataclasses.replace(v, quality=quality) for v in values]
     return twin, state.append_revision(session, twin, values, author=principal.name, message=message,
                                        manifest=manifest)
+
+
+def twin_to_operate(session: Session, *, principal: Principal, ref: str) -> tuple[Twin, Manifest]:
+    """The twin ``principal`` may operate (write its state) and its app's manifest, in one query."""
+    return _twin_and_manifest(session, principal=principal, ref=ref, action="twin.operate")
+
+
+def twins_to_operate(session: Session, calls: Sequence[tuple[Principal, str]]
+                     ) -> list[tuple[Twin, Manifest] | TwinEngineError]:
+    """``twin_to_operate`` for many (caller, ref) pairs with one query: for each, the twin and its manifest,
+    or the error ``twin_to_operate`` raises for it."""
+    rows = session.execute(_BY_REFS, {"refs": list({ref for _principal, ref in calls})}).all()
+    by_id = {twin.id: (twin, digest) for twin, digest in rows}
+    by_name = {twin.name: (twin, digest) for twin, digest in rows}
+    out: list[tuple[Twin, Manifest] | TwinEngineError] = []
+    for principal, ref in calls:
+        found = (by_id.get(ref) if _ID.match(ref) else None) or by_name.get(ref)  # an id first, as get_twin
+        try:
+            if found is None:
+                raise TwinNotFound(f"no twin with id or name {ref!r}")
+            twin, digest = found
+            require(principal, "twin.operate", twin, target=f"twin {ref}")
+            out.append((twin, catalog.manifest_by_digest(session, twin.app_id, digest)))
+        except TwinEngineError as error:
+            out.append(error)
+    return out
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -68,6 +68,7 @@ __all__ = [
     "read_property",
     "read_state",
     "rebuild_heads",
+    "revision_read",
     "revisions",
     "snapshot_at_revision",
     "validate_write",
@@ -132,9 +133,15 @@ def append_revision(
         values = state_checks.judge(session, twin.id, manifest, [values])[0]
     now = utcnow()
     number = log_writes.append_one(session, twin, values, author=author, message=message, now=now)
+    return revision_read(twin.id, number, values, recorded_at=now, author=author, message=message)
+
+
+def revision_read(twin_id: str, number: int, values: list[NewValue], *, recorded_at: datetime, author: str,
+                  message: str | None) -> RevisionRead:
+    """The answer to a write of one revision, as appended."""
     changes = [ValueChange(property=v.property, kind=v.kind, value=v.value, unit=v.unit, timestamp=v.timestamp,
                            uncertainty=v.uncertainty, quality=v.quality) for v in values]
-    return RevisionRead(twin_id=twin.id, revision=number, recorded_at=now, author=author, message=message,
+    return RevisionRead(twin_id=twin_id, revision=number, recorded_at=recorded_at, author=author, message=message,
                         changes=changes)
 
 

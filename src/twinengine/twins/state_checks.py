@@ -13,18 +13,19 @@ index seek) and the new ones. Properties without checks cost nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Integer, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from twinengine.quality import checks
 from twinengine.quality.spec import FLAGS, FlatlineCheck, RangeCheck, SpikeCheck, StateCheck, StateGapCheck
 from twinengine.quality.stored import unpack
-from twinengine.store.base import utcnow
+from twinengine.store.base import LIMIT_ONE, utcnow
 
 if TYPE_CHECKING:
     from twinengine.catalog.manifest import Manifest
@@ -56,27 +57,32 @@ def _depth(declared: Sequence[StateCheck]) -> int:
     return depth
 
 
-def _earlier(session: Session, twin_id: str, prop: str, depth: int) -> tuple[list[float], list[int]]:
-    """The property's last ``depth`` reported values (numbers; NaN for anything else) and their times, oldest
-    first."""
+@functools.cache
+def _seeks() -> tuple[Select[Any], Select[Any]]:
+    """The two reads a judgement makes of a property's reported values, built once (and run on the session's
+    connection): building them and the ORM's execution layer cost more than SQLite's seek itself."""
     from twinengine.twins.models import StateValue
     from twinengine.twins.schemas import StateKind
 
-    rows = list(session.execute(select(StateValue.value, StateValue.timestamp).where(
-        StateValue.twin_id == twin_id, StateValue.property == prop, StateValue.kind == StateKind.REPORTED.value)
-        .order_by(StateValue.revision.desc()).limit(depth)).all())
+    own = (StateValue.twin_id == bindparam("twin"), StateValue.property == bindparam("prop"),
+           StateValue.kind == StateKind.REPORTED.value)
+    earlier = (select(StateValue.value, StateValue.timestamp).where(*own).order_by(StateValue.revision.desc())
+               .limit(bindparam("depth", type_=Integer)))
+    newest = select(StateValue.timestamp).where(*own).order_by(StateValue.timestamp.desc()).limit(LIMIT_ONE)
+    return earlier, newest
+
+
+def _earlier(session: Session, twin_id: str, prop: str, depth: int) -> tuple[list[float], list[int]]:
+    """The property's last ``depth`` reported values (numbers; NaN for anything else) and their times, oldest
+    first."""
+    rows = list(session.connection().execute(_seeks()[0], {"twin": twin_id, "prop": prop, "depth": depth}))
     rows.reverse()
     return [_number(unpack(v).value) for v, _t in rows], [_micros(t) for _v, t in rows]
 
 
 def _newest_time(session: Session, twin_id: str, prop: str) -> int | None:
     """The latest timestamp among the property's reported values (a backward seek on the log's time index)."""
-    from twinengine.twins.models import StateValue
-    from twinengine.twins.schemas import StateKind
-
-    stamp = session.execute(select(StateValue.timestamp).where(
-        StateValue.twin_id == twin_id, StateValue.property == prop, StateValue.kind == StateKind.REPORTED.value)
-        .order_by(StateValue.timestamp.desc()).limit(1)).scalar()
+    stamp = session.connection().execute(_seeks()[1], {"twin": twin_id, "prop": prop}).scalar()
     return None if stamp is None else _micros(stamp)
 
 

@@ -10,6 +10,7 @@ from fastapi import Body, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.grouped_writes import write_through_store
 from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import Permission
@@ -41,6 +42,7 @@ from twinengine.twins.schemas import (
     TwinState,
     ValueChange,
 )
+from twinengine.twins.write_group import StateWriteCall, write_one, write_together
 from twinengine.types import INT32_MAX
 
 __all__ = ["router"]
@@ -178,12 +180,15 @@ def group_grants_delete(twin: TwinRef, group: GroupRef, session: SessionDep, pri
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.patch("/{twin}/state", name="state_write", summary="Report and/or desire properties: one new revision")
+@router.patch("/{twin}/state", name="state_write", response_model=RevisionRead,
+              summary="Report and/or desire properties: one new revision")
 @acts("twin.operate")
-def state_write(twin: TwinRef, body: StateWrite, session: SessionDep, principal: PrincipalDep) -> RevisionRead:
-    _, revision = service.write_state(session, principal=principal, ref=twin, reported=body.reported,
-                                      desired=body.desired, message=body.message)
-    return revision
+async def state_write(twin: TwinRef, body: StateWrite, request: Request, principal: PrincipalDep,
+                      runtime: RuntimeDep) -> Response:
+    """Answered once the revision is durable; concurrent writes share one commit (``api.grouped_writes``)."""
+    call = StateWriteCall(principal, twin, body.reported, body.desired, body.message)
+    revision = await write_through_store(runtime, request.scope, call, write_one, together=write_together)
+    return Response(revision.model_dump_json(by_alias=True), media_type="application/json")
 
 
 @router.get("/{twin}/state", name="state_read", response_model=TwinState,
