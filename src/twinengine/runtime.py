@@ -37,6 +37,7 @@ from twinengine.streams.compaction import SegmentSink
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.streams.notify import Notifier
 from twinengine.twins import service as twins_service
+from twinengine.twins.log_writes import REVISIONS_KEY
 from twinengine.workers.apps import AppCode
 from twinengine.workers.envs import Environments
 from twinengine.workers.service import Workers
@@ -52,7 +53,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Runtime"]
 
-REVISIONS_KEY = "twinengine.revisions"  # (twin id, revision) pairs written in a session, announced on commit
+
+def _forget_revisions(session: Session) -> None:
+    """The transaction rolled back: nothing it noted was written (a savepoint's end leaves the notes)."""
+    if not session.in_nested_transaction():
+        session.info.pop(REVISIONS_KEY, None)
 
 
 @dataclass
@@ -94,8 +99,10 @@ class Runtime:
 
     def _listen(self) -> None:
         # State revisions are announced after their commit (twins.state records them in session.info).
+        # SQLAlchemy fires both when a SAVEPOINT ends too: only the outermost transaction's end counts (a
+        # revision written in a savepoint is not yet committed; a savepoint rolled back keeps the notes before it).
         event.listen(self.db.sessions, "after_commit", self._announce_revisions)
-        event.listen(self.db.sessions, "after_rollback", lambda s: s.info.pop(REVISIONS_KEY, None))
+        event.listen(self.db.sessions, "after_rollback", _forget_revisions)
         from twinengine.workflows.ml_processes import register_processes
 
         register_processes(self.workflows.registry, lambda: self.ml)  # train_model, predict
@@ -107,6 +114,8 @@ class Runtime:
         calibration_processes(self.workflows.registry, lambda: self.calibrations)  # calibrate
 
     def _announce_revisions(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return
         for twin_id, _revision in session.info.pop(REVISIONS_KEY, ()):
             self.notifier.notify(f"state:{twin_id}")
 
