@@ -30,18 +30,15 @@ try:  # Keras brings absl, whose log handler keeps the stderr it first saw (a te
 except ImportError:  # the ml extra is not installed
     pass
 from sqlalchemy import text
-from starlette.testclient import TestClient
 
 from browser import chromium_browser  # noqa: F401  (one Chromium per test process, for every browser test)
-from helpers import Engine, admin_token, copy_sqlite, need_sandbox, unavailable
-from twinengine.api import create_app
+from helpers import Engine, copy_sqlite, engine_on, need_sandbox, unavailable
 from twinengine.config import Settings
-from twinengine.runtime import Runtime
 from twinengine.store import migrate
 from twinengine.store.base import Base
 from twinengine.store.engine import Database
 
-pytest_plugins = ["pg_fixtures", "demo_fixtures"]  # own_database (PostgreSQL); demo_run (one twin demo per run)
+pytest_plugins = ["pg_fixtures", "demo_fixtures", "staging_fixtures"]  # own_database; demo_run; lake_engine
 
 DURATIONS = Path(__file__).resolve().parent / "durations.json"
 BACKENDS = [b for b in os.environ.get("TWIN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
@@ -224,10 +221,5 @@ def settings(tmp_path: Path, database_url: str | None) -> Settings:
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     """A started engine (migrated store, bootstrapped admin) served in-process."""
-    runtime = Runtime.from_settings(settings)
-    app = create_app(runtime=runtime)
-    try:
-        with TestClient(app) as http:
-            yield Engine(runtime=runtime, app=app, http=http, admin_token=admin_token(settings))
-    finally:
-        runtime.close()
+    with engine_on(settings) as started:
+        yield started

@@ -237,6 +237,20 @@ def need_sandbox() -> None:
         unavailable("bwrap", problem)
 
 
+@contextmanager
+def engine_on(settings: Settings) -> Iterator[Engine]:
+    """An engine started on ``settings`` (migrated store, bootstrapped admin), served in-process; closed after."""
+    from twinengine.api import create_app
+
+    runtime = Runtime.from_settings(settings)
+    app = create_app(runtime=runtime)
+    try:
+        with TestClient(app) as http:
+            yield Engine(runtime=runtime, app=app, http=http, admin_token=admin_token(settings))
+    finally:
+        runtime.close()
+
+
 def admin_token(engine: Settings | Path) -> str:
     """A fresh admin token for the engine with these settings (or data dir), signed with its key and recorded
     in its store, as ``twin token create --data-dir`` does: the first admin token is printed once, never kept."""

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_compute_staging import lake_engine  # noqa: F401  (the fixture: results kept in the lake)
 
 from helpers import RIVER_REACH, Engine, free_port, stop_process
 from twinengine.ensembles import run as ensemble_run
@@ -200,7 +199,7 @@ def test_removing_a_site_closes_its_client_while_its_scheduler_still_answers(eng
 
 
 def test_an_ensemble_whose_shared_part_loses_its_site_is_staged_again_and_rerun(
-        lake_engine: Engine, cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        lake_engine: Engine, cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every member reads one lake input (on ``home``), so loading it is the ensemble's shared part, computed
     on ``cluster`` (near ``cluster-disk``, where it was staged). The cluster is killed (SIGKILL) under the
     shared part: the ensemble is placed again on ``edge`` (``local`` excluded), its input staged near it

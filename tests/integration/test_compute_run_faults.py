@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from test_compute_faults import Cluster, cluster  # noqa: F401  (the fixture: a scheduler and a worker)
-from test_compute_staging import GRAPH, lake_engine  # noqa: F401  (the fixture: results kept in the lake)
 
 from helpers import Engine
 from lake_fixtures import rain_field
+from staging_fixtures import GRAPH
 from twinengine.workflows import runner
 from workflow_data import daily_graph, write_collection
 

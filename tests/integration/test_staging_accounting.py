@@ -4,34 +4,12 @@ endpoints, real copies."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from starlette.testclient import TestClient
-
-from helpers import Engine, admin_token
+from helpers import Engine
 from lake_fixtures import rain_field
-from twinengine.api.app import create_app
-from twinengine.config import Settings
-from twinengine.runtime import Runtime
-from workflow_data import daily_graph
-
-GRAPH = json.loads(json.dumps(daily_graph("max", "add", 1)).replace('"id": "rain"', '"id": "wx.rain-2026"'))
-
-
-@pytest.fixture
-def lake_engine(settings: Settings) -> Iterator[Engine]:
-    """An engine whose run results are kept in the lake."""
-    runtime = Runtime.from_settings(settings.model_copy(update={"lake_endpoint": "disk"}))
-    app = create_app(runtime=runtime)
-    try:
-        with TestClient(app) as http:
-            yield Engine(runtime=runtime, app=app, http=http, admin_token=admin_token(settings))
-    finally:
-        runtime.close()
+from staging_fixtures import GRAPH
 
 
 def _setup(engine: Engine, tmp_path: Path, *, near: str = "edge-disk") -> tuple[Any, Any, int]:

@@ -59,15 +59,23 @@ class MemberFaults:
         """Record the usage of a member's attempt lost with ``site`` (status ``lost``)."""
         lost_attempt(self.engine, run_id, meter, site)
 
-    def shared_moved(self, since: float) -> str | None:
-        """After the ensemble's shared part failed on its site: the site it (and every member) reruns on when
-        that one was lost (probed now, unless a probe after ``since`` answered), or None."""
-        sites, site = self._sites(), self.site
+    def _lost(self, site: str, since: float) -> tuple[SiteExecutors, str] | None:
+        """The site executors and why ``site`` was lost (probed now, unless a probe after ``since`` answered);
+        None when it was not, or when runs are not placed on sites."""
+        sites = self._sites()
         if sites is None or site == DEFAULT_SITE:
             return None
         reason = sites.watch.lost(site, since=since)
-        if reason is None:
+        return None if reason is None else (sites, reason)
+
+    def shared_moved(self, since: float) -> str | None:
+        """After the ensemble's shared part failed on its site: the site it (and every member) reruns on when
+        that one was lost (probed now, unless a probe after ``since`` answered), or None."""
+        site = self.site
+        found = self._lost(site, since)
+        if found is None:
             return None
+        sites, reason = found
         with self._lock:
             if site not in self._moves:
                 self._moves[site] = self._move(sites, site, reason, charge=None, shared=True)
@@ -86,12 +94,10 @@ class MemberFaults:
         """After a member failed on ``site``: the site it reruns on when ``site`` was lost (probed now,
         unless another member's probe after ``since`` answered), or None (the failure is the member's own,
         or no site can take it)."""
-        sites = self._sites()
-        if sites is None or site == DEFAULT_SITE:
+        found = self._lost(site, since)
+        if found is None:
             return None
-        reason = sites.watch.lost(site, since=since)
-        if reason is None:
-            return None
+        sites, reason = found
         with self._lock:
             if site not in self._moves:
                 self._moves[site] = self._move(sites, site, reason, charge=run_id)
