@@ -163,12 +163,12 @@ class Settings(BaseSettings):
         default=1, ge=1, le=64,
         description="Engine processes `twin serve` runs on its socket. Each serves the API with its own "
                     "interpreter (Python runs one thread at a time per process); one of them, chosen by a lock "
-                    "in the data dir, runs the singleton loops (functions on arrival, MQTT, compaction, the "
+                    "in the data dir, runs the elected loops (functions on arrival, MQTT, compaction, the "
                     "lake's daemons, training). Above 1 the stream log must be one every process can share "
                     "(`stream_backend = nats`).")
     engines_share_store: bool = Field(
         default=False,
-        description="Engines on other hosts serve this same PostgreSQL store. The singleton loops then run in "
+        description="Engines on other hosts serve this same PostgreSQL store. The elected loops then run in "
                     "the one engine of all hosts that holds an advisory lock in the store (instead of a file lock "
                     "in the data dir); when it dies or loses the store another engine takes them over. Needs a "
                     "PostgreSQL `database_url` and `stream_backend = nats`.")

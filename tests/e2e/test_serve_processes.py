@@ -1,6 +1,6 @@
 """``twin serve --processes N``: several engine processes on one socket, on PostgreSQL and a NATS stream log.
 
-Both processes answer, exactly one runs the singleton loops (its ``/health`` says ``primary``), concurrent
+Both processes answer, exactly one runs the elected loops (its ``/health`` says ``primary``), concurrent
 writers lose nothing, functions on arrival run once per record whichever process took the record, a
 kill -9 of the primary hands its loops to the other process while the supervisor replaces the dead one, and
 SIGTERM stops them all within the bound.

@@ -128,7 +128,7 @@ def test_a_failing_pass_is_said_on_the_schedule_and_in_the_audit_log(engine: Eng
 
 @pytest.fixture
 def quiet(settings: Settings) -> Iterator[Engine]:
-    """An engine whose singleton loops do not run (no lifespan): the test drives the assimilation loops."""
+    """An engine whose elected loops do not run (no lifespan): the test drives the assimilation loops."""
     runtime = Runtime.from_settings(settings)
     runtime.start()
     app = create_app(runtime=runtime)

@@ -1,4 +1,4 @@
-"""The primary lock: one process of a data dir runs the singleton loops, and another takes over the moment
+"""The primary lock: one process of a data dir runs the elected loops, and another takes over the moment
 it ends, however it ends (kill -9 included), without polling and without help."""
 
 from __future__ import annotations

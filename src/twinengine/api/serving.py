@@ -6,7 +6,7 @@ binds the socket and hands it to uvicorn's supervisor, which starts N processes 
 kernel spreads connections between them), replaces one that dies or stops answering its pings, and stops
 them all on SIGTERM or Ctrl-C (each ends its requests and runs as a single engine does). Each process is a
 whole engine behind ``StartingApp``, built from the same settings, which the children read from the
-environment the parent sets; one of them runs the singleton loops (``daemons/primary.py``).
+environment the parent sets; one of them runs the elected loops (``daemons/primary.py``).
 
 A process whose engine cannot start asks the parent to stop (SIGUSR1): the others would fail alike, and
 replacing it would only fail again.

@@ -1,4 +1,4 @@
-"""Which engine of several hosts runs the singleton loops: a leader elected through the shared PostgreSQL store.
+"""Which engine of several hosts runs the elected loops: a leader elected through the shared PostgreSQL store.
 
 ``PrimaryDuties`` (``daemons/primary.py``) elects one process of a data dir with a file lock; engines on other
 hosts share no data dir, only the store. ``StoreLeadership`` takes a PostgreSQL *session* advisory lock on a
@@ -110,7 +110,7 @@ class StoreLeadership:
                 self._lead(conn)
             except Exception as exc:  # the store went away, or the session was ended: wait and try again
                 if not self._closed.is_set():
-                    log.warning("leadership of the singleton loops: %s; trying again in %.1f s", exc, self.heartbeat)
+                    log.warning("leadership of the elected loops: %s; trying again in %.1f s", exc, self.heartbeat)
             finally:
                 self._stop_loops()
                 if conn is not None:
@@ -124,11 +124,11 @@ class StoreLeadership:
             if self._closed.is_set():
                 return
             self.terms += 1
-            log.info("engine %s leads: it runs the singleton loops", self.identity)
+            log.info("engine %s leads: it runs the elected loops", self.identity)
             try:
                 self.loops = self._start()
             except Exception:
-                log.exception("the singleton loops did not start in engine %s", self.identity)
+                log.exception("the elected loops did not start in engine %s", self.identity)
             self.acquired.set()
         while not self._closed.wait(self.heartbeat):
             # Raises when the session is gone; then the lock may be another engine's already (fencing).
@@ -142,7 +142,7 @@ class StoreLeadership:
         if loops is not None:
             loops.stop()
         if was_leading and not self._closed.is_set():
-            log.warning("engine %s lost the lead (its session with the store ended): its singleton loops stopped",
+            log.warning("engine %s lost the lead (its session with the store ended): its elected loops stopped",
                         self.identity)
 
     def close(self) -> None:

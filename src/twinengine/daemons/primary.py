@@ -38,7 +38,7 @@ class Stoppable(Protocol):
 
 class PrimaryDuties:
     """Waits for the data dir's primary lock on a thread of its own; once held, calls ``start`` (which starts
-    the singleton loops). ``close`` stops them and lets the lock go."""
+    the elected loops). ``close`` stops them and lets the lock go."""
 
     def __init__(self, lock_path: Path, start: Callable[[], Stoppable]) -> None:
         self.lock_path = lock_path
@@ -62,18 +62,18 @@ class PrimaryDuties:
             fcntl.flock(fd, fcntl.LOCK_EX)  # returns once no other process holds it
         except OSError:
             os.close(fd)
-            log.exception("cannot take the primary lock %s: this process runs no singleton loops", self.lock_path)
+            log.exception("cannot take the primary lock %s: this process runs no elected loops", self.lock_path)
             return
         with self._state:
             if self._closed:  # stopped while waiting: let the next process have it
                 os.close(fd)
                 return
             self._fd = fd
-            log.info("process %d runs the engine's singleton loops (it holds %s)", os.getpid(), self.lock_path)
+            log.info("process %d runs the engine's elected loops (it holds %s)", os.getpid(), self.lock_path)
             try:
                 self.loops = self._start()
             except Exception:
-                log.exception("the singleton loops did not start in process %d", os.getpid())
+                log.exception("the elected loops did not start in process %d", os.getpid())
             self.acquired.set()
 
     def close(self) -> None:
