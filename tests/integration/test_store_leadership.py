@@ -120,8 +120,10 @@ def test_a_leader_cut_off_from_the_store_stops_its_loops(database: str) -> None:
         eventually(lambda: a.lead.held, timeout=30)
         with Contender(database) as b:
             with psycopg.connect(database, autocommit=True) as admin:
+                # this test's database only: engines of tests running beside it on the server hold such locks too
                 ended = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                      "WHERE application_name LIKE 'twinengine leadership%%' "
+                                      "WHERE datname = current_database() "
+                                      "AND application_name LIKE 'twinengine leadership%%' "
                                       "AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
                                       "AND granted)").fetchall()
             assert ended == [(True,)]

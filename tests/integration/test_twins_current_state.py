@@ -137,8 +137,9 @@ def test_a_read_on_a_broken_connection_is_answered_and_the_pool_recovers(engine:
     token = engine.token("uma", "user")
     expected = _comparable(_read(engine, UMA, "reach") or b"")
     with engine.runtime.db.session() as session:
-        ended = session.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                     "WHERE application_name = 'twinengine-current-state'")).all()
+        ended = session.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # this test's only
+                                     "WHERE datname = current_database() "
+                                     "AND application_name = 'twinengine-current-state'")).all()
     assert ended, "the reader's pool had no connection to end"
     for _ in range(3):
         answer = engine.http.get("/api/v1/twins/reach/state", headers=engine.headers(token))
