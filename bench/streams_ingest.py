@@ -26,6 +26,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -240,19 +242,27 @@ def _paced_producer(url: str, token: str, seconds: float, rate: int, out: Any) -
         out.put(sent / (time.perf_counter() - started))
 
 
+@contextmanager
+def bench_twin(runtime: Runtime, root: Path) -> Iterator[tuple[InProcessServer, Client, str]]:
+    """``runtime`` started and served in-process, the bench app published and its twin ``bench`` created: the
+    server, a user's client and that user's token."""
+    admin_token = runtime.start() or ""
+    with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, admin_token) as admin:
+        dev = admin.create_token("ada", "developer").token
+        token = admin.create_token("uma", "user").token
+        Client(server.url, dev).publish_app(bench_app(root))
+        client = Client(server.url, token)
+        client.create_twin("bench-app@1.0.0", "bench", {})
+        yield server, client, token
+
+
 def latency_run(tmp: Path, sandbox: str, seconds: float) -> tuple[float, list[float]]:
     """Publish → function start in an engine of its own whose workers run under ``sandbox``: the records/s
     achieved and each call's latency in ms."""
     root = tmp / f"latency-{sandbox}"
     runtime = Runtime.from_settings(Settings(data_dir=root / "engine", sandbox=sandbox))
     try:
-        admin_token = runtime.start() or ""
-        with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, admin_token) as admin:
-            dev = admin.create_token("ada", "developer").token
-            token = admin.create_token("uma", "user").token
-            Client(server.url, dev).publish_app(bench_app(root))
-            client = Client(server.url, token)
-            client.create_twin("bench-app@1.0.0", "bench", {})
+        with bench_twin(runtime, root) as (server, client, token):
             in_process(_paced_producer, server.url, token, 1.0, 1_000)  # the function's worker starts warm
             time.sleep(1.0)
             warm = max((e.offset for e in client.streams.events("bench", last=10_000)), default=-1)
@@ -309,13 +319,7 @@ def throughput(tmp: Path, records: int, messages: int) -> list[tuple[str, float,
     runtime = Runtime.from_settings(Settings(data_dir=tmp / "engine", mqtt_url=f"mqtt://127.0.0.1:{port}"))
     rows: list[tuple[str, float, float, str]] = []
     try:
-        admin_token = runtime.start() or ""
-        with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, admin_token) as admin:
-            dev = admin.create_token("ada", "developer").token
-            token = admin.create_token("uma", "user").token
-            Client(server.url, dev).publish_app(bench_app(tmp))
-            client = Client(server.url, token)
-            client.create_twin("bench-app@1.0.0", "bench", {})
+        with bench_twin(runtime, tmp) as (server, client, token):
             for streams in (STREAMS[:1], STREAMS):
                 floor = floor_rate(tmp, batches, size)
                 rate = in_process(_http_producer, server.url, token, streams, batches, size, 4)
