@@ -38,10 +38,16 @@ demo: $(STAMP)
 # tests, which sent the one-test official openEO suite (minutes long) last.
 TEST_WORKERS ?= 3
 
+# mypy (about a minute on one core, from a fresh clone) checks the types while the tests start: its report
+# is printed when the tests end, and either failing fails the command.
 test: $(STAMP)
 	"$(BIN)/ruff" check src tests bench examples docs
-	"$(BIN)/mypy"
-	"$(BIN)/python" -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	@echo '"$(BIN)/mypy" (beside the tests; its report follows theirs)'
+	@"$(BIN)/mypy" > "$(VENV)/mypy.out" 2>&1 & typing=$$!; \
+	"$(BIN)/python" -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); tests=$$?; \
+	wait $$typing; typed=$$?; echo "mypy:"; cat "$(VENV)/mypy.out"; \
+	[ $$typed -eq 0 ] || echo "mypy found type errors (above)" >&2; \
+	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
 unit: $(STAMP)
 	"$(BIN)/python" -m pytest tests/unit $(PYTEST_ARGS)

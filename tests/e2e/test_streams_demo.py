@@ -52,6 +52,7 @@ def test_demo_streams_gauges_over_http(demo_run: DemoRun, tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.ci_only  # a whole second demo, over the real broker; locally the shared run covers it over HTTP
 def test_demo_streams_gauges_over_mqtt(tmp_path: Path) -> None:
     url = require_mqtt()
     facts = run_demo(tmp_path / "d", env={"TWIN_MQTT_URL": url})
