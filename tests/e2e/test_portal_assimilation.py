@@ -36,9 +36,11 @@ def _tank(root: Path) -> Path:
         """})
 
 
-@pytest.fixture
-def small_site(tmp_path: Path) -> Iterator[Site]:
+@pytest.fixture(scope="module")
+def small_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """One engine for the module: its tests only look."""
     chromium()
+    tmp_path = tmp_path_factory.mktemp("assimilation-site")
     data_dir = tmp_path / "data"
     port = free_port()
     with serve_engine(data_dir, port, start_timeout=120):

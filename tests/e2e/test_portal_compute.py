@@ -20,9 +20,11 @@ from twinengine.config import Settings
 GRAPH = {"process_graph": {"sum": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": True}}}
 
 
-@pytest.fixture
-def compute_site(tmp_path: Path) -> Iterator[Site]:
+@pytest.fixture(scope="module")
+def compute_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """One engine for the module: its tests only look."""
     chromium()
+    tmp_path = tmp_path_factory.mktemp("compute-site")
     data_dir = tmp_path / "data"
     port = free_port()
     with serve_engine(data_dir, port, start_timeout=120):

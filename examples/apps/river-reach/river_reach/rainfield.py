@@ -12,10 +12,12 @@ import json
 import math
 import random
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import xarray as xr
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["CATCHMENT_POLYGON", "GAUGE", "catchment_wkt", "rain_field"]
 
@@ -37,6 +39,11 @@ def rain_field(start: datetime, hours: int, *, seed: int = 7, storms_per_day: fl
     """Hourly (by default) rain rates on a 0.02° grid around the catchment for ``hours`` from ``start``."""
     rng = random.Random(seed)
     west, south, east, north = BOUNDS
+    # imported here, not with the package: the gauge function and the model, which a worker runs on every
+    # arrival, never need them, and they take about a second to import in each fresh worker
+    import pandas as pd
+    import xarray as xr
+
     lon = np.round(np.arange(west, east + 1e-9, STEP_DEG), 4)
     lat = np.round(np.arange(south, north + 1e-9, STEP_DEG), 4)
     step_h = step.total_seconds() / 3600.0
