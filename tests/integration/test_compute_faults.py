@@ -263,3 +263,9 @@ def test_an_ensemble_whose_shared_part_loses_its_site_is_staged_again_and_rerun(
     records = {r.run_id: r for r in uma.compute.usage_records().items}
     charged = [records[m["run_id"]].bytes_transferred for m in ensemble["members"]]
     assert charged == [2 * nc.stat().st_size, 0, 0]  # both stagings, charged to the first member once
+    # the shared part's own records: its attempt lost with cluster, and the one that ran on edge
+    own = sorted((r.status, r.site, r.bytes_transferred) for r in records.values() if r.run_id == ensemble["id"])
+    assert own == [("finished", "edge", 0)], own
+    lost = [(r.status, r.site) for r in uma.compute.usage_records().items
+            if r.run_id == ensemble["id"] and r.status == "lost"]
+    assert lost == [("lost", "cluster")]

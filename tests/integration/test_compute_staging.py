@@ -109,4 +109,5 @@ def test_an_ensemble_stages_its_members_input_once(lake_engine: Engine, tmp_path
         assert kept and all({r.endpoint for r in user.lake.replicas(did=a["did"])} == {"home"} for a in kept)
     records = {r.run_id: r for r in user.compute.usage_records().items}
     charged = [records[m["run_id"]].bytes_transferred for m in ensemble["members"]]
-    assert charged == [nc.stat().st_size, 0, 0]  # the ensemble has no record: its first member pays its staging
+    assert charged == [nc.stat().st_size, 0, 0]  # its first member pays its staging
+    assert records[ensemble["id"]].bytes_transferred == 0  # the ensemble's own record (its shared part) does not

@@ -94,6 +94,21 @@ def test_an_ensemble_of_the_forecast_derives_statistics_with_lineage(engine: Eng
                                (series > 1.0).mean(axis=0), atol=1e-9)
 
 
+def test_the_shared_part_has_a_usage_record_of_its_own(engine: Engine, reach: tuple[Client, str]) -> None:
+    """What loading and reducing the forcing used once for every member is accounted to the ensemble's own
+    run; each member's record holds only its own part (the ensemble's meter stops before members start)."""
+    uma, name = reach
+    got = uma.ensembles.run(name, "forecast", members=4, seed=3, parameters={"alert_level": 1.0}, sync=True)
+    assert got.status == "finished", got.error
+    records = {r.run_id: r for r in uma.compute.usage_records().items}
+    own = records[got.id]
+    assert own.kind == "ensemble" and own.status == "finished" and own.site == "local"
+    assert own.core_seconds > 0 and own.identity == "uma"
+    members = [records[m.run_id] for m in got.members]
+    assert [r.kind for r in members] == ["member"] * 4
+    assert own.finished_at <= min(r.started_at for r in members)
+
+
 def test_members_from_parameter_sets_and_forks(engine: Engine, reach: tuple[Client, str]) -> None:
     uma, name = reach
     sets = uma.ensembles.run(name, "forecast", parameter_sets=[{"storage_mm": 0.0}, {"storage_mm": 40.0}],

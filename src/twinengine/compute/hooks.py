@@ -49,14 +49,16 @@ def requeue_check(session: Session, *, owner: str, options: dict[str, Any]) -> N
     check_quota(session, identity=owner, groups=list(options.get("groups") or []), site=_site_of(options))
 
 
-def record_execution(session: Session, run: RunLike | None, meter: Meter, *, status: str) -> Reading:
-    """Stop ``meter`` and record what the execution of ``run`` used, in the transaction of its end."""
+def record_execution(session: Session, run: RunLike | None, meter: Meter, *, status: str,
+                     staging: bool = True) -> Reading:
+    """Stop ``meter`` and record what the execution of ``run`` used, in the transaction of its end
+    (``staging``: see ``compute.usage.record_usage``)."""
     reading = meter.stop()
     if run is not None:
         site = meter.site or _site_of(run.options or {})
         if session.scalar(select(ComputeSite.id).where(ComputeSite.name == site)) is None:
             site = DEFAULT_SITE  # runs queued before the site was removed are accounted to the engine's own
-        record_usage(session, run, reading, status=status, site=site)
+        record_usage(session, run, reading, status=status, site=site, staging=staging)
     return reading
 
 

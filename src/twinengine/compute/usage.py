@@ -60,13 +60,15 @@ def transferred(options: dict[str, Any]) -> int:
     return sum(int(s.get("bytes_transferred") or 0) for s in [staging, *(staging.get("earlier") or [])])
 
 
-def record_usage(session: Session, run: RunLike, reading: Reading, *, status: str, site: str) -> UsageRecord:
+def record_usage(session: Session, run: RunLike, reading: Reading, *, status: str, site: str,
+                 staging: bool = True) -> UsageRecord:
     """Write what ``run`` used in the caller's transaction (the one that records the run's end). Bytes
     written: what the run kept (its assets), or the block writes measured when larger. A ``lost`` attempt
-    kept nothing and is charged no staging: the rerun's record carries every staging of the run."""
+    kept nothing and is charged no staging: the rerun's record carries every staging of the run. Without
+    ``staging`` the run's staging is charged elsewhere (an ensemble's, to its first member)."""
     lost = status == LOST
     kept = 0 if lost else sum(int(a.get("size") or 0) for a in run.assets or [])
-    options = {} if lost else run.options or {}
+    options = {} if lost or not staging else run.options or {}
     row = UsageRecord(run_id=run.id, kind=run.kind, status=str(status), identity=run.owner,
                       groups=sorted(str(g) for g in (run.options or {}).get("groups") or []), twin_id=run.twin_id,
                       twin_name=run.twin_name, app=run.app, site=site, executor=run.executor,

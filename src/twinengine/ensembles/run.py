@@ -18,6 +18,8 @@ from sqlalchemy import select, update
 
 from twinengine.auth.groups import groups_of
 from twinengine.auth.principal import Principal, Role
+from twinengine.compute.hooks import record_execution, record_lost_attempt
+from twinengine.compute.metering import Meter, start_meter
 from twinengine.compute.site_executors import endpoints_near, executor_for
 from twinengine.errors import MemberFailed, TwinEngineError
 from twinengine.quality.ensemble_stats import derive, peak_uncertainty, stack_members, summary
@@ -134,6 +136,7 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
     group.faults.restage = stage  # a site lost under the ensemble: its inputs staged near the next one
     engine.executing.add(run_id)
     status, error, value = RunStatus.FINISHED, None, None
+    meter: Meter | None = None
     try:
         if options.get("site"):
             stage(str(options["site"]))
@@ -141,6 +144,7 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
                              f"{ctx.executor.name} (site {options.get('site') or 'local'}), "
                              f"{options.get('parallel', DEFAULT_PARALLEL)} at a time")
         since = time.monotonic()
+        meter = start_meter()  # the shared part's usage: the ensemble's own record (each member writes its own)
         try:
             shared = group.evaluate_shared(ctx)
         except Canceled:
@@ -149,8 +153,11 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
             moved = group.faults.shared_moved(since)
             if moved is None:
                 raise
+            _lost_shared_part(engine, run_id, meter, site=str(options.get("site") or ""))
             ctx = _context(engine, run_id, principal, twin_id, moved, progress)
+            meter = start_meter()
             shared = group.evaluate_shared(ctx)
+        meter.stop()  # before the members start: their CPU is theirs, not shared with this record
         progress.log("info", f"shared by every member, evaluated once: {', '.join(shared) or 'nothing'}")
         progress.set(SHARED_SHARE)
         outcomes = group.run(parallel=int(options.get("parallel", DEFAULT_PARALLEL)), done=progress.member_done)
@@ -183,7 +190,7 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
     if status != RunStatus.FINISHED and ctx.assets:  # nothing kept from an ensemble that did not end well
         ctx.assets.clear()
         engine.results.delete(run_id)
-    _store_end(engine, run_id, status, error, value, ctx, [m.run_id for m in members])
+    _store_end(engine, run_id, status, error, value, ctx, [m.run_id for m in members], meter)
     if status == RunStatus.FINISHED:
         describe_results(ctx)
     return str(status)
@@ -303,6 +310,15 @@ def _write_state(ctx: RunContext, targets: dict[str, str], out: dict[str, Any], 
 
 
 def _store_end(engine: WorkflowEngine, run_id: str, status: str, error: dict[str, Any] | None, value: Any,
-               ctx: RunContext, members: list[str]) -> None:
+               ctx: RunContext, members: list[str], meter: Meter | None) -> None:
     with engine.db.session() as session:
         record_run_end(session, run_id, status, error, value, ctx, processes=[], informants=members)
+        if meter is not None:  # what the shared part used (None: the ensemble ended before it began); its
+            # staging is charged to its first member
+            record_execution(session, session.get(WorkflowRun, run_id), meter, status=status, staging=False)
+
+
+def _lost_shared_part(engine: WorkflowEngine, run_id: str, meter: Meter, *, site: str) -> None:
+    """The shared part's attempt lost with its site: recorded as ``lost`` there, as a member's would be."""
+    with engine.db.session() as session:
+        record_lost_attempt(session, session.get(WorkflowRun, run_id), meter, site=site)
