@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,13 @@ class Cluster:
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     """A Dask scheduler and one worker as processes of their own (no nanny), so a test can kill them."""
+    with dask_cluster() as found:
+        yield found
+
+
+@contextmanager
+def dask_cluster() -> Iterator[Cluster]:
+    """A Dask scheduler and one worker as processes of their own (no nanny), stopped on leaving."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]

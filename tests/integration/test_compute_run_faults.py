@@ -1,8 +1,9 @@
 """Site faults for a plain run (not an ensemble's member): a Dask site (a real scheduler and worker,
 separate processes) killed while the run's tasks are on it is marked down; the run is placed again without
-it and rerun once on ``local``; its log, provenance and usage records say so: the rerun's record, and the
-lost attempt's (status ``lost``, counted by quotas). A run moved to a site with an endpoint near it has
-its lake input staged there again before it reruns."""
+it and rerun on ``local``; its log, provenance and usage records say so: the rerun's record, and the
+lost attempt's (status ``lost``, counted by quotas). A run that loses a second site is moved again, never
+back to one it lost. A run moved to a site with an endpoint near it has its lake input staged there again
+before it reruns."""
 
 from __future__ import annotations
 
@@ -12,32 +13,35 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_compute_faults import Cluster, cluster  # noqa: F401  (the fixture: a scheduler and a worker)
+from test_compute_faults import Cluster, cluster, dask_cluster  # noqa: F401  (the fixture: a scheduler and a worker)
 
 from helpers import Engine
 from lake_fixtures import rain_field
 from staging_fixtures import GRAPH
 from twinengine.workflows import runner
+from twinengine.workflows.models import WorkflowRun
 from workflow_data import daily_graph, write_collection
 
 
-def _kill_on_first_progress(monkeypatch: pytest.MonkeyPatch, dask_site: Cluster) -> list[str]:
-    """Kill the cluster (SIGKILL) at the run's first progress report there (its tasks in the cluster);
-    returns the sites the run's work waited on, in order."""
+def _kill_on_first_progress(monkeypatch: pytest.MonkeyPatch, dask_site: Cluster,
+                            *more: tuple[str, Cluster]) -> list[str]:
+    """Kill the cluster (SIGKILL) at the run's first progress report there (its tasks in the cluster), and
+    each of ``more`` (site name, cluster) likewise; returns the sites the run's work waited on, in order."""
     sites: list[str] = []
     original = runner.watching
+    doomed = {"cluster": dask_site, **dict(more)}
 
     def watching(engine: Any, site: str, progress: Any) -> Any:
         sites.append(site)
         inner = original(engine, site, progress)
-        if site != "cluster":
+        if site not in doomed:
             return inner
         fired: list[bool] = []
 
         def first(done: int, total: int) -> None:
             if not fired:
                 fired.append(True)
-                dask_site.signal(signal.SIGKILL)
+                doomed[site].signal(signal.SIGKILL)
             inner(done, total)
 
         return first
@@ -66,6 +70,35 @@ def test_a_run_whose_site_dies_is_placed_again_and_rerun(engine: Engine, cluster
     assert sorted((r.status, r.site) for r in records) == [("finished", "local"), ("lost", "cluster")]
     assets = [a["name"] for a in uma.workflows.get(run.id).assets]
     assert len(assets) == len(set(assets)) == 1, assets  # the result kept once
+
+
+def test_a_run_that_loses_a_second_site_moves_again_never_back(engine: Engine, cluster: Cluster,  # noqa: F811
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pinned to ``cluster``, which dies under it; placed on ``cluster-b`` (more cores than ``edge``), which
+    dies too; placed on ``edge``, where it finishes: a lost attempt's record for each site, one result."""
+    write_collection(engine.runtime.data_dir / "collections")
+    pat = engine.as_role("pat", "provider")
+    with dask_cluster() as second:
+        pat.compute.add_site("cluster", "dask", address=cluster.address, cores=2, memory_bytes=2**31)
+        pat.compute.add_site("cluster-b", "dask", address=second.address, cores=8, memory_bytes=2**31)
+        pat.compute.add_site("edge", "local", cores=1, memory_bytes=2**31)
+        uma = engine.as_role("uma", "user")
+        sites = _kill_on_first_progress(monkeypatch, cluster, ("cluster-b", second))
+        run = uma.workflows.submit(daily_graph("max", "add", 1), sync=True,
+                                   options={"site": "cluster", "exclude_sites": ["local"]})
+    assert run.status == "finished", run.error
+    assert sites == ["cluster", "cluster-b", "edge"]
+    assert {uma.compute.site(s).status for s in ("cluster", "cluster-b")} == {"down"}
+    logs = " ".join(e.message for e in uma.workflows.logs(run.id))
+    assert "site cluster was lost under this run" in logs and "rerun on site cluster-b" in logs
+    assert "site cluster-b was lost under this run" in logs and "rerun on site edge" in logs
+    with engine.runtime.db.session(readonly=True) as session:
+        faults = session.get(WorkflowRun, run.id).options["faults"]  # type: ignore[union-attr]
+    assert [(f["site"], f["rerun_on"]) for f in faults] == [("cluster", "cluster-b"), ("cluster-b", "edge")]
+    records = sorted((r.status, r.site) for r in uma.compute.usage_records().items if r.run_id == run.id)
+    assert records == [("finished", "edge"), ("lost", "cluster"), ("lost", "cluster-b")]
+    assets = [a["name"] for a in uma.workflows.get(run.id).assets]
+    assert len(assets) == len(set(assets)) == 1, assets
 
 
 def test_a_run_moved_off_a_lost_site_is_staged_again_near_its_new_site(

@@ -1,5 +1,6 @@
 """A plain run (not an ensemble's member) on a site lost under it (``compute.faults``): the site is probed
-and marked down, the run is placed again without it, staged there and rerun there once. Its log, its
+and marked down, the run is placed again without it (nor any site lost under it before), staged there and
+rerun there, up to ``MAX_MOVES`` times. Its log, its
 placement (its provenance) and its options (``faults``) tell the move; the lost attempt's usage is recorded
 (status ``lost``); work waiting on a silent site is stopped within a heartbeat interval plus a probe, as
 members' work is."""
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
 # engine's module imports the runner, so naming it would close a circle of imports.
 WorkflowEngine = Any
 
-__all__ = ["lost_attempt", "move_run", "record_move", "site_lost_rerun", "watching"]
+__all__ = ["MAX_MOVES", "lost_attempt", "move_run", "record_move", "site_lost_rerun", "watching"]
 
+MAX_MOVES = 3  # sites a run may lose before its failure is its own: a fault is rare; three in a row is not one
 Log = Callable[[str, str], None]  # (level, message)
 Progress = Callable[[int, int], None]
 
@@ -66,11 +68,12 @@ def watching(engine: WorkflowEngine, site: str, progress: Progress) -> Progress:
 def site_lost_rerun(engine: WorkflowEngine, run_id: str, *, principal: Principal, options: dict[str, Any],
                     process: dict[str, Any], app: str | None, log: Log) -> str | None:
     """After the run failed on its site: the site it reruns on when its own was lost (probed now), or None
-    (the failure is the run's own, it ran on ``local``, it was moved once already, or no site can take it).
-    ``options`` gets the new site."""
+    (the failure is the run's own, it ran on ``local``, it has lost ``MAX_MOVES`` sites already, or no site
+    can take it). ``options`` gets the new site, and the move in ``faults``."""
     site = str(options.get("site") or DEFAULT_SITE)
     sites = _sites(engine)
-    if sites is None or site == DEFAULT_SITE or options.get("faults"):
+    moves = list(options.get("faults") or [])
+    if sites is None or site == DEFAULT_SITE or len(moves) >= MAX_MOVES:
         return None
     reason = sites.watch.lost(site)
     if reason is None:
@@ -79,14 +82,15 @@ def site_lost_rerun(engine: WorkflowEngine, run_id: str, *, principal: Principal
     try:
         with engine.db.session(readonly=True) as session:
             placed = replace(session, owner=principal.name, groups=principal.groups, options=options,
-                             process=process, app=app, lost={site}, running_sites=site_queues(session))
+                             process=process, app=app, lost={site, *(str(m["site"]) for m in moves)},
+                             running_sites=site_queues(session))
     except TwinEngineError as exc:
         log("error", f"site {site} was lost under this run ({reason}); no other site can rerun it: {exc.message}")
         return None
     log("warning", f"site {site} was lost under this run ({reason}); rerun on site {placed.site}")
     record_move(engine, run_id, site, reason, placed.site, placed.reasons, move=True)
     options["site"] = placed.site
-    options["faults"] = [{"site": site, "rerun_on": placed.site}]
+    options["faults"] = [*moves, {"site": site, "rerun_on": placed.site}]
     return placed.site
 
 

@@ -271,19 +271,20 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
                   check=hooks.check_canceled, parameter_sets=[parameters])
         with running(ctx):
             evaluator.compute_keys(graph)
-            try:
-                result = evaluator.run(graph)
-            except Canceled:
-                raise
-            except Exception:  # its site lost under it: placed again, staged and rerun once (workflows.run_faults)
-                if not move_run(engine, run_id, principal=principal, options=options, process=process, app=app,
-                                parameters=parameters, ctx=ctx, attempt=hooks):
+            while True:
+                try:
+                    result = evaluator.run(graph)
+                    break
+                except Canceled:
                     raise
-                ctx.compute_progress = watching(engine, str(options["site"]), hooks.compute_progress)
-                evaluator = Evaluator(registry, parameters, hooks=hooks, retry=_retry_policy(options),
-                                      cache=hooks.cache, app_version=app_version, fingerprint=fingerprint)
-                evaluator.compute_keys(graph)
-                result = evaluator.run(graph)
+                except Exception:  # its site lost under it: placed again, staged and rerun (workflows.run_faults)
+                    if not move_run(engine, run_id, principal=principal, options=options, process=process,
+                                    app=app, parameters=parameters, ctx=ctx, attempt=hooks):
+                        raise
+                    ctx.compute_progress = watching(engine, str(options["site"]), hooks.compute_progress)
+                    evaluator = Evaluator(registry, parameters, hooks=hooks, retry=_retry_policy(options),
+                                          cache=hooks.cache, app_version=app_version, fingerprint=fingerprint)
+                    evaluator.compute_keys(graph)
             value = _finish_value(ctx, result)
     except Canceled:
         overdue = engine.overdue.pop(run_id, None)
