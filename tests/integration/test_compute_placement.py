@@ -1,7 +1,8 @@
 """Placement by data: a run whose input dataset sits on a lake endpoint near a Dask site is placed on that
 site and computed by its cluster; pinning and excluding sites are obeyed; a pinned site that cannot take
 the run is refused naming ``options.site``; the chosen site and the reasons reach the run's provenance and
-its usage record. With data equal, the site with more runs queued or running per core loses."""
+its usage record. With data equal, the site with more work queued or running per core loses: each run
+counts what its graph took before (its usage records), a minute where it never ran."""
 
 from __future__ import annotations
 
@@ -121,8 +122,9 @@ def test_an_ensemble_is_placed_with_its_members(engine: Engine, cluster: str) ->
 ADD = {"process_graph": {"a": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": True}}}
 
 
-def _busy(engine: Engine, site: str, runs: int) -> None:
-    """A run (an ensemble of ``runs`` members when more than one) running on ``site`` in another engine."""
+def _busy(engine: Engine, site: str, runs: int, graph: str = "0" * 64) -> None:
+    """A run (an ensemble of ``runs`` members when more than one) of ``graph`` running on ``site`` in another
+    engine."""
     from twinengine.store.base import utcnow
     from twinengine.workflows.models import WorkflowRun
 
@@ -131,9 +133,25 @@ def _busy(engine: Engine, site: str, runs: int) -> None:
         options["ensemble"] = {"members": [{"run": f"member-{site}-{i}"} for i in range(runs)]}
     with engine.runtime.db.session() as session:
         session.add(WorkflowRun(id=f"busy-{site}", kind="ensemble" if runs > 1 else "run", owner="ola",
-                                process=ADD, graph_sha256="0" * 64, parameters={}, options=options,
+                                process=ADD, graph_sha256=graph, parameters={}, options=options,
                                 status="running", assets=[], worker="another-engine", heartbeat_at=utcnow(),
                                 started_at=utcnow()))
+
+
+def _ran_before(engine: Engine, graph: str, core_seconds: list[float]) -> None:
+    """Finished runs of ``graph`` with their usage records: what it took before."""
+    from twinengine.compute.models import UsageRecord
+    from twinengine.store.base import utcnow
+    from twinengine.workflows.models import WorkflowRun
+
+    with engine.runtime.db.session() as session:
+        for i, seconds in enumerate(core_seconds):
+            run_id = f"before-{graph[:8]}-{i}"
+            session.add(WorkflowRun(id=run_id, kind="run", owner="ola", process=ADD, graph_sha256=graph,
+                                    parameters={}, options={}, status="finished", assets=[]))
+            session.add(UsageRecord(run_id=run_id, kind="run", status="finished", identity="ola", site="local",
+                                    started_at=utcnow(), finished_at=utcnow(), wall_seconds=seconds,
+                                    core_seconds=seconds, source="rusage"))
 
 
 def test_with_data_equal_the_busier_site_loses(engine: Engine) -> None:
@@ -148,7 +166,26 @@ def test_with_data_equal_the_busier_site_loses(engine: Engine) -> None:
     assert run.status == "finished", run.error
     provenance = json.dumps(user.workflows.provenance(run.id))
     assert '"twin:site": "b"' in provenance, provenance
-    assert "a: 1 runs queued or running on 2 cores" in provenance and "chose b" in provenance
+    assert "a: 60 core-seconds of runs queued or running on 2 cores" in provenance and "chose b" in provenance
     _busy(engine, "b", 3)  # three members on b outweigh one run on a
     again = user.workflows.submit(ADD, sync=True, options={**away, "no_cache": True})
     assert '"twin:site": "a"' in json.dumps(user.workflows.provenance(again.id))
+
+
+def test_the_queue_counts_what_the_runs_took_before_not_how_many_they_are(engine: Engine) -> None:
+    """One run of a graph that took about 20 minutes before outweighs an ensemble of three members of a
+    graph that took a second: the site with fewer, larger runs loses."""
+    provider, user = engine.as_role("pat", "provider"), engine.as_role("uma", "user")
+    for name in ("a", "b"):
+        provider.compute.add_site(name, "local", cores=2, memory_bytes=2**31)
+    slow, quick = "5" * 64, "1" * 64
+    _ran_before(engine, slow, [1100.0, 1200.0, 1300.0])
+    _ran_before(engine, quick, [1.0, 1.0])
+    _busy(engine, "a", 1, graph=slow)
+    _busy(engine, "b", 3, graph=quick)
+    run = user.workflows.submit(ADD, sync=True, options={"exclude_sites": ["local"]})
+    assert run.status == "finished", run.error
+    provenance = json.dumps(user.workflows.provenance(run.id))
+    assert '"twin:site": "b"' in provenance, provenance
+    assert "a: 1.2e+03 core-seconds of runs queued or running on 2 cores, queue 600 s" in provenance
+    assert "b: 3 core-seconds of runs queued or running on 2 cores, queue 1.5 s" in provenance

@@ -100,7 +100,7 @@ def _aware(moment: Any) -> Any:
 
 def replace(session: Session, *, owner: str, groups: frozenset[str] | list[str], options: dict[str, Any],
             process: dict[str, Any], app: str | None, lost: set[str],
-            running_sites: dict[str, int] | None = None) -> Placement:
+            running_sites: dict[str, float] | None = None) -> Placement:
     """Place work again after ``lost`` sites failed it: they are excluded, and a pin to one of them is
     dropped (the pin named a site that is gone; the work still has to run). ``running_sites``: the queue
     term (``place``). Raises ValidationFailed when no other site can take it."""

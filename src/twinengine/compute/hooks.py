@@ -19,7 +19,7 @@ from twinengine.compute.usage import LOST, RunLike, record_usage
 
 __all__ = ["before_queue", "record_execution", "record_lost_attempt", "requeue_check"]
 
-Queues = Callable[[Session], dict[str, int]]  # runs queued or running per site, counted by the workflows package
+Queues = Callable[[Session], dict[str, float]]  # core-seconds queued or running per site (the workflows package)
 
 
 def _site_of(options: dict[str, Any]) -> str:
@@ -30,7 +30,7 @@ def before_queue(session: Session, *, principal: Principal, options: dict[str, A
                  process: dict[str, Any] | None = None, app: str | None = None, queues: Queues | None = None) -> None:
     """Place the run on a site (``compute.placement``) or refuse it (a pinned site that cannot take it, a
     quota used up); note the site, the reasons and the owner's groups in the run's options (its provenance,
-    its usage record and group quotas read them). ``queues`` counts the runs queued or running per site (the
+    its usage record and group quotas read them). ``queues`` sizes the runs queued or running per site (the
     queue term of placement), asked only when there is a choice to make."""
     options["groups"] = sorted(principal.groups)
     others = session.scalar(select(ComputeSite.id).where(ComputeSite.name != DEFAULT_SITE).limit(1))

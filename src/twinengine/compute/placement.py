@@ -8,8 +8,9 @@
 3. Of the rest, the lowest estimate wins: seconds to stage the run's lake inputs that are not on an
    endpoint near the site (bytes / the transfer rate the lake measured into that site's endpoints, or
    ``DEFAULT_RATE`` where it measured none, at most the endpoints' ``rate_limit``), plus the site's queue
-   (``running_sites``: runs placed there queued or running, an ensemble counting its members, per core,
-   ``QUEUE_SECONDS`` each). Ties go to the engine's own site, then to the site with more cores, then by name.
+   (``running_sites``: the core-seconds of the runs placed there queued or running, each by what its graph
+   took before, ``QUEUE_SECONDS`` where it never ran; an ensemble counting its members), per core. Ties go
+   to the engine's own site, then to the site with more cores, then by name.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from twinengine.lake.rates import rate_limit
 __all__ = ["DEFAULT_RATE", "Placement", "collection_inputs", "place"]
 
 DEFAULT_RATE = 100e6  # bytes per second assumed between endpoints the lake has not measured
-QUEUE_SECONDS = 60.0  # what a run waiting per core is taken to cost
+QUEUE_SECONDS = 60.0  # the core-seconds a run whose graph never ran here is taken to need
 
 
 @dataclass
@@ -101,7 +102,7 @@ def _rate_into(session: Session, endpoint_ids: list[int]) -> float:
 
 
 def place(session: Session, *, owner: str, groups: frozenset[str] | list[str], options: dict[str, Any],
-          process: dict[str, Any], app: str | None = None, running_sites: dict[str, int] | None = None
+          process: dict[str, Any], app: str | None = None, running_sites: dict[str, float] | None = None
           ) -> Placement:
     """The site a run goes to, and why (see the module's docstring for the rule)."""
     sites = {s.name: s for s in session.scalars(select(ComputeSite).order_by(ComputeSite.name))}
@@ -155,14 +156,14 @@ def place(session: Session, *, owner: str, groups: frozenset[str] | list[str], o
         local_bytes = max((held.get(e, 0) for e in near), default=0)
         missing = max(0, total - local_bytes)
         staging = missing / _rate_into(session, near)
-        queue = QUEUE_SECONDS * running.get(site.name, 0) / max(1, site.cores)
+        queue = running.get(site.name, 0.0) / max(1, site.cores)
         scores[site.name] = round(staging + queue, 6)
         if total:
             reasons.append(f"{site.name}: {local_bytes} of {total} input bytes near it, {missing} to stage "
                            f"({staging:.3g} s), queue {queue:.3g} s")
         elif queue:
-            reasons.append(f"{site.name}: {running.get(site.name, 0)} runs queued or running on "
-                           f"{max(1, site.cores)} cores, queue {queue:.3g} s")
+            reasons.append(f"{site.name}: {running.get(site.name, 0.0):.3g} core-seconds of runs queued or "
+                           f"running on {max(1, site.cores)} cores, queue {queue:.3g} s")
     chosen = min(fit, key=lambda s: (scores[s.name], s.name != DEFAULT_SITE, -s.cores, s.name))
     reasons.append(f"chose {chosen.name}: lowest estimate ({scores[chosen.name]:.3g} s) of "
                    f"{', '.join(sorted(scores))}")

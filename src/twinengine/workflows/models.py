@@ -20,7 +20,8 @@ class WorkflowRun(Base):
 
     __tablename__ = "workflow_runs"
     __table_args__ = (Index("ix_workflow_runs_owner_created", "owner", "created_at"),
-                      Index("ix_workflow_runs_status", "status"))
+                      Index("ix_workflow_runs_status", "status"),
+                      Index("ix_workflow_runs_graph", "graph_sha256"))  # placement sizes work by its graph
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # run, job, sync; ensemble, member (ensembles.service)
