@@ -107,3 +107,46 @@ def test_a_run_on_a_dask_cluster_records_the_task_stream_figure(cluster: str, tm
     assert SOURCE in record.source and record.remote_core_seconds > 0
     assert record.core_seconds >= record.remote_core_seconds
     assert [(s.name, s.kind, s.address) for s in sites] == [("local", "dask", cluster)]
+
+
+BUSY = '''
+import time
+
+from twinengine.workflows.apps import app_process
+
+
+@app_process(summary="Keeps its worker busy for about a second of CPU", cacheable=False)
+def busy(seconds: float) -> float:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        sum(range(1000))
+    return seconds
+
+
+@app_process(summary="Sleeps: wall time, no CPU", cacheable=False)
+def idle(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+'''
+
+
+def test_app_code_is_charged_what_its_sandboxed_worker_spent(engine: Any, tmp_path: Any) -> None:
+    """The CPU app code takes in its worker (a process the engine's rusage never sees) is read from the
+    kernel's figures for the worker's processes and charged to the run that called it; sleeping costs none."""
+    from helpers import make_app
+    from twinengine.compute.metering import WORKER_CPU
+
+    engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="busy-app",
+                                                            files={"busy_app/procs.py": BUSY}))
+    uma = engine.as_role("uma", "user")
+
+    def graph(process: str) -> dict[str, Any]:
+        return {"process_graph": {"p": {"process_id": process, "namespace": "busy-app",
+                                        "arguments": {"seconds": 1.0}, "result": True}}}
+
+    busy, idle = (uma.workflows.submit(graph(p), sync=True) for p in ("busy", "idle"))
+    assert busy.status == idle.status == "finished", (busy.error, idle.error)
+    records = {r.run_id: r for r in uma.compute.usage_records().items}
+    assert WORKER_CPU in records[busy.id].source and records[busy.id].remote_core_seconds >= 0.9
+    assert records[busy.id].core_seconds >= records[busy.id].remote_core_seconds
+    assert records[idle.id].remote_core_seconds < 0.5 and records[idle.id].wall_seconds >= 1.0

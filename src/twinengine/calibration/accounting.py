@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.calibration.models import Calibration
 from twinengine.compute.hooks import record_execution
-from twinengine.compute.metering import Reading, start_meter
+from twinengine.compute.metering import WORKER_CPU, Reading, start_meter
 from twinengine.compute.models import ComputeSite, UsageRecord
 from twinengine.compute.quotas import check_quota
 from twinengine.compute.sites import DEFAULT_SITE
@@ -30,7 +30,7 @@ from twinengine.compute.sites import DEFAULT_SITE
 __all__ = ["KIND", "SOURCE", "Attempt", "spent_before"]
 
 KIND = "calibration"  # the usage records' kind
-SOURCE = "worker-cpu"  # the model runs' CPU, as the sandboxed workers measured it (``time.process_time``)
+SOURCE = WORKER_CPU  # the model runs' CPU, as the sandboxed workers measured it (``time.process_time``)
 STOPPED = "the calibration stopped after its current batch; its runs are kept"
 
 

@@ -19,9 +19,10 @@ from datetime import datetime
 
 from twinengine.store.base import utcnow
 
-__all__ = ["Meter", "Reading", "charge", "current_meter", "start_meter"]
+__all__ = ["WORKER_CPU", "Meter", "Reading", "charge", "charge_worker", "current_meter", "start_meter"]
 
 BLOCK = 512  # ru_inblock / ru_oublock count 512-byte blocks
+WORKER_CPU = "worker-cpu"  # the source of what sandboxed workers used for an execution
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,12 @@ def start_meter() -> Meter:
 def current_meter() -> Meter | None:
     meter: Meter | None = getattr(_current, "meter", None)
     return meter
+
+
+def charge_worker(core_seconds: float) -> None:
+    """Charge what a sandboxed worker used for this thread's execution (app code, a UDF), as measured from
+    outside the worker (``workers.cpu``): none of it is in the engine's own rusage."""
+    charge(core_seconds, WORKER_CPU)
 
 
 def charge(core_seconds: float, source: str) -> None:

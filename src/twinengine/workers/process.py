@@ -234,6 +234,12 @@ class Worker:
         except OSError:
             return ""
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds the worker (its sandbox and every process in it) has used so far, read from outside."""
+        from twinengine.workers.cpu import tree_cpu_seconds
+
+        return tree_cpu_seconds(self.process.pid)
+
     def kill(self) -> None:
         self.signal_kill()
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -22,6 +22,8 @@ from twinengine.workers.process import Ask, Worker, WorkerCrashed
 from twinengine.workers.protocol import PART_CALLS, Message, ProtocolError, decode, pickled
 from twinengine.workers.sandbox import Layout, Sandbox, SandboxMode
 
+Spent = Callable[[float], None]  # told the CPU seconds a call used in its worker
+
 if TYPE_CHECKING:
     from twinengine.config import Settings
 
@@ -77,12 +79,16 @@ class Workers:
             raise
         return worker
 
-    def run_udf(self, data: Any, code: str, context: Any, *, timeout: float, memory_bytes: int) -> Any:
-        """A user's UDF in a sandbox of its own (never shared with another call or user)."""
+    def run_udf(self, data: Any, code: str, context: Any, *, timeout: float, memory_bytes: int,
+                cpu: Spent | None = None) -> Any:
+        """A user's UDF in a sandbox of its own (never shared with another call or user); ``cpu`` is told the
+        CPU seconds the sandbox used, its start included."""
         worker = self.start(label="run_udf", memory_bytes=memory_bytes)
         try:
             reply, blobs = worker.request({"op": "udf"}, [pickled({"data": data, "code": code, "context": context})],
                                           timeout=timeout)
+            if cpu is not None:
+                cpu(worker.cpu_seconds())
         finally:
             worker.close()
         return decode(reply.get("value"), blobs)
@@ -150,9 +156,14 @@ class AppWorkers:
         return [(str(loc), str(why)) for loc, why in found]
 
     def process(self, function: str, arguments: dict[str, Any], *, timeout: float | None = None,
-                interrupt: Interrupt | None = None) -> Any:
-        reply, blobs = self.call({"op": "process", "function": function}, [pickled(arguments)], timeout=timeout,
-                                 interrupt=interrupt)
+                interrupt: Interrupt | None = None, cpu: Spent | None = None) -> Any:
+        """``function(**arguments)`` in a warm worker; ``cpu`` is told the CPU seconds the call used there."""
+        header = {"op": "process", "function": function}
+        with self.lease() as worker, interrupt.serving(worker) if interrupt else nullcontext():
+            before = worker.cpu_seconds() if cpu is not None else 0.0
+            reply, blobs = worker.request(header, [pickled(arguments)], timeout=timeout or self.workers.timeout)
+            if cpu is not None:
+                cpu(max(0.0, worker.cpu_seconds() - before))
         return decode(reply.get("value"), blobs)
 
     def functions(self, header: dict[str, Any], calls: list[list[dict[str, Any]]], *,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twinengine.compute.metering import charge_worker
 from twinengine.errors import ProcessFailed
 from twinengine.workers.process import WorkerCrashed, WorkerError, WorkerTimeout
 from twinengine.workers.protocol import ProtocolError
@@ -27,7 +28,7 @@ def run_udf_process(data: Any, code: str, context: Any, *, timeout: float, memor
     if not isinstance(workers, Workers):
         workers = default_workers()
     try:
-        return workers.run_udf(data, code, context, timeout=timeout, memory_bytes=memory_bytes)
+        return workers.run_udf(data, code, context, timeout=timeout, memory_bytes=memory_bytes, cpu=charge_worker)
     except WorkerTimeout:
         raise ProcessFailed(f"run_udf: the UDF did not finish within {timeout:g} s and was stopped") from None
     except WorkerError as exc:

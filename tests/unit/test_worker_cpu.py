@@ -1,0 +1,41 @@
+"""A worker's CPU read from /proc, outside it: a process and what it forks, whatever it says of itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from twinengine.workers.cpu import tree_cpu_seconds
+
+SPIN = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time\\ns = time.process_time()\\n"
+                          "while time.process_time() - s < 0.6: pass\\ntime.sleep(30)"])
+start = time.process_time()
+while time.process_time() - start < 0.4:
+    pass
+print("spun", flush=True)
+time.process_time = lambda: 0.0  # what code inside says of itself does not change the kernel's figures
+child.wait()
+"""
+
+
+def test_a_process_tree_is_read_whole_from_outside() -> None:
+    process = subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "spun"
+        spent = 0.0
+        for _ in range(100):  # the child spins 0.6 s; read until both have
+            spent = tree_cpu_seconds(process.pid)
+            if spent >= 0.9:
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        assert spent >= 0.9  # 0.4 s of its own and 0.6 s of the child it has not reaped
+        assert tree_cpu_seconds(process.pid) < 30  # the sleeping child adds nothing
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_no_such_process_has_spent_nothing() -> None:
+    assert tree_cpu_seconds(2**22 + 12345) == 0.0
