@@ -138,11 +138,15 @@ def _busy(engine: Engine, site: str, runs: int, graph: str = "0" * 64) -> None:
                                 started_at=utcnow()))
 
 
-def _ran_before(engine: Engine, graph: str, core_seconds: list[float]) -> None:
+def _ran_before(engine: Engine, graph: str, core_seconds: list[float], *, days_ago: int = 0) -> None:
     """Finished runs of ``graph`` with their usage records: what it took before."""
+    from datetime import timedelta
+
     from twinengine.compute.models import UsageRecord
     from twinengine.store.base import utcnow
     from twinengine.workflows.models import WorkflowRun
+
+    ended = utcnow() - timedelta(days=days_ago)
 
     with engine.runtime.db.session() as session:
         for i, seconds in enumerate(core_seconds):
@@ -150,7 +154,7 @@ def _ran_before(engine: Engine, graph: str, core_seconds: list[float]) -> None:
             session.add(WorkflowRun(id=run_id, kind="run", owner="ola", process=ADD, graph_sha256=graph,
                                     parameters={}, options={}, status="finished", assets=[]))
             session.add(UsageRecord(run_id=run_id, kind="run", status="finished", identity="ola", site="local",
-                                    started_at=utcnow(), finished_at=utcnow(), wall_seconds=seconds,
+                                    started_at=ended, finished_at=ended, wall_seconds=seconds,
                                     core_seconds=seconds, source="rusage"))
 
 
@@ -174,13 +178,14 @@ def test_with_data_equal_the_busier_site_loses(engine: Engine) -> None:
 
 def test_the_queue_counts_what_the_runs_took_before_not_how_many_they_are(engine: Engine) -> None:
     """One run of a graph that took about 20 minutes before outweighs an ensemble of three members of a
-    graph that took a second: the site with fewer, larger runs loses."""
+    graph that took a second: the site with fewer, larger runs loses. The quick graph ran often since; each
+    graph is sized by its own latest runs, so its many newer records do not hide the slow one's."""
     provider, user = engine.as_role("pat", "provider"), engine.as_role("uma", "user")
     for name in ("a", "b"):
         provider.compute.add_site(name, "local", cores=2, memory_bytes=2**31)
     slow, quick = "5" * 64, "1" * 64
-    _ran_before(engine, slow, [1100.0, 1200.0, 1300.0])
-    _ran_before(engine, quick, [1.0, 1.0])
+    _ran_before(engine, slow, [1100.0, 1200.0, 1300.0], days_ago=1)
+    _ran_before(engine, quick, [1.0] * 45)
     _busy(engine, "a", 1, graph=slow)
     _busy(engine, "b", 3, graph=quick)
     run = user.workflows.submit(ADD, sync=True, options={"exclude_sites": ["local"]})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -21,7 +23,8 @@ child.wait()
 
 
 def test_a_process_tree_is_read_whole_from_outside() -> None:
-    process = subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its child goes with it (killpg)
     try:
         assert process.stdout is not None and process.stdout.readline().strip() == "spun"
         spent = 0.0
@@ -33,7 +36,7 @@ def test_a_process_tree_is_read_whole_from_outside() -> None:
         assert spent >= 0.9  # 0.4 s of its own and 0.6 s of the child it has not reaped
         assert tree_cpu_seconds(process.pid) < 30  # the sleeping child adds nothing
     finally:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
 

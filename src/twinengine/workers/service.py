@@ -132,11 +132,15 @@ class AppWorkers:
 
     def call(self, header: dict[str, Any], blobs: list[bytes] | None = None, *, timeout: float | None = None,
              ask: Ask | None = None, prefer: Hashable = None, interrupt: Interrupt | None = None,
-             shelf: str | None = None) -> Message:
+             shelf: str | None = None, cpu: Spent | None = None) -> Message:
         """One request to a warm worker (of ``shelf``, see ``lease``); ``interrupt`` may stop it from another
-        thread (``Interrupt.fire``)."""
+        thread (``Interrupt.fire``); ``cpu`` is told the CPU seconds the request used in the worker."""
         with self.lease(prefer, shelf) as worker, interrupt.serving(worker) if interrupt else nullcontext():
-            return worker.request(header, blobs, timeout=timeout or self.workers.timeout, ask=ask)
+            before = worker.cpu_seconds() if cpu is not None else 0.0
+            answer = worker.request(header, blobs, timeout=timeout or self.workers.timeout, ask=ask)
+            if cpu is not None:
+                cpu(max(0.0, worker.cpu_seconds() - before))
+            return answer
 
     def index(self, package: str) -> list[dict[str, Any]]:
         """The ``@app_process`` functions of ``package``: [{id, function, spec}] (imported in a worker)."""
@@ -158,12 +162,8 @@ class AppWorkers:
     def process(self, function: str, arguments: dict[str, Any], *, timeout: float | None = None,
                 interrupt: Interrupt | None = None, cpu: Spent | None = None) -> Any:
         """``function(**arguments)`` in a warm worker; ``cpu`` is told the CPU seconds the call used there."""
-        header = {"op": "process", "function": function}
-        with self.lease() as worker, interrupt.serving(worker) if interrupt else nullcontext():
-            before = worker.cpu_seconds() if cpu is not None else 0.0
-            reply, blobs = worker.request(header, [pickled(arguments)], timeout=timeout or self.workers.timeout)
-            if cpu is not None:
-                cpu(max(0.0, worker.cpu_seconds() - before))
+        reply, blobs = self.call({"op": "process", "function": function}, [pickled(arguments)], timeout=timeout,
+                                 interrupt=interrupt, cpu=cpu)
         return decode(reply.get("value"), blobs)
 
     def functions(self, header: dict[str, Any], calls: list[list[dict[str, Any]]], *,

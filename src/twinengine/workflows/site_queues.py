@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from statistics import median
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from twinengine.compute.models import UsageRecord
@@ -27,17 +27,17 @@ def expected_core_seconds(session: Session, graphs: set[str]) -> dict[str, float
     are absent (the caller assumes ``QUEUE_SECONDS``)."""
     if not graphs:
         return {}
-    rows = session.execute(
-        select(WorkflowRun.graph_sha256, UsageRecord.core_seconds)
-        .join(UsageRecord, UsageRecord.run_id == WorkflowRun.id)
-        .where(WorkflowRun.graph_sha256.in_(graphs), UsageRecord.status == "finished",
-               UsageRecord.kind != ENSEMBLE)
-        .order_by(UsageRecord.finished_at.desc())
-        .limit(HISTORY * len(graphs)))
-    seen: dict[str, list[float]] = defaultdict(list)
-    for graph, core_seconds in rows:
-        if len(seen[graph]) < HISTORY:
-            seen[graph].append(float(core_seconds))
+    latest = (select(WorkflowRun.graph_sha256.label("graph"), UsageRecord.core_seconds.label("core_seconds"),
+                     func.row_number().over(partition_by=WorkflowRun.graph_sha256,
+                                            order_by=UsageRecord.finished_at.desc()).label("rank"))
+              .join(UsageRecord, UsageRecord.run_id == WorkflowRun.id)
+              .where(WorkflowRun.graph_sha256.in_(graphs), UsageRecord.status == "finished",
+                     UsageRecord.kind != ENSEMBLE)
+              .subquery())
+    seen: dict[str, list[float]] = defaultdict(list)  # each graph its own latest: a busy one crowds out none
+    for graph, core_seconds in session.execute(select(latest.c.graph, latest.c.core_seconds)
+                                               .where(latest.c.rank <= HISTORY)):
+        seen[graph].append(float(core_seconds))
     return {graph: median(values) for graph, values in seen.items()}
 
 
