@@ -175,3 +175,28 @@ def test_a_worker_runs_the_engines_own_code_even_beside_another_install(tmp_path
     monkeypatch.setattr(module, "_fresh_python", lambda _python: ([], "/elsewhere/src/twinengine/__init__.py"))
     argv, _env, _cwd = sandbox.command("twinengine.workers._child", ["--memory=0"], Layout(scratch=scratch))
     assert argv[3:7] == ["-c", module._BOOT, ours, "twinengine.workers._child"] and argv[7] == "--memory=0"
+
+
+def test_a_worker_process_imports_only_its_own_side(tmp_path: Path) -> None:
+    """Every worker starts as ``python -m twinengine.workers._child`` (1,800 of them in a run of this suite):
+    it imports the protocol and what a function call needs, not the engine's pool, processes or sandbox."""
+    import json
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    probe = ("import sys, json\nimport twinengine.workers._child, twinengine.app._context, "
+             "twinengine.workers.effects\nprint(json.dumps(sorted(m for m in sys.modules if m.startswith('twin'))))")
+    result = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(src)!r})\n{probe}"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    imported = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert "twinengine.workers.protocol" in imported
+    engine_side = {"twinengine.workers.pool", "twinengine.workers.process", "twinengine.workers.service",
+                   "twinengine.workers.sandbox"}
+    assert imported.isdisjoint(engine_side), sorted(imported & engine_side)
+    from twinengine import workers
+
+    assert workers.AppWorkers.__module__ == "twinengine.workers.service"  # the package's names, on first use
+    with pytest.raises(AttributeError):
+        _ = workers.NoSuchThing  # type: ignore[attr-defined]
