@@ -16,34 +16,10 @@ from twinengine.api.description import install_description
 from twinengine.api.errors import install_error_handlers
 from twinengine.api.log_redaction import install_log_redaction
 from twinengine.api.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from twinengine.api.route_groups import api_routes
 from twinengine.api.route_warmup import RouteWarmup
-from twinengine.api.routes import access as access_api
-from twinengine.api.routes import assimilation as assimilation_api
-from twinengine.api.routes import assimilation_skill as assimilation_skill_api
-from twinengine.api.routes import auth as auth_api
-from twinengine.api.routes import calibration as calibration_api
-from twinengine.api.routes import catalog as catalog_api
-from twinengine.api.routes import compute as compute_api
-from twinengine.api.routes import ensembles as ensembles_api
-from twinengine.api.routes import groups as group_api
 from twinengine.api.routes import lake as lake_api
-from twinengine.api.routes import ml as ml_api
-from twinengine.api.routes import ml_quality as ml_quality_api
-from twinengine.api.routes import openeo as openeo_api
-from twinengine.api.routes import signin as signin_api
-from twinengine.api.routes import stac as stac_api
-from twinengine.api.routes import streams as streams_api
-from twinengine.api.routes import streams_buffers as buffers_api
-from twinengine.api.routes import subscriptions as subscriptions_api
-from twinengine.api.routes import tokens as token_api
-from twinengine.api.routes import twins as twins_api
 from twinengine.api.routes import twins_batch as twins_batch_api
-from twinengine.api.routes import twins_fleet as fleet_api
-from twinengine.api.routes import twins_forecasts as forecasts_api
-from twinengine.api.routes import twins_relationships as relationships_api
-from twinengine.api.routes import views as views_api
-from twinengine.api.routes import workflows as workflows_api
-from twinengine.api.routes import workflows_quality as workflows_quality_api
 from twinengine.api.routing import API_PREFIX, operation_id
 from twinengine.api.text import refuse_unstorable_text
 from twinengine.bootstrap import announce_admin_token
@@ -129,25 +105,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     registry.register(health.LoopsCollector(runtime.loops))
 
     install_error_handlers(app)
-    for router in (health.router, auth_api.router, catalog_api.router, twins_api.router, access_api.router,
-                   workflows_api.router, *openeo_api.routers, lake_api.router, stac_api.router, streams_api.router,
-                   buffers_api.router, ml_api.router, forecasts_api.router, twins_batch_api.router,
-                   ensembles_api.router, *fleet_api.routers):
-        app.include_router(router)
-    app.include_router(relationships_api.router)
-    app.include_router(workflows_quality_api.router)
-    app.include_router(ml_quality_api.router)
-    app.include_router(views_api.router)
-    app.include_router(assimilation_api.router)
-    app.include_router(assimilation_skill_api.router)
-    app.include_router(calibration_api.router)
-    app.include_router(subscriptions_api.router)
-    app.include_router(signin_api.api)  # institutional sign-in: the providers, then the browser's redirects
-    app.include_router(signin_api.browser)
-    for router in compute_api.routers:
-        app.include_router(router)
-    for router in (group_api.router, *token_api.routers):
-        app.include_router(router)
+    app.router.routes.extend(api_routes())  # built once per process (api/route_groups.py)
     install_ui(app)
     install_description(app)
 

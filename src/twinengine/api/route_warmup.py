@@ -28,8 +28,8 @@ UNROUTED = "/.well-known/twinengine/routes-built-at-start"
 
 
 def build_included(routes: list[Any]) -> None:
-    """Build every included router's routes, nested ones too. FastAPI builds them when a request is first
-    matched against them, and our routers match only paths under their own prefix."""
+    """Build every included router's routes, nested ones too. FastAPI builds a group when a request is
+    first matched against it (``api/route_groups.py`` includes them once per process, so once per process)."""
     for route in routes:
         candidates = getattr(route, "effective_candidates", None)
         if candidates is not None:
