@@ -57,6 +57,10 @@ class Transport:
         unreachable engine ``EngineUnavailable``."""
         try:
             response = self.http.request(method, path, headers={**self.auth, **(headers or {})}, **kwargs)
+        except httpx.ReadTimeout as exc:  # it was reached: it did not answer in time
+            waited = kwargs.get("timeout", self.http.timeout)
+            within = f" within {waited.read:g} s" if isinstance(waited, httpx.Timeout) and waited.read else ""
+            raise EngineUnavailable(f"the engine at {self.url} did not answer {method} {path}{within}") from exc
         except httpx.TransportError as exc:
             raise EngineUnavailable(f"cannot reach the engine at {self.url}: {exc}") from exc
         if response.status_code >= 400:
@@ -81,6 +85,13 @@ class Transport:
         query = {k: v for k, v in params.items() if v is not None}
         return model.model_validate(self.request("GET", path, params=query).json())
 
-    def send(self, model: type[M], method: str, path: str, body: Any) -> M:
-        """``method`` ``path`` with the JSON ``body``, the answer parsed as ``model``."""
-        return model.model_validate(self.request(method, path, json=body).json())
+    def send(self, model: type[M], method: str, path: str, body: Any, *, until_done: bool = False) -> M:
+        """``method`` ``path`` with the JSON ``body``, the answer parsed as ``model``. ``until_done``: the engine
+        answers when the work ends (a synchronous run or ensemble), within its own budget (``sync_timeout``,
+        after which it answers that the run timed out), so the answer is waited for without a read timeout."""
+        extra: dict[str, Any] = {}
+        if until_done and self._owns_http:
+            current = self.http.timeout
+            extra["timeout"] = httpx.Timeout(connect=current.connect, read=None, write=current.write,
+                                             pool=current.pool)
+        return model.model_validate(self.request(method, path, json=body, **extra).json())

@@ -5,6 +5,7 @@ as EngineUnavailable; and none of them reaches into ``Client``."""
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import httpx2 as httpx
@@ -82,3 +83,45 @@ def test_no_namespace_imports_the_client(path: str) -> None:
     tree = ast.parse((SRC / path).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "twinengine.client" not in imported
+
+
+def test_a_synchronous_run_is_waited_for_until_the_engine_answers() -> None:
+    """A synchronous run's request is answered when the run ends, within the engine's own budget
+    (``sync_timeout``): the SDK waits for it past its read timeout; any other request that outlasts it says
+    the engine did not answer (it was reached), naming the request."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    when = "2026-03-01T00:00:00Z"
+    run = {"id": "run-1", "kind": "run", "status": "finished", "progress": 100.0, "owner": "uma", "title": None,
+           "twin_id": None, "twin_name": "reach", "app": None, "workflow": "forecast", "graph_sha256": "0" * 64,
+           "parameters": {}, "trigger_id": None, "executor": "local", "error": None, "assets": [], "value": None,
+           "created_at": when, "updated_at": when, "started_at": when, "finished_at": when}
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(1.5)
+            body = json.dumps(run).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    transport = Transport(f"http://127.0.0.1:{server.server_address[1]}", "t", timeout=0.5)
+    try:
+        workflows = WorkflowsClient(transport)
+        assert workflows.run("reach", "forecast", sync=True).id == "run-1"
+        with pytest.raises(EngineUnavailable, match=r"did not answer POST /api/v1/twins/reach/runs within 0.5 s"):
+            workflows.run("reach", "forecast")
+    finally:
+        transport.close()
+        server.shutdown()
+        server.server_close()

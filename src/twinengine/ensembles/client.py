@@ -37,7 +37,7 @@ class EnsemblesClient:
                 "seed": seed, "forks": forks, "parameter_sets": parameter_sets, "threshold": threshold,
                 "quantiles": quantiles, "mode": "sync" if sync else "async", "options": options}
         return self._transport.send(EnsembleRead, "POST", f"/api/v1/twins/{quote(twin, safe='')}/ensembles",
-                                    {k: v for k, v in body.items() if v is not None})
+                                    {k: v for k, v in body.items() if v is not None}, until_done=sync)
 
     def get(self, ensemble_id: str) -> EnsembleRead:
         return self._transport.get(EnsembleRead, f"/api/v1/ensembles/{quote(ensemble_id, safe='')}")

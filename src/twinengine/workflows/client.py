@@ -42,7 +42,7 @@ class WorkflowsClient:
             body["options"].update(site=site, exclude_sites=exclude_sites or [])
         if what_if or fork_name is not None:
             body["what_if"] = {} if fork_name is None else {"name": fork_name}
-        return self._transport.send(Run, "POST", f"/api/v1/twins/{_seg(twin)}/runs", body)
+        return self._transport.send(Run, "POST", f"/api/v1/twins/{_seg(twin)}/runs", body, until_done=sync)
 
     def submit(self, process: dict[str, Any], parameters: dict[str, Any] | None = None, *, twin: str | None = None,
                no_cache: bool = False, sync: bool = False, options: dict[str, Any] | None = None) -> Run:
@@ -51,7 +51,7 @@ class WorkflowsClient:
                                 "options": {"no_cache": no_cache, **(options or {})}}
         if twin:
             body["twin"] = twin
-        return self._transport.send(Run, "POST", "/api/v1/runs", body)
+        return self._transport.send(Run, "POST", "/api/v1/runs", body, until_done=sync)
 
     def get(self, run_id: str) -> Run:
         return self._transport.get(Run, f"/api/v1/runs/{_seg(run_id)}")
