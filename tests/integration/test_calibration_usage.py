@@ -1,5 +1,5 @@
 """A calibration's model runs are usage: each attempt (one put back in the queue by a stopping engine too)
-leaves one record of kind ``calibration`` (the engine's share and the CPU its sandboxed workers reported),
+leaves one record of kind ``calibration`` (the engine's share and the CPU the engine read for its sandboxed workers),
 shown to its owner only; a used-up quota refuses a new calibration with 429, and one crossed mid-way ends it
 as ``QuotaExceeded`` with its runs kept."""
 
@@ -73,6 +73,32 @@ def test_a_local_calibration_records_its_model_runs_as_usage_of_its_owner(engine
     other = engine.http.get("/api/v1/usage/records", headers=engine.headers(engine.token("ola", "user")))
     assert other.status_code == 200 and other.json()["items"] == []
     assert engine.as_role("ola", "user").compute.usage(by="twin").groups == []
+
+
+def test_a_model_that_hides_its_cpu_is_charged_what_the_kernel_counted(engine: Engine, tmp_path: Any) -> None:
+    """The model runs' CPU is read by the engine from /proc for the sandboxed workers' processes: an app that
+    replaces the clock its sandbox would measure with (``time.process_time``) is charged all the same."""
+    import shutil
+
+    app = tmp_path / "hymod"
+    shutil.copytree(HYMOD, app)
+    with (app / "hymod" / "model.py").open("a") as fh:
+        fh.write("\n\nimport hashlib as _hashlib\nimport time as _time\n\n"
+                 "_time.process_time = lambda: 0.0  # what its model runs cost, hidden from its own sandbox\n"
+                 "_simulate = simulate\n\n\n"
+                 "def simulate(parameters, forcing):\n"
+                 "    _hashlib.pbkdf2_hmac('sha256', b'twin', b'salt', 200_000)  # about 0.1 s of CPU\n"
+                 "    return _simulate(parameters, forcing)\n")
+    dev, user = engine.as_role("ada", "developer"), engine.as_role("uma", "user")
+    dev.publish_app(app)
+    user.create_twin("hymod@0.1.0", "catchment", {})
+    user.streams.append("catchment", "catchment", catchment(430))
+    started = user.calibration.start("catchment", method="de", runs=24, seed=5, workers=1, posterior_share=0.0)
+    engine.runtime.calibrations.notify()
+    ended = user.calibration.wait(started.id, timeout=240)
+    assert ended.status == "done", ended.error
+    [record] = _records(engine)
+    assert record.remote_core_seconds >= 24 * 0.05, record.remote_core_seconds  # 24 runs of about 0.1 s each
 
 
 def test_each_attempt_of_a_resumed_calibration_is_recorded(engine: Engine) -> None:

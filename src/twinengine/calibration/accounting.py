@@ -4,8 +4,9 @@ and the owner's compute quotas checked between its batches.
 An attempt runs from the runner's claim to its end: done, error, canceled, or put back in the queue (the
 engine stopped, or another engine took it over), when the next attempt resumes it and writes its own record.
 Its core-seconds are the engine's share of its process's CPU (``compute.metering``) plus the CPU its model
-runs took in the app's sandboxed workers, local or on a site, as each chunk reports it
-(``worker.simulate_many``): those are other processes, not in the engine's rusage.
+runs took in the app's sandboxed workers, local or on a site: those are other processes, not in the engine's
+rusage, so the engine's side reads each chunk's from ``/proc`` for the worker's processes (``workers/cpu.py``),
+where the app's code can neither see nor change it.
 
 A running calibration "crosses" a quota when the quota's recorded use plus this attempt's running total
 (the engine's share measured so far and its model runs' CPU) reaches the limit; it is checked after each
@@ -14,7 +15,6 @@ batch is kept, so the calibration stops after that batch with ``QuotaExceeded`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -26,27 +26,13 @@ from twinengine.compute.metering import WORKER_CPU, Reading, start_meter
 from twinengine.compute.models import ComputeSite, UsageRecord
 from twinengine.compute.quotas import check_quota
 from twinengine.compute.sites import DEFAULT_SITE
+from twinengine.compute.usage import UsageRun
 
 __all__ = ["KIND", "SOURCE", "Attempt", "spent_before"]
 
 KIND = "calibration"  # the usage records' kind
-SOURCE = WORKER_CPU  # the model runs' CPU, as the sandboxed workers measured it (``time.process_time``)
+SOURCE = WORKER_CPU  # the model runs' CPU, read from /proc for the sandboxed workers' processes
 STOPPED = "the calibration stopped after its current batch; its runs are kept"
-
-
-@dataclass
-class _UsageRun:
-    """A calibration attempt as ``compute.usage.RunLike``."""
-
-    id: str
-    owner: str
-    twin_id: str | None
-    twin_name: str | None
-    app: str | None
-    options: dict[str, Any]
-    executor: str | None
-    kind: str = KIND
-    assets: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Attempt:
@@ -64,7 +50,7 @@ class Attempt:
         self.site = str(row.settings.get("site") or DEFAULT_SITE)
 
     def charge(self, answer: dict[str, Any]) -> None:
-        """A chunk's answer came back: add the CPU its worker reported."""
+        """A chunk's answer came back: add the CPU the engine's side read for its worker."""
         self.meter.charge(float(answer.get("cpu_seconds") or 0.0), SOURCE)
 
     @property
@@ -86,11 +72,11 @@ class Attempt:
         site = str(row.settings.get("site") or DEFAULT_SITE)
         kind = None if site == DEFAULT_SITE else session.scalar(select(ComputeSite.kind)
                                                                 .where(ComputeSite.name == site))
-        run = _UsageRun(id=row.id, owner=row.owner, twin_id=row.twin_id,
-                        twin_name=twin.name if twin is not None else None,
-                        app=f"{twin.app_name}@{twin.app_version}" if twin is not None else None,
-                        options={"site": site, "groups": list(row.settings.get("groups") or [])},
-                        executor=kind or DEFAULT_SITE)
+        run = UsageRun(id=row.id, kind=KIND, owner=row.owner, twin_id=row.twin_id,
+                       twin_name=twin.name if twin is not None else None,
+                       app=f"{twin.app_name}@{twin.app_version}" if twin is not None else None,
+                       options={"site": site, "groups": list(row.settings.get("groups") or [])},
+                       executor=kind or DEFAULT_SITE)
         return record_execution(session, run, self.meter, status=status)
 
 

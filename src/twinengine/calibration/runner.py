@@ -239,7 +239,12 @@ class CalibrationRunner:
 
         def chunk(sets: list[dict[str, float]]) -> list[Any]:
             payload = {"entrypoint": spec.model.entrypoint, "base": base, "sets": sets, "forcing": forcing}
-            answer = remote(payload) if remote is not None else app.process(SIMULATE_MANY, payload)
+            if remote is not None:
+                answer = remote(payload)
+            else:
+                spent = [0.0]
+                answer = app.process(SIMULATE_MANY, payload, cpu=lambda seconds: spent.__setitem__(0, seconds))
+                answer["cpu_seconds"] = spent[0]  # read from /proc by the engine, not what the sandbox said
             attempt.charge(answer)
             if answer.get("error") and not errors:
                 errors.append(str(answer["error"]))

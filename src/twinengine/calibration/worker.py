@@ -1,16 +1,15 @@
 """Inside an app's worker: run the app's calibration model once per parameter set of a batch.
 
 The engine sends a batch to each warm worker it uses in parallel; a set whose run raised comes back as None,
-and the first error is returned once so a model that always fails says why. The chunk's CPU time is returned
-too: the worker is another process, so its CPU is not in the engine's rusage (the calibration's usage record
-and quota checks add it up).
+and the first error is returned once so a model that always fails says why. The chunk's CPU is not reported
+from here: the engine reads it from /proc for this worker's processes (``workers/cpu.py``), which code in the
+sandbox cannot change.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-import time
 from typing import Any
 
 __all__ = ["simulate_many"]
@@ -18,9 +17,7 @@ __all__ = ["simulate_many"]
 
 def simulate_many(entrypoint: str, base: dict[str, Any], sets: list[dict[str, float]],
                   forcing: dict[str, list[Any]]) -> dict[str, Any]:
-    """{"values": [series or None per set], "error": the first failure's 'Type: message' or None,
-    "cpu_seconds": this worker process's CPU time for the chunk}."""
-    started = time.process_time()
+    """{"values": [series or None per set], "error": the first failure's 'Type: message' or None}."""
     module, _, attr = entrypoint.partition(":")
     model = getattr(importlib.import_module(module), attr)
     values: list[list[float] | None] = []
@@ -33,4 +30,4 @@ def simulate_many(entrypoint: str, base: dict[str, Any], sets: list[dict[str, fl
             values.append(None)
         else:
             values.append(series)
-    return {"values": values, "error": error, "cpu_seconds": time.process_time() - started}
+    return {"values": values, "error": error}

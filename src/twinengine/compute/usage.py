@@ -9,6 +9,7 @@ site has a record of its own (status ``lost``): what the lost site consumed coun
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,7 +24,7 @@ from twinengine.compute.schemas import UsageGroup, UsageKey, UsageRead
 from twinengine.errors import ValidationFailed
 from twinengine.lake.models import Did
 
-__all__ = ["LOST", "RunLike", "list_usage", "record_usage", "summarize", "transferred", "usage_read"]
+__all__ = ["LOST", "RunLike", "UsageRun", "list_usage", "record_usage", "summarize", "transferred", "usage_read"]
 
 MAX_RECORDS = 100_000
 LOST = "lost"  # the status of an attempt's record whose site was lost under it (the run was rerun elsewhere)
@@ -41,6 +42,21 @@ class RunLike(Protocol):
     options: dict[str, Any]
     executor: str | None
     assets: list[dict[str, Any]]
+
+
+@dataclass
+class UsageRun:
+    """A run that is not a workflow run row (a calibration's attempt, a training run) as ``RunLike``."""
+
+    id: str
+    kind: str
+    owner: str
+    twin_id: str | None
+    twin_name: str | None
+    app: str | None
+    options: dict[str, Any]
+    executor: str | None
+    assets: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _stored(session: Session, assets: Sequence[dict[str, Any]]) -> int:
