@@ -50,6 +50,7 @@ from twinengine.workflows.triggers import ChainedArrivals, materialize_manifest_
 if TYPE_CHECKING:
     from twinengine.calibration.runner import CalibrationRunner
     from twinengine.ml.engine import MLEngine
+    from twinengine.ml.usage import TrainingUsage
 
 __all__ = ["Runtime"]
 
@@ -196,7 +197,7 @@ class Runtime:
                                     streams=lambda: self.streams, apps=self.app_code, mlflow_uri=settings.mlflow_uri,
                                     workers=settings.ml_workers, warm_models=settings.ml_warm_models,
                                     training_timeout=settings.training_timeout.total_seconds(),
-                                    training_memory=settings.training_memory_bytes)
+                                    training_memory=settings.training_memory_bytes, usage=_record_training)
             ml = self._ml
         if created:  # a new lifecycle (a test may open another): its loop replaces the last one's
             from twinengine.daemons.training import training_loop
@@ -315,3 +316,23 @@ class Runtime:
             self.collections.close()
         self.db.dispose()
 
+
+def _record_training(session: Session, usage: TrainingUsage) -> None:
+    """A training attempt's usage record (``compute.usage``): charged to the run's creator, its twin and app,
+    on the engine's own site, with its workers' CPU."""
+    from twinengine.compute.metering import WORKER_CPU, Reading
+    from twinengine.compute.sites import DEFAULT_SITE
+    from twinengine.compute.usage import UsageRun, record_usage
+    from twinengine.ml.usage import KIND
+    from twinengine.twins.models import Twin
+
+    row = usage.run
+    twin = session.get(Twin, row.twin_id)
+    run = UsageRun(id=row.id, kind=KIND, owner=row.created_by, twin_id=row.twin_id,
+                   twin_name=twin.name if twin is not None else None,
+                   app=f"{twin.app_name}@{twin.app_version}" if twin is not None else None, options={},
+                   executor=DEFAULT_SITE)
+    reading = Reading(started_at=usage.started_at, finished_at=usage.finished_at, wall_seconds=usage.wall_seconds,
+                      local_cpu_seconds=0.0, remote_core_seconds=usage.cpu_seconds, peak_memory_bytes=0,
+                      bytes_read=0, bytes_written=0, sources=(WORKER_CPU,))
+    record_usage(session, run, reading, status=usage.status, site=DEFAULT_SITE)

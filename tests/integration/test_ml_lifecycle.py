@@ -67,6 +67,18 @@ def test_train_register_gate_aliases_and_trail(engine: Engine, uma: Client, sett
     assert trail[0].trigger == {"kind": "external", "by": "test"} and trail[0].version == "2"
     assert trail[1].inputs["stream"] == "gauges" and trail[1].decision is not None
 
+    # each run's usage: the CPU of the sandboxed worker it trained in (read from /proc), charged to its creator
+    records = engine.http.get("/api/v1/usage/records", headers=engine.headers(engine.token("uma", "user")))
+    training = [r for r in records.json()["items"] if r["kind"] == "training"]
+    assert sorted(r["run_id"] for r in training) == sorted([run.id, second.id])
+    for record in training:
+        assert (record["status"], record["identity"], record["twin"], record["app"], record["site"]) == \
+            ("succeeded", "uma", "reach", "river-reach@0.1.0", "local")
+        assert record["source"] == "worker-cpu" and record["core_seconds"] == record["remote_core_seconds"]
+        assert 0.5 < record["core_seconds"] <= 2 * record["wall_seconds"] + 1  # importing torch alone takes more
+    others = engine.http.get("/api/v1/usage/records", headers=engine.headers(engine.token("ola", "user")))
+    assert others.json()["items"] == []
+
     # the official client reads what the engine wrote
     from mlflow.tracking import MlflowClient
 

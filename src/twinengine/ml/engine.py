@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exists, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from twinengine.app.training import TrainingData
 from twinengine.app.training_config import TrainingConfig
@@ -37,6 +37,7 @@ from twinengine.ml.lifecycle import TwinApp
 from twinengine.ml.models import GateDecision, TrainingRun
 from twinengine.ml.registry import CHALLENGER, CHAMPION, AsyncMetricLogger, ModelRegistry, registered_name
 from twinengine.ml.remote import FitOutcome, RemoteTask, TaskInfo
+from twinengine.ml.usage import INTERRUPTED, TrainingAttempt, UsageSink
 from twinengine.ml.warm import WarmModels
 from twinengine.quality.pedigree import flag_counts
 from twinengine.quality.plan import QUALITY
@@ -74,8 +75,10 @@ class MLEngine:
 
     def __init__(self, *, data_dir: Path, db: Database, blobs: BlobStore, streams: Callable[[], StreamHub],
                  apps: AppCode, mlflow_uri: str | None = None, workers: int = 1, warm_models: int = 8,
-                 training_timeout: float = 6 * 3600.0, training_memory: int | None = None) -> None:
+                 training_timeout: float = 6 * 3600.0, training_memory: int | None = None,
+                 usage: UsageSink | None = None) -> None:
         self.data_dir, self.db, self.blobs, self._streams, self.apps = data_dir, db, blobs, streams, apps
+        self.usage = usage  # writes each attempt's usage record (ml/usage.py); None: none is written
         self.mlflow_uri = mlflow_uri
         self.training_timeout, self.training_memory = training_timeout, training_memory
         self.root = data_dir / "ml"
@@ -83,6 +86,7 @@ class MLEngine:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ml-train")
         self._running: dict[str, Future[None]] = {}
         self._active: dict[str, Worker] = {}  # training workers by run (and trial worker), killed on stop
+        self._attempts: dict[str, TrainingAttempt] = {}  # what each run in progress used so far (ml/usage.py)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -244,14 +248,24 @@ class MLEngine:
         except Exception as exc:
             if self._stop.is_set():  # the engine is stopping: the run stays running, is queued again on start
                 log.info("training run %s interrupted by the engine stopping; it resumes on restart", run_id)
+                with self.db.session() as session:
+                    self._record(session, run_id, INTERRUPTED)
                 return
             log.warning("training run %s failed: %s", run_id, exc, exc_info=not isinstance(exc, WorkerError))
             with self.db.session() as session:
                 row = session.get(TrainingRun, run_id)
                 if row is not None:
                     row.status, row.error, row.finished_at = "failed", _error_text(exc), utcnow()
+                self._record(session, run_id, "failed")
             if (mlrun := self._mlrun_of(run_id)) is not None:
                 self.registry.end_run(mlrun, ok=False)
+
+    def _record(self, session: Session, run_id: str, status: str) -> None:
+        """The attempt's usage record, in the session that writes its end (once per attempt)."""
+        attempt = self._attempts.pop(run_id, None)
+        row = session.get(TrainingRun, run_id) if attempt is not None and self.usage is not None else None
+        if attempt is not None and row is not None and self.usage is not None:
+            self.usage(session, attempt.ended(row, status))
 
     def _mlrun_of(self, run_id: str) -> str | None:
         with self.db.session(readonly=True) as session:
@@ -275,6 +289,7 @@ class MLEngine:
         chosen = dict(selection.get("selection", selection))
         if not chosen.get("stream") and spec.stream:
             chosen["stream"] = spec.stream  # the model's own stream, as declared
+        attempt = self._attempts[run_id] = TrainingAttempt()
         records, inputs = self.read_records(twin, app.manifest, chosen)
         data = TrainingData(parameters=dict(twin.parameters), records=records, inputs=inputs)
         with app.workers.dedicated(label=f"training {run_id} of {app.ref}", memory_bytes=self.training_memory) \
@@ -316,6 +331,7 @@ class MLEngine:
                                     if champion is not None else None)
             finally:
                 self._active.pop(run_id, None)
+                attempt.add(worker)
         self._finish(run_id, twin, model, gate, outcome, mlrun, name, tags, champion, champion_metrics)
         shutil.rmtree(checkpoint.parent, ignore_errors=True)  # the run is over: nothing to resume
 
@@ -375,8 +391,11 @@ class MLEngine:
                                 direction="maximize" if trigger.get("direction") == "maximize" else "minimize",
                                 n_jobs=parallel, on_trial=progress)
             finally:
+                attempt = self._attempts.get(run_id)
                 for index in range(1, parallel):
-                    self._active.pop(f"{run_id}#{index}", None)
+                    helper_worker = self._active.pop(f"{run_id}#{index}", None)
+                    if attempt is not None and helper_worker is not None:
+                        attempt.add(helper_worker)
         self._update(run_id, trigger=trigger | {"best": result.best_overrides, "best_value": result.best_value,
                                                 "complete": result.complete, "pruned": result.pruned,
                                                 "failed": result.failed})
@@ -390,6 +409,7 @@ class MLEngine:
         with self.db.session() as session:
             session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(
                 status="canceled", finished_at=utcnow(), error="stopped on request"))
+            self._record(session, run_id, "canceled")
         self.registry.end_run(mlrun, ok=False, killed=True)
 
     def _champion_on(self, remote: RemoteTask, twin: Twin, model: str, name: str, champion: str,
@@ -446,6 +466,7 @@ class MLEngine:
                                      metrics=final | _finite({f"champion.{k}": v
                                                               for k, v in (champion_metrics or {}).items()}),
                                      champion_before=champion))
+            self._record(session, run_id, "succeeded")
 
     # -- serving
     def own_alias(self, twin_id: str, name: str, alias: str = CHAMPION) -> str | None:

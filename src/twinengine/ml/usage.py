@@ -1,0 +1,64 @@
+"""What a training run used: one usage record of kind ``training`` per attempt, written with the attempt's
+end (succeeded, failed, canceled, or interrupted by the engine stopping, when the next attempt resumes the
+run from its checkpoint and writes its own).
+
+A run trains in sandboxed workers started for it (one, and one per parallel trial when it tunes), other
+processes than the engine's: their CPU is read from ``/proc`` for each worker's processes, its distributed
+ranks included, as the worker is about to stop (``workers/cpu.py``), where the app's code can neither see
+nor change it. Training runs on the engine's own site and is not placed. The record itself is written by
+whoever the lifecycle is given as its usage sink (the runtime hands it the compute package's records).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from twinengine.ml.models import TrainingRun
+from twinengine.store.base import utcnow
+from twinengine.workers.process import Worker
+
+__all__ = ["INTERRUPTED", "KIND", "TrainingAttempt", "TrainingUsage", "UsageSink"]
+
+KIND = "training"
+INTERRUPTED = "interrupted"  # the engine stopped under the attempt; the run resumes on the next start
+
+
+@dataclass(frozen=True)
+class TrainingUsage:
+    """One attempt of a training run, ended."""
+
+    run: TrainingRun  # its row, in the session that writes the attempt's end
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    wall_seconds: float
+    cpu_seconds: float  # of its sandboxed workers
+
+
+UsageSink = Callable[[Session, TrainingUsage], object]
+
+
+class TrainingAttempt:
+    """One attempt of a training run, from the engine taking it to its end."""
+
+    def __init__(self) -> None:
+        self.started_at: datetime = utcnow()
+        self.started = time.monotonic()
+        self.cpu = 0.0
+        self._lock = threading.Lock()  # trial workers stop on the tuner's threads
+
+    def add(self, worker: Worker) -> None:
+        """A worker of the run is about to stop: add the CPU its processes used."""
+        spent = worker.cpu_seconds()
+        with self._lock:
+            self.cpu += spent
+
+    def ended(self, row: TrainingRun, status: str) -> TrainingUsage:
+        return TrainingUsage(run=row, status=status, started_at=self.started_at, finished_at=utcnow(),
+                             wall_seconds=time.monotonic() - self.started, cpu_seconds=self.cpu)
