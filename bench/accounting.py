@@ -1,23 +1,27 @@
 """The engine's core-seconds for a run beside a reference measured independently in the same run.
 
-For a Slurm site the reference would be ``sacct``'s TotalCPU of the worker jobs; ``sacct`` answers only with
-a Slurm database daemon (slurmdbd), and this machine's Slurm (22.05, Debian) has none: the bench says so and
-measures what it can. On a Dask cluster (the Slurm executor is Dask workers in Slurm jobs, so its figure comes
-from the same task stream) the engine charges each run the compute intervals of its own tasks; the reference
-is the CPU time each task measured itself (``time.thread_time``), and on the local site it is the process's
-own ``getrusage`` around the run. Ratios near 1 mean the accounting matches; above 1 on a busy host, a task
-held its worker thread longer than it had the CPU (core-seconds are held time, as in batch accounting).
+On the local site the reference is the process's own ``getrusage`` around the run. On a Dask cluster the
+engine charges each run the compute intervals of its own tasks (the scheduler's task stream); the reference
+is the CPU time each task measured itself (``time.thread_time``). On a Slurm site (Dask workers in Slurm jobs,
+so the engine's figure is the same task stream's) the reference is the cluster's own accounts: ``sacct``'s
+TotalCPU of the worker job, less that of the same worker job left idle as long. The bench starts a private
+single-node cluster with its accounting daemon (tests/slurm_fixtures.py: root, Debian's slurm-wlm, munge and
+slurmdbd, and a MariaDB answering on loopback); where it cannot, it says why. Ratios near 1 mean the
+accounting matches; above 1 on a busy host, a task held its worker thread longer than it had the CPU
+(core-seconds are held time, as in batch accounting).
 
-Usage: python bench/accounting.py [--tasks 8] [--seconds 0.5] [--workers 2]
+Usage: python bench/accounting.py [--tasks 8] [--seconds 0.5] [--workers 2] [--slurm-tasks 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
-import shutil
-import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 
 def spin(seconds: float) -> float:
@@ -68,13 +72,32 @@ def distributed(tasks: int, seconds: float, workers: int) -> tuple[float, float]
     return reading.remote_core_seconds, float(sum(spent))
 
 
-def sacct_answers() -> str:
-    sacct = shutil.which("sacct")
-    if sacct is None:
-        return "sacct is not installed"
-    done = subprocess.run([sacct, "-n", "-X", "-P", "-o", "JobID"], capture_output=True, text=True, timeout=30)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    return "sacct answers" if done.returncode == 0 else "sacct cannot answer: " + " | ".join(lines[-2:])[:300]
+def slurm(tasks: int) -> str:
+    """The engine's figure for CPU-bound tasks on a Slurm worker job beside ``sacct``'s, or why not measured."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    try:
+        from slurm_fixtures import BINARIES, private_slurm, which_sbin
+    except ImportError as exc:  # the dev extra (pytest) is not installed
+        return f"not measured ({exc})"
+    missing = [name for name in BINARIES if which_sbin(name) is None]
+    if missing or os.geteuid() != 0:
+        return f"not measured ({'missing ' + ', '.join(missing) if missing else 'a private cluster needs root'})"
+    with tempfile.TemporaryDirectory(prefix="twin-bench-slurm-") as folder:
+        root = Path(folder)
+        with private_slurm(root, {name: str(which_sbin(name)) for name in BINARIES}) as cluster:
+            if not cluster.accounting:
+                return f"not measured (no accounts: {cluster.no_accounting})"
+            from slurm_fixtures import compare_with_sacct
+            from twinengine.workflows.executors import slurm_options
+
+            jobs = str(root / "jobs")
+            options = slurm_options(queue=cluster.partition, cores=1, memory="2GiB", walltime="00:10:00", jobs=1,
+                                    extra={"interface": "lo", "log_directory": jobs, "local_directory": jobs,
+                                           "scheduler_options": {"dashboard_address": "127.0.0.1:0"},
+                                           "job_extra_directives": [f"--chdir={jobs}"]})
+            got = compare_with_sacct(cluster, options, tasks=tasks, iterations=6_000_000)
+    return (f"engine {got.charged:8.3f} core-s   sacct {got.work_cpu:8.3f} s   ratio "
+            f"{got.charged / got.work_cpu:.3f}\n             ({got})")
 
 
 def main() -> None:
@@ -82,14 +105,16 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=0.5, help="CPU seconds each task spends")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--slurm-tasks", type=int, default=8,
+                        help="tasks of 6,000,000 PBKDF2 rounds (2-3 CPU-seconds) on one Slurm job")
     args = parser.parse_args()
-    print(f"slurm: {sacct_answers()} (no slurmdbd: the Slurm reference is not measured here)")
     engine, reference = local(args.tasks, args.seconds)
     print(f"local site:  engine {engine:8.3f} core-s   process rusage {reference:8.3f} s   ratio "
           f"{engine / reference:.3f}")
     engine, reference = distributed(args.tasks, args.seconds, args.workers)
     print(f"dask site:   engine {engine:8.3f} core-s   tasks' own CPU {reference:8.3f} s   ratio "
           f"{engine / reference:.3f}")
+    print(f"slurm site:  {slurm(args.slurm_tasks)}")
 
 
 if __name__ == "__main__":

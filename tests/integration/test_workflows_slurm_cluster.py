@@ -15,12 +15,12 @@ import xarray as xr
 from starlette.testclient import TestClient
 
 from helpers import admin_token, need_modules
-from slurm_fixtures import LocalSlurm, local_slurm  # noqa: F401
+from slurm_fixtures import LocalSlurm, compare_with_sacct, local_slurm, slurm_accounting  # noqa: F401
 from twinengine.api import create_app
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
-from twinengine.workflows.executors import SlurmExecutor
+from twinengine.workflows.executors import SlurmExecutor, slurm_options
 from workflow_data import daily_graph, write_collection, zonal_expected, zonal_graph
 
 pytestmark = pytest.mark.ci_only  # a real single-node Slurm cluster
@@ -82,3 +82,25 @@ def test_a_run_is_computed_by_dask_workers_that_are_slurm_jobs(local_slurm: Loca
         runtime.close()  # closes the executor: dask-jobqueue cancels its jobs
     assert local_slurm.wait_until_no_jobs() == []
     assert local_slurm.job(queued[0])["JobState"] == "CANCELLED"
+
+
+
+@pytest.mark.slow
+def test_a_slurm_runs_core_seconds_are_matched_against_sacct(slurm_accounting: LocalSlurm,  # noqa: F811
+                                                             tmp_path: Path) -> None:
+    """What the engine charges for work on a Slurm worker job (the task stream's compute intervals) against
+    the job's own record in the cluster's accounts (``slurm_fixtures.compare_with_sacct``).
+
+    Charged core-seconds are time the tasks held the job's core, so they are at least the CPU the work took
+    (the job's TotalCPU less that of the same job left idle as long) and at most the core-seconds the job was
+    allocated; on an idle host they equal the CPU (bench/accounting.py prints the ratio, goal within 5 %)."""
+    need_modules("slurm", "dask_jobqueue", hint="the optional 'slurm' extra: pip install -e '.[slurm]'")
+    options = slurm_options(queue=slurm_accounting.partition, cores=1, memory="2GiB", walltime="00:10:00", jobs=1,
+                            extra=slurm_settings(tmp_path, slurm_accounting).slurm_options)
+    got = compare_with_sacct(slurm_accounting, options, tasks=4, iterations=4_000_000)
+    print(got)
+    # sacct's CPU of a cancelled job's step has a resolution of about a second (its last sample), on each job
+    assert got.job_cpu >= got.tasks_cpu - 1.0, got  # sacct saw the tasks' CPU in that job
+    assert got.charged >= 0.99 * got.tasks_cpu, got
+    assert got.charged >= got.work_cpu - 2.0, got  # every core-second the work took is charged
+    assert got.charged <= got.allocated + 1.0, got  # never more than the job was allocated (whole seconds)
