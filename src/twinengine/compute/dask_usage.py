@@ -59,7 +59,12 @@ def task_stream_usage(client: Any, values: tuple[Any, ...]) -> Iterator[None]:
     # stopped answering would hold the run for good, so both requests are bounded, and none is sent after
     # a failed computation (its record is not charged: the work is lost with the site).
     stream = get_task_stream(client=client)
-    client.sync(stream.__aenter__, callback_timeout=RPC_TIMEOUT)
+    try:
+        client.sync(stream.__aenter__, callback_timeout=RPC_TIMEOUT)
+    except Exception as exc:  # the run's fate is the computation's to decide (a lost site, say), not its record's
+        log.warning("the scheduler's task stream could not be started (%s); nothing charged from it", exc)
+        yield
+        return
     yield
     try:
         client.sync(stream.__aexit__, None, None, None, callback_timeout=RPC_TIMEOUT)
