@@ -90,16 +90,20 @@ def app_workers(spec: RemoteApp) -> AppWorkers:
     return found
 
 
-def remote_simulate(spec: RemoteApp, payload: dict[str, Any]) -> dict[str, Any]:
-    """A Dask task: ``simulate_many`` on one chunk (``payload``: entrypoint, base, sets, forcing) in a warm
-    sandboxed worker; returns what the engine's local workers return ({"values", "error", "cpu_seconds"}), the
-    CPU read from /proc for the sandboxed worker's processes by this (the engine's) side, never what the code in
-    the sandbox reported."""
+def simulate_chunk(workers: AppWorkers, payload: dict[str, Any]) -> dict[str, Any]:
+    """``simulate_many`` on one chunk (``payload``: entrypoint, base, sets, forcing) in a warm sandboxed worker:
+    {"values", "error", "cpu_seconds"}, the CPU read from /proc for the worker's processes by this (the
+    engine's) side, never what the code in the sandbox reported."""
     spent = [0.0]
-    answer: dict[str, Any] = app_workers(spec).process(SIMULATE_MANY, payload,
-                                                       cpu=lambda seconds: spent.__setitem__(0, seconds))
+    answer: dict[str, Any] = workers.process(SIMULATE_MANY, payload,
+                                             cpu=lambda seconds: spent.__setitem__(0, seconds))
     answer["cpu_seconds"] = spent[0]
     return answer
+
+
+def remote_simulate(spec: RemoteApp, payload: dict[str, Any]) -> dict[str, Any]:
+    """A Dask task: ``simulate_chunk`` in this Dask worker process's warm workers of the app."""
+    return simulate_chunk(app_workers(spec), payload)
 
 
 def started_workers() -> int:

@@ -36,7 +36,7 @@ from twinengine.calibration.evaluator import Run
 from twinengine.calibration.methods import Method, Outcome, calibrate
 from twinengine.calibration.models import Calibration, CalibrationRun
 from twinengine.calibration.objectives import Objective
-from twinengine.calibration.remote import SIMULATE_MANY
+from twinengine.calibration.remote import simulate_chunk
 from twinengine.calibration.sites import Sites, site_chunks
 from twinengine.calibration.space import Parameter, Prior, Space
 from twinengine.compute.sites import DEFAULT_SITE
@@ -239,12 +239,7 @@ class CalibrationRunner:
 
         def chunk(sets: list[dict[str, float]]) -> list[Any]:
             payload = {"entrypoint": spec.model.entrypoint, "base": base, "sets": sets, "forcing": forcing}
-            if remote is not None:
-                answer = remote(payload)
-            else:
-                spent = [0.0]
-                answer = app.process(SIMULATE_MANY, payload, cpu=lambda seconds: spent.__setitem__(0, seconds))
-                answer["cpu_seconds"] = spent[0]  # read from /proc by the engine, not what the sandbox said
+            answer = remote(payload) if remote is not None else simulate_chunk(app, payload)
             attempt.charge(answer)
             if answer.get("error") and not errors:
                 errors.append(str(answer["error"]))
