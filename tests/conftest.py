@@ -38,7 +38,8 @@ from twinengine.store import migrate
 from twinengine.store.base import Base
 from twinengine.store.engine import Database
 
-pytest_plugins = ["pg_fixtures", "demo_fixtures", "staging_fixtures"]  # own_database; demo_run; lake_engine
+# own_database; demo_run; lake_engine; a crashed test process's stacks, told after the tests
+pytest_plugins = ["pg_fixtures", "demo_fixtures", "staging_fixtures", "crash_reports"]
 
 DURATIONS = Path(__file__).resolve().parent / "durations.json"
 BACKENDS = [b for b in os.environ.get("TWIN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
