@@ -7,6 +7,9 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
+from twinengine.workers import cpu
 from twinengine.workers.cpu import tree_cpu_seconds
 
 SPIN = """
@@ -35,6 +38,9 @@ def test_a_process_tree_is_read_whole_from_outside() -> None:
             subprocess.run(["sleep", "0.1"], check=True)
         assert spent >= 0.9  # 0.4 s of its own and 0.6 s of the child it has not reaped
         assert tree_cpu_seconds(process.pid) < 30  # the sleeping child adds nothing
+        # read through the threads' children files, the figure every process's stat gives (the child may
+        # still be spinning between the two readings)
+        assert tree_cpu_seconds(process.pid) == pytest.approx(cpu._scanned_tree_cpu_seconds(process.pid), abs=0.1)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -42,3 +48,12 @@ def test_a_process_tree_is_read_whole_from_outside() -> None:
 
 def test_no_such_process_has_spent_nothing() -> None:
     assert tree_cpu_seconds(2**22 + 12345) == 0.0
+
+
+def test_without_children_files_every_process_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_exists = os.path.exists
+    monkeypatch.setattr(cpu.os, "listdir", lambda path: (_ for _ in ()).throw(FileNotFoundError(path)))
+    monkeypatch.setattr(cpu.os.path, "exists", lambda path: False if str(path).endswith("/children")
+                        else real_exists(path))
+    assert tree_cpu_seconds(os.getpid()) == pytest.approx(cpu._scanned_tree_cpu_seconds(os.getpid()), abs=0.05)
+    assert tree_cpu_seconds(os.getpid()) > 0
