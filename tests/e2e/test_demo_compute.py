@@ -32,4 +32,7 @@ def test_the_compute_chapter_says_which_site_ran_what_and_why(tmp_path: Path,
     executions = compute.MEMBERS + 1  # the pinned ensemble's members and its shared part, each on cluster
     assert usage["cluster"]["runs"] == executions and usage["local"]["runs"] >= executions
     assert any(line.lstrip().startswith("cluster ") and f" {executions} " in line for line in said)
+    kinds = ctx.facts["compute"]["usage_by_kind"]
+    assert kinds["member"] == 2 * compute.MEMBERS and kinds["ensemble"] == 2  # both ensembles, by kind
+    assert "by kind (functions on arrival: a record per minute they ran):" in text
     assert ctx.facts["compute"]["twin"] == ctx.facts["what_if"]["fork"]  # the twin's own story is untouched

@@ -82,9 +82,9 @@ def test_a_model_that_hides_its_cpu_is_charged_what_the_kernel_counted(engine: E
     import shutil
     import time
 
-    started_cpu = time.process_time()
+    started_cpu = time.thread_time()  # this thread's: the engine's threads share the process
     hashlib.pbkdf2_hmac("sha256", b"twin", b"salt", 200_000)  # what one of its model runs adds, on this machine
-    added = time.process_time() - started_cpu
+    added = time.thread_time() - started_cpu
     app = tmp_path / "hymod"
     shutil.copytree(HYMOD, app)
     with (app / "hymod" / "model.py").open("a") as fh:

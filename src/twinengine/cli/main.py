@@ -95,7 +95,7 @@ SUBCOMMANDS = {
                      "webhook, dataset)."),
     "site": Lazy(_CLI + "sites", "app", "Compute sites: register (providers), list, show, drain, remove."),
     "usage": Lazy(_CLI + "sites", "usage", "What runs used (core-hours, memory, bytes) by identity, group, twin, "
-                  "app or site, with lake storage."),
+                  "app, site or kind, with lake storage."),
     "quota": Lazy(_CLI + "sites", "quota_app", "Compute quotas: core-hours per identity or group per site (admins "
                   "set them)."),
 }

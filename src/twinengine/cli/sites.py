@@ -24,7 +24,7 @@ quota_app = typer.Typer(help="Compute quotas: core-hours per identity or group p
                         no_args_is_help=True)
 
 _KINDS = ("local", "dask", "slurm", "engine")
-_BY = ("identity", "group", "twin", "app", "site")
+_BY = ("identity", "group", "twin", "app", "site", "kind")
 
 
 def _pairs(items: list[str], option: str) -> dict[str, str]:
@@ -162,7 +162,7 @@ def _plot(summary: UsageSummary, path: Path) -> Path:
 
 
 def usage(ctx: typer.Context,
-          by: str = typer.Option("identity", "--by", help="identity, group, twin, app or site."),
+          by: str = typer.Option("identity", "--by", help="identity, group, twin, app, site or kind."),
           since: str | None = typer.Option(None, "--since", help="From (ISO 8601, UTC without a zone)."),
           until: str | None = typer.Option(None, "--until", help="Until (ISO 8601, exclusive)."),
           identity: str | None = typer.Option(None, "--identity", help="Admins: one identity's usage."),
@@ -171,7 +171,8 @@ def usage(ctx: typer.Context,
           as_csv: bool = typer.Option(False, "--csv", help="Same as --format csv."),
           plot: Path | None = typer.Option(None, "--plot", help="Write a bar chart of core-hours (PNG)."),
           ) -> None:
-    """What runs used (core-hours, memory, bytes) by identity, group, twin, app or site, with lake storage."""
+    """What runs used (core-hours, memory, bytes) by identity, group, twin, app, site or kind, with lake
+    storage."""
     if by not in _BY:
         raise ValidationFailed.one("--by", f"{by!r} is not one of {', '.join(_BY)}")
     fmt = "csv" if as_csv else fmt

@@ -94,6 +94,7 @@ class UsageKey(StrEnum):
     APP = "app"
     SITE = "site"
     GROUP = "group"
+    KIND = "kind"  # run, member, calibration, training, function...
 
 
 class UsageRead(BaseModel):

@@ -1,5 +1,5 @@
 """Usage records: one per execution of a run (a workflow run, an ensemble member), written with the run's
-end, and read back per identity, group, twin, app or site over a period. Users see their own; admins all.
+end, and read back per identity, group, twin, app, site or kind over a period. Users see their own; admins all.
 
 Bytes transferred: what the transfers the run's staging queued moved (``compute.staging``; an input staged
 once for several runs is charged to the run whose staging copied it). Bytes stored: the sizes of the outputs
@@ -142,6 +142,8 @@ def _keys(row: UsageRecord, by: UsageKey) -> list[str]:
         return [row.app or "(no app)"]
     if by is UsageKey.SITE:
         return [row.site]
+    if by is UsageKey.KIND:
+        return [row.kind]
     return list(row.groups or []) or ["(no group)"]
 
 

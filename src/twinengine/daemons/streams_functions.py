@@ -36,6 +36,7 @@ from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.catalog.state_keys import base_of
 from twinengine.daemons.engine_parts import EngineParts
+from twinengine.daemons.functions_usage import FunctionUsage
 from twinengine.errors import StreamBackpressure, TwinEngineError
 from twinengine.ml.functions import ChampionModels
 from twinengine.quality.pedigree import records_quality, worst
@@ -102,6 +103,7 @@ class _Consumer:
     failures: int = 0  # batches dead-lettered in a row (a call that works ends the run)
     streak: int | None = None  # offset of the first record of that run
     paused: str | None = None  # why the function is paused (its records wait until it is resumed)
+    usage: FunctionUsage = field(default_factory=FunctionUsage)  # what its calls used since its last record
 
     @property
     def key(self) -> str:
@@ -318,13 +320,17 @@ class FunctionWorker:
         self.closed = True
 
     def flush_checkpoints(self) -> None:
-        """Write the checkpoints held in memory (slices without effects), e.g. on shutdown."""
+        """Write the checkpoints held in memory (slices without effects) and what the functions used since
+        their last usage record, e.g. on shutdown."""
         waiting = [c for c in self.consumers.values() if c.pending_calls or c.offset != c.persisted]
-        if waiting:
+        used = [c for c in self.consumers.values() if c.usage.batches]
+        if waiting or used:
             with self.runtime.db.session() as session:
                 for consumer in waiting:
                     self._checkpoint(session, consumer, consumer.offset, consumer.pending_calls)
                     consumer.pending_calls = 0
+                for consumer in used:
+                    consumer.usage.record(session, consumer.twin_id, consumer.name)
 
     # -- one batch -------------------------------------------------------------------------------
 
@@ -386,16 +392,21 @@ class FunctionWorker:
                                    "parameters": dict(twin.parameters)}}
                 results: list[Any] = []
                 failed: dict[str, Any] | None = None
+                called = time.monotonic()
                 try:
                     if chunk:
                         results, failed = code.functions(header, [records for records, _ in chunk],
                                                          prefer=f"{consumer.ident}@{twin.id}",
                                                          ask=partial(self._answer, consumer, manifest, ctx),
-                                                         state=ctx.read_state if consumer.reads_state else None)
+                                                         state=ctx.read_state if consumer.reads_state else None,
+                                                         cpu=consumer.usage.spent)
                 except (WorkerCrashed, ProtocolError) as exc:  # the worker died (or lied) in the call it began:
                     done = min(getattr(exc, "completed", 0), len(chunk) - 1)  # those before it are run again
                     start = chunk[done - 1][1] if done else prev
                     raise _CallFailed(exc, start - prev, chunk[done][1] - start, chunk[done][0]) from exc
+                finally:
+                    if chunk:
+                        consumer.usage.called(time.monotonic() - called)
                 for (call_records, through), result in zip(chunk, results, strict=False):
                     try:
                         take_effects(ctx, result)
@@ -421,7 +432,8 @@ class FunctionWorker:
             consumer.pending_calls += made
             if made:  # a call worked: the run of dead-lettered batches, if any, is over
                 consumer.failures, consumer.streak = 0, None
-            if effects or events or published or time.monotonic() - consumer.checkpointed > _CHECKPOINT_SECONDS:
+            if effects or events or published or consumer.usage.due() \
+                    or time.monotonic() - consumer.checkpointed > _CHECKPOINT_SECONDS:
                 with self.runtime.db.session() as session:
                     twin = session.get(Twin, consumer.twin_id)
                     if twin is None:
@@ -434,6 +446,8 @@ class FunctionWorker:
                         for request, key in zip(requests, keys, strict=True):  # in the checkpoint's transaction
                             self._start(session, twin.id, request, key)
                     self._checkpoint(session, consumer, base + consumed, consumer.pending_calls)
+                    if consumer.usage.due():
+                        consumer.usage.record(session, consumer.twin_id, consumer.name)
                 consumer.pending_calls, consumer.checkpointed = 0, time.monotonic()
                 self._emit(twin.id, consumer, events)
             consumer.offset = base + consumed

@@ -167,12 +167,14 @@ class AppWorkers:
         return decode(reply.get("value"), blobs)
 
     def functions(self, header: dict[str, Any], calls: list[list[dict[str, Any]]], *,
-                  ask: Callable[[dict[str, Any]], Any], prefer: Hashable = None, state: Callable[[], Any] | None = None
-                  ) -> tuple[list[CallEffects | Malformed], dict[str, Any] | None]:
+                  ask: Callable[[dict[str, Any]], Any], prefer: Hashable = None, state: Callable[[], Any] | None = None,
+                  cpu: Spent | None = None) -> tuple[list[CallEffects | Malformed], dict[str, Any] | None]:
         """Run function calls in order: (each call's effects, checked, the first failure or None). A call
         whose effects are malformed ends the list as ``Malformed``. ``ask`` answers the worker's questions
         (``state``, ``model``) with a value the engine pickles. ``state``: the twin's state, sent with the calls
-        (for a function known to read it: a question it will not need to ask)."""
+        (for a function known to read it: a question it will not need to ask). ``cpu`` is told the CPU seconds
+        the calls used in the worker, whether they worked or not (not when the worker died: its figures went
+        with it)."""
 
         def answer(question: dict[str, Any], _blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
             return {"answer": question.get("ask")}, [pickled(ask(question))]
@@ -196,12 +198,16 @@ class AppWorkers:
         sent = [pickled(parts[0])] if state is None else [pickled(parts[0]), pickled(state())]
         later = (({"op": "calls"}, [pickled(each)]) for each in parts[1:])  # packed as the worker runs
         with self.lease(prefer) as worker:
+            before = worker.cpu_seconds() if cpu is not None else 0.0
             try:
                 reply, blobs = worker.request({"op": "functions", "parts": len(parts), **header}, sent,
                                               timeout=self.workers.timeout, ask=answer, note=part, later=later)
             except WorkerCrashed as exc:
                 exc.completed = _progress(worker.layout.scratch)  # calls that returned before it died
                 raise
+            finally:
+                if cpu is not None and worker.alive:
+                    cpu(max(0.0, worker.cpu_seconds() - before))
         part({**reply, "note": "effects"}, blobs)  # the last part
         failed = reply.get("failed")
         return results, (failed if isinstance(failed, dict) else None)

@@ -115,7 +115,7 @@ def quota_remove(session: SessionDep, principal: PrincipalDep,
 
 # -- usage ------------------------------------------------------------------------------------------------------
 
-@usage_router.get("", name="usage_summary", summary="Usage summed by identity, group, twin, app or site")
+@usage_router.get("", name="usage_summary", summary="Usage summed by identity, group, twin, app, site or kind")
 @acts("compute.usage.read")
 def usage_summary(session: SessionDep, principal: PrincipalDep, by: UsageKey = UsageKey.IDENTITY,
                   since: Since = None, until: Until = None, identity: Identity = None,

@@ -1,6 +1,6 @@
 """The compute chapter: a second site (a small Dask cluster started here), the forecast ensemble (of the
 what-if fork) placed by the engine and then pinned to the cluster, the site and the reasons of each
-placement, and what the demo's runs used, by site and by identity, as ``twin usage`` prints it."""
+placement, and what the demo's runs used, by site, identity and kind, as ``twin usage`` prints it."""
 
 from __future__ import annotations
 
@@ -49,9 +49,12 @@ def compute_sites(ctx: DemoContext) -> None:
     by_site = admin.compute.usage(by="site")
     _table(ctx, "usage of the demo's runs by site", by_site.groups)
     _table(ctx, "by identity", admin.compute.usage(by="identity").groups)
+    by_kind = admin.compute.usage(by="kind")
+    _table(ctx, "by kind (functions on arrival: a record per minute they ran)", by_kind.groups)
     ctx.facts["compute"] = {"twin": name, "placements": placed,
                             "usage_by_site": {g.key: {"runs": g.runs, "core_seconds": g.core_seconds}
-                                              for g in by_site.groups}}
+                                              for g in by_site.groups},
+                            "usage_by_kind": {g.key: g.runs for g in by_kind.groups}}
     pinned = placed["pinned"]
     ctx.summary.append(("compute sites", f"ensemble placed on {placed['placed by the engine']['site']}; "
                                          f"pinned one on {pinned['site']} ({', '.join(pinned['members_on'])}); "

@@ -1,0 +1,69 @@
+"""What a twin's functions on arrival use, as usage records (``compute.usage``).
+
+A function is no run: it is called on every batch of its stream, thousands of times a second. Its calls'
+CPU is read by the engine from ``/proc`` for the sandboxed worker that ran each slice of calls (code in the
+sandbox cannot hide it) and gathered per twin and function; one record (kind ``function``) is written for
+each ``PERIOD_SECONDS`` in which the function ran, in the transaction of its checkpoint, and the rest when
+the loop stops. It is charged to the twin's owner, with the owner's groups, on the engine's own site; its
+``run_id`` is the function's name (the records of one function on one twin share it, as a run's attempts do).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from twinengine.auth.groups import groups_of
+from twinengine.compute.metering import WORKER_CPU, Reading
+from twinengine.compute.sites import DEFAULT_SITE
+from twinengine.compute.usage import UsageRun, record_usage
+from twinengine.store.base import utcnow
+from twinengine.twins.models import Twin
+
+__all__ = ["KIND", "PERIOD_SECONDS", "FunctionUsage"]
+
+KIND = "function"
+PERIOD_SECONDS = 60.0  # a function that runs all day writes 1,440 records, not one per batch
+
+
+@dataclass
+class FunctionUsage:
+    """What one twin's function used since its last record: the CPU of its calls in their workers, the time
+    those calls took (its wall seconds) and how many batches there were."""
+
+    cpu_seconds: float = 0.0
+    busy_seconds: float = 0.0
+    batches: int = 0
+    since: datetime = field(default_factory=utcnow)
+    opened: float = field(default_factory=time.monotonic)
+
+    def spent(self, cpu_seconds: float) -> None:
+        """Told by the worker pool after each slice of calls (``workers.service``)."""
+        self.cpu_seconds += cpu_seconds
+
+    def called(self, seconds: float) -> None:
+        self.busy_seconds += seconds
+        self.batches += 1
+
+    def due(self) -> bool:
+        return self.batches > 0 and time.monotonic() - self.opened >= PERIOD_SECONDS
+
+    def record(self, session: Session, twin_id: str, function: str) -> None:
+        """Write the period's record in the caller's transaction (nothing if no call ran), then start anew."""
+        if self.batches:
+            twin = session.get(Twin, twin_id)
+            if twin is not None:
+                run = UsageRun(id=function[:40], kind=KIND, owner=twin.owner, twin_id=twin.id,
+                               twin_name=twin.name, app=f"{twin.app_name}@{twin.app_version}",
+                               options={"groups": sorted(groups_of(session, twin.owner))},
+                               executor=DEFAULT_SITE)
+                reading = Reading(started_at=self.since, finished_at=utcnow(), wall_seconds=self.busy_seconds,
+                                  local_cpu_seconds=0.0, remote_core_seconds=self.cpu_seconds, peak_memory_bytes=0,
+                                  bytes_read=0, bytes_written=0, sources=(WORKER_CPU,))
+                record_usage(session, run, reading, status="done", site=DEFAULT_SITE, staging=False)
+        self.cpu_seconds = self.busy_seconds = 0.0
+        self.batches = 0
+        self.since, self.opened = utcnow(), time.monotonic()
