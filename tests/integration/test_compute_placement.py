@@ -7,6 +7,7 @@ counts what its graph took before (its usage records), a minute where it never r
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,9 +123,9 @@ def test_an_ensemble_is_placed_with_its_members(engine: Engine, cluster: str) ->
 ADD = {"process_graph": {"a": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": True}}}
 
 
-def _busy(engine: Engine, site: str, runs: int, graph: str = "0" * 64) -> None:
-    """A run (an ensemble of ``runs`` members when more than one) of ``graph`` running on ``site`` in another
-    engine."""
+def _busy(engine: Engine, site: str, runs: int, graph: str = "0" * 64, *, started: Any = None) -> None:
+    """A run (an ensemble of ``runs`` members when more than one, none of them written yet) of ``graph``
+    running on ``site`` in another engine, since ``started`` (None: just now, nothing done yet)."""
     from twinengine.store.base import utcnow
     from twinengine.workflows.models import WorkflowRun
 
@@ -135,7 +136,7 @@ def _busy(engine: Engine, site: str, runs: int, graph: str = "0" * 64) -> None:
         session.add(WorkflowRun(id=f"busy-{site}", kind="ensemble" if runs > 1 else "run", owner="ola",
                                 process=ADD, graph_sha256=graph, parameters={}, options=options,
                                 status="running", assets=[], worker="another-engine", heartbeat_at=utcnow(),
-                                started_at=utcnow()))
+                                started_at=started))
 
 
 def _ran_before(engine: Engine, graph: str, core_seconds: list[float], *, days_ago: int = 0) -> None:
@@ -170,7 +171,7 @@ def test_with_data_equal_the_busier_site_loses(engine: Engine) -> None:
     assert run.status == "finished", run.error
     provenance = json.dumps(user.workflows.provenance(run.id))
     assert '"twin:site": "b"' in provenance, provenance
-    assert "a: 60 core-seconds of runs queued or running on 2 cores" in provenance and "chose b" in provenance
+    assert "a: 60 core-seconds left in runs queued or running on 2 cores" in provenance and "chose b" in provenance
     _busy(engine, "b", 3)  # three members on b outweigh one run on a
     again = user.workflows.submit(ADD, sync=True, options={**away, "no_cache": True})
     assert '"twin:site": "a"' in json.dumps(user.workflows.provenance(again.id))
@@ -192,5 +193,35 @@ def test_the_queue_counts_what_the_runs_took_before_not_how_many_they_are(engine
     assert run.status == "finished", run.error
     provenance = json.dumps(user.workflows.provenance(run.id))
     assert '"twin:site": "b"' in provenance, provenance
-    assert "a: 1.2e+03 core-seconds of runs queued or running on 2 cores, queue 600 s" in provenance
-    assert "b: 3 core-seconds of runs queued or running on 2 cores, queue 1.5 s" in provenance
+    assert "a: 1.2e+03 core-seconds left in runs queued or running on 2 cores, queue 600 s" in provenance
+    assert "b: 3 core-seconds left in runs queued or running on 2 cores, queue 1.5 s" in provenance
+
+
+def test_the_queue_counts_what_is_left_of_the_runs(engine: Engine) -> None:
+    """An ensemble of four on ``a`` with three members done and the fourth half-way weighs what that member
+    has left; a run on ``b`` that has not started weighs its whole size: ``a`` wins."""
+    from datetime import timedelta
+
+    from twinengine.store.base import utcnow
+    from twinengine.workflows.models import WorkflowRun
+
+    provider, user = engine.as_role("pat", "provider"), engine.as_role("uma", "user")
+    for name in ("a", "b"):
+        provider.compute.add_site(name, "local", cores=2, memory_bytes=2**31)
+    graph = "7" * 64
+    _ran_before(engine, graph, [100.0, 100.0, 100.0])
+    _busy(engine, "a", 4, graph=graph, started=utcnow() - timedelta(seconds=60))
+    _busy(engine, "b", 1, graph=graph)
+    with engine.runtime.db.session() as session:
+        session.get(WorkflowRun, "busy-b").status = "queued"
+        for i, status in enumerate(["finished", "finished", "error", "running"]):
+            session.add(WorkflowRun(id=f"member-a-{i}", kind="member", owner="ola", process=ADD, graph_sha256=graph,
+                                    parameters={}, options={"ensemble": "busy-a", "member": i}, status=status,
+                                    assets=[], started_at=utcnow() - timedelta(seconds=50)))
+    run = user.workflows.submit(ADD, sync=True, options={"exclude_sites": ["local"]})
+    assert run.status == "finished", run.error
+    provenance = json.dumps(user.workflows.provenance(run.id))
+    assert '"twin:site": "a"' in provenance, provenance
+    left = float(re.search(r"a: ([0-9.e+]+) core-seconds left in runs", provenance).group(1))  # type: ignore[union-attr]
+    assert 40 <= left <= 50  # the running member's 100 less the 50 s it has run (and the test's own seconds)
+    assert "b: 100 core-seconds left in runs queued or running on 2 cores, queue 50 s" in provenance

@@ -8,9 +8,10 @@
 3. Of the rest, the lowest estimate wins: seconds to stage the run's lake inputs that are not on an
    endpoint near the site (bytes / the transfer rate the lake measured into that site's endpoints, or
    ``DEFAULT_RATE`` where it measured none, at most the endpoints' ``rate_limit``), plus the site's queue
-   (``running_sites``: the core-seconds of the runs placed there queued or running, each by what its graph
-   took before, ``QUEUE_SECONDS`` where it never ran; an ensemble counting its members), per core. Ties go
-   to the engine's own site, then to the site with more cores, then by name.
+   (``running_sites``: the core-seconds left in the runs placed there queued or running, each by what its
+   graph took before, ``QUEUE_SECONDS`` where it never ran, less what it has run; an ensemble counting its
+   members that have not ended), per core. Ties go to the engine's own site, then to the site with more
+   cores, then by name.
 """
 
 from __future__ import annotations
@@ -162,8 +163,8 @@ def place(session: Session, *, owner: str, groups: frozenset[str] | list[str], o
             reasons.append(f"{site.name}: {local_bytes} of {total} input bytes near it, {missing} to stage "
                            f"({staging:.3g} s), queue {queue:.3g} s")
         elif queue:
-            reasons.append(f"{site.name}: {running.get(site.name, 0.0):.3g} core-seconds of runs queued or "
-                           f"running on {max(1, site.cores)} cores, queue {queue:.3g} s")
+            reasons.append(f"{site.name}: {running.get(site.name, 0.0):.3g} core-seconds left in runs queued "
+                           f"or running on {max(1, site.cores)} cores, queue {queue:.3g} s")
     chosen = min(fit, key=lambda s: (scores[s.name], s.name != DEFAULT_SITE, -s.cores, s.name))
     reasons.append(f"chose {chosen.name}: lowest estimate ({scores[chosen.name]:.3g} s) of "
                    f"{', '.join(sorted(scores))}")

@@ -1,10 +1,13 @@
-"""The queue term of placement (``compute.placement``): how much work waits or runs on each site now, each
-run by its size: the core-seconds its graph took when it ran before."""
+"""The queue term of placement (``compute.placement``): how much work is left on each site now, each run by
+its size (the core-seconds its graph took when it ran before) less what it has done: a running run less the
+seconds it has run (one core each), an ensemble only its members that have not ended."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from statistics import median
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -12,8 +15,9 @@ from sqlalchemy.orm import Session
 from twinengine.compute.models import UsageRecord
 from twinengine.compute.placement import QUEUE_SECONDS
 from twinengine.compute.sites import DEFAULT_SITE
+from twinengine.store.base import utcnow
 from twinengine.workflows.models import WorkflowRun
-from twinengine.workflows.schemas import RunStatus
+from twinengine.workflows.schemas import FINAL, RunStatus
 
 __all__ = ["expected_core_seconds", "site_queues"]
 
@@ -42,16 +46,39 @@ def expected_core_seconds(session: Session, graphs: set[str]) -> dict[str, float
 
 
 def site_queues(session: Session) -> dict[str, float]:
-    """Core-seconds of the runs queued or running per site (their options' ``site``): each run its graph's
-    expected size (``expected_core_seconds``, else ``QUEUE_SECONDS``); an ensemble counts as its members."""
-    rows = session.execute(select(WorkflowRun.options, WorkflowRun.graph_sha256).where(
+    """Core-seconds of work left per site (the runs' options' ``site``) in the runs queued or running: each
+    run its graph's expected size (``expected_core_seconds``, else ``QUEUE_SECONDS``), less the seconds it
+    has run when running (at least nothing); an ensemble counts its members that have not ended, each so."""
+    rows = session.execute(select(WorkflowRun.options, WorkflowRun.graph_sha256, WorkflowRun.status,
+                                  WorkflowRun.started_at).where(
         WorkflowRun.status.in_((RunStatus.QUEUED, RunStatus.RUNNING)), WorkflowRun.kind != MEMBER)).all()
-    sizes = expected_core_seconds(session, {graph for _, graph in rows})
+    sizes = expected_core_seconds(session, {graph for _, graph, _, _ in rows})
+    listed = {str(m["run"]) for options, _, _, _ in rows for m in _members(options)}
+    members = {run_id: (status, started) for run_id, status, started in session.execute(
+        select(WorkflowRun.id, WorkflowRun.status, WorkflowRun.started_at).where(WorkflowRun.id.in_(listed)))
+    } if listed else {}
+    now = utcnow()
+
+    def left(size: float, status: str | None, started: datetime | None) -> float:
+        if status in FINAL:
+            return 0.0
+        if status == RunStatus.RUNNING and started is not None:
+            return max(0.0, size - (now - started).total_seconds())
+        return size
+
     work: dict[str, float] = {}
-    for options, graph in rows:
-        options = options or {}
-        members = (options.get("ensemble") or {}).get("members")
-        site = str(options.get("site") or DEFAULT_SITE)
-        runs = len(members) if isinstance(members, list) and members else 1
-        work[site] = work.get(site, 0.0) + runs * sizes.get(graph, QUEUE_SECONDS)
+    for options, graph, status, started in rows:
+        size = sizes.get(graph, QUEUE_SECONDS)
+        site = str((options or {}).get("site") or DEFAULT_SITE)
+        listed_members = _members(options)
+        if listed_members:  # a member not yet written counts whole
+            todo = sum(left(size, *members.get(str(m["run"]), (None, None))) for m in listed_members)
+        else:
+            todo = left(size, status, started)
+        work[site] = work.get(site, 0.0) + todo
     return work
+
+
+def _members(options: dict[str, Any] | None) -> list[dict[str, Any]]:
+    members = ((options or {}).get("ensemble") or {}).get("members")
+    return [m for m in members if isinstance(m, dict) and m.get("run")] if isinstance(members, list) else []
