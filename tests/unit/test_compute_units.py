@@ -51,6 +51,32 @@ def _burn(seconds: float) -> None:
         sum(range(1000))
 
 
+def test_app_code_called_from_dask_threads_is_charged_to_the_run_computing() -> None:
+    """Dask's local scheduler runs a run's tasks on threads of its pool: what a task charges (app code or a
+    UDF in a sandboxed worker) goes to the run's meter, not nowhere, and not to another run's."""
+    import dask
+
+    from twinengine.compute.metering import charge_worker
+    from twinengine.workflows.executors import LocalExecutor
+
+    meter = start_meter()
+    tasks = [dask.delayed(charge_worker)(0.5) for _ in range(4)]
+    LocalExecutor(workers=2).compute(*tasks)
+    idle: dict[str, Any] = {}
+
+    def another_execution() -> None:  # a run on another thread, computing nothing that charges
+        theirs = start_meter()
+        LocalExecutor(workers=2).compute(dask.delayed(sum)([1, 2]))
+        idle["reading"] = theirs.stop()
+
+    thread = threading.Thread(target=another_execution)
+    thread.start()
+    thread.join()
+    reading = meter.stop()
+    assert reading.remote_core_seconds == pytest.approx(2.0) and "worker-cpu" in reading.sources
+    assert idle["reading"].remote_core_seconds == 0
+
+
 def test_meters_share_the_process_cpu_and_keep_charges() -> None:
     before = resource.getrusage(resource.RUSAGE_SELF)
     first = start_meter()

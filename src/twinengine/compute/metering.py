@@ -4,7 +4,8 @@ The engine's own CPU (``getrusage(RUSAGE_SELF)``: every thread, Dask's local poo
 the executions in flight: at every start and end the CPU spent since the last event is split evenly among
 those running then, so the records of a busy engine add up to what the process spent, and a run alone gets
 all of it. Executors that run work elsewhere (a Dask cluster, Slurm jobs) charge their own figures to the
-execution computing on the current thread (``charge``): the Dask task stream's compute time of the run's
+execution computing in the current context (``charge``: its thread, and the tasks Dask's local scheduler runs
+for it, in copies of its context): the Dask task stream's compute time of the run's
 own tasks. Block I/O is shared like CPU; peak memory is the process's high-water mark (an upper bound).
 """
 
@@ -14,6 +15,7 @@ import itertools
 import resource
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -75,8 +77,8 @@ class Meter:
                                    remote_core_seconds=self.remote, peak_memory_bytes=int(usage.ru_maxrss) * 1024,
                                    bytes_read=int(self.blocks_in * BLOCK), bytes_written=int(self.blocks_out * BLOCK),
                                    sources=tuple(sorted(self.sources)))
-            if getattr(_current, "meter", None) is self:
-                _current.meter = None
+            if _current.get() is self:
+                _current.set(None)
         return self.reading
 
 
@@ -119,7 +121,9 @@ class _Accountant:
 
 
 _ACCOUNTANT = _Accountant()
-_current = threading.local()
+# A context variable, not a thread's own: Dask's local scheduler runs a run's tasks in copies of the context
+# that computes them, so app code and UDFs called from its threads are charged to the run too.
+_current: ContextVar[Meter | None] = ContextVar("twinengine_meter", default=None)
 
 
 def start_meter() -> Meter:
@@ -130,13 +134,12 @@ def start_meter() -> Meter:
     if left is not None:
         left.stop()
     meter = _ACCOUNTANT.enter()
-    _current.meter = meter
+    _current.set(meter)
     return meter
 
 
 def current_meter() -> Meter | None:
-    meter: Meter | None = getattr(_current, "meter", None)
-    return meter
+    return _current.get()
 
 
 def charge_worker(core_seconds: float) -> None:
