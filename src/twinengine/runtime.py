@@ -318,8 +318,9 @@ class Runtime:
 
 
 def _record_training(session: Session, usage: TrainingUsage) -> None:
-    """A training attempt's usage record (``compute.usage``): charged to the run's creator, its twin and app,
-    on the engine's own site, with its workers' CPU."""
+    """A training attempt's usage record (``compute.usage``): charged to the run's creator (with the groups it
+    is in now), its twin and app, on the engine's own site, with its workers' CPU."""
+    from twinengine.auth.groups import groups_of
     from twinengine.compute.metering import WORKER_CPU, Reading
     from twinengine.compute.sites import DEFAULT_SITE
     from twinengine.compute.usage import UsageRun, record_usage
@@ -330,8 +331,8 @@ def _record_training(session: Session, usage: TrainingUsage) -> None:
     twin = session.get(Twin, row.twin_id)
     run = UsageRun(id=row.id, kind=KIND, owner=row.created_by, twin_id=row.twin_id,
                    twin_name=twin.name if twin is not None else None,
-                   app=f"{twin.app_name}@{twin.app_version}" if twin is not None else None, options={},
-                   executor=DEFAULT_SITE)
+                   app=f"{twin.app_name}@{twin.app_version}" if twin is not None else None,
+                   options={"groups": sorted(groups_of(session, row.created_by))}, executor=DEFAULT_SITE)
     reading = Reading(started_at=usage.started_at, finished_at=usage.finished_at, wall_seconds=usage.wall_seconds,
                       local_cpu_seconds=0.0, remote_core_seconds=usage.cpu_seconds, peak_memory_bytes=0,
                       bytes_read=0, bytes_written=0, sources=(WORKER_CPU,))

@@ -11,7 +11,7 @@ from helpers import RIVER_REACH, Engine
 from ml_fixtures import gauge_records, need_torch
 from twinengine.client import Client
 from twinengine.config import Settings
-from twinengine.errors import ModelNotFound, ValidationFailed
+from twinengine.errors import ModelNotFound, QuotaExceeded, ValidationFailed
 
 MODEL = "runoff_correction"
 
@@ -36,6 +36,10 @@ def uma(engine: Engine) -> Client:
 
 
 def test_train_register_gate_aliases_and_trail(engine: Engine, uma: Client, settings: Settings) -> None:
+    from twinengine.auth.groups import set_memberships
+
+    with engine.runtime.db.session() as session:  # its usage is charged to its creator's groups too
+        set_memberships(session, identity="uma", groups=["hydro"], source="local")
     run = uma.ml.train("reach", MODEL, config={"epochs": 6})
     assert run.status == "queued" and run.progress == 0
     done = uma.ml.wait("reach", run.id, timeout=300)
@@ -74,6 +78,7 @@ def test_train_register_gate_aliases_and_trail(engine: Engine, uma: Client, sett
     for record in training:
         assert (record["status"], record["identity"], record["twin"], record["app"], record["site"]) == \
             ("succeeded", "uma", "reach", "river-reach@0.1.0", "local")
+        assert record["groups"] == ["hydro"]
         assert record["source"] == "worker-cpu" and record["core_seconds"] == record["remote_core_seconds"]
         assert 0.5 < record["core_seconds"] <= 2 * record["wall_seconds"] + 1  # importing torch alone takes more
     others = engine.http.get("/api/v1/usage/records", headers=engine.headers(engine.token("ola", "user")))
@@ -111,6 +116,15 @@ def test_bad_requests_name_the_field(engine: Engine, uma: Client) -> None:
                          headers=engine.headers(engine.token("uma", "user")))
     assert r.status_code == 422 and "nproc" in r.text
     assert uma.ml.runs("reach").total == 0
+
+    # a training run trains on the engine's own site: its requester's used-up quota refuses it, naming it
+    engine.sdk(engine.admin_token).compute.set_quota("uma", 0.0, site="local", period="day")
+    with pytest.raises(QuotaExceeded) as refused:
+        uma.ml.train("reach", MODEL)
+    assert refused.value.status == 429 and "compute quota of uma on site local" in refused.value.message
+    assert "the training run is refused" in refused.value.message and uma.ml.runs("reach").total == 0
+    with pytest.raises(ValidationFailed):  # a bad request still names its field first
+        uma.ml.train("reach", MODEL, config={"epochs": 0})
 
 
 def test_progress_events_and_percent(engine: Engine, uma: Client) -> None:

@@ -4,6 +4,7 @@ decisions, follow the trail, and keep retraining policies. Keyword-only ``sessio
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -68,8 +69,10 @@ def _check_space(space: dict[str, Any]) -> None:
                                 for e in exc.errors()]) from None
 
 
-def enqueue(session: Session, twin: Twin, model: str, *, body: TrainingRequest, created_by: str) -> TrainingRun:
-    """Queue a run of ``model`` for ``twin`` (the engine loop picks it up after the commit)."""
+def enqueue(session: Session, twin: Twin, model: str, *, body: TrainingRequest, created_by: str,
+            admit: Callable[[Session], None] | None = None) -> TrainingRun:
+    """Queue a run of ``model`` for ``twin`` (the engine loop picks it up after the commit). ``admit``, called
+    once the request is known to be good, may refuse it (the requester's compute quota)."""
     _model_of(session, twin, model)
     _check_config(body.config)
     stream = body.data.stream
@@ -80,6 +83,8 @@ def enqueue(session: Session, twin: Twin, model: str, *, body: TrainingRequest, 
         if body.tune.space is not None:
             _check_space(body.tune.space)
         trigger = {"kind": "tune", **body.tune.model_dump(), "requested": trigger}
+    if admit is not None:
+        admit(session)
     row = TrainingRun(id=f"tr-{secrets.token_hex(6)}", twin_id=twin.id, model=model, status="queued", progress=0.0,
                       nproc=body.nproc, config=body.config, inputs={"selection": body.data.model_dump()},
                       trigger=trigger, history=[], metrics={}, created_by=created_by)
@@ -89,9 +94,9 @@ def enqueue(session: Session, twin: Twin, model: str, *, body: TrainingRequest, 
 
 
 def request_training(session: Session, *, principal: Principal, twin_ref: str, model: str,
-                     body: TrainingRequest) -> TrainingRunRead:
+                     body: TrainingRequest, admit: Callable[[Session], None] | None = None) -> TrainingRunRead:
     twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
-    return run_read(enqueue(session, twin, model, body=body, created_by=principal.name))
+    return run_read(enqueue(session, twin, model, body=body, created_by=principal.name, admit=admit))
 
 
 def run_read(row: TrainingRun) -> TrainingRunRead:

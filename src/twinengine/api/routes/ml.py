@@ -4,11 +4,13 @@ metrics as Server-Sent Events), the trail, retraining policies, and predictions 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
 import anyio
 from fastapi import Body, Depends, Path, Query, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlalchemy.orm import Session
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.held_access import HeldAccess, ended_by
@@ -16,6 +18,8 @@ from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.api.text import takes_non_finite_numbers
 from twinengine.auth.principal import Principal
+from twinengine.compute.quotas import check_quota
+from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import ModelNotFound, TwinEngineError, ValidationFailed
 from twinengine.ml import service
 from twinengine.ml.schemas import (
@@ -52,9 +56,15 @@ def models(twin: TwinRef, session: SessionDep, principal: PrincipalDep, runtime:
 def train(twin: TwinRef, model: ModelName, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
           body: TrainingRequest | None = None) -> TrainingRunRead:
     run = service.request_training(session, principal=principal, twin_ref=twin, model=model,
-                                   body=body or TrainingRequest())
+                                   body=body or TrainingRequest(), admit=partial(_within_quota, principal))
     runtime.ml.wake()  # the loop also polls, so a wake before the commit only costs a second
     return run
+
+
+def _within_quota(principal: Principal, session: Session) -> None:
+    """A training run trains on the engine's own site: its requester's quotas there (or on every site) hold."""
+    check_quota(session, identity=principal.name, groups=principal.groups, site=DEFAULT_SITE,
+                outcome="the training run is refused")
 
 
 @router.get("/{twin}/models/{model}/trail", name="trail",
