@@ -7,6 +7,8 @@ It lives below ``twinengine.client``: the SDK's namespaces (``client.lake``, ``c
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, NoReturn, TypeVar
@@ -17,9 +19,18 @@ from pydantic import BaseModel
 
 from twinengine.errors import EngineUnavailable, error_from_payload
 
-__all__ = ["Transport", "segment"]
+__all__ = ["Transport", "segment", "tls_context"]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS settings every SDK client of the process verifies servers with (the system's CAs, or
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR`` as set when the first client is made). Made once: each new context
+    reads the whole CA bundle (tens of ms), which a process opening many clients paid each time, and one
+    context is safe to share between connections."""
+    return httpx.create_ssl_context()
 
 
 def segment(value: str) -> str:
@@ -37,7 +48,8 @@ class Transport:
         self._owns_http = http is None
         # An existing client (e.g. a test client bound to an in-process app) may be shared by several SDK
         # clients with different tokens, so the token travels per request, not on the shared client.
-        self.http = http if http is not None else httpx.Client(base_url=self.url, timeout=timeout)
+        self.http = http if http is not None else httpx.Client(base_url=self.url, timeout=timeout,
+                                                               verify=tls_context())
 
     @property
     def auth(self) -> dict[str, str]:

@@ -22,12 +22,14 @@ import pytest
 from helpers import RIVER_REACH, admin_token, serve_settings
 from twinengine.client import Client
 from twinengine.config import Settings
+from twinengine.transport import tls_context
 
 # ci_only: twelve clients against a real twin serve on PostgreSQL
 # the store itself, its concurrency, or engines in several processes: both stores
 pytestmark = [pytest.mark.every_store, pytest.mark.ci_only(backend="postgresql")]
 
 CLIENTS = 12
+HTTP: dict[str, Any] = {"timeout": 60, "verify": tls_context()}  # one TLS context: each new one reads every CA
 GRAPH = {"process_graph": {"add": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": True}}}
 
 
@@ -37,7 +39,7 @@ def at_once(url: str, token: str, method: str, path: str, **request: Any) -> Cou
     start = threading.Barrier(CLIENTS)
 
     def one(_: int) -> int:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, **HTTP) as http:
             http.get("/health")
             start.wait()
             return http.request(method, path, **request).status_code
@@ -49,7 +51,7 @@ def at_once(url: str, token: str, method: str, path: str, **request: Any) -> Cou
 def attach(url: str, token: str, pair: tuple[str, str, threading.Barrier]) -> int:
     """Put ``pair[1]`` into the container ``pair[0]`` as soon as the other client is ready too."""
     parent, child, together = pair
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, **HTTP) as http:
         http.get("/health")
         together.wait()
         return http.post(f"/api/v1/lake/dids/{parent}/members", json={"children": [child]}).status_code
@@ -115,7 +117,7 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
             def put(pair: tuple[str, str], together: threading.Barrier = together) -> int:
                 name, calls = pair
                 graph = {"process_graph": {"call": {"process_id": calls, "arguments": {}, "result": True}}}
-                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=60) as http:
+                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, **HTTP) as http:
                     http.get("/health")
                     together.wait()
                     return http.put(f"/openeo/1.2/process_graphs/{name}", json=graph).status_code
@@ -132,7 +134,7 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
 
             def upload(i: int, quota: str = quota, together: threading.Barrier = together,
                        body: Callable[[int], Any] = body) -> int:
-                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=60) as http:
+                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, **HTTP) as http:
                     http.get("/health")
                     together.wait()
                     return http.post("/api/v1/lake/uploads", params={"did": f"demo:{quota}-{i}", "endpoint": quota},
@@ -174,7 +176,7 @@ def test_the_same_request_from_many_clients_at_once(settings: Settings) -> None:
 
             def lifecycle(i: int, path: str = path, together: threading.Barrier = together) -> tuple[str, int]:
                 method, tail, body = requests[i % len(requests)]
-                with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+                with httpx.Client(base_url=url, headers=headers, **HTTP) as http:
                     http.get("/health")
                     together.wait()
                     return f"{method} {tail}", http.request(method, path + tail, json=body).status_code

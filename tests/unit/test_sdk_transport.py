@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import ssl
 from pathlib import Path
 
 import httpx2 as httpx
@@ -125,3 +126,29 @@ def test_a_synchronous_run_is_waited_for_until_the_engine_answers() -> None:
         transport.close()
         server.shutdown()
         server.server_close()
+
+
+def test_sdk_clients_of_a_process_share_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Making a TLS context reads the whole CA bundle (tens of ms): a process opening many SDK clients (the
+    CLI's commands in one shell, a notebook, a load test) makes it once."""
+    import httpcore2
+
+    from twinengine import transport as transport_module
+
+    made: list[object] = []
+    real = httpcore2.default_ssl_context
+
+    def counted(**kwargs: object) -> object:
+        made.append(kwargs)
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpcore2, "default_ssl_context", counted)
+    transport_module.tls_context.cache_clear()
+    clients = [Client(f"https://engine-{i}.example.org", token="t") for i in range(5)]
+    try:
+        assert len(made) == 1
+        assert transport_module.tls_context().verify_mode == ssl.CERT_REQUIRED  # still verifying servers
+    finally:
+        for client in clients:
+            client.close()
+        transport_module.tls_context.cache_clear()
