@@ -57,3 +57,20 @@ def test_without_children_files_every_process_is_read(monkeypatch: pytest.Monkey
                         else real_exists(path))
     assert tree_cpu_seconds(os.getpid()) == pytest.approx(cpu._scanned_tree_cpu_seconds(os.getpid()), abs=0.05)
     assert tree_cpu_seconds(os.getpid()) > 0
+
+
+def test_a_tree_read_often_is_walked_once_a_rescan_and_read_the_same() -> None:
+    process = subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "spun"
+        reader = cpu.TreeCpu(process.pid, rescan=3600.0)
+        first = reader.seconds()
+        assert len(reader._tree) == 2  # the process and the child it spins in, found by the first walk
+        subprocess.run(["sleep", "0.7"], check=True)  # the child spins on (0.6 s in all)
+        later = reader.seconds()  # the same two processes, read without a walk
+        assert later >= first and later == pytest.approx(tree_cpu_seconds(process.pid), abs=0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert reader.seconds() == 0.0  # both ended: nothing to read

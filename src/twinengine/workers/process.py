@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from twinengine.workers import pids
+from twinengine.workers.cpu import TreeCpu
 from twinengine.workers.protocol import _BLOB, _HEAD, MAX_MESSAGE_BYTES, Message, ProtocolError
 from twinengine.workers.sandbox import Layout, Sandbox
 
@@ -115,6 +116,7 @@ class Worker:
         self.started = time.monotonic()
         self.affinity: Hashable = None  # who used it last (the pool prefers to give it to them again)
         self.served: dict[Hashable, None] = {}  # who used it, oldest first (their warm models may still be here)
+        self._cpu: TreeCpu | None = None  # its processes' CPU, read from outside (cpu_seconds)
 
     @property
     def alive(self) -> bool:
@@ -236,9 +238,9 @@ class Worker:
 
     def cpu_seconds(self) -> float:
         """CPU seconds the worker (its sandbox and every process in it) has used so far, read from outside."""
-        from twinengine.workers.cpu import tree_cpu_seconds
-
-        return tree_cpu_seconds(self.process.pid)
+        if self._cpu is None:
+            self._cpu = TreeCpu(self.process.pid)
+        return self._cpu.seconds()
 
     def kill(self) -> None:
         self.signal_kill()
