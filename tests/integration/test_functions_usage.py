@@ -91,3 +91,14 @@ def test_a_function_that_runs_on_writes_a_record_each_period(engine: Engine, tmp
     _twin_with_a_burning_function(engine, tmp_path, records=3)
     records = eventually(lambda: _records(engine))  # written with the checkpoints, the loop still running
     assert {r.run_id for r in records} == {"burn"} and sum(r.remote_core_seconds for r in records) > 0
+
+
+def test_a_function_that_ran_then_idles_has_its_record_once_its_period_is_over(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from twinengine.daemons import functions_usage
+
+    monkeypatch.setattr(functions_usage, "PERIOD_SECONDS", 1.0)
+    _twin_with_a_burning_function(engine, tmp_path, records=1)  # one batch, then no more records
+    [record] = eventually(lambda: _records(engine), timeout=20)  # written by the loop, not by a stop
+    assert record.run_id == "burn" and record.remote_core_seconds > 0
+    assert (record.finished_at - record.started_at).total_seconds() >= 1.0  # from its batch to its period's end

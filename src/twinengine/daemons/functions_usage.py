@@ -3,16 +3,17 @@
 A function is no run: it is called on every batch of its stream, thousands of times a second. Its calls'
 CPU is read by the engine from ``/proc`` for the sandboxed worker that ran each slice of calls (code in the
 sandbox cannot hide it) and gathered per twin and function; one record (kind ``function``) is written for
-each ``PERIOD_SECONDS`` in which the function ran, in the transaction of its checkpoint, and the rest when
-the loop stops. It is charged to the twin's owner, with the owner's groups, on the engine's own site; its
-``run_id`` is the function's name (the records of one function on one twin share it, as a run's attempts do).
+each ``PERIOD_SECONDS`` in which the function ran: in the transaction of its checkpoint, or by the loop's
+pass once the function is idle, and the rest when the loop stops. It is charged to the twin's owner, with
+the owner's groups, on the engine's own site; its ``run_id`` is the function's name (the records of one
+function on one twin share it, as a run's attempts do).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -45,6 +46,9 @@ class FunctionUsage:
         self.cpu_seconds += cpu_seconds
 
     def called(self, seconds: float) -> None:
+        if not self.batches:  # a period opens with its first batch, not when the last one was written
+            self.since = utcnow() - timedelta(seconds=seconds)
+            self.opened = time.monotonic() - seconds
         self.busy_seconds += seconds
         self.batches += 1
 

@@ -70,6 +70,7 @@ _MAX_BATCH_BYTES = 64 << 20  # records with array fields are large: a batch stop
 _SLICE_CALLS = 256
 _SLICE_SECONDS = 0.05
 _CHECKPOINT_SECONDS = 1.0
+_USAGE_SWEEP_SECONDS = 1.0  # how often a pass looks for idle functions whose usage period is over
 _REFRESH_SECONDS = 1.0
 _POLL_SECONDS = 0.05  # while some consumer has records left
 _TOPICS = ("twins", "apps", "functions")  # what the consumers depend on (store/changes.py); functions: resumed
@@ -160,6 +161,7 @@ class FunctionWorker:
         self._waiting: set[tuple[str, str]] = set()  # consumers that may have records to take
         self._version = -1  # the notifier's version the last wait saw
         self.closed = False  # its pool is shut down: a new term of the loop needs a new worker
+        self._usage_swept = 0.0  # when the loop last wrote the records of idle functions' ended periods
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -292,7 +294,20 @@ class FunctionWorker:
             self._pending.add(future)
             future.add_done_callback(self._pending.discard)
             started += 1
+        if now - self._usage_swept >= _USAGE_SWEEP_SECONDS:
+            self._usage_swept = now
+            self._record_idle_usage()
         return started
+
+    def _record_idle_usage(self) -> None:
+        """The usage records of functions whose period is over while they wait (a function that ran, then had
+        no records, would otherwise show nothing until its next batch or the engine's stop). A consumer not
+        busy is touched by this loop's thread alone."""
+        due = [c for c in self.consumers.values() if not c.busy and c.usage.due()]
+        if due:
+            with self.runtime.db.session() as session:
+                for consumer in due:
+                    consumer.usage.record(session, consumer.twin_id, consumer.name)
 
     def _sleep(self) -> float:
         """How long the loop may wait for a wake-up (appends, state commits and finished calls all wake it):
