@@ -66,7 +66,7 @@ def test_a_tree_read_often_is_walked_once_a_rescan_and_read_the_same() -> None:
         assert process.stdout is not None and process.stdout.readline().strip() == "spun"
         reader = cpu.TreeCpu(process.pid, rescan=3600.0)
         first = reader.seconds()
-        assert len(reader._tree) == 2  # the process and the child it spins in, found by the first walk
+        assert len(reader._parents) == 2  # the process and the child it spins in, found by the first walk
         subprocess.run(["sleep", "0.7"], check=True)  # the child spins on (0.6 s in all)
         later = reader.seconds()  # the same two processes, read without a walk
         assert later >= first and later == pytest.approx(tree_cpu_seconds(process.pid), abs=0.1)

@@ -3,10 +3,10 @@
 The engine's own CPU (``getrusage(RUSAGE_SELF)``: every thread, Dask's local pool included) is shared among
 the executions in flight: at every start and end the CPU spent since the last event is split evenly among
 those running then, so the records of a busy engine add up to what the process spent, and a run alone gets
-all of it. Executors that run work elsewhere (a Dask cluster, Slurm jobs) charge their own figures to the
-execution computing in the current context (``charge``: its thread, and the tasks Dask's local scheduler runs
-for it, in copies of its context): the Dask task stream's compute time of the run's
-own tasks. Block I/O is shared like CPU; peak memory is the process's high-water mark (an upper bound).
+all of it. Work done elsewhere (a Dask cluster's task stream, sandboxed workers running app code) is charged to
+the execution computing in the current context (``charge``): its thread, and the tasks Dask's local
+scheduler runs for it in copies of its context. Block I/O is shared like CPU; peak memory is the process's
+high-water mark (an upper bound).
 """
 
 from __future__ import annotations

@@ -69,5 +69,4 @@ class FunctionUsage:
                                   bytes_read=0, bytes_written=0, sources=(WORKER_CPU,))
                 record_usage(session, run, reading, status="done", site=DEFAULT_SITE, staging=False)
         self.cpu_seconds = self.busy_seconds = 0.0
-        self.batches = 0
-        self.since, self.opened = utcnow(), time.monotonic()
+        self.batches = 0  # the next period opens with its first batch (``called``)

@@ -14,42 +14,52 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 class TreeCpu:
-    """``tree_cpu_seconds`` of one process tree read often (every slice of calls a warm worker runs): the tree
-    is walked at most every ``rescan`` seconds and the processes found then are read in between (a stat file
-    each, tens of microseconds, where a walk takes about a millisecond on a busy host). A process that ended
-    meanwhile is left out: once its parent reaped it, its CPU is in the parent's figures. One the app started
-    since the last walk is counted from the next walk on, with all it used so far."""
+    """``tree_cpu_seconds`` of one process tree read often (every slice of calls a warm worker runs on the
+    stream path): the tree is walked at most every ``rescan`` seconds and the processes found then are read in
+    between (a stat file each, tens of microseconds, where a walk takes about a millisecond on a busy host). A
+    process that ended meanwhile is left out: once its parent reaped it, its CPU is in the parent's figures.
+    One started since the last walk is counted from the next walk on, with all it used so far."""
 
     def __init__(self, root: int, *, rescan: float = 1.0) -> None:
         self.root, self.rescan = root, rescan
-        self._tree: dict[int, int] = {}  # pid -> its parent's pid when walked
+        self._parents: dict[int, int] = {}  # pid -> its parent's pid when walked
         self._walked = float("-inf")
 
     def seconds(self) -> float:
         now = time.monotonic()
         if now - self._walked > self.rescan:
-            self._tree, self._walked = _walk(self.root), now
+            tree = _walk(self.root)
+            if tree is None:  # no children files: every process is read each time
+                return _scanned_tree_cpu_seconds(self.root)
+            self._parents, self._walked = {pid: parent for pid, (parent, _) in tree.items()}, now
+            return sum(spent for _, spent in tree.values())
         total = 0.0
-        for pid, parent in self._tree.items():
+        for pid, parent in self._parents.items():
             fields = _stat(pid)
             if fields is not None and (pid == self.root or int(fields[1]) == parent):  # not a reused pid
                 total += _spent(fields)
         return total
 
 
-def _walk(root: int) -> dict[int, int]:
-    """The living processes of the tree under ``root``, each with its parent (``root``: with 0)."""
-    tree, stack = {}, [(root, 0)]
+def _walk(root: int) -> dict[int, tuple[int, float]] | None:
+    """The living processes of the tree under ``root`` through each thread's ``children`` file: pid -> (its
+    parent, its seconds); None where the kernel keeps no such files."""
+    tree: dict[int, tuple[int, float]] = {}
+    stack = [(root, 0)]
     while stack:
         pid, parent = stack.pop()
-        if _stat(pid) is None:
+        fields = _stat(pid)
+        if fields is None:
             continue
-        tree[pid] = parent
+        tree[pid] = (parent, _spent(fields))
         try:
             for thread in os.listdir(f"/proc/{pid}/task"):
                 with open(f"/proc/{pid}/task/{thread}/children", "rb") as fh:
                     stack.extend((int(child), pid) for child in fh.read().split())
-        except OSError:  # ended meanwhile, or no children files (then its descendants go uncounted)
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
+                return None
+        except OSError:  # ended meanwhile
             continue
     return tree
 
@@ -57,26 +67,9 @@ def _walk(root: int) -> dict[int, int]:
 def tree_cpu_seconds(root: int) -> float:
     """User and system seconds of ``root`` and its living descendants, with the children each has reaped
     (0.0 where ``/proc`` cannot be read). The tree is walked through each thread's ``children`` file (a few
-    reads, cheap enough for every slice of calls on the stream path); where the kernel keeps no such file,
-    every process is read once."""
-    total, stack = 0.0, [root]
-    while stack:
-        pid = stack.pop()
-        fields = _stat(pid)
-        if fields is None:
-            continue
-        total += _spent(fields)
-        try:
-            threads = os.listdir(f"/proc/{pid}/task")
-            for thread in threads:
-                with open(f"/proc/{pid}/task/{thread}/children", "rb") as fh:
-                    stack.extend(int(child) for child in fh.read().split())
-        except FileNotFoundError:
-            if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):  # no children files: read every process
-                return _scanned_tree_cpu_seconds(root)
-        except OSError:  # ended meanwhile
-            continue
-    return total
+    reads); where the kernel keeps no such file, every process is read once."""
+    tree = _walk(root)
+    return _scanned_tree_cpu_seconds(root) if tree is None else sum(spent for _, spent in tree.values())
 
 
 def _stat(pid: int) -> list[bytes] | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from twinengine.workers import pids
-from twinengine.workers.cpu import TreeCpu
+from twinengine.workers.cpu import TreeCpu, tree_cpu_seconds
 from twinengine.workers.protocol import _BLOB, _HEAD, MAX_MESSAGE_BYTES, Message, ProtocolError
 from twinengine.workers.sandbox import Layout, Sandbox
 
@@ -116,7 +116,7 @@ class Worker:
         self.started = time.monotonic()
         self.affinity: Hashable = None  # who used it last (the pool prefers to give it to them again)
         self.served: dict[Hashable, None] = {}  # who used it, oldest first (their warm models may still be here)
-        self._cpu: TreeCpu | None = None  # its processes' CPU, read from outside (cpu_seconds)
+        self._cpu: TreeCpu | None = None  # its processes, kept between walks (cpu_seconds(kept=True))
 
     @property
     def alive(self) -> bool:
@@ -236,8 +236,13 @@ class Worker:
         except OSError:
             return ""
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds the worker (its sandbox and every process in it) has used so far, read from outside."""
+    def cpu_seconds(self, *, kept: bool = False) -> float:
+        """CPU seconds the worker (its sandbox and every process in it) has used so far, read from outside.
+        ``kept``: through the processes found by a walk of its tree at most a second old (the stream path reads
+        it for every slice of calls); otherwise the tree is walked now, so a process the last call started
+        and still runs is counted with that call."""
+        if not kept:
+            return tree_cpu_seconds(self.process.pid)
         if self._cpu is None:
             self._cpu = TreeCpu(self.process.pid)
         return self._cpu.seconds()

@@ -198,7 +198,7 @@ class AppWorkers:
         sent = [pickled(parts[0])] if state is None else [pickled(parts[0]), pickled(state())]
         later = (({"op": "calls"}, [pickled(each)]) for each in parts[1:])  # packed as the worker runs
         with self.lease(prefer) as worker:
-            before = worker.cpu_seconds() if cpu is not None else 0.0
+            before = worker.cpu_seconds(kept=True) if cpu is not None else 0.0
             try:
                 reply, blobs = worker.request({"op": "functions", "parts": len(parts), **header}, sent,
                                               timeout=self.workers.timeout, ask=answer, note=part, later=later)
@@ -207,7 +207,7 @@ class AppWorkers:
                 raise
             finally:
                 if cpu is not None and worker.alive:
-                    cpu(max(0.0, worker.cpu_seconds() - before))
+                    cpu(max(0.0, worker.cpu_seconds(kept=True) - before))
         part({**reply, "note": "effects"}, blobs)  # the last part
         failed = reply.get("failed")
         return results, (failed if isinstance(failed, dict) else None)
