@@ -49,8 +49,8 @@ class _Parts:
     """The calls of one batch, in order: the first part came with the request, ``parts - 1`` more follow it
     (the engine packs them while the worker runs the first)."""
 
-    def __init__(self, inp: IO[bytes], first: bytes, parts: int) -> None:
-        self.inp, self.left, self.read = inp, parts - 1, deque([first])
+    def __init__(self, inp: IO[bytes], first: bytes | None, parts: int) -> None:
+        self.inp, self.left, self.read = inp, parts - 1, deque([] if first is None else [first])
 
     def _receive(self) -> None:
         header, data = read_message(self.inp)
@@ -158,8 +158,25 @@ class Child:
         return {"problems": [[loc, problem] for loc, problem in found if problem is not None]}, []
 
     def process(self, header: dict[str, Any], blobs: list[bytes]) -> Reply:
+        """``function(**arguments)``; with ``parts``, the function is also given ``part``, which sends a part
+        of its answer at once (the engine reads it while the function goes on); with ``more`` (n, and an
+        argument named by ``more_into``, a list), n more messages extend that argument, read as the function
+        iterates over it (the engine makes them while the function starts on the first items)."""
         func = _resolve(str(header["function"]))
-        return _value(func(**unpickled(blobs[0])))
+        arguments = unpickled(blobs[0])
+        more = int(header.get("more", 0))
+        if more > 0:
+            name = str(header["more_into"])
+            self.parts = _Parts(self.inp, None, more + 1)
+            arguments[name] = itertools.chain(arguments[name], self.parts)
+        if header.get("parts"):
+            arguments["part"] = self.part
+        return _value(func(**arguments))
+
+    def part(self, value: Any) -> None:
+        """Send a part of the answer as a note (arrays as npy blobs, as the answer's are)."""
+        blobs: list[bytes] = []
+        self.write({"note": "part", "value": encode(value, blobs)}, blobs)
 
     def functions(self, header: dict[str, Any], blobs: list[bytes]) -> Reply:
         """Run up to ``max_calls`` calls for ``seconds``; send each call's effects (one row per call, packed as

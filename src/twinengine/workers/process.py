@@ -68,6 +68,22 @@ def app_place(trace: str) -> str | None:
     return f"{found[-1][0]}:{found[-1][1]}" if found else None
 
 
+PIPE_BYTES = 1 << 20
+
+
+def _widen(fd: int) -> None:
+    """Give a pipe to the worker room for a whole answer of ordinary size (Linux's default is 64 KiB): an
+    array of a few hundred kilobytes then crosses in one write and one read, not a dozen handovers, each of
+    which waits for this process's other threads to let go of the interpreter. Left as it is where the
+    kernel refuses (another system, or a lower ``/proc/sys/fs/pipe-max-size``)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (OSError, ImportError):
+        pass
+
+
 class Worker:
     """A started worker: ``request`` sends one message and returns the answer, serving the worker's own
     questions (``ask``) on the way."""
@@ -107,6 +123,8 @@ class Worker:
         self._in, self._out = self.process.stdin.fileno(), self.process.stdout.fileno()
         os.set_blocking(self._in, False)
         os.set_blocking(self._out, False)
+        _widen(self._in)
+        _widen(self._out)
         self._buffer = bytearray()
         self._writable = selectors.DefaultSelector()  # one pair per worker, not one per frame read or written
         self._writable.register(self._in, selectors.EVENT_WRITE)
@@ -123,14 +141,16 @@ class Worker:
         return self.process.poll() is None
 
     def request(self, header: dict[str, Any], blobs: list[bytes] | None = None, *, timeout: float,
-                ask: Ask | None = None, note: Note | None = None, later: Iterable[Message] = ()) -> Message:
+                ask: Ask | None = None, note: Note | None = None, later: Iterable[Message] = (),
+                renew: bool = False) -> Message:
         """Send ``header`` (+ ``blobs``), then the messages of ``later`` (more of the request, made while the
         worker starts on the first), and wait at most ``timeout`` seconds for the answer. The request is sent
         whole before anything is read, and the worker reads all of it before it writes, so neither side waits
         on the other with both pipes full. On the way the worker may ask a question (``ask`` answers it) or
         send a note that needs no answer (``note`` takes it: a part of the answer, read while the worker goes
         on). An answer with ``error`` raises ``WorkerError``; a missed deadline kills the worker and raises
-        ``WorkerTimeout``."""
+        ``WorkerTimeout``. With ``renew``, each note gives the worker ``timeout`` seconds more (a long call that
+        sends its answer in parts is stopped when it falls silent, not for its length)."""
         deadline = time.monotonic() + timeout
         self.calls += 1
         try:
@@ -143,6 +163,8 @@ class Worker:
                     if note is None:
                         raise ProtocolError(f"the worker sent a note {reply['note']!r}, which this call does not take")
                     note(reply, data)
+                    if renew:
+                        deadline = time.monotonic() + timeout
                     continue
                 if "ask" not in reply:
                     break

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from twinengine.workers.effects import CallEffects, Malformed, read_effects
 from twinengine.workers.interrupt import Interrupt
 from twinengine.workers.pool import WorkerPool
-from twinengine.workers.process import Ask, Worker, WorkerCrashed
+from twinengine.workers.process import Ask, Note, Worker, WorkerCrashed
 from twinengine.workers.protocol import PART_CALLS, Message, ProtocolError, decode, pickled
 from twinengine.workers.sandbox import Layout, Sandbox, SandboxMode
 
@@ -132,12 +132,15 @@ class AppWorkers:
 
     def call(self, header: dict[str, Any], blobs: list[bytes] | None = None, *, timeout: float | None = None,
              ask: Ask | None = None, prefer: Hashable = None, interrupt: Interrupt | None = None,
-             shelf: str | None = None, cpu: Spent | None = None) -> Message:
+             shelf: str | None = None, cpu: Spent | None = None, note: Note | None = None,
+             renew: bool = False, later: Iterable[Message] = ()) -> Message:
         """One request to a warm worker (of ``shelf``, see ``lease``); ``interrupt`` may stop it from another
-        thread (``Interrupt.fire``); ``cpu`` is told the CPU seconds the request used in the worker."""
+        thread (``Interrupt.fire``); ``cpu`` is told the CPU seconds the request used in the worker; ``note``,
+        ``renew`` and ``later`` as ``Worker.request`` takes them."""
         with self.lease(prefer, shelf) as worker, interrupt.serving(worker) if interrupt else nullcontext():
             before = worker.cpu_seconds() if cpu is not None else 0.0
-            answer = worker.request(header, blobs, timeout=timeout or self.workers.timeout, ask=ask)
+            answer = worker.request(header, blobs, timeout=timeout or self.workers.timeout, ask=ask, note=note,
+                                    renew=renew, later=later)
             if cpu is not None:
                 cpu(max(0.0, worker.cpu_seconds() - before))
             return answer
@@ -160,10 +163,31 @@ class AppWorkers:
         return [(str(loc), str(why)) for loc, why in found]
 
     def process(self, function: str, arguments: dict[str, Any], *, timeout: float | None = None,
-                interrupt: Interrupt | None = None, cpu: Spent | None = None) -> Any:
-        """``function(**arguments)`` in a warm worker; ``cpu`` is told the CPU seconds the call used there."""
-        reply, blobs = self.call({"op": "process", "function": function}, [pickled(arguments)], timeout=timeout,
-                                 interrupt=interrupt, cpu=cpu)
+                interrupt: Interrupt | None = None, cpu: Spent | None = None,
+                parts: Callable[[Any], None] | None = None,
+                more: tuple[str, int, Iterable[list[Any]]] | None = None) -> Any:
+        """``function(**arguments)`` in a warm worker; ``cpu`` is told the CPU seconds the call used there.
+        With ``parts``, the function is given ``part`` too: each value it sends that way is decoded and handed
+        to ``parts`` (on this thread) while it goes on, and each renews ``timeout``. ``more`` (name, n, lists):
+        the argument ``name`` (a list) goes on with the n lists given, made and sent while the function
+        starts on its first items (it takes that argument as an iterable)."""
+        header: dict[str, Any] = {"op": "process", "function": function}
+        later: Iterable[Message] = ()
+        if more is not None:
+            name, count, lists = more
+            header.update(more=count, more_into=name)
+            later = (({"op": "calls"}, [pickled(items)]) for items in lists)
+        note: Note | None = None
+        if parts is not None:
+            header["parts"] = True
+
+            def note(reply: dict[str, Any], blobs: list[bytes]) -> None:
+                if reply.get("note") != "part":
+                    raise ProtocolError(f"the worker sent a note {reply.get('note')!r} where parts were expected")
+                parts(decode(reply.get("value"), blobs))
+
+        reply, blobs = self.call(header, [pickled(arguments)], timeout=timeout, interrupt=interrupt, cpu=cpu,
+                                 note=note, renew=parts is not None, later=later)
         return decode(reply.get("value"), blobs)
 
     def functions(self, header: dict[str, Any], calls: list[list[dict[str, Any]]], *,
