@@ -15,7 +15,7 @@ import pytest
 
 from helpers import REPO, RIVER_REACH, Engine, make_app
 from twinengine.client import Client
-from twinengine.errors import NotFound, PermissionDenied, ValidationFailed
+from twinengine.errors import NotFound, PermissionDenied, ProcessFailed, ValidationFailed
 from twinengine.twins.schemas import PropertyWrite
 
 LORENZ96 = REPO / "examples" / "apps" / "lorenz96"
@@ -232,9 +232,9 @@ def test_a_record_s_own_error_weighs_its_observation(engine: Engine, tmp_path: P
 
 
 def test_cycles_one_per_request_equal_cycles_run_together(engine: Engine) -> None:
-    """A request runs its cycles in batches (one call to the app's worker each, the first of a few cycles);
-    twelve requests of one cycle each give, cycle for cycle, the analyses, innovations and state of one
-    request of twelve."""
+    """A request runs its cycles in one call to the app's worker, which answers in parts as it goes; twelve
+    requests of one cycle each give, cycle for cycle, the analyses, innovations and state of one request of
+    twelve."""
     engine.as_role("ada", "developer").publish_app(LORENZ96)
     uma = engine.as_role("uma", "user")
     uma.create_twin("lorenz96", "l96", {})
@@ -254,3 +254,50 @@ def test_cycles_one_per_request_equal_cycles_run_together(engine: Engine) -> Non
         assert (one.innovation_rms, one.spread, one.offsets) == (many.innovation_rms, many.spread, many.offsets)
     assert uma.get_state("l96-one").reported == uma.get_state("l96-together").reported
     assert together.cycles[0].analysis is None and together.cycles[-1].revision > together.cycles[0].revision
+
+
+def test_a_worker_whose_parts_are_malformed_is_refused_and_replaced(engine: Engine, tmp_path: Path) -> None:
+    """App code shares its worker with the engine's cycle loop, so it can change what the worker sends: a twin
+    whose step (from its 10th cycle on) makes each later part of the answer claim one cycle too many is refused
+    by name (400; its cycles sent before the lie are kept), and the worker that lied is stopped: another twin
+    of the app is served honestly next."""
+    folder = make_app(tmp_path, name="liar", manifest={
+        "parameters": {"type": "object", "properties": {"lie": {"type": "boolean", "default": False}}},
+        "state": {"h": {"type": "number", "unit": "m", "uncertainty": ["std"]}},
+        "streams": {"readings": {"fields": {"time": {"type": "timestamp"}, "level": {"type": "float"}}}},
+        "assimilation": {"state": ["h"], "spread": 1.0, "step": {"entrypoint": "liar.model:step", "dt": "1h"},
+                         "observations": {"level": {"observes": "h", "error": 0.5}}, "members": 10}},
+        files={"liar/model.py": """
+            import time
+
+            import numpy as np
+            from twinengine.twin_assimilation import worker_side
+
+            CALLS = [0]
+
+            def step(state, parameters, forcing, dt):
+                CALLS[0] += 1
+                if parameters.get("lie") and CALLS[0] == 100:
+                    honest = worker_side._Done.answer
+                    def lying(self, error):
+                        got = honest(self, error)
+                        got["members"] = np.concatenate([got["members"], got["members"][-1:]])
+                        return got
+                    worker_side._Done.answer = lying
+                time.sleep(0.002)
+                return dict(state)
+        """})
+    engine.as_role("ada", "developer").publish_app(folder)
+    uma = engine.as_role("uma", "user")
+    readings = [{"time": (START + timedelta(hours=k)).isoformat(), "level": 1.0} for k in range(1, 31)]
+    for name, lie in (("liar", True), ("honest", False)):
+        uma.create_twin("liar", name, {"lie": lie})
+        uma.write_state(name, reported={"h": PropertyWrite(value=0.0, timestamp=START)})
+        uma.streams.append(name, "readings", readings)
+    with pytest.raises(ProcessFailed, match="answered wrongly: log_weights is not a list of") as refused:
+        uma.assimilation.run("liar", cycles=30)
+    assert refused.value.status == 400
+    kept = uma.assimilation.list("liar").total
+    assert 1 <= kept < 10  # sent in parts before the lie began (about every 0.1 s: some 5 cycles each)
+    honest = uma.assimilation.run("honest", cycles=30)  # a new worker: the lie died with the old one
+    assert len(honest.cycles) == 30 and honest.pending == 0

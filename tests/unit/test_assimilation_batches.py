@@ -96,6 +96,34 @@ def test_one_call_of_many_cycles_equals_one_call_per_cycle(monkeypatch: pytest.M
     assert not np.array_equal(batched["members"][0], batched["members"][1])  # the cycles did move the members
 
 
+def test_parts_sent_as_the_cycles_go_add_up_to_the_whole_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``part``, the cycles done go to the engine in parts while the next ones run (here every cycle
+    would be late: ``part_seconds`` 0), shrinking at the end, from a plan still arriving (an iterator with
+    its ``count``); parts and answer together are the answer of one call without parts."""
+    rng = np.random.default_rng(5)
+    start, y = 8.0 + rng.standard_normal((N, n)), 8.0 + rng.standard_normal((40, n // 2))
+    whole = _run(monkeypatch, _plan(range(1, 41), y), start)
+    parts: list[dict[str, Any]] = []
+    monkeypatch.setattr(worker_side, "_resolve", lambda entrypoint: _step)
+    last = worker_side.cycles(
+        step="m:step", names=NAMES, parameters={}, dt=180.0, operators={}, members=start, log_weights=None,
+        method="etkf", tuning={"inflation": 1.05, "rotate": True}, seed=7, noise_std=np.full(n, 0.01),
+        lower=np.full(n, -np.inf), upper=np.full(n, np.inf), coords=np.arange(n, dtype=float),
+        plan=iter(_plan(range(1, 41), y)), count=40, part=parts.append, part_seconds=3600.0)
+    sizes = [p["members"].shape[0] for p in parts]
+    assert sizes == [20, 10, 5, 3, 1] and last["members"].shape[0] == 1  # as many as are left, then the answer
+    assert all(p["error"] is None and malformed(p, [n // 2] * len(p["ess"]), (N, n)) is None for p in parts)
+    np.testing.assert_array_equal(np.concatenate([p["members"] for p in [*parts, last]]), whole["members"])
+    np.testing.assert_array_equal(np.concatenate([p["obs"] for p in [*parts, last]]), whole["obs"])
+    timed: list[dict[str, Any]] = []
+    worker_side.cycles(
+        step="m:step", names=NAMES, parameters={}, dt=180.0, operators={}, members=start, log_weights=None,
+        method="etkf", tuning={"inflation": 1.05, "rotate": True}, seed=7, noise_std=np.full(n, 0.01),
+        lower=np.full(n, -np.inf), upper=np.full(n, np.inf), coords=np.arange(n, dtype=float),
+        plan=_plan(range(1, 41), y), part=timed.append, part_seconds=0.0)
+    assert [p["members"].shape[0] for p in timed] == [1] * 39  # every cycle is late: a part each, the last answered
+
+
 def test_a_failing_cycle_keeps_the_ones_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
 

@@ -15,7 +15,7 @@ from twinengine.catalog.assimilation_spec import AssimilationSpec
 from twinengine.errors import ValidationFailed
 from twinengine.twin_assimilation.observations import ObservationTime
 
-__all__ = ["MAX_STEPS", "Clock", "Planned", "payload", "plan_cycle"]
+__all__ = ["MAX_STEPS", "Clock", "Planned", "layout", "payload", "plan_cycle"]
 
 MAX_STEPS = 100_000  # model steps between two observation times
 
@@ -72,31 +72,53 @@ def _steps(spec: AssimilationSpec, clock: Clock, when: ObservationTime) -> list[
     return out
 
 
-def plan_cycle(spec: AssimilationSpec, clock: Clock, when: ObservationTime, number: int, stream: str,
-               coords: np.ndarray) -> Planned:
-    """Cycle ``number`` on the observations of ``when``; moves ``clock`` on past it."""
-    steps = _steps(spec, clock, when)
+@dataclass(frozen=True)
+class _Observed:
+    """What planning needs of one declared observation, looked up once a request, not once a reading."""
+
+    column: int
+    position: float
+    std: float | None  # a constant error
+    record: bool  # the error is the record's own std
+    entrypoint: str | None  # else an error function
+
+
+def layout(spec: AssimilationSpec, coords: np.ndarray) -> dict[str, _Observed]:
+    """Each observation's augmented column (a state entry, or past them the operators' in order), position
+    and error, as ``plan_cycle`` takes them."""
     operators = [name for name, o in spec.observations.items() if o.operator is not None]
     n = len(spec.state)
+    out = {}
+    for name, obs in spec.observations.items():
+        column = spec.state.index(obs.observes) if obs.observes is not None else n + operators.index(name)
+        position = obs.position if obs.position is not None else (float(coords[column]) if column < n else 0.0)
+        out[name] = _Observed(column, position, obs.error.std, bool(obs.error.record), obs.error.entrypoint)
+    return out
+
+
+def plan_cycle(spec: AssimilationSpec, clock: Clock, when: ObservationTime, number: int, stream: str,
+               observed: dict[str, _Observed]) -> Planned:
+    """Cycle ``number`` on the observations of ``when`` (``observed``: the spec's ``layout``); moves ``clock``
+    on past it."""
+    steps = _steps(spec, clock, when)
     planned = Planned(number, stream, when, steps, dict(clock.forcing), [], [], [], [])
+    columns, positions, used = planned.columns, planned.positions, planned.used
     for reading in when.readings:
-        obs = spec.observations[reading.name]
-        column = spec.state.index(obs.observes) if obs.observes is not None else n + operators.index(reading.name)
+        obs = observed[reading.name]
         sd: float | None
-        if obs.error.std is not None:
-            sd = obs.error.std
-        elif obs.error.record:
+        if obs.std is not None:
+            sd = obs.std
+        elif obs.record:
             if reading.std is None or reading.std <= 0:
                 continue  # a record without its std cannot be weighed: left out, and said in the record
             sd = reading.std
         else:
             sd = None
-            planned.errors.append([len(planned.used), obs.error.entrypoint, reading.name])
-        planned.columns.append(column)
-        planned.positions.append(obs.position if obs.position is not None else (
-            float(coords[column]) if column < n else 0.0))
-        planned.used.append({"name": reading.name, "stream": stream, "offset": reading.offset,
-                             "value": reading.value, "std": sd})
+            planned.errors.append([len(used), obs.entrypoint, reading.name])
+        columns.append(obs.column)
+        positions.append(obs.position)
+        used.append({"name": reading.name, "stream": stream, "offset": reading.offset, "value": reading.value,
+                     "std": sd})
     clock.time, clock.offset = when.time, when.end
     return planned
 

@@ -9,8 +9,9 @@ start from the origin's ensemble as of the fork, so the origin's state and cycle
 
 from __future__ import annotations
 
+import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +35,7 @@ from twinengine.twin_assimilation.answer import malformed
 from twinengine.twin_assimilation.backlog import usable, window
 from twinengine.twin_assimilation.models import AssimilationCycle
 from twinengine.twin_assimilation.observations import next_time
-from twinengine.twin_assimilation.plan import Clock, Planned, payload, plan_cycle
+from twinengine.twin_assimilation.plan import Clock, Planned, layout, payload, plan_cycle
 from twinengine.twin_assimilation.provenance import cycle_provenance
 from twinengine.twin_assimilation.record import Batch, record
 from twinengine.twin_assimilation.schemas import AssimilationRequest, AssimilationResult, CycleRead, InnovationRead
@@ -48,9 +49,8 @@ __all__ = ["Engines", "assimilate", "get_cycle", "list_cycles"]
 
 CYCLES = "twinengine.twin_assimilation.worker_side:cycles"
 MAX_RECORDS = 200_000  # records read for one request
-FIRST_BATCH = 2  # cycles in a request's first call to the worker (nothing to write meanwhile); then sized:
-BATCH_SECONDS = 0.25  # a call long enough to spread its costs, short enough that writing overlaps it closely
-MAX_BATCH = 50
+FIRST_PLANNED = 8  # cycles planned before the worker starts; the rest are planned while it runs, in lists of
+PLANNED_LIST = 32
 COMMIT_SECONDS = 1.0  # ``checkpoint`` at most about this often (a commit waits for the disk), and at the end
 Progress = Callable[[int, int], None]
 
@@ -141,13 +141,40 @@ def _bounds(manifest: Manifest, spec: AssimilationSpec) -> tuple[np.ndarray, np.
     return np.asarray(lower), np.asarray(upper)
 
 
+Part = tuple[list[Planned], dict[str, Any]]
+
+
 def _run(app: Any, batch: Batch, members: np.ndarray, log_weights: np.ndarray | None, plans: list[Planned],
-         coords: np.ndarray) -> tuple[dict[str, Any], float]:
-    """The cycles of ``plans`` run in one call to the app's worker, from ``members``: its answer, checked (it
-    is the app's), and the seconds it took."""
-    started = time.perf_counter()
+         coords: np.ndarray, sink: Callable[[Part], None], later: tuple[int, int, Iterator[list[Planned]]]) -> None:
+    """The cycles of ``plans`` run in one call to the app's worker, from ``members``; ``later`` (how many
+    cycles in all, how many more lists of them, the lists) plans the rest while the worker runs the first
+    ones (each list is appended to ``plans`` as it is made). Each part of the worker's answer
+    (``worker_side.cycles`` sends them as it goes) is checked (it is the app's) and handed to ``sink`` with the
+    cycles it holds, in order, the answer's own last. A malformed part stops the worker (it is still
+    running) and raises ``ProcessFailed``."""
     spec = batch.spec
     lower, upper = _bounds(batch.manifest, spec)
+    count, lists, planned = later
+    at = 0
+
+    def take(got: Any, last: bool) -> None:
+        nonlocal at
+        used = [len(p.used) for p in plans[at:]]  # every cycle was planned and sent before a part is read
+        array = got.get("members") if isinstance(got, dict) else None
+        size = array.shape[0] if isinstance(array, np.ndarray) and array.ndim == 3 else None
+        if last:
+            problem = malformed(got, used, members.shape)
+        elif size is None or not 0 < size <= len(used):
+            problem = f"a part of {size} cycles where 1 to {len(used)} were left to send"
+        else:
+            problem = malformed(got, used[:size], members.shape) or (
+                "a part with an error" if got["error"] is not None else None)
+        if problem is not None:
+            raise ProtocolError(f"the app's worker answered wrongly: {problem}")
+        done = int(got["members"].shape[0])
+        sink((plans[at:at + done], dict(got)))
+        at += done
+
     try:
         got = app.process(CYCLES, {
             "step": spec.step.entrypoint, "names": list(spec.state), "parameters": dict(batch.twin.parameters),
@@ -155,15 +182,17 @@ def _run(app: Any, batch: Batch, members: np.ndarray, log_weights: np.ndarray | 
             "operators": {name: o.operator for name, o in spec.observations.items() if o.operator is not None},
             "method": batch.method.value, "tuning": spec.tuning.model_dump(mode="python"), "seed": batch.seed,
             "noise_std": np.asarray(spec.per_entry(spec.step.noise)), "lower": lower, "upper": upper,
-            "coords": coords, "plan": [payload(p) for p in plans], "form": spec.step.state_form})
+            "coords": coords, "plan": [payload(p) for p in plans], "form": spec.step.state_form, "count": count},
+            parts=lambda got: take(got, last=False),
+            more=("plan", lists, ([payload(p) for p in chunk] for chunk in planned)))
     except WorkerError as exc:
         raise ProcessFailed(f"assimilation.step: the app's code failed: {exc.remote}") from None
     except (WorkerCrashed, ProtocolError) as exc:
         raise ProcessFailed(f"assimilation.step: the app's worker failed: {exc}") from None
-    problem = malformed(got, [len(p.used) for p in plans], members.shape)
-    if problem is not None:
-        raise ProcessFailed(f"assimilation.step: the app's worker answered wrongly: {problem}")
-    return dict(got), time.perf_counter() - started
+    try:
+        take(got, last=True)
+    except ProtocolError as exc:
+        raise ProcessFailed(f"assimilation.step: {exc}") from None
 
 
 def _failed(batch: Batch, error: dict[str, Any]) -> Exception:
@@ -173,7 +202,6 @@ def _failed(batch: Batch, error: dict[str, Any]) -> Exception:
     if error.get("where") == "filter":
         return ProcessFailed(f"assimilation.filter: {error.get('line')}")
     return ProcessFailed(f"assimilation.step: the app's code failed: {error.get('line')}")
-
 
 
 def _redraw(members: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -194,11 +222,12 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
                progress: Progress | None = None, checkpoint: Callable[[], None] | None = None) -> AssimilationResult:
     """Run up to ``request.cycles`` cycles on the twin (or, with ``what_if``, on a new fork of it).
 
-    Cycles run in batches, each one call to the app's worker (model steps and filter, cycle after cycle) and
-    one write of its revisions and records, sized to take about ``BATCH_SECONDS``; the worker runs the next
-    batch while this thread writes the last. The analyses do not depend on the grouping (each cycle's random
-    numbers come from its own seeded generators). ``checkpoint`` is called after a batch is written, about
-    every ``COMMIT_SECONDS`` and after the last one (the API commits there: the store's writers are not kept
+    The cycles are planned from the records alone and run in one call to the app's worker (model steps and
+    filter, cycle after cycle), which sends its analyses back in parts as it goes; this thread writes each
+    part (its revisions and cycle records) while the worker runs the next cycles, so the worker never waits
+    for the engine between cycles. The analyses do not depend on the grouping (each cycle's random numbers
+    come from its own seeded generators). ``checkpoint`` is called after a part is written, about every
+    ``COMMIT_SECONDS`` and after the last one (the API commits there: the store's writers are not kept
     waiting for the rest; a failing cycle keeps the ones before it)."""
     twin = twins.get_twin(session, principal=principal, ref=ref, action="twin.operate")
     require(principal, "assimilation.run", twin, target=f"twin {ref}")
@@ -237,60 +266,63 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
     coords = np.asarray(spec.coordinates if spec.coordinates is not None else range(len(spec.state)), dtype=float)
     coords = np.concatenate([coords, [float(o.position or 0.0) for o in spec.observations.values()
                                       if o.operator is not None]])
-    done: list[CycleRead] = []
-    size, committed = FIRST_BATCH, time.perf_counter()
+    observed = layout(spec, coords)
+    wanted = min(request.cycles, total)
+    plans: list[Planned] = []
 
     def plan(count: int) -> list[Planned]:
-        nonlocal number
-        plans: list[Planned] = []
-        while len(plans) < count:
+        """``count`` more cycles (fewer where the records end), appended to ``plans``."""
+        made: list[Planned] = []
+        while len(made) < count:
             when = next_time(spec, records, time_field, clock.time, clock.offset)
             if when is None:
                 break
-            number += 1
-            plans.append(plan_cycle(spec, clock, when, number, stream, coords))
-        return plans
+            made.append(plan_cycle(spec, clock, when, number + len(plans) + 1, stream, observed))
+            plans.append(made[-1])
+        return made
 
-    plans = plan(min(size, request.cycles))
+    plan(min(FIRST_PLANNED, wanted))
+    lists = -(-(wanted - len(plans)) // PLANNED_LIST)  # the rest, planned on the worker call's thread
+    done: list[CycleRead] = []
     start = prior.members
     if plans and start is None:
         start = _initial(session, principal, twin, spec, members, seed)
+    if not plans or start is None:
+        return AssimilationResult(twin=twin.name, cycles=done, pending=total)
+    first = start
+    parts: queue.SimpleQueue[Part | BaseException | None] = queue.SimpleQueue()
+
+    def run() -> None:
+        try:
+            _run(app, batch, first, prior.log_weights, plans, coords, parts.put,
+                 (wanted, lists, (plan(min(PLANNED_LIST, wanted - len(plans))) for _ in range(lists))))
+        except BaseException as exc:  # told to the request's thread, which raises it
+            parts.put(exc)
+        else:
+            parts.put(None)
+
+    committed = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assimilation") as pool:
-        running = (pool.submit(_run, app, batch, start, prior.log_weights, plans, coords)
-                   if plans and start is not None else None)
-        timed = False  # whether a batch's time is known (the first one is sized by FIRST_BATCH)
-
-        def ahead() -> list[Planned]:
-            # the last batches shrink, so that little is left to write once the worker has nothing to run
-            left = min(request.cycles, total) - len(done) - len(plans)
-            return plan(min(size, (left + 1) // 2)) if left > 0 else []
-
-        while running is not None:
-            # once batches are timed, the next one is planned while the worker runs this one (planning reads
-            # the records and moves the clock, never an analysis)
-            after = ahead() if timed else None
-            got, seconds = running.result()
-            size = max(1, min(MAX_BATCH, int(BATCH_SECONDS * len(plans) / max(seconds, 1e-6))))
-            timed = True
-            if after is None:
-                after = ahead()
-            if got["error"] is not None:
-                after = []  # the cycle that failed ends the request (its cycles before it are kept)
-            # the worker runs the next batch from this one's last analysis while this one is written
-            running = pool.submit(_run, app, batch, got["members"][-1], got["log_weights"][-1], after,
-                                  coords) if after else None
-            rows = record(session, batch, plans, got, prior_cycle=prior.cycle_id)
+        pool.submit(run)
+        # this thread writes each part while the worker runs the next cycles
+        while (got := parts.get()) is not None:
+            if isinstance(got, BaseException):
+                if checkpoint is not None and done:
+                    checkpoint()  # the cycles written before the failure are kept
+                raise got
+            cycles, answer = got
+            rows = record(session, batch, cycles, answer, prior_cycle=prior.cycle_id)
             if rows:
                 prior.cycle_id = rows[-1].id
             done += [read_cycle(row, twin) for row in rows]
-            if checkpoint is not None and (running is None or time.perf_counter() - committed >= COMMIT_SECONDS):
+            last = answer["error"] is not None or len(done) == len(plans)
+            if checkpoint is not None and (last or time.perf_counter() - committed >= COMMIT_SECONDS):
                 checkpoint()
                 committed = time.perf_counter()
             if progress is not None:
                 progress(len(done), min(total, request.cycles))
-            if got["error"] is not None:
-                raise _failed(batch, got["error"])
-            plans = after
+            if answer["error"] is not None:
+                raise _failed(batch, answer["error"])
     return AssimilationResult(twin=twin.name, cycles=done, pending=total - len(done))
 
 

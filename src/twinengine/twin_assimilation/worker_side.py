@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import importlib
 import math
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
 __all__ = ["advance", "cycles"]
+
+PART_SECONDS = 0.1  # a part of the answer about this often: the engine writes it while the next cycles run
 
 
 def _resolve(entrypoint: str) -> Callable[..., Any]:
@@ -72,21 +75,24 @@ def _step_members(fn: Callable[..., Any], step: str, names: list[str], members: 
                   parameters: dict[str, Any], forcing: list[dict[str, float]], dt: float,
                   noise: np.ndarray | None, form: str = "mapping") -> np.ndarray:
     """Members after ``len(forcing)`` steps, ``noise[k, i]`` added after step k to member i (None: no model
-    noise). ``form`` is how the app's step takes a member: a mapping of the state's entries, or an array."""
+    noise). ``form`` is how the app's step takes a member: a mapping of the state's entries, or an array (an
+    array answer of the right shape is taken as it is, and the ensemble checked for finite values once a
+    step: the usual case costs no per-member checks)."""
     out = np.array(members, dtype=float)
-    if not forcing:
-        return out
-    for i in range(out.shape[0]):
-        row = out[i]
-        for k, drive in enumerate(forcing):
+    size = len(names)
+    for k, drive in enumerate(forcing):
+        for i in range(out.shape[0]):
             if form == "array":
-                row = _checked_array(fn(row.copy(), parameters, dict(drive), dt), len(names), step)
+                new = fn(out[i].copy(), parameters, dict(drive), dt)
+                out[i] = new if type(new) is np.ndarray and new.dtype == np.float64 and new.shape == (size,) \
+                    else _checked_array(new, size, step)
             else:
-                row = _checked(fn(dict(zip(names, row.tolist(), strict=True)), parameters, dict(drive), dt), names,
-                               step)
-            if noise is not None:
-                row = row + noise[k, i]
-        out[i] = row
+                out[i] = _checked(fn(dict(zip(names, out[i].tolist(), strict=True)), parameters, dict(drive), dt),
+                                  names, step)
+        if form == "array" and not np.isfinite(out).all():
+            raise ValueError(f"{step} returned a state with a value that is not a finite number")
+        if noise is not None:
+            out += noise[k]
     return out
 
 
@@ -145,14 +151,22 @@ def _failure(where: str, exc: BaseException) -> dict[str, Any]:
 def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float, operators: dict[str, str],
            members: np.ndarray, log_weights: np.ndarray | None, method: str, tuning: dict[str, Any], seed: int,
            noise_std: np.ndarray, lower: np.ndarray, upper: np.ndarray, coords: np.ndarray,
-           plan: list[dict[str, Any]], form: str = "mapping") -> dict[str, Any]:
+           plan: Iterable[dict[str, Any]], form: str = "mapping", count: int | None = None,
+           part: Callable[[dict[str, Any]], None] | None = None, part_seconds: float = PART_SECONDS) -> dict[str, Any]:
     """Run the cycles of ``plan`` in order, each from the previous one's analysis: the model steps (model noise
     from the generator (seed, number, 1)), the operators, the error functions, the filter (generator (seed,
     number, 2)) and the bounds. A cycle is {"number", "forcing": [per step], "columns", "values", "sd" (NaN
     where "errors" [[index, entrypoint, name]] gives it), "positions"}. Returns what the engine records of each
     cycle done: {"members": (K, N, n), "log_weights": [(N,) or None], "obs": (sum p, 3) background mean,
     expected spread and error std of each observation, "ess": [...], "error": None or where the first failed
-    cycle failed (the cycles before it are returned)}."""
+    cycle failed (the cycles before it are returned)}.
+
+    With ``part`` (the engine reads parts while this goes on), the cycles done are sent in parts of that form
+    (``error`` None) about every ``part_seconds``, and the parts shrink towards the end (a part is sent once
+    it holds as many cycles as are left to run of the ``count`` planned), so that the engine, writing each
+    part while the next ones run, has little left to write when the last cycle ends; the answer holds the
+    cycles after the last part. The worker never waits for the engine between cycles; ``plan`` may still be
+    arriving (an iterable: the engine plans the later cycles while the first ones run)."""
     from twinengine.twin_assimilation.analysis import Background, analyse
 
     fn = _resolve(step)
@@ -160,12 +174,11 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
     noisy = bool(np.any(noise_std))  # without model error no generator is drawn from (nothing to add)
     current = np.asarray(members, dtype=float)
     weights = log_weights
-    kept: list[np.ndarray] = []
-    kept_weights: list[np.ndarray | None] = []
-    obs: list[np.ndarray] = []
-    ess: list[float | None] = []
+    done = _Done(current.shape, len(names))
     error: dict[str, Any] | None = None
-    for cycle in plan:
+    since = time.perf_counter()
+    count = len(plan) if count is None and isinstance(plan, list) else count
+    for index, cycle in enumerate(plan):
         number = int(cycle["number"])
         try:
             noise = np.random.default_rng([seed, number, 1]).standard_normal(
@@ -173,8 +186,8 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
             background = _step_members(fn, step, names, current, parameters, cycle["forcing"], dt, noise, form)
             observed = _observed(operators, names, background, parameters)
             sd = np.array(cycle["sd"], dtype=float)
-            for index, where, name in cycle["errors"]:
-                sd[index] = _error_std(where, float(cycle["values"][index]), parameters, name)
+            for at, where, name in cycle["errors"]:
+                sd[at] = _error_std(where, float(cycle["values"][at]), parameters, name)
         except Exception as exc:  # the app's code: the cycles before it are kept
             error = _failure("step", exc)
             break
@@ -188,15 +201,34 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
                 error = _failure("filter", exc)
                 break
             analysed, weights = result.members, result.log_weights
-            obs.append(np.column_stack([result.background_mean, result.expected, sd]))
-            ess.append(result.ess)
+            done.obs.append(np.column_stack([result.background_mean, result.expected, sd]))
+            done.ess.append(result.ess)
         else:
             analysed = background
-            ess.append(None)
+            done.ess.append(None)
         current = np.clip(analysed, lower, upper)
-        kept.append(current)
-        kept_weights.append(weights)
-    n = len(names)
-    return {"members": np.stack(kept) if kept else np.zeros((0, current.shape[0], n)),
-            "log_weights": kept_weights, "obs": np.concatenate(obs) if obs else np.zeros((0, 3)), "ess": ess,
-            "error": error}
+        done.kept.append(current)
+        done.weights.append(weights)
+        left = None if count is None else count - index - 1
+        if part is not None and left != 0 and (time.perf_counter() - since >= part_seconds
+                                               or (left is not None and len(done.kept) >= left)):
+            part(done.answer(None))
+            done = _Done(current.shape, len(names))
+            since = time.perf_counter()
+    return done.answer(error)
+
+
+class _Done:
+    """The cycles run since the last part was sent."""
+
+    def __init__(self, shape: tuple[int, ...], n: int) -> None:
+        self.shape, self.n = shape, n
+        self.kept: list[np.ndarray] = []
+        self.weights: list[np.ndarray | None] = []
+        self.obs: list[np.ndarray] = []
+        self.ess: list[float | None] = []
+
+    def answer(self, error: dict[str, Any] | None) -> dict[str, Any]:
+        return {"members": np.stack(self.kept) if self.kept else np.zeros((0, self.shape[0], self.n)),
+                "log_weights": self.weights, "obs": np.concatenate(self.obs) if self.obs else np.zeros((0, 3)),
+                "ess": self.ess, "error": error}
