@@ -427,7 +427,7 @@ def test_10_the_apps_flood_view(portal: Any, site: Site) -> None:
     uma = portal("uma")
     page = uma.goto(f"/ui/twins/{name}/views/flood")
     panels = page.locator("[data-panel]").evaluate_all("els => els.map(e => e.dataset.panel)")
-    assert panels == ["level", "rain", "alert", "scenario", "model"]
+    assert panels == ["level", "storage", "rain", "alert", "scenario", "model"]
     level = uma.text("[data-panel=level] .plot-info")
     threshold = api.get_state(name).desired["alert_threshold"].value
     assert f"alert threshold {threshold:g}" in level and "forecast of run" in level

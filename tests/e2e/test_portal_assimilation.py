@@ -97,3 +97,25 @@ def test_a_diverging_filter_is_a_warning_in_words(tab: Portal) -> None:
     warning = page.inner_text(".assimilation [role=alert]")
     assert warning.startswith("Warning:") and "diverging" in warning
     tab.check("assimilation-diverging")
+
+
+def test_the_flood_view_draws_the_analysis_with_its_spread(tab: Portal, small_site: Site) -> None:
+    """The storage panel draws each analysis with the 5-95 % band its revision carries, and says the latest in
+    words, as the API has it."""
+    with Client(small_site.url, small_site.tokens["uma"]) as uma:
+        analyses = [v for v in uma.history("reach", "storage", limit=100_000).items
+                    if v.uncertainty is not None and v.uncertainty.quantiles]
+    assert len(analyses) == 40  # one a cycle
+    latest = analyses[-1]
+    assert latest.uncertainty is not None and latest.uncertainty.quantiles
+    low, high = latest.uncertainty.quantiles["0.05"], latest.uncertainty.quantiles["0.95"]
+    page: Any = tab.goto("/ui/twins/reach/views/flood")
+    page.wait_for_selector("[data-panel=storage] .plot[data-band]", timeout=60_000)
+    assert page.get_attribute("[data-panel=storage] .plot", "data-band") == "analysis 5\u201395 %"
+    info = tab.text("[data-panel=storage] .plot-info")
+    assert (f"40 analyses of storage with their 5\u201395 %, the latest {latest.value:.4g} mm ({low:.4g} to "
+            f"{high:.4g}) at 2026-03-01 10:00:00Z") in info, info
+    assert low < latest.value < high
+    # the level panel keeps its own: no band of the storage's there
+    assert "analyses of" not in tab.text("[data-panel=level] .plot-info")
+    tab.check("view-flood-analysis")

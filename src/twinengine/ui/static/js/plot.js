@@ -159,6 +159,7 @@ export async function timeSeries(el, { series, thresholds = [], band = null, yLa
   plot.root.setAttribute("aria-label", `${title || "plot"}: ${series.map((s) => `${s.label} (${s.x.length} points)`).join(", ")}`
     + (flags.length ? `; ${flagWords(flags)}` : ""));
   el.dataset.flags = String(flags.length);
+  if (bands.length) el.dataset.band = band.label || "band"; else delete el.dataset.band;
   const tools = download ? h("p", { class: "downloads" },
     downloadButton("Download PNG", title || "plot", () => plotPng(plot, title)),
     downloadButton("Download CSV", title || "plot", () => plotCsv(plot, time))) : null;

@@ -78,6 +78,24 @@ async function forecastSeries(twin, spec, lastX, run = null, prop = null) {
   return drawn(seconds(recorded.values, "valid_time"), recorded.values.map((v) => v.value));
 }
 
+/** The band a property's own values carry (an assimilation's analyses carry quantiles and a std): the
+ * outermost pair of their quantiles, else one std either side; null when none of them carries either. Only
+ * the values that carry it are banded, so a band of analyses spans their times and no other. */
+export function ownBand(items) {
+  const carried = items.filter((v) => Number.isFinite(v.value) && v.uncertainty
+    && (Object.keys(v.uncertainty.quantiles || {}).length >= 2 || Number.isFinite(v.uncertainty.std)));
+  if (!carried.length) return null;
+  const levels = [...new Set(carried.flatMap((v) => Object.keys(v.uncertainty.quantiles || {})))].map(Number).sort((p, q) => p - q);
+  const quantiled = levels.length >= 2 && carried.every((v) => v.uncertainty.quantiles?.[String(levels[0])] !== undefined
+    && v.uncertainty.quantiles?.[String(levels.at(-1))] !== undefined);
+  const lower = carried.map((v) => (quantiled ? v.uncertainty.quantiles[String(levels[0])] : v.value - (v.uncertainty.std ?? NaN)));
+  const upper = carried.map((v) => (quantiled ? v.uncertainty.quantiles[String(levels.at(-1))] : v.value + (v.uncertainty.std ?? NaN)));
+  const label = quantiled ? `${Math.round(levels[0] * 100)}\u2013${Math.round(levels.at(-1) * 100)} %` : "\u00b1 1 std";
+  const x = seconds(carried);
+  return { label, count: carried.length, last: carried.at(-1), lowerLast: lower.at(-1), upperLast: upper.at(-1),
+    lower: { x, y: lower }, upper: { x, y: upper } };
+}
+
 async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
   const fig = figure(panel.title);
   const until = latestTime(panel.properties.map((p) => state[panel.state][p]));
@@ -109,6 +127,18 @@ async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
         + (f.band && band === f.band ? `, band ${f.band.label}${f.band.members && !f.members ? ` of ${f.band.members} members` : ""}` : "");
     } else {
       note = "; no finished forecast run yet";
+    }
+  }
+  if (!band) {  // else the values' own uncertainty (an analysis's spread): the first property's that carries one
+    const k = histories.findIndex((hist) => ownBand(hist.items));
+    const own = k >= 0 ? ownBand(histories[k].items) : null;
+    if (own) {
+      const prop = histories[k].property;
+      const analysed = (manifest?.assimilation?.state || []).includes(prop);
+      const unitText = histories[k].unit ? ` ${histories[k].unit}` : "";
+      band = { ...own, label: `${analysed ? "analysis" : prop} ${own.label}` };
+      note += `; ${own.count} ${analysed ? "analyses" : "values"} of ${prop} with their ${own.label}, the latest `
+        + `${show(own.last.value)}${unitText} (${show(own.lowerLast)} to ${show(own.upperLast)}) at ${when(own.last.timestamp)}`;
     }
   }
   const unit = histories[0]?.unit || "";
@@ -266,10 +296,12 @@ export async function render(root, ctx) {
   const destroyers = [];
   const whatIfs = [];  // what the panels show of a finished what-if run: (run, fork name) => Promise
   const panels = Object.entries(view.panels).filter(([, panel]) => !printing || (panel.kind !== "form" && panel.kind !== "map"));
-  const cards = panels.map(([key, panel]) => {
+  const cards = panels.map(([key, panel], i) => {
     // A table panel is wide on screen (its columns never cut in a third of the grid); the report lays it out itself.
     const wide = panel.kind === "timeseries" || panel.kind === "map" || (panel.kind === "table" && !printing);
-    const card = h("section", { class: `card panel panel-${panel.kind}${wide ? " wide" : ""}`, "data-panel": key, "aria-label": panel.title },
+    // on paper, time series after the first sit beside it, without their description: the report stays one page
+    const compact = printing && panel.kind === "timeseries" && panels.slice(0, i).some(([, p]) => p.kind === "timeseries");
+    const card = h("section", { class: `card panel panel-${panel.kind}${wide ? " wide" : ""}${compact ? " compact" : ""}`, "data-panel": key, "aria-label": panel.title },
       h("h2", { class: "panel-title" }, panel.title), panel.description ? h("p", { class: "muted" }, panel.description) : null);
     grid.append(card);
     return card;
