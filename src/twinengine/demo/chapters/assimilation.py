@@ -96,11 +96,13 @@ def assimilate_gauges(ctx: DemoContext) -> None:
     high = np.array([q["0.95"] if q else np.nan for q in quantiles])
     path = _plot(ctx.runtime.data_dir / "river-reach-assimilation.png", times, mean, low, high, report,
                  f"{twin}: storage corrected from the level gauge, and forecast skill with and without it")
+    view = f"{ctx.url}/ui/twins/{twin}/views/flood"
+    ctx.say(f"  the portal's flood view draws each analysis of the storage with its 5-95 % band: {view}")
     hours = {a.lead_seconds // 3600: (a, f) for a, f in shown}
     ctx.facts["assimilation"] = {
         "cycles": len(cycles), "observations": used, "seconds": seconds, "innovation_ratio": float(ratio),
         "forecasts": report.starts, "skill_seconds": skill_seconds, "plot": str(path),
-        "sentence": report.sentence, "filter": report.filter.words,
+        "sentence": report.sentence, "filter": report.filter.words, "view": view,
         "nse": {name: {h: pair[i].nse for h, pair in hours.items()} for i, name in enumerate(("assimilated",
                                                                                             "open-loop"))},
         "crps": {name: {h: pair[i].crps for h, pair in hours.items()} for i, name in enumerate(("assimilated",
