@@ -102,3 +102,19 @@ def test_a_function_that_ran_then_idles_has_its_record_once_its_period_is_over(
     [record] = eventually(lambda: _records(engine), timeout=20)  # written by the loop, not by a stop
     assert record.run_id == "burn" and record.remote_core_seconds > 0
     assert (record.finished_at - record.started_at).total_seconds() >= 1.0  # from its batch to its period's end
+
+
+def test_the_last_period_of_a_deleted_twins_function_is_still_charged_to_its_owner(engine: Engine,
+                                                                                   tmp_path: Path) -> None:
+    """Its period is not over when the twin goes: the loop writes it once it learns of the deletion, as the
+    twin was (its owner, name and app), not when the engine stops."""
+    _twin_with_a_burning_function(engine, tmp_path, records=2)
+    assert _records(engine) == []  # a period of 60 s: nothing written yet
+    twin_id = engine.as_role("uma", "user").get_twin("pump").id
+    engine.as_role("uma", "user").delete_twin("pump")
+    [record] = eventually(lambda: _records(engine), timeout=20)  # the engine still running
+    assert (record.run_id, record.identity, record.twin_id, record.twin_name, record.app) == (
+        "burn", "uma", twin_id, "pump", "burn-app@1.0.0")
+    assert record.remote_core_seconds > 0
+    engine.app.state.stream_daemons.functions.flush_checkpoints()
+    assert len(_records(engine)) == 1  # written once

@@ -6,7 +6,8 @@ sandbox cannot hide it) and gathered per twin and function; one record (kind ``f
 each ``PERIOD_SECONDS`` in which the function ran: in the transaction of its checkpoint, or by the loop's
 pass once the function is idle, and the rest when the loop stops. It is charged to the twin's owner, with
 the owner's groups, on the engine's own site; its ``run_id`` is the function's name (the records of one
-function on one twin share it, as a run's attempts do).
+function on one twin share it, as a run's attempts do). Whom to charge is also kept from when the twin was
+last seen (``Charged``), so the last period of a twin deleted meanwhile is still charged to its owner.
 """
 
 from __future__ import annotations
@@ -24,10 +25,19 @@ from twinengine.compute.usage import UsageRun, record_usage
 from twinengine.store.base import utcnow
 from twinengine.twins.models import Twin
 
-__all__ = ["KIND", "PERIOD_SECONDS", "FunctionUsage"]
+__all__ = ["KIND", "PERIOD_SECONDS", "Charged", "FunctionUsage"]
 
 KIND = "function"
 PERIOD_SECONDS = 60.0  # a function that runs all day writes 1,440 records, not one per batch
+
+
+@dataclass(frozen=True)
+class Charged:
+    """Whom a twin's function usage goes to, as the twin was when the functions' loop last read it."""
+
+    owner: str
+    twin_name: str
+    app: str
 
 
 @dataclass
@@ -40,6 +50,7 @@ class FunctionUsage:
     batches: int = 0
     since: datetime = field(default_factory=utcnow)
     opened: float = field(default_factory=time.monotonic)
+    charged: Charged | None = None  # the twin as last read: charged when the twin is gone
 
     def spent(self, cpu_seconds: float) -> None:
         """Told by the worker pool after each slice of calls (``workers.service``)."""
@@ -56,13 +67,17 @@ class FunctionUsage:
         return self.batches > 0 and time.monotonic() - self.opened >= PERIOD_SECONDS
 
     def record(self, session: Session, twin_id: str, function: str) -> None:
-        """Write the period's record in the caller's transaction (nothing if no call ran), then start anew."""
+        """Write the period's record in the caller's transaction (nothing if no call ran), then start anew.
+        A deleted twin's is charged as ``charged`` says."""
         if self.batches:
             twin = session.get(Twin, twin_id)
             if twin is not None:
-                run = UsageRun(id=function[:40], kind=KIND, owner=twin.owner, twin_id=twin.id,
-                               twin_name=twin.name, app=f"{twin.app_name}@{twin.app_version}",
-                               options={"groups": sorted(groups_of(session, twin.owner))},
+                self.charged = Charged(twin.owner, twin.name, f"{twin.app_name}@{twin.app_version}")
+            if self.charged is not None:
+                who = self.charged
+                run = UsageRun(id=function[:40], kind=KIND, owner=who.owner, twin_id=twin_id,
+                               twin_name=who.twin_name, app=who.app,
+                               options={"groups": sorted(groups_of(session, who.owner))},
                                executor=DEFAULT_SITE)
                 reading = Reading(started_at=self.since, finished_at=utcnow(), wall_seconds=self.busy_seconds,
                                   local_cpu_seconds=0.0, remote_core_seconds=self.cpu_seconds, peak_memory_bytes=0,

@@ -36,7 +36,7 @@ from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.catalog.state_keys import base_of
 from twinengine.daemons.engine_parts import EngineParts
-from twinengine.daemons.functions_usage import FunctionUsage
+from twinengine.daemons.functions_usage import Charged, FunctionUsage
 from twinengine.errors import StreamBackpressure, TwinEngineError
 from twinengine.ml.functions import ChampionModels
 from twinengine.quality.pedigree import records_quality, worst
@@ -162,6 +162,7 @@ class FunctionWorker:
         self._version = -1  # the notifier's version the last wait saw
         self.closed = False  # its pool is shut down: a new term of the loop needs a new worker
         self._usage_swept = 0.0  # when the loop last wrote the records of idle functions' ended periods
+        self._gone: list[_Consumer] = []  # consumers of deleted twins or removed functions, their usage unwritten
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -186,8 +187,8 @@ class FunctionWorker:
 
     def _load(self, session: Session, ids: set[str] | None) -> None:
         """(Re)load the consumers of twins ``ids`` (None: of every twin); forget those of deleted twins."""
-        query = select(Twin.id, Twin.name, Twin.app_id, AppVersion.archive_sha256).join(
-            AppVersion, AppVersion.id == Twin.app_id)
+        query = select(Twin.id, Twin.name, Twin.app_id, AppVersion.archive_sha256, Twin.owner, Twin.app_name,
+                       Twin.app_version).join(AppVersion, AppVersion.id == Twin.app_id)
         consumers = select(StreamConsumer)
         if ids is not None:
             query, consumers = query.where(Twin.id.in_(ids)), consumers.where(StreamConsumer.twin_id.in_(ids))
@@ -198,8 +199,9 @@ class FunctionWorker:
         # instead of opening every twin's stream (new records after start wake their consumers anyway).
         stored = set(self.runtime.streams.log.list_keys()) if ids is None else None
         seen = set()
-        for twin_id, twin_name, app_id, sha in rows:
+        for twin_id, twin_name, app_id, sha, owner, app_name, app_version in rows:
             manifest = catalog.manifest_by_digest(session, app_id, sha)  # no query once the version is parsed
+            charged = Charged(owner, twin_name, f"{app_name}@{app_version}")
             for name, spec in manifest.functions.items():
                 ident = (twin_id, name)
                 seen.add(ident)
@@ -211,6 +213,8 @@ class FunctionWorker:
                     known.app_sha, known.spec = sha, spec
                     known.time_field = manifest.streams[spec.stream].time_field
                     known.joiner = _joiner(manifest, spec)
+                if known is not None:
+                    known.usage.charged = charged
                 row = found.get(ident)
                 if known is not None and known.paused and row is not None and row.paused_reason is None:
                     self._resumed(known, row.offset)
@@ -224,6 +228,7 @@ class FunctionWorker:
                     if row is not None and row.paused_reason is not None:
                         consumer.paused, consumer.streak = row.paused_reason, row.paused_from
                     self.consumers[ident] = consumer
+                    consumer.usage.charged = charged
                     for key in consumer.keys:
                         self._by_key.setdefault(key, set()).add(ident)
                     if consumer.paused is not None:
@@ -233,6 +238,7 @@ class FunctionWorker:
                     self.runtime.streams.commit(consumer.key, consumer.ident, consumer.offset)
         for ident in [i for i in self.consumers if i not in seen and (ids is None or i[0] in ids)]:
             gone = self.consumers.pop(ident)
+            self._gone.append(gone)  # what it used since its last record is still written (its twin's owner)
             for key in gone.keys:
                 self._by_key.get(key, set()).discard(ident)
                 self.runtime.streams.release(key, gone.ident)
@@ -304,6 +310,9 @@ class FunctionWorker:
         no records, would otherwise show nothing until its next batch or the engine's stop). A consumer not
         busy is touched by this loop's thread alone."""
         due = [c for c in self.consumers.values() if not c.busy and c.usage.due()]
+        gone = [c for c in self._gone if not c.busy]  # a batch in flight ends first, then its usage is written
+        self._gone = [c for c in self._gone if c.busy]
+        due += [c for c in gone if c.usage.batches]
         if due:
             with self.runtime.db.session() as session:
                 for consumer in due:
@@ -338,7 +347,8 @@ class FunctionWorker:
         """Write the checkpoints held in memory (slices without effects) and what the functions used since
         their last usage record, e.g. on shutdown."""
         waiting = [c for c in self.consumers.values() if c.pending_calls or c.offset != c.persisted]
-        used = [c for c in self.consumers.values() if c.usage.batches]
+        used = [c for c in [*self.consumers.values(), *self._gone] if c.usage.batches]
+        self._gone = []
         if waiting or used:
             with self.runtime.db.session() as session:
                 for consumer in waiting:
