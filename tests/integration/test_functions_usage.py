@@ -118,3 +118,26 @@ def test_the_last_period_of_a_deleted_twins_function_is_still_charged_to_its_own
     assert record.remote_core_seconds > 0
     engine.app.state.stream_daemons.functions.flush_checkpoints()
     assert len(_records(engine)) == 1  # written once
+
+
+def test_a_used_up_quota_holds_the_owners_functions_and_keeps_their_records(engine: Engine, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streams are never refused for a quota; the functions of the owner's twins wait (what the API says of
+    them), and take the kept records once the quota allows again."""
+    from twinengine.daemons import streams_functions
+
+    monkeypatch.setattr(streams_functions, "_HOLD_SECONDS", 0.2)
+    _twin_with_a_burning_function(engine, tmp_path, records=2)
+    admin, uma = engine.sdk(engine.admin_token), engine.as_role("uma", "user")
+    admin.compute.set_quota("uma", 0.0, site="local", period="day")
+    time.sleep(0.5)  # past the loop's last look at uma's quota
+    uma.streams.append("pump", "readings", [{"time": f"2026-03-01T01:{i:02d}:00Z", "level": float(i)}
+                                            for i in range(3)])  # acknowledged: the records are kept
+    [held] = eventually(lambda: [f for f in uma.streams.functions("pump") if f.held], timeout=20)
+    assert "compute quota of uma on site local is used up" in held.held
+    assert "functions on arrival wait, their records kept" in held.held
+    time.sleep(1.0)
+    [function] = uma.streams.functions("pump")
+    assert function.offset == 2 and function.lag == 3  # it waited
+    admin.compute.remove_quota("uma", site="local")
+    eventually(lambda: [f for f in uma.streams.functions("pump") if f.offset == 5 and f.held is None], timeout=20)

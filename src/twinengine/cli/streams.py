@@ -222,7 +222,7 @@ def unbind(ctx: typer.Context, twin: str = typer.Argument(...), stream: str = ty
 
 @app.command("functions")
 def functions(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
-    """Functions on arrival: trigger, checkpoint, lag, calls, dead letters, and why one is paused."""
+    """Functions on arrival: trigger, checkpoint, lag, calls, dead letters, and why one is paused or waits."""
     out = state_of(ctx)
     with out.client() as client:
         rows = client.streams.functions(twin)
@@ -230,7 +230,8 @@ def functions(ctx: typer.Context, twin: str = typer.Argument(...)) -> None:
                                                                          "lag", "calls", "dead letters", "status"],
                                                [(f.name, f.stream, f.trigger.kind, f.offset, f.lag, f.calls,
                                                  f.dead_letters, f"paused: {f.paused_reason}" if f.paused
-                                                 else "running") for f in rows])))
+                                                 else f"waiting: {f.held}" if f.held else "running")
+                                                for f in rows])))
 
 
 @app.command("resume")

@@ -22,8 +22,8 @@ from twinengine.compute.sites import get_site
 from twinengine.errors import NotFound, QuotaExceeded, SiteNotFound, ValidationFailed
 from twinengine.store.base import utcnow
 
-__all__ = ["check_quota", "list_quotas", "period_start", "quota_read", "remove_quota", "set_quota",
-           "used_core_seconds"]
+__all__ = ["FUNCTIONS_WAIT", "check_quota", "list_quotas", "period_start", "quota_hold", "quota_read",
+           "remove_quota", "set_quota", "used_core_seconds"]
 
 
 def period_start(period: str, now: datetime) -> datetime | None:
@@ -121,3 +121,18 @@ def check_quota(session: Session, *, identity: str, groups: frozenset[str] | lis
                 f"core-hours {per}; {outcome} (an admin can raise it: twin quota set)",
                 details=[{"quota": {"subject": quota.subject, "site": quota.site, "period": quota.period},
                           "used_core_hours": round(used, 6), "limit_core_hours": quota.core_hours}])
+
+
+FUNCTIONS_WAIT = "its functions on arrival wait, their records kept, until the quota allows again"
+
+
+def quota_hold(session: Session, *, identity: str, groups: frozenset[str] | list[str], site: str,
+               running: float = 0.0) -> str | None:
+    """Why a twin owner's functions on arrival wait (the message a run would be refused with), or None while
+    their quotas on ``site`` allow work: streams are never refused (what arrived is kept), their functions
+    are held, as ``check_quota`` judges a run."""
+    try:
+        check_quota(session, identity=identity, groups=groups, site=site, running=running, outcome=FUNCTIONS_WAIT)
+    except QuotaExceeded as exc:
+        return exc.message
+    return None

@@ -31,10 +31,13 @@ import pyarrow as pa
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from twinengine.auth.groups import groups_of
 from twinengine.catalog import service as catalog
 from twinengine.catalog.manifest import FunctionSpec, Manifest
 from twinengine.catalog.models import AppVersion
 from twinengine.catalog.state_keys import base_of
+from twinengine.compute.quotas import quota_hold
+from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.daemons.engine_parts import EngineParts
 from twinengine.daemons.functions_usage import Charged, FunctionUsage
 from twinengine.errors import StreamBackpressure, TwinEngineError
@@ -70,6 +73,7 @@ _MAX_BATCH_BYTES = 64 << 20  # records with array fields are large: a batch stop
 _SLICE_CALLS = 256
 _SLICE_SECONDS = 0.05
 _CHECKPOINT_SECONDS = 1.0
+_HOLD_SECONDS = 5.0  # how often an owner's compute quota is looked at again (held or not)
 _USAGE_SWEEP_SECONDS = 1.0  # how often a pass looks for idle functions whose usage period is over
 _REFRESH_SECONDS = 1.0
 _POLL_SECONDS = 0.05  # while some consumer has records left
@@ -163,6 +167,7 @@ class FunctionWorker:
         self.closed = False  # its pool is shut down: a new term of the loop needs a new worker
         self._usage_swept = 0.0  # when the loop last wrote the records of idle functions' ended periods
         self._gone: list[_Consumer] = []  # consumers of deleted twins or removed functions, their usage unwritten
+        self._holds: dict[str, tuple[float, str | None]] = {}  # owner -> (when to look again, why held or None)
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -295,6 +300,9 @@ class FunctionWorker:
                 continue
             if trigger.kind == "count" and end - consumer.offset < (trigger.count or 1):
                 continue
+            if self._held(consumer, now):  # its owner's quota is used up: its records wait
+                consumer.not_before = now + _HOLD_SECONDS
+                continue
             consumer.busy, consumer.appended = True, False
             future = self.pool.submit(self._run, consumer, end)
             self._pending.add(future)
@@ -304,6 +312,27 @@ class FunctionWorker:
             self._usage_swept = now
             self._record_idle_usage()
         return started
+
+    def _held(self, consumer: _Consumer, now: float) -> bool:
+        """Whether the twin's owner's compute quota on this engine's site is used up (``quota_hold``, the rule
+        the API shows): looked up at most once per ``_HOLD_SECONDS`` per owner, counting what their functions
+        used that is not written yet. Streams are never refused; their functions wait."""
+        charged = consumer.usage.charged
+        if charged is None:
+            return False
+        checked = self._holds.get(charged.owner)
+        if checked is None or now >= checked[0]:
+            running = sum(c.usage.cpu_seconds for c in self.consumers.values()
+                          if c.usage.charged is not None and c.usage.charged.owner == charged.owner)
+            with self.runtime.db.session(readonly=True) as session:
+                reason = quota_hold(session, identity=charged.owner, groups=groups_of(session, charged.owner),
+                                    site=DEFAULT_SITE, running=running)
+            before = checked[1] if checked is not None else None
+            if reason != before:
+                log.info("functions of %s's twins %s", charged.owner,
+                         f"wait: {reason}" if reason else "go on: the compute quota allows them again")
+            checked = self._holds[charged.owner] = (now + _HOLD_SECONDS, reason)
+        return checked[1] is not None
 
     def _record_idle_usage(self) -> None:
         """The usage records of functions whose period is over while they wait (a function that ran, then had

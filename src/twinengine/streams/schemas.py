@@ -106,6 +106,9 @@ class FunctionRead(BaseModel):
     paused: bool = Field(default=False, description="Paused after a run of dead-lettered batches; resume it.")
     paused_reason: str | None = Field(default=None, description="Why it was paused: the last failure, where.")
     paused_at: datetime | None = Field(default=None, description="When it was paused (UTC); null while it runs.")
+    held: str | None = Field(default=None, description="Why it waits though it has records: the twin's owner's "
+                                                       "compute quota is used up (its records are kept; it goes "
+                                                       "on once the quota allows).")
 
 
 class FunctionResumed(BaseModel):

@@ -28,9 +28,12 @@ from twinengine.api.route_actions import acts
 from twinengine.api.routes.twins import revision_read
 from twinengine.api.routing import api_router
 from twinengine.api.text import takes_non_finite_numbers
+from twinengine.auth.groups import groups_of
 from twinengine.auth.issuer import verify_bearer
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Stream
+from twinengine.compute.quotas import quota_hold
+from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import TwinEngineError, ValidationFailed
 from twinengine.quality.indicators import QualityReport
 from twinengine.quality.spec import Flag, parse_duration
@@ -394,7 +397,13 @@ def unbind(twin: TwinRef, stream: StreamName, session: SessionDep, principal: Pr
 @router.get("/{twin}/functions", name="functions", summary="Functions on arrival: offsets, lag, calls, failures")
 @acts("stream.read")
 def functions(twin: TwinRef, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> list[FunctionRead]:
-    return service.list_functions(session, runtime.streams, principal=principal, twin_ref=twin)
+    found = service.list_functions(session, runtime.streams, principal=principal, twin_ref=twin)
+    if found:  # held as the functions' loop holds them (compute.quotas.quota_hold: the one rule)
+        owner = twins.get_twin(session, principal=principal, ref=twin, action="stream.read").owner
+        held = quota_hold(session, identity=owner, groups=groups_of(session, owner), site=DEFAULT_SITE)
+        for function in found:
+            function.held = held
+    return found
 
 
 @router.get("/{twin}/functions/dead-letters", name="dead_letters",

@@ -85,9 +85,11 @@ export async function render(root, ctx) {
   async function refresh() {
     const [fns, dead, buffers, fresh] = await Promise.all([api(`${base}/functions`), api(`${base}/functions/dead-letters`, { params: { limit: 50 } }),
       api(`${base}/buffers`), api(`${base}/streams`)]);
+    const held = fns.find((f) => f.held && !f.paused);  // one quota holds all of the owner's functions: said once
     replace(fnSlot, fns.filter((f) => f.paused).map((f) => pausedNotice(twin, f, refresh, ctx)),
+      held ? h("div", { class: "alert fn-held", role: "alert" }, h("p", {}, h("strong", {}, "Functions waiting: "), held.held)) : null,
       table("Functions on arrival", ["function", "stream", "trigger", "status", "handled up to", "lag", "calls", "dead letters"], fns.map((f) => [
-        f.name, f.stream, f.trigger.kind, h("span", { class: `fn-status${f.paused ? " status-alert" : ""}` }, f.paused ? "paused" : "running"), String(f.offset),
+        f.name, f.stream, f.trigger.kind, h("span", { class: `fn-status${f.paused || f.held ? " status-alert" : ""}` }, f.paused ? "paused" : f.held ? "waiting (quota)" : "running"), String(f.offset),
         h("span", { class: "fn-lag" }, String(f.lag)), h("span", { class: "fn-calls" }, String(f.calls)), String(f.dead_letters)]), { empty: "No functions." }),
       table("Streams", ["stream", "records", "lag", "MQTT topic"], fresh.map((s) => [s.name, String(s.end_offset), String(s.lag), s.mqtt_topic || "–"])));
     replace(deadSlot, table("Dead letters", ["function", "offsets", "attempts", "error", "at (UTC)"], dead.map((d) => [d.function, `${d.first_offset}–${d.last_offset}`, String(d.attempts), d.error, when(d.created_at)]), { empty: "No dead letters." }));
