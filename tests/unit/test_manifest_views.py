@@ -23,7 +23,7 @@ def test_the_reference_app_declares_a_flood_view() -> None:
     manifest, problems = check_app_dir(RIVER_REACH)
     assert problems == [] and manifest is not None
     flood = manifest.views["flood"]
-    assert [p.kind for p in flood.panels.values()] == ["timeseries", "map", "table", "form", "model"]
+    assert [p.kind for p in flood.panels.values()] == ["timeseries", "timeseries", "map", "table", "form", "model"]
     level = flood.panels["level"]
     assert level.kind == "timeseries" and level.thresholds[0].property == "alert_threshold"
     assert level.forecast is not None and level.forecast.step.total_seconds() == 3600
