@@ -197,7 +197,8 @@ class Runtime:
                                     streams=lambda: self.streams, apps=self.app_code, mlflow_uri=settings.mlflow_uri,
                                     workers=settings.ml_workers, warm_models=settings.ml_warm_models,
                                     training_timeout=settings.training_timeout.total_seconds(),
-                                    training_memory=settings.training_memory_bytes, usage=_record_training)
+                                    training_memory=settings.training_memory_bytes, usage=_record_training,
+                                    hold=_training_hold)
             ml = self._ml
         if created:  # a new lifecycle (a test may open another): its loop replaces the last one's
             from twinengine.daemons.training import training_loop
@@ -317,6 +318,17 @@ class Runtime:
         self.db.dispose()
 
 
+def _training_hold(session: Session, owner: str) -> str | None:
+    """Why the runs a twin's retraining policies would start wait: its owner's compute quota on the engine's
+    site (where training runs) is used up (``compute.quotas.quota_hold``, as for functions on arrival)."""
+    from twinengine.auth.groups import groups_of
+    from twinengine.compute.quotas import quota_hold
+    from twinengine.compute.sites import DEFAULT_SITE
+
+    return quota_hold(session, identity=owner, groups=groups_of(session, owner), site=DEFAULT_SITE,
+                      waits="its retraining policies wait, their triggers kept")
+
+
 def _record_training(session: Session, usage: TrainingUsage) -> None:
     """A training attempt's usage record (``compute.usage``): charged to the run's creator (with the groups it
     is in now), its twin and app, on the engine's own site, with its workers' CPU."""
@@ -324,15 +336,17 @@ def _record_training(session: Session, usage: TrainingUsage) -> None:
     from twinengine.compute.metering import WORKER_CPU, Reading
     from twinengine.compute.sites import DEFAULT_SITE
     from twinengine.compute.usage import UsageRun, record_usage
-    from twinengine.ml.usage import KIND
+    from twinengine.ml.usage import KIND, POLICY_CREATOR
     from twinengine.twins.models import Twin
 
     row = usage.run
     twin = session.get(Twin, row.twin_id)
-    run = UsageRun(id=row.id, kind=KIND, owner=row.created_by, twin_id=row.twin_id,
+    # a run a retraining policy started (created by the engine) is the twin's: charged to its owner
+    owner = twin.owner if row.created_by == POLICY_CREATOR and twin is not None else row.created_by
+    run = UsageRun(id=row.id, kind=KIND, owner=owner, twin_id=row.twin_id,
                    twin_name=twin.name if twin is not None else None,
                    app=f"{twin.app_name}@{twin.app_version}" if twin is not None else None,
-                   options={"groups": sorted(groups_of(session, row.created_by))}, executor=DEFAULT_SITE)
+                   options={"groups": sorted(groups_of(session, owner))}, executor=DEFAULT_SITE)
     reading = Reading(started_at=usage.started_at, finished_at=usage.finished_at, wall_seconds=usage.wall_seconds,
                       local_cpu_seconds=0.0, remote_core_seconds=usage.cpu_seconds, peak_memory_bytes=0,
                       bytes_read=0, bytes_written=0, sources=(WORKER_CPU,))

@@ -171,6 +171,32 @@ def test_policies_retrain_on_schedule_and_on_buffer_fills(engine: Engine, uma: C
         uma.ml.set_policy("reach", MODEL, stream="nope", drift={"method": "ks"})
 
 
+def test_a_used_up_quota_holds_retraining_policies_and_their_runs_are_the_owners(engine: Engine,
+                                                                                  uma: Client) -> None:
+    """A retraining policy's run is nobody's request: while the twin's owner's quota on the engine's site is
+    used up, nothing fires (the policy says why) and nothing is used; once it allows again the schedule fires,
+    and the run's usage is charged to the twin's owner, not to the engine that started it."""
+    import time
+
+    admin = engine.sdk(engine.admin_token)
+    admin.compute.set_quota("uma", 0.0, site="local", period="day")
+    uma.ml.set_policy("reach", MODEL, every_seconds=3600)
+    deadline = time.monotonic() + 30
+    while "held" not in (uma.ml.policy("reach", MODEL).last_check or {}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    held = (uma.ml.policy("reach", MODEL).last_check or {}).get("held")
+    assert held and "compute quota of uma on site local is used up" in held and "retraining policies wait" in held
+    time.sleep(1.0)
+    assert uma.ml.runs("reach").total == 0 and uma.ml.policy("reach", MODEL).last_triggered_at is None
+    admin.compute.remove_quota("uma", site="local")
+    [scheduled] = _wait_trail(uma, "schedule")
+    assert scheduled.status == "succeeded"
+    assert "held" not in (uma.ml.policy("reach", MODEL).last_check or {})
+    records = [r for r in engine.http.get("/api/v1/usage/records", headers=engine.headers(engine.admin_token))
+               .json()["items"] if r["kind"] == "training"]
+    assert records and {r["identity"] for r in records} == {"uma"}
+
+
 def _later():  # after the fixture's 96 hours
     from datetime import timedelta
 

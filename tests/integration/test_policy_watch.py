@@ -5,6 +5,7 @@ schedule due, a sealed buffer fill, new stream records, a state write, or it was
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -21,6 +22,9 @@ from twinengine.store.base import utcnow
 from twinengine.streams.models import BufferFill, RetrainBuffer
 from twinengine.twins import service
 from twinengine.twins.schemas import PropertyWrite
+
+# what a pass of schedule and buffer triggers needs of the lifecycle: no quota holds anything
+NO_LIFECYCLE = cast(Any, SimpleNamespace(hold=None))
 
 UMA = Principal(name="uma", role=Role.USER)
 MODEL = "runoff_correction"
@@ -73,7 +77,7 @@ def test_a_policy_is_looked_at_when_its_trigger_may_have_fired(published: Engine
     assert due(published, watch) == set()
 
     with published.runtime.db.session() as session:  # the scheduled policy's first run
-        assert retrain.run_once(cast(Any, None), session, {(scheduled, MODEL)}) == 1
+        assert retrain.run_once(NO_LIFECYCLE, session, {(scheduled, MODEL)}) == 1
     assert due(published, watch) == {(scheduled, MODEL)}  # it changed (last triggered): looked at once
     assert due(published, watch, later=timedelta(seconds=599)) == set()
     assert due(published, watch, later=timedelta(seconds=601)) == {(scheduled, MODEL)}  # its schedule came due
@@ -111,14 +115,14 @@ def test_a_policy_is_looked_at_when_its_trigger_may_have_fired(published: Engine
 def test_a_pass_visits_only_the_policies_it_is_given(published: Engine) -> None:
     ids = twins_with_policies(published, ["a", "b", "c"], every_seconds=60)  # all three due at once
     with published.runtime.db.session() as session:
-        assert retrain.run_once(cast(Any, None), session, set()) == 0
+        assert retrain.run_once(NO_LIFECYCLE, session, set()) == 0
         busy: set[tuple[str, str]] = set()
-        assert retrain.run_once(cast(Any, None), session, {(ids[1], MODEL)}, busy) == 1
+        assert retrain.run_once(NO_LIFECYCLE, session, {(ids[1], MODEL)}, busy) == 1
         assert busy == set()
     with published.runtime.db.session() as session:
         queued = session.scalars(select(TrainingRun.twin_id).where(TrainingRun.model == MODEL)).all()
         assert queued == [ids[1]]
-        assert retrain.run_once(cast(Any, None), session, {(ids[1], MODEL)}, busy) == 0
+        assert retrain.run_once(NO_LIFECYCLE, session, {(ids[1], MODEL)}, busy) == 0
         assert busy == {(ids[1], MODEL)}  # its run is queued: the model counts as training
         triggered = session.scalars(select(RetrainPolicy.twin_id).where(RetrainPolicy.last_triggered_at.is_not(None)))
         assert list(triggered) == [ids[1]]

@@ -127,12 +127,12 @@ FUNCTIONS_WAIT = "its functions on arrival wait, their records kept, until the q
 
 
 def quota_hold(session: Session, *, identity: str, groups: frozenset[str] | list[str], site: str,
-               running: float = 0.0) -> str | None:
-    """Why a twin owner's functions on arrival wait (the message a run would be refused with), or None while
-    their quotas on ``site`` allow work: streams are never refused (what arrived is kept), their functions
-    are held, as ``check_quota`` judges a run."""
+               running: float = 0.0, waits: str = FUNCTIONS_WAIT) -> str | None:
+    """Why a twin owner's work that nobody asked for at the moment waits (``waits`` says what: functions on
+    arrival, retraining policies), or None while their quotas on ``site`` allow work: nothing is refused
+    (what arrived is kept, a trigger stays), the work is held, as ``check_quota`` judges a run."""
     try:
-        check_quota(session, identity=identity, groups=groups, site=site, running=running, outcome=FUNCTIONS_WAIT)
+        check_quota(session, identity=identity, groups=groups, site=site, running=running, outcome=waits)
     except QuotaExceeded as exc:
         return exc.message
     return None

@@ -37,7 +37,7 @@ from twinengine.ml.lifecycle import TwinApp
 from twinengine.ml.models import GateDecision, TrainingRun
 from twinengine.ml.registry import CHALLENGER, CHAMPION, AsyncMetricLogger, ModelRegistry, registered_name
 from twinengine.ml.remote import FitOutcome, RemoteTask, TaskInfo
-from twinengine.ml.usage import INTERRUPTED, TrainingAttempt, UsageSink
+from twinengine.ml.usage import INTERRUPTED, Hold, TrainingAttempt, UsageSink
 from twinengine.ml.warm import WarmModels
 from twinengine.quality.pedigree import flag_counts
 from twinengine.quality.plan import QUALITY
@@ -76,9 +76,10 @@ class MLEngine:
     def __init__(self, *, data_dir: Path, db: Database, blobs: BlobStore, streams: Callable[[], StreamHub],
                  apps: AppCode, mlflow_uri: str | None = None, workers: int = 1, warm_models: int = 8,
                  training_timeout: float = 6 * 3600.0, training_memory: int | None = None,
-                 usage: UsageSink | None = None) -> None:
+                 usage: UsageSink | None = None, hold: Hold | None = None) -> None:
         self.data_dir, self.db, self.blobs, self._streams, self.apps = data_dir, db, blobs, streams, apps
         self.usage = usage  # writes each attempt's usage record (ml/usage.py); None: none is written
+        self.hold = hold  # why a retraining policy's runs wait (its twin's owner's quota); None: they never do
         self.mlflow_uri = mlflow_uri
         self.training_timeout, self.training_memory = training_timeout, training_memory
         self.root = data_dir / "ml"

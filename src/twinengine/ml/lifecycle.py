@@ -14,6 +14,7 @@ from twinengine.twins.models import Twin
 
 if TYPE_CHECKING:  # MLflow loads with the registry, when the AI lifecycle is first used
     from twinengine.ml.registry import ModelRegistry
+    from twinengine.ml.usage import Hold
     from twinengine.streams.hub import StreamHub
     from twinengine.workers.service import AppWorkers
 
@@ -42,3 +43,6 @@ class Lifecycle(Protocol):
                                                                                                dict[str, Any]]: ...
 
     def stream_hub(self) -> StreamHub: ...
+
+    @property
+    def hold(self) -> Hold | None: ...

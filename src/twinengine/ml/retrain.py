@@ -21,6 +21,7 @@ from twinengine.ml.models import RetrainPolicy, TrainingRun
 from twinengine.ml.remote import features_of
 from twinengine.ml.schemas import DataSelection, TrainingRequest
 from twinengine.ml.service import enqueue
+from twinengine.ml.usage import POLICY_CREATOR
 from twinengine.quality.verification import SkillRule
 from twinengine.streams import buffers
 from twinengine.streams.hub import stream_key
@@ -47,7 +48,7 @@ def _queue(session: Session, policy: RetrainPolicy, twin: Twin, trigger: dict[st
            data: DataSelection | None = None) -> TrainingRun:
     policy.last_triggered_at = datetime.now(UTC)
     return enqueue(session, twin, policy.model, body=TrainingRequest(trigger=trigger, data=data or DataSelection()),
-                   created_by="engine")
+                   created_by=POLICY_CREATOR)
 
 
 def check_drift(ml: Lifecycle, session: Session, policy: RetrainPolicy, twin: Twin) -> dict[str, Any] | None:
@@ -102,6 +103,14 @@ def run_once(ml: Lifecycle, session: Session, only: Collection[tuple[str, str]] 
         if _busy(session, twin.id, policy.model):
             if busy is not None:
                 busy.add((policy.twin_id, policy.model))
+            continue
+        held = ml.hold(session, twin.owner) if ml.hold is not None else None
+        if held != (policy.last_check or {}).get("held"):  # said on the policy while it waits, gone after
+            rest = {k: v for k, v in (policy.last_check or {}).items() if k != "held"}
+            policy.last_check = {**rest, "held": held} if held else (rest or None)
+        if held is not None:  # its twin's owner's quota is used up: nothing fires, nothing is used up
+            if busy is not None:
+                busy.add((policy.twin_id, policy.model))  # looked at again on the next pass
             continue
         if policy.buffer:
             buffer = session.scalar(select(RetrainBuffer).where(RetrainBuffer.twin_id == twin.id,

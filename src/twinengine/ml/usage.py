@@ -23,9 +23,10 @@ from twinengine.ml.models import TrainingRun
 from twinengine.store.base import utcnow
 from twinengine.workers.process import Worker
 
-__all__ = ["INTERRUPTED", "KIND", "TrainingAttempt", "TrainingUsage", "UsageSink"]
+__all__ = ["INTERRUPTED", "KIND", "POLICY_CREATOR", "Hold", "TrainingAttempt", "TrainingUsage", "UsageSink"]
 
 KIND = "training"
+POLICY_CREATOR = "engine"  # who a run a retraining policy starts is created by (charged to its twin's owner)
 INTERRUPTED = "interrupted"  # the engine stopped under the attempt; the run resumes on the next start
 
 
@@ -42,6 +43,7 @@ class TrainingUsage:
 
 
 UsageSink = Callable[[Session, TrainingUsage], object]
+Hold = Callable[[Session, str], str | None]  # (session, owner) -> why their retraining waits, or None
 
 
 class TrainingAttempt:
