@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from browser import Portal, Site
+from browser import Portal, Site, sign_token
 from helpers import MINIMAL_STATE, make_app
 from twinengine.client import Client
 
@@ -362,6 +362,37 @@ def test_6b_a_paused_function_says_why_since_when_and_how_to_resume_it(portal: A
     page.click("button[aria-label='Resume function gauge']")
     page.wait_for_selector(".fn-paused", state="detached", timeout=15_000)
     assert uma.text(".fn-status") == "running"
+
+
+@pytest.mark.sandbox  # its app code runs in a served engine, which runs it only sandboxed
+def test_6c_functions_held_by_a_used_up_quota_say_so(portal: Any, site: Site, tmp_path: Path) -> None:
+    """quinn's quota on the engine's site is used up: the stream takes the records, the function waits, and
+    the Streams tab says why, once, above the table (an identity of its own, so no other test is held)."""
+    site.tokens.setdefault("quinn", sign_token(site.data_dir, "quinn", "user"))
+    sdk(site, "ada").publish_app(make_app(tmp_path, name="quota-probe", manifest={
+        "streams": {"readings": {"fields": {"time": {"type": "timestamp"}, "level": {"type": "float"}}}},
+        "state": MINIMAL_STATE, "functions": {"gauge": {"entrypoint": "quota_probe.fns:gauge", "stream": "readings"}}},
+        files={"quota_probe/fns.py": """
+            def gauge(ctx, records):
+                ctx.update_state(level=records[-1]["level"])
+        """}))
+    admin, quinn = sdk(site, "admin"), sdk(site, "quinn")
+    admin.compute.set_quota("quinn", 0.0, site="local", period="day")
+    try:
+        quinn.create_twin("quota-probe@1.0.0", "held-well", {"station": "H1"})
+        quinn.streams.append("held-well", "readings", [{"time": f"2026-03-01T00:{i:02d}:00Z", "level": float(i)}
+                                                       for i in range(5)])
+        [function] = quinn.streams.functions("held-well")
+        assert function.held and function.offset == 0 and function.lag == 5
+        tab = portal("quinn")
+        tab.goto("/ui/twins/held-well/streams")
+        notice = tab.text(".fn-held")
+        assert notice.startswith("Functions waiting: compute quota of quinn on site local is used up")
+        assert "functions on arrival wait, their records kept" in notice
+        assert tab.text(".fn-status") == "waiting (quota)"
+        tab.check("streams-held")
+    finally:
+        admin.compute.remove_quota("quinn", site="local")
 
 
 @pytest.mark.sandbox  # its app code runs in a served engine, which runs it only sandboxed
