@@ -39,12 +39,14 @@ demo: $(STAMP)
 TEST_WORKERS ?= 3
 
 # mypy (about a minute on one core, from a fresh clone) checks the types while the tests start: its report
-# is printed when the tests end, and either failing fails the command.
+# is printed when the tests end, and either failing fails the command. The tests keep their bytecode even
+# where the environment says not to (PYTHONDONTWRITEBYTECODE): each worker collects every test module, and
+# rewriting their assertions again each time cost 9 s of CPU per collection.
 test: $(STAMP)
 	"$(BIN)/ruff" check src tests bench examples docs
 	@echo '"$(BIN)/mypy" (beside the tests; its report follows theirs)'
 	@"$(BIN)/mypy" > "$(VENV)/mypy.out" 2>&1 & typing=$$!; \
-	"$(BIN)/python" -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); tests=$$?; \
+	env -u PYTHONDONTWRITEBYTECODE "$(BIN)/python" -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); tests=$$?; \
 	wait $$typing; typed=$$?; echo "mypy:"; cat "$(VENV)/mypy.out"; \
 	[ $$typed -eq 0 ] || echo "mypy found type errors (above)" >&2; \
 	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
