@@ -32,11 +32,9 @@ except ImportError:  # the ml extra is not installed
 from sqlalchemy import text
 
 from browser import chromium_browser  # noqa: F401  (one Chromium per test process, for every browser test)
-from helpers import Engine, copy_sqlite, engine_on, need_sandbox, unavailable
+from helpers import Engine, copy_sqlite, engine_on, migrated_template, need_sandbox, unavailable
 from twinengine.config import Settings
-from twinengine.store import migrate
 from twinengine.store.base import Base
-from twinengine.store.engine import Database
 
 # own_database; demo_run; lake_engine; a crashed test process's stacks, told after the tests
 pytest_plugins = ["pg_fixtures", "demo_fixtures", "staging_fixtures", "crash_reports"]
@@ -172,17 +170,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite store migrated to head once per test process. Migrating a new file is about half of an
-    in-process engine's start (0.3 s of 0.6 s), paid by thousands of tests; the migrations themselves are
-    tested from an empty store in tests/integration/test_migrations*.py."""
-    path = tmp_path_factory.mktemp("migrated") / "twin.db"
-    db = Database(f"sqlite:///{path}")
-    try:
-        migrate.upgrade(db)
-    finally:
-        db.dispose()
-    return path
+def migrated_sqlite() -> Path:
+    """A SQLite store migrated to head once per test process (``helpers.migrated_template``)."""
+    return migrated_template()
 
 
 @pytest.fixture

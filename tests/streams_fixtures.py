@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from helpers import Engine, admin_token, unavailable
+from helpers import Engine, admin_token, copy_sqlite, migrated_template, unavailable
 from twinengine.config import Settings
 
 NATS_URL = os.environ.get("TWIN_TEST_NATS_URL", "nats://127.0.0.1:4222")
@@ -118,6 +118,9 @@ def start_engine(settings: Settings, drop: list[Any]) -> tuple[Any, Any]:
     from twinengine.api import create_app
     from twinengine.runtime import Runtime
 
+    store = settings.data_dir / "twin.db"
+    if settings.database_url is None and not store.exists():  # SQLite: start from the migrated copy
+        copy_sqlite(migrated_template(), store)
     runtime = Runtime.from_settings(settings)
     drop.append(runtime)
     return runtime, TestClient(create_app(runtime=runtime))
