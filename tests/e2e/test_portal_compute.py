@@ -62,6 +62,16 @@ def test_an_admin_sees_sites_usage_and_quotas(browser: Any, compute_site: Site) 
         usage = tab.text("section[aria-label='Usage by identity']")
         row = next(line for line in usage.splitlines() if line.startswith("uma"))
         assert row.split("\t")[1].strip() == "1", usage  # uma's one run
+        header = page.eval_on_selector_all("section[aria-label='Usage by identity'] th",
+                                           "els => els.map(e => e.innerText)")
+        assert header[-4:] == ["read (MB)", "written (MB)", "transferred (MB)", "stored (MB)"]
+        with Client(compute_site.url, compute_site.tokens["admin"]) as admin:
+            [mine] = [g for g in admin.compute.usage(by="identity").groups if g.key == "uma"]
+        cells = [cell.strip() for cell in row.split("\t")]
+        shown = [float(cell) for cell in cells[-4:]]  # four significant digits
+        assert shown == pytest.approx([b / 1e6 for b in (mine.bytes_read, mine.bytes_written, mine.bytes_transferred,
+                                                         mine.bytes_stored)], rel=1e-3), (cells, mine)
+        assert mine.bytes_written > 0  # the run wrote its result
         chart = "section[aria-label='Usage by site'] svg[aria-label='core-seconds by site']"
         assert page.locator(f"{chart} rect").count() == 1  # local: the one site that ran something
         quotas = tab.text("section[aria-label='Quotas']")

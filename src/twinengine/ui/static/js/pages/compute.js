@@ -29,10 +29,15 @@ function bars(groups, label) {
   return h("figure", {}, svg, h("figcaption", { class: "muted" }, label));
 }
 
+/** Bytes as megabytes, as the usage tables show them (the API and ``twin usage`` keep bytes). */
+const mb = (bytes) => num((bytes || 0) / 1e6, 4);
+
 function usageTable(title, usage) {
-  return table(title, [usage.by, "runs", "core-hours", "core-seconds", "wall seconds", "peak memory (MB)"],
-    usage.groups.map((g) => [g.key, String(g.runs), num(g.core_hours, 4), num(g.core_seconds, 4), num(g.wall_seconds, 4),
-      num(g.peak_memory_bytes / 1e6, 4)]), { empty: "No usage recorded yet." });
+  return table(title, [usage.by, "runs", "core-hours", "core-seconds", "wall seconds", "peak memory (MB)", "read (MB)",
+    "written (MB)", "transferred (MB)", "stored (MB)"],
+  usage.groups.map((g) => [g.key, String(g.runs), num(g.core_hours, 4), num(g.core_seconds, 4), num(g.wall_seconds, 4),
+    mb(g.peak_memory_bytes), mb(g.bytes_read), mb(g.bytes_written), mb(g.bytes_transferred), mb(g.bytes_stored)]),
+  { empty: "No usage recorded yet." });
 }
 
 export async function render(root, ctx) {
