@@ -223,8 +223,12 @@ def bind_mqtt(session: Session, *, principal: Principal, twin_ref: str, stream: 
                                          action="stream.manage")
     row = session.get(StreamBinding, (twin.id, stream))
     taken = session.scalar(select(StreamBinding).where(StreamBinding.mqtt_topic == topic))
-    if taken is not None and taken is not row:
+    if taken is not None and (taken.twin_id, taken.stream) != (twin.id, stream):
         raise Conflict(f"MQTT topic {topic!r} already feeds another stream")
+    if row is None and taken is not None:
+        # the same binding, committed meanwhile by a request like this one (PostgreSQL reads what others
+        # committed statement by statement): it is this one's to keep, not a conflict
+        row = taken
     if row is None:
         row = StreamBinding(twin_id=twin.id, stream=stream, mqtt_topic=topic, created_by=principal.name)
         try:
