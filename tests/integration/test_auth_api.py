@@ -226,3 +226,34 @@ def test_a_session_cannot_outlive_the_token_it_was_opened_with(engine: Engine) -
     _, plain = _session_token(engine, long_lived)  # a long-lived token opens a session of session_ttl
     lifetime = datetime.fromisoformat(plain["expires_at"]) - datetime.now(UTC)
     assert timedelta(hours=11) < lifetime <= engine.runtime.settings.session_ttl
+
+
+def test_a_verification_that_read_before_a_revocation_does_not_cache_its_verdict(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request verifies a token (the store says: valid) while the token is revoked; the revocation commits
+    and forgets the token's verdicts before that request stores its own. The stale verdict must not be kept:
+    the next call is refused at once, not after ``settings.token_recheck``."""
+    import twinengine.api.deps as deps
+    from twinengine.auth import service as auth_service
+    from twinengine.auth.principal import Principal, Role
+
+    admin = engine.sdk(engine.admin_token)
+    issued = admin.create_token("rita", "user", expires_in="2h")
+    real_verify = deps.verify_bearer
+    revoked: list[str] = []
+
+    def verify_then_revoked_meanwhile(token: str | None, **kwargs: Any) -> Principal:
+        principal = real_verify(token, **kwargs)
+        if token == issued.token and not revoked:  # what the revoke route does, between this read and its put
+            with engine.runtime.db.session() as session:
+                auth_service.revoke_token(session, principal=Principal("admin", Role.ADMIN), jti=issued.jti)
+                session.commit()
+            engine.runtime.verdicts.forget(issued.jti)
+            revoked.append(issued.jti)
+        return principal
+
+    monkeypatch.setattr(deps, "verify_bearer", verify_then_revoked_meanwhile)
+    assert engine.http.get("/api/v1/me", headers=engine.headers(issued.token)).status_code == 200  # read before
+    assert revoked == [issued.jti]
+    r = engine.http.get("/api/v1/me", headers=engine.headers(issued.token))
+    assert r.status_code == 401 and "revoked" in r.json()["message"]

@@ -101,10 +101,11 @@ async def principal_of(runtime: Runtime, token: str | None) -> Principal:
 
 
 def _verify(runtime: Runtime, token: str | None) -> Principal:
+    generation = runtime.verdicts.generation()  # before the read: a revocation committed after it is not cached over
     with runtime.db.session(readonly=True) as session:
         principal = verify_bearer(token, session=session, verifiers=runtime.verifiers)
     if token:
-        runtime.verdicts.put(token, principal)
+        runtime.verdicts.put(token, principal, generation)
     return principal
 
 
