@@ -174,6 +174,33 @@ def test_a_stream_that_moved_past_a_record_is_not_waited_for() -> None:
     assert [r[MISSING] for r in joined.records] == [[], ["mag"]] and joined.wait_until is None
 
 
+def test_partners_that_arrive_while_the_join_reads_are_not_taken_for_lost() -> None:
+    """A joined stream's records (its partner and a later one) are appended after the join read the stream and
+    before it looked at the stream's newest time: the stream then seems to have moved past the record without
+    its partner. The newest time is looked at first, so the record waits for its partner instead of being
+    called without it (on NATS this happened between two requests of one test)."""
+    manifest = _manifest(wait="1h")
+    hub = StreamHub(MemoryLog())
+    joiner = Joiner(manifest, "strain", manifest.functions["veto"].join)
+    _append(hub, manifest, "strain", [{"time": _at(0), "h": 0.0}])
+    _append(hub, manifest, "seis", [{"time": _at(0), "x": 0.0}])
+    read = hub.read
+    arrived: list[str] = []
+
+    def read_then_mag_arrives(key: str, **kwargs: Any) -> Any:
+        found = read(key, **kwargs)
+        if key == stream_key("tw", "mag") and not arrived:
+            arrived.append(key)
+            _append(hub, manifest, "mag", [{"t": _at(0), "x": 0.0}, {"t": _at(5), "x": 5.0}])
+        return found
+
+    hub.read = read_then_mag_arrives  # type: ignore[method-assign]
+    joined, _ = _join(hub, manifest, joiner, now=0)
+    assert arrived and joined.records == [] and joined.wait_until is not None  # it waits: the partner is there
+    joined, _ = _join(hub, manifest, joiner, now=0)
+    assert [r[MISSING] for r in joined.records] == [[]] and joined.records[0]["mag"]["x"] == 0.0
+
+
 def test_a_partner_left_out_by_quality_is_missing_without_a_wait() -> None:
     from twinengine.streams.service import quality_plan
 

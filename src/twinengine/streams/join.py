@@ -87,9 +87,11 @@ class Joiner:
             if since < cursor.since_us:  # an earlier time than before: read from the start again
                 cursor.offset, cursor.since_us = 0, -(1 << 62)
             cursor.offset, cursor.since_us = hub.offset_at(key, since, cursor.offset), since
+            # the newest time before the read: every record up to it is in the read, so a stream that seems to
+            # have moved past a record really has (read after, a partner appended meanwhile looked lost)
+            latest[name] = hub.latest_time(key)
             found = hub.read(key, start=cursor.offset, since_us=since, until_us=until,
                              time_field=self.time_fields[name], limit=PARTNER_LIMIT)
-            latest[name] = hub.latest_time(key)
             if found is None:
                 matches[name], partners[name] = np.full(len(records), _NOT_FOUND), []
                 continue
