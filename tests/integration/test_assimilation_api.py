@@ -130,7 +130,8 @@ def test_same_seed_same_analysis_and_a_what_if_leaves_the_origin_alone(engine: E
 def test_hostile_inputs_are_4xx_naming_the_field(engine: Engine, reach: Client) -> None:
     auth = reach._transport.auth
     for body, field in (({"method": "kalman"}, "method"), ({"members": 0}, "members"),
-                        ({"members": 10**6}, "members"), ({"cycles": 0}, "cycles"), ({"seed": -1}, "seed"),
+                        ({"members": 10**6}, "members"), ({"cycles": 0}, "cycles"), ({"cycles": 1001}, "cycles"),
+                        ({"seed": -1}, "seed"),
                         ({"what_if": "Bad Name"}, "what_if"), ({"nonsense": 1}, "nonsense")):
         response = engine.http.post("/api/v1/twins/reach/assimilations", json=body, headers=auth)
         assert response.status_code == 422, (body, response.text)

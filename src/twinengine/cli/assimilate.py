@@ -3,6 +3,7 @@ progress bar over the cycles and a summary of what the filter saw (innovations a
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["assimilate"]
 
-BATCH = 20  # cycles per request: the bar moves as they come back
+FIRST = 20  # cycles of the first request; the next ones are sized to take about REQUEST_SECONDS each
+REQUEST_SECONDS = 1.0  # the bar moves about every second, and few requests pay a request's fixed cost
 
 
 def _num(value: float | None) -> str:
@@ -76,7 +78,7 @@ def assimilate(ctx: typer.Context, twin: str = typer.Argument(..., help="The twi
     The filter and its tuning come from the app's `assimilation:` section (docs/assimilation.md)."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from twinengine.twin_assimilation.schemas import AssimilationResult
+    from twinengine.twin_assimilation.schemas import MAX_CYCLES, AssimilationResult
 
     out = state_of(ctx)
     if auto is not None:
@@ -87,10 +89,15 @@ def assimilate(ctx: typer.Context, twin: str = typer.Argument(..., help="The twi
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
     with out.client() as client, Progress(*columns, console=err_console, disable=out.as_json) as bars:
         task = bars.add_task(f"assimilating {twin}", total=None)
+        size = FIRST
         while cycles is None or len(done) < cycles:
-            ask = BATCH if cycles is None else min(BATCH, cycles - len(done))
+            ask = size if cycles is None else min(size, cycles - len(done))
+            began = time.monotonic()
             got = client.assimilation.run(target, method=method, members=members, seed=seed, cycles=ask,
                                           what_if=fork)
+            if got.cycles:  # at the rate just seen, about REQUEST_SECONDS of cycles next time
+                rate = len(got.cycles) / max(time.monotonic() - began, 1e-3)
+                size = max(1, min(MAX_CYCLES, int(rate * REQUEST_SECONDS)))
             target, fork = got.twin, None  # a what-if's later cycles go on on its fork
             done += got.cycles
             wanted = len(done) + got.pending if cycles is None else min(cycles, len(done) + got.pending)

@@ -13,7 +13,7 @@ from twinengine.quality.spec import Duration
 __all__ = ["MAX_CYCLES", "AssimilationRequest", "AssimilationResult", "CyclePage", "CycleRead", "InnovationRead",
            "ScheduleRead", "ScheduleWrite"]
 
-MAX_CYCLES = 200  # cycles one request runs: a request stays short; the CLI asks again for the rest
+MAX_CYCLES = 1000  # cycles one request runs (a few seconds of a small model); the CLI asks again for the rest
 TWIN_NAME = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
 
 
