@@ -333,7 +333,7 @@ def _record_training(session: Session, usage: TrainingUsage) -> None:
     """A training attempt's usage record (``compute.usage``): charged to the run's creator (with the groups it
     is in now), its twin and app, on the engine's own site, with its workers' CPU."""
     from twinengine.auth.groups import groups_of
-    from twinengine.compute.metering import WORKER_CPU, Reading
+    from twinengine.compute.metering import WORKER_CPU, WORKER_GPU, Reading
     from twinengine.compute.sites import DEFAULT_SITE
     from twinengine.compute.usage import UsageRun, record_usage
     from twinengine.ml.usage import KIND, POLICY_CREATOR
@@ -349,5 +349,7 @@ def _record_training(session: Session, usage: TrainingUsage) -> None:
                    options={"groups": sorted(groups_of(session, owner))}, executor=DEFAULT_SITE)
     reading = Reading(started_at=usage.started_at, finished_at=usage.finished_at, wall_seconds=usage.wall_seconds,
                       local_cpu_seconds=0.0, remote_core_seconds=usage.cpu_seconds, peak_memory_bytes=0,
-                      bytes_read=0, bytes_written=0, sources=(WORKER_CPU,))
+                      bytes_read=0, bytes_written=0,
+                      sources=(WORKER_CPU, WORKER_GPU) if usage.gpu_seconds else (WORKER_CPU,),
+                      gpu_seconds=usage.gpu_seconds)
     record_usage(session, run, reading, status=usage.status, site=DEFAULT_SITE)

@@ -150,3 +150,71 @@ def test_app_code_is_charged_what_its_sandboxed_worker_spent(engine: Any, tmp_pa
     assert WORKER_CPU in records[busy.id].source and records[busy.id].remote_core_seconds >= 0.9
     assert records[busy.id].core_seconds >= records[busy.id].remote_core_seconds
     assert records[idle.id].remote_core_seconds < 0.5 and records[idle.id].wall_seconds >= 1.0
+
+
+HOLDS_GPU = '''
+import pathlib
+import time
+
+from twinengine.workflows.apps import app_process
+
+
+@app_process(summary="Stands for code that puts a model on a GPU and keeps it there", cacheable=False)
+def on_gpu(seconds: float) -> float:
+    pathlib.Path("holds-gpu").write_text("")  # in its scratch folder, its working folder
+    time.sleep(seconds)
+    return seconds
+'''
+
+
+class MarkedHolders:
+    """NVML as the driver would answer on a machine with one GPU, held by each process whose working folder
+    holds ``holds-gpu`` (seen from outside its sandbox through ``/proc``). A stand-in: the suite's machines have
+    no GPU; tests/integration/test_gpu_usage.py runs the same path on a real one."""
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:
+        import os
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(pid=int(pid)) for pid in os.listdir("/proc")
+                if pid.isdigit() and os.path.exists(f"/proc/{pid}/cwd/holds-gpu")]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[Any]:
+        return []
+
+
+def test_a_run_is_charged_the_gpu_seconds_its_app_code_held(engine: Any, tmp_path: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call whose worker holds a GPU when it ends is charged its wall seconds on that GPU (``GpuCall``): the
+    run's usage record has them, from the source ``nvml``, and the summaries count them as GPU-hours; a run
+    whose app code holds no GPU is charged none."""
+    from helpers import make_app
+    from twinengine.compute.metering import WORKER_GPU
+    from twinengine.workers import gpu
+
+    monkeypatch.setattr(gpu, "_FOUND", [gpu.GpuHolders(MarkedHolders())])
+    ada = engine.as_role("ada", "developer")
+    ada.publish_app(make_app(tmp_path / "g", name="gpu-app", files={"gpu_app/procs.py": HOLDS_GPU}))
+    ada.publish_app(make_app(tmp_path / "b", name="busy-app", files={"busy_app/procs.py": BUSY}))
+    uma = engine.as_role("uma", "user")
+    held = uma.workflows.submit({"process_graph": {"p": {"process_id": "on_gpu", "namespace": "gpu-app",
+                                                         "arguments": {"seconds": 1.0}, "result": True}}}, sync=True)
+    plain = uma.workflows.submit({"process_graph": {"p": {"process_id": "idle", "namespace": "busy-app",
+                                                          "arguments": {"seconds": 0.2}, "result": True}}}, sync=True)
+    assert held.status == plain.status == "finished", (held.error, plain.error)
+    records = {r.run_id: r for r in uma.compute.usage_records().items}
+    gpu_run = records[held.id]
+    assert WORKER_GPU in gpu_run.source and 1.0 <= gpu_run.gpu_seconds <= gpu_run.wall_seconds
+    assert records[plain.id].gpu_seconds == 0.0 and WORKER_GPU not in records[plain.id].source
+    [mine] = uma.compute.usage(by="identity").groups
+    assert mine.gpu_seconds == pytest.approx(records[held.id].gpu_seconds)
+    assert mine.gpu_hours == pytest.approx(mine.gpu_seconds / 3600, abs=1e-9)

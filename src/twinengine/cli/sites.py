@@ -171,7 +171,8 @@ def usage(ctx: typer.Context,
           as_csv: bool = typer.Option(False, "--csv", help="Same as --format csv."),
           plot: Path | None = typer.Option(None, "--plot", help="Write a bar chart of core-hours (PNG)."),
           ) -> None:
-    """What runs used (core-hours, memory, bytes) by identity, group, twin, app, site or kind, with lake storage."""
+    """What runs used (core-hours, GPU-hours, memory, bytes) by identity, group, twin, app, site or kind, with
+    lake storage."""
     if by not in _BY:
         raise ValidationFailed.one("--by", f"{by!r} is not one of {', '.join(_BY)}")
     fmt = "csv" if as_csv else fmt
@@ -200,9 +201,9 @@ def usage(ctx: typer.Context,
     written = _plot(summary, plot) if plot is not None else None
 
     def render() -> None:
-        console.print(table(f"usage by {by}", [by, "runs", "core-hours", "wall hours", "peak memory MiB",
+        console.print(table(f"usage by {by}", [by, "runs", "core-hours", "GPU-hours", "wall hours", "peak memory MiB",
                                                "read MB", "written MB", "transferred MB", "stored MB"], [
-            (g.key, g.runs, round(g.core_hours, 4), round(g.wall_seconds / 3600, 4),
+            (g.key, g.runs, round(g.core_hours, 4), round(g.gpu_hours, 4), round(g.wall_seconds / 3600, 4),
              round(g.peak_memory_bytes / 2**20, 1), round(g.bytes_read / 1e6, 3), round(g.bytes_written / 1e6, 3),
              round(g.bytes_transferred / 1e6, 3), round(g.bytes_stored / 1e6, 3))
             for g in summary.groups]))

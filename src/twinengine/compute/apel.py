@@ -21,8 +21,8 @@ NormalisedWallDuration, NormalisedCpuDuration  the same (no benchmark factor is 
 NumberOfJobs          executions in the group
 ===================== ===========================================================================
 
-The summary form has no field for bytes (read, written, transferred between endpoints or stored): those stay
-in the engine's own records (``twin usage``, ``/api/v1/usage``).
+The summary form has no field for bytes (read, written, transferred between endpoints or stored) nor for
+GPU-seconds: those stay in the engine's own records (``twin usage``, ``/api/v1/usage``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ those running then, so the records of a busy engine add up to what the process s
 all of it. Work done elsewhere (a Dask cluster's task stream, sandboxed workers running app code) is charged to
 the execution computing in the current context (``charge``): its thread, and the tasks Dask's local
 scheduler runs for it in copies of its context. Block I/O is shared like CPU; peak memory is the process's
-high-water mark (an upper bound).
+high-water mark (an upper bound). GPU-seconds are the sandboxed workers' (``workers.service.GpuCall``): the
+engine itself computes nothing on a GPU.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from datetime import datetime
 
 from twinengine.store.base import utcnow
 
-__all__ = ["WORKER_CPU", "Meter", "Reading", "charge", "charge_worker", "current_meter", "start_meter"]
+__all__ = ["WORKER_CPU", "WORKER_GPU", "Meter", "Reading", "charge", "charge_worker", "charge_worker_gpu",
+           "current_meter", "start_meter"]
 
 BLOCK = 512  # ru_inblock / ru_oublock count 512-byte blocks
 WORKER_CPU = "worker-cpu"  # the source of what sandboxed workers used for an execution
+WORKER_GPU = "nvml"  # the source of GPU-seconds: the GPUs the driver lists a worker's processes on
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Reading:
     bytes_read: int
     bytes_written: int
     sources: tuple[str, ...]
+    gpu_seconds: float = 0.0  # GPUs held by its workers' processes x the seconds of the calls that held them
 
     @property
     def core_seconds(self) -> float:
@@ -58,6 +62,7 @@ class Meter:
     blocks_in: float = 0.0
     blocks_out: float = 0.0
     remote: float = 0.0
+    gpu: float = 0.0
     sources: set[str] = field(default_factory=lambda: {"rusage"})
     site: str | None = None  # where the execution ran (compute.site_executors notes it)
     reading: Reading | None = None
@@ -68,6 +73,13 @@ class Meter:
             self.remote += max(0.0, core_seconds)
             self.sources.add(source)
 
+    def charge_gpu(self, gpu_seconds: float) -> None:
+        """GPU-seconds of a sandboxed worker's call for this execution."""
+        if gpu_seconds > 0:
+            with self.accountant.lock:
+                self.gpu += gpu_seconds
+                self.sources.add(WORKER_GPU)
+
     def stop(self) -> Reading:
         if self.reading is None:
             self.accountant.leave(self)
@@ -76,7 +88,7 @@ class Meter:
                                    wall_seconds=time.monotonic() - self.started, local_cpu_seconds=self.cpu,
                                    remote_core_seconds=self.remote, peak_memory_bytes=int(usage.ru_maxrss) * 1024,
                                    bytes_read=int(self.blocks_in * BLOCK), bytes_written=int(self.blocks_out * BLOCK),
-                                   sources=tuple(sorted(self.sources)))
+                                   sources=tuple(sorted(self.sources)), gpu_seconds=self.gpu)
             if _current.get() is self:
                 _current.set(None)
         return self.reading
@@ -146,6 +158,14 @@ def charge_worker(core_seconds: float) -> None:
     """Charge what a sandboxed worker used for this thread's execution (app code, a UDF), as measured from
     outside the worker (``workers.cpu``): none of it is in the engine's own rusage."""
     charge(core_seconds, WORKER_CPU)
+
+
+def charge_worker_gpu(gpu_seconds: float) -> None:
+    """Charge the GPU-seconds of a sandboxed worker's call (``workers.service.GpuCall``) to this thread's
+    execution."""
+    meter = current_meter()
+    if meter is not None:
+        meter.charge_gpu(gpu_seconds)
 
 
 def charge(core_seconds: float, source: str) -> None:

@@ -77,6 +77,8 @@ class UsageRecord(Base):
     # copied between lake endpoints by the transfers the run's staging made (compute.staging)
     bytes_transferred: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     bytes_stored: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # its outputs in the lake
+    # GPUs its sandboxed workers held a context on x the seconds of the calls that held them (workers.gpu)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     source: Mapped[str] = mapped_column(String(64))  # where the figures come from: rusage, task-stream, sacct
 
 

@@ -120,6 +120,7 @@ class UsageRead(BaseModel):
     bytes_written: int
     bytes_transferred: int = 0  # copied between lake endpoints by the run's staging
     bytes_stored: int = 0  # its outputs' sizes in the lake
+    gpu_seconds: float = 0.0  # GPUs its sandboxed workers held x the seconds of the calls that held them
     source: str
 
 
@@ -136,6 +137,8 @@ class UsageGroup(BaseModel):
     bytes_written: int
     bytes_transferred: int = 0  # copied between lake endpoints by the run's staging
     bytes_stored: int = 0  # its outputs' sizes in the lake
+    gpu_seconds: float = 0.0
+    gpu_hours: float = 0.0
 
 
 class StorageUse(BaseModel):

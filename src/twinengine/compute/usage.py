@@ -93,7 +93,8 @@ def record_usage(session: Session, run: RunLike, reading: Reading, *, status: st
                       remote_core_seconds=round(reading.remote_core_seconds, 6), cores=1,
                       peak_memory_bytes=reading.peak_memory_bytes, bytes_read=reading.bytes_read,
                       bytes_written=max(kept, reading.bytes_written), bytes_transferred=transferred(options),
-                      bytes_stored=0 if lost else _stored(session, run.assets or []), source="+".join(reading.sources))
+                      bytes_stored=0 if lost else _stored(session, run.assets or []),
+                      gpu_seconds=round(reading.gpu_seconds, 6), source="+".join(reading.sources))
     session.add(row)
     return row
 
@@ -106,7 +107,7 @@ def usage_read(row: UsageRecord) -> UsageRead:
                      remote_core_seconds=row.remote_core_seconds, cores=row.cores,
                      peak_memory_bytes=row.peak_memory_bytes, bytes_read=row.bytes_read,
                      bytes_written=row.bytes_written, bytes_transferred=row.bytes_transferred,
-                     bytes_stored=row.bytes_stored, source=row.source)
+                     bytes_stored=row.bytes_stored, gpu_seconds=row.gpu_seconds or 0.0, source=row.source)
 
 
 def list_usage(session: Session, *, principal: Principal, since: datetime | None = None,
@@ -153,7 +154,7 @@ def summarize(rows: Sequence[UsageRecord], by: UsageKey) -> list[UsageGroup]:
     for row in rows:
         for key in _keys(row, by):
             total = sums.setdefault(key, {"runs": 0, "wall": 0.0, "core": 0.0, "peak": 0, "read": 0, "written": 0,
-                                          "transferred": 0, "stored": 0})
+                                          "transferred": 0, "stored": 0, "gpu": 0.0})
             total["runs"] += 1
             total["wall"] += row.wall_seconds
             total["core"] += row.core_seconds
@@ -162,9 +163,11 @@ def summarize(rows: Sequence[UsageRecord], by: UsageKey) -> list[UsageGroup]:
             total["written"] += row.bytes_written
             total["transferred"] += row.bytes_transferred or 0
             total["stored"] += row.bytes_stored or 0
+            total["gpu"] += row.gpu_seconds or 0.0
     groups = [UsageGroup(key=key, runs=int(t["runs"]), wall_seconds=round(t["wall"], 6),
                          core_seconds=round(t["core"], 6), core_hours=round(t["core"] / 3600, 9),
                          peak_memory_bytes=int(t["peak"]), bytes_read=int(t["read"]),
                          bytes_written=int(t["written"]), bytes_transferred=int(t["transferred"]),
-                         bytes_stored=int(t["stored"])) for key, t in sums.items()]
+                         bytes_stored=int(t["stored"]), gpu_seconds=round(t["gpu"], 6),
+                         gpu_hours=round(t["gpu"] / 3600, 9)) for key, t in sums.items()]
     return sorted(groups, key=lambda g: (-g.core_seconds, g.key))

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from twinengine.auth.groups import groups_of
-from twinengine.compute.metering import WORKER_CPU, Reading
+from twinengine.compute.metering import WORKER_CPU, WORKER_GPU, Reading
 from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.compute.usage import UsageRun, record_usage
 from twinengine.store.base import utcnow
@@ -46,6 +46,7 @@ class FunctionUsage:
     those calls took (its wall seconds) and how many batches there were."""
 
     cpu_seconds: float = 0.0
+    gpu_seconds: float = 0.0
     busy_seconds: float = 0.0
     batches: int = 0
     since: datetime = field(default_factory=utcnow)
@@ -55,6 +56,10 @@ class FunctionUsage:
     def spent(self, cpu_seconds: float) -> None:
         """Told by the worker pool after each slice of calls (``workers.service``)."""
         self.cpu_seconds += cpu_seconds
+
+    def gpu_spent(self, gpu_seconds: float) -> None:
+        """Told by the worker pool after each slice of calls that held a GPU (``workers.service.GpuCall``)."""
+        self.gpu_seconds += gpu_seconds
 
     def called(self, seconds: float) -> None:
         if not self.batches:  # a period opens with its first batch, not when the last one was written
@@ -81,7 +86,9 @@ class FunctionUsage:
                                executor=DEFAULT_SITE)
                 reading = Reading(started_at=self.since, finished_at=utcnow(), wall_seconds=self.busy_seconds,
                                   local_cpu_seconds=0.0, remote_core_seconds=self.cpu_seconds, peak_memory_bytes=0,
-                                  bytes_read=0, bytes_written=0, sources=(WORKER_CPU,))
+                                  bytes_read=0, bytes_written=0,
+                                  sources=(WORKER_CPU, WORKER_GPU) if self.gpu_seconds else (WORKER_CPU,),
+                                  gpu_seconds=self.gpu_seconds)
                 record_usage(session, run, reading, status="done", site=DEFAULT_SITE, staging=False)
-        self.cpu_seconds = self.busy_seconds = 0.0
+        self.cpu_seconds = self.gpu_seconds = self.busy_seconds = 0.0
         self.batches = 0  # the next period opens with its first batch (``called``)

@@ -453,7 +453,7 @@ class FunctionWorker:
                                                          prefer=f"{consumer.ident}@{twin.id}",
                                                          ask=partial(self._answer, consumer, manifest, ctx),
                                                          state=ctx.read_state if consumer.reads_state else None,
-                                                         cpu=consumer.usage.spent)
+                                                         cpu=consumer.usage.spent, gpu=consumer.usage.gpu_spent)
                 except (WorkerCrashed, ProtocolError) as exc:  # the worker died (or lied) in the call it began:
                     done = min(getattr(exc, "completed", 0), len(chunk) - 1)  # those before it are run again
                     start = chunk[done - 1][1] if done else prev

@@ -40,6 +40,7 @@ class TrainingUsage:
     finished_at: datetime
     wall_seconds: float
     cpu_seconds: float  # of its sandboxed workers
+    gpu_seconds: float = 0.0  # GPUs its workers held x their lifetimes (``TrainingAttempt.add``)
 
 
 UsageSink = Callable[[Session, TrainingUsage], object]
@@ -53,14 +54,20 @@ class TrainingAttempt:
         self.started_at: datetime = utcnow()
         self.started = time.monotonic()
         self.cpu = 0.0
+        self.gpu = 0.0
         self._lock = threading.Lock()  # trial workers stop on the tuner's threads
 
     def add(self, worker: Worker) -> None:
-        """A worker of the run is about to stop: add the CPU its processes used."""
+        """A worker of the run is about to stop: add the CPU its processes used, and the GPUs they hold a
+        context on times the worker's lifetime (it was started for the run: the GPUs were the run's from
+        its start, as a batch job's allocation is)."""
         spent = worker.cpu_seconds()
+        gpus = worker.gpus_held() * (time.monotonic() - worker.started)
         with self._lock:
             self.cpu += spent
+            self.gpu += gpus
 
     def ended(self, row: TrainingRun, status: str) -> TrainingUsage:
         return TrainingUsage(run=row, status=status, started_at=self.started_at, finished_at=utcnow(),
-                             wall_seconds=time.monotonic() - self.started, cpu_seconds=self.cpu)
+                             wall_seconds=time.monotonic() - self.started, cpu_seconds=self.cpu,
+                             gpu_seconds=self.gpu)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["TreeCpu", "tree_cpu_seconds"]
+__all__ = ["TreeCpu", "tree_cpu_seconds", "tree_pids"]
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -72,6 +72,20 @@ def tree_cpu_seconds(root: int) -> float:
     return _scanned_tree_cpu_seconds(root) if tree is None else sum(spent for _, spent in tree.values())
 
 
+def tree_pids(root: int) -> set[int]:
+    """The pids of ``root`` and its living descendants (empty when ``root`` has ended)."""
+    tree = _walk(root)
+    if tree is not None:
+        return set(tree)
+    children, _ = _scan()
+    found, stack = set(), [root]
+    while stack:
+        pid = stack.pop()
+        found.add(pid)
+        stack.extend(children.get(pid, ()))
+    return found if os.path.exists(f"/proc/{root}") else set()
+
+
 def _stat(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -86,13 +100,14 @@ def _spent(fields: list[bytes]) -> float:
     return sum(int(f) for f in fields[11:15]) / _TICKS  # utime, stime, cutime, cstime
 
 
-def _scanned_tree_cpu_seconds(root: int) -> float:
+def _scan() -> tuple[dict[int, list[int]], dict[int, float]]:
+    """Every process of ``/proc`` once: each pid's children, and each pid's seconds."""
     children: dict[int, list[int]] = {}
     spent: dict[int, float] = {}
     try:
         entries = os.scandir("/proc")
     except OSError:
-        return 0.0
+        return children, spent
     with entries:
         for entry in entries:
             if not entry.name.isdigit():
@@ -103,6 +118,11 @@ def _scanned_tree_cpu_seconds(root: int) -> float:
             pid = int(entry.name)
             children.setdefault(int(fields[1]), []).append(pid)
             spent[pid] = _spent(fields)
+    return children, spent
+
+
+def _scanned_tree_cpu_seconds(root: int) -> float:
+    children, spent = _scan()
     total, stack = 0.0, [root]
     while stack:
         pid = stack.pop()

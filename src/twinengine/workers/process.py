@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from twinengine.workers import pids
-from twinengine.workers.cpu import TreeCpu, tree_cpu_seconds
+from twinengine.workers.cpu import TreeCpu, tree_cpu_seconds, tree_pids
+from twinengine.workers.gpu import gpu_holders
 from twinengine.workers.protocol import _BLOB, _HEAD, MAX_MESSAGE_BYTES, Message, ProtocolError
 from twinengine.workers.sandbox import Layout, Sandbox
 
@@ -268,6 +269,14 @@ class Worker:
         if self._cpu is None:
             self._cpu = TreeCpu(self.process.pid)
         return self._cpu.seconds()
+
+    def gpus_held(self) -> int:
+        """On how many GPUs the worker's processes hold a context now, as the driver lists them (NVML, read
+        from outside: ``workers/gpu.py``); 0 on a machine without GPUs, where nothing is looked up."""
+        holders = gpu_holders()
+        if not holders.count or not self.alive:
+            return 0
+        return holders.held(tree_pids(self.process.pid))
 
     def kill(self) -> None:
         self.signal_kill()

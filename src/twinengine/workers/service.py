@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -22,12 +23,12 @@ from twinengine.workers.process import Ask, Note, Worker, WorkerCrashed
 from twinengine.workers.protocol import PART_CALLS, Message, ProtocolError, decode, pickled
 from twinengine.workers.sandbox import Layout, Sandbox, SandboxMode
 
-Spent = Callable[[float], None]  # told the CPU seconds a call used in its worker
+Spent = Callable[[float], None]  # told the CPU seconds (or GPU-seconds) a call used in its worker
 
 if TYPE_CHECKING:
     from twinengine.config import Settings
 
-__all__ = ["SERVING", "AppWorkers", "Workers"]
+__all__ = ["SERVING", "AppWorkers", "GpuCall", "Workers"]
 
 log = logging.getLogger("twinengine.workers")
 
@@ -133,16 +134,19 @@ class AppWorkers:
     def call(self, header: dict[str, Any], blobs: list[bytes] | None = None, *, timeout: float | None = None,
              ask: Ask | None = None, prefer: Hashable = None, interrupt: Interrupt | None = None,
              shelf: str | None = None, cpu: Spent | None = None, note: Note | None = None,
-             renew: bool = False, later: Iterable[Message] = ()) -> Message:
+             renew: bool = False, later: Iterable[Message] = (), gpu: Spent | None = None) -> Message:
         """One request to a warm worker (of ``shelf``, see ``lease``); ``interrupt`` may stop it from another
-        thread (``Interrupt.fire``); ``cpu`` is told the CPU seconds the request used in the worker; ``note``,
-        ``renew`` and ``later`` as ``Worker.request`` takes them."""
+        thread (``Interrupt.fire``); ``cpu`` is told the CPU seconds the request used in the worker, ``gpu``
+        its GPU-seconds (``GpuCall``); ``note``, ``renew`` and ``later`` as ``Worker.request`` takes them."""
         with self.lease(prefer, shelf) as worker, interrupt.serving(worker) if interrupt else nullcontext():
             before = worker.cpu_seconds() if cpu is not None else 0.0
+            held = GpuCall(worker) if gpu is not None else None
             answer = worker.request(header, blobs, timeout=timeout or self.workers.timeout, ask=ask, note=note,
                                     renew=renew, later=later)
             if cpu is not None:
                 cpu(max(0.0, worker.cpu_seconds() - before))
+            if gpu is not None and held is not None:
+                gpu(held.seconds())
             return answer
 
     def index(self, package: str) -> list[dict[str, Any]]:
@@ -165,8 +169,9 @@ class AppWorkers:
     def process(self, function: str, arguments: dict[str, Any], *, timeout: float | None = None,
                 interrupt: Interrupt | None = None, cpu: Spent | None = None,
                 parts: Callable[[Any], None] | None = None,
-                more: tuple[str, int, Iterable[list[Any]]] | None = None) -> Any:
-        """``function(**arguments)`` in a warm worker; ``cpu`` is told the CPU seconds the call used there.
+                more: tuple[str, int, Iterable[list[Any]]] | None = None, gpu: Spent | None = None) -> Any:
+        """``function(**arguments)`` in a warm worker; ``cpu`` is told the CPU seconds the call used there,
+        ``gpu`` its GPU-seconds.
         With ``parts``, the function is given ``part`` too: each value it sends that way is decoded and handed
         to ``parts`` (on this thread) while it goes on, and each renews ``timeout``. ``more`` (name, n, lists):
         the argument ``name`` (a list) goes on with the n lists given, made and sent while the function
@@ -187,18 +192,19 @@ class AppWorkers:
                 parts(decode(reply.get("value"), blobs))
 
         reply, blobs = self.call(header, [pickled(arguments)], timeout=timeout, interrupt=interrupt, cpu=cpu,
-                                 note=note, renew=parts is not None, later=later)
+                                 note=note, renew=parts is not None, later=later, gpu=gpu)
         return decode(reply.get("value"), blobs)
 
     def functions(self, header: dict[str, Any], calls: list[list[dict[str, Any]]], *,
                   ask: Callable[[dict[str, Any]], Any], prefer: Hashable = None, state: Callable[[], Any] | None = None,
-                  cpu: Spent | None = None) -> tuple[list[CallEffects | Malformed], dict[str, Any] | None]:
+                  cpu: Spent | None = None, gpu: Spent | None = None
+                  ) -> tuple[list[CallEffects | Malformed], dict[str, Any] | None]:
         """Run function calls in order: (each call's effects, checked, the first failure or None). A call
         whose effects are malformed ends the list as ``Malformed``. ``ask`` answers the worker's questions
         (``state``, ``model``) with a value the engine pickles. ``state``: the twin's state, sent with the calls
         (for a function known to read it: a question it will not need to ask). ``cpu`` is told the CPU seconds
-        the calls used in the worker, whether they worked or not (not when the worker died: its figures went
-        with it)."""
+        the calls used in the worker, ``gpu`` their GPU-seconds, whether they worked or not (not when the
+        worker died: its figures went with it)."""
 
         def answer(question: dict[str, Any], _blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
             return {"answer": question.get("ask")}, [pickled(ask(question))]
@@ -223,6 +229,7 @@ class AppWorkers:
         later = (({"op": "calls"}, [pickled(each)]) for each in parts[1:])  # packed as the worker runs
         with self.lease(prefer) as worker:
             before = worker.cpu_seconds(kept=True) if cpu is not None else 0.0
+            held = GpuCall(worker) if gpu is not None else None
             try:
                 reply, blobs = worker.request({"op": "functions", "parts": len(parts), **header}, sent,
                                               timeout=self.workers.timeout, ask=answer, note=part, later=later)
@@ -232,9 +239,24 @@ class AppWorkers:
             finally:
                 if cpu is not None and worker.alive:
                     cpu(max(0.0, worker.cpu_seconds(kept=True) - before))
+                if gpu is not None and held is not None and worker.alive:
+                    gpu(held.seconds())
         part({**reply, "note": "effects"}, blobs)  # the last part
         failed = reply.get("failed")
         return results, (failed if isinstance(failed, dict) else None)
+
+
+class GpuCall:
+    """The GPU-seconds of one call in ``worker``: its wall seconds times the GPUs the worker held a context
+    on at its start or at its end, whichever is more (a model put on a GPU during the call counts from the
+    call's start). The allocation, as Slurm's ``gres/gpu`` counts it: a warm worker that keeps a model on a
+    GPU holds that GPU in each of its calls, busy or not; between calls it is charged to nobody."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker, self.began, self.held = worker, time.monotonic(), worker.gpus_held()
+
+    def seconds(self) -> float:
+        return (time.monotonic() - self.began) * max(self.held, self.worker.gpus_held())
 
 
 def _progress(scratch: Path) -> int:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from twinengine.app._process import SPEC_ATTR, app_process
 from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.models import AppVersion
-from twinengine.compute.metering import charge_worker
+from twinengine.compute.metering import charge_worker, charge_worker_gpu
 from twinengine.errors import Problem, ProcessFailed, ValidationFailed
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
@@ -142,7 +142,7 @@ def _in_worker(app: AppWorkers, function: str, process_id: str) -> Callable[...,
         run = active()
         interrupt = run.interrupt if run is not None else None
         try:
-            return app.process(function, kwargs, interrupt=interrupt, cpu=charge_worker)
+            return app.process(function, kwargs, interrupt=interrupt, cpu=charge_worker, gpu=charge_worker_gpu)
         except WorkerError as exc:
             place = exc.place
             raise AppCodeError(f"{exc.remote} (at {place})" if place else exc.remote) from None

@@ -33,9 +33,10 @@ function bars(groups, label) {
 const mb = (bytes) => num((bytes || 0) / 1e6, 4);
 
 function usageTable(title, usage) {
-  return table(title, [usage.by, "runs", "core-hours", "core-seconds", "wall seconds", "peak memory (MB)", "read (MB)",
-    "written (MB)", "transferred (MB)", "stored (MB)"],
-  usage.groups.map((g) => [g.key, String(g.runs), num(g.core_hours, 4), num(g.core_seconds, 4), num(g.wall_seconds, 4),
+  return table(title, [usage.by, "runs", "core-hours", "core-seconds", "GPU-hours", "wall seconds", "peak memory (MB)",
+    "read (MB)", "written (MB)", "transferred (MB)", "stored (MB)"],
+  usage.groups.map((g) => [g.key, String(g.runs), num(g.core_hours, 4), num(g.core_seconds, 4), num(g.gpu_hours || 0, 4),
+    num(g.wall_seconds, 4),
     mb(g.peak_memory_bytes), mb(g.bytes_read), mb(g.bytes_written), mb(g.bytes_transferred), mb(g.bytes_stored)]),
   { empty: "No usage recorded yet." });
 }
