@@ -94,8 +94,8 @@ SUBCOMMANDS = {
     "triggers": Lazy(_CLI + "workflows", "triggers_app", "Triggers that start a twin's workflows (cron, "
                      "webhook, dataset)."),
     "site": Lazy(_CLI + "sites", "app", "Compute sites: register (providers), list, show, drain, remove."),
-    "usage": Lazy(_CLI + "sites", "usage", "What runs used (core-hours, memory, bytes) by identity, group, twin, "
-                  "app, site or kind, with lake storage."),
+    "usage": Lazy(_CLI + "sites", "usage", "What runs used (core- and GPU-hours, memory, bytes) by identity, "
+                  "group, twin, app, site or kind."),
     "quota": Lazy(_CLI + "sites", "quota_app", "Compute quotas: core-hours per identity or group per site (admins "
                   "set them)."),
 }

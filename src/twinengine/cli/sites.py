@@ -171,8 +171,7 @@ def usage(ctx: typer.Context,
           as_csv: bool = typer.Option(False, "--csv", help="Same as --format csv."),
           plot: Path | None = typer.Option(None, "--plot", help="Write a bar chart of core-hours (PNG)."),
           ) -> None:
-    """What runs used (core-hours, GPU-hours, memory, bytes) by identity, group, twin, app, site or kind, with
-    lake storage."""
+    """What runs used (core- and GPU-hours, memory, bytes) by identity, group, twin, app, site or kind."""
     if by not in _BY:
         raise ValidationFailed.one("--by", f"{by!r} is not one of {', '.join(_BY)}")
     fmt = "csv" if as_csv else fmt
