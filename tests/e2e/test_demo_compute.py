@@ -1,6 +1,6 @@
 """``twin demo``'s compute chapter, run after the chapters it needs: a second site (a Dask cluster started
-in-process), the ensemble placed and then pinned there, the site and reasons printed, and the usage of the
-demo's runs by site as a table."""
+in-process), the ensemble placed and then pinned there, the site and reasons printed; a third site, another
+engine that runs a graph sent there whole; and the usage of the demo's runs by site as a table."""
 
 from __future__ import annotations
 
@@ -36,3 +36,10 @@ def test_the_compute_chapter_says_which_site_ran_what_and_why(tmp_path: Path,
     assert kinds["member"] == 2 * compute.MEMBERS and kinds["ensemble"] == 2  # both ensembles, by kind
     assert "by kind (functions on arrival: a record per minute they ran):" in text
     assert ctx.facts["compute"]["twin"] == ctx.facts["what_if"]["fork"]  # the twin's own story is untouched
+    partner = ctx.facts["compute"]["partner"]
+    levels = partner["levels"]  # the twin's last reported levels
+    assert len(levels) == 24 and ctx.facts["peak_level"] >= max(levels)
+    assert partner["value"] == pytest.approx([max(levels), sum(levels) / len(levels)])  # computed there, right
+    assert partner["site"] == compute.PARTNER and f"engine:{compute.PARTNER}" in partner["source"].split("+")
+    assert partner["there"].startswith("run run-") and f"went there whole, as {partner['there']}" in text
+    assert usage[compute.PARTNER]["runs"] == 1

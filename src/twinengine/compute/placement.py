@@ -2,9 +2,10 @@
 
 1. Candidates: every site, or only the one the run pins (``options.site``), less the ones it excludes
    (``options.exclude_sites``). A pinned site that cannot take the run is an error naming ``options.site``.
-2. Out: sites that are down or draining; sites of kind ``engine`` (runs are not yet sent to another engine);
-   sites whose environments do not list the run's app (a site that lists none runs any); sites with fewer
-   GPUs than the run asks for (``options.gpus``); sites where the owner's quota is used up.
+2. Out: sites that are down or draining; sites of kind ``engine`` for a run on a twin (``options.on_twin``:
+   the twin's state and streams are here; another engine takes runs of graphs alone); sites whose
+   environments do not list the run's app (a site that lists none runs any); sites with fewer GPUs than the
+   run asks for (``options.gpus``); sites where the owner's quota is used up.
 3. Of the rest, the lowest estimate wins: seconds to stage the run's lake inputs that are not on an
    endpoint near the site (bytes / the transfer rate the lake measured into that site's endpoints, or
    ``DEFAULT_RATE`` where it measured none, at most the endpoints' ``rate_limit``), plus the site's queue
@@ -127,8 +128,8 @@ def place(session: Session, *, owner: str, groups: frozenset[str] | list[str], o
         why = None
         if site.status != "healthy":
             why = f"{name} is {site.status}"
-        elif site.kind == "engine":
-            why = f"{name} is another engine (runs are not sent to other engines yet)"
+        elif site.kind == "engine" and options.get("on_twin"):
+            why = f"{name} is another engine: a run on a twin stays with the twin's state and streams"
         elif site.environments and app and app not in site.environments and app_name not in site.environments:
             why = f"{name} does not run {app}"
         elif site.gpus < gpus:

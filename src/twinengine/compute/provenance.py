@@ -8,9 +8,10 @@ __all__ = ["placement_attributes"]
 
 
 def placement_attributes(options: dict[str, Any] | None) -> dict[Any, Any]:
-    """``twin:site``, ``twin:placement`` (the placement's reasons, one per line) and ``twin:staged`` (what
-    was replicated near the site before the run started, and near sites lost under it before) from a run's
-    options; nothing for runs stored before sites existed."""
+    """``twin:site``, ``twin:placement`` (the placement's reasons, one per line), ``twin:remote_run`` (the run
+    another engine evaluated for it) and ``twin:staged`` (what was replicated near the site before the run
+    started, and near sites lost under it before) from a run's options; nothing for runs stored before sites
+    existed."""
     options = options or {}
     site = options.get("site")
     if not site:
@@ -19,6 +20,9 @@ def placement_attributes(options: dict[str, Any] | None) -> dict[Any, Any]:
     reasons = (options.get("placement") or {}).get("reasons") or []
     if reasons:
         out["twin:placement"] = "\n".join(str(r) for r in reasons)
+    remote = options.get("remote") or {}
+    if remote.get("run"):  # evaluated by another engine (a site of kind engine): its own run there
+        out["twin:remote_run"] = f"run {remote['run']} of the engine at {remote.get('engine', '?')}"
     staging = options.get("staging") or {}
     if staging:
         lines = [f"before site {e.get('site')} was lost: {line}" for e in staging.get("earlier") or []

@@ -84,6 +84,7 @@ class SiteExecutors:
             if row is None:
                 raise ValidationFailed.one("options.site", f"the run's site {site!r} no longer exists")
             kind, address, options = row.kind, row.address, dict(row.options or {})
+            cipher = row.credential_cipher
         key = (site, kind, address)
         with self._lock:
             made = self._made.get(key)
@@ -94,6 +95,10 @@ class SiteExecutors:
                     made = self.factory("slurm", options=slurm_site_options(options))
                 elif kind == "local":
                     made = self.default
+                elif kind == "engine":  # another engine: the whole run goes there (workflows.remote_runs)
+                    keyring = self.watch.keyring
+                    made = self.factory("engine", address=address,
+                                        credential=keyring.open(cipher) if cipher and keyring else None)
                 else:
                     raise ValidationFailed.one("options.site", f"site {site} is a {kind} site; runs are not sent "
                                                               "there yet")

@@ -196,7 +196,8 @@ def submit_ensemble(session: Session, engine: WorkflowEngine, *, principal: Prin
                      **({"manifest_retry": process["x-retry"]} if "x-retry" in process else {})},
             status=RunStatus.CREATED, progress=0.0, assets=[], created_at=now, updated_at=now,
             executor=engine.executor.name))
-    options = body.options.model_dump(mode="json") | {"role": principal.role.value, "parallel": parallel}
+    options = body.options.model_dump(mode="json") | {"role": principal.role.value, "parallel": parallel,
+                                                       "on_twin": True}
     if "x-retry" in process:
         options["manifest_retry"] = process["x-retry"]
     before_queue(session, principal=principal, options=options, process=process,  # its site; quotas

@@ -285,8 +285,13 @@ def available_executors() -> dict[str, type[Executor]]:
 
 
 def make_executor(name: str | None, *, address: str | None = None, workers: int | None = None,
-                  options: dict[str, Any] | None = None) -> Executor:
-    """``TWIN_DASK_ADDRESS`` set → distributed; else the named executor (default local)."""
+                  options: dict[str, Any] | None = None, credential: dict[str, str] | None = None) -> Executor:
+    """``TWIN_DASK_ADDRESS`` set → distributed; else the named executor (default local). ``engine``: another
+    engine at ``address`` (a site of that kind), reached with ``credential``."""
+    if name == "engine":
+        from twinengine.workflows.remote_runs import RemoteEngine
+
+        return RemoteEngine(address or "", credential)  # type: ignore[return-value]  # runs whole runs
     if address:
         return DistributedExecutor(address)
     chosen = name or "local"

@@ -273,7 +273,11 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
             evaluator.compute_keys(graph)
             while True:
                 try:
-                    result = evaluator.run(graph)
+                    if getattr(ctx.executor, "remote", False):  # a site of kind engine: the whole run goes there
+                        result = _run_remotely(engine, run_id, ctx, hooks, process=process, parameters=parameters,
+                                               options=options)
+                    else:
+                        result = evaluator.run(graph)
                     break
                 except Canceled:
                     raise
@@ -315,9 +319,10 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         engine.cancel_requests.discard(run_id)
         engine.interrupts.pop(run_id, None)
     if status == RunStatus.FINISHED:
+        elsewhere = getattr(ctx.executor, "remote", False)  # evaluated by another engine: its nodes all ran there
         skipped = set(graph.nodes) - {n for n in graph.nodes if n in evaluator.results}
         for node_id in skipped:
-            hooks.pending.setdefault(node_id, {}).update(status="skipped")
+            hooks.pending.setdefault(node_id, {}).update(status="finished" if elsewhere else "skipped")
     try:
         _store_end(engine, run_id, status, error, value, ctx, graph, app_version, registry, hooks)
         if status == RunStatus.FINISHED:
@@ -325,6 +330,31 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     finally:
         ctx.detach()
     return str(status)
+
+
+def _run_remotely(engine: WorkflowEngine, run_id: str, ctx: RunContext, hooks: _Hooks, *, process: dict[str, Any],
+                  parameters: dict[str, Any], options: dict[str, Any]) -> Any:
+    """The run on the engine of its site (``workflows.remote_runs``): its usage charged to this execution, the
+    other run's reference kept in its options."""
+    from twinengine.workflows.remote_runs import RemoteEngine, run_remotely
+
+    site, remote = str(options.get("site")), ctx.executor
+    assert isinstance(remote, RemoteEngine)  # the runner asks for ``remote`` executors only
+
+    def charge(core: float, gpu: float, source: str) -> None:
+        hooks.meter.charge(core, source)
+        hooks.meter.charge_gpu(gpu)
+
+    def note(reference: dict[str, Any]) -> None:
+        options["remote"] = reference
+        with engine.db.session() as session:
+            row = session.get(WorkflowRun, run_id)
+            if row is not None:
+                row.options = {**(row.options or {}), "remote": reference}
+
+    return run_remotely(remote, ctx, site=site, process=process, parameters=parameters, options=options,
+                        log_line=lambda level, message: hooks.log(level, message),
+                        progress=ctx.compute_progress, check=hooks.check_canceled, charge=charge, note=note)
 
 
 def _end_unstarted(engine: WorkflowEngine, run_id: str, error: dict[str, Any]) -> None:

@@ -134,6 +134,8 @@ def submit(session: Session, engine: WorkflowEngine, *, principal: Principal, pr
     bound = bind_parameters(process, parameters or {}, _engine_values(twin, run_id))
     opts = (options or RunOptions()).model_dump(mode="json")
     opts["role"] = principal.role.value
+    if twin is not None:
+        opts["on_twin"] = True  # placed on a site that can read the twin (not another engine)
     if "x-retry" in process:
         opts.setdefault("manifest_retry", process["x-retry"])
     if queue:
