@@ -16,21 +16,17 @@ run off engine sites).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from twinengine.errors import EngineUnavailable, ProcessFailed
 from twinengine.transport import Transport
 from twinengine.workflows.client import WorkflowsClient
+from twinengine.workflows.results import Asset, ResultStore, file_sha256
 from twinengine.workflows.schemas import FINAL
-
-if TYPE_CHECKING:
-    from twinengine.workflows.results import Asset, ResultStore
 
 
 class RunOutputs(Protocol):
@@ -70,14 +66,6 @@ class RemoteEngine:
         self.transport.close()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _user_parameters(process: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
     """The values of the parameters the process declares (the other engine binds its own run's id)."""
     declared = {p.get("name") for p in process.get("parameters") or [] if isinstance(p, dict)}
@@ -114,7 +102,7 @@ def run_remotely(remote: RemoteEngine, ctx: RunOutputs, *, site: str, process: d
     for asset in run.assets or []:
         name = str(asset["name"])
         path = remote.workflows.download(other, name, folder / name)
-        if asset.get("sha256") and _sha256(path) != asset["sha256"]:
+        if asset.get("sha256") and file_sha256(path) != asset["sha256"]:
             raise ProcessFailed(f"result {name} of run {other} on site {site} does not match its checksum")
         ctx.assets.append(ctx.results.keep(ctx.run_id, path, name=name, media_type=str(asset.get("type", "")),
                                            fmt=str(asset.get("format", ""))))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Asset", "LocalResultStore", "ResultStore", "describe_results"]
+__all__ = ["Asset", "LocalResultStore", "ResultStore", "describe_results", "file_sha256"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ class ResultStore:
         return None
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read in blocks (what an asset's ``sha256`` is)."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -96,7 +97,7 @@ class LocalResultStore(ResultStore):
         with path.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(path, target)
-        return Asset(name=name, media_type=media_type, size=target.stat().st_size, sha256=_sha256(target),
+        return Asset(name=name, media_type=media_type, size=target.stat().st_size, sha256=file_sha256(target),
                      format=fmt)
 
     def path(self, run_id: str, name: str) -> Path:
