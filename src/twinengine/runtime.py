@@ -28,6 +28,7 @@ from twinengine.collections import ChainedCollections, CollectionSource, LocalCo
 from twinengine.config import Settings
 from twinengine.daemons import workflows_runner
 from twinengine.daemons.supervisor import Supervisor
+from twinengine.errors import ValidationFailed
 from twinengine.lake.collections import LakeCollections
 from twinengine.lake.context import Lake, LakeTuning
 from twinengine.store.blobs import BlobStore
@@ -198,7 +199,7 @@ class Runtime:
                                     workers=settings.ml_workers, warm_models=settings.ml_warm_models,
                                     training_timeout=settings.training_timeout.total_seconds(),
                                     training_memory=settings.training_memory_bytes, usage=_record_training,
-                                    hold=_training_hold)
+                                    hold=_training_hold, sites=_TrainingSites(self.workflows.services))
             ml = self._ml
         if created:  # a new lifecycle (a test may open another): its loop replaces the last one's
             from twinengine.daemons.training import training_loop
@@ -329,6 +330,51 @@ def _training_hold(session: Session, owner: str) -> str | None:
                       waits="its retraining policies wait, their triggers kept")
 
 
+class _TrainingSites:
+    """The compute sites as the AI lifecycle sees them (``ml.sites.TrainingSites``): the Dask clients of the
+    site executors the workflow engine holds (``services["sites"]``), their watch, and placement."""
+
+    def __init__(self, services: dict[str, Any]) -> None:
+        self.services = services
+
+    def _executors(self) -> Any:
+        executors = self.services.get("sites")
+        if executors is None:
+            raise ValidationFailed.one("site", "this engine sends no work to compute sites")
+        return executors
+
+    def client(self, site: str) -> Any:
+        executor = self._executors().get(site)
+        client = getattr(executor, "client", None)
+        if client is None:  # placement keeps training off such sites; a site changed since may be one
+            raise ValidationFailed.one("site", f"site {site} runs no training workers (its kind has no Dask client)")
+        return client
+
+    def check(self, site: str) -> None:
+        self._executors().watch.check(site)
+
+    def lost(self, site: str) -> str | None:
+        executors = self._executors()
+        reason: str | None = executors.watch.lost(site)
+        if reason is not None:
+            executors.forget(site)  # its client is dropped; a fresh one is made once it answers again
+        return reason
+
+    def place_again(self, session: Session, *, owner: str, app: str | None, options: dict[str, Any],
+                    lost: set[str]) -> tuple[str | None, list[str]] | None:
+        from twinengine.auth.groups import groups_of
+        from twinengine.compute.faults import replace
+        from twinengine.compute.sites import DEFAULT_SITE
+        from twinengine.errors import TwinEngineError
+
+        try:
+            placed = replace(session, owner=owner, groups=groups_of(session, owner), options=options, process={},
+                             app=app, lost=lost)
+        except TwinEngineError:
+            return None
+        return (None if placed.site == DEFAULT_SITE else placed.site), placed.reasons
+
+
 def _record_training(session: Session, usage: TrainingUsage) -> None:
     """A training attempt's usage record (``compute.usage``): charged to the run's creator (with the groups it
     is in now), its twin and app, on the engine's own site, with its workers' CPU."""
@@ -346,10 +392,10 @@ def _record_training(session: Session, usage: TrainingUsage) -> None:
     run = UsageRun(id=row.id, kind=KIND, owner=owner, twin_id=row.twin_id,
                    twin_name=twin.name if twin is not None else None,
                    app=f"{twin.app_name}@{twin.app_version}" if twin is not None else None,
-                   options={"groups": sorted(groups_of(session, owner))}, executor=DEFAULT_SITE)
+                   options={"groups": sorted(groups_of(session, owner))}, executor=row.site or DEFAULT_SITE)
     reading = Reading(started_at=usage.started_at, finished_at=usage.finished_at, wall_seconds=usage.wall_seconds,
                       local_cpu_seconds=0.0, remote_core_seconds=usage.cpu_seconds, peak_memory_bytes=0,
                       bytes_read=0, bytes_written=0,
                       sources=(WORKER_CPU, WORKER_GPU) if usage.gpu_seconds else (WORKER_CPU,),
                       gpu_seconds=usage.gpu_seconds)
-    record_usage(session, run, reading, status=usage.status, site=DEFAULT_SITE)
+    record_usage(session, run, reading, status=usage.status, site=row.site or DEFAULT_SITE)

@@ -12,65 +12,15 @@ from __future__ import annotations
 
 import atexit
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from twinengine.workers.sandbox import Limits, Sandbox, SandboxMode, gpu_devices
-from twinengine.workers.service import AppWorkers, Workers
-
-if TYPE_CHECKING:
-    from twinengine.workers.containers import ContainerRuntime
+from twinengine.workers.service import AppWorkers
+from twinengine.workers.site import RemoteApp
 
 __all__ = ["RemoteApp", "app_workers", "close_all", "remote_simulate", "started_workers"]
 
 SIMULATE_MANY = "twinengine.calibration.worker:simulate_many"
-
-
-@dataclass(frozen=True)
-class RemoteApp:
-    """One app version's code, environment and the engine's sandbox settings, as paths and plain values (it
-    is pickled to the site); equal settings find the same warm workers there."""
-
-    sha256: str
-    label: str
-    code: str
-    env: str | None
-    cache: str | None
-    image: str | None
-    sandbox: SandboxMode
-    hidden: tuple[str, ...]
-    timeout: float
-    memory_bytes: int
-    processes: int
-    file_bytes: int
-    shm_bytes: int
-    containers: ContainerRuntime = "none"
-    gpus: bool = False
-    warm: int = 2
-
-    @classmethod
-    def of(cls, app: AppWorkers, sha256: str) -> RemoteApp:
-        """The engine's own settings for ``app`` (the workers it would use locally)."""
-        workers, sandbox = app.workers, app.workers.sandbox
-        return cls(sha256=sha256, label=app.label, code=str(app.code), env=None if app.env is None else str(app.env),
-                   cache=None if app.cache is None else str(app.cache), image=app.image,
-                   sandbox="none" if sandbox.mode == "none" else "bwrap",
-                   hidden=tuple(str(p) for p in sandbox.hidden), timeout=workers.timeout,
-                   memory_bytes=workers.memory_bytes, processes=sandbox.limits.processes,
-                   file_bytes=sandbox.limits.file_bytes, shm_bytes=sandbox.limits.shm_bytes,
-                   containers=sandbox.containers, gpus=bool(sandbox.devices), warm=max(1, workers.pool.idle))
-
-    def workers(self) -> Workers:
-        """The sandboxed workers of this Dask worker process, bounded as the engine bounds its own."""
-        import tempfile
-
-        sandbox = Sandbox(self.sandbox, hidden=[Path(p) for p in self.hidden],
-                          devices=gpu_devices() if self.gpus else [], containers=self.containers,
-                          limits=Limits(processes=self.processes, file_bytes=self.file_bytes,
-                                        shm_bytes=self.shm_bytes))
-        return Workers(sandbox=sandbox, scratch_root=Path(tempfile.gettempdir()), timeout=self.timeout,
-                       memory_bytes=self.memory_bytes, idle=self.warm)
 
 
 _WARM: dict[RemoteApp, AppWorkers] = {}  # per Dask worker process, kept between tasks

@@ -25,6 +25,8 @@ def _show(run: TrainingRunRead) -> None:
                   highlight=False)
     if run.metrics:
         console.print("  " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(run.metrics.items())), highlight=False)
+    if run.site:
+        console.print(f"  on site {run.site}", highlight=False)
     if run.error:
         console.print(f"[red]{run.status}[/red]: {run.error}", highlight=False)
 
@@ -68,11 +70,15 @@ def train(
     config_file: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False,
                                             help="YAML file of TrainingConfig overrides."),
     wait: bool = typer.Option(False, "--wait", help="Follow the run with a progress bar."),
+    site: str | None = typer.Option(None, "--site", help="Train on this compute site (default: the engine places "
+                                                         "it; twin site list)."),
+    gpus: int = typer.Option(0, "--gpus", min=0, max=64, help="GPUs it needs on its site."),
 ) -> None:
     """Train a twin's model (queued in the engine); the gate decides whether the new version becomes champion."""
     out = state_of(ctx)
     with out.client() as client:
-        started = client.ml.train(twin, model, config=_config(param, config_file), nproc=nproc)
+        started = client.ml.train(twin, model, config=_config(param, config_file), nproc=nproc, site=site,
+                                  gpus=gpus)
     final = _follow(out, twin, started, f"train {model}") if wait else started
     out.emit(final, lambda: _show(final))
     if wait and final.status != "succeeded":

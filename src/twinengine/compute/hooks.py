@@ -27,19 +27,21 @@ def _site_of(options: dict[str, Any]) -> str:
 
 
 def before_queue(session: Session, *, principal: Principal, options: dict[str, Any],
-                 process: dict[str, Any] | None = None, app: str | None = None, queues: Queues | None = None) -> None:
+                 process: dict[str, Any] | None = None, app: str | None = None, queues: Queues | None = None,
+                 outcome: str = "the run is refused") -> None:
     """Place the run on a site (``compute.placement``) or refuse it (a pinned site that cannot take it, a
     quota used up); note the site, the reasons and the owner's groups in the run's options (its provenance,
     its usage record and group quotas read them). ``queues`` sizes the runs queued or running per site (the
-    queue term of placement), asked only when there is a choice to make."""
+    queue term of placement), asked only when there is a choice to make; ``outcome`` says what a quota's
+    refusal does, in its message."""
     options["groups"] = sorted(principal.groups)
     others = session.scalar(select(ComputeSite.id).where(ComputeSite.name != DEFAULT_SITE).limit(1))
     if others is None and not options.get("site") and not options.get("exclude_sites"):
-        check_quota(session, identity=principal.name, groups=principal.groups, site=DEFAULT_SITE)
+        check_quota(session, identity=principal.name, groups=principal.groups, site=DEFAULT_SITE, outcome=outcome)
         options["site"] = DEFAULT_SITE  # the engine's own executor, the only site there is
         return
     placed = place(session, owner=principal.name, groups=principal.groups, options=options, process=process or {},
-                   app=app, running_sites=queues(session) if queues is not None else None)
+                   app=app, running_sites=queues(session) if queues is not None else None, outcome=outcome)
     options["site"] = placed.site
     options["placement"] = placed.to_dict()
 

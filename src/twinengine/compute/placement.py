@@ -104,9 +104,10 @@ def _rate_into(session: Session, endpoint_ids: list[int]) -> float:
 
 
 def place(session: Session, *, owner: str, groups: frozenset[str] | list[str], options: dict[str, Any],
-          process: dict[str, Any], app: str | None = None, running_sites: dict[str, float] | None = None
-          ) -> Placement:
-    """The site a run goes to, and why (see the module's docstring for the rule)."""
+          process: dict[str, Any], app: str | None = None, running_sites: dict[str, float] | None = None,
+          outcome: str = "the run is refused") -> Placement:
+    """The site a run goes to, and why (see the module's docstring for the rule); ``outcome`` says what a
+    quota's refusal does, in its message."""
     sites = {s.name: s for s in session.scalars(select(ComputeSite).order_by(ComputeSite.name))}
     pinned = options.get("site")
     excluded = set(options.get("exclude_sites") or [])
@@ -136,7 +137,7 @@ def place(session: Session, *, owner: str, groups: frozenset[str] | list[str], o
             why = f"{name} has {site.gpus} GPUs, the run asks for {gpus}"
         else:
             try:
-                check_quota(session, identity=owner, groups=groups, site=name)
+                check_quota(session, identity=owner, groups=groups, site=name, outcome=outcome)
             except QuotaExceeded as exc:
                 quota_refusal = quota_refusal or exc
                 why = f"{name}: quota used up"

@@ -26,10 +26,19 @@ class MLClient:
         self._transport = transport
 
     def train(self, twin: str, model: str, *, config: dict[str, Any] | None = None, nproc: int = 1,
-              data: dict[str, Any] | None = None, trigger: dict[str, Any] | None = None) -> TrainingRunRead:
+              data: dict[str, Any] | None = None, trigger: dict[str, Any] | None = None, site: str | None = None,
+              exclude_sites: list[str] | None = None, gpus: int = 0) -> TrainingRunRead:
+        """Queue a training run; ``site`` pins it to a compute site (else the engine places it: its
+        ``placement`` says where and why), ``gpus`` asks for a site with as many."""
         body: dict[str, Any] = {"config": config or {}, "nproc": nproc, "data": data or {}}
         if trigger is not None:
             body["trigger"] = trigger
+        if site is not None:
+            body["site"] = site
+        if exclude_sites:
+            body["exclude_sites"] = exclude_sites
+        if gpus:
+            body["gpus"] = gpus
         return self._transport.send(TrainingRunRead, "POST",
                                     f"/api/v1/twins/{_seg(twin)}/models/{_seg(model)}/train", body)
 

@@ -36,8 +36,9 @@ from twinengine.ml import gate as gates
 from twinengine.ml.lifecycle import TwinApp
 from twinengine.ml.models import GateDecision, TrainingRun
 from twinengine.ml.registry import CHALLENGER, CHAMPION, AsyncMetricLogger, ModelRegistry, registered_name
-from twinengine.ml.remote import FitOutcome, RemoteTask, TaskInfo
-from twinengine.ml.usage import INTERRUPTED, Hold, TrainingAttempt, UsageSink
+from twinengine.ml.remote import FitOutcome, RemoteTask, TaskInfo, TaskWorker
+from twinengine.ml.sites import TrainingSites, move_lost_run, training_worker
+from twinengine.ml.usage import INTERRUPTED, LOST, Hold, TrainingAttempt, UsageSink
 from twinengine.ml.warm import WarmModels
 from twinengine.quality.pedigree import flag_counts
 from twinengine.quality.plan import QUALITY
@@ -47,7 +48,7 @@ from twinengine.store.engine import Database
 from twinengine.streams.arrays import to_python
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.twins.models import Twin
-from twinengine.workers.process import Worker, WorkerError
+from twinengine.workers.process import WorkerError
 
 if TYPE_CHECKING:
     from twinengine.ml.policy_watch import PolicyWatch
@@ -76,17 +77,18 @@ class MLEngine:
     def __init__(self, *, data_dir: Path, db: Database, blobs: BlobStore, streams: Callable[[], StreamHub],
                  apps: AppCode, mlflow_uri: str | None = None, workers: int = 1, warm_models: int = 8,
                  training_timeout: float = 6 * 3600.0, training_memory: int | None = None,
-                 usage: UsageSink | None = None, hold: Hold | None = None) -> None:
+                 usage: UsageSink | None = None, hold: Hold | None = None, sites: TrainingSites | None = None) -> None:
         self.data_dir, self.db, self.blobs, self._streams, self.apps = data_dir, db, blobs, streams, apps
         self.usage = usage  # writes each attempt's usage record (ml/usage.py); None: none is written
         self.hold = hold  # why a retraining policy's runs wait (its twin's owner's quota); None: they never do
+        self.sites = sites  # compute sites runs may train on (ml/sites.py); None: the engine's own machine only
         self.mlflow_uri = mlflow_uri
         self.training_timeout, self.training_memory = training_timeout, training_memory
         self.root = data_dir / "ml"
         self._registry: ModelRegistry | None = None
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ml-train")
         self._running: dict[str, Future[None]] = {}
-        self._active: dict[str, Worker] = {}  # training workers by run (and trial worker), killed on stop
+        self._active: dict[str, TaskWorker] = {}  # training workers by run (and trial worker), killed on stop
         self._attempts: dict[str, TrainingAttempt] = {}  # what each run in progress used so far (ml/usage.py)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -252,6 +254,8 @@ class MLEngine:
                 with self.db.session() as session:
                     self._record(session, run_id, INTERRUPTED)
                 return
+            if self._moved(run_id):  # its site was lost under it: placed again, it resumes from its checkpoint
+                return
             log.warning("training run %s failed: %s", run_id, exc, exc_info=not isinstance(exc, WorkerError))
             with self.db.session() as session:
                 row = session.get(TrainingRun, run_id)
@@ -260,6 +264,29 @@ class MLEngine:
                 self._record(session, run_id, "failed")
             if (mlrun := self._mlrun_of(run_id)) is not None:
                 self.registry.end_run(mlrun, ok=False)
+
+    def _moved(self, run_id: str) -> bool:
+        """After a run on a site failed: when the site is down (probed now), the run is placed again without it
+        and queued again (``ml.sites.move_lost_run``); False when its failure is its own."""
+        with self.db.session(readonly=True) as session:
+            site = session.scalar(select(TrainingRun.site).where(TrainingRun.id == run_id))
+        if not site or self.sites is None:
+            return False
+        reason = self.sites.lost(site)
+        if reason is None:
+            return False
+        with self.db.session() as session:
+            row = session.get(TrainingRun, run_id)
+            if row is None:
+                return False
+            moved = move_lost_run(session, self.sites, row, lost_site=site, reason=reason,
+                                  record_lost=lambda: self._record(session, run_id, LOST))
+        if moved is None:
+            return False
+        log.warning("training run %s: site %s was lost under it (%s); it resumes on site %s", run_id, site,
+                    reason, moved or "local")
+        self._wake.set()
+        return True
 
     def _record(self, session: Session, run_id: str, status: str) -> None:
         """The attempt's usage record, in the session that writes its end (once per attempt)."""
@@ -284,7 +311,7 @@ class MLEngine:
                 return
             session.expunge(twin)
             model, nproc, overrides, selection = row.model, row.nproc, dict(row.config), dict(row.inputs)
-            trigger, mlrun = dict(row.trigger), row.mlflow_run_id
+            trigger, mlrun, site = dict(row.trigger), row.mlflow_run_id, row.site
         app = self.app_of(twin)
         spec = app.manifest.models[model]
         chosen = dict(selection.get("selection", selection))
@@ -293,8 +320,8 @@ class MLEngine:
         attempt = self._attempts[run_id] = TrainingAttempt()
         records, inputs = self.read_records(twin, app.manifest, chosen)
         data = TrainingData(parameters=dict(twin.parameters), records=records, inputs=inputs)
-        with app.workers.dedicated(label=f"training {run_id} of {app.ref}", memory_bytes=self.training_memory) \
-                as worker:
+        with training_worker(app, site, self.sites, label=f"training {run_id} of {app.ref}",
+                             memory_bytes=self.training_memory) as worker:
             self._active[run_id] = worker
             try:
                 self._unless_stopping(run_id)
@@ -306,7 +333,7 @@ class MLEngine:
                                      f"{info.framework}")
                 config = info.config
                 if trigger.get("kind") == "tune":
-                    config = self._tune(run_id, twin, model, app, remote, info, overrides, data, trigger)
+                    config = self._tune(run_id, twin, model, app, remote, info, overrides, data, trigger, site)
                 name = registered_name(twin.name, model)
                 tags = {"twin.id": twin.id, "twin.name": twin.name, "model": model, "app": app.ref,
                         "code.sha256": app.archive_sha256, "training_run": run_id, "inputs": json.dumps(inputs),
@@ -353,7 +380,8 @@ class MLEngine:
         return f"sqlite:///{self.root / 'optuna.db'}"
 
     def _tune(self, run_id: str, twin: Twin, model: str, app: TwinApp, remote: RemoteTask, info: TaskInfo,
-              overrides: dict[str, Any], data: TrainingData, trigger: dict[str, Any]) -> TrainingConfig:
+              overrides: dict[str, Any], data: TrainingData, trigger: dict[str, Any],
+              site: str | None = None) -> TrainingConfig:
         """Optuna's study lives here (its storage is the engine's); each trial trains in a worker of the app,
         ``parallel`` of them at once, and a trial to prune is told to stop at the end of its epoch."""
         from twinengine.ml.tune import parse_space, search
@@ -366,8 +394,9 @@ class MLEngine:
         free.put(remote)
         with contextlib.ExitStack() as extra:
             for index in range(1, parallel):
-                worker = extra.enter_context(app.workers.dedicated(
-                    label=f"training {run_id} of {app.ref}, trial worker {index}", memory_bytes=self.training_memory))
+                worker = extra.enter_context(training_worker(
+                    app, site, self.sites, label=f"training {run_id} of {app.ref}, trial worker {index}",
+                    memory_bytes=self.training_memory))
                 self._active[f"{run_id}#{index}"] = worker
                 self._unless_stopping(run_id)
                 helper = RemoteTask(worker, timeout=self.training_timeout)

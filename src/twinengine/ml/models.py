@@ -43,6 +43,8 @@ class TrainingRun(Base):
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     model_version: Mapped[str | None] = mapped_column(String(16), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    site: Mapped[str | None] = mapped_column(String(64), nullable=True)  # where it trains (compute.placement)
+    placement: Mapped[dict[str, Any] | None] = mapped_column(JSONValue, nullable=True)  # why, and moves
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

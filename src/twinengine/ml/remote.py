@@ -15,10 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twinengine.app.training import TrainingData
 from twinengine.app.training_config import TrainingConfig
-from twinengine.workers.process import Worker
 from twinengine.workers.protocol import Message, ProtocolError, decode, pickled
 
-__all__ = ["FitOutcome", "FitProgress", "RemoteTask", "TaskInfo"]
+__all__ = ["FitOutcome", "FitProgress", "RemoteTask", "TaskInfo", "TaskWorker"]
 
 
 class _Answer(BaseModel):
@@ -81,10 +80,26 @@ def _parsed(model: type[_Answer], value: Any, what: str) -> Any:
         raise ProtocolError(f"the worker's {what} is malformed: {exc.errors()[0]['msg']}") from None
 
 
+class TaskWorker(Protocol):
+    """What a training run needs of the worker its task lives in: a ``Worker`` on the engine's machine, or a
+    ``workers.site.SiteWorker`` on a compute site."""
+
+    started: float  # monotonic, when it started
+
+    def request(self, header: dict[str, Any], blobs: list[bytes] | None = None, *, timeout: float,
+                ask: Callable[[dict[str, Any], list[bytes]], Message] | None = None) -> Message: ...
+
+    def cpu_seconds(self, *, kept: bool = False) -> float: ...
+
+    def gpus_held(self) -> int: ...
+
+    def kill(self) -> None: ...
+
+
 class RemoteTask:
     """One app worker holding one task and its training data (started for one training run)."""
 
-    def __init__(self, worker: Worker, *, timeout: float) -> None:
+    def __init__(self, worker: TaskWorker, *, timeout: float) -> None:
         self.worker, self.timeout = worker, timeout
 
     def load(self, entrypoint: str, framework: str | None, overrides: dict[str, Any], data: TrainingData) -> TaskInfo:

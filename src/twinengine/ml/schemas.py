@@ -60,6 +60,11 @@ class TrainingRequest(_Strict):
     data: DataSelection = Field(default_factory=DataSelection)
     trigger: dict[str, Any] = Field(default_factory=lambda: {"kind": "manual"})
     tune: TuneRequest | None = None
+    site: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                             description="Train on this compute site (default: the engine places it; "
+                                         "docs/compute.md).")
+    exclude_sites: list[str] = Field(default_factory=list, max_length=64, description="Sites it may not go to.")
+    gpus: int = Field(default=0, ge=0, le=64, description="GPUs the training needs on its site.")
 
 
 TrainingStatus = Literal["queued", "running", "stopping", "succeeded", "failed", "canceled"]
@@ -84,6 +89,8 @@ class TrainingRunRead(BaseModel):
     mlflow_run_id: str | None
     model_version: str | None
     error: str | None
+    site: str | None = Field(default=None, description="The compute site it trains on (null: the engine's own).")
+    placement: dict[str, Any] | None = Field(default=None, description="Why it went there (docs/compute.md).")
     created_by: str
     created_at: datetime
     started_at: datetime | None

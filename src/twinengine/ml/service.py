@@ -69,10 +69,15 @@ def _check_space(space: dict[str, Any]) -> None:
                                 for e in exc.errors()]) from None
 
 
+Admit = Callable[[Session, Twin, TrainingRequest], tuple[str | None, dict[str, Any] | None]]
+
+
 def enqueue(session: Session, twin: Twin, model: str, *, body: TrainingRequest, created_by: str,
-            admit: Callable[[Session], None] | None = None) -> TrainingRun:
+            admit: Admit | None = None) -> TrainingRun:
     """Queue a run of ``model`` for ``twin`` (the engine loop picks it up after the commit). ``admit``, called
-    once the request is known to be good, may refuse it (the requester's compute quota)."""
+    once the request is known to be good, places it (its site, None for the engine's own, and the reasons) or
+    refuses it (the requester's compute quota, a site that cannot take it); without it the run trains on the
+    engine's own site."""
     _model_of(session, twin, model)
     _check_config(body.config)
     stream = body.data.stream
@@ -83,18 +88,19 @@ def enqueue(session: Session, twin: Twin, model: str, *, body: TrainingRequest, 
         if body.tune.space is not None:
             _check_space(body.tune.space)
         trigger = {"kind": "tune", **body.tune.model_dump(), "requested": trigger}
-    if admit is not None:
-        admit(session)
+    site, placement = admit(session, twin, body) if admit is not None else (None, None)
     row = TrainingRun(id=f"tr-{secrets.token_hex(6)}", twin_id=twin.id, model=model, status="queued", progress=0.0,
                       nproc=body.nproc, config=body.config, inputs={"selection": body.data.model_dump()},
-                      trigger=trigger, history=[], metrics={}, created_by=created_by)
+                      trigger=trigger, history=[], metrics={}, created_by=created_by,
+                      site=site, placement=placement)
     session.add(row)
     session.flush()
     return row
 
 
 def request_training(session: Session, *, principal: Principal, twin_ref: str, model: str,
-                     body: TrainingRequest, admit: Callable[[Session], None] | None = None) -> TrainingRunRead:
+                     body: TrainingRequest, admit: Admit | None = None) -> TrainingRunRead:
+    """Queue a training run the requester asked for (``admit``: placed, or refused, as ``enqueue`` says)."""
     twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
     return run_read(enqueue(session, twin, model, body=body, created_by=principal.name, admit=admit))
 

@@ -20,14 +20,15 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from twinengine.ml.models import TrainingRun
+from twinengine.ml.remote import TaskWorker
 from twinengine.store.base import utcnow
-from twinengine.workers.process import Worker
 
-__all__ = ["INTERRUPTED", "KIND", "POLICY_CREATOR", "Hold", "TrainingAttempt", "TrainingUsage", "UsageSink"]
+__all__ = ["INTERRUPTED", "KIND", "LOST", "POLICY_CREATOR", "Hold", "TrainingAttempt", "TrainingUsage", "UsageSink"]
 
 KIND = "training"
 POLICY_CREATOR = "engine"  # who a run a retraining policy starts is created by (charged to its twin's owner)
 INTERRUPTED = "interrupted"  # the engine stopped under the attempt; the run resumes on the next start
+LOST = "lost"  # its site was lost under the attempt; the run resumes on another (compute.usage's ``lost``)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class TrainingAttempt:
         self.gpu = 0.0
         self._lock = threading.Lock()  # trial workers stop on the tuner's threads
 
-    def add(self, worker: Worker) -> None:
+    def add(self, worker: TaskWorker) -> None:
         """A worker of the run is about to stop: add the CPU its processes used, and the GPUs they hold a
         context on times the worker's lifetime (it was started for the run: the GPUs were the run's from
         its start, as a batch job's allocation is)."""

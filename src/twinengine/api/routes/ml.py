@@ -18,7 +18,7 @@ from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.api.text import takes_non_finite_numbers
 from twinengine.auth.principal import Principal
-from twinengine.compute.quotas import check_quota
+from twinengine.compute.hooks import before_queue
 from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import ModelNotFound, TwinEngineError, ValidationFailed
 from twinengine.ml import service
@@ -34,6 +34,7 @@ from twinengine.ml.schemas import (
 )
 from twinengine.runtime import Runtime
 from twinengine.twins import service as twins
+from twinengine.twins.models import Twin
 
 __all__ = ["router"]
 
@@ -56,15 +57,32 @@ def models(twin: TwinRef, session: SessionDep, principal: PrincipalDep, runtime:
 def train(twin: TwinRef, model: ModelName, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
           body: TrainingRequest | None = None) -> TrainingRunRead:
     run = service.request_training(session, principal=principal, twin_ref=twin, model=model,
-                                   body=body or TrainingRequest(), admit=partial(_within_quota, principal))
+                                   body=body or TrainingRequest(), admit=partial(_placed, principal))
     runtime.ml.wake()  # the loop also polls, so a wake before the commit only costs a second
     return run
 
 
-def _within_quota(principal: Principal, session: Session) -> None:
-    """A training run trains on the engine's own site: its requester's quotas there (or on every site) hold."""
-    check_quota(session, identity=principal.name, groups=principal.groups, site=DEFAULT_SITE,
-                outcome="the training run is refused")
+def _placed(principal: Principal, session: Session, twin: Twin, body: TrainingRequest
+            ) -> tuple[str | None, dict[str, Any]]:
+    """Where a requested training run trains, and why, by the rule runs are placed by (``compute.placement``):
+    the engine's own site (None), or a Dask or Slurm site, whose workers run the app's sandboxed training worker
+    (the app's code reached through a shared file system, as calibrations reach it); never another engine (the
+    twin's records are here): a run on a twin. ``gpus``: only sites with as many. The requester's quotas on
+    the site hold: a run that would exceed them is refused."""
+    options: dict[str, Any] = {"on_twin": True}
+    if body.site is not None:
+        options["site"] = body.site
+    if body.exclude_sites:
+        options["exclude_sites"] = list(body.exclude_sites)
+    if body.gpus:
+        options["gpus"] = body.gpus
+    before_queue(session, principal=principal, options=options, app=f"{twin.app_name}@{twin.app_version}",
+                 outcome="the training run is refused")
+    site = str(options["site"])
+    placement = dict(options.get("placement") or {"site": site})
+    if body.gpus:
+        placement["gpus"] = body.gpus  # a move after a lost site asks for as many
+    return (None if site == DEFAULT_SITE else site), placement
 
 
 @router.get("/{twin}/models/{model}/trail", name="trail",
