@@ -22,6 +22,7 @@ def test_model_chapter_retrains_on_drift_and_promotes(tmp_path: Path, monkeypatc
     ctx = runner.run_demo(DemoOptions(data_dir=tmp_path / "data"), say=said.append)
     facts = ctx.facts["ml"]
     assert facts["accepted"] and facts["champion"] == "2" and facts["trail"] == 2
+    assert facts["first"]["site"] == ml.SITE and facts["second"]["site"] is None  # v1 on the Dask site
     assert facts["second"]["trigger"]["kind"] == "drift" and facts["second"]["trigger"]["drifted"]
     assert facts["rmse_after"] < facts["rmse_before"] / 3  # the retrained model fits the changed catchment
     assert Path(facts["plot"]).stat().st_size > 10_000

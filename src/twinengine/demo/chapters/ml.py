@@ -1,6 +1,7 @@
-"""The AI lifecycle chapter: a small PyTorch model corrects the reach's rainfall-runoff simulation; the
-catchment then changes (more runoff), the engine's drift policy notices the residuals moved, retrains on the
-recent records, the gate promotes the new version, and the summary shows the error before and after."""
+"""The AI lifecycle chapter: a small PyTorch model corrects the reach's rainfall-runoff simulation (its first
+version trained on a compute site, a Dask cluster started here); the catchment then changes (more runoff), the
+engine's drift policy notices the residuals moved, retrains on the recent records, the gate promotes the new
+version, and the summary shows the error before and after."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from twinengine.demo.plot import plot_corrections
 __all__ = ["retrain_on_drift"]
 
 MODEL = "runoff_correction"
+SITE = "trainer"  # the compute site the first version trains on
 BASE_HOURS, DRIFT_HOURS = 96.0, 48.0
 CHANGED_RUNOFF = 0.7  # land-use change: the twin still believes 0.45
 
@@ -63,11 +65,12 @@ def retrain_on_drift(ctx: DemoContext) -> None:
     base = _readings(ctx, params, runoff=params["runoff_coefficient"], hours=BASE_HOURS, start=o.start,
                      seed=o.seed + 2)
     gauge.streams.append(twin.name, "gauges", base, producer="rr01-ml", seq=0)
-    first = wait_for_training(ctx, twin.name, uma.ml.train(twin.name, MODEL).id, "training runoff_correction v1")
+    first = _train_on_a_site(ctx, twin.name)
     where = ("a bubblewrap sandbox" if ctx.runtime.workers.sandbox.effective() == "bwrap"
              else "a worker process (no sandbox here)")
     ctx.say(f"trained {MODEL} v{first.model_version} on {len(base)} readings in {where} of the app (the engine "
-            f"never imports its code): held-out level RMSE {first.metrics['rmse_level']:.3f} m (simulation alone "
+            f"never imports its code) on site {first.site}, a Dask cluster's worker (its epochs and checkpoints came "
+            f"back to the engine): held-out level RMSE {first.metrics['rmse_level']:.3f} m (simulation alone "
             f"{first.metrics['rmse_simulation']:.3f} m)")
     if "interval_half_width" in first.metrics:  # the split-conformal interval the version carries
         m = first.metrics
@@ -120,6 +123,24 @@ def retrain_on_drift(ctx: DemoContext) -> None:
                         f"{before:.3f} m, retrained {after:.3f} m"),
         ("model plot", str(path)),
     ]
+
+
+def _train_on_a_site(ctx: DemoContext, twin: str) -> Any:
+    """The first version trains on a compute site: a Dask cluster started here (its worker in this process's
+    threads), registered as the site ``trainer``. The app's sandboxed training worker starts on the site's
+    worker, and the engine answers its epochs and keeps its checkpoints over the site's client."""
+    from distributed import LocalCluster
+
+    admin, uma = ctx.client("admin"), ctx.client("uma")
+    local_cluster: Any = LocalCluster  # untyped in distributed
+    with local_cluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
+                       dashboard_address=None) as cluster:
+        admin.compute.add_site(SITE, "dask", address=str(cluster.scheduler_address), cores=2, memory_bytes=2**30)
+        try:
+            return wait_for_training(ctx, twin, uma.ml.train(twin, MODEL, site=SITE).id,
+                                     f"training {MODEL} v1 on site {SITE}")
+        finally:
+            admin.compute.remove_site(SITE)
 
 
 def _time(text: str) -> Any:
