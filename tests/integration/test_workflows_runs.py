@@ -276,6 +276,23 @@ def test_cancel_a_running_run(engine: Engine, tmp_path: Path, user: Client) -> N
     assert user.workflows.wait(queued.id, timeout=30).status == "canceled"
 
 
+def test_a_run_canceled_in_the_middle_of_a_udf_stops_it(engine: Engine, user: Client) -> None:
+    """A UDF runs in a sandbox of its own: canceling its run kills that sandbox at once, as it kills an app
+    process's worker. Without it the run waited for the UDF to end (here a 600 s sleep, longer than the wait
+    below), then ended as canceled only at its next node."""
+    code = "import time\n\ndef udf(data, context):\n    time.sleep(600)\n    return data\n"
+    graph = {"process_graph": {"udf": {"process_id": "run_udf", "result": True, "arguments": {
+        "data": [1, 2], "udf": code, "runtime": "Python"}}}}
+    run = user.workflows.submit(graph)
+    deadline = time.monotonic() + 30
+    while user.workflows.get(run.id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # its UDF's sandbox has started
+    user.workflows.cancel(run.id)
+    final = user.workflows.wait(run.id, timeout=60)
+    assert final.status == "canceled", final.status
+
+
 def test_runs_in_progress_end_as_errors_when_the_engine_stops(engine: Engine, tmp_path: Path, user: Client) -> None:
     engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="slow-app",
                                                             files={"slow_app/procs.py": SLOW}))

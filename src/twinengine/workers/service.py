@@ -81,13 +81,16 @@ class Workers:
         return worker
 
     def run_udf(self, data: Any, code: str, context: Any, *, timeout: float, memory_bytes: int,
-                cpu: Spent | None = None) -> Any:
+                cpu: Spent | None = None, interrupt: Interrupt | None = None) -> Any:
         """A user's UDF in a sandbox of its own (never shared with another call or user); ``cpu`` is told the
-        CPU seconds the sandbox used, its start included."""
+        CPU seconds the sandbox used, its start included; ``interrupt`` may stop it from another thread (its
+        run canceled: the worker is killed, the call raises ``WorkerCrashed``)."""
         worker = self.start(label="run_udf", memory_bytes=memory_bytes)
         try:
-            reply, blobs = worker.request({"op": "udf"}, [pickled({"data": data, "code": code, "context": context})],
-                                          timeout=timeout)
+            with interrupt.serving(worker) if interrupt is not None else nullcontext():
+                reply, blobs = worker.request({"op": "udf"},
+                                              [pickled({"data": data, "code": code, "context": context})],
+                                              timeout=timeout)
             if cpu is not None:
                 cpu(worker.cpu_seconds())
         finally:

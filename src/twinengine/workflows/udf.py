@@ -22,18 +22,23 @@ def run_udf_process(data: Any, code: str, context: Any, *, timeout: float, memor
     """Run the UDF in a fresh sandboxed worker (the run's ``workers`` service, else one from the settings)."""
     from twinengine.workers.service import Workers, default_workers
     from twinengine.workflows.context import _CURRENT
+    from twinengine.workflows.evaluate import Canceled
 
     ctx = _CURRENT.get()
     workers = ctx.services.get("workers") if ctx is not None else None
     if not isinstance(workers, Workers):
         workers = default_workers()
+    interrupt = ctx.interrupt if ctx is not None else None  # a run canceled mid-UDF stops it at once
     try:
-        return workers.run_udf(data, code, context, timeout=timeout, memory_bytes=memory_bytes, cpu=charge_worker)
+        return workers.run_udf(data, code, context, timeout=timeout, memory_bytes=memory_bytes, cpu=charge_worker,
+                               interrupt=interrupt)
     except WorkerTimeout:
         raise ProcessFailed(f"run_udf: the UDF did not finish within {timeout:g} s and was stopped") from None
     except WorkerError as exc:
         raise ProcessFailed(f"run_udf: the UDF raised {exc.remote[:300]}\n{exc.trace[-400:]}") from None
     except WorkerCrashed as exc:
+        if interrupt is not None and interrupt.fired:
+            raise Canceled() from None
         raise ProcessFailed(f"run_udf: {exc}") from None
     except ProtocolError as exc:
         raise ProcessFailed(f"run_udf: the UDF's result cannot be taken back: {exc}") from None
