@@ -17,6 +17,7 @@ run off engine sites).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ __all__ = ["MISSED_POLLS", "POLL_SECONDS", "RemoteEngine", "run_remotely"]
 log = logging.getLogger("twinengine.workflows")
 
 POLL_SECONDS = 0.5
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")  # a result's name: one file, no path
 MISSED_POLLS = 3  # polls in a row without an answer before the site is probed (a blip is not a lost site)
 REMOTE_SOURCE = "engine"  # the usage source of what another engine measured: ``engine:<site>``
 
@@ -100,7 +102,10 @@ def run_remotely(remote: RemoteEngine, ctx: RunOutputs, *, site: str, process: d
                             details=[{"site": site, "run": other, "code": code}])
     folder = ctx.results.scratch(ctx.run_id)
     for asset in run.assets or []:
-        name = str(asset["name"])
+        name = str(asset.get("name", ""))
+        if not _SAFE_NAME.fullmatch(name):  # another engine names its files; it names no place here
+            raise ProcessFailed(f"run {other} on site {site} has a result named {name[:80]!r}, which is not a file "
+                                "name")
         path = remote.workflows.download(other, name, folder / name)
         if asset.get("sha256") and file_sha256(path) != asset["sha256"]:
             raise ProcessFailed(f"result {name} of run {other} on site {site} does not match its checksum")
