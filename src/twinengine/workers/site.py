@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["CALL_SECONDS", "RemoteApp", "SiteWorker", "WorkerHost"]
 
 CALL_SECONDS = 60.0  # an actor's call that takes longer: the site is taken for lost
-POLL_SECONDS = 0.05  # the engine asks a busy worker on the site how it goes this often
+POLL_SECONDS = (0.02, 0.5)  # how often the engine asks a busy worker on the site how it goes: soon after a
+# question (the next may follow), then less and less often while it computes
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ class SiteWorker:
         if note is not None or later:
             raise ProtocolError("a worker on a site takes whole requests, not parts")
         self._call("begin", header, list(blobs or []), timeout)
+        pause = POLL_SECONDS[0]
         while True:
             kind, payload = self._call("step")
             if kind == "ask":
@@ -191,6 +193,7 @@ class SiteWorker:
                     raise ProtocolError(f"the worker asked for {payload[0].get('ask')!r}, which this call does "
                                         "not answer")
                 self._call("answer", ask(*payload))
+                pause = POLL_SECONDS[0]
             elif kind == "done":
                 reply, data = payload
                 return dict(reply), list(data)
@@ -203,7 +206,8 @@ class SiteWorker:
             else:
                 if self.check is not None:
                     self.check()
-                time.sleep(POLL_SECONDS)
+                time.sleep(pause)
+                pause = min(POLL_SECONDS[1], pause * 1.5)
 
     def _read_usage(self) -> tuple[float, int, float]:
         if not self._closed:
