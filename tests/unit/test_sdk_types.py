@@ -125,3 +125,17 @@ def test_decode_series_collections_and_composites() -> None:
     assert multi["rain"].values[1, 2] == 6
     with pytest.raises(InvalidInput, match="not a CoverageJSON"):
         to_xarray({"type": "FeatureCollection", "features": []})
+
+
+def test_a_runs_progress_is_shown_as_the_percent_it_is() -> None:
+    """A run's ``progress`` is a percent (0-100) in the API: a finished run shows 100 %, not 10000 %."""
+    from twinengine.workflows.run_types import Run, RunList
+
+    run = Run(id="run-1", kind="run", status="finished", progress=100.0, owner="uma", title=None, twin_id=None,
+              twin_name=None, app=None, workflow="forecast", graph_sha256="0" * 64, parameters={}, trigger_id=None,
+              executor="local", error=None, assets=[], value=None, created_at=T0, updated_at=T0, started_at=T0,
+              finished_at=T0)
+    shown = run._repr_html_()
+    assert ">100%</td>" in shown and "10000%" not in shown
+    listed = RunList(items=[run.model_copy(update={"progress": 42.0})], total=1)._repr_html_()
+    assert ">42%</td>" in listed and "4200%" not in listed

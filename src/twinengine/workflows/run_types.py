@@ -28,7 +28,7 @@ class Run(RunRead):
     def _repr_html_(self) -> str:
         rows: list[tuple[str, Any]] = [
             ("workflow", self.workflow or self.title or self.kind), ("twin", self.twin_name), ("status", self.status),
-            ("progress", f"{self.progress * 100:.0f}%"), ("created", self.created_at), ("finished", self.finished_at)]
+            ("progress", f"{self.progress:.0f}%"), ("created", self.created_at), ("finished", self.finished_at)]
         if self.error:
             rows.append(("error", f"{self.error.get('code')}: {self.error.get('message')}"))
         rows += [(f"asset {a.get('name')}", f"{a.get('type')}, {a.get('size')} bytes") for a in self.assets]
@@ -40,7 +40,7 @@ class RunList(RunPage):
 
     def _repr_html_(self) -> str:
         return table(f"{self.total} runs", ("id", "workflow", "twin", "status", "progress", "created"),
-                     ((r.id, r.workflow or r.title, r.twin_name, r.status, f"{r.progress * 100:.0f}%", r.created_at)
+                     ((r.id, r.workflow or r.title, r.twin_name, r.status, f"{r.progress:.0f}%", r.created_at)
                       for r in self.items))
 
 
