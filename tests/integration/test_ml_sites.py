@@ -2,7 +2,8 @@
 started on a ``dask`` site's worker (a separate process), its epochs, metrics and checkpoints coming back to
 the engine, its model registered and gated here, its usage charged on the site with the CPU read there. A run
 that asks for GPUs no site has is refused naming the field; a site killed mid-run is found down, the run
-placed again without it and resumed here from the last checkpoint that reached the engine."""
+placed again without it and resumed here from the last checkpoint that reached the engine. A run nobody
+pinned trains on the engine's own site."""
 
 from __future__ import annotations
 
@@ -100,11 +101,17 @@ def test_a_training_run_on_a_dask_site_trains_there_and_registers_here(engine: E
     assert record.site == "cluster" and record.kind == "training" and record.core_seconds > 0
 
 
-def test_gpus_no_site_has_are_refused_naming_the_field(engine: Engine, reach: Client) -> None:
+def test_unasked_it_trains_here_and_gpus_no_site_has_are_refused(engine: Engine, reach: Client) -> None:
     with pytest.raises(ValidationFailed) as refused:
         reach.ml.train("reach", MODEL, gpus=2)
     assert "no site can take the run" in refused.value.message and "GPUs" in refused.value.message
     assert reach.ml.runs("reach").total == 0
+    # with an idle Dask site beside it, a run nobody pinned trains on the engine's own site: the site must reach
+    # the app's code through a shared file system, so work goes there only when asked (as calibrations do)
+    local = reach.ml.train("reach", MODEL, config={"epochs": 1})
+    assert local.site is None and local.placement is not None
+    assert local.placement["reasons"][0].startswith("trains on the engine's own site")
+    assert reach.ml.wait("reach", local.id, timeout=300).status == "succeeded"
 
 
 def test_a_site_lost_mid_run_is_left_and_the_run_resumes_here_from_its_checkpoint(

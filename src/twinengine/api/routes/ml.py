@@ -19,6 +19,7 @@ from twinengine.api.routing import api_router
 from twinengine.api.text import takes_non_finite_numbers
 from twinengine.auth.principal import Principal
 from twinengine.compute.hooks import before_queue
+from twinengine.compute.quotas import check_quota
 from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import ModelNotFound, TwinEngineError, ValidationFailed
 from twinengine.ml import service
@@ -64,11 +65,17 @@ def train(twin: TwinRef, model: ModelName, session: SessionDep, principal: Princ
 
 def _placed(principal: Principal, session: Session, twin: Twin, body: TrainingRequest
             ) -> tuple[str | None, dict[str, Any]]:
-    """Where a requested training run trains, and why, by the rule runs are placed by (``compute.placement``):
-    the engine's own site (None), or a Dask or Slurm site, whose workers run the app's sandboxed training worker
-    (the app's code reached through a shared file system, as calibrations reach it); never another engine (the
-    twin's records are here): a run on a twin. ``gpus``: only sites with as many. The requester's quotas on
-    the site hold: a run that would exceed them is refused."""
+    """Where a requested training run trains, and why: the engine's own site (None), unless the requester pins
+    another (``site``) or asks for GPUs (``gpus``), when the rule runs are placed by chooses
+    (``compute.placement``) among the sites that can take it: a Dask or Slurm site, whose workers run the app's
+    sandboxed training worker (the app's code reached through a shared file system, as calibrations reach it,
+    which is why it goes there only when asked); never another engine (the twin's records are here). The
+    requester's quotas on the site hold: a run that would exceed them is refused."""
+    if body.site is None and not body.gpus and not body.exclude_sites:
+        check_quota(session, identity=principal.name, groups=principal.groups, site=DEFAULT_SITE,
+                    outcome="the training run is refused")
+        return None, {"site": DEFAULT_SITE, "reasons": ["trains on the engine's own site: no site pinned, no GPUs "
+                                                        "asked for"]}
     options: dict[str, Any] = {"on_twin": True}
     if body.site is not None:
         options["site"] = body.site
