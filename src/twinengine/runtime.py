@@ -377,7 +377,7 @@ class _TrainingSites:
 
 def _record_training(session: Session, usage: TrainingUsage) -> None:
     """A training attempt's usage record (``compute.usage``): charged to the run's creator (with the groups it
-    is in now), its twin and app, on the engine's own site, with its workers' CPU."""
+    is in now), its twin and app, on the site it trained on, with its workers' CPU."""
     from twinengine.auth.groups import groups_of
     from twinengine.compute.metering import WORKER_CPU, WORKER_GPU, Reading
     from twinengine.compute.sites import DEFAULT_SITE

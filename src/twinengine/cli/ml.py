@@ -70,8 +70,9 @@ def train(
     config_file: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False,
                                             help="YAML file of TrainingConfig overrides."),
     wait: bool = typer.Option(False, "--wait", help="Follow the run with a progress bar."),
-    site: str | None = typer.Option(None, "--site", help="Train on this compute site (default: the engine places "
-                                                         "it; twin site list)."),
+    site: str | None = typer.Option(None, "--site", help="Train on this compute site (default: the engine's own, "
+                                                         "or where the engine places it when --gpus is "
+                                                         "given; twin site list)."),
     gpus: int = typer.Option(0, "--gpus", min=0, max=64, help="GPUs it needs on its site."),
 ) -> None:
     """Train a twin's model (queued in the engine); the gate decides whether the new version becomes champion."""

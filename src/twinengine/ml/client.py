@@ -28,8 +28,8 @@ class MLClient:
     def train(self, twin: str, model: str, *, config: dict[str, Any] | None = None, nproc: int = 1,
               data: dict[str, Any] | None = None, trigger: dict[str, Any] | None = None, site: str | None = None,
               exclude_sites: list[str] | None = None, gpus: int = 0) -> TrainingRunRead:
-        """Queue a training run; ``site`` pins it to a compute site (else the engine places it: its
-        ``placement`` says where and why), ``gpus`` asks for a site with as many."""
+        """Queue a training run; ``site`` pins it to a compute site; ``gpus`` or ``exclude_sites`` let the
+        engine place it by its rule; else it trains on the engine's own site (``placement`` says where, why)."""
         body: dict[str, Any] = {"config": config or {}, "nproc": nproc, "data": data or {}}
         if trigger is not None:
             body["trigger"] = trigger

@@ -61,8 +61,9 @@ class TrainingRequest(_Strict):
     trigger: dict[str, Any] = Field(default_factory=lambda: {"kind": "manual"})
     tune: TuneRequest | None = None
     site: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-                             description="Train on this compute site (default: the engine places it; "
-                                         "docs/compute.md).")
+                             description="Train on this compute site (default: the engine's own site, or the "
+                                         "site placement chooses when gpus or exclude_sites are "
+                                         "given; docs/compute.md).")
     exclude_sites: list[str] = Field(default_factory=list, max_length=64, description="Sites it may not go to.")
     gpus: int = Field(default=0, ge=0, le=64, description="GPUs the training needs on its site.")
 

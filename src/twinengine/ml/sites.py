@@ -2,7 +2,8 @@
 Slurm site's worker (``workers.site``: the app's sandboxed worker started there, the engine answering its
 questions over the site's Dask client), and what happens when that site is lost under the run.
 
-A run is placed when it is requested (``ml.service.place_training``). On a site other than the engine's own,
+A run is placed when it is requested (``api.routes.ml``: the engine's own site unless the requester pins a
+site, excludes sites or asks for GPUs). On a site other than the engine's own,
 its training worker is a ``SiteWorker``: the task is loaded and fitted there, its epochs, step metrics and
 checkpoints come back here as they do from a local worker, its CPU and GPUs are read there. A site that dies
 or stops answering mid-run is probed; when it is down the run is placed again without it (nor any site it
