@@ -65,7 +65,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     else:  # the run's one demo (tests/demo_fixtures.py), copied: the engine serving it writes to it
         from demo_fixtures import demo_copy
 
-        run = request.getfixturevalue("portal_demo_run")
+        run = request.getfixturevalue("demo_run")
         demo_copy(run, data_dir)
         facts, demo_seconds = run.facts, run.seconds
     tokens = {name: sign_token(data_dir, name, role) for name, role in

@@ -1,8 +1,9 @@
 """``twin --json demo`` runs shared by every test that reads what the demo leaves behind.
 
-The demo takes a minute or more; a dozen test files check its facts or serve its data. Each of its two forms
-(a short run for its facts, the default run for the portal) runs once per test run: the first test process
-to ask builds it under a file lock, the others (xdist workers) wait and reuse it.
+The demo takes a minute or more; a dozen test files check its facts or serve its data to the portal's browser
+tests. One run of it (24 hours of 15-minute steps, long enough for the gauges to misbehave, as the portal was
+built around) serves them all, once per test run: the first test process to ask builds it under a file lock,
+the others (xdist workers) wait and reuse it. (A shorter run for the facts beside it cost a whole demo more.)
 Tests read it only through :func:`demo_copy`, a copy of its data dir of their own (7 MB), because opening an
 engine on a data dir writes to it. The stores keep absolute paths (a lake endpoint's root, a stream segment's
 file, MLflow's artifact locations): the copy's are rewritten to point into the copy, so that nothing a test
@@ -25,11 +26,11 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
-__all__ = ["DemoRun", "demo_copy", "demo_run", "portal_demo_run"]
+__all__ = ["HOURS", "STEPS", "DemoRun", "demo_copy", "demo_run"]
 
-HOURS = 12
-ARGS = ["--json", "demo", "--hours", str(HOURS), "--step-minutes", "30"]  # 24 steps of the story
-PORTAL_ARGS = ["--json", "demo", "--hours", "24"]  # 96 steps of 15 minutes, as the portal was built around
+HOURS = 24
+STEPS = HOURS * 4  # the demo's default step: 15 minutes
+ARGS = ["--json", "demo", "--hours", str(HOURS)]
 
 
 @dataclass(frozen=True)
@@ -84,16 +85,9 @@ def _shared(tmp_path_factory: pytest.TempPathFactory, name: str, args: list[str]
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    """``twin --json demo --hours 12 --step-minutes 30`` (24 steps, clean gauges), run once for the whole
-    test run: the tests of the demo's facts."""
+    """``twin --json demo --hours 24`` (96 steps of 15 minutes; the gauges misbehave on the way), run once for
+    the whole test run: the tests of the demo's facts and the portal's browser tests."""
     return _shared(tmp_path_factory, "shared-demo", ARGS)
-
-
-@pytest.fixture(scope="session")
-def portal_demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    """``twin --json demo --hours 24`` (96 steps of 15 minutes, long enough for the gauges to
-    misbehave), run once for the whole test run: what the portal's browser tests look at."""
-    return _shared(tmp_path_factory, "shared-portal-demo", PORTAL_ARGS)
 
 
 def demo_copy(run: DemoRun, target: Path) -> Path:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from demo_fixtures import DemoRun, demo_copy
+from demo_fixtures import STEPS, DemoRun, demo_copy
 from helpers import admin_token, stop_process
 from twinengine.cli.main import app as cli_app
 from twinengine.client import Client
@@ -39,7 +39,7 @@ def test_demo_logs_no_error(demo_run: DemoRun) -> None:
 
 def test_demo_json_summary_matches_the_store(json_demo: tuple[Path, dict[str, Any]]) -> None:
     data_dir, summary = json_demo
-    assert summary["backend"] == "sqlite" and summary["revisions_written"] == 24 and summary["steps"] == 24
+    assert summary["backend"] == "sqlite" and summary["revisions_written"] == STEPS and summary["steps"] == STEPS
     assert summary["what_if"]["origin_untouched"] is True
     # the synchronous rerun of the forecast was evaluated in a sync process, not in the engine's own
     assert summary["workflow"]["rerun_process"] not in (None, summary["workflow"]["engine_process"])
@@ -60,14 +60,14 @@ def test_demo_json_summary_matches_the_store(json_demo: tuple[Path, dict[str, An
         with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, token) as admin:
             twin = admin.get_twin(summary["twin"]["name"])
             # + the desired threshold, + the forecast workflow's state writes, + the forecast ensemble's
-            written = 24 + 1 + summary["workflow"]["revisions"] + summary["ensemble"]["revisions"]
+            written = STEPS + 1 + summary["workflow"]["revisions"] + summary["ensemble"]["revisions"]
             assert twin.head_revision == summary["twin"]["head_revision"] == written
             ensemble = summary["ensemble"]
             assert ensemble["revisions"] == 1 and len(ensemble["member_runs"]) == 16
             assert ensemble["lake_assets"] == [f"results:{ensemble['run']}/ensemble.nc"]  # in the lake like runs'
             assert twin.head_revision > 0 and 0 <= ensemble["probability"] <= 1
             levels = admin.history(twin.name, "level", limit=1000).items
-            assert len(levels) == 24
+            assert len(levels) == STEPS
             assert max(v.value for v in levels) == summary["peak_level"]
             fork = admin.get_twin(summary["what_if"]["fork"])
             assert fork.origin is not None and fork.origin.twin_name == twin.name

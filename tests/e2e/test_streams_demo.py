@@ -27,15 +27,17 @@ def run_demo(data_dir: Path, env: dict[str, str] | None = None) -> dict:
     return json.loads(result.output)["streams"]
 
 
-def check_store(data_dir: Path, facts: dict) -> None:
+def check_store(data_dir: Path, facts: dict, *, records: int, bad: int = 0) -> None:
+    """The stream holds ``records`` readings; each but the ``bad`` ones (refused by the app's quality checks)
+    wrote one revision of the twin, after its creation."""
     runtime = Runtime.from_settings(Settings(data_dir=data_dir))
     runtime.start()
     try:
         token = admin_token(runtime.settings)
         with InProcessServer(create_app(runtime=runtime)) as server, Client(server.url, token) as admin:
-            assert admin.streams.read(facts["twin"], "gauges").end_offset == facts["records"] == 24
-            # 24 readings and the creation by then; later chapters write more (assimilation's analyses)
-            assert admin.get_twin(facts["twin"]).head_revision >= facts["head_revision"] == 24 + 1
+            assert admin.streams.read(facts["twin"], "gauges").end_offset == facts["records"] == records
+            # the readings and the creation by then; later chapters write more (assimilation's analyses)
+            assert admin.get_twin(facts["twin"]).head_revision >= facts["head_revision"] == records - bad + 1
             assert admin.get_state(facts["twin"]).reported["level"].value == facts["level"]
     finally:
         runtime.close()
@@ -43,12 +45,15 @@ def check_store(data_dir: Path, facts: dict) -> None:
 
 def test_demo_streams_gauges_over_http(demo_run: DemoRun, tmp_path: Path) -> None:
     facts = demo_run.facts["streams"]  # the run's one demo, without a broker: over HTTP
-    assert facts["transport"] == "HTTP" and facts["function_offset"] == facts["function_calls"] == 24
+    quality = demo_run.facts["quality"]  # the gauge's faults: the readings its checks find bad reach no function
+    assert quality["twin"] == facts["twin"] and quality["records"] == facts["records"] and quality["bad"] >= 1
+    assert facts["transport"] == "HTTP" and facts["function_offset"] == facts["records"]
+    assert facts["function_calls"] == facts["records"] - quality["bad"]
     assert facts["ingest_rate"] > 0
     assert Path(facts["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     history = facts["lake"]  # closed segments were compacted, registered in the lake and found through STAC
-    assert history["segments"] == len(history["datasets"]) >= 1 and 0 < history["records"] < 24
-    check_store(demo_copy(demo_run, tmp_path / "d"), facts)
+    assert history["segments"] == len(history["datasets"]) >= 1 and 0 < history["records"] < facts["records"]
+    check_store(demo_copy(demo_run, tmp_path / "d"), facts, records=facts["records"], bad=quality["bad"])
 
 
 @pytest.mark.slow
@@ -57,4 +62,4 @@ def test_demo_streams_gauges_over_mqtt(tmp_path: Path) -> None:
     url = require_mqtt()
     facts = run_demo(tmp_path / "d", env={"TWIN_MQTT_URL": url})
     assert facts["transport"] == "MQTT" and facts["function_offset"] == 24
-    check_store(tmp_path / "d", facts)
+    check_store(tmp_path / "d", facts, records=24)
