@@ -3,7 +3,10 @@ forecast with runs and lead times. Deterministic, chunked like real cubes (sever
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -61,11 +64,25 @@ def forecast_cube() -> xr.Dataset:
 
 
 def write_collections(folder: Path) -> dict[str, xr.Dataset]:
-    """Write the three collections (zarr, zarr, netCDF) and return them loaded in memory."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the three collections (zarr, zarr, netCDF) into ``folder`` and return them loaded in memory.
+
+    They are written once per test process and copied after that: writing them took 0.7 s of CPU, a copy
+    0.06 s, and about 80 tests each want a set of their own (a test may write into its copy)."""
+    if not _WRITTEN:
+        made = Path(tempfile.mkdtemp(prefix="twin-test-collections-"))
+        atexit.register(shutil.rmtree, made, True)
+        _write(made, _WRITTEN)
+    shutil.copytree(_WRITTEN[0], folder, dirs_exist_ok=True)
+    return {"rain": rain_cube(), "atmos": atmos_cube(), "forecast": forecast_cube()}
+
+
+_WRITTEN: list[Path] = []  # this process's written set, once made
+
+
+def _write(folder: Path, written: list[Path]) -> None:
     rain, atmos, fc = rain_cube(), atmos_cube(), forecast_cube()
     rain.to_zarr(folder / "rain.zarr", mode="w", consolidated=False,
                  encoding={v: {"chunks": (48, 10, 12)} for v in ("rain", "temp")})
     atmos.to_zarr(folder / "atmos.zarr", mode="w", consolidated=False, encoding={"ta": {"chunks": (2, 2, 8, 8)}})
     fc.to_netcdf(folder / "forecast.nc", engine="h5netcdf")
-    return {"rain": rain, "atmos": atmos, "forecast": fc}
+    written.append(folder)
