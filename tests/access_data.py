@@ -4,6 +4,7 @@ forecast with runs and lead times. Deterministic, chunked like real cubes (sever
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import shutil
 import tempfile
@@ -68,21 +69,18 @@ def write_collections(folder: Path) -> dict[str, xr.Dataset]:
 
     They are written once per test process and copied after that: writing them took 0.7 s of CPU, a copy
     0.06 s, and about 80 tests each want a set of their own (a test may write into its copy)."""
-    if not _WRITTEN:
-        made = Path(tempfile.mkdtemp(prefix="twin-test-collections-"))
-        atexit.register(shutil.rmtree, made, True)
-        _write(made, _WRITTEN)
-    shutil.copytree(_WRITTEN[0], folder, dirs_exist_ok=True)
+    shutil.copytree(_written(), folder, dirs_exist_ok=True)
     return {"rain": rain_cube(), "atmos": atmos_cube(), "forecast": forecast_cube()}
 
 
-_WRITTEN: list[Path] = []  # this process's written set, once made
-
-
-def _write(folder: Path, written: list[Path]) -> None:
+@functools.cache
+def _written() -> Path:
+    """This process's written set, in a folder removed when the process ends."""
+    folder = Path(tempfile.mkdtemp(prefix="twin-test-collections-"))
+    atexit.register(shutil.rmtree, folder, True)
     rain, atmos, fc = rain_cube(), atmos_cube(), forecast_cube()
     rain.to_zarr(folder / "rain.zarr", mode="w", consolidated=False,
                  encoding={v: {"chunks": (48, 10, 12)} for v in ("rain", "temp")})
     atmos.to_zarr(folder / "atmos.zarr", mode="w", consolidated=False, encoding={"ta": {"chunks": (2, 2, 8, 8)}})
     fc.to_netcdf(folder / "forecast.nc", engine="h5netcdf")
-    written.append(folder)
+    return folder
