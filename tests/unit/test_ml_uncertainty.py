@@ -47,7 +47,7 @@ def noisy_line(**changes: Any) -> TrainingTask:
 
 def test_a_deep_ensemble_trains_its_members_from_different_seeds_and_calibrates_its_interval(tmp_path: Path) -> None:
     from twinengine.ml.flavours import PyTorchFlavour
-    from twinengine.ml.functions import ServedModel
+    from twinengine.ml.served import ServedModel
     from twinengine.ml.trainer import fit
     from twinengine.ml.uncertainty import Ensemble
 
@@ -93,7 +93,7 @@ def test_a_restarted_ensemble_resumes_in_the_member_it_was_training(tmp_path: Pa
 
 
 def test_mc_dropout_draws_disagree_and_get_a_calibrated_interval() -> None:
-    from twinengine.ml.functions import ServedModel
+    from twinengine.ml.served import ServedModel
     from twinengine.ml.trainer import fit
 
     task = noisy_line(mc_dropout=30)

@@ -200,3 +200,18 @@ def test_a_worker_process_imports_only_its_own_side(tmp_path: Path) -> None:
     assert workers.AppWorkers.__module__ == "twinengine.workers.service"  # the package's names, on first use
     with pytest.raises(AttributeError):
         _ = workers.NoSuchThing  # type: ignore[attr-defined]
+
+
+def test_a_worker_serving_a_model_version_imports_no_store(tmp_path: Path) -> None:
+    """A worker that serves a trained model version imports ``twinengine.ml.served``, which needs neither the
+    engine's store nor its tables (SQLAlchemy was about 0.8 s of CPU in each such worker)."""
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    probe = ("import sys\nimport twinengine.workers._child, twinengine.ml.served, twinengine.ml.task_host\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic', 'mlflow')))")
+    result = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(src)!r})\n{probe}"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

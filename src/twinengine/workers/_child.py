@@ -253,7 +253,7 @@ class Child:
 
     def predict(self, header: dict[str, Any], blobs: list[bytes]) -> Reply:
         """The app's predict with a model version the engine names (built once per slot and version)."""
-        from twinengine.ml.functions import ServedModel
+        from twinengine.ml.served import ServedModel
         from twinengine.ml.task_host import jsonable
 
         served = self._model(header.get("model"))
@@ -277,7 +277,7 @@ class Child:
             recipe = unpickled(data[0])
             built = _resolve(recipe["entrypoint"])()
             if recipe.get("folder") is not None:  # a version the engine's registry holds: its model folder
-                from twinengine.ml.functions import served_model
+                from twinengine.ml.served import served_model
 
                 built = served_model(built, recipe["version"], recipe["params"], recipe["folder"],
                                      recipe.get("interval"))
