@@ -9,7 +9,7 @@ from datetime import timedelta
 from twinengine.client import Client
 from twinengine.demo.context import DemoContext
 from twinengine.demo.plot import plot_levels
-from twinengine.errors import TwinNameTaken
+from twinengine.errors import AppVersionConflict, TwinNameTaken
 
 __all__ = ["audit", "create_twin", "gauges_report", "plot_history", "publish_app", "time_travel", "what_if"]
 
@@ -19,7 +19,13 @@ WHAT_IF_RUNOFF = 0.7
 
 
 def publish_app(ctx: DemoContext) -> None:
-    published = ctx.client("ada").publish_app(ctx.app_folder)
+    try:
+        published = ctx.client("ada").publish_app(ctx.app_folder)
+    except AppVersionConflict as exc:  # the data dir of an earlier release, whose example app had other code
+        raise AppVersionConflict(
+            f"{exc}. This data dir ({ctx.runtime.data_dir}) holds the example app as an earlier release of "
+            "twinengine published it: run the demo in a new one (twin demo --data-dir NEW_FOLDER) or remove "
+            "this one") from None
     app = published.app
     ctx.facts.update(app=f"{app.name}@{app.version}", app_sha256=app.archive_sha256)
     ctx.say(f"ada published {app.name}@{app.version} (sha256 {app.archive_sha256[:16]}…, "
