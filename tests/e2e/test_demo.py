@@ -104,7 +104,8 @@ def test_demo_runs_again_in_its_data_dir_then_serves_until_interrupted(
         printed = "".join(lines)
         for text in ("loaded the engine's libraries in", "gauges reporting", "twin demo: summary",
                      "revisions written", "time travel", "what-if fork", "plot",
-                     "the portal answers at http://127.0.0.1:", "`twin demo --serve` keeps it up"):
+                     "the portal answers at http://127.0.0.1:", "`twin demo --serve` keeps it up",
+                     "% prediction interval: ±", "model error"):  # the model chapter's interval and summary
             assert text in printed, printed[-3000:]
         assert first["twin"]["name"] == "demo-reach"
         assert re.search(r"twin\s+\S\s+demo-reach-2 \(", printed), printed[-3000:]
