@@ -30,6 +30,7 @@ def serve(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
 
 @pytest.mark.sandbox
 @pytest.mark.slow
+@pytest.mark.ci_only(backend="postgresql")  # a real twin serve on the PostgreSQL server, killed -9
 def test_acknowledged_writes_survive_kill_9(settings: Settings) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"

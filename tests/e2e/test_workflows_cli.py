@@ -64,6 +64,7 @@ def nap(seconds: float) -> float:
 
 @pytest.mark.sandbox
 @pytest.mark.slow
+@pytest.mark.ci_only  # a real twin serve killed -9 with a run in progress
 def test_a_run_killed_with_its_engine_ends_as_error(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     port = free_port()

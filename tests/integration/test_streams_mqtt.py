@@ -211,6 +211,7 @@ def subscribed(http: TestClient, topic: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.ci_only  # a broker of its own, killed and started again mid-stream
 def test_broker_restart_mid_stream_loses_nothing_it_accepted(tmp_path: Path, broker: Mosquitto,
                                                             drop_streams: list[Any]) -> None:  # noqa: F811
     topic = "reach/rr01/gauges"
