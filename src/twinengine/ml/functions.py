@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import select
 
 from twinengine.ml.models import TrainingRun
-from twinengine.ml.served import ServedModel, served_model
 from twinengine.twins.models import Twin
 
 if TYPE_CHECKING:
     from twinengine.ml.engine import MLEngine
     from twinengine.store.engine import Database
 
-__all__ = ["ChampionModels", "ServedModel", "served_model"]
+__all__ = ["ChampionModels"]
 
 _CHAMPION = ":champion:"
 
