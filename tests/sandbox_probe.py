@@ -1,5 +1,6 @@
 """What an attacker's code tries from inside a worker: read the engine's secrets, look at its parent and
-at the engine's process, write outside its scratch folder, reach servers on loopback. ``PROBE`` is
+at the engine's process, write outside its scratch folder, reach servers on loopback, make a user namespace
+of its own. ``PROBE`` is
 source code (a UDF, an app function or an app process wraps it); it returns what it got, as plain JSON."""
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def probe(targets):
             loot["connect"][str(port)] = True
         except Exception:
             loot["connect"][str(port)] = False
+    # a user namespace of its own (where it would hold every capability, and reach the kernel's code that
+    # only such a namespace reaches), tried in a fresh single-threaded process as unshare(2) requires
+    import subprocess, sys
+    tried = subprocess.run([sys.executable, "-I", "-c", "import ctypes; print(ctypes.CDLL(None, use_errno=True)"
+                            ".unshare(0x10000000))"], capture_output=True, text=True, timeout=60)
+    loot["user_namespace"] = tried.stdout.strip() == "0"
     return loot
 '''
 
@@ -87,6 +94,7 @@ def assert_nothing_leaked(loot: dict[str, Any], settings: Settings, outside: Pat
     assert not any(loot["write"].values()), loot["write"]
     assert not (outside / "written.txt").exists()
     assert not any(loot["connect"].values()), loot["connect"]
+    assert loot["user_namespace"] is False, "the code made a user namespace of its own"
 
 
 @contextmanager

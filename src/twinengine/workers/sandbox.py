@@ -1,7 +1,8 @@
 """The sandbox a worker process runs in: Debian's bubblewrap (``bwrap``), or nothing where told so.
 
 Inside bwrap a worker has its own user (uid 65534, no capabilities, even when the engine runs as root),
-pid, network (loopback only, nothing listening), IPC and UTS namespaces. It sees the system's ``/usr``, the
+pid, network (loopback only, nothing listening), IPC and UTS namespaces, and may not make a user namespace
+of its own (where it would hold every capability; bubblewrap 0.8 and newer). It sees the system's ``/usr``, the
 Python and engine package folders read-only, the app's code at ``/twin/app`` and its environment at
 ``/twin/env`` read-only, its scratch folder at ``/twin/scratch`` (also its ``/tmp``) and the app version's
 cache folder at ``/twin/cache`` (shared by that version's workers only): the only places it can write.
@@ -82,6 +83,17 @@ def bwrap_works(binary: str = "bwrap") -> str | None:
     if probe.returncode != 0:
         return f"bwrap cannot start a sandbox here: {probe.stderr.strip()[-300:] or probe.returncode}"
     return None
+
+
+@functools.cache
+def _disables_userns(binary: str) -> bool:
+    """Whether this bubblewrap can stop the sandbox making user namespaces of its own (``--disable-userns``,
+    bubblewrap 0.8 and newer; an older one runs the worker without it, as before)."""
+    try:
+        shown = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--disable-userns" in shown.stdout + shown.stderr
 
 
 @functools.cache
@@ -310,9 +322,12 @@ class Sandbox:
         """bwrap's options for ``layout``. A later mount lands on top of an earlier one, so the worker's own
         ``/tmp`` comes first: a Python, engine or app folder that lives under the host's /tmp is mounted over
         it afterwards and can never be hidden by it. The root is made read-only last."""
-        argv = [shutil.which(self.binary) or self.binary, "--unshare-all", "--unshare-user", "--uid", "65534",
-                "--gid", "65534", "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname",
-                "twin-worker", "--bind", str(layout.scratch / "tmp"), "/tmp"]
+        binary = shutil.which(self.binary) or self.binary
+        argv = [binary, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
+                "--die-with-parent", "--new-session", "--hostname", "twin-worker"]
+        if _disables_userns(binary):  # no user namespace of its own: no capabilities there either
+            argv.append("--disable-userns")
+        argv += ["--bind", str(layout.scratch / "tmp"), "/tmp"]
         for top in ("usr", "bin", "sbin", "lib", "lib64", "lib32", "libx32"):
             path = Path("/") / top
             if path.is_symlink():
