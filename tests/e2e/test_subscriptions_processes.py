@@ -34,7 +34,7 @@ def test_two_processes_tell_each_change_once(settings: Settings, tmp_path: Path)
         env = {"TWIN_DATABASE_URL": settings.database_url, "TWIN_STREAM_BACKEND": "nats", "TWIN_NATS_URL": nats,
                "TWIN_SMTP_HOST": "127.0.0.1", "TWIN_SMTP_PORT": str(mailbox.port), "TWIN_SMTP_SECURITY": "none",
                "TWIN_SUBSCRIPTION_POLL": "1s"}
-        with serve_engine(settings.data_dir, port, args=["--processes", "2"], **env):
+        with serve_engine(settings.data_dir, port, args=["--processes", "2"], start_timeout=180, **env):
             with Client(url, admin_token(settings)) as admin:
                 dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
             state = {**MINIMAL_STATE, "alert": {"type": "boolean"}}
