@@ -84,6 +84,25 @@ def test_the_reader_answers_what_the_unit_of_work_answers(engine: Engine, twins:
     assert over_http.status_code == 200 and _comparable(over_http.content) == answer
 
 
+def test_a_second_reader_on_a_store_of_its_own_shares_the_compiled_statements(engine: Engine,
+                                                                              twins: dict[str, str]) -> None:
+    """Compiled once per process and kind of store: another engine's reader (a new Database, as each engine
+    opened in this process has) answers the same from the same statements."""
+    from twinengine.store.engine import Database
+
+    first: CurrentStateReader = engine.app.state.current_state
+    other_db = Database(engine.runtime.settings.db_url)
+    try:
+        second = CurrentStateReader(other_db)
+        assert second._by_id is first._by_id and second._by_name is first._by_name
+        for ref in ("reach", twins["reach"]):
+            assert _comparable(engine.http.portal.call(second.read, UMA, ref) or b"") \
+                == _comparable(_read(engine, UMA, ref) or b"")
+        engine.http.portal.call(second.close)  # type: ignore[union-attr]
+    finally:
+        other_db.dispose()
+
+
 def test_the_reader_refuses_whom_the_unit_of_work_refuses(engine: Engine, twins: dict[str, str]) -> None:
     eve = Principal(name="eve", role=Role.USER)
     for ref in ("reach", twins["reach"]):
