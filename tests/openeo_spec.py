@@ -8,7 +8,10 @@ Infinity, which JSON cannot carry, are checked too) and the answer compared the 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,10 +53,35 @@ class Case:
         return f"{self.process_id}-{self.source}{self.index}"
 
 
+# Where pytest lets plugins keep files between runs (``config.cache.mkdir``): .pytest_cache/d/<name>
+PARSED = Path(__file__).resolve().parents[1] / ".pytest_cache" / "d" / "openeo-spec"
+
+
+def spec_tests() -> list[dict[str, Any]]:
+    """The specification's test files, parsed. JSON5 takes about 2.7 s of CPU to parse them, and every test
+    process that collects the suite needs them: the parse is kept as JSON (which carries NaN and Infinity as
+    Python writes them) under pytest's cache folder, named by a hash of the files, so it is never stale."""
+    texts = [(path.name, path.read_text(encoding="utf-8")) for path in sorted(SPEC_TESTS.glob("*.json5"))]
+    digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
+    kept = PARSED / f"{digest}.json"
+    try:
+        return list(json.loads(kept.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        pass
+    parsed = [json5.loads(text) for _, text in texts]
+    try:  # written whole, then renamed: a test process reading it beside this one sees all of it or none
+        PARSED.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(parsed), encoding="utf-8")
+        os.replace(partial, kept)
+    except OSError:
+        pass  # a read-only checkout parses them each time
+    return parsed
+
+
 def spec_cases() -> list[Case]:
     cases = []
-    for path in sorted(SPEC_TESTS.glob("*.json5")):
-        data = json5.loads(path.read_text(encoding="utf-8"))
+    for data in spec_tests():
         for i, test in enumerate(data.get("tests", [])):
             cases.append(Case(data["id"], i, test.get("arguments", {}), test.get("returns"), bool(test.get("throws")),
                               "returns" in test, float(test.get("delta", 1e-10)), tuple(test.get("required", [])),
