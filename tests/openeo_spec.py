@@ -8,6 +8,7 @@ Infinity, which JSON cannot carry, are checked too) and the answer compared the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -23,6 +24,7 @@ import numpy as np
 import xarray as xr
 from dateutil.parser import isoparse
 from deepdiff import DeepDiff
+from filelock import FileLock
 
 from twinengine.auth.principal import SYSTEM
 from twinengine.workflows.context import RunContext, running
@@ -65,18 +67,23 @@ def spec_tests() -> list[dict[str, Any]]:
     digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
     kept = PARSED / f"{digest}.json"
     try:
-        return list(json.loads(kept.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        pass
-    parsed = [json5.loads(text) for _, text in texts]
-    try:  # written whole, then renamed: a test process reading it beside this one sees all of it or none
         PARSED.mkdir(parents=True, exist_ok=True)
-        partial = kept.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(parsed), encoding="utf-8")
-        os.replace(partial, kept)
+        lock: Any = FileLock(str(PARSED / "parse.lock"))  # the test processes start together: one parses
     except OSError:
-        pass  # a read-only checkout parses them each time
-    return parsed
+        lock = contextlib.nullcontext()  # a read-only checkout parses them in each process
+    with lock:
+        try:
+            return list(json.loads(kept.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            pass
+        parsed = [json5.loads(text) for _, text in texts]
+        try:  # written whole, then renamed: nothing reads half of it
+            partial = kept.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(parsed), encoding="utf-8")
+            os.replace(partial, kept)
+        except OSError:
+            pass
+        return parsed
 
 
 def spec_cases() -> list[Case]:
