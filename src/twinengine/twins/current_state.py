@@ -3,8 +3,8 @@
 Over HTTP the plain current state is the engine's most frequent read, and SQLAlchemy's unit of work around
 its one statement cost about as much as the whole trivial request (docs/twins.md). This reader runs the same
 statement (``service._CURRENT_BY_ID_OR_NAME`` / ``_CURRENT_BY_NAME``, compiled once per process and kind of
-store) on a pooled DBAPI connection and passes its rows through the same column types, access rule, manifest cache
-and state builder as the unit-of-work path:
+store) on a pooled DBAPI connection and passes its rows through the same column types, access rule,
+manifest cache and state builder as the unit-of-work path:
 
 - on PostgreSQL, an asynchronous psycopg connection on the event loop (``psycopg_pool``, autocommit, as the
   engine's read-only units of work are): the read takes no worker thread;
