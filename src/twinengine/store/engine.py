@@ -23,6 +23,7 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from twinengine.store.statements import share_compiled_statements
 from twinengine.store.writer import StoreWriter
 
 __all__ = ["Database", "make_engine"]
@@ -36,7 +37,8 @@ _IDLE_SINCE = "twinengine_idle_since"
 
 
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
-    """Create an engine with the settings each backend needs to be safe under concurrent writers."""
+    """Create an engine with the settings each backend needs to be safe under concurrent writers; it shares
+    compiled statements with the process's other engines of its kind (``store.statements``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -49,10 +51,10 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
             pool_size=pool_size, max_overflow=-1,
         )
         _configure_sqlite(engine)
-        return engine
+        return share_compiled_statements(engine)
     engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=RECYCLE_S)
     ping_when_idle(engine, PING_AFTER_IDLE_S)
-    return engine
+    return share_compiled_statements(engine)
 
 
 def ping_when_idle(engine: Engine, after_s: float) -> None:
