@@ -8,6 +8,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # The CLI's rich consoles are made at import, when COLUMNS fixes their width for good: make it wide in every
 # test process (xdist workers import the CLI before any CliRunner sets it), so tables never wrap a value.
@@ -129,17 +130,40 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             + "; TWIN_TEST_FULL=1 make test runs them too")
 
 
+BROWSER_FILES = "tests/e2e/test_portal"  # every file of the portal's browser tests starts with this
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``--dist loadfile`` (``make test``), the portal's browser test files go to one worker as if they
+    were one file: its one Chromium and its one ``twin serve`` over the demo's data (``browser.site``) serve
+    them all. Spread over the workers, each worker started both again (about 100 s of CPU each time, most of
+    it the served engine's warm-ups and its loops over the demo's many twins for as long as the worker ran)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class BrowserFilesTogether(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope = str(super()._split_scope(nodeid))
+            return BROWSER_FILES if scope.startswith(BROWSER_FILES) else scope
+
+    return BrowserFilesTogether(config, log)
+
+
 def longest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
     """The test files that took longest in a whole run (tests/durations.json) first, each file's tests in
     their own order: the workers (``--dist loadfile`` hands out files in this order) do not end with one long
     file running alone while the others wait."""
     took = {k: v for k, v in json.loads(DURATIONS.read_text()).items() if not k.startswith("_")}
     rank = {path: -seconds for path, seconds in took.items()}
+    browser = sum(seconds for path, seconds in took.items() if path.startswith(BROWSER_FILES))
     order = {id(item): i for i, item in enumerate(items)}
 
-    def key(item: pytest.Item) -> tuple[float, int]:
+    def key(item: pytest.Item) -> tuple[float, float, int]:
+        """The browser files rank as the one unit a worker runs them as (``pytest_xdist_make_scheduler``)."""
         path = item.nodeid.split("::", 1)[0]
-        return (rank.get(path, 0.0), order[id(item)])
+        own = rank.get(path, 0.0)
+        return (-browser if path.startswith(BROWSER_FILES) else own, own, order[id(item)])
 
     return sorted(items, key=key)
 
