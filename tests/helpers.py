@@ -55,7 +55,8 @@ def copy_sqlite(source: Path, target: Path) -> None:
 def migrated_template() -> Path:
     """A SQLite store migrated to head once per test process (kept in a folder of its own, removed at exit).
     Migrating a new file is about half of an in-process engine's start (0.3 s of 0.6 s), paid by thousands of
-    tests; the migrations themselves are tested from an empty store in tests/integration/test_migrations*.py."""
+    tests; the migrations themselves are tested from an empty store (``empty_store``,
+    tests/integration/test_store.py)."""
     from twinengine.store import migrate
     from twinengine.store.engine import Database
 
@@ -269,7 +270,9 @@ def engine_on(settings: Settings) -> Iterator[Engine]:
     app = create_app(runtime=runtime)
     try:
         with TestClient(app) as http:
-            yield Engine(runtime=runtime, app=app, http=http, admin_token=admin_token(settings))
+            engine = Engine(runtime=runtime, app=app, http=http, admin_token="")
+            engine.admin_token = engine.token("admin", Role.ADMIN)  # through the started engine's own store
+            yield engine
     finally:
         runtime.close()
 

@@ -138,13 +138,20 @@ def test_twin_labels_do_not_overlap_and_count_the_twins_they_stand_for(portal: A
     page.wait_for_selector(".leaflet-tooltip.twin-label")
 
     def labels() -> list[tuple[str, dict[str, float]]]:
-        tips = page.locator(".leaflet-tooltip.twin-label")
-        return [(tips.nth(i).inner_text(), tips.nth(i).bounding_box()) for i in range(tips.count())]
+        """Each label's text and box, read in one call (a locator per label was two round trips each)."""
+        found = page.evaluate("""() => [...document.querySelectorAll('.leaflet-tooltip.twin-label')].map(t => {
+            const r = t.getBoundingClientRect();
+            return [t.innerText, {x: r.x, y: r.y, width: r.width, height: r.height}];
+        })""")
+        return [(str(text), box) for text, box in found]
 
     for zoom in (None, 4, 12):
         if zoom is not None:
-            page.evaluate("(z) => document.querySelector('.map').leafletMap.setZoom(z, {animate: false})", zoom)
-            page.wait_for_timeout(100)
+            # in braces: setZoom returns the map, which Playwright would copy back whole (about 26 s each)
+            page.evaluate("(z) => { document.querySelector('.map').leafletMap.setZoom(z, {animate: false}); }", zoom)
+            # the labels of the last zoom fade out (Leaflet removes them 200 ms after setting their opacity to 0)
+            page.wait_for_function("() => [...document.querySelectorAll('.leaflet-tooltip.twin-label')]"
+                                   ".every(t => t.style.opacity !== '0')")
         found = labels()
         counts = [1 + int(m.group(1)) if (m := re.search(r" \+(\d+)$", text)) else 1 for text, _ in found]
         assert sum(counts) == len(located), (zoom, found)
