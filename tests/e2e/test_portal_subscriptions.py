@@ -85,8 +85,12 @@ def test_subscribe_see_the_delivery_and_delete_in_the_portal(tab: Portal, small_
 
     with Client(small_site.url, small_site.tokens["uma"]) as uma:
         uma.report("gauge-1", alert=True)
-    eventually(lambda: len(mailbox.messages) == 1, timeout=60)
-    assert mailbox.messages[0]["Subject"] == "[twinengine] gauge-1: alert changed from false to true"
+        eventually(lambda: len(mailbox.messages) == 1, timeout=60)
+        assert mailbox.messages[0]["Subject"] == "[twinengine] gauge-1: alert changed from false to true"
+        # the sender records how the delivery went after the message is out, in a commit of its own
+        [sub] = uma.subscriptions.list().items
+        eventually(lambda: (found := uma.subscriptions.get(sub.id).deliveries)
+                   and all(d.status not in ("pending", "sending") for d in found), timeout=60)
 
     tab.goto("/ui/subscriptions")
     page.click("section[aria-label='Your subscriptions'] button:has-text('Deliveries')")

@@ -110,6 +110,19 @@ def _run(rt: Runtime, twin_id: str, graph: dict[str, Any], timeout: float = 60.0
     raise AssertionError(f"run {run_id} did not finish within {timeout}s")
 
 
+def _described(rt: Runtime, run_id: str, key: str, timeout: float = 60.0) -> None:
+    """Wait until the lake's item of the run's results has the property ``key``: the runner describes a finished
+    run's results (``describe_results``) after the commit that ends it, in one of its own."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with rt.db.session(readonly=True) as session:
+            dataset = session.scalar(select(Did).where(Did.scope == "results", Did.name == run_id))
+            if dataset is not None and key in ((dataset.meta or {}).get("properties") or {}):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the results of run {run_id} were not described with {key} within {timeout}s")
+
+
 def test_stream_history_lands_in_the_lake_and_load_stream_reads_it_back(any_log_runtime: Runtime,
                                                                         tmp_path: Path) -> None:
     runtime = any_log_runtime
@@ -248,6 +261,7 @@ def test_the_stac_item_of_results_lists_the_values_written_and_the_quality_of_th
                                                                                 "level": 1.2}}},
         "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "state"}, "format": "JSON"},
                  "result": True}})
+    _described(runtime, run.id, "twin:input_quality")  # with twin:state, in the one commit that describes it
     admin = admin_token(runtime.settings)
     with TestClient(create_app(runtime=runtime)) as http:
         item = http.get(f"/stac/collections/workflow-results/items/{run.id}",

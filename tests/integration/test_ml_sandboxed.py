@@ -179,7 +179,10 @@ def test_a_running_training_stops_on_request_and_registers_nothing(engine: Engin
 
     assert done.mlflow_run_id is not None
     official = MlflowClient(tracking_uri=engine.runtime.settings.mlflow_tracking_uri)
-    assert official.get_run(done.mlflow_run_id).info.status == "KILLED"
+    # the engine ends the MLflow run after the commit that says canceled: wait for it to end, whichever way
+    ended = _wait_for(lambda: (status := official.get_run(done.mlflow_run_id).info.status) != "RUNNING" and status,
+                      timeout=60)
+    assert ended == "KILLED"
 
     engine.runtime.ml.stop()  # nothing claims the next run while we stop it
     queued = reach.ml.train("reach", MODEL, config={"epochs": 1})
