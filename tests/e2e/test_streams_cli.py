@@ -41,7 +41,9 @@ def test_send_read_tail_and_functions(live: LiveEngine, tmp_path: Path) -> None:
     assert [json.loads(line)["_offset"] for line in tail] == [10, 11]
 
     def later() -> None:
-        time.sleep(0.5)
+        # -n 0 follows from the end the command finds: the record must come after it subscribed, which a
+        # loaded machine can take a second to do
+        time.sleep(2.0)
         with live.client(user) as uma:
             uma.streams.append("reach", "gauges", [gauge(12)])
 

@@ -288,12 +288,12 @@ def test_buffers_seal_by_count_on_request_and_discard_after_retraining(engine: E
 
 def test_a_time_window_collects_what_arrived_meanwhile(engine: Engine, tmp_path: Path) -> None:
     timed = {"every": {"entrypoint": "timer_app.fns:every", "stream": "readings",
-                       "trigger": {"kind": "time", "seconds": 1.0}}}
+                       "trigger": {"kind": "time", "seconds": 3.0}}}
     engine.as_role("ada", "developer").publish_app(functions_app(tmp_path, "timer-app", timed))
     uma = engine.as_role("uma", "user")
     uma.create_twin("timer-app@1.0.0", "clock", {"station": "P1"})
     eventually(lambda: uma.streams.functions("clock"))
-    time.sleep(1.2)  # the worker has seen the (empty) stream and opened its window
+    # the window opens with the first record: the five appends land in it with room for a loaded machine
     for i in range(5):
         uma.streams.append("clock", "readings", [rec(i, float(i))])
     fn = eventually(lambda: (f := uma.streams.functions("clock")[0]).offset == 5 and f)

@@ -329,7 +329,8 @@ def test_synchronous_runs_leave_the_request_threads_to_short_requests(settings: 
                                                                     files={"slow_app/procs.py": SLOW}))
             user = engine.as_role("uma", "user")
             graph = {"process_graph": {"a": {"process_id": "nap", "namespace": "slow-app",
-                                             "arguments": {"seconds": 3.0}, "result": True}}}
+                                             "arguments": {"seconds": 8.0}, "result": True}}}
+            # long enough that the second run starts before the first ends on a loaded machine
             with ThreadPoolExecutor(2) as pool:
                 runs = [pool.submit(user.workflows.submit, graph, sync=True, no_cache=True) for _ in range(2)]
                 deadline = time.monotonic() + 60
