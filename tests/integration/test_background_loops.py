@@ -31,7 +31,9 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def test_every_loop_thread_belongs_to_the_supervisor_and_none_outlives_the_engine(tmp_path: Path) -> None:
-    before = {t.ident for t in threading.enumerate()}
+    # the threads themselves, not their idents: a thread that ends meanwhile (another test's) can hand its
+    # ident on to one the engine starts
+    before = set(threading.enumerate())
     settings = Settings(data_dir=tmp_path / "data", warm_routes=False, lake_daemons=True)
     app = create_app(settings)
     supervisor = app.state.runtime.loops
@@ -39,10 +41,10 @@ def test_every_loop_thread_belongs_to_the_supervisor_and_none_outlives_the_engin
         eventually(lambda: all(s.passes > 0 for s in supervisor.status()))
         status = {s.name: s for s in supervisor.status()}
         assert set(status) == LOOPS and all(s.running for s in status.values())
-        started = [t for t in threading.enumerate() if t.ident not in before]
+        started = [t for t in threading.enumerate() if t not in before]
         loop_threads = {t.name for t in started if t.name.startswith(THREAD_PREFIX)}
         assert loop_threads == {THREAD_PREFIX + name for name in LOOPS}
-        assert {t.ident for t in supervisor.threads()} == {t.ident for t in started if t.name in loop_threads}
+        assert set(supervisor.threads()) == {t for t in started if t.name in loop_threads}
         others = [t.name for t in started if t.name not in loop_threads]
         assert all(name.startswith(NOT_LOOPS) for name in others), others
 
@@ -58,13 +60,13 @@ def test_every_loop_thread_belongs_to_the_supervisor_and_none_outlives_the_engin
         threads = supervisor.threads()
     assert not any(t.is_alive() for t in threads)  # the engine closed with its app: every loop ended
     assert not any(s.running for s in supervisor.status())
-    assert not [t.name for t in threading.enumerate() if t.ident not in before and t.name.startswith(THREAD_PREFIX)]
+    assert not [t.name for t in threading.enumerate() if t not in before and t.name.startswith(THREAD_PREFIX)]
 
 
 def test_an_app_on_a_runtime_that_outlives_it_takes_its_elected_loops_along(tmp_path: Path) -> None:
     from twinengine.runtime import Runtime
 
-    before = {t.ident for t in threading.enumerate()}
+    before = set(threading.enumerate())
     runtime = Runtime.from_settings(Settings(data_dir=tmp_path / "data", warm_routes=False))
     try:
         runtime.start()
@@ -74,4 +76,4 @@ def test_an_app_on_a_runtime_that_outlives_it_takes_its_elected_loops_along(tmp_
         assert "functions" not in running and "workflow-worker-0" in running  # the runtime's own loops go on
     finally:
         runtime.close()
-    assert not [t.name for t in threading.enumerate() if t.ident not in before and t.name.startswith(THREAD_PREFIX)]
+    assert not [t.name for t in threading.enumerate() if t not in before and t.name.startswith(THREAD_PREFIX)]
