@@ -43,8 +43,8 @@ BOUND = 50  # unreachable objects per call: an alias per call left 430 to 840, a
 def cyclic_garbage_per_call(call: Callable[[], Any]) -> float:
     """The median over rounds of ``CALLS`` calls: the collector counts the whole process's garbage, and a
     thread of an earlier test may let go of its objects during one round (after the S3 tests, the fsspec
-    loop closing an S3 client: about 100,000 objects of botocore's models). The path's own garbage comes in
-    every round (so does a prune of the process's compiled statements by an engine's loop)."""
+    loop closing an S3 client: about 100,000 objects of botocore's models), or the process's shared cache of
+    compiled statements (``store.statements``) drop its least used. The path's own garbage comes in every round."""
     call()  # statement caches warm
     rounds = []
     for _ in range(ROUNDS):
