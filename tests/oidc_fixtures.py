@@ -108,6 +108,22 @@ class LoopbackProvider:
         return dict(token.json())
 
 
+def portal_callback(browser: httpx.Client, engine_url: str, login: str, next_page: str = "/ui/catalog",
+                    provider_id: str = "loop") -> str:
+    """Start a sign-in in ``browser`` and sign in at the provider; stop where the provider sends the browser
+    back to the engine (the callback URL with code and state), without following it."""
+    url = str(httpx.URL(f"{engine_url}/auth/oidc/{provider_id}/login", params={"next": next_page}))
+    while True:
+        response = browser.get(url)
+        if response.status_code == 200 and "/interaction/" in str(response.url):
+            action = str(response.url).rstrip("/") + "/login"
+            response = browser.post(action, data={"login": login})
+        assert response.status_code in (302, 303), response.text[:2000]
+        url = str(httpx.URL(str(response.url)).join(response.headers["location"]))
+        if url.startswith(f"{engine_url}/auth/oidc/{provider_id}/callback"):
+            return url
+
+
 def _hidden(html: str, name: str) -> str:
     found = re.search(rf'name="{name}" value="([^"]+)"', html)
     assert found is not None, html[:2000]
@@ -115,9 +131,13 @@ def _hidden(html: str, name: str) -> str:
 
 
 def start_provider(folder: Path, *, people: dict[str, dict[str, Any]] | None = None,
-                   access_token_ttl: int = 300, access_token_format: str = "jwt") -> LoopbackProvider:
+                   access_token_ttl: int = 300, access_token_format: str = "jwt",
+                   introspect_jwt: bool = False, backchannel_logout_uri: str | None = None) -> LoopbackProvider:
     """Start ``server.mjs`` on a free loopback port with ``people`` (subject: claims; default PEOPLE) and the
-    engine's two clients; its access tokens for the engine are JWTs, or opaque (``access_token_format``)."""
+    engine's two clients; its access tokens for the engine are JWTs, or opaque (``access_token_format``);
+    ``introspect_jwt``: it answers introspection about its JWT access tokens too, as Keycloak does;
+    ``backchannel_logout_uri``: the portal's client is registered for back-channel logout there (with the
+    provider's session id, ``sid``, in its ID and logout tokens)."""
     node = shutil.which("node")
     if node is None:
         unavailable("oidc", "Node.js is not installed (apt-get install nodejs npm)")
@@ -130,7 +150,9 @@ def start_provider(folder: Path, *, people: dict[str, dict[str, Any]] | None = N
     clients = [
         {"client_id": PORTAL_CLIENT, "client_secret": PORTAL_SECRET, "application_type": "native",
          "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
-         "redirect_uris": ["http://127.0.0.1/auth/oidc/loop/callback", "http://127.0.0.1/auth/oidc/other/callback"]},
+         "redirect_uris": ["http://127.0.0.1/auth/oidc/loop/callback", "http://127.0.0.1/auth/oidc/other/callback"],
+         **({"backchannel_logout_uri": backchannel_logout_uri, "backchannel_logout_session_required": True}
+            if backchannel_logout_uri else {})},
         {"client_id": CLI_CLIENT, "token_endpoint_auth_method": "none", "application_type": "native",
          "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
          "response_types": ["code"], "redirect_uris": ["http://127.0.0.1/callback", "http://localhost/callback"]},
@@ -142,7 +164,8 @@ def start_provider(folder: Path, *, people: dict[str, dict[str, Any]] | None = N
     accounts.write_text(json.dumps(PEOPLE if people is None else people))
     config.write_text(json.dumps({"issuer": issuer, "port": port, "audience": AUDIENCE, "clients": clients,
                                   "accounts_file": str(accounts), "access_token_ttl": access_token_ttl,
-                                  "access_token_format": access_token_format}))
+                                  "access_token_format": access_token_format,
+                                  "introspect_jwt": introspect_jwt}))
     with (folder / "provider.log").open("wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen([str(node), str(PROVIDER_DIR / "server.mjs"), str(config)], stdout=log,
                                    stderr=subprocess.STDOUT)

@@ -3,9 +3,13 @@
 // Only what a real deployment configures is set here: the people (findAccount), a login page (the one part every
 // deployment writes itself), consent granted to the engine's first-party clients, and JWT access tokens for the
 // engine's audience carrying the person's groups and entitlements (as EGI Check-in and Keycloak can be set to;
-// opaque ones with `access_token_format: "opaque"`, which the engine knows only by introspecting them).
+// opaque ones with `access_token_format: "opaque"`, which the engine knows only by introspecting them). With
+// `introspect_jwt: true` it also answers for its JWT access tokens, as Keycloak and EGI Check-in do (oidc-provider
+// itself introspects no JWT): active while the grant they came from stands and it still knows the person (its
+// opaque tokens are then answered as not active: the engine asks only about access tokens).
 import fs from 'node:fs';
 import http from 'node:http';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { Provider } from 'oidc-provider';
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
@@ -67,6 +71,8 @@ const provider = new Provider(config.issuer, {
     },
     revocation: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    // a client with a backchannel_logout_uri is sent a signed logout token when a person's session here ends
+    backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => RESOURCE,
@@ -78,15 +84,24 @@ const provider = new Provider(config.issuer, {
       }),
     },
   },
-  // the engine reads who someone is and what they belong to from its access token
-  extraTokenClaims: async (_ctx, token) => claimsOf(token.accountId),
+  // the engine reads who someone is and what they belong to from its access token (and, where this provider
+  // introspects its JWTs, the grant the token came from: the introspection below looks it up)
+  extraTokenClaims: async (_ctx, token) => {
+    const claims = claimsOf(token.accountId);
+    return claims && config.introspect_jwt && token.grantId ? { ...claims, grant_id: token.grantId } : claims;
+  },
   // first-party clients: the person consents by signing in
   loadExistingGrant: async (ctx) => fullGrant(ctx.oidc.provider, ctx.oidc.client.clientId,
     ctx.oidc.session.accountId),
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // its outgoing requests (the back-channel logout tokens) refuse loopback addresses, which is where the engine of
+  // the tests listens: a deployment's provider reaches the engine on a routable address instead
+  fetch: (url, options) => globalThis.fetch(url, { ...options, dispatcher: undefined }),
   ttl: { AccessToken: config.access_token_ttl, IdToken: 3600, RefreshToken: 86400, DeviceCode: 600 },
 });
 provider.proxy = false;
+provider.on('backchannel.error', (_ctx, err, client) => process.stdout.write(
+  `back-channel logout to ${client.clientId} failed: ${err.message} ${err.cause || ""}\n`));
 
 function body(req) {
   return new Promise((resolve) => {
@@ -101,8 +116,32 @@ function page(res, status, html) {
   res.end(`<!doctype html><html><head><title>Loopback provider</title></head><body>${html}</body></html>`);
 }
 
+// Keycloak's answer about one of its JWT access tokens, for a client with its credentials (HTTP Basic): active
+// while the signature and expiry hold, the grant it came from stands (not revoked by a sign-out or a refresh
+// token replayed) and the person is still known; the person's claims as they are now, as for opaque tokens.
+const keys = createRemoteJWKSet(new URL(`${config.issuer}/jwks`));
+async function introspectJwt(req, res) {
+  const params = await body(req);
+  const [id, secret] = Buffer.from((req.headers.authorization || '').replace(/^Basic /, ''), 'base64')
+    .toString().split(':').map(decodeURIComponent);
+  const client = config.clients.find((c) => c.client_id === id && c.client_secret && c.client_secret === secret);
+  res.writeHead(client ? 200 : 401, { 'Content-Type': 'application/json' });
+  if (!client) return res.end(JSON.stringify({ error: 'invalid_client' }));
+  let answer = { active: false };
+  try {
+    const { payload } = await jwtVerify(params.get('token') || '', keys, { issuer: config.issuer });
+    const grant = payload.grant_id ? await provider.Grant.find(payload.grant_id) : undefined;
+    const now = claimsOf(payload.sub);
+    if (grant && now) answer = { ...payload, ...now, active: true };
+  } catch { /* not one of its tokens, or expired: not active */ }
+  return res.end(JSON.stringify(answer));
+}
+
 const callback = provider.callback();
 const server = http.createServer(async (req, res) => {
+  if (config.introspect_jwt && req.method === 'POST' && req.url.split('?')[0] === '/token/introspection') {
+    return introspectJwt(req, res);
+  }
   const match = /^\/interaction\/([\w-]+)(\/login)?$/.exec(req.url.split('?')[0]);
   if (!match) return callback(req, res);
   try {
