@@ -4,12 +4,16 @@ Each figure is printed beside a baseline measured in the same run, on the same m
 
 1. ``twin --help`` and ``twin app validate examples/apps/river-reach`` (medians of ``--runs``), against the
    interpreter starting and stopping (``python -c pass``).
-2. ``twin serve`` on an empty data dir (embedded SQLite), from spawning it to the first 200 on ``/health``
-   and to the first answered API call, against a bare uvicorn app answering its first request.
+2. The first answer: ``twin serve`` on an empty data dir (embedded SQLite), and with ``--demo DIR`` on a copy
+   of the demo's data dir (``twin demo --data-dir DIR``), from spawning it to the first 200 on ``/health``
+   (liveness), on an authenticated ``GET /api/v1/twins`` (the first answer a client waits for) and on
+   ``/health/ready`` (readiness: started and warm), against a bare FastAPI app under uvicorn answering its
+   first request, spawned in turn with each start (median of ``--runs``; the machine's load average with
+   each run). Goals: the first answer within 3 s on an idle 2-core machine, and within 6x the bare app's.
 3. The same engine after a kill -9 with ``--stream-mib`` of stream log: to ``/health`` and to the first read
    of the stream answered; what the log adds over the empty start, in seconds per GiB.
 
-Usage: python bench/startup.py [--runs 5] [--stream-mib 256]
+Usage: python bench/startup.py [--runs 5] [--stream-mib 256] [--demo DIR] [--only cli,first,crash]
 """
 
 from __future__ import annotations
@@ -41,6 +45,20 @@ async def app(scope, receive, send):
         return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"ok"})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+FASTAPI_HELLO = """
+import sys, uvicorn
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/")
+def hello() -> dict[str, str]:
+    return {"hello": "world"}
+
 
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
@@ -142,6 +160,112 @@ def bench_hello() -> float:
         stop(process)
 
 
+def ready(url: str) -> Callable[[], bool]:
+    """``/health/ready`` answers 200; on an engine without it (404: before readiness existed), ``/health``
+    names nothing warming, as that engine said it was warm."""
+    def check() -> bool:
+        answer = httpx.get(f"{url}/health/ready", timeout=60)
+        if answer.status_code == 404:
+            health = httpx.get(f"{url}/health", timeout=60)
+            return health.status_code == 200 and not {"warming", "engine"} & set(health.json())
+        return answer.status_code == 200
+    return check
+
+
+def bench_fastapi() -> tuple[float, float]:
+    """A bare FastAPI app under uvicorn: seconds from spawn to its first 200, and its CPU seconds by then."""
+    port = free_port()
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", FASTAPI_HELLO, str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        seconds = wait_for(ok(f"http://127.0.0.1:{port}/"), process, start)
+        return seconds, CPU[process.pid]
+    finally:
+        stop(process)
+
+
+def first_answer(data_dir: Path, token: str | None) -> dict[str, float]:
+    """``twin serve`` on ``data_dir`` from spawn: seconds (and CPU seconds) to /health, to the first
+    authenticated ``GET /api/v1/twins`` and to /health/ready answering 200. Without ``token``, the first
+    admin's, printed on the first start, is read from its output as soon as it is printed."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process, start = serve(data_dir, port)
+    printed = threading.Event()
+    found: list[str] = [token] if token else []
+
+    def read() -> None:
+        for line in iter(process.stderr.readline, b""):  # type: ignore[union-attr]
+            match = TOKEN.search(line)
+            if match and not found:
+                found.append(match.group(0).decode())
+                printed.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        out = {"load": os.getloadavg()[0]}
+        out["health"] = wait_for(ok(f"{url}/health"), process, start)
+        out["health cpu"] = CPU[process.pid]
+        if token is None and not printed.wait(300):
+            raise SystemExit("twin serve printed no admin token")
+        out["api"] = wait_for(ok(f"{url}/api/v1/twins", Authorization=f"Bearer {found[0]}"), process, start)
+        out["api cpu"] = CPU[process.pid]
+        out["ready"] = wait_for(ready(url), process, start)
+        out["ready cpu"] = CPU[process.pid]
+        return out
+    finally:
+        stop(process)
+
+
+def bench_first(runs: int, demo: Path | None) -> None:
+    """The first answer of ``twin serve``, empty and on the demo's data, each beside a bare FastAPI app."""
+    from shutil import copytree
+
+    rows: dict[str, list[dict[str, float]]] = {"empty": [], "demo": []}
+    with tempfile.TemporaryDirectory(prefix="twin-bench-first-") as tmp:
+        demo_token = None
+        if demo is not None:
+            prepared = Path(tmp) / "demo"
+            copytree(demo, prepared)
+            demo_token = subprocess.run([*TWIN, "token", "create", "--data-dir", str(prepared), "--name", "bench",
+                                         "--role", "user", "--expires", "1d", "--json"], check=True, cwd=REPO,
+                                        capture_output=True, text=True).stdout
+            demo_token = re.search(r'"token":\s*"([^"]+)"', demo_token).group(1)  # type: ignore[union-attr]
+        for run in range(runs):
+            for kind in ("empty", "demo") if demo is not None else ("empty",):
+                bare, bare_cpu = bench_fastapi()
+                data_dir = Path(tmp) / f"{kind}-{run}"
+                if kind == "demo":
+                    copytree(Path(tmp) / "demo", data_dir)
+                row = first_answer(data_dir, demo_token if kind == "demo" else None)
+                row.update(bare=bare, **{"bare cpu": bare_cpu})
+                rows[kind].append(row)
+                print(f"run {run + 1} {kind:<5}  load {row['load']:5.1f}  bare FastAPI {bare:6.3f} s "
+                      f"(CPU {bare_cpu:.2f})  /health {row['health']:6.3f}  GET /api/v1/twins {row['api']:6.3f} s (CPU "
+                      f"{row['api cpu']:.2f})  ready {row['ready']:6.3f} s (CPU {row['ready cpu']:.2f})", flush=True)
+
+    def med(these: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in these)
+
+    print(f"\nthe first answer of twin serve, medians of {runs} (machine: {os.cpu_count()} cores), wall-clock seconds "
+          "from spawn; CPU seconds of the server process by then")
+    print(f"{'':<46}{'wall s':>8}{'x bare':>8}{'CPU s':>8}{'x bare':>8}  goal")
+    for kind, these in rows.items():
+        if not these:
+            continue
+        bare, bare_cpu = med(these, "bare"), med(these, "bare cpu")
+        loads = f"load average {min(r['load'] for r in these):.1f}-{max(r['load'] for r in these):.1f}"
+        print(f"{'bare FastAPI app under uvicorn, first 200':<46}{bare:>8.3f}{1:>8.1f}{bare_cpu:>8.2f}{1:>8.1f}  "
+              f"baseline ({kind} runs; {loads})")
+        for key, label, goal in (("health", "/health 200 (liveness)", ""),
+                                 ("api", "first authenticated GET /api/v1/twins", "<= 3 s idle, <= 6x bare"),
+                                 ("ready", "/health/ready 200 (readiness)", "")):
+            wall, cpu = med(these, key), med(these, f"{key} cpu") if key != "health" else med(these, "health cpu")
+            print(f"{f'twin serve ({kind}), ' + label:<46}{wall:>8.3f}{wall / bare:>8.1f}{cpu:>8.2f}"
+                  f"{cpu / bare_cpu:>8.1f}  {goal}")
+
+
 def fill_streams(url: str, token: str, mib: int) -> None:
     """Publish river-reach, create a twin and send ``mib`` MiB of gauge readings in batches of 5,000."""
     from twinengine.client import Client
@@ -182,11 +306,9 @@ def bench_serve(stream_mib: int) -> None:
         admin = TOKEN.search(printed).group(0).decode()  # type: ignore[union-attr]
         drain(process)
         api = wait_for(ok(f"{url}/api/v1/me", Authorization=f"Bearer {admin}"), process, start)
-        print(f"bare uvicorn app, first 200          {hello:7.3f} s   baseline; CPU {CPU['hello']:.3f} s")
-        print(f"twin serve (empty), /health 200      {health:7.3f} s   {health / hello:6.1f}x baseline (goal 2 s); "
+        print(f"\nbare uvicorn app, first 200          {hello:7.3f} s   baseline; CPU {CPU['hello']:.3f} s")
+        print(f"twin serve (empty), /health 200      {health:7.3f} s   {health / hello:6.1f}x baseline; "
               f"CPU {health_cpu:.3f} s")
-        print(f"twin serve (empty), first API answer {api:7.3f} s   {api / hello:6.1f}x baseline; "
-              f"CPU {CPU[process.pid]:.3f} s")
         try:
             fill_streams(url, admin, stream_mib)
         except BaseException:  # the engine is not left serving (it refused app code without a sandbox, say)
@@ -239,9 +361,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--stream-mib", type=int, default=256)
+    parser.add_argument("--demo", type=Path, default=None, help="the data folder of a `twin demo` run")
+    parser.add_argument("--only", default="cli,first,crash", help="which parts, comma-separated")
     args = parser.parse_args()
-    bench_cli(args.runs)
-    bench_serve(args.stream_mib)
+    parts = args.only.split(",")
+    if "cli" in parts:
+        bench_cli(args.runs)
+    if "first" in parts:
+        bench_first(args.runs, args.demo)
+    if "crash" in parts:
+        bench_serve(args.stream_mib)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,31 @@
 """Code the engine did not write, written as an attacker would: a plain user's UDF sent to openEO's
 ``/result``, an app's function on arrival and an app's process in a workflow each try to read the engine's
 secrets (admin token, issuer key, lake credentials, database), look at the engine's process through
-``/proc``, write outside their scratch folder, reach the engine and PostgreSQL on loopback and hand the
-engine a pickle that runs code when loaded. Every attempt fails; the limits on time and memory hold."""
+``/proc``, write outside their scratch folder, reach the engine and PostgreSQL on loopback, change a global
+kernel setting and hand the engine a pickle that runs code when loaded. Every attempt fails; the limits on
+time and memory hold. Each runs twice: in workers started fresh, and in workers forked from a warm image."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from helpers import Engine, make_app, need_sandbox
-from sandbox_probe import EVIL_RESULT, PROBE, assert_nothing_leaked, listening, postgres_port, secrets_present, targets
+from sandbox_probe import (
+    EVIL_RESULT,
+    KINDS,
+    PROBE,
+    assert_nothing_leaked,
+    listening,
+    postgres_port,
+    secrets_present,
+    targets,
+    workers_kind,
+)
 from streams_fixtures import eventually
 from twinengine.config import Settings
 
@@ -21,6 +33,12 @@ from twinengine.config import Settings
 @pytest.fixture(autouse=True)
 def _bwrap() -> None:
     need_sandbox()
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest, engine: Engine) -> Iterator[str]:
+    with workers_kind(engine, request.param) as chosen:
+        yield chosen
 
 
 @pytest.fixture
@@ -34,7 +52,7 @@ def udf_graph(code: str, data: Any) -> dict[str, Any]:
         "data": data, "udf": code, "runtime": "Python"}}}}
 
 
-def test_a_users_udf_reaches_no_secret(engine: Engine, tmp_path: Path) -> None:
+def test_a_users_udf_reaches_no_secret(engine: Engine, kind: str, tmp_path: Path) -> None:
     settings = engine.runtime.settings
     assert secrets_present(settings) == ["issuer key", "lake credentials"]  # there to be stolen
     user = engine.headers(engine.token("mallory", "user"))
@@ -55,7 +73,7 @@ def test_a_udf_cannot_hand_the_engine_a_pickle(engine: Engine, tmp_path: Path) -
     assert not marker.exists()
 
 
-def test_a_udf_that_loops_or_hogs_memory_fails_its_node_only(engine: Engine) -> None:
+def test_a_udf_that_loops_or_hogs_memory_fails_its_node_only(engine: Engine, kind: str) -> None:
     engine.runtime.workflows.udf_timeout = 3.0
     user = engine.headers(engine.token("mallory", "user"))
     loop = "def udf(data, context):\n    while True:\n        pass\n"
@@ -96,7 +114,7 @@ def hostile_app(root: Path, wanted: dict[str, Any]) -> Path:
                                                                evil=EVIL_RESULT)})
 
 
-def test_an_apps_function_on_arrival_reaches_no_secret(engine: Engine, tmp_path: Path) -> None:
+def test_an_apps_function_on_arrival_reaches_no_secret(engine: Engine, kind: str, tmp_path: Path) -> None:
     settings = engine.runtime.settings
     marker = tmp_path / "unpickled-in-the-engine"
     with listening() as port:
@@ -136,7 +154,7 @@ def pickle_bomb(marker: str) -> dict:
 '''
 
 
-def test_an_apps_process_in_a_workflow_reaches_no_secret(engine: Engine, tmp_path: Path) -> None:
+def test_an_apps_process_in_a_workflow_reaches_no_secret(engine: Engine, kind: str, tmp_path: Path) -> None:
     settings = engine.runtime.settings
     marker = tmp_path / "unpickled-in-the-engine"
     with listening() as port:
@@ -157,7 +175,8 @@ def test_an_apps_process_in_a_workflow_reaches_no_secret(engine: Engine, tmp_pat
     assert not marker.exists()
 
 
-def test_an_app_process_that_loops_is_stopped_and_its_worker_replaced(engine: Engine, tmp_path: Path) -> None:
+def test_an_app_process_that_loops_is_stopped_and_its_worker_replaced(engine: Engine, kind: str,
+                                                                      tmp_path: Path) -> None:
     code = ("from twinengine.app import app_process\n\n\n@app_process(cacheable=False)\n"
             "def spin(seconds: float) -> float:\n    import time\n    time.sleep(seconds)\n    return seconds\n")
     engine.as_role("eve", "developer").publish_app(make_app(tmp_path, name="spin-app",
@@ -189,7 +208,7 @@ def crash(ctx, records):
 '''
 
 
-def test_a_function_that_kills_or_hangs_its_worker_is_dead_lettered_and_the_rest_run(engine: Engine,
+def test_a_function_that_kills_or_hangs_its_worker_is_dead_lettered_and_the_rest_run(engine: Engine, kind: str,
                                                                                     tmp_path: Path) -> None:
     engine.runtime.workers.timeout = 3.0
     app = make_app(tmp_path, name="crash-app", manifest={
@@ -229,7 +248,8 @@ def remember(text: str) -> dict:
 '''
 
 
-def test_an_app_versions_cache_outlives_its_workers_and_no_other_app_sees_it(engine: Engine, tmp_path: Path) -> None:
+def test_an_app_versions_cache_outlives_its_workers_and_no_other_app_sees_it(engine: Engine, kind: str,
+                                                                            tmp_path: Path) -> None:
     """Compiled kernels (numba's, what goes to the XDG cache) are kept per app version between its workers, in
     a folder of its own: the one writable place besides the scratch folder, never shared with another app."""
     eve = engine.as_role("eve", "developer")

@@ -45,7 +45,7 @@ def each(ctx, records):
         write_message(frame.f_locals["self"].out, p["header"], [p["document"].encode("latin-1")])
         os._exit(0)
     SEEN.append(r["n"])  # one list, growing: each call's update holds it as it was then
-    assert ctx.state is None  # asked of the engine once per batch
+    assert ctx.state.revision is None  # asked of the engine once per batch (no state: an empty one)
     ctx.update_state(timestamp=r["time"], message=f"record {r['n']}", n=r["n"], seen=SEEN)
     if r["n"] % 2:
         ctx.emit("odd", n=r["n"], at=r["time"])

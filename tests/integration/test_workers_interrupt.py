@@ -1,7 +1,7 @@
 """An interrupt stops a worker's request from another thread (a run canceled in the middle of app code): the
 request ends at once with ``WorkerCrashed`` and the killed worker is never lent again; an interrupt fired
 before a request begins stops that request too; and a worker whose request ended before the interrupt fired
-is left alone, warm in the pool (bubblewrap where it works)."""
+is left alone, warm in the pool (bubblewrap where it works; started fresh, or forked from a warm image)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,12 @@ def app(tmp_path: Path) -> Iterator[AppWorkers]:
         yield workers
 
 
-def test_a_fired_interrupt_stops_the_request_in_progress(app: AppWorkers) -> None:
+@pytest.mark.parametrize("kind", ["fresh", "forked"])
+def test_a_fired_interrupt_stops_the_request_in_progress(app: AppWorkers, kind: str) -> None:
+    if kind == "fresh":
+        app.workers.images.capacity = 0
+    else:  # forked from the app's warm image from the first worker on
+        app.workers.images.after = 0
     assert app.process(NAP, {"seconds": 0}) == 0  # a warm worker
     interrupt = Interrupt()
     timer = threading.Timer(0.5, interrupt.fire)
@@ -49,6 +54,7 @@ def test_a_fired_interrupt_stops_the_request_in_progress(app: AppWorkers) -> Non
     assert interrupt.fired
     assert app.process(NAP, {"seconds": 0}) == 0  # a new worker serves the next request
     assert app.workers.pool.started == 2
+    assert app.workers.images.started == (kind == "forked")
 
 
 def test_an_interrupt_stops_requests_after_it_fired_and_spares_workers_it_no_longer_holds(app: AppWorkers) -> None:

@@ -40,8 +40,9 @@ def test_the_command_line_imports_no_engine_library(tmp_path: Path) -> None:
 
 
 def test_serving_listens_before_the_api_is_imported(tmp_path: Path) -> None:
-    """What ``twin serve`` imports before it listens: the starting shell, uvicorn, the settings."""
-    assert imported_after("import uvicorn\nimport twinengine.api.starting", tmp_path) <= {"pydantic"}
+    """What ``twin serve`` imports before it listens: the starting shell, its edge, uvicorn, the settings."""
+    assert imported_after("import uvicorn\nimport twinengine.api.edge\nimport twinengine.api.starting",
+                          tmp_path) <= {"pydantic"}
 
 
 def test_the_api_imports_torch_and_mlflow_when_first_needed(tmp_path: Path) -> None:
@@ -49,6 +50,24 @@ def test_the_api_imports_torch_and_mlflow_when_first_needed(tmp_path: Path) -> N
              "app = create_app(Settings())")
     assert imported_after("import twinengine.api.app", tmp_path).isdisjoint({"torch", "mlflow", "dask", "optuna"})
     assert imported_after(built, tmp_path).isdisjoint({"torch", "mlflow", "optuna"})
+
+
+def test_the_api_answers_before_it_imports_jsonschema(tmp_path: Path) -> None:
+    """The engine validates with jsonschema where it validates; a served engine imports it in a warm-up.
+    Where jsonschema's optional format checkers are installed, importing it builds their grammars: up to a
+    second before the first answer of every start."""
+    code = ("import twinengine.api.app\nfrom twinengine.api.route_groups import group_routes\n"
+            "group_routes(3)  # the group that answers GET /api/v1/twins, a client's first request\n"
+            "# what Runtime.start imports on its way to the first answer (the data-space loop's connector once\n"
+            "# imported jsonschema with its schemas: 2 s of every start)\n"
+            "import twinengine.daemons.calibrations, twinengine.daemons.dataspace, twinengine.ml.models\n"
+            "import twinengine.compute.sites, twinengine.lake.endpoints\n"
+            "import sys\nprint('jsonschema' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_the_help_lists_what_the_commands_say() -> None:

@@ -11,6 +11,7 @@ without isolation, that a worker started that way speaks the engine's protocol a
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -78,8 +79,12 @@ def test_podman_runs_the_worker_in_the_image_with_nothing_of_the_engine(
     assert cwd == str(tmp_path / "scratch")
 
 
-def test_apptainer_runs_the_image_contained_without_network(tmp_path: Path, on_path: Path) -> None:
+def test_apptainer_runs_the_image_contained_without_network(tmp_path: Path, on_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     apptainer = _runtime(on_path, "apptainer")
+    found = shutil.which  # a host with podman installed: auto would pick it first; here it is absent
+    monkeypatch.setattr("twinengine.workers.containers.shutil.which",
+                        lambda name, *a, **k: None if name == "podman" else found(name, *a, **k))
     sandbox = Sandbox("bwrap", hidden=[], containers="auto")  # auto: the first runtime on the PATH
     argv, _host, _cwd = sandbox.command(CHILD, [], _layout(tmp_path))
     assert argv[:2] == [str(apptainer), "exec"]

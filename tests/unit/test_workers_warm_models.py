@@ -83,8 +83,11 @@ def test_the_pool_gives_a_caller_the_worker_that_served_it_after_others_used_it(
 
 def test_retiring_an_app_version_stops_its_serving_workers_too(tmp_path: Path) -> None:
     discarded: list[Hashable] = []
-    workers = SimpleNamespace(pool=SimpleNamespace(discard=discarded.append))
+    images: list[Path] = []
+    workers = SimpleNamespace(pool=SimpleNamespace(discard=discarded.append),
+                              images=SimpleNamespace(discard=images.append))
     code = AppCode(workers, blobs=None, root=tmp_path)  # type: ignore[arg-type]
-    code._apps["abc"] = SimpleNamespace(key=("abc", "None"))  # type: ignore[assignment]
+    code._apps["abc"] = SimpleNamespace(key=("abc", "None"), code=tmp_path / "abc")  # type: ignore[assignment]
     code.retire("abc")
     assert discarded == [("abc", "None"), (("abc", "None"), SERVING)]
+    assert images == [tmp_path / "abc"]  # its warm images fork no more

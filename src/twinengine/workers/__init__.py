@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from twinengine.workers.pool import WorkerPool
-    from twinengine.workers.process import Worker, WorkerCrashed, WorkerError, WorkerTimeout
+    from twinengine.workers.process import Worker, WorkerCrashed, WorkerError, WorkerOutOfMemory, WorkerTimeout
     from twinengine.workers.sandbox import Layout, Sandbox, SandboxUnavailable
     from twinengine.workers.service import AppWorkers, Workers
 
 __all__ = ["AppWorkers", "Layout", "Sandbox", "SandboxUnavailable", "Worker", "WorkerCrashed", "WorkerError",
-           "WorkerPool", "WorkerTimeout", "Workers"]
+           "WorkerOutOfMemory", "WorkerPool", "WorkerTimeout", "Workers"]
 
 _HOMES = {"WorkerPool": "pool", "Worker": "process", "WorkerCrashed": "process", "WorkerError": "process",
-          "WorkerTimeout": "process", "Layout": "sandbox", "Sandbox": "sandbox", "SandboxUnavailable": "sandbox",
+          "WorkerOutOfMemory": "process", "WorkerTimeout": "process", "Layout": "sandbox", "Sandbox": "sandbox",
+          "SandboxUnavailable": "sandbox",
           "AppWorkers": "service", "Workers": "service"}
 
 

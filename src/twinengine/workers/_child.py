@@ -202,7 +202,8 @@ class Child:
 
         ctx = FunctionContext(twin_id=twin["id"], twin_name=twin["name"], function=twin["function"],
                               parameters=dict(twin["parameters"]), model=self._model(header.get("model")),
-                              read_state=read_state)
+                              read_state=read_state,
+                              properties=frozenset(twin["properties"]) if "properties" in twin else None)
         writer = EffectsWriter()
         failed: dict[str, Any] | None = None
         started, seconds = time.monotonic(), float(header.get("seconds", 1e9))
@@ -320,7 +321,13 @@ def main(argv: list[str]) -> int:
 
     paths = [a.split("=", 1)[1] for a in argv if a.startswith("--path=")]
     _limit(number("memory"), number("processes"), number("file-bytes"))
-    _CAP[0] = number("processes")
+    return run(paths, number("processes"))
+
+
+def run(paths: list[str], processes: int) -> int:
+    """Serve the engine on stdin and stdout, the limits set: a fresh worker comes here from ``main``, one forked
+    from a warm image (``workers/_zygote.py``) once its sandbox is made."""
+    _CAP[0] = processes
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # what the code prints goes to the log, never into the protocol
     sys.stdout = os.fdopen(1, "w", buffering=1)

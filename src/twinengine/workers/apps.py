@@ -18,6 +18,7 @@ from twinengine.catalog.manifest import Manifest
 from twinengine.catalog.validate import declared_entrypoints
 from twinengine.errors import Problem, ValidationFailed
 from twinengine.store.blobs import BlobStore
+from twinengine.workers.images import WORKER, model_preload
 from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import ProtocolError
 from twinengine.workers.service import SERVING, AppWorkers, Workers
@@ -25,7 +26,7 @@ from twinengine.workers.service import SERVING, AppWorkers, Workers
 if TYPE_CHECKING:
     from twinengine.workers.envs import Environments
 
-__all__ = ["AppCode", "import_app", "unpacked"]
+__all__ = ["AppCode", "import_app", "preloads", "unpacked"]
 
 
 def unpacked(archive: bytes, sha256: str, root: Path) -> Path:
@@ -39,6 +40,17 @@ def unpacked(archive: bytes, sha256: str, root: Path) -> Path:
         with contextlib.suppress(OSError):  # another thread or process got there first
             os.replace(tmp, folder)
     return folder
+
+
+def preloads(manifest: Manifest) -> dict[str, tuple[str, ...]]:
+    """What the version's warm images import once, per kind of work, as its manifest declares: every worker
+    the engine's side of a call and numpy; function calls the framework of a model a function uses; training
+    and serving the frameworks of its models (``pytorch``: PyTorch). Modules the app or its environment
+    provide are left to each worker (``workers/_zygote.py``)."""
+    used = {manifest.models[f.model].framework for f in manifest.functions.values()
+            if f.model is not None and f.model in manifest.models}
+    calls = model_preload(sorted(used)) if used else WORKER
+    return {"calls": calls, "models": model_preload(sorted({m.framework for m in manifest.models.values()}))}
 
 
 def import_app(app: AppWorkers, manifest: Manifest) -> list[dict[str, Any]]:
@@ -76,7 +88,7 @@ class AppCode:
         env = self.envs.for_app(manifest, sha256) if self.envs is not None and manifest.requires else None
         cache = self.cache_of(sha256)
         app = self.workers.for_app((sha256, str(env)), label=f"{manifest.ref}", code=folder, env=env, cache=cache,
-                                   image=manifest.image)
+                                   image=manifest.image, preloads=preloads(manifest))
         with self._lock:
             return self._apps.setdefault(sha256, app)
 
@@ -98,3 +110,4 @@ class AppCode:
         if app is not None:
             self.workers.pool.discard(app.key)
             self.workers.pool.discard((app.key, SERVING))
+            self.workers.images.discard(app.code)

@@ -13,22 +13,22 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from twinengine.workers import pids
+from twinengine.workers import cgroups
 from twinengine.workers.cpu import TreeCpu, tree_cpu_seconds, tree_pids
 from twinengine.workers.gpu import gpu_holders
+from twinengine.workers.launch import TooManyOptions, spawn, widen
+from twinengine.workers.memory_watch import Watch, watch
 from twinengine.workers.protocol import _BLOB, _HEAD, MAX_MESSAGE_BYTES, Message, ProtocolError
 from twinengine.workers.sandbox import Layout, Sandbox
+from twinengine.workers.zygote import ForkedProcess, Spare, Zygote
 
-__all__ = ["CHILD", "Ask", "Worker", "WorkerCrashed", "WorkerError", "WorkerTimeout"]
+__all__ = ["CHILD", "Ask", "Worker", "WorkerCrashed", "WorkerError", "WorkerOutOfMemory", "WorkerTimeout"]
 
 CHILD = "twinengine.workers._child"
-# bwrap's --die-with-parent follows the *thread* that started it: workers are started from this one thread,
-# which lives as long as the engine, so a worker started during a request outlives that request's thread.
-_SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="twin-worker-spawner")
 Ask = Callable[[dict[str, Any], list[bytes]], tuple[dict[str, Any], list[bytes]]]
 Note = Callable[[dict[str, Any], list[bytes]], None]
 
@@ -42,6 +42,15 @@ class WorkerCrashed(Exception):
 
 class WorkerTimeout(WorkerCrashed):
     """Raised when a worker did not answer within its time limit (it has been killed)."""
+
+
+class WorkerOutOfMemory(WorkerCrashed):
+    """Raised when a worker's processes together went over its sandbox's memory limit (``tree_bytes``): the
+    kernel or the engine's watch killed them, and the worker has been stopped."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class WorkerError(Exception):
@@ -69,63 +78,45 @@ def app_place(trace: str) -> str | None:
     return f"{found[-1][0]}:{found[-1][1]}" if found else None
 
 
-PIPE_BYTES = 1 << 20
-
-
-def _widen(fd: int) -> None:
-    """Give a pipe to the worker room for a whole answer of ordinary size (Linux's default is 64 KiB): an
-    array of a few hundred kilobytes then crosses in one write and one read, not a dozen handovers, each of
-    which waits for this process's other threads to let go of the interpreter. Left as it is where the
-    kernel refuses (another system, or a lower ``/proc/sys/fs/pipe-max-size``)."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-    except (OSError, ImportError):
-        pass
-
-
 class Worker:
     """A started worker: ``request`` sends one message and returns the answer, serving the worker's own
     questions (``ask``) on the way."""
 
-    def __init__(self, sandbox: Sandbox, layout: Layout, *, memory_bytes: int, label: str) -> None:
-        self.label, self.layout = label, layout
-        argv, env, cwd = sandbox.command(CHILD, [f"--memory={max(0, memory_bytes)}"], layout)
-        self.scrub = sandbox.scrubber(layout)  # what goes back to callers names no engine path
-        fd, log_path = tempfile.mkstemp(prefix="twin-worker-", suffix=".log")  # outside the scratch folder
-        self.log_path = Path(log_path)
-        pass_fds: tuple[int, ...] = ()
-        if "--" in argv and argv[0].endswith("bwrap"):  # bwrap's options through a pipe (fd 3), not argv
-            split = argv.index("--")
-            options = b"".join(a.encode() + b"\0" for a in argv[1:split])
-            reader, writer = os.pipe()
-            if len(options) > 60_000:
-                raise WorkerCrashed(f"{label}: too many sandbox options")
-            os.write(writer, options)
-            os.close(writer)
-            pass_fds = (reader,)
-            # in a pids cgroup of its own where the host allows one: a process cap that holds for root too
-            argv = pids.enter_command([argv[0], "--args", str(reader), *argv[split + 1:]], sandbox.limits.processes)
-        try:
-            self.process = _SPAWNER.submit(
-                subprocess.Popen, argv, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=fd,
-                start_new_session=True, close_fds=True, pass_fds=pass_fds).result()
-        except OSError as exc:
-            for held in pass_fds:
-                os.close(held)
-            os.close(fd)
-            self.log_path.unlink(missing_ok=True)
-            raise WorkerCrashed(f"{label}: the worker could not start: {exc}") from None
-        os.close(fd)
-        for held in pass_fds:
-            os.close(held)
+    def __init__(self, sandbox: Sandbox, layout: Layout, *, memory_bytes: int, label: str,
+                 tree_bytes: int | None = None, image: Zygote | None = None) -> None:
+        """``memory_bytes``: the address-space limit of each of its processes (0: none); ``tree_bytes``: what
+        its processes may hold in memory together (default ``memory_bytes``; 0: no bound), held by a memory
+        cgroup of its own where the host allows one (``workers/cgroups.py``), else by the engine's watch of
+        its process tree (``workers/memory_watch.py``). ``image``: fork it from that warm image instead of
+        starting a sandbox of its own (its scratch folder is then the one the image made for it, not
+        ``layout.scratch``); raises ``ImageFailed`` when the image could not fork it."""
+        self.label = label
+        self.tree_bytes = max(0, memory_bytes if tree_bytes is None else tree_bytes)
+        self.memory: Watch | None = None
+        self.image = image
+        self.process: subprocess.Popen[bytes] | ForkedProcess
+        if image is None:
+            self.layout = layout
+            fd, log_path = tempfile.mkstemp(prefix="twin-worker-", suffix=".log")  # outside the scratch folder
+            self.log_path = Path(log_path)
+            try:
+                self.process = self._spawn(sandbox, memory_bytes, fd)
+            except BaseException:
+                self.log_path.unlink(missing_ok=True)
+                raise
+            finally:
+                os.close(fd)
+        else:
+            spare = image.take()
+            self.layout, self.log_path = replace(layout, scratch=spare.scratch), spare.log_path
+            self.process = self._adopt(spare, memory_bytes)
+        self.scrub = sandbox.scrubber(self.layout)  # what goes back to callers names no engine path
         assert self.process.stdin is not None and self.process.stdout is not None
         self._in, self._out = self.process.stdin.fileno(), self.process.stdout.fileno()
         os.set_blocking(self._in, False)
         os.set_blocking(self._out, False)
-        _widen(self._in)
-        _widen(self._out)
+        widen(self._in)
+        widen(self._out)
         self._buffer = bytearray()
         self._writable = selectors.DefaultSelector()  # one pair per worker, not one per frame read or written
         self._writable.register(self._in, selectors.EVENT_WRITE)
@@ -136,6 +127,41 @@ class Worker:
         self.affinity: Hashable = None  # who used it last (the pool prefers to give it to them again)
         self.served: dict[Hashable, None] = {}  # who used it, oldest first (their warm models may still be here)
         self._cpu: TreeCpu | None = None  # its processes, kept between walks (cpu_seconds(kept=True))
+
+    def _spawn(self, sandbox: Sandbox, memory_bytes: int, log_fd: int) -> subprocess.Popen[bytes]:
+        """A fresh sandbox and interpreter: bubblewrap (or nothing), in cgroups of its own where the host allows
+        them (a bound on the memory its processes hold together, and in bubblewrap a cap on its processes and
+        threads that holds for root too)."""
+        argv, env, cwd = sandbox.command(CHILD, [f"--memory={max(0, memory_bytes)}"], self.layout)
+        bwrapped = "--" in argv and argv[0].endswith("bwrap")
+        self.group = cgroups.make(processes=sandbox.limits.processes if bwrapped else 0, memory_bytes=self.tree_bytes)
+        try:
+            process = spawn(argv, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_fd,
+                            wrap=self.group.command)
+        except TooManyOptions:
+            self.group.close()
+            raise WorkerCrashed(f"{self.label}: too many sandbox options") from None
+        except OSError as exc:
+            self.group.close()
+            raise WorkerCrashed(f"{self.label}: the worker could not start: {exc}") from None
+        self.memory = watch(process.pid, self.tree_bytes, self.group)
+        return process
+
+    def _adopt(self, spare: Spare, memory_bytes: int) -> ForkedProcess:
+        """A worker forked from an image (ahead of this request, or now) and waiting in its cgroups: its memory
+        bound set, its tree watched, then let serve."""
+        process, self.group = spare.process, spare.group
+        assert process is not None
+        try:
+            self.group.limit_memory(self.tree_bytes)
+            self.memory = watch(process.pid, self.tree_bytes, self.group)
+            process.release(memory_bytes)
+        except OSError as exc:
+            if self.memory is not None:
+                self.memory.stop()
+            spare.discard()
+            raise WorkerCrashed(f"{self.label}: the forked worker could not start: {exc}") from None
+        return process
 
     @property
     def alive(self) -> bool:
@@ -174,16 +200,26 @@ class Worker:
                 self._send(*ask(reply, data), deadline)
         except TimeoutError:
             self.kill()
+            self._check_memory()
             raise WorkerTimeout(f"{self.label}: no answer within {timeout:g} s; the worker was stopped") from None
         except (EOFError, BrokenPipeError, ProtocolError, OSError) as exc:
             self.kill()
+            self._check_memory()
             raise WorkerCrashed(f"{self.label}: {self.scrub(self._ended(exc))}") from None
+        self._check_memory()  # a process it forked may have been killed for memory while the call went on
         if "error" in reply:
             raise WorkerError(self.scrub(str(reply["error"])), self.scrub(str(reply.get("trace", ""))))
         failed = reply.get("failed")
         if isinstance(failed, dict):  # the first failure of a batch of function calls
             reply["failed"] = {k: self.scrub(v) if isinstance(v, str) else v for k, v in failed.items()}
         return reply, data
+
+    def _check_memory(self) -> None:
+        """Raise ``WorkerOutOfMemory`` (the worker stopped) when its processes went over their memory limit."""
+        why = self.memory.ended_call() if self.memory is not None else None
+        if why is not None:
+            self.kill()
+            raise WorkerOutOfMemory(f"{self.label}: {why}; the worker was stopped", self.tree_bytes) from None
 
     def _ended(self, exc: BaseException) -> str:
         try:
@@ -282,10 +318,15 @@ class Worker:
         self.signal_kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
+        self.group.kill()  # what escaped the process group (a process that made a session of its own)
 
     def signal_kill(self) -> None:
-        """SIGKILL to the worker's process group, without waiting (callable from another thread: the request
-        in progress then ends with ``WorkerCrashed``, and the worker is never reused)."""
+        """SIGKILL to the worker's process group (a forked one: its sandbox's init, which takes every process
+        of its pid namespace with it), without waiting (callable from another thread: the request in progress
+        then ends with ``WorkerCrashed``, and the worker is never reused)."""
+        if isinstance(self.process, ForkedProcess):
+            self.process.kill()
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
 
@@ -306,6 +347,11 @@ class Worker:
                     stream.close()
         self.log_path.unlink(missing_ok=True)
         shutil.rmtree(self.layout.scratch, ignore_errors=True)
+        if self.memory is not None:
+            self.memory.stop()
+        self.group.close()
+        if isinstance(self.process, ForkedProcess):
+            self.process.close()
 
 
 def _left(deadline: float) -> float:

@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from twinengine.errors import SandboxUnavailable
-from twinengine.workers import pids
+from twinengine.workers import cgroups, memory_watch
 from twinengine.workers.containers import ContainerRuntime, container_argv, find_runtime
 
 if TYPE_CHECKING:
     from twinengine.config import Settings
 
 __all__ = ["APP_DIR", "CACHE_DIR", "ENV_DIR", "SCRATCH_DIR", "Layout", "Limits", "Sandbox", "SandboxMode",
-           "SandboxUnavailable", "bwrap_works", "gpu_devices"]
+           "SandboxUnavailable", "bwrap_works", "cache_env", "gpu_devices"]
 
 log = logging.getLogger("twinengine.workers")
 
@@ -47,6 +47,8 @@ _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf
 _WARNED: set[str] = set()
 _SAYING = threading.Lock()  # two threads that check at once say it once
 _CHILD = "twinengine.workers._child"
+SCRATCHES = "/twin/.scratch"  # where a warm image sees the scratch folders of the workers it forks
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,10 @@ class Layout:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one bubblewrap sandbox may hold as a whole, besides each process's address space: its processes
-    and threads (``RLIMIT_NPROC``, counted in the worker's own user namespace), the largest file it writes
-    (``RLIMIT_FSIZE``: scratch and cache are on disk) and its ``/dev/shm`` (memory). 0: no limit."""
+    """What one bubblewrap sandbox may hold as a whole, besides its memory (``Worker``'s ``tree_bytes``): its
+    processes and threads (``RLIMIT_NPROC``, counted in the worker's own user namespace, and ``pids.max``),
+    the largest file it writes (``RLIMIT_FSIZE``: scratch and cache are on disk) and its ``/dev/shm``
+    (memory, charged to its memory cgroup too). 0: no limit."""
 
     processes: int = 128
     file_bytes: int = 4 << 30
@@ -243,11 +246,16 @@ class Sandbox:
             _warn_once("unavailable", f"{said}. Until then this engine refuses UDFs, app functions and app "
                                       "processes.")
             return said
-        if mode == "bwrap" and os.geteuid() == 0 and self.limits.processes > 0 and pids.available() is None:
+        if mode == "bwrap" and os.geteuid() == 0 and self.limits.processes > 0 and cgroups.available() is None:
             _warn_once("nproc", "this engine runs as root and the host lets it make no pids cgroup: the kernel "
                                 "applies no cap on a sandbox's processes (worker_processes) to root; run the "
                                 "engine as an ordinary user, or give it a cgroup (v1 pids, or v2 with pids "
                                 "delegated)")
+        if cgroups.available("memory") is None:
+            log.info("the host lets this engine make no memory cgroup: a sandbox's processes together are held "
+                     "under its memory limit by the engine's watch of their tree (a look every %g s), not by the "
+                     "kernel; give it a cgroup (v1 memory, or v2 with memory delegated) for a kernel bound",
+                     memory_watch.INTERVAL)
         return None
 
     def command(self, module: str, args: list[str], layout: Layout) -> tuple[list[str], dict[str, str], str]:
@@ -318,14 +326,32 @@ class Sandbox:
         host = {k: v for k, v in os.environ.items() if k in _RUNTIME_ENV}
         return argv, host, str(layout.scratch)
 
-    def _bwrap(self, layout: Layout) -> list[str]:
-        """bwrap's options for ``layout``. A later mount lands on top of an earlier one, so the worker's own
-        ``/tmp`` comes first: a Python, engine or app folder that lives under the host's /tmp is mounted over
-        it afterwards and can never be hidden by it. The root is made read-only last."""
+    def image_command(self, module: str, layout: Layout, scratches: Path) -> tuple[list[str], dict[str, str], str]:
+        """(argv, environment, working folder) of a warm image (``workers/_zygote.py``) for ``layout`` (its own
+        scratch folder, the app's folders) in bubblewrap, seeing ``scratches`` (its workers' scratch folders)
+        at ``/twin/.scratch``. Unlike a worker's, its sandbox keeps ``CAP_SYS_ADMIN`` (each forked worker makes
+        its namespaces with it, then drops it: ``workers/_isolate.py``), is not kept from making user namespaces
+        (each worker makes one and is kept from making more there) and has a ``/dev`` of plain device nodes
+        (bubblewrap's own ``--dev`` would put the image in a nested user namespace that owns none of its
+        mounts)."""
+        (layout.scratch / "tmp").mkdir(parents=True, exist_ok=True)
+        # without the cache's variables: the image never reads what its workers write there (each worker
+        # that has one is given them once forked: cache_env)
+        env = _worker_env({"scratch": SCRATCH_DIR, "code": APP_DIR, "env": ENV_DIR, "cache": CACHE_DIR}, cached=False)
+        return [*self._bwrap(layout, scratches), "--", *self._python(module, [], layout, bounded=True)], env, \
+            str(layout.scratch)
+
+    def _bwrap(self, layout: Layout, scratches: Path | None = None) -> list[str]:
+        """bwrap's options for ``layout`` (a warm image's with ``scratches``, see ``image_command``). A later
+        mount lands on top of an earlier one, so the worker's own ``/tmp`` comes first: a Python, engine or app
+        folder that lives under the host's /tmp is mounted over it afterwards and can never be hidden by it. The
+        root is made read-only last."""
         binary = shutil.which(self.binary) or self.binary
-        argv = [binary, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
-                "--die-with-parent", "--new-session", "--hostname", "twin-worker"]
-        if _disables_userns(binary):  # no user namespace of its own: no capabilities there either
+        argv = [binary, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL"]
+        if scratches is not None:
+            argv += ["--cap-add", "CAP_SYS_ADMIN"]
+        argv += ["--die-with-parent", "--new-session", "--hostname", "twin-worker"]
+        if scratches is None and _disables_userns(binary):  # no user namespace of its own: no capabilities there
             argv.append("--disable-userns")
         argv += ["--bind", str(layout.scratch / "tmp"), "/tmp"]
         for top in ("usr", "bin", "sbin", "lib", "lib64", "lib32", "libx32"):
@@ -336,8 +362,19 @@ class Sandbox:
                 argv += ["--ro-bind", str(path), str(path)]
         for name in _ETC:
             argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        # /proc/sys read-only: bubblewrap leaves it writable, and a worker of an engine run as root is the host's
+        # root to the kernel's sysctl checks (kernel.core_pattern would run a program of its choosing as root)
         argv += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
-                 "--proc", "/proc", "--dev", "/dev"]
+                 "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"]
+        if scratches is None:
+            argv += ["--dev", "/dev"]
+        else:
+            argv += ["--tmpfs", "/dev"]
+            for node in _DEVICES:
+                argv += ["--dev-bind-try", f"/dev/{node}", f"/dev/{node}"]
+            for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                                 ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+                argv += ["--symlink", target, f"/dev/{name}"]
         if self.limits.shm_bytes > 0:
             argv += ["--size", str(self.limits.shm_bytes)]
         argv += ["--tmpfs", "/dev/shm"]
@@ -364,6 +401,8 @@ class Sandbox:
         if layout.code is not None:  # an app's worker (training, serving): the GPUs it may use
             for device in self.devices:
                 argv += ["--dev-bind-try", device, device]
+        if scratches is not None:
+            argv += ["--bind", str(scratches), SCRATCHES]
         argv += ["--bind", str(layout.scratch), SCRATCH_DIR, "--remount-ro", "/", "--chdir", SCRATCH_DIR]
         return argv
 
@@ -379,13 +418,19 @@ _RUNTIME_ENV = ("PATH", "HOME", "USER", "LOGNAME", "XDG_RUNTIME_DIR", "XDG_CONFI
                 "APPTAINER_TMPDIR")
 
 
+def cache_env(cache: str = CACHE_DIR) -> dict[str, str]:
+    """The variables that keep compiled kernels (numba's, and what keeps to the XDG cache) in a worker's cache
+    folder, between its version's workers."""
+    return {"XDG_CACHE_HOME": cache, "NUMBA_CACHE_DIR": f"{cache}/numba"}
+
+
 def _worker_env(inside: dict[str, str], *, cached: bool) -> dict[str, str]:
     """A worker's only variables, with its folders as it sees them."""
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
            "HOME": inside["scratch"], "TMPDIR": f"{inside['scratch']}/tmp", "USER": "nobody",
            "LOGNAME": "nobody", "MPLCONFIGDIR": f"{inside['scratch']}/tmp", "OMP_NUM_THREADS": "1"}
-    if cached:  # compiled kernels (numba's, and what keeps to the XDG cache) outlive a worker
-        env |= {"XDG_CACHE_HOME": inside["cache"], "NUMBA_CACHE_DIR": f"{inside['cache']}/numba"}
+    if cached:
+        env |= cache_env(inside["cache"])
     return env
 
 

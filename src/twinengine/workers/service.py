@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twinengine.workers.effects import CallEffects, Malformed, read_effects
+from twinengine.workers.images import UDF, WORKER, WarmImages, model_preload
 from twinengine.workers.interrupt import Interrupt
 from twinengine.workers.pool import WorkerPool
 from twinengine.workers.process import Ask, Note, Worker, WorkerCrashed
 from twinengine.workers.protocol import PART_CALLS, Message, ProtocolError, decode, pickled
 from twinengine.workers.sandbox import Layout, Sandbox, SandboxMode
+from twinengine.workers.zygote import ImageFailed
 
 Spent = Callable[[float], None]  # told the CPU seconds (or GPU-seconds) a call used in its worker
 
@@ -40,39 +42,57 @@ SERVING = "serving"
 
 class Workers:
     def __init__(self, *, sandbox: Sandbox, scratch_root: Path, timeout: float, memory_bytes: int,
-                 idle: int = 4, effect_max_bytes: int | None = 1 << 20) -> None:
+                 idle: int = 4, effect_max_bytes: int | None = 1 << 20, images: int = 8,
+                 images_after: int = 1) -> None:
+        """``images``: warm images kept (0: every worker starts fresh); ``images_after``: workers of a kind
+        started fresh before its image is made (see ``workers/images.py``)."""
         self.sandbox, self.scratch_root = sandbox, scratch_root
         self.timeout, self.memory_bytes = timeout, memory_bytes
         self.effect_max_bytes = effect_max_bytes  # the most one effect of a function call may take
         self.pool = WorkerPool(idle)
+        self.images = WarmImages(sandbox, scratch_root, capacity=images, after=images_after)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Workers:
         return cls(sandbox=Sandbox.from_settings(settings),
                    scratch_root=Path(tempfile.gettempdir()), timeout=settings.worker_timeout.total_seconds(),
                    memory_bytes=settings.worker_memory_bytes, idle=settings.warm_workers,
-                   effect_max_bytes=settings.function_effect_max_bytes or None)
+                   effect_max_bytes=settings.function_effect_max_bytes or None, images=settings.warm_images)
 
     @property
     def mode(self) -> SandboxMode:
         return self.sandbox.mode
 
     def start(self, *, label: str, code: Path | None = None, env: Path | None = None,
-              memory_bytes: int | None = None, cache: Path | None = None, image: str | None = None) -> Worker:
-        """A new worker in its sandbox, with a fresh scratch folder, answering (or ``WorkerCrashed``). An app's
-        worker on a machine whose GPUs it is given has no address-space limit: CUDA reserves more virtual
-        memory than any sensible limit, and would fail to start under one."""
-        if code is not None and self.sandbox.devices:
-            memory_bytes = 0
-        scratch = Path(tempfile.mkdtemp(prefix="twin-scratch-", dir=self.scratch_root))
-        try:
-            worker = Worker(self.sandbox, Layout(scratch=scratch, code=code, env=env, cache=cache, image=image),
-                            memory_bytes=self.memory_bytes if memory_bytes is None else memory_bytes, label=label)
-        except BaseException:
-            import shutil
+              memory_bytes: int | None = None, cache: Path | None = None, image: str | None = None,
+              preload: tuple[str, ...] = UDF) -> Worker:
+        """A new worker in its sandbox, with a fresh scratch folder, answering (or ``WorkerCrashed``): forked
+        from the warm image of its kind (``preload``: what that image imports once) where one is kept, else
+        started fresh. Its memory limit bounds each of its processes' address space and what they hold
+        together. An app's worker on a machine whose GPUs it is given has no address-space limit (CUDA reserves
+        more virtual memory than any sensible limit, and would fail to start under one), only the bound on
+        what its processes hold."""
+        limit = self.memory_bytes if memory_bytes is None else memory_bytes
+        per_process = 0 if code is not None and self.sandbox.devices else limit
+        warm = self.images.image_for(code=code, env=env, cache=cache, preload=preload, image=image, label=label)
+        worker: Worker | None = None
+        if warm is not None:
+            try:
+                worker = Worker(self.sandbox, Layout(scratch=warm.root, code=code, env=env, cache=cache),
+                                memory_bytes=per_process, label=label, tree_bytes=limit, image=warm)
+            except ImageFailed as exc:  # retired (its workers go on), started again for the next worker
+                log.warning("the warm image of %s could not fork a worker (%s): this one starts fresh", label, exc)
+                warm.close()
+        if worker is None:
+            scratch = Path(tempfile.mkdtemp(prefix="twin-scratch-", dir=self.scratch_root))
+            try:
+                worker = Worker(self.sandbox, Layout(scratch=scratch, code=code, env=env, cache=cache, image=image),
+                                memory_bytes=per_process, label=label, tree_bytes=limit)
+            except BaseException:
+                import shutil
 
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
         try:
             worker.request({"op": "hello"}, timeout=_START_SECONDS)
         except BaseException:
@@ -98,37 +118,44 @@ class Workers:
         return decode(reply.get("value"), blobs)
 
     def for_app(self, key: Hashable, *, label: str, code: Path, env: Path | None,
-                cache: Path | None = None, image: str | None = None) -> AppWorkers:
+                cache: Path | None = None, image: str | None = None,
+                preloads: dict[str, tuple[str, ...]] | None = None) -> AppWorkers:
         """The warm workers of one app version (``key``: its archive checksum and environment); ``cache``: a
         folder of that version's own that its workers may write and keep (compiled kernels); ``image``: the
-        app's container image (see ``workers/containers.py``)."""
-        return AppWorkers(self, key, label=label, code=code, env=env, cache=cache, image=image)
+        app's container image (see ``workers/containers.py``); ``preloads``: what its warm images import, per
+        kind of work (``calls``: functions and processes; ``models``: training and serving)."""
+        return AppWorkers(self, key, label=label, code=code, env=env, cache=cache, image=image, preloads=preloads)
 
     def close(self) -> None:
         self.pool.close()
+        self.images.close()
 
 
 class AppWorkers:
     """Calls into one app version's code, each in a warm worker of that version."""
 
     def __init__(self, workers: Workers, key: Hashable, *, label: str, code: Path, env: Path | None,
-                 cache: Path | None = None, image: str | None = None) -> None:
+                 cache: Path | None = None, image: str | None = None,
+                 preloads: dict[str, tuple[str, ...]] | None = None) -> None:
         self.workers, self.key, self.label, self.code, self.env = workers, key, label, code, env
         self.cache, self.image = cache, image
+        self.preloads = {"calls": WORKER, "models": model_preload(["pytorch"])} | (preloads or {})
 
     def lease(self, prefer: Hashable = None, shelf: str | None = None) -> AbstractContextManager[Worker]:
         """A warm worker of this version; ``shelf`` names a set of warm workers of their own (``SERVING``)."""
         key = self.key if shelf is None else (self.key, shelf)
+        preload = self.preloads["models" if shelf == SERVING else "calls"]
         return self.workers.pool.lease(key, lambda: self.workers.start(label=self.label, code=self.code,
                                                                        env=self.env, cache=self.cache,
-                                                                       image=self.image), prefer)
+                                                                       image=self.image, preload=preload), prefer)
 
     @contextmanager
     def dedicated(self, *, label: str, memory_bytes: int | None = None) -> Iterator[Worker]:
-        """A worker of this version for one long job (a training run): started fresh in its own sandbox and
-        scratch folder, never pooled, stopped afterwards."""
+        """A worker of this version for one long job (a training run): its own sandbox and scratch folder
+        (forked from the version's warm image of its models where one is kept), never pooled, stopped
+        afterwards."""
         worker = self.workers.start(label=label, code=self.code, env=self.env, memory_bytes=memory_bytes,
-                                    cache=self.cache, image=self.image)
+                                    cache=self.cache, image=self.image, preload=self.preloads["models"])
         try:
             yield worker
         finally:

@@ -4,9 +4,12 @@ sandboxed there exactly as the engine sandboxes it on its own machine.
 ``RemoteApp`` is an app version's code, environment and the engine's sandbox settings as plain values, pickled
 to the site. The site shares the engine's file system for app code, as HPC sites share theirs: the app's
 unpacked code, its environment and its cache folder are reached by the paths the engine uses, and the Dask
-worker's Python has ``twinengine`` installed. The sandbox and its limits are the engine's, never the site's:
-``auto`` is ``bwrap`` there, as it is for ``twin serve`` (a worker the engine does not watch must not fall
-back to no sandbox).
+worker's Python has ``twinengine`` installed. The sandbox and its limits are the engine's, never the site's,
+and never weaker than the engine's own: ``auto`` is ``bwrap`` there, as it is for ``twin serve`` (a worker the
+engine does not watch must not fall back to no sandbox), unless the engine itself runs app code unsandboxed: an
+embedded engine (demo, tests) whose ``auto`` found no working bwrap, and said so at start-up, sends ``auto``
+(bwrap where it works on the site, else unsandboxed there too, said once in the site's log), and ``none`` stays
+``none``.
 
 ``WorkerHost`` (a Dask actor) holds one sandboxed worker started on the site for one job, and ``SiteWorker``
 is its engine side: what a ``Worker`` offers a training run (requests, with the questions the code asks on
@@ -60,6 +63,7 @@ class RemoteApp:
     containers: ContainerRuntime = "none"
     gpus: bool = False
     warm: int = 2
+    images: int = 8  # warm images kept on the site's Dask worker (the engine's warm_images)
 
     @classmethod
     def of(cls, app: AppWorkers, sha256: str) -> RemoteApp:
@@ -67,14 +71,28 @@ class RemoteApp:
         workers, sandbox = app.workers, app.workers.sandbox
         return cls(sha256=sha256, label=app.label, code=str(app.code), env=None if app.env is None else str(app.env),
                    cache=None if app.cache is None else str(app.cache), image=app.image,
-                   sandbox="none" if sandbox.mode == "none" else "bwrap",
+                   sandbox=_on_sites(sandbox),
                    hidden=tuple(str(p) for p in sandbox.hidden), timeout=workers.timeout,
                    memory_bytes=workers.memory_bytes, processes=sandbox.limits.processes,
                    file_bytes=sandbox.limits.file_bytes, shm_bytes=sandbox.limits.shm_bytes,
-                   containers=sandbox.containers, gpus=bool(sandbox.devices), warm=max(1, workers.pool.idle))
+                   containers=sandbox.containers, gpus=bool(sandbox.devices), warm=max(1, workers.pool.idle),
+                   images=workers.images.capacity)
 
     def workers(self) -> Workers:
-        """The sandboxed workers of this Dask worker process, bounded as the engine bounds its own."""
+        """The sandboxed workers of this Dask worker process for these settings, bounded as the engine bounds its
+        own: kept while the process lives (the few last used), so the jobs of one app version that come to it
+        fork their workers from its warm image as the engine's do."""
+        with _KEPT_LOCK:
+            found = _KEPT.pop(self, None)
+            if found is None:
+                found = self._workers()
+            _KEPT[self] = found
+            retired = [_KEPT.pop(next(iter(_KEPT))) for _ in range(len(_KEPT) - _KEEP)]
+        for old in retired:  # its images fork no more and end with their last workers
+            old.images.retire()
+        return found
+
+    def _workers(self) -> Workers:
         import tempfile
 
         sandbox = Sandbox(self.sandbox, hidden=[Path(p) for p in self.hidden],
@@ -82,7 +100,20 @@ class RemoteApp:
                           limits=Limits(processes=self.processes, file_bytes=self.file_bytes,
                                         shm_bytes=self.shm_bytes))
         return Workers(sandbox=sandbox, scratch_root=Path(tempfile.gettempdir()), timeout=self.timeout,
-                       memory_bytes=self.memory_bytes, idle=self.warm)
+                       memory_bytes=self.memory_bytes, idle=self.warm, images=self.images)
+
+
+_KEEP = 4  # the settings (app versions) whose workers a Dask worker process keeps
+_KEPT: dict[RemoteApp, Workers] = {}  # least recently used first
+_KEPT_LOCK = threading.Lock()
+
+
+def _on_sites(sandbox: Sandbox) -> SandboxMode:
+    """The sandbox app code gets on a site: ``bwrap`` unless the engine itself runs it unsandboxed (``none``,
+    or ``auto`` that found no working bwrap here, as only an embedded engine keeps it: then ``auto`` there)."""
+    if sandbox.mode == "auto":
+        return "auto" if sandbox.effective() == "none" else "bwrap"
+    return sandbox.mode
 
 
 class WorkerHost:
