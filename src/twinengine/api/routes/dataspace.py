@@ -1,0 +1,297 @@
+"""The Dataspace Protocol 2025-1 over HTTPS (``dataspace``): the version list and DID document (public), the
+catalog, the negotiation and transfer endpoints of both roles under ``/dsp/2025-1`` (the consumer's callbacks
+under ``/dsp/2025-1/callback``), and the provider's data plane under ``/dsp/data``.
+
+These routes take no engine token: each message carries its sender's participant token (``dataspace.identity``),
+verified before any unit of work opens (reading the sender's DID document waits on the network). Errors answer
+with the spec's error objects; a process of another participant is not found (404).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Path, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
+
+from twinengine.api.deps import RuntimeDep
+from twinengine.api.route_actions import public
+from twinengine.api.routing import Router, operation_id
+from twinengine.dataspace import catalog, dataplane, negotiation, transfer
+from twinengine.dataspace.connector import Connector
+from twinengine.dataspace.identity import did_document
+from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, DspError, valid
+from twinengine.dataspace.spec import problems
+from twinengine.errors import AuthenticationRequired, TokenInvalid
+from twinengine.runtime import Runtime
+
+__all__ = ["router"]
+
+router = Router(tags=["dataspace-protocol"], generate_unique_id_function=operation_id)
+Pid = Annotated[str, Path(max_length=200, description="A process id (providerPid or consumerPid).")]
+_MAX_BODY = 1 << 20
+JSON_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"type": "object", "description": "A Dataspace Protocol 2025-1 message (its JSON Schema)."}}}}}
+
+
+def _error_kind(path: str) -> str:
+    return "transfer" if "/transfers" in path else "catalog" if "/catalog" in path else "negotiation"
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > _MAX_BODY:
+        raise DspError(413, "the message is larger than 1 MiB", kind=_error_kind(request.url.path), code="413")
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        raise DspError(400, "the body is not JSON", kind=_error_kind(request.url.path)) from None
+
+
+def _answer(status: int, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, status_code=status)
+
+
+async def _protocol(request: Request, runtime: Runtime,
+                    handle: Callable[[Session, Connector, str, Any], tuple[int, dict[str, Any]]],
+                    *, readonly: bool = False, body: bool = True) -> Response:
+    """Verify the sender (no unit of work open), then ``handle`` in a unit of work of its own; the courier is
+    woken once it committed."""
+    connector = runtime.dataspace
+    kind = _error_kind(request.url.path)
+    try:
+        message = await _body(request) if body else None
+        peer = await anyio.to_thread.run_sync(connector.verify, request.headers.get("authorization"))
+
+        def work() -> tuple[int, dict[str, Any]]:
+            with runtime.db.session(readonly=readonly) as session:
+                return handle(session, connector, peer, message)
+
+        status, answer = await anyio.to_thread.run_sync(work)
+    except DspError as exc:
+        if exc.kind != "catalog":
+            exc.kind = kind if exc.kind == "negotiation" else exc.kind
+        return _answer(exc.status, exc.body())
+    except (AuthenticationRequired, TokenInvalid) as exc:
+        error = DspError(401, exc.message, kind=kind, code="401")
+        return JSONResponse(error.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    if not readonly:
+        connector.wake()
+    return _answer(status, answer)
+
+
+# -- discovery ---------------------------------------------------------------------------------------------------
+
+@router.get("/.well-known/dspace-version", name="version", summary="The protocol versions this engine speaks")
+@public
+def version(runtime: RuntimeDep) -> JSONResponse:
+    connector = runtime.dataspace
+    body = {"protocolVersions": [{"version": "2025-1", "path": BASE_PATH, "binding": "HTTPS",
+                                  "identifierType": "did:web", "serviceId": connector.did,
+                                  "auth": {"protocol": "did:web self-issued JWT", "version": "1",
+                                           "profile": ["ES256"]}}]}
+    assert not problems(body, "VersionResponse")
+    return JSONResponse(body)
+
+
+@router.get("/.well-known/did.json", name="did", summary="This engine's DID document (did:web)")
+@public
+def did(runtime: RuntimeDep) -> JSONResponse:
+    connector = runtime.dataspace
+    return JSONResponse(did_document(connector.did, connector.keyring(), connector.base + "/catalog"))
+
+
+# -- catalog -----------------------------------------------------------------------------------------------------
+
+@router.post(BASE_PATH + "/catalog/request", name="catalog", summary="The catalog this participant may see",
+             openapi_extra=JSON_BODY)
+@public
+async def catalog_request(request: Request, runtime: RuntimeDep) -> Response:
+    def handle(session: Session, connector: Connector, peer: str, body: Any) -> tuple[int, dict[str, Any]]:
+        msg = valid(body, "CatalogRequestMessage", error_kind="catalog")
+        if msg.get("filter"):
+            raise DspError(400, "catalog filters are not supported", kind="catalog")
+        return 200, catalog.catalog_of(session, connector, peer)
+
+    return await _protocol(request, runtime, handle, readonly=True)
+
+
+@router.get(BASE_PATH + "/catalog/datasets/{dataset_id}", name="dataset", summary="One dataset of the catalog")
+@public
+async def catalog_dataset(request: Request, runtime: RuntimeDep,
+                          dataset_id: Annotated[str, Path(max_length=200)]) -> Response:
+    def handle(session: Session, connector: Connector, peer: str, _body: Any) -> tuple[int, dict[str, Any]]:
+        offer, policy = catalog.visible_offer(session, peer, dataset_id=dataset_id)
+        return 200, {"@context": ["https://w3id.org/dspace/2025/1/context.jsonld"],
+                     **catalog.dataset_of(offer, connector, policy)}
+
+    return await _protocol(request, runtime, handle, readonly=True, body=False)
+
+
+# -- negotiations: provider --------------------------------------------------------------------------------------
+
+@router.get(BASE_PATH + "/negotiations/{pid}", name="negotiation", summary="A negotiation (provider side)")
+@public
+async def provider_negotiation(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
+    def handle(session: Session, _c: Connector, peer: str, _b: Any) -> tuple[int, dict[str, Any]]:
+        return 200, negotiation.as_message(negotiation.find(session, negotiation.Role.PROVIDER, peer, pid))
+
+    return await _protocol(request, runtime, handle, body=False)
+
+
+@router.post(BASE_PATH + "/negotiations/request", name="negotiation_request", openapi_extra=JSON_BODY,
+             summary="Start a negotiation: a contract request (201)")
+@public
+async def negotiation_request(request: Request, runtime: RuntimeDep) -> Response:
+    return await _protocol(request, runtime, lambda s, c, peer, body: negotiation.provider_request(s, c, peer, body))
+
+
+def _provider_negotiation(kind: str) -> Callable[..., Any]:
+    async def endpoint(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
+        return await _protocol(request, runtime, lambda s, c, peer, body: (
+            200, negotiation.provider_receive(s, c, peer, pid, kind, body)))
+
+    endpoint.__name__ = f"provider_negotiation_{kind}"
+    return public(endpoint)
+
+
+for _kind, _path in (("request", "request"), ("events", "events"), ("verification", "agreement/verification"),
+                     ("termination", "termination")):
+    router.add_api_route(BASE_PATH + "/negotiations/{pid}/" + _path, _provider_negotiation(_kind), methods=["POST"],
+                         name=f"negotiation_{_kind}_provider", openapi_extra=JSON_BODY,
+                         summary=f"A consumer's {_kind} message")
+
+
+# -- negotiations: consumer callbacks ------------------------------------------------------------------------------
+
+@router.get(CALLBACK_PATH + "/negotiations/{pid}", name="callback_negotiation",
+            summary="A negotiation (consumer side)")
+@public
+async def consumer_negotiation(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
+    def handle(session: Session, _c: Connector, peer: str, _b: Any) -> tuple[int, dict[str, Any]]:
+        return 200, negotiation.as_message(negotiation.find(session, negotiation.Role.CONSUMER, peer, pid))
+
+    return await _protocol(request, runtime, handle, body=False)
+
+
+@router.post(CALLBACK_PATH + "/negotiations/offers", name="callback_offer_initial", openapi_extra=JSON_BODY,
+             summary="A provider's offer starting a negotiation (not taken by this engine)")
+@public
+async def consumer_offer_initial(request: Request, runtime: RuntimeDep) -> Response:
+    def handle(_s: Session, _c: Connector, _peer: str, body: Any) -> tuple[int, dict[str, Any]]:
+        valid(body, "ContractOfferMessage", error_kind="negotiation")
+        raise DspError(400, "this engine negotiates only what it asked for: offers it did not request are refused",
+                       provider_pid=body.get("providerPid"))
+
+    return await _protocol(request, runtime, handle)
+
+
+def _consumer_negotiation(kind: str) -> Callable[..., Any]:
+    async def endpoint(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
+        return await _protocol(request, runtime, lambda s, c, peer, body: (
+            200, negotiation.consumer_receive(s, c, peer, pid, kind, body)))
+
+    endpoint.__name__ = f"consumer_negotiation_{kind}"
+    return public(endpoint)
+
+
+for _kind in ("offers", "agreement", "events", "termination"):
+    router.add_api_route(CALLBACK_PATH + "/negotiations/{pid}/" + _kind, _consumer_negotiation(_kind),
+                         methods=["POST"], name=f"callback_negotiation_{_kind}", openapi_extra=JSON_BODY,
+                         summary=f"A provider's {_kind} message")
+
+
+# -- transfers ---------------------------------------------------------------------------------------------------
+
+@router.get(BASE_PATH + "/transfers/{pid}", name="transfer", summary="A transfer process (provider side)")
+@public
+async def provider_transfer(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
+    def handle(session: Session, _c: Connector, peer: str, _b: Any) -> tuple[int, dict[str, Any]]:
+        return 200, transfer.as_message(transfer.find(session, transfer.Role.PROVIDER, peer, pid))
+
+    return await _protocol(request, runtime, handle, body=False)
+
+
+@router.post(BASE_PATH + "/transfers/request", name="transfer_request", openapi_extra=JSON_BODY,
+             summary="Request a transfer under an agreement (201)")
+@public
+async def transfer_request(request: Request, runtime: RuntimeDep) -> Response:
+    return await _protocol(request, runtime, lambda s, c, peer, body: transfer.provider_request(s, c, peer, body))
+
+
+def _transfer_message(kind: str, role: str) -> Callable[..., Any]:
+    async def endpoint(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
+        receive = transfer.provider_receive if role == "provider" else transfer.consumer_receive
+        return await _protocol(request, runtime, lambda s, c, peer, body: (200, receive(s, peer, pid, kind, body)))
+
+    endpoint.__name__ = f"{role}_transfer_{kind}"
+    return public(endpoint)
+
+
+for _kind in ("start", "completion", "termination", "suspension"):
+    router.add_api_route(BASE_PATH + "/transfers/{pid}/" + _kind, _transfer_message(_kind, "provider"),
+                         methods=["POST"], name=f"transfer_{_kind}_provider", openapi_extra=JSON_BODY,
+                         summary=f"A consumer's transfer {_kind} message")
+    router.add_api_route(CALLBACK_PATH + "/transfers/{pid}/" + _kind, _transfer_message(_kind, "consumer"),
+                         methods=["POST"], name=f"callback_transfer_{_kind}", openapi_extra=JSON_BODY,
+                         summary=f"A provider's transfer {_kind} message")
+
+
+# -- the data plane (HttpData-PULL) ----------------------------------------------------------------------------------
+
+def _refused(exc: dataplane.DataRefused) -> JSONResponse:
+    code = {401: "AuthenticationRequired", 403: "PermissionDenied", 404: "NotFound"}.get(exc.status, "Refused")
+    return JSONResponse({"code": code, "message": exc.reason, "details": []}, status_code=exc.status,
+                        headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+
+
+@router.get(DATA_PATH + "/{pid}", name="data_files", summary="The files of a started pull transfer")
+@public
+async def data_files(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
+    connector = runtime.dataspace
+
+    def work() -> dict[str, Any]:
+        with runtime.db.session() as session:
+            row, agreement = _authorized(session, pid, request.headers.get("authorization"))
+            return dataplane.manifest(session, connector, row, agreement)
+
+    try:
+        return JSONResponse(await anyio.to_thread.run_sync(work))
+    except dataplane.DataRefused as exc:
+        return _refused(exc)
+
+
+def _authorized(session: Session, pid: str, authorization: str | None) -> Any:
+    try:
+        return dataplane.authorize(session, pid, authorization)
+    except dataplane.DataRefused:
+        session.commit()  # the refusal is recorded (usage, audit) though nothing is served
+        raise
+
+
+@router.get(DATA_PATH + "/{pid}/{name}", name="data_file", summary="One file of a started pull transfer",
+            responses={200: {"content": {"application/octet-stream": {}}}})
+@public
+async def data_file(request: Request, runtime: RuntimeDep, pid: Pid,
+                    name: Annotated[str, Path(max_length=400)]) -> Response:
+    connector = runtime.dataspace
+
+    def work() -> tuple[Any, int, str, str | None]:
+        with runtime.db.session() as session:
+            row, agreement = _authorized(session, pid, request.headers.get("authorization"))
+            try:
+                return dataplane.open_file(session, connector, row, agreement, name)
+            except dataplane.DataRefused:
+                session.commit()
+                raise
+
+    try:
+        readable, size, sha256, media = await anyio.to_thread.run_sync(work)
+    except dataplane.DataRefused as exc:
+        return _refused(exc)
+    return StreamingResponse(dataplane.stream(readable), media_type=media or "application/octet-stream",
+                             headers={"Content-Length": str(size), "ETag": f'"{sha256}"'})

@@ -1,0 +1,215 @@
+"""``twin offer``: the data space. Offer lake data under a policy, know participants (admins), read another
+engine's catalog, negotiate, transfer and follow agreements (docs/dataspaces.md)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from twinengine.cli._common import console, state_of, table
+
+app = typer.Typer(help="The data space: offer lake data under ODRL policies; find, negotiate and transfer "
+                       "another engine's.", no_args_is_help=True)
+participant_app = typer.Typer(help="Participants this engine knows as a provider (admins).", no_args_is_help=True)
+app.add_typer(participant_app, name="participant")
+
+_FINAL = {"FINALIZED", "TERMINATED", "COMPLETED"}
+
+
+@app.command("create")
+def create(ctx: typer.Context, did: str = typer.Argument(..., help="The lake file or dataset (scope:name)."),
+           title: str = typer.Option(..., "--title"),
+           description: str | None = typer.Option(None, "--description"),
+           keyword: list[str] = typer.Option([], "--keyword"),
+           until: datetime | None = typer.Option(None, "--until", help="dateTime: nothing after this time (UTC)."),
+           days: int | None = typer.Option(None, "--days", help="elapsedTime: days after the agreement."),
+           count: int | None = typer.Option(None, "--count", help="count: transfers under one agreement."),
+           purpose: list[str] = typer.Option([], "--purpose", help="purpose: one the consumer must declare."),
+           participant: list[str] = typer.Option([], "--participant", help="recipient: a participant's did:web."),
+           organisation: list[str] = typer.Option([], "--organisation", help="The consumer's organisation."),
+           group: list[str] = typer.Option([], "--group", help="A group the consumer is in."),
+           spatial: list[str] = typer.Option([], "--spatial", help="A region the consumer is in (EU, ...)."),
+           attribution: bool = typer.Option(False, "--attribution", help="An obligation to attribute."),
+           policy: Path | None = typer.Option(None, "--policy", help="An ODRL policy (JSON) instead of the terms.",
+                                              exists=True, dir_okay=False),
+           manual: bool = typer.Option(False, "--manual", help="Agree, finalize and start by hand.")) -> None:
+    """Offer a lake file or dataset of yours (a twin's: its owner's) under a policy. A rule the engine cannot
+    enforce is refused, naming it."""
+    out = state_of(ctx)
+    rules = json.loads(policy.read_text()) if policy else None
+    with out.client() as client:
+        made = client.dataspace.offer(
+            did, title, description=description, keywords=keyword, policy=rules, until=until, days=days,
+            count=count, purposes=purpose or None, participants=participant or None,
+            organisations=organisation or None, groups=group or None, spatial=spatial or None,
+            attribution=attribution, manual=manual)
+    out.emit(made, lambda: console.print(f"offered {made.did} as dataset {made.dataset_id} (offer {made.id})",
+                                         highlight=False))
+
+
+@app.command("list")
+def list_offers(ctx: typer.Context, withdrawn: bool = typer.Option(False, "--withdrawn")) -> None:
+    """Offers of yours (every offer, for admins)."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.dataspace.offers(withdrawn=withdrawn)
+    out.emit(rows, lambda: console.print(table(None, ["dataset", "did", "title", "owner", "withdrawn"],
+                                               [[r.dataset_id, r.did, r.title, r.owner,
+                                                 str(r.withdrawn_at or "")] for r in rows])))
+
+
+@app.command("withdraw")
+def withdraw(ctx: typer.Context, offer_id: str = typer.Argument(...)) -> None:
+    """Take an offer out of the catalog; agreements made under it stand until revoked."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.dataspace.withdraw(offer_id)
+    out.emit(row, lambda: console.print(f"withdrew {row.id}", highlight=False))
+
+
+@app.command("identity")
+def identity(ctx: typer.Context) -> None:
+    """This engine's participant id (did:web) and protocol addresses."""
+    out = state_of(ctx)
+    with out.client() as client:
+        found = client.dataspace.identity()
+    out.emit(found, lambda: console.print(f"{found.did}  {found.base}", highlight=False))
+
+
+@app.command("catalog")
+def catalog(ctx: typer.Context, url: str = typer.Argument(..., help="The provider engine's URL.")) -> None:
+    """The datasets another engine offers this one."""
+    out = state_of(ctx)
+    with out.client() as client:
+        found = client.dataspace.catalog(url)
+    rows = [[d["@id"], d.get("dct:title", ""), ", ".join(p["@id"] for p in d.get("hasPolicy", []))]
+            for d in found.get("dataset", [])]
+    out.emit(found, lambda: console.print(table(None, ["dataset", "title", "offers"], rows)))
+
+
+def _wait(client: object, kind: str, item: int, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    dataspace = client.dataspace  # type: ignore[attr-defined]
+    read = dataspace.negotiation if kind == "negotiation" else dataspace.transfer_state
+    row = read(item)
+    while (row.state not in _FINAL or row.pending) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        row = read(item)
+    return row
+
+
+@app.command("negotiate")
+def negotiate(ctx: typer.Context, url: str = typer.Argument(..., help="The provider engine's URL."),
+              dataset: str = typer.Argument(..., help="The dataset's id in its catalog."),
+              offer: str | None = typer.Option(None, "--offer"), purpose: str | None = typer.Option(None, "--purpose"),
+              land: str | None = typer.Option(None, "--land", help="Transfer once finalized, landing as this "
+                                                                  "dataset (scope:name)."),
+              twin: str | None = typer.Option(None, "--twin", help="The twin whose data it lands as."),
+              endpoint: str | None = typer.Option(None, "--endpoint"),
+              wait: bool = typer.Option(False, "--wait", help="Wait until it is FINALIZED or TERMINATED (and the "
+                                                              "transfer, with --land, COMPLETED).")) -> None:
+    """Negotiate for a dataset of another engine, under its offer as its catalog has it."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.dataspace.negotiate(url, dataset, offer=offer, purpose=purpose, land=land, twin=twin,
+                                         endpoint=endpoint)
+        if wait:
+            row = _wait(client, "negotiation", row.id, 120)
+            if land and row.state == "FINALIZED" and row.agreement_id:
+                moves = [t for t in client.dataspace.transfers(role="consumer", agreement=row.agreement_id)]
+                if moves:
+                    done = _wait(client, "transfer", moves[0].id, 600)
+                    out.emit(done, lambda: console.print(f"transfer {done.state}: {done.landed or ''} "
+                                                         f"{done.error or ''}", highlight=False))
+                    return
+    out.emit(row, lambda: console.print(f"negotiation {row.id} {row.state} {row.agreement_id or ''} "
+                                        f"{row.error or ''}", highlight=False))
+    if wait and row.state == "TERMINATED":
+        raise typer.Exit(2)
+
+
+@app.command("negotiations")
+def negotiations(ctx: typer.Context, role: str | None = typer.Option(None, "--role")) -> None:
+    """Negotiations of yours, or of your offers."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.dataspace.negotiations(role=role)
+    out.emit(rows, lambda: console.print(table(None, ["id", "role", "state", "peer", "agreement", "error"], [
+        [str(r.id), r.role, r.state, r.peer, r.agreement_id or "", (r.error or "")[:60]] for r in rows])))
+
+
+@app.command("agreements")
+def agreements(ctx: typer.Context, role: str | None = typer.Option(None, "--role")) -> None:
+    """Agreements of yours, or under your offers."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.dataspace.agreements(role=role)
+    out.emit(rows, lambda: console.print(table(None, ["agreement", "role", "provider", "consumer", "transfers",
+                                                "revoked"], [
+        [r.id, r.role, r.provider, r.consumer, str(r.transfers), str(r.revoked_at or "")] for r in rows])))
+
+
+@app.command("revoke")
+def revoke(ctx: typer.Context, agreement: str = typer.Argument(...)) -> None:
+    """Revoke an agreement this engine provides: its data addresses refuse at once."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.dataspace.revoke(agreement)
+    out.emit(row, lambda: console.print(f"revoked {row.id}", highlight=False))
+
+
+@app.command("transfer")
+def transfer(ctx: typer.Context, agreement: str = typer.Argument(...),
+             land: str = typer.Argument(..., help="The dataset it lands as (scope:name)."),
+             twin: str | None = typer.Option(None, "--twin"), endpoint: str | None = typer.Option(None, "--endpoint"),
+             wait: bool = typer.Option(False, "--wait")) -> None:
+    """Transfer under an agreement of yours, landing the data in this engine's lake."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.dataspace.transfer(agreement, land, twin=twin, endpoint=endpoint)
+        if wait:
+            row = _wait(client, "transfer", row.id, 600)
+    out.emit(row, lambda: console.print(f"transfer {row.id} {row.state} {row.landed or ''} {row.error or ''}",
+                                        highlight=False))
+    if wait and row.state != "COMPLETED":
+        raise typer.Exit(2)
+
+
+@app.command("transfers")
+def transfers(ctx: typer.Context, role: str | None = typer.Option(None, "--role"),
+              agreement: str | None = typer.Option(None, "--agreement")) -> None:
+    """Transfers of yours, or under your offers."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.dataspace.transfers(role=role, agreement=agreement)
+    out.emit(rows, lambda: console.print(table(None, ["id", "role", "state", "agreement", "bytes", "landed"], [
+        [str(r.id), r.role, r.state, r.agreement_id, str(r.bytes), r.landed or ""] for r in rows])))
+
+
+@participant_app.command("add")
+def participant_add(ctx: typer.Context, did: str = typer.Argument(..., help="Its did:web."),
+                    title: str | None = typer.Option(None, "--title"),
+                    organisation: str | None = typer.Option(None, "--organisation"),
+                    group: list[str] = typer.Option([], "--group"),
+                    spatial: list[str] = typer.Option([], "--spatial")) -> None:
+    """Record a participant's organisation, groups and regions (what policies may ask of it)."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.dataspace.participant(did, title=title, organisation=organisation, groups=group,
+                                           spatial=spatial)
+    out.emit(row, lambda: console.print(f"{row.did}: {row.organisation or '-'} {', '.join(row.groups)}",
+                                        highlight=False))
+
+
+@participant_app.command("list")
+def participant_list(ctx: typer.Context) -> None:
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.dataspace.participants()
+    out.emit(rows, lambda: console.print(table(None, ["did", "organisation", "groups", "spatial"], [
+        [r.did, r.organisation or "", ", ".join(r.groups), ", ".join(r.spatial)] for r in rows])))

@@ -1,0 +1,112 @@
+"""The catalog a participant sees: exactly the offers whose policies it passes at the catalog phase, as DCAT
+datasets with their ODRL offers and distributions; and the gate every phase asks (the one policy point:
+``auth.policy`` rule ``dataspace.use``)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from twinengine.auth.policy import require
+from twinengine.auth.principal import Principal, Role
+from twinengine.dataspace import odrl
+from twinengine.dataspace.connector import Connector
+from twinengine.dataspace.models import Offer, Participant
+from twinengine.dataspace.protocol import PULL, DspError, message
+from twinengine.errors import PermissionDenied
+
+__all__ = ["Gate", "catalog_of", "context_of", "dataset_of", "participant_principal", "permit", "visible_offer"]
+
+
+def participant_principal(did: str, row: Participant | None) -> Principal:
+    """A remote participant as the policy point sees it: its id, and the groups the provider records for it."""
+    return Principal(name=did, role=Role.USER, issuer="dataspace",
+                     groups=frozenset(row.groups) if row is not None and not row.disabled else frozenset())
+
+
+def context_of(session: Session, did: str, phase: odrl.Phase, *, purpose: str | None = None,
+               agreed_at: datetime | None = None, transfers: int = 0, now: datetime | None = None) -> odrl.Context:
+    row = session.get(Participant, did)
+    known = row is not None and not row.disabled
+    return odrl.Context(phase=phase, participant=did, organisation=row.organisation if known and row else None,
+                        groups=frozenset(row.groups) if known and row else frozenset(),
+                        spatial=frozenset(row.spatial) if known and row else frozenset(), purpose=purpose,
+                        agreed_at=agreed_at, transfers=transfers,
+                        **({"now": now} if now is not None else {}))
+
+
+@dataclass
+class Gate:
+    """A policy at one phase for one participant: what ``auth.policy``'s ``dataspace.use`` rule asks."""
+
+    policy: dict[str, Any]
+    context: odrl.Context
+    why: str | None = field(default=None, init=False)
+
+    def permits(self, principal: Principal) -> bool:
+        self.why = odrl.decide(self.policy, self.context) if principal.name == self.context.participant else \
+            "the participant is not the one the policy is judged for"
+        return self.why is None
+
+
+def permit(session: Session, policy: dict[str, Any], context: odrl.Context) -> str | None:
+    """Why the policy point refuses ``context``'s use (None: permitted)."""
+    gate = Gate(policy, context)
+    principal = participant_principal(context.participant, session.get(Participant, context.participant))
+    try:
+        require(principal, "dataspace.use", gate)
+    except PermissionDenied:
+        return gate.why or "refused"
+    return None
+
+
+def _service_id(connector: Connector) -> str:
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, connector.base)}"
+
+
+def dataset_of(offer: Offer, connector: Connector, policy: dict[str, Any]) -> dict[str, Any]:
+    dataset: dict[str, Any] = {"@id": offer.dataset_id, "@type": "Dataset", "dct:title": offer.title}
+    if offer.description:
+        dataset["dct:description"] = offer.description
+    if offer.keywords:
+        dataset["dcat:keyword"] = list(offer.keywords)
+    dataset["hasPolicy"] = [policy]
+    dataset["distribution"] = [{"@type": "Distribution", "format": PULL, "accessService": {
+        "@id": _service_id(connector), "@type": "DataService", "endpointURL": connector.base}}]
+    return dataset
+
+
+def _visible(session: Session, did: str) -> list[tuple[Offer, dict[str, Any]]]:
+    context = context_of(session, did, odrl.Phase.CATALOG)
+    found = []
+    for offer in session.scalars(select(Offer).where(Offer.withdrawn_at.is_(None)).order_by(Offer.created_at,
+                                                                                            Offer.id)):
+        policy = odrl.json_of(offer.policy)
+        if permit(session, policy, context) is None:
+            found.append((offer, policy))
+    return found
+
+
+def catalog_of(session: Session, connector: Connector, did: str) -> dict[str, Any]:
+    """The catalog ``did`` may see (no ``dataset`` key when it sees none: the schema wants at least one)."""
+    datasets = [dataset_of(offer, connector, policy) for offer, policy in _visible(session, did)]
+    body = message("Catalog", **{"@id": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, connector.did)}"},
+                   participantId=connector.did,
+                   service=[{"@id": _service_id(connector), "@type": "DataService", "endpointURL": connector.base}])
+    if datasets:
+        body["dataset"] = datasets
+    return body
+
+
+def visible_offer(session: Session, did: str, *, dataset_id: str | None = None,
+                  offer_id: str | None = None) -> tuple[Offer, dict[str, Any]]:
+    """The offer of a dataset (or by its own id) ``did`` may see; 404 with a catalog error otherwise."""
+    for offer, policy in _visible(session, did):
+        if offer.dataset_id == dataset_id or offer.id == offer_id:
+            return offer, policy
+    raise DspError(404, f"no dataset {dataset_id or offer_id!r} in this catalog", kind="catalog", code="404")

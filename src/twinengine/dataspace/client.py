@@ -1,0 +1,134 @@
+"""The SDK's data space (``client.dataspace``): offers, participants, another participant's catalog,
+negotiations, agreements, transfers and usage records, over the management API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, TypeAdapter
+
+from twinengine.dataspace.schemas import (
+    AccessRead,
+    AgreementRead,
+    Identity,
+    NegotiationRead,
+    OfferRead,
+    ParticipantRead,
+    TransferRead,
+)
+from twinengine.transport import Transport, segment
+
+__all__ = ["DataspaceClient"]
+
+_P = "/api/v1/dataspace"
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _list(model: type[_M], payload: Any) -> list[_M]:
+    return TypeAdapter(list[model]).validate_python(payload)  # type: ignore[valid-type]
+
+
+class DataspaceClient:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def identity(self) -> Identity:
+        """This engine's participant id (did:web) and protocol addresses."""
+        return self._t.get(Identity, f"{_P}/identity")
+
+    # -- offering -------------------------------------------------------------------------------------------------
+
+    def offer(self, did: str, title: str, *, description: str | None = None, keywords: list[str] | None = None,
+              policy: dict[str, Any] | None = None, until: datetime | None = None, days: int | None = None,
+              count: int | None = None, purposes: list[str] | None = None, participants: list[str] | None = None,
+              organisations: list[str] | None = None, groups: list[str] | None = None,
+              spatial: list[str] | None = None, attribution: bool = False, manual: bool = False) -> OfferRead:
+        """Offer a lake file or dataset: under ``policy`` (ODRL), or under the terms given."""
+        terms = {"until": until.isoformat() if until else None, "days": days, "count": count, "purposes": purposes,
+                 "participants": participants, "organisations": organisations, "groups": groups,
+                 "spatial": spatial, "attribution": attribution}
+        body: dict[str, Any] = {"did": did, "title": title, "description": description,
+                                "keywords": keywords or [], "manual": manual}
+        if policy is not None:
+            body["policy"] = policy
+        else:
+            body["terms"] = {k: v for k, v in terms.items() if v not in (None, False)}
+        return self._t.send(OfferRead, "POST", f"{_P}/offers", body)
+
+    def offers(self, *, withdrawn: bool = False) -> list[OfferRead]:
+        return _list(OfferRead, self._t.request("GET", f"{_P}/offers", params={"withdrawn": withdrawn}).json())
+
+    def withdraw(self, offer_id: str) -> OfferRead:
+        return OfferRead.model_validate(self._t.request("DELETE", f"{_P}/offers/{segment(offer_id)}").json())
+
+    def participant(self, did: str, *, title: str | None = None, organisation: str | None = None,
+                    groups: list[str] | None = None, spatial: list[str] | None = None) -> ParticipantRead:
+        """Record what this provider knows of a participant (admins)."""
+        return self._t.send(ParticipantRead, "PUT", f"{_P}/participants", {
+            "did": did, "title": title, "organisation": organisation, "groups": groups or [],
+            "spatial": spatial or []})
+
+    def participants(self) -> list[ParticipantRead]:
+        return _list(ParticipantRead, self._t.request("GET", f"{_P}/participants").json())
+
+    # -- consuming ------------------------------------------------------------------------------------------------
+
+    def catalog(self, url: str) -> dict[str, Any]:
+        """The catalog the engine at ``url`` shows this engine (DCAT, as the protocol has it)."""
+        found: dict[str, Any] = self._t.request("POST", f"{_P}/catalog", json={"url": url}).json()
+        return found
+
+    def negotiate(self, url: str, dataset: str, *, offer: str | None = None, purpose: str | None = None,
+                  land: str | None = None, twin: str | None = None, endpoint: str | None = None) -> NegotiationRead:
+        """Negotiate for ``dataset`` of the engine at ``url``; with ``land`` (scope:name), transfer once finalized
+        and land the data there (for ``twin``)."""
+        body: dict[str, Any] = {"url": url, "dataset": dataset, "offer": offer, "purpose": purpose}
+        if land:
+            body["land"] = {"did": land, "twin": twin, "endpoint": endpoint}
+        return self._t.send(NegotiationRead, "POST", f"{_P}/negotiations", body)
+
+    def negotiations(self, *, role: str | None = None) -> list[NegotiationRead]:
+        params = {"role": role} if role else {}
+        return _list(NegotiationRead, self._t.request("GET", f"{_P}/negotiations", params=params).json())
+
+    def negotiation(self, negotiation_id: int) -> NegotiationRead:
+        return self._t.get(NegotiationRead, f"{_P}/negotiations/{negotiation_id}")
+
+    def step(self, negotiation_id: int, action: str) -> NegotiationRead:
+        """A step of yours: agree, finalize, offer (provider); request, accept, verify (consumer); terminate."""
+        return self._t.send(NegotiationRead, "POST", f"{_P}/negotiations/{negotiation_id}/{action}", None)
+
+    def agreements(self, *, role: str | None = None) -> list[AgreementRead]:
+        params = {"role": role} if role else {}
+        return _list(AgreementRead, self._t.request("GET", f"{_P}/agreements", params=params).json())
+
+    def agreement(self, agreement_id: str) -> AgreementRead:
+        return self._t.get(AgreementRead, f"{_P}/agreements/{segment(agreement_id)}")
+
+    def revoke(self, agreement_id: str) -> AgreementRead:
+        return self._t.send(AgreementRead, "POST", f"{_P}/agreements/{segment(agreement_id)}/revoke", None)
+
+    def accesses(self, agreement_id: str) -> list[AccessRead]:
+        """The provider's usage record of an agreement: every data access, refused ones too."""
+        return _list(AccessRead, self._t.request("GET", f"{_P}/agreements/{segment(agreement_id)}/accesses").json())
+
+    def transfer(self, agreement_id: str, land: str | None, *, twin: str | None = None,
+                 endpoint: str | None = None) -> TransferRead:
+        """Transfer under an agreement of yours; the data lands as the dataset ``land`` (None: not pulled)."""
+        return self._t.send(TransferRead, "POST", f"{_P}/transfers", {
+            "agreement": agreement_id, "did": land or "dataspace:unused", "twin": twin, "endpoint": endpoint,
+            "land_data": land is not None})
+
+    def transfers(self, *, role: str | None = None, agreement: str | None = None) -> list[TransferRead]:
+        params = {k: v for k, v in {"role": role, "agreement": agreement}.items() if v}
+        return _list(TransferRead, self._t.request("GET", f"{_P}/transfers", params=params).json())
+
+    def transfer_state(self, transfer_id: int) -> TransferRead:
+        return self._t.get(TransferRead, f"{_P}/transfers/{transfer_id}")
+
+    def transfer_step(self, transfer_id: int, action: str) -> TransferRead:
+        """start, suspend, complete or terminate a transfer of yours."""
+        return self._t.send(TransferRead, "POST", f"{_P}/transfers/{transfer_id}/{action}", None)

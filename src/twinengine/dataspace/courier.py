@@ -1,0 +1,214 @@
+"""Sending what each process owes the other side: claim it in a short unit of work, send it with none open (the
+network never waits inside a transaction: ``store.guard``), apply the answer in another short one.
+
+A message that fails to arrive is retried (1 s, doubling) up to ``dataspace_attempts`` times, then the process is
+terminated on this side. A 4xx answer means the other side refuses it: the process is terminated (and the other
+side told, unless what was refused was the termination itself). A restart loses nothing: the claim expires and
+the message is sent again, which the other side acknowledges without a second effect.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from twinengine.dataspace import dataplane, negotiation, odrl, peers, transfer
+from twinengine.dataspace.agreements import mark_finalized
+from twinengine.dataspace.connector import Connector
+from twinengine.dataspace.models import Agreement, Negotiation, TransferProcess
+from twinengine.dataspace.protocol import NegotiationState, Role, TransferState, message
+from twinengine.store.base import utcnow
+
+__all__ = ["deliver", "run_once"]
+
+log = logging.getLogger("twinengine.dataspace")
+N, T = NegotiationState, TransferState
+EVENT = {"accept": "ACCEPTED", "finalize": "FINALIZED"}
+PATH = {"request": "request", "accept": "events", "verify": "agreement/verification", "terminate": "termination",
+        "offer": "offers", "agree": "agreement", "finalize": "events"}
+TRANSFER_PATH = {"start": "start", "complete": "completion", "suspend": "suspension", "terminate": "termination"}
+TRANSFER_KIND = {"start": "TransferStartMessage", "complete": "TransferCompletionMessage",
+                 "suspend": "TransferSuspensionMessage", "terminate": "TransferTerminationMessage"}
+
+
+@dataclass
+class Job:
+    model: type[Negotiation] | type[TransferProcess]
+    id: int
+    action: str
+    url: str = ""
+    body: dict[str, Any] | None = None
+    audience: str = ""
+    local: dict[str, Any] = field(default_factory=dict)  # a pull: what it needs
+
+
+def _negotiation_job(connector: Connector, row: Negotiation) -> Job:
+    action, pids = row.pending or "", {"providerPid": row.provider_pid, "consumerPid": row.consumer_pid}
+    detail = row.pending_detail or {}
+    if row.role == Role.CONSUMER:
+        if action == "request" and row.state == N.INITIAL:
+            body = message("ContractRequestMessage", consumerPid=row.consumer_pid,
+                           offer={**odrl.json_of(row.offer or "{}"), "target": row.dataset_id},
+                           callbackAddress=connector.callback, purpose=row.purpose)
+            return Job(Negotiation, row.id, action, f"{row.peer_base}/negotiations/request", body, row.peer)
+        url = f"{row.peer_base}/negotiations/{row.provider_pid}/{PATH[action]}"
+    else:
+        url = f"{row.peer_base}/negotiations/{row.consumer_pid}/{PATH[action]}"
+    if action == "request":
+        body = message("ContractRequestMessage", **pids, offer=odrl.json_of(row.offer or "{}"))
+    elif action in EVENT:
+        body = message("ContractNegotiationEventMessage", **pids, eventType=EVENT[action])
+    elif action == "verify":
+        body = message("ContractAgreementVerificationMessage", **pids)
+    elif action == "terminate":
+        body = message("ContractNegotiationTerminationMessage", **pids, code=str(detail.get("code") or "terminated"),
+                       reason=[str(detail.get("reason") or row.error or "terminated")[:1000]])
+    elif action == "offer":
+        body = message("ContractOfferMessage", **pids, offer={**odrl.json_of(row.offer or "{}"),
+                                                               "target": row.dataset_id})
+    else:  # agree
+        raise RuntimeError("an agreement job is built with its agreement")
+    return Job(Negotiation, row.id, action, url, body, row.peer)
+
+
+def _claim(session: Session, connector: Connector, model: Any, row_id: int) -> Job | None:
+    row = session.scalars(select(model).where(model.id == row_id).with_for_update()).first()
+    now = utcnow()
+    if row is None or row.pending is None or (row.due_at and row.due_at > now) or \
+            (row.claimed_until and row.claimed_until > now):
+        return None
+    row.attempts += 1
+    row.claimed_until = now + connector.settings.dataspace_message_timeout * 2 + timedelta(seconds=5)
+    if model is Negotiation:
+        if row.pending == "agree":
+            agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
+                                                               Agreement.role == Role.PROVIDER.value))
+            if agreement is None:
+                row.pending, row.error = None, "the agreement to send is gone"
+                return None
+            body = message("ContractAgreementMessage", providerPid=row.provider_pid, consumerPid=row.consumer_pid,
+                           agreement=odrl.json_of(agreement.policy))
+            return Job(Negotiation, row.id, "agree", f"{row.peer_base}/negotiations/{row.consumer_pid}/agreement",
+                       body, row.peer)
+        return _negotiation_job(connector, row)
+    return _transfer_job(session, connector, row)
+
+
+def _transfer_job(session: Session, connector: Connector, row: TransferProcess) -> Job:
+    action = row.pending or ""
+    pids = {"providerPid": row.provider_pid, "consumerPid": row.consumer_pid}
+    if action == "request":
+        body = message("TransferRequestMessage", consumerPid=row.consumer_pid, agreementId=row.agreement_id,
+                       format=row.format, callbackAddress=connector.callback)
+        return Job(TransferProcess, row.id, action, f"{row.peer_base}/transfers/request", body, row.peer)
+    if action == "pull":
+        agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
+                                                           Agreement.role == Role.CONSUMER.value))
+        return Job(TransferProcess, row.id, action, local={
+            "address": row.data_address or {}, "target": row.target or {}, "provider": row.peer,
+            "agreement": odrl.json_of(agreement.policy) if agreement else {}, "pid": row.consumer_pid})
+    own = row.consumer_pid if row.role == Role.PROVIDER else row.provider_pid
+    url = f"{row.peer_base}/transfers/{own}/{TRANSFER_PATH[action]}"
+    fields: dict[str, Any] = {}
+    if action == "start" and row.role == Role.PROVIDER:
+        fields["dataAddress"] = dataplane.data_address(connector, row, dataplane.new_token(row, connector))
+    if action in ("terminate", "suspend"):
+        detail = row.pending_detail or {}
+        fields.update(code=str(detail.get("code") or action), reason=[str(detail.get("reason") or row.error or
+                                                                          action)[:1000]])
+    return Job(TransferProcess, row.id, action, url, message(TRANSFER_KIND[action], **pids, **fields), row.peer)
+
+
+def _perform(connector: Connector, job: Job) -> tuple[int, Any]:
+    if job.action == "pull":
+        pulled = dataplane.land(connector, address=job.local["address"], target=job.local["target"],
+                                agreement=job.local["agreement"], provider=job.local["provider"],
+                                transfer_pid=job.local["pid"])
+        return 200, pulled
+    return connector.send(job.url, job.body, job.audience)
+
+
+def _apply(session: Session, connector: Connector, job: Job, status: int | None, answer: Any,
+           failure: str | None) -> None:
+    row: Any = session.scalars(select(job.model).where(job.model.id == job.id).with_for_update()).first()
+    if row is None or row.pending != job.action:
+        return
+    machine: Any = negotiation if job.model is Negotiation else transfer
+    final = {N.TERMINATED.value, N.FINALIZED.value, T.COMPLETED.value}
+    if status is not None and 200 <= status < 300:
+        if job.action == "pull":
+            row.landed, row.files, row.bytes = answer.did, answer.files, answer.bytes
+            machine.queue(row, "complete")
+            return
+        machine.settle(row, job.action, answer)
+        if job.model is Negotiation and row.state == N.FINALIZED:
+            mark_finalized(session, row)
+        return
+    if status is not None and 400 <= status < 500:
+        refused = _reason_of(answer) or f"HTTP {status}"
+        row.error = f"{job.action} refused by the other side: {refused}"[:2000]
+        if job.action == "terminate" or status == 404 or row.state in final or row.state == N.INITIAL:
+            row.state = N.TERMINATED.value
+            machine.queue(row, None)
+        else:
+            machine.queue(row, "terminate", {"code": "refused", "reason": row.error})
+        return
+    row.error = failure or f"HTTP {status}"
+    if row.attempts >= connector.settings.dataspace_attempts:
+        row.state = N.TERMINATED.value
+        machine.queue(row, None)
+        return
+    row.claimed_until = None
+    row.due_at = utcnow() + timedelta(seconds=min(60, 2 ** (row.attempts - 1)))
+
+
+def _reason_of(answer: Any) -> str | None:
+    if isinstance(answer, dict):
+        reason = answer.get("reason")
+        if isinstance(reason, list):
+            return "; ".join(str(r) for r in reason)[:1000]
+        if isinstance(answer.get("message"), str):
+            return str(answer["message"])[:1000]
+    return None
+
+
+def deliver(connector: Connector, model: Any, row_id: int) -> bool:
+    """Claim, send and settle one process's pending message; False when it was not due or taken elsewhere."""
+    with connector.db.session() as session:
+        job = _claim(session, connector, model, row_id)
+    if job is None:
+        return False
+    status: int | None = None
+    answer: Any = None
+    failure: str | None = None
+    try:
+        status, answer = _perform(connector, job)
+    except peers.PeerUnreachable as exc:
+        failure = str(exc)
+        if job.action == "pull" and " answered HTTP 4" in failure:
+            status, answer = 403, {"reason": [failure]}
+    except Exception as exc:  # recorded on the process, retried, never a crash of the loop
+        log.warning("dataspace %s of %s %s failed: %s", job.action, job.model.__tablename__, job.id, exc)
+        failure = f"{type(exc).__name__}: {exc}"
+        if job.action == "pull":
+            status, answer = 422, {"reason": [failure]}
+    with connector.db.session() as session:
+        _apply(session, connector, job, status, answer, failure)
+    return True
+
+
+def run_once(connector: Connector) -> int:
+    """Send what is due now; returns how many were handled."""
+    now = utcnow()
+    with connector.db.session(readonly=True) as session:
+        work = [(Negotiation, i) for i in negotiation.due(session, now)] + \
+            [(TransferProcess, i) for i in transfer.due(session, now)]
+    handled = 0
+    for model, row_id in work:
+        handled += int(deliver(connector, model, row_id))
+    return handled

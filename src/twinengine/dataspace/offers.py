@@ -1,0 +1,189 @@
+"""Offers of lake data and the participants a provider knows: who may offer what, and the policy it is offered
+under (checked when it is made: a rule the engine cannot enforce is refused naming it)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from twinengine.auth.policy import require
+from twinengine.auth.principal import Principal
+from twinengine.dataspace import odrl
+from twinengine.dataspace.models import Offer, Participant
+from twinengine.dataspace.spec import problems
+from twinengine.errors import NotFound, PermissionDenied, TwinNotFound, ValidationFailed
+from twinengine.lake import grants
+from twinengine.lake.dids import get_did
+from twinengine.store.base import lock_for_delete, utcnow
+
+__all__ = ["PROVENANCE_KEY", "add_participant", "build_policy", "create_offer", "get_offer", "list_offers",
+           "list_participants", "remove_participant", "withdraw_offer"]
+
+PROVENANCE_KEY = "dataspace"  # a landed dataset's meta: where it came from, under which agreement and policy
+
+
+def build_policy(*, until: datetime | None = None, days: int | None = None, count: int | None = None,
+                 purposes: list[str] | None = None, participants: list[str] | None = None,
+                 organisations: list[str] | None = None, groups: list[str] | None = None,
+                 spatial: list[str] | None = None, attribution: bool = False) -> dict[str, Any]:
+    """An ODRL policy from the usual terms: one ``use`` permission whose constraints all hold."""
+    constraints: list[dict[str, Any]] = []
+
+    def one_or_any(left: str, values: list[str]) -> None:
+        constraints.append({"leftOperand": left, "operator": "eq" if len(values) == 1 else "isAnyOf",
+                            "rightOperand": values[0] if len(values) == 1 else values})
+
+    if until is not None:
+        constraints.append({"leftOperand": "dateTime", "operator": "lteq",
+                            "rightOperand": until.isoformat().replace("+00:00", "Z")})
+    if days is not None:
+        constraints.append({"leftOperand": "elapsedTime", "operator": "lteq", "rightOperand": f"P{days}D"})
+    if count is not None:
+        constraints.append({"leftOperand": "count", "operator": "lteq", "rightOperand": str(count)})
+    for left, values in (("purpose", purposes), ("recipient", participants), (odrl.PROFILE + "organisation",
+                         organisations), (odrl.PROFILE + "group", groups), ("spatial", spatial)):
+        if values:
+            one_or_any(left, values)
+    permission: dict[str, Any] = {"action": "use"}
+    if constraints:
+        permission["constraint"] = constraints
+    policy: dict[str, Any] = {"permission": [permission]}
+    if attribution:
+        policy["obligation"] = [{"action": "attribute"}]
+    return policy
+
+
+def _may_offer(session: Session, principal: Principal, did_text: str) -> Any:
+    """The DID when ``principal`` may offer it: a twin's data by the twin's owner, other data by its owner
+    (its creator or its group's members); admins anything. What arrived under an agreement is never offered on."""
+    did = grants.require_read(session, principal, get_did(session, did_text, loc="did"))
+    if isinstance(did.meta, dict) and PROVENANCE_KEY in did.meta:
+        raise ValidationFailed.one("did", f"{did.did} arrived under a data space agreement: the engine does not "
+                                          "offer it on")
+    if principal.is_admin:
+        return did
+    if did.owner_twin is not None:
+        from twinengine.twins.service import get_twin
+
+        try:
+            get_twin(session, principal=principal, ref=did.owner_twin, action="twin.manage")
+        except (PermissionDenied, TwinNotFound):
+            raise PermissionDenied(f"{principal.name} may not offer {did.did}: it is twin {did.owner_twin}'s "
+                                   "data, offered by the twin's owner") from None
+        return did
+    if did.created_by == grants.ENGINE or not grants.owned_by(principal, did):
+        raise PermissionDenied(f"{principal.name} may not offer {did.did}: reading it is not owning it")
+    return did
+
+
+def create_offer(session: Session, *, principal: Principal, did: str, title: str, description: str | None = None,
+                 keywords: list[str] | None = None, policy: dict[str, Any] | None = None,
+                 manual: bool = False) -> Offer:
+    """Offer ``did`` under ``policy`` (default: any use). The policy's rules are checked now (422 naming
+    ``policy...``); the offer's JSON text is kept as offered."""
+    require(principal, "dataspace.offer.create")
+    row = _may_offer(session, principal, did)
+    rules = policy if policy is not None else build_policy()
+    if not isinstance(rules, dict):
+        raise ValidationFailed.one("policy", "an ODRL policy is a JSON object")
+    rules = {k: v for k, v in rules.items() if k not in ("@id", "@type", "@context", "target")}
+    try:
+        odrl.check(rules)
+    except odrl.PolicyError as exc:
+        where, _, why = str(exc).partition(": ")
+        raise ValidationFailed.one(f"policy.{where}" if why else "policy", why or str(exc)) from None
+    offer_id, dataset_id = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
+    offer = {"@id": offer_id, "@type": "Offer", **rules}
+    found = problems({"@context": ["https://w3id.org/dspace/2025/1/context.jsonld"], "@id": dataset_id,
+                      "@type": "Dataset", "hasPolicy": [offer],
+                      "distribution": [{"@type": "Distribution", "format": "HttpData-PULL",
+                                        "accessService": "urn:uuid:0"}]}, "Dataset")
+    if found:
+        raise ValidationFailed.one("policy", "; ".join(found))
+    created = Offer(id=offer_id, dataset_id=dataset_id, did=row.did, title=title, description=description,
+                    keywords=list(keywords or []), policy=odrl.canonical(offer), manual=manual, owner=principal.name,
+                    owner_group=row.owner_group, owner_twin=row.owner_twin)
+    session.add(created)
+    session.flush()
+    return created
+
+
+def _mine(session: Session, principal: Principal, offer: Offer) -> bool:
+    if principal.is_admin or offer.owner == principal.name:
+        return True
+    if offer.owner_group is not None and offer.owner_group in principal.groups:
+        return True
+    if offer.owner_twin is not None:
+        from twinengine.twins.service import get_twin
+
+        try:
+            get_twin(session, principal=principal, ref=offer.owner_twin, action="twin.manage")
+        except (PermissionDenied, TwinNotFound):
+            return False
+        return True
+    return False
+
+
+def get_offer(session: Session, *, principal: Principal, offer_id: str) -> Offer:
+    require(principal, "dataspace.offer.create")
+    offer = session.get(Offer, offer_id)
+    if offer is None or not _mine(session, principal, offer):
+        raise NotFound(f"no offer {offer_id!r} of yours")
+    return offer
+
+
+def list_offers(session: Session, *, principal: Principal, withdrawn: bool = False) -> list[Offer]:
+    require(principal, "dataspace.offer.create")
+    query = select(Offer).order_by(Offer.created_at.desc(), Offer.id)
+    if not withdrawn:
+        query = query.where(Offer.withdrawn_at.is_(None))
+    return [o for o in session.scalars(query) if _mine(session, principal, o)]
+
+
+def withdraw_offer(session: Session, *, principal: Principal, offer_id: str) -> Offer:
+    """No longer in the catalog nor negotiable; agreements made under it stand until revoked."""
+    offer = get_offer(session, principal=principal, offer_id=offer_id)
+    if offer.withdrawn_at is None:
+        offer.withdrawn_at = utcnow()
+    return offer
+
+
+def offer_policy(offer: Offer) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(offer.policy)
+    return found
+
+
+def add_participant(session: Session, *, principal: Principal, did: str, title: str | None = None,
+                    organisation: str | None = None, groups: list[str] | None = None,
+                    spatial: list[str] | None = None) -> Participant:
+    """Record (or change) what this provider knows of a participant: its organisation, groups and regions."""
+    require(principal, "dataspace.participant.manage")
+    if not did.startswith("did:web:") or len(did) > 300 or any(c.isspace() for c in did):
+        raise ValidationFailed.one("did", "a participant id is a did:web (did:web:host%3Aport)")
+    row = session.get(Participant, did)
+    if row is None:
+        row = Participant(did=did, added_by=principal.name)
+        session.add(row)
+    row.title, row.organisation = title, organisation
+    row.groups, row.spatial = sorted(set(groups or [])), sorted(set(spatial or []))
+    session.flush()
+    return row
+
+
+def list_participants(session: Session, *, principal: Principal) -> list[Participant]:
+    require(principal, "dataspace.participant.manage")
+    return list(session.scalars(select(Participant).order_by(Participant.did)))
+
+
+def remove_participant(session: Session, *, principal: Principal, did: str) -> None:
+    require(principal, "dataspace.participant.manage")
+    row = session.get(Participant, did)
+    if row is None:
+        raise NotFound(f"no participant {did!r}")
+    lock_for_delete(session, row, NotFound(f"no participant {did!r}"))
+    session.delete(row)

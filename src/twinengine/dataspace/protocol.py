@@ -1,0 +1,131 @@
+"""The protocol's vocabulary: states, the transitions each state machine allows, message builders and the error
+the HTTPS binding answers with.
+
+Transitions follow the 2025-1 state machines (``negotiation/figures``, ``transfer/figures``): a message moves a
+process only from the states the diagram allows for it; anything else is refused with 400 and leaves the process
+as it was. The same message delivered again once it had its effect is acknowledged without a second effect.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from twinengine.dataspace.spec import CONTEXT, problems
+
+__all__ = ["BASE_PATH", "CALLBACK_PATH", "DATA_PATH", "DspError", "NegotiationState", "Role", "TransferState",
+           "message", "new_pid", "valid"]
+
+BASE_PATH = "/dsp/2025-1"  # <base> of the HTTPS binding on this engine
+CALLBACK_PATH = BASE_PATH + "/callback"  # the consumer's callback address
+DATA_PATH = "/dsp/data"  # the provider's data plane (HttpData-PULL)
+PULL = "HttpData-PULL"
+ENDPOINT_TYPE = "https://w3id.org/idsa/v4.1/HTTP"
+
+
+class Role(StrEnum):
+    PROVIDER = "provider"
+    CONSUMER = "consumer"
+
+
+class NegotiationState(StrEnum):
+    INITIAL = "INITIAL"  # the consumer's, until the provider acknowledged its request (never on the wire)
+    REQUESTED = "REQUESTED"
+    OFFERED = "OFFERED"
+    ACCEPTED = "ACCEPTED"
+    AGREED = "AGREED"
+    VERIFIED = "VERIFIED"
+    FINALIZED = "FINALIZED"
+    TERMINATED = "TERMINATED"
+
+
+class TransferState(StrEnum):
+    INITIAL = "INITIAL"
+    REQUESTED = "REQUESTED"
+    STARTED = "STARTED"
+    SUSPENDED = "SUSPENDED"
+    COMPLETED = "COMPLETED"
+    TERMINATED = "TERMINATED"
+
+
+N = NegotiationState
+T = TransferState
+NEGOTIATION_FINAL = frozenset({N.FINALIZED, N.TERMINATED})
+TRANSFER_FINAL = frozenset({T.COMPLETED, T.TERMINATED})
+
+# (message, sent by) -> (states it moves from, the state it leads to)
+NEGOTIATION_MOVES: dict[tuple[str, Role], tuple[frozenset[N], N]] = {
+    ("request", Role.CONSUMER): (frozenset({N.OFFERED}), N.REQUESTED),
+    ("offer", Role.PROVIDER): (frozenset({N.REQUESTED}), N.OFFERED),
+    ("accept", Role.CONSUMER): (frozenset({N.OFFERED}), N.ACCEPTED),
+    ("agree", Role.PROVIDER): (frozenset({N.REQUESTED, N.ACCEPTED}), N.AGREED),
+    ("verify", Role.CONSUMER): (frozenset({N.AGREED}), N.VERIFIED),
+    ("finalize", Role.PROVIDER): (frozenset({N.VERIFIED}), N.FINALIZED),
+    ("terminate", Role.CONSUMER): (frozenset(set(N) - NEGOTIATION_FINAL - {N.INITIAL}), N.TERMINATED),
+    ("terminate", Role.PROVIDER): (frozenset(set(N) - NEGOTIATION_FINAL - {N.INITIAL}), N.TERMINATED),
+}
+TRANSFER_MOVES: dict[tuple[str, Role], tuple[frozenset[T], T]] = {
+    ("start", Role.PROVIDER): (frozenset({T.REQUESTED, T.SUSPENDED}), T.STARTED),
+    ("start", Role.CONSUMER): (frozenset({T.SUSPENDED}), T.STARTED),
+    **{("suspend", r): (frozenset({T.STARTED}), T.SUSPENDED) for r in Role},
+    **{("complete", r): (frozenset({T.STARTED}), T.COMPLETED) for r in Role},
+    **{("terminate", r): (frozenset({T.REQUESTED, T.STARTED, T.SUSPENDED}), T.TERMINATED) for r in Role},
+}
+
+
+def new_pid() -> str:
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+@dataclass
+class DspError(Exception):
+    """A request the protocol refuses: its HTTP status, and the spec's error object of its kind (``negotiation``,
+    ``transfer`` or ``catalog``) naming both process ids where they are known."""
+
+    status: int
+    reason: str
+    kind: str = "negotiation"
+    code: str = "400"
+    provider_pid: str | None = None
+    consumer_pid: str | None = None
+    extra: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def body(self) -> dict[str, Any]:
+        kind = {"negotiation": "ContractNegotiationError", "transfer": "TransferError",
+                "catalog": "CatalogError"}[self.kind]
+        body: dict[str, Any] = {"@context": [CONTEXT], "@type": kind}
+        if self.kind != "catalog":
+            body["providerPid"] = self.provider_pid or "urn:uuid:00000000-0000-0000-0000-000000000000"
+            body["consumerPid"] = self.consumer_pid or "urn:uuid:00000000-0000-0000-0000-000000000000"
+        body["code"] = self.code
+        body["reason"] = [self.reason[:1000], *self.extra]
+        return body
+
+
+def message(kind: str, **fields: Any) -> dict[str, Any]:
+    """A message or answer of ``kind`` with the 2025-1 context; None fields are left out."""
+    return {"@context": [CONTEXT], "@type": kind, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def valid(body: Any, kind: str, *, error_kind: str, provider_pid: str | None = None,
+          consumer_pid: str | None = None) -> dict[str, Any]:
+    """``body`` when it is a valid ``kind`` (its schema); otherwise 400 with the spec's error object, naming the
+    problems."""
+    found = problems(body, kind)
+    if isinstance(body, dict) and body.get("@type") != kind:
+        found = [f"@type: expected {kind!r}", *found]
+    if found:
+        if isinstance(body, dict):
+            provider_pid = provider_pid or (body.get("providerPid") if isinstance(body.get("providerPid"), str)
+                                            else None)
+            consumer_pid = consumer_pid or (body.get("consumerPid") if isinstance(body.get("consumerPid"), str)
+                                            else None)
+        raise DspError(400, f"not a valid {kind}", kind=error_kind, provider_pid=provider_pid,
+                       consumer_pid=consumer_pid, extra=found[:5])
+    assert isinstance(body, dict)
+    return body

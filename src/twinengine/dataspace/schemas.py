@@ -1,0 +1,195 @@
+"""Request and answer models of the data space's management API (``/api/v1/dataspace``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from twinengine.lake.schemas import DID_PATTERN
+
+__all__ = [
+    "AccessRead",
+    "AgreementRead",
+    "CatalogQuery",
+    "Identity",
+    "Landing",
+    "NegotiationCreate",
+    "NegotiationRead",
+    "OfferCreate",
+    "OfferRead",
+    "OfferTerms",
+    "ParticipantCreate",
+    "ParticipantRead",
+    "TransferCreate",
+    "TransferRead",
+]
+
+_NAMES = Field(default=None, max_length=50)
+
+
+class OfferTerms(BaseModel):
+    """The usual terms of an offer, made into one ODRL permission (``dataspace.offers.build_policy``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    until: datetime | None = Field(default=None, description="dateTime: no negotiation, transfer or access after")
+    days: int | None = Field(default=None, ge=1, le=36500, description="elapsedTime: days after the agreement")
+    count: int | None = Field(default=None, ge=1, le=1_000_000, description="count: transfers under one agreement")
+    purposes: list[str] | None = _NAMES
+    participants: list[str] | None = _NAMES
+    organisations: list[str] | None = _NAMES
+    groups: list[str] | None = _NAMES
+    spatial: list[str] | None = _NAMES
+    attribution: bool = Field(default=False, description="an obligation to attribute, recorded with the data")
+
+
+class OfferCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    did: str = Field(pattern=DID_PATTERN, max_length=500, description="The lake file or dataset offered.")
+    title: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    keywords: list[str] = Field(default_factory=list, max_length=20)
+    terms: OfferTerms | None = None
+    policy: dict[str, Any] | None = Field(default=None, description="An ODRL policy (permission, prohibition, "
+                                          "obligation) instead of terms.")
+    manual: bool = Field(default=False, description="The steward agrees, finalizes and starts by hand.")
+
+
+class OfferRead(BaseModel):
+    id: str
+    dataset_id: str
+    did: str
+    title: str
+    description: str | None
+    keywords: list[str]
+    policy: dict[str, Any]
+    manual: bool
+    owner: str
+    owner_group: str | None
+    owner_twin: str | None
+    created_at: datetime
+    withdrawn_at: datetime | None
+
+
+class ParticipantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    did: str = Field(min_length=9, max_length=300)
+    title: str | None = Field(default=None, max_length=200)
+    organisation: str | None = Field(default=None, max_length=200)
+    groups: list[str] = Field(default_factory=list, max_length=50)
+    spatial: list[str] = Field(default_factory=list, max_length=50)
+
+
+class ParticipantRead(ParticipantCreate):
+    added_by: str
+    created_at: datetime
+
+
+class CatalogQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=8, max_length=2048, description="The provider engine's URL.")
+
+
+class Landing(BaseModel):
+    """Where pulled data lands in this engine's lake."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    did: str = Field(pattern=DID_PATTERN, max_length=500, description="The dataset it lands as (scope:name).")
+    twin: str | None = Field(default=None, max_length=64, description="The twin whose data it is.")
+    endpoint: str | None = Field(default=None, max_length=64, description="The lake endpoint (default: the first "
+                                                                          "writable one).")
+
+
+class NegotiationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=8, max_length=2048, description="The provider engine's URL.")
+    dataset: str = Field(min_length=1, max_length=200, description="The dataset's id in its catalog.")
+    offer: str | None = Field(default=None, max_length=200, description="The offer's id (default: its first).")
+    purpose: str | None = Field(default=None, max_length=200)
+    land: Landing | None = Field(default=None, description="Transfer once finalized, landing here.")
+    manual: bool = Field(default=False, description="Verify the provider's agreement by hand (a step of yours).")
+
+
+class NegotiationRead(BaseModel):
+    id: int
+    role: str
+    state: str
+    provider_pid: str | None
+    consumer_pid: str | None
+    peer: str
+    dataset_id: str | None
+    offer_id: str | None
+    agreement_id: str | None
+    purpose: str | None
+    owner: str
+    pending: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgreementRead(BaseModel):
+    id: str
+    role: str
+    provider: str
+    consumer: str
+    dataset_id: str
+    offer_id: str
+    policy: dict[str, Any]
+    purpose: str | None
+    owner: str
+    signed_at: datetime
+    finalized: bool
+    transfers: int
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class TransferCreate(Landing):
+    agreement: str = Field(min_length=1, max_length=200)
+    land_data: bool = Field(default=True, description="Pull the data into the lake (else keep the address).")
+
+
+class TransferRead(BaseModel):
+    id: int
+    role: str
+    state: str
+    provider_pid: str | None
+    consumer_pid: str | None
+    agreement_id: str
+    format: str
+    peer: str
+    landed: str | None
+    files: list[dict[str, Any]] | None
+    bytes: int
+    owner: str
+    pending: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AccessRead(BaseModel):
+    id: int
+    agreement_id: str | None
+    transfer_id: int | None
+    participant: str | None
+    file: str | None
+    bytes: int
+    outcome: str
+    reason: str | None
+    at: datetime
+
+
+class Identity(BaseModel):
+    did: str
+    url: str
+    base: str
+    callback: str

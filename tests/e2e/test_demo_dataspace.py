@@ -1,0 +1,105 @@
+"""``twin demo``'s data space chapter: the reach's gauge history offered under an ODRL policy, found, negotiated
+and pulled by a second engine with the provider's SHA-256, and a negotiation for another purpose refused with
+nothing transferred. The facts are checked against what both engines' stores and lakes hold on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.timeout(900)  # may be the first to ask for the shared demo run, on a loaded machine
+
+PARTNER = "partner-engine"
+
+
+@dataclass(frozen=True)
+class Demo:
+    data_dir: Path  # read only
+    facts: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def demo(request: pytest.FixtureRequest) -> Demo:
+    """The shared demo run, or an earlier one's folder (data/ and facts.json) named by TWIN_TEST_PORTAL_DEMO."""
+    reuse = os.environ.get("TWIN_TEST_PORTAL_DEMO")
+    if reuse:
+        return Demo(Path(reuse) / "data", json.loads((Path(reuse) / "facts.json").read_text()))
+    run = request.getfixturevalue("demo_run")
+    return Demo(run.data_dir, run.facts)
+
+
+def _rows(store: Path, sql: str) -> list[dict[str, Any]]:
+    """Rows of an engine's SQLite store, opened without writing to it."""
+    with closing(sqlite3.connect(f"file:{store}?immutable=1", uri=True)) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute(sql)]
+
+
+def _digests(root: Path, name: str) -> set[str]:
+    copies = [p for p in root.rglob(name) if ".incoming" not in p.parts and not p.name.endswith(".part")]
+    assert copies, f"no {name} under {root}"
+    return {hashlib.sha256(p.read_bytes()).hexdigest() for p in copies}
+
+
+def test_the_partner_finds_negotiates_and_pulls_the_gauge_history(demo: Demo) -> None:
+    ds = demo.facts["dataspace"]
+    assert "error" not in ds, ds["error"]
+    assert ds["negotiation"] == {"consumer": "FINALIZED", "provider": "FINALIZED"}
+    assert ds["transfer"]["consumer"] == ds["transfer"]["provider"] == "COMPLETED"
+    assert ds["provider"] != ds["consumer"] and ds["provider"].startswith("did:web:127.0.0.1")
+    name = ds["file"].rsplit("/", 1)[-1]
+    provider_sha = ds["provider_sha256"]
+    assert demo.facts["lake"]["files"][ds["file"]]["sha256"] == provider_sha
+    assert _digests(demo.data_dir / "lake", name) == {provider_sha}  # the provider's two replicas
+    assert ds["files"] == {name: provider_sha} and ds["consumer_sha256"] == provider_sha
+    partner = demo.data_dir / PARTNER
+    assert _digests(partner / "lake", name) == {provider_sha}  # what landed in the partner's lake
+    assert hashlib.sha256((demo.data_dir / ds["arrived"]).read_bytes()).hexdigest() == provider_sha
+    assert ds["transfer"]["bytes"] == demo.facts["lake"]["files"][ds["file"]]["bytes"]
+    assert ds["provenance"]["agreement"] == ds["agreement"] and ds["provenance"]["provider"] == ds["provider"]
+    assert ds["dataset_id"] in ds["provenance"]["attribution"]
+    assert ds["transfers_under_agreement"] == 1
+    rules = ds["policy"]["permission"][0]["constraint"]
+    assert {(r["leftOperand"], r["operator"], r["rightOperand"]) for r in rules} == {
+        ("purpose", "eq", "flood-forecasting"), ("count", "lteq", "3")}
+    assert ds["policy"]["obligation"] == [{"action": "attribute"}]
+
+
+def test_both_stores_hold_the_agreement_and_the_transfer(demo: Demo) -> None:
+    ds = demo.facts["dataspace"]
+    ours = _rows(demo.data_dir / "twin.db", "SELECT role, state, agreement_id, purpose, pending FROM "
+                                             "ds_negotiations ORDER BY id")
+    theirs = _rows(demo.data_dir / PARTNER / "twin.db", "SELECT role, state, agreement_id, purpose, pending FROM "
+                                                         "ds_negotiations ORDER BY id")
+    for side, role in ((ours, "provider"), (theirs, "consumer")):
+        assert [(n["role"], n["state"], n["agreement_id"], n["purpose"], n["pending"]) for n in side] == [
+            (role, "FINALIZED", ds["agreement"], "flood-forecasting", None),
+            (role, "TERMINATED", None, "insurance-pricing", None)]
+    served = _rows(demo.data_dir / "twin.db", "SELECT state, bytes, agreement_id FROM ds_transfers")
+    pulled = _rows(demo.data_dir / PARTNER / "twin.db", "SELECT state, landed, agreement_id FROM ds_transfers")
+    assert [(t["state"], t["agreement_id"]) for t in served] == [("COMPLETED", ds["agreement"])]
+    assert pulled == [{"state": "COMPLETED", "landed": ds["transfer"]["landed"], "agreement_id": ds["agreement"]}]
+    accesses = _rows(demo.data_dir / "twin.db", "SELECT agreement_id, outcome FROM ds_accesses")
+    assert accesses and {(a["agreement_id"], a["outcome"]) for a in accesses} == {(ds["agreement"], "served")}
+
+
+def test_another_purpose_is_refused_with_nothing_transferred(demo: Demo) -> None:
+    refusal = demo.facts["dataspace"]["refusal"]
+    assert refusal["consumer"] == refusal["provider"] == "TERMINATED"
+    assert "purpose" in refusal["reason"] and refusal["agreement"] is None
+    assert refusal["transfers"] == refusal["provider_transfers"] == refusal["bytes"] == 0
+    assert refusal["landed"] is False
+    assert not list((demo.data_dir / PARTNER / "lake").rglob("*refused*"))
+
+
+def test_the_chapter_stays_short(demo: Demo) -> None:
+    # about 8 s on a quiet 2-core machine; the bound leaves room for a loaded one, not for retried messages
+    assert demo.facts["chapter_seconds"]["offer_across_engines"] < 60

@@ -1,0 +1,242 @@
+"""Two engines in the data space, provider and consumer, each served over real HTTP on loopback with a data dir
+and store of its own: the consumer finds a gauge history in the provider's catalog, negotiates to FINALIZED on
+both sides, pulls it (checksums equal) into its lake; and the refusals of the policy, each ending TERMINATED on
+both sides with the reason and no data byte served."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataspace_fixtures import Participant, served_engine, wait_state
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[tuple[Participant,
+                                                                                             Participant]]:
+    with served_engine(tmp_path_factory.mktemp("provider"), migrated_sqlite) as provider, \
+            served_engine(tmp_path_factory.mktemp("consumer"), migrated_sqlite) as consumer:
+        yield provider, consumer
+
+
+@pytest.fixture(scope="module")
+def gauges(engines: tuple[Participant, Participant]) -> dict[str, Any]:
+    provider, _consumer = engines
+    provider.ok("POST", "/api/v1/lake/dids", json={"did": "reach:gauge-history", "type": "dataset"}, expect=201)
+    levels = os.urandom(256 * 1024)
+    rain = b"time,rain\n" + b"".join(f"2026-03-01T{h:02d}:00:00Z,{h * 0.1:.1f}\n".encode() for h in range(24))
+    sums = {"levels.bin": provider.upload("reach:gauge-history/levels.bin", levels, "reach:gauge-history"),
+            "rain.csv": provider.upload("reach:gauge-history/rain.csv", rain, "reach:gauge-history")}
+    return {"did": "reach:gauge-history", "sums": sums}
+
+
+def offer(provider: Participant, gauges: dict[str, Any], **terms: Any) -> dict[str, Any]:
+    return provider.ok("POST", "/api/v1/dataspace/offers", expect=201, json={
+        "did": gauges["did"], "title": "River-reach gauge history", "terms": terms or None})
+
+
+def negotiate(consumer: Participant, provider: Participant, made: dict[str, Any], *, purpose: str | None = None,
+              land: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"url": provider.url, "dataset": made["dataset_id"], "purpose": purpose}
+    if land:
+        body["land"] = {"did": land}
+    return consumer.ok("POST", "/api/v1/dataspace/negotiations", json=body, expect=201)
+
+
+def test_a_consumer_finds_negotiates_and_pulls_a_gauge_history(engines: tuple[Participant, Participant],
+                                                               gauges: dict[str, Any]) -> None:
+    provider, consumer = engines
+    made = offer(provider, gauges, purposes=["flood-forecasting"])
+    catalog = consumer.ok("POST", "/api/v1/dataspace/catalog", json={"url": provider.url})
+    assert made["dataset_id"] in [d["@id"] for d in catalog["dataset"]]
+    started = negotiate(consumer, provider, made, purpose="flood-forecasting", land="remote:gauges-1")
+    done = wait_state(consumer, "negotiations", started["id"], "FINALIZED")
+    agreement = done["agreement_id"]
+    ours = [n for n in provider.ok("GET", "/api/v1/dataspace/negotiations?role=provider")
+            if n["consumer_pid"] == done["consumer_pid"]]
+    assert ours and ours[0]["state"] == "FINALIZED" and ours[0]["agreement_id"] == agreement
+    mine = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)
+    assert len(mine) == 1
+    landed = wait_state(consumer, "transfers", mine[0]["id"], "COMPLETED")
+    assert landed["landed"] == "remote:gauges-1"
+    assert {f["name"]: f["sha256"] for f in landed["files"]} == gauges["sums"]
+    theirs = provider.ok("GET", "/api/v1/dataspace/transfers?role=provider&agreement=" + agreement)
+    assert [t["state"] for t in theirs] == ["COMPLETED"]
+    for name, digest in gauges["sums"].items():
+        data = consumer.api("GET", f"/api/v1/lake/dids/remote:gauges-1/{name}/content").content
+        assert hashlib.sha256(data).hexdigest() == digest
+    dataset = consumer.ok("GET", "/api/v1/lake/dids/remote:gauges-1")
+    assert dataset["meta"]["dataspace"]["agreement"] == agreement
+    assert dataset["meta"]["dataspace"]["provider"] == provider.did
+    # the policy in the agreement is the offer's, byte for byte
+    theirs_agreement = provider.ok("GET", f"/api/v1/dataspace/agreements/{agreement}")
+    for key in ("permission",):
+        assert theirs_agreement["policy"][key] == made["policy"][key]
+
+
+def _terminated_both(provider: Participant, consumer: Participant, started: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                                                   dict[str, Any]]:
+    mine = wait_state(consumer, "negotiations", started["id"], "TERMINATED")
+    theirs = [n for n in provider.ok("GET", "/api/v1/dataspace/negotiations?role=provider")
+              if n["consumer_pid"] == mine["consumer_pid"]]
+    assert theirs and theirs[0]["state"] == "TERMINATED"
+    return mine, theirs[0]
+
+
+def _no_data_served(provider: Participant) -> None:
+    from sqlalchemy import func, select
+
+    from twinengine.dataspace.models import Access
+
+    with provider.runtime.db.session(readonly=True) as session:
+        assert not session.scalar(select(func.count()).select_from(Access).where(Access.outcome == "served",
+                                                                                 Access.agreement_id.is_(None)))
+
+
+@pytest.mark.parametrize(("terms", "purpose", "why"), [
+    ({"until": "2020-01-01T00:00:00Z"}, None, "dateTime lteq"),
+    ({"purposes": ["flood-forecasting"]}, "marketing", "purpose eq"),
+], ids=["expired-dateTime", "wrong-purpose"])
+def test_a_policy_refuses_the_negotiation_and_both_sides_end_terminated(
+        engines: tuple[Participant, Participant], gauges: dict[str, Any], terms: dict[str, Any],
+        purpose: str | None, why: str) -> None:
+    provider, consumer = engines
+    made = offer(provider, gauges, **terms)
+    started = negotiate(consumer, provider, made, purpose=purpose, land="remote:never")
+    mine, theirs = _terminated_both(provider, consumer, started)
+    assert why in (mine["error"] or "") and why in (theirs["error"] or "")
+    assert mine["agreement_id"] is None
+    assert consumer.api("GET", "/api/v1/lake/dids/remote:never").status_code == 404
+
+
+def _agreed(provider: Participant, consumer: Participant, gauges: dict[str, Any], **terms: Any) -> str:
+    made = offer(provider, gauges, **terms)
+    started = negotiate(consumer, provider, made)
+    return str(wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"])
+
+
+def _transfer(consumer: Participant, agreement: str, land: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"agreement": agreement, "did": land or "remote:unused", "land_data": land is not None}
+    return consumer.ok("POST", "/api/v1/dataspace/transfers", json=body, expect=201)
+
+
+def test_count_two_then_a_third_transfer_is_terminated(engines: tuple[Participant, Participant],
+                                                       gauges: dict[str, Any]) -> None:
+    provider, consumer = engines
+    agreement = _agreed(provider, consumer, gauges, count=2)
+    for i in (1, 2):
+        wait_state(consumer, "transfers", _transfer(consumer, agreement, f"remote:count-{i}")["id"], "COMPLETED")
+    third = _transfer(consumer, agreement, "remote:count-3")
+    ended = wait_state(consumer, "transfers", third["id"], "TERMINATED")
+    assert "count lteq" in (ended["error"] or "")
+    refused = [t for t in provider.ok("GET", f"/api/v1/dataspace/transfers?role=provider&agreement={agreement}")
+               if t["consumer_pid"] == ended["consumer_pid"]]
+    assert refused[0]["state"] == "TERMINATED" and refused[0]["bytes"] == 0
+    assert consumer.api("GET", "/api/v1/lake/dids/remote:count-3").status_code == 404
+    usage = provider.ok("GET", f"/api/v1/dataspace/agreements/{agreement}/accesses")
+    assert {a["transfer_id"] for a in usage if a["outcome"] == "served"} == \
+        {t["id"] for t in provider.ok("GET", f"/api/v1/dataspace/transfers?role=provider&agreement={agreement}")
+         if t["state"] == "COMPLETED"}
+
+
+def test_elapsed_time_refuses_a_transfer_once_seven_days_passed(engines: tuple[Participant, Participant],
+                                                                gauges: dict[str, Any]) -> None:
+    """The provider's clock moved on: the agreement was signed eight days before now (P7D)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from twinengine.dataspace.models import Agreement
+    from twinengine.store.base import utcnow
+
+    provider, consumer = engines
+    agreement = _agreed(provider, consumer, gauges, days=7)
+    with provider.runtime.db.session() as session:
+        session.execute(update(Agreement).where(Agreement.id == agreement, Agreement.role == "provider")
+                        .values(signed_at=utcnow() - timedelta(days=8)))
+    ended = wait_state(consumer, "transfers", _transfer(consumer, agreement, "remote:late")["id"], "TERMINATED")
+    assert "elapsedTime lteq" in (ended["error"] or "")
+
+
+def test_an_identity_not_in_the_policy_sees_no_offer(engines: tuple[Participant, Participant],
+                                                     gauges: dict[str, Any]) -> None:
+    provider, consumer = engines
+    made = offer(provider, gauges, participants=["did:web:elsewhere.example"])
+    catalog = consumer.ok("POST", "/api/v1/dataspace/catalog", json={"url": provider.url})
+    assert made["dataset_id"] not in [d["@id"] for d in catalog.get("dataset", [])]
+    refused = consumer.api("POST", "/api/v1/dataspace/negotiations",
+                           json={"url": provider.url, "dataset": made["dataset_id"]})
+    assert refused.status_code == 404
+    # an organisation: the provider records the consumer's, and the offer for it becomes visible
+    org = offer(provider, gauges, organisations=["Hydro Institute"])
+    assert org["dataset_id"] not in [d["@id"] for d in consumer.ok(
+        "POST", "/api/v1/dataspace/catalog", json={"url": provider.url}).get("dataset", [])]
+    provider.ok("PUT", "/api/v1/dataspace/participants", json={"did": consumer.did, "organisation": "Hydro Institute"})
+    assert org["dataset_id"] in [d["@id"] for d in consumer.ok(
+        "POST", "/api/v1/dataspace/catalog", json={"url": provider.url})["dataset"]]
+
+
+def test_an_unknown_left_operand_is_refused_at_offer_time(engines: tuple[Participant, Participant],
+                                                          gauges: dict[str, Any]) -> None:
+    provider, _consumer = engines
+    refused = provider.api("POST", "/api/v1/dataspace/offers", json={
+        "did": gauges["did"], "title": "t", "policy": {"permission": [{"action": "use", "constraint": [
+            {"leftOperand": "moonPhase", "operator": "eq", "rightOperand": "full"}]}]}})
+    assert refused.status_code == 422
+    assert refused.json()["details"][0]["loc"] == "policy.permission[0].constraint[0].leftOperand"
+
+
+def test_the_data_address_refuses(engines: tuple[Participant, Participant], gauges: dict[str, Any]) -> None:
+    """No token, another agreement's token, a suspended, revoked, completed transfer, an expired token."""
+    import httpx2 as httpx
+    from sqlalchemy import select, update
+
+    from twinengine.dataspace.models import TransferProcess
+    from twinengine.store.base import utcnow
+
+    provider, consumer = engines
+
+    def address(transfer_id: int) -> tuple[str, str]:
+        with consumer.runtime.db.session(readonly=True) as session:
+            row = session.get(TransferProcess, transfer_id)
+            assert row is not None and row.data_address
+            props = {p["name"]: p["value"] for p in row.data_address["endpointProperties"]}
+            return row.data_address["endpoint"], props["authorization"]
+
+    def get(url: str, token: str | None) -> int:
+        return httpx.get(url, headers={"Authorization": f"Bearer {token}"} if token else {}).status_code
+
+    first, second = _agreed(provider, consumer, gauges), _agreed(provider, consumer, gauges)
+    one = wait_state(consumer, "transfers", _transfer(consumer, first, None)["id"], "STARTED")
+    two = wait_state(consumer, "transfers", _transfer(consumer, second, None)["id"], "STARTED")
+    url_one, token_one = address(one["id"])
+    url_two, token_two = address(two["id"])
+    assert get(url_one, token_one) == 200
+    assert get(url_one, None) == 401
+    assert get(url_one, token_two) == 403  # another agreement's token
+    consumer.ok("POST", f"/api/v1/dataspace/transfers/{one['id']}/suspend")
+    wait_state(consumer, "transfers", one["id"], "SUSPENDED")
+    assert get(url_one, token_one) == 403
+    consumer.ok("POST", f"/api/v1/dataspace/transfers/{one['id']}/start")
+    wait_state(consumer, "transfers", one["id"], "STARTED")
+    assert get(url_one, token_one) == 200
+    with provider.runtime.db.session() as session:  # the token's ten minutes have passed
+        pid = session.scalar(select(TransferProcess.provider_pid).where(TransferProcess.consumer_pid ==
+                                                                        one["consumer_pid"]))
+        session.execute(update(TransferProcess).where(TransferProcess.provider_pid == pid)
+                        .values(token_expires_at=utcnow()))
+    assert get(url_one, token_one) == 403
+    provider.ok("POST", f"/api/v1/dataspace/agreements/{second}/revoke")
+    assert get(url_two, token_two) == 403  # at once
+    wait_state(consumer, "transfers", two["id"], "TERMINATED")
+    refused = provider.ok("GET", f"/api/v1/dataspace/agreements/{second}/accesses")
+    assert [a["outcome"] for a in refused][-1] == "refused"
+    third = _agreed(provider, consumer, gauges)
+    done = wait_state(consumer, "transfers", _transfer(consumer, third, "remote:then-closed")["id"], "COMPLETED")
+    url_three, token_three = address(done["id"])
+    assert get(url_three, token_three) == 403  # after COMPLETED

@@ -1,0 +1,98 @@
+"""ODRL policies as the engine enforces them: what an offer may say (refused naming where), and each constraint
+at the phases it gates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from twinengine.dataspace import odrl
+from twinengine.dataspace.offers import build_policy
+from twinengine.dataspace.protocol import NEGOTIATION_MOVES, TRANSFER_MOVES, NegotiationState, Role, TransferState
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def ctx(phase: odrl.Phase, **fields: Any) -> odrl.Context:
+    return odrl.Context(phase=phase, participant=fields.pop("participant", "did:web:b"), now=NOW, **fields)
+
+
+def one(left: str, operator: str, right: Any) -> dict[str, Any]:
+    return {"permission": [{"action": "use", "constraint": [{"leftOperand": left, "operator": operator,
+                                                              "rightOperand": right}]}]}
+
+
+@pytest.mark.parametrize(("policy", "where"), [
+    (one("moonPhase", "eq", "full"), "permission[0].constraint[0].leftOperand"),
+    (one("dateTime", "isAnyOf", "2026-01-01T00:00:00Z"), "permission[0].constraint[0].operator"),
+    (one("elapsedTime", "lteq", "seven days"), "permission[0].constraint[0].rightOperand"),
+    (one("count", "lteq", "-1"), "permission[0].constraint[0].rightOperand"),
+    ({"permission": [{"action": "sell"}]}, "permission[0].action"),
+    ({"permission": []}, "permission"),
+    ({"permission": [{"action": "use", "duty": [{"action": "pay"}]}]}, "permission[0].duty"),
+    ({"permission": [{"action": "use"}], "obligation": [{"action": "delete"}]}, "obligation[0].action"),
+])
+def test_what_the_engine_cannot_enforce_is_refused_naming_where(policy: dict[str, Any], where: str) -> None:
+    with pytest.raises(odrl.PolicyError, match=rf"^{where.replace('[', '.').replace(']', '.')}"):
+        odrl.check(policy)
+    assert odrl.decide(policy, ctx(odrl.Phase.NEGOTIATION)) is not None  # and fails closed when met elsewhere
+
+
+def test_each_constraint_gates_its_phases() -> None:
+    until = build_policy(until=NOW - timedelta(days=1))
+    assert odrl.decide(until, ctx(odrl.Phase.CATALOG)) is None  # the catalog does not judge time
+    for phase in (odrl.Phase.NEGOTIATION, odrl.Phase.TRANSFER, odrl.Phase.ACCESS):
+        assert "dateTime lteq" in (odrl.decide(until, ctx(phase)) or "")
+    days = build_policy(days=7)
+    assert odrl.decide(days, ctx(odrl.Phase.TRANSFER, agreed_at=NOW - timedelta(days=6))) is None
+    assert odrl.decide(days, ctx(odrl.Phase.ACCESS, agreed_at=NOW - timedelta(days=8))) is not None
+    count = build_policy(count=2)
+    assert odrl.decide(count, ctx(odrl.Phase.TRANSFER, transfers=2)) is None
+    assert odrl.decide(count, ctx(odrl.Phase.TRANSFER, transfers=3)) is not None
+    assert odrl.decide(count, ctx(odrl.Phase.ACCESS, transfers=3)) is None  # count gates transfers only
+    purpose = build_policy(purposes=["research", "flood-forecasting"])
+    assert odrl.decide(purpose, ctx(odrl.Phase.NEGOTIATION, purpose="research")) is None
+    assert odrl.decide(purpose, ctx(odrl.Phase.NEGOTIATION, purpose="marketing")) is not None
+    assert odrl.decide(purpose, ctx(odrl.Phase.NEGOTIATION)) is not None  # no purpose declared
+    who = build_policy(participants=["did:web:a"], organisations=["Uni"], groups=["hydro"], spatial=["EU"])
+    allowed = dict(participant="did:web:a", organisation="Uni", groups=frozenset({"hydro", "x"}),
+                   spatial=frozenset({"EU"}))
+    assert odrl.decide(who, ctx(odrl.Phase.CATALOG, **allowed)) is None
+    assert odrl.decide(who, ctx(odrl.Phase.CATALOG, **{**allowed, "participant": "did:web:b"})) is not None
+    assert odrl.decide(who, ctx(odrl.Phase.CATALOG, **{**allowed, "organisation": "Other"})) is not None
+    assert odrl.decide(who, ctx(odrl.Phase.CATALOG, **{**allowed, "groups": frozenset()})) is not None
+    assert odrl.decide(who, ctx(odrl.Phase.NEGOTIATION, **{**allowed, "spatial": frozenset({"US"})})) is not None
+
+
+def test_logical_constraints_and_prohibitions() -> None:
+    either = {"permission": [{"action": "use", "constraint": [{"or": [
+        {"leftOperand": "purpose", "operator": "eq", "rightOperand": "a"},
+        {"leftOperand": "purpose", "operator": "eq", "rightOperand": "b"}]}]}]}
+    assert odrl.decide(either, ctx(odrl.Phase.NEGOTIATION, purpose="b")) is None
+    assert odrl.decide(either, ctx(odrl.Phase.NEGOTIATION, purpose="c")) is not None
+    banned = {"permission": [{"action": "use"}], "prohibition": [{"action": "use", "constraint": [
+        {"leftOperand": "recipient", "operator": "eq", "rightOperand": "did:web:bad"}]}]}
+    assert odrl.decide(banned, ctx(odrl.Phase.CATALOG, participant="did:web:ok")) is None
+    assert odrl.decide(banned, ctx(odrl.Phase.CATALOG, participant="did:web:bad")) is not None
+
+
+def test_an_agreement_keeps_the_offers_rules_byte_for_byte() -> None:
+    offer = {"@id": "urn:uuid:o", "@type": "Offer", **build_policy(count=3, attribution=True)}
+    agreement = {"@id": "urn:uuid:a", "@type": "Agreement", **{k: offer[k] for k in odrl.RULE_KEYS if k in offer},
+                 "target": "urn:uuid:d", "assigner": "did:web:p", "assignee": "did:web:c"}
+    assert odrl.rules_text(agreement) == odrl.rules_text(offer)
+    assert odrl.obligations(agreement) == ["attribute"]
+    tampered = {**agreement, "permission": [{"action": "use"}]}
+    assert odrl.rules_text(tampered) != odrl.rules_text(offer)
+
+
+def test_the_state_machines_allow_only_the_diagrams_moves() -> None:
+    n, t = NegotiationState, TransferState
+    assert NEGOTIATION_MOVES[("agree", Role.PROVIDER)][0] == {n.REQUESTED, n.ACCEPTED}
+    assert NEGOTIATION_MOVES[("verify", Role.CONSUMER)] == ({n.AGREED}, n.VERIFIED)
+    assert n.FINALIZED not in NEGOTIATION_MOVES[("terminate", Role.CONSUMER)][0]
+    assert TRANSFER_MOVES[("start", Role.CONSUMER)][0] == {t.SUSPENDED}  # a consumer only resumes
+    assert TRANSFER_MOVES[("complete", Role.PROVIDER)][0] == {t.STARTED}
+    assert not any(t.COMPLETED in sources or t.TERMINATED in sources for sources, _ in TRANSFER_MOVES.values())
