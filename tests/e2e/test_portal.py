@@ -247,11 +247,12 @@ def test_4b_map_draws_the_locations_of_a_point_collection(portal: Any, site: Sit
     """A point collection (the gauge's station table) has no field: its locations are drawn as markers, and a
     gridded collection's named locations (the gauge in the rain field) are drawn over its field."""
     uma = portal("uma")
+    gauges = site.facts["edr"]["stations"]["collection"]  # a dataset of uma's twin in the lake
     page = uma.goto("/ui/map")
     page.wait_for_selector(".leaflet-tooltip.twin-label")
-    page.select_option(".map-tools select >> nth=0", "river-reach-gauges")
+    page.select_option(".map-tools select >> nth=0", gauges)
     page.wait_for_selector(".field-status:has-text('a point collection')")
-    assert page.get_attribute(".map", "data-locations") == "river-reach-gauges:1"
+    assert page.get_attribute(".map", "data-locations") == f"{gauges}:1"
     assert page.locator("path.location-marker").count() == 1
     assert page.locator("img.field-layer").count() == 0
     page.hover("path.location-marker")
@@ -472,7 +473,7 @@ def test_10_the_apps_flood_view(portal: Any, site: Site) -> None:
     uma.check("view-flood")
     ml = site.facts["ml"]["twin"]
     uma.goto(f"/ui/twins/{ml}/views/flood")
-    assert "Champion: version" in uma.text("[data-panel=model]")
+    assert "In use: version" in uma.text("[data-panel=model]")  # the champion, in the reader's words
     uma.check("view-flood-ml")
 
 
@@ -565,9 +566,11 @@ def test_10b_a_what_if_in_the_flood_view_leaves_the_official_forecast_alone(port
 
 
 def official_runs_latest(api: Client, name: str) -> str:
-    """The run the flood view's forecast line is drawn from: the twin's latest finished forecast."""
-    return next(r.id for r in api.workflows.runs(twin=name, status="finished", limit=50).items
-                if r.workflow == "forecast" and r.assets)
+    """The run the flood view's forecast line is drawn from: the run of the forecast its summary speaks of (the
+    newest issued), not a hindcast's run started later."""
+    forecast = api.view(name, "flood").forecast
+    assert forecast is not None and forecast.run_id is not None
+    return forecast.run_id
 
 
 @pytest.mark.parametrize(("width", "height"), [(390, 844)])

@@ -20,7 +20,8 @@ from twinengine.config import Settings
 
 pytestmark = pytest.mark.sandbox  # the served engine runs the apps' code only sandboxed
 
-STATE = {**MINIMAL_STATE, "alert": {"type": "boolean"}, "probability": {"type": "number"}}
+STATE = {**MINIMAL_STATE, "alert": {"type": "boolean"}, "probability": {"type": "number"},
+         "alert_threshold": {"type": "number", "desired_only": True}}  # a setting: never offered, never fires
 
 
 @pytest.fixture
@@ -66,9 +67,10 @@ def test_subscribe_see_the_delivery_and_delete_in_the_portal(tab: Portal, small_
     assert "No subscriptions yet" in tab.text()
     tab.check("subscriptions-empty")
 
-    page.select_option("#sub-kind", ">")  # a threshold offers the numeric properties only
-    assert page.eval_on_selector_all("#sub-prop option", "els => els.map(e => e.value)") == ["level", "count",
-                                                                                           "probability"]
+    offered = "els => els.map(e => e.value)"
+    assert "alert_threshold" not in page.eval_on_selector_all("#sub-prop option", offered)  # desired only
+    page.select_option("#sub-kind", ">")  # a threshold offers the numeric properties the twin reports only
+    assert page.eval_on_selector_all("#sub-prop option", offered) == ["level", "count", "probability"]
     page.select_option("#sub-prop", "probability")
     page.select_option("#sub-channel", "webhook")
     page.fill("#sub-target", "file:///etc/passwd")

@@ -14,6 +14,7 @@ import httpx2 as httpx
 import pytest
 
 from oidc_fixtures import LoopbackProvider, oidc_provider, served
+from oidc_fixtures import portal_callback as to_callback
 from twinengine.api.cookies import SESSION_COOKIE
 from twinengine.api.routes.signin import FLOW_COOKIE
 from twinengine.config import Settings
@@ -28,21 +29,6 @@ def engine_url(tmp_path_factory: pytest.TempPathFactory, oidc_provider: Loopback
                                         {"id": "tokens-only", "issuer": "https://tokens.example"}])
     with served(settings) as url:
         yield url
-
-
-def to_callback(browser: httpx.Client, engine_url: str, login: str, next_page: str = "/ui/catalog") -> str:
-    """Start a sign-in in ``browser`` and sign in at the provider; stop where the provider sends the browser
-    back to the engine (the callback URL with code and state), without following it."""
-    url = str(httpx.URL(f"{engine_url}/auth/oidc/loop/login", params={"next": next_page}))
-    while True:
-        response = browser.get(url)
-        if response.status_code == 200 and "/interaction/" in str(response.url):
-            action = str(response.url).rstrip("/") + "/login"
-            response = browser.post(action, data={"login": login})
-        assert response.status_code in (302, 303), response.text[:2000]
-        url = str(httpx.URL(str(response.url)).join(response.headers["location"]))
-        if url.startswith(f"{engine_url}/auth/oidc/loop/callback"):
-            return url
 
 
 def landing(response: httpx.Response) -> tuple[str, dict[str, list[str]]]:

@@ -61,8 +61,10 @@ def test_the_flood_view_says_the_alert_the_forecast_and_the_skill_in_words(uma: 
     feed(uma)
     got = view(uma)
     assert got["title"] == "Flood watch" and got["summary"].startswith("Flood alert {state.alert?ON|OFF}")
-    assert re.fullmatch(r"Flood alert ON at reach: level 2\.72 m, 0\.92 m above the 1\.8 m threshold; 16 of 16 "
-                        r"ensemble members exceed it within 48 h; last reading 1\d min ago", got["summary_text"])
+    assert re.fullmatch(r"Flood alert ON at reach: level 2\.72 m, 0\.92 m above the 1\.8 m threshold; chance of "
+                        r"exceeding it within 24 h: 100% \(16 of 16 ensemble members\), within 6 h 100%, 12 h 100%, "
+                        r"48 h 100%; past 24-h forecasts: not checked yet; last reading 1\d min ago",
+                        got["summary_text"])
     assert got["stale"] == [] and got["stale_text"] is None
     assert got["forecast"]["members"] == 16 and got["forecast"]["exceeding"] == 16
     skill = got["skill"]
@@ -101,3 +103,77 @@ def test_an_undeclared_view_is_a_404_naming_the_declared_ones(uma: Client, engin
     with pytest.raises(TwinEngineError) as caught:  # a twin eve may not read answers nothing about its views
         view(engine.as_role("eve", "user"))
     assert caught.value.status in (403, 404)
+
+
+def test_the_outlook_answers_per_lead_time_with_the_ensembles_spread_and_past_skill(uma: Client) -> None:
+    """Will the level exceed the alert level within 6, 12, 24 and 48 h, how sure is the ensemble, and how good
+    were past forecasts at those leads: computed by the engine from the members, said in the summary."""
+    feed(uma)
+    rng = np.random.default_rng(8)
+    base = np.linspace(1.0, 2.6, 48)  # the members rise through the 1.8 m threshold at different times
+    members = [[float(b + 0.4 * rng.standard_normal()) for _m in range(10)] for b in base]
+    uma.verification.add_forecast("reach", "level", [float(np.mean(row)) for row in members],
+                                  issued_at=NOW + timedelta(hours=1), step="1h", members=members, workflow="forecast",
+                                  quantiles={"0.05": [float(np.quantile(r, 0.05)) for r in members],
+                                             "0.95": [float(np.quantile(r, 0.95)) for r in members]})
+    got = view(uma)
+    ahead = got["outlook"]
+    matrix = np.asarray(members)  # (step, member); step k is valid at lead k + 1 hours
+    assert ahead["threshold"] == 1.8 and ahead["members"] == 10 and ahead["band"] == "5-95 %"
+    assert [r["key"] for r in ahead["leads"]] == ["6h", "12h", "24h", "48h"]
+    for row, hours in zip(ahead["leads"], (6, 12, 24, 48), strict=True):
+        within = (matrix[:hours] > 1.8).any(axis=0)
+        assert row["reached"] and row["lead_seconds"] == hours * 3600
+        assert row["probability"] == pytest.approx(within.mean()) and row["exceeding"] == int(within.sum())
+        assert row["probability_at"] == pytest.approx((matrix[hours - 1] > 1.8).mean())
+        assert row["spread"] == pytest.approx(matrix[hours - 1].std(ddof=1))
+        assert row["low"] == pytest.approx(np.quantile(matrix[hours - 1], 0.05))
+    chances = [row["probability"] for row in ahead["leads"]]
+    assert chances == sorted(chances)  # within a longer lead, never less likely
+    # past forecasts: the 6-hourly ones of feed() were checked up to 6 h ahead, none 12 h or more
+    six = ahead["leads"][0]["skill"]
+    scores = uma.verification.scores("reach", "level", lead="PT6H", since=NOW - timedelta(days=30))
+    assert six is not None and six["n"] == scores.leads[0].n and six["coverage"] == pytest.approx(
+        scores.leads[0].coverage)
+    assert [row["skill"] for row in ahead["leads"][1:]] == [None, None, None]
+    assert ahead["skill_text"].startswith("Past forecasts: 6 h ahead NSE ") and ahead["skill_text"].endswith(
+        "12, 24 and 48 h ahead not checked yet.")
+    assert ahead["text"].startswith(f"Chance the level exceeds 1.8 m within 6 h: {round(chances[0] * 100)} %")
+    # the summary says it with the same numbers
+    assert (f"chance of exceeding it within 24 h: {chances[2]:.0%} ({ahead['leads'][2]['exceeding']} of 10 ensemble "
+            "members)") in got["summary_text"]
+    assert got["forecast"]["issued_at"].startswith((NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H"))
+
+
+def test_a_forecast_beyond_its_horizon_says_so(uma: Client) -> None:
+    uma.write_state("reach", desired={"alert_threshold": 1.0})
+    uma.verification.add_forecast("reach", "level", [0.5, 1.5, 0.5], issued_at=NOW, step="1h", workflow="forecast")
+    ahead = view(uma)["outlook"]
+    assert [row["reached"] for row in ahead["leads"]] == [False] * 4
+    assert [row["probability"] for row in ahead["leads"]] == [None] * 4
+    assert "reaches none of the outlook's lead times" in ahead["text"]
+    assert "(the forecast ends before 6, 12, 24 and 48 h)" in ahead["text"]
+
+
+def test_the_official_twin_at_a_place_is_named(uma: Client, engine: Engine) -> None:
+    """Of several twins at one gauge the one tagged official says so, its forks never inherit the tag, and
+    another twin at that gauge names the official one (only to those who may read it)."""
+    uma.create_twin("river-reach@0.1.0", "reach-live", {"station": "RR-01"})
+    assert view(uma)["official"] == {"official": False, "place": "RR-01", "twins": [], "text": None}
+    uma.update_twin("reach", tags=["official", "lowland"])
+    fork = uma.fork_twin("reach", "reach-wetter")
+    assert "official" not in fork.tags and "lowland" in fork.tags
+    mine = view(uma)["official"]
+    assert mine["official"] is True and mine["text"] == "reach is the official twin at RR-01."
+    other = view(uma, "reach-live")["official"]
+    assert other["official"] is False and other["twins"] == ["reach"]
+    assert other["text"] == "reach-live is not the official twin at RR-01: the official one is reach."
+    assert view(uma, "reach-wetter")["official"]["twins"] == ["reach"]
+    glances = {t.name: t.glance for t in uma.list_twins(glance=True).items}
+    assert glances["reach"] is not None and glances["reach"].official
+    assert glances["reach-live"] is not None and not glances["reach-live"].official
+    # eve's own twin at the gauge names no official twin she may not read
+    eve = engine.as_role("eve", "user")
+    eve.create_twin("river-reach@0.1.0", "eves-reach", {"station": "RR-01"})
+    assert eve.view("eves-reach", "flood").official is not None
+    assert eve.view("eves-reach", "flood").official.twins == []

@@ -67,6 +67,38 @@ def test_a_step_in_array_form_gives_what_the_same_step_as_a_mapping_gives(monkey
     np.testing.assert_array_equal(arrayed["members"], mapped["members"])
 
 
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_a_step_of_the_whole_ensemble_gives_what_the_step_of_each_member_gives(monkeypatch: pytest.MonkeyPatch,
+                                                                               noise: float) -> None:
+    """``state_form: ensemble`` hands the step every member at once, an (N, n) array (one call a step for the
+    whole ensemble, where a member at a time cost a call each); the analyses are the same."""
+    rng = np.random.default_rng(5)
+    start, y = 8.0 + rng.standard_normal((N, n)), 8.0 + rng.standard_normal((6, n // 2))
+    calls: list[tuple[int, ...]] = []
+
+    def whole(x: np.ndarray, *_: Any) -> np.ndarray:
+        calls.append(x.shape)
+        return _array_step(x, {}, {}, 180.0)
+
+    mapped = _run(monkeypatch, _plan(range(1, 7), y), start, noise=noise)
+    together = _run(monkeypatch, _plan(range(1, 7), y), start, step=whole, form="ensemble", noise=noise)
+    assert mapped["error"] is None and together["error"] is None
+    np.testing.assert_allclose(together["members"], mapped["members"], rtol=1e-12, atol=1e-12)
+    assert calls == [(N, n)] * 5  # one call per model step (cycle 1 has none in this plan)
+
+
+@pytest.mark.parametrize(("answer", "says"), [(lambda x: x[:, :-1], f"shape ({N}, 5), not ({N}, 6)"),
+                                              (lambda x: x[0], f"shape (6,), not ({N}, 6)"),
+                                              (lambda x: [[0.0]], "shape (1, 1)"),
+                                              (lambda x: {"x[0]": 1.0}, "not an array of the ensemble"),
+                                              (lambda x: x * np.nan, "not a finite number")])
+def test_an_ensemble_step_that_answers_wrongly_is_named(monkeypatch: pytest.MonkeyPatch, answer: Any,
+                                                        says: str) -> None:
+    got = _run(monkeypatch, _plan(range(1, 3), np.zeros((2, n // 2))), 8.0 + np.zeros((N, n)),
+               step=lambda x, *_: answer(x), form="ensemble")
+    assert got["error"]["where"] == "step" and says in got["error"]["message"], got["error"]
+
+
 @pytest.mark.parametrize(("answer", "says"), [(lambda x: x[:-1], "shape (5,), not (6,)"),
                                               (lambda x: {"x[0]": 1.0}, "not an array of the state"),
                                               (lambda x: x * np.nan, "not a finite number")])
@@ -165,7 +197,7 @@ def test_values_built_directly_are_the_ones_validate_write_builds() -> None:
     batch = Batch(Twin(id="tw-1", name="ring"), manifest, manifest.assimilation,
                   Principal(name="uma", role=Role.USER, issuer="internal"), Method.ETKF, 5, 0)
     when = ObservationTime(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=1), [])
-    planned = Planned(1, "obs", when, [], {}, [], [], [], [])
+    planned = Planned(1, "obs", when, [], {}, [], [], [], [], [], [], [])
     members = np.random.default_rng(2).standard_normal((3, 5, 3))
     for weights in ([None, None, None], [None, np.log(np.arange(1.0, 6.0)), None]):
         mean, std, q = statistics(members, weights)
@@ -211,3 +243,42 @@ def test_the_backlog_is_counted_on_columns_as_on_records() -> None:
                 got.append(found)
                 when, start = found.time, found.end
         assert part == whole, case
+
+
+def test_the_spin_up_inflation_holds_for_the_twin_s_first_cycles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tuning.spin_up``: cycles 1 to ``cycles`` inflate by its inflation, the later ones by the steady one (from
+    a poor first guess, a steady inflation small enough for the long run let the ensemble collapse first)."""
+    monkeypatch.setattr(worker_side, "_resolve", lambda entrypoint: _step)
+    rng = np.random.default_rng(6)
+    start, y = 8.0 + rng.standard_normal((N, n)), 8.0 + rng.standard_normal((4, n // 2))
+
+    def cycles(numbers: range, members: np.ndarray, tuning: dict[str, Any]) -> np.ndarray:
+        got = worker_side.cycles(
+            step="m:step", names=NAMES, parameters={}, dt=180.0, operators={}, members=members, log_weights=None,
+            method="etkf", tuning=tuning, seed=7, noise_std=np.zeros(n), lower=np.full(n, -np.inf),
+            upper=np.full(n, np.inf), coords=np.arange(n, dtype=float), plan=_plan(numbers, y))
+        assert got["error"] is None
+        return np.asarray(got["members"])
+
+    spun = cycles(range(1, 5), start, {"inflation": 1.01, "spin_up": {"cycles": 2, "inflation": 1.5}})
+    first = cycles(range(1, 3), start, {"inflation": 1.5})
+    later = cycles(range(3, 5), first[-1], {"inflation": 1.01})
+    np.testing.assert_array_equal(spun, np.concatenate([first, later]))
+    assert not np.allclose(spun, cycles(range(1, 5), start, {"inflation": 1.01}))
+
+
+def test_a_record_keeps_its_observations_as_columns_and_reads_back_either_form() -> None:
+    """A cycle record keeps its observations and innovations a list per field (a dictionary per observation
+    was most of a Lorenz-96 record's cost); the API reads them back a mapping per observation, as it reads the
+    records kept before."""
+    from twinengine.twin_assimilation.record import COLUMNS, innovation_rows, observation_rows
+
+    kept = {"name": ["y0", "y1"], "stream": "obs", "offset": [7, 7], "value": [1.5, 2.0], "std": [1.0, 0.5]}
+    rows = [{"name": "y0", "stream": "obs", "offset": 7, "value": 1.5, "std": 1.0},
+            {"name": "y1", "stream": "obs", "offset": 7, "value": 2.0, "std": 0.5}]
+    assert observation_rows(kept) == rows and observation_rows(rows) == rows
+    columns = {COLUMNS: {"name": ["y0", "y1"], "observed": [1.5, 2.0], "background": [1.0, 2.5],
+                         "expected": [1.2, 1.1], "std": [1.0, 0.5]}}
+    mapping = {"y0": {"observed": 1.5, "background": 1.0, "innovation": 0.5, "expected": 1.2, "std": 1.0},
+               "y1": {"observed": 2.0, "background": 2.5, "innovation": -0.5, "expected": 1.1, "std": 0.5}}
+    assert innovation_rows(columns) == mapping and innovation_rows(mapping) == mapping and innovation_rows({}) == {}

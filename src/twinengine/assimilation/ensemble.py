@@ -12,12 +12,14 @@ full R costs one Cholesky factorisation and the updates stay those of R = I.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from twinengine.assimilation import _checks
 from twinengine.assimilation._checks import Array, Operator
 
-__all__ = ["enkf", "etkf", "gaspari_cohn", "letkf", "mean_preserving_rotation"]
+__all__ = ["enkf", "etkf", "etkf_observed", "gaspari_cohn", "letkf", "mean_preserving_rotation"]
 
 
 def _prepare(E: object, y: object, H: Operator, R: object, inflation: float, additive: object,
@@ -115,8 +117,22 @@ def etkf(E: object, y: object, H: Operator, R: object, rng: np.random.Generator 
     if rotate and not isinstance(rng, np.random.Generator):
         raise ValueError("rng is required for rotate (the random rotation is drawn from it)")
     ens, obs, Y, cov = _prepare(E, y, H, R, inflation, additive, rng)
+    return _etkf(ens, obs, Y, _checks.whitener(cov), rng, rotate)
+
+
+def etkf_observed(E: Array, Y: Array, y: Array, variances: Array, rng: np.random.Generator | None = None, *,
+                  rotate: bool = False) -> Array:
+    """The ETKF's analysis of an (already inflated) ensemble ``E`` whose observed values ``Y`` = H(E) (N x p)
+    the caller computed, with diagonal observation error ``variances`` (p,): ``etkf`` without its checks and
+    its operator, for a caller that built and checked every input (the engine's cycles, where the check of
+    each cycle's inputs cost more than the analysis of a small ensemble)."""
+    inv_std = 1.0 / np.sqrt(variances)
+    return _etkf(E, y, Y, lambda v: v * inv_std, rng, rotate)
+
+
+def _etkf(ens: Array, obs: Array, Y: Array, white: Callable[[Array], Array], rng: np.random.Generator | None,
+          rotate: bool) -> Array:
     N = ens.shape[0]
-    white = _checks.whitener(cov)
     ybar = Y.mean(axis=0)
     scale = 1.0 / np.sqrt(N - 1)
     S = white(Y - ybar) * scale
@@ -124,7 +140,8 @@ def etkf(E: object, y: object, H: Operator, R: object, rng: np.random.Generator 
     xbar = ens.mean(axis=0)
     increment, anomalies = _ensemble_update(S, d, ens - xbar)
     if rotate:
-        assert rng is not None  # checked above
+        if rng is None:
+            raise ValueError("rng is required for rotate (the random rotation is drawn from it)")
         anomalies = mean_preserving_rotation(N, rng) @ anomalies
     return np.asarray(xbar + increment + anomalies, dtype=float)
 

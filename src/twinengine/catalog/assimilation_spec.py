@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from twinengine.quality.spec import Duration
 
 __all__ = ["MAX_MEMBERS", "MAX_STATE_SIZE", "AssimilationSpec", "AutoRun", "Method", "ModelStep", "ObservationError",
-           "ObservationSpec", "RunOn", "Tuning"]
+           "ObservationSpec", "RunOn", "SpinUp", "Tuning"]
 
 MAX_MEMBERS = 1000  # members of one ensemble: each is kept with every cycle record
 MAX_STATE_SIZE = 4096  # variables of one state vector
@@ -48,19 +48,23 @@ class Method(StrEnum):
 
 
 class ModelStep(_Strict):
-    """The app's model advancing one member: ``fn(state, parameters, forcing, dt)`` returns the new state.
+    """The app's model advancing the members: ``fn(state, parameters, forcing, dt)`` returns the new state.
 
     ``state`` maps each state-vector entry to its value (or, with ``state_form: array``, is a 1-D numpy
-    array in the state vector's order), ``parameters`` are the twin's, ``forcing`` the latest values of the
-    named stream fields (rain), ``dt`` the step in seconds."""
+    array in the state vector's order; with ``state_form: ensemble``, the whole ensemble as one (N, n) numpy
+    array, a member per row, so a vectorised model steps every member in one call), ``parameters`` are the
+    twin's, ``forcing`` the latest values of the named stream fields (rain), ``dt`` the step in seconds."""
 
     entrypoint: Entrypoint = Field(description="'module:function' in the app package, called as "
-                                               "fn(state, parameters, forcing, dt) -> new state (a mapping, or "
-                                               "an array with state_form: array).")
-    state_form: Literal["mapping", "array"] = Field(
-        default="mapping", description="How the step sees a member: a mapping of state entry to value, or a "
-                                       "1-D numpy array in the state vector's order (a model with a vector "
-                                       "state: no mapping is built for each member at each step).")
+                                               "fn(state, parameters, forcing, dt) -> new state (a mapping; an "
+                                               "array with state_form: array; an (N, n) array with state_form: "
+                                               "ensemble).")
+    state_form: Literal["mapping", "array", "ensemble"] = Field(
+        default="mapping", description="How the step sees the members: one at a time as a mapping of state "
+                                       "entry to value (mapping) or as a 1-D numpy array in the state "
+                                       "vector's order (array), or all at once as an (N, n) numpy array, a "
+                                       "member per row (ensemble: one call per step for the whole ensemble, "
+                                       "for a model written with numpy along the last axis).")
     dt: Duration = Field(description="The model's time step (15min, PT1H or seconds); members are advanced in "
                                      "such steps from one observation time to the next.")
     stream: Ident | None = Field(default=None, description="The stream the forcing fields come from (default: "
@@ -138,11 +142,24 @@ class ObservationSpec(_Strict):
         return self
 
 
+class SpinUp(_Strict):
+    """A stronger inflation for a twin's first cycles: from a poor first guess the ensemble's spread collapses
+    before its mean has found the truth (the filter then ignores its observations for good); a few cycles of
+    more inflation let it converge, and the steady ``inflation`` takes over."""
+
+    cycles: int = Field(ge=1, le=100_000, description="The twin's cycles 1 to this many use the spin-up inflation.")
+    inflation: float = Field(ge=1.0, le=10.0, allow_inf_nan=False,
+                             description="Multiplies the forecast anomalies during those cycles.")
+
+
 class Tuning(_Strict):
     """Parameters of the filters; each applies to the methods named in its description."""
 
     inflation: float = Field(default=1.0, ge=1.0, le=10.0, allow_inf_nan=False,
                              description="enkf, etkf, letkf: multiplies the forecast anomalies (1.01-1.10 usual).")
+    spin_up: SpinUp | None = Field(default=None, description="enkf, etkf, letkf: another inflation for the "
+                                                             "twin's first cycles (cycles: 100, inflation: 1.1), "
+                                                             "for a filter started from a poor first guess.")
     additive: NonNegativeStd = Field(default=0.0, description="enkf, etkf, letkf: std of noise added to the "
                                                               "forecast members before the analysis.")
     rotate: bool = Field(default=False, description="etkf: a random mean-preserving rotation of the members.")
@@ -195,16 +212,24 @@ class AssimilationSpec(_Strict):
     spread: PositiveStd | dict[StateRef, PositiveStd] = Field(
         default=1.0, description="Std of the first ensemble around the twin's current state, one for all "
                                  "entries or one per entry (a value's own std, when it has one, wins).")
-    step: ModelStep = Field(description="The model step that advances one member.")
+    step: ModelStep = Field(description="The model step that advances the members.")
     observations: dict[Ident, ObservationSpec] = Field(min_length=1, max_length=MAX_OBSERVATIONS,
                                                        description="Stream fields that observe the state.")
     method: Method = Field(default=Method.ETKF, description="enkf, etkf, letkf, pf or 3dvar.")
     members: int = Field(default=20, ge=2, le=MAX_MEMBERS, description="Ensemble size (particles for pf).")
-    seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Default seed: the same seed gives the same "
-                                                                  "analysis.")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1,
+                             description="Default seed of every twin of the app: the same seed gives the same "
+                                         "analysis (default: each twin's own, derived from its name, so twins "
+                                         "of one app draw different perturbations; kept with every cycle).")
     tuning: Tuning = Field(default_factory=Tuning, description="Inflation, localisation, resampling, jitter.")
     run: AutoRun | None = Field(default=None, description="Cycles that run by themselves: on arrival of "
                                                           "observations or on a schedule (default: on request only).")
+    revisions: Literal["cycle", "batch"] = Field(
+        default="cycle", description="Which analyses become state revisions: every cycle's (cycle), or the last "
+                                     "of each batch of cycles the engine writes at once, about every 0.1 s of "
+                                     "cycling (batch: for fast cycles of a large state, where writing every "
+                                     "analysis to the state log costs more than computing it). Every cycle's "
+                                     "analysis is kept in its cycle record either way (the bulk history).")
 
     @model_validator(mode="after")
     def _consistent(self) -> AssimilationSpec:

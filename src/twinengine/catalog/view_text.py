@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 __all__ = ["NAMESPACES", "Placeholder", "Scalar", "TemplateError", "parse", "render", "summary_properties"]
 
-NAMESPACES = ("twin", "state", "desired", "forecast", "skill", "model")
+NAMESPACES = ("twin", "state", "desired", "forecast", "outlook", "skill", "model")
 Scalar = str | int | float | bool | None
 
 _PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+){1,4}"

@@ -5,6 +5,7 @@ portal renders as the twin's own pages. Panels are keyed by name, so every probl
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import pairwise
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,6 +18,7 @@ __all__ = [
     "FormPanel",
     "MapPanel",
     "ModelPanel",
+    "Outlook",
     "Panel",
     "Skill",
     "TablePanel",
@@ -134,6 +136,22 @@ class Skill(_Strict):
     window: timedelta = Field(default=timedelta(days=30), gt=timedelta(0), le=timedelta(days=366))
 
 
+class Outlook(_Strict):
+    """The chance the forecast crosses the view's threshold (its forecast panel's first) within each lead, the
+    ensemble's spread there and how good past forecasts were at that lead: the question a flood view answers."""
+
+    leads: list[Annotated[timedelta, Field(gt=timedelta(0), le=timedelta(days=30))]] = Field(
+        default_factory=lambda: [timedelta(hours=h) for h in (6, 12, 24, 48)], min_length=1, max_length=8,
+        description="Lead times from the forecast's issue; each names its values in the summary (outlook.24h).")
+
+    @field_validator("leads")
+    @classmethod
+    def _increasing(cls, value: list[timedelta]) -> list[timedelta]:
+        if any(b <= a for a, b in pairwise(value)):
+            raise ValueError("leads must increase (e.g. [PT6H, PT12H, PT24H, PT48H])")
+        return value
+
+
 class View(_Strict):
     """A dashboard: a plain-language summary first, then panels in the order the manifest lists them."""
 
@@ -143,6 +161,8 @@ class View(_Strict):
         default=None, description="What the view answers, in words: a template the engine fills from the twin's "
                                   "state, latest forecast and verification (docs/ui.md#summaries).")
     skill: Skill = Field(default_factory=Skill)
+    outlook: Outlook = Field(default_factory=Outlook, description="Exceedance by lead time (for a view with a "
+                                                                  "forecast and a threshold).")
     panels: dict[_Ident, Panel] = Field(min_length=1, max_length=24)
 
     @field_validator("summary")

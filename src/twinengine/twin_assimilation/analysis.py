@@ -10,14 +10,17 @@ call (``twinengine.twin_assimilation.worker_side``), so the method is its name a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from twinengine.assimilation import bootstrap_update, enkf, etkf, letkf, three_dvar
+from twinengine.assimilation import bootstrap_update, enkf, letkf, three_dvar
+from twinengine.assimilation._checks import inflate
+from twinengine.assimilation.ensemble import etkf_observed
 
-__all__ = ["Analysis", "Background", "FilterTuning", "analyse", "weighted_stats"]
+__all__ = ["Analysis", "Background", "FilterTuning", "Generator", "analyse", "weighted_stats"]
 
 
 class FilterTuning(Protocol):
@@ -77,31 +80,48 @@ def weighted_stats(members: np.ndarray, log_weights: np.ndarray | None) -> tuple
     return mean, np.sqrt(var)
 
 
-def analyse(bg: Background, method: str, tuning: FilterTuning, rng: np.random.Generator) -> Analysis:
+Generator = np.random.Generator | Callable[[], np.random.Generator]
+
+
+def analyse(bg: Background, method: str, tuning: FilterTuning, rng: Generator) -> Analysis:
     """The analysis of ``bg`` by ``method`` (enkf, etkf, letkf, pf or 3dvar: ``Method``'s values); raises
-    ValueError naming what is wrong (from the numerics)."""
+    ValueError naming what is wrong (from the numerics). ``rng`` may be a function making the generator: it
+    is called only by a method that draws (seeding a generator costs more than a small ETKF's algebra)."""
     N, n = bg.members.shape
     Z = np.hstack([bg.members, bg.observed]) if bg.observed.size else bg.members
-    H = np.zeros((bg.y.size, Z.shape[1]))
-    H[np.arange(bg.y.size), bg.columns] = 1.0
     HZ = Z[:, bg.columns]
-    mean, std = weighted_stats(HZ, bg.log_weights if method == "pf" else None)
-    expected = np.sqrt(std**2 + bg.variances)
+    weighted = bg.log_weights if method == "pf" else None
+    if weighted is None:  # weighted_stats's plain case, on the observed columns only
+        mean = HZ.mean(axis=0)
+        var = ((HZ - mean) ** 2).sum(axis=0) / (N - 1)
+    else:
+        mean, std = weighted_stats(HZ, weighted)
+        var = std**2
+    expected = np.sqrt(var + bg.variances)
     log_weights: np.ndarray | None = None
     ess: float | None = None
     inflation, additive = tuning.inflation, tuning.additive
+    if method == "etkf":
+        draws = tuning.rotate or bool(np.any(np.asarray(additive) > 0))
+        generator = _generator(rng) if draws else None
+        if not (np.isfinite(Z).all() and np.isfinite(bg.y).all()):
+            raise ValueError("E or y contains NaN or infinite values")
+        Zi = inflate(Z, inflation, additive, generator)  # the observed columns are a selection of Z's
+        Za = etkf_observed(Zi, Zi[:, bg.columns], bg.y, bg.variances, generator, rotate=tuning.rotate)
+        return Analysis(np.asarray(Za)[:, :n], None, mean, expected, None)
+    H = np.zeros((bg.y.size, Z.shape[1]))
+    H[np.arange(bg.y.size), bg.columns] = 1.0
     if method == "enkf":
-        Za = enkf(Z, bg.y, H, bg.variances, rng, inflation=inflation, additive=additive)
-    elif method == "etkf":
-        Za = etkf(Z, bg.y, H, bg.variances, rng, rotate=tuning.rotate, inflation=inflation, additive=additive)
+        Za = enkf(Z, bg.y, H, bg.variances, _generator(rng), inflation=inflation, additive=additive)
     elif method == "letkf":
         if tuning.radius is None:
             raise ValueError("the letkf needs assimilation.tuning.radius")
-        Za = letkf(Z, bg.y, H, bg.variances, rng, state_coords=bg.coords, obs_coords=bg.obs_coords,
+        Za = letkf(Z, bg.y, H, bg.variances, _generator(rng), state_coords=bg.coords, obs_coords=bg.obs_coords,
                    radius=tuning.radius, period=tuning.period, inflation=inflation, additive=additive)
     elif method == "pf":
         lw = bg.log_weights if bg.log_weights is not None else np.zeros(N)
-        step = bootstrap_update(Z, lw, bg.y, H, bg.variances, rng, threshold=tuning.threshold, jitter=tuning.jitter)
+        step = bootstrap_update(Z, lw, bg.y, H, bg.variances, _generator(rng), threshold=tuning.threshold,
+                                jitter=tuning.jitter)
         Za, log_weights, ess = step.particles, step.log_weights, step.ess
     else:  # 3D-Var: one static gain; the members move with the mean, keeping their spread
         xb = bg.members.mean(axis=0)
@@ -112,3 +132,7 @@ def analyse(bg: Background, method: str, tuning: FilterTuning, rng: np.random.Ge
         xa = three_dvar(xb, bg.y, H[:, :n], bg.variances, np.eye(n) * b_std**2)
         Za = bg.members + (xa - xb)
     return Analysis(np.asarray(Za)[:, :n], log_weights, mean, expected, ess)
+
+
+def _generator(rng: Generator) -> np.random.Generator:
+    return rng() if callable(rng) else rng

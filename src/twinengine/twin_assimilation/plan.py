@@ -5,6 +5,7 @@ grouped."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,18 +23,21 @@ MAX_STEPS = 100_000  # model steps between two observation times
 
 @dataclass
 class Clock:
-    """Where planning stands: the last analysis time, the stream offset read up to, the forcing carried on."""
+    """Where planning stands: the last analysis time (later observations only), the stream offset read up to,
+    the forcing carried on, and, before the first cycle, the first guess's time the model steps start from."""
 
     time: datetime | None
     offset: int
     forcing: dict[str, float] = field(default_factory=dict)
+    steps_from: datetime | None = None
 
 
 @dataclass
 class Planned:
     """One cycle: its number, the stream it reads, its observation time, the forcing of each model step, the
-    forcing carried on after it (kept in its record), and the observations it weighs: ``used`` (name, stream,
-    offset, value, std; the std None until the app's error function gives it), the augmented column each
+    forcing carried on after it (kept in its record), and the observations it weighs, a list per field (a
+    cycle of 40 observations made 40 dictionaries here and 80 more in its record): their names, stream
+    offsets, values and error stds (NaN until the app's error function gives it), the augmented column each
     observes, its position (LETKF), and which take their std from an error function ([index, entrypoint,
     name])."""
 
@@ -42,26 +46,37 @@ class Planned:
     when: ObservationTime
     steps: list[dict[str, float]]
     forcing: dict[str, float]
-    used: list[dict[str, Any]]
+    names: list[str]
+    offsets: list[int]
+    values: list[float]
+    stds: list[float]
     columns: list[int]
     positions: list[float]
     errors: list[list[Any]]
 
+    @property
+    def observed(self) -> int:
+        """How many observations the cycle weighs."""
+        return len(self.names)
+
 
 def _steps(spec: AssimilationSpec, clock: Clock, when: ObservationTime) -> list[dict[str, float]]:
     """The forcing of each model step from the clock's time to the observation time: the latest value read at
-    or before the step's end (a rain gauge reports the interval that ends at its reading)."""
-    if clock.time is None:
+    or before the step's end (a rain gauge reports the interval that ends at its reading). The first cycle's
+    steps start at the first guess's time (none when its time is unknown)."""
+    start = clock.steps_from or clock.time
+    clock.steps_from = None
+    if start is None:
         return []
     dt = spec.step.dt.total_seconds()
-    count = round((when.time - clock.time).total_seconds() / dt)
+    count = round((when.time - start).total_seconds() / dt)
     if count > MAX_STEPS:
         raise ValidationFailed.one("assimilation.step.dt", f"{count} steps of {dt:g} s between "
-                                                           f"{clock.time.isoformat()} and {when.time.isoformat()}; "
+                                                           f"{start.isoformat()} and {when.time.isoformat()}; "
                                                            f"at most {MAX_STEPS}")
     drive, out, k = dict(clock.forcing), [], 0
     for j in range(count):
-        at = clock.time.timestamp() + (j + 1) * dt  # a reading reports the interval that ends at it
+        at = start.timestamp() + (j + 1) * dt  # a reading reports the interval that ends at it
         while k < len(when.forcing) and when.forcing[k][0].timestamp() <= at:
             drive.update(when.forcing[k][1])
             k += 1
@@ -101,11 +116,12 @@ def plan_cycle(spec: AssimilationSpec, clock: Clock, when: ObservationTime, numb
     """Cycle ``number`` on the observations of ``when`` (``observed``: the spec's ``layout``); moves ``clock``
     on past it."""
     steps = _steps(spec, clock, when)
-    planned = Planned(number, stream, when, steps, dict(clock.forcing), [], [], [], [])
-    columns, positions, used = planned.columns, planned.positions, planned.used
+    planned = Planned(number, stream, when, steps, dict(clock.forcing), [], [], [], [], [], [], [])
+    names, offsets, values, stds = planned.names, planned.offsets, planned.values, planned.stds
+    columns, positions = planned.columns, planned.positions
     for reading in when.readings:
         obs = observed[reading.name]
-        sd: float | None
+        sd: float
         if obs.std is not None:
             sd = obs.std
         elif obs.record:
@@ -113,12 +129,14 @@ def plan_cycle(spec: AssimilationSpec, clock: Clock, when: ObservationTime, numb
                 continue  # a record without its std cannot be weighed: left out, and said in the record
             sd = reading.std
         else:
-            sd = None
-            planned.errors.append([len(used), obs.entrypoint, reading.name])
+            sd = math.nan
+            planned.errors.append([len(names), obs.entrypoint, reading.name])
         columns.append(obs.column)
         positions.append(obs.position)
-        used.append({"name": reading.name, "stream": stream, "offset": reading.offset, "value": reading.value,
-                     "std": sd})
+        names.append(reading.name)
+        offsets.append(reading.offset)
+        values.append(reading.value)
+        stds.append(sd)
     clock.time, clock.offset = when.time, when.end
     return planned
 
@@ -126,7 +144,6 @@ def plan_cycle(spec: AssimilationSpec, clock: Clock, when: ObservationTime, numb
 def payload(planned: Planned) -> dict[str, Any]:
     """The cycle as the worker takes it (numpy arrays; NaN where an error function gives the std)."""
     return {"number": planned.number, "forcing": planned.steps,
-            "columns": np.asarray(planned.columns, dtype=int),
-            "values": np.asarray([u["value"] for u in planned.used], dtype=float),
-            "sd": np.asarray([np.nan if u["std"] is None else u["std"] for u in planned.used], dtype=float),
-            "positions": np.asarray(planned.positions, dtype=float), "errors": planned.errors}
+            "columns": np.asarray(planned.columns, dtype=int), "values": np.asarray(planned.values, dtype=float),
+            "sd": np.asarray(planned.stds, dtype=float), "positions": np.asarray(planned.positions, dtype=float),
+            "errors": planned.errors}

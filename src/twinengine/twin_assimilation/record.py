@@ -9,7 +9,7 @@ equal); the first cycle of each batch, and any cycle with a value that is not a 
 
 from __future__ import annotations
 
-import secrets
+import os
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -28,12 +28,14 @@ from twinengine.store.base import utcnow
 from twinengine.twin_assimilation.analysis import weighted_stats
 from twinengine.twin_assimilation.models import AssimilationCycle
 from twinengine.twin_assimilation.plan import Planned
+from twinengine.twin_assimilation.schemas import CycleRead
 from twinengine.twins import state as twin_state
 from twinengine.twins.models import Twin
 from twinengine.twins.schemas import PropertyWrite, StateKind
 from twinengine.twins.state import NewValue
 
-__all__ = ["QUANTILES", "Batch", "quantiles", "record", "statistics", "values_of"]
+__all__ = ["QUANTILES", "Batch", "innovation_rows", "observation_rows", "quantiles", "record", "statistics",
+           "values_of"]
 
 QUANTILES = ("0.05", "0.5", "0.95")
 _LEVELS = np.asarray([float(q) for q in QUANTILES])
@@ -124,75 +126,125 @@ def values_of(batch: Batch, planned: Planned, analysed: np.ndarray, mean: np.nda
             for i, (entry, value) in enumerate(zip(batch.spec.state, mean.tolist(), strict=True))]
 
 
-def _innovations(planned: Planned, obs: np.ndarray) -> dict[str, Any]:
-    """Name → observed, background mean, innovation, expected spread and error std (``InnovationRead``)."""
-    out: dict[str, Any] = {}
-    for j, u in enumerate(planned.used):
-        background, expected = float(obs[j, 0]), float(obs[j, 1])
-        out[u["name"]] = {"observed": u["value"], "background": background, "innovation": u["value"] - background,
-                          "expected": expected, "std": u["std"]}
-    return out
-
-
 def record(session: Session, batch: Batch, plans: list[Planned], got: dict[str, Any], *,
-           prior_cycle: str | None) -> list[AssimilationCycle]:
-    """Write the cycles the worker ran (``got``: its answer) as revisions and records; returns the records."""
+           prior_cycle: str | None) -> list[CycleRead]:
+    """Write the cycles the worker ran (``got``: its answer) as revisions and records; returns the records
+    as the API reads them (no detail).
+
+    Each cycle's analysis is a revision, or, where the app keeps ``revisions: batch``, only the last cycle's of
+    this batch is: the others' stay in their records (each record's ``revision`` is then the batch's, and its
+    ensemble says ``in_revision: false``). The records are plain rows for one insert: an ORM object per cycle
+    cost more than the rest of its record."""
     done = int(got["members"].shape[0])
-    rows: list[AssimilationCycle] = []
-    pending: list[twin_state.Pending] = []
-    at, now = 0, utcnow()
+    if done == 0:
+        return []
     every = np.asarray(got["members"], dtype=float)
     weights = [None if w is None else np.asarray(w, dtype=float) for w in got["log_weights"]]
-    means, stds, qs = statistics(every, weights)
-    for k, planned in enumerate(plans[:done]):
-        analysed, log_weights, std = every[k], weights[k], stds[k]
-        obs = np.asarray(got["obs"][at:at + len(planned.used)], dtype=float)  # none when nothing was weighed
-        at += len(planned.used)
-        for j, u in enumerate(planned.used):
-            u["std"] = float(obs[j, 2])
-        values = values_of(batch, planned, analysed, means[k], std, qs[k], checked=k == 0)
-        pending.append((values, f"assimilation cycle {planned.number}: {batch.method.value}, {batch.members} "
-                                f"members, seed {batch.seed}, {len(planned.used)} observations"))
-        innovations = _innovations(planned, obs)
-        d = np.asarray([i["innovation"] for i in innovations.values()])
-        e = np.asarray([i["expected"] for i in innovations.values()])
-        row = AssimilationCycle(
-            id="as-" + secrets.token_hex(6), created_at=now, twin_id=batch.twin.id, number=planned.number,
-            owner=batch.principal.name, method=batch.method.value, members=int(analysed.shape[0]), seed=batch.seed,
-            tuning=batch.tuning, valid_time=planned.when.time,
-            offsets={planned.stream: [planned.when.first, planned.when.end]},
-            observations=planned.used, innovations=innovations, obs_count=len(planned.used),
-            innovation_mean=float(d.mean()) if d.size else None,
-            innovation_rms=float(np.sqrt(np.mean(d**2))) if d.size else None,
-            expected_rms=float(np.sqrt(np.mean(e**2))) if e.size else None, spread=float(np.mean(std)),
-            ensemble={"names": list(batch.spec.state), "members": analysed.tolist(), "forcing": planned.forcing,
-                      "log_weights": None if log_weights is None else log_weights.tolist(),
-                      "ess": got["ess"][k], "late": planned.when.late, "prior": prior_cycle},
-            origin_cycle=prior_cycle if planned.number == 1 else None)
-        prior_cycle = row.id
-        rows.append(row)
-    if not rows:
-        return rows
+    each = batch.spec.revisions == "cycle"
+    written = range(done) if each else range(done - 1, done)
+    if each:
+        means, stds, qs = statistics(every, weights)
+    else:  # quantiles of the one analysis written; the others need their std (the spread) only
+        means, stds = every.mean(axis=1), every.std(axis=1, ddof=1)
+        for k, w in enumerate(weights):
+            if w is not None:
+                means[k], stds[k] = weighted_stats(every[k], w)
+        qs = np.zeros((done, len(QUANTILES), every.shape[2]))
+        qs[done - 1] = statistics(every[done - 1:], weights[done - 1:])[2][0]
+    pending: list[twin_state.Pending] = []
+    for k in written:
+        planned = plans[k]
+        values = values_of(batch, planned, every[k], means[k], stds[k], qs[k], checked=k == written[0])
+        message = (f"assimilation cycle {planned.number}: " if each else
+                   f"assimilation cycles {plans[0].number}-{planned.number} (the analysis of cycle "
+                   f"{planned.number}; every cycle's is in its record): ")
+        pending.append((values, f"{message}{batch.method.value}, {batch.members} members, seed {batch.seed}, "
+                                f"{planned.observed} observations"))
     first = twin_state.append_revisions(session, [(batch.twin, pending)], author=batch.principal.name,
                                         manifests={batch.twin.id: batch.manifest})[batch.twin.id]
-    for k, row in enumerate(rows):
-        row.revision = first + k
+    ids = os.urandom(6 * done).hex()  # one draw for the batch's ids
+    names, now, at = list(batch.spec.state), utcnow(), 0
+    obs_all = np.asarray(got["obs"], dtype=float)
+    spreads = stds.mean(axis=1).tolist()
+    rows: list[dict[str, Any]] = []
+    reads: list[CycleRead] = []
+    size = int(every.shape[1])
+    fixed = {"created_at": now, "twin_id": batch.twin.id, "owner": batch.principal.name, "method": batch.method.value,
+             "members": size, "seed": batch.seed, "tuning": batch.tuning}
+    for k, planned in enumerate(plans[:done]):
+        count = planned.observed
+        obs = obs_all[at:at + count]  # none when nothing was weighed
+        at += count
+        innovations: dict[str, Any] = {}
+        stats: tuple[float | None, float | None, float | None] = (None, None, None)
+        if count:
+            sd = obs[:, 2].tolist()
+            planned.stds = sd  # the std each was weighed with (an error function's, too)
+            innovations = {COLUMNS: {"name": planned.names, "observed": planned.values,
+                                     "background": obs[:, 0].tolist(), "expected": obs[:, 1].tolist(), "std": sd}}
+            d = np.asarray(planned.values) - obs[:, 0]
+            stats = (float(d.mean()), float(np.sqrt(np.mean(d**2))), float(np.sqrt(np.mean(obs[:, 1] ** 2))))
+        ensemble = {"names": names, "members": every[k], "forcing": planned.forcing, "log_weights": weights[k],
+                    "ess": got["ess"][k], "late": planned.when.late, "prior": prior_cycle}
+        if not each:
+            ensemble["in_revision"] = k == done - 1
+        row = {**fixed, "id": "as-" + ids[12 * k:12 * k + 12], "number": planned.number,
+               "valid_time": planned.when.time, "offsets": {planned.stream: [planned.when.first, planned.when.end]},
+               "observations": {"name": planned.names, "stream": planned.stream, "offset": planned.offsets,
+                                "value": planned.values, "std": planned.stds},
+               "innovations": innovations, "obs_count": count,
+               "innovation_mean": stats[0], "innovation_rms": stats[1], "expected_rms": stats[2],
+               "spread": spreads[k], "ensemble": ensemble, "revision": first + k if each else first,
+               "origin_cycle": prior_cycle if planned.number == 1 else None}
+        prior_cycle = row["id"]
+        rows.append(row)
+        reads.append(CycleRead.model_construct(
+            id=row["id"], twin=batch.twin.name, number=planned.number, method=batch.method, members=size,
+            seed=batch.seed, tuning=batch.tuning, valid_time=planned.when.time, obs_count=count,
+            offsets=row["offsets"], innovation_mean=stats[0], innovation_rms=stats[1], expected_rms=stats[2],
+            spread=spreads[k], revision=row["revision"], origin_cycle=row["origin_cycle"], created_at=now,
+            innovations=None, observations=None, analysis=None, provenance=None))
     _insert(session, rows)
-    return rows
+    return reads
 
 
+def observation_rows(stored: Any) -> list[dict[str, Any]]:
+    """A record's observations as the API gives them, a mapping per observation (name, stream, offset, value,
+    std), from the columns it keeps (or from the list records kept before)."""
+    if isinstance(stored, list):
+        return stored
+    stream = stored["stream"]
+    return [{"name": n, "stream": stream, "offset": o, "value": v, "std": s}
+            for n, o, v, s in zip(stored["name"], stored["offset"], stored["value"], stored["std"], strict=True)]
+
+
+def innovation_rows(stored: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A record's innovations as the API gives them, name -> observed, background, innovation, expected and
+    std (``InnovationRead``), from the columns it keeps (or from the mapping records kept before)."""
+    columns = stored.get(COLUMNS)
+    if columns is None:
+        return stored
+    return {n: {"observed": o, "background": b, "innovation": o - b, "expected": e, "std": s}
+            for n, o, b, e, s in zip(columns["name"], columns["observed"], columns["background"],
+                                     columns["expected"], columns["std"], strict=True)}
+
+
+COLUMNS = "#columns"  # the key of a record's innovations kept as columns (no observation is named so)
 _JSON = ("tuning", "offsets", "observations", "innovations", "ensemble")
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY  # the ensemble's members and weights, written from their arrays
 _TABLE = cast(Table, AssimilationCycle.__table__)
 
 
-def _insert(session: Session, rows: list[AssimilationCycle]) -> None:
-    """The records in one executemany, their JSON written by orjson (floats in C: a record's ensemble is
-    N x n numbers, which the JSON type's ``json.dumps`` made the largest cost of a cycle)."""
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """The records (a value per column) in one executemany, their JSON written by orjson (floats in C: a
+    record's ensemble is N x n numbers, which the JSON type's ``json.dumps`` made the largest cost of a
+    cycle; members and weights straight from their arrays)."""
     connection = session.connection()
     pg = connection.dialect.name == "postgresql"
     statement = insert(_TABLE).values({name: sql_cast(bindparam(f"json_{name}", type_=Text()), JSONB()) if pg else
                                        bindparam(f"json_{name}", type_=Text()) for name in _JSON})
     plain = [c.name for c in _TABLE.c if c.name not in _JSON]
-    connection.execute(statement, [{**{name: getattr(row, name) for name in plain},
-                                    **{f"json_{name}": orjson.dumps(getattr(row, name)).decode() for name in _JSON}}
+    dumps = orjson.dumps
+    connection.execute(statement, [{**{name: row[name] for name in plain},
+                                    **{f"json_{name}": dumps(row[name], option=_NUMPY).decode() for name in _JSON}}
                                    for row in rows])

@@ -9,12 +9,13 @@ start from the origin's ensemble as of the fork, so the origin's state and cycle
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from twinengine.catalog import service as catalog
 from twinengine.catalog.assimilation_checks import observation_stream
 from twinengine.catalog.assimilation_spec import AssimilationSpec, Method
 from twinengine.catalog.manifest import Manifest
+from twinengine.compute.work import Work, admit
 from twinengine.errors import NotFound, ProcessFailed, ValidationFailed
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.streams.uncertainty import plain_records
@@ -37,7 +39,7 @@ from twinengine.twin_assimilation.models import AssimilationCycle
 from twinengine.twin_assimilation.observations import next_time
 from twinengine.twin_assimilation.plan import Clock, Planned, layout, payload, plan_cycle
 from twinengine.twin_assimilation.provenance import cycle_provenance
-from twinengine.twin_assimilation.record import Batch, record
+from twinengine.twin_assimilation.record import Batch, innovation_rows, observation_rows, record
 from twinengine.twin_assimilation.schemas import AssimilationRequest, AssimilationResult, CycleRead, InnovationRead
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
@@ -45,13 +47,14 @@ from twinengine.workers.apps import AppCode
 from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import ProtocolError
 
-__all__ = ["Engines", "assimilate", "get_cycle", "list_cycles"]
+__all__ = ["Engines", "assimilate", "default_seed", "get_cycle", "list_cycles"]
 
 CYCLES = "twinengine.twin_assimilation.worker_side:cycles"
 MAX_RECORDS = 200_000  # records read for one request
 FIRST_PLANNED = 8  # cycles planned before the worker starts; the rest are planned while it runs, in lists of
 PLANNED_LIST = 32
 COMMIT_SECONDS = 1.0  # ``checkpoint`` at most about this often (a commit waits for the disk), and at the end
+_JUST_BEFORE = timedelta(microseconds=1)  # records before the first guess's time are late; one at it is not
 Progress = Callable[[int, int], None]
 
 
@@ -114,22 +117,47 @@ def _prior(session: Session, twin: Twin) -> _Prior:
                   last.valid_time, int(next(iter(last.offsets.values()))[1]), dict(ens.get("forcing") or {}), last.id)
 
 
-def _initial(session: Session, principal: Principal, twin: Twin, spec: AssimilationSpec, members: int,
-             seed: int) -> np.ndarray:
-    """The first ensemble: the twin's current state, spread by each value's own std or ``spread``."""
+@dataclass(frozen=True)
+class _FirstGuess:
+    """The twin's reported state before its first cycle: each entry's value and std, and the time it is valid
+    at (the newest of the entries' timestamps), from which the first cycle's model steps start; or the first
+    entry with no number (refused once there is a cycle to run)."""
+
+    mean: list[float]
+    std: list[float]
+    time: datetime | None
+    missing: str | None
+
+    def ensemble(self, twin: Twin, members: int, seed: int) -> np.ndarray:
+        """The first ensemble: the first guess spread by each value's own std or ``spread``."""
+        if self.missing is not None:
+            raise ValidationFailed.one(f"state.{self.missing}", f"twin {twin.name} has no reported number for "
+                                                                f"{self.missing!r} yet: write one to start the "
+                                                                "ensemble from")
+        rng = np.random.default_rng([seed, 0, 0])
+        return np.asarray(self.mean) + np.asarray(self.std) * rng.standard_normal((members, len(self.mean)))
+
+
+def _first_guess(session: Session, principal: Principal, twin: Twin, spec: AssimilationSpec) -> _FirstGuess:
     current = twins.read_state(session, principal=principal, ref=twin.id).reported
     spread = spec.per_entry(spec.spread, 1.0)
-    mean, std = [], []
+    mean, std, times = [], [], []
     for i, entry in enumerate(spec.state):
         value = current.get(entry)
         if value is None or isinstance(value.value, bool) or not isinstance(value.value, int | float):
-            raise ValidationFailed.one(f"state.{entry}", f"twin {twin.name} has no reported number for {entry!r} "
-                                                         "yet: write one to start the ensemble from")
+            return _FirstGuess([], [], None, entry)
         mean.append(float(value.value))
         own = value.uncertainty.std if value.uncertainty is not None else None
         std.append(own if own else spread[i])
-    rng = np.random.default_rng([seed, 0, 0])
-    return np.asarray(mean) + np.asarray(std) * rng.standard_normal((members, len(mean)))
+        times.append(value.timestamp)
+    return _FirstGuess(mean, std, max(times), None)
+
+
+def default_seed(twin_name: str) -> int:
+    """A twin's own default seed (an app that declares none): stable for the twin, and another for each twin
+    (and each fork), so that twins of one app do not all draw the same perturbations."""
+    digest = hashlib.sha256(f"assimilation:{twin_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: the seed's range
 
 
 def _bounds(manifest: Manifest, spec: AssimilationSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +173,8 @@ Part = tuple[list[Planned], dict[str, Any]]
 
 
 def _run(app: Any, batch: Batch, members: np.ndarray, log_weights: np.ndarray | None, plans: list[Planned],
-         coords: np.ndarray, sink: Callable[[Part], None], later: tuple[int, int, Iterator[list[Planned]]]) -> None:
+         coords: np.ndarray, sink: Callable[[Part], None], later: tuple[int, int, Iterator[list[Planned]]],
+         cpu: Callable[[float], None] | None = None) -> None:
     """The cycles of ``plans`` run in one call to the app's worker, from ``members``; ``later`` (how many
     cycles in all, how many more lists of them, the lists) plans the rest while the worker runs the first
     ones (each list is appended to ``plans`` as it is made). Each part of the worker's answer
@@ -159,7 +188,7 @@ def _run(app: Any, batch: Batch, members: np.ndarray, log_weights: np.ndarray | 
 
     def take(got: Any, last: bool) -> None:
         nonlocal at
-        used = [len(p.used) for p in plans[at:]]  # every cycle was planned and sent before a part is read
+        used = [p.observed for p in plans[at:]]  # every cycle was planned and sent before a part is read
         array = got.get("members") if isinstance(got, dict) else None
         size = array.shape[0] if isinstance(array, np.ndarray) and array.ndim == 3 else None
         if last:
@@ -184,7 +213,7 @@ def _run(app: Any, batch: Batch, members: np.ndarray, log_weights: np.ndarray | 
             "noise_std": np.asarray(spec.per_entry(spec.step.noise)), "lower": lower, "upper": upper,
             "coords": coords, "plan": [payload(p) for p in plans], "form": spec.step.state_form, "count": count},
             parts=lambda got: take(got, last=False),
-            more=("plan", lists, ([payload(p) for p in chunk] for chunk in planned)))
+            more=("plan", lists, ([payload(p) for p in chunk] for chunk in planned)), cpu=cpu)
     except WorkerError as exc:
         raise ProcessFailed(f"assimilation.step: the app's code failed: {exc.remote}") from None
     except (WorkerCrashed, ProtocolError) as exc:
@@ -231,6 +260,7 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
     waiting for the rest; a failing cycle keeps the ones before it)."""
     twin = twins.get_twin(session, principal=principal, ref=ref, action="twin.operate")
     require(principal, "assimilation.run", twin, target=f"twin {ref}")
+    admit(session, principal=principal, outcome="the assimilation is refused")  # its owner's quotas (429)
     manifest = twins.manifest_for(session, twin)
     spec = _spec(manifest)
     method = request.method or spec.method
@@ -243,7 +273,12 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
     if request.what_if is not None:
         twin = _what_if(session, principal, twin, request.what_if)
     prior = _prior(session, twin)
-    seed = request.seed if request.seed is not None else spec.seed
+    seed = request.seed if request.seed is not None else spec.seed if spec.seed is not None else default_seed(
+        twin.name)
+    guess = _first_guess(session, principal, twin, spec) if prior.members is None else None
+    steps_from = guess.time if guess is not None else None
+    if steps_from is not None:  # the first cycle forecasts from the first guess's time to its observations,
+        prior.time = steps_from - _JUST_BEFORE  # which come after it (one at that very time needs no step)
     if prior.members is not None and request.members is not None and request.members != prior.members.shape[0]:
         prior.members, prior.log_weights = _redraw(prior.members, request.members, seed), None
     members = int(prior.members.shape[0]) if prior.members is not None else (request.members or spec.members)
@@ -262,7 +297,7 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
     number = (session.scalar(select(func.max(AssimilationCycle.number))
                              .where(AssimilationCycle.twin_id == twin.id)) or 0)
     batch = Batch(twin, manifest, spec, principal, method, members, seed)
-    clock = Clock(prior.time, prior.offset, prior.forcing)
+    clock = Clock(prior.time, prior.offset, prior.forcing, steps_from=steps_from)
     coords = np.asarray(spec.coordinates if spec.coordinates is not None else range(len(spec.state)), dtype=float)
     coords = np.concatenate([coords, [float(o.position or 0.0) for o in spec.observations.values()
                                       if o.operator is not None]])
@@ -285,8 +320,8 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
     lists = -(-(wanted - len(plans)) // PLANNED_LIST)  # the rest, planned on the worker call's thread
     done: list[CycleRead] = []
     start = prior.members
-    if plans and start is None:
-        start = _initial(session, principal, twin, spec, members, seed)
+    if plans and start is None and guess is not None:
+        start = guess.ensemble(twin, members, seed)
     if not plans or start is None:
         return AssimilationResult(twin=twin.name, cycles=done, pending=total)
     first = start
@@ -295,14 +330,18 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
     def run() -> None:
         try:
             _run(app, batch, first, prior.log_weights, plans, coords, parts.put,
-                 (wanted, lists, (plan(min(PLANNED_LIST, wanted - len(plans))) for _ in range(lists))))
+                 (wanted, lists, (plan(min(PLANNED_LIST, wanted - len(plans))) for _ in range(lists))), work.charge)
         except BaseException as exc:  # told to the request's thread, which raises it
             parts.put(exc)
         else:
             parts.put(None)
 
+    # one usage record per request (written as it ends, done or not): its worker's CPU and the engine's share
+    work = Work.of("assimilation", f"{twin.id}#{number + 1}", principal=principal, twin_id=twin.id,
+                   twin_name=twin.name, app=f"{twin.app_name}@{twin.app_version}")
     committed = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assimilation") as pool:
+    with work.metered(session, commit=checkpoint), \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="assimilation") as pool:
         pool.submit(run)
         # this thread writes each part while the worker runs the next cycles
         while (got := parts.get()) is not None:
@@ -311,10 +350,10 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
                     checkpoint()  # the cycles written before the failure are kept
                 raise got
             cycles, answer = got
-            rows = record(session, batch, cycles, answer, prior_cycle=prior.cycle_id)
-            if rows:
-                prior.cycle_id = rows[-1].id
-            done += [read_cycle(row, twin) for row in rows]
+            written = record(session, batch, cycles, answer, prior_cycle=prior.cycle_id)
+            if written:
+                prior.cycle_id = written[-1].id
+            done += written
             last = answer["error"] is not None or len(done) == len(plans)
             if checkpoint is not None and (last or time.perf_counter() - committed >= COMMIT_SECONDS):
                 checkpoint()
@@ -336,8 +375,8 @@ def read_cycle(row: AssimilationCycle, twin: Twin, *, detail: bool = False) -> C
         members = np.asarray(row.ensemble["members"], dtype=float)
         weights = row.ensemble.get("log_weights")
         mean, std = weighted_stats(members, None if weights is None else np.asarray(weights))
-        out.innovations = {k: InnovationRead.model_validate(v) for k, v in row.innovations.items()}
-        out.observations = row.observations
+        out.innovations = {k: InnovationRead.model_validate(v) for k, v in innovation_rows(row.innovations).items()}
+        out.observations = observation_rows(row.observations)
         out.analysis = {name: {"mean": float(mean[i]), "std": float(std[i])}
                         for i, name in enumerate(row.ensemble["names"])}
         out.provenance = cycle_provenance(row, twin)

@@ -264,15 +264,17 @@ def _open_loop(session: Session, principal: Principal, twin: Twin, spec: Assimil
     if first.revision <= 1:
         return []
     before = twins.read_state(session, principal=principal, ref=twin.id, revision=first.revision - 1).reported
-    start = []
+    start, times = [], []
     for entry in spec.state:
         value = before.get(entry)
         if value is None or not isinstance(value.value, int | float) or isinstance(value.value, bool):
             return []  # no first guess on record (a fork started from its origin's ensemble)
         start.append(float(value.value))
+        times.append(value.timestamp)
     wanted_at = sorted({(row.valid_time + timedelta(seconds=lead), int(lead)) for row in rows for lead in wanted},
                        key=lambda x: x[0])
-    state, at = np.asarray([start]), first.valid_time
+    # from the first guess's own time, as the first cycle forecast from it (not from the first observation's)
+    state, at = np.asarray([start]), min(max(times), first.valid_time)
     seen: dict[datetime, float] = {}
     points = []
     for when, lead in wanted_at:

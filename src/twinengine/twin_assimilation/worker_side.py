@@ -11,6 +11,7 @@ are the engine's own plain numpy (``twinengine.twin_assimilation.analysis``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["advance", "cycles"]
+__all__ = ["advance", "cycles", "trial"]
 
 PART_SECONDS = 0.1  # a part of the answer about this often: the engine writes it while the next cycles run
 
@@ -71,15 +72,37 @@ def _checked_array(new: Any, size: int, step: str) -> np.ndarray:
     return row
 
 
+def _checked_ensemble(new: Any, shape: tuple[int, ...], step: str) -> np.ndarray:
+    """The ensemble an ensemble-form step returned: an (N, n) array of finite numbers, a member per row."""
+    if not (type(new) is np.ndarray and new.dtype == np.float64):
+        try:
+            new = np.asarray(new, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(f"{step} returned {type(new).__name__}, not an array of the ensemble") from None
+    if new.shape != shape:
+        raise ValueError(f"{step} returned an array of shape {new.shape}, not {shape} (the ensemble: a member "
+                         "per row, the state vector along the columns)")
+    if not np.isfinite(new).all():
+        raise ValueError(f"{step} returned a state with a value that is not a finite number")
+    return np.asarray(new)
+
+
 def _step_members(fn: Callable[..., Any], step: str, names: list[str], members: np.ndarray,
                   parameters: dict[str, Any], forcing: list[dict[str, float]], dt: float,
                   noise: np.ndarray | None, form: str = "mapping") -> np.ndarray:
     """Members after ``len(forcing)`` steps, ``noise[k, i]`` added after step k to member i (None: no model
-    noise). ``form`` is how the app's step takes a member: a mapping of the state's entries, or an array (an
-    array answer of the right shape is taken as it is, and the ensemble checked for finite values once a
-    step: the usual case costs no per-member checks)."""
+    noise). ``form`` is how the app's step takes the members: one at a time as a mapping of the state's
+    entries or as an array (an array answer of the right shape is taken as it is, and the ensemble checked
+    for finite values once a step: the usual case costs no per-member checks), or all at once as an (N, n)
+    array (ensemble: one call a step)."""
     out = np.array(members, dtype=float)
     size = len(names)
+    if form == "ensemble":
+        for k, drive in enumerate(forcing):
+            out = _checked_ensemble(fn(out.copy(), parameters, dict(drive), dt), members.shape, step)
+            if noise is not None:
+                out += noise[k]
+        return out
     for k, drive in enumerate(forcing):
         for i in range(out.shape[0]):
             if form == "array":
@@ -129,11 +152,42 @@ def advance(*, step: str, names: list[str], members: list[list[float]], paramete
             "errors": stds}
 
 
+def trial(*, step: str, names: list[str], parameters: dict[str, Any], forcing: dict[str, float], dt: float,
+          state: list[float], form: str = "mapping") -> dict[str, Any]:
+    """The step called once on a sample ``state`` as the cycles call it (``twin app validate``): {"problem":
+    why its answer cannot serve as the new state, or None; "raised": whether the app's code raised}. Two
+    members for the ensemble form (the state and the state doubled), one otherwise."""
+    fn = _resolve(step)
+    sample = np.asarray(state, dtype=float)
+    members = np.stack([sample, 2.0 * sample]) if form == "ensemble" else sample[None, :]
+    try:
+        if form == "ensemble":
+            answer = fn(members.copy(), dict(parameters), dict(forcing), dt)
+        elif form == "array":
+            answer = fn(sample.copy(), dict(parameters), dict(forcing), dt)
+        else:
+            answer = fn(dict(zip(names, sample.tolist(), strict=True)), dict(parameters), dict(forcing), dt)
+    except Exception as exc:  # the app's code
+        return {"problem": _failure("step", exc)["line"], "raised": True}
+    try:
+        if form == "ensemble":
+            _checked_ensemble(answer, members.shape, step)
+        elif form == "array":
+            _checked_array(answer, len(names), step)
+        else:
+            _checked(answer, names, step)
+    except (KeyError, TypeError, ValueError) as exc:
+        return {"problem": str(exc.args[0]) if exc.args else str(exc), "raised": False}
+    return {"problem": None, "raised": False}
+
+
 class _Knobs:
     """The filter's tuning from its plain form (what ``Tuning.model_dump`` gives)."""
 
     def __init__(self, tuning: dict[str, Any]) -> None:
-        self.inflation = float(tuning.get("inflation", 1.0))
+        self.inflation = self.steady = float(tuning.get("inflation", 1.0))
+        spin_up = tuning.get("spin_up") or {}
+        self.spin_cycles, self.spin_inflation = int(spin_up.get("cycles", 0)), float(spin_up.get("inflation", 1.0))
         self.additive = float(tuning.get("additive", 0.0))
         self.rotate = bool(tuning.get("rotate", False))
         self.radius: float | None = tuning.get("radius")
@@ -141,6 +195,11 @@ class _Knobs:
         self.threshold = float(tuning.get("threshold", 0.5))
         self.jitter = float(tuning.get("jitter", 1.0))
         self.background_std: float | None = tuning.get("background_std")
+
+    def at(self, number: int) -> _Knobs:
+        """Set for cycle ``number``: the spin-up inflation for the twin's first cycles, then the steady one."""
+        self.inflation = self.spin_inflation if number <= self.spin_cycles else self.steady
+        return self
 
 
 def _failure(where: str, exc: BaseException) -> dict[str, Any]:
@@ -172,6 +231,7 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
     fn = _resolve(step)
     knobs = _Knobs(tuning)
     noisy = bool(np.any(noise_std))  # without model error no generator is drawn from (nothing to add)
+    bounded = bool(np.isfinite(lower).any() or np.isfinite(upper).any())
     current = np.asarray(members, dtype=float)
     weights = log_weights
     done = _Done(current.shape, len(names))
@@ -196,7 +256,8 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
                             np.asarray(cycle["columns"], dtype=int), coords,
                             np.asarray(cycle["positions"], dtype=float), weights if method == "pf" else None)
             try:
-                result = analyse(bg, method, knobs, np.random.default_rng([seed, number, 2]))
+                result = analyse(bg, method, knobs.at(number),
+                                 functools.partial(np.random.default_rng, [seed, number, 2]))
             except Exception as exc:  # the filter's refusal (ValueError) names what is wrong
                 error = _failure("filter", exc)
                 break
@@ -206,7 +267,7 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
         else:
             analysed = background
             done.ess.append(None)
-        current = np.clip(analysed, lower, upper)
+        current = np.clip(analysed, lower, upper) if bounded else analysed
         done.kept.append(current)
         done.weights.append(weights)
         left = None if count is None else count - index - 1

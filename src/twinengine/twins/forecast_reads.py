@@ -7,6 +7,7 @@ They live here, below ``forecasts`` (which records forecasts and refreshes the s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,12 +41,16 @@ def numeric_property(session: Session, twin: Twin, prop: str, loc: str = "proper
 
 def forecast_points(session: Session, twin: Twin, prop: str, *, lead: timedelta | None, since: datetime | None,
             until: datetime | None, workflow: str | None, model_version: str | None, threshold: float | None,
-            newest: int | None = None, model: str | None = None) -> list[ForecastPoint]:
+            newest: int | None = None, model: str | None = None,
+            leads: Sequence[timedelta] | None = None) -> list[ForecastPoint]:
+    """``lead``: one lead time; ``leads``: only these (a view's outlook reads a few of every lead)."""
     query = (select(ForecastValue, Forecast.workflow, Forecast.model_version, Forecast.interval_level)
              .join(Forecast, Forecast.id == ForecastValue.forecast_id)
              .where(ForecastValue.twin_id == twin.id, ForecastValue.property == prop))
     if lead is not None:
         query = query.where(ForecastValue.lead_seconds == round(lead.total_seconds()))
+    if leads is not None:
+        query = query.where(ForecastValue.lead_seconds.in_(sorted({round(d.total_seconds()) for d in leads})))
     if since is not None:
         query = query.where(ForecastValue.valid_time >= since)
     if until is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -167,8 +168,9 @@ def verification(session: Session, *, principal: Principal, ref: str, prop: str,
                  since: datetime | None = None, until: datetime | None = None,
                  tolerance: timedelta = timedelta(minutes=30), threshold: float | None = None,
                  workflow: str | None = None, model_version: str | None = None,
-                 pairs: bool = False) -> VerificationRead:
-    """Scores per (workflow, model version, lead) of the forecasts valid in ``[since, until)``."""
+                 pairs: bool = False, leads: Sequence[timedelta] | None = None) -> VerificationRead:
+    """Scores per (workflow, model version, lead) of the forecasts valid in ``[since, until)``; ``leads``: of
+    these lead times only."""
     twin = twins.get_twin(session, principal=principal, ref=ref)
     unit = numeric_property(session, twin, prop)
     if not timedelta(0) <= tolerance <= MAX_TOLERANCE:
@@ -176,13 +178,13 @@ def verification(session: Session, *, principal: Principal, ref: str, prop: str,
     if lead is not None and abs(lead.total_seconds()) > MAX_LEAD_SECONDS:
         raise ValidationFailed.one("lead", f"must be shorter than {MAX_LEAD_SECONDS // 86400} days")
     points = forecast_points(session, twin, prop, lead=lead, since=since, until=until, workflow=workflow,
-                     model_version=model_version, threshold=threshold)
+                     model_version=model_version, threshold=threshold, leads=leads)
     observations = observations_near(session, twin, prop, points, tolerance)
     groups = verify(points, observations, tolerance=tolerance, threshold=threshold, keep_pairs=pairs)
-    leads = []
+    scored: list[LeadScores] = []
     for group in groups:
         scores = {k: v for k, v in group.scores.items() if k != "n"}
-        leads.append(LeadScores(workflow=group.workflow, model_version=group.model_version,
+        scored.append(LeadScores(workflow=group.workflow, model_version=group.model_version,
                                 lead_seconds=group.lead_seconds, members=group.members,
                                 n=int(group.scores.get("n") or 0), rank_histogram=group.rank_histogram,
                                 reliability=group.reliability, **scores,
@@ -190,7 +192,7 @@ def verification(session: Session, *, principal: Principal, ref: str, prop: str,
                                 if pairs else None))
     return VerificationRead(twin_id=twin.id, property=prop, unit=unit, tolerance_seconds=tolerance.total_seconds(),
                             threshold=threshold, forecast_values=len(points), observations=len(observations),
-                            leads=leads)
+                            leads=scored)
 
 
 def change_stamp(session: Session, twin: Twin) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
@@ -18,10 +19,14 @@ from twinengine.ml import service as ml
 from twinengine.store.base import utcnow
 from twinengine.twins import forecasts
 from twinengine.twins import service as twins
-from twinengine.twins.forecast_schemas import ForecastRead, LeadScores
+from twinengine.twins.forecast_schemas import ForecastRead, LeadScores, VerificationRead
 from twinengine.twins.schemas import PropertyValue, TwinState
 from twinengine.twins.state_quality import stale_limits
-from twinengine.ui.schemas import ForecastBrief, ModelBrief, SkillRead, ViewRead
+from twinengine.ui.official import official_of
+from twinengine.ui.outlook import outlook
+from twinengine.ui.schemas import ForecastBrief, ModelBrief, SkillRead, StartBrief, ViewRead
+from twinengine.workflows.initial_state import start_read
+from twinengine.workflows.models import WorkflowRun
 
 __all__ = ["ago", "duration_words", "read_view"]
 
@@ -90,9 +95,14 @@ def _threshold(panel: TimeSeriesPanel | None, state: TwinState) -> float | None:
 def _latest_forecast(session: Session, principal: Principal, twin_id: str, prop: str,
                      workflow: str | None) -> ForecastRead | None:
     """The newest issued forecast of ``prop``; of several issued at that time, an ensemble's (its members say
-    more than one member's run), then the last recorded."""
-    found = [f for f in forecasts.list_forecasts(session, principal=principal, ref=twin_id, prop=prop, limit=10,
+    more than one member's run), then the last recorded. A rerun's forecast (``twin runs rerun``) checks an
+    earlier run: it is never the twin's answer."""
+    found = [f for f in forecasts.list_forecasts(session, principal=principal, ref=twin_id, prop=prop, limit=20,
                                                  values=True) if workflow is None or f.workflow in (workflow, None)]
+    runs = {f.run_id for f in found if f.run_id}
+    reruns = {run.id for run in session.scalars(select(WorkflowRun).where(WorkflowRun.id.in_(runs)))
+              if (run.options or {}).get("rerun_of")} if runs else set()
+    found = [f for f in found if f.run_id not in reruns]
     if not found:
         return None
     newest = max(f.issued_at for f in found)
@@ -123,27 +133,52 @@ def _forecast_brief(forecast: ForecastRead, threshold: float | None, now: dateti
                          threshold=threshold, peak=peak)
 
 
+def _start_brief(session: Session, forecast: ForecastRead, out: dict[str, Scalar]) -> StartBrief | None:
+    """Which state of the twin the forecast's run started from, in words (its app's ``initial_state``)."""
+    run = session.get(WorkflowRun, forecast.run_id) if forecast.run_id else None
+    start = start_read(run.options if run is not None else None)
+    if start is None:
+        return None
+    if start.revision is not None:
+        out["forecast.revision"] = start.revision
+    if start.time is not None:
+        out["forecast.start_time"] = f"{start.time.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    out["forecast.start"] = start.text
+    return StartBrief(revision=start.revision, time=start.time, text=start.text)
+
+
 def _pick(leads: list[LeadScores]) -> LeadScores | None:
     """The group the sentence speaks of: the most pairs, an ensemble's (with an interval) first."""
     scored = [g for g in leads if g.n > 0]
     return max(scored, key=lambda g: (g.coverage is not None, g.n), default=None)
 
 
-def _skill(session: Session, principal: Principal, twin_id: str, view: View, prop: str | None,
-           latest: datetime | None, now: datetime, out: dict[str, Scalar]) -> SkillRead | None:
-    """The skill over the view's window back from now, or back from the last observation when the twin has
-    reported nothing within it (a twin fed past data is still judged on what it has)."""
-    if prop is None:
+def _window_end(view: View, latest: datetime | None, now: datetime) -> datetime:
+    """The skill's window ends now, or at the last observation when the twin has reported nothing within it (a
+    twin fed past data is still judged on what it has)."""
+    return now if latest is None or latest > now - view.skill.window else latest + timedelta(minutes=1)
+
+
+def _verified(session: Session, principal: Principal, twin_id: str, view: View, prop: str, end: datetime,
+              threshold: float | None) -> VerificationRead:
+    """The scores over the view's window at the leads it states (the skill sentence's and the outlook's), in
+    one read: the values of those leads only, never every lead of 30 days of forecasts."""
+    return forecasts.verification(session, principal=principal, ref=twin_id, prop=prop,
+                                  since=end - view.skill.window, until=end, threshold=threshold,
+                                  leads=[view.skill.lead, *view.outlook.leads])
+
+
+def _skill(view: View, prop: str | None, found: VerificationRead | None, end: datetime, now: datetime,
+           out: dict[str, Scalar]) -> SkillRead | None:
+    """The skill at the view's lead over its window (``_window_end``)."""
+    if prop is None or found is None:
         return None
     rule = view.skill
     days = rule.window.total_seconds() / 86400
     lead = duration_words(rule.lead).replace(" ", "-")
-    end = now if latest is None or latest > now - rule.window else latest + timedelta(minutes=1)
     window = f"the {'last ' if end == now else ''}{days:g} day{'s' if days != 1 else ''}" + (
         "" if end == now else f" up to {end.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
-    found = forecasts.verification(session, principal=principal, ref=twin_id, prop=prop, lead=rule.lead,
-                                   since=end - rule.window, until=end)
-    group = _pick(found.leads)
+    group = _pick([g for g in found.leads if g.lead_seconds == int(rule.lead.total_seconds())])
     if group is None:
         return SkillRead(available=False, property=prop, lead_seconds=int(rule.lead.total_seconds()),
                          window_days=days, text=f"No verification is available yet: no {lead} forecast of {prop} "
@@ -227,17 +262,25 @@ def read_view(session: Session, *, principal: Principal, ref: str, name: str) ->
     _state_values("desired", state.desired, now, values)
     panel = _forecast_panel(view)
     prop = view.skill.property or (panel.properties[0] if panel is not None else None)
-    brief = None
-    if prop is not None and prop in manifest.state:
+    prop = prop if prop in manifest.state else None
+    threshold = _threshold(panel, state)
+    brief = latest = None
+    if prop is not None:
         latest = _latest_forecast(session, principal, twin.id, prop,
                                   panel.forecast.workflow if panel is not None and panel.forecast else None)
         if latest is not None:
-            brief = _forecast_brief(latest, _threshold(panel, state), now, values)
+            brief = _forecast_brief(latest, threshold, now, values)
+            brief.start = _start_brief(session, latest, values)
     observed = state.reported.get(prop or "")
-    skill = _skill(session, principal, twin.id, view, prop if prop in manifest.state else None,
-                   observed.timestamp if observed is not None else None, now, values)
+    end = _window_end(view, observed.timestamp if observed is not None else None, now)
+    found = _verified(session, principal, twin.id, view, prop, end, threshold) if prop is not None else None
+    skill = _skill(view, prop, found, end, now, values)
+    ahead = None
+    if latest is not None and threshold is not None and found is not None:
+        ahead = outlook(latest, threshold, view.outlook.leads, found.leads, found.unit, values)
     model = _model(session, principal, twin.id, view, manifest, values)
     stale, stale_text = _stale_words(state, stale_limits(manifest), now)
     return ViewRead(twin_id=twin.id, twin_name=twin.name, name=name, title=view.title, description=view.description,
                     summary=view.summary, summary_text=_summary_text(view, twin.name, values),
-                    stale=stale, stale_text=stale_text, skill=skill, model=model, forecast=brief, as_of=now)
+                    stale=stale, stale_text=stale_text, skill=skill, model=model, forecast=brief, outlook=ahead,
+                    official=official_of(session, principal, twin), as_of=now)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Query, status
+from fastapi import Path, Query, Response, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router, long_running
-from twinengine.twin_assimilation import schedules, service
+from twinengine.twin_assimilation import history, schedules, service
 from twinengine.twin_assimilation.schemas import (
     AssimilationRequest,
     AssimilationResult,
@@ -58,6 +58,28 @@ def list_assimilations(twin: TwinRef, session: SessionDep, principal: PrincipalD
 def get_assimilation(twin: TwinRef, cycle: Annotated[str, Path(max_length=32)], session: SessionDep,
                      principal: PrincipalDep) -> CycleRead:
     return service.get_cycle(session, principal=principal, ref=twin, cycle=cycle)
+
+
+_TABLE = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get("/{twin}/assimilation-history", name="assimilation_history", response_class=Response,
+            summary="The twin's analyses in bulk, a row per cycle: CSV, Parquet or an Arrow stream",
+            responses={200: {"content": {media: _TABLE for media in history.FORMATS.values()}}})
+@acts("twin.read")
+def assimilation_history(twin: TwinRef, session: SessionDep, principal: PrincipalDep,
+                         fmt: Annotated[history.Format, Query(alias="format", description="csv, parquet or "
+                                                                                          "arrow")] = "csv",
+                         after: Annotated[int, Query(ge=0, le=2**31 - 1, description="Cycles numbered above "
+                                                                                     "this")] = 0,
+                         limit: Annotated[int, Query(ge=1, le=history.MAX_ROWS)] = history.MAX_ROWS) -> Response:
+    """Oldest first: each cycle's number, valid time, revision, method, members, seed, observations,
+    innovation mean and RMS, expected RMS and spread, then per state entry its analysis mean (``x[3]``), std
+    (``x[3]:std``) and 5, 50 and 95 % quantiles (``x[3]:q05``...). ``after`` pages on (the last row's cycle)."""
+    table = history.history_table(session, principal=principal, ref=twin, after=after, limit=limit)
+    name = f"{twin}-assimilation.{fmt}"
+    return Response(history.encode(table, fmt), media_type=history.FORMATS[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/{twin}/assimilation-schedule", name="get_assimilation_schedule",

@@ -78,10 +78,25 @@ export function saveBlob(blob, name) {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
-/** RFC 4180 CSV: every field quoted when it holds a comma, a quote or a line break; lines end in CRLF. */
+const FORMULA = /^[=+\-@\t\r]/;  // what a spreadsheet reads as the start of a formula (OWASP, CSV injection)
+const NUMBER = /^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?:\.\d+)?(?:[eE][-+]?\d+)?$/;  // -1.5, -1,234, +2e-3
+
+/** A cell's text as a spreadsheet should read it: text that would start a formula (``=``, ``+``, ``-``, ``@``, a
+ * tab or a carriage return first) gets a leading ``'`` so it stays text; a number (-1.5, -1,234) stays a number.
+ * What a cell holds was written by someone else (a state value by whoever may operate the twin, a station's name
+ * by whoever wrote the data file), so the download never trusts it. */
+export function csvCell(value) {
+  if (value === null || value === undefined) return "";
+  if (typeof value === "number" && Number.isFinite(value)) return String(value);
+  const text = String(value);
+  return FORMULA.test(text) && !NUMBER.test(text) ? `'${text}` : text;
+}
+
+/** RFC 4180 CSV: every field quoted when it holds a comma, a quote or a line break; lines end in CRLF. Cells
+ * are neutralised first (``csvCell``), so a downloaded table never runs a formula in a spreadsheet. */
 export function csvText(columns, rows) {
   const cell = (v) => {
-    const text = v === null || v === undefined ? "" : String(v);
+    const text = csvCell(v);
     return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
   };
   return [columns, ...rows].map((row) => row.map(cell).join(",")).join("\r\n") + "\r\n";

@@ -58,25 +58,66 @@ export function plotCsv(plot, time = true) {
   return new Blob([csvText(labels, rows)], { type: "text/csv" });
 }
 
-/** The plot as a PNG: its canvas on white, under its title. */
-export function plotPng(plot, title) {
+/** What a plot's PNG says beside its lines: whose it is and in which time zone its times are. */
+export function pngCaption(caption, time) {
+  return [caption, time ? "times in UTC" : ""].filter(Boolean).join(" · ");
+}
+
+/** The plot's legend as [label, colour, dashed] for its PNG (the page's legend is HTML, not on the canvas). */
+export function legendEntries(plot) {
+  return plot.series.slice(1).filter((s) => s.show !== false && s.label).map((s) => [String(s.label),
+    typeof s.stroke === "function" ? s.stroke(plot, 1) : s.stroke || "#1c2330", Boolean(s.dash && s.dash.length)]);
+}
+
+/** The plot as a PNG that stands on its own: its title, whose it is and the time zone, its canvas on white,
+ * and its legend (each series' colour and label) beneath. */
+export function plotPng(plot, title, { caption = "", time = true, extra = [] } = {}) {
   const src = plot.ctx.canvas;
-  const head = title ? 28 : 0;
+  const scale = src.width / Math.max(1, plot.width);  // the canvas is drawn at the screen's pixel ratio
+  const line = Math.round(18 * scale);
+  const under = pngCaption(caption, time);
+  const head = (title ? line + 6 * scale : 0) + (under ? line : 0);
   const out = document.createElement("canvas");
-  out.width = src.width;
-  out.height = src.height + head;
   const ctx = out.getContext("2d");
+  const entries = [...legendEntries(plot), ...extra];
+  ctx.font = `${Math.round(12 * scale)}px system-ui, sans-serif`;
+  const rows = [];  // the legend laid out in rows as wide as the canvas
+  let row = []; let width = 0;
+  for (const entry of entries) {
+    const w = ctx.measureText(entry[0]).width + 40 * scale;
+    if (row.length && width + w > src.width - 20 * scale) { rows.push(row); row = []; width = 0; }
+    row.push([entry, w]); width += w;
+  }
+  if (row.length) rows.push(row);
+  out.width = src.width;
+  out.height = head + src.height + rows.length * line + (rows.length ? 8 * scale : 0);
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, out.width, out.height);
-  if (title) { ctx.fillStyle = "#1c2330"; ctx.font = "bold 16px system-ui, sans-serif"; ctx.fillText(title, 10, 20); }
+  ctx.fillStyle = "#1c2330";
+  let y = 0;
+  if (title) { ctx.font = `bold ${Math.round(16 * scale)}px system-ui, sans-serif`; y += line; ctx.fillText(title, 10 * scale, y); y += 6 * scale; }
+  if (under) { ctx.font = `${Math.round(12 * scale)}px system-ui, sans-serif`; ctx.fillStyle = "#4f5b6d"; y += line; ctx.fillText(under, 10 * scale, y - 4 * scale); }
   ctx.drawImage(src, 0, head);
+  ctx.font = `${Math.round(12 * scale)}px system-ui, sans-serif`;
+  rows.forEach((items, r) => {
+    let x = 10 * scale;
+    const base = head + src.height + (r + 1) * line;
+    for (const [[label, colour, dashed], w] of items) {
+      ctx.strokeStyle = colour; ctx.lineWidth = 2 * scale; ctx.setLineDash(dashed ? [6 * scale, 3 * scale] : []);
+      ctx.beginPath(); ctx.moveTo(x, base - 5 * scale); ctx.lineTo(x + 22 * scale, base - 5 * scale); ctx.stroke();
+      ctx.setLineDash([]); ctx.fillStyle = "#1c2330"; ctx.fillText(label, x + 28 * scale, base);
+      x += w;
+    }
+  });
+  out.dataset.legend = JSON.stringify(entries.map(([label]) => label));
+  out.dataset.caption = under;
   return new Promise((resolve) => out.toBlob(resolve, "image/png"));
 }
 
 /** Draw ``series`` [{label, x, y, dash}] into ``el``; returns {plot, points, ms}. ``flags`` [{x, y, flag}]
  * rings flagged values; the plot comes with PNG and CSV downloads (``download: false`` leaves them out). */
 export async function timeSeries(el, { series, thresholds = [], band = null, yLabel = "", cursorAt = null,
-  height = 300, time = true, title = "", flags = [], members = null, download = true }) {
+  height = 300, time = true, title = "", flags = [], members = null, download = true, caption = null, xLabel = "" }) {
   const uPlot = await uPlotReady();
   const started = performance.now();
   const paper = document.body.classList.contains("print-mode");  // a report fits its page: short plots, the card names them
@@ -106,7 +147,8 @@ export async function timeSeries(el, { series, thresholds = [], band = null, yLa
     const upper = parts.findIndex((p) => p.band) + 1;
     if (upper > 0 && parts[upper]) bands.push({ series: [upper, upper + 1], fill: "rgba(31,95,153,0.15)" });
   }
-  const width = Math.max(280, el.clientWidth || el.parentElement?.clientWidth || 600);
+  const least = paper ? 120 : 280;  // on paper a plot fits its column, however narrow
+  const width = Math.max(least, el.clientWidth || el.parentElement?.clientWidth || 600);
   const plot = new uPlot({
     width, height, title: paper ? "" : title, scales: { x: { time }, ...(members ? { y: { range: (u, lo, hi) => {
       let a = lo; let b = hi;
@@ -114,7 +156,7 @@ export async function timeSeries(el, { series, thresholds = [], band = null, yLa
       const pad = (b - a) * 0.05 || 0.1;
       return [a - pad, b + pad];
     } } } : {}) }, series: [{ label: time ? "time (UTC)" : "x" }, ...opts], bands,
-    axes: [{}, { label: yLabel, size: 60 }], legend: { live: !paper }, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
+    axes: [time || xLabel ? { label: time ? "time (UTC)" : xLabel, labelSize: 18 } : {}, { label: yLabel, size: 60 }], legend: { live: !paper }, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
     hooks: { draw: [(u) => {
       const { ctx, bbox } = u;
       if (cursorAt !== null) {
@@ -151,7 +193,7 @@ export async function timeSeries(el, { series, thresholds = [], band = null, yLa
   el.dataset.points = String(points);
   el.dataset.drawMs = ms.toFixed(1);
   const observer = new ResizeObserver(() => {
-    const w = Math.max(280, el.clientWidth);
+    const w = Math.max(least, el.clientWidth);
     if (Math.abs(w - plot.width) > 4) plot.setSize({ width: w, height });
   });
   observer.observe(el);
@@ -161,10 +203,16 @@ export async function timeSeries(el, { series, thresholds = [], band = null, yLa
   el.dataset.flags = String(flags.length);
   if (bands.length) el.dataset.band = band.label || "band"; else delete el.dataset.band;
   const tools = download ? h("p", { class: "downloads" },
-    downloadButton("Download PNG", title || "plot", () => plotPng(plot, title)),
+    downloadButton("Download PNG", title || "plot", () => plotPng(plot, title, { caption: caption ?? pageSubject(), time,
+      extra: members ? [[`${members.ys.length} members (thin lines)`, "rgba(90,110,140,0.6)", false]] : [] })),
     downloadButton("Download CSV", title || "plot", () => plotCsv(plot, time))) : null;
   if (tools) el.append(tools);
   return { plot, points, ms, destroy: () => { observer.disconnect(); plot.destroy(); if (tools) tools.remove(); } };
+}
+
+/** Whose plot it is when the caller does not say: the page's heading (a twin's name, and its view). */
+function pageSubject() {
+  return (document.querySelector("main h1")?.textContent || "").trim();
 }
 
 /** A figure with a slot for a plot and a line of text about it. */

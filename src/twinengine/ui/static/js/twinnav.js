@@ -24,6 +24,7 @@ export function twinHeader(twin, manifest, active) {
     h("p", { class: "muted" }, h("a", { href: `/ui/apps/${enc(twin.app_name)}?version=${enc(twin.app_version)}` }, twin.app),
       ` · owner ${twin.owner} · your access: ${twin.access} · head revision `, h("span", { class: "head-revision" }, String(twin.head_revision)),
       twin.origin ? [" · fork of ", h("a", { href: `/ui/twins/${enc(twin.origin.twin_name)}` }, twin.origin.twin_name), ` at revision ${twin.origin.revision}`] : "",
+      (twin.tags || []).includes("official") ? [" · ", h("span", { class: "badge official", title: "of the twins at its place, the one people are sent to" }, "official twin")] : "",
       twin.description ? ` · ${twin.description}` : ""),
     h("nav", { "aria-label": "Twin" }, h("ul", { class: "tabs" }, tabs.map(([key, href, text]) =>
       h("li", {}, h("a", { href, "aria-current": key === active ? "page" : null }, text))))),

@@ -2,7 +2,7 @@
 // title, where it is, alert / stale / ok, its last reading and how old it is), with search and filters kept
 // in the address so a filtered list can be shared.
 import { api, enc } from "../api.js";
-import { ago, field, h, replace, table, when } from "../dom.js";
+import { ago, append, field, h, replace, table, when } from "../dom.js";
 
 const STATUS_WORDS = { alert: "Alert", stale: "Stale", ok: "OK" };
 
@@ -69,11 +69,22 @@ export async function render(root, ctx) {
   const filters = h("form", { class: "row filters", role: "search", "aria-label": "Filter the twins", on: { submit: (e) => { e.preventDefault(); draw(); } } },
     field("twin-q", "Search", q), field("twin-app", "App", appSelect), field("twin-status", "Status", statusSelect));
   const attention = counts.alert + counts.stale;
-  root.append(h("h1", {}, "Twins"),
+  const canCreate = ctx.user.role === "user" || ctx.user.role === "admin";
+  // ``append`` leaves out what is not there (the DOM's own ``append`` writes a null as the text "null")
+  append(root, [h("h1", {}, "Twins"),
     h("p", { class: "muted" }, `${page.total} twin${page.total === 1 ? "" : "s"} you can see as ${ctx.user.name}`,
       page.total ? `: ${counts.alert} with an alert on, ${counts.stale} with stale data, ${counts.ok} ok. ` : ". ",
-      ctx.user.role === "user" || ctx.user.role === "admin" ? h("a", { href: "/ui/catalog" }, "Create one from the catalogue.") : ""),
+      page.total && canCreate ? h("a", { href: "/ui/catalog" }, "Create one from the catalogue.") : null),
     attention ? h("p", { class: "alert attention", role: "status" }, `${attention} twin${attention === 1 ? " needs" : "s need"} attention.`) : null,
-    page.total ? filters : null, shown, slot);
-  draw();
+    page.total ? [filters, shown, slot] : emptyWords(canCreate)]);
+  if (page.total) draw();
+}
+
+/** What a person with no twin reads instead of an empty table: how to get one. */
+function emptyWords(canCreate) {
+  return h("section", { class: "card empty-twins", "aria-label": "No twins yet" },
+    h("h2", { class: "panel-title" }, "No twins yet"),
+    h("p", {}, "A twin is a digital copy of one physical thing (a river reach, a well field, a sensor network) made from an app of the catalogue."),
+    canCreate ? h("p", {}, h("a", { href: "/ui/catalog" }, "Open the catalogue"), " and create one from an app's page, or ask a twin's owner to grant you access to theirs.")
+      : h("p", {}, "Ask a twin's owner to grant you access to theirs; a developer account publishes apps rather than creating twins."));
 }

@@ -5,6 +5,14 @@ import { field, h, replace, section, statusBadge, table, when } from "../dom.js"
 import { clearErrors, formErrors, showErrors } from "../form.js";
 import { loadTwin } from "../twinnav.js";
 
+/** The properties a condition can fire on (the engine refuses the others): those the twin reports, never a
+ * ``desired_only`` setting such as an alert threshold; numbers and integers for a threshold; keyed ones through
+ * the CLI or the API (``name[key]``). */
+export function watchable(manifest, numeric = false) {
+  return Object.entries(manifest.state || {}).filter(([, p]) => !p.key && !p.desired_only
+    && (!numeric || p.type === "number" || p.type === "integer")).map(([n]) => n);
+}
+
 const KINDS = [["changes", "changes value"], [">", "rises above"], ["<", "falls below"], ["stale", "gets no new value for"]];
 
 function condition(kind, prop, threshold, duration) {
@@ -52,8 +60,7 @@ async function subscribeForm(ctx, refresh) {
 
   function fit() {
     const numeric = kind.value === ">" || kind.value === "<";
-    const names = Object.entries(manifest.state || {}).filter(([, p]) => !p.key && (!numeric || p.type === "number" || p.type === "integer"))
-      .map(([n]) => n);
+    const names = watchable(manifest, numeric);
     const was = prop.value;
     replace(prop, names.map((n) => h("option", { value: n, selected: n === was }, n)));
     threshold.closest(".field").hidden = !numeric;
@@ -65,7 +72,7 @@ async function subscribeForm(ctx, refresh) {
     fit();
   }
   const form = h("form", { novalidate: true }, formErrors(),
-    field("sub-twin", "Twin", twin), field("sub-kind", "Tell me when", kind), field("sub-prop", "Property", prop, "Those the twin's app declares; a keyed one (name[key]) through the CLI or the API."),
+    field("sub-twin", "Twin", twin), field("sub-kind", "Tell me when", kind), field("sub-prop", "Property", prop, "Those the twin reports (settings users give, such as an alert threshold, never change by themselves); a keyed one (name[key]) through the CLI or the API."),
     field("sub-threshold", "Threshold", threshold), field("sub-duration", "For", duration, "e.g. 15m, 2h, 1d"),
     field("sub-channel", "By", channel), field("sub-target", "Address or URL", target),
     h("button", { type: "submit" }, "Subscribe"), secret);

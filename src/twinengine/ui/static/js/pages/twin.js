@@ -125,23 +125,50 @@ export async function render(root, ctx) {
   const sliderLabel = h("output", { for: "travel-revision" }, "");
   const atInput = h("input", { type: "datetime-local", step: "1" });
 
+  let asked = 0;  // each read of the state is numbered: only the newest one asked for is drawn
+  let shown = null;  // what the table shows: null (now) or the past it was asked as
+  let reads = 0;
+  let liveWords = "live";  // the newest revision announced, said while the page shows now
+
+  /** The banner and the live line say what the table shows: the state now (live) or a past one (not live). */
+  function mode() {
+    banner.hidden = !shown;
+    replace(banner, shown ? [h("span", {}, shown.revision !== undefined ? `Viewing the past: revision ${shown.revision} of ${head}.`
+      : `Viewing the past: the state as of ${when(shown.at)}.`), h("button", { type: "button", class: "secondary", on: { click: backToNow } }, "Back to now")] : []);
+    live.className = shown ? "live paused" : "live";
+    if (!shown) { live.textContent = liveWords; return; }
+    const newer = shown.revision !== undefined ? head - shown.revision : 0;
+    live.textContent = `not live while you view the past${newer > 0 ? ` (${newer} newer revision${newer === 1 ? "" : "s"}: Back to now shows them)` : ""}`;
+  }
+
   async function loadState() {
-    const params = viewing ? (viewing.revision !== undefined ? { revision: viewing.revision } : { at: viewing.at }) : {};
-    const [state, keyed] = await Promise.all([api(`${base}/state`, { params }), keyedSections(base, manifest, params)]);
-    replace(stateSlot, stateTable(state, manifest, viewing ? null : current));
+    const mine = ++asked;
+    const want = viewing;  // what this read shows, whatever is asked for while it is under way
+    const params = want ? (want.revision !== undefined ? { revision: want.revision } : { at: want.at }) : {};
+    let state; let keyed;
+    try {
+      [state, keyed] = await Promise.all([api(`${base}/state`, { params }), keyedSections(base, manifest, params)]);
+    } finally {
+      stateSlot.dataset.reads = String(reads += 1);
+    }
+    if (mine !== asked) return;  // a newer read was asked for (a revision arrived, the slider moved): its answer is drawn instead
+    replace(stateSlot, stateTable(state, manifest, want ? null : current));
+    current = state;
+    shown = want;
+    if (!want && state.revision !== null && state.revision !== undefined) head = Math.max(head, state.revision);
+    mode();
+    const stamps = Object.values(state.reported).map((v) => Date.parse(v.timestamp) / 1000);
+    cursor = want ? (want.at ? Date.parse(want.at) / 1000 : (stamps.length ? Math.max(...stamps) : null)) : null;
+    slider.max = String(head);
+    slider.value = String(want?.revision ?? head);
+    sliderLabel.textContent = want?.revision !== undefined ? `revision ${want.revision}` : want ? "by time" : `revision ${head} (now)`;
+    const q = want ? `?${new URLSearchParams(want.revision !== undefined ? { revision: String(want.revision) } : { at: want.at })}` : "";
+    history.replaceState(null, "", location.pathname + q);
     keyedMaps.splice(0).forEach((d) => d && d());
     replace(keyedSlot, keyed.map((k) => k.card));
-    keyedMaps.push(...await Promise.all(keyed.map((k) => drawKeyedMap(k).catch(() => null))));
-    current = state;
-    const stamps = Object.values(state.reported).map((v) => Date.parse(v.timestamp) / 1000);
-    cursor = viewing ? (viewing.at ? Date.parse(viewing.at) / 1000 : (stamps.length ? Math.max(...stamps) : null)) : null;
-    banner.hidden = !viewing;
-    replace(banner, viewing ? [h("span", {}, viewing.revision !== undefined ? `Viewing the past: revision ${viewing.revision} of ${head}.`
-      : `Viewing the past: the state as of ${when(viewing.at)}.`), h("button", { type: "button", class: "secondary", on: { click: backToNow } }, "Back to now")] : []);
-    slider.value = String(viewing?.revision ?? head);
-    sliderLabel.textContent = viewing?.revision !== undefined ? `revision ${viewing.revision}` : viewing ? "by time" : `revision ${head} (now)`;
-    const q = viewing ? `?${new URLSearchParams(viewing.revision !== undefined ? { revision: String(viewing.revision) } : { at: viewing.at })}` : "";
-    history.replaceState(null, "", location.pathname + q);
+    const maps = await Promise.all(keyed.map((k) => drawKeyedMap(k).catch(() => null)));
+    if (mine !== asked) { maps.forEach((d) => d && d()); return; }
+    keyedMaps.push(...maps);
     if (plotted) await drawHistory();
   }
 
@@ -221,17 +248,21 @@ export async function render(root, ctx) {
   if (props.length) await drawHistory().catch((err) => { fig.info.textContent = err.message; });
   void trust;
 
+  let timer = null;
   const close = events(`${base}/state/events`, {
     revision: (rev) => {
       head = Math.max(head, rev.revision);
       slider.max = String(head);
       for (const el of root.querySelectorAll(".head-revision")) el.textContent = String(head);
-      live.textContent = `live: revision ${rev.revision} by ${rev.author} at ${when(rev.recorded_at)}`;
-      if (!viewing) { clearTimeout(render.timer); render.timer = setTimeout(loadState, 150); }
+      liveWords = `live: revision ${rev.revision} by ${rev.author} at ${when(rev.recorded_at)}`;
+      if (shown || viewing) { mode(); return; }  // the past stays as it is; the live line counts what arrived since
+      live.textContent = liveWords;
+      clearTimeout(timer);
+      timer = setTimeout(() => { if (!viewing) loadState(); }, 150);
     },
   });
-  live.textContent = "live";
-  return () => { close(); if (plotted) plotted.destroy(); if (trusted) trusted(); keyedMaps.forEach((d) => d && d()); };
+  mode();
+  return () => { close(); clearTimeout(timer); if (plotted) plotted.destroy(); if (trusted) trusted(); keyedMaps.forEach((d) => d && d()); };
 }
 
 /** How far to trust the twin's forecasts: the skill of its newest forecast's property per lead time, its

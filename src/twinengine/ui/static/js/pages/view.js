@@ -1,6 +1,6 @@
 // A view the twin's app declares (manifest ``views``): its panels in order, each drawn from the public API.
 import { api, enc } from "../api.js";
-import { append, h, replace, show, statusBadge, table, when, words } from "../dom.js";
+import { append, h, num, replace, show, statusBadge, table, when, words } from "../dom.js";
 import { figure, flaggedPoints, flagWords, seconds, timeSeries } from "../plot.js";
 import { provFigure } from "../prov.js";
 import { modelWords, skillSection } from "../trust.js";
@@ -9,6 +9,7 @@ import { listCollections } from "../geo.js";
 import { mapWithTools } from "./map.js";
 import { curves, decision } from "./models.js";
 import { startForm } from "./workflows.js";
+import { whatIfShelf } from "../whatifs.js";
 
 /** ISO 8601 duration (P3D, PT1H, PT3600S, P1DT6H) → seconds. */
 export function durationSeconds(text) {
@@ -45,11 +46,15 @@ async function recordedForecast(twin, prop, run) {
     memberValues: banded.values.map((v) => v.members || null) } : null };
 }
 
-/** A run's forecast as a series after ``lastX``: the twin's latest finished run of the workflow (its own runs
- * only: a what-if runs on a fork, so it never stands in for the official forecast), or ``run``. A JSON list
+/** A run's forecast as a series after ``lastX``: the run of the forecast the view's summary speaks of (``named``:
+ * the newest issued, so a hindcast run later never stands in for it), else the twin's latest finished run of the
+ * workflow (its own runs only: a what-if runs on a fork, so it never stands in for the official forecast), or
+ * ``run``. A JSON list
  * of numbers is drawn as it is; otherwise (an ensemble keeps a netCDF file) the forecast the run recorded,
  * at its valid times, with its band. */
-async function forecastSeries(twin, spec, lastX, run = null, prop = null) {
+async function forecastSeries(twin, spec, lastX, run = null, prop = null, named = null) {
+  if (!run && named) run = await api(`/api/v1/runs/${enc(named)}`).catch(() => null);  // the one the summary speaks of
+  if (run && run.workflow !== spec.workflow) run = null;
   if (!run) {
     const runs = await api("/api/v1/runs", { params: { twin: twin.id, status: "finished", limit: 50 } });
     run = runs.items.find((r) => r.workflow === spec.workflow && r.assets.length);
@@ -96,7 +101,24 @@ export function ownBand(items) {
     lower: { x, y: lower }, upper: { x, y: upper } };
 }
 
-async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
+/** Where a run started, in words, as the engine says it (its ``start``: the twin's state its app maps to the
+ * graph's parameters): "started from revision 99 (storage 13.83 mm at 2026-03-04 00:00 UTC)". */
+export function startWords(start) {
+  return start?.text || "";
+}
+
+/** A state property in the words of the people reading it: ``forecast_peak_level`` → ``forecast peak level``. */
+export function propWords(name) {
+  return String(name).replace(/_/g, " ");
+}
+
+/** A value in a table for people: yes or no, else the value with what it carries (``valueCell``). */
+function readable(v, unit) {
+  if (v && typeof v.value === "boolean") return v.value ? "yes" : "no";
+  return valueCell(v, unit);
+}
+
+async function timeseriesPanel(panel, twin, state, manifest, whatIfs, answered = {}) {
   const fig = figure(panel.title);
   const until = latestTime(panel.properties.map((p) => state[panel.state][p]));
   const since = new Date(until - durationSeconds(panel.window) * 1000).toISOString();
@@ -117,14 +139,17 @@ async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
   }
   let note = "";
   if (panel.forecast && series[0] && series[0].x.length) {
-    const f = await forecastSeries(twin, panel.forecast, series[0].x[series[0].x.length - 1], null, panel.properties[0]).catch(() => null);
+    const named = answered.forecast?.property === panel.properties[0] ? answered.forecast.run_id : null;
+    const f = await forecastSeries(twin, panel.forecast, series[0].x[series[0].x.length - 1], null, panel.properties[0], named).catch(() => null);
     if (f) {
       const label = panel.forecast.label || `forecast (${f.run.id})`;
       series.push({ label: f.members ? `${label}, mean of ${f.members} members` : label, x: f.x, y: f.y, dash: [6, 3] });
       if (f.band && !band) band = f.band;
       members = f.lines;
+      const started = f.run.id === answered.forecast?.run_id ? answered.forecast?.start?.text : startWords(f.run.start);
       note = `; forecast of run ${f.run.id}: ${f.y.length} steps${f.members ? `, ensemble of ${f.members} members` : ""}, peak ${show(Math.max(...f.y.filter(Number.isFinite)))}`
-        + (f.band && band === f.band ? `, band ${f.band.label}${f.band.members && !f.members ? ` of ${f.band.members} members` : ""}` : "");
+        + (f.band && band === f.band ? `, band ${f.band.label}${f.band.members && !f.members ? ` of ${f.band.members} members` : ""}` : "")
+        + (started ? `; it ${started}` : "");
     } else {
       note = "; no finished forecast run yet";
     }
@@ -158,7 +183,7 @@ async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
     });
   }
   const after = async () => {
-    const plot = await timeSeries(fig.slot, { series, thresholds, band, yLabel: unit, title: panel.title, flags, members });
+    const plot = await timeSeries(fig.slot, { series, thresholds, band, yLabel: unit, title: panel.title, flags, members, caption: twin.name });
     drawn.destroy = plot.destroy;
     const last = histories[0]?.items.at(-1);
     fig.info.textContent = `${series.slice(0, histories.length).map((s) => `${s.x.length} points of ${s.label}`).join(", ")}`
@@ -169,14 +194,22 @@ async function timeseriesPanel(panel, twin, state, manifest, whatIfs) {
   return { el: cell, after, destroy: () => drawn.destroy() };
 }
 
+/** A cell showing a value in words whose CSV holds the value alone (one cell per value; the unit has its column). */
+function valueTd(v, unit, attrs = {}) {
+  const raw = v === null || v === undefined ? "" : typeof v.value === "object" ? JSON.stringify(v.value) : String(v.value);
+  return h("td", { ...attrs, "data-csv": raw }, readable(v, unit));
+}
+
 /** The twin's own values; after a what-if, a column of the fork's values beside them, headed as a what-if. */
 function tablePanel(panel, state, manifest, whatIfs) {
-  const build = (fork = null, other = null) => table(null, ["property", "reported", ...(fork ? [`what-if (${fork})`] : []), "desired", "time (UTC)"], panel.properties.map((p) => {
+  const build = (fork = null, other = null) => table(null, ["what", "reported", ...(fork ? [`what-if (${fork})`] : []), "desired", "unit", "time (UTC)"], panel.properties.map((p) => {
     const r = state.reported[p]; const d = state.desired[p];
-    const unit = (manifest.state || {})[p]?.unit;
+    const declared = (manifest.state || {})[p] || {};
+    const unit = declared.unit;
     const alert = r && r.value === true;
-    return [h("span", { class: alert ? "bad" : "" }, p), h("span", { class: alert ? "bad big" : "" }, valueCell(r, unit)),
-      ...(fork ? [h("span", { class: "what-if" }, valueCell(other.reported[p], unit))] : []), valueCell(d, unit), when((r || d)?.timestamp)];
+    return [h("td", { "data-csv": p }, h("span", { class: alert ? "bad" : "", title: declared.description || p }, propWords(p))),
+      valueTd(r, unit, { class: alert ? "bad big" : "" }),
+      ...(fork ? [valueTd(other.reported[p], unit, { class: "what-if" })] : []), valueTd(d, unit), unit || "", when((r || d)?.timestamp)];
   }));
   const el = h("div", {}, build());
   whatIfs.push(async (run, fork) => replace(el, build(fork, await api(`/api/v1/twins/${enc(fork)}/state`))));
@@ -203,6 +236,7 @@ async function formPanel(panel, twin, ctx, whatIfs) {
           shownRun = now.id;
           for (const shown of whatIfs) await shown(now, fork);
         }
+        if (fork && shelf) await shelf.shownAs(now.status === "finished" ? now.id : null);
       }
     };
     clearInterval(timer);
@@ -210,22 +244,40 @@ async function formPanel(panel, twin, ctx, whatIfs) {
     tick();
   };
   const canRun = ["owner", "operate", "admin"].includes(twin.access);
+  // the reader's what-ifs, kept (whatifs.js): listed under the form, the newest shown again once the panels are drawn
+  const shelf = panel.what_if && canRun ? whatIfShelf(twin, panel, ctx, async (run, fork) => {
+    shownRun = run.id;
+    for (const shown of whatIfs) await shown(run, fork);
+  }) : null;
   const whatIf = panel.what_if ? h("p", { class: "muted" }, `A what-if: each run forks ${twin.name} and runs on the fork; ${twin.name}'s own state and forecast stay as they are.`) : null;
   return { el: h("div", {}, whatIf, def ? (canRun ? startForm(twin, def, ctx, { only: panel.parameters, onStarted: watch, whatIf: Boolean(panel.what_if) }) : h("p", { class: "muted" }, "Your access does not let you start runs."))
-    : h("p", { class: "alert" }, `workflow ${panel.workflow} not found`), status), destroy: () => clearInterval(timer) };
+    : h("p", { class: "alert" }, `workflow ${panel.workflow} not found`), status, shelf?.el), destroy: () => clearInterval(timer),
+    later: shelf?.showNewest };
 }
 
 async function modelPanel(panel, twin) {
   const models = await api(`/api/v1/twins/${enc(twin.id)}/models`);
   const model = models.find((m) => m.name === panel.model);
-  if (!model) return { el: h("p", { class: "muted" }, `No versions of ${panel.model} yet.`) };
+  if (!model) return { el: h("p", { class: "muted" }, "No version has been trained yet.") };
   const runs = await api(`/api/v1/twins/${enc(twin.id)}/training-runs`, { params: { model: panel.model, limit: 5 } });
   const fig = figure(`Metrics of ${panel.model}`);
-  const el = h("div", {}, h("p", {}, "Champion: ", h("strong", {}, model.champion ? `version ${model.champion}` : "none")),
-    table(null, ["version", "aliases", "decision"], model.versions.map((v) => [v.version, v.aliases.join(", ") || "–", decision(v.decision)])),
+  const inUse = model.champion
+    ? ["In use: ", h("strong", {}, `version ${model.champion}`), ", the version the gate accepted to make the forecasts."]
+    : [model.versions.length ? "No version is in use yet: none has passed the gate." : "No version has been trained yet."];
+  const el = h("div", {}, h("p", { class: "model-in-use" }, inUse),
+    model.versions.length ? table(null, ["version", "aliases", "decision"], model.versions.map((v) => [v.version, v.aliases.join(", ") || "–", decision(v.decision)])) : null,
     runs.items[0] ? fig.el : null);  // no empty plot for a model never trained
   const after = async () => { if (runs.items[0]) await curves(fig.slot, runs.items[0], panel.metrics); };
   return { el, after, destroy: () => fig.slot.plotted && fig.slot.plotted.destroy() };
+}
+
+/** Whether this twin is the official one at its place (tagged ``official``), and a way to the one that is. */
+function officialLine(official, view) {
+  if (!official?.text) return null;
+  const others = official.official ? [] : official.twins;
+  return h("p", { class: `official-text${official.official ? " official" : " alert"}` },
+    official.official ? h("span", { class: "badge official" }, "official") : null, official.official ? " " : null, official.text,
+    others.length ? [" ", others.map((name, i) => [i ? ", " : "", h("a", { href: `/ui/twins/${enc(name)}/views/${enc(view)}` }, `Open ${name}`)])] : null);
 }
 
 /** What the view answers, first and in words (rendered by the engine: the same sentence the SDK and CLI show),
@@ -235,9 +287,45 @@ function summaryCard(answered) {
   const trust = [answered.skill?.text, answered.model?.text].filter(Boolean);
   if (!answered.summary_text && !answered.stale_text && !trust.length) return null;
   return h("section", { class: "card view-summary", "aria-label": "Summary" },
+    officialLine(answered.official, answered.name),
     answered.summary_text ? h("p", { class: "summary-text" }, answered.summary_text) : null,
     answered.stale_text ? h("p", { class: "alert stale-text", role: "status" }, answered.stale_text) : null,
     trust.length ? h("p", { class: "trust-text muted" }, trust.join(" ")) : null);
+}
+
+const percent = (v) => (v === null || v === undefined ? "–" : `${Math.round(v * 100)} %`);
+const percentCsv = (v) => (v === null || v === undefined ? "" : String(Math.round(v * 1000) / 10));
+
+/** The question the view answers, per lead time, as the engine computed it (``outlook``): the chance of crossing
+ * the threshold within each lead, the ensemble's band and spread there, and how good past forecasts were at that
+ * lead; then which state of the twin the forecast started from. */
+function outlookCard(answered) {
+  const o = answered.outlook;
+  if (!o) return null;
+  const u = o.unit ? ` ${o.unit}` : "";
+  const unit = o.unit ? ` (${o.unit})` : "";
+  const rows = o.leads.map((r) => [
+    h("td", { class: "lead", "data-lead": String(r.lead_seconds) }, r.label), when(r.valid_time),
+    h("td", { class: "num chance", "data-csv": percentCsv(r.probability) }, r.reached ? percent(r.probability) : "beyond the forecast"),
+    h("td", { class: "num", "data-csv": percentCsv(r.probability_at) }, percent(r.probability_at)),
+    h("td", { class: "num", "data-csv": r.low ?? "" }, num(r.low)), h("td", { class: "num", "data-csv": r.high ?? "" }, num(r.high)),
+    h("td", { class: "num", "data-csv": r.spread ?? "" }, num(r.spread, 3)),
+    h("td", { class: "num skill-at", "data-csv": r.skill?.nse ?? "" }, r.skill ? (typeof r.skill.nse === "number" ? r.skill.nse.toFixed(2) : "–") : "not checked yet"),
+    h("td", { class: "num", "data-csv": percentCsv(r.skill?.coverage) }, r.skill ? percent(r.skill.coverage) : "–"),
+    h("td", { class: "num", "data-csv": r.skill?.n ?? 0 }, r.skill ? `${r.skill.n}${r.skill.members ? ` ensembles` : ""}` : "0")]);
+  const band = o.band || "band";
+  const f = answered.forecast;
+  const made = f ? `The forecast (${f.members ? `an ensemble of ${f.members} members, ` : ""}run ${f.run_id || "–"}, issued ${when(f.issued_at)}) ${f.start ? f.start.text : "recorded no starting state"}.` : "";
+  const el = h("section", { class: "card outlook", "aria-label": "Chance by lead time" },
+    h("h2", { class: "panel-title" }, `Will the ${propWords(o.property)} exceed ${num(o.threshold)}${u}? Chance by lead time`),
+    h("p", { class: "outlook-text" }, o.text),
+    table(`Chance of ${propWords(o.property)} above ${num(o.threshold)}${u} by lead time`,
+      ["lead time", "valid at (UTC)", "chance within the lead (%)", "chance at that time (%)", `${band}: low${unit}`,
+        `${band}: high${unit}`, `spread, 1 std${unit}`, "past forecasts: NSE", "past: within their band (%)",
+        "past forecasts checked"], rows),
+    h("p", { class: "outlook-skill" }, o.skill_text),
+    made ? h("p", { class: "outlook-start muted" }, made) : null);
+  return el;
 }
 
 /** The report's head: what it is, of which twin at which revision, when, and how to cite it. */
@@ -254,15 +342,32 @@ function reportHead(twin, view, name, answered, printing) {
   return el;
 }
 
-async function provenanceCard(runId) {
-  const prov = await api(`/api/v1/runs/${enc(runId)}/provenance`);
-  return h("section", { class: "card wide provenance", "aria-label": "Provenance of the forecast" },
-    h("h2", { class: "panel-title" }, "Provenance of the forecast"),
-    h("p", {}, "The forecast above was made by run ", h("a", { href: `/ui/runs/${enc(runId)}` }, runId), "."), provFigure(prov));
+/** The document with an ensemble's member runs folded into the ensemble's own box (``Ensemble of 16 member
+ * runs``): the graph keeps three columns (used, the run, generated), so its words stay readable on paper. */
+export function foldMembers(doc) {
+  const informed = Object.values(doc.wasInformedBy || {}).flat();
+  const members = new Set(informed.map((r) => r["prov:informant"]));
+  const targets = new Set(informed.map((r) => r["prov:informed"]));
+  if (members.size < 2 || targets.size !== 1) return doc;
+  const [target] = targets;
+  const activity = Object.fromEntries(Object.entries(doc.activity || {}).filter(([id]) => !members.has(id))
+    .map(([id, attrs]) => [id, id === target ? { ...attrs, "prov:type": `twin:Ensemble of ${members.size} member runs` } : attrs]));
+  const { wasInformedBy, ...rest } = doc;
+  void wasInformedBy;
+  return { ...rest, activity };
 }
 
-async function buildPanel(panel, card, twin, state, manifest, ctx, whatIfs) {
-  if (panel.kind === "timeseries") return timeseriesPanel(panel, twin, state, manifest, whatIfs);
+async function provenanceCard(runId, printing) {
+  const prov = await api(`/api/v1/runs/${enc(runId)}/provenance`);
+  const doc = printing ? foldMembers(prov) : prov;
+  const folded = doc !== prov ? " Its member runs are drawn in the ensemble's box; each is listed on the run's page." : "";
+  return h("section", { class: "card wide provenance", "aria-label": "Provenance of the forecast" },
+    h("h2", { class: "panel-title" }, "Provenance of the forecast"),
+    h("p", {}, "The forecast above was made by run ", h("a", { href: `/ui/runs/${enc(runId)}` }, runId), `.${folded}`), provFigure(doc));
+}
+
+async function buildPanel(panel, card, twin, state, manifest, ctx, whatIfs, answered) {
+  if (panel.kind === "timeseries") return timeseriesPanel(panel, twin, state, manifest, whatIfs, answered);
   if (panel.kind === "table") return tablePanel(panel, state, manifest, whatIfs);
   if (panel.kind === "form") return formPanel(panel, twin, ctx, whatIfs);
   if (panel.kind === "model") return modelPanel(panel, twin);
@@ -289,12 +394,15 @@ export async function render(root, ctx) {
   if (printing) document.body.classList.add("print-mode");
   const reportLink = printing ? null : h("p", { class: "no-print report-link" },
     h("a", { href: `/ui/twins/${enc(twin.name)}/views/${enc(name)}?print` }, "Print-ready report"), " (the summary, plots, skill and provenance on paper or as a PDF, dated and citable)");
-  append(root, [title, summaryCard(answered), printing ? reportHead(twin, view, name, answered, true) : null, ...rest,
+  // the answer first: the summary, then the chance per lead time with past skill (one screen), then the rest
+  append(root, [title, summaryCard(answered), printing ? reportHead(twin, view, name, answered, true) : null,
+    answered.error ? null : outlookCard(answered), ...rest,
     view.description ? h("p", {}, view.description) : null, reportLink]);
   const grid = h("div", { class: "grid" });
   root.append(grid);
   const destroyers = [];
   const whatIfs = [];  // what the panels show of a finished what-if run: (run, fork name) => Promise
+  const laters = [];  // what a panel shows once all are drawn (the newest what-if beside the official forecast)
   const panels = Object.entries(view.panels).filter(([, panel]) => !printing || (panel.kind !== "form" && panel.kind !== "map"));
   const cards = panels.map(([key, panel], i) => {
     // A table panel is wide on screen (its columns never cut in a third of the grid); the report lays it out itself.
@@ -309,18 +417,20 @@ export async function render(root, ctx) {
   const skill = answered.skill?.property && !answered.error
     ? skillSection(twin, answered.skill.property, { lastObserved: state.reported[answered.skill.property]?.timestamp, days: answered.skill.window_days || 30, lead: answered.skill.lead_seconds ?? null }).catch(() => null)
     : Promise.resolve(null);
-  const provenance = printing && answered.forecast?.run_id ? provenanceCard(answered.forecast.run_id).catch(() => null) : Promise.resolve(null);
+  const provenance = printing && answered.forecast?.run_id ? provenanceCard(answered.forecast.run_id, printing).catch(() => null) : Promise.resolve(null);
   await Promise.all(panels.map(async ([, panel], i) => {  // the panels load side by side, each into its card
     const card = cards[i];
     try {
-      const built = await buildPanel(panel, card, twin, state, manifest, ctx, whatIfs);
+      const built = await buildPanel(panel, card, twin, state, manifest, ctx, whatIfs, answered);
       if (built.el) card.append(built.el);
       if (built.after) await built.after();
       if (built.destroy) destroyers.push(built.destroy);
+      if (built.later) laters.push(built.later);
     } catch (err) {
       card.append(h("p", { class: "alert", role: "alert" }, err.message));
     }
   }));
+  await Promise.all(laters.splice(0).map((later) => later().catch(() => null)));  // once every panel is drawn
   const trust = await skill;
   if (trust) {
     const models = await modelWords(twin);

@@ -7,7 +7,12 @@ import { loadTwin, twinHeader } from "../twinnav.js";
 /** A form of the workflow's parameters that starts a run of the twin, or with ``whatIf`` a what-if: the engine
  * forks the twin and runs there, so the twin's own state is out of the run's reach. */
 export function startForm(twin, definition, ctx, { only = null, onStarted = null, whatIf = false } = {}) {
-  const params = h("div", { class: "stack" }, schemaFields(openeoSchema(definition.parameters), { prefix: "parameters", only, idPrefix: `wf-${definition.name}` }));
+  const schema = openeoSchema(definition.parameters);
+  for (const [param, prop] of Object.entries(definition.initial_state || {})) {  // empty: from the twin's state
+    const field = schema.properties[param];
+    if (field) schema.properties[param] = { ...field, default: undefined, description: `${field.description ? `${field.description}. ` : ""}Leave empty to start from the twin's ${prop} now (its state); a value given here is used instead` };
+  }
+  const params = h("div", { class: "stack" }, schemaFields(schema, { prefix: "parameters", only, idPrefix: `wf-${definition.name}` }));
   const form = h("form", { class: "stack", novalidate: true, "aria-label": `Run ${definition.name}${whatIf ? " as a what-if" : ""}` }, params, formErrors(),
     h("div", {}, h("button", { type: "submit" }, whatIf ? `Run ${definition.name} as a what-if` : `Run ${definition.name}`)));
   form.addEventListener("submit", async (e) => {

@@ -1,0 +1,43 @@
+"""Words behind the portal's details, run in Node on its modules: a provenance node's name (a dataset without a
+version named alone, a revision by its twin), what a what-if changed, and the properties a subscription can
+watch (never a desired-only setting)."""
+
+from __future__ import annotations
+
+from test_portal_words import run
+
+DOC = {"entity": {"twin:twin/tw-1": {"prov:type": "twin:Twin", "twin:name": "demo-reach"}}}
+
+
+def test_provenance_nodes_are_named_whole_in_words() -> None:
+    said = run(("prov.js", "provParts", ["twin:collection/rain-forecast", {
+                   "prov:type": "twin:Dataset", "twin:collection": "rain-forecast"}]),
+               ("prov.js", "provParts", ["twin:collection/rain/abc", {
+                   "prov:type": "twin:Dataset", "twin:collection": "rain", "twin:version": "abc"}]),
+               ("prov.js", "provParts", ["twin:twin/tw-1/revision/99", {
+                   "prov:type": "twin:StateRevision", "twin:role": "initial state"}, DOC]),
+               ("prov.js", "provParts", ["twin:graph/" + "ab" * 32, {"prov:type": "twin:ProcessGraph"}]),
+               ("prov.js", "provLabel", ["twin:run/ens-91aa7d12385386b4", {"prov:type": "twin:WorkflowRun"}]))
+    assert said == [["Dataset", "rain-forecast"], ["Dataset", "rain @ abc"],
+                    ["StateRevision", "revision 99 of demo-reach (initial state)"], ["ProcessGraph", "ab" * 6],
+                    "WorkflowRun · ens-91aa7d12385386b4"]
+
+
+def test_a_what_if_says_what_it_changed() -> None:
+    run_read = {"parameters": {"storage_mm": 33, "alert_level": 6, "bbox": {"west": 7.7}},
+                "start": {"parameters": {"storage_mm": {"source": "request"}}}}
+    own = {"parameters": {"storage_mm": 0.524, "alert_level": 1.8},
+           "start": {"parameters": {"storage_mm": {"source": "state"}}}}
+    said = run(("whatifs.js", "changedWords", [run_read, ["storage_mm", "alert_level"]]),
+               ("whatifs.js", "changedWords", [own, ["storage_mm", "alert_level"]]),
+               ("whatifs.js", "changedWords", [own, []]))
+    assert said == ["storage_mm 33, alert_level 6", "storage_mm 0.524 (the twin's), alert_level 1.8", "as the twin is"]
+
+
+def test_a_subscription_watches_only_what_the_twin_reports() -> None:
+    manifest = {"state": {"level": {"type": "number"}, "alert": {"type": "boolean"},
+                          "alert_threshold": {"type": "number", "desired_only": True},
+                          "head": {"type": "number", "key": "well"}}}
+    said = run(("pages/subscriptions.js", "watchable", [manifest]),
+               ("pages/subscriptions.js", "watchable", [manifest, True]))
+    assert said == [["level", "alert"], ["level"]]
