@@ -44,6 +44,7 @@ def _twin(session: Any, twin: str | None) -> Any:
 def train_model(ml: Callable[[], MLEngine], model: str, twin: str | None = None,
                 config: dict[str, Any] | None = None, timeout: float = 3600.0) -> dict[str, Any]:
     """Queue a training run, wait for it, and return its version and the gate's decision."""
+    from twinengine.compute.work import admit
     from twinengine.ml import service
     from twinengine.ml.models import GateDecision, TrainingRun
     from twinengine.ml.schemas import TrainingRequest
@@ -54,6 +55,7 @@ def train_model(ml: Callable[[], MLEngine], model: str, twin: str | None = None,
     engine = ml()
     with ctx.db.session() as session:
         row = _twin(session, twin)
+        admit(session, principal=ctx.principal, outcome="the training run is refused")  # as one asked for by REST
         run = service.enqueue(session, row, model, body=TrainingRequest(
             config=config or {}, trigger={"kind": "workflow", "run": ctx.run_id}), created_by=ctx.principal.name)
         run_id = run.id
@@ -79,6 +81,7 @@ def train_model(ml: Callable[[], MLEngine], model: str, twin: str | None = None,
 def predict(ml: Callable[[], MLEngine], model: str, data: Any, twin: str | None = None,
             version: str | None = None) -> Any:
     """Outputs of the champion (or ``version``) for ``data`` (as the app's predict takes it)."""
+    from twinengine.compute.metering import charge_worker, charge_worker_gpu
     from twinengine.ml.serving import PredictInputInvalid, predict_with
 
     ctx = current()
@@ -88,7 +91,8 @@ def predict(ml: Callable[[], MLEngine], model: str, data: Any, twin: str | None 
         row = _twin(session, twin)
         session.expunge(row)
     try:
-        used, outputs = predict_with(ml(), row, model, data, version=version)
+        used, outputs = predict_with(ml(), row, model, data, version=version, cpu=charge_worker,
+                                     gpu=charge_worker_gpu)  # its worker's CPU and GPUs: the run's
     except (LookupError, PredictInputInvalid) as exc:
         raise ProcessParameterInvalid(f"predict: {exc}") from None
     _note_model(ctx, row, model, used)

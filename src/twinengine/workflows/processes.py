@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from twinengine.errors import CollectionNotFound, ProcessParameterInvalid
+from twinengine.errors import ProcessParameterInvalid
 from twinengine.workflows import formats
 from twinengine.workflows.context import current
 from twinengine.workflows.registry import ProcessEntry, ProcessRegistry, standard_processes
@@ -126,17 +126,19 @@ def _filter(cube: xr.DataArray, spatial_extent: Any, temporal_extent: Any) -> xr
 
 
 def collection_fingerprint(collection_id: str) -> str | None:
+    """The collection's version token, or None where its source keeps none (never the text "None")."""
     ctx = current()
     version = getattr(ctx.collections, "version", None)
-    return str(version(collection_id)) if callable(version) else None
+    found = version(collection_id) if callable(version) else None
+    return None if found is None else str(found)
 
 
 def load_collection(id: str, spatial_extent: Any = None, temporal_extent: Any = None,
                     bands: list[str] | None = None, properties: Any = None) -> xr.DataArray:
     ctx = current()
-    readable = getattr(ctx.collections, "readable", None)  # the lake's datasets follow their grants (lake.grants)
-    if callable(readable) and not readable(id, ctx.principal):
-        raise CollectionNotFound(f"no collection {id!r}")
+    refuse = getattr(ctx.collections, "require_readable", None)  # the lake's datasets follow their grants
+    if callable(refuse):  # one the run's owner may not read answers as an unknown one
+        refuse(id, ctx.principal)
     ds = ctx.collections.open(id, near=ctx.near)
     cube = _filter(to_cube(ds, bands), spatial_extent, temporal_extent)
     ctx.inputs.append({"collection": id, "version": collection_fingerprint(id), "node": ctx.node,
@@ -153,7 +155,10 @@ def load_stac(url: str, spatial_extent: Any = None, temporal_extent: Any = None,
     """A STAC collection the engine serves (``.../collections/{id}``) or a collection id the engine knows."""
     match = _STAC_COLLECTION.search(url)
     collection_id = match.group(1) if match else url
-    if collection_id not in current().collections.ids():
+    ctx = current()
+    readable = getattr(ctx.collections, "readable", None)  # one the run's owner may not read is not known to it
+    if collection_id not in ctx.collections.ids() or (callable(readable) and not readable(collection_id,
+                                                                                          ctx.principal)):
         raise ProcessParameterInvalid(f"url {url!r} is not a STAC collection this engine knows")
     return load_collection(collection_id, spatial_extent, temporal_extent, bands, properties)
 
@@ -166,7 +171,7 @@ def save_result(data: Any, format: str, options: dict[str, Any] | None = None) -
         (data,) = ctx.compute(data)
     folder = ctx.results.scratch(ctx.run_id)
     stem = hashlib.sha256(f"{ctx.node}-{len(ctx.assets)}".encode()).hexdigest()[:12]
-    path = formats.write(data, fmt, folder, stem)
+    path = formats.write(data, fmt, folder, stem, limit=ctx.result_room(), budget=ctx.max_result_bytes)
     asset = ctx.results.keep(ctx.run_id, path, name=ctx.asset_name(fmt.extension), media_type=fmt.media_type,
                              fmt=fmt.name)
     ctx.assets.append(asset)
@@ -229,6 +234,8 @@ def update_twin_state(reported: dict[str, Any] | None = None, desired: dict[str,
     from twinengine.catalog.state_keys import base_of
     from twinengine.quality.pedigree import input_quality, value_quality
     from twinengine.twins import service as twins
+    from twinengine.workflows.initial_state import hindcast_from
+    from twinengine.workflows.models import WorkflowRun
 
     ctx = current()
     ref = twin or ctx.twin
@@ -237,6 +244,12 @@ def update_twin_state(reported: dict[str, Any] | None = None, desired: dict[str,
     if ctx.db is None:
         raise ProcessParameterInvalid("update_twin_state: no store in this context")
     with ctx.db.session() as session:
+        run = session.get(WorkflowRun, ctx.run_id)
+        past = hindcast_from(run.options if run is not None else None)
+        if past is not None:  # a hindcast: its forecast is past, the twin's state now is not its to write
+            ctx.log("info", f"update_twin_state: not written, the run started from the twin's state as of "
+                            f"revision {past.get('revision')} (a hindcast writes no state)")
+            return int(past.get("revision") or 0)
         declared = twins.manifest_for(session, twins.get_twin(session, principal=ctx.principal, ref=ref)).state
         rep = {k: _write(f"reported.{k}", _plain(v), declared.get(base_of(k))) for k, v in (reported or {}).items()}
         des = {k: _write(f"desired.{k}", _plain(v), declared.get(base_of(k))) for k, v in (desired or {}).items()}

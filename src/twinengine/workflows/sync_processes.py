@@ -87,13 +87,12 @@ class SyncProcesses:
     def run(self, engine: WorkflowEngine, run_id: str, *, time_limit: float | None) -> None:
         """Evaluate the committed, queued run ``run_id`` in a child; return when it has ended (recorded in the
         store either way)."""
-        from twinengine.workflows.run_endings import end_unfinished
         from twinengine.workflows.sync import overdue_error
 
         deadline = None if time_limit is None else time.monotonic() + time_limit
         child = self._take(deadline)
         if child is None:
-            end_unfinished(engine.db, run_id, overdue_error(time_limit or 0.0))
+            _end_refused(engine, run_id, overdue_error(time_limit or 0.0))
             return
         ended = False
         try:
@@ -156,7 +155,6 @@ class SyncProcesses:
         """Hand ``run_id`` to ``child`` and serve its requests until it says the run ended (True), or end the
         run here when its budget runs out or the child dies (False: the child is not used again)."""
         from twinengine.errors import ProcessingMemoryLimit
-        from twinengine.workflows.run_endings import end_unfinished
         from twinengine.workflows.sync import overdue_error
 
         try:
@@ -165,7 +163,7 @@ class SyncProcesses:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     child.kill()
-                    end_unfinished(engine.db, run_id, overdue_error(time_limit or 0.0))
+                    _end_refused(engine, run_id, overdue_error(time_limit or 0.0))
                     return False
                 if not child.conn.poll(remaining):
                     continue
@@ -176,7 +174,7 @@ class SyncProcesses:
                     self._serve_read(child, engine, run_id, message["read_stream"])
                 elif "call" in message and not self._serve_call(child, engine, run_id, message["call"], deadline):
                     child.kill()  # past the budget while the engine evaluated a process for it
-                    end_unfinished(engine.db, run_id, overdue_error(time_limit or 0.0))
+                    _end_refused(engine, run_id, overdue_error(time_limit or 0.0))
                     return False
                 elif isinstance(message.get("notify"), str) and message["notify"].startswith("state:"):
                     self.notify(message["notify"])
@@ -186,7 +184,7 @@ class SyncProcesses:
                 child.kill()
                 status = child.process.returncode
             if self._closed:  # the engine is stopping
-                end_unfinished(engine.db, run_id, {"code": "EngineStopped", "message": "the engine stopped before "
+                _end_refused(engine, run_id, {"code": "EngineStopped", "message": "the engine stopped before "
                                                    "the run ended; start the run again"})
                 return False
             log.warning("the process evaluating synchronous run %s ended (status %s)", run_id, status)
@@ -194,7 +192,7 @@ class SyncProcesses:
                 f"the process evaluating this graph ended (status {status}) before the graph did: most likely it "
                 f"needed more memory than synchronous processing may use (sync_memory_bytes "
                 f"{self.memory_bytes} bytes); reduce its extent or run it as a batch job")
-            end_unfinished(engine.db, run_id, {"code": error.code, "message": error.message})
+            _end_refused(engine, run_id, {"code": error.code, "message": error.message})
             return False
 
     def _serve_read(self, child: _Child, engine: WorkflowEngine, run_id: str, ask: dict[str, Any]) -> None:
@@ -231,6 +229,16 @@ class SyncProcesses:
             return False
         child.conn.send_bytes(json.dumps(answer, default=_plain).encode())
         return True
+
+
+def _end_refused(engine: WorkflowEngine, run_id: str, error: dict[str, Any]) -> None:
+    """End a run its process could not finish (killed at its budget, dead, or never started) as ``error``,
+    and remove what it had written of its results: a partial file serves nobody."""
+    from twinengine.workflows.run_endings import end_unfinished
+    from twinengine.workflows.runner import forget_results
+
+    if end_unfinished(engine.db, run_id, error):
+        forget_results(engine, run_id)
 
 
 def _call(engine: WorkflowEngine, run_id: str, ask: Any, answer: dict[str, Any]) -> None:
