@@ -17,6 +17,10 @@ os.environ["COLUMNS"] = "200"
 # add about 1.5 s to each): tests/integration/test_sync_processes.py, the shared demo runs and the official
 # openEO suite run them in child processes, as an engine does by default.
 os.environ.setdefault("TWIN_SYNC_ISOLATION", "thread")
+# No network call, sleep or second unit of work while a write transaction is open (``store.guard``): refused in
+# every engine the tests start, in this process (installed below) and in the ``twin serve`` processes (the
+# environment is inherited). A test fails on a violation made while it ran (``no_write_held_across_io``).
+os.environ.setdefault("TWIN_STORE_GUARD", "raise")
 
 import psycopg
 import pytest
@@ -36,10 +40,14 @@ from sqlalchemy import text
 from browser import chromium_browser  # noqa: F401  (one Chromium per test process, for every browser test)
 from helpers import Engine, copy_sqlite, engine_on, migrated_template, need_sandbox, unavailable
 from twinengine.config import Settings
+from twinengine.store import guard as store_guard
 from twinengine.store.base import Base
+
+store_guard.install("raise")
 
 # own_database; demo_run; lake_engine; a crashed test process's stacks, told after the tests
 pytest_plugins = ["pg_fixtures", "demo_fixtures", "staging_fixtures", "crash_reports"]
+collect_ignore = ["data"]  # vendored test data: the CWL conformance tests hold Python scripts named test_*.py
 
 DURATIONS = Path(__file__).resolve().parent / "durations.json"
 BACKENDS = [b for b in os.environ.get("TWIN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
@@ -166,6 +174,18 @@ def longest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
         return (-browser if path.startswith(BROWSER_FILES) else own, own, order[id(item)])
 
     return sorted(items, key=key)
+
+
+@pytest.fixture(autouse=True)
+def no_write_held_across_io() -> Iterator[None]:
+    """Fail a test during which a thread waited on the world with a write transaction open (``store.guard``):
+    the guard raised there, but the code may have caught it (a loop that logs and goes on)."""
+    store_guard.violations(clear=True)
+    yield
+    found = store_guard.violations(clear=True)
+    if found:
+        pytest.fail(f"{len(found)} call(s) waited on the world with a write transaction open; the first:\n{found[0]}",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -53,6 +53,7 @@ def _build(folder: Path, args: list[str]) -> None:
     import time
 
     env = {k: v for k, v in os.environ.items() if k != "TWIN_MQTT_URL"}  # the gauges arrive over HTTP
+    env.update(_cwl_runner())
     started = time.perf_counter()
     demo = subprocess.run([sys.executable, "-m", "twinengine.cli.main", *args, "--data-dir", str(folder / "data")],
                           capture_output=True, text=True, timeout=900,
@@ -88,6 +89,18 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """``twin --json demo --hours 24`` (96 steps of 15 minutes; the gauges misbehave on the way), run once for
     the whole test run: the tests of the demo's facts and the portal's browser tests."""
     return _shared(tmp_path_factory, "shared-demo", ARGS)
+
+
+def _cwl_runner() -> dict[str, str]:
+    """``TWIN_CWL_RUNNER_SITE`` for the demo's CWL chapter where the CWL runner's virtualenv is (``.ci/run``
+    makes ``.venv-cwl``); without it the chapter says it skipped (``tests/e2e/test_cwl_demo.py`` tells)."""
+    python = Path(os.environ.get("TWIN_CWL_PYTHON") or Path(__file__).resolve().parents[1] / ".venv-cwl" / "bin"
+                  / "python")
+    if "TWIN_CWL_RUNNER_SITE" in os.environ or not python.exists():
+        return {}
+    found = subprocess.run([str(python), "-c", "import cwltool, os; print(os.path.dirname(os.path.dirname("
+                            "cwltool.__file__)))"], capture_output=True, text=True)
+    return {"TWIN_CWL_RUNNER_SITE": found.stdout.strip()} if found.returncode == 0 else {}
 
 
 def demo_copy(run: DemoRun, target: Path) -> Path:

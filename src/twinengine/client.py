@@ -36,11 +36,14 @@ from twinengine.twins.schemas import (
     RevisionRead,
     StateDiff,
 )
+from twinengine.ui.schemas import ViewRead
 
 if TYPE_CHECKING:
     from twinengine.auth.client import AccessClient
     from twinengine.calibration.client import CalibrationClient
     from twinengine.compute.client import ComputeClient
+    from twinengine.crates.client import CratesClient
+    from twinengine.dataspace.client import DataspaceClient
     from twinengine.ensembles.client import EnsemblesClient
     from twinengine.lake.client import LakeClient
     from twinengine.ml.client import MLClient
@@ -122,6 +125,13 @@ class Client:
         self._transport.close()
 
     @property
+    def crates(self) -> CratesClient:
+        """Runs' Provenance Run Crates, reruns of a run or of a crate, and a rerun's diff against its original."""
+        from twinengine.crates.client import CratesClient
+
+        return CratesClient(self._transport)
+
+    @property
     def ensembles(self) -> EnsemblesClient:
         """Ensembles of workflows (members, statistics), scenarios of forks, and comparisons."""
         from twinengine.ensembles.client import EnsemblesClient
@@ -146,6 +156,14 @@ class Client:
         from twinengine.ml.client import MLClient
 
         return MLClient(self._transport)
+
+    @property
+    def dataspace(self) -> DataspaceClient:
+        """The data space: offers of lake data under ODRL policies, other participants' catalogs, negotiations,
+        agreements and transfers (docs/dataspaces.md)."""
+        from twinengine.dataspace.client import DataspaceClient
+
+        return DataspaceClient(self._transport)
 
     @property
     def calibration(self) -> CalibrationClient:
@@ -413,6 +431,12 @@ class Client:
         check say whether they are ``stale`` (``State.stale`` lists them)."""
         return self._get(State, f"/api/v1/twins/{segment(twin)}/state", revision=revision,
                          at=iso_instant(at, "at"), quality=list(quality) if quality else None)
+
+    def view(self, twin: str, name: str) -> ViewRead:
+        """A view the twin's app declares, answered in words as the portal shows it: its summary, stale data,
+        skill, the latest forecast (and the state its run started from), the exceedance by lead time
+        (``.outlook``) and whether the twin is its place's official one."""
+        return self._get(ViewRead, f"/api/v1/twins/{segment(twin)}/views/{segment(name)}")
 
     def get_property(self, twin: str, prop: str, *, kind: Literal["reported", "desired"] = "reported",
                      revision: int | None = None, at: TimeLike | None = None) -> PropertyRead:

@@ -127,12 +127,13 @@ class OidcProvider(BaseModel):
                                            "group claim values; the highest that matches wins, else `role`.")
     recheck_s: int | None = Field(default=60, ge=0, le=86400, description="How often (seconds) the engine asks "
                                   "the provider whether a token in use still stands (token introspection, RFC 7662, "
-                                  "with `client_id` and `client_secret`); when not, the person loses access at once: "
-                                  "identity disabled, its tokens and sessions revoked, asserted groups dropped; "
-                                  "the groups an answer tells replace the token's. 0: every use; null: never.")
+                                  "with `client_id` and `client_secret`); when not, the token is refused, what was "
+                                  "made from it revoked, and the person held (tokens, sessions, standing work) "
+                                  "until the provider vouches for them again (a new sign-in); the groups an answer "
+                                  "tells replace the token's. 0: every use; null: never.")
     disabled_claim: str | None = Field(default=None, description="Claim by which the provider says a person is "
-                                       "suspended (true, or \"true\"): their access ends as when introspection "
-                                       "says a token no longer stands.")
+                                       "suspended (true, or \"true\"): the person is held until a token without "
+                                       "it, their engine tokens revoked and asserted groups dropped.")
 
     @field_validator("issuer", "jwks_uri")
     @classmethod
@@ -182,7 +183,24 @@ class Settings(BaseSettings):
                                      "trusted before its revocation is looked up again (0: every request). "
                                      "Revocations through this process apply at once; through another process "
                                      "sharing the store, within this time.")
-    max_request_bytes: int = Field(default=2 * MiB, gt=0, description="Largest JSON request body.")
+    max_request_bytes: int = Field(default=2 * MiB, gt=0, description="Largest request body (413 above), "
+                                   "except on the routes with an allowance of their own (app archives, lake "
+                                   "uploads, state and stream batches), which only a verified caller gets.")
+    request_line_max_bytes: int = Field(default=64 * 1024, ge=1024, description="Longest request target (path "
+                                        "and query) of a request line: longer is refused with 414 before it is "
+                                        "parsed.")
+    request_header_max_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest header section of "
+                                          "a request (431 above; chunk extensions and trailers count too).")
+    request_header_max_count: int = Field(default=100, ge=8, description="Most header lines in a request "
+                                          "(431 above).")
+    request_head_timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0), description="Time "
+                                            "a request head may take to arrive from its first byte (a new "
+                                            "connection: from its opening): 408 and closed after it.")
+    request_body_min_rate: int = Field(default=1024, ge=0, description="Slowest a request body may arrive, in "
+                                       "bytes a second over each request_body_rate_window of the engine "
+                                       "reading it (408 and closed below; 0: no minimum).")
+    request_body_rate_window: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0),
+                                                description="The time over which a body's rate is judged.")
     state_batch_max_items: int = Field(default=10_000, ge=1, description="Most items one state batch write "
                                        "(POST /api/v1/state/batch) may carry (413 above).")
     state_batch_max_bytes: int = Field(default=32 * MiB, gt=0, description="Largest state batch request body.")
@@ -192,6 +210,11 @@ class Settings(BaseSettings):
                                     "YAML aliases expand it and as stored once parsed (an alias past it is "
                                     "refused with its line).")
     db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")
+    store_guard: Literal["off", "log", "raise"] = Field(
+        default="off", description="Watch for calls that wait on the world (a network call, a sleep, a second unit "
+        "of work) while a write transaction is open on the same thread, which would hold the store's write lock "
+        "for as long as they take: off, log (an error with the call's stack) or raise (refuse the call; the test "
+        "suite runs so).")
     request_threads: int = Field(
         default=4, ge=1, le=1024,
         description="Threads that run requests' blocking work at once; more requests wait their turn in order "
@@ -204,10 +227,13 @@ class Settings(BaseSettings):
         description="Threads for requests that may take long (synchronous workflow runs and ensembles, openEO "
                     "/result, publishing an app, which may build its environment): they run on these instead of "
                     "the request threads, so short requests never wait behind them; more wait their turn.")
-    warm_routes: bool = Field(default=True, description="Build every API route on a background thread as the "
-                              "server starts answering (0.3-0.8 s; `/health` says `\"warming\": [\"routes\"]` "
-                              "meanwhile), so that requests rarely pay it; off, each group of routes is built on its "
-                              "first request: for an in-process engine that serves a few requests (tests).")
+    warm_routes: bool = Field(default=True, description="Warm the engine in the background once it answers, one "
+                              "part after another: every API route built (0.3-0.8 s), the JSON Schema validators, "
+                              "the EDR listing, the verification scores library, MLflow's registry; `/health` names "
+                              "the parts still warming (`\"warming\": [...]`) and `/health/ready` answers 503 until "
+                              "all have run. Off, nothing is warmed and each group of routes is built on its first "
+                              "request: for an in-process engine that serves a few requests (tests); `twin serve` "
+                              "still imports its groups of routes in the background.")
     edr_max_values: int = Field(default=20_000_000, gt=0,
                                 description="Most values one EDR answer may hold (413 above, checked before reading).")
     edr_chunk_cache_bytes: int = Field(default=512 * MiB, ge=0,
@@ -219,6 +245,12 @@ class Settings(BaseSettings):
                                               "reads through zarr stores or dask, which may wait on storage, use "
                                               "them all.")
     log_level: str = Field(default="info", description="Server log level (debug, info, warning, error).")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Server log lines: text, or json (one object a line with time, level, logger, "
+                                    "message, the request's id and trace; an access line per request).")
+    otlp_endpoint: str | None = Field(
+        default=None, description="OpenTelemetry collector (OTLP over HTTP, e.g. http://127.0.0.1:4318): traces of "
+                                  "requests and runs are sent there; unset, none are made.")
     executor: str = Field(default="local", validation_alias=AliasChoices("executor", "TWIN_EXECUTOR", "TWIN_COMPUTE"),
                           description="Workflow executor (TWIN_EXECUTOR or TWIN_COMPUTE): local (Dask threads), "
                                       "distributed, slurm, or an installed plugin.")
@@ -245,16 +277,21 @@ class Settings(BaseSettings):
                                    "anonymous memory, RLIMIT_DATA) of a process evaluating synchronous processing; a "
                                    "graph that needs more ends as an error ProcessingMemoryLimit (0: none).")
     sync_max_result_bytes: int = Field(default=64 * MiB, gt=0, description="Largest result synchronous "
-                                       "processing returns (openEO /result; 413 above): larger results are for "
-                                       "batch jobs, downloaded as assets.")
+                                       "processing returns (openEO /result; 413 above): measured while it is "
+                                       "written, and a run past it ends as an error ResultTooLarge keeping nothing "
+                                       "of it; larger results are for batch jobs, downloaded as assets.")
     workflow_max_array_elements: int = Field(default=1_000_000, ge=1, description="Most elements an array that "
                                              "array_create or array_concat builds in the engine may hold (400 "
                                              "before anything is allocated above it).")
+    what_if_ttl: timedelta = Field(default=timedelta(days=7), ge=timedelta(minutes=1), description="How long a "
+                                   "what-if run's fork is kept (its forecast shown again beside the twin's own); "
+                                   "then the engine deletes it. Forks made with `twin fork` are kept until deleted.")
     ensemble_max_members: int = Field(default=1000, ge=1, description="Most members one ensemble may have.")
     ensemble_parallel: int = Field(default=4, ge=1, le=256, description="Members of an ensemble executed at once.")
     udf_timeout: timedelta = Field(default=timedelta(seconds=60), description="Time limit of one run_udf call.")
-    udf_memory_bytes: int = Field(default=2 * 1024 * MiB, ge=0, description="Address-space limit of a UDF "
-                                                                              "process (0: none).")
+    udf_memory_bytes: int = Field(default=2 * 1024 * MiB, ge=0, description="Memory of a UDF's sandbox: the "
+                                  "address-space limit of each of its processes and what they hold together, "
+                                  "forks and threads included (0: none).")
     lake_daemons: bool = Field(default=False, description="Run the lake's judge, conveyor and reaper loops "
                                                           "inside the server (`twin serve` turns them on).")
     lake_upload_threads: int = Field(default=8, ge=1, le=1024, description="Uploads streamed into the lake at "
@@ -288,11 +325,12 @@ class Settings(BaseSettings):
     worker_timeout: timedelta = Field(default=timedelta(seconds=300), description="Time limit of one call into "
                                       "app code (an app process, a slice of function calls); then its worker is "
                                       "stopped and replaced.")
-    worker_memory_bytes: int = Field(default=8 * 1024 * MiB, ge=0, description="Address-space limit of an app "
-                                                                                "worker process (0: none).")
+    worker_memory_bytes: int = Field(default=8 * 1024 * MiB, ge=0, description="Memory of an app worker's "
+                                     "sandbox: the address-space limit of each of its processes (none where it is "
+                                     "given GPUs) and what they hold together (0: none).")
     worker_processes: int = Field(default=128, ge=0, description="Processes and threads one bubblewrap sandbox "
-                                  "may hold together (0: no limit). With the address-space limit of each process it "
-                                  "bounds a sandbox's memory; the kernel does not apply it to an engine run as root.")
+                                  "may hold together (0: no limit), in a pids cgroup of its own where the host "
+                                  "allows one (else RLIMIT_NPROC, which the kernel does not apply to root).")
     worker_file_bytes: int = Field(default=4 * 1024 * MiB, ge=0, description="Largest file a sandboxed worker may "
                                    "write in its scratch or cache folder, both on disk (0: no limit).")
     worker_shm_bytes: int = Field(default=64 * MiB, ge=0, description="Size of a sandbox's /dev/shm, the one "
@@ -307,6 +345,10 @@ class Settings(BaseSettings):
         "bubblewrap with their requires environment, as every other app does).")
     warm_workers: int = Field(default=4, ge=0, le=64, description="Idle workers kept warm per app version (each "
                               "function of a twin finds the one that served it last, with its warm model).")
+    warm_images: int = Field(default=8, ge=0, le=256, description="Warm images kept (fork servers, one per app "
+                             "version and kind of work, and one for UDFs, each with its imports loaded once): a "
+                             "new worker is forked from its image in its own sandbox rather than started fresh; "
+                             "the least recently used image goes first (0: every worker starts fresh).")
     envs_dir: Path | None = Field(default=None, description="Folder of app environments (one per lock hash); "
                                                             "default <data_dir>/envs.")
     envs_index_url: str | None = Field(default=None, description="Package index for app requirements (default: "
@@ -316,6 +358,14 @@ class Settings(BaseSettings):
     envs_installer: Literal["auto", "uv", "pip"] = Field(
         default="auto", description="What installs app environments: uv, pip, or auto (uv when it is on the PATH "
                                     "or beside the engine's Python, pip otherwise). pip resolves the lock either way.")
+    # -- CWL application packages: run by cwltool in a sandboxed worker
+    cwl_runner_requires: str = Field(
+        default="cwltool==3.3.20260925135507", description="The CWL runner's requirement: resolved and installed "
+        "once into an environment of its own (as an app's `requires`), seen by the sandboxed workers that run CWL "
+        "application packages; never installed into the engine's environment.")
+    cwl_runner_site: Path | None = Field(
+        default=None, description="A folder of Python packages holding cwltool for this engine's Python (a "
+        "virtual environment's site-packages) used instead of building the environment of `cwl_runner_requires`.")
     # -- streams: real-time data from the physical twin
     stream_backend: str = Field(default="local", description="Stream log backend: local (segments) or nats.")
     streams_dir: Path | None = Field(default=None, description="Folder of the local stream log; "
@@ -367,8 +417,10 @@ class Settings(BaseSettings):
     training_timeout: timedelta = Field(default=timedelta(hours=6), description="Time limit of one training run "
                                         "(tuning included) in its app worker; then the worker is stopped and "
                                         "the run fails.")
-    training_memory_bytes: int = Field(default=16 * 1024 * MiB, ge=0, description="Address-space limit of each "
-                                       "process of a training run (0: none; CUDA needs none).")
+    training_memory_bytes: int = Field(default=16 * 1024 * MiB, ge=0, description="Memory of a training run's "
+                                       "worker: the address-space limit of each of its processes (none where it is "
+                                       "given GPUs) and what its processes, its ranks included, hold together (0: "
+                                       "none).")
     # Subscriptions: people told when a twin's condition changes (docs/subscriptions.md)
     portal_url: str | None = Field(default=None, description="Address people reach the portal at (e.g. "
                                    "https://twins.example.org), for the links messages carry; default: "
@@ -392,12 +444,42 @@ class Settings(BaseSettings):
     subscription_poll: timedelta = Field(default=timedelta(seconds=2), description="How often the subscription "
                                          "loop looks for state written by other processes, stale data and due "
                                          "deliveries.")
+    subscription_senders: int = Field(default=32, ge=1, le=256, description="Messages the subscription loop sends "
+                                      "at once (each a thread while it waits on its receiver).")
+    subscription_sends_per_owner: int = Field(default=4, ge=1, le=256, description="Messages of one subscriber "
+                                              "sent at once: slow receivers of one person hold at most these "
+                                              "senders, never another person's messages.")
+    subscription_sends_per_host: int = Field(default=4, ge=1, le=256, description="Messages sent at once to one "
+                                             "host (a webhook's host; the SMTP server for e-mail); one subscriber's "
+                                             "to one host at most half of these (rounded up).")
+    subscription_webhook_timeout: timedelta = Field(
+        default=timedelta(seconds=15), ge=timedelta(seconds=1), le=timedelta(seconds=60),
+        description="Longest one webhook try may take from connecting to the answer's headers, however slowly "
+        "the receiver answers; then the try fails and is retried.")
     subscription_webhook_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts webhooks may reach (comma-separated in the environment); empty: "
         "any host with public addresses. Loopback and private addresses only when listed as an address or a "
         "network (127.0.0.1, 10.0.0.0/8), as in lake_import_hosts.")
+    # -- the data space (docs/dataspaces.md): this engine as a Dataspace Protocol provider and consumer
+    dataspace_url: str | None = Field(
+        default=None, description="Public URL of this engine in the data space (scheme, host, port); its "
+        "participant id is the did:web of it. Default http://<host>:<port> of `twin serve`.")
+    dataspace_peer_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts of other participants the engine may reach (their DID documents, "
+        "catalogs, callbacks, data addresses; comma-separated in the environment); empty: any host with public "
+        "addresses. Loopback and private addresses only when listed as an address or a network, as in "
+        "subscription_webhook_hosts.")
+    dataspace_token_ttl: timedelta = Field(
+        default=timedelta(minutes=10), ge=timedelta(seconds=5), le=timedelta(days=1),
+        description="Lifetime of the token a pull transfer's data address carries; a new one comes with each "
+        "start message the provider sends (a transfer the provider resumes gets a fresh one).")
+    dataspace_message_timeout: timedelta = Field(
+        default=timedelta(seconds=15), ge=timedelta(seconds=1), le=timedelta(minutes=5),
+        description="Longest one protocol message to another participant may take; then it is retried.")
+    dataspace_attempts: int = Field(default=6, ge=1, le=100, description="Tries to deliver a protocol message "
+                                    "(1 s apart, doubling) before the process is terminated on this side.")
 
-    @field_validator("subscription_webhook_hosts", mode="before")
+    @field_validator("subscription_webhook_hosts", "dataspace_peer_hosts", mode="before")
     @classmethod
     def _webhook_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):

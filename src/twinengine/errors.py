@@ -41,6 +41,7 @@
     │   ├── TrainingRunNotFound     404  TrainingRunNotFound
     │   ├── ViewNotFound            404  ViewNotFound
     │   ├── SiteNotFound            404  SiteNotFound       (no compute site of that name)
+    │   ├── ProcessNotFound         404  ProcessNotFound    (no OGC process of that id, built in or deployed)
     │   └── CalibrationNotFound     404  CalibrationNotFound (in calibration/service.py)
     ├── Conflict                    409  Conflict
     │   ├── AppVersionConflict      409  AppVersionConflict
@@ -50,6 +51,7 @@
     │   ├── FunctionNotPaused       409  FunctionNotPaused  (resume of a function that is running)
     │   ├── DidConflict             409  DidConflict        (scope:name exists with other content or type)
     │   ├── DuplicateRule           409  DuplicateRule      (the owner has a rule like it on that DID)
+    │   ├── DuplicateProcess        409  DuplicateProcess   (a process of that id is deployed already)
     │   └── StoredConflict          409  StoredConflict     (a write collided with a stored key or reference)
     ├── PayloadTooLarge             413  PayloadTooLarge
     │   ├── ResponseTooLarge        413  ResponseTooLarge   (an EDR answer would exceed the size limit)
@@ -65,6 +67,7 @@
     ├── DataCorrupted               500  DataCorrupted      (stored bytes no longer match their checksum)
     ├── StorageUnavailable          503  StorageUnavailable (an endpoint cannot be reached or has vanished)
     ├── SandboxUnavailable          503  SandboxUnavailable (code the engine did not write, and no sandbox for it)
+    ├── StoreNewerThanEngine        503  StoreNewerThanEngine (the store's schema is newer than this engine)
     └── EngineUnavailable           503  EngineUnavailable  (SDK side: the server cannot be reached)
 
 Every error has a machine ``code``, an HTTP ``status`` and a human ``message``; the wire form is
@@ -125,6 +128,7 @@ __all__ = [
     "SiteNotFound",
     "StorageFull",
     "StorageUnavailable",
+    "StoreNewerThanEngine",
     "StoredConflict",
     "StreamBackpressure",
     "StreamNotFound",
@@ -373,6 +377,12 @@ class ProcessGraphNotFound(NotFound):
     code = "ProcessGraphNotFound"
 
 
+class ProcessNotFound(NotFound):
+    """Raised when OGC API - Processes has no process of that id (built in, or deployed and visible)."""
+
+    code = "ProcessNotFound"
+
+
 class TriggerNotFound(NotFound):
     """Raised when no trigger has that id or name."""
 
@@ -538,6 +548,14 @@ class EngineUnavailable(TwinEngineError):
     code = "EngineUnavailable"
 
 
+class StoreNewerThanEngine(TwinEngineError):
+    """Raised when the store's schema revision is one this engine does not know (a newer engine upgraded it):
+    an engine never runs on, or downgrades, a store newer than itself."""
+
+    status = 503
+    code = "StoreNewerThanEngine"
+
+
 class InvalidExpression(InvalidInput):
     """Raised when an endpoint expression does not parse or selects no endpoint; details carry the position."""
 
@@ -578,6 +596,12 @@ class DidConflict(Conflict):
     """Raised when scope:name is registered already with other bytes or of another type."""
 
     code = "DidConflict"
+
+
+class DuplicateProcess(Conflict):
+    """Raised when a package is deployed under the id of a process that exists (replace it instead)."""
+
+    code = "DuplicateProcess"
 
 
 class DuplicateRule(Conflict):

@@ -31,6 +31,7 @@ from twinengine.daemons.supervisor import Supervisor
 from twinengine.errors import ValidationFailed
 from twinengine.lake.collections import LakeCollections
 from twinengine.lake.context import Lake, LakeTuning
+from twinengine.store import guard
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
 from twinengine.store.shared_blobs import SharedBlobStore
@@ -50,6 +51,7 @@ from twinengine.workflows.triggers import ChainedArrivals, materialize_manifest_
 
 if TYPE_CHECKING:
     from twinengine.calibration.runner import CalibrationRunner
+    from twinengine.dataspace.connector import Connector
     from twinengine.ml.engine import MLEngine
     from twinengine.ml.usage import TrainingUsage
 
@@ -79,6 +81,7 @@ class Runtime:
     _streams_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ml: MLEngine | None = field(default=None, repr=False)
     _calibrations: CalibrationRunner | None = field(default=None, repr=False)
+    _dataspace: Connector | None = field(default=None, repr=False)
     # Every background loop of this process: the workflow runner, calibrations, the elected loops (training,
     # streams, lake...) and the election of the process that runs those (daemons/supervisor.py).
     loops: Supervisor = field(default_factory=Supervisor, repr=False)
@@ -185,6 +188,19 @@ class Runtime:
             return self._calibrations
 
     @property
+    def dataspace(self) -> Connector:
+        """This engine's data space connector (``twinengine.dataspace``), made on first use; its courier is a loop
+        of every process (``daemons/dataspace.py``)."""
+        with self._streams_lock:
+            if self._dataspace is None:
+                from twinengine.dataspace.connector import Connector
+
+                issuer = self.issuer
+                self._dataspace = Connector(settings=self.settings, db=self.db, lake=self.lake,
+                                            keyring=lambda: issuer.keyring)  # type: ignore[arg-type,return-value]
+            return self._dataspace
+
+    @property
     def ml(self) -> MLEngine:
         """The AI lifecycle (needs the ``ml`` extra: torch, mlflow), opened on first use: its training loop is
         an elected loop of the supervisor, which runs it here when this process runs those."""
@@ -210,6 +226,8 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.store_guard != "off":  # an engine's "off" leaves a guard the process installed as it is
+            guard.install(settings.store_guard)
         db = Database(settings.db_url, pool_size=settings.db_pool_size)
         issuer = issuer_for(settings)
         blobs = BlobStore(settings.data_dir / "blobs")
@@ -247,6 +265,9 @@ class Runtime:
 
         workflows.kinds["ensemble"] = execute_ensemble
         workflows.services["workers"] = runtime.workers  # run_udf and app processes run in its sandboxes
+        from twinengine.processes.wiring import install as install_processes
+
+        install_processes(workflows, settings, runtime.workers)  # echo, run_ogc_application_package, CWL runner
         from twinengine.compute.site_executors import SiteExecutors
         from twinengine.workflows.executors import make_executor
 
@@ -283,8 +304,10 @@ class Runtime:
         self.workers.sandbox.announce()  # a sandbox that cannot start is said once now, not by every worker
         self.workflows.start()
         from twinengine.daemons.calibrations import calibration_loop
+        from twinengine.daemons.dataspace import dataspace_loop
 
-        for loop in [*workflows_runner.loops_of(self.workflows), calibration_loop(self.calibrations)]:
+        for loop in [*workflows_runner.loops_of(self.workflows), calibration_loop(self.calibrations),
+                     dataspace_loop(lambda: self.dataspace)]:
             self.loops.add(loop)  # calibrations resume those a stopped engine left queued or running
         self.loops.start()  # and the election, when one was chosen (api.app)
         from twinengine.ml.models import pending_work

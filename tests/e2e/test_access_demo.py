@@ -1,6 +1,7 @@
 """``twin demo``'s data-access chapter: the rainfall field it wrote, queried through /edr, gives the same
 catchment mean and gauge series as direct xarray computations on that field; the gauge's readings, as a
-station CSV, are served back with the twin's reported levels."""
+station CSV of the twin in the lake, are served back with the twin's reported levels, and to nobody without a
+grant on the twin."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ def test_demo_queries_the_rainfall_field_through_edr(demo_run: DemoRun) -> None:
     assert max(facts["area_mean"]) > 0.5  # a storm crossed the catchment
     assert Path(facts["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     stations = facts["stations"]
-    table = pd.read_csv(data_dir / "collections" / "river-reach-gauges.csv")
+    name = stations["did"].rsplit("/", 1)[-1]  # the station table is the twin's, in the lake, not in the collections
+    assert not (data_dir / "collections" / name).exists() and not list((data_dir / "collections").glob("*gauges*"))
+    copies = [p for p in (data_dir / "lake").rglob(name) if ".incoming" not in p.parts]
+    table = pd.read_csv(copies[0])
     assert stations["stations"] == ["RR-01"] and stations["levels"] == len(table) > 20
     assert stations["max_level"] == table["level [m]"].max()
+    assert stations["collection"] == f"river-reach.{demo_run.facts['twin_name']}-gauges"
+    assert stations["without_grant"] == {"status": 404, "listed": False}  # ada holds no grant on the twin

@@ -35,7 +35,9 @@ pytestmark = [pytest.mark.every_store, pytest.mark.ci_only]
 TWINS = 4
 WRITERS, READERS, PROBES, SYNC_GRAPHS, ASYNC_RUNS = 36, 12, 4, 6, 6  # 64 clients
 LOAD_SECONDS = 12.0
-HEALTH_BOUND = 2.0  # generous: a liveness probe, not a benchmark (bench/mixed_load.py measures)
+HEALTH_BOUND = 10.0  # live, not fast: an event loop blocked this long is a defect on any machine; how fast
+# /health answers under load is bench/mixed_load.py's figure (a CI machine at three workers on two cores took
+# 2.35 s once, which a bound of 2 s called a failure)
 STOP_BOUND = 10.0
 PROBER = """
 import sys, time, httpx2 as httpx

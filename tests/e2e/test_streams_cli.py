@@ -29,7 +29,7 @@ def test_send_read_tail_and_functions(live: LiveEngine, tmp_path: Path) -> None:
     sent = live.twin_json("stream", "send", "reach", "gauges", str(source), "--batch", "5", "--producer", "rr01",
                           token=user)
     assert sent == {"twin": "reach", "stream": "gauges", "sent": 12, "appended": 12, "duplicates": 0,
-                    "producer": "rr01", "next_seq": 12}
+                    "producer": "rr01", "next_seq": 12, "already_acknowledged": 0}
     again = live.twin_json("stream", "send", "reach", "gauges", str(source), "--producer", "rr01", "--seq", "0",
                            token=user)
     assert again["appended"] == 0 and again["duplicates"] == 12  # the same numbers again: repeats
@@ -135,3 +135,34 @@ def test_a_producer_resumes_its_sequence_unless_told(live: LiveEngine, tmp_path:
                       token=user)
     assert "appended 0 of 5 records" in shown and "5 duplicates dropped" in shown
     assert live.twin_json("stream", "read", "reach", "gauges", token=user)["count"] == 12
+
+
+def test_a_file_sent_again_by_its_producer_is_recognised_and_not_appended_twice(live: LiveEngine,
+                                                                               tmp_path: Path) -> None:
+    """The same file sent again as the same producer appends nothing and says so; a file that grew since
+    appends only its new records; an Arrow file likewise; the stream holds each record once."""
+    user = setup(live)
+    source = tmp_path / "gauges.jsonl"
+    source.write_text("".join(json.dumps(gauge(i)) + "\n" for i in range(6)))
+    assert live.twin_json("stream", "send", "reach", "gauges", str(source), "--producer", "rr01",
+                          token=user)["appended"] == 6
+    again = live.twin("stream", "send", "reach", "gauges", str(source), "--producer", "rr01", token=user)
+    assert "6 records were already acknowledged, skipped" in again and "appended 0 of 0 records" in again
+    source.write_text("".join(json.dumps(gauge(i)) + "\n" for i in range(9)))  # the logger wrote three more
+    grown = live.twin_json("stream", "send", "reach", "gauges", str(source), "--producer", "rr01", token=user)
+    assert grown["appended"] == 3 and grown["already_acknowledged"] == 6 and grown["next_seq"] == 9
+    arrow = tmp_path / "late.arrow"
+    rows = [gauge(8), gauge(9)]  # one held already, one new
+    table = pa.table({"time": pa.array([r["time"] for r in rows]).cast(pa.timestamp("us", tz="UTC")),
+                      "station": [r["station"] for r in rows], "rain": [r["rain"] for r in rows],
+                      "level": [r["level"] for r in rows]})
+    with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    late = live.twin_json("stream", "send", "reach", "gauges", str(arrow), "--producer", "rr01", token=user)
+    assert late["appended"] == 1 and late["already_acknowledged"] == 1
+    page = live.twin_json("stream", "read", "reach", "gauges", "--limit", "100", token=user)
+    assert [r["level"] for r in page["items"]] == [gauge(i)["level"] for i in range(10)]
+    changed = gauge(0) | {"level": gauge(0)["level"] + 1}  # the same time, another value: a new record
+    source.write_text(json.dumps(changed) + "\n")
+    assert live.twin_json("stream", "send", "reach", "gauges", str(source), "--producer", "rr01",
+                          token=user)["appended"] == 1

@@ -153,3 +153,51 @@ def test_the_garbage_collector_is_paused_while_the_engine_starts_and_runs_after(
 
     assert gc.isenabled()
     run_alone(scenario)
+
+
+class HeldStore(HeldBack):
+    """Prepares the store only once ``store`` is set, and builds the engine once ``release`` is."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.store = threading.Event()
+
+    def _prepare_store(self) -> None:
+        assert self.store.wait(120)
+        super()._prepare_store()
+
+
+def test_ready_only_once_migrated_started_and_warm(tmp_path: Path) -> None:
+    """``/health/ready`` is the readiness probe: 503 while the store is prepared and while the engine starts,
+    naming what it waits for; 200 once the engine is up and has run its warm-ups. ``/health`` (liveness)
+    answers 200 from the moment the store is prepared."""
+    async def scenario() -> None:
+        app = HeldStore(Settings(data_dir=tmp_path / "data", lake_daemons=False))
+        inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        lifespan = asyncio.create_task(_lifespan(app, inbox, outbox))
+        await inbox.put({"type": "lifespan.startup"})
+        assert (await outbox.get())["type"] == "lifespan.startup.complete"
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://engine",
+                                     timeout=120) as http:
+            migrating = await http.get("/health/ready")
+            assert migrating.status_code == 503 and migrating.json()["waiting_for"] == ["store"]
+            alive = await _until_ok(http, "/health")  # alive once the store is open, while it is migrated
+            assert alive["engine"] == "starting"
+            app.store.set()
+            for _ in range(1200):  # the store prepared, the engine held back
+                starting = (await http.get("/health/ready")).json()
+                if starting["waiting_for"] != ["store"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert starting["waiting_for"] == ["engine"] and starting["status"] == "starting"
+            app.release.set()
+            ready = await _until_ok(http, "/health/ready")
+            assert ready["status"] == "ready" and ready["database"] == "ok"
+            health = (await http.get("/health")).json()
+            assert "warming" not in health  # every warm-up has run
+        await inbox.put({"type": "lifespan.shutdown"})
+        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+        await lifespan
+
+    run_alone(scenario)

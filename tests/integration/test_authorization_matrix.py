@@ -1,6 +1,6 @@
 """The authorization matrix, generated from what each route declares (``api.route_actions``) and the policy
 table (``auth.policy.RULES``): every GET route whose path names a resource made below, or names none, and the
-writes in ``WRITES`` (a twin's state, its triggers) are called as nine identities, and the answer must be what
+writes in ``WRITES`` (a twin's state, its triggers) are called as twelve identities, and the answer must be what
 ``auth.policy.allowed`` says of the route's declared actions on that resource: allowed, never 401/403/404;
 refused, 401 (no token), 403 (a role's routes, and a twin's own: the twin is named, refusing tells nothing
 more) or 404 (runs, jobs and lake data: a refusal there hides that it exists); and never a 5xx. Listings
@@ -10,12 +10,15 @@ processes, twins) show no identity what its pages would refuse it.
 One engine for the module, on SQLite (the policy is the same on every store): ``ann`` owns the twin
 ``ann-reach`` (river-reach) with gauge records compacted into the lake, a finished run whose results are in
 the lake, an openEO job, a user-defined process and an uploaded file; she grants ``rex`` read, and read to
-the group ``hydro`` whose member is ``cat``. ``bob`` has no grant. ``ann``'s scoped token is limited to her
-other twin ``ann-other``. Each identity's principal for the oracle is what ``GET /api/v1/me`` says of its
-token (role, groups, scopes, twins), as the engine sees it.
+the group ``hydro`` whose member is ``cat``; she subscribes to ``ann-reach`` (a webhook). ``bob`` has no grant.
+``ann``'s tokens are token kinds of their own: one scoped to her other twin ``ann-other`` (twins, lake and
+workflows), one to ``ann-other`` that manages subscriptions only, one that reads ``ann-reach`` and nothing
+else, and one exchanged for a lake site (RFC 8693), which the engine refuses everywhere (401): it is for that
+site. Each identity's principal for the oracle is what ``GET /api/v1/me`` says of its token (role, groups,
+scopes, twins), as the engine sees it.
 
-Routes whose path names something not made here (a calibration, a buffer, a subscription...) are left out
-and counted; their refusals are covered by their own tests.
+Routes whose path names something not made here (a calibration, a buffer...) are left out and counted; their
+refusals are covered by their own tests.
 """
 
 from __future__ import annotations
@@ -43,29 +46,38 @@ from twinengine.api import create_app
 from twinengine.api.route_actions import Declaration, declared
 from twinengine.auth.policy import RULES, allowed
 from twinengine.auth.principal import SYSTEM, Principal, Role
+from twinengine.auth.scopes import scope_refusal
 from twinengine.auth.service import issue_token
 from twinengine.catalog.archive import pack
 from twinengine.catalog.service import publish
 from twinengine.config import Settings
 from twinengine.daemons.streams_compactor import Compactor
+from twinengine.delegation.exchange import ACCESS_TOKEN, GRANT_TYPE
 from twinengine.lake.endpoints import add_endpoint
 from twinengine.lake.models import Did
 from twinengine.lake.schemas import DidType, EndpointCreate
 from twinengine.runtime import Runtime
 from twinengine.streams import records
 from twinengine.streams.hub import stream_key
+from twinengine.subscriptions.models import Subscription
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
 from twinengine.workflows import service as runs
 from twinengine.workflows.models import WorkflowRun
 
 OWNER = "ann"
-IDENTITIES = ("anonymous", "owner", "other", "reader", "developer", "provider", "admin", "scoped", "member")
+IDENTITIES = ("anonymous", "owner", "other", "reader", "developer", "provider", "admin", "scoped", "member",
+              "scoped-subs", "scoped-read", "exchanged")
+NO_TOKEN = ("anonymous", "exchanged")  # the engine takes neither for anyone: 401 wherever a token is needed
 USERS = {"owner": (OWNER, Role.USER), "other": ("bob", Role.USER), "reader": ("rex", Role.USER),
          "developer": ("dev", Role.DEVELOPER), "provider": ("pat", Role.PROVIDER), "admin": ("root", Role.ADMIN),
          "member": ("cat", Role.USER)}
 TWIN, OTHER_TWIN, GROUP = "ann-reach", "ann-other", "hydro"
 SCOPES = ["twins:operate", "lake:read", "workflows:run"]
+SCOPED = {"scoped": {"scopes": SCOPES, "twins": [OTHER_TWIN]},  # another twin of hers, more than it reads
+          "scoped-subs": {"scopes": ["subscriptions:manage"], "twins": [OTHER_TWIN]},  # another twin, one scope
+          "scoped-read": {"scopes": ["twins:read"], "twins": [TWIN]}}  # her twin, fewer scopes
+HOOK = "http://127.0.0.1:9/ann-receiver"  # never reached: the condition never holds
 JOB = {"process": {"process_graph": {"a": {"process_id": "add", "arguments": {"x": 40, "y": 2}, "result": True}}},
        "title": "ann-private-job"}
 UDP = {"process_graph": {"m": {"process_id": "multiply", "arguments": {"x": {"from_parameter": "v"}, "y": 7},
@@ -76,8 +88,9 @@ EVENT_STREAMS = {"/api/v1/twins/{twin}/streams/{stream}/events", "/api/v1/twins/
 # Writes the matrix makes (each identity its own, so an allowed one conflicts with no other): state and triggers.
 WRITES: dict[tuple[str, str], Callable[[str], dict[str, Any]]] = {
     ("PATCH", "/api/v1/twins/{twin}/state"): lambda who: {"reported": {"level": {"value": 1.0}}},
-    ("POST", "/api/v1/twins/{twin}/triggers"): lambda who: {"name": f"on_rain_{who}", "kind": "dataset",
-                                                            "workflow": "forecast", "collection": "rain-forecast"},
+    ("POST", "/api/v1/twins/{twin}/triggers"): lambda who: {"name": f"on_rain_{who.replace('-', '_')}",
+                                                            "kind": "dataset", "workflow": "forecast",
+                                                            "collection": "rain-forecast"},
 }
 # Query parameters a route requires, so that an allowed caller's request is a valid one.
 EDR = "/edr/collections/{collection_id}"
@@ -128,6 +141,7 @@ class World:
     runtime: Runtime
     http: TestClient
     twin: Twin
+    subscription: Subscription
     values: dict[str, str]
     tokens: dict[str, str] = field(default_factory=dict)
     principals: dict[str, Principal | None] = field(default_factory=dict)
@@ -182,7 +196,7 @@ def _ok(answer: Any, *statuses: int) -> Any:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("matrix")
     settings = Settings(data_dir=root / "data", stream_segment_bytes=4096, stream_segment_entries=6,
-                        lake_endpoint="disk", warm_routes=False)
+                        lake_endpoint="disk", warm_routes=False, subscription_webhook_hosts=["127.0.0.1"])
     runtime = Runtime.from_settings(settings)
     runtime.start()
     try:
@@ -235,21 +249,31 @@ def _made(runtime: Runtime, http: TestClient, tokens: dict[str, str], root: Path
     _ok(http.post("/api/v1/lake/dids", headers=ann, json={"did": "ann:field", "type": "dataset"}), 201)
     _ok(http.post("/api/v1/lake/uploads", headers=ann, content=_rain_field(root),
                   params={"did": "ann:field/rain.nc", "endpoint": "disk", "dataset": "ann:field"}), 201)
-    scoped = _ok(http.post("/api/v1/me/tokens", headers=ann, json={"scopes": SCOPES, "twins": [OTHER_TWIN],
-                                                                    "expires_in": "1d"}), 201)
-    tokens["scoped"] = scoped.json()["token"]
+    subscription = _ok(http.post("/api/v1/subscriptions", headers=ann, json={"twin": TWIN, "when": "level > 99",
+                                                                             "webhook": HOOK}), 201).json()["id"]
+    for label, limits in SCOPED.items():
+        scoped = _ok(http.post("/api/v1/me/tokens", headers=ann, json={**limits, "expires_in": "1d"}), 201)
+        tokens[label] = scoped.json()["token"]
+    exchanged = _ok(http.post("/api/v1/oauth/token", data={
+        "grant_type": GRANT_TYPE, "subject_token": tokens["owner"], "subject_token_type": ACCESS_TOKEN,
+        "audience": "lake:disk", "scope": "lake:read twins:read"}), 200)
+    tokens["exchanged"] = exchanged.json()["access_token"]
     with runtime.db.session(readonly=True) as session:
         twin = session.scalars(select(Twin).where(Twin.id == twin_id)).one()
         twin.permission_of(OWNER)  # grants loaded while the session is open
         twin.group_permission_of(frozenset({GROUP}))
         session.expunge_all()
+        sub = session.get_one(Subscription, subscription)
+        session.expunge(sub)
     values = {"twin_id": twin_id, "file": file, "dataset_did": f"streams:{dataset}", "item": dataset,
               "stac_collection": f"{twin_id}-gauges", "edr_collection": f"streams.{dataset}", "run": run.id,
               "results": f"results:{run.id}", "run_owner": run.owner, "job": job, "upload": "ann:notes/a.bin",
-              "field": "ann.field"}
-    world = World(runtime, http, twin, values, tokens)
-    world.principals["anonymous"] = None
-    for who in IDENTITIES[1:]:
+              "field": "ann.field", "subscription": subscription}
+    world = World(runtime, http, twin, sub, values, tokens)
+    for who in NO_TOKEN:
+        world.principals[who] = None
+    assert world.call("exchanged", "GET", "/api/v1/me").status_code == 401  # for its site, not this engine
+    for who in (w for w in IDENTITIES if w not in NO_TOKEN):
         me = _ok(world.call(who, "GET", "/api/v1/me"), 200).json()
         world.principals[who] = Principal(me["name"], Role(me["role"]), groups=frozenset(me["groups"]),
                                           scopes=None if me["scopes"] is None else frozenset(me["scopes"]),
@@ -270,6 +294,12 @@ def _reads_run(world: World, p: Principal) -> bool:
     return p.is_admin or own or _reads_twin(world, p)
 
 
+def _reaches_twin_data(world: World, p: Principal) -> bool:
+    """What belongs to a twin (a subscription to it, with its target and deliveries) is, to a token limited to
+    some twins, the twin's: reached only as the twin is."""
+    return p.twins is None or _reads_twin(world, p)
+
+
 def _owns(world: World, p: Principal) -> bool:
     """What ``ann`` uploads or submits without a twin is hers alone (and admins')."""
     return p.is_admin or p.name == OWNER
@@ -279,7 +309,7 @@ def _owns(world: World, p: Principal) -> bool:
 class Target:
     """One concrete request for a route: what it names (``kind``) and how that is reached."""
 
-    kind: str  # twin, run, job, twin-data, run-data, upload, group; role: nothing of anyone's
+    kind: str  # twin, run, job, twin-data, run-data, upload, group, subscription, udp; role: nothing of anyone's
     values: dict[str, str]
 
 
@@ -315,6 +345,10 @@ def _targets(path: str) -> list[Target]:
         return [Target("role", {"name": "disk"})]
     if path == "/api/v1/groups/{name}":
         return [Target("group", {"name": GROUP})]
+    if path == "/openeo/1.2/process_graphs/{process_graph_id}":
+        return [Target("udp", {"process_graph_id": "ann_udp"})]
+    if path.startswith("/api/v1/subscriptions/{id}") and params == {"id"}:
+        return [Target("subscription", {"id": "{subscription}"})]
     if path == "/openeo/1.2/collections/{collection_id}":
         return [Target("upload", {"collection_id": "{field}"})]
     if not params:
@@ -363,30 +397,37 @@ def expected(world: World, declaration: Declaration, target: Target, who: str) -
         if action == "twin.read" and target.kind in ("run", "job"):
             continue  # a run's reach below stands for it
         on = world.twin if target.kind == "twin" and _reads_a_resource(action) else None
+        if target.kind == "subscription" and _reads_a_resource(action):
+            on = world.subscription if action.startswith("subscription.") else world.twin
         if not allowed(p, action, on):
             return False
     reach = {"twin": lambda: True, "role": lambda: True, "run": lambda: _reads_run(world, p),
              "job": lambda: _owns(world, p), "twin-data": lambda: _reads_twin(world, p),
              "run-data": lambda: _reads_run(world, p), "upload": lambda: _owns(world, p),
-             "group": lambda: p.is_admin or GROUP in p.groups}
+             "group": lambda: p.is_admin or GROUP in p.groups, "subscription": lambda: _reaches_twin_data(world, p),
+             "udp": lambda: p.name == OWNER}  # one's own processes: admins see theirs, not hers
     return reach[target.kind]()
 
 
 # How each kind is refused: a role's routes and a twin's own say 403; runs, jobs and lake data hide behind 404;
 # a group is 404 to a non-member and 403 to a token whose scopes leave out reading groups at all.
+# A subscription is its owner's: another caller, or a token whose scopes or twins leave it out, is told it does
+# not exist.
 REFUSED = {"role": {403}, "twin": {403}, "run": {404}, "job": {404}, "twin-data": {404}, "run-data": {404},
-           "upload": {404}, "group": {403, 404}}
+           "upload": {404}, "group": {403, 404}, "subscription": {404}, "udp": {404}}
 
 
 def test_the_matrix_covers_the_surfaces() -> None:
     """Lake, STAC, EDR (the map's layers), runs, jobs, triggers, streams and the twin's own routes are in it."""
     paths = {path for _method, path, _declaration, _target, _who in CELLS}
     for prefix in ("/api/v1/lake/dids/", "/stac/collections/", "/edr/collections/", "/api/v1/runs/",
-                   "/openeo/1.2/jobs/", "/api/v1/twins/{twin}/triggers", "/api/v1/twins/{twin}/streams/"):
+                   "/openeo/1.2/jobs/", "/api/v1/twins/{twin}/triggers", "/api/v1/twins/{twin}/streams/",
+                   "/api/v1/subscriptions/"):
         assert any(p.startswith(prefix) for p in paths), prefix
     print(f"\nauthorization matrix: {len(CELLS)} cells over {len({(m, p) for m, p, *_ in CELLS})} routes and "
           f"{len(IDENTITIES)} identities; {len(LEFT_OUT)} routes name nothing made here:\n  " + "\n  ".join(LEFT_OUT))
     assert len(CELLS) > 500
+    assert {who for *_rest, who in CELLS} == set(IDENTITIES)  # every token kind, on every route it covers
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=_cell_id)
@@ -400,10 +441,17 @@ def test_the_answer_is_what_the_policy_says(world: World, cell: tuple[str, str, 
     body = WRITES[(method, template)](who) if (method, template) in WRITES else None
     got = world.call(who, method, path, params=QUERIES.get(template), json=body)
     assert got.status_code < 500, got.text
+    if who == "exchanged" and declaration.public:  # a public route may answer a token it refuses with 401
+        assert got.status_code == 401 or (want and got.status_code not in (403, 404)) or (
+            not want and got.status_code in REFUSED[target.kind]), f"{got.status_code} {got.text[:300]}"
+        return
     if want:
         assert got.status_code not in (401, 403, 404), f"{who} refused: {got.status_code} {got.text[:300]}"
     else:
-        statuses = {401} if world.principals[who] is None and not declaration.public else REFUSED[target.kind]
+        p = world.principals[who]
+        statuses = {401} if p is None and not declaration.public else REFUSED[target.kind]
+        if p is not None and any(scope_refusal(p, action, None) for action in declaration.actions):
+            statuses = statuses | {403}  # the token's scopes leave out the route's own action: says nothing of it
         assert got.status_code in statuses, f"{who} not refused as expected ({statuses}): {got.status_code} " \
                                             f"{got.text[:300]}"
 
@@ -415,6 +463,7 @@ LISTINGS = {  # listing → the marks the owner sees there (and others only as t
     "/stac/collections": ("twin",), "/stac/search?limit=1000": ("twin", "run"),
     "/stac/collections/workflow-results/items": ("run",), "/edr/collections": ("upload",),
     "/openeo/1.2/collections": ("upload",), "/api/v1/runs": ("run",), "/openeo/1.2/jobs": ("job",),
+    "/api/v1/subscriptions": ("subscription",), "/api/v1/subscriptions?twin=ann-reach": ("subscription",),
     "/openeo/1.2/process_graphs": ("udp",), "/api/v1/twins": ("twin",), "/api/v1/fleet/twins": ("twin",),
 }
 
@@ -422,16 +471,18 @@ LISTINGS = {  # listing → the marks the owner sees there (and others only as t
 def _marks(world: World) -> dict[str, tuple[str, ...]]:
     v = world.values
     return {"twin": (v["twin_id"], TWIN, v["item"]), "run": (v["run"],), "job": (v["job"], "ann-private-job"),
-            "udp": ("ann_udp",), "upload": ("notes/a.bin", "ann.field", "ann:field")}
+            "udp": ("ann_udp",), "upload": ("notes/a.bin", "ann.field", "ann:field"),
+            "subscription": (v["subscription"], HOOK)}
 
 
-@pytest.mark.parametrize("who", IDENTITIES[1:])
+@pytest.mark.parametrize("who", [w for w in IDENTITIES if w not in NO_TOKEN])
 @pytest.mark.parametrize("listing", list(LISTINGS))
 def test_a_listing_shows_only_what_the_policy_lets_its_caller_read(world: World, listing: str, who: str) -> None:
     p = world.principals[who]
     assert p is not None
     sees = {"twin": _reads_twin(world, p), "run": _reads_run(world, p), "job": _owns(world, p),
-            "udp": p.name == OWNER, "upload": _owns(world, p)}
+            "udp": p.name == OWNER, "upload": _owns(world, p),
+            "subscription": allowed(p, "subscription.manage", world.subscription) and _reaches_twin_data(world, p)}
     if listing in STORAGE_LISTINGS and allowed(p, "lake.verify"):  # lake.grants.runs_storage
         sees = dict.fromkeys(sees, True)
     got = world.call(who, "GET", listing)

@@ -20,7 +20,7 @@ from twinengine.daemons.supervisor import THREAD_PREFIX
 NOT_LOOPS = ("AnyIO worker thread", "asyncio-portal-", "twin-stream-log")
 LOOPS = {"workflow-worker-0", "workflow-worker-1", "workflow-heartbeat", "workflow-triggers", "calibrations",
          "functions", "compactor", "buffers", "subscriptions", "compute-heartbeats", "assimilation", "lake-judge",
-         "lake-conveyor", "lake-reaper"}
+         "lake-conveyor", "lake-reaper", "twin-expiry", "dataspace-courier"}
 
 
 def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:

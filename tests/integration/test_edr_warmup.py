@@ -26,7 +26,7 @@ def test_the_listing_is_warm_after_start_and_health_says_until_when(tmp_path: Pa
     app = create_app(runtime=runtime)
     try:
         with InProcessServer(app) as server, Client(server.url, token) as client:
-            warmup = app.state.warmups[0]
+            warmup = next(w for w in app.state.warmups if w.name == "edr")
 
             def warm() -> Any:
                 health = client.health()
@@ -52,8 +52,8 @@ def test_health_names_what_still_warms(tmp_path: Path) -> None:
     app = create_app(runtime=runtime)
     try:
         with InProcessServer(app) as server, Client(server.url, token) as client:
-            warmup = app.state.warmups[0]
-            assert warmup.name == "edr" and all(w.wait(60) for w in app.state.warmups)  # the routes' too
+            warmup = next(w for w in app.state.warmups if w.name == "edr")
+            assert all(w.wait(60) for w in app.state.warmups)  # the routes' too
             warmup.done.clear()  # as if it were still opening files
             assert client.health()["warming"] == ["edr"]
             warmup.done.set()

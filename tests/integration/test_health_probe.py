@@ -6,6 +6,7 @@ two (the answer is the last check's)."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 
 import pytest
@@ -20,7 +21,9 @@ pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or en
 
 def test_the_probe_answers_while_the_store_is_busy(settings: Settings) -> None:
     db = Database(settings.db_url, pool_size=1)
-    try:
+    busy, done = threading.Event(), threading.Event()
+
+    def requests() -> None:  # other threads', as in a served engine (one thread never waits on its own lock)
         with contextlib.ExitStack() as held:
             if db.backend == "sqlite":
                 writer = held.enter_context(db.engine.connect())
@@ -30,8 +33,17 @@ def test_the_probe_answers_while_the_store_is_busy(settings: Settings) -> None:
                 for _ in range(2):
                     held.enter_context(db.engine.connect()).exec_driver_sql("SELECT 1")
                 assert db.engine.pool.checkedout() == 2  # type: ignore[attr-defined]
-            db.probe()  # would wait out the busy timeout (SQLite) or the pool's 30 s (PostgreSQL), then raise
+            busy.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=requests)
+    holder.start()
+    try:
+        assert busy.wait(60)
+        db.probe()  # would wait out the busy timeout (SQLite) or the pool's 30 s (PostgreSQL), then raise
     finally:
+        done.set()
+        holder.join(60)
         db.dispose()
 
 

@@ -13,6 +13,7 @@ from helpers import RIVER_REACH, Engine
 from streams_fixtures import gauge
 from twinengine.client import Client
 from twinengine.errors import ProcessParameterInvalid
+from workflow_data import write_collection
 
 # load_stream and update_twin_state do not depend on each other: nodes without dependencies run in the order
 # the graph lists them, so the stream is read before the state is written.
@@ -69,6 +70,25 @@ def test_a_value_computed_from_bad_records_says_so(engine: Engine, uma: Client) 
     assert used["twin:quality"] == "bad" and int(used["twin:badRecords"]) >= 1  # PROV-JSON: typed literals
     revision = next(e for e in _attrs(provenance, "entity") if e.get("prov:type") == "twin:StateRevision")
     assert revision["twin:inputQuality"] == "bad"
+
+
+def test_a_dataset_whose_source_keeps_no_version_is_named_alone(engine: Engine, uma: Client) -> None:
+    """A collection its source gives no version is the dataset ``rain``, never ``rain/None``."""
+    write_collection(engine.runtime.data_dir / "collections", "rain")
+    graph = {"process_graph": {
+        "load": {"process_id": "load_collection", "arguments": {"id": "rain", "spatial_extent": None,
+                                                                "temporal_extent": None}},
+        "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "load"}, "format": "netCDF"},
+                 "result": True}}}
+    run = uma.workflows.submit(graph, twin="reach", sync=True)
+    assert run.status == "finished", run.error
+    provenance = uma.workflows.provenance(run.id)
+    datasets = {key: attrs for key, attrs in provenance["entity"].items() if "Dataset" in json.dumps(attrs)}
+    (name,) = datasets
+    assert name.startswith("twin:collection/rain") and "None" not in name, name
+    assert "None" not in json.dumps(datasets)
+    version = _attrs({"entity": datasets}, "entity")[0].get("twin:version")
+    assert name == ("twin:collection/rain" if version is None else f"twin:collection/rain/{version}")
 
 
 def test_a_run_that_leaves_bad_records_out_says_only_what_it_used(engine: Engine, uma: Client) -> None:

@@ -49,6 +49,17 @@ def test_writes_are_validated_against_the_app_and_refused_whole(uma: Client) -> 
         uma.write_state("reach")
 
 
+def test_a_desired_only_property_is_never_reported(uma: Client) -> None:
+    """river-reach's alert threshold is a setting users give: a reported write of it is refused, naming it."""
+    with pytest.raises(ValidationFailed) as caught:
+        uma.write_state("reach", reported={"level": 1.0, "alert_threshold": 2.0})
+    assert [p.loc for p in caught.value.problems] == ["reported.alert_threshold"]
+    assert "desired state only" in caught.value.problems[0].msg
+    assert uma.get_twin("reach").head_revision == 0
+    uma.write_state("reach", desired={"alert_threshold": 2.0})
+    assert uma.get_state("reach").desired["alert_threshold"].value == 2.0
+
+
 def test_units_are_converted_on_write(uma: Client) -> None:
     uma.write_state("reach", reported={"level": PropertyWrite(value=180, unit="cm"),
                                        "discharge": PropertyWrite(value=36_000, unit="m3/h")})

@@ -5,6 +5,7 @@ counter, the revision, its values and the heads; a batch: the same few statement
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -109,8 +110,13 @@ def test_a_write_to_a_twin_deleted_meanwhile_is_not_found(engine: Engine, twins:
     def delete_first(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
         if not deleted and ("UPDATE twins" in statement or "FOR UPDATE" in statement):
             deleted.append(statement)
-            with db.session() as other:
-                service.delete_twin(other, principal=UMA, ref=refs[-1])
+            other = threading.Thread(target=delete)  # another request's (a thread's: never nested in this one)
+            other.start()
+            other.join(60)
+
+    def delete() -> None:
+        with db.session() as other:
+            service.delete_twin(other, principal=UMA, ref=refs[-1])
 
     def write() -> None:
         with db.session() as session:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,10 +18,21 @@ from twinengine.auth.models import Identity
 from twinengine.auth.service import ensure_identity
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
+from twinengine.store import guard
 from twinengine.workflows import udp
 from twinengine.workflows.models import UserProcess
 
 pytestmark = pytest.mark.every_store  # the store itself, its concurrency, or engines in several processes: both stores
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Iterator[Settings]:
+    """These tests hold a write transaction open and wait on purpose (the interleaving they force): the store's
+    guard, which refuses exactly that, is off for them."""
+    before = guard.mode()
+    guard.install("off")
+    yield settings.model_copy(update={"store_guard": "off"})
+    guard.install(before)
 
 
 def _second_waits_for_first(runtime: Runtime, first: Callable[[Session], Any], second: Callable[[Session], Any]

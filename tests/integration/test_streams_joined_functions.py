@@ -148,3 +148,43 @@ def test_a_value_computed_from_a_bad_partner_says_so(engine: Engine, tmp_path: P
     assert second.quality is not None and second.quality.flag == "bad" and second.quality.function == "joined"
     assert second.quality.inputs == [f"stream:{twin_id}/rain"]  # the partner, not the function's own stream
     assert second.quality.records == {"good": 2, "suspect": 0, "bad": 1}  # its record and its two partners
+
+
+SENSORS = '''
+def calibrate(ctx, records):
+    for r in records:
+        reference = r["reference"]["pm25"] if r["reference"] else None
+        ctx.emit("pair", sensor=r["sensor"], pm25=r["pm25"], reference=reference, missing=r["_missing"])
+        if reference is not None:
+            ctx.update_state(timestamp=r["time"], **{f"bias[{r['sensor']}]": r["pm25"] - reference})
+'''
+
+
+def test_a_sensor_network_joins_its_reference_station_key_by_key(engine: Engine, tmp_path: Path) -> None:
+    """A keyed stream (30 low-cost sensors, one record per sensor and minute) drives a function joined to the
+    reference station's unkeyed stream: each sensor's record joins the reference record at its time."""
+    streams = {"pm": {"key": "sensor", "fields": {"time": {"type": "timestamp"}, "sensor": {"type": "string"},
+                                                  "pm25": {"type": "float"}}},
+               "reference": {"fields": {"time": {"type": "timestamp"}, "pm25": {"type": "float"}}}}
+    state = {"bias": {"type": "number", "unit": "ug m-3", "key": "sensor"}}
+    folder = make_app(tmp_path, name="pm-network", manifest={"streams": streams, "state": state, "functions": {
+        "calibrate": {"entrypoint": "pm_network.fns:calibrate", "stream": "pm",
+                      "join": {"streams": ["reference"], "tolerance": "30s", "wait": "1h"}}}},
+        files={"pm_network/fns.py": SENSORS})
+    engine.as_role("ada", "developer").publish_app(folder)
+    uma = engine.as_role("uma", "user")
+    uma.create_twin("pm-network@1.0.0", "city", {"station": "C1"})
+    sensors = [f"s{i:02d}" for i in range(30)]
+    uma.streams.append("city", "pm", [{"time": _at(m), "sensor": s, "pm25": 10.0 + m + i / 10}
+                                      for m in range(2) for i, s in enumerate(sensors)])
+    uma.streams.append("city", "reference", [{"time": _at(m, 5), "pm25": 10.0 + m} for m in range(2)])
+
+    def pairs() -> Any:
+        found = [e for e in uma.streams.events("city") if e.kind == "pair"]
+        return found if len(found) >= 60 else None
+
+    joined = [e.data for e in sorted(eventually(pairs, timeout=30), key=lambda e: e.offset)]
+    assert [(p["sensor"], p["reference"]) for p in joined] == [(s, 10.0 + m) for m in range(2) for s in sensors]
+    assert all(p["missing"] == [] for p in joined)
+    biases = eventually(lambda: (b := uma.get_state("city").keyed("bias")) and len(b) == 30 and b)
+    assert biases["s07"].value == pytest.approx(0.7)  # minute 1: 11.7 against the reference's 11.0

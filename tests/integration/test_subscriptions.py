@@ -22,7 +22,8 @@ from twinengine.subscriptions.evaluate import evaluate
 from twinengine.subscriptions.models import Delivery, DeliveryAttempt, Subscription
 
 STATE = {**MINIMAL_STATE, "alert": {"type": "boolean"},
-         "probability": {"type": "number", "minimum": 0, "maximum": 1}}
+         "probability": {"type": "number", "minimum": 0, "maximum": 1},
+         "alert_threshold": {"type": "number", "desired_only": True}}
 CAP = 4
 EVALUATORS = 4
 
@@ -153,6 +154,30 @@ def test_a_failed_delivery_is_retried_with_doubling_waits_and_each_try_is_record
     assert "HTTP 500" in tries[0]["error"] and "HTTP 503" in tries[1]["error"]
 
 
+def test_a_subscriptions_messages_keep_their_order_through_retries(engine: Engine, tmp_path: Path) -> None:
+    """A later message never overtakes an earlier one of the same subscription that waits for its retry."""
+    uma = _twin(engine, tmp_path)
+    uma.report("gauge-1", alert=False)
+    db = engine.runtime.db
+    with webhook_receiver() as receiver:
+        receiver.statuses = [503]  # the first try of the first message fails
+        made = _subscribe(engine, "uma", twin="gauge-1", when="alert changes", webhook=receiver.url).json()
+        for value in (True, False, True):  # three changes: three messages, in this order
+            uma.report("gauge-1", alert=value)
+        _settle(engine)
+        with db.session(readonly=True) as session:
+            rows = list(session.scalars(select(Delivery).where(Delivery.subscription_id == made["id"])
+                                        .order_by(Delivery.id)))
+        assert [(r.status, r.attempts) for r in rows] == [("pending", 1), ("pending", 0), ("pending", 0)]
+        assert [r.json["value"] for r in receiver.received] == [True]  # the two after it wait behind its retry
+        with db.session() as session:  # the retry's time has come
+            session.execute(update(Delivery).where(Delivery.id == rows[0].id).values(next_attempt_at=utcnow()))
+        _settle(engine)
+    assert [r.json["value"] for r in receiver.received] == [True, True, False, True]
+    sent = [int(r.headers["Twin-Delivery"]) for r in receiver.received]
+    assert sent == [rows[0].id, rows[0].id, rows[1].id, rows[2].id]
+
+
 def test_tries_run_out_and_the_delivery_fails(engine: Engine, tmp_path: Path) -> None:
     uma = _twin(engine, tmp_path)
     uma.report("gauge-1", alert=False)
@@ -267,6 +292,8 @@ def test_hostile_subscriptions_are_refused_naming_the_field(engine: Engine, tmp_
     refused("uma", 422, "when", when="alert > 0.5")  # a threshold on a boolean
     refused("uma", 422, "when", when="alert rises")
     refused("uma", 422, "when", when="level stale soon")
+    said = refused("uma", 422, "when", when="alert_threshold > 2")  # desired only: it could never fire
+    assert "could never fire" in said and "alert_threshold" in said
     refused("uma", 422, "email", email="uma@example.org\r\nBcc: all@example.org")  # header injection
     refused("uma", 422, "email", email="uma@example.org, eve@example.org")
     refused("uma", 422, "webhook", email=None, webhook="file:///etc/passwd")

@@ -94,3 +94,41 @@ def test_a_refused_what_if_names_the_field_and_leaves_no_fork(engine: Engine, re
                     {"workflow": "forecast", "what_if": {"at_revision": revision}})
         assert late.status_code == status and "revision" in late.text, late.text
     assert call(engine, uma, "GET", "/api/v1/twins").content == twins_before
+
+
+def test_a_what_ifs_fork_is_kept_for_what_if_ttl_and_then_deleted(engine: Engine,
+                                                                   reach: tuple[Client, str]) -> None:
+    """What-ifs never pile up: each fork expires ``what_if_ttl`` after it was made and the expiry loop deletes
+    it (its runs stay in their owner's history); no trigger runs it again meanwhile; a fork made with ``twin
+    fork`` is kept."""
+    from sqlalchemy import select, update
+
+    from twinengine.daemons import twin_expiry
+    from twinengine.store.base import utcnow
+    from twinengine.twins.models import Twin
+    from twinengine.workflows.models import Trigger
+
+    uma, name = reach
+    made = utcnow()
+    first = uma.workflows.run(name, "forecast", {"alert_level": 4}, what_if=True)
+    second = uma.workflows.run(name, "forecast", {"alert_level": 5}, what_if=True)
+    kept = uma.fork_twin(name, "reach-mine")
+    ttl = engine.runtime.settings.what_if_ttl
+    forks = {t.name: t for t in uma.list_twins().items}
+    for run in (first, second):
+        expires = forks[run.twin_name].expires_at
+        assert expires is not None and made + ttl <= expires <= utcnow() + ttl
+    assert forks[kept.name].expires_at is None and forks[name].expires_at is None
+    with engine.runtime.db.session(readonly=True) as session:  # nothing but the what-if runs on its fork
+        enabled = dict(session.execute(select(Twin.name, Trigger.enabled).join(Trigger, Trigger.twin_id == Twin.id)
+                                       .where(Twin.name.in_([first.twin_name, name]))).all())
+    assert enabled == {first.twin_name: False, name: True}  # river-reach's trigger on new rain forecasts
+    assert twin_expiry.run_once(engine.runtime.db) == 0  # nothing due yet
+
+    with engine.runtime.db.session() as session:  # the first what-if's time is up
+        session.execute(update(Twin).where(Twin.name == first.twin_name).values(expires_at=utcnow()))
+    assert twin_expiry.run_once(engine.runtime.db) == 1
+    left = {t.name for t in uma.list_twins().items}
+    assert first.twin_name not in left and {second.twin_name, kept.name, name} <= left
+    assert uma.workflows.get(first.id).id == first.id  # its run stays in uma's history
+    assert twin_expiry.run_once(engine.runtime.db) == 0

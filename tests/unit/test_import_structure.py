@@ -9,12 +9,15 @@ The layers of the top-level packages, low to high (a top-level module counts as 
 says what each holds). A package imports its own layer and those below; the few arrows up are listed with why:
 
 1. leaves: ``errors``, ``config``, ``timeutil``, ``units``, ``types``, ``outbound``, ``transport``, ``store``,
-   ``formats`` and the small modules beside them
+   ``formats``, ``telemetry`` (request ids, JSON logs, traces) and the small modules beside them
 2. ``quality`` (input quality, uncertainty, verification numerics) and ``assimilation`` (filter numerics)
 3. ``auth``, 4. ``catalog``, 5. ``twins``, 6. ``app`` (what app code imports), 7. ``streams``,
 8. ``collections``, 9. ``lake``, 10. ``access``, 11. ``compute``, 12. ``workers``, 13. ``ml``, 14. ``workflows``
-15. services over them: ``ensembles``, ``twin_assimilation``, ``calibration``, ``subscriptions``, ``delegation``
-16. ``daemons`` (the loops), 17. ``runtime`` (the one composition root) and ``bootstrap``
+15. services over them: ``ensembles``, ``twin_assimilation``, ``calibration``, ``subscriptions``, ``delegation``,
+    ``cwl`` (application packages), ``processes`` (OGC API - Processes), ``crates`` (runs as crates, reruns),
+    ``dataspace`` (the Dataspace Protocol: offers of lake data, negotiations, transfers, ODRL policies)
+16. ``daemons`` (the loops), 17. ``runtime`` (the one composition root), ``bootstrap`` and ``backup`` (backups of
+    the store and data dir, and their restore)
 18. ``ui`` (the portal's pages), 19. ``api`` (HTTP: kernel, ``api.routes``, app assembly)
 20. the SDK: ``client``, ``client_types``, ``sdk_login``, ``credentials``
 21. ``appdev`` (scaffold, test harness, local runs of an app), 22. ``cli``, ``demo``; 23. ``twinengine`` itself
@@ -40,10 +43,12 @@ LARGEST_PACKAGE_LOOP = 3
 
 LAYERS: list[set[str]] = [set(layer.split()) for layer in (
     "_version _defaults _html errors types timeutil units outbound config settings_reference stopping warmup figures "
-    "transport store formats",
+    "csv_cells transport store formats telemetry",
     "quality assimilation", "auth", "catalog", "twins", "app", "streams", "collections", "lake", "access", "compute",
-    "workers", "ml", "workflows", "ensembles twin_assimilation calibration subscriptions delegation", "daemons",
-    "runtime bootstrap sync_child", "ui", "api", "client client_types sdk_login credentials", "appdev", "cli demo",
+    "workers", "ml", "workflows",
+    "ensembles twin_assimilation calibration subscriptions delegation cwl processes crates dataspace", "daemons",
+    "runtime bootstrap sync_child backup", "ui", "api", "client client_types sdk_login credentials", "appdev",
+    "cli demo",
     "twinengine",
 )]
 # Arrows up the layers, each with its reason; the aim is none.

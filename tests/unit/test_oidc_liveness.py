@@ -92,3 +92,13 @@ def test_an_answer_is_kept_with_what_it_said(idp: Provider) -> None:
     assert first.fresh and first.said == {"active": True, "sub": "a"}
     assert not again.fresh and again.said == first.said and idp.asked == ["live"]
     assert check.check("dead").said is None
+
+
+def test_a_fresh_answer_is_asked_for_a_person_on_hold_but_a_refusal_stays(idp: Provider) -> None:
+    """A token of a person the engine holds is asked about again (the provider vouching now lifts the hold);
+    a token the provider refused is not asked again, so using it again cannot put anyone on hold again."""
+    check = Liveness(_provider(recheck_s=3600), ENDPOINT)
+    assert check.check("live").fresh and not check.check("live").fresh
+    assert check.check("live", fresh=True).fresh and idp.asked == ["live", "live"]
+    assert check.check("dead").fresh and not check.check("dead", fresh=True).fresh
+    assert idp.asked == ["live", "live", "dead"]

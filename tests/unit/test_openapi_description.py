@@ -18,7 +18,7 @@ PUBLIC = {("get", "/health"), ("get", "/stac/conformance"), ("get", "/openeo/1.2
           ("post", "/api/v1/session"), ("post", "/api/v1/hooks/{trigger_id}")}
 OPTIONAL = {("get", "/stac/"), ("get", "/openeo/1.2/collections")}
 ERROR_SCHEMAS = {"#/components/schemas/Error", "#/components/schemas/OpenEOError",
-                 "#/components/schemas/EDRException"}
+                 "#/components/schemas/EDRException", "#/components/schemas/OgcProcessesException"}
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +77,12 @@ def test_every_documented_media_type_has_a_schema(document: dict[str, Any]) -> N
 def test_errors_are_documented_in_the_format_each_surface_answers(document: dict[str, Any]) -> None:
     for method, path, operation in _operations(document):
         for status, response in operation["responses"].items():
-            if int(status) >= 400 and path != "/health":  # /health answers 503 with its own status body
+            if int(status) >= 400 and path not in ("/health", "/health/ready"):  # 503 with the probe's own body
                 ref = response["content"]["application/json"]["schema"]["$ref"]
                 assert ref in ERROR_SCHEMAS, f"{method} {path} {status}"
                 expected = ("OpenEOError" if path.startswith(("/openeo", "/.well-known/openeo"))
-                            else "EDRException" if path.startswith("/edr") else "Error")
+                            else "EDRException" if path.startswith("/edr")
+                            else "OgcProcessesException" if path.startswith("/ogcapi") else "Error")
                 assert ref.endswith(expected), f"{method} {path} {status}"
     for name in ("HTTPValidationError", "ValidationError"):
         assert name not in document["components"]["schemas"]
@@ -104,3 +105,27 @@ def test_a_refused_method_lists_every_method_of_the_path(app: FastAPI) -> None:
     response = client.options("/api/v1/session")
     assert response.status_code == 405
     assert {m.strip() for m in response.headers["allow"].split(",")} >= {"DELETE", "GET", "POST"}
+
+
+# Integer parameters that may exceed a 32-bit column: each lands in a BIGINT column or is only compared to one.
+BIG_INTEGERS = {"seq", "start", "offset", "replica_id", "fill", "after", "seed", "revision", "limit"}
+
+
+def test_an_integer_path_or_query_parameter_fits_the_column_it_lands_in(document: dict[str, Any]) -> None:
+    """A row id larger than an INTEGER column reached PostgreSQL and came back as a 500 ("integer out of range";
+    SQLite answers 404): every integer parameter is bounded, by ``INT32_MAX`` unless its name is one of
+    those kept in a BIGINT column."""
+    from twinengine.types import INT32_MAX
+
+    unbounded = []
+    for method, path, operation in _operations(document):
+        for parameter in operation.get("parameters", []):
+            schema = parameter.get("schema", {})
+            types = [schema, *schema.get("anyOf", [])]
+            integer = next((s for s in types if s.get("type") == "integer"), None)
+            if integer is None:
+                continue
+            limit = INT32_MAX if parameter["name"] not in BIG_INTEGERS else 2**63 - 1
+            if integer.get("maximum", 2**64) > limit:
+                unbounded.append(f"{method.upper()} {path} {parameter['name']}: {integer.get('maximum')}")
+    assert not unbounded, unbounded

@@ -86,3 +86,52 @@ def test_the_documented_policy_table_is_the_code() -> None:
         if listed is None:
             listed = {Role(word) for word in re.findall(r"[a-z]+", text)}
         assert listed == roles, f"{action}: the docs say {documented[action]!r}"
+
+
+@dataclass
+class TwinOf:
+    """Something of a twin, as runs, subscriptions and deliveries are: its owner's, naming its twin by id."""
+
+    owner: str
+    twin_id: str | None
+    twin_name: str | None = None
+
+    def permission_of(self, identity: str) -> Permission | None:
+        return None
+
+
+@dataclass
+class ATwin(Thing):
+    id: str = "tw-a"
+    name: str = "sa"
+
+    @property
+    def twin_id(self) -> str:
+        return self.id
+
+
+@pytest.mark.parametrize("action", ["subscription.manage", "workflow.cancel", "calibration.decide"])
+def test_a_token_limited_to_some_twins_reaches_nothing_of_another_twin(action: str) -> None:
+    """The limit holds for everything that names a twin, whatever the action, not only for a twin's own routes."""
+    limited = Principal(name="uma", role=Role.USER, scopes=frozenset({"subscriptions:manage", "workflows:run",
+                                                                     "twins:operate"}),
+                        twins=frozenset({"sa"}), twin_ids=frozenset({"tw-a"}))
+    theirs = TwinOf(owner="uma", twin_id="tw-b", twin_name="sb")
+    assert not allowed(limited, action, theirs)
+    assert allowed(limited, action, TwinOf(owner="uma", twin_id="tw-a", twin_name="sa"))
+    assert allowed(limited, action, TwinOf(owner="uma", twin_id=None))  # of no twin: a run without one
+    # by id where the token recorded them: a twin made later under the name it lists is another twin
+    assert not allowed(limited, action, TwinOf(owner="uma", twin_id="tw-new", twin_name="sa"))
+    with pytest.raises(PermissionDenied, match="limited to twins sa, not sb"):
+        require(limited, action, theirs)
+    assert allowed(Principal(name="uma", role=Role.USER), action, theirs)  # an unlimited token: the rule decides
+
+
+def test_a_twin_is_judged_by_the_id_its_token_recorded() -> None:
+    limited = Principal(name="uma", role=Role.USER, twins=frozenset({"sa"}), twin_ids=frozenset({"tw-a"}))
+    assert allowed(limited, "twin.read", ATwin(owner="uma"))
+    assert not allowed(limited, "twin.read", ATwin(owner="uma", id="tw-later"))  # "sa" again, made since
+    assert not allowed(limited, "calibration.run", ATwin(owner="uma", id="tw-b", name="sb"))
+    by_name = Principal(name="uma", role=Role.USER, twins=frozenset({"sa"}))  # a token that recorded names only
+    assert allowed(by_name, "subscription.manage", TwinOf(owner="uma", twin_id="tw-a", twin_name="sa"))
+    assert not allowed(by_name, "subscription.manage", TwinOf(owner="uma", twin_id="tw-b", twin_name="sb"))

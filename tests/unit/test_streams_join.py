@@ -231,3 +231,76 @@ def test_the_hub_finds_where_a_time_begins_and_its_newest_time() -> None:
     assert hub.offset_at(key, micros, start=3) == 3
     assert hub.offset_at(key, int(_at(9).timestamp() * 1e6)) == 6  # nothing yet: the end
     assert hub.latest_time(key) == int(_at(5).timestamp() * 1e6)
+
+
+# -- keyed streams: a sensor network joined to its reference station -------------------------------------------
+
+KEYED: dict[str, Any] = {
+    "pm": {"key": "sensor", "fields": {"time": {"type": "timestamp"}, "sensor": {"type": "string"},
+                                       "pm25": {"type": "float"}}},
+    "reference": {"fields": {"time": {"type": "timestamp"}, "pm25": {"type": "float"}}},
+    "humidity": {"key": "sensor", "fields": {"time": {"type": "timestamp"}, "sensor": {"type": "string"},
+                                             "rh": {"type": "float"}}},
+    "counts": {"key": "sensor", "fields": {"time": {"type": "timestamp"}, "sensor": {"type": "integer"},
+                                           "n": {"type": "float"}}},
+}
+
+
+def _keyed(**join: Any) -> Manifest:
+    return Manifest.model_validate({
+        "name": "a", "version": "1.0.0", "title": "t", "domain": "d", "authors": [{"name": "n"}],
+        "license": "MIT", "streams": KEYED,
+        "functions": {"calibrate": {"entrypoint": "test_app.fns:a", "stream": "pm", "join": join}}})
+
+
+def _keyed_join(hub: StreamHub, manifest: Manifest, now: float) -> Any:
+    join = manifest.functions["calibrate"].join
+    assert join is not None
+    table = hub.read(stream_key("tw", "pm"), start=0, limit=100, time_field="time")
+    return Joiner(manifest, "pm", join)(hub, "tw", table, to_python(table) if table is not None else [], now=now)
+
+
+def test_a_keyed_stream_joins_per_key_and_is_refused_where_keys_cannot_match(tmp_path: Path) -> None:
+    function = {"entrypoint": "test_app.fns:a", "stream": "pm"}
+    _manifest_ok, problems = check_app_dir(make_app(tmp_path / "ok", manifest={"streams": KEYED, "functions": {
+        "calibrate": {**function, "join": {"streams": ["reference", "humidity"]}}}},
+        files={"test_app/fns.py": "def a(ctx, records):\n    pass\n"}))
+    assert problems == []  # a keyed stream joined to an unkeyed one and to one keyed alike
+    found = _problems(tmp_path / "bad", {
+        "a": {**function, "join": {"streams": ["counts"]}},  # keyed by an integer, pm by a string
+        "b": {**function, "stream": "reference", "join": {"streams": ["humidity"]}}}, KEYED)
+    assert "the keys must be of one type" in found["functions.a.join.streams[0]"]
+    assert "'reference' has no key" in found["functions.b.join.streams[0]"]
+
+
+def test_every_key_joins_the_reference_record_at_its_time() -> None:
+    manifest = _keyed(streams=["reference"], tolerance="30s")
+    hub = StreamHub(MemoryLog())
+    _append(hub, manifest, "pm", [{"time": _at(60 * m), "sensor": s, "pm25": 10.0 * m + i}
+                                  for m in (0, 1) for i, s in enumerate(("s1", "s2", "s3"))])
+    _append(hub, manifest, "reference", [{"time": _at(60 * m + 5), "pm25": 100.0 + m} for m in (0, 1)])
+    joined = _keyed_join(hub, manifest, now=math.inf)
+    assert [(r["sensor"], r["reference"]["pm25"]) for r in joined.records] == [
+        ("s1", 100.0), ("s2", 100.0), ("s3", 100.0), ("s1", 101.0), ("s2", 101.0), ("s3", 101.0)]
+    assert joined.incomplete == 0
+
+
+def test_a_keyed_partner_is_the_same_keys_record_and_waits_for_that_key_alone() -> None:
+    manifest = _keyed(streams=["humidity"], tolerance="30s", wait="1h")
+    hub = StreamHub(MemoryLog())
+    _append(hub, manifest, "pm", [{"time": _at(0), "sensor": s, "pm25": 1.0} for s in ("s1", "s2")])
+    # s2's humidity at a later minute: the stream has moved past the minute-0 records, but not for s1
+    _append(hub, manifest, "humidity", [{"time": _at(0), "sensor": "s2", "rh": 52.0},
+                                        {"time": _at(60), "sensor": "s2", "rh": 53.0}])
+    joined = _keyed_join(hub, manifest, now=0)
+    assert joined.records == [] and joined.wait_until is not None  # s1 waits for its own humidity
+    _append(hub, manifest, "humidity", [{"time": _at(1), "sensor": "s1", "rh": 40.0}])
+    joined = _keyed_join(hub, manifest, now=0)
+    assert [(r["sensor"], r["humidity"]["rh"]) for r in joined.records] == [("s1", 40.0), ("s2", 52.0)]
+    # a key whose stream moved past its record is not waited for: s1's next humidity is a minute and more on
+    _append(hub, manifest, "pm", [{"time": _at(40), "sensor": "s1", "pm25": 2.0},
+                                  {"time": _at(150), "sensor": "s1", "pm25": 3.0}])
+    _append(hub, manifest, "humidity", [{"time": _at(120), "sensor": "s1", "rh": 41.0}])
+    joined = _keyed_join(hub, manifest, now=0)
+    assert [r[MISSING] for r in joined.records] == [[], [], ["humidity"], []] and joined.wait_until is None
+    assert joined.records[3]["humidity"]["rh"] == 41.0

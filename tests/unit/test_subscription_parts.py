@@ -8,13 +8,14 @@ import pytest
 from twinengine.catalog.manifest import Manifest
 from twinengine.errors import ValidationFailed
 from twinengine.subscriptions import channels, messages, signing
-from twinengine.subscriptions.conditions import Condition, parse
+from twinengine.subscriptions.conditions import Condition, parse, watchable
 
 MANIFEST = Manifest.model_validate({
     "manifest_version": 1, "name": "flood", "version": "1.0.0", "title": "Flood", "description": "A reach.",
     "domain": "testing", "authors": [{"name": "Tester"}], "license": "MIT",
     "state": {"forecast_alert": {"type": "boolean"}, "p": {"type": "number"}, "n": {"type": "integer"},
-              "head": {"type": "number", "key": "well"}, "label": {"type": "string"}}})
+              "head": {"type": "number", "key": "well"}, "label": {"type": "string"},
+              "limit": {"type": "number", "desired_only": True}}})
 
 
 @pytest.mark.parametrize(("text", "canonical", "kind"), [
@@ -45,11 +46,18 @@ def test_conditions_parse_to_one_canonical_form(text: str, canonical: str, kind:
     ("p stale soon", "not a duration"),
     ("p stale 0s", "from 1 second to a year"),
     ("", "1 to 200 characters"),
+    ("limit changes", "desired state only"),  # never reported: no condition on it could fire
+    ("limit > 2", "could never fire"),
+    ("limit stale 1h", "desired state only"),
 ])
 def test_bad_conditions_are_refused_naming_when(text: str, says: str) -> None:
     with pytest.raises(ValidationFailed) as caught:
         parse(text, MANIFEST)
     assert caught.value.problems[0].loc == "when" and says in caught.value.problems[0].msg
+
+
+def test_the_properties_a_condition_can_fire_on_are_the_reported_ones() -> None:
+    assert watchable(MANIFEST) == ["forecast_alert", "p", "n", "head", "label"]
 
 
 def test_a_threshold_holds_on_numbers_only() -> None:

@@ -26,7 +26,7 @@ from twinengine.access.query import Query, ZFilter
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.collections import CollectionSource
-from twinengine.errors import CollectionNotFound, InvalidParameterValue, NotFound
+from twinengine.errors import InvalidParameterValue, NotFound
 
 __all__ = ["DataAccess", "Query", "collection_ids", "locations_of", "readable_collection", "run_query"]
 
@@ -120,11 +120,10 @@ def run_query(access: DataAccess, *, principal: Principal, collection_id: str, q
 
 def readable_collection(access: DataAccess, *, principal: Principal, collection_id: str) -> None:
     """Refuse unless ``principal`` may read the collection: ``collection.read``, then its source's own answer
-    (the lake's datasets follow their twin's, run's or owner's grants). One it may not read is not found, as
-    it is not listed."""
+    (the lake's datasets follow their twin's, run's or owner's grants). One it may not read answers exactly as
+    an unknown one (``CollectionSource.require_readable``), on every EDR route, before anything is opened."""
     require(principal, "collection.read", target=collection_id)
-    if not access.source.readable(collection_id, principal):
-        raise CollectionNotFound(f"no collection {collection_id!r}")
+    access.source.require_readable(collection_id, principal)
 
 
 def collection_ids(access: DataAccess, *, principal: Principal) -> list[str]:

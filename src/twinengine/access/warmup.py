@@ -1,14 +1,18 @@
 """The EDR listing warmed after start: the first ``GET /edr/collections`` would otherwise load the format
-plugins and their libraries (zarr, h5netcdf) and open every collection's file, about 0.7 s on the demo's data.
-A background thread does it once the server answers (``twinengine.warmup``; ``/health``: ``"warming": ["edr"]``).
+plugins and their libraries (zarr, h5netcdf) and open every collection's file, about 0.7 s on the demo's data;
+the map's first layer (a cube drawn as a PNG) would load the imaging library. A served engine does both once
+it answers (``twinengine.warmup``; ``/health``: ``"warming": ["edr"]``).
 """
 
 from __future__ import annotations
 
-from twinengine.access.listing import PLACEHOLDER, list_collections
-from twinengine.access.service import DataAccess
+from typing import TYPE_CHECKING
+
 from twinengine.auth.principal import SYSTEM, Principal, Role
 from twinengine.warmup import Warmup
+
+if TYPE_CHECKING:
+    from twinengine.access.service import DataAccess
 
 __all__ = ["EdrWarmup"]
 
@@ -28,6 +32,18 @@ class EdrWarmup(Warmup):
         self.opened = 0
 
     def warm(self) -> str:
+        from twinengine.access.listing import PLACEHOLDER, list_collections  # here: not before the first answer
+
         self.opened = len(list_collections(self.access, principal=SYSTEM, base=PLACEHOLDER))
         list_collections(self.access, principal=NOBODY, base=PLACEHOLDER)
+        _draw_a_pixel()
         return f"{self.opened} collections opened"
+
+
+def _draw_a_pixel() -> None:
+    """The imaging library loaded, its PNG writer included, as ``access.render`` draws a map layer."""
+    import io
+
+    from PIL import Image
+
+    Image.new("RGBA", (1, 1)).save(io.BytesIO(), format="PNG", compress_level=1)

@@ -18,8 +18,8 @@ from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.runtime import Runtime
 
-__all__ = ["PRINCIPAL_SCOPE_KEY", "TOKEN_REQUIRED", "PrincipalDep", "RuntimeDep", "SessionDep", "authorized",
-           "principal_of", "requires_token"]
+__all__ = ["PRINCIPAL_SCOPE_KEY", "TOKEN_REQUIRED", "PrincipalDep", "ReadSessionDep", "RuntimeDep", "SessionDep",
+           "authorized", "principal_of", "requires_token"]
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,6 +70,25 @@ async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[Se
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+async def get_read_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
+    """A read-only unit of work whatever the method, for a route that only reads but takes its question in a
+    body (a search POSTed): on SQLite it takes no write lock, so what the route waits on meanwhile (files it
+    opens, a collection's replicas) holds no writer of the engine (``store.guard``). Its audit row, a write
+    method's, is written apart (``AuditMiddleware``)."""
+    db = runtime.db
+    session = db.open(readonly=True)
+    try:
+        yield session
+    finally:
+        if session.in_transaction():  # an endpoint that does not end it on its own thread
+            await run_in_threadpool(functools.partial(db.close, session, commit=False))
+        else:
+            session.close()
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `twin token create` or an OIDC issuer.")
 

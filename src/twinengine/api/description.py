@@ -9,6 +9,7 @@ once, for every route, rather than repeated by each router. A route states its o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -21,10 +22,8 @@ from starlette.routing import BaseRoute
 
 from twinengine.api.cookies import CSRF_HEADER, SESSION_COOKIE
 from twinengine.api.deps import TOKEN_REQUIRED
-from twinengine.api.routes.access import EDRRoute
-from twinengine.workflows.openeo.errors import OpenEORoute
 
-__all__ = ["ERROR_SCHEMAS", "api_routes", "auth_of", "complete", "error_statuses", "install_description"]
+__all__ = ["api_routes", "auth_of", "complete", "error_statuses", "install_description"]
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _REF = "#/components/schemas/"
@@ -81,7 +80,26 @@ class EDRException(BaseModel):
     details: list[ProblemDetail] | None = None
 
 
-ERROR_SCHEMAS: dict[type[APIRoute], type[BaseModel]] = {OpenEORoute: OpenEOError, EDRRoute: EDRException}
+class OgcProcessesException(BaseModel):
+    """An OGC API - Processes exception: an RFC 7807 document (``api/routes/ogc_errors.py``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str | None = None
+    status: int | None = None
+    detail: str | None = None
+    instance: str | None = None
+
+
+@functools.cache
+def error_schemas() -> dict[type[APIRoute], type[BaseModel]]:
+    """The routes that answer errors in their standard's format, and that format (imported when the description
+    is first built: an engine that imports its route groups lazily does not import those groups for it)."""
+    from twinengine.api.routes.access import EDRRoute
+    from twinengine.api.routes.ogc_errors import OgcRoute
+    from twinengine.workflows.openeo.errors import OpenEORoute
+
+    return {OpenEORoute: OpenEOError, EDRRoute: EDRException, OgcRoute: OgcProcessesException}
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any] | None]:
@@ -121,7 +139,8 @@ def _declares_body(route: RouteContext) -> bool:
 
 
 def _error_model(route: RouteContext) -> type[BaseModel]:
-    return next((model for kind, model in ERROR_SCHEMAS.items() if isinstance(route.original_route, kind)), Error)
+    return next((model for kind, model in error_schemas().items() if isinstance(route.original_route, kind)),
+                Error)
 
 
 def api_routes(routes: Sequence[BaseRoute]) -> Iterator[RouteContext]:

@@ -5,7 +5,8 @@ requests share one transaction and one durable commit, after which each request 
 durable). A store without a writer (PostgreSQL, whose writers of different rows proceed side by side) runs
 the unit of work on a worker thread and commits it there, as a sync endpoint's (``api.routing``). Either way
 a successful write's audit row is in its transaction, and a refused one is recorded by ``AuditMiddleware``,
-as for every other route.
+as for every other route. The audit rows of writes applied together are one statement, run straight on the
+group's SQLite connection (``store.direct``).
 """
 
 from __future__ import annotations
@@ -13,21 +14,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from twinengine.api.audit_trail import AUDITED_KEY, record_request, request_event
-from twinengine.auth import audit
+from twinengine.auth.models import AuditEvent
 from twinengine.runtime import Runtime
 from twinengine.store.conflicts import store_refusal
+from twinengine.store.direct import Direct
 
 __all__ = ["write_through_store"]
 
 W = TypeVar("W")  # what a request asks to write
 T = TypeVar("T")
+_AUDIT_ROWS = Direct(insert(cast(Table, AuditEvent.__table__)),  # the rows of ``audit.event``
+                     keys=("at", "actor", "role", "action", "target", "outcome", "status", "detail"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +57,7 @@ class _Audited(Generic[W, T]):
     def together(self, session: Session, requests: list[_Request[W]]) -> Sequence[Any]:
         assert self.apply_together is not None
         outcomes = self.apply_together(session, [request.item for request in requests])
-        audit.record_all(session, [request_event(request.scope, request.status)
+        _AUDIT_ROWS.many(session, [request_event(request.scope, request.status)
                                    for request, outcome in zip(requests, outcomes, strict=True)
                                    if not isinstance(outcome, Exception)])
         return outcomes

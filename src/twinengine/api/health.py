@@ -1,4 +1,5 @@
-"""Liveness and Prometheus metrics. ``/health`` is public (with the status of every background loop);
+"""Liveness, readiness and Prometheus metrics. ``/health`` (liveness: the engine answers and reaches its store,
+with the status of every background loop) and ``/health/ready`` (readiness: also started and warm) are public;
 ``/metrics`` needs a provider or admin token."""
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from twinengine.catalog.models import AppVersion
 from twinengine.daemons.supervisor import LoopStatus, Supervisor
 from twinengine.runtime import Runtime
 from twinengine.twins.models import StateRevision, Twin
+from twinengine.warmup import Warmup
 
-__all__ = ["LoopsCollector", "StoreCollector", "health_answer", "router"]
+__all__ = ["LoopsCollector", "StoreCollector", "health_answer", "readiness_answer", "router"]
 
 router = api_router(tag="health", versioned=False)
 
@@ -56,6 +58,41 @@ async def health_answer(state: Any, runtime: Runtime) -> tuple[int, dict[str, An
         body["primary"] = election.held
     body["loops"] = [_loop_line(s) for s in runtime.loops.status()]
     return (200 if database == "ok" else 503), body
+
+
+@router.get("/health/ready", name="ready", summary="Is the engine ready: started, warm, its store reachable?",
+            responses={503: {"description": "Not ready yet (or the store cannot be reached): what it waits for",
+                             "content": {"application/json": {}}}})
+@public
+async def ready(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """The probe to send traffic by: 200 only once the engine is migrated, started and warm (every group of
+    routes imported, every warm-up run), so that a first page answers as fast as later ones; 503 before,
+    naming what it waits for. ``/health`` stays the liveness probe: it answers 200 while the engine warms."""
+    status, body = await readiness_answer(request.app.state, runtime)
+    return JSONResponse(body, status_code=status)
+
+
+async def readiness_answer(state: Any, runtime: Runtime) -> tuple[int, dict[str, Any]]:
+    """The status code and body of ``/health/ready`` (``state``: the app's)."""
+    probe: StoreProbe | None = getattr(state, "store_probe", None)
+    if probe is None:
+        probe = state.store_probe = StoreProbe(lambda: _check_store(runtime))
+    database = await probe.status()
+    waiting = [] if database == "ok" else ["store"]
+    loading = getattr(state, "route_loading", None)
+    warmups: list[Warmup] = list(getattr(state, "warmups", ()))
+    warming = [w.name for w in warmups if w.warming]
+    if loading is not None and not loading.complete and "routes" not in warming:
+        warming.insert(0, "routes")  # a group of routes that could not be imported
+    sequence = getattr(state, "warming", None)
+    if not warming and sequence is not None and not sequence.finished.is_set() and warmups:
+        warming = [warmups[-1].name]  # the last one has run; the sequence ends on the event loop's next turn
+    waiting += warming
+    if not waiting:
+        return 200, {"status": "ready", "version": __version__, "database": database}
+    return 503, {"code": "EngineUnavailable", "message": f"the engine is not ready: waiting for {', '.join(waiting)}",
+                 "status": "warming" if database == "ok" else "degraded", "version": __version__,
+                 "database": database, "waiting_for": waiting}
 
 
 @router.get("/metrics", name="metrics", summary="Prometheus metrics (text format)",

@@ -7,96 +7,132 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from twinengine.api.audit_trail import AUDITED_KEY, WRITE_METHODS, record_request
+from twinengine.api.audit_trail import AUDITED_KEY, PRINCIPAL_SCOPE_KEY, WRITE_METHODS, record_request
+from twinengine.api.cookies import SESSION_COOKIE
+from twinengine.api.deps import principal_of
+from twinengine.api.edge_limits import BodyLimits
+from twinengine.api.errors import render
+from twinengine.errors import TwinEngineError
 from twinengine.runtime import Runtime
 
 __all__ = ["AuditMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]
 
 log = logging.getLogger("twinengine.audit")
 
+_CLOSE = (b"connection", b"close")
 
 
 async def _send_error(send: Send, status: int, code: str, message: str) -> None:
     body = json.dumps({"code": code, "message": message}).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            _CLOSE]})
     await send({"type": "http.response.body", "body": body})
 
 
-class _BodyTooLarge(Exception):
+class _BodyRefused(Exception):
     pass
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit with 413, by Content-Length up front or while streaming."""
+    """Refuse bodies over their route's limit with 413, by Content-Length up front or while streaming; read
+    past the default limit only for a caller whose token verified (401 otherwise). An answer given before the
+    body was read to its end closes the connection (``Connection: close``), so the server never reads the
+    rest. ``twin serve`` refuses the same sizes at its edge (``api/edge.py``) before they reach the app."""
 
-    def __init__(self, app: ASGIApp, *, default: int, overrides: Mapping[tuple[str, str], int],
-                 patterns: Sequence[tuple[str, str, int]] = ()) -> None:
+    def __init__(self, app: ASGIApp, *, limits: BodyLimits, runtime: Runtime | None = None) -> None:
         self.app = app
-        self.default = default
-        self.overrides = dict(overrides)
-        self.patterns = [(method, re.compile(path), limit) for method, path, limit in patterns]
+        self.limits = limits
+        self.runtime = runtime
 
-    def _limit(self, method: str, path: str) -> int:
-        limit = self.overrides.get((method, path.rstrip("/")))
-        if limit is not None:
-            return limit
-        return next((n for m, p, n in self.patterns if m == method and p.match(path)), self.default)
+    async def _caller_refused(self, scope: Scope) -> Response | None:
+        """None when the caller's token verifies (or the route verified it already), else the answer."""
+        if self.runtime is None or scope.get(PRINCIPAL_SCOPE_KEY) is not None:
+            return None
+        request = Request(scope)
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        token = credentials.strip() if scheme.lower() == "bearer" else ""
+        try:
+            await principal_of(self.runtime, token or request.cookies.get(SESSION_COOKIE))
+        except TwinEngineError as error:
+            response = render(error)
+            response.headers["connection"] = "close"
+            return response
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self._limit(scope["method"], scope["path"])
+        default = self.limits.default
+        limit = self.limits.allowance(scope["method"], scope["path"])
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_error(send, 413, "PayloadTooLarge",
-                              f"request body is {int(declared)} bytes; the limit here is {limit}")
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        if size is not None and size > limit:
+            await _send_error(send, 413, "PayloadTooLarge", f"request body is {size} bytes; the limit here is {limit}")
             return
+        if size is not None and size > default:
+            refusal = await self._caller_refused(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
         received = 0
-        started = over = False
-        too_large = f"request body exceeds the limit of {limit} bytes"
+        body_done = not size and b"transfer-encoding" not in headers
+        started = verified = False
+        refused: Response | None = None
 
         async def limited_receive() -> Message:
-            nonlocal received, over
+            nonlocal received, body_done, verified, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = body_done or not message.get("more_body", False)
                 if received > limit:
-                    over = True
-                    raise _BodyTooLarge
+                    refused = _error(413, "PayloadTooLarge", f"request body exceeds the limit of {limit} bytes")
+                elif received > default and not verified and size is None:  # streamed past the default
+                    refused = await self._caller_refused(scope)
+                    verified = refused is None
+                if refused is not None:
+                    raise _BodyRefused
             return message
 
         async def tracking_send(message: Message) -> None:
-            # A body read by the framework (FastAPI parsing JSON) turns _BodyTooLarge into its own 400 "error
-            # parsing the body"; once the limit was passed, whatever the app answers is replaced by the 413.
+            # A body read by the framework (FastAPI parsing JSON) turns _BodyRefused into its own 400 "error
+            # parsing the body"; once the body was refused, whatever the app answers is replaced by the refusal.
             nonlocal started
             if message["type"] == "http.response.start":
                 if started:
                     return
                 started = True
-                if over:
-                    await _send_error(send, 413, "PayloadTooLarge", too_large)
+                if refused is not None:
+                    await refused(scope, receive, send)
                     return
-            elif over:
+                if not body_done:  # answered before the body ended: the rest is not read
+                    message = {**message, "headers": [*message.get("headers", []), _CLOSE]}
+            elif refused is not None:
                 return
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _send_error(send, 413, "PayloadTooLarge", too_large)
+        except _BodyRefused:
+            if not started and refused is not None:
+                await refused(scope, receive, send)
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers={"connection": "close"})
 
 
 class AuditMiddleware:

@@ -28,9 +28,9 @@ __all__ = ["child_app", "serve_processes"]
 def serve_processes(settings: Settings, *, grace: int) -> bool:
     """Serve ``settings.serve_processes`` engine processes until stopped; False when one could not start (or
     the store could not be prepared)."""
-    import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from twinengine.api.edge import edge_config
     from twinengine.bootstrap import announce_admin_token, issuer_for, prepare_store
     from twinengine.store.engine import Database
 
@@ -54,9 +54,9 @@ def serve_processes(settings: Settings, *, grace: int) -> bool:
             self.failed = True
             self.should_exit.set()
 
-    config = uvicorn.Config(f"{__name__}:child_app", factory=True, host=settings.host, port=settings.port,
-                            workers=settings.serve_processes, log_level=settings.log_level,
-                            timeout_graceful_shutdown=grace)
+    config = edge_config(f"{__name__}:child_app", settings, factory=True, host=settings.host, port=settings.port,
+                         workers=settings.serve_processes, log_level=settings.log_level,
+                         timeout_graceful_shutdown=grace)  # the edge's limits travel to each process with it
     supervisor = Supervisor(config, sockets=[config.bind_socket()])
     supervisor.run()
     return not supervisor.failed

@@ -104,7 +104,8 @@ def _apply(local: LocalEngine, sha: str, manifest: Manifest, twin_id: str, name:
             raise ValueError(f"the worker asked for {question.get('ask')!r}")
 
         header = {"entrypoint": spec.entrypoint, "model": model, "seconds": 60.0,
-                  "twin": {"id": twin.id, "name": twin.name, "function": name, "parameters": dict(twin.parameters)}}
+                  "twin": {"id": twin.id, "name": twin.name, "function": name, "parameters": dict(twin.parameters),
+                           "properties": sorted(manifest.state)}}
         pending = [records for records, _ in calls]
         while pending:
             results, failed = code.functions(header, pending, ask=answer)

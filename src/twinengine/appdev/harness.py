@@ -2,9 +2,10 @@
 
 The manifest is validated, the app's own tests run (pytest, in a subprocess), and then a throw-away local
 engine (``LocalEngine``) publishes the app, creates a twin, appends the sample records, applies each function
-on arrival to them, calls each app process that has sample arguments, trains each model briefly and runs
-each workflow. Every item reports ok or failed, its seconds, and for a failure the error and the place in
-the app's files (``package/module.py:12``) or the manifest field it concerns.
+on arrival to them, calls each app process that has sample arguments, runs a few assimilation cycles and a
+small calibration where the manifest has those sections, trains each model briefly and runs each workflow.
+Every item reports ok or failed, its seconds, and for a failure the error and the place in the app's files
+(``package/module.py:12``) or the manifest field it concerns.
 """
 
 from __future__ import annotations
@@ -55,9 +56,12 @@ def check_app(folder: Path, *, run_tests: bool = True, train: bool = True,
         with run.item("samples"):
             counts = local.ingest_samples(manifest)
         from twinengine.appdev._checks import run_functions, run_processes, run_training, run_workflows
+        from twinengine.appdev._sections import run_assimilation, run_calibration
 
         run_functions(run, local, published["sha"], manifest, published["twin"], counts)
         run_processes(run, local, published["sha"], manifest)
+        run_assimilation(run, local, manifest, counts)  # from the state the functions reported
+        run_calibration(run, local, manifest, counts)
         no_champion = (run_training(run, local, manifest, epochs=TRAINING_EPOCHS) if train else
                        {name: "training was skipped (--no-training)" for name in manifest.models})
         run_workflows(run, local, manifest, no_champion)

@@ -23,8 +23,10 @@ __all__ = ["check_imports"]
 
 def check_imports(folder: Path, manifest: Manifest, settings: Settings) -> list[Problem]:
     """Every problem importing the app in a sandboxed worker finds: an entrypoint the engine could not call
-    (named by its manifest path), a package that fails to import, requirements that do not install."""
+    (named by its manifest path), a package that fails to import, requirements that do not install, an
+    assimilation step whose answer to a sample state would not serve as the new state."""
     from twinengine.catalog.archive import pack
+    from twinengine.twin_assimilation.trial import step_problems
     from twinengine.workers.apps import import_app, unpacked
     from twinengine.workers.envs import EnvironmentFailed, Environments
     from twinengine.workers.service import Workers
@@ -42,6 +44,7 @@ def check_imports(folder: Path, manifest: Manifest, settings: Settings) -> list[
                               image=manifest.image)
         try:
             import_app(app, manifest)
+            return step_problems(app, manifest)  # the assimilation step called once on a sample state
         except ValidationFailed as exc:
             return exc.problems
         finally:

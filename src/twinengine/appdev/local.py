@@ -128,7 +128,8 @@ class LocalEngine:
             done = catalog.publish(session, rt.blobs, principal=SYSTEM, archive=pack(self.folder),
                                    max_archive_bytes=rt.settings.max_app_archive_bytes,
                                    max_unpacked_bytes=rt.settings.max_app_unpacked_bytes,
-                                   max_manifest_bytes=rt.settings.max_manifest_bytes, steps=rt.publish_steps)
+                                   max_manifest_bytes=rt.settings.max_manifest_bytes, steps=rt.publish_steps,
+                                   db=rt.db)
             return done.row.archive_sha256, catalog.manifest_of(done.row)
 
     def create_twin(self, manifest: Manifest) -> str:

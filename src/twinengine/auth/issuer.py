@@ -22,13 +22,14 @@ from sqlalchemy.orm import Session
 
 from twinengine.auth.groups import with_groups
 from twinengine.auth.keyring import Keyring, kid_of
+from twinengine.auth.lifetimes import token_end
 from twinengine.auth.models import ApiToken, Identity
 from twinengine.auth.principal import Principal, Role, reserved
 from twinengine.errors import AuthenticationRequired, TokenInvalid
 from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 
-__all__ = ["BuiltinIssuer", "SignedToken", "TokenVerifier", "split_bearer", "verify_bearer"]
+__all__ = ["BuiltinIssuer", "SignedToken", "TokenVerifier", "disabled_message", "split_bearer", "verify_bearer"]
 
 _VERIFIED_TOKENS = 4096  # tokens whose verified signature is remembered
 
@@ -87,9 +88,11 @@ class BuiltinIssuer(TokenVerifier):
         return hmac.new(self._mac_key, message, hashlib.sha256).hexdigest()
 
     def sign(self, name: str, role: Role, ttl: timedelta | None, *, not_after: datetime | None = None,
-             audience: str | None = None) -> SignedToken:
+             audience: str | None = None, limits: dict[str, Any] | None = None) -> SignedToken:
         """Sign a token valid for ``ttl`` (None: no expiry), and in any case not after ``not_after``; with
-        ``audience``, a token for that site (``aud``), which this engine itself refuses."""
+        ``audience``, a token for that site (``aud``), which this engine itself refuses. ``limits`` are claims
+        that tell a site verifying the token alone what it is limited to (``scope``, ``twins``); the engine
+        itself reads a token's limits from its record, never from the token."""
         now = utcnow()
         jti = uuid.uuid4().hex
         expires = now + ttl if ttl is not None else None
@@ -101,6 +104,8 @@ class BuiltinIssuer(TokenVerifier):
             claims["exp"] = int(expires.timestamp())
         if audience is not None:
             claims["aud"] = audience
+        for claim, value in (limits or {}).items():
+            claims.setdefault(claim, value)
         kid, key = self.keyring.signing_key() if self.keyring is not None else (self.root_kid, self._key)
         token = jwt.encode(claims, key, algorithm=self.algorithm, headers={"kid": kid})
         return SignedToken(token, jti, name, role, now, expires)
@@ -165,7 +170,8 @@ class BuiltinIssuer(TokenVerifier):
         jti = str(claims["jti"])
         found = session.execute(
             select(ApiToken.identity, ApiToken.identity_id, ApiToken.role, ApiToken.revoked_at, Identity.disabled,
-                   Identity.id, ApiToken.scopes, ApiToken.twins, ApiToken.parent_jti)
+                   Identity.id, ApiToken.scopes, ApiToken.twins, ApiToken.twin_ids, ApiToken.parent_jti,
+                   ApiToken.expires_at, Identity.disabled_by)
             .join(Identity, Identity.name == ApiToken.identity, isouter=True).where(ApiToken.jti == jti)).first()
         if found is None or found.identity != claims["sub"]:
             raise TokenInvalid("token is not known to this engine")
@@ -174,7 +180,7 @@ class BuiltinIssuer(TokenVerifier):
         if found.id is None or found.identity_id != found.id:  # a deleted identity, perhaps its name reused
             raise TokenInvalid(f"the identity token {jti} was issued to has been deleted")
         if found.disabled:
-            raise TokenInvalid(f"identity {found.identity!r} is disabled")
+            raise TokenInvalid(disabled_message(found.identity, found.disabled_by))
         if reserved(found.identity):  # issued before the name was reserved: it would act as the engine
             raise TokenInvalid(f"identity {found.identity!r} has a name the engine keeps for itself")
         if found.parent_jti is not None:  # a scoped token works only while the token it was made with does
@@ -187,7 +193,18 @@ class BuiltinIssuer(TokenVerifier):
                 raise TokenInvalid(f"the token this scoped token was made with ({found.parent_jti}) has expired")
         return Principal(name=found.identity, role=Role(found.role), issuer=self.issuer, token_id=jti,
                          scopes=None if found.scopes is None else frozenset(found.scopes),
-                         twins=None if found.twins is None else frozenset(found.twins))
+                         twins=None if found.twins is None else frozenset(found.twins),
+                         twin_ids=None if found.twin_ids is None else frozenset(found.twin_ids),
+                         expires_at=token_end(claims, found.expires_at))
+
+
+def disabled_message(name: str, disabled_by: str | None) -> str:
+    """Why a disabled identity's token is refused: an admin's disable, or its provider's hold (``auth.liveness``),
+    which the person's next sign-in there lifts."""
+    if disabled_by is not None and disabled_by.startswith("provider:"):
+        return (f"identity {name!r} is on hold: its OpenID provider ({disabled_by.removeprefix('provider:')}) "
+                "no longer vouches for a token of theirs; sign in there again")
+    return f"identity {name!r} is disabled"
 
 
 def split_bearer(token: str) -> tuple[str | None, str]:

@@ -154,7 +154,7 @@ class Keyring:
         return following.kid, added
 
     def _read(self) -> None:
-        with self.db.session(readonly=True) as session:
+        with self.db.reading() as session:  # in the unit of work a token is signed in, if any (store.guard)
             rows = list(session.scalars(select(SigningKey).order_by(SigningKey.generation)))
             found: dict[str, Generation] = {}
             current = max((r.generation for r in rows if r.promoted_at is not None), default=0)

@@ -31,6 +31,11 @@ class Identity(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(64))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Who disabled it and when (migration 0033): an admin's name, or ``provider:<id>`` where the identity's
+    # provider disowned the person (``auth.liveness``): such a hold ends itself once the provider vouches for
+    # them again; an admin's lasts until an admin enables the identity. None: disabled before it was recorded.
+    disabled_by: Mapped[str | None] = mapped_column(String(80))
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # An identity from an OpenID provider is keyed by issuer and subject (0024); the name is made once from them.
     issuer: Mapped[str | None] = mapped_column(String(400))
     subject: Mapped[str | None] = mapped_column(String(255))
@@ -57,6 +62,14 @@ class ApiToken(Base):
     scopes: Mapped[list[str] | None] = mapped_column(JSONValue)
     twins: Mapped[list[str] | None] = mapped_column(JSONValue)
     parent_jti: Mapped[str | None] = mapped_column(String(64))
+    # The ids of ``twins`` when it was made (migration 0033): the limit itself, so a twin made later under one of
+    # those names is not reached; ``twins`` keeps the names to show.
+    twin_ids: Mapped[list[str] | None] = mapped_column(JSONValue)
+    # The OpenID provider's access token (its ``jti``) this one was made from, if any (migration 0033): when the
+    # provider says that token is no longer active, what was made from it is revoked (``auth.liveness.hold``).
+    # A portal session opened by the provider's sign-in holds ``sid:<the provider's session id>`` instead: the
+    # provider's back-channel logout names that session (``auth.backchannel``).
+    provider_jti: Mapped[str | None] = mapped_column(String(255), index=True)
     audience: Mapped[str | None] = mapped_column(String(200))  # a token exchanged for a site (delegation/exchange.py)
 
 

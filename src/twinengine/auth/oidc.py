@@ -5,7 +5,9 @@ The principal is the identity keyed by the token's issuer and subject (``auth.ex
 groups the provider's rules map its claims to (``auth.claims``). The first use of a token counts as a sign-in:
 the identity is created or updated and the asserted groups recorded; a disabled identity is refused. Whether
 the provider still vouches for a token in use is asked every ``recheck_s`` seconds (``auth.liveness``): when
-it does not, the person loses access; the groups its answer holds replace the token's. A token that is not a JWT
+it does not, the token is refused and the person held until the provider vouches for them again (a new sign-in
+lifts the hold); the groups its answer holds replace the token's. The principal carries the token's end
+(``expires_at``): nothing made from it outlives it (``auth.lifetimes``). A token that is not a JWT
 (an opaque access token) is known only through that answer: it is accepted only where the provider introspects
 it and says it is active, issued by it, for the engine's audience and not expired.
 """
@@ -16,6 +18,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import jwt
@@ -26,10 +29,23 @@ from twinengine.auth.discovery import Discovery
 from twinengine.auth.external import find_identity, principal_for, record_sign_in
 from twinengine.auth.groups import groups_of
 from twinengine.auth.issuer import TokenVerifier
-from twinengine.auth.liveness import Answer, Liveness, block, refreshed, refused, suspended
+from twinengine.auth.lifetimes import token_end
+from twinengine.auth.liveness import (
+    Answer,
+    Liveness,
+    block,
+    held_by,
+    hold,
+    issued_at,
+    refreshed,
+    refused,
+    release,
+    suspended,
+)
 from twinengine.auth.principal import Principal
 from twinengine.config import OidcProvider, web_url
 from twinengine.errors import TokenInvalid
+from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 
 __all__ = ["OidcVerifier"]
@@ -157,14 +173,45 @@ class OidcVerifier(TokenVerifier):
             answer = self.liveness.check(token)
             claims = self._introspected(answer)
         if not answer.active:
-            if self._db is not None:
-                block(self._db, person_from_claims(self.provider, claims))
+            if self._db is not None and answer.fresh:  # news from the provider: the person is held, not disabled
+                hold(self._db, person_from_claims(self.provider, claims),
+                     ended=str(claims["jti"]) if "jti" in claims else None)
             raise refused(self.provider)
         said = refreshed(self.provider, claims, answer.said)
+        answer = self._released(token, said, answer)
         # an answer asked for this use that tells the groups is recorded as a sign-in: memberships follow it
         sign_in = self._first_use(token) or (answer.fresh and said is not claims)
-        return self.principal(said, token_id=str(claims["jti"]) if "jti" in claims else None,
-                              session=session, sign_in=sign_in)
+        principal = self.principal(said, token_id=str(claims["jti"]) if "jti" in claims else None,
+                                   session=session, sign_in=sign_in)
+        return replace(principal, expires_at=token_end(claims))
+
+    def _released(self, token: str, claims: dict[str, Any], answer: Answer) -> Answer:
+        """Lift the provider's hold on the token's person (``liveness.hold``) when the provider vouches for them
+        now: an answer asked for this use, or a token it issued after the hold began; a token from before is
+        asked about again. Looked up in units of work of their own, so the verification sees the outcome."""
+        if self._db is None or suspended(self.provider, claims):
+            return answer  # a token flagging the person suspended is refused where the person is made
+        person = person_from_claims(self.provider, claims)
+        with self._db.session(readonly=True) as lookup:
+            identity = find_identity(lookup, issuer=person.issuer, subject=person.subject)
+            began = identity.disabled_at if identity is not None and identity.disabled and \
+                identity.disabled_by == held_by(person.provider) else None
+        if began is None:
+            return answer
+        since = issued_at(claims)
+        if not answer.fresh and (since is None or since <= began) and self.liveness.enabled:
+            answer = self.liveness.check(token, fresh=True)
+            if not answer.active:
+                raise refused(self.provider)
+        if answer.fresh:
+            since = utcnow()
+        release(self._db, person, since=since)
+        return answer
+
+    def vouched(self, claims: dict[str, Any]) -> None:
+        """The provider signed the person in just now (the portal's code flow): a hold on them is lifted."""
+        if self._db is not None and not suspended(self.provider, claims):
+            release(self._db, person_from_claims(self.provider, claims), since=utcnow())
 
     def _introspected(self, answer: Answer) -> dict[str, Any]:
         """The claims of an opaque access token: the provider's introspection answer, checked as ``decode``

@@ -154,6 +154,12 @@ RULES: dict[str, Rule] = {
     # subscriptions: anyone may subscribe to a twin it may read (twin.read as well); each manages its own
     "subscription.create": any_role,  # subscribe, list one's own
     "subscription.manage": owner(),  # show, delete, test-send one's own subscription
+    # the data space: owners offer their data; anyone may consume; admins keep the register of participants;
+    # a participant's use of an offer or agreement is judged by its ODRL policy at each phase (dataspace.gates)
+    "dataspace.offer.create": role_in(Role.USER, Role.DEVELOPER, Role.PROVIDER),  # offer, list, withdraw, revoke
+    "dataspace.consume": role_in(Role.USER, Role.DEVELOPER, Role.PROVIDER),  # catalogs, negotiations, transfers
+    "dataspace.participant.manage": admin_only,
+    "dataspace.use": lambda principal, gate: bool(gate.permits(principal)),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 __all__ = ["GROUP_NAME_PATTERN", "RESERVED_NAMES", "SYSTEM", "Principal", "Role", "reserved"]
@@ -29,10 +30,15 @@ class Principal:
     issuer: str = "twinengine"
     token_id: str | None = None
     groups: frozenset[str] = frozenset()  # the groups the identity is in when the request is authorised
-    # A scoped token's limits (``auth.scopes``): the scopes it carries and the twins (names or ids) it is for;
-    # None: not limited in that way.
+    # A scoped token's limits (``auth.scopes``): the scopes it carries and the twins (names or ids) it is for,
+    # and, where the token recorded them, those twins' ids (the limit itself: a twin made later under one of
+    # the names is not among them); None: not limited in that way.
     scopes: frozenset[str] | None = None
     twins: frozenset[str] | None = None
+    twin_ids: frozenset[str] | None = None
+    # When the token the caller came with ends (None: never, or not known): a token made from it (a scoped or
+    # an exchanged token, a portal session) ends no later (``auth.lifetimes``).
+    expires_at: datetime | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -86,6 +86,9 @@ class IdentityRead(BaseModel):
     created_at: datetime
     created_by: str | None
     disabled: bool
+    disabled_by: str | None = Field(default=None, description="Who disabled it: an admin's name, or "
+                                    "`provider:<id>` for a hold its OpenID provider caused, which ends itself when "
+                                    "the provider vouches for the person again.")
     valid_tokens: int
     roles: list[Role]
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.auth import audit
 from twinengine.auth.issuer import BuiltinIssuer, SignedToken
+from twinengine.auth.lifetimes import end_of, provider_jti
 from twinengine.auth.models import ApiToken, Identity
 from twinengine.auth.policy import require
 from twinengine.auth.principal import SYSTEM, Principal, Role, reserved
@@ -71,15 +72,22 @@ def issue_token(
     ttl: timedelta | None,
     note: str | None = None,
     not_after: datetime | None = None,
+    made_from: str | None = None,
 ) -> SignedToken:
     """Sign a token for ``name`` in ``role`` (creating the identity on first use) and record it; it expires
-    after ``ttl`` and not after ``not_after``."""
+    after ``ttl`` and not after ``not_after``; ``made_from``: the OpenID provider's token (its ``jti``) it was
+    made from, with which it ends. One an admin makes for themselves is made from their own token and ends no
+    later than it (``auth.lifetimes``); one for another identity is an admin's act of its own."""
     require(principal, "token.create", target=f"identity {name}")
     refuse_reserved(name)
+    if name == principal.name:
+        not_after = end_of(principal, not_after)
+        made_from = made_from or provider_jti(principal, issuer.issuer)
     identity = ensure_identity(session, name, created_by=principal.name)
     signed = issuer.sign(name, role, ttl, not_after=not_after)
     session.add(ApiToken(jti=signed.jti, identity=name, identity_id=identity.id, role=role.value,
-                         issued_at=signed.issued_at, expires_at=signed.expires_at, note=note))
+                         issued_at=signed.issued_at, expires_at=signed.expires_at, note=note,
+                         provider_jti=made_from))
     session.flush()
     return signed
 
@@ -125,9 +133,12 @@ def _managed(session: Session, principal: Principal, name: str) -> Identity:
 
 def set_disabled(session: Session, *, principal: Principal, name: str, disabled: bool) -> Identity:
     """Disable (or enable again) an identity: its tokens and portal sessions stop working at once, and
-    start again when it is enabled (admins)."""
+    start again when it is enabled (admins). An admin's disable is the admin's: a provider that vouches for the
+    person does not lift it (``auth.liveness``); enabling lifts a provider's hold too."""
     identity = _managed(session, principal, name)
-    identity.disabled = disabled
+    if disabled != identity.disabled or (disabled and identity.disabled_by != principal.name):
+        identity.disabled = disabled
+        identity.disabled_by, identity.disabled_at = (principal.name, utcnow()) if disabled else (None, None)
     session.flush()
     return identity
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from twinengine.auth.issuer import BuiltinIssuer, SignedToken
+from twinengine.auth.lifetimes import end_of, provider_jti
 from twinengine.auth.models import ApiToken
 from twinengine.auth.principal import SYSTEM, Principal
 from twinengine.auth.service import issue_token
@@ -26,19 +27,21 @@ SESSION_NOTE = "portal session"
 def open_session(session: Session, issuer: BuiltinIssuer, *, principal: Principal, ttl: timedelta) -> SignedToken:
     """A session token for the verified ``principal`` (from a built-in or an OIDC token), same name and role.
 
-    A session lives ``ttl`` at most, and never longer than the engine token it was opened with: a session
-    token that opens a new session passes on its own end, so no chain of sessions outlives the first."""
+    A session lives ``ttl`` at most, and never longer than the token it was opened with (an engine token, or a
+    provider's access token pasted in; ``auth.lifetimes``): a session token that opens a new session passes on
+    its own end, so no chain of sessions outlives the first. One opened by the provider's sign-in page
+    (``principal`` from its ID token, no token end) lives ``ttl``."""
     if principal.issuer == SYSTEM.issuer:
         raise InvalidInput("the engine's internal principal cannot sign in")
     if principal.scopes is not None or principal.twins is not None:  # a session would carry no limits
         raise InvalidInput("a scoped token cannot open a portal session: sign in with an unscoped token")
     used = session.get(ApiToken, principal.token_id) if principal.token_id and principal.issuer == issuer.issuer \
         else None
-    not_after = used.expires_at if used is not None else None
+    not_after = end_of(principal, used.expires_at if used is not None else None)
     if not_after is not None and not_after <= utcnow():
         raise TokenInvalid("token has expired")
     return issue_token(session, issuer, principal=SYSTEM, name=principal.name, role=principal.role, ttl=ttl,
-                       note=SESSION_NOTE, not_after=not_after)
+                       note=SESSION_NOTE, not_after=not_after, made_from=provider_jti(principal, issuer.issuer))
 
 
 def close_session(session: Session, *, principal: Principal) -> bool:

@@ -15,7 +15,6 @@ import contextlib
 import io
 import math
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +27,15 @@ from twinengine.calibration.space import Space
 from twinengine.calibration.summary import Summary, summarise
 from twinengine.catalog.calibration_spec import Method
 
-__all__ = ["METHODS", "Method", "Outcome", "calibrate"]
+__all__ = ["METHODS", "Method", "Outcome", "calibrate", "gelman_rubin"]
 
 Array = npt.NDArray[np.float64]
+Sample = tuple[Array | None, Array | None]  # the posterior sample, and each parameter's R-hat over its chains
 
 
 SAMPLERS = {Method.DREAM, Method.EMCEE}
+R_HAT_LIMIT = 1.05  # DREAM stops sampling this long after every parameter's R-hat is below it (spotpy's: 1.2)
+AFTER_CONVERGENCE = 100  # states per chain sampled after convergence, at least (a quarter of the budget if more)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class _Setup:
 
 class _Batches:
     """spotpy's repeater (its ``ForEach``) replaced: a burst of proposals goes to the evaluator as one batch;
-    SCE-UA's complexes evolve in ``threads`` threads, each run still going through the evaluator."""
+    SCE-UA's complexes evolve one after the other, each run still going through the evaluator."""
 
     def __init__(self, sampler: Any, value: Callable[[list[Array]], list[float]], threads: int) -> None:
         self.sampler, self.value, self.threads = sampler, value, threads
@@ -107,15 +109,17 @@ class _Batches:
     def __call__(self, jobs: Any) -> Iterator[Any]:
         jobs = list(jobs)
         if self.phase == "ComplexEvo":
-            with ThreadPoolExecutor(max(1, self.threads)) as pool:
-                yield from pool.map(self.sampler.simulate, jobs)
+            # One complex after the other: spotpy draws from numpy's one global generator, so complexes evolving in
+            # threads drew in the order the threads ran, and a seeded calibration proposed other runs each time
+            # (its rerun and its resume by replay rely on the same ones). Their model runs still go to the workers.
+            yield from map(self.sampler.simulate, jobs)
             return
         values = self.value([np.asarray(job[1], dtype="float64") for job in jobs])
         for (rep, params), value in zip(jobs, values, strict=True):
             yield rep, params, [value]
 
 
-def _spotpy(ev: Evaluator, space: Space, method: Method, runs: int, seed: int, threads: int) -> Array | None:
+def _spotpy(ev: Evaluator, space: Space, method: Method, runs: int, seed: int, threads: int) -> Sample:
     import spotpy
 
     value = ev.losses if method is Method.SCEUA else ev.log_posteriors
@@ -127,13 +131,16 @@ def _spotpy(ev: Evaluator, space: Space, method: Method, runs: int, seed: int, t
             sampler.repeat = _Batches(sampler, value, threads)
             with contextlib.suppress(BudgetSpent):
                 sampler.sample(runs, ngs=max(2, 2 * len(space) - 1), kstop=3, peps=0.1, pcento=0.1)
-            return None
+            return None, None
         sampler = spotpy.algorithms.dream(setup, dbformat="ram", save_sim=False, random_state=seed)
         sampler.repeat = _Batches(sampler, value, threads)
         chains = max(7, 2 * len(space) + 1)
         with contextlib.suppress(BudgetSpent):
-            sampler.sample(runs, nChains=chains, runs_after_convergence=max(100, runs // 4))
-    return _chains(ev, space, burn=chains * 10)
+            # acceptance test 2: exp(log posterior - its current value), the Metropolis ratio of a log density
+            # (spotpy's default, 6, halves the difference, as for a -SSR, and samples a posterior twice as wide)
+            sampler.sample(runs, nChains=chains, convergence_limit=R_HAT_LIMIT, acceptance_test_option=2,
+                           runs_after_convergence=max(AFTER_CONVERGENCE * chains, runs // 4))
+    return _chains(sampler, ev, space)
 
 
 @contextlib.contextmanager
@@ -151,17 +158,46 @@ def _seeded(seed: int) -> Iterator[None]:
         random.setstate(kept_py)
 
 
-def _chains(ev: Evaluator, space: Space, *, burn: int) -> Array | None:
-    """DREAM's accepted states, rebuilt from the runs: its chains are kept in spotpy's database, which the
-    evaluator's own record replaces; the second half after ``burn`` is the posterior sample."""
-    points = np.array([r.params for r in ev.runs if math.isfinite(r.log_likelihood)], dtype="float64")
-    if len(points) <= burn:
+def _chains(sampler: Any, ev: Evaluator, space: Space) -> Sample:
+    """DREAM's posterior sample: each chain's states (a rejected proposal repeats the state it stayed in; the
+    runs the evaluator kept are the proposals, accepted or not, which spread wider than the posterior) from
+    the first iteration at which every parameter's Gelman-Rubin R-hat fell below ``R_HAT_LIMIT``, or, in
+    chains that never converged, their second half."""
+    positions = [int(n) for n in getattr(sampler, "nChainruns", [])]
+    if not positions or min(positions) < 4:
+        return None, None
+    done = min(positions)  # a budget spent mid-iteration leaves some chains one state longer
+    states = np.asarray(sampler.bestpar, dtype="float64")[:, :done, :]  # (chains, states, parameters)
+    start = done // 2
+    for j, r_hat in enumerate(getattr(sampler, "r_hats", [])):
+        if r_hat is not None and np.all(np.asarray(r_hat) < R_HAT_LIMIT) and j + 1 >= 5:
+            start = min(j + 1, done - 2)  # state 0 is each chain's start; iteration j ends at state j + 1
+            break
+    kept = states[:, start:, :]
+    sample = kept.reshape(-1, len(space))
+    del ev  # the proposals are not the sample (see above)
+    if len(sample) < 2 * len(space) or not np.all(np.isfinite(sample)):
+        return None, None
+    return sample, gelman_rubin(kept)
+
+
+def gelman_rubin(chains: Array) -> Array | None:
+    """R-hat (Gelman & Rubin 1992, as DREAM judges its convergence) of each parameter of ``chains`` (chains,
+    states, parameters): the variance between the chains' means against the variance within them; about 1 once
+    the chains mix, well above while they still drift apart. None for fewer than 2 chains or 4 states."""
+    m, n, _d = chains.shape
+    if m < 2 or n < 4:
         return None
-    rest = points[max(burn, len(points) // 2):]
-    return rest if len(rest) >= 2 * len(space) else None
+    means = chains.mean(axis=1)
+    within = chains.var(axis=1, ddof=1).mean(axis=0)
+    between = n * means.var(axis=0, ddof=1)
+    pooled = (n - 1) / n * within + between / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_hat = np.sqrt(pooled / within)
+    return np.asarray(np.where(within > 0, r_hat, 1.0), dtype="float64")
 
 
-def _emcee(ev: Evaluator, space: Space, runs: int, seed: int, start: Array | None) -> Array | None:
+def _emcee(ev: Evaluator, space: Space, runs: int, seed: int, start: Array | None) -> Sample:
     import emcee
 
     ndim = len(space)
@@ -178,7 +214,7 @@ def _emcee(ev: Evaluator, space: Space, runs: int, seed: int, start: Array | Non
             p0 = np.clip(np.vstack([p0, extra]), space.lower, space.upper)
     steps = runs // walkers
     if steps < 4:
-        return None
+        return None, None
 
     def log_prob(x: Array) -> Array:
         return np.asarray(ev.log_posteriors(list(x)), dtype="float64")
@@ -191,9 +227,9 @@ def _emcee(ev: Evaluator, space: Space, runs: int, seed: int, start: Array | Non
                 break
     done = sampler.iteration
     if done < 2:
-        return None
-    chain = sampler.get_chain()[:done]
-    return np.asarray(chain[done // 2:].reshape(-1, ndim), dtype="float64")
+        return None, None
+    kept = np.asarray(sampler.get_chain()[:done][done // 2:], dtype="float64")  # (states, walkers, parameters)
+    return kept.reshape(-1, ndim), gelman_rubin(np.swapaxes(kept, 0, 1))
 
 
 def calibrate(space: Space, simulate: BatchSimulator, observed: Array, *, objective: Objective, method: Method,
@@ -204,13 +240,14 @@ def calibrate(space: Space, simulate: BatchSimulator, observed: Array, *, object
     ev = Evaluator(space, observed, objective, simulate, max_runs=runs, max_seconds=seconds, known=known or (),
                    on_runs=on_runs)
     samples: Array | None = None
+    r_hat: Array | None = None
     stopped = "converged"
     try:
         if method in SAMPLERS:
             if method is Method.EMCEE:
-                samples = _emcee(ev, space, runs, seed, None)
+                samples, r_hat = _emcee(ev, space, runs, seed, None)
             else:
-                samples = _spotpy(ev, space, method, runs, seed, threads)
+                samples, r_hat = _spotpy(ev, space, method, runs, seed, threads)
         else:
             search = runs - int(runs * posterior_share)
             ev.max_runs = search
@@ -223,7 +260,7 @@ def calibrate(space: Space, simulate: BatchSimulator, observed: Array, *, object
             likely = sorted({r.params: r for r in ev.runs if math.isfinite(r.log_likelihood)}.values(),
                             key=lambda r: -r.log_likelihood)
             if likely and runs - ev.count >= 2:
-                samples = _emcee(ev, space, runs - ev.count, seed, np.array([r.params for r in likely]))
+                samples, r_hat = _emcee(ev, space, runs - ev.count, seed, np.array([r.params for r in likely]))
     except BudgetSpent as exc:  # pragma: no cover - the methods catch their own
         stopped = str(exc)
     if ev.count >= runs:
@@ -231,7 +268,7 @@ def calibrate(space: Space, simulate: BatchSimulator, observed: Array, *, object
     elif seconds is not None and ev.elapsed > seconds:
         stopped = "seconds"
     best = ev.best()
-    return Outcome(runs=ev.runs, best=best, summary=summarise(space, best, samples), samples=samples,
+    return Outcome(runs=ev.runs, best=best, summary=summarise(space, best, samples, r_hat=r_hat), samples=samples,
                    stopped=stopped)
 
 

@@ -232,6 +232,8 @@ class CalibrationRunner:
         space = Space(tuple(Parameter(name, float(v[0]), float(v[1]), Prior(**v[2]))
                             for name, v in settings["space"].items()))
         observed, forcing = self._observations(twin_id, spec, settings)
+        if "read" not in settings:  # the window of observations it read: its rerun reads the same (crates.rerun)
+            self._note_read(cal_id, forcing["time"])
         app = self.code.get(sha, manifest)
         remote = site_chunks(self.sites, settings.get("site"), app, sha, self.stopping)
         pool = ThreadPoolExecutor(workers, thread_name_prefix=f"calibration-{cal_id[-6:]}")
@@ -271,6 +273,13 @@ class CalibrationRunner:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         self._finish(cal_id, attempt, space, objective, outcome)
+
+    def _note_read(self, cal_id: str, times: list[Any]) -> None:
+        with self.db.session() as session:
+            row = session.get(Calibration, cal_id)
+            if row is not None and times:
+                row.settings = {**row.settings, "read": {"first": str(times[0]), "last": str(times[-1]),
+                                                         "records": len(times)}}
 
     def _observations(self, twin_id: str, spec: Any, settings: dict[str, Any]) -> tuple[Array, dict[str, list[Any]]]:
         since = datetime.fromisoformat(settings["since"]) if settings.get("since") else None

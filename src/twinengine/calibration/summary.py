@@ -19,7 +19,8 @@ LEVEL = 0.9  # the central credible interval reported
 @dataclass(frozen=True)
 class Summary:
     """Best parameters and score; per parameter the posterior median and central ``level`` interval; the
-    correlation matrix of the sample (rows and columns in ``names`` order). Without a sample: best only."""
+    correlation matrix of the sample (rows and columns in ``names`` order) and each parameter's R-hat over
+    the sampler's chains (about 1: they mixed). Without a sample: best only."""
 
     names: list[str]
     best: dict[str, float] = field(default_factory=dict)
@@ -29,14 +30,16 @@ class Summary:
     level: float = LEVEL
     correlation: list[list[float]] | None = None
     sample_size: int = 0
+    r_hat: dict[str, float] = field(default_factory=dict)  # per parameter, over the sampler's chains
 
     def to_dict(self) -> dict[str, object]:
         return {"names": self.names, "best": self.best, "best_score": self.best_score, "median": self.median,
                 "interval": {k: list(v) for k, v in self.interval.items()}, "level": self.level,
-                "correlation": self.correlation, "sample_size": self.sample_size}
+                "correlation": self.correlation, "sample_size": self.sample_size, "r_hat": self.r_hat}
 
 
-def summarise(space: Space, best: Run | None, samples: Array | None, level: float = LEVEL) -> Summary:
+def summarise(space: Space, best: Run | None, samples: Array | None, level: float = LEVEL, *,
+              r_hat: Array | None = None) -> Summary:
     names = space.names
     found = Summary(names=names, level=level)
     if best is not None:
@@ -55,4 +58,5 @@ def summarise(space: Space, best: Run | None, samples: Array | None, level: floa
     return Summary(names=names, best=found.best, best_score=found.best_score, level=level,
                    median={n: float(v) for n, v in zip(names, mid, strict=True)},
                    interval={n: (float(a), float(b)) for n, a, b in zip(names, low, high, strict=True)},
-                   correlation=correlation, sample_size=len(samples))
+                   correlation=correlation, sample_size=len(samples),
+                   r_hat={} if r_hat is None else {n: float(v) for n, v in zip(names, r_hat, strict=True)})

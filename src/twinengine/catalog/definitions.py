@@ -33,7 +33,8 @@ def workflow_definitions(blobs: BlobStore, row: AppVersion) -> list[WorkflowDefi
                 name=name, description=spec.description,
                 summary=graph.get("summary") if isinstance(graph, dict) else None,
                 parameters=[p for p in parameters or [] if isinstance(p, dict) and "name" in p],
-                process_graph=graph.get("process_graph", {}) if isinstance(graph, dict) else {}))
+                process_graph=graph.get("process_graph", {}) if isinstance(graph, dict) else {},
+                initial_state=dict(spec.initial_state)))
     if len(_CACHE) >= 256:
         _CACHE.clear()
     _CACHE[row.archive_sha256] = out

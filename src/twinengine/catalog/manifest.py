@@ -11,8 +11,6 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import semver
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from twinengine.catalog.assimilation_spec import AssimilationSpec
@@ -215,6 +213,11 @@ class StateProperty(_Strict):
         default=None, examples=["well"],
         description="What the property is keyed by (a well, a sensor, a pump): it then holds one value per key, "
                     "written and read as name[key] (e.g. head[ow3]); keys are letters, digits and _ . : -.")
+    desired_only: bool = Field(
+        default=False,
+        description="Only users set it, as desired state (a setting, such as an alert threshold): the twin never "
+                    "reports it, so a reported write of it is refused and no subscription watches it (a condition "
+                    "on it could never fire).")
     minimum: float | None = Field(default=None, description="Smallest value a write may have (numbers).")
     maximum: float | None = Field(default=None, description="Largest value a write may have (numbers).")
     enum: list[Any] | None = Field(default=None, min_length=1, description="The only values a write may have.")
@@ -256,6 +259,8 @@ class StateProperty(_Strict):
             raise ValueError("minimum/maximum apply to number and integer properties only")
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
             raise ValueError(f"minimum {self.minimum} is greater than maximum {self.maximum}")
+        if self.desired_only and self.quality:
+            raise ValueError("quality checks judge reported values, and a desired_only property is never reported")
         return self
 
 
@@ -276,6 +281,13 @@ class WorkflowSpec(_Open):
 
     description: str | None = None
     process_graph: RelPath = Field(description="Path of the process-graph JSON file, relative to the app.")
+    initial_state: dict[Ident, Ident] = Field(
+        default_factory=dict, max_length=64, examples=[{"storage_mm": "storage"}],
+        description="Where a run of the twin's workflow starts: graph parameter -> state property. Each run "
+                    "(and each member of an ensemble) takes the twin's current reported value of the property "
+                    "(its newest value not flagged bad), unless the run's request gives the parameter or asks "
+                    "`start: {state: false}`; `start: {revision}` or `{at}` starts from the state as it was "
+                    "(a hindcast). The run records which revision it started from.")
 
 
 class TriggerSpec(_Open):
@@ -449,6 +461,9 @@ class Manifest(_Strict):
     @field_validator("parameters")
     @classmethod
     def _json_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from jsonschema import Draft202012Validator  # here: the API answers before it imports jsonschema
+        from jsonschema.exceptions import SchemaError
+
         try:
             Draft202012Validator.check_schema(value)
         except SchemaError as exc:

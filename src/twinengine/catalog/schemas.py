@@ -66,3 +66,6 @@ class WorkflowDefinition(BaseModel):
     summary: str | None
     parameters: list[dict[str, Any]]
     process_graph: dict[str, Any]
+    initial_state: dict[str, str] = Field(default_factory=dict, description="Parameters a run takes from the twin's "
+                                                                           "state unless given: parameter -> state "
+                                                                           "property (the manifest's initial_state).")

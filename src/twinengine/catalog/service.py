@@ -6,6 +6,7 @@ import hashlib
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from twinengine.errors import (
 )
 from twinengine.store.base import utcnow
 from twinengine.store.blobs import BlobStore
+from twinengine.store.engine import Database
 
 __all__ = [
     "PUBLISH_HOOKS",
@@ -98,6 +100,7 @@ def publish(
     max_manifest_bytes: int = MAX_MANIFEST_BYTES,
     steps: Sequence[PublishStep] = (),
     group: str | None = None,
+    db: Database | None = None,
 ) -> Published:
     """Publish an app archive; identical content already published is a no-op.
 
@@ -106,12 +109,14 @@ def publish(
     (``-dev``) with other files replaces its stored archive and manifest; a released one is a conflict. With
     ``group`` the app is that group's: its first version claims the name, and only the group's members publish
     its later versions (``app.publish`` on the group: developers, or any role where the group may publish).
+
+    ``db``: where the checks before ``steps`` read, in read-only units of work of their own, made again in
+    ``session`` before it writes. On SQLite a unit of work that may write holds the store's write lock from
+    its first statement, and the steps (the app's environment, its code indexed in a sandbox) take seconds to
+    minutes: no write of the engine waits on them (``store.guard``).
     """
-    if group is None:
-        require(principal, "app.publish")
-    else:
-        held = check_owner_group(session, principal, group, what="apps")
-        require(principal, "app.publish", _ForGroup(group, held.publish), target=f"the apps of group {group}")
+    with _reading(session, db) as reading:
+        _may_publish(reading, principal, group)
     if len(archive) > max_archive_bytes:
         raise PayloadTooLarge(f"archive is {len(archive)} bytes; the limit is {max_archive_bytes}")
     with tempfile.TemporaryDirectory(prefix="twinapp-") as tmp:
@@ -125,12 +130,18 @@ def publish(
         canonical = pack(root)
         files = [p.relative_to(root).as_posix() for p in sorted(root.rglob("*")) if p.is_file()]
     digest = hashlib.sha256(canonical).hexdigest()
-    _check_name_owner(session, manifest.name, group)
-    existing = _find(session, manifest.name, manifest.version)
-    if existing is not None and (existing.archive_sha256 == digest or not is_development(manifest.version)):
-        return Published(_same_or_conflict(existing, digest), False)
+    with _reading(session, db) as reading:
+        done = _published_already(reading, manifest, digest, group)
+    if done is not None:
+        return done
     records = [step(manifest, canonical) for step in steps]
     blobs.put(canonical)
+    if db is not None:  # what the checks read may have changed while the steps ran
+        _may_publish(session, principal, group)
+        done = _published_already(session, manifest, digest, group)
+        if done is not None:
+            return done
+    existing = _find(session, manifest.name, manifest.version)
     if existing is not None:
         return _replace(session, existing, manifest, canonical, digest, files, principal, records)
     parsed = semver.Version.parse(manifest.version)
@@ -151,6 +162,27 @@ def publish(
         return Published(_same_or_conflict(raced, digest), False)
     _recorded(session, row, canonical, records)
     return Published(row, True)
+
+
+def _reading(session: Session, db: Database | None) -> AbstractContextManager[Session]:
+    return db.session(readonly=True) if db is not None else nullcontext(session)
+
+
+def _may_publish(session: Session, principal: Principal, group: str | None) -> None:
+    if group is None:
+        require(principal, "app.publish")
+    else:
+        held = check_owner_group(session, principal, group, what="apps")
+        require(principal, "app.publish", _ForGroup(group, held.publish), target=f"the apps of group {group}")
+
+
+def _published_already(session: Session, manifest: Manifest, digest: str, group: str | None) -> Published | None:
+    """The answer when the version is stored already with these files (or, released, with others: a conflict)."""
+    _check_name_owner(session, manifest.name, group)
+    existing = _find(session, manifest.name, manifest.version)
+    if existing is not None and (existing.archive_sha256 == digest or not is_development(manifest.version)):
+        return Published(_same_or_conflict(existing, digest), False)
+    return None
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ def check_manifest_data(data: Any) -> tuple[Manifest | None, list[Problem]]:
     problems += _check_functions(manifest)
     problems += _check_quality(manifest)
     problems += _check_views(manifest)
+    problems += _check_initial_state(manifest)
     problems += check_assimilation(manifest)
     problems += check_calibration(manifest)
     return manifest, problems
@@ -117,6 +118,21 @@ def _check_views(manifest: Manifest) -> list[Problem]:
     return problems
 
 
+def _check_initial_state(manifest: Manifest) -> list[Problem]:
+    """A workflow's initial state maps graph parameters to declared, unkeyed state properties."""
+    problems: list[Problem] = []
+    for name, workflow in manifest.workflows.items():
+        for parameter, prop in workflow.initial_state.items():
+            loc = f"workflows.{name}.initial_state.{parameter}"
+            declared = manifest.state.get(prop)
+            if declared is None:
+                problems.append(Problem(loc, f"state property {prop!r} is not declared under state"))
+            elif declared.key is not None:
+                problems.append(Problem(loc, f"state property {prop!r} is keyed by {declared.key}: a run starts "
+                                             "from one value"))
+    return problems
+
+
 _COMPARABLE = {"float": (int, float), "integer": (int,), "string": (str,), "boolean": (bool,)}
 
 
@@ -163,8 +179,9 @@ def _check_functions(manifest: Manifest) -> list[Problem]:
 
 
 def _check_join(manifest: Manifest, loc: str, fn: FunctionSpec) -> list[Problem]:
-    """Joined streams are declared, other than the function's own, named once, without a ``key`` (a join
-    matches one record per stream and time), and no field of the function's stream bears their name (the
+    """Joined streams are declared, other than the function's own, named once, keyed only when the function's
+    own stream is keyed with a key of the same type (a keyed stream joins record by record of the same key;
+    an unkeyed one joins every key's records), and no field of the function's stream bears their name (the
     joined record holds each partner under its stream's name)."""
     if fn.join is None:
         return []
@@ -179,16 +196,20 @@ def _check_join(manifest: Manifest, loc: str, fn: FunctionSpec) -> list[Problem]
             problems.append(Problem(where, f"{name!r} is the stream the function runs on; join other streams"))
         elif name in fn.join.streams[:i]:
             problems.append(Problem(where, f"stream {name!r} is joined twice"))
-        elif declared.key is not None:
-            problems.append(Problem(where, f"stream {name!r} tells sources apart by {declared.key!r}; a join "
-                                           "matches one record per stream and time"))
+        elif declared.key is not None and (own is None or own.key is None):
+            problems.append(Problem(where, f"stream {name!r} tells sources apart by {declared.key!r} and "
+                                           f"{fn.stream!r} has no key: a keyed stream joins per key, the "
+                                           "records of each key with the same key's records"))
+        elif declared.key is not None and own is not None and own.key is not None and \
+                declared.fields[declared.key].type is not own.fields[own.key].type:
+            problems.append(Problem(where, f"stream {name!r} is keyed by {declared.key!r} "
+                                           f"({declared.fields[declared.key].type.value}) and {fn.stream!r} by "
+                                           f"{own.key!r} ({own.fields[own.key].type.value}): joined per key, "
+                                           "the keys must be of one type"))
         elif name.startswith("_") or (own is not None and name in own.fields):
             taken = "is reserved" if name.startswith("_") else f"is a field of {fn.stream!r}"
             problems.append(Problem(where, f"the joined record holds {name!r}'s record under that name, which "
                                            f"{taken}"))
-    if own is not None and own.key is not None:
-        problems.append(Problem(f"{loc}.join", f"stream {fn.stream!r} tells sources apart by {own.key!r}; a join "
-                                               "matches one record per stream and time"))
     return problems
 
 
@@ -397,6 +418,7 @@ def _check_files(root: Path, manifest: Manifest) -> list[Problem]:
                 problems.append(Problem(loc, "not an openEO process graph (a map of nodes with process_id)"))
             else:
                 problems += _check_form_parameters(manifest, name, graph)
+                problems += _check_start_parameters(manifest, name, graph)
     return problems
 
 
@@ -413,6 +435,15 @@ def _check_form_parameters(manifest: Manifest, workflow: str, graph: dict[str, A
                     problems.append(Problem(f"views.{view_name}.panels.{panel_name}.parameters[{i}]",
                                             f"{name!r} is not a parameter of workflow {workflow!r}"))
     return problems
+
+
+def _check_start_parameters(manifest: Manifest, workflow: str, graph: dict[str, Any]) -> list[Problem]:
+    """The parameters a workflow's initial state fills are parameters of its process graph."""
+    declared = {p.get("name") for p in graph.get("parameters") or [] if isinstance(p, dict)}
+    return [Problem(f"workflows.{workflow}.initial_state.{name}",
+                    f"{name!r} is not a parameter of workflow {workflow!r} (it declares "
+                    f"{', '.join(sorted(str(d) for d in declared)) or 'none'})")
+            for name in manifest.workflows[workflow].initial_state if name not in declared]
 
 
 def check_app_dir(path: Path, *,

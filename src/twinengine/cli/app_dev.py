@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from twinengine.appdev._items import Item
 from twinengine.appdev.scaffold import DEFAULT_TEMPLATE, TEMPLATES
 from twinengine.cli._common import console, err_console, state_of, table
 
@@ -35,7 +36,7 @@ def check(ctx: typer.Context, folder: Path = typer.Argument(Path("."), help="App
            no_training: bool = typer.Option(False, "--no-training", help="Skip the short training run.")) -> None:
     """Validate the app and run it on a throw-away local engine: its tests, functions, processes, training
     and workflows, each reported ok or failed with the place in the app's files."""
-    from twinengine.appdev.harness import Item, check_app
+    from twinengine.appdev.harness import check_app
 
     out = state_of(ctx)
     if not (folder / "twinapp.yaml").is_file():
@@ -43,10 +44,12 @@ def check(ctx: typer.Context, folder: Path = typer.Argument(Path("."), help="App
         raise typer.Exit(2)
 
     def report(item: Item) -> None:
-        if not out.as_json:
+        if not out.as_json:  # a failure's message whole on its progress line, never cut at the terminal's width
             mark = ("[yellow]skipped[/yellow]" if item.skipped else "[green]ok[/green]" if item.ok
                     else "[red]failed[/red]")
-            err_console.print(f"  {mark} {escape(item.name)} ({item.seconds:.1f} s)", highlight=False)
+            said = f": {escape(_said(item))}" if item.error else ""
+            err_console.print(f"  {mark} {escape(item.name)} ({item.seconds:.1f} s){said}", highlight=False,
+                              soft_wrap=True)
 
     with err_console.status("checking the app"):
         items = check_app(folder, run_tests=not no_tests, train=not no_training, report=report)
@@ -54,12 +57,24 @@ def check(ctx: typer.Context, folder: Path = typer.Argument(Path("."), help="App
     if out.as_json:
         print(json.dumps({"ok": not failed, "items": [i.to_dict() for i in items]}, indent=2))
     else:
-        rows = [(i.name, "skipped" if i.skipped else "ok" if i.ok else "failed", f"{i.seconds:.2f}",
-                 i.where or "", i.error or "") for i in items]
-        console.print(table(f"twin app test {folder}", ["item", "result", "seconds", "where", "error"], rows))
+        rows = [(i.name, "skipped" if i.skipped else "ok" if i.ok else "failed", f"{i.seconds:.2f}", i.where or "")
+                for i in items]
+        console.print(table(f"twin app test {folder}", ["item", "result", "seconds", "where"], rows))
+        # What went wrong (or why an item was skipped) below the table, whole: a table cell would fold or cut
+        # it at any width, and logs keep lines as printed.
+        for item in items:
+            if item.error:
+                kind = "skipped" if item.skipped else "failed"
+                console.print(f"{kind} {item.name}: {_said(item)}", markup=False, highlight=False, soft_wrap=True)
         console.print("[red]failed[/red]" if failed else "[green]all ok[/green]")
     if failed:
         raise typer.Exit(1)
+
+
+def _said(item: Item) -> str:
+    """An item's message with its place in the app (``file.py:line`` or a manifest field), all of it."""
+    error = item.error or ""
+    return f"{error} (at {item.where})" if item.where else error
 
 
 def run(folder: Path = typer.Argument(..., help="App folder with twinapp.yaml."),

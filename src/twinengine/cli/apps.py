@@ -171,3 +171,7 @@ def pull(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME@VERSION (
 from twinengine.cli import app_dev  # noqa: E402  (new, test, run: the developer's local loop)
 
 app_dev.register(app)
+
+from twinengine.cli import cwl as _cwl  # noqa: E402  (export-cwl: the app's workflows as CWL packages)
+
+app.command("export-cwl")(_cwl.export_cwl)

@@ -3,21 +3,18 @@ progress bar over the cycles and a summary of what the filter saw (innovations a
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+import sys
+from pathlib import Path
+from typing import Any
 
 import typer
 
 from twinengine.cli._common import console, err_console, state_of, table
 from twinengine.twin_assimilation.summary import summary
 
-if TYPE_CHECKING:
-    from twinengine.twin_assimilation.schemas import CycleRead
-
 __all__ = ["assimilate"]
 
-FIRST = 20  # cycles of the first request; the next ones are sized to take about REQUEST_SECONDS each
-REQUEST_SECONDS = 1.0  # the bar moves about every second, and few requests pay a request's fixed cost
+HISTORY_FORMATS = {".csv": "csv", ".parquet": "parquet", ".arrow": "arrow", ".arrows": "arrow"}
 
 
 def _num(value: float | None) -> str:
@@ -46,6 +43,24 @@ def _auto(out: Any, twin: str, on: str, every: str | None) -> None:
     out.emit(got.model_dump(mode="json"), render)
 
 
+def _history(out: Any, twin: str, path: Path) -> None:
+    """Write the twin's analyses, a row per cycle, to ``path`` (its suffix says the format)."""
+    fmt = HISTORY_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        err_console.print(f"--history: {path.name!r} ends in none of {', '.join(HISTORY_FORMATS)} (the format)")
+        raise typer.Exit(2)
+    with out.client() as client:
+        data = client.assimilation.history(twin, format=fmt)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        err_console.print(f"--history: cannot write {path}: {exc.strerror or exc}")
+        raise typer.Exit(2) from None
+    out.emit({"twin": twin, "path": str(path), "format": fmt, "bytes": len(data)},
+             lambda: console.print(f"{twin}: its analyses, a row per cycle, written to {path} ({fmt}, "
+                                   f"{len(data):,} bytes)"))
+
+
 def assimilate(ctx: typer.Context, twin: str = typer.Argument(..., help="The twin (id or name)."),
                method: str | None = typer.Option(
                    None, "--method", "-m", help="The filter: etkf (ensemble square root), enkf (perturbed "
@@ -69,7 +84,12 @@ def assimilate(ctx: typer.Context, twin: str = typer.Argument(..., help="The twi
                                                                     "and how its last pass ended."),
                every: str | None = typer.Option(None, "--every", help="With --auto schedule: the interval (1h, "
                                                                       "PT30M); with arrival: the least time "
-                                                                      "between two passes.")) -> None:
+                                                                      "between two passes."),
+               history: Path | None = typer.Option(None, "--history", help="Instead of running cycles: write the "
+                                                                           "twin's analyses, a row per cycle "
+                                                                           "(mean, std and quantiles of each "
+                                                                           "state entry), to this file: .csv, "
+                                                                           ".parquet or .arrow.")) -> None:
     """Correct a twin's state from its observations (data assimilation).
 
     Each cycle advances the twin's ensemble with the app's model to the next observation time.
@@ -78,33 +98,25 @@ def assimilate(ctx: typer.Context, twin: str = typer.Argument(..., help="The twi
     The filter and its tuning come from the app's `assimilation:` section (docs/assimilation.md)."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from twinengine.twin_assimilation.schemas import MAX_CYCLES, AssimilationResult
-
     out = state_of(ctx)
     if auto is not None:
         _auto(out, twin, auto, every)
         return
-    done: list[CycleRead] = []
-    target, fork = twin, what_if
+    if history is not None:
+        _history(out, twin, history)
+        return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
     with out.client() as client, Progress(*columns, console=err_console, disable=out.as_json) as bars:
         task = bars.add_task(f"assimilating {twin}", total=None)
-        size = FIRST
-        while cycles is None or len(done) < cycles:
-            ask = size if cycles is None else min(size, cycles - len(done))
-            began = time.monotonic()
-            got = client.assimilation.run(target, method=method, members=members, seed=seed, cycles=ask,
-                                          what_if=fork)
-            if got.cycles:  # at the rate just seen, about REQUEST_SECONDS of cycles next time
-                rate = len(got.cycles) / max(time.monotonic() - began, 1e-3)
-                size = max(1, min(MAX_CYCLES, int(rate * REQUEST_SECONDS)))
-            target, fork = got.twin, None  # a what-if's later cycles go on on its fork
-            done += got.cycles
-            wanted = len(done) + got.pending if cycles is None else min(cycles, len(done) + got.pending)
-            bars.update(task, completed=len(done), total=max(wanted, 1), description=f"assimilating {target}")
-            if not got.cycles or got.pending == 0:
-                break
-    result = AssimilationResult(twin=target, cycles=done, pending=got.pending)
+
+        def moved(count: int, total: int) -> None:
+            bars.update(task, completed=count, total=max(total, 1))
+
+        # requests of about a second each, the bar moving after each (the SDK sizes them)
+        result = client.assimilation.run(twin, method=method, members=members, seed=seed,
+                                         cycles=cycles if cycles is not None else sys.maxsize, what_if=what_if,
+                                         progress=moved)
+    done, target = result.cycles, result.twin
     facts = summary(done)
 
     def render() -> None:

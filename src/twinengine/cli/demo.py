@@ -37,8 +37,11 @@ def demo(
                                                       "story, until Ctrl-C."),
     app: str = typer.Option("river-reach", "--app", help="Whose story: river-reach (the default demo), "
                                                          "lattice-phi4 (flow-based sampling of phi^4 theory), "
-                                                         "virgo-glitch (a noise twin of an interferometer) or "
-                                                         "climate-extremes (extremes under warming pathways)."),
+                                                         "virgo-glitch (a noise twin of an interferometer), "
+                                                         "climate-extremes (extremes under warming pathways), "
+                                                         "climate-impacts (drought and fire danger under rain "
+                                                         "scenarios) or pulsar-rfi (interference flagging and "
+                                                         "pulsar folding)."),
     lattice_size: int = typer.Option(4, "--lattice-size", min=2, max=64, help="lattice-phi4: L of the twin."),
     epochs: int = typer.Option(8, "--epochs", min=1, max=10_000, help="lattice-phi4: epochs of the flow's "
                                                                        "training (50 steps each)."),
@@ -51,7 +54,11 @@ def demo(
     With --app lattice-phi4: search a normalising flow's size for 2D phi^4 theory, train it, sample it, compare
     with a local Metropolis chain. With --app virgo-glitch: stream ten interferometer channels, join them,
     veto glitches, publish the cleaned strain. With --app climate-extremes: track planted cyclones, run three
-    warming pathways as ensembles and compare the recovered index trends with the planted ones."""
+    warming pathways as ensembles and compare the recovered index trends with the planted ones. With --app
+    climate-impacts: check the Fire Weather Index system against the cffdrs table, run four rain scenarios as
+    ensembles and compare the drought frequency with its closed form and the events with the planted droughts.
+    With --app pulsar-rfi: train an interference flagger, stream a filterbank observation, flag, dedisperse,
+    classify its chunks and fold the pulsar."""
     began = time.perf_counter()
     from twinengine.demo.context import DemoOptions
     from twinengine.demo.runner import APP_CHAPTERS, run_demo

@@ -135,7 +135,10 @@ def dataset_add(ctx: typer.Context, did: str = typer.Argument(...),
                 start: str | None = typer.Option(None, "--start"),
                 end: str | None = typer.Option(None, "--end"),
                 group: str | None = typer.Option(None, "--group", help="The group whose it is: its members read "
-                                                                        "it and the files uploaded into it.")) -> None:
+                                                                        "it and the files uploaded into it."),
+                twin: str | None = typer.Option(None, "--twin", help="The twin whose data it is: those who may read "
+                                                                      "the twin read it and the files uploaded into "
+                                                                      "it (you must operate the twin).")) -> None:
     """Register a dataset (or container) with metadata and an extent for STAC."""
     out = state_of(ctx)
     box = None
@@ -147,7 +150,7 @@ def dataset_add(ctx: typer.Context, did: str = typer.Argument(...),
         box = (west, south, east, north)
     with out.client() as client:
         row = client.lake.add_dataset(did, container=container, meta=pairs(meta, "--meta"), bbox=box,
-                                      start_time=start, end_time=end, group=group)
+                                      start_time=start, end_time=end, group=group, twin=twin)
     out.emit(row, lambda: _show_did(row))
 
 

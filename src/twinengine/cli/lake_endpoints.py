@@ -70,7 +70,8 @@ def _show_endpoint(e: EndpointRead) -> None:
 @endpoint_app.command("add")
 def endpoint_add(ctx: typer.Context, name: str = typer.Argument(...),
                  protocol: str = typer.Option(..., "--protocol", help="file, s3 (or a plugin's)."),
-                 location: str = typer.Option(..., "--location", help="Folder, or bucket[/prefix]."),
+                 location: str = typer.Option(..., "--location", help="A folder, or a bucket with an optional "
+                                              "prefix (bucket/prefix)."),
                  attr: list[str] = typer.Option([], "--attr", help="key=value (site, tier, type, ...)."),
                  option: list[str] = typer.Option([], "--option", help="key=value, e.g. endpoint_url=..."),
                  quota: str | None = typer.Option(None, "--quota", help="e.g. 500G."),

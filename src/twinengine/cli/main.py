@@ -9,11 +9,13 @@ import typer
 from twinengine._defaults import DEFAULT_URL
 from twinengine._version import __version__
 from twinengine.cli._common import DataDirOption, Output, console, err_console, local_settings, state_of
+from twinengine.cli._help import fold_help_tables
 from twinengine.cli._lazy import Lazy, LazyGroup
 from twinengine.errors import TwinEngineError
 
 __all__ = ["app", "main"]
 
+fold_help_tables()  # help tables print long words whole
 _CLI = "twinengine.cli."
 SANDBOX_CHECK = "twin-sandbox-check"  # the thread on which ``twin serve`` checks the sandbox as it starts
 _TWINS = _CLI + "twins"
@@ -80,6 +82,8 @@ SUBCOMMANDS = {
     "identity": Lazy(_CLI + "tokens", "identity_app", "Identities (admins): list, disable, enable, delete."),
     "group": Lazy(_CLI + "groups", "app", "Groups of identities: create, update, delete, add, remove (admins), "
                                           "list, show."),
+    "offer": Lazy(_CLI + "offers", "app", "The data space: offer lake data under ODRL policies; find, negotiate "
+                  "and transfer another engine's."),
     "app": Lazy(_CLI + "apps", "app", "DT applications: start from a template, test locally, validate, publish "
                 "and browse the catalogue."),
     "state": Lazy(_CLI + "state", "app", "A twin's state: write, read (now or as of a revision/time), history, "
@@ -90,6 +94,8 @@ SUBCOMMANDS = {
                    "arrival."),
     "buffer": Lazy(_CLI + "streams", "buffers", "Retraining buffers: policies that collect stream records for "
                    "the AI lifecycle."),
+    "cwl": Lazy(_CLI + "cwl", "app", "CWL application packages: run or validate one through the engine's "
+                "sandboxed CWL runner; export an app's workflow."),
     "runs": Lazy(_CLI + "workflows", "app", "Workflow runs: status, logs, provenance, results."),
     "triggers": Lazy(_CLI + "workflows", "triggers_app", "Triggers that start a twin's workflows (cron, "
                      "webhook, dataset)."),
@@ -98,6 +104,8 @@ SUBCOMMANDS = {
                   "group, twin, app, site or kind."),
     "quota": Lazy(_CLI + "sites", "quota_app", "Compute quotas: core-hours per identity or group per site (admins "
                   "set them)."),
+    "admin": Lazy(_CLI + "admin", "app", "Operate an engine on its machine: back up a data dir and its store while "
+                  "it serves, restore one elsewhere."),
 }
 
 
@@ -132,6 +140,13 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    """``twin --version``: the release (semantic version; CHANGELOG.md says what each one changed)."""
+    if asked:
+        console.print(f"twinengine {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -141,6 +156,8 @@ def _root(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     profile: str = typer.Option("default", "--profile", envvar="TWIN_PROFILE",
                                 help="Whose sign-in (`twin login --profile`) to use without --token."),
+    _version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                  help="Print the engine's version and exit."),
 ) -> None:
     ctx.obj = Output(url=url, token=token, as_json=as_json, profile=profile)
 
@@ -177,15 +194,16 @@ def serve(
         return
     import uvicorn
 
+    from twinengine.api.edge import edge_config
     from twinengine.api.starting import StartingApp
 
     # Listening at once; the engine starts behind (api/starting.py) and requests wait for it. On SIGTERM,
     # requests in flight get a few seconds; then the engine stops, ending runs still in progress as errors
-    # that say so (a synchronous graph's request included).
+    # that say so (a synchronous graph's request included). Each request is bounded first (api/edge.py).
     app = StartingApp(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                           log_level=settings.log_level,
-                                           timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS))
+    server = uvicorn.Server(edge_config(app, settings, host=settings.host, port=settings.port,
+                                        log_level=settings.log_level,
+                                        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS))
     app.on_failure = lambda: setattr(server, "should_exit", True)
     server.run()
     if app.failed is not None or not server.started:

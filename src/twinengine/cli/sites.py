@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from twinengine.cli._common import console, state_of, table
+from twinengine.csv_cells import safe_row
 from twinengine.errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ def usage(ctx: typer.Context,
             for record in records.items:
                 row = record.model_dump(mode="json")
                 row["groups"] = ";".join(row["groups"])
-                writer.writerow(row)
+                writer.writerow(safe_row(row))  # names come from identities, groups and sites: data, not formulas
             sys.stdout.write(buffer.getvalue())
             return
         summary = client.compute.usage(by=by, **window)

@@ -136,7 +136,8 @@ _QUALITY_HELP = ("Only values with this flag (good, suspect, bad; repeat for sev
                  "such value.")
 
 
-_PROPERTY_HELP = ("Only this property: 'level', one key 'head[ow3]', or a keyed property whole ('head'), shown as "
+# Help texts are rich markup: the backslash keeps "[ow3]" from being read as a style tag (and dropped).
+_PROPERTY_HELP = ("Only this property: 'level', one key 'head\\[ow3]', or a keyed property whole ('head'), shown as "
                   "a table of its keys.")
 
 

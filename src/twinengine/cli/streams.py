@@ -63,8 +63,11 @@ def _in_file(problem: Problem, first: int, lines: list[int] | None) -> Problem:
 
 
 def _stopped(exc: TwinEngineError, *, path: str, twin: str, stream: str, sent: int, skip: int, appended: int,
-             lines: list[int] | None, producer: str | None, seq: int | None) -> TwinEngineError:
-    """The engine refused a batch: say where in the file, what was appended before it, and how to resume."""
+             lines: list[int] | None, producer: str | None, seq: int | None, filtered: bool = False
+             ) -> TwinEngineError:
+    """The engine refused a batch: say where in the file, what was appended before it, and how to resume
+    (``filtered``: records already held were left out, so the file's positions no longer count: the same
+    command again recognises what was appended)."""
     where = f"line {lines[sent]}" if lines is not None and sent < len(lines) else f"row {sent + 1}"
     note = f"the batch from {where} of {path} was refused and nothing of it was kept; "
     if sent == skip:
@@ -73,6 +76,8 @@ def _stopped(exc: TwinEngineError, *, path: str, twin: str, stream: str, sent: i
         resume = f"twin stream send {twin} {stream} {path} --skip {sent}"
         if producer is not None and seq is not None:
             resume += f" --producer {producer} --seq {seq + sent - skip}"
+        if filtered and producer is not None:
+            resume = f"twin stream send {twin} {stream} {path} --producer {producer} (what was appended is skipped)"
         repeats = sent - skip - appended
         note += (f"the {sent - skip} records before it were appended"
                  + (f" ({repeats} of them dropped as repeats)" if repeats else "")
@@ -106,19 +111,28 @@ def send(ctx: typer.Context, twin: str = typer.Argument(...), stream: str = type
          skip: int = typer.Option(0, "--skip", min=0, help="Records of the file to leave out at its start (to "
                                                            "resume after a refused batch).")) -> None:
     """Append records in batches; each batch is acknowledged once durable. A refused batch stops the command
-    with the file's line, what was appended before it and how to resume."""
+    with the file's line, what was appended before it and how to resume. With --producer (and no --seq), a
+    record the stream already holds (the same time and values: a file sent again, or one that grew) is
+    recognised and skipped, and said."""
     out = state_of(ctx)
     records, lines = _load(path)
     total = records.num_rows if isinstance(records, pa.Table) else len(records)
     sent = min(skip, total)
-    appended = duplicates = 0
+    appended = duplicates = already = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with out.client() as client, Progress(*columns, console=console, disable=out.as_json) as bars:
         start = seq
         if producer is not None and start is None:  # resume where the producer stopped, not at 0
-            start = client.streams.producer(twin, stream, producer).next_seq
-            if start and not out.as_json:
-                err_console.print(f"producer {escape(producer)} resumes at seq {start}", highlight=False)
+            position = client.streams.producer(twin, stream, producer)
+            start = position.next_seq
+            if position.last_seq is not None and sent < total:  # it sent before: leave out what is held
+                records, lines, already = _unheld(client, twin, stream, records, lines, sent)
+                total -= already
+            if not out.as_json:
+                if already:
+                    err_console.print(f"{already} records were already acknowledged, skipped", highlight=False)
+                if start:
+                    err_console.print(f"producer {escape(producer)} resumes at seq {start}", highlight=False)
         task = bars.add_task(f"sending to {twin}/{stream}", total=total - sent)
         while sent < total:
             part = records.slice(sent, batch) if isinstance(records, pa.Table) else records[sent: sent + batch]
@@ -127,16 +141,53 @@ def send(ctx: typer.Context, twin: str = typer.Argument(...), stream: str = type
                                             seq=start + sent - skip if start is not None and producer else None)
             except TwinEngineError as exc:
                 raise _stopped(exc, path=path, twin=twin, stream=stream, sent=sent, skip=skip, appended=appended,
-                               lines=lines, producer=producer, seq=start) from None
+                               lines=lines, producer=producer, seq=start, filtered=already > 0) from None
             size = part.num_rows if isinstance(part, pa.Table) else len(part)
             sent, appended, duplicates = sent + size, appended + ack.count, duplicates + ack.duplicates
             bars.advance(task, size)
     result = {"twin": twin, "stream": stream, "sent": sent - min(skip, total), "appended": appended,
               "duplicates": duplicates}
     if producer is not None and start is not None:
-        result.update(producer=producer, next_seq=start + sent - min(skip, total))
+        result.update(producer=producer, next_seq=start + sent - min(skip, total), already_acknowledged=already)
     out.emit(result, lambda: console.print(f"appended {appended} of {result['sent']} records to {twin}/{stream}"
-                                           + (f" ({duplicates} duplicates dropped)" if duplicates else "")))
+                                           + (f" ({duplicates} duplicates dropped)" if duplicates else "")
+                                           + (f"; {already} records were already acknowledged, skipped"
+                                              if already else "")))
+
+
+_HELD_PAGE = 100_000
+
+
+def _unheld(client: Any, twin: str, stream: str, records: list[dict[str, Any]] | pa.Table,
+            lines: list[int] | None, first: int) -> tuple[list[dict[str, Any]] | pa.Table, list[int] | None, int]:
+    """The file's records from ``first`` on without those the stream already holds (read back over the
+    file's time span and compared by value: ``streams.resend``), their lines, and how many were left out."""
+    from twinengine.streams import resend
+
+    declared = next((s for s in client.streams.list(twin) if s.name == stream), None)
+    if declared is None:
+        return records, lines, 0  # the append names the unknown stream
+    rows = records.slice(first).to_pylist() if isinstance(records, pa.Table) else records[first:]
+    bounds = resend.span(rows, declared.time_field)
+    if bounds is None:
+        return records, lines, 0
+    stored: list[dict[str, Any]] = []
+    start: int | None = None
+    while True:  # pages of records over the span, each from the offset after the last one read
+        page = client.streams.read_arrow(twin, stream, start=start, since=bounds[0], until=resend.until(bounds[1]),
+                                         limit=_HELD_PAGE)
+        if page.num_rows == 0:
+            break
+        stored += page.select([f for f in declared.fields if f in page.column_names]).to_pylist()
+        start = int(page.column("_offset")[-1].as_py()) + 1
+    gone = set(resend.held(rows, stored, declared.fields))
+    if not gone:
+        return records, lines, 0
+    keep = list(range(first)) + [first + i for i in range(len(rows)) if i not in gone]
+    kept_lines = None if lines is None else [lines[i] for i in keep]
+    if isinstance(records, pa.Table):
+        return records.take(pa.array(keep, type=pa.int64())), kept_lines, len(gone)
+    return [records[i] for i in keep], kept_lines, len(gone)
 
 
 def _show(title: str, items: list[dict[str, Any]]) -> None:

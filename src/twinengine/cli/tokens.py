@@ -3,6 +3,7 @@ rotation of the signing keys (admins)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ def create(
                                                   "--role and --data-dir")
         with out.client() as client:
             scoped = client.access.scoped_token(scope, twins=twin or None, expires_in=expires, note=note)
+        _sooner_than_asked(scoped.expires_at, expires)
         out.emit(scoped, lambda: _show_scoped(scoped))
         return
     if name is None or role is None:
@@ -85,6 +87,21 @@ def _create_locally(settings: Any, name: str, role: Role, expires: str | None, n
                      detail={"jti": signed.jti, "via": "cli --data-dir"})
     return TokenIssued(token=signed.token, jti=signed.jti, name=signed.name, role=signed.role,
                        expires_at=signed.expires_at)
+
+
+def _sooner_than_asked(ends: datetime | None, asked: str | None) -> None:
+    """Say so (on stderr) when the token ends well before the lifetime asked for: it never outlives the token it
+    was made with, and one from a provider's sign-in lives minutes (docs/access.md, "Scoped tokens")."""
+    try:
+        wanted = parse_duration(asked) if asked else None
+    except ValueError:
+        return
+    if ends is None or wanted is None or ends >= datetime.now(UTC) + wanted - timedelta(minutes=1):
+        return
+    err_console.print(f"note: this token ends at {ends.isoformat(timespec='seconds')}, not in {asked}: a token never "
+                      "outlives the one it is made with (a sign-in at your provider lasts minutes). For lasting "
+                      "automation, sign in as a service (client credentials: the SDK renews its token) or ask an "
+                      "admin for an engine token.", highlight=False)
 
 
 def _show_scoped(issued: Any) -> None:
@@ -156,13 +173,15 @@ identity_app = typer.Typer(help="Identities (admins): list, disable, enable, del
 
 @identity_app.command("list")
 def identities(ctx: typer.Context) -> None:
-    """Every identity with its id, whether it is disabled, and its valid tokens."""
+    """Every identity with its id, whether it is disabled (and by whom: an admin, or ``provider:<id>`` for a
+    hold its provider caused, which a new sign-in there lifts), and its valid tokens."""
     out = state_of(ctx)
     with out.client() as client:
         rows = client.identities()
     out.emit(rows, lambda: console.print(table(
         "identities", ["name", "id", "disabled", "valid tokens", "roles", "created (UTC)", "by"],
-        [(r.name, r.id, r.disabled, r.valid_tokens, ", ".join(r.roles), r.created_at, r.created_by) for r in rows])))
+        [(r.name, r.id, (r.disabled_by or True) if r.disabled else False, r.valid_tokens, ", ".join(r.roles),
+          r.created_at, r.created_by) for r in rows])))
 
 
 @identity_app.command("disable")

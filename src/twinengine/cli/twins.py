@@ -40,6 +40,9 @@ def create(
     app: str = typer.Argument(..., help="APP@VERSION (or APP for the latest)."),
     name: str = typer.Option(..., "--name", help="Twin name (lower-case, digits, '-')."),
     param: list[str] = typer.Option([], "--param", "-p", help=_PARAM_HELP),
+    params_file: Path | None = typer.Option(None, "--params-file", exists=True, dir_okay=False,
+                                            help="Parameters from a YAML or JSON file holding one mapping (an "
+                                                 "app's data/parameters.json); --param sets or overrides keys."),
     description: str | None = typer.Option(None, "--description"),
     tag: list[str] = typer.Option([], "--tag", help="Fleet tag; repeat."),
     point: str | None = typer.Option(None, "--point", help="Location as LON,LAT (WGS 84)."),
@@ -49,11 +52,42 @@ def create(
 ) -> None:
     """Create a twin of a published app; parameters are checked against the app's schema."""
     out = state_of(ctx)
-    parameters = parse_assignments(param, option="--param")
+    parameters = _merged(read_params_file(params_file) if params_file is not None else {},
+                         parse_assignments(param, option="--param"))
     with out.client() as client:
         twin = client.create_twin(app, name, parameters, description=description, tags=tag,
                                   location=fleet.location_of(point, location), group=group)
     out.emit(twin, lambda: _show(twin))
+
+
+def read_params_file(path: Path) -> dict[str, Any]:
+    """A twin's parameters from a YAML or JSON file (JSON is YAML): one mapping, else an error naming
+    ``--params-file`` and, for a syntax error, the line and column."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValidationFailed.one("--params-file", f"{path} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValidationFailed.one("--params-file", f"{path} is not valid YAML or JSON{where}: "
+                                                    f"{getattr(exc, 'problem', None) or exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
+        raise ValidationFailed.one("--params-file", f"{path} must hold one mapping of parameter names to values, "
+                                                    f"not {type(loaded).__name__}")
+    return loaded
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base``, nested mappings key by key (``--param rating.a=20`` keeps ``rating.b``)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def list_(

@@ -1,4 +1,5 @@
-"""Workflow commands: ``twin run TWIN WORKFLOW`` and ``twin runs list|show|logs|cancel|provenance|download``."""
+"""Workflow commands: ``twin run TWIN WORKFLOW`` and ``twin runs list|show|logs|cancel|provenance|crate|rerun|
+download``."""
 
 from __future__ import annotations
 
@@ -121,6 +122,29 @@ def provenance(ctx: typer.Context, run_id: str = typer.Argument(...)) -> None:
     with out.client() as client:
         doc: dict[str, Any] = client.workflows.provenance(run_id)
     print(json.dumps(doc, indent=2))
+
+
+@app.command("crate")
+def crate(ctx: typer.Context, run_id: str = typer.Argument(..., help="Any run: workflow, ensemble, member, training "
+                                                                      "tr-, calibration cal-, assimilation as-."),
+          to: Path | None = typer.Option(None, "--to", help="The zip to write (default: RUN.crate.zip).")) -> None:
+    """The run's Provenance Run Crate (Workflow Run RO-Crate 0.5), as a zip."""
+    out = state_of(ctx)
+    target = to or Path(f"{run_id}.crate.zip")
+    with out.client() as client:
+        data = client.crates.crate(run_id, target)
+    out.emit({"path": str(target), "bytes": len(data)}, lambda: console.print(f"wrote {target} ({len(data)} bytes)"))
+
+
+@app.command("rerun")
+def rerun(ctx: typer.Context, run: str = typer.Argument(..., help="A run's id, or a crate's zip (made here or on "
+                                                                    "another engine)."),
+          wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the rerun and show its diff."),
+          timeout: float = typer.Option(1800.0, "--timeout", help="Seconds to wait for the rerun.")) -> None:
+    """Run a run again (same app version, graph, parameters, inputs and seeds) and compare its outputs."""
+    from twinengine.cli.crates import rerun_and_show
+
+    rerun_and_show(state_of(ctx), run, wait=wait, timeout=timeout)
 
 
 @app.command("download")

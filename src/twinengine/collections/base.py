@@ -12,9 +12,11 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, Field
 
-from twinengine.errors import CollectionNotFound, FormatUnavailable, UnreadableFile
+from twinengine.errors import CollectionNotFound, FormatUnavailable, TwinEngineError, UnreadableFile
 
 __all__ = ["Caller", "CollectionInfo", "CollectionNotFound", "CollectionSource", "VariableInfo", "describe"]
+
+_KNOWN_NAMED = 20  # collection ids a not-found answer names, at most
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,29 @@ class CollectionSource:
         return self.ids()
 
     def readable(self, collection_id: str, principal: Caller) -> bool:
-        """Whether ``principal`` may read the collection (every caller here; see ``readable_ids``)."""
+        """Whether ``principal`` may read a collection this source lists (every caller here; see
+        ``readable_ids``). Sources combined (``ChainedCollections``) answer no for an id none of them lists."""
         return True
+
+    def explain(self, collection_id: str, principal: Caller) -> TwinEngineError | None:
+        """Why an id that ``readable`` refused cannot be read, where the answer names only what ``principal``
+        may read (a file of its own in no collection format; a format whose library is missing); None when
+        there is nothing to say but that no such collection exists for it."""
+        return None
+
+    def require_readable(self, collection_id: str, principal: Caller) -> None:
+        """Refuse a collection ``principal`` may not read exactly as one that does not exist: the same 404 with
+        the same words, which name only collections it may read, so an answer never tells that a hidden
+        collection is there (every surface asks here: EDR, openEO, a run's ``load_collection``)."""
+        if self.readable(collection_id, principal):
+            return
+        explained = self.explain(collection_id, principal)
+        if explained is not None:
+            raise explained
+        known = self.readable_ids(principal)
+        named = ", ".join(known[:_KNOWN_NAMED]) or "none"
+        more = f", ... ({len(known)} in all)" if len(known) > _KNOWN_NAMED else ""
+        raise CollectionNotFound(f"no collection {collection_id!r} (known: {named}{more})")
 
     def list(self, principal: Caller | None = None) -> list[CollectionInfo]:
         """Every collection that can be read now (by ``principal``, when given); one whose file cannot be is

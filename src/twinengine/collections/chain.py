@@ -9,6 +9,7 @@ from typing import ClassVar
 import xarray as xr
 
 from twinengine.collections.base import Caller, CollectionInfo, CollectionNotFound, CollectionSource
+from twinengine.errors import TwinEngineError
 
 __all__ = ["ChainedCollections"]
 
@@ -19,22 +20,19 @@ class ChainedCollections(CollectionSource):
     def __init__(self, sources: Sequence[CollectionSource]) -> None:
         self.sources = list(sources)
 
-    def _owner(self, collection_id: str) -> CollectionSource:
+    def _listed(self, collection_id: str) -> CollectionSource | None:
         for source in self.sources:
             if collection_id in source.ids():
                 return source
-        explained: CollectionNotFound | None = None
-        for source in self.sources:  # not listed: a source may know a file by that name it cannot read, and why
-            try:
-                source.open(collection_id)
-            except CollectionNotFound as exc:
-                explained = explained or (exc if exc.details else None)  # one that names a file says why
-                continue
-            return source
-        if explained is not None:
-            raise explained
-        known = ", ".join(self.ids()) or "none"
-        raise CollectionNotFound(f"no collection {collection_id!r} (known: {known})")
+        return None
+
+    def _owner(self, collection_id: str) -> CollectionSource:
+        """The source that lists the id (callers asked ``readable`` first); no caller here, so the answer for an
+        id no source lists names none of them (``require_readable`` names those the caller may read)."""
+        found = self._listed(collection_id)
+        if found is None:
+            raise CollectionNotFound(f"no collection {collection_id!r}")
+        return found
 
     def ids(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -63,7 +61,18 @@ class ChainedCollections(CollectionSource):
             yield
 
     def readable(self, collection_id: str, principal: Caller) -> bool:
-        return self._owner(collection_id).readable(collection_id, principal)
+        found = self._listed(collection_id)
+        return found is not None and found.readable(collection_id, principal)
+
+    def explain(self, collection_id: str, principal: Caller) -> TwinEngineError | None:
+        """The first source's explanation (only sources not listing the id have one to give)."""
+        if self._listed(collection_id) is not None:
+            return None  # listed, and refused: nothing to say beyond "not found"
+        for source in self.sources:
+            found = source.explain(collection_id, principal)
+            if found is not None:
+                return found
+        return None
 
     def open(self, collection_id: str, *, near: Sequence[str] = ()) -> xr.Dataset:
         return self._owner(collection_id).open(collection_id, near=near)

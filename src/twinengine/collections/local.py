@@ -21,8 +21,8 @@ from typing import ClassVar
 import xarray as xr
 
 from twinengine import formats
-from twinengine.collections.base import CollectionInfo, CollectionNotFound, CollectionSource, describe
-from twinengine.errors import FormatUnavailable
+from twinengine.collections.base import Caller, CollectionInfo, CollectionNotFound, CollectionSource, describe
+from twinengine.errors import FormatUnavailable, TwinEngineError
 
 __all__ = ["LocalCollections", "collection_files"]
 
@@ -88,6 +88,15 @@ class LocalCollections(CollectionSource):
         if fmt.unavailable is not None:
             raise FormatUnavailable(f"{path.name}: {fmt.unavailable}", details=[{"loc": "file", "msg": path.name}])
         return found
+
+    def explain(self, collection_id: str, principal: Caller) -> TwinEngineError | None:
+        """A file of the folder (which every caller may read) by that name that is not served, and why: in no
+        collection format, or in one whose library is missing."""
+        try:
+            self._entry(collection_id)
+        except (CollectionNotFound, FormatUnavailable) as exc:
+            return exc if exc.details else None
+        return None
 
     def path(self, collection_id: str) -> Path:
         return self._entry(collection_id)[0]

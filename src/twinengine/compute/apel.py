@@ -6,7 +6,8 @@ Fields, as the engine fills them:
 ===================== ===========================================================================
 Site                  the compute site's name
 Month, Year           of the executions' end (UTC)
-GlobalUserName        the identity that ran them (its OIDC subject when it signed in through one)
+GlobalUserName        the OIDC subject (``sub``) of the identity that ran them, when it signed in through an
+                      OpenID provider; the engine's identity name otherwise (a local or built-in identity)
 VO, VOGroup           the first group the identity was in when it submitted (``none`` without one)
 VORole                ``Role=NULL``: the engine has no VOMS roles
 MachineName           the engine's host, where the run was accounted
@@ -28,12 +29,16 @@ GPU-seconds: those stay in the engine's own records (``twin usage``, ``/api/v1/u
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from twinengine.auth.models import Identity
 from twinengine.compute.models import UsageRecord
 
-__all__ = ["HEADER", "apel_message", "apel_summaries"]
+__all__ = ["HEADER", "apel_message", "apel_summaries", "oidc_subjects"]
 
 HEADER = "APEL-summary-job-message: v0.3"
 FIELDS = ("Site", "Month", "Year", "GlobalUserName", "VO", "VOGroup", "VORole", "MachineName", "SubmitHost",
@@ -41,9 +46,22 @@ FIELDS = ("Site", "Month", "Year", "GlobalUserName", "VO", "VOGroup", "VORole", 
           "CpuDuration", "NormalisedWallDuration", "NormalisedCpuDuration", "NumberOfJobs")
 
 
+def oidc_subjects(session: Session, identities: Iterable[str]) -> dict[str, str]:
+    """The OIDC subject of each of ``identities`` that signed in through an OpenID provider (name -> ``sub``)."""
+    names = sorted(set(identities))
+    if not names:
+        return {}
+    rows = session.execute(select(Identity.name, Identity.subject).where(Identity.name.in_(names),
+                                                                        Identity.subject.is_not(None)))
+    return {str(name): str(subject) for name, subject in rows}
+
+
 def apel_summaries(rows: Sequence[UsageRecord], *, site_kinds: dict[str, str] | None = None,
-                   host: str | None = None) -> list[dict[str, Any]]:
+                   host: str | None = None, subjects: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One summary per site, month, user and group; ``subjects``: the OIDC subject of each identity that has
+    one (``oidc_subjects``), its ``GlobalUserName``."""
     host = host or socket.getfqdn()
+    subjects = subjects or {}
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         vo = (row.groups or ["none"])[0]
@@ -53,7 +71,8 @@ def apel_summaries(rows: Sequence[UsageRecord], *, site_kinds: dict[str, str] | 
         if summary is None:
             summary = groups[key] = {
                 "Site": row.site, "Month": row.finished_at.month, "Year": row.finished_at.year,
-                "GlobalUserName": row.identity, "VO": vo, "VOGroup": f"/{vo}", "VORole": "Role=NULL",
+                "GlobalUserName": subjects.get(row.identity, row.identity), "VO": vo, "VOGroup": f"/{vo}",
+                "VORole": "Role=NULL",
                 "MachineName": host, "SubmitHost": host,
                 "Infrastructure": f"twinengine:{(site_kinds or {}).get(row.site, 'unknown')}",
                 "NodeCount": 1, "Processors": row.cores, "EarliestEndTime": end, "LatestEndTime": end,

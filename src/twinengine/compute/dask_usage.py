@@ -1,12 +1,17 @@
 """Core-seconds from Dask's own record of a computation: the scheduler's task stream, filtered to the keys
 of the graph being computed (other runs' tasks on the same cluster are theirs), charged to the execution
 computing on this thread. Each task occupies one worker thread while it computes, so the sum of its
-``compute`` intervals is the core-seconds it took."""
+``compute`` intervals is the core-seconds it took.
+
+The stream is read while the computation runs (every ``POLL_SECONDS``, from where the last read ended) and
+once more at its end, each read charging what it found: an attempt lost with its site keeps what the site
+computed for it up to the last read (its ``lost`` usage record), as the scheduler's record dies with it."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +21,7 @@ __all__ = ["SOURCE", "graph_keys", "task_stream_core_seconds", "task_stream_usag
 
 SOURCE = "dask-task-stream"
 RPC_TIMEOUT = 10.0  # seconds a request to the scheduler about the task stream may take
+POLL_SECONDS = 2.0  # how often the stream is read while a computation runs
 
 log = logging.getLogger("twinengine.compute")
 
@@ -42,33 +48,65 @@ def task_stream_core_seconds(records: list[dict[str, Any]], keys: set[str] | Non
     return total
 
 
-@contextmanager
-def task_stream_usage(client: Any, values: tuple[Any, ...]) -> Iterator[None]:
-    """While the body computes ``values`` on ``client``'s cluster, record the task stream; then charge the
-    graph's compute time to the current execution (nothing is recorded when no execution is metered)."""
-    if current_meter() is None:
-        yield
-        return
-    from distributed import get_task_stream
+class _Stream:
+    """The task stream of one computation, read from a cursor (the scheduler's count of the records it
+    appended), so each read takes only what was appended since the last."""
 
+    def __init__(self, client: Any, keys: set[str] | None) -> None:
+        self.client, self.keys = client, keys
+        self.cursor = int(client.sync(client.scheduler.get_task_stream_index, callback_timeout=RPC_TIMEOUT))
+        self.read_at = time.monotonic()
+        self.failed = False
+
+    def read(self) -> None:
+        """Charge what the graph's tasks computed since the last read."""
+        records = list(self.client.sync(self.client.scheduler.get_task_stream, start_index=self.cursor,
+                                        callback_timeout=RPC_TIMEOUT))
+        self.cursor += len(records)
+        self.read_at = time.monotonic()
+        charge(task_stream_core_seconds(records, self.keys), SOURCE)
+
+    def poll(self) -> None:
+        """``read`` when the last one is ``POLL_SECONDS`` old; a failed read is logged and not tried again
+        before the end (the run's fate is the computation's to decide, not its record's)."""
+        if self.failed or time.monotonic() - self.read_at < POLL_SECONDS:
+            return
+        try:
+            self.read()
+        except Exception as exc:
+            self.failed = True
+            log.warning("the scheduler's task stream could not be read (%s); what it computed since is not "
+                        "charged unless it is read at the end", exc)
+
+
+@contextmanager
+def task_stream_usage(client: Any, values: tuple[Any, ...]) -> Iterator[Callable[[], None]]:
+    """While the body computes ``values`` on ``client``'s cluster, read the task stream (the body calls the
+    callable it is given now and then: every ``POLL_SECONDS`` it reads), and at the end; each read charges the
+    graph's compute time to the current execution (nothing is read when no execution is metered). A failed
+    computation is not read at its end: its site may be gone, or frozen, and what the reads before it found
+    stays charged."""
+    if current_meter() is None:
+        yield _nothing
+        return
     try:
         keys: set[str] | None = graph_keys(values)
     except Exception:  # an older Dask without expressions: every task of the window counts
         keys = None
     # Dask's context manager asks the scheduler on entry and exit with no time limit: a scheduler that
-    # stopped answering would hold the run for good, so both requests are bounded, and none is sent after
-    # a failed computation (its record is not charged: the work is lost with the site).
-    stream = get_task_stream(client=client)
+    # stopped answering would hold the run for good, so every request is bounded.
     try:
-        client.sync(stream.__aenter__, callback_timeout=RPC_TIMEOUT)
+        stream = _Stream(client, keys)
     except Exception as exc:  # the run's fate is the computation's to decide (a lost site, say), not its record's
         log.warning("the scheduler's task stream could not be started (%s); nothing charged from it", exc)
-        yield
+        yield _nothing
         return
-    yield
+    yield stream.poll
     try:
-        client.sync(stream.__aexit__, None, None, None, callback_timeout=RPC_TIMEOUT)
-    except Exception as exc:  # the result is in; only its record is missing
-        log.warning("the scheduler's task stream could not be read (%s); nothing charged from it", exc)
-        return
-    charge(task_stream_core_seconds(list(stream.data), keys), SOURCE)
+        stream.read()
+    except Exception as exc:  # the result is in; only the last part of its record is missing
+        log.warning("the scheduler's task stream could not be read (%s); its last part is not charged", exc)
+
+
+def _nothing() -> None:
+    return None

@@ -20,15 +20,13 @@ HEARTBEAT_SECONDS = 30.0
 
 
 def run_once(db: Database, keyring: Keyring, *, every: float = HEARTBEAT_SECONDS) -> int:
-    """Probe the sites due (each in a transaction of its own, so one slow site delays no other's record);
-    returns how many were probed."""
+    """Probe the sites due, each outside any transaction with its answer written in a short one of its own
+    (``sites.heartbeat``): a site that does not answer holds no lock and delays no other's record; returns how
+    many were probed."""
     due = utcnow() - timedelta(seconds=every)
     with db.session(readonly=True) as session:
         names = list(session.scalars(select(ComputeSite.name).where(
             or_(ComputeSite.heartbeat_at.is_(None), ComputeSite.heartbeat_at < due)).order_by(ComputeSite.name)))
     for name in names:
-        with db.session() as session:
-            row = session.scalar(select(ComputeSite).where(ComputeSite.name == name))
-            if row is not None:
-                heartbeat(session, keyring, row)
+        heartbeat(db, keyring, name)
     return len(names)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twinengine.compute.addresses import host_port
+from twinengine.store import guard
 
 __all__ = ["PROBES", "probe"]
 
@@ -82,5 +83,8 @@ PROBES: dict[str, Probe] = {"local": _local, "dask": _dask, "slurm": _slurm, "en
 
 
 def probe(kind: str, address: str | None, options: dict[str, Any], credential: dict[str, str] | None) -> str | None:
-    """None when the site answers, else why not."""
+    """None when the site answers, else why not. It may wait up to its timeout (``sinfo`` in a process of its
+    own, where the socket checks do not see it): never inside a write transaction (``store.guard``)."""
+    if kind != "local":
+        guard.blocking(f"a probe of a {kind} site")
     return PROBES[kind](address, options, credential)

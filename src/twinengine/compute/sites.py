@@ -21,6 +21,7 @@ from twinengine.errors import Conflict, EndpointNotFound, SiteNotFound, Validati
 from twinengine.lake.endpoints import get_endpoint
 from twinengine.lake.keyring import Keyring
 from twinengine.store.base import utcnow
+from twinengine.store.engine import Database
 
 __all__ = ["DEFAULT_SITE", "add_site", "drain_site", "ensure_default_site", "get_site", "heartbeat",
            "list_sites", "probe_site", "remove_site", "show_site", "site_read"]
@@ -47,7 +48,8 @@ def site_read(row: ComputeSite) -> SiteRead:
                     credential=row.credential_kind, created_by=row.created_by, created_at=row.created_at)
 
 
-def _check(session: Session, spec: SiteCreate) -> None:
+def _check(spec: SiteCreate) -> None:
+    """What a spec must be, before the site is asked anything."""
     check_address(spec.kind.value, spec.address)
     for key, value in spec.options.items():
         if not _OPTION_KEY.match(key):
@@ -60,6 +62,9 @@ def _check(session: Session, spec: SiteCreate) -> None:
     for i, env in enumerate(spec.environments):
         if not _ENVIRONMENT.match(env):
             raise ValidationFailed.one(f"environments[{i}]", f"{env!r} is not an environment or image name")
+
+
+def _check_endpoints(session: Session, spec: SiteCreate) -> None:
     for i, endpoint in enumerate(spec.endpoints):
         try:
             get_endpoint(session, endpoint)
@@ -70,9 +75,13 @@ def _check(session: Session, spec: SiteCreate) -> None:
 def add_site(session: Session, keyring: Keyring, *, principal: Principal, spec: SiteCreate,
              check_now: bool = True) -> ComputeSite:
     """Register a site; its credential is sealed with the engine's key. ``check_now``: probe it at once, so
-    its status is known from the start (a site that does not answer is registered as down)."""
+    its status is known from the start (a site that does not answer is registered as down). The probe runs
+    before the unit of work's first statement: no transaction waits on the site (``store.guard``)."""
     require(principal, "compute.site.manage")
-    _check(session, spec)
+    _check(spec)
+    problem = probe(spec.kind.value, spec.address, dict(spec.options),
+                    spec.credential.secret() if spec.credential is not None else None) if check_now else None
+    _check_endpoints(session, spec)
     if session.scalar(select(ComputeSite.id).where(ComputeSite.name == spec.name)) is not None:
         raise Conflict(f"a compute site named {spec.name!r} exists already")
     now = utcnow()
@@ -84,9 +93,9 @@ def add_site(session: Session, keyring: Keyring, *, principal: Principal, spec: 
         row.credential_kind = spec.credential.kind
         row.credential_cipher = keyring.seal(spec.credential.secret())
     session.add(row)
-    session.flush()
     if check_now:
-        heartbeat(session, keyring, row)
+        _keep_health(row, problem)
+    session.flush()
     return row
 
 
@@ -118,21 +127,36 @@ def remove_site(session: Session, *, principal: Principal, name: str) -> None:
     session.flush()
 
 
-def heartbeat(session: Session, keyring: Keyring, row: ComputeSite) -> str:
-    """Probe the site now and keep its health; returns its status."""
-    credential = keyring.open(row.credential_cipher) if row.credential_cipher else None
-    problem = probe(row.kind, row.address, dict(row.options or {}), credential)
+def heartbeat(db: Database, keyring: Keyring, name: str) -> ComputeSite | None:
+    """Probe the site now and keep its health; the site as kept (None once removed). Three steps, so that no
+    transaction is open while the site is asked: its address read, the probe, its answer written in a short
+    transaction (kept only if the site still has the address probed). A frozen site holds no lock of the store."""
+    with db.session(readonly=True) as session:
+        row = session.scalar(select(ComputeSite).where(ComputeSite.name == name))
+        if row is None:
+            return None
+        target = (row.kind, row.address, dict(row.options or {}))
+        credential = keyring.open(row.credential_cipher) if row.credential_cipher else None
+    problem = probe(*target, credential)
+    with db.session() as session:
+        row = session.scalar(select(ComputeSite).where(ComputeSite.name == name))
+        if row is not None and (row.kind, row.address, dict(row.options or {})) == target:
+            _keep_health(row, problem)  # a site moved meanwhile is probed where it is now at its next heartbeat
+        return row
+
+
+def _keep_health(row: ComputeSite, problem: str | None) -> None:
     row.health = "down" if problem else "healthy"
     row.health_error = problem
     row.heartbeat_at = utcnow()
-    session.flush()
-    return row.status
 
 
-def probe_site(session: Session, keyring: Keyring, *, principal: Principal, name: str) -> ComputeSite:
+def probe_site(db: Database, keyring: Keyring, *, principal: Principal, name: str) -> ComputeSite:
+    """Probe a site now (providers), in ``heartbeat``'s units of work."""
     require(principal, "compute.site.manage")
-    row = get_site(session, name)
-    heartbeat(session, keyring, row)
+    row = heartbeat(db, keyring, name)
+    if row is None:
+        raise SiteNotFound(f"no compute site named {name!r}")
     return row
 
 

@@ -12,19 +12,21 @@ from twinengine.daemons.lake import lake_loops
 from twinengine.daemons.streams_engine import StreamLoops
 from twinengine.daemons.subscriptions import subscription_loop
 from twinengine.daemons.supervisor import Loop, Supervisor
+from twinengine.daemons.twin_expiry import expiry_loop
 
 __all__ = ["elected_loops", "register_elected_loops", "train_when_elected"]
 
 
 def elected_loops(runtime: EngineParts, streams: StreamLoops) -> list[Loop]:
     """The lake's loops (unless ``lake_daemons`` is off), the stream loops, subscriptions, the compute sites'
-    heartbeats and assimilation. The training loop joins them when the AI lifecycle opens (``runtime.ml``)."""
+    heartbeats, assimilation and the twins' expiry. The training loop joins them when the AI lifecycle opens
+    (``runtime.ml``)."""
     from twinengine.twin_assimilation.service import Engines
 
     assimilation = AssimilationLoop(runtime.db, lambda: runtime.streams,
                                     lambda: Engines(hub=runtime.streams, code=runtime.app_code), runtime.notifier)
     return [*(lake_loops(runtime) if runtime.settings.lake_daemons else []), *streams.loops(),
-            subscription_loop(runtime), heartbeat_loop(runtime), assimilation.loop()]
+            subscription_loop(runtime), heartbeat_loop(runtime), assimilation.loop(), expiry_loop(runtime)]
 
 
 def register_elected_loops(supervisor: Supervisor, runtime: EngineParts) -> tuple[StreamLoops, list[str]]:

@@ -443,7 +443,7 @@ class FunctionWorker:
                 chunk = calls[pos: pos + _SLICE_CALLS]
                 header = {"entrypoint": consumer.spec.entrypoint, "model": model, "seconds": _SLICE_SECONDS,
                           "twin": {"id": twin.id, "name": twin.name, "function": consumer.name,
-                                   "parameters": dict(twin.parameters)}}
+                                   "parameters": dict(twin.parameters), "properties": sorted(manifest.state)}}
                 results: list[Any] = []
                 failed: dict[str, Any] | None = None
                 called = time.monotonic()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from twinengine import telemetry
 from twinengine.daemons import workflows_triggers
 from twinengine.daemons.supervisor import Loop
 from twinengine.store.base import utcnow
@@ -39,7 +40,10 @@ def run_once(engine: WorkflowEngine) -> int:
     for run_id in candidates:
         with engine.working():  # a stopping engine waits for the run it claims here to record its ending
             if claim(engine, run_id):
-                execute(engine, run_id)
+                with telemetry.span("run", {"twin.run.id": run_id}) as span:  # a trace of its own per run
+                    status = execute(engine, run_id)
+                    if span is not None:
+                        span.set_attribute("twin.run.status", status)
                 return 1
     return 0
 
@@ -73,11 +77,11 @@ def heartbeat_loop(engine: WorkflowEngine) -> Loop:
 
 
 def stop_lost(engine: WorkflowEngine, session: Session, run_ids: list[str]) -> list[str]:
-    """The runs among ``run_ids`` whose identity may no longer operate their twin: each is marked to stop and
-    will end as ``error`` ``GrantRevoked`` (the reason kept in ``engine.overdue`` for its runner)."""
+    """The runs among ``run_ids`` whose identity was disabled, or may no longer operate their twin: each is marked
+    to stop and will end as ``error`` ``GrantRevoked`` (the reason kept in ``engine.overdue`` for its runner)."""
     stopped = []
     rows = session.execute(select(WorkflowRun.id, WorkflowRun.owner, WorkflowRun.twin_id, WorkflowRun.options)
-                           .where(WorkflowRun.id.in_(run_ids), WorkflowRun.twin_id.is_not(None)))
+                           .where(WorkflowRun.id.in_(run_ids)))
     for run_id, owner, twin_id, options in rows:
         if run_id in engine.overdue:
             continue

@@ -3,9 +3,11 @@ site (a lake storage endpoint, ``lake:<name>``, or a compute site, ``compute:<na
 scopes and twins, so that the site sees the person and no more than what the engine lets them do there.
 
 The exchanged token is a scoped token (``delegation.scoped_tokens``) with an ``aud`` claim: the site verifies it
-with the engine's JWKS (signature, ``iss``, ``aud``, ``exp``); the engine itself refuses it (its audience is
-another). It lives ``MAX_LIFETIME`` at most, never longer than the token it was made from, and can be revoked
-like any token of one's own (sites that cannot ask the engine see revocation only at its expiry).
+with the engine's JWKS (signature, ``iss``, ``aud``, ``exp``) and reads its limits from its own claims
+(``scope``, space-separated; ``twins``, names, when it is limited to some); the engine itself refuses it (its
+audience is another). It lives ``MAX_LIFETIME`` at most, never longer than the subject token it was made from,
+whoever issued that (``auth.lifetimes``), and can be revoked like any token of one's own (sites that cannot ask
+the engine see revocation only at its expiry).
 """
 
 from __future__ import annotations

@@ -1,24 +1,28 @@
 """Scoped tokens: a caller makes, for itself, a token limited to some scopes (``auth.scopes``), some twins and
 a lifetime, for a script, CI or sharing data. It never does more than its creator: its scopes are checked
 against what the creator may do when it is made, its role is the creator's, every use is judged by the rules
-for the creator's identity as they stand then, and it works only while the token it was made with does.
-Anyone may list and revoke their own tokens."""
+for the creator's identity as they stand then, it ends no later than the token it was made with (an engine
+token or an OpenID provider's, ``auth.lifetimes``) and works only while that one does. Its limits are in its
+claims too (``scope``, ``twins``), for a site that verifies it alone. Anyone may list and revoke their own
+tokens."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.auth.issuer import BuiltinIssuer, SignedToken
+from twinengine.auth.lifetimes import end_of, provider_jti
 from twinengine.auth.models import ApiToken
 from twinengine.auth.policy import RULES, require
 from twinengine.auth.principal import Principal
 from twinengine.auth.scopes import KEY_ACTIONS, SCOPES, TWIN_ACTIONS, check_scopes
 from twinengine.auth.service import ensure_identity
-from twinengine.errors import NotFound, PermissionDenied, ValidationFailed
+from twinengine.errors import NotFound, PermissionDenied, TokenInvalid, ValidationFailed
 from twinengine.store.base import utcnow
 from twinengine.twins.service import get_twin
 
@@ -53,27 +57,36 @@ def issue_scoped_token(session: Session, issuer: BuiltinIssuer, *, principal: Pr
                                    f"so may not make a token with scope {scope}: a scoped token never does more "
                                    "than its creator")
     names: list[str] | None = None
+    ids: list[str] | None = None
     if twins is not None:
         if not twins or len(twins) > MAX_TWINS:
             raise ValidationFailed.one("twins", f"list 1 to {MAX_TWINS} twins, or none for any")
         actions = sorted({a for s in wanted for a in SCOPES[s]} & TWIN_ACTIONS)
-        names = []
+        found: dict[str, str] = {}
         for ref in dict.fromkeys(twins):
             twin = get_twin(session, principal=principal, ref=ref)  # 404 / 403 as for a read
             for action in actions:
                 require(principal, action, twin, target=f"twin {ref} (a scoped token never does more than its "
                                                         "creator)")
-            names.append(twin.name)
+            found[twin.id] = twin.name
+        ids, names = list(found), list(found.values())
     parent: ApiToken | None = None
     if principal.issuer == issuer.issuer and principal.token_id is not None:
         parent = session.get(ApiToken, principal.token_id)
+    # never past the token it is made with, whoever issued that (an OpenID provider's: minutes)
+    ends = end_of(principal, parent.expires_at if parent is not None else None)
+    if ends is not None and ends <= utcnow():
+        raise TokenInvalid("the token this one would be made with has expired")
     identity = ensure_identity(session, principal.name, created_by=principal.issuer)
-    signed = issuer.sign(principal.name, principal.role, ttl,
-                         not_after=parent.expires_at if parent is not None else None, audience=audience)
+    limits: dict[str, Any] = {"scope": " ".join(sorted(wanted))}
+    if names is not None:
+        limits["twins"] = names
+    signed = issuer.sign(principal.name, principal.role, ttl, not_after=ends, audience=audience, limits=limits)
     session.add(ApiToken(jti=signed.jti, identity=principal.name, identity_id=identity.id,
                          role=principal.role.value, issued_at=signed.issued_at, expires_at=signed.expires_at,
-                         note=note or "scoped token", scopes=sorted(wanted), twins=names,
-                         parent_jti=parent.jti if parent is not None else None, audience=audience))
+                         note=note or "scoped token", scopes=sorted(wanted), twins=names, twin_ids=ids,
+                         parent_jti=parent.jti if parent is not None else None, audience=audience,
+                         provider_jti=provider_jti(principal, issuer.issuer)))
     session.flush()
     return signed
 

@@ -7,6 +7,7 @@ extend ``twin demo`` by adding a chapter to ``runner.CHAPTERS``.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +17,13 @@ from typing import Any
 from twinengine.client import Client
 from twinengine.runtime import Runtime
 
-__all__ = ["Advance", "DemoContext", "DemoOptions"]
+__all__ = ["Advance", "DemoContext", "DemoOptions", "ml_extra_installed"]
+
+
+def ml_extra_installed() -> bool:
+    """Whether the ``ml`` extra (PyTorch and MLflow) is installed: the chapters that train say so and skip
+    without it."""
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("mlflow") is not None
 
 # advance(n) moves a progress bar by n steps
 Advance = Callable[[int], None]
@@ -39,6 +46,7 @@ class DemoOptions:
     reference_sweeps: int = 4000  # lattice-phi4: measured sweeps per reference chain (16 chains)
     climate_members: int = 3  # climate-extremes: ensemble members per warming pathway
     climate_years: int = 10  # climate-extremes: scenario years (after 10 baseline years)
+    impacts_members: int = 3  # climate-impacts: ensemble members per rain scenario
 
 
 def _quiet(_text: str) -> None:

@@ -25,15 +25,21 @@ from twinengine.demo.chapters import (
     calibration,
     climate,
     compute,
+    cwl,
+    dataspace,
     edr,
     ensembles,
     fleet,
+    flood,
     identity,
+    impacts,
     lake,
     lattice,
     ml,
     portal,
+    pulsar,
     relations,
+    reproducibility,
     streams,
     twins,
     verification,
@@ -41,7 +47,7 @@ from twinengine.demo.chapters import (
     workflows,
 )
 from twinengine.demo.context import Advance, DemoContext, DemoOptions
-from twinengine.demo.server import InProcessServer
+from twinengine.demo.server import InProcessServer, free_port
 from twinengine.runtime import Runtime
 from twinengine.stopping import until_stopped
 
@@ -69,7 +75,11 @@ CHAPTERS: list[Chapter] = [
     verification.verify_forecasts,
     assimilation.assimilate_gauges,
     calibration.calibrate_reach,
+    flood.flood_answer,
     ml.retrain_on_drift,
+    reproducibility.runs_that_travel,
+    dataspace.offer_across_engines,
+    cwl.packages_in_and_out,
     relations.river_network,
     identity.groups_and_scopes,
     portal.portal,
@@ -81,6 +91,8 @@ APP_CHAPTERS: dict[str, list[Chapter]] = {
     "lattice-phi4": [twins.publish_app, lattice.flow_sampling],
     "virgo-glitch": [twins.publish_app, virgo.glitch_veto],
     "climate-extremes": [twins.publish_app, climate.extremes],
+    "climate-impacts": [twins.publish_app, impacts.drought_and_fire],
+    "pulsar-rfi": [twins.publish_app, pulsar.pulsar_search],
 }
 
 # Engine settings a story needs: climate-extremes' workers each import xclim and compile its numba kernels
@@ -136,6 +148,8 @@ def _admin_token(runtime: Runtime) -> str:
                            ttl=timedelta(days=1), note="twin demo").token
 
 
+
+
 def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
              track: Callable[[str, int], Advance] | None = None,
              finished: Callable[[DemoContext], None] | None = None) -> DemoContext:
@@ -145,13 +159,18 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="twin-demo-"))
     # Stream history and workflow results land in the lake on site-a (the lake chapter creates it); small
     # segments so the live stream closes some for the compactor.
+    # The port is chosen before the engine starts so that it knows its own address in the data space (its
+    # did:web), which the data-space chapter's partner engine on loopback reaches it by.
+    port = free_port()
     runtime = Runtime.from_settings(Settings(data_dir=data_dir, lake_endpoint="site-a", stream_segment_bytes=4096,
-                                             envs_dir=_shared_envs(), **APP_SETTINGS.get(options.app, {})))
+                                             envs_dir=_shared_envs(), dataspace_url=f"http://127.0.0.1:{port}",
+                                             dataspace_peer_hosts=["127.0.0.1"],
+                                             **APP_SETTINGS.get(options.app, {})))
     try:
         admin_token = runtime.start() or _admin_token(runtime)  # kept in memory only
         chapters = APP_CHAPTERS[options.app]
         folder = find_app_folder(options.app)
-        with InProcessServer(create_app(runtime=runtime)) as server:
+        with InProcessServer(create_app(runtime=runtime), port=port) as server:
             say(f"engine up at {server.url} (store: {runtime.db.backend}, data: {runtime.data_dir})")
             with Client(server.url, admin_token) as admin:
                 tokens = {name: admin.create_token(name, role, expires_in="1d").token for name, role in PEOPLE}

@@ -29,13 +29,14 @@ class EnsemblesClient:
             perturb: dict[str, Any] | None = None, seed: int | None = None, forks: list[str] | None = None,
             parameter_sets: list[dict[str, Any]] | None = None, threshold: float | None = None,
             quantiles: list[float] | None = None, sync: bool = False,
-            options: dict[str, Any] | None = None) -> EnsembleRead:
+            options: dict[str, Any] | None = None, start: dict[str, Any] | None = None) -> EnsembleRead:
         """Run a workflow of a twin as an ensemble: ``members`` perturbed (the app's distributions, or
         ``perturb``), one member per fork, or one per parameter set; ``sync`` answers when it ended;
-        ``options`` as a run's (``site``, ``exclude_sites``: where it is placed)."""
+        ``options`` as a run's (``site``, ``exclude_sites``: where it is placed); ``start`` as a run's (the
+        twin's state the members start from: now by default)."""
         body = {"workflow": workflow, "members": members, "parameters": parameters or {}, "perturb": perturb,
                 "seed": seed, "forks": forks, "parameter_sets": parameter_sets, "threshold": threshold,
-                "quantiles": quantiles, "mode": "sync" if sync else "async", "options": options}
+                "quantiles": quantiles, "mode": "sync" if sync else "async", "options": options, "start": start}
         return self._transport.send(EnsembleRead, "POST", f"/api/v1/twins/{quote(twin, safe='')}/ensembles",
                                     {k: v for k, v in body.items() if v is not None}, until_done=sync)
 

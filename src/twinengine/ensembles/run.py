@@ -32,6 +32,7 @@ from twinengine.workflows.context import RunContext, running
 from twinengine.workflows.evaluate import Canceled
 from twinengine.workflows.forecast_processes import record
 from twinengine.workflows.graph import parse_graph
+from twinengine.workflows.initial_state import hindcast_from
 from twinengine.workflows.members import Member, MemberOutcome, MemberSet
 from twinengine.workflows.models import RunLog, WorkflowRun
 from twinengine.workflows.results import describe_results
@@ -168,7 +169,7 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
             first = failed[0].error or {}
             raise MemberFailed(f"{len(failed)} of {len(outcomes)} members failed, e.g. {failed[0].run_id}: "
                                f"{first.get('message', failed[0].status)}; nothing was written")
-        value = _conclude(engine, ctx, spec, outcomes, principal, twin_id)
+        value = _conclude(engine, ctx, spec, outcomes, principal, twin_id, options)
     except Canceled:
         overdue = engine.overdue.pop(run_id, None)  # its identity lost the twin (``twins.standing``)
         if overdue is not None:
@@ -197,7 +198,7 @@ def execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
 
 
 def _conclude(engine: WorkflowEngine, ctx: RunContext, spec: dict[str, Any], outcomes: list[MemberOutcome],
-              principal: Principal, twin_id: str | None) -> dict[str, Any]:
+              principal: Principal, twin_id: str | None, options: dict[str, Any]) -> dict[str, Any]:
     values = [_series(o.value) for o in outcomes]
     for outcome, value in zip(outcomes, values, strict=True):
         if not _numeric(value):
@@ -219,7 +220,8 @@ def _conclude(engine: WorkflowEngine, ctx: RunContext, spec: dict[str, Any], out
         recorded = _record_forecasts(ctx, spec, outcomes)
     if recorded:
         out["forecasts"] = recorded
-    written = _write_state(ctx, spec.get("state") or {}, out, principal, twin_id, stats)
+    past = hindcast_from(options)  # a hindcast's statistics are past: the twin's state now is not theirs to write
+    written = None if past is not None else _write_state(ctx, spec.get("state") or {}, out, principal, twin_id, stats)
     if written is not None:
         out["state_revision"] = written
     return out

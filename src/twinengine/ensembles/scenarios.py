@@ -13,7 +13,6 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from jsonschema import Draft202012Validator
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -52,6 +51,8 @@ def parse_scenario(text: str) -> dict[str, Any]:
 
 def check_scenario(doc: Any) -> dict[str, Any]:
     """Validate against the schema; every problem names its place (``branches[1].ensemble.members``)."""
+    from jsonschema import Draft202012Validator  # here: the API answers before it imports jsonschema
+
     validator = Draft202012Validator(scenario_schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     if errors:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from twinengine.quality.perturb import Distribution
-from twinengine.workflows.schemas import RunOptions, RunStatus
+from twinengine.workflows.schemas import RunOptions, RunStart, RunStatus, StartRead
 
 __all__ = ["EnsembleCreate", "EnsembleDeclaration", "EnsembleRead", "MemberRead", "Threshold"]
 
@@ -53,6 +53,10 @@ class EnsembleCreate(_Input):
     quantiles: list[float] | None = Field(default=None, min_length=1, max_length=20)
     options: RunOptions = Field(default_factory=RunOptions)
     mode: Literal["async", "sync"] = "async"
+    start: RunStart | None = Field(default=None, description="Where the members start (the parameters the app maps "
+                                                             "from the twin's state): default, the state now; a "
+                                                             "value carrying its spread (an analysis) gives each "
+                                                             "member its own start.")
 
     @field_validator("quantiles")
     @classmethod
@@ -86,3 +90,5 @@ class EnsembleRead(BaseModel):
     error: dict[str, Any] | None = None
     created_at: datetime
     finished_at: datetime | None
+    start: StartRead | None = Field(default=None, description="The twin's state the members started from (the "
+                                                              "app's initial_state; null: the workflow maps none).")

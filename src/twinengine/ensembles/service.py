@@ -20,13 +20,14 @@ from twinengine.catalog.manifest import Manifest
 from twinengine.compute.hooks import before_queue
 from twinengine.ensembles.schemas import EnsembleCreate, EnsembleDeclaration, EnsembleRead, MemberRead
 from twinengine.errors import InvalidInput, Problem, RunNotFound, ValidationFailed, join_loc
-from twinengine.quality.perturb import draw
+from twinengine.quality.perturb import bounds_of, draw
 from twinengine.store.base import utcnow
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
 from twinengine.twins.validation import check_parameters
 from twinengine.workflows import service as runs
 from twinengine.workflows.graph import graph_hash, parse_graph, validate
+from twinengine.workflows.initial_state import member_values, start_read, starting_values
 from twinengine.workflows.models import RunNode, WorkflowRun
 from twinengine.workflows.schemas import RunStatus
 from twinengine.workflows.site_queues import site_queues
@@ -100,6 +101,20 @@ def _perturbed(body: EnsembleCreate, decl: EnsembleDeclaration, params: _Paramet
     return sets
 
 
+def _start_bounds(manifest: Manifest, workflow: str, params: _Parameters) -> dict[str, tuple[float, float]]:
+    """The range a state-given parameter's members are kept in: its state property's and its schema's."""
+    spec = manifest.workflows.get(workflow)
+    out = {}
+    for parameter, prop in (spec.initial_state if spec is not None else {}).items():
+        declared = manifest.state.get(prop)
+        low, high = bounds_of(params.schema(parameter))
+        if declared is not None:
+            low = max(low, declared.minimum) if declared.minimum is not None else low
+            high = min(high, declared.maximum) if declared.maximum is not None else high
+        out[parameter] = (low, high)
+    return out
+
+
 def _threshold(body: EnsembleCreate, decl: EnsembleDeclaration, base: dict[str, Any]) -> float | None:
     if body.threshold is not None:
         return float(body.threshold)
@@ -146,22 +161,34 @@ def submit_ensemble(session: Session, engine: WorkflowEngine, *, principal: Prin
                                    f"{count} members is above the most this engine runs ({max_members}, "
                                    "setting ensemble_max_members)")
     seed = body.seed if body.seed is not None else secrets.randbits(63)
-    base = runs.bind_parameters(process, body.parameters, {"twin_id": twin.id, "twin_name": twin.name,
-                                                           "twin_parameters": dict(twin.parameters)})
+    from_state, start = starting_values(session, principal=principal, twin=twin, manifest=manifest,
+                                        workflow=body.workflow, given=body.parameters, start=body.start)
+    base = runs.bind_parameters(process, {**from_state, **body.parameters},
+                                {"twin_id": twin.id, "twin_name": twin.name, "twin_parameters": dict(twin.parameters)})
     member_twins = [twin] * count
+    starts: list[tuple[dict[str, Any], dict[str, Any] | None]] = [(from_state, start)] * count
     if body.forks is not None:
-        member_twins = []
+        member_twins, starts = [], []
         for i, ref in enumerate(body.forks):
             other = twins.get_twin(session, principal=principal, ref=ref, action="twin.operate")
             if other.app_name != twin.app_name:
                 raise ValidationFailed.one(f"forks[{i}]", f"twin {other.name} is of app {other.app_name}, not "
                                                           f"{twin.app_name}")
             member_twins.append(other)
+            starts.append(starting_values(session, principal=principal, twin=other, manifest=manifest,
+                                          workflow=body.workflow, given=body.parameters, start=body.start))
         overrides: list[tuple[dict[str, Any], dict[str, Any]]] = [({}, {}) for _ in range(count)]
     elif body.parameter_sets is not None:
         overrides = _split([dict(s) for s in body.parameter_sets], params, "parameter_sets")
     else:
-        overrides = _split(_perturbed(body, decl, params, base, twin, count, seed), params, "perturb")
+        sets = _perturbed(body, decl, params, base, twin, count, seed)
+        perturbed = set(body.perturb if body.perturb is not None else decl.perturb)
+        drawn = member_values(start, count, np.random.default_rng([seed, 1]), skip=perturbed | set(body.parameters),
+                              bounds=_start_bounds(manifest, body.workflow, params))
+        for name, values in drawn.items():  # members start from the analysis' spread, not one value
+            for member, value in zip(sets, values, strict=True):
+                member[name] = value
+        overrides = _split(sets, params, "perturb")
     graph = parse_graph(process)
     validate(graph, user_registry(session, engine.registry, principal.name), app_version=twin.app_version,
              available=set(runs.ENGINE_PARAMETERS))
@@ -179,8 +206,9 @@ def submit_ensemble(session: Session, engine: WorkflowEngine, *, principal: Prin
                                         for p in problems])
         engine_values = {"run_id": run_id, "twin_id": member_twin.id, "twin_name": member_twin.name,
                          "twin_parameters": twin_parameters}
+        member_state, member_start = starts[i]
         try:
-            bound = runs.bind_parameters(process, {**body.parameters, **wf}, engine_values)
+            bound = runs.bind_parameters(process, {**member_state, **body.parameters, **wf}, engine_values)
         except ValidationFailed:
             raise
         except InvalidInput as exc:  # a drawn or listed value the workflow's schema refuses
@@ -193,13 +221,17 @@ def submit_ensemble(session: Session, engine: WorkflowEngine, *, principal: Prin
             app=f"{twin.app_name}@{twin.app_version}", workflow=body.workflow, process=process,
             graph_sha256=graph_hash(process), parameters=bound,
             options={"role": principal.role.value, "ensemble": ensemble_id, "member": i,
-                     **({"manifest_retry": process["x-retry"]} if "x-retry" in process else {})},
+                     "groups": sorted(principal.groups),  # its usage record's groups: the owner's when submitted
+                     **({"manifest_retry": process["x-retry"]} if "x-retry" in process else {}),
+                     **({"start": member_start} if member_start is not None else {})},
             status=RunStatus.CREATED, progress=0.0, assets=[], created_at=now, updated_at=now,
             executor=engine.executor.name))
     options = body.options.model_dump(mode="json") | {"role": principal.role.value, "parallel": parallel,
                                                        "on_twin": True}
     if "x-retry" in process:
         options["manifest_retry"] = process["x-retry"]
+    if start is not None:
+        options["start"] = start
     before_queue(session, principal=principal, options=options, process=process,  # its site; quotas
                  app=f"{twin.app_name}@{twin.app_version}", queues=site_queues)
     options["ensemble"] = {
@@ -241,4 +273,4 @@ def ensemble_read(session: Session, run: WorkflowRun) -> EnsembleRead:
                         twin_name=run.twin_name, workflow=run.workflow, mode=str(spec.get("mode", "perturb")),
                         seed=spec.get("seed"), threshold=spec.get("threshold"), members=members,
                         statistics=value, assets=run.assets, error=run.error, created_at=run.created_at,
-                        finished_at=run.finished_at)
+                        finished_at=run.finished_at, start=start_read(run.options))

@@ -75,11 +75,13 @@ class LakeClient:
     def add_dataset(self, did: str, *, container: bool = False, meta: dict[str, Any] | None = None,
                     bbox: tuple[float, float, float, float] | None = None, geometry: dict[str, Any] | None = None,
                     start_time: str | None = None, end_time: str | None = None,
-                    group: str | None = None) -> DidRead:
-        """Register a dataset (or container); with ``group``, the group's: its members read it."""
+                    group: str | None = None, twin: str | None = None) -> DidRead:
+        """Register a dataset (or container); with ``group``, the group's: its members read it; with ``twin`` (an
+        id or name), the twin's: data derived from the twin, read by those who may read the twin, and its files
+        with it (you must be allowed to operate the twin)."""
         body = _clean({"did": did, "type": "container" if container else "dataset", "meta": meta or {},
                        "bbox": list(bbox) if bbox else None, "geometry": geometry, "start_time": start_time,
-                       "end_time": end_time, "group": group})
+                       "end_time": end_time, "group": group, "twin": twin})
         return self._transport.send(DidRead, "POST", f"{BASE}/dids", body)
 
     def attach(self, parent: str, children: list[str]) -> DidRead:

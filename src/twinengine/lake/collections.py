@@ -106,7 +106,7 @@ class LakeCollections(CollectionSource):
         dataset, file = _DATASET, _FILE
         rows: list[tuple[str, str, int, str]] = []
         try:
-            with self.db.session(readonly=True) as session:
+            with self.db.reading() as session:  # in the caller's unit of work, if it has one (store.guard)
                 stamp = tuple(session.execute(_STAMP).one())
                 listed = self._listed
                 if listed is not None and listed[0] == stamp:
@@ -172,10 +172,42 @@ class LakeCollections(CollectionSource):
     def readable(self, collection_id: str, principal: Caller) -> bool:
         if principal.is_admin:
             return True
-        if not isinstance(principal, Principal):  # nobody the policy knows
+        if not isinstance(principal, Principal) or collection_id not in self.ids():  # nobody the policy knows
             return False
         with self.db.session(readonly=True) as session:
             return self._readable(session, Readers(session, principal), collection_id, self._gridded())
+
+    def explain(self, collection_id: str, principal: Caller) -> TwinEngineError | None:
+        """For a dataset ``principal`` may read that is not served: its files it may read are in no collection
+        format, or the first one's format needs a library that is missing. Nothing about one it may not read."""
+        if collection_id in self.ids() or not isinstance(principal, Principal):
+            return None
+        scope, _, name = collection_id.partition(".")
+        if not name:
+            return None
+        try:
+            with self.db.session(readonly=True) as session:
+                readers = Readers(session, principal)
+                dataset = session.scalar(select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/"),
+                                                           Did.type == DidType.DATASET))
+                if dataset is None or not readers(dataset):
+                    return None
+                files = [f.did for f in readers.only(session.scalars(
+                    select(Did).join(Attachment, Attachment.child_id == Did.id)
+                    .where(Attachment.parent_id == dataset.id, Did.type == DidType.FILE).order_by(Did.name)))]
+        except Exception:  # the store is not migrated yet
+            return None
+        gridded = [f for f in files if gridded_format(f.partition(":")[2])]
+        if files and not gridded:
+            shown = files[:5]
+            return CollectionNotFound(f"no collection {collection_id!r}: its files ({', '.join(shown)}) are in no "
+                                      "format the engine serves as a collection (it serves "
+                                      f"{', '.join(formats.known_suffixes())})",
+                                      details=[{"loc": "file", "msg": shown[0]}])
+        found = formats.match(PurePosixPath(gridded[0]).name) if gridded else None
+        if found is not None and found.unavailable is not None:
+            return FormatUnavailable(f"{gridded[0]}: {found.unavailable}", details=[{"loc": "file", "msg": gridded[0]}])
+        return None
 
     @staticmethod
     def _readable(session: Session, readers: Readers, collection_id: str, gridded: dict[str, tuple[int, str]],

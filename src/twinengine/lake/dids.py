@@ -16,7 +16,7 @@ from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.errors import DidConflict, DidNotFound, ValidationFailed
 from twinengine.lake.context import LakeTuning
-from twinengine.lake.grants import Readers, require_read
+from twinengine.lake.grants import Readers, data_twin, require_change
 from twinengine.lake.models import Attachment, Did, Endpoint, Replica
 from twinengine.lake.schemas import DID_PATTERN, DidRead, DidType, ReplicaRead, ReplicaState
 from twinengine.store.base import upsert, utcnow
@@ -104,7 +104,8 @@ def did_read(session: Session, did: Did, *, details: bool = True,
     out = DidRead(did=did.did, scope=did.scope, name=did.name, type=DidType(did.type), bytes=did.bytes,
                   adler32=did.adler32, sha256=did.sha256, media_type=did.media_type, meta=did.meta or {},
                   bbox=bbox, geometry=did.geometry, start_time=did.start_time, end_time=did.end_time,
-                  created_by=did.created_by, owner_group=did.owner_group, created_at=did.created_at)
+                  created_by=did.created_by, owner_group=did.owner_group, owner_twin=did.owner_twin,
+                  created_at=did.created_at)
     if details:
         if did.type == DidType.FILE:
             out.replicas = [replica_read(r, did, e) for r, e in replicas_of(session, did)]
@@ -141,13 +142,17 @@ def set_extent(did: Did, *, geometry: dict[str, Any] | None, bbox: Sequence[floa
 def add_did(session: Session, *, principal: Principal, did: str, type: DidType, meta: dict[str, Any] | None = None,
             geometry: dict[str, Any] | None = None, bbox: Sequence[float] | None = None,
             start: datetime | None = None, end: datetime | None = None, exist_ok: bool = False,
-            tuning: LakeTuning | None = None, group: str | None = None) -> Did:
+            tuning: LakeTuning | None = None, group: str | None = None, twin: str | None = None) -> Did:
     """Register a dataset or container (files come in through uploads and registrations); with ``group``, it
-    is the group's (its members read it; the caller must be one)."""
+    is the group's (its members read it; the caller must be one); with ``twin`` (an id or name), the twin's:
+    those who may read the twin read it (the caller must be allowed to operate the twin)."""
     require(principal, "lake.write")
     scope, name = parse_did(did)
+    if group is not None and twin is not None:
+        raise ValidationFailed.one("twin", "a dataset is a group's or a twin's, not both")
     if group is not None:
         check_owner_group(session, principal, group, what="datasets")
+    owner_twin = data_twin(session, principal, twin) if twin is not None else None
     check_meta(meta or {}, loc="meta", tuning=tuning)
     if geometry is not None:
         check_meta(geometry, loc="geometry", tuning=tuning)
@@ -159,7 +164,7 @@ def add_did(session: Session, *, principal: Principal, did: str, type: DidType, 
             return existing
         raise DidConflict(f"{did} exists already (a {existing.type})")
     row = Did(scope=scope, name=name, type=type.value, meta=dict(meta or {}), created_by=principal.name,
-              owner_group=group)
+              owner_group=group, owner_twin=owner_twin)
     set_extent(row, geometry=geometry, bbox=bbox, start=start, end=end)
     session.add(row)
     session.flush()
@@ -167,10 +172,11 @@ def add_did(session: Session, *, principal: Principal, did: str, type: DidType, 
 
 
 def attach(session: Session, *, principal: Principal, parent: str, children: Iterable[str]) -> Did:
-    """Put files into a dataset, or datasets and containers into a container (idempotent)."""
+    """Put files into a dataset, or datasets and containers into a container (idempotent): the parent is the
+    caller's to change (``lake.grants.may_change``), the children the caller's to read."""
     require(principal, "lake.write")
     readers = Readers(session, principal)  # nothing is attached by, or to, what its caller may not read
-    row = require_read(session, principal, get_did(session, parent, loc="did"), readers=readers)
+    row = require_change(session, principal, get_did(session, parent, loc="did"), readers=readers)
     if row.type == DidType.FILE:
         raise ValidationFailed.one("did", f"{parent} is a file; only datasets and containers have members")
     allowed = {DidType.DATASET: {DidType.FILE}, DidType.CONTAINER: {DidType.DATASET, DidType.CONTAINER}}[

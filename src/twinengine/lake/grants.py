@@ -3,7 +3,8 @@ replicas, rules, STAC, the lake's collections for EDR and openEO, dataset trigge
 
 A DID's readability follows where it came from, read live at each request:
 
-- made by the engine from a twin (stream history: ``meta.twin``): those who may read that twin;
+- registered for a twin (``owner_twin``: data derived from the twin, registered by someone who may operate
+  it) or made by the engine from a twin (stream history: ``meta.twin``): those who may read that twin;
 - made by the engine from a run (workflow results: ``meta.workflow_run``): those who may read that run
   (its owner, and readers of its twin);
 - a file the engine made with no origin of its own: the origin of an engine-made dataset holding it;
@@ -14,7 +15,9 @@ A DID's readability follows where it came from, read live at each request:
   every role; their listings show only the members the caller may read.
 
 Origin metadata counts only on DIDs the engine made: metadata a user writes cannot claim a twin's grants.
-Admins read everything.
+Admins read everything. Changing a DID (putting files or members into it, deleting it) is for its owner only:
+its creator or group's members, those who may operate its twin; what the engine made, nobody but the engine
+(``may_change``): reading a twin's data is not adding to it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from twinengine.errors import DidNotFound, PermissionDenied, RunNotFound, TwinNo
 from twinengine.lake.models import Attachment, Did
 from twinengine.lake.schemas import DidType
 
-__all__ = ["ENGINE", "Origin", "Readers", "may_read", "origin_of", "owned_by", "require_read", "runs_storage"]
+__all__ = ["ENGINE", "Origin", "Readers", "data_twin", "may_change", "may_read", "origin_of",
+           "owned_by", "require_change", "require_read", "runs_storage"]
 
 ENGINE = SYSTEM.name  # ``created_by`` of what the engine itself registers
 
@@ -60,6 +64,8 @@ class _Owned:
 
 
 def _own_origin(did: Did) -> Origin | None:
+    if did.owner_twin is not None:
+        return Origin("twin", did.owner_twin)
     if did.owner_group is not None:
         return Origin("group", did.owner_group)
     if did.created_by != ENGINE:
@@ -135,8 +141,51 @@ class Readers:
 
 
 def owned_by(principal: Principal, did: Did) -> bool:
-    """Whether ``principal`` owns ``did`` (may delete it): the members of its group, else its creator."""
-    return owns(principal, _Owned(owner=did.created_by, owner_group=did.owner_group))
+    """Whether ``principal`` owns ``did`` by name: the members of its group, else its creator (a twin's DID:
+    see ``may_change``)."""
+    return did.owner_twin is None and owns(principal, _Owned(owner=did.created_by, owner_group=did.owner_group))
+
+
+def _twin_for(session: Session, principal: Principal, ref: str, action: str) -> str:
+    # The twin a DID is registered for: asked of twins where the decision is made, as ``Readers`` does.
+    from twinengine.twins.service import get_twin
+
+    return get_twin(session, principal=principal, ref=ref, action=action).id
+
+
+def data_twin(session: Session, principal: Principal, ref: str) -> str:
+    """The id of the twin ``ref`` names, for data registered for it: the caller must be allowed to operate it
+    (write its state), since whatever is registered for a twin is read by every reader of the twin."""
+    return _twin_for(session, principal, ref, "twin.operate")
+
+
+def may_change(session: Session, principal: Principal, did: Did) -> bool:
+    """Whether ``principal`` may change ``did`` (attach into it, upload into it, delete it): admins; for a
+    twin's DID those who may operate the twin; for what the engine made from a twin or a run, or for everyone,
+    nobody else; otherwise its owner (``owned_by``)."""
+    if principal.is_admin:
+        return True
+    if did.owner_twin is not None:
+        try:
+            _twin_for(session, principal, did.owner_twin, "twin.operate")
+        except (PermissionDenied, TwinNotFound):
+            return False
+        return True
+    return did.created_by != ENGINE and owned_by(principal, did)
+
+
+def require_change(session: Session, principal: Principal, did: Did, *, loc: str = "did",
+                   readers: Readers | None = None) -> Did:
+    """``did`` when ``principal`` may change it; one it may not read is not found (``require_read``), one it
+    reads but does not own is refused, naming whose it is."""
+    require_read(session, principal, did, readers=readers)
+    if not may_change(session, principal, did):
+        owner = ("the engine" if did.created_by == ENGINE and did.owner_twin is None else
+                 f"twin {did.owner_twin}" if did.owner_twin is not None else
+                 f"group {did.owner_group}" if did.owner_group is not None else did.created_by)
+        raise PermissionDenied(f"{principal.name} may not change {did.did} (it is {owner}'s; reading it is not "
+                               "owning it)", details=[{"loc": loc, "msg": "not yours to change"}])
+    return did
 
 
 def runs_storage(principal: Principal) -> bool:

@@ -75,6 +75,10 @@ class Did(Base):
     # a group-owned DID is its members' (lake.grants); auth.group_delete hands it on with the group
     owner_group: Mapped[str | None] = mapped_column(String(64), index=True,
                                                     info={"owner": "created_by", "kind": "lake"})
+    # a twin-owned DID (data derived from the twin, registered for it) is read as the twin is (lake.grants); the
+    # twin's id, not its name: a twin made later under the name gains nothing (no foreign key: the data outlives
+    # the twin, readable by admins only then)
+    owner_twin: Mapped[str | None] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

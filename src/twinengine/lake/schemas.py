@@ -134,6 +134,9 @@ class DidCreate(_Input):
     end_time: Instant | None = None
     group: str | None = Field(default=None, pattern=GROUP_NAME_PATTERN, max_length=64,
                               description="The group whose it is: its members read it (the caller must be one)")
+    twin: str | None = Field(default=None, min_length=1, max_length=64,
+                             description="The twin (id or name) whose data it is: those who may read the twin read "
+                                         "it, and its files (the caller must be allowed to operate the twin)")
 
 
 class DidRead(BaseModel):
@@ -152,6 +155,8 @@ class DidRead(BaseModel):
     end_time: datetime | None
     created_by: str
     owner_group: str | None = Field(default=None, description="The group whose it is (its members read it)")
+    owner_twin: str | None = Field(default=None, description="The id of the twin whose data it is (those who may "
+                                                             "read the twin read it)")
     created_at: datetime
     children: list[str] = Field(default_factory=list)
     replicas: list[ReplicaRead] = Field(default_factory=list)

@@ -37,7 +37,7 @@ from twinengine.lake.checksums import Checksums, Hasher, normalize_adler32, norm
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import attach, get_did, parse_did
 from twinengine.lake.endpoints import get_endpoint, take_quota, usage
-from twinengine.lake.grants import may_read, require_read
+from twinengine.lake.grants import may_read, require_change
 from twinengine.lake.models import Did, Endpoint, Replica, Transfer
 from twinengine.lake.schemas import DidType, ReplicaState
 from twinengine.lake.storage import CHUNK
@@ -100,13 +100,16 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
              stale_before: datetime | None = None,
              group: str | None = None) -> tuple[int, int, str, bool, bool] | Checksums:
     """Unit (1): the file row (new ones have no checksums yet) and a COPYING replica on the endpoint. A new
-    file is ``group``'s, or else the group's whose dataset it goes into (its members read the dataset's files)."""
+    file is ``group``'s, or else the group's or the twin's whose dataset it goes into (the dataset's readers read
+    its files); a file goes only into a dataset the caller may change (``lake.grants.may_change``)."""
     require(principal, "lake.write")
     scope, name = parse_did(did)
+    twin: str | None = None
     if dataset is not None:
-        holder = require_read(session, principal, get_did(session, dataset, loc="dataset"))
+        holder = require_change(session, principal, get_did(session, dataset, loc="dataset"), loc="dataset")
         if holder.type != DidType.DATASET:  # refused before a byte is written
             raise ValidationFailed.one("dataset", f"{dataset} is not a dataset; files go into datasets")
+        twin = holder.owner_twin if group is None else None
         group = group if group is not None else holder.owner_group
     if group is not None:
         check_owner_group(session, principal, group, what="datasets")
@@ -122,7 +125,7 @@ def _reserve(session: Session, *, principal: Principal, did: str, endpoint: str,
     if row is None:
         row = Did(scope=scope, name=name, type=DidType.FILE.value, media_type=media_type or media_type_for(name),
                   meta=dict(meta or {}),
-                  created_by=principal.name, owner_group=group)
+                  created_by=principal.name, owner_group=group, owner_twin=twin)
         session.add(row)
         session.flush()
     elif not may_read(session, principal, row):

@@ -193,8 +193,9 @@ class MLEngine:
             return 0
         busy: set[tuple[str, str]] = set()
         try:
+            drift = retrain.drift_reports(self, self.db, due)  # the apps' features run before the pass's write
             with self.db.session() as session:
-                queued = retrain.run_once(self, session, due, busy)
+                queued = retrain.run_once(self, session, due, busy, drift)
         except BaseException:
             self._policies.deferred(due)  # looked at again next pass
             raise

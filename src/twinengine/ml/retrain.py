@@ -32,8 +32,9 @@ from twinengine.twins.models import Twin
 
 if TYPE_CHECKING:
     from twinengine.ml.lifecycle import Lifecycle
+    from twinengine.store.engine import Database
 
-__all__ = ["check_drift", "check_skill", "run_once"]
+__all__ = ["Drift", "check_drift", "check_skill", "drift_reports", "run_once"]
 
 log = logging.getLogger("twinengine.ml")
 
@@ -52,11 +53,51 @@ def _queue(session: Session, policy: RetrainPolicy, twin: Twin, trigger: dict[st
 
 
 def check_drift(ml: Lifecycle, session: Session, policy: RetrainPolicy, twin: Twin) -> dict[str, Any] | None:
-    """Compare the champion's training inputs with the latest window; returns the report (None: no verdict).
-    The app's ``features`` run in a worker of the app, on the records the engine reads here."""
-    last = session.scalar(select(TrainingRun).where(
+    """Compare the champion's training inputs with the latest window; returns the report (None: no verdict),
+    kept on the policy. The app's ``features`` run in a worker of the app, on the records the engine reads here:
+    a pass works this out before its write (``drift_reports``), so no transaction waits on the app's code."""
+    report = _drift_report(ml, policy, twin, _last_trained(session, policy, twin))
+    if report is not None:
+        _keep_report(policy, report)
+    return report
+
+
+Drift = dict[tuple[str, str], dict[str, Any] | Exception | None]
+"""Drift verdicts by (twin id, model): a report, None (no verdict), or what refused the check."""
+
+
+def drift_reports(ml: Lifecycle, db: Database, only: Collection[tuple[str, str]]) -> Drift:
+    """The drift verdicts of the policies of ``only`` that watch drift, worked out before the pass that keeps
+    them (``run_once``'s ``drift``): the policies and their last runs are read in a read-only unit of work,
+    then each app's ``features`` run in its worker with no transaction open (``store.guard``). A policy its
+    pass skips (its model training, its owner held) is left out."""
+    found: list[tuple[RetrainPolicy, Twin, TrainingRun | None]] = []
+    if only:
+        with db.session(readonly=True) as session:
+            query = select(RetrainPolicy).where(RetrainPolicy.enabled.is_(True),
+                                                tuple_(RetrainPolicy.twin_id, RetrainPolicy.model).in_(sorted(only)))
+            for policy in session.scalars(query):
+                twin = session.get(Twin, policy.twin_id)
+                if policy.drift is None or twin is None or _busy(session, twin.id, policy.model) or \
+                        (ml.hold is not None and ml.hold(session, twin.owner) is not None):
+                    continue
+                found.append((policy, twin, _last_trained(session, policy, twin)))
+    reports: Drift = {}
+    for policy, twin, last in found:
+        try:
+            reports[(policy.twin_id, policy.model)] = _drift_report(ml, policy, twin, last)
+        except Exception as exc:  # a broken app must not stop the other policies
+            reports[(policy.twin_id, policy.model)] = exc
+    return reports
+
+
+def _last_trained(session: Session, policy: RetrainPolicy, twin: Twin) -> TrainingRun | None:
+    return session.scalar(select(TrainingRun).where(
         TrainingRun.twin_id == twin.id, TrainingRun.model == policy.model, TrainingRun.status == "succeeded",
         TrainingRun.model_version.is_not(None)).order_by(TrainingRun.finished_at.desc()).limit(1))
+
+
+def _drift_report(ml: Lifecycle, policy: RetrainPolicy, twin: Twin, last: TrainingRun | None) -> dict[str, Any] | None:
     if last is None or policy.drift is None:
         return None
     app = ml.app_of(twin)
@@ -77,18 +118,21 @@ def check_drift(ml: Lifecycle, session: Session, policy: RetrainPolicy, twin: Tw
     if found is None:
         return None
     ref, new = found
-    report = detect(DriftSpec.model_validate(policy.drift), ref, new).to_dict() | {
+    return detect(DriftSpec.model_validate(policy.drift), ref, new).to_dict() | {
         "stream": stream, "start": max(end - policy.window, 0), "end": end, "reference_run": last.id}
+
+
+def _keep_report(policy: RetrainPolicy, report: dict[str, Any]) -> None:
     policy.last_check = report | ({"skill": policy.last_check["skill"]}
                                   if policy.last_check and "skill" in policy.last_check else {})
-    return report
 
 
 def run_once(ml: Lifecycle, session: Session, only: Collection[tuple[str, str]] | None = None,
-             busy: set[tuple[str, str]] | None = None) -> int:
+             busy: set[tuple[str, str]] | None = None, drift: Drift | None = None) -> int:
     """One pass over the enabled policies, or over those ``only`` names (twin id, model: what a
     ``PolicyWatch`` says may have fired); returns the number of runs queued. Policies skipped because their
-    model is training are added to ``busy``."""
+    model is training are added to ``busy``. ``drift``: the verdicts ``drift_reports`` worked out before this
+    pass's transaction; a drift policy without one is looked at again next pass (it is added to ``busy``)."""
     queued = 0
     now = datetime.now(UTC)
     query = select(RetrainPolicy).where(RetrainPolicy.enabled.is_(True))
@@ -132,8 +176,21 @@ def run_once(ml: Lifecycle, session: Session, only: Collection[tuple[str, str]] 
             queued += 1
             continue
         if policy.drift is not None:
+            key = (policy.twin_id, policy.model)
+            if drift is not None and key not in drift:  # it became due since its verdict was worked out
+                if busy is not None:
+                    busy.add(key)
+                continue
             try:
-                report = check_drift(ml, session, policy, twin)
+                if drift is None:
+                    report = check_drift(ml, session, policy, twin)
+                else:
+                    verdict = drift[key]
+                    if isinstance(verdict, Exception):
+                        raise verdict
+                    report = verdict
+                    if report is not None:
+                        _keep_report(policy, report)
             except Exception as exc:  # a broken app must not stop the other policies
                 log.warning("drift check of %s/%s failed: %s", twin.name, policy.model, exc)
                 policy.last_check = {"error": str(exc)}

@@ -5,6 +5,7 @@ moves (or the worker stops); the ``predict`` process uses it too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twinengine.ml.engine import MLEngine
@@ -20,8 +21,11 @@ class PredictInputInvalid(ValueError):
     """Raised when the app's predict cannot take the inputs it was given."""
 
 
-def predict_with(ml: MLEngine, twin: Twin, model: str, inputs: Any, *, version: str | None = None) -> tuple[str, Any]:
-    """Resolve the champion once per call (the switch boundary), then predict with the app's ``predict``."""
+def predict_with(ml: MLEngine, twin: Twin, model: str, inputs: Any, *, version: str | None = None,
+                 cpu: Callable[[float], None] | None = None,
+                 gpu: Callable[[float], None] | None = None) -> tuple[str, Any]:
+    """Resolve the champion once per call (the switch boundary), then predict with the app's ``predict``;
+    ``cpu`` and ``gpu`` are told what its worker spent (a run's ``predict`` process charges its run)."""
     chosen = ml.champion_of(twin, model, version)
     app = ml.app_of(twin)
     entrypoint = app.manifest.models[model].entrypoint
@@ -35,7 +39,7 @@ def predict_with(ml: MLEngine, twin: Twin, model: str, inputs: Any, *, version: 
     wanted = {"slot": slot, "version": chosen, "keep": ml.warm_models}
     try:  # on the serving shelf: function batches never take or stop the worker holding the warm model
         reply, blobs = app.workers.call({"op": "predict", "model": wanted}, [pickled(inputs)], ask=answer,
-                                        prefer=slot, shelf=SERVING)
+                                        prefer=slot, shelf=SERVING, cpu=cpu, gpu=gpu)
     except WorkerError as exc:
         if exc.remote.startswith("LookupError:"):
             raise LookupError(f"model {model!r} of {twin.name}: {exc.remote.removeprefix('LookupError: ')}") from None

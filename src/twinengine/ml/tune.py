@@ -96,7 +96,10 @@ def search(train: Trainer, base: TrainingConfig, *, space: SearchSpace, trials: 
     trial trains without registering anything. A trial that raises is recorded as failed and the search
     goes on."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # The sampler draws from the training config's seed: a search of one trial at a time proposes the same trials
+    # again (a rerun of a tuning, crates.rerun); trials at once finish in any order, which the sampler then sees.
     study = optuna.create_study(study_name=study_name, storage=storage, direction=direction, load_if_exists=True,
+                                sampler=optuna.samplers.TPESampler(seed=base.seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
     finished = [0]
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["DISTRIBUTIONS", "Distribution", "Lognormal", "Normal", "Uniform", "draw"]
+__all__ = ["DISTRIBUTIONS", "Distribution", "Lognormal", "Normal", "Uniform", "bounds_of", "draw"]
 
 
 class _Spec(BaseModel):
@@ -83,7 +83,7 @@ Distribution = Annotated[Normal | Lognormal | Uniform, Field(discriminator="dist
 DISTRIBUTIONS = ("normal", "lognormal", "uniform")
 
 
-def _bounds(schema: dict[str, Any] | None) -> tuple[float, float]:
+def bounds_of(schema: dict[str, Any] | None) -> tuple[float, float]:
     """The inclusive range a parameter's JSON Schema allows (exclusive bounds one step inside)."""
     schema = schema or {}
     low, high = -np.inf, np.inf
@@ -103,7 +103,7 @@ def draw(spec: Normal | Lognormal | Uniform, value: float, n: int, rng: np.rando
     """``n`` member values of one parameter, kept inside ``clip`` and the range its schema allows."""
     with np.errstate(over="ignore", invalid="ignore"):  # overflow gives inf, which the caller refuses
         values = spec.sample(float(value), n, rng)
-    low, high = _bounds(schema)
+    low, high = bounds_of(schema)
     if spec.clip is not None:
         low, high = max(low, spec.clip[0]), min(high, spec.clip[1])
     return [float(v) for v in np.clip(values, low, high)]

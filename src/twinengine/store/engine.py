@@ -13,7 +13,9 @@ and the pool drops every connection opened before it.
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +23,9 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from twinengine.store import guard
 from twinengine.store.statements import share_compiled_statements
 from twinengine.store.writer import StoreWriter
 
@@ -131,6 +134,7 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
+        guard.watch(self.engine, readonly_option=READONLY_OPTION)  # while the process's guard is on (store.guard)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(_reader(self.engine), expire_on_commit=False)
         self._probe_engine: Engine | None = None
@@ -138,6 +142,10 @@ class Database:
         # one writer (store.writer). A server database locks rows, and its writers of different rows proceed
         # side by side: none there.
         self.writer = StoreWriter(self.sessions) if self.backend == "sqlite" else None
+        self._open = _OpenUnits()
+        for factory in (self.sessions, self._read_sessions):
+            event.listen(factory, "after_begin", self._open.begun)
+            event.listen(factory, "after_transaction_end", self._open.ended)
 
     def probe(self) -> None:
         """``SELECT 1``, raising if the store cannot answer. On a server database it runs on connections of
@@ -169,6 +177,20 @@ class Database:
             raise
         self.close(session, commit=True)
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session to read in: the unit of work open on this thread, if any, else a read-only one of its own.
+        A read in a second unit of work would take a second connection while the first holds its locks (on a
+        server database, two per thread can empty the pool: ``store.guard``); its pending changes are not
+        flushed by these reads."""
+        current = self._open.current()
+        if current is None:
+            with self.session(readonly=True) as session:
+                yield session
+            return
+        with current.no_autoflush:
+            yield current
+
     def open(self, *, readonly: bool = False) -> Session:
         """A unit of work for ``close`` to end. Opening does no I/O: the transaction starts with the first
         statement."""
@@ -194,3 +216,36 @@ class Database:
         self.engine.dispose()
         if self._probe_engine is not None:
             self._probe_engine.dispose()
+
+
+class _OpenUnits:
+    """The units of work whose transaction is open, by the thread that began it (the innermost last). Held
+    weakly: a unit of work dropped without being closed is still collected, and its connection returned."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_thread: dict[int, list[weakref.ref[Session]]] = {}
+
+    def begun(self, session: Session, transaction: SessionTransaction, _connection: Any) -> None:
+        if transaction.parent is not None:  # a savepoint in a unit of work already known
+            return
+        with self._lock:
+            self._by_thread.setdefault(threading.get_ident(), []).append(weakref.ref(session))
+
+    def ended(self, session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is not None:  # a savepoint: the unit of work goes on
+            return
+        with self._lock:
+            for thread, units in list(self._by_thread.items()):  # it may end on another thread than it began
+                kept = [unit for unit in units if unit() is not session and unit() is not None]
+                if len(kept) != len(units):
+                    if kept:
+                        units[:] = kept
+                    else:
+                        del self._by_thread[thread]
+
+    def current(self) -> Session | None:
+        with self._lock:
+            units = self._by_thread.get(threading.get_ident())
+            found = units[-1]() if units else None
+        return found if found is not None and found.in_transaction() else None

@@ -6,10 +6,15 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection
 
+from twinengine._version import __version__
+from twinengine.errors import StoreNewerThanEngine
 from twinengine.store.engine import Database
 
-__all__ = ["alembic_config", "analyze", "autogenerate", "current_revision", "head_revision", "upgrade"]
+__all__ = ["alembic_config", "analyze", "autogenerate", "current_revision", "head_revision", "refuse_newer_store",
+           "upgrade"]
 
 # Any constant works: it serialises engines that start at once against the same PostgreSQL database.
 _PG_MIGRATION_LOCK = 0x7477696E
@@ -39,13 +44,35 @@ def upgrade(db: Database, revision: str = "head") -> str | None:
         if db.backend == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+        try:
+            command.upgrade(cfg, revision)
+        except CommandError:  # Alembic looks the store's revision up before it runs anything
+            refuse_newer_store(connection, ScriptDirectory.from_config(cfg))
+            raise
     if db.backend == "sqlite":
         analyze(db)
     reached = current_revision(db)
     if revision == "head":
         _reached_head = reached
     return reached
+
+
+def refuse_newer_store(connection: Connection, scripts: ScriptDirectory) -> None:
+    """Refuse a store whose revision this engine's history lacks: a newer engine upgraded it. Running on it
+    would read tables this engine does not know the meaning of, and Alembic cannot downgrade from a revision it
+    has no script for; the message says what to do instead. Nothing is changed."""
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is None:
+        return
+    try:
+        scripts.get_revision(current)
+    except CommandError:
+        head = scripts.get_current_head()
+        raise StoreNewerThanEngine(
+            f"the store is at schema revision {current}, which this engine (twinengine {__version__}, schema "
+            f"{head}) does not know: a newer engine has upgraded it. Run that engine's release or a later one; an "
+            "engine never downgrades a store. To go back to this release, restore a backup taken before the "
+            "upgrade (`twin admin restore`). Nothing was changed.") from None
 
 
 def analyze(db: Database) -> None:

@@ -11,6 +11,15 @@ Then it is called with what arrived (``incomplete: call``) or left out (``skip``
 order: a record that waits holds back those after it, so a function still sees its records in order and
 its checkpoint stays one offset of its own stream. Partners are read by event time, never checkpointed:
 after a restart a record joins the same partners (and any that came after its wait ran out).
+
+Keys. The function's own stream may have a ``key`` (a sensor network): each record, whatever its key, joins
+the partner of an unkeyed stream (the reference station) nearest its time, so the reference record is
+shared by every key at that time. A joined stream with a ``key`` (the manifest check allows it only when the
+function's own stream has a key of the same type) joins per key: a record's partner there is the record of
+the same key value nearest its time, and that stream has moved past a record only when the records read
+with the batch (up to the batch's newest time plus the tolerance) hold a later record of the same key: keys
+arrive independently, so the stream's newest record says nothing of one key; otherwise the record waits
+out ``wait``.
 """
 
 from __future__ import annotations
@@ -59,6 +68,8 @@ class Joiner:
         self.tolerance_us = int(join.tolerance.total_seconds() * 1e6)
         self.wait_s = join.wait.total_seconds()
         self.cursors = {name: _Cursor() for name in join.streams}
+        self.key = manifest.streams[stream].key  # the own stream's key field (None: unkeyed)
+        self.partner_keys = {name: manifest.streams[name].key for name in join.streams}  # keyed: joined per key
 
     def keys(self, twin_id: str) -> list[str]:
         return [stream_key(twin_id, name) for name in self.join.streams]
@@ -80,6 +91,8 @@ class Joiner:
         matches: dict[str, np.ndarray] = {}
         partners: dict[str, list[dict[str, Any] | None]] = {}
         latest: dict[str, int | None] = {}
+        own_keys = [record.get(self.key) for record in records] if self.key is not None else []
+        later: dict[str, np.ndarray] = {}  # keyed streams: per record, whether a later record of its key is there
         for name in self.join.streams:
             key = stream_key(twin_id, name)
             since, until = int(times.min()) - self.tolerance_us, int(times.max()) + self.tolerance_us + 1
@@ -92,15 +105,22 @@ class Joiner:
             latest[name] = hub.latest_time(key)
             found = hub.read(key, start=cursor.offset, since_us=since, until_us=until,
                              time_field=self.time_fields[name], limit=PARTNER_LIMIT)
+            partner_key = self.partner_keys[name]
             if found is None:
                 matches[name], partners[name] = np.full(len(records), _NOT_FOUND), []
+                later[name] = np.zeros(len(records), dtype=bool)
                 continue
             stamps = _micros(found, self.time_fields[name])
             if found.num_rows >= PARTNER_LIMIT:  # more to read: join only the records its reach covers
                 beyond = np.nonzero(times > stamps.max() - self.tolerance_us)[0]
                 ready = min(ready, max(int(beyond[0]), 1)) if beyond.size else ready
             left_out = np.isin(np.asarray(found.column("_quality").to_pylist(), dtype=object), list(exclude))
-            matches[name] = _nearest(times, stamps, self.tolerance_us, left_out)
+            if partner_key is None:
+                matches[name] = _nearest(times, stamps, self.tolerance_us, left_out)
+            else:
+                found_keys = found.column(partner_key).to_pylist()
+                matches[name], later[name] = _nearest_by_key(times, own_keys, stamps, found_keys,
+                                                             self.tolerance_us, left_out)
             used = np.unique(matches[name][matches[name] >= 0])
             rows = to_python(found.take(pa.array(used, type=pa.int64()))) if used.size else []
             partners[name] = [None] * found.num_rows
@@ -112,8 +132,8 @@ class Joiner:
                 out.records.append(record)
                 continue
             missing = [n for n in self.join.streams if matches[n][i] < 0]
-            absent = [n for n in missing if matches[n][i] == _NOT_FOUND
-                      and (latest[n] is None or latest[n] <= times[i] + self.tolerance_us)]
+            absent = [n for n in missing if matches[n][i] == _NOT_FOUND and not self._moved_past(n, i, times, latest,
+                                                                                                 later)]
             if absent and now < arrivals[i] + self.wait_s:
                 out.wait_until = float(arrivals[i] + self.wait_s)
                 break
@@ -127,6 +147,39 @@ class Joiner:
                     out.skipped.append(i)
             out.records.append(joined)
         return out
+
+
+    def _moved_past(self, name: str, i: int, times: np.ndarray, latest: dict[str, int | None],
+                    later: dict[str, np.ndarray]) -> bool:
+        """Whether joined stream ``name`` holds a record later than record ``i``'s time plus the tolerance (of
+        the same key, for a keyed stream): its partner there is lost, not late."""
+        if self.partner_keys[name] is not None:
+            return bool(later[name][i])
+        newest = latest[name]
+        return newest is not None and newest > times[i] + self.tolerance_us
+
+
+def _nearest_by_key(times: np.ndarray, keys: list[Any], stamps: np.ndarray, found_keys: list[Any], tolerance: int,
+                    left_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_nearest`` among the rows of the record's own key only; and per record, whether a row of its key is
+    later than its time plus ``tolerance``."""
+    out = np.full(times.size, _NOT_FOUND, dtype=np.int64)
+    later = np.zeros(times.size, dtype=bool)
+    rows_of: dict[Any, list[int]] = {}
+    for row, key in enumerate(found_keys):
+        rows_of.setdefault(key, []).append(row)
+    wanted: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        wanted.setdefault(key, []).append(i)
+    for key, positions in wanted.items():
+        rows = rows_of.get(key)
+        if key is None or not rows:
+            continue
+        at, among = np.asarray(positions, dtype=np.int64), np.asarray(rows, dtype=np.int64)
+        found = _nearest(times[at], stamps[among], tolerance, left_out[among])
+        out[at] = np.where(found >= 0, among[np.maximum(found, 0)], found)
+        later[at] = times[at] + tolerance < int(stamps[among].max())
+    return out, later
 
 
 def _micros(table: pa.Table, name: str) -> np.ndarray:

@@ -4,10 +4,13 @@ loopback and private addresses only when ``subscription_webhook_hosts`` lists th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import smtplib
+import socket
 import ssl
+import threading
 from collections.abc import Sequence
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -24,7 +27,6 @@ from twinengine.subscriptions import messages, signing
 
 __all__ = ["DeliveryFailed", "check_email", "check_webhook", "send_email", "send_webhook"]
 
-WEBHOOK_TIMEOUT_S = 15.0  # a receiver answers within this or the try fails (and is retried)
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
@@ -114,21 +116,67 @@ def send_email(settings: Settings, to: str, payload: dict[str, Any]) -> None:
         raise DeliveryFailed(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {exc}") from None
 
 
+class _Deadline:
+    """Ends a webhook try at its deadline however slowly the receiver answers: the sockets the try opened (seen
+    through httpcore's ``trace`` extension) are shut down then, which ends any read or write waiting on them
+    (a per-read timeout alone lets a receiver that drips a byte now and then hold the try for ever)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.passed = seconds, False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
+            sock = info["return_value"].get_extra_info("socket")
+            if isinstance(sock, socket.socket):
+                with self._lock:
+                    self._sockets.append(sock)
+                    passed = self.passed
+                if passed:  # connected just as the deadline passed
+                    self._cut()
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.passed, sockets = True, list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+
+
 def send_webhook(settings: Settings, url: str, secret: str, payload: dict[str, Any], *, delivery: int) -> int:
-    """POST ``payload`` signed with ``secret``; the receiver's status when 2xx, ``DeliveryFailed`` otherwise."""
+    """POST ``payload`` signed with ``secret``; the receiver's status when 2xx, ``DeliveryFailed`` otherwise.
+    The whole try (connecting, sending, the answer's status and headers) takes at most
+    ``subscription_webhook_timeout``; the answer's body is never read."""
     body = json.dumps({**payload, "summary": messages.headline(payload)}, separators=(",", ":"),
                       default=str).encode()
     headers = {"Content-Type": "application/json", signing.HEADER: signing.signature_header(secret, body),
                "Twin-Delivery": str(delivery), "User-Agent": f"twinengine/{__version__}"}
+    seconds = settings.subscription_webhook_timeout.total_seconds()
+    deadline = _Deadline(seconds)
     try:
         allowed = _allowed(url, settings.subscription_webhook_hosts)
-        with remote.guarded_client(url, allowed, None, allow=settings.subscription_webhook_hosts,
-                                    timeout=WEBHOOK_TIMEOUT_S) as http:
-            response = http.post(url, content=body, headers=headers, follow_redirects=False)
+        with deadline, \
+                remote.guarded_client(url, allowed, None, allow=settings.subscription_webhook_hosts,
+                                      timeout=seconds) as http, \
+                http.stream("POST", url, content=body, headers=headers, follow_redirects=False,
+                            extensions={"trace": deadline.trace}) as response:
+            status = response.status_code
     except remote.Refused as exc:
         raise DeliveryFailed(f"refused: {exc}") from None
     except Exception as exc:  # any transport failure: recorded, retried
+        if deadline.passed:
+            raise DeliveryFailed(f"no answer within {seconds:g} s (subscription_webhook_timeout)") from None
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
-    if not 200 <= response.status_code < 300:
-        raise DeliveryFailed(f"the receiver answered HTTP {response.status_code}")
-    return response.status_code
+    if not 200 <= status < 300:
+        raise DeliveryFailed(f"the receiver answered HTTP {status}")
+    return status

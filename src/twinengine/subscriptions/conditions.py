@@ -4,8 +4,10 @@
     <property> > 0.5              a number crosses a threshold: told when it comes to hold (also >=, <, <=)
     <property> stale 30m          no reported value for a duration (s, m, h, d, w or ISO 8601)
 
-The property must be one the twin's app declares (``name[key]`` for a keyed one); a threshold needs a
-number or integer property. Values are the reported state (what the physical twin and its workflows write).
+The property must be one the twin's app declares (``name[key]`` for a keyed one) and the twin reports: values
+are the reported state (what the physical twin and its workflows write), so a ``desired_only`` property (a
+setting users give, such as an alert threshold) is refused, as a condition on it could never fire. A threshold
+needs a number or integer property.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from twinengine.errors import ValidationFailed
 from twinengine.quality.stored import unpack
 from twinengine.timeutil import format_duration, parse_setting_duration
 
-__all__ = ["Condition", "parse"]
+__all__ = ["Condition", "parse", "watchable"]
 
 _PROPERTY = r"(?P<prop>[A-Za-z_][A-Za-z0-9_]*(?:\[[A-Za-z0-9][A-Za-z0-9_.:-]*\])?)"
 _CHANGES = re.compile(rf"^{_PROPERTY}\s+changes$")
@@ -69,6 +71,12 @@ class Condition:
         return _OPERATORS[self.operator](number, self.threshold or 0.0)
 
 
+def watchable(manifest: Manifest) -> list[str]:
+    """The properties a condition can fire on: those the twin reports (not ``desired_only``); a keyed one is
+    watched per key (``name[key]``)."""
+    return [name for name, p in (manifest.state or {}).items() if not p.desired_only]
+
+
 def _duration(text: str) -> float:
     try:
         parsed = _TIMEDELTA.validate_python(parse_setting_duration(text, "when"))
@@ -101,9 +109,13 @@ def parse(text: str, manifest: Manifest) -> Condition:
     if condition is None:
         raise ValidationFailed.one("when", f"{text!r} is not a condition; {_HELP}")
     try:
-        _name, declared, _key = state_keys.resolve(manifest, condition.prop)
+        name, declared, _key = state_keys.resolve(manifest, condition.prop)
     except state_keys.KeyProblem as exc:
         raise ValidationFailed.one("when", str(exc)) from None
+    if declared.desired_only:
+        raise ValidationFailed.one("when", f"{name!r} is set by users as desired state only (desired_only): the "
+                                           "twin never reports it, so a condition on it could never fire; watch "
+                                           f"one of {', '.join(watchable(manifest)) or 'no property'}")
     if condition.operator is not None and declared.type not in (StateType.NUMBER, StateType.INTEGER):
         raise ValidationFailed.one("when", f"{condition.prop!r} holds {declared.type.value} values: a threshold "
                                            "needs a number or integer property; use 'changes'")

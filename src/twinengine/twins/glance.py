@@ -20,9 +20,10 @@ from twinengine.store.base import utcnow
 from twinengine.twins import service
 from twinengine.twins.glance_schemas import Status, TwinGlance
 from twinengine.twins.models import StateHead, Twin
+from twinengine.twins.places import OFFICIAL_TAG
 from twinengine.twins.state_quality import stale_limits
 
-__all__ = ["TwinGlance", "glance", "is_alert_property", "place_of"]
+__all__ = ["OFFICIAL_TAG", "TwinGlance", "glance", "is_alert_property", "place_key", "place_of"]
 
 _ALERT = re.compile(r"(^|_)alert(_|$)")
 _PLACE_PARAMETERS = ("station", "site", "place", "field", "location_name", "basin", "catchment", "region")
@@ -38,6 +39,12 @@ def _coordinates(location: dict[str, Any] | None) -> tuple[float, float] | None:
         return None
     coords = location.get("coordinates") or []
     return (float(coords[0]), float(coords[1])) if len(coords) >= 2 else None
+
+
+def place_key(parameters: dict[str, Any], location: dict[str, Any] | None) -> str | None:
+    """What makes two twins at one place: the station or site they name, else their point to about 100 m."""
+    named = next((str(parameters[k]) for k in _PLACE_PARAMETERS if isinstance(parameters.get(k), str | int)), None)
+    return named or place_of(parameters, location)
 
 
 def place_of(parameters: dict[str, Any], location: dict[str, Any] | None) -> str | None:
@@ -83,7 +90,8 @@ def _one(twin: Twin, manifest: Manifest | None, heads: list[Any], now: datetime)
     reasons += [f"{name} is flagged {flag}" for name, flag in sorted(flagged.items())[:5]]
     status: Status = "alert" if alerts else "stale" if stale else "ok"
     return TwinGlance(title=manifest.title if manifest is not None else None,
-                      place=place_of(twin.parameters or {}, twin.location), status=status, reasons=reasons,
+                      place=place_of(twin.parameters or {}, twin.location),
+                      official=OFFICIAL_TAG in (twin.tags or []), status=status, reasons=reasons,
                       alerts=sorted(alerts), stale=sorted(stale), flagged=flagged,
                       last_reading=last[0] if last else None, last_property=last[1] if last else None)
 

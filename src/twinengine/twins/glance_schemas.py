@@ -18,6 +18,8 @@ class TwinGlance(BaseModel):
 
     title: str | None = Field(description="The title of the twin's app.")
     place: str | None = Field(description="Where the twin is: a station or site parameter, else its location.")
+    official: bool = Field(default=False, description="Tagged `official`: the twin of its place that people are "
+                                                      "sent to (of several twins at one gauge, the one to trust).")
     status: Status
     reasons: list[str] = Field(description="Why the status is not ok, in words (alerts, stale and flagged values).")
     alerts: list[str] = Field(description="Boolean alert properties that are on.")

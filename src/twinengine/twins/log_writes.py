@@ -27,12 +27,14 @@ from sqlalchemy.orm import Session
 from twinengine.errors import TwinNotFound
 from twinengine.quality.stored import pack, unpack
 from twinengine.store.base import UTCDateTime, upsert
+from twinengine.store.direct import Direct
 from twinengine.twins.models import StateHead, StateRevision, StateValue, Twin
 
 if TYPE_CHECKING:
     from twinengine.twins.new_values import NewValue
 
-__all__ = ["REVISIONS_KEY", "LogRow", "append_one", "insert_log", "number_of", "take_numbers"]
+__all__ = ["REVISIONS_KEY", "LogRow", "append_one", "insert_log", "insert_log_direct", "number_of", "take_numbers",
+           "take_numbers_direct"]
 
 REVISIONS_KEY = "twinengine.revisions"  # session.info: (twin id, revision) pairs, announced after commit
 
@@ -288,3 +290,52 @@ def _upsert_heads(dialect: str) -> Any:
             set_={c: base.excluded[c] for c in ("revision", "value", "unit", "timestamp", "num_value")},
         )
     return statement
+
+
+# --- the one writer's groups on SQLite ----------------------------------------------------------------------
+# The same counters and rows as ``take_numbers`` and ``insert_log``, by statements run straight on the group's
+# SQLite connection (``store.direct``): the store's one writer applies the single writes of many requests
+# together, and SQLAlchemy's execution layer was most of its time.
+
+_COUNT_DIRECT = Direct(_COUNT)
+_REVISION_NAMES = ("twin_id", "revision", "recorded_at", "author", "message")
+_HEAD_NAMES = ("twin_id", "property", "kind", "revision", "value", "unit", "timestamp", "num_value")
+_REVISIONS_DIRECT = Direct(_INSERT_REVISIONS, keys=_REVISION_NAMES)
+_VALUES_DIRECT = Direct(insert(cast(Table, StateValue.__table__)), keys=_VALUE_NAMES)
+_HEADS_DIRECT = Direct(_upsert_heads("sqlite"), keys=_HEAD_NAMES)
+
+
+def take_numbers_direct(session: Session, counts: dict[str, int], now: datetime) -> dict[str, int]:
+    """``take_numbers`` on SQLite, whose write lock the group's transaction holds already."""
+    found: dict[str, int] = {}
+    for twin_id in sorted(counts):
+        moved = _COUNT_DIRECT.rows(session, {"twin": twin_id, "count": counts[twin_id], "now": now})
+        if moved:
+            found[twin_id] = int(moved[0][0])
+    missing = set(counts) - set(found)
+    if missing:
+        raise _deleted(sorted(missing))
+    for twin_id in found:  # an ORM twin another unit of the group read is told its counter moved
+        twin = session.identity_map.get(session.identity_key(Twin, twin_id))
+        if twin is not None:
+            session.expire(twin, ["head_revision", "updated_at"])
+    return found
+
+
+def insert_log_direct(session: Session, rows: Sequence[LogRow], *, author: str, now: datetime) -> None:
+    """``insert_log`` on SQLite: the revisions, their values and the heads they move."""
+    values = [(twin_id, number, v) for twin_id, number, written, _ in rows for v in written]
+    _REVISIONS_DIRECT.many(session, [dict(zip(_REVISION_NAMES, (twin_id, number, now, author, message), strict=True))
+                                     for twin_id, number, _, message in rows])
+    _VALUES_DIRECT.many(session, [dict(zip(_VALUE_NAMES, (t, n, v.property, v.kind.value, _stored(v), v.unit,
+                                                          v.timestamp), strict=True)) for t, n, v in values])
+    heads = []
+    for t, n, v in _newest(values):
+        stored = _stored(v)
+        heads.append(dict(zip(_HEAD_NAMES, (t, v.property, v.kind.value, n, stored, v.unit, v.timestamp,
+                                            number_of(stored)), strict=True)))
+    _HEADS_DIRECT.many(session, heads)
+    last: dict[str, int] = {}
+    for twin_id, number, _, _ in rows:
+        last[twin_id] = max(number, last.get(twin_id, 0))
+    _announce(session, last)

@@ -44,6 +44,9 @@ class Twin(Base):
     head_revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When the engine deletes the twin (a what-if's fork, ``what_if_ttl`` after it was made; migration 0036):
+    # the expiry loop finds the due ones by this index. None: kept until someone deletes it.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     # Fleet attributes: tags (also rows of twin_tags, which the tag filter reads) and a GeoJSON location
     # whose bounding box the bbox filter prefilters on through the four indexed columns.
     tags: Mapped[list[str] | None] = mapped_column(JSONValue)
@@ -61,6 +64,11 @@ class Twin(Base):
     group_grants: Mapped[list[TwinGroupGrant]] = relationship(
         back_populates="twin", cascade="all, delete-orphan", lazy="select", passive_deletes=True
     )
+
+    @property
+    def twin_id(self) -> str:
+        """The twin this is: what everything of a twin names it by (``auth.scopes.twin_of``)."""
+        return self.id
 
     def permission_of(self, identity: str) -> Permission | None:
         for grant in self.grants:

@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session
 from twinengine.errors import ValidationFailed
 from twinengine.twins.models import Twin, TwinTag
 
-__all__ = ["BBox", "check_location", "check_tags", "intersecting", "is_tag", "parse_bbox", "place"]
+__all__ = ["OFFICIAL_TAG", "BBox", "check_location", "check_tags", "intersecting", "is_tag", "parse_bbox", "place"]
 
 BBox = tuple[float, float, float, float]  # minx, miny, maxx, maxy (WGS 84 degrees)
 GEOMETRY_TYPES = ("Point", "Polygon", "MultiPolygon")
 MAX_TAGS = 32
+OFFICIAL_TAG = "official"  # the twin of its place that people are sent to: a fork never inherits it
 _TAG_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.:")
 
 

@@ -107,6 +107,9 @@ class TwinRead(BaseModel):
     access: Access
     tags: list[str] = Field(default_factory=list)
     location: dict[str, Any] | None = None
+    expires_at: datetime | None = Field(default=None, description="When the engine deletes the twin (a what-if "
+                                                                  "run's fork: `what_if_ttl` after it was made); "
+                                                                  "null: kept until someone deletes it.")
     glance: TwinGlance | None = Field(default=None, exclude_if=lambda value: value is None,
                                       description="Listings with glance=true: status, place, last reading.")
 
@@ -134,6 +137,9 @@ class StateWrite(_Input):
 
 
 class PropertyValue(BaseModel):
+    """One property's value as read: the value, its unit, when it was true (``timestamp``) and the revision
+    that wrote it, with its uncertainty, quality and staleness where they apply."""
+
     value: Any
     unit: str | None
     timestamp: datetime
@@ -152,6 +158,10 @@ class PropertyValue(BaseModel):
 
 
 class TwinState(BaseModel):
+    """A twin's state as read: ``reported`` and ``desired`` values by property name (a keyed property's as
+    ``name[key]``, or by key through ``keyed``), the revision or time read, and ``delta`` (desired values
+    the twin does not report yet)."""
+
     twin_id: str
     revision: int | None = Field(description="Revision the state is read at (absent for time queries).")
     at: datetime | None = Field(description="Valid time the state is read at (absent for revision queries).")

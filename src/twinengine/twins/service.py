@@ -23,7 +23,6 @@ from twinengine.catalog.manifest import Manifest, parse_app_ref
 from twinengine.errors import (
     NotFound,
     PermissionDenied,
-    TwinEngineError,
     TwinNameTaken,
     TwinNotFound,
     ValidationFailed,
@@ -59,6 +58,7 @@ __all__ = [
     "list_grants",
     "list_revisions",
     "list_twins",
+    "looks_like_id",
     "manifest_for",
     "on_twin_created",
     "property_history",
@@ -66,7 +66,6 @@ __all__ = [
     "read_state",
     "revoke",
     "twin_to_operate",
-    "twins_to_operate",
     "write_state",
 ]
 
@@ -172,8 +171,6 @@ _WITH_DIGEST = select(Twin, catalog.digest_of(Twin.app_id))
 _BY_ID_OR_NAME = (_WITH_DIGEST.where(or_(Twin.id == bindparam("ref"), Twin.name == bindparam("ref")))
                   .order_by(Twin.id != bindparam("ref")).limit(LIMIT_ONE))  # an id first, as get_twin
 _BY_NAME = _WITH_DIGEST.where(Twin.name == bindparam("ref"))
-_BY_REFS = _WITH_DIGEST.where(or_(Twin.id.in_(bindparam("refs", expanding=True)),
-                                  Twin.name.in_(bindparam("refs", expanding=True))))
 
 
 def _twin_and_manifest(session: Session, *, principal: Principal, ref: str, action: str) -> tuple[Twin, Manifest]:
@@ -246,7 +243,8 @@ def fork_twin(session: Session, *, principal: Principal, ref: str, name: str, at
         origin_id=origin.id, origin_name=origin.name, origin_revision=at, head_revision=0,
     ))
     index_parameters(session, [fork.id])
-    places.place(session, fork, tags=origin.tags or [], location=origin.location)  # a scenario stays in place
+    places.place(session, fork, tags=[t for t in origin.tags or [] if t != places.OFFICIAL_TAG],
+                 location=origin.location)  # a scenario stays in place; only the twin itself is official
     if snapshot:
         values = [state.NewValue(p, k, v.value, v.unit, v.timestamp,
                                  v.uncertainty.plain() if v.uncertainty else None,
@@ -315,30 +313,14 @@ def write_state(session: Session, *, principal: Principal, ref: str, reported: d
                                        manifest=manifest)
 
 
+def looks_like_id(ref: str) -> bool:
+    """Whether ``ref`` has the form of a twin's id (``tw-`` and 12 hex digits): looked up by id first."""
+    return _ID.match(ref) is not None
+
+
 def twin_to_operate(session: Session, *, principal: Principal, ref: str) -> tuple[Twin, Manifest]:
     """The twin ``principal`` may operate (write its state) and its app's manifest, in one query."""
     return _twin_and_manifest(session, principal=principal, ref=ref, action="twin.operate")
-
-
-def twins_to_operate(session: Session, calls: Sequence[tuple[Principal, str]]
-                     ) -> list[tuple[Twin, Manifest] | TwinEngineError]:
-    """``twin_to_operate`` for many (caller, ref) pairs with one query: for each, the twin and its manifest,
-    or the error ``twin_to_operate`` raises for it."""
-    rows = session.execute(_BY_REFS, {"refs": list({ref for _principal, ref in calls})}).all()
-    by_id = {twin.id: (twin, digest) for twin, digest in rows}
-    by_name = {twin.name: (twin, digest) for twin, digest in rows}
-    out: list[tuple[Twin, Manifest] | TwinEngineError] = []
-    for principal, ref in calls:
-        found = (by_id.get(ref) if _ID.match(ref) else None) or by_name.get(ref)  # an id first, as get_twin
-        try:
-            if found is None:
-                raise TwinNotFound(f"no twin with id or name {ref!r}")
-            twin, digest = found
-            require(principal, "twin.operate", twin, target=f"twin {ref}")
-            out.append((twin, catalog.manifest_by_digest(session, twin.app_id, digest)))
-        except TwinEngineError as error:
-            out.append(error)
-    return out
 
 
 def _utc(value: datetime | None) -> datetime | None:

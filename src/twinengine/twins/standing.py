@@ -1,6 +1,7 @@
-"""Whether work someone started on a twin may go on: runs, ensembles, calibrations, assimilation cycles and
-triggers act for the identity that started or owns them, and stop once it may no longer operate the twin (its
-grant revoked or lowered to ``read``, its group's grant withdrawn, it left the group, it was disabled). The loops
+"""Whether work someone started may go on: runs, ensembles, calibrations, assimilation cycles and triggers act
+for the identity that started or owns them, and stop once it is disabled (by an admin, or held while its OpenID
+provider disowns the person: ``auth.liveness``), whether the work has a twin or not, or may no longer operate
+the twin (its grant revoked or lowered to ``read``, its group's grant withdrawn, it left the group). The loops
 ask here as they work, so every way of losing the right stops the work, not only the ones that call back."""
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ CODE = "GrantRevoked"  # the error code of work ended because its identity lost 
 
 
 def lost(session: Session, *, identity: str, twin_id: str | None, role: str = "user") -> str | None:
-    """Why ``identity`` (acting with ``role``) may no longer operate the twin; None while it may, or when the
-    work has no twin."""
-    if twin_id is None:
-        return None
+    """Why ``identity`` (acting with ``role``) may no longer do the work: disabled (by an admin, or held while
+    its OpenID provider disowns the person), whether the work has a twin or not; or no longer allowed to
+    operate the twin. None while it may."""
     if session.scalar(select(Identity.disabled).where(Identity.name == identity)):
         return f"identity {identity} was disabled"
+    if twin_id is None:
+        return None
     twin = session.get(Twin, twin_id)
     if twin is None:
         return None  # a deleted twin's work is ended by the deletion

@@ -104,9 +104,13 @@ def validate_write(manifest: Manifest, writes: dict[StateKind, dict[str, Propert
         for name, write in properties.items():
             loc = f"{kind.value}.{name}"
             try:
-                _base, declared, _key = state_keys.resolve(manifest, name)
+                base, declared, _key = state_keys.resolve(manifest, name)
             except state_keys.KeyProblem as exc:
                 problems.append(Problem(loc, str(exc)))
+                continue
+            if declared.desired_only and kind is StateKind.REPORTED:
+                problems.append(Problem(loc, f"{base!r} is set by users as desired state only (desired_only in "
+                                             "the app's twinapp.yaml); the twin never reports it"))
                 continue
             value, unit, found = check_value(loc, declared, write.value, write.unit)
             uncertainty, more = check_uncertainty(loc, declared, write.uncertainty, write.unit)

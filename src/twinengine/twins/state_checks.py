@@ -7,7 +7,8 @@ silently. The judgement runs in the write's transaction, before the revision is 
 property's last few reported values (three, or a flatline's count, at most ``MAX_STATE_FLATLINE``) and the
 new ones in revision order, with the same vectorised checks as streams (``quality.checks``): a batch of
 revisions is judged as one series. A gap check reads only timestamps: the newest one before the write (one
-index seek) and the new ones. Properties without checks cost nothing.
+index seek) and the new ones. Properties without checks cost nothing. On SQLite the seeks run straight on the
+connection (``store.direct``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from twinengine.quality import checks
 from twinengine.quality.spec import FLAGS, FlatlineCheck, RangeCheck, SpikeCheck, StateCheck, StateGapCheck
 from twinengine.quality.stored import unpack
 from twinengine.store.base import LIMIT_ONE, utcnow
+from twinengine.store.direct import Direct
 
 if TYPE_CHECKING:
     from twinengine.catalog.manifest import Manifest
@@ -72,18 +74,33 @@ def _seeks() -> tuple[Select[Any], Select[Any]]:
     return earlier, newest
 
 
+@functools.cache
+def _direct_seeks() -> tuple[Direct, Direct]:
+    earlier, newest = _seeks()
+    return Direct(earlier), Direct(newest)
+
+
+def _seek(session: Session, which: int, params: dict[str, Any]) -> list[Any]:
+    """Rows of one of ``_seeks``: on SQLite straight on the connection (``store.direct``; a write judges its
+    properties one seek each, in the store's one writer)."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        return _direct_seeks()[which].rows(connection, params)
+    return list(connection.execute(_seeks()[which], params))
+
+
 def _earlier(session: Session, twin_id: str, prop: str, depth: int) -> tuple[list[float], list[int]]:
     """The property's last ``depth`` reported values (numbers; NaN for anything else) and their times, oldest
     first."""
-    rows = list(session.connection().execute(_seeks()[0], {"twin": twin_id, "prop": prop, "depth": depth}))
+    rows = _seek(session, 0, {"twin": twin_id, "prop": prop, "depth": depth})
     rows.reverse()
     return [_number(unpack(v).value) for v, _t in rows], [_micros(t) for _v, t in rows]
 
 
 def _newest_time(session: Session, twin_id: str, prop: str) -> int | None:
     """The latest timestamp among the property's reported values (a backward seek on the log's time index)."""
-    stamp = session.connection().execute(_seeks()[1], {"twin": twin_id, "prop": prop}).scalar()
-    return None if stamp is None else _micros(stamp)
+    rows = _seek(session, 1, {"twin": twin_id, "prop": prop})
+    return None if not rows or rows[0][0] is None else _micros(rows[0][0])
 
 
 def _gaps(check: StateGapCheck, prop: str, latest: int | None, times: checks.Ints, now: int

@@ -8,7 +8,6 @@ import math
 from datetime import datetime
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from twinengine.catalog.manifest import Manifest, StateProperty, StateType
@@ -31,6 +30,8 @@ def apply_defaults(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, 
 
 def check_parameters(manifest: Manifest, values: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
     """Validate twin parameters; every problem is located as ``parameters.<path>``."""
+    from jsonschema import Draft202012Validator  # here: the API answers before it imports jsonschema
+
     filled = apply_defaults(manifest.parameters, values)
     validator = Draft202012Validator(manifest.parameters)
     problems = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, and_, exists, false, or_
 
 from twinengine.auth.principal import Principal
-from twinengine.auth.scopes import SCOPES
+from twinengine.auth.scopes import SCOPES, twin_ids_only, twin_limit
 from twinengine.twins.models import Twin, TwinGrant, TwinGroupGrant
 
 __all__ = ["visible_to"]
@@ -19,9 +19,10 @@ def visible_to(principal: Principal) -> ColumnElement[bool] | None:
     if principal.scopes is not None and not any("twin.read" in SCOPES.get(s, ()) or "twin.list" in
                                                 SCOPES.get(s, ()) for s in principal.scopes):
         return false()
-    if principal.twins is not None:
-        names = sorted(principal.twins)
-        where.append(or_(Twin.name.in_(names), Twin.id.in_(names)))
+    limit = twin_limit(principal)
+    if limit is not None:  # by id where the token recorded its twins' ids (a twin named so later is another)
+        keys = sorted(limit)
+        where.append(Twin.id.in_(keys) if twin_ids_only(principal) else or_(Twin.name.in_(keys), Twin.id.in_(keys)))
     if not principal.is_admin:
         mine = and_(Twin.owner == principal.name, Twin.owner_group.is_(None))
         granted = exists().where(TwinGrant.twin_id == Twin.id, TwinGrant.identity == principal.name)

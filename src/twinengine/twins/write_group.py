@@ -1,10 +1,13 @@
 """Single-twin state writes of many callers, applied together: what the store's writer hands over at once.
 
-Each write is checked exactly as ``service.write_state`` checks it (``twin.operate`` on its twin, then the
-app's state declaration); one that is refused comes back as its error and writes nothing. The accepted
-ones are judged by their properties' quality checks (each twin's revisions as one series, in the order
-given) and appended with the statements of one batch (``log_writes``): each twin's counter moves once, by
-its count, so the numbers stay gap-free and every write gets a number of its own.
+Each write is checked exactly as ``service.write_state`` checks it (``twin.operate`` on its twin at the policy
+point, then the app's state declaration); one that is refused comes back as its error and writes nothing. The
+accepted ones are judged by their properties' quality checks (each twin's revisions as one series, in the order
+given) and appended with the statements of one batch: each twin's counter moves once, by its count, so the
+numbers stay gap-free and every write gets a number of its own. The writer runs on SQLite only, and there every
+statement of a group runs straight on its connection (``store.direct``; ``twins.operable`` reads the twins,
+``log_writes.take_numbers_direct`` and ``insert_log_direct`` write): SQLAlchemy's execution layer was most
+of the writer's time. On another store ``write_together`` refuses, and the writer applies each write alone.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from twinengine.errors import TwinEngineError
 from twinengine.store.base import utcnow
 from twinengine.twins import log_writes, service, state, state_checks
 from twinengine.twins.new_values import NewValue
+from twinengine.twins.operable import twins_to_operate
 from twinengine.twins.schemas import PropertyWrite, RevisionRead, StateKind
 
 __all__ = ["StateWriteCall", "write_one", "write_together"]
@@ -54,7 +58,7 @@ def write_together(session: Session, calls: Sequence[StateWriteCall]) -> list[Re
     """One outcome per call, in order: its revision as ``write_one`` answers it, or the error refusing it."""
     outcomes: list[RevisionRead | TwinEngineError | None] = [None] * len(calls)
     by_twin: dict[str, list[_Accepted]] = {}
-    found = service.twins_to_operate(session, [(call.principal, call.ref) for call in calls])
+    found = twins_to_operate(session, [(call.principal, call.ref) for call in calls])
     for index, (call, twin_or_error) in enumerate(zip(calls, found, strict=True)):
         if isinstance(twin_or_error, TwinEngineError):
             outcomes[index] = twin_or_error
@@ -75,7 +79,8 @@ def write_together(session: Session, calls: Sequence[StateWriteCall]) -> list[Re
 def _append(session: Session, calls: Sequence[StateWriteCall], by_twin: dict[str, list[_Accepted]],
             outcomes: list[RevisionRead | TwinEngineError | None]) -> None:
     now = utcnow()
-    last = log_writes.take_numbers(session, {twin_id: len(accepted) for twin_id, accepted in by_twin.items()}, now)
+    last = log_writes.take_numbers_direct(session, {twin_id: len(accepted) for twin_id, accepted in by_twin.items()},
+                                          now)
     rows: dict[str, list[log_writes.LogRow]] = {}  # by author
     for twin_id, accepted in by_twin.items():
         judged = state_checks.judge(session, twin_id, accepted[0].manifest, [a.values for a in accepted])
@@ -86,4 +91,4 @@ def _append(session: Session, calls: Sequence[StateWriteCall], by_twin: dict[str
             outcomes[write.index] = state.revision_read(twin_id, first + offset, values, recorded_at=now,
                                                         author=call.principal.name, message=call.message)
     for author, written in rows.items():
-        log_writes.insert_log(session, written, author=author, now=now)
+        log_writes.insert_log_direct(session, written, author=author, now=now)

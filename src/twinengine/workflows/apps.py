@@ -96,7 +96,10 @@ class AppProcesses:
             return None
 
     def find(self, namespace: str, process_id: str, version: str | None) -> ProcessEntry | None:
-        with self.db.session(readonly=True) as session:
+        """The process, read in the caller's unit of work if it has one open (a graph checked as its run is
+        written: no second connection); the version's workers are reached at its first call (they may build
+        the app's environment: never while a transaction waits, ``store.guard``)."""
+        with self.db.reading() as session:
             row = self._row(session, namespace, version)
             if row is None:
                 return None
@@ -105,11 +108,14 @@ class AppProcesses:
             if record is None:
                 return None
             spec, function = dict(record.spec), record.function
-            if self.code is None:
-                raise RuntimeError("app processes need the runtime's workers")
-            app = self.code.get(row.archive_sha256, Manifest.model_validate(row.manifest))
-        return ProcessEntry(id=process_id, spec=spec, implementation=_in_worker(app, function, process_id),
-                            namespace=row.name, cacheable=bool(spec.get("x-cacheable", True)), version=row.version)
+            sha, manifest, name, found = row.archive_sha256, row.manifest, row.name, row.version
+        code = self.code
+        if code is None:
+            raise RuntimeError("app processes need the runtime's workers")
+        parsed = Manifest.model_validate(manifest)
+        return ProcessEntry(id=process_id, spec=spec,
+                            implementation=_in_worker(lambda: code.get(sha, parsed), function, process_id),
+                            namespace=name, cacheable=bool(spec.get("x-cacheable", True)), version=found)
 
     def all(self) -> list[ProcessEntry]:
         with self.db.session(readonly=True) as session:
@@ -126,9 +132,9 @@ class AppProcesses:
                 for r in latest.values()]
 
 
-def _in_worker(app: AppWorkers, function: str, process_id: str) -> Callable[..., Any]:
+def _in_worker(workers: Callable[[], AppWorkers], function: str, process_id: str) -> Callable[..., Any]:
     """App code gets concrete data: lazy cubes in its arguments are computed through the run's executor,
-    then sent to a warm worker of the app version; its result comes back as safe values."""
+    then sent to a warm worker of the app version (``workers()``); its result comes back as safe values."""
     import xarray as xr
 
     from twinengine.workflows.context import active, current
@@ -142,7 +148,8 @@ def _in_worker(app: AppWorkers, function: str, process_id: str) -> Callable[...,
         run = active()
         interrupt = run.interrupt if run is not None else None
         try:
-            return app.process(function, kwargs, interrupt=interrupt, cpu=charge_worker, gpu=charge_worker_gpu)
+            return workers().process(function, kwargs, interrupt=interrupt, cpu=charge_worker,
+                                     gpu=charge_worker_gpu)
         except WorkerError as exc:
             place = exc.place
             raise AppCodeError(f"{exc.remote} (at {place})" if place else exc.remote) from None

@@ -32,12 +32,15 @@ class WorkflowsClient:
 
     def run(self, twin: str, workflow: str, parameters: dict[str, Any] | None = None, *, no_cache: bool = False,
             sync: bool = False, what_if: bool = False, fork_name: str | None = None, site: str | None = None,
-            exclude_sites: builtins.list[str] | None = None) -> Run:
+            exclude_sites: builtins.list[str] | None = None, start: dict[str, Any] | None = None) -> Run:
         """Start a workflow of a twin's app; ``sync`` answers when the run ended; ``what_if`` runs it on a new
         fork of the twin (named in the run's ``twin_name``; ``fork_name`` chooses it and implies ``what_if``),
-        leaving the twin's own state as it is."""
+        leaving the twin's own state as it is. A run starts from the twin's state where the app maps it
+        (``initial_state``); ``start`` picks another: ``{"revision": N}``, ``{"at": time}`` or ``{"state": False}``."""
         body: dict[str, Any] = {"workflow": workflow, "parameters": parameters or {},
                                 "options": {"no_cache": no_cache}, "mode": "sync" if sync else "async"}
+        if start is not None:
+            body["start"] = start
         if site is not None or exclude_sites:  # else the engine places it (docs/compute.md)
             body["options"].update(site=site, exclude_sites=exclude_sites or [])
         if what_if or fork_name is not None:

@@ -51,6 +51,7 @@ class RunContext:
     interrupt: Interrupt = field(default_factory=Interrupt)  # fired when the run is canceled: app code stops
     max_array_elements: int | None = None  # most elements array_create/array_concat may build (None: any)
     near: tuple[str, ...] = ()  # lake endpoints near the run's site: its inputs are read from them first
+    max_result_bytes: int | None = None  # most bytes its results may take together (synchronous runs; None: any)
 
     def note_state(self, twin_id: str, changes: list[Any]) -> None:
         """Values the run wrote to a twin's state (``ValueChange``s), with their uncertainty: they travel in
@@ -71,6 +72,12 @@ class RunContext:
 
     def compute(self, *values: Any) -> tuple[Any, ...]:
         return self.executor.compute(*values, progress=self.compute_progress)
+
+    def result_room(self) -> int | None:
+        """Bytes its results may still take (None: no limit); 0 once the limit is reached."""
+        if self.max_result_bytes is None:
+            return None
+        return max(0, self.max_result_bytes - sum(a.size for a in self.assets))
 
     def asset_name(self, extension: str) -> str:
         taken = {a.name for a in self.assets}

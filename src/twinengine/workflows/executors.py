@@ -112,19 +112,14 @@ class DistributedExecutor(Executor):
     description = "Dask distributed cluster"
 
     def __init__(self, address: str) -> None:
+        from twinengine.compute.dask_client import DaskClient
+
         self.address = address
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self.connection = DaskClient(address)  # a new client once the last one closed (a scheduler lost)
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                import distributed
-
-                client_class: Any = distributed.Client
-                self._client = client_class(self.address, set_as_default=False, timeout="20s")
-            return self._client
+        return self.connection.get()
 
     def compute(self, *values: Any, progress: Progress | None = None) -> tuple[Any, ...]:
         """Persist on the cluster (futures), report progress while they finish, then gather. Values that
@@ -154,7 +149,7 @@ class DistributedExecutor(Executor):
         # process-wide config, so a computation on the engine's other threads at that moment (a local run,
         # a save) would be sent to this cluster, or fail for want of a client, and two runs entering and
         # leaving it at once could leave it set for good.
-        with task_stream_usage(client, values):  # core-seconds from Dask's own record
+        with task_stream_usage(client, values) as read_stream:  # core-seconds from Dask's own record
             persisted = client.persist(list(values))
             futures = futures_of(persisted)
             pending = list(futures)
@@ -167,6 +162,7 @@ class DistributedExecutor(Executor):
                     changed.wait(0.5)
                     changed.clear()
                     pending = [f for f in pending if not f.done()]
+                    read_stream()  # what the cluster computed so far, charged as it goes (kept if it is lost)
                     if progress is not None:
                         progress(total - len(pending), total)
             except BaseException:
@@ -181,10 +177,7 @@ class DistributedExecutor(Executor):
             return tuple(_compute(*persisted, scheduler=client.get))
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        self.connection.close()
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address}

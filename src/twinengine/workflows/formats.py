@@ -8,8 +8,8 @@ Cubes are computed through the run's executor first, then written by xarray, h5n
 
 from __future__ import annotations
 
-import json
 import math
+import shutil
 import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from twinengine.errors import ProcessParameterInvalid
+from twinengine.workflows.result_size import refuse, write_json
 
 __all__ = ["FORMATS", "OutputFormat", "find_format", "to_json_value", "write"]
 
@@ -111,28 +112,57 @@ def to_json_value(value: Any) -> Any:
     return str(value)
 
 
-def write(data: Any, fmt: OutputFormat, folder: Path, stem: str) -> Path:
-    """Write computed ``data`` (numpy-backed) in ``fmt`` under ``folder``; returns the file."""
+def write(data: Any, fmt: OutputFormat, folder: Path, stem: str, *, limit: int | None = None,
+          budget: int | None = None) -> Path:
+    """Write computed ``data`` (numpy-backed) in ``fmt`` under ``folder``; returns the file. With a ``limit``
+    (the bytes left of a run's ``budget``) a result over it is refused (``ResultTooLarge``): before it is
+    written where its values tell its size (NPY, netCDF, GeoTIFF), while it is written (JSON), before it is
+    packed (zarr), or once written; whatever was written of it is removed."""
     path = folder / f"{stem}.{fmt.extension}"
+    if limit is not None and fmt.name in ("NPY", "netCDF", "GTiff"):
+        estimate = int(getattr(data, "nbytes", 0) or 0)
+        if estimate > limit:
+            raise refuse(limit, size=estimate, budget=budget)
+    try:
+        _write(data, fmt, path, limit, budget)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(folder / f"{stem}.zarr", ignore_errors=True)  # a zarr store is kept zipped only
+    size = path.stat().st_size
+    if limit is not None and size > limit:
+        path.unlink()
+        raise refuse(limit, size=size, budget=budget)
+    return path
+
+
+def _write(data: Any, fmt: OutputFormat, path: Path, limit: int | None, budget: int | None) -> None:
     if fmt.name == "NPY":
         _write_npy(data, path)
-        return path
+        return
     is_cube = isinstance(data, xr.DataArray | xr.Dataset)
     if fmt.name == "JSON" or not is_cube:
         if fmt.name != "JSON":
             raise ProcessParameterInvalid(f"format {fmt.name} needs a raster data cube; this result is "
                                           f"{type(data).__name__} (use JSON)")
-        path.write_text(json.dumps(to_json_value(data), allow_nan=False))
-        return path
+        try:
+            write_json(to_json_value(data), path, limit=limit, budget=budget)
+        except ValueError as exc:  # a NaN or infinity the value kept
+            raise ProcessParameterInvalid(f"format JSON: {exc}") from None
+        return
     if fmt.name == "netCDF":
         as_dataset(data).to_netcdf(path, engine="h5netcdf")
     elif fmt.name == "ZARR":
-        store = folder / f"{stem}.zarr"
+        store = path.with_name(path.name.removesuffix(".zip"))
         as_dataset(data).to_zarr(store, mode="w", consolidated=False)
+        files = sorted(file for file in store.rglob("*") if file.is_file())
+        packed = sum(file.stat().st_size for file in files)
+        if limit is not None and packed > limit:
+            raise refuse(limit, size=packed, budget=budget)
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-            for file in sorted(store.rglob("*")):
-                if file.is_file():
-                    zf.write(file, file.relative_to(store).as_posix())
+            for file in files:
+                zf.write(file, file.relative_to(store).as_posix())
     elif fmt.name == "GTiff":
         cube = data if isinstance(data, xr.DataArray) else data.to_dataarray(dim="bands")
         if "x" not in cube.dims or "y" not in cube.dims or cube.ndim > 3:
@@ -146,7 +176,6 @@ def write(data: Any, fmt: OutputFormat, folder: Path, stem: str) -> Path:
             cube = cube.rio.write_crs("EPSG:4326")
         cube.attrs = _clean_attrs(cube.attrs)
         cube.rio.to_raster(path)
-    return path
 
 
 def _write_npy(data: Any, path: Path) -> None:

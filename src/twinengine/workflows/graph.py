@@ -12,9 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
-from typing import Any
-
-from jsonschema import Draft7Validator
+from typing import TYPE_CHECKING, Any
 
 from twinengine.errors import (
     ProcessGraphInvalid,
@@ -24,6 +22,9 @@ from twinengine.errors import (
     ProcessParameterUnsupported,
 )
 from twinengine.workflows.registry import ProcessRegistry
+
+if TYPE_CHECKING:
+    from jsonschema import Draft7Validator
 
 __all__ = ["Graph", "Node", "graph_hash", "parse_graph", "parse_process", "references", "validate"]
 
@@ -167,6 +168,8 @@ def _is_literal(value: Any) -> bool:
 
 
 def _schema_validator(schema: Any) -> Draft7Validator | None:
+    from jsonschema import Draft7Validator  # here: the API answers before it imports jsonschema
+
     if isinstance(schema, list):
         schema = {"anyOf": schema}
     if not isinstance(schema, dict) or not schema:

@@ -52,7 +52,7 @@ class LakeArrivals(ArrivalFeed):
         floor, last = _parse(cursor)
         start = max(floor, last - self.overlap)
         parent, child = _PARENT, _CHILD
-        with self.db.session(readonly=True) as session:
+        with self.db.reading() as session:  # in the trigger pass's unit of work: no second connection
             rows = session.execute(
                 select(parent.scope, parent.name, child.scope, child.name, Attachment.created_at)
                 .join(parent, parent.id == Attachment.parent_id).join(child, child.id == Attachment.child_id)
@@ -73,7 +73,7 @@ class LakeArrivals(ArrivalFeed):
         user names like a twin's pattern, or a dataset of theirs in a shared one, fires nothing of the twin's."""
         if not isinstance(arrival, LakeArrival):
             return True
-        with self.db.session(readonly=True) as session:
+        with self.db.reading() as session:
             readers = Readers(session, principal)
             for text in (arrival.container, arrival.did):
                 scope, _, name = text.partition(":")

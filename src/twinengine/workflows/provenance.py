@@ -1,4 +1,5 @@
-"""W3C PROV-JSON of a run: what it used (graph, parameters, app, datasets with versions, processes), what
+"""W3C PROV-JSON of a run: what it used (graph, parameters, app, the twin's state revision it started from,
+datasets with versions, processes), what
 it generated (assets with checksums, twin revisions), who it acted for, built with the ``prov`` library.
 
 A run's end keeps only the facts (``run_lineage``: the run's columns hold the rest) and the document is
@@ -75,6 +76,7 @@ def run_provenance(run: WorkflowRun, *, processes: list[dict[str, Any]], inputs:
     if run.twin_id:
         doc.used(activity, doc.entity(f"twin:twin/{run.twin_id}", {"prov:type": "twin:Twin",
                                                                    "twin:name": run.twin_name or ""}))
+        _started_from(doc, activity, run)
     for other in informants or ():
         member = doc.activity(f"twin:run/{other}", other_attributes={"prov:type": "twin:WorkflowRun"})
         doc.wasInformedBy(activity, member)
@@ -84,9 +86,10 @@ def run_provenance(run: WorkflowRun, *, processes: list[dict[str, Any]], inputs:
     used_inputs = []
     for entry in report["inputs"]:  # each input once, with the flags of the records the run used
         counts = entry["records"] or {}
-        entity = doc.entity(f"twin:collection/{entry['collection']}/{entry['version'] or 'unversioned'}",
+        version = entry["version"]  # None: its source keeps no version; the dataset is named alone
+        entity = doc.entity(f"twin:collection/{entry['collection']}" + (f"/{version}" if version else ""),
                             {"prov:type": "twin:Dataset", "twin:collection": entry["collection"],
-                             "twin:version": entry["version"] or "", "twin:quality": entry["flag"],
+                             **({"twin:version": version} if version else {}), "twin:quality": entry["flag"],
                              **{f"twin:{flag}Records": n for flag, n in counts.items()}})
         doc.used(activity, entity)
         used_inputs.append(entity)
@@ -111,6 +114,20 @@ def run_provenance(run: WorkflowRun, *, processes: list[dict[str, Any]], inputs:
         doc.wasGeneratedBy(entity, activity)
     result: dict[str, Any] = json.loads(doc.serialize(format="json") or "{}")
     return result
+
+
+def _started_from(doc: Any, activity: Any, run: WorkflowRun) -> None:
+    """The twin's state revision the run started from (``workflows.initial_state``): used, as its initial state,
+    with the parameters it gave."""
+    start = (run.options or {}).get("start")
+    if not isinstance(start, dict) or start.get("revision") is None:
+        return
+    given = {name: entry for name, entry in (start.get("parameters") or {}).items() if entry.get("source") == "state"}
+    entity = doc.entity(f"twin:twin/{run.twin_id}/revision/{start['revision']}", {
+        "prov:type": "twin:StateRevision", "twin:role": "initial state", "twin:validAt": start.get("time") or "",
+        "prov:value": json.dumps({name: {"property": e["property"], "value": e.get("value")}
+                                  for name, e in given.items()}, sort_keys=True, default=str)})
+    doc.used(activity, entity)
 
 
 def model_used(*, twin_id: str, model: str, registered: str, version: str, training_run: str | None,

@@ -36,7 +36,7 @@ class Run(RunRead):
 
 
 class RunList(RunPage):
-    items: list[Run]  # type: ignore[assignment]
+    """A page of runs as summaries (no values: ``client.workflows.get(id)`` reads one run in full)."""
 
     def _repr_html_(self) -> str:
         return table(f"{self.total} runs", ("id", "workflow", "twin", "status", "progress", "created"),

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 
 from twinengine.auth.groups import groups_of
 from twinengine.auth.principal import Principal, Role
@@ -28,6 +28,7 @@ from twinengine.workflows.models import CacheEntry, RunLog, RunNode, WorkflowRun
 from twinengine.workflows.processes import fingerprint
 from twinengine.workflows.provenance import run_lineage
 from twinengine.workflows.registry import ProcessRegistry
+from twinengine.workflows.result_size import check_room, fits_in_row, json_size, write_json
 from twinengine.workflows.results import Asset, describe_results
 from twinengine.workflows.run_endings import stopped_error
 from twinengine.workflows.run_faults import move_run, watching
@@ -39,12 +40,16 @@ if TYPE_CHECKING:
 
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["claim", "execute", "run_principal", "stopped_error"]
+__all__ = ["SYNC_KIND", "bounded_error", "claim", "execute", "forget_results", "run_principal", "stopped_error"]
 
 log = logging.getLogger("twinengine.workflows")
 
+SYNC_KIND = "sync"  # runs whose caller waits for their result (openEO /result): bounded by sync_max_result_bytes
+
 FLUSH_SECONDS = 0.5
 MAX_CACHED_JSON = 1 << 20
+MAX_LOG_CHARS = 4000  # of one log line; an error's message is kept to as much (its text may come from user code)
+MAX_DETAILS_BYTES = 16 << 10  # of an error's details, as JSON; larger details are not kept
 
 
 def claim(engine: WorkflowEngine, run_id: str, *, held_by: str | None = None) -> bool:
@@ -77,6 +82,9 @@ class _Cache:
                 raise KeyError(key)
             value, source = entry.value, entry.run_id
         if isinstance(value, dict) and value.get("saved") is True:
+            room = self.ctx.result_room()
+            if room is not None and sum(int(a.get("size", 0)) for a in value.get("assets", [])) > room:
+                raise KeyError(key)  # more than this run may keep: computed again, and refused while saved
             assets = []
             for data in value.get("assets", []):
                 asset = Asset.from_dict(data)
@@ -109,10 +117,9 @@ class _Cache:
 
 
 def _json_sized(value: Any) -> bool:
-    import json
-
+    """Whether ``value`` is JSON of at most ``MAX_CACHED_JSON`` bytes (measured until it passes that)."""
     try:
-        return len(json.dumps(value, allow_nan=False)) <= MAX_CACHED_JSON
+        return json_size(value, stop_after=MAX_CACHED_JSON) <= MAX_CACHED_JSON
     except (TypeError, ValueError):
         return False
 
@@ -138,8 +145,8 @@ class _Hooks:
 
     def log(self, level: str, message: str, node: str | None = None) -> None:
         with self.lock:
-            self.logs.append(RunLog(run_id=self.run_id, level=level, node_id=node or self.ctx.node, message=message,
-                                    at=utcnow()))
+            self.logs.append(RunLog(run_id=self.run_id, level=level, node_id=node or self.ctx.node,
+                                    message=clip(message, MAX_LOG_CHARS), at=utcnow()))
 
     def _set(self, node: Node, **values: Any) -> None:
         with self.lock:
@@ -234,7 +241,7 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         if run is None:
             return "missing"
         process, parameters, options = run.process, dict(run.parameters), dict(run.options)
-        owner, twin_id, app = run.owner, run.twin_id, run.app
+        owner, twin_id, app, kind = run.owner, run.twin_id, run.app, run.kind
         special = engine.kinds.get(run.kind)
         registry = user_registry(session, engine.registry, owner)
         principal = run_principal(session, run)
@@ -248,7 +255,8 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     ctx = RunContext(run_id=run_id, principal=principal, collections=engine.collections, results=engine.results,
                      executor=executor_for(engine, options), db=engine.db, twin=twin_id, udf_timeout=engine.udf_timeout,
                      udf_memory_bytes=engine.udf_memory_bytes, services=engine.services,
-                     max_array_elements=engine.max_array_elements, near=endpoints_near(engine, options.get("site")))
+                     max_array_elements=engine.max_array_elements, near=endpoints_near(engine, options.get("site")),
+                     max_result_bytes=engine.sync_max_result_bytes if kind == SYNC_KIND else None)
     graph = parse_graph(process)
     hooks = _Hooks(engine, run_id, graph, ctx, meter=hooks_meter)
     ctx.log, ctx.compute_progress = hooks.log, watching(engine, str(options.get("site") or ""), hooks.compute_progress)
@@ -318,6 +326,9 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
         engine.executing.discard(run_id)
         engine.cancel_requests.discard(run_id)
         engine.interrupts.pop(run_id, None)
+    if status != RunStatus.FINISHED and kind == SYNC_KIND:  # refused or failed: its caller gets no result
+        forget_results(engine, run_id, ctx, hooks.cache)
+        value = None
     if status == RunStatus.FINISHED:
         elsewhere = getattr(ctx.executor, "remote", False)  # evaluated by another engine: its nodes all ran there
         skipped = set(graph.nodes) - {n for n in graph.nodes if n in evaluator.results}
@@ -371,7 +382,10 @@ def _cancel_requested(engine: WorkflowEngine, run_id: str) -> bool:
 
 
 def _finish_value(ctx: RunContext, result: Any) -> Any:
-    """The run's value: JSON results are kept as they are; a cube nobody saved is saved as netCDF."""
+    """The run's value: JSON results are kept as they are, in ``result.json`` (a small cube's values, or a
+    value beside what the graph saved, only in the run's record when they fit it); a cube nobody saved is saved
+    as netCDF. A synchronous run's result is written against its budget (``RunContext.result_room``): past it
+    the run is refused."""
     if isinstance(result, dict) and result.get("saved") is True:
         import json
 
@@ -379,36 +393,53 @@ def _finish_value(ctx: RunContext, result: Any) -> Any:
         return json.loads(ctx.results.path(ctx.run_id, small[0].name).read_text()) if small else None
     if isinstance(result, xr.DataArray | xr.Dataset):
         size = result.size if isinstance(result, xr.DataArray) else sum(v.size for v in result.data_vars.values())
-        if size <= 10_000:
-            (computed,) = ctx.compute(result)
-            return formats.to_json_value(computed)
-        from twinengine.workflows.processes import save_result
+        if size > 10_000:
+            from twinengine.workflows.processes import save_result
 
-        save_result(result, "netCDF")
-        return None
-    value = formats.to_json_value(result)
-    if not ctx.assets:
-        import json
-
-        folder = ctx.results.scratch(ctx.run_id)
-        path = folder / "value.json"
-        path.write_text(json.dumps(value))
-        ctx.assets.append(ctx.results.keep(ctx.run_id, path, name="result.json", media_type="application/json",
-                                           fmt="JSON"))
+            save_result(result, "netCDF")
+            return None
+        (computed,) = ctx.compute(result)
+        value = formats.to_json_value(computed)
+        if fits_in_row(value):
+            check_room(value, room=ctx.result_room(), budget=ctx.max_result_bytes)
+            return value
+    else:
+        value = formats.to_json_value(result)
+        if ctx.assets and fits_in_row(value):  # beside what the graph saved, in the run's record only
+            check_room(value, room=ctx.result_room(), budget=ctx.max_result_bytes)
+            return value
+    path = ctx.results.scratch(ctx.run_id) / "value.json"
+    write_json(value, path, limit=ctx.result_room(), budget=ctx.max_result_bytes)
+    ctx.assets.append(ctx.results.keep(ctx.run_id, path, name=ctx.asset_name("json"), media_type="application/json",
+                                       fmt="JSON"))
     return value
+
+
+def forget_results(engine: WorkflowEngine, run_id: str, ctx: RunContext | None = None,
+                   cache: _Cache | None = None) -> None:
+    """Remove what a run that answers nobody kept: its files (partial ones included), its assets and the node
+    values it cached, so refused work takes no room (the run's record and logs say why it ended)."""
+    engine.results.delete(run_id)
+    if ctx is not None:
+        ctx.assets.clear()
+    if cache is not None:
+        cache.pending.clear()
+    with engine.db.session() as session:
+        session.execute(delete(CacheEntry).where(CacheEntry.run_id == run_id))
 
 
 def _store_end(engine: WorkflowEngine, run_id: str, status: str, error: dict[str, Any] | None, value: Any,
                ctx: RunContext, graph: Graph, app_version: str | None, registry: ProcessRegistry,
                hooks: _Hooks) -> None:
-    """The last node updates and the run's end in one transaction: one commit, not two."""
+    """The last node updates and the run's end in one transaction: one commit, not two. The processes it used
+    are looked up first (the registry reads the catalogue and may start the app's workers): no write waits."""
+    try:
+        processes = _processes_used(registry, graph, app_version)
+    except TwinEngineError:
+        processes = []
     with hooks.flushing, engine.db.session() as session:
         hooks.write(session)
         session.flush()
-        try:
-            processes = _processes_used(registry, graph, app_version)
-        except TwinEngineError:
-            processes = []
         record_run_end(session, run_id, status, error, value, ctx, processes=processes)
         record_execution(session, session.get(WorkflowRun, run_id), hooks.meter, status=status)
 
@@ -422,10 +453,10 @@ def record_run_end(session: Session, run_id: str, status: str, error: dict[str, 
     run = session.get(WorkflowRun, run_id)
     if run is None:
         return
-    run.status, run.error, run.finished_at, run.updated_at = status, error, now, now
+    run.status, run.error, run.finished_at, run.updated_at = status, bounded_error(error), now, now
     run.progress = 100.0 if status == RunStatus.FINISHED else run.progress
     run.assets = [a.to_dict() for a in ctx.assets]
-    run.value = value
+    run.value = value if fits_in_row(value) else None  # a larger value is read from its result.json
     app_sha = None
     if run.app:
         name, _, version = run.app.partition("@")
@@ -433,3 +464,26 @@ def record_run_end(session: Session, run_id: str, status: str, error: dict[str, 
                                                                          AppVersion.version == version))
     run.lineage = run_lineage(processes=processes, inputs=ctx.inputs, state_writes=ctx.state_writes,
                               app_sha256=app_sha, informants=informants, models=ctx.models)
+
+
+def clip(text: str, most: int) -> str:
+    """``text`` cut to ``most`` characters, saying so."""
+    return text if len(text) <= most else text[:most - 1] + "…"
+
+
+def bounded_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run's error as kept: its message cut to ``MAX_LOG_CHARS``, its details dropped above
+    ``MAX_DETAILS_BYTES`` (both may carry text from user code)."""
+    if error is None:
+        return None
+    kept = dict(error)
+    if isinstance(kept.get("message"), str):
+        kept["message"] = clip(kept["message"], MAX_LOG_CHARS)
+    if kept.get("details") is not None:
+        try:
+            small = json_size(kept["details"], stop_after=MAX_DETAILS_BYTES) <= MAX_DETAILS_BYTES
+        except (TypeError, ValueError):
+            small = False
+        if not small:
+            kept["details"] = []
+    return kept

@@ -6,13 +6,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from twinengine.quality.verification import SkillRule
 from twinengine.types import INT32_MAX
 
-__all__ = ["LogRead", "NodeRead", "RunCreate", "RunPage", "RunRead", "RunStatus", "TriggerCreate",
-           "TriggerCreated", "TriggerRead", "TwinRunCreate", "WhatIf"]
+__all__ = ["LogRead", "NodeRead", "RunCreate", "RunPage", "RunRead", "RunStart", "RunStatus", "RunSummary",
+           "StartRead", "StartValue", "TriggerCreate", "TriggerCreated", "TriggerRead", "TwinRunCreate", "WhatIf"]
 
 
 class RunStatus(StrEnum):
@@ -58,9 +58,57 @@ class WhatIf(_Input):
                                     description="Revision of the twin the fork starts from (default: its head).")
 
 
+class RunStart(_Input):
+    """Where a run of a twin's workflow starts, for the parameters its app maps from the twin's state
+    (``workflows.<name>.initial_state``): the state now (default), as of a revision or a time, or not at all."""
+
+    revision: int | None = Field(default=None, ge=0, le=INT32_MAX,
+                                 description="Start from the twin's state as of this revision.")
+    at: datetime | None = Field(default=None, description="Start from the twin's state as of this time: the values "
+                                                          "reported for a time not after it (a hindcast).")
+    state: bool = Field(default=True, description="False: start from the graph's defaults, not the twin's state.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RunStart:
+        if self.revision is not None and self.at is not None:
+            raise ValueError("give revision or at, not both")
+        if not self.state and (self.revision is not None or self.at is not None):
+            raise ValueError("state: false starts from the graph's defaults; leave out revision and at")
+        return self
+
+
+class StartValue(BaseModel):
+    """One parameter of a run's start: the state property it came from and the value it took."""
+
+    property: str
+    source: Literal["state", "request", "default"] = Field(
+        description="state: the twin's value; request: the run's request gave it; default: the graph's default "
+                    "(no value of the property was there to start from, or the request asked for defaults).")
+    value: Any = None
+    revision: int | None = Field(default=None, description="The revision that wrote the value.")
+    timestamp: datetime | None = Field(default=None, description="The time the value is valid at.")
+    unit: str | None = Field(default=None, description="The value's unit.")
+    uncertainty: dict[str, Any] | None = Field(default=None, description="The uncertainty the value carried.")
+
+
+class StartRead(BaseModel):
+    """Which state of the twin a run started from (its app's ``initial_state``), as recorded when it was
+    submitted: shown on the page as "started from revision N at TIME"."""
+
+    revision: int | None = Field(description="The twin's revision the run started from (null: none, e.g. "
+                                             "defaults asked for or no value there yet).")
+    time: datetime | None = Field(description="When the state it started from was valid: its newest value's time.")
+    asked: Literal["now", "revision", "at", "defaults"] = Field(description="What the request asked for.")
+    parameters: dict[str, StartValue]
+    text: str = Field(default="", description="In words: `started from revision 99 (storage 13.83 mm at "
+                                              "2026-03-04 00:00 UTC)`.")
+
+
 class TwinRunCreate(_Input):
     workflow: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)
     parameters: dict[str, JsonValue] = Field(default_factory=dict, max_length=200)
+    start: RunStart | None = Field(default=None, description="Where the run starts (the parameters the app maps "
+                                                             "from the twin's state): default, the state now.")
     options: RunOptions = Field(default_factory=RunOptions)
     mode: Literal["async", "sync"] = "async"
     what_if: WhatIf | None = Field(default=None, description="Run as a what-if, on a new fork of the twin: "
@@ -88,7 +136,10 @@ class NodeRead(BaseModel):
     error: str | None
 
 
-class RunRead(BaseModel):
+class RunSummary(BaseModel):
+    """A run as lists show it: what it is, where it stands and links to its results; never its value,
+    parameters or nodes (``GET /api/v1/runs/{id}`` has those)."""
+
     id: str
     kind: str
     status: RunStatus
@@ -102,16 +153,11 @@ class RunRead(BaseModel):
     app: str | None
     workflow: str | None
     graph_sha256: str
-    parameters: dict[str, Any]
     trigger_id: str | None
     executor: str | None
     error: dict[str, Any] | None
-    assets: list[dict[str, Any]]
-    value: Any
-    nodes: list[NodeRead] = Field(default_factory=list)
-    staging: dict[str, Any] | None = Field(default=None, description="Inputs replicated near the run's site "
-                                                                     "before it started, with a percent "
-                                                                     "(docs/compute.md#staging).")
+    assets: list[dict[str, Any]] = Field(description="Its result files (name, type, size, sha256), each "
+                                                     "downloaded from its link of rel item.")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -119,8 +165,22 @@ class RunRead(BaseModel):
     links: list[dict[str, str]] = Field(default_factory=list)
 
 
+class RunRead(RunSummary):
+    """One run in full: its summary with its parameters, per-node status and JSON value."""
+
+    parameters: dict[str, Any]
+    value: Any = Field(description="The run's JSON value when it takes at most 1 MiB; a larger one is in its "
+                                   "result.json asset only (null here).")
+    nodes: list[NodeRead] = Field(default_factory=list)
+    staging: dict[str, Any] | None = Field(default=None, description="Inputs replicated near the run's site "
+                                                                     "before it started, with a percent "
+                                                                     "(docs/compute.md#staging).")
+    start: StartRead | None = Field(default=None, description="The twin's state the run started from (its app's "
+                                                              "initial_state; null: the workflow maps none).")
+
+
 class RunPage(BaseModel):
-    items: list[RunRead]
+    items: list[RunSummary]
     total: int
 
 

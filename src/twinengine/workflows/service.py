@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft7Validator
 from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from twinengine.auth.policy import allowed, require
 from twinengine.auth.principal import Principal
+from twinengine.auth.scopes import twin_ids_only, twin_limit
 from twinengine.catalog import service as catalog
 from twinengine.compute.hooks import before_queue, requeue_check
 from twinengine.errors import (
@@ -30,8 +31,9 @@ from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
 from twinengine.workflows.apps import read_app_file
 from twinengine.workflows.graph import graph_hash, parse_graph, parse_process, validate
-from twinengine.workflows.models import RunLog, RunNode, WorkflowRun
-from twinengine.workflows.schemas import RunOptions, RunStatus
+from twinengine.workflows.initial_state import starting_values
+from twinengine.workflows.models import RunLog, RunNode, Trigger, WorkflowRun
+from twinengine.workflows.schemas import RunOptions, RunStart, RunStatus
 from twinengine.workflows.site_queues import site_queues
 from twinengine.workflows.udp import user_registry
 
@@ -47,6 +49,7 @@ __all__ = [
     "get_run",
     "list_logs",
     "list_runs",
+    "listable",
     "nodes_of",
     "start_run",
     "submit",
@@ -78,6 +81,8 @@ def bind_parameters(process: dict[str, Any], given: dict[str, Any], engine_value
             value = given[name]
             schema = spec.get("schema")
             if schema:
+                from jsonschema import Draft7Validator  # here: the API answers before it imports jsonschema
+
                 validator = Draft7Validator({"anyOf": schema} if isinstance(schema, list) else schema)
                 error = next(iter(validator.iter_errors(value)), None)
                 if error is not None:
@@ -119,8 +124,10 @@ def twin_workflow_process(session: Session, engine: WorkflowEngine, twin: Twin, 
 def submit(session: Session, engine: WorkflowEngine, *, principal: Principal, process: Any,
            parameters: dict[str, Any] | None = None, twin_ref: str | None = None, workflow: str | None = None,
            kind: str = "run", title: str | None = None, description: str | None = None,
-           options: RunOptions | None = None, queue: bool = True, trigger_id: str | None = None) -> WorkflowRun:
-    """Validate and store a run; ``queue`` puts it in line for a worker (else it waits as ``created``)."""
+           options: RunOptions | None = None, queue: bool = True, trigger_id: str | None = None,
+           start: dict[str, Any] | None = None) -> WorkflowRun:
+    """Validate and store a run; ``queue`` puts it in line for a worker (else it waits as ``created``);
+    ``start``: the twin's state it starts from, recorded with it (``workflows.initial_state``)."""
     require(principal, "workflow.run")
     twin = None
     if twin_ref is not None:
@@ -136,6 +143,8 @@ def submit(session: Session, engine: WorkflowEngine, *, principal: Principal, pr
     opts["role"] = principal.role.value
     if twin is not None:
         opts["on_twin"] = True  # placed on a site that can read the twin (not another engine)
+    if start is not None:
+        opts["start"] = start
     if "x-retry" in process:
         opts.setdefault("manifest_retry", process["x-retry"])
     if queue:
@@ -159,20 +168,29 @@ def submit(session: Session, engine: WorkflowEngine, *, principal: Principal, pr
 
 def submit_twin_workflow(session: Session, engine: WorkflowEngine, *, principal: Principal, twin_ref: str,
                          workflow: str, parameters: dict[str, Any] | None = None,
-                         options: RunOptions | None = None, trigger_id: str | None = None) -> WorkflowRun:
+                         options: RunOptions | None = None, trigger_id: str | None = None,
+                         start: RunStart | None = None) -> WorkflowRun:
+    """A run of a workflow the twin's app declares, starting from the twin's state where the app maps it
+    (``initial_state``; ``start`` picks another state or none)."""
     twin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.operate")
     process = twin_workflow_process(session, engine, twin, workflow)
-    return submit(session, engine, principal=principal, process=process, parameters=parameters,
+    given = dict(parameters or {})
+    from_state, record = starting_values(session, principal=principal, twin=twin,
+                                         manifest=twins.manifest_for(session, twin), workflow=workflow,
+                                         given=given, start=start)
+    return submit(session, engine, principal=principal, process=process, parameters={**from_state, **given},
                   twin_ref=twin.id, workflow=workflow, title=f"{workflow} of {twin.name}", options=options,
-                  trigger_id=trigger_id)
+                  trigger_id=trigger_id, start=record)
 
 
 def submit_what_if(session: Session, engine: WorkflowEngine, *, principal: Principal, twin_ref: str,
                    workflow: str, parameters: dict[str, Any] | None = None, options: RunOptions | None = None,
-                   name: str | None = None, at_revision: int | None = None) -> WorkflowRun:
+                   name: str | None = None, at_revision: int | None = None,
+                   start: RunStart | None = None, keep_for: timedelta | None = None) -> WorkflowRun:
     """A what-if: the workflow runs on a new fork of the twin, never on the twin, so nothing its graph writes
     (``update_twin_state``, ``save_forecast``) can reach the twin's own state. Fork and run are one unit:
-    a refused run leaves no fork."""
+    a refused run leaves no fork. ``keep_for``: the fork expires then (``what_if_ttl``; the expiry loop deletes
+    it), so what-ifs stay to be looked at again and never pile up."""
     origin = twins.get_twin(session, principal=principal, ref=twin_ref, action="twin.read")
     twin_workflow_process(session, engine, origin, workflow)  # an unknown workflow is refused before forking
     with session.begin_nested():  # a refused run takes its fork back with it, whatever the caller does next
@@ -180,8 +198,12 @@ def submit_what_if(session: Session, engine: WorkflowEngine, *, principal: Princ
                                name=name or twins.free_name(session, f"{origin.name}-what-if"),
                                at_revision=at_revision, parameters=None,
                                description=f"what-if of {origin.name} ({workflow})")
+        if keep_for is not None:
+            fork.expires_at = utcnow() + keep_for
+        # a what-if is the one run asked for: the app's triggers (new rain, a schedule) never run the fork again
+        session.execute(update(Trigger).where(Trigger.twin_id == fork.id).values(enabled=False))
         return submit_twin_workflow(session, engine, principal=principal, twin_ref=fork.id, workflow=workflow,
-                                    parameters=parameters, options=options)
+                                    parameters=parameters, options=options, start=start)
 
 
 def _visible(principal: Principal, run: WorkflowRun) -> bool:
@@ -209,17 +231,36 @@ def get_run(session: Session, *, principal: Principal, run_id: str, for_update: 
     return run
 
 
+# What a list of runs never reads: values, graphs, parameters and provenance are read one run at a time
+# (``get_run``); reading one of them from a listed row raises, so no listing can carry them by mistake.
+_NOT_LISTED = tuple(defer(column, raiseload=True) for column in (
+    WorkflowRun.value, WorkflowRun.process, WorkflowRun.parameters, WorkflowRun.options, WorkflowRun.provenance,
+    WorkflowRun.lineage))
+
+
+def listable(principal: Principal, query: Any) -> Any:
+    """``query`` of runs narrowed to those the principal may list without naming a twin: all for admins, else
+    its own, and with a token limited to some twins, those of no twin and of those twins (by id if known)."""
+    if principal.is_admin:
+        return query
+    query = query.where(WorkflowRun.owner == principal.name)
+    only = twin_limit(principal)
+    if only is not None:
+        limited = sorted(only) if twin_ids_only(principal) else select(Twin.id).where(
+            or_(Twin.id.in_(only), Twin.name.in_(only)))
+        query = query.where(or_(WorkflowRun.twin_id.is_(None), WorkflowRun.twin_id.in_(limited)))
+    return query
+
+
 def list_runs(session: Session, *, principal: Principal, twin_ref: str | None = None, kind: str | None = None,
               status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[WorkflowRun], int]:
-    query = select(WorkflowRun)
+    """A page of the runs the caller may list, newest first, without the columns of ``_NOT_LISTED``."""
+    query = select(WorkflowRun).options(*_NOT_LISTED)
     if twin_ref is not None:
         twin = twins.get_twin(session, principal=principal, ref=twin_ref)
         query = query.where(WorkflowRun.twin_id == twin.id)
-    elif not principal.is_admin:
-        query = query.where(WorkflowRun.owner == principal.name)
-        if principal.twins is not None:  # a token limited to some twins: runs of no twin, and of those twins
-            limited = select(Twin.id).where(or_(Twin.id.in_(principal.twins), Twin.name.in_(principal.twins)))
-            query = query.where(or_(WorkflowRun.twin_id.is_(None), WorkflowRun.twin_id.in_(limited)))
+    else:
+        query = listable(principal, query)
     if kind:
         query = query.where(or_(*[WorkflowRun.kind == k for k in kind.split(",")]))
     if status:

@@ -13,16 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from twinengine.errors import ProcessingTimeLimit
+from twinengine import telemetry
+from twinengine.errors import ProcessingTimeLimit, TwinEngineError
 from twinengine.store.base import utcnow
-from twinengine.workflows.models import WorkflowRun
-from twinengine.workflows.runner import claim, execute
+from twinengine.workflows.models import RunLog, WorkflowRun
+from twinengine.workflows.runner import claim, execute, forget_results
 from twinengine.workflows.schemas import RunStatus
 
 if TYPE_CHECKING:
     from twinengine.workflows.engine import WorkflowEngine
 
-__all__ = ["hold", "overdue_error", "run_here", "run_now"]
+__all__ = ["hold", "overdue_error", "refuse_result", "run_here", "run_now"]
 
 
 def hold(engine: WorkflowEngine, run: WorkflowRun) -> None:
@@ -57,6 +58,16 @@ def run_now(engine: WorkflowEngine, session: Session, run_id: str, *, time_limit
     return run
 
 
+def refuse_result(engine: WorkflowEngine, session: Session, run: WorkflowRun, error: TwinEngineError) -> None:
+    """End a synchronous run whose result its caller may not have (found too large only once it ended, e.g.
+    results a cache hit brought) as ``error``, committed in ``session``, and remove everything it kept."""
+    run.status, run.error, run.assets, run.value = RunStatus.ERROR, error.to_dict(), [], None
+    run.updated_at = utcnow()
+    session.add(RunLog(run_id=run.id, level="error", message=error.message))
+    session.commit()
+    forget_results(engine, run.id)
+
+
 def run_here(engine: WorkflowEngine, run_id: str, *, held_by: str) -> None:
     """Execute a committed run queued or ``held_by`` that worker in this thread, or wait for the worker that
     claimed it first to end it."""
@@ -71,7 +82,10 @@ def _run_here(engine: WorkflowEngine, run_id: str, *, time_limit: float | None, 
         timer.start()
     try:
         if claim(engine, run_id, held_by=held_by):
-            execute(engine, run_id)
+            with telemetry.span("run", {"twin.run.id": run_id, "twin.run.mode": "sync"}) as span:  # the request's
+                status = execute(engine, run_id)
+                if span is not None:
+                    span.set_attribute("twin.run.status", status)
         else:
             while True:  # a background worker claimed it a moment earlier: wait for its end
                 with engine.db.session(readonly=True) as probe:

@@ -12,7 +12,7 @@ from typing import Any
 
 from twinengine.compute.metering import charge_worker
 from twinengine.errors import ProcessFailed
-from twinengine.workers.process import WorkerCrashed, WorkerError, WorkerTimeout
+from twinengine.workers.process import WorkerCrashed, WorkerError, WorkerOutOfMemory, WorkerTimeout
 from twinengine.workers.protocol import ProtocolError
 
 __all__ = ["run_udf_process"]
@@ -36,6 +36,9 @@ def run_udf_process(data: Any, code: str, context: Any, *, timeout: float, memor
         raise ProcessFailed(f"run_udf: the UDF did not finish within {timeout:g} s and was stopped") from None
     except WorkerError as exc:
         raise ProcessFailed(f"run_udf: the UDF raised {exc.remote[:300]}\n{exc.trace[-400:]}") from None
+    except WorkerOutOfMemory as exc:  # its processes together, forks and threads included
+        raise ProcessFailed(f"run_udf: the UDF ran out of memory: its processes together went over "
+                            f"udf_memory_bytes ({exc.limit} bytes) and were stopped") from None
     except WorkerCrashed as exc:
         if interrupt is not None and interrupt.fired:
             raise Canceled() from None

@@ -17,7 +17,8 @@ N_VARIABLES = 40
 
 
 def tendency(x: np.ndarray, forcing: float) -> np.ndarray:
-    return (np.roll(x, -1) - np.roll(x, 2)) * np.roll(x, 1) - x + forcing
+    """dx/dt of a state (n,) or of every row of an ensemble (N, n): the ring runs along the last axis."""
+    return (np.roll(x, -1, axis=-1) - np.roll(x, 2, axis=-1)) * np.roll(x, 1, axis=-1) - x + forcing
 
 
 def rk4(x: np.ndarray, h: float, forcing: float) -> np.ndarray:
@@ -33,8 +34,9 @@ def names(n: int = N_VARIABLES) -> list[str]:
 
 
 def step(x: np.ndarray, parameters: dict[str, Any], forcing: dict[str, float], dt: float) -> np.ndarray:
-    """One member over ``dt`` seconds (the assimilation's model step, ``state_form: array``: the member is the
-    state vector x[0] ... x[n-1] as an array; no forcing fields are needed)."""
+    """The ensemble over ``dt`` seconds (the assimilation's model step, ``state_form: ensemble``: ``x`` is an
+    (N, n) array, a member per row, each the state vector x[0] ... x[n-1]; a single member (n,) works too).
+    No forcing fields are needed."""
     return rk4(x, dt / float(parameters.get("seconds_per_unit", 3600.0)), float(parameters.get("forcing", 8.0)))
 
 

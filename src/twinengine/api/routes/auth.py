@@ -106,7 +106,7 @@ def list_audit(
 @acts("identity.list")
 def list_identities(session: SessionDep, principal: PrincipalDep) -> list[IdentityRead]:
     return [IdentityRead(name=row.name, id=row.id, created_at=row.created_at, created_by=row.created_by,
-                         disabled=row.disabled, valid_tokens=n, roles=roles)
+                         disabled=row.disabled, disabled_by=row.disabled_by, valid_tokens=n, roles=roles)
             for row, n, roles in service.list_identities(session, principal=principal)]
 
 
@@ -121,7 +121,7 @@ def update_identity(name: IdentityPath, body: IdentityUpdate, session: SessionDe
                     runtime: RuntimeDep) -> IdentityRead:
     row = service.set_disabled(session, principal=principal, name=name, disabled=body.disabled)
     read = next(IdentityRead(name=r.name, id=r.id, created_at=r.created_at, created_by=r.created_by,
-                             disabled=r.disabled, valid_tokens=n, roles=roles)
+                             disabled=r.disabled, disabled_by=r.disabled_by, valid_tokens=n, roles=roles)
                 for r, n, roles in service.list_identities(session, principal=principal) if r.name == row.name)
     session.commit()  # then no request in this process finds its tokens valid again
     runtime.verdicts.forget_identity(name)
@@ -151,9 +151,12 @@ async def sign_in(body: SessionCreate, request: Request, response: Response, run
     Writes with the cookie must send ``csrf_token`` as ``X-CSRF-Token``."""
 
     def open_() -> tuple[SessionRead, str]:
-        with runtime.db.session() as session:
+        # Verified before the write, in a read of its own: a person's first sign-in is recorded in transactions
+        # of its own (auth.external), never inside this one (store.guard).
+        with runtime.db.session(readonly=True) as session:
             principal = verify_bearer(body.token, session=session, verifiers=runtime.verifiers)
-            request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit records who signed in
+        request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit records who signed in
+        with runtime.db.session() as session:
             signed = sessions.open_session(session, runtime.issuer, principal=principal,
                                            ttl=runtime.settings.session_ttl)
         read = SessionRead(name=signed.name, role=signed.role, issuer=runtime.issuer.issuer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Query, Request, Response, status
+from fastapi import BackgroundTasks, Depends, Path, Query, Request, Response, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.route_actions import acts, signed_in
@@ -45,7 +45,7 @@ async def _raw_body(request: Request) -> bytes:
 @long_running
 @acts("app.publish")
 def publish(principal: PrincipalDep, archive: Annotated[bytes, Depends(_raw_body)], response: Response,
-            session: SessionDep, runtime: RuntimeDep,
+            session: SessionDep, runtime: RuntimeDep, after: BackgroundTasks,
             group: Annotated[str | None, Query(pattern=GROUP_NAME_PATTERN, max_length=64,
                                                description="The group whose app it is: only its members publish "
                                                            "its versions")] = None) -> PublishResult:
@@ -55,9 +55,9 @@ def publish(principal: PrincipalDep, archive: Annotated[bytes, Depends(_raw_body
                            max_archive_bytes=settings.max_app_archive_bytes,
                            max_unpacked_bytes=settings.max_app_unpacked_bytes,
                            max_manifest_bytes=settings.max_manifest_bytes, steps=runtime.publish_steps,
-                           group=group)
-    if done.replaced is not None:  # a development version's old code: its idle workers stop now
-        runtime.app_code.retire(done.replaced)
+                           group=group, db=runtime.db)
+    if done.replaced is not None:  # a development version's old code: its idle workers stop once it is committed
+        after.add_task(runtime.app_code.retire, done.replaced)  # (stopping one waits: never in the transaction)
     row = done.row
     response.status_code = status.HTTP_201_CREATED if done.created else status.HTTP_200_OK
     response.headers["Location"] = f"/api/v1/apps/{row.name}/versions/{row.version}"

@@ -13,7 +13,7 @@ from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.compute import quotas, sites
 from twinengine.compute import usage as usage_service
-from twinengine.compute.apel import apel_message, apel_summaries
+from twinengine.compute.apel import apel_message, apel_summaries, oidc_subjects
 from twinengine.compute.schemas import (
     SITE_NAME,
     QuotaPage,
@@ -75,8 +75,8 @@ def site_drain(name: SitePath, session: SessionDep, principal: PrincipalDep, und
 
 @router.post("/sites/{name}/heartbeat", name="site_heartbeat", summary="Probe the site now (providers)")
 @acts("compute.site.manage")
-def site_heartbeat(name: SitePath, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> SiteRead:
-    return sites.site_read(sites.probe_site(session, runtime.lake.keyring, principal=principal, name=name))
+def site_heartbeat(name: SitePath, principal: PrincipalDep, runtime: RuntimeDep) -> SiteRead:
+    return sites.site_read(sites.probe_site(runtime.db, runtime.lake.keyring, principal=principal, name=name))
 
 
 @router.delete("/sites/{name}", name="site_remove", status_code=status.HTTP_204_NO_CONTENT,
@@ -145,4 +145,5 @@ def usage_apel(session: SessionDep, principal: PrincipalDep, since: Since = None
     rows = usage_service.list_usage(session, principal=principal, since=since, until=until, identity=identity,
                                     site=site)
     kinds = {s.name: s.kind for s in sites.list_sites(session, principal=principal)}
-    return apel_message(apel_summaries(rows, site_kinds=kinds))
+    subjects = oidc_subjects(session, (r.identity for r in rows))  # GlobalUserName: the OIDC subject
+    return apel_message(apel_summaries(rows, site_kinds=kinds, subjects=subjects))

@@ -112,7 +112,7 @@ def endpoint_remove(name: EndpointPath, session: SessionDep, principal: Principa
 def did_add(body: DidCreate, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> DidRead:
     row = dids.add_did(session, principal=principal, did=body.did, type=DidType(body.type), meta=body.meta,
                        geometry=body.geometry, bbox=body.bbox, start=body.start_time, end=body.end_time,
-                       tuning=runtime.lake.tuning, group=body.group)
+                       tuning=runtime.lake.tuning, group=body.group, twin=body.twin)
     return dids.did_read(session, row)
 
 

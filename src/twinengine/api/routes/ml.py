@@ -21,6 +21,7 @@ from twinengine.auth.principal import Principal
 from twinengine.compute.hooks import before_queue
 from twinengine.compute.quotas import check_quota
 from twinengine.compute.sites import DEFAULT_SITE
+from twinengine.compute.work import admit
 from twinengine.errors import ModelNotFound, TwinEngineError, ValidationFailed
 from twinengine.ml import service
 from twinengine.ml.schemas import (
@@ -127,6 +128,8 @@ def predict(twin: TwinRef, model: ModelName, session: SessionDep, principal: Pri
 
     if model not in twins.manifest_for(session, row).models:
         raise ModelNotFound(f"the app of twin {row.name} declares no model {model!r}")
+    admit(session, principal=principal, outcome="the prediction is refused")  # the caller's compute quota (429)
+    session.commit()  # a read (POST for its body): ended before the model's worker is asked (store.guard)
     try:
         used, outputs = predict_with(runtime.ml, row, model, inputs, version=version)
     except LookupError as exc:

@@ -28,7 +28,6 @@ from twinengine.auth.principal import Principal, Role
 from twinengine.collections.stac import stac_collection
 from twinengine.errors import (
     AuthenticationRequired,
-    CollectionNotFound,
     NotFound,
     ProcessingTimeLimit,
     ResultTooLarge,
@@ -38,7 +37,8 @@ from twinengine.errors import (
 from twinengine.workflows import service
 from twinengine.workflows.formats import FORMATS
 from twinengine.workflows.openeo.errors import OpenEORoute
-from twinengine.workflows.sync import hold, run_now
+from twinengine.workflows.result_size import refuse
+from twinengine.workflows.sync import hold, refuse_result, run_now
 
 __all__ = ["API_VERSION", "BASE", "routers"]
 
@@ -171,8 +171,7 @@ def collections(request: Request, runtime: RuntimeDep, access: CollectionAccess)
 @public
 def collection(collection_id: Annotated[str, Path(max_length=128)], request: Request, runtime: RuntimeDep,
                access: CollectionAccess) -> dict[str, Any]:
-    if not runtime.collections.readable(collection_id, access):  # as the listing: one it may not read is not there
-        raise CollectionNotFound(f"no collection {collection_id!r}")
+    runtime.collections.require_readable(collection_id, access)  # as the listing: one it may not read is not there
     return stac_collection(runtime.collections.info(collection_id), base_url=_root(request))
 
 
@@ -201,7 +200,8 @@ def file_formats() -> dict[str, Any]:
 
 
 # Run errors answered with their own status (others are the graph's fault: 400)
-_RUN_ERROR_STATUS = {"Internal": 500, "EngineRestarted": 500, ProcessingTimeLimit.code: ProcessingTimeLimit.status}
+_RUN_ERROR_STATUS = {"Internal": 500, "EngineRestarted": 500, ProcessingTimeLimit.code: ProcessingTimeLimit.status,
+                     ResultTooLarge.code: ResultTooLarge.status}
 
 
 @router.post("/result", name="result", response_class=Response,
@@ -222,19 +222,23 @@ def result(session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep,
 
         status = _RUN_ERROR_STATUS.get(error["code"], 400)
         return openeo_error(status, error["code"], error["message"])
+    # The run kept its result within sync_max_result_bytes (``workflows.result_size``); checked again here
+    # for results it did not write itself, and refused then as it would have been.
     limit = engine.sync_max_result_bytes
     if not run.assets:  # a small cube or value nobody saved: the run's JSON value is the result
         answer = JSONResponse(run.value, headers={"OpenEO-Identifier": run.id,
                                                   "Link": f'</api/v1/runs/{run.id}/provenance>; rel="provenance"'})
         if limit is not None and len(answer.body) > limit:
-            raise ResultTooLarge(f"the result is {len(answer.body)} bytes, more than the {limit} synchronous "
-                                 f"processing may return (sync_max_result_bytes); run it as a batch job")
+            too_large = refuse(limit, size=len(answer.body))
+            refuse_result(engine, session, run, too_large)
+            raise too_large
         return answer
     asset = run.assets[0]
     size = engine.results.path(run.id, asset["name"]).stat().st_size
     if limit is not None and size > limit:
-        raise ResultTooLarge(f"the result is {size} bytes, more than the {limit} synchronous processing may "
-                             "return (sync_max_result_bytes); run it as a batch job")
+        too_large = refuse(limit, size=size)
+        refuse_result(engine, session, run, too_large)
+        raise too_large
     return FileResponse(engine.results.path(run.id, asset["name"]), media_type=asset["type"],
                         headers={"OpenEO-Identifier": run.id,
                                  "Link": f'</api/v1/runs/{run.id}/provenance>; rel="provenance"'})

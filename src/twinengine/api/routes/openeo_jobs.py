@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Body, Path, Query, Request, Response, status
+from fastapi import Body, Depends, Path, Query, Request, Response, status
 from sqlalchemy import select
 
-from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, authorized
 from twinengine.api.route_actions import acts, signed_in
 from twinengine.api.routing import Router
 from twinengine.errors import ProcessGraphNotFound, RunNotFinished
@@ -132,7 +132,11 @@ def job_results(job_id: JobId, request: Request, session: SessionDep, principal:
                                                     "provenance", "type": "application/json"}]}
 
 
-@router.get("/process_graphs", name="udp_list")
+# One's user-defined processes are one's own (any role), but not a scoped token's unless a scope lists them.
+_UDP_SCOPE = Depends(authorized("workflow.process.manage"))
+
+
+@router.get("/process_graphs", name="udp_list", dependencies=[_UDP_SCOPE])
 @acts("workflow.process.manage")
 def list_udps(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     rows = session.scalars(select(UserProcess).where(UserProcess.owner == principal.name).order_by(UserProcess.id))
@@ -147,7 +151,7 @@ def _udp(session: Any, owner: str, udp_id: str) -> UserProcess:
     return row
 
 
-@router.get("/process_graphs/{process_graph_id}", name="udp_get")
+@router.get("/process_graphs/{process_graph_id}", name="udp_get", dependencies=[_UDP_SCOPE])
 @acts("workflow.process.manage")
 def get_udp(process_graph_id: Annotated[str, Path(max_length=120)], session: SessionDep,
             principal: PrincipalDep) -> dict[str, Any]:
@@ -155,8 +159,8 @@ def get_udp(process_graph_id: Annotated[str, Path(max_length=120)], session: Ses
     return {**row.process, "id": row.id}
 
 
-@router.put("/process_graphs/{process_graph_id}", name="udp_put", status_code=status.HTTP_200_OK,
-            response_class=Response)
+@router.put("/process_graphs/{process_graph_id}", name="udp_put", dependencies=[_UDP_SCOPE],
+            status_code=status.HTTP_200_OK, response_class=Response)
 @acts("workflow.process.manage")
 def put_udp(process_graph_id: Annotated[str, Path(max_length=120, pattern=r"^\w+$")], session: SessionDep,
             runtime: RuntimeDep, principal: PrincipalDep, body: Annotated[dict[str, Any], Body()]) -> Response:
@@ -164,8 +168,8 @@ def put_udp(process_graph_id: Annotated[str, Path(max_length=120, pattern=r"^\w+
     return Response(status_code=200)
 
 
-@router.delete("/process_graphs/{process_graph_id}", name="udp_delete", status_code=status.HTTP_204_NO_CONTENT,
-               response_class=Response)
+@router.delete("/process_graphs/{process_graph_id}", name="udp_delete", dependencies=[_UDP_SCOPE],
+               status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 @acts("workflow.process.manage")
 def delete_udp(process_graph_id: Annotated[str, Path(max_length=120)], session: SessionDep,
                principal: PrincipalDep) -> Response:

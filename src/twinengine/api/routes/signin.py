@@ -1,5 +1,6 @@
 """Routes of the portal's institutional sign-in: the providers a person may choose, the redirect to one, its
-callback (which opens the same session cookie as a pasted token does) and the provider's logout.
+callback (which opens the same session cookie as a pasted token does), the provider's logout, and the
+provider's back-channel logout (``auth.backchannel``), by which it ends a person's access here.
 
 A failed sign-in never answers with an error page of its own: the browser goes back to the sign-in page with
 the reason in ``?error=``, which the page shows."""
@@ -8,10 +9,10 @@ from __future__ import annotations
 
 import math
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import Path, Query, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -19,7 +20,7 @@ from twinengine.api.cookies import SESSION_COOKIE
 from twinengine.api.deps import RuntimeDep
 from twinengine.api.route_actions import public
 from twinengine.api.routing import Router, api_router
-from twinengine.auth import audit, sessions, signin
+from twinengine.auth import audit, backchannel, sessions, signin
 from twinengine.auth.issuer import SignedToken
 from twinengine.auth.oidc import OidcVerifier
 from twinengine.errors import InvalidInput, TokenInvalid
@@ -121,8 +122,11 @@ async def callback(provider: ProviderPath, request: Request, runtime: RuntimeDep
             raise TokenInvalid("this browser's sign-in was started with another provider")
         claims, id_token = signin.finish(verifier, pending, state=state, code=code,
                                          redirect_uri=_callback_uri(request, provider))
+        verifier.vouched(claims)  # the provider signed the person in just now: a hold of its own on them is lifted
+        sid = claims.get("sid")  # the provider's session: its back-channel logout names it
+        made_from = backchannel.session_key(sid) if isinstance(sid, str) and 0 < len(sid) <= 200 else None
         with runtime.db.session(readonly=True) as session:  # the sign-in is recorded in transactions of its own
-            principal = verifier.principal(claims, token_id=None, session=session)
+            principal = verifier.principal(claims, token_id=made_from, session=session)
         with runtime.db.session() as session:
             signed = sessions.open_session(session, runtime.issuer, principal=principal,
                                            ttl=runtime.settings.session_ttl)
@@ -168,3 +172,49 @@ async def end_session(request: Request, runtime: RuntimeDep) -> RedirectResponse
     response = RedirectResponse(target, status_code=303)
     response.delete_cookie(PROVIDER_COOKIE, path="/auth/oidc")
     return response
+
+
+def _logout_refused(reason: str) -> JSONResponse:
+    return JSONResponse({"error": "invalid_request", "error_description": reason}, status_code=400,
+                        headers={"Cache-Control": "no-store"})
+
+
+@browser.post("/auth/oidc/{provider}/backchannel-logout")
+@public
+async def backchannel_logout(provider: ProviderPath, request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """OpenID Connect Back-Channel Logout: the provider posts a ``logout_token`` (form-encoded) when a person's
+    session there ends; the token, signed by the provider, is the only credential. 200 once what it names has
+    ended (or when the engine knows nobody it names), 400 ``invalid_request`` for anything that is not a valid
+    logout token of this provider for the engine's client."""
+    if not request.headers.get("content-type", "").lower().startswith("application/x-www-form-urlencoded"):
+        return _logout_refused("the body must be application/x-www-form-urlencoded")
+    body = await request.body()  # bounded by the app's default body limit: no allowance for this route
+    try:
+        tokens = parse_qs(body.decode("ascii"), max_num_fields=8).get("logout_token", [])
+    except (UnicodeDecodeError, ValueError):
+        return _logout_refused("the body is not a form")
+    if len(tokens) != 1:
+        return _logout_refused("the body must carry one logout_token")
+    seen = getattr(request.app.state, "logout_tokens", None)
+    if seen is None:
+        seen = request.app.state.logout_tokens = backchannel.LogoutTokens()
+
+    def end() -> list[str]:
+        verifier = _verifier(runtime, provider)
+        claims = backchannel.validate(verifier, tokens[0], seen)
+        if backchannel.received_before(runtime.db, provider, claims["jti"]):
+            raise TokenInvalid("logout_token rejected: this jti was received before (a replay)")
+        touched = backchannel.apply(runtime.db, verifier, claims)
+        with runtime.db.session() as session:
+            audit.record(session, actor=f"oidc:{provider}"[:64], action=backchannel.AUDIT_ACTION,
+                         target=backchannel.audit_target(provider, claims["jti"]), outcome="ok", status=200,
+                         detail={"identities": touched})
+        return touched
+
+    try:
+        touched = await run_in_threadpool(end)
+    except (InvalidInput, TokenInvalid) as exc:
+        return _logout_refused(exc.message)
+    for name in touched:
+        runtime.verdicts.forget_identity(name)
+    return JSONResponse({}, status_code=200, headers={"Cache-Control": "no-store"})

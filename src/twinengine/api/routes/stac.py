@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from twinengine.api.cookies import request_token
-from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, RuntimeDep, SessionDep, _bearer
+from twinengine.api.deps import PRINCIPAL_SCOPE_KEY, PrincipalDep, ReadSessionDep, RuntimeDep, SessionDep, _bearer
 from twinengine.api.route_actions import acts, public, signed_in
 from twinengine.api.routing import api_router
 from twinengine.auth.issuer import verify_bearer
@@ -153,7 +153,7 @@ def search_get(request: Request, session: SessionDep, principal: PrincipalDep, r
 
 @router.post("/search", name="search_post", summary="Item search (POST)", response_class=GeoJSONResponse)
 @acts("lake.read")
-def search_post(request: Request, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
+def search_post(request: Request, session: ReadSessionDep, principal: PrincipalDep, runtime: RuntimeDep,
                 body: Annotated[Any, _OPEN_BODY] = None) -> JSONResponse:
     query = from_post(body if body is not None else {})
     return _json(service.search(session, principal=principal, links=_links(request), query=query, method="POST",

@@ -9,6 +9,7 @@ from fastapi import Path, Query, Response, status
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
+from twinengine.auth.policy import allowed
 from twinengine.subscriptions import service
 from twinengine.subscriptions.schemas import (
     DeliveryRead,
@@ -41,7 +42,9 @@ def list_subscriptions(
     principal: PrincipalDep,
     twin: Annotated[str | None, Query(max_length=64, description="Only those of this twin (id or name).")] = None,
 ) -> SubscriptionPage:
-    rows = service.list_own(session, principal=principal, twin=twin)
+    # as each one's page does (auth.policy): a token limited to some twins lists only the subscriptions of those
+    rows = [r for r in service.list_own(session, principal=principal, twin=twin)
+            if allowed(principal, "subscription.manage", r)]
     return SubscriptionPage(items=[service.read(session, r, deliveries=1) for r in rows], total=len(rows))
 
 

@@ -132,9 +132,12 @@ async def token_exchange(request: Request, runtime: RuntimeDep) -> TokenExchange
     fields, ttl = await _exchange_fields(request)
 
     def issue() -> TokenExchanged:
-        with runtime.db.session() as session:
+        # Verified before the write, in a read of its own: a person's first sign-in is recorded in transactions
+        # of its own (auth.external), never inside this one (store.guard).
+        with runtime.db.session(readonly=True) as session:
             principal = verify_bearer(fields.subject_token, session=session, verifiers=runtime.verifiers)
-            request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit records who exchanged
+        request.scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit records who exchanged
+        with runtime.db.session() as session:
             signed = exchange.exchange(session, runtime.issuer, principal=principal, audience=fields.audience,
                                        scopes=fields.scope.split(), twins=fields.resource or None,
                                        ttl=ttl)

@@ -63,7 +63,8 @@ def twin_read(principal: Principal, twin: Twin) -> TwinRead:
                     description=twin.description,
                     parameters=twin.parameters, origin=origin, head_revision=twin.head_revision,
                     created_at=twin.created_at, updated_at=twin.updated_at,
-                    access=service.access_of(principal, twin), tags=twin.tags or [], location=twin.location)
+                    access=service.access_of(principal, twin), tags=twin.tags or [], location=twin.location,
+                    expires_at=twin.expires_at)
 
 
 def revision_read(row: StateRevision) -> RevisionRead:

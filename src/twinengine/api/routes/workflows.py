@@ -46,10 +46,12 @@ def twin_run(twin: TwinRef, body: TwinRunCreate, session: SessionDep, runtime: R
     if body.what_if is not None:
         run = service.submit_what_if(session, engine, principal=principal, twin_ref=twin, workflow=body.workflow,
                                      parameters=body.parameters, options=body.options, name=body.what_if.name,
-                                     at_revision=body.what_if.at_revision)
+                                     at_revision=body.what_if.at_revision, start=body.start,
+                                     keep_for=runtime.settings.what_if_ttl)
     else:
         run = service.submit_twin_workflow(session, engine, principal=principal, twin_ref=twin,
-                                           workflow=body.workflow, parameters=body.parameters, options=body.options)
+                                           workflow=body.workflow, parameters=body.parameters, options=body.options,
+                                           start=body.start)
     if body.mode == "sync":
         hold(engine, run)
         session.commit()

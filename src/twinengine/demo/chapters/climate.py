@@ -1,24 +1,26 @@
 """The climate-extremes chapter (``twin demo --app climate-extremes``): a region twin's cyclones detected and
 tracked against the planted vortices, their centres and a member's weather (netCDF) and station tables (CSV)
-in the collections, so the map and EDR serve them; then the app's pathways scenario, each pathway an
-ensemble of members, with the recovered index trends beside the planted ones."""
+kept as the twin's datasets in the lake, so the map and EDR serve them to the twin's readers; then the app's
+pathways scenario, each pathway an ensemble of members, with the recovered index trends beside the planted
+ones."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from typing import Any
 
 import yaml
 
+from twinengine.demo.chapters.lake import keep_for_twin
 from twinengine.demo.chapters.lattice import _lake_endpoint
 from twinengine.demo.chapters.twins import _free_name
 from twinengine.demo.context import DemoContext
 
 __all__ = ["STORMS", "WEATHER", "extremes"]
 
-STORMS, WEATHER, STATIONS = "climate-extremes-storms", "climate-extremes-weather", "climate-extremes-stations"
+SCOPE = "climate-extremes"  # the lake scope of the twin's datasets
+STORMS, WEATHER, STATIONS = f"{SCOPE}-storms", f"{SCOPE}-weather", f"{SCOPE}-stations"  # their files' names
 SCENARIO = "pathways.yaml"
 # small enough for a demo: 10 baseline years and (by default) 10 scenario years on 12 x 12 cells
 DEMO_PARAMETERS = {"baseline_years": 10, "grid_cells": 12, "storms_per_year": 8}
@@ -32,30 +34,34 @@ def _run(ctx: DemoContext, twin: str, workflow: str, parameters: dict[str, Any])
 
 
 def _collections(ctx: DemoContext, twin: str) -> dict[str, Any]:
-    """Member 0's cyclones (scored), weather and stations land in the collections the map and EDR serve."""
+    """Member 0's cyclones (scored), weather and stations become collections the map and EDR serve: datasets of
+    the twin in the lake, read by those who may read the twin (they come from its runs), nobody else."""
     uma, package = ctx.client("uma"), ctx.app_package
-    folder = ctx.runtime.settings.collections_dir or ctx.runtime.data_dir / "collections"
+    folder = ctx.runtime.data_dir / "exports"
     folder.mkdir(parents=True, exist_ok=True)
     storms = _run(ctx, twin, "storms", {"member": 0})
     tracks = json.loads(uma.workflows.download(storms.id, storms.assets[0]["name"],
                                                ctx.runtime.data_dir / f"{twin}-storms.geojson").read_text())
     (folder / f"{STORMS}.csv").write_text(package.stations.centres_table(tracks))
     weather = _run(ctx, twin, "weather", {"member": 0})
-    nc = uma.workflows.download(weather.id, weather.assets[0]["name"], ctx.runtime.data_dir / f"{twin}-weather.nc")
-    shutil.copyfile(nc, folder / f"{WEATHER}.nc")
+    nc = uma.workflows.download(weather.id, weather.assets[0]["name"], folder / f"{WEATHER}.nc")
     import xarray as xr
 
     with xr.open_dataset(nc, engine="h5netcdf") as ds:
         (folder / f"{STATIONS}.csv").write_text(package.stations.station_table(ds.load()))
+    ids = {name: keep_for_twin(ctx, path, scope=SCOPE, name=name, twin=twin, title=f"{name} of {twin}")
+           for name, path in (("storms", folder / f"{STORMS}.csv"), ("weather", nc),
+                              ("stations", folder / f"{STATIONS}.csv"))}
     state = {k: v.value for k, v in uma.get_state(twin).reported.items()}
-    centres = uma.edr.locations(STORMS)["features"]
+    centres = uma.edr.locations(ids["storms"])["features"]
     scores = tracks["scores"]
     ctx.say(f"storms of member 0: {state['storm_tracks']} tracks, {scores['detected']} daily centres against "
             f"{scores['planted']} planted; F1 {scores['f1']:.3f}, mean centre error "
             f"{scores['centre_error_cells']:.2f} cells")
-    ctx.say(f"collections {STORMS} ({len(centres)} centres, a point collection EDR and the map serve), {WEATHER} "
-            f"(CF netCDF, {nc.stat().st_size // 1_000_000} MB) and {STATIONS} (station CSV)")
-    return {"scores": scores, "tracks": state["storm_tracks"], "centres": len(centres),
+    ctx.say(f"collections of {twin}: {ids['storms']} ({len(centres)} centres, a point collection EDR and the map "
+            f"serve), {ids['weather']} (CF netCDF, {nc.stat().st_size // 1_000_000} MB) and {ids['stations']} "
+            f"(station CSV), read by those who may read {twin}")
+    return {"scores": scores, "tracks": state["storm_tracks"], "centres": len(centres), "collections": ids,
             "runs": {"storms": storms.id, "weather": weather.id}}
 
 
@@ -112,11 +118,11 @@ def extremes(ctx: DemoContext) -> None:
     rows = _pathways(ctx, twin.name)
     seconds = time.perf_counter() - started
     ctx.facts["climate"] = {"twin": twin.name, "parameters": twin.parameters, "storms": storms, "pathways": rows,
-                            "collections": [STORMS, WEATHER, STATIONS], "seconds": seconds}
+                            "collections": sorted(storms["collections"].values()), "seconds": seconds}
     inside = {r["pathway"]: r["tx90p_trend"]["inside"] and r["rx1day_trend"]["inside"] for r in rows}
     ctx.summary += [
         ("cyclones", f"F1 {storms['scores']['f1']:.3f}, centre error {storms['scores']['centre_error_cells']:.2f} "
-                     f"cells, {storms['tracks']} tracks; centres in collection {STORMS}"),
+                     f"cells, {storms['tracks']} tracks; centres in collection {storms['collections']['storms']}"),
         *[(f"pathway {r['pathway']}", f"TX90p {r['tx90p_trend']['mean']:+.1f} d/decade (planted "
                                       f"{r['planted']['tx90p_trend']:+.1f}), Rx1day {r['rx1day_trend']['mean']:+.1f} "
                                       f"%/decade (planted {r['planted']['rx1day_trend']:+.1f}); planted inside the "

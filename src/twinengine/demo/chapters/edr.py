@@ -1,6 +1,8 @@
 """The data-access chapter: the reach's gridded rainfall lands in the collections, and a DT user asks the
 EDR API for the catchment's area-mean rain and the rain over the outlet gauge, as CoverageJSON; the gauge's
-readings, kept as a station table (CSV), are served by EDR as a point collection."""
+readings, kept as a station table (CSV), are served by EDR as a point collection. The rainfall is everyone's
+(the engine-wide collections folder); the readings are the twin's: they go to the lake as a dataset of the twin,
+read by exactly those who may read the twin, and EDR answers anyone else as if there were no such collection."""
 
 from __future__ import annotations
 
@@ -11,13 +13,20 @@ from typing import Any
 
 import numpy as np
 
+from twinengine.demo.chapters.lake import SCOPE, store_result
 from twinengine.demo.context import DemoContext
+from twinengine.errors import TwinEngineError
 from twinengine.figures import save_figure
+from twinengine.lake.collections import collection_id
 
-__all__ = ["rainfall_field"]
+__all__ = ["gauges_collection", "rainfall_field"]
 
 COLLECTION = "river-reach-rain"
-GAUGES = "river-reach-gauges"
+
+
+def gauges_collection(twin: str) -> str:
+    """The collection of the twin's gauge readings: its lake dataset ``river-reach:<twin>-gauges``."""
+    return collection_id(SCOPE, f"{twin}-gauges")
 
 
 def _series(doc: dict[str, Any], name: str) -> np.ndarray:
@@ -92,30 +101,46 @@ def rainfall_field(ctx: DemoContext) -> None:
     ctx.facts["edr"] = {"collection": COLLECTION, "cells_inside": kept, "times": times,
                         "area_mean": [round(float(v), 4) for v in mean], "gauge": [float(v) for v in point],
                         "gauge_cell": [gx, gy], "seconds": seconds, "plot": str(plot)}
-    _station_table(ctx, folder, when)
+    _station_table(ctx, when)
     total, gauge_total = float(np.nansum(mean)), float(np.nansum(point))
     ctx.summary.append(("EDR rainfall", f"{COLLECTION}: catchment mean peak {mean[peak]:.2f} mm/h at {times[peak]}, "
                                         f"{total:.1f} mm; gauge total {gauge_total:.1f} mm ({seconds * 1000:.0f} ms "
                                         f"for both queries); plot {plot}"))
 
 
-def _station_table(ctx: DemoContext, folder: Path, when: str) -> None:
-    """The twin's reported levels and rain as a CSV of gauge readings; EDR lists the station and answers its
-    series, which must equal what the twin reported."""
+def _station_table(ctx: DemoContext, when: str) -> None:
+    """The twin's reported levels and rain as a CSV of gauge readings, kept in the lake as a dataset of the twin
+    (its readers read it, nobody else); EDR lists the station and answers its series, which must equal what the
+    twin reported. ada, who holds no grant on the twin, is answered as for a collection that does not exist."""
     uma, name, reach = ctx.client("uma"), ctx.facts["twin_name"], ctx.app_package
     level = uma.history(name, "level", limit=100_000).items
     rain = {v.timestamp: v.value for v in uma.history(name, "rain", limit=100_000).items}
     rows = ["station,lon,lat,time,level [m],rain [mm/h]"]
     rows += [f"RR-01,{reach.GAUGE[0]},{reach.GAUGE[1]},{v.timestamp.isoformat()},{v.value},{rain.get(v.timestamp, '')}"
              for v in level]
-    (folder / f"{GAUGES}.csv").write_text("\n".join(rows) + "\n")
-    edr = ctx.client("uma").edr
-    stations = [f["id"] for f in edr.locations(GAUGES)["features"]]
-    series = edr.location(GAUGES, "RR-01", datetime=when, parameter_name="level")
+    path = ctx.runtime.data_dir / "exports" / f"{name}-gauges.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(rows) + "\n")
+    did = store_result(ctx, path, name=f"{name}-gauges", start=level[0].timestamp, end=level[-1].timestamp,
+                       meta={"kind": "station table", "rows": len(level)}, title=f"Gauge readings of {name}")
+    gauges = gauges_collection(name)
+    edr = uma.edr
+    stations = [f["id"] for f in edr.locations(gauges)["features"]]
+    series = edr.location(gauges, "RR-01", datetime=when, parameter_name="level")
     got = [v for v in series["ranges"]["level"]["values"] if v is not None]
     if len(got) != len(level):
-        raise RuntimeError(f"EDR answered {len(got)} levels of {GAUGES}, the twin reported {len(level)}")
-    ctx.say(f"the gauge's readings as a station table ({GAUGES}.csv, {len(level)} rows): EDR lists stations "
-            f"{', '.join(stations)} and answers RR-01's level series, max {max(got):.2f} m")
-    ctx.facts["edr"]["stations"] = {"collection": GAUGES, "stations": stations, "levels": len(got),
-                                    "max_level": max(got)}
+        raise RuntimeError(f"EDR answered {len(got)} levels of {gauges}, the twin reported {len(level)}")
+    ada = ctx.client("ada").edr
+    try:
+        ada.location(gauges, "RR-01", datetime=when, parameter_name="level")
+        refused = 200
+    except TwinEngineError as exc:
+        refused = exc.status
+    listed = gauges in {c["id"] for c in ada.collections()}
+    if refused != 404 or listed:
+        raise RuntimeError(f"ada, without a grant on {name}, was answered {refused} for {gauges} (listed: {listed})")
+    ctx.say(f"the gauge's readings as a station table of {name} in the lake ({did}, {len(level)} rows): EDR lists "
+            f"stations {', '.join(stations)} of {gauges} and answers RR-01's level series, max {max(got):.2f} m; "
+            f"ada, without a grant on {name}, gets 404 there and no such collection in her listing")
+    ctx.facts["edr"]["stations"] = {"collection": gauges, "did": did, "stations": stations, "levels": len(got),
+                                    "max_level": max(got), "without_grant": {"status": refused, "listed": listed}}

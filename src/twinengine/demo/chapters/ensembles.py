@@ -1,6 +1,7 @@
 """The ensembles chapter: the forecast again as an ensemble (the rain forecast's error and the runoff
-coefficient perturbed as river-reach declares), the probability of exceeding the alert level in the twin's
-state, a plot of the spread, and the wetter-soils scenario's branches side by side."""
+coefficient perturbed as river-reach declares, every member starting from the twin's state), the probability of
+exceeding the alert level in the twin's state, a plot of the spread, and the wetter-soils scenario's branches
+side by side."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from twinengine.demo.chapters.flood import started_words
 from twinengine.demo.chapters.twins import ALERT_THRESHOLD_M
 from twinengine.demo.chapters.workflows import COLLECTION
 from twinengine.demo.context import DemoContext
@@ -49,6 +51,7 @@ def forecast_ensemble(ctx: DemoContext) -> None:
     peak = stats["peak"]
     ctx.say(f"forecast ensemble {final.id}: {MEMBERS} members in {seconds:.2f} s (load shared); peak "
             f"{peak['mean']:.2f} m ± {peak['spread']:.2f}; P(level > alert {ALERT_THRESHOLD_M} m) = {chance:.0%}")
+    ctx.say(f"  its members {started_words(final.start)}")
     level = state["forecast_peak_level"]
     if level.uncertainty is None or level.uncertainty.std is None:
         raise RuntimeError("the ensemble's peak did not reach the twin's state with its uncertainty")
@@ -60,6 +63,7 @@ def forecast_ensemble(ctx: DemoContext) -> None:
     ctx.facts["ensemble"] = {"run": final.id, "members": MEMBERS, "seconds": seconds, "probability": chance,
                              "peak": peak, "member_runs": [m.run_id for m in final.members], "plot": str(path),
                              "revisions": uma.get_twin(name).head_revision - head,
+                             "start": final.start.model_dump(mode="json") if final.start else None,
                              "lake_assets": [a["did"] for a in final.assets if a.get("did")]}
     ctx.summary.append(("forecast ensemble", f"{final.id}: P(level > {ALERT_THRESHOLD_M} m) = {chance:.0%} over "
                                              f"{MEMBERS} members, peak {peak['mean']:.2f} ± {peak['spread']:.2f} m; "

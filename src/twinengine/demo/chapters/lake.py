@@ -1,5 +1,6 @@
 """The data lake's chapter: store the river-reach twin's data on two endpoints under a replication rule, watch
-the rule converge, and find the items again through the STAC API with pystac-client.
+the rule converge, and find the items again through the STAC API with pystac-client. The twin's data is kept as
+datasets of the twin: it keeps the twin's grants in the lake, in STAC and as EDR collections.
 
 ``store_result`` is what later chapters call to keep their outputs (the workflows chapter's forecasts) in the
 same replicated container; it returns the file's ``scope:name``.
@@ -18,8 +19,9 @@ from twinengine.client import Client
 from twinengine.daemons import lake_conveyor, lake_judge, lake_reaper
 from twinengine.demo.context import DemoContext
 from twinengine.errors import DidConflict, DuplicateRule
+from twinengine.lake.collections import collection_id
 
-__all__ = ["BBOX", "CONTAINER", "SCOPE", "lake_find", "lake_store", "store_result"]
+__all__ = ["BBOX", "CONTAINER", "SCOPE", "keep_for_twin", "lake_find", "lake_store", "store_result"]
 
 SCOPE = "river-reach"
 CONTAINER = f"{SCOPE}:observations"
@@ -57,15 +59,29 @@ def _settle(ctx: DemoContext, rule_id: str, timeout: float = 120.0) -> Any:
 def store_result(ctx: DemoContext, path: Path, *, name: str, start: datetime, end: datetime,
                  meta: dict[str, Any] | None = None, title: str | None = None) -> str:
     """Keep ``path`` as dataset ``river-reach:<name>`` (one file) in the replicated observations container, so
-    the rule places its second copy and STAC finds it. Returns the file's DID."""
-    uma = ctx.client("uma")
+    the rule places its second copy and STAC finds it. The data is derived from the twin, so the dataset is the
+    twin's: those who may read the twin read it (and only they), as they read its state. Returns the file's DID."""
+    uma, twin = ctx.client("uma"), ctx.facts.get("twin_name")
     dataset = f"{SCOPE}:{name}"
     uma.lake.add_dataset(dataset, bbox=BBOX, start_time=start.isoformat(), end_time=end.isoformat(),
-                         meta={"title": title or name, "twin": ctx.facts.get("twin_name"), **(meta or {})})
+                         meta={"title": title or name, "twin": twin, **(meta or {})}, twin=twin)
     did = f"{dataset}/{path.name}"
     uma.lake.upload(path, did, endpoint="site-a", dataset=dataset, media_type=MEDIA.get(path.suffix))
     uma.lake.attach(CONTAINER, [dataset])
     return did
+
+
+def keep_for_twin(ctx: DemoContext, path: Path, *, scope: str, name: str, twin: str, title: str) -> str:
+    """Keep ``path``, data derived from ``twin``, as the twin's dataset ``scope:<twin>-<name>`` (one file) on
+    site-a: those who may read the twin read it, nobody else, and in a collection format it is the collection
+    ``scope.<twin>-<name>`` (never a file in the engine-wide collections folder, which every role reads).
+    Returns the collection's id."""
+    uma = ctx.client("uma")
+    dataset = f"{scope}:{twin}-{name}"
+    uma.lake.add_dataset(dataset, meta={"title": title, "twin": twin}, twin=twin)
+    uma.lake.upload(path, f"{dataset}/{path.name}", endpoint="site-a", dataset=dataset,
+                    media_type=MEDIA.get(path.suffix))
+    return collection_id(scope, f"{twin}-{name}")
 
 
 def _level_csv(ctx: DemoContext, folder: Path) -> tuple[Path, datetime, datetime, int]:
@@ -126,7 +142,8 @@ def lake_store(ctx: DemoContext) -> None:
     nc_path, start, end = _rain_field(ctx, staging)
     rain = store_result(ctx, nc_path, name=f"{name}-rain", start=start, end=end, meta={"kind": "rainfall"},
                         title=f"Rainfall field over {name}")
-    ctx.say(f"uma uploaded {levels} ({rows} rows) and {rain} to site-a, checksummed while they streamed")
+    ctx.say(f"uma uploaded {levels} ({rows} rows) and {rain} to site-a, checksummed while they streamed, as "
+            f"datasets of {name}: whoever may read the twin reads them, nobody else")
     try:
         rule_id = uma.lake.add_rule(CONTAINER, copies=2, endpoints="tier=1&type=disk", comment="two sites, always").id
     except DuplicateRule as again:  # a second run in the same data dir: the first run's rule keeps the copies

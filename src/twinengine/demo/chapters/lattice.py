@@ -5,7 +5,6 @@ their <phi^2> and chi_2 compared with errors, and a plot of both chains' magneti
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from typing import Any
 
@@ -14,7 +13,7 @@ import numpy as np
 from twinengine.demo.chapters.lake import _provider
 from twinengine.demo.chapters.ml import wait_for_training
 from twinengine.demo.chapters.twins import _free_name
-from twinengine.demo.context import DemoContext
+from twinengine.demo.context import DemoContext, ml_extra_installed
 from twinengine.demo.plot import plot_histograms
 
 __all__ = ["flow_sampling"]
@@ -70,7 +69,7 @@ def _row(label: str, flow: tuple[float, float], ref: tuple[float, float]) -> tup
 
 
 def flow_sampling(ctx: DemoContext) -> None:
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("mlflow") is None:
+    if not ml_extra_installed():
         ctx.say("lattice chapter skipped: the ml extra is not installed (pip install -e '.[ml]')")
         ctx.summary.append(("lattice-phi4", "skipped: install the ml extra (torch, mlflow, optuna)"))
         return

@@ -6,13 +6,12 @@ version, and the summary shows the error before and after."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import time
 from datetime import timedelta
 from typing import Any
 
 from twinengine.demo.chapters.twins import STATION, _free_name
-from twinengine.demo.context import DemoContext
+from twinengine.demo.context import DemoContext, ml_extra_installed
 from twinengine.demo.plot import plot_corrections
 
 __all__ = ["retrain_on_drift"]
@@ -52,7 +51,7 @@ def wait_for_training(ctx: DemoContext, twin: str, run_id: str, label: str, *, t
 
 
 def retrain_on_drift(ctx: DemoContext) -> None:
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("mlflow") is None:
+    if not ml_extra_installed():
         ctx.say("model chapter skipped: the ml extra is not installed (pip install -e '.[ml]')")
         ctx.summary.append(("model", "skipped: install the ml extra (torch, mlflow, optuna)"))
         return

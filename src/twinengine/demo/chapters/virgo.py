@@ -10,7 +10,6 @@ discarded."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import time
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from twinengine.demo.chapters.lattice import _lake_endpoint
 from twinengine.demo.chapters.twins import _free_name
-from twinengine.demo.context import DemoContext
+from twinengine.demo.context import DemoContext, ml_extra_installed
 from twinengine.demo.plot import plot_traces
 
 __all__ = ["glitch_veto"]
@@ -69,7 +68,7 @@ def glitch_veto(ctx: DemoContext) -> None:
                            description="Noise twin of an interferometer: strain and nine auxiliary channels")
     # glitches the veto finds fill a buffer; every BUFFER of them retrain the glitch-shape model, and a
     # consumed fill is discarded (the next one holds only newer glitches)
-    retrains = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("mlflow") is not None
+    retrains = ml_extra_installed()
     if retrains:
         uma.streams.create_buffer(twin.name, "new-glitches", "glitches", policy="count", records=BUFFER,
                                   discard_after=True)

@@ -1,6 +1,7 @@
 """The workflows chapter: a rain forecast arrives over the catchment, the twin's forecast workflow runs
-through the engine (openEO graph on Dask with the app's catchment model), its progress is shown, and the
-forecast peak lands in the twin's state; a second run comes from the cache."""
+through the engine (openEO graph on Dask with the app's catchment model) from the twin's own state (the storage
+it reports: the app maps it to the graph's ``storage_mm``), its progress is shown, and the forecast peak lands in
+the twin's state; a second run comes from the cache."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import timedelta
 import numpy as np
 import xarray as xr
 
+from twinengine.demo.chapters.flood import started_words
 from twinengine.demo.context import DemoContext
 
 __all__ = ["forecast"]
@@ -74,14 +76,21 @@ def forecast(ctx: DemoContext) -> None:
     cached = [n.node_id for n in again.nodes if n.status == "cached"]
     evaluated_by = _evaluated_by(ctx, again.id)  # a synchronous run goes to a sync process, not the engine
     peak = float(state["forecast_peak_level"].value)
+    observed = state["level"]
     ctx.facts["workflow"] = {"run": final.id, "trigger": trigger.name, "status": final.status.value, "seconds": seconds,
                              "nodes": {n.node_id: n.status for n in final.nodes}, "peak_level_m": peak,
                              "alert": state["forecast_alert"].value, "steps": len(levels),
                              "rerun": again.id, "rerun_cached": cached, "assets": final.assets,
                              "rerun_process": evaluated_by, "engine_process": os.getpid(),
-                             "revisions": uma.get_twin(name).head_revision - head_before}
+                             "revisions": uma.get_twin(name).head_revision - head_before,
+                             "start": final.start.model_dump(mode="json") if final.start else None,
+                             "storage_mm": final.parameters.get("storage_mm"),
+                             "first_level_m": levels[0] if levels else None, "observed_level_m": observed.value,
+                             "observed_at": observed.timestamp.isoformat()}
     ctx.say(f"forecast run {final.id} finished in {seconds:.2f} s: {len(final.nodes)} nodes, peak {peak:.2f} m "
             f"(alert {'on' if state['forecast_alert'].value else 'off'}), written to the twin's state")
+    ctx.say(f"  it {started_words(final.start)}: its first hour {levels[0]:.2f} m, the gauge's "
+            f"last level {observed.value:.2f} m" if levels else "  it forecast nothing")
     ctx.summary.append(("forecast workflow", f"run {final.id}: peak {peak:.2f} m in the next {FORECAST_HOURS} h, "
                                              f"{seconds:.2f} s; rerun served from the cache ({', '.join(cached)})"))
     if evaluated_by is not None and evaluated_by != os.getpid():

@@ -9,8 +9,10 @@ import twinengine.auth.models
 import twinengine.calibration.models
 import twinengine.catalog.models
 import twinengine.compute.models
+import twinengine.dataspace.models
 import twinengine.lake.models
 import twinengine.ml.models
+import twinengine.processes.models
 import twinengine.store.changes
 import twinengine.store.shared_blobs
 import twinengine.streams.models
