@@ -104,6 +104,54 @@ def test_every_crate_answers_the_competency_questions(demo_run: DemoRun, tmp_pat
     assert used["core_seconds"] > 0  # resource usage: the run's usage record
 
 
+def _runcrate() -> str:
+    found = os.environ.get("TWIN_RUNCRATE") or str(REPO / ".venv-runcrate" / "bin" / "runcrate")
+    if not Path(found).exists():
+        unavailable("runcrate", "no virtualenv with runcrate 0.6 (`.ci/run` makes .venv-runcrate; or set TWIN_RUNCRATE)")
+    return found
+
+
+def _reported(text: str) -> list[dict[str, Any]]:
+    """``runcrate report``'s text as one mapping per action (``action``, ``step``, ``instrument``, ``started``,
+    ``ended``, ``inputs``, ``outputs``)."""
+    actions: list[dict[str, Any]] = []
+    listing: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("action: "):
+            actions.append({"action": line.removeprefix("action: "), "inputs": [], "outputs": []})
+            listing = None
+        elif line.startswith("    ") and listing is not None:
+            listing.append(line.strip())
+        elif line.startswith("  ") and ": " in line:
+            key, _, value = line.strip().partition(": ")
+            actions[-1][key] = value
+        elif line.strip() in ("inputs:", "outputs:"):
+            listing = actions[-1][line.strip().rstrip(":")]
+    return actions
+
+
+def test_runcrate_reads_every_crate_as_the_run_it_was(demo_run: DemoRun, tmp_path: Path) -> None:
+    """The Workflow Run RO-Crate community's own reader (``runcrate report``, its own virtualenv: it pins
+    cwl-utils and rocrate 0.16) finds in each crate the run of the crate's main workflow first, with its times,
+    inputs and outputs, and then every step's action, each with the step it ran and its times."""
+    runcrate = _runcrate()
+    for kind, path in _crates(demo_run, tmp_path).items():
+        done = subprocess.run([runcrate, "report", str(path)], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (kind, done.stderr[-2000:])
+        actions = _reported(done.stdout)
+        with zipfile.ZipFile(path) as archive:
+            graph = json.loads(archive.read("ro-crate-metadata.json"))["@graph"]
+        by_id = {entity["@id"]: entity for entity in graph}
+        main = by_id["./"]["mainEntity"]["@id"]
+        created = [e for e in graph if "CreateAction" in (e["@type"] if isinstance(e["@type"], list) else [e["@type"]])]
+        assert len(actions) == len(created) >= 2, (kind, len(actions), len(created))
+        run, steps = actions[0], actions[1:]
+        assert run["instrument"].startswith(main) and "step" not in run, (kind, run)
+        assert run["started"] <= run["ended"] and run["outputs"], (kind, run)
+        for step in steps:
+            assert step["step"] and step["started"] <= step["ended"], (kind, step)
+
+
 def _plain(value: Any) -> Any:
     """A PROV-JSON typed literal (``{"$": "379", "type": "xsd:int"}``, as the prov library writes some numbers)
     as its value."""
