@@ -14,6 +14,7 @@ from multiprocessing.connection import Connection
 
 from twinengine.daemons.workflows_runner import heartbeat_loop
 from twinengine.runtime import Runtime
+from twinengine.workers.sandbox import said_by_engine
 from twinengine.workflows.sync import run_here
 from twinengine.workflows.sync_processes import ENGINE_PROCESSES, EngineChannel, limit_memory
 
@@ -22,6 +23,7 @@ __all__ = ["main"]
 
 def main(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the engine, which ends this process
+    said_by_engine()  # the engine has said on stderr what its sandbox cannot do; this process logs it only
     threading.Thread(target=_end_with_engine, args=(os.getppid(),), name="sync-orphan-watch", daemon=True).start()
     conn = Connection(fd)
     settings, memory_bytes = pickle.loads(conn.recv_bytes())  # from the engine that started it: trusted

@@ -107,7 +107,8 @@ def test_every_crate_answers_the_competency_questions(demo_run: DemoRun, tmp_pat
 def _runcrate() -> str:
     found = os.environ.get("TWIN_RUNCRATE") or str(REPO / ".venv-runcrate" / "bin" / "runcrate")
     if not Path(found).exists():
-        unavailable("runcrate", "no virtualenv with runcrate 0.6 (`.ci/run` makes .venv-runcrate; or set TWIN_RUNCRATE)")
+        unavailable("runcrate", "no virtualenv with runcrate 0.6 (`.ci/run` makes .venv-runcrate; or set "
+                                "TWIN_RUNCRATE)")
     return found
 
 

@@ -40,3 +40,19 @@ def test_a_site_keeps_the_workers_of_the_app_versions_it_served_last(monkeypatch
     later = [spec(str(i)).workers() for i in range(site._KEEP)]
     assert first.images.capacity == 0 and list(site._KEPT.values()) == later  # retired: the oldest
     assert spec("a").workers() is not first
+
+
+def test_a_process_the_engine_starts_for_itself_does_not_say_it_again(monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The engine says on stderr once that app code runs unsandboxed; a sync process it starts (a runtime of its
+    own with the same settings) finds the same and logs it only: the demo printed it twice before."""
+    monkeypatch.setattr(sandbox, "_WARNED", set())
+    monkeypatch.setattr(sandbox, "_TO_STDERR", [True])
+    missing = Sandbox("auto", hidden=[], binary="bwrap-not-installed-here")
+    assert missing.effective() == "none"
+    assert capsys.readouterr().err.count("WITHOUT a sandbox") == 1
+    monkeypatch.setattr(sandbox, "_WARNED", set())  # as in a new process
+    sandbox.said_by_engine()
+    assert missing.effective() == "none"
+    assert "WITHOUT a sandbox" not in capsys.readouterr().err
+

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from twinengine.config import Settings
 
 __all__ = ["APP_DIR", "CACHE_DIR", "ENV_DIR", "SCRATCH_DIR", "Layout", "Limits", "Sandbox", "SandboxMode",
-           "SandboxUnavailable", "bwrap_works", "cache_env", "gpu_devices"]
+           "SandboxUnavailable", "bwrap_works", "cache_env", "gpu_devices", "said_by_engine"]
 
 log = logging.getLogger("twinengine.workers")
 
@@ -45,6 +45,7 @@ SandboxMode = Literal["auto", "bwrap", "none"]
 APP_DIR, ENV_DIR, SCRATCH_DIR, CACHE_DIR = "/twin/app", "/twin/env", "/twin/scratch", "/twin/cache"
 _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "host.conf")
 _WARNED: set[str] = set()
+_TO_STDERR = [True]  # False in a process the engine started for itself (``said_by_engine``)
 _SAYING = threading.Lock()  # two threads that check at once say it once
 _CHILD = "twinengine.workers._child"
 SCRATCHES = "/twin/.scratch"  # where a warm image sees the scratch folders of the workers it forks
@@ -441,9 +442,17 @@ def gpu_devices(root: str = "/dev") -> list[str]:
     return sorted(glob.glob(os.path.join(root, "nvidia*")))
 
 
+def said_by_engine() -> None:
+    """In a process an engine starts for its own work (a sync process, with the engine's settings): what this
+    module says once goes to the log only. The engine that started it has said it on stderr already, and the
+    person at the terminal reads it once."""
+    _TO_STDERR[0] = False
+
+
 def _warn_once(key: str, message: str) -> None:
     """Say ``message`` once per process: to the log where one is configured, and to stderr unless the log
-    already writes there (with no handler at all, logging's last resort would print it a second time)."""
+    already writes there (with no handler at all, logging's last resort would print it a second time) or the
+    engine that started this process said it (``said_by_engine``)."""
     with _SAYING:
         if key in _WARNED:
             return
@@ -451,7 +460,8 @@ def _warn_once(key: str, message: str) -> None:
     handlers = _log_handlers(log)
     if handlers:
         log.warning(message)
-    if not any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stderr, sys.__stderr__) for h in handlers):
+    to_stderr = any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stderr, sys.__stderr__) for h in handlers)
+    if _TO_STDERR[0] and not to_stderr:
         print(f"\n!!! twinengine: {message}\n", file=sys.stderr, flush=True)
 
 
