@@ -21,6 +21,7 @@ const ROUTES = [
   [/^\/ui\/admin$/, "admin"],
   [/^\/ui\/subscriptions$/, "subscriptions"],
   [/^\/ui\/compute$/, "compute"],
+  [/^\/ui\/dataspace$/, "dataspace"],
 ];
 
 const state = { user: null, cleanup: null };
@@ -40,7 +41,7 @@ export function navigate(path, { replace: swap = false } = {}) {
 
 function nav() {
   const user = state.user;
-  const links = user ? [["/ui/", "Twins"], ["/ui/catalog", "Catalogue"], ["/ui/map", "Map"], ["/ui/lake", "Data lake"], ["/ui/subscriptions", "Subscriptions"]] : [];
+  const links = user ? [["/ui/", "Twins"], ["/ui/catalog", "Catalogue"], ["/ui/map", "Map"], ["/ui/lake", "Data lake"], ["/ui/subscriptions", "Subscriptions"], ["/ui/dataspace", "Data space"]] : [];
   if (user && (user.role === "admin" || user.role === "provider")) links.push(["/ui/compute", "Compute"]);
   if (user && user.role === "admin") links.push(["/ui/admin", "Admin"]);
   const here = location.pathname;

@@ -1,0 +1,381 @@
+// Data space: the offers you made with their terms in words, the agreements under them and the ones you hold
+// with other participants (revoke what you provide), the transfers with their checksums, and another
+// participant's catalog, where you negotiate for an offer and follow the negotiation and the transfer until done.
+// Everything comes from the management API (/api/v1/dataspace), which lists only what the caller may see.
+import { api, ApiError, enc } from "../api.js";
+import { field, h, replace, section, statusBadge, table, when } from "../dom.js";
+import { clearErrors, formErrors, showErrors } from "../form.js";
+
+const P = "/api/v1/dataspace";
+const PREFIXES = ["http://www.w3.org/ns/odrl/2/", "odrl:", "urn:twinengine:odrl:"];
+const POLL_MS = 1000;
+const POLL_LIMIT_MS = 180_000;
+
+// -- policies in words ---------------------------------------------------------------------------------------------
+
+function name(value) {
+  const text = String(value && typeof value === "object" ? value["@id"] : value ?? "");
+  const prefix = PREFIXES.find((p) => text.startsWith(p));
+  return prefix ? text.slice(prefix.length) : text;
+}
+
+function right(value) {
+  if (Array.isArray(value)) return value.map(right);
+  if (value && typeof value === "object") return value["@value"] ?? value["@id"];
+  return value;
+}
+
+function anyOf(value, joiner = "or") {
+  const items = [].concat(right(value)).map(String);
+  return items.length < 2 ? items.join("") : `${items.slice(0, -1).join(", ")} ${joiner} ${items.at(-1)}`;
+}
+
+/** A policy's moment: the day alone at midnight UTC (``2026-12-31``), else the day and time in UTC. */
+export function moment(value) {
+  const text = String(right(value));
+  const t = Date.parse(text);
+  if (Number.isNaN(t)) return text;
+  const iso = new Date(t).toISOString();
+  return iso.endsWith("T00:00:00.000Z") ? iso.slice(0, 10) : `${iso.slice(0, 16).replace("T", " ")} UTC`;
+}
+
+/** An ISO 8601 duration in words: ``P7D`` → ``7 days``, ``PT12H`` → ``12 h``. */
+export function duration(value) {
+  const m = /^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/.exec(String(right(value)));
+  if (!m) return String(right(value));
+  const [d, hrs, min, s] = m.slice(1).map((x) => Number(x || 0));
+  const parts = [d ? `${d} day${d === 1 ? "" : "s"}` : "", hrs ? `${hrs} h` : "", min ? `${min} min` : "", s ? `${s} s` : ""];
+  return parts.filter(Boolean).join(" ") || "0 s";
+}
+
+const LABELS = { purpose: "purpose", spatial: "region", recipient: "participant", organisation: "organisation", group: "group" };
+
+function constraintWords(c) {
+  for (const [key, say] of [["and", (xs) => xs.join(" and ")], ["or", (xs) => `either ${xs.join(" or ")}`],
+    ["xone", (xs) => `exactly one of: ${xs.join("; ")}`], ["andSequence", (xs) => xs.join(", then ")]]) {
+    if (c && Array.isArray(c[key])) return `(${say(c[key].map(constraintWords))})`;
+  }
+  const left = name(c && c.leftOperand);
+  const op = name(c && c.operator);
+  const value = c && c.rightOperand;
+  if (left === "dateTime") {
+    return { lt: `before ${moment(value)}`, lteq: `until ${moment(value)}`, gt: `after ${moment(value)}`,
+      gteq: `from ${moment(value)}` }[op] || `dateTime ${op} ${moment(value)}`;
+  }
+  if (left === "elapsedTime") {
+    return `${op === "lt" ? "for less than" : "for"} ${duration(value)} after the agreement`;
+  }
+  if (left === "count") {
+    const n = Number(right(value)) - (op === "lt" ? 1 : 0);
+    if (!Number.isFinite(n)) return `count ${op} ${right(value)}`;
+    return n <= 0 ? "no transfer" : `${n} transfer${n === 1 ? "" : "s"}`;
+  }
+  const label = LABELS[left] || left;
+  return {
+    eq: `${label}: ${anyOf(value)}`, isAnyOf: `${label}: ${anyOf(value)}`, neq: `${label} not ${anyOf(value)}`,
+    isNoneOf: `${label} none of ${anyOf(value)}`, isAllOf: `${label}s: ${anyOf(value, "and")}`,
+    isPartOf: `${label} within ${anyOf(value)}`,
+  }[op] || `${label} ${op} ${anyOf(value)}`;
+}
+
+function ruleWords(rule) {
+  const constraints = [].concat((rule && rule.constraint) || []);
+  const action = name(rule && rule.action) || "use";
+  const words = constraints.map(constraintWords);
+  if (action !== "use") words.unshift(action);
+  return words.join(", ");
+}
+
+/** An ODRL policy as people read it: ``until 2026-12-31, 3 transfers, purpose: flood-research, with attribution``. */
+export function policyWords(policy) {
+  if (!policy || typeof policy !== "object") return "no terms";
+  const permissions = [].concat(policy.permission || []).map(ruleWords);
+  const parts = [];
+  if (!permissions.length) parts.push("no use permitted");
+  else if (permissions.length === 1) parts.push(permissions[0] || "no limits");
+  else parts.push(`either ${permissions.map((p) => `(${p || "no limits"})`).join(" or ")}`);
+  for (const rule of [].concat(policy.prohibition || [])) parts.push(`prohibited when ${ruleWords(rule) || "used"}`);
+  for (const duty of [].concat(policy.obligation || [])) {
+    const action = name(duty && duty.action);
+    parts.push(action === "attribute" ? "with attribution" : `duty: ${action}`);
+  }
+  return parts.join(", ");
+}
+
+/** The purposes an offer names (``purpose eq`` or ``isAnyOf``), to suggest when negotiating. */
+export function purposesOf(policy) {
+  const found = [];
+  const walk = (c) => {
+    if (!c || typeof c !== "object") return;
+    for (const key of ["and", "or", "xone", "andSequence"]) if (Array.isArray(c[key])) c[key].forEach(walk);
+    if (name(c.leftOperand) === "purpose" && ["eq", "isAnyOf"].includes(name(c.operator))) found.push(...[].concat(right(c.rightOperand)).map(String));
+  };
+  for (const rule of [].concat((policy && policy.permission) || [])) [].concat(rule.constraint || []).forEach(walk);
+  return [...new Set(found)];
+}
+
+/** The address a did:web names: https, or http for a loopback host (as the engine resolves it). */
+export function urlOfDid(did) {
+  if (!String(did).startsWith("did:web:")) return null;
+  const [host, ...path] = String(did).slice(8).split(":").map(decodeURIComponent);
+  const bare = host.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+  const loopback = bare === "localhost" || bare === "::1" || /^127\./.test(bare);
+  return `${loopback ? "http" : "https"}://${host}${path.map((s) => `/${s}`).join("")}`;
+}
+
+// -- what the tables say -----------------------------------------------------------------------------------------
+
+const bytesWords = (n) => `${Number(n || 0).toLocaleString("en")} bytes`;
+const short = (sha) => `${String(sha).slice(0, 12)}…`;
+
+function agreementState(a) {
+  if (a.revoked_at) return `revoked ${when(a.revoked_at)}${a.revoked_by ? ` by ${a.revoked_by}` : ""}`;
+  return a.finalized ? "in force" : "agreed, not yet final";
+}
+
+/** What a transfer's checksums say: the consumer checks each file's SHA-256 against the provider's as it lands. */
+function checksumCell(t) {
+  const files = t.files || [];
+  if (t.role === "provider") return h("td", { "data-csv": "checked by the consumer" }, "checked by the consumer");
+  if (t.state === "COMPLETED" && files.length && files.every((f) => f.sha256)) {
+    return h("td", { "data-csv": `verified ${files.map((f) => `${f.name} ${f.sha256}`).join("; ")}` },
+      "SHA-256 verified: ", files.map((f, i) => [i ? ", " : "", `${f.name} `, h("code", { title: f.sha256 }, short(f.sha256))]));
+  }
+  if (t.state === "COMPLETED") return h("td", { "data-csv": "nothing pulled" }, "nothing pulled");
+  if (t.state === "TERMINATED") return h("td", { "data-csv": "not verified" }, "not verified");
+  return h("td", { "data-csv": "not yet" }, "not yet");
+}
+
+function stateCell(state, error) {
+  return h("td", { "data-csv": error ? `${state}: ${error}` : state }, statusBadge(state), error ? h("span", { class: "ds-why" }, ` ${error}`) : null);
+}
+
+const side = (role) => (role === "provider" ? "you provide" : "you receive");
+
+// -- the sections ------------------------------------------------------------------------------------------------
+
+/** A listing, or what the caller's role may not see said in words instead of failing the page. */
+async function maybe(path, params) {
+  try {
+    return await api(path, { params });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 403) return null;
+    throw error;
+  }
+}
+
+async function tables(ctx, slots, state) {
+  const [offers, agreements, transfers, negotiations] = await Promise.all([
+    maybe(`${P}/offers`, { withdrawn: true }), maybe(`${P}/agreements`), maybe(`${P}/transfers`), maybe(`${P}/negotiations`)]);
+  const titles = new Map((offers || []).map((o) => [o.id, o.title]));
+  // what a consumer's agreement is about, by where its data landed (the provider's title stays with the provider)
+  const landed = new Map((transfers || []).filter((t) => t.role === "consumer" && t.landed).reverse().map((t) => [t.agreement_id, t.landed]));
+  const dataOf = (role, offerId, datasetId, agreementId) => (role === "provider" ? titles.get(offerId) || datasetId || "–"
+    : landed.has(agreementId) ? `${datasetId}, landed as ${landed.get(agreementId)}` : datasetId || "–");
+  // the participants this person dealt with, either way: the catalogs they are likely to look at
+  state.peers = new Set([...(agreements || []).map((a) => (a.role === "provider" ? a.consumer : a.provider)),
+    ...(negotiations || []).map((n) => n.peer)]);
+
+  replace(slots.offers, offers === null ? h("p", { class: "muted" }, "Your role may not offer data.") : table(null,
+    ["offer", "what", "terms", "offered (UTC)", "state"],
+    offers.map((o) => [h("td", { "data-csv": o.title }, o.title, o.manual ? h("span", { class: "muted" }, " (you agree by hand)") : null),
+      h("code", {}, o.did), policyWords(o.policy), when(o.created_at),
+      o.withdrawn_at ? `withdrawn ${when(o.withdrawn_at)}` : "offered"]),
+    { empty: "You offer nothing yet: twin offer create (or the API) offers a lake file or dataset of yours." }));
+
+  replace(slots.agreements, agreements === null ? h("p", { class: "muted" }, "Your role may not hold agreements.") : table(null,
+    ["data", "you", "with", "signed (UTC)", "purpose", "terms", "transfers", "state", ""],
+    agreements.map((a) => {
+      const peer = a.role === "provider" ? a.consumer : a.provider;
+      const what = dataOf(a.role, a.offer_id, a.dataset_id, a.id);
+      const revoke = a.role === "provider" && !a.revoked_at ? h("button", {
+        type: "button", class: "danger small", "aria-label": `Revoke the agreement with ${peer} on ${what}`,
+        on: { click: async (event) => {
+          event.currentTarget.disabled = true;
+          try {
+            const done = await api(`${P}/agreements/${enc(a.id)}/revoke`, { method: "POST" });
+            ctx.toast(`The agreement with ${peer} on ${what}: ${agreementState(done)}`);
+          } catch (error) { ctx.toast(error.message); }
+          await tables(ctx, slots, state).catch((error) => ctx.toast(error.message));
+        } } }, "Revoke") : null;
+      return [h("td", { "data-csv": what, title: a.id }, what), side(a.role), h("code", {}, peer), when(a.signed_at),
+        a.purpose || "–", policyWords(a.policy), a.role === "provider" ? String(a.transfers) : "–",
+        h("td", { "data-csv": agreementState(a), "data-agreement": a.id }, agreementState(a)), h("td", {}, revoke)];
+    }), { empty: "No agreements yet." }));
+
+  replace(slots.transfers, transfers === null ? h("p", { class: "muted" }, "Your role may not transfer data.") : table(null,
+    ["#", "you", "with", "agreement", "state", "files", "bytes", "SHA-256", "landed as", "started (UTC)", "last change (UTC)"],
+    transfers.map((t) => [String(t.id), side(t.role), h("code", {}, t.peer), h("td", { title: t.agreement_id, "data-csv": t.agreement_id }, titles.get(agreementOffer(agreements, t.agreement_id)) || short(t.agreement_id)),
+      stateCell(t.state, t.error), (t.files || []).map((f) => f.name).join(", ") || "–", bytesWords(t.bytes), checksumCell(t),
+      t.landed ? h("code", {}, t.landed) : "–", when(t.created_at), when(t.updated_at)]),
+    { empty: "No transfers yet." }));
+
+  replace(slots.negotiations, negotiations === null ? h("p", { class: "muted" }, "Your role may not negotiate.") : table(null,
+    ["#", "you", "with", "data", "purpose", "state", "agreement", "started (UTC)"],
+    negotiations.map((n) => [String(n.id), side(n.role), h("code", {}, n.peer), dataOf(n.role, n.offer_id, n.dataset_id, n.agreement_id),
+      n.purpose || "–", stateCell(n.state, n.error), n.agreement_id ? h("code", { title: n.agreement_id }, short(n.agreement_id)) : "–",
+      when(n.created_at)]),
+    { empty: "No negotiations yet." }));
+  slots.peers.replaceChildren(...[...state.peers].map(urlOfDid).filter(Boolean).map((u) => h("option", { value: u })));
+}
+
+function agreementOffer(agreements, id) {
+  const found = (agreements || []).find((a) => a.id === id);
+  return found ? found.offer_id : null;
+}
+
+// -- another participant's catalog, and negotiating from it -------------------------------------------------------
+
+function slug(text) {
+  return String(text || "data").normalize("NFKD").toLowerCase().replace(/[^a-z0-9_-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 60) || "data";
+}
+
+/** Follow a negotiation, then the transfer it starts, until each is done; lines in ``box``. */
+function follow(ctx, box, negotiation, landing, state, refresh) {
+  const started = Date.now();
+  const line = (label, row) => h("li", { dataset: { step: label } }, `${label} ${row.id}: `, statusBadge(row.state),
+    row.error ? ` ${row.error}` : null);
+  let negLine = h("li", {}, `Negotiation ${negotiation.id}: `, statusBadge(negotiation.state));
+  const list = h("ul", { class: "ds-progress" }, negLine);
+  replace(box, list);
+  let transferLine = null;
+  const step = async () => {
+    if (state.gone) return;
+    if (Date.now() - started > POLL_LIMIT_MS) {
+      list.append(h("li", {}, "Still under way after 3 minutes: the tables below keep its state."));
+      return;
+    }
+    try {
+      const n = await api(`${P}/negotiations/${enc(String(negotiation.id))}`);
+      const next = line("Negotiation", n);
+      negLine.replaceWith(next);
+      negLine = next;
+      if (n.state === "TERMINATED" && !n.pending) {
+        list.append(h("li", {}, "No agreement: nothing was transferred."));
+        await refresh();
+        return;
+      }
+      if (n.state === "FINALIZED" && n.agreement_id && !n.pending) {
+        if (!landing) { list.append(h("li", {}, `Agreement ${n.agreement_id} is final.`)); await refresh(); return; }
+        const found = await api(`${P}/transfers`, { params: { role: "consumer", agreement: n.agreement_id } });
+        if (found.length) {
+          const t = found[0];
+          const shown = line("Transfer", t);
+          if (transferLine) transferLine.replaceWith(shown); else list.append(shown);
+          transferLine = shown;
+          if ((t.state === "COMPLETED" || t.state === "TERMINATED") && !t.pending) {
+            if (t.state === "COMPLETED") {
+              const files = t.files || [];
+              list.append(h("li", { class: "ds-done" }, `Landed as ${t.landed}: ${files.length} file${files.length === 1 ? "" : "s"}, ${bytesWords(t.bytes)}; SHA-256 verified: `,
+                files.map((f, i) => [i ? "; " : "", `${f.name} `, h("code", {}, f.sha256)])));
+            }
+            await refresh();
+            return;
+          }
+        }
+      }
+    } catch (error) {
+      list.append(h("li", { class: "alert" }, error.message));
+      return;
+    }
+    wait();
+  };
+  const wait = () => { const timer = setTimeout(() => { state.timers.delete(timer); step(); }, POLL_MS); state.timers.add(timer); };
+  wait();
+}
+
+function offerForm(ctx, url, dataset, offer, index, state, refresh) {
+  const title = dataset["dct:title"] || dataset.title || dataset["@id"];
+  const suggested = purposesOf(offer);
+  const listId = `ds-purposes-${index}`;
+  const purpose = h("input", { type: "text", value: suggested[0] || "", list: suggested.length ? listId : null, autocomplete: "off", dataset: { loc: "purpose" } });
+  const stamp = new Date().toISOString().slice(0, 16).replace(/[-:]/g, "").replace("T", "-");
+  const land = h("input", { type: "text", value: `remote:${slug(title)}-${stamp}`, autocomplete: "off", dataset: { loc: "land.did" } });
+  const progress = h("div", { role: "status", "aria-live": "polite", class: "ds-status" });
+  const form = h("form", { novalidate: true, class: "ds-negotiate", "aria-label": `Negotiate for ${title}` }, formErrors(),
+    h("div", { class: "row" },
+      field(`ds-purpose-${index}`, "Purpose", purpose, suggested.length ? `the offer names: ${suggested.join(", ")}` : "why you want it (the provider may ask)"),
+      field(`ds-land-${index}`, "Land it in your lake as", land, "scope:name, a dataset of yours"),
+      h("button", { type: "submit", "aria-label": `Negotiate for ${title}` }, "Negotiate")),
+    suggested.length ? h("datalist", { id: listId }, suggested.map((p) => h("option", { value: p }))) : null,
+    progress);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const body = { url, dataset: dataset["@id"], offer: offer["@id"] || null, purpose: purpose.value.trim() || null,
+      land: { did: land.value.trim() } };
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const started = await api(`${P}/negotiations`, { method: "POST", body });
+      ctx.toast(`Negotiating for ${title}`);
+      follow(ctx, progress, started, body.land, state, refresh);
+    } catch (error) {
+      showErrors(form, error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return form;
+}
+
+function catalogView(ctx, url, catalog, state, refresh) {
+  const datasets = [].concat(catalog.dataset || []);
+  const who = catalog.participantId || "";
+  return h("div", { class: "ds-catalog" },
+    h("p", {}, `${datasets.length} dataset${datasets.length === 1 ? "" : "s"} offered to this engine by `, h("code", {}, who), "."),
+    datasets.length ? null : h("p", { class: "muted" }, "This participant offers this engine nothing (its offers may be for other participants)."),
+    datasets.map((d, i) => {
+      const title = d["dct:title"] || d.title || d["@id"];
+      const offers = [].concat(d.hasPolicy || []);
+      const keywords = [].concat(d["dcat:keyword"] || []);
+      return h("article", { class: "ds-offer", "aria-label": title }, h("h3", {}, title),
+        d["dct:description"] ? h("p", {}, d["dct:description"]) : null,
+        keywords.length ? h("p", { class: "muted" }, `Keywords: ${keywords.join(", ")}`) : null,
+        h("p", { class: "muted" }, "Dataset ", h("code", {}, d["@id"])),
+        offers.map((o, j) => [h("p", { class: "ds-terms" }, "Terms: ", policyWords(o)), offerForm(ctx, url, d, o, `${i}-${j}`, state, refresh)]));
+    }));
+}
+
+function catalogForm(ctx, state, slots, refresh) {
+  const url = h("input", { type: "url", value: ctx.query.get("url") || "", list: "ds-peers", autocomplete: "url", dataset: { loc: "url" } });
+  const out = h("div");
+  const form = h("form", { novalidate: true, "aria-label": "Look at a catalog" }, formErrors(),
+    h("div", { class: "row" }, field("ds-url", "Participant's engine (URL)", url, "e.g. https://twins.hydro.example; those you dealt with are suggested"),
+      h("button", { type: "submit" }, "Show its catalog")), slots.peers);
+  async function look() {
+    clearErrors(form);
+    replace(out, h("p", { class: "muted" }, "Asking…"));
+    try {
+      const found = await api(`${P}/catalog`, { method: "POST", body: { url: url.value.trim() } });
+      const params = new URLSearchParams(location.search);
+      params.set("url", url.value.trim());
+      history.replaceState(null, "", `${location.pathname}?${params}`);
+      replace(out, catalogView(ctx, url.value.trim(), found, state, refresh));
+    } catch (error) {
+      replace(out);
+      showErrors(form, error);
+    }
+  }
+  form.addEventListener("submit", (event) => { event.preventDefault(); look(); });
+  return { form, out, look: url.value ? look : null };
+}
+
+export async function render(root, ctx) {
+  const state = { gone: false, timers: new Set(), peers: new Set() };
+  const slots = { offers: h("div"), agreements: h("div"), transfers: h("div"), negotiations: h("div"), peers: h("datalist", { id: "ds-peers" }) };
+  const refresh = () => tables(ctx, slots, state).catch((error) => ctx.toast(error.message));
+  const me = await maybe(`${P}/identity`);
+  await tables(ctx, slots, state);
+  const look = catalogForm(ctx, state, slots, refresh);
+  root.append(h("h1", {}, "Data space"),
+    h("p", { class: "muted" }, "Data you offer to other organisations' engines and data you receive from theirs, under terms each engine enforces (docs/dataspaces.md).",
+      me ? [" This engine is ", h("code", {}, me.did), "."] : null),
+    section("Your offers", slots.offers),
+    section("Agreements", slots.agreements),
+    section("Transfers", slots.transfers),
+    section("Negotiations", slots.negotiations),
+    section("Another participant's catalog", look.form, look.out));
+  if (look.look) await look.look();
+  return () => { state.gone = true; for (const timer of state.timers) clearTimeout(timer); };
+}

@@ -1,0 +1,220 @@
+"""The data space page in a real browser (Debian's chromium through Playwright) against two engines served over
+HTTP on loopback, each with its own store and lake: a data steward (a user, not an admin) of the first sees
+their offer with its terms in words and the agreement another engine made under it, reads the other engine's
+catalog, negotiates for one of its offers from the page and follows the negotiation and the transfer until the
+data has landed with its SHA-256 verified, revokes the agreement under their offer and sees it revoked; another
+user of the same engine sees none of it; errors land beside the field they name, a refusal with its reason; the
+page fits a phone's screen."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browser import Portal, Site, chromium
+from dataspace_fixtures import Participant, served_engine, wait_state
+
+LEVELS = b"time,level\n" + b"".join(f"2026-03-01T{h:02d}:00:00Z,{1 + h * 0.05:.2f}\n".encode() for h in range(24))
+RAIN = b"time,rain\n" + b"".join(f"2026-03-01T{h:02d}:00:00Z,{h * 0.1:.1f}\n".encode() for h in range(24))
+UNTIL = (datetime.now(UTC) + timedelta(days=400)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _dataset(engine: Participant, token: str, did: str, files: dict[str, bytes]) -> dict[str, str]:
+    """A lake dataset made and filled by the holder of ``token`` (so it is theirs to offer)."""
+    engine.ok("POST", "/api/v1/lake/dids", token, json={"did": did, "type": "dataset"}, expect=201)
+    for name, data in files.items():
+        engine.ok("POST", "/api/v1/lake/uploads", token, params={"did": f"{did}/{name}", "endpoint": "site",
+                                                                 "dataset": did}, content=data, expect=201)
+    return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[dict[str, Any]]:
+    """``home``: dora's engine (she offers a gauge history; eve is another user there); ``peer``: bob's (he
+    offers catchment rain, and his engine has an agreement under dora's offer)."""
+    chromium()
+    with served_engine(tmp_path_factory.mktemp("home"), migrated_sqlite) as home, \
+            served_engine(tmp_path_factory.mktemp("peer"), migrated_sqlite) as peer:
+        dora, eve, bob = home.token("dora"), home.token("eve"), peer.token("bob")
+        _dataset(home, dora, "reach:gauge-history", {"levels.csv": LEVELS})
+        mine = home.ok("POST", "/api/v1/dataspace/offers", dora, expect=201, json={
+            "did": "reach:gauge-history", "title": "River-reach gauge history", "terms": {
+                "until": _iso(UNTIL), "count": 3, "purposes": ["flood-research"], "attribution": True}})
+        sums = _dataset(peer, bob, "hydro:rain-2026", {"rain.csv": RAIN})
+        theirs = peer.ok("POST", "/api/v1/dataspace/offers", bob, expect=201, json={
+            "did": "hydro:rain-2026", "title": "Catchment rain 2026", "description": "Hourly rain over the catchment",
+            "terms": {"purposes": ["flood-forecasting"]}})
+        # bob's engine negotiates for dora's offer: an agreement she provides
+        started = peer.ok("POST", "/api/v1/dataspace/negotiations", bob, expect=201, json={
+            "url": home.url, "dataset": mine["dataset_id"], "purpose": "flood-research"})
+        agreed = wait_state(peer, "negotiations", started["id"], "FINALIZED", bob)
+        wait_state(home, "negotiations", next(n["id"] for n in home.ok("GET", "/api/v1/dataspace/negotiations", dora)
+                                              if n["consumer_pid"] == agreed["consumer_pid"]), "FINALIZED", dora)
+        shots = Path(os.environ.get("TWIN_TEST_SHOTS", tmp_path_factory.mktemp("shots")))
+        shots.mkdir(parents=True, exist_ok=True)
+        site = Site(url=home.url, data_dir=home.runtime.settings.data_dir, tokens={"dora": dora, "eve": eve},
+                    facts={}, shots=shots)
+        yield {"home": home, "peer": peer, "site": site, "mine": mine, "theirs": theirs, "sums": sums,
+               "agreement": agreed["agreement_id"], "dora": dora, "eve": eve}
+
+
+def _tab(chromium_browser: Any, space: dict[str, Any], who: str) -> Portal:
+    tab = Portal(chromium_browser, space["site"], f"dataspace-{who}", width=1366, height=900)
+    tab.sign_in(space["site"].tokens[who])
+    return tab
+
+
+def _row(text: str, *words: str) -> str:
+    """The one line of a section's text that holds every word."""
+    lines = [line for line in text.splitlines() if all(w in line for w in words)]
+    assert len(lines) == 1, (words, text)
+    return lines[0]
+
+
+def test_a_steward_offers_negotiates_sees_the_checksum_and_revokes(chromium_browser: Any,
+                                                                    space: dict[str, Any]) -> None:
+    home, peer = space["home"], space["peer"]
+    tab = _tab(chromium_browser, space, "dora")
+    try:
+        page: Any = tab.page
+        page.click("nav a:has-text('Data space')")
+        tab.ready()
+        assert page.locator("h1").inner_text() == "Data space"
+        assert home.did in tab.text("main > .page > p")
+
+        offers = tab.text("section[aria-label='Your offers']")
+        row = _row(offers, "River-reach gauge history")
+        assert f"until {UNTIL.date().isoformat()}, 3 transfers, purpose: flood-research, with attribution" in row
+        assert "reach:gauge-history" in row and "offered" in row
+        assert "leftOperand" not in offers and "lteq" not in offers  # words, never ODRL
+
+        agreements = tab.text("section[aria-label='Agreements']")
+        row = _row(agreements, peer.did)
+        assert "River-reach gauge history" in row and "you provide" in row and "in force" in row
+        assert "flood-research" in row
+        tab.check("dataspace-offers")
+
+        # the participants dora dealt with are suggested: bob's engine, which agreed under her offer
+        assert page.eval_on_selector_all("#ds-peers option", "els => els.map(e => e.value)") == [peer.url]
+
+        # an error names its field, beside it
+        page.fill("#ds-url", "ftp://example.org")
+        page.click("form[aria-label='Look at a catalog'] button[type=submit]")
+        page.wait_for_selector("#ds-url-error:has-text('http(s) URL')")
+        assert page.get_attribute("#ds-url", "aria-invalid") == "true"
+
+        # the peer's catalog, as this engine is shown it
+        page.fill("#ds-url", peer.url)
+        page.click("form[aria-label='Look at a catalog'] button[type=submit]")
+        offer = page.wait_for_selector("article[aria-label='Catchment rain 2026']")
+        said = offer.inner_text()
+        assert "Hourly rain over the catchment" in said and "Terms: purpose: flood-forecasting" in said
+        assert space["theirs"]["dataset_id"] in said
+        assert page.input_value("#ds-purpose-0-0") == "flood-forecasting"  # the offer's purpose, suggested
+        assert f"url={peer.url}" in page.url.replace("%3A", ":").replace("%2F", "/")
+
+        page.fill("#ds-land-0-0", "no scope here")
+        page.click("article[aria-label='Catchment rain 2026'] button[type=submit]")
+        page.wait_for_selector("#ds-land-0-0-error:not(:empty)")
+        assert page.get_attribute("#ds-land-0-0", "aria-invalid") == "true"
+
+        # a purpose the offer does not permit: the provider refuses, and the page says why
+        page.fill("#ds-purpose-0-0", "marketing")
+        page.fill("#ds-land-0-0", "remote:never")
+        page.click("article[aria-label='Catchment rain 2026'] button[type=submit]")
+        page.wait_for_selector("article[aria-label='Catchment rain 2026'] .ds-progress li:has-text('No agreement')",
+                               timeout=120_000)
+        refused = page.inner_text("article[aria-label='Catchment rain 2026'] .ds-progress")
+        assert "TERMINATED" in refused and "purpose" in refused and "flood-forecasting" in refused, refused
+        assert home.api("GET", "/api/v1/lake/dids/remote:never", space["dora"]).status_code == 404
+
+        page.fill("#ds-purpose-0-0", "flood-forecasting")
+        page.fill("#ds-land-0-0", "remote:catchment-rain")
+        page.click("article[aria-label='Catchment rain 2026'] button[type=submit]")
+        done = page.wait_for_selector(".ds-done", timeout=120_000)
+        sha = space["sums"]["rain.csv"]
+        assert done.inner_text() == (f"Landed as remote:catchment-rain: 1 file, {len(RAIN):,} bytes; "
+                                     f"SHA-256 verified: rain.csv {sha}")
+        progress = page.inner_text("article[aria-label='Catchment rain 2026'] .ds-progress")
+        assert "FINALIZED" in progress and "COMPLETED" in progress
+        # the tables follow: the transfer with its checksum, the agreement this person holds
+        page.wait_for_selector("section[aria-label='Transfers'] td:has-text('SHA-256 verified')")
+        transfers = tab.text("section[aria-label='Transfers']")
+        row = _row(transfers, "you receive")
+        assert "COMPLETED" in row and "rain.csv" in row and sha[:12] in row and "remote:catchment-rain" in row
+        assert f"{len(RAIN):,} bytes" in row
+        landed = home.api("GET", "/api/v1/lake/dids/remote:catchment-rain/rain.csv/content", space["dora"])
+        assert hashlib.sha256(landed.content).hexdigest() == sha
+        row = _row(tab.text("section[aria-label='Agreements']"), "you receive")
+        assert peer.did in row and "flood-forecasting" in row and "in force" in row
+        assert "landed as remote:catchment-rain" in row
+        row = _row(tab.text("section[aria-label='Negotiations']"), "marketing")
+        assert "TERMINATED" in row and "purpose" in row and "landed as" not in row
+        assert "Revoke" not in row  # only the provider revokes
+        tab.check("dataspace-transferred")
+
+        # revoke the agreement under dora's offer: its state changes on the page and in the engine
+        page.click(f"button[aria-label='Revoke the agreement with {peer.did} on River-reach gauge history']")
+        page.wait_for_selector(f"section[aria-label='Agreements'] td[data-agreement='{space['agreement']}']"
+                               ":has-text('revoked')")
+        row = _row(tab.text("section[aria-label='Agreements']"), "you provide")
+        assert "revoked" in row and "by dora" in row and "in force" not in row
+        held = home.ok("GET", f"/api/v1/dataspace/agreements/{space['agreement']}", space["dora"])
+        assert held["revoked_by"] == "dora" and held["revoked_at"]
+        assert page.locator(f"button[aria-label='Revoke the agreement with {peer.did} on River-reach gauge history']"
+                            ).count() == 0
+        tab.check("dataspace-revoked")
+    finally:
+        tab.close()
+
+
+def test_another_user_sees_none_of_it(chromium_browser: Any, space: dict[str, Any]) -> None:
+    tab = _tab(chromium_browser, space, "eve")
+    try:
+        tab.goto("/ui/dataspace")
+        text = tab.text()
+        assert "You offer nothing yet" in tab.text("section[aria-label='Your offers']")
+        assert "No agreements yet." in tab.text("section[aria-label='Agreements']")
+        assert "No transfers yet." in tab.text("section[aria-label='Transfers']")
+        assert "No negotiations yet." in tab.text("section[aria-label='Negotiations']")
+        for theirs in ("River-reach gauge history", "reach:gauge-history", "catchment-rain", space["peer"].did,
+                       space["agreement"]):
+            assert theirs not in text
+        assert tab.page.locator("button:has-text('Revoke')").count() == 0
+        tab.check("dataspace-another-user")
+        # nor through the API the page calls
+        eve = space["eve"]
+        assert space["home"].api("POST", f"/api/v1/dataspace/agreements/{space['agreement']}/revoke",
+                                 eve).status_code == 404
+    finally:
+        tab.close()
+
+
+def test_the_page_fits_a_phone(chromium_browser: Any, space: dict[str, Any]) -> None:
+    tab = Portal(chromium_browser, space["site"], "dataspace-phone", width=390, height=844)
+    try:
+        tab.sign_in(space["dora"])
+        page: Any = tab.goto(f"/ui/dataspace?url={space['peer'].url}")  # the catalog opens from the address
+        page.wait_for_selector("article[aria-label='Catchment rain 2026']")
+        wide = page.evaluate("""() => {  // what pokes out of the screen, unless a box around it clips or scrolls it
+            const clipped = (e) => { for (let p = e.parentElement; p && p.id !== 'main'; p = p.parentElement)
+                if (getComputedStyle(p).overflowX !== 'visible') return true; return false; };
+            return [...document.querySelectorAll('main *')]
+              .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !clipped(e))
+              .map(e => e.tagName + '.' + e.getAttribute('class')).slice(0, 5); }""")
+        assert wide == [], f"wider than the screen: {wide}"
+        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"the page scrolls sideways by {overflow}px"
+        tab.check("dataspace-phone")
+    finally:
+        tab.close()
