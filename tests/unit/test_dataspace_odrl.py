@@ -78,6 +78,27 @@ def test_logical_constraints_and_prohibitions() -> None:
     assert odrl.decide(banned, ctx(odrl.Phase.CATALOG, participant="did:web:bad")) is not None
 
 
+def test_a_prohibition_holds_only_where_its_constraints_are_judged() -> None:
+    """A prohibition of a purpose is judged when negotiating (where a purpose is declared): the catalog, which
+    cannot judge it, shows the offer to everyone; before, it took the unjudged constraint for met and hid the offer
+    from every catalog."""
+    no_marketing = {"permission": [{"action": "use"}], "prohibition": [{"action": "use", "constraint": [
+        {"leftOperand": "purpose", "operator": "eq", "rightOperand": "marketing"}]}]}
+    assert odrl.decide(no_marketing, ctx(odrl.Phase.CATALOG)) is None
+    assert odrl.decide(no_marketing, ctx(odrl.Phase.NEGOTIATION, purpose="research")) is None
+    assert "prohibition" in (odrl.decide(no_marketing, ctx(odrl.Phase.NEGOTIATION, purpose="marketing")) or "")
+    mixed = {"permission": [{"action": "use"}], "prohibition": [{"action": "use", "constraint": [{"and": [
+        {"leftOperand": "recipient", "operator": "eq", "rightOperand": "did:web:bad"},
+        {"leftOperand": "purpose", "operator": "eq", "rightOperand": "marketing"}]}]}]}
+    assert odrl.decide(mixed, ctx(odrl.Phase.CATALOG, participant="did:web:bad")) is None  # purpose unknown there
+    assert odrl.decide(mixed, ctx(odrl.Phase.NEGOTIATION, participant="did:web:bad", purpose="marketing"))
+    either = {"permission": [{"action": "use"}], "prohibition": [{"action": "use", "constraint": [{"or": [
+        {"leftOperand": "recipient", "operator": "eq", "rightOperand": "did:web:bad"},
+        {"leftOperand": "purpose", "operator": "eq", "rightOperand": "marketing"}]}]}]}
+    assert odrl.decide(either, ctx(odrl.Phase.CATALOG, participant="did:web:bad"))  # one member met: it holds
+    assert odrl.decide(either, ctx(odrl.Phase.CATALOG, participant="did:web:ok")) is None
+
+
 def test_an_agreement_keeps_the_offers_rules_byte_for_byte() -> None:
     offer = {"@id": "urn:uuid:o", "@type": "Offer", **build_policy(count=3, attribution=True)}
     agreement = {"@id": "urn:uuid:a", "@type": "Agreement", **{k: offer[k] for k in odrl.RULE_KEYS if k in offer},

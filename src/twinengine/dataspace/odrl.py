@@ -3,9 +3,11 @@ it at a phase (catalog visibility, negotiation, transfer, each data access).
 
 A use is permitted when no prohibition holds and at least one permission holds: a rule holds when each of its
 constraints does (``and``, ``or``, ``xone`` and ``andSequence`` combine them). A constraint on a left operand that
-a phase cannot judge passes at that phase (``dateTime`` is judged at negotiation, transfer and access; ``count``
-at transfer); each phase judges what it can, so a use passes every gate it meets. A left operand, operator or
-action the engine does not know is refused when an offer is made and fails closed everywhere else.
+a phase cannot judge is left to the phases that can (``dateTime`` is judged at negotiation, transfer and access;
+``count`` at transfer): it lets a permission pass there, and it keeps a prohibition from holding there (a
+prohibition of the purpose ``marketing`` hides the offer from nobody's catalog; it refuses that negotiation). So
+each phase judges what it can, and a use passes every gate it meets. A left operand, operator or action the engine
+does not know is refused when an offer is made and fails closed everywhere else.
 """
 
 from __future__ import annotations
@@ -204,18 +206,24 @@ def check(policy: Any) -> None:
     _check_rules(policy, "obligation", DUTIES)
 
 
-def _holds(constraint: dict[str, Any], ctx: Context) -> bool:
+def _judge(constraint: dict[str, Any], ctx: Context) -> bool | None:
+    """Whether ``constraint`` holds for ``ctx``'s use, or None where its phase cannot judge it (three-valued:
+    ``and`` is false once a member is false, ``or`` true once a member is true, else unknown with an unknown)."""
     for key in _LOGICAL:
         if key in constraint:
-            verdicts = [_holds(member, ctx) for member in constraint[key]]
+            verdicts = [_judge(member, ctx) for member in constraint[key]]
             if key in ("and", "andSequence"):
-                return all(verdicts)
+                return False if False in verdicts else None if None in verdicts else True
             if key == "or":
-                return any(verdicts)
-            return sum(verdicts) == 1
+                return True if True in verdicts else None if None in verdicts else False
+            return None if None in verdicts else sum(bool(v) for v in verdicts) == 1
     name = _operand(constraint.get("leftOperand"), "leftOperand")
     if ctx.phase not in GATES[name]:
-        return True
+        return None
+    return _leaf(name, constraint, ctx)
+
+
+def _leaf(name: str, constraint: dict[str, Any], ctx: Context) -> bool:
     operator = _name(constraint.get("operator"), where="operator")
     value = constraint.get("rightOperand")
     if name == "dateTime":
@@ -254,12 +262,12 @@ def decide(policy: dict[str, Any], ctx: Context) -> str | None:
     read refuses (fails closed)."""
     try:
         check(policy)
-        for rule in policy.get("prohibition", []):
-            if all(_holds(c, ctx) for c in rule.get("constraint", [])):
+        for rule in policy.get("prohibition", []):  # holds only where each constraint is judged and met
+            if all(_judge(c, ctx) is True for c in rule.get("constraint", [])):
                 return f"a prohibition of the policy holds ({ctx.phase} of {ctx.participant})"
         refusals = []
-        for rule in policy.get("permission", []):
-            failed = [c for c in rule.get("constraint", []) if not _holds(c, ctx)]
+        for rule in policy.get("permission", []):  # refused only where a constraint is judged and unmet
+            failed = [c for c in rule.get("constraint", []) if _judge(c, ctx) is False]
             if not failed:
                 return None
             refusals.append("; ".join(_describe(c) for c in failed))
