@@ -1,6 +1,13 @@
 """The catalog a participant sees: exactly the offers whose policies it passes at the catalog phase, as DCAT
 datasets with their ODRL offers and distributions; and the gate every phase asks (the one policy point:
-``auth.policy`` rule ``dataspace.use``)."""
+``auth.policy`` rule ``dataspace.use``).
+
+Beside what the DSP 2025-1 schemas require, the catalog carries what DCAT-AP 3.0.1 makes mandatory, from facts
+the engine has: titles and descriptions (the offer's, else a sentence naming the provider), the provider as
+``dct:publisher`` (a ``foaf:Agent`` named by its participant id, the one name the engine knows it by), the
+service's title and each distribution's ``dcat:accessURL`` (the service's endpoint, as DCAT asks for data
+reached through a service).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ from twinengine.dataspace.protocol import PULL, DspError, message
 from twinengine.errors import PermissionDenied
 
 __all__ = ["Gate", "catalog_of", "context_of", "dataset_of", "participant_principal", "permit", "visible_offer"]
+
+FOAF = "http://xmlns.com/foaf/0.1/"  # not a prefix of the DSP context: its terms are written out
 
 
 def participant_principal(did: str, row: Participant | None) -> Principal:
@@ -69,15 +78,27 @@ def _service_id(connector: Connector) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, connector.base)}"
 
 
+def _service(connector: Connector) -> dict[str, Any]:
+    """The DSP endpoint as a DCAT data service: whole wherever it appears, so a dataset fetched alone is complete."""
+    return {"@id": _service_id(connector), "@type": "DataService", "endpointURL": connector.base,
+            "dct:title": f"Dataspace Protocol 2025-1 endpoint of {connector.did}"}
+
+
+def _publisher(connector: Connector) -> dict[str, Any]:
+    return {"@id": connector.did, "@type": FOAF + "Agent", FOAF + "name": connector.did}
+
+
 def dataset_of(offer: Offer, connector: Connector, policy: dict[str, Any]) -> dict[str, Any]:
-    dataset: dict[str, Any] = {"@id": offer.dataset_id, "@type": "Dataset", "dct:title": offer.title}
-    if offer.description:
-        dataset["dct:description"] = offer.description
+    """The offer as a DCAT dataset; DCAT-AP wants a description, so one without its own gets a plain sentence."""
+    dataset: dict[str, Any] = {"@id": offer.dataset_id, "@type": "Dataset", "dct:title": offer.title,
+                               "dct:description": offer.description or f"{offer.title}: lake data offered by "
+                               f"{connector.did} under the usage policy of its offer"}
     if offer.keywords:
         dataset["dcat:keyword"] = list(offer.keywords)
+    dataset["dct:publisher"] = _publisher(connector)
     dataset["hasPolicy"] = [policy]
-    dataset["distribution"] = [{"@type": "Distribution", "format": PULL, "accessService": {
-        "@id": _service_id(connector), "@type": "DataService", "endpointURL": connector.base}}]
+    dataset["distribution"] = [{"@type": "Distribution", "format": PULL, "accessService": _service(connector),
+                                "dcat:accessURL": {"@id": connector.base}}]
     return dataset
 
 
@@ -95,9 +116,13 @@ def _visible(session: Session, did: str) -> list[tuple[Offer, dict[str, Any]]]:
 def catalog_of(session: Session, connector: Connector, did: str) -> dict[str, Any]:
     """The catalog ``did`` may see (no ``dataset`` key when it sees none: the schema wants at least one)."""
     datasets = [dataset_of(offer, connector, policy) for offer, policy in _visible(session, did)]
-    body = message("Catalog", **{"@id": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, connector.did)}"},
-                   participantId=connector.did,
-                   service=[{"@id": _service_id(connector), "@type": "DataService", "endpointURL": connector.base}])
+    body = message("Catalog", **{"@id": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, connector.did)}",
+                                 "dct:title": f"Data space catalog of {connector.did}",
+                                 "dct:description": f"The lake data {connector.did} offers under the Dataspace "
+                                                    "Protocol 2025-1 that the requesting participant may see, "
+                                                    "each dataset with its usage policy",
+                                 "dct:publisher": _publisher(connector)},
+                   participantId=connector.did, service=[_service(connector)])
     if datasets:
         body["dataset"] = datasets
     return body
