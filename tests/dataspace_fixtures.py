@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 import threading
 import time
 import uuid
@@ -18,12 +20,13 @@ from typing import Any
 
 import httpx2 as httpx
 import jwt
+import psycopg
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from jwt.algorithms import ECAlgorithm
 
-from helpers import copy_sqlite, free_port
+from helpers import copy_sqlite, free_port, unavailable
 from streams_fixtures import eventually
 from twinengine.api import create_app
 from twinengine.auth.principal import SYSTEM, Role
@@ -35,9 +38,38 @@ from twinengine.lake.endpoints import add_endpoint
 from twinengine.lake.schemas import EndpointCreate
 from twinengine.runtime import Runtime
 
-__all__ = ["CONTEXT", "Participant", "Peer", "served_engine", "wait_state"]
+__all__ = ["BACKENDS", "CONTEXT", "Participant", "Peer", "engine_store", "msg", "served_engine", "wait_state"]
 
 CONTEXT = ["https://w3id.org/dspace/2025/1/context.jsonld"]
+# the stores a test of the state machines runs on (tests/conftest.py keeps only SQLite's unless marked every_store)
+BACKENDS = [b for b in os.environ.get("TWIN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
+POSTGRES_ADMIN_URL = os.environ.get("TWIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def msg(kind: str, **fields: Any) -> dict[str, Any]:
+    """A protocol message of ``kind`` with the 2025-1 context."""
+    return {"@context": CONTEXT, "@type": kind, **fields}
+
+
+@contextmanager
+def engine_store(backend: str) -> Iterator[str | None]:
+    """The store of one engine of a test: None on SQLite (``served_engine`` copies the migrated file), else a
+    PostgreSQL database of its own, dropped afterwards (two engines in one database would be one participant)."""
+    if backend == "sqlite":
+        yield None
+        return
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        unavailable("postgresql", f"cannot connect to {POSTGRES_ADMIN_URL}: {exc}")
+        raise
+    name = f"twin_ds_{secrets.token_hex(4)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rpartition("/")[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 @dataclass
@@ -75,13 +107,15 @@ class Participant:
 
 
 @contextmanager
-def served_engine(root: Path, template: Path, **overrides: Any) -> Iterator[Participant]:
-    """An engine on a copy of the migrated store, served on a loopback port of its own, with the file endpoint
-    ``site`` under its data dir."""
+def served_engine(root: Path, template: Path, *, database_url: str | None = None,
+                  **overrides: Any) -> Iterator[Participant]:
+    """An engine on a copy of the migrated store (or on the PostgreSQL database ``database_url``), served on a
+    loopback port of its own, with the file endpoint ``site`` under its data dir."""
     port = free_port()
     settings = Settings(data_dir=root / "data", warm_routes=False, dataspace_url=f"http://127.0.0.1:{port}",
-                        dataspace_peer_hosts=["127.0.0.1"], **overrides)
-    copy_sqlite(template, settings.data_dir / "twin.db")
+                        dataspace_peer_hosts=["127.0.0.1"], database_url=database_url, **overrides)
+    if database_url is None:
+        copy_sqlite(template, settings.data_dir / "twin.db")
     runtime = Runtime.from_settings(settings)
     token = runtime.start()
     assert token is not None

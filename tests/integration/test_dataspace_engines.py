@@ -13,14 +13,23 @@ from typing import Any
 
 import pytest
 
-from dataspace_fixtures import Participant, served_engine, wait_state
+from dataspace_fixtures import BACKENDS, Participant, engine_store, served_engine, wait_state
+
+pytestmark = pytest.mark.every_store  # the state machines live in the store: both stores
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store, once per module: the two engines serve every case (each with a database of its own)."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
-def engines(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[tuple[Participant,
-                                                                                             Participant]]:
-    with served_engine(tmp_path_factory.mktemp("provider"), migrated_sqlite) as provider, \
-            served_engine(tmp_path_factory.mktemp("consumer"), migrated_sqlite) as consumer:
+def engines(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path,
+            backend: str) -> Iterator[tuple[Participant, Participant]]:
+    with engine_store(backend) as ours, engine_store(backend) as theirs, \
+            served_engine(tmp_path_factory.mktemp("provider"), migrated_sqlite, database_url=ours) as provider, \
+            served_engine(tmp_path_factory.mktemp("consumer"), migrated_sqlite, database_url=theirs) as consumer:
         yield provider, consumer
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from dataspace_fixtures import CONTEXT, Participant, Peer, served_engine, served_peer
+from dataspace_fixtures import BACKENDS, CONTEXT, Participant, Peer, engine_store, served_engine, served_peer
 from streams_fixtures import eventually
 from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH
 
@@ -116,10 +116,21 @@ def msg(kind: str, **fields: Any) -> dict[str, Any]:
     return {"@context": CONTEXT, "@type": kind, **fields}
 
 
+pytestmark = pytest.mark.every_store  # the state machines live in the store: both stores
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store, once per module: one engine serves every case."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[dict[str, Any]]:
+def world(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path, backend: str) -> Iterator[dict[str, Any]]:
     """One engine with a manual offer of a small dataset, and the tests' own participant."""
-    with served_engine(tmp_path_factory.mktemp("tck"), migrated_sqlite) as engine, served_peer() as peer:
+    with engine_store(backend) as url, \
+            served_engine(tmp_path_factory.mktemp("tck"), migrated_sqlite, database_url=url) as engine, \
+            served_peer() as peer:
         engine.ok("POST", "/api/v1/lake/dids", json={"did": "reach:tck", "type": "dataset"}, expect=201)
         engine.upload("reach:tck/levels.csv", b"time,level\n2026-03-01T00:00:00Z,1.2\n", "reach:tck")
         offer = engine.ok("POST", "/api/v1/dataspace/offers", expect=201, json={
@@ -411,3 +422,53 @@ def test_sixty_seven_mandatory_cases_are_mirrored() -> None:
     kinds = [c.split(":")[0] for c in CASES]
     assert {k: kinds.count(k) for k in set(kinds)} == {"MET": 1, "CAT": 3, "CN": 15, "CN_C": 16, "TP": 16,
                                                        "TP_C": 16}
+
+
+# -- beyond the TCK: a consumer that stopped between sending its request and applying the answer -----------------
+
+@pytest.mark.parametrize("kind", ["negotiations", "transfers"])
+def test_a_providers_message_acknowledges_a_request_whose_answer_was_never_applied(agreements: dict[str, Any],
+                                                                                   kind: str) -> None:
+    """The engine was killed after the provider received its request and before it applied the answer: the row is
+    as it was before (INITIAL, the request owed, claimed by the dead process). The provider's next message names
+    its process and counts as that answer; refused with 404, it made the provider terminate a process that this
+    side then resumed alone."""
+    from datetime import timedelta
+
+    from twinengine.dataspace.models import Negotiation, TransferProcess
+    from twinengine.store.base import utcnow
+
+    engine, peer = agreements["engine"], agreements["peer"]
+    run: ConsumerNegotiation | ConsumerTransfer = ConsumerNegotiation(agreements) if kind == "negotiations" \
+        else ConsumerTransfer(agreements)
+    run.consumer("request", False)
+    model: Any = Negotiation if kind == "negotiations" else TransferProcess
+    with engine.runtime.db.session() as session:
+        row = session.get(model, run.id)
+        row.state, row.provider_pid, row.pending, row.due_at = "INITIAL", None, "request", utcnow()
+        row.claimed_until = utcnow() + timedelta(hours=1)
+    pids = {"providerPid": run.ppid, "consumerPid": run.cpid}
+    if kind == "negotiations":
+        path = f"{CALLBACK_PATH}/negotiations/{run.cpid}/offers"
+        body = msg("ContractOfferMessage", **pids, offer={**peer.offer, "target": run.dataset})
+    else:
+        path = f"{CALLBACK_PATH}/transfers/{run.cpid}/start"
+        body = msg("TransferStartMessage", **pids, dataAddress={
+            "@type": "DataAddress", "endpointType": "https://w3id.org/idsa/v4.1/HTTP", "endpoint": peer.url + "/data",
+            "endpointProperties": [{"@type": "EndpointProperty", "name": "authorization", "value": "t"}]})
+    answer = peer.send(engine, path, body)
+    assert answer.status_code == 200, answer.text
+    read = run._read()
+    assert read["state"] == ("OFFERED" if kind == "negotiations" else "STARTED"), read
+    assert read["provider_pid"] == run.ppid and read["pending"] is None
+
+
+def test_a_request_answered_as_terminated_ends_terminated() -> None:
+    """The request delivered again after the provider had ended the process: its answer says TERMINATED."""
+    from twinengine.dataspace import negotiation, transfer
+    from twinengine.dataspace.models import Negotiation, TransferProcess
+
+    for machine, row in ((negotiation, Negotiation(role="consumer", state="INITIAL", pending="request")),
+                         (transfer, TransferProcess(role="consumer", state="INITIAL", pending="request"))):
+        machine.settle(row, "request", {"providerPid": "urn:uuid:p", "state": "TERMINATED"})
+        assert (row.state, row.provider_pid, row.pending) == ("TERMINATED", "urn:uuid:p", None)

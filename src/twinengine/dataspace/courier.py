@@ -4,7 +4,8 @@ network never waits inside a transaction: ``store.guard``), apply the answer in 
 A message that fails to arrive is retried (1 s, doubling) up to ``dataspace_attempts`` times, then the process is
 terminated on this side. A 4xx answer means the other side refuses it: the process is terminated (and the other
 side told, unless what was refused was the termination itself). A restart loses nothing: the claim expires and
-the message is sent again, which the other side acknowledges without a second effect.
+the message is sent again, which the other side acknowledges without a second effect; a pull cut off by a restart
+is pulled again once the lake hands over the reservation of the file it was writing (``lake_stale_after``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from twinengine.dataspace.agreements import mark_finalized
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Agreement, Negotiation, TransferProcess
 from twinengine.dataspace.protocol import NegotiationState, Role, TransferState, message
+from twinengine.errors import Conflict
 from twinengine.store.base import utcnow
 
 __all__ = ["deliver", "run_once"]
@@ -134,7 +136,7 @@ def _perform(connector: Connector, job: Job) -> tuple[int, Any]:
 
 
 def _apply(session: Session, connector: Connector, job: Job, status: int | None, answer: Any,
-           failure: str | None) -> None:
+           failure: str | None, wait: timedelta = timedelta(0)) -> None:
     row: Any = session.scalars(select(job.model).where(job.model.id == job.id).with_for_update()).first()
     if row is None or row.pending != job.action:
         return
@@ -164,7 +166,7 @@ def _apply(session: Session, connector: Connector, job: Job, status: int | None,
         machine.queue(row, None)
         return
     row.claimed_until = None
-    row.due_at = utcnow() + timedelta(seconds=min(60, 2 ** (row.attempts - 1)))
+    row.due_at = utcnow() + max(wait, timedelta(seconds=min(60, 2 ** (row.attempts - 1))))
 
 
 def _reason_of(answer: Any) -> str | None:
@@ -186,6 +188,7 @@ def deliver(connector: Connector, model: Any, row_id: int) -> bool:
     status: int | None = None
     answer: Any = None
     failure: str | None = None
+    wait = timedelta(0)  # the least time before a retry
     try:
         status, answer = _perform(connector, job)
     except peers.PeerUnreachable as exc:
@@ -195,10 +198,14 @@ def deliver(connector: Connector, model: Any, row_id: int) -> bool:
     except Exception as exc:  # recorded on the process, retried, never a crash of the loop
         log.warning("dataspace %s of %s %s failed: %s", job.action, job.model.__tablename__, job.id, exc)
         failure = f"{type(exc).__name__}: {exc}"
-        if job.action == "pull":
+        if job.action == "pull" and type(exc) is Conflict:
+            # a file of the landing dataset is being written: by a pull of this transfer that stopped with its
+            # engine (kill -9), whose reservation the lake hands over once stale; not a reason to end the transfer
+            wait = connector.lake.tuning.stale_after
+        elif job.action == "pull":
             status, answer = 422, {"reason": [failure]}
     with connector.db.session() as session:
-        _apply(session, connector, job, status, answer, failure)
+        _apply(session, connector, job, status, answer, failure, wait)
     return True
 
 

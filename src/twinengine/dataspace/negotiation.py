@@ -34,7 +34,8 @@ from twinengine.dataspace.protocol import (
 )
 from twinengine.store.base import utcnow
 
-__all__ = ["Role", "as_message", "consumer_receive", "due", "provider_receive", "provider_request", "queue", "settle"]
+__all__ = ["Role", "acknowledged", "as_message", "consumer_receive", "due", "provider_receive", "provider_request",
+           "queue", "settle"]
 
 N = NegotiationState
 EVENT_MOVE = {"ACCEPTED": "accept", "FINALIZED": "finalize"}
@@ -96,13 +97,25 @@ def _locked(session: Session, role: Role, *, provider_pid: str | None = None,
     return session.scalars(query.with_for_update()).first()
 
 
-def find(session: Session, role: Role, peer: str, pid: str) -> Negotiation:
-    """The negotiation ``pid`` (ours in ``role``) of ``peer``: an unknown one, or another participant's, is 404."""
+def find(session: Session, role: Role, peer: str, pid: str, *, provider_pid: Any = None) -> Negotiation:
+    """The negotiation ``pid`` (ours in ``role``) of ``peer``: an unknown one, or another participant's, is 404.
+    ``provider_pid``: the process a consumer's message from the provider names (``acknowledged``)."""
     row = _locked(session, role, **({"provider_pid": pid} if role is Role.PROVIDER else {"consumer_pid": pid}))
+    if row is not None and row.peer == peer and row.state == N.INITIAL:
+        acknowledged(row, provider_pid)
     if row is None or row.peer != peer or row.state == N.INITIAL:
         raise DspError(404, f"no negotiation {pid!r}", provider_pid=pid if role is Role.PROVIDER else None,
                        consumer_pid=pid if role is Role.CONSUMER else None, code="404")
     return row
+
+
+def acknowledged(row: Any, provider_pid: Any) -> None:
+    """A consumer's request reached the provider, but its answer was never applied here (the engine stopped in
+    between): a message of the provider naming its process proves the request arrived, as the answer would have.
+    Refusing it (404) would make the provider terminate a process this side then resumes alone."""
+    if row.pending == "request" and isinstance(provider_pid, str) and provider_pid:
+        row.provider_pid, row.state = provider_pid, "REQUESTED"
+        row.pending, row.pending_detail, row.attempts, row.due_at, row.claimed_until = None, None, 0, None, None
 
 
 def _audit(session: Session, row: Negotiation, what: str, **detail: Any) -> None:
@@ -275,7 +288,7 @@ def consumer_receive(session: Session, connector: Connector, peer: str, consumer
     if msg.get("consumerPid") != consumer_pid:
         raise DspError(400, "consumerPid differs from the path's", consumer_pid=consumer_pid,
                        provider_pid=msg.get("providerPid"))
-    row = find(session, Role.CONSUMER, peer, consumer_pid)
+    row = find(session, Role.CONSUMER, peer, consumer_pid, provider_pid=msg.get("providerPid"))
     if msg.get("providerPid") != row.provider_pid:
         raise DspError(400, "providerPid is not this negotiation's", provider_pid=msg.get("providerPid"),
                        consumer_pid=consumer_pid)
@@ -404,6 +417,8 @@ def settle(row: Negotiation, action: str, answer: Any) -> None:
             queue(row, None)
             return
         row.provider_pid, row.state = provider_pid, N.REQUESTED.value
+        if answer.get("state") == N.TERMINATED:  # our request again, after the provider had ended it
+            row.state, row.error = N.TERMINATED.value, row.error or "the provider had terminated it"
         queue(row, None)
         return
     sources, _target = NEGOTIATION_MOVES[(action, role)]

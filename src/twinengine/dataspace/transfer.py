@@ -22,6 +22,7 @@ from twinengine.dataspace.catalog import context_of, permit
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import callback_on
 from twinengine.dataspace.models import Agreement, Offer, TransferProcess
+from twinengine.dataspace.negotiation import acknowledged
 from twinengine.dataspace.protocol import (
     PULL,
     TRANSFER_FINAL,
@@ -86,10 +87,13 @@ def _allowed(row: TransferProcess, action: str, sender: Role, kind: str) -> bool
     return True
 
 
-def find(session: Session, role: Role, peer: str, pid: str) -> TransferProcess:
+def find(session: Session, role: Role, peer: str, pid: str, *, provider_pid: Any = None) -> TransferProcess:
+    """The transfer ``pid`` (ours in ``role``) of ``peer``, else 404; ``provider_pid`` as in negotiations."""
     column = TransferProcess.provider_pid if role is Role.PROVIDER else TransferProcess.consumer_pid
     row = session.scalars(select(TransferProcess).where(TransferProcess.role == role.value, column == pid)
                           .with_for_update()).first()
+    if row is not None and row.peer == peer and row.state == T.INITIAL:
+        acknowledged(row, provider_pid)
     if row is None or row.peer != peer or row.state == T.INITIAL:
         raise DspError(404, f"no transfer process {pid!r}", kind="transfer", code="404",
                        provider_pid=pid if role is Role.PROVIDER else None,
@@ -191,7 +195,7 @@ def _matching(session: Session, role: Role, peer: str, pid: str, msg: dict[str, 
         mine, theirs = (pid, msg.get(other)) if role is Role.PROVIDER else (msg.get(other), pid)
         raise DspError(400, f"{own} differs from the path's", kind="transfer", provider_pid=mine,
                        consumer_pid=theirs)
-    row = find(session, role, peer, pid)
+    row = find(session, role, peer, pid, provider_pid=msg.get("providerPid") if role is Role.CONSUMER else None)
     if msg.get(other) != getattr(row, _py(other)):
         raise DspError(400, f"{other} is not this transfer's", kind="transfer", provider_pid=row.provider_pid,
                        consumer_pid=row.consumer_pid)
@@ -275,6 +279,8 @@ def settle(row: TransferProcess, action: str, answer: Any) -> None:
             row.error, row.state = "the provider's answer named no providerPid", T.TERMINATED.value
         else:
             row.provider_pid, row.state = provider_pid, T.REQUESTED.value
+            if answer.get("state") == T.TERMINATED:  # our request again, after the provider had ended it
+                row.state, row.error = T.TERMINATED.value, row.error or "the provider had terminated it"
         queue(row, None)
         return
     role = Role(row.role)
