@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import threading
 import time
 import uuid
@@ -20,13 +19,13 @@ from typing import Any
 
 import httpx2 as httpx
 import jwt
-import psycopg
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from jwt.algorithms import ECAlgorithm
 
-from helpers import copy_sqlite, free_port, unavailable
+from helpers import copy_sqlite, free_port
+from pg_fixtures import new_database
 from streams_fixtures import eventually
 from twinengine.api import create_app
 from twinengine.auth.principal import SYSTEM, Role
@@ -43,7 +42,6 @@ __all__ = ["BACKENDS", "CONTEXT", "Participant", "Peer", "engine_store", "msg", 
 CONTEXT = ["https://w3id.org/dspace/2025/1/context.jsonld"]
 # the stores a test of the state machines runs on (tests/conftest.py keeps only SQLite's unless marked every_store)
 BACKENDS = [b for b in os.environ.get("TWIN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
-POSTGRES_ADMIN_URL = os.environ.get("TWIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def msg(kind: str, **fields: Any) -> dict[str, Any]:
@@ -58,18 +56,8 @@ def engine_store(backend: str) -> Iterator[str | None]:
     if backend == "sqlite":
         yield None
         return
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        unavailable("postgresql", f"cannot connect to {POSTGRES_ADMIN_URL}: {exc}")
-        raise
-    name = f"twin_ds_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_ADMIN_URL.rpartition("/")[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with new_database("twin_ds") as url:
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 @dataclass
