@@ -98,6 +98,18 @@ def browser(site: Site, chromium_browser: Any) -> Any:
     return chromium_browser
 
 
+def wider_than_the_screen(page: Any) -> list[str]:
+    """The first five elements of the page's main part that poke out of the screen, unless a box around them
+    clips or scrolls them (tag and class): what a phone's reader would have to scroll sideways for."""
+    found: list[str] = page.evaluate("""() => {
+        const clipped = (e) => { for (let p = e.parentElement; p && p.id !== 'main'; p = p.parentElement)
+            if (getComputedStyle(p).overflowX !== 'visible') return true; return false; };
+        return [...document.querySelectorAll('main *')]
+          .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !clipped(e))
+          .map(e => e.tagName + '.' + e.getAttribute('class')).slice(0, 5); }""")
+    return found
+
+
 class Portal:
     """One person's browser tab on the portal, with the checks every page gets."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from browser import Portal, Site
+from browser import Portal, Site, wider_than_the_screen
 from helpers import REPO
 from twinengine.client import Client
 from twinengine.twins.schemas import PropertyWrite
@@ -285,12 +285,7 @@ def test_a_walk_at_phone_width_never_scrolls_sideways(portal: Any, site: Site) -
         page.wait_for_timeout(300)  # plots and maps take their width after the page is ready
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{path} scrolls sideways by {overflow}px"
-        wide = page.evaluate("""() => {  // what pokes out of the screen, unless a box around it clips or scrolls it
-            const clipped = (e) => { for (let p = e.parentElement; p && p.id !== 'main'; p = p.parentElement)
-                if (getComputedStyle(p).overflowX !== 'visible') return true; return false; };
-            return [...document.querySelectorAll('main *')]
-              .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !clipped(e))
-              .map(e => e.tagName + '.' + e.getAttribute('class')).slice(0, 5); }""")
+        wide = wider_than_the_screen(page)
         assert wide == [], f"{path}: wider than the screen: {wide}"
         if path.startswith("/ui/?") or path == "/ui/":  # each twin's status in sight, not behind a sideways scroll
             right = page.evaluate("() => Math.max(...[...document.querySelectorAll('table.twins .twin-status .badge')]"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from browser import Portal, Site, chromium
+from browser import Portal, Site, chromium, wider_than_the_screen
 from dataspace_fixtures import Participant, served_engine, wait_state
 
 LEVELS = b"time,level\n" + b"".join(f"2026-03-01T{h:02d}:00:00Z,{1 + h * 0.05:.2f}\n".encode() for h in range(24))
@@ -206,12 +206,7 @@ def test_the_page_fits_a_phone(chromium_browser: Any, space: dict[str, Any]) -> 
         tab.sign_in(space["dora"])
         page: Any = tab.goto(f"/ui/dataspace?url={space['peer'].url}")  # the catalog opens from the address
         page.wait_for_selector("article[aria-label='Catchment rain 2026']")
-        wide = page.evaluate("""() => {  // what pokes out of the screen, unless a box around it clips or scrolls it
-            const clipped = (e) => { for (let p = e.parentElement; p && p.id !== 'main'; p = p.parentElement)
-                if (getComputedStyle(p).overflowX !== 'visible') return true; return false; };
-            return [...document.querySelectorAll('main *')]
-              .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !clipped(e))
-              .map(e => e.tagName + '.' + e.getAttribute('class')).slice(0, 5); }""")
+        wide = wider_than_the_screen(page)
         assert wide == [], f"wider than the screen: {wide}"
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"the page scrolls sideways by {overflow}px"
