@@ -28,14 +28,14 @@ from twinengine.dataspace.protocol import (
     DspError,
     NegotiationState,
     Role,
+    acknowledged,
     message,
     new_pid,
     valid,
 )
 from twinengine.store.base import utcnow
 
-__all__ = ["Role", "acknowledged", "as_message", "consumer_receive", "due", "provider_receive", "provider_request",
-           "queue", "settle"]
+__all__ = ["Role", "as_message", "consumer_receive", "due", "provider_receive", "provider_request", "queue", "settle"]
 
 N = NegotiationState
 EVENT_MOVE = {"ACCEPTED": "accept", "FINALIZED": "finalize"}
@@ -107,15 +107,6 @@ def find(session: Session, role: Role, peer: str, pid: str, *, provider_pid: Any
         raise DspError(404, f"no negotiation {pid!r}", provider_pid=pid if role is Role.PROVIDER else None,
                        consumer_pid=pid if role is Role.CONSUMER else None, code="404")
     return row
-
-
-def acknowledged(row: Any, provider_pid: Any) -> None:
-    """A consumer's request reached the provider, but its answer was never applied here (the engine stopped in
-    between): a message of the provider naming its process proves the request arrived, as the answer would have.
-    Refusing it (404) would make the provider terminate a process this side then resumes alone."""
-    if row.pending == "request" and isinstance(provider_pid, str) and provider_pid:
-        row.provider_pid, row.state = provider_pid, "REQUESTED"
-        row.pending, row.pending_detail, row.attempts, row.due_at, row.claimed_until = None, None, 0, None, None
 
 
 def _audit(session: Session, row: Negotiation, what: str, **detail: Any) -> None:

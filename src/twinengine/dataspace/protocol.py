@@ -16,7 +16,7 @@ from typing import Any
 from twinengine.dataspace.spec import CONTEXT, problems
 
 __all__ = ["BASE_PATH", "CALLBACK_PATH", "DATA_PATH", "DspError", "NegotiationState", "Role", "TransferState",
-           "message", "new_pid", "valid"]
+           "acknowledged", "message", "new_pid", "valid"]
 
 BASE_PATH = "/dsp/2025-1"  # <base> of the HTTPS binding on this engine
 CALLBACK_PATH = BASE_PATH + "/callback"  # the consumer's callback address
@@ -129,3 +129,12 @@ def valid(body: Any, kind: str, *, error_kind: str, provider_pid: str | None = N
                        consumer_pid=consumer_pid, extra=found[:5])
     assert isinstance(body, dict)
     return body
+
+
+def acknowledged(row: Any, provider_pid: Any) -> None:
+    """A consumer's request reached the provider, but its answer was never applied here (the engine stopped in
+    between): a message of the provider naming its process proves the request arrived, as the answer would have.
+    Refusing it (404) would make the provider terminate a process this side then resumes alone."""
+    if row.pending == "request" and isinstance(provider_pid, str) and provider_pid:
+        row.provider_pid, row.state = provider_pid, "REQUESTED"
+        row.pending, row.pending_detail, row.attempts, row.due_at, row.claimed_until = None, None, 0, None, None

@@ -22,7 +22,6 @@ from twinengine.dataspace.catalog import context_of, permit
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import callback_on
 from twinengine.dataspace.models import Agreement, Offer, TransferProcess
-from twinengine.dataspace.negotiation import acknowledged
 from twinengine.dataspace.protocol import (
     PULL,
     TRANSFER_FINAL,
@@ -30,6 +29,7 @@ from twinengine.dataspace.protocol import (
     DspError,
     Role,
     TransferState,
+    acknowledged,
     message,
     new_pid,
     valid,
