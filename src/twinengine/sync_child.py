@@ -12,6 +12,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
+from twinengine.daemons.supervisor import NeverElected
 from twinengine.daemons.workflows_runner import heartbeat_loop
 from twinengine.runtime import Runtime
 from twinengine.workers.sandbox import said_by_engine
@@ -45,6 +46,7 @@ def main(fd: int) -> None:
     engine.memory_limit = f"sync_memory_bytes {memory_bytes} bytes"
     engine.start()
     runtime.loops.add(heartbeat_loop(engine))  # its runs' heartbeat, cancel requests and lost grants
+    runtime.loops.elect(lambda _start: NeverElected())  # the engine runs the elected loops, never this process
     runtime.loops.start()
     try:
         while True:

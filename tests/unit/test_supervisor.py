@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from twinengine.daemons.primary import PrimaryDuties
-from twinengine.daemons.supervisor import THREAD_PREFIX, Loop, Scope, Supervisor
+from twinengine.daemons.supervisor import THREAD_PREFIX, Loop, NeverElected, Scope, Supervisor
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -136,3 +136,20 @@ def test_the_election_is_chosen_before_the_start(tmp_path: Path) -> None:
             supervisor.elect(lambda start: PrimaryDuties(tmp_path / "primary.lock", start))
     finally:
         supervisor.stop()
+
+
+def test_a_process_the_engine_starts_for_its_own_work_runs_no_elected_loop() -> None:
+    """A sync process runs its own loops, never the elected ones, even one registered after its start (the AI
+    lifecycle's training loop, on the process's first ``predict``): its engine runs those. Before, the sync
+    process of ``twin demo --app calo-fastsim`` started the training loop and failed on the engine's stream log."""
+    supervisor = Supervisor()
+    (own, own_passes), (elected, elected_passes) = counting("own"), counting("training", Scope.ELECTED)
+    supervisor.add(own)
+    supervisor.elect(lambda _start: NeverElected())
+    supervisor.start()
+    supervisor.add(elected)
+    wait_for(lambda: len(own_passes) > 2)
+    time.sleep(0.1)
+    assert elected_passes == [] and not next(s for s in supervisor.status() if s.name == "training").running
+    supervisor.stop()
+    assert not loop_threads()

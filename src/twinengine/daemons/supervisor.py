@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from twinengine.daemons.primary import Stoppable
 from twinengine.store.base import utcnow
 
-__all__ = ["THREAD_PREFIX", "Election", "Loop", "LoopStatus", "Scope", "Supervisor"]
+__all__ = ["THREAD_PREFIX", "Election", "Loop", "LoopStatus", "NeverElected", "Scope", "Supervisor"]
 
 log = logging.getLogger("twinengine.daemons")
 
@@ -50,6 +50,21 @@ class Election(Protocol):
     def begin(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class NeverElected:
+    """The election of a process that runs no elected loops: one an engine starts for its own work (a sync
+    process, a runtime of its own over the engine's store), whose engine runs them. Without it such a process
+    would start them as soon as one is registered there (the AI lifecycle's training loop, on its first
+    ``predict``) and contend with its engine for what only one may hold (the local stream log)."""
+
+    held = False
+
+    def begin(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 @dataclass
