@@ -1,22 +1,22 @@
 """calo-fastsim, the detector fast-simulation reference app: ``twin app test`` passes it (its own tests: the
 simulator's physics, the HDF5/ROOT round trip, the metrics' null test and a wrong generator caught, a short
-training), and in an engine the surrogate trains through the training queue on the simulator's showers, its
-gate judges it on held-out showers, and the validate workflow draws showers from the champion (``predict``)
-and scores them against the simulator's, writing the scores to the twin's state. The issue's goals are
-``bench/calo_fastsim.py``'s (more showers, more epochs)."""
+training), and ``twin demo --app calo-fastsim`` trains the surrogate through the training queue on the
+simulator's showers, its gate judges it on held-out showers, and the validate workflow draws showers from the
+champion (``predict``) and scores them against the simulator's, writing the scores to the twin's state. The
+issue's goals are ``bench/calo_fastsim.py``'s (more showers, more epochs)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from helpers import need_modules, need_sandbox
-from streams_fixtures import drop_streams, stream_engine, stream_settings  # noqa: F401
 from twinengine.cli.main import app as cli_app
+from twinengine.demo import runner
+from twinengine.demo.context import DemoOptions
 
 APP = Path(__file__).resolve().parents[2] / "examples" / "apps" / "calo-fastsim"
 
@@ -35,22 +35,20 @@ def test_twin_app_test_passes_the_app() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_the_surrogate_trains_through_the_engine_and_the_workflow_scores_it(
-        tmp_path: Path, drop_streams: list[Any]) -> None:  # noqa: F811
+def test_the_demo_chapter_trains_the_surrogate_through_the_engine_and_scores_it(tmp_path: Path) -> None:
+    """``twin demo --app calo-fastsim``: showers written as HDF5 and ROOT and read back exactly, the null test,
+    the surrogate trained and gated through the engine, and the validate workflow's scores in the twin's state."""
     need_modules("ml", "torch", "mlflow", hint="pip install -e '.[ml]'")
-    with stream_engine(stream_settings(tmp_path / "data", "local"), drop_streams) as engine:
-        engine.as_role("ada", "developer").publish_app(APP)
-        uma = engine.as_role("uma", "user")
-        uma.create_twin("calo-fastsim@0.1.0", "calo", {"training_showers": 4000, "held_out_showers": 1000})
-        run = uma.ml.wait("calo", uma.ml.train("calo", "surrogate", config={"epochs": 6}).id, timeout=800)
-        assert run.status == "succeeded", run.error
-        assert run.model_version == "1" and len(run.history) == 6
-        assert run.history[-1]["val_loss"] < run.history[0]["val_loss"]
-        assert run.metrics["etot_separation"] <= 0.1, run.metrics  # the gate's bound: it became the champion
-        done = uma.workflows.run("calo", "validate", {"n": 100, "seed": 5}, sync=True)
-        assert done.status == "finished", done.error
-        reported = uma.get_state("calo").reported
-        assert reported["showers_scored"].value == 100
-        # drawn showers carry the simulator's sampling fraction (0.0255) within a few per cent
-        assert abs(reported["e_ratio"].value / reported["ref_e_ratio"].value - 1) < 0.05, reported
-        assert 0 <= reported["etot_separation"].value < 0.5
+    said: list[str] = []
+    ctx = runner.run_demo(DemoOptions(data_dir=tmp_path / "data", app="calo-fastsim"), say=said.append)
+    facts = ctx.facts["calo"]
+    assert facts["files"]["exact"] and Path(facts["files"]["root"]).stat().st_size > 0
+    assert abs(facts["null"]["auc"] - 0.5) < 0.05, facts["null"]  # 2,000 showers a side: a looser bound than 0.02
+    assert abs(facts["null"]["kpd_e3"]) < 4 * facts["null"]["kpd_e3_err"] + 0.5, facts["null"]
+    assert facts["model_version"] == "1" and facts["training"]["etot_separation"] <= 0.1  # the gate's bound
+    state = facts["state"]
+    assert state["showers_scored"] == 500
+    # drawn showers carry the simulator's sampling fraction (0.0255) within a few per cent
+    assert abs(state["e_ratio"] / state["ref_e_ratio"] - 1) < 0.05, state
+    assert 0 <= state["etot_separation"] < 0.5
+    assert any(line.startswith("validate workflow:") for line in said)

@@ -40,8 +40,9 @@ def demo(
                                                          "virgo-glitch (a noise twin of an interferometer), "
                                                          "climate-extremes (extremes under warming pathways), "
                                                          "climate-impacts (drought and fire danger under rain "
-                                                         "scenarios) or pulsar-rfi (interference flagging and "
-                                                         "pulsar folding)."),
+                                                         "scenarios), pulsar-rfi (interference flagging and "
+                                                         "pulsar folding) or calo-fastsim (a shower "
+                                                         "simulator and its generative surrogate)."),
     lattice_size: int = typer.Option(4, "--lattice-size", min=2, max=64, help="lattice-phi4: L of the twin."),
     epochs: int = typer.Option(8, "--epochs", min=1, max=10_000, help="lattice-phi4: epochs of the flow's "
                                                                        "training (50 steps each)."),
@@ -58,7 +59,8 @@ def demo(
     climate-impacts: check the Fire Weather Index system against the cffdrs table, run four rain scenarios as
     ensembles and compare the drought frequency with its closed form and the events with the planted droughts.
     With --app pulsar-rfi: train an interference flagger, stream a filterbank observation, flag, dedisperse,
-    classify its chunks and fold the pulsar."""
+    classify its chunks and fold the pulsar. With --app calo-fastsim: simulate calorimeter showers (HDF5 and
+    ROOT), train a generative surrogate and score it with the CaloChallenge metrics."""
     began = time.perf_counter()
     from twinengine.demo.context import DemoOptions
     from twinengine.demo.runner import APP_CHAPTERS, run_demo

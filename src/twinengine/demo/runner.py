@@ -23,6 +23,7 @@ from twinengine.config import Settings
 from twinengine.demo.chapters import (
     assimilation,
     calibration,
+    calo,
     climate,
     compute,
     cwl,
@@ -93,6 +94,7 @@ APP_CHAPTERS: dict[str, list[Chapter]] = {
     "climate-extremes": [twins.publish_app, climate.extremes],
     "climate-impacts": [twins.publish_app, impacts.drought_and_fire],
     "pulsar-rfi": [twins.publish_app, pulsar.pulsar_search],
+    "calo-fastsim": [twins.publish_app, calo.fast_simulation],
 }
 
 # Engine settings a story needs: climate-extremes' workers each import xclim and compile its numba kernels
