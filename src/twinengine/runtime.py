@@ -17,7 +17,6 @@ import pyarrow as pa
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from twinengine.access.service import DataAccess
 from twinengine.auth.issuer import BuiltinIssuer, TokenVerifier
 from twinengine.auth.oidc import OidcVerifier
 from twinengine.auth.principal import Principal
@@ -50,6 +49,7 @@ from twinengine.workflows.lake_results import LakeResultStore
 from twinengine.workflows.triggers import ChainedArrivals, materialize_manifest_triggers
 
 if TYPE_CHECKING:
+    from twinengine.access.service import DataAccess
     from twinengine.calibration.runner import CalibrationRunner
     from twinengine.dataspace.connector import Connector
     from twinengine.ml.engine import MLEngine
@@ -71,7 +71,6 @@ class Runtime:
     blobs: BlobStore
     issuer: BuiltinIssuer
     collections: CollectionSource
-    access: DataAccess
     workflows: WorkflowEngine
     lake: Lake
     verifiers: list[TokenVerifier] = field(default_factory=list)
@@ -82,6 +81,7 @@ class Runtime:
     _ml: MLEngine | None = field(default=None, repr=False)
     _calibrations: CalibrationRunner | None = field(default=None, repr=False)
     _dataspace: Connector | None = field(default=None, repr=False)
+    _access: DataAccess | None = field(default=None, repr=False)
     # Every background loop of this process: the workflow runner, calibrations, the elected loops (training,
     # streams, lake...) and the election of the process that runs those (daemons/supervisor.py).
     loops: Supervisor = field(default_factory=Supervisor, repr=False)
@@ -175,6 +175,21 @@ class Runtime:
         return table, declared.time_field, twin.id
 
     @property
+    def access(self) -> DataAccess:
+        """EDR's readers and chunk cache (``twinengine.access``), made on first use: xarray and pandas, which
+        it imports, are the largest part of an engine's imports, and the first answer of ``twin serve``
+        needs neither (the EDR warm-up makes it in the background)."""
+        with self._streams_lock:
+            if self._access is None:
+                from twinengine.access.service import DataAccess
+
+                settings = self.settings
+                self._access = DataAccess(self.collections, max_values=settings.edr_max_values,
+                                          cache_bytes=settings.edr_chunk_cache_bytes,
+                                          workers=settings.edr_read_workers)
+            return self._access
+
+    @property
     def calibrations(self) -> CalibrationRunner:
         """The runner of calibrations (``twinengine.calibration``), made on first use; its loop starts with the
         engine."""
@@ -244,8 +259,6 @@ class Runtime:
         collections = ChainedCollections([
             LocalCollections(settings.collections_dir or settings.data_dir / "collections"),
             LakeCollections(db, lake, cache_dir=settings.data_dir / "cache" / "lake-collections")])
-        access = DataAccess(collections, max_values=settings.edr_max_values,
-                            cache_bytes=settings.edr_chunk_cache_bytes, workers=settings.edr_read_workers)
         twins_service.on_twin_created("workflows.manifest_triggers", materialize_manifest_triggers)
         from twinengine.twin_assimilation.auto import materialize as assimilation_schedule
 
@@ -256,14 +269,12 @@ class Runtime:
                                               LakeArrivals(db)])
         if settings.lake_endpoint is not None:
             workflows.results = LakeResultStore(workflows.results, db, lake, settings.lake_endpoint)
-        runtime = cls(settings=settings, db=db, blobs=blobs, issuer=issuer, collections=collections, access=access,
+        runtime = cls(settings=settings, db=db, blobs=blobs, issuer=issuer, collections=collections,
                       workflows=workflows, lake=lake,
                       verifiers=[issuer, *(OidcVerifier(p, db=db) for p in settings.oidc_providers)],
                       verdicts=VerdictCache(settings.token_recheck.total_seconds()),
                       workers=Workers.from_settings(settings))
-        from twinengine.ensembles.run import execute_ensemble
-
-        workflows.kinds["ensemble"] = execute_ensemble
+        workflows.kinds["ensemble"] = _execute_ensemble
         workflows.services["workers"] = runtime.workers  # run_udf and app processes run in its sandboxes
         from twinengine.processes.wiring import install as install_processes
 
@@ -332,7 +343,9 @@ class Runtime:
         if sites is not None:
             sites.close()
         self.workers.close()
-        self.access.close()
+        if self._access is not None:
+            self._access.close()
+            self._access = None
         with self._streams_lock:
             if self._streams is not None:
                 self._streams.close()
@@ -340,6 +353,14 @@ class Runtime:
         if isinstance(self.collections, LocalCollections | ChainedCollections):
             self.collections.close()
         self.db.dispose()
+
+
+def _execute_ensemble(engine: WorkflowEngine, run_id: str) -> str:
+    """An ensemble run's kind, imported when the first one runs: ensembles import the forecast processes and
+    with them xarray and pandas, which the engine's first answer does not need."""
+    from twinengine.ensembles.run import execute_ensemble
+
+    return execute_ensemble(engine, run_id)
 
 
 def _training_hold(session: Session, owner: str) -> str | None:

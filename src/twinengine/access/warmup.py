@@ -6,6 +6,7 @@ it answers (``twinengine.warmup``; ``/health``: ``"warming": ["edr"]``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twinengine.auth.principal import SYSTEM, Principal, Role
@@ -26,16 +27,17 @@ class EdrWarmup(Warmup):
 
     name = "edr"
 
-    def __init__(self, access: DataAccess) -> None:
+    def __init__(self, access: Callable[[], DataAccess]) -> None:
         super().__init__()
-        self.access = access
+        self.access = access  # the runtime's, made here (with xarray) when the warm-up runs, after the first answer
         self.opened = 0
 
     def warm(self) -> str:
         from twinengine.access.listing import PLACEHOLDER, list_collections  # here: not before the first answer
 
-        self.opened = len(list_collections(self.access, principal=SYSTEM, base=PLACEHOLDER))
-        list_collections(self.access, principal=NOBODY, base=PLACEHOLDER)
+        access = self.access()
+        self.opened = len(list_collections(access, principal=SYSTEM, base=PLACEHOLDER))
+        list_collections(access, principal=NOBODY, base=PLACEHOLDER)
         _draw_a_pixel()
         return f"{self.opened} collections opened"
 

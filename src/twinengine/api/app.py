@@ -146,7 +146,7 @@ def _warmups(runtime: Runtime, router: object, loading: RouteLoading | None) -> 
     from twinengine.ml.warmup import RegistryWarmup
     from twinengine.quality.warmup import ScoresWarmup
 
-    warmups += [SchemaWarmup(), EdrWarmup(runtime.access), ScoresWarmup()]
+    warmups += [SchemaWarmup(), EdrWarmup(lambda: runtime.access), ScoresWarmup()]
     registry = RegistryWarmup.wanted(runtime.data_dir, runtime.settings.mlflow_uri)
     if registry is not None:  # MLflow, for the first listing of a twin's models
         warmups.append(registry)

@@ -6,13 +6,15 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
-import xarray as xr
 from pydantic import BaseModel, Field
 
 from twinengine.errors import CollectionNotFound, FormatUnavailable, TwinEngineError, UnreadableFile
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["Caller", "CollectionInfo", "CollectionNotFound", "CollectionSource", "VariableInfo", "describe"]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import ClassVar
-
-import xarray as xr
+from typing import TYPE_CHECKING, ClassVar
 
 from twinengine.collections.base import Caller, CollectionInfo, CollectionNotFound, CollectionSource
 from twinengine.errors import TwinEngineError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["ChainedCollections"]
 

@@ -16,13 +16,14 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import ClassVar
-
-import xarray as xr
+from typing import TYPE_CHECKING, ClassVar
 
 from twinengine import formats
 from twinengine.collections.base import Caller, CollectionInfo, CollectionNotFound, CollectionSource, describe
 from twinengine.errors import FormatUnavailable, TwinEngineError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["LocalCollections", "collection_files"]
 

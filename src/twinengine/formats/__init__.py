@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
-
-import xarray as xr
+from typing import IO, TYPE_CHECKING
 
 from twinengine.errors import FormatUnavailable, TwinEngineError, UnreadableFile
 from twinengine.formats._base import FormatBackend
@@ -25,6 +23,9 @@ from twinengine.formats._registry import (
     missing_formats,
     refresh_formats,
 )
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["FormatBackend", "FormatMatch", "known_suffixes", "list_formats", "match", "media_type_for",
            "missing_formats", "open_dataset", "open_fileobj", "refresh_formats", "resolve"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, TYPE_CHECKING, ClassVar
 
-import xarray as xr
+if TYPE_CHECKING:
+    import xarray as xr
+
 
 __all__ = ["FormatBackend"]
 

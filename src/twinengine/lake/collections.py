@@ -18,9 +18,8 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import xarray as xr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
@@ -34,6 +33,9 @@ from twinengine.lake.models import Attachment, Did, Endpoint, Replica
 from twinengine.lake.schemas import DidType, ReplicaState
 from twinengine.lake.storage import LocalStorage, StorageBackend
 from twinengine.store.engine import Database
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["LakeCollections", "collection_id", "gridded_format"]
 

@@ -10,10 +10,12 @@ declares uncertainty carries the peak's spread (std), quantiles and members (``p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["DEFAULT_QUANTILES", "derive", "peak_uncertainty", "stack_members", "summary"]
 
@@ -22,6 +24,7 @@ DEFAULT_QUANTILES = (0.05, 0.5, 0.95)
 
 def stack_members(values: Sequence[Any], *, dim: str = "step") -> xr.DataArray:
     """Member results (numbers or equally long series) as one array with a leading ``member`` dimension."""
+    import xarray as xr
     arrays = [np.asarray(v, dtype="float64") for v in values]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
@@ -35,6 +38,7 @@ def derive(members: xr.DataArray, *, quantiles: Sequence[float] = DEFAULT_QUANTI
            threshold: float | None = None) -> xr.Dataset:
     """Mean, spread, quantiles and (with a threshold) exceedance over ``member``; also of each member's
     maximum (``peak_*``): for a forecast, the chance that the level crosses the threshold at any step."""
+    import xarray as xr
     out = xr.Dataset({"members": members})
     for prefix, data in (("", members), ("peak_", _peak(members))):
         ddof = 1 if data.sizes["member"] > 1 else 0

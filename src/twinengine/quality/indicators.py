@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 from pydantic import BaseModel, Field
 
 __all__ = ["QualityReport", "QualityWindow", "TooManyWindows", "summarise"]
@@ -105,6 +104,8 @@ def summarise(*, twin_id: str, stream: str, times_us: npt.NDArray[np.int64], arr
     def expected(lower: int, upper: int) -> float | None:
         span = max(min(upper, cover_hi) - max(lower, cover_lo), 0)
         return span / every * max(sources, 1) if every else None
+
+    import pandas as pd  # here: the engine's first answer imports this module, not pandas
 
     lateness = (arrival_us - times_us) / _US if times_us.size else np.zeros(0)
     frame = pd.DataFrame({"w": (times_us - first) // step if times_us.size else np.zeros(0, dtype=np.int64)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -36,12 +37,18 @@ CHECKS = "_checks"
 _US = 1_000_000
 _SEVERITY = {"suspect": 1, "bad": 2}
 _PREVIOUS = -1  # a source's carried state: the previous record's fields that expressions read (checks are 0, 1, ...)
-_NAMES = pa.array([f.value for f in FLAGS], type=pa.string())
 
 
 def flag_names(codes: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Flag codes (int8) as their names."""
-    return pc.take(_NAMES, codes)
+    return pc.take(_flag_name_array(), codes)
+
+
+@cache
+def _flag_name_array() -> pa.Array:
+    """Made on first use: building any Arrow array imports pandas (pyarrow looks for its types), which the
+    engine's first answer does not need."""
+    return pa.array([f.value for f in FLAGS], type=pa.string())
 
 
 @dataclass

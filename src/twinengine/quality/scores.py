@@ -11,11 +11,13 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import xarray as xr
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["Pairs", "Reliability", "exceedance", "rank_histogram", "rank_histograms", "reliability", "skill",
            "skill_of_groups"]
@@ -49,12 +51,14 @@ _GROUP = "group"
 
 
 def _da(values: Array, *dims: str) -> xr.DataArray:
+    import xarray as xr
     return xr.DataArray(np.asarray(values, dtype="float64"), dims=(_PAIR, *dims))
 
 
 def _stacked(parts: Sequence[Array], *dims: str) -> xr.DataArray:
     """Groups of pairs side by side along ``group``, the shorter ones padded with NaN (the scores library
     leaves a pair with a NaN out, as if it were not there)."""
+    import xarray as xr
     longest = max(len(part) for part in parts)
     tail = np.asarray(parts[0]).shape[1:]
     out = np.full((len(parts), longest, *tail), np.nan)

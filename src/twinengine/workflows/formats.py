@@ -14,13 +14,15 @@ import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from twinengine.errors import ProcessParameterInvalid
 from twinengine.workflows.result_size import refuse, write_json
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["FORMATS", "OutputFormat", "find_format", "to_json_value", "write"]
 
@@ -68,6 +70,7 @@ def _clean_attrs(attrs: dict[Any, Any]) -> dict[str, Any]:
 
 def as_dataset(data: xr.DataArray | xr.Dataset) -> xr.Dataset:
     """A cube as a dataset: one variable per band (if it has a band dimension), clean attributes."""
+    import xarray as xr
     if isinstance(data, xr.DataArray):
         if "bands" in data.dims:
             ds = data.to_dataset(dim="bands")
@@ -85,6 +88,7 @@ def as_dataset(data: xr.DataArray | xr.Dataset) -> xr.Dataset:
 
 def to_json_value(value: Any) -> Any:
     """A JSON-able form of a result: cubes as {dims, coords, data}, numbers as numbers, NaN as null."""
+    import xarray as xr
     if isinstance(value, xr.Dataset):
         return {name: to_json_value(value[name]) for name in value.data_vars}
     if isinstance(value, xr.DataArray):
@@ -138,6 +142,7 @@ def write(data: Any, fmt: OutputFormat, folder: Path, stem: str, *, limit: int |
 
 
 def _write(data: Any, fmt: OutputFormat, path: Path, limit: int | None, budget: int | None) -> None:
+    import xarray as xr
     if fmt.name == "NPY":
         _write_npy(data, path)
         return
@@ -180,6 +185,7 @@ def _write(data: Any, fmt: OutputFormat, path: Path, limit: int | None, budget: 
 
 def _write_npy(data: Any, path: Path) -> None:
     """A numeric array as .npy; anything else (ragged lists, strings, objects) is refused, never pickled."""
+    import xarray as xr
     values = data.values if isinstance(data, xr.DataArray) else data
     if isinstance(values, xr.Dataset):
         raise ProcessParameterInvalid("format NPY needs one array; this result is a dataset of "

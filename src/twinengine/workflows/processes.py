@@ -9,16 +9,18 @@ import hashlib
 import math
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from twinengine.errors import ProcessParameterInvalid
 from twinengine.workflows import formats
 from twinengine.workflows.context import current
 from twinengine.workflows.registry import ProcessEntry, ProcessRegistry, standard_processes
 from twinengine.workflows.udf import run_udf_process
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["build_registry", "collection_fingerprint", "to_cube"]
 
@@ -93,6 +95,8 @@ def _polygons(extent: dict[str, Any]) -> Any:
 
 def _within(cube: xr.DataArray, extent: dict[str, Any]) -> xr.DataArray:
     """The cells whose centre lies in the polygons (their bounds selected, the cells between them masked)."""
+    import xarray as xr
+
     from twinengine.access.geometry import polygon_mask
 
     area = _polygons(extent)
@@ -165,6 +169,7 @@ def load_stac(url: str, spatial_extent: Any = None, temporal_extent: Any = None,
 
 def save_result(data: Any, format: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Compute ``data`` through the run's executor and keep it in the result store; returns what was kept."""
+    import xarray as xr
     ctx = current()
     fmt = formats.find_format(str(format))
     if isinstance(data, xr.DataArray | xr.Dataset):
@@ -180,6 +185,7 @@ def save_result(data: Any, format: str, options: dict[str, Any] | None = None) -
 
 
 def run_udf(data: Any, udf: str, runtime: str, version: str | None = None, context: Any = None) -> Any:
+    import xarray as xr
     ctx = current()
     if runtime.lower() != "python":
         raise ProcessParameterInvalid(f"run_udf: runtime {runtime!r} is not supported (use Python)")
@@ -189,6 +195,7 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None, conte
 
 
 def _plain(value: Any) -> Any:
+    import xarray as xr
     if isinstance(value, xr.DataArray):
         if value.size != 1:
             raise ProcessParameterInvalid(f"update_twin_state: a value is a cube of shape {value.shape}; reduce "

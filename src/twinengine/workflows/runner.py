@@ -8,7 +8,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-import xarray as xr
 from sqlalchemy import and_, delete, or_, select, update
 
 from twinengine.auth.groups import groups_of
@@ -100,6 +99,7 @@ class _Cache:
 
     def put(self, key: str, value: Any) -> None:
         """Kept in memory and written with the next batch of node updates (``write``)."""
+        import xarray as xr
         if isinstance(value, xr.DataArray | xr.Dataset) or not _json_sized(value):
             return
         self.pending[key] = {"key": key, "process_id": self.ctx.node or "", "value": value,
@@ -386,6 +386,7 @@ def _finish_value(ctx: RunContext, result: Any) -> Any:
     value beside what the graph saved, only in the run's record when they fit it); a cube nobody saved is saved
     as netCDF. A synchronous run's result is written against its budget (``RunContext.result_room``): past it
     the run is refused."""
+    import xarray as xr
     if isinstance(result, dict) and result.get("saved") is True:
         import json
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.metadata import entry_points
 
 from twinengine.errors import InvalidInput
@@ -36,27 +36,36 @@ def _load(name: str, module: str, attr: str) -> type[StreamLog] | None:
 
 
 @lru_cache(maxsize=1)
-def list_backends() -> dict[str, type[StreamLog]]:
-    """Every usable backend by name: built-ins first, then entry points (which may add or replace)."""
-    found: dict[str, type[StreamLog]] = {}
+def _sources() -> dict[str, tuple[str, str]]:
+    """Where each backend is, by name: built-ins first, then entry points (which may add or replace)."""
     sources = dict(BUILTIN)
     for ep in entry_points(group=GROUP):
         module, _, attr = ep.value.partition(":")
         sources[ep.name] = (module, attr)
-    for name, (module, attr) in sources.items():
-        cls = _load(name, module, attr)
-        if cls is not None:
-            found[name] = cls
-    return found
+    return sources
+
+
+@cache
+def _backend(name: str) -> type[StreamLog] | None:
+    source = _sources().get(name)
+    return None if source is None else _load(name, *source)
+
+
+@lru_cache(maxsize=1)
+def list_backends() -> dict[str, type[StreamLog]]:
+    """Every usable backend by name (each one imported: the NATS client too)."""
+    return {name: cls for name in _sources() if (cls := _backend(name)) is not None}
 
 
 def refresh_backends() -> None:
-    list_backends.cache_clear()
+    for cached in (_sources, _backend, list_backends):
+        cached.cache_clear()
 
 
 def get_backend(name: str) -> type[StreamLog]:
-    backends = list_backends()
-    if name not in backends:
+    """The backend named, importing only it (an engine on the local log never loads the NATS client)."""
+    cls = _backend(name)
+    if cls is None:
         raise InvalidInput(f"stream_backend: no stream backend named {name!r}; installed: "
-                           f"{', '.join(sorted(backends))} (see docs/streams.md)")
-    return backends[name]
+                           f"{', '.join(sorted(list_backends()))} (see docs/streams.md)")
+    return cls
