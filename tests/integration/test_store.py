@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import OperationalError
 
 from helpers import Engine
+from pg_fixtures import new_database
 from twinengine.auth.models import AuditEvent
 from twinengine.store import engine as store_engine
 from twinengine.store import migrate
@@ -41,9 +44,12 @@ def test_a_store_at_head_is_found_so_without_loading_the_history(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """``twin serve`` migrates the store, then the runtime's start asks again: one query answers, not Alembic
     loading every script. A store behind the head is still migrated."""
-    prepared, new = Database(f"sqlite:///{tmp_path / 'prepared.db'}"), Database(f"sqlite:///{tmp_path / 'new.db'}")
+    prepared, behind = Database(f"sqlite:///{tmp_path / 'prepared.db'}"), Database(f"sqlite:///{tmp_path / 'b.db'}")
+    empty = Database(f"sqlite:///{tmp_path / 'empty.db'}")
     try:
         head = migrate.upgrade(prepared)
+        assert head is not None
+        migrate.upgrade(behind, f"{int(head) - 1:04d}")
         run: list[str] = []
         alembic_upgrade = alembic_command.upgrade
 
@@ -53,21 +59,91 @@ def test_a_store_at_head_is_found_so_without_loading_the_history(tmp_path: Path,
 
         monkeypatch.setattr(alembic_command, "upgrade", counted)
         assert migrate.upgrade(prepared) == head and run == []
-        assert migrate.upgrade(new) == head and run == ["head"]
-        assert migrate.current_revision(new) == migrate.head_revision(new)
+        assert migrate.upgrade(empty) == head and run == []  # built from the models at once, stamped at head
+        assert migrate.upgrade(behind) == head and run == ["head"]
+        for db in (empty, behind):
+            assert migrate.current_revision(db) == migrate.head_revision(db)
     finally:
-        prepared.dispose()
-        new.dispose()
+        for db in (prepared, behind, empty):
+            db.dispose()
 
 
-def test_models_match_the_migration_history(engine: Engine) -> None:
-    """Autogenerate against the migrated store finds nothing left to do: one history, no drift."""
+@pytest.fixture
+def fresh(backend: str, tmp_path: Path) -> Iterator[Callable[[], Database]]:
+    """New empty databases of the test's store: SQLite files, or PostgreSQL databases of the test's own."""
+    made: list[Database] = []
+    with ExitStack() as dropped:
+        def new() -> Database:
+            if backend == "sqlite":
+                url = f"sqlite:///{tmp_path / f'fresh-{len(made)}.db'}"
+            else:
+                url = dropped.enter_context(new_database("twin_fresh")).replace("postgresql://",
+                                                                                "postgresql+psycopg://", 1)
+            made.append(Database(url))
+            return made[-1]
+
+        yield new
+        for db in made:
+            db.dispose()
+
+
+def _replayed(db: Database) -> None:
+    """Every migration of the history run in turn, as a store made by an older engine was brought to head."""
+    cfg = migrate.alembic_config(db.url)
+    with db.engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        alembic_command.upgrade(cfg, "head")
+
+
+def _schema_and_rows(db: Database) -> dict[str, Any]:
+    """What a store is made of, as the database reports it: per table its columns (any order), primary key,
+    indexes, unique, foreign-key and check constraints, and its rows."""
+    described: dict[str, Any] = {}
+    with db.engine.connect() as conn:
+        found = inspect(conn)
+        for table in sorted(found.get_table_names()):
+            columns = sorted((c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                             for c in found.get_columns(table))
+            indexes = sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]), str(i.get("dialect_options")))
+                             for i in found.get_indexes(table))
+            uniques = sorted((u["name"] or "", tuple(u["column_names"])) for u in found.get_unique_constraints(table))
+            keys = sorted((tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]),
+                           str(f.get("options"))) for f in found.get_foreign_keys(table))
+            checks = sorted(str(c["sqltext"]) for c in found.get_check_constraints(table))
+            rows = sorted(sorted((name, str(value)) for name, value in row._mapping.items())
+                          for row in conn.execute(text(f'SELECT * FROM "{table}"')))
+            key = found.get_pk_constraint(table)["constrained_columns"]
+            described[table] = {"columns": columns, "primary key": key, "indexes": indexes, "unique": uniques,
+                                "foreign keys": keys, "checks": checks, "rows": rows}
+    return described
+
+
+def test_models_match_the_migration_history(fresh: Callable[[], Database]) -> None:
+    """Autogenerate against a store brought to head by the whole history finds nothing left to do: one
+    history, no drift."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    with engine.runtime.db.engine.connect() as conn:
+    db = fresh()
+    _replayed(db)
+    with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
+
+
+def test_an_empty_store_is_built_at_head_as_the_history_builds_it(fresh: Callable[[], Database]) -> None:
+    """An empty store is made from the models at once and stamped (the first start's 0.7 s of migrations);
+    what it holds is what replaying every migration gives: the same tables, columns, keys, indexes,
+    constraints, seeded rows and revision. A model changed without its migration (or a migration that seeds
+    rows ``SEEDS`` lacks) fails here."""
+    replayed, built = fresh(), fresh()
+    _replayed(replayed)
+    assert migrate.upgrade(built) == migrate.current_revision(replayed) == migrate.head_revision(built)
+    expected, got = _schema_and_rows(replayed), _schema_and_rows(built)
+    assert set(got) == set(expected)
+    for table in expected:
+        assert got[table] == expected[table], table
+    assert any(expected[table]["rows"] for table in expected if table != "alembic_version")  # seeds compared too
 
 
 def test_sqlite_runs_in_wal_mode(engine: Engine, backend: str) -> None:

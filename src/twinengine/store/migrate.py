@@ -7,7 +7,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, inspect
 
 from twinengine._version import __version__
 from twinengine.errors import StoreNewerThanEngine
@@ -44,17 +44,34 @@ def upgrade(db: Database, revision: str = "head") -> str | None:
         if db.backend == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
         cfg.attributes["connection"] = connection
-        try:
-            command.upgrade(cfg, revision)
-        except CommandError:  # Alembic looks the store's revision up before it runs anything
-            refuse_newer_store(connection, ScriptDirectory.from_config(cfg))
-            raise
+        if revision == "head" and not inspect(connection).get_table_names():
+            _create_at_head(connection, cfg)
+        else:
+            try:
+                command.upgrade(cfg, revision)
+            except CommandError:  # Alembic looks the store's revision up before it runs anything
+                refuse_newer_store(connection, ScriptDirectory.from_config(cfg))
+                raise
     if db.backend == "sqlite":
         analyze(db)
     reached = current_revision(db)
     if revision == "head":
         _reached_head = reached
     return reached
+
+
+def _create_at_head(connection: Connection, cfg: Config) -> None:
+    """An empty store built from the models at once, with the rows the history would have written, and
+    stamped at the head (Alembic's "building an up to date database from scratch"): 0.05 s where replaying
+    the history took 0.7 s. In the caller's transaction: SQLite's write lock (``BEGIN IMMEDIATE``) or
+    PostgreSQL's advisory lock keeps a second engine starting at once from finding the store empty too."""
+    from twinengine.store.migrations import SEEDS, schema
+
+    metadata = schema()
+    metadata.create_all(connection)
+    for table, rows in SEEDS.items():
+        connection.execute(metadata.tables[table].insert(), rows)
+    command.stamp(cfg, "head")
 
 
 def refuse_newer_store(connection: Connection, scripts: ScriptDirectory) -> None:

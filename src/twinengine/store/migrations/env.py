@@ -1,31 +1,14 @@
-"""Alembic environment: the schema is the union of every package's ``models`` module."""
+"""Alembic environment: the schema is the union of every package's ``models`` module (``schema()``)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-import twinengine.auth.models
-import twinengine.calibration.models
-import twinengine.catalog.models
-import twinengine.compute.models
-import twinengine.dataspace.models
-import twinengine.lake.models
-import twinengine.ml.models
-import twinengine.processes.models
-import twinengine.store.changes
-import twinengine.store.shared_blobs
-import twinengine.streams.models
-import twinengine.subscriptions.models
-import twinengine.twin_assimilation.models
-import twinengine.twins.forecast_models
-import twinengine.twins.models
-import twinengine.twins.relationship_models
-import twinengine.workflows.models  # noqa: F401  (registers tables on Base.metadata)
-from twinengine.store.base import Base
+from twinengine.store.migrations import schema
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = schema()
 
 
 def _run(connection: object) -> None:
