@@ -305,9 +305,16 @@ def main() -> None:
                 headers = {"Authorization": f"Bearer {token}"}
 
                 def get(path: str, params: dict[str, Any] | None = None, auth: bool = True) -> tuple[int, bytes]:
-                    conn.request("GET", path + ("?" + urlencode(params) if params else ""),
-                                 headers=headers if auth else {})
-                    response = conn.getresponse()
+                    target = path + ("?" + urlencode(params) if params else "")
+                    try:
+                        conn.request("GET", target, headers=headers if auth else {})
+                        response = conn.getresponse()
+                    except (http.client.RemoteDisconnected, ConnectionError, http.client.CannotSendRequest):
+                        # the server closed the idle keep-alive connection (uvicorn's 5 s) while another
+                        # side ran long (pygeoapi's continental query): connect again and ask once more
+                        conn.close()
+                        conn.request("GET", target, headers=headers if auth else {})
+                        response = conn.getresponse()
                     return response.status, response.read()
 
                 trivial = timed(lambda: get("/edr/conformance"), 300)
