@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,3 +62,74 @@ def test_a_gauge_history_crosses_from_one_engine_to_another(two: tuple[LiveEngin
     audit = provider.twin_json("audit", "--action", "dataspace", "--limit", "500")["items"]
     events = {(e["action"], (e.get("detail") or {}).get("event")) for e in audit}
     assert ("dataspace.agreement", "finalized") in events and ("dataspace.data", None) in events
+
+
+def _until(read: Callable[[], dict[str, Any]], state: str, timeout: float = 60) -> dict[str, Any]:
+    """What ``read`` answers once it is in ``state`` with nothing pending (it may not exist at first: the other
+    side's message is on its way)."""
+    deadline = time.monotonic() + timeout
+    row: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            row = read()
+        except (IndexError, StopIteration):
+            row = {}
+        if row.get("state") == state and not row.get("pending"):
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"not {state} within {timeout} s: {row}")
+
+
+def test_a_manual_offer_is_steered_step_by_step_from_the_command_line(two: tuple[LiveEngine, LiveEngine],
+                                                                      tmp_path: Path) -> None:
+    """A steward agrees, finalizes and starts by hand (``--manual``): each step through ``twin offer negotiation
+    ID STEP`` and ``twin offer transfer-process ID STEP``, a transfer refused by terminating it, the usage
+    record read back, and a participant recorded then removed."""
+    provider, consumer = two
+    for engine in two:
+        engine.twin("lake", "endpoint", "add", "site", "--protocol", "file", "--location",
+                    str(engine.settings.data_dir / "lake" / "site"))
+    rain = tmp_path / "rain.csv"
+    rain.write_bytes(b"time,rain\n" + os.urandom(16 * 1024).hex().encode())
+    provider.twin("lake", "dataset", "add", "reach:rain")
+    provider.twin("lake", "upload", str(rain), "reach:rain/rain.csv", "--endpoint", "site", "--dataset", "reach:rain")
+    offered = provider.twin_json("offer", "create", "reach:rain", "--title", "Rain", "--manual")
+    who = consumer.twin_json("offer", "identity")["did"]
+    provider.twin("offer", "participant", "add", who, "--organisation", "Downstream Authority")
+    assert [p["did"] for p in provider.twin_json("offer", "participant", "list")] == [who]
+
+    asked = consumer.twin_json("offer", "negotiate", provider.url, offered["dataset_id"])
+    theirs = _until(lambda: provider.twin_json("offer", "negotiations", "--role", "provider")[0], "REQUESTED")
+    shown = provider.twin("offer", "negotiation", str(theirs["id"]))
+    assert f"negotiation {theirs['id']} provider REQUESTED" in shown  # waits for the steward
+    provider.twin("offer", "negotiation", str(theirs["id"]), "agree", "--wait")
+    _until(lambda: provider.twin_json("offer", "negotiation", str(theirs["id"])), "VERIFIED")  # the consumer's
+    done = provider.twin_json("offer", "negotiation", str(theirs["id"]), "finalize", "--wait")
+    assert done["state"] == "FINALIZED" and done["agreement_id"]
+    agreement = _until(lambda: consumer.twin_json("offer", "negotiation", str(asked["id"])),
+                       "FINALIZED")["agreement_id"]
+    assert agreement == done["agreement_id"]
+
+    pulled = consumer.twin_json("offer", "transfer", agreement, "remote:rain")
+    requested = _until(lambda: provider.twin_json("offer", "transfers", "--role", "provider")[0], "REQUESTED")
+    started = provider.twin_json("offer", "transfer-process", str(requested["id"]), "start", "--wait")
+    assert started["state"] in ("STARTED", "COMPLETED")
+    landed = _until(lambda: consumer.twin_json("offer", "transfer-process", str(pulled["id"])), "COMPLETED")
+    assert landed["files"][0]["sha256"] == hashlib.sha256(rain.read_bytes()).hexdigest()
+
+    refused = consumer.twin_json("offer", "transfer", agreement, "remote:rain-again")
+    second = _until(lambda: next(t for t in provider.twin_json("offer", "transfers", "--role", "provider")
+                             if t["consumer_pid"] == refused["consumer_pid"]), "REQUESTED")
+    provider.twin("offer", "transfer-process", str(second["id"]), "terminate", "--wait")
+    _until(lambda: consumer.twin_json("offer", "transfer-process", str(refused["id"])), "TERMINATED")
+
+    usage = provider.twin_json("offer", "usage", agreement)
+    served = [a for a in usage if a["outcome"] == "served" and a["file"] == "rain.csv"]
+    assert len(served) == 1 and served[0]["participant"] == who and served[0]["bytes"] == rain.stat().st_size
+    table = provider.twin("offer", "usage", agreement)
+    assert "rain.csv" in table and "served" in table
+
+    wrong = provider.twin("offer", "negotiation", str(theirs["id"]), "dance", expect=2)
+    assert "dance" in wrong and "agree" in wrong  # the choices named
+    provider.twin("offer", "participant", "remove", who)
+    assert provider.twin_json("offer", "participant", "list") == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,27 @@ participant_app = typer.Typer(help="Participants this engine knows as a provider
 app.add_typer(participant_app, name="participant")
 
 _FINAL = {"FINALIZED", "TERMINATED", "COMPLETED"}
+
+
+class NegotiationStep(StrEnum):
+    """A person's step in a negotiation: the provider's on a manual offer, the consumer's on its own."""
+
+    agree = "agree"
+    finalize = "finalize"
+    offer = "offer"
+    request = "request"
+    accept = "accept"
+    verify = "verify"
+    terminate = "terminate"
+
+
+class TransferStep(StrEnum):
+    """A person's step on a transfer process (``start`` also resumes a suspended one)."""
+
+    start = "start"
+    suspend = "suspend"
+    complete = "complete"
+    terminate = "terminate"
 
 
 @app.command("create")
@@ -92,15 +114,22 @@ def catalog(ctx: typer.Context, url: str = typer.Argument(..., help="The provide
     out.emit(found, lambda: console.print(table(None, ["dataset", "title", "offers"], rows)))
 
 
-def _wait(client: object, kind: str, item: int, timeout: float) -> Any:
+def _wait(client: object, kind: str, item: int, timeout: float, *, delivered: bool = False) -> Any:
+    """The negotiation or transfer once final (``delivered``: once nothing it owes the other side is pending)."""
     deadline = time.monotonic() + timeout
     dataspace = client.dataspace  # type: ignore[attr-defined]
     read = dataspace.negotiation if kind == "negotiation" else dataspace.transfer_state
     row = read(item)
-    while (row.state not in _FINAL or row.pending) and time.monotonic() < deadline:
+    while ((row.state not in _FINAL and not delivered) or row.pending) and time.monotonic() < deadline:
         time.sleep(0.2)
         row = read(item)
     return row
+
+
+def _said(kind: str, row: Any) -> str:
+    pending = f" (sending {row.pending})" if row.pending else ""
+    agreement = f" agreement {row.agreement_id}" if row.agreement_id else ""
+    return f"{kind} {row.id} {row.role} {row.state}{pending}{agreement} {row.error or ''}".rstrip()
 
 
 @app.command("negotiate")
@@ -141,6 +170,23 @@ def negotiations(ctx: typer.Context, role: str | None = typer.Option(None, "--ro
         rows = client.dataspace.negotiations(role=role)
     out.emit(rows, lambda: console.print(table(None, ["id", "role", "state", "peer", "agreement", "error"], [
         [str(r.id), r.role, r.state, r.peer, r.agreement_id or "", (r.error or "")[:60]] for r in rows])))
+
+
+@app.command("negotiation")
+def negotiation(ctx: typer.Context, negotiation_id: int = typer.Argument(..., min=1),
+                step: NegotiationStep | None = typer.Argument(None, help="Take this step: agree, finalize or offer "
+                                                                         "(the provider's, on a manual offer); "
+                                                                         "request, accept or verify (the "
+                                                                         "consumer's); terminate (either)."),
+                wait: bool = typer.Option(False, "--wait", help="Wait until the other side has the step.")) -> None:
+    """One negotiation; with a STEP, take that step (a manual offer's steward agrees, then finalizes)."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.dataspace.step(negotiation_id, step.value) if step else \
+            client.dataspace.negotiation(negotiation_id)
+        if wait:
+            row = _wait(client, "negotiation", row.id, 120, delivered=True)
+    out.emit(row, lambda: console.print(_said("negotiation", row), highlight=False))
 
 
 @app.command("agreements")
@@ -191,6 +237,37 @@ def transfers(ctx: typer.Context, role: str | None = typer.Option(None, "--role"
         [str(r.id), r.role, r.state, r.agreement_id, str(r.bytes), r.landed or ""] for r in rows])))
 
 
+@app.command("transfer-process")
+def transfer_process(ctx: typer.Context, transfer_id: int = typer.Argument(..., min=1),
+                     step: TransferStep | None = typer.Argument(None, help="Take this step: start (also resumes a "
+                                                                            "suspended transfer), suspend, complete "
+                                                                            "or terminate."),
+                     wait: bool = typer.Option(False, "--wait",
+                                               help="Wait until the other side has the step.")) -> None:
+    """One transfer process; with a STEP, take it (a manual offer's steward starts a requested transfer)."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.dataspace.transfer_step(transfer_id, step.value) if step else \
+            client.dataspace.transfer_state(transfer_id)
+        if wait:
+            row = _wait(client, "transfer", row.id, 120, delivered=True)
+    out.emit(row, lambda: console.print(_said("transfer", row) + (f" {row.bytes} bytes" if row.bytes else ""),
+                                        highlight=False))
+
+
+@app.command("usage")
+def usage(ctx: typer.Context,
+          agreement: str = typer.Argument(..., help="An agreement under an offer of yours.")) -> None:
+    """The usage record of an agreement this engine provides: every data access, refused ones with the reason."""
+    out = state_of(ctx)
+    with out.client() as client:
+        rows = client.dataspace.accesses(agreement)
+    out.emit(rows, lambda: console.print(table(None, ["at", "participant", "transfer", "file", "bytes", "outcome",
+                                                "reason"], [
+        [str(r.at), r.participant or "", str(r.transfer_id or ""), r.file or "", str(r.bytes), r.outcome,
+         r.reason or ""] for r in rows])))
+
+
 @participant_app.command("add")
 def participant_add(ctx: typer.Context, did: str = typer.Argument(..., help="Its did:web."),
                     title: str | None = typer.Option(None, "--title"),
@@ -213,3 +290,12 @@ def participant_list(ctx: typer.Context) -> None:
         rows = client.dataspace.participants()
     out.emit(rows, lambda: console.print(table(None, ["did", "organisation", "groups", "spatial"], [
         [r.did, r.organisation or "", ", ".join(r.groups), ", ".join(r.spatial)] for r in rows])))
+
+
+@participant_app.command("remove")
+def participant_remove(ctx: typer.Context, did: str = typer.Argument(..., help="Its did:web.")) -> None:
+    """Forget a participant's organisation, groups and regions: policies asking for them no longer hold for it."""
+    out = state_of(ctx)
+    with out.client() as client:
+        client.dataspace.remove_participant(did)
+    out.emit({"removed": did}, lambda: console.print(f"removed {did}", highlight=False))

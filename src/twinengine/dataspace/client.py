@@ -74,6 +74,11 @@ class DataspaceClient:
     def participants(self) -> list[ParticipantRead]:
         return _list(ParticipantRead, self._t.request("GET", f"{_P}/participants").json())
 
+    def remove_participant(self, did: str) -> None:
+        """Forget what this provider recorded of a participant (admins); policies asking for its organisation,
+        groups or regions then no longer hold for it."""
+        self._t.request("DELETE", f"{_P}/participants/{segment(did)}")
+
     # -- consuming ------------------------------------------------------------------------------------------------
 
     def catalog(self, url: str) -> dict[str, Any]:
