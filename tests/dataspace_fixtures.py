@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx2 as httpx
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -37,7 +38,8 @@ from twinengine.lake.endpoints import add_endpoint
 from twinengine.lake.schemas import EndpointCreate
 from twinengine.runtime import Runtime
 
-__all__ = ["BACKENDS", "CONTEXT", "Participant", "Peer", "engine_store", "msg", "served_engine", "wait_state"]
+__all__ = ["BACKENDS", "CONTEXT", "Checked", "Participant", "Peer", "checked_messages", "engine_store", "msg",
+           "served_engine", "wait_state"]
 
 CONTEXT = ["https://w3id.org/dspace/2025/1/context.jsonld"]
 # the stores a test of the state machines runs on (tests/conftest.py keeps only SQLite's unless marked every_store)
@@ -115,6 +117,46 @@ def served_engine(root: Path, template: Path, *, database_url: str | None = None
             yield Participant(url=server.url, runtime=runtime, admin=token)
     finally:
         runtime.close()
+
+
+@dataclass
+class Checked:
+    """What ``checked_messages`` saw: how many messages and answers, and their problems."""
+
+    seen: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def verdict(self) -> None:
+        assert self.seen, "no message between the engines was checked"
+        assert not self.problems, "messages or answers between the engines off their schema:\n" + \
+            "\n".join(self.problems)
+
+
+@contextmanager
+def checked_messages() -> Iterator[Checked]:
+    """Every message an engine of this process sends another participant, and every JSON answer it gets, checked
+    against the specification's schemas while the block runs (the engines' own messages between each other are
+    otherwise checked only by the receiver, and answers by no one)."""
+    from twinengine.dataspace import peers
+    from twinengine.dataspace.spec import SCHEMA_OF, problems
+
+    checked = Checked()
+    sent = peers.send
+
+    def send(settings: Settings, url: str, message: dict[str, Any] | None, token: str,
+             method: str = "POST") -> tuple[int, Any]:
+        if message is not None:
+            checked.seen += 1
+            checked.problems.extend(f"{method} {url}: {p}" for p in problems(message))
+        status, answer = sent(settings, url, message, token, method)
+        if isinstance(answer, dict) and (answer.get("@type") in SCHEMA_OF or status >= 400):
+            checked.seen += 1
+            checked.problems.extend(f"answer {status} of {method} {url}: {p}" for p in problems(answer))
+        return status, answer
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(peers, "send", send)
+        yield checked
 
 
 def wait_state(engine: Participant, kind: str, item: int, state: str, token: str | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dataspace_fixtures import BACKENDS, Participant, engine_store, served_engine, wait_state
+from dataspace_fixtures import BACKENDS, Participant, checked_messages, engine_store, served_engine, wait_state
 
 pytestmark = pytest.mark.every_store  # the state machines live in the store: both stores
 
@@ -29,8 +29,10 @@ def engines(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path,
             backend: str) -> Iterator[tuple[Participant, Participant]]:
     with engine_store(backend) as ours, engine_store(backend) as theirs, \
             served_engine(tmp_path_factory.mktemp("provider"), migrated_sqlite, database_url=ours) as provider, \
-            served_engine(tmp_path_factory.mktemp("consumer"), migrated_sqlite, database_url=theirs) as consumer:
+            served_engine(tmp_path_factory.mktemp("consumer"), migrated_sqlite, database_url=theirs) as consumer, \
+            checked_messages() as checked:
         yield provider, consumer
+    checked.verdict()
 
 
 @pytest.fixture(scope="module")

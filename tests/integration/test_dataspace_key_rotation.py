@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dataspace_fixtures import BACKENDS, Participant, engine_store, served_engine, wait_state
+from dataspace_fixtures import BACKENDS, Participant, checked_messages, engine_store, served_engine, wait_state
 
 pytestmark = pytest.mark.every_store
 
@@ -28,8 +28,10 @@ def engines(request: pytest.FixtureRequest, tmp_path: Path,
     backend = str(request.param)
     with engine_store(backend) as ours, engine_store(backend) as theirs, \
             served_engine(tmp_path / "provider", migrated_sqlite, database_url=ours) as provider, \
-            served_engine(tmp_path / "consumer", migrated_sqlite, database_url=theirs) as consumer:
+            served_engine(tmp_path / "consumer", migrated_sqlite, database_url=theirs) as consumer, \
+            checked_messages() as checked:
         yield provider, consumer
+    checked.verdict()
 
 
 def _published(engine: Participant) -> set[str]:
