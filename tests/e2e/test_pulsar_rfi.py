@@ -54,3 +54,7 @@ def test_the_pulsar_chapter_flags_classifies_and_folds_through_the_engine(tmp_pa
     assert sum(1 for line in lines if not line.startswith("#")) == 63 + 256  # a line a chunk, a line a bin
     assert Path(facts["filterbank"]).read_bytes()[4:16] == b"HEADER_START"
     assert any(line.startswith("fold workflow: folded S/N") for line in said)
+    # the view answers in one sentence, from the twin's own state
+    answer = facts["answer"]
+    assert answer.startswith(f"{facts['twin']} judged 63 chunks of the observation: {state['pulse_chunks']} hold")
+    assert f"has S/N {state['folded_snr']:.1f}" in answer and f"{state['flagged_fraction']:.1%}" in answer

@@ -105,8 +105,10 @@ def pulsar_search(ctx: DemoContext) -> None:
     ctx.say(f"fold workflow: folded S/N {state['folded_snr']:.1f} over {state['folded_chunks']} chunks, "
             f"{ratio:.3f} of the S/N with the truth mask ({with_truth.snr:.1f}); {out.name} lists every chunk's "
             "class and score and the folded profile")
+    answer = uma.view(twin.name, "pulsar").summary_text
+    ctx.say(f"the portal's view of {twin.name} answers: {answer}")
     seconds = time.perf_counter() - started
-    ctx.facts["pulsar"] = {"twin": twin.name, "seed": seed, "chunks": len(judged), "labels": labels,
+    ctx.facts["pulsar"] = {"answer": answer, "twin": twin.name, "seed": seed, "chunks": len(judged), "labels": labels,
                            "recall": recall, "loud_pulses": len(loud), "false_rate": false_rate,
                            "empty_chunks": len(empty), "state": state, "truth_snr": with_truth.snr,
                            "snr_ratio": ratio, "report": str(out), "report_snr": written["snr"],
