@@ -154,6 +154,14 @@ def test_parts_sent_as_the_cycles_go_add_up_to_the_whole_answer(monkeypatch: pyt
         lower=np.full(n, -np.inf), upper=np.full(n, np.inf), coords=np.arange(n, dtype=float),
         plan=_plan(range(1, 41), y), part=timed.append, part_seconds=0.0)
     assert [p["members"].shape[0] for p in timed] == [1] * 39  # every cycle is late: a part each, the last answered
+    sized: list[dict[str, Any]] = []
+    last = worker_side.cycles(
+        step="m:step", names=NAMES, parameters={}, dt=180.0, operators={}, members=start, log_weights=None,
+        method="etkf", tuning={"inflation": 1.05, "rotate": True}, seed=7, noise_std=np.full(n, 0.01),
+        lower=np.full(n, -np.inf), upper=np.full(n, np.inf), coords=np.arange(n, dtype=float),
+        plan=_plan(range(1, 41), y), part=sized.append, part_seconds=3600.0, part_bytes=3 * start.nbytes)
+    assert [p["members"].shape[0] for p in sized] == [3] * 12 + [2, 1]  # 3 ensembles' bytes, then as many as are left
+    np.testing.assert_array_equal(np.concatenate([p["members"] for p in [*sized, last]]), whole["members"])
 
 
 def test_a_failing_cycle_keeps_the_ones_before_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from twinengine.assimilation import _checks
 from twinengine.assimilation._checks import Array, Operator
 
-__all__ = ["enkf", "etkf", "etkf_observed", "gaspari_cohn", "letkf", "mean_preserving_rotation"]
+__all__ = ["enkf", "etkf", "etkf_anomalies", "etkf_observed", "gaspari_cohn", "letkf", "mean_preserving_rotation"]
 
 
 def _prepare(E: object, y: object, H: Operator, R: object, inflation: float, additive: object,
@@ -128,6 +128,17 @@ def etkf_observed(E: Array, Y: Array, y: Array, variances: Array, rng: np.random
     each cycle's inputs cost more than the analysis of a small ensemble)."""
     inv_std = 1.0 / np.sqrt(variances)
     return _etkf(E, y, Y, lambda v: v * inv_std, rng, rotate)
+
+
+def etkf_anomalies(xbar: Array, A: Array, Y: Array, ybar: Array, y: Array, variances: Array) -> Array:
+    """The ETKF's analysis from the forecast mean ``xbar`` (n,), its (already inflated) anomalies ``A``
+    (N, n), their observed part ``Y`` (N, p) around the observed mean ``ybar`` (p,), and diagonal
+    ``variances`` (p,): ``etkf_observed`` for a caller that has the mean and anomalies already (the engine's
+    cycles: one mean of the ensemble per cycle instead of four). No checks, no rotation."""
+    inv_std = 1.0 / np.sqrt(variances)
+    S = Y * (inv_std / np.sqrt(A.shape[0] - 1))
+    increment, anomalies = _ensemble_update(S, (y - ybar) * inv_std, A)
+    return np.asarray(xbar + increment + anomalies, dtype=float)
 
 
 def _etkf(ens: Array, obs: Array, Y: Array, white: Callable[[Array], Array], rng: np.random.Generator | None,

@@ -20,6 +20,7 @@ from twinengine.compute.models import UsageRecord
 from twinengine.crates.record import Input, ModelUse, Output, RunRecord, Step
 from twinengine.ml.models import GateDecision, TrainingRun
 from twinengine.twin_assimilation.models import AssimilationCycle
+from twinengine.twin_assimilation.packed import list_of
 from twinengine.twins.models import Twin
 
 __all__ = ["assimilation_record", "batch_of", "calibration_record", "json_output", "training_record"]
@@ -200,7 +201,8 @@ def batch_of(session: Session, first: AssimilationCycle) -> list[AssimilationCyc
 def analyses(cycles: list[AssimilationCycle]) -> list[dict[str, Any]]:
     """What each cycle made, without its ids or revision numbers (a rerun's are others): the analysis ensemble,
     the observations it used and the innovations."""
-    return [{"cycle": i, "valid_time": c.valid_time.isoformat(), "members": c.ensemble.get("members"),
+    return [{"cycle": i, "valid_time": c.valid_time.isoformat(),
+             "members": None if c.ensemble.get("members") is None else list_of(c.ensemble["members"]),
              "log_weights": c.ensemble.get("log_weights"), "names": c.ensemble.get("names"),
              "observations": c.observations, "innovations": c.innovations, "spread": c.spread}
             for i, c in enumerate(cycles)]

@@ -18,7 +18,7 @@ import numpy as np
 
 from twinengine.assimilation import bootstrap_update, enkf, letkf, three_dvar
 from twinengine.assimilation._checks import inflate
-from twinengine.assimilation.ensemble import etkf_observed
+from twinengine.assimilation.ensemble import etkf_anomalies, etkf_observed
 
 __all__ = ["Analysis", "Background", "FilterTuning", "Generator", "analyse", "weighted_stats"]
 
@@ -89,6 +89,8 @@ def analyse(bg: Background, method: str, tuning: FilterTuning, rng: Generator) -
     is called only by a method that draws (seeding a generator costs more than a small ETKF's algebra)."""
     N, n = bg.members.shape
     Z = np.hstack([bg.members, bg.observed]) if bg.observed.size else bg.members
+    if method == "etkf" and not tuning.rotate and not np.any(np.asarray(tuning.additive) > 0):
+        return _etkf_plain(Z, bg, tuning.inflation, n)
     HZ = Z[:, bg.columns]
     weighted = bg.log_weights if method == "pf" else None
     if weighted is None:  # weighted_stats's plain case, on the observed columns only
@@ -132,6 +134,25 @@ def analyse(bg: Background, method: str, tuning: FilterTuning, rng: Generator) -
         xa = three_dvar(xb, bg.y, H[:, :n], bg.variances, np.eye(n) * b_std**2)
         Za = bg.members + (xa - xb)
     return Analysis(np.asarray(Za)[:, :n], log_weights, mean, expected, ess)
+
+
+def _etkf_plain(Z: np.ndarray, bg: Background, inflation: float, n: int) -> Analysis:
+    """The deterministic ETKF (no rotation, no additive noise) from one mean of the augmented members: the
+    observed mean and spread, the inflation and the analysis all come from it and its anomalies."""
+    xbar = Z.mean(axis=0)
+    if not (np.isfinite(xbar).all() and np.isfinite(bg.y).all()):  # a NaN or infinite member value shows here
+        raise ValueError("E or y contains NaN or infinite values")
+    if not np.isfinite(inflation) or inflation < 1.0:
+        raise ValueError(f"inflation must be a finite factor >= 1, got {inflation}")
+    A = Z - xbar
+    HA = A[:, bg.columns]
+    expected = np.sqrt(np.einsum("ij,ij->j", HA, HA) / (Z.shape[0] - 1) + bg.variances)
+    if inflation != 1.0:
+        A *= inflation
+        HA *= inflation
+    ybar = xbar[bg.columns]
+    Za = etkf_anomalies(xbar, A, HA, ybar, bg.y, bg.variances)
+    return Analysis(Za[:, :n], None, ybar, expected, None)
 
 
 def _generator(rng: Generator) -> np.random.Generator:

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from twinengine.catalog.assimilation_spec import AssimilationSpec
 
-__all__ = ["usable", "window"]
+__all__ = ["ticks_of", "usable", "window"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -27,7 +27,9 @@ def usable(table: pa.Table) -> pa.Table:
     return table.filter(pc.invert(pc.fill_null(pc.equal(table["_quality"], "bad"), False)))
 
 
-def _ticks(when: datetime, unit: str) -> int:
+def ticks_of(when: datetime, unit: str) -> int:
+    """``when`` as an Arrow timestamp of ``unit`` (floored: a record's time t is at or before ``when`` exactly
+    when its integer is at or below this one)."""
     micros = (when - _EPOCH) // timedelta(microseconds=1)
     per = _PER_SECOND[unit]
     return micros * per // 1_000_000 if per >= 1_000_000 else micros // (1_000_000 // per)
@@ -51,7 +53,7 @@ def window(spec: AssimilationSpec, table: pa.Table, time_field: str, after: date
     unit = table.schema.field(time_field).type.unit
     times = pc.cast(table[time_field], pa.int64()).to_numpy(zero_copy_only=False).tolist()
     observed = _observed(spec, table).tolist()
-    last = None if after is None else _ticks(after, unit)
+    last = None if after is None else ticks_of(after, unit)
     count, current, cut = 0, None, len(times)
     for i, when in enumerate(times):
         if current is not None and when != current:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
 from twinengine.twin_assimilation.models import AssimilationCycle
+from twinengine.twin_assimilation.packed import array_of
 from twinengine.twin_assimilation.record import QUANTILES, statistics
 from twinengine.twins import service as twins
 
@@ -66,6 +67,8 @@ def history_table(session: Session, *, principal: Principal, ref: str, after: in
         if not rows:
             break
         ensembles = [orjson.loads(str(row[-1])) for row in rows]
+        for ensemble in ensembles:
+            ensemble["members"] = array_of(ensemble["members"])
         width = max(len(names), *(len(e["names"]) for e in ensembles))
         allowed = max(1, MAX_VALUES // (5 * width)) - count  # a large state: fewer rows (at least one)
         if allowed <= 0:
@@ -106,7 +109,7 @@ def _statistics(ensembles: list[dict[str, Any]]) -> list[tuple[list[str], np.nda
         end = start + 1
         while end < len(ensembles) and (ensembles[end]["names"], len(ensembles[end]["members"])) == key:
             end += 1
-        members = np.asarray([e["members"] for e in ensembles[start:end]], dtype=float)
+        members = np.stack([e["members"] for e in ensembles[start:end]])
         weights = [None if e.get("log_weights") is None else np.asarray(e["log_weights"], dtype=float)
                    for e in ensembles[start:end]]
         mean, std, q = statistics(members, weights)

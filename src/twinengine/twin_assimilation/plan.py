@@ -16,7 +16,7 @@ from twinengine.catalog.assimilation_spec import AssimilationSpec
 from twinengine.errors import ValidationFailed
 from twinengine.twin_assimilation.observations import ObservationTime
 
-__all__ = ["MAX_STEPS", "Clock", "Planned", "layout", "payload", "plan_cycle"]
+__all__ = ["MAX_STEPS", "Clock", "Observed", "Planned", "layout", "payload", "plan_cycle", "steps"]
 
 MAX_STEPS = 100_000  # model steps between two observation times
 
@@ -39,7 +39,8 @@ class Planned:
     cycle of 40 observations made 40 dictionaries here and 80 more in its record): their names, stream
     offsets, values and error stds (NaN until the app's error function gives it), the augmented column each
     observes, its position (LETKF), and which take their std from an error function ([index, entrypoint,
-    name])."""
+    name]). The numeric columns are lists, or numpy arrays where the cycles were planned on the records'
+    columns (``columns.Columns``)."""
 
     number: int
     stream: str
@@ -47,11 +48,11 @@ class Planned:
     steps: list[dict[str, float]]
     forcing: dict[str, float]
     names: list[str]
-    offsets: list[int]
-    values: list[float]
-    stds: list[float]
-    columns: list[int]
-    positions: list[float]
+    offsets: list[int] | np.ndarray
+    values: list[float] | np.ndarray
+    stds: list[float] | np.ndarray
+    columns: list[int] | np.ndarray
+    positions: list[float] | np.ndarray
     errors: list[list[Any]]
 
     @property
@@ -60,7 +61,7 @@ class Planned:
         return len(self.names)
 
 
-def _steps(spec: AssimilationSpec, clock: Clock, when: ObservationTime) -> list[dict[str, float]]:
+def steps(spec: AssimilationSpec, clock: Clock, when: ObservationTime) -> list[dict[str, float]]:
     """The forcing of each model step from the clock's time to the observation time: the latest value read at
     or before the step's end (a rain gauge reports the interval that ends at its reading). The first cycle's
     steps start at the first guess's time (none when its time is unknown)."""
@@ -88,7 +89,7 @@ def _steps(spec: AssimilationSpec, clock: Clock, when: ObservationTime) -> list[
 
 
 @dataclass(frozen=True)
-class _Observed:
+class Observed:
     """What planning needs of one declared observation, looked up once a request, not once a reading."""
 
     column: int
@@ -98,7 +99,7 @@ class _Observed:
     entrypoint: str | None  # else an error function
 
 
-def layout(spec: AssimilationSpec, coords: np.ndarray) -> dict[str, _Observed]:
+def layout(spec: AssimilationSpec, coords: np.ndarray) -> dict[str, Observed]:
     """Each observation's augmented column (a state entry, or past them the operators' in order), position
     and error, as ``plan_cycle`` takes them."""
     operators = [name for name, o in spec.observations.items() if o.operator is not None]
@@ -107,18 +108,22 @@ def layout(spec: AssimilationSpec, coords: np.ndarray) -> dict[str, _Observed]:
     for name, obs in spec.observations.items():
         column = spec.state.index(obs.observes) if obs.observes is not None else n + operators.index(name)
         position = obs.position if obs.position is not None else (float(coords[column]) if column < n else 0.0)
-        out[name] = _Observed(column, position, obs.error.std, bool(obs.error.record), obs.error.entrypoint)
+        out[name] = Observed(column, position, obs.error.std, bool(obs.error.record), obs.error.entrypoint)
     return out
 
 
 def plan_cycle(spec: AssimilationSpec, clock: Clock, when: ObservationTime, number: int, stream: str,
-               observed: dict[str, _Observed]) -> Planned:
+               observed: dict[str, Observed]) -> Planned:
     """Cycle ``number`` on the observations of ``when`` (``observed``: the spec's ``layout``); moves ``clock``
     on past it."""
-    steps = _steps(spec, clock, when)
-    planned = Planned(number, stream, when, steps, dict(clock.forcing), [], [], [], [], [], [], [])
-    names, offsets, values, stds = planned.names, planned.offsets, planned.values, planned.stds
-    columns, positions = planned.columns, planned.positions
+    made = steps(spec, clock, when)
+    names: list[str] = []
+    offsets: list[int] = []
+    values: list[float] = []
+    stds: list[float] = []
+    columns: list[int] = []
+    positions: list[float] = []
+    errors: list[list[Any]] = []
     for reading in when.readings:
         obs = observed[reading.name]
         sd: float
@@ -130,13 +135,15 @@ def plan_cycle(spec: AssimilationSpec, clock: Clock, when: ObservationTime, numb
             sd = reading.std
         else:
             sd = math.nan
-            planned.errors.append([len(names), obs.entrypoint, reading.name])
+            errors.append([len(names), obs.entrypoint, reading.name])
         columns.append(obs.column)
         positions.append(obs.position)
         names.append(reading.name)
         offsets.append(reading.offset)
         values.append(reading.value)
         stds.append(sd)
+    planned = Planned(number, stream, when, made, dict(clock.forcing), names, offsets, values, stds, columns,
+                      positions, errors)
     clock.time, clock.offset = when.time, when.end
     return planned
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, cast
 
 import numpy as np
@@ -27,6 +28,7 @@ from twinengine.quality.uncertainty import Uncertainty
 from twinengine.store.base import utcnow
 from twinengine.twin_assimilation.analysis import weighted_stats
 from twinengine.twin_assimilation.models import AssimilationCycle
+from twinengine.twin_assimilation.packed import list_of, pack
 from twinengine.twin_assimilation.plan import Planned
 from twinengine.twin_assimilation.schemas import CycleRead
 from twinengine.twins import state as twin_state
@@ -163,49 +165,96 @@ def record(session: Session, batch: Batch, plans: list[Planned], got: dict[str, 
     first = twin_state.append_revisions(session, [(batch.twin, pending)], author=batch.principal.name,
                                         manifests={batch.twin.id: batch.manifest})[batch.twin.id]
     ids = os.urandom(6 * done).hex()  # one draw for the batch's ids
-    names, now, at = list(batch.spec.state), utcnow(), 0
+    names, now = list(batch.spec.state), utcnow()
     obs_all = np.asarray(got["obs"], dtype=float)
     spreads = stds.mean(axis=1).tolist()
+    counts = np.fromiter((p.observed for p in plans[:done]), dtype=np.int64, count=done)
+    values_all = _joined([p.values for p in plans[:done]], float, obs_all.shape[0])
+    offsets_all = _joined([p.offsets for p in plans[:done]], np.int64, obs_all.shape[0])
+    stats = _innovation_stats(counts, values_all, obs_all)
+    ends = np.cumsum(counts).tolist()
+    # a list per column for the whole batch (one tolist each), sliced per cycle: 40 numbers as JSON text cost
+    # less than packing them; an ensemble (N x n) is packed
+    values_list, offsets_list = values_all.tolist(), offsets_all.tolist()
+    background, expected_list, std_list = obs_all[:, 0].tolist(), obs_all[:, 1].tolist(), obs_all[:, 2].tolist()
     rows: list[dict[str, Any]] = []
     reads: list[CycleRead] = []
     size = int(every.shape[1])
+    dumps, fragment = orjson.dumps, orjson.Fragment
+    names_json = fragment(dumps(names))  # the same in every record of the batch: written once
     fixed = {"created_at": now, "twin_id": batch.twin.id, "owner": batch.principal.name, "method": batch.method.value,
-             "members": size, "seed": batch.seed, "tuning": batch.tuning}
+             "members": size, "seed": batch.seed, "json_tuning": dumps(batch.tuning).decode()}
     for k, planned in enumerate(plans[:done]):
-        count = planned.observed
-        obs = obs_all[at:at + count]  # none when nothing was weighed
-        at += count
+        count, end = planned.observed, ends[k]
+        at = end - count
         innovations: dict[str, Any] = {}
-        stats: tuple[float | None, float | None, float | None] = (None, None, None)
+        sd = planned.stds = std_list[at:end]  # the std each was weighed with (an error function's, too)
+        value = values_list[at:end]
         if count:
-            sd = obs[:, 2].tolist()
-            planned.stds = sd  # the std each was weighed with (an error function's, too)
-            innovations = {COLUMNS: {"name": planned.names, "observed": planned.values,
-                                     "background": obs[:, 0].tolist(), "expected": obs[:, 1].tolist(), "std": sd}}
-            d = np.asarray(planned.values) - obs[:, 0]
-            stats = (float(d.mean()), float(np.sqrt(np.mean(d**2))), float(np.sqrt(np.mean(obs[:, 1] ** 2))))
-        ensemble = {"names": names, "members": every[k], "forcing": planned.forcing, "log_weights": weights[k],
-                    "ess": got["ess"][k], "late": planned.when.late, "prior": prior_cycle}
+            innovations = {COLUMNS: {"name": planned.names, "observed": value, "background": background[at:end],
+                                     "expected": expected_list[at:end], "std": sd}}
+        mean, rms, expected = stats[k]
+        ensemble = {"names": names_json, "members": pack(every[k]), "forcing": planned.forcing,
+                    "log_weights": weights[k], "ess": got["ess"][k], "late": planned.when.late, "prior": prior_cycle}
         if not each:
             ensemble["in_revision"] = k == done - 1
-        row = {**fixed, "id": "as-" + ids[12 * k:12 * k + 12], "number": planned.number,
-               "valid_time": planned.when.time, "offsets": {planned.stream: [planned.when.first, planned.when.end]},
-               "observations": {"name": planned.names, "stream": planned.stream, "offset": planned.offsets,
-                                "value": planned.values, "std": planned.stds},
-               "innovations": innovations, "obs_count": count,
-               "innovation_mean": stats[0], "innovation_rms": stats[1], "expected_rms": stats[2],
-               "spread": spreads[k], "ensemble": ensemble, "revision": first + k if each else first,
-               "origin_cycle": prior_cycle if planned.number == 1 else None}
-        prior_cycle = row["id"]
-        rows.append(row)
-        reads.append(CycleRead.model_construct(
-            id=row["id"], twin=batch.twin.name, number=planned.number, method=batch.method, members=size,
-            seed=batch.seed, tuning=batch.tuning, valid_time=planned.when.time, obs_count=count,
-            offsets=row["offsets"], innovation_mean=stats[0], innovation_rms=stats[1], expected_rms=stats[2],
-            spread=spreads[k], revision=row["revision"], origin_cycle=row["origin_cycle"], created_at=now,
-            innovations=None, observations=None, analysis=None, provenance=None))
+        cycle_id, offsets = "as-" + ids[12 * k:12 * k + 12], {planned.stream: [planned.when.first, planned.when.end]}
+        revision, origin = first + k if each else first, prior_cycle if planned.number == 1 else None
+        rows.append({**fixed, "id": cycle_id, "number": planned.number, "valid_time": planned.when.time,
+                     "json_offsets": dumps(offsets).decode(),
+                     "json_observations": dumps({"name": planned.names, "stream": planned.stream,
+                                                 "offset": offsets_list[at:end], "value": value, "std": sd}).decode(),
+                     "json_innovations": dumps(innovations).decode(), "obs_count": count,
+                     "innovation_mean": mean, "innovation_rms": rms, "expected_rms": expected,
+                     "spread": spreads[k], "json_ensemble": dumps(ensemble, option=_NUMPY).decode(),
+                     "revision": revision, "origin_cycle": origin})
+        prior_cycle = cycle_id
+        reads.append(_read({
+            "id": cycle_id, "twin": batch.twin.name, "number": planned.number, "method": batch.method,
+            "members": size, "seed": batch.seed, "tuning": batch.tuning, "valid_time": planned.when.time,
+            "obs_count": count, "offsets": offsets, "innovation_mean": mean, "innovation_rms": rms,
+            "expected_rms": expected, "spread": spreads[k], "revision": revision, "origin_cycle": origin,
+            "created_at": now, "innovations": None, "observations": None, "analysis": None, "provenance": None}))
     _insert(session, rows)
     return reads
+
+
+def _read(values: dict[str, Any]) -> CycleRead:
+    """A ``CycleRead`` of values the engine made (``model_construct`` with every field given, without its
+    per-field defaults pass, which cost more than the rest of a record)."""
+    read = CycleRead.__new__(CycleRead)
+    object.__setattr__(read, "__dict__", values)
+    object.__setattr__(read, "__pydantic_fields_set__", set(values))
+    object.__setattr__(read, "__pydantic_extra__", None)
+    object.__setattr__(read, "__pydantic_private__", None)
+    return read
+
+
+def _joined(parts: list[Any], dtype: type, count: int) -> np.ndarray:
+    """The cycles' columns (lists, or arrays where they were planned on columns) end to end."""
+    if parts and all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts).astype(dtype, copy=False)
+    return np.fromiter(chain.from_iterable(parts), dtype=dtype, count=count)
+
+
+def _innovation_stats(counts: np.ndarray, values: np.ndarray,
+                      obs: np.ndarray) -> list[tuple[float | None, float | None, float | None]]:
+    """Each cycle's innovation mean and RMS and their expected RMS (None for a cycle that weighed nothing), for
+    a whole batch in a few numpy calls: ``counts`` observations per cycle, their ``values`` and the worker's
+    ``obs`` rows (background mean, expected spread, std), cycle after cycle."""
+    out: list[tuple[float | None, float | None, float | None]] = [(None, None, None)] * len(counts)
+    weighed = np.flatnonzero(counts)
+    if weighed.size == 0:
+        return out
+    starts = (np.cumsum(counts) - counts)[weighed]
+    d = values - obs[:, 0]
+    n = counts[weighed].astype(float)
+    means = np.add.reduceat(d, starts) / n
+    rms = np.sqrt(np.add.reduceat(d * d, starts) / n)
+    expected = np.sqrt(np.add.reduceat(obs[:, 1] ** 2, starts) / n)
+    for k, m, r, e in zip(weighed.tolist(), means.tolist(), rms.tolist(), expected.tolist(), strict=True):
+        out[k] = (m, r, e)
+    return out
 
 
 def observation_rows(stored: Any) -> list[dict[str, Any]]:
@@ -215,7 +264,8 @@ def observation_rows(stored: Any) -> list[dict[str, Any]]:
         return stored
     stream = stored["stream"]
     return [{"name": n, "stream": stream, "offset": o, "value": v, "std": s}
-            for n, o, v, s in zip(stored["name"], stored["offset"], stored["value"], stored["std"], strict=True)]
+            for n, o, v, s in zip(stored["name"], list_of(stored["offset"]), list_of(stored["value"]),
+                                  list_of(stored["std"]), strict=True)]
 
 
 def innovation_rows(stored: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -225,8 +275,8 @@ def innovation_rows(stored: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if columns is None:
         return stored
     return {n: {"observed": o, "background": b, "innovation": o - b, "expected": e, "std": s}
-            for n, o, b, e, s in zip(columns["name"], columns["observed"], columns["background"],
-                                     columns["expected"], columns["std"], strict=True)}
+            for n, o, b, e, s in zip(columns["name"], list_of(columns["observed"]), list_of(columns["background"]),
+                                     list_of(columns["expected"]), list_of(columns["std"]), strict=True)}
 
 
 COLUMNS = "#columns"  # the key of a record's innovations kept as columns (no observation is named so)
@@ -236,15 +286,10 @@ _TABLE = cast(Table, AssimilationCycle.__table__)
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    """The records (a value per column) in one executemany, their JSON written by orjson (floats in C: a
-    record's ensemble is N x n numbers, which the JSON type's ``json.dumps`` made the largest cost of a
-    cycle; members and weights straight from their arrays)."""
+    """The records (a value per column, the JSON columns as ``json_<name>`` text written by orjson: floats in
+    C, the members packed) in one executemany."""
     connection = session.connection()
     pg = connection.dialect.name == "postgresql"
     statement = insert(_TABLE).values({name: sql_cast(bindparam(f"json_{name}", type_=Text()), JSONB()) if pg else
                                        bindparam(f"json_{name}", type_=Text()) for name in _JSON})
-    plain = [c.name for c in _TABLE.c if c.name not in _JSON]
-    dumps = orjson.dumps
-    connection.execute(statement, [{**{name: row[name] for name in plain},
-                                    **{f"json_{name}": dumps(row[name], option=_NUMPY).decode() for name in _JSON}}
-                                   for row in rows])
+    connection.execute(statement, rows)

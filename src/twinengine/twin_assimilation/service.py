@@ -35,8 +35,10 @@ from twinengine.streams.uncertainty import plain_records
 from twinengine.twin_assimilation.analysis import weighted_stats
 from twinengine.twin_assimilation.answer import malformed
 from twinengine.twin_assimilation.backlog import usable, window
+from twinengine.twin_assimilation.columns import Columns, columnar
 from twinengine.twin_assimilation.models import AssimilationCycle
 from twinengine.twin_assimilation.observations import next_time
+from twinengine.twin_assimilation.packed import array_of
 from twinengine.twin_assimilation.plan import Clock, Planned, layout, payload, plan_cycle
 from twinengine.twin_assimilation.provenance import cycle_provenance
 from twinengine.twin_assimilation.record import Batch, innovation_rows, observation_rows, record
@@ -113,7 +115,7 @@ def _prior(session: Session, twin: Twin) -> _Prior:
         return _Prior(None, None, None, 0, {}, None)
     ens = last.ensemble
     weights = ens.get("log_weights")
-    return _Prior(np.asarray(ens["members"], dtype=float), None if weights is None else np.asarray(weights),
+    return _Prior(array_of(ens["members"]), None if weights is None else np.asarray(weights),
                   last.valid_time, int(next(iter(last.offsets.values()))[1]), dict(ens.get("forcing") or {}), last.id)
 
 
@@ -287,11 +289,14 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
     time_field = manifest.streams[stream].time_field
     table = engines.hub.read(stream_key(source.id, stream), start=prior.offset, limit=MAX_RECORDS,
                              time_field=time_field)
-    total, records = 0, []
+    total, records, columns = 0, [], None
     if table is not None:
         table = usable(table)
         total, cut = window(spec, table, time_field, prior.time, request.cycles)
-        records = plain_records(table.slice(0, cut))
+        if columnar(spec, table):  # numbers only: planned on the columns, no dict per record
+            columns = Columns.of(spec, table.slice(0, cut), time_field)
+        else:
+            records = plain_records(table.slice(0, cut))
     row = catalog.get_app_version(session, principal=SYSTEM, name=twin.app_name, version=twin.app_version)
     app = engines.code.get(row.archive_sha256, manifest)
     number = (session.scalar(select(func.max(AssimilationCycle.number))
@@ -309,11 +314,16 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
         """``count`` more cycles (fewer where the records end), appended to ``plans``."""
         made: list[Planned] = []
         while len(made) < count:
-            when = next_time(spec, records, time_field, clock.time, clock.offset)
-            if when is None:
+            if columns is not None:
+                planned = columns.plan(spec, clock, number + len(plans) + 1, stream, observed)
+            else:
+                when = next_time(spec, records, time_field, clock.time, clock.offset)
+                planned = None if when is None else plan_cycle(spec, clock, when, number + len(plans) + 1, stream,
+                                                               observed)
+            if planned is None:
                 break
-            made.append(plan_cycle(spec, clock, when, number + len(plans) + 1, stream, observed))
-            plans.append(made[-1])
+            made.append(planned)
+            plans.append(planned)
         return made
 
     plan(min(FIRST_PLANNED, wanted))
@@ -372,7 +382,7 @@ def read_cycle(row: AssimilationCycle, twin: Twin, *, detail: bool = False) -> C
                     innovation_rms=row.innovation_rms, expected_rms=row.expected_rms, spread=row.spread,
                     revision=row.revision, origin_cycle=row.origin_cycle, created_at=row.created_at)
     if detail:
-        members = np.asarray(row.ensemble["members"], dtype=float)
+        members = array_of(row.ensemble["members"])
         weights = row.ensemble.get("log_weights")
         mean, std = weighted_stats(members, None if weights is None else np.asarray(weights))
         out.innovations = {k: InnovationRead.model_validate(v) for k, v in innovation_rows(row.innovations).items()}

@@ -31,6 +31,7 @@ from twinengine.streams.hub import stream_key
 from twinengine.streams.uncertainty import plain_records
 from twinengine.twin_assimilation.health import filter_health
 from twinengine.twin_assimilation.models import AssimilationCycle
+from twinengine.twin_assimilation.packed import array_of
 from twinengine.twin_assimilation.service import Engines
 from twinengine.twins import service as twins
 from twinengine.twins.assimilation_skill_schemas import AssimilationSkillRead
@@ -150,7 +151,7 @@ def _chosen(times: list[tuple[int, datetime]], shortest: float, last: datetime, 
 
 
 def _mean_members(row: AssimilationCycle) -> tuple[np.ndarray, np.ndarray | None]:
-    members = np.asarray(row.ensemble["members"], dtype=float)
+    members = array_of(row.ensemble["members"])
     weights = row.ensemble.get("log_weights")
     if weights is None:
         return members, None

@@ -24,6 +24,8 @@ import numpy as np
 __all__ = ["advance", "cycles", "trial"]
 
 PART_SECONDS = 0.1  # a part of the answer about this often: the engine writes it while the next cycles run
+PART_BYTES = 512 * 1024  # ... or once its ensembles hold this much: a part must fit the worker's pipe (1 MiB),
+# or the worker waits for the engine to read it (which needs the engine's interpreter, busy writing records)
 
 
 def _resolve(entrypoint: str) -> Callable[..., Any]:
@@ -211,7 +213,8 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
            members: np.ndarray, log_weights: np.ndarray | None, method: str, tuning: dict[str, Any], seed: int,
            noise_std: np.ndarray, lower: np.ndarray, upper: np.ndarray, coords: np.ndarray,
            plan: Iterable[dict[str, Any]], form: str = "mapping", count: int | None = None,
-           part: Callable[[dict[str, Any]], None] | None = None, part_seconds: float = PART_SECONDS) -> dict[str, Any]:
+           part: Callable[[dict[str, Any]], None] | None = None, part_seconds: float = PART_SECONDS,
+           part_bytes: int = PART_BYTES) -> dict[str, Any]:
     """Run the cycles of ``plan`` in order, each from the previous one's analysis: the model steps (model noise
     from the generator (seed, number, 1)), the operators, the error functions, the filter (generator (seed,
     number, 2)) and the bounds. A cycle is {"number", "forcing": [per step], "columns", "values", "sd" (NaN
@@ -221,10 +224,11 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
     cycle failed (the cycles before it are returned)}.
 
     With ``part`` (the engine reads parts while this goes on), the cycles done are sent in parts of that form
-    (``error`` None) about every ``part_seconds``, and the parts shrink towards the end (a part is sent once
-    it holds as many cycles as are left to run of the ``count`` planned), so that the engine, writing each
-    part while the next ones run, has little left to write when the last cycle ends; the answer holds the
-    cycles after the last part. The worker never waits for the engine between cycles; ``plan`` may still be
+    (``error`` None) about every ``part_seconds`` (sooner once its ensembles hold ``part_bytes``: a part that
+    outgrows the worker's pipe waits for the engine to read it), and the parts shrink towards the end (a part is
+    sent once it holds as many cycles as are left to run of the ``count`` planned), so that the engine, writing
+    each part while the next ones run, has little left to write when the last cycle ends; the answer holds
+    the cycles after the last part. The worker never waits for the engine between cycles; ``plan`` may still be
     arriving (an iterable: the engine plans the later cycles while the first ones run)."""
     from twinengine.twin_assimilation.analysis import Background, analyse
 
@@ -272,6 +276,7 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
         done.weights.append(weights)
         left = None if count is None else count - index - 1
         if part is not None and left != 0 and (time.perf_counter() - since >= part_seconds
+                                               or len(done.kept) * current.nbytes >= part_bytes
                                                or (left is not None and len(done.kept) >= left)):
             part(done.answer(None))
             done = _Done(current.shape, len(names))
