@@ -33,17 +33,23 @@ def two(tmp_path: Path) -> Iterator[tuple[LiveEngine, LiveEngine]]:
         yield engines[0], engines[1]
 
 
-def test_a_gauge_history_crosses_from_one_engine_to_another(two: tuple[LiveEngine, LiveEngine],
-                                                            tmp_path: Path) -> None:
-    provider, consumer = two
+def _in_the_lake(two: tuple[LiveEngine, LiveEngine], tmp_path: Path, dataset: str, name: str, size: int) -> Path:
+    """A file endpoint ``site`` on both engines, and on the provider's a dataset holding one file of ``size``
+    random bytes (as hex text): the file, as written here."""
     for engine in two:
         engine.twin("lake", "endpoint", "add", "site", "--protocol", "file", "--location",
                     str(engine.settings.data_dir / "lake" / "site"))
-    levels = tmp_path / "levels.csv"
-    levels.write_bytes(b"time,level\n" + os.urandom(64 * 1024).hex().encode())
-    provider.twin("lake", "dataset", "add", "reach:gauge-history")
-    provider.twin("lake", "upload", str(levels), "reach:gauge-history/levels.csv", "--endpoint", "site",
-                  "--dataset", "reach:gauge-history")
+    path = tmp_path / name
+    path.write_bytes(b"time,value\n" + os.urandom(size).hex().encode())
+    two[0].twin("lake", "dataset", "add", dataset)
+    two[0].twin("lake", "upload", str(path), f"{dataset}/{name}", "--endpoint", "site", "--dataset", dataset)
+    return path
+
+
+def test_a_gauge_history_crosses_from_one_engine_to_another(two: tuple[LiveEngine, LiveEngine],
+                                                            tmp_path: Path) -> None:
+    provider, consumer = two
+    levels = _in_the_lake(two, tmp_path, "reach:gauge-history", "levels.csv", 64 * 1024)
     offered = provider.twin_json("offer", "create", "reach:gauge-history", "--title", "Gauge history",
                                  "--purpose", "flood-forecasting", "--count", "3", "--attribution")
     found = consumer.twin_json("offer", "catalog", provider.url)
@@ -86,13 +92,7 @@ def test_a_manual_offer_is_steered_step_by_step_from_the_command_line(two: tuple
     ID STEP`` and ``twin offer transfer-process ID STEP``, a transfer refused by terminating it, the usage
     record read back, and a participant recorded then removed."""
     provider, consumer = two
-    for engine in two:
-        engine.twin("lake", "endpoint", "add", "site", "--protocol", "file", "--location",
-                    str(engine.settings.data_dir / "lake" / "site"))
-    rain = tmp_path / "rain.csv"
-    rain.write_bytes(b"time,rain\n" + os.urandom(16 * 1024).hex().encode())
-    provider.twin("lake", "dataset", "add", "reach:rain")
-    provider.twin("lake", "upload", str(rain), "reach:rain/rain.csv", "--endpoint", "site", "--dataset", "reach:rain")
+    rain = _in_the_lake(two, tmp_path, "reach:rain", "rain.csv", 16 * 1024)
     offered = provider.twin_json("offer", "create", "reach:rain", "--title", "Rain", "--manual")
     who = consumer.twin_json("offer", "identity")["did"]
     provider.twin("offer", "participant", "add", who, "--organisation", "Downstream Authority")
