@@ -126,10 +126,22 @@ def _wait(client: object, kind: str, item: int, timeout: float, *, delivered: bo
     return row
 
 
-def _said(kind: str, row: Any) -> str:
+def _steer(ctx: typer.Context, kind: str, item: int, step: StrEnum | None, wait: bool) -> None:
+    """Show a negotiation or transfer process, or take a step on it first (and wait until it was delivered)."""
+    out = state_of(ctx)
+    with out.client() as client:
+        dataspace = client.dataspace
+        if kind == "negotiation":
+            row: Any = dataspace.step(item, step.value) if step else dataspace.negotiation(item)
+        else:
+            row = dataspace.transfer_step(item, step.value) if step else dataspace.transfer_state(item)
+        if wait:
+            row = _wait(client, kind, row.id, 120, delivered=True)
     pending = f" (sending {row.pending})" if row.pending else ""
     agreement = f" agreement {row.agreement_id}" if row.agreement_id else ""
-    return f"{kind} {row.id} {row.role} {row.state}{pending}{agreement} {row.error or ''}".rstrip()
+    moved = f" {row.bytes} bytes" if getattr(row, "bytes", 0) else ""
+    said = f"{kind} {row.id} {row.role} {row.state}{pending}{agreement}{moved} {row.error or ''}".rstrip()
+    out.emit(row, lambda: console.print(said, highlight=False))
 
 
 @app.command("negotiate")
@@ -180,13 +192,7 @@ def negotiation(ctx: typer.Context, negotiation_id: int = typer.Argument(..., mi
                                                                          "consumer's); terminate (either)."),
                 wait: bool = typer.Option(False, "--wait", help="Wait until the other side has the step.")) -> None:
     """One negotiation; with a STEP, take that step (a manual offer's steward agrees, then finalizes)."""
-    out = state_of(ctx)
-    with out.client() as client:
-        row = client.dataspace.step(negotiation_id, step.value) if step else \
-            client.dataspace.negotiation(negotiation_id)
-        if wait:
-            row = _wait(client, "negotiation", row.id, 120, delivered=True)
-    out.emit(row, lambda: console.print(_said("negotiation", row), highlight=False))
+    _steer(ctx, "negotiation", negotiation_id, step, wait)
 
 
 @app.command("agreements")
@@ -245,14 +251,7 @@ def transfer_process(ctx: typer.Context, transfer_id: int = typer.Argument(..., 
                      wait: bool = typer.Option(False, "--wait",
                                                help="Wait until the other side has the step.")) -> None:
     """One transfer process; with a STEP, take it (a manual offer's steward starts a requested transfer)."""
-    out = state_of(ctx)
-    with out.client() as client:
-        row = client.dataspace.transfer_step(transfer_id, step.value) if step else \
-            client.dataspace.transfer_state(transfer_id)
-        if wait:
-            row = _wait(client, "transfer", row.id, 120, delivered=True)
-    out.emit(row, lambda: console.print(_said("transfer", row) + (f" {row.bytes} bytes" if row.bytes else ""),
-                                        highlight=False))
+    _steer(ctx, "transfer", transfer_id, step, wait)
 
 
 @app.command("usage")
