@@ -8,14 +8,11 @@ Python ``None``, so the dump asks the store which one each is and keeps the SQL 
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import importlib
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,7 +21,7 @@ from sqlalchemy import JSON, Column, Connection, MetaData, Table, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from twinengine.store.base import Base
+from twinengine.store.migrations import schema
 
 __all__ = ["SQL_NULL", "RowsDigest", "engine_tables", "for_insert", "insert_table", "json_positions", "read_rows",
            "select_rows", "write_rows"]
@@ -42,23 +39,11 @@ class _SqlNull:
 SQL_NULL = _SqlNull()
 
 
-def model_modules() -> list[str]:
-    """The modules that declare the store's tables: those the migrations' environment imports (read from its
-    source, so the two never drift apart)."""
-    source = resources.files("twinengine.store").joinpath("migrations", "env.py").read_text()
-    found = []
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Import):
-            found += [alias.name for alias in node.names if alias.name.startswith("twinengine.")]
-    return found
-
-
 @cache
 def engine_tables() -> dict[str, Table]:
-    """Every table of the store, parents before the tables that refer to them (the order rows are loaded in)."""
-    for module in model_modules():
-        importlib.import_module(module)
-    return {table.name: table for table in Base.metadata.sorted_tables}
+    """Every table of the store, parents before the tables that refer to them (the order rows are loaded in):
+    the schema the migrations' environment builds (``store.migrations.schema``: one list of model modules)."""
+    return {table.name: table for table in schema().sorted_tables}
 
 
 def _is_json(column: Column[Any]) -> bool:
