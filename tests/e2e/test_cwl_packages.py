@@ -229,3 +229,46 @@ def test_a_package_takes_a_nested_process_output_as_its_input(cwl_engine: Engine
     assert answer.status_code == 200, answer.text
     files = {f["title"]: f["href"] for f in answer.json()["catalog"]["files"]}
     assert engine.http.get(files["greeting/greeting.txt"], headers=headers).text == "handed on"
+
+
+def test_a_package_s_own_job_control_options_decide_how_its_jobs_run(cwl_engine: Engine) -> None:
+    """An application package's ``processDescription.jobControlOptions`` narrow how its jobs run (OGC API -
+    Processes 1.0's execution mode): a process that runs only as a job runs as one when no preference is sent,
+    one that runs only synchronously answers at once whatever the preference, and a job whose process does not
+    list ``dismiss`` is not dismissed. Options that are none of the three, or name no way to run, are refused
+    naming their place."""
+    engine, headers = cwl_engine, cwl_engine.headers(cwl_engine.admin_token)
+    ogcapppkg = {**headers, "Content-Type": "application/ogcapppkg+json"}
+
+    def deploy(process_id: str, options: Any) -> Any:
+        return engine.http.post("/ogcapi/processes", headers=ogcapppkg, json={
+            "processDescription": {"id": process_id, "jobControlOptions": options},
+            "executionUnit": {"value": yaml.safe_load(_renamed(process_id))}})
+
+    assert deploy("only-async", ["async-execute"]).status_code == 201
+    assert engine.http.get("/ogcapi/processes/only-async").json()["jobControlOptions"] == ["async-execute"]
+    started = engine.http.post("/ogcapi/processes/only-async/execution", headers=headers,
+                               json={"inputs": {"message": "later"}})
+    assert started.status_code == 201, started.text  # no preference: a job, as the process runs only so
+    assert "preference-applied" not in started.headers and started.headers["location"].endswith(
+        started.json()["jobID"])
+    job = started.headers["location"]
+    refused = engine.http.delete(job, headers=headers)
+    assert refused.status_code == 409 and "dismiss" in refused.text
+    assert engine.http.get(job, headers=headers).json()["status"] in ("accepted", "running", "successful")
+
+    assert deploy("only-sync", ["sync-execute", "dismiss"]).status_code == 201
+    answered = engine.http.post("/ogcapi/processes/only-sync/execution",
+                                headers={**headers, "Prefer": "respond-async"},
+                                json={"inputs": {"message": "now"}, "response": "document"})
+    assert answered.status_code == 200, answered.text  # asked for a job, run at once: the process runs only so
+    assert "preference-applied" not in answered.headers and "catalog" in answered.json()
+    dismissed = engine.http.delete(answered.headers["link"].split(">")[0].lstrip("<"), headers=headers)
+    assert dismissed.status_code == 200 and dismissed.json()["status"] == "dismissed"
+
+    for options, place in ((["fast-execute"], "processDescription.jobControlOptions[0]"),
+                           (["dismiss"], "processDescription.jobControlOptions"),
+                           ("sync-execute", "processDescription.jobControlOptions")):
+        bad = deploy("bad-options", options)
+        assert bad.status_code == 400 and place in bad.text, (options, bad.text)
+    assert engine.http.get("/ogcapi/processes/bad-options").status_code == 404

@@ -17,12 +17,14 @@ import yaml
 
 from twinengine.errors import Problem, ValidationFailed
 
-__all__ = ["FILE_TYPES", "Package", "PackageInput", "PackageOutput", "parse_package"]
+__all__ = ["FILE_TYPES", "JOB_CONTROL", "Package", "PackageInput", "PackageOutput", "job_control_options",
+           "parse_package"]
 
 VERSIONS = ("v1.0", "v1.1", "v1.2")
 PROCESS_CLASSES = ("Workflow", "CommandLineTool", "ExpressionTool")
 FILE_TYPES = ("File", "Directory")
 MAX_PACKAGE_BYTES = 4 << 20
+JOB_CONTROL = ("sync-execute", "async-execute", "dismiss")  # OGC API - Processes 1.0, all a package may take
 _SCALARS = {"string": {"type": "string"}, "int": {"type": "integer"}, "long": {"type": "integer"},
             "float": {"type": "number"}, "double": {"type": "number"}, "boolean": {"type": "boolean"},
             "Any": {}, "File": {"type": "string", "format": "uri"}, "Directory": {"type": "string", "format": "uri"}}
@@ -63,6 +65,7 @@ class Package:
     version: str
     inputs: list[PackageInput]
     outputs: list[PackageOutput]
+    job_control: tuple[str, ...] = JOB_CONTROL  # an application package's processDescription may narrow it
 
     @property
     def sha256(self) -> str:
@@ -75,7 +78,7 @@ class Package:
             "title": self.label or process_id or self.process_id,
             **({"description": self.doc} if self.doc else {}),
             "version": self.version,
-            "jobControlOptions": ["sync-execute", "async-execute", "dismiss"],
+            "jobControlOptions": list(self.job_control),
             "outputTransmission": ["value", "reference"],
             "inputs": {i.id: _input_description(i) for i in self.inputs},
             "outputs": {o.id: {"title": o.label or o.id, **({"description": o.doc} if o.doc else {}),
@@ -103,6 +106,21 @@ def parse_package(source: Any, *, where: str = "package") -> Package:
     return Package(document=document, process_id=process_id, fragment=fragment, label=_text(main.get("label")),
                    doc=_text(main.get("doc")), version=str(software) if software else "1.0.0", inputs=inputs,
                    outputs=outputs)
+
+
+def job_control_options(value: Any, where: str) -> tuple[str, ...]:
+    """The ``jobControlOptions`` an application package's ``processDescription`` declares: how its jobs may be
+    run (``sync-execute``, ``async-execute``: at least one) and whether they may be dismissed (``dismiss``)."""
+    if not isinstance(value, list) or not value:
+        raise ValidationFailed.one(where, f"a list of {', '.join(JOB_CONTROL)} is required")
+    for i, option in enumerate(value):
+        if option not in JOB_CONTROL:
+            raise ValidationFailed.one(f"{where}[{i}]", f"one of {', '.join(JOB_CONTROL)} is required "
+                                                        f"(found {option!r})")
+    if not {"sync-execute", "async-execute"} & set(value):
+        raise ValidationFailed.one(where, "sync-execute, async-execute or both are required: a process runs one "
+                                          "way or the other")
+    return tuple(option for option in JOB_CONTROL if option in value)
 
 
 def _load(source: Any, where: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import json
 import re
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
@@ -14,7 +15,7 @@ from urllib.parse import unquote, urlparse
 from sqlalchemy.orm import Session
 
 from twinengine.auth.principal import Principal
-from twinengine.cwl.package import Package, parse_package
+from twinengine.cwl.package import JOB_CONTROL, Package, job_control_options, parse_package
 from twinengine.errors import InvalidInput, SandboxUnavailable, ValidationFailed
 from twinengine.processes import service
 from twinengine.processes.models import DeployedProcess
@@ -52,12 +53,18 @@ def package_from_body(body: bytes, content_type: str, *, read_href: HrefReader |
         units = unit if isinstance(unit, list) else [unit]
         if len(units) != 1 or not isinstance(units[0], dict):
             raise ValidationFailed.one("executionUnit", "one execution unit (a CWL document) is required")
+        described = document.get("processDescription")
+        if described is not None and not isinstance(described, dict):
+            raise ValidationFailed.one("processDescription", "a process description (an object) is required")
+        control = JOB_CONTROL if described is None or "jobControlOptions" not in described else \
+            job_control_options(described["jobControlOptions"], "processDescription.jobControlOptions")
         if "href" in units[0]:
             if read_href is None or not isinstance(units[0]["href"], str):
                 raise ValidationFailed.one("executionUnit.href", "a URL of a lake file of this engine is required")
-            return parse_package(read_href(units[0]["href"]), where="executionUnit.href")
-        value = units[0].get("value", units[0].get("unit"))
-        return parse_package(value, where="executionUnit.value")
+            package = parse_package(read_href(units[0]["href"]), where="executionUnit.href")
+        else:
+            package = parse_package(units[0].get("value", units[0].get("unit")), where="executionUnit.value")
+        return replace(package, job_control=control)
     return parse_package(document)
 
 

@@ -69,6 +69,25 @@ def describe(session: Session, process_id: str) -> dict[str, Any]:
     return dict(row.process)
 
 
+def runs_asynchronously(description: dict[str, Any], *, asked: bool) -> bool:
+    """Whether an execution runs as a job (OGC API - Processes 1.0, the execution mode): asynchronously when
+    the client asked so (``Prefer: respond-async``) and the process may run so, or when it may only run so;
+    otherwise synchronously."""
+    options = description.get("jobControlOptions") or ["sync-execute", "async-execute"]
+    if asked:
+        return "async-execute" in options
+    return "sync-execute" not in options
+
+
+def dismissable(session: Session, process_id: str) -> bool:
+    """Whether the jobs of a process may be dismissed (its description lists ``dismiss``; an undeployed
+    process's jobs may)."""
+    try:
+        return "dismiss" in (describe(session, process_id).get("jobControlOptions") or ["dismiss"])
+    except ProcessNotFound:
+        return True
+
+
 def package_of(session: Session, *, principal: Principal, process_id: str) -> dict[str, Any]:
     """The CWL document a process was deployed with (built-in processes have none)."""
     require(principal, "app.read")

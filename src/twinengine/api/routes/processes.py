@@ -136,14 +136,16 @@ def execute(process_id: ProcessId, request: Request, session: SessionDep, runtim
             principal: PrincipalDep, body: Annotated[Any, Body()] = None,
             prefer: Annotated[str | None, Header(max_length=200)] = None) -> Response:
     engine = runtime.workflows
-    asynchronous = "respond-async" in (prefer or "").replace(" ", "").split(",")
+    asked = "respond-async" in (prefer or "").replace(" ", "").split(",")
+    asynchronous = processes.runs_asynchronously(processes.describe(session, process_id), asked=asked)
     run = processes.execute(session, engine, principal=principal, process_id=process_id, body=body,
                             asynchronous=asynchronous, origin=str(request.base_url))
     if asynchronous:
         session.commit()  # the job exists before its status is answered
         stored = processes.job_of(session, principal=principal, job_id=run.id)
         return JSONResponse(status_info(request, *stored), status_code=201,
-                            headers={"Location": job_url(request, run.id), "Preference-Applied": "respond-async"})
+                            headers={"Location": job_url(request, run.id),
+                                     **({"Preference-Applied": "respond-async"} if asked else {})})
     hold(engine, run)
     session.commit()
     run = run_now(engine, session, run.id, time_limit=engine.sync_timeout)

@@ -17,7 +17,7 @@ from twinengine.api.route_actions import acts
 from twinengine.api.routes.ogc_errors import OgcRoute, ogc_error
 from twinengine.api.routes.ogc_views import base_url, link, output_values, raw_output, results_response, status_info
 from twinengine.api.routing import Router
-from twinengine.errors import RunNotFinished
+from twinengine.errors import Conflict, RunNotFinished
 from twinengine.processes import jobs
 from twinengine.processes import service as processes
 from twinengine.workflows import service as runs
@@ -66,6 +66,9 @@ def job_status(job_id: JobId, request: Request, session: SessionDep, principal: 
 def job_dismiss(job_id: JobId, request: Request, session: SessionDep, runtime: RuntimeDep,
                 principal: PrincipalDep) -> dict[str, Any]:
     run, job = processes.job_of(session, principal=principal, job_id=job_id)
+    if job is not None and not processes.dismissable(session, job.process_id):
+        raise Conflict(f"process {job.process_id} does not let its jobs be dismissed (its jobControlOptions lack "
+                       "dismiss): the job runs to its end and keeps its results")
     if run.status in ("queued", "running", "created"):
         run = runs.cancel_run(session, principal=principal, run_id=run.id)
         if run.id in runtime.workflows.executing:
