@@ -1,22 +1,24 @@
-"""The surrogate's networks (PyTorch): a conditional normalising flow for the layer energies and a conditional
-zero-inflated model for the voxels within each layer, both conditioned on log E_inc.
+"""The surrogate's networks (PyTorch): a masked autoregressive network for the layer energies and hit counts and a
+conditional zero-inflated model for the voxels within each layer, both conditioned on log E_inc.
 
 Layer energies are coded as in CaloFlow: x_0 = ln(E_tot/E_inc) and, for the first 44 layers, the logit of the
-layer's share of what is left from it on, E_i / sum_{j>=i} E_j; so E_tot is one coordinate the flow learns
-directly, and the layers always add up to it. An empty layer is dequantised to a uniform draw below the readout
-cut (and set back to 0 when drawn below it). The flow is a conditional affine map followed by affine couplings.
-A layer's voxels (16 alpha x 9 radial bins, as shares of the layer's energy) are drawn independently given the
-layer: a radial bin's voxel is non-zero with probability p and its log share is a mixture of two normals; p
-and the mixture come from a network of log E_inc, the shower's depth, the layer, and the layer's and its
-neighbours' log energies;
-the bins of one radius share them (the showers enter at normal incidence). The drawn voxels are scaled to the
-layer's energy. This module imports torch; ``surrogate`` imports it only when a model is built.
+layer's share of what is left from it on, E_i / sum_{j>=i} E_j; so E_tot is one coordinate the model learns
+directly, and the layers always add up to it. An empty layer is dequantised to 1-2 times ``EMPTY_MEV``, three
+decades under the readout cut, so empty and hit layers stay apart (and one drawn below the cut is emptied). After
+these 45 coordinates come the layers' counts of voxels above the cut, ln(n + 1 + u). The density of the 90 is a
+MADE (masked autoencoder for distribution estimation): each coordinate a mixture of normals whose parameters come
+from c and the coordinates before it.
+A layer's voxels (16 alpha x 9 radial bins, as shares of the layer's energy) are drawn given the layer: a network
+of log E_inc, the shower's depth, the layer, its hit count and its and its neighbours' log energies gives each
+radial bin a probability of a hit and a mixture of normals for the log share of a hit; exactly the drawn count of
+voxels is hit (picked by their odds without replacement), each gets the readout cut plus its share of the rest of
+the layer's energy. The bins of one radius share the parameters (the showers enter at normal incidence). This
+module imports torch; ``surrogate`` imports it only when a model is built.
 """
 
 from __future__ import annotations
 
 import math
-from typing import cast
 
 import torch
 from torch import nn
@@ -24,10 +26,14 @@ from torch import nn
 from calo_fastsim.geometry import ALPHA_BINS, LAYERS, R_BINS
 from calo_fastsim.simulator import THRESHOLD_MEV
 
-__all__ = ["Surrogate", "condition", "decode_layers", "encode_layers", "fit_scales"]
+__all__ = ["Surrogate", "condition", "decode_hits", "decode_layers", "encode_hits", "encode_layers", "fit_scales"]
 
 LOG_E_MID, LOG_E_HALF = 4.5, 1.5  # log10 of 1 GeV-1 TeV in MeV, mapped onto [-1, 1]
 EPS = 1e-6
+VOXELS_PER_LAYER = ALPHA_BINS * R_BINS
+DIMS = 2 * LAYERS  # the flow's coordinates: 45 for the layer energies, then each layer's hit count
+VOXEL_COMPONENTS = 2  # normals in the mixture of a voxel's log share
+EMPTY_MEV = 1e-3 * THRESHOLD_MEV  # an empty layer is coded as 1-2 times this: far below any layer with a hit
 
 
 def condition(e_inc: torch.Tensor) -> torch.Tensor:
@@ -37,9 +43,9 @@ def condition(e_inc: torch.Tensor) -> torch.Tensor:
 
 def encode_layers(e_inc: torch.Tensor, e_layer: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, q): the flow's coordinates and log10(E_layer / E_inc), empty layers dequantised with ``noise``."""
-    e = torch.where(e_layer > 0, e_layer, THRESHOLD_MEV * noise.clamp_min(EPS))
+    e = torch.where(e_layer > 0, e_layer, EMPTY_MEV * (1 + noise))
     left = torch.flip(torch.cumsum(torch.flip(e, [1]), 1), [1])
-    share = (e[:, :-1] / left[:, :-1]).clamp(1e-12, 1 - EPS)  # an empty layer under a 1 TeV shower: ~1e-8
+    share = (e[:, :-1] / left[:, :-1]).clamp(1e-12, 1 - EPS)  # an empty layer under a 1 TeV shower: ~1e-9
     x = torch.cat([torch.log(left[:, :1] / e_inc[:, None]), torch.log(share) - torch.log1p(-share)], 1)
     return x, torch.log10(e / e_inc[:, None])
 
@@ -56,99 +62,132 @@ def decode_layers(e_inc: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, t
     return cut * scale, q
 
 
-def _zero_linear(inputs: int, outputs: int) -> nn.Linear:
-    layer = nn.Linear(inputs, outputs)
-    nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer
+def encode_hits(hits: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """A layer's count of voxels above the cut as a continuous coordinate: ln(n + 1 + u), u uniform in [0, 1)."""
+    return torch.log(hits + 1 + noise)
 
 
-class Coupling(nn.Module):
-    """Moves the coordinates outside ``mask`` by a scale and shift computed from those inside it and c."""
+def decode_hits(h: torch.Tensor, e_layer: torch.Tensor) -> torch.Tensor:
+    """The counts back, at least one in a layer with energy, none in an empty one, and no more than the layer's
+    energy can raise above the cut."""
+    n = torch.floor(torch.exp(h) - 1).clamp(0, VOXELS_PER_LAYER)
+    n = torch.minimum(n.clamp_min(1), torch.floor(e_layer / THRESHOLD_MEV))
+    return torch.where(e_layer > 0, n, torch.zeros_like(n))
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask (MADE's autoregressive wiring)."""
 
     mask: torch.Tensor
 
-    def __init__(self, mask: torch.Tensor, hidden: int) -> None:
-        super().__init__()
-        self.register_buffer("mask", mask)
-        self.net = nn.Sequential(nn.Linear(LAYERS + 1, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                 _zero_linear(hidden, 2 * LAYERS))  # starts as the identity
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__(mask.shape[1], mask.shape[0])
+        self.register_buffer("mask", mask.float())
 
-    def _scale_shift(self, frozen: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s, t = self.net(torch.cat([frozen, c], 1)).chunk(2, 1)
-        free = 1 - self.mask
-        return 2 * torch.tanh(s / 2) * free, t * free
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s, t = self._scale_shift(x * self.mask, c)
-        return x * torch.exp(s) + t, s.sum(1)
-
-    def inverse(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        s, t = self._scale_shift(z * self.mask, c)
-        return (z - t) * torch.exp(-s)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight * self.mask, self.bias)
 
 
 class LayerFlow(nn.Module):
-    """p(x | c): standardise, a c-dependent affine map, then couplings, onto N(0, 1)."""
+    """p(x | c) as a masked autoregressive network (MADE): each coordinate's density, a mixture of ``components``
+    normals on the standardised coordinate, is computed from c and the coordinates before it (the total, then
+    the layers from the front), all in one pass for the likelihood and one pass a coordinate when drawing."""
 
     x_mean: torch.Tensor
     x_std: torch.Tensor
 
-    def __init__(self, hidden: int, layers: int) -> None:
+    def __init__(self, hidden: int, layers: int, components: int = 4, dims: int = DIMS) -> None:
         super().__init__()
-        self.register_buffer("x_mean", torch.zeros(LAYERS))
-        self.register_buffer("x_std", torch.ones(LAYERS))
-        self.affine = nn.Sequential(nn.Linear(1, hidden), nn.SiLU(), _zero_linear(hidden, 2 * LAYERS))
-        idx = torch.arange(LAYERS)
-        masks = [(idx % 2 == i % 2) if i % 4 < 2 else ((idx < LAYERS // 2) if i % 2 else (idx >= LAYERS // 2))
-                 for i in range(layers)]
-        self.couplings = nn.ModuleList([Coupling(m.float(), hidden) for m in masks])
+        self.register_buffer("x_mean", torch.zeros(dims))
+        self.register_buffer("x_std", torch.ones(dims))
+        self.components, self.dims = components, dims
+        degree_in = torch.arange(1, dims + 1)
+        # unit k sees coordinates 1..degree; an eighth see c alone, for E_tot/E_inc, the first coordinate
+        alone = hidden // 8
+        degree_hidden = torch.cat([torch.zeros(alone, dtype=torch.long), torch.arange(hidden - alone) % (dims - 1) + 1])
+        self.inputs = MaskedLinear(degree_hidden[:, None] >= degree_in[None, :])
+        self.context = nn.Linear(1, hidden)
+        self.hidden = nn.ModuleList(
+            [MaskedLinear(degree_hidden[:, None] >= degree_hidden[None, :]) for _ in range(max(layers - 1, 0))]
+        )
+        degree_out = degree_in.repeat_interleave(3 * components)  # coordinate d's outputs see only 1..d-1
+        self.out = MaskedLinear(degree_out[:, None] > degree_hidden[None, :])
+        with torch.no_grad():
+            spread = torch.linspace(-1.0, 1.0, components)
+            self.out.weight.mul_(0.1)
+            self.out.bias.view(dims, components, 3).copy_(
+                torch.stack([torch.zeros(components), spread, torch.full((components,), -0.5)], 1)
+            )
+
+    def _features(self, xs: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.silu(self.inputs(xs) + self.context(c))
+        for layer in self.hidden:
+            h = h + nn.functional.silu(layer(h))
+        return h
+
+    def _params(self, xs: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.out(self._features(xs, c)).reshape(len(c), self.dims, self.components, 3)
+        return out[..., 0], out[..., 1], out[..., 2].clamp(-7.0, 3.0)
 
     def log_prob(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """log p(x | c) per coordinate."""
-        shift, log_scale = self.affine(c).chunk(2, 1)
-        z = ((x - self.x_mean) / self.x_std - shift) * torch.exp(-log_scale)
-        log_det = -log_scale.sum(1) - torch.log(self.x_std).sum()
-        for layer in self.couplings:
-            z, more = layer(z, c)
-            log_det = log_det + more
-        out: torch.Tensor = ((-0.5 * z ** 2 - 0.5 * math.log(2 * math.pi)).sum(1) + log_det) / LAYERS
+        xs = (x - self.x_mean) / self.x_std
+        logit_w, mu, log_sig = self._params(xs, c)
+        z = (xs[..., None] - mu) * torch.exp(-log_sig)
+        comp = torch.log_softmax(logit_w, -1) - 0.5 * z**2 - log_sig - 0.5 * math.log(2 * math.pi)
+        out: torch.Tensor = (torch.logsumexp(comp, -1).sum(1) - torch.log(self.x_std).sum()) / self.dims
         return out
 
     def sample(self, c: torch.Tensor) -> torch.Tensor:
-        z = torch.randn(len(c), LAYERS, device=c.device)
-        for layer in reversed(list(self.couplings)):
-            z = cast(Coupling, layer).inverse(z, c)
-        shift, log_scale = self.affine(c).chunk(2, 1)
-        out: torch.Tensor = (z * torch.exp(log_scale) + shift) * self.x_std + self.x_mean
+        xs = torch.zeros(len(c), self.dims, device=c.device)
+        weight = (self.out.weight * self.out.mask).reshape(self.dims, 3 * self.components, -1)
+        bias = self.out.bias.reshape(self.dims, 3 * self.components)
+        for d in range(self.dims):  # only coordinate d's outputs of the last layer
+            raw = nn.functional.linear(self._features(xs, c), weight[d], bias[d]).reshape(len(c), self.components, 3)
+            logit_w, mu, log_sig = raw[..., 0], raw[..., 1], raw[..., 2].clamp(-7.0, 3.0)
+            pick = torch.multinomial(torch.softmax(logit_w, -1), 1)
+            m, s = mu.gather(1, pick)[:, 0], log_sig.gather(1, pick)[:, 0].exp()
+            xs[:, d] = m + s * torch.randn(len(c), device=c.device)
+        out: torch.Tensor = xs * self.x_std + self.x_mean
         return out
 
 
 class VoxelModel(nn.Module):
-    """Per layer and radial bin: p(non-zero) and a two-normal mixture of the log share of the layer."""
+    """Per layer and radial bin: p(non-zero) and a mixture of normals for the log share of the layer."""
 
     q_mean: torch.Tensor
     q_std: torch.Tensor
 
-    def __init__(self, hidden: int) -> None:
+    def __init__(self, hidden: int, components: int = VOXEL_COMPONENTS) -> None:
         super().__init__()
         self.register_buffer("q_mean", torch.zeros(LAYERS))
         self.register_buffer("q_std", torch.ones(LAYERS))
-        self.net = nn.Sequential(nn.Linear(2 + 3 + LAYERS, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, 6 * R_BINS))
+        self.components = components
+        self.net = nn.Sequential(
+            nn.Linear(3 + 3 + LAYERS, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, (1 + 3 * components) * R_BINS),
+        )
 
     @torch.no_grad()
-    def set_output_bias(self, bias: torch.Tensor) -> None:
-        """Start from the training set's average layer (``fit_scales``' ``voxel_bias``)."""
+    def set_output_bias(self, stats: torch.Tensor) -> None:
+        """Start from the training set's average layer (``fit_scales``' ``voxel_bias``: per radial bin the logit
+        hit rate, the mean and the spread of the log share), the mixture's normals spread around the mean."""
         last = self.net[-1]
         if not isinstance(last, nn.Linear):
             raise TypeError("the voxel network must end in a linear layer")
-        last.bias.copy_(bias)
+        k = self.components
+        logit_rate, mean, std = stats[:, :1], stats[:, 1:2], stats[:, 2:3]
+        spread = torch.linspace(-0.5, 0.5, k) if k > 1 else torch.zeros(1)
+        bias = torch.cat([logit_rate, torch.zeros(R_BINS, k), mean + std * spread, torch.log(std).expand(-1, k)], 1)
+        last.bias.copy_(bias.reshape(-1))
 
-    def _inputs(self, c: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """(B * 45, 50): c, the shower's depth, the layer's and its neighbours' standardised log energies, the
-        layer one-hot. The depth (the profile's centre of gravity) stands in for the shower's T, which sets how
-        wide each layer is (GFlash's tau = t / T)."""
+    def _inputs(self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+        """(B * 45, 51): c, the shower's depth, the layer's hit count, the layer's and its neighbours'
+        standardised log energies, the layer one-hot. The depth (the profile's centre of gravity) stands in for
+        the shower's T, which sets how wide each layer is (GFlash's tau = t / T)."""
         b = len(c)
         qs = (q - self.q_mean) / self.q_std
         weight = torch.pow(10.0, q - q.max(1, keepdim=True).values)
@@ -157,78 +196,113 @@ class VoxelModel(nn.Module):
         pad = torch.zeros(b, 1, device=q.device)
         before, after = torch.cat([pad, qs[:, :-1]], 1), torch.cat([qs[:, 1:], pad], 1)
         onehot = torch.eye(LAYERS, device=q.device).expand(b, LAYERS, LAYERS)
-        rows = torch.cat([c[:, None, :].expand(b, LAYERS, 1), depth[:, None, :].expand(b, LAYERS, 1), qs[..., None],
-                          before[..., None], after[..., None], onehot], 2)
+        count = (torch.log1p(hits) - 2.0) / 1.5
+        rows = torch.cat(
+            [
+                c[:, None, :].expand(b, LAYERS, 1),
+                depth[:, None, :].expand(b, LAYERS, 1),
+                count[..., None],
+                qs[..., None],
+                before[..., None],
+                after[..., None],
+                onehot,
+            ],
+            2,
+        )
         return rows.reshape(b * LAYERS, -1)
 
-    def _params(self, c: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.net(self._inputs(c, q)).reshape(-1, R_BINS, 6)
-        logit_p, logit_w, mu, log_sig = out[..., 0], out[..., 1], out[..., 2:4], out[..., 4:6].clamp(-5, 3)
-        return logit_p, logit_w, mu, log_sig
+    def _params(self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        k = self.components
+        out = self.net(self._inputs(c, q, hits)).reshape(-1, R_BINS, 1 + 3 * k)
+        logit_p, logit_w, mu = out[..., 0], out[..., 1 : 1 + k], out[..., 1 + k : 1 + 2 * k]
+        return logit_p, logit_w, mu, out[..., 1 + 2 * k :].clamp(-5, 3)
 
-    def nll(self, c: torch.Tensor, q: torch.Tensor, shares: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+    def nll(
+        self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor, shares: torch.Tensor, filled: torch.Tensor
+    ) -> torch.Tensor:
         """Mean negative log-likelihood per voxel of non-empty layers; ``shares`` (B, 45, 16, 9)."""
-        logit_p, logit_w, mu, log_sig = self._params(c, q)
+        logit_p, logit_w, mu, log_sig = self._params(c, q, hits)
         y = shares.reshape(-1, ALPHA_BINS, R_BINS)
         hit = y > 0
         log_y = torch.log(torch.where(hit, y, torch.ones_like(y)))[..., None]  # (rows, 16, 9, 1)
-        log_w = torch.stack([nn.functional.logsigmoid(logit_w), nn.functional.logsigmoid(-logit_w)], -1)[:, None]
-        comp = (log_w - 0.5 * ((log_y - mu[:, None]) / log_sig.exp()[:, None]) ** 2 - log_sig[:, None]
-                - 0.5 * math.log(2 * math.pi))
+        log_w = torch.log_softmax(logit_w, -1)[:, None]
+        comp = (
+            log_w
+            - 0.5 * ((log_y - mu[:, None]) / log_sig.exp()[:, None]) ** 2
+            - log_sig[:, None]
+            - 0.5 * math.log(2 * math.pi)
+        )
         on = nn.functional.logsigmoid(logit_p)[:, None] + torch.logsumexp(comp, -1)
         off = nn.functional.logsigmoid(-logit_p)[:, None].expand_as(on)
         per_voxel = -torch.where(hit, on, off)
         weight = filled.reshape(-1, 1, 1).to(per_voxel.dtype).expand_as(per_voxel)
         return (per_voxel * weight).sum() / weight.sum().clamp_min(1.0)
 
-    def sample(self, c: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """Unnormalised voxel shares (B, 45, 16, 9)."""
-        logit_p, logit_w, mu, log_sig = self._params(c, q)
+    def sample(self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+        """Unnormalised voxel shares (B, 45, 16, 9), exactly ``hits`` of each layer non-zero: the voxels are
+        picked without replacement by their odds (the Gumbel top-k trick), their shares from the mixture."""
+        logit_p, logit_w, mu, log_sig = self._params(c, q, hits)
         shape = (len(logit_p), ALPHA_BINS, R_BINS)
-        hit = torch.rand(shape, device=c.device) < torch.sigmoid(logit_p)[:, None]
-        first = torch.rand(shape, device=c.device) < torch.sigmoid(logit_w)[:, None]
-        pick = torch.where(first, 0, 1)[..., None]
-        m = torch.gather(mu[:, None].expand(*shape, 2), -1, pick)[..., 0]
-        s = torch.gather(log_sig[:, None].expand(*shape, 2), -1, pick)[..., 0].exp()
-        y = torch.exp((m + s * torch.randn(shape, device=c.device)).clamp_max(0.0)) * hit  # a share is <= 1
+        gumbel = -torch.log(-torch.log(torch.rand(shape, device=c.device).clamp(1e-12, 1 - 1e-7)))
+        keys = (logit_p[:, None] + gumbel).reshape(len(logit_p), -1)
+        k = hits.reshape(-1, 1).long()
+        kth = keys.sort(1, descending=True).values.gather(1, (k - 1).clamp_min(0))
+        hit = ((keys >= kth) & (k > 0)).reshape(shape)
+        gumbel_w = -torch.log(-torch.log(torch.rand((*shape, self.components), device=c.device).clamp(1e-12, 1 - 1e-7)))
+        pick = (logit_w[:, None] + gumbel_w).argmax(-1, keepdim=True)
+        m = torch.gather(mu[:, None].expand(*shape, self.components), -1, pick)[..., 0]
+        s = torch.gather(log_sig[:, None].expand(*shape, self.components), -1, pick)[..., 0].exp()
+        y = torch.exp((m + s * torch.randn(shape, device=c.device)).clamp(-60.0, 0.0)) * hit  # a share is <= 1
         return y.reshape(len(c), LAYERS, ALPHA_BINS, R_BINS)
 
 
 class Surrogate(nn.Module):
     """The whole generator: ``loss`` on simulated showers, ``generate`` for incident energies."""
 
-    def __init__(self, hidden: int = 128, layers: int = 8, voxel_hidden: int = 128) -> None:
+    def __init__(
+        self,
+        hidden: int = 256,
+        layers: int = 2,
+        voxel_hidden: int = 128,
+        components: int = 4,
+        voxel_components: int = VOXEL_COMPONENTS,
+    ) -> None:
         super().__init__()
-        self.flow = LayerFlow(hidden, layers)
-        self.voxels = VoxelModel(voxel_hidden)
+        self.flow = LayerFlow(hidden, layers, components)
+        self.voxels = VoxelModel(voxel_hidden, voxel_components)
 
     def loss(self, e_inc: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
         e_inc, showers = e_inc.reshape(-1), showers.reshape(len(e_inc.reshape(-1)), LAYERS, ALPHA_BINS, R_BINS)
         e_layer = showers.sum((2, 3))
+        hits = (showers > 0).sum((2, 3)).to(e_layer.dtype)
         x, q = encode_layers(e_inc, e_layer, torch.rand_like(e_layer))
         c = condition(e_inc)
         filled = e_layer > 0
         shares = showers / torch.where(filled, e_layer, torch.ones_like(e_layer))[..., None, None]
-        return -self.flow.log_prob(x, c).mean() + self.voxels.nll(c, q, shares, filled)
+        coded = torch.cat([x, encode_hits(hits, torch.rand_like(hits))], 1)
+        return -self.flow.log_prob(coded, c).mean() + self.voxels.nll(c, q, hits, shares, filled)
+
+    @torch.no_grad()
+    def draw_layers(self, e_inc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(E_layer, q as ``encode_layers``, hit counts) for incident energies ``e_inc`` (B,), MeV."""
+        coded = self.flow.sample(condition(e_inc))
+        e_layer, q = decode_layers(e_inc, coded[:, :LAYERS])
+        return e_layer, q, decode_hits(coded[:, LAYERS:], e_layer)
 
     @torch.no_grad()
     def layer_energies(self, e_inc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return decode_layers(e_inc, self.flow.sample(condition(e_inc)))
+        e_layer, q, _ = self.draw_layers(e_inc)
+        return e_layer, q
 
     @torch.no_grad()
     def generate(self, e_inc: torch.Tensor) -> torch.Tensor:
-        """Showers (B, 6480), MeV, for incident energies ``e_inc`` (B,), MeV."""
-        e_layer, q = self.layer_energies(e_inc)
-        y = self.voxels.sample(condition(e_inc), q)
+        """Showers (B, 6480), MeV, for incident energies ``e_inc`` (B,), MeV: each hit voxel gets the readout
+        cut plus its drawn share of the rest of the layer's energy, so hits and energies are as drawn."""
+        e_layer, q, hits = self.draw_layers(e_inc)
+        y = self.voxels.sample(condition(e_inc), q, hits)
         total = y.sum((2, 3))
-        empty = (total <= 0) & (e_layer > 0)  # a layer with energy but no voxel drawn: its energy in the core
-        if bool(empty.any()):
-            y[..., 0, 0] = torch.where(empty, torch.ones_like(total), y[..., 0, 0])
-            total = y.sum((2, 3))
-        v = y / total.clamp_min(1e-30)[..., None, None] * e_layer[..., None, None]
-        v = torch.where(v >= THRESHOLD_MEV, v, torch.zeros_like(v))  # the readout cut, then the layer's energy again
-        kept = v.sum((2, 3))
-        v = v * torch.where(kept > 0, e_layer / kept.clamp_min(1e-30), torch.ones_like(kept))[..., None, None]
+        rest = (e_layer - hits * THRESHOLD_MEV).clamp_min(0.0)
+        v = (y > 0) * THRESHOLD_MEV + y / total.clamp_min(1e-30)[..., None, None] * rest[..., None, None]
         return v.reshape(len(e_inc), -1)
 
 
@@ -237,16 +311,24 @@ def fit_scales(e_inc: torch.Tensor, showers: torch.Tensor, seed: int = 0) -> dic
     fixed dequantisation draw), for the buffers ``x_mean``, ``x_std``, ``q_mean``, ``q_std``."""
     voxels = showers.reshape(len(showers), LAYERS, ALPHA_BINS, R_BINS).double()
     e_layer = voxels.sum((2, 3))
-    noise = torch.rand(e_layer.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    x, q = encode_layers(e_inc.double(), e_layer, noise)
-    return {"x_mean": x.mean(0).float(), "x_std": x.std(0).clamp_min(1e-3).float(),
-            "q_mean": q.mean(0).float(), "q_std": q.std(0).clamp_min(1e-3).float(),
-            "voxel_bias": _voxel_bias(voxels, e_layer)}
+    hits = (voxels > 0).sum((2, 3)).double()
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.rand((2, *e_layer.shape), generator=generator, dtype=torch.float64)
+    x, q = encode_layers(e_inc.double(), e_layer, noise[0])
+    x = torch.cat([x, encode_hits(hits, noise[1])], 1)
+    return {
+        "x_mean": x.mean(0).float(),
+        "x_std": x.std(0).clamp_min(1e-3).float(),
+        "q_mean": q.mean(0).float(),
+        "q_std": q.std(0).clamp_min(1e-3).float(),
+        "voxel_bias": _voxel_bias(voxels, e_layer),
+    }
 
 
 def _voxel_bias(voxels: torch.Tensor, e_layer: torch.Tensor) -> torch.Tensor:
-    """The voxel network's output bias for the training set's mean hit rate and log share per radial bin:
-    training starts from the average layer and spends its steps on what changes from shower to shower."""
+    """Per radial bin, the training set's logit hit rate and the mean and spread of the log share of a hit
+    (R_BINS, 3): the voxel network starts from the average layer and spends its steps on what changes from shower
+    to shower."""
     filled = e_layer > 0
     shares = (voxels / torch.where(filled, e_layer, torch.ones_like(e_layer))[..., None, None])[filled]
     hit = shares > 0
@@ -255,6 +337,4 @@ def _voxel_bias(voxels: torch.Tensor, e_layer: torch.Tensor) -> torch.Tensor:
     count = hit.sum((0, 1)).clamp_min(1)
     mean = logs.sum((0, 1)) / count
     std = torch.sqrt(((logs - mean) ** 2 * hit).sum((0, 1)) / count).clamp_min(0.1)
-    bias = torch.stack([torch.logit(rate), torch.zeros_like(rate), mean - 0.5 * std, mean + 0.5 * std,
-                        torch.log(std), torch.log(std)], 1)
-    return bias.reshape(-1).float()
+    return torch.stack([torch.logit(rate), mean, std], 1).float()

@@ -39,14 +39,16 @@ def generate(model: Any, e_inc_mev: np.ndarray, *, seed: int = 0, batch: int = 1
     torch.manual_seed(seed)
     e = torch.as_tensor(np.asarray(e_inc_mev, dtype=np.float32).reshape(-1))
     device = next(model.parameters()).device
-    parts = [model.generate(e[i:i + batch].to(device)).cpu().numpy() for i in range(0, len(e), batch)]
+    parts = [model.generate(e[i : i + batch].to(device)).cpu().numpy() for i in range(0, len(e), batch)]
     return Showers(incident_energies=e.numpy()[:, None], showers=np.concatenate(parts).astype(np.float32))
 
 
 def _held_out(batch: Any) -> Showers:
     e_inc, showers = batch
-    return Showers(incident_energies=e_inc.reshape(-1, 1).cpu().numpy(),
-                   showers=showers.reshape(-1, showers.shape[-1]).cpu().numpy())
+    return Showers(
+        incident_energies=e_inc.reshape(-1, 1).cpu().numpy(),
+        showers=showers.reshape(-1, showers.shape[-1]).cpu().numpy(),
+    )
 
 
 def calo_surrogate() -> Any:
@@ -60,8 +62,13 @@ def calo_surrogate() -> Any:
     fitted: dict[str, torch.Tensor] = {}  # the training set's scales, for the model built after ``datasets``
 
     def build(params: dict[str, Any]) -> Surrogate:
-        model = Surrogate(int(params.get("hidden", 128)), int(params.get("layers", 8)),
-                          int(params.get("voxel_hidden", 128)))
+        model = Surrogate(
+            int(params.get("hidden", 256)),
+            int(params.get("layers", 2)),
+            int(params.get("voxel_hidden", 128)),
+            int(params.get("components", 4)),
+            int(params.get("voxel_components", 2)),
+        )
         with torch.no_grad():
             for name, value in fitted.items():
                 if name == "voxel_bias":
@@ -93,8 +100,12 @@ def calo_surrogate() -> Any:
         """KPD of the high-level features, held out against drawn (x 10^3 is the paper's unit)."""
         held = _held_out(batch)
         drawn = generate(model, held.incident_energies[:, 0], seed=1)
-        return kpd(kernel_features(features(held)), kernel_features(features(drawn)), batches=5,
-                   batch_size=min(1000, len(held))).value
+        return kpd(
+            kernel_features(features(held)),
+            kernel_features(features(drawn)),
+            batches=5,
+            batch_size=min(1000, len(held)),
+        ).value
 
     def predict(model: Surrogate, inputs: Any) -> Any:
         """{n, seed, energies_mev?} -> {incident_energies (n, 1), showers (n, 6480)} in MeV; energies
@@ -107,12 +118,24 @@ def calo_surrogate() -> Any:
         return {"incident_energies": drawn.incident_energies.tolist(), "showers": drawn.showers.tolist()}
 
     return TrainingTask(
-        build_model=build, datasets=datasets, loss=loss, predict=predict,
+        build_model=build,
+        datasets=datasets,
+        loss=loss,
+        predict=predict,
         metrics={"etot_separation": etot_separation, "kpd": kpd_metric},
-        config=TrainingConfig(epochs=30, batch_size=256, seed=7, threads=2, log_every=25,
-                              optimizer=OptimizerConfig(name="adam", lr=0.002),
-                              schedule=ScheduleConfig(name="cosine"),
-                              params={"hidden": 128, "layers": 8, "voxel_hidden": 128}),
+        config=TrainingConfig(
+            epochs=30,
+            batch_size=64,
+            seed=7,
+            threads=2,
+            log_every=25,
+            optimizer=OptimizerConfig(name="adam", lr=0.002),
+            schedule=ScheduleConfig(name="cosine"),
+            params={"hidden": 256, "layers": 2, "voxel_hidden": 128, "components": 4, "voxel_components": 2},
+        ),
         gate={"thresholds": {"etot_separation": {"max": 0.1}}, "compare": "val_loss", "mode": "min", "margin": 0.0},
-        search_space={"optimizer.lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
-                      "params.hidden": {"type": "int", "low": 64, "high": 256}})
+        search_space={
+            "optimizer.lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
+            "params.hidden": {"type": "int", "low": 64, "high": 256},
+        },
+    )
