@@ -52,3 +52,7 @@ def test_the_demo_chapter_trains_the_surrogate_through_the_engine_and_scores_it(
     assert abs(state["e_ratio"] / state["ref_e_ratio"] - 1) < 0.05, state
     assert 0 <= state["etot_separation"] < 0.5
     assert any(line.startswith("validate workflow:") for line in said)
+    # the view answers in one sentence, from the twin's state and its model's gate
+    answer = facts["answer"]
+    assert answer.startswith(f"{facts['twin']}'s surrogate (version 1, ") and "over 500 showers" in answer
+    assert f"E_tot/E_inc of {state['etot_separation']:.4f}" in answer

@@ -59,8 +59,11 @@ def fast_simulation(ctx: DemoContext) -> None:
             f"10^3 {state['kpd_e3']:.1f} +- {state['kpd_e3_err']:.1f} (goal <= 1.0; the null test's "
             f"{null['kpd_e3']:.2f}), mean E_tot/E_inc {state['e_ratio']:.4f} against {state['ref_e_ratio']:.4f}")
     seconds = time.perf_counter() - started
-    ctx.facts["calo"] = {"twin": twin.name, "seed": seed, "files": files, "null": null, "state": state,
-                         "model_version": run.model_version, "training": run.metrics, "seconds": seconds}
+    answer = uma.view(twin.name, "fastsim").summary_text
+    ctx.say(f"the portal's view of {twin.name} answers: {answer}")
+    ctx.facts["calo"] = {"answer": answer, "twin": twin.name, "seed": seed, "files": files, "null": null,
+                         "state": state, "model_version": run.model_version, "training": run.metrics,
+                         "seconds": seconds}
     ctx.summary += [
         ("showers", f"{FILE_SHOWERS} simulated, HDF5 -> ROOT -> HDF5 exact ({files['hdf5']})"),
         ("null test", f"simulator against itself: classifier AUC {null['auc']:.3f} (0.50 +- 0.02)"),
