@@ -196,6 +196,11 @@ class Settings(BaseSettings):
     request_head_timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0), description="Time "
                                             "a request head may take to arrive from its first byte (a new "
                                             "connection: from its opening): 408 and closed after it.")
+    keep_alive_timeout: timedelta = Field(default=timedelta(seconds=75), gt=timedelta(0), description="How "
+                                          "long an idle connection stays open for the client's next request. "
+                                          "Keep it above the idle timeout of a load balancer or proxy in front "
+                                          "(60 s for many): a server that closes first resets the requests they "
+                                          "send on connections they still hold open.")
     request_body_min_rate: int = Field(default=1024, ge=0, description="Slowest a request body may arrive, in "
                                        "bytes a second over each request_body_rate_window of the engine "
                                        "reading it (408 and closed below; 0: no minimum).")

@@ -29,3 +29,29 @@ def test_the_limits_travel_with_the_server_configuration(tmp_path: Path) -> None
     assert copied.edge_limits == EdgeLimits.from_settings(settings)
     assert copied.edge_limits.request_line == 4096 and copied.edge_limits.header_count == 20
     assert copied.edge_limits.body.allowance("POST", "/api/v1/lake/uploads") == settings.lake_max_upload_bytes
+
+
+def test_an_idle_connection_is_kept_for_the_next_request_past_uvicorn_s_five_seconds(tmp_path: Path) -> None:
+    """A client that reuses a connection after six idle seconds (a validator between its checks, a load balancer
+    with a 60 s idle timeout) is answered on it: uvicorn's own 5 s closed it, and the reuse was reset."""
+    import http.client
+    import time
+
+    from fastapi import FastAPI
+
+    from twinengine.demo.server import InProcessServer
+
+    app = FastAPI()
+    app.get("/ping")(lambda: {"ok": True})
+    assert edge_config(app, Settings(data_dir=tmp_path)).timeout_keep_alive == 75
+    with InProcessServer(app) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            for pause in (0, 6):
+                time.sleep(pause)
+                connection.request("GET", "/ping")  # raises RemoteDisconnected on a connection the server closed
+                response = connection.getresponse()
+                assert response.status == 200 and response.read() == b'{"ok":true}'
+            assert connection.sock is not None  # the same connection throughout: never reconnected
+        finally:
+            connection.close()

@@ -55,7 +55,9 @@ class EdgeConfig(uvicorn.Config):
 
 
 def edge_config(app: Any, settings: Settings, **options: Any) -> EdgeConfig:
-    """The uvicorn configuration every server of the engine runs with: ``app`` behind the edge."""
+    """The uvicorn configuration every server of the engine runs with: ``app`` behind the edge, idle
+    connections kept ``keep_alive_timeout`` (uvicorn's own 5 s reset the clients that reuse one just then)."""
+    options.setdefault("timeout_keep_alive", max(1, round(settings.keep_alive_timeout.total_seconds())))
     return EdgeConfig(app, limits=EdgeLimits.from_settings(settings), **options)
 
 
