@@ -70,13 +70,13 @@ def test_kill_during_upload_and_transfers(tmp_path: Path) -> None:
             for _ in range(8):
                 sent.append(1)
                 yield secrets.token_bytes(1024 * 1024)
-            release.wait(60)  # the server is killed while we hold the rest back
+            release.wait(600)  # the server is killed while we hold the rest back, however long the rule takes
 
         def slow_upload() -> None:
             with suppress(Exception):  # it fails one way or another: the server died under it
                 httpx.post(f"{url}/api/v1/lake/uploads", params={"did": "crash:half.bin", "endpoint": "a"},
                            content=body(), headers={"Authorization": f"Bearer {token}",
-                                                    "Content-Length": str(64 * 1024 * 1024)}, timeout=60)
+                                                    "Content-Length": str(64 * 1024 * 1024)}, timeout=600)
 
         uploader = threading.Thread(target=slow_upload, daemon=True)
         uploader.start()
