@@ -119,7 +119,7 @@ def _results_link(status: dict[str, Any]) -> str | None:
                  and str(link.get("type", "application/json")).startswith("application/json")), None)
 
 
-def _wait_for_results(server: Server, status: dict[str, Any]) -> str:
+def _wait_for_results(server: Server, status: dict[str, Any], url: str | None = None) -> str:
     """The suite's ``loopOverStatus``: follow the job until a results link appears (it waits 4 x 5 s), and the
     job has ended (pygeoapi 0.21 links the results of a job still running, which then answer ResultNotReady)."""
     for _ in range(40):
@@ -127,7 +127,10 @@ def _wait_for_results(server: Server, status: dict[str, Any]) -> str:
         href = _results_link(status)
         if href is not None and status.get("status") not in ("accepted", "running"):
             return str(server.get(href).text)
-        self_link = next(link["href"] for link in status["links"] if link["rel"] in ("self", "monitor", "status"))
+        # the job's own link, else where it was created (pygeoapi 0.21 lists no link of a job still running)
+        self_link = next((link["href"] for link in status.get("links", [])
+                          if link["rel"] in ("self", "monitor", "status")), url)
+        assert self_link is not None, f"the job's status names no link to itself: {status}"
         time.sleep(0.5)
         status = _json(server.get(self_link))
     raise AssertionError("Server did not return a result")
@@ -342,7 +345,8 @@ def test_req_core_job_creation_input_validation(server: Server) -> None:
     response = server.execute(_execute_body(server))
     assert response.status_code in (200, 201)
     if response.status_code == 201:
-        assert TEST_STRING in _wait_for_results(server, _json(server.get(response.headers["location"])))
+        job = response.headers["location"]
+        assert TEST_STRING in _wait_for_results(server, _json(server.get(job)), job)
     else:
         assert TEST_STRING in response.text
     missing = server.execute({"inputs": {}})
@@ -469,7 +473,10 @@ def test_req_core_job_results(server: Server) -> None:
     assert response.status_code == 201
     status = server.get(response.headers["location"])
     assert status.status_code == 200
-    assert not schema_errors("statusInfo.yaml", _json(status))
+    errors = schema_errors("statusInfo.yaml", _json(status))
+    if server.name == "pygeoapi" and errors and set(errors) <= _NULL_TIMES:  # as in _status_ok
+        pytest.xfail(f"pygeoapi 0.21 writes null times in a running job's status: {errors}")
+    assert not errors, errors
 
 
 def test_req_core_job_results_async_document(server: Server) -> None:
@@ -499,7 +506,8 @@ def test_req_core_job_results_async_raw_value_one(server: Server) -> None:
     if response.status_code == 200:
         assert response.text.strip('"') == TEST_STRING
     else:
-        assert TEST_STRING in _wait_for_results(server, _json(server.get(response.headers["location"])))
+        job = response.headers["location"]
+        assert TEST_STRING in _wait_for_results(server, _json(server.get(job)), job)
 
 
 def test_req_core_job_results_sync(server: Server) -> None:
