@@ -17,13 +17,23 @@ from typing import Any
 from twinengine.client import Client
 from twinengine.runtime import Runtime
 
-__all__ = ["Advance", "DemoContext", "DemoOptions", "ml_extra_installed"]
+__all__ = ["Advance", "DemoContext", "DemoOptions", "ml_extra_installed", "skipped_without_ml"]
 
 
 def ml_extra_installed() -> bool:
     """Whether the ``ml`` extra (PyTorch and MLflow) is installed: the chapters that train say so and skip
     without it."""
     return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("mlflow") is not None
+
+def skipped_without_ml(ctx: DemoContext, chapter: str, item: str, needs: str = "torch, mlflow") -> bool:
+    """True, having said so in the story and the summary, when the ``ml`` extra a chapter trains with is
+    missing."""
+    if ml_extra_installed():
+        return False
+    ctx.say(f"{chapter} chapter skipped: the ml extra is not installed (pip install -e '.[ml]')")
+    ctx.summary.append((item, f"skipped: install the ml extra ({needs})"))
+    return True
+
 
 # advance(n) moves a progress bar by n steps
 Advance = Callable[[int], None]

@@ -15,7 +15,7 @@ import numpy as np
 
 from twinengine.demo.chapters.ml import wait_for_training
 from twinengine.demo.chapters.twins import _free_name
-from twinengine.demo.context import DemoContext, ml_extra_installed
+from twinengine.demo.context import DemoContext, skipped_without_ml
 
 __all__ = ["fast_simulation"]
 
@@ -28,9 +28,7 @@ SCORED = 500  # drawn from the surrogate by the validate workflow
 
 
 def fast_simulation(ctx: DemoContext) -> None:
-    if not ml_extra_installed():
-        ctx.say("calo chapter skipped: the ml extra is not installed (pip install -e '.[ml]')")
-        ctx.summary.append(("calo-fastsim", "skipped: install the ml extra (torch, mlflow)"))
+    if skipped_without_ml(ctx, "calo", "calo-fastsim"):
         return
     uma, package = ctx.client("uma"), ctx.app_package.__name__
     simulator = importlib.import_module(f"{package}.simulator")

@@ -13,7 +13,7 @@ import numpy as np
 from twinengine.demo.chapters.lake import _provider
 from twinengine.demo.chapters.ml import wait_for_training
 from twinengine.demo.chapters.twins import _free_name
-from twinengine.demo.context import DemoContext, ml_extra_installed
+from twinengine.demo.context import DemoContext, skipped_without_ml
 from twinengine.demo.plot import plot_histograms
 
 __all__ = ["flow_sampling"]
@@ -69,9 +69,7 @@ def _row(label: str, flow: tuple[float, float], ref: tuple[float, float]) -> tup
 
 
 def flow_sampling(ctx: DemoContext) -> None:
-    if not ml_extra_installed():
-        ctx.say("lattice chapter skipped: the ml extra is not installed (pip install -e '.[ml]')")
-        ctx.summary.append(("lattice-phi4", "skipped: install the ml extra (torch, mlflow, optuna)"))
+    if skipped_without_ml(ctx, "lattice", "lattice-phi4", "torch, mlflow, optuna"):
         return
     o, uma = ctx.options, ctx.client("uma")
     _lake_endpoint(ctx)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from twinengine.demo.chapters.twins import STATION, _free_name
-from twinengine.demo.context import DemoContext, ml_extra_installed
+from twinengine.demo.context import DemoContext, skipped_without_ml
 from twinengine.demo.plot import plot_corrections
 
 __all__ = ["retrain_on_drift"]
@@ -51,9 +51,7 @@ def wait_for_training(ctx: DemoContext, twin: str, run_id: str, label: str, *, t
 
 
 def retrain_on_drift(ctx: DemoContext) -> None:
-    if not ml_extra_installed():
-        ctx.say("model chapter skipped: the ml extra is not installed (pip install -e '.[ml]')")
-        ctx.summary.append(("model", "skipped: install the ml extra (torch, mlflow, optuna)"))
+    if skipped_without_ml(ctx, "model", "model", "torch, mlflow, optuna"):
         return
     o = ctx.options
     uma, gauge = ctx.client("uma"), ctx.client("gauge-rr01")

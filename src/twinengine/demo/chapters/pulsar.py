@@ -16,7 +16,7 @@ import numpy as np
 
 from twinengine.demo.chapters.ml import wait_for_training
 from twinengine.demo.chapters.twins import _free_name
-from twinengine.demo.context import DemoContext, ml_extra_installed
+from twinengine.demo.context import DemoContext, skipped_without_ml
 
 __all__ = ["pulsar_search"]
 
@@ -48,9 +48,7 @@ def _wait_for_chunks(uma: Any, twin: str, count: int) -> Any:
 
 
 def pulsar_search(ctx: DemoContext) -> None:
-    if not ml_extra_installed():
-        ctx.say("pulsar chapter skipped: the ml extra is not installed (pip install -e '.[ml]')")
-        ctx.summary.append(("pulsar-rfi", "skipped: install the ml extra (torch, mlflow)"))
+    if skipped_without_ml(ctx, "pulsar", "pulsar-rfi"):
         return
     uma, package = ctx.client("uma"), ctx.app_package.__name__
     simulator = importlib.import_module(f"{package}.simulator")
