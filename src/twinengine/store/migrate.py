@@ -19,10 +19,6 @@ __all__ = ["alembic_config", "analyze", "autogenerate", "current_revision", "hea
 # Any constant works: it serialises engines that start at once against the same PostgreSQL database.
 _PG_MIGRATION_LOCK = 0x7477696E
 
-# The history's head, once this process has brought a store to it. Alembic loads its environment and every
-# script (about half a second) to find a store at head with nothing to do: ``twin serve`` prepares the store,
-# then the runtime's start asks again. One query for the store's revision answers that second time.
-_reached_head: str | None = None
 
 
 def alembic_config(url: str) -> Config:
@@ -34,11 +30,14 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(db: Database, revision: str = "head") -> str | None:
     """Bring the schema to ``revision``; safe when several engines start together. Returns the new revision."""
-    global _reached_head
-    if revision == "head" and _reached_head is not None and current_revision(db) == _reached_head:
+    from twinengine.store.migrations import HEAD
+
+    # Alembic loads its environment and every script (about half a second) to find a store at head with
+    # nothing to do; one query for the store's revision answers that on every start but the first.
+    if revision == "head" and current_revision(db) == HEAD:
         if db.backend == "sqlite":
             analyze(db)
-        return _reached_head
+        return HEAD
     cfg = alembic_config(db.url)
     with db.engine.begin() as connection:
         if db.backend == "postgresql":
@@ -54,10 +53,7 @@ def upgrade(db: Database, revision: str = "head") -> str | None:
                 raise
     if db.backend == "sqlite":
         analyze(db)
-    reached = current_revision(db)
-    if revision == "head":
-        _reached_head = reached
-    return reached
+    return current_revision(db)
 
 
 def _create_at_head(connection: Connection, cfg: Config) -> None:
