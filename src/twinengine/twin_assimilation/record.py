@@ -3,12 +3,13 @@ members: one numpy call for every entry), each cycle a record with its observati
 the revisions of a batch go in one ``append_revisions`` and its records in one insert.
 
 Values are built as ``twins.state.validate_write`` would build them from the writes (a test holds the two
-equal); the first cycle of each batch, and any cycle with a value that is not a finite number, goes through
+equal); the first cycle of each request, and any cycle with a value that is not a finite number, goes through
 ``validate_write`` itself, which reports what is wrong.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from itertools import chain
@@ -16,7 +17,7 @@ from typing import Any, cast
 
 import numpy as np
 import orjson
-from sqlalchemy import Table, Text, bindparam, insert
+from sqlalchemy import Insert, Table, Text, bindparam, insert
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
@@ -59,6 +60,7 @@ class Batch:
     units: list[str | None] = field(init=False)
     plain: bool = field(init=False)  # every entry a plain number: its values need no ``validate_write``
     tuning: dict[str, Any] = field(init=False)
+    checked: bool = field(init=False, default=False)  # a cycle's values went through ``validate_write``
 
     def __post_init__(self) -> None:
         declared = [self.manifest.state[e.split("[", 1)[0]] for e in self.spec.state]
@@ -156,12 +158,14 @@ def record(session: Session, batch: Batch, plans: list[Planned], got: dict[str, 
     pending: list[twin_state.Pending] = []
     for k in written:
         planned = plans[k]
-        values = values_of(batch, planned, every[k], means[k], stds[k], qs[k], checked=k == written[0])
+        values = values_of(batch, planned, every[k], means[k], stds[k], qs[k],
+                           checked=k == written[0] and not batch.checked)
         message = (f"assimilation cycle {planned.number}: " if each else
                    f"assimilation cycles {plans[0].number}-{planned.number} (the analysis of cycle "
                    f"{planned.number}; every cycle's is in its record): ")
         pending.append((values, f"{message}{batch.method.value}, {batch.members} members, seed {batch.seed}, "
                                 f"{planned.observed} observations"))
+    batch.checked = True
     first = twin_state.append_revisions(session, [(batch.twin, pending)], author=batch.principal.name,
                                         manifests={batch.twin.id: batch.manifest})[batch.twin.id]
     ids = os.urandom(6 * done).hex()  # one draw for the batch's ids
@@ -285,11 +289,16 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY  # the ensemble's members and weights, writt
 _TABLE = cast(Table, AssimilationCycle.__table__)
 
 
+@functools.cache
+def _statement(pg: bool) -> Insert:
+    """The insert, made once per kind of store: SQLAlchemy works out a new statement's cache key (its types'
+    constructor arguments, by introspection) on every execution, about 3 ms, more than its thousand rows."""
+    return insert(_TABLE).values({name: sql_cast(bindparam(f"json_{name}", type_=Text()), JSONB()) if pg else
+                                  bindparam(f"json_{name}", type_=Text()) for name in _JSON})
+
+
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     """The records (a value per column, the JSON columns as ``json_<name>`` text written by orjson: floats in
     C, the members packed) in one executemany."""
     connection = session.connection()
-    pg = connection.dialect.name == "postgresql"
-    statement = insert(_TABLE).values({name: sql_cast(bindparam(f"json_{name}", type_=Text()), JSONB()) if pg else
-                                       bindparam(f"json_{name}", type_=Text()) for name in _JSON})
-    connection.execute(statement, rows)
+    connection.execute(_statement(connection.dialect.name == "postgresql"), rows)
