@@ -175,6 +175,37 @@ def test_elapsed_time_refuses_a_transfer_once_seven_days_passed(engines: tuple[P
     assert "elapsedTime lteq" in (ended["error"] or "")
 
 
+def test_the_consumers_copy_is_held_under_the_agreements_terms(engines: tuple[Participant, Participant],
+                                                               gauges: dict[str, Any]) -> None:
+    """The landed dataset and each of its files carry the agreement's policy; once the consumer's clock is past
+    its P7D (the signing moved eight days back in the copy's metadata, as the provider's test moves its
+    agreement), a download is refused (403, naming the agreement and the term) while the metadata still
+    reads and the copy can be deleted."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from twinengine.lake.models import Did
+    from twinengine.store.base import utcnow
+
+    provider, consumer = engines
+    agreement = _agreed(provider, consumer, gauges, days=7)
+    wait_state(consumer, "transfers", _transfer(consumer, agreement, "remote:held")["id"], "COMPLETED")
+    content = "/api/v1/lake/dids/remote:held/levels.bin/content"
+    assert hashlib.sha256(consumer.api("GET", content).content).hexdigest() == gauges["sums"]["levels.bin"]
+    with consumer.runtime.db.session() as session:
+        held = list(session.scalars(select(Did).where(Did.scope == "remote", Did.name.like("held%"))))
+        assert len(held) == 3 and all(d.meta["dataspace"]["agreement"] == agreement for d in held)
+        for did in held:
+            terms = dict(did.meta["dataspace"], signed_at=(utcnow() - timedelta(days=8)).isoformat())
+            did.meta = {**did.meta, "dataspace": terms}
+    refused = consumer.api("GET", content)
+    assert refused.status_code == 403, refused.text
+    assert agreement in refused.text and "elapsedTime lteq" in refused.text
+    assert consumer.ok("GET", "/api/v1/lake/dids/remote:held/levels.bin")["meta"]["dataspace"]["agreement"] == agreement
+    consumer.ok("DELETE", "/api/v1/lake/dids/remote:held", expect=204)
+
+
 def test_an_identity_not_in_the_policy_sees_no_offer(engines: tuple[Participant, Participant],
                                                      gauges: dict[str, Any]) -> None:
     provider, consumer = engines

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from twinengine.dataspace import odrl
+from twinengine.auth import odrl
 from twinengine.dataspace.offers import build_policy
 from twinengine.dataspace.protocol import NEGOTIATION_MOVES, TRANSFER_MOVES, NegotiationState, Role, TransferState
 
@@ -117,3 +117,19 @@ def test_the_state_machines_allow_only_the_diagrams_moves() -> None:
     assert TRANSFER_MOVES[("start", Role.CONSUMER)][0] == {t.SUSPENDED}  # a consumer only resumes
     assert TRANSFER_MOVES[("complete", Role.PROVIDER)][0] == {t.STARTED}
     assert not any(t.COMPLETED in sources or t.TERMINATED in sources for sources, _ in TRANSFER_MOVES.values())
+
+
+def test_the_consumers_copy_is_judged_by_its_dates_and_time_since_signing_only() -> None:
+    """On the consumer's engine a read of the landed copy judges ``dateTime`` and ``elapsedTime`` by its own
+    clock; who the participant is, its purpose and the transfers made were judged before the data left."""
+    copy = odrl.Phase.COPY
+    assert odrl.decide(one("dateTime", "lteq", "2026-05-31T00:00:00Z"), ctx(copy)) is not None
+    assert odrl.decide(one("dateTime", "lteq", "2026-06-02T00:00:00Z"), ctx(copy)) is None
+    assert "elapsedTime" in (odrl.decide(one("elapsedTime", "lteq", "P7D"),
+                                         ctx(copy, agreed_at=NOW - timedelta(days=8))) or "")
+    assert odrl.decide(one("elapsedTime", "lteq", "P7D"), ctx(copy, agreed_at=NOW - timedelta(days=6))) is None
+    for left, right in (("purpose", "flood-forecasting"), ("count", "1"), ("recipient", "did:web:other")):
+        assert odrl.decide(one(left, "eq" if left != "count" else "lteq", right), ctx(copy, transfers=5)) is None
+    prohibited = {"permission": [{"action": "use"}], "prohibition": [{"action": "use", "constraint": [
+        {"leftOperand": "dateTime", "operator": "gt", "rightOperand": "2026-05-01T00:00:00Z"}]}]}
+    assert "prohibition" in (odrl.decide(prohibited, ctx(copy)) or "")

@@ -66,9 +66,11 @@ class ChainedCollections(CollectionSource):
         return found is not None and found.readable(collection_id, principal)
 
     def explain(self, collection_id: str, principal: Caller) -> TwinEngineError | None:
-        """The first source's explanation (only sources not listing the id have one to give)."""
-        if self._listed(collection_id) is not None:
-            return None  # listed, and refused: nothing to say beyond "not found"
+        """The listing source's explanation where one lists the id (a refusal it may say, such as a copy whose
+        terms no longer permit its use; otherwise nothing beyond "not found"), else the first source's."""
+        listed = self._listed(collection_id)
+        if listed is not None:
+            return listed.explain(collection_id, principal)
         for source in self.sources:
             found = source.explain(collection_id, principal)
             if found is not None:

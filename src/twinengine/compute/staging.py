@@ -27,6 +27,7 @@ from twinengine.auth.principal import SYSTEM, Principal
 from twinengine.compute.models import ComputeSite
 from twinengine.compute.placement import collection_inputs
 from twinengine.errors import DuplicateRule
+from twinengine.lake import terms
 from twinengine.lake.context import Lake
 from twinengine.lake.grants import may_read
 from twinengine.lake.models import Attachment, Did, Endpoint, Replica, Rule, Transfer
@@ -89,8 +90,8 @@ def _inputs(session: Session, owner: Principal, collections: list[str], near: se
     for ident in collections:
         scope, _, name = ident.partition(".")
         dataset = session.scalar(select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/")))
-        if dataset is None or not may_read(session, owner, dataset):
-            continue  # not a lake dataset, or not the owner's to read: the run itself says so
+        if dataset is None or not may_read(session, owner, dataset) or terms.refusal(dataset) is not None:
+            continue  # not a lake dataset, not the owner's to read, or a copy its terms keep from use: the run says so
         files = {int(f): int(b) for f, b in session.execute(select(Did.id, func.coalesce(Did.bytes, 0)).join(
             Attachment, Attachment.child_id == Did.id).where(Attachment.parent_id == dataset.id))}
         where: dict[int, set[int]] = {}

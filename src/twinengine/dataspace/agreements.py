@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from twinengine.auth import odrl
 from twinengine.auth.audit import record
-from twinengine.dataspace import odrl
 from twinengine.dataspace.models import Agreement, Negotiation
 from twinengine.dataspace.protocol import NegotiationState
 

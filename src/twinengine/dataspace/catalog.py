@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from twinengine.auth import odrl
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal, Role
-from twinengine.dataspace import odrl
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Offer, Participant
 from twinengine.dataspace.protocol import PULL, DspError, message

@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from twinengine.dataspace import dataplane, negotiation, odrl, peers, transfer
+from twinengine.auth import odrl
+from twinengine.dataspace import dataplane, negotiation, peers, transfer
 from twinengine.dataspace.agreements import mark_finalized
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Agreement, Negotiation, TransferProcess

@@ -22,9 +22,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from twinengine.auth import odrl
 from twinengine.auth.audit import record
 from twinengine.auth.principal import SYSTEM, Principal, Role
-from twinengine.dataspace import odrl, peers
+from twinengine.dataspace import peers
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Access, Agreement, Offer, TransferProcess
 from twinengine.dataspace.offers import PROVENANCE_KEY
@@ -181,7 +182,7 @@ def land(connector: Connector, *, address: dict[str, Any], target: dict[str, Any
                                   "signed_at": agreement.get("timestamp"), "obligations": duties}
     if "attribute" in duties:
         provenance["attribution"] = f"data of {provider} ({agreement.get('target')})"
-    meta = {PROVENANCE_KEY: provenance}
+    meta = {PROVENANCE_KEY: provenance}  # the terms the copy is held under (``lake.terms`` enforces them)
     with connector.db.session() as session:
         add_did(session, principal=principal, did=did, type=DidType.DATASET, meta=meta, exist_ok=True,
                 twin=target.get("twin"))
@@ -193,7 +194,7 @@ def land(connector: Connector, *, address: dict[str, Any], target: dict[str, Any
             outcome = upload(connector.db, connector.lake, principal=principal, did=f"{did}/{name}",
                              endpoint=lake_endpoint, chunks=response.iter_bytes(1 << 20), size_hint=item.get("bytes"),
                              expected=Expected(sha256=item.get("sha256")), dataset=did,
-                             media_type=item.get("mediaType"))
+                             media_type=item.get("mediaType"), meta=meta)  # each file carries the terms
         files.append({"name": name, "bytes": outcome.checksums.bytes, "sha256": outcome.checksums.sha256})
         total += outcome.checksums.bytes
     return Pulled(did=did, files=files, bytes=total)

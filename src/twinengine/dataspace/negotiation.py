@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from twinengine.auth import odrl
 from twinengine.auth.audit import record
-from twinengine.dataspace import odrl
 from twinengine.dataspace.agreements import mark_finalized
 from twinengine.dataspace.catalog import context_of, permit, visible_offer
 from twinengine.dataspace.connector import Connector

@@ -11,20 +11,20 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from twinengine.auth import odrl
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
-from twinengine.dataspace import odrl
 from twinengine.dataspace.models import Offer, Participant
 from twinengine.dataspace.spec import problems
 from twinengine.errors import NotFound, PermissionDenied, TwinNotFound, ValidationFailed
-from twinengine.lake import grants
+from twinengine.lake import grants, terms
 from twinengine.lake.dids import get_did
 from twinengine.store.base import lock_for_delete, utcnow
 
 __all__ = ["PROVENANCE_KEY", "add_participant", "build_policy", "create_offer", "get_offer", "list_offers",
            "list_participants", "remove_participant", "withdraw_offer"]
 
-PROVENANCE_KEY = "dataspace"  # a landed dataset's meta: where it came from, under which agreement and policy
+PROVENANCE_KEY = terms.KEY  # a landed dataset's meta: where it came from, under which agreement and policy
 
 
 def build_policy(*, until: datetime | None = None, days: int | None = None, count: int | None = None,

@@ -14,10 +14,11 @@ from urllib.parse import quote, urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from twinengine.auth import odrl
 from twinengine.auth.audit import record
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
-from twinengine.dataspace import negotiation, odrl, peers, transfer
+from twinengine.dataspace import negotiation, peers, transfer
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import did_of
 from twinengine.dataspace.models import Access, Agreement, Negotiation, Offer, TransferProcess

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session, aliased
 from twinengine import formats
 from twinengine.auth.principal import Principal
 from twinengine.collections.base import Caller, CollectionInfo, CollectionNotFound, CollectionSource, describe
-from twinengine.errors import DataCorrupted, FormatUnavailable, TwinEngineError, UnreadableFile
+from twinengine.errors import DataCorrupted, FormatUnavailable, PermissionDenied, TwinEngineError, UnreadableFile
+from twinengine.lake import terms
 from twinengine.lake.context import Lake
 from twinengine.lake.grants import Readers
 from twinengine.lake.models import Attachment, Did, Endpoint, Replica
@@ -173,17 +174,41 @@ class LakeCollections(CollectionSource):
 
     def readable(self, collection_id: str, principal: Caller) -> bool:
         if principal.is_admin:
-            return True
+            return self._refused_copy(collection_id) is None
         if not isinstance(principal, Principal) or collection_id not in self.ids():  # nobody the policy knows
             return False
         with self.db.session(readonly=True) as session:
             return self._readable(session, Readers(session, principal), collection_id, self._gridded())
 
+    def _refused_copy(self, collection_id: str, principal: Principal | None = None) -> PermissionDenied | None:
+        """Why a collection ``principal`` may read (by grants; None: an admin) is a copy of another participant's
+        data whose agreement no longer permits its use (``lake.terms``), or None."""
+        found = self._gridded().get(collection_id)
+        scope, _, name = collection_id.partition(".")
+        with self.db.session(readonly=True) as session:
+            dataset = session.scalar(select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/"),
+                                                       Did.type == DidType.DATASET))
+            file = None if found is None else session.get(Did, found[0])
+            readers = None if principal is None else Readers(session, principal)
+            for did in (dataset, file):
+                if did is None or (readers is not None and not readers(did)):
+                    continue
+                reason = terms.refusal(did)
+                if reason is not None:
+                    return PermissionDenied(reason, details=[{"loc": "collection_id", "msg": "the agreement's "
+                                                              "terms do not permit this use"}])
+        return None
+
     def explain(self, collection_id: str, principal: Caller) -> TwinEngineError | None:
         """For a dataset ``principal`` may read that is not served: its files it may read are in no collection
         format, or the first one's format needs a library that is missing. Nothing about one it may not read."""
-        if collection_id in self.ids() or not isinstance(principal, Principal):
+        if not isinstance(principal, Principal):
             return None
+        if collection_id in self.ids():
+            try:
+                return self._refused_copy(collection_id, principal)
+            except Exception:  # the store is not migrated yet
+                return None
         scope, _, name = collection_id.partition(".")
         if not name:
             return None
@@ -220,7 +245,8 @@ class LakeCollections(CollectionSource):
             select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/"), Did.type == DidType.DATASET))
         found = gridded.get(collection_id)
         file = None if found is None else known[1].get(found[0]) if known is not None else session.get(Did, found[0])
-        return dataset is not None and readers(dataset) and (file is None or readers(file))
+        return (dataset is not None and readers(dataset) and terms.refusal(dataset) is None
+                and (file is None or (readers(file) and terms.refusal(file) is None)))
 
     def _locate(self, collection_id: str) -> tuple[int, str]:
         found = self._gridded().get(collection_id)

@@ -10,8 +10,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from twinengine.auth.policy import require
-from twinengine.auth.principal import Principal
+from twinengine.auth.principal import SYSTEM, Principal
 from twinengine.errors import ReplicaNotFound, StorageUnavailable, TwinEngineError, ValidationFailed
+from twinengine.lake import terms
 from twinengine.lake.checksums import Checksums, Hasher
 from twinengine.lake.context import Lake
 from twinengine.lake.dids import file_ids_under, get_did, replica_read
@@ -96,6 +97,8 @@ def open_replica(session: Session, lake: Lake, *, principal: Principal, did: str
     row = require_read(session, principal, get_did(session, did))
     if row.type != DidType.FILE or not row.sha256:
         raise ValidationFailed.one("did", f"{did} is a {row.type}; download its files one by one")
+    if principal is not SYSTEM:  # the engine's own reads (serving a stream's history) are not a use of a copy
+        terms.require_use(row)
     query = (select(Replica, Endpoint).join(Endpoint, Endpoint.id == Replica.endpoint_id)
              .where(Replica.did_id == row.id, Replica.state == ReplicaState.AVAILABLE, Endpoint.read.is_(True)))
     if endpoint:

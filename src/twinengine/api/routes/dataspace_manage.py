@@ -11,7 +11,8 @@ from fastapi import Depends, Path, Query, status
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, authorized
 from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
-from twinengine.dataspace import odrl, offers, service
+from twinengine.auth import odrl
+from twinengine.dataspace import offers, service
 from twinengine.dataspace.models import Agreement, Negotiation, Offer, Participant, TransferProcess
 from twinengine.dataspace.schemas import (
     AccessRead,

@@ -1,5 +1,7 @@
 """ODRL 2.2 policies the engine offers and enforces: what an offer may say, and whether a participant's use passes
-it at a phase (catalog visibility, negotiation, transfer, each data access).
+it at a phase (catalog visibility, negotiation, transfer, each data access on the provider, each use of the copy
+the consumer landed). Kept with the engine's policy point (``auth``): the provider's data space and the
+consumer's lake both judge by it.
 
 A use is permitted when no prohibition holds and at least one permission holds: a rule holds when each of its
 constraints does (``and``, ``or``, ``xone`` and ``andSequence`` combine them). A constraint on a left operand that
@@ -35,13 +37,14 @@ class Phase(StrEnum):
     NEGOTIATION = "negotiation"
     TRANSFER = "transfer"
     ACCESS = "access"
+    COPY = "use of the copy"  # on the consumer's engine: each read of the data it landed under the agreement
 
 
 # Each left operand the engine enforces: the operators it takes and the phases it gates.
 OPERANDS: dict[str, tuple[frozenset[str], frozenset[Phase]]] = {
     "dateTime": (frozenset({"lt", "lteq", "gt", "gteq"}),
-                 frozenset({Phase.NEGOTIATION, Phase.TRANSFER, Phase.ACCESS})),
-    "elapsedTime": (frozenset({"lt", "lteq"}), frozenset({Phase.TRANSFER, Phase.ACCESS})),
+                 frozenset({Phase.NEGOTIATION, Phase.TRANSFER, Phase.ACCESS, Phase.COPY})),
+    "elapsedTime": (frozenset({"lt", "lteq"}), frozenset({Phase.TRANSFER, Phase.ACCESS, Phase.COPY})),
     "count": (frozenset({"lt", "lteq"}), frozenset({Phase.TRANSFER})),
     "purpose": (frozenset({"eq", "neq", "isAnyOf", "isNoneOf"}), frozenset({Phase.NEGOTIATION})),
     "spatial": (frozenset({"eq", "neq", "isAnyOf", "isNoneOf", "isPartOf"}),
