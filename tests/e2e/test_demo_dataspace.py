@@ -69,7 +69,9 @@ def test_the_partner_finds_negotiates_and_pulls_the_gauge_history(demo: Demo) ->
     assert ds["transfers_under_agreement"] == 1
     rules = ds["policy"]["permission"][0]["constraint"]
     assert {(r["leftOperand"], r["operator"], r["rightOperand"]) for r in rules} == {
-        ("purpose", "eq", "flood-forecasting"), ("count", "lteq", "3")}
+        ("purpose", "eq", "flood-forecasting"), ("count", "lteq", "3"), ("elapsedTime", "lteq", "P30D")}
+    held = ds["copy_terms"]  # the partner's copy under the agreement's terms: readable now, refused after them
+    assert held["readable_now"] and "elapsedTime lteq" in held["refusal"] and ds["agreement"] in held["refusal"]
     assert ds["policy"]["obligation"] == [{"action": "attribute"}]
 
 

@@ -1,8 +1,9 @@
 """The data space chapter: uma offers the reach's gauge history from this engine's lake under an ODRL policy
-(flood forecasting only, three transfers per agreement, attribution); a forecaster on a second engine (another
-organisation: its own data dir, store and lake) finds it in the catalog, negotiates to FINALIZED on both sides and
-pulls it into their lake, where its SHA-256 is the provider's; a negotiation for another purpose is refused and
-ends TERMINATED with no byte sent. Both engines speak the Dataspace Protocol over loopback HTTP."""
+(flood forecasting only, three transfers per agreement, for 30 days from signing, attribution); a forecaster on a
+second engine (another organisation: its own data dir, store and lake) finds it in the catalog, negotiates to
+FINALIZED on both sides and pulls it into their lake, where its SHA-256 is the provider's and the copy is held
+under the agreement's terms (its bytes refused once the 30 days are past); a negotiation for another purpose is
+refused and ends TERMINATED with no byte sent. Both engines speak the Dataspace Protocol over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ PARTNER = "partner-engine"  # its data dir, under the demo's
 LANDED = "partner:reach-gauge-history"
 NEVER = "partner:refused-gauge-history"
 TIMEOUT_S = 60.0
+DAYS = 30  # the offer's elapsedTime: the partner's copy may be used this long after the agreement is signed
 
 _T = TypeVar("_T")
 _P = TypeVar("_P", NegotiationRead, TransferRead)
@@ -45,11 +47,11 @@ def offer_across_engines(ctx: DemoContext) -> None:
     out: dict[str, Any] = {"dataset": dataset, "file": file, "provider_sha256": provider_sha}
     try:
         offer = uma.dataspace.offer(dataset, "River-reach gauge history", purposes=[PURPOSE], count=3,
-                                    attribution=True, keywords=["river", "gauge", "level"],
+                                    days=DAYS, attribution=True, keywords=["river", "gauge", "level"],
                                     description=f"Water levels and rainfall at gauge RR-01 ({name})")
         out |= {"offer": offer.id, "dataset_id": offer.dataset_id, "policy": offer.policy}
         ctx.say(f"uma offered {dataset} in the data space as {offer.dataset_id} (offer {offer.id}): for "
-                f"{PURPOSE} only, 3 transfers per agreement, with attribution")
+                f"{PURPOSE} only, 3 transfers per agreement, for {DAYS} days from signing, with attribution")
         with _partner(ctx) as (forecaster, folder):
             out |= _consume(ctx, uma, forecaster, folder, offer.dataset_id, file)
             out["refusal"] = _refuse(ctx, uma, forecaster, offer.dataset_id)
@@ -128,7 +130,8 @@ def _consume(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, da
             f"on both sides, sha256 {digest[:12]}... "
             f"{'equal to' if digest == uma.lake.get(file).sha256 else 'DIFFERENT from'} the provider's; "
             f"attribution travels with it: {landed.get('attribution', '-')}")
-    return {"catalog_datasets": len(listed), "agreement": agreement, "provider": mine.peer,
+    held = _held(ctx, landed)
+    return {"catalog_datasets": len(listed), "agreement": agreement, "provider": mine.peer, "copy_terms": held,
             "consumer": forecaster.dataspace.identity().did,
             "negotiation": {"consumer": mine.state, "provider": theirs.state},
             "transfer": {"consumer": pulled.state, "provider": served.state, "bytes": pulled.bytes,
@@ -138,6 +141,25 @@ def _consume(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, da
             "provenance": {k: landed.get(k) for k in ("provider", "agreement", "attribution")},
             "transfers_under_agreement": uma.dataspace.agreement(agreement).transfers,
             "negotiate_to_landed_seconds": round(time.perf_counter() - began, 2)}
+
+
+def _held(ctx: DemoContext, landed: dict[str, Any]) -> dict[str, Any]:
+    """The terms the partner's copy is held under, judged now and a day after they end (``lake.terms``, the
+    check every read of its bytes makes on the partner's engine, asked with that later clock)."""
+    from datetime import datetime
+
+    from twinengine.lake.models import Did
+    from twinengine.lake.terms import refusal
+
+    scope, _, name = LANDED.partition(":")
+    copy = Did(scope=scope, name=name, meta={"dataspace": landed})
+    signed = datetime.fromisoformat(str(landed.get("signed_at")).replace("Z", "+00:00"))
+    later = signed + timedelta(days=DAYS + 1)
+    now, then = refusal(copy), refusal(copy, now=later)
+    ctx.say(f"the partner's copy is held under the agreement's terms: its bytes may be read now "
+            f"({'yes' if now is None else 'NO: ' + now}); on {later:%Y-%m-%d} every read of them would be refused "
+            f"({'refused' if then else 'NOT refused'}: elapsedTime lteq P{DAYS}D)")
+    return {"days": DAYS, "readable_now": now is None, "refused_after": later.isoformat(), "refusal": then}
 
 
 def _refuse(ctx: DemoContext, uma: Client, forecaster: Client, dataset_id: str) -> dict[str, Any]:
