@@ -72,5 +72,16 @@ args=(build --isolation chroot --format docker --timestamp "$SOURCE_DATE_EPOCH" 
       --build-arg "TWIN_VERSION=$VERSION" --build-arg "TWIN_EXTRAS=${TWIN_EXTRAS:+[$TWIN_EXTRAS]}"
       --build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" -f "$REPO/deploy/Containerfile" -t "$TAG")
 "$BUILDER" "${args[@]}" "$WORKDIR/context"
+
+# buildah writes the build container's id and hostname into a Docker-format configuration (the one format that
+# keeps HEALTHCHECK): saved, rewritten without them (deploy/normalise-image.py) and loaded again, the same
+# sources, packages and wheels give the same image id and digest.
+say "the image's configuration without the build container's id and hostname"
+rm -f "$WORKDIR/built.tar" "$WORKDIR/image.tar"
+"$BUILDER" push -q "$TAG" "docker-archive:$WORKDIR/built.tar:$TAG"
+"$PYTHON" "$REPO/deploy/normalise-image.py" "$WORKDIR/built.tar" "$WORKDIR/image.tar" >/dev/null
+"$BUILDER" rmi "$TAG" >/dev/null
+"$BUILDER" tag "$("$BUILDER" pull -q "docker-archive:$WORKDIR/image.tar")" "$TAG"
+rm -f "$WORKDIR/built.tar"
 "$BUILDER" inspect --format '{{.FromImageDigest}} {{.FromImageID}}' "$TAG" 2>/dev/null \
     || podman image inspect --format '{{.Digest}} {{.Id}}' "$TAG"
