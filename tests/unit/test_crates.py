@@ -107,3 +107,37 @@ def test_the_diff_says_why_an_output_differs() -> None:
     assert any(w.startswith("an input changed: collection rain") for w in why)
     assert any(w.startswith("the app version changed") for w in why)
     assert "nondeterminism declared by the app: a sampler without a seed" in why
+
+
+def _stream_input(sha256: str) -> Input:
+    from twinengine.crates.stream_inputs import RecordSelection, with_checksum
+    from twinengine.streams.checksum import RecordsChecksum
+
+    selection = RecordSelection(twin="reach", stream="gauges", ranges=[(0, 12)])
+    return with_checksum(Input(id="stream:t1/gauges", kind="stream", name="t1/gauges", version="12"), selection,
+                         RecordsChecksum(sha256=sha256, records=12, bytes=900))
+
+
+def test_a_stream_input_is_a_dataset_with_its_records_checksum() -> None:
+    crate = unpack(pack(_record(inputs=[_stream_input("ab" * 32)])))
+    (entity,) = [e for e in crate.document["@graph"] if e.get("additionalType") == "stream"]
+    assert entity["@type"] == "Dataset" and entity["identifier"] == "stream:t1/gauges"
+    assert entity["sha256"] == "ab" * 32 and entity["contentSize"] == "900"
+    assert "12 records, SHA-256 of their canonical JSON lines (taken when the run read them)" in entity["description"]
+    (read,) = crate.record.inputs
+    assert read.properties["selection"]["ranges"] == [[0, 12]] and read.properties["records"] == 12
+
+
+def test_the_diff_names_a_stream_whose_records_changed_with_both_checksums() -> None:
+    from twinengine.crates.stream_inputs import RecordSelection, StreamChange
+
+    original, rerun = _record(inputs=[_stream_input("ab" * 32)]), _record("run-2", inputs=[_stream_input("cd" * 32)])
+    change = StreamChange(kind="stream", name="t1/gauges", then="ab" * 32, now="cd" * 32, records_then=12,
+                          records_now=11, selection=RecordSelection(twin="reach", stream="gauges", ranges=[(0, 12)]))
+    why = compare(original, lambda n: None, rerun, lambda n: None, changed=[change])["why"]
+    assert why == [f"an input changed: stream t1/gauges: the records of stream gauges of twin reach at offsets [0, 12) "
+                   f"have sha256 {'ab' * 32} then, {'cd' * 32} now (11 records; 1 of its 12 records are gone)"]
+    gone = change.model_copy(update={"now": None, "records_now": 0})
+    assert "is not here" in compare(original, lambda n: None, rerun, lambda n: None, changed=[gone])["why"][0]
+    told = _diff(original, _record("run-2", {"level": [9.0]}, inputs=[_stream_input("cd" * 32)]))["why"]
+    assert f"an input changed: stream t1/gauges (sha256 {'ab' * 6} then, {'cd' * 6} now)" in told

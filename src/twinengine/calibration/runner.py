@@ -43,6 +43,7 @@ from twinengine.compute.sites import DEFAULT_SITE
 from twinengine.errors import TwinEngineError
 from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
+from twinengine.streams.checksum import RecordsChecksum, records_checksum
 from twinengine.twins import standing
 
 if TYPE_CHECKING:
@@ -231,9 +232,9 @@ class CalibrationRunner:
             raise ValueError("the app no longer declares a calibration section")
         space = Space(tuple(Parameter(name, float(v[0]), float(v[1]), Prior(**v[2]))
                             for name, v in settings["space"].items()))
-        observed, forcing = self._observations(twin_id, spec, settings)
+        observed, forcing, checksum = self._observations(twin_id, spec, settings)
         if "read" not in settings:  # the window of observations it read: its rerun reads the same (crates.rerun)
-            self._note_read(cal_id, forcing["time"])
+            self._note_read(cal_id, forcing["time"], checksum)
         app = self.code.get(sha, manifest)
         remote = site_chunks(self.sites, settings.get("site"), app, sha, self.stopping)
         pool = ThreadPoolExecutor(workers, thread_name_prefix=f"calibration-{cal_id[-6:]}")
@@ -274,19 +275,22 @@ class CalibrationRunner:
             pool.shutdown(wait=False, cancel_futures=True)
         self._finish(cal_id, attempt, space, objective, outcome)
 
-    def _note_read(self, cal_id: str, times: list[Any]) -> None:
+    def _note_read(self, cal_id: str, times: list[Any], checksum: RecordsChecksum) -> None:
         with self.db.session() as session:
             row = session.get(Calibration, cal_id)
             if row is not None and times:
                 row.settings = {**row.settings, "read": {"first": str(times[0]), "last": str(times[-1]),
-                                                         "records": len(times)}}
+                                                         "records": len(times), "sha256": checksum.sha256,
+                                                         "bytes": checksum.bytes}}
 
-    def _observations(self, twin_id: str, spec: Any, settings: dict[str, Any]) -> tuple[Array, dict[str, list[Any]]]:
+    def _observations(self, twin_id: str, spec: Any, settings: dict[str, Any]
+                      ) -> tuple[Array, dict[str, list[Any]], RecordsChecksum]:
         since = datetime.fromisoformat(settings["since"]) if settings.get("since") else None
         until = datetime.fromisoformat(settings["until"]) if settings.get("until") else None
         table, time_field, _ = self.read_stream(SYSTEM, twin_id, spec.observed.stream, since, until)
         if table is None or table.num_rows == 0:
             raise ValueError(f"the twin has no records in stream {spec.observed.stream!r} to calibrate on")
+        checksum = records_checksum(table)  # the records it read, named by their checksum (the run's crate)
         table = table.sort_by(time_field)
         times = [t.isoformat() if hasattr(t, "isoformat") else str(t) for t in table.column(time_field).to_pylist()]
         observed = np.array([math.nan if v is None else float(v) for v in table.column(spec.observed.field)
@@ -297,7 +301,7 @@ class CalibrationRunner:
         forcing: dict[str, list[Any]] = {"time": times}
         for name, field in spec.model.forcing.items():
             forcing[name] = table.column(field).to_pylist()
-        return observed, forcing
+        return observed, forcing, checksum
 
     def _keep(self, cal_id: str, new: list[Run], max_runs: int) -> None:
         """Store a batch's runs and the progress; stop when the engine stops, the calibration was canceled or

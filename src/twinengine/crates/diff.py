@@ -8,10 +8,11 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twinengine.crates.record import RunRecord
+from twinengine.crates.stream_inputs import StreamChange, change_reason
 
 __all__ = ["ATOL", "RTOL", "compare"]
 
@@ -94,15 +95,16 @@ def _numbers(name: str, media_type: str, old: bytes, new: bytes, atol: float, rt
     return {"within": within, "largest": largest}
 
 
-def _why(original: RunRecord, rerun: RunRecord) -> list[str]:
+def _why(original: RunRecord, rerun: RunRecord, changed: Sequence[StreamChange] = ()) -> list[str]:
     reasons = []
+    told = {(c.kind, c.name) for c in changed}  # said from the rerun's own check, with both checksums
     if original.app_sha256 and rerun.app_sha256 and original.app_sha256 != rerun.app_sha256:
         reasons.append(f"the app version changed: {original.app} ({original.app_sha256[:12]}) then, {rerun.app} "
                        f"({rerun.app_sha256[:12]}) now")
     before = {(i.kind, i.name): i for i in original.inputs}
     for item in rerun.inputs:
         old = before.get((item.kind, item.name))
-        if old is None:
+        if old is None or (item.kind, item.name) in told:
             continue
         if old.sha256 and item.sha256 and old.sha256 != item.sha256:
             reasons.append(f"an input changed: {item.kind} {item.name} (sha256 {old.sha256[:12]} then, "
@@ -127,8 +129,10 @@ def _why(original: RunRecord, rerun: RunRecord) -> list[str]:
 
 
 def compare(original: RunRecord, old_bytes: Reader, rerun: RunRecord, new_bytes: Reader, *, atol: float = ATOL,
-            rtol: float = RTOL) -> dict[str, Any]:
-    """The diff (``crates.schemas.RerunDiff``'s fields) of two ended runs of the same procedure."""
+            rtol: float = RTOL, changed: Sequence[StreamChange] = ()) -> dict[str, Any]:
+    """The diff (``crates.schemas.RerunDiff``'s fields) of two ended runs of the same procedure. ``changed``: the
+    stream inputs whose records the rerun found changed before it started, said whatever the verdict (the
+    outputs may be the same although the records are not)."""
     outputs = []
     new_by_name = {o.name: o for o in rerun.outputs}
     for old in original.outputs:
@@ -162,5 +166,6 @@ def compare(original: RunRecord, old_bytes: Reader, rerun: RunRecord, new_bytes:
         else "identical"
     return {"original": original.id, "rerun": rerun.id, "kind": original.kind, "verdict": verdict,
             "tolerance": {"atol": atol, "rtol": rtol}, "outputs": outputs,
-            "why": _why(original, rerun) if verdict != "identical" else [],
+            "why": [change_reason(c) for c in changed] + (_why(original, rerun, changed) if verdict != "identical"
+                                                          else []),
             "status": rerun.status}

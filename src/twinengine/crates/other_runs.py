@@ -18,7 +18,9 @@ from twinengine.calibration.models import Calibration, CalibrationRun
 from twinengine.catalog.models import AppVersion
 from twinengine.compute.models import UsageRecord
 from twinengine.crates.record import Input, ModelUse, Output, RunRecord, Step
+from twinengine.crates.stream_inputs import RecordSelection, checksum_here, with_checksum
 from twinengine.ml.models import GateDecision, TrainingRun
+from twinengine.streams.checksum import RecordsChecksum
 from twinengine.twin_assimilation.models import AssimilationCycle
 from twinengine.twin_assimilation.packed import list_of
 from twinengine.twins.models import Twin
@@ -51,9 +53,39 @@ def _procedure(value: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return value, hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def training_record(session: Session, row: TrainingRun, twin: Twin, *, registry: Any = None) -> RunRecord:
+def _taken(session: Session, engines: Any, found: Input, twin: Twin, selection: RecordSelection,
+           sha256: Any, size: Any, records: Any) -> Input:
+    """The input named by the checksum the run took, else by one taken now (``engines``: the runtime whose stream
+    history is read; None leaves it without)."""
+    if sha256:
+        return with_checksum(found, selection, RecordsChecksum(sha256=str(sha256), records=int(records or 0),
+                                                               bytes=int(size or 0)))
+    selection = selection.model_copy(update={"taken": "crate"})
+    return with_checksum(found, selection, checksum_here(session, engines, twin.id, selection)
+                         if engines is not None else None)
+
+
+def _training_input(session: Session, engines: Any, twin: Twin, stream: str, read: dict[str, Any],
+                    selection: dict[str, Any]) -> Input:
+    """The records a training read by offsets [start, end), flags it excluded left out."""
+    start, end = read.get("start", selection.get("start", 0)), read.get("end", selection.get("end"))
+    found = Input(id=f"stream:{twin.id}/{stream}", kind="records", name=f"{twin.name}/{stream}",
+                  version=f"{start}-{end}", description=f"{read.get('records', '?')} records of stream {stream}, "
+                                                        "offsets [start, end)",
+                  properties={k: read[k] for k in ("start", "end", "records", "quality") if k in read})
+    if end is None:
+        return found
+    excluded = set(read.get("exclude_quality") or ())
+    kept = sorted({"good", "suspect", "bad"} - excluded) if excluded else None
+    chosen = RecordSelection(twin=twin.name, stream=stream, ranges=[(int(start or 0), int(end))], quality=kept)
+    return _taken(session, engines, found, twin, chosen, read.get("sha256"), read.get("bytes"), read.get("records"))
+
+
+def training_record(session: Session, row: TrainingRun, twin: Twin, *, registry: Any = None,
+                    engines: Any = None) -> RunRecord:
     """``registry``: the model registry (MLflow), read for the version's checksum and the effective config; None
-    leaves them out."""
+    leaves them out. ``engines``: the runtime, whose stream history names a run's records by checksum when the run
+    took none."""
     trigger = dict(row.trigger or {})
     tuning = trigger.get("kind") == "tune"
     app, app_sha, manifest = _app(session, twin)
@@ -97,11 +129,7 @@ def training_record(session: Session, row: TrainingRun, twin: Twin, *, registry:
                                                              f"{row.model} version {row.model_version} (the "
                                                              "SHA-256 of its canonical tar)"))
     stream = read.get("stream") or selection.get("stream")
-    inputs = [Input(id=f"stream:{twin.id}/{stream}", kind="records", name=f"{twin.name}/{stream}",
-                    version=f"{read.get('start', selection.get('start', 0))}-{read.get('end', selection.get('end'))}",
-                    description=f"{read.get('records', '?')} records of stream {stream}, offsets [start, end)",
-                    properties={k: read[k] for k in ("start", "end", "records", "quality") if k in read})] \
-        if stream else []
+    inputs = [_training_input(session, engines, twin, str(stream), read, selection)] if stream else []
     record = RunRecord(
         id=row.id, kind="tuning" if tuning else "training",
         name=f"{'tuning and ' if tuning else ''}training of {row.model} for {twin.name}",
@@ -133,8 +161,20 @@ def training_record(session: Session, row: TrainingRun, twin: Twin, *, registry:
     return record
 
 
-def calibration_record(session: Session, row: Calibration, twin: Twin) -> RunRecord:
-    app, app_sha, _ = _app(session, twin)
+def _observed(session: Session, engines: Any, twin: Twin, manifest: dict[str, Any], read: dict[str, Any],
+              since: str | None, until: str | None, found: Input) -> Input:
+    """The observations a calibration read in the window its runner kept, named by the checksum the runner took
+    of them (a calibration before it was taken: one taken now)."""
+    stream = ((manifest.get("calibration") or {}).get("observed") or {}).get("stream")
+    if since is None or until is None or not stream:
+        return found
+    chosen = RecordSelection(twin=twin.name, stream=str(stream), ranges=[(0, None)], since=since, until=until)
+    return _taken(session, engines, found, twin, chosen, read.get("sha256"), read.get("bytes"), read.get("records"))
+
+
+def calibration_record(session: Session, row: Calibration, twin: Twin, *, engines: Any = None) -> RunRecord:
+    """``engines``: the runtime, whose stream history names the observations read by their checksum."""
+    app, app_sha, manifest = _app(session, twin)
     settings = dict(row.settings or {})
     request = {"method": row.method, "objective": row.objective, "seed": row.seed, "runs": row.max_runs,
                "seconds": row.max_seconds, "workers": row.workers, "params": list(settings.get("space") or {}),
@@ -165,10 +205,11 @@ def calibration_record(session: Session, row: Calibration, twin: Twin) -> RunRec
         started=row.created_at, ended=row.finished_at, procedure=procedure, procedure_name="calibration.json",
         procedure_language="twinengine-calibration", procedure_sha256=sha, engine_version=__version__, app=app,
         app_sha256=app_sha, twin=twin.name, twin_id=twin.id, parameters=request, seeds={"calibration": row.seed},
-        inputs=[Input(id=f"observations:{twin.id}", kind="observations", name=f"{twin.name} observations",
-                      version=f"{since or 'start'}/{until or 'end'}", size=read.get("records"),
-                      description=f"the twin's observed stream in the calibration's window"
-                                  f"{', ' + str(read['records']) + ' records' if read else ''}")],
+        inputs=[_observed(session, engines, twin, manifest, read, since if read else None, until if read else None,
+                          Input(id=f"observations:{twin.id}", kind="observations", name=f"{twin.name} observations",
+                                version=f"{since or 'start'}/{until or 'end'}", size=read.get("records"),
+                                description=f"the twin's observed stream in the calibration's window"
+                                            f"{', ' + str(read['records']) + ' records' if read else ''}"))],
         outputs=outputs,
         steps=[Step(id="calibrate", tool=row.method, namespace="engine", status="finished" if row.status == "done"
                     else row.status, started=row.created_at, ended=row.finished_at,
@@ -208,7 +249,30 @@ def analyses(cycles: list[AssimilationCycle]) -> list[dict[str, Any]]:
             for i, c in enumerate(cycles)]
 
 
-def assimilation_record(session: Session, first: AssimilationCycle, twin: Twin) -> RunRecord:
+def merged(ranges: list[tuple[int, ...]]) -> list[tuple[int, int | None]]:
+    """Offset ranges [first, end) as the fewest that hold the same offsets, in order."""
+    out: list[tuple[int, int | None]] = []
+    for first, end in sorted((r[0], r[1]) for r in ranges if r[1] > r[0]):
+        last = out[-1] if out else None
+        if last is not None and last[1] is not None and first <= last[1]:
+            out[-1] = (last[0], max(last[1], end))
+        else:
+            out.append((first, end))
+    return out
+
+
+def _cycles_read(session: Session, engines: Any, twin: Twin, stream: str, ranges: list[tuple[int, ...]]) -> Input:
+    """The observation records cycles read by stream offsets [first, end), named by their checksum taken now (the
+    cycles keep the offsets, not the records)."""
+    found = Input(id=f"stream:{twin.id}/{stream}", kind="observations", name=f"{twin.name}/{stream}",
+                  version=f"{min(r[0] for r in ranges)}-{max(r[1] for r in ranges)}",
+                  description="the observation records the cycles read, by stream offsets [first, end)")
+    chosen = RecordSelection(twin=twin.name, stream=stream, ranges=merged(ranges), taken="crate")
+    return _taken(session, engines, found, twin, chosen, None, None, None)
+
+
+def assimilation_record(session: Session, first: AssimilationCycle, twin: Twin, *, engines: Any = None) -> RunRecord:
+    """``engines``: the runtime, whose stream history names the observations read by their checksum."""
     cycles = batch_of(session, first)
     last = cycles[-1]
     app, app_sha, _ = _app(session, twin)
@@ -226,10 +290,8 @@ def assimilation_record(session: Session, first: AssimilationCycle, twin: Twin) 
                           description=f"model steps of the ensemble to {cycle.valid_time.isoformat()}, then "
                                       f"the {cycle.method} analysis of {cycle.obs_count} observations"))
         before = cycle.created_at
-    offsets = [v for c in cycles for v in c.offsets.values()]
-    inputs = [Input(id=f"stream:{twin.id}/{stream}", kind="observations", name=f"{twin.name}/{stream}",
-                    version=f"{min(int(o[0]) for o in offsets)}-{max(int(o[1]) for o in offsets)}",
-                    description="the observation records the cycles read, by stream offsets [first, end)")
+    inputs = [_cycles_read(session, engines, twin, stream, [tuple(map(int, c.offsets[stream])) for c in cycles
+                                                            if stream in c.offsets])
               for stream in sorted({s for c in cycles for s in c.offsets})]
     if prior:
         inputs.append(Input(id=f"cycle:{prior}", kind="state", name=f"prior ensemble of cycle {prior}",

@@ -38,8 +38,9 @@ class Output:
 @dataclass
 class Input:
     """Something the run read, named so it can be found again: a collection (with its version token and, where
-    it can be computed, the SHA-256 of its files), a stream's records by offsets, a twin's state revision, a
-    related twin's state. Never copied into the crate: it stays a reference with its checksum."""
+    it can be computed, the SHA-256 of its files), a stream's records by offsets or window (with the SHA-256 of
+    the records, ``crates.stream_inputs``), a twin's state revision, a related twin's state. Never copied into the
+    crate: it stays a reference with its checksum."""
 
     id: str
     kind: str  # collection, stream, state, related, records, observations

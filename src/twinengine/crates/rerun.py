@@ -20,6 +20,7 @@ from twinengine.crates.diff import compare
 from twinengine.crates.package import CrateContents, pack, unpack
 from twinengine.crates.record import RunRecord
 from twinengine.crates.service import UNFINISHED, record_of
+from twinengine.crates.stream_inputs import StreamChange, stream_changes
 from twinengine.errors import Conflict, InvalidInput, NotFound, RunNotFinished
 from twinengine.twins import service as twins
 
@@ -217,21 +218,26 @@ def rerun(session: Session, runtime: Any, *, principal: Principal, run_id: str |
     if (run_id is None) == (crate is None):
         raise InvalidInput("give a run or a crate to rerun")
     contents: CrateContents | None = None
-    if crate is not None:
-        contents = unpack(crate)
-        record = contents.record
-    else:
-        record = record_of(session, runtime, principal=principal, run_id=str(run_id),
-                           registry=runtime.ml.registry if str(run_id).startswith("tr-") else None)
-    kind = record.rerun.get("type")
-    start = STARTS.get(str(kind))
-    if start is None:
-        raise InvalidInput(f"crate: run {record.id} is of a kind this engine cannot rerun ({kind!r})")
-    _check_app(session, record)
-    _check_inputs(runtime, record)
+    # What the rerun reads (the original's record, its app version, its inputs' checksums: stream segments may
+    # come from the lake, on S3) is read in a unit of work that takes no write lock, before ``session`` writes.
+    with runtime.db.session(readonly=True) as reading:
+        if crate is not None:
+            contents = unpack(crate)
+            record = contents.record
+        else:
+            record = record_of(reading, runtime, principal=principal, run_id=str(run_id),
+                               registry=runtime.ml.registry if str(run_id).startswith("tr-") else None)
+        kind = record.rerun.get("type")
+        start = STARTS.get(str(kind))
+        if start is None:
+            raise InvalidInput(f"crate: run {record.id} is of a kind this engine cannot rerun ({kind!r})")
+        _check_app(reading, record)
+        _check_inputs(runtime, record)
+        changed = stream_changes(reading, runtime, record, made_now=crate is None)  # the diff says when they differ
     new_id = start(session, runtime, principal, record)
     _keep(runtime, new_id, record, crate if crate is not None else None,
-          {"kind": record.kind, "from_crate": crate is not None})
+          {"kind": record.kind, "from_crate": crate is not None,
+           "inputs_changed": [c.model_dump(mode="json") for c in changed]})
     return {"original": record.id, "rerun": new_id, "kind": record.kind, "from_crate": crate is not None}
 
 
@@ -245,9 +251,10 @@ def diff_of(session: Session, runtime: Any, *, principal: Principal, run_id: str
     if new.status in UNFINISHED:
         raise RunNotFinished(f"rerun {run_id} is {new.status}; its diff is known when it ends")
     original = unpack((_ledger(runtime) / f"{run_id}.zip").read_bytes())
+    changed = [StreamChange.model_validate(c) for c in (ledger_of(runtime, run_id) or {}).get("inputs_changed") or []]
 
     def new_bytes(name: str) -> bytes | None:
         found = next((o for o in new.outputs if o.name == name), None)
         return found.read() if found is not None else None
 
-    return compare(original.record, original.output, new, new_bytes)
+    return compare(original.record, original.output, new, new_bytes, changed=changed)

@@ -34,7 +34,7 @@ def record_of(session: Session, engines: Any, *, principal: Principal, run_id: s
             raise RunNotFound(f"no run {run_id!r}")
         twin = twins.get_twin(session, principal=principal, ref=row.twin_id)
         _ended(run_id, row.status)
-        return training_record(session, row, twin, registry=registry)
+        return training_record(session, row, twin, registry=registry, engines=engines)
     if run_id.startswith("cal-"):
         from twinengine.calibration.models import Calibration
         from twinengine.crates.other_runs import calibration_record
@@ -44,7 +44,7 @@ def record_of(session: Session, engines: Any, *, principal: Principal, run_id: s
             raise RunNotFound(f"no run {run_id!r}")
         twin = twins.get_twin(session, principal=principal, ref=cal.twin_id)
         _ended(run_id, cal.status)
-        return calibration_record(session, cal, twin)
+        return calibration_record(session, cal, twin, engines=engines)
     if run_id.startswith("as-"):
         from twinengine.crates.other_runs import assimilation_record
         from twinengine.twin_assimilation.models import AssimilationCycle
@@ -53,7 +53,7 @@ def record_of(session: Session, engines: Any, *, principal: Principal, run_id: s
         if cycle is None:
             raise RunNotFound(f"no run {run_id!r}")
         twin = twins.get_twin(session, principal=principal, ref=cycle.twin_id)
-        return assimilation_record(session, cycle, twin)
+        return assimilation_record(session, cycle, twin, engines=engines)
     from twinengine.crates.workflow_runs import workflow_record
     from twinengine.workflows import service as runs
 

@@ -17,9 +17,13 @@ from twinengine.catalog.models import AppVersion
 from twinengine.compute.models import UsageRecord
 from twinengine.crates.inputs import collection_input
 from twinengine.crates.record import Input, ModelUse, Output, RunRecord, Step
+from twinengine.crates.stream_inputs import RecordSelection, with_checksum
+from twinengine.streams.checksum import RecordsChecksum
+from twinengine.twins.models import Twin
 from twinengine.workflows.graph import parse_graph
 from twinengine.workflows.models import RunNode, WorkflowRun
 from twinengine.workflows.results import ResultStore
+from twinengine.workflows.stream_processes import QUALITY_KEPT
 
 __all__ = ["ENGINE_VALUES", "canonical", "workflow_record"]
 
@@ -55,16 +59,32 @@ def _outputs(run: WorkflowRun, results: ResultStore, carry_bytes: int) -> list[O
     return outputs
 
 
-def _inputs(lineage: dict[str, Any], collections: Any) -> list[Input]:
+def _stream_input(session: Session, entry: dict[str, Any], name: str, version: str | None) -> Input:
+    """A stream the run read with ``load_stream``: its records up to offset ``version`` in the time extent and
+    flags the run asked for, with the checksum the run took of them (runs before it was taken have none)."""
+    found = Input(id=name, kind="stream", name=name.removeprefix("stream:"), version=version,
+                  description=f"the stream's records load_stream read, up to offset {version}",
+                  properties={"quality": entry.get("quality")} if entry.get("quality") else {})
+    if not entry.get("sha256"):
+        return found
+    twin_id, _, stream = name.removeprefix("stream:").partition("/")
+    twin = session.get(Twin, twin_id)
+    kept = QUALITY_KEPT.get(str(entry.get("quality_kept") or "any"))
+    selection = RecordSelection(twin=twin.name if twin is not None else twin_id, stream=stream,
+                                ranges=[(0, int(version or 0))], since=entry.get("since"), until=entry.get("until"),
+                                quality=list(kept) if kept is not None else None, taken="run")
+    return with_checksum(found, selection, RecordsChecksum(sha256=str(entry["sha256"]), records=int(entry["records"]),
+                                                           bytes=int(entry["bytes"])))
+
+
+def _inputs(session: Session, lineage: dict[str, Any], collections: Any) -> list[Input]:
     seen: dict[tuple[str, str | None], Input] = {}
     for entry in lineage.get("inputs") or []:
         name, version = str(entry.get("collection")), entry.get("version")
         if (name, version) in seen:
             continue
         if name.startswith("stream:"):
-            found = Input(id=name, kind="stream", name=name.removeprefix("stream:"), version=version,
-                          description=f"the stream's records up to offset {version} (read again by offsets)",
-                          properties={"quality": entry.get("quality")} if entry.get("quality") else {})
+            found = _stream_input(session, entry, name, version)
         elif name.startswith("related:"):
             found = Input(id=name, kind="related", name=name.removeprefix("related:"), version=version,
                           description="the related twins' state as the run read it")
@@ -154,7 +174,7 @@ def workflow_record(session: Session, run: WorkflowRun, *, results: ResultStore,
         procedure_language="openeo", procedure_sha256=hashlib.sha256(procedure).hexdigest(),
         engine_version=str(lineage.get("engine_version") or __version__), app=run.app,
         app_sha256=lineage.get("app_sha256"), twin=run.twin_name, twin_id=run.twin_id, workflow=run.workflow,
-        parameters=parameters, seeds=seeds, inputs=_inputs(lineage, collections),
+        parameters=parameters, seeds=seeds, inputs=_inputs(session, lineage, collections),
         outputs=_outputs(run, results, carry_bytes),
         models=[ModelUse(registered=m["registered"], version=str(m["version"]), model=m["model"],
                          training_run=m.get("training_run"), gate=m.get("gate")) for m in lineage.get("models") or []],

@@ -46,6 +46,7 @@ from twinengine.store.base import utcnow
 from twinengine.store.blobs import BlobStore
 from twinengine.store.engine import Database
 from twinengine.streams.arrays import to_python
+from twinengine.streams.checksum import records_checksum
 from twinengine.streams.hub import StreamHub, stream_key
 from twinengine.twins.models import Twin
 from twinengine.workers.process import WorkerError
@@ -237,7 +238,9 @@ class MLEngine:
         table = (hub.read(key, start=start, stop=end, limit=max(end - start, 1), quality=kept) if end > start
                  else None)
         records = to_python(table) if table is not None else []  # array fields as numpy arrays
-        inputs = {"kind": "stream", "stream": stream, "start": start, "end": end, "records": len(records)}
+        read = records_checksum(table)  # the records it trains on, named by their checksum (the run's crate)
+        inputs = {"kind": "stream", "stream": stream, "start": start, "end": end, "records": len(records),
+                  "sha256": read.sha256, "bytes": read.bytes}
         if table is not None and QUALITY in table.column_names:  # the flags of what it trains on (pedigree)
             inputs["quality"] = flag_counts(table.column(QUALITY))
         if excluded:

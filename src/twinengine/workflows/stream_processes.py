@@ -23,6 +23,7 @@ from twinengine.quality.pedigree import flag_counts
 from twinengine.quality.plan import QUALITY
 from twinengine.quality.spec import FLAGS
 from twinengine.streams.arrays import as_matrix, is_array
+from twinengine.streams.checksum import records_checksum
 from twinengine.streams.uncertainty import UNCERTAINTY, variables
 from twinengine.timeutil import parse_instant
 from twinengine.workflows.context import current
@@ -113,6 +114,9 @@ def load_stream(stream: str, temporal_extent: Any = None, twin: str | None = Non
     ds = to_records_dataset(table, time_field)
     entry: dict[str, Any] = {"collection": f"stream:{twin_id}/{stream}", "node": ctx.node,
                              "version": str(int(ds["record"].max()) + 1) if ds.sizes.get("record") else "0"}
+    read = records_checksum(table)  # what the run read, named by its records' checksum (a crate's input)
+    entry |= {"sha256": read.sha256, "records": read.records, "bytes": read.bytes, "quality_kept": quality,
+              "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
     if table is not None and QUALITY in table.column_names:  # the flags of the records it uses (pedigree)
         entry["quality"] = flag_counts(table.column(QUALITY))
     ctx.inputs.append(entry)
