@@ -42,7 +42,13 @@ touch -d "@$SOURCE_DATE_EPOCH" "$WORKDIR/context/twin-env"
 platforms=(--platform manylinux1_x86_64 --platform manylinux2010_x86_64 --platform manylinux2014_x86_64)
 for minor in $(seq 5 36); do platforms+=(--platform "manylinux_2_${minor}_x86_64"); done
 say "dependencies as wheels${TWIN_EXTRAS:+ (extra $TWIN_EXTRAS)}"
-"$PYTHON" -m pip download --quiet --only-binary=:all: --dest "$WORKDIR/context/wheels" \
+# Pure-Python dependencies released only as source (promise, which mlflow's graphene needs) are made into
+# wheels here, on the host: the image still gets wheels only, and needs no compiler.
+if [ "$TWIN_EXTRAS" = ml ]; then
+    "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WORKDIR/context/wheels" -c "$REPO/constraints.txt" promise
+fi
+"$PYTHON" -m pip download --quiet --only-binary=:all: --find-links "$WORKDIR/context/wheels" \
+    --dest "$WORKDIR/context/wheels" \
     --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
     "${platforms[@]}" -c "$REPO/constraints.txt" "$WHEEL${TWIN_EXTRAS:+[$TWIN_EXTRAS]}"
 
