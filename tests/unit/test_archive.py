@@ -87,3 +87,33 @@ def test_symlinks_in_a_folder_are_refused(tmp_path: Path) -> None:
     (folder / "link").symlink_to("/etc/passwd")
     with pytest.raises(InvalidInput, match="symbolic links"):
         pack(folder)
+
+
+def _tree(root: Path) -> dict[str, tuple[int, bytes | None]]:
+    return {p.relative_to(root).as_posix(): (p.stat().st_mode & 0o7777, p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def test_pythons_without_extraction_filters_unpack_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian 12's Python (3.11.2) has no ``tarfile`` extraction filters (3.11.4 brought them): the engine's own
+    extraction of checked members gives the same files and modes (setuid and group/other write never kept)."""
+    script = file_info("pkg/run.sh", 3)
+    script.mode = 0o4777  # setuid, world-writable: neither survives
+    data = tar_gz([(file_info("pkg/a/b.txt", 2), b"hi"), (script, b"#!\n"), (file_info("top.yaml", 3), b"x: 1")])
+    unpack(data, tmp_path / "with", max_unpacked_bytes=1000)
+    with_filters = _tree(tmp_path / "with")
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    names = unpack(data, tmp_path / "without", max_unpacked_bytes=1000)
+    assert sorted(names) == ["pkg/a/b.txt", "pkg/run.sh", "top.yaml"]
+    without = _tree(tmp_path / "without")
+    assert without["pkg/run.sh"] == (0o755, b"#!\n") and without["pkg/a/b.txt"] == (0o644, b"hi")
+    if hasattr(tarfile.TarFile, "extraction_filter"):  # this Python has the filters: both ways agree
+        assert {k: v for k, v in without.items() if v[1] is not None} == {
+            k: v for k, v in with_filters.items() if v[1] is not None}
+    app = pack(make_app(tmp_path / "app"))
+    unpack(app, tmp_path / "app-out", max_unpacked_bytes=10_000_000)
+    assert (tmp_path / "app-out" / "twinapp.yaml").is_file()
+    link = tarfile.TarInfo("pkg/link")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    with pytest.raises(InvalidInput, match="not a plain file"):
+        unpack(tar_gz([(link, None)]), tmp_path / "hostile", max_unpacked_bytes=1000)

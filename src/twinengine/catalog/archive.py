@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import shutil
 import stat
 import tarfile
 import zlib
@@ -120,7 +121,31 @@ def unpack(data: bytes, dest: Path, *, max_unpacked_bytes: int, compressed: bool
             if member.isfile():
                 names.append(PurePosixPath(member.name).as_posix())
         try:
-            tar.extractall(dest, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, filter="data")
+            else:
+                _extract_plain(tar, members, dest)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise InvalidInput(f"archive: cannot be unpacked ({exc})") from None
     return names
+
+
+def _extract_plain(tar: tarfile.TarFile, members: list[tarfile.TarInfo], dest: Path) -> None:
+    """What ``filter="data"`` does for members already checked to be plain files and folders with safe names,
+    for Pythons without extraction filters (before 3.11.4; Debian 12's is 3.11.2): folders made, files written,
+    no owner, times or mode bits kept but the owner's execute bit (files 0644 or 0755)."""
+    root = dest.resolve()
+    for member in members:
+        target = (dest / member.name).resolve()
+        if target != root and root not in target.parents:  # ``_check_name`` refused these already
+            raise InvalidInput(f"archive: entry {member.name!r} leaves the folder it is unpacked into")
+        if member.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = tar.extractfile(member)
+        if source is None:
+            raise InvalidInput(f"archive: entry {member.name!r} cannot be read")
+        with source, open(target, "wb") as out:
+            shutil.copyfileobj(source, out)
+        target.chmod(0o755 if member.mode & 0o100 else 0o644)
