@@ -37,6 +37,7 @@ from twinengine.demo.server import InProcessServer
 from twinengine.lake.endpoints import add_endpoint
 from twinengine.lake.schemas import EndpointCreate
 from twinengine.runtime import Runtime
+from twinengine.transport import tls_context
 
 __all__ = ["BACKENDS", "CONTEXT", "Checked", "Participant", "Peer", "checked_messages", "engine_store", "msg",
            "served_engine", "wait_state"]
@@ -83,7 +84,7 @@ class Participant:
 
     def api(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token or self.admin}"}
-        return httpx.request(method, self.url + path, headers=headers, timeout=60, **kwargs)
+        return httpx.request(method, self.url + path, headers=headers, timeout=60, verify=tls_context(), **kwargs)
 
     def ok(self, method: str, path: str, token: str | None = None, expect: int = 200, **kwargs: Any) -> Any:
         response = self.api(method, path, token, **kwargs)
@@ -272,7 +273,7 @@ class Peer:
         """Send ``body`` to ``path`` of the engine; every answer it gives is checked against its schema."""
         from twinengine.dataspace.spec import problems
 
-        response = httpx.request(method, engine.url + path, json=body, timeout=30,
+        response = httpx.request(method, engine.url + path, json=body, timeout=30, verify=tls_context(),
                                  headers={"Authorization": f"Bearer {self.token(engine.did)}"})
         if response.content and response.headers.get("content-type", "").startswith("application/json"):
             answer = response.json()

@@ -8,11 +8,13 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from helpers import RIVER_REACH, make_app, need_modules
+from helpers import RIVER_REACH, Engine, copy_sqlite, engine_on, make_app, need_modules
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -126,6 +128,44 @@ def line_app(root: Path, *, name: str, model: str, framework: str, task_source: 
         "models": {model: {"entrypoint": f"{package}.model:{model}", "framework": framework}},
         "functions": {"score": {"entrypoint": f"{package}.functions:score", "stream": "samples", "model": model}},
     }, files={f"{package}/model.py": task_source, f"{package}/functions.py": LINE_SCORE})
+
+
+def assert_no_write_held_across_io() -> None:
+    """What ``no_write_held_across_io`` checks after a test, for what a module-scoped fixture did (that fixture
+    runs inside each test, not around a module's fixtures)."""
+    from twinengine.store import guard as store_guard
+
+    found = store_guard.violations(clear=True)
+    assert not found, f"{len(found)} call(s) waited on the world with a write transaction open; the first:\n{found[0]}"
+
+
+@contextmanager
+def shared_engine(root: Path, template: Path, **settings: Any) -> Iterator[Engine]:
+    """An engine on a copy of the migrated SQLite store ``template`` for a module-scoped fixture: several tests
+    start from what it trained once (a training worker imports its framework, seconds of CPU per run). The store
+    guard's violations are checked as the fixture ends (the fixture checks what it did before yielding)."""
+    from twinengine.config import Settings
+
+    chosen = Settings(data_dir=root / "data", **settings)
+    copy_sqlite(template, chosen.data_dir / "twin.db")
+    with engine_on(chosen) as engine:
+        yield engine
+    assert_no_write_held_across_io()
+
+
+@contextmanager
+def trained_once(root: Path, template: Path, publish: Callable[[Engine, Path], Any],
+                 model: str) -> Iterator[tuple[Engine, Any, Any]]:
+    """The app published on one engine (``publish``) and ``model`` trained once, for the tests of a framework
+    that start from that champion. The framework is what they are about, not the store: they run on SQLite; the
+    lifecycle on PostgreSQL is tested with the reference PyTorch model (test_ml_lifecycle.py) and, for each
+    framework, by its retraining policy."""
+    with shared_engine(root, template, run_functions=False) as engine:
+        client = publish(engine, root)
+        done = client.ml.wait("line", client.ml.train("line", model).id, timeout=300)
+        assert done.status == "succeeded", done.error
+        assert_no_write_held_across_io()
+        yield engine, client, done
 
 
 def wait_scheduled_retraining(client: Any, twin: str, model: str) -> Any:

@@ -13,14 +13,16 @@ COMPLETED and TERMINATED never change; nothing is left owed to the other side. A
 data address serves only while the transfer is STARTED.
 
 Sequences per state machine: ``LONG`` (200, or ``TWIN_TEST_DSP_LONG``) of up to ``STEPS`` steps in CI, on SQLite
-(about a second each on a 2-core machine, too long for a local run: marked ``ci_only``, run where
-``TWIN_TEST_FULL`` is set, as ``.ci/run`` does); ``SEQUENCES`` (40, or ``TWIN_TEST_DSP_SEQUENCES``) in every run,
-on both stores. 500 of each were run with ``TWIN_TEST_DSP_LONG=500`` on a quiet machine (184-285 s a machine,
-all passed); in CI, beside two other test workers on two cores, they outlast any per-test time limit worth
-having. Half the rules are the model's
-moves, one of them a step the model allows now (so that walks reach FINALIZED and COMPLETED), the other half the
-messages that must change nothing. The sequences are derandomized (the same ones each run, so a failure
-reproduces); ``TWIN_TEST_DSP_SEED`` draws others. A failure prints its sequence as a state machine program.
+(130-160 s for the four machines on a 2-core machine, 100 s of CPU: too long for a local run, marked
+``ci_only``, run where ``TWIN_TEST_FULL`` is set, as ``.ci/run`` does); ``SEQUENCES`` (40, or
+``TWIN_TEST_DSP_SEQUENCES``) in every run, on both stores (32-38 s of CPU for the eight cases). The two took
+850 s (695 s of CPU) and 132 s (125 s) while every HTTP client of a step (the tests' and the engine's courier) made
+a TLS context of its own: each reads the whole CA bundle, about 20 ms of CPU, so they share the process's one.
+500 of each were run with ``TWIN_TEST_DSP_LONG=500`` on a quiet machine (184-285 s a machine then, all passed).
+Half the rules are the model's moves, one of them a step the model allows now (so that walks reach FINALIZED and
+COMPLETED), the other half the messages that must change nothing. The sequences are derandomized (the same ones
+each run, so a failure reproduces); ``TWIN_TEST_DSP_SEED`` draws others. A failure prints its sequence as a state
+machine program.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from twinengine.dataspace.protocol import (
     Role,
     TransferState,
 )
+from twinengine.transport import tls_context
 
 pytestmark = pytest.mark.every_store  # the state machines live in the store: both stores
 
@@ -570,7 +573,7 @@ class ProviderTransfers(Machine):
         process = self.pick(index)
         if process.token is None:
             return
-        answer = httpx.get(f"{self.engine.url}/dsp/data/{process.ppid}",
+        answer = httpx.get(f"{self.engine.url}/dsp/data/{process.ppid}", verify=tls_context(),
                            headers={"Authorization": f"Bearer {process.token}"}, timeout=30)
         assert answer.status_code == (200 if process.state == "STARTED" else 403), \
             f"{process.state}: {answer.status_code} {answer.text}"
@@ -702,8 +705,8 @@ def _run(machine: type[Machine], world: dict[str, Any], sequences: int) -> None:
 
 MACHINES = [ProviderNegotiations, ConsumerNegotiations, ProviderTransfers, ConsumerTransfers]
 # LONG sequences per machine take longer than a local run should (see the module's docstring): CI runs them on
-# SQLite, each with a time limit of its own (about a second a sequence, several on a loaded machine); both stores
-# run SEQUENCES in every run
+# SQLite, each with a time limit of its own (generous: a loaded machine takes several times an idle one's); both
+# stores run SEQUENCES in every run
 SIZES = [pytest.param(LONG, marks=[pytest.mark.ci_only, pytest.mark.timeout(1500)], id="long"),
          pytest.param(SEQUENCES, id=str(SEQUENCES))]
 

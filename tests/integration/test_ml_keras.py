@@ -6,13 +6,15 @@ against its champion, served by ``predict`` and to functions on arrival, and ret
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from helpers import Engine, need_modules
-from ml_fixtures import line_app, line_samples, wait_scheduled_retraining
+from ml_fixtures import line_app, line_samples, trained_once, wait_scheduled_retraining
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.daemons.streams_functions import FunctionWorker
@@ -74,9 +76,8 @@ def _keras() -> None:
     need_modules("ml", "keras", "torch", "mlflow", hint="pip install -e '.[ml]'")
 
 
-@pytest.fixture
-def uma(engine: Engine, tmp_path: Path) -> Client:
-    engine.as_role("ada", "developer").publish_app(line_app(tmp_path, name="keras-app", model=MODEL,
+def _published(engine: Engine, folder: Path) -> Client:
+    engine.as_role("ada", "developer").publish_app(line_app(folder, name="keras-app", model=MODEL,
                                                             framework="keras", task_source=TASK))
     client = engine.as_role("uma", "user")
     client.create_twin("keras-app@0.1.0", "line", {})
@@ -84,16 +85,25 @@ def uma(engine: Engine, tmp_path: Path) -> Client:
     return client
 
 
-# The framework is what these two tests are about, not the store: they run on SQLite. The lifecycle on PostgreSQL
-# is tested with the reference PyTorch model (test_ml_lifecycle.py) and, for this framework, by its retraining
-# policy (the last test), which runs on both stores.
-ON_SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.fixture
+def uma(engine: Engine, tmp_path: Path) -> Client:
+    return _published(engine, tmp_path)
 
 
-@ON_SQLITE
-def test_train_register_keras_flavour_gate_predict(engine: Engine, uma: Client, settings: Settings,
-                                                   tmp_path: Path) -> None:
-    done = uma.ml.wait("line", uma.ml.train("line", MODEL).id, timeout=300)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[tuple[Engine, Client, Any]]:
+    """The app published on one engine and its model trained once, for the two tests that start from that
+    champion: each Keras run's worker imports Keras and PyTorch (about 7.5 s of CPU), a third of such a test.
+    Neither changes what the other checks: the second version the first trains is rejected by the gate, and the
+    samples the second appends come after the champion's."""
+    need_modules("ml", "keras", "torch", "mlflow", hint="pip install -e '.[ml]'")
+    with trained_once(tmp_path_factory.mktemp("keras"), migrated_sqlite, _published, MODEL) as found:
+        yield found
+
+
+def test_train_register_keras_flavour_gate_predict(trained: tuple[Engine, Client, Any], tmp_path: Path) -> None:
+    engine, uma, done = trained
+    settings = engine.runtime.settings
     assert done.status == "succeeded", done.error
     assert done.model_version == "1" and done.progress == 100
     assert len(done.history) == 40 and done.history[-1]["val_loss"] < done.history[0]["val_loss"]
@@ -129,9 +139,8 @@ def test_train_register_keras_flavour_gate_predict(engine: Engine, uma: Client, 
     assert answer["outputs"] == [pytest.approx(3.0, abs=0.2), pytest.approx(-2.0, abs=0.2)]
 
 
-@ON_SQLITE
-def test_functions_on_arrival_get_the_keras_champion(engine: Engine, uma: Client) -> None:
-    done = uma.ml.wait("line", uma.ml.train("line", MODEL).id, timeout=300)
+def test_functions_on_arrival_get_the_keras_champion(trained: tuple[Engine, Client, Any]) -> None:
+    engine, uma, done = trained
     assert done.status == "succeeded", done.error
     worker = FunctionWorker(engine.runtime)
     uma.streams.append("line", "samples", line_samples(5, start=200))

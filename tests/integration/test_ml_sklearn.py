@@ -6,13 +6,15 @@ arrival, and retrained by a policy."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from helpers import Engine, need_modules
-from ml_fixtures import line_app, line_samples, wait_scheduled_retraining
+from ml_fixtures import line_app, line_samples, trained_once, wait_scheduled_retraining
 from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.daemons.streams_functions import FunctionWorker
@@ -66,9 +68,8 @@ def _sklearn() -> None:
     need_modules("ml", "sklearn", "mlflow", hint="pip install -e '.[ml]'")
 
 
-@pytest.fixture
-def uma(engine: Engine, tmp_path: Path) -> Client:
-    engine.as_role("ada", "developer").publish_app(line_app(tmp_path, name="sk-app", model=MODEL,
+def _published(engine: Engine, folder: Path) -> Client:
+    engine.as_role("ada", "developer").publish_app(line_app(folder, name="sk-app", model=MODEL,
                                                             framework="sklearn", task_source=TASK))
     client = engine.as_role("uma", "user")
     client.create_twin("sk-app@0.1.0", "line", {})
@@ -76,16 +77,25 @@ def uma(engine: Engine, tmp_path: Path) -> Client:
     return client
 
 
-# The framework is what these two tests are about, not the store: they run on SQLite. The lifecycle on PostgreSQL
-# is tested with the reference PyTorch model (test_ml_lifecycle.py) and, for this framework, by its retraining
-# policy (the last test), which runs on both stores.
-ON_SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.fixture
+def uma(engine: Engine, tmp_path: Path) -> Client:
+    return _published(engine, tmp_path)
 
 
-@ON_SQLITE
-def test_train_register_sklearn_flavour_gate_predict(engine: Engine, uma: Client, settings: Settings,
-                                                     tmp_path: Path) -> None:
-    done = uma.ml.wait("line", uma.ml.train("line", MODEL).id, timeout=300)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[tuple[Engine, Client, Any]]:
+    """The app published on one engine and its model trained once, for the two tests that start from that
+    champion (an engine, a publication and a training worker each: most of such a test). Neither changes what
+    the other checks: the second version the first trains is rejected by the gate, and the samples the second
+    appends come after the champion's."""
+    need_modules("ml", "sklearn", "mlflow", hint="pip install -e '.[ml]'")
+    with trained_once(tmp_path_factory.mktemp("sklearn"), migrated_sqlite, _published, MODEL) as found:
+        yield found
+
+
+def test_train_register_sklearn_flavour_gate_predict(trained: tuple[Engine, Client, Any], tmp_path: Path) -> None:
+    engine, uma, done = trained
+    settings = engine.runtime.settings
     assert done.status == "succeeded", done.error
     assert done.model_version == "1" and done.progress == 100 and len(done.history) == 1
     assert done.metrics["mae"] < 0.2 and done.inputs["end"] == 200
@@ -117,9 +127,8 @@ def test_train_register_sklearn_flavour_gate_predict(engine: Engine, uma: Client
     assert answer["outputs"] == [pytest.approx(3.0, abs=0.1), pytest.approx(-2.0, abs=0.1)]
 
 
-@ON_SQLITE
-def test_functions_on_arrival_get_the_sklearn_champion(engine: Engine, uma: Client) -> None:
-    done = uma.ml.wait("line", uma.ml.train("line", MODEL).id, timeout=300)
+def test_functions_on_arrival_get_the_sklearn_champion(trained: tuple[Engine, Client, Any]) -> None:
+    engine, uma, done = trained
     assert done.status == "succeeded", done.error
     worker = FunctionWorker(engine.runtime)
     uma.streams.append("line", "samples", line_samples(5, start=200))

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx2 as httpx
 
 from twinengine import outbound
+from twinengine.transport import tls_context
 
 __all__ = ["FetchFailed", "Refused", "check_url", "guarded_client", "resolve", "stac_io"]
 
@@ -116,8 +117,8 @@ class _Pinned(httpx.BaseTransport):
         pinned = httpx.Request(request.method, request.url.copy_with(host=address), headers=headers,
                                stream=request.stream, extensions=extensions)  # the client's request stays as sent
         transport = self._transports.get(host)  # one pool per host: a connection's TLS name is that host's
-        if transport is None:
-            transport = self._transports[host] = httpx.HTTPTransport(retries=0)
+        if transport is None:  # the process's one TLS context: a new one reads the whole CA bundle (~20 ms)
+            transport = self._transports[host] = httpx.HTTPTransport(retries=0, verify=tls_context())
         return transport.handle_request(pinned)
 
     def close(self) -> None:
