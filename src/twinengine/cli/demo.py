@@ -16,6 +16,14 @@ from twinengine.cli._common import console, state_of
 _MAX_HOURS = 24 * 365
 
 
+
+def said(console: Any, text: str) -> None:
+    """One line the demo says, as written: the engine's words are not console markup (``pip install -e '.[ml]'``
+    lost its ``[ml]`` when they were)."""
+    from rich.markup import escape
+
+    console.print(f"[green]✓[/green] {escape(text)}", highlight=False)
+
 def _hours(value: float) -> float:
     """Checked here, not by the option's range: NaN fails every comparison, and the range check named the
     upper bound for it."""
@@ -77,7 +85,7 @@ def demo(
 
         def say(text: str) -> None:
             if not out.as_json:
-                bars.console.print(f"[green]✓[/green] {text}", highlight=False)
+                said(bars.console, text)
 
         def track(description: str, total: int) -> Any:
             task = bars.add_task(description, total=total)
