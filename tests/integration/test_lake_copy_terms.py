@@ -20,6 +20,7 @@ from twinengine.errors import PermissionDenied
 from twinengine.lake.models import Did
 
 UMA, OLA = Principal(name="uma", role=Role.USER), Principal(name="ola", role=Role.USER)
+ADMIN = Principal(name="admin", role=Role.ADMIN)
 
 
 def _held(engine: Engine, pattern: str, *, days: int, signed: datetime) -> None:
@@ -41,12 +42,15 @@ def test_an_expired_copy_is_refused_by_downloads_and_collections(engine: Engine,
     now = datetime.now(UTC)
     _held(engine, "rain%", days=7, signed=now - timedelta(days=1))
     assert engine.runtime.collections.readable("remote.rain", UMA)
+    assert "remote.rain" in engine.runtime.collections.readable_ids(ADMIN)
     assert user.lake.download("remote:rain/rain.nc", tmp_path / "got.nc").read_bytes() == nc.read_bytes()
 
     _held(engine, "rain%", days=7, signed=now - timedelta(days=8))  # the consumer's clock is past the terms
     with pytest.raises(PermissionDenied, match=r"urn:uuid:agreement-1.*elapsedTime lteq"):
         user.lake.download("remote:rain/rain.nc", tmp_path / "refused.nc")
     assert not engine.runtime.collections.readable("remote.rain", UMA)
+    assert "remote.rain" not in engine.runtime.collections.readable_ids(UMA)
+    assert "remote.rain" not in engine.runtime.collections.readable_ids(ADMIN)  # admins are held to it too
     with pytest.raises(PermissionDenied, match="urn:uuid:agreement-1"):
         engine.runtime.collections.require_readable("remote.rain", UMA)
     assert user.lake.get("remote:rain/rain.nc").meta["dataspace"]["agreement"] == "urn:uuid:agreement-1"
