@@ -66,7 +66,11 @@ def _value(value: Any) -> Any:
 
 def canonical_line(record: dict[str, Any]) -> bytes:
     """One record as its line of canonical JSON, ``\\n`` included (the engine's notes left out)."""
-    plain = {k: _value(v) for k, v in record.items() if v is not None and k not in NOTES}
+    return _encoded({k: _value(v) for k, v in record.items() if v is not None and k not in NOTES})
+
+
+def _encoded(plain: dict[str, Any]) -> bytes:
+    """The line of a record whose values are JSON's already: keys sorted, no spaces, UTF-8, a newline."""
     return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode() + b"\n"
 
@@ -115,15 +119,14 @@ class RecordsDigest:
         table, generic = _prepared(_times_in_microseconds(table.drop_columns([c for c in NOTES
                                                                                if c in table.column_names])))
         rows = max(1, min(CHUNK, PART_BYTES // max(table.nbytes // table.num_rows, 1)))
-        dumps, update = json.dumps, self._hash.update
+        update = self._hash.update
         for batch in table.to_batches(max_chunksize=rows):
             for record in batch.to_pylist():
                 plain = {k: v for k, v in record.items() if v is not None}
                 for k in generic:
                     if k in plain:
                         plain[k] = _value(plain[k])
-                line = dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                             allow_nan=False).encode() + b"\n"
+                line = _encoded(plain)
                 update(line)
                 self.records += 1
                 self.bytes += len(line)
