@@ -463,6 +463,47 @@ def test_a_providers_message_acknowledges_a_request_whose_answer_was_never_appli
     assert read["provider_pid"] == run.ppid and read["pending"] is None
 
 
+def test_a_message_whose_unit_of_work_the_store_ended_is_repeated_then_refused_in_the_specs_words(
+        agreements: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL ended a transfer request's transaction in a deadlock with the courier finalizing the same
+    negotiation (seen in a loaded run): the peer got the engine's own 409 body, off the spec's schema, and its
+    transfer never started. The unit of work wrote nothing, so it is repeated; one the store keeps ending is
+    refused with the spec's TransferError."""
+    from psycopg.errors import DeadlockDetected
+    from sqlalchemy.exc import OperationalError
+
+    from twinengine.dataspace import transfer
+
+    engine, peer = agreements["engine"], agreements["peer"]
+    real, calls = transfer.provider_request, []
+
+    def ended(times: int) -> Any:
+        def request(*args: Any) -> Any:
+            calls.append(1)
+            if len(calls) <= times:
+                raise OperationalError("UPDATE ds_agreements ...", {}, DeadlockDetected("deadlock detected"))
+            return real(*args)
+        return request
+
+    def send() -> Any:
+        return peer.send(engine, f"{BASE_PATH}/transfers/request", msg(
+            "TransferRequestMessage", consumerPid=f"urn:uuid:{uuid.uuid4()}", agreementId=agreements[
+                "provider_agreement"], format="HttpData-PULL", callbackAddress=peer.callback))
+
+    monkeypatch.setattr(transfer, "provider_request", ended(1))
+    answer = send()
+    assert answer.status_code == 201 and answer.json()["@type"] == "TransferProcess", answer.text
+    assert len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(transfer, "provider_request", ended(99))
+    refused = send()
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["@type"] == "TransferError" and refused.json()["code"] == "409"
+    assert "repeat it" in refused.json()["reason"][0]
+    assert len(calls) == 3
+    assert not peer.problems, peer.problems
+
+
 def test_a_request_answered_as_terminated_ends_terminated() -> None:
     """The request delivered again after the provider had ended the process: its answer says TERMINATED."""
     from twinengine.dataspace import negotiation, transfer

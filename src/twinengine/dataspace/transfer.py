@@ -141,12 +141,14 @@ def provider_request(session: Session, connector: Connector, peer: str, body: An
                        consumer_pid=msg["consumerPid"])
     pids = {"consumer_pid": msg["consumerPid"]}
     agreement = session.scalars(select(Agreement).where(Agreement.id == msg["agreementId"],
-                                                        Agreement.role == Role.PROVIDER.value)
-                                .with_for_update()).first()
+                                                        Agreement.role == Role.PROVIDER.value)).first()
     if agreement is None or agreement.consumer != peer:
         raise DspError(400, f"no agreement {msg['agreementId']!r} with {peer}", kind="transfer", **pids)
+    # Locks in the courier's order, the negotiation before its agreement (mark_finalized): the other order
+    # deadlocked on PostgreSQL with the courier finalizing the same negotiation.
     if not agreement.finalized:
         finalized_by_use(session, agreement)
+    session.refresh(agreement, with_for_update=True)
     if msg["format"] != PULL:
         raise DspError(400, f"format {msg['format']!r} is not offered ({PULL})", kind="transfer", **pids)
     try:

@@ -28,12 +28,14 @@ from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, D
 from twinengine.dataspace.spec import problems
 from twinengine.errors import AuthenticationRequired, TokenInvalid
 from twinengine.runtime import Runtime
+from twinengine.store.conflicts import STORE_REFUSALS, store_refusal
 
 __all__ = ["router"]
 
 router = Router(tags=["dataspace-protocol"], generate_unique_id_function=operation_id)
 Pid = Annotated[str, Path(max_length=200, description="A process id (providerPid or consumerPid).")]
 _MAX_BODY = 1 << 20
+_ATTEMPTS = 3  # tries of a message's unit of work the store ended (store.conflicts)
 JSON_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "description": "A Dataspace Protocol 2025-1 message (its JSON Schema)."}}}}}
 
@@ -60,7 +62,9 @@ async def _protocol(request: Request, runtime: Runtime,
                     handle: Callable[[Session, Connector, str, Any], tuple[int, dict[str, Any]]],
                     *, readonly: bool = False, body: bool = True) -> Response:
     """Verify the sender (no unit of work open), then ``handle`` in a unit of work of its own; the courier is
-    woken once it committed."""
+    woken once it committed. A unit of work the store ended (a deadlock with the courier's, a key another
+    message wrote at the same moment) wrote nothing and is repeated: the peer gets the answer the messages in
+    sequence give, and after the last try the spec's error object (409), never the engine's own."""
     connector = runtime.dataspace
     kind = _error_kind(request.url.path)
     try:
@@ -68,8 +72,17 @@ async def _protocol(request: Request, runtime: Runtime,
         peer = await anyio.to_thread.run_sync(connector.verify, request.headers.get("authorization"))
 
         def work() -> tuple[int, dict[str, Any]]:
-            with runtime.db.session(readonly=readonly) as session:
-                return handle(session, connector, peer, message)
+            for attempt in range(1, _ATTEMPTS + 1):
+                try:
+                    with runtime.db.session(readonly=readonly) as session:
+                        return handle(session, connector, peer, message)
+                except STORE_REFUSALS as error:
+                    conflict = store_refusal(error)
+                    if conflict is None:
+                        raise
+                    if attempt == _ATTEMPTS:
+                        raise DspError(409, conflict.message, kind=kind, code="409") from error
+            raise AssertionError("unreachable")
 
         status, answer = await anyio.to_thread.run_sync(work)
     except DspError as exc:
