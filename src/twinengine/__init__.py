@@ -15,6 +15,10 @@ from twinengine._version import __version__
 # Keras 3 picks its backend once, at its first import, which may be an app's: the engine's is PyTorch (the
 # ml extra installs it; TensorFlow is not a dependency) unless whoever starts the process chose another.
 os.environ.setdefault("KERAS_BACKEND", "torch")
+# MLflow reports its use to its makers' servers unless told not to: an engine holding a research group's models
+# sends nothing to a third party unasked, and where outbound traffic is dropped (a cluster's compute nodes) each
+# report waits on the network. Whoever starts the process may still turn it on.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 if TYPE_CHECKING:
     from twinengine.client import Client
