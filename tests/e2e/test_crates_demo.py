@@ -89,14 +89,17 @@ def test_every_crate_passes_the_provenance_run_crate_profile(demo_run: DemoRun, 
 def test_every_crate_answers_the_competency_questions(demo_run: DemoRun, tmp_path: Path) -> None:
     python = _validator()
     crates = _crates(demo_run, tmp_path)
-    answers = _driver(python, "rocrate_questions.py", *map(str, crates.values()))
+    # CQ11 on the ensemble's crate (a member's structure once per member) takes rdflib minutes of CPU: the member's
+    # crate answers it for the same steps
+    answers = _driver(python, "rocrate_questions.py", *(str(p) for k, p in crates.items() if k != "ensemble"))
+    answers |= _driver(python, "rocrate_questions.py", "--skip", "CQ11", str(crates["ensemble"]))
     for kind, path in crates.items():
         found = answers[str(path)]
         for question in ("CQ5", "CQ6", "CQ7", "CQ8", "CQ9"):  # steps' and run's times, status, inputs and outputs,
             assert found[question], (kind, question)          # versions
         # CQ11, how the procedure's parameters reached its steps, takes scalar values only: the remote run's one
         # parameter is an array
-        assert bool(found["CQ11"]) == (kind != "remote"), kind
+        assert bool(found.get("CQ11")) == (kind not in ("remote", "ensemble")), kind
         assert all(status.endswith("CompletedActionStatus") for _, status in found["CQ7"])
         start, end = found["CQ6"][0]
         assert start <= end
