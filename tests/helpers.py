@@ -85,6 +85,13 @@ def need_modules(service: str, *modules: str, hint: str) -> None:
             unavailable(service, f"{module} is not installed ({hint})")
 
 
+# The environment of a tool the tests run that must not reach the internet (CI has none but the package index):
+# its HTTP clients are sent to a closed loopback port and refused at once, where a network that drops packets
+# instead of refusing them would hold each attempt until its timeout. Loopback is reached directly.
+OFFLINE = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+           "NO_PROXY": "127.0.0.1,localhost"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, free_port, serve_engine, stop_process, unavailable
+from helpers import OFFLINE, REPO, free_port, serve_engine, stop_process, unavailable
 from oidc_fixtures import SERVICE_CLIENT, SERVICE_SECRET, start_provider
 from workflow_data import write_collection
 
@@ -129,7 +129,7 @@ def test_official_openeo_test_suite(tmp_path: Path) -> None:
     try:
         with serve_engine(data_dir, port, TWIN_OIDC_PROVIDERS=json.dumps([provider.settings("loop")]),
                           TWIN_SYNC_ISOLATION="process"):  # /result in child processes, as served by default
-            env = {**os.environ, "PYTHONPATH": str(tmp_path / "src"),
+            env = {**os.environ, **OFFLINE, "PYTHONPATH": str(tmp_path / "src"),  # STAC schemas: refused at once
                    "OPENEO_AUTH_METHOD": "client_credentials", "OPENEO_AUTH_PROVIDER_ID": "loop",
                    "OPENEO_AUTH_CLIENT_ID": SERVICE_CLIENT, "OPENEO_AUTH_CLIENT_SECRET": SERVICE_SECRET}
             junit = tmp_path / "junit.xml"
