@@ -55,3 +55,85 @@ def test_an_idle_connection_is_kept_for_the_next_request_past_uvicorn_s_five_sec
             assert connection.sock is not None  # the same connection throughout: never reconnected
         finally:
             connection.close()
+
+
+class _Transport:
+    """What the edge needs of a connection's transport, recording whether it was closed."""
+
+    def __init__(self) -> None:
+        self.closed, self.written, self.reading = False, b"", True
+
+    def write(self, data: bytes) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def set_write_buffer_limits(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def _connection(tmp_path: Path) -> tuple[EdgeProtocol, _Transport, object]:
+    import asyncio
+
+    from fastapi import FastAPI
+    from uvicorn.server import ServerState
+
+    config = edge_config(FastAPI(), Settings(data_dir=tmp_path))
+    config.load()
+    loop = asyncio.new_event_loop()  # never run: the test calls the timers' callbacks itself, in the order it says
+    protocol = EdgeProtocol(config, ServerState(), {}, _loop=loop)
+    transport = _Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    return protocol, transport, loop
+
+
+def test_a_request_waiting_behind_a_late_timer_is_read_not_reset(tmp_path: Path) -> None:
+    """A loop that runs its due timers before it reads the sockets (uvloop's), after an iteration longer than the
+    head's time, fired the new connection's timer while its request sat unread: the edge closed it, and closing
+    with unread bytes resets the client's request. The edge takes one more look first."""
+    import asyncio
+
+    protocol, transport, loop = _connection(tmp_path)
+    try:
+        protocol._head_since -= protocol.limits.head_timeout + 1  # the head's time has passed by the clock
+        protocol._head_late()  # the timer, before the loop read the socket
+        assert not transport.closed
+        protocol.data_received(b"GET /ping HTTP/1.1\r\nHost: engine\r\n\r\n")  # read in the same iteration
+        protocol._head_late(True)
+        assert not transport.closed and not protocol.refused
+        pending = asyncio.all_tasks(loop)  # the request, handed to the app
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        assert transport.written.startswith(b"HTTP/1.1 404 ")  # answered (the app has no route)
+    finally:
+        protocol.connection_lost(None)
+        loop.close()
+
+
+def test_a_connection_that_sends_nothing_is_still_closed_and_a_timer_fired_early_waits(tmp_path: Path) -> None:
+    protocol, transport, loop = _connection(tmp_path)
+    try:
+        protocol._head_late()  # fired early (a loop's time read before a long iteration): by the clock, not yet
+        assert not transport.closed and protocol._head_timer is not None
+        protocol._head_since -= protocol.limits.head_timeout + 1
+        protocol._head_late()
+        protocol._head_late(True)  # nothing arrived meanwhile
+        assert transport.closed
+    finally:
+        protocol.connection_lost(None)
+        loop.close()

@@ -40,6 +40,7 @@ __all__ = ["EdgeConfig", "EdgeProtocol", "edge_config"]
 
 log = logging.getLogger("twinengine.edge")
 
+_LAST_LOOK = 0.1  # seconds a late head gets for the loop to read what the socket holds already
 _SLACK = 1024  # bytes of a head besides its target and its header lines: method, version, line ends
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
             431: "Request Header Fields Too Large"}
@@ -115,6 +116,7 @@ class EdgeProtocol(asyncio.Protocol):
         self.continued = False  # the inner protocol wrote since the current head ended (a 100 Continue too)
         self.requests = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_since = 0.0  # when the current head's time began (time.monotonic)
         self._rate_timer: asyncio.TimerHandle | None = None
         self._window_bytes = 0  # body bytes and seconds of reading since the rate was last judged
         self._window_read = 0.0
@@ -146,7 +148,7 @@ class EdgeProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
         self.inner.connection_made(_WatchedTransport(self.transport, self))  # type: ignore[arg-type]
-        self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_late)
+        self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.lost:
@@ -227,7 +229,7 @@ class EdgeProtocol(asyncio.Protocol):
         self.requests += 1
         if self.requests > 1:  # the first head's time runs since the connection was made
             self._cancel_head_timer()
-            self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_late)
+            self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
         self._target_bytes += len(url)
@@ -289,14 +291,31 @@ class EdgeProtocol(asyncio.Protocol):
             self._head_timer.cancel()
             self._head_timer = None
 
-    def _head_late(self) -> None:
+    def _arm_head_timer(self) -> None:
+        self._head_since = time.monotonic()
+        self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_late)
+
+    def _head_late(self, last_look: bool = False) -> None:
+        """The head's time is up: refuse it (408), or close a new connection that sent nothing. Not before the
+        time has passed by the clock (a loop's time is read once an iteration: a long iteration makes a timer
+        armed in it fire early), and not before one more look at the socket: a loop that runs due timers before
+        it reads (uvloop's) would otherwise close a connection whose request waits unread behind the timer, and
+        closing with unread bytes resets the connection (a client's first request on a loaded engine was reset)."""
         self._head_timer = None
         transport = self.transport
         if transport is None or self.refused or self.passing or self.lost:
             return
+        early = self.limits.head_timeout - (time.monotonic() - self._head_since)
+        if early > 0:
+            self._head_timer = self.loop.call_later(early, self._head_late)
+            return
         if not transport.is_reading():  # the inner protocol holds this head back (a pipelined request)
-            self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_late)
-        elif self._state == "head":
+            self._arm_head_timer()
+            return
+        if not last_look and self._state in ("head", "idle"):
+            self._head_timer = self.loop.call_later(_LAST_LOOK, self._head_late, True)
+            return
+        if self._state == "head":
             self._refuse(408, "RequestTimeout",
                          f"the request head did not arrive within {self.limits.head_timeout:g} s")
         elif self._state == "idle" and self.requests == 0:
