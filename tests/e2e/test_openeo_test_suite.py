@@ -41,8 +41,6 @@ MODULES = ("openeo_test_suite.tests.processes", "openeo_test_suite.tests.collect
 # Why a case of the suite cannot pass against any backend that speaks JSON, by a phrase of its failure.
 EXPLAINED = {
     "stac-schemas-need-network": ("schemas.stacspec.org",),
-    # the engine's own load_collection, save_result and run_udf describe what they take (formats, UDF runtime)
-    "engine-process-metadata": ("[load_collection]", "[save_result]", "[run_udf]"),
     # JSON has neither NaN nor infinity: the suite's HTTP runner refuses to send them, and a result that is one
     # comes back as null
     "json-has-no-nan": ("HTTP JSON APIs don't support", "Got None instead of NaN",

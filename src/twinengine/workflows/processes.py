@@ -276,29 +276,31 @@ def _spec(pid: str, summary: str, params: list[tuple[str, Any, bool, str]], retu
             "returns": {"description": summary, "schema": returns}}
 
 
+def _official(pid: str) -> dict[str, Any]:
+    """The specification's own description of a process the engine implements itself: clients and the official
+    test suite compare it word for word. What the engine serves of it is said where openEO asks: the formats at
+    ``/file_formats``, the UDF runtime at ``/udf_runtimes``, the collections at ``/collections``."""
+    import copy
+
+    from twinengine.workflows.standard import official_spec
+
+    spec = official_spec(pid)
+    if spec is None:
+        raise LookupError(f"{pid} is not in the vendored openEO processes specification")
+    return copy.deepcopy(spec)
+
+
 _ANY: dict[str, Any] = {}
 ENGINE_SPECS: list[tuple[dict[str, Any], Any, bool]] = [
-    (_spec("load_collection", "Load a collection the engine knows as a raster cube (t, bands, y, x)",
-           [("id", {"type": "string"}, False, "Collection id"),
-            ("spatial_extent", [_BBOX, {"type": "null"}], False, "west, south, east, north (inclusive)"),
-            ("temporal_extent", [_INTERVAL, {"type": "null"}], False, "[start, end) in time"),
-            ("bands", [{"type": "array", "items": {"type": "string"}}, {"type": "null"}], True, "Variables"),
-            ("properties", [{"type": "object"}, {"type": "null"}], True, "Ignored metadata filters")],
-           _CUBE), load_collection, True),
+    (_official("load_collection"), load_collection, True),
     (_spec("load_stac", "Load a STAC collection the engine serves",
            [("url", {"type": "string"}, False, "URL of .../collections/{id}"),
             ("spatial_extent", [_BBOX, {"type": "null"}], True, "bounding box"),
             ("temporal_extent", [_INTERVAL, {"type": "null"}], True, "[start, end)"),
             ("bands", [{"type": "array", "items": {"type": "string"}}, {"type": "null"}], True, "Variables"),
             ("properties", [{"type": "object"}, {"type": "null"}], True, "Ignored")], _CUBE), load_stac, True),
-    (_spec("save_result", "Keep the data as a result of the run (netCDF, GTiff, ZARR, JSON, NPY)",
-           [("data", _ANY, False, "What to keep"), ("format", {"type": "string"}, False, "Output format"),
-            ("options", {"type": "object"}, True, "Format options")], {"type": "boolean"}), save_result, True),
-    (_spec("run_udf", "Run Python code in a separate process with a time limit",
-           [("data", _ANY, False, "Input"), ("udf", {"type": "string"}, False, "Python source"),
-            ("runtime", {"type": "string"}, False, "Python"),
-            ("version", [{"type": "string"}, {"type": "null"}], True, "Runtime version"),
-            ("context", _ANY, True, "Passed to the function")], _ANY), run_udf, True),
+    (_official("save_result"), save_result, True),
+    (_official("run_udf"), run_udf, True),
     (_spec("update_twin_state", "Write reported and/or desired values of a twin's state (one revision)",
            [("reported", [{"type": "object"}, {"type": "null"}], True, "Property → value"),
             ("desired", [{"type": "object"}, {"type": "null"}], True, "Property → value"),
