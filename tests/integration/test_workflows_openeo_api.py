@@ -214,3 +214,30 @@ def test_synchronous_processing_has_a_time_budget(engine: Engine, tmp_path: Path
     (run,) = engine.sdk(engine.admin_token).workflows.runs().items
     assert run.status == "error" and run.error is not None and run.error["code"] == "ProcessingTimeLimit"
     assert engine.runtime.workflows.overdue == {} and not engine.runtime.workflows.cancel_requests
+
+
+def test_deleting_a_running_job_stops_it_and_removes_it(engine: Engine, tmp_path: Path) -> None:
+    """openEO's DELETE /jobs/{id}: "computations are stopped and computed results are deleted". It answered 400
+    (cancel it first) for a running job, which the official suite's job lifecycle counts as a failure."""
+    engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="nap-app",
+                                                            files={"nap_app/procs.py": NAP}))
+    headers = engine.headers(engine.token("uma", "user"))
+    http = engine.http
+    graph = {"process_graph": {"a": {"process_id": "nap", "namespace": "nap-app", "arguments": {"seconds": 60.0},
+                                     "result": True}}}
+    created = http.post("/openeo/1.2/jobs", json={"process": graph}, headers=headers)
+    assert created.status_code == 201, created.text
+    job_id = created.headers["OpenEO-Identifier"]
+    assert http.post(f"/openeo/1.2/jobs/{job_id}/results", headers=headers).status_code == 202
+    deadline = time.monotonic() + 60
+    while http.get(f"/openeo/1.2/jobs/{job_id}", headers=headers).json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    other = engine.headers(engine.token("otto", "user"))
+    assert http.delete(f"/openeo/1.2/jobs/{job_id}", headers=other).json()["code"] == "JobNotFound"
+    started = time.monotonic()
+    deleted = http.delete(f"/openeo/1.2/jobs/{job_id}", headers=headers)
+    assert deleted.status_code == 204, deleted.text
+    assert time.monotonic() - started < 30  # stopped, not waited out (the nap is 60 s)
+    assert http.get(f"/openeo/1.2/jobs/{job_id}", headers=headers).json()["code"] == "JobNotFound"
+    assert job_id not in engine.runtime.workflows.executing

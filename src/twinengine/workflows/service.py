@@ -52,6 +52,7 @@ __all__ = [
     "listable",
     "nodes_of",
     "start_run",
+    "stop_and_delete_run",
     "submit",
     "submit_twin_workflow",
     "submit_what_if",
@@ -337,6 +338,36 @@ def delete_run(session: Session, engine: WorkflowEngine, *, principal: Principal
     session.delete(run)
     session.flush()
     engine.results.delete(run.id)
+
+
+def stop_and_delete_run(engine: WorkflowEngine, *, principal: Principal, run_id: str, wait: float = 30.0) -> None:
+    """openEO's ``DELETE /jobs/{id}``: "computations are stopped and computed results are deleted". A queued run
+    is canceled at once; a running one is asked to stop (its sandboxed work is killed), and deleted once its
+    executor has ended it, waited for outside any unit of work. One that has not stopped within ``wait`` seconds
+    stays, canceled, and the answer says to repeat the request."""
+    import time
+
+    with engine.db.session() as session:
+        run = get_run(session, principal=principal, run_id=run_id, for_update=True)
+        require(principal, "workflow.cancel", run)
+        active = run.status in (RunStatus.QUEUED, RunStatus.RUNNING)
+        if active:
+            cancel_run(session, principal=principal, run_id=run_id)
+    if active:
+        if run_id in engine.executing:
+            engine.cancel([run_id])
+        deadline = time.monotonic() + wait
+        while True:
+            with engine.db.session(readonly=True) as session:
+                status = session.scalar(select(WorkflowRun.status).where(WorkflowRun.id == run_id))
+            if status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+                break
+            if time.monotonic() > deadline:
+                raise RunLocked(f"run {run_id} was asked to stop and has not stopped within {wait:g} s; its cancel "
+                                "stands: repeat the request to delete it once it has")
+            time.sleep(0.1)
+    with engine.db.session() as session:
+        delete_run(session, engine, principal=principal, run_id=run_id)
 
 
 def list_logs(session: Session, *, principal: Principal, run_id: str, offset: int | None = None,

@@ -78,8 +78,9 @@ def update_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principa
 @router.delete("/jobs/{job_id}", name="jobs_delete", status_code=status.HTTP_204_NO_CONTENT,
                response_class=Response)
 @acts("workflow.cancel")
-def delete_job(job_id: JobId, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
-    service.delete_run(session, runtime.workflows, principal=principal, run_id=job_id)
+def delete_job(job_id: JobId, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
+    """A running job is stopped first (openEO: computations are stopped and computed results are deleted)."""
+    service.stop_and_delete_run(runtime.workflows, principal=principal, run_id=job_id)
     return Response(status_code=204)
 
 
