@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from twinengine.errors import ProcessParameterInvalid
+from twinengine.workflows import dates
 
 __all__ = ["IMPLEMENTATIONS", "anomaly", "apply_neighborhood", "climatological_normal", "e", "period_labels"]
 
@@ -195,5 +196,5 @@ def aggregate_spatial(data: xr.DataArray, geometries: Any, reducer: Callable[...
 
 IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
     "aggregate_spatial": aggregate_spatial, "e": e, "climatological_normal": climatological_normal, "anomaly": anomaly,
-    "apply_neighborhood": apply_neighborhood,
+    "apply_neighborhood": apply_neighborhood, "date_shift": dates.date_shift, "date_between": dates.date_between,
 }
