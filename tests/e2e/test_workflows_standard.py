@@ -140,3 +140,18 @@ def test_band_math_and_array_processes(served: tuple[openeo.Connection, xr.Datas
     first = cube.filter_bands(["rain"]).reduce_dimension(dimension="t", reducer=lambda d: d.array_element(index=5))
     got = fetch(first, tmp_path / "first.nc")
     np.testing.assert_allclose(got["rain"].values, ds["rain"].isel(time=5).values, rtol=1e-6)
+
+
+def test_apply_polygon_processes_each_polygon_s_cells(served: tuple[openeo.Connection, xr.Dataset],
+                                                      tmp_path: Path) -> None:
+    """Through the official client (``geometries``, the specification's name): the polygon's cells get the
+    process, the others no-data; the same cells selected in xarray."""
+    con, _ = served
+    box = {"type": "Polygon", "coordinates": [[[7.0, 46.0], [7.3, 46.0], [7.3, 46.3], [7.0, 46.3], [7.0, 46.0]]]}
+    cube = con.load_collection("grid", bands=["rain"]).apply_polygon(geometries=box, process=lambda data: data * 2 + 1)
+    got = fetch(cube, tmp_path / "polygon.nc")["rain"]
+    grid = _aligned()["rain"]
+    inside = (grid["lon"] < 7.3) & (grid["lat"] < 46.3)
+    want = yx((grid * 2 + 1).where(inside))
+    assert int(np.isfinite(got.values).sum()) == 9  # 3 x 3 cell centres in the polygon
+    np.testing.assert_allclose(got.values, want.transpose(*got.dims).values, rtol=1e-6)

@@ -115,6 +115,7 @@ def test_every_offered_standard_process_is_covered() -> None:
         "reduce_spatial", "rename_dimension", "rename_labels", "resample_cube_spatial", "resample_cube_temporal",
         "resample_spatial", "run_udf", "save_result", "trim_cube", "aggregate_temporal_period",
         "array_filter", "create_data_cube",  # test_cases_the_specification_gets_wrong below
+        "apply_polygon",  # tests/unit/test_workflows_apply_polygon.py
     }
     standard = OFFERED & set(official_specs())
     assert standard - here - elsewhere == set()
