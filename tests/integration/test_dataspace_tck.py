@@ -463,6 +463,38 @@ def test_a_providers_message_acknowledges_a_request_whose_answer_was_never_appli
     assert read["provider_pid"] == run.ppid and read["pending"] is None
 
 
+def test_a_transfer_request_before_finalized_was_acknowledged_finalizes_and_is_not_refused(
+        agreements: dict[str, Any]) -> None:
+    """The consumer asks for a transfer while the provider's FINALIZED event still awaits its acknowledgement: the
+    request proves the event arrived, so the agreement is in force (``finalized_by_use``) and the transfer goes on.
+    Reading the agreement again under its lock once discarded that unflushed change, and the transfer was
+    terminated as "not finalized" (seen on a loaded machine, where the window is wide)."""
+    from sqlalchemy import select
+
+    from twinengine.dataspace.models import Agreement, Negotiation, TransferProcess
+
+    engine, peer = agreements["engine"], agreements["peer"]
+    agreement_id = agreements["provider_agreement"]
+    with engine.runtime.db.session() as session:
+        agreement = session.scalar(select(Agreement).where(Agreement.id == agreement_id, Agreement.role == "provider"))
+        assert agreement is not None
+        negotiation = session.get(Negotiation, agreement.negotiation_id)
+        assert negotiation is not None
+        agreement.finalized = False
+        negotiation.state, negotiation.pending, negotiation.attempts = "VERIFIED", "finalize", 1
+    cpid = f"urn:uuid:{uuid.uuid4()}"
+    answer = peer.send(engine, f"{BASE_PATH}/transfers/request", msg(
+        "TransferRequestMessage", consumerPid=cpid, agreementId=agreement_id, format="HttpData-PULL",
+        callbackAddress=peer.callback))
+    assert answer.status_code == 201, answer.text
+    with engine.runtime.db.session(readonly=True) as session:
+        agreement = session.scalar(select(Agreement).where(Agreement.id == agreement_id, Agreement.role == "provider"))
+        row = session.scalar(select(TransferProcess).where(TransferProcess.consumer_pid == cpid))
+        assert agreement is not None and agreement.finalized
+        assert session.get(Negotiation, agreement.negotiation_id).state == "FINALIZED"  # type: ignore[union-attr]
+        assert row is not None and row.error is None and row.pending != "terminate", (row.state, row.error)
+
+
 def test_a_message_whose_unit_of_work_the_store_ended_is_repeated_then_refused_in_the_specs_words(
         agreements: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL ended a transfer request's transaction in a deadlock with the courier finalizing the same

@@ -148,6 +148,7 @@ def provider_request(session: Session, connector: Connector, peer: str, body: An
     # deadlocked on PostgreSQL with the courier finalizing the same negotiation.
     if not agreement.finalized:
         finalized_by_use(session, agreement)
+    session.flush()  # what finalized_by_use changed, before the row is read again under its lock (not lost)
     session.refresh(agreement, with_for_update=True)
     if msg["format"] != PULL:
         raise DspError(400, f"format {msg['format']!r} is not offered ({PULL})", kind="transfer", **pids)
