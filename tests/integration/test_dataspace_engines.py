@@ -70,7 +70,10 @@ def test_a_consumer_finds_negotiates_and_pulls_a_gauge_history(engines: tuple[Pa
     agreement = done["agreement_id"]
     ours = [n for n in provider.ok("GET", "/api/v1/dataspace/negotiations?role=provider")
             if n["consumer_pid"] == done["consumer_pid"]]
-    assert ours and ours[0]["state"] == "FINALIZED" and ours[0]["agreement_id"] == agreement
+    assert ours and ours[0]["agreement_id"] == agreement
+    # the provider records FINALIZED once the consumer's acknowledgement of the event is back: a moment after the
+    # consumer's own record (a loaded machine read it VERIFIED in between)
+    wait_state(provider, "negotiations", ours[0]["id"], "FINALIZED")
     mine = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)
     assert len(mine) == 1
     landed = wait_state(consumer, "transfers", mine[0]["id"], "COMPLETED")
@@ -148,7 +151,8 @@ def test_count_two_then_a_third_transfer_is_terminated(engines: tuple[Participan
     assert "count lteq" in (ended["error"] or "")
     refused = [t for t in provider.ok("GET", f"/api/v1/dataspace/transfers?role=provider&agreement={agreement}")
                if t["consumer_pid"] == ended["consumer_pid"]]
-    assert refused[0]["state"] == "TERMINATED" and refused[0]["bytes"] == 0
+    # the provider records TERMINATED once the consumer acknowledged it, a moment after the consumer's own record
+    assert wait_state(provider, "transfers", refused[0]["id"], "TERMINATED")["bytes"] == 0
     assert consumer.api("GET", "/api/v1/lake/dids/remote:count-3").status_code == 404
     usage = provider.ok("GET", f"/api/v1/dataspace/agreements/{agreement}/accesses")
     assert {a["transfer_id"] for a in usage if a["outcome"] == "served"} == \
