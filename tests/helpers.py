@@ -117,12 +117,15 @@ def serve_engine(data_dir: Path, port: int, *, capture: bool = False, start_time
     """``twin serve`` as a real process (``TWIN_*`` overrides in ``env``, more options in ``args``, ``preexec``
     run in the child before it starts), waiting until its engine has started (at most ``start_timeout``
     seconds; ``/health`` answers earlier, while it starts). With ``capture`` its output is piped: read it only
-    once the process has ended."""
+    once the process has ended. Otherwise it goes to ``serve_log(data_dir, port)``, whose end a failing test can
+    show (an engine's 500 or a start that failed says why only there)."""
     environ = {**os.environ, "TWIN_DATA_DIR": str(data_dir), **env}
-    out = subprocess.PIPE if capture else subprocess.DEVNULL
-    process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port), *args],
-                               env=environ, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL,
-                               preexec_fn=preexec)
+    log = serve_log(data_dir, port)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as written:
+        out: Any = subprocess.PIPE if capture else written
+        process = subprocess.Popen([sys.executable, "-m", "twinengine.cli.main", "serve", "--port", str(port),
+                                    *args], env=environ, stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec)
     try:
         deadline = time.monotonic() + start_timeout
         with Client(f"http://127.0.0.1:{port}") as probe:
@@ -134,12 +137,22 @@ def serve_engine(data_dir: Path, port: int, *, capture: bool = False, start_time
                     pass
                 if process.poll() is not None or time.monotonic() > deadline:
                     printed = process.stdout.read().decode() if capture and process.poll() is not None \
-                        and process.stdout else ""
+                        and process.stdout else log_tail(log)
                     raise AssertionError(f"twin serve did not start\n{printed}")
                 time.sleep(0.1)
         yield process
     finally:
         stop_process(process)
+
+
+def serve_log(data_dir: Path, port: int) -> Path:
+    """Where ``serve_engine`` writes the output of the engine it serves on ``data_dir`` and ``port``."""
+    return data_dir.parent / f"twin-serve-{port}.log"
+
+
+def log_tail(path: Path, size: int = 4000) -> str:
+    """The end of a log a test wrote, for a failure's message ("" where there is none)."""
+    return path.read_bytes()[-size:].decode(errors="replace") if path.exists() else ""
 
 
 @contextmanager

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from helpers import REPO, admin_token, need_sandbox, serve_settings
+from helpers import REPO, admin_token, log_tail, need_sandbox, serve_log, serve_settings
 from ogc_fixtures import cwl_python, eoap_validator
 from twinengine.cli.main import app as cli_app
 from twinengine.client import Client
@@ -88,6 +88,7 @@ class Served:
     url: str
     token: str
     twin: str
+    data_dir: Path
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         with Client(url, token) as admin:
             admin.publish_app(LATTICE)
             admin.create_twin("lattice-phi4@0.1.0", "phi4-cwl", {"L": 4})
-        yield Served(url, token, "phi4-cwl")
+        yield Served(url, token, "phi4-cwl", settings.data_dir)
 
 
 def test_an_exported_workflow_runs_under_cwltool_against_an_engine(served: Served, tmp_path: Path) -> None:
@@ -113,7 +114,8 @@ def test_an_exported_workflow_runs_under_cwltool_against_an_engine(served: Serve
                           "--preserve-environment", "TWIN_TOKEN", "--outdir", str(out),
                           f"{package}#lattice-phi4-reference", str(job)],
                          capture_output=True, text=True, timeout=600, env={**os.environ, "TWIN_TOKEN": served.token})
-    assert ran.returncode == 0, ran.stderr[-4000:]
+    engine_log = log_tail(serve_log(served.data_dir, int(served.url.rsplit(":", 1)[1])))
+    assert ran.returncode == 0, ran.stderr[-4000:] + "\nthe engine's log:\n" + engine_log
     # the token is no input: neither the output object nor the results name it (cwltool's own INFO log prints a
     # container's environment, so it runs --quiet)
     assert served.token not in ran.stdout + ran.stderr
