@@ -14,7 +14,8 @@ import xarray as xr
 from twinengine.errors import ProcessParameterInvalid
 from twinengine.workflows import dates
 
-__all__ = ["IMPLEMENTATIONS", "anomaly", "apply_neighborhood", "climatological_normal", "e", "period_labels"]
+__all__ = ["IMPLEMENTATIONS", "anomaly", "apply_neighborhood", "climatological_normal", "e", "lonlat_polygons",
+           "period_labels"]
 
 
 def e() -> float:
@@ -171,6 +172,33 @@ def geojson_shapes(geometries: Any, *, field: str = "geometries") -> tuple[list[
     return shapes, crs
 
 
+_LONLAT = ("EPSG:4326", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84")
+
+
+def lonlat_polygons(value: Any, *, field: str) -> list[Any]:
+    """The (multi)polygons GeoJSON in longitude and latitude names (a Polygon or MultiPolygon, a Feature with
+    one, or a FeatureCollection of such Features), empty ones left out, as openEO's ``load_collection`` and
+    ``apply_polygon`` say; each refusal names ``field``."""
+    import shapely
+
+    shapes, crs = geojson_shapes(value, field=field)
+    if crs.upper() not in _LONLAT:
+        raise ProcessParameterInvalid(f"{field}: coordinates in {crs} are not served; send longitude, latitude")
+    polygons = []
+    for polygon in shapes:
+        if polygon.geom_type not in ("Polygon", "MultiPolygon"):
+            raise ProcessParameterInvalid(f"{field}: a GeoJSON extent is a Polygon or MultiPolygon, a Feature with "
+                                          "one, or a FeatureCollection of such Features")
+        if polygon.is_empty:
+            continue
+        if not polygon.is_valid:
+            raise ProcessParameterInvalid(f"{field}: the polygon is not valid: {shapely.is_valid_reason(polygon)}")
+        polygons.append(polygon)
+    if not polygons:
+        raise ProcessParameterInvalid(f"{field}: the GeoJSON holds no polygon that is not empty")
+    return polygons
+
+
 def aggregate_spatial(data: xr.DataArray, geometries: Any, reducer: Callable[..., Any],
                       target_dimension: str | None = None, context: Any = None) -> xr.DataArray:
     """The reducer over the pixels in each geometry (xvec's zonal statistics), one geometry after the other
@@ -201,28 +229,12 @@ def apply_polygon(data: xr.DataArray, geometries: Any, process: Callable[..., An
     two polygons is refused (the specification's ``GeometriesOverlap``). The library's version applied the
     process to each pixel of the union of the polygons, so a process over the sub cube (its mean, a window)
     saw one pixel at a time, and it named the parameter ``polygons``."""
-    import shapely
-    import xarray as xr
-
     from twinengine.access.geometry import polygon_mask
 
-    shapes, crs = geojson_shapes(geometries, field="geometries")
-    if crs.upper() not in ("EPSG:4326", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84"):
-        raise ProcessParameterInvalid(f"geometries: coordinates in {crs} are not served; send longitude, latitude")
-    if any(shape.geom_type not in ("Polygon", "MultiPolygon") for shape in shapes):
-        raise ProcessParameterInvalid("geometries: each geometry is a Polygon or a MultiPolygon")
     if not {"x", "y"} <= set(data.dims):
         raise ProcessParameterInvalid(f"data has no spatial dimensions x and y (it has {list(data.dims)})")
     xs, ys = data["x"].values, data["y"].values
-    masks = []
-    for shape in shapes:
-        if shape.is_empty:
-            continue
-        if not shape.is_valid:
-            raise ProcessParameterInvalid(f"geometries: a polygon is not valid: {shapely.is_valid_reason(shape)}")
-        masks.append(polygon_mask(shape, xs, ys))
-    if not masks:
-        raise ProcessParameterInvalid("geometries: no polygon that is not empty")
+    masks = [polygon_mask(shape, xs, ys) for shape in lonlat_polygons(geometries, field="geometries")]
     if (np.sum(masks, axis=0) > 1).any():
         raise ProcessParameterInvalid("geometries: GeometriesOverlap: geometries are not allowed to overlap, so that "
                                       "no pixel is processed twice")
@@ -235,9 +247,9 @@ def apply_polygon(data: xr.DataArray, geometries: Any, process: Callable[..., An
         window = {"y": slice(int(rows.min()), int(rows.max()) + 1), "x": slice(int(cols.min()), int(cols.max()) + 1)}
         inside = xr.DataArray(mask[window["y"], window["x"]], dims=("y", "x"),
                               coords={"y": data["y"][window["y"]], "x": data["x"][window["x"]]})
-        result = process(data.isel(window).where(inside), positional_parameters={"data": 0},
-                         named_parameters={"context": context})
-        if not isinstance(result, xr.DataArray) or dict(result.sizes) != dict(data.isel(window).sizes):
+        sub = data.isel(window)
+        result = process(sub.where(inside), positional_parameters={"data": 0}, named_parameters={"context": context})
+        if not isinstance(result, xr.DataArray) or dict(result.sizes) != dict(sub.sizes):
             raise ProcessParameterInvalid("apply_polygon: the process must return a data cube of its input's "
                                           "dimensions and sizes")
         keep = xr.DataArray(mask, dims=("y", "x"), coords={"y": data["y"], "x": data["x"]})

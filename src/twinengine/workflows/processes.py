@@ -68,29 +68,12 @@ def _as_time(value: Any) -> np.datetime64 | None:
 
 
 def _polygons(extent: dict[str, Any]) -> Any:
-    """The (multi)polygon a GeoJSON ``spatial_extent`` names: a Polygon or MultiPolygon, a Feature with one, or
-    a FeatureCollection of such Features; empty geometries are ignored, as openEO's ``load_collection`` says."""
+    """The one (multi)polygon a GeoJSON ``spatial_extent`` names (``extra_processes.lonlat_polygons``)."""
     import shapely
 
-    from twinengine.workflows.extra_processes import geojson_shapes
+    from twinengine.workflows.extra_processes import lonlat_polygons
 
-    shapes, crs = geojson_shapes(extent, field="spatial_extent")
-    if crs.upper() not in ("EPSG:4326", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84"):
-        raise ProcessParameterInvalid(f"spatial_extent: coordinates in {crs} are not served; send longitude, latitude")
-    polygons = []
-    for polygon in shapes:
-        if polygon.geom_type not in ("Polygon", "MultiPolygon"):
-            raise ProcessParameterInvalid("spatial_extent: a GeoJSON extent is a Polygon or MultiPolygon, a Feature "
-                                          "with one, or a FeatureCollection of such Features")
-        if polygon.is_empty:
-            continue
-        if not polygon.is_valid:
-            reason = shapely.is_valid_reason(polygon)
-            raise ProcessParameterInvalid(f"spatial_extent: the polygon is not valid: {reason}")
-        polygons.append(polygon)
-    if not polygons:
-        raise ProcessParameterInvalid("spatial_extent: the GeoJSON holds no polygon that is not empty")
-    return shapely.union_all(polygons)
+    return shapely.union_all(lonlat_polygons(extent, field="spatial_extent"))
 
 
 def _within(cube: xr.DataArray, extent: dict[str, Any]) -> xr.DataArray:
