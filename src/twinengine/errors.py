@@ -129,6 +129,7 @@ __all__ = [
     "StorageFull",
     "StorageUnavailable",
     "StoreNewerThanEngine",
+    "StoreUnavailable",
     "StoredConflict",
     "StreamBackpressure",
     "StreamNotFound",
@@ -546,6 +547,20 @@ class EngineUnavailable(TwinEngineError):
 
     status = 503
     code = "EngineUnavailable"
+
+
+class StoreUnavailable(TwinEngineError):
+    """Raised when the store does not answer (PostgreSQL restarting, its host out of reach): the request is
+    refused, not failed; repeat it after ``retry_after`` seconds. A write whose answer was lost this way may
+    have been kept: repeat it as it was (a producer's sequence numbers make a repeated batch a no-op)."""
+
+    status = 503
+    code = "StoreUnavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 2.0,
+                 details: Sequence[Mapping[str, Any]] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
 
 
 class StoreNewerThanEngine(TwinEngineError):

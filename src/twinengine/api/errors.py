@@ -15,12 +15,14 @@ from twinengine.errors import (
     AuthenticationRequired,
     InvalidInput,
     Problem,
+    StoreUnavailable,
     StreamBackpressure,
     TwinEngineError,
     ValidationFailed,
     join_loc,
 )
 from twinengine.store.conflicts import STORE_REFUSALS, store_refusal
+from twinengine.store.outage import store_unreachable
 
 __all__ = ["install_error_handlers", "render"]
 
@@ -32,7 +34,7 @@ _HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 406: "NotAcceptable", 4
 
 def render(error: TwinEngineError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, AuthenticationRequired) else None
-    if isinstance(error, StreamBackpressure):
+    if isinstance(error, StreamBackpressure | StoreUnavailable):
         headers = {"Retry-After": str(max(1, round(error.retry_after)))}
     return JSONResponse(error.to_dict(), status_code=error.status, headers=headers)
 
@@ -87,7 +89,12 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 
 def _stored_conflict(request: Request, exc: Exception) -> JSONResponse:
-    """A collision in a write that does not run through ``commits_on_its_thread`` (a streamed upload)."""
+    """A collision in a write that does not run through ``commits_on_its_thread`` (a streamed upload), or the
+    store out of reach (any request: 503 and Retry-After, never a 500)."""
+    if store_unreachable(exc):
+        log.warning("the store does not answer %s %s: %s", request.method, request.url.path, exc)
+        return render(StoreUnavailable("the store does not answer (it may be restarting); repeat the request "
+                                       "shortly"))
     conflict = store_refusal(exc)
     return render(conflict) if conflict is not None else _bug(request, exc)
 

@@ -46,6 +46,7 @@ from twinengine.quality.pedigree import records_quality, worst
 from twinengine.quality.spec import FLAGS
 from twinengine.store.base import utcnow
 from twinengine.store.changes import changed_since
+from twinengine.store.outage import store_unreachable
 from twinengine.streams.arrays import to_python
 from twinengine.streams.functions import FunctionContext, failure_signature, record_place, select_kept_calls
 from twinengine.streams.hub import stream_key
@@ -609,6 +610,12 @@ class FunctionWorker:
         if isinstance(cause, StreamBackpressure):  # a stream it publishes to is full: wait, it is no failure
             consumer.not_before = time.monotonic() + max(cause.retry_after or 1.0, self.settings.function_backoff)
             log.info("function %s of %s waits: %s", consumer.name, consumer.twin_name, cause.message)
+            return
+        if store_unreachable(cause):  # not the batch's failure: its records wait for the store, none is dropped
+            consumer.not_before = time.monotonic() + max(1.0, self.settings.function_backoff)
+            consumer.limit = None
+            log.warning("function %s of %s waits for the store: %s", consumer.name, consumer.twin_name,
+                        str(cause).splitlines()[0][:300])
             return
         place: str | None = None
         if isinstance(cause, WorkerError):  # the app's own exception, as the worker reported it
