@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +26,7 @@ import jsonschema
 import pytest
 import yaml
 
-from helpers import REPO, free_port
+from helpers import REPO, free_port, unavailable
 from twinengine._version import __version__
 
 DEPLOY = REPO / "deploy"
@@ -64,11 +65,11 @@ def tool_python(*modules: str) -> str:
         probe = subprocess.run([python, "-c", f"import {', '.join(modules)}"], capture_output=True, check=False)
         if probe.returncode == 0:
             return python
-        pytest.skip(f"TWIN_DEPLOY_TOOLS={folder} does not import {', '.join(modules)}")
+        unavailable("deploy-tools", f"TWIN_DEPLOY_TOOLS={folder} does not import {', '.join(modules)}")
     if all(importlib.util.find_spec(m) is not None for m in modules):
         return sys.executable
-    pytest.skip(f"{', '.join(modules)} not installed: set TWIN_DEPLOY_TOOLS to a virtualenv with them "
-                "(docs/deploy.md, Kubernetes)")
+    unavailable("deploy-tools", f"{', '.join(modules)} not installed: set TWIN_DEPLOY_TOOLS to a virtualenv with "
+                                "them (docs/deploy.md, Kubernetes)")
 
 
 def tool(name: str) -> str:
@@ -77,7 +78,8 @@ def tool(name: str) -> str:
     found = shutil.which(name, path=str(Path(folder) / "bin")) if folder else None
     found = found or shutil.which(name)
     if found is None:
-        pytest.skip(f"{name} not found: set TWIN_DEPLOY_TOOLS to a virtualenv with it (docs/deploy.md)")
+        unavailable("deploy-tools", f"{name} not found: set TWIN_DEPLOY_TOOLS to a virtualenv with it (docs/deploy.md)")
+    assert found is not None
     return found
 
 
@@ -273,13 +275,25 @@ def test_the_chart_renders_and_validates_for_the_last_six_kubernetes_versions(tm
     assert not spec["automountServiceAccountToken"]
 
 
+def test_checkov_finds_no_failed_check_in_the_chart(tmp_path: Path) -> None:
+    """Every render of the chart scanned by checkov: 0 failed checks, each skip a waiver written in the chart."""
+    python = tool_python("helm_python", "kubernetes_validate", "checkov")
+    done = subprocess.run([python, str(DEPLOY / "helm" / "check.py"), "--checkov", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    found = re.search(r"checkov: \{'passed': (\d+), 'failed': (\d+), 'skipped': (\d+)\}", done.stdout)
+    assert found, done.stdout
+    passed, failed, skipped = map(int, found.groups())
+    assert passed > 100 and failed == 0, done.stdout
+    waivers = sum(text.count("checkov.io/skip") for text in (p.read_text() for p in CHART.rglob("*.yaml")))
+    assert skipped <= waivers * len(VALUES_FILES), (skipped, waivers)
+
+
 # --- the image, built and run (opt-in: minutes) --------------------------------------------------------------
 
 
 def podman_works() -> str | None:
     """Why the image cannot be built here, or None."""
-    if os.environ.get("TWIN_TEST_IMAGE", "") in ("", "0"):
-        return "building the image takes minutes: set TWIN_TEST_IMAGE=1 to build it and ask it for /health"
     for needed in ("podman", "mmdebstrap"):
         if shutil.which(needed) is None:
             return f"{needed} is not installed"
@@ -287,20 +301,41 @@ def podman_works() -> str | None:
     return None if info.returncode == 0 else f"podman does not work here: {info.stderr.strip()[-300:]}"
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(3600)
-def test_the_image_builds_and_answers_health(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def engine_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The engine's image, built once for this file's tests by deploy/build-image.sh (minutes), or the one
+    TWIN_TEST_IMAGE_TAG names (built by an earlier step)."""
+    if os.environ.get("TWIN_TEST_IMAGE", "") in ("", "0"):
+        pytest.skip("building the image takes minutes: set TWIN_TEST_IMAGE=1 to build it and run it")
     reason = podman_works()
     if reason is not None:
-        pytest.skip(reason)
+        unavailable("image", reason)
+    if os.environ.get("TWIN_TEST_IMAGE_TAG"):
+        return os.environ["TWIN_TEST_IMAGE_TAG"]
     tag = f"localhost/twinengine-test:{__version__}"
-    env = {**os.environ, "TAG": tag, "WORKDIR": str(tmp_path / "context")}
+    env = {**os.environ, "TAG": tag, "WORKDIR": str(tmp_path_factory.mktemp("image") / "context")}
     build = subprocess.run(["bash", str(DEPLOY / "build-image.sh")], env=env, capture_output=True, text=True,
                            timeout=3000, check=False)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    return tag
+
+
+def run_limits() -> list[str]:
+    """``--ulimit`` options within this host's hard limits (some hosts refuse a container podman's defaults)."""
+    import resource
+
+    files = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536)
+    processes = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 4096)
+    return [f"nofile={files}:{files}", f"nproc={processes}:{processes}"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_the_image_builds_and_answers_health(engine_image: str) -> None:
     port = free_port()
-    run = ["podman", "run", "--rm", "--detach", "--runtime", os.environ.get("TWIN_TEST_RUNTIME", "runc"),
-           "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--publish", f"127.0.0.1:{port}:8000", tag]
+    limits = [option for limit in run_limits() for option in ("--ulimit", limit)]
+    run = ["podman", "run", "--rm", "--detach", "--runtime", os.environ.get("TWIN_TEST_RUNTIME", "runc"), *limits,
+           "--publish", f"127.0.0.1:{port}:8000", engine_image]
     container = subprocess.run(run, capture_output=True, text=True, timeout=120, check=True).stdout.strip()
     try:
         deadline, answer = time.monotonic() + 180, None
@@ -318,3 +353,226 @@ def test_the_image_builds_and_answers_health(tmp_path: Path) -> None:
         assert "first start, created the identity 'admin'" in logs.stderr + logs.stdout
     finally:
         subprocess.run(["podman", "rm", "--force", container], capture_output=True, timeout=60, check=False)
+
+
+# --- compose, brought up (opt-in with the image: minutes) ------------------------------------------------------
+
+READINGS, BATCH = 200, 5
+RUN_GRAPH = {"process_graph": {"sum": {"process_id": "add", "arguments": {"x": 40, "y": 2}, "result": True}}}
+
+
+def podman_compose() -> str:
+    """podman-compose: TWIN_PODMAN_COMPOSE's, TWIN_DEPLOY_TOOLS's or the PATH's; skips if none."""
+    folder = os.environ.get("TWIN_DEPLOY_TOOLS")
+    found = os.environ.get("TWIN_PODMAN_COMPOSE") or (shutil.which("podman-compose", path=str(Path(folder) / "bin"))
+                                                      if folder else None) or shutil.which("podman-compose")
+    if found is None:
+        unavailable("deploy-tools", "podman-compose is not installed (pip install podman-compose, or "
+                                    "TWIN_PODMAN_COMPOSE)")
+    assert found is not None
+    return str(Path(found).absolute())
+
+
+class Stack:
+    """deploy/compose.yaml with the Debian stand-ins, as one project of podman-compose on this host."""
+
+    def __init__(self, compose: str, project: str, files: list[Path], env: dict[str, str]) -> None:
+        self.command = [compose, "--project-name", project, *(a for f in files for a in ("-f", str(f)))]
+        self.project, self.env = project, env
+        self.healthy: dict[str, bool] = {}
+
+    def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.command, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+                              cwd=DEPLOY, check=False)
+
+    def container(self, service: str) -> str:
+        return f"{self.project}_{service}_1"
+
+    def podman(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["podman", *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+
+    def check_health(self, services: list[str]) -> None:
+        """Run each service's health check once (podman runs them from systemd timers; a host without systemd
+        has none, so the test runs them) and note which passed."""
+        for service in services:
+            checked = self.podman("healthcheck", "run", self.container(service), timeout=30)
+            self.healthy[service] = checked.returncode == 0
+
+    def logs(self, service: str) -> str:
+        done = self.podman("logs", self.container(service), timeout=60)
+        return done.stdout + done.stderr
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def primary(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            return bool(json.loads(response.read()).get("primary"))
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(1)
+    raise AssertionError(f"{what}: not within {timeout:g} s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_compose_serves_the_river_reach_story_and_a_killed_container_loses_nothing(engine_image: str,
+                                                                                  tmp_path: Path) -> None:
+    """podman-compose brings up deploy/compose.yaml (the registry images swapped for deploy/compose.debian.yaml's
+    Debian stand-ins): two engines on PostgreSQL, NATS and SeaweedFS, each health check passing. The river-reach
+    story runs through both engines' API; mid-story the leading engine's container is killed and started again,
+    then PostgreSQL's, while readings keep coming: every acknowledged reading is kept once, every run ends."""
+    from helpers import RIVER_REACH
+    from streams_fixtures import gauge
+    from twinengine.client import Client
+    from twinengine.errors import EngineUnavailable, TwinEngineError
+
+    compose = podman_compose()
+    services = f"localhost/twinengine-services-test:{__version__}"
+    built = subprocess.run(["bash", str(DEPLOY / "build-service-images.sh")], capture_output=True, text=True,
+                           env={**os.environ, "TAG": services, "WORKDIR": str(tmp_path / "services")},
+                           timeout=1800, check=False)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    secrets = tmp_path / "secrets"
+    subprocess.run(["bash", str(DEPLOY / "compose-secrets.sh")], env={**os.environ, "TWIN_SECRETS_DIR": str(secrets)},
+                   capture_output=True, timeout=60, check=True)
+    # This host's part: free ports for the engines, and limits within its own (podman's defaults exceed some
+    # hosts' hard limits, which runc then refuses to set)
+    ports = [free_port(), free_port()]
+    limits = dict(limit.split("=") for limit in run_limits())
+    host = {"services": {f"engine-{i + 1}": {
+        "ports": [f"127.0.0.1:{port}:8000"],
+        "ulimits": {name: {"soft": int(value.split(":")[0]), "hard": int(value.split(":")[1])}
+                    for name, value in limits.items()}} for i, port in enumerate(ports)}}
+    override = tmp_path / "compose.host.yaml"
+    override.write_text(yaml.safe_dump(host).replace("ports:", "ports: !override"))
+    conf = tmp_path / "containers.conf"
+    conf.write_text(f"[containers]\ndefault_ulimits = {json.dumps(run_limits())}\n")
+    env = {**os.environ, "TWIN_IMAGE": engine_image, "TWIN_SERVICES_IMAGE": services,
+           "TWIN_SECRETS_DIR": str(secrets), "CONTAINERS_CONF": str(conf)}
+    stack = Stack(compose, f"twintest{os.getpid()}", [DEPLOY / "compose.yaml", DEPLOY / "compose.debian.yaml",
+                                                      override], env)
+    backing = ["postgres", "nats", "s3"]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        up = stack("up", "--detach")
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        wait_for(lambda: stack.check_health(backing) or all(stack.healthy.values()), 180,
+                 f"the health checks of {backing}: {stack.healthy}")
+        wait_for(lambda: all(ready(port) for port in ports), 300, "both engines' /health/ready")
+        stack.check_health(["engine-1", "engine-2"])
+        assert all(stack.healthy.values()), stack.healthy
+
+        # the first admin's token, printed once by the engine that made the store (docs/deploy.md)
+        printed = "\n".join(stack.logs(f"engine-{i}") for i in (1, 2))
+        found = re.search(r"issues another:\s+(\S+)", printed)
+        assert found and printed.count("first start, created the identity 'admin'") == 1, printed[-3000:]
+        with Client(urls[0], found.group(1)) as admin:
+            dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
+        Client(urls[0], dev).publish_app(RIVER_REACH)  # published through one engine ...
+        with Client(urls[1], user) as uma:  # ... a twin of it made through the other
+            uma.create_twin("river-reach@0.1.0", "gauged", {"station": "RR-01"})
+            first_run = uma.workflows.submit(RUN_GRAPH)
+        refused: list[int] = []
+
+        def send(batch: int, url: str) -> None:
+            """One batch of readings, repeated until acknowledged (the producer's sequence number makes a
+            repeat of a batch the engine kept a no-op)."""
+            while True:
+                try:
+                    with Client(url, user) as once:
+                        once.streams.append("gauged", "gauges", [gauge(i) for i in range(batch * BATCH,
+                                                                                         (batch + 1) * BATCH)],
+                                            producer="gauge-RR-01", seq=batch * BATCH)
+                    return
+                except EngineUnavailable:
+                    refused.append(503)
+                except TwinEngineError as exc:
+                    if exc.status < 500 and exc.status != 429:
+                        raise
+                    refused.append(exc.status)
+                time.sleep(0.5)
+
+        batches = READINGS // BATCH
+        for batch in range(0, 8):  # the first readings, to both engines in turn
+            send(batch, urls[batch % 2])
+
+        # the leader's container killed mid-story and started again; readings keep coming to the other
+        leader = wait_for(lambda: [i for i in (0, 1) if primary(ports[i])], 120, "a leading engine")[0]
+        follower = 1 - leader
+        def keep_sending(batches: range, url: Any) -> None:
+            for batch in batches:  # a batch every quarter second, so that the outage falls among them
+                send(batch, url(batch))
+                time.sleep(0.25)
+
+        sender = threading.Thread(target=keep_sending, args=(range(8, 20), lambda _: urls[follower]))
+        sender.start()
+        time.sleep(0.5)
+        assert stack.podman("kill", stack.container(f"engine-{leader + 1}")).returncode == 0
+        sender.join(timeout=300)
+        assert not sender.is_alive()
+        wait_for(lambda: primary(ports[follower]), 120, "the other engine taking the loops over")
+        assert stack.podman("start", stack.container(f"engine-{leader + 1}")).returncode == 0
+        wait_for(lambda: ready(ports[leader]), 300, "the restarted engine's /health/ready")
+
+        # PostgreSQL's container killed and started again while readings come to both engines
+        sender = threading.Thread(target=keep_sending, args=(range(20, batches), lambda b: urls[b % 2]))
+        sender.start()
+        time.sleep(1.0)
+        assert stack.podman("kill", stack.container("postgres")).returncode == 0
+        time.sleep(4)
+        assert stack.podman("start", stack.container("postgres")).returncode == 0
+        sender.join(timeout=600)
+        assert not sender.is_alive()
+        wait_for(lambda: all(ready(port) for port in ports), 300, "both engines ready again")
+
+        with Client(urls[leader], user) as uma:
+            second_run = uma.workflows.submit(RUN_GRAPH)
+            ended = [uma.workflows.wait(run.id, timeout=300) for run in (first_run, second_run)]
+            assert [run.status for run in ended] == ["finished", "finished"], ended
+
+            def kept() -> list[dict[str, Any]]:
+                return list(uma.streams.read("gauged", "gauges", start=0, limit=1000).items)
+
+            sent = {gauge(i)["time"] for i in range(READINGS)}
+            times = [r["time"] for r in kept()]
+            missing = sorted(sent - set(times))
+            assert not missing, f"{len(missing)} acknowledged readings lost of {READINGS}: {missing[:10]}"
+            assert len(times) == READINGS, f"{len(times) - len(set(times))} readings kept twice"
+            def levels() -> list[str]:
+                return [str(v.timestamp) for v in uma.history("gauged", "level", limit=1000).items]
+
+            try:
+                wait_for(lambda: len(levels()) >= READINGS, 180, "every reading applied as the twin's level")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {len(levels())} revisions of the level, from {sorted(levels())[:3]} "
+                                     f"to {sorted(levels())[-3:]}; functions {uma.streams.functions('gauged')}") \
+                    from None
+            time.sleep(3)  # a reading applied twice would show by now
+            assert len(levels()) == READINGS
+        print(f"refused while a container was down (repeated): {sorted(refused)}")
+        assert refused, "no request met an outage: the kills fell between the readings and proved nothing"
+        assert set(refused) <= {503}, "while a container was down an engine answered other than 503"
+    except BaseException:
+        for service in [*backing, "engine-1", "engine-2"]:
+            print(f"--- {service} ---\n{stack.logs(service)[-3000:]}")
+        raise
+    finally:
+        stack("down", "--volumes", timeout=300)
+        stack.podman("rmi", services, timeout=300)
