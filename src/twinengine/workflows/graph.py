@@ -178,6 +178,20 @@ def _schema_validator(schema: Any) -> Draft7Validator | None:
 
 
 _VALIDATORS: dict[str, Draft7Validator | None] = {}
+# A process whose description says so (arccos, arcsin, ln, log) answers NaN for a value outside its schema's
+# range: the range describes the meaningful values, and such a value is no error (the specification's tests
+# send -2 and 2 to arccos and expect NaN).
+_NAN_OUT_OF_RANGE = "`NaN` is returned for values"
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _unbounded(schema: Any) -> Any:
+    """``schema`` without its range (in a list of alternatives, in each)."""
+    if isinstance(schema, list):
+        return [_unbounded(s) for s in schema]
+    if isinstance(schema, dict):
+        return {k: v for k, v in schema.items() if k not in _BOUNDS}
+    return schema
 
 
 def _type_problem(schema: Any, value: Any) -> str | None:
@@ -229,7 +243,10 @@ def validate(graph: Graph, registry: ProcessRegistry, *, app_version: str | None
                     f"node {label!r}: argument {name!r} refers to parameter {sorted(unknown)[0]!r}, "
                     "which the process graph does not declare", node=label)
             if _is_literal(value):
-                problem = _type_problem(declared[name].get("schema"), value)
+                schema = declared[name].get("schema")
+                if _NAN_OUT_OF_RANGE in str(entry.spec.get("description", "")):
+                    schema = _unbounded(schema)
+                problem = _type_problem(schema, value)
                 if problem:
                     raise ProcessParameterInvalid(
                         f"node {label!r}: argument {name!r} of {node.process_id!r} {problem}", node=label)
