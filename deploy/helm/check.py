@@ -66,7 +66,9 @@ def validate(text: str, name: str, versions: list[str]) -> int:
 
 
 def checkov(folder: Path) -> dict[str, int]:
-    done = subprocess.run([str(Path(sys.executable).parent / "checkov"), "--quiet", "--compact", "--skip-download",
+    # as a module: checkov's own script starts with a #! line, which no kernel reads when the virtualenv's path
+    # holds a space
+    done = subprocess.run([sys.executable, "-m", "checkov.main", "--quiet", "--compact", "--skip-download",
                            "--framework", "kubernetes", "--output", "json", "--directory", str(folder)],
                           capture_output=True, text=True, check=False)
     reports = json.loads(done.stdout)
