@@ -370,8 +370,10 @@ class FunctionWorker:
         """After the last pass: calls in flight finish their slice and stop, then the checkpoints are written."""
         self.stopping.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
-        self.flush_checkpoints()
+        # closed before the flush, which needs the store: a term that ends because the store went away (its
+        # lock with it) must still leave a worker the next term replaces, not one whose pool takes no calls
         self.closed = True
+        self.flush_checkpoints()
 
     def flush_checkpoints(self) -> None:
         """Write the checkpoints held in memory (slices without effects) and what the functions used since
