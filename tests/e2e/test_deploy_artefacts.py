@@ -7,6 +7,7 @@ and asking it for /health runs only with TWIN_TEST_IMAGE=1 where podman works (m
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -436,8 +437,9 @@ def test_compose_serves_the_river_reach_story_and_a_killed_container_loses_nothi
                                                                                   tmp_path: Path) -> None:
     """podman-compose brings up deploy/compose.yaml (the registry images swapped for deploy/compose.debian.yaml's
     Debian stand-ins): two engines on PostgreSQL, NATS and SeaweedFS, each health check passing. The river-reach
-    story runs through both engines' API; mid-story the leading engine's container is killed and started again,
-    then PostgreSQL's, while readings keep coming: every acknowledged reading is kept once, every run ends."""
+    story runs through both engines' API, with a file in the lake on the S3 store; mid-story the leading
+    engine's container is killed and started again, then PostgreSQL's, while readings keep coming: every
+    acknowledged reading is kept once, every run ends, the file reads back whole."""
     from helpers import RIVER_REACH
     from streams_fixtures import gauge
     from twinengine.client import Client
@@ -483,12 +485,27 @@ def test_compose_serves_the_river_reach_story_and_a_killed_container_loses_nothi
         printed = "\n".join(stack.logs(f"engine-{i}") for i in (1, 2))
         found = re.search(r"issues another:\s+(\S+)", printed)
         assert found and printed.count("first start, created the identity 'admin'") == 1, printed[-3000:]
+        # the lake on the stack's S3 store: its bucket made from inside an engine's container (SeaweedFS
+        # publishes no port), then registered as an endpoint with the identity compose-secrets.sh wrote
+        keys = json.loads((secrets / "s3.json").read_text())["identities"][0]["credentials"][0]
+        made = stack.podman("exec", stack.container("engine-1"), "/opt/twinengine/bin/python", "-c",
+                            "import s3fs, sys; s3fs.S3FileSystem(key=sys.argv[1], secret=sys.argv[2], client_kwargs="
+                            "{'endpoint_url': 'http://s3:8333'}).mkdir('twin')", keys["accessKey"], keys["secretKey"])
+        assert made.returncode == 0, made.stdout + made.stderr
         with Client(urls[0], found.group(1)) as admin:
             dev, user = admin.create_token("ada", "developer").token, admin.create_token("uma", "user").token
+            admin.lake.add_endpoint("s3", "s3", "twin", options={"endpoint_url": "http://s3:8333"},
+                                    credential={"kind": "s3", "access_key": keys["accessKey"],
+                                                "secret_key": keys["secretKey"]})
         Client(urls[0], dev).publish_app(RIVER_REACH)  # published through one engine ...
+        archive = tmp_path / "gauge-archive.bin"
+        archive.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
         with Client(urls[1], user) as uma:  # ... a twin of it made through the other
             uma.create_twin("river-reach@0.1.0", "gauged", {"station": "RR-01"})
             first_run = uma.workflows.submit(RUN_GRAPH)
+            stored = uma.lake.upload(archive, "obs:gauge-archive.bin", endpoint="s3",
+                                     sha256=hashlib.sha256(archive.read_bytes()).hexdigest())
+            assert stored.file.replicas[0].state == "AVAILABLE", stored
         refused: list[int] = []
 
         def send(batch: int, url: str) -> None:
@@ -566,6 +583,8 @@ def test_compose_serves_the_river_reach_story_and_a_killed_container_loses_nothi
                     from None
             time.sleep(3)  # a reading applied twice would show by now
             assert len(levels()) == READINGS
+            back = uma.lake.download("obs:gauge-archive.bin", tmp_path / "back.bin", endpoint="s3", verify=True)
+            assert back.read_bytes() == archive.read_bytes()
         print(f"refused while a container was down (repeated): {sorted(refused)}")
         assert refused, "no request met an outage: the kills fell between the readings and proved nothing"
         assert set(refused) <= {503}, "while a container was down an engine answered other than 503"
