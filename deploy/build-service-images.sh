@@ -40,6 +40,8 @@ with zipfile.ZipFile(wheel) as archive:
 EOF
 
 say "root file system and image $TAG (mmdebstrap, $DEBIAN_MIRROR)"
+# the hooks read the files' paths from the environment (copy-in splits its arguments at spaces)
+export TWIN_WEED="$WORKDIR/weed" TWIN_POSTGRES_ENTRYPOINT="$REPO/deploy/services/postgres-entrypoint"
 # postgresql-common would make a cluster of its own while installing: the entry point makes one on the volume.
 mmdebstrap --variant=essential --mode=root --format=tar \
     --include=postgresql-15,postgresql-client-15,nats-server,wget,tini,ca-certificates,tzdata,passwd \
@@ -47,9 +49,8 @@ mmdebstrap --variant=essential --mode=root --format=tar \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
-    --customize-hook="copy-in $WORKDIR/weed /usr/local/bin" \
-    --customize-hook="copy-in $REPO/deploy/services/postgres-entrypoint /usr/local/bin" \
-    --customize-hook='chmod 0755 "$1/usr/local/bin/postgres-entrypoint" "$1/usr/local/bin/weed"' \
+    --customize-hook='install -m 0755 "$TWIN_WEED" "$1/usr/local/bin/weed"' \
+    --customize-hook='install -m 0755 "$TWIN_POSTGRES_ENTRYPOINT" "$1/usr/local/bin/postgres-entrypoint"' \
     --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/apt "$1"/var/log/dpkg.log "$1"/var/log/alternatives.log "$1"/var/log/bootstrap.log' \
     bookworm "$WORKDIR/rootfs.tar" "deb $DEBIAN_MIRROR bookworm main" \
     "deb $DEBIAN_MIRROR bookworm-updates main" "deb $DEBIAN_SECURITY_MIRROR bookworm-security main"

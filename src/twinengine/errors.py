@@ -68,6 +68,7 @@
     ├── StorageUnavailable          503  StorageUnavailable (an endpoint cannot be reached or has vanished)
     ├── SandboxUnavailable          503  SandboxUnavailable (code the engine did not write, and no sandbox for it)
     ├── StoreNewerThanEngine        503  StoreNewerThanEngine (the store's schema is newer than this engine)
+    ├── StoreUnavailable            503  StoreUnavailable   (the store does not answer now; carries retry_after)
     └── EngineUnavailable           503  EngineUnavailable  (SDK side: the server cannot be reached)
 
 Every error has a machine ``code``, an HTTP ``status`` and a human ``message``; the wire form is

@@ -25,6 +25,8 @@ from typing import ClassVar, Self
 
 import anyio
 
+from twinengine import lazy_imports
+
 __all__ = ["GIVE_WAY", "RequestsInFlight", "Warmup", "WarmupSequence"]
 
 GIVE_WAY = 2.0  # seconds a warm-up waits at most for the requests in flight to end before it begins
@@ -65,7 +67,8 @@ class Warmup:
         started = time.perf_counter()
         what = "failed"
         try:
-            what = self.warm()
+            with lazy_imports.LOCK:  # a warm-up imports large module graphs: one thread at a time
+                what = self.warm()
         except Exception:  # a closing runtime, an unreadable store: the first request does the work instead
             log.warning("warming %s failed", self.name, exc_info=True)
         finally:

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from twinengine import lazy_imports
 from twinengine.api.route_groups import GROUPS, RouteGroup, build_included, group_routes
 from twinengine.warmup import RequestsInFlight
 
@@ -102,8 +103,9 @@ class RouteLoading:
 
     async def _import(self, index: int) -> None:
         def imported() -> tuple[BaseRoute, ...]:
-            routes = group_routes(index)
-            build_included(list(routes))
+            with lazy_imports.LOCK:  # a group's modules with what they import: one thread at a time
+                routes = group_routes(index)
+                build_included(list(routes))
             return routes
 
         if self._limiter is None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from twinengine import lazy_imports
 from twinengine.auth.principal import SYSTEM
 from twinengine.collections import CollectionSource
 from twinengine.store.blobs import BlobStore
@@ -61,7 +62,8 @@ def _standard_registry() -> ProcessRegistry:
     global _REGISTRY
     with _REGISTRY_LOCK:
         if _REGISTRY is None:
-            _REGISTRY = build_registry()
+            with lazy_imports.LOCK:  # it imports openeo-processes-dask, dask and xarray
+                _REGISTRY = build_registry()
         return _REGISTRY
 
 
