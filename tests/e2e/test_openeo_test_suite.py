@@ -57,12 +57,14 @@ EXPLAINED = {
     "spec-versions-differ": ("test_GET_processes",),
     # the specification's `mask` test names a data cube its own assets do not hold
     "spec-asset-missing": ("assets/xyb-minimal-float.json5",),
-    # the engine's own defects, found by the HTTP runner (docs/workflows.md lists them): arguments refused at
-    # validation that the specification allows (out-of-domain values of arcsin/arccos/ln/log, null in
-    # normalized_difference, callbacks of array_apply/array_filter/count), and two results that differ
-    "engine-process-defects": ("ProcessParameterInvalid: node 'node'", "ProcessParameterMissing: node 'node'",
-                               "ProcessParameterUnsupported: node 'node'", "test_process[array_append-example326",
-                               "test_process[create_data_cube-example378"),
+    # the specification's tests that contradict the specification (tests/unit/test_workflows_spec_processes.py's
+    # ERRATA gives each its reason): null where normalized_difference's schema takes numbers, the parameter
+    # `process` where array_filter's is `condition`, count's conditions reading an undeclared `element`, a
+    # misspelt process in array_apply's, [1] for appending 0 to an empty array; and the one difference of the
+    # engine's own, an empty create_data_cube (an xarray cube with no dimension holds one value, not none)
+    "spec-errata": ("ProcessParameterInvalid: node 'node'", "ProcessParameterMissing: node 'node'",
+                    "ProcessParameterUnsupported: node 'node'", "test_process[array_append-example326",
+                    "test_process[create_data_cube-example378"),
 }
 
 
