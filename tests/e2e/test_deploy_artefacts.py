@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from helpers import REPO, free_port, unavailable
+from streams_fixtures import eventually
 from twinengine._version import __version__
 
 DEPLOY = REPO / "deploy"
@@ -422,13 +423,11 @@ def primary(port: int) -> bool:
 
 
 def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(1)
-    raise AssertionError(f"{what}: not within {timeout:g} s")
+    """``eventually``, a look a second, failing with what was waited for."""
+    try:
+        return eventually(check, timeout=timeout, interval=1.0)
+    except AssertionError as exc:
+        raise AssertionError(f"{what}: {exc}") from None
 
 
 @pytest.mark.slow

@@ -81,6 +81,17 @@ def own_postgres() -> Iterator[OwnPostgres]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def gauged_well(engine: Any, tmp_path: Path) -> Any:
+    """uma's twin ``well`` of an app whose function writes each reading's level as state; her client."""
+    engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="outage-app", manifest={
+        "streams": STREAMS, "state": MINIMAL_STATE,
+        "functions": {"gauge": {"entrypoint": "outage_app.fns:gauge", "stream": "readings"}}},
+        files={"outage_app/fns.py": FUNCTIONS}))
+    uma = engine.as_role("uma", "user")
+    uma.create_twin("outage-app@1.0.0", "well", {"station": "W1"})
+    return uma
+
+
 def levels(engine: Any) -> int:
     client = engine.as_role("uma", "user")
     return len(client.history("well", "level", limit=1000).items)
@@ -97,12 +108,7 @@ def test_a_store_restart_refuses_requests_with_503_and_loses_no_function_effect(
     settings = stream_settings(tmp_path / "engine", "nats", own_postgres.url, function_backoff=0.05,
                                function_retries=2, engines_share_store=True)
     with stream_engine(settings, drop_streams) as engine:
-        engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="outage-app", manifest={
-            "streams": STREAMS, "state": MINIMAL_STATE,
-            "functions": {"gauge": {"entrypoint": "outage_app.fns:gauge", "stream": "readings"}}},
-            files={"outage_app/fns.py": FUNCTIONS}))
-        uma = engine.as_role("uma", "user")
-        uma.create_twin("outage-app@1.0.0", "well", {"station": "W1"})
+        uma = gauged_well(engine, tmp_path)
         uma.streams.append("well", "readings", [{"time": f"2026-03-01T00:{i:02d}:00Z", "level": float(i)}
                                                 for i in range(5)])
         eventually(lambda: levels(engine) == 5, timeout=60)
@@ -151,12 +157,7 @@ def test_a_connection_the_store_drops_at_a_functions_write_is_waited_out_not_dea
 
     settings = stream_settings(tmp_path / "engine", "local", None, function_backoff=0.05, function_retries=2)
     with stream_engine(settings, drop_streams) as engine:
-        engine.as_role("ada", "developer").publish_app(make_app(tmp_path, name="outage-app", manifest={
-            "streams": STREAMS, "state": MINIMAL_STATE,
-            "functions": {"gauge": {"entrypoint": "outage_app.fns:gauge", "stream": "readings"}}},
-            files={"outage_app/fns.py": FUNCTIONS}))
-        uma = engine.as_role("uma", "user")
-        uma.create_twin("outage-app@1.0.0", "well", {"station": "W1"})
+        uma = gauged_well(engine, tmp_path)
         real, dropped = streams_functions.state.append_revision, []
 
         def append_revision(*args: Any, **kwargs: Any) -> Any:
