@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from demo_fixtures import STEPS, DemoRun, demo_copy
 from helpers import admin_token, stop_process
+from twinengine._version import __version__
 from twinengine.cli.main import app as cli_app
 from twinengine.client import Client
 from twinengine.config import Settings
@@ -47,6 +48,9 @@ def test_demo_json_summary_matches_the_store(json_demo: tuple[Path, dict[str, An
     assert summary["fleet"]["stale_level"] == ["reach-04"]
     # groups and scopes: ben reads the reach only while in the group; a twins:read token's write is refused
     assert summary["identity"]["reads"] == [False, True, False] and summary["identity"]["scoped_write_refused"]
+    operations = summary["operations"]  # a backup taken while the engine served, verified
+    assert operations["version"] == __version__ and operations["ready"] == "ready"
+    assert operations["rows"] > STEPS and operations["files"] > 0
     plot = Path(summary["plot"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 

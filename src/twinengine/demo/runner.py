@@ -37,6 +37,7 @@ from twinengine.demo.chapters import (
     lake,
     lattice,
     ml,
+    operations,
     portal,
     pulsar,
     relations,
@@ -83,6 +84,7 @@ CHAPTERS: list[Chapter] = [
     cwl.packages_in_and_out,
     relations.river_network,
     identity.groups_and_scopes,
+    operations.backup_while_serving,
     portal.portal,
     twins.audit,
 ]
