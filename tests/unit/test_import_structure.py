@@ -42,8 +42,8 @@ KNOWN_CIRCLES: list[frozenset[str]] = []
 LARGEST_PACKAGE_LOOP = 3
 
 LAYERS: list[set[str]] = [set(layer.split()) for layer in (
-    "_version _defaults _html errors types timeutil units outbound config settings_reference stopping warmup figures "
-    "csv_cells transport store formats telemetry",
+    "_version _defaults _html lazy_imports errors types timeutil units outbound config settings_reference stopping "
+    "warmup figures csv_cells transport store formats telemetry",
     "quality assimilation", "auth", "catalog", "twins", "app", "streams", "collections", "lake", "access", "compute",
     "workers", "ml", "workflows",
     "ensembles twin_assimilation calibration subscriptions delegation cwl processes crates dataspace", "daemons",
