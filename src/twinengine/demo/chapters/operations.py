@@ -28,12 +28,12 @@ def backup_while_serving(ctx: DemoContext) -> None:
         verify(report.folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    tables = len(report.manifest.tables)
-    ctx.say(f"release {health.get('version')}: ready {ready.get('status')!r}; a backup taken while serving: "
-            f"{report.rows} rows of {tables} tables and {len(report.manifest.files)} files ({report.bytes / 1e6:.1f} "
-            f"MB) in {report.seconds:.1f} s, verified against its checksums, then removed")
-    ctx.facts["operations"] = {"version": health.get("version"), "ready": ready.get("status"), "rows": report.rows,
-                               "files": len(report.manifest.files), "seconds": round(report.seconds, 2)}
-    ctx.summary.append(("operations", f"release {health.get('version')}, ready; backup of {report.rows} rows and "
-                                      f"{len(report.manifest.files)} files in {report.seconds:.1f} s while serving, "
-                                      "verified (`twin admin backup`; deploy/: image, compose, chart)"))
+    version, tables, files = health.get("version"), len(report.manifest.tables), len(report.manifest.files)
+    ctx.say(f"release {version}: ready {ready.get('status')!r}; a backup taken while serving: {report.rows} rows of "
+            f"{tables} tables and {files} files ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s, verified "
+            "against its checksums, then removed")
+    ctx.facts["operations"] = {"version": version, "ready": ready.get("status"), "rows": report.rows, "files": files,
+                               "seconds": round(report.seconds, 2)}
+    ctx.summary.append(("operations", f"release {version}, ready; backup of {report.rows} rows and {files} files in "
+                                      f"{report.seconds:.1f} s while serving, verified (`twin admin backup`; deploy/: "
+                                      "image, compose, chart)"))
