@@ -144,6 +144,19 @@ class Portal:
         self.page.wait_for_selector(READY, timeout=30_000)
         return self.page
 
+    def wait_for(self, selector: str, timeout: int = 30_000) -> Any:
+        """Wait for ``selector``; when it does not come, fail with what the page says instead (an error page, a
+        section that could not be read) and what the browser reported, not only the selector."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            return self.page.wait_for_selector(selector, timeout=timeout)
+        except PlaywrightTimeout:
+            self.shot("missing")
+            said = self.text("main")[-3000:] if self.page.locator("main").count() else "(no main element)"
+            raise AssertionError(f"{selector} did not appear within {timeout / 1000:g} s on {self.page.url}; "
+                                 f"the page says:\n{said}\nbrowser problems: {self.problems}") from None
+
     def text(self, selector: str = "main") -> str:
         return str(self.page.inner_text(selector))
 

@@ -219,7 +219,7 @@ def test_a_hydrologist_checks_six_things(portal: Any, site: Site) -> None:
     # 4. The forecasts' skill per lead time: one sentence per key lead, every lead on the plot and in the table.
     hindcast = hindcast_twin(api)
     page = uma.goto(f"/ui/twins/{hindcast}/views/flood")
-    page.wait_for_selector("section.skill .plot canvas")
+    uma.wait_for("section.skill .plot canvas")
     found = api._request("GET", f"/api/v1/twins/{hindcast}/verification", params={"property": "level"}).json()
     leads = {g["lead_seconds"]: g for g in found["leads"] if g["n"]}
     shown = page.locator("section.skill li[data-lead]")
@@ -249,7 +249,7 @@ def test_a_hydrologist_checks_six_things(portal: Any, site: Site) -> None:
 
     # 6. Download a plot's CSV: the skill per lead time, each lead's coverage as the API has it.
     page = uma.goto(f"/ui/twins/{hindcast}/views/flood")
-    page.wait_for_selector("section.skill .plot canvas")
+    uma.wait_for("section.skill .plot canvas")
     file, rows = download(uma, "section.skill button[aria-label^='Download CSV: Skill of level']")
     assert file == "Skill-of-level-per-lead-time-hours.csv"
     assert rows[0] == ["x", "within the band (%)", "nominal band = 90"]

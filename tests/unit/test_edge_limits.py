@@ -103,6 +103,27 @@ def _connection(tmp_path: Path) -> tuple[EdgeProtocol, _Transport, object]:
     return protocol, transport, loop
 
 
+def _run_in_own_thread(loop: object, awaitable: object) -> None:
+    """Run ``loop`` until ``awaitable`` is done on a thread of its own: a thread whose loop is running (playwright's
+    sync API leaves one set in a test worker's main thread) refuses to run another."""
+    import threading
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(awaitable)  # type: ignore[attr-defined]
+        except BaseException as error:  # re-raised in the test's thread
+            failure.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the request was not answered within 30 s"
+    if failure:
+        raise failure[0]
+
+
 def test_a_request_waiting_behind_a_late_timer_is_read_not_reset(tmp_path: Path) -> None:
     """A loop that runs its due timers before it reads the sockets (uvloop's), after an iteration longer than the
     head's time, fired the new connection's timer while its request sat unread: the edge closed it, and closing
@@ -118,7 +139,7 @@ def test_a_request_waiting_behind_a_late_timer_is_read_not_reset(tmp_path: Path)
         protocol._head_late(True)
         assert not transport.closed and not protocol.refused
         pending = asyncio.all_tasks(loop)  # the request, handed to the app
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        _run_in_own_thread(loop, asyncio.gather(*pending, return_exceptions=True))
         assert transport.written.startswith(b"HTTP/1.1 404 ")  # answered (the app has no route)
     finally:
         protocol.connection_lost(None)

@@ -1,6 +1,6 @@
 // A view the twin's app declares (manifest ``views``): its panels in order, each drawn from the public API.
 import { api, enc } from "../api.js";
-import { append, h, num, replace, show, statusBadge, table, when, words } from "../dom.js";
+import { append, h, num, replace, section, show, statusBadge, table, when, words } from "../dom.js";
 import { figure, flaggedPoints, flagWords, seconds, timeSeries } from "../plot.js";
 import { provFigure } from "../prov.js";
 import { modelWords, skillSection } from "../trust.js";
@@ -366,6 +366,13 @@ async function provenanceCard(runId, printing) {
     h("p", {}, "The forecast above was made by run ", h("a", { href: `/ui/runs/${enc(runId)}` }, runId), `.${folded}`), provFigure(doc));
 }
 
+/** The skill card when the verification could not be read: said on the page, not left out. */
+function skillUnread(err) {
+  const el = section("Forecast skill", h("p", { class: "alert", role: "alert" }, `The forecasts' skill could not be read: ${err.message || err}. Reload the page to try again.`));
+  el.classList.add("skill", "wide");
+  return { el, after: async () => {}, destroy: () => {} };
+}
+
 async function buildPanel(panel, card, twin, state, manifest, ctx, whatIfs, answered) {
   if (panel.kind === "timeseries") return timeseriesPanel(panel, twin, state, manifest, whatIfs, answered);
   if (panel.kind === "table") return tablePanel(panel, state, manifest, whatIfs);
@@ -415,7 +422,8 @@ export async function render(root, ctx) {
     return card;
   });
   const skill = answered.skill?.property && !answered.error
-    ? skillSection(twin, answered.skill.property, { lastObserved: state.reported[answered.skill.property]?.timestamp, days: answered.skill.window_days || 30, lead: answered.skill.lead_seconds ?? null }).catch(() => null)
+    ? skillSection(twin, answered.skill.property, { lastObserved: state.reported[answered.skill.property]?.timestamp, days: answered.skill.window_days || 30, lead: answered.skill.lead_seconds ?? null })
+      .catch((err) => skillUnread(err))
     : Promise.resolve(null);
   const provenance = printing && answered.forecast?.run_id ? provenanceCard(answered.forecast.run_id, printing).catch(() => null) : Promise.resolve(null);
   await Promise.all(panels.map(async ([, panel], i) => {  // the panels load side by side, each into its card
