@@ -33,7 +33,6 @@ say "wheel of twinengine $VERSION"
     || { tail -n 40 "$WORKDIR/build.log" >&2; exit 1; }
 WHEEL=$WORKDIR/dist/twinengine-$VERSION-py3-none-any.whl
 cp "$WHEEL" "$WORKDIR/context/wheels/"
-cp "$REPO/constraints.txt" "$WORKDIR/context/constraints.txt"
 cp "$REPO/deploy/twin-env" "$WORKDIR/context/twin-env"
 touch -d "@$SOURCE_DATE_EPOCH" "$WORKDIR/context/twin-env"
 
@@ -51,6 +50,10 @@ fi
     --dest "$WORKDIR/context/wheels" \
     --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
     "${platforms[@]}" -c "$REPO/constraints.txt" "$WHEEL${TWIN_EXTRAS:+[$TWIN_EXTRAS]}"
+
+# yprov4wfs (GPL-3.0) is a dependency of the openEO graph parser's graph module, which the engine never imports
+# (twinengine/workflows/openeo_schema.py): it stays out of the image, which installs its wheels without resolving.
+rm -f "$WORKDIR"/context/wheels/yprov4wfs-*.whl
 
 # The root file system: bookworm's python3 (3.11, the engine's Python) with libstdc++ (which manylinux
 # wheels may use), bubblewrap for the sandbox, tini as
@@ -75,7 +78,7 @@ mmdebstrap --variant=essential --mode=root --format=tar \
 
 say "image $TAG ($BUILDER, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
 args=(build --isolation chroot --format docker --timestamp "$SOURCE_DATE_EPOCH" --omit-history --layers=false
-      --build-arg "TWIN_VERSION=$VERSION" --build-arg "TWIN_EXTRAS=${TWIN_EXTRAS:+[$TWIN_EXTRAS]}"
+      --build-arg "TWIN_VERSION=$VERSION"
       --build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" -f "$REPO/deploy/Containerfile" -t "$TAG")
 "$BUILDER" "${args[@]}" "$WORKDIR/context"
 
@@ -89,5 +92,10 @@ rm -f "$WORKDIR/built.tar" "$WORKDIR/image.tar"
 "$BUILDER" rmi "$TAG" >/dev/null
 "$BUILDER" tag "$("$BUILDER" pull -q "docker-archive:$WORKDIR/image.tar")" "$TAG"
 rm -f "$WORKDIR/built.tar"
+# The image's bill of materials, read from the saved image itself: its Python distributions (with the SHA-256 of
+# the wheel each came from) and its Debian packages, with their licences.
+SBOM=${SBOM:-$WORKDIR/twinengine-image.cdx.json}
+say "software bill of materials ($SBOM)"
+"$PYTHON" "$REPO/deploy/sbom/image.py" "$WORKDIR/image.tar" "$WORKDIR/context/wheels" "$SBOM"
 "$BUILDER" inspect --format '{{.FromImageDigest}} {{.FromImageID}}' "$TAG" 2>/dev/null \
     || podman image inspect --format '{{.Digest}} {{.Id}}' "$TAG"

@@ -30,7 +30,9 @@ FORBIDDEN = ("GPL-2.0", "GPL-3.0", "AGPL", "GNU General Public License", "GNU Af
 # Found in the wheel's dependencies, each with where it comes from; the check fails on any other.
 KNOWN_GPL = {
     "yprov4wfs": "GPL-3.0, a required dependency of openeo-pg-parser-networkx (the openEO graph parser), whose "
-                 "graph.py imports it; the engine itself never imports it. To be replaced (docs/deploy.md).",
+                 "graph.py imports it. The engine loads only the parser's schema, without graph.py, so yprov4wfs is "
+                 "installed beside the wheel but never imported (tests/unit/test_openeo_schema.py), and the image "
+                 "leaves it out (docs/deploy.md).",
 }
 WEAK = ("LGPL", "GNU Lesser", "GNU Library", "MPL", "Mozilla Public", "EPL", "Eclipse Public")
 

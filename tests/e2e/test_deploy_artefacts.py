@@ -108,8 +108,10 @@ def test_the_image_is_built_from_debian_packages_with_no_compiler_and_reproducib
     steps = instructions((DEPLOY / "Containerfile").read_text())
     assert steps[0] == ("FROM", "scratch AS base") and steps[1] == ("ADD", "rootfs.tar /")
     install = " ".join(args for k, args in steps if k == "RUN")
-    assert "--no-index" in install and "-c /tmp/constraints.txt" in install  # offline, the release's pins
+    assert "--no-index" in install and "--no-deps" in install and "pip', 'check'" in install  # offline, as resolved
     script = (DEPLOY / "build-image.sh").read_text()
+    assert '-c "$REPO/constraints.txt" "$WHEEL' in script  # the set resolved at the release's pins
+    assert 'rm -f "$WORKDIR"/context/wheels/yprov4wfs-*.whl' in script  # GPL-3.0, never imported: left out
     (include,) = re.findall(r"--include=(\S+)", script)
     packages = set(include.split(","))
     assert {"python3", "bubblewrap", "ca-certificates"} <= packages
@@ -315,11 +317,16 @@ def engine_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     if os.environ.get("TWIN_TEST_IMAGE_TAG"):
         return os.environ["TWIN_TEST_IMAGE_TAG"]
     tag = f"localhost/twinengine-test:{__version__}"
-    env = {**os.environ, "TAG": tag, "WORKDIR": str(tmp_path_factory.mktemp("image") / "context")}
+    workdir = tmp_path_factory.mktemp("image") / "context"
+    env = {**os.environ, "TAG": tag, "WORKDIR": str(workdir)}
     build = subprocess.run(["bash", str(DEPLOY / "build-image.sh")], env=env, capture_output=True, text=True,
                            timeout=3000, check=False)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    BUILT.update(sbom=workdir / "twinengine-image.cdx.json", wheels=workdir / "context" / "wheels")
     return tag
+
+
+BUILT: dict[str, Path] = {}  # what the build of engine_image wrote beside the image: its SBOM, its wheels
 
 
 def run_limits() -> list[str]:
@@ -360,6 +367,75 @@ def test_the_image_builds_and_answers_health(engine_image: str) -> None:
         assert eventually(lambda: first in logs(), timeout=60, interval=1.0), logs()[-4000:]
     finally:
         subprocess.run(["podman", "rm", "--force", container], capture_output=True, timeout=60, check=False)
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def in_image(image: str, *command: str) -> str:
+    """What ``command`` prints inside a container of ``image`` with no network."""
+    limits = [option for limit in run_limits() for option in ("--ulimit", limit)]
+    done = subprocess.run(["podman", "run", "--rm", "--network", "none", "--runtime",
+                           os.environ.get("TWIN_TEST_RUNTIME", "runc"), *limits, "--entrypoint", command[0], image,
+                           *command[1:]], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_the_image_s_bill_of_materials_lists_what_it_holds_with_no_gpl_in_the_engine_s_layer(
+        engine_image: str, tmp_path: Path) -> None:
+    """The CycloneDX SBOM build-image.sh writes beside the image, against what the image's own pip and dpkg say it
+    holds; made again from the image podman saves, it is the same document (it is read from the image alone)."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    archive, again = tmp_path / "image.tar", tmp_path / "again.cdx.json"
+    subprocess.run(["podman", "save", "--format", "docker-archive", "-o", str(archive), engine_image],
+                   check=True, capture_output=True, timeout=600)
+    wheels = BUILT.get("wheels") or tmp_path  # an image built by an earlier step: no wheels to hash
+    made = subprocess.run([sys.executable, str(DEPLOY / "sbom" / "image.py"), str(archive), str(wheels), str(again)],
+                          capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0")})
+    assert made.returncode == 0, made.stdout + made.stderr
+    archive.unlink()
+    if "sbom" in BUILT:
+        assert json.loads(BUILT["sbom"].read_text())["components"] == json.loads(again.read_text())["components"]
+    text = BUILT["sbom"].read_text() if "sbom" in BUILT else again.read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    sbom = json.loads(text)
+    python = {_normal(c["name"]): c for c in sbom["components"] if c["bom-ref"].startswith("pypi:")}
+    debian = {c["name"]: c for c in sbom["components"] if c["bom-ref"].startswith("deb:")}
+
+    # what the image's own tools say it holds
+    pip = json.loads(in_image(engine_image, "/opt/twinengine/bin/python", "-m", "pip", "list", "--format", "json"))
+    assert {_normal(p["name"]): p["version"] for p in pip} == {n: c["version"] for n, c in python.items()}
+    dpkg = in_image(engine_image, "dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${Package} ${Version}\n")
+    installed = {line.split()[1]: line.split()[2] for line in dpkg.splitlines() if line.startswith("ii")}
+    assert installed == {n: c["version"] for n, c in debian.items()}
+
+    image = sbom["metadata"]["component"]
+    assert (image["type"], image["name"], image["version"]) == ("container", "twinengine", __version__)
+    image_id = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", engine_image], check=True,
+                              capture_output=True, text=True, timeout=60).stdout.strip()
+    assert {"name": "oci:image:id", "value": f"sha256:{image_id}"} in image["properties"]
+    assert python["twinengine"]["version"] == __version__ and "openeo-pg-parser-networkx" in python
+    assert "yprov4wfs" not in python  # GPL-3.0, left out: the engine never imports it (workflows/openeo_schema.py)
+    if "wheels" in BUILT:
+        (wheel,) = BUILT["wheels"].glob("twinengine-*.whl")
+        assert python["twinengine"]["hashes"] == [{"alg": "SHA-256",
+                                                   "content": hashlib.sha256(wheel.read_bytes()).hexdigest()}]
+    generate = importlib.util.spec_from_file_location("sbom_generate", DEPLOY / "sbom" / "generate.py")
+    module = importlib.util.module_from_spec(generate)  # type: ignore[arg-type]
+    generate.loader.exec_module(module)  # type: ignore[union-attr]
+    words = {n: " AND ".join(x.get("expression") or x["license"].get("id") or x["license"].get("name", "")
+                             for x in c.get("licenses", [])) for n, c in python.items()}
+    assert not [n for n, w in words.items() if module.strong_copyleft(w)], words
+    assert sum(1 for w in words.values() if w) >= 0.9 * len(words), "most distributions name their licence"
+    assert {"python3.11", "bubblewrap", "tini", "ca-certificates"} <= debian.keys()
+    assert debian["bubblewrap"]["licenses"] and debian["bubblewrap"]["purl"].startswith("pkg:deb/debian/bubblewrap@")
 
 
 # --- compose, brought up (opt-in with the image: minutes) ------------------------------------------------------
