@@ -212,6 +212,25 @@ def test_a_workflow_takes_the_related_twins_as_input(uma: Client, tmp_path: Path
     assert [(t["name"], t["depth"], t["reported"]["level"]) for t in down] == [("reach-02", 1, 2.0),
                                                                               ("reach-03", 2, 3.0)]
     assert ids == [uma.get_twin("reach-04").id]
+
+    # the crate names what each read returned by its SHA-256; a related twin's value changed since makes the
+    # rerun's diff say that input changed
+    import hashlib
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(uma.crates.crate(run.id))) as archive:
+        graph_ld = json.loads(archive.read("ro-crate-metadata.json"))["@graph"]
+    related = {e["name"]: e for e in graph_ld if e.get("additionalType") == "related"}
+    read = json.dumps(down, sort_keys=True, separators=(",", ":")).encode()
+    first = related[f"{uma.get_twin('reach-01').id}/flows_into"]
+    assert (first["sha256"], int(first["contentSize"])) == (hashlib.sha256(read).hexdigest(), len(read))
+    assert "reported state" in first["description"]
+    uma.report("reach-03", level=7.5)
+    diff = uma.crates.wait_diff(uma.crates.rerun(run.id).rerun, timeout=120)
+    said = [w for w in diff.why if w.startswith(f"an input changed: related {uma.get_twin('reach-01').id}/flows_into")]
+    assert diff.verdict == "different" and said, diff.why
+    assert not [w for w in diff.why if "reach-05" in w or uma.get_twin("reach-05").id in w]  # the ids read are the same
     bad = {"process_graph": {"r": {"process_id": "load_related_twins", "arguments": {"type": "nope", "depth": 0},
                                    "result": True}}}
     with pytest.raises(TwinEngineError, match="depth"):

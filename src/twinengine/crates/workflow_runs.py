@@ -77,6 +77,17 @@ def _stream_input(session: Session, entry: dict[str, Any], name: str, version: s
                                                            bytes=int(entry["bytes"])))
 
 
+def _related_input(entry: dict[str, Any], name: str, version: str | None) -> Input:
+    """The related twins ``load_related_twins`` read: their ids, or their reported state, with the SHA-256 of what
+    the run read (runs before it was taken have none)."""
+    what = "reported state" if entry.get("state") else "ids"
+    when = f"as of {entry['at']}" if entry.get("at") else "as they were when the run read them"
+    properties = {"twins": entry["twins"]} if entry.get("twins") is not None else {}
+    return Input(id=name, kind="related", name=name.removeprefix("related:"), version=version,
+                 sha256=entry.get("sha256") or None, size=entry.get("bytes"), properties=properties,
+                 description=f"the related twins' {what}, {when}, as canonical JSON")
+
+
 def _inputs(session: Session, lineage: dict[str, Any], collections: Any) -> list[Input]:
     seen: dict[tuple[str, str | None], Input] = {}
     for entry in lineage.get("inputs") or []:
@@ -86,8 +97,7 @@ def _inputs(session: Session, lineage: dict[str, Any], collections: Any) -> list
         if name.startswith("stream:"):
             found = _stream_input(session, entry, name, version)
         elif name.startswith("related:"):
-            found = Input(id=name, kind="related", name=name.removeprefix("related:"), version=version,
-                          description="the related twins' state as the run read it")
+            found = _related_input(entry, name, version)
         else:
             found = collection_input(collections, name, version)
         seen[(name, version)] = found

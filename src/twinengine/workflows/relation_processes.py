@@ -6,6 +6,8 @@ The graph changes as twins are linked, so the process is never served from the r
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from twinengine.errors import ProcessParameterInvalid, ValidationFailed
@@ -40,12 +42,16 @@ def load_related_twins(twin: str | None = None, type: str | None = None, directi
                                          with_state=bool(state))
     except ValidationFailed as exc:
         raise ProcessParameterInvalid(f"load_related_twins: {exc.message}") from None
-    ctx.inputs.append({"collection": f"related:{page.twin_id}/{type or '*'}", "node": ctx.node, "version": None})
+    found: list[Any] = [t.id for t in page.items] if not state else [
+        {"id": t.id, "name": t.name, "depth": t.depth,
+         "reported": {p: v.value for p, v in t.state.reported.items()} if t.state else {}} for t in page.items]
+    # what the run read, checksummed (a rerun that reads other twins or other values says the input changed)
+    read = json.dumps(found, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ctx.inputs.append({"collection": f"related:{page.twin_id}/{type or '*'}", "node": ctx.node, "version": None,
+                       "sha256": hashlib.sha256(read).hexdigest(), "bytes": len(read), "twins": len(found),
+                       "state": bool(state), "at": when.isoformat() if when is not None else None})
     ctx.log("info", f"load_related_twins {ref}: {len(page.items)} twins within {depth} hops")
-    if not state:
-        return [t.id for t in page.items]
-    return [{"id": t.id, "name": t.name, "depth": t.depth,
-             "reported": {p: v.value for p, v in t.state.reported.items()} if t.state else {}} for t in page.items]
+    return found
 
 
 _OPT_STR = [{"type": "string"}, {"type": "null"}]
