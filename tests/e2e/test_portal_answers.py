@@ -146,6 +146,15 @@ def test_the_flood_view_shows_its_skill_per_lead_and_its_model(portal: Any, site
     model = api.ml.models(ml)[0]
     uma.goto(f"/ui/twins/{ml}/views/flood")
     assert f"Model {model.name} version {model.champion} (champion): accepted by the gate" in uma.text(".model-words")
+    # when the skill cannot be read (the engine answers 503 while its store restarts), the card says so
+    page.route("**/verification?*", lambda route: route.fulfill(
+        status=503, content_type="application/json",
+        body='{"code": "StoreUnavailable", "message": "the store cannot be reached; try again shortly"}'))
+    uma.goto("/ui/twins/skill-reach/views/flood")
+    said = uma.text("section.skill [role=alert]")
+    assert said.startswith("The forecasts' skill could not be read: the store cannot be reached") and "Reload" in said
+    page.unroute("**/verification?*")
+    uma.problems = [p for p in uma.problems if "status of 503" not in p]  # the console's line for the answer made here
 
 
 def test_a_plot_downloads_as_csv_and_png(portal: Any, site: Site) -> None:
