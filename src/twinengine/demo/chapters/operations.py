@@ -29,7 +29,8 @@ def backup_while_serving(ctx: DemoContext) -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     version, tables, files = health.get("version"), len(report.manifest.tables), len(report.manifest.files)
-    ctx.say(f"release {version}: ready {ready.get('status')!r}; a backup taken while serving: {report.rows} rows of "
+    said = "ready for traffic" if ready.get("status") == "ready" else f"not ready ({ready.get('status')})"
+    ctx.say(f"release {version}, {said} (/health/ready); a backup taken while serving: {report.rows} rows of "
             f"{tables} tables and {files} files ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s, verified "
             "against its checksums, then removed")
     ctx.facts["operations"] = {"version": version, "ready": ready.get("status"), "rows": report.rows, "files": files,
