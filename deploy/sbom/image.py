@@ -40,7 +40,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate import strong_copyleft  # the wheel's SBOM script, beside this one
+from generate import licence_of, strong_copyleft  # the wheel's SBOM script, beside this one
 
 VENV = "opt/twinengine/"
 DPKG_STATUS = "var/lib/dpkg/status"
@@ -87,7 +87,7 @@ def _apply(found: ImageFiles, layer: tarfile.TarFile, member: tarfile.TarInfo) -
     name = PurePosixPath(path).name
     if name.startswith(".wh."):
         gone = str(PurePosixPath(path).parent / name.removeprefix(".wh."))
-        found.metadata = {k: v for k, v in found.metadata.items() if not k.startswith(gone)}
+        found.metadata = {k: v for k, v in found.metadata.items() if k != gone and not k.startswith(gone + "/")}
         return
     if member.issym() and path.startswith(DOC) and path.count("/") == 3:
         found.doc_links[path.removeprefix(DOC)] = PurePosixPath(member.linkname).name
@@ -195,11 +195,6 @@ def bom(files: ImageFiles, hashes: dict[tuple[str, str], str], epoch: int) -> Bo
     return document
 
 
-def licence_words(component: Component) -> str:
-    return " AND ".join(str(getattr(x, "value", None) or getattr(x, "id", None) or getattr(x, "name", None))
-                        for x in component.licenses) or "unknown"
-
-
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
@@ -213,9 +208,10 @@ def main(argv: list[str]) -> int:
         print(f"the SBOM does not validate against CycloneDX 1.6: {error}", file=sys.stderr)
         return 1
     out.write_text(text + "\n")
-    python = [c for c in document.components if str(c.bom_ref).startswith("pypi:")]
-    debian = [c for c in document.components if str(c.bom_ref).startswith("deb:")]
-    copyleft = sorted(c.name for c in python if strong_copyleft(licence_words(c)))
+    written = json.loads(text)["components"]  # as generate.py reads the wheel's: licence_of on the JSON
+    python = [c for c in written if c["bom-ref"].startswith("pypi:")]
+    debian = [c for c in written if c["bom-ref"].startswith("deb:")]
+    copyleft = sorted(c["name"] for c in python if strong_copyleft(licence_of(c)))
     print(f"{out}: {len(python)} Python distributions, {len(debian)} Debian packages ({files.image_id})")
     if copyleft:
         print(f"GPL/AGPL-only Python distributions in the image: {', '.join(copyleft)}", file=sys.stderr)

@@ -89,10 +89,10 @@ def test_two_engines_restarted_in_turn_keep_answering(own_database: str, tmp_pat
                 # started again on the same store: it takes the migration lock, migrates, then serves
                 processes[i] = engines.enter_context(start(i))
                 eventually(lambda p=ports[i]: ready(p), timeout=120)
-                # the writes go on, on both engines (a request the stopping engine dropped was sent to the other
-                # one, as a balancer does: counted as refused, not as lost; ``unanswered`` counts the lost)
+                # the writes go on, and the restarted engine takes its share (a request the stopping engine
+                # dropped went to the other one, as a balancer does: counted as refused, not as lost)
                 after, own = len(acked), served[ports[i]]
-                try:  # the writes go on, and the restarted engine takes its share
+                try:
                     eventually(lambda a=after, o=own, p=ports[i]: len(acked) > a + 5 and served[p] > o + 2,
                                timeout=60)
                 except AssertionError:

@@ -8,13 +8,13 @@ import sys
 
 RUN = r"""
 import json, sys
-from twinengine.workflows.engine import WorkflowEngine
+import twinengine.workflows.engine  # as a served engine imports it
 from twinengine.workflows.standard import implementations
 
 implementations()  # every openeo-processes-dask process the engine offers, imported
 from twinengine.workflows.dates import _typed
-from twinengine.workflows.openeo_schema import schema
-_typed(schema().Date.model_validate("2026-01-02"))
+from openeo_pg_parser_networkx.pg_schema import Date
+_typed(Date.model_validate("2026-01-02"))
 found = {name: name in sys.modules for name in ("yprov4wfs", "openeo_pg_parser_networkx.graph",
                                                  "openeo_processes_dask.process_implementations.cubes")}
 from openeo_pg_parser_networkx import OpenEOProcessGraph  # whoever wants the parser still gets it

@@ -58,9 +58,7 @@ def _parsed(value: Any, field: str) -> tuple[str, datetime | time, str]:
 
 
 def _typed(value: Any) -> tuple[str, datetime | time, str] | None:
-    from twinengine.workflows.openeo_schema import schema
-
-    Date, DateTime, Time = schema().Date, schema().DateTime, schema().Time
+    from openeo_pg_parser_networkx.pg_schema import Date, DateTime, Time  # without graph.py: openeo_schema
 
     if isinstance(value, Date | DateTime):
         moment: datetime = value.root

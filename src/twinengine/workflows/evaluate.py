@@ -79,9 +79,9 @@ class ResultCache(Protocol):
 
 
 def _argument_type() -> Any:
-    from twinengine.workflows.openeo_schema import schema
+    from openeo_pg_parser_networkx.pg_schema import ProcessNode  # without graph.py: openeo_schema
 
-    annotation: Any = schema().ProcessNode.model_fields["arguments"].annotation
+    annotation: Any = ProcessNode.model_fields["arguments"].annotation
     return TypeAdapter(annotation)
 
 

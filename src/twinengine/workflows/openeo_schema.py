@@ -4,21 +4,21 @@ The package's ``__init__`` imports ``graph.py``, which imports yprov4wfs (GPL-3.
 engine does not use. The engine (dates, process arguments) and openeo-processes-dask (bounding boxes, temporal
 intervals) need only the schema. ``register()`` puts the package in ``sys.modules`` unexecuted, with its
 ``__init__`` run on the first name asked of it, so importing ``pg_schema`` runs no ``graph.py`` while
-``from openeo_pg_parser_networkx import OpenEOProcessGraph`` still works for whoever wants the parser. The
-engine's image leaves yprov4wfs out (deploy/build-image.sh); tests/unit/test_openeo_schema.py proves neither is
-imported by a run of the standard processes.
+``from openeo_pg_parser_networkx import OpenEOProcessGraph`` still works for whoever wants the parser.
+``twinengine.workflows`` registers it as it is imported, before any of its modules imports the schema or
+openeo-processes-dask, so they import ``openeo_pg_parser_networkx.pg_schema`` as usual. The engine's image
+leaves yprov4wfs out (deploy/build-image.sh); tests/unit/test_openeo_schema.py proves neither
+is imported by a run of the standard processes.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import sys
 import threading
-from types import ModuleType
 from typing import Any
 
-__all__ = ["PACKAGE", "register", "schema"]
+__all__ = ["PACKAGE", "register"]
 
 PACKAGE = "openeo_pg_parser_networkx"
 _LOCK = threading.Lock()
@@ -47,9 +47,3 @@ def register() -> None:
 
         package.__getattr__ = __getattr__  # type: ignore[method-assign]
         sys.modules[PACKAGE] = package
-
-
-def schema() -> ModuleType:
-    """The ``pg_schema`` module, imported without the parser's graph module."""
-    register()
-    return importlib.import_module(f"{PACKAGE}.pg_schema")

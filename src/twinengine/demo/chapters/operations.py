@@ -35,6 +35,6 @@ def backup_while_serving(ctx: DemoContext) -> None:
             "against its checksums, then removed")
     ctx.facts["operations"] = {"version": version, "ready": ready.get("status"), "rows": report.rows, "files": files,
                                "seconds": round(report.seconds, 2)}
-    ctx.summary.append(("operations", f"release {version}, ready; backup of {report.rows} rows and {files} files in "
+    ctx.summary.append(("operations", f"release {version}, {said}; backup of {report.rows} rows and {files} files in "
                                       f"{report.seconds:.1f} s while serving, verified (`twin admin backup`; deploy/: "
                                       "image, compose, chart)"))
