@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,89 @@ def test_the_data_address_refuses(engines: tuple[Participant, Participant], gaug
     done = wait_state(consumer, "transfers", _transfer(consumer, third, "remote:then-closed")["id"], "COMPLETED")
     url_three, token_three = address(done["id"])
     assert get(url_three, token_three) == 403  # after COMPLETED
+
+
+def _gauge_readings(start: int, count: int) -> list[dict[str, Any]]:
+    return [{"time": f"2026-03-0{1 + (start + i) // 96}T{(start + i) % 96 // 4:02d}:{(start + i) % 4 * 15:02d}:00Z",
+             "station": "RR-01", "rain": round(0.1 * ((start + i) % 7), 1), "level": round(1.0 + 0.01 * (start + i), 2)}
+            for i in range(count)]
+
+
+def test_a_stream_history_is_offered_pulled_and_replayed_into_the_consumers_twin(
+        engines: tuple[Participant, Participant]) -> None:
+    """A twin's stream offered as such: each transfer serves the history as it stood when the provider accepted
+    it (readings sent later are not in it; the next transfer has them), as an Arrow IPC file of the stream's
+    fields whose SHA-256 the provider keeps; the consumer lands it, reads it under the agreement's terms and
+    sends it into the stream of a twin of its own, whose state then follows the provider's gauge."""
+    import io
+
+    import pyarrow as pa
+
+    from helpers import RIVER_REACH
+    from twinengine.client import Client
+
+    provider, consumer = engines
+    with Client(provider.url, provider.admin) as ours, Client(consumer.url, consumer.admin) as theirs:
+        for side in (ours, theirs):
+            if not [a for a in side.list_apps().items if a.name == "river-reach"]:
+                side.publish_app(RIVER_REACH)
+        ours.create_twin("river-reach", "offered-reach", {"station": "RR-01"})
+        ours.streams.append("offered-reach", "gauges", _gauge_readings(0, 48))
+        # what cannot be offered is refused naming the field, and another person's twin is not theirs to offer
+        nobody = provider.token("nobody")
+        missing = provider.api("POST", "/api/v1/dataspace/offers", json={
+            "stream": {"twin": "offered-reach", "stream": "levels"}, "title": "t"})
+        assert missing.status_code == 422 and missing.json()["details"][0]["loc"] == "stream.stream", missing.text
+        both = provider.api("POST", "/api/v1/dataspace/offers", json={
+            "did": "reach:gauge-history", "stream": {"twin": "offered-reach", "stream": "gauges"}, "title": "t"})
+        assert both.status_code == 422, both.text
+        foreign = provider.api("POST", "/api/v1/dataspace/offers", nobody, json={
+            "stream": {"twin": "offered-reach", "stream": "gauges"}, "title": "t"})
+        assert foreign.status_code in (403, 422) and "offered-reach" in foreign.text, foreign.text
+        made = ours.dataspace.offer_stream("offered-reach", "gauges", "Gauge history RR-01",
+                                           purposes=["flood-forecasting"], count=2)
+        assert made.did == "stream:offered-reach/gauges" and made.stream == "gauges"
+        catalog = consumer.ok("POST", "/api/v1/dataspace/catalog", json={"url": provider.url})
+        listed = {d["@id"]: d for d in catalog["dataset"]}
+        assert "stream gauges" in listed[made.dataset_id]["dct:description"]
+
+        started = negotiate(consumer, provider, made.model_dump(mode="json"), purpose="flood-forecasting",
+                            land="remote:offered-gauges")
+        agreement = wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"]
+        pulled = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)
+        landed = wait_state(consumer, "transfers", pulled[0]["id"], "COMPLETED")
+        served = provider.ok("GET", "/api/v1/dataspace/transfers?role=provider&agreement=" + agreement)
+        assert [f["name"] for f in landed["files"]] == ["gauges.arrow"]
+        assert landed["files"][0]["sha256"] == served[0]["files"][0]["sha256"]
+        data = consumer.api("GET", "/api/v1/lake/dids/remote:offered-gauges/gauges.arrow/content").content
+        assert hashlib.sha256(data).hexdigest() == landed["files"][0]["sha256"]
+        table = pa.ipc.open_file(io.BytesIO(data)).read_all()
+        sent = _gauge_readings(0, 48)
+        assert table.column_names == ["time", "station", "rain", "level"]
+        assert table.column("level").to_pylist() == [r["level"] for r in sent]
+
+        # readings sent after the first transfer are in the next one, and the first's snapshot is unchanged
+        ours.streams.append("offered-reach", "gauges", _gauge_readings(48, 12))
+        again = wait_state(consumer, "transfers", _transfer(consumer, agreement, "remote:offered-gauges-2")["id"],
+                           "COMPLETED")
+        more = consumer.api("GET", "/api/v1/lake/dids/remote:offered-gauges-2/gauges.arrow/content").content
+        assert pa.ipc.open_file(io.BytesIO(more)).read_all().num_rows == 60
+        assert again["files"][0]["sha256"] != landed["files"][0]["sha256"]
+        kept = provider.ok("GET", "/api/v1/lake/dids/" + served[0]["snapshot"])
+        assert kept["sha256"] == landed["files"][0]["sha256"] and kept["meta"]["served"]["offsets"] == [0, 48]
+
+        # the consumer's own twin takes the history into its stream; its state follows the provider's gauge
+        theirs.create_twin("river-reach", "partner-reach", {"station": "RR-01"})
+        ack = theirs.streams.append("partner-reach", "gauges", table)
+        assert ack.next_offset == 48
+        back = theirs.streams.read_arrow("partner-reach", "gauges")
+        assert back.column("level").to_pylist() == table.column("level").to_pylist()
+        deadline = time.monotonic() + 120
+        while (level := _reported(theirs, "partner-reach", "level")) != sent[-1]["level"]:
+            assert time.monotonic() < deadline, f"the partner's twin reports level {level}, not {sent[-1]['level']}"
+            time.sleep(0.5)
+
+
+def _reported(client: Any, twin: str, name: str) -> Any:
+    found = client.get_state(twin).reported.get(name)
+    return None if found is None else found.value

@@ -44,7 +44,10 @@ class TransferStep(StrEnum):
 
 
 @app.command("create")
-def create(ctx: typer.Context, did: str = typer.Argument(..., help="The lake file or dataset (scope:name)."),
+def create(ctx: typer.Context,
+           did: str | None = typer.Argument(None, help="The lake file or dataset (scope:name)."),
+           stream: str | None = typer.Option(None, "--stream", metavar="TWIN/STREAM",
+                                             help="Offer the history of a twin's stream instead of DID."),
            title: str = typer.Option(..., "--title"),
            description: str | None = typer.Option(None, "--description"),
            keyword: list[str] = typer.Option([], "--keyword"),
@@ -60,16 +63,24 @@ def create(ctx: typer.Context, did: str = typer.Argument(..., help="The lake fil
            policy: Path | None = typer.Option(None, "--policy", help="An ODRL policy (JSON) instead of the terms.",
                                               exists=True, dir_okay=False),
            manual: bool = typer.Option(False, "--manual", help="Agree, finalize and start by hand.")) -> None:
-    """Offer a lake file or dataset of yours (a twin's: its owner's) under a policy. A rule the engine cannot
-    enforce is refused, naming it."""
+    """Offer a lake file or dataset of yours (a twin's: its owner's), or with --stream the history of a twin's
+    stream (each transfer serves it as it stood when the transfer was accepted), under a policy. A rule the
+    engine cannot enforce is refused, naming it."""
     out = state_of(ctx)
+    if (did is None) == (stream is None):
+        raise typer.BadParameter("give the DID of a lake file or dataset, or --stream TWIN/STREAM (one)",
+                                 param_hint="DID")
+    twin_name, _, stream_name = (stream or "").partition("/")
+    if stream is not None and (not twin_name or not stream_name or "/" in stream_name):
+        raise typer.BadParameter(f"{stream!r} is not TWIN/STREAM", param_hint="--stream")
     rules = json.loads(policy.read_text()) if policy else None
+    terms: dict[str, Any] = dict(description=description, keywords=keyword, policy=rules, until=until, days=days,
+                                 count=count, purposes=purpose or None, participants=participant or None,
+                                 organisations=organisation or None, groups=group or None,
+                                 spatial=spatial or None, attribution=attribution, manual=manual)
     with out.client() as client:
-        made = client.dataspace.offer(
-            did, title, description=description, keywords=keyword, policy=rules, until=until, days=days,
-            count=count, purposes=purpose or None, participants=participant or None,
-            organisations=organisation or None, groups=group or None, spatial=spatial or None,
-            attribution=attribution, manual=manual)
+        made = (client.dataspace.offer(did, title, **terms) if did is not None
+                else client.dataspace.offer_stream(twin_name, stream_name, title, **terms))
     out.emit(made, lambda: console.print(f"offered {made.did} as dataset {made.dataset_id} (offer {made.id})",
                                          highlight=False))
 

@@ -31,6 +31,8 @@ class Connector:
     db: Database
     lake: Lake
     keyring: Callable[[], Keyring]  # the issuer's key ring, once the store is prepared
+    # the stream hub and segment sink, opened on first use: what a stream offer's snapshot reads (None: no streams)
+    streams: Callable[[], tuple[Any, Any]] | None = None
     due: threading.Event = field(default_factory=threading.Event, repr=False)  # the courier has work
     _resolver: DidResolver | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -5,7 +5,8 @@ A message that fails to arrive is retried (1 s, doubling) up to ``dataspace_atte
 terminated on this side. A 4xx answer means the other side refuses it: the process is terminated (and the other
 side told, unless what was refused was the termination itself). A restart loses nothing: the claim expires and
 the message is sent again, which the other side acknowledges without a second effect; a pull cut off by a restart
-is pulled again once the lake hands over the reservation of the file it was writing (``lake_stale_after``).
+is pulled again once the lake hands over the reservation of the file it was writing (``lake_stale_after``), and
+a stream offer's snapshot cut off likewise is taken again (or found taken).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.auth import odrl
-from twinengine.dataspace import dataplane, negotiation, peers, transfer
+from twinengine.dataspace import dataplane, negotiation, peers, snapshots, transfer
 from twinengine.dataspace.agreements import mark_finalized
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Agreement, Negotiation, TransferProcess
@@ -109,6 +110,8 @@ def _transfer_job(session: Session, connector: Connector, row: TransferProcess) 
         body = message("TransferRequestMessage", consumerPid=row.consumer_pid, agreementId=row.agreement_id,
                        format=row.format, callbackAddress=connector.callback)
         return Job(TransferProcess, row.id, action, f"{row.peer_base}/transfers/request", body, row.peer)
+    if action == "snapshot":
+        return Job(TransferProcess, row.id, action, local={"transfer": row.id})
     if action == "pull":
         agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
                                                            Agreement.role == Role.CONSUMER.value))
@@ -128,6 +131,8 @@ def _transfer_job(session: Session, connector: Connector, row: TransferProcess) 
 
 
 def _perform(connector: Connector, job: Job) -> tuple[int, Any]:
+    if job.action == "snapshot":
+        return 200, snapshots.take(connector, job.local["transfer"])
     if job.action == "pull":
         pulled = dataplane.land(connector, address=job.local["address"], target=job.local["target"],
                                 agreement=job.local["agreement"], provider=job.local["provider"],
@@ -148,6 +153,14 @@ def _apply(session: Session, connector: Connector, job: Job, status: int | None,
             row.landed, row.files, row.bytes = answer.did, answer.files, answer.bytes
             machine.queue(row, "complete")
             return
+        if job.action == "snapshot":
+            from twinengine.lake.dids import get_did
+
+            held = get_did(session, answer)
+            row.snapshot, row.files = answer, [{"name": answer.rsplit("/", 1)[-1], "bytes": held.bytes,
+                                                "sha256": held.sha256}]
+            machine.queue(row, "start")
+            return
         machine.settle(row, job.action, answer)
         if job.model is Negotiation and row.state == N.FINALIZED:
             mark_finalized(session, row)
@@ -163,6 +176,9 @@ def _apply(session: Session, connector: Connector, job: Job, status: int | None,
         return
     row.error = failure or f"HTTP {status}"
     if row.attempts >= connector.settings.dataspace_attempts:
+        if job.action == "snapshot":  # the consumer waits for a start: tell it why none comes
+            machine.queue(row, "terminate", {"code": "snapshot", "reason": row.error})
+            return
         row.state = N.TERMINATED.value
         machine.queue(row, None)
         return
@@ -199,7 +215,7 @@ def deliver(connector: Connector, model: Any, row_id: int) -> bool:
     except Exception as exc:  # recorded on the process, retried, never a crash of the loop
         log.warning("dataspace %s of %s %s failed: %s", job.action, job.model.__tablename__, job.id, exc)
         failure = f"{type(exc).__name__}: {exc}"
-        if job.action == "pull" and type(exc) is Conflict:
+        if job.action in ("pull", "snapshot") and type(exc) is Conflict:
             # a file of the landing dataset is being written: by a pull of this transfer that stopped with its
             # engine (kill -9), whose reservation the lake hands over once stale; not a reason to end the transfer
             wait = connector.lake.tuning.stale_after

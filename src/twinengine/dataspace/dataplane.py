@@ -104,11 +104,14 @@ def authorize(session: Session, provider_pid: str, authorization: str | None) ->
     return row, agreement
 
 
-def files_of(session: Session, agreement: Agreement) -> list[Any]:
-    """The lake files of the agreement's offer: the file itself, or a dataset's files."""
+def files_of(session: Session, agreement: Agreement, row: TransferProcess | None = None) -> list[Any]:
+    """The lake files of the agreement's offer: the file itself, or a dataset's files; under a stream offer, the
+    snapshot of the history that transfer ``row`` serves (``dataspace.snapshots``)."""
     offer = session.get(Offer, agreement.offer_id)
     if offer is None:
         return []
+    if offer.stream is not None:
+        return [get_did(session, row.snapshot)] if row is not None and row.snapshot else []
     did = get_did(session, offer.did)
     if did.type == DidType.FILE:
         return [did]
@@ -125,7 +128,7 @@ def file_name(did: Any, offer_did: str) -> str:
 def manifest(session: Session, connector: Connector, row: TransferProcess, agreement: Agreement) -> dict[str, Any]:
     offer = session.get(Offer, agreement.offer_id)
     files = [{"name": file_name(f, offer.did if offer else ""), "bytes": f.bytes, "sha256": f.sha256,
-              "mediaType": f.media_type} for f in files_of(session, agreement)]
+              "mediaType": f.media_type} for f in files_of(session, agreement, row)]
     _record(session, row, outcome="served", file="(list)")
     return {"agreement": agreement.id, "dataset": agreement.dataset_id, "files": files}
 
@@ -134,7 +137,7 @@ def open_file(session: Session, connector: Connector, row: TransferProcess, agre
               name: str) -> tuple[Any, int, str, str | None]:
     """(readable, size, sha256, media type) of the file ``name`` under the agreement, the access recorded."""
     offer = session.get(Offer, agreement.offer_id)
-    for did in files_of(session, agreement):
+    for did in files_of(session, agreement, row):
         if offer is not None and file_name(did, offer.did) == name:
             readable = open_replica(session, connector.lake, principal=SYSTEM, did=did.did)
             _record(session, row, outcome="served", file=name, size=did.bytes or 0)
@@ -186,7 +189,7 @@ def land(connector: Connector, *, address: dict[str, Any], target: dict[str, Any
     with connector.db.session() as session:
         add_did(session, principal=principal, did=did, type=DidType.DATASET, meta=meta, exist_ok=True,
                 twin=target.get("twin"))
-        lake_endpoint = target.get("endpoint") or _default_endpoint(session, connector)
+        lake_endpoint = target.get("endpoint") or default_endpoint(session, connector)
     files, total = [], 0
     for item in listing:
         name = str(item["name"])
@@ -218,7 +221,7 @@ def _listing(connector: Connector, endpoint: str, token: str | None) -> list[dic
     return files
 
 
-def _default_endpoint(session: Session, connector: Connector) -> str:
+def default_endpoint(session: Session, connector: Connector) -> str:
     from twinengine.lake.models import Endpoint
 
     if connector.settings.lake_endpoint:

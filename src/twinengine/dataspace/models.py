@@ -36,15 +36,16 @@ class Participant(Base):
 
 
 class Offer(Base):
-    """A lake dataset offered to the data space under an ODRL policy (``policy``: the offer's JSON text, kept
-    exactly as offered: an agreement carries these bytes)."""
+    """A lake file or dataset, or a twin's stream history, offered to the data space under an ODRL policy
+    (``policy``: the offer's JSON text, kept exactly as offered: an agreement carries these bytes)."""
 
     __tablename__ = "ds_offers"
     __table_args__ = (Index("ix_ds_offers_dataset", "dataset_id", unique=True),)
 
     id: Mapped[str] = mapped_column(String(80), primary_key=True)  # urn:uuid:...: the ODRL offer's @id
     dataset_id: Mapped[str] = mapped_column(String(80))  # urn:uuid:...: the DCAT dataset's @id
-    did: Mapped[str] = mapped_column(String(500))  # scope:name of the lake file or dataset
+    did: Mapped[str] = mapped_column(String(500))  # scope:name of the lake file or dataset; stream:TWIN/STREAM
+    stream: Mapped[str | None] = mapped_column(String(64))  # a stream offer: the stream of twin ``owner_twin``
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     keywords: Mapped[list[str]] = mapped_column(JSONValue, default=list)
@@ -142,6 +143,7 @@ class TransferProcess(_Pending, Base):
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     target: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # consumer side: where the data lands
     landed: Mapped[str | None] = mapped_column(String(500))  # consumer side: the lake dataset it landed as
+    snapshot: Mapped[str | None] = mapped_column(String(500))  # provider side: the stream history it serves
     files: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONValue)  # name, bytes, sha256 of each file
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     owner: Mapped[str] = mapped_column(String(64))

@@ -1,5 +1,6 @@
-"""Offers of lake data and the participants a provider knows: who may offer what, and the policy it is offered
-under (checked when it is made: a rule the engine cannot enforce is refused naming it)."""
+"""Offers of lake data or of a twin's stream history, and the participants a provider knows: who may offer what,
+and the policy it is offered under (checked when it is made: a rule the engine cannot enforce is refused naming
+it)."""
 
 from __future__ import annotations
 
@@ -81,13 +82,42 @@ def _may_offer(session: Session, principal: Principal, did_text: str) -> Any:
     return did
 
 
-def create_offer(session: Session, *, principal: Principal, did: str, title: str, description: str | None = None,
-                 keywords: list[str] | None = None, policy: dict[str, Any] | None = None,
-                 manual: bool = False) -> Offer:
-    """Offer ``did`` under ``policy`` (default: any use). The policy's rules are checked now (422 naming
-    ``policy...``); the offer's JSON text is kept as offered."""
+def _may_offer_stream(session: Session, principal: Principal, twin_ref: str, stream: str) -> tuple[str, str]:
+    """(twin id, the offer's ``did`` text) when ``principal`` may offer the history of ``twin_ref``'s ``stream``:
+    those who manage the twin (its owner, a member of its owning group, an admin)."""
+    from twinengine.twins.service import get_twin, manifest_for
+
+    try:
+        twin = get_twin(session, principal=principal, ref=twin_ref, action="twin.manage")
+    except TwinNotFound:
+        raise ValidationFailed.one("stream.twin", f"no twin {twin_ref!r} of yours") from None
+    except PermissionDenied:
+        raise PermissionDenied(f"{principal.name} may not offer twin {twin_ref}'s streams: the twin's owner "
+                               "offers them") from None
+    declared = manifest_for(session, twin).streams
+    if stream not in declared:
+        raise ValidationFailed.one("stream.stream", f"twin {twin.name} has no stream {stream!r}; its streams: "
+                                                    f"{', '.join(sorted(declared)) or 'none'}")
+    return twin.id, f"stream:{twin.name}/{stream}"
+
+
+def create_offer(session: Session, *, principal: Principal, did: str | None = None, title: str,
+                 description: str | None = None, keywords: list[str] | None = None,
+                 policy: dict[str, Any] | None = None, manual: bool = False,
+                 stream: tuple[str, str] | None = None) -> Offer:
+    """Offer ``did``, or the history of a twin's stream (``stream``: twin, stream name), under ``policy`` (default:
+    any use). The policy's rules are checked now (422 naming ``policy...``); the offer's JSON text is kept as
+    offered. A stream offer serves, to each transfer, the history as it stood when the transfer was accepted."""
     require(principal, "dataspace.offer.create")
-    row = _may_offer(session, principal, did)
+    if (did is None) == (stream is None):
+        raise ValidationFailed.one("did", "offer a lake file or dataset (did) or a twin's stream (stream), one")
+    if stream is not None:
+        twin_id, offered = _may_offer_stream(session, principal, *stream)
+        source: tuple[str, str | None, str | None] = (offered, None, twin_id)
+    else:
+        assert did is not None
+        found = _may_offer(session, principal, did)
+        source = (found.did, found.owner_group, found.owner_twin)
     rules = policy if policy is not None else build_policy()
     if not isinstance(rules, dict):
         raise ValidationFailed.one("policy", "an ODRL policy is a JSON object")
@@ -105,9 +135,10 @@ def create_offer(session: Session, *, principal: Principal, did: str, title: str
                                         "accessService": "urn:uuid:0"}]}, "Dataset")
     if found:
         raise ValidationFailed.one("policy", "; ".join(found))
-    created = Offer(id=offer_id, dataset_id=dataset_id, did=row.did, title=title, description=description,
+    created = Offer(id=offer_id, dataset_id=dataset_id, did=source[0], title=title, description=description,
                     keywords=list(keywords or []), policy=odrl.canonical(offer), manual=manual, owner=principal.name,
-                    owner_group=row.owner_group, owner_twin=row.owner_twin)
+                    owner_group=source[1], owner_twin=source[2],
+                    stream=stream[1] if stream is not None else None)
     session.add(created)
     session.flush()
     return created

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from twinengine.catalog.manifest import IDENT_PATTERN
 from twinengine.lake.schemas import DID_PATTERN
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "OfferCreate",
     "OfferRead",
     "OfferTerms",
+    "OfferedStream",
     "ParticipantCreate",
     "ParticipantRead",
     "TransferCreate",
@@ -45,10 +47,22 @@ class OfferTerms(BaseModel):
     attribution: bool = Field(default=False, description="an obligation to attribute, recorded with the data")
 
 
+class OfferedStream(BaseModel):
+    """A twin's stream whose history is offered: each transfer serves it as it stood when the transfer was
+    accepted, as one Arrow IPC file of the stream's declared fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    twin: str = Field(min_length=1, max_length=64, description="The twin (name or id).")
+    stream: str = Field(pattern=IDENT_PATTERN, max_length=64, description="One of the twin's streams.")
+
+
 class OfferCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    did: str = Field(pattern=DID_PATTERN, max_length=500, description="The lake file or dataset offered.")
+    did: str | None = Field(default=None, pattern=DID_PATTERN, max_length=500,
+                            description="The lake file or dataset offered (or stream).")
+    stream: OfferedStream | None = Field(default=None, description="A twin's stream history offered (or did).")
     title: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
     keywords: list[str] = Field(default_factory=list, max_length=20)
@@ -61,7 +75,8 @@ class OfferCreate(BaseModel):
 class OfferRead(BaseModel):
     id: str
     dataset_id: str
-    did: str
+    did: str  # the lake file or dataset; stream:TWIN/STREAM for a stream's history
+    stream: str | None = None
     title: str
     description: str | None
     keywords: list[str]
@@ -170,6 +185,7 @@ class TransferRead(BaseModel):
     files: list[dict[str, Any]] | None
     bytes: int
     owner: str
+    snapshot: str | None = None  # provider side, under a stream offer: the lake file of the history it serves
     pending: str | None
     error: str | None
     created_at: datetime

@@ -2,7 +2,8 @@
 
 The provider accepts a request only under a finalized, unrevoked agreement with the requesting participant, and
 only when the policy permits one more transfer (``count`` is counted here: a transfer counts once the provider
-accepts it). Its start message carries a data address with a token of its own, short-lived and bound to the
+accepts it). Under a stream offer it first takes the snapshot of the history the transfer serves. Its start
+message carries a data address with a token of its own, short-lived and bound to the
 transfer and so to the agreement (``dataspace.dataplane``). The consumer then pulls, lands what it pulled in its
 lake and sends completion: both sides end COMPLETED.
 """
@@ -37,8 +38,8 @@ from twinengine.dataspace.protocol import (
 from twinengine.errors import NotFound
 from twinengine.store.base import utcnow
 
-__all__ = ["Role", "as_message", "consumer_receive", "due", "provider_receive", "provider_request", "queue", "settle",
-           "start_consumer_transfer", "steward"]
+__all__ = ["Role", "as_message", "consumer_receive", "due", "first_step", "provider_receive", "provider_request",
+           "queue", "settle", "start_consumer_transfer", "steward"]
 
 T = TransferState
 KINDS = {"start": "TransferStartMessage", "completion": "TransferCompletionMessage",
@@ -169,9 +170,20 @@ def provider_request(session: Session, connector: Connector, peer: str, body: An
         agreement.transfers += 1
         offer = session.get(Offer, agreement.offer_id)
         if offer is None or not offer.manual:
-            queue(row, "start")
+            queue(row, first_step(session, row))
     _audit(session, row, "received request", refused=why)
     return 201, as_message(row)
+
+
+def first_step(session: Session, row: TransferProcess) -> str:
+    """What a provider does to start ``row``: send the start, or, under a stream offer, first take the snapshot
+    of the history it serves (``dataspace.snapshots``; the courier then sends the start)."""
+    if row.snapshot is None:
+        offer = session.scalar(select(Offer).join(Agreement, Agreement.offer_id == Offer.id).where(
+            Agreement.id == row.agreement_id, Agreement.role == Role.PROVIDER.value))
+        if offer is not None and offer.stream is not None:
+            return "snapshot"
+    return "start"
 
 
 def provider_receive(session: Session, peer: str, provider_pid: str, kind: str, body: Any) -> dict[str, Any]:
@@ -264,6 +276,8 @@ def steward(session: Session, row: TransferProcess, action: str) -> None:
     if T(row.state) not in sources or (row.pending is not None and action != "terminate"):
         raise DspError(400, f"cannot {action} a transfer in state {row.state}" +
                        (f" while {row.pending} is under way" if row.pending else ""), kind="transfer")
+    if action == "start" and role is Role.PROVIDER:
+        action = first_step(session, row)
     queue(row, action, {"code": "steward", "reason": f"{action} by {role}"} if action == "terminate" else None)
 
 

@@ -45,7 +45,7 @@ def offer_read(o: Offer) -> OfferRead:
     return OfferRead(id=o.id, dataset_id=o.dataset_id, did=o.did, title=o.title, description=o.description,
                      keywords=list(o.keywords or []), policy=odrl.json_of(o.policy), manual=o.manual, owner=o.owner,
                      owner_group=o.owner_group, owner_twin=o.owner_twin, created_at=o.created_at,
-                     withdrawn_at=o.withdrawn_at)
+                     withdrawn_at=o.withdrawn_at, stream=o.stream)
 
 
 def negotiation_read(n: Negotiation) -> NegotiationRead:
@@ -66,7 +66,7 @@ def transfer_read(t: TransferProcess) -> TransferRead:
     return TransferRead(id=t.id, role=t.role, state=t.state, provider_pid=t.provider_pid, consumer_pid=t.consumer_pid,
                         agreement_id=t.agreement_id, format=t.format, peer=t.peer, landed=t.landed, files=t.files,
                         bytes=t.bytes, owner=t.owner, pending=t.pending, error=t.error, created_at=t.created_at,
-                        updated_at=t.updated_at)
+                        updated_at=t.updated_at, snapshot=t.snapshot)
 
 
 def participant_read(p: Participant) -> ParticipantRead:
@@ -85,15 +85,16 @@ def identity(runtime: RuntimeDep, principal: PrincipalDep) -> Identity:
 # -- offers and participants (provider) --------------------------------------------------------------------------
 
 @router.post("/offers", name="offer_create", status_code=status.HTTP_201_CREATED, dependencies=_OFFER,
-             summary="Offer a lake file or dataset under an ODRL policy")
+             summary="Offer a lake file or dataset, or a twin's stream history, under an ODRL policy")
 @acts("dataspace.offer.create")
 def offer_create(body: OfferCreate, session: SessionDep, principal: PrincipalDep) -> OfferRead:
     policy = body.policy
     if policy is None and body.terms is not None:
         policy = offers.build_policy(**body.terms.model_dump())
+    stream = (body.stream.twin, body.stream.stream) if body.stream is not None else None
     return offer_read(offers.create_offer(session, principal=principal, did=body.did, title=body.title,
                                           description=body.description, keywords=body.keywords, policy=policy,
-                                          manual=body.manual))
+                                          manual=body.manual, stream=stream))
 
 
 @router.get("/offers", name="offer_list", summary="Offers of yours (every offer, for admins)", dependencies=_OFFER)

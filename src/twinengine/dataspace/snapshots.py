@@ -1,0 +1,105 @@
+"""The history a transfer under a stream offer serves: the twin's stream as it stood when the provider accepted
+the transfer, written once to the lake as an Arrow IPC file of the stream's declared fields (the form
+``twin stream send`` and ``POST .../records`` read), checksummed like every lake file.
+
+Taken by the courier outside every unit of work (the records are read in bounded parts, compacted segments first,
+then the log: ``streams.checksum.stream_records``), before the start message goes: the data address lists it
+like an offered file, a resumed pull reads the same bytes, and the provider keeps exactly what left under which
+transfer. A snapshot taken again after a crash finds the one already registered and keeps it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import select
+
+from twinengine.auth.principal import SYSTEM
+from twinengine.dataspace.connector import Connector
+from twinengine.dataspace.models import Agreement, Offer, TransferProcess
+from twinengine.dataspace.protocol import Role
+from twinengine.lake.models import Did
+
+__all__ = ["MEDIA_TYPE", "SCOPE", "file_name", "take"]
+
+SCOPE = "dataspace"  # the lake scope of what stream offers served
+MEDIA_TYPE = "application/vnd.apache.arrow.file"
+META_KEY = "served"  # a snapshot's meta: the offer, transfer, twin, stream and offsets it holds
+
+
+def file_name(stream: str) -> str:
+    """The snapshot's name in the data address (``gauges.arrow``)."""
+    return f"{stream}.arrow"
+
+
+def snapshot_did(row: TransferProcess, stream: str) -> str:
+    assert row.provider_pid is not None
+    return f"{SCOPE}:transfers/{row.provider_pid.rsplit(':', 1)[-1]}/{file_name(stream)}"
+
+
+def take(connector: Connector, transfer_id: int) -> str:
+    """Write the stream history of provider transfer ``transfer_id``'s offer to the lake (once); its DID."""
+    from twinengine.dataspace.dataplane import default_endpoint
+    from twinengine.lake.uploads import upload_file
+    from twinengine.streams.hub import stream_key
+    from twinengine.twins.models import Twin
+    from twinengine.twins.service import manifest_for
+
+    with connector.db.session(readonly=True) as session:
+        row = session.get(TransferProcess, transfer_id)
+        if row is None or row.role != Role.PROVIDER:
+            raise LookupError(f"no provider transfer {transfer_id}")
+        agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
+                                                           Agreement.role == Role.PROVIDER.value))
+        offer = session.get(Offer, agreement.offer_id) if agreement is not None else None
+        if offer is None or offer.stream is None or offer.owner_twin is None:
+            raise LookupError(f"transfer {row.provider_pid} is not under a stream offer")
+        did = snapshot_did(row, offer.stream)
+        scope, name = did.split(":", 1)
+        held = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
+        if held is not None and held.sha256 is not None:
+            return did
+        twin = session.get(Twin, offer.owner_twin)
+        if twin is None:
+            raise LookupError(f"twin {offer.owner_twin} of offer {offer.id} is gone")
+        declared = manifest_for(session, twin).streams.get(offer.stream)
+        if declared is None:
+            raise LookupError(f"twin {twin.name} no longer has a stream {offer.stream}")
+        endpoint = default_endpoint(session, connector)
+        twin_id, twin_name, stream = twin.id, twin.name, offer.stream
+        provider_pid, offer_id = row.provider_pid, offer.id
+    if connector.streams is None:
+        raise LookupError("this engine's streams are not open to the data space")
+    hub, sink = connector.streams()
+    end = hub.end(stream_key(twin_id, stream))
+    handle, path = tempfile.mkstemp(prefix="snapshot-", suffix=".arrow", dir=connector.settings.data_dir)
+    os.close(handle)
+    try:
+        records = _write(connector, hub, sink, declared, twin_id, stream, end, path)
+        meta: dict[str, Any] = {META_KEY: {"offer": offer_id, "transfer": provider_pid, "twin": twin_name,
+                                           "stream": stream, "offsets": [0, end], "records": records}}
+        upload_file(connector.db, connector.lake, principal=SYSTEM, path=Path(path), did=did,
+                    endpoint=endpoint, media_type=MEDIA_TYPE, meta=meta)
+    finally:
+        os.unlink(path)
+    return did
+
+
+def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: str, stream: str, end: int,
+           path: str) -> int:
+    """The records at offsets [0, end), declared fields only, into the Arrow IPC file ``path``; how many."""
+    from twinengine.streams.checksum import stream_records
+    from twinengine.streams.records import arrow_schema
+
+    schema = arrow_schema(declared)
+    records = 0
+    with connector.db.session(readonly=True) as session, pa.OSFile(path, "wb") as out, \
+            pa.ipc.new_file(out, schema) as writer:
+        for part in stream_records(session, hub, sink, twin_id=twin_id, stream=stream, start=0, end=end):
+            writer.write_table(part.select(schema.names).cast(schema))
+            records += part.num_rows
+    return records
