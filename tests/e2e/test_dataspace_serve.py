@@ -133,3 +133,48 @@ def test_a_manual_offer_is_steered_step_by_step_from_the_command_line(two: tuple
     assert "dance" in wrong and "agree" in wrong  # the choices named
     provider.twin("offer", "participant", "remove", who)
     assert provider.twin_json("offer", "participant", "list") == []
+
+
+def test_a_stream_history_crosses_by_hand_and_feeds_the_consumers_twin(two: tuple[LiveEngine, LiveEngine],
+                                                                        tmp_path: Path) -> None:
+    """``twin offer create --stream``, a manual offer: the steward's start takes the history's snapshot first
+    (the transfer stays REQUESTED until it is written), and the consumer sends what landed into its own twin's
+    stream with ``twin stream send``, its usual command."""
+    from helpers import RIVER_REACH
+
+    provider, consumer = two
+    for engine in two:
+        engine.twin("lake", "endpoint", "add", "site", "--protocol", "file", "--location",
+                    str(engine.settings.data_dir / "lake" / "site"))
+        engine.twin("app", "publish", str(RIVER_REACH))
+    provider.twin("create", "river-reach@0.1.0", "--name", "upstream", "--param", "station=RR-01")
+    readings = tmp_path / "readings.jsonl"
+    readings.write_text("".join(json.dumps({"time": f"2026-03-01T{h:02d}:00:00Z", "station": "RR-01",
+                                            "rain": 0.5, "level": 1.0 + h / 100}) + "\n" for h in range(24)))
+    provider.twin("stream", "send", "upstream", "gauges", str(readings))
+    assert "is not TWIN/STREAM" in provider.twin("offer", "create", "--stream", "upstream", "--title", "x", expect=2)
+    offered = provider.twin_json("offer", "create", "--stream", "upstream/gauges", "--title", "Gauge RR-01",
+                                 "--manual")
+    assert offered["did"] == "stream:upstream/gauges"
+
+    asked = consumer.twin_json("offer", "negotiate", provider.url, offered["dataset_id"])
+    theirs = _until(lambda: provider.twin_json("offer", "negotiations", "--role", "provider")[0], "REQUESTED")
+    provider.twin("offer", "negotiation", str(theirs["id"]), "agree", "--wait")
+    _until(lambda: provider.twin_json("offer", "negotiation", str(theirs["id"])), "VERIFIED")
+    provider.twin("offer", "negotiation", str(theirs["id"]), "finalize", "--wait")
+    agreement = _until(lambda: consumer.twin_json("offer", "negotiation", str(asked["id"])),
+                       "FINALIZED")["agreement_id"]
+    pulled = consumer.twin_json("offer", "transfer", agreement, "remote:upstream-gauges")
+    requested = _until(lambda: provider.twin_json("offer", "transfers", "--role", "provider")[0], "REQUESTED")
+    assert requested["snapshot"] is None  # nothing is written before the steward starts it
+    started = provider.twin_json("offer", "transfer-process", str(requested["id"]), "start", "--wait")
+    assert started["state"] in ("STARTED", "COMPLETED") and started["snapshot"]
+    landed = _until(lambda: consumer.twin_json("offer", "transfer-process", str(pulled["id"])), "COMPLETED")
+    assert [f["name"] for f in landed["files"]] == ["gauges.arrow"]
+
+    out = tmp_path / "gauges.arrow"
+    consumer.twin("lake", "download", "remote:upstream-gauges/gauges.arrow", str(out), "--verify")
+    consumer.twin("create", "river-reach@0.1.0", "--name", "downstream", "--param", "station=RR-01")
+    consumer.twin("stream", "send", "downstream", "gauges", str(out))
+    back = consumer.twin_json("stream", "read", "downstream", "gauges")["items"]
+    assert [r["level"] for r in back] == [1.0 + h / 100 for h in range(24)]

@@ -50,6 +50,14 @@ def space(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> It
         mine = home.ok("POST", "/api/v1/dataspace/offers", dora, expect=201, json={
             "did": "reach:gauge-history", "title": "River-reach gauge history", "terms": {
                 "until": _iso(UNTIL), "count": 3, "purposes": ["flood-research"], "attribution": True}})
+        # and the history of her twin's gauge stream, offered as such
+        from helpers import RIVER_REACH
+        from twinengine.client import Client
+
+        with Client(home.url, home.admin) as admin, Client(home.url, dora) as her:
+            admin.publish_app(RIVER_REACH)
+            her.create_twin("river-reach", "dora-reach", {"station": "RR-07"})
+            her.dataspace.offer_stream("dora-reach", "gauges", "Gauge RR-07 as it streams", purposes=["flood-research"])
         sums = _dataset(peer, bob, "hydro:rain-2026", {"rain.csv": RAIN})
         theirs = peer.ok("POST", "/api/v1/dataspace/offers", bob, expect=201, json={
             "did": "hydro:rain-2026", "title": "Catchment rain 2026", "description": "Hourly rain over the catchment",
@@ -97,6 +105,8 @@ def test_a_steward_offers_negotiates_sees_the_checksum_and_revokes(chromium_brow
         assert f"until {UNTIL.date().isoformat()}, 3 transfers, purpose: flood-research, with attribution" in row
         assert "reach:gauge-history" in row and "offered" in row
         assert "leftOperand" not in offers and "lteq" not in offers  # words, never ODRL
+        row = _row(offers, "Gauge RR-07 as it streams")
+        assert "history of stream gauges of twin dora-reach (as it stands when each transfer starts)" in row
 
         agreements = tab.text("section[aria-label='Agreements']")
         row = _row(agreements, peer.did)
@@ -188,7 +198,7 @@ def test_another_user_sees_none_of_it(chromium_browser: Any, space: dict[str, An
         assert "No transfers yet." in tab.text("section[aria-label='Transfers']")
         assert "No negotiations yet." in tab.text("section[aria-label='Negotiations']")
         for theirs in ("River-reach gauge history", "reach:gauge-history", "catchment-rain", space["peer"].did,
-                       space["agreement"]):
+                       space["agreement"], "Gauge RR-07", "dora-reach"):
             assert theirs not in text
         assert tab.page.locator("button:has-text('Revoke')").count() == 0
         tab.check("dataspace-another-user")
