@@ -153,6 +153,8 @@ def test_a_stream_history_crosses_by_hand_and_feeds_the_consumers_twin(two: tupl
                                             "rain": 0.5, "level": 1.0 + h / 100}) + "\n" for h in range(24)))
     provider.twin("stream", "send", "upstream", "gauges", str(readings))
     assert "is not TWIN/STREAM" in provider.twin("offer", "create", "--stream", "upstream", "--title", "x", expect=2)
+    assert "one" in provider.twin("offer", "create", "reach:x", "--run", "r", "--title", "x", expect=2)
+    assert "no run 'gone'" in provider.twin("offer", "create", "--run", "gone", "--title", "x", expect=1)
     offered = provider.twin_json("offer", "create", "--stream", "upstream/gauges", "--title", "Gauge RR-01",
                                  "--manual")
     assert offered["did"] == "stream:upstream/gauges"

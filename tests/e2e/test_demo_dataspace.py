@@ -84,13 +84,17 @@ def test_both_stores_hold_the_agreement_and_the_transfer(demo: Demo) -> None:
     for side, role in ((ours, "provider"), (theirs, "consumer")):
         assert [(n["role"], n["state"], n["agreement_id"], n["purpose"], n["pending"]) for n in side] == [
             (role, "FINALIZED", ds["agreement"], "flood-forecasting", None),
-            (role, "TERMINATED", None, "insurance-pricing", None)]
+            (role, "TERMINATED", None, "insurance-pricing", None),
+            (role, "FINALIZED", ds["stream"]["agreement"], "flood-forecasting", None)]
     served = _rows(demo.data_dir / "twin.db", "SELECT state, bytes, agreement_id FROM ds_transfers")
     pulled = _rows(demo.data_dir / PARTNER / "twin.db", "SELECT state, landed, agreement_id FROM ds_transfers")
-    assert [(t["state"], t["agreement_id"]) for t in served] == [("COMPLETED", ds["agreement"])]
-    assert pulled == [{"state": "COMPLETED", "landed": ds["transfer"]["landed"], "agreement_id": ds["agreement"]}]
+    agreements = (ds["agreement"], ds["stream"]["agreement"])
+    assert [(t["state"], t["agreement_id"]) for t in served] == [("COMPLETED", a) for a in agreements]
+    assert pulled == [{"state": "COMPLETED", "landed": ds["transfer"]["landed"], "agreement_id": ds["agreement"]},
+                      {"state": "COMPLETED", "landed": "partner:reach-gauge-stream",
+                       "agreement_id": ds["stream"]["agreement"]}]
     accesses = _rows(demo.data_dir / "twin.db", "SELECT agreement_id, outcome FROM ds_accesses")
-    assert accesses and {(a["agreement_id"], a["outcome"]) for a in accesses} == {(ds["agreement"], "served")}
+    assert accesses and {(a["agreement_id"], a["outcome"]) for a in accesses} == {(a, "served") for a in agreements}
 
 
 def test_another_purpose_is_refused_with_nothing_transferred(demo: Demo) -> None:
@@ -100,6 +104,21 @@ def test_another_purpose_is_refused_with_nothing_transferred(demo: Demo) -> None
     assert refusal["transfers"] == refusal["provider_transfers"] == refusal["bytes"] == 0
     assert refusal["landed"] is False
     assert not list((demo.data_dir / PARTNER / "lake").rglob("*refused*"))
+
+
+def test_the_gauge_stream_is_offered_as_such_and_feeds_the_partners_twin(demo: Demo) -> None:
+    streamed = demo.facts["dataspace"]["stream"]
+    assert streamed["did"] == f"stream:{demo.facts['streams']['twin']}/gauges"
+    assert streamed["negotiation"] == "FINALIZED"
+    assert streamed["transfer"] == streamed["provider_transfer"] == "COMPLETED"
+    assert sorted(streamed["columns"]) == ["level", "rain", "station", "time"] and streamed["records"] > 0
+    assert streamed["sha256"] == streamed["snapshot_sha256"]
+    partner = demo.data_dir / PARTNER
+    assert _digests(partner / "lake", "gauges.arrow") == {streamed["sha256"]}
+    assert _digests(demo.data_dir / "lake", "gauges.arrow") == {streamed["sha256"]}  # the snapshot the provider keeps
+    assert streamed["partner_level"] == streamed["provider_level"]
+    twins = _rows(partner / "twin.db", "SELECT name FROM twins")
+    assert {"name": streamed["twin"]} in twins
 
 
 def test_the_chapter_stays_short(demo: Demo) -> None:

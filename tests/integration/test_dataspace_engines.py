@@ -29,7 +29,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 def engines(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path,
             backend: str) -> Iterator[tuple[Participant, Participant]]:
     with engine_store(backend) as ours, engine_store(backend) as theirs, \
-            served_engine(tmp_path_factory.mktemp("provider"), migrated_sqlite, database_url=ours) as provider, \
+            served_engine(tmp_path_factory.mktemp("provider"), migrated_sqlite, database_url=ours,
+                          lake_endpoint="site") as provider, \
             served_engine(tmp_path_factory.mktemp("consumer"), migrated_sqlite, database_url=theirs) as consumer, \
             checked_messages() as checked:
         yield provider, consumer
@@ -346,7 +347,8 @@ def test_a_stream_history_is_offered_pulled_and_replayed_into_the_consumers_twin
         assert hashlib.sha256(data).hexdigest() == landed["files"][0]["sha256"]
         table = pa.ipc.open_file(io.BytesIO(data)).read_all()
         sent = _gauge_readings(0, 48)
-        assert table.column_names == ["time", "station", "rain", "level"]
+        # the stream's fields (in the order the store gives the manifest back: PostgreSQL's JSONB sorts keys)
+        assert sorted(table.column_names) == ["level", "rain", "station", "time"]
         assert table.column("level").to_pylist() == [r["level"] for r in sent]
 
         # readings sent after the first transfer are in the next one, and the first's snapshot is unchanged
@@ -374,3 +376,36 @@ def test_a_stream_history_is_offered_pulled_and_replayed_into_the_consumers_twin
 def _reported(client: Any, twin: str, name: str) -> Any:
     found = client.get_state(twin).reported.get(name)
     return None if found is None else found.value
+
+
+def test_a_runs_results_are_offered_as_such(engines: tuple[Participant, Participant]) -> None:
+    """A finished run's results offered by its id (its lake dataset ``results:<run id>``): who may, what is
+    refused naming ``run``, and the result's bytes arriving with the provider's SHA-256."""
+    provider, consumer = engines
+    graph = {"process_graph": {"sum": {"process_id": "add", "arguments": {"x": 40, "y": 2}, "result": True}}}
+    run = provider.ok("POST", "/api/v1/runs", json={"process": graph, "mode": "sync"}, expect=202)
+    assert run["status"] == "finished", run
+    results = provider.ok("GET", f"/api/v1/lake/dids/results:{run['id']}")
+    kept = {c.rsplit("/", 1)[-1] for c in results["children"]}
+    assert kept, results
+    for body, loc in (({"run": "no-such-run"}, "run"), ({"run": run["id"], "did": "reach:gauge-history"}, "did")):
+        refused = provider.api("POST", "/api/v1/dataspace/offers", json={**body, "title": "t"})
+        assert refused.status_code == 422 and refused.json()["details"][0]["loc"] == loc, refused.text
+    # a run of another person is not theirs to offer (nor even seen)
+    stranger = provider.api("POST", "/api/v1/dataspace/offers", provider.token("stranger"),
+                            json={"run": run["id"], "title": "t"})
+    assert stranger.status_code == 422 and "no run" in stranger.text, stranger.text
+    made = provider.ok("POST", "/api/v1/dataspace/offers", expect=201, json={
+        "run": run["id"], "title": "A sum", "terms": {"purposes": ["flood-forecasting"]}})
+    assert made["did"] == f"results:{run['id']}" and made["run"] == run["id"]
+    catalog = consumer.ok("POST", "/api/v1/dataspace/catalog", json={"url": provider.url})
+    assert f"results of workflow run {run['id']}" in {d["@id"]: d for d in catalog["dataset"]}[
+        made["dataset_id"]]["dct:description"]
+    started = negotiate(consumer, provider, made, purpose="flood-forecasting", land="remote:a-sum")
+    agreement = wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"]
+    pulled = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)
+    landed = wait_state(consumer, "transfers", pulled[0]["id"], "COMPLETED")
+    assert {f["name"] for f in landed["files"]} == kept
+    for f in landed["files"]:
+        theirs = provider.ok("GET", f"/api/v1/lake/dids/results:{run['id']}/{f['name']}")
+        assert f["sha256"] == theirs["sha256"]

@@ -48,6 +48,8 @@ def create(ctx: typer.Context,
            did: str | None = typer.Argument(None, help="The lake file or dataset (scope:name)."),
            stream: str | None = typer.Option(None, "--stream", metavar="TWIN/STREAM",
                                              help="Offer the history of a twin's stream instead of DID."),
+           run: str | None = typer.Option(None, "--run", metavar="RUN",
+                                          help="Offer a finished workflow run's results instead of DID."),
            title: str = typer.Option(..., "--title"),
            description: str | None = typer.Option(None, "--description"),
            keyword: list[str] = typer.Option([], "--keyword"),
@@ -63,12 +65,13 @@ def create(ctx: typer.Context,
            policy: Path | None = typer.Option(None, "--policy", help="An ODRL policy (JSON) instead of the terms.",
                                               exists=True, dir_okay=False),
            manual: bool = typer.Option(False, "--manual", help="Agree, finalize and start by hand.")) -> None:
-    """Offer a lake file or dataset of yours (a twin's: its owner's), or with --stream the history of a twin's
-    stream (each transfer serves it as it stood when the transfer was accepted), under a policy. A rule the
+    """Offer a lake file or dataset of yours (a twin's: its owner's), with --stream the history of a twin's
+    stream (each transfer serves it as it stood when the transfer was accepted), or with --run a finished
+    workflow run's results, under a policy. A rule the
     engine cannot enforce is refused, naming it."""
     out = state_of(ctx)
-    if (did is None) == (stream is None):
-        raise typer.BadParameter("give the DID of a lake file or dataset, or --stream TWIN/STREAM (one)",
+    if sum(x is not None for x in (did, stream, run)) != 1:
+        raise typer.BadParameter("give the DID of a lake file or dataset, --stream TWIN/STREAM or --run RUN (one)",
                                  param_hint="DID")
     twin_name, _, stream_name = (stream or "").partition("/")
     if stream is not None and (not twin_name or not stream_name or "/" in stream_name):
@@ -80,6 +83,7 @@ def create(ctx: typer.Context,
                                  spatial=spatial or None, attribution=attribution, manual=manual)
     with out.client() as client:
         made = (client.dataspace.offer(did, title, **terms) if did is not None
+                else client.dataspace.offer_run(run, title, **terms) if run is not None
                 else client.dataspace.offer_stream(twin_name, stream_name, title, **terms))
     out.emit(made, lambda: console.print(f"offered {made.did} as dataset {made.dataset_id} (offer {made.id})",
                                          highlight=False))

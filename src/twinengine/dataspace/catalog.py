@@ -91,7 +91,8 @@ def _publisher(connector: Connector) -> dict[str, Any]:
 def dataset_of(offer: Offer, connector: Connector, policy: dict[str, Any]) -> dict[str, Any]:
     """The offer as a DCAT dataset; DCAT-AP wants a description, so one without its own gets a plain sentence."""
     what = (f"the history of a twin's stream {offer.stream} (Arrow IPC, as it stands when a transfer starts)"
-            if offer.stream is not None else "lake data")
+            if offer.stream is not None else f"the results of workflow run {offer.run}" if offer.run is not None
+            else "lake data")
     dataset: dict[str, Any] = {"@id": offer.dataset_id, "@type": "Dataset", "dct:title": offer.title,
                                "dct:description": offer.description or f"{offer.title}: {what} offered by "
                                f"{connector.did} under the usage policy of its offer"}

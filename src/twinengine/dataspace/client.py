@@ -67,6 +67,19 @@ class DataspaceClient:
         return self._offer({"stream": {"twin": twin, "stream": stream}}, title, description, keywords, policy,
                            terms, manual)
 
+    def offer_run(self, run: str, title: str, *, description: str | None = None, keywords: list[str] | None = None,
+                  policy: dict[str, Any] | None = None, until: datetime | None = None, days: int | None = None,
+                  count: int | None = None, purposes: list[str] | None = None,
+                  participants: list[str] | None = None, organisations: list[str] | None = None,
+                  groups: list[str] | None = None, spatial: list[str] | None = None, attribution: bool = False,
+                  manual: bool = False) -> OfferRead:
+        """Offer a finished workflow run's results (its lake dataset ``results:<run id>``), under ``policy`` or the
+        terms given."""
+        terms = {"until": until.isoformat() if until else None, "days": days, "count": count, "purposes": purposes,
+                 "participants": participants, "organisations": organisations, "groups": groups,
+                 "spatial": spatial, "attribution": attribution}
+        return self._offer({"run": run}, title, description, keywords, policy, terms, manual)
+
     def _offer(self, source: dict[str, Any], title: str, description: str | None, keywords: list[str] | None,
                policy: dict[str, Any] | None, terms: dict[str, Any], manual: bool) -> OfferRead:
         body: dict[str, Any] = {**source, "title": title, "description": description,

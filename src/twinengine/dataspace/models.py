@@ -36,8 +36,8 @@ class Participant(Base):
 
 
 class Offer(Base):
-    """A lake file or dataset, or a twin's stream history, offered to the data space under an ODRL policy
-    (``policy``: the offer's JSON text, kept exactly as offered: an agreement carries these bytes)."""
+    """A lake file or dataset, a twin's stream history or a run's results, offered to the data space under an
+    ODRL policy (``policy``: the offer's JSON text, kept exactly as offered: an agreement carries these bytes)."""
 
     __tablename__ = "ds_offers"
     __table_args__ = (Index("ix_ds_offers_dataset", "dataset_id", unique=True),)
@@ -46,6 +46,7 @@ class Offer(Base):
     dataset_id: Mapped[str] = mapped_column(String(80))  # urn:uuid:...: the DCAT dataset's @id
     did: Mapped[str] = mapped_column(String(500))  # scope:name of the lake file or dataset; stream:TWIN/STREAM
     stream: Mapped[str | None] = mapped_column(String(64))  # a stream offer: the stream of twin ``owner_twin``
+    run: Mapped[str | None] = mapped_column(String(64))  # a run's results: the run (``did``: results:<run id>)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     keywords: Mapped[list[str]] = mapped_column(JSONValue, default=list)

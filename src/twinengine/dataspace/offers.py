@@ -101,19 +101,57 @@ def _may_offer_stream(session: Session, principal: Principal, twin_ref: str, str
     return twin.id, f"stream:{twin.name}/{stream}"
 
 
+def _may_offer_run(session: Session, principal: Principal, run_id: str) -> tuple[str, str | None]:
+    """(the run's results dataset, its twin) when ``principal`` may offer a finished run's results: those who
+    manage the run's twin, or the run's owner where it ran for no twin; admins any."""
+    from twinengine.errors import RunNotFound
+    from twinengine.lake.models import Did
+    from twinengine.workflows.lake_results import SCOPE as RESULTS
+    from twinengine.workflows.lake_results import run_dataset
+    from twinengine.workflows.schemas import RunStatus
+    from twinengine.workflows.service import get_run
+
+    try:
+        run = get_run(session, principal=principal, run_id=run_id)
+    except RunNotFound:
+        raise ValidationFailed.one("run", f"no run {run_id!r} of yours") from None
+    if not principal.is_admin:
+        if run.twin_id is not None:
+            from twinengine.twins.service import get_twin
+
+            try:
+                get_twin(session, principal=principal, ref=run.twin_id, action="twin.manage")
+            except (PermissionDenied, TwinNotFound):
+                raise PermissionDenied(f"{principal.name} may not offer run {run_id}'s results: the results of a "
+                                       "twin's run are offered by those who manage the twin") from None
+        elif run.owner != principal.name:
+            raise PermissionDenied(f"{principal.name} may not offer run {run_id}'s results: it is {run.owner}'s")
+    if run.status != RunStatus.FINISHED:
+        raise ValidationFailed.one("run", f"run {run_id} is {run.status}: only a finished run's results are offered")
+    if session.scalar(select(Did.id).where(Did.scope == RESULTS, Did.name == run_id)) is None:
+        raise ValidationFailed.one("run", f"run {run_id} kept no results in the lake (results reach the lake "
+                                          "where the engine has a lake endpoint for them)")
+    return run_dataset(run_id), run.twin_id
+
+
 def create_offer(session: Session, *, principal: Principal, did: str | None = None, title: str,
                  description: str | None = None, keywords: list[str] | None = None,
                  policy: dict[str, Any] | None = None, manual: bool = False,
-                 stream: tuple[str, str] | None = None) -> Offer:
-    """Offer ``did``, or the history of a twin's stream (``stream``: twin, stream name), under ``policy`` (default:
-    any use). The policy's rules are checked now (422 naming ``policy...``); the offer's JSON text is kept as
-    offered. A stream offer serves, to each transfer, the history as it stood when the transfer was accepted."""
+                 stream: tuple[str, str] | None = None, run: str | None = None) -> Offer:
+    """Offer ``did``, the history of a twin's stream (``stream``: twin, stream name) or a finished workflow run's
+    results (``run``: its id), under ``policy`` (default: any use). The policy's rules are checked now (422
+    naming ``policy...``); the offer's JSON text is kept as offered. A stream offer serves, to each transfer, the
+    history as it stood when the transfer was accepted; a run's results are its dataset ``results:<run id>``."""
     require(principal, "dataspace.offer.create")
-    if (did is None) == (stream is None):
-        raise ValidationFailed.one("did", "offer a lake file or dataset (did) or a twin's stream (stream), one")
+    if sum(x is not None for x in (did, stream, run)) != 1:
+        raise ValidationFailed.one("did", "offer one thing: a lake file or dataset (did), a twin's stream "
+                                          "(stream) or a run's results (run)")
     if stream is not None:
         twin_id, offered = _may_offer_stream(session, principal, *stream)
         source: tuple[str, str | None, str | None] = (offered, None, twin_id)
+    elif run is not None:
+        results, run_twin = _may_offer_run(session, principal, run)
+        source = (results, None, run_twin)
     else:
         assert did is not None
         found = _may_offer(session, principal, did)
@@ -138,7 +176,7 @@ def create_offer(session: Session, *, principal: Principal, did: str | None = No
     created = Offer(id=offer_id, dataset_id=dataset_id, did=source[0], title=title, description=description,
                     keywords=list(keywords or []), policy=odrl.canonical(offer), manual=manual, owner=principal.name,
                     owner_group=source[1], owner_twin=source[2],
-                    stream=stream[1] if stream is not None else None)
+                    stream=stream[1] if stream is not None else None, run=run)
     session.add(created)
     session.flush()
     return created

@@ -63,6 +63,8 @@ class OfferCreate(BaseModel):
     did: str | None = Field(default=None, pattern=DID_PATTERN, max_length=500,
                             description="The lake file or dataset offered (or stream).")
     stream: OfferedStream | None = Field(default=None, description="A twin's stream history offered (or did).")
+    run: str | None = Field(default=None, min_length=1, max_length=64,
+                            description="A finished workflow run whose results are offered (or did).")
     title: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
     keywords: list[str] = Field(default_factory=list, max_length=20)
@@ -75,8 +77,9 @@ class OfferCreate(BaseModel):
 class OfferRead(BaseModel):
     id: str
     dataset_id: str
-    did: str  # the lake file or dataset; stream:TWIN/STREAM for a stream's history
+    did: str  # the lake file or dataset; stream:TWIN/STREAM for a stream's history; results:RUN for a run's
     stream: str | None = None
+    run: str | None = None
     title: str
     description: str | None
     keywords: list[str]

@@ -45,7 +45,7 @@ def offer_read(o: Offer) -> OfferRead:
     return OfferRead(id=o.id, dataset_id=o.dataset_id, did=o.did, title=o.title, description=o.description,
                      keywords=list(o.keywords or []), policy=odrl.json_of(o.policy), manual=o.manual, owner=o.owner,
                      owner_group=o.owner_group, owner_twin=o.owner_twin, created_at=o.created_at,
-                     withdrawn_at=o.withdrawn_at, stream=o.stream)
+                     withdrawn_at=o.withdrawn_at, stream=o.stream, run=o.run)
 
 
 def negotiation_read(n: Negotiation) -> NegotiationRead:
@@ -85,7 +85,7 @@ def identity(runtime: RuntimeDep, principal: PrincipalDep) -> Identity:
 # -- offers and participants (provider) --------------------------------------------------------------------------
 
 @router.post("/offers", name="offer_create", status_code=status.HTTP_201_CREATED, dependencies=_OFFER,
-             summary="Offer a lake file or dataset, or a twin's stream history, under an ODRL policy")
+             summary="Offer a lake file or dataset, a twin's stream history or a run's results under an ODRL policy")
 @acts("dataspace.offer.create")
 def offer_create(body: OfferCreate, session: SessionDep, principal: PrincipalDep) -> OfferRead:
     policy = body.policy
@@ -94,7 +94,7 @@ def offer_create(body: OfferCreate, session: SessionDep, principal: PrincipalDep
     stream = (body.stream.twin, body.stream.stream) if body.stream is not None else None
     return offer_read(offers.create_offer(session, principal=principal, did=body.did, title=body.title,
                                           description=body.description, keywords=body.keywords, policy=policy,
-                                          manual=body.manual, stream=stream))
+                                          manual=body.manual, stream=stream, run=body.run))
 
 
 @router.get("/offers", name="offer_list", summary="Offers of yours (every offer, for admins)", dependencies=_OFFER)

@@ -3,7 +3,9 @@
 second engine (another organisation: its own data dir, store and lake) finds it in the catalog, negotiates to
 FINALIZED on both sides and pulls it into their lake, where its SHA-256 is the provider's and the copy is held
 under the agreement's terms (its bytes refused once the 30 days are past); a negotiation for another purpose is
-refused and ends TERMINATED with no byte sent. Both engines speak the Dataspace Protocol over loopback HTTP."""
+refused and ends TERMINATED with no byte sent. Then the live twin's gauge stream (the streams chapter's) is offered
+as such: the partner pulls its history and sends it into a river-reach twin of its own, whose level then reads as
+uma's twin's. Both engines speak the Dataspace Protocol over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ FORECASTER = "forecaster"  # the person on the second engine
 PARTNER = "partner-engine"  # its data dir, under the demo's
 LANDED = "partner:reach-gauge-history"
 NEVER = "partner:refused-gauge-history"
+STREAM = "gauges"  # the twin's stream whose history is offered as such
+STREAM_LANDED = "partner:reach-gauge-stream"
+PARTNER_TWIN = "partner-reach"  # the partner's own river-reach twin, fed with what it pulled
 TIMEOUT_S = 60.0
 DAYS = 30  # the offer's elapsedTime: the partner's copy may be used this long after the agreement is signed
 
@@ -55,18 +60,23 @@ def offer_across_engines(ctx: DemoContext) -> None:
         with _partner(ctx) as (forecaster, folder):
             out |= _consume(ctx, uma, forecaster, folder, offer.dataset_id, file)
             out["refusal"] = _refuse(ctx, uma, forecaster, offer.dataset_id)
+            live = ctx.facts.get("streams", {}).get("twin")  # the twin whose gauges stream (streams chapter)
+            if live:
+                out["stream"] = _stream_across(ctx, uma, forecaster, folder, live)
     except Exception as exc:  # told, and the test of the chapter's facts fails on it
         out["error"] = f"{type(exc).__name__}: {exc}"
         ctx.say(f"the data space chapter failed: {out['error']}")
     out["seconds"] = round(time.perf_counter() - started, 2)
     ctx.facts["dataspace"] = out
     sha = "-" if "consumer_sha256" not in out else "equal" if out["consumer_sha256"] == provider_sha else "DIFFERENT"
+    streamed = out.get("stream", {})
     ctx.summary.append(("data space", f"{dataset} offered for {PURPOSE}, negotiated and pulled by a second engine: "
                                       f"{out.get('negotiation', {}).get('consumer', '-')}, transfer "
                                       f"{out.get('transfer', {}).get('consumer', '-')}, sha256 "
                                       f"{sha}; another purpose "
-                                      f"{out.get('refusal', {}).get('consumer', '-')} "
-                                      f"({out['seconds']:.1f} s)"))
+                                      f"{out.get('refusal', {}).get('consumer', '-')}; the gauge stream's history "
+                                      f"{streamed.get('transfer', '-')}, {streamed.get('records', '-')} readings "
+                                      f"replayed into the partner's twin ({out['seconds']:.1f} s)"))
 
 
 @contextmanager
@@ -91,9 +101,14 @@ def _partner(ctx: DemoContext) -> Iterator[tuple[Client, Path]]:
         with other.db.session() as session:
             token = issue_token(session, other.issuer, principal=SYSTEM, name=FORECASTER, role=Role.USER,
                                 ttl=timedelta(hours=1), note="a flood forecaster of a partner organisation").token
+            publisher = issue_token(session, other.issuer, principal=SYSTEM, name="partner-developer",
+                                    role=Role.DEVELOPER, ttl=timedelta(hours=1),
+                                    note="publishes the reference app on the partner's engine").token
             add_endpoint(session, other.lake, principal=SYSTEM, spec=EndpointCreate(
                 name="partner-site", protocol="file", location=str(folder / "lake" / "partner-site")))
         with InProcessServer(create_app(runtime=other), port=port) as server, Client(server.url, token) as client:
+            with Client(server.url, publisher) as developer:
+                developer.publish_app(ctx.app_folder)  # the partner runs river-reach twins of its own
             ctx.say(f"a second engine, a partner's, is up at {server.url} ({client.dataspace.identity().did}) "
                     f"with a store and lake of its own; {FORECASTER} works there")
             yield client, folder
@@ -177,6 +192,51 @@ def _refuse(ctx: DemoContext, uma: Client, forecaster: Client, dataset_id: str) 
             "agreement": mine.agreement_id, "transfers": len(transfers),
             "provider_transfers": len(uma.dataspace.transfers(role="provider")) - served_before,
             "bytes": sum(t.bytes for t in transfers), "landed": landed}
+
+
+def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, name: str) -> dict[str, Any]:
+    """The twin's gauge stream offered as such: the partner pulls its history as it stood when the transfer was
+    accepted (an Arrow IPC file of the stream's fields), and sends it into the gauge stream of a river-reach twin
+    of its own, whose reported level then is the one uma's twin last reported."""
+    import pyarrow as pa
+
+    offer = uma.dataspace.offer_stream(name, STREAM, f"Gauge RR-01 as it streams ({name})", purposes=[PURPOSE],
+                                       count=3, days=DAYS, attribution=True, keywords=["river", "gauge", "stream"])
+    ctx.say(f"uma offered the history of {name}'s {STREAM} stream as such ({offer.dataset_id}): each transfer "
+            "serves it as it stands when the transfer is accepted")
+    asked = forecaster.dataspace.negotiate(ctx.url, offer.dataset_id, purpose=PURPOSE, land=STREAM_LANDED)
+    mine = _until(lambda: forecaster.dataspace.negotiation(asked.id), "FINALIZED")
+    agreement = str(mine.agreement_id)
+    pulled = _until(lambda: forecaster.dataspace.transfer_state(
+        _one(forecaster.dataspace.transfers(role="consumer", agreement=agreement)).id), "COMPLETED")
+    served = _until(lambda: _one(uma.dataspace.transfers(role="provider", agreement=agreement)), "COMPLETED")
+    arrived = forecaster.lake.download(f"{STREAM_LANDED}/{STREAM}.arrow", folder / "arrived" / f"{STREAM}.arrow")
+    table = pa.ipc.open_file(pa.memory_map(str(arrived))).read_all()
+    twin = forecaster.create_twin("river-reach", PARTNER_TWIN, {"station": "RR-01"})
+    forecaster.streams.append(PARTNER_TWIN, STREAM, table)
+    expected = uma.get_state(name).reported["level"].value
+    level = _level_once_taken(forecaster, PARTNER_TWIN, table.num_rows)
+    digest = hashlib.sha256(arrived.read_bytes()).hexdigest()
+    ctx.say(f"the partner pulled {table.num_rows} readings ({pulled.bytes} bytes, sha256 {digest[:12]}..., "
+            f"{'equal to' if served.files and served.files[0]['sha256'] == digest else 'DIFFERENT from'} the "
+            f"snapshot the provider keeps) and sent them into its own twin {twin.name}: its level reads "
+            f"{level:.2f} m, uma's twin last reported {expected:.2f} m")
+    return {"offer": offer.id, "did": offer.did, "agreement": agreement, "negotiation": mine.state,
+            "transfer": pulled.state, "provider_transfer": served.state, "records": table.num_rows,
+            "columns": table.column_names, "sha256": digest, "snapshot": served.snapshot,
+            "snapshot_sha256": (served.files or [{}])[0].get("sha256"), "twin": twin.name,
+            "partner_level": level, "provider_level": expected}
+
+
+def _level_once_taken(client: Client, twin: str, records: int) -> float:
+    """The twin's reported level once its gauge function has handled all ``records`` (``TIMEOUT_S`` at most)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while min((f.offset for f in client.streams.functions(twin) if f.stream == STREAM), default=0) < records:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{twin}'s gauge function has not handled the {records} readings after "
+                               f"{TIMEOUT_S:.0f} s")
+        time.sleep(0.2)
+    return float(client.get_state(twin).reported["level"].value)
 
 
 def _provider_side(uma: Client, mine: NegotiationRead) -> NegotiationRead:

@@ -1,10 +1,12 @@
-"""dataspace: offers of a stream's history, and the snapshot each transfer of one serves
+"""dataspace: offers of a stream's history or of a run's results, and the snapshot each transfer of a stream
+offer serves
 
 Revision ID: 0039
 Revises: 0038
 Create Date: 2026-11-29 23:10:00.000000
 
-An offer names a lake file or dataset (``did``) or a twin's stream (``stream``, the twin in ``owner_twin``).
+An offer names a lake file or dataset (``did``), a twin's stream (``stream``, the twin in ``owner_twin``) or a
+workflow run whose results it offers (``run``; ``did`` is its results dataset).
 A transfer under a stream offer serves the history as it stood when the provider accepted the transfer: that
 snapshot is written to the lake once, checksummed, and its DID kept on the transfer (``snapshot``), so a
 resumed pull reads the same bytes and the provider keeps what left.
@@ -24,6 +26,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('ds_offers') as batch:
         batch.add_column(sa.Column('stream', sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column('run', sa.String(length=64), nullable=True))
     with op.batch_alter_table('ds_transfers') as batch:
         batch.add_column(sa.Column('snapshot', sa.String(length=500), nullable=True))
 
@@ -32,4 +35,5 @@ def downgrade() -> None:
     with op.batch_alter_table('ds_transfers') as batch:
         batch.drop_column('snapshot')
     with op.batch_alter_table('ds_offers') as batch:
+        batch.drop_column('run')
         batch.drop_column('stream')
