@@ -213,7 +213,8 @@ class Runtime:
                 issuer = self.issuer
                 self._dataspace = Connector(settings=self.settings, db=self.db, lake=self.lake,
                                             keyring=lambda: issuer.keyring,  # type: ignore[arg-type,return-value]
-                                            streams=lambda: (self.streams, self.segment_sink))
+                                            streams=lambda: (self.streams, self.segment_sink),
+                                            mac=lambda purpose, value: issuer.mac(purpose, value))
             return self._dataspace
 
     @property

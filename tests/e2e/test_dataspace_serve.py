@@ -137,9 +137,10 @@ def test_a_manual_offer_is_steered_step_by_step_from_the_command_line(two: tuple
 
 def test_a_stream_history_crosses_by_hand_and_feeds_the_consumers_twin(two: tuple[LiveEngine, LiveEngine],
                                                                         tmp_path: Path) -> None:
-    """``twin offer create --stream``, a manual offer: the steward's start takes the history's snapshot first
-    (the transfer stays REQUESTED until it is written), and the consumer sends what landed into its own twin's
-    stream with ``twin stream send``, its usual command."""
+    """``twin offer create --stream``, a manual offer, pushed (``--push``): the steward's start takes the
+    history's snapshot first (the transfer stays REQUESTED until it is written), then the provider pushes it,
+    and the consumer sends what landed into its own twin's stream with ``twin stream send``, its usual
+    command."""
     from helpers import RIVER_REACH
 
     provider, consumer = two
@@ -166,13 +167,13 @@ def test_a_stream_history_crosses_by_hand_and_feeds_the_consumers_twin(two: tupl
     provider.twin("offer", "negotiation", str(theirs["id"]), "finalize", "--wait")
     agreement = _until(lambda: consumer.twin_json("offer", "negotiation", str(asked["id"])),
                        "FINALIZED")["agreement_id"]
-    pulled = consumer.twin_json("offer", "transfer", agreement, "remote:upstream-gauges")
+    pulled = consumer.twin_json("offer", "transfer", agreement, "remote:upstream-gauges", "--push")
     requested = _until(lambda: provider.twin_json("offer", "transfers", "--role", "provider")[0], "REQUESTED")
     assert requested["snapshot"] is None  # nothing is written before the steward starts it
     started = provider.twin_json("offer", "transfer-process", str(requested["id"]), "start", "--wait")
     assert started["state"] in ("STARTED", "COMPLETED") and started["snapshot"]
     landed = _until(lambda: consumer.twin_json("offer", "transfer-process", str(pulled["id"])), "COMPLETED")
-    assert [f["name"] for f in landed["files"]] == ["gauges.arrow"]
+    assert [f["name"] for f in landed["files"]] == ["gauges.arrow"] and landed["format"] == "HttpData-PUSH"
 
     out = tmp_path / "gauges.arrow"
     consumer.twin("lake", "download", "remote:upstream-gauges/gauges.arrow", str(out), "--verify")

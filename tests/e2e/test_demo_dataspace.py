@@ -111,6 +111,7 @@ def test_the_gauge_stream_is_offered_as_such_and_feeds_the_partners_twin(demo: D
     assert streamed["did"] == f"stream:{demo.facts['streams']['twin']}/gauges"
     assert streamed["negotiation"] == "FINALIZED"
     assert streamed["transfer"] == streamed["provider_transfer"] == "COMPLETED"
+    assert streamed["format"] == streamed["provider_format"] == "HttpData-PUSH"
     assert sorted(streamed["columns"]) == ["level", "rain", "station", "time"] and streamed["records"] > 0
     assert streamed["sha256"] == streamed["snapshot_sha256"]
     partner = demo.data_dir / PARTNER

@@ -162,6 +162,7 @@ def test_a_steward_offers_negotiates_sees_the_checksum_and_revokes(chromium_brow
         transfers = tab.text("section[aria-label='Transfers']")
         row = _row(transfers, "you receive")
         assert "COMPLETED" in row and "rain.csv" in row and sha[:12] in row and "remote:catchment-rain" in row
+        assert "pulled by the consumer" in row
         assert f"{len(RAIN):,} bytes" in row
         landed = home.api("GET", "/api/v1/lake/dids/remote:catchment-rain/rain.csv/content", space["dora"])
         assert hashlib.sha256(landed.content).hexdigest() == sha

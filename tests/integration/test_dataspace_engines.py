@@ -409,3 +409,67 @@ def test_a_runs_results_are_offered_as_such(engines: tuple[Participant, Particip
     for f in landed["files"]:
         theirs = provider.ok("GET", f"/api/v1/lake/dids/results:{run['id']}/{f['name']}")
         assert f["sha256"] == theirs["sha256"]
+
+
+def test_a_push_lands_the_files_and_its_address_refuses_others(engines: tuple[Participant, Participant],
+                                                               gauges: dict[str, Any]) -> None:
+    """HttpData-PUSH: the consumer's request gives its push address and bearer; the provider sends the listing
+    and each file there, then its completion; both end COMPLETED with the provider's SHA-256s in the consumer's
+    lake. The push address refuses a caller without the bearer, with another transfer's, a file not listed, and
+    bytes that are not the listed ones; the usage record names each file pushed."""
+    import httpx2 as httpx
+
+    provider, consumer = engines
+    agreement = _agreed(provider, consumer, gauges)
+    asked = consumer.ok("POST", "/api/v1/dataspace/transfers", expect=201, json={
+        "agreement": agreement, "did": "remote:pushed", "format": "HttpData-PUSH"})
+    assert asked["format"] == "HttpData-PUSH"
+    landed = wait_state(consumer, "transfers", asked["id"], "COMPLETED")
+    assert {f["name"]: f["sha256"] for f in landed["files"]} == gauges["sums"]
+    served = next(t for t in provider.ok("GET", f"/api/v1/dataspace/transfers?role=provider&agreement={agreement}")
+                  if t["consumer_pid"] == landed["consumer_pid"])
+    assert wait_state(provider, "transfers", served["id"], "COMPLETED")["format"] == "HttpData-PUSH"
+    for name, digest in gauges["sums"].items():
+        data = consumer.api("GET", f"/api/v1/lake/dids/remote:pushed/{name}/content").content
+        assert hashlib.sha256(data).hexdigest() == digest
+    assert consumer.ok("GET", "/api/v1/lake/dids/remote:pushed")["meta"]["dataspace"]["agreement"] == agreement
+    usage = provider.ok("GET", f"/api/v1/dataspace/agreements/{agreement}/accesses")
+    assert {a["file"] for a in usage if a["transfer_id"] == served["id"] and a["outcome"] == "served"} == \
+        {"(list)", *gauges["sums"]}
+
+    # the consumer's push address, asked by someone else: no bearer, a wrong one, a closed transfer
+    address = f"{consumer.url}/dsp/push/{landed['consumer_pid']}"
+    token = consumer.runtime.dataspace.push_token(landed["consumer_pid"])
+    assert httpx.post(address, json={"files": []}).status_code == 401
+    assert httpx.post(address, json={"files": []}, headers={"Authorization": "Bearer nope"}).status_code == 403
+    closed = httpx.put(address + "/levels.bin", content=b"x", headers={"Authorization": f"Bearer {token}"})
+    assert closed.status_code == 403 and "COMPLETED" in closed.text
+
+    # a started push whose provider sends what it did not list, or other bytes than it listed
+    from sqlalchemy import update
+
+    from twinengine.dataspace.models import TransferProcess
+
+    second = consumer.ok("POST", "/api/v1/dataspace/transfers", expect=201, json={
+        "agreement": agreement, "did": "remote:pushed-2", "format": "HttpData-PUSH"})
+    wait_state(consumer, "transfers", second["id"], "COMPLETED")
+    with consumer.runtime.db.session() as session:  # opened again, as if the provider were still pushing
+        session.execute(update(TransferProcess).where(TransferProcess.id == second["id"]).values(
+            state="STARTED", files=None))
+    pid = consumer.ok("GET", f"/api/v1/dataspace/transfers/{second['id']}")["consumer_pid"]
+    bearer = {"Authorization": f"Bearer {consumer.runtime.dataspace.push_token(pid)}"}
+    other = {"Authorization": f"Bearer {token}"}  # the first transfer's bearer
+    where = f"{consumer.url}/dsp/push/{pid}"
+    assert httpx.post(where, json={"files": [{"name": "a.bin", "bytes": 3, "sha256": "0" * 64}]},
+                      headers=other).status_code == 403
+    bad = httpx.post(where, json={"files": [{"name": "../a", "bytes": 3, "sha256": "0" * 64}]}, headers=bearer)
+    assert bad.status_code == 400 and "files[0].name" in bad.text
+    listed = {"name": "a.bin", "bytes": 3, "sha256": hashlib.sha256(b"abc").hexdigest()}
+    assert httpx.post(where, json={"files": [listed]}, headers=bearer).status_code == 200
+    assert httpx.put(where + "/b.bin", content=b"abc", headers=bearer).status_code == 404
+    wrong = httpx.put(where + "/a.bin", content=b"abd", headers=bearer)
+    assert 400 <= wrong.status_code < 500, wrong.text
+    assert consumer.api("GET", "/api/v1/lake/dids/remote:pushed-2/a.bin").status_code == 404
+    assert httpx.put(where + "/a.bin", content=b"abc", headers=bearer).status_code == 201
+    data = consumer.api("GET", "/api/v1/lake/dids/remote:pushed-2/a.bin/content").content
+    assert data == b"abc"

@@ -167,13 +167,15 @@ def negotiate(ctx: typer.Context, url: str = typer.Argument(..., help="The provi
                                                                   "dataset (scope:name)."),
               twin: str | None = typer.Option(None, "--twin", help="The twin whose data it lands as."),
               endpoint: str | None = typer.Option(None, "--endpoint"),
+              push: bool = typer.Option(False, "--push", help="With --land: the provider pushes the data to this "
+                                                             "engine (HttpData-PUSH) instead of it pulling."),
               wait: bool = typer.Option(False, "--wait", help="Wait until it is FINALIZED or TERMINATED (and the "
                                                               "transfer, with --land, COMPLETED).")) -> None:
     """Negotiate for a dataset of another engine, under its offer as its catalog has it."""
     out = state_of(ctx)
     with out.client() as client:
         row = client.dataspace.negotiate(url, dataset, offer=offer, purpose=purpose, land=land, twin=twin,
-                                         endpoint=endpoint)
+                                         endpoint=endpoint, push=push)
         if wait:
             row = _wait(client, "negotiation", row.id, 120)
             if land and row.state == "FINALIZED" and row.agreement_id:
@@ -234,11 +236,12 @@ def revoke(ctx: typer.Context, agreement: str = typer.Argument(...)) -> None:
 def transfer(ctx: typer.Context, agreement: str = typer.Argument(...),
              land: str = typer.Argument(..., help="The dataset it lands as (scope:name)."),
              twin: str | None = typer.Option(None, "--twin"), endpoint: str | None = typer.Option(None, "--endpoint"),
+             push: bool = typer.Option(False, "--push", help="The provider pushes it (HttpData-PUSH)."),
              wait: bool = typer.Option(False, "--wait")) -> None:
-    """Transfer under an agreement of yours, landing the data in this engine's lake."""
+    """Transfer under an agreement of yours, landing the data in this engine's lake (pulled, or pushed)."""
     out = state_of(ctx)
     with out.client() as client:
-        row = client.dataspace.transfer(agreement, land, twin=twin, endpoint=endpoint)
+        row = client.dataspace.transfer(agreement, land, twin=twin, endpoint=endpoint, push=push)
         if wait:
             row = _wait(client, "transfer", row.id, 600)
     out.emit(row, lambda: console.print(f"transfer {row.id} {row.state} {row.landed or ''} {row.error or ''}",

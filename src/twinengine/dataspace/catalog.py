@@ -24,7 +24,7 @@ from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal, Role
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Offer, Participant
-from twinengine.dataspace.protocol import PULL, DspError, message
+from twinengine.dataspace.protocol import FORMATS, DspError, message
 from twinengine.errors import PermissionDenied
 
 __all__ = ["Gate", "catalog_of", "context_of", "dataset_of", "participant_principal", "permit", "visible_offer"]
@@ -100,8 +100,8 @@ def dataset_of(offer: Offer, connector: Connector, policy: dict[str, Any]) -> di
         dataset["dcat:keyword"] = list(offer.keywords)
     dataset["dct:publisher"] = _publisher(connector)
     dataset["hasPolicy"] = [policy]
-    dataset["distribution"] = [{"@type": "Distribution", "format": PULL, "accessService": _service(connector),
-                                "dcat:accessURL": {"@id": connector.base}}]
+    dataset["distribution"] = [{"@type": "Distribution", "format": kind, "accessService": _service(connector),
+                                "dcat:accessURL": {"@id": connector.base}} for kind in FORMATS]
     return dataset
 
 

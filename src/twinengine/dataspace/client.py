@@ -119,12 +119,13 @@ class DataspaceClient:
         return found
 
     def negotiate(self, url: str, dataset: str, *, offer: str | None = None, purpose: str | None = None,
-                  land: str | None = None, twin: str | None = None, endpoint: str | None = None) -> NegotiationRead:
+                  land: str | None = None, twin: str | None = None, endpoint: str | None = None,
+                  push: bool = False) -> NegotiationRead:
         """Negotiate for ``dataset`` of the engine at ``url``; with ``land`` (scope:name), transfer once finalized
-        and land the data there (for ``twin``)."""
+        and land the data there (for ``twin``): pulled, or with ``push`` pushed by the provider."""
         body: dict[str, Any] = {"url": url, "dataset": dataset, "offer": offer, "purpose": purpose}
         if land:
-            body["land"] = {"did": land, "twin": twin, "endpoint": endpoint}
+            body["land"] = {"did": land, "twin": twin, "endpoint": endpoint, "format": _format(push)}
         return self._t.send(NegotiationRead, "POST", f"{_P}/negotiations", body)
 
     def negotiations(self, *, role: str | None = None) -> list[NegotiationRead]:
@@ -153,11 +154,12 @@ class DataspaceClient:
         return _list(AccessRead, self._t.request("GET", f"{_P}/agreements/{segment(agreement_id)}/accesses").json())
 
     def transfer(self, agreement_id: str, land: str | None, *, twin: str | None = None,
-                 endpoint: str | None = None) -> TransferRead:
-        """Transfer under an agreement of yours; the data lands as the dataset ``land`` (None: not pulled)."""
+                 endpoint: str | None = None, push: bool = False) -> TransferRead:
+        """Transfer under an agreement of yours; the data lands as the dataset ``land`` (None: not pulled),
+        pulled by this engine or, with ``push``, pushed by the provider."""
         return self._t.send(TransferRead, "POST", f"{_P}/transfers", {
             "agreement": agreement_id, "did": land or "dataspace:unused", "twin": twin, "endpoint": endpoint,
-            "land_data": land is not None})
+            "land_data": land is not None, "format": _format(push)})
 
     def transfers(self, *, role: str | None = None, agreement: str | None = None) -> list[TransferRead]:
         params = {k: v for k, v in {"role": role, "agreement": agreement}.items() if v}
@@ -169,3 +171,7 @@ class DataspaceClient:
     def transfer_step(self, transfer_id: int, action: str) -> TransferRead:
         """start, suspend, complete or terminate a transfer of yours."""
         return self._t.send(TransferRead, "POST", f"{_P}/transfers/{transfer_id}/{action}", None)
+
+
+def _format(push: bool) -> str:
+    return "HttpData-PUSH" if push else "HttpData-PULL"

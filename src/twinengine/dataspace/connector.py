@@ -12,7 +12,7 @@ from twinengine.auth.keyring import Keyring
 from twinengine.config import Settings
 from twinengine.dataspace import peers
 from twinengine.dataspace.identity import DidResolver, Identity, did_of
-from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH
+from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, PUSH_PATH
 from twinengine.lake.context import Lake
 from twinengine.store.engine import Database
 
@@ -33,6 +33,8 @@ class Connector:
     keyring: Callable[[], Keyring]  # the issuer's key ring, once the store is prepared
     # the stream hub and segment sink, opened on first use: what a stream offer's snapshot reads (None: no streams)
     streams: Callable[[], tuple[Any, Any]] | None = None
+    # a keyed digest only this engine can make (``Issuer.mac``): the token of a push transfer's address
+    mac: Callable[[str, str], str] | None = None
     due: threading.Event = field(default_factory=threading.Event, repr=False)  # the courier has work
     _resolver: DidResolver | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -59,6 +61,16 @@ class Connector:
 
     def data_url(self, provider_pid: str) -> str:
         return f"{self.url}{DATA_PATH}/{provider_pid}"
+
+    def push_url(self, consumer_pid: str) -> str:
+        return f"{self.url}{PUSH_PATH}/{consumer_pid}"
+
+    def push_token(self, consumer_pid: str) -> str:
+        """The bearer a provider pushes ``consumer_pid``'s data with: derived from this engine's key, so that a
+        request sent again carries the same one and nothing needs storing."""
+        if self.mac is None:
+            raise RuntimeError("this connector has no key to make push tokens with")
+        return self.mac("dataspace-push", consumer_pid)
 
     @property
     def identity(self) -> Identity:

@@ -20,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.auth import odrl
-from twinengine.dataspace import dataplane, negotiation, peers, snapshots, transfer
+from twinengine.dataspace import dataplane, negotiation, peers, push, snapshots, transfer
 from twinengine.dataspace.agreements import mark_finalized
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Agreement, Negotiation, TransferProcess
-from twinengine.dataspace.protocol import NegotiationState, Role, TransferState, message
+from twinengine.dataspace.protocol import ENDPOINT_TYPE, PULL, PUSH, NegotiationState, Role, TransferState, message
 from twinengine.errors import Conflict
 from twinengine.store.base import utcnow
 
@@ -107,9 +107,18 @@ def _transfer_job(session: Session, connector: Connector, row: TransferProcess) 
     action = row.pending or ""
     pids = {"providerPid": row.provider_pid, "consumerPid": row.consumer_pid}
     if action == "request":
+        fields: dict[str, Any] = {}
+        if row.format == PUSH and row.consumer_pid is not None:  # where the provider pushes, and its bearer
+            fields["dataAddress"] = {"@type": "DataAddress", "endpointType": ENDPOINT_TYPE,
+                                     "endpoint": connector.push_url(row.consumer_pid), "endpointProperties": [
+                                         {"@type": "EndpointProperty", "name": "authorization",
+                                          "value": connector.push_token(row.consumer_pid)},
+                                         {"@type": "EndpointProperty", "name": "authType", "value": "bearer"}]}
         body = message("TransferRequestMessage", consumerPid=row.consumer_pid, agreementId=row.agreement_id,
-                       format=row.format, callbackAddress=connector.callback)
+                       format=row.format, callbackAddress=connector.callback, **fields)
         return Job(TransferProcess, row.id, action, f"{row.peer_base}/transfers/request", body, row.peer)
+    if action == "push":
+        return Job(TransferProcess, row.id, action, local={"transfer": row.id})
     if action == "snapshot":
         return Job(TransferProcess, row.id, action, local={"transfer": row.id})
     if action == "pull":
@@ -120,8 +129,8 @@ def _transfer_job(session: Session, connector: Connector, row: TransferProcess) 
             "agreement": odrl.json_of(agreement.policy) if agreement else {}, "pid": row.consumer_pid})
     own = row.consumer_pid if row.role == Role.PROVIDER else row.provider_pid
     url = f"{row.peer_base}/transfers/{own}/{TRANSFER_PATH[action]}"
-    fields: dict[str, Any] = {}
-    if action == "start" and row.role == Role.PROVIDER:
+    fields = {}
+    if action == "start" and row.role == Role.PROVIDER and row.format == PULL:
         fields["dataAddress"] = dataplane.data_address(connector, row, dataplane.new_token(row, connector))
     if action in ("terminate", "suspend"):
         detail = row.pending_detail or {}
@@ -133,6 +142,8 @@ def _transfer_job(session: Session, connector: Connector, row: TransferProcess) 
 def _perform(connector: Connector, job: Job) -> tuple[int, Any]:
     if job.action == "snapshot":
         return 200, snapshots.take(connector, job.local["transfer"])
+    if job.action == "push":
+        return 200, push.push(connector, job.local["transfer"])
     if job.action == "pull":
         pulled = dataplane.land(connector, address=job.local["address"], target=job.local["target"],
                                 agreement=job.local["agreement"], provider=job.local["provider"],
@@ -161,9 +172,16 @@ def _apply(session: Session, connector: Connector, job: Job, status: int | None,
                                                 "sha256": held.sha256}]
             machine.queue(row, "start")
             return
+        if job.action == "push":
+            row.files, row.bytes = answer.files, answer.bytes
+            machine.queue(row, "complete")  # the provider ends a push: the consumer checks that all arrived
+            return
         machine.settle(row, job.action, answer)
         if job.model is Negotiation and row.state == N.FINALIZED:
             mark_finalized(session, row)
+        elif job.model is TransferProcess and job.action == "start" and row.role == Role.PROVIDER \
+                and row.format == PUSH and row.state == T.STARTED:
+            machine.queue(row, "push")
         return
     if status is not None and 400 <= status < 500:
         refused = _reason_of(answer) or f"HTTP {status}"
@@ -176,7 +194,7 @@ def _apply(session: Session, connector: Connector, job: Job, status: int | None,
         return
     row.error = failure or f"HTTP {status}"
     if row.attempts >= connector.settings.dataspace_attempts:
-        if job.action == "snapshot":  # the consumer waits for a start: tell it why none comes
+        if job.action in ("snapshot", "push"):  # the consumer waits for data: tell it why none comes
             machine.queue(row, "terminate", {"code": "snapshot", "reason": row.error})
             return
         row.state = N.TERMINATED.value
@@ -210,7 +228,11 @@ def deliver(connector: Connector, model: Any, row_id: int) -> bool:
         status, answer = _perform(connector, job)
     except peers.PeerUnreachable as exc:
         failure = str(exc)
-        if job.action == "pull" and " answered HTTP 4" in failure:
+        if job.action == "push" and " answered HTTP 409" in failure:
+            # the consumer still holds a file of this push as being written (by a push that stopped with this
+            # engine): its lake hands the reservation over once stale; not a reason to end the transfer
+            wait = connector.lake.tuning.stale_after
+        elif job.action in ("pull", "push") and " answered HTTP 4" in failure:
             status, answer = 403, {"reason": [failure]}
     except Exception as exc:  # recorded on the process, retried, never a crash of the loop
         log.warning("dataspace %s of %s %s failed: %s", job.action, job.model.__tablename__, job.id, exc)
@@ -219,8 +241,8 @@ def deliver(connector: Connector, model: Any, row_id: int) -> bool:
             # a file of the landing dataset is being written: by a pull of this transfer that stopped with its
             # engine (kill -9), whose reservation the lake hands over once stale; not a reason to end the transfer
             wait = connector.lake.tuning.stale_after
-        elif job.action == "pull":
-            status, answer = 422, {"reason": [failure]}
+        elif job.action == "pull" or (job.action == "push" and isinstance(exc, push.PushRefused)):
+            status, answer = 422, {"reason": [failure]}  # a pull that failed, or a push the policy refuses
     with connector.db.session() as session:
         _apply(session, connector, job, status, answer, failure, wait)
     return True

@@ -36,7 +36,8 @@ from twinengine.lake.replicas import open_replica
 from twinengine.lake.schemas import DidType
 from twinengine.store.base import utcnow
 
-__all__ = ["DataRefused", "Pulled", "data_address", "files_of", "land", "new_token", "open_file"]
+__all__ = ["DataRefused", "Pulled", "data_address", "file_name", "files_of", "land", "landing", "new_token",
+           "open_file", "record_access"]
 
 T = TransferState
 
@@ -65,7 +66,7 @@ def data_address(connector: Connector, row: TransferProcess, token: str) -> dict
                                    {"@type": "EndpointProperty", "name": "authType", "value": "bearer"}]}
 
 
-def _record(session: Session, row: TransferProcess | None, *, outcome: str, reason: str | None = None,
+def record_access(session: Session, row: TransferProcess | None, *, outcome: str, reason: str | None = None,
             file: str | None = None, size: int = 0, peer: str | None = None) -> None:
     session.add(Access(agreement_id=row.agreement_id if row else None, transfer_id=row.id if row else None,
                        participant=row.peer if row else peer, file=file, bytes=size, outcome=outcome, reason=reason))
@@ -81,25 +82,25 @@ def authorize(session: Session, provider_pid: str, authorization: str | None) ->
                                                         TransferProcess.provider_pid == provider_pid)
                           .with_for_update()).first()
     if not token:
-        _record(session, row, outcome="refused", reason="no token")
+        record_access(session, row, outcome="refused", reason="no token")
         raise DataRefused(401, "the data address needs its token (Authorization: Bearer ...)")
     digest = hashlib.sha256(token.encode()).hexdigest()
     if row is None or row.token_hash is None or not secrets.compare_digest(row.token_hash, digest):
-        _record(session, row, outcome="refused", reason="a token of another transfer, or none issued")
+        record_access(session, row, outcome="refused", reason="a token of another transfer, or none issued")
         raise DataRefused(403, "this token does not open this data address")
     if row.pending == "start" and T(row.state) in (T.REQUESTED, T.SUSPENDED):
         row.state, row.pending, row.due_at = T.STARTED.value, None, None  # its start reached the consumer
     if T(row.state) != T.STARTED:
-        _record(session, row, outcome="refused", reason=f"transfer {row.state}")
+        record_access(session, row, outcome="refused", reason=f"transfer {row.state}")
         raise DataRefused(403, f"the transfer is {row.state}: its data address is closed")
     if row.token_expires_at is None or row.token_expires_at <= utcnow():
-        _record(session, row, outcome="refused", reason="token expired")
+        record_access(session, row, outcome="refused", reason="token expired")
         raise DataRefused(403, "the data address's token has expired")
     agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id, Agreement.role == "provider"))
     why = "no agreement" if agreement is None else \
         transfer_gate(session, agreement, odrl.Phase.ACCESS, transfers=agreement.transfers)
     if why is not None or agreement is None:
-        _record(session, row, outcome="refused", reason=why)
+        record_access(session, row, outcome="refused", reason=why)
         raise DataRefused(403, why or "no agreement")
     return row, agreement
 
@@ -129,7 +130,7 @@ def manifest(session: Session, connector: Connector, row: TransferProcess, agree
     offer = session.get(Offer, agreement.offer_id)
     files = [{"name": file_name(f, offer.did if offer else ""), "bytes": f.bytes, "sha256": f.sha256,
               "mediaType": f.media_type} for f in files_of(session, agreement, row)]
-    _record(session, row, outcome="served", file="(list)")
+    record_access(session, row, outcome="served", file="(list)")
     return {"agreement": agreement.id, "dataset": agreement.dataset_id, "files": files}
 
 
@@ -140,10 +141,10 @@ def open_file(session: Session, connector: Connector, row: TransferProcess, agre
     for did in files_of(session, agreement, row):
         if offer is not None and file_name(did, offer.did) == name:
             readable = open_replica(session, connector.lake, principal=SYSTEM, did=did.did)
-            _record(session, row, outcome="served", file=name, size=did.bytes or 0)
+            record_access(session, row, outcome="served", file=name, size=did.bytes or 0)
             row.bytes += did.bytes or 0
             return readable, did.bytes or 0, did.sha256 or "", did.media_type
-    _record(session, row, outcome="refused", file=name, reason="no such file")
+    record_access(session, row, outcome="refused", file=name, reason="no such file")
     raise DataRefused(404, f"no file {name!r} under this agreement")
 
 
@@ -169,27 +170,12 @@ def land(connector: Connector, *, address: dict[str, Any], target: dict[str, Any
          provider: str, transfer_pid: str) -> Pulled:
     """Pull every file of ``address`` into the dataset ``target['did']`` (checked against the listed SHA-256s);
     network and lake I/O outside any unit of work, the dataset made in short ones of its own."""
-    from twinengine.lake.dids import add_did
     from twinengine.lake.uploads import Expected, upload
 
     endpoint, token = str(address.get("endpoint") or ""), _token_of(address)
     listing = _listing(connector, endpoint, token)
-    who = target.get("principal") or {}
-    principal = Principal(name=str(who.get("name")), role=Role(who.get("role", "user")),
-                          groups=frozenset(who.get("groups") or ()))
-    did = str(target["did"])
-    policy = {k: agreement[k] for k in odrl.RULE_KEYS if k in agreement}
-    duties = odrl.obligations(policy)
-    provenance: dict[str, Any] = {"provider": provider, "agreement": agreement.get("@id"),
-                                  "dataset": agreement.get("target"), "transfer": transfer_pid, "policy": policy,
-                                  "signed_at": agreement.get("timestamp"), "obligations": duties}
-    if "attribute" in duties:
-        provenance["attribution"] = f"data of {provider} ({agreement.get('target')})"
-    meta = {PROVENANCE_KEY: provenance}  # the terms the copy is held under (``lake.terms`` enforces them)
-    with connector.db.session() as session:
-        add_did(session, principal=principal, did=did, type=DidType.DATASET, meta=meta, exist_ok=True,
-                twin=target.get("twin"))
-        lake_endpoint = target.get("endpoint") or default_endpoint(session, connector)
+    principal, did, meta, lake_endpoint = landing(connector, target=target, agreement=agreement, provider=provider,
+                                                  transfer_pid=transfer_pid)
     files, total = [], 0
     for item in listing:
         name = str(item["name"])
@@ -201,6 +187,31 @@ def land(connector: Connector, *, address: dict[str, Any], target: dict[str, Any
         files.append({"name": name, "bytes": outcome.checksums.bytes, "sha256": outcome.checksums.sha256})
         total += outcome.checksums.bytes
     return Pulled(did=did, files=files, bytes=total)
+
+
+def landing(connector: Connector, *, target: dict[str, Any], agreement: dict[str, Any], provider: str,
+            transfer_pid: str) -> tuple[Principal, str, dict[str, Any], str]:
+    """(who lands it, the dataset, the metadata each landed DID carries, the lake endpoint): the dataset made
+    (once) with the provenance and the terms the copy is held under (``lake.terms`` enforces them)."""
+    from twinengine.lake.dids import add_did
+
+    who = target.get("principal") or {}
+    principal = Principal(name=str(who.get("name")), role=Role(who.get("role", "user")),
+                          groups=frozenset(who.get("groups") or ()))
+    did = str(target["did"])
+    policy = {k: agreement[k] for k in odrl.RULE_KEYS if k in agreement}
+    duties = odrl.obligations(policy)
+    provenance: dict[str, Any] = {"provider": provider, "agreement": agreement.get("@id"),
+                                  "dataset": agreement.get("target"), "transfer": transfer_pid, "policy": policy,
+                                  "signed_at": agreement.get("timestamp"), "obligations": duties}
+    if "attribute" in duties:
+        provenance["attribution"] = f"data of {provider} ({agreement.get('target')})"
+    meta = {PROVENANCE_KEY: provenance}
+    with connector.db.session() as session:
+        add_did(session, principal=principal, did=did, type=DidType.DATASET, meta=meta, exist_ok=True,
+                twin=target.get("twin"))
+        lake_endpoint = target.get("endpoint") or default_endpoint(session, connector)
+    return principal, did, meta, lake_endpoint
 
 
 def _listing(connector: Connector, endpoint: str, token: str | None) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ These calls wait on the network: they are made outside every unit of work of the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +19,8 @@ import httpx2 as httpx
 from twinengine.config import Settings
 from twinengine.lake import remote
 
-__all__ = ["PeerUnreachable", "allowed_hosts", "check", "get_json", "open_stream", "send"]
+__all__ = ["PeerUnreachable", "allowed_hosts", "check", "get_json", "open_stream", "post_json", "put_stream",
+           "send"]
 
 MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a peer's JSON answer; more is refused
 
@@ -88,6 +89,18 @@ def send(settings: Settings, url: str, message: dict[str, Any] | None, token: st
         raise PeerUnreachable(f"{url}: {type(exc).__name__}: {exc}") from None
 
 
+def post_json(settings: Settings, url: str, document: dict[str, Any], token: str) -> tuple[int, Any]:
+    """POST a data-plane document (not a protocol message: a push's listing) with ``token`` as its bearer."""
+    try:
+        with _client(settings, url, token) as http:
+            response = http.post(url, json=document, follow_redirects=False, headers={"Accept": "application/json"})
+            return response.status_code, _json(response)
+    except PeerUnreachable:
+        raise
+    except httpx.HTTPError as exc:
+        raise PeerUnreachable(f"{url}: {type(exc).__name__}: {exc}") from None
+
+
 def get_json(settings: Settings, url: str) -> Any:
     """GET a public JSON document (a DID document, a version list); ``PeerUnreachable`` unless 200 and JSON."""
     try:
@@ -115,6 +128,24 @@ def open_stream(settings: Settings, url: str, token: str | None) -> Iterator[htt
                 response.read()
                 raise PeerUnreachable(f"{url} answered HTTP {response.status_code}: {response.text[:300]}")
             yield response
+    except PeerUnreachable:
+        raise
+    except httpx.HTTPError as exc:
+        raise PeerUnreachable(f"{url}: {type(exc).__name__}: {exc}") from None
+
+
+def put_stream(settings: Settings, url: str, token: str, chunks: Iterable[bytes], *, size: int,
+               media_type: str | None = None) -> tuple[int, Any]:
+    """PUT ``chunks`` (``size`` bytes) to ``url`` with ``token`` as its bearer (a push); raises on a non-2xx."""
+    headers = {"Content-Type": media_type or "application/octet-stream", "Content-Length": str(size),
+               "Accept": "application/json"}
+    try:
+        with _client(settings, url, token) as http:
+            response = http.request("PUT", url, content=chunks, headers=headers, follow_redirects=False,
+                                    timeout=None)
+            if not 200 <= response.status_code < 300:
+                raise PeerUnreachable(f"{url} answered HTTP {response.status_code}: {response.text[:300]}")
+            return response.status_code, _json(response)
     except PeerUnreachable:
         raise
     except httpx.HTTPError as exc:

@@ -15,13 +15,16 @@ from typing import Any
 
 from twinengine.dataspace.spec import CONTEXT, problems
 
-__all__ = ["BASE_PATH", "CALLBACK_PATH", "DATA_PATH", "DspError", "NegotiationState", "Role", "TransferState",
-           "acknowledged", "message", "new_pid", "valid"]
+__all__ = ["BASE_PATH", "CALLBACK_PATH", "DATA_PATH", "FORMATS", "PULL", "PUSH", "PUSH_PATH", "DspError",
+           "NegotiationState", "Role", "TransferState", "acknowledged", "message", "new_pid", "valid"]
 
 BASE_PATH = "/dsp/2025-1"  # <base> of the HTTPS binding on this engine
 CALLBACK_PATH = BASE_PATH + "/callback"  # the consumer's callback address
 DATA_PATH = "/dsp/data"  # the provider's data plane (HttpData-PULL)
+PUSH_PATH = "/dsp/push"  # the consumer's data plane (HttpData-PUSH): where a provider pushes
 PULL = "HttpData-PULL"
+PUSH = "HttpData-PUSH"
+FORMATS = (PULL, PUSH)
 ENDPOINT_TYPE = "https://w3id.org/idsa/v4.1/HTTP"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -114,7 +114,7 @@ class CatalogQuery(BaseModel):
 
 
 class Landing(BaseModel):
-    """Where pulled data lands in this engine's lake."""
+    """Where pulled (or pushed) data lands in this engine's lake."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -122,6 +122,9 @@ class Landing(BaseModel):
     twin: str | None = Field(default=None, max_length=64, description="The twin whose data it is.")
     endpoint: str | None = Field(default=None, max_length=64, description="The lake endpoint (default: the first "
                                                                           "writable one).")
+    format: Literal["HttpData-PULL", "HttpData-PUSH"] = Field(
+        default="HttpData-PULL", description="Pulled by this engine from the provider's data address, or pushed by "
+                                             "the provider to this engine's push address.")
 
 
 class NegotiationCreate(BaseModel):

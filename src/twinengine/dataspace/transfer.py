@@ -1,4 +1,4 @@
-"""The transfer process state machine, in both roles, kept in the store (HttpData-PULL).
+"""The transfer process state machine, in both roles, kept in the store (HttpData-PULL and HttpData-PUSH).
 
 The provider accepts a request only under a finalized, unrevoked agreement with the requesting participant, and
 only when the policy permits one more transfer (``count`` is counted here: a transfer counts once the provider
@@ -24,7 +24,9 @@ from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import callback_on
 from twinengine.dataspace.models import Agreement, Offer, TransferProcess
 from twinengine.dataspace.protocol import (
+    FORMATS,
     PULL,
+    PUSH,
     TRANSFER_FINAL,
     TRANSFER_MOVES,
     DspError,
@@ -151,15 +153,17 @@ def provider_request(session: Session, connector: Connector, peer: str, body: An
         finalized_by_use(session, agreement)
     session.flush()  # what finalized_by_use changed, before the row is read again under its lock (not lost)
     session.refresh(agreement, with_for_update=True)
-    if msg["format"] != PULL:
-        raise DspError(400, f"format {msg['format']!r} is not offered ({PULL})", kind="transfer", **pids)
+    if msg["format"] not in FORMATS:
+        raise DspError(400, f"format {msg['format']!r} is not offered ({', '.join(FORMATS)})", kind="transfer",
+                       **pids)
     try:
         callback = callback_on(msg.get("callbackAddress"), peer)
+        address = _push_address(msg, peer) if msg["format"] == PUSH else None
     except ValueError as exc:
         raise DspError(400, str(exc), kind="transfer", **pids) from None
     row = TransferProcess(role=Role.PROVIDER.value, provider_pid=new_pid(), consumer_pid=msg["consumerPid"],
-                          agreement_id=agreement.id, state=T.REQUESTED.value, format=PULL, peer=peer,
-                          peer_base=callback, owner=agreement.owner)
+                          agreement_id=agreement.id, state=T.REQUESTED.value, format=msg["format"], peer=peer,
+                          peer_base=callback, owner=agreement.owner, data_address=address)
     session.add(row)
     session.flush()
     why = transfer_gate(session, agreement, odrl.Phase.TRANSFER, transfers=agreement.transfers + 1)
@@ -173,6 +177,24 @@ def provider_request(session: Session, connector: Connector, peer: str, body: An
             queue(row, first_step(session, row))
     _audit(session, row, "received request", refused=why)
     return 201, as_message(row)
+
+
+def _push_address(msg: dict[str, Any], peer: str) -> dict[str, Any]:
+    """The consumer's address a push goes to: on the origin of the consumer's DID (the engine pushes nowhere
+    else), with a bearer token; ``ValueError`` says what is wrong."""
+    address = msg.get("dataAddress")
+    if not isinstance(address, dict):
+        raise ValueError(f"a {PUSH} transfer needs the consumer's dataAddress")
+    try:
+        endpoint = callback_on(address.get("endpoint"), peer)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("callbackAddress", "the dataAddress's endpoint")) from None
+    token = next((p.get("value") for p in address.get("endpointProperties") or []
+                  if isinstance(p, dict) and p.get("name") == "authorization"), None)
+    if not isinstance(token, str) or not token:
+        raise ValueError("the dataAddress has no authorization property")
+    return {"@type": "DataAddress", "endpointType": address.get("endpointType"), "endpoint": endpoint,
+            "endpointProperties": [{"@type": "EndpointProperty", "name": "authorization", "value": token}]}
 
 
 def first_step(session: Session, row: TransferProcess) -> str:
@@ -235,12 +257,17 @@ def consumer_receive(session: Session, peer: str, consumer_pid: str, kind: str, 
         return as_message(row)
     if not _allowed(row, action, Role.PROVIDER, KINDS[kind]):
         return as_message(row)
+    if action == "complete" and row.format == PUSH:
+        missing = push_missing(row)
+        if missing:
+            raise DspError(400, f"the push is not complete: {missing}", kind="transfer",
+                           provider_pid=row.provider_pid, consumer_pid=row.consumer_pid)
     _move(row, action, Role.PROVIDER)
     if action == "start":
         if msg.get("dataAddress"):
             row.data_address = msg["dataAddress"]
-        if row.target and row.landed is None:
-            queue(row, "pull")
+        if row.target and row.landed is None and row.format == PULL:
+            queue(row, "pull")  # a push: the provider sends the files to our address, then its completion
     elif action == "terminate":
         row.error = _reason(msg)
         queue(row, None)
@@ -248,10 +275,25 @@ def consumer_receive(session: Session, peer: str, consumer_pid: str, kind: str, 
     return as_message(row)
 
 
+def push_missing(row: TransferProcess) -> str | None:
+    """What a consumer's push transfer still lacks before it may complete: the provider's listing, or files of
+    it not landed whole (``dataspace.push``); None when everything listed is here."""
+    if not row.files:
+        return "the provider listed no files"
+    waiting = [str(f.get("name")) for f in row.files if not f.get("landed")]
+    return f"{len(waiting)} listed files have not arrived ({', '.join(waiting[:5])})" if waiting else None
+
+
 def start_consumer_transfer(session: Session, *, agreement_id: str, owner: str,
                             target: dict[str, Any] | None) -> TransferProcess:
     """A transfer this engine requests as consumer under its finalized agreement; ``target`` says where the pulled
-    data lands (None: the data address is kept for the caller to use)."""
+    (or, with its ``format`` HttpData-PUSH, pushed) data lands (None: a pull whose data address is kept for the
+    caller to use)."""
+    format = str((target or {}).get("format") or PULL)
+    if format not in FORMATS:
+        raise DspError(400, f"format {format!r} is not spoken here ({', '.join(FORMATS)})", kind="transfer")
+    if format == PUSH and not target:
+        raise DspError(400, f"a {PUSH} transfer lands in this engine's lake: name where", kind="transfer")
     agreement = session.scalar(select(Agreement).where(Agreement.id == agreement_id,
                                                        Agreement.role == Role.CONSUMER.value))
     if agreement is None:
@@ -259,7 +301,7 @@ def start_consumer_transfer(session: Session, *, agreement_id: str, owner: str,
     if not agreement.finalized:
         raise DspError(400, f"agreement {agreement_id} is not finalized yet", kind="transfer")
     row = TransferProcess(role=Role.CONSUMER.value, consumer_pid=new_pid(), agreement_id=agreement.id,
-                          state=T.INITIAL.value, format=PULL, peer=agreement.provider,
+                          state=T.INITIAL.value, format=format, peer=agreement.provider,
                           peer_base=agreement.peer_base, target=target, owner=owner)
     session.add(row)
     session.flush()

@@ -1,6 +1,7 @@
 """The Dataspace Protocol 2025-1 over HTTPS (``dataspace``): the version list and DID document (public), the
 catalog, the negotiation and transfer endpoints of both roles under ``/dsp/2025-1`` (the consumer's callbacks
-under ``/dsp/2025-1/callback``), and the provider's data plane under ``/dsp/data``.
+under ``/dsp/2025-1/callback``), the provider's data plane under ``/dsp/data`` (HttpData-PULL) and the consumer's
+under ``/dsp/push`` (HttpData-PUSH; its bearer is the one the consumer's request gave, ``dataspace.push``).
 
 These routes take no engine token: each message carries its sender's participant token (``dataspace.identity``),
 verified before any unit of work opens (reading the sender's DID document waits on the network). Errors answer
@@ -10,10 +11,11 @@ with the spec's error objects; a process of another participant is not found (40
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import anyio
+import anyio.from_thread
 from fastapi import Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
@@ -21,10 +23,10 @@ from sqlalchemy.orm import Session
 from twinengine.api.deps import RuntimeDep
 from twinengine.api.route_actions import public
 from twinengine.api.routing import Router, operation_id
-from twinengine.dataspace import catalog, dataplane, negotiation, transfer
+from twinengine.dataspace import catalog, dataplane, negotiation, push, transfer
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import did_document
-from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, DspError, valid
+from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, PUSH_PATH, DspError, valid
 from twinengine.dataspace.spec import problems
 from twinengine.errors import AuthenticationRequired, TokenInvalid
 from twinengine.runtime import Runtime
@@ -257,7 +259,8 @@ for _kind in ("start", "completion", "termination", "suspension"):
 # -- the data plane (HttpData-PULL) ----------------------------------------------------------------------------------
 
 def _refused(exc: dataplane.DataRefused) -> JSONResponse:
-    code = {401: "AuthenticationRequired", 403: "PermissionDenied", 404: "NotFound"}.get(exc.status, "Refused")
+    code = {400: "ValidationFailed", 401: "AuthenticationRequired", 403: "PermissionDenied", 404: "NotFound",
+            409: "Conflict"}.get(exc.status, "Refused")
     return JSONResponse({"code": code, "message": exc.reason, "details": []}, status_code=exc.status,
                         headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
 
@@ -308,3 +311,60 @@ async def data_file(request: Request, runtime: RuntimeDep, pid: Pid,
         return _refused(exc)
     return StreamingResponse(dataplane.stream(readable), media_type=media or "application/octet-stream",
                              headers={"Content-Length": str(size), "ETag": f'"{sha256}"'})
+
+
+# -- the consumer's data plane (HttpData-PUSH) -------------------------------------------------------------------
+
+MAX_LISTING_BYTES = 4 * 1024 * 1024
+_FILE_BODY: dict[str, Any] = {"requestBody": {"required": True, "description": "The file's bytes, streamed.",
+                                              "content": {"application/octet-stream": {
+                                                  "schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.post(PUSH_PATH + "/{pid}", name="push_listing", openapi_extra=JSON_BODY,
+             summary="A provider's listing of the files it pushes to a started push transfer")
+@public
+async def push_listing(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
+    body = await request.body()
+    try:
+        document = json.loads(body) if len(body) <= MAX_LISTING_BYTES else None
+    except ValueError:
+        document = None
+    if document is None:
+        return _refused(dataplane.DataRefused(400, "the listing is not JSON (or over 4 MiB)"))
+    connector, authorization = runtime.dataspace, request.headers.get("authorization")
+    try:
+        return JSONResponse(await anyio.to_thread.run_sync(
+            lambda: push.accept_listing(connector, pid, authorization, document)))
+    except dataplane.DataRefused as exc:
+        return _refused(exc)
+
+
+@router.put(PUSH_PATH + "/{pid}/{name}", name="push_file", openapi_extra=_FILE_BODY,
+            summary="One listed file pushed by the provider, streamed into this engine's lake")
+@public
+async def push_file(request: Request, runtime: RuntimeDep, pid: Pid,
+                    name: Annotated[str, Path(max_length=200)]) -> Response:
+    declared = request.headers.get("content-length")
+    size = int(declared) if declared and declared.isdigit() else None
+    stream = request.stream().__aiter__()
+
+    async def next_chunk() -> bytes:
+        return await stream.__anext__()
+
+    def chunks() -> Iterator[bytes]:
+        while True:
+            try:
+                chunk = anyio.from_thread.run(next_chunk)
+            except StopAsyncIteration:
+                return
+            if chunk:
+                yield chunk
+
+    connector, authorization = runtime.dataspace, request.headers.get("authorization")
+    try:
+        landed = await anyio.to_thread.run_sync(
+            lambda: push.accept_file(connector, pid, authorization, name, chunks(), size))
+    except dataplane.DataRefused as exc:
+        return _refused(exc)
+    return JSONResponse(landed, status_code=201)

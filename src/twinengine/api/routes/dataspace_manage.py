@@ -14,6 +14,7 @@ from twinengine.api.routing import api_router
 from twinengine.auth import odrl
 from twinengine.dataspace import offers, service
 from twinengine.dataspace.models import Agreement, Negotiation, Offer, Participant, TransferProcess
+from twinengine.dataspace.protocol import PUSH
 from twinengine.dataspace.schemas import (
     AccessRead,
     AgreementRead,
@@ -28,6 +29,7 @@ from twinengine.dataspace.schemas import (
     TransferCreate,
     TransferRead,
 )
+from twinengine.errors import ValidationFailed
 from twinengine.types import INT32_MAX
 
 __all__ = ["router"]
@@ -236,7 +238,10 @@ def agreement_accesses(agreement_id: AgreementId, session: SessionDep, principal
 @acts("dataspace.consume")
 async def transfer_start(body: TransferCreate, runtime: RuntimeDep, principal: PrincipalDep) -> TransferRead:
     connector = runtime.dataspace
-    land = {"did": body.did, "twin": body.twin, "endpoint": body.endpoint} if body.land_data else None
+    if body.format == PUSH and not body.land_data:
+        raise ValidationFailed.one("land_data", "a push lands in this engine's lake: land_data must be true")
+    land = {"did": body.did, "twin": body.twin, "endpoint": body.endpoint, "format": body.format} \
+        if body.land_data else None
     row = await anyio.to_thread.run_sync(lambda: service.start_transfer(connector, principal=principal,
                                                                         agreement_id=body.agreement, land=land))
     return transfer_read(row)

@@ -4,8 +4,8 @@ second engine (another organisation: its own data dir, store and lake) finds it 
 FINALIZED on both sides and pulls it into their lake, where its SHA-256 is the provider's and the copy is held
 under the agreement's terms (its bytes refused once the 30 days are past); a negotiation for another purpose is
 refused and ends TERMINATED with no byte sent. Then the live twin's gauge stream (the streams chapter's) is offered
-as such: the partner pulls its history and sends it into a river-reach twin of its own, whose level then reads as
-uma's twin's. Both engines speak the Dataspace Protocol over loopback HTTP."""
+as such and pushed to the partner, who sends its history into a river-reach twin of its own, whose level then reads
+as uma's twin's. Both engines speak the Dataspace Protocol over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -75,8 +75,8 @@ def offer_across_engines(ctx: DemoContext) -> None:
                                       f"{out.get('transfer', {}).get('consumer', '-')}, sha256 "
                                       f"{sha}; another purpose "
                                       f"{out.get('refusal', {}).get('consumer', '-')}; the gauge stream's history "
-                                      f"{streamed.get('transfer', '-')}, {streamed.get('records', '-')} readings "
-                                      f"replayed into the partner's twin ({out['seconds']:.1f} s)"))
+                                      f"pushed {streamed.get('transfer', '-')}, {streamed.get('records', '-')} "
+                                      f"readings replayed into the partner's twin ({out['seconds']:.1f} s)"))
 
 
 @contextmanager
@@ -195,16 +195,17 @@ def _refuse(ctx: DemoContext, uma: Client, forecaster: Client, dataset_id: str) 
 
 
 def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, name: str) -> dict[str, Any]:
-    """The twin's gauge stream offered as such: the partner pulls its history as it stood when the transfer was
-    accepted (an Arrow IPC file of the stream's fields), and sends it into the gauge stream of a river-reach twin
-    of its own, whose reported level then is the one uma's twin last reported."""
+    """The twin's gauge stream offered as such: uma's engine pushes its history as it stood when the transfer was
+    accepted (an Arrow IPC file of the stream's fields) to the partner's (HttpData-PUSH), who sends it into the
+    gauge stream of a river-reach twin of its own, whose reported level then is the one uma's twin last
+    reported."""
     import pyarrow as pa
 
     offer = uma.dataspace.offer_stream(name, STREAM, f"Gauge RR-01 as it streams ({name})", purposes=[PURPOSE],
                                        count=3, days=DAYS, attribution=True, keywords=["river", "gauge", "stream"])
     ctx.say(f"uma offered the history of {name}'s {STREAM} stream as such ({offer.dataset_id}): each transfer "
             "serves it as it stands when the transfer is accepted")
-    asked = forecaster.dataspace.negotiate(ctx.url, offer.dataset_id, purpose=PURPOSE, land=STREAM_LANDED)
+    asked = forecaster.dataspace.negotiate(ctx.url, offer.dataset_id, purpose=PURPOSE, land=STREAM_LANDED, push=True)
     mine = _until(lambda: forecaster.dataspace.negotiation(asked.id), "FINALIZED")
     agreement = str(mine.agreement_id)
     pulled = _until(lambda: forecaster.dataspace.transfer_state(
@@ -217,11 +218,13 @@ def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Pa
     expected = uma.get_state(name).reported["level"].value
     level = _level_once_taken(forecaster, PARTNER_TWIN, table.num_rows)
     digest = hashlib.sha256(arrived.read_bytes()).hexdigest()
-    ctx.say(f"the partner pulled {table.num_rows} readings ({pulled.bytes} bytes, sha256 {digest[:12]}..., "
+    ctx.say(f"uma's engine pushed {table.num_rows} readings to the partner's ({pulled.format}, {pulled.bytes} bytes, "
+            f"sha256 {digest[:12]}..., "
             f"{'equal to' if served.files and served.files[0]['sha256'] == digest else 'DIFFERENT from'} the "
             f"snapshot the provider keeps) and sent them into its own twin {twin.name}: its level reads "
             f"{level:.2f} m, uma's twin last reported {expected:.2f} m")
     return {"offer": offer.id, "did": offer.did, "agreement": agreement, "negotiation": mine.state,
+            "format": pulled.format, "provider_format": served.format,
             "transfer": pulled.state, "provider_transfer": served.state, "records": table.num_rows,
             "columns": table.column_names, "sha256": digest, "snapshot": served.snapshot,
             "snapshot_sha256": (served.files or [{}])[0].get("sha256"), "twin": twin.name,
