@@ -59,6 +59,16 @@ def build_policy(*, until: datetime | None = None, days: int | None = None, coun
     return policy
 
 
+def _require_manager(session: Session, principal: Principal, twin_ref: str, refusal: str) -> None:
+    """``PermissionDenied(refusal)`` unless ``principal`` manages the twin (``twin.manage``)."""
+    from twinengine.twins.service import get_twin
+
+    try:
+        get_twin(session, principal=principal, ref=twin_ref, action="twin.manage")
+    except (PermissionDenied, TwinNotFound):
+        raise PermissionDenied(refusal) from None
+
+
 def _may_offer(session: Session, principal: Principal, did_text: str) -> Any:
     """The DID when ``principal`` may offer it: a twin's data by the twin's owner, other data by its owner
     (its creator or its group's members); admins anything. What arrived under an agreement is never offered on."""
@@ -69,13 +79,9 @@ def _may_offer(session: Session, principal: Principal, did_text: str) -> Any:
     if principal.is_admin:
         return did
     if did.owner_twin is not None:
-        from twinengine.twins.service import get_twin
-
-        try:
-            get_twin(session, principal=principal, ref=did.owner_twin, action="twin.manage")
-        except (PermissionDenied, TwinNotFound):
-            raise PermissionDenied(f"{principal.name} may not offer {did.did}: it is twin {did.owner_twin}'s "
-                                   "data, offered by the twin's owner") from None
+        _require_manager(session, principal, did.owner_twin, f"{principal.name} may not offer {did.did}: it "
+                                                             f"is twin {did.owner_twin}'s data, offered by the "
+                                                             "twin's owner")
         return did
     if did.created_by == grants.ENGINE or not grants.owned_by(principal, did):
         raise PermissionDenied(f"{principal.name} may not offer {did.did}: reading it is not owning it")
@@ -117,13 +123,9 @@ def _may_offer_run(session: Session, principal: Principal, run_id: str) -> tuple
         raise ValidationFailed.one("run", f"no run {run_id!r} of yours") from None
     if not principal.is_admin:
         if run.twin_id is not None:
-            from twinengine.twins.service import get_twin
-
-            try:
-                get_twin(session, principal=principal, ref=run.twin_id, action="twin.manage")
-            except (PermissionDenied, TwinNotFound):
-                raise PermissionDenied(f"{principal.name} may not offer run {run_id}'s results: the results of a "
-                                       "twin's run are offered by those who manage the twin") from None
+            _require_manager(session, principal, run.twin_id, f"{principal.name} may not offer run {run_id}'s "
+                                                              "results: the results of a twin's run are offered by "
+                                                              "those who manage the twin")
         elif run.owner != principal.name:
             raise PermissionDenied(f"{principal.name} may not offer run {run_id}'s results: it is {run.owner}'s")
     if run.status != RunStatus.FINISHED:

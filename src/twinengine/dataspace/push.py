@@ -157,6 +157,14 @@ def _checked_listing(body: Any) -> list[dict[str, Any]]:
              "landed": False} for f in files]
 
 
+def _where(session: Session, row: TransferProcess) -> dict[str, Any]:
+    """What ``dataplane.landing`` needs of consumer transfer ``row``: its target, agreement, provider, pid."""
+    agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
+                                                       Agreement.role == Role.CONSUMER.value))
+    return {"target": dict(row.target or {}), "agreement": odrl.json_of(agreement.policy) if agreement else {},
+            "provider": row.peer, "transfer_pid": row.consumer_pid}
+
+
 def accept_listing(connector: Connector, consumer_pid: str, authorization: str | None, body: Any) -> dict[str, Any]:
     """The provider's listing: kept on the transfer (the same listing again is acknowledged), and the landing
     dataset made with its provenance and terms."""
@@ -169,12 +177,8 @@ def accept_listing(connector: Connector, consumer_pid: str, authorization: str |
             raise DataRefused(409, "this transfer has another listing already")
         if not row.files:
             row.files = listing
-        agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
-                                                           Agreement.role == Role.CONSUMER.value))
-        target, provider = dict(row.target or {}), row.peer
-        policy = odrl.json_of(agreement.policy) if agreement else {}
-    _principal, did, _meta, _endpoint = landing(connector, target=target, agreement=policy, provider=provider,
-                                                transfer_pid=consumer_pid)
+        where = _where(session, row)
+    _principal, did, _meta, _endpoint = landing(connector, **where)
     with connector.db.session() as session:
         row = _authorize(session, connector, consumer_pid, authorization)
         row.landed = did
@@ -191,12 +195,8 @@ def accept_file(connector: Connector, consumer_pid: str, authorization: str | No
         item = next((f for f in row.files or [] if f.get("name") == name), None)
         if item is None:
             raise DataRefused(404, f"no file {name!r} in this transfer's listing")
-        agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
-                                                           Agreement.role == Role.CONSUMER.value))
-        target, provider = dict(row.target or {}), row.peer
-        policy = odrl.json_of(agreement.policy) if agreement else {}
-    principal, did, meta, endpoint = landing(connector, target=target, agreement=policy, provider=provider,
-                                             transfer_pid=consumer_pid)
+        where = _where(session, row)
+    principal, did, meta, endpoint = landing(connector, **where)
     outcome = upload(connector.db, connector.lake, principal=principal, did=f"{did}/{name}", endpoint=endpoint,
                      chunks=chunks, size_hint=size, expected=Expected(sha256=item["sha256"], bytes=item["bytes"]),
                      dataset=did, media_type=item.get("mediaType"), meta=meta)

@@ -11,16 +11,16 @@ with the spec's error objects; a process of another participant is not found (40
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
-import anyio.from_thread
 from fastapi import Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from twinengine.api.deps import RuntimeDep
+from twinengine.api.request_body import body_chunks
 from twinengine.api.route_actions import public
 from twinengine.api.routing import Router, operation_id
 from twinengine.dataspace import catalog, dataplane, negotiation, push, transfer
@@ -347,24 +347,10 @@ async def push_file(request: Request, runtime: RuntimeDep, pid: Pid,
                     name: Annotated[str, Path(max_length=200)]) -> Response:
     declared = request.headers.get("content-length")
     size = int(declared) if declared and declared.isdigit() else None
-    stream = request.stream().__aiter__()
-
-    async def next_chunk() -> bytes:
-        return await stream.__anext__()
-
-    def chunks() -> Iterator[bytes]:
-        while True:
-            try:
-                chunk = anyio.from_thread.run(next_chunk)
-            except StopAsyncIteration:
-                return
-            if chunk:
-                yield chunk
-
     connector, authorization = runtime.dataspace, request.headers.get("authorization")
     try:
         landed = await anyio.to_thread.run_sync(
-            lambda: push.accept_file(connector, pid, authorization, name, chunks(), size))
+            lambda: push.accept_file(connector, pid, authorization, name, body_chunks(request), size))
     except dataplane.DataRefused as exc:
         return _refused(exc)
     return JSONResponse(landed, status_code=201)

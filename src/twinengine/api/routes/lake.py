@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 from fastapi import Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from twinengine.api.request_body import body_chunks
 from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.auth.policy import require
@@ -246,24 +246,10 @@ async def upload(request: Request, response: Response, principal: PrincipalDep, 
     expected = uploads.Expected.parse(sha256, adler32)
     declared = request.headers.get("content-length")
     size = int(declared) if declared and declared.isdigit() else None
-    stream = request.stream().__aiter__()
-
-    async def next_chunk() -> bytes:
-        return await stream.__anext__()
-
-    def chunks() -> Iterator[bytes]:
-        while True:
-            try:
-                chunk = anyio.from_thread.run(next_chunk)
-            except StopAsyncIteration:
-                return
-            if chunk:
-                yield chunk
-
     def work() -> UploadResult:
         outcome = uploads.upload(runtime.db, runtime.lake, principal=principal, did=did, endpoint=endpoint,
-                                 chunks=_rebuffer(chunks()), size_hint=size, expected=expected, dataset=dataset,
-                                 media_type=media_type, group=group)
+                                 chunks=_rebuffer(body_chunks(request)), size_hint=size, expected=expected,
+                                 dataset=dataset, media_type=media_type, group=group)
         with runtime.db.session(readonly=True) as session:
             return UploadResult(created=outcome.created, file=dids.did_read(session, dids.get_did(session, did)))
 
