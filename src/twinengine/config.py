@@ -483,6 +483,10 @@ class Settings(BaseSettings):
         description="Longest one protocol message to another participant may take; then it is retried.")
     dataspace_attempts: int = Field(default=6, ge=1, le=100, description="Tries to deliver a protocol message "
                                     "(1 s apart, doubling) before the process is terminated on this side.")
+    dataspace_live_interval: timedelta = Field(
+        default=timedelta(seconds=5), ge=timedelta(milliseconds=100), le=timedelta(hours=1),
+        description="How often the provider pushes what a live stream offer's stream received since its last "
+        "push, while the transfer runs (HttpData-PUSH).")
 
     @field_validator("subscription_webhook_hosts", "dataspace_peer_hosts", mode="before")
     @classmethod

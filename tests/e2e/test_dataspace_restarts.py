@@ -100,9 +100,9 @@ def _gauges(provider: Side, big: bool, manual: bool = False) -> tuple[dict[str, 
     return offer, {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
-def _negotiate(consumer: Side, provider: Side, offer: dict[str, Any]) -> dict[str, Any]:
+def _negotiate(consumer: Side, provider: Side, offer: dict[str, Any], fmt: str = "HttpData-PULL") -> dict[str, Any]:
     made: dict[str, Any] = consumer.api("POST", "/api/v1/dataspace/negotiations", expect=201, json={
-        "url": provider.url, "dataset": offer["dataset_id"], "land": {"did": "remote:gauges"}})
+        "url": provider.url, "dataset": offer["dataset_id"], "land": {"did": "remote:gauges", "format": fmt}})
     return made
 
 
@@ -151,7 +151,8 @@ def _check_outcome(provider: Side, consumer: Side, sums: dict[str, str]) -> str:
 
 
 def _pull_under_way(consumer: Side) -> None:
-    """Until the consumer writes the big file into its lake (its replica reserved, the bytes coming in)."""
+    """Until the consumer writes the big file into its lake (its replica reserved, the bytes coming in), pulled
+    or pushed."""
     from twinengine.lake.models import Did, Replica
 
     db = consumer.db()
@@ -214,3 +215,21 @@ def test_killed_while_the_consumer_pulls(sides: tuple[Side, Side], killed: str) 
     time.sleep(1)
     side.start()
     assert _check_outcome(provider, consumer, sums) == "COMPLETED"  # resumed, not ended
+
+
+@pytest.mark.parametrize("killed", ["provider", "consumer"])
+def test_killed_while_the_provider_pushes(sides: tuple[Side, Side], killed: str) -> None:
+    """The same for HttpData-PUSH: kill -9 of either side while the provider pushes the large file into the
+    consumer's lake. The provider pushes again once its claim has expired (the consumer's half-written file is
+    handed over once stale): the transfer completes once, each file landed once with the provider's SHA-256."""
+    provider, consumer = sides
+    offer, sums = _gauges(provider, big=True)
+    _negotiate(consumer, provider, offer, "HttpData-PUSH")
+    _pull_under_way(consumer)  # the pushed file being written into the consumer's lake
+    side = provider if killed == "provider" else consumer
+    side.kill()
+    time.sleep(1)
+    side.start()
+    assert _check_outcome(provider, consumer, sums) == "COMPLETED"
+    pushed = consumer.api("GET", "/api/v1/dataspace/transfers?role=consumer")
+    assert [t["format"] for t in pushed] == ["HttpData-PUSH"]

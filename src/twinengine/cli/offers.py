@@ -50,6 +50,8 @@ def create(ctx: typer.Context,
                                              help="Offer the history of a twin's stream instead of DID."),
            run: str | None = typer.Option(None, "--run", metavar="RUN",
                                           help="Offer a finished workflow run's results instead of DID."),
+           live: bool = typer.Option(False, "--live", help="With --stream: a pushed transfer goes on pushing what "
+                                                           "the stream receives, until suspended or ended."),
            title: str = typer.Option(..., "--title"),
            description: str | None = typer.Option(None, "--description"),
            keyword: list[str] = typer.Option([], "--keyword"),
@@ -73,6 +75,8 @@ def create(ctx: typer.Context,
     if sum(x is not None for x in (did, stream, run)) != 1:
         raise typer.BadParameter("give the DID of a lake file or dataset, --stream TWIN/STREAM or --run RUN (one)",
                                  param_hint="DID")
+    if live and stream is None:
+        raise typer.BadParameter("only a stream (--stream) is offered live", param_hint="--live")
     twin_name, _, stream_name = (stream or "").partition("/")
     if stream is not None and (not twin_name or not stream_name or "/" in stream_name):
         raise typer.BadParameter(f"{stream!r} is not TWIN/STREAM", param_hint="--stream")
@@ -84,7 +88,7 @@ def create(ctx: typer.Context,
     with out.client() as client:
         made = (client.dataspace.offer(did, title, **terms) if did is not None
                 else client.dataspace.offer_run(run, title, **terms) if run is not None
-                else client.dataspace.offer_stream(twin_name, stream_name, title, **terms))
+                else client.dataspace.offer_stream(twin_name, stream_name, title, live=live, **terms))
     out.emit(made, lambda: console.print(f"offered {made.did} as dataset {made.dataset_id} (offer {made.id})",
                                          highlight=False))
 

@@ -58,14 +58,15 @@ class DataspaceClient:
                      purposes: list[str] | None = None, participants: list[str] | None = None,
                      organisations: list[str] | None = None, groups: list[str] | None = None,
                      spatial: list[str] | None = None, attribution: bool = False,
-                     manual: bool = False) -> OfferRead:
+                     manual: bool = False, live: bool = False) -> OfferRead:
         """Offer the history of ``twin``'s ``stream``: each transfer serves it as it stood when the transfer was
-        accepted (an Arrow IPC file of the stream's fields), under ``policy`` or the terms given."""
+        accepted (an Arrow IPC file of the stream's fields), under ``policy`` or the terms given; ``live``: a
+        pushed transfer goes on pushing what the stream receives, until it is suspended or ended."""
         terms = {"until": until.isoformat() if until else None, "days": days, "count": count, "purposes": purposes,
                  "participants": participants, "organisations": organisations, "groups": groups,
                  "spatial": spatial, "attribution": attribution}
-        return self._offer({"stream": {"twin": twin, "stream": stream}}, title, description, keywords, policy,
-                           terms, manual)
+        return self._offer({"stream": {"twin": twin, "stream": stream, "live": live}}, title, description, keywords,
+                           policy, terms, manual)
 
     def offer_run(self, run: str, title: str, *, description: str | None = None, keywords: list[str] | None = None,
                   policy: dict[str, Any] | None = None, until: datetime | None = None, days: int | None = None,

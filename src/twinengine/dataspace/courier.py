@@ -155,6 +155,8 @@ def _perform(connector: Connector, job: Job) -> tuple[int, Any]:
 def _apply(session: Session, connector: Connector, job: Job, status: int | None, answer: Any,
            failure: str | None, wait: timedelta = timedelta(0)) -> None:
     row: Any = session.scalars(select(job.model).where(job.model.id == job.id).with_for_update()).first()
+    if row is not None and job.action == "push" and status is not None and 200 <= status < 300:
+        row.files, row.bytes = answer.files, answer.bytes  # delivered, whatever was asked of the row meanwhile
     if row is None or row.pending != job.action:
         return
     machine: Any = negotiation if job.model is Negotiation else transfer
@@ -173,8 +175,11 @@ def _apply(session: Session, connector: Connector, job: Job, status: int | None,
             machine.queue(row, "start")
             return
         if job.action == "push":
-            row.files, row.bytes = answer.files, answer.bytes
-            machine.queue(row, "complete")  # the provider ends a push: the consumer checks that all arrived
+            if answer.again:  # a live stream: what arrives next, after a while
+                machine.queue(row, "push")
+                row.due_at = utcnow() + connector.settings.dataspace_live_interval
+            else:
+                machine.queue(row, "complete")  # the provider ends a push: the consumer checks that all arrived
             return
         machine.settle(row, job.action, answer)
         if job.model is Negotiation and row.state == N.FINALIZED:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from twinengine.store.base import Base, JSONValue, UTCDateTime, utcnow
@@ -47,6 +47,7 @@ class Offer(Base):
     did: Mapped[str] = mapped_column(String(500))  # scope:name of the lake file or dataset; stream:TWIN/STREAM
     stream: Mapped[str | None] = mapped_column(String(64))  # a stream offer: the stream of twin ``owner_twin``
     run: Mapped[str | None] = mapped_column(String(64))  # a run's results: the run (``did``: results:<run id>)
+    live: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # pushed as it grows
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     keywords: Mapped[list[str]] = mapped_column(JSONValue, default=list)

@@ -139,12 +139,15 @@ def _may_offer_run(session: Session, principal: Principal, run_id: str) -> tuple
 def create_offer(session: Session, *, principal: Principal, did: str | None = None, title: str,
                  description: str | None = None, keywords: list[str] | None = None,
                  policy: dict[str, Any] | None = None, manual: bool = False,
-                 stream: tuple[str, str] | None = None, run: str | None = None) -> Offer:
+                 stream: tuple[str, str] | None = None, run: str | None = None, live: bool = False) -> Offer:
     """Offer ``did``, the history of a twin's stream (``stream``: twin, stream name) or a finished workflow run's
     results (``run``: its id), under ``policy`` (default: any use). The policy's rules are checked now (422
     naming ``policy...``); the offer's JSON text is kept as offered. A stream offer serves, to each transfer, the
-    history as it stood when the transfer was accepted; a run's results are its dataset ``results:<run id>``."""
+    history as it stood when the transfer was accepted (a ``live`` one, pushed, goes on pushing what arrives); a
+    run's results are its dataset ``results:<run id>``."""
     require(principal, "dataspace.offer.create")
+    if live and stream is None:
+        raise ValidationFailed.one("stream.live", "only a stream is offered live")
     if sum(x is not None for x in (did, stream, run)) != 1:
         raise ValidationFailed.one("did", "offer one thing: a lake file or dataset (did), a twin's stream "
                                           "(stream) or a run's results (run)")
@@ -178,7 +181,7 @@ def create_offer(session: Session, *, principal: Principal, did: str | None = No
     created = Offer(id=offer_id, dataset_id=dataset_id, did=source[0], title=title, description=description,
                     keywords=list(keywords or []), policy=odrl.canonical(offer), manual=manual, owner=principal.name,
                     owner_group=source[1], owner_twin=source[2],
-                    stream=stream[1] if stream is not None else None, run=run)
+                    stream=stream[1] if stream is not None else None, run=run, live=live)
     session.add(created)
     session.flush()
     return created

@@ -8,6 +8,10 @@ landing dataset, with the provenance and terms a pulled copy gets; ``PUT .../{na
 it, checked against the listed SHA-256 while it is written (a mismatch leaves nothing behind and is refused). The
 provider's completion is accepted only once every listed file has landed whole (``transfer.push_missing``).
 
+A live stream offer's transfer goes on: every ``dataspace_live_interval`` the provider lists and pushes the part of
+the stream that arrived since the last (``snapshots.take_part``: named by its offsets, so parts follow each other
+without a gap or a repeat), until the transfer is suspended (it resumes where it stopped) or ended.
+
 Provider: after its start message is acknowledged, the courier checks the agreement and its policy at the access
 phase (as every read of a pull is checked), sends the listing, then each file, recording every one in the usage
 record and the audit log, then queues the completion. Every request goes through the guarded client of
@@ -28,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from twinengine.auth import odrl
 from twinengine.auth.principal import SYSTEM
-from twinengine.dataspace import peers
+from twinengine.dataspace import peers, snapshots
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.dataplane import DataRefused, file_name, files_of, landing, record_access
 from twinengine.dataspace.models import Agreement, Offer, TransferProcess
@@ -50,12 +54,15 @@ class PushRefused(Exception):
 class Pushed:
     files: list[dict[str, Any]]
     bytes: int
+    again: bool = False  # a live stream: push what arrives next, after ``dataspace_live_interval``
 
 
 # -- provider -----------------------------------------------------------------------------------------------------
 
 def push(connector: Connector, transfer_id: int) -> Pushed:
-    """Send the files of provider transfer ``transfer_id`` to the consumer's address: listing, then each file."""
+    """Send the files of provider transfer ``transfer_id`` to the consumer's address: listing, then each file.
+    Under a live stream offer, send the part of the stream that arrived since the last one (none: nothing)."""
+    from twinengine.lake.dids import get_did
     from twinengine.lake.replicas import open_replica
 
     with connector.db.session() as session:
@@ -69,19 +76,31 @@ def push(connector: Connector, transfer_id: int) -> Pushed:
             session.commit()
             raise PushRefused(why or "no agreement")
         offer = session.get(Offer, agreement.offer_id)
-        found = files_of(session, agreement, row)
-        listing = [{"name": file_name(d, offer.did if offer else ""), "bytes": d.bytes or 0, "sha256": d.sha256,
-                    "mediaType": d.media_type, "did": d.did} for d in found]
+        live = offer is not None and offer.live and offer.stream is not None
+        done = [dict(f) for f in row.files or []] if live else []
+        before = row.bytes if live else 0
+        listing = [] if live else [
+            {"name": file_name(d, offer.did if offer else ""), "bytes": d.bytes or 0, "sha256": d.sha256,
+             "mediaType": d.media_type, "did": d.did} for d in files_of(session, agreement, row)]
         address = dict(row.data_address or {})
-        record_access(session, row, outcome="served", file="(list)")
+    if live:
+        part = snapshots.take_part(connector, transfer_id, done[-1]["offsets"][1] if done else 0)
+        if part is None:
+            return Pushed(files=done, bytes=before, again=True)
+        with connector.db.session(readonly=True) as session:
+            held = get_did(session, part.did)
+            listing = [{"name": part.name, "bytes": held.bytes or 0, "sha256": held.sha256,
+                        "mediaType": held.media_type, "did": part.did, "offsets": [part.start, part.end]}]
     endpoint, token = str(address.get("endpoint") or ""), _token_of(address)
     if not endpoint or token is None:
         raise PushRefused("the consumer gave no address to push to")
-    status, answer = peers.post_json(connector.settings, endpoint,
-                                     {"files": [{k: v for k, v in f.items() if k != "did"} for f in listing]}, token)
+    with connector.db.session() as session:
+        record_access(session, session.get(TransferProcess, transfer_id), outcome="served", file="(list)")
+    status, answer = peers.post_json(connector.settings, endpoint, {"files": [
+        {k: v for k, v in f.items() if k not in ("did", "offsets")} for f in listing]}, token)
     if not 200 <= status < 300:
         raise peers.PeerUnreachable(f"{endpoint} answered HTTP {status}: {str(answer)[:300]}")
-    total = 0
+    total = before
     for item in listing:
         with connector.db.session(readonly=True) as session:
             readable = open_replica(session, connector.lake, principal=SYSTEM, did=str(item["did"]))
@@ -91,8 +110,8 @@ def push(connector: Connector, transfer_id: int) -> Pushed:
             record_access(session, session.get(TransferProcess, transfer_id), outcome="served",
                           file=str(item["name"]), size=int(item["bytes"]))
         total += int(item["bytes"])
-    return Pushed(files=[{"name": f["name"], "bytes": f["bytes"], "sha256": f["sha256"]} for f in listing],
-                  bytes=total)
+    sent = [{k: v for k, v in f.items() if k not in ("did", "mediaType")} for f in listing]
+    return Pushed(files=done + sent, bytes=total, again=live)
 
 
 def _provider_row(session: Session, transfer_id: int) -> TransferProcess:
@@ -131,6 +150,9 @@ def _authorize(session: Session, connector: Connector, consumer_pid: str, author
                           .with_for_update()).first()
     if row is None or row.format != PUSH or not row.target:
         raise DataRefused(404, "no push transfer here")
+    if row.state == T.SUSPENDED and row.pending == "start":
+        # our resumption reached the provider (it pushes again) before its acknowledgement reached us
+        row.state, row.pending, row.due_at = T.STARTED.value, None, None
     if row.state != T.STARTED:
         raise DataRefused(403, f"the transfer is {row.state}: its push address is closed")
     return row
@@ -166,17 +188,18 @@ def _where(session: Session, row: TransferProcess) -> dict[str, Any]:
 
 
 def accept_listing(connector: Connector, consumer_pid: str, authorization: str | None, body: Any) -> dict[str, Any]:
-    """The provider's listing: kept on the transfer (the same listing again is acknowledged), and the landing
-    dataset made with its provenance and terms."""
+    """The provider's listing: kept on the transfer (files listed again must be the same; a live push adds its
+    parts), and the landing dataset made with its provenance and terms."""
     _bearer(connector, consumer_pid, authorization)
     listing = _checked_listing(body)
     with connector.db.session() as session:
         row = _authorize(session, connector, consumer_pid, authorization)
-        if row.files and [(f["name"], f["sha256"]) for f in row.files] != [(f["name"], f["sha256"])
-                                                                            for f in listing]:
-            raise DataRefused(409, "this transfer has another listing already")
-        if not row.files:
-            row.files = listing
+        held = {f["name"]: f for f in row.files or []}
+        if any(f["name"] in held and held[f["name"]]["sha256"] != f["sha256"] for f in listing):
+            raise DataRefused(409, "a file listed before is listed again with other bytes")
+        if len(held) + len(listing) > MAX_FILES:
+            raise DataRefused(400, f"files: more than {MAX_FILES} files in one transfer")
+        row.files = [*held.values(), *(f for f in listing if f["name"] not in held)]  # a live push adds parts
         where = _where(session, row)
     _principal, did, _meta, _endpoint = landing(connector, **where)
     with connector.db.session() as session:

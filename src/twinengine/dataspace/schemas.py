@@ -55,6 +55,8 @@ class OfferedStream(BaseModel):
 
     twin: str = Field(min_length=1, max_length=64, description="The twin (name or id).")
     stream: str = Field(pattern=IDENT_PATTERN, max_length=64, description="One of the twin's streams.")
+    live: bool = Field(default=False, description="Pushed as it grows (HttpData-PUSH), part by part, until the "
+                                                  "transfer is suspended or ended; a pull still gets a snapshot.")
 
 
 class OfferCreate(BaseModel):
@@ -80,6 +82,7 @@ class OfferRead(BaseModel):
     did: str  # the lake file or dataset; stream:TWIN/STREAM for a stream's history; results:RUN for a run's
     stream: str | None = None
     run: str | None = None
+    live: bool = False
     title: str
     description: str | None
     keywords: list[str]

@@ -6,12 +6,16 @@ Taken by the courier outside every unit of work (the records are read in bounded
 then the log: ``streams.checksum.stream_records``), before the start message goes: the data address lists it
 like an offered file, a resumed pull reads the same bytes, and the provider keeps exactly what left under which
 transfer. A snapshot taken again after a crash finds the one already registered and keeps it.
+
+A live offer's pushed transfer takes parts instead (``take_part``): what arrived since the last part, each a file
+named by its offsets, so that the parts of one transfer follow each other without a gap or a repeat.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,7 @@ from twinengine.dataspace.models import Agreement, Offer, TransferProcess
 from twinengine.dataspace.protocol import Role
 from twinengine.lake.models import Did
 
-__all__ = ["MEDIA_TYPE", "SCOPE", "file_name", "take"]
+__all__ = ["MEDIA_TYPE", "SCOPE", "Part", "file_name", "take", "take_part"]
 
 SCOPE = "dataspace"  # the lake scope of what stream offers served
 MEDIA_TYPE = "application/vnd.apache.arrow.file"
@@ -41,11 +45,21 @@ def snapshot_did(row: TransferProcess, stream: str) -> str:
     return f"{SCOPE}:transfers/{row.provider_pid.rsplit(':', 1)[-1]}/{file_name(stream)}"
 
 
-def take(connector: Connector, transfer_id: int) -> str:
-    """Write the stream history of provider transfer ``transfer_id``'s offer to the lake (once); its DID."""
+@dataclass
+class _Source:
+    offer_id: str
+    provider_pid: str
+    stream: str
+    twin_id: str
+    twin_name: str
+    declared: Any
+    endpoint: str
+
+
+def _source(connector: Connector, transfer_id: int) -> tuple[_Source, Did | None, str]:
+    """What provider transfer ``transfer_id`` serves of its stream offer, with the whole-history snapshot's DID
+    and what it holds already (None: not taken yet)."""
     from twinengine.dataspace.dataplane import default_endpoint
-    from twinengine.lake.uploads import upload_file
-    from twinengine.streams.hub import stream_key
     from twinengine.twins.models import Twin
     from twinengine.twins.service import manifest_for
 
@@ -61,37 +75,86 @@ def take(connector: Connector, transfer_id: int) -> str:
         did = snapshot_did(row, offer.stream)
         scope, name = did.split(":", 1)
         held = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
-        if held is not None and held.sha256 is not None:
-            return did
         twin = session.get(Twin, offer.owner_twin)
         if twin is None:
             raise LookupError(f"twin {offer.owner_twin} of offer {offer.id} is gone")
         declared = manifest_for(session, twin).streams.get(offer.stream)
         if declared is None:
             raise LookupError(f"twin {twin.name} no longer has a stream {offer.stream}")
-        endpoint = default_endpoint(session, connector)
-        twin_id, twin_name, stream = twin.id, twin.name, offer.stream
-        provider_pid, offer_id = row.provider_pid, offer.id
-    if connector.streams is None:
-        raise LookupError("this engine's streams are not open to the data space")
-    hub, sink = connector.streams()
-    end = hub.end(stream_key(twin_id, stream))
-    handle, path = tempfile.mkstemp(prefix="snapshot-", suffix=".arrow", dir=connector.settings.data_dir)
-    os.close(handle)
-    try:
-        records = _write(connector, hub, sink, declared, twin_id, stream, end, path)
-        meta: dict[str, Any] = {META_KEY: {"offer": offer_id, "transfer": provider_pid, "twin": twin_name,
-                                           "stream": stream, "offsets": [0, end], "records": records}}
-        upload_file(connector.db, connector.lake, principal=SYSTEM, path=Path(path), did=did,
-                    endpoint=endpoint, media_type=MEDIA_TYPE, meta=meta)
-    finally:
-        os.unlink(path)
+        assert row.provider_pid is not None
+        found = _Source(offer.id, row.provider_pid, offer.stream, twin.id, twin.name, declared,
+                        default_endpoint(session, connector))
+    return found, held, did
+
+
+def take(connector: Connector, transfer_id: int) -> str:
+    """Write the stream history of provider transfer ``transfer_id``'s offer to the lake (once); its DID."""
+    source, held, did = _source(connector, transfer_id)
+    if held is not None and held.sha256 is not None:
+        return did
+    _store(connector, source, did, start=0, end=None)
     return did
 
 
-def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: str, stream: str, end: int,
-           path: str) -> int:
-    """The records at offsets [0, end), declared fields only, into the Arrow IPC file ``path``; how many."""
+@dataclass
+class Part:
+    """One part of a live stream's push: the records at offsets [start, end) as a lake file."""
+
+    did: str
+    name: str
+    start: int
+    end: int
+
+
+def take_part(connector: Connector, transfer_id: int, start: int) -> Part | None:
+    """The records a live transfer has not pushed yet (offsets from ``start`` to the stream's end now), written to
+    the lake as one part; None when none arrived. Taken again after a crash, a part with the same offsets is
+    found and kept."""
+    from twinengine.streams.hub import stream_key
+
+    source, _held, _whole = _source(connector, transfer_id)
+    if connector.streams is None:
+        raise LookupError("this engine's streams are not open to the data space")
+    hub, _sink = connector.streams()
+    end = hub.end(stream_key(source.twin_id, source.stream))
+    if end <= start:
+        return None
+    name = f"{source.stream}-{start:012d}-{end:012d}.arrow"
+    did = f"{SCOPE}:transfers/{source.provider_pid.rsplit(':', 1)[-1]}/{name}"
+    scope, path = did.split(":", 1)
+    with connector.db.session(readonly=True) as session:
+        held = session.scalar(select(Did).where(Did.scope == scope, Did.name == path))
+    if held is None or held.sha256 is None:
+        _store(connector, source, did, start=start, end=end)
+    return Part(did=did, name=name, start=start, end=end)
+
+
+def _store(connector: Connector, source: _Source, did: str, *, start: int, end: int | None) -> tuple[int, int]:
+    """Records [start, end) (end None: the stream's end now) written to the lake as ``did``; (records, end)."""
+    from twinengine.lake.uploads import upload_file
+    from twinengine.streams.hub import stream_key
+
+    if connector.streams is None:
+        raise LookupError("this engine's streams are not open to the data space")
+    hub, sink = connector.streams()
+    end = hub.end(stream_key(source.twin_id, source.stream)) if end is None else end
+    handle, path = tempfile.mkstemp(prefix="snapshot-", suffix=".arrow", dir=connector.settings.data_dir)
+    os.close(handle)
+    try:
+        records = _write(connector, hub, sink, source.declared, source.twin_id, source.stream, start, end, path)
+        meta: dict[str, Any] = {META_KEY: {"offer": source.offer_id, "transfer": source.provider_pid,
+                                           "twin": source.twin_name, "stream": source.stream,
+                                           "offsets": [start, end], "records": records}}
+        upload_file(connector.db, connector.lake, principal=SYSTEM, path=Path(path), did=did,
+                    endpoint=source.endpoint, media_type=MEDIA_TYPE, meta=meta)
+    finally:
+        os.unlink(path)
+    return records, end
+
+
+def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: str, stream: str, start: int,
+           end: int, path: str) -> int:
+    """The records at offsets [start, end), declared fields only, into the Arrow IPC file ``path``; how many."""
     from twinengine.streams.checksum import stream_records
     from twinengine.streams.records import arrow_schema
 
@@ -99,7 +162,7 @@ def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: st
     records = 0
     with connector.db.session(readonly=True) as session, pa.OSFile(path, "wb") as out, \
             pa.ipc.new_file(out, schema) as writer:
-        for part in stream_records(session, hub, sink, twin_id=twin_id, stream=stream, start=0, end=end):
+        for part in stream_records(session, hub, sink, twin_id=twin_id, stream=stream, start=start, end=end):
             writer.write_table(part.select(schema.names).cast(schema))
             records += part.num_rows
     return records

@@ -203,8 +203,8 @@ def first_step(session: Session, row: TransferProcess) -> str:
     if row.snapshot is None:
         offer = session.scalar(select(Offer).join(Agreement, Agreement.offer_id == Offer.id).where(
             Agreement.id == row.agreement_id, Agreement.role == Role.PROVIDER.value))
-        if offer is not None and offer.stream is not None:
-            return "snapshot"
+        if offer is not None and offer.stream is not None and not (offer.live and row.format == PUSH):
+            return "snapshot"  # a live push takes its parts as it goes
     return "start"
 
 
@@ -218,6 +218,8 @@ def provider_receive(session: Session, peer: str, provider_pid: str, kind: str, 
     if not _allowed(row, action, Role.CONSUMER, KINDS[kind]):
         return as_message(row)
     _move(row, action, Role.CONSUMER)
+    if action == "start" and row.format == PUSH:
+        queue(row, "push")  # the consumer resumed it: push again (what was pushed lands once)
     if action in ("terminate", "suspend"):
         row.error = _reason(msg) if action == "terminate" else row.error
         if action == "terminate":
@@ -315,7 +317,8 @@ def steward(session: Session, row: TransferProcess, action: str) -> None:
     if (action, role) not in TRANSFER_MOVES:
         raise DspError(400, f"a {role} does not {action} a transfer", kind="transfer")
     sources, _target = TRANSFER_MOVES[(action, role)]
-    if T(row.state) not in sources or (row.pending is not None and action != "terminate"):
+    busy = row.pending is not None and row.pending != "push"  # a push (a live one never ends) may be interrupted
+    if T(row.state) not in sources or (busy and action != "terminate"):
         raise DspError(400, f"cannot {action} a transfer in state {row.state}" +
                        (f" while {row.pending} is under way" if row.pending else ""), kind="transfer")
     if action == "start" and role is Role.PROVIDER:

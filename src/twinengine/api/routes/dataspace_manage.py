@@ -47,7 +47,7 @@ def offer_read(o: Offer) -> OfferRead:
     return OfferRead(id=o.id, dataset_id=o.dataset_id, did=o.did, title=o.title, description=o.description,
                      keywords=list(o.keywords or []), policy=odrl.json_of(o.policy), manual=o.manual, owner=o.owner,
                      owner_group=o.owner_group, owner_twin=o.owner_twin, created_at=o.created_at,
-                     withdrawn_at=o.withdrawn_at, stream=o.stream, run=o.run)
+                     withdrawn_at=o.withdrawn_at, stream=o.stream, run=o.run, live=bool(o.live))
 
 
 def negotiation_read(n: Negotiation) -> NegotiationRead:
@@ -96,7 +96,8 @@ def offer_create(body: OfferCreate, session: SessionDep, principal: PrincipalDep
     stream = (body.stream.twin, body.stream.stream) if body.stream is not None else None
     return offer_read(offers.create_offer(session, principal=principal, did=body.did, title=body.title,
                                           description=body.description, keywords=body.keywords, policy=policy,
-                                          manual=body.manual, stream=stream, run=body.run))
+                                          manual=body.manual, stream=stream, run=body.run,
+                                          live=body.stream is not None and body.stream.live))
 
 
 @router.get("/offers", name="offer_list", summary="Offers of yours (every offer, for admins)", dependencies=_OFFER)
