@@ -106,17 +106,23 @@ def test_another_purpose_is_refused_with_nothing_transferred(demo: Demo) -> None
     assert not list((demo.data_dir / PARTNER / "lake").rglob("*refused*"))
 
 
-def test_the_gauge_stream_is_offered_as_such_and_feeds_the_partners_twin(demo: Demo) -> None:
+def test_the_gauge_stream_is_offered_live_and_feeds_the_partners_twin(demo: Demo) -> None:
     streamed = demo.facts["dataspace"]["stream"]
-    assert streamed["did"] == f"stream:{demo.facts['streams']['twin']}/gauges"
+    assert streamed["did"] == f"stream:{demo.facts['streams']['twin']}/gauges" and streamed["live"]
     assert streamed["negotiation"] == "FINALIZED"
-    assert streamed["transfer"] == streamed["provider_transfer"] == "COMPLETED"
     assert streamed["format"] == streamed["provider_format"] == "HttpData-PUSH"
-    assert sorted(streamed["columns"]) == ["level", "rain", "station", "time"] and streamed["records"] > 0
-    assert streamed["sha256"] == streamed["snapshot_sha256"]
+    # the partner ended the live transfer once the newest reading had come as a part of its own
+    assert streamed["transfer"] == streamed["provider_transfer"] == "COMPLETED"
+    parts = streamed["parts"]
+    assert len(parts) == 2 and streamed["parts_equal"]
+    assert parts[0]["offsets"][0] == 0 and parts[0]["offsets"][1] == parts[1]["offsets"][0]
+    assert parts[1]["offsets"][1] - parts[1]["offsets"][0] == 1  # the one reading sent after the history
+    assert streamed["records"] == parts[1]["offsets"][1]  # every reading once
+    assert sorted(streamed["columns"]) == ["level", "rain", "station", "time"]
     partner = demo.data_dir / PARTNER
-    assert _digests(partner / "lake", "gauges.arrow") == {streamed["sha256"]}
-    assert _digests(demo.data_dir / "lake", "gauges.arrow") == {streamed["sha256"]}  # the snapshot the provider keeps
+    for part in parts:
+        assert _digests(partner / "lake", part["name"]) == {part["sha256"]}
+        assert _digests(demo.data_dir / "lake", part["name"]) == {part["sha256"]}  # the part the provider keeps
     assert streamed["partner_level"] == streamed["provider_level"]
     twins = _rows(partner / "twin.db", "SELECT name FROM twins")
     assert {"name": streamed["twin"]} in twins

@@ -195,40 +195,75 @@ def _refuse(ctx: DemoContext, uma: Client, forecaster: Client, dataset_id: str) 
 
 
 def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, name: str) -> dict[str, Any]:
-    """The twin's gauge stream offered as such: uma's engine pushes its history as it stood when the transfer was
-    accepted (an Arrow IPC file of the stream's fields) to the partner's (HttpData-PUSH), who sends it into the
-    gauge stream of a river-reach twin of its own, whose reported level then is the one uma's twin last
-    reported."""
+    """The live twin's gauge stream offered live: uma's engine pushes its history to the partner's (HttpData-PUSH),
+    then each reading that arrives, part by part, until the partner ends the transfer. The partner sends the parts
+    into the gauge stream of a river-reach twin of its own, whose level then is uma's twin's, the newest reading
+    included."""
     import pyarrow as pa
 
     offer = uma.dataspace.offer_stream(name, STREAM, f"Gauge RR-01 as it streams ({name})", purposes=[PURPOSE],
-                                       count=3, days=DAYS, attribution=True, keywords=["river", "gauge", "stream"])
-    ctx.say(f"uma offered the history of {name}'s {STREAM} stream as such ({offer.dataset_id}): each transfer "
-            "serves it as it stands when the transfer is accepted")
+                                       count=3, days=DAYS, attribution=True, keywords=["river", "gauge", "stream"],
+                                       live=True)
+    ctx.say(f"uma offered {name}'s {STREAM} stream live ({offer.dataset_id}): pushed as it grows, until ended")
     asked = forecaster.dataspace.negotiate(ctx.url, offer.dataset_id, purpose=PURPOSE, land=STREAM_LANDED, push=True)
     mine = _until(lambda: forecaster.dataspace.negotiation(asked.id), "FINALIZED")
     agreement = str(mine.agreement_id)
-    pulled = _until(lambda: forecaster.dataspace.transfer_state(
-        _one(forecaster.dataspace.transfers(role="consumer", agreement=agreement)).id), "COMPLETED")
+    pull_id = _one(forecaster.dataspace.transfers(role="consumer", agreement=agreement)).id
+    first = _parts(forecaster, pull_id, 1)
+    newest = uma.streams.read(name, STREAM, last=1).items[0]
+    reading = {"time": _later(str(newest["time"])), "station": newest["station"], "rain": newest["rain"],
+               "level": round(float(newest["level"]) + 0.01, 3)}
+    uma.streams.append(name, STREAM, [reading])
+    ctx.say(f"the history arrived as {first[0]['name']}; gauge RR-01 then read {reading['level']} m at "
+            f"{reading['time']}, and uma's engine pushed that reading too")
+    parts = _parts(forecaster, pull_id, 2)
+    forecaster.dataspace.transfer_step(pull_id, "complete")  # the partner has what it wanted: it ends the transfer
+    pulled = _until(lambda: forecaster.dataspace.transfer_state(pull_id), "COMPLETED")
     served = _until(lambda: _one(uma.dataspace.transfers(role="provider", agreement=agreement)), "COMPLETED")
-    arrived = forecaster.lake.download(f"{STREAM_LANDED}/{STREAM}.arrow", folder / "arrived" / f"{STREAM}.arrow")
-    table = pa.ipc.open_file(pa.memory_map(str(arrived))).read_all()
+    kept = {f["name"]: f for f in served.files or []}
+    tables, equal = [], True
+    for part in parts:
+        arrived = forecaster.lake.download(f"{STREAM_LANDED}/{part['name']}", folder / "arrived" / part["name"])
+        equal &= hashlib.sha256(arrived.read_bytes()).hexdigest() == kept.get(part["name"], {}).get("sha256")
+        tables.append(pa.ipc.open_file(pa.memory_map(str(arrived))).read_all())
+    table = pa.concat_tables(tables)
     twin = forecaster.create_twin("river-reach", PARTNER_TWIN, {"station": "RR-01"})
     forecaster.streams.append(PARTNER_TWIN, STREAM, table)
-    expected = uma.get_state(name).reported["level"].value
     level = _level_once_taken(forecaster, PARTNER_TWIN, table.num_rows)
-    digest = hashlib.sha256(arrived.read_bytes()).hexdigest()
-    ctx.say(f"uma's engine pushed {table.num_rows} readings to the partner's ({pulled.format}, {pulled.bytes} bytes, "
-            f"sha256 {digest[:12]}..., "
-            f"{'equal to' if served.files and served.files[0]['sha256'] == digest else 'DIFFERENT from'} the "
-            f"snapshot the provider keeps) and sent them into its own twin {twin.name}: its level reads "
-            f"{level:.2f} m, uma's twin last reported {expected:.2f} m")
-    return {"offer": offer.id, "did": offer.did, "agreement": agreement, "negotiation": mine.state,
-            "format": pulled.format, "provider_format": served.format,
+    theirs = _level_once_taken(uma, name, int(kept[parts[-1]["name"]]["offsets"][1]))
+    ctx.say(f"{len(parts)} parts pushed ({pulled.bytes} bytes, each sha256 "
+            f"{'equal to' if equal else 'DIFFERENT from'} the part the provider keeps), {table.num_rows} readings "
+            f"with no gap or repeat; the partner ended the transfer ({pulled.state}) and sent them into its own "
+            f"twin {twin.name}: its level reads {level:.2f} m, uma's twin reports {theirs:.2f} m")
+    return {"offer": offer.id, "did": offer.did, "live": offer.live, "agreement": agreement,
+            "negotiation": mine.state, "format": pulled.format, "provider_format": served.format,
             "transfer": pulled.state, "provider_transfer": served.state, "records": table.num_rows,
-            "columns": table.column_names, "sha256": digest, "snapshot": served.snapshot,
-            "snapshot_sha256": (served.files or [{}])[0].get("sha256"), "twin": twin.name,
-            "partner_level": level, "provider_level": expected}
+            "columns": table.column_names, "parts": [{"name": p["name"], "sha256": p["sha256"],
+                                                      "offsets": kept.get(p["name"], {}).get("offsets")}
+                                                     for p in parts],
+            "parts_equal": equal, "newest": reading, "twin": twin.name, "partner_level": level,
+            "provider_level": theirs}
+
+
+def _later(when: str) -> str:
+    """Fifteen minutes after ``when`` (the gauges' interval), as the stream's times are written."""
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(when.replace("Z", "+00:00")) + timedelta(minutes=15)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _parts(client: Client, transfer_id: int, count: int) -> list[dict[str, Any]]:
+    """The parts a live transfer has landed, once there are ``count`` (``TIMEOUT_S`` at most)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        found = client.dataspace.transfer_state(transfer_id).files or []
+        if len(found) >= count and all(f.get("landed") for f in found):
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"transfer {transfer_id} landed {len(found)} parts, not {count}, after "
+                               f"{TIMEOUT_S:.0f} s")
+        time.sleep(0.1)
 
 
 def _level_once_taken(client: Client, twin: str, records: int) -> float:
