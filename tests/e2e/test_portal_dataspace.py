@@ -58,6 +58,7 @@ def space(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> It
             admin.publish_app(RIVER_REACH)
             her.create_twin("river-reach", "dora-reach", {"station": "RR-07"})
             her.dataspace.offer_stream("dora-reach", "gauges", "Gauge RR-07 as it streams", purposes=["flood-research"])
+            her.dataspace.offer_stream("dora-reach", "gauges", "Gauge RR-07 live", live=True)
         sums = _dataset(peer, bob, "hydro:rain-2026", {"rain.csv": RAIN})
         theirs = peer.ok("POST", "/api/v1/dataspace/offers", bob, expect=201, json={
             "did": "hydro:rain-2026", "title": "Catchment rain 2026", "description": "Hourly rain over the catchment",
@@ -107,6 +108,8 @@ def test_a_steward_offers_negotiates_sees_the_checksum_and_revokes(chromium_brow
         assert "leftOperand" not in offers and "lteq" not in offers  # words, never ODRL
         row = _row(offers, "Gauge RR-07 as it streams")
         assert "history of stream gauges of twin dora-reach (as it stands when each transfer starts)" in row
+        row = _row(offers, "Gauge RR-07 live")
+        assert "stream gauges of twin dora-reach live (pushed as it grows, until the transfer ends)" in row
 
         agreements = tab.text("section[aria-label='Agreements']")
         row = _row(agreements, peer.did)
