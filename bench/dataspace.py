@@ -5,8 +5,9 @@ Two ``twin serve`` processes on loopback, each with a data dir and SQLite store 
 consumer). The provider offers a dataset holding one file of ``--mb`` MB of random bytes. Each run, the consumer
 asks (SDK: ``client.dataspace.negotiate(..., land=...)``) and the time is taken until its transfer is COMPLETED on
 the consumer's side: catalog look-up of the offer, request, agreement, verification, finalization, transfer
-request, start, the pull into the consumer's lake (SHA-256 checked) and completion. Beside it, alternating run by
-run so both see the same load: (a) the plain download: ``GET /api/v1/lake/dids/.../content`` from the provider
+request, start, the pull into the consumer's lake (SHA-256 checked) and completion; then the same with the
+provider pushing the file into the consumer's lake (HttpData-PUSH). Beside them, alternating run by run so all
+see the same load: (a) the plain download: ``GET /api/v1/lake/dids/.../content`` from the provider
 with a token, the bytes hashed as they arrive; (b) the same download landed in the consumer's lake (an upload
 through its API), the work the transfer does on the data beside the protocol.
 
@@ -103,14 +104,15 @@ def main() -> None:
         provider.lake.add_dataset("bench:gauges")
         provider.lake.upload(source, "bench:gauges/payload.bin", endpoint="site", dataset="bench:gauges")
         offer = provider.dataspace.offer("bench:gauges", "Bench payload")
-        timings: dict[str, list[float]] = {"negotiation + transfer": [], "plain download": [],
-                                           "download + land": []}
+        timings: dict[str, list[float]] = {"negotiation + transfer": [], "negotiation + push": [],
+                                           "plain download": [], "download + land": []}
         failed = 0
         headers = {"Authorization": f"Bearer {tokens[0]}"}
         content = f"{urls[0]}/api/v1/lake/dids/bench:gauges/payload.bin/content"
-        for run in range(args.runs):
+        def transferred(land: str, push: bool) -> tuple[float, bool]:
+            """Negotiation and transfer (pulled, or pushed by the provider) until COMPLETED on this side."""
             start = time.perf_counter()
-            row = consumer.dataspace.negotiate(urls[0], offer.dataset_id, land=f"bench:landed-{run}")
+            row = consumer.dataspace.negotiate(urls[0], offer.dataset_id, land=land, push=push)
             while True:
                 moved = consumer.dataspace.negotiation(row.id)
                 if moved.state == "TERMINATED":
@@ -123,8 +125,13 @@ def main() -> None:
             elapsed = time.perf_counter() - start
             ok = bool(found) and found[0].state == "COMPLETED" and found[0].files is not None and \
                 found[0].files[0]["sha256"] == digest
-            failed += not ok
-            timings["negotiation + transfer"].append(elapsed)
+            return elapsed, ok
+
+        for run in range(args.runs):
+            for name, push in (("negotiation + transfer", False), ("negotiation + push", True)):
+                elapsed, ok = transferred(f"bench:{'pushed' if push else 'landed'}-{run}", push)
+                failed += not ok
+                timings[name].append(elapsed)
             start = time.perf_counter()
             sha = hashlib.sha256()
             with httpx.stream("GET", content, headers=headers, timeout=120) as response:
@@ -140,14 +147,16 @@ def main() -> None:
                     timeout=120).raise_for_status()
             timings["download + land"].append(time.perf_counter() - start)
         load = os.getloadavg()
-        print(f"{args.runs} runs of {args.mb:g} MB, {args.runs - failed} of {args.runs} completed with equal "
+        print(f"{args.runs} runs of {args.mb:g} MB, {2 * args.runs - failed} of {2 * args.runs} transfers (pulled "
+              f"and pushed) completed with equal "
               f"SHA-256; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, {os.cpu_count()} CPUs")
         base = statistics.median(timings["plain download"])
         for name, values in timings.items():
             print(f"  {name:24s} p50 {statistics.median(values):6.3f} s  p95 {pct(values, 0.95):6.3f} s  "
                   f"max {max(values):6.3f} s  (p50 x{statistics.median(values) / base:.2f} of the plain download)")
-        ratio = pct(timings["negotiation + transfer"], 0.95) / pct(timings["plain download"], 0.95)
-        print(f"  p95 ratio, negotiation + transfer : plain download = {ratio:.2f}")
+        for name in ("negotiation + transfer", "negotiation + push"):
+            ratio = pct(timings[name], 0.95) / pct(timings["plain download"], 0.95)
+            print(f"  p95 ratio, {name} : plain download = {ratio:.2f}")
         provider.close()
         consumer.close()
     finally:
