@@ -49,6 +49,7 @@ SEMANTIC_RULES = re.compile(
     r"|^PUT /api/v1/(groups/\{name\}/members/\{identity\}|twins/\{twin\}/group-grants/\{group\})$"
     r"|^POST /api/v1/dataspace/(negotiations|transfers|offers)$"  # a peer's address, an offer that exists, ODRL
     r"|^GET /ogcapi/jobs$"  # the syntax of a datetime interval and of a keyset
+    r"|^(POST /ogcapi/processes|PUT /ogcapi/processes/\{process_id\})$"  # a CWL package: the schema says bytes
 )
 # Revoking tokens found in GET /api/v1/tokens would revoke the caller's own, and every later call would be a 401;
 # disabling or deleting identities and deleting DIDs found by earlier calls changes what later sequences can reach,

@@ -321,7 +321,15 @@ _FILE_BODY: dict[str, Any] = {"requestBody": {"required": True, "description": "
                                                   "schema": {"type": "string", "format": "binary"}}}}}
 
 
-@router.post(PUSH_PATH + "/{pid}", name="push_listing", openapi_extra=JSON_BODY,
+_PUSH_REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The listing is not 1 to 10,000 files, each a name, a size and a SHA-256"},
+    401: {"description": "No bearer: the one the consumer's transfer request gave"},
+    403: {"description": "Another bearer, or the transfer is not STARTED"},
+    404: {"description": "No push transfer here, or a file not in the transfer's listing"},
+    409: {"description": "A file listed again with other bytes, or one being written already"}}
+
+
+@router.post(PUSH_PATH + "/{pid}", name="push_listing", openapi_extra=JSON_BODY, responses=_PUSH_REFUSALS,
              summary="A provider's listing of the files it pushes to a started push transfer")
 @public
 async def push_listing(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
@@ -341,6 +349,7 @@ async def push_listing(request: Request, runtime: RuntimeDep, pid: Pid) -> Respo
 
 
 @router.put(PUSH_PATH + "/{pid}/{name}", name="push_file", openapi_extra=_FILE_BODY,
+            responses={**_PUSH_REFUSALS, 201: {"description": "Landed, checked against the listed SHA-256"}},
             summary="One listed file pushed by the provider, streamed into this engine's lake")
 @public
 async def push_file(request: Request, runtime: RuntimeDep, pid: Pid,
