@@ -477,6 +477,14 @@ def test_a_push_lands_the_files_and_its_address_refuses_others(engines: tuple[Pa
     assert httpx.put(where + "/a.bin", content=b"abc", headers=bearer).status_code == 201
     data = consumer.api("GET", "/api/v1/lake/dids/remote:pushed-2/a.bin/content").content
     assert data == b"abc"
+    # a file over the engine's default body limit: read only for the bearer of this push, else refused unread
+    big = os.urandom(consumer.runtime.settings.max_request_bytes + 1024)
+    listed = {"name": "big.bin", "bytes": len(big), "sha256": hashlib.sha256(big).hexdigest()}
+    assert httpx.post(where, json={"files": [listed]}, headers=bearer).status_code == 200
+    for refused in ({}, other):
+        assert httpx.put(where + "/big.bin", content=big, headers=refused).status_code == 401
+    assert httpx.put(where + "/big.bin", content=big, headers=bearer, timeout=60).status_code == 201
+    assert consumer.ok("GET", "/api/v1/lake/dids/remote:pushed-2/big.bin")["sha256"] == listed["sha256"]
 
 
 def test_a_live_stream_is_pushed_as_it_grows_suspended_and_resumed(engines: tuple[Participant, Participant]) -> None:

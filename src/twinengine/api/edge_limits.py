@@ -2,10 +2,10 @@
 (``api/middleware.py``) both apply, from the settings.
 
 Bodies get a default limit and larger allowances on the few routes that take big uploads (app archives, lake
-files, stream batches, state batches). Only a verified caller gets an allowance above the default (the app's
-middleware checks the token before reading past it), so an anonymous request never makes the engine read or
-parse more than the default. Kept free of the API's imports: ``twin serve`` builds its edge before the
-engine is imported.
+files, stream batches, state batches, files another engine pushes). Only a verified caller gets an allowance
+above the default (the app's middleware checks the token, or a push's bearer, before reading past it), so an
+anonymous request never makes the engine read or parse more than the default. Kept free of the API's imports:
+``twin serve`` builds its edge before the engine is imported.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from twinengine.config import Settings
 
-__all__ = ["BODY_ALLOWANCES", "BodyLimits", "EdgeLimits"]
+__all__ = ["BODY_ALLOWANCES", "PUSH_FILE", "BodyLimits", "EdgeLimits"]
 
 # (method, path pattern, the setting that sizes it): routes whose bodies may exceed ``max_request_bytes``.
 # tests/integration/test_request_limits_in_process.py checks that each pattern names a route of the app.
@@ -27,7 +27,9 @@ BODY_ALLOWANCES: tuple[tuple[str, str, str], ...] = (
     ("POST", r"/api/v1/runs/rerun", "max_app_archive_bytes"),  # a crate made elsewhere (crates.rerun)
     ("POST", r"/api/v1/state/batch", "state_batch_max_bytes"),
     ("POST", r"/api/v1/twins/[^/]+/streams/[^/]+/records", "stream_max_request_bytes"),
+    ("PUT", r"/dsp/push/[^/]+/[^/]+", "lake_max_upload_bytes"),  # a file another engine pushes (its bearer: ours)
 )
+PUSH_FILE = re.compile(r"/dsp/push/(?P<pid>[^/]+)/[^/]+")  # its caller is verified by the push bearer
 _SLASHES = re.compile(r"/{2,}")
 
 

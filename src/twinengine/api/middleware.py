@@ -5,6 +5,7 @@ They are plain ASGI (not BaseHTTPMiddleware) so streaming bodies pass through un
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -20,9 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from twinengine.api.audit_trail import AUDITED_KEY, PRINCIPAL_SCOPE_KEY, WRITE_METHODS, record_request
 from twinengine.api.cookies import SESSION_COOKIE
 from twinengine.api.deps import principal_of
-from twinengine.api.edge_limits import BodyLimits
+from twinengine.api.edge_limits import PUSH_FILE, BodyLimits
 from twinengine.api.errors import render
-from twinengine.errors import TwinEngineError
+from twinengine.errors import AuthenticationRequired, TwinEngineError
 from twinengine.runtime import Runtime
 
 __all__ = ["AuditMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]
@@ -56,12 +57,20 @@ class BodyLimitMiddleware:
         self.runtime = runtime
 
     async def _caller_refused(self, scope: Scope) -> Response | None:
-        """None when the caller's token verifies (or the route verified it already), else the answer."""
+        """None when the caller's token verifies (or the route verified it already), else the answer. A file
+        another engine pushes carries no engine token: its bearer is the one this engine gave for the transfer."""
         if self.runtime is None or scope.get(PRINCIPAL_SCOPE_KEY) is not None:
             return None
         request = Request(scope)
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         token = credentials.strip() if scheme.lower() == "bearer" else ""
+        pushed = PUSH_FILE.fullmatch(scope["path"]) if scope["method"] == "PUT" else None
+        if pushed is not None:
+            if token and hmac.compare_digest(token, self.runtime.dataspace.push_token(pushed["pid"])):
+                return None
+            response = render(AuthenticationRequired("the push address needs its bearer to take a file this large"))
+            response.headers["connection"] = "close"
+            return response
         try:
             await principal_of(self.runtime, token or request.cookies.get(SESSION_COOKIE))
         except TwinEngineError as error:
