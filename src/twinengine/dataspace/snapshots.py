@@ -40,11 +40,6 @@ def file_name(stream: str) -> str:
     return f"{stream}.arrow"
 
 
-def snapshot_did(row: TransferProcess, stream: str) -> str:
-    assert row.provider_pid is not None
-    return f"{SCOPE}:transfers/{row.provider_pid.rsplit(':', 1)[-1]}/{file_name(stream)}"
-
-
 @dataclass
 class _Source:
     offer_id: str
@@ -56,9 +51,8 @@ class _Source:
     endpoint: str
 
 
-def _source(connector: Connector, transfer_id: int) -> tuple[_Source, Did | None, str]:
-    """What provider transfer ``transfer_id`` serves of its stream offer, with the whole-history snapshot's DID
-    and what it holds already (None: not taken yet)."""
+def _source(connector: Connector, transfer_id: int) -> _Source:
+    """What provider transfer ``transfer_id`` serves of its stream offer."""
     from twinengine.dataspace.dataplane import default_endpoint
     from twinengine.twins.models import Twin
     from twinengine.twins.service import manifest_for
@@ -72,9 +66,6 @@ def _source(connector: Connector, transfer_id: int) -> tuple[_Source, Did | None
         offer = session.get(Offer, agreement.offer_id) if agreement is not None else None
         if offer is None or offer.stream is None or offer.owner_twin is None:
             raise LookupError(f"transfer {row.provider_pid} is not under a stream offer")
-        did = snapshot_did(row, offer.stream)
-        scope, name = did.split(":", 1)
-        held = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
         twin = session.get(Twin, offer.owner_twin)
         if twin is None:
             raise LookupError(f"twin {offer.owner_twin} of offer {offer.id} is gone")
@@ -84,15 +75,22 @@ def _source(connector: Connector, transfer_id: int) -> tuple[_Source, Did | None
         assert row.provider_pid is not None
         found = _Source(offer.id, row.provider_pid, offer.stream, twin.id, twin.name, declared,
                         default_endpoint(session, connector))
-    return found, held, did
+    return found
+
+
+def _taken(connector: Connector, did: str) -> bool:
+    """Whether ``did`` is in the lake whole already (written by an earlier try of the same step)."""
+    scope, name = did.split(":", 1)
+    with connector.db.session(readonly=True) as session:
+        return session.scalar(select(Did.sha256).where(Did.scope == scope, Did.name == name)) is not None
 
 
 def take(connector: Connector, transfer_id: int) -> str:
     """Write the stream history of provider transfer ``transfer_id``'s offer to the lake (once); its DID."""
-    source, held, did = _source(connector, transfer_id)
-    if held is not None and held.sha256 is not None:
-        return did
-    _store(connector, source, did, start=0, end=None)
+    source = _source(connector, transfer_id)
+    did = f"{SCOPE}:transfers/{source.provider_pid.rsplit(':', 1)[-1]}/{file_name(source.stream)}"
+    if not _taken(connector, did):
+        _store(connector, source, did, start=0, end=None)
     return did
 
 
@@ -112,7 +110,7 @@ def take_part(connector: Connector, transfer_id: int, start: int) -> Part | None
     found and kept."""
     from twinengine.streams.hub import stream_key
 
-    source, _held, _whole = _source(connector, transfer_id)
+    source = _source(connector, transfer_id)
     if connector.streams is None:
         raise LookupError("this engine's streams are not open to the data space")
     hub, _sink = connector.streams()
@@ -121,10 +119,7 @@ def take_part(connector: Connector, transfer_id: int, start: int) -> Part | None
         return None
     name = f"{source.stream}-{start:012d}-{end:012d}.arrow"
     did = f"{SCOPE}:transfers/{source.provider_pid.rsplit(':', 1)[-1]}/{name}"
-    scope, path = did.split(":", 1)
-    with connector.db.session(readonly=True) as session:
-        held = session.scalar(select(Did).where(Did.scope == scope, Did.name == path))
-    if held is None or held.sha256 is None:
+    if not _taken(connector, did):
         _store(connector, source, did, start=start, end=end)
     return Part(did=did, name=name, start=start, end=end)
 
