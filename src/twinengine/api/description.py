@@ -9,10 +9,12 @@ once, for every route, rather than repeated by each router. A route states its o
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import anyio.from_thread
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
@@ -169,6 +171,14 @@ def _complete_content(content: dict[str, Any]) -> None:
             entry["schema"] = {"type": "string", "format": "binary"}
 
 
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def complete(document: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
     """Add the error responses, security requirements and schemas that the routes imply."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -213,12 +223,24 @@ def complete(document: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
 
 
 def install_description(app: FastAPI) -> None:
-    """Complete the app's OpenAPI document once, when it is first asked for."""
+    """Complete the app's OpenAPI document once, when it is first asked for, from every route.
+
+    An app that imports its route groups lazily (``api.route_loading``) is described only once all of them are
+    in: a route that serves the description (``/stac/api``, ``/edr/api``, ``/ogcapi/api``) runs in a worker
+    thread and waits here for the rest, so no caller gets, nor caches for everyone after, a description of part
+    of the API. ``/openapi.json`` itself is answered on the event loop, after the route gate made it wait."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
+            loading = getattr(app.state, "route_loading", None)
+            if loading is not None and not loading.complete and not _on_event_loop():
+                anyio.from_thread.run(loading.load_all)
             complete(build(), app.routes)
+            if loading is not None and not loading.complete:  # a group that failed to import: not cached
+                document, app.openapi_schema = app.openapi_schema, None
+                assert document is not None
+                return document
         assert app.openapi_schema is not None
         return app.openapi_schema
 
