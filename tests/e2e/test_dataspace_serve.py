@@ -181,3 +181,41 @@ def test_a_stream_history_crosses_by_hand_and_feeds_the_consumers_twin(two: tupl
     consumer.twin("stream", "send", "downstream", "gauges", str(out))
     back = consumer.twin_json("stream", "read", "downstream", "gauges")["items"]
     assert [r["level"] for r in back] == [1.0 + h / 100 for h in range(24)]
+
+
+def test_an_edr_collection_is_queried_across_from_the_command_line(two: tuple[LiveEngine, LiveEngine],
+                                                                   tmp_path: Path) -> None:
+    """``twin offer create --collection``, a transfer without a dataset to land in, ``twin offer query``: the
+    answer is the provider's own EDR answer, and the provider's usage record holds the query."""
+    from lake_fixtures import rain_field
+
+    provider, consumer = two
+    for engine in two:
+        engine.twin("lake", "endpoint", "add", "site", "--protocol", "file", "--location",
+                    str(engine.settings.data_dir / "lake" / "site"))
+    field = tmp_path / "rain.nc"
+    rain_field().to_netcdf(field, engine="h5netcdf")
+    provider.twin("lake", "dataset", "add", "grid:rain")
+    provider.twin("lake", "upload", str(field), "grid:rain/rain.nc", "--endpoint", "site", "--dataset", "grid:rain")
+    with provider.client() as sdk:
+        deadline = time.monotonic() + 60
+        while "grid.rain" not in [c["id"] for c in sdk.edr.collections()]:
+            assert time.monotonic() < deadline, "the provider's EDR API does not list grid.rain"
+            time.sleep(0.3)
+        point = "POINT(7.5 46.5)"
+        own = sdk.edr.position("grid.rain", point, parameter_name="rain")
+    offered = provider.twin_json("offer", "create", "--collection", "grid.rain", "--title", "Rain, by query",
+                                 "--purpose", "flood-forecasting")
+    assert offered["collection"] == "grid.rain"
+    agreed = consumer.twin_json("offer", "negotiate", provider.url, offered["dataset_id"], "--purpose",
+                                "flood-forecasting", "--wait")
+    assert agreed["state"] == "FINALIZED", agreed
+    started = consumer.twin_json("offer", "transfer", agreed["agreement_id"], "--wait")
+    assert started["state"] == "STARTED" and started["landed"] is None, started
+    answer = tmp_path / "answer.json"
+    shown = consumer.twin("offer", "query", str(started["id"]), "position", "--coords", point, "--parameter", "rain",
+                          "--out", str(answer))
+    assert "rain" in shown and str(len(own["ranges"]["rain"]["values"])) in shown
+    assert json.loads(answer.read_text())["ranges"]["rain"]["values"] == own["ranges"]["rain"]["values"]
+    usage = provider.twin_json("offer", "usage", agreed["agreement_id"])
+    assert [u["file"].split("?")[0] for u in usage if u["outcome"] == "served"] == ["edr collections", "edr position"]

@@ -85,14 +85,18 @@ def test_both_stores_hold_the_agreement_and_the_transfer(demo: Demo) -> None:
         assert [(n["role"], n["state"], n["agreement_id"], n["purpose"], n["pending"]) for n in side] == [
             (role, "FINALIZED", ds["agreement"], "flood-forecasting", None),
             (role, "TERMINATED", None, "insurance-pricing", None),
-            (role, "FINALIZED", ds["stream"]["agreement"], "flood-forecasting", None)]
+            (role, "FINALIZED", ds["stream"]["agreement"], "flood-forecasting", None),
+            (role, "FINALIZED", ds["collection"]["agreement"], "flood-forecasting", None)]
     served = _rows(demo.data_dir / "twin.db", "SELECT state, bytes, agreement_id FROM ds_transfers")
     pulled = _rows(demo.data_dir / PARTNER / "twin.db", "SELECT state, landed, agreement_id FROM ds_transfers")
-    agreements = (ds["agreement"], ds["stream"]["agreement"])
-    assert [(t["state"], t["agreement_id"]) for t in served] == [("COMPLETED", a) for a in agreements]
+    agreements = (ds["agreement"], ds["stream"]["agreement"], ds["collection"]["agreement"])
+    # the rain field's transfer stays STARTED: its data address answers the partner's queries
+    assert [(t["state"], t["agreement_id"]) for t in served] == [
+        ("COMPLETED", agreements[0]), ("COMPLETED", agreements[1]), ("STARTED", agreements[2])]
     assert pulled == [{"state": "COMPLETED", "landed": ds["transfer"]["landed"], "agreement_id": ds["agreement"]},
                       {"state": "COMPLETED", "landed": "partner:reach-gauge-stream",
-                       "agreement_id": ds["stream"]["agreement"]}]
+                       "agreement_id": ds["stream"]["agreement"]},
+                      {"state": "STARTED", "landed": None, "agreement_id": ds["collection"]["agreement"]}]
     accesses = _rows(demo.data_dir / "twin.db", "SELECT agreement_id, outcome FROM ds_accesses")
     assert accesses and {(a["agreement_id"], a["outcome"]) for a in accesses} == {(a, "served") for a in agreements}
 
@@ -126,6 +130,17 @@ def test_the_gauge_stream_is_offered_live_and_feeds_the_partners_twin(demo: Demo
     assert streamed["partner_level"] == streamed["provider_level"]
     twins = _rows(partner / "twin.db", "SELECT name FROM twins")
     assert {"name": streamed["twin"]} in twins
+
+
+def test_the_rain_field_is_queried_across_and_no_file_leaves(demo: Demo) -> None:
+    queried = demo.facts["dataspace"]["collection"]
+    assert queried["collection"].endswith("-rain") and queried["transfer"] == "STARTED"
+    assert queried["format"] == "HttpData-PULL" and queried["values"] > 0 and queried["equal"]
+    assert queried["queries_served"] == 1 and queried["query"].startswith("edr position?")
+    rows = _rows(demo.data_dir / "twin.db", "SELECT file, outcome FROM ds_accesses WHERE agreement_id = "
+                                            f"'{queried['agreement']}'")
+    assert [(r["file"].split("?")[0], r["outcome"]) for r in rows] == [("edr position", "served")]
+    assert not list((demo.data_dir / PARTNER / "lake").rglob("*-rain*"))  # queried, never copied
 
 
 def test_the_chapter_stays_short(demo: Demo) -> None:

@@ -38,6 +38,7 @@ STATEFUL_SCENARIOS = 40
 SEMANTIC_RULES = re.compile(
     r"^(GET|POST) /edr/collections/\{collection_id\}/(position|radius|area|cube|trajectory|corridor|features"
     r"|locations/\{location_id\}|instances/\{instance_id\}/\{query_type\})$"
+    r"|^GET /dsp/edr/\{pid\}/collections/\{collection_id\}/\{query_type\}$"  # the same queries, a transfer's
     r"|^(POST|PUT|PATCH) /openeo/1\.2/(result|validation|jobs|jobs/\{job_id\}|process_graphs/\{process_graph_id\})$"
     r"|^POST /api/v1/(apps|tokens|twins|runs|subscriptions|twins/\{twin\}/(runs|triggers|buffers))$"
     r"|^PATCH /api/v1/twins/\{twin\}/state$"

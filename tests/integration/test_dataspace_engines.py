@@ -546,3 +546,75 @@ def test_a_live_stream_is_pushed_as_it_grows_suspended_and_resumed(engines: tupl
         served = provider.ok("GET", f"/api/v1/dataspace/transfers?role=provider&agreement={agreement}")
         assert [t["state"] for t in served] == ["TERMINATED"]
         assert [f["offsets"] for f in served[0]["files"]] == [[0, 24], [24, 36], [36, 40]]
+
+
+def test_an_edr_collection_is_offered_for_queries_not_files(engines: tuple[Participant, Participant],
+                                                            gauges: dict[str, Any], tmp_path: Path) -> None:
+    """An EDR collection offered: the consumer queries it through its own engine (the provider's answer equals
+    the provider's own EDR answer), each query an access in the provider's usage record; no file is served, no
+    other collection is reached, nobody but the transfer's owner sends a query, and it is never pushed."""
+    from lake_fixtures import rain_field
+    from twinengine.client import Client
+
+    provider, consumer = engines
+    provider.ok("POST", "/api/v1/lake/dids", json={"did": "grid:rain", "type": "dataset"}, expect=201)
+    rain_field().to_netcdf(tmp_path / "rain.nc", engine="h5netcdf")
+    provider.upload("grid:rain/rain.nc", (tmp_path / "rain.nc").read_bytes(), "grid:rain")
+    eventually(lambda: "grid.rain" in [c["id"] for c in provider.ok("GET", "/edr/collections")["collections"]],
+               timeout=60)
+    for wrong, why in (("grid.nothing", "no EDR collection"), ("no-dot", "scope.name"),
+                       ("reach.gauge-history", "EDR cannot read")):
+        refused = provider.api("POST", "/api/v1/dataspace/offers", json={"collection": wrong, "title": "x"})
+        assert refused.status_code == 422 and refused.json()["details"][0]["loc"] == "collection", refused.text
+        assert why in refused.json()["details"][0]["msg"]
+    made = provider.ok("POST", "/api/v1/dataspace/offers", expect=201, json={
+        "collection": "grid.rain", "title": "Rain field, by query", "terms": {"count": 3}})
+    assert made["collection"] == "grid.rain" and made["did"] == "grid:rain"
+    listed = consumer.ok("POST", "/api/v1/dataspace/catalog", json={"url": provider.url})
+    dataset = next(d for d in listed["dataset"] if d["@id"] == made["dataset_id"])
+    assert [d["format"] for d in dataset["distribution"]] == ["HttpData-PULL"]  # queries are not pushed
+    assert "EDR collection grid.rain" in dataset["dct:description"]
+    agreement = wait_state(consumer, "negotiations", negotiate(consumer, provider, made)["id"],
+                           "FINALIZED")["agreement_id"]
+    pushed = consumer.ok("POST", "/api/v1/dataspace/transfers", expect=201, json={
+        "agreement": agreement, "did": "remote:rain-pushed", "format": "HttpData-PUSH"})
+    ended = wait_state(consumer, "transfers", pushed["id"], "TERMINATED")
+    assert "HttpData-PUSH" in (ended["error"] or ""), ended
+    started = wait_state(consumer, "transfers", _transfer(consumer, agreement, None)["id"], "STARTED")
+    root = f"/api/v1/dataspace/transfers/{started['id']}/edr"
+    collections = consumer.ok("GET", f"{root}/collections")["collections"]
+    assert [c["id"] for c in collections] == ["grid.rain"]
+    assert all(link["href"].startswith(provider.url + "/dsp/edr/") for link in collections[0]["links"]
+               if "/collections/grid.rain" in link["href"])  # its queries under the transfer's root
+    query = "coords=POINT(7.5 46.5)&parameter-name=rain&datetime=2026-03-01T00:00:00Z/2026-03-01T05:00:00Z"
+    theirs = consumer.ok("GET", f"{root}/collections/grid.rain/position?{query}")
+    own = provider.ok("GET", f"/edr/collections/grid.rain/position?{query}")
+    assert theirs["ranges"]["rain"]["values"] == own["ranges"]["rain"]["values"]
+    assert len(theirs["ranges"]["rain"]["values"]) == 6
+    with Client(consumer.url, token=consumer.admin) as sdk:  # the SDK, as client.edr is used
+        area = sdk.dataspace.edr(started["id"]).area("grid.rain", "POLYGON((7 46,8 46,8 46.6,7 46.6,7 46))",
+                                                     parameter_name="rain", datetime="2026-03-01T03:00:00Z")
+    assert area.to_xarray()["rain"].size > 1
+    other = consumer.api("GET", f"{root}/collections/reach.gauge-history/position?coords=POINT(7.5 46.5)")
+    assert other.status_code == 404  # the provider's answer: only the offered collection
+    bad = consumer.api("GET", f"{root}/collections/grid.rain/position?coords=POINT(7.5)")
+    assert bad.status_code == 400 and "coords" in bad.text
+    eve = consumer.token("eve-edr")  # another user of the consumer's engine: not her transfer
+    assert consumer.api("GET", f"{root}/collections", token=eve).status_code == 404
+    with consumer.runtime.db.session(readonly=True) as session:
+        from twinengine.dataspace.models import TransferProcess
+
+        row = session.get(TransferProcess, started["id"])
+        assert row is not None and row.data_address is not None and row.landed is None
+        endpoint = row.data_address["endpoint"]
+        token = next(p["value"] for p in row.data_address["endpointProperties"] if p["name"] == "authorization")
+    import httpx2 as httpx
+
+    files = httpx.get(endpoint.replace("/dsp/edr/", "/dsp/data/"), headers={"Authorization": f"Bearer {token}"})
+    assert files.status_code == 404 and "EDR queries" in files.text  # the collection's file is never served
+    assert httpx.get(f"{endpoint}/collections").status_code == 401  # no token
+    accesses = provider.ok("GET", f"/api/v1/dataspace/agreements/{agreement}/accesses")
+    served = [a["file"] for a in accesses if a["outcome"] == "served"]
+    assert sum(f.startswith("edr position") for f in served) == 1 and sum(f.startswith("edr area") for f in served) == 1
+    refusals = [a["reason"] for a in accesses if a["outcome"] == "refused"]
+    assert "another collection" in refusals and "an EDR collection offer" in refusals

@@ -28,12 +28,13 @@ class EDRClient:
     Data queries return CoverageJSON (or GeoJSON with ``f="GeoJSON"``) as a dict, a ``Coverage`` whose
     ``to_xarray()`` decodes it; ``netcdf`` returns bytes."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, root: str = "/edr") -> None:
         self._transport = transport
+        self._root = root  # the engine's EDR API, or a data space transfer's (``client.dataspace.edr``)
 
     def _get(self, path: str, **params: Any) -> Any:
         query = {k.replace("_", "-"): v for k, v in params.items() if v is not None}
-        return self._transport.request("GET", f"/edr{path}", params=query)
+        return self._transport.request("GET", f"{self._root}{path}", params=query)
 
     def collections(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._get("/collections").json()["collections"]

@@ -50,6 +50,9 @@ def create(ctx: typer.Context,
                                              help="Offer the history of a twin's stream instead of DID."),
            run: str | None = typer.Option(None, "--run", metavar="RUN",
                                           help="Offer a finished workflow run's results instead of DID."),
+           collection: str | None = typer.Option(None, "--collection", metavar="ID",
+                                                 help="Offer EDR queries of a collection (scope.name) instead of "
+                                                      "DID: no files, each query an access."),
            live: bool = typer.Option(False, "--live", help="With --stream: a pushed transfer goes on pushing what "
                                                            "the stream receives, until suspended or ended."),
            title: str = typer.Option(..., "--title"),
@@ -68,13 +71,13 @@ def create(ctx: typer.Context,
                                               exists=True, dir_okay=False),
            manual: bool = typer.Option(False, "--manual", help="Agree, finalize and start by hand.")) -> None:
     """Offer a lake file or dataset of yours (a twin's: its owner's), with --stream the history of a twin's
-    stream (each transfer serves it as it stood when the transfer was accepted), or with --run a finished
-    workflow run's results, under a policy. A rule the
-    engine cannot enforce is refused, naming it."""
+    stream (each transfer serves it as it stood when the transfer was accepted), with --run a finished workflow
+    run's results, or with --collection EDR queries of a collection, under a policy. A rule the engine cannot
+    enforce is refused, naming it."""
     out = state_of(ctx)
-    if sum(x is not None for x in (did, stream, run)) != 1:
-        raise typer.BadParameter("give the DID of a lake file or dataset, --stream TWIN/STREAM or --run RUN (one)",
-                                 param_hint="DID")
+    if sum(x is not None for x in (did, stream, run, collection)) != 1:
+        raise typer.BadParameter("give the DID of a lake file or dataset, --stream TWIN/STREAM, --run RUN or "
+                                 "--collection ID (one)", param_hint="DID")
     if live and stream is None:
         raise typer.BadParameter("only a stream (--stream) is offered live", param_hint="--live")
     twin_name, _, stream_name = (stream or "").partition("/")
@@ -88,8 +91,10 @@ def create(ctx: typer.Context,
     with out.client() as client:
         made = (client.dataspace.offer(did, title, **terms) if did is not None
                 else client.dataspace.offer_run(run, title, **terms) if run is not None
+                else client.dataspace.offer_collection(collection, title, **terms) if collection is not None
                 else client.dataspace.offer_stream(twin_name, stream_name, title, live=live, **terms))
-    out.emit(made, lambda: console.print(f"offered {made.did} as dataset {made.dataset_id} (offer {made.id})",
+    what = f"queries of collection {made.collection}" if made.collection else made.did
+    out.emit(made, lambda: console.print(f"offered {what} as dataset {made.dataset_id} (offer {made.id})",
                                          highlight=False))
 
 
@@ -133,13 +138,16 @@ def catalog(ctx: typer.Context, url: str = typer.Argument(..., help="The provide
     out.emit(found, lambda: console.print(table(None, ["dataset", "title", "offers"], rows)))
 
 
-def _wait(client: object, kind: str, item: int, timeout: float, *, delivered: bool = False) -> Any:
-    """The negotiation or transfer once final (``delivered``: once nothing it owes the other side is pending)."""
+def _wait(client: object, kind: str, item: int, timeout: float, *, delivered: bool = False,
+          started: bool = False) -> Any:
+    """The negotiation or transfer once final (``delivered``: once nothing it owes the other side is pending;
+    ``started``: once it started, or ended)."""
     deadline = time.monotonic() + timeout
     dataspace = client.dataspace  # type: ignore[attr-defined]
     read = dataspace.negotiation if kind == "negotiation" else dataspace.transfer_state
+    final = _FINAL | {"STARTED"} if started else _FINAL
     row = read(item)
-    while ((row.state not in _FINAL and not delivered) or row.pending) and time.monotonic() < deadline:
+    while ((row.state not in final and not delivered) or row.pending) and time.monotonic() < deadline:
         time.sleep(0.2)
         row = read(item)
     return row
@@ -238,20 +246,59 @@ def revoke(ctx: typer.Context, agreement: str = typer.Argument(...)) -> None:
 
 @app.command("transfer")
 def transfer(ctx: typer.Context, agreement: str = typer.Argument(...),
-             land: str = typer.Argument(..., help="The dataset it lands as (scope:name)."),
+             land: str | None = typer.Argument(None, help="The dataset it lands as (scope:name); none for an EDR "
+                                                          "collection's queries (twin offer query)."),
              twin: str | None = typer.Option(None, "--twin"), endpoint: str | None = typer.Option(None, "--endpoint"),
              push: bool = typer.Option(False, "--push", help="The provider pushes it (HttpData-PUSH)."),
              wait: bool = typer.Option(False, "--wait")) -> None:
-    """Transfer under an agreement of yours, landing the data in this engine's lake (pulled, or pushed)."""
+    """Transfer under an agreement of yours, landing the data in this engine's lake (pulled, or pushed); without
+    LAND, keep the data address: an EDR collection's transfer stays STARTED for ``twin offer query``."""
     out = state_of(ctx)
     with out.client() as client:
         row = client.dataspace.transfer(agreement, land, twin=twin, endpoint=endpoint, push=push)
         if wait:
-            row = _wait(client, "transfer", row.id, 600)
+            row = _wait(client, "transfer", row.id, 600, started=land is None)
     out.emit(row, lambda: console.print(f"transfer {row.id} {row.state} {row.landed or ''} {row.error or ''}",
                                         highlight=False))
-    if wait and row.state != "COMPLETED":
+    if wait and row.state != ("STARTED" if land is None else "COMPLETED"):
         raise typer.Exit(2)
+
+
+@app.command("query")
+def query(ctx: typer.Context, transfer_id: int = typer.Argument(..., min=1),
+          query_type: str = typer.Argument(..., metavar="TYPE",
+                                           help="position, radius, area, cube, trajectory or corridor."),
+          coords: str | None = typer.Option(None, "--coords", help="WKT, x = longitude: POINT(8 45), ..."),
+          bbox: str | None = typer.Option(None, "--bbox", help="cube: west,south,east,north."),
+          at: str | None = typer.Option(None, "--datetime", help="An instant or start/end."),
+          parameter: list[str] = typer.Option([], "--parameter", help="A parameter to read (default: all)."),
+          within: float | None = typer.Option(None, "--within", help="radius: the distance, in km."),
+          out_file: Path | None = typer.Option(None, "--out", help="Write the CoverageJSON answer here.",
+                                               dir_okay=False)) -> None:
+    """Query the EDR collection a started transfer of yours may query (an EDR collection offer): the request
+    goes through this engine to the provider, which counts it as an access under the agreement."""
+    out = state_of(ctx)
+    with out.client() as client:
+        edr = client.dataspace.edr(transfer_id)
+        collection = edr.collections()[0]["id"]
+        found = edr.query(collection, query_type, coords=coords, bbox=bbox, datetime=at,
+                          parameter_name=",".join(parameter) or None, within=within,
+                          within_units="km" if within is not None else None)
+    if out_file is not None:
+        out_file.write_text(json.dumps(found))
+    ranges = found.get("ranges") or {}
+    if not ranges:
+        ranges = {name: rng for cov in found.get("coverages", []) for name, rng in (cov.get("ranges") or {}).items()}
+    rows = [[name, str(len(rng.get("values") or [])), _value(rng, 0), _value(rng, -1)] for name, rng in
+            ranges.items()]
+    out.emit(found, lambda: console.print(table(f"{query_type} of {collection} (transfer {transfer_id})",
+                                                ["parameter", "values", "first", "last"], rows)))
+
+
+def _value(rng: dict[str, Any], index: int) -> str:
+    values = rng.get("values") or []
+    return "" if not values or values[index] is None else f"{values[index]:.4g}" \
+        if isinstance(values[index], float) else str(values[index])
 
 
 @app.command("transfers")

@@ -24,7 +24,7 @@ from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal, Role
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Offer, Participant
-from twinengine.dataspace.protocol import FORMATS, DspError, message
+from twinengine.dataspace.protocol import FORMATS, PULL, DspError, message
 from twinengine.errors import PermissionDenied
 
 __all__ = ["Gate", "catalog_of", "context_of", "dataset_of", "participant_principal", "permit", "visible_offer"]
@@ -92,7 +92,9 @@ def dataset_of(offer: Offer, connector: Connector, policy: dict[str, Any]) -> di
     """The offer as a DCAT dataset; DCAT-AP wants a description, so one without its own gets a plain sentence."""
     what = (f"the history of a twin's stream {offer.stream} (Arrow IPC, as it stands when a transfer starts)"
             if offer.stream is not None else f"the results of workflow run {offer.run}" if offer.run is not None
-            else "lake data")
+            else f"queries of the EDR collection {offer.collection} (OGC API - EDR 1.1 at the transfer's data "
+                 "address: position, radius, area, cube, trajectory, corridor; CoverageJSON, GeoJSON, NetCDF)"
+            if offer.collection is not None else "lake data")
     dataset: dict[str, Any] = {"@id": offer.dataset_id, "@type": "Dataset", "dct:title": offer.title,
                                "dct:description": offer.description or f"{offer.title}: {what} offered by "
                                f"{connector.did} under the usage policy of its offer"}
@@ -101,8 +103,13 @@ def dataset_of(offer: Offer, connector: Connector, policy: dict[str, Any]) -> di
     dataset["dct:publisher"] = _publisher(connector)
     dataset["hasPolicy"] = [policy]
     dataset["distribution"] = [{"@type": "Distribution", "format": kind, "accessService": _service(connector),
-                                "dcat:accessURL": {"@id": connector.base}} for kind in FORMATS]
+                                "dcat:accessURL": {"@id": connector.base}} for kind in formats_of(offer)]
     return dataset
+
+
+def formats_of(offer: Offer) -> tuple[str, ...]:
+    """The transfer formats an offer is served in: an EDR collection's queries are pulled, never pushed."""
+    return (PULL,) if offer.collection is not None else FORMATS
 
 
 def _visible(session: Session, did: str) -> list[tuple[Offer, dict[str, Any]]]:

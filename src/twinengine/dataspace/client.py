@@ -4,7 +4,7 @@ negotiations, agreements, transfers and usage records, over the management API."
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -18,6 +18,9 @@ from twinengine.dataspace.schemas import (
     TransferRead,
 )
 from twinengine.transport import Transport, segment
+
+if TYPE_CHECKING:
+    from twinengine.access.sdk import EDRClient
 
 __all__ = ["DataspaceClient"]
 
@@ -80,6 +83,15 @@ class DataspaceClient:
                  "participants": participants, "organisations": organisations, "groups": groups,
                  "spatial": spatial, "attribution": attribution}
         return self._offer({"run": run}, title, description, keywords, policy, terms, manual)
+
+    def offer_collection(self, collection: str, title: str, *, description: str | None = None,
+                         keywords: list[str] | None = None, policy: dict[str, Any] | None = None,
+                         manual: bool = False, **terms: Any) -> OfferRead:
+        """Offer queries of an EDR collection (``scope.name``, as ``client.edr.collections()`` lists it): a
+        transfer serves OGC API - EDR queries of that collection, each one an access under the policy, and no
+        files. ``terms`` as for ``offer`` (until, days, count, purposes, participants, ...)."""
+        return self._offer({"collection": collection}, title, description, keywords, policy, _terms(**terms),
+                           manual)
 
     def _offer(self, source: dict[str, Any], title: str, description: str | None, keywords: list[str] | None,
                policy: dict[str, Any] | None, terms: dict[str, Any], manual: bool) -> OfferRead:
@@ -172,6 +184,23 @@ class DataspaceClient:
     def transfer_step(self, transfer_id: int, action: str) -> TransferRead:
         """start, suspend, complete or terminate a transfer of yours."""
         return self._t.send(TransferRead, "POST", f"{_P}/transfers/{transfer_id}/{action}", None)
+
+    def edr(self, transfer_id: int) -> EDRClient:
+        """The EDR collection a started transfer of yours may query, as ``client.edr`` is used:
+        ``client.dataspace.edr(7).position(collection, "POINT(8 45)")``. Each request goes through this engine,
+        which sends it on with the transfer's token; the provider counts each query as an access."""
+        from twinengine.access.sdk import EDRClient
+
+        return EDRClient(self._t, root=f"{_P}/transfers/{transfer_id}/edr")
+
+
+def _terms(*, until: datetime | None = None, days: int | None = None, count: int | None = None,
+           purposes: list[str] | None = None, participants: list[str] | None = None,
+           organisations: list[str] | None = None, groups: list[str] | None = None, spatial: list[str] | None = None,
+           attribution: bool = False) -> dict[str, Any]:
+    return {"until": until.isoformat() if until else None, "days": days, "count": count, "purposes": purposes,
+            "participants": participants, "organisations": organisations, "groups": groups, "spatial": spatial,
+            "attribution": attribution}
 
 
 def _format(push: bool) -> str:

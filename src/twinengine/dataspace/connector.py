@@ -12,7 +12,7 @@ from twinengine.auth.keyring import Keyring
 from twinengine.config import Settings
 from twinengine.dataspace import peers
 from twinengine.dataspace.identity import DidResolver, Identity, did_of
-from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, PUSH_PATH
+from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, EDR_PATH, PUSH_PATH
 from twinengine.lake.context import Lake
 from twinengine.store.engine import Database
 
@@ -61,6 +61,10 @@ class Connector:
 
     def data_url(self, provider_pid: str) -> str:
         return f"{self.url}{DATA_PATH}/{provider_pid}"
+
+    def edr_url(self, provider_pid: str) -> str:
+        """The EDR API root a transfer of a collection offer answers queries at."""
+        return f"{self.url}{EDR_PATH}/{provider_pid}"
 
     def push_url(self, consumer_pid: str) -> str:
         return f"{self.url}{PUSH_PATH}/{consumer_pid}"

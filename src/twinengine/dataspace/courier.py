@@ -131,7 +131,7 @@ def _transfer_job(session: Session, connector: Connector, row: TransferProcess) 
     url = f"{row.peer_base}/transfers/{own}/{TRANSFER_PATH[action]}"
     fields = {}
     if action == "start" and row.role == Role.PROVIDER and row.format == PULL:
-        fields["dataAddress"] = dataplane.data_address(connector, row, dataplane.new_token(row, connector))
+        fields["dataAddress"] = dataplane.data_address(session, connector, row, dataplane.new_token(row, connector))
     if action in ("terminate", "suspend"):
         detail = row.pending_detail or {}
         fields.update(code=str(detail.get("code") or action), reason=[str(detail.get("reason") or row.error or

@@ -29,7 +29,7 @@ from twinengine.dataspace import peers
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Access, Agreement, Offer, TransferProcess
 from twinengine.dataspace.offers import PROVENANCE_KEY
-from twinengine.dataspace.protocol import ENDPOINT_TYPE, TransferState
+from twinengine.dataspace.protocol import EDR_CONFORMANCE, ENDPOINT_TYPE, TransferState, address_property
 from twinengine.dataspace.transfer import transfer_gate
 from twinengine.lake.dids import children_of, get_did
 from twinengine.lake.replicas import open_replica
@@ -37,7 +37,7 @@ from twinengine.lake.schemas import DidType
 from twinengine.store.base import utcnow
 
 __all__ = ["DataRefused", "Pulled", "data_address", "file_name", "files_of", "land", "landing", "new_token",
-           "open_file", "record_access"]
+           "offer_of", "open_file", "queried_collection", "record_access"]
 
 T = TransferState
 
@@ -59,11 +59,27 @@ def new_token(row: TransferProcess, connector: Connector) -> str:
     return token
 
 
-def data_address(connector: Connector, row: TransferProcess, token: str) -> dict[str, Any]:
+def offer_of(session: Session, row: TransferProcess) -> Offer | None:
+    """The offer a provider's transfer serves (through its agreement)."""
+    return session.scalar(select(Offer).join(Agreement, Agreement.offer_id == Offer.id).where(
+        Agreement.id == row.agreement_id, Agreement.role == "provider"))
+
+
+def data_address(session: Session, connector: Connector, row: TransferProcess, token: str) -> dict[str, Any]:
+    """Where the consumer pulls: the files' listing, or, under an EDR collection offer, an OGC API - EDR root
+    (``conformsTo`` and ``collection`` say so) that answers queries of that collection only."""
     assert row.provider_pid is not None
-    return {"@type": "DataAddress", "endpointType": ENDPOINT_TYPE, "endpoint": connector.data_url(row.provider_pid),
-            "endpointProperties": [{"@type": "EndpointProperty", "name": "authorization", "value": token},
-                                   {"@type": "EndpointProperty", "name": "authType", "value": "bearer"}]}
+    offer = offer_of(session, row)
+    queried = offer is not None and offer.collection is not None
+    properties: list[dict[str, Any]] = [{"@type": "EndpointProperty", "name": "authorization", "value": token},
+                  {"@type": "EndpointProperty", "name": "authType", "value": "bearer"}]
+    if queried:
+        assert offer is not None
+        properties += [{"@type": "EndpointProperty", "name": "conformsTo", "value": EDR_CONFORMANCE},
+                       {"@type": "EndpointProperty", "name": "collection", "value": offer.collection}]
+    endpoint = connector.edr_url(row.provider_pid) if queried else connector.data_url(row.provider_pid)
+    return {"@type": "DataAddress", "endpointType": ENDPOINT_TYPE, "endpoint": endpoint,
+            "endpointProperties": properties}
 
 
 def record_access(session: Session, row: TransferProcess | None, *, outcome: str, reason: str | None = None,
@@ -105,11 +121,27 @@ def authorize(session: Session, provider_pid: str, authorization: str | None) ->
     return row, agreement
 
 
+def queried_collection(session: Session, row: TransferProcess, agreement: Agreement, collection_id: str, *,
+                       query: str) -> str:
+    """The collection an EDR query of transfer ``row`` may read: the offer's, and only when the query names it
+    (404 otherwise); the query is recorded as an access (``query``: its type and parameters)."""
+    offer = session.get(Offer, agreement.offer_id)
+    if offer is None or offer.collection is None:
+        record_access(session, row, outcome="refused", file=query[:200], reason="not an EDR collection offer")
+        raise DataRefused(404, "this transfer serves files, not EDR queries")
+    if collection_id != offer.collection:
+        record_access(session, row, outcome="refused", file=query[:200], reason="another collection")
+        raise DataRefused(404, f"no collection {collection_id!r} under this agreement (it offers "
+                               f"{offer.collection!r})")
+    record_access(session, row, outcome="served", file=query[:200])
+    return offer.collection
+
+
 def files_of(session: Session, agreement: Agreement, row: TransferProcess | None = None) -> list[Any]:
     """The lake files of the agreement's offer: the file itself, or a dataset's files; under a stream offer, the
     snapshot of the history that transfer ``row`` serves (``dataspace.snapshots``)."""
     offer = session.get(Offer, agreement.offer_id)
-    if offer is None:
+    if offer is None or offer.collection is not None:  # a collection's queries are served, never its files
         return []
     if offer.stream is not None:
         return [get_did(session, row.snapshot)] if row is not None and row.snapshot else []
@@ -128,6 +160,10 @@ def file_name(did: Any, offer_did: str) -> str:
 
 def manifest(session: Session, connector: Connector, row: TransferProcess, agreement: Agreement) -> dict[str, Any]:
     offer = session.get(Offer, agreement.offer_id)
+    if offer is not None and offer.collection is not None:
+        record_access(session, row, outcome="refused", file="(list)", reason="an EDR collection offer")
+        raise DataRefused(404, f"this transfer serves EDR queries of {offer.collection} at "
+                               f"{connector.edr_url(row.provider_pid or '')}, not files")
     files = [{"name": file_name(f, offer.did if offer else ""), "bytes": f.bytes, "sha256": f.sha256,
               "mediaType": f.media_type} for f in files_of(session, agreement, row)]
     record_access(session, row, outcome="served", file="(list)")
@@ -159,11 +195,7 @@ class Pulled:
 
 
 def _token_of(address: dict[str, Any]) -> str | None:
-    for prop in address.get("endpointProperties", []) or []:
-        if isinstance(prop, dict) and prop.get("name") == "authorization":
-            value = prop.get("value")
-            return value if isinstance(value, str) else None
-    return None
+    return address_property(address, "authorization")
 
 
 def land(connector: Connector, *, address: dict[str, Any], target: dict[str, Any], agreement: dict[str, Any],

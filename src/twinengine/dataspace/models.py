@@ -48,6 +48,7 @@ class Offer(Base):
     stream: Mapped[str | None] = mapped_column(String(64))  # a stream offer: the stream of twin ``owner_twin``
     run: Mapped[str | None] = mapped_column(String(64))  # a run's results: the run (``did``: results:<run id>)
     live: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # pushed as it grows
+    collection: Mapped[str | None] = mapped_column(String(200))  # an EDR collection, queried (``did``: its dataset)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     keywords: Mapped[list[str]] = mapped_column(JSONValue, default=list)

@@ -1,6 +1,6 @@
-"""Offers of lake data or of a twin's stream history, and the participants a provider knows: who may offer what,
-and the policy it is offered under (checked when it is made: a rule the engine cannot enforce is refused naming
-it)."""
+"""Offers of lake data, a twin's stream history, a run's results or an EDR collection's queries, and the
+participants a provider knows: who may offer what, and the policy it is offered under (checked when it is made:
+a rule the engine cannot enforce is refused naming it)."""
 
 from __future__ import annotations
 
@@ -136,24 +136,52 @@ def _may_offer_run(session: Session, principal: Principal, run_id: str) -> tuple
     return run_dataset(run_id), run.twin_id
 
 
+def _may_offer_collection(session: Session, principal: Principal, collection_id: str) -> Any:
+    """The lake dataset behind EDR collection ``collection_id`` (``scope.name``) when ``principal`` may offer it
+    (as ``_may_offer``) and it holds a file in a collection format; 422 naming ``collection`` otherwise. (That
+    the EDR API reads it is asked before, outside any unit of work: ``api.routes.dataspace_manage``.)"""
+    from twinengine.lake.collections import gridded_format
+    from twinengine.lake.dids import children_of
+    from twinengine.lake.schemas import DidType
+
+    scope, dot, name = collection_id.partition(".")
+    if not (dot and scope and name):
+        raise ValidationFailed.one("collection", f"{collection_id!r} is not an EDR collection id (scope.name, as "
+                                                 "listed at /edr/collections)")
+    try:
+        did = _may_offer(session, principal, f"{scope}:{name.replace('~', '/')}")
+    except NotFound:
+        raise ValidationFailed.one("collection", f"no EDR collection {collection_id!r} that you may read") from None
+    if did.type != DidType.DATASET or not any(child.type == DidType.FILE and gridded_format(child.name)
+                                              for child in children_of(session, did)):
+        raise ValidationFailed.one("collection", f"{collection_id!r} holds no file that EDR queries read "
+                                                 "(netCDF, HDF5, GRIB, GeoTIFF, zarr, a station table)")
+    return did
+
+
 def create_offer(session: Session, *, principal: Principal, did: str | None = None, title: str,
                  description: str | None = None, keywords: list[str] | None = None,
                  policy: dict[str, Any] | None = None, manual: bool = False,
-                 stream: tuple[str, str] | None = None, run: str | None = None, live: bool = False) -> Offer:
-    """Offer ``did``, the history of a twin's stream (``stream``: twin, stream name) or a finished workflow run's
-    results (``run``: its id), under ``policy`` (default: any use). The policy's rules are checked now (422
-    naming ``policy...``); the offer's JSON text is kept as offered. A stream offer serves, to each transfer, the
-    history as it stood when the transfer was accepted (a ``live`` one, pushed, goes on pushing what arrives); a
-    run's results are its dataset ``results:<run id>``."""
+                 stream: tuple[str, str] | None = None, run: str | None = None, live: bool = False,
+                 collection: str | None = None) -> Offer:
+    """Offer ``did``, the history of a twin's stream (``stream``: twin, stream name), a finished workflow run's
+    results (``run``: its id) or queries of an EDR collection (``collection``), under ``policy`` (default: any
+    use). The policy's rules are checked now (422 naming ``policy...``); the offer's JSON text is kept as
+    offered. A stream offer serves, to each transfer, the history as it stood when the transfer was accepted (a
+    ``live`` one, pushed, goes on pushing what arrives); a run's results are its dataset ``results:<run id>``; a
+    collection offer serves no files but EDR queries of that one collection, each one an access."""
     require(principal, "dataspace.offer.create")
     if live and stream is None:
         raise ValidationFailed.one("stream.live", "only a stream is offered live")
-    if sum(x is not None for x in (did, stream, run)) != 1:
+    if sum(x is not None for x in (did, stream, run, collection)) != 1:
         raise ValidationFailed.one("did", "offer one thing: a lake file or dataset (did), a twin's stream "
-                                          "(stream) or a run's results (run)")
-    if stream is not None:
+                                          "(stream), a run's results (run) or an EDR collection (collection)")
+    if collection is not None:
+        found = _may_offer_collection(session, principal, collection)
+        source: tuple[str, str | None, str | None] = (found.did, found.owner_group, found.owner_twin)
+    elif stream is not None:
         twin_id, offered = _may_offer_stream(session, principal, *stream)
-        source: tuple[str, str | None, str | None] = (offered, None, twin_id)
+        source = (offered, None, twin_id)
     elif run is not None:
         results, run_twin = _may_offer_run(session, principal, run)
         source = (results, None, run_twin)
@@ -181,7 +209,7 @@ def create_offer(session: Session, *, principal: Principal, did: str | None = No
     created = Offer(id=offer_id, dataset_id=dataset_id, did=source[0], title=title, description=description,
                     keywords=list(keywords or []), policy=odrl.canonical(offer), manual=manual, owner=principal.name,
                     owner_group=source[1], owner_twin=source[2],
-                    stream=stream[1] if stream is not None else None, run=run, live=live)
+                    stream=stream[1] if stream is not None else None, run=run, live=live, collection=collection)
     session.add(created)
     session.flush()
     return created

@@ -20,9 +20,10 @@ from twinengine.config import Settings
 from twinengine.lake import remote
 
 __all__ = ["PeerUnreachable", "allowed_hosts", "check", "get_json", "open_stream", "post_json", "put_stream",
-           "send"]
+           "relay", "send"]
 
 MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a peer's JSON answer; more is refused
+MAX_RELAYED_BYTES = 256 * 1024 * 1024  # an EDR answer relayed to this engine's user; more is refused
 
 
 class PeerUnreachable(Exception):
@@ -116,6 +117,24 @@ def get_json(settings: Settings, url: str) -> Any:
     if found is None:
         raise PeerUnreachable(f"{url} did not answer JSON")
     return found
+
+
+def relay(settings: Settings, url: str, token: str | None, params: list[tuple[str, str]]) -> tuple[int, bytes, str]:
+    """GET ``url`` with ``params`` and ``token`` as its bearer, for a user of this engine: whatever the status, the
+    answer's status, body (at most ``MAX_RELAYED_BYTES``) and media type."""
+    try:
+        with _client(settings, url, token) as http, \
+                http.stream("GET", url, params=tuple(params), follow_redirects=False) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes(1 << 20):
+                body += chunk
+                if len(body) > MAX_RELAYED_BYTES:
+                    raise PeerUnreachable(f"{url}: the answer is over {MAX_RELAYED_BYTES} bytes")
+            return response.status_code, bytes(body), response.headers.get("content-type", "application/json")
+    except PeerUnreachable:
+        raise
+    except httpx.HTTPError as exc:
+        raise PeerUnreachable(f"{url}: {type(exc).__name__}: {exc}") from None
 
 
 @contextmanager

@@ -15,13 +15,16 @@ from typing import Any
 
 from twinengine.dataspace.spec import CONTEXT, problems
 
-__all__ = ["BASE_PATH", "CALLBACK_PATH", "DATA_PATH", "FORMATS", "PULL", "PUSH", "PUSH_PATH", "DspError",
-           "NegotiationState", "Role", "TransferState", "acknowledged", "message", "new_pid", "valid"]
+__all__ = ["BASE_PATH", "CALLBACK_PATH", "DATA_PATH", "EDR_CONFORMANCE", "EDR_PATH", "FORMATS", "PULL", "PUSH",
+           "PUSH_PATH", "DspError", "NegotiationState", "Role", "TransferState", "acknowledged", "address_property",
+           "message", "new_pid", "queried", "valid"]
 
 BASE_PATH = "/dsp/2025-1"  # <base> of the HTTPS binding on this engine
 CALLBACK_PATH = BASE_PATH + "/callback"  # the consumer's callback address
 DATA_PATH = "/dsp/data"  # the provider's data plane (HttpData-PULL)
 PUSH_PATH = "/dsp/push"  # the consumer's data plane (HttpData-PUSH): where a provider pushes
+EDR_PATH = "/dsp/edr"  # the provider's data plane of an EDR collection offer: an OGC API - EDR root per transfer
+EDR_CONFORMANCE = "http://www.opengis.net/spec/ogcapi-edr-1/1.1/conf/core"  # a data address that answers EDR
 PULL = "HttpData-PULL"
 PUSH = "HttpData-PUSH"
 FORMATS = (PULL, PUSH)
@@ -141,3 +144,17 @@ def acknowledged(row: Any, provider_pid: Any) -> None:
     if row.pending == "request" and isinstance(provider_pid, str) and provider_pid:
         row.provider_pid, row.state = provider_pid, "REQUESTED"
         row.pending, row.pending_detail, row.attempts, row.due_at, row.claimed_until = None, None, 0, None, None
+
+
+def address_property(address: dict[str, Any] | None, name: str) -> str | None:
+    """The value of a data address's endpoint property ``name`` (None when absent or not a string)."""
+    for prop in (address or {}).get("endpointProperties", []) or []:
+        if isinstance(prop, dict) and prop.get("name") == name:
+            value = prop.get("value")
+            return value if isinstance(value, str) else None
+    return None
+
+
+def queried(address: dict[str, Any] | None) -> bool:
+    """Whether a data address answers EDR queries (an EDR collection offer) rather than listing files."""
+    return address_property(address, "conformsTo") == EDR_CONFORMANCE

@@ -67,6 +67,9 @@ class OfferCreate(BaseModel):
     stream: OfferedStream | None = Field(default=None, description="A twin's stream history offered (or did).")
     run: str | None = Field(default=None, min_length=1, max_length=64,
                             description="A finished workflow run whose results are offered (or did).")
+    collection: str | None = Field(default=None, min_length=3, max_length=200,
+                                   description="An EDR collection (as listed at /edr/collections) whose queries "
+                                               "are offered (or did).")
     title: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
     keywords: list[str] = Field(default_factory=list, max_length=20)
@@ -83,6 +86,7 @@ class OfferRead(BaseModel):
     stream: str | None = None
     run: str | None = None
     live: bool = False
+    collection: str | None = None  # an EDR collection offered for queries (``did``: its dataset)
     title: str
     description: str | None
     keywords: list[str]

@@ -23,14 +23,14 @@ from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import did_of
 from twinengine.dataspace.models import Access, Agreement, Negotiation, Offer, TransferProcess
 from twinengine.dataspace.offers import _mine
-from twinengine.dataspace.protocol import DspError, Role
+from twinengine.dataspace.protocol import DspError, Role, TransferState, address_property, queried
 from twinengine.dataspace.spec import problems
 from twinengine.errors import InvalidInput, NotFound, ValidationFailed
 from twinengine.store.base import utcnow
 
 __all__ = ["accesses", "agreements", "get_agreement", "get_negotiation", "get_transfer", "negotiations",
-           "provider_of", "remote_catalog", "revoke", "start_negotiation", "start_transfer", "steer_negotiation",
-           "steer_transfer", "transfers"]
+           "provider_of", "query_collection", "remote_catalog", "revoke", "start_negotiation", "start_transfer",
+           "steer_negotiation", "steer_transfer", "transfers"]
 
 
 def _failed(exc: peers.PeerUnreachable) -> ValidationFailed:
@@ -245,10 +245,37 @@ def transfers(session: Session, *, principal: Principal, role: str | None = None
 
 
 def get_transfer(session: Session, *, principal: Principal, transfer_id: int) -> TransferProcess:
+    """One transfer ``principal`` sees (as ``transfers`` lists them, however old)."""
+    require(principal, "dataspace.consume")
     row = session.get(TransferProcess, transfer_id)
-    if row is None or row not in transfers(session, principal=principal, role=row.role):
+    offer_id = session.scalar(select(Agreement.offer_id).where(Agreement.id == row.agreement_id)) \
+        if row is not None and row.role == Role.PROVIDER else None
+    if row is None or not _sees(session, principal, row.role, row.owner, offer_id):
         raise NotFound(f"no transfer {transfer_id}")
     return row
+
+
+def query_collection(connector: Connector, *, principal: Principal, transfer_id: int, path: str,
+                     params: list[tuple[str, str]]) -> tuple[int, bytes, str]:
+    """An EDR request (``path`` below the API root: ``collections``, ``collections/{id}/position``...) of the
+    collection a started transfer of this engine's consumer ``transfer_id`` may query, sent on to the provider's
+    data address with the transfer's token (which never leaves this engine); the provider's answer as it came
+    (status, body, media type). 404 for a transfer the caller does not see; 422 naming ``transfer_id`` for one
+    that is not an EDR collection's or not started."""
+    with connector.db.session(readonly=True) as session:
+        row = get_transfer(session, principal=principal, transfer_id=transfer_id)
+        address = dict(row.data_address or {})
+        if row.role != Role.CONSUMER or not queried(address):
+            raise ValidationFailed.one("transfer_id", f"transfer {transfer_id} is not one of an EDR collection "
+                                                      "offer this engine consumes")
+        if row.state != TransferState.STARTED:
+            raise ValidationFailed.one("transfer_id", f"transfer {transfer_id} is {row.state}: queries are sent "
+                                                      "while it is STARTED")
+    try:
+        return peers.relay(connector.settings, f"{str(address.get('endpoint')).rstrip('/')}/{path.lstrip('/')}",
+                           address_property(address, "authorization"), params)
+    except peers.PeerUnreachable as exc:
+        raise ValidationFailed.one("transfer_id", f"the provider's data address cannot be read: {exc}") from None
 
 
 def steer_transfer(session: Session, *, principal: Principal, transfer_id: int, action: str) -> TransferProcess:

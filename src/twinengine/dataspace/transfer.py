@@ -35,6 +35,7 @@ from twinengine.dataspace.protocol import (
     acknowledged,
     message,
     new_pid,
+    queried,
     valid,
 )
 from twinengine.errors import NotFound
@@ -153,8 +154,10 @@ def provider_request(session: Session, connector: Connector, peer: str, body: An
         finalized_by_use(session, agreement)
     session.flush()  # what finalized_by_use changed, before the row is read again under its lock (not lost)
     session.refresh(agreement, with_for_update=True)
-    if msg["format"] not in FORMATS:
-        raise DspError(400, f"format {msg['format']!r} is not offered ({', '.join(FORMATS)})", kind="transfer",
+    offered = session.get(Offer, agreement.offer_id)
+    formats = FORMATS if offered is None or offered.collection is None else (PULL,)  # queries are pulled
+    if msg["format"] not in formats:
+        raise DspError(400, f"format {msg['format']!r} is not offered ({', '.join(formats)})", kind="transfer",
                        **pids)
     try:
         callback = callback_on(msg.get("callbackAddress"), peer)
@@ -268,8 +271,10 @@ def consumer_receive(session: Session, peer: str, consumer_pid: str, kind: str, 
     if action == "start":
         if msg.get("dataAddress"):
             row.data_address = msg["dataAddress"]
-        if row.target and row.landed is None and row.format == PULL:
-            queue(row, "pull")  # a push: the provider sends the files to our address, then its completion
+        if row.target and row.landed is None and row.format == PULL and not queried(row.data_address):
+            # a push: the provider sends the files to our address, then its completion; an EDR collection's
+            # address is kept for the queries its owner sends through this engine (``/transfers/{id}/edr``)
+            queue(row, "pull")
     elif action == "terminate":
         row.error = _reason(msg)
         queue(row, None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -49,7 +49,17 @@ from twinengine.errors import (
     join_loc,
 )
 
-__all__ = ["router"]
+__all__ = [
+    "Common",
+    "CommonDep",
+    "Coords",
+    "EDRRoute",
+    "QueryType",
+    "answer",
+    "common_parameters",
+    "query_of",
+    "router",
+]
 
 log = logging.getLogger(__name__)
 
@@ -329,22 +339,39 @@ def instance_query(request: Request, collection_id: CollectionId, instance_id: A
                    within_units: Annotated[str | None, Query(alias="within-units", max_length=16)] = None,
                    corridor_width: Annotated[float | None, Query(alias="corridor-width")] = None,
                    width_units: Annotated[str | None, Query(alias="width-units", max_length=16)] = None) -> Response:
-    base = replace(common.query, instance=instance_id, kind=query_type)
-    shapes = {"position": ("POINT", "MULTIPOINT"), "radius": ("POINT", "MULTIPOINT"),
-              "area": ("POLYGON", "MULTIPOLYGON"), "trajectory": ("LINESTRING",), "corridor": ("LINESTRING",)}
-    if query_type == "cube":
-        query = replace(base, bbox=parse_bbox(bbox))
-    elif query_type in shapes:
-        query = replace(base, geometry=parse_wkt(coords, allowed=shapes[query_type]))
-        if query_type == "radius":
-            query = replace(query, within_km=parse_distance(within, within_units, field="within",
-                                                            units_field="within-units"))
-        if query_type == "corridor":
-            query = replace(query, width_km=parse_distance(corridor_width, width_units, field="corridor-width",
-                                                           units_field="width-units"))
-    else:
-        raise InvalidParameterValue("query_type", f"{query_type!r} is not a query type")
+    query = query_of(replace(common.query, instance=instance_id), query_type, coords=coords, bbox=bbox,
+                     within=within, within_units=within_units, corridor_width=corridor_width, width_units=width_units)
     return _answer(access, principal, collection_id, query, common.f)
+
+
+_SHAPES = {"position": ("POINT", "MULTIPOINT"), "radius": ("POINT", "MULTIPOINT"),
+           "area": ("POLYGON", "MULTIPOLYGON"), "trajectory": ("LINESTRING",), "corridor": ("LINESTRING",)}
+QueryType = Literal["position", "radius", "area", "cube", "trajectory", "corridor"]
+
+
+def query_of(base: EDRQuery, query_type: str, *, coords: str | None = None, bbox: str | None = None,
+             within: float | None = None, within_units: str | None = None, corridor_width: float | None = None,
+             width_units: str | None = None) -> EDRQuery:
+    """A query of type ``query_type`` from the parameters its route takes (a 400 naming the first one wrong):
+    the one parser of the routes that take any query type by name (an instance's, a data space transfer's)."""
+    query = replace(base, kind=query_type)
+    if query_type == "cube":
+        return replace(query, bbox=parse_bbox(bbox))
+    if query_type not in _SHAPES:
+        raise InvalidParameterValue("query_type", f"{query_type!r} is not a query type")
+    query = replace(query, geometry=parse_wkt(coords, allowed=_SHAPES[query_type]))
+    if query_type == "radius":
+        query = replace(query, within_km=parse_distance(within, within_units, field="within",
+                                                        units_field="within-units"))
+    if query_type == "corridor":
+        query = replace(query, width_km=parse_distance(corridor_width, width_units, field="corridor-width",
+                                                       units_field="width-units"))
+    return query
+
+
+def answer(access: DataAccess, principal: Any, collection_id: str, query: EDRQuery, f: str | None) -> Response:
+    """The encoded answer to ``query`` on ``collection_id`` as ``principal`` may read it (``f``: its format)."""
+    return _answer(access, principal, collection_id, query, f)
 
 
 @router.post("/collections/{collection_id}/features", name="features",

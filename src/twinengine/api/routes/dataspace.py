@@ -1,7 +1,9 @@
 """The Dataspace Protocol 2025-1 over HTTPS (``dataspace``): the version list and DID document (public), the
 catalog, the negotiation and transfer endpoints of both roles under ``/dsp/2025-1`` (the consumer's callbacks
 under ``/dsp/2025-1/callback``), the provider's data plane under ``/dsp/data`` (HttpData-PULL) and the consumer's
-under ``/dsp/push`` (HttpData-PUSH; its bearer is the one the consumer's request gave, ``dataspace.push``).
+under ``/dsp/push`` (HttpData-PUSH; its bearer is the one the consumer's request gave, ``dataspace.push``); a
+transfer of an EDR collection offer answers OGC API - EDR queries of that one collection under ``/dsp/edr/{pid}``
+(its token as bearer, each query an access checked and recorded as a file's is).
 
 These routes take no engine token: each message carries its sender's participant token (``dataspace.identity``),
 verified before any unit of work opens (reading the sender's DID document waits on the network). Errors answer
@@ -15,20 +17,25 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Path, Request
+from fastapi import Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
+from twinengine.access.errors import exception_body
+from twinengine.access.listing import collection_document
 from twinengine.api.deps import RuntimeDep
 from twinengine.api.request_body import body_chunks
 from twinengine.api.route_actions import public
+from twinengine.api.routes.access import CollectionId, CommonDep, Coords, QueryType, answer, query_of
 from twinengine.api.routing import Router, operation_id
+from twinengine.auth.principal import SYSTEM
 from twinengine.dataspace import catalog, dataplane, negotiation, push, transfer
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import did_document
-from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, PUSH_PATH, DspError, valid
+from twinengine.dataspace.models import Offer
+from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, EDR_PATH, PUSH_PATH, DspError, valid
 from twinengine.dataspace.spec import problems
-from twinengine.errors import AuthenticationRequired, TokenInvalid
+from twinengine.errors import AuthenticationRequired, TokenInvalid, TwinEngineError
 from twinengine.runtime import Runtime
 from twinengine.store.conflicts import STORE_REFUSALS, store_refusal
 
@@ -273,7 +280,11 @@ async def data_files(request: Request, runtime: RuntimeDep, pid: Pid) -> Respons
     def work() -> dict[str, Any]:
         with runtime.db.session() as session:
             row, agreement = _authorized(session, pid, request.headers.get("authorization"))
-            return dataplane.manifest(session, connector, row, agreement)
+            try:
+                return dataplane.manifest(session, connector, row, agreement)
+            except dataplane.DataRefused:
+                session.commit()  # the refusal is recorded
+                raise
 
     try:
         return JSONResponse(await anyio.to_thread.run_sync(work))
@@ -311,6 +322,92 @@ async def data_file(request: Request, runtime: RuntimeDep, pid: Pid,
         return _refused(exc)
     return StreamingResponse(dataplane.stream(readable), media_type=media or "application/octet-stream",
                              headers={"Content-Length": str(size), "ETag": f'"{sha256}"'})
+
+
+# -- the data plane of an EDR collection offer -------------------------------------------------------------------
+
+def _edr_collection(runtime: Runtime, pid: str, authorization: str | None, collection_id: str | None,
+                    query: str) -> str:
+    """The collection transfer ``pid``'s token may query (``collection_id``: the one asked for; None: the
+    offer's), the access recorded; ``DataRefused`` (recorded) otherwise."""
+    with runtime.db.session() as session:
+        row, agreement = _authorized(session, pid, authorization)
+        offer = session.get(Offer, agreement.offer_id)
+        try:
+            found = dataplane.queried_collection(session, row, agreement, collection_id or (
+                offer.collection if offer is not None and offer.collection else ""), query=query)
+        except dataplane.DataRefused:
+            session.commit()
+            raise
+        return found
+
+
+def _edr_error(request: Request, exc: TwinEngineError) -> JSONResponse:
+    return JSONResponse(exception_body(exc, instance=request.url.path), status_code=exc.status)
+
+
+@router.get(EDR_PATH + "/{pid}/collections", name="edr_collections",
+            summary="The collection a transfer of an EDR collection offer may query (OGC API - EDR)")
+@public
+async def edr_collections(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
+    root = runtime.dataspace.edr_url(pid)
+
+    def work() -> dict[str, Any]:
+        found = _edr_collection(runtime, pid, request.headers.get("authorization"), None, "edr collections")
+        return {"links": [{"href": f"{root}/collections", "rel": "self", "type": "application/json"}],
+                "collections": [collection_document(runtime.access, found, root)]}
+
+    try:
+        return JSONResponse(await anyio.to_thread.run_sync(work))
+    except dataplane.DataRefused as exc:
+        return _refused(exc)
+    except TwinEngineError as exc:
+        return _edr_error(request, exc)
+
+
+@router.get(EDR_PATH + "/{pid}/collections/{collection_id}", name="edr_collection",
+            summary="The offered collection's EDR metadata, its queries under this transfer's root")
+@public
+async def edr_collection(request: Request, runtime: RuntimeDep, pid: Pid, collection_id: CollectionId) -> Response:
+    root = runtime.dataspace.edr_url(pid)
+
+    def work() -> dict[str, Any]:
+        found = _edr_collection(runtime, pid, request.headers.get("authorization"), collection_id, "edr collection")
+        return collection_document(runtime.access, found, root)
+
+    try:
+        return JSONResponse(await anyio.to_thread.run_sync(work))
+    except dataplane.DataRefused as exc:
+        return _refused(exc)
+    except TwinEngineError as exc:
+        return _edr_error(request, exc)
+
+
+@router.get(EDR_PATH + "/{pid}/collections/{collection_id}/{query_type}", name="edr_query",
+            summary="An EDR query of the offered collection (each one an access under the agreement's policy)",
+            responses={200: {"content": {"application/prs.coverage+json": {}, "application/geo+json": {},
+                                         "application/x-netcdf": {}}}})
+@public
+async def edr_query(request: Request, runtime: RuntimeDep, pid: Pid, collection_id: CollectionId,
+                    query_type: Annotated[QueryType, Path(description="An EDR query type.")],
+                    common: CommonDep, coords: Coords = None, bbox: Annotated[str | None, Query(max_length=400)] = None,
+                    within: float | None = None,
+                    within_units: Annotated[str | None, Query(alias="within-units", max_length=16)] = None,
+                    corridor_width: Annotated[float | None, Query(alias="corridor-width")] = None,
+                    width_units: Annotated[str | None, Query(alias="width-units", max_length=16)] = None) -> Response:
+    def work() -> Response:
+        query = query_of(common.query, query_type, coords=coords, bbox=bbox, within=within,
+                         within_units=within_units, corridor_width=corridor_width, width_units=width_units)
+        found = _edr_collection(runtime, pid, request.headers.get("authorization"), collection_id,
+                                f"edr {query_type}?{request.url.query}")
+        return answer(runtime.access, SYSTEM, found, query, common.f)  # the data plane authorised it
+
+    try:
+        return await anyio.to_thread.run_sync(work)
+    except dataplane.DataRefused as exc:
+        return _refused(exc)
+    except TwinEngineError as exc:
+        return _edr_error(request, exc)
 
 
 # -- the consumer's data plane (HttpData-PUSH) -------------------------------------------------------------------

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import Depends, Path, Query, status
+from fastapi import Depends, Path, Query, Request, Response, status
 
 from twinengine.api.deps import PrincipalDep, RuntimeDep, SessionDep, authorized
 from twinengine.api.route_actions import acts
 from twinengine.api.routing import api_router
 from twinengine.auth import odrl
+from twinengine.auth.principal import Principal
 from twinengine.dataspace import offers, service
 from twinengine.dataspace.models import Agreement, Negotiation, Offer, Participant, TransferProcess
 from twinengine.dataspace.protocol import PUSH
@@ -29,7 +30,8 @@ from twinengine.dataspace.schemas import (
     TransferCreate,
     TransferRead,
 )
-from twinengine.errors import ValidationFailed
+from twinengine.errors import TwinEngineError, ValidationFailed
+from twinengine.runtime import Runtime
 from twinengine.types import INT32_MAX
 
 __all__ = ["router"]
@@ -47,7 +49,8 @@ def offer_read(o: Offer) -> OfferRead:
     return OfferRead(id=o.id, dataset_id=o.dataset_id, did=o.did, title=o.title, description=o.description,
                      keywords=list(o.keywords or []), policy=odrl.json_of(o.policy), manual=o.manual, owner=o.owner,
                      owner_group=o.owner_group, owner_twin=o.owner_twin, created_at=o.created_at,
-                     withdrawn_at=o.withdrawn_at, stream=o.stream, run=o.run, live=bool(o.live))
+                     withdrawn_at=o.withdrawn_at, stream=o.stream, run=o.run, live=bool(o.live),
+                     collection=o.collection)
 
 
 def negotiation_read(n: Negotiation) -> NegotiationRead:
@@ -87,17 +90,42 @@ def identity(runtime: RuntimeDep, principal: PrincipalDep) -> Identity:
 # -- offers and participants (provider) --------------------------------------------------------------------------
 
 @router.post("/offers", name="offer_create", status_code=status.HTTP_201_CREATED, dependencies=_OFFER,
-             summary="Offer a lake file or dataset, a twin's stream history or a run's results under an ODRL policy")
+             summary="Offer a lake file or dataset, a twin's stream history, a run's results or an EDR "
+                     "collection's queries under an ODRL policy")
 @acts("dataspace.offer.create")
-def offer_create(body: OfferCreate, session: SessionDep, principal: PrincipalDep) -> OfferRead:
+async def offer_create(body: OfferCreate, runtime: RuntimeDep, principal: PrincipalDep) -> OfferRead:
     policy = body.policy
     if policy is None and body.terms is not None:
         policy = offers.build_policy(**body.terms.model_dump())
     stream = (body.stream.twin, body.stream.stream) if body.stream is not None else None
-    return offer_read(offers.create_offer(session, principal=principal, did=body.did, title=body.title,
-                                          description=body.description, keywords=body.keywords, policy=policy,
-                                          manual=body.manual, stream=stream, run=body.run,
-                                          live=body.stream is not None and body.stream.live))
+    if body.collection is not None:  # read as the EDR API reads it, outside the unit of work that offers it
+        await anyio.to_thread.run_sync(_edr_reads, runtime, principal, body.collection)
+
+    def work() -> OfferRead:
+        with runtime.db.session() as session:
+            return offer_read(offers.create_offer(
+                session, principal=principal, did=body.did, title=body.title, description=body.description,
+                keywords=body.keywords, policy=policy, manual=body.manual, stream=stream, run=body.run,
+                live=body.stream is not None and body.stream.live, collection=body.collection))
+
+    return await anyio.to_thread.run_sync(work)
+
+
+def _edr_reads(runtime: Runtime, principal: Principal, collection_id: str) -> None:
+    """422 naming ``collection`` unless ``principal`` reads the collection through the EDR API (one it may not
+    read is refused as an unknown one) and its file can be read (xarray, imported on use)."""
+    from twinengine.access.listing import PLACEHOLDER, collection_document
+    from twinengine.access.service import readable_collection
+
+    try:
+        readable_collection(runtime.access, principal=principal, collection_id=collection_id)
+    except TwinEngineError:
+        raise ValidationFailed.one("collection", f"no EDR collection {collection_id!r} that you may read "
+                                                 "(scope.name, as listed at /edr/collections)") from None
+    try:
+        collection_document(runtime.access, collection_id, PLACEHOLDER)
+    except TwinEngineError as exc:
+        raise ValidationFailed.one("collection", f"EDR cannot read {collection_id!r}: {exc}") from None
 
 
 @router.get("/offers", name="offer_list", summary="Offers of yours (every offer, for admins)", dependencies=_OFFER)
@@ -261,6 +289,23 @@ def transfer_list(session: SessionDep, principal: PrincipalDep, role: RoleQuery 
 def transfer_get(transfer_id: Annotated[int, Path(ge=1, le=INT32_MAX)], session: SessionDep,
                  principal: PrincipalDep) -> TransferRead:
     return transfer_read(service.get_transfer(session, principal=principal, transfer_id=transfer_id))
+
+
+@router.get("/transfers/{transfer_id}/edr/{path:path}", name="transfer_edr", dependencies=_CONSUME,
+            summary="An EDR request of the collection a started transfer of yours may query, sent on to its provider",
+            responses={200: {"content": {"application/prs.coverage+json": {}, "application/geo+json": {},
+                                         "application/x-netcdf": {}},
+                             "description": "The provider's answer as it came: its status, body and media type"}})
+@acts("dataspace.consume")
+async def transfer_edr(transfer_id: Annotated[int, Path(ge=1, le=INT32_MAX)],
+                       path: Annotated[str, Path(max_length=400, description="Below the EDR root: collections, "
+                                                 "collections/{id}, collections/{id}/position ...")],
+                       request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
+    connector = runtime.dataspace
+    params = list(request.query_params.multi_items())
+    status_code, body, media = await anyio.to_thread.run_sync(lambda: service.query_collection(
+        connector, principal=principal, transfer_id=transfer_id, path=path, params=params))
+    return Response(body, status_code=status_code, media_type=media)
 
 
 @router.post("/transfers/{transfer_id}/{action}", name="transfer_step", dependencies=_CONSUME,

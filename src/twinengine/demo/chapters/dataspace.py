@@ -5,7 +5,9 @@ FINALIZED on both sides and pulls it into their lake, where its SHA-256 is the p
 under the agreement's terms (its bytes refused once the 30 days are past); a negotiation for another purpose is
 refused and ends TERMINATED with no byte sent. Then the live twin's gauge stream (the streams chapter's) is offered
 as such and pushed to the partner, who sends its history into a river-reach twin of its own, whose level then reads
-as uma's twin's. Both engines speak the Dataspace Protocol over loopback HTTP."""
+as uma's twin's. Last, the twin's rainfall field is offered for EDR queries, not files: the partner asks for the
+rain at the gauge through its own engine and gets uma's own EDR answer. Both engines speak the Dataspace Protocol
+over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ def offer_across_engines(ctx: DemoContext) -> None:
             live = ctx.facts.get("streams", {}).get("twin")  # the twin whose gauges stream (streams chapter)
             if live:
                 out["stream"] = _stream_across(ctx, uma, forecaster, folder, live)
+            out["collection"] = _collection_across(ctx, uma, forecaster, name)
     except Exception as exc:  # told, and the test of the chapter's facts fails on it
         out["error"] = f"{type(exc).__name__}: {exc}"
         ctx.say(f"the data space chapter failed: {out['error']}")
@@ -76,7 +79,9 @@ def offer_across_engines(ctx: DemoContext) -> None:
                                       f"{sha}; another purpose "
                                       f"{out.get('refusal', {}).get('consumer', '-')}; the gauge stream's history "
                                       f"pushed {streamed.get('transfer', '-')}, {streamed.get('records', '-')} "
-                                      f"readings replayed into the partner's twin ({out['seconds']:.1f} s)"))
+                                      f"readings replayed into the partner's twin; the rain field queried across, "
+                                      f"{out.get('collection', {}).get('queries_served', '-')} queries in the usage "
+                                      f"record ({out['seconds']:.1f} s)"))
 
 
 @contextmanager
@@ -243,6 +248,38 @@ def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Pa
                                                      for p in parts],
             "parts_equal": equal, "newest": reading, "twin": twin.name, "partner_level": level,
             "provider_level": theirs}
+
+
+def _collection_across(ctx: DemoContext, uma: Client, forecaster: Client, name: str) -> dict[str, Any]:
+    """The twin's rainfall field (the lake chapter's collection) offered for queries, not files: the partner asks
+    for the rain over gauge RR-01 through its own engine, which sends the query on with the transfer's token; the
+    answer is the one uma's own EDR API gives, and uma's usage record holds the query."""
+    from twinengine.demo.chapters.lake import SCOPE
+    from twinengine.lake.collections import collection_id
+
+    rain = collection_id(SCOPE, f"{name}-rain")
+    offer = uma.dataspace.offer_collection(rain, f"Rainfall over the {name} catchment, by query",
+                                           purposes=[PURPOSE], days=DAYS, keywords=["rain", "EDR"])
+    ctx.say(f"uma offered the EDR collection {rain} for queries ({offer.dataset_id}): the partner asks for what "
+            "it needs, and no file leaves")
+    asked = forecaster.dataspace.negotiate(ctx.url, offer.dataset_id, purpose=PURPOSE)
+    agreement = str(_until(lambda: forecaster.dataspace.negotiation(asked.id), "FINALIZED").agreement_id)
+    started = forecaster.dataspace.transfer(agreement, None)
+    query = _until(lambda: forecaster.dataspace.transfer_state(started.id), "STARTED")
+    gauge = f"POINT({ctx.app_package.GAUGE[0]} {ctx.app_package.GAUGE[1]})"
+    theirs = forecaster.dataspace.edr(query.id).position(rain, gauge, parameter_name="rain")
+    own = uma.edr.position(rain, gauge, parameter_name="rain")
+    values = theirs["ranges"]["rain"]["values"]
+    equal = values == own["ranges"]["rain"]["values"]
+    served = [a for a in uma.dataspace.accesses(agreement)
+              if a.outcome == "served" and (a.file or "").startswith("edr ")]
+    total = float(sum(v for v in values if v is not None))
+    ctx.say(f"the partner queried the rain at gauge RR-01 through its engine (transfer {query.id}, {query.state}): "
+            f"{len(values)} values, {total:.1f} mm in total, {'equal to' if equal else 'DIFFERENT from'} uma's own "
+            f"EDR answer; uma's usage record holds {len(served)} query")
+    return {"collection": rain, "offer": offer.id, "agreement": agreement, "transfer": query.state,
+            "format": query.format, "values": len(values), "equal": equal, "queries_served": len(served),
+            "query": served[0].file if served else None}
 
 
 def _later(when: str) -> str:

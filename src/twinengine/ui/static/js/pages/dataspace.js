@@ -181,9 +181,11 @@ async function tables(ctx, slots, state) {
     offers.map((o) => [h("td", { "data-csv": o.title }, o.title, o.manual ? h("span", { class: "muted" }, " (you agree by hand)") : null),
       o.stream ? h("span", {}, o.live ? "stream " : "history of stream ", h("code", {}, o.stream), " of twin ", h("code", {}, o.did.slice(7, o.did.lastIndexOf("/"))),
         h("span", { class: "muted" }, o.live ? " live (pushed as it grows, until the transfer ends)" : " (as it stands when each transfer starts)"))
+        : o.collection ? h("span", {}, "queries of EDR collection ", h("code", {}, o.collection),
+          h("span", { class: "muted" }, " (answers, not files; each query counted)"))
         : h("code", {}, o.did), policyWords(o.policy), when(o.created_at),
       o.withdrawn_at ? `withdrawn ${when(o.withdrawn_at)}` : "offered"]),
-    { empty: "You offer nothing yet: twin offer create (or the API) offers a lake file or dataset of yours, or with --stream a twin's stream history." }));
+    { empty: "You offer nothing yet: twin offer create (or the API) offers a lake file or dataset of yours, with --stream a twin's stream history, or with --collection an EDR collection's queries." }));
 
   replace(slots.agreements, agreements === null ? h("p", { class: "muted" }, "Your role may not hold agreements.") : table(null,
     ["data", "you", "with", "signed (UTC)", "purpose", "terms", "transfers", "state", ""],

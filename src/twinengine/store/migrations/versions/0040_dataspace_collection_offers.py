@@ -1,0 +1,30 @@
+"""dataspace: offers of an EDR collection, queried through the transfer's data address
+
+Revision ID: 0040
+Revises: 0039
+Create Date: 2026-11-30 03:00:00.000000
+
+An offer may name an EDR collection (``collection``, ``scope.name``; ``did`` is the lake dataset behind it): a
+transfer under it serves OGC API - EDR queries of that one collection at its data address, each query an access
+checked against the agreement's policy, instead of files.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0040'
+down_revision = '0039'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('ds_offers') as batch:
+        batch.add_column(sa.Column('collection', sa.String(length=200), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('ds_offers') as batch:
+        batch.drop_column('collection')
