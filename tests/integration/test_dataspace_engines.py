@@ -599,6 +599,13 @@ def test_an_edr_collection_is_offered_for_queries_not_files(engines: tuple[Parti
     assert other.status_code == 404  # the provider's answer: only the offered collection
     bad = consumer.api("GET", f"{root}/collections/grid.rain/position?coords=POINT(7.5)")
     assert bad.status_code == 400 and "coords" in bad.text
+    # nothing outside the EDR root (dots escaped, so that the client does not resolve them before sending)
+    for escape in ("collections/%2E%2E/%2E%2E/data", "collections/%2e%2e", "collections/grid.rain/locations",
+                   "collections/grid.rain/position/%2E%2E/%2E%2E/%2E%2E", "%2E%2E/%2E%2E/%2E%2E/api/v1/me"):
+        refused = consumer.api("GET", f"{root}/{escape}")
+        assert refused.status_code in (404, 422), (escape, refused.status_code)
+        if refused.status_code == 422:
+            assert refused.json()["details"][0]["loc"] == "path"
     eve = consumer.token("eve-edr")  # another user of the consumer's engine: not her transfer
     assert consumer.api("GET", f"{root}/collections", token=eve).status_code == 404
     with consumer.runtime.db.session(readonly=True) as session:

@@ -8,6 +8,7 @@ unit of work; the others take the caller's ``session``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -255,6 +256,11 @@ def get_transfer(session: Session, *, principal: Principal, transfer_id: int) ->
     return row
 
 
+# what a user may ask of an EDR collection's data address: nothing that leaves its root (no "..", no escapes)
+_EDR_PATH = re.compile(r"collections(?:/([A-Za-z0-9._~-]{1,200})"
+                       r"(?:/(?:position|radius|area|cube|trajectory|corridor))?)?/?")
+
+
 def query_collection(connector: Connector, *, principal: Principal, transfer_id: int, path: str,
                      params: list[tuple[str, str]]) -> tuple[int, bytes, str]:
     """An EDR request (``path`` below the API root: ``collections``, ``collections/{id}/position``...) of the
@@ -262,6 +268,10 @@ def query_collection(connector: Connector, *, principal: Principal, transfer_id:
     data address with the transfer's token (which never leaves this engine); the provider's answer as it came
     (status, body, media type). 404 for a transfer the caller does not see; 422 naming ``transfer_id`` for one
     that is not an EDR collection's or not started."""
+    found = _EDR_PATH.fullmatch(path)
+    if found is None or found.group(1) in (".", ".."):
+        raise ValidationFailed.one("path", f"{path!r} is not below an EDR root: collections, collections/{{id}} "
+                                           "or collections/{id}/{position|radius|area|cube|trajectory|corridor}")
     with connector.db.session(readonly=True) as session:
         row = get_transfer(session, principal=principal, transfer_id=transfer_id)
         address = dict(row.data_address or {})
