@@ -159,6 +159,16 @@ def test_a_stream_history_crosses_by_hand_and_feeds_the_consumers_twin(two: tupl
     offered = provider.twin_json("offer", "create", "--stream", "upstream/gauges", "--title", "Gauge RR-01",
                                  "--manual")
     assert offered["did"] == "stream:upstream/gauges"
+    windowed = provider.twin_json("offer", "create", "--stream", "upstream/gauges", "--title", "Morning", "--from",
+                                  "2026-03-01T06:00:00", "--to", "2026-03-01T12:00:00")  # UTC when no offset
+    assert windowed["window"] == {"since": "2026-03-01T06:00:00Z", "until": "2026-03-01T12:00:00Z"}
+    weekly = provider.twin_json("offer", "create", "--stream", "upstream/gauges", "--title", "Week", "--last", "P7D")
+    assert weekly["window"] == {"last": 604800.0}
+    assert "not a duration" in provider.twin("offer", "create", "--stream", "upstream/gauges", "--title", "x",
+                                             "--last", "soon", expect=2)
+    assert "not both" in provider.twin("offer", "create", "--stream", "upstream/gauges", "--title", "x",
+                                       "--last", "3600", "--from", "2026-03-01", expect=2)
+    assert "only a stream" in provider.twin("offer", "create", "reach:x", "--title", "x", "--last", "60", expect=2)
 
     asked = consumer.twin_json("offer", "negotiate", provider.url, offered["dataset_id"])
     theirs = _until(lambda: provider.twin_json("offer", "negotiations", "--role", "provider")[0], "REQUESTED")

@@ -625,3 +625,63 @@ def test_an_edr_collection_is_offered_for_queries_not_files(engines: tuple[Parti
     assert sum(f.startswith("edr position") for f in served) == 1 and sum(f.startswith("edr area") for f in served) == 1
     refusals = [a["reason"] for a in accesses if a["outcome"] == "refused"]
     assert "another collection" in refusals and "an EDR collection offer" in refusals
+
+
+def test_a_window_of_a_stream_history_is_offered(engines: tuple[Participant, Participant]) -> None:
+    """A stream offered in a window: a fixed one ([since, until), by the records' time field) and a rolling one
+    (the last hours before each transfer starts); the snapshot holds exactly those readings, the catalog says
+    which, and a window that cannot be served is refused naming its field."""
+    import io
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from helpers import RIVER_REACH
+    from twinengine.client import Client
+
+    provider, consumer = engines
+    with Client(provider.url, provider.admin) as ours:
+        if not [a for a in ours.list_apps().items if a.name == "river-reach"]:
+            ours.publish_app(RIVER_REACH)
+        ours.create_twin("river-reach", "windowed-reach", {"station": "RR-01"})
+        ours.streams.append("windowed-reach", "gauges", _gauge_readings(0, 96))  # 2026-03-01, every 15 minutes
+        now = datetime.now(UTC).replace(microsecond=0)
+        recent = [{"time": (now - timedelta(hours=h)).isoformat().replace("+00:00", "Z"), "station": "RR-01",
+                   "rain": 0.0, "level": 2.0 + h / 100} for h in (240, 5, 1)]
+        ours.create_twin("river-reach", "rolling-reach", {"station": "RR-01"})
+        ours.streams.append("rolling-reach", "gauges", recent)
+        for window, field in (({"since": "2026-03-01T12:00:00Z", "until": "2026-03-01T06:00:00Z"}, "until"),
+                              ({"since": "2026-03-01T06:00:00Z", "last": "PT6H"}, "last"),
+                              ({"until": "2026-03-02T00:00:00Z", "live": True}, "until"),
+                              ({"last": 0}, "last")):
+            refused = provider.api("POST", "/api/v1/dataspace/offers", json={
+                "stream": {"twin": "windowed-reach", "stream": "gauges", **window}, "title": "t"})
+            assert refused.status_code == 422 and refused.json()["details"][0]["loc"] == f"stream.{field}", \
+                (window, refused.text)
+        naive = provider.api("POST", "/api/v1/dataspace/offers", json={
+            "stream": {"twin": "windowed-reach", "stream": "gauges", "since": "2026-03-01T06:00:00"}, "title": "t"})
+        assert naive.status_code == 422 and "since" in naive.text
+        fixed = ours.dataspace.offer_stream("windowed-reach", "gauges", "Gauge RR-01, 1 March 06-12 UTC", window=(
+            datetime(2026, 3, 1, 6, tzinfo=UTC), datetime(2026, 3, 1, 12, tzinfo=UTC)))
+        rolling = ours.dataspace.offer_stream("rolling-reach", "gauges", "Gauge RR-01, the last 6 hours",
+                                              window=timedelta(hours=6))
+    assert fixed.window == {"since": "2026-03-01T06:00:00Z", "until": "2026-03-01T12:00:00Z"}
+    assert rolling.window == {"last": 21600.0}
+    listed = {d["@id"]: d for d in consumer.ok("POST", "/api/v1/dataspace/catalog",
+                                               json={"url": provider.url})["dataset"]}
+    assert "from 2026-03-01T06:00:00Z until 2026-03-01T12:00:00Z" in listed[fixed.dataset_id]["dct:description"]
+    assert "of the last 6 hours" in listed[rolling.dataset_id]["dct:description"]
+
+    def pulled(made: Any, land: str) -> pa.Table:
+        started = negotiate(consumer, provider, made.model_dump(mode="json"), land=land)
+        agreement = wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"]
+        mine = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)
+        wait_state(consumer, "transfers", mine[0]["id"], "COMPLETED")
+        data = consumer.api("GET", f"/api/v1/lake/dids/{land}/gauges.arrow/content").content
+        return pa.ipc.open_file(io.BytesIO(data)).read_all()
+
+    morning = pulled(fixed, "remote:windowed-gauges")
+    expected = [r for r in _gauge_readings(0, 96) if "2026-03-01T06:00:00Z" <= r["time"] < "2026-03-01T12:00:00Z"]
+    assert len(expected) == 24 and morning.column("level").to_pylist() == [r["level"] for r in expected]
+    last_hours = pulled(rolling, "remote:rolling-gauges")
+    assert last_hours.column("level").to_pylist() == [r["level"] for r in recent[1:]]  # not the one 10 days old

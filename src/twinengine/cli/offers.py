@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 
 from twinengine.cli._common import console, state_of, table
 
@@ -55,6 +56,13 @@ def create(ctx: typer.Context,
                                                       "DID: no files, each query an access."),
            live: bool = typer.Option(False, "--live", help="With --stream: a pushed transfer goes on pushing what "
                                                            "the stream receives, until suspended or ended."),
+           since: datetime | None = typer.Option(None, "--from", help="With --stream: only readings from this "
+                                                                       "time (UTC)."),
+           before: datetime | None = typer.Option(None, "--to", help="With --stream: only readings before this "
+                                                                      "time (UTC)."),
+           last: str | None = typer.Option(None, "--last", metavar="DURATION",
+                                           help="With --stream: only readings of this long before each transfer "
+                                                "(P7D, PT6H or seconds)."),
            title: str = typer.Option(..., "--title"),
            description: str | None = typer.Option(None, "--description"),
            keyword: list[str] = typer.Option([], "--keyword"),
@@ -80,6 +88,21 @@ def create(ctx: typer.Context,
                                  "--collection ID (one)", param_hint="DID")
     if live and stream is None:
         raise typer.BadParameter("only a stream (--stream) is offered live", param_hint="--live")
+    if (since or before or last) and stream is None:
+        raise typer.BadParameter("only a stream's history (--stream) is offered in a window", param_hint="--from")
+    window: tuple[datetime | None, datetime | None] | timedelta | None = None
+    if last is not None:
+        if since or before:
+            raise typer.BadParameter("a rolling window (--last) or a fixed one (--from, --to), not both",
+                                     param_hint="--last")
+        try:
+            window = TypeAdapter(timedelta).validate_python(float(last) if last.replace(".", "", 1).isdigit()
+                                                            else last)
+        except ValidationError:
+            raise typer.BadParameter(f"{last!r} is not a duration (P7D, PT6H or seconds)", param_hint="--last") \
+                from None
+    elif since or before:
+        window = (_utc(since), _utc(before))
     twin_name, _, stream_name = (stream or "").partition("/")
     if stream is not None and (not twin_name or not stream_name or "/" in stream_name):
         raise typer.BadParameter(f"{stream!r} is not TWIN/STREAM", param_hint="--stream")
@@ -92,7 +115,7 @@ def create(ctx: typer.Context,
         made = (client.dataspace.offer(did, title, **terms) if did is not None
                 else client.dataspace.offer_run(run, title, **terms) if run is not None
                 else client.dataspace.offer_collection(collection, title, **terms) if collection is not None
-                else client.dataspace.offer_stream(twin_name, stream_name, title, live=live, **terms))
+                else client.dataspace.offer_stream(twin_name, stream_name, title, live=live, window=window, **terms))
     what = f"queries of collection {made.collection}" if made.collection else made.did
     out.emit(made, lambda: console.print(f"offered {what} as dataset {made.dataset_id} (offer {made.id})",
                                          highlight=False))
@@ -293,6 +316,11 @@ def query(ctx: typer.Context, transfer_id: int = typer.Argument(..., min=1),
             ranges.items()]
     out.emit(found, lambda: console.print(table(f"{query_type} of {collection} (transfer {transfer_id})",
                                                 ["parameter", "values", "first", "last"], rows)))
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    """A time given on the command line, read as UTC when it names no offset."""
+    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
 
 
 def _value(rng: dict[str, Any], index: int) -> str:

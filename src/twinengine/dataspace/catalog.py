@@ -90,7 +90,8 @@ def _publisher(connector: Connector) -> dict[str, Any]:
 
 def dataset_of(offer: Offer, connector: Connector, policy: dict[str, Any]) -> dict[str, Any]:
     """The offer as a DCAT dataset; DCAT-AP wants a description, so one without its own gets a plain sentence."""
-    what = (f"the history of a twin's stream {offer.stream} (Arrow IPC, as it stands when a transfer starts)"
+    what = (f"the history of a twin's stream {offer.stream}{window_words(offer.window)} (Arrow IPC, as it stands "
+            "when a transfer starts)"
             if offer.stream is not None else f"the results of workflow run {offer.run}" if offer.run is not None
             else f"queries of the EDR collection {offer.collection} (OGC API - EDR 1.1 at the transfer's data "
                  "address: position, radius, area, cube, trajectory, corridor; CoverageJSON, GeoJSON, NetCDF)"
@@ -105,6 +106,18 @@ def dataset_of(offer: Offer, connector: Connector, policy: dict[str, Any]) -> di
     dataset["distribution"] = [{"@type": "Distribution", "format": kind, "accessService": _service(connector),
                                 "dcat:accessURL": {"@id": connector.base}} for kind in formats_of(offer)]
     return dataset
+
+
+def window_words(window: dict[str, Any] | None) -> str:
+    """A stream offer's window in words (`` from 2026-03-01T00:00:00Z``, `` of the last 7 days``), or ''."""
+    if not window:
+        return ""
+    if window.get("last") is not None:
+        seconds = float(window["last"])
+        return f" of the last {seconds / 86400:g} days" if seconds % 86400 == 0 else \
+            f" of the last {seconds / 3600:g} hours" if seconds % 3600 == 0 else f" of the last {seconds:g} seconds"
+    since, until = window.get("since"), window.get("until")
+    return (f" from {since}" if since else "") + (f" until {until}" if until else "")
 
 
 def formats_of(offer: Offer) -> tuple[str, ...]:

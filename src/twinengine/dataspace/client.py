@@ -3,7 +3,7 @@ negotiations, agreements, transfers and usage records, over the management API."
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
@@ -61,15 +61,22 @@ class DataspaceClient:
                      purposes: list[str] | None = None, participants: list[str] | None = None,
                      organisations: list[str] | None = None, groups: list[str] | None = None,
                      spatial: list[str] | None = None, attribution: bool = False,
-                     manual: bool = False, live: bool = False) -> OfferRead:
+                     manual: bool = False, live: bool = False,
+                     window: tuple[datetime | None, datetime | None] | timedelta | None = None) -> OfferRead:
         """Offer the history of ``twin``'s ``stream``: each transfer serves it as it stood when the transfer was
         accepted (an Arrow IPC file of the stream's fields), under ``policy`` or the terms given; ``live``: a
-        pushed transfer goes on pushing what the stream receives, until it is suspended or ended."""
+        pushed transfer goes on pushing what the stream receives, until it is suspended or ended. ``window``:
+        only the readings of (since, until) (either may be None), or of a ``timedelta`` before each transfer
+        starts. (``until`` is the policy's end, not the window's.)"""
         terms = {"until": until.isoformat() if until else None, "days": days, "count": count, "purposes": purposes,
                  "participants": participants, "organisations": organisations, "groups": groups,
                  "spatial": spatial, "attribution": attribution}
-        return self._offer({"stream": {"twin": twin, "stream": stream, "live": live}}, title, description, keywords,
-                           policy, terms, manual)
+        offered: dict[str, Any] = {"twin": twin, "stream": stream, "live": live}
+        if isinstance(window, timedelta):
+            offered["last"] = window.total_seconds()
+        elif window is not None:
+            offered |= {k: v.isoformat() for k, v in zip(("since", "until"), window, strict=True) if v is not None}
+        return self._offer({"stream": offered}, title, description, keywords, policy, terms, manual)
 
     def offer_run(self, run: str, title: str, *, description: str | None = None, keywords: list[str] | None = None,
                   policy: dict[str, Any] | None = None, until: datetime | None = None, days: int | None = None,

@@ -49,6 +49,7 @@ class Offer(Base):
     run: Mapped[str | None] = mapped_column(String(64))  # a run's results: the run (``did``: results:<run id>)
     live: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # pushed as it grows
     collection: Mapped[str | None] = mapped_column(String(200))  # an EDR collection, queried (``did``: its dataset)
+    window: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # a stream offer's: since, until (ISO), last (s)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     keywords: Mapped[list[str]] = mapped_column(JSONValue, default=list)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +23,7 @@ from twinengine.lake.dids import get_did
 from twinengine.store.base import lock_for_delete, utcnow
 
 __all__ = ["PROVENANCE_KEY", "add_participant", "build_policy", "create_offer", "get_offer", "list_offers",
-           "list_participants", "remove_participant", "withdraw_offer"]
+           "list_participants", "remove_participant", "stream_window", "withdraw_offer"]
 
 PROVENANCE_KEY = terms.KEY  # a landed dataset's meta: where it came from, under which agreement and policy
 
@@ -159,20 +159,50 @@ def _may_offer_collection(session: Session, principal: Principal, collection_id:
     return did
 
 
+def stream_window(*, since: datetime | None = None, until: datetime | None = None, last: timedelta | None = None,
+                  live: bool = False) -> dict[str, Any] | None:
+    """A stream offer's window as kept (ISO 8601 times, ``last`` in seconds), or None for the whole history; 422
+    naming ``stream.<field>`` for a window that cannot be served."""
+    if since is None and until is None and last is None:
+        return None
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.utcoffset() is None:
+            raise ValidationFailed.one(f"stream.{name}", "a time with its offset from UTC (2026-03-01T00:00:00Z)")
+    if last is not None and (since is not None or until is not None):
+        raise ValidationFailed.one("stream.last", "a rolling window (last) or a fixed one (since, until), not both")
+    if last is not None and last.total_seconds() <= 0:
+        raise ValidationFailed.one("stream.last", "a window of some time (P1D, 3600)")
+    if since is not None and until is not None and until <= since:
+        raise ValidationFailed.one("stream.until", "the window ends after it begins")
+    if live and until is not None:
+        raise ValidationFailed.one("stream.until", "a live stream goes on: its window has no end")
+    window: dict[str, Any] = {}
+    if since is not None:
+        window["since"] = since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if until is not None:
+        window["until"] = until.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if last is not None:
+        window["last"] = last.total_seconds()
+    return window
+
+
 def create_offer(session: Session, *, principal: Principal, did: str | None = None, title: str,
                  description: str | None = None, keywords: list[str] | None = None,
                  policy: dict[str, Any] | None = None, manual: bool = False,
                  stream: tuple[str, str] | None = None, run: str | None = None, live: bool = False,
-                 collection: str | None = None) -> Offer:
+                 collection: str | None = None, window: dict[str, Any] | None = None) -> Offer:
     """Offer ``did``, the history of a twin's stream (``stream``: twin, stream name), a finished workflow run's
     results (``run``: its id) or queries of an EDR collection (``collection``), under ``policy`` (default: any
     use). The policy's rules are checked now (422 naming ``policy...``); the offer's JSON text is kept as
     offered. A stream offer serves, to each transfer, the history as it stood when the transfer was accepted (a
-    ``live`` one, pushed, goes on pushing what arrives); a run's results are its dataset ``results:<run id>``; a
+    ``live`` one, pushed, goes on pushing what arrives), or the part of it in ``window`` (``stream_window``); a
+    run's results are its dataset ``results:<run id>``; a
     collection offer serves no files but EDR queries of that one collection, each one an access."""
     require(principal, "dataspace.offer.create")
     if live and stream is None:
         raise ValidationFailed.one("stream.live", "only a stream is offered live")
+    if window is not None and stream is None:
+        raise ValidationFailed.one("stream", "only a stream's history is offered in a window")
     if sum(x is not None for x in (did, stream, run, collection)) != 1:
         raise ValidationFailed.one("did", "offer one thing: a lake file or dataset (did), a twin's stream "
                                           "(stream), a run's results (run) or an EDR collection (collection)")
@@ -209,7 +239,8 @@ def create_offer(session: Session, *, principal: Principal, did: str | None = No
     created = Offer(id=offer_id, dataset_id=dataset_id, did=source[0], title=title, description=description,
                     keywords=list(keywords or []), policy=odrl.canonical(offer), manual=manual, owner=principal.name,
                     owner_group=source[1], owner_twin=source[2],
-                    stream=stream[1] if stream is not None else None, run=run, live=live, collection=collection)
+                    stream=stream[1] if stream is not None else None, run=run, live=live, collection=collection,
+                    window=window)
     session.add(created)
     session.flush()
     return created

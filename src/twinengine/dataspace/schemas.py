@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from twinengine.catalog.manifest import IDENT_PATTERN
 from twinengine.lake.schemas import DID_PATTERN
@@ -57,6 +57,13 @@ class OfferedStream(BaseModel):
     stream: str = Field(pattern=IDENT_PATTERN, max_length=64, description="One of the twin's streams.")
     live: bool = Field(default=False, description="Pushed as it grows (HttpData-PUSH), part by part, until the "
                                                   "transfer is suspended or ended; a pull still gets a snapshot.")
+    since: AwareDatetime | None = Field(default=None, description="A window: only readings at or after this time "
+                                                                  "(the stream's time field).")
+    until: AwareDatetime | None = Field(default=None, description="A window: only readings before this time (not "
+                                                                  "with live).")
+    last: timedelta | None = Field(default=None, description="A rolling window: only readings of this long before "
+                                                             "each transfer starts (ISO 8601, P7D, or seconds); not "
+                                                             "with since or until.")
 
 
 class OfferCreate(BaseModel):
@@ -87,6 +94,7 @@ class OfferRead(BaseModel):
     run: str | None = None
     live: bool = False
     collection: str | None = None  # an EDR collection offered for queries (``did``: its dataset)
+    window: dict[str, Any] | None = None  # a stream offer's window: since, until (ISO 8601), last (seconds)
     title: str
     description: str | None
     keywords: list[str]

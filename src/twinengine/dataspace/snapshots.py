@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from twinengine.dataspace.models import Agreement, Offer, TransferProcess
 from twinengine.dataspace.protocol import Role
 from twinengine.lake.models import Did
 
-__all__ = ["MEDIA_TYPE", "SCOPE", "Part", "file_name", "take", "take_part"]
+__all__ = ["MEDIA_TYPE", "SCOPE", "Part", "bounds", "file_name", "take", "take_part"]
 
 SCOPE = "dataspace"  # the lake scope of what stream offers served
 MEDIA_TYPE = "application/vnd.apache.arrow.file"
@@ -49,6 +50,7 @@ class _Source:
     twin_name: str
     declared: Any
     endpoint: str
+    window: dict[str, Any] | None = None  # the offer's: since, until (ISO 8601), last (seconds)
 
 
 def _source(connector: Connector, transfer_id: int) -> _Source:
@@ -74,7 +76,7 @@ def _source(connector: Connector, transfer_id: int) -> _Source:
             raise LookupError(f"twin {twin.name} no longer has a stream {offer.stream}")
         assert row.provider_pid is not None
         found = _Source(offer.id, row.provider_pid, offer.stream, twin.id, twin.name, declared,
-                        default_endpoint(session, connector))
+                        default_endpoint(session, connector), offer.window)
     return found
 
 
@@ -124,8 +126,19 @@ def take_part(connector: Connector, transfer_id: int, start: int) -> Part | None
     return Part(did=did, name=name, start=start, end=end)
 
 
+def bounds(window: dict[str, Any] | None, *, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """The times a window keeps, [since, until) (None: unbounded); a rolling one (``last``) ends ``now``."""
+    if not window:
+        return None, None
+    if window.get("last") is not None:
+        return now - timedelta(seconds=float(window["last"])), None
+    since, until = window.get("since"), window.get("until")
+    return (datetime.fromisoformat(since) if since else None, datetime.fromisoformat(until) if until else None)
+
+
 def _store(connector: Connector, source: _Source, did: str, *, start: int, end: int | None) -> tuple[int, int]:
-    """Records [start, end) (end None: the stream's end now) written to the lake as ``did``; (records, end)."""
+    """Records [start, end) (end None: the stream's end now) written to the lake as ``did``, those in the
+    offer's window only (a live transfer's later parts: those at or after its ``since``); (records, end)."""
     from twinengine.lake.uploads import upload_file
     from twinengine.streams.hub import stream_key
 
@@ -135,11 +148,17 @@ def _store(connector: Connector, source: _Source, did: str, *, start: int, end: 
     end = hub.end(stream_key(source.twin_id, source.stream)) if end is None else end
     handle, path = tempfile.mkstemp(prefix="snapshot-", suffix=".arrow", dir=connector.settings.data_dir)
     os.close(handle)
+    since, until = bounds(source.window, now=datetime.now(UTC)) if start == 0 or not (source.window or {}).get(
+        "last") else (None, None)  # a rolling window's live parts after the first are new readings
     try:
-        records = _write(connector, hub, sink, source.declared, source.twin_id, source.stream, start, end, path)
+        records = _write(connector, hub, sink, source.declared, source.twin_id, source.stream, start, end, path,
+                         since=since, until=until)
         meta: dict[str, Any] = {META_KEY: {"offer": source.offer_id, "transfer": source.provider_pid,
                                            "twin": source.twin_name, "stream": source.stream,
                                            "offsets": [start, end], "records": records}}
+        if source.window:
+            meta[META_KEY]["window"] = {"since": since.isoformat() if since else None,
+                                        "until": until.isoformat() if until else None}
         upload_file(connector.db, connector.lake, principal=SYSTEM, path=Path(path), did=did,
                     endpoint=source.endpoint, media_type=MEDIA_TYPE, meta=meta)
     finally:
@@ -148,16 +167,27 @@ def _store(connector: Connector, source: _Source, did: str, *, start: int, end: 
 
 
 def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: str, stream: str, start: int,
-           end: int, path: str) -> int:
-    """The records at offsets [start, end), declared fields only, into the Arrow IPC file ``path``; how many."""
+           end: int, path: str, *, since: datetime | None = None, until: datetime | None = None) -> int:
+    """The records at offsets [start, end), declared fields only, into the Arrow IPC file ``path``; how many.
+    With ``since``/``until``, only those whose time field is in [since, until)."""
+    import pyarrow.compute as pc
+
     from twinengine.streams.checksum import stream_records
     from twinengine.streams.records import arrow_schema
 
     schema = arrow_schema(declared)
+    time_type = schema.field(declared.time_field).type
     records = 0
     with connector.db.session(readonly=True) as session, pa.OSFile(path, "wb") as out, \
             pa.ipc.new_file(out, schema) as writer:
         for part in stream_records(session, hub, sink, twin_id=twin_id, stream=stream, start=start, end=end):
-            writer.write_table(part.select(schema.names).cast(schema))
-            records += part.num_rows
+            table = part.select(schema.names).cast(schema)
+            times = table.column(declared.time_field)
+            if since is not None:
+                table = table.filter(pc.greater_equal(times, pa.scalar(since, type=time_type)))
+                times = table.column(declared.time_field)
+            if until is not None:
+                table = table.filter(pc.less(times, pa.scalar(until, type=time_type)))
+            writer.write_table(table)
+            records += table.num_rows
     return records

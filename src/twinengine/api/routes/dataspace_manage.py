@@ -50,7 +50,7 @@ def offer_read(o: Offer) -> OfferRead:
                      keywords=list(o.keywords or []), policy=odrl.json_of(o.policy), manual=o.manual, owner=o.owner,
                      owner_group=o.owner_group, owner_twin=o.owner_twin, created_at=o.created_at,
                      withdrawn_at=o.withdrawn_at, stream=o.stream, run=o.run, live=bool(o.live),
-                     collection=o.collection)
+                     collection=o.collection, window=o.window)
 
 
 def negotiation_read(n: Negotiation) -> NegotiationRead:
@@ -98,6 +98,8 @@ async def offer_create(body: OfferCreate, runtime: RuntimeDep, principal: Princi
     if policy is None and body.terms is not None:
         policy = offers.build_policy(**body.terms.model_dump())
     stream = (body.stream.twin, body.stream.stream) if body.stream is not None else None
+    window = offers.stream_window(since=body.stream.since, until=body.stream.until, last=body.stream.last,
+                                  live=body.stream.live) if body.stream is not None else None
     if body.collection is not None:  # read as the EDR API reads it, outside the unit of work that offers it
         await anyio.to_thread.run_sync(_edr_reads, runtime, principal, body.collection)
 
@@ -106,7 +108,7 @@ async def offer_create(body: OfferCreate, runtime: RuntimeDep, principal: Princi
             return offer_read(offers.create_offer(
                 session, principal=principal, did=body.did, title=body.title, description=body.description,
                 keywords=body.keywords, policy=policy, manual=body.manual, stream=stream, run=body.run,
-                live=body.stream is not None and body.stream.live, collection=body.collection))
+                live=body.stream is not None and body.stream.live, collection=body.collection, window=window))
 
     return await anyio.to_thread.run_sync(work)
 

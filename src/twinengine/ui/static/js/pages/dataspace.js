@@ -13,6 +13,16 @@ const POLL_LIMIT_MS = 180_000;
 
 // -- policies in words ---------------------------------------------------------------------------------------------
 
+// a stream offer's window in words: " from 2026-03-01T06:00:00Z until ...", " of the last 6 hours"
+function windowWords(window) {
+  if (!window) return "";
+  if (window.last != null) {
+    const s = Number(window.last);
+    return s % 86400 === 0 ? ` of the last ${s / 86400} days` : s % 3600 === 0 ? ` of the last ${s / 3600} hours` : ` of the last ${s} seconds`;
+  }
+  return (window.since ? ` from ${window.since}` : "") + (window.until ? ` until ${window.until}` : "");
+}
+
 function name(value) {
   const text = String(value && typeof value === "object" ? value["@id"] : value ?? "");
   const prefix = PREFIXES.find((p) => text.startsWith(p));
@@ -180,6 +190,7 @@ async function tables(ctx, slots, state) {
     ["offer", "what", "terms", "offered (UTC)", "state"],
     offers.map((o) => [h("td", { "data-csv": o.title }, o.title, o.manual ? h("span", { class: "muted" }, " (you agree by hand)") : null),
       o.stream ? h("span", {}, o.live ? "stream " : "history of stream ", h("code", {}, o.stream), " of twin ", h("code", {}, o.did.slice(7, o.did.lastIndexOf("/"))),
+        windowWords(o.window),
         h("span", { class: "muted" }, o.live ? " live (pushed as it grows, until the transfer ends)" : " (as it stands when each transfer starts)"))
         : o.collection ? h("span", {}, "queries of EDR collection ", h("code", {}, o.collection),
           h("span", { class: "muted" }, " (answers, not files; each query counted)"))
