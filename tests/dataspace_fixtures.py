@@ -190,6 +190,8 @@ class Peer:
     pids: dict[str, str] = field(default_factory=dict)  # consumerPid -> the providerPid this peer gave it
     offer: dict[str, Any] = field(default_factory=lambda: {"@id": "urn:uuid:peer-offer", "@type": "Offer",
                                                             "permission": [{"action": "use"}]})
+    pushed: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)  # consumerPid -> (name, bytes) pushed
+    listed: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # consumerPid -> the files listed
 
     @property
     def url(self) -> str:
@@ -246,6 +248,21 @@ class Peer:
                       "TransferProcess", "providerPid": pid, "consumerPid": body.get("consumerPid"),
                       "state": "REQUESTED"}
             return JSONResponse(answer, status_code=201)
+
+        # as a consumer of HttpData-PUSH: its push address takes a listing, then each file (kept here)
+        @app.post("/push/{pid}")
+        async def push_listing(pid: str, request: Request) -> JSONResponse:
+            body = json.loads(await request.body())
+            with self.lock:
+                self.listed.setdefault(pid, []).extend(body.get("files") or [])
+            return JSONResponse({})
+
+        @app.put("/push/{pid}/{name}")
+        async def push_file(pid: str, name: str, request: Request) -> JSONResponse:
+            data = await request.body()
+            with self.lock:
+                self.pushed.setdefault(pid, []).append((name, data))
+            return JSONResponse({})
 
         @app.post("/dsp/{path:path}")
         async def provider_message(path: str, request: Request) -> JSONResponse:

@@ -10,7 +10,8 @@ process of the sequence, read back from the store: no answer was 5xx; the state 
 (never INITIAL once the other side acknowledged); it is the model's (so a refused message left the process as
 it was, and a repeated one had no second effect); it moved only along an allowed transition; FINALIZED,
 COMPLETED and TERMINATED never change; nothing is left owed to the other side. As provider of a transfer, the
-data address serves only while the transfer is STARTED.
+data address serves only while the transfer is STARTED; as provider of a pushed transfer, a start ends
+COMPLETED once the engine pushed the file to the peer's address, once, with its listed SHA-256.
 
 Sequences per state machine: ``LONG`` (120, or ``TWIN_TEST_DSP_LONG``) of up to ``STEPS`` steps in CI, on SQLite
 (200 took 130-160 s for the four machines on a 2-core machine, 100 s of CPU, and 377 s in a whole CI-like run
@@ -28,6 +29,7 @@ machine program.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections import Counter
@@ -614,6 +616,56 @@ class ProviderTransfers(Machine):
         assert answer.status_code == 200 and answer.json()["state"] == process.state, answer.text
 
 
+class ProviderPushTransfers(ProviderTransfers):
+    """The same with HttpData-PUSH: the peer's request names a push address on its own origin; once a transfer
+    starts, the engine pushes the offer's file there (the listing, then the file) and completes it by itself, so
+    that, read once the engine owes nothing, a start the model allows ends COMPLETED (through STARTED); the peer
+    then holds the file once, with the listed SHA-256. A request to push elsewhere is refused."""
+
+    def _initial(self, cpid: str, who: Peer | None = None) -> httpx.Response:
+        sender = who or self.peer
+        return self.send(sender, f"{BASE_PATH}/transfers/request", msg(
+            "TransferRequestMessage", consumerPid=cpid, agreementId=self.world["provider_agreement"],
+            format="HttpData-PUSH", callbackAddress=sender.callback, dataAddress=self._address(sender.url, cpid)))
+
+    @staticmethod
+    def _address(origin: str, cpid: str) -> dict[str, Any]:
+        return {"@type": "DataAddress", "endpointType": "https://w3id.org/idsa/v4.1/HTTP",
+                "endpoint": f"{origin}/push/{cpid}", "endpointProperties": [
+                    {"@type": "EndpointProperty", "name": "authorization", "value": "peer-bearer"}]}
+
+    def new(self) -> None:
+        super().new()
+        elsewhere = self.send(self.peer, f"{BASE_PATH}/transfers/request", msg(
+            "TransferRequestMessage", consumerPid=f"urn:uuid:{uuid.uuid4()}",
+            agreementId=self.world["provider_agreement"], format="HttpData-PUSH", callbackAddress=self.peer.callback,
+            dataAddress=self._address(self.stranger.url, "x")))
+        assert elsewhere.status_code == 400, elsewhere.text  # not on the peer's origin: refused, nothing made
+
+    def _pushed(self, process: Process) -> None:
+        if process.state != "STARTED":
+            return
+        row = _quiet(self.engine, TransferProcess, process.id)
+        assert row.state == "COMPLETED", f"a started push ended {row.state}: {row.error}"
+        process.history.append("STARTED")  # passed through while the engine pushed
+        process.state = "COMPLETED"
+        with self.peer.lock:
+            listed = list(self.peer.listed.get(process.cpid, []))
+            files = list(self.peer.pushed.get(process.cpid, []))
+        assert [f["name"] for f in listed] == ["levels.csv"], listed
+        assert [(name, hashlib.sha256(data).hexdigest()) for name, data in files] == \
+            [(f["name"], f["sha256"]) for f in listed]  # the file once, its bytes the listed ones
+        outcome("push: completed")
+
+    def expect(self, process: Process, answer: httpx.Response, action: str, sender: Role) -> None:
+        super().expect(process, answer, action, sender)
+        self._pushed(process)
+
+    def steward(self, process: Process, action: str) -> None:
+        super().steward(process, action)
+        self._pushed(process)
+
+
 # -- transfer process, the engine consumes ------------------------------------------------------------------------
 
 class ConsumerTransfers(Machine):
@@ -704,7 +756,7 @@ def _run(machine: type[Machine], world: dict[str, Any], sequences: int) -> None:
     print(f"{machine.__name__}, {sequences} sequences:", dict(sorted(OUTCOMES.items())))
 
 
-MACHINES = [ProviderNegotiations, ConsumerNegotiations, ProviderTransfers, ConsumerTransfers]
+MACHINES = [ProviderNegotiations, ConsumerNegotiations, ProviderTransfers, ProviderPushTransfers, ConsumerTransfers]
 # LONG sequences per machine take longer than a local run should (see the module's docstring): CI runs them on
 # SQLite, each with a time limit of its own (generous: a loaded machine takes several times an idle one's); both
 # stores run SEQUENCES in every run
