@@ -72,7 +72,13 @@ def test_the_partner_finds_negotiates_and_pulls_the_gauge_history(demo: Demo) ->
         ("purpose", "eq", "flood-forecasting"), ("count", "lteq", "3"), ("elapsedTime", "lteq", "P30D")}
     held = ds["copy_terms"]  # the partner's copy under the agreement's terms: readable now, refused after them
     assert held["readable_now"] and "elapsedTime lteq" in held["refusal"] and ds["agreement"] in held["refusal"]
-    assert ds["policy"]["obligation"] == [{"action": "attribute"}]
+    assert ds["policy"]["obligation"] == [{"action": "attribute"}, {"action": "delete", "constraint": [
+        {"leftOperand": "elapsedTime", "operator": "lteq", "rightOperand": "P30D"}]}]
+    from datetime import datetime, timedelta
+
+    # the partner's engine deletes its copy 30 days after signing (test_dataspace_engines: it does, when due)
+    assert datetime.fromisoformat(ds["transfer"]["delete_by"]) - datetime.fromisoformat(ds["signed_at"]) == \
+        timedelta(days=30)
 
 
 def test_both_stores_hold_the_agreement_and_the_transfer(demo: Demo) -> None:

@@ -685,3 +685,52 @@ def test_a_window_of_a_stream_history_is_offered(engines: tuple[Participant, Par
     assert len(expected) == 24 and morning.column("level").to_pylist() == [r["level"] for r in expected]
     last_hours = pulled(rolling, "remote:rolling-gauges")
     assert last_hours.column("level").to_pylist() == [r["level"] for r in recent[1:]]  # not the one 10 days old
+
+
+def test_a_delete_duty_is_carried_out_on_the_consumers_copy(engines: tuple[Participant, Participant],
+                                                            gauges: dict[str, Any]) -> None:
+    """An offer obliging the consumer to delete its copy two days after the agreement: the consumer's engine
+    keeps when, lets the copy be used until then, and deletes exactly what it landed once due (its bytes too),
+    writing the deletion to its audit log; a delete duty that does not say by when is refused at offer time."""
+    from datetime import datetime
+
+    from sqlalchemy import update
+
+    from twinengine.dataspace.models import TransferProcess
+    from twinengine.store.base import utcnow
+
+    provider, consumer = engines
+    for duty in ({"action": "delete"}, {"action": "delete", "constraint": [
+            {"leftOperand": "count", "operator": "lteq", "rightOperand": "3"}]}):
+        refused = provider.api("POST", "/api/v1/dataspace/offers", json={
+            "did": gauges["did"], "title": "x", "policy": {"permission": [{"action": "use"}], "obligation": [duty]}})
+        assert refused.status_code == 422 and "by when" in refused.text, refused.text
+        assert refused.json()["details"][0]["loc"] == "policy.obligation[0].constraint"
+    made = offer(provider, gauges, delete_after=2)
+    assert made["policy"]["obligation"] == [{"action": "delete", "constraint": [
+        {"leftOperand": "elapsedTime", "operator": "lteq", "rightOperand": "P2D"}]}]
+    started = negotiate(consumer, provider, made, land="remote:to-delete")
+    agreement = wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"]
+    mine = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)[0]
+    landed = wait_state(consumer, "transfers", mine["id"], "COMPLETED")
+    signed = datetime.fromisoformat(consumer.ok("GET", f"/api/v1/dataspace/agreements/{agreement}")["signed_at"])
+    assert datetime.fromisoformat(landed["delete_by"]) - signed == timedelta(days=2) and landed["deleted_at"] is None
+    kept = consumer.ok("POST", "/api/v1/lake/dids", json={"did": "remote:unrelated", "type": "dataset"}, expect=201)
+    assert kept["did"] == "remote:unrelated"
+    for name in gauges["sums"]:  # used meanwhile
+        assert consumer.api("GET", f"/api/v1/lake/dids/remote:to-delete/{name}/content").status_code == 200
+    paths = [r["path"] for name in gauges["sums"]
+             for r in consumer.ok("GET", f"/api/v1/lake/dids/remote:to-delete/{name}")["replicas"]]
+    with consumer.runtime.db.session() as session:  # two days later, as the consumer's engine sees it
+        session.execute(update(TransferProcess).where(TransferProcess.id == mine["id"]).values(delete_by=utcnow()))
+    eventually(lambda: consumer.api("GET", "/api/v1/lake/dids/remote:to-delete").status_code == 404, timeout=60)
+    for name in gauges["sums"]:
+        assert consumer.api("GET", f"/api/v1/lake/dids/remote:to-delete/{name}").status_code == 404
+    site = consumer.runtime.settings.data_dir / "lake" / "site"
+    assert paths and not [p for p in paths if (site / p).exists()]  # the bytes erased
+    assert consumer.api("GET", "/api/v1/lake/dids/remote:unrelated").status_code == 200  # nothing else
+    done = consumer.ok("GET", f"/api/v1/dataspace/transfers/{mine['id']}")
+    assert done["deleted_at"] is not None and done["state"] == "COMPLETED"
+    events = consumer.ok("GET", "/api/v1/audit", params={"action": "dataspace.copy", "limit": 50})["items"]
+    assert [e["target"] for e in events if (e.get("detail") or {}).get("agreement") == agreement] == \
+        ["remote:to-delete"]

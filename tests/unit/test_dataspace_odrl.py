@@ -32,12 +32,32 @@ def one(left: str, operator: str, right: Any) -> dict[str, Any]:
     ({"permission": [{"action": "sell"}]}, "permission[0].action"),
     ({"permission": []}, "permission"),
     ({"permission": [{"action": "use", "duty": [{"action": "pay"}]}]}, "permission[0].duty"),
-    ({"permission": [{"action": "use"}], "obligation": [{"action": "delete"}]}, "obligation[0].action"),
+    ({"permission": [{"action": "use"}], "obligation": [{"action": "notify"}]}, "obligation[0].action"),
+    ({"permission": [{"action": "use"}], "obligation": [{"action": "delete"}]}, "obligation[0].constraint"),
+    ({"permission": [{"action": "use"}], "obligation": [{"action": "delete", "constraint": [
+        {"leftOperand": "elapsedTime", "operator": "gteq", "rightOperand": "P1D"}]}]}, "obligation[0].constraint"),
+    ({"permission": [{"action": "use"}], "obligation": [{"action": "delete", "constraint": [
+        {"leftOperand": "elapsedTime", "operator": "lteq", "rightOperand": "soon"}]}]},
+     "obligation[0].constraint[0].rightOperand"),
 ])
 def test_what_the_engine_cannot_enforce_is_refused_naming_where(policy: dict[str, Any], where: str) -> None:
     with pytest.raises(odrl.PolicyError, match=rf"^{where.replace('[', '.').replace(']', '.')}"):
         odrl.check(policy)
     assert odrl.decide(policy, ctx(odrl.Phase.NEGOTIATION)) is not None  # and fails closed when met elsewhere
+
+
+def test_a_delete_duty_says_by_when() -> None:
+    after = build_policy(delete_after=30)
+    odrl.check(after)
+    assert odrl.delete_by(after, NOW) == NOW + timedelta(days=30)
+    assert odrl.decide(after, ctx(odrl.Phase.COPY, agreed_at=NOW - timedelta(days=31))) is None  # a duty, no gate
+    dated = {"permission": [{"action": "use"}], "obligation": [
+        {"action": "delete", "constraint": [{"leftOperand": "dateTime", "operator": "lteq",
+                                             "rightOperand": "2027-01-01T00:00:00Z"}]},
+        {"action": "delete", "constraint": [{"leftOperand": "elapsedTime", "operator": "lt",
+                                             "rightOperand": "P400D"}]}]}
+    assert odrl.delete_by(dated, NOW) == min(NOW + timedelta(days=400), datetime(2027, 1, 1, tzinfo=UTC))
+    assert odrl.delete_by(build_policy(attribution=True), NOW) is None
 
 
 def test_each_constraint_gates_its_phases() -> None:

@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["GATES", "OPERANDS", "Context", "Phase", "PolicyError", "canonical", "check", "decide", "json_of",
-           "obligations", "rules_text"]
+__all__ = ["GATES", "OPERANDS", "Context", "Phase", "PolicyError", "canonical", "check", "decide", "delete_by",
+           "json_of", "obligations", "rules_text"]
 
 ODRL = "http://www.w3.org/ns/odrl/2/"
 PROFILE = "urn:twinengine:odrl:"  # the engine's own left operands: organisation, group
@@ -58,7 +58,7 @@ OPERANDS: dict[str, tuple[frozenset[str], frozenset[Phase]]] = {
 }
 GATES = {name: phases for name, (_ops, phases) in OPERANDS.items()}
 ACTIONS = frozenset({"use"})  # what permissions and prohibitions are about
-DUTIES = frozenset({"attribute"})  # obligations the engine records with the data it lands
+DUTIES = frozenset({"attribute", "delete"})  # obligations the engine records with, or carries out on, a landed copy
 _LOGICAL = ("and", "andSequence", "or", "xone")
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 
@@ -207,6 +207,38 @@ def check(policy: Any) -> None:
     _check_rules(policy, "permission", ACTIONS)
     _check_rules(policy, "prohibition", ACTIONS)
     _check_rules(policy, "obligation", DUTIES)
+    for i, rule in enumerate(policy.get("obligation", [])):
+        if rule.get("action") == "delete":
+            _delete_when(rule, f"obligation[{i}]")
+
+
+def _delete_when(rule: dict[str, Any], where: str) -> tuple[str, Any]:
+    """(left operand, right operand) of a ``delete`` duty's one constraint, which says by when: ``elapsedTime
+    lteq P30D`` (after the agreement) or ``dateTime lteq 2027-01-01T00:00:00Z``; ``PolicyError`` otherwise."""
+    constraints = rule.get("constraint") or []
+    leaf = constraints[0] if len(constraints) == 1 and isinstance(constraints[0], dict) else {}
+    left = leaf.get("leftOperand")
+    left = left.get("@id") if isinstance(left, dict) else left
+    if left not in ("elapsedTime", "dateTime") or leaf.get("operator") not in ("lt", "lteq"):
+        raise PolicyError(f"{where}.constraint: a delete duty says by when, in one constraint: elapsedTime lteq "
+                          "P30D or dateTime lteq 2027-01-01T00:00:00Z")
+    value = leaf.get("rightOperand")
+    if left == "elapsedTime":
+        _duration(value, f"{where}.constraint[0].rightOperand")
+    else:
+        _when(value, f"{where}.constraint[0].rightOperand")
+    return str(left), value
+
+
+def delete_by(policy: dict[str, Any], agreed_at: datetime) -> datetime | None:
+    """When the policy's ``delete`` duties want the consumer's copy gone (the earliest), or None."""
+    due = []
+    for i, rule in enumerate(policy.get("obligation", [])):
+        if isinstance(rule, dict) and rule.get("action") == "delete":
+            left, value = _delete_when(rule, f"obligation[{i}]")
+            due.append(agreed_at + _duration(value, "rightOperand") if left == "elapsedTime" else
+                       _when(value, "rightOperand"))
+    return min(due) if due else None
 
 
 def _judge(constraint: dict[str, Any], ctx: Context) -> bool | None:

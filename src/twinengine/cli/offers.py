@@ -75,6 +75,9 @@ def create(ctx: typer.Context,
            group: list[str] = typer.Option([], "--group", help="A group the consumer is in."),
            spatial: list[str] = typer.Option([], "--spatial", help="A region the consumer is in (EU, ...)."),
            attribution: bool = typer.Option(False, "--attribution", help="An obligation to attribute."),
+           delete_after: int | None = typer.Option(None, "--delete-after", metavar="DAYS", min=1,
+                                                   help="An obligation to delete the consumer's copy this many "
+                                                        "days after the agreement (its engine does)."),
            policy: Path | None = typer.Option(None, "--policy", help="An ODRL policy (JSON) instead of the terms.",
                                               exists=True, dir_okay=False),
            manual: bool = typer.Option(False, "--manual", help="Agree, finalize and start by hand.")) -> None:
@@ -110,7 +113,8 @@ def create(ctx: typer.Context,
     terms: dict[str, Any] = dict(description=description, keywords=keyword, policy=rules, until=until, days=days,
                                  count=count, purposes=purpose or None, participants=participant or None,
                                  organisations=organisation or None, groups=group or None,
-                                 spatial=spatial or None, attribution=attribution, manual=manual)
+                                 spatial=spatial or None, attribution=attribution, manual=manual,
+                                 delete_after=delete_after)
     with out.client() as client:
         made = (client.dataspace.offer(did, title, **terms) if did is not None
                 else client.dataspace.offer_run(run, title, **terms) if run is not None

@@ -48,11 +48,12 @@ class DataspaceClient:
               policy: dict[str, Any] | None = None, until: datetime | None = None, days: int | None = None,
               count: int | None = None, purposes: list[str] | None = None, participants: list[str] | None = None,
               organisations: list[str] | None = None, groups: list[str] | None = None,
-              spatial: list[str] | None = None, attribution: bool = False, manual: bool = False) -> OfferRead:
+              spatial: list[str] | None = None, attribution: bool = False, manual: bool = False,
+              delete_after: int | None = None) -> OfferRead:
         """Offer a lake file or dataset: under ``policy`` (ODRL), or under the terms given."""
-        terms = {"until": until.isoformat() if until else None, "days": days, "count": count, "purposes": purposes,
-                 "participants": participants, "organisations": organisations, "groups": groups,
-                 "spatial": spatial, "attribution": attribution}
+        terms = _terms(until=until, days=days, count=count, purposes=purposes, participants=participants,
+                       organisations=organisations, groups=groups, spatial=spatial, attribution=attribution,
+                       delete_after=delete_after)
         return self._offer({"did": did}, title, description, keywords, policy, terms, manual)
 
     def offer_stream(self, twin: str, stream: str, title: str, *, description: str | None = None,
@@ -61,16 +62,16 @@ class DataspaceClient:
                      purposes: list[str] | None = None, participants: list[str] | None = None,
                      organisations: list[str] | None = None, groups: list[str] | None = None,
                      spatial: list[str] | None = None, attribution: bool = False,
-                     manual: bool = False, live: bool = False,
+                     manual: bool = False, live: bool = False, delete_after: int | None = None,
                      window: tuple[datetime | None, datetime | None] | timedelta | None = None) -> OfferRead:
         """Offer the history of ``twin``'s ``stream``: each transfer serves it as it stood when the transfer was
         accepted (an Arrow IPC file of the stream's fields), under ``policy`` or the terms given; ``live``: a
         pushed transfer goes on pushing what the stream receives, until it is suspended or ended. ``window``:
         only the readings of (since, until) (either may be None), or of a ``timedelta`` before each transfer
         starts. (``until`` is the policy's end, not the window's.)"""
-        terms = {"until": until.isoformat() if until else None, "days": days, "count": count, "purposes": purposes,
-                 "participants": participants, "organisations": organisations, "groups": groups,
-                 "spatial": spatial, "attribution": attribution}
+        terms = _terms(until=until, days=days, count=count, purposes=purposes, participants=participants,
+                       organisations=organisations, groups=groups, spatial=spatial, attribution=attribution,
+                       delete_after=delete_after)
         offered: dict[str, Any] = {"twin": twin, "stream": stream, "live": live}
         if isinstance(window, timedelta):
             offered["last"] = window.total_seconds()
@@ -83,12 +84,12 @@ class DataspaceClient:
                   count: int | None = None, purposes: list[str] | None = None,
                   participants: list[str] | None = None, organisations: list[str] | None = None,
                   groups: list[str] | None = None, spatial: list[str] | None = None, attribution: bool = False,
-                  manual: bool = False) -> OfferRead:
+                  manual: bool = False, delete_after: int | None = None) -> OfferRead:
         """Offer a finished workflow run's results (its lake dataset ``results:<run id>``), under ``policy`` or the
         terms given."""
-        terms = {"until": until.isoformat() if until else None, "days": days, "count": count, "purposes": purposes,
-                 "participants": participants, "organisations": organisations, "groups": groups,
-                 "spatial": spatial, "attribution": attribution}
+        terms = _terms(until=until, days=days, count=count, purposes=purposes, participants=participants,
+                       organisations=organisations, groups=groups, spatial=spatial, attribution=attribution,
+                       delete_after=delete_after)
         return self._offer({"run": run}, title, description, keywords, policy, terms, manual)
 
     def offer_collection(self, collection: str, title: str, *, description: str | None = None,
@@ -204,10 +205,10 @@ class DataspaceClient:
 def _terms(*, until: datetime | None = None, days: int | None = None, count: int | None = None,
            purposes: list[str] | None = None, participants: list[str] | None = None,
            organisations: list[str] | None = None, groups: list[str] | None = None, spatial: list[str] | None = None,
-           attribution: bool = False) -> dict[str, Any]:
+           attribution: bool = False, delete_after: int | None = None) -> dict[str, Any]:
     return {"until": until.isoformat() if until else None, "days": days, "count": count, "purposes": purposes,
             "participants": participants, "organisations": organisations, "groups": groups, "spatial": spatial,
-            "attribution": attribution}
+            "attribution": attribution, "delete_after": delete_after}
 
 
 def _format(push: bool) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.auth import odrl
-from twinengine.dataspace import dataplane, negotiation, peers, push, snapshots, transfer
+from twinengine.dataspace import copies, dataplane, negotiation, peers, push, snapshots, transfer
 from twinengine.dataspace.agreements import mark_finalized
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Agreement, Negotiation, TransferProcess
@@ -262,4 +262,4 @@ def run_once(connector: Connector) -> int:
     handled = 0
     for model, row_id in work:
         handled += int(deliver(connector, model, row_id))
-    return handled
+    return handled + copies.delete_due(connector)  # a consumer's copies whose delete duty is due

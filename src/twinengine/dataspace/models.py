@@ -148,6 +148,8 @@ class TransferProcess(_Pending, Base):
     target: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # consumer side: where the data lands
     landed: Mapped[str | None] = mapped_column(String(500))  # consumer side: the lake dataset it landed as
     snapshot: Mapped[str | None] = mapped_column(String(500))  # provider side: the stream history it serves
+    delete_by: Mapped[datetime | None] = mapped_column(UTCDateTime())  # consumer side: the policy's delete duty
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # consumer side: when the copy was deleted
     files: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONValue)  # name, bytes, sha256 of each file
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     owner: Mapped[str] = mapped_column(String(64))

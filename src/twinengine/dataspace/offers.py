@@ -31,8 +31,10 @@ PROVENANCE_KEY = terms.KEY  # a landed dataset's meta: where it came from, under
 def build_policy(*, until: datetime | None = None, days: int | None = None, count: int | None = None,
                  purposes: list[str] | None = None, participants: list[str] | None = None,
                  organisations: list[str] | None = None, groups: list[str] | None = None,
-                 spatial: list[str] | None = None, attribution: bool = False) -> dict[str, Any]:
-    """An ODRL policy from the usual terms: one ``use`` permission whose constraints all hold."""
+                 spatial: list[str] | None = None, attribution: bool = False,
+                 delete_after: int | None = None) -> dict[str, Any]:
+    """An ODRL policy from the usual terms: one ``use`` permission whose constraints all hold; duties to
+    attribute and to delete the copy ``delete_after`` days after the agreement."""
     constraints: list[dict[str, Any]] = []
 
     def one_or_any(left: str, values: list[str]) -> None:
@@ -54,8 +56,12 @@ def build_policy(*, until: datetime | None = None, days: int | None = None, coun
     if constraints:
         permission["constraint"] = constraints
     policy: dict[str, Any] = {"permission": [permission]}
-    if attribution:
-        policy["obligation"] = [{"action": "attribute"}]
+    duties: list[dict[str, Any]] = [{"action": "attribute"}] if attribution else []
+    if delete_after is not None:
+        duties.append({"action": "delete", "constraint": [{"leftOperand": "elapsedTime", "operator": "lteq",
+                                                           "rightOperand": f"P{delete_after}D"}]})
+    if duties:
+        policy["obligation"] = duties
     return policy
 
 

@@ -45,6 +45,8 @@ class OfferTerms(BaseModel):
     groups: list[str] | None = _NAMES
     spatial: list[str] | None = _NAMES
     attribution: bool = Field(default=False, description="an obligation to attribute, recorded with the data")
+    delete_after: int | None = Field(default=None, ge=1, le=36500, description="an obligation to delete the "
+                                     "consumer's copy this many days after the agreement (its engine does)")
 
 
 class OfferedStream(BaseModel):
@@ -207,6 +209,8 @@ class TransferRead(BaseModel):
     bytes: int
     owner: str
     snapshot: str | None = None  # provider side, under a stream offer: the lake file of the history it serves
+    delete_by: datetime | None = None  # consumer side: when the policy's delete duty wants the copy gone
+    deleted_at: datetime | None = None  # consumer side: when this engine deleted it
     pending: str | None
     error: str | None
     created_at: datetime

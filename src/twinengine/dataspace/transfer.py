@@ -307,9 +307,10 @@ def start_consumer_transfer(session: Session, *, agreement_id: str, owner: str,
         raise NotFound(f"no agreement {agreement_id!r}")
     if not agreement.finalized:
         raise DspError(400, f"agreement {agreement_id} is not finalized yet", kind="transfer")
+    due = odrl.delete_by(odrl.json_of(agreement.policy), agreement.signed_at) if target else None
     row = TransferProcess(role=Role.CONSUMER.value, consumer_pid=new_pid(), agreement_id=agreement.id,
                           state=T.INITIAL.value, format=format, peer=agreement.provider,
-                          peer_base=agreement.peer_base, target=target, owner=owner)
+                          peer_base=agreement.peer_base, target=target, owner=owner, delete_by=due)
     session.add(row)
     session.flush()
     queue(row, "request")

@@ -71,7 +71,7 @@ def transfer_read(t: TransferProcess) -> TransferRead:
     return TransferRead(id=t.id, role=t.role, state=t.state, provider_pid=t.provider_pid, consumer_pid=t.consumer_pid,
                         agreement_id=t.agreement_id, format=t.format, peer=t.peer, landed=t.landed, files=t.files,
                         bytes=t.bytes, owner=t.owner, pending=t.pending, error=t.error, created_at=t.created_at,
-                        updated_at=t.updated_at, snapshot=t.snapshot)
+                        updated_at=t.updated_at, snapshot=t.snapshot, delete_by=t.delete_by, deleted_at=t.deleted_at)
 
 
 def participant_read(p: Participant) -> ParticipantRead:

@@ -54,11 +54,13 @@ def offer_across_engines(ctx: DemoContext) -> None:
     out: dict[str, Any] = {"dataset": dataset, "file": file, "provider_sha256": provider_sha}
     try:
         offer = uma.dataspace.offer(dataset, "River-reach gauge history", purposes=[PURPOSE], count=3,
-                                    days=DAYS, attribution=True, keywords=["river", "gauge", "level"],
+                                    days=DAYS, attribution=True, delete_after=DAYS,
+                                    keywords=["river", "gauge", "level"],
                                     description=f"Water levels and rainfall at gauge RR-01 ({name})")
         out |= {"offer": offer.id, "dataset_id": offer.dataset_id, "policy": offer.policy}
         ctx.say(f"uma offered {dataset} in the data space as {offer.dataset_id} (offer {offer.id}): for "
-                f"{PURPOSE} only, 3 transfers per agreement, for {DAYS} days from signing, with attribution")
+                f"{PURPOSE} only, 3 transfers per agreement, for {DAYS} days from signing, with attribution, the "
+                f"copy to be deleted {DAYS} days after signing")
         with _partner(ctx) as (forecaster, folder):
             out |= _consume(ctx, uma, forecaster, folder, offer.dataset_id, file)
             out["refusal"] = _refuse(ctx, uma, forecaster, offer.dataset_id)
@@ -151,11 +153,16 @@ def _consume(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, da
             f"{'equal to' if digest == uma.lake.get(file).sha256 else 'DIFFERENT from'} the provider's; "
             f"attribution travels with it: {landed.get('attribution', '-')}")
     held = _held(ctx, landed)
+    ctx.say(f"the partner's engine deletes its copy by {pulled.delete_by:%Y-%m-%d %H:%M} UTC, as the offer's "
+            "delete duty asks" if pulled.delete_by else "the partner's engine keeps no deletion date: DIFFERENT "
+            "from the offer's delete duty")
     return {"catalog_datasets": len(listed), "agreement": agreement, "provider": mine.peer, "copy_terms": held,
             "consumer": forecaster.dataspace.identity().did,
             "negotiation": {"consumer": mine.state, "provider": theirs.state},
             "transfer": {"consumer": pulled.state, "provider": served.state, "bytes": pulled.bytes,
-                         "landed": pulled.landed},
+                         "landed": pulled.landed,
+                         "delete_by": pulled.delete_by.isoformat() if pulled.delete_by else None},
+            "signed_at": forecaster.dataspace.agreement(agreement).signed_at.isoformat(),
             "files": {f["name"]: f["sha256"] for f in pulled.files or []},
             "consumer_sha256": digest, "arrived": str(arrived.relative_to(ctx.runtime.data_dir)),
             "provenance": {k: landed.get(k) for k in ("provider", "agreement", "attribution")},

@@ -107,7 +107,11 @@ export function policyWords(policy) {
   for (const rule of [].concat(policy.prohibition || [])) parts.push(`prohibited when ${ruleWords(rule) || "used"}`);
   for (const duty of [].concat(policy.obligation || [])) {
     const action = name(duty && duty.action);
-    parts.push(action === "attribute" ? "with attribution" : `duty: ${action}`);
+    const when = [].concat((duty && duty.constraint) || []).map((c) => {
+      const left = name(c && c.leftOperand);
+      return left === "elapsedTime" ? `${duration(c.rightOperand)} after the agreement` : left === "dateTime" ? moment(c.rightOperand) : constraintWords(c);
+    }).join(", ");
+    parts.push(action === "attribute" ? "with attribution" : action === "delete" ? `the copy deleted${when ? ` by ${when}` : ""}` : `duty: ${action}`);
   }
   return parts.join(", ");
 }
