@@ -92,16 +92,21 @@ def test_both_stores_hold_the_agreement_and_the_transfer(demo: Demo) -> None:
             (role, "FINALIZED", ds["agreement"], "flood-forecasting", None),
             (role, "TERMINATED", None, "insurance-pricing", None),
             (role, "FINALIZED", ds["stream"]["agreement"], "flood-forecasting", None),
+            (role, "FINALIZED", ds["forecast"]["agreement"], "flood-forecasting", None),
             (role, "FINALIZED", ds["collection"]["agreement"], "flood-forecasting", None)]
     served = _rows(demo.data_dir / "twin.db", "SELECT state, bytes, agreement_id FROM ds_transfers")
     pulled = _rows(demo.data_dir / PARTNER / "twin.db", "SELECT state, landed, agreement_id FROM ds_transfers")
-    agreements = (ds["agreement"], ds["stream"]["agreement"], ds["collection"]["agreement"])
+    agreements = (ds["agreement"], ds["stream"]["agreement"], ds["forecast"]["agreement"],
+                  ds["collection"]["agreement"])
     # the rain field's transfer stays STARTED: its data address answers the partner's queries
     assert [(t["state"], t["agreement_id"]) for t in served] == [
-        ("COMPLETED", agreements[0]), ("COMPLETED", agreements[1]), ("STARTED", agreements[2])]
+        ("COMPLETED", agreements[0]), ("COMPLETED", agreements[1]), ("COMPLETED", agreements[2]),
+        ("STARTED", agreements[3])]
     assert pulled == [{"state": "COMPLETED", "landed": ds["transfer"]["landed"], "agreement_id": ds["agreement"]},
                       {"state": "COMPLETED", "landed": "partner:reach-gauge-stream",
                        "agreement_id": ds["stream"]["agreement"]},
+                      {"state": "COMPLETED", "landed": "partner:rain-forecast",
+                       "agreement_id": ds["forecast"]["agreement"]},
                       {"state": "STARTED", "landed": None, "agreement_id": ds["collection"]["agreement"]}]
     accesses = _rows(demo.data_dir / "twin.db", "SELECT agreement_id, outcome FROM ds_accesses")
     assert accesses and {(a["agreement_id"], a["outcome"]) for a in accesses} == {(a, "served") for a in agreements}
@@ -136,6 +141,18 @@ def test_the_gauge_stream_is_offered_live_and_feeds_the_partners_twin(demo: Demo
     assert streamed["partner_level"] == streamed["provider_level"]
     twins = _rows(partner / "twin.db", "SELECT name FROM twins")
     assert {"name": streamed["twin"]} in twins
+
+
+def test_the_partner_runs_its_forecast_on_what_crossed(demo: Demo) -> None:
+    """The partner's twin, fed with the gauge history, runs its forecast workflow on uma's rain forecast, pulled
+    into the partner's lake, where it is a collection."""
+    forecast = demo.facts["dataspace"]["forecast"]
+    assert forecast["landed"] == "partner:rain-forecast" and forecast["collection"] == "partner.rain-forecast"
+    assert forecast["status"] == "finished" and forecast["hours"] == 48
+    assert forecast["peak_level_m"] > 0
+    runs = _rows(demo.data_dir / PARTNER / "twin.db", "SELECT id, status, parameters FROM workflow_runs")
+    assert [(r["id"], r["status"]) for r in runs] == [(forecast["run"], "finished")]
+    assert json.loads(runs[0]["parameters"])["collection"] == "partner.rain-forecast"
 
 
 def test_the_rain_field_is_queried_across_and_no_file_leaves(demo: Demo) -> None:

@@ -36,6 +36,7 @@ NEVER = "partner:refused-gauge-history"
 STREAM = "gauges"  # the twin's stream whose history is offered as such
 STREAM_LANDED = "partner:reach-gauge-stream"
 PARTNER_TWIN = "partner-reach"  # the partner's own river-reach twin, fed with what it pulled
+FORECAST_LANDED = "partner:rain-forecast"  # uma's rain forecast on the partner's engine: a collection there
 TIMEOUT_S = 60.0
 DAYS = 30  # the offer's elapsedTime: the partner's copy may be used this long after the agreement is signed
 
@@ -67,6 +68,7 @@ def offer_across_engines(ctx: DemoContext) -> None:
             live = ctx.facts.get("streams", {}).get("twin")  # the twin whose gauges stream (streams chapter)
             if live:
                 out["stream"] = _stream_across(ctx, uma, forecaster, folder, live)
+                out["forecast"] = _forecast_across(ctx, uma, forecaster, folder)
             out["collection"] = _collection_across(ctx, uma, forecaster, name)
     except Exception as exc:  # told, and the test of the chapter's facts fails on it
         out["error"] = f"{type(exc).__name__}: {exc}"
@@ -255,6 +257,41 @@ def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Pa
                                                      for p in parts],
             "parts_equal": equal, "newest": reading, "twin": twin.name, "partner_level": level,
             "provider_level": theirs}
+
+
+def _forecast_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path) -> dict[str, Any]:
+    """The partner's own twin, fed with uma's gauge history, runs its forecast on uma's rain forecast: uma keeps
+    the forecast in its lake (netCDF) and offers it; the partner pulls it, where it is the collection
+    ``partner.rain-forecast``, and runs the twin's forecast workflow with it."""
+    from twinengine.demo.chapters.workflows import rain_forecast
+
+    dataset = "river-reach:rain-forecast"
+    path = folder / "rain-forecast.nc"
+    rain_forecast(ctx).to_netcdf(path, engine="h5netcdf")
+    uma.lake.add_dataset(dataset, meta={"title": "Rain forecast over the river-reach catchment"})
+    uma.lake.upload(path, f"{dataset}/rain-forecast.nc", endpoint="site-a", dataset=dataset,
+                    media_type="application/x-netcdf")
+    offer = uma.dataspace.offer(dataset, "Rain forecast, river-reach catchment", purposes=[PURPOSE], days=DAYS,
+                                attribution=True, keywords=["rain", "forecast"])
+    asked = forecaster.dataspace.negotiate(ctx.url, offer.dataset_id, purpose=PURPOSE, land=FORECAST_LANDED)
+    agreement = str(_until(lambda: forecaster.dataspace.negotiation(asked.id), "FINALIZED").agreement_id)
+    pulled = _until(lambda: _one(forecaster.dataspace.transfers(role="consumer", agreement=agreement)), "COMPLETED")
+    collection = FORECAST_LANDED.replace(":", ".", 1)
+    began = time.perf_counter()
+    run = forecaster.workflows.run(PARTNER_TWIN, "forecast", {"collection": collection})
+    final = forecaster.workflows.wait(run.id, poll=0.1, timeout=300)
+    seconds = time.perf_counter() - began
+    if final.status != "finished":
+        raise RuntimeError(f"the partner's forecast run ended as {final.status}: {final.error}")
+    levels = [float(v) for v in final.value or []]
+    state = forecaster.get_state(PARTNER_TWIN).reported
+    peak = float(state["forecast_peak_level"].value)
+    ctx.say(f"uma offered its rain forecast too; the partner pulled it ({pulled.bytes} bytes) and ran its own "
+            f"twin {PARTNER_TWIN}'s forecast on it as collection {collection}: run {final.id} {final.status} in "
+            f"{seconds:.1f} s, {len(levels)} hours, peak {peak:.2f} m in the partner's twin's state")
+    return {"agreement": agreement, "landed": pulled.landed, "collection": collection, "run": final.id,
+            "status": final.status.value, "hours": len(levels), "peak_level_m": peak,
+            "storage_mm": final.parameters.get("storage_mm"), "seconds": round(seconds, 2)}
 
 
 def _collection_across(ctx: DemoContext, uma: Client, forecaster: Client, name: str) -> dict[str, Any]:
