@@ -734,3 +734,57 @@ def test_a_delete_duty_is_carried_out_on_the_consumers_copy(engines: tuple[Parti
     events = consumer.ok("GET", "/api/v1/audit", params={"action": "dataspace.copy", "limit": 50})["items"]
     assert [e["target"] for e in events if (e.get("detail") or {}).get("agreement") == agreement] == \
         ["remote:to-delete"]
+
+
+def test_the_provider_writes_into_the_consumers_bucket(engines: tuple[Participant, Participant],
+                                                       gauges: dict[str, Any]) -> None:
+    """AmazonS3-PUSH against an S3 server on loopback (moto): the consumer names a bucket of its lake whose
+    endpoint accepts pushes; the provider writes each file and its listing there; once the provider completes,
+    the consumer reads each file back and registers it, with the provider's SHA-256, as its landing dataset's.
+    An endpoint that does not accept pushes is refused before anything is asked, and the provider forgets the
+    consumer's keys once the transfer has ended."""
+    from s3_fixtures import bucket, keys, s3_server
+    from twinengine.dataspace.models import TransferProcess
+
+    provider, consumer = engines
+    with s3_server() as url:
+        incoming, closed = bucket(url, keys("in"), "incoming"), bucket(url, keys("in"), "closed")
+        consumer.ok("POST", "/api/v1/lake/endpoints", expect=201, json={
+            "name": "s3-incoming", "protocol": "s3", "location": f"{incoming}/lake",
+            "options": {"endpoint_url": url, "accept_pushes": "true"}, "credential": keys("in")})
+        consumer.ok("POST", "/api/v1/lake/endpoints", expect=201, json={
+            "name": "s3-closed", "protocol": "s3", "location": closed, "options": {"endpoint_url": url},
+            "credential": keys("in")})
+        agreement = _agreed(provider, consumer, gauges)
+        for endpoint, why in (("s3-closed", "does not accept pushes"), ("site", "S3 endpoints")):
+            refused = consumer.api("POST", "/api/v1/dataspace/transfers", json={
+                "agreement": agreement, "did": "remote:bucket-gauges", "endpoint": endpoint,
+                "format": "AmazonS3-PUSH"})
+            assert refused.status_code == 422 and why in refused.text, refused.text
+            assert refused.json()["details"][0]["loc"] == "land.endpoint"
+        made = consumer.ok("POST", "/api/v1/dataspace/transfers", expect=201, json={
+            "agreement": agreement, "did": "remote:bucket-gauges", "endpoint": "s3-incoming",
+            "format": "AmazonS3-PUSH"})
+
+        def landed() -> Any:
+            row = consumer.ok("GET", f"/api/v1/dataspace/transfers/{made['id']}")
+            assert row["state"] != "TERMINATED" and not (row["state"] == "COMPLETED" and row["error"]), row
+            return row if row["landed"] and not row["pending"] else None
+
+        done = eventually(landed, timeout=120)
+        assert done["state"] == "COMPLETED" and done["format"] == "AmazonS3-PUSH"
+        assert {f["name"]: f["sha256"] for f in done["files"]} == gauges["sums"]
+        for name, digest in gauges["sums"].items():
+            did = consumer.ok("GET", f"/api/v1/lake/dids/remote:bucket-gauges/{name}")
+            assert did["sha256"] == digest and [r["endpoint"] for r in did["replicas"]] == ["s3-incoming"]
+            data = consumer.api("GET", f"/api/v1/lake/dids/remote:bucket-gauges/{name}/content").content
+            assert hashlib.sha256(data).hexdigest() == digest
+        dataset = consumer.ok("GET", "/api/v1/lake/dids/remote:bucket-gauges")
+        assert dataset["meta"]["dataspace"]["agreement"] == agreement
+        served = provider.ok("GET", "/api/v1/dataspace/transfers?role=provider&agreement=" + agreement)
+        assert [t["state"] for t in served] == ["COMPLETED"] and served[0]["format"] == "AmazonS3-PUSH"
+        usage = provider.ok("GET", f"/api/v1/dataspace/agreements/{agreement}/accesses")
+        assert sorted(a["file"] for a in usage if a["outcome"] == "served") == sorted(gauges["sums"])
+        with provider.runtime.db.session(readonly=True) as session:
+            kept = session.get(TransferProcess, served[0]["id"])
+            assert kept is not None and kept.data_address is None  # the consumer's keys, forgotten

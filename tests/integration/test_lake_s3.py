@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from helpers import Engine, free_port, stop_process, unavailable
+from helpers import Engine
 from lake_fixtures import converge
+from s3_fixtures import bucket, keys, s3_server
 from twinengine.errors import ValidationFailed
 from twinengine.lake.endpoints import get_endpoint
 from twinengine.lake.storage import S3Storage
@@ -28,36 +24,11 @@ from twinengine.lake.storage import S3Storage
 
 @pytest.fixture(scope="module")
 def s3_url() -> Iterator[str]:
-    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    if not Path(exe).exists():
-        unavailable("s3", "moto_server (pip install 'moto[server]') is not installed")
-    port = free_port()
-    process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    unavailable("s3", f"moto_server did not start on port {port}")
-                time.sleep(0.1)
+    with s3_server() as url:
         yield url
-    finally:
-        stop_process(process, timeout=10)
 
 
-def _bucket(url: str, keys: dict[str, str]) -> str:
-    name = f"lake-{secrets.token_hex(4)}"
-    S3Storage(name, {"endpoint_url": url}, keys).fs.mkdir(name)
-    return name
-
-
-def _keys(tag: str) -> dict[str, str]:
-    return {"kind": "s3", "access_key": f"AK{tag.upper()}", "secret_key": f"secret-{tag}"}
+_bucket, _keys = bucket, keys
 
 
 def test_upload_replicate_verify_and_repair_on_s3(engine: Engine, s3_url: str, tmp_path: Path) -> None:

@@ -277,12 +277,16 @@ def transfer(ctx: typer.Context, agreement: str = typer.Argument(...),
                                                           "collection's queries (twin offer query)."),
              twin: str | None = typer.Option(None, "--twin"), endpoint: str | None = typer.Option(None, "--endpoint"),
              push: bool = typer.Option(False, "--push", help="The provider pushes it (HttpData-PUSH)."),
+             bucket: bool = typer.Option(False, "--bucket", help="The provider writes it into the S3 bucket of "
+                                                                  "--endpoint (AmazonS3-PUSH; an endpoint that "
+                                                                  "accepts pushes)."),
              wait: bool = typer.Option(False, "--wait")) -> None:
     """Transfer under an agreement of yours, landing the data in this engine's lake (pulled, or pushed); without
     LAND, keep the data address: an EDR collection's transfer stays STARTED for ``twin offer query``."""
     out = state_of(ctx)
     with out.client() as client:
-        row = client.dataspace.transfer(agreement, land, twin=twin, endpoint=endpoint, push=push)
+        row = client.dataspace.transfer(agreement, land, twin=twin, endpoint=endpoint,
+                                        push="bucket" if bucket else push)
         if wait:
             row = _wait(client, "transfer", row.id, 600, started=land is None)
     out.emit(row, lambda: console.print(f"transfer {row.id} {row.state} {row.landed or ''} {row.error or ''}",

@@ -4,7 +4,7 @@ negotiations, agreements, transfers and usage records, over the management API."
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -141,9 +141,10 @@ class DataspaceClient:
 
     def negotiate(self, url: str, dataset: str, *, offer: str | None = None, purpose: str | None = None,
                   land: str | None = None, twin: str | None = None, endpoint: str | None = None,
-                  push: bool = False) -> NegotiationRead:
+                  push: bool | Literal["bucket"] = False) -> NegotiationRead:
         """Negotiate for ``dataset`` of the engine at ``url``; with ``land`` (scope:name), transfer once finalized
-        and land the data there (for ``twin``): pulled, or with ``push`` pushed by the provider."""
+        and land the data there (for ``twin``): pulled, or with ``push`` pushed by the provider (``"bucket"``:
+        written into the S3 bucket of ``endpoint``, AmazonS3-PUSH)."""
         body: dict[str, Any] = {"url": url, "dataset": dataset, "offer": offer, "purpose": purpose}
         if land:
             body["land"] = {"did": land, "twin": twin, "endpoint": endpoint, "format": _format(push)}
@@ -175,9 +176,10 @@ class DataspaceClient:
         return _list(AccessRead, self._t.request("GET", f"{_P}/agreements/{segment(agreement_id)}/accesses").json())
 
     def transfer(self, agreement_id: str, land: str | None, *, twin: str | None = None,
-                 endpoint: str | None = None, push: bool = False) -> TransferRead:
+                 endpoint: str | None = None, push: bool | Literal["bucket"] = False) -> TransferRead:
         """Transfer under an agreement of yours; the data lands as the dataset ``land`` (None: not pulled),
-        pulled by this engine or, with ``push``, pushed by the provider."""
+        pulled by this engine or, with ``push``, pushed by the provider (``"bucket"``: written into the S3
+        bucket of ``endpoint``, an endpoint that accepts pushes)."""
         return self._t.send(TransferRead, "POST", f"{_P}/transfers", {
             "agreement": agreement_id, "did": land or "dataspace:unused", "twin": twin, "endpoint": endpoint,
             "land_data": land is not None, "format": _format(push)})
@@ -211,5 +213,5 @@ def _terms(*, until: datetime | None = None, days: int | None = None, count: int
             "attribution": attribution, "delete_after": delete_after}
 
 
-def _format(push: bool) -> str:
-    return "HttpData-PUSH" if push else "HttpData-PULL"
+def _format(push: bool | str) -> str:
+    return "AmazonS3-PUSH" if push == "bucket" else "HttpData-PUSH" if push else "HttpData-PULL"

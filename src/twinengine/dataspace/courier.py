@@ -20,11 +20,30 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from twinengine.auth import odrl
-from twinengine.dataspace import copies, dataplane, negotiation, peers, push, snapshots, transfer
+from twinengine.dataspace import (
+    bucket_address,
+    bucket_push,
+    copies,
+    dataplane,
+    negotiation,
+    peers,
+    push,
+    snapshots,
+    transfer,
+)
 from twinengine.dataspace.agreements import mark_finalized
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Agreement, Negotiation, TransferProcess
-from twinengine.dataspace.protocol import ENDPOINT_TYPE, PULL, PUSH, NegotiationState, Role, TransferState, message
+from twinengine.dataspace.protocol import (
+    ENDPOINT_TYPE,
+    PULL,
+    PUSH,
+    S3_PUSH,
+    NegotiationState,
+    Role,
+    TransferState,
+    message,
+)
 from twinengine.errors import Conflict
 from twinengine.store.base import utcnow
 
@@ -114,11 +133,14 @@ def _transfer_job(session: Session, connector: Connector, row: TransferProcess) 
                                          {"@type": "EndpointProperty", "name": "authorization",
                                           "value": connector.push_token(row.consumer_pid)},
                                          {"@type": "EndpointProperty", "name": "authType", "value": "bearer"}]}
+        if row.format == S3_PUSH and row.consumer_pid is not None:  # the bucket the provider writes into
+            fields["dataAddress"] = bucket_address.address_for(session, connector, str((row.target or {}).get(
+                "endpoint")), row.consumer_pid)
         body = message("TransferRequestMessage", consumerPid=row.consumer_pid, agreementId=row.agreement_id,
                        format=row.format, callbackAddress=connector.callback, **fields)
         return Job(TransferProcess, row.id, action, f"{row.peer_base}/transfers/request", body, row.peer)
-    if action == "push":
-        return Job(TransferProcess, row.id, action, local={"transfer": row.id})
+    if action in ("push", "land"):
+        return Job(TransferProcess, row.id, action, local={"transfer": row.id, "format": row.format})
     if action == "snapshot":
         return Job(TransferProcess, row.id, action, local={"transfer": row.id})
     if action == "pull":
@@ -143,7 +165,10 @@ def _perform(connector: Connector, job: Job) -> tuple[int, Any]:
     if job.action == "snapshot":
         return 200, snapshots.take(connector, job.local["transfer"])
     if job.action == "push":
-        return 200, push.push(connector, job.local["transfer"])
+        sender = bucket_push.push if job.local.get("format") == S3_PUSH else push.push
+        return 200, sender(connector, job.local["transfer"])
+    if job.action == "land":
+        return 200, bucket_push.land(connector, job.local["transfer"])
     if job.action == "pull":
         pulled = dataplane.land(connector, address=job.local["address"], target=job.local["target"],
                                 agreement=job.local["agreement"], provider=job.local["provider"],
@@ -166,6 +191,10 @@ def _apply(session: Session, connector: Connector, job: Job, status: int | None,
             row.landed, row.files, row.bytes = answer.did, answer.files, answer.bytes
             machine.queue(row, "complete")
             return
+        if job.action == "land":  # after the provider's completion: the files it wrote, registered
+            row.landed, row.files, row.bytes, row.error = answer.did, answer.files, answer.bytes, None
+            machine.queue(row, None)
+            return
         if job.action == "snapshot":
             from twinengine.lake.dids import get_did
 
@@ -185,7 +214,7 @@ def _apply(session: Session, connector: Connector, job: Job, status: int | None,
         if job.model is Negotiation and row.state == N.FINALIZED:
             mark_finalized(session, row)
         elif job.model is TransferProcess and job.action == "start" and row.role == Role.PROVIDER \
-                and row.format == PUSH and row.state == T.STARTED:
+                and row.format in transfer.PUSHED and row.state == T.STARTED:
             machine.queue(row, "push")
         return
     if status is not None and 400 <= status < 500:
@@ -198,6 +227,9 @@ def _apply(session: Session, connector: Connector, job: Job, status: int | None,
             machine.queue(row, "terminate", {"code": "refused", "reason": row.error})
         return
     row.error = failure or f"HTTP {status}"
+    if job.action == "land" and (row.attempts >= connector.settings.dataspace_attempts or status is not None):
+        machine.queue(row, None)  # COMPLETED, its files not registered: the error says why
+        return
     if row.attempts >= connector.settings.dataspace_attempts:
         if job.action in ("snapshot", "push"):  # the consumer waits for data: tell it why none comes
             machine.queue(row, "terminate", {"code": "snapshot", "reason": row.error})

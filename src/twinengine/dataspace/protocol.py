@@ -16,8 +16,8 @@ from typing import Any
 from twinengine.dataspace.spec import CONTEXT, problems
 
 __all__ = ["BASE_PATH", "CALLBACK_PATH", "DATA_PATH", "EDR_CONFORMANCE", "EDR_PATH", "FORMATS", "PULL", "PUSH",
-           "PUSH_PATH", "DspError", "NegotiationState", "Role", "TransferState", "acknowledged", "address_property",
-           "message", "new_pid", "queried", "valid"]
+           "PUSH_PATH", "S3_ENDPOINT_TYPE", "S3_PUSH", "DspError", "NegotiationState", "Role", "TransferState",
+           "acknowledged", "address_property", "message", "new_pid", "queried", "valid"]
 
 BASE_PATH = "/dsp/2025-1"  # <base> of the HTTPS binding on this engine
 CALLBACK_PATH = BASE_PATH + "/callback"  # the consumer's callback address
@@ -27,7 +27,9 @@ EDR_PATH = "/dsp/edr"  # the provider's data plane of an EDR collection offer: a
 EDR_CONFORMANCE = "http://www.opengis.net/spec/ogcapi-edr-1/1.1/conf/core"  # a data address that answers EDR
 PULL = "HttpData-PULL"
 PUSH = "HttpData-PUSH"
-FORMATS = (PULL, PUSH)
+S3_PUSH = "AmazonS3-PUSH"  # the provider writes the files into the consumer's S3 bucket
+FORMATS = (PULL, PUSH, S3_PUSH)
+S3_ENDPOINT_TYPE = "AmazonS3"
 ENDPOINT_TYPE = "https://w3id.org/idsa/v4.1/HTTP"
 
 

@@ -139,9 +139,11 @@ class Landing(BaseModel):
     twin: str | None = Field(default=None, max_length=64, description="The twin whose data it is.")
     endpoint: str | None = Field(default=None, max_length=64, description="The lake endpoint (default: the first "
                                                                           "writable one).")
-    format: Literal["HttpData-PULL", "HttpData-PUSH"] = Field(
-        default="HttpData-PULL", description="Pulled by this engine from the provider's data address, or pushed by "
-                                             "the provider to this engine's push address.")
+    format: Literal["HttpData-PULL", "HttpData-PUSH", "AmazonS3-PUSH"] = Field(
+        default="HttpData-PULL", description="Pulled by this engine from the provider's data address, pushed by "
+                                             "the provider to this engine's push address, or written by the "
+                                             "provider into the S3 bucket of ``endpoint`` (one that accepts "
+                                             "pushes).")
 
 
 class NegotiationCreate(BaseModel):

@@ -20,11 +20,12 @@ from twinengine.auth.audit import record
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.dataspace import negotiation, peers, transfer
+from twinengine.dataspace.bucket_address import check_endpoint
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import did_of
 from twinengine.dataspace.models import Access, Agreement, Negotiation, Offer, TransferProcess
 from twinengine.dataspace.offers import _mine
-from twinengine.dataspace.protocol import DspError, Role, TransferState, address_property, queried
+from twinengine.dataspace.protocol import S3_PUSH, DspError, Role, TransferState, address_property, queried
 from twinengine.dataspace.spec import problems
 from twinengine.errors import InvalidInput, NotFound, ValidationFailed
 from twinengine.store.base import utcnow
@@ -122,6 +123,8 @@ def start_negotiation(connector: Connector, *, principal: Principal, url: str, d
 def _check_landing(session: Session, principal: Principal, land: dict[str, Any]) -> None:
     """The caller may make the landing dataset (and may operate its twin), before anything is asked for."""
     require(principal, "lake.write")
+    if land.get("format") == S3_PUSH:
+        check_endpoint(session, land.get("endpoint"))
     if land.get("twin"):
         from twinengine.lake.grants import data_twin
 

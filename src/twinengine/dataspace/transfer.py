@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from twinengine.auth import odrl
 from twinengine.auth.audit import record
 from twinengine.dataspace.agreements import finalized_by_use
+from twinengine.dataspace.bucket_address import sealed
 from twinengine.dataspace.catalog import context_of, permit
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import callback_on
@@ -27,6 +28,7 @@ from twinengine.dataspace.protocol import (
     FORMATS,
     PULL,
     PUSH,
+    S3_PUSH,
     TRANSFER_FINAL,
     TRANSFER_MOVES,
     DspError,
@@ -65,6 +67,8 @@ def _move(row: TransferProcess, action: str, sender: Role) -> None:
     _sources, target = TRANSFER_MOVES[(action, sender)]
     row.state = target.value
     row.updated_at = utcnow()
+    if target in TRANSFER_FINAL and row.format == S3_PUSH and row.role == Role.PROVIDER.value:
+        row.data_address = None  # the consumer's bucket keys (sealed): kept no longer than the transfer runs
     if target in TRANSFER_FINAL or target == T.SUSPENDED:
         row.token_expires_at = row.token_expires_at if target == T.SUSPENDED else None
         if row.pending not in (None, "terminate"):
@@ -161,7 +165,8 @@ def provider_request(session: Session, connector: Connector, peer: str, body: An
                        **pids)
     try:
         callback = callback_on(msg.get("callbackAddress"), peer)
-        address = _push_address(msg, peer) if msg["format"] == PUSH else None
+        address = _push_address(msg, peer) if msg["format"] == PUSH else \
+            sealed(connector, msg.get("dataAddress")) if msg["format"] == S3_PUSH else None
     except ValueError as exc:
         raise DspError(400, str(exc), kind="transfer", **pids) from None
     row = TransferProcess(role=Role.PROVIDER.value, provider_pid=new_pid(), consumer_pid=msg["consumerPid"],
@@ -211,6 +216,9 @@ def first_step(session: Session, row: TransferProcess) -> str:
     return "start"
 
 
+PUSHED = (PUSH, S3_PUSH)  # formats whose provider sends the data once started
+
+
 def provider_receive(session: Session, peer: str, provider_pid: str, kind: str, body: Any) -> dict[str, Any]:
     """A consumer's message to ``/transfers/{providerPid}/...``: start (resume), completion, termination or
     suspension."""
@@ -221,7 +229,7 @@ def provider_receive(session: Session, peer: str, provider_pid: str, kind: str, 
     if not _allowed(row, action, Role.CONSUMER, KINDS[kind]):
         return as_message(row)
     _move(row, action, Role.CONSUMER)
-    if action == "start" and row.format == PUSH:
+    if action == "start" and row.format in PUSHED:
         queue(row, "push")  # the consumer resumed it: push again (what was pushed lands once)
     if action in ("terminate", "suspend"):
         row.error = _reason(msg) if action == "terminate" else row.error
@@ -268,6 +276,8 @@ def consumer_receive(session: Session, peer: str, consumer_pid: str, kind: str, 
             raise DspError(400, f"the push is not complete: {missing}", kind="transfer",
                            provider_pid=row.provider_pid, consumer_pid=row.consumer_pid)
     _move(row, action, Role.PROVIDER)
+    if action == "complete" and row.format == S3_PUSH and row.target and row.landed is None:
+        queue(row, "land")  # what the provider wrote into our bucket, checked and registered (``bucket_push``)
     if action == "start":
         if msg.get("dataAddress"):
             row.data_address = msg["dataAddress"]
@@ -299,8 +309,8 @@ def start_consumer_transfer(session: Session, *, agreement_id: str, owner: str,
     format = str((target or {}).get("format") or PULL)
     if format not in FORMATS:
         raise DspError(400, f"format {format!r} is not spoken here ({', '.join(FORMATS)})", kind="transfer")
-    if format == PUSH and not target:
-        raise DspError(400, f"a {PUSH} transfer lands in this engine's lake: name where", kind="transfer")
+    if format in PUSHED and not target:
+        raise DspError(400, f"a {format} transfer lands in this engine's lake: name where", kind="transfer")
     agreement = session.scalar(select(Agreement).where(Agreement.id == agreement_id,
                                                        Agreement.role == Role.CONSUMER.value))
     if agreement is None:

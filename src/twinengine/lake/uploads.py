@@ -281,18 +281,22 @@ def upload_file(db: Database, lake: Lake, *, principal: Principal, path: Path, d
 
 def register_replica(session: Session, lake: Lake, *, principal: Principal, did: str, endpoint: str,
                      checksums: Checksums, media_type: str | None = None, meta: dict[str, Any] | None = None,
-                     verify: bool = True) -> Did:
+                     verify: bool = True, path: str | None = None, checked: bool = False) -> Did:
     """Register bytes that already sit at the file's path on ``endpoint`` (streams write compacted segments
-    there themselves). With ``verify`` the bytes are re-read and must match ``checksums``."""
+    there themselves; ``path``: elsewhere on it, where another wrote them). With ``verify`` the bytes are re-read
+    and must match ``checksums``; ``checked``: the caller read them back and they did (outside any unit of
+    work: nothing is read here)."""
     require(principal, "lake.write")
     scope, name = parse_did(did)
     ep: Endpoint = get_endpoint(session, endpoint)
-    path = replica_path(scope, name)
+    path = path or replica_path(scope, name)
     backend = lake.backend(ep)
     row = session.scalar(select(Did).where(Did.scope == scope, Did.name == name))
     if row is not None and not may_read(session, principal, row):  # before its bytes are looked at
         raise _taken(did)
-    if verify:
+    if checked:
+        pass
+    elif verify:
         hasher = Hasher()
         for chunk in backend.read(path):
             hasher.update(chunk)

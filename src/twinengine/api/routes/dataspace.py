@@ -21,9 +21,9 @@ from fastapi import Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from twinengine.access.errors import exception_body
 from twinengine.access.listing import collection_document
 from twinengine.api.deps import RuntimeDep
+from twinengine.api.errors import render
 from twinengine.api.request_body import body_chunks
 from twinengine.api.route_actions import public
 from twinengine.api.routes.access import CollectionId, CommonDep, Coords, QueryType, answer, query_of
@@ -343,7 +343,8 @@ def _edr_collection(runtime: Runtime, pid: str, authorization: str | None, colle
 
 
 def _edr_error(request: Request, exc: TwinEngineError) -> JSONResponse:
-    return JSONResponse(exception_body(exc, instance=request.url.path), status_code=exc.status)
+    """As every route of the data plane answers a failure: the engine's error body (code, message, details)."""
+    return render(exc)
 
 
 @router.get(EDR_PATH + "/{pid}/collections", name="edr_collections",

@@ -15,7 +15,7 @@ from twinengine.auth import odrl
 from twinengine.auth.principal import Principal
 from twinengine.dataspace import offers, service
 from twinengine.dataspace.models import Agreement, Negotiation, Offer, Participant, TransferProcess
-from twinengine.dataspace.protocol import PUSH
+from twinengine.dataspace.protocol import PUSH, S3_PUSH
 from twinengine.dataspace.schemas import (
     AccessRead,
     AgreementRead,
@@ -269,7 +269,7 @@ def agreement_accesses(agreement_id: AgreementId, session: SessionDep, principal
 @acts("dataspace.consume")
 async def transfer_start(body: TransferCreate, runtime: RuntimeDep, principal: PrincipalDep) -> TransferRead:
     connector = runtime.dataspace
-    if body.format == PUSH and not body.land_data:
+    if body.format in (PUSH, S3_PUSH) and not body.land_data:
         raise ValidationFailed.one("land_data", "a push lands in this engine's lake: land_data must be true")
     land = {"did": body.did, "twin": body.twin, "endpoint": body.endpoint, "format": body.format} \
         if body.land_data else None

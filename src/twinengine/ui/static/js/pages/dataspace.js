@@ -225,7 +225,7 @@ async function tables(ctx, slots, state) {
   replace(slots.transfers, transfers === null ? h("p", { class: "muted" }, "Your role may not transfer data.") : table(null,
     ["#", "you", "with", "agreement", "how", "state", "files", "bytes", "SHA-256", "landed as", "started (UTC)", "last change (UTC)"],
     transfers.map((t) => [String(t.id), side(t.role), h("code", {}, t.peer), h("td", { title: t.agreement_id, "data-csv": t.agreement_id }, titles.get(agreementOffer(agreements, t.agreement_id)) || short(t.agreement_id)),
-      h("td", { title: t.format, "data-csv": t.format }, t.format === "HttpData-PUSH" ? "pushed by the provider" : "pulled by the consumer"),
+      h("td", { title: t.format, "data-csv": t.format }, t.format === "HttpData-PUSH" ? "pushed by the provider" : t.format === "AmazonS3-PUSH" ? "written into the consumer's S3 bucket" : "pulled by the consumer"),
       stateCell(t.state, t.error), (t.files || []).map((f) => f.name).join(", ") || "–", bytesWords(t.bytes), checksumCell(t),
       t.landed ? h("code", {}, t.landed) : "–", when(t.created_at), when(t.updated_at)]),
     { empty: "No transfers yet." }));
