@@ -32,8 +32,7 @@ from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.dataplane import Pulled, file_name, files_of, landing, record_access
 from twinengine.dataspace.models import Agreement, Offer, TransferProcess
 from twinengine.dataspace.protocol import S3_PUSH, Role, TransferState
-from twinengine.dataspace.push import Pushed, PushRefused
-from twinengine.dataspace.transfer import transfer_gate
+from twinengine.dataspace.push import Pushed, PushRefused, permitted
 
 __all__ = ["land", "push"]
 
@@ -48,16 +47,7 @@ def push(connector: Connector, transfer_id: int) -> Pushed:
         row = session.get(TransferProcess, transfer_id)
         if row is None or row.role != Role.PROVIDER or row.format != S3_PUSH:
             raise LookupError(f"no provider {S3_PUSH} transfer {transfer_id}")
-        if row.state != T.STARTED:
-            raise PushRefused(f"the transfer is {row.state}")
-        agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
-                                                           Agreement.role == Role.PROVIDER.value))
-        why = "no agreement" if agreement is None else \
-            transfer_gate(session, agreement, odrl.Phase.ACCESS, transfers=agreement.transfers)
-        if why is not None or agreement is None:
-            record_access(session, row, outcome="refused", reason=why)
-            session.commit()
-            raise PushRefused(why or "no agreement")
+        agreement = permitted(session, row)
         offer = session.get(Offer, agreement.offer_id)
         listing = [{"name": file_name(d, offer.did if offer else ""), "bytes": d.bytes or 0, "sha256": d.sha256,
                     "adler32": d.adler32, "mediaType": d.media_type, "did": d.did}

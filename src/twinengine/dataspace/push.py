@@ -39,7 +39,7 @@ from twinengine.dataspace.models import Agreement, Offer, TransferProcess
 from twinengine.dataspace.protocol import PUSH, Role, TransferState
 from twinengine.dataspace.transfer import transfer_gate
 
-__all__ = ["PushRefused", "Pushed", "accept_file", "accept_listing", "push"]
+__all__ = ["PushRefused", "Pushed", "accept_file", "accept_listing", "permitted", "push"]
 
 T = TransferState
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -67,14 +67,7 @@ def push(connector: Connector, transfer_id: int) -> Pushed:
 
     with connector.db.session() as session:
         row = _provider_row(session, transfer_id)
-        agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
-                                                           Agreement.role == Role.PROVIDER.value))
-        why = "no agreement" if agreement is None else \
-            transfer_gate(session, agreement, odrl.Phase.ACCESS, transfers=agreement.transfers)
-        if why is not None or agreement is None:
-            record_access(session, row, outcome="refused", reason=why)
-            session.commit()
-            raise PushRefused(why or "no agreement")
+        agreement = permitted(session, row)
         offer = session.get(Offer, agreement.offer_id)
         live = offer is not None and offer.live and offer.stream is not None
         done = [dict(f) for f in row.files or []] if live else []
@@ -114,12 +107,26 @@ def push(connector: Connector, transfer_id: int) -> Pushed:
     return Pushed(files=done + sent, bytes=total, again=live)
 
 
+def permitted(session: Session, row: TransferProcess) -> Agreement:
+    """The agreement a push of provider transfer ``row`` goes under, once its policy permits the access now;
+    ``PushRefused`` otherwise (the refusal recorded and committed)."""
+    if row.state != T.STARTED:
+        raise PushRefused(f"the transfer is {row.state}")
+    agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
+                                                       Agreement.role == Role.PROVIDER.value))
+    why = "no agreement" if agreement is None else \
+        transfer_gate(session, agreement, odrl.Phase.ACCESS, transfers=agreement.transfers)
+    if why is not None or agreement is None:
+        record_access(session, row, outcome="refused", reason=why)
+        session.commit()
+        raise PushRefused(why or "no agreement")
+    return agreement
+
+
 def _provider_row(session: Session, transfer_id: int) -> TransferProcess:
     row = session.get(TransferProcess, transfer_id)
     if row is None or row.role != Role.PROVIDER or row.format != PUSH:
         raise LookupError(f"no provider push transfer {transfer_id}")
-    if row.state != T.STARTED:
-        raise PushRefused(f"the transfer is {row.state}")
     return row
 
 

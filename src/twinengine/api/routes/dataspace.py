@@ -347,6 +347,18 @@ def _edr_error(request: Request, exc: TwinEngineError) -> JSONResponse:
     return render(exc)
 
 
+async def _edr_answer(request: Request, work: Callable[[], Any]) -> Response:
+    """``work``'s answer in a worker thread: JSON, or the response it made; a refusal of the data plane or an
+    engine error as the engine's error body."""
+    try:
+        found = await anyio.to_thread.run_sync(work)
+    except dataplane.DataRefused as exc:
+        return _refused(exc)
+    except TwinEngineError as exc:
+        return _edr_error(request, exc)
+    return found if isinstance(found, Response) else JSONResponse(found)
+
+
 @router.get(EDR_PATH + "/{pid}/collections", name="edr_collections",
             summary="The collection a transfer of an EDR collection offer may query (OGC API - EDR)")
 @public
@@ -358,12 +370,7 @@ async def edr_collections(request: Request, runtime: RuntimeDep, pid: Pid) -> Re
         return {"links": [{"href": f"{root}/collections", "rel": "self", "type": "application/json"}],
                 "collections": [collection_document(runtime.access, found, root)]}
 
-    try:
-        return JSONResponse(await anyio.to_thread.run_sync(work))
-    except dataplane.DataRefused as exc:
-        return _refused(exc)
-    except TwinEngineError as exc:
-        return _edr_error(request, exc)
+    return await _edr_answer(request, work)
 
 
 @router.get(EDR_PATH + "/{pid}/collections/{collection_id}", name="edr_collection",
@@ -376,12 +383,7 @@ async def edr_collection(request: Request, runtime: RuntimeDep, pid: Pid, collec
         found = _edr_collection(runtime, pid, request.headers.get("authorization"), collection_id, "edr collection")
         return collection_document(runtime.access, found, root)
 
-    try:
-        return JSONResponse(await anyio.to_thread.run_sync(work))
-    except dataplane.DataRefused as exc:
-        return _refused(exc)
-    except TwinEngineError as exc:
-        return _edr_error(request, exc)
+    return await _edr_answer(request, work)
 
 
 @router.get(EDR_PATH + "/{pid}/collections/{collection_id}/{query_type}", name="edr_query",
@@ -403,12 +405,7 @@ async def edr_query(request: Request, runtime: RuntimeDep, pid: Pid, collection_
                                 f"edr {query_type}?{request.url.query}")
         return answer(runtime.access, SYSTEM, found, query, common.f)  # the data plane authorised it
 
-    try:
-        return await anyio.to_thread.run_sync(work)
-    except dataplane.DataRefused as exc:
-        return _refused(exc)
-    except TwinEngineError as exc:
-        return _edr_error(request, exc)
+    return await _edr_answer(request, work)
 
 
 # -- the consumer's data plane (HttpData-PUSH) -------------------------------------------------------------------
