@@ -83,9 +83,11 @@ def offer_across_engines(ctx: DemoContext) -> None:
                                       f"{sha}; another purpose "
                                       f"{out.get('refusal', {}).get('consumer', '-')}; the gauge stream's history "
                                       f"pushed {streamed.get('transfer', '-')}, {streamed.get('records', '-')} "
-                                      f"readings replayed into the partner's twin; the rain field queried across, "
-                                      f"{out.get('collection', {}).get('queries_served', '-')} queries in the usage "
-                                      f"record ({out['seconds']:.1f} s)"))
+                                      f"readings replayed into the partner's twin, which forecast on the rain "
+                                      f"forecast pulled too (peak "
+                                      f"{out.get('forecast', {}).get('peak_level_m', float('nan')):.2f} m); the rain "
+                                      f"field queried across, {out.get('collection', {}).get('queries_served', '-')} "
+                                      f"query in the usage record ({out['seconds']:.1f} s)"))
 
 
 @contextmanager
