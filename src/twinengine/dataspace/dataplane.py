@@ -30,14 +30,14 @@ from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Access, Agreement, Offer, TransferProcess
 from twinengine.dataspace.offers import PROVENANCE_KEY
 from twinengine.dataspace.protocol import EDR_CONFORMANCE, ENDPOINT_TYPE, TransferState, address_property
-from twinengine.dataspace.transfer import transfer_gate
+from twinengine.dataspace.transfer import offer_of, transfer_gate
 from twinengine.lake.dids import children_of, get_did
 from twinengine.lake.replicas import open_replica
 from twinengine.lake.schemas import DidType
 from twinengine.store.base import utcnow
 
 __all__ = ["DataRefused", "Pulled", "data_address", "file_name", "files_of", "land", "landing", "new_token",
-           "offer_of", "open_file", "queried_collection", "record_access"]
+           "open_file", "queried_collection", "record_access"]
 
 T = TransferState
 
@@ -57,12 +57,6 @@ def new_token(row: TransferProcess, connector: Connector) -> str:
     row.token_hash = hashlib.sha256(token.encode()).hexdigest()
     row.token_expires_at = utcnow() + connector.settings.dataspace_token_ttl
     return token
-
-
-def offer_of(session: Session, row: TransferProcess) -> Offer | None:
-    """The offer a provider's transfer serves (through its agreement)."""
-    return session.scalar(select(Offer).join(Agreement, Agreement.offer_id == Offer.id).where(
-        Agreement.id == row.agreement_id, Agreement.role == "provider"))
 
 
 def data_address(session: Session, connector: Connector, row: TransferProcess, token: str) -> dict[str, Any]:
@@ -121,15 +115,15 @@ def authorize(session: Session, provider_pid: str, authorization: str | None) ->
     return row, agreement
 
 
-def queried_collection(session: Session, row: TransferProcess, agreement: Agreement, collection_id: str, *,
+def queried_collection(session: Session, row: TransferProcess, agreement: Agreement, collection_id: str | None, *,
                        query: str) -> str:
-    """The collection an EDR query of transfer ``row`` may read: the offer's, and only when the query names it
-    (404 otherwise); the query is recorded as an access (``query``: its type and parameters)."""
+    """The collection an EDR request of transfer ``row`` may read: the offer's, and only when the request names
+    it (None: the offer's, whichever it is; another: 404); recorded as an access (``query``: what was asked)."""
     offer = session.get(Offer, agreement.offer_id)
     if offer is None or offer.collection is None:
         record_access(session, row, outcome="refused", file=query[:200], reason="not an EDR collection offer")
         raise DataRefused(404, "this transfer serves files, not EDR queries")
-    if collection_id != offer.collection:
+    if collection_id not in (None, offer.collection):
         record_access(session, row, outcome="refused", file=query[:200], reason="another collection")
         raise DataRefused(404, f"no collection {collection_id!r} under this agreement (it offers "
                                f"{offer.collection!r})")
@@ -194,17 +188,13 @@ class Pulled:
     bytes: int
 
 
-def _token_of(address: dict[str, Any]) -> str | None:
-    return address_property(address, "authorization")
-
-
 def land(connector: Connector, *, address: dict[str, Any], target: dict[str, Any], agreement: dict[str, Any],
          provider: str, transfer_pid: str) -> Pulled:
     """Pull every file of ``address`` into the dataset ``target['did']`` (checked against the listed SHA-256s);
     network and lake I/O outside any unit of work, the dataset made in short ones of its own."""
     from twinengine.lake.uploads import Expected, upload
 
-    endpoint, token = str(address.get("endpoint") or ""), _token_of(address)
+    endpoint, token = str(address.get("endpoint") or ""), address_property(address, "authorization")
     listing = _listing(connector, endpoint, token)
     principal, did, meta, lake_endpoint = landing(connector, target=target, agreement=agreement, provider=provider,
                                                   transfer_pid=transfer_pid)

@@ -36,7 +36,7 @@ from twinengine.dataspace import peers, snapshots
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.dataplane import DataRefused, file_name, files_of, landing, record_access
 from twinengine.dataspace.models import Agreement, Offer, TransferProcess
-from twinengine.dataspace.protocol import PUSH, Role, TransferState
+from twinengine.dataspace.protocol import PUSH, Role, TransferState, address_property
 from twinengine.dataspace.transfer import transfer_gate
 
 __all__ = ["PushRefused", "Pushed", "accept_file", "accept_listing", "permitted", "push"]
@@ -84,7 +84,7 @@ def push(connector: Connector, transfer_id: int) -> Pushed:
             held = get_did(session, part.did)
             listing = [{"name": part.name, "bytes": held.bytes or 0, "sha256": held.sha256,
                         "mediaType": held.media_type, "did": part.did, "offsets": [part.start, part.end]}]
-    endpoint, token = str(address.get("endpoint") or ""), _token_of(address)
+    endpoint, token = str(address.get("endpoint") or ""), address_property(address, "authorization")
     if not endpoint or token is None:
         raise PushRefused("the consumer gave no address to push to")
     with connector.db.session() as session:
@@ -128,13 +128,6 @@ def _provider_row(session: Session, transfer_id: int) -> TransferProcess:
     if row is None or row.role != Role.PROVIDER or row.format != PUSH:
         raise LookupError(f"no provider push transfer {transfer_id}")
     return row
-
-
-def _token_of(address: dict[str, Any]) -> str | None:
-    for prop in address.get("endpointProperties", []) or []:
-        if isinstance(prop, dict) and prop.get("name") == "authorization" and isinstance(prop.get("value"), str):
-            return str(prop["value"])
-    return None
 
 
 # -- consumer -----------------------------------------------------------------------------------------------------

@@ -25,8 +25,9 @@ from sqlalchemy import select
 
 from twinengine.auth.principal import SYSTEM
 from twinengine.dataspace.connector import Connector
-from twinengine.dataspace.models import Agreement, Offer, TransferProcess
+from twinengine.dataspace.models import TransferProcess
 from twinengine.dataspace.protocol import Role
+from twinengine.dataspace.transfer import offer_of
 from twinengine.lake.models import Did
 
 __all__ = ["MEDIA_TYPE", "SCOPE", "Part", "bounds", "file_name", "take", "take_part"]
@@ -63,9 +64,7 @@ def _source(connector: Connector, transfer_id: int) -> _Source:
         row = session.get(TransferProcess, transfer_id)
         if row is None or row.role != Role.PROVIDER:
             raise LookupError(f"no provider transfer {transfer_id}")
-        agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
-                                                           Agreement.role == Role.PROVIDER.value))
-        offer = session.get(Offer, agreement.offer_id) if agreement is not None else None
+        offer = offer_of(session, row)
         if offer is None or offer.stream is None or offer.owner_twin is None:
             raise LookupError(f"transfer {row.provider_pid} is not under a stream offer")
         twin = session.get(Twin, offer.owner_twin)

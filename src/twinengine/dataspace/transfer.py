@@ -43,8 +43,8 @@ from twinengine.dataspace.protocol import (
 from twinengine.errors import NotFound
 from twinengine.store.base import utcnow
 
-__all__ = ["Role", "as_message", "consumer_receive", "due", "first_step", "provider_receive", "provider_request",
-           "queue", "settle", "start_consumer_transfer", "steward"]
+__all__ = ["Role", "as_message", "consumer_receive", "due", "first_step", "offer_of", "provider_receive",
+           "provider_request", "queue", "settle", "start_consumer_transfer", "steward"]
 
 T = TransferState
 KINDS = {"start": "TransferStartMessage", "completion": "TransferCompletionMessage",
@@ -180,8 +180,7 @@ def provider_request(session: Session, connector: Connector, peer: str, body: An
         queue(row, "terminate", {"code": "policy", "reason": why})
     else:
         agreement.transfers += 1
-        offer = session.get(Offer, agreement.offer_id)
-        if offer is None or not offer.manual:
+        if offered is None or not offered.manual:
             queue(row, first_step(session, row))
     _audit(session, row, "received request", refused=why)
     return 201, as_message(row)
@@ -205,12 +204,17 @@ def _push_address(msg: dict[str, Any], peer: str) -> dict[str, Any]:
             "endpointProperties": [{"@type": "EndpointProperty", "name": "authorization", "value": token}]}
 
 
+def offer_of(session: Session, row: TransferProcess) -> Offer | None:
+    """The offer a provider's transfer serves (through its agreement)."""
+    return session.scalar(select(Offer).join(Agreement, Agreement.offer_id == Offer.id).where(
+        Agreement.id == row.agreement_id, Agreement.role == Role.PROVIDER.value))
+
+
 def first_step(session: Session, row: TransferProcess) -> str:
     """What a provider does to start ``row``: send the start, or, under a stream offer, first take the snapshot
     of the history it serves (``dataspace.snapshots``; the courier then sends the start)."""
     if row.snapshot is None:
-        offer = session.scalar(select(Offer).join(Agreement, Agreement.offer_id == Offer.id).where(
-            Agreement.id == row.agreement_id, Agreement.role == Role.PROVIDER.value))
+        offer = offer_of(session, row)
         if offer is not None and offer.stream is not None and not (offer.live and row.format == PUSH):
             return "snapshot"  # a live push takes its parts as it goes
     return "start"

@@ -168,7 +168,8 @@ CommonDep = Annotated[Common, Depends(common_parameters)]
 Coords = Annotated[str | None, Query(max_length=200_000, description="WKT geometry (x = longitude)")]
 
 
-def _answer(access: DataAccess, principal: Any, collection_id: str, query: EDRQuery, f: str | None) -> Response:
+def answer(access: DataAccess, principal: Any, collection_id: str, query: EDRQuery, f: str | None) -> Response:
+    """The encoded answer to ``query`` on ``collection_id`` as ``principal`` may read it (``f``: its format)."""
     fmt = _output_format(f)  # refused before anything is read
     extraction = run_query(access, principal=principal, collection_id=collection_id, query=query, deferred=True)
     return _encode(extraction, fmt, access, collection_id)
@@ -221,7 +222,7 @@ def collection(request: Request, collection_id: CollectionId, access: AccessDep,
 def position(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep, common: CommonDep,
              coords: Coords = None) -> Response:
     geometry = parse_wkt(coords, allowed=("POINT", "MULTIPOINT"))
-    return _answer(access, principal, collection_id, replace(common.query, kind="position", geometry=geometry),
+    return answer(access, principal, collection_id, replace(common.query, kind="position", geometry=geometry),
                    common.f)
 
 
@@ -232,7 +233,7 @@ def radius(collection_id: CollectionId, access: AccessDep, principal: PrincipalD
            within_units: Annotated[str | None, Query(alias="within-units", max_length=16)] = None) -> Response:
     geometry = parse_wkt(coords, allowed=("POINT", "MULTIPOINT"))
     km = parse_distance(within, within_units, field="within", units_field="within-units")
-    return _answer(access, principal, collection_id,
+    return answer(access, principal, collection_id,
                    replace(common.query, kind="radius", geometry=geometry, within_km=km), common.f)
 
 
@@ -241,7 +242,7 @@ def radius(collection_id: CollectionId, access: AccessDep, principal: PrincipalD
 def area(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep, common: CommonDep,
          coords: Coords = None) -> Response:
     geometry = parse_wkt(coords, allowed=("POLYGON", "MULTIPOLYGON"))
-    return _answer(access, principal, collection_id, replace(common.query, kind="area", geometry=geometry),
+    return answer(access, principal, collection_id, replace(common.query, kind="area", geometry=geometry),
                    common.f)
 
 
@@ -263,7 +264,7 @@ def cube(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep
         drawn = draw_field(access, principal=principal, collection_id=collection_id, query=query,
                            scale=parse_scale(scale))
         return Response(drawn.png, media_type=PNG, headers=drawn.headers())
-    return _answer(access, principal, collection_id, query, common.f)
+    return answer(access, principal, collection_id, query, common.f)
 
 
 @router.get("/collections/{collection_id}/trajectory", name="trajectory", summary="Values along a path")
@@ -271,7 +272,7 @@ def cube(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep
 def trajectory(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep, common: CommonDep,
                coords: Coords = None) -> Response:
     geometry = parse_wkt(coords, allowed=("LINESTRING",))
-    return _answer(access, principal, collection_id, replace(common.query, kind="trajectory", geometry=geometry),
+    return answer(access, principal, collection_id, replace(common.query, kind="trajectory", geometry=geometry),
                    common.f)
 
 
@@ -286,7 +287,7 @@ def corridor(collection_id: CollectionId, access: AccessDep, principal: Principa
     km = parse_distance(corridor_width, width_units, field="corridor-width", units_field="width-units")
     if corridor_height is not None and not corridor_height > 0:
         raise InvalidParameterValue("corridor-height", "must be a positive number (in the levels' units)")
-    return _answer(access, principal, collection_id,
+    return answer(access, principal, collection_id,
                    replace(common.query, kind="corridor", geometry=geometry, width_km=km, height=corridor_height),
                    common.f)
 
@@ -305,7 +306,7 @@ def locations(collection_id: CollectionId, access: AccessDep, principal: Princip
 def location(collection_id: CollectionId, location_id: Annotated[str, Path(max_length=128)], access: AccessDep,
              principal: PrincipalDep, common: CommonDep) -> Response:
     point = location_geometry(access, principal=principal, collection_id=collection_id, location_id=location_id)
-    return _answer(access, principal, collection_id, replace(common.query, kind="position", geometry=point,
+    return answer(access, principal, collection_id, replace(common.query, kind="position", geometry=point,
                                                              location=location_id), common.f)
 
 
@@ -341,7 +342,7 @@ def instance_query(request: Request, collection_id: CollectionId, instance_id: A
                    width_units: Annotated[str | None, Query(alias="width-units", max_length=16)] = None) -> Response:
     query = query_of(replace(common.query, instance=instance_id), query_type, coords=coords, bbox=bbox,
                      within=within, within_units=within_units, corridor_width=corridor_width, width_units=width_units)
-    return _answer(access, principal, collection_id, query, common.f)
+    return answer(access, principal, collection_id, query, common.f)
 
 
 _SHAPES = {"position": ("POINT", "MULTIPOINT"), "radius": ("POINT", "MULTIPOINT"),
@@ -369,11 +370,6 @@ def query_of(base: EDRQuery, query_type: str, *, coords: str | None = None, bbox
     return query
 
 
-def answer(access: DataAccess, principal: Any, collection_id: str, query: EDRQuery, f: str | None) -> Response:
-    """The encoded answer to ``query`` on ``collection_id`` as ``principal`` may read it (``f``: its format)."""
-    return _answer(access, principal, collection_id, query, f)
-
-
 @router.post("/collections/{collection_id}/features", name="features",
              summary="A Polytope-style feature request (timeseries, verticalprofile, boundingbox, polygon, "
                      "trajectory, circle)")
@@ -381,4 +377,4 @@ def answer(access: DataAccess, principal: Any, collection_id: str, query: EDRQue
 def features(collection_id: CollectionId, access: AccessDep, principal: PrincipalDep,
              body: Annotated[FeatureRequest, Body()]) -> Response:
     query, f = to_query(body)
-    return _answer(access, principal, collection_id, query, f)
+    return answer(access, principal, collection_id, query, f)

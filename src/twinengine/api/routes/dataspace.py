@@ -32,7 +32,6 @@ from twinengine.auth.principal import SYSTEM
 from twinengine.dataspace import catalog, dataplane, negotiation, push, transfer
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import did_document
-from twinengine.dataspace.models import Offer
 from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, EDR_PATH, PUSH_PATH, DspError, valid
 from twinengine.dataspace.spec import problems
 from twinengine.errors import AuthenticationRequired, TokenInvalid, TwinEngineError
@@ -332,30 +331,22 @@ def _edr_collection(runtime: Runtime, pid: str, authorization: str | None, colle
     offer's), the access recorded; ``DataRefused`` (recorded) otherwise."""
     with runtime.db.session() as session:
         row, agreement = _authorized(session, pid, authorization)
-        offer = session.get(Offer, agreement.offer_id)
         try:
-            found = dataplane.queried_collection(session, row, agreement, collection_id or (
-                offer.collection if offer is not None and offer.collection else ""), query=query)
+            return dataplane.queried_collection(session, row, agreement, collection_id, query=query)
         except dataplane.DataRefused:
             session.commit()
             raise
-        return found
 
 
-def _edr_error(request: Request, exc: TwinEngineError) -> JSONResponse:
-    """As every route of the data plane answers a failure: the engine's error body (code, message, details)."""
-    return render(exc)
-
-
-async def _edr_answer(request: Request, work: Callable[[], Any]) -> Response:
+async def _edr_answer(work: Callable[[], Any]) -> Response:
     """``work``'s answer in a worker thread: JSON, or the response it made; a refusal of the data plane or an
-    engine error as the engine's error body."""
+    engine error as every route of the data plane answers one (the engine's error body)."""
     try:
         found = await anyio.to_thread.run_sync(work)
     except dataplane.DataRefused as exc:
         return _refused(exc)
     except TwinEngineError as exc:
-        return _edr_error(request, exc)
+        return render(exc)
     return found if isinstance(found, Response) else JSONResponse(found)
 
 
@@ -370,7 +361,7 @@ async def edr_collections(request: Request, runtime: RuntimeDep, pid: Pid) -> Re
         return {"links": [{"href": f"{root}/collections", "rel": "self", "type": "application/json"}],
                 "collections": [collection_document(runtime.access, found, root)]}
 
-    return await _edr_answer(request, work)
+    return await _edr_answer(work)
 
 
 @router.get(EDR_PATH + "/{pid}/collections/{collection_id}", name="edr_collection",
@@ -383,7 +374,7 @@ async def edr_collection(request: Request, runtime: RuntimeDep, pid: Pid, collec
         found = _edr_collection(runtime, pid, request.headers.get("authorization"), collection_id, "edr collection")
         return collection_document(runtime.access, found, root)
 
-    return await _edr_answer(request, work)
+    return await _edr_answer(work)
 
 
 @router.get(EDR_PATH + "/{pid}/collections/{collection_id}/{query_type}", name="edr_query",
@@ -405,7 +396,7 @@ async def edr_query(request: Request, runtime: RuntimeDep, pid: Pid, collection_
                                 f"edr {query_type}?{request.url.query}")
         return answer(runtime.access, SYSTEM, found, query, common.f)  # the data plane authorised it
 
-    return await _edr_answer(request, work)
+    return await _edr_answer(work)
 
 
 # -- the consumer's data plane (HttpData-PUSH) -------------------------------------------------------------------
