@@ -182,6 +182,8 @@ async function tables(ctx, slots, state) {
   const [offers, agreements, transfers, negotiations] = await Promise.all([
     maybe(`${P}/offers`, { withdrawn: true }), maybe(`${P}/agreements`), maybe(`${P}/transfers`), maybe(`${P}/negotiations`)]);
   const titles = new Map((offers || []).map((o) => [o.id, o.title]));
+  // the transfers that serve an EDR collection's queries (as its provider knows from its offer): no files move
+  const queried = new Set((offers || []).filter((o) => o.collection).map((o) => o.id));
   // what a consumer's agreement is about, by where its data landed (the provider's title stays with the provider)
   const landed = new Map((transfers || []).filter((t) => t.role === "consumer" && t.landed).reverse().map((t) => [t.agreement_id, t.landed]));
   const dataOf = (role, offerId, datasetId, agreementId) => (role === "provider" ? titles.get(offerId) || datasetId || "–"
@@ -225,8 +227,9 @@ async function tables(ctx, slots, state) {
   replace(slots.transfers, transfers === null ? h("p", { class: "muted" }, "Your role may not transfer data.") : table(null,
     ["#", "you", "with", "agreement", "how", "state", "files", "bytes", "SHA-256", "landed as", "started (UTC)", "last change (UTC)"],
     transfers.map((t) => [String(t.id), side(t.role), h("code", {}, t.peer), h("td", { title: t.agreement_id, "data-csv": t.agreement_id }, titles.get(agreementOffer(agreements, t.agreement_id)) || short(t.agreement_id)),
-      h("td", { title: t.format, "data-csv": t.format }, t.format === "HttpData-PUSH" ? "pushed by the provider" : t.format === "AmazonS3-PUSH" ? "written into the consumer's S3 bucket" : "pulled by the consumer"),
-      stateCell(t.state, t.error), (t.files || []).map((f) => f.name).join(", ") || "–", bytesWords(t.bytes), checksumCell(t),
+      h("td", { title: t.format, "data-csv": t.format }, queried.has(agreementOffer(agreements, t.agreement_id)) ? "queried by the consumer (EDR)" : t.format === "HttpData-PUSH" ? "pushed by the provider" : t.format === "AmazonS3-PUSH" ? "written into the consumer's S3 bucket" : "pulled by the consumer"),
+      stateCell(t.state, t.error), (t.files || []).map((f) => f.name).join(", ") || "–", bytesWords(t.bytes),
+      queried.has(agreementOffer(agreements, t.agreement_id)) ? h("td", { "data-csv": "–" }, "– (answers, in the usage record)") : checksumCell(t),
       t.landed ? h("code", {}, t.landed) : "–", when(t.created_at), when(t.updated_at)]),
     { empty: "No transfers yet." }));
 
