@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from twinengine.auth.models import Identity
@@ -94,5 +94,26 @@ def test_two_puts_of_a_user_process_at_once_leave_the_later_one(settings: Settin
         with runtime.db.session() as session:
             rows = session.scalars(select(UserProcess).where(UserProcess.id == "twice")).all()
             assert [(r.owner, r.process["summary"], r.process["id"]) for r in rows] == [("uma", "second", "twice")]
+    finally:
+        runtime.close()
+
+
+def test_two_engines_starting_at_once_both_find_the_local_site(settings: Settings) -> None:
+    """Two ``twin serve`` workers starting together on PostgreSQL both make the site ``local`` (an
+    IntegrityError on its name, which stopped the second worker's start)."""
+    from twinengine.compute.models import ComputeSite
+    from twinengine.compute.sites import DEFAULT_SITE, ensure_default_site
+
+    runtime = Runtime.from_settings(settings)
+    runtime.start()
+    try:
+        with runtime.db.session() as session:
+            session.execute(delete(ComputeSite).where(ComputeSite.name == DEFAULT_SITE))
+        executor = runtime.workflows.executor
+        created = _second_waits_for_first(runtime, lambda s: ensure_default_site(s, executor),
+                                          lambda s: ensure_default_site(s, executor).created_at)
+        with runtime.db.session() as session:
+            rows = session.scalars(select(ComputeSite).where(ComputeSite.name == DEFAULT_SITE)).all()
+            assert [(r.name, r.created_at) for r in rows] == [(DEFAULT_SITE, created)]
     finally:
         runtime.close()

@@ -20,7 +20,7 @@ from twinengine.compute.schemas import SiteCreate, SiteRead, SiteStatus
 from twinengine.errors import Conflict, EndpointNotFound, SiteNotFound, ValidationFailed
 from twinengine.lake.endpoints import get_endpoint
 from twinengine.lake.keyring import Keyring
-from twinengine.store.base import utcnow
+from twinengine.store.base import upsert, utcnow
 from twinengine.store.engine import Database
 
 __all__ = ["DEFAULT_SITE", "add_site", "drain_site", "ensure_default_site", "get_site", "heartbeat",
@@ -172,14 +172,15 @@ def ensure_default_site(session: Session, executor: Any) -> ComputeSite:
     row = session.scalar(select(ComputeSite).where(ComputeSite.name == DEFAULT_SITE))
     kind = _EXECUTOR_KINDS.get(getattr(executor, "name", "local"), "local")
     address = getattr(executor, "address", None) if kind == "dask" else None
-    if row is None:
+    if row is None:  # two engine processes starting together both find none: the second's insert is a no-op
         now = utcnow()
-        row = ComputeSite(name=DEFAULT_SITE, kind=kind, address=address, options={},
-                          cores=os.cpu_count() or 1, memory_bytes=_memory_bytes(), gpus=0, environments=[],
-                          endpoints=[], health="healthy", draining=False, created_by="engine", heartbeat_at=now,
-                          created_at=now, updated_at=now)
-        session.add(row)
-        session.flush()
-    elif (row.kind, row.address) != (kind, address):
+        session.execute(upsert(session.get_bind().dialect.name, ComputeSite).values(
+            name=DEFAULT_SITE, kind=kind, address=address, options={}, cores=os.cpu_count() or 1,
+            memory_bytes=_memory_bytes(), gpus=0, environments=[], endpoints=[], health="healthy", draining=False,
+            created_by="engine", heartbeat_at=now, created_at=now, updated_at=now,
+        ).on_conflict_do_nothing(index_elements=["name"]))
+        row = session.scalars(select(ComputeSite).where(ComputeSite.name == DEFAULT_SITE)
+                              .execution_options(populate_existing=True)).one()
+    if (row.kind, row.address) != (kind, address):
         row.kind, row.address, row.updated_at = kind, address, utcnow()
     return row
