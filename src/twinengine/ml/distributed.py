@@ -148,3 +148,13 @@ def launch(nproc: int, job: DistributedJob, *, on_report: Callable[[Report], Non
 def _spawned(rank: int, world: int, job: DistributedJob, reports: Any, stop: Any) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     run_worker(rank, world, job, reports, stop)
+    # Done, and rank 0's result is written: leave without the interpreter's teardown. In it, C++ threads
+    # that gloo and the rendezvous store started can still be joinable when their objects are destroyed,
+    # and the process aborts ("terminate called without an active exception", SIGABRT) after it succeeded.
+    # The reports are flushed first: the queue's feeder thread would otherwise die with them unsent.
+    if reports is not None:
+        reports.close()
+        reports.join_thread()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
