@@ -72,6 +72,7 @@ def test_the_partner_finds_negotiates_and_pulls_the_gauge_history(demo: Demo) ->
         ("purpose", "eq", "flood-forecasting"), ("count", "lteq", "3"), ("elapsedTime", "lteq", "P30D")}
     held = ds["copy_terms"]  # the partner's copy under the agreement's terms: readable now, refused after them
     assert held["readable_now"] and "elapsedTime lteq" in held["refusal"] and ds["agreement"] in held["refusal"]
+    assert held["uses"] == 1  # the partner's one download, counted on its engine against the count of 3
     assert ds["policy"]["obligation"] == [{"action": "attribute"}, {"action": "delete", "constraint": [
         {"leftOperand": "elapsedTime", "operator": "lteq", "rightOperand": "P30D"}]}]
     from datetime import datetime, timedelta

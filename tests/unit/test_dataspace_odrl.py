@@ -71,7 +71,8 @@ def test_each_constraint_gates_its_phases() -> None:
     count = build_policy(count=2)
     assert odrl.decide(count, ctx(odrl.Phase.TRANSFER, transfers=2)) is None
     assert odrl.decide(count, ctx(odrl.Phase.TRANSFER, transfers=3)) is not None
-    assert odrl.decide(count, ctx(odrl.Phase.ACCESS, transfers=3)) is None  # count gates transfers only
+    assert odrl.decide(count, ctx(odrl.Phase.ACCESS, transfers=3)) is None  # not each access: transfers and uses
+    assert odrl.decide(count, ctx(odrl.Phase.COPY, transfers=3, uses=2)) is None
     purpose = build_policy(purposes=["research", "flood-forecasting"])
     assert odrl.decide(purpose, ctx(odrl.Phase.NEGOTIATION, purpose="research")) is None
     assert odrl.decide(purpose, ctx(odrl.Phase.NEGOTIATION, purpose="marketing")) is not None
@@ -139,17 +140,21 @@ def test_the_state_machines_allow_only_the_diagrams_moves() -> None:
     assert not any(t.COMPLETED in sources or t.TERMINATED in sources for sources, _ in TRANSFER_MOVES.values())
 
 
-def test_the_consumers_copy_is_judged_by_its_dates_and_time_since_signing_only() -> None:
+def test_the_consumers_copy_is_judged_by_its_dates_time_since_signing_and_uses() -> None:
     """On the consumer's engine a read of the landed copy judges ``dateTime`` and ``elapsedTime`` by its own
-    clock; who the participant is, its purpose and the transfers made were judged before the data left."""
+    clock and ``count`` by the copy's uses there; who the participant is, its purpose and the transfers made
+    were judged before the data left."""
     copy = odrl.Phase.COPY
     assert odrl.decide(one("dateTime", "lteq", "2026-05-31T00:00:00Z"), ctx(copy)) is not None
     assert odrl.decide(one("dateTime", "lteq", "2026-06-02T00:00:00Z"), ctx(copy)) is None
     assert "elapsedTime" in (odrl.decide(one("elapsedTime", "lteq", "P7D"),
                                          ctx(copy, agreed_at=NOW - timedelta(days=8))) or "")
     assert odrl.decide(one("elapsedTime", "lteq", "P7D"), ctx(copy, agreed_at=NOW - timedelta(days=6))) is None
-    for left, right in (("purpose", "flood-forecasting"), ("count", "1"), ("recipient", "did:web:other")):
-        assert odrl.decide(one(left, "eq" if left != "count" else "lteq", right), ctx(copy, transfers=5)) is None
+    for left, right in (("purpose", "flood-forecasting"), ("recipient", "did:web:other")):
+        assert odrl.decide(one(left, "eq", right), ctx(copy, transfers=5)) is None
+    three = one("count", "lteq", "3")
+    assert odrl.decide(three, ctx(copy, transfers=5, uses=3)) is None  # the copy's uses count, not the transfers
+    assert "count lteq" in (odrl.decide(three, ctx(copy, transfers=1, uses=4)) or "")
     prohibited = {"permission": [{"action": "use"}], "prohibition": [{"action": "use", "constraint": [
         {"leftOperand": "dateTime", "operator": "gt", "rightOperand": "2026-05-01T00:00:00Z"}]}]}
     assert "prohibition" in (odrl.decide(prohibited, ctx(copy)) or "")

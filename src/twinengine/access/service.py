@@ -134,6 +134,7 @@ def collection_ids(access: DataAccess, *, principal: Principal) -> list[str]:
 
 def _plan(access: DataAccess, *, principal: Principal, collection_id: str, query: Query) -> Extraction:
     readable_collection(access, principal=principal, collection_id=collection_id)
+    access.source.use(collection_id, principal)  # each query is a use (a copy's count is kept: lake.terms)
     planner = access.planner(collection_id)
     stations = points.stations_of(planner.ds) if not planner.gridded() else None
     if stations is not None:

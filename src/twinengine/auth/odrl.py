@@ -6,10 +6,10 @@ consumer's lake both judge by it.
 A use is permitted when no prohibition holds and at least one permission holds: a rule holds when each of its
 constraints does (``and``, ``or``, ``xone`` and ``andSequence`` combine them). A constraint on a left operand that
 a phase cannot judge is left to the phases that can (``dateTime`` is judged at negotiation, transfer and access;
-``count`` at transfer): it lets a permission pass there, and it keeps a prohibition from holding there (a
-prohibition of the purpose ``marketing`` hides the offer from nobody's catalog; it refuses that negotiation). So
-each phase judges what it can, and a use passes every gate it meets. A left operand, operator or action the engine
-does not know is refused when an offer is made and fails closed everywhere else.
+``count`` at transfer and at each use of the copy): it lets a permission pass there, and it keeps a prohibition
+from holding there (a prohibition of the purpose ``marketing`` hides the offer from nobody's catalog; it refuses
+that negotiation). So each phase judges what it can, and a use passes every gate it meets. A left operand,
+operator or action the engine does not know is refused when an offer is made and fails closed everywhere else.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ OPERANDS: dict[str, tuple[frozenset[str], frozenset[Phase]]] = {
     "dateTime": (frozenset({"lt", "lteq", "gt", "gteq"}),
                  frozenset({Phase.NEGOTIATION, Phase.TRANSFER, Phase.ACCESS, Phase.COPY})),
     "elapsedTime": (frozenset({"lt", "lteq"}), frozenset({Phase.TRANSFER, Phase.ACCESS, Phase.COPY})),
-    "count": (frozenset({"lt", "lteq"}), frozenset({Phase.TRANSFER})),
+    "count": (frozenset({"lt", "lteq"}), frozenset({Phase.TRANSFER, Phase.COPY})),
     "purpose": (frozenset({"eq", "neq", "isAnyOf", "isNoneOf"}), frozenset({Phase.NEGOTIATION})),
     "spatial": (frozenset({"eq", "neq", "isAnyOf", "isNoneOf", "isPartOf"}),
                 frozenset({Phase.NEGOTIATION, Phase.TRANSFER})),
@@ -66,7 +66,8 @@ _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 @dataclass(frozen=True)
 class Context:
     """What a phase knows of a use: who (the participant's id, organisation, groups and regions), why (the
-    purpose declared when negotiating), when, since when agreed, and the transfers made under the agreement."""
+    purpose declared when negotiating), when, since when agreed, and how often: the transfers made under the
+    agreement (on the provider), or the uses of the copies landed under it (on the consumer's engine)."""
 
     phase: Phase
     participant: str
@@ -77,6 +78,7 @@ class Context:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     agreed_at: datetime | None = None
     transfers: int = 0  # transfers started under the agreement, this one included
+    uses: int = 0  # uses of the copies landed under the agreement (phase COPY), this one included
 
 
 def _name(value: Any, *, where: str, prefixes: tuple[str, ...] = (ODRL, "odrl:")) -> str:
@@ -268,7 +270,8 @@ def _leaf(name: str, constraint: dict[str, Any], ctx: Context) -> bool:
             return False
         return _compare(ctx.now - ctx.agreed_at, operator, _duration(value, "rightOperand"))
     if name == "count":
-        return _compare(ctx.transfers, operator, _count(value, "rightOperand"))
+        done = ctx.uses if ctx.phase is Phase.COPY else ctx.transfers
+        return _compare(done, operator, _count(value, "rightOperand"))
     names = _strings(value, "rightOperand", operator)
     have: set[str] = {
         "purpose": {ctx.purpose} if ctx.purpose else set(),

@@ -101,6 +101,12 @@ class CollectionSource:
         there is nothing to say but that no such collection exists for it."""
         return None
 
+    def use(self, collection_id: str, principal: Caller) -> None:
+        """Count one use of the collection's data by ``principal`` (an EDR query, a run's ``load_collection``),
+        after ``require_readable``: nothing to count here. The lake counts the uses of a copy of another
+        participant's data held under an agreement whose policy has a ``count`` (``lake.terms``), and refuses
+        once it is spent."""
+
     def require_readable(self, collection_id: str, principal: Caller) -> None:
         """Refuse a collection ``principal`` may not read exactly as one that does not exist: the same 404 with
         the same words, which name only collections it may read, so an answer never tells that a hidden

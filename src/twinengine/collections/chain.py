@@ -65,6 +65,11 @@ class ChainedCollections(CollectionSource):
         found = self._listed(collection_id)
         return found is not None and found.readable(collection_id, principal)
 
+    def use(self, collection_id: str, principal: Caller) -> None:
+        listed = self._listed(collection_id)
+        if listed is not None:
+            listed.use(collection_id, principal)
+
     def explain(self, collection_id: str, principal: Caller) -> TwinEngineError | None:
         """The listing source's explanation where one lists the id (a refusal it may say, such as a copy whose
         terms no longer permit its use; otherwise nothing beyond "not found"), else the first source's."""

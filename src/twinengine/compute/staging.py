@@ -90,7 +90,8 @@ def _inputs(session: Session, owner: Principal, collections: list[str], near: se
     for ident in collections:
         scope, _, name = ident.partition(".")
         dataset = session.scalar(select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/")))
-        if dataset is None or not may_read(session, owner, dataset) or terms.refusal(dataset) is not None:
+        if dataset is None or not may_read(session, owner, dataset) \
+                or terms.refusal(dataset, session=session) is not None:
             continue  # not a lake dataset, not the owner's to read, or a copy its terms keep from use: the run says so
         files = {int(f): int(b) for f, b in session.execute(select(Did.id, func.coalesce(Did.bytes, 0)).join(
             Attachment, Attachment.child_id == Did.id).where(Attachment.parent_id == dataset.id))}

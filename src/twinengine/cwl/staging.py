@@ -90,7 +90,7 @@ def _stage_did(did: str, into: Path, ctx: RunContext, *, name: str | None = None
     if lake is None:
         raise ProcessParameterInvalid(f"{did}: this engine has no data lake to read it from")
     with _session(ctx) as session:
-        readable = open_replica(session, lake, principal=ctx.principal, did=did)
+        readable = open_replica(session, lake, principal=ctx.principal, did=did, db=ctx.db)
     target = into / _SAFE.sub("_", name or did.rpartition("/")[2].rpartition(":")[2] or "file")
     with target.open("wb") as fh:
         for chunk in readable.read():

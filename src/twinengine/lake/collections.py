@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from twinengine import formats
-from twinengine.auth.principal import Principal
+from twinengine.auth.principal import SYSTEM, Principal
 from twinengine.collections.base import Caller, CollectionInfo, CollectionNotFound, CollectionSource, describe
 from twinengine.errors import DataCorrupted, FormatUnavailable, PermissionDenied, TwinEngineError, UnreadableFile
 from twinengine.lake import terms
@@ -193,11 +193,24 @@ class LakeCollections(CollectionSource):
             for did in (dataset, file):
                 if did is None or (readers is not None and not readers(did)):
                     continue
-                reason = terms.refusal(did)
+                reason = terms.refusal(did, session=session)
                 if reason is not None:
                     return PermissionDenied(reason, details=[{"loc": "collection_id", "msg": "the agreement's "
                                                               "terms do not permit this use"}])
         return None
+
+    def use(self, collection_id: str, principal: Caller) -> None:
+        """One use of a collection that is a copy held under terms: counted per agreement, refused once the
+        terms no longer permit it (``lake.terms``). The engine's own reads (``SYSTEM``) are no use of a copy."""
+        if principal is SYSTEM:
+            return
+        found = self._gridded().get(collection_id)
+        scope, _, name = collection_id.partition(".")
+        with self.db.session(readonly=True) as session:
+            dataset = session.scalar(select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/"),
+                                                       Did.type == DidType.DATASET))
+            file = None if found is None else session.get(Did, found[0])
+            terms.require_use(self.db, *(did for did in (dataset, file) if did is not None))
 
     def explain(self, collection_id: str, principal: Caller) -> TwinEngineError | None:
         """For a dataset ``principal`` may read that is not served: its files it may read are in no collection
@@ -245,8 +258,8 @@ class LakeCollections(CollectionSource):
             select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/"), Did.type == DidType.DATASET))
         found = gridded.get(collection_id)
         file = None if found is None else known[1].get(found[0]) if known is not None else session.get(Did, found[0])
-        return (dataset is not None and readers(dataset) and terms.refusal(dataset) is None
-                and (file is None or (readers(file) and terms.refusal(file) is None)))
+        return (dataset is not None and readers(dataset) and terms.refusal(dataset, session=session) is None
+                and (file is None or (readers(file) and terms.refusal(file, session=session) is None)))
 
     def _locate(self, collection_id: str) -> tuple[int, str]:
         found = self._gridded().get(collection_id)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from twinengine.store.base import Base, JSONValue, LogId, UTCDateTime, utcnow
 
-__all__ = ["Attachment", "Did", "Endpoint", "Replica", "Rule", "RuleLock", "Transfer"]
+__all__ = ["Attachment", "CopyUse", "Did", "Endpoint", "Replica", "Rule", "RuleLock", "Transfer"]
 
 
 class Endpoint(Base):
@@ -177,3 +177,14 @@ class Transfer(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CopyUse(Base):
+    """How often the copies of another participant's data landed under one agreement were used here (``lake.terms``):
+    a ``count`` in the agreement's policy limits these uses on this engine as the provider limits transfers."""
+
+    __tablename__ = "lake_copy_uses"
+
+    agreement: Mapped[str] = mapped_column(String(200), primary_key=True)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

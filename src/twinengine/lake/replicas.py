@@ -98,7 +98,7 @@ def open_replica(session: Session, lake: Lake, *, principal: Principal, did: str
     if row.type != DidType.FILE or not row.sha256:
         raise ValidationFailed.one("did", f"{did} is a {row.type}; download its files one by one")
     if principal is not SYSTEM:  # the engine's own reads (serving a stream's history) are not a use of a copy
-        terms.require_use(row)
+        terms.require_permitted(row, session=session)  # before anything is read; counted once a replica is found
     query = (select(Replica, Endpoint).join(Endpoint, Endpoint.id == Replica.endpoint_id)
              .where(Replica.did_id == row.id, Replica.state == ReplicaState.AVAILABLE, Endpoint.read.is_(True)))
     if endpoint:
@@ -128,6 +128,8 @@ def open_replica(session: Session, lake: Lake, *, principal: Principal, did: str
     if marks and db is not None:
         _apply(db, marks)
     if chosen is not None:
+        if principal is not SYSTEM:
+            terms.require_use(db, row)  # one use of a copy held under terms (a count is kept per agreement)
         return chosen
     if unreachable:
         raise StorageUnavailable(f"{did} cannot be read right now: {'; '.join(unreachable)}")

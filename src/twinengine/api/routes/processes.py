@@ -174,7 +174,8 @@ def _lake_reader(request: Request, runtime: Runtime, principal: Principal) -> de
         from twinengine.lake.replicas import open_replica
 
         with runtime.db.session(readonly=True) as session:
-            readable = open_replica(session, runtime.workflows.services["lake"], principal=principal, did=did)
+            readable = open_replica(session, runtime.workflows.services["lake"], principal=principal, did=did,
+                                    db=runtime.db)
         data = b""
         for chunk in readable.read():
             data += chunk

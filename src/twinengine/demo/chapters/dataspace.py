@@ -18,12 +18,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twinengine.client import Client
 from twinengine.dataspace.schemas import NegotiationRead, TransferRead
 from twinengine.demo.context import DemoContext
 from twinengine.demo.server import InProcessServer, free_port
+
+if TYPE_CHECKING:
+    from twinengine.runtime import Runtime
 
 __all__ = ["offer_across_engines"]
 
@@ -62,8 +65,8 @@ def offer_across_engines(ctx: DemoContext) -> None:
         ctx.say(f"uma offered {dataset} in the data space as {offer.dataset_id} (offer {offer.id}): for "
                 f"{PURPOSE} only, 3 transfers per agreement, for {DAYS} days from signing, with attribution, the "
                 f"copy to be deleted {DAYS} days after signing")
-        with _partner(ctx) as (forecaster, folder):
-            out |= _consume(ctx, uma, forecaster, folder, offer.dataset_id, file)
+        with _partner(ctx) as (forecaster, folder, partner):
+            out |= _consume(ctx, uma, forecaster, folder, offer.dataset_id, file, partner)
             out["refusal"] = _refuse(ctx, uma, forecaster, offer.dataset_id)
             live = ctx.facts.get("streams", {}).get("twin")  # the twin whose gauges stream (streams chapter)
             if live:
@@ -91,7 +94,7 @@ def offer_across_engines(ctx: DemoContext) -> None:
 
 
 @contextmanager
-def _partner(ctx: DemoContext) -> Iterator[tuple[Client, Path]]:
+def _partner(ctx: DemoContext) -> Iterator[tuple[Client, Path, Runtime]]:
     """A second engine, another organisation's: a data dir, store and lake of its own (made afresh on each run),
     served on loopback with its did:web known before it starts; a forecaster there. Closed whatever happens."""
     from twinengine.api import create_app
@@ -122,13 +125,13 @@ def _partner(ctx: DemoContext) -> Iterator[tuple[Client, Path]]:
                 developer.publish_app(ctx.app_folder)  # the partner runs river-reach twins of its own
             ctx.say(f"a second engine, a partner's, is up at {server.url} ({client.dataspace.identity().did}) "
                     f"with a store and lake of its own; {FORECASTER} works there")
-            yield client, folder
+            yield client, folder, other
     finally:
         other.close()
 
 
 def _consume(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, dataset_id: str,
-             file: str) -> dict[str, Any]:
+             file: str, partner: Runtime) -> dict[str, Any]:
     """Catalog, negotiation to FINALIZED on both sides, the pull into the partner's lake, and its checksum."""
     catalog = forecaster.dataspace.catalog(ctx.url)
     listed = [d["@id"] for d in catalog.get("dataset", [])]
@@ -156,7 +159,7 @@ def _consume(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, da
             f"on both sides, sha256 {digest[:12]}... "
             f"{'equal to' if digest == uma.lake.get(file).sha256 else 'DIFFERENT from'} the provider's; "
             f"attribution travels with it: {landed.get('attribution', '-')}")
-    held = _held(ctx, landed)
+    held = _held(ctx, landed, partner)
     ctx.say(f"the partner's engine deletes its copy by {pulled.delete_by:%Y-%m-%d %H:%M} UTC, as the offer's "
             "delete duty asks" if pulled.delete_by else "the partner's engine keeps no deletion date: DIFFERENT "
             "from the offer's delete duty")
@@ -174,23 +177,28 @@ def _consume(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, da
             "negotiate_to_landed_seconds": round(time.perf_counter() - began, 2)}
 
 
-def _held(ctx: DemoContext, landed: dict[str, Any]) -> dict[str, Any]:
+def _held(ctx: DemoContext, landed: dict[str, Any], partner: Runtime) -> dict[str, Any]:
     """The terms the partner's copy is held under, judged now and a day after they end (``lake.terms``, the
-    check every read of its bytes makes on the partner's engine, asked with that later clock)."""
+    check every read of its bytes makes on the partner's engine, asked with that later clock), and its uses
+    there so far against the policy's count."""
     from datetime import datetime
 
     from twinengine.lake.models import Did
-    from twinengine.lake.terms import refusal
+    from twinengine.lake.terms import refusal, uses_of
 
     scope, _, name = LANDED.partition(":")
     copy = Did(scope=scope, name=name, meta={"dataspace": landed})
     signed = datetime.fromisoformat(str(landed.get("signed_at")).replace("Z", "+00:00"))
     later = signed + timedelta(days=DAYS + 1)
     now, then = refusal(copy), refusal(copy, now=later)
+    with partner.db.session(readonly=True) as session:
+        used = uses_of(session, str(landed.get("agreement")))
     ctx.say(f"the partner's copy is held under the agreement's terms: its bytes may be read now "
             f"({'yes' if now is None else 'NO: ' + now}); on {later:%Y-%m-%d} every read of them would be refused "
-            f"({'refused' if then else 'NOT refused'}: elapsedTime lteq P{DAYS}D)")
-    return {"days": DAYS, "readable_now": now is None, "refused_after": later.isoformat(), "refusal": then}
+            f"({'refused' if then else 'NOT refused'}: elapsedTime lteq P{DAYS}D); the count of 3 holds there "
+            f"too: the partner's engine has counted {used} use of it (the download), a fourth would be refused")
+    return {"days": DAYS, "readable_now": now is None, "refused_after": later.isoformat(), "refusal": then,
+            "uses": used}
 
 
 def _refuse(ctx: DemoContext, uma: Client, forecaster: Client, dataset_id: str) -> dict[str, Any]:
