@@ -130,6 +130,9 @@ class Evaluator:
     retry: Callable[[str], RetryPolicy] = field(default=lambda _n: RetryPolicy())
     app_version: str | None = None
     fingerprint: Callable[[ProcessEntry, dict[str, Any]], str | None] = field(default=lambda _e, _a: None)
+    # What nodes read, checked for the run's owner before the cache is read (False: it cannot be named, and
+    # the run reads nothing from its cache), and counted for those a hit leaves out (``processes.check_reads``).
+    reads: Callable[..., bool] = field(default=lambda _nodes, _parameters, *, count: True)
     sleep: Callable[[float], None] = time.sleep
     keys: dict[str, str | None] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
@@ -160,8 +163,18 @@ class Evaluator:
     def run(self, graph: Graph) -> Any:
         if not self.keys:
             self.compute_keys(graph)
-        needed = self._plan(graph)
+        every = [(self.registry.get(graph.nodes[n].process_id, graph.nodes[n].namespace,
+                                    app_version=self.app_version, node=n), graph.nodes[n]) for n in graph.order]
+        cache = self.cache
+        if cache is not None and not self.reads(every, self.parameters, count=False):
+            self.cache = None  # what a hit would leave out could not be checked: everything is computed
+        try:
+            needed = self._plan(graph)
+        finally:
+            self.cache = cache
         self.skipped = set(graph.nodes) - needed
+        if self.skipped:
+            self.reads([(e, n) for e, n in every if n.id in self.skipped], self.parameters, count=True)
         for node_id in graph.order:
             if node_id in needed:
                 self._run_node(graph, graph.nodes[node_id])

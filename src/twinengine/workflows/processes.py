@@ -22,7 +22,7 @@ from twinengine.workflows.udf import run_udf_process
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["build_registry", "collection_fingerprint", "to_cube"]
+__all__ = ["build_registry", "check_reads", "collection_fingerprint", "to_cube"]
 
 _RENAME = {"time": "t", "lat": "y", "latitude": "y", "lon": "x", "longitude": "x", "band": "bands"}
 _CUBE = {"type": "object", "subtype": "datacube"}
@@ -120,12 +120,22 @@ def collection_fingerprint(collection_id: str) -> str | None:
     return None if found is None else str(found)
 
 
+def _may_read(collection_id: str, *, check: bool = True, count: bool = True) -> None:
+    """Refuse a collection the run's owner may not read as an unknown one (the lake's datasets follow their
+    grants), and count the read as a use (a copy's count is kept: ``lake.terms``)."""
+    ctx = current()
+    refuse = getattr(ctx.collections, "require_readable", None)
+    if check and callable(refuse):
+        refuse(collection_id, ctx.principal)
+    use = getattr(ctx.collections, "use", None)
+    if count and callable(use):
+        use(collection_id, ctx.principal)
+
+
 def load_collection(id: str, spatial_extent: Any = None, temporal_extent: Any = None,
                     bands: list[str] | None = None, properties: Any = None) -> xr.DataArray:
     ctx = current()
-    refuse = getattr(ctx.collections, "require_readable", None)  # the lake's datasets follow their grants
-    if callable(refuse):  # one the run's owner may not read answers as an unknown one
-        refuse(id, ctx.principal)
+    _may_read(id)
     ds = ctx.collections.open(id, near=ctx.near)
     cube = _filter(to_cube(ds, bands), spatial_extent, temporal_extent)
     ctx.inputs.append({"collection": id, "version": collection_fingerprint(id), "node": ctx.node,
@@ -304,6 +314,61 @@ def build_registry(apps: Any = None) -> ProcessRegistry:
     for spec, func, cacheable in [*ENGINE_SPECS, *STREAM_SPECS, *FUSION_SPECS, *FORECAST_SPECS, *RELATION_SPECS]:
         registry.register(spec, func, cacheable=cacheable)
     return registry
+
+
+_LOADS = ("load_collection", "load_stac")
+
+
+def _named(value: Any, scope: dict[str, Any]) -> Any:
+    """``value`` with a ``from_parameter`` replaced by ``scope``'s value (a missing one stays a reference)."""
+    if isinstance(value, dict) and isinstance(value.get("from_parameter"), str) and value["from_parameter"] in scope:
+        return scope[value["from_parameter"]]
+    return value
+
+
+def _loads_in(body: Any, scope: dict[str, Any]) -> list[str] | None:
+    """The collections the ``load_collection``/``load_stac`` nodes anywhere in ``body`` (callbacks included)
+    read, their ids taken from ``scope`` where a parameter gives them; None when one cannot be named."""
+    found: list[str] = []
+    stack: list[Any] = [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("process_id") in _LOADS and item.get("namespace") is None:
+                arguments = item.get("arguments") or {}
+                ref = _named(arguments.get("id", arguments.get("url")), scope)
+                if not isinstance(ref, str):
+                    return None
+                match = _STAC_COLLECTION.search(ref) if item["process_id"] == "load_stac" else None
+                found.append(match.group(1) if match else ref)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def check_reads(nodes: list[tuple[ProcessEntry, Any]], parameters: dict[str, Any], *, count: bool) -> bool:
+    """The collections ``nodes`` (each an entry and its node) read, as if each were loaded now: ``count``
+    False, checked for the run's owner (before the run reads its cache: a result cached by one user is no way
+    around another's grants, a revoked grant or a copy's terms); True, counted as uses (those a cache hit
+    left out). False when one cannot be named (a user-defined process given it by another node): the run
+    then reads nothing from its cache."""
+    names: list[str] = []
+    for entry, node in nodes:
+        body = {"process_id": node.process_id, "namespace": node.namespace, "arguments": node.arguments}
+        found = _loads_in(body, parameters)
+        if found is not None and entry.process is not None:  # a user-defined process: the loads of its graph
+            scope = {str(p.get("name")): p.get("default") for p in entry.process.get("parameters") or []
+                     if isinstance(p, dict) and "default" in p}
+            scope.update({k: _named(v, parameters) for k, v in node.arguments.items()})
+            inner = _loads_in(entry.process.get("process_graph"), scope)
+            found = None if inner is None else found + inner
+        if found is None:
+            return False
+        names.extend(found)
+    for name in dict.fromkeys(names):
+        _may_read(name, check=not count, count=count)
+    return True
 
 
 def fingerprint(entry: ProcessEntry, arguments: dict[str, Any]) -> str | None:

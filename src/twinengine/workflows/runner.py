@@ -24,7 +24,7 @@ from twinengine.workflows.context import RunContext, running
 from twinengine.workflows.evaluate import Canceled, Evaluator, RetryPolicy
 from twinengine.workflows.graph import Graph, Node, parse_graph
 from twinengine.workflows.models import CacheEntry, RunLog, RunNode, WorkflowRun
-from twinengine.workflows.processes import fingerprint
+from twinengine.workflows.processes import check_reads, fingerprint
 from twinengine.workflows.provenance import run_lineage
 from twinengine.workflows.registry import ProcessRegistry
 from twinengine.workflows.result_size import check_room, fits_in_row, json_size, write_json
@@ -263,7 +263,8 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
     app_version = app.partition("@")[2] if app else None
     hooks.cache = _Cache(engine, ctx, read=not options.get("no_cache", False))
     evaluator = Evaluator(registry, parameters, hooks=hooks, retry=_retry_policy(options), cache=hooks.cache,
-                          app_version=app_version, fingerprint=fingerprint)
+                          app_version=app_version, fingerprint=fingerprint,
+                          reads=check_reads)
     engine.interrupts[run_id] = ctx.interrupt
     engine.executing.add(run_id)
     engine.in_progress[run_id] = hooks.flush
@@ -295,7 +296,8 @@ def execute(engine: WorkflowEngine, run_id: str) -> str:
                         raise
                     ctx.compute_progress = watching(engine, str(options["site"]), hooks.compute_progress)
                     evaluator = Evaluator(registry, parameters, hooks=hooks, retry=_retry_policy(options),
-                                          cache=hooks.cache, app_version=app_version, fingerprint=fingerprint)
+                                          cache=hooks.cache, app_version=app_version, fingerprint=fingerprint,
+                                          reads=check_reads)
                     evaluator.compute_keys(graph)
             value = _finish_value(ctx, result)
     except Canceled:
