@@ -166,8 +166,14 @@ class Evaluator:
         every = [(self.registry.get(graph.nodes[n].process_id, graph.nodes[n].namespace,
                                     app_version=self.app_version, node=n), graph.nodes[n]) for n in graph.order]
         cache = self.cache
-        if cache is not None and not self.reads(every, self.parameters, count=False):
-            self.cache = None  # what a hit would leave out could not be checked: everything is computed
+        for entry, node in every if cache is not None else ():
+            try:
+                named = self.reads([(entry, node)], self.parameters, count=False)
+            except Exception as exc:  # refused as its load would be, and told on its node
+                self.hooks.failed(node, exc, 1, final=True)
+                raise _failure(node, exc) from exc
+            if not named:
+                self.cache = None  # what a hit would leave out could not be checked: everything is computed
         try:
             needed = self._plan(graph)
         finally:
