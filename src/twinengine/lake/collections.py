@@ -183,12 +183,8 @@ class LakeCollections(CollectionSource):
     def _refused_copy(self, collection_id: str, principal: Principal | None = None) -> PermissionDenied | None:
         """Why a collection ``principal`` may read (by grants; None: an admin) is a copy of another participant's
         data whose agreement no longer permits its use (``lake.terms``), or None."""
-        found = self._gridded().get(collection_id)
-        scope, _, name = collection_id.partition(".")
         with self.db.session(readonly=True) as session:
-            dataset = session.scalar(select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/"),
-                                                       Did.type == DidType.DATASET))
-            file = None if found is None else session.get(Did, found[0])
+            dataset, file = self._dids_of(session, collection_id)
             readers = None if principal is None else Readers(session, principal)
             for did in (dataset, file):
                 if did is None or (readers is not None and not readers(did)):
@@ -204,13 +200,17 @@ class LakeCollections(CollectionSource):
         terms no longer permit it (``lake.terms``). The engine's own reads (``SYSTEM``) are no use of a copy."""
         if principal is SYSTEM:
             return
+        with self.db.session(readonly=True) as session:
+            dataset, file = self._dids_of(session, collection_id)
+            terms.require_use(self.db, *(did for did in (dataset, file) if did is not None))
+
+    def _dids_of(self, session: Session, collection_id: str) -> tuple[Did | None, Did | None]:
+        """The lake dataset behind a collection and the file it is served from (either None where missing)."""
         found = self._gridded().get(collection_id)
         scope, _, name = collection_id.partition(".")
-        with self.db.session(readonly=True) as session:
-            dataset = session.scalar(select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/"),
-                                                       Did.type == DidType.DATASET))
-            file = None if found is None else session.get(Did, found[0])
-            terms.require_use(self.db, *(did for did in (dataset, file) if did is not None))
+        dataset = session.scalar(select(Did).where(Did.scope == scope, Did.name == name.replace("~", "/"),
+                                                   Did.type == DidType.DATASET))
+        return dataset, None if found is None else session.get(Did, found[0])
 
     def explain(self, collection_id: str, principal: Caller) -> TwinEngineError | None:
         """For a dataset ``principal`` may read that is not served: its files it may read are in no collection
