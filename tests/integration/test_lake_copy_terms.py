@@ -94,6 +94,8 @@ def test_a_count_of_three_is_not_lost_by_copying(engine: Engine, tmp_path: Path)
     nc, user = _rain_copy(engine, tmp_path)
     _held(engine, "rain%", days=7, signed=datetime.now(UTC) - timedelta(days=1), count=3)
     token = engine.token("uma", "user")
+    before = user.lake.get("remote:rain/rain.nc").terms
+    assert before is not None and (before.uses, before.usable, before.refusal) == (0, True, None)
     assert user.lake.download("remote:rain/rain.nc", tmp_path / "1.nc").read_bytes() == nc.read_bytes()  # 1
     query = engine.http.get("/edr/collections/remote.rain/position?coords=POINT(7.5 46.5)",
                             headers=engine.headers(token))
@@ -111,6 +113,9 @@ def test_a_count_of_three_is_not_lost_by_copying(engine: Engine, tmp_path: Path)
     assert run.status_code == 200, run.text[:400]  # 3
     with engine.runtime.db.session(readonly=True) as session:
         assert uses_of(session, "urn:uuid:agreement-1") == 3
+    held = user.lake.get("remote:rain/rain.nc").terms  # what its holder reads: the uses, and no more to come
+    assert held is not None and (held.agreement, held.uses, held.usable) == ("urn:uuid:agreement-1", 3, False)
+    assert held.refusal is not None and 'count lteq "3"' in held.refusal
 
     with pytest.raises(PermissionDenied, match=r"urn:uuid:agreement-1.*count lteq \"3\""):
         user.lake.download("remote:rain/rain.nc", tmp_path / "4.nc")
@@ -158,3 +163,21 @@ def test_uses_at_once_never_pass_the_count(engine: Engine, tmp_path: Path) -> No
     assert sorted(outcomes) == ["refused"] * 5 + ["served"] * 3
     with engine.runtime.db.session(readonly=True) as session:
         assert uses_of(session, "urn:uuid:agreement-at-once") == 3
+
+
+def test_lake_show_tells_the_holder_the_uses_and_why_no_more() -> None:
+    """``twin lake show`` of a copy held under terms says its uses here and whether one more is permitted."""
+    from twinengine.cli import lake as cli_lake
+    from twinengine.cli._common import console
+    from twinengine.lake.schemas import CopyTerms, DidRead, DidType
+
+    copy = DidRead(did="remote:rain/rain.nc", scope="remote", name="rain/rain.nc", type=DidType.FILE, bytes=1,
+                   adler32="1", sha256="ab", media_type=None, meta={}, bbox=None, geometry=None, start_time=None,
+                   end_time=None, created_by="uma", created_at=datetime.now(UTC),
+                   terms=CopyTerms(agreement="urn:uuid:a", provider="did:web:p.example", uses=3, usable=False,
+                                   refusal='count lteq "3"'))
+    with console.capture() as captured:
+        cli_lake._show_did(copy)
+    text = " ".join(captured.get().split())
+    assert ("a copy of did:web:p.example's data under agreement urn:uuid:a: used 3 times on this engine; refused "
+            'now: count lteq "3"') in text, text

@@ -15,6 +15,7 @@ from twinengine.auth.groups import check_owner_group
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.errors import DidConflict, DidNotFound, ValidationFailed
+from twinengine.lake import terms
 from twinengine.lake.context import LakeTuning
 from twinengine.lake.grants import Readers, data_twin, require_change
 from twinengine.lake.models import Attachment, Did, Endpoint, Replica
@@ -107,6 +108,7 @@ def did_read(session: Session, did: Did, *, details: bool = True,
                   created_by=did.created_by, owner_group=did.owner_group, owner_twin=did.owner_twin,
                   created_at=did.created_at)
     if details:
+        out.terms = terms.copy_terms(session, did)
         if did.type == DidType.FILE:
             out.replicas = [replica_read(r, did, e) for r, e in replicas_of(session, did)]
         else:

@@ -12,7 +12,7 @@ from twinengine.auth.principal import GROUP_NAME_PATTERN
 from twinengine.timeutil import Instant
 
 __all__ = [
-    "AttachBody", "DidCreate", "DidPage", "DidRead", "DidType", "EndpointCreate", "EndpointCredential",
+    "AttachBody", "CopyTerms", "DidCreate", "DidPage", "DidRead", "DidType", "EndpointCreate", "EndpointCredential",
     "EndpointPage", "EndpointRead", "EndpointUpdate", "ImportResult", "ImportStac", "ReplicaRead", "ReplicaState",
     "RuleCreate", "RulePage", "RuleRead", "RuleState", "TransferRead", "UploadResult", "VerifyRequest",
     "VerifyResult",
@@ -139,6 +139,17 @@ class DidCreate(_Input):
                                          "it, and its files (the caller must be allowed to operate the twin)")
 
 
+class CopyTerms(BaseModel):
+    """How a copy of another participant's data, held under a data-space agreement, may be used here now."""
+
+    agreement: str
+    provider: str | None = None
+    uses: int = Field(description="Uses counted so far of the copies landed under the agreement on this engine "
+                                  "(downloads, EDR queries, runs' loads): its policy's count limits them")
+    usable: bool = Field(description="Whether one more use is permitted now")
+    refusal: str | None = Field(default=None, description="Why not, naming the term")
+
+
 class DidRead(BaseModel):
     did: str
     scope: str
@@ -160,6 +171,8 @@ class DidRead(BaseModel):
     created_at: datetime
     children: list[str] = Field(default_factory=list)
     replicas: list[ReplicaRead] = Field(default_factory=list)
+    terms: CopyTerms | None = Field(default=None, description="A copy held under a data-space agreement: its uses "
+                                                              "here and whether one more is permitted now")
 
 
 class DidPage(BaseModel):

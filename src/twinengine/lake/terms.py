@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 from twinengine.auth import odrl
 from twinengine.errors import PermissionDenied
 from twinengine.lake.models import CopyUse, Did
+from twinengine.lake.schemas import CopyTerms
 from twinengine.store.base import upsert, utcnow
 from twinengine.store.engine import Database
 
-__all__ = ["KEY", "refusal", "require_permitted", "require_use", "uses_of"]
+__all__ = ["KEY", "copy_terms", "refusal", "require_permitted", "require_use", "uses_of"]
 
 KEY = "dataspace"  # the metadata of a landed copy: provider, agreement, dataset, policy, signed_at
 
@@ -79,6 +80,18 @@ def refusal(did: Did, *, now: datetime | None = None, session: Session | None = 
     agreement = terms.get("agreement")
     uses = uses_of(session, str(agreement)) + 1 if session is not None and isinstance(agreement, str) else 0
     return _judge(did, terms, uses=uses, now=now)
+
+
+def copy_terms(session: Session, did: Did) -> CopyTerms | None:
+    """What the holder of a copy reads of its terms: the agreement, its uses here and whether one more is
+    permitted now (None: not a copy held under terms)."""
+    held = _terms(did)
+    if held is None:
+        return None
+    agreement = str(held.get("agreement") or "")
+    reason = refusal(did, session=session)
+    return CopyTerms(agreement=agreement, provider=held.get("provider"), uses=uses_of(session, agreement),
+                     usable=reason is None, refusal=reason)
 
 
 def _denied(reason: str) -> PermissionDenied:
