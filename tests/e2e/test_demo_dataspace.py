@@ -161,6 +161,7 @@ def test_the_rain_field_is_queried_across_and_no_file_leaves(demo: Demo) -> None
     assert queried["collection"].endswith("-rain") and queried["transfer"] == "STARTED"
     assert queried["format"] == "HttpData-PULL" and queried["values"] > 0 and queried["equal"]
     assert queried["queries_served"] == 1 and queried["query"].startswith("edr position?")
+    assert queried["answered_bytes"] > 200  # the answer counted in bytes, as a file's are
     rows = _rows(demo.data_dir / "twin.db", "SELECT file, outcome FROM ds_accesses WHERE agreement_id = "
                                             f"'{queried['agreement']}'")
     assert [(r["file"].split("?")[0], r["outcome"]) for r in rows] == [("edr position", "served")]

@@ -623,6 +623,8 @@ def test_an_edr_collection_is_offered_for_queries_not_files(engines: tuple[Parti
     accesses = provider.ok("GET", f"/api/v1/dataspace/agreements/{agreement}/accesses")
     served = [a["file"] for a in accesses if a["outcome"] == "served"]
     assert sum(f.startswith("edr position") for f in served) == 1 and sum(f.startswith("edr area") for f in served) == 1
+    sizes = {a["file"].split("?")[0]: a["bytes"] for a in accesses if a["outcome"] == "served"}
+    assert sizes["edr position"] > 200 and sizes["edr area"] > 200, sizes  # each answer counted in bytes
     refusals = [a["reason"] for a in accesses if a["outcome"] == "refused"]
     assert "another collection" in refusals and "an EDR collection offer" in refusals
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -45,8 +45,7 @@ def context_of(session: Session, did: str, phase: odrl.Phase, *, purpose: str | 
     return odrl.Context(phase=phase, participant=did, organisation=row.organisation if known and row else None,
                         groups=frozenset(row.groups) if known and row else frozenset(),
                         spatial=frozenset(row.spatial) if known and row else frozenset(), purpose=purpose,
-                        agreed_at=agreed_at, transfers=transfers,
-                        **({"now": now} if now is not None else {}))
+                        agreed_at=agreed_at, transfers=transfers, now=now or datetime.now(UTC))
 
 
 @dataclass

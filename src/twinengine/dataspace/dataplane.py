@@ -116,9 +116,10 @@ def authorize(session: Session, provider_pid: str, authorization: str | None) ->
 
 
 def queried_collection(session: Session, row: TransferProcess, agreement: Agreement, collection_id: str | None, *,
-                       query: str) -> str:
+                       query: str, record: bool = True) -> str:
     """The collection an EDR request of transfer ``row`` may read: the offer's, and only when the request names
-    it (None: the offer's, whichever it is; another: 404); recorded as an access (``query``: what was asked)."""
+    it (None: the offer's, whichever it is; another: 404); recorded as an access (``query``: what was asked),
+    or, with ``record`` False, left for ``answered`` to record once the answer's size is known."""
     offer = session.get(Offer, agreement.offer_id)
     if offer is None or offer.collection is None:
         record_access(session, row, outcome="refused", file=query[:200], reason="not an EDR collection offer")
@@ -127,8 +128,20 @@ def queried_collection(session: Session, row: TransferProcess, agreement: Agreem
         record_access(session, row, outcome="refused", file=query[:200], reason="another collection")
         raise DataRefused(404, f"no collection {collection_id!r} under this agreement (it offers "
                                f"{offer.collection!r})")
-    record_access(session, row, outcome="served", file=query[:200])
+    if record:
+        record_access(session, row, outcome="served", file=query[:200])
     return offer.collection
+
+
+def answered(session: Session, provider_pid: str, *, query: str, size: int | None, problem: str | None = None) -> None:
+    """Record an EDR query of transfer ``provider_pid`` once answered: served with the answer's ``size`` in
+    bytes, or refused with the ``problem`` its own parameters had (nothing was served)."""
+    row = session.scalars(select(TransferProcess).where(TransferProcess.role == "provider",
+                                                        TransferProcess.provider_pid == provider_pid)).first()
+    if problem is None:
+        record_access(session, row, outcome="served", file=query[:200], size=size or 0)
+    else:
+        record_access(session, row, outcome="refused", file=query[:200], reason=problem[:500])
 
 
 def files_of(session: Session, agreement: Agreement, row: TransferProcess | None = None) -> list[Any]:

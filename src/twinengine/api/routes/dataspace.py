@@ -326,13 +326,14 @@ async def data_file(request: Request, runtime: RuntimeDep, pid: Pid,
 # -- the data plane of an EDR collection offer -------------------------------------------------------------------
 
 def _edr_collection(runtime: Runtime, pid: str, authorization: str | None, collection_id: str | None,
-                    query: str) -> str:
+                    query: str, *, record: bool = True) -> str:
     """The collection transfer ``pid``'s token may query (``collection_id``: the one asked for; None: the
-    offer's), the access recorded; ``DataRefused`` (recorded) otherwise."""
+    offer's), the access recorded (``record`` False: by the caller, once answered); ``DataRefused``
+    (recorded) otherwise."""
     with runtime.db.session() as session:
         row, agreement = _authorized(session, pid, authorization)
         try:
-            return dataplane.queried_collection(session, row, agreement, collection_id, query=query)
+            return dataplane.queried_collection(session, row, agreement, collection_id, query=query, record=record)
         except dataplane.DataRefused:
             session.commit()
             raise
@@ -392,9 +393,17 @@ async def edr_query(request: Request, runtime: RuntimeDep, pid: Pid, collection_
     def work() -> Response:
         query = query_of(common.query, query_type, coords=coords, bbox=bbox, within=within,
                          within_units=within_units, corridor_width=corridor_width, width_units=width_units)
-        found = _edr_collection(runtime, pid, request.headers.get("authorization"), collection_id,
-                                f"edr {query_type}?{request.url.query}")
-        return answer(runtime.access, SYSTEM, found, query, common.f)  # the data plane authorised it
+        asked = f"edr {query_type}?{request.url.query}"
+        found = _edr_collection(runtime, pid, request.headers.get("authorization"), collection_id, asked, record=False)
+        try:
+            response = answer(runtime.access, SYSTEM, found, query, common.f)  # the data plane authorised it
+        except TwinEngineError as exc:  # its own parameters (too large an area): recorded, nothing served
+            with runtime.db.session() as session:
+                dataplane.answered(session, pid, query=asked, size=None, problem=exc.message)
+            raise
+        with runtime.db.session() as session:  # the access with the answer's bytes, as a file's is counted
+            dataplane.answered(session, pid, query=asked, size=int(response.headers.get("content-length", 0)))
+        return response
 
     return await _edr_answer(work)
 

@@ -330,10 +330,11 @@ def _collection_across(ctx: DemoContext, uma: Client, forecaster: Client, name: 
     total = float(sum(v for v in values if v is not None))
     ctx.say(f"the partner queried the rain at gauge RR-01 through its engine (transfer {query.id}, {query.state}): "
             f"{len(values)} values, {total:.1f} mm in total, {'equal to' if equal else 'DIFFERENT from'} uma's own "
-            f"EDR answer; uma's usage record holds {len(served)} query")
+            f"EDR answer; uma's usage record holds {len(served)} query "
+            f"({sum(a.bytes for a in served)} bytes answered)")
     return {"collection": rain, "offer": offer.id, "agreement": agreement, "transfer": query.state,
             "format": query.format, "values": len(values), "equal": equal, "queries_served": len(served),
-            "query": served[0].file if served else None}
+            "query": served[0].file if served else None, "answered_bytes": sum(a.bytes for a in served)}
 
 
 def _later(when: str) -> str:
