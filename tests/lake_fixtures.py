@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,18 @@ def rain_field(hours: int = 24) -> xr.Dataset:
     data = np.random.default_rng(3).gamma(0.5, 2.0, (hours, lat.size, lon.size)).astype("float32")
     return xr.Dataset({"rain": (("time", "lat", "lon"), data, {"units": "mm h-1", "long_name": "rainfall rate"})},
                       coords={"time": time, "lat": lat, "lon": lon}, attrs={"title": "Synthetic rain"})
+
+
+def uploaded_rain(engine: Any, tmp_path: Path, dataset: str) -> tuple[Path, Client]:
+    """uma's gridded rain field (``rain.nc``) uploaded into her ``dataset`` on the file endpoint ``disk``,
+    which pat, a provider, adds: the netCDF written and uma's client (``engine``: the ``engine`` fixture)."""
+    user = engine.as_role("uma", "user")
+    engine.as_role("pat", "provider").lake.add_endpoint("disk", "file", str(tmp_path / "disk"))
+    nc = tmp_path / "rain.nc"
+    rain_field().to_netcdf(nc, engine="h5netcdf")
+    user.lake.add_dataset(dataset)
+    user.lake.upload(nc, f"{dataset}/rain.nc", endpoint="disk", dataset=dataset)
+    return nc, user
 
 
 def wait_for_rule(client: Client, rule_id: str, timeout: float = 90.0) -> None:

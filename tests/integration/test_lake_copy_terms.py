@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from helpers import Engine
-from lake_fixtures import rain_field
+from lake_fixtures import uploaded_rain
 from twinengine.auth.principal import Principal, Role
 from twinengine.errors import PermissionDenied
 from twinengine.lake.models import Did
@@ -38,12 +38,7 @@ def _held(engine: Engine, pattern: str, *, days: int, signed: datetime, count: i
 
 
 def test_an_expired_copy_is_refused_by_downloads_and_collections(engine: Engine, tmp_path: Path) -> None:
-    user = engine.as_role("uma", "user")
-    engine.as_role("pat", "provider").lake.add_endpoint("disk", "file", str(tmp_path / "disk"))
-    nc = tmp_path / "rain.nc"
-    rain_field().to_netcdf(nc, engine="h5netcdf")
-    user.lake.add_dataset("remote:rain")
-    user.lake.upload(nc, "remote:rain/rain.nc", endpoint="disk", dataset="remote:rain")
+    nc, user = uploaded_rain(engine, tmp_path, "remote:rain")
     now = datetime.now(UTC)
     _held(engine, "rain%", days=7, signed=now - timedelta(days=1))
     assert engine.runtime.collections.readable("remote.rain", UMA)
@@ -77,21 +72,11 @@ def test_terms_on_a_dataset_do_not_reach_a_file_attached_to_it(engine: Engine, t
     assert user.lake.download("mine:notes.txt", tmp_path / "got.txt").read_bytes() == notes.read_bytes()
 
 
-def _rain_copy(engine: Engine, tmp_path: Path) -> tuple[Path, object]:
-    user = engine.as_role("uma", "user")
-    engine.as_role("pat", "provider").lake.add_endpoint("disk", "file", str(tmp_path / "disk"))
-    nc = tmp_path / "rain.nc"
-    rain_field().to_netcdf(nc, engine="h5netcdf")
-    user.lake.add_dataset("remote:rain")
-    user.lake.upload(nc, "remote:rain/rain.nc", endpoint="disk", dataset="remote:rain")
-    return nc, user
-
-
 def test_a_count_of_three_is_not_lost_by_copying(engine: Engine, tmp_path: Path) -> None:
     """The copy's uses on this engine are counted per agreement (a download, an EDR query, a run's load each
     one) and refused past the agreement's ``count``; a refused use is not counted; checks and metadata are
     no use."""
-    nc, user = _rain_copy(engine, tmp_path)
+    nc, user = uploaded_rain(engine, tmp_path, "remote:rain")
     _held(engine, "rain%", days=7, signed=datetime.now(UTC) - timedelta(days=1), count=3)
     token = engine.token("uma", "user")
     before = user.lake.get("remote:rain/rain.nc").terms
@@ -139,7 +124,7 @@ def test_a_count_of_three_is_not_lost_by_copying(engine: Engine, tmp_path: Path)
 def test_uses_at_once_never_pass_the_count(engine: Engine, tmp_path: Path) -> None:
     """Eight downloads at once of a copy under ``count lteq 3``: exactly three are served (each use is judged
     with the count it makes, in one statement that waits for the others on PostgreSQL)."""
-    nc, user = _rain_copy(engine, tmp_path)
+    nc, user = uploaded_rain(engine, tmp_path, "remote:rain")
     _held(engine, "rain%", days=7, signed=datetime.now(UTC) - timedelta(days=1), count=3,
           agreement="urn:uuid:agreement-at-once")
     outcomes: list[str] = []

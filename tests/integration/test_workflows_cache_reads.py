@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from helpers import Engine
-from lake_fixtures import rain_field
+from lake_fixtures import uploaded_rain
 from twinengine.lake.models import Did
 from twinengine.lake.terms import uses_of
 from twinengine.workflows.models import RunLog
@@ -25,16 +25,6 @@ GRAPH = {"process_graph": {
              "result": True}}}
 
 
-def _rain(engine: Engine, tmp_path: Path) -> bytes:
-    user = engine.as_role("uma", "user")
-    engine.as_role("pat", "provider").lake.add_endpoint("disk", "file", str(tmp_path / "disk"))
-    nc = tmp_path / "rain.nc"
-    rain_field().to_netcdf(nc, engine="h5netcdf")
-    user.lake.add_dataset("uma:rain")
-    user.lake.upload(nc, "uma:rain/rain.nc", endpoint="disk", dataset="uma:rain")
-    return nc.read_bytes()
-
-
 def _run(engine: Engine, name: str) -> Any:
     return engine.http.post("/openeo/1.2/result", json={"process": GRAPH},
                             headers=engine.headers(engine.token(name, "user")))
@@ -42,7 +32,7 @@ def _run(engine: Engine, name: str) -> Any:
 
 
 def test_another_user_gets_no_cached_result_of_a_collection_it_may_not_read(engine: Engine, tmp_path: Path) -> None:
-    _rain(engine, tmp_path)
+    uploaded_rain(engine, tmp_path, "uma:rain")
     assert _run(engine, "uma").status_code == 200
     refused = _run(engine, "ola")  # the same graph: its save_result is in the cache, from uma's run
     assert refused.status_code == 400 and refused.json()["code"] == "CollectionNotFound", refused.text[:300]
@@ -52,7 +42,7 @@ def test_another_user_gets_no_cached_result_of_a_collection_it_may_not_read(engi
 
 
 def test_a_cache_hit_is_a_use_of_a_copy_and_refused_once_its_terms_end(engine: Engine, tmp_path: Path) -> None:
-    _rain(engine, tmp_path)
+    uploaded_rain(engine, tmp_path, "uma:rain")
 
     def hold(**constraint: Any) -> None:
         terms = {"provider": "did:web:partner.example", "agreement": "urn:uuid:cached", "dataset": "rain",
