@@ -105,7 +105,8 @@ def test_a_steward_offers_negotiates_sees_the_checksum_and_revokes(chromium_brow
 
         offers = tab.text("section[aria-label='Your offers']")
         row = _row(offers, "River-reach gauge history")
-        assert f"until {UNTIL.date().isoformat()}, 3 transfers, purpose: flood-research, with attribution" in row
+        assert (f"until {UNTIL.date().isoformat()}, 3 transfers and 3 uses of the copy, purpose: flood-research, "
+                "with attribution") in row
         assert "reach:gauge-history" in row and "offered" in row
         assert "leftOperand" not in offers and "lteq" not in offers  # words, never ODRL
         row = _row(offers, "Gauge RR-07 as it streams")

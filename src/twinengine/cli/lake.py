@@ -45,8 +45,9 @@ def _show_did(d: DidRead) -> None:
         console.print("  meta: " + ", ".join(f"{k}={v}" for k, v in d.meta.items()), highlight=False)
     if d.terms is not None:
         said = "one more use is permitted now" if d.terms.usable else f"refused now: {d.terms.refusal}"
+        times = "once" if d.terms.uses == 1 else f"{d.terms.uses} times"
         console.print(f"  a copy of {d.terms.provider}'s data under agreement {d.terms.agreement}: used "
-                      f"{d.terms.uses} times on this engine; {said}", highlight=False)
+                      f"{times} on this engine; {said}", highlight=False)
     if d.replicas:
         console.print(table("replicas", ["endpoint", "state", "bytes", "verified (UTC)", "error"],
                             [(r.endpoint, r.state.value, r.bytes, r.verified_at, r.error) for r in d.replicas]))

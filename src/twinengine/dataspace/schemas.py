@@ -38,7 +38,8 @@ class OfferTerms(BaseModel):
 
     until: datetime | None = Field(default=None, description="dateTime: no negotiation, transfer or access after")
     days: int | None = Field(default=None, ge=1, le=36500, description="elapsedTime: days after the agreement")
-    count: int | None = Field(default=None, ge=1, le=1_000_000, description="count: transfers under one agreement")
+    count: int | None = Field(default=None, ge=1, le=1_000_000, description="count: transfers under one agreement, "
+                                                                         "and uses of the consumer's copies of them")
     purposes: list[str] | None = _NAMES
     participants: list[str] | None = _NAMES
     organisations: list[str] | None = _NAMES

@@ -89,9 +89,10 @@ def copy_terms(session: Session, did: Did) -> CopyTerms | None:
     if held is None:
         return None
     agreement = str(held.get("agreement") or "")
-    reason = refusal(did, session=session)
-    return CopyTerms(agreement=agreement, provider=held.get("provider"), uses=uses_of(session, agreement),
-                     usable=reason is None, refusal=reason)
+    uses = uses_of(session, agreement)
+    reason = _judge(did, held, uses=uses + 1)  # as ``refusal`` judges one more use
+    return CopyTerms(agreement=agreement, provider=held.get("provider"), uses=uses, usable=reason is None,
+                     refusal=reason)
 
 
 def _denied(reason: str) -> PermissionDenied:

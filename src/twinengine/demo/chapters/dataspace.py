@@ -18,15 +18,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from twinengine.client import Client
 from twinengine.dataspace.schemas import NegotiationRead, TransferRead
 from twinengine.demo.context import DemoContext
 from twinengine.demo.server import InProcessServer, free_port
-
-if TYPE_CHECKING:
-    from twinengine.runtime import Runtime
 
 __all__ = ["offer_across_engines"]
 
@@ -63,10 +60,10 @@ def offer_across_engines(ctx: DemoContext) -> None:
                                     description=f"Water levels and rainfall at gauge RR-01 ({name})")
         out |= {"offer": offer.id, "dataset_id": offer.dataset_id, "policy": offer.policy}
         ctx.say(f"uma offered {dataset} in the data space as {offer.dataset_id} (offer {offer.id}): for "
-                f"{PURPOSE} only, 3 transfers per agreement, for {DAYS} days from signing, with attribution, the "
-                f"copy to be deleted {DAYS} days after signing")
-        with _partner(ctx) as (forecaster, folder, partner):
-            out |= _consume(ctx, uma, forecaster, folder, offer.dataset_id, file, partner)
+                f"{PURPOSE} only, 3 transfers per agreement and 3 uses of the partner's copy, for {DAYS} days from "
+                f"signing, with attribution, the copy to be deleted {DAYS} days after signing")
+        with _partner(ctx) as (forecaster, folder):
+            out |= _consume(ctx, uma, forecaster, folder, offer.dataset_id, file)
             out["refusal"] = _refuse(ctx, uma, forecaster, offer.dataset_id)
             live = ctx.facts.get("streams", {}).get("twin")  # the twin whose gauges stream (streams chapter)
             if live:
@@ -94,7 +91,7 @@ def offer_across_engines(ctx: DemoContext) -> None:
 
 
 @contextmanager
-def _partner(ctx: DemoContext) -> Iterator[tuple[Client, Path, Runtime]]:
+def _partner(ctx: DemoContext) -> Iterator[tuple[Client, Path]]:
     """A second engine, another organisation's: a data dir, store and lake of its own (made afresh on each run),
     served on loopback with its did:web known before it starts; a forecaster there. Closed whatever happens."""
     from twinengine.api import create_app
@@ -125,13 +122,13 @@ def _partner(ctx: DemoContext) -> Iterator[tuple[Client, Path, Runtime]]:
                 developer.publish_app(ctx.app_folder)  # the partner runs river-reach twins of its own
             ctx.say(f"a second engine, a partner's, is up at {server.url} ({client.dataspace.identity().did}) "
                     f"with a store and lake of its own; {FORECASTER} works there")
-            yield client, folder, other
+            yield client, folder
     finally:
         other.close()
 
 
 def _consume(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, dataset_id: str,
-             file: str, partner: Runtime) -> dict[str, Any]:
+             file: str) -> dict[str, Any]:
     """Catalog, negotiation to FINALIZED on both sides, the pull into the partner's lake, and its checksum."""
     catalog = forecaster.dataspace.catalog(ctx.url)
     listed = [d["@id"] for d in catalog.get("dataset", [])]
@@ -159,7 +156,7 @@ def _consume(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, da
             f"on both sides, sha256 {digest[:12]}... "
             f"{'equal to' if digest == uma.lake.get(file).sha256 else 'DIFFERENT from'} the provider's; "
             f"attribution travels with it: {landed.get('attribution', '-')}")
-    held = _held(ctx, landed, partner)
+    held = _held(ctx, landed, forecaster)
     ctx.say(f"the partner's engine deletes its copy by {pulled.delete_by:%Y-%m-%d %H:%M} UTC, as the offer's "
             "delete duty asks" if pulled.delete_by else "the partner's engine keeps no deletion date: DIFFERENT "
             "from the offer's delete duty")
@@ -177,22 +174,22 @@ def _consume(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, da
             "negotiate_to_landed_seconds": round(time.perf_counter() - began, 2)}
 
 
-def _held(ctx: DemoContext, landed: dict[str, Any], partner: Runtime) -> dict[str, Any]:
+def _held(ctx: DemoContext, landed: dict[str, Any], forecaster: Client) -> dict[str, Any]:
     """The terms the partner's copy is held under, judged now and a day after they end (``lake.terms``, the
     check every read of its bytes makes on the partner's engine, asked with that later clock), and its uses
-    there so far against the policy's count."""
+    there so far against the policy's count, as the forecaster reads them with the copy."""
     from datetime import datetime
 
     from twinengine.lake.models import Did
-    from twinengine.lake.terms import refusal, uses_of
+    from twinengine.lake.terms import refusal
 
     scope, _, name = LANDED.partition(":")
     copy = Did(scope=scope, name=name, meta={"dataspace": landed})
     signed = datetime.fromisoformat(str(landed.get("signed_at")).replace("Z", "+00:00"))
     later = signed + timedelta(days=DAYS + 1)
     now, then = refusal(copy), refusal(copy, now=later)
-    with partner.db.session(readonly=True) as session:
-        used = uses_of(session, str(landed.get("agreement")))
+    kept = forecaster.lake.get(LANDED).terms  # what the forecaster reads with the copy
+    used = kept.uses if kept is not None else -1
     ctx.say(f"the partner's copy is held under the agreement's terms: its bytes may be read now "
             f"({'yes' if now is None else 'NO: ' + now}); on {later:%Y-%m-%d} every read of them would be refused "
             f"({'refused' if then else 'NOT refused'}: elapsedTime lteq P{DAYS}D); the count of 3 holds there "

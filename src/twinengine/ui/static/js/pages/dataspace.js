@@ -78,7 +78,7 @@ function constraintWords(c) {
   if (left === "count") {
     const n = Number(right(value)) - (op === "lt" ? 1 : 0);
     if (!Number.isFinite(n)) return `count ${op} ${right(value)}`;
-    return n <= 0 ? "no transfer" : `${n} transfer${n === 1 ? "" : "s"}`;
+    return n <= 0 ? "no transfer" : `${n} transfer${n === 1 ? "" : "s"} and ${n} use${n === 1 ? "" : "s"} of the copy`;
   }
   const label = LABELS[left] || left;
   return {
