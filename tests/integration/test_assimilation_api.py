@@ -257,6 +257,35 @@ def test_cycles_one_per_request_equal_cycles_run_together(engine: Engine) -> Non
     assert together.cycles[0].analysis is None and together.cycles[-1].revision > together.cycles[0].revision
 
 
+def test_a_summary_answer_holds_the_count_and_the_last_cycle(engine: Engine) -> None:
+    """``answer: summary`` runs the same cycles (same seed, same analyses) and answers with their count and the
+    last one's record instead of every record; the SDK's stepped requests (progress) add the counts up."""
+    engine.as_role("ada", "developer").publish_app(LORENZ96)
+    uma = engine.as_role("uma", "user")
+    uma.create_twin("lorenz96", "l96s", {})
+    steps = _lorenz96(30, seed=9)
+    uma.write_state("l96s", reported={f"x[{i}]": PropertyWrite(value=float(v), timestamp=START)
+                                      for i, v in enumerate(steps[0][1] + 0.5)})
+    uma.streams.append("l96s", "obs", [{"time": t.isoformat(), **{f"y{i}": float(v) for i, v in enumerate(y)}}
+                                       for t, _x, y in steps])
+    full = uma.assimilation.run("l96s", what_if="l96s-full", cycles=12, seed=5)
+    brief = uma.assimilation.run("l96s", what_if="l96s-brief", cycles=12, seed=5, answer="summary")
+    assert brief.cycles == [] and brief.count == full.count == len(full.cycles) == 12
+    assert brief.pending == full.pending == 18
+    assert brief.last is not None and full.last == full.cycles[-1]
+    assert (brief.last.number, brief.last.innovation_rms, brief.last.spread) == (
+        full.last.number, full.last.innovation_rms, full.last.spread)
+    assert uma.get_state("l96s-brief").reported == uma.get_state("l96s-full").reported
+    seen: list[tuple[int, int]] = []
+    rest = uma.assimilation.run("l96s-brief", cycles=100, answer="summary",
+                                progress=lambda done, total: seen.append((done, total)))
+    assert rest.count == 18 and rest.cycles == [] and rest.pending == 0 and rest.last is not None
+    assert rest.last.number == 30 and seen[-1] == (18, 18)
+    response = engine.http.post("/api/v1/twins/l96s/assimilations", json={"answer": "all"},
+                                headers=uma._transport.auth)
+    assert response.status_code == 422 and "answer" in response.text
+
+
 def test_a_worker_whose_parts_are_malformed_is_refused_and_replaced(engine: Engine, tmp_path: Path) -> None:
     """App code shares its worker with the engine's cycle loop, so it can change what the worker sends: a twin
     whose step (from its 11th cycle on) makes each later part of the answer claim one cycle too many is refused

@@ -136,9 +136,21 @@ def etkf_anomalies(xbar: Array, A: Array, Y: Array, ybar: Array, y: Array, varia
     ``variances`` (p,): ``etkf_observed`` for a caller that has the mean and anomalies already (the engine's
     cycles: one mean of the ensemble per cycle instead of four). No checks, no rotation."""
     inv_std = 1.0 / np.sqrt(variances)
-    S = Y * (inv_std / np.sqrt(A.shape[0] - 1))
-    increment, anomalies = _ensemble_update(S, (y - ybar) * inv_std, A)
-    return np.asarray(xbar + increment + anomalies, dtype=float)
+    members = A.shape[0]
+    scale = 1.0 / np.sqrt(members - 1)
+    S = Y * (inv_std * scale)
+    d = (y - ybar) * inv_std
+    if members > S.shape[1]:
+        increment, anomalies = _ensemble_update(S, d, A)
+        return np.asarray(xbar + increment + anomalies, dtype=float)
+    # as _ensemble_update, with the mean's weights and the square root folded into one N x N transform
+    # (each row T_i + w / sqrt(N - 1)), applied to the anomalies once: a small ensemble's cycle is mostly calls
+    vals, U = np.linalg.eigh(S @ S.T)
+    inv = 1.0 / (1.0 + np.maximum(vals, 0.0))
+    Ut = U.T
+    transform = (U * np.sqrt(inv)) @ Ut
+    transform += (scale * (U @ (inv * (Ut @ (S @ d)))))[None, :]
+    return np.asarray(xbar + transform @ A, dtype=float)
 
 
 def _etkf(ens: Array, obs: Array, Y: Array, white: Callable[[Array], Array], rng: np.random.Generator | None,

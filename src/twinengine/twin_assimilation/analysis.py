@@ -89,7 +89,7 @@ def analyse(bg: Background, method: str, tuning: FilterTuning, rng: Generator) -
     is called only by a method that draws (seeding a generator costs more than a small ETKF's algebra)."""
     N, n = bg.members.shape
     Z = np.hstack([bg.members, bg.observed]) if bg.observed.size else bg.members
-    if method == "etkf" and not tuning.rotate and not np.any(np.asarray(tuning.additive) > 0):
+    if method == "etkf" and not tuning.rotate and not _additive(tuning.additive):
         return _etkf_plain(Z, bg, tuning.inflation, n)
     HZ = Z[:, bg.columns]
     weighted = bg.log_weights if method == "pf" else None
@@ -153,6 +153,13 @@ def _etkf_plain(Z: np.ndarray, bg: Background, inflation: float, n: int) -> Anal
     ybar = xbar[bg.columns]
     Za = etkf_anomalies(xbar, A, HA, ybar, bg.y, bg.variances)
     return Analysis(Za[:, :n], None, ybar, expected, None)
+
+
+def _additive(additive: object) -> bool:
+    """Whether any additive inflation is asked for (a number, or one per entry)."""
+    if isinstance(additive, float | int):
+        return additive > 0
+    return bool(np.any(np.asarray(additive) > 0))
 
 
 def _generator(rng: Generator) -> np.random.Generator:

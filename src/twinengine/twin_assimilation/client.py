@@ -28,7 +28,8 @@ class AssimilationClient:
         return f"/api/v1/twins/{segment(twin)}/assimilations{tail}"
 
     def run(self, twin: str, *, method: str | None = None, members: int | None = None, seed: int | None = None,
-            cycles: int = 1, what_if: str | None = None, progress: Progress | None = None) -> AssimilationResult:
+            cycles: int = 1, what_if: str | None = None, progress: Progress | None = None,
+            answer: Literal["cycles", "summary"] = "cycles") -> AssimilationResult:
         """Run up to ``cycles`` cycles on the observations since the twin's last cycle (``what_if``: on a new
         fork of that name); ``pending`` in the answer says how many observation times still wait.
 
@@ -37,27 +38,32 @@ class AssimilationClient:
         ``progress(done, total)``, the cycles are asked for in requests of about a second each (the first of
         20 cycles, the next sized at the rate the last one ran), so ``progress`` moves as they go and ``cycles``
         may exceed 1,000; ``total`` is what is known to wait (``cycles`` at most). The analyses are the same
-        either way: each cycle's random draws come from its own seeded generators."""
+        either way: each cycle's random draws come from its own seeded generators. ``answer="summary"``: the
+        answer holds the count and the last cycle, not every cycle's record (``history`` reads them in bulk)."""
         if progress is None:
-            return self._request(twin, method=method, members=members, seed=seed, cycles=cycles, what_if=what_if)
+            return self._request(twin, method=method, members=members, seed=seed, cycles=cycles, what_if=what_if,
+                                 answer=answer)
         done: list[CycleRead] = []
+        count, last = 0, None
         target, fork, size = twin, what_if, FIRST
         while True:
             began = time.monotonic()
             got = self._request(target, method=method, members=members, seed=seed,
-                                cycles=min(size, cycles - len(done), MAX_CYCLES), what_if=fork)
-            if got.cycles:  # at the rate just seen, about REQUEST_SECONDS of cycles next time
-                rate = len(got.cycles) / max(time.monotonic() - began, 1e-3)
+                                cycles=min(size, cycles - count, MAX_CYCLES), what_if=fork, answer=answer)
+            if got.count:  # at the rate just seen, about REQUEST_SECONDS of cycles next time
+                rate = got.count / max(time.monotonic() - began, 1e-3)
                 size = max(1, min(MAX_CYCLES, int(rate * REQUEST_SECONDS)))
             target, fork = got.twin, None  # a what-if's later cycles go on on its fork
             done += got.cycles
-            progress(len(done), min(cycles, len(done) + got.pending))
-            if not got.cycles or got.pending == 0 or len(done) >= cycles:
-                return AssimilationResult(twin=target, cycles=done, pending=got.pending)
+            count, last = count + got.count, got.last or last
+            progress(count, min(cycles, count + got.pending))
+            if not got.count or got.pending == 0 or count >= cycles:
+                return AssimilationResult(twin=target, cycles=done, count=count, last=last, pending=got.pending)
 
     def _request(self, twin: str, *, method: str | None, members: int | None, seed: int | None, cycles: int,
-                 what_if: str | None) -> AssimilationResult:
-        body = {"method": method, "members": members, "seed": seed, "cycles": cycles, "what_if": what_if}
+                 what_if: str | None, answer: str) -> AssimilationResult:
+        body = {"method": method, "members": members, "seed": seed, "cycles": cycles, "what_if": what_if,
+                "answer": None if answer == "cycles" else answer}
         # checked by the engine, which names the field of a bad value (AssimilationRequest); it answers when
         # the cycles are done, which a long backlog of a heavy model makes longer than any read timeout
         return self._transport.send(AssimilationResult, "POST", self._path(twin),

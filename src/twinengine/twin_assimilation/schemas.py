@@ -35,6 +35,10 @@ class AssimilationRequest(BaseModel):
                                                                     f"{MAX_CYCLES}); one per observation time.")
     what_if: str | None = Field(default=None, pattern=TWIN_NAME, max_length=64,
                                 description="Run on a new fork of this name: the twin's own state is not touched.")
+    answer: Literal["cycles", "summary"] = Field(
+        default="cycles", description="cycles: the answer lists every cycle's record; summary: their count and "
+                                      "the last one's only (the answer to a thousand cycles stays small; the "
+                                      "history export gives them all in bulk).")
 
 
 class InnovationRead(BaseModel):
@@ -74,7 +78,9 @@ class CycleRead(BaseModel):
 
 class AssimilationResult(BaseModel):
     twin: str = Field(description="The twin the cycles ran on (the fork, with what_if).")
-    cycles: list[CycleRead]
+    cycles: list[CycleRead] = Field(description="Each cycle that ran, oldest first (none with answer summary).")
+    count: int = Field(default=0, description="How many cycles ran.")
+    last: CycleRead | None = Field(default=None, description="The last cycle that ran (the twin's analysis now).")
     pending: int = Field(description="Observation times still waiting for a cycle.")
 
 

@@ -335,7 +335,7 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
     if plans and start is None and guess is not None:
         start = guess.ensemble(twin, members, seed)
     if not plans or start is None:
-        return AssimilationResult(twin=twin.name, cycles=done, pending=total)
+        return _result(request, twin, done, total)
     first = start
     parts: queue.SimpleQueue[Part | BaseException | None] = queue.SimpleQueue()
 
@@ -374,7 +374,12 @@ def assimilate(session: Session, engines: Engines, *, principal: Principal, ref:
                 progress(len(done), min(total, request.cycles))
             if answer["error"] is not None:
                 raise _failed(batch, answer["error"])
-    return AssimilationResult(twin=twin.name, cycles=done, pending=total - len(done))
+    return _result(request, twin, done, total - len(done))
+
+
+def _result(request: AssimilationRequest, twin: Twin, done: list[CycleRead], pending: int) -> AssimilationResult:
+    return AssimilationResult(twin=twin.name, cycles=done if request.answer == "cycles" else [], count=len(done),
+                              last=done[-1] if done else None, pending=pending)
 
 
 def read_cycle(row: AssimilationCycle, twin: Twin, *, detail: bool = False) -> CycleRead:

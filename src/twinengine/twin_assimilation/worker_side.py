@@ -124,6 +124,8 @@ def _step_members(fn: Callable[..., Any], step: str, names: list[str], members: 
 def _observed(operators: dict[str, str], names: list[str], members: np.ndarray,
               parameters: dict[str, Any]) -> np.ndarray:
     """Each member's value of every operator-observed quantity: (N, q)."""
+    if not operators:
+        return np.empty((members.shape[0], 0))
     columns = []
     for entrypoint in operators.values():
         operator = _resolve(entrypoint)
@@ -249,7 +251,7 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
                 (len(cycle["forcing"]), *current.shape)) * noise_std if noisy else None
             background = _step_members(fn, step, names, current, parameters, cycle["forcing"], dt, noise, form)
             observed = _observed(operators, names, background, parameters)
-            sd = np.array(cycle["sd"], dtype=float)
+            sd = np.array(cycle["sd"], dtype=float) if cycle["errors"] else np.asarray(cycle["sd"], dtype=float)
             for at, where, name in cycle["errors"]:
                 sd[at] = _error_std(where, float(cycle["values"][at]), parameters, name)
         except Exception as exc:  # the app's code: the cycles before it are kept
@@ -266,7 +268,7 @@ def cycles(*, step: str, names: list[str], parameters: dict[str, Any], dt: float
                 error = _failure("filter", exc)
                 break
             analysed, weights = result.members, result.log_weights
-            done.obs.append(np.column_stack([result.background_mean, result.expected, sd]))
+            done.obs.append((result.background_mean, result.expected, sd))
             done.ess.append(result.ess)
         else:
             analysed = background
@@ -291,10 +293,12 @@ class _Done:
         self.shape, self.n = shape, n
         self.kept: list[np.ndarray] = []
         self.weights: list[np.ndarray | None] = []
-        self.obs: list[np.ndarray] = []
+        self.obs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # a cycle's background mean, expected, std
         self.ess: list[float | None] = []
 
     def answer(self, error: dict[str, Any] | None) -> dict[str, Any]:
+        """The cycles as the engine reads them: ``obs`` (sum p, 3), stacked once per part, not once a cycle."""
+        obs = np.column_stack([np.concatenate(column) for column in zip(*self.obs, strict=True)]) if self.obs \
+            else np.zeros((0, 3))
         return {"members": np.stack(self.kept) if self.kept else np.zeros((0, self.shape[0], self.n)),
-                "log_weights": self.weights, "obs": np.concatenate(self.obs) if self.obs else np.zeros((0, 3)),
-                "ess": self.ess, "error": error}
+                "log_weights": self.weights, "obs": obs, "ess": self.ess, "error": error}
