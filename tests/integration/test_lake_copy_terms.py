@@ -82,6 +82,11 @@ def test_a_count_of_three_is_not_lost_by_copying(engine: Engine, tmp_path: Path)
     before = user.lake.get("remote:rain/rain.nc").terms
     assert before is not None and (before.uses, before.usable, before.refusal) == (0, True, None)
     assert user.lake.download("remote:rain/rain.nc", tmp_path / "1.nc").read_bytes() == nc.read_bytes()  # 1
+    for wrong in ("coords=POINT(7.5 46.5)&parameter-name=nope", "coords=POINT(700 46.5)", "coords=nonsense"):
+        bad = engine.http.get(f"/edr/collections/remote.rain/position?{wrong}", headers=engine.headers(token))
+        assert bad.status_code == 400, (wrong, bad.text)  # refused for its own parameters: no use of the copy
+    with engine.runtime.db.session(readonly=True) as session:
+        assert uses_of(session, "urn:uuid:agreement-1") == 1
     query = engine.http.get("/edr/collections/remote.rain/position?coords=POINT(7.5 46.5)",
                             headers=engine.headers(token))
     assert query.status_code == 200, query.text  # 2

@@ -133,8 +133,15 @@ def collection_ids(access: DataAccess, *, principal: Principal) -> list[str]:
 
 
 def _plan(access: DataAccess, *, principal: Principal, collection_id: str, query: Query) -> Extraction:
-    readable_collection(access, principal=principal, collection_id=collection_id)
-    access.source.use(collection_id, principal)  # each query is a use (a copy's count is kept: lake.terms)
+    readable_collection(access, principal=principal, collection_id=collection_id)  # a spent copy: refused here
+    extraction = _planned(access, collection_id, query)
+    # each query answered is a use (a copy's count is kept: lake.terms), counted once its parameters are known
+    # to be good: one refused for its own parameters read no data and used nothing
+    access.source.use(collection_id, principal)
+    return extraction
+
+
+def _planned(access: DataAccess, collection_id: str, query: Query) -> Extraction:
     planner = access.planner(collection_id)
     stations = points.stations_of(planner.ds) if not planner.gridded() else None
     if stations is not None:
