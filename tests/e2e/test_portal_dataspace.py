@@ -2,7 +2,8 @@
 HTTP on loopback, each with its own store and lake: a data steward (a user, not an admin) of the first sees
 their offer with its terms in words and the agreement another engine made under it, reads the other engine's
 catalog, negotiates for one of its offers from the page and follows the negotiation and the transfer until the
-data has landed with its SHA-256 verified, revokes the agreement under their offer and sees it revoked; another
+data has landed with its SHA-256 verified, revokes the agreement under their offer and sees it revoked, and finds
+the landed copy on the lake page with its terms and its uses; another
 user of the same engine sees none of it; errors land beside the field they name, a refusal with its reason; the
 page fits a phone's screen."""
 
@@ -194,6 +195,17 @@ def test_a_steward_offers_negotiates_sees_the_checksum_and_revokes(chromium_brow
         assert page.locator(f"button[aria-label='Revoke the agreement with {peer.did} on River-reach gauge history']"
                             ).count() == 0
         tab.check("dataspace-revoked")
+
+        # the landed copy on the lake page: its terms as its holder reads them, the download above its one use
+        page.click("nav a:has-text('Data lake')")
+        tab.ready()
+        page.fill("#lake-search", "catchment-rain")
+        page.press("#lake-search", "Enter")
+        cell = page.wait_for_selector("tr:has-text('remote:catchment-rain/rain.csv') .copy-terms")
+        said = cell.inner_text()
+        assert f"copy of {peer.did}'s data, agreement " in said and "1 use here" in said and "usable" in said, said
+        assert "copy's terms" in tab.text("section[aria-label='Files, datasets and their replicas'] thead")
+        tab.check("lake-copy-terms")
     finally:
         tab.close()
 

@@ -32,7 +32,19 @@ async function stacBrowser() {
   return section("STAC browser", collections.collections.length ? [field("stac-collection", "Collection", select), slot] : h("p", { class: "muted" }, "No collections."));
 }
 
-const PAGE = 25;  // identifiers per page: each row asks for its replicas
+const PAGE = 25;  // identifiers per page: each row asks for its replicas and terms
+
+/** A copy of another participant's data, as its holder reads its terms: the agreement and provider, the uses
+ * counted on this engine (every copy landed under the agreement), and whether one more is permitted now, with
+ * the agreement's reason when not (the whole refusal in the tooltip). */
+function copyTerms(terms) {
+  if (!terms) return "–";
+  const uses = `${terms.uses} ${terms.uses === 1 ? "use" : "uses"} here`;
+  const reason = terms.refusal ? terms.refusal.slice(terms.refusal.lastIndexOf(": ") + 2) : "";
+  return h("div", { class: "copy-terms", title: terms.refusal || terms.agreement },
+    h("div", {}, `copy of ${terms.provider || "another participant"}'s data, agreement ${terms.agreement}`),
+    h("div", {}, `${uses} · `, terms.usable ? statusBadge("usable") : [statusBadge("refused"), ` ${reason}`]));
+}
 
 /** Identifiers (files, datasets, containers) a page at a time, found by words in their scope or name, each
  * with its replicas per endpoint; the engine pages and searches (``q``, ``limit``, ``offset``). */
@@ -48,12 +60,18 @@ function didBrowser() {
   async function load() {
     const id = ++asked;
     const page = await api("/api/v1/lake/dids", { params: { q: search.value.trim(), type: kind.value, limit: PAGE, offset } });
-    const replicas = await Promise.all(page.items.map((d) => (d.type !== "file" ? Promise.resolve(null)  // files hold the replicas
-      : api(`/api/v1/lake/dids/${enc(d.did)}`).then((full) => full.replicas || []).catch(() => []))));
+    // files hold the replicas; files and datasets landed from another participant carry the terms of their copy
+    const details = await Promise.all(page.items.map((d) => (d.type === "container" ? Promise.resolve(null)
+      : api(`/api/v1/lake/dids/${enc(d.did)}`).catch(() => null))));
     if (id !== asked) return;  // a newer search or page replaced this one
-    replace(slot, table(null, ["identifier", "type", "size", "created by", "replicas per endpoint"], page.items.map((d, i) => [d.did, d.type, bytes(d.bytes), d.created_by,
-      replicas[i] === null ? "–" : replicas[i].length ? replicas[i].map((r) => h("div", {}, `${r.endpoint}: `, statusBadge(r.state), r.verified_at ? ` verified ${when(r.verified_at)}` : "")) : "none"]),
-    { empty: search.value.trim() ? "Nothing matches these words." : "No identifiers." }));
+    const held = details.some((full) => full && full.terms);
+    const columns = ["identifier", "type", "size", "created by", "replicas per endpoint"].concat(held ? ["copy's terms"] : []);
+    replace(slot, table(null, columns, page.items.map((d, i) => {
+      const full = details[i];
+      const replicas = d.type !== "file" ? "–" : full && full.replicas && full.replicas.length
+        ? full.replicas.map((r) => h("div", {}, `${r.endpoint}: `, statusBadge(r.state), r.verified_at ? ` verified ${when(r.verified_at)}` : "")) : "none";
+      return [d.did, d.type, bytes(d.bytes), d.created_by, replicas].concat(held ? [copyTerms(full && full.terms)] : []);
+    }), { empty: search.value.trim() ? "Nothing matches these words." : "No identifiers." }));
     const last = Math.min(offset + page.items.length, page.total);
     found.textContent = page.total ? `${offset + 1}–${last} of ${page.total} identifiers${search.value.trim() ? ` matching “${search.value.trim()}”` : ""}` : "0 identifiers";
     slot.dataset.total = String(page.total);
