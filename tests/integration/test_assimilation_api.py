@@ -232,18 +232,24 @@ def test_a_record_s_own_error_weighs_its_observation(engine: Engine, tmp_path: P
     assert third.analysis == second.analysis and third.innovations == {}
 
 
+def _observed_lorenz96(engine: Engine, twin: str, steps: int, *, seed: int) -> Client:
+    """uma's Lorenz-96 twin, its first guess the truth + 0.5, fed ``steps`` observations of a truth run."""
+    engine.as_role("ada", "developer").publish_app(LORENZ96)
+    uma = engine.as_role("uma", "user")
+    uma.create_twin("lorenz96", twin, {})
+    run = _lorenz96(steps, seed=seed)
+    uma.write_state(twin, reported={f"x[{i}]": PropertyWrite(value=float(v), timestamp=START)
+                                    for i, v in enumerate(run[0][1] + 0.5)})
+    uma.streams.append(twin, "obs", [{"time": t.isoformat(), **{f"y{i}": float(v) for i, v in enumerate(y)}}
+                                     for t, _x, y in run])
+    return uma
+
+
 def test_cycles_one_per_request_equal_cycles_run_together(engine: Engine) -> None:
     """A request runs its cycles in one call to the app's worker, which answers in parts as it goes; twelve
     requests of one cycle each give, cycle for cycle, the analyses, innovations and state of one request of
     twelve."""
-    engine.as_role("ada", "developer").publish_app(LORENZ96)
-    uma = engine.as_role("uma", "user")
-    uma.create_twin("lorenz96", "l96", {})
-    steps = _lorenz96(12, seed=4)
-    uma.write_state("l96", reported={f"x[{i}]": PropertyWrite(value=float(v), timestamp=START)
-                                     for i, v in enumerate(steps[0][1] + 0.5)})
-    uma.streams.append("l96", "obs", [{"time": t.isoformat(), **{f"y{i}": float(v) for i, v in enumerate(y)}}
-                                      for t, _x, y in steps])
+    uma = _observed_lorenz96(engine, "l96", 12, seed=4)
     together = uma.assimilation.run("l96", what_if="l96-together", cycles=12, method="enkf", seed=3)
     first = uma.assimilation.run("l96", what_if="l96-one", cycles=1, method="enkf", seed=3)
     apart = first.cycles + [c for _ in range(11)
@@ -260,14 +266,7 @@ def test_cycles_one_per_request_equal_cycles_run_together(engine: Engine) -> Non
 def test_a_summary_answer_holds_the_count_and_the_last_cycle(engine: Engine) -> None:
     """``answer: summary`` runs the same cycles (same seed, same analyses) and answers with their count and the
     last one's record instead of every record; the SDK's stepped requests (progress) add the counts up."""
-    engine.as_role("ada", "developer").publish_app(LORENZ96)
-    uma = engine.as_role("uma", "user")
-    uma.create_twin("lorenz96", "l96s", {})
-    steps = _lorenz96(30, seed=9)
-    uma.write_state("l96s", reported={f"x[{i}]": PropertyWrite(value=float(v), timestamp=START)
-                                      for i, v in enumerate(steps[0][1] + 0.5)})
-    uma.streams.append("l96s", "obs", [{"time": t.isoformat(), **{f"y{i}": float(v) for i, v in enumerate(y)}}
-                                       for t, _x, y in steps])
+    uma = _observed_lorenz96(engine, "l96s", 30, seed=9)
     full = uma.assimilation.run("l96s", what_if="l96s-full", cycles=12, seed=5)
     brief = uma.assimilation.run("l96s", what_if="l96s-brief", cycles=12, seed=5, answer="summary")
     assert brief.cycles == [] and brief.count == full.count == len(full.cycles) == 12
