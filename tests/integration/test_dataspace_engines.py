@@ -689,6 +689,55 @@ def test_a_window_of_a_stream_history_is_offered(engines: tuple[Participant, Par
     assert last_hours.column("level").to_pylist() == [r["level"] for r in recent[1:]]  # not the one 10 days old
 
 
+def test_one_station_s_readings_of_a_quality_are_offered(engines: tuple[Participant, Participant]) -> None:
+    """A stream offered for one source and the readings its checks did not flag bad: the snapshot holds exactly
+    station RR-01's readings but its bad one (RR-02's are left out), the catalog says which in words, and a key
+    on a stream that has none, quality on one without checks, or a flag that does not exist are refused naming
+    their field."""
+    import io
+
+    import pyarrow as pa
+
+    from helpers import REPO, RIVER_REACH
+    from twinengine.client import Client
+
+    provider, consumer = engines
+    one = _gauge_readings(0, 24)
+    other = [{**r, "station": "RR-02", "level": round(r["level"] + 0.001, 3)} for r in one]
+    wrong = {**_gauge_readings(24, 1)[0], "level": -5.0}  # below the range check's 0: flagged bad
+    with Client(provider.url, provider.admin) as ours:
+        if not [a for a in ours.list_apps().items if a.name == "river-reach"]:
+            ours.publish_app(RIVER_REACH)
+        if not [a for a in ours.list_apps().items if a.name == "lorenz96"]:
+            ours.publish_app(REPO / "examples" / "apps" / "lorenz96")
+        ours.create_twin("river-reach", "two-stations", {"station": "RR-01"})
+        ours.streams.append("two-stations", "gauges", [r for pair in zip(one, other, strict=True) for r in pair])
+        ours.streams.append("two-stations", "gauges", [wrong])
+        ours.create_twin("lorenz96", "keyless", {})
+        for stream, chosen, field in ((("keyless", "obs"), {"key": "RR-01"}, "key"),
+                                      (("keyless", "obs"), {"quality": ["good"]}, "quality"),
+                                      (("two-stations", "gauges"), {"quality": ["excellent"]}, "quality"),
+                                      (("two-stations", "gauges"), {"key": ""}, "key")):
+            refused = provider.api("POST", "/api/v1/dataspace/offers", json={
+                "stream": {"twin": stream[0], "stream": stream[1], **chosen}, "title": "t"})
+            assert refused.status_code == 422, (chosen, refused.text)
+            assert refused.json()["details"][0]["loc"].startswith(f"stream.{field}"), (chosen, refused.text)
+        made = ours.dataspace.offer_stream("two-stations", "gauges", "Gauge RR-01, flagged good or suspect",
+                                           key="RR-01", quality=["suspect", "good"])
+    assert made.window == {"key": "RR-01", "key_field": "station", "quality": ["good", "suspect"]}
+    listed = {d["@id"]: d for d in consumer.ok("POST", "/api/v1/dataspace/catalog",
+                                               json={"url": provider.url})["dataset"]}
+    assert "stream gauges of station RR-01 flagged good or suspect" in listed[made.dataset_id]["dct:description"]
+    started = negotiate(consumer, provider, made.model_dump(mode="json"), land="remote:station-gauges")
+    agreement = wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"]
+    mine = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)
+    wait_state(consumer, "transfers", mine[0]["id"], "COMPLETED")
+    data = consumer.api("GET", "/api/v1/lake/dids/remote:station-gauges/gauges.arrow/content").content
+    got = pa.ipc.open_file(io.BytesIO(data)).read_all()
+    assert set(got.column("station").to_pylist()) == {"RR-01"}
+    assert got.column("level").to_pylist() == [r["level"] for r in one]  # the bad reading left out
+
+
 def test_a_delete_duty_is_carried_out_on_the_consumers_copy(engines: tuple[Participant, Participant],
                                                             gauges: dict[str, Any]) -> None:
     """An offer obliging the consumer to delete its copy two days after the agreement: the consumer's engine

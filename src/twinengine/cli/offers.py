@@ -35,6 +35,14 @@ class NegotiationStep(StrEnum):
     terminate = "terminate"
 
 
+class Flag(StrEnum):
+    """A quality flag a stream's checks give a reading (docs/quality.md)."""
+
+    good = "good"
+    suspect = "suspect"
+    bad = "bad"
+
+
 class TransferStep(StrEnum):
     """A person's step on a transfer process (``start`` also resumes a suspended one)."""
 
@@ -63,6 +71,11 @@ def create(ctx: typer.Context,
            last: str | None = typer.Option(None, "--last", metavar="DURATION",
                                            help="With --stream: only readings of this long before each transfer "
                                                 "(P7D, PT6H or seconds)."),
+           key: str | None = typer.Option(None, "--key", metavar="VALUE",
+                                          help="With --stream: one source only, the readings whose key field (the "
+                                               "stream's key, a station id) has this value."),
+           quality: list[Flag] = typer.Option([], "--quality", help="With --stream: only readings its quality "
+                                                                    "checks flagged so (repeat: good, suspect)."),
            title: str = typer.Option(..., "--title"),
            description: str | None = typer.Option(None, "--description"),
            keyword: list[str] = typer.Option([], "--keyword"),
@@ -94,6 +107,9 @@ def create(ctx: typer.Context,
         raise typer.BadParameter("only a stream (--stream) is offered live", param_hint="--live")
     if (since or before or last) and stream is None:
         raise typer.BadParameter("only a stream's history (--stream) is offered in a window", param_hint="--from")
+    if (key is not None or quality) and stream is None:
+        raise typer.BadParameter("only a stream's readings (--stream) are chosen by source or quality",
+                                 param_hint="--key" if key is not None else "--quality")
     window: tuple[datetime | None, datetime | None] | timedelta | None = None
     if last is not None:
         if since or before:
@@ -120,7 +136,8 @@ def create(ctx: typer.Context,
         made = (client.dataspace.offer(did, title, **terms) if did is not None
                 else client.dataspace.offer_run(run, title, **terms) if run is not None
                 else client.dataspace.offer_collection(collection, title, **terms) if collection is not None
-                else client.dataspace.offer_stream(twin_name, stream_name, title, live=live, window=window, **terms))
+                else client.dataspace.offer_stream(twin_name, stream_name, title, live=live, window=window, key=key,
+                                                   quality=[f.value for f in quality] or None, **terms))
     what = f"queries of collection {made.collection}" if made.collection else made.did
     out.emit(made, lambda: console.print(f"offered {what} as dataset {made.dataset_id} (offer {made.id})",
                                          highlight=False))

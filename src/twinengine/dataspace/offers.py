@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from twinengine.auth import odrl
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
+from twinengine.catalog.manifest import Stream as DeclaredStream
 from twinengine.dataspace.models import Offer, Participant
 from twinengine.dataspace.spec import problems
 from twinengine.errors import NotFound, PermissionDenied, TwinNotFound, ValidationFailed
@@ -94,9 +96,11 @@ def _may_offer(session: Session, principal: Principal, did_text: str) -> Any:
     return did
 
 
-def _may_offer_stream(session: Session, principal: Principal, twin_ref: str, stream: str) -> tuple[str, str]:
-    """(twin id, the offer's ``did`` text) when ``principal`` may offer the history of ``twin_ref``'s ``stream``:
-    those who manage the twin (its owner, a member of its owning group, an admin)."""
+def _may_offer_stream(session: Session, principal: Principal, twin_ref: str,
+                      stream: str) -> tuple[str, str, DeclaredStream]:
+    """(twin id, the offer's ``did`` text, the stream as the app declares it) when ``principal`` may offer the
+    history of ``twin_ref``'s ``stream``: those who manage the twin (its owner, a member of its owning group,
+    an admin)."""
     from twinengine.twins.service import get_twin, manifest_for
 
     try:
@@ -110,7 +114,25 @@ def _may_offer_stream(session: Session, principal: Principal, twin_ref: str, str
     if stream not in declared:
         raise ValidationFailed.one("stream.stream", f"twin {twin.name} has no stream {stream!r}; its streams: "
                                                     f"{', '.join(sorted(declared)) or 'none'}")
-    return twin.id, f"stream:{twin.name}/{stream}"
+    return twin.id, f"stream:{twin.name}/{stream}", declared[stream]
+
+
+def _selection(declared: DeclaredStream, window: dict[str, Any] | None, twin: str,
+               stream: str) -> dict[str, Any] | None:
+    """The window with the key field its one source is told apart by (``key_field``, for the words the catalog
+    says); 422 naming ``stream.key`` for a stream whose readings have no key, ``stream.quality`` for one that
+    flags none."""
+    if not window:
+        return window
+    if window.get("key") is not None:
+        if declared.key is None:
+            raise ValidationFailed.one("stream.key", f"stream {stream} of twin {twin} declares no key: its readings "
+                                                     "are not told apart by source")
+        window = {**window, "key_field": declared.key}
+    if window.get("quality") is not None and not declared.quality:
+        raise ValidationFailed.one("stream.quality", f"stream {stream} of twin {twin} has no quality checks: no "
+                                                     "reading is flagged")
+    return window
 
 
 def _may_offer_run(session: Session, principal: Principal, run_id: str) -> tuple[str, str | None]:
@@ -166,11 +188,18 @@ def _may_offer_collection(session: Session, principal: Principal, collection_id:
 
 
 def stream_window(*, since: datetime | None = None, until: datetime | None = None, last: timedelta | None = None,
-                  live: bool = False) -> dict[str, Any] | None:
-    """A stream offer's window as kept (ISO 8601 times, ``last`` in seconds), or None for the whole history; 422
-    naming ``stream.<field>`` for a window that cannot be served."""
+                  live: bool = False, key: str | None = None, quality: Sequence[str] | None = None
+                  ) -> dict[str, Any] | None:
+    """A stream offer's window as kept (ISO 8601 times, ``last`` in seconds; the one source ``key`` and the
+    quality flags it keeps, where given), or None for the whole history; 422 naming ``stream.<field>`` for a
+    window that cannot be served (whether the stream has a key and quality checks: ``create_offer``)."""
+    selection: dict[str, Any] = {}
+    if key is not None:
+        selection["key"] = key
+    if quality is not None:
+        selection["quality"] = sorted(set(quality), key=("good", "suspect", "bad").index)
     if since is None and until is None and last is None:
-        return None
+        return selection or None
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.utcoffset() is None:
             raise ValidationFailed.one(f"stream.{name}", "a time with its offset from UTC (2026-03-01T00:00:00Z)")
@@ -182,7 +211,7 @@ def stream_window(*, since: datetime | None = None, until: datetime | None = Non
         raise ValidationFailed.one("stream.until", "the window ends after it begins")
     if live and until is not None:
         raise ValidationFailed.one("stream.until", "a live stream goes on: its window has no end")
-    window: dict[str, Any] = {}
+    window: dict[str, Any] = dict(selection)
     if since is not None:
         window["since"] = since.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if until is not None:
@@ -216,7 +245,8 @@ def create_offer(session: Session, *, principal: Principal, did: str | None = No
         found = _may_offer_collection(session, principal, collection)
         source: tuple[str, str | None, str | None] = (found.did, found.owner_group, found.owner_twin)
     elif stream is not None:
-        twin_id, offered = _may_offer_stream(session, principal, *stream)
+        twin_id, offered, declared = _may_offer_stream(session, principal, *stream)
+        window = _selection(declared, window, *stream)
         source = (offered, None, twin_id)
     elif run is not None:
         results, run_twin = _may_offer_run(session, principal, run)

@@ -67,6 +67,12 @@ class OfferedStream(BaseModel):
     last: timedelta | None = Field(default=None, description="A rolling window: only readings of this long before "
                                                              "each transfer starts (ISO 8601, P7D, or seconds); not "
                                                              "with since or until.")
+    key: str | None = Field(default=None, min_length=1, max_length=200,
+                            description="One source only: the readings whose key field (the stream's ``key``, "
+                                        "a station id) has this value.")
+    quality: list[Literal["good", "suspect", "bad"]] | None = Field(
+        default=None, min_length=1, max_length=3, description="Only the readings the stream's quality checks "
+                                                              "flagged so (good; good and suspect).")
 
 
 class OfferCreate(BaseModel):

@@ -51,7 +51,7 @@ class _Source:
     twin_name: str
     declared: Any
     endpoint: str
-    window: dict[str, Any] | None = None  # the offer's: since, until (ISO 8601), last (seconds)
+    window: dict[str, Any] | None = None  # the offer's: since, until (ISO 8601), last (seconds), key, quality
 
 
 def _source(connector: Connector, transfer_id: int) -> _Source:
@@ -150,14 +150,16 @@ def _store(connector: Connector, source: _Source, did: str, *, start: int, end: 
     since, until = bounds(source.window, now=datetime.now(UTC)) if start == 0 or not (source.window or {}).get(
         "last") else (None, None)  # a rolling window's live parts after the first are new readings
     try:
+        window = source.window or {}
         records = _write(connector, hub, sink, source.declared, source.twin_id, source.stream, start, end, path,
-                         since=since, until=until)
+                         since=since, until=until, key=window.get("key"), quality=window.get("quality"))
         meta: dict[str, Any] = {META_KEY: {"offer": source.offer_id, "transfer": source.provider_pid,
                                            "twin": source.twin_name, "stream": source.stream,
                                            "offsets": [start, end], "records": records}}
         if source.window:
             meta[META_KEY]["window"] = {"since": since.isoformat() if since else None,
-                                        "until": until.isoformat() if until else None}
+                                        "until": until.isoformat() if until else None,
+                                        **{k: window[k] for k in ("key", "quality") if window.get(k) is not None}}
         upload_file(connector.db, connector.lake, principal=SYSTEM, path=Path(path), did=did,
                     endpoint=source.endpoint, media_type=MEDIA_TYPE, meta=meta)
     finally:
@@ -166,9 +168,11 @@ def _store(connector: Connector, source: _Source, did: str, *, start: int, end: 
 
 
 def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: str, stream: str, start: int,
-           end: int, path: str, *, since: datetime | None = None, until: datetime | None = None) -> int:
+           end: int, path: str, *, since: datetime | None = None, until: datetime | None = None,
+           key: str | None = None, quality: list[str] | None = None) -> int:
     """The records at offsets [start, end), declared fields only, into the Arrow IPC file ``path``; how many.
-    With ``since``/``until``, only those whose time field is in [since, until)."""
+    With ``since``/``until``, only those whose time field is in [since, until); with ``key``, those of that one
+    source (the stream's key field); with ``quality``, those its checks flagged so."""
     import pyarrow.compute as pc
 
     from twinengine.streams.checksum import stream_records
@@ -179,8 +183,11 @@ def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: st
     records = 0
     with connector.db.session(readonly=True) as session, pa.OSFile(path, "wb") as out, \
             pa.ipc.new_file(out, schema) as writer:
-        for part in stream_records(session, hub, sink, twin_id=twin_id, stream=stream, start=start, end=end):
+        for part in stream_records(session, hub, sink, twin_id=twin_id, stream=stream, start=start, end=end,
+                                   quality=quality):
             table = part.select(schema.names).cast(schema)
+            if key is not None:
+                table = table.filter(pc.fill_null(pc.equal(table.column(declared.key), key), False))
             times = table.column(declared.time_field)
             if since is not None:
                 table = table.filter(pc.greater_equal(times, pa.scalar(since, type=time_type)))
