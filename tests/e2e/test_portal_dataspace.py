@@ -60,6 +60,8 @@ def space(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> It
             her.create_twin("river-reach", "dora-reach", {"station": "RR-07"})
             her.dataspace.offer_stream("dora-reach", "gauges", "Gauge RR-07 as it streams", purposes=["flood-research"])
             her.dataspace.offer_stream("dora-reach", "gauges", "Gauge RR-07 live", live=True)
+            her.dataspace.offer_stream("dora-reach", "gauges", "Gauge RR-07 good readings", key="RR-07",
+                                       quality=["good"])
             her.dataspace.offer_stream("dora-reach", "gauges", "Gauge RR-07 one morning", delete_after=30, window=(
                 datetime(2026, 3, 1, 6, tzinfo=UTC), datetime(2026, 3, 1, 12, tzinfo=UTC)))
         sums = _dataset(peer, bob, "hydro:rain-2026", {"rain.csv": RAIN})
@@ -115,6 +117,8 @@ def test_a_steward_offers_negotiates_sees_the_checksum_and_revokes(chromium_brow
         row = _row(offers, "Gauge RR-07 one morning")  # a window, and a duty the consumer's engine carries out
         assert "twin dora-reach from 2026-03-01T06:00:00Z until 2026-03-01T12:00:00Z" in row
         assert "the copy deleted by 30 days after the agreement" in row, row
+        row = _row(offers, "Gauge RR-07 good readings")  # one source's readings of a quality, in words
+        assert "stream gauges of twin dora-reach of station RR-07 flagged good" in row, row
         row = _row(offers, "Gauge RR-07 live")
         assert "stream gauges of twin dora-reach live (pushed as it grows, until the transfer ends)" in row
 

@@ -13,7 +13,7 @@ const POLL_LIMIT_MS = 180_000;
 
 // -- policies in words ---------------------------------------------------------------------------------------------
 
-// a stream offer's window in words: " from 2026-03-01T06:00:00Z until ...", " of the last 6 hours"
+// a stream offer's window in words: " of station RR-01 flagged good", " from 2026-03-01T06:00:00Z until ...", " of the last 6 hours"
 function windowWords(window) {
   if (!window) return "";
   const which = (window.key != null ? ` of ${window.key_field || "source"} ${window.key}` : "")
