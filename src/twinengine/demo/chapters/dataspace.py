@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from twinengine.client import Client
+from twinengine.dataspace.catalog import window_words
 from twinengine.dataspace.schemas import NegotiationRead, TransferRead
 from twinengine.demo.context import DemoContext
 from twinengine.demo.server import InProcessServer, free_port
@@ -226,6 +227,12 @@ def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Pa
                                        count=3, days=DAYS, attribution=True, keywords=["river", "gauge", "stream"],
                                        live=True)
     ctx.say(f"uma offered {name}'s {STREAM} stream live ({offer.dataset_id}): pushed as it grows, until ended")
+    chosen = uma.dataspace.offer_stream(name, STREAM, f"Gauge RR-01, good readings ({name})", purposes=[PURPOSE],
+                                        keywords=["river", "gauge"], key="RR-01", quality=["good"])
+    described = next((str(d.get("dct:description", "")) for d in forecaster.dataspace.catalog(ctx.url)["dataset"]
+                      if d.get("@id") == chosen.dataset_id), "")
+    ctx.say(f"uma offered station RR-01's readings flagged good only, too ({chosen.dataset_id}); the partner's "
+            f"catalog says it serves the history of a twin's stream {STREAM}{window_words(chosen.window)}")
     asked = forecaster.dataspace.negotiate(ctx.url, offer.dataset_id, purpose=PURPOSE, land=STREAM_LANDED, push=True)
     mine = _until(lambda: forecaster.dataspace.negotiation(asked.id), "FINALIZED")
     agreement = str(mine.agreement_id)
@@ -263,7 +270,7 @@ def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Pa
                                                       "offsets": kept.get(p["name"], {}).get("offsets")}
                                                      for p in parts],
             "parts_equal": equal, "newest": reading, "twin": twin.name, "partner_level": level,
-            "provider_level": theirs}
+            "provider_level": theirs, "chosen": {"window": chosen.window, "described": described}}
 
 
 def _forecast_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path) -> dict[str, Any]:
