@@ -40,7 +40,7 @@ def test_the_demo_chapter_trains_the_surrogate_through_the_engine_and_scores_it(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """``twin demo --app calo-fastsim``: showers written as HDF5 and ROOT and read back exactly, the null test,
     the surrogate trained and gated through the engine, and the validate workflow's scores in the twin's state;
-    its results stay with its runs (this story has no lake endpoint: no warning that they could not be registered)."""
+    its results registered in the lake (no warning that they could not be)."""
     need_modules("ml", "torch", "mlflow", hint="pip install -e '.[ml]'")
     said: list[str] = []
     caplog.set_level(logging.WARNING, logger="twinengine")

@@ -8,6 +8,7 @@ is close to the S/N with the truth mask. The issue's targets over eight seeds ar
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,13 @@ def test_twin_app_test_passes_the_app() -> None:
         assert found[item]["ok"] and not found[item]["skipped"], found.get(item)
 
 
-def test_the_pulsar_chapter_flags_classifies_and_folds_through_the_engine(tmp_path: Path) -> None:
+def test_the_pulsar_chapter_flags_classifies_and_folds_through_the_engine(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     said: list[str] = []
+    caplog.set_level(logging.WARNING, logger="twinengine")
     ctx = runner.run_demo(DemoOptions(data_dir=tmp_path / "data", app="pulsar-rfi"), say=said.append)
+    # the fold workflow's results are registered in the lake (the story makes its endpoint)
+    assert not [r.getMessage() for r in caplog.records if "not registered in the lake" in r.getMessage()]
     facts = ctx.facts["pulsar"]
     assert facts["model_version"] == "1" and facts["cell_f1"] >= 0.85  # trained through the engine, gated
     assert facts["chunks"] == 63 and sum(facts["labels"].values()) == 63

@@ -161,14 +161,13 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print,
     ``options.serve`` the engine keeps serving after ``finished(ctx)`` (which prints the summary) until Ctrl-C."""
     started = time.perf_counter()
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="twin-demo-"))
-    # Stream history and workflow results land in the lake on site-a, where the lake chapter creates it (another
-    # app's story has no lake: its results stay with its runs); small segments so the live stream closes some
+    # Stream history and workflow results land in the lake on site-a (the lake chapter creates it; another app's
+    # story, at its start: demo.chapters.lattice._lake_endpoint); small segments so the live stream closes some
     # for the compactor.
     # The port is chosen before the engine starts so that it knows its own address in the data space (its
     # did:web), which the data-space chapter's partner engine on loopback reaches it by.
     port = free_port()
-    lake_endpoint = "site-a" if lake.lake_store in APP_CHAPTERS[options.app] else None
-    runtime = Runtime.from_settings(Settings(data_dir=data_dir, lake_endpoint=lake_endpoint, stream_segment_bytes=4096,
+    runtime = Runtime.from_settings(Settings(data_dir=data_dir, lake_endpoint="site-a", stream_segment_bytes=4096,
                                              envs_dir=_shared_envs(), dataspace_url=f"http://127.0.0.1:{port}",
                                              dataspace_peer_hosts=["127.0.0.1"],
                                              **APP_SETTINGS.get(options.app, {})))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from twinengine.demo.chapters.lattice import _lake_endpoint
 from twinengine.demo.chapters.ml import wait_for_training
 from twinengine.demo.chapters.twins import _free_name
 from twinengine.demo.context import DemoContext, skipped_without_ml
@@ -30,6 +31,7 @@ SCORED = 500  # drawn from the surrogate by the validate workflow
 def fast_simulation(ctx: DemoContext) -> None:
     if skipped_without_ml(ctx, "calo", "calo-fastsim"):
         return
+    _lake_endpoint(ctx)  # the validate workflow's results are registered in the lake on site-a
     uma, package = ctx.client("uma"), ctx.app_package.__name__
     simulator = importlib.import_module(f"{package}.simulator")
     calofile = importlib.import_module(f"{package}.calofile")

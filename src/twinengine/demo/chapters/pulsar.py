@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from twinengine.demo.chapters.lattice import _lake_endpoint
 from twinengine.demo.chapters.ml import wait_for_training
 from twinengine.demo.chapters.twins import _free_name
 from twinengine.demo.context import DemoContext, skipped_without_ml
@@ -50,6 +51,7 @@ def _wait_for_chunks(uma: Any, twin: str, count: int) -> Any:
 def pulsar_search(ctx: DemoContext) -> None:
     if skipped_without_ml(ctx, "pulsar", "pulsar-rfi"):
         return
+    _lake_endpoint(ctx)  # the fold workflow's results are registered in the lake on site-a
     uma, package = ctx.client("uma"), ctx.app_package.__name__
     simulator = importlib.import_module(f"{package}.simulator")
     filterbank = importlib.import_module(f"{package}.filterbank")
