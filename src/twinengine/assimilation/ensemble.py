@@ -72,11 +72,13 @@ def _ensemble_update(S: Array, d: Array, A: Array) -> tuple[Array, Array]:
     members, p = S.shape
     scale = 1.0 / np.sqrt(members - 1)
     if members <= p:
-        # The eigenvectors of G span the whole ensemble space: T = U diag((1 + s^2)^{-1/2}) U^T.
+        # The eigenvectors of G span the whole ensemble space: T = U diag((1 + s^2)^{-1/2}) U^T, formed once
+        # (N x N) and applied to the anomalies once (a small ensemble's cycle is mostly numpy calls).
         vals, U = np.linalg.eigh(S @ S.T)
-        inv = 1.0 / (1.0 + np.clip(vals, 0.0, None))
-        w = U @ (inv * (U.T @ (S @ d)))
-        return scale * (w @ A), U @ (np.sqrt(inv)[:, None] * (U.T @ A))
+        inv = 1.0 / (1.0 + np.maximum(vals, 0.0))
+        Ut = U.T
+        w = U @ (inv * (Ut @ (S @ d)))
+        return scale * (w @ A), ((U * np.sqrt(inv)) @ Ut) @ A
     # More members than observations: the left singular vectors from the p x p problem S^T S = V diag(s^2) V^T.
     vals, V = np.linalg.eigh(S.T @ S)
     keep = vals > 1e-12 * max(float(vals.max()), 1e-300)
@@ -136,21 +138,9 @@ def etkf_anomalies(xbar: Array, A: Array, Y: Array, ybar: Array, y: Array, varia
     ``variances`` (p,): ``etkf_observed`` for a caller that has the mean and anomalies already (the engine's
     cycles: one mean of the ensemble per cycle instead of four). No checks, no rotation."""
     inv_std = 1.0 / np.sqrt(variances)
-    members = A.shape[0]
-    scale = 1.0 / np.sqrt(members - 1)
-    S = Y * (inv_std * scale)
-    d = (y - ybar) * inv_std
-    if members > S.shape[1]:
-        increment, anomalies = _ensemble_update(S, d, A)
-        return np.asarray(xbar + increment + anomalies, dtype=float)
-    # as _ensemble_update, with the mean's weights and the square root folded into one N x N transform
-    # (each row T_i + w / sqrt(N - 1)), applied to the anomalies once: a small ensemble's cycle is mostly calls
-    vals, U = np.linalg.eigh(S @ S.T)
-    inv = 1.0 / (1.0 + np.maximum(vals, 0.0))
-    Ut = U.T
-    transform = (U * np.sqrt(inv)) @ Ut
-    transform += (scale * (U @ (inv * (Ut @ (S @ d)))))[None, :]
-    return np.asarray(xbar + transform @ A, dtype=float)
+    S = Y * (inv_std / np.sqrt(A.shape[0] - 1))
+    increment, anomalies = _ensemble_update(S, (y - ybar) * inv_std, A)
+    return np.asarray(xbar + increment + anomalies, dtype=float)
 
 
 def _etkf(ens: Array, obs: Array, Y: Array, white: Callable[[Array], Array], rng: np.random.Generator | None,

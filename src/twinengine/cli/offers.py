@@ -14,6 +14,7 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 
 from twinengine.cli._common import console, state_of, table
+from twinengine.quality.spec import Flag
 
 app = typer.Typer(help="The data space: offer lake data under ODRL policies; find, negotiate and transfer "
                        "another engine's.", no_args_is_help=True)
@@ -33,14 +34,6 @@ class NegotiationStep(StrEnum):
     accept = "accept"
     verify = "verify"
     terminate = "terminate"
-
-
-class Flag(StrEnum):
-    """A quality flag a stream's checks give a reading (docs/quality.md)."""
-
-    good = "good"
-    suspect = "suspect"
-    bad = "bad"
 
 
 class TransferStep(StrEnum):

@@ -22,6 +22,7 @@ from twinengine.dataspace.spec import problems
 from twinengine.errors import NotFound, PermissionDenied, TwinNotFound, ValidationFailed
 from twinengine.lake import grants, terms
 from twinengine.lake.dids import get_did
+from twinengine.quality.spec import FLAGS, Flag
 from twinengine.store.base import lock_for_delete, utcnow
 
 __all__ = ["PROVENANCE_KEY", "add_participant", "build_policy", "create_offer", "get_offer", "list_offers",
@@ -197,7 +198,8 @@ def stream_window(*, since: datetime | None = None, until: datetime | None = Non
     if key is not None:
         selection["key"] = key
     if quality is not None:
-        selection["quality"] = sorted(set(quality), key=("good", "suspect", "bad").index)
+        wanted = {Flag(q) for q in quality}
+        selection["quality"] = [flag.value for flag in FLAGS if flag in wanted]  # in the order of severity
     if since is None and until is None and last is None:
         return selection or None
     for name, value in (("since", since), ("until", until)):

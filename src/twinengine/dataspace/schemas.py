@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from twinengine.catalog.manifest import IDENT_PATTERN
 from twinengine.lake.schemas import DID_PATTERN
+from twinengine.quality.spec import Flag
 
 __all__ = [
     "AccessRead",
@@ -70,7 +71,7 @@ class OfferedStream(BaseModel):
     key: str | None = Field(default=None, min_length=1, max_length=200,
                             description="One source only: the readings whose key field (the stream's ``key``, "
                                         "a station id) has this value.")
-    quality: list[Literal["good", "suspect", "bad"]] | None = Field(
+    quality: list[Flag] | None = Field(
         default=None, min_length=1, max_length=3, description="Only the readings the stream's quality checks "
                                                               "flagged so (good; good and suspect).")
 

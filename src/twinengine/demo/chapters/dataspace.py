@@ -231,8 +231,10 @@ def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Pa
                                         keywords=["river", "gauge"], key="RR-01", quality=["good"])
     described = next((str(d.get("dct:description", "")) for d in forecaster.dataspace.catalog(ctx.url)["dataset"]
                       if d.get("@id") == chosen.dataset_id), "")
+    which = f"stream {STREAM}{window_words(chosen.window)}"
     ctx.say(f"uma offered station RR-01's readings flagged good only, too ({chosen.dataset_id}); the partner's "
-            f"catalog says it serves the history of a twin's stream {STREAM}{window_words(chosen.window)}")
+            + (f"catalog says it serves the {which}" if which in described else
+               f"catalog does NOT say which readings it serves: {described!r}"))
     asked = forecaster.dataspace.negotiate(ctx.url, offer.dataset_id, purpose=PURPOSE, land=STREAM_LANDED, push=True)
     mine = _until(lambda: forecaster.dataspace.negotiation(asked.id), "FINALIZED")
     agreement = str(mine.agreement_id)
