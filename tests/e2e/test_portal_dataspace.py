@@ -209,6 +209,7 @@ def test_a_steward_offers_negotiates_sees_the_checksum_and_revokes(chromium_brow
         said = cell.inner_text()
         assert f"copy of {peer.did}'s data, agreement " in said and "1 use here" in said and "usable" in said, said
         assert "copy's terms" in tab.text("section[aria-label='Files, datasets and their replicas'] thead")
+        assert page.locator(".copy-terms").count() == 2  # the file and the dataset it landed in
         tab.check("lake-copy-terms")
     finally:
         tab.close()

@@ -60,9 +60,10 @@ function didBrowser() {
   async function load() {
     const id = ++asked;
     const page = await api("/api/v1/lake/dids", { params: { q: search.value.trim(), type: kind.value, limit: PAGE, offset } });
-    // files hold the replicas; files and datasets landed from another participant carry the terms of their copy
-    const details = await Promise.all(page.items.map((d) => (d.type === "container" ? Promise.resolve(null)
-      : api(`/api/v1/lake/dids/${enc(d.did)}`).catch(() => null))));
+    // files hold the replicas; a dataset is asked for only when it is a copy landed from another participant
+    // (its metadata says so: meta.dataspace), for the terms its holder reads with it
+    const details = await Promise.all(page.items.map((d) => (d.type === "file" || (d.type === "dataset" && d.meta && d.meta.dataspace)
+      ? api(`/api/v1/lake/dids/${enc(d.did)}`).catch(() => null) : Promise.resolve(null))));
     if (id !== asked) return;  // a newer search or page replaced this one
     const held = details.some((full) => full && full.terms);
     const columns = ["identifier", "type", "size", "created by", "replicas per endpoint"].concat(held ? ["copy's terms"] : []);
