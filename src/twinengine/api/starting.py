@@ -244,8 +244,8 @@ def collector_as_served() -> None:
     """The collector as ``twin serve`` leaves it once ready (what exists now frozen, collections rarer), for
     an engine built in a process of its own by other means (a bench timing it in-process): a full collection
     otherwise walks every object the start made, 0.3 s in the middle of a timed request."""
-    _settle_garbage_collector()
-    gc.set_threshold(10_000, 20, 20)
+    gc.collect()
+    _freeze_what_start_built()
 
 
 class _Lifespan:
