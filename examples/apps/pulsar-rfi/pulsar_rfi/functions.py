@@ -32,18 +32,30 @@ def _count(ctx: Any, name: str) -> float:
     return float(reported[name].value) if name in reported else 0.0
 
 
+def _memory(ctx: Any) -> np.ndarray | None:
+    """The channels' memory the twin's state kept from the chunks before (None before the first)."""
+    reported = ctx.state.reported if ctx.state is not None else {}
+    if "channel_memory" not in reported:
+        return None
+    memory = np.asarray(reported["channel_memory"].value, dtype="float64")
+    return memory if memory.shape == (NCHAN,) else None
+
+
 def judge(ctx: Any, records: list[dict[str, Any]]) -> None:
-    """Judge every chunk, publish it to ``chunks`` and count chunks, pulses and interference in state."""
+    """Judge every chunk, publish it to ``chunks`` and count chunks, pulses and interference in state, with
+    the channels' memory that carries a transmitter's channel from chunk to chunk."""
     params = ctx.parameters
     header = band()
     lag = delays(float(params.get("dm", 40)), header)
     predict, threshold = _flagger(ctx.model), float(params.get("flag_threshold", 0.5))
+    memory = _memory(ctx)
     judged = []
     for record in records:
         block = np.asarray(record["data"], dtype="float64").reshape(NCHAN, CHUNK + OVERLAP)
         result = process_chunk(block, int(record["start"]), lag=lag, period=float(params.get("period_s", 0.7137)),
                                tsamp=header.tsamp, flagger=predict, flag_threshold=threshold,
-                               snr_threshold=float(params.get("snr_threshold", 6)))
+                               snr_threshold=float(params.get("snr_threshold", 6)), memory=memory)
+        memory = result.memory
         judged.append({"time": record["time"], "start": result.start, "label": result.label,
                        "pulse": result.pulse, "interference": result.interference,
                        "score": round(result.snr, 3), "width": result.width, "flagged": result.flagged_fraction,
@@ -54,4 +66,5 @@ def judge(ctx: Any, records: list[dict[str, Any]]) -> None:
     ctx.update_state(timestamp=records[-1]["time"], chunks=int(chunks),
                      pulse_chunks=int(_count(ctx, "pulse_chunks")) + sum(j["pulse"] for j in judged),
                      rfi_chunks=int(_count(ctx, "rfi_chunks")) + sum(j["interference"] for j in judged),
-                     flagged_fraction=flagged, last_snr=judged[-1]["score"])
+                     flagged_fraction=flagged, last_snr=judged[-1]["score"],
+                     channel_memory=[round(float(m), 4) for m in np.asarray(memory)])

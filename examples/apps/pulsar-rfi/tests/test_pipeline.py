@@ -1,11 +1,13 @@
 """With the truth mask as its flags, the twin's pipeline is exact where it can be: the folded profile's S/N
 matches the analytic S/N of the same fold of the noiseless pulse, the single-pulse search finds the loud
 pulses where they arrive and nothing in chunks without one. The function on arrival publishes every chunk
-and keeps count in state, and refuses to flag with a flagger that was never trained."""
+and keeps count in state, and refuses to flag with a flagger that was never trained. A channel flagged whole
+in earlier chunks is held by the channels' memory; a found pulse's own cells are spared."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -69,9 +71,78 @@ def test_the_function_publishes_each_chunk_and_counts_in_state() -> None:
     assert all(len(c["profile_sum"]) == 256 and c["flagged"] == 0.0 for c in chunks)
     state = ctx.updates[-1]
     assert state["chunks"] == len(records) and state["flagged_fraction"] == 0.0
+    assert state["channel_memory"] == [0.0] * 64  # nothing flagged whole, nothing remembered
     assert state["pulse_chunks"] == sum(c["pulse"] for c in chunks) >= 3
     assert all(c["label"] in ("pulse", "mixed") for c in chunks if c["pulse"])
     with pytest.raises(RuntimeError, match="no trained version yet"):
         judge(_Ctx(model=None), records)
+
+    class _Channel5(_Model):  # flags channel 5 whole in every chunk
+        @staticmethod
+        def predict(features: np.ndarray) -> np.ndarray:
+            return (np.arange(len(features)) // (CHUNK + 64) == 5).astype(float)
+
+    first, second = _Ctx(_Channel5()), _Ctx(_Channel5())
+    judge(first, records[:4])
+    second.state = SimpleNamespace(reported={name: SimpleNamespace(value=value)
+                                             for name, value in first.updates[-1].items()})
+    judge(second, records[4:8])  # the memory goes on from what the state kept
+    assert 0 < first.updates[-1]["channel_memory"][5] < second.updates[-1]["channel_memory"][5]
+    assert second.updates[-1]["channel_memory"][5] == pytest.approx(1 - (15 / 16) ** 8, abs=1e-3)
     with pytest.raises(ValueError, match="a chunk is 64 x 320 samples"):
         record_of(t0, 0, np.zeros((64, 256)))
+
+
+def _flags_cells(cells: np.ndarray) -> Any:
+    """A flagger that flags exactly ``cells`` (channel x block samples) of every block it is given."""
+    return lambda features: cells.ravel().astype(float)
+
+
+def test_a_channel_flagged_whole_in_earlier_chunks_is_held_and_a_short_carrier_is_not() -> None:
+    from pulsar_rfi.pipeline import OVERLAP, process_chunk
+    from pulsar_rfi.simulator import NCHAN, band, delays
+
+    header, rng = band(), np.random.default_rng(7)
+    lag = delays(40.0, header)
+    shape = (NCHAN, CHUNK + OVERLAP)
+    seen = np.zeros(shape, dtype=bool)
+    seen[5] = True  # a transmitter's channel, seen in the first chunks, then too faint to see
+    seen[9] = True  # a carrier sitting in channel 9 for one chunk
+    nothing = np.zeros(shape, dtype=bool)
+    memory = None
+    for chunk, cells in enumerate([seen] + [seen & (np.arange(NCHAN) == 5)[:, None]] * 7 + [nothing] * 3):
+        result = process_chunk(rng.normal(size=shape), chunk * CHUNK, lag=lag, period=0.7137, tsamp=header.tsamp,
+                               flagger=_flags_cells(cells), memory=memory)
+        memory = result.memory
+        if chunk >= 8:  # the flagger no longer sees channel 5: the memory holds it
+            assert result.flags[5].all() and not result.flags[9].any(), chunk
+    assert memory is not None and memory[5] >= 0.25 > memory[9] > 0 and memory[0] == 0
+    released = memory
+    for chunk in range(40):  # a channel the transmitter left is released
+        released = process_chunk(rng.normal(size=shape), chunk * CHUNK, lag=lag, period=0.7137,
+                                 tsamp=header.tsamp, flagger=_flags_cells(nothing), memory=released).memory
+    assert released is not None and released[5] < 0.25
+
+
+def test_a_found_pulse_s_own_cells_are_spared_and_interference_across_it_is_not() -> None:
+    from pulsar_rfi.pipeline import OVERLAP, process_chunk
+    from pulsar_rfi.simulator import NCHAN, band, delays
+
+    header, rng = band(), np.random.default_rng(11)
+    lag = delays(40.0, header)
+    block = rng.normal(size=(NCHAN, CHUNK + OVERLAP))
+    sweep = np.zeros(block.shape, dtype=bool)
+    for channel, lagged in enumerate(lag):
+        sweep[channel, 100 + lagged:104 + lagged] = True
+    block[sweep] += 2.0  # a bright pulse arriving at sample 100, 4 samples wide
+    flagged = sweep & (np.arange(NCHAN) % 3 == 0)[:, None]  # the cell flagger took a third of it
+    flagged[20, 60:180] = True  # and a carrier in channel 20 runs across the sweep
+    result = process_chunk(block, 0, lag=lag, period=0.7137, tsamp=header.tsamp, flagger=_flags_cells(flagged))
+    assert result.pulse and abs(result.peak - 100) <= 1
+    assert not result.block_mask[sweep & (np.arange(NCHAN) != 20)[:, None]].any()  # the pulse's cells kept
+    assert result.block_mask[20, 60:180].all()  # the carrier's flags stay, across the sweep too
+    truth = process_chunk(block, 0, lag=lag, period=0.7137, tsamp=header.tsamp, mask=flagged)
+    assert truth.block_mask[sweep & (np.arange(NCHAN) % 3 == 0)[:, None]].all()  # a given mask is kept as is
+    quiet = process_chunk(rng.normal(size=block.shape), 0, lag=lag, period=0.7137, tsamp=header.tsamp,
+                          flagger=_flags_cells(flagged))
+    assert not quiet.pulse and quiet.block_mask[flagged].all()  # no pulse found: nothing is spared
