@@ -6,7 +6,9 @@ months that share a cell belong to one event (Andreadis et al. 2005: clusters in
 Natural dry spells brush against a large drought at its edges, in space and in time; the characteristics
 are therefore read from its core:
 
-- **duration**: from the first to the last month in which the event covers at least half its largest area;
+- **duration**: from the first to the last month in which the event covers at least ``CORE`` (0.6) of the
+  largest area it holds for two months running (a single month in which chance dry cells crowd in does not
+  set the scale);
 - **extent**: the share of the grid's cells that are dry in at least three quarters of those months (a cell
   that chance dry months attached now and then does not count);
 - **intensity**: the mean SPI over the dry cell-months of those cells in those months; **severity**: the sum
@@ -21,9 +23,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["PERSISTENT", "Event", "find_events", "match_planted"]
+__all__ = ["CORE", "PERSISTENT", "Event", "find_events", "match_planted"]
 
 PERSISTENT = 0.75  # a cell belongs to the extent when dry in at least this share of the core months
+CORE = 0.6  # a core month holds at least this share of the event's sustained area
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,14 @@ def _labels(dry: np.ndarray, min_cells: int) -> tuple[np.ndarray, int]:
     return out, count
 
 
+def _sustained(area: np.ndarray) -> float:
+    """The largest area an event holds for two months running (its area alone when it lasts a month): one
+    month in which chance dry cells join it in a crowd does not set its scale."""
+    if len(area) < 2:
+        return float(area.max())
+    return float(np.minimum(area[:-1], area[1:]).max())
+
+
 def find_events(index: np.ndarray, *, threshold: float = -1.0, min_cells: int | None = None) -> tuple[
         list[Event], np.ndarray]:
     """Events of a (month, lat, lon) index; also the event number of every cell-month (-1: none)."""
@@ -90,7 +101,7 @@ def find_events(index: np.ndarray, *, threshold: float = -1.0, min_cells: int | 
         number[mask] = i
         months = np.flatnonzero(mask.any(axis=(1, 2)))
         area = mask.sum(axis=(1, 2))
-        core = np.flatnonzero(area >= 0.5 * area.max())
+        core = np.flatnonzero(area >= CORE * _sustained(area[months[0]:months[-1] + 1]))
         span = slice(int(core[0]), int(core[-1]) + 1)
         persistent = mask[span].mean(axis=0) >= PERSISTENT
         core_cells = mask[span] & persistent[None]

@@ -1,4 +1,5 @@
-"""Drought events: a block on a noisy field is found with its duration, extent and intensity; the generator's
+"""Drought events: a block on a noisy field is found with its duration, extent and intensity, and one crowded
+month does not change them; the generator's
 planted droughts are found within the tolerances (one month, 0.05 of the grid, 0.2 of SPI) in the reference
 scenario; the members' checks put the closed form inside their 99 % interval."""
 
@@ -18,6 +19,19 @@ def test_a_block_is_found_with_its_characteristics() -> None:
     block = events[int(np.bincount(number[10:15, 2:8, 3:9].ravel()).argmax())]
     assert block.duration == 5 and block.start == 10
     assert abs(block.extent - 36 / 144) <= 0.03 and abs(block.intensity + 1.6) < 0.1
+
+
+def test_one_crowded_month_does_not_set_a_drought_s_scale() -> None:
+    """A month in which chance dry cells join a drought in a crowd (twice its area, once) leaves its duration
+    and extent those of the months it holds: its scale is the area it keeps for two months running."""
+    rng = np.random.default_rng(5)
+    field = np.abs(rng.standard_normal((40, 12, 12)))  # nothing dry but what is put there
+    field[10:16, 2:7, 3:9] = -1.6  # six months over 30 cells
+    field[10, 6:12, :] = -1.3  # in its first month, 72 more cells beside it
+    events, number = find_events(field)
+    block = events[int(np.bincount(number[10:16, 2:7, 3:9].ravel()).argmax())]
+    assert block.start == 10 and block.duration == 6, block
+    assert abs(block.extent - 30 / 144) <= 0.01 and block.peak_extent > 0.6, block
 
 
 def test_scattered_dry_cells_make_no_event() -> None:
