@@ -194,13 +194,14 @@ def process_chunk(block: np.ndarray, start: int, *, lag: np.ndarray, period: flo
     and the channels' ``memory`` of the chunks before (the result carries it on), or with a given ``mask`` of
     the block (the truth, to compare against)."""
     z = normalise(block.astype("float64"))
+    flagged = mask is None  # a given mask (the truth) is used as it is
     if mask is None:
         if flagger is None:
             raise ValueError("give a flagger or a mask")
         mask, whole = flag(z, flagger, flag_threshold, memory)
         memory = remember(memory, whole)
     summed, count, series, best = _search(z, mask, lag)
-    if flagger is not None and best[0] >= snr_threshold:
+    if flagged and best[0] >= snr_threshold:
         spared = _spare(mask, lag, at=best[1], width=best[2])
         if spared is not mask:
             mask = spared

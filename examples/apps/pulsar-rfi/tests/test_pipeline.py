@@ -141,7 +141,8 @@ def test_a_found_pulse_s_own_cells_are_spared_and_interference_across_it_is_not(
     assert result.pulse and abs(result.peak - 100) <= 1
     assert not result.block_mask[sweep & (np.arange(NCHAN) != 20)[:, None]].any()  # the pulse's cells kept
     assert result.block_mask[20, 60:180].all()  # the carrier's flags stay, across the sweep too
-    truth = process_chunk(block, 0, lag=lag, period=0.7137, tsamp=header.tsamp, mask=flagged)
+    truth = process_chunk(block, 0, lag=lag, period=0.7137, tsamp=header.tsamp, mask=flagged,
+                          flagger=_flags_cells(flagged))
     assert truth.block_mask[sweep & (np.arange(NCHAN) % 3 == 0)[:, None]].all()  # a given mask is kept as is
     quiet = process_chunk(rng.normal(size=block.shape), 0, lag=lag, period=0.7137, tsamp=header.tsamp,
                           flagger=_flags_cells(flagged))
