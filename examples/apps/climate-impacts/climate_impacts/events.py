@@ -101,6 +101,7 @@ def find_events(index: np.ndarray, *, threshold: float = -1.0, min_cells: int | 
         number[mask] = i
         months = np.flatnonzero(mask.any(axis=(1, 2)))
         area = mask.sum(axis=(1, 2))
+        # over the event's own months: a one-month event's zeros either side would make its scale 0
         core = np.flatnonzero(area >= CORE * _sustained(area[months[0]:months[-1] + 1]))
         span = slice(int(core[0]), int(core[-1]) + 1)
         persistent = mask[span].mean(axis=0) >= PERSISTENT

@@ -32,6 +32,10 @@ def test_one_crowded_month_does_not_set_a_drought_s_scale() -> None:
     block = events[int(np.bincount(number[10:16, 2:7, 3:9].ravel()).argmax())]
     assert block.start == 10 and block.duration == 6, block
     assert abs(block.extent - 30 / 144) <= 0.01 and block.peak_extent > 0.6, block
+    one_month = np.abs(rng.standard_normal((12, 12, 12)))
+    one_month[5, 2:7, 3:9] = -1.6  # a drought of one month is one month long
+    (event,), _ = find_events(one_month)
+    assert event.start == 5 and event.duration == 1, event
 
 
 def test_scattered_dry_cells_make_no_event() -> None:
