@@ -62,7 +62,9 @@ def test_kill_during_upload_and_transfers(tmp_path: Path) -> None:
             path.write_bytes(data)
             admin.lake.upload(path, did, endpoint="a", dataset="crash:set")
 
-        # An upload that never finishes: half of it is sent, then the server dies.
+        # An upload that never finishes: 8 MiB is sent, then it trickles on (alive, so the reaper must leave its
+        # temp file alone: one silent for longer than TWIN_LAKE_STALE_AFTER is abandoned and may be removed
+        # before the kill, however long the rule takes on a slow machine), until the server dies under it.
         sent = []
         release = threading.Event()
 
@@ -70,7 +72,10 @@ def test_kill_during_upload_and_transfers(tmp_path: Path) -> None:
             for _ in range(8):
                 sent.append(1)
                 yield secrets.token_bytes(1024 * 1024)
-            release.wait(600)  # the server is killed while we hold the rest back, however long the rule takes
+            for _ in range(800):  # at most 8 + 50 MiB of the 64 MiB announced: it never completes
+                if release.wait(0.25):
+                    return
+                yield secrets.token_bytes(64 * 1024)
 
         def slow_upload() -> None:
             with suppress(Exception):  # it fails one way or another: the server died under it
@@ -83,6 +88,7 @@ def test_kill_during_upload_and_transfers(tmp_path: Path) -> None:
         _until(lambda: len(sent) >= 8 and _leftovers(tmp_path / "a"))
         rule = admin.lake.add_rule("crash:set", copies=2, endpoints="tier=1")
         _until(lambda: any(t.state == "DONE" for t in admin.lake.transfers(rule_id=rule.id)), timeout=60)
+        time.sleep(3)  # beyond TWIN_LAKE_STALE_AFTER: a sender still trickling keeps its temp file, however slow
         _kill(process)  # mid-upload, and (most likely) mid-transfer
         release.set()
         uploader.join(timeout=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -201,13 +202,18 @@ def did_remove(did: DidPath, principal: PrincipalDep, runtime: RuntimeDep) -> No
 
 # -- uploads ----------------------------------------------------------------------------------------------------
 
-def _rebuffer(chunks: Iterator[bytes], size: int = CHUNK) -> Iterator[bytes]:
+def _rebuffer(chunks: Iterator[bytes], size: int = CHUNK, *, flush_after: float = 1.0) -> Iterator[bytes]:
+    """The body in chunks of ``size`` for the writer, or what has come once ``flush_after`` seconds passed since
+    the last one: a slow sender's bytes reach its temp file and heartbeat as they arrive, so the reaper, which
+    takes a temp file silent for ``lake_stale_after`` for abandoned, never removes one still being sent."""
     buffer = bytearray()
+    last = time.monotonic()
     for chunk in chunks:
         buffer += chunk
-        if len(buffer) >= size:
+        if len(buffer) >= size or time.monotonic() - last >= flush_after:
             yield bytes(buffer)
             buffer.clear()
+            last = time.monotonic()
     if buffer:
         yield bytes(buffer)
 
@@ -246,10 +252,12 @@ async def upload(request: Request, response: Response, principal: PrincipalDep, 
     expected = uploads.Expected.parse(sha256, adler32)
     declared = request.headers.get("content-length")
     size = int(declared) if declared and declared.isdigit() else None
+    flush_after = runtime.lake.tuning.heartbeat.total_seconds()
+
     def work() -> UploadResult:
         outcome = uploads.upload(runtime.db, runtime.lake, principal=principal, did=did, endpoint=endpoint,
-                                 chunks=_rebuffer(body_chunks(request)), size_hint=size, expected=expected,
-                                 dataset=dataset, media_type=media_type, group=group)
+                                 chunks=_rebuffer(body_chunks(request), flush_after=flush_after), size_hint=size,
+                                 expected=expected, dataset=dataset, media_type=media_type, group=group)
         with runtime.db.session(readonly=True) as session:
             return UploadResult(created=outcome.created, file=dids.did_read(session, dids.get_did(session, did)))
 
