@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -83,6 +84,26 @@ def test_interrupted_multipart_uploads_are_cleaned_up(engine: Engine, s3_url: st
     assert backend.size("scope/aa/bb/half.bin") is None  # nothing visible
     assert backend.cleanup(older_than=timedelta(0)) == 1
     assert backend.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_long_upload_still_sending_parts_is_not_cleaned_up(engine: Engine, s3_url: str) -> None:
+    """Started longer ago than the reaper's bound, but its last part is newer: alive, so kept (a 20 GB upload
+    takes longer than ``lake_stale_after``); once silent for that long it is abandoned and aborted."""
+    bucket = _bucket(s3_url, _keys("l"))
+    backend = S3Storage(bucket, {"endpoint_url": s3_url}, _keys("l"))
+    writer = backend.writer("scope/aa/bb/long.bin")
+    writer.write(secrets.token_bytes(9 * 1024 * 1024))  # the first part
+    time.sleep(2.5)
+    writer.write(secrets.token_bytes(8 * 1024 * 1024))  # the next one, 2.5 s after the upload began
+    upload_id = backend.fs.call_s3("list_multipart_uploads", Bucket=bucket)["Uploads"][0]["UploadId"]
+    while len(backend.fs.call_s3("list_parts", Bucket=bucket, Key="scope/aa/bb/long.bin",
+                                 UploadId=upload_id).get("Parts", [])) < 2:  # parts go up in the background
+        time.sleep(0.05)
+    assert backend.cleanup(older_than=timedelta(seconds=2)) == 0
+    assert len(backend.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])) == 1
+    time.sleep(2.5)  # now silent for longer than the bound
+    assert backend.cleanup(older_than=timedelta(seconds=2)) == 1
+    del writer
 
 
 def test_a_missing_bucket_is_a_clear_error(engine: Engine, s3_url: str) -> None:

@@ -195,6 +195,18 @@ class S3Storage(StorageBackend):
         fh: IO[bytes] = self.fs.open(self._key(path), "rb")
         return fh
 
+    def _sent_since(self, upload: dict[str, Any], cutoff: datetime) -> bool:
+        """Whether a part of this multipart upload arrived after ``cutoff``: a writer sends its parts in order,
+        so the newest are on the last page of the listing."""
+        reply = self.fs.call_s3("list_parts", Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"],
+                                MaxParts=1000)
+        parts = reply.get("Parts", [])
+        while reply.get("IsTruncated"):
+            reply = self.fs.call_s3("list_parts", Bucket=self.bucket, Key=upload["Key"],
+                                    UploadId=upload["UploadId"], PartNumberMarker=reply["NextPartNumberMarker"])
+            parts = reply.get("Parts", [])
+        return any(part["LastModified"].astimezone(UTC) > cutoff for part in parts)
+
     def cleanup(self, *, older_than: timedelta) -> int:
         cutoff = datetime.now(UTC) - older_than
         removed = 0
@@ -205,6 +217,8 @@ class S3Storage(StorageBackend):
                 if started is not None and started.astimezone(UTC) > cutoff:
                     continue
                 if self.prefix and not str(upload["Key"]).startswith(self.prefix):
+                    continue
+                if self._sent_since(upload, cutoff):  # a long upload still sending its parts is alive
                     continue
                 self.fs.call_s3("abort_multipart_upload", Bucket=self.bucket, Key=upload["Key"],
                                 UploadId=upload["UploadId"])
