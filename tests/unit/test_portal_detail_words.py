@@ -41,3 +41,16 @@ def test_a_subscription_watches_only_what_the_twin_reports() -> None:
     said = run(("pages/subscriptions.js", "watchable", [manifest]),
                ("pages/subscriptions.js", "watchable", [manifest, True]))
     assert said == [["level", "alert"], ["level"]]
+
+
+def test_the_app_s_bookkeeping_is_named_once_and_left_out_of_tables_plots_and_conditions() -> None:
+    """pulsar-rfi keeps each channel's memory of being flagged (64 numbers) in its state for its own next call:
+    a person reading the twin's page should not have to read past it, nor be offered it to plot or watch."""
+    manifest = {"state": {"level": {"type": "number"}, "channel_memory": {"type": "array", "internal": True},
+                          "calls": {"type": "integer", "internal": True}}}
+    state = {"reported": {"level": {"value": 1}, "channel_memory": {"value": [0.1] * 64}, "calls": {"value": 3}},
+             "desired": {}}
+    said = run(("pages/twin.js", "shownProperties", [state, manifest]),
+               ("pages/twin.js", "numericProps", [manifest]),
+               ("pages/subscriptions.js", "watchable", [manifest]))
+    assert said == [{"names": ["level"], "hidden": ["channel_memory", "calls"]}, ["level"], ["level"]]

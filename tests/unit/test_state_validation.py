@@ -85,3 +85,9 @@ def test_parameters_get_defaults_and_located_problems() -> None:
     assert "parameters.area" in found
     assert "parameters.rating.a" in found
     assert any("extra" in msg for msg in found.values())
+
+
+def test_an_internal_property_is_the_app_s_and_cannot_be_a_users_setting() -> None:
+    assert prop(type="array", internal=True).internal
+    with pytest.raises(ValueError, match="internal property is the app's own bookkeeping"):
+        prop(type="number", internal=True, desired_only=True)

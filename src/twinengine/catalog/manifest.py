@@ -218,6 +218,11 @@ class StateProperty(_Strict):
         description="Only users set it, as desired state (a setting, such as an alert threshold): the twin never "
                     "reports it, so a reported write of it is refused and no subscription watches it (a condition "
                     "on it could never fire).")
+    internal: bool = Field(
+        default=False,
+        description="The app's own bookkeeping (a filter's memory, a counter its functions carry from call to "
+                    "call): kept, versioned and served by the API like any property, but left out of the portal's "
+                    "state table, plots, comparisons and subscription form, which name it once as not shown.")
     minimum: float | None = Field(default=None, description="Smallest value a write may have (numbers).")
     maximum: float | None = Field(default=None, description="Largest value a write may have (numbers).")
     enum: list[Any] | None = Field(default=None, min_length=1, description="The only values a write may have.")
@@ -259,6 +264,9 @@ class StateProperty(_Strict):
             raise ValueError("minimum/maximum apply to number and integer properties only")
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
             raise ValueError(f"minimum {self.minimum} is greater than maximum {self.maximum}")
+        if self.desired_only and self.internal:
+            raise ValueError("an internal property is the app's own bookkeeping, and a desired_only one is set by "
+                             "users: it cannot be both")
         if self.desired_only and self.quality:
             raise ValueError("quality checks judge reported values, and a desired_only property is never reported")
         return self

@@ -12,12 +12,26 @@ function keyedNames(manifest) {
   return Object.entries(manifest.state || {}).filter(([, p]) => p.key).map(([n]) => n);
 }
 
+/** The app's own bookkeeping (``internal: true``): served by the API, left out of the page's tables and plots. */
+export function internalNames(manifest) {
+  return Object.entries(manifest.state || {}).filter(([, p]) => p.internal).map(([n]) => n);
+}
+
 const baseName = (path) => path.replace(/\[.*\]$/, "");
+
+/** The state table's properties, in the manifest's order, without each keyed property's own keys and without
+ * the app's bookkeeping; and the bookkeeping left out, to be named once. */
+export function shownProperties(state, manifest) {
+  const keyed = new Set(keyedNames(manifest));
+  const internal = new Set(internalNames(manifest));
+  const names = [...new Set([...Object.keys(manifest.state || {}), ...Object.keys(state.reported), ...Object.keys(state.desired)])]
+    .filter((n) => !(keyed.has(baseName(n)) && n !== baseName(n)));
+  return { names: names.filter((n) => !internal.has(baseName(n))), hidden: names.filter((n) => internal.has(baseName(n))) };
+}
 
 function stateTable(state, manifest, previous) {
   const keyed = new Set(keyedNames(manifest));
-  const names = [...new Set([...Object.keys(manifest.state || {}), ...Object.keys(state.reported), ...Object.keys(state.desired)])]
-    .filter((n) => !(keyed.has(baseName(n)) && n !== baseName(n)));
+  const { names, hidden } = shownProperties(state, manifest);
   const rows = names.map((name) => {
     if (keyed.has(name)) {
       const n = Object.keys(state.reported).filter((k) => baseName(k) === name && k !== name).length;
@@ -37,13 +51,14 @@ function stateTable(state, manifest, previous) {
     return tr;
   });
   return h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "State values" }, h("table", { class: "state" },
-    h("caption", {}, state.revision !== null && state.revision !== undefined ? `State at revision ${state.revision}` : `State as of ${when(state.at)}`),
+    h("caption", {}, (state.revision !== null && state.revision !== undefined ? `State at revision ${state.revision}` : `State as of ${when(state.at)}`)
+      + (hidden.length ? ` (not shown: ${hidden.join(", ")}, the app's own bookkeeping; the API returns ${hidden.length === 1 ? "it" : "them"})` : "")),
     h("thead", {}, h("tr", {}, ["property", "reported", "desired", "time (UTC)", "revision", "delta"].map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, rows)));
 }
 
-function numericProps(manifest) {
-  return Object.entries(manifest.state || {}).filter(([, p]) => (p.type === "number" || p.type === "integer") && !p.key).map(([n]) => n);
+export function numericProps(manifest) {
+  return Object.entries(manifest.state || {}).filter(([, p]) => (p.type === "number" || p.type === "integer") && !p.key && !p.internal).map(([n]) => n);
 }
 
 /** A location a value carries: {lon, lat}, {longitude, latitude} or a GeoJSON Point. */
