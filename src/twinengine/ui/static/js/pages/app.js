@@ -5,7 +5,7 @@ import { append, field, h, section, show, table, when } from "../dom.js";
 import { clearErrors, collect, formErrors, schemaFields, showErrors } from "../form.js";
 
 function details(manifest) {
-  const state = Object.entries(manifest.state || {}).map(([name, p]) => [name, p.type, p.unit || "", p.description || ""]);
+  const state = Object.entries(manifest.state || {}).map(([name, p]) => [name, p.internal ? `${p.type} (internal)` : p.type, p.unit || "", p.description || ""]);
   const streams = Object.entries(manifest.streams || {}).map(([name, s]) => [name,
     Object.entries(s.fields || {}).map(([f, d]) => `${f}: ${d.type}${d.unit ? ` [${d.unit}]` : ""}`).join(", "), s.description || ""]);
   const workflows = Object.entries(manifest.workflows || {}).map(([name, w]) => [name, w.description || ""]);
