@@ -106,6 +106,9 @@ def test_a_count_of_three_is_not_lost_by_copying(engine: Engine, tmp_path: Path)
     held = user.lake.get("remote:rain/rain.nc").terms  # what its holder reads: the uses, and no more to come
     assert held is not None and (held.agreement, held.uses, held.usable) == ("urn:uuid:agreement-1", 3, False)
     assert held.refusal is not None and 'count lteq "3"' in held.refusal
+    listed = engine.http.get("/api/v1/lake/dids", params={"scope": "remote"}, headers=engine.headers(token)).json()
+    in_list = {item["did"]: item["terms"] for item in listed["items"]}  # the list says it too, with its reason
+    assert in_list["remote:rain/rain.nc"] == held.model_dump(mode="json"), in_list
 
     with pytest.raises(PermissionDenied, match=r"urn:uuid:agreement-1.*count lteq \"3\""):
         user.lake.download("remote:rain/rain.nc", tmp_path / "4.nc")

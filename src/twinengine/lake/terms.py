@@ -15,10 +15,11 @@ and be able to remove it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from twinengine.auth import odrl
@@ -28,7 +29,7 @@ from twinengine.lake.schemas import CopyTerms
 from twinengine.store.base import upsert, utcnow
 from twinengine.store.engine import Database
 
-__all__ = ["KEY", "copy_terms", "refusal", "require_permitted", "require_use", "uses_of"]
+__all__ = ["KEY", "copy_terms", "copy_terms_of", "refusal", "require_permitted", "require_use", "uses_of"]
 
 KEY = "dataspace"  # the metadata of a landed copy: provider, agreement, dataset, policy, signed_at
 
@@ -82,17 +83,33 @@ def refusal(did: Did, *, now: datetime | None = None, session: Session | None = 
     return _judge(did, terms, uses=uses, now=now)
 
 
-def copy_terms(session: Session, did: Did) -> CopyTerms | None:
+def copy_terms(session: Session, did: Did, *, uses: int | None = None) -> CopyTerms | None:
     """What the holder of a copy reads of its terms: the agreement, its uses here and whether one more is
-    permitted now (None: not a copy held under terms)."""
+    permitted now (None: not a copy held under terms). ``uses``: its agreement's, already read."""
     held = _terms(did)
     if held is None:
         return None
     agreement = str(held.get("agreement") or "")
-    uses = uses_of(session, agreement)
+    uses = uses_of(session, agreement) if uses is None else uses
     reason = _judge(did, held, uses=uses + 1)  # as ``refusal`` judges one more use
     return CopyTerms(agreement=agreement, provider=held.get("provider"), uses=uses, usable=reason is None,
                      refusal=reason)
+
+
+def copy_terms_of(session: Session, dids: Sequence[Did]) -> dict[int, CopyTerms]:
+    """``copy_terms`` of each DID of a page held under terms, by its id: one read of the uses for all of them."""
+    held = {did.id: terms for did in dids if (terms := _terms(did)) is not None}
+    agreements = {str(terms.get("agreement") or "") for terms in held.values()}
+    counted = dict(session.execute(select(CopyUse.agreement, CopyUse.uses)
+                                   .where(CopyUse.agreement.in_(agreements))).all()) if agreements else {}
+    found: dict[int, CopyTerms] = {}
+    for did in dids:
+        if did.id in held:
+            agreement = str(held[did.id].get("agreement") or "")
+            read = copy_terms(session, did, uses=int(counted.get(agreement, 0)))
+            if read is not None:
+                found[did.id] = read
+    return found
 
 
 def _denied(reason: str) -> PermissionDenied:

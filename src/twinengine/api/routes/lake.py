@@ -21,7 +21,7 @@ from twinengine.api.routing import api_router
 from twinengine.auth.policy import require
 from twinengine.auth.principal import GROUP_NAME_PATTERN
 from twinengine.errors import InvalidInput, RuleNotFound
-from twinengine.lake import dids, endpoints, grants, importer, removal, replicas, rules, uploads
+from twinengine.lake import dids, endpoints, grants, importer, removal, replicas, rules, terms, uploads
 from twinengine.lake.models import Did, Endpoint, Transfer
 from twinengine.lake.schemas import (
     DID_PATTERN,
@@ -127,7 +127,11 @@ def did_list(session: SessionDep, principal: PrincipalDep,
              limit: Limit = 100, offset: Offset = 0) -> DidPage:
     rows, total = dids.list_dids(session, principal=principal, scope=scope, type=type, name_prefix=prefix,
                                  search=q, limit=limit, offset=offset)
-    return DidPage(items=[dids.did_read(session, r, details=False) for r in rows], total=total)
+    held = terms.copy_terms_of(session, rows)  # a copy's terms in the list too: is it still usable, and why not
+    items = [dids.did_read(session, r, details=False) for r in rows]
+    for row, item in zip(rows, items, strict=True):
+        item.terms = held.get(row.id)
+    return DidPage(items=items, total=total)
 
 
 @router.post("/dids/{did:path}/members", name="did_attach", summary="Add files to a dataset, or datasets and "

@@ -32,7 +32,7 @@ async function stacBrowser() {
   return section("STAC browser", collections.collections.length ? [field("stac-collection", "Collection", select), slot] : h("p", { class: "muted" }, "No collections."));
 }
 
-const PAGE = 25;  // identifiers per page: each row asks for its replicas and terms
+const PAGE = 25;  // identifiers per page: each file's row asks for its replicas
 
 /** A copy of another participant's data, as its holder reads its terms: the agreement and provider, the uses
  * counted on this engine (every copy landed under the agreement), and whether one more is permitted now, with
@@ -60,18 +60,17 @@ function didBrowser() {
   async function load() {
     const id = ++asked;
     const page = await api("/api/v1/lake/dids", { params: { q: search.value.trim(), type: kind.value, limit: PAGE, offset } });
-    // files hold the replicas; a dataset is asked for only when it is a copy landed from another participant
-    // (its metadata says so: meta.dataspace), for the terms its holder reads with it
-    const details = await Promise.all(page.items.map((d) => (d.type === "file" || (d.type === "dataset" && d.meta && d.meta.dataspace)
+    // files hold the replicas, asked for one by one; a copy's terms come with the list
+    const details = await Promise.all(page.items.map((d) => (d.type === "file"
       ? api(`/api/v1/lake/dids/${enc(d.did)}`).catch(() => null) : Promise.resolve(null))));
     if (id !== asked) return;  // a newer search or page replaced this one
-    const held = details.some((full) => full && full.terms);
+    const held = page.items.some((d) => d.terms);
     const columns = ["identifier", "type", "size", "created by", "replicas per endpoint"].concat(held ? ["copy's terms"] : []);
     replace(slot, table(null, columns, page.items.map((d, i) => {
       const full = details[i];
       const replicas = d.type !== "file" ? "–" : full && full.replicas && full.replicas.length
         ? full.replicas.map((r) => h("div", {}, `${r.endpoint}: `, statusBadge(r.state), r.verified_at ? ` verified ${when(r.verified_at)}` : "")) : "none";
-      return [d.did, d.type, bytes(d.bytes), d.created_by, replicas].concat(held ? [copyTerms(full && full.terms)] : []);
+      return [d.did, d.type, bytes(d.bytes), d.created_by, replicas].concat(held ? [copyTerms(d.terms)] : []);
     }), { empty: search.value.trim() ? "Nothing matches these words." : "No identifiers." }));
     const last = Math.min(offset + page.items.length, page.total);
     found.textContent = page.total ? `${offset + 1}–${last} of ${page.total} identifiers${search.value.trim() ? ` matching “${search.value.trim()}”` : ""}` : "0 identifiers";
