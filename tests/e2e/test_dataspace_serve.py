@@ -170,8 +170,10 @@ def test_a_stream_history_crosses_by_hand_and_feeds_the_consumers_twin(two: tupl
                                        "--last", "3600", "--from", "2026-03-01", expect=2)
     assert "only a stream" in provider.twin("offer", "create", "reach:x", "--title", "x", "--last", "60", expect=2)
     good = provider.twin_json("offer", "create", "--stream", "upstream/gauges", "--title", "RR-01 good", "--key",
-                              "RR-01", "--quality", "good")
-    assert good["window"] == {"key": "RR-01", "key_field": "station", "quality": ["good"]}
+                              "RR-01", "--quality", "good", "--field", "level")
+    assert good["window"] == {"key": "RR-01", "key_field": "station", "quality": ["good"], "fields": ["time", "level"]}
+    assert "declares no field 'depth'" in provider.twin("offer", "create", "--stream", "upstream/gauges", "--title",
+                                                        "x", "--field", "depth", expect=1)
     assert "'excellent' is not one of" in provider.twin("offer", "create", "--stream", "upstream/gauges",
                                                         "--title", "x", "--quality", "excellent", expect=2)
     assert "only a stream's readings" in provider.twin("offer", "create", "reach:x", "--title", "x", "--key",

@@ -690,10 +690,10 @@ def test_a_window_of_a_stream_history_is_offered(engines: tuple[Participant, Par
 
 
 def test_one_station_s_readings_of_a_quality_are_offered(engines: tuple[Participant, Participant]) -> None:
-    """A stream offered for one source and the readings its checks did not flag bad: the snapshot holds exactly
-    station RR-01's readings but its bad one (RR-02's are left out), the catalog says which in words, and a key
-    on a stream that has none, quality on one without checks, or a flag that does not exist are refused naming
-    their field."""
+    """A stream offered for one source, the readings its checks did not flag bad, and two of its fields: the
+    snapshot holds exactly station RR-01's readings but its bad one (RR-02's are left out), of the time and the
+    level only, the catalog says which in words, and a key on a stream that has none, quality on one without
+    checks, a flag that does not exist or a field the stream lacks are refused naming their field."""
     import io
 
     import pyarrow as pa
@@ -717,25 +717,30 @@ def test_one_station_s_readings_of_a_quality_are_offered(engines: tuple[Particip
         for stream, chosen, field in ((("keyless", "obs"), {"key": "RR-01"}, "key"),
                                       (("keyless", "obs"), {"quality": ["good"]}, "quality"),
                                       (("two-stations", "gauges"), {"quality": ["excellent"]}, "quality"),
-                                      (("two-stations", "gauges"), {"key": ""}, "key")):
+                                      (("two-stations", "gauges"), {"key": ""}, "key"),
+                                      (("two-stations", "gauges"), {"fields": ["level", "depth"]}, "fields"),
+                                      (("two-stations", "gauges"), {"fields": []}, "fields")):
             refused = provider.api("POST", "/api/v1/dataspace/offers", json={
                 "stream": {"twin": stream[0], "stream": stream[1], **chosen}, "title": "t"})
             assert refused.status_code == 422, (chosen, refused.text)
             assert refused.json()["details"][0]["loc"].startswith(f"stream.{field}"), (chosen, refused.text)
         made = ours.dataspace.offer_stream("two-stations", "gauges", "Gauge RR-01, flagged good or suspect",
-                                           key="RR-01", quality=["suspect", "good"])
-    assert made.window == {"key": "RR-01", "key_field": "station", "quality": ["good", "suspect"]}
+                                           key="RR-01", quality=["suspect", "good"], fields=["level", "level"])
+    # the time field always, in the stream's order; the station (the key) chooses the readings but stays home
+    assert made.window == {"key": "RR-01", "key_field": "station", "quality": ["good", "suspect"],
+                           "fields": ["time", "level"]}
     listed = {d["@id"]: d for d in consumer.ok("POST", "/api/v1/dataspace/catalog",
                                                json={"url": provider.url})["dataset"]}
-    assert "stream gauges of station RR-01 flagged good or suspect" in listed[made.dataset_id]["dct:description"]
+    assert ("stream gauges of station RR-01 flagged good or suspect (fields time, level)"
+            in listed[made.dataset_id]["dct:description"])
     started = negotiate(consumer, provider, made.model_dump(mode="json"), land="remote:station-gauges")
     agreement = wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"]
     mine = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)
     wait_state(consumer, "transfers", mine[0]["id"], "COMPLETED")
     data = consumer.api("GET", "/api/v1/lake/dids/remote:station-gauges/gauges.arrow/content").content
     got = pa.ipc.open_file(io.BytesIO(data)).read_all()
-    assert set(got.column("station").to_pylist()) == {"RR-01"}
-    assert got.column("level").to_pylist() == [r["level"] for r in one]  # the bad reading left out
+    assert got.column_names == ["time", "level"]  # neither the station nor the rain left the provider
+    assert got.column("level").to_pylist() == [r["level"] for r in one]  # RR-01's alone, the bad reading left out
 
 
 def test_a_delete_duty_is_carried_out_on_the_consumers_copy(engines: tuple[Participant, Participant],

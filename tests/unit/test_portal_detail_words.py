@@ -54,3 +54,9 @@ def test_the_app_s_bookkeeping_is_named_once_and_left_out_of_tables_plots_and_co
                ("pages/twin.js", "numericProps", [manifest]),
                ("pages/subscriptions.js", "watchable", [manifest]))
     assert said == [{"names": ["level"], "hidden": ["channel_memory", "calls"]}, ["level"], ["level"]]
+
+
+def test_a_stream_offer_s_window_says_which_fields_it_serves() -> None:
+    said = run(("pages/dataspace.js", "windowWords", [{"key": "RR-01", "key_field": "station",
+                                                       "fields": ["time", "level"], "last": 21600}]))
+    assert said == [" of station RR-01 of the last 6 hours (fields time, level)"]

@@ -69,6 +69,8 @@ def create(ctx: typer.Context,
                                                "stream's key, a station id) has this value."),
            quality: list[Flag] = typer.Option([], "--quality", help="With --stream: only readings its quality "
                                                                     "checks flagged so (repeat: good, suspect)."),
+           field: list[str] = typer.Option([], "--field", help="With --stream: only these of its fields (repeat; "
+                                                               "the time field always)."),
            title: str = typer.Option(..., "--title"),
            description: str | None = typer.Option(None, "--description"),
            keyword: list[str] = typer.Option([], "--keyword"),
@@ -100,9 +102,9 @@ def create(ctx: typer.Context,
         raise typer.BadParameter("only a stream (--stream) is offered live", param_hint="--live")
     if (since or before or last) and stream is None:
         raise typer.BadParameter("only a stream's history (--stream) is offered in a window", param_hint="--from")
-    if (key is not None or quality) and stream is None:
-        raise typer.BadParameter("only a stream's readings (--stream) are chosen by source or quality",
-                                 param_hint="--key" if key is not None else "--quality")
+    if (key is not None or quality or field) and stream is None:
+        raise typer.BadParameter("only a stream's readings (--stream) are chosen by source, quality or field",
+                                 param_hint="--key" if key is not None else "--quality" if quality else "--field")
     window: tuple[datetime | None, datetime | None] | timedelta | None = None
     if last is not None:
         if since or before:
@@ -130,7 +132,8 @@ def create(ctx: typer.Context,
                 else client.dataspace.offer_run(run, title, **terms) if run is not None
                 else client.dataspace.offer_collection(collection, title, **terms) if collection is not None
                 else client.dataspace.offer_stream(twin_name, stream_name, title, live=live, window=window, key=key,
-                                                   quality=[f.value for f in quality] or None, **terms))
+                                                   quality=[f.value for f in quality] or None,
+                                                   fields=field or None, **terms))
     what = f"queries of collection {made.collection}" if made.collection else made.did
     out.emit(made, lambda: console.print(f"offered {what} as dataset {made.dataset_id} (offer {made.id})",
                                          highlight=False))

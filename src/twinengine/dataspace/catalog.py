@@ -109,7 +109,7 @@ def dataset_of(offer: Offer, connector: Connector, policy: dict[str, Any]) -> di
 
 def window_words(window: dict[str, Any] | None) -> str:
     """A stream offer's window in words (`` from 2026-03-01T00:00:00Z``, `` of the last 7 days``, `` of station
-    RR-01``, `` flagged good``), or ''."""
+    RR-01``, `` flagged good``, `` (fields time, level)``), or ''."""
     if not window:
         return ""
     words = ""
@@ -117,13 +117,14 @@ def window_words(window: dict[str, Any] | None) -> str:
         words += f" of {window.get('key_field') or 'source'} {window['key']}"
     if window.get("quality"):
         words += f" flagged {' or '.join(window['quality'])}"
+    chosen = f" (fields {', '.join(window['fields'])})" if window.get("fields") else ""
     if window.get("last") is not None:
         seconds = float(window["last"])
         return words + (f" of the last {seconds / 86400:g} days" if seconds % 86400 == 0 else
                         f" of the last {seconds / 3600:g} hours" if seconds % 3600 == 0 else
-                        f" of the last {seconds:g} seconds")
+                        f" of the last {seconds:g} seconds") + chosen
     since, until = window.get("since"), window.get("until")
-    return words + (f" from {since}" if since else "") + (f" until {until}" if until else "")
+    return words + (f" from {since}" if since else "") + (f" until {until}" if until else "") + chosen
 
 
 def formats_of(offer: Offer) -> tuple[str, ...]:

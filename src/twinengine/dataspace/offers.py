@@ -133,6 +133,14 @@ def _selection(declared: DeclaredStream, window: dict[str, Any] | None, twin: st
     if window.get("quality") is not None and not declared.quality:
         raise ValidationFailed.one("stream.quality", f"stream {stream} of twin {twin} has no quality checks: no "
                                                      "reading is flagged")
+    if window.get("fields") is not None:
+        unknown = [name for name in window["fields"] if name not in declared.fields]
+        if unknown:
+            raise ValidationFailed.one("stream.fields", f"stream {stream} of twin {twin} declares no field "
+                                                        f"{', '.join(map(repr, unknown))}; its fields: "
+                                                        f"{', '.join(declared.fields)}")
+        chosen = set(window["fields"]) | {declared.time_field}
+        window = {**window, "fields": [name for name in declared.fields if name in chosen]}  # declared order
     return window
 
 
@@ -189,12 +197,15 @@ def _may_offer_collection(session: Session, principal: Principal, collection_id:
 
 
 def stream_window(*, since: datetime | None = None, until: datetime | None = None, last: timedelta | None = None,
-                  live: bool = False, key: str | None = None, quality: Sequence[str] | None = None
-                  ) -> dict[str, Any] | None:
-    """A stream offer's window as kept (ISO 8601 times, ``last`` in seconds; the one source ``key`` and the
-    quality flags it keeps, where given), or None for the whole history; 422 naming ``stream.<field>`` for a
-    window that cannot be served (whether the stream has a key and quality checks: ``create_offer``)."""
+                  live: bool = False, key: str | None = None, quality: Sequence[str] | None = None,
+                  fields: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """A stream offer's window as kept (ISO 8601 times, ``last`` in seconds; the one source ``key``, the
+    quality flags and the fields it keeps, where given), or None for the whole history; 422 naming
+    ``stream.<field>`` for a window that cannot be served (whether the stream has a key, quality checks and
+    those fields: ``create_offer``)."""
     selection: dict[str, Any] = {}
+    if fields is not None:
+        selection["fields"] = list(dict.fromkeys(fields))
     if key is not None:
         selection["key"] = key
     if quality is not None:

@@ -74,6 +74,10 @@ class OfferedStream(BaseModel):
     quality: list[Flag] | None = Field(
         default=None, min_length=1, max_length=3, description="Only the readings the stream's quality checks "
                                                               "flagged so (good; good and suspect).")
+    fields: list[str] | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="Only these of the stream's declared fields (its time field always): the others (a sensor's "
+                    "exact place, an operator's note) stay with the provider.")
 
 
 class OfferCreate(BaseModel):

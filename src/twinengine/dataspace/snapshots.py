@@ -152,14 +152,16 @@ def _store(connector: Connector, source: _Source, did: str, *, start: int, end: 
     try:
         window = source.window or {}
         records = _write(connector, hub, sink, source.declared, source.twin_id, source.stream, start, end, path,
-                         since=since, until=until, key=window.get("key"), quality=window.get("quality"))
+                         since=since, until=until, key=window.get("key"), quality=window.get("quality"),
+                         fields=window.get("fields"))
         meta: dict[str, Any] = {META_KEY: {"offer": source.offer_id, "transfer": source.provider_pid,
                                            "twin": source.twin_name, "stream": source.stream,
                                            "offsets": [start, end], "records": records}}
         if source.window:
             meta[META_KEY]["window"] = {"since": since.isoformat() if since else None,
                                         "until": until.isoformat() if until else None,
-                                        **{k: window[k] for k in ("key", "quality") if window.get(k) is not None}}
+                                        **{k: window[k] for k in ("key", "quality", "fields")
+                                           if window.get(k) is not None}}
         upload_file(connector.db, connector.lake, principal=SYSTEM, path=Path(path), did=did,
                     endpoint=source.endpoint, media_type=MEDIA_TYPE, meta=meta)
     finally:
@@ -169,10 +171,11 @@ def _store(connector: Connector, source: _Source, did: str, *, start: int, end: 
 
 def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: str, stream: str, start: int,
            end: int, path: str, *, since: datetime | None = None, until: datetime | None = None,
-           key: str | None = None, quality: list[str] | None = None) -> int:
+           key: str | None = None, quality: list[str] | None = None, fields: list[str] | None = None) -> int:
     """The records at offsets [start, end), declared fields only, into the Arrow IPC file ``path``; how many.
     With ``since``/``until``, only those whose time field is in [since, until); with ``key``, those of that one
-    source (the stream's key field); with ``quality``, those its checks flagged so."""
+    source (the stream's key field); with ``quality``, those its checks flagged so; with ``fields``, only those
+    fields (chosen after the readings are, so a key left out still chooses)."""
     import pyarrow.compute as pc
 
     from twinengine.streams.checksum import stream_records
@@ -180,9 +183,10 @@ def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: st
 
     schema = arrow_schema(declared)
     time_type = schema.field(declared.time_field).type
+    kept = pa.schema([f for f in schema if f.name in fields]) if fields is not None else schema
     records = 0
     with connector.db.session(readonly=True) as session, pa.OSFile(path, "wb") as out, \
-            pa.ipc.new_file(out, schema) as writer:
+            pa.ipc.new_file(out, kept) as writer:
         for part in stream_records(session, hub, sink, twin_id=twin_id, stream=stream, start=start, end=end,
                                    quality=quality):
             table = part.select(schema.names).cast(schema)
@@ -194,6 +198,6 @@ def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: st
                 times = table.column(declared.time_field)
             if until is not None:
                 table = table.filter(pc.less(times, pa.scalar(until, type=time_type)))
-            writer.write_table(table)
+            writer.write_table(table.select(kept.names))
             records += table.num_rows
     return records

@@ -13,16 +13,18 @@ const POLL_LIMIT_MS = 180_000;
 
 // -- policies in words ---------------------------------------------------------------------------------------------
 
-// a stream offer's window in words: " of station RR-01 flagged good", " from 2026-03-01T06:00:00Z until ...", " of the last 6 hours"
-function windowWords(window) {
+// a stream offer's window in words: " of station RR-01 flagged good", " from 2026-03-01T06:00:00Z until ...", " of the last 6 hours",
+// " (fields time, level)"
+export function windowWords(window) {
   if (!window) return "";
   const which = (window.key != null ? ` of ${window.key_field || "source"} ${window.key}` : "")
     + (window.quality && window.quality.length ? ` flagged ${window.quality.join(" or ")}` : "");
+  const chosen = window.fields && window.fields.length ? ` (fields ${window.fields.join(", ")})` : "";
   if (window.last != null) {
     const s = Number(window.last);
-    return which + (s % 86400 === 0 ? ` of the last ${s / 86400} days` : s % 3600 === 0 ? ` of the last ${s / 3600} hours` : ` of the last ${s} seconds`);
+    return which + (s % 86400 === 0 ? ` of the last ${s / 86400} days` : s % 3600 === 0 ? ` of the last ${s / 3600} hours` : ` of the last ${s} seconds`) + chosen;
   }
-  return which + (window.since ? ` from ${window.since}` : "") + (window.until ? ` until ${window.until}` : "");
+  return which + (window.since ? ` from ${window.since}` : "") + (window.until ? ` until ${window.until}` : "") + chosen;
 }
 
 function name(value) {
