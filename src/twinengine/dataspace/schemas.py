@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -74,7 +74,7 @@ class OfferedStream(BaseModel):
     quality: list[Flag] | None = Field(
         default=None, min_length=1, max_length=3, description="Only the readings the stream's quality checks "
                                                               "flagged so (good; good and suspect).")
-    fields: list[str] | None = Field(
+    fields: list[Annotated[str, Field(pattern=IDENT_PATTERN, max_length=64)]] | None = Field(
         default=None, min_length=1, max_length=64,
         description="Only these of the stream's declared fields (its time field always): the others (a sensor's "
                     "exact place, an operator's note) stay with the provider.")
