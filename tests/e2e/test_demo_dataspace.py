@@ -135,10 +135,11 @@ def test_the_gauge_stream_is_offered_live_and_feeds_the_partners_twin(demo: Demo
     assert parts[1]["offsets"][1] - parts[1]["offsets"][0] == 1  # the one reading sent after the history
     assert streamed["records"] == parts[1]["offsets"][1]  # every reading once
     assert sorted(streamed["columns"]) == ["level", "rain", "station", "time"]
-    # one station's readings flagged good, offered beside it: the partner's catalog says which in words
+    # one station's levels flagged good, offered beside it: the partner's catalog says which in words
     chosen = streamed["chosen"]
-    assert chosen["window"] == {"key": "RR-01", "key_field": "station", "quality": ["good"]}
-    assert "stream gauges of station RR-01 flagged good" in chosen["described"], chosen
+    assert chosen["window"] == {"key": "RR-01", "key_field": "station", "quality": ["good"],
+                                "fields": ["time", "level"]}
+    assert "stream gauges of station RR-01 flagged good (fields time, level)" in chosen["described"], chosen
     partner = demo.data_dir / PARTNER
     for part in parts:
         assert _digests(partner / "lake", part["name"]) == {part["sha256"]}

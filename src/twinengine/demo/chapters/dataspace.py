@@ -227,12 +227,13 @@ def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Pa
                                        count=3, days=DAYS, attribution=True, keywords=["river", "gauge", "stream"],
                                        live=True)
     ctx.say(f"uma offered {name}'s {STREAM} stream live ({offer.dataset_id}): pushed as it grows, until ended")
-    chosen = uma.dataspace.offer_stream(name, STREAM, f"Gauge RR-01, good readings ({name})", purposes=[PURPOSE],
-                                        keywords=["river", "gauge"], key="RR-01", quality=["good"])
+    chosen = uma.dataspace.offer_stream(name, STREAM, f"Gauge RR-01, good levels ({name})", purposes=[PURPOSE],
+                                        keywords=["river", "gauge"], key="RR-01", quality=["good"],
+                                        fields=["level"])
     described = next((str(d.get("dct:description", "")) for d in forecaster.dataspace.catalog(ctx.url)["dataset"]
                       if d.get("@id") == chosen.dataset_id), "")
     which = f"stream {STREAM}{window_words(chosen.window)}"
-    ctx.say(f"uma offered station RR-01's readings flagged good only, too ({chosen.dataset_id}); the partner's "
+    ctx.say(f"uma offered station RR-01's levels flagged good only, too ({chosen.dataset_id}); the partner's "
             + (f"catalog says it serves the {which}" if which in described else
                f"catalog does NOT say which readings it serves: {described!r}"))
     asked = forecaster.dataspace.negotiate(ctx.url, offer.dataset_id, purpose=PURPOSE, land=STREAM_LANDED, push=True)
