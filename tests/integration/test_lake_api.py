@@ -170,6 +170,34 @@ def test_rule_converges_and_repairs_after_verify(engine: Engine, lake: dict[str,
     assert len([r for r in user.lake.get("demo:late.bin").replicas if r.endpoint in ("alpha", "beta")]) == 2
 
 
+def test_verify_counts_a_repair_the_judge_queued_in_between(engine: Engine, lake: dict[str, object],
+                                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The judge queues repairs on every pass; one that runs after verify marked a replica BAD and before verify
+    queues its own takes the repair, and verify must still say the bad replica is being repaired."""
+    from twinengine.lake import replicas as replicas_module
+    from twinengine.lake.repair import queue_repairs
+
+    user, provider = lake["user"], lake["provider"]
+    user.lake.upload(sample(tmp_path), "demo:one.bin", endpoint="alpha")  # type: ignore[attr-defined]
+    user.lake.add_rule("demo:one.bin", copies=2, endpoints="tier=1")  # type: ignore[attr-defined]
+    converge(engine.runtime)
+    beta = next(r for r in user.lake.get("demo:one.bin").replicas if r.endpoint == "beta")  # type: ignore[attr-defined]
+    (Path(str(lake["root"])) / "beta" / beta.path).write_bytes(b"rotten")
+    real = replicas_module.verify_one
+
+    def then_the_judge(db, lake_context, replica_id):  # type: ignore[no-untyped-def]
+        found = real(db, lake_context, replica_id)
+        with db.session() as session:
+            queue_repairs(session)
+        return found
+
+    monkeypatch.setattr(replicas_module, "verify_one", then_the_judge)
+    result = provider.lake.verify(did="demo:one.bin")  # type: ignore[attr-defined]
+    assert [b.endpoint for b in result.bad] == ["beta"] and result.repairs_queued == 1
+    converge(engine.runtime)
+    assert provider.lake.verify(did="demo:one.bin").ok == 2  # type: ignore[attr-defined]
+
+
 def test_rule_expiry_and_deletion_reap_unneeded_replicas(engine: Engine, lake: dict[str, object],
                                                           tmp_path: Path) -> None:
     import dataclasses

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from twinengine.auth.policy import require
@@ -18,7 +19,7 @@ from twinengine.lake.context import Lake
 from twinengine.lake.dids import file_ids_under, get_did, replica_read
 from twinengine.lake.endpoints import get_endpoint
 from twinengine.lake.grants import Readers, require_read, runs_storage
-from twinengine.lake.models import Did, Endpoint, Replica, Rule, RuleLock
+from twinengine.lake.models import Did, Endpoint, Replica, Rule, RuleLock, Transfer
 from twinengine.lake.schemas import DidType, ReplicaRead, ReplicaState, VerifyResult
 from twinengine.lake.storage import StorageBackend
 from twinengine.store.base import utcnow
@@ -201,6 +202,7 @@ def verify_ids(db: Database, lake: Lake, *, principal: Principal, ids: list[int]
     from twinengine.lake.repair import queue_repairs
 
     require(principal, "lake.verify")
+    started = utcnow()
     bad: list[ReplicaRead] = []
     for i, replica_id in enumerate(ids):
         _, row = verify_one(db, lake, replica_id)
@@ -209,5 +211,16 @@ def verify_ids(db: Database, lake: Lake, *, principal: Principal, ids: list[int]
         if progress:
             progress(i + 1, len(ids))
     with db.session() as session:
-        queued = queue_repairs(session)
+        queue_repairs(session)
+        queued = _repairs_since(session, [row.id for row in bad], started)
     return VerifyResult(checked=len(ids), ok=len(ids) - len(bad), bad=bad, repairs_queued=queued)
+
+
+def _repairs_since(session: Session, replica_ids: list[int], since: datetime) -> int:
+    """How many of these bad replicas have a repair queued since ``since``: by this verify or by the judge's pass
+    that ran between marking and queueing (counting only this call's own queueing would then say 0)."""
+    if not replica_ids:
+        return 0
+    repaired = exists().where(Transfer.did_id == Replica.did_id, Transfer.dest_endpoint_id == Replica.endpoint_id,
+                              Transfer.created_at >= since)
+    return session.scalar(select(func.count()).select_from(Replica).where(Replica.id.in_(replica_ids), repaired)) or 0
