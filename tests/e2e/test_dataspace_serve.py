@@ -172,6 +172,9 @@ def test_a_stream_history_crosses_by_hand_and_feeds_the_consumers_twin(two: tupl
     good = provider.twin_json("offer", "create", "--stream", "upstream/gauges", "--title", "RR-01 good", "--key",
                               "RR-01", "--quality", "good", "--field", "level")
     assert good["window"] == {"key": "RR-01", "key_field": "station", "quality": ["good"], "fields": ["time", "level"]}
+    network = provider.twin_json("offer", "create", "--stream", "upstream/gauges", "--title", "Two gauges", "--key",
+                                 "RR-01", "--key", "RR-02")
+    assert network["window"] == {"keys": ["RR-01", "RR-02"], "key_field": "station"}
     assert "declares no field 'depth'" in provider.twin("offer", "create", "--stream", "upstream/gauges", "--title",
                                                         "x", "--field", "depth", expect=1)
     assert "'excellent' is not one of" in provider.twin("offer", "create", "--stream", "upstream/gauges",

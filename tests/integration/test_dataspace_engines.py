@@ -715,6 +715,7 @@ def test_one_station_s_readings_of_a_quality_are_offered(engines: tuple[Particip
         ours.streams.append("two-stations", "gauges", [wrong])
         ours.create_twin("lorenz96", "keyless", {})
         for stream, chosen, field in ((("keyless", "obs"), {"key": "RR-01"}, "key"),
+                                      (("keyless", "obs"), {"keys": ["RR-01", "RR-02"]}, "keys"),
                                       (("keyless", "obs"), {"quality": ["good"]}, "quality"),
                                       (("two-stations", "gauges"), {"quality": ["excellent"]}, "quality"),
                                       (("two-stations", "gauges"), {"key": ""}, "key"),
@@ -741,6 +742,50 @@ def test_one_station_s_readings_of_a_quality_are_offered(engines: tuple[Particip
     got = pa.ipc.open_file(io.BytesIO(data)).read_all()
     assert got.column_names == ["time", "level"]  # neither the station nor the rain left the provider
     assert got.column("level").to_pylist() == [r["level"] for r in one]  # RR-01's alone, the bad reading left out
+
+
+def test_several_stations_readings_are_offered_in_one_offer(engines: tuple[Participant, Participant]) -> None:
+    """A stream of three stations offered for two of them: the snapshot holds exactly RR-01's and RR-03's
+    readings, in the stream's order (RR-02's stay home), the catalog names both, a list of one source is a
+    ``key``, and a key beside keys, keys on a stream without a key or an empty key are refused naming
+    ``stream.keys``."""
+    import io
+
+    import pyarrow as pa
+
+    from helpers import RIVER_REACH
+    from twinengine.client import Client
+
+    provider, consumer = engines
+    readings = [{**r, "station": station, "level": round(r["level"] + offset, 3)}
+                for r in _gauge_readings(0, 12) for station, offset in (("RR-01", 0.0), ("RR-02", 0.1),
+                                                                         ("RR-03", 0.2))]
+    with Client(provider.url, provider.admin) as ours:
+        if not [a for a in ours.list_apps().items if a.name == "river-reach"]:
+            ours.publish_app(RIVER_REACH)
+        ours.create_twin("river-reach", "three-stations", {"station": "RR-01"})
+        ours.streams.append("three-stations", "gauges", readings)
+        for chosen in ({"key": "RR-01", "keys": ["RR-02"]}, {"keys": []}, {"keys": ["RR-01", ""]}):
+            refused = provider.api("POST", "/api/v1/dataspace/offers", json={
+                "stream": {"twin": "three-stations", "stream": "gauges", **chosen}, "title": "t"})
+            assert refused.status_code == 422, (chosen, refused.text)
+            assert refused.json()["details"][0]["loc"].startswith("stream.keys"), (chosen, refused.text)
+        one = ours.dataspace.offer_stream("three-stations", "gauges", "Gauge RR-02", key=["RR-02"])
+        made = ours.dataspace.offer_stream("three-stations", "gauges", "Gauges RR-01 and RR-03",
+                                           key=["RR-03", "RR-01", "RR-03"])
+    assert one.window == {"key": "RR-02", "key_field": "station"}
+    assert made.window == {"keys": ["RR-03", "RR-01"], "key_field": "station"}
+    listed = {d["@id"]: d for d in consumer.ok("POST", "/api/v1/dataspace/catalog",
+                                               json={"url": provider.url})["dataset"]}
+    assert "stream gauges of station RR-03 and RR-01" in listed[made.dataset_id]["dct:description"]
+    started = negotiate(consumer, provider, made.model_dump(mode="json"), land="remote:two-of-three")
+    agreement = wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"]
+    mine = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)
+    wait_state(consumer, "transfers", mine[0]["id"], "COMPLETED")
+    data = consumer.api("GET", "/api/v1/lake/dids/remote:two-of-three/gauges.arrow/content").content
+    got = pa.ipc.open_file(io.BytesIO(data)).read_all()
+    assert list(zip(got.column("station").to_pylist(), got.column("level").to_pylist(), strict=True)) == [
+        (r["station"], r["level"]) for r in readings if r["station"] != "RR-02"]
 
 
 def test_a_delete_duty_is_carried_out_on_the_consumers_copy(engines: tuple[Participant, Participant],

@@ -60,3 +60,15 @@ def test_a_stream_offer_s_window_says_which_fields_it_serves() -> None:
     said = run(("pages/dataspace.js", "windowWords", [{"key": "RR-01", "key_field": "station",
                                                        "fields": ["time", "level"], "last": 21600}]))
     assert said == [" of station RR-01 of the last 6 hours (fields time, level)"]
+
+
+def test_a_stream_offer_of_several_sources_names_them_as_the_catalog_does() -> None:
+    from twinengine.dataspace.catalog import window_words
+
+    windows = [{"keys": ["RR-01", "RR-03"], "key_field": "station"},
+               {"keys": [f"S{i:02d}" for i in range(15)], "key_field": "sensor", "quality": ["good"]}]
+    said = run(*(("pages/dataspace.js", "windowWords", [w]) for w in windows))
+    assert said == [window_words(w) for w in windows]
+    assert said[0] == " of station RR-01 and RR-03"
+    assert said[1] == (" of sensor S00, S01, S02, S03, S04, S05, S06, S07, S08, S09, S10, S11 and 3 more "
+                       "flagged good")

@@ -64,9 +64,9 @@ def create(ctx: typer.Context,
            last: str | None = typer.Option(None, "--last", metavar="DURATION",
                                            help="With --stream: only readings of this long before each transfer "
                                                 "(P7D, PT6H or seconds)."),
-           key: str | None = typer.Option(None, "--key", metavar="VALUE",
-                                          help="With --stream: one source only, the readings whose key field (the "
-                                               "stream's key, a station id) has this value."),
+           key: list[str] = typer.Option([], "--key", metavar="VALUE",
+                                         help="With --stream: only the readings whose key field (the stream's "
+                                              "key, a station id) has this value (repeat for several sources)."),
            quality: list[Flag] = typer.Option([], "--quality", help="With --stream: only readings its quality "
                                                                     "checks flagged so (repeat: good, suspect)."),
            field: list[str] = typer.Option([], "--field", help="With --stream: only these of its fields (repeat; "
@@ -102,9 +102,9 @@ def create(ctx: typer.Context,
         raise typer.BadParameter("only a stream (--stream) is offered live", param_hint="--live")
     if (since or before or last) and stream is None:
         raise typer.BadParameter("only a stream's history (--stream) is offered in a window", param_hint="--from")
-    if (key is not None or quality or field) and stream is None:
+    if (key or quality or field) and stream is None:
         raise typer.BadParameter("only a stream's readings (--stream) are chosen by source, quality or field",
-                                 param_hint="--key" if key is not None else "--quality" if quality else "--field")
+                                 param_hint="--key" if key else "--quality" if quality else "--field")
     window: tuple[datetime | None, datetime | None] | timedelta | None = None
     if last is not None:
         if since or before:
@@ -131,7 +131,8 @@ def create(ctx: typer.Context,
         made = (client.dataspace.offer(did, title, **terms) if did is not None
                 else client.dataspace.offer_run(run, title, **terms) if run is not None
                 else client.dataspace.offer_collection(collection, title, **terms) if collection is not None
-                else client.dataspace.offer_stream(twin_name, stream_name, title, live=live, window=window, key=key,
+                else client.dataspace.offer_stream(twin_name, stream_name, title, live=live, window=window,
+                                                   key=(key[0] if len(key) == 1 else key) or None,
                                                    quality=[f.value for f in quality] or None,
                                                    fields=field or None, **terms))
     what = f"queries of collection {made.collection}" if made.collection else made.did

@@ -109,12 +109,14 @@ def dataset_of(offer: Offer, connector: Connector, policy: dict[str, Any]) -> di
 
 def window_words(window: dict[str, Any] | None) -> str:
     """A stream offer's window in words (`` from 2026-03-01T00:00:00Z``, `` of the last 7 days``, `` of station
-    RR-01``, `` flagged good``, `` (fields time, level)``), or ''."""
+    RR-01``, `` of station RR-01 and RR-02``, `` flagged good``, `` (fields time, level)``), or ''."""
     if not window:
         return ""
     words = ""
     if window.get("key") is not None:
         words += f" of {window.get('key_field') or 'source'} {window['key']}"
+    elif window.get("keys"):
+        words += f" of {window.get('key_field') or 'source'} {_listed(list(window['keys']))}"
     if window.get("quality"):
         words += f" flagged {' or '.join(window['quality'])}"
     chosen = f" (fields {', '.join(window['fields'])})" if window.get("fields") else ""
@@ -125,6 +127,13 @@ def window_words(window: dict[str, Any] | None) -> str:
                         f" of the last {seconds:g} seconds") + chosen
     since, until = window.get("since"), window.get("until")
     return words + (f" from {since}" if since else "") + (f" until {until}" if until else "") + chosen
+
+
+def _listed(values: list[str], most: int = 12) -> str:
+    """``RR-01, RR-02 and RR-03``; past ``most``, the first ones and how many more."""
+    if len(values) > most:
+        return f"{', '.join(values[:most])} and {len(values) - most} more"
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} and {values[-1]}"
 
 
 def formats_of(offer: Offer) -> tuple[str, ...]:

@@ -3,6 +3,7 @@ negotiations, agreements, transfers and usage records, over the management API."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -64,15 +65,15 @@ class DataspaceClient:
                      spatial: list[str] | None = None, attribution: bool = False,
                      manual: bool = False, live: bool = False, delete_after: int | None = None,
                      window: tuple[datetime | None, datetime | None] | timedelta | None = None,
-                     key: str | None = None, quality: list[str] | None = None,
+                     key: str | Sequence[str] | None = None, quality: list[str] | None = None,
                      fields: list[str] | None = None) -> OfferRead:
         """Offer the history of ``twin``'s ``stream``: each transfer serves it as it stood when the transfer was
         accepted (an Arrow IPC file of the stream's fields), under ``policy`` or the terms given; ``live``: a
         pushed transfer goes on pushing what the stream receives, until it is suspended or ended. ``window``:
         only the readings of (since, until) (either may be None), or of a ``timedelta`` before each transfer
         starts. (``until`` is the policy's end, not the window's.) ``key``: one source's readings only (the value
-        of the stream's key field, a station id); ``quality``: only readings flagged so (["good"]); ``fields``:
-        only these fields (the time field always)."""
+        of the stream's key field, a station id), or a list of them for several sources; ``quality``: only
+        readings flagged so (["good"]); ``fields``: only these fields (the time field always)."""
         terms = _terms(until=until, days=days, count=count, purposes=purposes, participants=participants,
                        organisations=organisations, groups=groups, spatial=spatial, attribution=attribution,
                        delete_after=delete_after)
@@ -81,7 +82,8 @@ class DataspaceClient:
             offered["last"] = window.total_seconds()
         elif window is not None:
             offered |= {k: v.isoformat() for k, v in zip(("since", "until"), window, strict=True) if v is not None}
-        offered |= {k: v for k, v in (("key", key), ("quality", quality), ("fields", fields)) if v is not None}
+        sources = {"key": key} if isinstance(key, str) else {"keys": list(key)} if key is not None else {}
+        offered |= sources | {k: v for k, v in (("quality", quality), ("fields", fields)) if v is not None}
         return self._offer({"stream": offered}, title, description, keywords, policy, terms, manual)
 
     def offer_run(self, run: str, title: str, *, description: str | None = None, keywords: list[str] | None = None,

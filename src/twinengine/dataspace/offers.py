@@ -120,15 +120,16 @@ def _may_offer_stream(session: Session, principal: Principal, twin_ref: str,
 
 def _selection(declared: DeclaredStream, window: dict[str, Any] | None, twin: str,
                stream: str) -> dict[str, Any] | None:
-    """The window with the key field its one source is told apart by (``key_field``, for the words the catalog
+    """The window with the key field its sources are told apart by (``key_field``, for the words the catalog
     says); 422 naming ``stream.key`` for a stream whose readings have no key, ``stream.quality`` for one that
     flags none."""
     if not window:
         return window
-    if window.get("key") is not None:
+    if window.get("key") is not None or window.get("keys"):
         if declared.key is None:
-            raise ValidationFailed.one("stream.key", f"stream {stream} of twin {twin} declares no key: its readings "
-                                                     "are not told apart by source")
+            raise ValidationFailed.one("stream.key" if window.get("key") is not None else "stream.keys",
+                                       f"stream {stream} of twin {twin} declares no key: its readings are not told "
+                                       "apart by source")
         window = {**window, "key_field": declared.key}
     if window.get("quality") is not None and not declared.quality:
         raise ValidationFailed.one("stream.quality", f"stream {stream} of twin {twin} has no quality checks: no "
@@ -197,17 +198,26 @@ def _may_offer_collection(session: Session, principal: Principal, collection_id:
 
 
 def stream_window(*, since: datetime | None = None, until: datetime | None = None, last: timedelta | None = None,
-                  live: bool = False, key: str | None = None, quality: Sequence[str] | None = None,
-                  fields: Sequence[str] | None = None) -> dict[str, Any] | None:
-    """A stream offer's window as kept (ISO 8601 times, ``last`` in seconds; the one source ``key``, the
-    quality flags and the fields it keeps, where given), or None for the whole history; 422 naming
-    ``stream.<field>`` for a window that cannot be served (whether the stream has a key, quality checks and
-    those fields: ``create_offer``)."""
+                  live: bool = False, key: str | None = None, keys: Sequence[str] | None = None,
+                  quality: Sequence[str] | None = None, fields: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """A stream offer's window as kept (ISO 8601 times, ``last`` in seconds; the one source ``key`` or the
+    several ``keys``, the quality flags and the fields it keeps, where given), or None for the whole history;
+    422 naming ``stream.<field>`` for a window that cannot be served (whether the stream has a key, quality
+    checks and those fields: ``create_offer``)."""
     selection: dict[str, Any] = {}
     if fields is not None:
         selection["fields"] = list(dict.fromkeys(fields))
+    if keys is not None:
+        if key is not None:
+            raise ValidationFailed.one("stream.keys", "one source (key) or several (keys), not both")
+        chosen = list(dict.fromkeys(keys))
+        if not chosen or not all(chosen):
+            raise ValidationFailed.one("stream.keys", "the key field's values of the sources offered, none empty")
+        key, keys = (chosen[0], None) if len(chosen) == 1 else (None, chosen)  # one source is a key
     if key is not None:
         selection["key"] = key
+    if keys is not None:
+        selection["keys"] = list(keys)
     if quality is not None:
         wanted = {Flag(q) for q in quality}
         selection["quality"] = [flag.value for flag in FLAGS if flag in wanted]  # in the order of severity

@@ -71,6 +71,10 @@ class OfferedStream(BaseModel):
     key: str | None = Field(default=None, min_length=1, max_length=200,
                             description="One source only: the readings whose key field (the stream's ``key``, "
                                         "a station id) has this value.")
+    keys: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="Several sources (not with key): the readings whose key field has one of these values (the "
+                    "stations of one network, in one offer).")
     quality: list[Flag] | None = Field(
         default=None, min_length=1, max_length=3, description="Only the readings the stream's quality checks "
                                                               "flagged so (good; good and suspect).")

@@ -30,7 +30,7 @@ from twinengine.dataspace.protocol import Role
 from twinengine.dataspace.transfer import offer_of
 from twinengine.lake.models import Did
 
-__all__ = ["MEDIA_TYPE", "SCOPE", "Part", "bounds", "file_name", "take", "take_part"]
+__all__ = ["MEDIA_TYPE", "SCOPE", "Part", "bounds", "file_name", "sources", "take", "take_part"]
 
 SCOPE = "dataspace"  # the lake scope of what stream offers served
 MEDIA_TYPE = "application/vnd.apache.arrow.file"
@@ -152,7 +152,7 @@ def _store(connector: Connector, source: _Source, did: str, *, start: int, end: 
     try:
         window = source.window or {}
         records = _write(connector, hub, sink, source.declared, source.twin_id, source.stream, start, end, path,
-                         since=since, until=until, key=window.get("key"), quality=window.get("quality"),
+                         since=since, until=until, keys=sources(window), quality=window.get("quality"),
                          fields=window.get("fields"))
         meta: dict[str, Any] = {META_KEY: {"offer": source.offer_id, "transfer": source.provider_pid,
                                            "twin": source.twin_name, "stream": source.stream,
@@ -160,7 +160,7 @@ def _store(connector: Connector, source: _Source, did: str, *, start: int, end: 
         if source.window:
             meta[META_KEY]["window"] = {"since": since.isoformat() if since else None,
                                         "until": until.isoformat() if until else None,
-                                        **{k: window[k] for k in ("key", "quality", "fields")
+                                        **{k: window[k] for k in ("key", "keys", "quality", "fields")
                                            if window.get(k) is not None}}
         upload_file(connector.db, connector.lake, principal=SYSTEM, path=Path(path), did=did,
                     endpoint=source.endpoint, media_type=MEDIA_TYPE, meta=meta)
@@ -169,12 +169,36 @@ def _store(connector: Connector, source: _Source, did: str, *, start: int, end: 
     return records, end
 
 
+def sources(window: dict[str, Any]) -> list[str] | None:
+    """The key values a window keeps (its one ``key`` or its ``keys``), or None for every source."""
+    if window.get("keys"):
+        return list(window["keys"])
+    return [window["key"]] if window.get("key") is not None else None
+
+
+def _values(keys: list[str], kind: pa.DataType) -> pa.Array:
+    """The key values as the key field's type (a number key offered as text); those that are none of it match
+    no reading."""
+    import pyarrow.compute as pc
+
+    texts = pa.array(keys, type=pa.string())
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return texts.cast(kind)
+    kept = []
+    for text in texts:
+        try:
+            kept.append(pc.cast(text, kind))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    return pa.array([v.as_py() for v in kept], type=kind)
+
+
 def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: str, stream: str, start: int,
            end: int, path: str, *, since: datetime | None = None, until: datetime | None = None,
-           key: str | None = None, quality: list[str] | None = None, fields: list[str] | None = None) -> int:
+           keys: list[str] | None = None, quality: list[str] | None = None, fields: list[str] | None = None) -> int:
     """The records at offsets [start, end), declared fields only, into the Arrow IPC file ``path``; how many.
-    With ``since``/``until``, only those whose time field is in [since, until); with ``key``, those of that one
-    source (the stream's key field); with ``quality``, those its checks flagged so; with ``fields``, only those
+    With ``since``/``until``, only those whose time field is in [since, until); with ``keys``, those of these
+    sources (the stream's key field); with ``quality``, those its checks flagged so; with ``fields``, only those
     fields (chosen after the readings are, so a key left out still chooses)."""
     import pyarrow.compute as pc
 
@@ -190,8 +214,10 @@ def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: st
         for part in stream_records(session, hub, sink, twin_id=twin_id, stream=stream, start=start, end=end,
                                    quality=quality):
             table = part.select(schema.names).cast(schema)
-            if key is not None:
-                table = table.filter(pc.fill_null(pc.equal(table.column(declared.key), key), False))
+            if keys is not None:
+                table = table.filter(pc.fill_null(pc.is_in(table.column(declared.key),
+                                                           value_set=_values(keys, schema.field(declared.key).type)),
+                                                  False))
             times = table.column(declared.time_field)
             if since is not None:
                 table = table.filter(pc.greater_equal(times, pa.scalar(since, type=time_type)))

@@ -99,7 +99,8 @@ async def offer_create(body: OfferCreate, runtime: RuntimeDep, principal: Princi
         policy = offers.build_policy(**body.terms.model_dump())
     stream = (body.stream.twin, body.stream.stream) if body.stream is not None else None
     window = offers.stream_window(since=body.stream.since, until=body.stream.until, last=body.stream.last,
-                                  live=body.stream.live, key=body.stream.key, quality=body.stream.quality,
+                                  live=body.stream.live, key=body.stream.key, keys=body.stream.keys,
+                                  quality=body.stream.quality,
                                   fields=body.stream.fields) if body.stream is not None else None
     if body.collection is not None:  # read as the EDR API reads it, outside the unit of work that offers it
         await anyio.to_thread.run_sync(_edr_reads, runtime, principal, body.collection)

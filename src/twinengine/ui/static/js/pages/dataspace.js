@@ -15,9 +15,16 @@ const POLL_LIMIT_MS = 180_000;
 
 // a stream offer's window in words: " of station RR-01 flagged good", " from 2026-03-01T06:00:00Z until ...", " of the last 6 hours",
 // " (fields time, level)"
+// "RR-01, RR-02 and RR-03"; past twelve, the first ones and how many more (as the catalog's words).
+function listed(values, most = 12) {
+  if (values.length > most) return `${values.slice(0, most).join(", ")} and ${values.length - most} more`;
+  return values.length === 1 ? values[0] : `${values.slice(0, -1).join(", ")} and ${values[values.length - 1]}`;
+}
+
 export function windowWords(window) {
   if (!window) return "";
-  const which = (window.key != null ? ` of ${window.key_field || "source"} ${window.key}` : "")
+  const which = (window.key != null ? ` of ${window.key_field || "source"} ${window.key}`
+    : window.keys && window.keys.length ? ` of ${window.key_field || "source"} ${listed(window.keys)}` : "")
     + (window.quality && window.quality.length ? ` flagged ${window.quality.join(" or ")}` : "");
   const chosen = window.fields && window.fields.length ? ` (fields ${window.fields.join(", ")})` : "";
   if (window.last != null) {
