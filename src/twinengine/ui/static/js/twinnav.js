@@ -14,6 +14,14 @@ export async function loadTwin(ref) {
   return { twin, manifest: await manifests.get(key) };
 }
 
+/** The names of the state properties a page plots or watches: never a keyed one (``name[key]``) nor the app's
+ * ``internal`` bookkeeping; ``numeric``: numbers and integers only; ``reported``: not a ``desired_only`` setting
+ * (an alert threshold the twin never reports). */
+export function stateNames(manifest, { numeric = false, reported = false } = {}) {
+  return Object.entries(manifest.state || {}).filter(([, p]) => !p.key && !p.internal && !(reported && p.desired_only)
+    && (!numeric || p.type === "number" || p.type === "integer")).map(([n]) => n);
+}
+
 export function twinHeader(twin, manifest, active) {
   const base = `/ui/twins/${enc(twin.name)}`;
   const tabs = [["state", base, "State"], ["workflows", `${base}/workflows`, "Workflows"], ["streams", `${base}/streams`, "Streams"],

@@ -4,7 +4,7 @@
 import { api, enc } from "../api.js";
 import { field, h, replace, show, table, when } from "../dom.js";
 import { figure, seconds, timeSeries } from "../plot.js";
-import { loadTwin } from "../twinnav.js";
+import { loadTwin, stateNames } from "../twinnav.js";
 
 const MAX_ORIGINS = 4;  // a fork of a fork of ...: the values of up to this many origins before each fork
 
@@ -58,7 +58,7 @@ export async function render(root, ctx) {
   const params = [...new Set([...Object.keys(a.twin.parameters), ...Object.keys(b.twin.parameters)])].sort()
     .filter((k) => JSON.stringify(a.twin.parameters[k]) !== JSON.stringify(b.twin.parameters[k]))
     .map((k) => [k, show(a.twin.parameters[k]), show(b.twin.parameters[k])]);
-  const numeric = Object.entries(a.manifest.state || {}).filter(([, p]) => (p.type === "number" || p.type === "integer") && !p.key && !p.desired_only && !p.internal).map(([n]) => n);
+  const numeric = stateNames(a.manifest, { numeric: true, reported: true });
   // first the property the twins forecast (a hydrograph: the level), else the first one both report
   const forecasted = (await Promise.all([a, b].map(({ twin }) => api(`/api/v1/twins/${enc(twin.id)}/forecasts`, { params: { limit: 1 } }).catch(() => []))))
     .flat().map((f) => f.property).find((p) => numeric.includes(p));

@@ -3,14 +3,13 @@
 import { api, enc } from "../api.js";
 import { field, h, replace, section, statusBadge, table, when } from "../dom.js";
 import { clearErrors, formErrors, showErrors } from "../form.js";
-import { loadTwin } from "../twinnav.js";
+import { loadTwin, stateNames } from "../twinnav.js";
 
 /** The properties a condition can fire on (the engine refuses the others): those the twin reports, never a
  * ``desired_only`` setting such as an alert threshold nor the app's ``internal`` bookkeeping; numbers and integers for a threshold; keyed ones through
  * the CLI or the API (``name[key]``). */
 export function watchable(manifest, numeric = false) {
-  return Object.entries(manifest.state || {}).filter(([, p]) => !p.key && !p.desired_only && !p.internal
-    && (!numeric || p.type === "number" || p.type === "integer")).map(([n]) => n);
+  return stateNames(manifest, { numeric, reported: true });
 }
 
 const KINDS = [["changes", "changes value"], [">", "rises above"], ["<", "falls below"], ["stale", "gets no new value for"]];

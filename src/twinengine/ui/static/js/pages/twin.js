@@ -5,7 +5,7 @@ import { clearErrors, collect, formErrors, schemaFields, showErrors } from "../f
 import { figure, flaggedPoints, flagWords, seconds, summary, timeSeries } from "../plot.js";
 import { createMap } from "../geo.js";
 import { assimilationSection, modelWords, skillSection } from "../trust.js";
-import { loadTwin, twinHeader, valueCell } from "../twinnav.js";
+import { loadTwin, stateNames, twinHeader, valueCell } from "../twinnav.js";
 
 /** Keyed properties (``head: {key: well}``): their keys' values are shown in a table of their own. */
 function keyedNames(manifest) {
@@ -58,7 +58,7 @@ function stateTable(state, manifest, previous) {
 }
 
 export function numericProps(manifest) {
-  return Object.entries(manifest.state || {}).filter(([, p]) => (p.type === "number" || p.type === "integer") && !p.key && !p.internal).map(([n]) => n);
+  return stateNames(manifest, { numeric: true });
 }
 
 /** A location a value carries: {lon, lat}, {longitude, latitude} or a GeoJSON Point. */
