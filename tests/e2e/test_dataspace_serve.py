@@ -184,11 +184,20 @@ def test_a_stream_history_crosses_by_hand_and_feeds_the_consumers_twin(two: tupl
 
     asked = consumer.twin_json("offer", "negotiate", provider.url, offered["dataset_id"])
     theirs = _until(lambda: provider.twin_json("offer", "negotiations", "--role", "provider")[0], "REQUESTED")
+    countered = provider.twin("offer", "negotiation", str(theirs["id"]), "offer", "--count", "3", "--wait")
+    assert "OFFERED: offered use (count lteq 3)" in countered  # the steward's counter-offer
+    _until(lambda: consumer.twin_json("offer", "negotiation", str(asked["id"])), "OFFERED")
+    assert "the provider's offer: use (count lteq 3)" in consumer.twin("offer", "negotiation", str(asked["id"]))
+    assert "goes with the step offer" in consumer.twin("offer", "negotiation", str(asked["id"]), "accept",
+                                                       "--count", "2", expect=2)
+    consumer.twin("offer", "negotiation", str(asked["id"]), "accept", "--wait")
+    _until(lambda: provider.twin_json("offer", "negotiation", str(theirs["id"])), "ACCEPTED")
     provider.twin("offer", "negotiation", str(theirs["id"]), "agree", "--wait")
     _until(lambda: provider.twin_json("offer", "negotiation", str(theirs["id"])), "VERIFIED")
     provider.twin("offer", "negotiation", str(theirs["id"]), "finalize", "--wait")
     agreement = _until(lambda: consumer.twin_json("offer", "negotiation", str(asked["id"])),
                        "FINALIZED")["agreement_id"]
+    assert "count" in json.dumps(consumer.twin_json("offer", "agreements")[0]["policy"])  # the counter's terms
     pulled = consumer.twin_json("offer", "transfer", agreement, "remote:upstream-gauges", "--push")
     requested = _until(lambda: provider.twin_json("offer", "transfers", "--role", "provider")[0], "REQUESTED")
     assert requested["snapshot"] is None  # nothing is written before the steward starts it

@@ -146,6 +146,80 @@ def _transfer(consumer: Participant, agreement: str, land: str | None) -> dict[s
     return consumer.ok("POST", "/api/v1/dataspace/transfers", json=body, expect=201)
 
 
+def _counts(policy: dict[str, Any] | None) -> list[str]:
+    return [c["rightOperand"] for rule in (policy or {}).get("permission", []) for c in rule.get("constraint", [])
+            if c["leftOperand"] == "count"]
+
+
+def test_counter_offers_go_back_and_forth_until_one_is_agreed(engines: tuple[Participant, Participant],
+                                                              gauges: dict[str, Any]) -> None:
+    """A manual offer of 10 transfers: the provider's steward counters with 3, the consumer counters with 5, the
+    steward agrees to 5: both agreements hold 5 and the provider enforces it. A second time the consumer accepts
+    the steward's counter of 2. A counter the engine cannot enforce, one that would not permit this consumer,
+    terms beside a policy, or a policy with a step that takes none are refused, changing nothing."""
+    provider, consumer = engines
+    made = provider.ok("POST", "/api/v1/dataspace/offers", expect=201, json={
+        "did": gauges["did"], "title": "Gauges, ask the steward", "terms": {"count": 10}, "manual": True})
+
+    def theirs(started: dict[str, Any], state: str) -> dict[str, Any]:
+        pid = wait_state(consumer, "negotiations", started["id"], state)["consumer_pid"]
+        row = next(n for n in provider.ok("GET", "/api/v1/dataspace/negotiations?role=provider")
+                   if n["consumer_pid"] == pid)
+        return wait_state(provider, "negotiations", row["id"], state)
+
+    started = negotiate(consumer, provider, made)
+    steward = theirs(started, "REQUESTED")
+    assert _counts(steward["offer"]) == ["10"] and steward["offered_by"] == "consumer"
+    step = f"/api/v1/dataspace/negotiations/{steward['id']}"
+    for body, where in (({"policy": {"permission": [{"action": "use", "constraint": [
+            {"leftOperand": "moonPhase", "operator": "eq", "rightOperand": "full"}]}]}}, "policy"),
+            ({"terms": {"count": 3}, "policy": {"permission": [{"action": "use"}]}}, "policy"),
+            ({"terms": {"participants": ["did:web:somebody-else.example"]}}, "policy")):
+        refused = provider.api("POST", f"{step}/offer", json=body)
+        assert refused.status_code == 422 and refused.json()["details"][0]["loc"].startswith(where), refused.text
+    wrong = provider.api("POST", f"{step}/agree", json={"terms": {"count": 3}})
+    assert wrong.status_code == 400 and "counter-offer" in wrong.text, wrong.text
+    assert provider.ok("GET", step)["state"] == "REQUESTED" and provider.ok("GET", step)["pending"] is None
+
+    countered = provider.ok("POST", f"{step}/offer", json={"terms": {"count": 3}})
+    assert _counts(countered["offer"]) == ["3"] and countered["offered_by"] == "provider"
+    mine = wait_state(consumer, "negotiations", started["id"], "OFFERED")
+    assert _counts(mine["offer"]) == ["3"] and mine["offered_by"] == "provider"
+    consumer.ok("POST", f"/api/v1/dataspace/negotiations/{started['id']}/request", json={"terms": {"count": 5}})
+    steward = theirs(started, "REQUESTED")
+    assert _counts(steward["offer"]) == ["5"] and steward["offered_by"] == "consumer"  # the steward sees it
+    provider.ok("POST", f"{step}/agree")
+    wait_state(provider, "negotiations", steward["id"], "VERIFIED")
+    provider.ok("POST", f"{step}/finalize")
+    agreement = wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"]
+    for side in (provider, consumer):
+        assert _counts(side.ok("GET", f"/api/v1/dataspace/agreements/{agreement}")["policy"]) == ["5"]
+
+    again = negotiate(consumer, provider, made)
+    steward = theirs(again, "REQUESTED")
+    provider.ok("POST", f"/api/v1/dataspace/negotiations/{steward['id']}/offer", json={"terms": {"count": 2}})
+    wait_state(consumer, "negotiations", again["id"], "OFFERED")
+    consumer.ok("POST", f"/api/v1/dataspace/negotiations/{again['id']}/accept")
+    wait_state(provider, "negotiations", steward["id"], "ACCEPTED")
+    provider.ok("POST", f"/api/v1/dataspace/negotiations/{steward['id']}/agree")
+    wait_state(provider, "negotiations", steward["id"], "VERIFIED")
+    provider.ok("POST", f"/api/v1/dataspace/negotiations/{steward['id']}/finalize")
+    second = wait_state(consumer, "negotiations", again["id"], "FINALIZED")["agreement_id"]
+    assert _counts(consumer.ok("GET", f"/api/v1/dataspace/agreements/{second}")["policy"]) == ["2"]
+
+    def started_by_the_steward(land: str) -> dict[str, Any]:  # a manual offer's transfers too
+        asked = wait_state(consumer, "transfers", _transfer(consumer, second, land)["id"], "REQUESTED")
+        row = next(t for t in provider.ok("GET", f"/api/v1/dataspace/transfers?role=provider&agreement={second}")
+                   if t["consumer_pid"] == asked["consumer_pid"])
+        return provider.api("POST", f"/api/v1/dataspace/transfers/{row['id']}/start") and asked
+
+    for i in (1, 2):
+        wait_state(consumer, "transfers", started_by_the_steward(f"remote:countered-{i}")["id"], "COMPLETED")
+    third = _transfer(consumer, second, "remote:countered-3")  # refused when asked, before any steward
+    ended = wait_state(consumer, "transfers", third["id"], "TERMINATED")
+    assert 'count lteq "2"' in (ended["error"] or "")  # the counter-offer's 2, not the catalog's 10
+
+
 def test_count_two_then_a_third_transfer_is_terminated(engines: tuple[Participant, Participant],
                                                        gauges: dict[str, Any]) -> None:
     provider, consumer = engines

@@ -209,7 +209,9 @@ def _steer(ctx: typer.Context, kind: str, item: int, step: StrEnum | None, wait:
     pending = f" (sending {row.pending})" if row.pending else ""
     agreement = f" agreement {row.agreement_id}" if row.agreement_id else ""
     moved = f" {row.bytes} bytes" if getattr(row, "bytes", 0) else ""
-    said = f"{kind} {row.id} {row.role} {row.state}{pending}{agreement}{moved} {row.error or ''}".rstrip()
+    offered = f"; the {row.offered_by}'s offer: {rules_words(row.offer)}" if getattr(row, "offer", None) and \
+        row.state in ("REQUESTED", "OFFERED") else ""
+    said = f"{kind} {row.id} {row.role} {row.state}{pending}{agreement}{moved} {row.error or ''}".rstrip() + offered
     out.emit(row, lambda: console.print(said, highlight=False))
 
 
@@ -261,9 +263,51 @@ def negotiation(ctx: typer.Context, negotiation_id: int = typer.Argument(..., mi
                                                                          "(the provider's, on a manual offer); "
                                                                          "request, accept or verify (the "
                                                                          "consumer's); terminate (either)."),
-                wait: bool = typer.Option(False, "--wait", help="Wait until the other side has the step.")) -> None:
-    """One negotiation; with a STEP, take that step (a manual offer's steward agrees, then finalizes)."""
+                wait: bool = typer.Option(False, "--wait", help="Wait until the other side has the step."),
+                count: int | None = typer.Option(None, "--count", min=1, help="With offer or request: a counter-offer "
+                                                                           "of this many transfers."),
+                days: int | None = typer.Option(None, "--days", min=1, help="With offer or request: a counter-offer "
+                                                                         "of this many days after the agreement."),
+                until: datetime | None = typer.Option(None, "--until", help="With offer or request: a counter-offer "
+                                                                            "until this time (UTC)."),
+                purpose: list[str] = typer.Option([], "--purpose", help="With offer or request: a counter-offer for "
+                                                                        "this purpose (repeat)."),
+                policy: Path | None = typer.Option(None, "--policy", exists=True, dir_okay=False,
+                                                   help="With offer or request: a counter-offer of this ODRL policy "
+                                                        "(JSON) instead of terms.")) -> None:
+    """One negotiation; with a STEP, take that step (a manual offer's steward agrees, then finalizes). An offer
+    (the steward's) or a request (the consumer's) with terms or --policy is a counter-offer: the other side
+    accepts it, answers with one of its own, or terminates."""
+    rules = json.loads(policy.read_text()) if policy else None
+    countered = rules is not None or count is not None or days is not None or until is not None or bool(purpose)
+    if countered and (step is None or step.value not in ("offer", "request")):
+        raise typer.BadParameter("a counter-offer goes with the step offer (the provider's) or request (the "
+                                 "consumer's)", param_hint="--policy" if rules is not None else "STEP")
+    if countered and step is not None:
+        out = state_of(ctx)
+        with out.client() as client:
+            row = client.dataspace.step(negotiation_id, step.value, policy=rules, count=count, days=days,
+                                        until=_utc(until), purposes=purpose or None)
+            if wait:
+                row = _wait(client, "negotiation", row.id, 120, delivered=True)
+        out.emit(row, lambda: console.print(f"negotiation {row.id} {row.role} {row.state}: offered "
+                                            f"{rules_words(row.offer)}", highlight=False))
+        return
     _steer(ctx, "negotiation", negotiation_id, step, wait)
+
+
+def rules_words(policy: dict[str, Any] | None) -> str:
+    """An offer's rules in a line: ``use (count lteq 3; elapsedTime lteq P7D)``, duties after a semicolon."""
+    if not policy:
+        return "nothing"
+    said = []
+    for key in ("permission", "prohibition", "obligation"):
+        for rule in policy.get(key) or []:
+            constraints = "; ".join(f"{c.get('leftOperand')} {c.get('operator')} {c.get('rightOperand')}"
+                                    for c in rule.get("constraint") or [])
+            prefix = "" if key == "permission" else "no " if key == "prohibition" else "duty "
+            said.append(f"{prefix}{rule.get('action')}" + (f" ({constraints})" if constraints else ""))
+    return ", ".join(said)
 
 
 @app.command("agreements")

@@ -164,9 +164,20 @@ class DataspaceClient:
     def negotiation(self, negotiation_id: int) -> NegotiationRead:
         return self._t.get(NegotiationRead, f"{_P}/negotiations/{negotiation_id}")
 
-    def step(self, negotiation_id: int, action: str) -> NegotiationRead:
-        """A step of yours: agree, finalize, offer (provider); request, accept, verify (consumer); terminate."""
-        return self._t.send(NegotiationRead, "POST", f"{_P}/negotiations/{negotiation_id}/{action}", None)
+    def step(self, negotiation_id: int, action: str, *, policy: dict[str, Any] | None = None,
+             until: datetime | None = None, days: int | None = None, count: int | None = None,
+             purposes: list[str] | None = None, participants: list[str] | None = None,
+             organisations: list[str] | None = None, groups: list[str] | None = None,
+             spatial: list[str] | None = None, attribution: bool = False,
+             delete_after: int | None = None) -> NegotiationRead:
+        """A step of yours: agree, finalize, offer (provider); request, accept, verify (consumer); terminate.
+        With ``policy`` or any of the terms, an ``offer`` or a ``request`` is a counter-offer of those rules."""
+        terms = _terms(until=until, days=days, count=count, purposes=purposes, participants=participants,
+                       organisations=organisations, groups=groups, spatial=spatial, attribution=attribution,
+                       delete_after=delete_after)
+        counter = ({"policy": policy} if policy is not None else {}) | (
+            {"terms": terms} if any(v not in (None, False) for v in terms.values()) else {})  # both: refused
+        return self._t.send(NegotiationRead, "POST", f"{_P}/negotiations/{negotiation_id}/{action}", counter or None)
 
     def agreements(self, *, role: str | None = None) -> list[AgreementRead]:
         params = {"role": role} if role else {}

@@ -33,6 +33,7 @@ from twinengine.dataspace.protocol import (
     new_pid,
     valid,
 )
+from twinengine.errors import ValidationFailed
 from twinengine.store.base import utcnow
 
 __all__ = ["Role", "as_message", "consumer_receive", "due", "provider_receive", "provider_request", "queue", "settle"]
@@ -149,14 +150,15 @@ def _decide(session: Session, row: Negotiation, provider: str) -> None:
 
 
 def prepare_agreement(session: Session, row: Negotiation, offer: Offer, provider: str) -> Agreement:
-    """The agreement the provider sends (kept before it is sent, so a retry sends the same one): the offer's rules
-    byte for byte, its target, both parties and the time."""
+    """The agreement the provider sends (kept before it is sent, so a retry sends the same one): the latest
+    offer's rules byte for byte, the catalog offer's target, both parties and the time."""
     if row.agreement_id:
         existing = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id,
                                                           Agreement.role == Role.PROVIDER.value))
         if existing is not None:
             return existing
-    rules = odrl.json_of(offer.policy)
+    rules = odrl.json_of(row.offer) if row.offer else odrl.json_of(offer.policy)  # the latest offer's: the
+    # catalog's (checked byte for byte where no steward decides) or a counter-offer the steward agreed to
     agreement_id, now = new_pid(), utcnow().replace(microsecond=0)
     policy = {"@id": agreement_id, "@type": "Agreement", **{k: rules[k] for k in odrl.RULE_KEYS if k in rules},
               "target": offer.dataset_id, "timestamp": now.isoformat().replace("+00:00", "Z"),
@@ -369,12 +371,19 @@ def start_consumer(session: Session, connector: Connector, *, owner: str, provid
     return row
 
 
-def steward(session: Session, connector: Connector, row: Negotiation, action: str) -> None:
+def steward(session: Session, connector: Connector, row: Negotiation, action: str,
+            counter: dict[str, Any] | None = None) -> None:
     """A local person's step (the steward's on the provider side, the consumer's own): checked against the
-    state now, sent by the courier."""
+    state now, sent by the courier. ``counter``: the rules of a counter-offer (checked enforceable by the
+    caller), which the provider's steward offers instead of the catalog's and the consumer requests instead of
+    the provider's last offer. The provider's steward who agrees to the consumer's counter-offer agrees to its
+    rules: the engine must be able to enforce them and they must permit this consumer."""
     role = Role(row.role)
     if (action, role) not in NEGOTIATION_MOVES:
         raise DspError(400, f"a {role} does not {action}")
+    if counter is not None and (action, role) not in (("offer", Role.PROVIDER), ("request", Role.CONSUMER)):
+        raise DspError(400, "a counter-offer's policy goes with an offer (the provider's) or a request (the "
+                            "consumer's)")
     sources, _target = NEGOTIATION_MOVES[(action, role)]
     if N(row.state) not in sources or (row.pending is not None and action != "terminate"):
         raise DspError(400, f"cannot {action} in state {row.state}" +
@@ -384,10 +393,36 @@ def steward(session: Session, connector: Connector, row: Negotiation, action: st
         if offer is None:
             raise DspError(400, "the offer is gone")
         if action == "agree":
+            if row.offered_by == Role.CONSUMER.value:
+                _may_agree(session, row, odrl.json_of(row.offer or "{}"), "offer")
             prepare_agreement(session, row, offer, connector.did)
+        elif counter is not None:
+            _may_agree(session, row, counter, "policy")
+            row.offer, row.offered_by = _counter_offer(row.offer or offer.policy, counter), Role.PROVIDER.value
         else:
             row.offer, row.offered_by = offer.policy, Role.PROVIDER.value
+    elif action == "request" and counter is not None:
+        row.offer, row.offered_by = _counter_offer(row.offer or "{}", counter), Role.CONSUMER.value
     queue(row, action, {"code": "steward", "reason": "terminated by the steward"} if action == "terminate" else None)
+
+
+def _counter_offer(current: str, rules: dict[str, Any]) -> str:
+    """The offer that answers ``current`` with other ``rules``: a new ``@id``, the same target and parties."""
+    kept = {k: v for k, v in odrl.json_of(current).items() if k not in odrl.RULE_KEYS and k != "@id"}
+    return odrl.canonical({"@id": new_pid(), "@type": "Offer", **kept, **rules})
+
+
+def _may_agree(session: Session, row: Negotiation, policy: dict[str, Any], where: str) -> None:
+    """Refuse (422 naming ``where``) rules the engine cannot enforce, or that do not permit this consumer at
+    negotiation (a counter-offer nobody could use)."""
+    rules = {k: v for k, v in policy.items() if k in odrl.RULE_KEYS}
+    try:
+        odrl.check(rules)
+    except odrl.PolicyError as exc:
+        raise ValidationFailed.one(where, f"the engine cannot enforce this offer: {exc}") from None
+    why = permit(session, rules, context_of(session, row.peer, odrl.Phase.NEGOTIATION, purpose=row.purpose))
+    if why is not None:
+        raise ValidationFailed.one(where, f"the offer does not permit {row.peer}: {why}")
 
 
 def due(session: Session, now: datetime, limit: int = 20) -> list[int]:

@@ -25,8 +25,8 @@ from twinengine.lake.dids import get_did
 from twinengine.quality.spec import FLAGS, Flag
 from twinengine.store.base import lock_for_delete, utcnow
 
-__all__ = ["PROVENANCE_KEY", "add_participant", "build_policy", "create_offer", "get_offer", "list_offers",
-           "list_participants", "remove_participant", "stream_window", "withdraw_offer"]
+__all__ = ["PROVENANCE_KEY", "add_participant", "build_policy", "checked_rules", "create_offer", "get_offer",
+           "list_offers", "list_participants", "remove_participant", "stream_window", "withdraw_offer"]
 
 PROVENANCE_KEY = terms.KEY  # a landed dataset's meta: where it came from, under which agreement and policy
 
@@ -278,23 +278,8 @@ def create_offer(session: Session, *, principal: Principal, did: str | None = No
         assert did is not None
         found = _may_offer(session, principal, did)
         source = (found.did, found.owner_group, found.owner_twin)
-    rules = policy if policy is not None else build_policy()
-    if not isinstance(rules, dict):
-        raise ValidationFailed.one("policy", "an ODRL policy is a JSON object")
-    rules = {k: v for k, v in rules.items() if k not in ("@id", "@type", "@context", "target")}
-    try:
-        odrl.check(rules)
-    except odrl.PolicyError as exc:
-        where, _, why = str(exc).partition(": ")
-        raise ValidationFailed.one(f"policy.{where}" if why else "policy", why or str(exc)) from None
     offer_id, dataset_id = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
-    offer = {"@id": offer_id, "@type": "Offer", **rules}
-    found = problems({"@context": ["https://w3id.org/dspace/2025/1/context.jsonld"], "@id": dataset_id,
-                      "@type": "Dataset", "hasPolicy": [offer],
-                      "distribution": [{"@type": "Distribution", "format": "HttpData-PULL",
-                                        "accessService": "urn:uuid:0"}]}, "Dataset")
-    if found:
-        raise ValidationFailed.one("policy", "; ".join(found))
+    offer = {"@id": offer_id, "@type": "Offer", **checked_rules(policy if policy is not None else build_policy())}
     created = Offer(id=offer_id, dataset_id=dataset_id, did=source[0], title=title, description=description,
                     keywords=list(keywords or []), policy=odrl.canonical(offer), manual=manual, owner=principal.name,
                     owner_group=source[1], owner_twin=source[2],
@@ -303,6 +288,27 @@ def create_offer(session: Session, *, principal: Principal, did: str | None = No
     session.add(created)
     session.flush()
     return created
+
+
+def checked_rules(policy: Any) -> dict[str, Any]:
+    """The rules of an ODRL policy (its ``@id``, ``@type``, ``@context`` and ``target`` dropped) when the engine
+    can enforce every one and they make a valid DSP offer; 422 naming ``policy.<where>`` otherwise. An offer's
+    policy and a counter-offer's pass here alike."""
+    if not isinstance(policy, dict):
+        raise ValidationFailed.one("policy", "an ODRL policy is a JSON object")
+    rules = {k: v for k, v in policy.items() if k not in ("@id", "@type", "@context", "target")}
+    try:
+        odrl.check(rules)
+    except odrl.PolicyError as exc:
+        where, _, why = str(exc).partition(": ")
+        raise ValidationFailed.one(f"policy.{where}" if why else "policy", why or str(exc)) from None
+    found = problems({"@context": ["https://w3id.org/dspace/2025/1/context.jsonld"], "@id": "urn:uuid:0",
+                      "@type": "Dataset", "hasPolicy": [{"@id": "urn:uuid:1", "@type": "Offer", **rules}],
+                      "distribution": [{"@type": "Distribution", "format": "HttpData-PULL",
+                                        "accessService": "urn:uuid:0"}]}, "Dataset")
+    if found:
+        raise ValidationFailed.one("policy", "; ".join(found))
+    return rules
 
 
 def _mine(session: Session, principal: Principal, offer: Offer) -> bool:

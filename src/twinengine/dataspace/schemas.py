@@ -104,6 +104,17 @@ class OfferCreate(BaseModel):
     manual: bool = Field(default=False, description="The steward agrees, finalizes and starts by hand.")
 
 
+class CounterOffer(BaseModel):
+    """A counter-offer, with a negotiation's ``offer`` step (the provider's steward) or ``request`` step (the
+    consumer): the usual terms or an ODRL policy, instead of the last offer's rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    terms: OfferTerms | None = None
+    policy: dict[str, Any] | None = Field(default=None, description="An ODRL policy (permission, prohibition, "
+                                          "obligation) instead of terms.")
+
+
 class OfferRead(BaseModel):
     id: str
     dataset_id: str
@@ -182,6 +193,8 @@ class NegotiationRead(BaseModel):
     peer: str
     dataset_id: str | None
     offer_id: str | None
+    offer: dict[str, Any] | None = None  # the latest offer: the catalog's, or a counter-offer
+    offered_by: str | None = None  # who made it: provider or consumer
     agreement_id: str | None
     purpose: str | None
     owner: str

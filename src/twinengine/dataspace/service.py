@@ -24,7 +24,7 @@ from twinengine.dataspace.bucket_address import check_endpoint
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import did_of
 from twinengine.dataspace.models import Access, Agreement, Negotiation, Offer, TransferProcess
-from twinengine.dataspace.offers import _mine
+from twinengine.dataspace.offers import _mine, checked_rules
 from twinengine.dataspace.protocol import S3_PUSH, DspError, Role, TransferState, address_property, queried
 from twinengine.dataspace.spec import problems
 from twinengine.errors import InvalidInput, NotFound, ValidationFailed
@@ -182,13 +182,16 @@ def get_negotiation(session: Session, *, principal: Principal, negotiation_id: i
 
 
 def steer_negotiation(session: Session, connector: Connector, *, principal: Principal, negotiation_id: int,
-                      action: str) -> Negotiation:
-    """A person's step: the provider's steward agrees, finalizes or terminates; the consumer accepts, verifies or
-    terminates. An illegal step for the state is a 400 naming the state."""
+                      action: str, counter: dict[str, Any] | None = None) -> Negotiation:
+    """A person's step: the provider's steward offers, agrees, finalizes or terminates; the consumer requests,
+    accepts, verifies or terminates. ``counter``: a counter-offer's policy with an offer or a request (422
+    naming ``policy`` where the engine cannot enforce it). An illegal step for the state is a 400 naming the
+    state."""
     row = get_negotiation(session, principal=principal, negotiation_id=negotiation_id)
     session.refresh(row, with_for_update=True)
+    rules = checked_rules(counter) if counter is not None else None
     try:
-        negotiation.steward(session, connector, row, action)
+        negotiation.steward(session, connector, row, action, rules)
     except DspError as exc:
         raise InvalidInput(exc.reason, details=[{"loc": "action", "msg": exc.reason}]) from None
     return row

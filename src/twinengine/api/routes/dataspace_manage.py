@@ -20,6 +20,7 @@ from twinengine.dataspace.schemas import (
     AccessRead,
     AgreementRead,
     CatalogQuery,
+    CounterOffer,
     Identity,
     NegotiationCreate,
     NegotiationRead,
@@ -56,6 +57,7 @@ def offer_read(o: Offer) -> OfferRead:
 def negotiation_read(n: Negotiation) -> NegotiationRead:
     return NegotiationRead(id=n.id, role=n.role, state=n.state, provider_pid=n.provider_pid,
                            consumer_pid=n.consumer_pid, peer=n.peer, dataset_id=n.dataset_id, offer_id=n.offer_id,
+                           offer=odrl.json_of(n.offer) if n.offer else None, offered_by=n.offered_by,
                            agreement_id=n.agreement_id, purpose=n.purpose, owner=n.owner, pending=n.pending,
                            error=n.error, created_at=n.created_at, updated_at=n.updated_at)
 
@@ -218,13 +220,21 @@ def negotiation_get(negotiation_id: Annotated[int, Path(ge=1, le=INT32_MAX)], se
 @acts("dataspace.consume")
 async def negotiation_step(negotiation_id: Annotated[int, Path(ge=1, le=INT32_MAX)],
                            action: Literal["agree", "finalize", "offer", "request", "accept", "verify", "terminate"],
-                           runtime: RuntimeDep, principal: PrincipalDep) -> NegotiationRead:
+                           runtime: RuntimeDep, principal: PrincipalDep,
+                           body: CounterOffer | None = None) -> NegotiationRead:
+    """With a body (``offer``, ``request``): a counter-offer of the terms or the policy it gives."""
     connector = runtime.dataspace
+    counter: dict[str, Any] | None = None
+    if body is not None and body.policy is not None and body.terms is not None:
+        raise ValidationFailed.one("policy", "terms or a policy, not both")
+    if body is not None:
+        counter = body.policy if body.terms is None else offers.build_policy(**body.terms.model_dump())
 
     def work() -> NegotiationRead:
         with runtime.db.session() as session:
             return negotiation_read(service.steer_negotiation(session, connector, principal=principal,
-                                                              negotiation_id=negotiation_id, action=action))
+                                                              negotiation_id=negotiation_id, action=action,
+                                                              counter=counter))
 
     found = await anyio.to_thread.run_sync(work)
     connector.wake()
