@@ -74,12 +74,18 @@ def space(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> It
         agreed = wait_state(peer, "negotiations", started["id"], "FINALIZED", bob)
         wait_state(home, "negotiations", next(n["id"] for n in home.ok("GET", "/api/v1/dataspace/negotiations", dora)
                                               if n["consumer_pid"] == agreed["consumer_pid"]), "FINALIZED", dora)
+        # and for her offer she agrees to by hand, bob's request waits for her (the steward) on the page
+        by_hand = home.ok("POST", "/api/v1/dataspace/offers", dora, expect=201, json={
+            "did": "reach:gauge-history", "title": "Gauge history, by hand", "terms": {"count": 10},
+            "manual": True})
+        bargain = peer.ok("POST", "/api/v1/dataspace/negotiations", bob, expect=201, json={
+            "url": home.url, "dataset": by_hand["dataset_id"]})
         shots = Path(os.environ.get("TWIN_TEST_SHOTS", tmp_path_factory.mktemp("shots")))
         shots.mkdir(parents=True, exist_ok=True)
         site = Site(url=home.url, data_dir=home.runtime.settings.data_dir, tokens={"dora": dora, "eve": eve},
                     facts={}, shots=shots)
         yield {"home": home, "peer": peer, "site": site, "mine": mine, "theirs": theirs, "sums": sums,
-               "agreement": agreed["agreement_id"], "dora": dora, "eve": eve}
+               "agreement": agreed["agreement_id"], "dora": dora, "eve": eve, "bob": bob, "bargain": bargain}
 
 
 def _tab(chromium_browser: Any, space: dict[str, Any], who: str) -> Portal:
@@ -248,5 +254,62 @@ def test_the_page_fits_a_phone(chromium_browser: Any, space: dict[str, Any]) -> 
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"the page scrolls sideways by {overflow}px"
         tab.check("dataspace-phone")
+    finally:
+        tab.close()
+
+
+def test_a_steward_counters_a_request_and_agrees_from_the_page(chromium_browser: Any, space: dict[str, Any]) -> None:
+    """Bob asked for 10 transfers under dora's offer she agrees to by hand; on the page she sees his request
+    with its terms, counters with 3 (a blank counter-offer and a count of 0 are refused beside their field),
+    and once his engine accepted, agrees and finalizes: the agreement she provides holds 3."""
+    home, peer = space["home"], space["peer"]
+    pid = wait_state(peer, "negotiations", space["bargain"]["id"], "REQUESTED", space["bob"])["consumer_pid"]
+    ours = next(n for n in home.ok("GET", "/api/v1/dataspace/negotiations", space["dora"]) if n["consumer_pid"] == pid)
+    tab = _tab(chromium_browser, space, "dora")
+
+    def row_when(state: str) -> str:
+        """The negotiation's row once it is in ``state`` (the page read again until then)."""
+        for _ in range(120):
+            tab.goto("/ui/dataspace")
+            rows = [line for line in tab.text("section[aria-label='Negotiations']").splitlines()
+                    if line.startswith(f"{ours['id']}\t") or line.startswith(f"{ours['id']} ")]
+            if rows and state in rows[0]:
+                return rows[0]
+            tab.page.wait_for_timeout(500)
+        raise AssertionError(f"negotiation {ours['id']} did not reach {state}")
+
+    try:
+        row = row_when("REQUESTED")
+        assert "10 transfers and 10 uses of the copy (asked by them)" in row, row
+        tab.page.click(f"button[aria-label='Counter-offer on negotiation {ours['id']}']")
+        form = f"form[aria-label='Counter-offer on negotiation {ours['id']}']"
+        tab.page.click(f"{form} button[type=submit]")
+        tab.wait_for(f"{form} .form-errors:has-text('Give the terms')")
+        tab.page.fill(f"#ds-counter-{ours['id']}-count", "0")
+        tab.page.click(f"{form} button[type=submit]")
+        tab.wait_for(f"#ds-counter-{ours['id']}-count-error:not(:empty)")
+        assert tab.page.get_attribute(f"#ds-counter-{ours['id']}-count", "aria-invalid") == "true"
+        tab.check("dataspace-counter-offer")
+        tab.page.fill(f"#ds-counter-{ours['id']}-count", "3")
+        tab.page.click(f"{form} button[type=submit]")
+        row = row_when("OFFERED")
+        assert "3 transfers and 3 uses of the copy (offered by you)" in row, row
+
+        offered = wait_state(peer, "negotiations", space["bargain"]["id"], "OFFERED", space["bob"])
+        assert "3" in str(offered["offer"]["permission"])  # bob's engine holds her counter-offer
+        peer.ok("POST", f"/api/v1/dataspace/negotiations/{space['bargain']['id']}/accept", space["bob"])
+        row_when("ACCEPTED")
+        tab.page.click(f"button[aria-label='Agree on negotiation {ours['id']}']")
+        row_when("VERIFIED")
+        tab.page.click(f"button[aria-label='Finalize on negotiation {ours['id']}']")
+        row = row_when("FINALIZED")
+        assert "Terminate" not in row  # nothing left to do
+        agreement = wait_state(peer, "negotiations", space["bargain"]["id"], "FINALIZED", space["bob"])["agreement_id"]
+        held = _row(tab.text("section[aria-label='Agreements']"), "Gauge history, by hand")
+        assert "3 transfers and 3 uses of the copy" in held and "you provide" in held, held
+        assert "10 transfers" not in held
+        provided = home.ok("GET", f"/api/v1/dataspace/agreements/{agreement}", space["dora"])
+        assert provided["offer_id"] == ours["offer_id"]
+        tab.check("dataspace-countered")
     finally:
         tab.close()

@@ -72,3 +72,14 @@ def test_a_stream_offer_of_several_sources_names_them_as_the_catalog_does() -> N
     assert said[0] == " of station RR-01 and RR-03"
     assert said[1] == (" of sensor S00, S01, S02, S03, S04, S05, S06, S07, S08, S09, S10, S11 and 3 more "
                        "flagged good")
+
+
+def test_a_negotiation_offers_the_steps_its_side_may_take_now() -> None:
+    cases = [{"role": "provider", "state": "REQUESTED"}, {"role": "provider", "state": "ACCEPTED"},
+             {"role": "provider", "state": "VERIFIED"}, {"role": "provider", "state": "OFFERED"},
+             {"role": "consumer", "state": "OFFERED"}, {"role": "consumer", "state": "AGREED"},
+             {"role": "consumer", "state": "REQUESTED", "pending": "request"},
+             {"role": "consumer", "state": "FINALIZED"}]
+    said = run(*(("pages/dataspace.js", "negotiationSteps", [c]) for c in cases))
+    assert said == [["agree", "counter", "terminate"], ["agree", "terminate"], ["finalize", "terminate"],
+                    ["terminate"], ["accept", "counter", "terminate"], ["verify", "terminate"], [], []]

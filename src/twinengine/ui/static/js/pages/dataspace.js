@@ -244,13 +244,83 @@ async function tables(ctx, slots, state) {
       t.landed ? h("code", {}, t.landed) : "–", when(t.created_at), when(t.updated_at)]),
     { empty: "No transfers yet." }));
 
+  const again = () => tables(ctx, slots, state).catch((error) => ctx.toast(error.message));
   replace(slots.negotiations, negotiations === null ? h("p", { class: "muted" }, "Your role may not negotiate.") : table(null,
-    ["#", "you", "with", "data", "purpose", "state", "agreement", "started (UTC)"],
+    ["#", "you", "with", "data", "purpose", "latest offer", "state", "agreement", "started (UTC)", "your step"],
     negotiations.map((n) => [String(n.id), side(n.role), h("code", {}, n.peer), dataOf(n.role, n.offer_id, n.dataset_id, n.agreement_id),
-      n.purpose || "–", stateCell(n.state, n.error), n.agreement_id ? h("code", { title: n.agreement_id }, short(n.agreement_id)) : "–",
-      when(n.created_at)]),
+      n.purpose || "–", n.offer ? h("td", { "data-csv": policyWords(n.offer) }, policyWords(n.offer),
+        h("span", { class: "muted" }, ` (${n.offered_by === "provider" ? "offered" : "asked"} by ${n.offered_by === n.role ? "you" : "them"})`)) : "–",
+      stateCell(n.state, n.error), n.agreement_id ? h("code", { title: n.agreement_id }, short(n.agreement_id)) : "–",
+      when(n.created_at), h("td", { "data-csv": "" }, stepButtons(ctx, n, again))]),
     { empty: "No negotiations yet." }));
   slots.peers.replaceChildren(...[...state.peers].map(urlOfDid).filter(Boolean).map((u) => h("option", { value: u })));
+}
+
+/** The steps a person may take on a negotiation now (the engine refuses others, naming the state): a manual
+ * offer's steward agrees, counters and finalizes; the consumer accepts, counters and verifies; either ends it. */
+export function negotiationSteps(n) {
+  if (n.pending || ["INITIAL", "FINALIZED", "TERMINATED"].includes(n.state)) return [];
+  const steps = n.role === "provider"
+    ? { REQUESTED: ["agree", "counter"], ACCEPTED: ["agree"], VERIFIED: ["finalize"] }[n.state]
+    : { OFFERED: ["accept", "counter"], AGREED: ["verify"] }[n.state];
+  return [...(steps || []), "terminate"];
+}
+
+const STEP_WORDS = { agree: "Agree", counter: "Counter-offer", finalize: "Finalize", accept: "Accept",
+  verify: "Verify", terminate: "Terminate" };
+
+function stepButtons(ctx, n, again) {
+  const box = h("div", { class: "ds-steps" });
+  const take = async (step, body) => {
+    const done = await api(`${P}/negotiations/${enc(String(n.id))}/${step}`, { method: "POST", body });
+    ctx.toast(`Negotiation ${n.id}: ${step === "offer" || step === "request" ? "counter-offer sent" : `${step} sent`} (${done.state})`);
+    await again();
+  };
+  box.append(...negotiationSteps(n).map((step) => h("button", {
+    type: "button", class: step === "terminate" ? "danger small" : "small", "aria-label": `${STEP_WORDS[step]} on negotiation ${n.id}`,
+    on: { click: async (event) => {
+      if (step === "counter") {
+        replace(box, counterForm(ctx, n, take, again));
+        return;
+      }
+      event.currentTarget.disabled = true;
+      try { await take(step); } catch (error) { ctx.toast(error.message); event.currentTarget.disabled = false; }
+    } } }, STEP_WORDS[step])));
+  return box;
+}
+
+/** Other terms for the latest offer: transfers, days after the agreement, a purpose (the engine names a term it
+ * refuses beside its field). The provider's steward sends it as an offer, the consumer as a request. */
+function counterForm(ctx, n, take, again) {
+  const id = `ds-counter-${n.id}`;
+  const count = h("input", { type: "text", inputmode: "numeric", autocomplete: "off", dataset: { loc: "terms.count" } });
+  const days = h("input", { type: "text", inputmode: "numeric", autocomplete: "off", dataset: { loc: "terms.days" } });
+  const purpose = h("input", { type: "text", autocomplete: "off", dataset: { loc: "terms.purposes" } });
+  const form = h("form", { novalidate: true, "aria-label": `Counter-offer on negotiation ${n.id}` }, formErrors(),
+    field(`${id}-count`, "Transfers", count, "at most this many"),
+    field(`${id}-days`, "Days", days, "after the agreement"),
+    field(`${id}-purpose`, "Purpose", purpose, "the one it is for"),
+    h("div", { class: "row" }, h("button", { type: "submit" }, "Send counter-offer"),
+      h("button", { type: "button", class: "small", on: { click: () => again() } }, "Cancel")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const terms = {};
+    if (count.value.trim()) terms.count = count.value.trim();
+    if (days.value.trim()) terms.days = days.value.trim();
+    if (purpose.value.trim()) terms.purposes = [purpose.value.trim()];
+    if (!Object.keys(terms).length) {
+      form.querySelector(".form-errors").textContent = "Give the terms you offer instead: transfers, days or a purpose.";
+      count.focus();
+      return;
+    }
+    try {
+      await take(n.role === "provider" ? "offer" : "request", { terms });
+    } catch (error) {
+      showErrors(form, error);
+    }
+  });
+  return form;
 }
 
 function agreementOffer(agreements, id) {
