@@ -311,5 +311,19 @@ def test_a_steward_counters_a_request_and_agrees_from_the_page(chromium_browser:
         provided = home.ok("GET", f"/api/v1/dataspace/agreements/{agreement}", space["dora"])
         assert provided["offer_id"] == ours["offer_id"]
         tab.check("dataspace-countered")
+
+        # bob asks for a transfer under it: it waits for her, and she starts it from the page
+        asked = peer.ok("POST", "/api/v1/dataspace/transfers", space["bob"], expect=201, json={
+            "agreement": agreement, "did": "remote:by-hand", "land_data": True})
+        pid = wait_state(peer, "transfers", asked["id"], "REQUESTED", space["bob"])["consumer_pid"]
+        theirs = next(t for t in home.ok("GET", "/api/v1/dataspace/transfers", space["dora"])
+                      if t["consumer_pid"] == pid)
+        tab.goto("/ui/dataspace")
+        tab.page.click(f"button[aria-label='Start transfer {theirs['id']}']")
+        landed = wait_state(peer, "transfers", asked["id"], "COMPLETED", space["bob"])
+        assert [f["name"] for f in landed["files"]] == ["levels.csv"]
+        tab.goto("/ui/dataspace")
+        row = _row(tab.text("section[aria-label='Transfers']"), "you provide", "COMPLETED")
+        assert "Start" not in row and "Terminate" not in row
     finally:
         tab.close()

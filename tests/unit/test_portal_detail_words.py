@@ -83,3 +83,13 @@ def test_a_negotiation_offers_the_steps_its_side_may_take_now() -> None:
     said = run(*(("pages/dataspace.js", "negotiationSteps", [c]) for c in cases))
     assert said == [["agree", "counter", "terminate"], ["agree", "terminate"], ["finalize", "terminate"],
                     ["terminate"], ["accept", "counter", "terminate"], ["verify", "terminate"], [], []]
+
+
+def test_a_transfer_offers_the_steps_its_side_may_take_now() -> None:
+    cases = [{"role": "provider", "state": "REQUESTED"}, {"role": "consumer", "state": "REQUESTED"},
+             {"role": "consumer", "state": "STARTED", "pending": "push"}, {"role": "provider", "state": "STARTED",
+                                                                             "pending": "complete"},
+             {"role": "provider", "state": "SUSPENDED"}, {"role": "consumer", "state": "COMPLETED"}]
+    said = run(*(("pages/dataspace.js", "transferSteps", [c]) for c in cases))
+    assert said == [["start", "terminate"], ["terminate"], ["suspend", "complete", "terminate"], ["terminate"],
+                    ["start", "terminate"], []]

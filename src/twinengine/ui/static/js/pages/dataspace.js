@@ -235,16 +235,18 @@ async function tables(ctx, slots, state) {
         h("td", { "data-csv": agreementState(a), "data-agreement": a.id }, agreementState(a)), h("td", {}, revoke)];
     }), { empty: "No agreements yet." }));
 
+  const reread = () => tables(ctx, slots, state).catch((error) => ctx.toast(error.message));
   replace(slots.transfers, transfers === null ? h("p", { class: "muted" }, "Your role may not transfer data.") : table(null,
-    ["#", "you", "with", "agreement", "how", "state", "files", "bytes", "SHA-256", "landed as", "started (UTC)", "last change (UTC)"],
+    ["#", "you", "with", "agreement", "how", "state", "files", "bytes", "SHA-256", "landed as", "started (UTC)", "last change (UTC)", "your step"],
     transfers.map((t) => [String(t.id), side(t.role), h("code", {}, t.peer), h("td", { title: t.agreement_id, "data-csv": t.agreement_id }, titles.get(agreementOffer(agreements, t.agreement_id)) || short(t.agreement_id)),
       h("td", { title: t.format, "data-csv": t.format }, queried.has(agreementOffer(agreements, t.agreement_id)) ? "queried by the consumer (EDR)" : t.format === "HttpData-PUSH" ? "pushed by the provider" : t.format === "AmazonS3-PUSH" ? "written into the consumer's S3 bucket" : "pulled by the consumer"),
       stateCell(t.state, t.error), (t.files || []).map((f) => f.name).join(", ") || "–", bytesWords(t.bytes),
       queried.has(agreementOffer(agreements, t.agreement_id)) ? h("td", { "data-csv": "–" }, "– (answers, in the usage record)") : checksumCell(t),
-      t.landed ? h("code", {}, t.landed) : "–", when(t.created_at), when(t.updated_at)]),
+      t.landed ? h("code", {}, t.landed) : "–", when(t.created_at), when(t.updated_at),
+      h("td", { "data-csv": "" }, transferButtons(ctx, t, reread))]),
     { empty: "No transfers yet." }));
 
-  const again = () => tables(ctx, slots, state).catch((error) => ctx.toast(error.message));
+  const again = reread;
   replace(slots.negotiations, negotiations === null ? h("p", { class: "muted" }, "Your role may not negotiate.") : table(null,
     ["#", "you", "with", "data", "purpose", "latest offer", "state", "agreement", "started (UTC)", "your step"],
     negotiations.map((n) => [String(n.id), side(n.role), h("code", {}, n.peer), dataOf(n.role, n.offer_id, n.dataset_id, n.agreement_id),
@@ -264,6 +266,29 @@ export function negotiationSteps(n) {
     ? { REQUESTED: ["agree", "counter"], ACCEPTED: ["agree"], VERIFIED: ["finalize"] }[n.state]
     : { OFFERED: ["accept", "counter"], AGREED: ["verify"] }[n.state];
   return [...(steps || []), "terminate"];
+}
+
+/** The steps a person may take on a transfer now: a manual offer's steward starts a requested one; either side
+ * suspends, resumes, completes or ends one under way (a step being sent leaves only ending it). */
+export function transferSteps(t) {
+  if (["INITIAL", "COMPLETED", "TERMINATED"].includes(t.state)) return [];
+  if (t.pending && t.pending !== "push") return ["terminate"];
+  const steps = { REQUESTED: t.role === "provider" ? ["start"] : [], STARTED: ["suspend", "complete"], SUSPENDED: ["start"] }[t.state];
+  return [...(steps || []), "terminate"];
+}
+
+function transferButtons(ctx, t, again) {
+  const words = { start: t.state === "SUSPENDED" ? "Resume" : "Start", suspend: "Suspend", complete: "Complete", terminate: "Terminate" };
+  return h("div", { class: "ds-steps" }, transferSteps(t).map((step) => h("button", {
+    type: "button", class: step === "terminate" ? "danger small" : "small", "aria-label": `${words[step]} transfer ${t.id}`,
+    on: { click: async (event) => {
+      event.currentTarget.disabled = true;
+      try {
+        const done = await api(`${P}/transfers/${enc(String(t.id))}/${step}`, { method: "POST" });
+        ctx.toast(`Transfer ${t.id}: ${step} sent (${done.state})`);
+        await again();
+      } catch (error) { ctx.toast(error.message); event.currentTarget.disabled = false; }
+    } } }, words[step])));
 }
 
 const STEP_WORDS = { agree: "Agree", counter: "Counter-offer", finalize: "Finalize", accept: "Accept",
