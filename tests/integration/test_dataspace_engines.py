@@ -219,6 +219,12 @@ def test_counter_offers_go_back_and_forth_until_one_is_agreed(engines: tuple[Par
     ended = wait_state(consumer, "transfers", third["id"], "TERMINATED")
     assert 'count lteq "2"' in (ended["error"] or "")  # the counter-offer's 2, not the catalog's 10
 
+    late = theirs(negotiate(consumer, provider, made), "REQUESTED")  # and then the offer is withdrawn
+    provider.ok("DELETE", f"/api/v1/dataspace/offers/{made['id']}")
+    for action, body in (("agree", None), ("offer", {"terms": {"count": 1}})):
+        refused = provider.api("POST", f"/api/v1/dataspace/negotiations/{late['id']}/{action}", json=body)
+        assert refused.status_code == 400 and "withdrawn" in refused.text, refused.text
+
 
 def test_count_two_then_a_third_transfer_is_terminated(engines: tuple[Participant, Participant],
                                                        gauges: dict[str, Any]) -> None:

@@ -392,6 +392,8 @@ def steward(session: Session, connector: Connector, row: Negotiation, action: st
         offer = session.get(Offer, row.offer_id) if row.offer_id else None
         if offer is None:
             raise DspError(400, "the offer is gone")
+        if offer.withdrawn_at is not None:
+            raise DspError(400, "the offer was withdrawn: nothing more is agreed or offered under it")
         if action == "agree":
             if row.offered_by == Role.CONSUMER.value:
                 _may_agree(session, row, odrl.json_of(row.offer or "{}"), "offer")
