@@ -11,7 +11,9 @@ process of the sequence, read back from the store: no answer was 5xx; the state 
 it was, and a repeated one had no second effect); it moved only along an allowed transition; FINALIZED,
 COMPLETED and TERMINATED never change; nothing is left owed to the other side. As provider of a transfer, the
 data address serves only while the transfer is STARTED; as provider of a pushed transfer, a start ends
-COMPLETED once the engine pushed the file to the peer's address, once, with its listed SHA-256.
+COMPLETED once the engine pushed the file to the peer's address, once, with its listed SHA-256; as consumer of a
+pushed transfer, its push address takes the peer's listing and files only while STARTED, keeps exactly the
+files pushed whole under their listed SHA-256, and a completion before every listed file landed changes nothing.
 
 Sequences per state machine: ``LONG`` (120, or ``TWIN_TEST_DSP_LONG``) of up to ``STEPS`` steps in CI, on SQLite
 (200 took 130-160 s for the four machines on a 2-core machine, 100 s of CPU, and 377 s in a whole CI-like run
@@ -739,6 +741,119 @@ class ConsumerTransfers(Machine):
         assert answer.status_code == 404, answer.text
 
 
+PUSHED = {name: f"time,level\n2026-03-01T0{i}:00:00Z,{i}.5\n".encode() for i, name in enumerate(("a.csv", "b.csv"))}
+
+
+class ConsumerPushTransfers(ConsumerTransfers):
+    """The engine requests pushed transfers (HttpData-PUSH) and the peer, as their provider, starts, suspends,
+    completes and terminates them at random, and lists and pushes files to the push address the request gave, in
+    any order: the address takes a listing and listed files only while the transfer is STARTED, a file whose
+    bytes are not the listed SHA-256 is refused and nothing of it kept, a completion is refused (and changes
+    nothing) until every listed file has landed whole, and a wrong bearer opens nothing."""
+
+    noises = (*ConsumerTransfers.noises, "wrong_push_token")
+
+    def __init__(self, world: dict[str, Any]) -> None:
+        super().__init__(world)
+        self.address: dict[str, tuple[str, str]] = {}  # consumerPid -> (push address, its bearer)
+        self.listed: dict[str, set[str]] = {}
+        self.landed: dict[str, set[str]] = {}
+
+    def new(self) -> None:
+        made = self.engine.ok("POST", "/api/v1/dataspace/transfers", expect=201, json={
+            "agreement": self.world["consumer_agreement"], "did": f"random:push-{uuid.uuid4().hex[:12]}",
+            "format": "HttpData-PUSH"})
+        row = _quiet(self.engine, TransferProcess, made["id"])
+        assert row.state == "REQUESTED", row.error
+        request = next(m for m in self.peer.messages("TransferRequestMessage") if m["consumerPid"] == row.consumer_pid)
+        address = request["dataAddress"]
+        token = next(p["value"] for p in address["endpointProperties"] if p["name"] == "authorization")
+        self.address[row.consumer_pid] = (address["endpoint"], token)
+        self.listed[row.consumer_pid], self.landed[row.consumer_pid] = set(), set()
+        self.processes.append(Process(row.id, row.consumer_pid, self.peer.pids[row.consumer_pid], "REQUESTED"))
+
+    def expect(self, process: Process, answer: httpx.Response, action: str, sender: Role) -> None:
+        missing = not self.listed[process.cpid] or self.listed[process.cpid] - self.landed[process.cpid]
+        if action == "complete" and sender is Role.PROVIDER and process.state == "STARTED" and missing:
+            outcome("provider complete before every listed file landed: refused")
+            assert answer.status_code == 400 and "not complete" in answer.text, answer.text
+            return
+        super().expect(process, answer, action, sender)
+
+    def _push(self, process: Process, method: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
+        endpoint, bearer = self.address[process.cpid]
+        answer = httpx.request(method, endpoint + path, timeout=30, verify=tls_context(),
+                               headers={"Authorization": f"Bearer {token or bearer}"}, **kwargs)
+        assert answer.status_code < 500, f"{method} {path}: {answer.status_code} {answer.text}"
+        return answer
+
+    @rule(index=PICK, names=st.sets(st.sampled_from(sorted(PUSHED)), min_size=1))
+    def peer_lists(self, index: int, names: set[str]) -> None:
+        process = self.pick(index)
+        files = [{"name": n, "bytes": len(PUSHED[n]), "sha256": hashlib.sha256(PUSHED[n]).hexdigest(),
+                  "mediaType": "text/csv"} for n in sorted(names)]
+        answer = self._push(process, "POST", "", json={"files": files})
+        if process.state == "STARTED":
+            assert answer.status_code == 200, answer.text
+            self.listed[process.cpid] |= names
+        else:
+            assert answer.status_code == 403 and "closed" in answer.text, answer.text
+        outcome(f"listing in {process.state}: {answer.status_code}")
+
+    @rule(index=PICK, name=st.sampled_from(sorted(PUSHED)), whole=st.booleans())
+    def peer_pushes(self, index: int, name: str, whole: bool) -> None:
+        process = self.pick(index)
+        answer = self._push(process, "PUT", f"/{name}", content=PUSHED[name] if whole else PUSHED[name][:-3] + b"9\n")
+        if process.state != "STARTED":
+            assert answer.status_code == 403, answer.text
+        elif name not in self.listed[process.cpid]:
+            assert answer.status_code == 404, answer.text
+        elif not whole:
+            assert 400 <= answer.status_code < 500, answer.text  # not the listed SHA-256: nothing kept
+        else:
+            assert answer.status_code in (200, 201), answer.text  # 200: it had landed already, nothing new kept
+            self.landed[process.cpid].add(name)
+        outcome(f"file {'whole' if whole else 'altered'} in {process.state}: {answer.status_code}")
+
+    @rule(index=PICK, then_complete=st.booleans(), spoiled=st.booleans())
+    @precondition(lambda self: any(p.state == "STARTED" for p in self.processes))
+    def peer_delivers(self, index: int, then_complete: bool, spoiled: bool) -> None:
+        """What a provider does once started: list every file, push each whole (perhaps after an altered copy of
+        the first), and (perhaps) complete; so that walks reach a completed push as often as the other rules
+        leave one half done."""
+        started = [i for i, p in enumerate(self.processes) if p.state == "STARTED"]
+        if not started:
+            return
+        index = started[index % len(started)]
+        self.peer_lists(index, set(PUSHED))
+        if spoiled:
+            self.peer_pushes(index, min(PUSHED), False)
+        for name in sorted(PUSHED):
+            self.peer_pushes(index, name, True)
+        if then_complete:
+            self.provider_says(index, "complete")
+
+    def wrong_push_token(self, index: int, action: str) -> None:
+        process = self.pick(index)
+        answer = self._push(process, "PUT", "/a.csv", token="not-the-token", content=PUSHED["a.csv"])
+        assert answer.status_code == 403, answer.text
+
+    @invariant()
+    def what_landed_is_what_was_listed_and_pushed_whole(self) -> None:
+        with self.engine.runtime.db.session(readonly=True) as session:
+            rows = {r.consumer_pid: r for r in session.scalars(select(TransferProcess).where(
+                TransferProcess.id.in_([p.id for p in self.processes])))}
+            for process in self.processes:
+                row = rows[process.cpid]
+                files = {f["name"]: f for f in row.files or []}
+                assert set(files) == self.listed[process.cpid], (process.cpid, files)
+                assert {n for n, f in files.items() if f["landed"]} == self.landed[process.cpid]
+                assert row.bytes == sum(len(PUSHED[n]) for n in self.landed[process.cpid])
+                for name in self.landed[process.cpid]:
+                    kept = self.engine.ok("GET", f"/api/v1/lake/dids/{row.landed}/{name}")
+                    assert kept["sha256"] == hashlib.sha256(PUSHED[name]).hexdigest()
+
+
 def _run(machine: type[Machine], world: dict[str, Any], sequences: int) -> None:
     """``sequences`` sequences of up to ``STEPS`` steps: the same ones each run (derandomized), or those of the
     seed ``TWIN_TEST_DSP_SEED`` names."""
@@ -756,7 +871,8 @@ def _run(machine: type[Machine], world: dict[str, Any], sequences: int) -> None:
     print(f"{machine.__name__}, {sequences} sequences:", dict(sorted(OUTCOMES.items())))
 
 
-MACHINES = [ProviderNegotiations, ConsumerNegotiations, ProviderTransfers, ProviderPushTransfers, ConsumerTransfers]
+MACHINES = [ProviderNegotiations, ConsumerNegotiations, ProviderTransfers, ProviderPushTransfers, ConsumerTransfers,
+            ConsumerPushTransfers]
 # LONG sequences per machine take longer than a local run should (see the module's docstring): CI runs them on
 # SQLite, each with a time limit of its own (generous: a loaded machine takes several times an idle one's); both
 # stores run SEQUENCES in every run
