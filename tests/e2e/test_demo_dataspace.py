@@ -92,6 +92,7 @@ def test_both_stores_hold_the_agreement_and_the_transfer(demo: Demo) -> None:
         assert [(n["role"], n["state"], n["agreement_id"], n["purpose"], n["pending"]) for n in side] == [
             (role, "FINALIZED", ds["agreement"], "flood-forecasting", None),
             (role, "TERMINATED", None, "insurance-pricing", None),
+            (role, "FINALIZED", ds["bargain"]["agreement"], "flood-forecasting", None),
             (role, "FINALIZED", ds["stream"]["agreement"], "flood-forecasting", None),
             (role, "FINALIZED", ds["forecast"]["agreement"], "flood-forecasting", None),
             (role, "FINALIZED", ds["collection"]["agreement"], "flood-forecasting", None)]
@@ -119,6 +120,8 @@ def test_another_purpose_is_refused_with_nothing_transferred(demo: Demo) -> None
     assert "purpose" in refusal["reason"] and refusal["agreement"] is None
     assert refusal["transfers"] == refusal["provider_transfers"] == refusal["bytes"] == 0
     assert refusal["landed"] is False
+    bargain = demo.facts["dataspace"]["bargain"]  # counter-offers: 10 offered, 3, then 5, agreed
+    assert bargain["state"] == "FINALIZED" and bargain["countered_by"] == "consumer" and bargain["counts"] == ["5"]
     assert not list((demo.data_dir / PARTNER / "lake").rglob("*refused*"))
 
 

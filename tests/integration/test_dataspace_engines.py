@@ -769,14 +769,26 @@ def test_a_window_of_a_stream_history_is_offered(engines: tuple[Participant, Par
     assert last_hours.column("level").to_pylist() == [r["level"] for r in recent[1:]]  # not the one 10 days old
 
 
+def _pulled_stream(consumer: Participant, provider: Participant, made: dict[str, Any], land: str) -> Any:
+    """A stream offer negotiated, pulled into the consumer's lake as ``land`` and read back (an Arrow table)."""
+    import io
+
+    import pyarrow as pa
+
+    started = negotiate(consumer, provider, made, land=land)
+    agreement = wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"]
+    mine = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)
+    wait_state(consumer, "transfers", mine[0]["id"], "COMPLETED")
+    data = consumer.api("GET", f"/api/v1/lake/dids/{land}/gauges.arrow/content").content
+    return pa.ipc.open_file(io.BytesIO(data)).read_all()
+
+
 def test_one_station_s_readings_of_a_quality_are_offered(engines: tuple[Participant, Participant]) -> None:
     """A stream offered for one source, the readings its checks did not flag bad, and two of its fields: the
     snapshot holds exactly station RR-01's readings but its bad one (RR-02's are left out), of the time and the
     level only, the catalog says which in words, and a key on a stream that has none, quality on one without
     checks, a flag that does not exist or a field the stream lacks are refused naming their field."""
-    import io
 
-    import pyarrow as pa
 
     from helpers import REPO, RIVER_REACH
     from twinengine.client import Client
@@ -814,12 +826,7 @@ def test_one_station_s_readings_of_a_quality_are_offered(engines: tuple[Particip
                                                json={"url": provider.url})["dataset"]}
     assert ("stream gauges of station RR-01 flagged good or suspect (fields time, level)"
             in listed[made.dataset_id]["dct:description"])
-    started = negotiate(consumer, provider, made.model_dump(mode="json"), land="remote:station-gauges")
-    agreement = wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"]
-    mine = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)
-    wait_state(consumer, "transfers", mine[0]["id"], "COMPLETED")
-    data = consumer.api("GET", "/api/v1/lake/dids/remote:station-gauges/gauges.arrow/content").content
-    got = pa.ipc.open_file(io.BytesIO(data)).read_all()
+    got = _pulled_stream(consumer, provider, made.model_dump(mode="json"), "remote:station-gauges")
     assert got.column_names == ["time", "level"]  # neither the station nor the rain left the provider
     assert got.column("level").to_pylist() == [r["level"] for r in one]  # RR-01's alone, the bad reading left out
 
@@ -829,9 +836,7 @@ def test_several_stations_readings_are_offered_in_one_offer(engines: tuple[Parti
     readings, in the stream's order (RR-02's stay home), the catalog names both, a list of one source is a
     ``key``, and a key beside keys, keys on a stream without a key or an empty key are refused naming
     ``stream.keys``."""
-    import io
 
-    import pyarrow as pa
 
     from helpers import RIVER_REACH
     from twinengine.client import Client
@@ -858,12 +863,7 @@ def test_several_stations_readings_are_offered_in_one_offer(engines: tuple[Parti
     listed = {d["@id"]: d for d in consumer.ok("POST", "/api/v1/dataspace/catalog",
                                                json={"url": provider.url})["dataset"]}
     assert "stream gauges of station RR-03 and RR-01" in listed[made.dataset_id]["dct:description"]
-    started = negotiate(consumer, provider, made.model_dump(mode="json"), land="remote:two-of-three")
-    agreement = wait_state(consumer, "negotiations", started["id"], "FINALIZED")["agreement_id"]
-    mine = consumer.ok("GET", "/api/v1/dataspace/transfers?role=consumer&agreement=" + agreement)
-    wait_state(consumer, "transfers", mine[0]["id"], "COMPLETED")
-    data = consumer.api("GET", "/api/v1/lake/dids/remote:two-of-three/gauges.arrow/content").content
-    got = pa.ipc.open_file(io.BytesIO(data)).read_all()
+    got = _pulled_stream(consumer, provider, made.model_dump(mode="json"), "remote:two-of-three")
     assert list(zip(got.column("station").to_pylist(), got.column("level").to_pylist(), strict=True)) == [
         (r["station"], r["level"]) for r in readings if r["station"] != "RR-02"]
 

@@ -66,6 +66,7 @@ def offer_across_engines(ctx: DemoContext) -> None:
         with _partner(ctx) as (forecaster, folder):
             out |= _consume(ctx, uma, forecaster, folder, offer.dataset_id, file)
             out["refusal"] = _refuse(ctx, uma, forecaster, offer.dataset_id)
+            out["bargain"] = _bargain(ctx, uma, forecaster, dataset)
             live = ctx.facts.get("streams", {}).get("twin")  # the twin whose gauges stream (streams chapter)
             if live:
                 out["stream"] = _stream_across(ctx, uma, forecaster, folder, live)
@@ -82,7 +83,9 @@ def offer_across_engines(ctx: DemoContext) -> None:
                                       f"{out.get('negotiation', {}).get('consumer', '-')}, transfer "
                                       f"{out.get('transfer', {}).get('consumer', '-')}, sha256 "
                                       f"{sha}; another purpose "
-                                      f"{out.get('refusal', {}).get('consumer', '-')}; the gauge stream's history "
+                                      f"{out.get('refusal', {}).get('consumer', '-')}; by hand, 10 transfers "
+                                      f"offered, {', '.join(out.get('bargain', {}).get('counts', [])) or '-'} "
+                                      f"agreed after counter-offers; the gauge stream's history "
                                       f"pushed {streamed.get('transfer', '-')}, {streamed.get('records', '-')} "
                                       f"readings replayed into the partner's twin, which forecast on the rain "
                                       f"forecast pulled too (peak "
@@ -214,6 +217,33 @@ def _refuse(ctx: DemoContext, uma: Client, forecaster: Client, dataset_id: str) 
             "agreement": mine.agreement_id, "transfers": len(transfers),
             "provider_transfers": len(uma.dataspace.transfers(role="provider")) - served_before,
             "bytes": sum(t.bytes for t in transfers), "landed": landed}
+
+
+def _bargain(ctx: DemoContext, uma: Client, forecaster: Client, dataset: str) -> dict[str, Any]:
+    """An offer uma agrees to by hand: the partner asks for the 10 transfers it offers, uma counters with 3,
+    the partner counters back with 5, uma agrees to that: the agreement holds 5."""
+    offer = uma.dataspace.offer(dataset, "River-reach gauge history, by arrangement", purposes=[PURPOSE], count=10,
+                                manual=True)
+    asked = forecaster.dataspace.negotiate(ctx.url, offer.dataset_id, purpose=PURPOSE)
+    mine = _until(lambda: forecaster.dataspace.negotiation(asked.id), "REQUESTED")
+    theirs = _until(lambda: _provider_side(uma, mine), "REQUESTED")
+    uma.dataspace.step(theirs.id, "offer", count=3, purposes=[PURPOSE])
+    _until(lambda: forecaster.dataspace.negotiation(asked.id), "OFFERED")
+    forecaster.dataspace.step(asked.id, "request", count=5, purposes=[PURPOSE])
+    countered = _until(lambda: uma.dataspace.negotiation(theirs.id), "REQUESTED")
+    uma.dataspace.step(theirs.id, "agree")
+    _until(lambda: uma.dataspace.negotiation(theirs.id), "VERIFIED")
+    uma.dataspace.step(theirs.id, "finalize")
+    agreed = _until(lambda: forecaster.dataspace.negotiation(asked.id), "FINALIZED")
+    policy = forecaster.dataspace.agreement(str(agreed.agreement_id)).policy
+    counts = [c["rightOperand"] for rule in policy.get("permission", []) for c in rule.get("constraint", [])
+              if c["leftOperand"] == "count"]
+    ctx.say(f"an offer uma agrees to by hand ({offer.dataset_id}, 10 transfers): the partner asked, uma countered "
+            f"with 3, the partner with 5, uma agreed to that: FINALIZED, the agreement holding {', '.join(counts)} "
+            "transfers")
+    uma.dataspace.withdraw(offer.id)
+    return {"offered": 10, "countered_by": countered.offered_by, "agreement": agreed.agreement_id,
+            "state": agreed.state, "counts": counts}
 
 
 def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, name: str) -> dict[str, Any]:
