@@ -375,6 +375,53 @@ def test_the_data_address_refuses(engines: tuple[Participant, Participant], gaug
     assert get(url_three, token_three) == 403  # after COMPLETED
 
 
+def test_an_edr_offer_permits_queries_within_its_area_only(engines: tuple[Participant, Participant],
+                                                           tmp_path: Path) -> None:
+    """spatialCoordinates: a rain field offered for queries within a catchment's polygon only. The collection's
+    description is read; a point, a radius and an area inside are answered; a radius or an area reaching past
+    the polygon is refused (403 naming spatialCoordinates), recorded, nothing served. The constraint on a file
+    offer (a file has no area), in a prohibition, or with a polygon that is none, is refused at offer time."""
+    from lake_fixtures import rain_field
+
+    provider, consumer = engines
+    provider.ok("POST", "/api/v1/lake/dids", json={"did": "grid:rain-region", "type": "dataset"}, expect=201)
+    rain_field().to_netcdf(tmp_path / "rain.nc", engine="h5netcdf")
+    provider.upload("grid:rain-region/rain.nc", (tmp_path / "rain.nc").read_bytes(), "grid:rain-region")
+    eventually(lambda: "grid.rain-region" in [c["id"] for c in provider.ok("GET", "/edr/collections")["collections"]],
+               timeout=60)
+    within = {"leftOperand": "spatialCoordinates", "operator": "isPartOf",
+              "rightOperand": "POLYGON((7 46, 8 46, 8 47, 7 47, 7 46))"}
+    permission = {"action": "use", "constraint": [within]}
+    for body, why in (({"did": "grid:rain-region", "policy": {"permission": [permission]}}, "a file has none"),
+                      ({"collection": "grid.rain-region", "policy": {"permission": [{"action": "use"}],
+                                                                    "prohibition": [permission]}}, "a permission"),
+                      ({"collection": "grid.rain-region", "policy": {"permission": [{"action": "use", "constraint": [
+                          {**within, "rightOperand": "POLYGON((7 46, 8 47))"}]}]}}, "POLYGON")):
+        refused = provider.api("POST", "/api/v1/dataspace/offers", json={**body, "title": "x"})
+        assert refused.status_code == 422 and why in refused.text, refused.text
+        assert refused.json()["details"][0]["loc"].startswith("policy"), refused.text
+    made = provider.ok("POST", "/api/v1/dataspace/offers", expect=201, json={
+        "collection": "grid.rain-region", "title": "Rain over the catchment", "policy": {"permission": [permission]}})
+    agreement = wait_state(consumer, "negotiations", negotiate(consumer, provider, made)["id"],
+                           "FINALIZED")["agreement_id"]
+    started = wait_state(consumer, "transfers", _transfer(consumer, agreement, None)["id"], "STARTED")
+    root = f"/api/v1/dataspace/transfers/{started['id']}/edr/collections"
+    assert [c["id"] for c in consumer.ok("GET", root)["collections"]] == ["grid.rain-region"]  # its description
+    asked = "parameter-name=rain&datetime=2026-03-01T03:00:00Z"
+    for query in ("position?coords=POINT(7.5 46.5)", "radius?coords=POINT(7.5 46.5)&within=20&within-units=km",
+                  "area?coords=POLYGON((7.2 46.2, 7.8 46.2, 7.8 46.8, 7.2 46.8, 7.2 46.2))"):
+        assert consumer.api("GET", f"{root}/grid.rain-region/{query}&{asked}").status_code == 200, query
+    for query in ("radius?coords=POINT(7.9 46.5)&within=20&within-units=km",  # 0.26 degrees east: past 8
+                  "area?coords=POLYGON((7.5 46.5, 8.5 46.5, 8.5 46.8, 7.5 46.8, 7.5 46.5))",
+                  "position?coords=POINT(8.25 46.5)"):
+        refused = consumer.api("GET", f"{root}/grid.rain-region/{query}&{asked}")
+        assert refused.status_code == 403 and "spatialCoordinates" in refused.text, (query, refused.text)
+    accesses = provider.ok("GET", f"/api/v1/dataspace/agreements/{agreement}/accesses")
+    assert sum(a["outcome"] == "served" and a["file"].split("?")[0] in ("edr position", "edr radius", "edr area")
+               for a in accesses) == 3
+    assert sum("spatialCoordinates" in (a["reason"] or "") for a in accesses) == 3
+
+
 def _gauge_readings(start: int, count: int) -> list[dict[str, Any]]:
     return [{"time": f"2026-03-0{1 + (start + i) // 96}T{(start + i) % 96 // 4:02d}:{(start + i) % 4 * 15:02d}:00Z",
              "station": "RR-01", "rain": round(0.1 * ((start + i) % 7), 1), "level": round(1.0 + 0.01 * (start + i), 2)}

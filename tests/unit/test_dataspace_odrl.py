@@ -158,3 +158,25 @@ def test_the_consumers_copy_is_judged_by_its_dates_time_since_signing_and_uses()
     prohibited = {"permission": [{"action": "use"}], "prohibition": [{"action": "use", "constraint": [
         {"leftOperand": "dateTime", "operator": "gt", "rightOperand": "2026-05-01T00:00:00Z"}]}]}
     assert "prohibition" in (odrl.decide(prohibited, ctx(copy)) or "")
+
+
+def test_spatial_coordinates_permit_the_reads_within_the_area_only() -> None:
+    import shapely
+
+    area = one("spatialCoordinates", "isPartOf", "POLYGON((7 46, 8 46, 8 47, 7 47, 7 46))")
+    odrl.check(area)
+    inside, across = shapely.Point(7.5, 46.5), shapely.box(7.5, 46.5, 8.5, 46.8)
+    assert odrl.decide(area, ctx(odrl.Phase.ACCESS, footprint=inside)) is None
+    assert "spatialCoordinates isPartOf" in (odrl.decide(area, ctx(odrl.Phase.ACCESS, footprint=across)) or "")
+    assert odrl.decide(area, ctx(odrl.Phase.ACCESS)) is not None  # a file read: no area, fails closed
+    assert odrl.decide(area, ctx(odrl.Phase.COPY)) is not None
+    assert odrl.decide(area, ctx(odrl.Phase.ACCESS, footprint=odrl.METADATA)) is None  # the description only
+    assert odrl.decide(area, ctx(odrl.Phase.NEGOTIATION)) is None  # judged at each access, not before
+    for wrong in ("POLYGON((7 46, 8 47))", "POINT(7 46)", "POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))",
+                  "POLYGON((7 95, 8 95, 8 96, 7 95))", 7):
+        with pytest.raises(odrl.PolicyError, match="POLYGON"):
+            odrl.check(one("spatialCoordinates", "isPartOf", wrong))
+    with pytest.raises(odrl.PolicyError, match="operator"):
+        odrl.check(one("spatialCoordinates", "eq", "POLYGON((7 46, 8 46, 8 47, 7 47, 7 46))"))
+    with pytest.raises(odrl.PolicyError, match="only in a permission"):
+        odrl.check({"permission": [{"action": "use"}], "prohibition": area["permission"]})

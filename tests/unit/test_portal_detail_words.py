@@ -93,3 +93,11 @@ def test_a_transfer_offers_the_steps_its_side_may_take_now() -> None:
     said = run(*(("pages/dataspace.js", "transferSteps", [c]) for c in cases))
     assert said == [["start", "terminate"], ["terminate"], ["suspend", "complete", "terminate"], ["terminate"],
                     ["start", "terminate"], []]
+
+
+def test_an_area_of_a_policy_is_said_by_its_extent() -> None:
+    policy = {"permission": [{"action": "use", "constraint": [{
+        "leftOperand": "spatialCoordinates", "operator": "isPartOf",
+        "rightOperand": "POLYGON((7 46, 8.5 46, 8.5 47, 7 47, 7 46))"}]}]}
+    said = run(("pages/dataspace.js", "policyWords", [policy]))
+    assert said == ["queries within longitude 7 to 8.5, latitude 46 to 47 (a polygon of 5 corners)"]

@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 
 import numpy as np
 import shapely
+import shapely.affinity
 from shapely.geometry.base import BaseGeometry
 
 from twinengine.errors import InvalidParameterValue
 
-__all__ = ["LONGITUDE_LIMIT", "Query", "TimeFilter", "ZFilter", "parse_bbox", "parse_datetime", "parse_distance",
-           "parse_names", "parse_wkt", "parse_z"]
+__all__ = ["LONGITUDE_LIMIT", "Query", "TimeFilter", "ZFilter", "footprint", "parse_bbox", "parse_datetime",
+           "parse_distance", "parse_names", "parse_wkt", "parse_z"]
 
 # To kilometres; EDR's within-units / width-units take any of these.
 _DISTANCE_KM = {"km": 1.0, "m": 0.001, "mi": 1.609344, "miles": 1.609344, "nmi": 1.852, "ft": 0.0003048,
@@ -63,6 +64,33 @@ class Query:
     method: str = "nearest"
     instance: str | None = None
     location: str | None = None  # locations/{id}: the named station of a point collection
+
+
+KM_PER_DEGREE = 111.32  # of latitude (and of longitude at the equator)
+
+
+def footprint(query: Query) -> BaseGeometry | None:
+    """The area a query reads, in longitude and latitude (what a policy's ``spatialCoordinates`` is judged on):
+    its point, points, path or polygon as asked (not the grid cells that answer it), a cube's box (a box across
+    the seam as one box past 180), a radius's circle and a corridor's band (their kilometres in degrees of
+    latitude, widened in longitude by 1 / cos(latitude)); None for a query that names no area (a location by
+    its id)."""
+    if query.kind == "cube" and query.bbox is not None:
+        west, south, east, north = query.bbox[:4]
+        return shapely.box(west, south, east if east >= west else east + 360.0, north)
+    geometry = query.geometry
+    if geometry is None:
+        return None
+    flat = shapely.force_2d(geometry)
+    kilometres = query.within_km if query.kind == "radius" else (query.width_km or 0.0) / 2 \
+        if query.kind == "corridor" else None
+    if not kilometres:
+        return flat
+    widest = max(abs(flat.bounds[1]), abs(flat.bounds[3]))
+    squeeze = max(math.cos(math.radians(min(widest, 89.0))), 1e-3)
+    stretched = shapely.affinity.scale(flat, xfact=squeeze, yfact=1.0, origin=(0, 0))
+    band = stretched.buffer(kilometres / KM_PER_DEGREE)
+    return shapely.affinity.scale(band, xfact=1 / squeeze, yfact=1.0, origin=(0, 0))
 
 
 def _instant(text: str, where: str) -> np.datetime64:

@@ -14,6 +14,7 @@ operator or action the engine does not know is refused when an offer is made and
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["GATES", "OPERANDS", "Context", "Phase", "PolicyError", "canonical", "check", "decide", "delete_by",
-           "json_of", "obligations", "rules_text"]
+__all__ = ["GATES", "METADATA", "OPERANDS", "Context", "Phase", "PolicyError", "canonical", "check", "decide",
+           "delete_by", "json_of", "obligations", "operands", "rules_text"]
 
 ODRL = "http://www.w3.org/ns/odrl/2/"
 PROFILE = "urn:twinengine:odrl:"  # the engine's own left operands: organisation, group
@@ -55,7 +56,10 @@ OPERANDS: dict[str, tuple[frozenset[str], frozenset[Phase]]] = {
                      frozenset({Phase.CATALOG, Phase.NEGOTIATION, Phase.TRANSFER})),
     "group": (frozenset({"eq", "neq", "isAnyOf", "isAllOf", "isNoneOf"}),
               frozenset({Phase.CATALOG, Phase.NEGOTIATION, Phase.TRANSFER})),
+    # the area a read covers (an EDR query's) lies within a polygon (WKT, longitude latitude): each data access
+    "spatialCoordinates": (frozenset({"isPartOf"}), frozenset({Phase.ACCESS, Phase.COPY})),
 }
+METADATA = "metadata"  # a ``Context.footprint``: a read of a collection's description, no values
 GATES = {name: phases for name, (_ops, phases) in OPERANDS.items()}
 ACTIONS = frozenset({"use"})  # what permissions and prohibitions are about
 DUTIES = frozenset({"attribute", "delete"})  # obligations the engine records with, or carries out on, a landed copy
@@ -79,6 +83,8 @@ class Context:
     agreed_at: datetime | None = None
     transfers: int = 0  # transfers started under the agreement, this one included
     uses: int = 0  # uses of the copies landed under the agreement (phase COPY), this one included
+    footprint: Any = None  # what an access reads: a shapely geometry (an EDR query's area), METADATA, or None (a
+    # file, which has no area: ``spatialCoordinates`` refuses it)
 
 
 def _name(value: Any, *, where: str, prefixes: tuple[str, ...] = (ODRL, "odrl:")) -> str:
@@ -172,8 +178,49 @@ def _check_constraint(constraint: Any, where: str) -> None:
         _duration(value, at)
     elif name == "count":
         _count(value, at)
+    elif name == "spatialCoordinates":
+        _area(value, at)
     else:
         _strings(value, at, operator)
+
+
+@functools.lru_cache(maxsize=256)
+def _polygon(text: str) -> Any:
+    import shapely
+
+    try:
+        area = shapely.from_wkt(text)
+    except shapely.errors.GEOSException:
+        return None
+    if area.geom_type not in ("Polygon", "MultiPolygon") or area.is_empty or not area.is_valid:
+        return None
+    west, south, east, north = area.bounds
+    return area if max(abs(west), abs(east)) <= 360 and max(abs(south), abs(north)) <= 90 else None
+
+
+def _area(value: Any, where: str) -> Any:
+    """The polygon a ``spatialCoordinates`` constraint names: WKT (``POLYGON((7 46, 8.5 46, ...))``, longitude
+    and latitude)."""
+    text = _right(value)
+    area = _polygon(text) if isinstance(text, str) and len(text) <= 100_000 else None
+    if area is None:
+        raise PolicyError(f"{where}: a valid POLYGON or MULTIPOLYGON in WKT, longitude latitude")
+    return area
+
+
+def operands(policy: dict[str, Any]) -> set[str]:
+    """The left operands a policy's rules constrain."""
+    return {name for key in ("permission", "prohibition", "obligation") for rule in policy.get(key, [])
+            if isinstance(rule, dict) for c in rule.get("constraint", []) for name in _operands_of(c)}
+
+
+def _operands_of(constraint: Any) -> list[str]:
+    if not isinstance(constraint, dict):
+        return []
+    for key in _LOGICAL:
+        if key in constraint:
+            return [name for member in constraint[key] for name in _operands_of(member)]
+    return [_name(constraint.get("leftOperand"), where="leftOperand")]
 
 
 def _check_rules(policy: dict[str, Any], key: str, actions: frozenset[str]) -> None:
@@ -208,6 +255,10 @@ def check(policy: Any) -> None:
         raise PolicyError("permission: an offer permits at least one use")
     _check_rules(policy, "permission", ACTIONS)
     _check_rules(policy, "prohibition", ACTIONS)
+    for i, rule in enumerate(policy.get("prohibition", [])):
+        if any("spatialCoordinates" in _operands_of(c) for c in rule.get("constraint", [])):
+            raise PolicyError(f"prohibition[{i}].constraint: spatialCoordinates only in a permission (the area "
+                              "permitted; a prohibition would let a read partly inside pass)")
     _check_rules(policy, "obligation", DUTIES)
     for i, rule in enumerate(policy.get("obligation", [])):
         if rule.get("action") == "delete":
@@ -272,6 +323,10 @@ def _leaf(name: str, constraint: dict[str, Any], ctx: Context) -> bool:
     if name == "count":
         done = ctx.uses if ctx.phase is Phase.COPY else ctx.transfers
         return _compare(done, operator, _count(value, "rightOperand"))
+    if name == "spatialCoordinates":
+        if isinstance(ctx.footprint, str) and ctx.footprint == METADATA:
+            return True
+        return ctx.footprint is not None and bool(_area(value, "rightOperand").covers(ctx.footprint))
     names = _strings(value, "rightOperand", operator)
     have: set[str] = {
         "purpose": {ctx.purpose} if ctx.purpose else set(),

@@ -39,13 +39,14 @@ def participant_principal(did: str, row: Participant | None) -> Principal:
 
 
 def context_of(session: Session, did: str, phase: odrl.Phase, *, purpose: str | None = None,
-               agreed_at: datetime | None = None, transfers: int = 0, now: datetime | None = None) -> odrl.Context:
+               agreed_at: datetime | None = None, transfers: int = 0, now: datetime | None = None,
+               footprint: Any = None) -> odrl.Context:
     row = session.get(Participant, did)
     known = row is not None and not row.disabled
     return odrl.Context(phase=phase, participant=did, organisation=row.organisation if known and row else None,
                         groups=frozenset(row.groups) if known and row else frozenset(),
                         spatial=frozenset(row.spatial) if known and row else frozenset(), purpose=purpose,
-                        agreed_at=agreed_at, transfers=transfers, now=now or datetime.now(UTC))
+                        agreed_at=agreed_at, transfers=transfers, now=now or datetime.now(UTC), footprint=footprint)
 
 
 @dataclass

@@ -85,8 +85,10 @@ def record_access(session: Session, row: TransferProcess | None, *, outcome: str
            detail={"file": file, "bytes": size, "agreement": row.agreement_id if row else None, "reason": reason})
 
 
-def authorize(session: Session, provider_pid: str, authorization: str | None) -> tuple[TransferProcess, Agreement]:
-    """The transfer and agreement a data request may read under; ``DataRefused`` (recorded) otherwise."""
+def authorize(session: Session, provider_pid: str, authorization: str | None, *,
+              footprint: Any = None) -> tuple[TransferProcess, Agreement]:
+    """The transfer and agreement a data request may read under (``footprint``: the area it reads, as
+    ``odrl.Context`` takes it); ``DataRefused`` (recorded) otherwise."""
     token = (authorization or "").removeprefix("Bearer ").removeprefix("bearer ").strip()
     row = session.scalars(select(TransferProcess).where(TransferProcess.role == "provider",
                                                         TransferProcess.provider_pid == provider_pid)
@@ -108,7 +110,7 @@ def authorize(session: Session, provider_pid: str, authorization: str | None) ->
         raise DataRefused(403, "the data address's token has expired")
     agreement = session.scalar(select(Agreement).where(Agreement.id == row.agreement_id, Agreement.role == "provider"))
     why = "no agreement" if agreement is None else \
-        transfer_gate(session, agreement, odrl.Phase.ACCESS, transfers=agreement.transfers)
+        transfer_gate(session, agreement, odrl.Phase.ACCESS, transfers=agreement.transfers, footprint=footprint)
     if why is not None or agreement is None:
         record_access(session, row, outcome="refused", reason=why)
         raise DataRefused(403, why or "no agreement")

@@ -280,6 +280,9 @@ def create_offer(session: Session, *, principal: Principal, did: str | None = No
         source = (found.did, found.owner_group, found.owner_twin)
     offer_id, dataset_id = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
     offer = {"@id": offer_id, "@type": "Offer", **checked_rules(policy if policy is not None else build_policy())}
+    if collection is None and "spatialCoordinates" in odrl.operands(offer):
+        raise ValidationFailed.one("policy", "spatialCoordinates permits the reads within an area: only an EDR "
+                                             "collection's queries have one (a file has none; offer a collection)")
     created = Offer(id=offer_id, dataset_id=dataset_id, did=source[0], title=title, description=description,
                     keywords=list(keywords or []), policy=odrl.canonical(offer), manual=manual, owner=principal.name,
                     owner_group=source[1], owner_twin=source[2],

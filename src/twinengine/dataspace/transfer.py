@@ -124,15 +124,16 @@ def _reason(msg: dict[str, Any]) -> str:
 
 
 def transfer_gate(session: Session, agreement: Agreement, phase: odrl.Phase, *, transfers: int,
-                  now: datetime | None = None) -> str | None:
-    """Why a transfer (or a data access) under ``agreement`` is refused now; None when the policy permits it."""
+                  now: datetime | None = None, footprint: Any = None) -> str | None:
+    """Why a transfer (or a data access) under ``agreement`` is refused now; None when the policy permits it.
+    ``footprint``: what a data access reads (``odrl.Context.footprint``)."""
     if agreement.revoked_at is not None:
         return f"agreement {agreement.id} was revoked"
     if not agreement.finalized:
         return f"agreement {agreement.id} is not finalized"
     return permit(session, odrl.json_of(agreement.policy),
                   context_of(session, agreement.consumer, phase, purpose=agreement.purpose,
-                             agreed_at=agreement.signed_at, transfers=transfers, now=now))
+                             agreed_at=agreement.signed_at, transfers=transfers, now=now, footprint=footprint))
 
 
 def provider_request(session: Session, connector: Connector, peer: str, body: Any) -> tuple[int, dict[str, Any]]:

@@ -22,12 +22,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from twinengine.access.listing import collection_document
+from twinengine.access.query import footprint
 from twinengine.api.deps import RuntimeDep
 from twinengine.api.errors import render
 from twinengine.api.request_body import body_chunks
 from twinengine.api.route_actions import public
 from twinengine.api.routes.access import CollectionId, CommonDep, Coords, QueryType, answer, query_of
 from twinengine.api.routing import Router, operation_id
+from twinengine.auth import odrl
 from twinengine.auth.principal import SYSTEM
 from twinengine.dataspace import catalog, dataplane, negotiation, push, transfer
 from twinengine.dataspace.connector import Connector
@@ -291,9 +293,9 @@ async def data_files(request: Request, runtime: RuntimeDep, pid: Pid) -> Respons
         return _refused(exc)
 
 
-def _authorized(session: Session, pid: str, authorization: str | None) -> Any:
+def _authorized(session: Session, pid: str, authorization: str | None, footprint: Any = None) -> Any:
     try:
-        return dataplane.authorize(session, pid, authorization)
+        return dataplane.authorize(session, pid, authorization, footprint=footprint)
     except dataplane.DataRefused:
         session.commit()  # the refusal is recorded (usage, audit) though nothing is served
         raise
@@ -326,12 +328,12 @@ async def data_file(request: Request, runtime: RuntimeDep, pid: Pid,
 # -- the data plane of an EDR collection offer -------------------------------------------------------------------
 
 def _edr_collection(runtime: Runtime, pid: str, authorization: str | None, collection_id: str | None,
-                    query: str, *, record: bool = True) -> str:
+                    query: str, *, record: bool = True, footprint: Any = odrl.METADATA) -> str:
     """The collection transfer ``pid``'s token may query (``collection_id``: the one asked for; None: the
-    offer's), the access recorded (``record`` False: by the caller, once answered); ``DataRefused``
-    (recorded) otherwise."""
+    offer's) over ``footprint`` (the area a query reads; its metadata by default), the access recorded
+    (``record`` False: by the caller, once answered); ``DataRefused`` (recorded) otherwise."""
     with runtime.db.session() as session:
-        row, agreement = _authorized(session, pid, authorization)
+        row, agreement = _authorized(session, pid, authorization, footprint)
         try:
             return dataplane.queried_collection(session, row, agreement, collection_id, query=query, record=record)
         except dataplane.DataRefused:
@@ -394,7 +396,8 @@ async def edr_query(request: Request, runtime: RuntimeDep, pid: Pid, collection_
         query = query_of(common.query, query_type, coords=coords, bbox=bbox, within=within,
                          within_units=within_units, corridor_width=corridor_width, width_units=width_units)
         asked = f"edr {query_type}?{request.url.query}"
-        found = _edr_collection(runtime, pid, request.headers.get("authorization"), collection_id, asked, record=False)
+        found = _edr_collection(runtime, pid, request.headers.get("authorization"), collection_id, asked, record=False,
+                                footprint=footprint(query))
         try:
             response = answer(runtime.access, SYSTEM, found, query, common.f)  # the data plane authorised it
         except TwinEngineError as exc:  # its own parameters (too large an area): recorded, nothing served

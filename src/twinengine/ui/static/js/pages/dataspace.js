@@ -71,6 +71,15 @@ export function duration(value) {
 
 const LABELS = { purpose: "purpose", spatial: "region", recipient: "participant", organisation: "organisation", group: "group" };
 
+/** A WKT polygon by its extent: ``longitude 7 to 8, latitude 46 to 47 (a polygon of 5 corners)``. */
+export function areaWords(wkt) {
+  const numbers = String(wkt).match(/-?\d+(?:\.\d+)?/g) || [];
+  const lon = numbers.filter((_, i) => i % 2 === 0).map(Number);
+  const lat = numbers.filter((_, i) => i % 2 === 1).map(Number);
+  if (!lon.length || lon.length !== lat.length) return String(wkt);
+  return `longitude ${Math.min(...lon)} to ${Math.max(...lon)}, latitude ${Math.min(...lat)} to ${Math.max(...lat)} (a polygon of ${lon.length} corners)`;
+}
+
 function constraintWords(c) {
   for (const [key, say] of [["and", (xs) => xs.join(" and ")], ["or", (xs) => `either ${xs.join(" or ")}`],
     ["xone", (xs) => `exactly one of: ${xs.join("; ")}`], ["andSequence", (xs) => xs.join(", then ")]]) {
@@ -86,6 +95,7 @@ function constraintWords(c) {
   if (left === "elapsedTime") {
     return `${op === "lt" ? "for less than" : "for"} ${duration(value)} after the agreement`;
   }
+  if (left === "spatialCoordinates") return `queries within ${areaWords(right(value))}`;
   if (left === "count") {
     const n = Number(right(value)) - (op === "lt" ? 1 : 0);
     if (!Number.isFinite(n)) return `count ${op} ${right(value)}`;
