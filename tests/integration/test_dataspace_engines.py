@@ -375,20 +375,27 @@ def test_the_data_address_refuses(engines: tuple[Participant, Participant], gaug
     assert get(url_three, token_three) == 403  # after COMPLETED
 
 
+def _rain_collection(provider: Participant, tmp_path: Path, did: str) -> None:
+    """The tests' rain field as the provider's lake dataset ``did``, once EDR lists it as a collection."""
+    from lake_fixtures import rain_field
+
+    provider.ok("POST", "/api/v1/lake/dids", json={"did": did, "type": "dataset"}, expect=201)
+    rain_field().to_netcdf(tmp_path / "rain.nc", engine="h5netcdf")
+    provider.upload(f"{did}/rain.nc", (tmp_path / "rain.nc").read_bytes(), did)
+    collection = did.replace(":", ".")
+    eventually(lambda: collection in [c["id"] for c in provider.ok("GET", "/edr/collections")["collections"]],
+               timeout=60)
+
+
 def test_an_edr_offer_permits_queries_within_its_area_only(engines: tuple[Participant, Participant],
                                                            tmp_path: Path) -> None:
     """spatialCoordinates: a rain field offered for queries within a catchment's polygon only. The collection's
     description is read; a point, a radius and an area inside are answered; a radius or an area reaching past
     the polygon is refused (403 naming spatialCoordinates), recorded, nothing served. The constraint on a file
     offer (a file has no area), in a prohibition, or with a polygon that is none, is refused at offer time."""
-    from lake_fixtures import rain_field
 
     provider, consumer = engines
-    provider.ok("POST", "/api/v1/lake/dids", json={"did": "grid:rain-region", "type": "dataset"}, expect=201)
-    rain_field().to_netcdf(tmp_path / "rain.nc", engine="h5netcdf")
-    provider.upload("grid:rain-region/rain.nc", (tmp_path / "rain.nc").read_bytes(), "grid:rain-region")
-    eventually(lambda: "grid.rain-region" in [c["id"] for c in provider.ok("GET", "/edr/collections")["collections"]],
-               timeout=60)
+    _rain_collection(provider, tmp_path, "grid:rain-region")
     within = {"leftOperand": "spatialCoordinates", "operator": "isPartOf",
               "rightOperand": "POLYGON((7 46, 8 46, 8 47, 7 47, 7 46))"}
     permission = {"action": "use", "constraint": [within]}
@@ -680,15 +687,10 @@ def test_an_edr_collection_is_offered_for_queries_not_files(engines: tuple[Parti
     """An EDR collection offered: the consumer queries it through its own engine (the provider's answer equals
     the provider's own EDR answer), each query an access in the provider's usage record; no file is served, no
     other collection is reached, nobody but the transfer's owner sends a query, and it is never pushed."""
-    from lake_fixtures import rain_field
     from twinengine.client import Client
 
     provider, consumer = engines
-    provider.ok("POST", "/api/v1/lake/dids", json={"did": "grid:rain", "type": "dataset"}, expect=201)
-    rain_field().to_netcdf(tmp_path / "rain.nc", engine="h5netcdf")
-    provider.upload("grid:rain/rain.nc", (tmp_path / "rain.nc").read_bytes(), "grid:rain")
-    eventually(lambda: "grid.rain" in [c["id"] for c in provider.ok("GET", "/edr/collections")["collections"]],
-               timeout=60)
+    _rain_collection(provider, tmp_path, "grid:rain")
     for wrong, why in (("grid.nothing", "no EDR collection"), ("no-dot", "scope.name"),
                        ("reach.gauge-history", "EDR cannot read")):
         refused = provider.api("POST", "/api/v1/dataspace/offers", json={"collection": wrong, "title": "x"})
