@@ -324,7 +324,7 @@ def _leaf(name: str, constraint: dict[str, Any], ctx: Context) -> bool:
         done = ctx.uses if ctx.phase is Phase.COPY else ctx.transfers
         return _compare(done, operator, _count(value, "rightOperand"))
     if name == "spatialCoordinates":
-        if isinstance(ctx.footprint, str) and ctx.footprint == METADATA:
+        if ctx.footprint is METADATA:
             return True
         return ctx.footprint is not None and bool(_area(value, "rightOperand").covers(ctx.footprint))
     names = _strings(value, "rightOperand", operator)

@@ -132,7 +132,7 @@ def create(ctx: typer.Context,
                 else client.dataspace.offer_run(run, title, **terms) if run is not None
                 else client.dataspace.offer_collection(collection, title, **terms) if collection is not None
                 else client.dataspace.offer_stream(twin_name, stream_name, title, live=live, window=window,
-                                                   key=(key[0] if len(key) == 1 else key) or None,
+                                                   key=key or None,  # a list of one is a key (the engine)
                                                    quality=[f.value for f in quality] or None,
                                                    fields=field or None, **terms))
     what = f"queries of collection {made.collection}" if made.collection else made.did

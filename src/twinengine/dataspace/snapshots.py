@@ -208,16 +208,15 @@ def _write(connector: Connector, hub: Any, sink: Any, declared: Any, twin_id: st
     schema = arrow_schema(declared)
     time_type = schema.field(declared.time_field).type
     kept = pa.schema([f for f in schema if f.name in fields]) if fields is not None else schema
+    chosen = _values(keys, schema.field(declared.key).type) if keys is not None else None  # once, not per part
     records = 0
     with connector.db.session(readonly=True) as session, pa.OSFile(path, "wb") as out, \
             pa.ipc.new_file(out, kept) as writer:
         for part in stream_records(session, hub, sink, twin_id=twin_id, stream=stream, start=start, end=end,
                                    quality=quality):
             table = part.select(schema.names).cast(schema)
-            if keys is not None:
-                table = table.filter(pc.fill_null(pc.is_in(table.column(declared.key),
-                                                           value_set=_values(keys, schema.field(declared.key).type)),
-                                                  False))
+            if chosen is not None:
+                table = table.filter(pc.fill_null(pc.is_in(table.column(declared.key), value_set=chosen), False))
             times = table.column(declared.time_field)
             if since is not None:
                 table = table.filter(pc.greater_equal(times, pa.scalar(since, type=time_type)))

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from twinengine.access.listing import collection_document
-from twinengine.access.query import footprint
+from twinengine.access.query import footprint as area_of
 from twinengine.api.deps import RuntimeDep
 from twinengine.api.errors import render
 from twinengine.api.request_body import body_chunks
@@ -397,7 +397,7 @@ async def edr_query(request: Request, runtime: RuntimeDep, pid: Pid, collection_
                          within_units=within_units, corridor_width=corridor_width, width_units=width_units)
         asked = f"edr {query_type}?{request.url.query}"
         found = _edr_collection(runtime, pid, request.headers.get("authorization"), collection_id, asked, record=False,
-                                footprint=footprint(query))
+                                footprint=area_of(query))
         try:
             response = answer(runtime.access, SYSTEM, found, query, common.f)  # the data plane authorised it
         except TwinEngineError as exc:  # its own parameters (too large an area): recorded, nothing served

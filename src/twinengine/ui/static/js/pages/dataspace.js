@@ -256,14 +256,13 @@ async function tables(ctx, slots, state) {
       h("td", { "data-csv": "" }, transferButtons(ctx, t, reread))]),
     { empty: "No transfers yet." }));
 
-  const again = reread;
   replace(slots.negotiations, negotiations === null ? h("p", { class: "muted" }, "Your role may not negotiate.") : table(null,
     ["#", "you", "with", "data", "purpose", "latest offer", "state", "agreement", "started (UTC)", "your step"],
     negotiations.map((n) => [String(n.id), side(n.role), h("code", {}, n.peer), dataOf(n.role, n.offer_id, n.dataset_id, n.agreement_id),
       n.purpose || "–", n.offer ? h("td", { "data-csv": policyWords(n.offer) }, policyWords(n.offer),
         h("span", { class: "muted" }, ` (${n.offered_by === "provider" ? "offered" : "asked"} by ${n.offered_by === n.role ? "you" : "them"})`)) : "–",
       stateCell(n.state, n.error), n.agreement_id ? h("code", { title: n.agreement_id }, short(n.agreement_id)) : "–",
-      when(n.created_at), h("td", { "data-csv": "" }, stepButtons(ctx, n, again))]),
+      when(n.created_at), h("td", { "data-csv": "" }, stepButtons(ctx, n, reread))]),
     { empty: "No negotiations yet." }));
   slots.peers.replaceChildren(...[...state.peers].map(urlOfDid).filter(Boolean).map((u) => h("option", { value: u })));
 }
@@ -292,12 +291,13 @@ function transferButtons(ctx, t, again) {
   return h("div", { class: "ds-steps" }, transferSteps(t).map((step) => h("button", {
     type: "button", class: step === "terminate" ? "danger small" : "small", "aria-label": `${words[step]} transfer ${t.id}`,
     on: { click: async (event) => {
-      event.currentTarget.disabled = true;
+      const button = event.currentTarget;  // null once the handler awaits
+      button.disabled = true;
       try {
         const done = await api(`${P}/transfers/${enc(String(t.id))}/${step}`, { method: "POST" });
         ctx.toast(`Transfer ${t.id}: ${step} sent (${done.state})`);
         await again();
-      } catch (error) { ctx.toast(error.message); event.currentTarget.disabled = false; }
+      } catch (error) { ctx.toast(error.message); button.disabled = false; }
     } } }, words[step])));
 }
 
@@ -318,8 +318,9 @@ function stepButtons(ctx, n, again) {
         replace(box, counterForm(ctx, n, take, again));
         return;
       }
-      event.currentTarget.disabled = true;
-      try { await take(step); } catch (error) { ctx.toast(error.message); event.currentTarget.disabled = false; }
+      const button = event.currentTarget;  // null once the handler awaits
+      button.disabled = true;
+      try { await take(step); } catch (error) { ctx.toast(error.message); button.disabled = false; }
     } } }, STEP_WORDS[step])));
   return box;
 }
