@@ -46,6 +46,7 @@ class LoopbackProvider:
     issuer: str
     process: subprocess.Popen[bytes]
     accounts_file: Path | None = None
+    services_file: Path | None = None
 
     def suspend(self, login: str) -> None:
         """Mark ``login`` suspended, as a provider's admin would: their next tokens say ``account_disabled``."""
@@ -69,6 +70,13 @@ class LoopbackProvider:
         people = json.loads(self.accounts_file.read_text())
         people[login]["groups"] = groups
         self.accounts_file.write_text(json.dumps(people))
+
+    def set_service_claims(self, client_id: str, claims: dict[str, Any]) -> None:
+        """What the provider puts in the tokens of service ``client_id`` from now on, as its admin would set."""
+        assert self.services_file is not None
+        services = json.loads(self.services_file.read_text())
+        services[client_id] = claims
+        self.services_file.write_text(json.dumps(services))
 
     def settings(self, provider_id: str = "loop", **extra: Any) -> dict[str, Any]:
         """The engine's ``oidc_providers`` entry for this provider, with the rules the tests rely on:
@@ -132,12 +140,14 @@ def _hidden(html: str, name: str) -> str:
 
 def start_provider(folder: Path, *, people: dict[str, dict[str, Any]] | None = None,
                    access_token_ttl: int = 300, access_token_format: str = "jwt",
-                   introspect_jwt: bool = False, backchannel_logout_uri: str | None = None) -> LoopbackProvider:
+                   introspect_jwt: bool = False, backchannel_logout_uri: str | None = None,
+                   services: dict[str, tuple[str, dict[str, Any]]] | None = None) -> LoopbackProvider:
     """Start ``server.mjs`` on a free loopback port with ``people`` (subject: claims; default PEOPLE) and the
     engine's two clients; its access tokens for the engine are JWTs, or opaque (``access_token_format``);
     ``introspect_jwt``: it answers introspection about its JWT access tokens too, as Keycloak does;
     ``backchannel_logout_uri``: the portal's client is registered for back-channel logout there (with the
-    provider's session id, ``sid``, in its ID and logout tokens)."""
+    provider's session id, ``sid``, in its ID and logout tokens); ``services``: more service clients (client
+    id: its secret and the claims its tokens carry), signing in with client credentials."""
     node = shutil.which("node")
     if node is None:
         unavailable("oidc", "Node.js is not installed (apt-get install nodejs npm)")
@@ -159,10 +169,15 @@ def start_provider(folder: Path, *, people: dict[str, dict[str, Any]] | None = N
         {"client_id": SERVICE_CLIENT, "client_secret": SERVICE_SECRET, "grant_types": ["client_credentials"],
          "response_types": [], "redirect_uris": []},
     ]
+    clients += [{"client_id": client_id, "client_secret": secret, "grant_types": ["client_credentials"],
+                 "response_types": [], "redirect_uris": []} for client_id, (secret, _claims) in (services or {}).items()]
     config = folder / "provider.json"
     accounts = folder / "people.json"
     accounts.write_text(json.dumps(PEOPLE if people is None else people))
+    service_claims = folder / "services.json"
+    service_claims.write_text(json.dumps({client_id: claims for client_id, (_s, claims) in (services or {}).items()}))
     config.write_text(json.dumps({"issuer": issuer, "port": port, "audience": AUDIENCE, "clients": clients,
+                                  "services_file": str(service_claims),
                                   "accounts_file": str(accounts), "access_token_ttl": access_token_ttl,
                                   "access_token_format": access_token_format,
                                   "introspect_jwt": introspect_jwt}))
@@ -175,7 +190,8 @@ def start_provider(folder: Path, *, people: dict[str, dict[str, Any]] | None = N
             raise RuntimeError(f"the OpenID provider exited: {(folder / 'provider.log').read_text()[-2000:]}")
         try:
             if httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=2).status_code == 200:
-                return LoopbackProvider(issuer=issuer, process=process, accounts_file=accounts)
+                return LoopbackProvider(issuer=issuer, process=process, accounts_file=accounts,
+                                        services_file=service_claims)
         except httpx.TransportError:
             time.sleep(0.1)
     stop_process(process)

@@ -134,6 +134,12 @@ class OidcProvider(BaseModel):
     disabled_claim: str | None = Field(default=None, description="Claim by which the provider says a person is "
                                        "suspended (true, or \"true\"): the person is held until a token without "
                                        "it, their engine tokens revoked and asserted groups dropped.")
+    participant_claim: str = Field(default="participant_id", description="Data space (`dataspace_claims_provider`): "
+                                   "the claim of a service's token naming the participant id (did:web) the "
+                                   "provider vouches the service speaks for.")
+    organisation_claim: str | None = Field(default=None, description="Data space: the claim naming the organisation "
+                                           "a participant speaks for (e.g. `organisation`, "
+                                           "`schac_home_organization`); unset: the provider vouches for none.")
 
     @field_validator("issuer", "jwks_uri")
     @classmethod
@@ -483,6 +489,31 @@ class Settings(BaseSettings):
         description="Longest one protocol message to another participant may take; then it is retried.")
     dataspace_attempts: int = Field(default=6, ge=1, le=100, description="Tries to deliver a protocol message "
                                     "(1 s apart, doubling) before the process is terminated on this side.")
+    dataspace_claims_provider: str | None = Field(
+        default=None, description="Id of an oidc_providers entry, the data space's shared identity provider (a "
+        "federation's Keycloak, EGI Check-in): what its token for another participant says (organisation, groups "
+        "by the entry's group_rules) joins what this engine's register records for it, when policies judge it. "
+        "Unset: the register alone.")
+    dataspace_claims_audience: str | None = Field(
+        default=None, description="The audience (`aud`) a participant's credential from dataspace_claims_provider "
+        "carries: one of its own, not the entry's `audience`, so that a credential a provider receives is no "
+        "bearer for any engine's API (required with dataspace_claims_provider).")
+    dataspace_claims_max_age: timedelta = Field(
+        default=timedelta(days=1), ge=timedelta(seconds=1), le=timedelta(days=30),
+        description="How long what the shared identity provider said about a participant counts after the last "
+        "message that carried it (a steward's later step, a transfer days after the agreement).")
+    dataspace_credential_issuer: str | None = Field(
+        default=None, description="The shared identity provider this engine gets its own credential from (its "
+        "issuer URL; OAuth client credentials with dataspace_credential_client_id and _secret): carried in every "
+        "protocol message, so that providers trusting that issuer know what it says about this engine.")
+    dataspace_credential_client_id: str | None = Field(
+        default=None, description="This engine's client at dataspace_credential_issuer.")
+    dataspace_credential_client_secret: str | None = Field(
+        default=None, description="The secret of dataspace_credential_client_id.")
+    dataspace_credential_resource: str | None = Field(
+        default=None, description="The resource indicator (RFC 8707) this engine asks its credential for: the data "
+        "space's audience at providers that take one (oidc-provider, Okta); unset where the identity provider sets "
+        "the audience by the client's scopes (Keycloak's audience mapper).")
     dataspace_live_interval: timedelta = Field(
         default=timedelta(seconds=5), ge=timedelta(milliseconds=100), le=timedelta(hours=1),
         description="How often the provider pushes what a live stream offer's stream received since its last "
@@ -533,6 +564,30 @@ class Settings(BaseSettings):
             raise ValueError(f"the local stream log has one writer per data dir, and serve_processes is {processes}: "
                              "set stream_backend to nats (a log every process can share), or serve one process")
         return value
+
+    @field_validator("dataspace_credential_issuer", mode="after")
+    @classmethod
+    def _credential_issuer(cls, value: str | None) -> str | None:
+        return None if value is None else web_url(value)
+
+    @model_validator(mode="after")
+    def _dataspace_identity_provider(self) -> Settings:
+        if self.dataspace_claims_provider is not None:
+            entry = next((p for p in self.oidc_providers if p.id == self.dataspace_claims_provider), None)
+            if entry is None:
+                raise ValueError(f"dataspace_claims_provider {self.dataspace_claims_provider!r} names no entry of "
+                                 "oidc_providers")
+            if entry.audience is None or self.dataspace_claims_audience in (None, entry.audience):
+                raise ValueError("dataspace_claims_provider needs dataspace_claims_audience, an audience of the "
+                                 f"data space's own beside the audience of oidc_providers entry {entry.id!r} (set "
+                                 "both): a credential carrying the API's audience would be a bearer for the API of "
+                                 "every provider it is shown to")
+        parts = (self.dataspace_credential_issuer, self.dataspace_credential_client_id,
+                 self.dataspace_credential_client_secret)
+        if any(parts) and not all(parts):
+            raise ValueError("dataspace_credential_issuer, dataspace_credential_client_id and "
+                             "dataspace_credential_client_secret go together: set all three or none")
+        return self
 
     @model_validator(mode="after")
     def _store_shared_by_hosts(self) -> Settings:

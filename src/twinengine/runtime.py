@@ -214,8 +214,15 @@ class Runtime:
                 self._dataspace = Connector(settings=self.settings, db=self.db, lake=self.lake,
                                             keyring=lambda: issuer.keyring,  # type: ignore[arg-type,return-value]
                                             streams=lambda: (self.streams, self.segment_sink),
-                                            mac=lambda purpose, value: issuer.mac(purpose, value))
+                                            mac=lambda purpose, value: issuer.mac(purpose, value),
+                                            vouching=self._claims_verifier)
             return self._dataspace
+
+    def _claims_verifier(self) -> OidcVerifier | None:
+        """The verifier of the data space's shared identity provider (``dataspace_claims_provider``), if any."""
+        wanted = self.settings.dataspace_claims_provider
+        return next((v for v in self.verifiers if isinstance(v, OidcVerifier) and v.provider_id == wanted), None) \
+            if wanted is not None else None
 
     @property
     def ml(self) -> MLEngine:

@@ -26,6 +26,9 @@ const claimsOf = (accountId) => {
   const { name, email, groups, eduperson_entitlement: entitlements, suspended } = person;
   return { name, email, groups, eduperson_entitlement: entitlements, ...(suspended ? { account_disabled: true } : {}) };
 };
+// What the provider's admins set for a service's own tokens (client credentials), as Keycloak's hardcoded claim
+// mappers do: read at each use, so that a test can change them as an admin would.
+const servicesOf = () => (config.services_file ? JSON.parse(fs.readFileSync(config.services_file, 'utf8')) : {});
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 async function fullGrant(op, clientId, accountId) {
@@ -77,8 +80,10 @@ const provider = new Provider(config.issuer, {
       enabled: true,
       defaultResource: () => RESOURCE,
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({
-        scope: SCOPES, audience: config.audience, accessTokenFormat: config.access_token_format || 'jwt',
+      // another resource a client asks for (RFC 8707: a data space's own audience) is its own audience
+      getResourceServerInfo: (_ctx, resource) => ({
+        scope: SCOPES, audience: resource === RESOURCE ? config.audience : resource,
+        accessTokenFormat: config.access_token_format || 'jwt',
         accessTokenTTL: config.access_token_ttl,
         jwt: { sign: { alg: 'RS256' } },
       }),
@@ -87,6 +92,7 @@ const provider = new Provider(config.issuer, {
   // the engine reads who someone is and what they belong to from its access token (and, where this provider
   // introspects its JWTs, the grant the token came from: the introspection below looks it up)
   extraTokenClaims: async (_ctx, token) => {
+    if (!token.accountId) return servicesOf()[token.clientId]; // a service's own token: its client's claims
     const claims = claimsOf(token.accountId);
     return claims && config.introspect_jwt && token.grantId ? { ...claims, grant_id: token.grantId } : claims;
   },

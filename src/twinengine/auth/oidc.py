@@ -144,14 +144,16 @@ class OidcVerifier(TokenVerifier):
         except jwt.InvalidTokenError as exc:
             raise TokenInvalid(f"token rejected: {exc}") from exc
 
-    def decode(self, token: str) -> dict[str, Any]:
-        """The claims of an access token of this provider: signature, issuer, expiry and audience checked."""
+    def decode(self, token: str, *, audience: str | None = None) -> dict[str, Any]:
+        """The claims of an access token of this provider: signature, issuer, expiry and audience (the
+        provider's, or ``audience``: a data space credential's) checked."""
         key = self.signing_key(token)
-        required = ["iss", "exp", self.provider.name_claim] + (["aud"] if self.provider.audience else [])
+        audience = audience or self.provider.audience
+        required = ["iss", "exp", self.provider.name_claim] + (["aud"] if audience else [])
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, key, algorithms=ALGORITHMS, issuer=self.provider.issuer, audience=self.provider.audience,
-                options={"require": required, "verify_aud": bool(self.provider.audience)})
+                token, key, algorithms=ALGORITHMS, issuer=self.provider.issuer, audience=audience,
+                options={"require": required, "verify_aud": bool(audience)})
         except jwt.ExpiredSignatureError as exc:
             raise TokenInvalid("token has expired") from exc
         except jwt.InvalidTokenError as exc:

@@ -8,13 +8,16 @@ import time
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
 
 from twinengine.cli._common import console, state_of, table
 from twinengine.quality.spec import Flag
+
+if TYPE_CHECKING:
+    from twinengine.dataspace.schemas import ParticipantRead
 
 app = typer.Typer(help="The data space: offer lake data under ODRL policies; find, negotiate and transfer "
                        "another engine's.", no_args_is_help=True)
@@ -451,8 +454,18 @@ def participant_list(ctx: typer.Context) -> None:
     out = state_of(ctx)
     with out.client() as client:
         rows = client.dataspace.participants()
-    out.emit(rows, lambda: console.print(table(None, ["did", "organisation", "groups", "spatial"], [
-        [r.did, r.organisation or "", ", ".join(r.groups), ", ".join(r.spatial)] for r in rows])))
+    out.emit(rows, lambda: console.print(table(None, ["did", "organisation", "groups", "spatial", "vouched for"], [
+        [r.did if r.registered else f"{r.did} (not in the register)", r.organisation or "", ", ".join(r.groups),
+         ", ".join(r.spatial), _vouched_words(r)] for r in rows])))
+
+
+def _vouched_words(row: ParticipantRead) -> str:
+    """What the shared identity provider said of a participant, and until when it counts."""
+    said = row.vouched
+    if said is None:
+        return ""
+    what = "; ".join(part for part in (said.organisation, ", ".join(said.groups)) if part) or "nothing"
+    return f"{what} ({'until' if said.current else 'expired'} {said.good_until:%Y-%m-%d %H:%M} UTC)"
 
 
 @participant_app.command("remove")

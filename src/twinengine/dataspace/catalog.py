@@ -23,8 +23,9 @@ from twinengine.auth import odrl
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal, Role
 from twinengine.dataspace.connector import Connector
-from twinengine.dataspace.models import Offer, Participant
+from twinengine.dataspace.models import Offer
 from twinengine.dataspace.protocol import FORMATS, PULL, DspError, message
+from twinengine.dataspace.vouching import Attributes, attributes
 from twinengine.errors import PermissionDenied
 
 __all__ = ["Gate", "catalog_of", "context_of", "dataset_of", "participant_principal", "permit", "visible_offer"]
@@ -32,21 +33,20 @@ __all__ = ["Gate", "catalog_of", "context_of", "dataset_of", "participant_princi
 FOAF = "http://xmlns.com/foaf/0.1/"  # not a prefix of the DSP context: its terms are written out
 
 
-def participant_principal(did: str, row: Participant | None) -> Principal:
-    """A remote participant as the policy point sees it: its id, and the groups the provider records for it."""
-    return Principal(name=did, role=Role.USER, issuer="dataspace",
-                     groups=frozenset(row.groups) if row is not None and not row.disabled else frozenset())
+def participant_principal(did: str, known: Attributes) -> Principal:
+    """A remote participant as the policy point sees it: its id, and the groups the provider records for it or
+    the shared identity provider vouches for (``dataspace.vouching``)."""
+    return Principal(name=did, role=Role.USER, issuer="dataspace", groups=known.groups)
 
 
 def context_of(session: Session, did: str, phase: odrl.Phase, *, purpose: str | None = None,
                agreed_at: datetime | None = None, transfers: int = 0, now: datetime | None = None,
                footprint: Any = None) -> odrl.Context:
-    row = session.get(Participant, did)
-    known = row is not None and not row.disabled
-    return odrl.Context(phase=phase, participant=did, organisation=row.organisation if known and row else None,
-                        groups=frozenset(row.groups) if known and row else frozenset(),
-                        spatial=frozenset(row.spatial) if known and row else frozenset(), purpose=purpose,
-                        agreed_at=agreed_at, transfers=transfers, now=now or datetime.now(UTC), footprint=footprint)
+    now = now or datetime.now(UTC)
+    known = attributes(session, did, now)
+    return odrl.Context(phase=phase, participant=did, organisation=known.organisation, groups=known.groups,
+                        spatial=known.spatial, purpose=purpose, agreed_at=agreed_at, transfers=transfers, now=now,
+                        footprint=footprint)
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Gate:
 def permit(session: Session, policy: dict[str, Any], context: odrl.Context) -> str | None:
     """Why the policy point refuses ``context``'s use (None: permitted)."""
     gate = Gate(policy, context)
-    principal = participant_principal(context.participant, session.get(Participant, context.participant))
+    principal = participant_principal(context.participant, attributes(session, context.participant, context.now))
     try:
         require(principal, "dataspace.use", gate)
     except PermissionDenied:

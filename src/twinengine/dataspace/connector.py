@@ -4,19 +4,25 @@ machines need of the engine (the store, the lake, settings). Made once per runti
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from twinengine.auth.keyring import Keyring
+from twinengine.auth.oidc import OidcVerifier
 from twinengine.config import Settings
-from twinengine.dataspace import peers
+from twinengine.dataspace import peers, vouching
 from twinengine.dataspace.identity import DidResolver, Identity, did_of
 from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, EDR_PATH, PUSH_PATH
+from twinengine.dataspace.vouching import CredentialGrant, Vouched
 from twinengine.lake.context import Lake
+from twinengine.store.base import utcnow
 from twinengine.store.engine import Database
 
 __all__ = ["Connector", "public_url"]
+
+_REWRITE_S = 60.0  # the same vouched claims are written again at most this often (their time to count moves on)
 
 
 def public_url(settings: Settings) -> str:
@@ -35,8 +41,12 @@ class Connector:
     streams: Callable[[], tuple[Any, Any]] | None = None
     # a keyed digest only this engine can make (``Issuer.mac``): the token of a push transfer's address
     mac: Callable[[str, str], str] | None = None
+    # the data space's shared identity provider, as this engine verifies its tokens (None: it trusts none)
+    vouching: Callable[[], OidcVerifier | None] | None = None
     due: threading.Event = field(default_factory=threading.Event, repr=False)  # the courier has work
     _resolver: DidResolver | None = field(default=None, repr=False)
+    _grant: CredentialGrant | None = field(default=None, repr=False)
+    _vouched: dict[str, tuple[Vouched, float]] = field(default_factory=dict, repr=False)  # written when, per did
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def wake(self) -> None:
@@ -88,8 +98,42 @@ class Connector:
             return self._resolver
 
     def verify(self, authorization: str | None) -> str:
-        """The participant a request comes from (network: outside any unit of work)."""
-        return self.resolver.verify(authorization, self.did)
+        """The participant a request comes from (network: outside any unit of work); a credential its token
+        carries is checked and what it vouches for recorded (``dataspace.vouching``)."""
+        did, claims = self.resolver.verify_claims(authorization, self.did)
+        if "credential" in claims:
+            self._vouch(did, claims["credential"])
+        return did
+
+    def _vouch(self, did: str, credential: object) -> None:
+        verifier = self.vouching() if self.vouching is not None else None
+        audience = self.settings.dataspace_claims_audience
+        if verifier is None or audience is None:
+            return  # this engine trusts no shared identity provider: the register alone counts
+        said = vouching.vouched(verifier, did, credential, audience=audience)
+        with self._lock:
+            seen = self._vouched.get(did)
+        if seen is not None and seen[0] == said and time.monotonic() - seen[1] < _REWRITE_S:
+            return  # the same claims, written a moment ago: their time to count barely moved
+        with self.db.session() as session:
+            vouching.record(session, did, said, now=utcnow(), max_age=self.settings.dataspace_claims_max_age)
+        with self._lock:
+            self._vouched[did] = (said, time.monotonic())
+
+    def credential(self) -> str | None:
+        """This engine's credential from the shared identity provider (None: none configured)."""
+        s = self.settings
+        if s.dataspace_credential_issuer is None or s.dataspace_credential_client_id is None or \
+                s.dataspace_credential_client_secret is None:
+            return None
+        with self._lock:
+            if self._grant is None:
+                self._grant = vouching.CredentialGrant(s.dataspace_credential_issuer, s.dataspace_credential_client_id,
+                                                       s.dataspace_credential_client_secret,
+                                                       resource=s.dataspace_credential_resource,
+                                                       timeout=s.dataspace_message_timeout.total_seconds())
+            grant = self._grant
+        return grant.token()
 
     def send(self, url: str, body: dict[str, Any] | None, audience: str, method: str = "POST") -> tuple[int, Any]:
-        return peers.send(self.settings, url, body, self.identity.token(audience), method)
+        return peers.send(self.settings, url, body, self.identity.token(audience, self.credential()), method)

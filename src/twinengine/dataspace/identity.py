@@ -97,11 +97,15 @@ class Identity:
     did: str
     keyring: Keyring
 
-    def token(self, audience: str) -> str:
+    def token(self, audience: str, credential: str | None = None) -> str:
+        """A token for one message to ``audience``; ``credential``: this engine's access token from the data
+        space's shared identity provider (``dataspace.vouching``), carried inside, bound to this message."""
         kid, key = self.keyring.signing_key()
         now = int(time.time())
-        claims = {"iss": self.did, "sub": self.did, "aud": audience, "iat": now, "nbf": now - 5,
-                  "exp": now + TOKEN_SECONDS, "jti": str(uuid.uuid4())}
+        claims: dict[str, Any] = {"iss": self.did, "sub": self.did, "aud": audience, "iat": now, "nbf": now - 5,
+                                  "exp": now + TOKEN_SECONDS, "jti": str(uuid.uuid4())}
+        if credential is not None:
+            claims["credential"] = credential
         return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid, "typ": "JWT"})
 
 
@@ -150,6 +154,10 @@ class DidResolver:
 
     def verify(self, authorization: str | None, audience: str) -> str:
         """The participant id a request's ``Authorization`` proves (its bearer token), or 401."""
+        return self.verify_claims(authorization, audience)[0]
+
+    def verify_claims(self, authorization: str | None, audience: str) -> tuple[str, dict[str, Any]]:
+        """``verify``'s participant id and the token's claims (a ``credential`` among them, if carried)."""
         if not authorization:
             raise AuthenticationRequired("a data space message carries its sender's token (Authorization)")
         token = authorization.split(" ", 1)[1].strip() if authorization.lower().startswith("bearer ") \
@@ -170,7 +178,7 @@ class DidResolver:
             raise TokenInvalid(f"the participant token is not valid: {exc}") from None
         if claims["sub"] != issuer or claims["exp"] - claims["iat"] > MAX_TOKEN_SECONDS:
             raise TokenInvalid("a participant token is its issuer's own and lives at most five minutes")
-        return issuer
+        return issuer, claims
 
 
 def _method(document: dict[str, Any], did: str, kid: str) -> dict[str, Any] | None:

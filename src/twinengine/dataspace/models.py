@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from twinengine.store.base import Base, JSONValue, UTCDateTime, utcnow
 
-__all__ = ["Access", "Agreement", "Negotiation", "Offer", "Participant", "TransferProcess"]
+__all__ = ["Access", "Agreement", "Negotiation", "Offer", "Participant", "TransferProcess", "VouchedClaims"]
 
 
 class Participant(Base):
@@ -33,6 +33,21 @@ class Participant(Base):
     added_by: Mapped[str] = mapped_column(String(64))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class VouchedClaims(Base):
+    """What the data space's shared identity provider last said about a participant (``dataspace.vouching``):
+    the organisation and groups its token for the participant's service named, and until when that counts."""
+
+    __tablename__ = "ds_vouched_claims"
+
+    did: Mapped[str] = mapped_column(String(300), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))  # the service's subject at the provider
+    organisation: Mapped[str | None] = mapped_column(String(200))
+    groups: Mapped[list[str]] = mapped_column(JSONValue, default=list)
+    vouched_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    good_until: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Offer(Base):

@@ -17,7 +17,7 @@ from twinengine.auth import odrl
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Stream as DeclaredStream
-from twinengine.dataspace.models import Offer, Participant
+from twinengine.dataspace.models import Offer, Participant, VouchedClaims
 from twinengine.dataspace.spec import problems
 from twinengine.errors import NotFound, PermissionDenied, TwinNotFound, ValidationFailed
 from twinengine.lake import grants, terms
@@ -376,9 +376,13 @@ def add_participant(session: Session, *, principal: Principal, did: str, title: 
     return row
 
 
-def list_participants(session: Session, *, principal: Principal) -> list[Participant]:
+def list_participants(session: Session, *,
+                      principal: Principal) -> list[tuple[str, Participant | None, VouchedClaims | None]]:
+    """Every participant the register records or the shared identity provider vouched for, by id."""
     require(principal, "dataspace.participant.manage")
-    return list(session.scalars(select(Participant).order_by(Participant.did)))
+    rows = {row.did: row for row in session.scalars(select(Participant))}
+    said = {row.did: row for row in session.scalars(select(VouchedClaims))}
+    return [(did, rows.get(did), said.get(did)) for did in sorted(rows.keys() | said.keys())]
 
 
 def remove_participant(session: Session, *, principal: Principal, did: str) -> None:

@@ -146,9 +146,23 @@ class ParticipantCreate(BaseModel):
     spatial: list[str] = Field(default_factory=list, max_length=50)
 
 
+class VouchedRead(BaseModel):
+    """What the data space's shared identity provider last said about a participant (``dataspace.vouching``)."""
+
+    issuer: str
+    organisation: str | None
+    groups: list[str]
+    vouched_at: datetime
+    good_until: datetime
+    current: bool = Field(description="Whether it counts now (until good_until).")
+
+
 class ParticipantRead(ParticipantCreate):
-    added_by: str
-    created_at: datetime
+    added_by: str | None = Field(default=None, description="Who recorded it in the register (None: the register "
+                                                           "does not know it; only the identity provider vouched).")
+    created_at: datetime | None = None
+    registered: bool = True
+    vouched: VouchedRead | None = None
 
 
 class CatalogQuery(BaseModel):

@@ -3,6 +3,7 @@ another participant's catalog, negotiations, agreements, transfers and the provi
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -14,7 +15,7 @@ from twinengine.api.routing import api_router
 from twinengine.auth import odrl
 from twinengine.auth.principal import Principal
 from twinengine.dataspace import offers, service
-from twinengine.dataspace.models import Agreement, Negotiation, Offer, Participant, TransferProcess
+from twinengine.dataspace.models import Agreement, Negotiation, Offer, Participant, TransferProcess, VouchedClaims
 from twinengine.dataspace.protocol import PUSH, S3_PUSH
 from twinengine.dataspace.schemas import (
     AccessRead,
@@ -30,6 +31,7 @@ from twinengine.dataspace.schemas import (
     ParticipantRead,
     TransferCreate,
     TransferRead,
+    VouchedRead,
 )
 from twinengine.errors import TwinEngineError, ValidationFailed
 from twinengine.runtime import Runtime
@@ -76,9 +78,16 @@ def transfer_read(t: TransferProcess) -> TransferRead:
                         updated_at=t.updated_at, snapshot=t.snapshot, delete_by=t.delete_by, deleted_at=t.deleted_at)
 
 
-def participant_read(p: Participant) -> ParticipantRead:
+def participant_read(p: Participant | None, said: VouchedClaims | None = None,
+                     did: str | None = None) -> ParticipantRead:
+    vouched = None if said is None else VouchedRead(
+        issuer=said.issuer, organisation=said.organisation, groups=list(said.groups or []), vouched_at=said.vouched_at,
+        good_until=said.good_until, current=said.good_until > datetime.now(UTC))
+    if p is None:
+        return ParticipantRead(did=did or (said.did if said else ""), registered=False, vouched=vouched)
     return ParticipantRead(did=p.did, title=p.title, organisation=p.organisation, groups=list(p.groups or []),
-                           spatial=list(p.spatial or []), added_by=p.added_by, created_at=p.created_at)
+                           spatial=list(p.spatial or []), added_by=p.added_by, created_at=p.created_at,
+                           vouched=vouched)
 
 
 @router.get("/identity", name="identity", summary="This engine's participant id and protocol addresses",
@@ -157,7 +166,8 @@ def offer_withdraw(offer_id: OfferId, session: SessionDep, principal: PrincipalD
             dependencies=_PARTICIPANTS)
 @acts("dataspace.participant.manage")
 def participant_list(session: SessionDep, principal: PrincipalDep) -> list[ParticipantRead]:
-    return [participant_read(p) for p in offers.list_participants(session, principal=principal)]
+    return [participant_read(p, said, did)
+            for did, p, said in offers.list_participants(session, principal=principal)]
 
 
 @router.put("/participants", name="participant_put", summary="Record a participant's organisation, groups and "
