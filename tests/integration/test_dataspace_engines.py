@@ -430,6 +430,35 @@ def test_an_edr_offer_permits_queries_within_its_area_only(engines: tuple[Partic
     assert sum("spatialCoordinates" in (a["reason"] or "") for a in accesses) == 3
 
 
+def test_the_cells_that_answer_are_judged_not_only_the_point_asked(engines: tuple[Participant, Participant],
+                                                                  tmp_path: Path) -> None:
+    """A polygon whose east edge (7.9) lies between two columns of cell centres (7.75 and 8.0): a point inside
+    it nearest to the outer column, and an interpolation that reads that column, are refused; a point nearest
+    to the inner column is answered with it."""
+    provider, consumer = engines
+    _rain_collection(provider, tmp_path, "grid:rain-edge")
+    within = {"leftOperand": "spatialCoordinates", "operator": "isPartOf",
+              "rightOperand": "POLYGON((7 46, 7.9 46, 7.9 47, 7 47, 7 46))"}
+    made = provider.ok("POST", "/api/v1/dataspace/offers", expect=201, json={
+        "collection": "grid.rain-edge", "title": "Rain west of 7.9", "policy": {"permission": [
+            {"action": "use", "constraint": [within]}]}})
+    agreement = wait_state(consumer, "negotiations", negotiate(consumer, provider, made)["id"],
+                           "FINALIZED")["agreement_id"]
+    started = wait_state(consumer, "transfers", _transfer(consumer, agreement, None)["id"], "STARTED")
+    root = f"/api/v1/dataspace/transfers/{started['id']}/edr/collections/grid.rain-edge"
+    asked = "parameter-name=rain&datetime=2026-03-01T03:00:00Z"
+    answered = consumer.ok("GET", f"{root}/position?coords=POINT(7.8 46.5)&{asked}")
+    assert answered["domain"]["axes"]["x"]["values"] == [7.75]  # the inner column's cell
+    for query in ("position?coords=POINT(7.89 46.5)",  # inside the polygon; its nearest cell is at 8.0
+                  "position?coords=POINT(7.8 46.5)&method=linear"):  # interpolated from 7.75 and 8.0
+        refused = consumer.api("GET", f"{root}/{query}&{asked}")
+        assert refused.status_code == 403, (query, refused.text)
+        assert "lie outside the area permitted" in refused.text and "spatialCoordinates" in refused.text
+    accesses = provider.ok("GET", f"/api/v1/dataspace/agreements/{agreement}/accesses")
+    assert [a["outcome"] for a in accesses if (a["file"] or "").startswith("edr position")] == ["served"]
+    assert sum("spatialCoordinates" in (a["reason"] or "") for a in accesses) == 2
+
+
 def _gauge_readings(start: int, count: int) -> list[dict[str, Any]]:
     return [{"time": f"2026-03-0{1 + (start + i) // 96}T{(start + i) % 96 // 4:02d}:{(start + i) % 4 * 15:02d}:00Z",
              "station": "RR-01", "rain": round(0.1 * ((start + i) % 7), 1), "level": round(1.0 + 0.01 * (start + i), 2)}

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import shapely
 import xarray as xr
+from shapely.geometry.base import BaseGeometry
 
 from twinengine.access import statistics
 from twinengine.access.chunks import BlockReader, ReadStats
@@ -81,6 +83,11 @@ class Extraction:
     collection: bool = False
     stats: ReadStats = field(default_factory=ReadStats)
     pending: PendingReads | None = None
+    # (k, 2) longitude and latitude of the cells or stations the values come from, where those may lie outside
+    # the area asked (the nearest cell or station to a point, the four cells interpolated, the cells along a
+    # path); None where they lie inside it by construction (a cube's, an area's, a radius's, a corridor's cells
+    # are those whose centres lie in it)
+    sources: np.ndarray | None = None
 
     @property
     def values(self) -> int:
@@ -92,6 +99,16 @@ class Extraction:
         if pending is not None:
             _finish(pending)
         return self
+
+
+def sources_area(extraction: Extraction) -> BaseGeometry | None:
+    """Where ``extraction``'s values come from, where that may lie outside the area asked: its ``sources`` as
+    one MultiPoint, longitude in -180..180 (what a policy's ``spatialCoordinates`` judges beside the area
+    asked: the cell nearest a point may have its centre outside it); None where they lie inside it."""
+    if extraction.sources is None or not len(extraction.sources):
+        return None
+    longitudes = (extraction.sources[:, 0] + 180.0) % 360.0 - 180.0
+    return shapely.multipoints(np.column_stack([longitudes, extraction.sources[:, 1]]))
 
 
 def _finish(pending: PendingReads) -> None:

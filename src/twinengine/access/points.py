@@ -161,4 +161,5 @@ def plan(ds: xr.Dataset, stations: Stations, query: Query, *, max_values: int) -
     for name in names:
         parameters[name] = parameter_info(ds, name)
     several = query.kind in ("radius", "area", "cube") or len(coverages) > 1
-    return Extraction(coverages, parameters, coverages[0].domain_type, collection=several)
+    return Extraction(coverages, parameters, coverages[0].domain_type, collection=several,
+                      sources=np.column_stack([stations.xs[picked], stations.ys[picked]]))

@@ -141,25 +141,31 @@ def position(ctx: Context, points: BaseGeometry, *, method: str = "nearest") -> 
     ys_q = coords[:, 1]
     ctx.check_size(len(coords), what="this position query")
     per_point: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+    cells: list[tuple[int, int]] = []  # (row, column) of every cell a value comes from
     for qx, qy, rx in zip(xs_q, ys_q, coords[:, 0], strict=True):
         if method == "nearest":
             i = int(nearest_indices(ctx.axes.xs, np.array([qx]))[0])
             j = int(nearest_indices(ctx.axes.ys, np.array([qy]))[0])
             ranges = {n: v[..., 0, 0] for n, v in ctx.read_grid(np.array([j]), np.array([i])).items()}
             axes = ctx.axis_values(np.array([j]), np.array([i]))
+            cells.append((j, i))
         else:
-            ranges = _bilinear(ctx, float(qx), float(qy))
+            ranges, around = _bilinear(ctx, float(qx), float(qy))
             axes = ctx.axis_values(np.array([0]), np.array([0]))
             axes["x"], axes["y"] = np.array([rx]), np.array([qy])
+            cells += around
         per_point.append((axes, ranges))
     params = ctx.parameters()
+    rows, columns = (np.array(index, dtype=int) for index in zip(*cells, strict=True))
+    sources = np.column_stack([ctx.axes.xs[columns], ctx.axes.ys[rows]])
     if len(per_point) == 1:
         coverages = _profile_or_series(ctx, *per_point[0])
         return Extraction(coverages, params, coverages[0].domain_type, collection=len(coverages) > 1,
-                          stats=ctx.stats)
+                          stats=ctx.stats, sources=sources)
     if ctx.nz > 1:  # several points with profiles: one coverage per point (and time)
         coverages = [c for axes, ranges in per_point for c in _profile_or_series(ctx, axes, ranges)]
-        return Extraction(coverages, params, coverages[0].domain_type, collection=True, stats=ctx.stats)
+        return Extraction(coverages, params, coverages[0].domain_type, collection=True, stats=ctx.stats,
+                          sources=sources)
     # MultiPoint(Series): a composite (x, y) axis, one column per distinct location
     seen: dict[tuple[float, float], int] = {}
     for k, (axes, _) in enumerate(per_point):
@@ -175,11 +181,12 @@ def position(ctx: Context, points: BaseGeometry, *, method: str = "nearest") -> 
     else:
         cov = Coverage("MultiPoint", shared, ("composite",), {n: v.reshape(-1) for n, v in stacked.items()},
                        composite=composite)
-    return Extraction([cov], params, cov.domain_type, stats=ctx.stats)
+    return Extraction([cov], params, cov.domain_type, stats=ctx.stats, sources=sources)
 
 
-def _bilinear(ctx: Context, qx: float, qy: float) -> dict[str, np.ndarray]:
-    """Bilinear interpolation between the four grid points around (qx, qy); NaN if any of them is."""
+def _bilinear(ctx: Context, qx: float, qy: float) -> tuple[dict[str, np.ndarray], list[tuple[int, int]]]:
+    """Bilinear interpolation between the four grid points around (qx, qy) (NaN if any of them is), and those
+    points' (row, column)."""
     def bracket(coord: np.ndarray, value: float, field: str) -> tuple[int, int, float]:
         lo_c, hi_c = float(coord.min()), float(coord.max())
         if not lo_c <= value <= hi_c:
@@ -203,7 +210,7 @@ def _bilinear(ctx: Context, qx: float, qy: float) -> dict[str, np.ndarray]:
         top = v[..., jj[0], ii[0]] * (1 - wx) + v[..., jj[0], ii[1]] * wx
         bottom = v[..., jj[1], ii[0]] * (1 - wx) + v[..., jj[1], ii[1]] * wx
         out[name] = top * (1 - wy) + bottom * wy
-    return out
+    return out, [(j, i) for j in {j0, j1} for i in {i0, i1}]
 
 
 def _line(line: BaseGeometry) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -251,6 +258,7 @@ def trajectory(ctx: Context, line: BaseGeometry) -> Extraction:
     ctx.check_size(n, what="this trajectory", per_time=m is None)
     index: dict[str, np.ndarray] = {"y": yi, "x": xi}
     composite_base = {"x": ctx.axes.xs[xi], "y": ctx.axes.ys[yi]}
+    sources = np.column_stack([composite_base["x"], composite_base["y"]])
     if z is not None:
         zi = table[:, -1]
         index["z"] = zi
@@ -269,14 +277,16 @@ def trajectory(ctx: Context, line: BaseGeometry) -> Extraction:
         else:
             times = np.full(n, np.datetime64("NaT"))
         ranges = ctx.read_points(index)
-        return Extraction([_trajectory(times, composite_base, ranges)], params, "Trajectory", stats=ctx.stats)
+        return Extraction([_trajectory(times, composite_base, ranges)], params, "Trajectory", stats=ctx.stats,
+                          sources=sources)
     assert ctx.ti is not None
     index = {k: v[None, :] for k, v in index.items()}
     index["t"] = ctx.ti[:, None]
     ranges = ctx.read_points(index)
     coverages = [_trajectory(np.full(n, ctx.t_values[t]), composite_base, {k: v[row] for k, v in ranges.items()})
                  for row, t in enumerate(ctx.ti)]
-    return Extraction(coverages, params, "Trajectory", collection=len(coverages) > 1, stats=ctx.stats)
+    return Extraction(coverages, params, "Trajectory", collection=len(coverages) > 1, stats=ctx.stats,
+                      sources=sources)
 
 
 def _trajectory(times: np.ndarray, base: dict[str, np.ndarray], ranges: dict[str, np.ndarray]) -> Coverage:

@@ -168,10 +168,14 @@ CommonDep = Annotated[Common, Depends(common_parameters)]
 Coords = Annotated[str | None, Query(max_length=200_000, description="WKT geometry (x = longitude)")]
 
 
-def answer(access: DataAccess, principal: Any, collection_id: str, query: EDRQuery, f: str | None) -> Response:
-    """The encoded answer to ``query`` on ``collection_id`` as ``principal`` may read it (``f``: its format)."""
+def answer(access: DataAccess, principal: Any, collection_id: str, query: EDRQuery, f: str | None,
+           check: Callable[[Extraction], None] | None = None) -> Response:
+    """The encoded answer to ``query`` on ``collection_id`` as ``principal`` may read it (``f``: its format);
+    ``check`` sees the planned answer before a byte of it is written (it raises to refuse it)."""
     fmt = _output_format(f)  # refused before anything is read
     extraction = run_query(access, principal=principal, collection_id=collection_id, query=query, deferred=True)
+    if check is not None:
+        check(extraction)
     return _encode(extraction, fmt, access, collection_id)
 
 

@@ -21,6 +21,7 @@ from fastapi import Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
+from twinengine.access.extract import Extraction, sources_area
 from twinengine.access.listing import collection_document
 from twinengine.access.query import footprint as area_of
 from twinengine.api.deps import RuntimeDep
@@ -396,10 +397,28 @@ async def edr_query(request: Request, runtime: RuntimeDep, pid: Pid, collection_
         query = query_of(common.query, query_type, coords=coords, bbox=bbox, within=within,
                          within_units=within_units, corridor_width=corridor_width, width_units=width_units)
         asked = f"edr {query_type}?{request.url.query}"
-        found = _edr_collection(runtime, pid, request.headers.get("authorization"), collection_id, asked, record=False,
+        authorization = request.headers.get("authorization")
+        found = _edr_collection(runtime, pid, authorization, collection_id, asked, record=False,
                                 footprint=area_of(query))
+
+        def sources_permitted(extraction: Extraction) -> None:
+            """The cells or stations the values come from, judged too where they may lie outside the area asked
+            (the nearest to a point): a policy's area is what leaves, not only what was asked for."""
+            sources = sources_area(extraction)
+            if sources is None:
+                return
+            with runtime.db.session() as session:
+                try:
+                    dataplane.authorize(session, pid, authorization, footprint=sources)
+                except dataplane.DataRefused as exc:
+                    session.commit()  # recorded (usage, audit); nothing is served
+                    raise dataplane.DataRefused(exc.status, "the grid cells or stations that would answer this "
+                                                            f"query lie outside the area permitted: {exc.reason}") \
+                        from None
+
         try:
-            response = answer(runtime.access, SYSTEM, found, query, common.f)  # the data plane authorised it
+            response = answer(runtime.access, SYSTEM, found, query, common.f,  # the data plane authorised it
+                              check=sources_permitted)
         except TwinEngineError as exc:  # its own parameters (too large an area): recorded, nothing served
             with runtime.db.session() as session:
                 dataplane.answered(session, pid, query=asked, size=None, problem=exc.message)
