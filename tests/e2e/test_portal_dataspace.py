@@ -260,7 +260,8 @@ def test_the_page_fits_a_phone(chromium_browser: Any, space: dict[str, Any]) -> 
 
 def test_a_steward_counters_a_request_and_agrees_from_the_page(chromium_browser: Any, space: dict[str, Any]) -> None:
     """Bob asked for 10 transfers under dora's offer she agrees to by hand; on the page she sees his request
-    with its terms, counters with 3 (a blank counter-offer and a count of 0 are refused beside their field),
+    with its terms, counters with 3 until the end of 2099 (a blank counter-offer and a count of 0 are refused beside
+    their field),
     and once his engine accepted, agrees and finalizes: the agreement she provides holds 3."""
     home, peer = space["home"], space["peer"]
     pid = wait_state(peer, "negotiations", space["bargain"]["id"], "REQUESTED", space["bob"])["consumer_pid"]
@@ -291,9 +292,11 @@ def test_a_steward_counters_a_request_and_agrees_from_the_page(chromium_browser:
         assert tab.page.get_attribute(f"#ds-counter-{ours['id']}-count", "aria-invalid") == "true"
         tab.check("dataspace-counter-offer")
         tab.page.fill(f"#ds-counter-{ours['id']}-count", "3")
+        tab.page.fill(f"#ds-counter-{ours['id']}-until", "2099-12-31")
         tab.page.click(f"{form} button[type=submit]")
         row = row_when("OFFERED")
-        assert "3 transfers and 3 uses of the copy (offered by you)" in row, row
+        assert "3 transfers and 3 uses of the copy" in row and "(offered by you)" in row, row
+        assert "2099-12-31" in row, row  # the last day, in the offer's words
 
         offered = wait_state(peer, "negotiations", space["bargain"]["id"], "OFFERED", space["bob"])
         assert "3" in str(offered["offer"]["permission"])  # bob's engine holds her counter-offer
@@ -306,7 +309,7 @@ def test_a_steward_counters_a_request_and_agrees_from_the_page(chromium_browser:
         assert "Terminate" not in row  # nothing left to do
         agreement = wait_state(peer, "negotiations", space["bargain"]["id"], "FINALIZED", space["bob"])["agreement_id"]
         held = _row(tab.text("section[aria-label='Agreements']"), "Gauge history, by hand")
-        assert "3 transfers and 3 uses of the copy" in held and "you provide" in held, held
+        assert "3 transfers and 3 uses of the copy" in held and "you provide" in held and "2099-12-31" in held, held
         assert "10 transfers" not in held
         provided = home.ok("GET", f"/api/v1/dataspace/agreements/{agreement}", space["dora"])
         assert provided["offer_id"] == ours["offer_id"]

@@ -325,17 +325,22 @@ function stepButtons(ctx, n, again) {
   return box;
 }
 
-/** Other terms for the latest offer: transfers, days after the agreement, a purpose (the engine names a term it
- * refuses beside its field). The provider's steward sends it as an offer, the consumer as a request. */
+/** Other terms for the latest offer: transfers, days after the agreement, a last day, a purpose, a deletion of
+ * the copy (the engine names a term it refuses beside its field). The provider's steward sends it as an offer,
+ * the consumer as a request. */
 function counterForm(ctx, n, take, again) {
   const id = `ds-counter-${n.id}`;
   const count = h("input", { type: "text", inputmode: "numeric", autocomplete: "off", dataset: { loc: "terms.count" } });
   const days = h("input", { type: "text", inputmode: "numeric", autocomplete: "off", dataset: { loc: "terms.days" } });
+  const until = h("input", { type: "date", dataset: { loc: "terms.until" } });
   const purpose = h("input", { type: "text", autocomplete: "off", dataset: { loc: "terms.purposes" } });
+  const deleteAfter = h("input", { type: "text", inputmode: "numeric", autocomplete: "off", dataset: { loc: "terms.delete_after" } });
   const form = h("form", { novalidate: true, "aria-label": `Counter-offer on negotiation ${n.id}` }, formErrors(),
     field(`${id}-count`, "Transfers", count, "at most this many"),
     field(`${id}-days`, "Days", days, "after the agreement"),
+    field(`${id}-until`, "Until", until, "the last day of use (its end, UTC)"),
     field(`${id}-purpose`, "Purpose", purpose, "the one it is for"),
+    field(`${id}-delete`, "Delete the copy", deleteAfter, "this many days after the agreement"),
     h("div", { class: "row" }, h("button", { type: "submit" }, "Send counter-offer"),
       h("button", { type: "button", class: "small", on: { click: () => again() } }, "Cancel")));
   form.addEventListener("submit", async (event) => {
@@ -344,9 +349,11 @@ function counterForm(ctx, n, take, again) {
     const terms = {};
     if (count.value.trim()) terms.count = count.value.trim();
     if (days.value.trim()) terms.days = days.value.trim();
+    if (until.value) terms.until = `${until.value}T23:59:59Z`;
     if (purpose.value.trim()) terms.purposes = [purpose.value.trim()];
+    if (deleteAfter.value.trim()) terms.delete_after = deleteAfter.value.trim();
     if (!Object.keys(terms).length) {
-      form.querySelector(".form-errors").textContent = "Give the terms you offer instead: transfers, days or a purpose.";
+      form.querySelector(".form-errors").textContent = "Give the terms you offer instead: transfers, days, a last day, a purpose or a deletion.";
       count.focus();
       return;
     }
