@@ -170,7 +170,8 @@ def start_provider(folder: Path, *, people: dict[str, dict[str, Any]] | None = N
          "response_types": [], "redirect_uris": []},
     ]
     clients += [{"client_id": client_id, "client_secret": secret, "grant_types": ["client_credentials"],
-                 "response_types": [], "redirect_uris": []} for client_id, (secret, _claims) in (services or {}).items()]
+                 "response_types": [], "redirect_uris": []}
+                for client_id, (secret, _claims) in (services or {}).items()]
     config = folder / "provider.json"
     accounts = folder / "people.json"
     accounts.write_text(json.dumps(PEOPLE if people is None else people))
