@@ -32,6 +32,7 @@ from twinengine.auth.oidc import OidcVerifier
 from twinengine.dataspace.models import Participant, VouchedClaims
 from twinengine.dataspace.peers import PeerUnreachable
 from twinengine.errors import TokenInvalid
+from twinengine.store.base import upsert
 
 __all__ = ["Attributes", "CredentialGrant", "Vouched", "attributes", "record", "vouched"]
 
@@ -83,13 +84,12 @@ def vouched(verifier: OidcVerifier, did: str, credential: object, *, audience: s
 
 
 def record(session: Session, did: str, said: Vouched, *, now: datetime, max_age: timedelta) -> None:
-    """Keep what ``said`` vouches for ``did``, counting until ``max_age`` from ``now``."""
-    row = session.get(VouchedClaims, did)
-    if row is None:
-        row = VouchedClaims(did=did)
-        session.add(row)
-    row.issuer, row.subject, row.organisation = said.issuer, said.subject, said.organisation
-    row.groups, row.vouched_at, row.good_until = sorted(said.groups), now, now + max_age
+    """Keep what ``said`` vouches for ``did``, counting until ``max_age`` from ``now``: one statement, so that two
+    messages of one participant arriving at once both write instead of the second colliding with the first."""
+    values = {"issuer": said.issuer, "subject": said.subject, "organisation": said.organisation,
+              "groups": sorted(said.groups), "vouched_at": now, "good_until": now + max_age}
+    statement = upsert(session.get_bind().dialect.name, VouchedClaims.__table__).values(did=did, **values)
+    session.execute(statement.on_conflict_do_update(index_elements=["did"], set_=values))
 
 
 def attributes(session: Session, did: str, now: datetime) -> Attributes:
