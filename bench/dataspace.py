@@ -2,16 +2,18 @@
 the same bytes, in the same run.
 
 Two ``twin serve`` processes on loopback, each with a data dir and SQLite store of its own (provider and
-consumer). The provider offers a dataset holding one file of ``--mb`` MB of random bytes. Each run, the consumer
-asks (SDK: ``client.dataspace.negotiate(..., land=...)``) and the time is taken until its transfer is COMPLETED on
-the consumer's side (the time its engine recorded it, found by looking ten times a second: looking a hundred
-times a second took the CPU the two engines work with, and slowed what it timed): catalog look-up of the offer, request, agreement, verification, finalization, transfer
-request, start, the pull into the consumer's lake (SHA-256 checked) and completion; then the same with the
-provider pushing the file into the consumer's lake (HttpData-PUSH). Beside them, alternating run by run so all
-see the same load (the first run of each is printed on its own, its figures left out of the rest: it pays for
-the engines' first requests of its kind): (a) the plain download: ``GET /api/v1/lake/dids/.../content`` from the provider
-with a token, the bytes hashed as they arrive; (b) the same download landed in the consumer's lake (an upload
-through its API), the work the transfer does on the data beside the protocol.
+consumer), each ready as an operator's probe sees it (``/health/ready``: started, its routes built). The
+provider offers a dataset holding one file of ``--mb`` MB of random bytes. Each run, the consumer asks (SDK:
+``client.dataspace.negotiate(..., land=...)``) and the time is taken until its transfer is COMPLETED on the
+consumer's side (the time its engine recorded it, found by looking ten times a second: looking a hundred times
+a second took the CPU the two engines work with, and slowed what it timed): catalog look-up of the offer,
+request, agreement, verification, finalization, transfer request, start, the pull into the consumer's lake
+(SHA-256 checked) and completion; then the same with the provider pushing the file into the consumer's lake
+(HttpData-PUSH). Beside them, alternating run by run so all see the same load (the first run of each is
+printed on its own, its figures left out of the rest: it pays for the engines' first requests of its kind):
+(a) the plain download: ``GET /api/v1/lake/dids/.../content`` from the provider with a token, the bytes hashed
+as they arrive; (b) the same download landed in the consumer's lake (an upload through its API), the work the
+transfer does on the data beside the protocol.
 
 Usage: python bench/dataspace.py [--runs 20] [--mb 10]
 """
