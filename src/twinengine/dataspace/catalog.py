@@ -25,7 +25,7 @@ from twinengine.auth.principal import Principal, Role
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.models import Offer
 from twinengine.dataspace.protocol import FORMATS, PULL, DspError, message
-from twinengine.dataspace.vouching import Attributes, attributes
+from twinengine.dataspace.vouching import attributes
 from twinengine.errors import PermissionDenied
 
 __all__ = ["Gate", "catalog_of", "context_of", "dataset_of", "participant_principal", "permit", "visible_offer"]
@@ -33,10 +33,10 @@ __all__ = ["Gate", "catalog_of", "context_of", "dataset_of", "participant_princi
 FOAF = "http://xmlns.com/foaf/0.1/"  # not a prefix of the DSP context: its terms are written out
 
 
-def participant_principal(did: str, known: Attributes) -> Principal:
+def participant_principal(context: odrl.Context) -> Principal:
     """A remote participant as the policy point sees it: its id, and the groups the provider records for it or
-    the shared identity provider vouches for (``dataspace.vouching``)."""
-    return Principal(name=did, role=Role.USER, issuer="dataspace", groups=known.groups)
+    the shared identity provider vouches for (``dataspace.vouching``), as ``context_of`` read them."""
+    return Principal(name=context.participant, role=Role.USER, issuer="dataspace", groups=context.groups)
 
 
 def context_of(session: Session, did: str, phase: odrl.Phase, *, purpose: str | None = None,
@@ -63,10 +63,10 @@ class Gate:
         return self.why is None
 
 
-def permit(session: Session, policy: dict[str, Any], context: odrl.Context) -> str | None:
+def permit(policy: dict[str, Any], context: odrl.Context) -> str | None:
     """Why the policy point refuses ``context``'s use (None: permitted)."""
     gate = Gate(policy, context)
-    principal = participant_principal(context.participant, attributes(session, context.participant, context.now))
+    principal = participant_principal(context)
     try:
         require(principal, "dataspace.use", gate)
     except PermissionDenied:
@@ -148,7 +148,7 @@ def _visible(session: Session, did: str) -> list[tuple[Offer, dict[str, Any]]]:
     for offer in session.scalars(select(Offer).where(Offer.withdrawn_at.is_(None)).order_by(Offer.created_at,
                                                                                             Offer.id)):
         policy = odrl.json_of(offer.policy)
-        if permit(session, policy, context) is None:
+        if permit(policy, context) is None:
             found.append((offer, policy))
     return found
 

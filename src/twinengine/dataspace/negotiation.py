@@ -132,7 +132,7 @@ def _offer_check(session: Session, row: Negotiation, offer_json: dict[str, Any])
         return f"the offer cannot be enforced: {exc}"
     if odrl.rules_text(offer_json) != odrl.rules_text(ours):
         return "the offer's rules differ from the catalog's (a counter-offer this provider does not take)"
-    return permit(session, ours, context_of(session, row.peer, odrl.Phase.NEGOTIATION, purpose=row.purpose))
+    return permit(ours, context_of(session, row.peer, odrl.Phase.NEGOTIATION, purpose=row.purpose))
 
 
 def _decide(session: Session, row: Negotiation, provider: str) -> None:
@@ -422,7 +422,7 @@ def _may_agree(session: Session, row: Negotiation, policy: dict[str, Any], where
         odrl.check(rules)
     except odrl.PolicyError as exc:
         raise ValidationFailed.one(where, f"the engine cannot enforce this offer: {exc}") from None
-    why = permit(session, rules, context_of(session, row.peer, odrl.Phase.NEGOTIATION, purpose=row.purpose))
+    why = permit(rules, context_of(session, row.peer, odrl.Phase.NEGOTIATION, purpose=row.purpose))
     if why is not None:
         raise ValidationFailed.one(where, f"the offer does not permit {row.peer}: {why}")
 

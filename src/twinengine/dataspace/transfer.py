@@ -131,7 +131,7 @@ def transfer_gate(session: Session, agreement: Agreement, phase: odrl.Phase, *, 
         return f"agreement {agreement.id} was revoked"
     if not agreement.finalized:
         return f"agreement {agreement.id} is not finalized"
-    return permit(session, odrl.json_of(agreement.policy),
+    return permit(odrl.json_of(agreement.policy),
                   context_of(session, agreement.consumer, phase, purpose=agreement.purpose,
                              agreed_at=agreement.signed_at, transfers=transfers, now=now, footprint=footprint))
 

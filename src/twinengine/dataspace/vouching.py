@@ -57,8 +57,6 @@ class Attributes:
     organisation: str | None
     groups: frozenset[str]
     spatial: frozenset[str]
-    registered: bool  # the register knows the participant (and has not disabled it)
-    vouched_by: str | None  # the issuer whose claims count now, if any
 
 
 def vouched(verifier: OidcVerifier, did: str, credential: object, *, audience: str) -> Vouched:
@@ -96,15 +94,14 @@ def attributes(session: Session, did: str, now: datetime) -> Attributes:
     """What policies judge of ``did`` at ``now``: the register's record joined with unexpired vouched claims."""
     row = session.get(Participant, did)
     if row is not None and row.disabled:
-        return Attributes(None, frozenset(), frozenset(), registered=False, vouched_by=None)
+        return Attributes(None, frozenset(), frozenset())
     said = session.get(VouchedClaims, did)
     if said is not None and said.good_until <= now:
         said = None
     organisation = (row.organisation if row is not None else None) or (said.organisation if said else None)
     groups = frozenset(row.groups or []) if row is not None else frozenset()
     return Attributes(organisation=organisation, groups=groups | frozenset(said.groups or [] if said else []),
-                      spatial=frozenset(row.spatial or []) if row is not None else frozenset(),
-                      registered=row is not None, vouched_by=said.issuer if said else None)
+                      spatial=frozenset(row.spatial or []) if row is not None else frozenset())
 
 
 class CredentialGrant:
