@@ -308,13 +308,17 @@ def podman_works() -> str | None:
 @pytest.fixture(scope="module")
 def engine_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The engine's image, built once for this file's tests by deploy/build-image.sh (minutes), or the one
-    TWIN_TEST_IMAGE_TAG names (built by an earlier step)."""
+    TWIN_TEST_IMAGE_TAG names, built by an earlier step (``.ci/run`` builds it while the tools install) whose
+    WORKDIR TWIN_TEST_IMAGE_WORKDIR names (its SBOM and wheels are checked as this fixture's own would be)."""
     if os.environ.get("TWIN_TEST_IMAGE", "") in ("", "0"):
         pytest.skip("building the image takes minutes: set TWIN_TEST_IMAGE=1 to build it and run it")
     reason = podman_works()
     if reason is not None:
         unavailable("image", reason)
     if os.environ.get("TWIN_TEST_IMAGE_TAG"):
+        earlier = os.environ.get("TWIN_TEST_IMAGE_WORKDIR")
+        if earlier:
+            BUILT.update(sbom=Path(earlier) / "twinengine-image.cdx.json", wheels=Path(earlier) / "context" / "wheels")
         return os.environ["TWIN_TEST_IMAGE_TAG"]
     tag = f"localhost/twinengine-test:{__version__}"
     workdir = tmp_path_factory.mktemp("image") / "context"
@@ -524,11 +528,13 @@ def test_compose_serves_the_river_reach_story_and_a_killed_container_loses_nothi
     from twinengine.errors import EngineUnavailable, TwinEngineError
 
     compose = podman_compose()
-    services = f"localhost/twinengine-services-test:{__version__}"
-    built = subprocess.run(["bash", str(DEPLOY / "build-service-images.sh")], capture_output=True, text=True,
-                           env={**os.environ, "TAG": services, "WORKDIR": str(tmp_path / "services")},
-                           timeout=1800, check=False)
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    services = os.environ.get("TWIN_TEST_SERVICES_TAG", "")  # built by an earlier step (.ci/run)
+    if not services:
+        services = f"localhost/twinengine-services-test:{__version__}"
+        built = subprocess.run(["bash", str(DEPLOY / "build-service-images.sh")], capture_output=True, text=True,
+                               env={**os.environ, "TAG": services, "WORKDIR": str(tmp_path / "services")},
+                               timeout=1800, check=False)
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     secrets = tmp_path / "secrets"
     subprocess.run(["bash", str(DEPLOY / "compose-secrets.sh")], env={**os.environ, "TWIN_SECRETS_DIR": str(secrets)},
                    capture_output=True, timeout=60, check=True)
