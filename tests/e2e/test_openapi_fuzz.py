@@ -30,7 +30,11 @@ from twinengine.client import Client
 from twinengine.config import Settings
 from twinengine.runtime import Runtime
 
-MAX_EXAMPLES = 20  # per operation and store: about 3,300 requests over its 167 operations
+MAX_EXAMPLES = 20  # per operation on SQLite: about 3,300 requests over its 167 operations
+# PostgreSQL's run (CI's) looks for what that store refuses and SQLite takes (a NUL in text, a number out of range)
+# with fewer examples: at 20 it took 4 minutes on a fast machine and about three times that on a slower one, where
+# the whole suite ran past CI's time. Every operation is still called on both stores.
+MAX_EXAMPLES_POSTGRESQL = 8
 STATEFUL_SCENARIOS = 40
 # Requests the schema allows but the engine refuses (400/422, ST202) for rules JSON Schema does not state here:
 # what exists (an app's parameter schema, endpoint names, a did that is a dataset), one of two fields, the syntax
@@ -86,11 +90,12 @@ def test_no_generated_input_makes_a_server_error(settings: Settings) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     failures: dict[str, str] = {}
     operations = 0
+    examples = MAX_EXAMPLES_POSTGRESQL if settings.database_url else MAX_EXAMPLES
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
 
-        @hypothesis_settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+        @hypothesis_settings(max_examples=examples, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def call(case: schemathesis.Case) -> None:
