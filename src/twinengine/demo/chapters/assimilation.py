@@ -107,7 +107,9 @@ def assimilate_gauges(ctx: DemoContext) -> None:
                                                                                             "open-loop"))},
         "crps": {name: {h: pair[i].crps for h, pair in hours.items()} for i, name in enumerate(("assimilated",
                                                                                               "open-loop"))}}
-    nse = ", ".join(f"{h} h {_num(a.nse)} vs {_num(f.nse)}" for h, (a, f) in hours.items())
+    nse = ", ".join(f"{h} h {_num(a.nse)} vs {_num(f.nse)}" for h, (a, f) in hours.items()) or (
+        f"none scored yet (forecasts start after the first {SPIN_UP_HOURS} h: a longer run, `--hours 24`, scores "
+        "them)")
     ctx.summary += [("assimilation", f"{len(cycles)} cycles in {seconds:.1f} s; level NSE with vs without "
                                      f"assimilation: {nse}; `twin verify {twin} --against open-loop`"),
                     ("assimilation plot", str(path))]
