@@ -33,10 +33,11 @@ demo: $(STAMP)
 	"$(BIN)/twin" demo $(ARGS)
 
 # Tests run in TEST_WORKERS processes (pytest-xdist), a file per worker at a time: most of the suite waits on
-# servers and subprocesses, so even two cores run three workers well. TEST_WORKERS=0 runs in one process.
+# servers, subprocesses and containers, so even two cores run four workers well (docs/development.md has the
+# figures). TEST_WORKERS=0 runs in one process.
 # Files are handed out longest first (tests/conftest.py); xdist would otherwise sort them by their number of
 # tests, which sent the one-test official openEO suite (minutes long) last.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 
 # mypy (about a minute on one core, from a fresh clone) checks the types while the tests start: its report
 # is printed when the tests end, and either failing fails the command. The tests keep their bytecode even
