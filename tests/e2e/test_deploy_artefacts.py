@@ -316,6 +316,7 @@ def engine_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     if reason is not None:
         unavailable("image", reason)
     if os.environ.get("TWIN_TEST_IMAGE_TAG"):
+        built_earlier()
         earlier = os.environ.get("TWIN_TEST_IMAGE_WORKDIR")
         if earlier:
             BUILT.update(sbom=Path(earlier) / "twinengine-image.cdx.json", wheels=Path(earlier) / "context" / "wheels")
@@ -331,6 +332,21 @@ def engine_image(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 BUILT: dict[str, Path] = {}  # what the build of engine_image wrote beside the image: its SBOM, its wheels
+
+
+def built_earlier() -> None:
+    """Wait for the images an earlier step builds in the background (``.ci/run``): it writes its exit status to
+    the file TWIN_TEST_IMAGE_STATUS names when it ends, and its log beside it."""
+    status = os.environ.get("TWIN_TEST_IMAGE_STATUS")
+    if not status:
+        return
+    path = Path(status)
+    wait_for(lambda: path.exists() and path.read_text().strip() != "", timeout=3000,
+             what=f"the images built in the background ({path})")
+    if path.read_text().strip() != "0":
+        log = path.with_name("images.log")
+        pytest.fail(f"building the images failed:\n{log.read_text()[-4000:] if log.exists() else '(no log)'}",
+                    pytrace=False)
 
 
 def run_limits() -> list[str]:
@@ -529,7 +545,9 @@ def test_compose_serves_the_river_reach_story_and_a_killed_container_loses_nothi
 
     compose = podman_compose()
     services = os.environ.get("TWIN_TEST_SERVICES_TAG", "")  # built by an earlier step (.ci/run)
-    if not services:
+    if services:
+        built_earlier()
+    else:
         services = f"localhost/twinengine-services-test:{__version__}"
         built = subprocess.run(["bash", str(DEPLOY / "build-service-images.sh")], capture_output=True, text=True,
                                env={**os.environ, "TAG": services, "WORKDIR": str(tmp_path / "services")},
