@@ -32,9 +32,9 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 demo: $(STAMP)
 	"$(BIN)/twin" demo $(ARGS)
 
-# Tests run in TEST_WORKERS processes (pytest-xdist), a file per worker at a time: most of the suite waits on
-# servers, subprocesses and containers, so even two cores run four workers well (docs/development.md has the
-# figures). TEST_WORKERS=0 runs in one process.
+# Tests run in TEST_WORKERS processes (pytest-xdist), a file per worker at a time: more workers than cores, so
+# that the CPU stays busy while a test waits on a server, a subprocess or a container (docs/development.md has
+# the figures). TEST_WORKERS=0 runs in one process.
 # Files are handed out longest first (tests/conftest.py); xdist would otherwise sort them by their number of
 # tests, which sent the one-test official openEO suite (minutes long) last.
 TEST_WORKERS ?= 4
