@@ -983,7 +983,11 @@ def test_a_delete_duty_is_carried_out_on_the_consumers_copy(engines: tuple[Parti
              for r in consumer.ok("GET", f"/api/v1/lake/dids/remote:to-delete/{name}")["replicas"]]
     with consumer.runtime.db.session() as session:  # two days later, as the consumer's engine sees it
         session.execute(update(TransferProcess).where(TransferProcess.id == mine["id"]).values(delete_by=utcnow()))
-    eventually(lambda: consumer.api("GET", "/api/v1/lake/dids/remote:to-delete").status_code == 404, timeout=60)
+    # the transfer's record says so last (``copies.delete_due``: the files, the dataset, then the record), so a
+    # look between the dataset's deletion and that write saw the copy gone and the record not yet marked
+    eventually(lambda: consumer.ok("GET", f"/api/v1/dataspace/transfers/{mine['id']}")["deleted_at"] is not None,
+               timeout=60)
+    assert consumer.api("GET", "/api/v1/lake/dids/remote:to-delete").status_code == 404
     for name in gauges["sums"]:
         assert consumer.api("GET", f"/api/v1/lake/dids/remote:to-delete/{name}").status_code == 404
     site = consumer.runtime.settings.data_dir / "lake" / "site"

@@ -34,6 +34,9 @@ def calibrate_reach(ctx: DemoContext) -> None:
         band = f" (90 % {low:.3g} to {high:.3g})" if low is not None else ""
         shown.append(f"{name} {read.best[name]:.3g}{band}")
     corr = summary.get("correlation")
+    if read.best_score is not None and read.best_score < 0:  # a short run: a few hours of a quiet gauge
+        shown.append(f"NSE below 0: the best fit does worse than the readings' own mean over {ctx.options.hours:g} "
+                     "h of them (a longer run, `--hours 24`, calibrates on more)")
     ctx.say(f"`twin calibrate {twin}`: {read.runs_done} model runs in {seconds:.1f} s on 2 workers, best NSE "
             f"{read.best_score:.3f}: " + ", ".join(shown)
             + (f"; correlation {corr[0][1]:+.2f}" if corr and len(corr) > 1 else ""))
