@@ -319,7 +319,7 @@ def engine_image(tmp_path_factory: pytest.TempPathFactory) -> str:
         built_earlier()
         earlier = os.environ.get("TWIN_TEST_IMAGE_WORKDIR")
         if earlier:
-            BUILT.update(sbom=Path(earlier) / "twinengine-image.cdx.json", wheels=Path(earlier) / "context" / "wheels")
+            _built_in(Path(earlier))
         return os.environ["TWIN_TEST_IMAGE_TAG"]
     tag = f"localhost/twinengine-test:{__version__}"
     workdir = tmp_path_factory.mktemp("image") / "context"
@@ -327,11 +327,16 @@ def engine_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     build = subprocess.run(["bash", str(DEPLOY / "build-image.sh")], env=env, capture_output=True, text=True,
                            timeout=3000, check=False)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    BUILT.update(sbom=workdir / "twinengine-image.cdx.json", wheels=workdir / "context" / "wheels")
+    _built_in(workdir)
     return tag
 
 
 BUILT: dict[str, Path] = {}  # what the build of engine_image wrote beside the image: its SBOM, its wheels
+
+
+def _built_in(workdir: Path) -> None:
+    """What deploy/build-image.sh wrote in its WORKDIR beside the image: the SBOM, the wheels it installed."""
+    BUILT.update(sbom=workdir / "twinengine-image.cdx.json", wheels=workdir / "context" / "wheels")
 
 
 def built_earlier() -> None:

@@ -32,8 +32,8 @@ from twinengine.runtime import Runtime
 
 MAX_EXAMPLES = 20  # per operation on SQLite: about 3,300 requests over its 167 operations
 # PostgreSQL's run (CI's) looks for what that store refuses and SQLite takes (a NUL in text, a number out of range)
-# with fewer examples: at 20 it took 4 minutes on a fast machine and about three times that on a slower one, where
-# the whole suite ran past CI's time. Every operation is still called on both stores.
+# with fewer examples: at 20 it took about 4 minutes of a CI-like run, and the whole suite then ran past CI's time
+# on a slower machine. Every operation is still called on both stores.
 MAX_EXAMPLES_POSTGRESQL = 8
 STATEFUL_SCENARIOS = 40
 # Requests the schema allows but the engine refuses (400/422, ST202) for rules JSON Schema does not state here:

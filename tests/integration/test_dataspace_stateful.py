@@ -17,8 +17,8 @@ files pushed whole under their listed SHA-256, and a completion before every lis
 
 Sequences per state machine: ``LONG`` (60, or ``TWIN_TEST_DSP_LONG``) of up to ``STEPS`` steps in CI, on SQLite
 (200 took 130-160 s for the four machines on a 2-core machine, 100 s of CPU, and 377 s in a whole CI-like run
-beside the other workers; 120 for the six machines took 523 s of a CI-like run on a fast machine and about three
-times that on a slower one, where the whole suite ran past CI's time; CI runs 60: too long for a local run, marked
+beside the other workers; 120 for the six machines took 523 s of a CI-like run, and the whole suite then ran past
+CI's time on a slower machine; CI runs 60, 368 s of a CI-like run on such a machine: too long for a local run, marked
 ``ci_only``, run where ``TWIN_TEST_FULL`` is set, as ``.ci/run`` does); ``SEQUENCES`` (40, or
 ``TWIN_TEST_DSP_SEQUENCES``) in every run, on both stores (32-38 s of CPU for the eight cases). The two took
 850 s (695 s of CPU) and 132 s (125 s) while every HTTP client of a step (the tests' and the engine's courier) made
