@@ -32,30 +32,33 @@ def _count(ctx: Any, name: str) -> float:
     return float(reported[name].value) if name in reported else 0.0
 
 
-def _memory(ctx: Any) -> np.ndarray | None:
-    """The channels' memory the twin's state kept from the chunks before (None before the first)."""
+def _kept(ctx: Any, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """What the twin's state kept of the chunks before under ``name`` (the channels' memory or levels), None
+    before the first or if it is not of ``shape``."""
     reported = ctx.state.reported if ctx.state is not None else {}
-    if "channel_memory" not in reported:
+    if name not in reported:
         return None
-    memory = np.asarray(reported["channel_memory"].value, dtype="float64")
-    return memory if memory.shape == (NCHAN,) else None
+    kept = np.asarray(reported[name].value, dtype="float64")
+    return kept if kept.shape == shape else None
 
 
 def judge(ctx: Any, records: list[dict[str, Any]]) -> None:
     """Judge every chunk, publish it to ``chunks`` and count chunks, pulses and interference in state, with
-    the channels' memory that carries a transmitter's channel from chunk to chunk."""
+    the channels' memory that carries a transmitter's channel from chunk to chunk and their levels followed
+    (which tell a transmitter's swing from a receiver channel's steady offset)."""
     params = ctx.parameters
     header = band()
     lag = delays(float(params.get("dm", 40)), header)
     predict, threshold = _flagger(ctx.model), float(params.get("flag_threshold", 0.5))
-    memory = _memory(ctx)
+    memory, levels = _kept(ctx, "channel_memory", (NCHAN,)), _kept(ctx, "channel_levels", (3, NCHAN))
     judged = []
     for record in records:
         block = np.asarray(record["data"], dtype="float64").reshape(NCHAN, CHUNK + OVERLAP)
         result = process_chunk(block, int(record["start"]), lag=lag, period=float(params.get("period_s", 0.7137)),
                                tsamp=header.tsamp, flagger=predict, flag_threshold=threshold,
-                               snr_threshold=float(params.get("snr_threshold", 6)), memory=memory)
-        memory = result.memory
+                               snr_threshold=float(params.get("snr_threshold", 6)), memory=memory,
+                               levels=levels)
+        memory, levels = result.memory, result.levels
         judged.append({"time": record["time"], "start": result.start, "label": result.label,
                        "pulse": result.pulse, "interference": result.interference,
                        "score": round(result.snr, 3), "width": result.width, "flagged": result.flagged_fraction,
@@ -67,4 +70,5 @@ def judge(ctx: Any, records: list[dict[str, Any]]) -> None:
                      pulse_chunks=int(_count(ctx, "pulse_chunks")) + sum(j["pulse"] for j in judged),
                      rfi_chunks=int(_count(ctx, "rfi_chunks")) + sum(j["interference"] for j in judged),
                      flagged_fraction=flagged, last_snr=judged[-1]["score"],
-                     channel_memory=[round(float(m), 4) for m in np.asarray(memory)])
+                     channel_memory=[round(float(m), 4) for m in np.asarray(memory)],
+                     channel_levels=np.asarray(levels).round(6).tolist())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["CHUNK", "CLASSES", "NBINS", "OVERLAP", "ChunkResult", "cell_features", "process_chunk",
-           "profile_snr", "remember"]
+           "profile_snr", "remember", "steady", "swinging", "track"]
 
 CHUNK = 256  # samples judged per chunk
 OVERLAP = 64  # samples of the next chunk each carries: the largest delay plus the widest boxcar
@@ -23,6 +23,9 @@ CLASSES = ("noise", "pulse", "narrowband", "broadband", "mixed")
 FEATURES = 12
 MEMORY = 1 / 16  # weight of the newest chunk in a channel's memory of being flagged whole
 HOLD = 0.25  # a channel whose memory reaches this is flagged whole in the next chunk too
+SWING = 0.2  # noise sigma: a held channel's level must swing by this much from chunk to chunk (its spread)
+FAINT = 1.0  # noise sigma: a channel steadier than SWING under this level is the receiver's, not flagged whole
+SETTLED = 0.5  # the weight of the chunks followed before a channel can be called steady (11 chunks)
 
 Flagger = Callable[[np.ndarray], np.ndarray]  # features (cell, feature) -> probability of interference
 
@@ -75,16 +78,56 @@ def cell_features(z: np.ndarray) -> np.ndarray:
     return _squash(np.stack([np.asarray(c, dtype="float32").ravel() for c in columns], axis=1))
 
 
-def flag(z: np.ndarray, flagger: Flagger, threshold: float = 0.5,
-         memory: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def channel_levels(z: np.ndarray) -> np.ndarray:
+    """Each channel's level in a normalised block (its median, noise sigma): what ``track`` follows."""
+    return np.asarray(np.median(z, axis=1))
+
+
+def track(levels: np.ndarray | None, level: np.ndarray) -> np.ndarray:
+    """Each channel's level followed from chunk to chunk, the newest chunk weighing ``MEMORY`` as in
+    ``remember``: (3, channel) of the weight the chunks so far carry (1 - (1 - MEMORY)^chunks, the same for
+    every channel), and the weighted sums of the level and of its square."""
+    now = np.stack([np.ones_like(level), level, level ** 2])
+    before = np.zeros_like(now) if levels is None else np.asarray(levels, dtype="float64")
+    return np.asarray((1 - MEMORY) * before + MEMORY * now)
+
+
+def _moments(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weight, mean level, its spread from chunk to chunk) of ``track``'s sums."""
+    weight = np.maximum(levels[0], 1e-12)
+    mean = levels[1] / weight
+    return levels[0], mean, np.sqrt(np.maximum(levels[2] / weight - mean ** 2, 0.0))
+
+
+def swinging(levels: np.ndarray) -> np.ndarray:
+    """Which channels' level swings from chunk to chunk by more than ``SWING`` (a transmitter's power does; a
+    receiver channel's own offset from its neighbours does not)."""
+    return np.asarray(_moments(levels)[2] > SWING)
+
+
+def steady(levels: np.ndarray) -> np.ndarray:
+    """Which channels sit at a faint level (under ``FAINT``) that has not swung in the chunks followed so far
+    (their weight at least ``SETTLED``): a receiver channel's own offset, which the bandpass's running median
+    across channels leaves in, not a transmitter."""
+    weight, mean, spread = _moments(levels)
+    return np.asarray((weight >= SETTLED) & (spread <= SWING) & (np.abs(mean) < FAINT))
+
+
+def flag(z: np.ndarray, flagger: Flagger, threshold: float = 0.5, memory: np.ndarray | None = None,
+         levels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The flagger's mask of a normalised block, widened as flaggers do: a channel more than half flagged
-    goes whole, and so does a channel the ``memory`` holds (``remember``). Also which channels this block
-    itself flagged whole, the evidence the memory keeps."""
+    goes whole, unless ``levels`` say it is ``steady`` (then its flags go), and so does a channel the
+    ``memory`` holds (``remember``) whose level swings. Also which channels this block itself flagged whole,
+    the evidence the memory keeps."""
     mask = flagger(cell_features(z)).reshape(z.shape) > threshold
     whole = mask.mean(axis=1) > 0.5
+    if levels is not None:
+        quiet = whole & steady(levels)
+        mask[quiet] = False
+        whole &= ~quiet
     mask[whole] = True
-    if memory is not None:
-        mask[np.asarray(memory) >= HOLD] = True
+    if memory is not None and levels is not None:
+        mask[(np.asarray(memory) >= HOLD) & swinging(levels)] = True
     return mask, whole
 
 
@@ -116,6 +159,7 @@ class ChunkResult:
     profile_count: np.ndarray  # (NBINS,) kept cells per phase bin
     flagged_fraction: float
     memory: np.ndarray | None = None  # (channel,) each channel's memory after this chunk (``remember``)
+    levels: np.ndarray | None = None  # (3, channel) each channel's level followed to this chunk (``track``)
 
 
 def _clean(z: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -189,16 +233,17 @@ def _label(mask: np.ndarray, pulse: bool) -> str:
 def process_chunk(block: np.ndarray, start: int, *, lag: np.ndarray, period: float, tsamp: float,
                   flagger: Flagger | None = None, mask: np.ndarray | None = None,
                   flag_threshold: float = 0.5, snr_threshold: float = 6.0,
-                  memory: np.ndarray | None = None) -> ChunkResult:
+                  memory: np.ndarray | None = None, levels: np.ndarray | None = None) -> ChunkResult:
     """Judge one chunk (``block``: channel x (CHUNK + OVERLAP) raw samples from ``start``) with ``flagger``
-    and the channels' ``memory`` of the chunks before (the result carries it on), or with a given ``mask`` of
-    the block (the truth, to compare against)."""
+    and the channels' ``memory`` and ``levels`` of the chunks before (the result carries both on), or with a
+    given ``mask`` of the block (the truth, to compare against)."""
     z = normalise(block.astype("float64"))
     flagged = mask is None  # a given mask (the truth) is used as it is
     if mask is None:
         if flagger is None:
             raise ValueError("give a flagger or a mask")
-        mask, whole = flag(z, flagger, flag_threshold, memory)
+        levels = track(levels, channel_levels(z[:, :CHUNK]))
+        mask, whole = flag(z, flagger, flag_threshold, memory, levels)
         memory = remember(memory, whole)
     summed, count, series, best = _search(z, mask, lag)
     if flagged and best[0] >= snr_threshold:
@@ -215,7 +260,7 @@ def process_chunk(block: np.ndarray, start: int, *, lag: np.ndarray, period: flo
                        pulse=best[0] >= snr_threshold, peak=start + best[1], width=best[2],
                        label=label, interference=label not in ("pulse", "noise"),
                        profile_sum=profile_sum, profile_count=profile_count,
-                       flagged_fraction=float(mask[:, :CHUNK].mean()), memory=memory)
+                       flagged_fraction=float(mask[:, :CHUNK].mean()), memory=memory, levels=levels)
 
 
 def profile_snr(total: np.ndarray, count: np.ndarray, window: tuple[int, int] | None = None,

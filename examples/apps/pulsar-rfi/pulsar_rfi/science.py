@@ -43,12 +43,12 @@ def measure(obs: Observation, *, flagger: Flagger | None = None, truth: bool = F
     lag = delays(obs.pulsar.dm, obs.header)
     results: list[ChunkResult] = []
     signal = np.zeros(NBINS)
-    memory = None  # the channels' memory, carried from chunk to chunk as the twin's state carries it
+    memory = levels = None  # the channels' memory and levels, carried from chunk to chunk as the twin's state
     for start, block in blocks(obs):
         mask = obs.rfi[:, start:start + CHUNK + OVERLAP] if truth else None
         result = process_chunk(block, start, lag=lag, period=obs.pulsar.period, tsamp=obs.header.tsamp,
-                               flagger=flagger, mask=mask, snr_threshold=snr_threshold, memory=memory)
-        memory = result.memory
+                               flagger=flagger, mask=mask, snr_threshold=snr_threshold, memory=memory, levels=levels)
+        memory, levels = result.memory, result.levels
         results.append(result)
         pulse = np.where(result.block_mask, 0.0, obs.pulse[:, start:start + CHUNK + OVERLAP])
         rows = np.arange(len(lag))[:, None]

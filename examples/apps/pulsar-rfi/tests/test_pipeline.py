@@ -2,7 +2,8 @@
 matches the analytic S/N of the same fold of the noiseless pulse, the single-pulse search finds the loud
 pulses where they arrive and nothing in chunks without one. The function on arrival publishes every chunk
 and keeps count in state, and refuses to flag with a flagger that was never trained. A channel flagged whole
-in earlier chunks is held by the channels' memory; a found pulse's own cells are spared."""
+in earlier chunks is held by the channels' memory if its level swings, and a channel whose level holds still
+under 1 sigma (a receiver channel's offset) is not flagged whole; a found pulse's own cells are spared."""
 
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def test_the_function_publishes_each_chunk_and_counts_in_state() -> None:
     judge(second, records[4:8])  # the memory goes on from what the state kept
     assert 0 < first.updates[-1]["channel_memory"][5] < second.updates[-1]["channel_memory"][5]
     assert second.updates[-1]["channel_memory"][5] == pytest.approx(1 - (15 / 16) ** 8, abs=1e-3)
+    assert np.allclose(second.updates[-1]["channel_levels"][0], 1 - (15 / 16) ** 8, atol=1e-5)  # levels go on too
     with pytest.raises(ValueError, match="a chunk is 64 x 320 samples"):
         record_of(t0, 0, np.zeros((64, 256)))
 
@@ -109,19 +111,52 @@ def test_a_channel_flagged_whole_in_earlier_chunks_is_held_and_a_short_carrier_i
     seen[5] = True  # a transmitter's channel, seen in the first chunks, then too faint to see
     seen[9] = True  # a carrier sitting in channel 9 for one chunk
     nothing = np.zeros(shape, dtype=bool)
-    memory = None
+    memory = levels = None
     for chunk, cells in enumerate([seen] + [seen & (np.arange(NCHAN) == 5)[:, None]] * 7 + [nothing] * 3):
-        result = process_chunk(rng.normal(size=shape), chunk * CHUNK, lag=lag, period=0.7137, tsamp=header.tsamp,
-                               flagger=_flags_cells(cells), memory=memory)
-        memory = result.memory
+        block = rng.normal(size=shape)
+        block[5] += 1.5 * (chunk % 2)  # the transmitter's power swings from chunk to chunk
+        result = process_chunk(block, chunk * CHUNK, lag=lag, period=0.7137, tsamp=header.tsamp,
+                               flagger=_flags_cells(cells), memory=memory, levels=levels)
+        memory, levels = result.memory, result.levels
         if chunk >= 8:  # the flagger no longer sees channel 5: the memory holds it
             assert result.flags[5].all() and not result.flags[9].any(), chunk
     assert memory is not None and memory[5] >= 0.25 > memory[9] > 0 and memory[0] == 0
     released = memory
     for chunk in range(40):  # a channel the transmitter left is released
         released = process_chunk(rng.normal(size=shape), chunk * CHUNK, lag=lag, period=0.7137,
-                                 tsamp=header.tsamp, flagger=_flags_cells(nothing), memory=released).memory
+                                 tsamp=header.tsamp, flagger=_flags_cells(nothing), memory=released,
+                                 levels=levels).memory
     assert released is not None and released[5] < 0.25
+
+
+def test_a_steady_faint_channel_is_the_receiver_s_and_a_swinging_or_bright_one_stays_flagged() -> None:
+    """Channels 5, 9 and 20 are flagged whole by the cell flagger in every chunk: 5 sits 0.5 sigma above its
+    neighbours throughout (a receiver channel's own offset), 9 swings between 0 and 1.5 sigma (a transmitter),
+    20 sits steady at 3 sigma (a bright steady carrier). Once the levels have been followed long enough, 5 is
+    no longer flagged, nor held by the memory its early chunks built; 9 and 20 stay flagged whole."""
+    from pulsar_rfi.pipeline import OVERLAP, process_chunk
+    from pulsar_rfi.simulator import NCHAN, band, delays
+
+    header, rng = band(), np.random.default_rng(5)
+    lag = delays(40.0, header)
+    shape = (NCHAN, CHUNK + OVERLAP)
+    cells = np.zeros(shape, dtype=bool)
+    cells[[5, 9, 20]] = True
+    memory = levels = None
+    for chunk in range(16):
+        held = memory is not None and memory[5] >= 0.25  # what the memory says before this chunk
+        block = rng.normal(size=shape)
+        block[5] += 0.5
+        block[9] += 1.5 * (chunk % 2)
+        block[20] += 3.0
+        result = process_chunk(block, chunk * CHUNK, lag=lag, period=0.7137, tsamp=header.tsamp,
+                               flagger=_flags_cells(cells), memory=memory, levels=levels)
+        memory, levels = result.memory, result.levels
+        assert result.flags[9].all() and result.flags[20].all(), chunk
+        if chunk < 10:  # too few chunks to call a level steady: the flagger's word stands
+            assert result.flags[5].all(), chunk
+        elif chunk > 11:
+            assert held and not result.flags[5].any(), chunk  # the memory built early is not acted on
 
 
 def test_a_found_pulse_s_own_cells_are_spared_and_interference_across_it_is_not() -> None:
