@@ -241,3 +241,20 @@ def test_an_error_coming_back_from_a_worker_names_no_engine_path(tmp_path: Path,
     engine_paths = [module._engine_root(), sys.prefix, os.path.realpath(sys.base_prefix), str(tmp_path)]
     assert not [p for p in engine_paths if p in said], said
     assert raised.value.place == "leaky/fns.py:9"
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "none"])
+def test_a_worker_s_threads_wait_asleep(tmp_path: Path, mode: SandboxMode) -> None:
+    """OpenMP's threads (a PyTorch training's) sleep while they wait in every worker, sandboxed or not: spinning,
+    two threads of a training beside busy processes took 3.8 times as long (bench/training_under_load.py)."""
+    if mode == "bwrap":
+        need_sandbox()
+    (tmp_path / "scratch").mkdir()
+    workers = Workers(sandbox=Sandbox(mode, hidden=[tmp_path / "data"]), scratch_root=tmp_path / "scratch",
+                      timeout=60, memory_bytes=2 << 30)
+    try:
+        udf = "def udf(data, context):\n    import os\n    return [os.environ.get(k) for k in data]\n"
+        assert workers.run_udf(["OMP_WAIT_POLICY", "OMP_NUM_THREADS"], udf, None, timeout=60,
+                               memory_bytes=2 << 30) == ["PASSIVE", "1"]
+    finally:
+        workers.close()

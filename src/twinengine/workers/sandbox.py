@@ -430,6 +430,7 @@ def _worker_env(inside: dict[str, str], *, cached: bool) -> dict[str, str]:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
            "HOME": inside["scratch"], "TMPDIR": f"{inside['scratch']}/tmp", "USER": "nobody",
            "LOGNAME": "nobody", "MPLCONFIGDIR": f"{inside['scratch']}/tmp", "OMP_NUM_THREADS": "1",
+           "OMP_WAIT_POLICY": "PASSIVE",  # threads a training asks for sleep while they wait, not spin
            "MLFLOW_DISABLE_TELEMETRY": "true"}  # as the engine's own processes (twinengine/__init__.py)
     if cached:
         env |= cache_env(inside["cache"])
