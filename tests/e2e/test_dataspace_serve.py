@@ -1,6 +1,7 @@
 """Two ``twin serve`` processes on loopback, each with a data dir and store of its own, through the ``twin offer``
 CLI: the provider offers a gauge history of its lake, the consumer finds it in the provider's catalog,
-negotiates to FINALIZED and pulls it into its own lake, where the bytes are the provider's (same SHA-256)."""
+negotiates to FINALIZED and pulls it into its own lake, where the bytes are the provider's (same SHA-256); a
+stream's history crosses, feeds the consumer's own twin and its forecast runs on it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +214,36 @@ def test_a_stream_history_crosses_by_hand_and_feeds_the_consumers_twin(two: tupl
     consumer.twin("stream", "send", "downstream", "gauges", str(out))
     back = consumer.twin_json("stream", "read", "downstream", "gauges")["items"]
     assert [r["level"] for r in back] == [1.0 + h / 100 for h in range(24)]
+    _forecast_on_what_arrived(consumer, tmp_path)
+
+
+def _forecast_on_what_arrived(consumer: LiveEngine, tmp_path: Path) -> None:
+    """The consumer's twin, fed with the provider's gauge history, runs its forecast workflow on the consumer's
+    own rain forecast (a netCDF file in its lake, served as collection ``mine.rain``) and writes the forecast's
+    peak to the twin's state beside the last level received."""
+    from types import SimpleNamespace
+
+    from twinengine.demo.chapters.workflows import rain_forecast
+
+    deadline = time.monotonic() + 60  # the twin's function on arrival turns the records into state
+    while "level" not in (reported := consumer.twin_json("state", "show", "downstream")["reported"]) \
+            or not reported["level"]["timestamp"].startswith("2026-03-01T23:00"):
+        assert time.monotonic() < deadline, reported
+        time.sleep(0.2)
+    last = reported["level"]
+    assert last["value"] == pytest.approx(1.23) and last["timestamp"].startswith("2026-03-01T23:00")
+    rain = tmp_path / "rain.nc"
+    options = SimpleNamespace(start=datetime(2026, 3, 1, 23, tzinfo=UTC), hours=1, seed=3)
+    rain_forecast(SimpleNamespace(options=options)).to_netcdf(rain, engine="h5netcdf")  # type: ignore[arg-type]
+    consumer.twin("lake", "dataset", "add", "mine:rain")
+    consumer.twin("lake", "upload", str(rain), "mine:rain/rain.nc", "--endpoint", "site", "--dataset", "mine:rain",
+                  "--type", "application/x-netcdf")
+    run = consumer.twin_json("run", "downstream", "forecast", "--param", 'collection="mine.rain"', "--wait")
+    assert run["status"] == "finished", run
+    assert run["parameters"]["twin_name"] == "downstream" and len(run["value"]) == 48  # the rain's 48 hours
+    state = consumer.twin_json("state", "show", "downstream")["reported"]
+    assert state["forecast_peak_level"]["value"] == pytest.approx(max(run["value"]), abs=1e-4)
+    assert state["level"]["value"] == pytest.approx(1.23)  # the history's last reading is still the twin's level
 
 
 def test_an_edr_collection_is_queried_across_from_the_command_line(two: tuple[LiveEngine, LiveEngine],
