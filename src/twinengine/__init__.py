@@ -20,9 +20,10 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 # report waits on the network. Whoever starts the process may still turn it on.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # OpenMP's threads (PyTorch's intra-op pool) spin while they wait for work by default: on a machine whose cores
-# other processes need, a training of two threads then burned its cores' time for nothing and took 3.8 times as
-# long as with waiting threads asleep, at the same speed on an idle machine (bench/training_under_load.py). Read
-# once, when OpenMP starts: before torch is first imported.
+# other processes need, they burn those cores' time for nothing (calo-fastsim's trainings beside three busy
+# processes: 442 s spinning, 117 s asleep; 68 s and 70 s idle). Waiting asleep costs a wake-up per operation:
+# a small network's many tiny steps were 1.25 times slower on an idle machine (bench/training_under_load.py).
+# Read once, when OpenMP starts: before torch is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
