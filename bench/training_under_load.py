@@ -78,8 +78,9 @@ def main() -> None:
                 for name in seen:
                     seen[name].append(_train(args.steps, args.batch, None if name == "default" else name))
         finally:
-            for proc in procs:
+            for proc in procs:  # reaped here, so their CPU never lands in a later training's RUSAGE_CHILDREN
                 proc.terminate()
+                proc.join()
         label = f"{hogs} busy processes" if hogs else "idle"
         walls = {name: statistics.median(w for w, _ in runs) for name, runs in seen.items()}
         cpus = {name: statistics.median(c for _, c in runs) for name, runs in seen.items()}

@@ -246,7 +246,8 @@ def test_an_error_coming_back_from_a_worker_names_no_engine_path(tmp_path: Path,
 @pytest.mark.parametrize("mode", ["bwrap", "none"])
 def test_a_worker_s_threads_wait_asleep(tmp_path: Path, mode: SandboxMode) -> None:
     """OpenMP's threads (a PyTorch training's) sleep while they wait in every worker, sandboxed or not: spinning,
-    two threads of a training beside busy processes took 3.8 times as long (bench/training_under_load.py)."""
+    calo-fastsim's trainings beside three busy processes took 442 s against 117 s (bench/training_under_load.py
+    measures the policies side by side)."""
     if mode == "bwrap":
         need_sandbox()
     (tmp_path / "scratch").mkdir()
