@@ -92,6 +92,66 @@ def test_a_twin_without_a_storage_starts_from_the_default_and_says_so(engine: En
     assert run.start.parameters["storage_mm"].source == "default"
 
 
+def estimate(uma: Client, value: float, at: datetime) -> int:
+    return uma.write_state("reach", reported={"storage_from_level": PropertyWrite(value=value, timestamp=at)}).revision
+
+
+def test_of_an_analysis_and_the_gauges_estimate_the_newer_starts_and_the_analysis_at_the_same_time(
+        engine: Engine, reach: tuple[Client, str]) -> None:
+    """river-reach maps ``storage_mm: [storage, storage_from_level]``: a twin no assimilation corrects starts from
+    what its gauge says; an analysis of the same time wins over the estimate it corrected."""
+    uma, name = reach
+    estimate(uma, 25.0, T0)
+    run = uma.workflows.run(name, "forecast", sync=True)
+    assert run.status == "finished", run.error
+    assert run.parameters["storage_mm"] == 25.0 and run.start is not None
+    entry = run.start.parameters["storage_mm"]
+    assert (entry.property, entry.source, entry.value) == ("storage_from_level", "state", 25.0)
+    assert "storage_from_level 25 mm" in run.start.text
+    storage(uma, 18.0, T0)  # the analysis of the same reading
+    same_time = uma.workflows.run(name, "forecast", sync=True)
+    assert same_time.parameters["storage_mm"] == 18.0
+    assert same_time.start is not None and same_time.start.parameters["storage_mm"].property == "storage"
+    estimate(uma, 30.0, T0 + timedelta(minutes=15))  # the gauge read again; no analysis of it yet
+    newer = uma.workflows.run(name, "forecast", sync=True)
+    assert newer.parameters["storage_mm"] == 30.0
+    assert newer.start is not None and newer.start.parameters["storage_mm"].property == "storage_from_level"
+    # an ensemble's members start from the newer estimate too (it carries no spread to draw them from)
+    ens = uma.ensembles.run(name, "forecast", members=3, seed=2, sync=True)
+    assert ens.status == "finished", ens.error
+    assert ens.start is not None and ens.start.parameters["storage_mm"].value == 30.0
+
+
+def test_a_twin_fed_by_its_gauges_forecasts_from_the_level_it_reads(engine: Engine,
+                                                                    reach: tuple[Client, str]) -> None:
+    """The gauges' function writes the storage the level implies: the forecast's first step is the level the
+    gauge last read (the rain forecast is dry, so the level only drains from there), not the default's."""
+    from twinengine.daemons.streams_functions import FunctionWorker
+    uma, name = reach
+    worker = FunctionWorker(engine.runtime)
+    try:
+        uma.streams.append(name, "gauges", [
+            {"time": (T0 + timedelta(minutes=15 * i)).isoformat(), "station": "RR-01", "rain": 0.0, "level": level}
+            for i, level in enumerate((1.30, 1.25, 1.21))])
+        with engine.runtime.db.session(readonly=True) as session:
+            worker.refresh(session)
+        worker.run_once()
+        worker.drain()
+    finally:
+        worker.pool.shutdown(wait=False)
+    reported = uma.get_state(name).reported
+    assert reported["level"].value == 1.21 and "storage" not in reported
+    # discharge 18 (1.21 - 0.2)^1.6 = 18.29 m3/s, less 1.5 base flow, over 120 km2 / 3.6 for 6 h: 3.02 mm
+    assert reported["storage_from_level"].value == pytest.approx(3.02, abs=0.01)
+    run = uma.workflows.run(name, "forecast", sync=True)
+    assert run.status == "finished", run.error
+    assert run.start is not None and run.start.parameters["storage_mm"].property == "storage_from_level"
+    # a dry hour drains 3.02 mm to 3.02 exp(-1/6) = 2.56 mm: 15.7 m3/s, a level of 1.12 m (from 1.21)
+    assert run.value[0] == pytest.approx(1.118, abs=0.01)
+    defaults = uma.workflows.run(name, "forecast", sync=True, start={"state": False})
+    assert defaults.value[0] == pytest.approx(0.93, abs=0.01)  # from 2 mm: what every such twin forecast before
+
+
 def test_a_hindcast_starts_from_the_past_and_writes_no_state(engine: Engine, reach: tuple[Client, str]) -> None:
     uma, name = reach
     early = storage(uma, 10.0, T0)

@@ -96,12 +96,17 @@ def test_an_initial_state_names_a_state_property_and_a_graph_parameter(tmp_path:
     app = tmp_path / "river-reach"
     shutil.copytree(RIVER_REACH, app)
     manifest = yaml.safe_load((app / "twinapp.yaml").read_text())
-    assert manifest["workflows"]["forecast"]["initial_state"] == {"storage_mm": "storage"}
-    manifest["workflows"]["forecast"]["initial_state"] = {"storage_mm": "storag", "storage": "storage"}
+    assert manifest["workflows"]["forecast"]["initial_state"] == {"storage_mm": ["storage", "storage_from_level"]}
+    manifest["workflows"]["forecast"]["initial_state"] = {"storage_mm": "storag", "storage": "storage",
+                                                          "rain_factor": ["level", "alert_threshold"],
+                                                          "alert_level": ["level", "level"]}
     (app / "twinapp.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     _, problems = check_app_dir(app)
     said = {p.loc: p.msg for p in problems}
     assert said["workflows.forecast.initial_state.storage_mm"] == "state property 'storag' is not declared under state"
+    assert said["workflows.forecast.initial_state.rain_factor"] == (
+        "state property 'alert_threshold' is desired only: the twin never reports it, so no run could start from it")
+    assert said["workflows.forecast.initial_state.alert_level"] == "a state property is listed twice"
     assert said["workflows.forecast.initial_state.storage"].startswith(
         "'storage' is not a parameter of workflow 'forecast' (it declares ")
 

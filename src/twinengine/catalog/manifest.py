@@ -85,6 +85,7 @@ def _datum_from_unit(data: Any) -> Any:
                          "give the datum once, under datum")
     return {**data, "unit": unit, "datum": datum}
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN, max_length=64)]
+StartSources = Annotated[list[Ident], Field(min_length=1, max_length=8)]  # state properties a parameter may start from
 SemVer = Annotated[str, Field(max_length=64), AfterValidator(_semver)]
 RelPath = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00][^\\\x00]*$")]
 
@@ -289,13 +290,21 @@ class WorkflowSpec(_Open):
 
     description: str | None = None
     process_graph: RelPath = Field(description="Path of the process-graph JSON file, relative to the app.")
-    initial_state: dict[Ident, Ident] = Field(
-        default_factory=dict, max_length=64, examples=[{"storage_mm": "storage"}],
-        description="Where a run of the twin's workflow starts: graph parameter -> state property. Each run "
-                    "(and each member of an ensemble) takes the twin's current reported value of the property "
-                    "(its newest value not flagged bad), unless the run's request gives the parameter or asks "
-                    "`start: {state: false}`; `start: {revision}` or `{at}` starts from the state as it was "
-                    "(a hindcast). The run records which revision it started from.")
+    initial_state: dict[Ident, Ident | StartSources] = Field(
+        default_factory=dict, max_length=64,
+        examples=[{"storage_mm": "storage"}, {"storage_mm": ["storage", "storage_from_level"]}],
+        description="Where a run of the twin's workflow starts: graph parameter -> state property, or a list of "
+                    "them (an analysis, then a direct estimate). Each run (and each member of an ensemble) takes "
+                    "the twin's current reported value of the property (its newest value not flagged bad); of a "
+                    "list, the newest value among them, the one listed first at the same time. A parameter the "
+                    "run's request gives wins, and `start: {state: false}` takes none; `start: {revision}` or "
+                    "`{at}` starts from the state as it was (a hindcast). The run records which revision and "
+                    "property it started from.")
+
+    def start_sources(self) -> dict[str, tuple[str, ...]]:
+        """``initial_state`` with each parameter's properties as a tuple (one, or the list given)."""
+        return {parameter: (props,) if isinstance(props, str) else tuple(props)
+                for parameter, props in self.initial_state.items()}
 
 
 class TriggerSpec(_Open):

@@ -66,6 +66,7 @@ class WorkflowDefinition(BaseModel):
     summary: str | None
     parameters: list[dict[str, Any]]
     process_graph: dict[str, Any]
-    initial_state: dict[str, str] = Field(default_factory=dict, description="Parameters a run takes from the twin's "
-                                                                           "state unless given: parameter -> state "
-                                                                           "property (the manifest's initial_state).")
+    initial_state: dict[str, str | list[str]] = Field(
+        default_factory=dict, description="Parameters a run takes from the twin's state unless given: parameter -> "
+                                          "state property, or a list of them of which the newest value is taken "
+                                          "(the manifest's initial_state).")

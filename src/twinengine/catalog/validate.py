@@ -122,14 +122,20 @@ def _check_initial_state(manifest: Manifest) -> list[Problem]:
     """A workflow's initial state maps graph parameters to declared, unkeyed state properties."""
     problems: list[Problem] = []
     for name, workflow in manifest.workflows.items():
-        for parameter, prop in workflow.initial_state.items():
+        for parameter, props in workflow.start_sources().items():
             loc = f"workflows.{name}.initial_state.{parameter}"
-            declared = manifest.state.get(prop)
-            if declared is None:
-                problems.append(Problem(loc, f"state property {prop!r} is not declared under state"))
-            elif declared.key is not None:
-                problems.append(Problem(loc, f"state property {prop!r} is keyed by {declared.key}: a run starts "
-                                             "from one value"))
+            if len(set(props)) < len(props):
+                problems.append(Problem(loc, "a state property is listed twice"))
+            for prop in props:
+                declared = manifest.state.get(prop)
+                if declared is None:
+                    problems.append(Problem(loc, f"state property {prop!r} is not declared under state"))
+                elif declared.key is not None:
+                    problems.append(Problem(loc, f"state property {prop!r} is keyed by {declared.key}: a run "
+                                                 "starts from one value"))
+                elif declared.desired_only:
+                    problems.append(Problem(loc, f"state property {prop!r} is desired only: the twin never "
+                                                 "reports it, so no run could start from it"))
     return problems
 
 

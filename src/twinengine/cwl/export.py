@@ -50,10 +50,12 @@ def _cwl_type(schema: Any) -> tuple[str, str]:
     return "Any", "json"
 
 
-def _doc(parameter: dict[str, Any], workflow: str, state: dict[str, str]) -> str:
+def _doc(parameter: dict[str, Any], workflow: str, state: dict[str, tuple[str, ...]]) -> str:
     text = str(parameter.get("description") or parameter["name"]).rstrip(".") + "."
     if parameter["name"] in state:
-        text += f" Not given: the twin's state property {state[parameter['name']]} (initial_state)."
+        props = state[parameter["name"]]
+        said = props[0] if len(props) == 1 else f"{', '.join(props[:-1])} or {props[-1]}, whichever is newer"
+        text += f" Not given: the twin's state property {said} (initial_state)."
     elif "default" in parameter:
         text += f" Not given: the workflow's default, {json.dumps(parameter['default'])}."
     return text
@@ -70,7 +72,7 @@ def export_workflow(manifest: Manifest, app_dir: Path, workflow: str, *, image: 
     parameters: list[dict[str, Any]] = list(graph.get("parameters") or [])
     ident = f"{manifest.name}-{workflow}".replace("_", "-")
     tool_id = f"{ident}-on-engine"
-    state = dict(spec.initial_state)
+    state = spec.start_sources()
     inputs: dict[str, Any] = {
         "engine": {"type": "string", "label": "Engine", "doc": "URL of the twinengine to run on, e.g. "
                                                                "https://engine.example.org."},

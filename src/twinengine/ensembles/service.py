@@ -105,12 +105,13 @@ def _start_bounds(manifest: Manifest, workflow: str, params: _Parameters) -> dic
     """The range a state-given parameter's members are kept in: its state property's and its schema's."""
     spec = manifest.workflows.get(workflow)
     out = {}
-    for parameter, prop in (spec.initial_state if spec is not None else {}).items():
-        declared = manifest.state.get(prop)
+    for parameter, props in (spec.start_sources() if spec is not None else {}).items():
         low, high = bounds_of(params.schema(parameter))
-        if declared is not None:
-            low = max(low, declared.minimum) if declared.minimum is not None else low
-            high = min(high, declared.maximum) if declared.maximum is not None else high
+        declared = [manifest.state[prop] for prop in props if prop in manifest.state]
+        if declared and all(d.minimum is not None for d in declared):  # the loosest of the properties' ranges
+            low = max(low, min(float(d.minimum) for d in declared if d.minimum is not None))
+        if declared and all(d.maximum is not None for d in declared):
+            high = min(high, max(float(d.maximum) for d in declared if d.maximum is not None))
         out[parameter] = (low, high)
     return out
 

@@ -1,9 +1,12 @@
 """Where a run of a twin's workflow starts: the graph parameters its app maps from the twin's state
 (``workflows.<name>.initial_state``, e.g. ``storage_mm: storage``) take the twin's reported values, so a forecast
 starts from what the twin knows (an assimilated storage, the level last reported) rather than from the graph's
-defaults. A parameter the request gives wins (a what-if of another storage), and ``start`` picks another state
-(as of a revision or a time: a hindcast) or none (``state: false``). What the run started from is recorded with
-it (``options.start``), shown on its page and in its provenance.
+defaults. A parameter may list several properties (``storage_mm: [storage, storage_from_level]``): the newest
+value among them, at the same time the first listed, so a twin no assimilation has corrected still starts from
+what its gauge says, and one that is assimilated starts from the analysis. A parameter the request gives wins (a
+what-if of another storage), and ``start`` picks another state (as of a revision or a time: a hindcast) or none
+(``state: false``). What the run started from is recorded with it (``options.start``), shown on its page and in
+its provenance.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from twinengine.errors import ValidationFailed
 from twinengine.quality.spec import Flag
 from twinengine.twins import service as twins
 from twinengine.twins.models import StateRevision, Twin
+from twinengine.twins.schemas import PropertyValue
 from twinengine.workflows.schemas import RunStart, StartRead
 
 __all__ = ["hindcast_from", "member_values", "start_of", "start_read", "start_words", "starting_values"]
@@ -34,7 +38,7 @@ def starting_values(session: Session, *, principal: Principal, twin: Twin, manif
     """The parameters the twin's state gives the run (those the request left out), and the record of its start
     (None: the workflow maps no parameter from the state)."""
     spec = manifest.workflows.get(workflow)
-    mapping = spec.initial_state if spec is not None else {}
+    mapping = spec.start_sources() if spec is not None else {}
     if not mapping:
         if start is not None and (start.revision is not None or start.at is not None):
             raise ValidationFailed.one("start", f"workflow {workflow} of {manifest.ref} declares no initial_state: "
@@ -45,8 +49,8 @@ def starting_values(session: Session, *, principal: Principal, twin: Twin, manif
         "at" if start is not None and start.at is not None else "now")
     record: dict[str, Any] = {"asked": asked, "revision": None, "time": None, "parameters": {}}
     if asked == "defaults":
-        record["parameters"] = {p: {"property": prop, "source": "request" if p in given else "default",
-                                    **({"value": given[p]} if p in given else {})} for p, prop in mapping.items()}
+        record["parameters"] = {p: {"property": props[0], "source": "request" if p in given else "default",
+                                    **({"value": given[p]} if p in given else {})} for p, props in mapping.items()}
         return {}, record
     revision = start.revision if start is not None else None
     if revision is not None and revision > twin.head_revision:
@@ -56,13 +60,13 @@ def starting_values(session: Session, *, principal: Principal, twin: Twin, manif
                              at=start.at if start is not None else None, quality=KEPT)
     values: dict[str, Any] = {}
     used: list[tuple[int, datetime]] = []
-    for parameter, prop in mapping.items():
+    for parameter, props in mapping.items():
         if parameter in given:
-            record["parameters"][parameter] = {"property": prop, "source": "request", "value": given[parameter]}
+            record["parameters"][parameter] = {"property": props[0], "source": "request", "value": given[parameter]}
             continue
-        value = state.reported.get(prop)
+        prop, value = _newest(state.reported, props)
         if value is None:  # nothing to start from yet: the graph's default, said so
-            record["parameters"][parameter] = {"property": prop, "source": "default"}
+            record["parameters"][parameter] = {"property": props[0], "source": "default"}
             continue
         values[parameter] = value.value
         used.append((value.revision, value.timestamp))
@@ -76,6 +80,15 @@ def starting_values(session: Session, *, principal: Principal, twin: Twin, manif
         record["time"] = max(t for _, t in used).isoformat()
         record["recorded_at"] = _recorded_at(session, twin.id, record["revision"])
     return values, record
+
+
+def _newest(reported: Mapping[str, PropertyValue], props: tuple[str, ...]) -> tuple[str, PropertyValue | None]:
+    """Of the properties a parameter may start from, the one whose value is newest; at the same time the one
+    listed first (an analysis before the direct estimate it corrected). ``(props[0], None)`` when none has one."""
+    found = [(prop, reported[prop]) for prop in props if reported.get(prop) is not None]
+    if not found:
+        return props[0], None
+    return max(found, key=lambda pair: (pair[1].timestamp, -props.index(pair[0])))
 
 
 def _recorded_at(session: Session, twin_id: str, revision: int) -> str | None:

@@ -54,3 +54,12 @@ class Catchment:
 
     def discharge(self) -> float:
         return self.storage_mm / self.reservoir_hours * self.area_km2 * MM_PER_HOUR_KM2_TO_M3S + self.base_flow_m3s
+
+    def storage_for(self, discharge_m3s: float) -> float:
+        """The storage whose outflow gives ``discharge_m3s`` (the inverse of ``discharge``; none below base flow).
+
+        The reservoir's outflow is a function of its storage alone, so a gauged level says the storage now, up
+        to the gauge's error: a start for a twin whose storage no assimilation has corrected yet.
+        """
+        runoff = max(discharge_m3s - self.base_flow_m3s, 0.0)
+        return runoff * self.reservoir_hours / (self.area_km2 * MM_PER_HOUR_KM2_TO_M3S)
