@@ -125,7 +125,8 @@ def test_of_an_analysis_and_the_gauges_estimate_the_newer_starts_and_the_analysi
 def test_a_twin_fed_by_its_gauges_forecasts_from_the_level_it_reads(engine: Engine,
                                                                     reach: tuple[Client, str]) -> None:
     """The gauges' function writes the storage the level implies: the forecast's first step is the level the
-    gauge last read (the rain forecast is dry, so the level only drains from there), not the default's."""
+    gauge last read (the rain forecast is dry, so the level only drains from there), not the default's; and the
+    assimilation's first guess is that storage too."""
     from twinengine.daemons.streams_functions import FunctionWorker
     uma, name = reach
     worker = FunctionWorker(engine.runtime)
@@ -150,6 +151,16 @@ def test_a_twin_fed_by_its_gauges_forecasts_from_the_level_it_reads(engine: Engi
     assert run.value[0] == pytest.approx(1.118, abs=0.01)
     defaults = uma.workflows.run(name, "forecast", sync=True, start={"state": False})
     assert defaults.value[0] == pytest.approx(0.93, abs=0.01)  # from 2 mm: what every such twin forecast before
+    # the assimilation starts from the same estimate (``first_guess``): no storage had to be written first
+    uma.streams.append(name, "gauges", [
+        {"time": (T0 + timedelta(minutes=15 * i)).isoformat(), "station": "RR-01", "rain": 0.0, "level": level}
+        for i, level in ((3, 1.19), (4, 1.17))])
+    got = uma.assimilation.run(name, cycles=10)
+    assert got.cycles, got
+    analysis = uma.get_state(name).reported["storage"]
+    # the level read at 01:00, 1.17 m, implies 2.82 mm; one cycle from 3.02 mm spread by 5 mm lands near it
+    assert analysis.value == pytest.approx(2.82, abs=0.5), (analysis, got)
+    assert analysis.timestamp == T0 + timedelta(hours=1) and analysis.uncertainty is not None
 
 
 def test_a_hindcast_starts_from_the_past_and_writes_no_state(engine: Engine, reach: tuple[Client, str]) -> None:

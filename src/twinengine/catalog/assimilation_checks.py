@@ -60,6 +60,14 @@ def check_assimilation(manifest: Manifest) -> list[Problem]:
         if declared.type.value not in ("number", "integer"):
             problems.append(Problem(f"assimilation.state[{i}]", f"state property {entry!r} is a "
                                     f"{declared.type.value}; the state vector holds numbers"))
+    for entry, props in spec.first_guess.items():
+        for prop in props:
+            estimate = manifest.state.get(prop)
+            loc = f"assimilation.first_guess.{entry}"
+            if estimate is None:
+                problems.append(Problem(loc, f"state property {prop!r} is not declared under state"))
+            elif estimate.type.value not in ("number", "integer") or estimate.key is not None:
+                problems.append(Problem(loc, f"state property {prop!r} is not one number: a first guess is"))
     for name, obs in spec.observations.items():
         loc = f"assimilation.observations.{name}"
         _field(manifest, loc, obs.stream, obs.field or name, problems, std=obs.error.record)
