@@ -159,6 +159,10 @@ def test_the_partner_runs_its_forecast_on_what_crossed(demo: Demo) -> None:
     assert forecast["landed"] == "partner:rain-forecast" and forecast["collection"] == "partner.rain-forecast"
     assert forecast["status"] == "finished" and forecast["hours"] == 48
     assert forecast["peak_level_m"] > 0
+    # no assimilation runs on the partner's twin: its forecast starts from the storage its gauge's level implies
+    # (not the graph's 2 mm, which started such a forecast about 0.3 m under the river)
+    assert forecast["start_property"] == "storage_from_level" and forecast["storage_mm"] > 0
+    assert abs(forecast["first_level_m"] - forecast["observed_level_m"]) < 0.15
     runs = _rows(demo.data_dir / PARTNER / "twin.db", "SELECT id, status, parameters FROM workflow_runs")
     assert [(r["id"], r["status"]) for r in runs] == [(forecast["run"], "finished")]
     assert json.loads(runs[0]["parameters"])["collection"] == "partner.rain-forecast"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -20,9 +21,10 @@ _MAX_HOURS = 24 * 365
 def said(console: Any, text: str) -> None:
     """One line the demo says, as written: the engine's words are not console markup (``pip install -e '.[ml]'``
     lost its ``[ml]`` when they were)."""
-    from rich.markup import escape
-
-    console.print(f"[green]✓[/green] {escape(text)}", highlight=False)
+    if text.startswith("✗ "):  # a part of the story that failed (DemoContext.fail)
+        console.print(f"[bold red]✗[/bold red] {escape(text[2:])}", highlight=False)
+    else:
+        console.print(f"[green]✓[/green] {escape(text)}", highlight=False)
 
 def _hours(value: float) -> float:
     """Checked here, not by the option's range: NaN fails every comparison, and the range check named the
@@ -104,4 +106,9 @@ def demo(
             console.print(table)
 
         say(f"loaded the engine's libraries in {loaded:.1f} s")
-        run_demo(options, say=say, track=track, finished=finished)
+        result = run_demo(options, say=say, track=track, finished=finished)
+    failed = result.facts.get("failed") or {}
+    if failed:  # the facts (--json) and the summary are out; the exit status says the story was not whole
+        if not out.as_json:
+            console.print(f"[bold red]✗ {len(failed)} chapter(s) failed:[/bold red] {escape(', '.join(failed))}")
+        raise typer.Exit(1)

@@ -82,6 +82,12 @@ class DemoContext:
     summary: list[tuple[str, str]] = field(default_factory=list)
     _clients: dict[str, Client] = field(default_factory=dict)
 
+    def fail(self, chapter: str, error: str) -> None:
+        """A chapter that went on after its part failed (a second engine's trouble need not end the story): said
+        as a failure (``✗``), kept in ``facts["failed"]``, and ``twin demo`` exits 1 at the end."""
+        self.facts.setdefault("failed", {})[chapter] = error
+        self.say(f"✗ the {chapter} chapter failed: {error}")
+
     def client(self, who: str) -> Client:
         """An SDK client acting as ``who`` (admin, ada, uma, gauge-rr01), opened once and reused."""
         if who not in self._clients:

@@ -74,7 +74,7 @@ def offer_across_engines(ctx: DemoContext) -> None:
             out["collection"] = _collection_across(ctx, uma, forecaster, name)
     except Exception as exc:  # told, and the test of the chapter's facts fails on it
         out["error"] = f"{type(exc).__name__}: {exc}"
-        ctx.say(f"the data space chapter failed: {out['error']}")
+        ctx.fail("data space", out["error"])
     out["seconds"] = round(time.perf_counter() - started, 2)
     ctx.facts["dataspace"] = out
     sha = "-" if "consumer_sha256" not in out else "equal" if out["consumer_sha256"] == provider_sha else "DIFFERENT"
@@ -333,12 +333,18 @@ def _forecast_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: 
     levels = [float(v) for v in final.value or []]
     state = forecaster.get_state(PARTNER_TWIN).reported
     peak = float(state["forecast_peak_level"].value)
+    start = final.start.parameters.get("storage_mm") if final.start is not None else None
     ctx.say(f"uma offered its rain forecast too; the partner pulled it ({pulled.bytes} bytes) and ran its own "
             f"twin {PARTNER_TWIN}'s forecast on it as collection {collection}: run {final.id} {final.status} in "
-            f"{seconds:.1f} s, {len(levels)} hours, peak {peak:.2f} m in the partner's twin's state")
+            f"{seconds:.1f} s, {len(levels)} hours, peak {peak:.2f} m in the partner's twin's state; no "
+            f"assimilation runs there, and the run {final.start.text if final.start else 'recorded no start'} "
+            f"(the storage its gauge's last level {float(state['level'].value):.2f} m implies): its first hour "
+            f"{levels[0]:.2f} m")
     return {"agreement": agreement, "landed": pulled.landed, "collection": collection, "run": final.id,
             "status": final.status.value, "hours": len(levels), "peak_level_m": peak,
-            "storage_mm": final.parameters.get("storage_mm"), "seconds": round(seconds, 2)}
+            "storage_mm": final.parameters.get("storage_mm"), "seconds": round(seconds, 2),
+            "start_property": start.property if start is not None else None,
+            "first_level_m": levels[0] if levels else None, "observed_level_m": float(state["level"].value)}
 
 
 def _collection_across(ctx: DemoContext, uma: Client, forecaster: Client, name: str) -> dict[str, Any]:
