@@ -137,6 +137,41 @@ def test_a_manual_offer_is_steered_step_by_step_from_the_command_line(two: tuple
     assert provider.twin_json("offer", "participant", "list") == []
 
 
+def test_a_provider_proposes_from_the_command_line_and_the_consumer_accepts(two: tuple[LiveEngine, LiveEngine],
+                                                                             tmp_path: Path) -> None:
+    """``twin offer propose``: a manual offer's steward proposes it to the other engine, whose admin finds it
+    among the negotiations (for the admins, nobody's yet) and accepts it; the steward agrees and finalizes, and a
+    transfer under the agreement lands the file."""
+    provider, consumer = two
+    rain = _in_the_lake(two, tmp_path, "reach:proposed", "rain.csv", 8 * 1024)
+    offered = provider.twin_json("offer", "create", "reach:proposed", "--title", "Rain", "--manual")
+    who = consumer.twin_json("offer", "identity")["did"]
+    proposed = provider.twin_json("offer", "propose", offered["id"], consumer.url, "--participant", who, "--wait")
+    assert (proposed["state"], proposed["pending"], proposed["peer"]) == ("OFFERED", None, who)
+    said = provider.twin("offer", "propose", offered["id"], consumer.url, "--participant", "did:web:x.example",
+                         expect=1)
+    assert "participant" in said
+
+    listed = consumer.twin("offer", "negotiations", "--role", "consumer")
+    assert "OFFERED" in listed and "(for the admins)" in listed
+    [theirs] = [n for n in consumer.twin_json("offer", "negotiations", "--role", "consumer")
+                if n["provider_pid"] == proposed["provider_pid"]]
+    accepted = consumer.twin_json("offer", "negotiation", str(theirs["id"]), "accept", "--wait")
+    assert accepted["state"] == "ACCEPTED" and accepted["owner"]
+    provider.twin("offer", "negotiation", str(proposed["id"]), "agree", "--wait")
+    _until(lambda: provider.twin_json("offer", "negotiation", str(proposed["id"])), "VERIFIED")
+    done = provider.twin_json("offer", "negotiation", str(proposed["id"]), "finalize", "--wait")
+    agreement = _until(lambda: consumer.twin_json("offer", "negotiation", str(theirs["id"])),
+                       "FINALIZED")["agreement_id"]
+    assert agreement == done["agreement_id"]
+
+    pulled = consumer.twin_json("offer", "transfer", agreement, "remote:proposed")
+    requested = _until(lambda: provider.twin_json("offer", "transfers", "--role", "provider")[0], "REQUESTED")
+    provider.twin("offer", "transfer-process", str(requested["id"]), "start", "--wait")
+    landed = _until(lambda: consumer.twin_json("offer", "transfer-process", str(pulled["id"])), "COMPLETED")
+    assert landed["files"][0]["sha256"] == hashlib.sha256(rain.read_bytes()).hexdigest()
+
+
 def test_a_stream_history_crosses_by_hand_and_feeds_the_consumers_twin(two: tuple[LiveEngine, LiveEngine],
                                                                         tmp_path: Path) -> None:
     """``twin offer create --stream``, a manual offer, pushed (``--push``): the steward's start takes the

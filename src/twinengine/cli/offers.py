@@ -250,14 +250,39 @@ def negotiate(ctx: typer.Context, url: str = typer.Argument(..., help="The provi
         raise typer.Exit(2)
 
 
+@app.command("propose")
+def propose(ctx: typer.Context, offer_id: str = typer.Argument(..., help="An offer of yours."),
+            url: str = typer.Argument(..., help="The other engine's URL."),
+            participant: str | None = typer.Option(None, "--participant", help="Its participant id (did:web), "
+                                                                               "checked."),
+            to: str | None = typer.Option(None, "--to", help="Whom there it is for: a user, or group:NAME "
+                                                             "(default: that engine's admins)."),
+            purpose: str | None = typer.Option(None, "--purpose"),
+            wait: bool = typer.Option(False, "--wait", help="Wait until the other engine has it (OFFERED).")) -> None:
+    """Propose an offer of yours to a participant on another engine: the provider starts the negotiation; a
+    person there accepts it, counters or declines."""
+    out = state_of(ctx)
+    with out.client() as client:
+        row = client.dataspace.propose(offer_id, url, participant=participant, to=to, purpose=purpose)
+        if wait:
+            row = _wait(client, "negotiation", row.id, 120, delivered=True)
+    out.emit(row, lambda: console.print(f"negotiation {row.id} {row.state}: proposed to {row.peer}"
+                                        f"{' for ' + row.addressee if row.addressee else ''} "
+                                        f"{row.agreement_id or ''} {row.error or ''}", highlight=False))
+    if wait and row.state == "TERMINATED":
+        raise typer.Exit(2)
+
+
 @app.command("negotiations")
 def negotiations(ctx: typer.Context, role: str | None = typer.Option(None, "--role")) -> None:
-    """Negotiations of yours, or of your offers."""
+    """Negotiations of yours, or of your offers, and providers' proposals for you nobody has taken up yet (take
+    one up with `twin offer negotiation ID accept`, `request` with terms, or `terminate`)."""
     out = state_of(ctx)
     with out.client() as client:
         rows = client.dataspace.negotiations(role=role)
-    out.emit(rows, lambda: console.print(table(None, ["id", "role", "state", "peer", "agreement", "error"], [
-        [str(r.id), r.role, r.state, r.peer, r.agreement_id or "", (r.error or "")[:60]] for r in rows])))
+    out.emit(rows, lambda: console.print(table(None, ["id", "role", "state", "peer", "owner", "agreement", "error"], [
+        [str(r.id), r.role, r.state, r.peer, r.owner or f"(for {r.addressee or 'the admins'})", r.agreement_id or "",
+         (r.error or "")[:60]] for r in rows])))
 
 
 @app.command("negotiation")

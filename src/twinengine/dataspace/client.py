@@ -124,6 +124,13 @@ class DataspaceClient:
     def withdraw(self, offer_id: str) -> OfferRead:
         return OfferRead.model_validate(self._t.request("DELETE", f"{_P}/offers/{segment(offer_id)}").json())
 
+    def propose(self, offer_id: str, url: str, *, participant: str | None = None, to: str | None = None,
+                purpose: str | None = None) -> NegotiationRead:
+        """Propose an offer of yours to the participant at ``url`` (``participant``: its id, checked): the
+        provider starts the negotiation, for ``to`` there (a user or ``group:NAME``; None: its admins)."""
+        body = {"url": url, "participant": participant, "addressee": to, "purpose": purpose}
+        return self._t.send(NegotiationRead, "POST", f"{_P}/offers/{segment(offer_id)}/propose", body)
+
     def participant(self, did: str, *, title: str | None = None, organisation: str | None = None,
                     groups: list[str] | None = None, spatial: list[str] | None = None) -> ParticipantRead:
         """Record what this provider knows of a participant (admins)."""
@@ -158,6 +165,8 @@ class DataspaceClient:
         return self._t.send(NegotiationRead, "POST", f"{_P}/negotiations", body)
 
     def negotiations(self, *, role: str | None = None) -> list[NegotiationRead]:
+        """Negotiations of yours or of your offers, and providers' proposals for you nobody has taken up yet
+        (``owner`` empty; ``step(id, "accept")``, a counter-offer with ``"request"``, or ``"terminate"``)."""
         params = {"role": role} if role else {}
         return _list(NegotiationRead, self._t.request("GET", f"{_P}/negotiations", params=params).json())
 

@@ -80,6 +80,11 @@ def _negotiation_job(connector: Connector, row: Negotiation) -> Job:
                            callbackAddress=connector.callback, purpose=row.purpose)
             return Job(Negotiation, row.id, action, f"{row.peer_base}/negotiations/request", body, row.peer)
         url = f"{row.peer_base}/negotiations/{row.provider_pid}/{PATH[action]}"
+    elif action == "offer" and row.state == N.INITIAL:  # a proposal: the offer that starts the negotiation
+        body = message("ContractOfferMessage", providerPid=row.provider_pid,
+                       offer={**odrl.json_of(row.offer or "{}"), "target": row.dataset_id},
+                       callbackAddress=connector.base)
+        return Job(Negotiation, row.id, action, f"{row.peer_base}/negotiations/offers", body, row.peer)
     else:
         url = f"{row.peer_base}/negotiations/{row.consumer_pid}/{PATH[action]}"
     if action == "request":

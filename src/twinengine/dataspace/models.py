@@ -107,7 +107,9 @@ class Negotiation(_Pending, Base):
     offered_by: Mapped[str | None] = mapped_column(String(10))  # who made the latest offer
     agreement_id: Mapped[str | None] = mapped_column(String(200))
     purpose: Mapped[str | None] = mapped_column(String(200))
-    owner: Mapped[str] = mapped_column(String(64))  # the local identity: who asked (consumer), the offer's (provider)
+    owner: Mapped[str] = mapped_column(String(64))  # the local identity: who asked (consumer), the offer's (provider);
+    # "" on a provider's proposal nobody here has taken up yet
+    addressee: Mapped[str | None] = mapped_column(String(100))  # a proposal's: a user, group:NAME, None the admins
     then_transfer: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # consumer: a transfer once finalized
     manual: Mapped[bool] = mapped_column(Boolean, default=False)  # consumer: verify by hand, not on receipt
     error: Mapped[str | None] = mapped_column(Text)

@@ -98,16 +98,29 @@ def _locked(session: Session, role: Role, *, provider_pid: str | None = None,
     return session.scalars(query.with_for_update()).first()
 
 
-def find(session: Session, role: Role, peer: str, pid: str, *, provider_pid: Any = None) -> Negotiation:
+def find(session: Session, role: Role, peer: str, pid: str, *, provider_pid: Any = None,
+         consumer_pid: Any = None) -> Negotiation:
     """The negotiation ``pid`` (ours in ``role``) of ``peer``: an unknown one, or another participant's, is 404.
-    ``provider_pid``: the process a consumer's message from the provider names (``acknowledged``)."""
+    ``provider_pid``, ``consumer_pid``: the other side's process its message names, which proves our first
+    message arrived though its answer was never applied here (``acknowledged``, ``_offer_acknowledged``)."""
     row = _locked(session, role, **({"provider_pid": pid} if role is Role.PROVIDER else {"consumer_pid": pid}))
     if row is not None and row.peer == peer and row.state == N.INITIAL:
-        acknowledged(row, provider_pid)
+        if role is Role.CONSUMER:
+            acknowledged(row, provider_pid)
+        else:
+            _offer_acknowledged(row, consumer_pid)
     if row is None or row.peer != peer or row.state == N.INITIAL:
         raise DspError(404, f"no negotiation {pid!r}", provider_pid=pid if role is Role.PROVIDER else None,
                        consumer_pid=pid if role is Role.CONSUMER else None, code="404")
     return row
+
+
+def _offer_acknowledged(row: Negotiation, consumer_pid: Any) -> None:
+    """A provider's initial offer reached the consumer, whose answer was never applied here: the consumer's next
+    message, naming its process, counts as that answer."""
+    if row.pending == "offer" and isinstance(consumer_pid, str) and consumer_pid:
+        row.consumer_pid, row.state = consumer_pid, N.OFFERED.value
+        queue(row, None)
 
 
 def _audit(session: Session, row: Negotiation, what: str, **detail: Any) -> None:
@@ -227,7 +240,7 @@ def provider_receive(session: Session, connector: Connector, peer: str, provider
     if msg.get("providerPid") != provider_pid:
         raise DspError(400, "providerPid differs from the path's", provider_pid=provider_pid,
                        consumer_pid=msg.get("consumerPid"))
-    row = find(session, Role.PROVIDER, peer, provider_pid)
+    row = find(session, Role.PROVIDER, peer, provider_pid, consumer_pid=msg.get("consumerPid"))
     if msg["consumerPid"] != row.consumer_pid:
         raise DspError(400, "consumerPid is not this negotiation's", provider_pid=provider_pid,
                        consumer_pid=msg["consumerPid"])
@@ -436,6 +449,16 @@ def settle(row: Negotiation, action: str, answer: Any) -> None:
     """Apply the acknowledgement of our ``action`` (the courier calls it in a short unit of work)."""
     role = Role(row.role)
     if row.pending != action:
+        return
+    if action == "offer" and row.state == N.INITIAL:  # our proposal: the consumer's answer names its process
+        consumer_pid = answer.get("consumerPid") if isinstance(answer, dict) else None
+        if not isinstance(consumer_pid, str) or answer.get("providerPid") != row.provider_pid:
+            row.error, row.state = "the consumer's answer named no consumerPid of this negotiation", N.TERMINATED.value
+        else:
+            row.consumer_pid, row.state = consumer_pid, N.OFFERED.value
+            if answer.get("state") == N.TERMINATED:
+                row.state, row.error = N.TERMINATED.value, row.error or "the consumer had terminated it"
+        queue(row, None)
         return
     if action == "request" and row.state == N.INITIAL:
         provider_pid = answer.get("providerPid") if isinstance(answer, dict) else None

@@ -39,7 +39,7 @@ class Role(StrEnum):
 
 
 class NegotiationState(StrEnum):
-    INITIAL = "INITIAL"  # the consumer's, until the provider acknowledged its request (never on the wire)
+    INITIAL = "INITIAL"  # the side that starts, until the other acknowledged its first message (never on the wire)
     REQUESTED = "REQUESTED"
     OFFERED = "OFFERED"
     ACCEPTED = "ACCEPTED"
@@ -63,10 +63,11 @@ T = TransferState
 NEGOTIATION_FINAL = frozenset({N.FINALIZED, N.TERMINATED})
 TRANSFER_FINAL = frozenset({T.COMPLETED, T.TERMINATED})
 
-# (message, sent by) -> (states it moves from, the state it leads to)
+# (message, sent by) -> (states it moves from, the state it leads to); INITIAL is the diagram's start: a consumer's
+# request or a provider's offer begins a negotiation
 NEGOTIATION_MOVES: dict[tuple[str, Role], tuple[frozenset[N], N]] = {
-    ("request", Role.CONSUMER): (frozenset({N.OFFERED}), N.REQUESTED),
-    ("offer", Role.PROVIDER): (frozenset({N.REQUESTED}), N.OFFERED),
+    ("request", Role.CONSUMER): (frozenset({N.INITIAL, N.OFFERED}), N.REQUESTED),
+    ("offer", Role.PROVIDER): (frozenset({N.INITIAL, N.REQUESTED}), N.OFFERED),
     ("accept", Role.CONSUMER): (frozenset({N.OFFERED}), N.ACCEPTED),
     ("agree", Role.PROVIDER): (frozenset({N.REQUESTED, N.ACCEPTED}), N.AGREED),
     ("verify", Role.CONSUMER): (frozenset({N.AGREED}), N.VERIFIED),

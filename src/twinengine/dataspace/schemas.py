@@ -12,6 +12,7 @@ from twinengine.lake.schemas import DID_PATTERN
 from twinengine.quality.spec import Flag
 
 __all__ = [
+    "ADDRESSEE",
     "AccessRead",
     "AgreementRead",
     "CatalogQuery",
@@ -25,11 +26,13 @@ __all__ = [
     "OfferedStream",
     "ParticipantCreate",
     "ParticipantRead",
+    "ProposalCreate",
     "TransferCreate",
     "TransferRead",
 ]
 
 _NAMES = Field(default=None, max_length=50)
+ADDRESSEE = r"^(group:)?[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"  # a user name, or group:NAME, on the consumer's engine
 
 
 class OfferTerms(BaseModel):
@@ -211,11 +214,26 @@ class NegotiationRead(BaseModel):
     offered_by: str | None = None  # who made it: provider or consumer
     agreement_id: str | None
     purpose: str | None
-    owner: str
+    owner: str  # "" on a provider's proposal nobody has taken up yet
     pending: str | None
     error: str | None
     created_at: datetime
     updated_at: datetime
+    addressee: str | None = None  # a provider's proposal: the user or group:NAME it is for (None: the admins)
+
+
+class ProposalCreate(BaseModel):
+    """An offer of yours proposed to a participant on another engine: the provider starts the negotiation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=8, max_length=2048, description="The other engine's URL.")
+    participant: str | None = Field(default=None, max_length=300, description="Its participant id (did:web), "
+                                    "checked against the one the engine at url names.")
+    addressee: str | None = Field(default=None, pattern=ADDRESSEE, description="Who on the other engine it is for: "
+                                  "a user name, or group:NAME; none: that engine's admins.")
+    purpose: str | None = Field(default=None, max_length=200, description="The purpose it is proposed for (judged "
+                                "by the offer's purpose constraint).")
 
 
 class AgreementRead(BaseModel):

@@ -19,44 +19,45 @@ from twinengine.auth import odrl
 from twinengine.auth.audit import record
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
-from twinengine.dataspace import negotiation, peers, transfer
+from twinengine.dataspace import negotiation, peers, proposals, transfer
 from twinengine.dataspace.bucket_address import check_endpoint
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import did_of
 from twinengine.dataspace.models import Access, Agreement, Negotiation, Offer, TransferProcess
-from twinengine.dataspace.offers import _mine, checked_rules
+from twinengine.dataspace.offers import _mine, checked_rules, get_offer
 from twinengine.dataspace.protocol import S3_PUSH, DspError, Role, TransferState, address_property, queried
 from twinengine.dataspace.spec import problems
 from twinengine.errors import InvalidInput, NotFound, ValidationFailed
 from twinengine.store.base import utcnow
 
 __all__ = ["accesses", "agreements", "get_agreement", "get_negotiation", "get_transfer", "negotiations",
-           "provider_of", "query_collection", "remote_catalog", "revoke", "start_negotiation", "start_transfer",
-           "steer_negotiation", "steer_transfer", "transfers"]
+           "propose", "provider_of", "query_collection", "remote_catalog", "revoke", "start_negotiation",
+           "start_transfer", "steer_negotiation", "steer_transfer", "transfers"]
 
 
-def _failed(exc: peers.PeerUnreachable) -> ValidationFailed:
-    return ValidationFailed.one("url", f"the provider cannot be read: {exc}")
+def _failed(exc: peers.PeerUnreachable, who: str = "provider") -> ValidationFailed:
+    return ValidationFailed.one("url", f"the {who} cannot be read: {exc}")
 
 
-def provider_of(connector: Connector, url: str) -> tuple[str, str]:
-    """(DSP base, participant id) of the engine at ``url``, from its ``/.well-known/dspace-version``."""
+def provider_of(connector: Connector, url: str, *, who: str = "provider") -> tuple[str, str]:
+    """(DSP base, participant id) of the engine at ``url``, from its ``/.well-known/dspace-version`` (``who``: what
+    it is to this engine, in the errors)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValidationFailed.one("url", "the provider's URL is an http(s) URL")
+        raise ValidationFailed.one("url", f"the {who}'s URL is an http(s) URL")
     root = f"{parts.scheme}://{parts.netloc}"
     try:
         versions = peers.get_json(connector.settings, root + "/.well-known/dspace-version")
     except peers.PeerUnreachable as exc:
-        raise _failed(exc) from None
+        raise _failed(exc, who) from None
     if problems(versions, "VersionResponse"):
-        raise ValidationFailed.one("url", "the provider's version list is not the protocol's")
+        raise ValidationFailed.one("url", f"the {who}'s version list is not the protocol's")
     for entry in versions["protocolVersions"]:
         if entry.get("version") == "2025-1" and entry.get("binding") == "HTTPS":
             service = entry.get("serviceId")
             did = service if isinstance(service, str) and service.startswith("did:web:") else did_of(root)
             return root + str(entry["path"]).rstrip("/"), did
-    raise ValidationFailed.one("url", "the provider speaks no Dataspace Protocol 2025-1 over HTTPS")
+    raise ValidationFailed.one("url", f"the {who} speaks no Dataspace Protocol 2025-1 over HTTPS")
 
 
 def _remote(connector: Connector, url: str, audience: str, body: dict[str, Any] | None, method: str) -> Any:
@@ -120,6 +121,27 @@ def start_negotiation(connector: Connector, *, principal: Principal, url: str, d
     return row
 
 
+def propose(connector: Connector, *, principal: Principal, offer_id: str, url: str, participant: str | None = None,
+            addressee: str | None = None, purpose: str | None = None) -> Negotiation:
+    """Propose an offer of yours to the participant at ``url`` (``participant``: its id, checked against the one
+    that engine names), for ``addressee`` there (a user, ``group:NAME``; None: its admins): the provider starts the
+    negotiation. The offer's owner only (404 otherwise), checked before the other engine is asked."""
+    require(principal, "dataspace.offer.create")
+    with connector.db.session(readonly=True) as session:
+        get_offer(session, principal=principal, offer_id=offer_id)
+    base, did = provider_of(connector, url, who="consumer")
+    if participant is not None and participant != did:
+        raise ValidationFailed.one("participant", f"the engine at {url} is {did}, not {participant}")
+    if did == connector.did:
+        raise ValidationFailed.one("url", "this engine itself: propose an offer to another participant")
+    with connector.db.session() as session:
+        offer = get_offer(session, principal=principal, offer_id=offer_id)
+        row = proposals.start_provider(session, principal=principal, offer=offer, participant=did,
+                                       consumer_base=base, addressee=addressee, purpose=purpose)
+    connector.wake()
+    return row
+
+
 def _check_landing(session: Session, principal: Principal, land: dict[str, Any]) -> None:
     """The caller may make the landing dataset (and may operate its twin), before anything is asked for."""
     require(principal, "lake.write")
@@ -164,19 +186,27 @@ def _sees(session: Session, principal: Principal, role: str, owner: str, offer_i
     return False
 
 
+def _sees_negotiation(session: Session, principal: Principal, row: Negotiation) -> bool:
+    """Its owner's, its offer's owners' (provider) and the admins'; a provider's proposal nobody has taken up yet
+    is its addressee's too (``proposals.addressed``)."""
+    if row.role == Role.CONSUMER and not row.owner:
+        return proposals.addressed(principal, row.addressee)
+    return _sees(session, principal, row.role, row.owner, row.offer_id)
+
+
 def negotiations(session: Session, *, principal: Principal, role: str | None = None,
                  limit: int = 200) -> list[Negotiation]:
     require(principal, "dataspace.consume")
     query = select(Negotiation).order_by(Negotiation.id.desc()).limit(limit)
     if role:
         query = query.where(Negotiation.role == role)
-    return [n for n in session.scalars(query) if _sees(session, principal, n.role, n.owner, n.offer_id)]
+    return [n for n in session.scalars(query) if _sees_negotiation(session, principal, n)]
 
 
 def get_negotiation(session: Session, *, principal: Principal, negotiation_id: int) -> Negotiation:
     require(principal, "dataspace.consume")
     row = session.get(Negotiation, negotiation_id)
-    if row is None or not _sees(session, principal, row.role, row.owner, row.offer_id):
+    if row is None or not _sees_negotiation(session, principal, row):
         raise NotFound(f"no negotiation {negotiation_id}")
     return row
 
@@ -189,11 +219,15 @@ def steer_negotiation(session: Session, connector: Connector, *, principal: Prin
     state."""
     row = get_negotiation(session, principal=principal, negotiation_id=negotiation_id)
     session.refresh(row, with_for_update=True)
+    if not _sees_negotiation(session, principal, row):  # a proposal someone else took up meanwhile
+        raise NotFound(f"no negotiation {negotiation_id}")
     rules = checked_rules(counter) if counter is not None else None
     try:
         negotiation.steward(session, connector, row, action, rules)
     except DspError as exc:
         raise InvalidInput(exc.reason, details=[{"loc": "action", "msg": exc.reason}]) from None
+    if row.role == Role.CONSUMER and not row.owner:
+        proposals.claim(session, row, principal, action)
     return row
 
 

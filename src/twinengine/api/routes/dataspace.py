@@ -32,7 +32,7 @@ from twinengine.api.routes.access import CollectionId, CommonDep, Coords, QueryT
 from twinengine.api.routing import Router, operation_id
 from twinengine.auth import odrl
 from twinengine.auth.principal import SYSTEM
-from twinengine.dataspace import catalog, dataplane, negotiation, push, transfer
+from twinengine.dataspace import catalog, dataplane, negotiation, proposals, push, transfer
 from twinengine.dataspace.connector import Connector
 from twinengine.dataspace.identity import did_document
 from twinengine.dataspace.protocol import BASE_PATH, CALLBACK_PATH, DATA_PATH, EDR_PATH, PUSH_PATH, DspError, valid
@@ -203,15 +203,10 @@ async def consumer_negotiation(request: Request, runtime: RuntimeDep, pid: Pid) 
 
 
 @router.post(CALLBACK_PATH + "/negotiations/offers", name="callback_offer_initial", openapi_extra=JSON_BODY,
-             summary="A provider's offer starting a negotiation (not taken by this engine)")
+             summary="A provider's offer starting a negotiation (201): OFFERED, for its addressee here to take up")
 @public
 async def consumer_offer_initial(request: Request, runtime: RuntimeDep) -> Response:
-    def handle(_s: Session, _c: Connector, _peer: str, body: Any) -> tuple[int, dict[str, Any]]:
-        valid(body, "ContractOfferMessage", error_kind="negotiation")
-        raise DspError(400, "this engine negotiates only what it asked for: offers it did not request are refused",
-                       provider_pid=body.get("providerPid"))
-
-    return await _protocol(request, runtime, handle)
+    return await _protocol(request, runtime, lambda s, c, peer, body: proposals.offered(s, c, peer, body))
 
 
 def _consumer_negotiation(kind: str) -> Callable[..., Any]:

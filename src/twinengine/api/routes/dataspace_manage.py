@@ -29,6 +29,7 @@ from twinengine.dataspace.schemas import (
     OfferRead,
     ParticipantCreate,
     ParticipantRead,
+    ProposalCreate,
     TransferCreate,
     TransferRead,
     VouchedRead,
@@ -61,7 +62,7 @@ def negotiation_read(n: Negotiation) -> NegotiationRead:
                            consumer_pid=n.consumer_pid, peer=n.peer, dataset_id=n.dataset_id, offer_id=n.offer_id,
                            offer=odrl.json_of(n.offer) if n.offer else None, offered_by=n.offered_by,
                            agreement_id=n.agreement_id, purpose=n.purpose, owner=n.owner, pending=n.pending,
-                           error=n.error, created_at=n.created_at, updated_at=n.updated_at)
+                           error=n.error, created_at=n.created_at, updated_at=n.updated_at, addressee=n.addressee)
 
 
 def agreement_read(a: Agreement) -> AgreementRead:
@@ -162,6 +163,19 @@ def offer_withdraw(offer_id: OfferId, session: SessionDep, principal: PrincipalD
     return offer_read(offers.withdraw_offer(session, principal=principal, offer_id=offer_id))
 
 
+@router.post("/offers/{offer_id}/propose", name="offer_propose", status_code=status.HTTP_201_CREATED,
+             dependencies=_OFFER, summary="Propose an offer of yours to a participant on another engine: the "
+                                          "provider starts the negotiation")
+@acts("dataspace.offer.create")
+async def offer_propose(offer_id: OfferId, body: ProposalCreate, runtime: RuntimeDep,
+                        principal: PrincipalDep) -> NegotiationRead:
+    connector = runtime.dataspace
+    row = await anyio.to_thread.run_sync(lambda: service.propose(
+        connector, principal=principal, offer_id=offer_id, url=body.url, participant=body.participant,
+        addressee=body.addressee, purpose=body.purpose))
+    return negotiation_read(row)
+
+
 @router.get("/participants", name="participant_list", summary="Participants this provider knows (admins)",
             dependencies=_PARTICIPANTS)
 @acts("dataspace.participant.manage")
@@ -209,7 +223,8 @@ async def negotiation_start(body: NegotiationCreate, runtime: RuntimeDep, princi
     return negotiation_read(row)
 
 
-@router.get("/negotiations", name="negotiation_list", summary="Negotiations of yours, or of your offers",
+@router.get("/negotiations", name="negotiation_list", summary="Negotiations of yours, or of your offers, and "
+            "providers' proposals for you nobody has taken up yet",
             dependencies=_CONSUME)
 @acts("dataspace.consume")
 def negotiation_list(session: SessionDep, principal: PrincipalDep, role: RoleQuery = None) -> list[NegotiationRead]:
