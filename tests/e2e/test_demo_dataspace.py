@@ -18,6 +18,7 @@ import pytest
 pytestmark = pytest.mark.timeout(900)  # may be the first to ask for the shared demo run, on a loaded machine
 
 PARTNER = "partner-engine"
+FORECASTER = "forecaster"
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ def test_both_stores_hold_the_agreement_and_the_transfer(demo: Demo) -> None:
             (role, "FINALIZED", ds["agreement"], "flood-forecasting", None),
             (role, "TERMINATED", None, "insurance-pricing", None),
             (role, "FINALIZED", ds["bargain"]["agreement"], "flood-forecasting", None),
+            # proposed by the provider, for the purpose it named (the consumer's copy records none)
+            (role, "FINALIZED", ds["proposal"]["agreement"], "flood-forecasting" if role == "provider" else None,
+             None),
             (role, "FINALIZED", ds["stream"]["agreement"], "flood-forecasting", None),
             (role, "FINALIZED", ds["forecast"]["agreement"], "flood-forecasting", None),
             (role, "FINALIZED", ds["collection"]["agreement"], "flood-forecasting", None)]
@@ -150,6 +154,16 @@ def test_the_gauge_stream_is_offered_live_and_feeds_the_partners_twin(demo: Demo
     assert streamed["partner_level"] == streamed["provider_level"]
     twins = _rows(partner / "twin.db", "SELECT name FROM twins")
     assert {"name": streamed["twin"]} in twins
+
+
+def test_a_negotiation_the_provider_starts_reaches_its_addressee(demo: Demo) -> None:
+    proposal = demo.facts["dataspace"]["proposal"]
+    assert proposal["addressee"] == FORECASTER and proposal["offered"] == "OFFERED"
+    assert proposal["owner"] == FORECASTER and proposal["state"] == "FINALIZED"
+    assert proposal["provider_state"] in ("VERIFIED", "FINALIZED")  # the provider's FINALIZED follows
+    rows = _rows(demo.data_dir / PARTNER / "twin.db", "SELECT owner, addressee, state FROM ds_negotiations "
+                                                      f"WHERE agreement_id = '{proposal['agreement']}'")
+    assert rows == [{"owner": FORECASTER, "addressee": FORECASTER, "state": "FINALIZED"}]
 
 
 def test_the_partner_runs_its_forecast_on_what_crossed(demo: Demo) -> None:

@@ -67,6 +67,7 @@ def offer_across_engines(ctx: DemoContext) -> None:
             out |= _consume(ctx, uma, forecaster, folder, offer.dataset_id, file)
             out["refusal"] = _refuse(ctx, uma, forecaster, offer.dataset_id)
             out["bargain"] = _bargain(ctx, uma, forecaster, dataset)
+            out["proposal"] = _proposal(ctx, uma, forecaster, dataset)
             live = ctx.facts.get("streams", {}).get("twin")  # the twin whose gauges stream (streams chapter)
             if live:
                 out["stream"] = _stream_across(ctx, uma, forecaster, folder, live)
@@ -244,6 +245,27 @@ def _bargain(ctx: DemoContext, uma: Client, forecaster: Client, dataset: str) ->
     uma.dataspace.withdraw(offer.id)
     return {"offered": 10, "countered_by": countered.offered_by, "agreement": agreed.agreement_id,
             "state": agreed.state, "counts": counts}
+
+
+def _proposal(ctx: DemoContext, uma: Client, forecaster: Client, dataset: str) -> dict[str, Any]:
+    """The provider starts: uma proposes an offer to the partner's forecaster by name (no catalog search on the
+    partner's side); it waits among the forecaster's negotiations, seen by nobody else there, and once accepted
+    uma's engine agrees and the agreement is finalized on both sides."""
+    offer = uma.dataspace.offer(dataset, "River-reach gauge history, proposed to the partner", purposes=[PURPOSE],
+                                count=1, days=DAYS)
+    proposed = uma.dataspace.propose(offer.id, forecaster.url, to=FORECASTER, purpose=PURPOSE)
+    ours = _until(lambda: uma.dataspace.negotiation(proposed.id), "OFFERED")
+    waiting = _until(lambda: _one([n for n in forecaster.dataspace.negotiations(role="consumer")
+                                   if n.provider_pid == ours.provider_pid]), "OFFERED")
+    forecaster.dataspace.step(waiting.id, "accept")
+    agreed = _until(lambda: forecaster.dataspace.negotiation(waiting.id), "FINALIZED")
+    ctx.say(f"uma proposed an offer to the partner's {FORECASTER} directly (the provider starts the negotiation): "
+            f"it waited among {FORECASTER}'s negotiations as {waiting.state} for {waiting.addressee}, "
+            f"{FORECASTER} accepted it, and the agreement {agreed.agreement_id} is {agreed.state} on both sides")
+    uma.dataspace.withdraw(offer.id)
+    return {"addressee": waiting.addressee, "offered": waiting.state, "owner": agreed.owner,
+            "agreement": agreed.agreement_id, "state": agreed.state,
+            "provider_state": uma.dataspace.negotiation(proposed.id).state}
 
 
 def _stream_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: Path, name: str) -> dict[str, Any]:
