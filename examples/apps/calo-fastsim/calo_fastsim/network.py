@@ -1,19 +1,18 @@
-"""The surrogate's networks (PyTorch): a masked autoregressive network for the layer energies and hit counts and a
-conditional zero-inflated model for the voxels within each layer, both conditioned on log E_inc.
+"""The surrogate's networks (PyTorch), all conditioned on log E_inc: a masked autoregressive network for the layer
+energies and hit counts, a second one for the layers' radial spreads given them, and a conditional zero-inflated
+model for the voxels within each layer.
 
-Layer energies are coded as in CaloFlow: x_0 = ln(E_tot/E_inc) and, for the first 44 layers, the logit of the
-layer's share of what is left from it on, E_i / sum_{j>=i} E_j; so E_tot is one coordinate the model learns
-directly, and the layers always add up to it. An empty layer is dequantised to 1-2 times ``EMPTY_MEV``, three
-decades under the readout cut, so empty and hit layers stay apart (and one drawn below the cut is emptied). After
-these 45 coordinates come the layers' counts of voxels above the cut, ln(n + 1 + u). The density of the 90 is a
-MADE (masked autoencoder for distribution estimation): each coordinate a mixture of normals whose parameters come
-from c and the coordinates before it.
+The first MADE (masked autoencoder for distribution estimation) models the 90 coordinates of ``coding``: the 45
+of the layer energies, then the layers' hit counts; the second the 45 layers' spreads, given log E_inc and those
+90, so that a shower's layers are wide or narrow together as the simulator's are. Each coordinate is a mixture of
+normals whose parameters come from the context and the coordinates before it.
 A layer's voxels (16 alpha x 9 radial bins, as shares of the layer's energy) are drawn given the layer: a network
-of log E_inc, the shower's depth, the layer, its hit count and its and its neighbours' log energies gives each
-radial bin a probability of a hit and a mixture of normals for the log share of a hit; exactly the drawn count of
-voxels is hit (picked by their odds without replacement), each gets the readout cut plus its share of the rest of
-the layer's energy. The bins of one radius share the parameters (the showers enter at normal incidence). This
-module imports torch; ``surrogate`` imports it only when a model is built.
+of log E_inc, the shower's depth, the layer, its hit count and spread and its and its neighbours' log energies
+gives each radial bin a probability of a hit and a mixture of normals for the log share of a hit; exactly the drawn
+count of voxels is hit (picked by their odds without replacement), each gets the readout cut plus its share of
+the rest of the layer's energy, the shares tilted so that the layer's spread is the drawn one. The bins of one
+radius share the parameters (the showers enter at normal incidence). This module imports torch; ``surrogate``
+imports it only when a model is built.
 """
 
 from __future__ import annotations
@@ -23,56 +22,35 @@ import math
 import torch
 from torch import nn
 
+from calo_fastsim.coding import (
+    DIMS,
+    EMPTY_MEV,
+    condition,
+    decode_hits,
+    decode_layers,
+    encode_hits,
+    encode_layers,
+    encode_widths,
+    radial_moment,
+    spread_to_width,
+)
 from calo_fastsim.geometry import ALPHA_BINS, LAYERS, R_BINS
-from calo_fastsim.simulator import THRESHOLD_MEV
 
-__all__ = ["Surrogate", "condition", "decode_hits", "decode_layers", "encode_hits", "encode_layers", "fit_scales"]
+__all__ = [
+    "EMPTY_MEV",
+    "Surrogate",
+    "condition",
+    "decode_hits",
+    "decode_layers",
+    "encode_hits",
+    "encode_layers",
+    "encode_widths",
+    "fit_scales",
+    "radial_moment",
+    "spread_to_width",
+]
 
-LOG_E_MID, LOG_E_HALF = 4.5, 1.5  # log10 of 1 GeV-1 TeV in MeV, mapped onto [-1, 1]
-EPS = 1e-6
-VOXELS_PER_LAYER = ALPHA_BINS * R_BINS
-DIMS = 2 * LAYERS  # the flow's coordinates: 45 for the layer energies, then each layer's hit count
 VOXEL_COMPONENTS = 2  # normals in the mixture of a voxel's log share
-EMPTY_MEV = 1e-3 * THRESHOLD_MEV  # an empty layer is coded as 1-2 times this: far below any layer with a hit
-
-
-def condition(e_inc: torch.Tensor) -> torch.Tensor:
-    """log10(E_inc/MeV) mapped to [-1, 1], shape (B, 1)."""
-    return ((torch.log10(e_inc) - LOG_E_MID) / LOG_E_HALF).reshape(-1, 1)
-
-
-def encode_layers(e_inc: torch.Tensor, e_layer: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, q): the flow's coordinates and log10(E_layer / E_inc), empty layers dequantised with ``noise``."""
-    e = torch.where(e_layer > 0, e_layer, EMPTY_MEV * (1 + noise))
-    left = torch.flip(torch.cumsum(torch.flip(e, [1]), 1), [1])
-    share = (e[:, :-1] / left[:, :-1]).clamp(1e-12, 1 - EPS)  # an empty layer under a 1 TeV shower: ~1e-9
-    x = torch.cat([torch.log(left[:, :1] / e_inc[:, None]), torch.log(share) - torch.log1p(-share)], 1)
-    return x, torch.log10(e / e_inc[:, None])
-
-
-def decode_layers(e_inc: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(E_layer with layers below the cut emptied and the rest scaled to E_tot, q as ``encode_layers``)."""
-    total = e_inc[:, None] * torch.exp(x[:, :1])
-    share = torch.sigmoid(x[:, 1:])
-    kept = torch.cumprod(torch.cat([torch.ones_like(total), 1 - share], 1), 1)  # share of E_tot left at layer i
-    e = total * kept * torch.cat([share, torch.ones_like(total)], 1)
-    q = torch.log10(e.clamp_min(1e-30) / e_inc[:, None])
-    cut = torch.where(e >= THRESHOLD_MEV, e, torch.zeros_like(e))
-    scale = total / cut.sum(1, keepdim=True).clamp_min(1e-30)
-    return cut * scale, q
-
-
-def encode_hits(hits: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """A layer's count of voxels above the cut as a continuous coordinate: ln(n + 1 + u), u uniform in [0, 1)."""
-    return torch.log(hits + 1 + noise)
-
-
-def decode_hits(h: torch.Tensor, e_layer: torch.Tensor) -> torch.Tensor:
-    """The counts back, at least one in a layer with energy, none in an empty one, and no more than the layer's
-    energy can raise above the cut."""
-    n = torch.floor(torch.exp(h) - 1).clamp(0, VOXELS_PER_LAYER)
-    n = torch.minimum(n.clamp_min(1), torch.floor(e_layer / THRESHOLD_MEV))
-    return torch.where(e_layer > 0, n, torch.zeros_like(n))
 
 
 class MaskedLinear(nn.Linear):
@@ -91,12 +69,13 @@ class MaskedLinear(nn.Linear):
 class LayerFlow(nn.Module):
     """p(x | c) as a masked autoregressive network (MADE): each coordinate's density, a mixture of ``components``
     normals on the standardised coordinate, is computed from c and the coordinates before it (the total, then
-    the layers from the front), all in one pass for the likelihood and one pass a coordinate when drawing."""
+    the layers from the front), all in one pass for the likelihood and one pass a coordinate when drawing. c has
+    ``context`` columns: log E_inc for the layers, and the layers' standardised coordinates too for the spreads."""
 
     x_mean: torch.Tensor
     x_std: torch.Tensor
 
-    def __init__(self, hidden: int, layers: int, components: int = 4, dims: int = DIMS) -> None:
+    def __init__(self, hidden: int, layers: int, components: int = 4, dims: int = DIMS, context: int = 1) -> None:
         super().__init__()
         self.register_buffer("x_mean", torch.zeros(dims))
         self.register_buffer("x_std", torch.ones(dims))
@@ -106,7 +85,7 @@ class LayerFlow(nn.Module):
         alone = hidden // 8
         degree_hidden = torch.cat([torch.zeros(alone, dtype=torch.long), torch.arange(hidden - alone) % (dims - 1) + 1])
         self.inputs = MaskedLinear(degree_hidden[:, None] >= degree_in[None, :])
-        self.context = nn.Linear(1, hidden)
+        self.context = nn.Linear(context, hidden)
         self.hidden = nn.ModuleList(
             [MaskedLinear(degree_hidden[:, None] >= degree_hidden[None, :]) for _ in range(max(layers - 1, 0))]
         )
@@ -164,7 +143,7 @@ class VoxelModel(nn.Module):
         self.register_buffer("q_std", torch.ones(LAYERS))
         self.components = components
         self.net = nn.Sequential(
-            nn.Linear(3 + 3 + LAYERS, hidden),
+            nn.Linear(4 + 3 + LAYERS, hidden),
             nn.SiLU(),
             nn.Linear(hidden, hidden),
             nn.SiLU(),
@@ -184,10 +163,10 @@ class VoxelModel(nn.Module):
         bias = torch.cat([logit_rate, torch.zeros(R_BINS, k), mean + std * spread, torch.log(std).expand(-1, k)], 1)
         last.bias.copy_(bias.reshape(-1))
 
-    def _inputs(self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
-        """(B * 45, 51): c, the shower's depth, the layer's hit count, the layer's and its neighbours'
-        standardised log energies, the layer one-hot. The depth (the profile's centre of gravity) stands in for
-        the shower's T, which sets how wide each layer is (GFlash's tau = t / T)."""
+    def _inputs(self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+        """(B * 45, 52): c, the shower's depth, the layer's hit count and standardised spread ``ws``, the layer's
+        and its neighbours' standardised log energies, the layer one-hot. The depth (the profile's centre of
+        gravity) stands in for the shower's T, which sets how wide each layer is (GFlash's tau = t / T)."""
         b = len(c)
         qs = (q - self.q_mean) / self.q_std
         weight = torch.pow(10.0, q - q.max(1, keepdim=True).values)
@@ -202,6 +181,7 @@ class VoxelModel(nn.Module):
                 c[:, None, :].expand(b, LAYERS, 1),
                 depth[:, None, :].expand(b, LAYERS, 1),
                 count[..., None],
+                ws[..., None],
                 qs[..., None],
                 before[..., None],
                 after[..., None],
@@ -211,17 +191,25 @@ class VoxelModel(nn.Module):
         )
         return rows.reshape(b * LAYERS, -1)
 
-    def _params(self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _params(
+        self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor, ws: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         k = self.components
-        out = self.net(self._inputs(c, q, hits)).reshape(-1, R_BINS, 1 + 3 * k)
+        out = self.net(self._inputs(c, q, hits, ws)).reshape(-1, R_BINS, 1 + 3 * k)
         logit_p, logit_w, mu = out[..., 0], out[..., 1 : 1 + k], out[..., 1 + k : 1 + 2 * k]
         return logit_p, logit_w, mu, out[..., 1 + 2 * k :].clamp(-5, 3)
 
     def nll(
-        self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor, shares: torch.Tensor, filled: torch.Tensor
+        self,
+        c: torch.Tensor,
+        q: torch.Tensor,
+        hits: torch.Tensor,
+        ws: torch.Tensor,
+        shares: torch.Tensor,
+        filled: torch.Tensor,
     ) -> torch.Tensor:
         """Mean negative log-likelihood per voxel of non-empty layers; ``shares`` (B, 45, 16, 9)."""
-        logit_p, logit_w, mu, log_sig = self._params(c, q, hits)
+        logit_p, logit_w, mu, log_sig = self._params(c, q, hits, ws)
         y = shares.reshape(-1, ALPHA_BINS, R_BINS)
         hit = y > 0
         log_y = torch.log(torch.where(hit, y, torch.ones_like(y)))[..., None]  # (rows, 16, 9, 1)
@@ -238,10 +226,10 @@ class VoxelModel(nn.Module):
         weight = filled.reshape(-1, 1, 1).to(per_voxel.dtype).expand_as(per_voxel)
         return (per_voxel * weight).sum() / weight.sum().clamp_min(1.0)
 
-    def sample(self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+    def sample(self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
         """Unnormalised voxel shares (B, 45, 16, 9), exactly ``hits`` of each layer non-zero: the voxels are
         picked without replacement by their odds (the Gumbel top-k trick), their shares from the mixture."""
-        logit_p, logit_w, mu, log_sig = self._params(c, q, hits)
+        logit_p, logit_w, mu, log_sig = self._params(c, q, hits, ws)
         shape = (len(logit_p), ALPHA_BINS, R_BINS)
         gumbel = -torch.log(-torch.log(torch.rand(shape, device=c.device).clamp(1e-12, 1 - 1e-7)))
         keys = (logit_p[:, None] + gumbel).reshape(len(logit_p), -1)
@@ -266,59 +254,94 @@ class Surrogate(nn.Module):
         voxel_hidden: int = 128,
         components: int = 4,
         voxel_components: int = VOXEL_COMPONENTS,
+        width_hidden: int = 128,
     ) -> None:
         super().__init__()
         self.flow = LayerFlow(hidden, layers, components)
+        self.widths = LayerFlow(width_hidden, layers, components, dims=LAYERS, context=1 + DIMS)
         self.voxels = VoxelModel(voxel_hidden, voxel_components)
+
+    @torch.no_grad()
+    def set_scales(self, fitted: dict[str, torch.Tensor]) -> None:
+        """Copy ``fit_scales``' answer into the buffers and the voxel network's output bias."""
+        self.flow.x_mean.copy_(fitted["x_mean"])
+        self.flow.x_std.copy_(fitted["x_std"])
+        self.widths.x_mean.copy_(fitted["w_mean"])
+        self.widths.x_std.copy_(fitted["w_std"])
+        self.voxels.q_mean.copy_(fitted["q_mean"])
+        self.voxels.q_std.copy_(fitted["q_std"])
+        self.voxels.set_output_bias(fitted["voxel_bias"])
+
+    def _width_context(self, c: torch.Tensor, coded: torch.Tensor) -> torch.Tensor:
+        """log E_inc and the layers' standardised coordinates: what a shower's spreads are drawn given."""
+        return torch.cat([c, (coded - self.flow.x_mean) / self.flow.x_std], 1)
 
     def loss(self, e_inc: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
         e_inc, showers = e_inc.reshape(-1), showers.reshape(len(e_inc.reshape(-1)), LAYERS, ALPHA_BINS, R_BINS)
         e_layer = showers.sum((2, 3))
         hits = (showers > 0).sum((2, 3)).to(e_layer.dtype)
         x, q = encode_layers(e_inc, e_layer, torch.rand_like(e_layer))
+        w = encode_widths(showers, e_layer, torch.randn_like(e_layer))
         c = condition(e_inc)
         filled = e_layer > 0
         shares = showers / torch.where(filled, e_layer, torch.ones_like(e_layer))[..., None, None]
         coded = torch.cat([x, encode_hits(hits, torch.rand_like(hits))], 1)
-        return -self.flow.log_prob(coded, c).mean() + self.voxels.nll(c, q, hits, shares, filled)
+        voxels = self.voxels.nll(c, q, hits, self._standard_widths(w), shares, filled)
+        spreads = self.widths.log_prob(w, self._width_context(c, coded)).mean()
+        return -self.flow.log_prob(coded, c).mean() - spreads + voxels
+
+    def _standard_widths(self, w: torch.Tensor) -> torch.Tensor:
+        return (w - self.widths.x_mean) / self.widths.x_std
 
     @torch.no_grad()
-    def draw_layers(self, e_inc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(E_layer, q as ``encode_layers``, hit counts) for incident energies ``e_inc`` (B,), MeV."""
-        coded = self.flow.sample(condition(e_inc))
+    def draw_layers(self, e_inc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(E_layer, q as ``encode_layers``, hit counts, spreads as ``encode_widths``) for incident energies
+        ``e_inc`` (B,), MeV."""
+        c = condition(e_inc)
+        coded = self.flow.sample(c)
         e_layer, q = decode_layers(e_inc, coded[:, :LAYERS])
-        return e_layer, q, decode_hits(coded[:, LAYERS:], e_layer)
+        w = self.widths.sample(self._width_context(c, coded))
+        return e_layer, q, decode_hits(coded[:, LAYERS:], e_layer), w
 
     @torch.no_grad()
     def layer_energies(self, e_inc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        e_layer, q, _ = self.draw_layers(e_inc)
+        e_layer, q, _, _ = self.draw_layers(e_inc)
         return e_layer, q
+
+    @torch.no_grad()
+    def voxels_given(
+        self, e_inc: torch.Tensor, e_layer: torch.Tensor, q: torch.Tensor, hits: torch.Tensor, w: torch.Tensor
+    ) -> torch.Tensor:
+        """Showers (B, 45, 16, 9), MeV, with the given layer energies, hit counts and spreads (where the hits
+        can reach them)."""
+        y = self.voxels.sample(condition(e_inc), q, hits, self._standard_widths(w))
+        return spread_to_width(y, e_layer, w)
 
     @torch.no_grad()
     def generate(self, e_inc: torch.Tensor) -> torch.Tensor:
         """Showers (B, 6480), MeV, for incident energies ``e_inc`` (B,), MeV: each hit voxel gets the readout
-        cut plus its drawn share of the rest of the layer's energy, so hits and energies are as drawn."""
-        e_layer, q, hits = self.draw_layers(e_inc)
-        y = self.voxels.sample(condition(e_inc), q, hits)
-        total = y.sum((2, 3))
-        rest = (e_layer - hits * THRESHOLD_MEV).clamp_min(0.0)
-        v = (y > 0) * THRESHOLD_MEV + y / total.clamp_min(1e-30)[..., None, None] * rest[..., None, None]
-        return v.reshape(len(e_inc), -1)
+        cut plus its drawn share of the rest of the layer's energy, so hits, energies and spreads are as drawn."""
+        e_layer, q, hits, w = self.draw_layers(e_inc)
+        return self.voxels_given(e_inc, e_layer, q, hits, w).reshape(len(e_inc), -1)
 
 
 def fit_scales(e_inc: torch.Tensor, showers: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
     """Means and spreads of the flow's coordinates and of the layers' log energies over a training set (one
-    fixed dequantisation draw), for the buffers ``x_mean``, ``x_std``, ``q_mean``, ``q_std``."""
+    fixed dequantisation draw), for ``Surrogate.set_scales``."""
     voxels = showers.reshape(len(showers), LAYERS, ALPHA_BINS, R_BINS).double()
     e_layer = voxels.sum((2, 3))
     hits = (voxels > 0).sum((2, 3)).double()
     generator = torch.Generator().manual_seed(seed)
     noise = torch.rand((2, *e_layer.shape), generator=generator, dtype=torch.float64)
+    normal = torch.randn(e_layer.shape, generator=generator, dtype=torch.float64)
     x, q = encode_layers(e_inc.double(), e_layer, noise[0])
     x = torch.cat([x, encode_hits(hits, noise[1])], 1)
+    w = encode_widths(voxels, e_layer, normal)
     return {
         "x_mean": x.mean(0).float(),
         "x_std": x.std(0).clamp_min(1e-3).float(),
+        "w_mean": w.mean(0).float(),
+        "w_std": w.std(0).clamp_min(1e-3).float(),
         "q_mean": q.mean(0).float(),
         "q_std": q.std(0).clamp_min(1e-3).float(),
         "voxel_bias": _voxel_bias(voxels, e_layer),

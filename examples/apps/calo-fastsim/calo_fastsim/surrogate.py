@@ -68,13 +68,10 @@ def calo_surrogate() -> Any:
             int(params.get("voxel_hidden", 128)),
             int(params.get("components", 4)),
             int(params.get("voxel_components", 2)),
+            int(params.get("width_hidden", 128)),
         )
-        with torch.no_grad():
-            for name, value in fitted.items():
-                if name == "voxel_bias":
-                    model.voxels.set_output_bias(value)
-                else:
-                    getattr(model.flow if name.startswith("x_") else model.voxels, name).copy_(value)
+        if fitted:
+            model.set_scales(fitted)
         return model
 
     def datasets(data: TrainingData) -> tuple[TensorDataset, TensorDataset]:
@@ -131,7 +128,14 @@ def calo_surrogate() -> Any:
             log_every=25,
             optimizer=OptimizerConfig(name="adam", lr=0.002),
             schedule=ScheduleConfig(name="cosine"),
-            params={"hidden": 256, "layers": 2, "voxel_hidden": 128, "components": 4, "voxel_components": 2},
+            params={
+                "hidden": 256,
+                "layers": 2,
+                "voxel_hidden": 128,
+                "components": 4,
+                "voxel_components": 2,
+                "width_hidden": 128,
+            },
         ),
         gate={"thresholds": {"etot_separation": {"max": 0.1}}, "compare": "val_loss", "mode": "min", "margin": 0.0},
         search_space={

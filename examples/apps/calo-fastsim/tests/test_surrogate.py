@@ -1,16 +1,26 @@
-"""The surrogate: its coding of layer energies is exact, and two short epochs through the engine's PyTorch
-flavour train it, keep the scales in the saved state and draw showers of the right form quickly."""
+"""The surrogate: its coding of layer energies and spreads is exact, and two short epochs through the engine's
+PyTorch flavour train it, keep the scales in the saved state and draw showers of the right form quickly, each
+layer as wide as drawn."""
 
 from __future__ import annotations
 
-import time
+import math
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from calo_fastsim.network import EMPTY_MEV, decode_hits, decode_layers, encode_hits, encode_layers  # noqa: E402
+from calo_fastsim.coding import R2_MM2  # noqa: E402
+from calo_fastsim.network import (  # noqa: E402
+    EMPTY_MEV,
+    decode_hits,
+    decode_layers,
+    encode_hits,
+    encode_layers,
+    radial_moment,
+    spread_to_width,
+)
 from calo_fastsim.simulator import THRESHOLD_MEV, VOXELS, simulate  # noqa: E402
 from calo_fastsim.surrogate import calo_surrogate, generate, parameter_bytes  # noqa: E402
 
@@ -42,6 +52,20 @@ def test_hit_counts_round_trip() -> None:
     assert torch.equal(drawn > 0, e_layer > 0) and (drawn * THRESHOLD_MEV <= e_layer + 1e-12).all()
 
 
+def test_spreads_round_trip_and_are_reached() -> None:
+    sample = simulate(50, 10)
+    voxels = torch.from_numpy(sample.showers).double().reshape(50, 45, 16, 9)
+    e_layer, hit = voxels.sum((2, 3)), voxels > 0
+    rest = torch.where(hit, voxels - THRESHOLD_MEV, torch.zeros_like(voxels))  # the shares of the rest
+    w = radial_moment(voxels, e_layer)
+    assert torch.allclose(spread_to_width(rest + 1e-300 * hit, e_layer, w), voxels, rtol=1e-7, atol=1e-12)
+    wider = spread_to_width(rest + 1e-300 * hit, e_layer, w + 0.2)  # a fifth wider in r^2, if the hits allow it
+    assert torch.allclose(wider.sum((2, 3)), e_layer, rtol=1e-9) and torch.equal(wider > 0, hit)
+    reached = (radial_moment(wider, e_layer) - w - 0.2).abs() < 1e-6
+    many = hit.sum((2, 3)) >= 20  # a layer with many hits spans the radii it needs
+    assert reached[many].all() and reached[e_layer > 0].float().mean() > 0.8
+
+
 def test_two_epochs_train_and_draw_showers() -> None:
     from twinengine.app import TrainingData
     from twinengine.ml.flavours import PyTorchFlavour
@@ -56,12 +80,29 @@ def test_two_epochs_train_and_draw_showers() -> None:
     assert np.isfinite(fit.final["val_loss"]) and 0 <= fit.final["etot_separation"] <= 1
     assert float(fit.model.flow.x_std.min()) > 0 and float(fit.model.voxels.q_std[0]) != 1.0  # scales fitted
     assert parameter_bytes(fit.model) > 0
-    began = time.perf_counter()
-    drawn = generate(fit.model, np.full(100, 5e4), seed=3)
-    assert (time.perf_counter() - began) / 100 < 0.06  # 60 ms a shower at batch 100
+    drawn = generate(fit.model, np.full(100, 5e4), seed=3)  # its time per shower: bench/calo_fastsim.py
     assert drawn.showers.shape == (100, VOXELS) and np.isfinite(drawn.showers).all()
     assert (drawn.showers >= 0).all() and (drawn.showers.sum(1) > 0).all()
     hit = drawn.showers[drawn.showers > 0]
     assert hit.min() >= THRESHOLD_MEV * (1 - 1e-5)  # every drawn voxel is above the readout cut
+    torch.manual_seed(4)
+    e_inc = torch.full((50,), 5e4)
+    e_layer, q, hits, w = fit.model.draw_layers(e_inc)
+    voxels = fit.model.voxels_given(e_inc, e_layer, q, hits, w)
+    assert torch.allclose(voxels.sum((2, 3)), e_layer, rtol=1e-5)  # the layers' energies and hits as drawn
+    assert torch.equal((voxels > 0).sum((2, 3)).to(hits.dtype), hits)
+    # each layer's spread is the drawn one, or the nearest its hit voxels can reach (all the rest at the innermost
+    # or the outermost hit radius)
+    v, e, hit = voxels.double(), e_layer.double(), voxels > 0
+    r2 = torch.tensor(R2_MM2, dtype=torch.float64)
+    rest = e - hits.double() * THRESHOLD_MEV
+    base = THRESHOLD_MEV * (hit * r2).sum((2, 3))
+    lo = torch.where(hit, r2, torch.full_like(v, math.inf)).amin((2, 3))
+    hi = torch.where(hit, r2, torch.zeros_like(v)).amax((2, 3))
+    filled = e > 0
+    reach = torch.log((base + rest * lo) / e), torch.log((base + rest * hi) / e)
+    expected = torch.minimum(torch.maximum(w.double(), reach[0]), reach[1])
+    assert torch.allclose(radial_moment(v, e)[filled], expected[filled], atol=1e-3)
+    assert (w.double() - expected)[filled].abs().lt(1e-3).float().mean() > 0.5  # mostly within reach
     out = task.predict(fit.model, {"n": 2, "seed": 1})
     assert np.asarray(out["showers"]).shape == (2, VOXELS) and np.asarray(out["incident_energies"]).shape == (2, 1)
