@@ -10,8 +10,9 @@ export function startForm(twin, definition, ctx, { only = null, onStarted = null
   const schema = openeoSchema(definition.parameters);
   for (const [param, props] of Object.entries(definition.initial_state || {})) {  // empty: from the twin's state
     const field = schema.properties[param];
-    const said = Array.isArray(props) ? `${props.slice(0, -1).join(", ")} or ${props[props.length - 1]} (the newer)` : props;
-    if (field) schema.properties[param] = { ...field, default: undefined, description: `${field.description ? `${field.description}. ` : ""}Leave empty to start from the twin's ${said} now (its state); a value given here is used instead` };
+    const [first, ...others] = Array.isArray(props) ? props : [props];  // an analysis first, then its estimates
+    const which = others.length ? `its state: the newest of ${[first, ...others].join(", ")}` : "its state";
+    if (field) schema.properties[param] = { ...field, default: undefined, description: `${field.description ? `${field.description}. ` : ""}Leave empty to start from the twin's ${first} now (${which}); a value given here is used instead` };
   }
   const params = h("div", { class: "stack" }, schemaFields(schema, { prefix: "parameters", only, idPrefix: `wf-${definition.name}` }));
   const form = h("form", { class: "stack", novalidate: true, "aria-label": `Run ${definition.name}${whatIf ? " as a what-if" : ""}` }, params, formErrors(),
