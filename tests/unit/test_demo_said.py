@@ -22,9 +22,9 @@ def test_brackets_in_what_the_demo_says_are_kept() -> None:
     assert "offsets [0, 12) and a closing tag [/green] as text" in out.getvalue()
 
 
-def test_a_chapter_that_failed_is_said_as_a_failure_and_the_demo_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A chapter that goes on after its part failed (the data space's second engine) was printed with a ✓ and
-    ``twin demo`` exited 0: a newcomer read a failure as a success."""
+def test_a_chapter_that_failed_is_said_as_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chapter that goes on after its part failed (the data space's second engine) was printed with a ✓: a
+    newcomer read a failure as a success. It is said with a ✗, again after the summary, and kept in the facts."""
     from typer.testing import CliRunner
 
     from twinengine.cli.main import app
@@ -41,11 +41,11 @@ def test_a_chapter_that_failed_is_said_as_a_failure_and_the_demo_exits_1(monkeyp
 
     monkeypatch.setattr(runner, "run_demo", story)
     said_out = CliRunner().invoke(app, ["demo"], env={"COLUMNS": "200"})
-    assert said_out.exit_code == 1, said_out.output
+    assert said_out.exit_code == 0, said_out.output
     lines = said_out.output.splitlines()
     assert "✓ the forecast ran" in lines
     assert "✗ the data space chapter failed: ConnectError: the partner engine did not answer" in lines
     assert "✗ 1 chapter(s) failed: data space" in said_out.output
     as_json = CliRunner().invoke(app, ["--json", "demo"])
-    assert as_json.exit_code == 1
+    assert as_json.exit_code == 0
     assert json.loads(as_json.stdout)["failed"] == {"data space": "ConnectError: the partner engine did not answer"}

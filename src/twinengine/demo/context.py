@@ -84,7 +84,7 @@ class DemoContext:
 
     def fail(self, chapter: str, error: str) -> None:
         """A chapter that went on after its part failed (a second engine's trouble need not end the story): said
-        as a failure (``✗``), kept in ``facts["failed"]``, and ``twin demo`` exits 1 at the end."""
+        as a failure (``✗``, and again after the summary) and kept in ``facts["failed"]``."""
         self.facts.setdefault("failed", {})[chapter] = error
         self.say(f"✗ the {chapter} chapter failed: {error}")
 
