@@ -334,7 +334,7 @@ def _forecast_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: 
     ``partner.rain-forecast``, and runs the twin's forecast workflow with it."""
     from twinengine.demo.chapters.workflows import rain_forecast
 
-    dataset = "river-reach:rain-forecast"
+    dataset = f"river-reach:{ctx.facts['twin_name']}-rain-forecast"  # each demo's own (a second one in the dir)
     path = folder / "rain-forecast.nc"
     rain_forecast(ctx).to_netcdf(path, engine="h5netcdf")
     uma.lake.add_dataset(dataset, meta={"title": "Rain forecast over the river-reach catchment"})
