@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,7 +45,7 @@ from twinengine.twin_assimilation.record import Batch, innovation_rows, observat
 from twinengine.twin_assimilation.schemas import AssimilationRequest, AssimilationResult, CycleRead, InnovationRead
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
-from twinengine.twins.schemas import PropertyValue
+from twinengine.twins.schemas import newest_of
 from twinengine.workers.apps import AppCode
 from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import ProtocolError
@@ -148,22 +148,15 @@ def _first_guess(session: Session, principal: Principal, twin: Twin, spec: Assim
     spread = spec.per_entry(spec.spread, 1.0)
     mean, std, times = [], [], []
     for i, entry in enumerate(spec.state):
-        value = _newest_number(current, [entry, *spec.first_guess.get(entry, [])])
-        if value is None:
+        found = newest_of(current, [entry, *spec.first_guess.get(entry, [])], number=True)
+        if found is None:
             return _FirstGuess([], [], None, entry)
+        value = found[1]
         mean.append(float(value.value))
         own = value.uncertainty.std if value.uncertainty is not None else None
         std.append(own if own else spread[i])
         times.append(value.timestamp)
     return _FirstGuess(mean, std, max(times), None)
-
-
-def _newest_number(current: Mapping[str, PropertyValue], props: list[str]) -> PropertyValue | None:
-    """Of an entry's value and the estimates its first guess may come from (``first_guess``), the newest number;
-    at the same time the one listed first (the entry's own)."""
-    found = [(i, v) for i, prop in enumerate(props) if (v := current.get(prop)) is not None
-             and isinstance(v.value, int | float) and not isinstance(v.value, bool)]
-    return max(found, key=lambda pair: (pair[1].timestamp, -pair[0]))[1] if found else None
 
 
 def default_seed(twin_name: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -39,6 +40,7 @@ __all__ = [
     "TwinRead",
     "TwinState",
     "ValueChange",
+    "newest_of",
 ]
 
 TWIN_NAME = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
@@ -268,3 +270,15 @@ class GrantRead(BaseModel):
     permission: Permission
     granted_by: str
     granted_at: datetime
+
+
+def newest_of(reported: Mapping[str, PropertyValue], props: Sequence[str], *,
+              number: bool = False) -> tuple[str, PropertyValue] | None:
+    """Of several properties that say one thing (an analysis, then the estimates it corrects), the one whose value
+    is newest, at the same time the one listed first; ``number``: only numbers count. None when none has one."""
+    found = [(i, prop, v) for i, prop in enumerate(props) if (v := reported.get(prop)) is not None
+             and (not number or (isinstance(v.value, int | float) and not isinstance(v.value, bool)))]
+    if not found:
+        return None
+    _, prop, value = max(found, key=lambda f: (f[2].timestamp, -f[0]))
+    return prop, value

@@ -25,7 +25,7 @@ from twinengine.errors import ValidationFailed
 from twinengine.quality.spec import Flag
 from twinengine.twins import service as twins
 from twinengine.twins.models import StateRevision, Twin
-from twinengine.twins.schemas import PropertyValue
+from twinengine.twins.schemas import newest_of
 from twinengine.workflows.schemas import RunStart, StartRead
 
 __all__ = ["hindcast_from", "member_values", "start_of", "start_read", "start_words", "starting_values"]
@@ -64,10 +64,11 @@ def starting_values(session: Session, *, principal: Principal, twin: Twin, manif
         if parameter in given:
             record["parameters"][parameter] = {"property": props[0], "source": "request", "value": given[parameter]}
             continue
-        prop, value = _newest(state.reported, props)
-        if value is None:  # nothing to start from yet: the graph's default, said so
+        found = newest_of(state.reported, props)
+        if found is None:  # nothing to start from yet: the graph's default, said so
             record["parameters"][parameter] = {"property": props[0], "source": "default"}
             continue
+        prop, value = found
         values[parameter] = value.value
         used.append((value.revision, value.timestamp))
         record["parameters"][parameter] = {
@@ -80,15 +81,6 @@ def starting_values(session: Session, *, principal: Principal, twin: Twin, manif
         record["time"] = max(t for _, t in used).isoformat()
         record["recorded_at"] = _recorded_at(session, twin.id, record["revision"])
     return values, record
-
-
-def _newest(reported: Mapping[str, PropertyValue], props: tuple[str, ...]) -> tuple[str, PropertyValue | None]:
-    """Of the properties a parameter may start from, the one whose value is newest; at the same time the one
-    listed first (an analysis before the direct estimate it corrected). ``(props[0], None)`` when none has one."""
-    found = [(prop, reported[prop]) for prop in props if reported.get(prop) is not None]
-    if not found:
-        return props[0], None
-    return max(found, key=lambda pair: (pair[1].timestamp, -props.index(pair[0])))
 
 
 def _recorded_at(session: Session, twin_id: str, revision: int) -> str | None:
