@@ -163,6 +163,25 @@ def test_a_twin_fed_by_its_gauges_forecasts_from_the_level_it_reads(engine: Engi
     assert analysis.timestamp == T0 + timedelta(hours=1) and analysis.uncertainty is not None
 
 
+def test_an_assimilation_starts_from_a_storage_written_on_purpose_before_the_gauges_estimates(
+        engine: Engine, reach: tuple[Client, str]) -> None:
+    """``first_guess`` is a fallback, not the newest: a storage written before the readings (a first guess) is
+    where the ensemble starts, though the gauges' function wrote a newer estimate; so every reading after it is
+    met, and the same request starts from the same ensemble however far the function has got."""
+    uma, name = reach
+    storage(uma, 25.0, T0)
+    readings = [(T0 + timedelta(minutes=15 * i), level) for i, level in ((1, 1.30), (2, 1.25), (3, 1.21))]
+    uma.streams.append(name, "gauges", [{"time": t.isoformat(), "station": "RR-01", "rain": 0.0, "level": level}
+                                        for t, level in readings])
+    # the function's estimate of the last reading, newer than the storage (as the function would write it)
+    uma.write_state(name, reported={"storage_from_level": PropertyWrite(value=3.02, timestamp=readings[-1][0])})
+    got = uma.assimilation.run(name, cycles=10, what_if="from-storage", seed=3)
+    assert [c.valid_time for c in got.cycles] == [t for t, _ in readings]  # all three met, from T0
+    first = uma.assimilation.get("from-storage", 1)
+    # 25 mm drained 15 minutes: the background level of a 25 mm catchment, far above the 1.30 m read
+    assert (first.innovations or {})["level"].background > 1.8
+
+
 def test_a_hindcast_starts_from_the_past_and_writes_no_state(engine: Engine, reach: tuple[Client, str]) -> None:
     uma, name = reach
     early = storage(uma, 10.0, T0)

@@ -61,9 +61,13 @@ def check_assimilation(manifest: Manifest) -> list[Problem]:
             problems.append(Problem(f"assimilation.state[{i}]", f"state property {entry!r} is a "
                                     f"{declared.type.value}; the state vector holds numbers"))
     for entry, props in spec.first_guess.items():
+        loc = f"assimilation.first_guess.{entry}"
+        if entry not in spec.state:
+            # Here, not in the section's model: a misspelt state entry is then said once, at its own place.
+            problems.append(Problem(loc, f"{entry!r} is not in the state vector (assimilation.state)"))
+            continue
         for prop in props:
             estimate = manifest.state.get(prop)
-            loc = f"assimilation.first_guess.{entry}"
             if estimate is None:
                 problems.append(Problem(loc, f"state property {prop!r} is not declared under state"))
             elif estimate.type.value not in ("number", "integer") or estimate.key is not None:

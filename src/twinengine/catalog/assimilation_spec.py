@@ -214,10 +214,10 @@ class AssimilationSpec(_Strict):
                                  "entries or one per entry (a value's own std, when it has one, wins).")
     first_guess: dict[StateRef, Annotated[list[Ident], Field(min_length=1, max_length=8)]] = Field(
         default_factory=dict, max_length=MAX_STATE_SIZE, examples=[{"storage": ["storage_from_level"]}],
-        description="Other state properties an entry's first guess may come from (a direct estimate the "
-                    "twin's functions write): before the first cycle, the newest number of the entry and "
-                    "these, the entry's own at the same time. Without one, a twin whose entry was never "
-                    "reported cannot start.")
+        description="Properties an entry's first guess falls back on when the twin has no number of the "
+                    "entry itself (a direct estimate the twin's functions write): the first listed that has "
+                    "one, at its newest value. Without them, a twin whose entry was never reported cannot "
+                    "start.")
     step: ModelStep = Field(description="The model step that advances the members.")
     observations: dict[Ident, ObservationSpec] = Field(min_length=1, max_length=MAX_OBSERVATIONS,
                                                        description="Stream fields that observe the state.")
@@ -244,8 +244,7 @@ class AssimilationSpec(_Strict):
         if self.coordinates is not None and len(self.coordinates) != len(self.state):
             raise ValueError(f"coordinates has {len(self.coordinates)} entries; give one per state entry "
                              f"({len(self.state)})")
-        for what, values in (("spread", self.spread), ("step.noise", self.step.noise),
-                             ("first_guess", self.first_guess)):
+        for what, values in (("spread", self.spread), ("step.noise", self.step.noise)):
             if isinstance(values, dict):
                 unknown = sorted(set(values) - set(self.state))
                 if unknown:

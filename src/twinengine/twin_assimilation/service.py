@@ -148,7 +148,11 @@ def _first_guess(session: Session, principal: Principal, twin: Twin, spec: Assim
     spread = spec.per_entry(spec.spread, 1.0)
     mean, std, times = [], [], []
     for i, entry in enumerate(spec.state):
-        found = newest_of(current, [entry, *spec.first_guess.get(entry, [])], number=True)
+        # the entry itself when the twin has one (a first guess written on purpose, or the last analysis), else
+        # the first fallback that has a number: an order, not the newest, so that a function still writing its
+        # estimates cannot move where an ensemble starts from (and which readings it meets)
+        found = next((f for prop in [entry, *spec.first_guess.get(entry, [])]
+                      if (f := newest_of(current, [prop], number=True)) is not None), None)
         if found is None:
             return _FirstGuess([], [], None, entry)
         value = found[1]
