@@ -86,6 +86,7 @@ def _as_a_background_job() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
+@pytest.mark.timeout(900)  # a whole demo on a loaded slow machine took more than the default 300 s
 def test_demo_runs_again_in_its_data_dir_then_serves_until_interrupted(
         json_demo: tuple[Path, dict[str, Any]]) -> None:
     """A second ``twin demo --serve`` in the data dir of a first: it shows its progress and summary, makes a
