@@ -41,6 +41,7 @@ class Warmup:
 
     def __init__(self) -> None:
         self.done = threading.Event()
+        self.stopping = threading.Event()  # the engine stops: a long warm-up ends early (its pools are closing)
         self.seconds: float | None = None
 
     def warm(self) -> str:
@@ -124,7 +125,9 @@ class WarmupSequence:
         return self
 
     async def stop(self) -> None:
-        """The engine stops: the warm-up under way is left to end by itself, the rest are skipped."""
+        """The engine stops: the warm-up under way is told to end early, the rest are skipped."""
+        for warmup in self.warmups:
+            warmup.stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -4,6 +4,7 @@ listing on every load, and a log line per file per request buried everything els
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -29,5 +30,32 @@ def test_an_unservable_file_is_logged_once_and_the_others_are_listed(tmp_path: P
                 assert listed >= set(written) and not any("no-coordinates" in cid for cid in listed)
         said = [r for r in caplog.records if "no-coordinates" in r.getMessage()]
         assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    finally:
+        runtime.close()
+
+
+def test_an_engine_stopping_under_its_warm_up_ends_the_listing_without_calling_files_unreadable(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A served engine stopped while its EDR warm-up lists the collections closes the readers' pools under it:
+    every file then failed ("cannot schedule new futures after shutdown") and was logged as unreadable. The
+    warm-up is told to stop, and the listing ends where it is."""
+    from twinengine.access.warmup import EdrWarmup
+    from twinengine.warmup import WarmupSequence
+
+    settings = Settings(data_dir=tmp_path / "data")
+    write_collections(settings.data_dir / "collections")
+    runtime = Runtime.from_settings(settings)
+    try:
+        warmup = EdrWarmup(lambda: runtime.access)
+        sequence = WarmupSequence([warmup])
+        asyncio.run(sequence.stop())  # never started: stopping it still tells its warm-ups
+        assert warmup.stopping.is_set()
+        with caplog.at_level(logging.DEBUG, logger="twinengine.access.listing"):
+            warmup._run()
+        assert warmup.opened == 0 and not [r for r in caplog.records if "EDR lists no" in r.getMessage()]
+        # not stopped: every collection opened
+        fresh = EdrWarmup(lambda: runtime.access)
+        fresh._run()
+        assert fresh.opened >= 1
     finally:
         runtime.close()

@@ -99,13 +99,18 @@ def collection_document(access: DataAccess, collection_id: str, base: str) -> di
     return _documents(access).get(access, collection_id, base)
 
 
-def list_collections(access: DataAccess, *, principal: Principal, base: str) -> list[dict[str, Any]]:
+def list_collections(access: DataAccess, *, principal: Principal, base: str,
+                     stop: threading.Event | None = None) -> list[dict[str, Any]]:
     """The documents of the collections ``principal`` may read; one whose file cannot be read is left out
-    (and logged once), so one bad file does not hide the others."""
+    (and logged once), so one bad file does not hide the others. ``stop`` set: the listing ends where it is
+    (an engine stopping under a warm-up: its readers' pools are closing, and each file would fail and be
+    reported as unreadable)."""
     documents = _documents(access)
     items = []
     with access.source.snapshot():
         for cid in collection_ids(access, principal=principal):
+            if stop is not None and stop.is_set():
+                break
             try:
                 items.append(documents.get(access, cid, base))
             except (UnreadableFile, FormatUnavailable) as exc:

@@ -36,8 +36,8 @@ class EdrWarmup(Warmup):
         from twinengine.access.listing import PLACEHOLDER, list_collections  # here: not before the first answer
 
         access = self.access()
-        self.opened = len(list_collections(access, principal=SYSTEM, base=PLACEHOLDER))
-        list_collections(access, principal=NOBODY, base=PLACEHOLDER)
+        self.opened = len(list_collections(access, principal=SYSTEM, base=PLACEHOLDER, stop=self.stopping))
+        list_collections(access, principal=NOBODY, base=PLACEHOLDER, stop=self.stopping)
         _draw_a_pixel()
         return f"{self.opened} collections opened"
 
