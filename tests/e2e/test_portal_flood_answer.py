@@ -70,7 +70,8 @@ def test_the_official_flood_twin_answers_the_question_on_one_screen(portal: Any,
     assert f"forecast of run {forecast['run_id']}:" in info and forecast["start"]["text"] in info
     # the what-if form leaves the storage empty: a what-if starts from the twin's state unless given another
     assert page.input_value("[data-panel=scenario] input[name=storage_mm]") == ""
-    assert "Leave empty to start from the twin's storage now" in uma.text("[data-panel=scenario]")
+    assert "Leave empty to start from the twin's storage now (its state: the newest of storage; storage from the " \
+           "gauge's level)" in uma.text("[data-panel=scenario]")  # the manifest's title, not storage_from_level
     # in the reader's words: no property names, no "Champion: none"
     words = uma.text("main")
     assert "forecast_peak_level" not in words and "Champion: none" not in words

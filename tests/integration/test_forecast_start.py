@@ -107,7 +107,8 @@ def test_of_an_analysis_and_the_gauges_estimate_the_newer_starts_and_the_analysi
     assert run.parameters["storage_mm"] == 25.0 and run.start is not None
     entry = run.start.parameters["storage_mm"]
     assert (entry.property, entry.source, entry.value) == ("storage_from_level", "state", 25.0)
-    assert "storage_from_level 25 mm" in run.start.text
+    assert entry.title == "storage from the gauge's level"  # the manifest's title: the sentence says it
+    assert "storage from the gauge's level 25 mm" in run.start.text
     storage(uma, 18.0, T0)  # the analysis of the same reading
     same_time = uma.workflows.run(name, "forecast", sync=True)
     assert same_time.parameters["storage_mm"] == 18.0

@@ -118,6 +118,11 @@ def test_where_a_run_started_is_said_in_one_sentence() -> None:
     assert start_words(state) == "started from revision 99 (storage 13.83 mm ± 0.11 mm at 2026-03-04 00:00 UTC)"
     given = {**state, "parameters": {"storage_mm": {"property": "storage", "source": "request", "value": 25}}}
     assert start_words(given) == "started from revision 99 (storage 25 (given) at 2026-03-04 00:00 UTC)"
+    titled = {**state, "parameters": {"storage_mm": {"property": "storage_from_level", "source": "state",
+                                                     "title": "storage from the gauge's level", "value": 3.02,
+                                                     "unit": "mm"}}}
+    assert start_words(titled) == ("started from revision 99 (storage from the gauge's level 3.02 mm at "
+                                   "2026-03-04 00:00 UTC)")
     nothing = {"revision": None, "time": None, "asked": "now",
                "parameters": {"storage_mm": {"property": "storage", "source": "default"}}}
     assert start_words(nothing) == "started from the workflow's defaults"

@@ -34,7 +34,9 @@ def workflow_definitions(blobs: BlobStore, row: AppVersion) -> list[WorkflowDefi
                 summary=graph.get("summary") if isinstance(graph, dict) else None,
                 parameters=[p for p in parameters or [] if isinstance(p, dict) and "name" in p],
                 process_graph=graph.get("process_graph", {}) if isinstance(graph, dict) else {},
-                initial_state=dict(spec.initial_state)))
+                initial_state=dict(spec.initial_state),
+                state_titles={prop: declared.title for props in spec.start_sources().values() for prop in props
+                              if (declared := manifest.state.get(prop)) is not None and declared.title}))
     if len(_CACHE) >= 256:
         _CACHE.clear()
     _CACHE[row.archive_sha256] = out

@@ -209,6 +209,10 @@ class StateProperty(_Strict):
     type: StateType = Field(description="The JSON type of the property's values.")
     unit: Unit | None = Field(default=None, description=UNIT_DESCRIPTION, examples=["m"])
     datum: Datum | None = Field(default=None, description=DATUM_DESCRIPTION, examples=["EGM2008"])
+    title: str | None = Field(
+        default=None, min_length=1, max_length=80, examples=["the storage the gauge's level implies"],
+        description="What people call it, in a few words: said where a sentence names the property (where a "
+                    "run started from), in place of its name.")
     description: str | None = None
     key: Ident | None = Field(
         default=None, examples=["well"],

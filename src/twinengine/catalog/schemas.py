@@ -70,3 +70,6 @@ class WorkflowDefinition(BaseModel):
         default_factory=dict, description="Parameters a run takes from the twin's state unless given: parameter -> "
                                           "state property, or a list of them of which the newest value is taken "
                                           "(the manifest's initial_state).")
+    state_titles: dict[str, str] = Field(
+        default_factory=dict, description="The titles of the state properties initial_state names, where the "
+                                          "manifest gives one (what a form says in their place).")

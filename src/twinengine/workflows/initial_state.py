@@ -71,8 +71,10 @@ def starting_values(session: Session, *, principal: Principal, twin: Twin, manif
         prop, value = found
         values[parameter] = value.value
         used.append((value.revision, value.timestamp))
+        declared = manifest.state.get(prop)
         record["parameters"][parameter] = {
-            "property": prop, "source": "state", "value": value.value, "revision": value.revision,
+            "property": prop, **({"title": declared.title} if declared is not None and declared.title else {}),
+            "source": "state", "value": value.value, "revision": value.revision,
             "timestamp": value.timestamp.isoformat(), **({"unit": value.unit} if value.unit else {}),
             **({"uncertainty": value.uncertainty.plain()} if value.uncertainty is not None else {})}
     if used:
@@ -129,14 +131,15 @@ def hindcast_from(options: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def start_words(start: Mapping[str, Any]) -> str:
     """Where a run started, in words, as every surface says it: ``started from revision 99 (storage 13.83 mm ±
-    0.11 mm at 2026-03-04 00:00 UTC)``, ``started from the workflow's defaults``."""
+    0.11 mm at 2026-03-04 00:00 UTC)``, ``started from the workflow's defaults``; a property is said by its
+    manifest ``title`` where it has one."""
     said, given = [], []
     for entry in (start.get("parameters") or {}).values():
         value, unit = entry.get("value"), entry.get("unit")
         number = isinstance(value, int | float) and not isinstance(value, bool)
         shown = f"{value:.4g}" if number else str(value)
         std = (entry.get("uncertainty") or {}).get("std")
-        words = f"{entry['property']} {shown}{f' {unit}' if unit else ''}" + (
+        words = f"{entry.get('title') or entry['property']} {shown}{f' {unit}' if unit else ''}" + (
             f" ± {std:.2g}{f' {unit}' if unit else ''}" if isinstance(std, int | float) else "")
         if entry.get("source") == "default":
             said.append(f"{entry['property']}: the workflow's default")

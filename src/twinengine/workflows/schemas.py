@@ -81,6 +81,7 @@ class StartValue(BaseModel):
     """One parameter of a run's start: the state property it came from and the value it took."""
 
     property: str
+    title: str | None = Field(default=None, description="The property's title in the app's manifest, if any.")
     source: Literal["state", "request", "default"] = Field(
         description="state: the twin's value; request: the run's request gave it; default: the graph's default "
                     "(no value of the property was there to start from, or the request asked for defaults).")

@@ -10,8 +10,9 @@ export function startForm(twin, definition, ctx, { only = null, onStarted = null
   const schema = openeoSchema(definition.parameters);
   for (const [param, props] of Object.entries(definition.initial_state || {})) {  // empty: from the twin's state
     const field = schema.properties[param];
-    const [first, ...others] = Array.isArray(props) ? props : [props];  // an analysis first, then its estimates
-    const which = others.length ? `its state: the newest of ${[first, ...others].join(", ")}` : "its state";
+    const said = (p) => (definition.state_titles || {})[p] || p;  // a property's title, where the app gives one
+    const [first, ...others] = (Array.isArray(props) ? props : [props]).map(said);  // an analysis first, then its estimates
+    const which = others.length ? `its state: the newest of ${[first, ...others].join("; ")}` : "its state";
     if (field) schema.properties[param] = { ...field, default: undefined, description: `${field.description ? `${field.description}. ` : ""}Leave empty to start from the twin's ${first} now (${which}); a value given here is used instead` };
   }
   const params = h("div", { class: "stack" }, schemaFields(schema, { prefix: "parameters", only, idPrefix: `wf-${definition.name}` }));
