@@ -112,6 +112,7 @@ def test_demo_runs_again_in_its_data_dir_then_serves_until_interrupted(
                      "the portal answers at http://127.0.0.1:", "`twin demo --serve` keeps it up",
                      "% prediction interval: ±", "model error"):  # the model chapter's interval and summary
             assert text in printed, printed[-3000:]
+        assert "chapter failed" not in printed, printed[-3000:]  # a second demo's chapters all end well too
         assert first["twin"]["name"] == "demo-reach"
         assert re.search(r"twin\s+\S\s+demo-reach-2 \(", printed), printed[-3000:]
         assert printed.index("twin demo: summary") < printed.index("until Ctrl-C")  # summary, then serving
