@@ -360,8 +360,7 @@ def _forecast_across(ctx: DemoContext, uma: Client, forecaster: Client, folder: 
             f"twin {PARTNER_TWIN}'s forecast on it as collection {collection}: run {final.id} {final.status} in "
             f"{seconds:.1f} s, {len(levels)} hours, peak {peak:.2f} m in the partner's twin's state; no "
             f"assimilation runs there, and the run {final.start.text if final.start else 'recorded no start'} "
-            f"(the storage its gauge's last level {float(state['level'].value):.2f} m implies): its first hour "
-            f"{levels[0]:.2f} m")
+            f"(its gauge last read {float(state['level'].value):.2f} m): its first hour {levels[0]:.2f} m")
     return {"agreement": agreement, "landed": pulled.landed, "collection": collection, "run": final.id,
             "status": final.status.value, "hours": len(levels), "peak_level_m": peak,
             "storage_mm": final.parameters.get("storage_mm"), "seconds": round(seconds, 2),
