@@ -124,19 +124,23 @@ class DataspaceClient:
     def withdraw(self, offer_id: str) -> OfferRead:
         return OfferRead.model_validate(self._t.request("DELETE", f"{_P}/offers/{segment(offer_id)}").json())
 
-    def propose(self, offer_id: str, url: str, *, participant: str | None = None, to: str | None = None,
-                purpose: str | None = None) -> NegotiationRead:
-        """Propose an offer of yours to the participant at ``url`` (``participant``: its id, checked): the
-        provider starts the negotiation, for ``to`` there (a user or ``group:NAME``; None: its admins)."""
+    def propose(self, offer_id: str, url: str | None = None, *, participant: str | None = None,
+                to: str | None = None, purpose: str | None = None) -> NegotiationRead:
+        """Propose an offer of yours to the participant at ``url`` (``participant``: its id, checked; without
+        ``url``, the participant alone names it): the provider starts the negotiation, for ``to`` there (a user or
+        ``group:NAME``; None: its admins). The answer's ``callback`` and ``callback_source`` say where its
+        messages go and why there."""
         body = {"url": url, "participant": participant, "addressee": to, "purpose": purpose}
         return self._t.send(NegotiationRead, "POST", f"{_P}/offers/{segment(offer_id)}/propose", body)
 
     def participant(self, did: str, *, title: str | None = None, organisation: str | None = None,
-                    groups: list[str] | None = None, spatial: list[str] | None = None) -> ParticipantRead:
-        """Record what this provider knows of a participant (admins)."""
+                    groups: list[str] | None = None, spatial: list[str] | None = None,
+                    callback: str | None = None) -> ParticipantRead:
+        """Record what this provider knows of a participant (admins); ``callback``: its protocol callback address,
+        where this provider's proposals to it go (on its did:web's origin)."""
         return self._t.send(ParticipantRead, "PUT", f"{_P}/participants", {
             "did": did, "title": title, "organisation": organisation, "groups": groups or [],
-            "spatial": spatial or []})
+            "spatial": spatial or [], "callback": callback})
 
     def participants(self) -> list[ParticipantRead]:
         return _list(ParticipantRead, self._t.request("GET", f"{_P}/participants").json())

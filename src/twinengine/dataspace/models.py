@@ -32,6 +32,8 @@ class Participant(Base):
     spatial: Mapped[list[str]] = mapped_column(JSONValue, default=list)
     added_by: Mapped[str] = mapped_column(String(64))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # where its protocol callbacks go when this provider proposes it an offer (None: what it gave, else assumed)
+    callback: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -110,6 +112,9 @@ class Negotiation(_Pending, Base):
     owner: Mapped[str] = mapped_column(String(64))  # the local identity: who asked (consumer), the offer's (provider);
     # "" on a provider's proposal nobody here has taken up yet
     addressee: Mapped[str | None] = mapped_column(String(100))  # a proposal's: a user, group:NAME, None the admins
+    # a provider's proposal: where ``peer_base`` (the consumer's callback address) came from: "configured" (the
+    # register), "given" (the participant's own messages), "assumed" (<its DSP base>/callback); None otherwise
+    callback_source: Mapped[str | None] = mapped_column(String(20))
     then_transfer: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # consumer: a transfer once finalized
     manual: Mapped[bool] = mapped_column(Boolean, default=False)  # consumer: verify by hand, not on receipt
     error: Mapped[str | None] = mapped_column(Text)

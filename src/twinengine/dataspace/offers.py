@@ -17,9 +17,10 @@ from twinengine.auth import odrl
 from twinengine.auth.policy import require
 from twinengine.auth.principal import Principal
 from twinengine.catalog.manifest import Stream as DeclaredStream
+from twinengine.dataspace.identity import callback_on
 from twinengine.dataspace.models import Offer, Participant, VouchedClaims
 from twinengine.dataspace.spec import problems
-from twinengine.errors import NotFound, PermissionDenied, TwinNotFound, ValidationFailed
+from twinengine.errors import NotFound, PermissionDenied, TokenInvalid, TwinNotFound, ValidationFailed
 from twinengine.lake import grants, terms
 from twinengine.lake.dids import get_did
 from twinengine.quality.spec import FLAGS, Flag
@@ -361,17 +362,25 @@ def offer_policy(offer: Offer) -> dict[str, Any]:
 
 def add_participant(session: Session, *, principal: Principal, did: str, title: str | None = None,
                     organisation: str | None = None, groups: list[str] | None = None,
-                    spatial: list[str] | None = None) -> Participant:
-    """Record (or change) what this provider knows of a participant: its organisation, groups and regions."""
+                    spatial: list[str] | None = None, callback: str | None = None) -> Participant:
+    """Record (or change) what this provider knows of a participant: its organisation, groups and regions, and
+    the callback address this provider's proposals to it go to (an http(s) URL on its did:web's origin)."""
     require(principal, "dataspace.participant.manage")
     if not did.startswith("did:web:") or len(did) > 300 or any(c.isspace() for c in did):
         raise ValidationFailed.one("did", "a participant id is a did:web (did:web:host%3Aport)")
+    if callback is not None:
+        try:
+            callback = callback_on(callback.strip(), did)
+        except (ValueError, TokenInvalid) as exc:
+            raise ValidationFailed.one("callback", str(exc).replace("callbackAddress", "the callback address")) \
+                from None
     row = session.get(Participant, did)
     if row is None:
         row = Participant(did=did, added_by=principal.name)
         session.add(row)
     row.title, row.organisation = title, organisation
     row.groups, row.spatial = sorted(set(groups or [])), sorted(set(spatial or []))
+    row.callback = callback
     session.flush()
     return row
 

@@ -147,6 +147,9 @@ class ParticipantCreate(BaseModel):
     organisation: str | None = Field(default=None, max_length=200)
     groups: list[str] = Field(default_factory=list, max_length=50)
     spatial: list[str] = Field(default_factory=list, max_length=50)
+    callback: str | None = Field(default=None, max_length=500, description="Its protocol callback address (on "
+                                 "its did:web's origin): where this provider's proposals to it go; none: the one it "
+                                 "gave in its own requests, else <its DSP base>/callback.")
 
 
 class VouchedRead(BaseModel):
@@ -220,6 +223,11 @@ class NegotiationRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     addressee: str | None = None  # a provider's proposal: the user or group:NAME it is for (None: the admins)
+    callback: str | None = Field(default=None, description="A provider's proposal: the consumer's callback address "
+                                 "its messages go to.")
+    callback_source: str | None = Field(
+        default=None, description="A provider's proposal: where that address came from: the participant register "
+        "(configured), the participant's own requests (given), or <its DSP base>/callback (assumed).")
 
 
 class ProposalCreate(BaseModel):
@@ -227,9 +235,11 @@ class ProposalCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=8, max_length=2048, description="The other engine's URL.")
+    url: str | None = Field(default=None, min_length=8, max_length=2048, description="The other engine's URL "
+                            "(none: the one its participant id names).")
     participant: str | None = Field(default=None, max_length=300, description="Its participant id (did:web), "
-                                    "checked against the one the engine at url names.")
+                                    "checked against the one the engine at url names; without url, it names the "
+                                    "participant alone.")
     addressee: str | None = Field(default=None, pattern=ADDRESSEE, description="Who on the other engine it is for: "
                                   "a user name, or group:NAME; none: that engine's admins.")
     purpose: str | None = Field(default=None, max_length=200, description="The purpose it is proposed for (judged "

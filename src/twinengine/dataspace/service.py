@@ -22,12 +22,12 @@ from twinengine.auth.principal import Principal
 from twinengine.dataspace import negotiation, peers, proposals, transfer
 from twinengine.dataspace.bucket_address import check_endpoint
 from twinengine.dataspace.connector import Connector
-from twinengine.dataspace.identity import did_of
+from twinengine.dataspace.identity import did_of, participant_base
 from twinengine.dataspace.models import Access, Agreement, Negotiation, Offer, TransferProcess
 from twinengine.dataspace.offers import _mine, checked_rules, get_offer
 from twinengine.dataspace.protocol import S3_PUSH, DspError, Role, TransferState, address_property, queried
 from twinengine.dataspace.spec import problems
-from twinengine.errors import InvalidInput, NotFound, ValidationFailed
+from twinengine.errors import InvalidInput, NotFound, TokenInvalid, ValidationFailed
 from twinengine.store.base import utcnow
 
 __all__ = ["accesses", "agreements", "get_agreement", "get_negotiation", "get_transfer", "negotiations",
@@ -121,19 +121,40 @@ def start_negotiation(connector: Connector, *, principal: Principal, url: str, d
     return row
 
 
-def propose(connector: Connector, *, principal: Principal, offer_id: str, url: str, participant: str | None = None,
-            addressee: str | None = None, purpose: str | None = None) -> Negotiation:
+def propose(connector: Connector, *, principal: Principal, offer_id: str, url: str | None = None,
+            participant: str | None = None, addressee: str | None = None, purpose: str | None = None) -> Negotiation:
     """Propose an offer of yours to the participant at ``url`` (``participant``: its id, checked against the one
     that engine names), for ``addressee`` there (a user, ``group:NAME``; None: its admins): the provider starts the
-    negotiation. The offer's owner only (404 otherwise), checked before the other engine is asked."""
+    negotiation. The offer's owner only (404 otherwise), checked before the other engine is asked. Without ``url``,
+    ``participant`` names it: where this engine knows its callback address (``proposals.known_callback``) nothing
+    is read from it first, else the engine its did:web names is read as ``url`` would be."""
     require(principal, "dataspace.offer.create")
+    if url is None and participant is None:
+        raise ValidationFailed.one("url", "give the participant's engine URL or its participant id (did:web)")
     with connector.db.session(readonly=True) as session:
         get_offer(session, principal=principal, offer_id=offer_id)
-    base, did = provider_of(connector, url, who="consumer")
-    if participant is not None and participant != did:
-        raise ValidationFailed.one("participant", f"the engine at {url} is {did}, not {participant}")
+        known = proposals.known_callback(session, participant) if participant is not None and url is None else None
+    base: str | None = None
+    if url is not None:
+        base, did = provider_of(connector, url, who="consumer")
+        if participant is not None and participant != did:
+            raise ValidationFailed.one("participant", f"the engine at {url} is {did}, not {participant}")
+    elif known is None:  # the engine the did:web names, read as its URL would be; its errors name the id
+        try:
+            named = participant_base(str(participant))
+            base, did = provider_of(connector, named, who="consumer")
+        except TokenInvalid:
+            raise ValidationFailed.one("participant", "a participant id is a did:web (did:web:host%3Aport)") \
+                from None
+        except ValidationFailed as exc:
+            raise ValidationFailed.one("participant", f"{named}: {exc.problems[0].msg}") from None
+        if did != participant:
+            raise ValidationFailed.one("participant", f"the engine at {named} is {did}, not {participant}")
+    else:
+        did = str(participant)
     if did == connector.did:
-        raise ValidationFailed.one("url", "this engine itself: propose an offer to another participant")
+        raise ValidationFailed.one("url" if url is not None else "participant",
+                                   "this engine itself: propose an offer to another participant")
     with connector.db.session() as session:
         offer = get_offer(session, principal=principal, offer_id=offer_id)
         row = proposals.start_provider(session, principal=principal, offer=offer, participant=did,

@@ -62,7 +62,9 @@ def negotiation_read(n: Negotiation) -> NegotiationRead:
                            consumer_pid=n.consumer_pid, peer=n.peer, dataset_id=n.dataset_id, offer_id=n.offer_id,
                            offer=odrl.json_of(n.offer) if n.offer else None, offered_by=n.offered_by,
                            agreement_id=n.agreement_id, purpose=n.purpose, owner=n.owner, pending=n.pending,
-                           error=n.error, created_at=n.created_at, updated_at=n.updated_at, addressee=n.addressee)
+                           error=n.error, created_at=n.created_at, updated_at=n.updated_at, addressee=n.addressee,
+                           callback=n.peer_base if n.callback_source else None,
+                           callback_source=n.callback_source)
 
 
 def agreement_read(a: Agreement) -> AgreementRead:
@@ -87,8 +89,8 @@ def participant_read(p: Participant | None, said: VouchedClaims | None = None,
     if p is None:
         return ParticipantRead(did=did or (said.did if said else ""), registered=False, vouched=vouched)
     return ParticipantRead(did=p.did, title=p.title, organisation=p.organisation, groups=list(p.groups or []),
-                           spatial=list(p.spatial or []), added_by=p.added_by, created_at=p.created_at,
-                           vouched=vouched)
+                           spatial=list(p.spatial or []), callback=p.callback, added_by=p.added_by,
+                           created_at=p.created_at, vouched=vouched)
 
 
 @router.get("/identity", name="identity", summary="This engine's participant id and protocol addresses",
@@ -184,13 +186,13 @@ def participant_list(session: SessionDep, principal: PrincipalDep) -> list[Parti
             for did, p, said in offers.list_participants(session, principal=principal)]
 
 
-@router.put("/participants", name="participant_put", summary="Record a participant's organisation, groups and "
-            "regions (admins)", dependencies=_PARTICIPANTS)
+@router.put("/participants", name="participant_put", summary="Record a participant's organisation, groups, "
+            "regions and callback address (admins)", dependencies=_PARTICIPANTS)
 @acts("dataspace.participant.manage")
 def participant_put(body: ParticipantCreate, session: SessionDep, principal: PrincipalDep) -> ParticipantRead:
     return participant_read(offers.add_participant(session, principal=principal, did=body.did, title=body.title,
                                                    organisation=body.organisation, groups=body.groups,
-                                                   spatial=body.spatial))
+                                                   spatial=body.spatial, callback=body.callback))
 
 
 @router.delete("/participants/{did}", name="participant_remove", status_code=status.HTTP_204_NO_CONTENT,

@@ -1,6 +1,7 @@
 // Data space: the offers you made with their terms in words, the agreements under them and the ones you hold
 // with other participants (revoke what you provide), the transfers with their checksums, and another
-// participant's catalog, where you negotiate for an offer and follow the negotiation and the transfer until done.
+// participant's catalog, where you negotiate for an offer and follow the negotiation and the transfer until done;
+// and, for an offer of yours, a proposal to a participant: the provider starts the negotiation and follows it.
 // Everything comes from the management API (/api/v1/dataspace), which lists only what the caller may see.
 import { api, ApiError, enc } from "../api.js";
 import { field, h, replace, section, statusBadge, table, when } from "../dom.js";
@@ -265,6 +266,7 @@ async function tables(ctx, slots, state) {
       when(n.created_at), h("td", { "data-csv": "" }, stepButtons(ctx, n, reread))]),
     { empty: "No negotiations yet." }));
   slots.peers.replaceChildren(...[...state.peers].map(urlOfDid).filter(Boolean).map((u) => h("option", { value: u })));
+  slots.propose.offers((offers || []).filter((o) => !o.withdrawn_at));
 }
 
 /** The steps a person may take on a negotiation now (the engine refuses others, naming the state): a manual
@@ -369,6 +371,105 @@ function counterForm(ctx, n, take, again) {
 function agreementOffer(agreements, id) {
   const found = (agreements || []).find((a) => a.id === id);
   return found ? found.offer_id : null;
+}
+
+// -- proposing an offer of yours to a participant (the provider starts the negotiation) ------------------------
+
+const CALLBACK_WORDS = {
+  configured: "the callback address this engine's participant register records for it",
+  given: "the callback address it gave in its own requests",
+  assumed: "its protocol address + /callback, assumed: this engine knows no callback address of it",
+};
+
+/** Follow a proposal until the consumer's engine answers it (OFFERED) and until it ends (an agreement, or none);
+ * the tables are read again at each change, so the negotiation is listed there with its state. */
+function followProposal(box, started, state, refresh) {
+  const begun = Date.now();
+  const line = (n) => h("li", { dataset: { step: "Negotiation" } }, `Negotiation ${n.id} with `, h("code", {}, n.peer), ": ",
+    statusBadge(n.state), n.pending ? h("span", { class: "muted" }, ` (sending ${n.pending})`) : null, n.error ? ` ${n.error}` : null);
+  let shown = line(started);
+  const list = h("ul", { class: "ds-progress" }, shown,
+    started.callback ? h("li", {}, "Sent to ", h("code", {}, started.callback), `: ${CALLBACK_WORDS[started.callback_source] || started.callback_source}.`) : null,
+    h("li", { class: "muted" }, started.addressee ? `For ${started.addressee} on their engine.` : "For the admins of their engine."));
+  replace(box, list);
+  let seen = `${started.state}/${started.pending}`;
+  const step = async () => {
+    if (state.gone) return;
+    if (Date.now() - begun > POLL_LIMIT_MS) {
+      list.append(h("li", {}, "Still under way after 3 minutes: the negotiations below keep its state."));
+      return;
+    }
+    try {
+      const n = await api(`${P}/negotiations/${enc(String(started.id))}`);
+      const next = line(n);
+      shown.replaceWith(next);
+      shown = next;
+      if (`${n.state}/${n.pending}` !== seen) { seen = `${n.state}/${n.pending}`; await refresh(); }
+      if (!n.pending && n.state === "TERMINATED") { list.append(h("li", {}, "No agreement.")); return; }
+      if (!n.pending && n.state === "FINALIZED") { list.append(h("li", { class: "ds-done" }, `Agreement ${n.agreement_id} is final.`)); return; }
+    } catch (error) {
+      list.append(h("li", { class: "alert" }, error.message));
+      return;
+    }
+    const timer = setTimeout(() => { state.timers.delete(timer); step(); }, POLL_MS);
+    state.timers.add(timer);
+  };
+  step();
+}
+
+/** "Propose to a participant": one of your offers, the participant's engine (its URL) and/or its participant id,
+ * and whom there it is for, as the API takes them; the engine's errors land beside the field they name. Shown
+ * only to someone with an offer to propose (the engine refuses anyone else's offer). */
+function proposeForm(ctx, state, refreshTables) {
+  const choice = h("select", { dataset: { loc: "offer_id" } });
+  const url = h("input", { type: "url", list: "ds-peers", autocomplete: "url", dataset: { loc: "url" } });
+  const participant = h("input", { type: "text", autocomplete: "off", spellcheck: "false", dataset: { loc: "participant" } });
+  const addressee = h("input", { type: "text", autocomplete: "off", spellcheck: "false", dataset: { loc: "addressee" } });
+  const purpose = h("input", { type: "text", autocomplete: "off", dataset: { loc: "purpose" } });
+  const progress = h("div", { role: "status", "aria-live": "polite", class: "ds-status" });
+  const form = h("form", { novalidate: true, class: "ds-propose", "aria-label": "Propose an offer" },
+    h("p", { class: "muted" }, "Offer one of your offers to a participant on another engine yourself: your engine starts the negotiation, and the person (or group) you name there accepts, counters or refuses it."),
+    formErrors(),
+    h("div", { class: "row" },
+      field("ds-propose-offer", "Offer", choice, "one of yours"),
+      field("ds-propose-url", "Participant's engine (URL)", url, "its address, e.g. https://twins.hydro.example"),
+      field("ds-propose-participant", "Participant id", participant, "did:web:…, checked against that engine; alone, it names the participant")),
+    h("div", { class: "row" },
+      field("ds-propose-addressee", "For", addressee, "a user or group:NAME on their engine; empty: its admins"),
+      field("ds-propose-purpose", "Purpose", purpose, "optional, judged by the offer's terms"),
+      h("button", { type: "submit" }, "Propose")),
+    progress);
+  const box = section("Propose to a participant", form);
+  box.hidden = true;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const body = { url: url.value.trim() || null, participant: participant.value.trim() || null,
+      addressee: addressee.value.trim() || null, purpose: purpose.value.trim() || null };
+    if (!body.url && !body.participant) {
+      showErrors(form, { message: "Say whom to propose it to.", details: [{ loc: "url", msg: "give the participant's engine URL or its participant id" }] });
+      return;
+    }
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const started = await api(`${P}/offers/${enc(choice.value)}/propose`, { method: "POST", body });
+      ctx.toast(`Proposed to ${started.peer}`);
+      await refreshTables();
+      followProposal(progress, started, state, refreshTables);
+    } catch (error) {
+      showErrors(form, error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  /** The offers one may propose now (none: the form is not shown). */
+  box.offers = (offers) => {
+    const kept = choice.value;
+    choice.replaceChildren(...offers.map((o) => h("option", { value: o.id, selected: o.id === kept }, o.title)));
+    box.hidden = offers.length === 0;
+  };
+  return box;
 }
 
 // -- another participant's catalog, and negotiating from it -------------------------------------------------------
@@ -512,6 +613,7 @@ export async function render(root, ctx) {
   const state = { gone: false, timers: new Set(), peers: new Set() };
   const slots = { offers: h("div"), agreements: h("div"), transfers: h("div"), negotiations: h("div"), peers: h("datalist", { id: "ds-peers" }) };
   const refresh = () => tables(ctx, slots, state).catch((error) => ctx.toast(error.message));
+  slots.propose = proposeForm(ctx, state, refresh);
   const me = await maybe(`${P}/identity`);
   await tables(ctx, slots, state);
   const look = catalogForm(ctx, state, slots, refresh);
@@ -519,6 +621,7 @@ export async function render(root, ctx) {
     h("p", { class: "muted" }, "Data you offer to other organisations' engines and data you receive from theirs, under terms each engine enforces (docs/dataspaces.md).",
       me ? [" This engine is ", h("code", {}, me.did), "."] : null),
     section("Your offers", slots.offers),
+    slots.propose,
     section("Agreements", slots.agreements),
     section("Transfers", slots.transfers),
     section("Negotiations", slots.negotiations),
