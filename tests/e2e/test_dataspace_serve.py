@@ -151,6 +151,15 @@ def test_a_provider_proposes_from_the_command_line_and_the_consumer_accepts(two:
     said = provider.twin("offer", "propose", offered["id"], consumer.url, "--participant", "did:web:x.example",
                          expect=1)
     assert "participant" in said
+    assert proposed["callback_source"] == "assumed"  # the consumer never asked the provider for anything
+    # the consumer's callback address registered: a proposal names the participant alone, and goes there
+    provider.twin("offer", "participant", "add", who, "--callback", proposed["callback"])
+    again = provider.twin("offer", "propose", offered["id"], "--participant", who, "--wait")
+    assert f"sent to {proposed['callback']}, configured" in again and "OFFERED" in again
+    provider.twin("offer", "participant", "remove", who)
+    nowhere = provider.twin("offer", "propose", offered["id"], "--participant", "did:web:x.example", expect=1)
+    # no URL and no address known for it: its did:web's own host is asked, and the error names the participant
+    assert "participant: https://x.example" in nowhere
 
     listed = consumer.twin("offer", "negotiations", "--role", "consumer")
     assert "OFFERED" in listed and "(for the admins)" in listed

@@ -252,7 +252,8 @@ def negotiate(ctx: typer.Context, url: str = typer.Argument(..., help="The provi
 
 @app.command("propose")
 def propose(ctx: typer.Context, offer_id: str = typer.Argument(..., help="An offer of yours."),
-            url: str = typer.Argument(..., help="The other engine's URL."),
+            url: str | None = typer.Argument(None, help="The other engine's URL (may be left out with --participant "
+                                                        "when its callback address is known here)."),
             participant: str | None = typer.Option(None, "--participant", help="Its participant id (did:web), "
                                                                                "checked."),
             to: str | None = typer.Option(None, "--to", help="Whom there it is for: a user, or group:NAME "
@@ -266,8 +267,9 @@ def propose(ctx: typer.Context, offer_id: str = typer.Argument(..., help="An off
         row = client.dataspace.propose(offer_id, url, participant=participant, to=to, purpose=purpose)
         if wait:
             row = _wait(client, "negotiation", row.id, 120, delivered=True)
+    sent = f" (sent to {row.callback}, {row.callback_source})" if row.callback else ""
     out.emit(row, lambda: console.print(f"negotiation {row.id} {row.state}: proposed to {row.peer}"
-                                        f"{' for ' + row.addressee if row.addressee else ''} "
+                                        f"{' for ' + row.addressee if row.addressee else ''}{sent} "
                                         f"{row.agreement_id or ''} {row.error or ''}", highlight=False))
     if wait and row.state == "TERMINATED":
         raise typer.Exit(2)
@@ -464,12 +466,16 @@ def participant_add(ctx: typer.Context, did: str = typer.Argument(..., help="Its
                     title: str | None = typer.Option(None, "--title"),
                     organisation: str | None = typer.Option(None, "--organisation"),
                     group: list[str] = typer.Option([], "--group"),
-                    spatial: list[str] = typer.Option([], "--spatial")) -> None:
-    """Record a participant's organisation, groups and regions (what policies may ask of it)."""
+                    spatial: list[str] = typer.Option([], "--spatial"),
+                    callback: str | None = typer.Option(None, "--callback", help="Its protocol callback address, "
+                                                                               "where proposals to it go (on its "
+                                                                               "did:web's host).")) -> None:
+    """Record a participant's organisation, groups and regions (what policies may ask of it), and where its
+    protocol callbacks go."""
     out = state_of(ctx)
     with out.client() as client:
         row = client.dataspace.participant(did, title=title, organisation=organisation, groups=group,
-                                           spatial=spatial)
+                                           spatial=spatial, callback=callback)
     out.emit(row, lambda: console.print(f"{row.did}: {row.organisation or '-'} {', '.join(row.groups)}",
                                         highlight=False))
 
