@@ -52,7 +52,8 @@ SEMANTIC_RULES = re.compile(
     r"|^(POST|PUT) /api/v1/compute/(sites|quotas)$"  # what exists (lake endpoints, sites), what an address may be
     r"|^POST /api/v1/(me/tokens|oauth/token|groups)$"  # the scope vocabulary, a site, an identity's name
     r"|^PUT /api/v1/(groups/\{name\}/members/\{identity\}|twins/\{twin\}/group-grants/\{group\})$"
-    r"|^POST /api/v1/dataspace/(negotiations|transfers|offers)$"  # a peer's address, an offer that exists, ODRL
+    # a peer's address (or a participant whose address is known), an offer that exists, ODRL
+    r"|^POST /api/v1/dataspace/(negotiations|transfers|offers|offers/\{offer_id\}/propose)$"
     r"|^GET /ogcapi/jobs$"  # the syntax of a datetime interval and of a keyset
     r"|^(POST /ogcapi/processes|PUT /ogcapi/processes/\{process_id\})$"  # a CWL package: the schema says bytes
 )

@@ -233,7 +233,10 @@ class NegotiationRead(BaseModel):
 class ProposalCreate(BaseModel):
     """An offer of yours proposed to a participant on another engine: the provider starts the negotiation."""
 
-    model_config = ConfigDict(extra="forbid")
+    # url, participant or both: said in the schema, as the engine refuses neither (422 naming url)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["url"], "properties": {"url": {"type": "string"}}},
+        {"required": ["participant"], "properties": {"participant": {"type": "string"}}}]})
 
     url: str | None = Field(default=None, min_length=8, max_length=2048, description="The other engine's URL "
                             "(none: the one its participant id names).")
