@@ -4,13 +4,13 @@ listing on every load, and a log line per file per request buried everything els
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 import pytest
 
 from access_data import write_collections
+from helpers import run_alone
 from twinengine.access.listing import PLACEHOLDER, list_collections
 from twinengine.auth.principal import SYSTEM
 from twinengine.config import Settings
@@ -48,7 +48,7 @@ def test_an_engine_stopping_under_its_warm_up_ends_the_listing_without_calling_f
     try:
         warmup = EdrWarmup(lambda: runtime.access)
         sequence = WarmupSequence([warmup])
-        asyncio.run(sequence.stop())  # never started: stopping it still tells its warm-ups
+        run_alone(sequence.stop)  # never started: stopping it still tells its warm-ups
         assert warmup.stopping.is_set()
         with caplog.at_level(logging.DEBUG, logger="twinengine.access.listing"):
             warmup._run()
