@@ -4,6 +4,9 @@ with the CaloChallenge 2022 metrics, beside the null test (the simulator against
     python bench/calo_fastsim.py                  # seeds drawn now (printed): 12000 training showers, 8 epochs,
                                                   # 10000 showers a sample; about 3 minutes on 2 idle cores
     python bench/calo_fastsim.py --seeds 11 12 13 14 --training-showers 20000 --epochs 30   # the task's defaults
+    python bench/calo_fastsim.py --seeds 11 12 13 14 --load model.pt --app /elsewhere/calo-fastsim
+        # a saved model (--save) scored again, here with another copy of the app's code (an earlier version,
+        # side by side on the same seeds; its state dict must fit that code's networks)
 
 Seeds: the training showers', the reference sample's, the second simulator sample's (the null test) and the
 surrogate's draw. It prints the classifier AUC, the separation power of E_tot/E_inc, KPD x 10^3 with its error
@@ -82,12 +85,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="the training task's default is 30")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in training (the task's: 2)")
     parser.add_argument("--save", type=Path, default=None, help="write the trained state dict there")
+    parser.add_argument("--load", type=Path, default=None, help="score this saved state dict (no training)")
+    parser.add_argument("--app", type=Path, default=APP, help="the app's directory (its calo_fastsim package)")
     args = parser.parse_args()
     if args.seeds is None:  # drawn, not picked: the app's tests use seeds below 1000 and the default 2022
         args.seeds = sorted(random.SystemRandom().sample(range(10_000, 2**31), 4))
         print(f"seeds drawn: {' '.join(map(str, args.seeds))} (--seeds to repeat them)")
     train_seed, ref_seed, null_seed, draw_seed = args.seeds
-    sys.path.insert(0, str(APP))
+    sys.path.insert(0, str(args.app))
     import torch
     from calo_fastsim.features import features
     from calo_fastsim.simulator import draw_energies, simulate
@@ -100,16 +105,22 @@ def main() -> None:
     task = calo_surrogate()
     config = task.config.merged({"epochs": args.epochs, **({"threads": args.threads} if args.threads else {})})
     params = {"training_seed": train_seed, "training_showers": args.training_showers, "held_out_showers": 2000}
-    fit = PyTorchFlavour().fit(task, config, TrainingData(parameters=params))
-    model = fit.model.eval()
+    if args.load is not None:
+        model = task.build_model(config.params)
+        model.load_state_dict(torch.load(args.load))
+        model.eval()
+        print(f"surrogate loaded from {args.load} (app code from {args.app})")
+    else:
+        fit = PyTorchFlavour().fit(task, config, TrainingData(parameters=params))
+        model = fit.model.eval()
+        print(
+            f"surrogate trained in {time.perf_counter() - began:.0f} s ({config.epochs} epochs, "
+            f"{config.threads} threads, {args.training_showers} showers): held-out E_tot/E_inc separation "
+            f"{fit.final['etot_separation']:.4f}, "
+            f"KPD {fit.final['kpd']:.2e}"
+        )
     if args.save is not None:
         torch.save(model.state_dict(), args.save)
-    print(
-        f"surrogate trained in {time.perf_counter() - began:.0f} s ({config.epochs} epochs, "
-        f"{config.threads} threads, {args.training_showers} showers): held-out E_tot/E_inc separation "
-        f"{fit.final['etot_separation']:.4f}, "
-        f"KPD {fit.final['kpd']:.2e}"
-    )
     data_bytes = args.training_showers * (6480 + 1) * 4
     print(
         f"training data {data_bytes / 1e6:.0f} MB / parameters {parameter_bytes(model) / 1e6:.2f} MB "

@@ -28,9 +28,11 @@ from calo_fastsim.coding import (
     condition,
     decode_hits,
     decode_layers,
+    drawn_empty,
     encode_hits,
     encode_layers,
     encode_widths,
+    pick_tilt,
     radial_moment,
     spread_to_width,
 )
@@ -226,13 +228,18 @@ class VoxelModel(nn.Module):
         weight = filled.reshape(-1, 1, 1).to(per_voxel.dtype).expand_as(per_voxel)
         return (per_voxel * weight).sum() / weight.sum().clamp_min(1.0)
 
-    def sample(self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+    def sample(
+        self, c: torch.Tensor, q: torch.Tensor, hits: torch.Tensor, ws: torch.Tensor, w: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Unnormalised voxel shares (B, 45, 16, 9), exactly ``hits`` of each layer non-zero: the voxels are
-        picked without replacement by their odds (the Gumbel top-k trick), their shares from the mixture."""
+        picked without replacement by their odds (the Gumbel top-k trick), their shares from the mixture. Given
+        the layers' drawn spreads ``w`` (as ``encode_widths``), a sparse layer's picks are tilted to reach it
+        (``coding.pick_tilt``)."""
         logit_p, logit_w, mu, log_sig = self._params(c, q, hits, ws)
         shape = (len(logit_p), ALPHA_BINS, R_BINS)
+        pick_logit = logit_p if w is None else logit_p + pick_tilt(logit_p, hits, w)
         gumbel = -torch.log(-torch.log(torch.rand(shape, device=c.device).clamp(1e-12, 1 - 1e-7)))
-        keys = (logit_p[:, None] + gumbel).reshape(len(logit_p), -1)
+        keys = (pick_logit[:, None] + gumbel).reshape(len(logit_p), -1)
         k = hits.reshape(-1, 1).long()
         kth = keys.sort(1, descending=True).values.gather(1, (k - 1).clamp_min(0))
         hit = ((keys >= kth) & (k > 0)).reshape(shape)
@@ -299,7 +306,7 @@ class Surrogate(nn.Module):
         ``e_inc`` (B,), MeV."""
         c = condition(e_inc)
         coded = self.flow.sample(c)
-        e_layer, q = decode_layers(e_inc, coded[:, :LAYERS])
+        e_layer, q = decode_layers(e_inc, coded[:, :LAYERS], drawn_empty(coded[:, LAYERS:]))
         w = self.widths.sample(self._width_context(c, coded))
         return e_layer, q, decode_hits(coded[:, LAYERS:], e_layer), w
 
@@ -314,7 +321,7 @@ class Surrogate(nn.Module):
     ) -> torch.Tensor:
         """Showers (B, 45, 16, 9), MeV, with the given layer energies, hit counts and spreads (where the hits
         can reach them)."""
-        y = self.voxels.sample(condition(e_inc), q, hits, self._standard_widths(w))
+        y = self.voxels.sample(condition(e_inc), q, hits, self._standard_widths(w), w)
         return spread_to_width(y, e_layer, w)
 
     @torch.no_grad()

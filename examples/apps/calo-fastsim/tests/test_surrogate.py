@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from calo_fastsim.coding import R2_MM2  # noqa: E402
+from calo_fastsim.coding import R2_MM2, SPARSE_HITS, drawn_empty, pick_tilt  # noqa: E402
 from calo_fastsim.network import (  # noqa: E402
     EMPTY_MEV,
     decode_hits,
@@ -64,6 +64,27 @@ def test_spreads_round_trip_and_are_reached() -> None:
     reached = (radial_moment(wider, e_layer) - w - 0.2).abs() < 1e-6
     many = hit.sum((2, 3)) >= 20  # a layer with many hits spans the radii it needs
     assert reached[many].all() and reached[e_layer > 0].float().mean() > 0.8
+
+
+def test_sparse_layers_are_picked_given_their_spread() -> None:
+    logit_p = torch.zeros(4, 9)
+    w = torch.log(torch.tensor([R2_MM2[6], R2_MM2[2], R2_MM2[6], R2_MM2[6]]) + 1.0)
+    hits = torch.tensor([1.0, 1.0, 3.0, SPARSE_HITS + 1.0])
+    tilt = pick_tilt(logit_p, hits, w)
+    assert tilt[0].argmax() == 6 and tilt[1].argmax() == 2  # one hit: the bin nearest the drawn spread alone
+    assert (tilt[0].topk(2).values.diff().abs() > 100).all()
+    u = torch.tensor(R2_MM2) / max(R2_MM2)
+    mean = (torch.softmax(logit_p[2] + tilt[2], 0) * u).sum()
+    assert abs(float(mean) - float(torch.exp(w[2]) / max(R2_MM2))) < 1e-3  # a few hits: their odds tilted
+    assert torch.equal(tilt[3], torch.zeros(9))  # many hits: left to the shares' tilt
+    # a drawn hit-count coordinate under ln 2 says the layer is empty; decode_layers then empties a layer near the cut
+    h = torch.log(torch.tensor([[1.5, 2.5, 1.2]]))
+    assert drawn_empty(h).tolist() == [[True, False, True]]
+    x, _ = encode_layers(torch.tensor([1e4]), torch.tensor([[0.0] * 42 + [5.0, 0.03, 10.0]]), torch.zeros(1, 45))
+    empty = torch.zeros(1, 45, dtype=torch.bool)
+    empty[0, 43:] = True
+    e, _ = decode_layers(torch.tensor([1e4]), x, empty)
+    assert e[0, 43] == 0 and e[0, 44] > 0 and abs(float(e.sum()) - 15.03) < 1e-3  # E_tot kept; 10 MeV not emptied
 
 
 def test_two_epochs_train_and_draw_showers() -> None:
