@@ -40,7 +40,7 @@ from twinengine.runtime import Runtime
 from twinengine.transport import tls_context
 
 __all__ = ["BACKENDS", "CONTEXT", "Checked", "Participant", "Peer", "checked_messages", "engine_store", "msg",
-           "served_engine", "wait_state"]
+           "served_engine", "two_engines", "wait_state"]
 
 CONTEXT = ["https://w3id.org/dspace/2025/1/context.jsonld"]
 # the stores a test of the state machines runs on (tests/conftest.py keeps only SQLite's unless marked every_store)
@@ -118,6 +118,21 @@ def served_engine(root: Path, template: Path, *, database_url: str | None = None
             yield Participant(url=server.url, runtime=runtime, admin=token)
     finally:
         runtime.close()
+
+
+@contextmanager
+def two_engines(tmp_path_factory: pytest.TempPathFactory, template: Path, backend: str,
+                **overrides: Any) -> Iterator[tuple[Participant, Participant]]:
+    """A provider (with the lake endpoint ``site`` its default) and a consumer, each on a store of its own on
+    ``backend``, every message between them checked against the schemas (``checked_messages``) once they stop."""
+    with engine_store(backend) as ours, engine_store(backend) as theirs, \
+            served_engine(tmp_path_factory.mktemp("provider"), template, database_url=ours, lake_endpoint="site",
+                          **overrides) as provider, \
+            served_engine(tmp_path_factory.mktemp("consumer"), template, database_url=theirs,
+                          **overrides) as consumer, \
+            checked_messages() as checked:
+        yield provider, consumer
+    checked.verdict()
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dataspace_fixtures import BACKENDS, Participant, checked_messages, engine_store, served_engine, wait_state
+from dataspace_fixtures import BACKENDS, Participant, two_engines, wait_state
 from streams_fixtures import eventually
 
 pytestmark = pytest.mark.every_store  # the state machines live in the store: both stores
@@ -31,14 +31,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path,
             backend: str) -> Iterator[tuple[Participant, Participant]]:
-    with engine_store(backend) as ours, engine_store(backend) as theirs, \
-            served_engine(tmp_path_factory.mktemp("provider"), migrated_sqlite, database_url=ours,
-                          lake_endpoint="site", dataspace_live_interval=LIVE) as provider, \
-            served_engine(tmp_path_factory.mktemp("consumer"), migrated_sqlite, database_url=theirs,
-                          dataspace_live_interval=LIVE) as consumer, \
-            checked_messages() as checked:
-        yield provider, consumer
-    checked.verdict()
+    with two_engines(tmp_path_factory, migrated_sqlite, backend, dataspace_live_interval=LIVE) as engines:
+        yield engines
 
 
 @pytest.fixture(scope="module")

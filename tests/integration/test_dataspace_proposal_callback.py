@@ -18,11 +18,9 @@ import pytest
 from dataspace_fixtures import (
     BACKENDS,
     Participant,
-    checked_messages,
-    engine_store,
     msg,
-    served_engine,
     served_peer,
+    two_engines,
     wait_state,
 )
 from streams_fixtures import eventually
@@ -39,13 +37,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path,
             backend: str) -> Iterator[tuple[Participant, Participant]]:
-    with engine_store(backend) as ours, engine_store(backend) as theirs, \
-            served_engine(tmp_path_factory.mktemp("provider"), migrated_sqlite, database_url=ours,
-                          lake_endpoint="site") as provider, \
-            served_engine(tmp_path_factory.mktemp("consumer"), migrated_sqlite, database_url=theirs) as consumer, \
-            checked_messages() as checked:
-        yield provider, consumer
-    checked.verdict()
+    with two_engines(tmp_path_factory, migrated_sqlite, backend) as engines:
+        yield engines
 
 
 @pytest.fixture(scope="module")
