@@ -45,7 +45,6 @@ from twinengine.twin_assimilation.record import Batch, innovation_rows, observat
 from twinengine.twin_assimilation.schemas import AssimilationRequest, AssimilationResult, CycleRead, InnovationRead
 from twinengine.twins import service as twins
 from twinengine.twins.models import Twin
-from twinengine.twins.schemas import newest_of
 from twinengine.workers.apps import AppCode
 from twinengine.workers.process import WorkerCrashed, WorkerError
 from twinengine.workers.protocol import ProtocolError
@@ -151,11 +150,11 @@ def _first_guess(session: Session, principal: Principal, twin: Twin, spec: Assim
         # the entry itself when the twin has one (a first guess written on purpose, or the last analysis), else
         # the first fallback that has a number: an order, not the newest, so that a function still writing its
         # estimates cannot move where an ensemble starts from (and which readings it meets)
-        found = next((f for prop in [entry, *spec.first_guess.get(entry, [])]
-                      if (f := newest_of(current, [prop], number=True)) is not None), None)
-        if found is None:
+        value = next((v for prop in [entry, *spec.first_guess.get(entry, [])]
+                      if (v := current.get(prop)) is not None and isinstance(v.value, int | float)
+                      and not isinstance(v.value, bool)), None)
+        if value is None:
             return _FirstGuess([], [], None, entry)
-        value = found[1]
         mean.append(float(value.value))
         own = value.uncertainty.std if value.uncertainty is not None else None
         std.append(own if own else spread[i])

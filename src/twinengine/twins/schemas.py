@@ -272,12 +272,10 @@ class GrantRead(BaseModel):
     granted_at: datetime
 
 
-def newest_of(reported: Mapping[str, PropertyValue], props: Sequence[str], *,
-              number: bool = False) -> tuple[str, PropertyValue] | None:
+def newest_of(reported: Mapping[str, PropertyValue], props: Sequence[str]) -> tuple[str, PropertyValue] | None:
     """Of several properties that say one thing (an analysis, then the estimates it corrects), the one whose value
-    is newest, at the same time the one listed first; ``number``: only numbers count. None when none has one."""
-    found = [(i, prop, v) for i, prop in enumerate(props) if (v := reported.get(prop)) is not None
-             and (not number or (isinstance(v.value, int | float) and not isinstance(v.value, bool)))]
+    is newest, at the same time the one listed first (where a run starts). None when none has one."""
+    found = [(i, prop, v) for i, prop in enumerate(props) if (v := reported.get(prop)) is not None]
     if not found:
         return None
     _, prop, value = max(found, key=lambda f: (f[2].timestamp, -f[0]))
