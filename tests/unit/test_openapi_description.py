@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
@@ -18,7 +19,8 @@ PUBLIC = {("get", "/health"), ("get", "/stac/conformance"), ("get", "/openeo/1.2
           ("post", "/api/v1/session"), ("post", "/api/v1/hooks/{trigger_id}")}
 OPTIONAL = {("get", "/stac/"), ("get", "/openeo/1.2/collections")}
 ERROR_SCHEMAS = {"#/components/schemas/Error", "#/components/schemas/OpenEOError",
-                 "#/components/schemas/EDRException", "#/components/schemas/OgcProcessesException"}
+                 "#/components/schemas/EDRException", "#/components/schemas/OgcProcessesException",
+                 "#/components/schemas/DataspaceError"}
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,37 @@ def test_public_routes_need_no_token_and_optional_ones_take_one(document: dict[s
     assert document["paths"]["/openeo/1.2/credentials/basic"]["get"]["security"] == [{"HTTPBasic": []}]
 
 
+def test_a_data_plane_that_checks_its_own_token_documents_its_refusals(document: dict[str, Any]) -> None:
+    """The data space's data planes take the transfer's token, not the engine's: FastAPI sees public routes, yet
+    they refuse a missing (401) or another transfer's token (403), and the description must say so."""
+    planes = [(path, item["get"]) for path, item in document["paths"].items()
+              if path.startswith(("/dsp/data/", "/dsp/edr/")) and "get" in item]
+    assert len(planes) >= 5
+    for path, operation in planes:
+        assert {"400", "401", "403", "404"} <= set(operation["responses"]), path
+
+
+def test_a_protocol_message_without_its_participant_token_is_refused_as_documented(
+        app: FastAPI, document: dict[str, Any]) -> None:
+    """Each Dataspace Protocol route verifies its sender's token itself (not the engine's): its 401 and its other
+    refusals are documented in the spec's error object, which the answer then is."""
+    protocol = [(method, path, operation) for method, path, operation in _operations(document)
+                if path.startswith("/dsp/2025-1/")]
+    assert len(protocol) >= 20
+    for method, path, operation in protocol:
+        assert {"400", "401", "404", "409"} <= set(operation["responses"]), f"{method} {path}"
+        assert ("413" in operation["responses"]) == (method == "post"), f"{method} {path}"
+    ref = document["paths"]["/dsp/2025-1/catalog/request"]["post"]["responses"]["401"]["content"][
+        "application/json"]["schema"]["$ref"]
+    schema = {**document["components"]["schemas"][ref.rsplit("/", 1)[1]],
+              "components": document["components"]}
+    with TestClient(app) as client:
+        refused = client.post("/dsp/2025-1/catalog/request", json={"@type": "CatalogRequestMessage"})
+    assert refused.status_code == 401
+    jsonschema.validate(refused.json(), schema)
+    assert refused.json()["@type"] == "CatalogError"
+
+
 def test_every_documented_media_type_has_a_schema(document: dict[str, Any]) -> None:
     for method, path, operation in _operations(document):
         bodies = [operation.get("requestBody", {}), *operation["responses"].values()]
@@ -82,7 +115,9 @@ def test_errors_are_documented_in_the_format_each_surface_answers(document: dict
                 assert ref in ERROR_SCHEMAS, f"{method} {path} {status}"
                 expected = ("OpenEOError" if path.startswith(("/openeo", "/.well-known/openeo"))
                             else "EDRException" if path.startswith("/edr")
-                            else "OgcProcessesException" if path.startswith("/ogcapi") else "Error")
+                            else "OgcProcessesException" if path.startswith("/ogcapi")
+                            else "DataspaceError" if path.startswith("/dsp/2025-1/") and status != "422"
+                            else "Error")
                 assert ref.endswith(expected), f"{method} {path} {status}"
     for name in ("HTTPValidationError", "ValidationError"):
         assert name not in document["components"]["schemas"]

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute
 from twinengine.api.cookies import CSRF_HEADER, SESSION_COOKIE
 from twinengine.api.deps import TOKEN_REQUIRED
 
-__all__ = ["api_routes", "auth_of", "complete", "error_statuses", "install_description"]
+__all__ = ["DataspaceError", "api_routes", "auth_of", "complete", "error_statuses", "install_description"]
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _REF = "#/components/schemas/"
@@ -80,6 +80,18 @@ class EDRException(BaseModel):
     detail: str | None = None
     instance: str | None = None
     details: list[ProblemDetail] | None = None
+
+
+class DataspaceError(BaseModel):
+    """A Dataspace Protocol error object: ``CatalogError``, ``ContractNegotiationError`` or ``TransferError``."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    context: list[Any] | None = Field(None, alias="@context")
+    type: str = Field(alias="@type")
+    code: str
+    reason: list[Any]
+    providerPid: str | None = None
+    consumerPid: str | None = None
 
 
 class OgcProcessesException(BaseModel):
@@ -185,7 +197,7 @@ def complete(document: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
     document["components"].setdefault("securitySchemes", {})[SESSION_SCHEME] = {
         "type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
         "description": f"The portal's session (POST /api/v1/session); a write with it also sends {CSRF_HEADER}."}
-    models: tuple[type[BaseModel], ...] = (ProblemDetail, Error, OpenEOError, EDRException)
+    models: tuple[type[BaseModel], ...] = (ProblemDetail, Error, OpenEOError, EDRException, DataspaceError)
     for model in models:
         schema = model.model_json_schema(ref_template=_REF + "{model}")
         schemas.update(schema.pop("$defs", {}))

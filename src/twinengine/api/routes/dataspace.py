@@ -49,6 +49,23 @@ _MAX_BODY = 1 << 20
 _ATTEMPTS = 3  # tries of a message's unit of work the store ended (store.conflicts)
 JSON_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "description": "A Dataspace Protocol 2025-1 message (its JSON Schema)."}}}}}
+_DSP_ERROR: dict[str, Any] = {"application/json": {"schema": {"$ref": "#/components/schemas/DataspaceError"}}}
+_PROTOCOL_STATUSES = {
+    400: "Not a valid message of its kind, or one the process's state does not take",
+    401: "No participant token, or one that is not valid (its DID document, signature, audience, expiry)",
+    404: "No such process, or one of another participant",
+    409: "The store ended the message's unit of work on every try (another message wrote at the same moment)",
+}
+
+
+def _protocol_refusals(*, body: bool) -> dict[int | str, dict[str, Any]]:
+    """What a protocol route answers besides success, in the spec's error object (not the engine's)."""
+    statuses = {**_PROTOCOL_STATUSES, **({413: "The message is larger than 1 MiB"} if body else {})}
+    return {status: {"description": text, "content": _DSP_ERROR} for status, text in statuses.items()}
+
+
+_MESSAGE_REFUSALS = _protocol_refusals(body=True)
+_READ_REFUSALS = _protocol_refusals(body=False)
 
 
 def _error_kind(path: str) -> str:
@@ -132,7 +149,7 @@ def did(runtime: RuntimeDep) -> JSONResponse:
 # -- catalog -----------------------------------------------------------------------------------------------------
 
 @router.post(BASE_PATH + "/catalog/request", name="catalog", summary="The catalog this participant may see",
-             openapi_extra=JSON_BODY)
+             openapi_extra=JSON_BODY, responses=_MESSAGE_REFUSALS)
 @public
 async def catalog_request(request: Request, runtime: RuntimeDep) -> Response:
     def handle(session: Session, connector: Connector, peer: str, body: Any) -> tuple[int, dict[str, Any]]:
@@ -144,7 +161,8 @@ async def catalog_request(request: Request, runtime: RuntimeDep) -> Response:
     return await _protocol(request, runtime, handle, readonly=True)
 
 
-@router.get(BASE_PATH + "/catalog/datasets/{dataset_id}", name="dataset", summary="One dataset of the catalog")
+@router.get(BASE_PATH + "/catalog/datasets/{dataset_id}", name="dataset", summary="One dataset of the catalog",
+            responses=_READ_REFUSALS)
 @public
 async def catalog_dataset(request: Request, runtime: RuntimeDep,
                           dataset_id: Annotated[str, Path(max_length=200)]) -> Response:
@@ -158,7 +176,8 @@ async def catalog_dataset(request: Request, runtime: RuntimeDep,
 
 # -- negotiations: provider --------------------------------------------------------------------------------------
 
-@router.get(BASE_PATH + "/negotiations/{pid}", name="negotiation", summary="A negotiation (provider side)")
+@router.get(BASE_PATH + "/negotiations/{pid}", name="negotiation", summary="A negotiation (provider side)",
+            responses=_READ_REFUSALS)
 @public
 async def provider_negotiation(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
     def handle(session: Session, _c: Connector, peer: str, _b: Any) -> tuple[int, dict[str, Any]]:
@@ -168,7 +187,7 @@ async def provider_negotiation(request: Request, runtime: RuntimeDep, pid: Pid) 
 
 
 @router.post(BASE_PATH + "/negotiations/request", name="negotiation_request", openapi_extra=JSON_BODY,
-             summary="Start a negotiation: a contract request (201)")
+             summary="Start a negotiation: a contract request (201)", responses=_MESSAGE_REFUSALS)
 @public
 async def negotiation_request(request: Request, runtime: RuntimeDep) -> Response:
     return await _protocol(request, runtime, lambda s, c, peer, body: negotiation.provider_request(s, c, peer, body))
@@ -186,14 +205,14 @@ def _provider_negotiation(kind: str) -> Callable[..., Any]:
 for _kind, _path in (("request", "request"), ("events", "events"), ("verification", "agreement/verification"),
                      ("termination", "termination")):
     router.add_api_route(BASE_PATH + "/negotiations/{pid}/" + _path, _provider_negotiation(_kind), methods=["POST"],
-                         name=f"negotiation_{_kind}_provider", openapi_extra=JSON_BODY,
+                         name=f"negotiation_{_kind}_provider", openapi_extra=JSON_BODY, responses=_MESSAGE_REFUSALS,
                          summary=f"A consumer's {_kind} message")
 
 
 # -- negotiations: consumer callbacks ------------------------------------------------------------------------------
 
 @router.get(CALLBACK_PATH + "/negotiations/{pid}", name="callback_negotiation",
-            summary="A negotiation (consumer side)")
+            summary="A negotiation (consumer side)", responses=_READ_REFUSALS)
 @public
 async def consumer_negotiation(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
     def handle(session: Session, _c: Connector, peer: str, _b: Any) -> tuple[int, dict[str, Any]]:
@@ -203,7 +222,8 @@ async def consumer_negotiation(request: Request, runtime: RuntimeDep, pid: Pid) 
 
 
 @router.post(CALLBACK_PATH + "/negotiations/offers", name="callback_offer_initial", openapi_extra=JSON_BODY,
-             summary="A provider's offer starting a negotiation (201): OFFERED, for its addressee here to take up")
+             summary="A provider's offer starting a negotiation (201): OFFERED, for its addressee here to take up",
+             responses=_MESSAGE_REFUSALS)
 @public
 async def consumer_offer_initial(request: Request, runtime: RuntimeDep) -> Response:
     return await _protocol(request, runtime, lambda s, c, peer, body: proposals.offered(s, c, peer, body))
@@ -221,12 +241,14 @@ def _consumer_negotiation(kind: str) -> Callable[..., Any]:
 for _kind in ("offers", "agreement", "events", "termination"):
     router.add_api_route(CALLBACK_PATH + "/negotiations/{pid}/" + _kind, _consumer_negotiation(_kind),
                          methods=["POST"], name=f"callback_negotiation_{_kind}", openapi_extra=JSON_BODY,
+                         responses=_MESSAGE_REFUSALS,
                          summary=f"A provider's {_kind} message")
 
 
 # -- transfers ---------------------------------------------------------------------------------------------------
 
-@router.get(BASE_PATH + "/transfers/{pid}", name="transfer", summary="A transfer process (provider side)")
+@router.get(BASE_PATH + "/transfers/{pid}", name="transfer", summary="A transfer process (provider side)",
+            responses=_READ_REFUSALS)
 @public
 async def provider_transfer(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
     def handle(session: Session, _c: Connector, peer: str, _b: Any) -> tuple[int, dict[str, Any]]:
@@ -236,7 +258,7 @@ async def provider_transfer(request: Request, runtime: RuntimeDep, pid: Pid) -> 
 
 
 @router.post(BASE_PATH + "/transfers/request", name="transfer_request", openapi_extra=JSON_BODY,
-             summary="Request a transfer under an agreement (201)")
+             summary="Request a transfer under an agreement (201)", responses=_MESSAGE_REFUSALS)
 @public
 async def transfer_request(request: Request, runtime: RuntimeDep) -> Response:
     return await _protocol(request, runtime, lambda s, c, peer, body: transfer.provider_request(s, c, peer, body))
@@ -254,13 +276,22 @@ def _transfer_message(kind: str, role: str) -> Callable[..., Any]:
 for _kind in ("start", "completion", "termination", "suspension"):
     router.add_api_route(BASE_PATH + "/transfers/{pid}/" + _kind, _transfer_message(_kind, "provider"),
                          methods=["POST"], name=f"transfer_{_kind}_provider", openapi_extra=JSON_BODY,
+                         responses=_MESSAGE_REFUSALS,
                          summary=f"A consumer's transfer {_kind} message")
     router.add_api_route(CALLBACK_PATH + "/transfers/{pid}/" + _kind, _transfer_message(_kind, "consumer"),
                          methods=["POST"], name=f"callback_transfer_{_kind}", openapi_extra=JSON_BODY,
+                         responses=_MESSAGE_REFUSALS,
                          summary=f"A provider's transfer {_kind} message")
 
 
 # -- the data plane (HttpData-PULL) ----------------------------------------------------------------------------------
+
+_DATA_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No bearer: the data address's token, from the provider's transfer start message"},
+    403: {"description": "Another transfer's token, an expired one, a transfer not STARTED, or an access the "
+                         "agreement's policy refuses"},
+}
+
 
 def _refused(exc: dataplane.DataRefused) -> JSONResponse:
     code = {400: "ValidationFailed", 401: "AuthenticationRequired", 403: "PermissionDenied", 404: "NotFound",
@@ -269,7 +300,8 @@ def _refused(exc: dataplane.DataRefused) -> JSONResponse:
                         headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
 
 
-@router.get(DATA_PATH + "/{pid}", name="data_files", summary="The files of a started pull transfer")
+@router.get(DATA_PATH + "/{pid}", name="data_files", summary="The files of a started pull transfer",
+            responses=_DATA_REFUSALS)
 @public
 async def data_files(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
     connector = runtime.dataspace
@@ -298,7 +330,7 @@ def _authorized(session: Session, pid: str, authorization: str | None, footprint
 
 
 @router.get(DATA_PATH + "/{pid}/{name}", name="data_file", summary="One file of a started pull transfer",
-            responses={200: {"content": {"application/octet-stream": {}}}})
+            responses={**_DATA_REFUSALS, 200: {"content": {"application/octet-stream": {}}}})
 @public
 async def data_file(request: Request, runtime: RuntimeDep, pid: Pid,
                     name: Annotated[str, Path(max_length=400)]) -> Response:
@@ -350,7 +382,8 @@ async def _edr_answer(work: Callable[[], Any]) -> Response:
 
 
 @router.get(EDR_PATH + "/{pid}/collections", name="edr_collections",
-            summary="The collection a transfer of an EDR collection offer may query (OGC API - EDR)")
+            summary="The collection a transfer of an EDR collection offer may query (OGC API - EDR)",
+            responses=_DATA_REFUSALS)
 @public
 async def edr_collections(request: Request, runtime: RuntimeDep, pid: Pid) -> Response:
     root = runtime.dataspace.edr_url(pid)
@@ -364,7 +397,8 @@ async def edr_collections(request: Request, runtime: RuntimeDep, pid: Pid) -> Re
 
 
 @router.get(EDR_PATH + "/{pid}/collections/{collection_id}", name="edr_collection",
-            summary="The offered collection's EDR metadata, its queries under this transfer's root")
+            summary="The offered collection's EDR metadata, its queries under this transfer's root",
+            responses=_DATA_REFUSALS)
 @public
 async def edr_collection(request: Request, runtime: RuntimeDep, pid: Pid, collection_id: CollectionId) -> Response:
     root = runtime.dataspace.edr_url(pid)
@@ -378,7 +412,8 @@ async def edr_collection(request: Request, runtime: RuntimeDep, pid: Pid, collec
 
 @router.get(EDR_PATH + "/{pid}/collections/{collection_id}/{query_type}", name="edr_query",
             summary="An EDR query of the offered collection (each one an access under the agreement's policy)",
-            responses={200: {"content": {"application/prs.coverage+json": {}, "application/geo+json": {},
+            responses={**_DATA_REFUSALS,
+                       200: {"content": {"application/prs.coverage+json": {}, "application/geo+json": {},
                                          "application/x-netcdf": {}}}})
 @public
 async def edr_query(request: Request, runtime: RuntimeDep, pid: Pid, collection_id: CollectionId,
