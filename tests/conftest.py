@@ -133,7 +133,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if not FULL:
         skipped = config.stash.get(CI_ONLY, None)
         terminalreporter.write_line(
-            "Slow cases against real servers (marked ci_only) run in CI"
+            "Slow cases (marked ci_only: real servers killed or frozen, external tools, second trainings) run in CI"
             + (f"; {skipped} were deselected here" if skipped else "")
             + "; TWIN_TEST_FULL=1 make test runs them too")
 

@@ -23,6 +23,7 @@ APP = Path(__file__).resolve().parents[2] / "examples" / "apps" / "calo-fastsim"
 
 
 @pytest.mark.slow
+@pytest.mark.ci_only  # its own training beside the demo chapter's below (which runs everywhere): two minutes more
 @pytest.mark.timeout(900)
 def test_twin_app_test_passes_the_app() -> None:
     need_modules("ml", "torch", "mlflow", hint="pip install -e '.[ml]'")

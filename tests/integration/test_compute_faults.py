@@ -178,6 +178,7 @@ def test_a_site_killed_mid_ensemble_costs_a_rerun_of_its_members(engine: Engine,
     assert lost and {r.site for r in lost} == {"cluster"} and {r.run_id for r in lost} <= set(rerun)
 
 
+@pytest.mark.ci_only  # a Dask cluster frozen (SIGSTOP) for longer than a heartbeat: half a minute
 def test_a_frozen_site_holds_members_no_longer_than_a_heartbeat(engine: Engine, cluster: Cluster,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGSTOP: the scheduler's connections stay open and nothing answers. The members waiting on it

@@ -47,6 +47,10 @@ def cyclic_garbage_per_call(call: Callable[[], Any]) -> float:
     used. Others only ever add to a round; the path's own garbage comes in every round, so the least round
     still holds all of it."""
     call()  # statement caches warm
+    gc.collect()
+    gc.freeze()  # what lives now is out of the rounds' way: each collection walks what the calls made, not the
+    # whole heap of a test process (a minute per test late in a run); a frozen object stays frozen, as
+    # conftest's ``pytest_collection_finish`` leaves what collection built
     rounds = []
     for _ in range(ROUNDS):
         gc.collect()
