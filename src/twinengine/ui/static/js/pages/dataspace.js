@@ -1,11 +1,13 @@
 // Data space: the offers you made with their terms in words, the agreements under them and the ones you hold
 // with other participants (revoke what you provide), the transfers with their checksums, and another
 // participant's catalog, where you negotiate for an offer and follow the negotiation and the transfer until done;
-// and, for an offer of yours, a proposal to a participant: the provider starts the negotiation and follows it.
+// and, for an offer of yours, a proposal to a participant: the provider starts the negotiation and follows it;
+// for admins, the participants this engine knows (./dataspace_participants.js).
 // Everything comes from the management API (/api/v1/dataspace), which lists only what the caller may see.
 import { api, ApiError, enc } from "../api.js";
 import { field, h, replace, section, statusBadge, table, when } from "../dom.js";
 import { clearErrors, formErrors, showErrors } from "../form.js";
+import { participantsSection } from "./dataspace_participants.js";
 
 const P = "/api/v1/dataspace";
 const PREFIXES = ["http://www.w3.org/ns/odrl/2/", "odrl:", "urn:twinengine:odrl:"];
@@ -617,6 +619,7 @@ export async function render(root, ctx) {
   const me = await maybe(`${P}/identity`);
   await tables(ctx, slots, state);
   const look = catalogForm(ctx, state, slots, refresh);
+  const register = await participantsSection(ctx);
   root.append(h("h1", {}, "Data space"),
     h("p", { class: "muted" }, "Data you offer to other organisations' engines and data you receive from theirs, under terms each engine enforces (docs/dataspaces.md).",
       me ? [" This engine is ", h("code", {}, me.did), "."] : null),
@@ -626,6 +629,7 @@ export async function render(root, ctx) {
     section("Transfers", slots.transfers),
     section("Negotiations", slots.negotiations),
     section("Another participant's catalog", look.form, look.out));
+  if (register) root.append(register);
   if (look.look) await look.look();
   return () => { state.gone = true; for (const timer of state.timers) clearTimeout(timer); };
 }
