@@ -15,7 +15,13 @@ export async function render(root, ctx) {
       when(i.created_at), i.created_by || "–", i.disabled ? "yes" : "no"])));
     replace(tokensSlot, table(null, ["token id", "identity", "role", "issued (UTC)", "expires (UTC)", "note", "state"], tokens.slice().reverse().map((t) => [t.jti.slice(0, 12), t.identity, t.role,
       when(t.issued_at), when(t.expires_at), t.note || "", t.revoked_at ? `revoked ${when(t.revoked_at)}` : h("button", { type: "button", class: "danger", "aria-label": `Revoke token ${t.jti.slice(0, 12)} of ${t.identity}`,
-        on: { click: async () => { await api(`/api/v1/tokens/${enc(t.jti)}`, { method: "DELETE" }); ctx.toast(`Token ${t.jti.slice(0, 12)} revoked`); refresh(); } } }, "Revoke")])));
+        on: { click: async () => {
+          try {
+            await api(`/api/v1/tokens/${enc(t.jti)}`, { method: "DELETE" });
+            ctx.toast(`Token ${t.jti.slice(0, 12)} revoked`);
+          } catch (error) { ctx.toast(`Token ${t.jti.slice(0, 12)} not revoked: ${error.message}`); }
+          refresh();
+        } } }, "Revoke")])));
   }
 
   const name = h("input", { type: "text", autocomplete: "off" });
