@@ -1,8 +1,8 @@
 """The portal answers its reader, in a real browser (Debian's chromium through Playwright) against ``twin serve``
 over the demo's data: the twin list's status words and filters, the forecast skill and models on the page, quality
 flags on plots and in the stream tail, provenance as a graph, downloads (CSV and PNG), the print-ready report,
-keyed state as a table and a map, and a walk at phone width. Each check compares what the person sees with
-what the API says."""
+keyed state as a table and a map, a walk at phone width, and walks by a user and a developer in which no page
+asks for what its reader may not see. Each check compares what the person sees with what the API says."""
 
 from __future__ import annotations
 
@@ -301,3 +301,25 @@ def test_a_walk_at_phone_width_never_scrolls_sideways(portal: Any, site: Site) -
                                   ".map(b => b.getBoundingClientRect().right))")
             assert right <= 390, f"{path}: a status badge ends at {right}px"
         uma.check("phone-walk-" + re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-"))
+
+
+@pytest.mark.parametrize("who", ["uma", "ada", "eve"])
+def test_no_page_asks_for_what_its_reader_may_not_see(portal: Any, site: Site, who: str) -> None:
+    """A user's and a developer's walk through every page of their navigation, a twin's pages and a run's: the
+    pages ask the engine only for what that person may read. A request refused (401/403) would be a section
+    built for someone else, hidden after the fact, and a denial in the engine's audit log at every visit."""
+    mine = sorted(glances(site, who))  # the twins this person may read, each with its pages
+    runs = sdk(site, who).workflows.runs(limit=5).items
+    tab = portal(who)
+    refused: list[str] = []
+    tab.page.on("response", lambda r: refused.append(f"{r.status} {r.request.method} {r.url}")
+                if r.status in (401, 403) else None)
+    links = tab.page.eval_on_selector_all("nav a[href^='/ui/']", "links => links.map(a => a.getAttribute('href'))")
+    paths = list(dict.fromkeys([*links, *(f"/ui/twins/{twin}{tail}" for twin in mine[:3]
+                                          for tail in ("", "/streams", "/models")),
+                                *(f"/ui/runs/{r.id}" for r in runs[:2])]))
+    assert len(links) >= 4 and (who != "uma" or twin_name(site) in mine), (links, mine)
+    for path in paths:
+        tab.goto(path)
+        tab.page.wait_for_timeout(300)  # the requests a page makes after it said it is ready (plots, maps)
+    assert refused == [], f"{who}: {refused}"
