@@ -441,8 +441,12 @@ def test_9_admin_identities_tokens_and_the_audit_log(portal: Any, site: Site) ->
     with Client(site.url, token) as newcomer:
         assert newcomer.me().name == "newcomer"
     button = "button[aria-label^='Revoke token'][aria-label$='of newcomer']"
-    jti = str(page.get_attribute(button, "aria-label")).split()[2]  # "Revoke token <jti prefix> of newcomer"
-    page.click(button)
+    label = str(page.get_attribute(button, "aria-label"))
+    jti = label.split()[2]  # "Revoke token <jti prefix> of newcomer"
+    page.click(button)  # asks first: the token still works until the answer
+    with Client(site.url, token) as newcomer:
+        assert newcomer.me().name == "newcomer"
+    page.click(f"button[aria-label='Yes: {label}']")
     # this token's row says so (another token revoked before, a session signed out, matched any row's cell)
     page.wait_for_selector(f"section[aria-label=Tokens] tr:has(td:text-is('{jti}')) td:has-text('revoked')")
     with Client(site.url, token) as newcomer, pytest.raises(Exception, match="revoked"):

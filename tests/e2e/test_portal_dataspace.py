@@ -195,7 +195,13 @@ def test_a_steward_offers_negotiates_sees_the_checksum_and_revokes(chromium_brow
         tab.check("dataspace-transferred")
 
         # revoke the agreement under dora's offer: its state changes on the page and in the engine
-        page.click(f"button[aria-label='Revoke the agreement with {peer.did} on River-reach gauge history']")
+        revoke = f"Revoke the agreement with {peer.did} on River-reach gauge history"
+        page.click(f"button[aria-label='{revoke}']")  # asks first; "Keep it" changes nothing
+        assert "stop working at once" in tab.text(f".ask-first:has(button[aria-label='Yes: {revoke}'])")
+        page.click(f"button[aria-label='Keep: {revoke}']")
+        page.click(f"button[aria-label='{revoke}']")
+        assert home.ok("GET", f"/api/v1/dataspace/agreements/{space['agreement']}", space["dora"])["revoked_at"] is None
+        page.click(f"button[aria-label='Yes: {revoke}']")
         page.wait_for_selector(f"section[aria-label='Agreements'] td[data-agreement='{space['agreement']}']"
                                ":has-text('revoked')")
         row = _row(tab.text("section[aria-label='Agreements']"), "you provide")

@@ -88,12 +88,12 @@ def test_an_admin_records_a_participant_and_forgets_it(chromium_browser: Any, sp
 
         # forgetting asks first; keeping it changes nothing, confirming forgets it
         page.click(f"button[aria-label='Forget {HYDRO}']")
-        page.click(f"button[aria-label='Keep {HYDRO}']")
+        page.click(f"button[aria-label='Keep: Forget {HYDRO}']")
         tab.wait_for(f"button[aria-label='Forget {HYDRO}']")
         assert len(home.ok("GET", PARTICIPANTS, ada)) == 1
         page.click(f"button[aria-label='Forget {HYDRO}']")
-        assert "Forget it?" in tab.text(f"{SECTION} td:has(button[aria-label='Yes, forget {HYDRO}'])")
-        page.click(f"button[aria-label='Yes, forget {HYDRO}']")
+        assert "Forget it?" in tab.text(f"{SECTION} td:has(button[aria-label='Yes: Forget {HYDRO}'])")
+        page.click(f"button[aria-label='Yes: Forget {HYDRO}']")
         tab.wait_for(f"{SECTION} td.muted:has-text('No participants yet')")
         assert page.locator(f"{SECTION} td[data-did='{HYDRO}']").count() == 0
         assert home.ok("GET", PARTICIPANTS, ada) == []

@@ -211,7 +211,8 @@ def test_a_what_if_is_kept_shown_again_on_reload_and_deleted(portal: Any, site: 
         assert item.startswith(f"{fork} shown: storage_mm 33, alert_level 6 · run {run.id}")
         assert f"deleted by the engine on {made.expires_at.strftime('%Y-%m-%d %H:%M:%S')}Z" in item
         uma.check("view-what-if-kept")
-        page.click(f"[data-panel=scenario] li[data-fork='{fork}'] button:has-text('Delete')")
+        page.click(f"[data-panel=scenario] li[data-fork='{fork}'] button[aria-label='Delete {fork}']")
+        page.click(f"[data-panel=scenario] li[data-fork='{fork}'] button[aria-label='Yes: Delete {fork}']")
         # the view is drawn again without it (the newest what-if left, if any, shown instead)
         page.wait_for_selector(".page:not([aria-busy]) [data-panel=scenario] .what-ifs:has(h3)"
                                f":not(:has(li[data-fork='{fork}']))")

@@ -100,5 +100,6 @@ def test_subscribe_see_the_delivery_and_delete_in_the_portal(tab: Portal, small_
     assert "sent" in tab.text("section[aria-label='Your subscriptions']")
     tab.check("subscriptions-delivered")
 
-    page.click("button:has-text('Delete')")
+    page.click("button[aria-label^='Delete the subscription']")
+    page.click("button[aria-label^='Yes: Delete the subscription']")
     page.wait_for_selector("td:has-text('No subscriptions yet')")

@@ -186,3 +186,23 @@ export function field(id, label, input, hint) {
   return h("div", { class: "field" }, h("label", { for: id }, label), input,
     hint ? h("span", { class: "hint", id: hintId }, hint) : null, error);
 }
+
+/** A button that revokes, deletes or ends something, asking first: its click puts the question and two answers in
+ * its place; "Yes" (labelled "Yes: " + the button's label) does it, "Keep it" puts the button back. One slip of
+ * the mouse must not cut a partner off or delete someone's work. ``act`` runs once; the answer is then disabled. */
+export function askFirst(label, props, question, act) {
+  const box = h("span", { class: "ask-first" });
+  const name = props["aria-label"] || label;
+  const first = () => replace(box, h("button", { type: "button", class: "danger", ...props, on: { click: ask } }, label));
+  function ask() {
+    replace(box, h("span", { role: "status" }, `${question} `),
+      h("button", { type: "button", class: props.class || "danger", "aria-label": `Yes: ${name}`, on: { click: async (event) => {
+        event.currentTarget.disabled = true;
+        await act();
+      } } }, `Yes, ${label.toLowerCase()}`), " ",
+      h("button", { type: "button", class: "small", "aria-label": `Keep: ${name}`, on: { click: () => { first(); box.querySelector("button").focus(); } } }, "Keep it"));
+    box.querySelector("button").focus();
+  }
+  first();
+  return box;
+}

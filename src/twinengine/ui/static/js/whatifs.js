@@ -3,7 +3,7 @@
 // (what each changed, its run, when it goes) with Show and Delete; the newest finished one is shown again
 // beside the official forecast when the view is opened, so a reload never loses it.
 import { api, enc } from "./api.js";
-import { h, num, replace, statusBadge, when } from "./dom.js";
+import { askFirst, h, num, replace, statusBadge, when } from "./dom.js";
 
 /** ``owner``'s what-ifs of ``twin``, newest first: forks of the twin that a what-if run made (they carry
  * ``expires_at``; a fork made by hand does not), each with the run of ``workflow`` that made it. */
@@ -48,7 +48,7 @@ export function whatIfShelf(twin, panel, ctx, show) {
         h("span", { class: "actions" },
           run.status === "finished" && shown !== run.id ? [h("button", { type: "button", class: "secondary small", "aria-label": `Show ${fork.name}`, on: { click: () => pick(run, fork) } }, "Show"), " "] : null,
           h("a", { href: `/ui/twins/${enc(twin.name)}/compare/${enc(fork.name)}` }, "Compare"), " ",
-          h("button", { type: "button", class: "danger small", "aria-label": `Delete ${fork.name}`, on: { click: () => remove(run, fork) } }, "Delete")))))
+          askFirst("Delete", { class: "danger small", "aria-label": `Delete ${fork.name}` }, "Delete this what-if and its run?", () => remove(run, fork))))))
         : h("p", { class: "muted" }, "None yet: run the form above as a what-if."));
   }
   async function pick(run, fork) {

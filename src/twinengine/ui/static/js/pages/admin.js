@@ -1,6 +1,6 @@
 // Admin: identities, tokens (create, shown once; revoke), the audit log with filters.
 import { api, enc } from "../api.js";
-import { field, h, replace, section, table, when } from "../dom.js";
+import { askFirst, field, h, replace, section, table, when } from "../dom.js";
 import { clearErrors, formErrors, showErrors } from "../form.js";
 
 export async function render(root, ctx) {
@@ -14,14 +14,14 @@ export async function render(root, ctx) {
     replace(identitiesSlot, table(null, ["identity", "roles", "valid tokens", "created (UTC)", "by", "disabled"], identities.map((i) => [i.name, i.roles.join(", ") || "–", String(i.valid_tokens),
       when(i.created_at), i.created_by || "–", i.disabled ? "yes" : "no"])));
     replace(tokensSlot, table(null, ["token id", "identity", "role", "issued (UTC)", "expires (UTC)", "note", "state"], tokens.slice().reverse().map((t) => [t.jti.slice(0, 12), t.identity, t.role,
-      when(t.issued_at), when(t.expires_at), t.note || "", t.revoked_at ? `revoked ${when(t.revoked_at)}` : h("button", { type: "button", class: "danger", "aria-label": `Revoke token ${t.jti.slice(0, 12)} of ${t.identity}`,
-        on: { click: async () => {
+      when(t.issued_at), when(t.expires_at), t.note || "", t.revoked_at ? `revoked ${when(t.revoked_at)}` : askFirst("Revoke", { "aria-label": `Revoke token ${t.jti.slice(0, 12)} of ${t.identity}` },
+        "Revoke it? Whoever holds it is refused from now on.", async () => {
           try {
             await api(`/api/v1/tokens/${enc(t.jti)}`, { method: "DELETE" });
             ctx.toast(`Token ${t.jti.slice(0, 12)} revoked`);
           } catch (error) { ctx.toast(`Token ${t.jti.slice(0, 12)} not revoked: ${error.message}`); }
           refresh();
-        } } }, "Revoke")])));
+        })])));
   }
 
   const name = h("input", { type: "text", autocomplete: "off" });

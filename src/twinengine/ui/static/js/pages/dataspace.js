@@ -5,7 +5,7 @@
 // for admins, the participants this engine knows (./dataspace_participants.js).
 // Everything comes from the management API (/api/v1/dataspace), which lists only what the caller may see.
 import { api, ApiError, enc } from "../api.js";
-import { field, h, replace, section, statusBadge, table, when } from "../dom.js";
+import { askFirst, field, h, replace, section, statusBadge, table, when } from "../dom.js";
 import { clearErrors, formErrors, showErrors } from "../form.js";
 import { participantsSection } from "./dataspace_participants.js";
 
@@ -233,16 +233,15 @@ async function tables(ctx, slots, state) {
     agreements.map((a) => {
       const peer = a.role === "provider" ? a.consumer : a.provider;
       const what = dataOf(a.role, a.offer_id, a.dataset_id, a.id);
-      const revoke = a.role === "provider" && !a.revoked_at ? h("button", {
-        type: "button", class: "danger small", "aria-label": `Revoke the agreement with ${peer} on ${what}`,
-        on: { click: async (event) => {
-          event.currentTarget.disabled = true;
+      const revoke = a.role === "provider" && !a.revoked_at ? askFirst("Revoke",
+        { class: "danger small", "aria-label": `Revoke the agreement with ${peer} on ${what}` },
+        "Revoke it? Its data addresses stop working at once.", async () => {
           try {
             const done = await api(`${P}/agreements/${enc(a.id)}/revoke`, { method: "POST" });
             ctx.toast(`The agreement with ${peer} on ${what}: ${agreementState(done)}`);
           } catch (error) { ctx.toast(error.message); }
           await tables(ctx, slots, state).catch((error) => ctx.toast(error.message));
-        } } }, "Revoke") : null;
+        }) : null;
       return [h("td", { "data-csv": what, title: a.id }, what), side(a.role), h("code", {}, peer), when(a.signed_at),
         a.purpose || "–", policyWords(a.policy), a.role === "provider" ? String(a.transfers) : "–",
         h("td", { "data-csv": agreementState(a), "data-agreement": a.id }, agreementState(a)), h("td", {}, revoke)];

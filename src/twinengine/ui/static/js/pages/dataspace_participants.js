@@ -2,7 +2,7 @@
 // this engine knows, with the organisation and groups its offers' policies are matched against and the callback
 // address its proposals go to; recording one (or changing it) and forgetting one, after a second click.
 import { api, ApiError, enc } from "../api.js";
-import { field, h, replace, section, table, when } from "../dom.js";
+import { askFirst, field, h, replace, section, table, when } from "../dom.js";
 import { clearErrors, formErrors, showErrors } from "../form.js";
 
 const P = "/api/v1/dataspace/participants";
@@ -41,30 +41,22 @@ function participantCell(p) {
     p.registered ? null : h("span", { class: "muted" }, " (not in the register: only vouched for)"));
 }
 
-/** Forget, after a second click: the button gives way to the question and its two answers (as a counter-offer's
- * form gives way back to the steps on Cancel). */
+/** Change (into the form) and Forget, which asks first (``askFirst``); Record for one only vouched for. */
 function forgetButtons(ctx, p, refresh, onEdit) {
-  const box = h("div", { class: "ds-steps" });
-  const first = () => replace(box,
+  if (!p.registered) {
+    return h("div", { class: "ds-steps" },
+      h("button", { type: "button", class: "secondary small", "aria-label": `Record ${p.did}`, on: { click: () => onEdit(p) } }, "Record"));
+  }
+  return h("div", { class: "ds-steps" },
     h("button", { type: "button", class: "secondary small", "aria-label": `Change ${p.did}`, on: { click: () => onEdit(p) } }, "Change"), " ",
-    h("button", { type: "button", class: "danger small", "aria-label": `Forget ${p.did}`, on: { click: ask } }, "Forget"));
-  function ask() {
-    replace(box, h("span", {}, "Forget it? Policies asking for its organisation or groups no longer hold for it. "),
-      h("button", { type: "button", class: "danger small", "aria-label": `Yes, forget ${p.did}`, on: { click: async (event) => {
-        const button = event.currentTarget;  // null once the handler awaits
-        button.disabled = true;
+    askFirst("Forget", { class: "danger small", "aria-label": `Forget ${p.did}` },
+      "Forget it? Policies asking for its organisation or groups no longer hold for it.", async () => {
         try {
           await api(`${P}/${enc(p.did)}`, { method: "DELETE" });
           ctx.toast(`Forgot ${p.did}`);
         } catch (error) { ctx.toast(error.message); }
         await refresh();
-      } } }, "Yes, forget it"), " ",
-      h("button", { type: "button", class: "small", "aria-label": `Keep ${p.did}`, on: { click: first } }, "Keep it"));
-    box.querySelector("button").focus();
-  }
-  if (p.registered) first();
-  else replace(box, h("button", { type: "button", class: "secondary small", "aria-label": `Record ${p.did}`, on: { click: () => onEdit(p) } }, "Record"));
-  return box;
+      }));
 }
 
 /** The section "Participants this engine knows" (null for someone who may not manage them). */

@@ -1,7 +1,7 @@
 // Subscriptions: your subscriptions to twins' conditions with their last deliveries, a form that builds the
 // condition from the twin's declared properties, and delete. A webhook's signing secret is shown once.
 import { api, enc } from "../api.js";
-import { field, h, replace, section, statusBadge, table, when } from "../dom.js";
+import { askFirst, field, h, replace, section, statusBadge, table, when } from "../dom.js";
 import { clearErrors, formErrors, showErrors } from "../form.js";
 import { loadTwin, stateNames } from "../twinnav.js";
 
@@ -34,14 +34,15 @@ async function listing(ctx, slot, detail) {
     return [h("a", { href: `/ui/twins/${enc(s.twin_name)}` }, s.twin_name), s.when, s.channel, s.target,
       last ? [statusBadge(last.status), ` ${last.event} ${when(last.created_at)}`] : "none yet",
       h("span", {}, h("button", { type: "button", on: { click: () => deliveries(s.id, detail).catch((error) => ctx.toast(error.message)) } }, "Deliveries"), " ",
-        h("button", { type: "button", class: "danger", "aria-label": `Delete the subscription to ${s.twin_name}: ${s.when}`, on: { click: async () => {
-          try {
-            await api(`/api/v1/subscriptions/${enc(s.id)}`, { method: "DELETE" });
-            ctx.toast(`Deleted the subscription to ${s.twin_name}`);
-            replace(detail);
-            await listing(ctx, slot, detail);
-          } catch (error) { ctx.toast(error.message); }
-        } } }, "Delete"))];
+        askFirst("Delete", { "aria-label": `Delete the subscription to ${s.twin_name}: ${s.when}` },
+          "Delete it? No more notices are sent for it.", async () => {
+            try {
+              await api(`/api/v1/subscriptions/${enc(s.id)}`, { method: "DELETE" });
+              ctx.toast(`Deleted the subscription to ${s.twin_name}`);
+              replace(detail);
+              await listing(ctx, slot, detail);
+            } catch (error) { ctx.toast(error.message); }
+          }))];
   }), { empty: "No subscriptions yet: subscribe below.", download: false }));
 }
 

@@ -1,6 +1,6 @@
 // A twin's page: state (live), time travel by revision or time, history plots, diffs, forks and grants.
 import { api, enc, events } from "../api.js";
-import { ago, field, h, replace, section, show, table, tableCsvButton, when, words } from "../dom.js";
+import { ago, askFirst, field, h, replace, section, show, table, tableCsvButton, when, words } from "../dom.js";
 import { clearErrors, collect, formErrors, schemaFields, showErrors } from "../form.js";
 import { figure, flaggedPoints, flagWords, seconds, summary, timeSeries } from "../plot.js";
 import { createMap } from "../geo.js";
@@ -336,10 +336,13 @@ async function grantsSection(twin, ctx) {
   async function refresh() {
     const grants = await api(`/api/v1/twins/${enc(twin.id)}/grants`);
     replace(slot, table("Who else has access", ["identity", "permission", "granted by", "granted (UTC)", "action"], grants.map((g) => [g.identity, g.permission, g.granted_by, when(g.granted_at),
-      canManage ? h("button", { type: "button", class: "danger", "aria-label": `Revoke ${g.identity}`, on: { click: async () => {
-        await api(`/api/v1/twins/${enc(twin.id)}/grants/${enc(g.identity)}`, { method: "DELETE" });
-        ctx.toast(`Revoked ${g.identity}`); refresh();
-      } } }, "Revoke") : ""]), { empty: "Nobody else." }));
+      canManage ? askFirst("Revoke", { "aria-label": `Revoke ${g.identity}` }, `Revoke it? ${g.identity} loses ${g.permission} on this twin at once.`, async () => {
+        try {
+          await api(`/api/v1/twins/${enc(twin.id)}/grants/${enc(g.identity)}`, { method: "DELETE" });
+          ctx.toast(`Revoked ${g.identity}`);
+        } catch (error) { ctx.toast(error.message); }
+        refresh();
+      }) : ""]), { empty: "Nobody else." }));
   }
   await refresh();
   if (!canManage) return wide(section("Grants", slot));
