@@ -317,7 +317,8 @@ def test_no_page_asks_for_what_its_reader_may_not_see(portal: Any, site: Site, w
     links = tab.page.eval_on_selector_all("nav a[href^='/ui/']", "links => links.map(a => a.getAttribute('href'))")
     paths = list(dict.fromkeys([*links, *(f"/ui/twins/{twin}{tail}" for twin in mine[:3]
                                           for tail in ("", "/streams", "/models")),
-                                *(f"/ui/runs/{r.id}" for r in runs[:2])]))
+                                *(f"/ui/runs/{r.id}" for r in runs[:2]),
+                                *([f"/ui/twins/{twin_name(site)}/views/flood"] if twin_name(site) in mine else [])]))
     assert len(links) >= 4 and (who != "uma" or twin_name(site) in mine), (links, mine)
     for path in paths:
         tab.goto(path)

@@ -92,9 +92,20 @@ def test_a_protocol_message_without_its_participant_token_is_refused_as_document
               "components": document["components"]}
     with TestClient(app) as client:
         refused = client.post("/dsp/2025-1/catalog/request", json={"@type": "CatalogRequestMessage"})
+        over_spec = client.post("/dsp/2025-1/catalog/request", content=b" " * (3 << 19),
+                                headers={"content-type": "application/json"})
+        too_large = client.post("/dsp/2025-1/catalog/request", content=b" " * (3 << 20),
+                                headers={"content-type": "application/json"})
     assert refused.status_code == 401
     jsonschema.validate(refused.json(), schema)
     assert refused.json()["@type"] == "CatalogError"
+    # over the engine's own limit (2 MiB), before the route: the engine's error, which the 413 also names
+    big = document["paths"]["/dsp/2025-1/catalog/request"]["post"]["responses"]["413"]["content"][
+        "application/json"]["schema"]
+    assert over_spec.status_code == 413 and over_spec.json()["@type"] == "CatalogError"  # 1.5 MiB: the route's
+    jsonschema.validate(over_spec.json(), {**big, "components": document["components"]})
+    assert too_large.status_code == 413 and too_large.json()["code"] == "PayloadTooLarge"
+    jsonschema.validate(too_large.json(), {**big, "components": document["components"]})
 
 
 def test_every_documented_media_type_has_a_schema(document: dict[str, Any]) -> None:
@@ -111,8 +122,11 @@ def test_errors_are_documented_in_the_format_each_surface_answers(document: dict
     for method, path, operation in _operations(document):
         for status, response in operation["responses"].items():
             if int(status) >= 400 and path not in ("/health", "/health/ready"):  # 503 with the probe's own body
-                ref = response["content"]["application/json"]["schema"]["$ref"]
+                schema = response["content"]["application/json"]["schema"]
+                # a protocol message too large for the engine at all is refused before its route (its own error)
+                ref = schema["$ref"] if "$ref" in schema else schema["anyOf"][0]["$ref"]
                 assert ref in ERROR_SCHEMAS, f"{method} {path} {status}"
+                assert "$ref" in schema or (path.startswith("/dsp/2025-1/") and status == "413"), (method, path)
                 expected = ("OpenEOError" if path.startswith(("/openeo", "/.well-known/openeo"))
                             else "EDRException" if path.startswith("/edr")
                             else "OgcProcessesException" if path.startswith("/ogcapi")

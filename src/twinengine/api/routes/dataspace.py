@@ -50,6 +50,9 @@ _ATTEMPTS = 3  # tries of a message's unit of work the store ended (store.confli
 JSON_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "description": "A Dataspace Protocol 2025-1 message (its JSON Schema)."}}}}}
 _DSP_ERROR: dict[str, Any] = {"application/json": {"schema": {"$ref": "#/components/schemas/DataspaceError"}}}
+# a body over the engine's own limit (``max_request_bytes``) is refused before the route, in the engine's error
+_TOO_LARGE: dict[str, Any] = {"application/json": {"schema": {"anyOf": [
+    {"$ref": "#/components/schemas/DataspaceError"}, {"$ref": "#/components/schemas/Error"}]}}}
 _PROTOCOL_STATUSES = {
     400: "Not a valid message of its kind, or one the process's state does not take",
     401: "No participant token, or one that is not valid (its DID document, signature, audience, expiry)",
@@ -60,8 +63,12 @@ _PROTOCOL_STATUSES = {
 
 def _protocol_refusals(*, body: bool) -> dict[int | str, dict[str, Any]]:
     """What a protocol route answers besides success, in the spec's error object (not the engine's)."""
-    statuses = {**_PROTOCOL_STATUSES, **({413: "The message is larger than 1 MiB"} if body else {})}
-    return {status: {"description": text, "content": _DSP_ERROR} for status, text in statuses.items()}
+    refusals: dict[int | str, dict[str, Any]] = {
+        status: {"description": text, "content": _DSP_ERROR} for status, text in _PROTOCOL_STATUSES.items()}
+    if body:
+        refusals[413] = {"description": "The message is larger than 1 MiB (the spec's error object), or than the "
+                                        "engine takes at all (its own error)", "content": _TOO_LARGE}
+    return refusals
 
 
 _MESSAGE_REFUSALS = _protocol_refusals(body=True)
