@@ -198,7 +198,7 @@ def test_a_steward_offers_negotiates_sees_the_checksum_and_revokes(chromium_brow
         revoke = f"Revoke the agreement with {peer.did} on River-reach gauge history"
         page.click(f"button[aria-label='{revoke}']")  # asks first; "Keep it" changes nothing
         assert "stop working at once" in tab.text(f".ask-first:has(button[aria-label='Yes: {revoke}'])")
-        page.click(f"button[aria-label='Keep: {revoke}']")
+        page.click(f"button[aria-label='Keep it: {revoke}']")
         page.click(f"button[aria-label='{revoke}']")
         assert home.ok("GET", f"/api/v1/dataspace/agreements/{space['agreement']}", space["dora"])["revoked_at"] is None
         page.click(f"button[aria-label='Yes: {revoke}']")
@@ -334,5 +334,70 @@ def test_a_steward_counters_a_request_and_agrees_from_the_page(chromium_browser:
         tab.goto("/ui/dataspace")
         row = _row(tab.text("section[aria-label='Transfers']"), "you provide", "COMPLETED")
         assert "Start" not in row and "Terminate" not in row
+    finally:
+        tab.close()
+
+
+def test_terminating_asks_first(chromium_browser: Any, space: dict[str, Any]) -> None:
+    """Under an offer dora agrees to by hand, bob's engine asks twice: one negotiation waits for her, the other she
+    agrees to, and a transfer under it waits for her to start it. Terminate on each asks first, saying what it
+    means: the first click and "Keep it" change nothing (on the page or in the engine); "Yes" ends it on both
+    engines. Start stays one click."""
+    home, peer, dora, bob = space["home"], space["peer"], space["dora"], space["bob"]
+    offer = home.ok("POST", "/api/v1/dataspace/offers", dora, expect=201, json={
+        "did": "reach:gauge-history", "title": "Gauge history, to end", "terms": {"count": 5}, "manual": True})
+
+    def request() -> tuple[int, dict[str, Any]]:
+        """bob's engine asks for the offer: its negotiation's id there, and dora's side of it once it waits."""
+        started = peer.ok("POST", "/api/v1/dataspace/negotiations", bob, expect=201, json={
+            "url": home.url, "dataset": offer["dataset_id"]})
+        pid = wait_state(peer, "negotiations", started["id"], "REQUESTED", bob)["consumer_pid"]
+        return started["id"], next(n for n in home.ok("GET", "/api/v1/dataspace/negotiations", dora)
+                                   if n["consumer_pid"] == pid)
+
+    (theirs, ends), (_, kept) = request(), request()
+    home.ok("POST", f"/api/v1/dataspace/negotiations/{kept['id']}/agree", dora)
+    wait_state(home, "negotiations", kept["id"], "VERIFIED", dora)
+    home.ok("POST", f"/api/v1/dataspace/negotiations/{kept['id']}/finalize", dora)
+    agreement = wait_state(home, "negotiations", kept["id"], "FINALIZED", dora)["agreement_id"]
+    asked = peer.ok("POST", "/api/v1/dataspace/transfers", bob, expect=201, json={
+        "agreement": agreement, "did": "remote:never-started", "land_data": True})
+    pid = wait_state(peer, "transfers", asked["id"], "REQUESTED", bob)["consumer_pid"]
+    transfer = next(t for t in home.ok("GET", "/api/v1/dataspace/transfers", dora) if t["consumer_pid"] == pid)
+
+    tab = _tab(chromium_browser, space, "dora")
+    sent: list[str] = []
+    tab.page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/terminate") else None)
+    try:
+        page: Any = tab.page
+        tab.goto("/ui/dataspace")
+        for kind, item, button, words in (
+                ("negotiations", ends["id"], f"Terminate on negotiation {ends['id']}", "the other side is told"),
+                ("transfers", transfer["id"], f"Terminate transfer {transfer['id']}", "data address stops working")):
+            page.click(f"button[aria-label='{button}']")
+            question = tab.text(f".ask-first:has(button[aria-label='Yes: {button}'])")
+            assert "cannot be undone" in question and words in question, question
+            if kind == "transfers":
+                tab.check("dataspace-terminate-asks")  # the open question too: its buttons named as they read
+            page.wait_for_timeout(500)  # a step sent at the first click would be under way by now
+            assert sent == [] and home.ok("GET", f"/api/v1/dataspace/{kind}/{item}", dora)["state"] == "REQUESTED"
+            page.click(f"button[aria-label='Keep it: {button}']")
+            assert page.locator(f"button[aria-label='Yes: {button}']").count() == 0
+            page.wait_for_selector(f"button[aria-label='{button}']")
+            if kind == "transfers":  # its other steps act at once
+                assert page.locator(f".ask-first button[aria-label='Start transfer {item}']").count() == 0
+                tab.check("dataspace-terminate-kept")
+            page.click(f"button[aria-label='{button}']")
+            page.click(f"button[aria-label='Yes: {button}']")
+            wait_state(home, kind, item, "TERMINATED", dora)
+            assert len(sent) == 1, sent
+            sent.clear()
+        wait_state(peer, "negotiations", theirs, "TERMINATED", bob)  # the other side was told
+        wait_state(peer, "transfers", asked["id"], "TERMINATED", bob)
+        tab.goto("/ui/dataspace")
+        for section, item in (("Negotiations", ends["id"]), ("Transfers", transfer["id"])):
+            [row] = [line for line in tab.text(f"section[aria-label='{section}']").splitlines()
+                     if line.split("\t", 1)[0].strip() == str(item)]
+            assert "TERMINATED" in row and "Terminate" not in row, row
     finally:
         tab.close()

@@ -88,7 +88,7 @@ def test_an_admin_records_a_participant_and_forgets_it(chromium_browser: Any, sp
 
         # forgetting asks first; keeping it changes nothing, confirming forgets it
         page.click(f"button[aria-label='Forget {HYDRO}']")
-        page.click(f"button[aria-label='Keep: Forget {HYDRO}']")
+        page.click(f"button[aria-label='Keep it: Forget {HYDRO}']")
         tab.wait_for(f"button[aria-label='Forget {HYDRO}']")
         assert len(home.ok("GET", PARTICIPANTS, ada)) == 1
         page.click(f"button[aria-label='Forget {HYDRO}']")

@@ -3,7 +3,9 @@ engines served over HTTP on loopback: dora, who offers a gauge history on the fi
 second from the "Propose to a participant" form; a name that is no user or group and a participant id the engine
 at the URL does not have are refused beside their fields; the proposal she started is shown with the address it
 went to and is listed among her negotiations with its state, OFFERED, then FINALIZED once bob accepts it on his
-engine. eve, who offers nothing, is shown no form, and the engine refuses her a proposal of dora's offer."""
+engine. The participant ids she dealt with are suggested, and the register is not read for her (she may not read
+it). eve, who offers nothing, is shown no form, and the engine refuses her a proposal of dora's offer. An admin is
+suggested the register's participants too, labelled as such, and proposes to one never dealt with."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from browser import Portal, Site, chromium
-from dataspace_fixtures import served_engine, wait_state
+from dataspace_fixtures import served_engine, served_peer, wait_state
+from streams_fixtures import eventually
 from twinengine.dataspace.protocol import CALLBACK_PATH
 
 LEVELS = b"time,level\n" + b"".join(f"2026-03-01T{h:02d}:00:00Z,{1 + h * 0.05:.2f}\n".encode() for h in range(24))
@@ -24,7 +28,7 @@ LEVELS = b"time,level\n" + b"".join(f"2026-03-01T{h:02d}:00:00Z,{1 + h * 0.05:.2
 @pytest.fixture(scope="module")
 def space(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[dict[str, Any]]:
     """``home``: dora's engine (she offers a gauge history; eve is another user there); ``peer``: bob's, which
-    negotiated for her offer once (so her engine knows the callback address it gave)."""
+    negotiated for her offer once (so her engine knows the callback address it gave); ada: an admin of dora's engine."""
     chromium()
     with served_engine(tmp_path_factory.mktemp("home"), migrated_sqlite) as home, \
             served_engine(tmp_path_factory.mktemp("peer"), migrated_sqlite) as peer:
@@ -40,17 +44,26 @@ def space(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> It
         wait_state(peer, "negotiations", asked["id"], "FINALIZED", bob)
         shots = Path(os.environ.get("TWIN_TEST_SHOTS", tmp_path_factory.mktemp("shots")))
         shots.mkdir(parents=True, exist_ok=True)
-        site = Site(url=home.url, data_dir=home.runtime.settings.data_dir, tokens={"dora": dora, "eve": eve},
-                    facts={}, shots=shots)
+        site = Site(url=home.url, data_dir=home.runtime.settings.data_dir, shots=shots, facts={},
+                    tokens={"dora": dora, "eve": eve, "ada": home.token("ada", "admin")})
         yield {"home": home, "peer": peer, "site": site, "offer": offer, "dora": dora, "eve": eve, "bob": bob}
 
 
-def _tab(chromium_browser: Any, space: dict[str, Any], who: str) -> Portal:
+def _tab(chromium_browser: Any, space: dict[str, Any], who: str, asked: list[str] | None = None) -> Portal:
+    """``who``'s tab on the data space page; ``asked`` collects the paths of the API requests it makes."""
     tab = Portal(chromium_browser, space["site"], f"dataspace-propose-{who}", width=1366, height=900)
+    if asked is not None:
+        tab.page.on("request", lambda r: asked.append(urlsplit(r.url).path))
     tab.sign_in(space["site"].tokens[who])
     tab.page.click("nav a:has-text('Data space')")
     tab.ready()
     return tab
+
+
+def _suggested(tab: Portal) -> list[list[str]]:
+    """The participant ids the propose form suggests, each with its label."""
+    return list(tab.page.eval_on_selector_all("#ds-propose-participants option",
+                                              "els => els.map(e => [e.value, e.label])"))
 
 
 def _negotiation_row(tab: Portal, negotiation_id: int) -> str:
@@ -63,13 +76,19 @@ def _negotiation_row(tab: Portal, negotiation_id: int) -> str:
 
 def test_a_provider_proposes_from_the_page_and_follows_it(chromium_browser: Any, space: dict[str, Any]) -> None:
     home, peer = space["home"], space["peer"]
-    tab = _tab(chromium_browser, space, "dora")
+    asked: list[str] = []
+    tab = _tab(chromium_browser, space, "dora", asked)
     try:
         page: Any = tab.page
         form = "form[aria-label='Propose an offer']"
         tab.wait_for("section[aria-label='Propose to a participant']:not([hidden])")
         options = page.eval_on_selector_all("#ds-propose-offer option", "els => els.map(e => [e.value, e.text])")
         assert options == [[space["offer"]["id"], "Proposed gauge history"]]
+        # the participant she dealt with is suggested; the register, which she may not read, is never asked for
+        assert _suggested(tab) == [[peer.did, "dealt with"]]
+        assert page.get_attribute("#ds-propose-participant", "list") == "ds-propose-participants"
+        assert "/api/v1/dataspace/offers" in asked  # the listener saw the page's requests
+        assert not [a for a in asked if "/dataspace/participants" in a], asked
 
         # nobody named: the field says so, before anything is sent
         page.click(f"{form} button[type=submit]")
@@ -147,3 +166,49 @@ def test_someone_without_the_offer_gets_no_form_and_is_refused(chromium_browser:
     refused = home.api("POST", f"/api/v1/dataspace/offers/{space['offer']['id']}/propose", space["eve"],
                        json={"url": peer.url, "addressee": "bob"})
     assert refused.status_code == 404, refused.text
+
+
+def test_an_admin_is_suggested_the_register_and_proposes_to_it(chromium_browser: Any,
+                                                               space: dict[str, Any]) -> None:
+    """ada (an admin) offers a gauge history of hers; the register records bob's engine (dealt with) and a
+    participant of the tests' own nobody here dealt with, with its callback address: the form suggests both, each
+    labelled as what it is, and choosing the one never dealt with proposes to it, at the address recorded."""
+    home, peer = space["home"], space["peer"]
+    ada = space["site"].tokens["ada"]
+    home.ok("POST", "/api/v1/lake/dids", ada, json={"did": "reach:ada", "type": "dataset"}, expect=201)
+    home.ok("POST", "/api/v1/lake/uploads", ada, params={"did": "reach:ada/levels.csv", "endpoint": "site",
+                                                         "dataset": "reach:ada"}, content=LEVELS, expect=201)
+    offer = home.ok("POST", "/api/v1/dataspace/offers", ada, expect=201, json={
+        "did": "reach:ada", "title": "Ada's gauge history", "terms": {"count": 3}})
+    with served_peer() as stranger:
+        home.ok("PUT", "/api/v1/dataspace/participants", ada, json={
+            "did": stranger.did, "title": "Upstream water board", "callback": stranger.callback})
+        home.ok("PUT", "/api/v1/dataspace/participants", ada, json={"did": peer.did, "title": "Bob's engine"})
+        seen = home.ok("GET", "/api/v1/dataspace/negotiations", ada)
+        assert stranger.did not in {n["peer"] for n in seen} and peer.did in {n["peer"] for n in seen}
+        tab = _tab(chromium_browser, space, "ada")
+        try:
+            page: Any = tab.page
+            tab.wait_for("section[aria-label='Propose to a participant']:not([hidden])")
+            offered = _suggested(tab)
+            assert [peer.did, "dealt with; in the register: Bob's engine"] in offered, offered
+            assert [stranger.did, "in the register: Upstream water board"] in offered, offered
+            assert "and the register's" in tab.text("#ds-propose-participant-hint")
+            tab.check("dataspace-propose-register")
+
+            # choosing the one nobody here dealt with: the proposal goes to the callback address recorded
+            page.select_option("#ds-propose-offer", offer["id"])
+            page.fill("#ds-propose-participant", stranger.did)
+            page.click("form[aria-label='Propose an offer'] button[type=submit]")
+            tab.wait_for(f"form[aria-label='Propose an offer'] .ds-progress li[data-step=Negotiation]"
+                         f":has-text('{stranger.did}')")
+            [ours] = [n for n in home.ok("GET", "/api/v1/dataspace/negotiations", ada)
+                      if n["peer"] == stranger.did]
+            assert ours["offer_id"] == offer["id"] and ours["callback_source"] == "configured"
+            assert ours["callback"] == stranger.callback
+            sent = eventually(lambda: stranger.messages("ContractOfferMessage"))
+            assert [m["offer"]["assignee"] for m in sent] == [stranger.did]
+            assert "the callback address this engine's participant register records for it" in \
+                tab.text("form[aria-label='Propose an offer'] .ds-progress")
+        finally:
+            tab.close()

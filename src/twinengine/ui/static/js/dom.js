@@ -200,7 +200,7 @@ export function askFirst(label, props, question, act) {
         event.currentTarget.disabled = true;
         await act();
       } } }, `Yes, ${label.toLowerCase()}`), " ",
-      h("button", { type: "button", class: "small", "aria-label": `Keep: ${name}`, on: { click: () => { first(); box.querySelector("button").focus(); } } }, "Keep it"));
+      h("button", { type: "button", class: "small", "aria-label": `Keep it: ${name}`, on: { click: () => { first(); box.querySelector("button").focus(); } } }, "Keep it"));
     box.querySelector("button").focus();
   }
   first();

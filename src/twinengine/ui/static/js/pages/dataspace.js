@@ -1,13 +1,14 @@
 // Data space: the offers you made with their terms in words, the agreements under them and the ones you hold
 // with other participants (revoke what you provide), the transfers with their checksums, and another
 // participant's catalog, where you negotiate for an offer and follow the negotiation and the transfer until done;
-// and, for an offer of yours, a proposal to a participant: the provider starts the negotiation and follows it;
+// and, for an offer of yours, a proposal to a participant: the provider starts the negotiation and follows it
+// (the participants one dealt with suggested, and for admins the register's); terminating asks first;
 // for admins, the participants this engine knows (./dataspace_participants.js).
 // Everything comes from the management API (/api/v1/dataspace), which lists only what the caller may see.
 import { api, ApiError, enc } from "../api.js";
 import { askFirst, field, h, replace, section, statusBadge, table, when } from "../dom.js";
 import { clearErrors, formErrors, showErrors } from "../form.js";
-import { participantsSection } from "./dataspace_participants.js";
+import { mayManageParticipants, participantsSection } from "./dataspace_participants.js";
 
 const P = "/api/v1/dataspace";
 const PREFIXES = ["http://www.w3.org/ns/odrl/2/", "odrl:", "urn:twinengine:odrl:"];
@@ -203,8 +204,11 @@ async function maybe(path, params) {
 }
 
 async function tables(ctx, slots, state) {
-  const [offers, agreements, transfers, negotiations] = await Promise.all([
-    maybe(`${P}/offers`, { withdrawn: true }), maybe(`${P}/agreements`), maybe(`${P}/transfers`), maybe(`${P}/negotiations`)]);
+  const [offers, agreements, transfers, negotiations, register] = await Promise.all([
+    maybe(`${P}/offers`, { withdrawn: true }), maybe(`${P}/agreements`), maybe(`${P}/transfers`), maybe(`${P}/negotiations`),
+    // the participant register, suggested when proposing: asked for only by whoever may read it (a 403 is an
+    // audited denial at every visit)
+    mayManageParticipants(ctx.user) ? maybe(`${P}/participants`) : null]);
   const titles = new Map((offers || []).map((o) => [o.id, o.title]));
   // the transfers that serve an EDR collection's queries (as its provider knows from its offer): no files move
   const queried = new Set((offers || []).filter((o) => o.collection).map((o) => o.id));
@@ -268,6 +272,7 @@ async function tables(ctx, slots, state) {
     { empty: "No negotiations yet." }));
   slots.peers.replaceChildren(...[...state.peers].map(urlOfDid).filter(Boolean).map((u) => h("option", { value: u })));
   slots.propose.offers((offers || []).filter((o) => !o.withdrawn_at));
+  slots.propose.participants(state.peers, (register || []).filter((p) => p.registered));
 }
 
 /** The steps a person may take on a negotiation now (the engine refuses others, naming the state): a manual
@@ -289,19 +294,36 @@ export function transferSteps(t) {
   return [...(steps || []), "terminate"];
 }
 
+// Terminating cannot be undone, so it asks first (``askFirst``), saying what it ends; the other steps act at once.
+const TERMINATE_WORDS = {
+  negotiation: "Terminate it? This cannot be undone: the negotiation ends without an agreement, and the other side is told.",
+  transfer: "Terminate it? This cannot be undone: the other side is told, and the transfer's data address stops working.",
+};
+
+/** A step's button: ``send`` takes the step, an error is said. With a ``question`` it asks first; its "Yes"
+ * disables itself, so after an error the tables are read again to give the step back. */
+function stepButton(ctx, label, ariaLabel, send, again, question = null) {
+  if (question) {
+    return askFirst(label, { class: "danger small", "aria-label": ariaLabel }, question,
+      () => send().catch((error) => { ctx.toast(error.message); return again(); }));
+  }
+  return h("button", { type: "button", class: "small", "aria-label": ariaLabel, on: { click: async (event) => {
+    const button = event.currentTarget;  // null once the handler awaits
+    button.disabled = true;
+    try { await send(); } catch (error) { ctx.toast(error.message); button.disabled = false; }
+  } } }, label);
+}
+
 function transferButtons(ctx, t, again) {
   const words = { start: t.state === "SUSPENDED" ? "Resume" : "Start", suspend: "Suspend", complete: "Complete", terminate: "Terminate" };
-  return h("div", { class: "ds-steps" }, transferSteps(t).map((step) => h("button", {
-    type: "button", class: step === "terminate" ? "danger small" : "small", "aria-label": `${words[step]} transfer ${t.id}`,
-    on: { click: async (event) => {
-      const button = event.currentTarget;  // null once the handler awaits
-      button.disabled = true;
-      try {
-        const done = await api(`${P}/transfers/${enc(String(t.id))}/${step}`, { method: "POST" });
-        ctx.toast(`Transfer ${t.id}: ${step} sent (${done.state})`);
-        await again();
-      } catch (error) { ctx.toast(error.message); button.disabled = false; }
-    } } }, words[step])));
+  const send = async (step) => {
+    const done = await api(`${P}/transfers/${enc(String(t.id))}/${step}`, { method: "POST" });
+    ctx.toast(`Transfer ${t.id}: ${step} sent (${done.state})`);
+    await again();
+  };
+  return h("div", { class: "ds-steps" }, transferSteps(t).map((step) =>
+    stepButton(ctx, words[step], `${words[step]} transfer ${t.id}`, () => send(step), again,
+      step === "terminate" ? TERMINATE_WORDS.transfer : null)));
 }
 
 const STEP_WORDS = { agree: "Agree", counter: "Counter-offer", finalize: "Finalize", accept: "Accept",
@@ -314,17 +336,12 @@ function stepButtons(ctx, n, again) {
     ctx.toast(`Negotiation ${n.id}: ${step === "offer" || step === "request" ? "counter-offer sent" : `${step} sent`} (${done.state})`);
     await again();
   };
-  box.append(...negotiationSteps(n).map((step) => h("button", {
-    type: "button", class: step === "terminate" ? "danger small" : "small", "aria-label": `${STEP_WORDS[step]} on negotiation ${n.id}`,
-    on: { click: async (event) => {
-      if (step === "counter") {
-        replace(box, counterForm(ctx, n, take, again));
-        return;
-      }
-      const button = event.currentTarget;  // null once the handler awaits
-      button.disabled = true;
-      try { await take(step); } catch (error) { ctx.toast(error.message); button.disabled = false; }
-    } } }, STEP_WORDS[step])));
+  const label = (step) => `${STEP_WORDS[step]} on negotiation ${n.id}`;
+  box.append(...negotiationSteps(n).map((step) => (step === "counter"
+    ? h("button", { type: "button", class: "small", "aria-label": label(step),
+      on: { click: () => replace(box, counterForm(ctx, n, take, again)) } }, STEP_WORDS[step])
+    : stepButton(ctx, STEP_WORDS[step], label(step), () => take(step), again,
+      step === "terminate" ? TERMINATE_WORDS.negotiation : null))));
   return box;
 }
 
@@ -424,7 +441,8 @@ function followProposal(box, started, state, refresh) {
 function proposeForm(ctx, state, refreshTables) {
   const choice = h("select", { dataset: { loc: "offer_id" } });
   const url = h("input", { type: "url", list: "ds-peers", autocomplete: "url", dataset: { loc: "url" } });
-  const participant = h("input", { type: "text", autocomplete: "off", spellcheck: "false", dataset: { loc: "participant" } });
+  const participant = h("input", { type: "text", list: "ds-propose-participants", autocomplete: "off", spellcheck: "false", dataset: { loc: "participant" } });
+  const suggested = h("datalist", { id: "ds-propose-participants" });
   const addressee = h("input", { type: "text", autocomplete: "off", spellcheck: "false", dataset: { loc: "addressee" } });
   const purpose = h("input", { type: "text", autocomplete: "off", dataset: { loc: "purpose" } });
   const progress = h("div", { role: "status", "aria-live": "polite", class: "ds-status" });
@@ -434,12 +452,13 @@ function proposeForm(ctx, state, refreshTables) {
     h("div", { class: "row" },
       field("ds-propose-offer", "Offer", choice, "one of yours"),
       field("ds-propose-url", "Participant's engine (URL)", url, "its address, e.g. https://twins.hydro.example"),
-      field("ds-propose-participant", "Participant id", participant, "did:web:…, checked against that engine; alone, it names the participant")),
+      field("ds-propose-participant", "Participant id", participant, "did:web:…, checked against that engine; alone, it names the participant; "
+        + `suggested: those you dealt with${mayManageParticipants(ctx.user) ? " and the register's" : ""}`)),
     h("div", { class: "row" },
       field("ds-propose-addressee", "For", addressee, "a user or group:NAME on their engine; empty: its admins"),
       field("ds-propose-purpose", "Purpose", purpose, "optional, judged by the offer's terms"),
       h("button", { type: "submit" }, "Propose")),
-    progress);
+    suggested, progress);
   const box = section("Propose to a participant", form);
   box.hidden = true;
   form.addEventListener("submit", async (event) => {
@@ -469,6 +488,14 @@ function proposeForm(ctx, state, refreshTables) {
     const kept = choice.value;
     choice.replaceChildren(...offers.map((o) => h("option", { value: o.id, selected: o.id === kept }, o.title)));
     box.hidden = offers.length === 0;
+  };
+  /** The participant ids suggested: those one dealt with and the register's, each option labelled which. */
+  box.participants = (dealt, registered) => {
+    const said = new Map([...dealt].filter(Boolean).map((did) => [did, ["dealt with"]]));
+    for (const p of registered) {
+      said.set(p.did, [...(said.get(p.did) || []), p.title ? `in the register: ${p.title}` : "in the register"]);
+    }
+    suggested.replaceChildren(...[...said].map(([did, words]) => h("option", { value: did, label: words.join("; ") })));
   };
   return box;
 }
