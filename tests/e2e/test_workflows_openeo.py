@@ -58,6 +58,17 @@ def test_official_client_sync_and_batch(live: LiveEngine, connection: openeo.Con
     assert [f.name for f in data] == ["result.nc"]
     np.testing.assert_allclose(xr.open_dataset(data[0], engine="h5netcdf")["rain"].values, want.values, rtol=1e-6)
     assert any("result.nc" in log["message"] for log in job.logs())  # kept, or reused from the cache
+    # the results' item says where they lie: the kept cells' edges (centres half a cell out), as a polygon too
+    item = job.get_results().get_metadata()
+    kept = xr.open_dataset(data[0], engine="h5netcdf")
+    xs, ys = (kept[name].values for name in (("x", "y") if "x" in kept.coords else ("lon", "lat")))
+    half_x, half_y = abs(xs[1] - xs[0]) / 2, abs(ys[1] - ys[0]) / 2
+    west, south, east, north = xs.min() - half_x, ys.min() - half_y, xs.max() + half_x, ys.max() + half_y
+    np.testing.assert_allclose(item["bbox"], [west, south, east, north], atol=1e-9)
+    assert item["geometry"]["type"] == "Polygon"
+    np.testing.assert_allclose(item["geometry"]["coordinates"][0],
+                               [[west, south], [east, south], [east, north], [west, north], [west, south]], atol=1e-9)
+    assert "start_datetime" not in item["properties"]  # reduced over time: no time left to say
     assert job.job_id in [j["id"] for j in connection.list_jobs()]
 
 

@@ -5,6 +5,7 @@ Each is registered with an openEO-style spec; they find their run through ``cont
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import re
@@ -16,6 +17,7 @@ import numpy as np
 from twinengine.errors import ProcessParameterInvalid
 from twinengine.workflows import formats
 from twinengine.workflows.context import current
+from twinengine.workflows.extents import cube_extent
 from twinengine.workflows.registry import ProcessEntry, ProcessRegistry, standard_processes
 from twinengine.workflows.udf import run_udf_process
 
@@ -172,6 +174,9 @@ def save_result(data: Any, format: str, options: dict[str, Any] | None = None) -
     path = formats.write(data, fmt, folder, stem, limit=ctx.result_room(), budget=ctx.max_result_bytes)
     asset = ctx.results.keep(ctx.run_id, path, name=ctx.asset_name(fmt.extension), media_type=fmt.media_type,
                              fmt=fmt.name)
+    extent = cube_extent(data)
+    if extent:
+        asset = dataclasses.replace(asset, extent=extent)
     ctx.assets.append(asset)
     ctx.log("info", f"save_result: kept {asset.name} ({asset.size} bytes, sha256 {asset.sha256[:12]}…)")
     return {"saved": True, "run": ctx.run_id, "assets": [asset.to_dict()]}

@@ -28,16 +28,20 @@ class Asset:
     format: str
     roles: tuple[str, ...] = ("data",)
     did: str | None = None  # the lake file (scope:name) holding it, when results are kept in the lake
+    # where and when its data lie, when they are a located cube: ``bbox`` (west, south, east, north in
+    # EPSG:4326) and ``start_datetime``/``end_datetime`` (ISO 8601), for the results' STAC item
+    extent: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {"name": self.name, "type": self.media_type, "size": self.size, "sha256": self.sha256,
                 "format": self.format, "roles": list(self.roles)}
-        return data | ({"did": self.did} if self.did else {})
+        return data | ({"did": self.did} if self.did else {}) | ({"extent": self.extent} if self.extent else {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Asset:
         return cls(name=data["name"], media_type=data["type"], size=int(data["size"]), sha256=data["sha256"],
-                   format=data.get("format", ""), roles=tuple(data.get("roles", ("data",))), did=data.get("did"))
+                   format=data.get("format", ""), roles=tuple(data.get("roles", ("data",))), did=data.get("did"),
+                   extent=data.get("extent"))
 
 
 class ResultStore:

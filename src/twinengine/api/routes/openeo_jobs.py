@@ -13,6 +13,7 @@ from twinengine.api.routing import Router
 from twinengine.errors import ProcessGraphNotFound, RunNotFinished
 from twinengine.store.base import lock_for_delete
 from twinengine.workflows import service, udp
+from twinengine.workflows.extents import union_extent
 from twinengine.workflows.graph import parse_process
 from twinengine.workflows.models import UserProcess, WorkflowRun
 from twinengine.workflows.openeo.errors import OpenEORoute
@@ -125,8 +126,16 @@ def job_results(job_id: JobId, request: Request, session: SessionDep, principal:
     assets = {a["name"]: {"href": f"{root}/assets/{a['name']}", "type": a["type"], "roles": a.get("roles", ["data"]),
                           "file:size": a["size"], "file:checksum": "1220" + a["sha256"], "title": a["name"]}
               for a in run.assets}
-    return {"type": "Feature", "stac_version": "1.0.0", "id": run.id, "geometry": None,
-            "properties": {"datetime": _iso(run.finished_at), "created": _iso(run.created_at)},
+    # where and when the results lie, from what save_result kept (a result without x and y is unlocated)
+    extent = union_extent([a["extent"] for a in run.assets if a.get("extent")])
+    located: dict[str, Any] = {"geometry": None}
+    if "bbox" in extent:
+        west, south, east, north = extent["bbox"]
+        located = {"bbox": extent["bbox"], "geometry": {"type": "Polygon", "coordinates": [[
+            [west, south], [east, south], [east, north], [west, north], [west, south]]]}}
+    times = {k: extent[k] for k in ("start_datetime", "end_datetime") if k in extent}
+    return {"type": "Feature", "stac_version": "1.0.0", "id": run.id, **located,
+            "properties": {"datetime": _iso(run.finished_at), **times, "created": _iso(run.created_at)},
             "assets": assets, "stac_extensions": ["https://stac-extensions.github.io/file/v2.1.0/schema.json"],
             "links": [{"rel": "self", "href": root, "type": "application/json"},
                       {"rel": "provenance", "href": f"{str(request.base_url).rstrip('/')}/api/v1/runs/{run.id}/"
