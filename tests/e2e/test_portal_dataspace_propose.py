@@ -196,6 +196,15 @@ def test_an_admin_is_suggested_the_register_and_proposes_to_it(chromium_browser:
             assert "and the register's" in tab.text("#ds-propose-participant-hint")
             tab.check("dataspace-propose-register")
 
+            # one recorded further down the page is suggested at once, and one forgotten no longer is
+            page.fill("#ds-participant-did", "did:web:dam.operator.example")
+            page.fill("#ds-participant-title", "Dam operator")
+            page.click("form[aria-label='Record a participant'] button[type=submit]")
+            eventually(lambda: ["did:web:dam.operator.example", "in the register: Dam operator"] in _suggested(tab))
+            page.click("button[aria-label='Forget did:web:dam.operator.example']")
+            page.click("button[aria-label='Yes: Forget did:web:dam.operator.example']")
+            eventually(lambda: "did:web:dam.operator.example" not in {did for did, _ in _suggested(tab)})
+
             # choosing the one nobody here dealt with: the proposal goes to the callback address recorded
             page.select_option("#ds-propose-offer", offer["id"])
             page.fill("#ds-propose-participant", stranger.did)

@@ -645,7 +645,8 @@ export async function render(root, ctx) {
   const me = await maybe(`${P}/identity`);
   await tables(ctx, slots, state);
   const look = catalogForm(ctx, state, slots, refresh);
-  const register = await participantsSection(ctx);
+  // one recorded or forgotten below is suggested (or no longer) in the propose form at once
+  const register = await participantsSection(ctx, (rows) => slots.propose.participants(state.peers, rows.filter((p) => p.registered)));
   root.append(h("h1", {}, "Data space"),
     h("p", { class: "muted" }, "Data you offer to other organisations' engines and data you receive from theirs, under terms each engine enforces (docs/dataspaces.md).",
       me ? [" This engine is ", h("code", {}, me.did), "."] : null),

@@ -59,8 +59,9 @@ function forgetButtons(ctx, p, refresh, onEdit) {
       }));
 }
 
-/** The section "Participants this engine knows" (null for someone who may not manage them). */
-export async function participantsSection(ctx) {
+/** The section "Participants this engine knows" (null for someone who may not manage them); ``changed`` is
+ * told the rows each time they are read again (what records or forgets one shows elsewhere on the page at once). */
+export async function participantsSection(ctx, changed = null) {
   if (!mayManageParticipants(ctx.user)) return null;
   const list = h("div");
   const known = new Map();
@@ -92,6 +93,7 @@ export async function participantsSection(ctx) {
     }
     known.clear();
     for (const p of rows) known.set(p.did, p);
+    if (changed) changed(rows);
     replace(list, table(null, ["participant", "organisation", "groups", "regions", "callback", "vouched for", "recorded", ""],
       rows.map((p) => [participantCell(p), p.organisation || "–", (p.groups || []).join(", ") || "–",
         (p.spatial || []).join(", ") || "–", callbackCell(p), vouchedWords(p.vouched),
