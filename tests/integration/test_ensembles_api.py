@@ -109,6 +109,31 @@ def test_the_shared_part_has_a_usage_record_of_its_own(engine: Engine, reach: tu
     assert own.finished_at <= min(r.started_at for r in members)
 
 
+def test_a_synchronous_ensemble_is_never_taken_by_a_background_worker_too(
+        engine: Engine, reach: tuple[Client, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A synchronous ensemble is stored as its request's (``sync.hold``): the engine's own background worker,
+    looking for queued runs between the store and the request's claim, finds nothing to take. Stored as queued,
+    the worker could take it first and the request's claim (its worker id is the engine's too) take it again:
+    the ensemble ran twice at once, and its members' results collided in their scratch files."""
+    from twinengine.api.routes import ensembles as route
+    from twinengine.workflows.runner import claim
+
+    taken: list[bool] = []
+
+    def worker_first(workflows: Any, session: Any, run_id: str, **kwargs: Any) -> Any:
+        taken.append(claim(workflows, run_id))  # what the background worker's loop does with a queued run
+        return run_now(workflows, session, run_id, **kwargs)
+
+    run_now = route.run_now
+    monkeypatch.setattr(route, "run_now", worker_first)
+    uma, name = reach
+    got = uma.ensembles.run(name, "forecast", members=2, seed=3, parameters={"alert_level": 1.0}, sync=True)
+    assert got.status == "finished", got.error
+    assert taken == [False]
+    logs = uma.workflows.logs(got.id)
+    assert sum("ensemble of 2 members" in entry.message for entry in logs) == 1
+
+
 def test_members_from_parameter_sets_and_forks(engine: Engine, reach: tuple[Client, str]) -> None:
     uma, name = reach
     sets = uma.ensembles.run(name, "forecast", parameter_sets=[{"storage_mm": 0.0}, {"storage_mm": 40.0}],

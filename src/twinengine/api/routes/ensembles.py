@@ -14,7 +14,7 @@ from twinengine.ensembles import compare as comparing
 from twinengine.ensembles import scenarios
 from twinengine.ensembles import service as ensembles
 from twinengine.ensembles.schemas import EnsembleCreate, EnsembleRead
-from twinengine.workflows.sync import run_now
+from twinengine.workflows.sync import hold, run_now
 
 __all__ = ["router"]
 
@@ -34,6 +34,7 @@ def create_ensemble(twin: TwinRef, body: EnsembleCreate, session: SessionDep, ru
     run = ensembles.submit_ensemble(session, engine, principal=principal, twin_ref=twin, body=body,
                                     max_members=settings.ensemble_max_members, parallel=settings.ensemble_parallel)
     if body.mode == "sync":
+        hold(engine, run)  # stored as this request's: the engine's own background worker cannot take it too
         session.commit()
         run = run_now(engine, session, run.id)
     else:
