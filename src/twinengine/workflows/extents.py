@@ -57,7 +57,7 @@ def _edges(values: np.ndarray) -> tuple[float, float] | None:
         return None
     low, high = float(values.min()), float(values.max())
     if values.size > 1:  # centres of a regular grid: half a cell out on each side
-        half = abs(float(values[1] - values[0])) / 2 if values.ndim == 1 else 0.0
+        half = abs(float(values[1] - values[0])) / 2
         low, high = low - half, high + half
     return low, high
 
